@@ -1,0 +1,37 @@
+# The two set-up commands on a fresh machine:  make demo   and   make test
+# Both create .venv on first use; `make test` also installs the servers the tests run
+# (mosquitto and systemd from Debian's packages; OctoPrint and Moonraker go into their own
+# virtualenvs under .cache/ on first use by the tests).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench default-model clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.stamp-pi: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[pi]"
+	touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[pi,train,test]"
+	touch $@ $(VENV)/.stamp-pi
+
+demo: $(VENV)/.stamp-pi
+	$(BIN)/python -m watchdog demo
+
+test: $(VENV)/.stamp-dev
+	bash tests/install-servers.sh
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(VENV)/.stamp-dev
+	$(BIN)/ruff check watchdog trainer tests benchmarks
+
+bench: $(VENV)/.stamp-dev
+	$(BIN)/python -m pytest -q -m slow benchmarks
+
+clean:
+	rm -rf $(VENV) .cache

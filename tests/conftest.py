@@ -1,0 +1,8 @@
+"""Shared fixtures. Real servers live in tests/plugins/ (one plugin per kind of server)."""
+
+pytest_plugins = [
+    "tests.plugins.mosquitto",
+    "tests.plugins.printers",
+    "tests.plugins.camera",
+    "tests.plugins.models",
+]

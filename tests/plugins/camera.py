@@ -1,0 +1,1 @@
+"""pytest plugin: camera (filled in by its owner)."""

@@ -1,0 +1,1 @@
+"""pytest plugin: models (filled in by its owner)."""

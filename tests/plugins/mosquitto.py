@@ -1,0 +1,1 @@
+"""pytest plugin: mosquitto (filled in by its owner)."""

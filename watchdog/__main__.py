@@ -1,0 +1,56 @@
+"""`python -m watchdog`: run | check-config | score | replay | collect | demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from watchdog import __version__
+from watchdog.bundle import BundleError
+from watchdog.commands import check_config, collect, demo, feedback, replay, run, score
+from watchdog.config import ConfigError
+from watchdog.errors import UsageError
+
+logger = logging.getLogger("watchdog")
+
+COMMANDS = (run, check_config, score, replay, collect, demo, feedback)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m watchdog", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"printer-watchdog {__version__}")
+    parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def setup_logging(debug: bool) -> None:
+    # stderr, one line per event: journald adds its own timestamps under systemd.
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.debug)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, BundleError, UsageError) as exc:
+        if args.debug:
+            logger.exception("fatal")
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,375 @@
+"""The model bundle: the one contract between the trainer and the daemon.
+
+Everything here is numpy + OpenCV only, so the daemon on a Pi and the trainer on a desktop
+preprocess and score frames through exactly the same code (train/serve skew is a bug).
+
+A bundle is a folder with ``model.tflite`` and ``model.json``; ``model.json`` carries every
+parameter the daemon needs: preprocessing, score function, threshold, normal-score statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+FORMAT = "printer-watchdog-bundle"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.tflite"
+META_FILE = "model.json"
+
+_INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
+
+
+class BundleError(Exception):
+    """A bundle that cannot be used; the message names the file and what is wrong."""
+
+
+def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build a dataclass from a dict, refusing unknown keys so a newer bundle fails loudly."""
+    if not isinstance(data, dict):
+        raise BundleError(f"{where}: expected an object, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise BundleError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    kwargs = {}
+    for f in fields(cls):
+        if f.name in data:
+            value = data[f.name]
+            kwargs[f.name] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"{where}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- preprocessing
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a camera frame becomes a model input.
+
+    Frames arrive as OpenCV gives them (BGR, grey or BGRA uint8, any size). The region of
+    interest is cropped first, in 0..1 coordinates of the full frame, so that the bundle
+    stays valid when the camera resolution changes.
+    """
+
+    width: int = 128
+    height: int = 96
+    channels: int = 3  # 3: RGB, 1: grey
+    roi: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)  # x0, y0, x1, y1
+    interpolation: str = "area"
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        if self.width < 8 or self.height < 8:
+            raise ValueError(f"input size {self.width}x{self.height} is too small")
+        x0, y0, x1, y1 = self.roi
+        if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
+            raise ValueError(f"roi {self.roi} must satisfy 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1")
+        if self.interpolation not in _INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATIONS)}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, self.channels)
+
+    def roi_pixels(self, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+        """The ROI as pixel bounds (x0, y0, x1, y1) of a frame of this shape."""
+        h, w = frame_shape[:2]
+        x0, y0, x1, y1 = self.roi
+        px0, py0 = int(round(x0 * w)), int(round(y0 * h))
+        px1, py1 = max(px0 + 1, int(round(x1 * w))), max(py0 + 1, int(round(y1 * h)))
+        return px0, py0, px1, py1
+
+    def apply(self, frame: np.ndarray) -> np.ndarray:
+        """Frame (uint8, HxW, HxWx1, HxWx3 BGR or HxWx4 BGRA) → float32 (H, W, C) in [0, 1]."""
+        img = to_bgr(frame)
+        x0, y0, x1, y1 = self.roi_pixels(img.shape)
+        img = img[y0:y1, x0:x1]
+        img = cv2.resize(img, (self.width, self.height), interpolation=_INTERPOLATIONS[self.interpolation])
+        if self.channels == 1:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[..., None]
+        else:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return img.astype(np.float32) / 255.0
+
+
+def to_bgr(frame: np.ndarray) -> np.ndarray:
+    """Normalise grey, single-channel and BGRA frames to 3-channel BGR uint8."""
+    if frame is None or not isinstance(frame, np.ndarray) or frame.size == 0:
+        raise ValueError("empty frame")
+    if frame.dtype != np.uint8:
+        if np.issubdtype(frame.dtype, np.integer) and frame.dtype.itemsize == 2:
+            frame = (frame // 257).astype(np.uint8)  # 16-bit PNG
+        else:
+            raise ValueError(f"unsupported frame dtype {frame.dtype}")
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.ndim != 3:
+        raise ValueError(f"unsupported frame shape {frame.shape}")
+    channels = frame.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if channels == 3:
+        return frame
+    if channels == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    raise ValueError(f"unsupported channel count {channels}")
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a frame and its reconstruction become one anomaly score.
+
+    ``error`` is the per-pixel error (the heatmap): ``l2`` squared difference, ``l1``
+    absolute difference, ``ssim`` (1 - local SSIM) / 2; averaged over channels. The map is
+    optionally smoothed (``blur_sigma`` in input pixels) and reduced to one number by
+    ``mean`` (the seed's rule) or ``topk`` (mean of the ``topk`` fraction of highest
+    pixels: a small local failure is not diluted by a large normal image).
+    """
+
+    error: str = "l2"
+    reduce: str = "mean"
+    blur_sigma: float = 0.0
+    topk: float = 0.01
+    ssim_sigma: float = 1.5
+
+    def __post_init__(self) -> None:
+        if self.error not in ("l2", "l1", "ssim"):
+            raise ValueError(f"error must be l2, l1 or ssim, got {self.error!r}")
+        if self.reduce not in ("mean", "topk"):
+            raise ValueError(f"reduce must be mean or topk, got {self.reduce!r}")
+        if not 0.0 < self.topk <= 1.0:
+            raise ValueError(f"topk must be in (0, 1], got {self.topk}")
+        if self.blur_sigma < 0:
+            raise ValueError("blur_sigma must be >= 0")
+
+    def error_map(self, x: np.ndarray, recon: np.ndarray) -> np.ndarray:
+        """Per-pixel error of one frame (H, W, C) or a batch (N, H, W, C) → (H, W) or (N, H, W)."""
+        x = np.asarray(x, dtype=np.float32)
+        recon = np.asarray(recon, dtype=np.float32).reshape(x.shape)
+        if x.ndim == 4:
+            return np.stack([self.error_map(a, b) for a, b in zip(x, recon, strict=True)])
+        if self.error == "l2":
+            emap = np.mean((x - recon) ** 2, axis=-1)
+        elif self.error == "l1":
+            emap = np.mean(np.abs(x - recon), axis=-1)
+        else:
+            emap = (1.0 - _ssim_map(x, recon, self.ssim_sigma)) / 2.0
+        if self.blur_sigma > 0:
+            emap = cv2.GaussianBlur(emap, (0, 0), self.blur_sigma)
+        return emap.astype(np.float32)
+
+    def score(self, emap: np.ndarray, mask: np.ndarray | None = None) -> float:
+        """One number per frame; ``mask`` (1 watched, 0 ignored) zeroes ignored pixels first."""
+        values = emap if mask is None else emap[mask > 0]
+        if values.size == 0:
+            return 0.0
+        values = values.ravel()
+        if self.reduce == "mean":
+            return float(values.mean())
+        k = max(1, int(math.ceil(self.topk * values.size)))
+        return float(np.partition(values, values.size - k)[-k:].mean())
+
+    def scores(self, emaps: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Scores of a batch of error maps (N, H, W)."""
+        return np.array([self.score(e, mask) for e in emaps], dtype=np.float64)
+
+
+def _ssim_map(x: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
+    """Local SSIM (Wang et al. 2004, Gaussian window), averaged over channels; inputs in [0, 1]."""
+    c1, c2 = 0.01**2, 0.03**2
+
+    def blur(a: np.ndarray) -> np.ndarray:
+        out = cv2.GaussianBlur(a, (0, 0), sigma)
+        return out if out.ndim == a.ndim else out[..., None]
+
+    mu_x, mu_y = blur(x), blur(y)
+    sxx = blur(x * x) - mu_x**2
+    syy = blur(y * y) - mu_y**2
+    sxy = blur(x * y) - mu_x * mu_y
+    ssim = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+    return np.clip(ssim.mean(axis=-1), -1.0, 1.0)
+
+
+# --------------------------------------------------------------------------- masks and heatmaps
+
+
+Polygon = list[tuple[float, float]]
+
+
+def polygon_mask(polygons: list[Polygon], pre: Preprocess) -> np.ndarray | None:
+    """Rasterise ignore-polygons (0..1 coordinates of the full frame) at model-input size.
+
+    Returns a float32 (H, W) mask with 1 where the score looks and 0 where it ignores, or
+    None when there is nothing to ignore.
+    """
+    if not polygons:
+        return None
+    x0, y0, x1, y1 = pre.roi
+    mask = np.ones((pre.height, pre.width), dtype=np.uint8)
+    for poly in polygons:
+        pts = np.array(
+            [
+                [(px - x0) / (x1 - x0) * pre.width, (py - y0) / (y1 - y0) * pre.height]
+                for px, py in poly
+            ],
+            dtype=np.float64,
+        )
+        cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 0)
+    return mask.astype(np.float32)
+
+
+def heatmap_overlay(
+    frame: np.ndarray,
+    emap: np.ndarray,
+    pre: Preprocess,
+    scale: float,
+    mask: np.ndarray | None = None,
+    alpha: float = 0.5,
+) -> np.ndarray:
+    """The frame (BGR, full size) with the error map blended over the ROI.
+
+    The colour scale is fixed by the bundle (``scale``: an error that maps to full red), not
+    by the frame's own maximum, so a calm frame looks calm and frames compare at a glance.
+    """
+    img = to_bgr(frame).copy()
+    x0, y0, x1, y1 = pre.roi_pixels(img.shape)
+    e = emap if mask is None else emap * mask
+    norm = np.clip(e / max(scale, 1e-12), 0.0, 1.0)
+    heat = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    heat = cv2.resize(heat, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    region = img[y0:y1, x0:x1]
+    img[y0:y1, x0:x1] = cv2.addWeighted(region, 1.0 - alpha, heat, alpha, 0)
+    if (x0, y0, x1, y1) != (0, 0, img.shape[1], img.shape[0]):
+        cv2.rectangle(img, (x0, y0), (x1 - 1, y1 - 1), (255, 255, 255), 1)
+    return img
+
+
+def encode_jpeg(img: np.ndarray, quality: int = 85) -> bytes:
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+# --------------------------------------------------------------------------- the bundle
+
+
+@dataclass
+class NormalStats:
+    """Score statistics of held-out normal frames, kept for normalising and for the UI."""
+
+    n: int = 0
+    mean: float = 0.0
+    std: float = 0.0
+    quantiles: dict[str, float] = field(default_factory=dict)  # "0.5", "0.99", ...
+    heatmap_scale: float = 0.0  # a high quantile of normal per-pixel errors: full red above
+
+
+@dataclass
+class BundleMeta:
+    """Everything in model.json."""
+
+    preprocess: Preprocess
+    scoring: Scoring
+    threshold: float
+    normal_stats: NormalStats
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    trainer_version: str = ""
+    created: str = ""
+    quantization: str = "float32"
+    data: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form, ignored by the daemon
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["preprocess"]["roi"] = list(self.preprocess.roi)
+        d["input_shape"] = list(self.input_shape)
+        d["output_shape"] = list(self.output_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = META_FILE) -> BundleMeta:
+        if not isinstance(d, dict):
+            raise BundleError(f"{where}: expected a JSON object")
+        if d.get("format") != FORMAT:
+            raise BundleError(f"{where}: not a printer-watchdog bundle (format={d.get('format')!r})")
+        version = d.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BundleError(
+                f"{where}: bundle format_version {version!r} is not supported by this daemon "
+                f"(expects {FORMAT_VERSION}); retrain or upgrade"
+            )
+        d = dict(d)
+        try:
+            d["preprocess"] = _from_dict(Preprocess, d["preprocess"], f"{where}: preprocess")
+            d["scoring"] = _from_dict(Scoring, d["scoring"], f"{where}: scoring")
+            d["normal_stats"] = _from_dict(NormalStats, d.get("normal_stats", {}), f"{where}: normal_stats")
+            d["threshold"] = float(d["threshold"])
+            d["input_shape"] = tuple(int(v) for v in d["input_shape"])
+            d["output_shape"] = tuple(int(v) for v in d["output_shape"])
+        except KeyError as exc:
+            raise BundleError(f"{where}: missing key {exc.args[0]!r}") from exc
+        except (TypeError, ValueError) as exc:
+            raise BundleError(f"{where}: {exc}") from exc
+        meta = _from_dict(cls, d, where)
+        if not math.isfinite(meta.threshold) or meta.threshold <= 0:
+            raise BundleError(f"{where}: threshold must be a positive number, got {meta.threshold}")
+        if tuple(meta.input_shape[-3:]) != meta.preprocess.shape:
+            raise BundleError(
+                f"{where}: input_shape {list(meta.input_shape)} does not match preprocess "
+                f"{meta.preprocess.height}x{meta.preprocess.width}x{meta.preprocess.channels}"
+            )
+        return meta
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: its folder and its metadata (the model itself is loaded by the runtime)."""
+
+    path: Path
+    meta: BundleMeta
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @classmethod
+    def load(cls, path: str | Path) -> Bundle:
+        path = Path(path)
+        meta_path = path / META_FILE
+        if not path.is_dir():
+            raise BundleError(f"{path}: model bundle folder not found")
+        if not (path / MODEL_FILE).is_file():
+            raise BundleError(f"{path / MODEL_FILE}: model file missing")
+        try:
+            raw = json.loads(meta_path.read_text())
+        except FileNotFoundError as exc:
+            raise BundleError(f"{meta_path}: metadata file missing") from exc
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"{meta_path}: unreadable ({exc})") from exc
+        return cls(path=path, meta=BundleMeta.from_dict(raw, str(meta_path)))
+
+    def save_meta(self) -> None:
+        (self.path / META_FILE).write_text(json.dumps(self.meta.to_dict(), indent=2) + "\n")
+
+
+def default_bundle_path() -> Path:
+    """The bundle shipped inside the package, so the daemon works before any training."""
+    return Path(__file__).parent / "models" / "default"

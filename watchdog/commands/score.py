@@ -1,0 +1,14 @@
+"""`python -m watchdog score`: not implemented yet."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="(not implemented yet)")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    raise NotImplementedError("score")

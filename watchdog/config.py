@@ -1,0 +1,317 @@
+"""The one validated configuration schema.
+
+YAML in, a frozen tree of pydantic models out. Unknown keys are rejected with their path,
+``${ENV}`` references and ``*_file`` secrets are resolved here, and secrets stay
+``SecretStr`` so that they print as ``**********`` everywhere (logs, check-config, status).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+logger = logging.getLogger(__name__)
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message is one line naming the key path."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _default_state_dir() -> Path:
+    # systemd's StateDirectory= sets $STATE_DIRECTORY; elsewhere follow the XDG convention.
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "printer-watchdog"
+
+
+class TlsConfig(_Model):
+    """TLS towards the MQTT broker; the certificate is verified unless ``insecure``."""
+
+    ca_file: Path | None = Field(None, description="CA certificate (PEM) that signed the broker's certificate")
+    cert_file: Path | None = Field(None, description="client certificate (PEM), for brokers that require one")
+    key_file: Path | None = Field(None, description="client private key (PEM)")
+    insecure: bool = Field(False, description="skip certificate verification (self-signed test setups only)")
+
+
+class HomeAssistantConfig(_Model):
+    """Home Assistant MQTT discovery."""
+
+    enabled: bool = Field(True, description="publish discovery configs so entities appear by themselves")
+    discovery_prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix")
+
+
+class MqttConfig(_Model):
+    """MQTT broker for alerts, state, scores and heatmaps. An empty host disables MQTT."""
+
+    host: str = Field("", description="broker host name or address; empty disables MQTT")
+    port: int = Field(1883, ge=1, le=65535, description="broker port (8883 is usual with TLS)")
+    username: str | None = Field(None, description="user name, if the broker needs one")
+    password: SecretStr | None = Field(None, description="password (prefer password_file or ${ENV})")
+    password_file: Path | None = Field(None, description="file holding the password (mode 0600)")
+    tls: TlsConfig | None = Field(None, description="enable TLS (an empty mapping uses the system CAs)")
+    topic_prefix: str = Field("printer_watchdog", description="first level of every topic")
+    client_id: str | None = Field(None, description="MQTT client id; default printer-watchdog-<hostname>")
+    keepalive_s: int = Field(60, ge=5, le=3600, description="MQTT keepalive")
+    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        if not v or any(c in v for c in "#+") or v.startswith("/") or v.endswith("/"):
+            raise ValueError("must be a plain topic level path without wildcards or leading/trailing '/'")
+        return v
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host)
+
+
+class HttpConfig(_Model):
+    """Health, status, metrics and the latest heatmap over HTTP."""
+
+    listen: str = Field("127.0.0.1:8787", description='"host:port" to listen on; "" disables the server')
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        if v == "":
+            return v
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError('must be "host:port", e.g. "127.0.0.1:8787", or "" to disable')
+        return v
+
+
+class StorageConfig(_Model):
+    """Where incidents (frame, heatmap, alert JSON) and collected frames are kept."""
+
+    dir: Path = Field(default_factory=_default_state_dir, description="state folder ($STATE_DIRECTORY under systemd)")
+    keep_incidents: int = Field(100, ge=1, description="newest incidents kept; older ones are deleted")
+
+
+class CameraConfig(_Model):
+    """Where frames come from."""
+
+    source: int | str = Field(
+        0,
+        description="V4L2 index or /dev/videoN, http(s) snapshot URL, MJPEG/RTSP stream URL, video file or folder of frames",
+    )
+    interval_s: float = Field(10.0, ge=0.0, description="seconds between scored frames")
+    timeout_s: float = Field(10.0, gt=0, description="network timeout for one frame")
+    max_bytes: int = Field(10_000_000, ge=10_000, description="largest snapshot accepted before decoding")
+    max_pixels: int = Field(16_000_000, ge=10_000, description="largest frame (width x height) accepted")
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: int | str) -> int | str:
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("must not be empty")
+        if isinstance(v, int) and v < 0:
+            raise ValueError("a device index must be >= 0")
+        return v
+
+
+class ApiConfig(_Model):
+    """The printer's API, used to know when it prints and to pause it."""
+
+    kind: Literal["octoprint", "moonraker", "none"] = Field("none", description="printer API; none: watch all the time, notify only")
+    url: str = Field("", description="base URL, e.g. http://octopi.local or http://127.0.0.1:7125")
+    api_key: SecretStr | None = Field(None, description="API key (prefer api_key_file or ${ENV})")
+    api_key_file: Path | None = Field(None, description="file holding the API key (mode 0600)")
+    timeout_s: float = Field(10.0, gt=0, description="timeout of one API request")
+    retries: int = Field(3, ge=0, le=10, description="retries of a failed pause/cancel, with backoff")
+    ca_file: Path | None = Field(None, description="CA certificate for a self-signed https URL")
+    insecure: bool = Field(False, description="skip TLS verification of the API (not recommended)")
+
+    @model_validator(mode="after")
+    def _url_needed(self) -> ApiConfig:
+        if self.kind != "none":
+            if not self.url:
+                raise ValueError(f"url is required when kind is {self.kind}")
+            if not re.match(r"^https?://[^/\s]+", self.url):
+                raise ValueError(f"url {self.url!r} must start with http:// or https://")
+        return self
+
+
+Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
+
+
+class DetectionConfig(_Model):
+    """When a run of anomalous frames becomes an action."""
+
+    consecutive: int = Field(3, ge=1, le=100, description="anomalous frames in a row that trigger the action")
+    warmup_frames: int = Field(0, ge=0, description="frames at the start of a print that never trigger")
+    cooldown_s: float = Field(90.0, ge=0.0, description="after a resume, seconds before the watchdog re-arms")
+    sensitivity: float = Field(1.0, gt=0.0, le=10.0, description="threshold divisor: 1.2 is more sensitive, 0.8 less")
+    mask: list[Annotated[list[Point], Field(min_length=3)]] = Field(
+        default_factory=list, description="polygons to ignore, in 0..1 image coordinates [[x, y], ...]"
+    )
+
+
+class PrinterConfig(_Model):
+    """One printer: its camera, its API and how to act."""
+
+    name: str = Field(..., description="short name used in topics and URLs ([A-Za-z0-9_-])")
+    camera: CameraConfig = Field(default_factory=CameraConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    action: Literal["pause", "cancel", "notify"] = Field("pause", description="what to do on a failure")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", v):
+            raise ValueError("must be 1-64 characters of letters, digits, '_' or '-'")
+        return v
+
+
+class Config(_Model):
+    """The whole configuration file."""
+
+    model: Path | None = Field(None, description="model bundle folder; default: the bundled default model")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="logging level")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    printers: list[PrinterConfig] = Field(..., min_length=1, description="the printers to watch")
+
+    @field_validator("printers")
+    @classmethod
+    def _unique(cls, v: list[PrinterConfig]) -> list[PrinterConfig]:
+        names = [p.name for p in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"printer names must be unique, repeated: {', '.join(dupes)}")
+        return v
+
+    def secrets(self) -> list[str]:
+        """Every secret value in this config, so tests and log filters can look for them."""
+        out = []
+        if self.mqtt.password:
+            out.append(self.mqtt.password.get_secret_value())
+        out += [p.api.api_key.get_secret_value() for p in self.printers if p.api.api_key]
+        return [s for s in out if s]
+
+    def masked(self) -> dict[str, Any]:
+        """The resolved config as plain data with secrets masked, for check-config and status."""
+        return self.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _expand_env(node: Any, path: str) -> Any:
+    if isinstance(node, dict):
+        return {k: _expand_env(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(v, f"{path}.{i}") for i, v in enumerate(node)]
+    if isinstance(node, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"{path}: environment variable ${{{name}}} is not set")
+            return os.environ[name]
+
+        return _ENV_REF.sub(sub, node)
+    return node
+
+
+def _warn_if_readable(path: Path, what: str) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        logger.warning("%s %s is readable by other users (mode %o); chmod 600 it", what, path, mode & 0o777)
+
+
+def _read_secret(data: dict[str, Any], key: str, file_key: str, path: str, base: Path) -> None:
+    """Move the content of ``file_key`` into ``key`` (both set is an error)."""
+    file_value = data.get(file_key)
+    if file_value is None:
+        return
+    if data.get(key):
+        raise ConfigError(f"{path}.{file_key}: set either {key} or {file_key}, not both")
+    secret_path = Path(str(file_value)).expanduser()
+    if not secret_path.is_absolute():
+        secret_path = base / secret_path
+    try:
+        value = secret_path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{path}.{file_key}: cannot read {secret_path}: {exc.strerror or exc}") from exc
+    if not value:
+        raise ConfigError(f"{path}.{file_key}: {secret_path} is empty")
+    _warn_if_readable(secret_path, "secret file")
+    data[key] = value
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        parts.append(f"{loc}: {msg}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> Config:
+    """Validate already-parsed YAML; secrets files are resolved relative to ``base``."""
+    base = base or Path.cwd()
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    try:
+        data = _expand_env(raw, "")
+        mqtt = data.get("mqtt")
+        if isinstance(mqtt, dict):
+            mqtt = data["mqtt"] = dict(mqtt)
+            _read_secret(mqtt, "password", "password_file", "mqtt", base)
+        for i, printer in enumerate(data.get("printers") or []):
+            if isinstance(printer, dict) and isinstance(printer.get("api"), dict):
+                printer["api"] = dict(printer["api"])
+                _read_secret(printer["api"], "api_key", "api_key_file", f"printers.{i}.api", base)
+        return Config.model_validate(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from exc
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file; raises ConfigError with a one-line message."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from exc
+    config = parse_config(raw, str(path), path.parent)
+    if config.secrets():
+        _warn_if_readable(path, "config file with secrets")
+    return config

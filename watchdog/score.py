@@ -1,0 +1,122 @@
+"""Run a bundle's TFLite model and score frames, without TensorFlow on the Pi.
+
+The interpreter comes from ``ai_edge_litert`` (the maintained LiteRT wheel), else
+``tflite_runtime``, else ``tensorflow.lite`` (a desktop with the ``train`` extra).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from watchdog.bundle import Bundle, BundleError, heatmap_overlay, polygon_mask
+
+logger = logging.getLogger(__name__)
+
+
+def load_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
+    """A ready TFLite interpreter from the first runtime that imports."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+        except ImportError:
+            try:
+                from tensorflow.lite import Interpreter  # type: ignore[no-redef]
+            except ImportError as exc:
+                raise BundleError(
+                    "no TFLite runtime: pip install 'printer-watchdog[pi]' (ai-edge-litert)"
+                ) from exc
+    try:
+        interp = Interpreter(model_path=str(model_path), num_threads=num_threads)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise BundleError(f"{model_path}: not a loadable TFLite model ({exc})") from exc
+    return interp
+
+
+@dataclass
+class FrameResult:
+    """What scoring one frame produced; the error map is at model-input size."""
+
+    score: float
+    threshold: float
+    anomalous: bool
+    error_map: np.ndarray
+    inference_s: float
+
+
+class FrameScorer:
+    """Preprocess → reconstruct → error map → score, the same path the trainer evaluates."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        num_threads: int = 1,
+        mask_polygons: list[list[tuple[float, float]]] | None = None,
+    ) -> None:
+        self.bundle = bundle
+        meta = bundle.meta
+        self.pre = meta.preprocess
+        self.scoring = meta.scoring
+        self.mask = polygon_mask(mask_polygons or [], self.pre)
+        self.interp = load_interpreter(bundle.model_path, num_threads)
+        inp = self.interp.get_input_details()[0]
+        out = self.interp.get_output_details()[0]
+        if tuple(inp["shape"][1:]) != self.pre.shape:
+            raise BundleError(
+                f"{bundle.model_path}: model input {list(inp['shape'])} does not match "
+                f"model.json preprocess {list(self.pre.shape)}"
+            )
+        if tuple(out["shape"][1:]) != self.pre.shape:
+            raise BundleError(
+                f"{bundle.model_path}: model output {list(out['shape'])} is not a reconstruction "
+                f"of the input {list(self.pre.shape)}"
+            )
+        self._in, self._out = inp, out
+
+    @property
+    def threshold(self) -> float:
+        return self.bundle.meta.threshold
+
+    def reconstruct(self, x: np.ndarray) -> np.ndarray:
+        """Model input (H, W, C) float32 in [0, 1] → reconstruction of the same shape."""
+        inp = self._in
+        batch = x[None, ...].astype(np.float32)
+        if inp["dtype"] != np.float32:  # int8 model with quantised I/O
+            scale, zero = inp["quantization"]
+            batch = np.clip(np.round(batch / scale + zero), -128, 127).astype(inp["dtype"])
+        self.interp.set_tensor(inp["index"], batch)
+        self.interp.invoke()
+        out = self.interp.get_tensor(self._out["index"])[0]
+        if self._out["dtype"] != np.float32:
+            scale, zero = self._out["quantization"]
+            out = (out.astype(np.float32) - zero) * scale
+        return out.astype(np.float32)
+
+    def analyze(self, frame: np.ndarray, sensitivity: float = 1.0) -> FrameResult:
+        """Score one camera frame (any size, BGR/grey/BGRA)."""
+        t0 = time.perf_counter()
+        x = self.pre.apply(frame)
+        recon = self.reconstruct(x)
+        emap = self.scoring.error_map(x, recon)
+        score = self.scoring.score(emap, self.mask)
+        threshold = self.threshold / max(sensitivity, 1e-6)
+        return FrameResult(
+            score=score,
+            threshold=threshold,
+            anomalous=score > threshold,
+            error_map=emap,
+            inference_s=time.perf_counter() - t0,
+        )
+
+    def overlay(self, frame: np.ndarray, result: FrameResult) -> np.ndarray:
+        """The frame with this result's heatmap over the region the model watches."""
+        scale = self.bundle.meta.normal_stats.heatmap_scale or float(result.error_map.max() or 1.0)
+        return heatmap_overlay(frame, result.error_map, self.pre, scale, self.mask)
