@@ -1,0 +1,145 @@
+"""The decision state machine: pure, so every rule is checked without any I/O."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from watchdog.decide import Settings, WatchState, on_frame, on_printer
+
+S = Settings(consecutive=3, warmup_frames=0, cooldown_s=90.0)
+
+
+def printing(job: str = "benchy.gcode", now: float = 0.0, s: Settings = S) -> WatchState:
+    return on_printer(WatchState(), "printing", job, now, s)
+
+
+def feed(state: WatchState, pattern: str, t0: float = 0.0, dt: float = 10.0, s: Settings = S):
+    """Feed frames ('x' anomalous, '.' normal); return the state and the frame indexes that fired."""
+    fired = []
+    for i, c in enumerate(pattern):
+        state, act = on_frame(state, c == "x", t0 + i * dt, s)
+        if act:
+            fired.append(i)
+    return state, fired
+
+
+def test_three_in_a_row_triggers_once() -> None:
+    state, fired = feed(printing(), "..xx.xxx")
+    assert fired == [7]
+    assert state.label == "anomaly" and not state.armed
+
+
+def test_broken_runs_never_trigger() -> None:
+    _, fired = feed(printing(), "xx.xx.xx.xx.x.x")
+    assert fired == []
+
+
+def test_idle_printer_scores_nothing_and_never_fires() -> None:
+    state = on_printer(WatchState(), "idle", None, 0, S)
+    assert not state.watching
+    _, fired = feed(state, "xxxxxx")
+    assert fired == []
+
+
+def test_warmup_frames_never_count() -> None:
+    s = Settings(consecutive=3, warmup_frames=5, cooldown_s=90)
+    # Five warm-up frames, then only two anomalous ones that count: not enough.
+    _, fired = feed(printing(s=s), "xxxxxxx", s=s)
+    assert fired == []
+
+
+def test_warmup_then_three_in_a_row() -> None:
+    s = Settings(consecutive=3, warmup_frames=5, cooldown_s=90)
+    _, fired = feed(printing(s=s), "xxxxx" + "xxx", s=s)
+    assert fired == [7]
+
+
+def test_no_second_pause_on_the_frames_that_caused_the_first() -> None:
+    state, fired = feed(printing(), "xxx")
+    assert fired == [2]
+    state = on_printer(state, "paused", "benchy.gcode", 40, S)
+    assert state.label == "paused"
+    # The camera keeps seeing the same failure while paused: nothing is scored or fired.
+    state, fired = feed(state, "xxxxx", t0=50)
+    assert fired == []
+
+
+def test_rearms_only_after_resume_and_cooldown() -> None:
+    state, _ = feed(printing(), "xxx")
+    state = on_printer(state, "paused", "benchy.gcode", 30, S)
+    state = on_printer(state, "printing", "benchy.gcode", 100, S)  # the user resumes
+    assert state.label == "cooldown"
+    # Within the cooldown the anomaly persists: no new pause.
+    state, fired = feed(state, "xxxxxxxx", t0=100, dt=10)  # t = 100..170 < 190
+    assert fired == []
+    # After the cooldown a fresh run of three is needed.
+    state, fired = feed(state, "xxx", t0=200, dt=10)
+    assert fired == [2]
+    assert state.triggers == 2
+
+
+def test_new_print_starts_clean() -> None:
+    state, _ = feed(printing(), "xxx")
+    state = on_printer(state, "paused", "benchy.gcode", 30, S)
+    state = on_printer(state, "idle", None, 40, S)  # the user cancels
+    state = on_printer(state, "printing", "vase.gcode", 50, S)
+    assert state.armed and state.triggers == 0 and state.label == "watching"
+    _, fired = feed(state, "xxx", t0=60)
+    assert fired == [2]
+
+
+def test_job_change_without_idle_in_between_is_a_new_print() -> None:
+    state, _ = feed(printing("a.gcode"), "xxx")
+    state = on_printer(state, "printing", "b.gcode", 60, S)
+    assert state.armed and state.triggers == 0
+
+
+def test_api_blip_neither_rearms_nor_resets() -> None:
+    state, _ = feed(printing(), "xxx")
+    state = on_printer(state, "offline", None, 35, S)
+    state = on_printer(state, "printing", "benchy.gcode", 40, S)
+    assert not state.armed and state.triggers == 1
+    _, fired = feed(state, "xxx", t0=45)
+    assert fired == []
+
+
+def test_notify_only_rearms_after_cooldown_while_still_printing() -> None:
+    # action notify (or a pause that failed): the printer never reports paused.
+    state, fired = feed(printing(), "xxx")
+    assert fired == [2]
+    state, fired = feed(state, "xxxxxxxx", t0=30, dt=10)  # t = 30..100 < 110
+    assert fired == []
+    state, fired = feed(state, "xxx", t0=120)
+    assert fired == [2]
+
+
+def test_user_pause_and_resume_without_trigger_keeps_watching() -> None:
+    state, _ = feed(printing(), "xx")
+    state = on_printer(state, "paused", "benchy.gcode", 30, S)
+    state = on_printer(state, "printing", "benchy.gcode", 60, S)
+    assert state.armed and state.consecutive == 0
+    _, fired = feed(state, "xxx", t0=70)
+    assert fired == [2]
+
+
+@given(st.lists(st.booleans(), max_size=200), st.integers(1, 6), st.integers(0, 10))
+def test_never_fires_without_a_full_run_after_warmup(frames, consecutive, warmup) -> None:
+    s = Settings(consecutive=consecutive, warmup_frames=warmup, cooldown_s=1e9)
+    state = printing(s=s)
+    fired = []
+    for i, a in enumerate(frames):
+        state, act = on_frame(state, a, float(i), s)
+        if act:
+            fired.append(i)
+    # With an endless cooldown there is at most one action per print...
+    assert len(fired) <= 1
+    # ...and it comes exactly at the end of the first full run of anomalous frames after warm-up.
+    expected = None
+    run = 0
+    for i, a in enumerate(frames):
+        run = run + 1 if (a and i >= warmup) else 0
+        if run >= consecutive:
+            expected = i
+            break
+    assert fired == ([] if expected is None else [expected])
