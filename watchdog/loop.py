@@ -1,0 +1,269 @@
+"""One watcher per printer: capture → score → decide → act → alert.
+
+The same ``Watcher.step`` serves the live daemon (``run``), ``replay`` (recorded frames on
+the recording's clock) and ``demo``, so what users tune with replay is what runs at night.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+
+from watchdog import decide
+from watchdog.bundle import encode_jpeg
+from watchdog.config import PrinterConfig
+from watchdog.score import FrameResult, FrameScorer
+
+logger = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+
+
+class Camera(Protocol):
+    def read(self) -> np.ndarray | None: ...
+    def close(self) -> None: ...
+
+
+class Printer(Protocol):
+    def status(self) -> Any: ...
+    def pause(self) -> Any: ...
+    def cancel(self) -> Any: ...
+
+
+class Alerts(Protocol):
+    def publish_state(self, printer: str, state: dict) -> None: ...
+    def publish_score(self, printer: str, score: float) -> None: ...
+    def publish_heatmap(self, printer: str, jpeg: bytes) -> None: ...
+    def raise_alert(self, printer: str, alert: dict, frame_jpeg: bytes, heatmap_jpeg: bytes) -> str: ...
+
+
+class Metrics(Protocol):
+    def frame(self, printer: str, result: FrameResult) -> None: ...
+    def bad_frame(self, printer: str) -> None: ...
+    def action(self, printer: str, outcome: str) -> None: ...
+    def error(self, printer: str, kind: str) -> None: ...
+    def camera_online(self, printer: str, online: bool) -> None: ...
+
+
+class NullMetrics:
+    """Metrics sink for replay and tests."""
+
+    def frame(self, printer: str, result: FrameResult) -> None: ...
+    def bad_frame(self, printer: str) -> None: ...
+    def action(self, printer: str, outcome: str) -> None: ...
+    def error(self, printer: str, kind: str) -> None: ...
+    def camera_online(self, printer: str, online: bool) -> None: ...
+
+
+@dataclass
+class StepRecord:
+    """What one step did; replay prints it as a JSON line."""
+
+    frame: str | None
+    score: float | None
+    threshold: float | None
+    anomalous: bool | None
+    consecutive: int
+    state: str
+    action: str | None = None
+    events: list[Event] = field(default_factory=list)
+
+    def line(self) -> dict[str, Any]:
+        return {
+            "frame": self.frame,
+            "score": None if self.score is None else round(self.score, 6),
+            "threshold": None if self.threshold is None else round(self.threshold, 6),
+            "anomalous": self.anomalous,
+            "consecutive": self.consecutive,
+            "state": self.state,
+            "action": self.action,
+        }
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Watcher:
+    """Watches one printer. Not thread-safe by itself: one thread calls ``step``."""
+
+    def __init__(
+        self,
+        cfg: PrinterConfig,
+        scorer: FrameScorer,
+        camera: Camera,
+        printer: Printer,
+        alerts: Alerts,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.scorer = scorer
+        self.camera = camera
+        self.printer = printer
+        self.alerts = alerts
+        self.metrics = metrics or NullMetrics()
+        self.clock = clock
+        self.settings = decide.Settings.from_config(cfg.detection)
+        self.state = decide.WatchState()
+        self.enabled = True
+        self.camera_online: bool | None = None
+        self.printer_detail = ""
+        self.last_result: FrameResult | None = None
+        self.latest_jpeg: bytes | None = None
+        self.last_alert: dict[str, Any] | None = None
+        self.heartbeat = clock()
+        self._lock = threading.Lock()  # guards what status() and the HTTP thread read
+
+    # ----------------------------------------------------------------- one step
+
+    def step(self) -> StepRecord:
+        """Poll the printer, and if it prints, score one frame and act on the verdict."""
+        now = self.clock()
+        self.heartbeat = time.monotonic()
+        events: list[Event] = []
+        self._poll_printer(now, events)
+        if not self.enabled or not self.state.watching:
+            label = "disabled" if not self.enabled else self.state.label
+            self._publish_state(label)
+            return StepRecord(None, None, None, None, self.state.consecutive, label, events=events)
+
+        frame = self.camera.read()
+        online = frame is not None
+        if online != self.camera_online:
+            if self.camera_online is not None or not online:
+                events.append({"event": "camera_online" if online else "camera_offline", "printer": self.name})
+                log = logger.info if online else logger.warning
+                log("%s: camera %s", self.name, "back online" if online else "offline: no frame")
+            self.camera_online = online
+            self.metrics.camera_online(self.name, online)
+        if frame is None:
+            # No frame means no score, never an anomaly.
+            self._publish_state("camera_offline")
+            return StepRecord(None, None, None, None, self.state.consecutive, "camera_offline", events=events)
+
+        try:
+            result = self.scorer.analyze(frame, self.cfg.detection.sensitivity)
+        except ValueError as exc:  # a frame the preprocessing refuses: skipped and counted
+            logger.warning("%s: frame skipped: %s", self.name, exc)
+            self.metrics.bad_frame(self.name)
+            return StepRecord(None, None, None, None, self.state.consecutive, self.state.label, events=events)
+        self.metrics.frame(self.name, result)
+        self.state, act = decide.on_frame(self.state, result.anomalous, now, self.settings)
+        overlay = self.scorer.overlay(frame, result)
+        heat_jpeg = encode_jpeg(overlay)
+        with self._lock:
+            self.last_result = result
+            self.latest_jpeg = heat_jpeg
+        self.alerts.publish_score(self.name, result.score)
+        action = None
+        if act:
+            action = self.cfg.action
+            events.append(self._act(frame, result, heat_jpeg))
+        elif result.anomalous or self.state.consecutive:
+            self.alerts.publish_heatmap(self.name, heat_jpeg)
+        self._publish_state(self.state.label, result)
+        name = getattr(self.camera, "last_name", None)
+        return StepRecord(name, result.score, result.threshold, result.anomalous, self.state.consecutive,
+                          self.state.label, action, events)
+
+    def _poll_printer(self, now: float, events: list[Event]) -> None:
+        status = self.printer.status()
+        before = self.state
+        if status.detail != self.printer_detail and status.state in ("offline", "error"):
+            logger.warning("%s: printer API: %s", self.name, status.detail)
+        self.printer_detail = status.detail
+        self.state = decide.on_printer(self.state, status.state, status.job, now, self.settings)
+        if before.printer != self.state.printer:
+            events.append({"event": "printer", "printer": self.name, "from": before.printer,
+                           "to": self.state.printer, "job": self.state.job})
+            logger.info("%s: printer %s → %s (%s)", self.name, before.printer, self.state.printer,
+                        self.state.job or "no job")
+
+    def _act(self, frame: np.ndarray, result: FrameResult, heat_jpeg: bytes) -> Event:
+        action = self.cfg.action
+        if action == "pause":
+            outcome = self.printer.pause()
+        elif action == "cancel":
+            outcome = self.printer.cancel()
+        else:
+            outcome = None
+        outcome_dict = outcome.to_dict() if outcome is not None else {
+            "action": "notify", "outcome": "done", "detail": "notify only", "attempts": 0}
+        self.metrics.action(self.name, outcome_dict["outcome"])
+        verb = {"pause": "Pause", "cancel": "Cancel", "notify": "Alert"}[action]
+        message = (
+            f"{verb} {self.name}: {self.state.consecutive} anomalous frames in a row "
+            f"(score {result.score:.4g} > threshold {result.threshold:.4g}); "
+            f"{action} {outcome_dict['outcome']}: {outcome_dict['detail']}"
+        )
+        alert = {
+            "time": _now_iso(),
+            "printer": self.name,
+            "job": self.state.job,
+            "score": result.score,
+            "threshold": result.threshold,
+            "consecutive": self.state.consecutive,
+            "action": action,
+            "action_result": outcome_dict,
+            "message": message,
+        }
+        log = logger.warning if outcome_dict["outcome"] == "done" else logger.error
+        log("%s", message)
+        incident = self.alerts.raise_alert(self.name, alert, encode_jpeg(frame), heat_jpeg)
+        alert["incident"] = incident
+        with self._lock:
+            self.last_alert = alert
+        return {"event": "alert", **alert}
+
+    def _publish_state(self, label: str, result: FrameResult | None = None) -> None:
+        result = result or self.last_result
+        self.alerts.publish_state(self.name, {
+            "state": label,
+            "printer_state": self.state.printer,
+            "job": self.state.job,
+            "score": None if result is None else result.score,
+            "threshold": None if result is None else result.threshold,
+            "consecutive": self.state.consecutive,
+            "enabled": self.enabled,
+            "camera_online": self.camera_online,
+        })
+
+    # ----------------------------------------------------------------- the live loop
+
+    def run(self, stop: threading.Event) -> None:
+        """Step at the camera interval until ``stop`` is set; errors never end the loop."""
+        interval = self.cfg.camera.interval_s
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.step()
+            except Exception:  # the loop must outlive any one bad step; counted and logged
+                logger.exception("%s: step failed", self.name)
+                self.metrics.error(self.name, "step")
+            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+        self.camera.close()
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            r = self.last_result
+            return {
+                "state": "disabled" if not self.enabled else self.state.label,
+                "printer_state": self.state.printer,
+                "printer_detail": self.printer_detail,
+                "job": self.state.job,
+                "frames_this_print": self.state.frames,
+                "consecutive": self.state.consecutive,
+                "score": None if r is None else r.score,
+                "threshold": None if r is None else r.threshold,
+                "camera_online": self.camera_online,
+                "last_alert": self.last_alert,
+            }
