@@ -1,4 +1,4 @@
-"""`python -m watchdog run`: not implemented yet."""
+"""`python -m watchdog run`: the daemon (systemd runs this)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="(not implemented yet)")
+    p = sub.add_parser("run", help="watch the configured printers until stopped (SIGTERM); SIGHUP reloads")
+    p.add_argument("--config", required=True, help="YAML config file")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    raise NotImplementedError("run")
+    from watchdog.daemon import Daemon
+
+    return Daemon(args.config).run()
