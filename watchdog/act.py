@@ -1,0 +1,415 @@
+"""Printer clients: ask whether the printer prints, and pause or cancel it.
+
+One small interface (``status``, ``pause``, ``cancel``) with one class per ``api.kind``:
+OctoPrint, Moonraker, none, plus an in-process simulated printer for the demo. The daemon
+acts on a printer that can start a fire, so every call here has a timeout, retries are
+bounded and watch the stop event, nothing raises into the loop, and every failure is one log
+line naming the URL and what went wrong (never the API key).
+
+States reported by ``status()``:
+
+- ``printing``: a job runs (the camera is watched);
+- ``paused``: a job is paused (OctoPrint "Pausing" counts as paused);
+- ``idle``: the API answered and nothing prints (also OctoPrint with no printer connected);
+- ``error``: the printer itself reports an error (OctoPrint error flag, Klippy shutdown);
+- ``offline``: the API could not tell (unreachable, timeout, key rejected, 5xx, bad answer).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+import urllib3
+
+from watchdog import __version__
+from watchdog.config import ApiConfig
+
+logger = logging.getLogger(__name__)
+
+MAX_ANSWER_BYTES = 1_000_000  # an API answer is a few kB; anything bigger is refused
+STATUS_TIMEOUT_S = 5.0  # status() runs every frame: keep it short whatever api.timeout_s says
+
+
+@dataclass(frozen=True)
+class PrinterStatus:
+    """What the printer does now, as far as its API says."""
+
+    state: str  # "printing" | "paused" | "idle" | "offline" | "error"
+    job: str | None = None  # file name of the current job, if known
+    detail: str = ""  # human-readable, e.g. "HTTP 503 from http://…: Klippy Host not connected"
+
+    @property
+    def printing(self) -> bool:
+        return self.state == "printing"
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """The outcome of one pause/cancel/notify, as it goes into the alert."""
+
+    action: str  # "pause" | "cancel" | "notify"
+    outcome: str  # "done" | "refused" | "failed" | "skipped"
+    detail: str
+    attempts: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class PrinterClient(Protocol):
+    """What the watcher loop needs from a printer; no method raises."""
+
+    def status(self) -> PrinterStatus: ...
+
+    def pause(self) -> ActionResult: ...
+
+    def cancel(self) -> ActionResult: ...
+
+
+# --------------------------------------------------------------------------- failures
+
+
+class _Failure(Exception):
+    """A request that failed; ``detail`` is ready for a log line and an alert."""
+
+    def __init__(self, detail: str, retryable: bool) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retryable = retryable
+
+
+class _Conflict(_Failure):
+    """HTTP 409: the server refuses the command in the printer's current state."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, retryable=False)
+
+
+def _safe_url(url: str) -> str:
+    """The URL without any user:password part, for logs and alerts."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _server_message(body: bytes) -> str:
+    """The error message in an answer body: OctoPrint, Moonraker, or the start of the text."""
+    text = body.decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        err = data.get("error", data.get("message"))
+        if isinstance(err, dict):
+            err = err.get("message")
+        if isinstance(err, str) and err.strip():
+            return err.strip()[:200]
+    text = re.sub(r"<[^>]*>", " ", text)  # HTML error pages
+    return " ".join(text.split())[:200]
+
+
+# --------------------------------------------------------------------------- HTTP clients
+
+
+class _HttpPrinter:
+    """Shared plumbing of the HTTP clients: session, TLS, requests, retries, logging."""
+
+    name = "printer API"
+
+    def __init__(
+        self,
+        api: ApiConfig,
+        stop: threading.Event | None = None,
+        *,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 10.0,
+    ) -> None:
+        self.api = api
+        self.base_url = api.url.rstrip("/")
+        self._shown_base = _safe_url(self.base_url)
+        self._key = api.api_key.get_secret_value() if api.api_key else ""
+        self._stop = stop or threading.Event()
+        self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._lock = threading.Lock()  # one request at a time: a Session is not thread-safe
+        self._last_status_problem: str | None = None
+        self._session = requests.Session()
+        self._session.headers["User-Agent"] = f"printer-watchdog/{__version__}"
+        if self._key:
+            self._session.headers["X-Api-Key"] = self._key
+        self._verify: bool | str = True
+        if api.insecure:
+            self._verify = False
+            # Said once here instead of urllib3's warning on every request.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            logger.warning("%s %s: TLS certificate verification is off (insecure: true)", self.name, self._shown_base)
+        elif api.ca_file:
+            self._verify = str(api.ca_file)
+
+    # ---- one request
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
+    def _request(self, method: str, path: str, *, body: dict[str, Any] | None = None, timeout: float) -> Any:
+        """One HTTP request; the decoded JSON answer (None when empty), or _Failure."""
+        url = self.base_url + path
+        shown = f"{method} {self._shown_base}{path}"
+        try:
+            with self._lock:
+                resp = self._session.request(
+                    method, url, json=body, timeout=timeout, verify=self._verify, stream=True, allow_redirects=False
+                )
+                try:
+                    raw = resp.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
+                finally:
+                    resp.close()
+        except requests.Timeout:
+            raise _Failure(f"{shown}: no answer within {timeout:g} s (timeout)", retryable=True) from None
+        except requests.exceptions.SSLError as exc:
+            raise _Failure(
+                f"{shown}: TLS certificate not accepted ({self._scrub(str(exc))[:160]}); "
+                "set api.ca_file, or api.insecure: true",
+                retryable=False,
+            ) from None
+        except requests.ConnectionError as exc:
+            why = "connection refused" if "refused" in str(exc).lower() else f"cannot connect ({self._scrub(str(exc))[:160]})"
+            raise _Failure(f"{shown}: {why}", retryable=True) from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            raise _Failure(f"{shown}: request failed ({self._scrub(str(exc))[:160]})", retryable=True) from None
+        code = resp.status_code
+        if len(raw) > MAX_ANSWER_BYTES:
+            raise _Failure(f"{shown}: HTTP {code} answer larger than {MAX_ANSWER_BYTES} bytes", retryable=False)
+        message = self._scrub(_server_message(raw))
+        if code in (401, 403):
+            raise _Failure(f"{shown}: HTTP {code}: API key rejected, check api.api_key ({message})", retryable=False)
+        if code == 409:
+            raise _Conflict(f"{shown}: HTTP 409: {message}")
+        if 300 <= code < 400:
+            where = _safe_url(resp.headers.get("Location", "?"))
+            raise _Failure(f"{shown}: HTTP {code} redirect to {where}; set api.url to the final address", retryable=False)
+        if code >= 400:
+            raise _Failure(f"{shown}: HTTP {code}: {message}", retryable=code >= 500)
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise _Failure(f"{shown}: HTTP {code} answer is not valid JSON ({message[:60]!r})", retryable=True) from None
+
+    # ---- the interface
+
+    def _read_status(self) -> PrinterStatus:
+        raise NotImplementedError
+
+    def _send(self, action: str) -> None:
+        raise NotImplementedError
+
+    def status(self) -> PrinterStatus:
+        """The printer's state; ``offline`` with the reason when the API cannot tell."""
+        try:
+            st = self._read_status()
+        except _Failure as exc:
+            st = PrinterStatus("offline", None, exc.detail)
+        problem = st.detail if st.state in ("offline", "error") else None
+        if problem != self._last_status_problem:  # one line per change, not one per frame
+            if problem:
+                logger.warning("%s status: %s", self.name, problem)
+            elif self._last_status_problem:
+                logger.info("%s %s answers again: %s", self.name, self._shown_base, st.state)
+            self._last_status_problem = problem
+        return st
+
+    def pause(self) -> ActionResult:
+        """Pause the running job: state checked first, bounded retries, never raises."""
+        return self._act("pause")
+
+    def cancel(self) -> ActionResult:
+        """Cancel the running or paused job: state checked first, bounded retries, never raises."""
+        return self._act("cancel")
+
+    def _attempt(self, action: str) -> ActionResult | None:
+        """One check-then-command round; a result when settled, _Failure otherwise."""
+        st = self._read_status()
+        job = f" {st.job!r}" if st.job else ""
+        if action == "pause" and st.state == "paused":
+            return ActionResult(action, "done", f"job{job} was already paused", 0)
+        if st.state == "printing" or (action == "cancel" and st.state == "paused"):
+            try:
+                self._send(action)
+            except _Conflict as exc:
+                return ActionResult(action, "refused", exc.detail, 0)
+            return ActionResult(action, "done", f"{self.name} accepted {action} of job{job}", 0)
+        why = f": {st.detail}" if st.detail else ""
+        return ActionResult(action, "refused", f"not printing (printer is {st.state}{why})", 0)
+
+    def _act(self, action: str) -> ActionResult:
+        attempts = 1 + self.api.retries
+        delay = self._backoff_s
+        for attempt in range(1, attempts + 1):
+            try:
+                result = self._attempt(action)
+            except _Failure as exc:
+                detail = exc.detail
+                if not exc.retryable or attempt == attempts:
+                    logger.error("%s %s failed after %d attempt(s): %s", self.name, action, attempt, detail)
+                    return ActionResult(action, "failed", detail, attempt)
+                logger.warning(
+                    "%s %s attempt %d/%d failed: %s; retrying in %g s", self.name, action, attempt, attempts, detail, delay
+                )
+                if self._stop.wait(delay):
+                    logger.error("%s %s abandoned: shutting down", self.name, action)
+                    return ActionResult(action, "failed", f"{detail}; not retried: shutting down", attempt)
+                delay = min(delay * 2, self._max_backoff_s)
+                continue
+            result = ActionResult(result.action, result.outcome, result.detail, attempt)
+            log = logger.info if result.outcome == "done" else logger.warning
+            log("%s %s %s: %s", self.name, action, result.outcome, result.detail)
+            return result
+        raise AssertionError("unreachable")  # the loop always returns
+
+
+class OctoPrintClient(_HttpPrinter):
+    """OctoPrint's REST API: state from ``/api/printer`` flags, commands to ``/api/job``."""
+
+    name = "OctoPrint"
+
+    def _read_status(self) -> PrinterStatus:
+        try:
+            data = self._request("GET", "/api/printer?exclude=temperature,sd", timeout=min(self.api.timeout_s, STATUS_TIMEOUT_S))
+        except _Conflict as exc:
+            return PrinterStatus("idle", None, f"no printer connected to OctoPrint ({exc.detail})")
+        flags = data.get("state", {}).get("flags") if isinstance(data, dict) else None
+        if not isinstance(flags, dict):
+            raise _Failure(f"GET {self._shown_base}/api/printer: answer has no state.flags", retryable=True)
+        text = str(data["state"].get("text", ""))
+        if flags.get("paused") or flags.get("pausing"):
+            state = "paused"
+        elif flags.get("printing") or flags.get("resuming") or flags.get("finishing"):
+            state = "printing"
+        elif flags.get("error") or flags.get("closedOrError"):
+            state = "error"
+        else:
+            state = "idle"
+        job = self._job_name() if state in ("printing", "paused") else None
+        return PrinterStatus(state, job, f"OctoPrint: {text}" if text else "")
+
+    def _job_name(self) -> str | None:
+        try:
+            data = self._request("GET", "/api/job", timeout=min(self.api.timeout_s, STATUS_TIMEOUT_S))
+        except _Failure:
+            return None  # the state is what matters; a missing name is not worth a failure
+        try:
+            name = data["job"]["file"]["name"]
+        except (TypeError, KeyError):
+            return None
+        return name if isinstance(name, str) else None
+
+    def _send(self, action: str) -> None:
+        # Always "action": "pause": without it OctoPrint toggles and would resume a paused job.
+        body = {"command": "pause", "action": "pause"} if action == "pause" else {"command": "cancel"}
+        self._request("POST", "/api/job", body=body, timeout=self.api.timeout_s)
+
+
+class MoonrakerClient(_HttpPrinter):
+    """Moonraker's API: ``print_stats`` and ``webhooks`` objects, ``/printer/print/<action>``."""
+
+    name = "Moonraker"
+
+    def _read_status(self) -> PrinterStatus:
+        path = "/printer/objects/query?print_stats&webhooks"
+        data = self._request("GET", path, timeout=min(self.api.timeout_s, STATUS_TIMEOUT_S))
+        try:
+            status = data["result"]["status"]
+            hooks, stats = status["webhooks"], status["print_stats"]
+            klippy, message = hooks["state"], hooks.get("state_message", "")
+            job_state = stats["state"]
+        except (TypeError, KeyError):
+            raise _Failure(f"GET {self._shown_base}{path}: answer lacks webhooks/print_stats state", retryable=True) from None
+        if klippy != "ready":
+            state = "error" if klippy in ("shutdown", "error") else "offline"
+            return PrinterStatus(state, None, f"Klippy {klippy}: {message}".strip())
+        state = {"printing": "printing", "paused": "paused", "error": "error"}.get(job_state, "idle")
+        job = stats.get("filename") or None
+        return PrinterStatus(state, job if isinstance(job, str) else None, f"Klipper print_stats.state: {job_state}")
+
+    def _send(self, action: str) -> None:
+        path = f"/printer/print/{action}"
+        data = self._request("POST", path, timeout=self.api.timeout_s)
+        if not isinstance(data, dict) or "result" not in data:
+            raise _Failure(f"POST {self._shown_base}{path}: answer has no result", retryable=False)
+
+
+# --------------------------------------------------------------------------- no network
+
+
+class NoPrinter:
+    """``kind: none``: no API, so the camera is watched all the time and alerts only notify."""
+
+    def status(self) -> PrinterStatus:
+        return PrinterStatus("printing", None, "no printer API configured: watching all the time")
+
+    def pause(self) -> ActionResult:
+        return ActionResult("pause", "skipped", "no printer API configured", 0)
+
+    def cancel(self) -> ActionResult:
+        return ActionResult("cancel", "skipped", "no printer API configured", 0)
+
+
+class SimulatedPrinter:
+    """An in-process printer for the demo: starts printing, accepts pause, resume and cancel."""
+
+    def __init__(self, job: str = "demo.gcode") -> None:
+        self._lock = threading.Lock()
+        self._state = "printing"
+        self._job: str | None = job
+        self.actions: list[str] = []  # what was asked of it, in order
+
+    def status(self) -> PrinterStatus:
+        with self._lock:
+            return PrinterStatus(self._state, self._job, "simulated printer")
+
+    def start_print(self, job: str = "demo.gcode") -> None:
+        with self._lock:
+            self._state, self._job = "printing", job
+
+    def resume(self) -> ActionResult:
+        return self._change("resume", {"paused": "printing"})
+
+    def pause(self) -> ActionResult:
+        return self._change("pause", {"printing": "paused"})
+
+    def cancel(self) -> ActionResult:
+        return self._change("cancel", {"printing": "idle", "paused": "idle"})
+
+    def _change(self, action: str, moves: dict[str, str]) -> ActionResult:
+        with self._lock:
+            self.actions.append(action)
+            if action == "pause" and self._state == "paused":
+                return ActionResult(action, "done", "simulated printer was already paused", 1)
+            if self._state not in moves:
+                return ActionResult(action, "refused", f"simulated printer is {self._state}", 1)
+            self._state = moves[self._state]
+            if self._state == "idle":
+                self._job = None
+            return ActionResult(action, "done", f"simulated printer is {self._state}", 1)
+
+
+def make_printer(
+    api: ApiConfig, stop: threading.Event | None = None, *, backoff_s: float = 1.0
+) -> PrinterClient:
+    """The client for ``api.kind``; ``stop`` cuts retry waits short at shutdown."""
+    if api.kind == "octoprint":
+        return OctoPrintClient(api, stop, backoff_s=backoff_s)
+    if api.kind == "moonraker":
+        return MoonrakerClient(api, stop, backoff_s=backoff_s)
+    return NoPrinter()
