@@ -1,1 +1,284 @@
-"""pytest plugin: camera (filled in by its owner)."""
+"""pytest plugin: a real HTTP camera on 127.0.0.1 serving test frames, and video-file writers.
+
+The server speaks what users' cameras speak (mjpg-streamer / crowsnest / ustreamer style):
+
+- ``/stream`` and ``/?action=stream``: ``multipart/x-mixed-replace`` JPEG parts (MJPEG);
+- ``/snapshot`` and ``/?action=snapshot``: one image per request.
+
+Tests switch what it shows while it runs: ``set_frames(list_of_arrays)`` (frames cycle; BGR
+frames go out as JPEG, 1- and 4-channel frames as PNG) and ``set_fault(name)`` for the camera
+faults of issue 6 (see ``FAULTS``); ``set_fault(None)`` brings the camera back.
+
+Fixtures: ``camera_server`` (function scope: a fresh state on the one session server) and
+``write_video`` (writes frames to ``.avi`` (MJPG) or ``.mp4`` (mp4v)).
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import zlib
+from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import cv2
+import numpy as np
+import pytest
+
+BOUNDARY = "testframe"
+
+FAULTS = {
+    "down": "the connection is closed before any response (camera unplugged / server crashed)",
+    "http_500": "snapshot answers 500 Internal Server Error",
+    "html": "snapshot answers 200 with an HTML page (a login or error page)",
+    "empty": "snapshot answers 200 image/jpeg with a 0-byte body",
+    "truncated": "snapshot answers the first half of a JPEG",
+    "garbage": "snapshot answers 200 image/jpeg with bytes that are no image",
+    "oversized": "snapshot declares a 1 GB Content-Length and streams until the client gives up",
+    "oversized_stream": "snapshot streams up to 1 GB without a Content-Length",
+    "bomb_png": "a small PNG whose header declares 30000x30000 pixels",
+    "bomb_jpeg": "a small JPEG whose SOF marker declares 30000x30000 pixels",
+    "stream_stop": "the MJPEG stream closes after `stop_after` frames",
+}
+
+
+def synthetic_frame(seed: int, width: int = 160, height: int = 120, channels: int = 3) -> np.ndarray:
+    """A deterministic test frame: a gradient plus a bright square whose place depends on seed."""
+    y, x = np.mgrid[0:height, 0:width]
+    base = ((x * 255 // max(width - 1, 1) + seed * 17) % 256).astype(np.uint8)
+    img = np.dstack([base, (y * 255 // max(height - 1, 1)).astype(np.uint8), np.full_like(base, 80)])
+    s = max(4, min(width, height) // 5)
+    ox, oy = (seed * 13) % (width - s), (seed * 7) % (height - s)
+    img[oy : oy + s, ox : ox + s] = 255
+    if channels == 1:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    if channels == 4:
+        return np.dstack([img, np.full_like(base, 200)])
+    return img
+
+
+def encode(frame: np.ndarray) -> tuple[bytes, str]:
+    """JPEG for 3-channel frames, PNG for 1 and 4 channels (JPEG cannot carry alpha)."""
+    if frame.ndim == 3 and frame.shape[2] == 3:
+        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        return buf.tobytes(), "image/jpeg"
+    ok, buf = cv2.imencode(".png", frame)
+    return buf.tobytes(), "image/png"
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
+    """A few hundred bytes whose IHDR declares ``width x height`` RGB pixels."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 4096)  # far too little data: a decoder would allocate first
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def bomb_jpeg(width: int = 30000, height: int = 30000) -> bytes:
+    """A valid small JPEG with its SOF dimensions rewritten to ``width x height``."""
+    data = bytearray(encode(synthetic_frame(0, 64, 48))[0])
+    i = 2
+    while i + 4 <= len(data):
+        marker, length = data[i + 1], struct.unpack(">H", data[i + 2 : i + 4])[0]
+        if marker in (0xC0, 0xC1, 0xC2):
+            data[i + 5 : i + 9] = struct.pack(">HH", height, width)
+            return bytes(data)
+        i += 2 + length
+    raise AssertionError("no SOF marker in the test JPEG")
+
+
+class CameraServer:
+    """The running test camera; ``url``, ``snapshot_url``, ``stream_url`` point at it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self.reset()
+        handler = type("Handler", (_Handler,), {"camera": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = False
+        self._server.block_on_close = True
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.snapshot_url = f"{self.url}/snapshot"
+        self.stream_url = f"{self.url}/stream"
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="camera-server")
+        self._thread.start()
+
+    def reset(self) -> None:
+        """Back to normal: default frames, no fault, 25 fps."""
+        with self._lock:
+            self._frames: list[np.ndarray] = [synthetic_frame(i) for i in range(4)]
+            self._index = 0
+            self.fault: str | None = None
+            self.fps = 25.0
+            self.stop_after = 5
+            self.requests = 0
+            self.oversized_sent = 0  # bytes of an oversized body written before the client hung up
+
+    def set_frames(self, frames: Sequence[np.ndarray]) -> None:
+        """Show these frames from now on, in a loop (a list of one shows a still picture)."""
+        if not frames:
+            raise ValueError("set_frames needs at least one frame")
+        with self._lock:
+            self._frames = [np.ascontiguousarray(f) for f in frames]
+            self._index = 0
+
+    def set_fault(self, fault: str | None) -> None:
+        """Switch to one of ``FAULTS`` (None: the camera works again)."""
+        if fault is not None and fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; one of {sorted(FAULTS)}")
+        with self._lock:
+            self.fault = fault
+
+    def next_frame(self) -> np.ndarray:
+        with self._lock:
+            frame = self._frames[self._index % len(self._frames)]
+            self._index += 1
+            return frame
+
+    def close(self) -> None:
+        self._closing.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    camera: CameraServer
+    protocol_version = "HTTP/1.0"
+    timeout = 10
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        cam = self.camera
+        cam.requests += 1
+        parts = urlsplit(self.path)
+        action = parse_qs(parts.query).get("action", [""])[0]
+        fault = cam.fault
+        if fault == "down":
+            self.close_connection = True
+            return  # nothing written: the client sees the connection drop
+        if parts.path == "/stream" or (parts.path == "/" and action == "stream"):
+            self._stream(fault)
+        elif parts.path == "/snapshot" or (parts.path == "/" and action == "snapshot"):
+            self._snapshot(fault)
+        else:
+            self.send_error(404)
+
+    def _send(self, body: bytes, ctype: str, status: int = 200, length: int | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _snapshot(self, fault: str | None) -> None:
+        body, ctype = encode(self.camera.next_frame())
+        if fault == "http_500":
+            self._send(b"camera error", "text/plain", 500)
+        elif fault == "html":
+            self._send(b"<!DOCTYPE html><html><body>Please log in</body></html>", "text/html; charset=utf-8")
+        elif fault == "empty":
+            self._send(b"", "image/jpeg")
+        elif fault == "truncated":
+            self._send(body[: len(body) // 2], ctype)
+        elif fault == "garbage":
+            self._send(b"\x00\x01 this is not an image " * 50, "image/jpeg")
+        elif fault == "bomb_png":
+            self._send(bomb_png(), "image/png")
+        elif fault == "bomb_jpeg":
+            self._send(bomb_jpeg(), "image/jpeg")
+        elif fault in ("oversized", "oversized_stream"):
+            self._send_oversized(declare=fault == "oversized")
+        else:
+            self._send(body, ctype)
+
+    def _send_oversized(self, declare: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        if declare:
+            self.send_header("Content-Length", str(1 << 30))
+        self.end_headers()
+        chunk = b"\xff\xd8" + b"\x00" * (1 << 16)
+        try:
+            for _ in range((1 << 30) // len(chunk)):  # bounded: 1 GB at most
+                if self.camera._closing.is_set():
+                    break
+                self.wfile.write(chunk)
+                self.camera.oversized_sent += len(chunk)
+        except OSError:
+            pass  # the client gave up, as it should
+
+    def _stream(self, fault: str | None) -> None:
+        cam = self.camera
+        self.send_response(200)
+        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        sent = 0
+        try:
+            while not cam._closing.is_set():
+                if cam.fault == "stream_stop" and sent >= cam.stop_after:
+                    break
+                if cam.fault == "down":
+                    break
+                frame = cam.next_frame()
+                if frame.ndim != 3 or frame.shape[2] != 3:
+                    frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR if frame.ndim == 2 else cv2.COLOR_BGRA2BGR)
+                body, ctype = encode(frame)
+                self.wfile.write(
+                    f"--{BOUNDARY}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body + b"\r\n"
+                )
+                self.wfile.flush()
+                sent += 1
+                cam._closing.wait(1.0 / cam.fps)
+        except OSError:
+            pass  # the client went away
+        self.close_connection = True
+
+
+@pytest.fixture(scope="session")
+def _camera_server_session() -> Iterator[CameraServer]:
+    server = CameraServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def camera_server(_camera_server_session: CameraServer) -> Iterator[CameraServer]:
+    """The test camera on 127.0.0.1, reset to normal frames and no fault for each test."""
+    _camera_server_session.reset()
+    yield _camera_server_session
+    _camera_server_session.reset()
+
+
+def write_video_file(path: Path, frames: Sequence[np.ndarray], fps: float = 10.0) -> Path:
+    """Write BGR frames to ``.avi`` (MJPG) or ``.mp4`` (mp4v), the codecs OpenCV can write here."""
+    path = Path(path)
+    fourcc = {".avi": "MJPG", ".mp4": "mp4v"}.get(path.suffix.lower())
+    if fourcc is None:
+        raise ValueError(f"{path}: use .avi (MJPG) or .mp4 (mp4v)")
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    if not writer.isOpened():
+        raise RuntimeError(f"{path}: OpenCV cannot write {fourcc} here")
+    try:
+        for frame in frames:
+            writer.write(np.ascontiguousarray(frame))
+    finally:
+        writer.release()
+    return path
+
+
+@pytest.fixture
+def write_video() -> object:
+    """``write_video(path, frames, fps=10.0) -> path`` (see ``write_video_file``)."""
+    return write_video_file

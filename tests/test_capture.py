@@ -1,0 +1,332 @@
+"""Camera sources against a real HTTP camera on 127.0.0.1 and real files.
+
+Every camera fault of issue 6 gives ``None`` and a counted bad frame or error, never an
+exception, and the camera gives frames again once the fault is gone. Only the V4L2 device is
+mocked (there is no /dev/video* and no v4l2loopback on the test machines).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.plugins.camera import CameraServer, synthetic_frame
+from watchdog import capture
+from watchdog.capture import (
+    Camera,
+    CameraSourceError,
+    StreamCamera,
+    image_size,
+    natural_key,
+    open_camera,
+)
+from watchdog.config import CameraConfig
+
+FAST = (0.05, 0.2)  # backoff for tests: the same doubling, in tenths of a second
+
+
+def cam_cfg(source: int | str, **kw: object) -> CameraConfig:
+    kw.setdefault("timeout_s", 5.0)
+    return CameraConfig(source=source, **kw)
+
+
+def read_until(cam: Camera, pred: Callable[[np.ndarray | None], bool], tries: int = 200) -> np.ndarray | None:
+    """Read until pred(frame) holds; bounded (tries x 50 ms at most between reads)."""
+    frame = None
+    for _ in range(tries):
+        frame = cam.read()
+        if pred(frame):
+            return frame
+        time.sleep(0.05)
+    raise AssertionError(f"condition not reached; online={cam.online} last_error={cam.last_error!r}")
+
+
+@pytest.fixture
+def opened() -> object:
+    cams: list[Camera] = []
+
+    def _open(source: int | str, **kw: object) -> Camera:
+        cam = open_camera(cam_cfg(source, **kw), backoff=FAST)
+        cams.append(cam)
+        return cam
+
+    yield _open
+    for cam in cams:
+        cam.close()
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+@pytest.mark.parametrize("path", ["/snapshot", "/?action=snapshot"])
+def test_snapshot_gives_the_served_frame(camera_server: CameraServer, opened, path: str) -> None:
+    frame = synthetic_frame(3)
+    camera_server.set_frames([frame])
+    cam = opened(camera_server.url + path)
+    got = cam.read()
+    assert got is not None and got.shape == frame.shape and got.dtype == np.uint8
+    assert np.abs(got.astype(int) - frame).mean() < 4  # JPEG round trip
+    assert cam.online and cam.stats.frames == 1 and cam.stats.bad_frames == 0
+
+
+@pytest.mark.parametrize(
+    "fault", ["html", "empty", "truncated", "garbage", "bomb_png", "bomb_jpeg", "oversized", "oversized_stream"]
+)
+def test_snapshot_fault_is_a_counted_bad_frame_then_frames_again(camera_server: CameraServer, opened, fault: str) -> None:
+    cam = opened(camera_server.snapshot_url, max_bytes=200_000)
+    assert cam.read() is not None
+    camera_server.set_fault(fault)
+    assert cam.read() is None
+    assert cam.stats.bad_frames == 1 and cam.stats.frames == 1
+    assert cam.last_error
+    camera_server.set_fault(None)
+    assert cam.read() is not None
+    assert cam.stats.frames == 2 and cam.online
+
+
+def test_oversized_body_is_not_read_to_the_end(camera_server: CameraServer, opened) -> None:
+    cam = opened(camera_server.snapshot_url, max_bytes=200_000)
+    camera_server.set_fault("oversized_stream")
+    assert cam.read() is None
+    assert "max_bytes" in cam.last_error
+    assert camera_server.oversized_sent < 64 * 1024 * 1024  # of the 1 GB the server offered
+
+
+def test_decompression_bomb_is_refused_from_its_header(camera_server: CameraServer, opened, monkeypatch) -> None:
+    decoded: list[int] = []
+    real = cv2.imdecode
+    monkeypatch.setattr(capture.cv2, "imdecode", lambda *a: decoded.append(1) or real(*a))
+    cam = opened(camera_server.snapshot_url)
+    for fault in ("bomb_png", "bomb_jpeg"):
+        camera_server.set_fault(fault)
+        assert cam.read() is None
+        assert "30000x30000" in cam.last_error
+    assert decoded == []  # refused before any decoding
+
+
+def test_image_size_reads_headers() -> None:
+    png = cv2.imencode(".png", synthetic_frame(1, 33, 21))[1].tobytes()
+    jpg = cv2.imencode(".jpg", synthetic_frame(1, 33, 21))[1].tobytes()
+    assert image_size(png) == (33, 21) and image_size(jpg) == (33, 21)
+    with pytest.raises(capture.BadFrame):
+        image_size(b"GIF89a....")
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_grey_and_alpha_frames_become_bgr(camera_server: CameraServer, opened, channels: int) -> None:
+    camera_server.set_frames([synthetic_frame(2, channels=channels)])
+    cam = opened(camera_server.snapshot_url)
+    got = cam.read()
+    assert got is not None and got.shape == (120, 160, 3)
+
+
+def test_a_frame_of_another_size_is_still_a_frame(camera_server: CameraServer, opened) -> None:
+    cam = opened(camera_server.snapshot_url)
+    camera_server.set_frames([synthetic_frame(1, 160, 120)])
+    assert cam.read().shape == (120, 160, 3)
+    camera_server.set_frames([synthetic_frame(1, 320, 200)])
+    assert cam.read().shape == (200, 320, 3)
+    assert cam.stats.bad_frames == 0
+
+
+def test_frame_above_max_pixels_is_refused(camera_server: CameraServer, opened) -> None:
+    camera_server.set_frames([synthetic_frame(1, 160, 120)])  # 19200 pixels
+    cam = opened(camera_server.snapshot_url, max_pixels=10_000)
+    assert cam.read() is None
+    assert cam.stats.bad_frames == 1 and "max_pixels" in cam.last_error
+
+
+def test_camera_down_backs_off_without_blocking_and_comes_back(camera_server: CameraServer, opened, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="watchdog.capture")
+    cam = opened(camera_server.snapshot_url)
+    assert cam.read() is not None
+    camera_server.set_fault("down")
+    assert cam.read() is None
+    assert not cam.online and cam.stats.errors == 1 and cam.last_error
+    asked = camera_server.requests
+    assert cam.read() is None  # in backoff: answered at once, the camera is not asked
+    assert camera_server.requests == asked
+    read_until(cam, lambda f: cam.stats.errors >= 3)  # retried, still down
+    camera_server.set_fault(None)
+    read_until(cam, lambda f: f is not None)
+    assert cam.online
+    offline_lines = [r for r in caplog.records if "offline" in r.getMessage()]
+    assert len(offline_lines) == 1  # logged once, not per retry
+    assert any("back online" in r.getMessage() for r in caplog.records)
+
+
+def test_http_error_is_offline(camera_server: CameraServer, opened) -> None:
+    camera_server.set_fault("http_500")
+    cam = opened(camera_server.snapshot_url)
+    assert cam.read() is None
+    assert not cam.online and "500" in cam.last_error
+
+
+def test_a_run_of_bad_frames_counts_as_offline(camera_server: CameraServer, opened) -> None:
+    camera_server.set_fault("html")
+    cam = opened(camera_server.snapshot_url)
+    for _ in range(capture.BAD_RUN_OFFLINE):
+        assert cam.read() is None
+    assert cam.stats.bad_frames == capture.BAD_RUN_OFFLINE
+    assert not cam.online and "bad frames in a row" in cam.last_error
+
+
+def test_url_secrets_stay_out_of_errors_and_logs(caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    cam = open_camera(cam_cfg("http://admin:hunter2@127.0.0.1:9/snap?token=s3cr3t", timeout_s=1), backoff=FAST)
+    try:
+        assert cam.read() is None
+        assert not cam.online
+        text = cam.last_error + "\n".join(r.getMessage() for r in caplog.records)
+        assert "hunter2" not in text and "s3cr3t" not in text
+    finally:
+        cam.close()
+
+
+# --------------------------------------------------------------------------- MJPEG streams
+
+
+def test_mjpeg_stream_by_action(camera_server: CameraServer, opened) -> None:
+    cam = opened(camera_server.url + "/?action=stream")
+    assert isinstance(cam, StreamCamera)
+    got = read_until(cam, lambda f: f is not None)
+    assert got.shape == (120, 160, 3) and cam.online
+
+
+def test_stream_url_is_recognised_by_its_content_type(camera_server: CameraServer, opened) -> None:
+    cam = opened(camera_server.stream_url)  # "/stream": no hint in the URL
+    got = read_until(cam, lambda f: f is not None)
+    assert got.shape == (120, 160, 3)
+    assert cam.kind == "stream"
+
+
+def test_stream_switches_frames_at_run_time(camera_server: CameraServer, opened) -> None:
+    cam = opened(camera_server.url + "/?action=stream")
+    camera_server.set_frames([np.zeros((120, 160, 3), np.uint8)])
+    read_until(cam, lambda f: f is not None and f.mean() < 10)
+    camera_server.set_frames([np.full((120, 160, 3), 255, np.uint8)])
+    read_until(cam, lambda f: f is not None and f.mean() > 240)
+
+
+def test_stream_that_stops_goes_offline_and_comes_back(camera_server: CameraServer, opened) -> None:
+    cam = opened(camera_server.url + "/?action=stream")
+    read_until(cam, lambda f: f is not None)
+    camera_server.stop_after = 0
+    camera_server.set_fault("stream_stop")
+    read_until(cam, lambda f: not cam.online)
+    assert cam.read() is None and cam.stats.errors >= 1
+    camera_server.set_fault(None)
+    read_until(cam, lambda f: f is not None)
+    assert cam.online
+
+
+def test_stream_thread_stops_on_close_and_on_stop_event(camera_server: CameraServer) -> None:
+    stop = threading.Event()
+    a = open_camera(cam_cfg(camera_server.url + "/?action=stream"), stop, backoff=FAST)
+    b = open_camera(cam_cfg(camera_server.url + "/?action=stream"), stop, backoff=FAST)
+    read_until(a, lambda f: f is not None)
+    a.close()
+    assert not a._thread.is_alive()
+    stop.set()
+    b._thread.join(timeout=10)
+    assert not b._thread.is_alive() and b.read() is None
+    b.close()
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_folder_in_natural_order_once(tmp_path: Path) -> None:
+    for i in range(1, 12):
+        cv2.imwrite(str(tmp_path / f"frame_{i}.png"), np.full((24, 32), i * 20, np.uint8))
+    (tmp_path / "frame_5.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # replaced by a corrupt file
+    (tmp_path / "notes.txt").write_text("not a frame")
+    cam = open_camera(cam_cfg(str(tmp_path)))
+    seen = []
+    while not cam.exhausted:
+        frame = cam.read()
+        seen.append(None if frame is None else int(frame[0, 0, 0]) // 20)
+    assert seen == [1, 2, 3, 4, None, 6, 7, 8, 9, 10, 11]
+    assert cam.stats.frames == 10 and cam.stats.bad_frames == 1
+    assert cam.read() is None and cam.online  # local files never go "offline"
+    assert natural_key("frame_9.jpg") < natural_key("frame_10.jpg")
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".mp4"])
+def test_video_file_plays_once(tmp_path: Path, write_video, suffix: str) -> None:
+    frames = [synthetic_frame(i) for i in range(6)]
+    path = write_video(tmp_path / f"clip{suffix}", frames)
+    cam = open_camera(cam_cfg(str(path)))
+    got = []
+    while not cam.exhausted:
+        frame = cam.read()
+        if frame is not None:
+            got.append(frame)
+    cam.close()
+    assert len(got) == len(frames) and got[0].shape == (120, 160, 3)
+    assert cam.read() is None
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CameraSourceError, match="no such file"):
+        open_camera(cam_cfg(str(tmp_path / "nope.mp4")))
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    with pytest.raises(CameraSourceError, match="bad.mp4"):
+        open_camera(cam_cfg(str(tmp_path / "bad.mp4")))
+    with pytest.raises(CameraSourceError, match="no .jpg"):
+        open_camera(cam_cfg(str(tmp_path)))
+
+
+# --------------------------------------------------------------------------- V4L2 (mocked)
+
+
+class FakeV4L2:
+    """Stands in for cv2.VideoCapture on a USB camera: the test machines have no /dev/video*."""
+
+    present = True
+    opened: list[tuple] = []
+
+    def __init__(self, *args: object) -> None:
+        FakeV4L2.opened.append(args)
+        self._open = FakeV4L2.present
+        self._n = 0
+
+    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+        return self._open
+
+    def grab(self) -> bool:
+        time.sleep(0.01)  # a real device blocks until its next frame
+        self._n += 1
+        return self._open and FakeV4L2.present
+
+    def retrieve(self) -> tuple[bool, np.ndarray]:
+        return True, np.full((48, 64), self._n % 256, np.uint8)  # a grey (YUYV Y-plane) frame
+
+    def release(self) -> None:
+        self._open = False
+
+
+@pytest.mark.parametrize("source", [0, "0", "/dev/video0"])
+def test_v4l2_device_mocked(monkeypatch, source: int | str) -> None:
+    monkeypatch.setattr(capture.cv2, "VideoCapture", FakeV4L2)
+    FakeV4L2.present, FakeV4L2.opened = True, []
+    cam = open_camera(cam_cfg(source), backoff=FAST)
+    try:
+        got = read_until(cam, lambda f: f is not None)
+        assert got.shape == (48, 64, 3)
+        assert FakeV4L2.opened[0][1] == cv2.CAP_V4L2
+        FakeV4L2.present = False  # unplugged
+        read_until(cam, lambda f: not cam.online)
+        assert cam.read() is None and cam.stats.errors >= 1
+        FakeV4L2.present = True  # plugged back in
+        read_until(cam, lambda f: f is not None)
+    finally:
+        cam.close()
+    assert not cam._thread.is_alive()

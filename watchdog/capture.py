@@ -1,0 +1,644 @@
+"""Camera sources behind one small interface: ``read()`` gives a BGR frame or None.
+
+The daemon loop calls::
+
+    cam = open_camera(printer.camera, stop=stop_event, name=printer.name)
+    frame = cam.read()      # np.ndarray (H, W, 3) BGR uint8, or None: no frame now
+    cam.online, cam.last_error, cam.stats.frames / bad_frames / errors
+    cam.close()
+
+``read()`` never raises and never sleeps through a backoff: a camera that fails goes
+offline, and is retried after 1 s, 2 s, 4 s ... up to 60 s; until then ``read()`` returns None
+at once. Offline/online changes are logged once each, bad frames once per run, never per frame.
+
+Sources, chosen from ``CameraConfig.source``:
+
+- ``0`` / ``"/dev/video0"``: a V4L2 device (``cv2.VideoCapture``, read by a grab thread);
+- ``rtsp://...``, ``http://...?action=stream`` or any URL answering
+  ``multipart/x-mixed-replace``: an MJPEG/RTSP stream (``cv2.VideoCapture``, grab thread, so
+  ``read()`` gets the newest frame, not one buffered seconds ago);
+- any other ``http(s)://`` URL: a snapshot, fetched per ``read()``: at most ``max_bytes`` are
+  read, HTML is refused, and the JPEG/PNG header's dimensions are checked against
+  ``max_pixels`` before anything is decoded (decompression bombs are refused, not decoded);
+- a folder: its .jpg/.jpeg/.png frames in natural name order (frame_9 before frame_10);
+- any other file: a video (``cv2.VideoCapture``).
+
+Folders and videos are finite (``replay``, ``demo``): they do not loop, and ``exhausted``
+becomes True after the last frame. Every frame is validated: grey and BGRA become BGR
+(``watchdog.bundle.to_bgr``); empty, truncated, undecodable or too large frames give None and
+count in ``stats.bad_frames``. Stream frames are decoded by FFmpeg, so for them ``max_pixels``
+is checked after decoding; snapshots and files are checked before.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import cv2
+import numpy as np
+import requests
+
+from watchdog.bundle import to_bgr
+from watchdog.config import CameraConfig
+from watchdog.errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+BAD_RUN_OFFLINE = 5  # this many bad frames in a row from a network camera count as offline
+_CHUNK = 64 * 1024
+
+
+class CameraSourceError(UsageError):
+    """A camera source that can never work (missing file, unreadable video): one line."""
+
+
+class BadFrame(Exception):
+    """The camera answered, but with something that is not a usable frame."""
+
+
+class SourceDown(Exception):
+    """The camera cannot be reached or stopped sending."""
+
+
+@dataclass
+class CameraStats:
+    """Counters since the camera was opened (the daemon turns them into metrics)."""
+
+    frames: int = 0
+    bad_frames: int = 0
+    errors: int = 0
+
+
+@runtime_checkable
+class Camera(Protocol):
+    """What the daemon needs from a camera."""
+
+    online: bool
+    last_error: str
+    stats: CameraStats
+
+    def read(self) -> np.ndarray | None:
+        """A BGR uint8 frame, or None (no frame now); never raises."""
+        ...
+
+    def close(self) -> None:
+        """Release the device or connection and stop any thread."""
+        ...
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def redact_url(url: str) -> str:
+    """The URL without password or query values (tokens), for logs and errors."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    if parts.username:
+        netloc = f"{parts.username}:***@{netloc}"
+    query = "&".join(f"{k}={v if k == 'action' else '***'}" for k, v in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a JPEG SOF marker or a PNG IHDR, without decoding; BadFrame if neither."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise BadFrame("PNG without IHDR header")
+        width, height = struct.unpack(">II", data[16:24])
+        return width, height
+    if data[:2] != b"\xff\xd8":
+        raise BadFrame("not a JPEG or PNG image")
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            raise BadFrame("corrupt JPEG header")
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+            continue
+        if marker == 0xDA:
+            break  # start of scan before any frame header
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if i + 9 > len(data):
+                break
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+            return width, height
+        i += 2 + length
+    raise BadFrame("JPEG without frame header (truncated)")
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """JPEG/PNG bytes → BGR frame; the size is checked from the header before decoding."""
+    if not data:
+        raise BadFrame("empty body")
+    width, height = image_size(data)
+    if width <= 0 or height <= 0:
+        raise BadFrame(f"image declares {width}x{height} pixels")
+    if width * height > max_pixels:
+        raise BadFrame(f"image declares {width}x{height} pixels, more than camera.max_pixels={max_pixels}")
+    if data[:2] == b"\xff\xd8" and not data.rstrip(b"\r\n\x00 ").endswith(b"\xff\xd9"):
+        raise BadFrame("truncated JPEG (no end-of-image marker)")
+    frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if frame is None:
+        raise BadFrame("undecodable image")
+    return frame
+
+
+def validate(frame: Any, max_pixels: int) -> np.ndarray:
+    """Any decoded frame → BGR uint8 within the size limit, or BadFrame."""
+    if frame is None or not isinstance(frame, np.ndarray) or frame.size == 0:
+        raise BadFrame("empty frame")
+    h, w = frame.shape[:2]
+    if h * w > max_pixels:
+        raise BadFrame(f"frame of {w}x{h} pixels, more than camera.max_pixels={max_pixels}")
+    try:
+        return to_bgr(frame)
+    except ValueError as exc:
+        raise BadFrame(str(exc)) from exc
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort key so that frame_9 comes before frame_10."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+# --------------------------------------------------------------------------- common behaviour
+
+
+class _BaseCamera:
+    """Counters, online state, backoff and once-only logging shared by every source."""
+
+    kind = "camera"
+    network = True  # local files never go offline for a run of bad frames
+
+    def __init__(self, cfg: CameraConfig, label: str, stop: threading.Event | None, backoff: tuple[float, float]) -> None:
+        self.cfg = cfg
+        self.label = label
+        self.stats = CameraStats()
+        self.online = False
+        self.last_error = ""
+        self.exhausted = False
+        self._stop = stop
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._min_backoff, self._max_backoff = backoff
+        self._delay = self._min_backoff
+        self._retry_at = 0.0
+        self._bad_run = 0
+        self._was_offline_logged = False
+
+    def _halted(self) -> bool:
+        return self._closed.is_set() or (self._stop is not None and self._stop.is_set())
+
+    def _halt_wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, waking at once on close() or the stop event."""
+        end = time.monotonic() + seconds
+        while not self._halted():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self._closed.wait(min(left, 0.2))
+
+    def _up(self) -> None:
+        with self._lock:
+            self._bad_run = 0
+            self._delay = self._min_backoff
+            if self.online:
+                return
+            self.online = True
+        if self._was_offline_logged:
+            logger.info("camera %s back online", self.label)
+            self._was_offline_logged = False
+        else:
+            logger.info("camera %s online (%s)", self.label, self.kind)
+
+    def _down(self, message: str) -> None:
+        with self._lock:
+            self.stats.errors += 1
+            self.last_error = message
+            delay = self._delay
+            self._retry_at = time.monotonic() + delay
+            self._delay = min(self._delay * 2, self._max_backoff)
+            was_online, self.online = self.online, False
+            self._bad_run = 0
+        if was_online or not self._was_offline_logged:
+            logger.warning("camera %s offline: %s; retrying with backoff up to %.0f s", self.label, message, self._max_backoff)
+            self._was_offline_logged = True
+
+    def _bad(self, message: str) -> None:
+        with self._lock:
+            self.stats.bad_frames += 1
+            self.last_error = message
+            self._bad_run += 1
+            run = self._bad_run
+        if run == 1:
+            logger.warning("camera %s: bad frame: %s (more are counted, not logged)", self.label, message)
+        if self.network and run >= BAD_RUN_OFFLINE:
+            self._down(f"{run} bad frames in a row, last: {message}")
+
+    def _accept(self, frame: Any) -> np.ndarray | None:
+        try:
+            bgr = validate(frame, self.cfg.max_pixels)
+        except BadFrame as exc:
+            self._bad(str(exc))
+            return None
+        with self._lock:
+            self.stats.frames += 1
+        self._up()
+        return bgr
+
+    def read(self) -> np.ndarray | None:
+        """A BGR frame or None; None at once while closed, stopped, exhausted or in backoff."""
+        if self._halted() or self.exhausted or time.monotonic() < self._retry_at:
+            return None
+        try:
+            raw = self._read_raw()
+        except BadFrame as exc:
+            self._bad(str(exc))
+            return None
+        except SourceDown as exc:
+            self._down(str(exc))
+            return None
+        except Exception as exc:  # noqa: BLE001 - the contract is "never raises": a bug must not stop the daemon
+            logger.exception("camera %s: unexpected error", self.label)
+            self._down(f"unexpected error: {type(exc).__name__}")
+            return None
+        if raw is None:
+            return None
+        return self._accept(raw)
+
+    def _read_raw(self) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+# --------------------------------------------------------------------------- files
+
+
+class FolderCamera(_BaseCamera):
+    """Frames from a folder, in natural name order, once."""
+
+    kind = "folder"
+    network = False
+
+    def __init__(self, cfg: CameraConfig, path: Path, label: str, stop: threading.Event | None, backoff: tuple[float, float]) -> None:
+        super().__init__(cfg, label, stop, backoff)
+        self.paths = sorted(
+            (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+            key=lambda p: natural_key(p.name),
+        )
+        if not self.paths:
+            raise CameraSourceError(f"camera source {path}: no {'/'.join(IMAGE_SUFFIXES)} frames in this folder")
+        self._next = 0
+        self.online = True
+        self.current: Path | None = None  # the file the last read() came from
+
+    def _read_raw(self) -> np.ndarray | None:
+        if self._next >= len(self.paths):
+            self.exhausted = True
+            return None
+        path = self.current = self.paths[self._next]
+        self._next += 1
+        if self._next >= len(self.paths):
+            self.exhausted = True
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise BadFrame(f"{path}: {exc.strerror or exc}") from exc
+        try:
+            return decode_image(data, self.cfg.max_pixels)
+        except BadFrame as exc:
+            raise BadFrame(f"{path.name}: {exc}") from exc
+
+
+class VideoFileCamera(_BaseCamera):
+    """Frames of a video file, once."""
+
+    kind = "video file"
+    network = False
+
+    def __init__(self, cfg: CameraConfig, path: Path, label: str, stop: threading.Event | None, backoff: tuple[float, float]) -> None:
+        super().__init__(cfg, label, stop, backoff)
+        self._cap = cv2.VideoCapture(str(path))
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise CameraSourceError(f"camera source {path}: not a video OpenCV can read (nor a folder of frames)")
+        w, h = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if w * h > cfg.max_pixels:
+            self._cap.release()
+            raise CameraSourceError(f"camera source {path}: {w}x{h} frames exceed camera.max_pixels={cfg.max_pixels}")
+        self.online = True
+        self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+
+    def _read_raw(self) -> np.ndarray | None:
+        ok, frame = self._cap.read()
+        if not ok:
+            self.exhausted = True
+            self._cap.release()
+            return None
+        return frame
+
+    def close(self) -> None:
+        super().close()
+        self._cap.release()
+
+
+# --------------------------------------------------------------------------- HTTP snapshot
+
+
+class _StreamDetected(Exception):
+    """The 'snapshot' URL answered multipart/x-mixed-replace: it is an MJPEG stream."""
+
+
+class SnapshotCamera(_BaseCamera):
+    """One HTTP GET per read(), size-limited before decoding."""
+
+    kind = "http snapshot"
+
+    def __init__(self, cfg: CameraConfig, url: str, label: str, stop: threading.Event | None, backoff: tuple[float, float]) -> None:
+        super().__init__(cfg, label, stop, backoff)
+        self.url = url
+        self.stream_detected = False
+        self._session = requests.Session()
+        self._session.headers["Accept"] = "image/jpeg, image/png;q=0.9, */*;q=0.1"
+
+    def _read_raw(self) -> np.ndarray | None:
+        try:
+            return decode_image(self._fetch(), self.cfg.max_pixels)
+        except _StreamDetected:
+            self.stream_detected = True  # AutoHttpCamera switches to a StreamCamera
+            return None
+
+    def _fetch(self) -> bytes:
+        cfg = self.cfg
+        deadline = time.monotonic() + cfg.timeout_s
+        try:
+            with self._session.get(self.url, stream=True, timeout=(cfg.timeout_s, cfg.timeout_s)) as resp:
+                if resp.status_code >= 400:
+                    raise SourceDown(f"HTTP {resp.status_code} {resp.reason or ''}".strip())
+                ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+                if ctype.startswith("multipart/x-mixed-replace"):
+                    raise _StreamDetected
+                if ctype.startswith("text/") or "html" in ctype or "json" in ctype:
+                    raise BadFrame(f"answered {ctype}, not an image")
+                length = resp.headers.get("Content-Length", "")
+                if length.isdigit() and int(length) > cfg.max_bytes:
+                    raise BadFrame(f"body of {int(length)} bytes, more than camera.max_bytes={cfg.max_bytes}")
+                body = bytearray()
+                for chunk in resp.iter_content(_CHUNK):
+                    body += chunk
+                    if len(body) > cfg.max_bytes:
+                        raise BadFrame(f"body larger than camera.max_bytes={cfg.max_bytes}")
+                    if time.monotonic() > deadline:
+                        raise SourceDown(f"snapshot took longer than camera.timeout_s={cfg.timeout_s:g}")
+                return bytes(body)
+        except requests.exceptions.ChunkedEncodingError as exc:
+            raise BadFrame("body ended early (truncated)") from exc
+        except requests.exceptions.Timeout as exc:
+            raise SourceDown(f"timed out after {cfg.timeout_s:g} s") from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise SourceDown("cannot connect or connection dropped") from exc
+        except requests.exceptions.RequestException as exc:
+            raise SourceDown(f"request failed ({type(exc).__name__})") from exc
+
+    def close(self) -> None:
+        super().close()
+        self._session.close()
+
+
+# --------------------------------------------------------------------------- streams and devices
+
+
+class StreamCamera(_BaseCamera):
+    """cv2.VideoCapture read by a grab thread, so read() gets a fresh frame, not a buffered one.
+
+    The thread opens the capture, grabs continuously, and decodes (retrieve) only when
+    read() asks; on failure it releases the capture and reopens after the backoff.
+    """
+
+    kind = "stream"
+
+    def __init__(
+        self,
+        cfg: CameraConfig,
+        target: int | str,
+        label: str,
+        stop: threading.Event | None,
+        backoff: tuple[float, float],
+        stats: CameraStats | None = None,
+    ) -> None:
+        super().__init__(cfg, label, stop, backoff)
+        if stats is not None:
+            self.stats = stats
+        self.target = target
+        self.kind = "v4l2 device" if isinstance(target, int) or str(target).startswith("/dev/") else "stream"
+        self._cond = threading.Condition()
+        self._want = False
+        self._frame: np.ndarray | None = None
+        self._delivered = False
+        self._first_attempt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"camera-{label}", daemon=True)
+        self._thread.start()
+
+    def _open_capture(self) -> Any:
+        if self.kind == "v4l2 device":
+            cap = cv2.VideoCapture(self.target, cv2.CAP_V4L2)
+        else:
+            if str(self.target).lower().startswith("rtsp"):
+                os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+            ms = int(self.cfg.timeout_s * 1000)
+            cap = cv2.VideoCapture(
+                str(self.target), cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+            )
+        if not cap.isOpened():
+            cap.release()
+            raise SourceDown("cannot open")
+        return cap
+
+    def _run(self) -> None:
+        cap = None
+        try:
+            while not self._halted():
+                if cap is None:
+                    wait = self._retry_at - time.monotonic()
+                    if wait > 0:
+                        self._halt_wait(wait)
+                        continue
+                    try:
+                        cap = self._open_capture()
+                    except (SourceDown, cv2.error) as exc:
+                        self._fail(str(exc) if isinstance(exc, SourceDown) else "OpenCV error while opening")
+                        continue
+                    self._up()
+                    self._first_attempt.set()
+                try:
+                    grabbed = cap.grab()
+                except cv2.error:
+                    grabbed = False
+                if not grabbed:
+                    cap.release()
+                    cap = None
+                    self._fail("stream ended or stalled")
+                    continue
+                with self._cond:
+                    want = self._want
+                if want:
+                    try:
+                        ok, frame = cap.retrieve()
+                    except cv2.error:
+                        ok, frame = False, None
+                    with self._cond:
+                        self._frame = frame if ok else None
+                        self._delivered = True
+                        self._want = False
+                        self._cond.notify_all()
+        finally:
+            if cap is not None:
+                cap.release()
+            self._first_attempt.set()
+
+    def _fail(self, message: str) -> None:
+        self._down(message)
+        self._first_attempt.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def read(self) -> np.ndarray | None:
+        """The next frame the thread grabs (waits at most timeout_s while online)."""
+        if self._halted():
+            return None
+        self._first_attempt.wait(self.cfg.timeout_s)  # only the very first read can wait for the connection
+        if not self.online:
+            return None
+        with self._cond:
+            self._want, self._delivered, self._frame = True, False, None
+            self._cond.wait_for(lambda: self._delivered or not self.online or self._halted(), timeout=self.cfg.timeout_s)
+            delivered, frame = self._delivered, self._frame
+            self._want, self._frame = False, None
+        if not delivered:
+            return None
+        if frame is None:
+            self._bad("stream gave an undecodable frame")
+            return None
+        return self._accept(frame)
+
+    def close(self) -> None:
+        super().close()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=self.cfg.timeout_s + 5)
+            if self._thread.is_alive():
+                logger.warning("camera %s: capture thread did not stop within %.0f s", self.label, self.cfg.timeout_s + 5)
+
+
+class AutoHttpCamera:
+    """An http(s) URL of unknown kind: a snapshot until it answers multipart/x-mixed-replace."""
+
+    def __init__(self, cfg: CameraConfig, url: str, label: str, stop: threading.Event | None, backoff: tuple[float, float]) -> None:
+        self._args = (cfg, url, label, stop, backoff)
+        self.inner: SnapshotCamera | StreamCamera = SnapshotCamera(cfg, url, label, stop, backoff)
+
+    @property
+    def kind(self) -> str:
+        return self.inner.kind
+
+    @property
+    def online(self) -> bool:
+        return self.inner.online
+
+    @property
+    def last_error(self) -> str:
+        return self.inner.last_error
+
+    @property
+    def stats(self) -> CameraStats:
+        return self.inner.stats
+
+    @property
+    def exhausted(self) -> bool:
+        return False
+
+    def read(self) -> np.ndarray | None:
+        """Read as a snapshot; once the URL turns out to be a stream, read it as one."""
+        inner = self.inner
+        frame = inner.read()
+        if isinstance(inner, SnapshotCamera) and inner.stream_detected:
+            cfg, url, label, stop, backoff = self._args
+            logger.info("camera %s: %s is an MJPEG stream; reading it as one", label, redact_url(url))
+            inner.close()
+            self.inner = StreamCamera(cfg, url, label, stop, backoff, stats=inner.stats)
+            return self.inner.read()
+        return frame
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+# --------------------------------------------------------------------------- choosing
+
+
+def _is_stream_url(url: str) -> bool:
+    """True when the URL itself says stream; otherwise the Content-Type decides (AutoHttpCamera)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() in ("rtsp", "rtsps", "rtmp"):
+        return True
+    if dict(parse_qsl(parts.query)).get("action", "").lower() == "stream":
+        return True
+    return parts.path.lower().endswith((".mjpg", ".mjpeg"))
+
+
+def open_camera(
+    cfg: CameraConfig,
+    stop: threading.Event | None = None,
+    *,
+    name: str = "",
+    backoff: tuple[float, float] = (1.0, 60.0),
+) -> Camera:
+    """The camera for ``cfg.source``; raises CameraSourceError only for a file/folder that cannot work.
+
+    ``stop`` ends retries and capture threads (as close() does); ``name`` labels log lines;
+    ``backoff`` is the (first, largest) retry delay in seconds.
+    """
+    source = cfg.source
+    label = name or (redact_url(source) if isinstance(source, str) else f"#{source}")
+    if isinstance(source, str) and source.strip().isdigit():
+        source = int(source.strip())
+    if isinstance(source, int):
+        return StreamCamera(cfg, source, label, stop, backoff)
+    if "://" in source:
+        scheme = urlsplit(source).scheme.lower()
+        if scheme not in ("http", "https", "rtsp", "rtsps", "rtmp"):
+            raise CameraSourceError(f"camera source {redact_url(source)}: unsupported scheme {scheme!r}")
+        if _is_stream_url(source):
+            return StreamCamera(cfg, source, label, stop, backoff)
+        return AutoHttpCamera(cfg, source, label, stop, backoff)
+    if source.startswith("/dev/"):
+        return StreamCamera(cfg, source, label, stop, backoff)  # may appear later: retried with backoff
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return FolderCamera(cfg, path, label, stop, backoff)
+    if path.is_file():
+        return VideoFileCamera(cfg, path, label, stop, backoff)
+    raise CameraSourceError(f"camera source {source}: no such file, folder, device or URL")
