@@ -453,3 +453,93 @@ def mosquitto_factory(
 def unique_prefix() -> str:
     """A topic prefix no other test uses (the session broker keeps retained messages)."""
     return f"pwtest_{uuid.uuid4().hex[:8]}"
+
+
+# --------------------------------------------------------------------------- notifier + storage faults
+
+
+@pytest.fixture
+def notifier_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``factory(broker, prefix, storage_dir=None, printers=("ender3",), on_command=None, start=True,
+    keep_incidents=100, **mqtt_overrides)`` → a started ``watchdog.alert.Notifier`` (stopped at
+    teardown) with short keepalive and reconnect delays. ``broker=None`` disables MQTT."""
+    from watchdog.alert import Notifier
+    from watchdog.config import MqttConfig, StorageConfig
+
+    made: list[Notifier] = []
+
+    def factory(
+        broker: Broker | None,
+        prefix: str,
+        storage_dir: Path | None = None,
+        printers: tuple[str, ...] = ("ender3",),
+        on_command: Callable[[str, str, dict], None] | None = None,
+        start: bool = True,
+        keep_incidents: int = 100,
+        **overrides: Any,
+    ) -> Notifier:
+        settings: dict[str, Any] = {}
+        if broker is not None:
+            settings = broker.mqtt_settings(
+                topic_prefix=prefix,
+                client_id=f"watchdog-{uuid.uuid4().hex[:8]}",
+                homeassistant={"discovery_prefix": f"{prefix}_ha"},
+            )
+        settings.update(overrides)
+        notifier = Notifier(
+            MqttConfig(**settings),
+            StorageConfig(dir=storage_dir or tmp_path / "storage", keep_incidents=keep_incidents),
+            list(printers),
+            on_command,
+            reconnect_delay=(1, 5),
+        )
+        made.append(notifier)
+        if start:
+            notifier.start()
+        return notifier
+
+    yield factory
+    for notifier in made:
+        notifier.stop()
+
+
+def _mount_tmpfs(path: Path, options: str) -> bool:
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                            capture_output=True, timeout=30)
+    return result.returncode == 0
+
+
+@pytest.fixture
+def readonly_storage(tmp_path: Path) -> Iterator[Path]:
+    """A storage folder on a read-only file system (a real ro tmpfs as root, else chmod 500)."""
+    path = tmp_path / "readonly"
+    path.mkdir()
+    if os.geteuid() == 0:
+        if not _mount_tmpfs(path, "ro,size=1m"):
+            pytest.skip("cannot mount a read-only tmpfs here")
+        yield path
+        subprocess.run(["umount", str(path)], capture_output=True, timeout=30)
+    else:
+        path.chmod(0o500)
+        yield path
+        path.chmod(0o700)
+
+
+@pytest.fixture
+def full_storage(tmp_path: Path) -> Iterator[Path]:
+    """A storage folder on a file system with no space left (a small tmpfs, filled up)."""
+    if os.geteuid() != 0:
+        pytest.skip("filling a file system needs a tmpfs mount (root)")
+    path = tmp_path / "full"
+    path.mkdir()
+    if not _mount_tmpfs(path, "size=256k"):
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        with open(path / "filler", "wb") as f:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+    except OSError:
+        pass
+    yield path
+    subprocess.run(["umount", str(path)], capture_output=True, timeout=30)

@@ -1,14 +1,48 @@
-"""`python -m watchdog feedback`: not implemented yet."""
+"""`python -m watchdog feedback`: tell the watchdog whether an incident was a real failure.
+
+The command-line twin of the MQTT topic ``<prefix>/<printer>/feedback``. A false alarm
+(``--verdict not_failure``) has its frame copied into
+``<storage.dir>/collected/<printer>/false_alarms/``, so the next ``python -m trainer
+--normal <storage.dir>/collected/<printer>`` learns that this scene is normal.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from watchdog.config import load_config
+from watchdog.errors import UsageError
+from watchdog.incidents import VERDICTS, IncidentError, mark_not_failure, record_verdict
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("feedback", help="(not implemented yet)")
+    p = sub.add_parser(
+        "feedback",
+        help="mark an incident as a false alarm (its frame joins the normal set) or a real failure",
+    )
+    p.add_argument("--config", required=True, help="YAML config file (for storage.dir and the printers)")
+    p.add_argument("--printer", required=True, help="printer name as in the config")
+    p.add_argument("--incident", required=True, help="incident id, as in the alert's `incident` field")
+    p.add_argument("--verdict", required=True, choices=VERDICTS, help="not_failure or failure")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    raise NotImplementedError("feedback")
+    config = load_config(args.config)  # ConfigError → one line, exit 2
+    names = [p.name for p in config.printers]
+    if args.printer not in names:
+        raise UsageError(f"--printer {args.printer!r} is not in {args.config} (printers: {', '.join(names)})")
+    storage = config.storage.dir
+    try:
+        if args.verdict == "not_failure":
+            frame = mark_not_failure(storage, args.printer, args.incident)
+            print(f"incident {args.incident} of {args.printer} marked not a failure; its frame is in {frame}")
+            print(f"retrain with: python -m trainer --normal {frame.parent.parent} ...")
+        else:
+            record_verdict(storage, args.printer, args.incident, args.verdict)
+            print(f"incident {args.incident} of {args.printer} marked a real failure")
+    except IncidentError as exc:
+        raise UsageError(f"--incident: {exc}") from exc
+    except OSError as exc:
+        raise UsageError(f"{storage}: cannot record the verdict: {exc.strerror or exc}") from exc
+    return 0

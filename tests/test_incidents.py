@@ -1,0 +1,167 @@
+"""The incident store / outbox on disk, false-alarm feedback, and the `feedback` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from watchdog.__main__ import main as cli
+from watchdog.incidents import (
+    IncidentError,
+    IncidentStore,
+    ThrottledLog,
+    false_alarms_dir,
+    mark_not_failure,
+)
+
+
+def jpeg(seed: int = 0) -> bytes:
+    img = np.random.default_rng(seed).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    ok, buf = cv2.imencode(".jpg", img)
+    assert ok
+    return buf.tobytes()
+
+
+def alert(score: float = 0.9) -> dict:
+    return {"printer": "ender3", "score": np.float32(score), "threshold": 0.5, "consecutive": 3,
+            "action": "pause", "action_result": {"outcome": "done"}}
+
+
+def test_saved_incident_has_frames_json_and_pending_marker(tmp_path: Path) -> None:
+    store = IncidentStore(tmp_path)
+    frame, heat = jpeg(1), jpeg(2)
+    inc = store.save("ender3", alert(0.75), frame, heat)
+    assert inc.path == tmp_path / "incidents" / "ender3" / inc.id
+    assert (inc.path / "frame.jpg").read_bytes() == frame
+    assert (inc.path / "heatmap.jpg").read_bytes() == heat
+    saved = json.loads((inc.path / "alert.json").read_text())
+    assert saved["incident"] == inc.id and saved["printer"] == "ender3"
+    assert saved["score"] == pytest.approx(0.75) and "time" in saved
+    assert json.loads(inc.payload) == saved
+    assert (inc.path / "pending").exists()
+    assert [i.id for i in store.pending()] == [inc.id]
+
+    store.delivered(inc)
+    assert not (inc.path / "pending").exists()
+    assert store.pending() == []
+
+
+def test_pending_survive_a_new_store_oldest_first(tmp_path: Path) -> None:
+    first = IncidentStore(tmp_path)
+    ids = [first.save("ender3", alert(), jpeg(), jpeg()).id for _ in range(3)]
+    other = first.save("prusa", alert(), jpeg(), jpeg())
+    first.delivered(other)
+    again = IncidentStore(tmp_path).pending()
+    assert [i.id for i in again] == sorted(ids) == ids
+    assert all(i.alert["incident"] == i.id for i in again)
+
+
+def test_prune_keeps_newest_and_never_pending(tmp_path: Path) -> None:
+    store = IncidentStore(tmp_path, keep=2)
+    oldest_pending = store.save("ender3", alert(), jpeg(), jpeg())
+    delivered = []
+    for _ in range(4):
+        inc = store.save("ender3", alert(), jpeg(), jpeg())
+        store.delivered(inc)
+        delivered.append(inc)
+    store.prune("ender3")
+    left = sorted(p.name for p in (tmp_path / "incidents" / "ender3").iterdir())
+    assert left == [oldest_pending.id, delivered[-1].id]
+
+
+def test_not_failure_copies_frame_for_retraining_and_records_verdict(tmp_path: Path) -> None:
+    store = IncidentStore(tmp_path)
+    frame = jpeg(7)
+    inc = store.save("ender3", alert(), frame, jpeg(8))
+    copy = mark_not_failure(tmp_path, "ender3", inc.id)
+    assert copy.parent == false_alarms_dir(tmp_path, "ender3") == tmp_path / "collected" / "ender3" / "false_alarms"
+    assert copy.read_bytes() == frame
+    assert cv2.imdecode(np.frombuffer(copy.read_bytes(), np.uint8), cv2.IMREAD_COLOR).shape == (48, 64, 3)
+    assert json.loads((inc.path / "alert.json").read_text())["verdict"] == "not_failure"
+
+
+@pytest.mark.parametrize("incident", ["nope", "../../etc", "a/b", "", "x" * 65])
+def test_not_failure_refuses_unknown_or_unsafe_ids(tmp_path: Path, incident: str) -> None:
+    IncidentStore(tmp_path).save("ender3", alert(), jpeg(), jpeg())
+    with pytest.raises(IncidentError, match="incident"):
+        mark_not_failure(tmp_path, "ender3", incident)
+    assert not (tmp_path / "collected").exists()
+
+
+def test_throttled_log_counts_what_it_holds_back(caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("test.throttle")
+    caplog.set_level(logging.INFO, "test.throttle")
+    once_a_minute = ThrottledLog(60)
+    assert [once_a_minute(log, logging.ERROR, "k", "disk full") for _ in range(5)] == [True] + [False] * 4
+    assert once_a_minute(log, logging.ERROR, "other", "other key") is True
+    always = ThrottledLog(0)
+    always(log, logging.ERROR, "k", "again")
+    always(log, logging.ERROR, "k", "again")
+    assert [r.getMessage() for r in caplog.records] == ["disk full", "other key", "again", "again"]
+
+
+@pytest.mark.parametrize("fixture", ["readonly_storage", "full_storage"])
+def test_unwritable_storage_returns_unsaved_and_logs_once(
+    request: pytest.FixtureRequest, fixture: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = request.getfixturevalue(fixture)
+    caplog.set_level(logging.ERROR, "watchdog.incidents")
+    store = IncidentStore(storage)
+    incidents = [store.save("ender3", alert(), jpeg(i), jpeg(i)) for i in range(5)]
+    assert all(i.path is None for i in incidents)
+    assert len({i.id for i in incidents}) == 5
+    assert all(i.alert["incident"] == i.id for i in incidents)
+    errors = [r for r in caplog.records if "cannot save incident" in r.getMessage()]
+    assert len(errors) == 1, [r.getMessage() for r in caplog.records]
+    store.delivered(incidents[0])  # nothing to clear, no error
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def write_config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"storage: {{dir: {tmp_path / 'state'}}}\nprinters:\n  - name: ender3\n")
+    return cfg
+
+
+def test_feedback_cli_not_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path)
+    frame = jpeg(3)
+    inc = IncidentStore(tmp_path / "state").save("ender3", alert(), frame, jpeg(4))
+    rc = cli(["feedback", "--config", str(cfg), "--printer", "ender3", "--incident", inc.id,
+              "--verdict", "not_failure"])
+    assert rc == 0
+    copy = tmp_path / "state" / "collected" / "ender3" / "false_alarms" / f"{inc.id}.jpg"
+    assert copy.read_bytes() == frame
+    assert str(copy) in capsys.readouterr().out
+
+
+def test_feedback_cli_failure_verdict(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    inc = IncidentStore(tmp_path / "state").save("ender3", alert(), jpeg(), jpeg())
+    rc = cli(["feedback", "--config", str(cfg), "--printer", "ender3", "--incident", inc.id, "--verdict", "failure"])
+    assert rc == 0
+    assert json.loads((inc.path / "alert.json").read_text())["verdict"] == "failure"
+    assert not (tmp_path / "state" / "collected").exists()
+
+
+@pytest.mark.parametrize(
+    ("printer", "incident", "says"),
+    [("ender3", "20200101T000000000Z-abcdef", "no incident"), ("prusa", "x", "--printer"),
+     ("ender3", "../escape", "not valid")],
+)
+def test_feedback_cli_bad_input_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], printer: str, incident: str, says: str
+) -> None:
+    cfg = write_config(tmp_path)
+    rc = cli(["feedback", "--config", str(cfg), "--printer", printer, "--incident", incident,
+              "--verdict", "not_failure"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and says in err and "Traceback" not in err

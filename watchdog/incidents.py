@@ -1,0 +1,310 @@
+"""The incident store and MQTT outbox on disk.
+
+An alert is written here before it is published, so a broker that is away, a daemon that
+restarts or a power cut loses nothing: ``<storage.dir>/incidents/<printer>/<incident_id>/``
+holds ``frame.jpg``, ``heatmap.jpg``, ``alert.json`` and a ``pending`` marker that is removed
+once the broker acknowledged the alert (PUBACK). A disk that is full or read-only must not
+stop alerts: saving then fails softly (logged at most once a minute) and the caller keeps
+the alert in memory until it is delivered.
+
+User feedback lands here too: an incident marked "not a failure" has its frame copied to
+``<storage.dir>/collected/<printer>/false_alarms/``, a folder the trainer reads with
+``--normal``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+FRAME = "frame.jpg"
+HEATMAP = "heatmap.jpg"
+ALERT = "alert.json"
+PENDING = "pending"
+VERDICTS = ("not_failure", "failure")
+
+# Incident ids and printer names become folder names: nothing that could climb out of them.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class IncidentError(ValueError):
+    """An incident that does not exist or cannot be used; the message says which and where."""
+
+
+class ThrottledLog:
+    """Logs a recurring failure at most once per ``interval_s`` per key, counting the rest.
+
+    A full disk fails on every alert and every frame; one line a minute says so without
+    flooding the journal.
+    """
+
+    def __init__(self, interval_s: float = 60.0) -> None:
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, log: logging.Logger, level: int, key: str, msg: str, *args: object) -> bool:
+        """Log ``msg`` unless ``key`` was logged less than ``interval_s`` ago; True if logged."""
+        now = time.monotonic()
+        with self._lock:
+            last, suppressed = self._last.get(key, (None, 0))
+            if last is not None and now - last < self.interval_s:
+                self._last[key] = (last, suppressed + 1)
+                return False
+            self._last[key] = (now, 0)
+        if suppressed:
+            msg += f" ({suppressed} more like this since the last report)"
+        log.log(level, msg, *args)
+        return True
+
+
+@dataclass
+class Incident:
+    """One alert with its frames; ``path`` is None when it could not be saved."""
+
+    printer: str
+    id: str
+    alert: dict[str, Any]
+    path: Path | None
+
+    @property
+    def payload(self) -> bytes:
+        """The alert JSON as published on ``<prefix>/<printer>/alert``."""
+        return to_json(self.alert)
+
+
+def _jsonable(obj: Any) -> Any:
+    # numpy scalars (scores) and paths appear in alerts built by the loop.
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def to_json(data: Any) -> bytes:
+    """Compact JSON bytes; numpy scalars become plain numbers."""
+    return json.dumps(data, default=_jsonable, separators=(",", ":")).encode()
+
+
+def new_incident_id(now: datetime | None = None) -> str:
+    """A time-sortable, collision-resistant id that is safe as a folder name."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
+
+
+def check_name(value: str, what: str) -> str:
+    """``value`` if it is a safe folder name, else IncidentError naming ``what``."""
+    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value):
+        raise IncidentError(f"{what} {value!r} is not valid (1-64 letters, digits, '_' or '-')")
+    return value
+
+
+def incidents_root(storage_dir: Path) -> Path:
+    return Path(storage_dir) / "incidents"
+
+
+def incident_dir(storage_dir: Path, printer: str, incident_id: str) -> Path:
+    """The folder of an existing incident; IncidentError if there is none."""
+    check_name(printer, "printer")
+    check_name(incident_id, "incident id")
+    path = incidents_root(storage_dir) / printer / incident_id
+    if not (path / ALERT).is_file():
+        raise IncidentError(f"no incident {incident_id} for printer {printer} in {path.parent}")
+    return path
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_alert(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((path / ALERT).read_text())
+    except (OSError, ValueError) as exc:
+        raise IncidentError(f"{path / ALERT}: cannot read: {exc}") from exc
+    if not isinstance(data, dict):
+        raise IncidentError(f"{path / ALERT}: not a JSON object")
+    return data
+
+
+class IncidentStore:
+    """Incidents of all printers under one storage folder; safe to share between threads."""
+
+    def __init__(self, storage_dir: Path, keep: int = 100, throttle: ThrottledLog | None = None) -> None:
+        self.storage_dir = Path(storage_dir)
+        self.root = incidents_root(self.storage_dir)
+        self.keep = keep
+        self._throttle = throttle or ThrottledLog()
+        self._lock = threading.Lock()
+
+    def save(
+        self, printer: str, alert: dict[str, Any], frame_jpeg: bytes, heatmap_jpeg: bytes, pending: bool = True
+    ) -> Incident:
+        """Write a new incident (``pending`` delivery unless told otherwise); on a disk error it
+        comes back unsaved (``path`` None) and the caller keeps it in memory.
+
+        ``alert`` is copied and given its ``incident`` id (and ``time``/``printer`` if missing).
+        """
+        check_name(printer, "printer")
+        incident_id = new_incident_id()
+        alert = dict(alert)
+        alert.setdefault("time", datetime.now(UTC).isoformat(timespec="seconds"))
+        alert.setdefault("printer", printer)
+        alert["incident"] = incident_id
+        incident = Incident(printer, incident_id, alert, None)
+        folder = self.root / printer
+        partial = folder / f".{incident_id}.partial"
+        final = folder / incident_id
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            partial.mkdir()
+            _write_file(partial / FRAME, frame_jpeg)
+            _write_file(partial / HEATMAP, heatmap_jpeg)
+            _write_file(partial / ALERT, json.dumps(alert, default=_jsonable, indent=2).encode())
+            if pending:
+                _write_file(partial / PENDING, b"")
+            os.replace(partial, final)
+            _fsync_dir(folder)
+        except OSError as exc:
+            self._throttle(
+                logger, logging.ERROR, "save",
+                "cannot save incident %s in %s: %s; the alert is kept in memory until the broker has it",
+                incident_id, folder, exc.strerror or exc,
+            )
+            shutil.rmtree(partial, ignore_errors=True)
+            return incident
+        incident.path = final
+        self.prune(printer)
+        return incident
+
+    def delivered(self, incident: Incident) -> None:
+        """The broker acknowledged the alert: drop the pending marker."""
+        if incident.path is None:
+            return
+        try:
+            (incident.path / PENDING).unlink(missing_ok=True)
+        except OSError as exc:
+            self._throttle(
+                logger, logging.ERROR, "delivered",
+                "cannot clear the pending marker of incident %s (%s): it may be sent again after a restart",
+                incident.id, exc.strerror or exc,
+            )
+
+    def pending(self, printers: list[str] | None = None) -> list[Incident]:
+        """Saved incidents the broker never acknowledged, oldest first."""
+        found: list[Incident] = []
+        try:
+            folders = sorted(p for p in self.root.iterdir() if p.is_dir() and SAFE_NAME.fullmatch(p.name))
+        except OSError:
+            return found
+        for folder in folders:
+            if printers is not None and folder.name not in printers:
+                continue
+            for path in self._incident_dirs(folder):
+                if not (path / PENDING).exists():
+                    continue
+                try:
+                    alert = _read_alert(path)
+                except IncidentError as exc:
+                    self._throttle(logger, logging.ERROR, f"corrupt:{path}", "pending incident skipped: %s", exc)
+                    continue
+                alert["incident"] = path.name
+                found.append(Incident(folder.name, path.name, alert, path))
+        found.sort(key=lambda i: i.id)
+        return found
+
+    @staticmethod
+    def _incident_dirs(folder: Path) -> list[Path]:
+        try:
+            return sorted(p for p in folder.iterdir() if p.is_dir() and SAFE_NAME.fullmatch(p.name))
+        except OSError:
+            return []
+
+    def prune(self, printer: str) -> int:
+        """Delete the oldest delivered incidents beyond ``keep``; pending ones always stay."""
+        folder = self.root / printer
+        removed = 0
+        with self._lock:
+            try:
+                for stale in folder.glob(".*.partial"):
+                    if time.time() - stale.stat().st_mtime > 3600:
+                        shutil.rmtree(stale, ignore_errors=True)
+            except OSError:
+                pass
+            dirs = self._incident_dirs(folder)
+            excess = len(dirs) - self.keep
+            for path in dirs:  # oldest first
+                if excess <= 0:
+                    break
+                if (path / PENDING).exists():
+                    continue
+                try:
+                    shutil.rmtree(path)
+                except OSError as exc:
+                    self._throttle(logger, logging.WARNING, "prune", "cannot delete old incident %s: %s",
+                                   path, exc.strerror or exc)
+                    break
+                excess -= 1
+                removed += 1
+        if removed:
+            logger.debug("%s: pruned %d old incident(s)", printer, removed)
+        return removed
+
+
+def record_verdict(storage_dir: Path, printer: str, incident_id: str, verdict: str) -> Path:
+    """Store the user's verdict in the incident's alert.json; returns that file."""
+    if verdict not in VERDICTS:
+        raise IncidentError(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
+    path = incident_dir(storage_dir, printer, incident_id)
+    alert = _read_alert(path)
+    alert["verdict"] = verdict
+    alert["verdict_time"] = datetime.now(UTC).isoformat(timespec="seconds")
+    tmp = path / f".{ALERT}.tmp"
+    _write_file(tmp, json.dumps(alert, default=_jsonable, indent=2).encode())
+    os.replace(tmp, path / ALERT)
+    return path / ALERT
+
+
+def false_alarms_dir(storage_dir: Path, printer: str) -> Path:
+    """Where frames of false alarms go: part of the collected normal set for retraining."""
+    return Path(storage_dir) / "collected" / check_name(printer, "printer") / "false_alarms"
+
+
+def mark_not_failure(storage_dir: Path, printer: str, incident_id: str) -> Path:
+    """Copy the incident's frame into the normal set and record the verdict; returns the copy."""
+    path = incident_dir(storage_dir, printer, incident_id)
+    frame = path / FRAME
+    if not frame.is_file():
+        raise IncidentError(f"incident {incident_id} of {printer} has no {FRAME} in {path}")
+    dest_dir = false_alarms_dir(storage_dir, printer)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / f"{incident_id}.jpg"
+    tmp = dest_dir / f".{incident_id}.jpg.tmp"
+    shutil.copyfile(frame, tmp)
+    os.replace(tmp, dest)
+    record_verdict(storage_dir, printer, incident_id, "not_failure")
+    return dest
