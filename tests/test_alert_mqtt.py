@@ -1,0 +1,305 @@
+"""MQTT topics, payloads, Home Assistant discovery and command topics against a real mosquitto."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from watchdog.alert import MAX_COMMAND_BYTES, CommandError, parse_command
+from watchdog.incidents import VERDICTS
+
+pytestmark = pytest.mark.servers
+
+PRINTER = "ender3"
+
+
+def jpeg(h: int = 60, w: int = 80) -> bytes:
+    img = np.zeros((h, w, 3), np.uint8)
+    cv2.circle(img, (w // 2, h // 2), min(h, w) // 3, (0, 0, 255), -1)
+    ok, buf = cv2.imencode(".jpg", img)
+    assert ok
+    return buf.tobytes()
+
+
+def decode(payload: bytes) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None, "payload does not decode as a JPEG"
+    return img
+
+
+ALERT = {"time": "2026-01-01T00:00:00+00:00", "printer": PRINTER, "score": np.float32(0.91),
+         "threshold": 0.5, "consecutive": 3, "action": "pause",
+         "action_result": {"action": "pause", "outcome": "done", "detail": "paused", "attempts": 1}}
+
+
+def test_state_score_heatmap_and_alert_topics(mosquitto, unique_prefix, notifier_factory, tmp_path) -> None:
+    p = unique_prefix
+    with mosquitto.subscriber(f"{p}/#") as sub:
+        notifier = notifier_factory(mosquitto, p, storage_dir=tmp_path)
+        assert sub.wait_for(f"{p}/available", lambda m: m.text == "online").text == "online"
+        assert notifier.connected
+
+        notifier.publish_state(PRINTER, {"state": "watching", "score": 0.1, "threshold": 0.5, "consecutive": 0})
+        state = sub.wait_for(f"{p}/{PRINTER}/state").json()
+        assert state == {"state": "watching", "score": 0.1, "threshold": 0.5, "consecutive": 0, "printer": PRINTER}
+        assert sub.wait_for(f"{p}/{PRINTER}/enabled").text == "ON"
+
+        notifier.publish_score(PRINTER, np.float32(0.25))
+        assert float(sub.wait_for(f"{p}/{PRINTER}/score").text) == pytest.approx(0.25)
+
+        notifier.publish_heatmap(PRINTER, jpeg())
+        assert decode(sub.wait_for(f"{p}/{PRINTER}/heatmap").payload).shape == (60, 80, 3)
+
+        incident = notifier.raise_alert(PRINTER, dict(ALERT), jpeg(), jpeg(120, 160))
+        msg = sub.wait_for(f"{p}/{PRINTER}/alert")
+        body = msg.json()
+        assert set(body) >= {"time", "printer", "score", "threshold", "consecutive", "action",
+                             "action_result", "incident"}
+        assert body["incident"] == incident and body["printer"] == PRINTER
+        assert body["score"] == pytest.approx(0.91) and body["action_result"]["outcome"] == "done"
+        assert msg.qos == 1 and not msg.retain
+        # the alert's heatmap replaces the retained one
+        sub.wait_for(f"{p}/{PRINTER}/heatmap", lambda m: decode(m.payload).shape == (120, 160, 3))
+        assert notifier.flush(10)
+        folder = tmp_path / "incidents" / PRINTER / incident
+        assert json.loads((folder / "alert.json").read_text())["incident"] == incident
+        assert not (folder / "pending").exists(), "PUBACK received but the incident is still pending"
+
+    # retained: a subscriber arriving later gets the last state and heatmap at once
+    with mosquitto.subscriber(f"{p}/{PRINTER}/state", f"{p}/{PRINTER}/heatmap") as late:
+        assert late.wait_for(f"{p}/{PRINTER}/state").retain
+        assert decode(late.wait_for(f"{p}/{PRINTER}/heatmap").payload).shape == (120, 160, 3)
+
+    notifier.stop()
+    with mosquitto.subscriber(f"{p}/available") as after:
+        assert after.wait_for(f"{p}/available").text == "offline"
+
+
+def test_disabled_state_turns_the_switch_off(mosquitto, unique_prefix, notifier_factory) -> None:
+    p = unique_prefix
+    with mosquitto.subscriber(f"{p}/{PRINTER}/enabled") as sub:
+        notifier = notifier_factory(mosquitto, p)
+        notifier.publish_state(PRINTER, {"state": "disabled"})
+        assert sub.wait_for(f"{p}/{PRINTER}/enabled").text == "OFF"
+        notifier.publish_state(PRINTER, {"state": "idle", "enabled": True})
+        assert sub.wait_for(f"{p}/{PRINTER}/enabled", lambda m: m.text == "ON")
+
+
+def test_home_assistant_discovery_and_republish_on_ha_online(mosquitto, unique_prefix, notifier_factory) -> None:
+    p = unique_prefix
+    dp = f"{p}_ha"
+    with mosquitto.subscriber(f"{dp}/#") as sub:
+        notifier_factory(mosquitto, p, printers=("ender3", "voron"))
+        configs = sub.wait_count(f"{dp}/+/+/+/config", 8)
+        by_topic = {m.topic: m.json() for m in configs}
+        assert len(by_topic) == 8
+        unique_ids = [c["unique_id"] for c in by_topic.values()]
+        assert len(set(unique_ids)) == 8
+        for topic, c in by_topic.items():
+            component, node, object_id = topic.split("/")[1:4]
+            assert c["availability_topic"] == f"{p}/available"
+            assert c["device"]["identifiers"] == [node] and c["device"]["name"]
+            assert c["unique_id"] == f"{node}_{object_id}"
+
+        def entity(component: str, printer: str) -> dict:
+            [c] = [c for t, c in by_topic.items() if t.split("/")[1] == component and t.split("/")[2].endswith(printer)]
+            return c
+
+        binary = entity("binary_sensor", "ender3")
+        assert binary["device_class"] == "problem" and binary["state_topic"] == f"{p}/ender3/state"
+        sensor = entity("sensor", "ender3")
+        assert sensor["state_class"] == "measurement" and sensor["state_topic"] == f"{p}/ender3/score"
+        image = entity("image", "voron")
+        assert image["image_topic"] == f"{p}/voron/heatmap" and image["content_type"] == "image/jpeg"
+        switch = entity("switch", "ender3")
+        assert switch["command_topic"] == f"{p}/ender3/enabled/set"
+        assert switch["state_topic"] == f"{p}/ender3/enabled"
+        assert (switch["payload_on"], switch["payload_off"]) == ("ON", "OFF")
+
+        with mosquitto.subscriber(f"{dp}/#") as late:  # retained: HA finds them when it starts
+            assert {m.topic for m in late.wait_count(f"{dp}/+/+/+/config", 8) if m.retain} == set(by_topic)
+
+        mosquitto.publish(f"{dp}/status", "offline")
+        mosquitto.publish(f"{dp}/status", "online")
+        again = sub.wait_count(f"{dp}/+/+/+/config", 16)
+        assert {m.topic for m in again[8:]} == set(by_topic)
+
+
+def test_last_will_says_offline_when_the_daemon_dies(mosquitto, unique_prefix, tmp_path) -> None:
+    p = unique_prefix
+    script = textwrap.dedent(f"""
+        import time
+        from watchdog.alert import Notifier
+        from watchdog.config import MqttConfig, StorageConfig
+        n = Notifier(MqttConfig(host="127.0.0.1", port={mosquitto.port}, topic_prefix="{p}", keepalive_s=5),
+                     StorageConfig(dir="{tmp_path}"), ["ender3"])
+        n.start()
+        time.sleep(60)
+    """)
+    with mosquitto.subscriber(f"{p}/available") as sub:
+        proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parent.parent)
+        try:
+            sub.wait_for(f"{p}/available", lambda m: m.text == "online", timeout=30)
+        finally:
+            proc.kill()
+            proc.wait(10)
+        sub.wait_for(f"{p}/available", lambda m: m.text == "offline")
+
+
+def test_mqtt_disabled_still_saves_incidents(notifier_factory, tmp_path) -> None:
+    notifier = notifier_factory(None, "unused", storage_dir=tmp_path)
+    notifier.publish_state(PRINTER, {"state": "watching"})
+    notifier.publish_score(PRINTER, 0.3)
+    notifier.publish_heatmap(PRINTER, jpeg())
+    incident = notifier.raise_alert(PRINTER, dict(ALERT), jpeg(), jpeg())
+    folder = tmp_path / "incidents" / PRINTER / incident
+    assert decode((folder / "heatmap.jpg").read_bytes()).shape == (60, 80, 3)
+    assert json.loads((folder / "alert.json").read_text())["incident"] == incident
+    assert not (folder / "pending").exists(), "nothing to deliver without a broker"
+    assert not notifier.connected and notifier.undelivered() == 0
+
+
+# --------------------------------------------------------------------------- command topics
+
+
+def test_commands_valid_ones_reach_the_daemon_junk_is_ignored(
+    mosquitto, unique_prefix, notifier_factory, tmp_path, caplog
+) -> None:
+    p = unique_prefix
+    calls: list[tuple[str, str, dict]] = []
+    caplog.set_level(logging.WARNING, "watchdog.alert")
+    notifier = notifier_factory(mosquitto, p, on_command=lambda *a: calls.append(a))
+    with mosquitto.subscriber(f"{p}/available") as sub:
+        sub.wait_for(f"{p}/available", lambda m: m.text == "online")
+    assert notifier.connected
+    # the notifier subscribes right after connecting: wait until a command is seen
+    for _ in range(50):
+        mosquitto.publish(f"{p}/{PRINTER}/enabled/set", "ON")
+        if calls:
+            break
+    assert calls[0] == (PRINTER, "enabled", {"enabled": True})
+    calls.clear()
+
+    junk = [
+        (f"{p}/{PRINTER}/enabled/set", b"on; rm -rf /"),
+        (f"{p}/{PRINTER}/enabled/set", b"1"),
+        (f"{p}/nosuchprinter/enabled/set", b"OFF"),
+        (f"{p}/{PRINTER}/feedback", b"not json"),
+        (f"{p}/{PRINTER}/feedback", b'{"incident": "x", "verdict": "not_failure", "exec": "id"}'),
+        (f"{p}/{PRINTER}/feedback", b'{"incident": "../../etc/passwd", "verdict": "not_failure"}'),
+        (f"{p}/{PRINTER}/feedback", b'{"incident": "x", "verdict": "maybe"}'),
+        (f"{p}/{PRINTER}/feedback", b'["incident", "verdict"]'),
+        (f"{p}/{PRINTER}/feedback", b'{"incident": "x", "verdict": "failure", "pad": "' + b"A" * 5000 + b'"}'),
+        (f"{p}/{PRINTER}/feedback", bytes(range(256))),
+    ]
+    for topic, payload in junk:
+        mosquitto.publish(topic, payload)
+    mosquitto.publish(f"{p}/{PRINTER}/feedback", json.dumps({"incident": "20260101T000000000Z-abc123",
+                                                               "verdict": "not_failure"}))
+    mosquitto.publish(f"{p}/{PRINTER}/enabled/set", "OFF")
+    for _ in range(100):
+        if len(calls) >= 2:
+            break
+        mosquitto.publish(f"{p}/unrelated", "tick")  # a round trip, not a sleep
+    assert calls == [
+        (PRINTER, "feedback", {"incident": "20260101T000000000Z-abc123", "verdict": "not_failure"}),
+        (PRINTER, "enabled", {"enabled": False}),
+    ]
+    ignored = [r.getMessage() for r in caplog.records if "ignored MQTT message" in r.getMessage()]
+    assert ignored, "junk commands must be logged"
+    assert len(ignored) <= 3, "junk is logged at most once a minute per kind"
+    assert notifier.connected
+
+
+def test_a_failing_command_handler_does_not_kill_mqtt(mosquitto, unique_prefix, notifier_factory, caplog) -> None:
+    p = unique_prefix
+    seen = []
+
+    def handler(printer: str, command: str, data: dict) -> None:
+        seen.append(data)
+        raise RuntimeError("handler bug")
+
+    notifier = notifier_factory(mosquitto, p, on_command=handler)
+    with mosquitto.subscriber(f"{p}/#") as sub:
+        sub.wait_for(f"{p}/available", lambda m: m.text == "online")
+        for _ in range(50):
+            mosquitto.publish(f"{p}/{PRINTER}/enabled/set", "OFF")
+            if seen:
+                break
+        assert seen
+        notifier.publish_score(PRINTER, 0.5)
+        sub.wait_for(f"{p}/{PRINTER}/score")
+    assert "handling MQTT command enabled failed" in caplog.text
+
+
+# --------------------------------------------------------------------------- parse_command (pure)
+
+PREFIX = "printer_watchdog"
+PRINTERS = ["ender3", "voron-2"]
+
+
+def test_parse_command_accepts_exactly_the_documented_shapes() -> None:
+    assert parse_command(PREFIX, PRINTERS, f"{PREFIX}/ender3/enabled/set", b"ON") == (
+        "ender3", "enabled", {"enabled": True})
+    assert parse_command(PREFIX, PRINTERS, f"{PREFIX}/voron-2/enabled/set", b"OFF\n")[2] == {"enabled": False}
+    payload = json.dumps({"verdict": "failure", "incident": "20260101T000000000Z-abc123"}).encode()
+    assert parse_command(PREFIX, PRINTERS, f"{PREFIX}/ender3/feedback", payload) == (
+        "ender3", "feedback", {"incident": "20260101T000000000Z-abc123", "verdict": "failure"})
+    for topic, payload in [
+        (f"{PREFIX}/ender3/enabled/set", b"on"),
+        (f"{PREFIX}/ender3/enabled", b"ON"),
+        (f"{PREFIX}/ender3/state/set", b"ON"),
+        ("other/ender3/enabled/set", b"ON"),
+        (f"{PREFIX}/ender3/feedback", b'{"incident": 5, "verdict": "failure"}'),
+        (f"{PREFIX}/ender3/feedback", b'{"incident": "a"}'),
+        (f"{PREFIX}/ender3/feedback", b" " * (MAX_COMMAND_BYTES + 1)),
+    ]:
+        with pytest.raises(CommandError):
+            parse_command(PREFIX, PRINTERS, topic, payload)
+
+
+command_topics = st.sampled_from(
+    [f"{PREFIX}/ender3/enabled/set", f"{PREFIX}/ender3/feedback", f"{PREFIX}/voron-2/feedback",
+     f"{PREFIX}/ghost/feedback"]
+) | st.text(max_size=40).map(lambda s: f"{PREFIX}/{s}")
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=10,
+)
+feedbackish = st.fixed_dictionaries(
+    {}, optional={"incident": json_values | st.text(max_size=70), "verdict": st.sampled_from(VERDICTS) | json_values,
+                  "extra": json_values},
+).map(lambda d: json.dumps(d).encode())
+
+
+def check_result(topic: str, payload: bytes) -> None:
+    try:
+        printer, command, data = parse_command(PREFIX, PRINTERS, topic, payload)
+    except CommandError:
+        return
+    assert printer in PRINTERS and len(payload) <= MAX_COMMAND_BYTES
+    if command == "enabled":
+        assert topic.endswith("/enabled/set") and payload.strip() in (b"ON", b"OFF")
+        assert data == {"enabled": payload.strip() == b"ON"}
+    else:
+        assert command == "feedback" and topic.endswith("/feedback")
+        assert set(data) == {"incident", "verdict"} and data["verdict"] in VERDICTS
+        assert data["incident"].replace("_", "").replace("-", "").isalnum() and "/" not in data["incident"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(topic=command_topics, payload=st.binary(max_size=2048) | feedbackish)
+def test_fuzz_parse_command_never_accepts_junk(topic: str, payload: bytes) -> None:
+    check_result(topic, payload)
