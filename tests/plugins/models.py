@@ -1,1 +1,70 @@
-"""pytest plugin: models (filled in by its owner)."""
+"""pytest plugin: models. A tiny bundle trained by the real trainer on synthetic frames.
+
+``tiny_bundle`` runs ``python -m trainer`` in a subprocess (so TensorFlow never enters the
+test process) once per test session: 64x48 input, a few epochs, about 20-40 s on 2 cores.
+Sessions print0 and print1 fit the model, print2 validates (sets the threshold), print3 tests.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests import synth
+
+TINY_SESSIONS = 4
+TINY_FRAMES = 16
+TINY_ANOMALOUS = 10
+TINY_SEED = 0
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Kaggle-layout folder of synthetic frames: no_defected/print<S>_<i>.jpg, defected/."""
+    root = tmp_path_factory.mktemp("synthetic-data")
+    return synth.write_kaggle_layout(root, TINY_SESSIONS, TINY_FRAMES, TINY_ANOMALOUS, seed=TINY_SEED)
+
+
+@pytest.fixture(scope="session")
+def normal_frames() -> list[np.ndarray]:
+    """BGR frames of the fitted sessions (print0, print1), early in the print: below the threshold."""
+    return [synth.normal_frame(s, i, TINY_FRAMES, TINY_SEED) for s in (0, 1) for i in range(0, 10, 2)]
+
+
+@pytest.fixture(scope="session")
+def anomalous_frames() -> list[np.ndarray]:
+    """BGR frames with spaghetti on the bed: they score above tiny_bundle's threshold."""
+    return [synth.anomalous_frame(100 + i, TINY_SEED) for i in range(6)]
+
+
+def train_tiny(data: Path, out: Path, *extra: str) -> Path:
+    """Run the real trainer CLI on ``data``; return the run folder (its last stdout line)."""
+    cmd = [
+        sys.executable, "-m", "trainer", "--data", str(data), "--out", str(out),
+        "--preset", "default", "--input-size", "64x48", "--epochs", "25", "--batch-size", "8",
+        "--val-sessions", "print2", "--test-sessions", "print3", "--seed", str(TINY_SEED), *extra,
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env,
+                          cwd=Path(__file__).resolve().parents[2])
+    if proc.returncode != 0:
+        raise RuntimeError(f"trainer failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run folder of one tiny training (report.json, plots, model.keras, bundle/)."""
+    pytest.importorskip("tensorflow")
+    return train_tiny(synthetic_dataset, tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_run: Path) -> Path:
+    """A real bundle folder (model.tflite + model.json) trained on synthetic frames."""
+    return tiny_run / "bundle"

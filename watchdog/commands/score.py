@@ -1,14 +1,80 @@
-"""`python -m watchdog score`: not implemented yet."""
+"""`python -m watchdog score --model BUNDLE IMAGE...`: one JSON line per image (no TensorFlow).
+
+Scores still images through the daemon's own FrameScorer, so a user can check a bundle, or
+what the daemon would have said about a saved frame, before trusting it with a print.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from watchdog.bundle import Bundle, default_bundle_path, encode_jpeg
+from watchdog.errors import UsageError
+from watchdog.score import FrameScorer
+
+logger = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("score", help="(not implemented yet)")
+    p = sub.add_parser("score", help="score image files with a model bundle (one JSON line each)")
+    p.add_argument("--model", type=Path, default=None, metavar="BUNDLE_DIR",
+                   help="bundle folder with model.tflite and model.json (default: the bundled model)")
+    p.add_argument("--heatmap", type=Path, default=None, metavar="DIR",
+                   help="also write a heatmap overlay JPEG per image into DIR")
+    p.add_argument("--threads", type=int, default=1, help="TFLite interpreter threads (default 1)")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="JPEG or PNG files")
     p.set_defaults(func=main)
 
 
+def read_image(path: Path) -> np.ndarray:
+    """An image file as OpenCV gives it (grey, BGR or BGRA); UsageError naming the file otherwise."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read image ({exc.strerror or exc})") from exc
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    if img is None:
+        raise UsageError(f"{path}: not a readable JPEG or PNG image")
+    return img
+
+
+def _heatmap_path(folder: Path, image: Path, used: set[Path]) -> Path:
+    out = folder / f"{image.stem}.jpg"
+    n = 1
+    while out in used:
+        n += 1
+        out = folder / f"{image.stem}-{n}.jpg"
+    used.add(out)
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
-    raise NotImplementedError("score")
+    bundle = Bundle.load(args.model if args.model is not None else default_bundle_path())
+    frames = [(path, read_image(path)) for path in args.images]  # fail before printing anything
+    scorer = FrameScorer(bundle, num_threads=max(1, args.threads))
+    if args.heatmap is not None:
+        try:
+            args.heatmap.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--heatmap {args.heatmap}: cannot create folder ({exc.strerror or exc})") from exc
+    used: set[Path] = set()
+    for path, frame in frames:
+        result = scorer.analyze(frame)
+        line = {
+            "file": str(path),
+            "score": round(result.score, 8),
+            "threshold": round(result.threshold, 8),
+            "anomalous": bool(result.anomalous),
+        }
+        if args.heatmap is not None:
+            out = _heatmap_path(args.heatmap, path, used)
+            out.write_bytes(encode_jpeg(scorer.overlay(frame, result)))
+            line["heatmap"] = str(out)
+        print(json.dumps(line), flush=True)
+    return 0

@@ -1,0 +1,114 @@
+"""The trainer end to end: synthetic frames → python -m trainer → a bundle the daemon can run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer import calibrate, evaluate
+from watchdog.bundle import Bundle
+
+ROOT = Path(__file__).resolve().parents[1]
+
+LITE_CHECK = """
+import json, sys
+from tests import synth
+from watchdog.bundle import Bundle
+from watchdog.score import FrameScorer
+scorer = FrameScorer(Bundle.load(sys.argv[1]))
+normal = [scorer.analyze(synth.normal_frame(s, i, 16, 0)) for s in (0, 1) for i in range(0, 10, 2)]
+bad = [scorer.analyze(synth.anomalous_frame(100 + i, 0)) for i in range(6)]
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+print(json.dumps({"normal": [r.anomalous for r in normal], "bad": [r.anomalous for r in bad],
+                  "heavy": heavy, "threshold": scorer.threshold}))
+"""
+
+
+def test_bundle_runs_without_tensorflow_and_separates_spaghetti(tiny_bundle: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", LITE_CHECK, str(tiny_bundle)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, check=True,
+    )
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["heavy"] == [], "the lite runtime path imported TensorFlow/Keras"
+    assert not any(out["normal"]), "a normal frame of a fitted print scored above the threshold"
+    assert all(out["bad"]), "a spaghetti frame scored below the threshold"
+
+
+def test_run_folder_has_report_figures_and_model(tiny_run: Path) -> None:
+    for name in ("loss.png", "reconstructions.png", "anomalies.png", "scores.png", "report.md",
+                 "model.keras", "bundle/model.tflite", "bundle/model.json"):
+        assert (tiny_run / name).is_file(), name
+    rep = json.loads((tiny_run / "report.json").read_text())
+    assert rep["protocol"] == "session"
+    assert rep["sessions"]["fit"] == ["print0", "print1"]
+    assert rep["sessions"]["val"] == ["print2"] and rep["sessions"]["test"] == ["print3"]
+    assert rep["n_train"] == 32 and rep["n_val"] == 16
+    assert rep["n_test_normal"] == 16 and rep["n_test_anomalous"] == 10
+    assert rep["image_auroc"] > 0.9
+    assert rep["skipped_files"] == 0
+    assert rep["seed_review"]["of"] == 10
+    meta = Bundle.load(tiny_run / "bundle").meta
+    assert meta.threshold == pytest.approx(rep["threshold"])
+    assert meta.preprocess.width == 64 and meta.preprocess.height == 48
+    assert meta.normal_stats.heatmap_scale > 0
+    assert meta.data["sessions"]["fit"] == ["print0", "print1"]
+
+
+def test_score_cli_on_tiny_bundle(tiny_bundle: Path, tmp_path: Path) -> None:
+    """`python -m watchdog score` prints one JSON line per image (exercised on a real bundle)."""
+    import cv2
+
+    from tests import synth
+
+    good, bad = tmp_path / "good.png", tmp_path / "bad.jpg"
+    cv2.imwrite(str(good), synth.normal_frame(0, 2, 16, 0))
+    cv2.imwrite(str(bad), synth.anomalous_frame(200, 0))
+    heat = tmp_path / "heat"
+    proc = subprocess.run(
+        [sys.executable, "-m", "watchdog", "score", "--model", str(tiny_bundle), "--heatmap", str(heat),
+         str(good), str(bad)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [line["file"] for line in lines] == [str(good), str(bad)]
+    assert [line["anomalous"] for line in lines] == [False, True]
+    assert lines[1]["score"] > lines[1]["threshold"] > lines[0]["score"]
+    assert sorted(p.name for p in heat.iterdir()) == ["bad.jpg", "good.jpg"]
+    assert cv2.imread(str(heat / "bad.jpg")).shape == (120, 160, 3)
+
+
+# --------------------------------------------------------------------------- pure numpy parts
+
+
+def test_threshold_for_target_fpr_allows_that_many_alarms() -> None:
+    scores = np.arange(1, 201, dtype=float)  # 200 normal scores
+    t = calibrate.threshold_for_fpr(scores, 0.01)
+    assert np.sum(scores > t) == 2
+    assert calibrate.threshold_for_fpr(scores, 0.0) == 200.0
+
+
+def test_seed_quantile_rule_and_review() -> None:
+    scores = np.r_[np.linspace(0, 1, 98), [5.0, 6.0]]
+    assert calibrate.threshold_quantile(scores, 0.98) == pytest.approx(np.quantile(scores, 0.98))
+    labels = np.r_[np.zeros(98, bool), [True, True]]
+    review = evaluate.seed_review(scores, labels)
+    assert (review["found"], review["of"]) == (2, 2)
+
+
+def test_f1_best_threshold_separates_clean_scores() -> None:
+    best = calibrate.f1_best_threshold(np.array([0.1, 0.2, 0.3]), np.array([0.8, 0.9]))
+    assert 0.3 <= best["threshold"] < 0.8 and best["f1"] == 1.0
+
+
+def test_image_metrics() -> None:
+    m = evaluate.image_metrics(np.array([0.1, 0.2, 0.6]), np.array([0.5, 0.9]), threshold=0.55)
+    assert m["image_auroc"] == pytest.approx(5 / 6)
+    assert m["recall_at_threshold"] == 0.5
+    assert m["false_alarm_rate_at_threshold"] == pytest.approx(1 / 3)

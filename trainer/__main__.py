@@ -1,0 +1,122 @@
+"""`python -m trainer`: fit the autoencoder on normal frames and export a TFLite bundle."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from trainer.data import DEFAULT_SESSION_PATTERN
+from trainer.export import QUANTIZATIONS, ParityError
+from trainer.model import PRESETS
+from watchdog.bundle import BundleError
+from watchdog.errors import UsageError
+
+logger = logging.getLogger("trainer")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """One line and exit code 2 (argparse prints the whole usage otherwise)."""
+        print(f"error: {message} (see python -m trainer --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _sessions(value: str) -> list[str]:
+    return [s for s in value.split(",") if s]
+
+
+def _size(value: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 128x96, got {value!r}") from None
+    return w, h
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m trainer", description=__doc__)
+    d = p.add_argument_group("data")
+    d.add_argument("--data", type=Path, help="folder in the Kaggle layout: no_defected/ and optional defected/")
+    d.add_argument("--normal", type=Path, action="append", default=[], metavar="DIR",
+                   help="folder of frames of good prints (repeatable; sub-folders searched)")
+    d.add_argument("--anomalous", type=Path, action="append", default=[], metavar="DIR",
+                   help="folder of known failures (repeatable): evaluation and threshold report only")
+    d.add_argument("--session-pattern", default=DEFAULT_SESSION_PATTERN,
+                   help="regex on the file stem; group 'session' (or 1) is the print session "
+                        "(default: prefix before the final _<number>)")
+    d.add_argument("--split", choices=("session", "random"), default="session",
+                   help="split normal frames by print session (default) or at random (optimistic)")
+    d.add_argument("--val-sessions", type=_sessions, default=[], metavar="A,B",
+                   help="normal sessions to validate on (default: one chosen by --seed)")
+    d.add_argument("--test-sessions", type=_sessions, default=[], metavar="A,B",
+                   help="normal sessions to test on (default: one chosen by --seed)")
+    d.add_argument("--contamination", type=float, default=0.0,
+                   help="fraction (of the fit count) of anomalous frames mixed into fitting, as the "
+                        "seed does (seed value 0.01; default 0)")
+    d.add_argument("--seed", type=int, default=0, help="random seed for splits, contamination, weights")
+    m = p.add_argument_group("model")
+    m.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                   help="; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()))
+    m.add_argument("--epochs", type=int, help="override the preset's epochs")
+    m.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    m.add_argument("--input-size", type=_size, metavar="WxH", help="override the preset's model input size")
+    m.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="light augmentation (small shifts, zoom, brightness); default: the preset's")
+    t = p.add_argument_group("threshold and export")
+    t.add_argument("--target-fpr", type=float, default=0.01,
+                   help="per-frame false-alarm rate on held-out normal frames (default 0.01)")
+    t.add_argument("--threshold-quantile", type=float,
+                   help="use this quantile of held-out normal scores instead (0.98: the seed's rule)")
+    t.add_argument("--use-f1-threshold", action="store_true",
+                   help="use the F1-best threshold on test frames (optimistic; reported anyway)")
+    t.add_argument("--quantize", choices=QUANTIZATIONS, default="float32",
+                   help="the bundle's model; float32 is always exported and compared")
+    p.add_argument("--out", type=Path, default=Path("runs"), help="runs folder: OUT/<timestamp>/ (default runs/)")
+    p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    p.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from trainer.pipeline import Options, run
+
+    if args.data is None and not args.normal:
+        print("error: no frames given: use --data DIR (Kaggle layout) or --normal DIR", file=sys.stderr)
+        return 2
+    options = Options(
+        out=args.out, data=args.data, normal=args.normal, anomalous=args.anomalous, preset=args.preset,
+        epochs=args.epochs, batch_size=args.batch_size, augment=args.augment, input_size=args.input_size, split=args.split,
+        val_sessions=args.val_sessions, test_sessions=args.test_sessions,
+        session_pattern=args.session_pattern, contamination=args.contamination, seed=args.seed,
+        target_fpr=args.target_fpr, threshold_quantile=args.threshold_quantile,
+        use_f1_threshold=args.use_f1_threshold, quantize=args.quantize, plots=not args.no_plots,
+    )
+    try:
+        result = run(options)
+    except (UsageError, BundleError) as exc:
+        if args.debug:
+            logger.exception("fatal")
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ParityError as exc:
+        print(f"error: export failed the parity check: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    print(result.run_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""Find frames, group them into print sessions, split by session, load them preprocessed.
+
+Frames of one print are near-duplicates, so a random split puts copies of every test frame
+into training and makes every method look perfect. The honest unit is the print session:
+the file-name prefix before the final ``_<number>`` (the Kaggle names work this way).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from watchdog.bundle import Preprocess
+from watchdog.errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+DEFAULT_SESSION_PATTERN = r"^(?P<session>.+)_\d+$"
+NORMAL, ANOMALOUS = "normal", "anomalous"
+
+
+class DataError(UsageError):
+    """Unusable training data (missing or empty folder, bad pattern); one line, exit 2."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One image file: where it is, whether it is a good print, and which print it belongs to."""
+
+    path: Path
+    label: str  # NORMAL or ANOMALOUS
+    session: str
+
+
+@dataclass
+class Split:
+    """Which frames fit the model, which stop training and set the threshold, which test it."""
+
+    protocol: str  # "session" or "random (optimistic)"
+    fit: list[Frame]
+    val: list[Frame]
+    test_normal: list[Frame]
+    test_anomalous: list[Frame]
+    contamination: list[Frame] = field(default_factory=list)  # anomalous frames put into fit
+    sessions: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Loaded:
+    """Preprocessed frames as uint8 (N, H, W, C) (exactly ``Preprocess.apply`` * 255)."""
+
+    frames: list[Frame]
+    x: np.ndarray
+    skipped: list[str]
+
+
+# --------------------------------------------------------------------------- finding frames
+
+
+def session_of(path: Path, pattern: re.Pattern[str]) -> str:
+    """The print session of a file: the pattern's ``session`` group (or group 1) of the stem."""
+    m = pattern.match(path.stem)
+    if not m:
+        return path.stem
+    return m.groupdict().get("session") or (m.group(1) if m.groups() else m.group(0))
+
+
+def compile_session_pattern(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise DataError(f"--session-pattern {pattern!r}: not a valid regular expression ({exc})") from exc
+
+
+def _images_under(folder: Path, what: str) -> list[Path]:
+    if not folder.exists():
+        raise DataError(f"{what} folder not found: {folder}")
+    if not folder.is_dir():
+        raise DataError(f"{what} is not a folder: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"{what} folder has no JPEG or PNG frames: {folder}")
+    return files
+
+
+def find_frames(
+    data: Path | None = None,
+    normal: Sequence[Path] = (),
+    anomalous: Sequence[Path] = (),
+    session_pattern: str = DEFAULT_SESSION_PATTERN,
+) -> list[Frame]:
+    """All frames from a Kaggle-layout ``data`` folder and/or explicit normal/anomalous folders.
+
+    Sub-folders are searched. A missing or empty folder raises DataError (exit 2).
+    """
+    pattern = compile_session_pattern(session_pattern)
+    normal_dirs: list[tuple[Path, str]] = []
+    anomalous_dirs: list[tuple[Path, str]] = []
+    if data is not None:
+        data = Path(data)
+        if not data.is_dir():
+            raise DataError(f"--data folder not found: {data}")
+        if not (data / "no_defected").is_dir():
+            raise DataError(f"--data {data}: no 'no_defected/' folder (expected the Kaggle layout)")
+        normal_dirs.append((data / "no_defected", f"--data {data}: no_defected"))
+        if (data / "defected").is_dir():
+            anomalous_dirs.append((data / "defected", f"--data {data}: defected"))
+    normal_dirs += [(Path(d), "--normal") for d in normal]
+    anomalous_dirs += [(Path(d), "--anomalous") for d in anomalous]
+    if not normal_dirs:
+        raise DataError("no normal frames given: use --data DIR or --normal DIR")
+    frames: list[Frame] = []
+    seen: set[Path] = set()
+    for dirs, label in ((normal_dirs, NORMAL), (anomalous_dirs, ANOMALOUS)):
+        for folder, what in dirs:
+            for p in _images_under(folder, what):
+                key = p.resolve()
+                if key in seen:
+                    continue
+                seen.add(key)
+                frames.append(Frame(p, label, session_of(p, pattern)))
+    return frames
+
+
+# --------------------------------------------------------------------------- reading frames
+
+
+def _truncated_jpeg(data: bytes) -> bool:
+    """A JPEG without its end-of-image marker: OpenCV decodes it silently with grey rows."""
+    return data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]
+
+
+def read_frame(path: Path) -> np.ndarray | None:
+    """The image as OpenCV gives it (any channels/depth), or None when unreadable or truncated."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if not data or _truncated_jpeg(data):
+        return None
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        return None
+    return img
+
+
+def load_frames(frames: Iterable[Frame], pre: Preprocess) -> Loaded:
+    """Read and preprocess frames with the daemon's own ``Preprocess``; skip unreadable ones.
+
+    Each skipped file gets one warning line and is listed in ``Loaded.skipped``.
+    """
+    kept: list[Frame] = []
+    arrays: list[np.ndarray] = []
+    skipped: list[str] = []
+    for fr in frames:
+        img = read_frame(fr.path)
+        try:
+            x = pre.apply(img) if img is not None else None
+        except ValueError:
+            x = None
+        if x is None:
+            logger.warning("skipping unreadable or truncated image: %s", fr.path)
+            skipped.append(str(fr.path))
+            continue
+        kept.append(fr)
+        arrays.append(np.round(x * 255.0).astype(np.uint8))
+    x_all = np.stack(arrays) if arrays else np.zeros((0, *pre.shape), np.uint8)
+    return Loaded(kept, x_all, skipped)
+
+
+def to_float(x: np.ndarray) -> np.ndarray:
+    """uint8 model inputs → float32 in [0, 1], identical to ``Preprocess.apply``."""
+    return x.astype(np.float32) / 255.0
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def _sessions(frames: Iterable[Frame]) -> list[str]:
+    return sorted({f.session for f in frames})
+
+
+def split_frames(
+    frames: Sequence[Frame],
+    split: str = "session",
+    val_sessions: Sequence[str] = (),
+    test_sessions: Sequence[str] = (),
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    contamination: float = 0.0,
+    seed: int = 0,
+) -> Split:
+    """Split normal frames into fit / val / test and pick the contamination frames.
+
+    ``split="session"`` (default): whole print sessions go to one side. Unless named, one
+    normal session is the test set and one the validation set (with 3+ sessions); with two,
+    validation is a frame fraction of the fitting session (said in ``notes``); with one, the
+    split falls back to random and is labelled optimistic. ``split="random"`` splits frames
+    at random and is labelled optimistic. Anomalous frames never fit the model, except for a
+    seeded ``contamination`` fraction (the seed's rule: fraction of the normal count).
+    """
+    rng = np.random.default_rng(seed)
+    normal = [f for f in frames if f.label == NORMAL]
+    anomalous = [f for f in frames if f.label == ANOMALOUS]
+    normal_sessions = _sessions(normal)
+    notes: list[str] = []
+    if split not in ("session", "random"):
+        raise DataError(f"--split must be 'session' or 'random', got {split!r}")
+    for name in (*val_sessions, *test_sessions):
+        if name not in normal_sessions:
+            raise DataError(f"session {name!r} not found among normal sessions {normal_sessions}")
+
+    if split == "session" and len(normal_sessions) < 2 and not (val_sessions or test_sessions):
+        notes.append(f"only one normal session ({normal_sessions[0]}): fell back to a random split")
+        split = "random"
+
+    if split == "random":
+        protocol = "random (optimistic: near-duplicate frames of one print on both sides)"
+        order = rng.permutation(len(normal))
+        n_test = int(round(test_fraction * len(normal)))
+        n_val = max(1, int(round(val_fraction * len(normal))))
+        test = [normal[i] for i in order[:n_test]]
+        val = [normal[i] for i in order[n_test : n_test + n_val]]
+        fit = [normal[i] for i in order[n_test + n_val :]]
+        sess = {"fit": _sessions(fit), "val": _sessions(val), "test": _sessions(test)}
+    else:
+        protocol = "session"
+        rest = [s for s in normal_sessions if s not in val_sessions and s not in test_sessions]
+        rest = [rest[i] for i in rng.permutation(len(rest))]
+        test_s = list(test_sessions)
+        val_s = list(val_sessions)
+        if not test_s and not val_s:
+            if len(rest) >= 3:
+                test_s, val_s = [rest.pop()], [rest.pop()]
+            else:  # two sessions: test one, validate on frames of the other
+                test_s = [rest.pop()]
+        fit_s = rest
+        if not fit_s:
+            raise DataError("no normal session left to fit the model on; name fewer --val/--test sessions")
+        fit = [f for f in normal if f.session in fit_s]
+        test = [f for f in normal if f.session in test_s]
+        if val_s:
+            val = [f for f in normal if f.session in val_s]
+        else:
+            order = rng.permutation(len(fit))
+            n_val = max(1, int(round(val_fraction * len(fit))))
+            val = [fit[i] for i in order[:n_val]]
+            fit = [fit[i] for i in order[n_val:]]
+            notes.append(
+                "validation frames are a random fraction of the fitting sessions (too few sessions "
+                "for a held-out one): the threshold may be optimistic for a new print"
+            )
+        sess = {"fit": sorted(fit_s), "val": sorted(val_s) or sorted(fit_s), "test": sorted(test_s)}
+
+    contaminated: list[Frame] = []
+    if contamination > 0 and anomalous:
+        n = min(len(anomalous), int(len(fit) * contamination))
+        pick = set(rng.permutation(len(anomalous))[:n].tolist())
+        contaminated = [a for i, a in enumerate(anomalous) if i in pick]
+        anomalous = [a for i, a in enumerate(anomalous) if i not in pick]
+    sess["anomalous"] = _sessions(anomalous)
+    if not fit:
+        raise DataError("no normal frames left to fit the model on")
+    return Split(protocol, fit, val, test, anomalous, contaminated, sess, notes)

@@ -1,0 +1,296 @@
+"""One training run, top to bottom: load → split → build → fit → score → threshold → export.
+
+``run(Options(...)) -> RunResult`` is the library entry point; ``python -m trainer`` is a thin
+CLI over it. Benchmarks call the same steps (``trainer.data``, ``trainer.model``,
+``trainer.train``, ``trainer.evaluate``, ``trainer.calibrate``, ``trainer.export``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainer import calibrate, evaluate, export, plots, report
+from trainer.data import DataError, Loaded, find_frames, load_frames, split_frames, to_float
+from trainer.model import Preset, build_autoencoder, compile_autoencoder, get_preset
+from trainer.train import fit
+from watchdog import __version__
+from watchdog.bundle import BundleMeta
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Options:
+    """Everything ``python -m trainer`` takes; ``preset`` may be a name or a Preset object."""
+
+    out: Path = Path("runs")
+    data: Path | None = None
+    normal: list[Path] = field(default_factory=list)
+    anomalous: list[Path] = field(default_factory=list)
+    preset: str | Preset = "default"
+    epochs: int | None = None
+    batch_size: int | None = None
+    augment: bool | None = None
+    input_size: tuple[int, int] | None = None  # (width, height): override the preset's input size
+    split: str = "session"
+    val_sessions: list[str] = field(default_factory=list)
+    test_sessions: list[str] = field(default_factory=list)
+    session_pattern: str = r"^(?P<session>.+)_\d+$"
+    contamination: float = 0.0
+    seed: int = 0
+    target_fpr: float = 0.01
+    threshold_quantile: float | None = None  # the seed's rule, e.g. 0.98 of held-out normal scores
+    use_f1_threshold: bool = False
+    quantize: str = "float32"  # the bundle's model: float32, float16 or int8 (float32 always exported)
+    plots: bool = True
+    verbose: int | None = None  # Keras fit verbosity; None: progress bar on a terminal
+
+
+@dataclass
+class RunResult:
+    """Where the run wrote its outputs and what it measured."""
+
+    run_dir: Path
+    bundle_dir: Path
+    report: dict[str, Any]
+
+
+def resolve_preset(options: Options) -> Preset:
+    """The preset with the command-line overrides applied."""
+    try:
+        preset = options.preset if isinstance(options.preset, Preset) else get_preset(options.preset)
+    except ValueError as exc:
+        raise DataError(str(exc)) from exc
+    changes: dict[str, Any] = {}
+    if options.epochs is not None:
+        changes["epochs"] = options.epochs
+    if options.batch_size is not None:
+        changes["batch_size"] = options.batch_size
+    if options.augment is not None:
+        changes["augment"] = options.augment
+    if changes:
+        preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, **changes))
+    if options.input_size is not None:
+        w, h = options.input_size
+        try:
+            pre = dataclasses.replace(preset.preprocess, width=w, height=h)
+        except ValueError as exc:
+            raise DataError(f"--input-size {w}x{h}: {exc}") from exc
+        preset = dataclasses.replace(preset, preprocess=pre)
+    factor = preset.model.stride ** len(preset.model.filters)
+    if preset.preprocess.width % factor or preset.preprocess.height % factor:
+        raise DataError(
+            f"input size {preset.preprocess.width}x{preset.preprocess.height} must be divisible by "
+            f"{factor} (stride ** conv layers of preset {preset.name!r})"
+        )
+    return preset
+
+
+def _run_dir(out: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    path = Path(out) / stamp
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path(out) / f"{stamp}-{n}"
+    path.mkdir(parents=True)
+    return path
+
+
+def _check_options(o: Options) -> None:
+    if not 0.0 <= o.contamination < 1.0:
+        raise DataError(f"--contamination must be in [0, 1), got {o.contamination}")
+    if not 0.0 <= o.target_fpr < 1.0:
+        raise DataError(f"--target-fpr must be in [0, 1), got {o.target_fpr}")
+    if o.threshold_quantile is not None and not 0.0 < o.threshold_quantile < 1.0:
+        raise DataError(f"--threshold-quantile must be in (0, 1), got {o.threshold_quantile}")
+    if o.quantize not in export.QUANTIZATIONS:
+        raise DataError(f"--quantize must be one of {', '.join(export.QUANTIZATIONS)}, got {o.quantize!r}")
+    if o.epochs is not None and o.epochs < 1:
+        raise DataError(f"--epochs must be at least 1, got {o.epochs}")
+
+
+def run(options: Options) -> RunResult:
+    """Train, evaluate and export one model; see the module docstring for the steps."""
+    _check_options(options)
+    preset = resolve_preset(options)
+    pre, scoring = preset.preprocess, preset.scoring
+
+    # 1. load and split (by print session)
+    frames = find_frames(options.data, options.normal, options.anomalous, options.session_pattern)
+    split = split_frames(
+        frames, options.split, options.val_sessions, options.test_sessions,
+        contamination=options.contamination, seed=options.seed,
+    )
+    for note in split.notes:
+        logger.warning("%s", note)
+    logger.info("loading %d frames at %dx%d", len(frames), pre.width, pre.height)
+    fit_set = load_frames(split.fit + split.contamination, pre)
+    val_set = load_frames(split.val, pre)
+    test_n = load_frames(split.test_normal, pre)
+    test_a = load_frames(split.test_anomalous, pre)
+    skipped = fit_set.skipped + val_set.skipped + test_n.skipped + test_a.skipped
+    if len(fit_set.x) == 0 or len(val_set.x) == 0:
+        raise DataError("no readable frames left to fit or validate on (all skipped)")
+    run_dir = _run_dir(options.out)
+    logger.info("run folder %s", run_dir)
+
+    # 2. build and fit
+    model = build_autoencoder(preset.model, pre.shape)
+    compile_autoencoder(model, preset.train)
+    fitted = fit(model, fit_set.x, val_set.x, preset.train, run_dir / "best.weights.h5", options.seed,
+                 options.verbose)
+    model.save(run_dir / "model.keras")
+
+    # 3. score with the shared scoring code and choose the threshold on held-out normal frames
+    recon = evaluate.keras_reconstructor(model)
+    bs = preset.train.batch_size
+    val_scored = evaluate.score_frames(recon, val_set.x, scoring, bs, seed=options.seed)
+    tn_scores = evaluate.score_frames(recon, test_n.x, scoring, bs).scores
+    ta_scores = evaluate.score_frames(recon, test_a.x, scoring, bs).scores
+    f1 = calibrate.f1_best_threshold(tn_scores, ta_scores) if len(tn_scores) and len(ta_scores) else None
+    threshold, rule = _choose_threshold(options, val_scored.scores, f1)
+    stats = calibrate.normal_stats(val_scored.scores, val_scored.pixel_sample)
+    metrics = evaluate.image_metrics(tn_scores, ta_scores, threshold)
+    review = _seed_review(model, scoring, fit_set, split.contamination, tn_scores, ta_scores, bs)
+
+    # 4. export float32, check parity through the daemon's FrameScorer, then the chosen variant
+    meta = BundleMeta(
+        preprocess=pre, scoring=scoring, threshold=threshold, normal_stats=stats,
+        input_shape=(1, *pre.shape), output_shape=(1, *pre.shape), trainer_version=__version__,
+        data=_data_summary(options, split, fit_set, val_set, test_n, test_a, skipped),
+        extra={"preset": preset.name, "threshold_rule": rule, "model": dataclasses.asdict(preset.model)},
+    )
+    f32_dir = run_dir / ("bundle" if options.quantize == "float32" else "bundle-float32")
+    bundle = export.write_bundle(export.convert(model), f32_dir, meta)
+    parity_paths = [f.path for f in (val_set.frames[:3] + test_a.frames[:2])]
+    parity = export.parity_check(bundle, model, parity_paths)
+    quant = {"float32": {"size_bytes": bundle.model_path.stat().st_size, **metrics}}
+    if options.quantize != "float32":
+        bundle, quant[options.quantize] = _export_quantized(
+            model, options, meta, fit_set, val_set, test_n, test_a, run_dir / "bundle", bs
+        )
+
+    # 5. figures and report
+    if options.plots:
+        _plots(run_dir, model, scoring, fitted.history, val_set, test_n, test_a, tn_scores, ta_scores,
+               threshold, stats.heatmap_scale)
+    rep = report.build(
+        protocol=split.protocol, sessions=split.sessions, notes=split.notes, preset=preset,
+        n_train=len(fit_set.x), n_val=len(val_set.x), n_test_normal=len(test_n.x),
+        n_test_anomalous=len(test_a.x), n_contamination=len(split.contamination), metrics=metrics,
+        threshold=threshold, threshold_rule=rule, target_fpr=options.target_fpr,
+        val_false_alarm_rate=float(np.mean(val_scored.scores > threshold)), f1_best=f1,
+        seed_review=review, fitted=fitted, skipped=skipped, parity=parity, quantization=quant,
+        bundle_quantization=options.quantize, normal_stats=stats,
+    )
+    report.write(rep, run_dir)
+    logger.info(
+        "done: %s (AUROC %s, threshold %.5g, recall %s, false alarms %s)", run_dir,
+        _fmt(metrics["image_auroc"]), threshold, _fmt(metrics["recall_at_threshold"]),
+        _fmt(metrics["false_alarm_rate_at_threshold"]),
+    )
+    return RunResult(run_dir, bundle.path, rep)
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _choose_threshold(options: Options, val_scores: np.ndarray, f1: dict | None) -> tuple[float, str]:
+    if options.use_f1_threshold:
+        if f1 is None:
+            raise DataError("--use-f1-threshold needs anomalous test frames (--anomalous or defected/)")
+        return max(float(f1["threshold"]), 1e-9), "f1-best on test frames (optimistic: chosen on the test set)"
+    if options.threshold_quantile is not None:
+        q = options.threshold_quantile
+        return calibrate.threshold_quantile(val_scores, q), f"quantile {q} of held-out normal scores (seed rule)"
+    t = calibrate.threshold_for_fpr(val_scores, options.target_fpr)
+    return t, f"target false-alarm rate {options.target_fpr} on held-out normal frames"
+
+
+def _seed_review(
+    model: Any, scoring: Any, fit_set: Loaded, contamination: list, tn: np.ndarray, ta: np.ndarray, bs: int
+) -> dict[str, Any]:
+    """The seed's review: with contamination, on the training images as the seed did;
+    otherwise on the evaluation frames (held-out normal + anomalous)."""
+    if contamination:
+        scores = evaluate.score_frames(evaluate.keras_reconstructor(model), fit_set.x, scoring, bs).scores
+        names = {f.path for f in contamination}
+        labels = np.array([f.path in names for f in fit_set.frames])
+        out = evaluate.seed_review(scores, labels)
+        out["on"] = "training frames incl. contamination (the seed's own review)"
+        return out
+    out = evaluate.seed_review(np.r_[tn, ta], np.r_[np.zeros(len(tn), bool), np.ones(len(ta), bool)])
+    out["on"] = "test frames (held-out normal + anomalous)"
+    return out
+
+
+def _data_summary(options: Options, split: Any, *sets: Any) -> dict[str, Any]:
+    fit_set, val_set, test_n, test_a, skipped = sets
+    return {
+        "sources": {
+            "data": str(options.data) if options.data else None,
+            "normal": [str(p) for p in options.normal],
+            "anomalous": [str(p) for p in options.anomalous],
+        },
+        "protocol": split.protocol,
+        "sessions": split.sessions,
+        "n_fit": len(fit_set.x), "n_val": len(val_set.x), "n_test_normal": len(test_n.x),
+        "n_test_anomalous": len(test_a.x), "n_contamination": len(split.contamination),
+        "skipped_files": len(skipped),
+    }
+
+
+def _export_quantized(
+    model: Any, options: Options, meta: BundleMeta, fit_set: Loaded, val_set: Loaded, test_n: Loaded,
+    test_a: Loaded, folder: Path, bs: int,
+) -> tuple[Any, dict[str, Any]]:
+    """Export the chosen quantized model, recalibrate its threshold with its own scores."""
+    rng = np.random.default_rng(options.seed)
+    rep_frames = fit_set.x[rng.permutation(len(fit_set.x))[:100]]
+    q_meta = dataclasses.replace(meta, quantization=options.quantize, created="")
+    bundle = export.write_bundle(export.convert(model, options.quantize, rep_frames), folder, q_meta)
+    recon = export.tflite_reconstructor(bundle)
+    val = evaluate.score_frames(recon, val_set.x, meta.scoring, bs, seed=options.seed)
+    tn = evaluate.score_frames(recon, test_n.x, meta.scoring, bs).scores
+    ta = evaluate.score_frames(recon, test_a.x, meta.scoring, bs).scores
+    f1 = calibrate.f1_best_threshold(tn, ta) if len(tn) and len(ta) else None
+    threshold, _ = _choose_threshold(options, val.scores, f1)
+    bundle.meta.threshold = threshold
+    bundle.meta.normal_stats = calibrate.normal_stats(val.scores, val.pixel_sample)
+    bundle.save_meta()
+    metrics = evaluate.image_metrics(tn, ta, threshold)
+    return bundle, {"size_bytes": bundle.model_path.stat().st_size, "threshold": threshold, **metrics}
+
+
+def _plots(
+    run_dir: Path, model: Any, scoring: Any, history: dict, val_set: Loaded, test_n: Loaded,
+    test_a: Loaded, tn: np.ndarray, ta: np.ndarray, threshold: float, scale: float, top: int = 12,
+) -> None:
+    plots.loss_plot(history, run_dir / "loss.png")
+    sample = val_set.x[:8]
+    plots.reconstructions(sample, model.predict_on_batch(to_float(sample)), run_dir / "reconstructions.png")
+    x_eval = np.concatenate([test_n.x, test_a.x]) if len(test_n.x) + len(test_a.x) else val_set.x
+    labels = ["normal"] * len(test_n.x) + ["anomalous"] * len(test_a.x) or ["normal"] * len(val_set.x)
+    scores = np.r_[tn, ta] if len(x_eval) == len(tn) + len(ta) else np.zeros(len(x_eval))
+    pick = np.argsort(-scores)[:top]
+    xs = to_float(x_eval[pick])
+    recons = np.asarray(model.predict_on_batch(xs), np.float32)
+    emaps = scoring.error_map(xs, recons)
+    plots.anomaly_sheet(xs, recons, emaps, scores[pick].tolist(), [labels[i] for i in pick], threshold,
+                        scale or float(emaps.max() or 1.0), run_dir / "anomalies.png")
+    plots.score_histogram(tn, ta, threshold, run_dir / "scores.png")
+
+
+def load_report(run_dir: Path) -> dict[str, Any]:
+    """A finished run's report.json."""
+    return json.loads((Path(run_dir) / "report.json").read_text())

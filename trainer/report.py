@@ -1,0 +1,143 @@
+"""report.json (machine-readable, stable keys) and report.md (for a person) of one run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from trainer.model import Preset
+from trainer.train import FitResult
+from watchdog.bundle import NormalStats
+
+
+def build(
+    *,
+    protocol: str,
+    sessions: dict[str, list[str]],
+    notes: list[str],
+    preset: Preset,
+    n_train: int,
+    n_val: int,
+    n_test_normal: int,
+    n_test_anomalous: int,
+    n_contamination: int,
+    metrics: dict[str, float | None],
+    threshold: float,
+    threshold_rule: str,
+    target_fpr: float,
+    val_false_alarm_rate: float,
+    f1_best: dict[str, float] | None,
+    seed_review: dict[str, Any],
+    fitted: FitResult,
+    skipped: list[str],
+    parity: dict[str, float],
+    quantization: dict[str, dict[str, Any]],
+    bundle_quantization: str,
+    normal_stats: NormalStats,
+) -> dict[str, Any]:
+    """The report as a JSON-ready dict; the keys named in issue 2 are always present."""
+    return {
+        "protocol": protocol,
+        "sessions": sessions,
+        "notes": notes,
+        "preset": preset.name,
+        "preset_params": _plain(dataclasses.asdict(preset)),
+        "n_train": n_train,
+        "n_val": n_val,
+        "n_test_normal": n_test_normal,
+        "n_test_anomalous": n_test_anomalous,
+        "n_contamination": n_contamination,
+        **metrics,
+        "threshold": threshold,
+        "threshold_rule": threshold_rule,
+        "target_fpr": target_fpr,
+        "val_false_alarm_rate": val_false_alarm_rate,
+        "f1_best": f1_best,
+        "seed_review": seed_review,
+        "train_seconds": round(fitted.seconds, 1),
+        "epochs_run": fitted.epochs_run,
+        "best_epoch": fitted.best_epoch,
+        "best_val_loss": fitted.best_val_loss,
+        "skipped_files": len(skipped),
+        "skipped": skipped,
+        "parity": parity,
+        "bundle_quantization": bundle_quantization,
+        "quantization": quantization,
+        "normal_stats": dataclasses.asdict(normal_stats),
+    }
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-safe: tuples to lists, NaN/inf to None."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _f(v: Any, digits: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def markdown(rep: dict[str, Any]) -> str:
+    """A short human summary of report.json."""
+    s = rep["sessions"]
+    r = rep["seed_review"]
+    lines = [
+        f"# Training run: preset `{rep['preset']}`",
+        "",
+        f"- Protocol: **{rep['protocol']}**",
+        f"- Sessions: fit {s.get('fit')}, validation {s.get('val')}, test {s.get('test')}, "
+        f"anomalous {s.get('anomalous')}",
+        f"- Frames: {rep['n_train']} fit ({rep['n_contamination']} of them anomalous contamination), "
+        f"{rep['n_val']} validation, {rep['n_test_normal']} normal test, "
+        f"{rep['n_test_anomalous']} anomalous test; {rep['skipped_files']} unreadable file(s) skipped",
+        *[f"- Note: {n}" for n in rep["notes"]],
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| image AUROC | {_f(rep['image_auroc'])} |",
+        f"| average precision | {_f(rep['average_precision'])} |",
+        f"| threshold | {rep['threshold']:.6g} ({rep['threshold_rule']}) |",
+        f"| recall at threshold | {_f(rep['recall_at_threshold'])} |",
+        f"| false-alarm rate at threshold (test normal) | {_f(rep['false_alarm_rate_at_threshold'])} |",
+        f"| false-alarm rate at threshold (validation) | {_f(rep['val_false_alarm_rate'])} |",
+        f"| seed review (q={r['quantile']}, {r.get('on', '')}) | found {r['found']} of {r['of']} "
+        f"({r['flagged']} flagged) |",
+        f"| training | {rep['train_seconds']} s, {rep['epochs_run']} epochs, best epoch {rep['best_epoch']} |",
+    ]
+    if rep.get("f1_best"):
+        f1 = rep["f1_best"]
+        lines.append(
+            f"| F1-best threshold (on test frames, not used) | {f1['threshold']:.6g}: F1 {f1['f1']:.3f}, "
+            f"recall {f1['recall']:.3f}, precision {f1['precision']:.3f} |"
+        )
+    lines += ["", "## Export", "", "| model | size | AUROC | recall | false alarms |", "|---|---|---|---|---|"]
+    for name, q in rep["quantization"].items():
+        lines.append(
+            f"| {name} | {q['size_bytes'] / 1e6:.2f} MB | {_f(q.get('image_auroc'))} | "
+            f"{_f(q.get('recall_at_threshold'))} | {_f(q.get('false_alarm_rate_at_threshold'))} |"
+        )
+    p = rep["parity"]
+    lines += [
+        "",
+        f"Bundle model: {rep['bundle_quantization']}. Parity (TFLite through watchdog.score.FrameScorer vs "
+        f"Keras, {p['frames']} frames): max relative score difference {p['max_relative_score_difference']:.2g}, "
+        f"max pixel difference {p['max_pixel_difference']:.2g}.",
+        "",
+        "Figures: loss.png, reconstructions.png, anomalies.png, scores.png. Bundle: bundle/.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write(rep: dict[str, Any], run_dir: Path) -> None:
+    """Write report.json and report.md into the run folder."""
+    (run_dir / "report.json").write_text(json.dumps(_plain(rep), indent=2) + "\n")
+    (run_dir / "report.md").write_text(markdown(rep))
