@@ -1,0 +1,200 @@
+"""Broker faults: down when alerts fire, daemon restarts, new port, wrong password, TLS that
+does not verify, unwritable storage. Every alert raised is delivered, and exactly once."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.servers
+
+PRINTER = "ender3"
+
+
+def jpeg(seed: int = 0) -> bytes:
+    img = np.random.default_rng(seed).integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    return cv2.imencode(".jpg", img)[1].tobytes()
+
+
+def raise_alerts(notifier, n: int) -> list[str]:
+    return [notifier.raise_alert(PRINTER, {"score": 0.9 + i / 100, "threshold": 0.5, "consecutive": 3,
+                                           "action": "pause", "action_result": {"outcome": "done"}},
+                                 jpeg(i), jpeg(i)) for i in range(n)]
+
+
+def pending_markers(storage: Path) -> list[str]:
+    return sorted(p.parent.name for p in (storage / "incidents").glob("*/*/pending"))
+
+
+def assert_delivered_exactly(sub, notifier, prefix: str, ids: list[str]) -> None:
+    """All ``ids`` arrived once: wait for them, then for a later marker message from the same
+    client (MQTT keeps one client's order), so a duplicate would already be there."""
+    alerts = sub.wait_count(f"{prefix}/{PRINTER}/alert", len(ids), timeout=20)
+    assert notifier.flush(10), "the broker never acknowledged every alert"
+    notifier.publish_score(PRINTER, 123.0)
+    sub.wait_for(f"{prefix}/{PRINTER}/score", lambda m: m.text == "123", timeout=10)
+    got = [m.json()["incident"] for m in sub.received(f"{prefix}/{PRINTER}/alert")]
+    assert sorted(got) == sorted(ids), f"delivered {got}, raised {ids}"
+    assert len(alerts) == len(ids)
+
+
+def wait_connected(notifier, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not notifier.connected:
+        assert time.monotonic() < deadline, "the notifier did not connect"
+        time.sleep(0.05)
+
+
+def wait_log(caplog: pytest.LogCaptureFixture, text: str, timeout: float = 15) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for record in caplog.records:
+            if text in record.getMessage():
+                return record.getMessage()
+        time.sleep(0.05)
+    raise AssertionError(f"no log line with {text!r}; got {[r.getMessage() for r in caplog.records]}")
+
+
+def test_broker_down_when_alerts_fire_then_back(mosquitto_factory, unique_prefix, notifier_factory, tmp_path) -> None:
+    broker = mosquitto_factory()
+    p = unique_prefix
+    with broker.subscriber(f"{p}/#") as sub:
+        notifier = notifier_factory(broker, p, storage_dir=tmp_path)
+        sub.wait_for(f"{p}/available", lambda m: m.text == "online")
+        broker.stop()
+        ids = raise_alerts(notifier, 3)  # never blocks while the broker is away
+        assert pending_markers(tmp_path) == sorted(ids)
+        assert notifier.undelivered() == 3
+        broker.start()
+        assert_delivered_exactly(sub, notifier, p, ids)
+        assert pending_markers(tmp_path) == []
+
+
+def test_broker_down_at_start_does_not_block(mosquitto_factory, unique_prefix, notifier_factory, tmp_path) -> None:
+    broker = mosquitto_factory()
+    p = unique_prefix
+    with broker.subscriber(f"{p}/#") as sub:
+        broker.stop()
+        notifier = notifier_factory(broker, p, storage_dir=tmp_path)
+        assert not notifier.connected
+        ids = raise_alerts(notifier, 2)
+        broker.start()
+        assert_delivered_exactly(sub, notifier, p, ids)
+
+
+def test_alerts_survive_a_daemon_restart_and_a_new_broker_port(
+    mosquitto_factory, unique_prefix, notifier_factory, tmp_path
+) -> None:
+    broker = mosquitto_factory()
+    p = unique_prefix
+    with broker.subscriber(f"{p}/#") as sub:
+        first = notifier_factory(broker, p, storage_dir=tmp_path)
+        sub.wait_for(f"{p}/available", lambda m: m.text == "online")
+        broker.stop()
+        ids = raise_alerts(first, 4)
+        first.stop()  # the daemon exits with the alerts undelivered
+        assert pending_markers(tmp_path) == sorted(ids)
+
+        broker.restart(new_port=True)  # the user moved the broker; the new config has the port
+        second = notifier_factory(broker, p, storage_dir=tmp_path)
+        assert_delivered_exactly(sub, second, p, ids)
+        assert pending_markers(tmp_path) == []
+        second.stop()
+
+        third = notifier_factory(broker, p, storage_dir=tmp_path)  # nothing left to resend
+        assert third.undelivered() == 0
+        wait_connected(third)
+        third.publish_score(PRINTER, 7.0)
+        sub.wait_for(f"{p}/{PRINTER}/score", lambda m: m.text == "7")
+        assert len(sub.received(f"{p}/{PRINTER}/alert")) == 4
+
+
+def test_wrong_password_is_logged_clearly_and_nothing_crashes(
+    mosquitto_factory, unique_prefix, notifier_factory, tmp_path, caplog
+) -> None:
+    broker = mosquitto_factory(auth=True)
+    caplog.set_level(logging.INFO, "watchdog")
+    notifier = notifier_factory(broker, unique_prefix, storage_dir=tmp_path, password="not-the-password")
+    line = wait_log(caplog, "refused the connection")
+    assert "check mqtt.username and mqtt.password" in line and f"127.0.0.1:{broker.port}" in line
+    [incident] = raise_alerts(notifier, 1)
+    assert not notifier.connected
+    assert pending_markers(tmp_path) == [incident]
+    notifier.stop()
+    assert "not-the-password" not in caplog.text
+    assert len([r for r in caplog.records if "refused the connection" in r.getMessage()]) == 1
+
+
+def test_right_password_delivers(mosquitto_factory, unique_prefix, notifier_factory) -> None:
+    broker = mosquitto_factory(auth=True)
+    p = unique_prefix
+    with broker.subscriber(f"{p}/#") as sub:
+        notifier = notifier_factory(broker, p)
+        assert_delivered_exactly(sub, notifier, p, raise_alerts(notifier, 1))
+
+
+@pytest.mark.parametrize("client_cert", [False, True], ids=["server-cert", "client-cert-required"])
+def test_tls_with_the_ca_works(mosquitto_factory, unique_prefix, notifier_factory, client_cert: bool) -> None:
+    broker = mosquitto_factory(tls=True, require_certificate=client_cert)
+    p = unique_prefix
+    with broker.subscriber(f"{p}/#") as sub:
+        notifier = notifier_factory(broker, p)
+        notifier.publish_heatmap(PRINTER, jpeg(5))
+        assert_delivered_exactly(sub, notifier, p, raise_alerts(notifier, 2))
+        assert notifier.connected
+
+
+def test_tls_certificate_that_does_not_verify_is_refused_unless_insecure(
+    mosquitto_factory, mqtt_tls_files, unique_prefix, notifier_factory, caplog
+) -> None:
+    broker = mosquitto_factory(tls=True)
+    p = unique_prefix
+    caplog.set_level(logging.INFO, "watchdog")
+    wrong_ca = {"ca_file": str(mqtt_tls_files.other_ca_file)}
+    refused = notifier_factory(broker, p, tls=wrong_ca)
+    line = wait_log(caplog, "cannot connect to MQTT broker")
+    assert "CERTIFICATE_VERIFY_FAILED" in line and "mqtt.tls.ca_file" in line
+    assert not refused.connected
+    refused.stop()
+
+    with broker.subscriber(f"{p}/#") as sub:
+        insecure = notifier_factory(broker, p, tls={**wrong_ca, "insecure": True})
+        assert_delivered_exactly(sub, insecure, p, raise_alerts(insecure, 1))
+    assert "not verified" in caplog.text  # the user is told what insecure means
+
+
+@pytest.mark.parametrize("fixture", ["readonly_storage", "full_storage"])
+def test_unwritable_storage_alerts_still_go_out(
+    request, mosquitto, unique_prefix, notifier_factory, caplog, fixture: str
+) -> None:
+    storage = request.getfixturevalue(fixture)
+    caplog.set_level(logging.ERROR, "watchdog")
+    p = unique_prefix
+    with mosquitto.subscriber(f"{p}/#") as sub:
+        notifier = notifier_factory(mosquitto, p, storage_dir=storage)
+        ids = raise_alerts(notifier, 5)
+        assert_delivered_exactly(sub, notifier, p, ids)
+        body = sub.received(f"{p}/{PRINTER}/alert")[0].json()
+        assert body["incident"] in ids and body["printer"] == PRINTER
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "cannot save incident" in errors[0], errors
+
+
+def test_unwritable_storage_with_broker_down_keeps_alerts_in_memory(
+    mosquitto_factory, readonly_storage, unique_prefix, notifier_factory
+) -> None:
+    broker = mosquitto_factory()
+    p = unique_prefix
+    with broker.subscriber(f"{p}/#") as sub:
+        broker.stop()
+        notifier = notifier_factory(broker, p, storage_dir=readonly_storage)
+        ids = raise_alerts(notifier, 3)
+        assert notifier.undelivered() == 3
+        broker.start()
+        assert_delivered_exactly(sub, notifier, p, ids)
+        assert notifier.undelivered() == 0
