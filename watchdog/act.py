@@ -288,10 +288,11 @@ class OctoPrintClient(_HttpPrinter):
             data = self._request("GET", "/api/printer?exclude=temperature,sd", timeout=min(self.api.timeout_s, STATUS_TIMEOUT_S))
         except _Conflict as exc:
             return PrinterStatus("idle", None, f"no printer connected to OctoPrint ({exc.detail})")
-        flags = data.get("state", {}).get("flags") if isinstance(data, dict) else None
-        if not isinstance(flags, dict):
+        state_obj = data.get("state") if isinstance(data, dict) else None
+        flags = state_obj.get("flags") if isinstance(state_obj, dict) else None
+        if not isinstance(state_obj, dict) or not isinstance(flags, dict):
             raise _Failure(f"GET {self._shown_base}/api/printer: answer has no state.flags", retryable=True)
-        text = str(data["state"].get("text", ""))
+        text = str(state_obj.get("text", ""))
         if flags.get("paused") or flags.get("pausing"):
             state = "paused"
         elif flags.get("printing") or flags.get("resuming") or flags.get("finishing"):
@@ -333,7 +334,7 @@ class MoonrakerClient(_HttpPrinter):
             hooks, stats = status["webhooks"], status["print_stats"]
             klippy, message = hooks["state"], hooks.get("state_message", "")
             job_state = stats["state"]
-        except (TypeError, KeyError):
+        except (TypeError, KeyError, AttributeError):
             raise _Failure(f"GET {self._shown_base}{path}: answer lacks webhooks/print_stats state", retryable=True) from None
         if klippy != "ready":
             state = "error" if klippy in ("shutdown", "error") else "offline"

@@ -8,6 +8,7 @@ Fixtures (import nothing; conftest.py loads this plugin):
     ``.url``, ``.api_key``, ``.log_path``;
     ``.start_print(lines=300, name=...)`` uploads a G-code file padded with ``G4 P200``
     lines (300 ≈ 60 s) and starts it, returns once OctoPrint says printing;
+    ``.printing()`` → bool (both servers have it);
     ``.flags()`` → ``state.flags`` dict of ``GET /api/printer`` ({} when not operational);
     ``.wait_flag(name, value=True, timeout=30)``; ``.connect()``; ``.cancel()``;
     ``.stop()`` / ``.start()`` (same port and data, the printer must be connected again:
@@ -19,7 +20,7 @@ Fixtures (import nothing; conftest.py loads this plugin):
     printing. ``.url``, ``.api_key`` (fetched from the trusted client 127.0.0.2; use it
     as ``X-Api-Key`` from 127.0.0.1), ``.log_path``, ``.klippy_log_path``;
     ``.start_print(name=...)`` (returns once print_stats.state is printing);
-    ``.print_state()`` → ``print_stats.state``; ``.wait_state(state, timeout=30)``;
+    ``.print_state()`` → ``print_stats.state``; ``.printing()`` → bool; ``.wait_state(state, timeout=30)``;
     ``.cancel()``; ``.stop()`` / ``.start()`` (Moonraker process);
     ``.stop_klippy()`` / ``.start_klippy()`` (the stand-in Klippy: Moonraker then
     answers 503 "Klippy Host not connected" until it is back).
@@ -29,7 +30,8 @@ Fixtures (import nothing; conftest.py loads this plugin):
     ``.respond(status, body=b"...", content_type=..., path=None)`` (``path``: only
     that path, e.g. "/api/job"; None: every other path), ``.hang(seconds)`` (answers
     nothing until then or until the test ends), ``.garbage()`` (200 with broken JSON).
-    ``.url``, ``.requests`` (how many it received).
+    ``.url``, ``.requests`` (how many it received), ``.api_key`` (a dummy).
+    ``bad_tls_server``: the same over https with ``self_signed_cert`` (cert, key) files.
 
 ``api_config(kind, url, api_key, **kw)`` builds a ``watchdog.config.ApiConfig``.
 
@@ -49,6 +51,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -255,6 +258,10 @@ class OctoPrintServer:
         r.raise_for_status()
         return r.json()["state"]["flags"]
 
+    def printing(self) -> bool:
+        """OctoPrint says a job is printing (not paused)."""
+        return bool(self.flags().get("printing"))
+
     def wait_flag(self, name: str, value: bool = True, timeout: float = 30.0) -> dict[str, bool]:
         return wait_until(
             f"OctoPrint flag {name}={value}", lambda: (f := self.flags()) and f.get(name) == value and f,
@@ -320,7 +327,7 @@ def octoprint_server(_octoprint_session: OctoPrintServer) -> OctoPrintServer:
 class BadServer:
     """An HTTP server on 127.0.0.1 that answers as badly as the test asks."""
 
-    def __init__(self) -> None:
+    def __init__(self, cert: tuple[Path, Path] | None = None) -> None:
         # path (without query) or None for any path → (status, body, content type)
         self.routes: dict[str | None, tuple[int, bytes, str]] = {None: (200, b"{}", "application/json")}
         self.hang_s = 0.0
@@ -353,8 +360,14 @@ class BadServer:
 
         self.httpd = ThreadingHTTPServer((HOST, 0), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://{HOST}:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="bad-server", daemon=True)
+        scheme = "http"
+        if cert:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*cert)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://{HOST}:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), name="bad-server", daemon=True)
         self._thread.start()
 
     def respond(
@@ -380,6 +393,29 @@ class BadServer:
 @pytest.fixture
 def bad_server() -> Iterator[BadServer]:
     server = BadServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def self_signed_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(certificate, key) PEM files for 127.0.0.1, self-signed with openssl."""
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def bad_tls_server(self_signed_cert: tuple[Path, Path]) -> Iterator[BadServer]:
+    """Like bad_server, over https with the self-signed certificate ``self_signed_cert``."""
+    server = BadServer(self_signed_cert)
     try:
         yield server
     finally:
@@ -426,7 +462,7 @@ class MoonrakerServer:
         )
         self.process = ServerProcess([str(venv / "bin/python"), "-m", "moonraker", "-d", str(data_dir)], self.log_path)
         self.klippy = ServerProcess(
-            [sys.executable, str(ROOT / "tests" / "fake_klippy.py"), str(self.sock), "--gcodes", str(data_dir / "gcodes")],
+            [sys.executable, str(ROOT / "tests" / "fake_klippy.py"), str(self.sock), "--data", str(data_dir)],
             self.klippy_log_path,
         )
 
@@ -495,6 +531,10 @@ class MoonrakerServer:
         r = self.get("/printer/objects/query?print_stats")
         r.raise_for_status()
         return r.json()["result"]["status"]["print_stats"]["state"]
+
+    def printing(self) -> bool:
+        """Klipper's print_stats says a job is printing (not paused)."""
+        return self.print_state() == "printing"
 
     def wait_state(self, state: str, timeout: float = 30.0) -> str:
         return wait_until(f"Moonraker print_stats.state == {state}", lambda: self.print_state() == state and state,

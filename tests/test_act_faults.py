@@ -1,0 +1,151 @@
+"""Both HTTP printer clients against servers that misbehave: they fail clearly, never raise.
+
+The misbehaving server is real HTTP on 127.0.0.1 (tests/plugins/printers.py: bad_server);
+what a user notices is the alert's action result and one log line per failure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import pytest
+
+from tests.plugins.printers import BadServer, api_config
+from watchdog.act import make_printer
+
+KINDS = ["octoprint", "moonraker"]
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("kind", KINDS)
+def test_wrong_api_key_fails_clearly_without_logging_a_key(
+    kind: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = request.getfixturevalue(f"{kind}_server")  # the real one
+    server.start_print()
+    wrong = "0123456789ABCDEF0123456789abcdef"
+    printer = make_printer(api_config(kind, server.url, wrong), backoff_s=0.05)
+    with caplog.at_level(logging.DEBUG):
+        st = printer.status()
+        result = printer.pause()
+    assert st.state == "offline" and "API key rejected" in st.detail
+    assert result.outcome == "failed" and "API key rejected" in result.detail
+    assert result.attempts == 1  # a rejected key is not retried
+    assert server.printing()  # the print goes on
+    for text in [caplog.text, st.detail, json.dumps(result.to_dict())]:
+        assert wrong not in text and server.api_key not in text
+
+
+def client(kind: str, server: BadServer, stop: threading.Event | None = None, **kw):
+    return make_printer(api_config(kind, server.url, server.api_key, **kw), stop, backoff_s=0.05)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("status", "body", "expect", "attempts"),
+    [
+        (500, "<html><body><h1>Internal Server Error</h1></body></html>", "HTTP 500: Internal Server Error", 3),
+        (503, '{"error": {"code": 503, "message": "Klippy Host not connected"}}', "HTTP 503: Klippy Host not connected", 3),
+        (401, '{"error": {"code": 401, "message": "Unauthorized"}}', "HTTP 401: API key rejected", 1),
+        (403, '{"error": "Forbidden"}', "HTTP 403: API key rejected", 1),
+        (404, "not here", "HTTP 404: not here", 1),
+    ],
+)
+def test_error_answers_fail_clearly(
+    kind: str, status: int, body: str, expect: str, attempts: int, bad_server: BadServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bad_server.respond(status, body)
+    printer = client(kind, bad_server, retries=2)
+    st = printer.status()
+    assert st.state == "offline" and expect in st.detail
+    result = printer.pause()
+    # 5xx may pass: retried with backoff; a rejected key or a missing page will not: not retried.
+    assert (result.outcome, result.attempts) == ("failed", attempts)
+    assert expect in result.detail and bad_server.url in result.detail
+    assert bad_server.api_key not in caplog.text + json.dumps(result.to_dict())
+    failures = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "watchdog.act"]
+    assert len(failures) == 1 + attempts  # one line for the status, one per failed attempt
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_garbage_json_fails_clearly(kind: str, bad_server: BadServer) -> None:
+    bad_server.garbage()
+    printer = client(kind, bad_server, retries=1)
+    assert "not valid JSON" in printer.status().detail
+    result = printer.pause()
+    assert result.outcome == "failed" and result.attempts == 2 and "not valid JSON" in result.detail
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_json_of_the_wrong_shape_fails_clearly(kind: str, bad_server: BadServer) -> None:
+    bad_server.respond(200, '{"result": {"status": {}}, "state": "what"}')
+    result = client(kind, bad_server, retries=0).pause()
+    assert result.outcome == "failed" and "answer" in result.detail
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_hanging_server_times_out(kind: str, bad_server: BadServer) -> None:
+    bad_server.hang()
+    printer = client(kind, bad_server, timeout_s=0.3, retries=1)
+    st = printer.status()
+    assert st.state == "offline" and "timeout" in st.detail
+    result = printer.pause()
+    assert result.outcome == "failed" and result.attempts == 2 and "timeout" in result.detail
+    assert bad_server.requests == 3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_redirect_is_not_followed_with_the_key(kind: str, bad_server: BadServer) -> None:
+    # Following it would send X-Api-Key to whatever host the answer names.
+    bad_server.routes[None] = (302, b"", "text/plain")
+    result = client(kind, bad_server).pause()
+    assert result.outcome == "failed" and "redirect" in result.detail
+    assert bad_server.requests == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stop_event_cuts_retries_short(kind: str, bad_server: BadServer) -> None:
+    bad_server.respond(503, "busy")
+    stop = threading.Event()
+    stop.set()
+    printer = make_printer(api_config(kind, bad_server.url, "k", retries=10), stop, backoff_s=5.0)
+    result = printer.pause()
+    assert result.outcome == "failed" and result.attempts == 1 and "shutting down" in result.detail
+
+
+def test_moonraker_command_failing_is_retried_then_reported(bad_server: BadServer) -> None:
+    printing = {"result": {"status": {"webhooks": {"state": "ready"}, "print_stats": {"state": "printing"}}}}
+    bad_server.respond(200, json.dumps(printing), path="/printer/objects/query")
+    bad_server.respond(503, '{"error": {"code": 503, "message": "Klippy Disconnected"}}')
+    result = client("moonraker", bad_server, retries=2).pause()
+    assert (result.outcome, result.attempts) == ("failed", 3)
+    assert "/printer/print/pause: HTTP 503: Klippy Disconnected" in result.detail
+
+
+# --------------------------------------------------------------------------- TLS
+
+PRINTING = {
+    "octoprint": ("/api/printer", {"state": {"text": "Printing", "flags": {"printing": True}}}),
+    "moonraker": (
+        "/printer/objects/query",
+        {"result": {"status": {"webhooks": {"state": "ready"}, "print_stats": {"state": "printing"}}}},
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_self_signed_tls_needs_a_ca_file_or_insecure(
+    kind: str, bad_tls_server: BadServer, self_signed_cert, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, body = PRINTING[kind]
+    bad_tls_server.respond(200, json.dumps(body), path=path)
+    verified = client(kind, bad_tls_server).status()
+    assert verified.state == "offline" and "TLS certificate not accepted" in verified.detail
+    with_ca = client(kind, bad_tls_server, ca_file=self_signed_cert[0]).status()
+    assert with_ca.state == "printing"
+    insecure = client(kind, bad_tls_server, insecure=True).status()
+    assert insecure.state == "printing"
+    assert "TLS certificate verification is off" in caplog.text

@@ -1,0 +1,89 @@
+"""The Moonraker client against the real Moonraker (PyPI 0.11.0) and the stand-in Klippy."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.plugins.printers import MoonrakerServer, api_config
+from watchdog.act import MoonrakerClient, make_printer
+
+pytestmark = pytest.mark.servers
+
+
+def client(server: MoonrakerServer, **kw) -> MoonrakerClient:
+    printer = make_printer(api_config("moonraker", server.url, server.api_key, **kw), backoff_s=0.05)
+    assert isinstance(printer, MoonrakerClient)
+    return printer
+
+
+def test_status_follows_a_print(moonraker_server: MoonrakerServer) -> None:
+    printer = client(moonraker_server)
+    assert printer.status().state == "idle"
+    moonraker_server.start_print("benchy.gcode")
+    st = printer.status()
+    assert (st.state, st.job) == ("printing", "benchy.gcode")
+
+
+def test_pause_pauses_the_real_printer(moonraker_server: MoonrakerServer) -> None:
+    moonraker_server.start_print()
+    result = client(moonraker_server).pause()
+    assert (result.action, result.outcome, result.attempts) == ("pause", "done", 1)
+    moonraker_server.wait_state("paused")
+    again = client(moonraker_server).pause()
+    assert again.outcome == "done" and "already paused" in again.detail
+    # The user resumes from Mainsail/Fluidd: the watchdog sees it printing again.
+    assert moonraker_server.post("/printer/print/resume").status_code == 200
+    moonraker_server.wait_state("printing")
+    assert client(moonraker_server).status().state == "printing"
+
+
+def test_cancel_ends_the_print(moonraker_server: MoonrakerServer) -> None:
+    moonraker_server.start_print()
+    assert client(moonraker_server).cancel().outcome == "done"
+    moonraker_server.wait_state("cancelled")
+    assert client(moonraker_server).status().state == "idle"
+
+
+def test_pause_when_not_printing_is_refused(moonraker_server: MoonrakerServer) -> None:
+    result = client(moonraker_server).pause()
+    assert result.outcome == "refused" and "not printing" in result.detail
+    # Klipper's PAUSE would have "succeeded" and left pause_resume paused: nothing was sent.
+    r = moonraker_server.get("/printer/objects/query?pause_resume")
+    assert r.json()["result"]["status"]["pause_resume"]["is_paused"] is False
+
+
+def test_klippy_shutdown_is_an_error_and_pause_refused(moonraker_server: MoonrakerServer) -> None:
+    moonraker_server.start_print()
+    moonraker_server.post("/printer/emergency_stop")
+    printer = client(moonraker_server)
+    st = printer.status()
+    assert st.state == "error" and "shutdown" in st.detail
+    assert printer.pause().outcome == "refused"
+    moonraker_server.post("/printer/firmware_restart")
+
+
+def test_klippy_gone_is_offline_then_back(moonraker_server: MoonrakerServer) -> None:
+    printer = client(moonraker_server)
+    moonraker_server.stop_klippy()
+    st = printer.status()
+    assert st.state == "offline" and "503" in st.detail and "Klippy" in st.detail
+    result = printer.pause()
+    assert (result.outcome, result.attempts) == ("failed", 3)
+    moonraker_server.start_klippy()
+    assert printer.status().state == "idle"
+
+
+def test_moonraker_stopped_mid_print(moonraker_server: MoonrakerServer) -> None:
+    moonraker_server.start_print()
+    printer = client(moonraker_server, retries=2)
+    moonraker_server.stop()
+    st = printer.status()
+    assert st.state == "offline" and "connection refused" in st.detail
+    result = printer.pause()
+    assert (result.outcome, result.attempts) == ("failed", 3)
+    assert "connection refused" in result.detail and moonraker_server.url in result.detail
+    moonraker_server.start()
+    # Klipper kept printing while Moonraker was away; the watchdog sees it again.
+    assert printer.status().state == "printing"
+    assert printer.pause().outcome == "done"
+    moonraker_server.wait_state("paused")
