@@ -1,0 +1,296 @@
+#!/usr/bin/env bash
+# Installs printer-watchdog as a systemd service (Raspberry Pi OS Bookworm, Debian 12, or any
+# systemd Linux with Python >= 3.11). Safe to run again: it upgrades the code in the virtualenv
+# and never overwrites the config or the secret files. See docs/deploy.md.
+set -euo pipefail
+
+NAME=printer-watchdog
+SERVICE_USER=printer-watchdog
+SECRET_FILES=(octoprint.key moonraker.key mqtt.password)
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+usage() {
+  cat <<EOF
+Usage: sudo deploy/install.sh [OPTIONS]
+
+Installs printer-watchdog from this checkout ($REPO):
+  - the system user '$SERVICE_USER' (group video, for /dev/video*; no login, no home)
+  - a virtualenv in /opt/$NAME/venv with the lite runtime (ai-edge-litert, or
+    tflite-runtime with numpy<2 where ai-edge-litert has no wheel); never TensorFlow
+  - /etc/$NAME/config.yaml from config.example.yaml, only if absent
+  - empty secret files in /etc/$NAME (${SECRET_FILES[*]}), mode 0600, only if absent
+  - /var/lib/$NAME (incidents, collected frames)
+  - the unit $NAME.service, enabled and started
+
+Options:
+  --uninstall        stop and remove the service, the virtualenv and the unit; keep
+                     /etc/$NAME (config, secrets) and /var/lib/$NAME (incidents)
+  --purge            like --uninstall, and also delete config, secrets, incidents and the user
+  --prefix DIR       install everything under DIR (a fake root, for tests); implies
+                     --no-systemd, so nothing outside DIR is touched
+  --no-systemd       do not create the user or call systemctl (containers, tests)
+  --python PY        interpreter for the virtualenv (default: python3.11, else python3 >= 3.11)
+  --runtime R        auto (default), litert (ai-edge-litert) or tflite (tflite-runtime, numpy<2)
+  --pip-args ARGS    extra options for pip, one quoted string,
+                     e.g. --pip-args "--no-index --find-links /srv/wheels"
+  -h, --help         this text
+EOF
+}
+
+say() { printf '%s\n' "install.sh: $*"; }
+die() { printf '%s\n' "install.sh: error: $*" >&2; exit 1; }
+
+# ----------------------------------------------------------------------------- arguments
+PREFIX=""
+ACTION=install
+SYSTEMD=1
+PYTHON=""
+RUNTIME=auto
+PIP_ARGS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --uninstall) ACTION=uninstall ;;
+    --purge) ACTION=purge ;;
+    --no-systemd) SYSTEMD=0 ;;
+    --prefix) [ $# -ge 2 ] || die "--prefix needs a folder"; PREFIX="$2"; shift ;;
+    --prefix=*) PREFIX="${1#*=}" ;;
+    --python) [ $# -ge 2 ] || die "--python needs an interpreter"; PYTHON="$2"; shift ;;
+    --python=*) PYTHON="${1#*=}" ;;
+    --runtime) [ $# -ge 2 ] || die "--runtime needs auto, litert or tflite"; RUNTIME="$2"; shift ;;
+    --runtime=*) RUNTIME="${1#*=}" ;;
+    --pip-args) [ $# -ge 2 ] || die "--pip-args needs a quoted string"; read -r -a PIP_ARGS <<<"$2"; shift ;;
+    --pip-args=*) read -r -a PIP_ARGS <<<"${1#*=}" ;;
+    *) die "unknown option '$1' (see --help)" ;;
+  esac
+  shift
+done
+case "$RUNTIME" in auto|litert|tflite) ;; *) die "--runtime must be auto, litert or tflite, not '$RUNTIME'" ;; esac
+if [ -n "$PREFIX" ]; then
+  SYSTEMD=0
+  mkdir -p "$PREFIX"
+  PREFIX="$(cd "$PREFIX" && pwd)"
+  [ "$PREFIX" != / ] || PREFIX=""
+fi
+
+OPT="$PREFIX/opt/$NAME"
+VENV="$OPT/venv"
+ETC="$PREFIX/etc/$NAME"
+STATE="$PREFIX/var/lib/$NAME"
+UNIT="$PREFIX/etc/systemd/system/$NAME.service"
+BIN_LINK="$PREFIX/usr/local/bin/$NAME"
+
+if [ "$(id -u)" != 0 ] && [ -z "$PREFIX" ]; then
+  die "run as root (sudo), or use --prefix DIR --no-systemd for a test install"
+fi
+if [ "$SYSTEMD" = 1 ] && ! command -v systemctl >/dev/null 2>&1; then
+  die "systemctl not found: this installer targets systemd; use --no-systemd to skip the service"
+fi
+
+# ----------------------------------------------------------------------------- helpers
+user_exists() { getent passwd "$SERVICE_USER" >/dev/null 2>&1; }
+
+# chown to the service user where it exists (a --no-systemd test install may not have it).
+own() {
+  if user_exists && [ "$(id -u)" = 0 ]; then chown "$@"; fi
+}
+
+create_user() {
+  if [ "$SYSTEMD" = 0 ]; then
+    user_exists || say "not creating user $SERVICE_USER (--no-systemd); files stay owned by $(id -un)"
+    return
+  fi
+  if ! user_exists; then
+    useradd --system --user-group --home-dir "/var/lib/$NAME" --no-create-home \
+      --shell /usr/sbin/nologin --comment "printer-watchdog daemon" "$SERVICE_USER"
+    say "created system user $SERVICE_USER"
+  fi
+  if getent group video >/dev/null 2>&1; then
+    usermod -a -G video "$SERVICE_USER"
+  else
+    say "warning: no 'video' group on this system; the service may not open /dev/video*"
+  fi
+}
+
+pick_python() {
+  local candidates=("$PYTHON")
+  [ -n "$PYTHON" ] || candidates=(python3.11 python3.12 python3.13 python3)
+  for py in "${candidates[@]}"; do
+    if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      command -v "$py"
+      return
+    fi
+  done
+  die "no Python >= 3.11 found (tried ${candidates[*]}); on Debian/Raspberry Pi OS: apt install python3 python3-venv"
+}
+
+make_venv() {
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import pip' >/dev/null 2>&1; then
+    say "reusing virtualenv $VENV"
+    return
+  fi
+  local py
+  py="$(pick_python)"
+  rm -rf "$VENV"
+  mkdir -p "$OPT"
+  "$py" -m venv "$VENV" || die "'$py -m venv' failed; on Debian/Raspberry Pi OS: apt install python3-venv"
+  say "created virtualenv $VENV ($("$VENV/bin/python" -V))"
+}
+
+pip_install() {
+  "$VENV/bin/python" -m pip install --disable-pip-version-check ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} "$@"
+}
+
+install_package() {
+  # Build from a clean copy: an in-tree build would leave build/ in the checkout, and stale
+  # files there could end up in the wheel.
+  SRC_COPY="$(mktemp -d)"
+  trap 'rm -rf "$SRC_COPY"' EXIT
+  local src="$SRC_COPY"
+  tar -C "$REPO" --exclude=./.git --exclude=./.venv --exclude=./.cache --exclude=./build \
+    --exclude=./dist --exclude=./runs --exclude=./research --exclude='*.egg-info' \
+    --exclude=__pycache__ --exclude=.pytest_cache --exclude=.ruff_cache -cf - . | tar -C "$src" -xf -
+  case "$RUNTIME" in
+    litert) pip_install "$src[pi]" ;;
+    tflite) pip_install "$src" "tflite-runtime" "numpy<2" ;;
+    auto)
+      if ! pip_install "$src[pi]"; then
+        # Usually: no ai-edge-litert wheel for this platform (32-bit Raspberry Pi OS).
+        say "pip could not install printer-watchdog[pi] on $(uname -m) (above); retrying with tflite-runtime and numpy<2"
+        pip_install "$src" "tflite-runtime" "numpy<2" ||
+          die "pip failed twice (see above); fix the first error, or choose one with --runtime litert|tflite"
+      fi ;;
+  esac
+  rm -rf "$src"
+  trap - EXIT
+  # From /, so that a checkout in the current folder cannot shadow the installed package.
+  (cd / && "$VENV/bin/python" -c '
+import watchdog
+assert getattr(watchdog, "IS_PRINTER_WATCHDOG", False), watchdog.__file__
+try:
+    import ai_edge_litert.interpreter
+except ImportError:
+    import tflite_runtime.interpreter
+') || die "the virtualenv at $VENV cannot import printer-watchdog and a TFLite runtime"
+  say "installed printer-watchdog $("$VENV/bin/python" -c 'import watchdog; print(watchdog.__version__)') into $VENV"
+}
+
+install_files() {
+  # The docs and the example travel with the install (the unit's Documentation= points here).
+  mkdir -p "$OPT/docs"
+  install -m 0644 "$REPO/config.example.yaml" "$OPT/config.example.yaml"
+  for doc in deploy.md configuration.md; do
+    [ ! -f "$REPO/docs/$doc" ] || install -m 0644 "$REPO/docs/$doc" "$OPT/docs/$doc"
+  done
+  mkdir -p "$(dirname "$BIN_LINK")"
+  ln -sfn "$VENV/bin/$NAME" "$BIN_LINK"
+
+  mkdir -p "$ETC"
+  chmod 0750 "$ETC"
+  own "root:$SERVICE_USER" "$ETC"
+  if [ -e "$ETC/config.yaml" ]; then
+    say "keeping existing $ETC/config.yaml (the new example is $OPT/config.example.yaml)"
+  else
+    # storage.dir spelled out, so that commands run by hand (collect, feedback) use the
+    # service's state folder rather than their own user's ~/.local/state.
+    sed -e "s|^  # dir: /var/lib/$NAME .*|  dir: $STATE   # set by install.sh; the service's StateDirectory|" \
+      "$REPO/config.example.yaml" >"$ETC/config.yaml.tmp"
+    grep -q "^  dir: $STATE " "$ETC/config.yaml.tmp" || die "config.example.yaml lacks the '# dir: /var/lib/$NAME' line"
+    chmod 0600 "$ETC/config.yaml.tmp"
+    mv "$ETC/config.yaml.tmp" "$ETC/config.yaml"
+    own "$SERVICE_USER:$SERVICE_USER" "$ETC/config.yaml"
+    CREATED_CONFIG=1
+    say "created $ETC/config.yaml from config.example.yaml"
+  fi
+  for secret in "${SECRET_FILES[@]}"; do
+    local path="$ETC/$secret"
+    if [ -e "$path" ]; then
+      if [ -n "$(find "$path" -perm /077)" ]; then
+        say "warning: $path is readable by other users; chmod 600 it"
+      fi
+    else
+      install -m 0600 /dev/null "$path"
+      own "$SERVICE_USER:$SERVICE_USER" "$path"
+    fi
+  done
+
+  mkdir -p "$STATE"
+  chmod 0750 "$STATE"
+  own "$SERVICE_USER:$SERVICE_USER" "$STATE"
+
+  # The unit is ours: rewritten on every run (local changes go in `systemctl edit` drop-ins).
+  mkdir -p "$(dirname "$UNIT")"
+  sed -e "s#/opt/$NAME/#$OPT/#g" -e "s#/etc/$NAME/#$ETC/#g" \
+    "$REPO/systemd/$NAME.service" >"$UNIT.tmp"
+  chmod 0644 "$UNIT.tmp"
+  mv "$UNIT.tmp" "$UNIT"
+  say "installed $UNIT"
+}
+
+start_service() {
+  if [ "$SYSTEMD" = 0 ]; then
+    say "skipping systemctl (--no-systemd)"
+    return
+  fi
+  local was_active=0
+  systemctl is-active --quiet "$NAME.service" && was_active=1
+  systemctl daemon-reload
+  systemctl enable --now "$NAME.service"
+  # A re-run upgrades the code: restart a service that was already running to load it.
+  [ "$was_active" = 0 ] || systemctl restart "$NAME.service"
+  say "service $NAME enabled and started"
+}
+
+next_steps() {
+  cat <<EOF
+
+printer-watchdog is installed. Next:
+  1. Edit $ETC/config.yaml: the camera source, the printer API (kind, url) and MQTT.
+     ${CREATED_CONFIG:+(It is a fresh copy of the example: the printer API is 'none' and MQTT is off.)}
+  2. Put secrets in their files, never in config.yaml, for example:
+       sudo sh -c 'echo YOUR_OCTOPRINT_API_KEY > $ETC/octoprint.key'
+     and point the config at them (api_key_file: octoprint.key, password_file: mqtt.password).
+  3. Check and apply:
+       sudo -u $SERVICE_USER $VENV/bin/python -m watchdog check-config --config $ETC/config.yaml
+       sudo systemctl restart $NAME
+       journalctl -u $NAME -f
+  Guide: $OPT/docs/deploy.md   Reference: $OPT/docs/configuration.md
+EOF
+}
+
+# ----------------------------------------------------------------------------- uninstall
+uninstall() {
+  if [ "$SYSTEMD" = 1 ]; then
+    systemctl disable --now "$NAME.service" 2>/dev/null || true
+  fi
+  rm -f "$UNIT" "$BIN_LINK"
+  [ "$SYSTEMD" = 0 ] || systemctl daemon-reload
+  case "$OPT" in */opt/$NAME) rm -rf "$OPT" ;; *) die "refusing to delete unexpected path $OPT" ;; esac
+  say "removed the service, $OPT and the unit"
+  if [ "$ACTION" = purge ]; then
+    rm -rf "$ETC" "$STATE"
+    if [ "$SYSTEMD" = 1 ] && user_exists; then
+      userdel "$SERVICE_USER"
+    fi
+    say "purged $ETC, $STATE and the user $SERVICE_USER"
+  else
+    say "kept $ETC (config, secrets) and $STATE (incidents); --purge deletes them"
+  fi
+}
+
+# ----------------------------------------------------------------------------- main
+umask 022
+case "$ACTION" in
+  install)
+    [ -f "$REPO/pyproject.toml" ] && [ -f "$REPO/systemd/$NAME.service" ] ||
+      die "$REPO is not a printer-watchdog checkout (run deploy/install.sh from inside one)"
+    CREATED_CONFIG=""
+    create_user
+    make_venv
+    install_package
+    install_files
+    start_service
+    next_steps
+    ;;
+  uninstall|purge) uninstall ;;
+esac
