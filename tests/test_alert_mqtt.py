@@ -303,3 +303,13 @@ def check_result(topic: str, payload: bytes) -> None:
 @given(topic=command_topics, payload=st.binary(max_size=2048) | feedbackish)
 def test_fuzz_parse_command_never_accepts_junk(topic: str, payload: bytes) -> None:
     check_result(topic, payload)
+
+
+def test_missing_tls_file_is_a_config_error_at_start(notifier_factory, tmp_path) -> None:
+    from watchdog.config import ConfigError
+
+    missing = tmp_path / "nope.pem"
+    with pytest.raises(ConfigError, match=r"mqtt\.tls: cannot load the certificates"):
+        notifier_factory(None, "p", host="127.0.0.1", port=1, tls={"ca_file": str(missing)})
+    with pytest.raises(ConfigError, match="nope.pem"):
+        notifier_factory(None, "p", host="127.0.0.1", port=1, tls={"ca_file": str(missing)})

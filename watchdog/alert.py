@@ -206,10 +206,12 @@ class Notifier:
         if self._client is not None:
             return
         client = self._make_client()
-        self._client = client
-        queued = {i.id for i in self._unsent.values()}
-        backlog = list(self._unsent.values()) + [i for i in self.store.pending(self.printers) if i.id not in queued]
-        self._unsent.clear()
+        with self._lock:  # from here on raise_alert publishes on this client itself
+            self._client = client
+            unsent = list(self._unsent.values())
+            self._unsent.clear()
+        queued = {i.id for i in unsent}
+        backlog = unsent + [i for i in self.store.pending(self.printers) if i.id not in queued]
         if backlog:
             logger.info("%d alert(s) not yet delivered will be sent when the broker answers", len(backlog))
         for incident in sorted(backlog, key=lambda i: i.id):
@@ -233,7 +235,8 @@ class Notifier:
                     cert_reqs=ssl.CERT_NONE if tls.insecure else ssl.CERT_REQUIRED,
                 )
             except (OSError, ssl.SSLError, ValueError) as exc:
-                raise ConfigError(f"mqtt.tls: cannot load the certificates: {exc}") from exc
+                files = ", ".join(str(f) for f in (tls.ca_file, tls.cert_file, tls.key_file) if f)
+                raise ConfigError(f"mqtt.tls: cannot load the certificates ({files}): {exc}") from exc
             if tls.insecure:
                 client.tls_insecure_set(True)
                 logger.warning("mqtt.tls.insecure: the broker's certificate is not verified")
@@ -261,14 +264,14 @@ class Notifier:
         self._was_connected = False  # a clean stop is not a lost connection
         client.disconnect()
         client.loop_stop()
-        self._client = None
         with self._lock:
+            self._client = None
             left = list(self._inflight.values())
             self._inflight.clear()
             self._early_acks.clear()
-        lost = [i for i in left if i.path is None]
-        for incident in lost:  # a later start() on this object still sends them
-            self._unsent[incident.id] = incident
+            lost = [i for i in left if i.path is None]
+            for incident in lost:  # a later start() on this object still sends them
+                self._unsent[incident.id] = incident
         if left:
             logger.warning(
                 "MQTT stopped with %d alert(s) undelivered: %d saved in %s (sent at the next start), "
@@ -419,11 +422,11 @@ class Notifier:
         if not self.enabled:
             return incident.id
         self.publish_heatmap(printer, heatmap_jpeg)
-        client = self._client
-        if client is None:
-            with self._lock:
+        with self._lock:
+            client = self._client
+            if client is None:
                 self._unsent[incident.id] = incident
-        else:
+        if client is not None:
             self._publish_alert(client, incident)
         return incident.id
 
