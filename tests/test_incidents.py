@@ -99,10 +99,12 @@ def test_throttled_log_counts_what_it_holds_back(caplog: pytest.LogCaptureFixtur
     once_a_minute = ThrottledLog(60)
     assert [once_a_minute(log, logging.ERROR, "k", "disk full") for _ in range(5)] == [True] + [False] * 4
     assert once_a_minute(log, logging.ERROR, "other", "other key") is True
+    once_a_minute.reset("k")  # the failure ended: the next one is news
+    assert once_a_minute(log, logging.ERROR, "k", "disk full") is True
     always = ThrottledLog(0)
     always(log, logging.ERROR, "k", "again")
     always(log, logging.ERROR, "k", "again")
-    assert [r.getMessage() for r in caplog.records] == ["disk full", "other key", "again", "again"]
+    assert [r.getMessage() for r in caplog.records] == ["disk full", "other key", "disk full", "again", "again"]
 
 
 @pytest.mark.parametrize("fixture", ["readonly_storage", "full_storage"])

@@ -299,6 +299,7 @@ class Notifier:
             self._throttle(logger, logging.ERROR, "connect",
                            "MQTT broker %s refused the connection: %s%s; retrying", self.address, reason, hint)
             return
+        self._throttle.reset("connect")
         with self._lock:
             waiting = len(self._inflight)
         logger.info("MQTT connected to %s%s", self.address,
@@ -326,7 +327,8 @@ class Notifier:
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if self._was_connected:
             self._was_connected = False
-            logger.warning("MQTT connection to %s lost (%s); retrying, alerts are kept until delivered",
+            self._throttle(logger, logging.WARNING, "lost",
+                           "MQTT connection to %s lost (%s); retrying, alerts are kept until delivered",
                            self.address, reason)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:

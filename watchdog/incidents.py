@@ -69,6 +69,11 @@ class ThrottledLog:
         log.log(level, msg, *args)
         return True
 
+    def reset(self, key: str) -> None:
+        """The failure is over: the next one is reported at once."""
+        with self._lock:
+            self._last.pop(key, None)
+
 
 @dataclass
 class Incident:
