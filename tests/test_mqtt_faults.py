@@ -4,6 +4,7 @@ does not verify, unwritable storage. Every alert raised is delivered, and exactl
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from pathlib import Path
 
@@ -70,6 +71,32 @@ def test_broker_down_when_alerts_fire_then_back(mosquitto_factory, unique_prefix
         ids = raise_alerts(notifier, 3)  # never blocks while the broker is away
         assert pending_markers(tmp_path) == sorted(ids)
         assert notifier.undelivered() == 3
+        broker.start()
+        assert_delivered_exactly(sub, notifier, p, ids)
+        assert pending_markers(tmp_path) == []
+
+        broker.restart()  # and down again after delivery: nothing is sent twice
+        wait_connected(notifier)
+        notifier.publish_score(PRINTER, 9.0)
+        sub.wait_for(f"{p}/{PRINTER}/score", lambda m: m.text == "9")
+        assert len(sub.received(f"{p}/{PRINTER}/alert")) == 3
+
+
+def test_broker_dies_with_the_alert_in_flight(mosquitto_factory, unique_prefix, notifier_factory, tmp_path) -> None:
+    broker = mosquitto_factory()
+    p = unique_prefix
+    with broker.subscriber(f"{p}/#") as sub:
+        broker.restart()  # the broker's saved state now holds the subscriber's session
+        notifier = notifier_factory(broker, p, storage_dir=tmp_path)
+        wait_connected(notifier)
+        broker.process.send_signal(signal.SIGSTOP)  # frozen: the alert is sent, no PUBACK comes
+        try:
+            ids = raise_alerts(notifier, 1)
+            assert notifier.undelivered() == 1
+        finally:
+            broker.process.send_signal(signal.SIGKILL)
+            broker.process.wait(10)
+        assert pending_markers(tmp_path) == ids
         broker.start()
         assert_delivered_exactly(sub, notifier, p, ids)
         assert pending_markers(tmp_path) == []
