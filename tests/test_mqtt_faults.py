@@ -225,3 +225,16 @@ def test_unwritable_storage_with_broker_down_keeps_alerts_in_memory(
         broker.start()
         assert_delivered_exactly(sub, notifier, p, ids)
         assert notifier.undelivered() == 0
+
+
+def test_stopping_with_alerts_neither_saved_nor_delivered_says_so(
+    mosquitto_factory, readonly_storage, unique_prefix, notifier_factory, caplog
+) -> None:
+    broker = mosquitto_factory()
+    broker.stop()
+    caplog.set_level(logging.WARNING, "watchdog")
+    notifier = notifier_factory(broker, unique_prefix, storage_dir=readonly_storage)
+    raise_alerts(notifier, 2)
+    notifier.stop()
+    [line] = [r for r in caplog.records if "MQTT stopped with" in r.getMessage()]
+    assert line.levelno == logging.ERROR and "2 only in memory" in line.getMessage()

@@ -273,7 +273,8 @@ class Notifier:
             for incident in lost:  # a later start() on this object still sends them
                 self._unsent[incident.id] = incident
         if left:
-            logger.warning(
+            logger.log(
+                logging.ERROR if lost else logging.WARNING,
                 "MQTT stopped with %d alert(s) undelivered: %d saved in %s (sent at the next start), "
                 "%d only in memory (lost if the daemon exits)",
                 len(left), len(left) - len(lost), self.store.root, len(lost),
