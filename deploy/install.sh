@@ -150,11 +150,15 @@ install_package() {
   tar -C "$REPO" --exclude=./.git --exclude=./.venv --exclude=./.cache --exclude=./build \
     --exclude=./dist --exclude=./runs --exclude=./research --exclude='*.egg-info' \
     --exclude=__pycache__ --exclude=.pytest_cache --exclude=.ruff_cache -cf - . | tar -C "$src" -xf -
+  if ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.maxsize < 2**32)'; then
+    say "warning: this is a 32-bit Python; PyPI has no TFLite runtime wheels for it (ai-edge-litert and"
+    say "tflite-runtime publish x86_64 and aarch64 only): use a 64-bit OS such as Raspberry Pi OS 64-bit"
+  fi
   case "$RUNTIME" in
-    litert) pip_install "$src[pi]" ;;
+    litert) pip_install "${src}[pi]" ;;
     tflite) pip_install "$src" "tflite-runtime" "numpy<2" ;;
     auto)
-      if ! pip_install "$src[pi]"; then
+      if ! pip_install "${src}[pi]"; then
         # Usually: no ai-edge-litert wheel for this platform (32-bit Raspberry Pi OS).
         say "pip could not install printer-watchdog[pi] on $(uname -m) (above); retrying with tflite-runtime and numpy<2"
         pip_install "$src" "tflite-runtime" "numpy<2" ||
@@ -282,8 +286,9 @@ uninstall() {
 umask 022
 case "$ACTION" in
   install)
-    [ -f "$REPO/pyproject.toml" ] && [ -f "$REPO/systemd/$NAME.service" ] ||
+    if [ ! -f "$REPO/pyproject.toml" ] || [ ! -f "$REPO/systemd/$NAME.service" ]; then
       die "$REPO is not a printer-watchdog checkout (run deploy/install.sh from inside one)"
+    fi
     CREATED_CONFIG=""
     create_user
     make_venv

@@ -4,12 +4,15 @@ It builds a real virtualenv and pip-installs this checkout with the `pi` extra. 
 and work offline after the first run, pip installs from a wheelhouse of the project's
 dependencies (pyproject's dependencies + the `pi` extra + the build backend), downloaded once
 from PyPI into .cache/ and reused. Without PyPI and without that cache the tests skip.
-The tests run in file order: install, inspect, re-run, uninstall, purge.
+Both runtimes are exercised: ai-edge-litert (the `pi` extra) and the tflite-runtime fallback,
+each scoring frames with the tiny bundle through the installed `printer-watchdog` command.
+The tests run in file order: install, inspect, score, re-run, uninstall, purge.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -18,6 +21,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,17 +30,16 @@ SCRIPT = ROOT / "deploy" / "install.sh"
 SECRETS = ("octoprint.key", "moonraker.key", "mqtt.password")
 
 
-def _requirements() -> list[str]:
+def _requirements(runtime: list[str] | None = None) -> list[str]:
+    """pyproject's dependencies, the TFLite runtime (the `pi` extra by default) and the build backend."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    reqs = project["project"]["dependencies"] + project["project"]["optional-dependencies"]["pi"]
-    return reqs + project["build-system"]["requires"]
+    runtime = runtime if runtime is not None else project["project"]["optional-dependencies"]["pi"]
+    return project["project"]["dependencies"] + runtime + project["build-system"]["requires"]
 
 
-@pytest.fixture(scope="session")
-def wheelhouse() -> Path:
-    reqs = _requirements()
+def _wheelhouse(name: str, reqs: list[str]) -> Path:
     key = hashlib.sha256("\n".join([sys.version, *reqs]).encode()).hexdigest()[:12]
-    folder = ROOT / ".cache" / f"wheelhouse-pi-{key}"
+    folder = ROOT / ".cache" / f"wheelhouse-{name}-{key}"
     stamp = folder / ".complete"
     if not stamp.exists():
         proc = subprocess.run(
@@ -47,6 +51,17 @@ def wheelhouse() -> Path:
             pytest.skip(f"cannot download the wheels to install from (no PyPI?): {proc.stderr.strip()[-300:]}")
         stamp.touch()
     return folder
+
+
+@pytest.fixture(scope="session")
+def wheelhouse() -> Path:
+    return _wheelhouse("pi", _requirements())
+
+
+@pytest.fixture(scope="session")
+def wheelhouse_tflite() -> Path:
+    """The fallback runtime: tflite-runtime 2.14 only works with numpy<2."""
+    return _wheelhouse("tflite", _requirements(["tflite-runtime", "numpy<2"]))
 
 
 def run_install(root: Path, *args: str, wheels: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -89,6 +104,12 @@ def test_help_and_bad_option() -> None:
     assert proc.returncode == 0 and "--prefix DIR" in proc.stdout and "--uninstall" in proc.stdout
     proc = subprocess.run(["bash", str(SCRIPT), "--frobnicate"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1 and "unknown option '--frobnicate'" in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck missing: run tests/install-servers.sh")
+def test_shellcheck_clean() -> None:
+    proc = subprocess.run(["shellcheck", str(SCRIPT)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout
 
 
 def test_tree(root: Path) -> None:
@@ -140,6 +161,42 @@ def test_installed_config_validates_in_the_venv(root: Path) -> None:
     # service could not start either.
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{root}/var/lib/printer-watchdog" in proc.stdout
+
+
+def score_in_venv(root: Path, bundle: Path, frames: list[np.ndarray], tmp: Path) -> list[dict]:
+    """`printer-watchdog score` through the installed command link: one JSON line per frame."""
+    paths = []
+    for i, frame in enumerate(frames):
+        paths.append(tmp / f"frame{i}.jpg")
+        cv2.imwrite(str(paths[-1]), frame)
+    proc = subprocess.run(
+        [str(root / "usr/local/bin/printer-watchdog"), "score", "--model", str(bundle), *map(str, paths)],
+        capture_output=True, text=True, timeout=120, cwd=tmp, env={"PATH": os.environ["PATH"], "HOME": str(tmp)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def test_installed_runtime_scores_frames(
+    root: Path, tiny_bundle: Path, normal_frames: list[np.ndarray], anomalous_frames: list[np.ndarray], tmp_path: Path
+) -> None:
+    lines = score_in_venv(root, tiny_bundle, normal_frames[:2] + anomalous_frames[:2], tmp_path)
+    assert [line["anomalous"] for line in lines] == [False, False, True, True]
+
+
+def test_tflite_runtime_fallback(
+    tmp_path_factory: pytest.TempPathFactory, wheelhouse_tflite: Path, tiny_bundle: Path,
+    normal_frames: list[np.ndarray], anomalous_frames: list[np.ndarray], tmp_path: Path,
+) -> None:
+    # Where ai-edge-litert has no wheel the installer uses tflite-runtime with numpy<2.
+    root = tmp_path_factory.mktemp("fakeroot-tflite")
+    run_install(root, "--runtime", "tflite", wheels=wheelhouse_tflite)
+    proc = in_venv(root, "import numpy, tflite_runtime; print(numpy.__version__)")
+    assert proc.returncode == 0 and proc.stdout.startswith("1."), proc.stdout + proc.stderr
+    assert in_venv(root, "import ai_edge_litert").returncode == 1
+    assert in_venv(root, "import tensorflow").returncode == 1
+    lines = score_in_venv(root, tiny_bundle, normal_frames[:1] + anomalous_frames[:1], tmp_path)
+    assert [line["anomalous"] for line in lines] == [False, True]
 
 
 def test_rerun_keeps_config_and_secrets(root: Path, wheelhouse: Path) -> None:
