@@ -67,7 +67,8 @@ def test_error_answers_fail_clearly(
     assert expect in result.detail and bad_server.url in result.detail
     assert bad_server.api_key not in caplog.text + json.dumps(result.to_dict())
     failures = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "watchdog.act"]
-    assert len(failures) == 1 + attempts  # one line for the status, one per failed attempt
+    assert len(failures) == attempts  # one line per failed attempt (the watcher logs status changes)
+    assert all(bad_server.url in r.getMessage() and expect in r.getMessage() for r in failures)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -13,6 +13,12 @@ States reported by ``status()``:
 - ``idle``: the API answered and nothing prints (also OctoPrint with no printer connected);
 - ``error``: the printer itself reports an error (OctoPrint error flag, Klippy shutdown);
 - ``offline``: the API could not tell (unreachable, timeout, key rejected, 5xx, bad answer).
+
+``pause``/``cancel`` check the state first, then send the command; "done" means the API
+accepted it. Timeouts, connection errors, 5xx and unreadable answers are retried
+``api.retries`` times with backoff 1, 2, 4… s (at most 10 s); a rejected key (401/403), a
+refusal (409) or another 4xx is not. Worst case with the defaults (10 s timeout, 3 retries):
+about a minute before "failed" is reported.
 """
 
 from __future__ import annotations
@@ -220,12 +226,10 @@ class _HttpPrinter:
             st = self._read_status()
         except _Failure as exc:
             st = PrinterStatus("offline", None, exc.detail)
+        # The watcher logs status changes with the printer's name; here only for debugging.
         problem = st.detail if st.state in ("offline", "error") else None
-        if problem != self._last_status_problem:  # one line per change, not one per frame
-            if problem:
-                logger.warning("%s status: %s", self.name, problem)
-            elif self._last_status_problem:
-                logger.info("%s %s answers again: %s", self.name, self._shown_base, st.state)
+        if problem != self._last_status_problem:
+            logger.debug("%s %s status: %s", self.name, self._shown_base, problem or f"answers again: {st.state}")
             self._last_status_problem = problem
         return st
 

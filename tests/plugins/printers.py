@@ -553,6 +553,9 @@ class MoonrakerServer:
         """Running, Klippy ready, nothing printing: the state every test starts from."""
         if not self.running or not self.klippy.running:
             self.start()
+        if self.klippy_state() != "ready":  # e.g. left in shutdown by an emergency stop
+            self.post("/printer/firmware_restart")
+            wait_until("Klippy ready after restart", lambda: self.klippy_state() == "ready", 30, self.log_path)
         if self.print_state() in ("printing", "paused"):
             self.cancel()
             wait_until("print to end", lambda: self.print_state() not in ("printing", "paused"), 30, self.log_path)
