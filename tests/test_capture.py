@@ -17,13 +17,15 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.plugins.camera import CameraServer, synthetic_frame
+from tests.plugins.camera import CameraServer, bomb_jpeg, bomb_png, synthetic_frame
 from watchdog import capture
 from watchdog.capture import (
     Camera,
     CameraSourceError,
+    MjpegCamera,
     StreamCamera,
     image_size,
+    mjpeg_parts,
     natural_key,
     open_camera,
 )
@@ -195,7 +197,7 @@ def test_url_secrets_stay_out_of_errors_and_logs(caplog) -> None:
 
 def test_mjpeg_stream_by_action(camera_server: CameraServer, opened) -> None:
     cam = opened(camera_server.url + "/?action=stream")
-    assert isinstance(cam, StreamCamera)
+    assert isinstance(cam, MjpegCamera)
     got = read_until(cam, lambda f: f is not None)
     assert got.shape == (120, 160, 3) and cam.online
 
@@ -204,7 +206,7 @@ def test_stream_url_is_recognised_by_its_content_type(camera_server: CameraServe
     cam = opened(camera_server.stream_url)  # "/stream": no hint in the URL
     got = read_until(cam, lambda f: f is not None)
     assert got.shape == (120, 160, 3)
-    assert cam.kind == "stream"
+    assert cam.kind == "mjpeg stream"
 
 
 def test_stream_switches_frames_at_run_time(camera_server: CameraServer, opened) -> None:
@@ -225,6 +227,61 @@ def test_stream_that_stops_goes_offline_and_comes_back(camera_server: CameraServ
     camera_server.set_fault(None)
     read_until(cam, lambda f: f is not None)
     assert cam.online
+
+
+@pytest.mark.parametrize("fault", ["html", "empty", "truncated", "garbage", "bomb_png", "bomb_jpeg", "oversized"])
+def test_stream_fault_parts_are_counted_bad_frames_then_frames_again(camera_server: CameraServer, opened, monkeypatch, fault: str) -> None:
+    decoded: list[int] = []
+    real = cv2.imdecode
+    monkeypatch.setattr(capture.cv2, "imdecode", lambda *a: decoded.append(a[0].tobytes()) or real(*a))
+    cam = opened(camera_server.url + "/?action=stream", max_bytes=200_000)
+    read_until(cam, lambda f: f is not None)
+    camera_server.set_fault(fault)
+    read_until(cam, lambda f: cam.stats.bad_frames >= 2)
+    assert cam.online  # the stream is up; its parts are junk
+    if fault.startswith("bomb") or fault == "oversized":
+        assert max(map(len, decoded)) < 200_000  # the 2 MB parts never reached the decoder
+        assert bomb_png() not in decoded and bomb_jpeg() not in decoded
+        assert ("30000x30000" if fault.startswith("bomb") else "max_bytes") in cam.last_error
+    camera_server.set_fault(None)
+    read_until(cam, lambda f: f is not None)
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_stream_png_parts_with_1_or_4_channels_become_bgr(camera_server: CameraServer, opened, channels: int) -> None:
+    camera_server.set_frames([synthetic_frame(5, channels=channels)])
+    cam = opened(camera_server.stream_url)
+    assert read_until(cam, lambda f: f is not None).shape == (120, 160, 3)
+
+
+def test_mjpeg_parts_split_with_and_without_content_length() -> None:
+    a, b = b"\xff\xd8AAAA\xff\xd9", b"\xff\xd8BB\r\nBB\xff\xd9"
+    body = (
+        b"--xx\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(a), a)
+        + b"--xx\r\nContent-Type: image/jpeg\r\n\r\n" + b + b"\r\n"
+        + b"--xx\r\nContent-Length: 150000\r\n\r\n" + b"\x00" * 150_000 + b"\r\n"
+        + b"--xx\r\nContent-Length: %d\r\n\r\n%s\r\n--xx" % (len(a), a)
+    )
+    for size in (1, 7, 4096, len(body)):  # however the bytes arrive
+        chunks = (body[i : i + size] for i in range(0, len(body), size))
+        parts = list(mjpeg_parts(chunks, b"--xx", 100_000))
+        assert parts[:2] == [a, b] and isinstance(parts[2], capture.BadFrame) and parts[3] == a
+
+
+def test_rtsp_style_ffmpeg_capture_reads_a_real_stream(camera_server: CameraServer) -> None:
+    """The cv2/FFmpeg path used for RTSP, exercised on the real MJPEG stream (no RTSP server here)."""
+    url = camera_server.url + "/?action=stream"
+    cam = StreamCamera(cam_cfg(url), url, "ffmpeg", None, FAST)
+    try:
+        assert read_until(cam, lambda f: f is not None).shape == (120, 160, 3)
+        camera_server.stop_after = 0
+        camera_server.set_fault("stream_stop")
+        read_until(cam, lambda f: not cam.online)
+        camera_server.set_fault(None)
+        read_until(cam, lambda f: f is not None)
+    finally:
+        cam.close()
+    assert not cam._thread.is_alive()
 
 
 def test_stream_thread_stops_on_close_and_on_stop_event(camera_server: CameraServer) -> None:

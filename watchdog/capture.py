@@ -13,21 +13,25 @@ at once. Offline/online changes are logged once each, bad frames once per run, n
 
 Sources, chosen from ``CameraConfig.source``:
 
-- ``0`` / ``"/dev/video0"``: a V4L2 device (``cv2.VideoCapture``, read by a grab thread);
-- ``rtsp://...``, ``http://...?action=stream`` or any URL answering
-  ``multipart/x-mixed-replace``: an MJPEG/RTSP stream (``cv2.VideoCapture``, grab thread, so
-  ``read()`` gets the newest frame, not one buffered seconds ago);
-- any other ``http(s)://`` URL: a snapshot, fetched per ``read()``: at most ``max_bytes`` are
-  read, HTML is refused, and the JPEG/PNG header's dimensions are checked against
-  ``max_pixels`` before anything is decoded (decompression bombs are refused, not decoded);
+- ``0`` / ``"/dev/video0"``: a V4L2 device (``cv2.VideoCapture``, grab thread);
+- ``rtsp://...``: an RTSP stream (``cv2.VideoCapture`` with FFmpeg over TCP, grab thread);
+- ``http://...?action=stream``, ``*.mjpg`` or any http(s) URL answering
+  ``multipart/x-mixed-replace``: an MJPEG stream (mjpg-streamer, crowsnest, ustreamer). A
+  thread reads the parts and keeps only the newest one's bytes; read() decodes it, so a
+  30 fps stream read every 10 s costs almost nothing and is never seconds stale;
+- any other ``http(s)://`` URL: a snapshot, fetched per ``read()``;
 - a folder: its .jpg/.jpeg/.png frames in natural name order (frame_9 before frame_10);
 - any other file: a video (``cv2.VideoCapture``).
+
+Everything from the network is size-limited before decoding: at most ``max_bytes`` per
+snapshot or MJPEG part are read, HTML is refused, and the JPEG/PNG header's dimensions are
+checked against ``max_pixels`` before anything is decoded (decompression bombs are refused).
 
 Folders and videos are finite (``replay``, ``demo``): they do not loop, and ``exhausted``
 becomes True after the last frame. Every frame is validated: grey and BGRA become BGR
 (``watchdog.bundle.to_bgr``); empty, truncated, undecodable or too large frames give None and
-count in ``stats.bad_frames``. Stream frames are decoded by FFmpeg, so for them ``max_pixels``
-is checked after decoding; snapshots and files are checked before.
+count in ``stats.bad_frames``. RTSP and V4L2 frames are decoded by OpenCV itself, so for them
+``max_pixels`` is checked after decoding.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import re
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -46,6 +51,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import cv2
 import numpy as np
 import requests
+import urllib3
 
 from watchdog.bundle import to_bgr
 from watchdog.config import CameraConfig
@@ -188,7 +194,7 @@ class _BaseCamera:
     """Counters, online state, backoff and once-only logging shared by every source."""
 
     kind = "camera"
-    network = True  # local files never go offline for a run of bad frames
+    bad_run_goes_offline = True  # a snapshot URL answering only junk is as good as offline
 
     def __init__(self, cfg: CameraConfig, label: str, stop: threading.Event | None, backoff: tuple[float, float]) -> None:
         self.cfg = cfg
@@ -252,7 +258,7 @@ class _BaseCamera:
             run = self._bad_run
         if run == 1:
             logger.warning("camera %s: bad frame: %s (more are counted, not logged)", self.label, message)
-        if self.network and run >= BAD_RUN_OFFLINE:
+        if self.bad_run_goes_offline and run >= BAD_RUN_OFFLINE:
             self._down(f"{run} bad frames in a row, last: {message}")
 
     def _accept(self, frame: Any) -> np.ndarray | None:
@@ -300,7 +306,7 @@ class FolderCamera(_BaseCamera):
     """Frames from a folder, in natural name order, once."""
 
     kind = "folder"
-    network = False
+    bad_run_goes_offline = False  # local files: a bad file is skipped, never "offline"
 
     def __init__(self, cfg: CameraConfig, path: Path, label: str, stop: threading.Event | None, backoff: tuple[float, float]) -> None:
         super().__init__(cfg, label, stop, backoff)
@@ -336,7 +342,7 @@ class VideoFileCamera(_BaseCamera):
     """Frames of a video file, once."""
 
     kind = "video file"
-    network = False
+    bad_run_goes_offline = False  # local files: a bad file is skipped, never "offline"
 
     def __init__(self, cfg: CameraConfig, path: Path, label: str, stop: threading.Event | None, backoff: tuple[float, float]) -> None:
         super().__init__(cfg, label, stop, backoff)
@@ -430,12 +436,70 @@ class SnapshotCamera(_BaseCamera):
 # --------------------------------------------------------------------------- streams and devices
 
 
-class StreamCamera(_BaseCamera):
-    """cv2.VideoCapture read by a grab thread, so read() gets a fresh frame, not a buffered one.
+class _ThreadedCamera(_BaseCamera):
+    """A reader thread keeps up with the source so read() gets the newest frame, not a stale one.
 
-    The thread opens the capture, grabs continuously, and decodes (retrieve) only when
-    read() asks; on failure it releases the capture and reopens after the backoff.
+    The thread connects, reads, and on failure goes offline and reconnects after the backoff;
+    read() never waits through a backoff. close() or the stop event ends the thread.
     """
+
+    bad_run_goes_offline = False  # the thread knows best whether the source is connected
+
+    def __init__(self, cfg: CameraConfig, label: str, stop: threading.Event | None, backoff: tuple[float, float], stats: CameraStats | None) -> None:
+        super().__init__(cfg, label, stop, backoff)
+        if stats is not None:
+            self.stats = stats
+        self._cond = threading.Condition()
+        self._first_attempt = threading.Event()
+        self._thread = threading.Thread(target=self._guarded_run, name=f"camera-{label}", daemon=True)
+
+    def _guarded_run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self._first_attempt.set()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _in_backoff(self) -> bool:
+        """Sleep through the backoff (waking on close/stop); True if the caller should re-check."""
+        wait = self._retry_at - time.monotonic()
+        if wait > 0:
+            self._halt_wait(wait)
+            return True
+        return False
+
+    def _connected(self) -> None:
+        self._up()
+        self._first_attempt.set()
+
+    def _fail(self, message: str) -> None:
+        self._down(message)
+        self._first_attempt.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def _ready(self) -> bool:
+        """False while closed or offline; only the first read waits for the first connection."""
+        if self._halted():
+            return False
+        self._first_attempt.wait(self.cfg.timeout_s)
+        return self.online
+
+    def close(self) -> None:
+        """Stop the thread; it is joined for a few seconds (a stalled source ends within timeout_s)."""
+        super().close()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=min(self.cfg.timeout_s + 1, 3.0))
+            if self._thread.is_alive():
+                logger.debug("camera %s: reader thread ends after its %.0f s timeout", self.label, self.cfg.timeout_s)
+
+
+class StreamCamera(_ThreadedCamera):
+    """cv2.VideoCapture (V4L2 device, RTSP) with a grab thread; frames are decoded only when read."""
 
     kind = "stream"
 
@@ -448,17 +512,12 @@ class StreamCamera(_BaseCamera):
         backoff: tuple[float, float],
         stats: CameraStats | None = None,
     ) -> None:
-        super().__init__(cfg, label, stop, backoff)
-        if stats is not None:
-            self.stats = stats
+        super().__init__(cfg, label, stop, backoff, stats)
         self.target = target
         self.kind = "v4l2 device" if isinstance(target, int) or str(target).startswith("/dev/") else "stream"
-        self._cond = threading.Condition()
         self._want = False
         self._frame: np.ndarray | None = None
         self._delivered = False
-        self._first_attempt = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"camera-{label}", daemon=True)
         self._thread.start()
 
     def _open_capture(self) -> Any:
@@ -481,17 +540,14 @@ class StreamCamera(_BaseCamera):
         try:
             while not self._halted():
                 if cap is None:
-                    wait = self._retry_at - time.monotonic()
-                    if wait > 0:
-                        self._halt_wait(wait)
+                    if self._in_backoff():
                         continue
                     try:
                         cap = self._open_capture()
                     except (SourceDown, cv2.error) as exc:
                         self._fail(str(exc) if isinstance(exc, SourceDown) else "OpenCV error while opening")
                         continue
-                    self._up()
-                    self._first_attempt.set()
+                    self._connected()
                 try:
                     grabbed = cap.grab()
                 except cv2.error:
@@ -516,20 +572,10 @@ class StreamCamera(_BaseCamera):
         finally:
             if cap is not None:
                 cap.release()
-            self._first_attempt.set()
-
-    def _fail(self, message: str) -> None:
-        self._down(message)
-        self._first_attempt.set()
-        with self._cond:
-            self._cond.notify_all()
 
     def read(self) -> np.ndarray | None:
         """The next frame the thread grabs (waits at most timeout_s while online)."""
-        if self._halted():
-            return None
-        self._first_attempt.wait(self.cfg.timeout_s)  # only the very first read can wait for the connection
-        if not self.online:
+        if not self._ready():
             return None
         with self._cond:
             self._want, self._delivered, self._frame = True, False, None
@@ -543,14 +589,164 @@ class StreamCamera(_BaseCamera):
             return None
         return self._accept(frame)
 
-    def close(self) -> None:
-        super().close()
+
+def _boundary(content_type: str) -> bytes | None:
+    """The multipart delimiter to look for ("--" + boundary, tolerating a boundary given with its dashes)."""
+    if not content_type.lower().startswith("multipart/x-mixed-replace"):
+        return None
+    m = re.search(r'boundary="?([^";,\s]+)"?', content_type, re.IGNORECASE)
+    return b"--" + m.group(1).lstrip("-").encode("latin-1") if m else None
+
+
+def mjpeg_parts(chunks: Iterator[bytes], delimiter: bytes, max_bytes: int) -> Iterator[bytes | BadFrame]:
+    """Split a multipart/x-mixed-replace body into part bodies without decoding them.
+
+    Uses each part's Content-Length when given, else the next delimiter; a part larger than
+    ``max_bytes`` (or a header block over 8 KiB) yields BadFrame and is skipped, not buffered.
+    """
+    buf = bytearray()
+    skip = 0
+    for chunk in chunks:
+        buf += chunk
+        while True:
+            if skip:
+                dropped = min(skip, len(buf))
+                del buf[:dropped]
+                skip -= dropped
+                if skip:
+                    break
+            start = buf.find(delimiter)
+            if start < 0:
+                del buf[: max(0, len(buf) - len(delimiter))]  # keep a possible partial delimiter
+                break
+            head_end = buf.find(b"\r\n\r\n", start)
+            if head_end < 0:
+                if len(buf) - start > 8192:
+                    yield BadFrame("multipart part headers over 8 KiB")
+                    del buf[: start + len(delimiter)]
+                    continue
+                break
+            body_start = head_end + 4
+            length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", bytes(buf[start:head_end]))
+            if length:
+                size = int(length.group(1))
+                if size > max_bytes:
+                    yield BadFrame(f"stream part of {size} bytes, more than camera.max_bytes={max_bytes}")
+                    del buf[:body_start]
+                    skip = size
+                    continue
+                if len(buf) < body_start + size:
+                    break
+                body = bytes(buf[body_start : body_start + size])
+                del buf[: body_start + size]
+                yield body
+                continue
+            end = buf.find(delimiter, body_start)
+            if end < 0:
+                if len(buf) - body_start > max_bytes:
+                    yield BadFrame(f"stream part larger than camera.max_bytes={max_bytes}")
+                    del buf[:body_start]
+                break
+            body = bytes(buf[body_start:end])
+            del buf[:end]
+            yield body[:-2] if body.endswith(b"\r\n") else body
+
+
+def _arriving(resp: requests.Response) -> Iterator[bytes]:
+    """The body as it arrives (iter_content would wait for a full 64 KiB: seconds of frames)."""
+    raw = resp.raw
+    read1 = getattr(raw, "read1", None)  # urllib3 >= 2.3
+    while True:
+        data = read1(_CHUNK) if read1 is not None else raw.read(4096)
+        if not data:
+            return
+        yield data
+
+
+class MjpegCamera(_ThreadedCamera):
+    """An HTTP MJPEG stream read by a thread that keeps only the newest part's bytes.
+
+    Parts are not decoded until read() asks, so a 30 fps stream read every 10 s costs almost
+    nothing, and each part goes through the same size checks as a snapshot before decoding.
+    """
+
+    kind = "mjpeg stream"
+
+    def __init__(
+        self,
+        cfg: CameraConfig,
+        url: str,
+        label: str,
+        stop: threading.Event | None,
+        backoff: tuple[float, float],
+        stats: CameraStats | None = None,
+    ) -> None:
+        super().__init__(cfg, label, stop, backoff, stats)
+        self.url = url
+        self._session = requests.Session()
+        self._latest: bytes | BadFrame | None = None
+        self._seq = 0
+        self._taken = 0
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._halted():
+                if self._in_backoff():
+                    continue
+                try:
+                    self._stream_once()
+                    message = "stream ended"
+                except SourceDown as exc:
+                    message = str(exc)
+                except requests.exceptions.Timeout:
+                    message = f"no data for camera.timeout_s={self.cfg.timeout_s:g} s"
+                except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+                    timeout = isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError)
+                    message = f"no data for camera.timeout_s={self.cfg.timeout_s:g} s" if timeout else "cannot connect or connection dropped"
+                if not self._halted():
+                    self._fail(message)
+        finally:
+            self._session.close()
+
+    def _stream_once(self) -> None:
+        t = self.cfg.timeout_s
+        with self._session.get(self.url, stream=True, timeout=(t, t)) as resp:
+            if resp.status_code >= 400:
+                raise SourceDown(f"HTTP {resp.status_code} {resp.reason or ''}".strip())
+            ctype = resp.headers.get("Content-Type", "")
+            delimiter = _boundary(ctype)
+            if delimiter is None:
+                raise SourceDown(f"answered {ctype.split(';')[0] or 'no Content-Type'}, not an MJPEG stream")
+            connected = False
+            for part in mjpeg_parts(_arriving(resp), delimiter, self.cfg.max_bytes):
+                if self._halted():
+                    return
+                if not connected:
+                    self._connected()
+                    connected = True
+                with self._cond:
+                    self._latest = part
+                    self._seq += 1
+                    self._cond.notify_all()
+
+    def read(self) -> np.ndarray | None:
+        """The newest part not read before, decoded now (waits at most timeout_s for one)."""
+        if not self._ready():
+            return None
         with self._cond:
-            self._cond.notify_all()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=self.cfg.timeout_s + 5)
-            if self._thread.is_alive():
-                logger.warning("camera %s: capture thread did not stop within %.0f s", self.label, self.cfg.timeout_s + 5)
+            self._cond.wait_for(lambda: self._seq > self._taken or not self.online or self._halted(), timeout=self.cfg.timeout_s)
+            if self._seq <= self._taken or not self.online:
+                return None
+            self._taken, part = self._seq, self._latest
+        try:
+            if isinstance(part, BadFrame):
+                raise part
+            frame = decode_image(part or b"", self.cfg.max_pixels)
+        except BadFrame as exc:
+            self._bad(str(exc))
+            return None
+        return self._accept(frame)
 
 
 class AutoHttpCamera:
@@ -558,7 +754,7 @@ class AutoHttpCamera:
 
     def __init__(self, cfg: CameraConfig, url: str, label: str, stop: threading.Event | None, backoff: tuple[float, float]) -> None:
         self._args = (cfg, url, label, stop, backoff)
-        self.inner: SnapshotCamera | StreamCamera = SnapshotCamera(cfg, url, label, stop, backoff)
+        self.inner: SnapshotCamera | MjpegCamera = SnapshotCamera(cfg, url, label, stop, backoff)
 
     @property
     def kind(self) -> str:
@@ -588,7 +784,7 @@ class AutoHttpCamera:
             cfg, url, label, stop, backoff = self._args
             logger.info("camera %s: %s is an MJPEG stream; reading it as one", label, redact_url(url))
             inner.close()
-            self.inner = StreamCamera(cfg, url, label, stop, backoff, stats=inner.stats)
+            self.inner = MjpegCamera(cfg, url, label, stop, backoff, stats=inner.stats)
             return self.inner.read()
         return frame
 
@@ -600,10 +796,8 @@ class AutoHttpCamera:
 
 
 def _is_stream_url(url: str) -> bool:
-    """True when the URL itself says stream; otherwise the Content-Type decides (AutoHttpCamera)."""
+    """True when an http(s) URL itself says stream; otherwise the Content-Type decides (AutoHttpCamera)."""
     parts = urlsplit(url)
-    if parts.scheme.lower() in ("rtsp", "rtsps", "rtmp"):
-        return True
     if dict(parse_qsl(parts.query)).get("action", "").lower() == "stream":
         return True
     return parts.path.lower().endswith((".mjpg", ".mjpeg"))
@@ -631,8 +825,10 @@ def open_camera(
         scheme = urlsplit(source).scheme.lower()
         if scheme not in ("http", "https", "rtsp", "rtsps", "rtmp"):
             raise CameraSourceError(f"camera source {redact_url(source)}: unsupported scheme {scheme!r}")
-        if _is_stream_url(source):
+        if scheme in ("rtsp", "rtsps", "rtmp"):
             return StreamCamera(cfg, source, label, stop, backoff)
+        if _is_stream_url(source):
+            return MjpegCamera(cfg, source, label, stop, backoff)
         return AutoHttpCamera(cfg, source, label, stop, backoff)
     if source.startswith("/dev/"):
         return StreamCamera(cfg, source, label, stop, backoff)  # may appear later: retried with backoff

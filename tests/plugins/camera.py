@@ -7,7 +7,8 @@ The server speaks what users' cameras speak (mjpg-streamer / crowsnest / ustream
 
 Tests switch what it shows while it runs: ``set_frames(list_of_arrays)`` (frames cycle; BGR
 frames go out as JPEG, 1- and 4-channel frames as PNG) and ``set_fault(name)`` for the camera
-faults of issue 6 (see ``FAULTS``); ``set_fault(None)`` brings the camera back.
+faults of issue 6 (see ``FAULTS``; image faults apply to snapshots and to every stream part
+while set); ``set_fault(None)`` brings the camera back.
 
 Fixtures: ``camera_server`` (function scope: a fresh state on the one session server) and
 ``write_video`` (writes frames to ``.avi`` (MJPG) or ``.mp4`` (mp4v)).
@@ -32,12 +33,12 @@ BOUNDARY = "testframe"
 FAULTS = {
     "down": "the connection is closed before any response (camera unplugged / server crashed)",
     "http_500": "snapshot answers 500 Internal Server Error",
-    "html": "snapshot answers 200 with an HTML page (a login or error page)",
-    "empty": "snapshot answers 200 image/jpeg with a 0-byte body",
-    "truncated": "snapshot answers the first half of a JPEG",
-    "garbage": "snapshot answers 200 image/jpeg with bytes that are no image",
-    "oversized": "snapshot declares a 1 GB Content-Length and streams until the client gives up",
-    "oversized_stream": "snapshot streams up to 1 GB without a Content-Length",
+    "html": "an HTML page (a login or error page) instead of an image",
+    "empty": "a 0-byte image",
+    "truncated": "the first half of the JPEG (PNG)",
+    "garbage": "bytes that are no image",
+    "oversized": "snapshot: declares a 1 GB body and streams until the client hangs up; stream: 2 MB parts",
+    "oversized_stream": "snapshot: streams up to 1 GB without a Content-Length",
     "bomb_png": "a small PNG whose header declares 30000x30000 pixels",
     "bomb_jpeg": "a small JPEG whose SOF marker declares 30000x30000 pixels",
     "stream_stop": "the MJPEG stream closes after `stop_after` frames",
@@ -181,25 +182,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _snapshot(self, fault: str | None) -> None:
-        body, ctype = encode(self.camera.next_frame())
         if fault == "http_500":
             self._send(b"camera error", "text/plain", 500)
-        elif fault == "html":
-            self._send(b"<!DOCTYPE html><html><body>Please log in</body></html>", "text/html; charset=utf-8")
-        elif fault == "empty":
-            self._send(b"", "image/jpeg")
-        elif fault == "truncated":
-            self._send(body[: len(body) // 2], ctype)
-        elif fault == "garbage":
-            self._send(b"\x00\x01 this is not an image " * 50, "image/jpeg")
-        elif fault == "bomb_png":
-            self._send(bomb_png(), "image/png")
-        elif fault == "bomb_jpeg":
-            self._send(bomb_jpeg(), "image/jpeg")
         elif fault in ("oversized", "oversized_stream"):
             self._send_oversized(declare=fault == "oversized")
         else:
-            self._send(body, ctype)
+            self._send(*_image_or_fault(self.camera.next_frame(), fault))
 
     def _send_oversized(self, declare: bool) -> None:
         self.send_response(200)
@@ -218,6 +206,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up, as it should
 
     def _stream(self, fault: str | None) -> None:
+        """MJPEG parts; image faults (truncated, bomb, html...) apply to each part while set."""
         cam = self.camera
         self.send_response(200)
         self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
@@ -226,14 +215,13 @@ class _Handler(BaseHTTPRequestHandler):
         sent = 0
         try:
             while not cam._closing.is_set():
-                if cam.fault == "stream_stop" and sent >= cam.stop_after:
+                fault = cam.fault
+                if fault == "down" or (fault == "stream_stop" and sent >= cam.stop_after):
                     break
-                if cam.fault == "down":
-                    break
-                frame = cam.next_frame()
-                if frame.ndim != 3 or frame.shape[2] != 3:
-                    frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR if frame.ndim == 2 else cv2.COLOR_BGRA2BGR)
-                body, ctype = encode(frame)
+                if fault == "oversized":
+                    body, ctype = b"\xff\xd8" + b"\x00" * (2 << 20), "image/jpeg"  # a 2 MB part
+                else:
+                    body, ctype = _image_or_fault(cam.next_frame(), fault)
                 self.wfile.write(
                     f"--{BOUNDARY}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body + b"\r\n"
                 )
@@ -243,6 +231,20 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass  # the client went away
         self.close_connection = True
+
+
+def _image_or_fault(frame: np.ndarray, fault: str | None) -> tuple[bytes, str]:
+    """The frame encoded, or what a faulty camera sends instead (see FAULTS)."""
+    body, ctype = encode(frame)
+    faulty = {
+        "html": (b"<!DOCTYPE html><html><body>Please log in</body></html>", "text/html; charset=utf-8"),
+        "empty": (b"", "image/jpeg"),
+        "truncated": (body[: len(body) // 2], ctype),
+        "garbage": (b"\x00\x01 this is not an image " * 50, "image/jpeg"),
+        "bomb_png": (bomb_png(), "image/png"),
+        "bomb_jpeg": (bomb_jpeg(), "image/jpeg"),
+    }
+    return faulty.get(fault or "", (body, ctype))
 
 
 @pytest.fixture(scope="session")
