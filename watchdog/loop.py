@@ -19,6 +19,7 @@ import numpy as np
 from watchdog import decide
 from watchdog.bundle import encode_jpeg
 from watchdog.config import PrinterConfig
+from watchdog.metrics import Metrics
 from watchdog.score import FrameResult, FrameScorer
 
 logger = logging.getLogger(__name__)
@@ -44,22 +45,6 @@ class Alerts(Protocol):
     def raise_alert(self, printer: str, alert: dict, frame_jpeg: bytes, heatmap_jpeg: bytes) -> str: ...
 
 
-class Metrics(Protocol):
-    def frame(self, printer: str, result: FrameResult) -> None: ...
-    def bad_frame(self, printer: str) -> None: ...
-    def action(self, printer: str, outcome: str) -> None: ...
-    def error(self, printer: str, kind: str) -> None: ...
-    def camera_online(self, printer: str, online: bool) -> None: ...
-
-
-class NullMetrics:
-    """Metrics sink for replay and tests."""
-
-    def frame(self, printer: str, result: FrameResult) -> None: ...
-    def bad_frame(self, printer: str) -> None: ...
-    def action(self, printer: str, outcome: str) -> None: ...
-    def error(self, printer: str, kind: str) -> None: ...
-    def camera_online(self, printer: str, online: bool) -> None: ...
 
 
 @dataclass
@@ -110,7 +95,8 @@ class Watcher:
         self.camera = camera
         self.printer = printer
         self.alerts = alerts
-        self.metrics = metrics or NullMetrics()
+        self.metrics = metrics or Metrics()
+        self.metrics.add_printer(self.name)
         self.clock = clock
         self.settings = decide.Settings.from_config(cfg.detection)
         self.state = decide.WatchState()
@@ -137,6 +123,7 @@ class Watcher:
             return StepRecord(None, None, None, None, self.state.consecutive, label, events=events)
 
         frame = self.camera.read()
+        self.metrics.observe_camera(self.name, self.camera)
         online = frame is not None
         if online != self.camera_online:
             if self.camera_online is not None or not online:
@@ -144,7 +131,6 @@ class Watcher:
                 log = logger.info if online else logger.warning
                 log("%s: camera %s", self.name, "back online" if online else "offline: no frame")
             self.camera_online = online
-            self.metrics.camera_online(self.name, online)
         if frame is None:
             # No frame means no score, never an anomaly.
             self._publish_state("camera_offline")
@@ -154,9 +140,9 @@ class Watcher:
             result = self.scorer.analyze(frame, self.cfg.detection.sensitivity)
         except ValueError as exc:  # a frame the preprocessing refuses: skipped and counted
             logger.warning("%s: frame skipped: %s", self.name, exc)
-            self.metrics.bad_frame(self.name)
+            self.metrics.error(self.name, "frame")
             return StepRecord(None, None, None, None, self.state.consecutive, self.state.label, events=events)
-        self.metrics.frame(self.name, result)
+        self.metrics.observe_score(self.name, result.score, result.threshold, result.anomalous, result.inference_s)
         self.state, act = decide.on_frame(self.state, result.anomalous, now, self.settings)
         overlay = self.scorer.overlay(frame, result)
         heat_jpeg = encode_jpeg(overlay)
@@ -171,7 +157,8 @@ class Watcher:
         elif result.anomalous or self.state.consecutive:
             self.alerts.publish_heatmap(self.name, heat_jpeg)
         self._publish_state(self.state.label, result)
-        name = getattr(self.camera, "last_name", None)
+        current = getattr(self.camera, "current", None)
+        name = current.name if current is not None else None
         return StepRecord(name, result.score, result.threshold, result.anomalous, self.state.consecutive,
                           self.state.label, action, events)
 
@@ -198,7 +185,7 @@ class Watcher:
             outcome = None
         outcome_dict = outcome.to_dict() if outcome is not None else {
             "action": "notify", "outcome": "done", "detail": "notify only", "attempts": 0}
-        self.metrics.action(self.name, outcome_dict["outcome"])
+        self.metrics.observe_action(self.name, action, outcome_dict["outcome"])
         verb = {"pause": "Pause", "cancel": "Cancel", "notify": "Alert"}[action]
         message = (
             f"{verb} {self.name}: {self.state.consecutive} anomalous frames in a row "

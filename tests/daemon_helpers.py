@@ -1,0 +1,79 @@
+"""Running `python -m watchdog ...` as a real process in tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(path: Path, **sections: Any) -> Path:
+    path.write_text(yaml.safe_dump(sections, sort_keys=False))
+    path.chmod(0o600)
+    return path
+
+
+def watchdog_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "watchdog", *args]
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(watchdog_cmd(*args), capture_output=True, text=True, timeout=timeout)
+
+
+class DaemonProcess:
+    """`python -m watchdog run` in the background, its log in a file."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.log_path = log
+        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            watchdog_cmd("run", "--config", str(config)), stdout=self._log, stderr=subprocess.STDOUT, env=env
+        )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return int(self.proc.returncode)
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float, on_fail: Callable[[], str] | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    detail = on_fail() if on_fail else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{detail[-4000:]}")

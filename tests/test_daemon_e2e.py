@@ -1,0 +1,205 @@
+"""End to end, once per printer API: real OctoPrint / Moonraker, real mosquitto, a real HTTP
+camera, a real TFLite bundle trained by our trainer, and `python -m watchdog run` as a process.
+
+The camera first shows normal frames (no pause may happen), then failure frames: the real
+server must report the print paused, and an MQTT subscriber must get the alert and a heatmap.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import requests
+
+from tests.daemon_helpers import DaemonProcess, free_port, wait_until, write_config
+
+NORMAL_SCORES_BEFORE_FAILURE = 8
+
+
+def _config(tmp_path: Path, bundle: Path, broker, prefix: str, camera_url: str, api: dict, http_port: int) -> Path:
+    return write_config(
+        tmp_path / "config.yaml",
+        model=str(bundle),
+        mqtt=broker.mqtt_settings(topic_prefix=prefix, homeassistant={"discovery_prefix": f"ha_{prefix}"}),
+        http={"listen": f"127.0.0.1:{http_port}"},
+        storage={"dir": str(tmp_path / "state")},
+        printers=[{
+            "name": "ender3",
+            "camera": {"source": camera_url, "interval_s": 0.3, "timeout_s": 3},
+            "api": api | {"timeout_s": 3, "retries": 2},
+            "detection": {"consecutive": 3, "cooldown_s": 600},
+            "action": "pause",
+        }],
+    )
+
+
+class _OctoPrint:
+    def __init__(self, server) -> None:
+        self.s = server
+
+    def api(self) -> dict:
+        return {"kind": "octoprint", "url": self.s.url, "api_key": self.s.api_key}
+
+    def start_print(self) -> None:
+        self.s.start_print()
+
+    def state(self) -> str:
+        flags = self.s.flags()
+        return "paused" if flags.get("paused") else "printing" if flags.get("printing") else "other"
+
+
+class _Moonraker:
+    def __init__(self, server) -> None:
+        self.s = server
+
+    def api(self) -> dict:
+        return {"kind": "moonraker", "url": self.s.url, "api_key": self.s.api_key}
+
+    def start_print(self) -> None:
+        self.s.start_print()
+
+    def state(self) -> str:
+        return self.s.print_state()
+
+
+@pytest.fixture(params=["octoprint", "moonraker"])
+def printer_server(request):
+    if request.param == "octoprint":
+        return _OctoPrint(request.getfixturevalue("octoprint_server"))
+    return _Moonraker(request.getfixturevalue("moonraker_server"))
+
+
+@pytest.mark.servers
+def test_pauses_real_printer_on_failure_and_alerts_over_mqtt(
+    tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server, printer_server, normal_frames, anomalous_frames
+) -> None:
+    prefix = unique_prefix
+    sub = mosquitto.subscriber(f"{prefix}/#", f"ha_{prefix}/#")
+    camera_server.set_frames(normal_frames)
+    printer_server.start_print()
+    http_port = free_port()
+    config = _config(tmp_path, tiny_bundle, mosquitto, prefix, camera_server.snapshot_url, printer_server.api(), http_port)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        # Normal printing: frames are scored, nothing is paused or alerted.
+        sub.wait_count(f"{prefix}/ender3/score", NORMAL_SCORES_BEFORE_FAILURE, timeout=90)
+        assert sub.received(f"{prefix}/ender3/alert") == []
+        assert printer_server.state() == "printing", daemon.log
+        state = sub.received(f"{prefix}/ender3/state")[-1].json()
+        assert state["state"] in ("watching", "anomaly") and state["printer_state"] == "printing"
+        assert sub.wait_for(f"{prefix}/available").text == "online"
+
+        health = requests.get(f"http://127.0.0.1:{http_port}/healthz", timeout=5)
+        assert health.status_code == 200
+        status = requests.get(f"http://127.0.0.1:{http_port}/status", timeout=5).json()
+        assert status["printers"]["ender3"]["printer_state"] == "printing"
+
+        # The print fails: spaghetti on the bed.
+        camera_server.set_frames(anomalous_frames)
+        alert = sub.wait_for(f"{prefix}/ender3/alert", timeout=60).json()
+        wait_until("the real server to report the print paused", lambda: printer_server.state() == "paused", 30,
+                   lambda: daemon.log)
+        assert alert["printer"] == "ender3" and alert["action"] == "pause"
+        assert alert["action_result"]["outcome"] == "done", alert
+        assert alert["consecutive"] == 3 and alert["score"] > alert["threshold"]
+        assert alert["incident"]
+
+        heatmap = sub.wait_for(f"{prefix}/ender3/heatmap").payload
+        img = cv2.imdecode(np.frombuffer(heatmap, np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None and img.shape[0] > 0
+
+        components = {m.topic.split("/")[1] for m in sub.received(f"ha_{prefix}/+/+/+/config")}
+        assert {"binary_sensor", "sensor", "image", "switch"} <= components
+        for m in sub.received(f"ha_{prefix}/+/+/+/config"):
+            cfg = m.json()
+            assert cfg["unique_id"] and cfg["device"]
+
+        # The incident is on disk (frame, heatmap, alert) for the user and for retraining.
+        incident = next((tmp_path / "state" / "incidents" / "ender3").iterdir())
+        assert {"frame.jpg", "heatmap.jpg", "alert.json"} <= {p.name for p in incident.iterdir()}
+
+        # Only one pause for this failure, however long the camera keeps showing it.
+        wait_until("the watcher to see the pause", lambda: requests.get(
+            f"http://127.0.0.1:{http_port}/status", timeout=5).json()["printers"]["ender3"]["state"] == "paused", 20)
+        assert len(sub.received(f"{prefix}/ender3/alert")) == 1
+    finally:
+        rc = daemon.stop()
+    assert rc == 0, daemon.log
+    assert sub.wait_for(f"{prefix}/available", lambda m: m.text == "offline", timeout=10)
+
+
+@pytest.mark.servers
+def test_sigterm_stops_cleanly_and_sighup_reload_keeps_running_on_bad_config(
+    tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server, normal_frames
+) -> None:
+    camera_server.set_frames(normal_frames)
+    sub = mosquitto.subscriber(f"{unique_prefix}/#")
+    port = free_port()
+    api = {"kind": "none"}
+    config = _config(tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server.snapshot_url, api, port)
+    good = config.read_text()
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        sub.wait_count(f"{unique_prefix}/ender3/score", 3, timeout=60)
+        # A broken config on reload is refused; the daemon keeps watching with the old one.
+        config.write_text(good.replace("consecutive: 3", "consecutive: many"))
+        daemon.signal(signal.SIGHUP)
+        wait_until("the refused reload in the log", lambda: "reload refused" in daemon.log, 20, lambda: daemon.log)
+        assert "printers.0.detection.consecutive" in daemon.log
+        n = len(sub.received(f"{unique_prefix}/ender3/score"))
+        sub.wait_count(f"{unique_prefix}/ender3/score", n + 3, timeout=30)
+        assert daemon.alive()
+        # A good config reloads.
+        config.write_text(good.replace("consecutive: 3", "consecutive: 4"))
+        daemon.signal(signal.SIGHUP)
+        wait_until("the reload in the log", lambda: "reloaded" in daemon.log, 30, lambda: daemon.log)
+        n = len(sub.received(f"{unique_prefix}/ender3/score"))
+        sub.wait_count(f"{unique_prefix}/ender3/score", n + 2, timeout=30)
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    finally:
+        rc = daemon.stop(timeout=10)
+    assert rc == 0, daemon.log
+    assert "stopped" in daemon.log
+    assert sub.wait_for(f"{unique_prefix}/available", lambda m: m.text == "offline", timeout=10)
+
+
+@pytest.mark.servers
+def test_camera_offline_is_published_and_never_an_anomaly(
+    tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server, normal_frames
+) -> None:
+    camera_server.set_frames(normal_frames)
+    sub = mosquitto.subscriber(f"{unique_prefix}/#")
+    config = _config(tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server.snapshot_url, {"kind": "none"}, free_port())
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        sub.wait_count(f"{unique_prefix}/ender3/score", 2, timeout=60)
+        camera_server.set_fault("html")
+        sub.wait_for(f"{unique_prefix}/ender3/state", lambda m: m.json()["state"] == "camera_offline", timeout=30)
+        camera_server.set_fault(None)
+        sub.wait_for(f"{unique_prefix}/ender3/state",
+                     lambda m: m.json()["state"] == "watching" and m.json()["camera_online"], timeout=60)
+        assert sub.received(f"{unique_prefix}/ender3/alert") == []
+    finally:
+        assert daemon.stop() == 0, daemon.log
+
+
+def test_alert_json_written_even_without_mqtt(tmp_path, tiny_bundle, anomalous_frames) -> None:
+    """MQTT disabled: the replayed failure still leaves a complete incident on disk."""
+    from tests.daemon_helpers import run_cli
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, f in enumerate(anomalous_frames[:4]):
+        cv2.imwrite(str(frames / f"f_{i}.jpg"), f)
+    config = write_config(tmp_path / "c.yaml", model=str(tiny_bundle), printers=[{"name": "p1"}])
+    out = tmp_path / "out"
+    r = run_cli("replay", "--config", str(config), "--frames", str(frames), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    alert_files = list(out.glob("incidents/p1/*/alert.json"))
+    assert len(alert_files) == 1
+    assert json.loads(alert_files[0].read_text())["printer"] == "p1"
