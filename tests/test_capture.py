@@ -164,6 +164,15 @@ def test_camera_down_backs_off_without_blocking_and_comes_back(camera_server: Ca
     assert any("back online" in r.getMessage() for r in caplog.records)
 
 
+def test_camera_dripping_bytes_is_given_up_after_the_timeout(camera_server: CameraServer, opened) -> None:
+    cam = opened(camera_server.snapshot_url, timeout_s=0.5)
+    camera_server.set_fault("slow")
+    assert cam.read() is None
+    assert not cam.online and "timeout_s" in cam.last_error
+    camera_server.set_fault(None)
+    read_until(cam, lambda f: f is not None)
+
+
 def test_http_error_is_offline(camera_server: CameraServer, opened) -> None:
     camera_server.set_fault("http_500")
     cam = opened(camera_server.snapshot_url)

@@ -373,6 +373,21 @@ class VideoFileCamera(_BaseCamera):
 # --------------------------------------------------------------------------- HTTP snapshot
 
 
+def _arriving(resp: requests.Response) -> Iterator[bytes]:
+    """The body as it arrives, so limits and deadlines are checked per arrival.
+
+    iter_content would wait for a full 64 KiB: seconds of MJPEG frames, or forever from a
+    server that drips bytes.
+    """
+    raw = resp.raw
+    read1 = getattr(raw, "read1", None)  # urllib3 >= 2.3
+    while True:
+        data = read1(_CHUNK, decode_content=True) if read1 is not None else raw.read(4096, decode_content=True)
+        if not data:
+            return
+        yield data
+
+
 class _StreamDetected(Exception):
     """The 'snapshot' URL answered multipart/x-mixed-replace: it is an MJPEG stream."""
 
@@ -412,20 +427,20 @@ class SnapshotCamera(_BaseCamera):
                 if length.isdigit() and int(length) > cfg.max_bytes:
                     raise BadFrame(f"body of {int(length)} bytes, more than camera.max_bytes={cfg.max_bytes}")
                 body = bytearray()
-                for chunk in resp.iter_content(_CHUNK):
+                for chunk in _arriving(resp):
                     body += chunk
                     if len(body) > cfg.max_bytes:
                         raise BadFrame(f"body larger than camera.max_bytes={cfg.max_bytes}")
                     if time.monotonic() > deadline:
                         raise SourceDown(f"snapshot took longer than camera.timeout_s={cfg.timeout_s:g}")
                 return bytes(body)
-        except requests.exceptions.ChunkedEncodingError as exc:
+        except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError) as exc:
             raise BadFrame("body ended early (truncated)") from exc
-        except requests.exceptions.Timeout as exc:
+        except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError) as exc:
             raise SourceDown(f"timed out after {cfg.timeout_s:g} s") from exc
-        except requests.exceptions.ConnectionError as exc:
+        except (requests.exceptions.ConnectionError, OSError) as exc:
             raise SourceDown("cannot connect or connection dropped") from exc
-        except requests.exceptions.RequestException as exc:
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise SourceDown(f"request failed ({type(exc).__name__})") from exc
 
     def close(self) -> None:
@@ -650,17 +665,6 @@ def mjpeg_parts(chunks: Iterator[bytes], delimiter: bytes, max_bytes: int) -> It
             body = bytes(buf[body_start:end])
             del buf[:end]
             yield body[:-2] if body.endswith(b"\r\n") else body
-
-
-def _arriving(resp: requests.Response) -> Iterator[bytes]:
-    """The body as it arrives (iter_content would wait for a full 64 KiB: seconds of frames)."""
-    raw = resp.raw
-    read1 = getattr(raw, "read1", None)  # urllib3 >= 2.3
-    while True:
-        data = read1(_CHUNK) if read1 is not None else raw.read(4096)
-        if not data:
-            return
-        yield data
 
 
 class MjpegCamera(_ThreadedCamera):

@@ -41,6 +41,7 @@ FAULTS = {
     "oversized_stream": "snapshot: streams up to 1 GB without a Content-Length",
     "bomb_png": "a small PNG whose header declares 30000x30000 pixels",
     "bomb_jpeg": "a small JPEG whose SOF marker declares 30000x30000 pixels",
+    "slow": "snapshot drips its body a byte every 50 ms (a hung camera that never times out per read)",
     "stream_stop": "the MJPEG stream closes after `stop_after` frames",
 }
 
@@ -186,8 +187,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(b"camera error", "text/plain", 500)
         elif fault in ("oversized", "oversized_stream"):
             self._send_oversized(declare=fault == "oversized")
+        elif fault == "slow":
+            self._send_slowly(encode(self.camera.next_frame())[0])
         else:
             self._send(*_image_or_fault(self.camera.next_frame(), fault))
+
+    def _send_slowly(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for i in range(len(body)):  # bounded by the body; ends early when the client hangs up
+                if self.camera._closing.wait(0.05):
+                    break
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+        except OSError:
+            pass
 
     def _send_oversized(self, declare: bool) -> None:
         self.send_response(200)
