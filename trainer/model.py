@@ -86,6 +86,15 @@ PRESETS: dict[str, Preset] = {
         ),
         description="small fast model, first version (to be tuned, issue 5)",
     ),
+    # For tests and smoke runs: seconds on synthetic frames; independent of `default` tuning.
+    "tiny": Preset(
+        name="tiny",
+        preprocess=Preprocess(width=64, height=48, channels=3),
+        scoring=Scoring(error="l2", reduce="topk", topk=0.02, blur_sigma=1.5),
+        model=ModelSpec(filters=(16, 32, 32), kernel=3, stride=2, latent=32, dense_latent=True),
+        train=TrainSpec(loss="mae", batch_size=8, epochs=25, patience=6, augment=True),
+        description="64x48 toy model for tests and smoke runs (seconds)",
+    ),
 }
 
 

@@ -140,6 +140,14 @@ def run(options: Options) -> RunResult:
     skipped = fit_set.skipped + val_set.skipped + test_n.skipped + test_a.skipped
     if len(fit_set.x) == 0 or len(val_set.x) == 0:
         raise DataError("no readable frames left to fit or validate on (all skipped)")
+    if len(test_n.x) == 0:  # all sessions fit or validate (a final model): measure on validation
+        test_n = val_set
+        split.notes.append(
+            "no normal test session: normal test metrics are on the validation session, which also "
+            "chose the threshold and the early stop (slightly optimistic)"
+        )
+        split.sessions["test"] = [f"{s} (validation)" for s in split.sessions["val"]]
+        logger.warning("%s", split.notes[-1])
     run_dir = _run_dir(options.out)
     logger.info("run folder %s", run_dir)
 

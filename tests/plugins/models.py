@@ -1,7 +1,7 @@
 """pytest plugin: models. A tiny bundle trained by the real trainer on synthetic frames.
 
 ``tiny_bundle`` runs ``python -m trainer`` in a subprocess (so TensorFlow never enters the
-test process) once per test session: 64x48 input, a few epochs, about 20-40 s on 2 cores.
+test process) once per test session: the ``tiny`` preset (64x48, 25 epochs), about 20-40 s on 2 cores.
 Sessions print0 and print1 fit the model, print2 validates (sets the threshold), print3 tests.
 """
 
@@ -46,7 +46,7 @@ def train_tiny(data: Path, out: Path, *extra: str) -> Path:
     """Run the real trainer CLI on ``data``; return the run folder (its last stdout line)."""
     cmd = [
         sys.executable, "-m", "trainer", "--data", str(data), "--out", str(out),
-        "--preset", "default", "--input-size", "64x48", "--epochs", "25", "--batch-size", "8",
+        "--preset", "tiny",
         "--val-sessions", "print2", "--test-sessions", "print3", "--seed", str(TINY_SEED), *extra,
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}

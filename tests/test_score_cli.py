@@ -1,0 +1,85 @@
+"""`python -m watchdog score`: its errors are one line and exit code 2; no TensorFlow imported."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from tests import synth
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _score(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "watchdog", "score", *args], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+
+
+@pytest.fixture()
+def image(tmp_path: Path) -> Path:
+    path = tmp_path / "frame.jpg"
+    cv2.imwrite(str(path), synth.normal_frame())
+    return path
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr
+    assert proc.stdout == ""
+
+
+def test_missing_bundle(tmp_path: Path, image: Path) -> None:
+    _one_line_error(_score("--model", str(tmp_path / "nope"), str(image)), str(tmp_path / "nope"))
+
+
+def test_corrupt_bundle_metadata(tiny_bundle: Path, tmp_path: Path, image: Path) -> None:
+    broken = tmp_path / "b"
+    shutil.copytree(tiny_bundle, broken)
+    (broken / "model.json").write_text("[1, 2")
+    _one_line_error(_score("--model", str(broken), str(image)), "model.json")
+
+
+def test_corrupt_model_file(tiny_bundle: Path, tmp_path: Path, image: Path) -> None:
+    broken = tmp_path / "b"
+    shutil.copytree(tiny_bundle, broken)
+    (broken / "model.tflite").write_bytes(b"garbage")
+    _one_line_error(_score("--model", str(broken), str(image)), "model.tflite")
+
+
+def test_unreadable_image(tiny_bundle: Path, tmp_path: Path, image: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    _one_line_error(_score("--model", str(tiny_bundle), str(image), str(bad)), str(bad))
+    _one_line_error(_score("--model", str(tiny_bundle), str(tmp_path / "gone.png")), "gone.png")
+
+
+def test_scores_grey_and_alpha_images_without_tensorflow(tiny_bundle: Path, tmp_path: Path) -> None:
+    frame = synth.normal_frame(0, 4, 16, 0)
+    grey, alpha = tmp_path / "grey.png", tmp_path / "alpha.png"
+    cv2.imwrite(str(grey), cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(alpha), cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA))
+    code = (
+        "import sys\n"
+        "sys.argv = ['watchdog', 'score', '--model', sys.argv[1], sys.argv[2], sys.argv[3]]\n"
+        "from watchdog.__main__ import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]\n"
+        "print('HEAVY', bad)\n"
+        "sys.exit(rc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tiny_bundle), str(grey), str(alpha)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    *lines, heavy = proc.stdout.strip().splitlines()
+    assert heavy == "HEAVY []"
+    results = [json.loads(line) for line in lines]
+    assert [r["file"] for r in results] == [str(grey), str(alpha)]
+    assert all(set(r) == {"file", "score", "threshold", "anomalous"} for r in results)
+    assert all(r["score"] >= 0 for r in results)

@@ -1,0 +1,193 @@
+"""Finding, reading and splitting training frames; the trainer CLI's one-line errors."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests import synth
+from trainer.data import (
+    ANOMALOUS,
+    NORMAL,
+    DataError,
+    find_frames,
+    load_frames,
+    split_frames,
+)
+from watchdog.bundle import Preprocess
+
+ROOT = Path(__file__).resolve().parents[1]
+PRE = Preprocess(width=32, height=24)
+
+
+def _write(path: Path, img: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), img)
+    return path
+
+
+@pytest.fixture()
+def kaggle(tmp_path: Path) -> Path:
+    return synth.write_kaggle_layout(tmp_path / "data", sessions=3, frames_per_session=5, anomalous=4)
+
+
+def test_kaggle_layout_sessions_and_labels(kaggle: Path) -> None:
+    frames = find_frames(kaggle)
+    assert len(frames) == 19
+    assert {f.session for f in frames if f.label == NORMAL} == {"print0", "print1", "print2"}
+    assert {f.session for f in frames if f.label == ANOMALOUS} == {"spaghetti"}
+
+
+def test_kaggle_names_split_at_the_final_number(tmp_path: Path) -> None:
+    for name in ("scratch_3.jpg", "scratch_2_17.jpg", "scratch_3_4.jpg", "nested/scratch_3_5.png"):
+        _write(tmp_path / "no_defected" / name, synth.normal_frame())
+    sessions = sorted({f.session for f in find_frames(tmp_path)})
+    assert sessions == ["scratch", "scratch_2", "scratch_3"]
+
+
+def test_session_pattern_is_configurable(tmp_path: Path) -> None:
+    for name in ("2026-11-01T10-00-00-cam1.jpg", "2026-11-02T10-00-00-cam1.jpg"):
+        _write(tmp_path / "mine" / name, synth.normal_frame())
+    frames = find_frames(normal=[tmp_path / "mine"], session_pattern=r"^(?P<session>\d{4}-\d\d-\d\d)T")
+    assert sorted(f.session for f in frames) == ["2026-11-01", "2026-11-02"]
+
+
+def test_explicit_normal_and_anomalous_dirs_are_searched_recursively(tmp_path: Path) -> None:
+    _write(tmp_path / "good" / "a" / "b" / "p_1.jpg", synth.normal_frame())
+    _write(tmp_path / "good" / "p_2.PNG", synth.normal_frame())
+    _write(tmp_path / "bad" / "x" / "s_1.jpeg", synth.anomalous_frame())
+    (tmp_path / "good" / "notes.txt").write_text("not an image")
+    frames = find_frames(normal=[tmp_path / "good"], anomalous=[tmp_path / "bad"])
+    assert sorted((f.path.name, f.label) for f in frames) == [
+        ("p_1.jpg", NORMAL), ("p_2.PNG", NORMAL), ("s_1.jpeg", ANOMALOUS),
+    ]
+
+
+def test_missing_and_empty_folders_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not found"):
+        find_frames(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no JPEG or PNG"):
+        find_frames(normal=[tmp_path / "empty"])
+    with pytest.raises(DataError, match="no_defected"):
+        find_frames(tmp_path / "empty")
+
+
+def test_corrupt_and_truncated_files_are_skipped_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = _write(tmp_path / "n" / "p_1.jpg", synth.normal_frame())
+    truncated = tmp_path / "n" / "p_2.jpg"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (tmp_path / "n" / "p_3.jpg").write_bytes(b"this is not a jpeg")
+    (tmp_path / "n" / "p_4.png").write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="trainer.data"):
+        loaded = load_frames(find_frames(normal=[tmp_path / "n"]), PRE)
+    assert [f.path.name for f in loaded.frames] == ["p_1.jpg"]
+    assert sorted(Path(p).name for p in loaded.skipped) == ["p_2.jpg", "p_3.jpg", "p_4.png"]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 3 and all("skipping" in w for w in warned)
+
+
+def test_alpha_grey_16bit_and_mixed_sizes_load_alike(tmp_path: Path) -> None:
+    bgr = synth.normal_frame()
+    d = tmp_path / "n"
+    _write(d / "rgb_1.jpg", bgr)
+    _write(d / "alpha_1.png", cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA))
+    _write(d / "grey_1.png", cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+    _write(d / "deep_1.png", bgr.astype(np.uint16) * 257)
+    _write(d / "big_1.jpg", cv2.resize(bgr, (640, 480)))
+    loaded = load_frames(find_frames(normal=[d]), PRE)
+    assert loaded.skipped == []
+    assert loaded.x.shape == (5, 24, 32, 3) and loaded.x.dtype == np.uint8
+    by_name = {f.path.stem: x for f, x in zip(loaded.frames, loaded.x, strict=True)}
+    # the same picture looks the same to the model whatever its encoding
+    for name in ("alpha_1", "deep_1", "big_1"):
+        assert np.abs(by_name[name].astype(int) - by_name["rgb_1"].astype(int)).mean() < 6, name
+    grey = by_name["grey_1"]
+    assert np.array_equal(grey[..., 0], grey[..., 1])  # grey stays grey in RGB
+
+
+def test_loaded_frames_equal_the_daemons_preprocessing(kaggle: Path) -> None:
+    frames = find_frames(kaggle)[:3]
+    loaded = load_frames(frames, PRE)
+    for fr, x in zip(loaded.frames, loaded.x, strict=True):
+        expect = PRE.apply(cv2.imread(str(fr.path)))
+        assert np.array_equal(x.astype(np.float32) / 255.0, expect)
+
+
+def test_session_split_never_shares_a_session(kaggle: Path) -> None:
+    split = split_frames(find_frames(kaggle), seed=3)
+    fit_s = {f.session for f in split.fit}
+    val_s = {f.session for f in split.val}
+    test_s = {f.session for f in split.test_normal}
+    assert len(fit_s) == len(val_s) == len(test_s) == 1
+    assert fit_s.isdisjoint(val_s) and fit_s.isdisjoint(test_s) and val_s.isdisjoint(test_s)
+    assert split.protocol == "session"
+    assert split.sessions["fit"] == sorted(fit_s) and split.sessions["test"] == sorted(test_s)
+    assert all(f.label == NORMAL for f in split.fit)
+    assert len(split.test_anomalous) == 4
+
+
+def test_named_sessions_and_unknown_session(kaggle: Path) -> None:
+    frames = find_frames(kaggle)
+    split = split_frames(frames, val_sessions=["print0"], test_sessions=["print2"])
+    assert split.sessions["fit"] == ["print1"]
+    with pytest.raises(DataError, match="printX"):
+        split_frames(frames, test_sessions=["printX"])
+
+
+def test_random_split_is_labelled_optimistic(kaggle: Path) -> None:
+    split = split_frames(find_frames(kaggle), split="random")
+    assert split.protocol.startswith("random") and "optimistic" in split.protocol
+
+
+def test_one_session_falls_back_to_random_and_says_so(tmp_path: Path) -> None:
+    for i in range(6):
+        _write(tmp_path / "n" / f"only_{i}.jpg", synth.normal_frame(0, i))
+    split = split_frames(find_frames(normal=[tmp_path / "n"]))
+    assert "optimistic" in split.protocol and split.notes
+
+
+def test_contamination_is_seeded_and_counted(kaggle: Path) -> None:
+    frames = find_frames(kaggle)
+    a = split_frames(frames, split="random", contamination=0.3, seed=7)
+    b = split_frames(frames, split="random", contamination=0.3, seed=7)
+    assert [f.path for f in a.contamination] == [f.path for f in b.contamination]
+    assert len(a.contamination) == int(len(a.fit) * 0.3)
+    assert all(f.label == ANOMALOUS for f in a.contamination)
+    assert not {f.path for f in a.contamination} & {f.path for f in a.test_anomalous}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "trainer", *args], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--data", "/nonexistent/frames"], "/nonexistent/frames"),
+        (["--normal", "EMPTY"], "no JPEG or PNG"),
+        ([], "--data"),
+        (["--data", "DATA", "--contamination", "1.5"], "--contamination"),
+        (["--data", "DATA", "--input-size", "100x75"], "divisible"),
+        (["--data", "DATA", "--input-size", "big"], "WIDTHxHEIGHT"),
+        (["--data", "DATA", "--preset", "huge"], "huge"),
+        (["--data", "DATA", "--test-sessions", "printX"], "printX"),
+    ],
+)
+def test_cli_errors_are_one_line_exit_2(tmp_path: Path, kaggle: Path, args: list[str], needle: str) -> None:
+    (tmp_path / "empty").mkdir()
+    args = [str(tmp_path / "empty") if a == "EMPTY" else str(kaggle) if a == "DATA" else a for a in args]
+    proc = _cli(*args, "--out", str(tmp_path / "runs"))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
