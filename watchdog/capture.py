@@ -89,9 +89,10 @@ class CameraStats:
 class Camera(Protocol):
     """What the daemon needs from a camera."""
 
-    online: bool
-    last_error: str
+    online: bool  # False while the source is unreachable (in backoff)
+    last_error: str  # the last error or bad frame, one line, no secrets
     stats: CameraStats
+    exhausted: bool  # folders and video files: True after the last frame (others: always False)
 
     def read(self) -> np.ndarray | None:
         """A BGR uint8 frame, or None (no frame now); never raises."""

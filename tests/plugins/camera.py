@@ -10,7 +10,8 @@ frames go out as JPEG, 1- and 4-channel frames as PNG) and ``set_fault(name)`` f
 faults of issue 6 (see ``FAULTS``; image faults apply to snapshots and to every stream part
 while set); ``set_fault(None)`` brings the camera back.
 
-Fixtures: ``camera_server`` (function scope: a fresh state on the one session server) and
+Fixtures: ``camera_server`` (function scope: the session's server, reset to normal frames and
+no fault), ``camera_server_session`` (the same server, for wider-scoped fixtures) and
 ``write_video`` (writes frames to ``.avi`` (MJPG) or ``.mp4`` (mp4v)).
 """
 
@@ -265,18 +266,19 @@ def _image_or_fault(frame: np.ndarray, fault: str | None) -> tuple[bytes, str]:
 
 
 @pytest.fixture(scope="session")
-def _camera_server_session() -> Iterator[CameraServer]:
+def camera_server_session() -> Iterator[CameraServer]:
+    """The one test camera of the session, for module- or session-scoped fixtures (reset it yourself)."""
     server = CameraServer()
     yield server
     server.close()
 
 
 @pytest.fixture
-def camera_server(_camera_server_session: CameraServer) -> Iterator[CameraServer]:
+def camera_server(camera_server_session: CameraServer) -> Iterator[CameraServer]:
     """The test camera on 127.0.0.1, reset to normal frames and no fault for each test."""
-    _camera_server_session.reset()
-    yield _camera_server_session
-    _camera_server_session.reset()
+    camera_server_session.reset()
+    yield camera_server_session
+    camera_server_session.reset()
 
 
 def write_video_file(path: Path, frames: Sequence[np.ndarray], fps: float = 10.0) -> Path:
