@@ -99,6 +99,13 @@ def test_hanging_server_times_out(kind: str, bad_server: BadServer) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_server_hanging_up_fails_clearly(kind: str, bad_server: BadServer) -> None:
+    bad_server.drop()
+    result = client(kind, bad_server, retries=1).pause()
+    assert result.outcome == "failed" and result.attempts == 2 and "connection failed" in result.detail
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_redirect_is_not_followed_with_the_key(kind: str, bad_server: BadServer) -> None:
     # Following it would send X-Api-Key to whatever host the answer names.
     bad_server.routes[None] = (302, b"", "text/plain")

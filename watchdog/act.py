@@ -179,7 +179,7 @@ class _HttpPrinter:
                     raw = resp.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
                 finally:
                     resp.close()
-        except requests.Timeout:
+        except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):  # the latter: while reading the body
             raise _Failure(f"{shown}: no answer within {timeout:g} s (timeout)", retryable=True) from None
         except requests.exceptions.SSLError as exc:
             raise _Failure(
@@ -188,7 +188,7 @@ class _HttpPrinter:
                 retryable=False,
             ) from None
         except requests.ConnectionError as exc:
-            why = "connection refused" if "refused" in str(exc).lower() else f"cannot connect ({self._scrub(str(exc))[:160]})"
+            why = "connection refused" if "refused" in str(exc).lower() else f"connection failed ({self._scrub(str(exc))[:160]})"
             raise _Failure(f"{shown}: {why}", retryable=True) from None
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise _Failure(f"{shown}: request failed ({self._scrub(str(exc))[:160]})", retryable=True) from None

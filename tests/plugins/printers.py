@@ -29,7 +29,8 @@ Fixtures (import nothing; conftest.py loads this plugin):
     A tiny HTTP server on 127.0.0.1 that answers every request the way a test sets:
     ``.respond(status, body=b"...", content_type=..., path=None)`` (``path``: only
     that path, e.g. "/api/job"; None: every other path), ``.hang(seconds)`` (answers
-    nothing until then or until the test ends), ``.garbage()`` (200 with broken JSON).
+    nothing until then or until the test ends), ``.garbage()`` (200 with broken JSON),
+    ``.drop()`` (hangs up without answering).
     ``.url``, ``.requests`` (how many it received), ``.api_key`` (a dummy).
     ``bad_tls_server``: the same over https with ``self_signed_cert`` (cert, key) files.
 
@@ -331,6 +332,7 @@ class BadServer:
         # path (without query) or None for any path → (status, body, content type)
         self.routes: dict[str | None, tuple[int, bytes, str]] = {None: (200, b"{}", "application/json")}
         self.hang_s = 0.0
+        self.dropping = False
         self.requests = 0
         self.api_key = "BADSERVERKEY42"  # clients may send it; it looks at no key
         self._release = threading.Event()
@@ -345,6 +347,9 @@ class BadServer:
                 if owner.hang_s:
                     owner._release.wait(owner.hang_s)
                     return  # say nothing at all: the client must time out
+                if owner.dropping:
+                    self.close_connection = True
+                    return  # hang up without a word
                 path = self.path.split("?", 1)[0]
                 status, body, content_type = owner.routes.get(path) or owner.routes[None]
                 self.send_response(status)
@@ -379,6 +384,10 @@ class BadServer:
 
     def hang(self, seconds: float = 30.0) -> None:
         self.hang_s = seconds
+
+    def drop(self) -> None:
+        """Close every connection without answering."""
+        self.dropping = True
 
     def garbage(self) -> None:
         self.respond(200, b'{"state": {"flags": {"printing": tru', "application/json")
