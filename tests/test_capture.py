@@ -396,3 +396,27 @@ def test_v4l2_device_mocked(monkeypatch, source: int | str) -> None:
     finally:
         cam.close()
     assert not cam._thread.is_alive()
+
+
+def open_fds() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_cameras_do_not_leak_file_descriptors(camera_server: CameraServer, opened) -> None:
+    snap = opened(camera_server.snapshot_url)
+    stream = opened(camera_server.url + "/?action=stream")
+    read_until(stream, lambda f: f is not None)
+    snap.read()
+    before = open_fds()
+    for i in range(30):  # snapshots, faults and stream reconnects
+        camera_server.set_fault(("html", "down", None)[i % 3])
+        snap.read()
+        if i % 10 == 0:
+            camera_server.set_fault("down")
+            read_until(stream, lambda f: not stream.online)
+            camera_server.set_fault(None)
+            read_until(stream, lambda f: f is not None)
+    camera_server.set_fault(None)
+    assert open_fds() <= before + 2

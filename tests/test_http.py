@@ -291,3 +291,20 @@ def test_status_json_is_parseable_with_odd_values(daemon) -> None:
     data = json.loads(r.text, parse_constant=strict)
     assert r.status_code == 200 and data["score"] is None and data["scores"] == [None, 1.5]
     assert data["when"].startswith("<module")
+
+
+def open_fds() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_no_file_descriptor_leak_over_many_requests(daemon) -> None:
+    d, server = daemon
+    for _ in range(5):  # warm-up: lazy imports, pools
+        requests.get(server.url + "/metrics", timeout=10)
+    before = open_fds()
+    for i in range(40):
+        requests.get(server.url + ("/status", "/metrics", "/nope", "/printers/ender3/latest.jpg")[i % 4], timeout=10).close()
+        raw(server, (b"GARBAGE\r\n\r\n", b"POST /status HTTP/1.1\r\n\r\n")[i % 2])
+    assert open_fds() <= before + 2
