@@ -420,3 +420,15 @@ def test_cameras_do_not_leak_file_descriptors(camera_server: CameraServer, opene
             read_until(stream, lambda f: f is not None)
     camera_server.set_fault(None)
     assert open_fds() <= before + 2
+
+
+def test_bad_frames_are_not_logged_per_frame(camera_server: CameraServer, opened, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="watchdog.capture")
+    cam = opened(camera_server.snapshot_url)
+    for _ in range(6):  # junk and good frames in turn
+        camera_server.set_fault("truncated")
+        assert cam.read() is None
+        camera_server.set_fault(None)
+        assert cam.read() is not None
+    assert cam.stats.bad_frames == 6
+    assert sum("bad frame" in r.getMessage() for r in caplog.records) == 1

@@ -61,6 +61,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 BAD_RUN_OFFLINE = 5  # this many bad frames in a row from a network camera count as offline
+BAD_LOG_INTERVAL_S = 60.0  # a bad frame is logged at most once a minute
 _CHUNK = 64 * 1024
 
 
@@ -212,6 +213,7 @@ class _BaseCamera:
         self._retry_at = 0.0
         self._bad_run = 0
         self._was_offline_logged = False
+        self._bad_logged_at = -BAD_LOG_INTERVAL_S
 
     def _halted(self) -> bool:
         return self._closed.is_set() or (self._stop is not None and self._stop.is_set())
@@ -257,7 +259,9 @@ class _BaseCamera:
             self.last_error = message
             self._bad_run += 1
             run = self._bad_run
-        if run == 1:
+        now = time.monotonic()
+        if run == 1 and now - self._bad_logged_at >= BAD_LOG_INTERVAL_S:
+            self._bad_logged_at = now
             logger.warning("camera %s: bad frame: %s (more are counted, not logged)", self.label, message)
         if self.bad_run_goes_offline and run >= BAD_RUN_OFFLINE:
             self._down(f"{run} bad frames in a row, last: {message}")
