@@ -124,6 +124,9 @@ class Watcher:
 
         frame = self.camera.read()
         self.metrics.observe_camera(self.name, self.camera)
+        if frame is None and getattr(self.camera, "exhausted", False):
+            # A recording (replay, demo) that has ended is not a camera going offline.
+            return StepRecord(None, None, None, None, self.state.consecutive, "ended", events=events)
         online = frame is not None
         if online != self.camera_online:
             if self.camera_online is not None or not online:

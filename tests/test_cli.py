@@ -1,0 +1,164 @@
+"""The daemon's commands as a user runs them: one-line errors with exit 2, replay, collect, demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import pytest
+
+from tests.daemon_helpers import run_cli, write_config
+
+SECRET = "k3y-that-must-never-show"
+
+
+def _one_line_error(r) -> str:
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["run", "check-config"])
+def test_bad_config_names_the_key_and_exits_2(tmp_path, command) -> None:
+    config = write_config(tmp_path / "c.yaml", printers=[{"name": "e3", "detection": {"consecutive": "x"}}])
+    line = _one_line_error(run_cli(command, "--config", str(config)))
+    assert "printers.0.detection.consecutive" in line
+
+
+def test_unknown_key_is_rejected_with_its_path(tmp_path) -> None:
+    config = write_config(tmp_path / "c.yaml", printers=[{"name": "e3", "camera": {"sorce": 0}}])
+    line = _one_line_error(run_cli("check-config", "--config", str(config)))
+    assert "printers.0.camera.sorce: unknown key" in line
+
+
+def test_invalid_yaml_and_missing_file(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("printers: [\n  - name: e3\n    camera: {source: 0\n")
+    assert "invalid YAML" in _one_line_error(run_cli("check-config", "--config", str(bad)))
+    assert "cannot read config" in _one_line_error(run_cli("run", "--config", str(tmp_path / "nope.yaml")))
+
+
+def test_missing_secret_file_is_named(tmp_path) -> None:
+    config = write_config(tmp_path / "c.yaml", printers=[{
+        "name": "e3", "api": {"kind": "octoprint", "url": "http://127.0.0.1:1", "api_key_file": "missing.key"}}])
+    line = _one_line_error(run_cli("check-config", "--config", str(config)))
+    assert "printers.0.api.api_key_file" in line and "missing.key" in line
+
+
+def test_check_config_masks_secrets(tmp_path, tiny_bundle) -> None:
+    (tmp_path / "octo.key").write_text(SECRET + "\n")
+    (tmp_path / "octo.key").chmod(0o600)
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(tiny_bundle),
+        mqtt={"host": "127.0.0.1", "password": "${PW_FOR_TEST}"},
+        printers=[{"name": "e3", "api": {"kind": "octoprint", "url": "http://127.0.0.1:1", "api_key_file": "octo.key"}}],
+    )
+    env_secret = "mqtt-pass-from-env"
+    os.environ["PW_FOR_TEST"] = env_secret
+    try:
+        r = run_cli("check-config", "--config", str(config))
+    finally:
+        del os.environ["PW_FOR_TEST"]
+    assert r.returncode == 0, r.stderr
+    assert SECRET not in r.stdout + r.stderr and env_secret not in r.stdout + r.stderr
+    assert "**********" in r.stdout
+    assert "consecutive: 3" in r.stdout  # defaults are shown resolved
+
+
+def test_missing_and_corrupt_bundles_fail_at_start(tmp_path, tiny_bundle) -> None:
+    config = write_config(tmp_path / "c.yaml", model=str(tmp_path / "nowhere"), printers=[{"name": "e3"}])
+    assert "model bundle folder not found" in _one_line_error(run_cli("run", "--config", str(config)))
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bundle, broken)
+    data = (broken / "model.tflite").read_bytes()
+    (broken / "model.tflite").write_bytes(data[: len(data) // 3])
+    config = write_config(tmp_path / "c.yaml", model=str(broken), printers=[{"name": "e3"}])
+    assert "model.tflite" in _one_line_error(run_cli("run", "--config", str(config)))
+
+    (broken / "model.tflite").write_bytes(data)
+    meta = json.loads((broken / "model.json").read_text())
+    meta["format_version"] = 99
+    (broken / "model.json").write_text(json.dumps(meta))
+    assert "format_version" in _one_line_error(run_cli("run", "--config", str(config)))
+
+
+def _write_frames(folder: Path, frames) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(folder / f"frame_{i}.jpg"), f)
+    return folder
+
+
+def test_replay_prints_a_line_per_frame_and_pauses_after_consecutive_anomalies(
+    tmp_path, tiny_bundle, normal_frames, anomalous_frames
+) -> None:
+    frames = _write_frames(tmp_path / "rec", list(normal_frames[:6]) + list(anomalous_frames[:5]))
+    config = write_config(tmp_path / "c.yaml", model=str(tiny_bundle),
+                          printers=[{"name": "e3", "detection": {"consecutive": 3}}])
+    r = run_cli("replay", "--config", str(config), "--frames", str(frames), "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    frame_lines = [x for x in lines if "frame" in x and "event" not in x]
+    assert [x["frame"] for x in frame_lines] == [f"frame_{i}.jpg" for i in range(11)]
+    assert {"frame", "score", "threshold", "anomalous", "consecutive", "state", "action"} <= set(frame_lines[0])
+    # No pause during the normal part; the pause comes on the third failure frame.
+    acted = [x["frame"] for x in frame_lines if x["action"]]
+    assert acted == ["frame_8.jpg"], frame_lines
+    alerts = [x for x in lines if x.get("event") == "alert"]
+    assert len(alerts) == 1 and alerts[0]["action_result"]["outcome"] == "done"
+    assert lines[-1]["event"] == "summary" and lines[-1]["alerts"] == 1
+
+
+def test_replay_reads_a_video_file(tmp_path, tiny_bundle, normal_frames, write_video) -> None:
+    video = write_video(tmp_path / "rec.avi", normal_frames[:5])
+    config = write_config(tmp_path / "c.yaml", model=str(tiny_bundle), printers=[{"name": "e3"}])
+    r = run_cli("replay", "--config", str(config), "--frames", str(video))
+    assert r.returncode == 0, r.stderr
+    scored = [json.loads(x) for x in r.stdout.splitlines() if '"score"' in x]
+    assert len(scored) == 5
+
+
+def test_replay_missing_frames_is_a_usage_error(tmp_path, tiny_bundle) -> None:
+    config = write_config(tmp_path / "c.yaml", model=str(tiny_bundle), printers=[{"name": "e3"}])
+    line = _one_line_error(run_cli("replay", "--config", str(config), "--frames", str(tmp_path / "none")))
+    assert "--frames" in line
+
+
+def test_collect_saves_frames_in_the_trainer_layout(tmp_path, camera_server, normal_frames) -> None:
+    camera_server.set_frames(normal_frames)
+    config = write_config(tmp_path / "c.yaml", printers=[{
+        "name": "ender3", "camera": {"source": camera_server.snapshot_url, "interval_s": 0.05}}])
+    out = tmp_path / "collected"
+    r = run_cli("collect", "--config", str(config), "--out", str(out), "--max-frames", "4")
+    assert r.returncode == 0, r.stderr
+    files = sorted((out / "ender3").glob("*.jpg"))
+    assert len(files) == 4
+    # One print = one session for the trainer's split: the name before the final _<n>.
+    from trainer.data import DEFAULT_SESSION_PATTERN, compile_session_pattern, session_of
+
+    pattern = compile_session_pattern(DEFAULT_SESSION_PATTERN)
+    assert len({session_of(f, pattern) for f in files}) == 1
+    assert cv2.imread(str(files[0])) is not None
+
+
+def test_demo_pauses_the_simulated_print_and_says_where_the_alert_is(tmp_path) -> None:
+    """The main job on embedded defaults: bundled model, built-in frames, simulated printer."""
+    out = tmp_path / "demo"
+    r = run_cli("demo", "--out", str(out), "--interval", "0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "printer state now: paused" in r.stderr
+    alerts = list(out.glob("incidents/demo/*/alert.json"))
+    assert len(alerts) == 1
+    alert = json.loads(alerts[0].read_text())
+    assert alert["action_result"]["outcome"] == "done"
+    assert str(alerts[0]) in r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    # The built-in sequence is eight normal frames, then the failure: no action on a normal frame.
+    assert all(x["action"] is None for x in lines if "normal" in x["frame"])
