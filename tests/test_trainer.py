@@ -84,6 +84,38 @@ def test_score_cli_on_tiny_bundle(tiny_bundle: Path, tmp_path: Path) -> None:
     assert cv2.imread(str(heat / "bad.jpg")).shape == (120, 160, 3)
 
 
+INT8_EXPORT = """
+import json, sys
+from pathlib import Path
+import keras, numpy as np
+from tests import synth
+from trainer import export
+from watchdog.bundle import Bundle
+from watchdog.score import FrameScorer
+run, out = Path(sys.argv[1]), Path(sys.argv[2])
+meta = Bundle.load(run / "bundle").meta
+meta.quantization = "int8"
+rep = np.stack([np.round(meta.preprocess.apply(synth.normal_frame(s, i, 16, 0)) * 255).astype(np.uint8)
+                for s in (0, 1) for i in range(16)])
+bundle = export.write_bundle(export.convert(keras.models.load_model(run / "model.keras"), "int8", rep), out, meta)
+scorer = FrameScorer(Bundle.load(out))
+print(json.dumps({"normal": [scorer.analyze(synth.normal_frame(s, i, 16, 0)).score for s in (0, 1) for i in range(0, 10, 2)],
+                  "bad": [scorer.analyze(synth.anomalous_frame(100 + i, 0)).score for i in range(6)],
+                  "size": bundle.model_path.stat().st_size}))
+"""
+
+
+def test_int8_export_still_separates_and_is_smaller(tiny_run: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", INT8_EXPORT, str(tiny_run), str(tmp_path / "int8")],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["size"] < (tiny_run / "bundle" / "model.tflite").stat().st_size / 2
+    assert max(out["normal"]) < min(out["bad"])
+
+
 # --------------------------------------------------------------------------- pure numpy parts
 
 

@@ -181,11 +181,15 @@ def run(options: Options) -> RunResult:
     bundle = export.write_bundle(export.convert(model), f32_dir, meta)
     parity_paths = [f.path for f in (val_set.frames[:3] + test_a.frames[:2])]
     parity = export.parity_check(bundle, model, parity_paths)
-    quant = {"float32": {"size_bytes": bundle.model_path.stat().st_size, **metrics}}
+    quant: dict[str, dict[str, Any]] = {"float32": {"size_bytes": bundle.model_path.stat().st_size, **metrics}}
     if options.quantize != "float32":
         bundle, quant[options.quantize] = _export_quantized(
             model, options, meta, fit_set, val_set, test_n, test_a, run_dir / "bundle", bs
         )
+        # the report's headline numbers describe the shipped model, with its own threshold
+        quant["float32"]["threshold"] = threshold
+        threshold, stats = bundle.meta.threshold, bundle.meta.normal_stats
+        metrics = {k: quant[options.quantize][k] for k in metrics}
 
     # 5. figures and report
     if options.plots:
