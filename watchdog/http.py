@@ -158,7 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
         while True:
             for sep in (b"\r\n\r\n", b"\n\n"):
                 end = buf.find(sep)
-                if end >= 0:
+                if 0 <= end <= MAX_HEAD_BYTES:
                     return bytes(buf[: end + len(sep)])
             if len(buf) > MAX_HEAD_BYTES:
                 status = HTTPStatus.REQUEST_URI_TOO_LONG if b"\n" not in buf else HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
