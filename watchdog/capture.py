@@ -427,7 +427,8 @@ class SnapshotCamera(_BaseCamera):
                 if ctype.startswith("multipart/x-mixed-replace"):
                     raise _StreamDetected
                 if ctype.startswith("text/") or "html" in ctype or "json" in ctype:
-                    raise BadFrame(f"answered {ctype}, not an image")
+                    hint = " (an mjpg-streamer page? use ?action=snapshot or ?action=stream)" if "html" in ctype else ""
+                    raise BadFrame(f"answered {ctype}, not an image{hint}")
                 length = resp.headers.get("Content-Length", "")
                 if length.isdigit() and int(length) > cfg.max_bytes:
                     raise BadFrame(f"body of {int(length)} bytes, more than camera.max_bytes={cfg.max_bytes}")
