@@ -144,3 +144,31 @@ def test_image_metrics() -> None:
     assert m["image_auroc"] == pytest.approx(5 / 6)
     assert m["recall_at_threshold"] == 0.5
     assert m["false_alarm_rate_at_threshold"] == pytest.approx(1 / 3)
+
+
+SEED_MODEL = """
+import json
+from trainer.model import build_autoencoder, compile_autoencoder, get_preset
+p = get_preset("seed")
+m = compile_autoencoder(build_autoencoder(p.model, p.preprocess.shape), p.train)
+convs = [l for l in m.layers if l.__class__.__name__ == "Conv2D"]
+print(json.dumps({
+    "input": list(m.input_shape[1:]), "output": list(m.output_shape[1:]),
+    "enc": [(l.filters, l.kernel_size[0], l.strides[0]) for l in convs[:-1]],
+    "latent": m.get_layer("latent").units, "out_act": convs[-1].activation.__name__,
+    "loss": m.loss, "lr0": float(m.optimizer.learning_rate), "epochs": p.train.epochs,
+    "batch": p.train.batch_size,
+}))
+"""
+
+
+def test_seed_preset_is_the_seed_posts_model() -> None:
+    proc = subprocess.run([sys.executable, "-c", SEED_MODEL], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert m["input"] == m["output"] == [400, 400, 3]
+    assert m["enc"] == [[16, 3, 2], [8, 3, 2]]
+    assert m["latent"] == 32  # Dense(latent_dim + latent_dim), latent_dim 16
+    assert m["out_act"] == "sigmoid" and m["loss"] == "mae"
+    assert m["lr0"] == pytest.approx(1e-3) and m["epochs"] == 125 and m["batch"] == 32
