@@ -1,0 +1,127 @@
+"""Run a command under the seccomp part of a systemd unit's sandbox, without systemd.
+
+    python tests/systemd_sandbox.py systemd/printer-watchdog.service -- python -m watchdog run ...
+
+Tests cannot boot the unit under a real systemd here. This helper does what systemd would do
+with these settings of the unit, using the same kernel mechanism and libseccomp (through
+pyseccomp), and then execs the command:
+
+- ``SystemCallFilter=`` lines: the groups expanded by ``systemd-analyze syscall-filter`` (so
+  they match this systemd version), as an allow list; ``~`` lines remove from it;
+- ``SystemCallErrorNumber=``: a call outside the list fails with that errno;
+- ``MemoryDenyWriteExecute=yes``: no writable+executable mmap, no mprotect to executable;
+- ``RestrictAddressFamilies=``: socket() with another family fails with EAFNOSUPPORT;
+- ``NoNewPrivileges=yes`` (libseccomp sets it when it loads a filter).
+
+What it does not emulate: the mount namespace (ProtectSystem, ProtectHome, PrivateTmp...), the
+device cgroup, capabilities, the user switch and MemoryMax.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pyseccomp as seccomp
+
+SHM_EXEC = 0o100000
+AF_MAX = 46
+
+
+def unit_settings(unit: Path) -> list[tuple[str, str]]:
+    """The ``Key=value`` lines of the unit's [Service] section, in order."""
+    out, section = [], ""
+    for raw in unit.read_text().splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and "=" in line and not line.startswith(("#", ";")):
+            key, value = line.split("=", 1)
+            out.append((key, value))
+    return out
+
+
+def syscall_groups() -> dict[str, list[str]]:
+    """systemd's named groups (``@system-service`` ...) and their members, from systemd-analyze."""
+    text = subprocess.run(
+        ["systemd-analyze", "syscall-filter", "--no-pager"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    groups: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("@"):
+            current = line.split()[0]
+            groups[current] = []
+        elif current and line.strip() and not line.strip().startswith("#"):
+            groups[current].append(line.split()[0])
+    return groups
+
+
+def expand(names: list[str], groups: dict[str, list[str]]) -> set[str]:
+    out: set[str] = set()
+    for name in names:
+        out |= expand(groups[name], groups) if name.startswith("@") else {name}
+    return out
+
+
+def allowed_syscalls(settings: list[tuple[str, str]]) -> set[str]:
+    """The allow list that the unit's SystemCallFilter= lines add up to."""
+    groups = syscall_groups()
+    allowed: set[str] = set()
+    lines = [v for k, v in settings if k == "SystemCallFilter"]
+    if not lines or lines[0].startswith("~"):
+        raise SystemExit("the unit must start with an allow-list SystemCallFilter=")
+    for value in lines:
+        if value.startswith("~"):
+            allowed -= expand(value[1:].split(), groups)
+        else:
+            allowed |= expand(value.split(), groups)
+    # Always permitted by systemd whatever the filter says (systemd.exec(5)).
+    return allowed | {"execve", "exit", "exit_group", "getrlimit", "rt_sigreturn", "sigreturn"}
+
+
+def load_filters(unit: Path) -> None:
+    settings = unit_settings(unit)
+    values = dict(settings)
+    error = getattr(errno, values.get("SystemCallErrorNumber", "EPERM"))
+    allowed = allowed_syscalls(settings)  # before any filter: it runs systemd-analyze
+
+    # Two filters, as systemd installs them: the kernel applies the strictest answer. This one
+    # first, since the allow list below forbids loading more filters.
+    extra = seccomp.SyscallFilter(seccomp.ALLOW)
+    if values.get("MemoryDenyWriteExecute") == "yes":
+        wx = mmap.PROT_WRITE | mmap.PROT_EXEC
+        extra.add_rule(seccomp.ERRNO(errno.EPERM), "mmap", seccomp.Arg(2, seccomp.MASKED_EQ, wx, wx))
+        for name in ("mprotect", "pkey_mprotect"):
+            extra.add_rule(seccomp.ERRNO(errno.EPERM), name, seccomp.Arg(2, seccomp.MASKED_EQ, mmap.PROT_EXEC, mmap.PROT_EXEC))
+        extra.add_rule(seccomp.ERRNO(errno.EPERM), "shmat", seccomp.Arg(2, seccomp.MASKED_EQ, SHM_EXEC, SHM_EXEC))
+    if "RestrictAddressFamilies" in values:
+        families = {getattr(socket, f) for f in values["RestrictAddressFamilies"].split()}
+        for family in range(AF_MAX):
+            if family not in families:
+                extra.add_rule(seccomp.ERRNO(errno.EAFNOSUPPORT), "socket", seccomp.Arg(0, seccomp.EQ, family))
+    extra.load()
+
+    calls = seccomp.SyscallFilter(seccomp.ERRNO(error))
+    for name in sorted(allowed):
+        try:
+            calls.add_rule(seccomp.ALLOW, name)
+        except (ValueError, OSError):
+            pass  # a name this architecture or libseccomp does not know
+    calls.load()
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 3 or argv[1] != "--":
+        raise SystemExit(f"usage: {Path(__file__).name} UNIT -- COMMAND [ARGS...]")
+    load_filters(Path(argv[0]))
+    os.execvp(argv[2], argv[2:])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,151 @@
+"""The daemon works inside the unit's seccomp sandbox and speaks sd_notify as systemd expects.
+
+No test here can boot the unit under a real systemd (the test machine has none as PID 1), so
+tests/systemd_sandbox.py loads the unit's SystemCallFilter=, SystemCallErrorNumber=,
+MemoryDenyWriteExecute= and RestrictAddressFamilies= with libseccomp, as systemd would,
+and then execs the real daemon. The daemon runs against a real mosquitto, watches a folder
+camera (normal frames, then failures) and has a notify socket standing in for systemd.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from tests.plugins.mosquitto import Broker, free_port
+
+pytest.importorskip("pyseccomp", reason="pyseccomp (the test extra) is needed to load the unit's filters")
+pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+
+ROOT = Path(__file__).resolve().parent.parent
+UNIT = ROOT / "systemd" / "printer-watchdog.service"
+SANDBOX = ROOT / "tests" / "systemd_sandbox.py"
+
+
+def sandboxed(*cmd: str, **kwargs: object) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(SANDBOX), str(UNIT), "--", *cmd], text=True, **kwargs)  # type: ignore[call-overload]
+
+
+def test_sandbox_bites() -> None:
+    # Control: what the unit forbids really fails in the sandbox (so the test below means something).
+    code = (
+        "import mmap, os, socket\n"
+        "def refused(f):\n"
+        "    try:\n"
+        "        f()\n"
+        "    except OSError:\n"
+        "        return True\n"
+        "    return False\n"
+        "print(refused(lambda: os.setuid(12345)),\n"
+        "      refused(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW)),\n"
+        "      refused(lambda: mmap.mmap(-1, 4096, prot=mmap.PROT_WRITE | mmap.PROT_EXEC)),\n"
+        "      refused(lambda: socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close()))\n"
+    )
+    proc = sandboxed(sys.executable, "-c", code, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.split() == ["True", "True", "True", "False"]
+
+
+class NotifySocket:
+    """A datagram socket in systemd's place; collects the daemon's messages."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.messages: list[dict[str, str]] = []
+
+    def wait_for(self, key: str, timeout: float) -> dict[str, str]:
+        """The next message carrying ``key`` (earlier ones are kept in ``messages``)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(4096).decode()
+            except TimeoutError:
+                break
+            fields = dict(line.split("=", 1) for line in data.splitlines())
+            self.messages.append(fields)
+            if key in fields:
+                return fields
+        raise AssertionError(f"no {key} within {timeout}s; got {self.messages}")
+
+
+def _write_frames(folder: Path, normal: list[np.ndarray], anomalous: list[np.ndarray]) -> Path:
+    folder.mkdir()
+    for i, frame in enumerate(normal + anomalous * 2):
+        cv2.imwrite(str(folder / f"frame_{i:03d}.jpg"), frame)
+    return folder
+
+
+def test_daemon_runs_inside_the_units_sandbox(
+    tmp_path: Path,
+    tiny_bundle: Path,
+    normal_frames: list[np.ndarray],
+    anomalous_frames: list[np.ndarray],
+    mosquitto: Broker,
+) -> None:
+    prefix = f"pw_sandbox_{uuid.uuid4().hex[:8]}"
+    http_port = free_port()
+    config = {
+        "model": str(tiny_bundle),
+        "mqtt": mosquitto.mqtt_settings(topic_prefix=prefix),
+        "http": {"listen": f"127.0.0.1:{http_port}"},
+        "storage": {"dir": str(tmp_path / "state")},
+        "printers": [{
+            "name": "p1",
+            "camera": {"source": str(_write_frames(tmp_path / "frames", normal_frames, anomalous_frames)), "interval_s": 0.2},
+            "api": {"kind": "none"},
+            "detection": {"consecutive": 2},
+            "action": "notify",
+        }],
+    }
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    notify = NotifySocket(tmp_path / "notify")
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "2000000"}
+    with mosquitto.subscriber(f"{prefix}/#") as sub:
+        daemon = sandboxed(
+            sys.executable, "-m", "watchdog", "run", "--config", str(config_path),
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        try:
+            notify.wait_for("READY", timeout=90)
+            # Scores frames, writes the incident and publishes the alert with its heatmap.
+            alert = sub.wait_for(f"{prefix}/p1/alert", timeout=60).json()
+            assert alert["printer"] == "p1" and alert["incident"]
+            heatmap = sub.wait_for(f"{prefix}/p1/heatmap", timeout=30).payload
+            assert cv2.imdecode(np.frombuffer(heatmap, np.uint8), cv2.IMREAD_COLOR) is not None
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=10) as resp:
+                assert resp.status == 200
+            notify.wait_for("WATCHDOG", timeout=10)
+
+            daemon.send_signal(signal.SIGHUP)  # systemctl reload
+            reloading = notify.wait_for("RELOADING", timeout=30)
+            assert int(reloading["MONOTONIC_USEC"]) > 0
+            notify.wait_for("READY", timeout=30)
+            notify.wait_for("WATCHDOG", timeout=10)
+
+            daemon.send_signal(signal.SIGTERM)  # systemctl stop
+            notify.wait_for("STOPPING", timeout=20)
+            assert daemon.wait(timeout=20) == 0  # the unit's TimeoutStopSec=
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+            output = daemon.communicate(timeout=30)[0]
+            notify.sock.close()
+    assert "Operation not permitted" not in output and "Traceback" not in output, output
