@@ -116,6 +116,25 @@ def test_int8_export_still_separates_and_is_smaller(tiny_run: Path, tmp_path: Pa
     assert max(out["normal"]) < min(out["bad"])
 
 
+def test_seed_protocol_random_split_with_contamination(synthetic_dataset: Path, tmp_path: Path) -> None:
+    """The seed's way (random split, 10% contamination, 98th percentile) runs and says it is optimistic."""
+    pytest.importorskip("tensorflow")
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainer", "--data", str(synthetic_dataset), "--preset", "tiny",
+         "--epochs", "2", "--split", "random", "--contamination", "0.1", "--threshold-quantile", "0.98",
+         "--no-plots", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rep = json.loads((Path(proc.stdout.strip().splitlines()[-1]) / "report.json").read_text())
+    assert "optimistic" in rep["protocol"]
+    assert rep["n_contamination"] == int((rep["n_train"] - rep["n_contamination"]) * 0.1) > 0
+    assert rep["n_test_anomalous"] == 10 - rep["n_contamination"]
+    assert rep["seed_review"]["of"] == rep["n_contamination"]
+    assert "training frames" in rep["seed_review"]["on"]
+    assert "0.98" in rep["threshold_rule"]
+
+
 # --------------------------------------------------------------------------- pure numpy parts
 
 

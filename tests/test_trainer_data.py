@@ -181,6 +181,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["--data", "DATA", "--input-size", "big"], "WIDTHxHEIGHT"),
         (["--data", "DATA", "--preset", "huge"], "huge"),
         (["--data", "DATA", "--test-sessions", "printX"], "printX"),
+        (["--data", "DATA", "--split", "random", "--test-sessions", "print1"], "--split session"),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(tmp_path: Path, kaggle: Path, args: list[str], needle: str) -> None:

@@ -214,6 +214,8 @@ def split_frames(
     notes: list[str] = []
     if split not in ("session", "random"):
         raise DataError(f"--split must be 'session' or 'random', got {split!r}")
+    if split == "random" and (val_sessions or test_sessions):
+        raise DataError("--val-sessions/--test-sessions name sessions: they need --split session")
     for name in (*val_sessions, *test_sessions):
         if name not in normal_sessions:
             raise DataError(f"session {name!r} not found among normal sessions {normal_sessions}")
