@@ -21,6 +21,7 @@ from watchdog.alert import Notifier
 from watchdog.bundle import Bundle, BundleError, default_bundle_path
 from watchdog.capture import open_camera
 from watchdog.config import Config, ConfigError, load_config
+from watchdog.incidents import mark_not_failure, record_verdict
 from watchdog.loop import Watcher
 from watchdog.metrics import Metrics
 from watchdog.score import FrameScorer
@@ -95,15 +96,17 @@ class Daemon:
             running.watcher.enabled = bool(payload.get("enabled"))
             logger.info("%s: watching %s by MQTT command", printer, "enabled" if running.watcher.enabled else "disabled")
         elif command == "feedback":
-            from watchdog.incidents import mark_not_failure
-
-            if payload.get("verdict") == "not_failure":
-                try:
-                    path = mark_not_failure(self.config.storage.dir, printer, str(payload["incident"]))
+            incident, verdict = str(payload["incident"]), str(payload["verdict"])
+            try:
+                if verdict == "not_failure":
+                    path = mark_not_failure(self.config.storage.dir, printer, incident)
                     logger.info("%s: incident %s marked not a failure; frame kept for retraining in %s",
-                                printer, payload["incident"], path)
-                except (OSError, KeyError, ValueError) as exc:
-                    logger.warning("%s: feedback on incident %s failed: %s", printer, payload.get("incident"), exc)
+                                printer, incident, path)
+                else:
+                    record_verdict(self.config.storage.dir, printer, incident, verdict)
+                    logger.info("%s: incident %s confirmed as %s", printer, incident, verdict)
+            except (OSError, ValueError) as exc:  # IncidentError is a ValueError
+                logger.warning("%s: feedback on incident %s failed: %s", printer, incident, exc)
 
     def status(self) -> dict[str, Any]:
         return {
