@@ -87,3 +87,15 @@ def test_moonraker_stopped_mid_print(moonraker_server: MoonrakerServer) -> None:
     assert printer.status().state == "printing"
     assert printer.pause().outcome == "done"
     moonraker_server.wait_state("paused")
+
+
+def test_moonraker_hanging_mid_print(moonraker_server: MoonrakerServer) -> None:
+    moonraker_server.start_print()
+    printer = client(moonraker_server, timeout_s=0.5, retries=1)
+    moonraker_server.freeze()
+    st = printer.status()
+    assert st.state == "offline" and "timeout" in st.detail
+    result = printer.pause()
+    assert (result.outcome, result.attempts) == ("failed", 2) and "timeout" in result.detail
+    moonraker_server.thaw()
+    assert printer.status().state == "printing"

@@ -76,6 +76,18 @@ def test_server_stopped_mid_print(octoprint_server: OctoPrintServer) -> None:
     assert printer.status().state == "idle"  # back, with the printer to connect again
 
 
+def test_server_hanging_mid_print(octoprint_server: OctoPrintServer) -> None:
+    octoprint_server.start_print()
+    printer = client(octoprint_server, timeout_s=0.5, retries=1)
+    octoprint_server.freeze()
+    st = printer.status()
+    assert st.state == "offline" and "timeout" in st.detail
+    result = printer.pause()
+    assert (result.outcome, result.attempts) == ("failed", 2) and "timeout" in result.detail
+    octoprint_server.thaw()
+    assert printer.status().state == "printing"  # it answers again, the print went on
+
+
 # --------------------------------------------------------------------------- misbehaving server
 # (answers that every HTTP client must survive are in test_act_faults.py)
 

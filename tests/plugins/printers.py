@@ -12,7 +12,8 @@ Fixtures (import nothing; conftest.py loads this plugin):
     ``.flags()`` → ``state.flags`` dict of ``GET /api/printer`` ({} when not operational);
     ``.wait_flag(name, value=True, timeout=30)``; ``.connect()``; ``.cancel()``;
     ``.stop()`` / ``.start()`` (same port and data, the printer must be connected again:
-    ``.connect()``; ``.reset()`` does all of it).
+    ``.connect()``; ``.reset()`` does all of it); ``.freeze()`` / ``.thaw()`` (SIGSTOP:
+    the port accepts connections and nothing answers, a real hang).
 
 ``moonraker_server`` (function scope, one server per session underneath)
     The real Moonraker 0.11 from PyPI, talking to ``tests/fake_klippy.py`` (a stand-in
@@ -21,7 +22,8 @@ Fixtures (import nothing; conftest.py loads this plugin):
     as ``X-Api-Key`` from 127.0.0.1), ``.log_path``, ``.klippy_log_path``;
     ``.start_print(name=...)`` (returns once print_stats.state is printing);
     ``.print_state()`` → ``print_stats.state``; ``.printing()`` → bool; ``.wait_state(state, timeout=30)``;
-    ``.cancel()``; ``.stop()`` / ``.start()`` (Moonraker process);
+    ``.cancel()``; ``.stop()`` / ``.start()`` (Moonraker process); ``.freeze()`` /
+    ``.thaw()`` (Moonraker hangs: SIGSTOP);
     ``.stop_klippy()`` / ``.start_klippy()`` (the stand-in Klippy: Moonraker then
     answers 503 "Klippy Host not connected" until it is back).
 
@@ -148,6 +150,7 @@ class ServerProcess:
     def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.argv, self.log_path, self.env = argv, log_path, env
         self.proc: subprocess.Popen[bytes] | None = None
+        self.frozen = False
 
     @property
     def running(self) -> bool:
@@ -163,9 +166,21 @@ class ServerProcess:
                 env=self.env, start_new_session=True,
             )
 
+    def freeze(self) -> None:
+        """SIGSTOP: the port stays open and the kernel accepts connections, but nothing answers."""
+        if self.running:
+            os.killpg(self.proc.pid, signal.SIGSTOP)  # type: ignore[union-attr]
+            self.frozen = True
+
+    def thaw(self) -> None:
+        if self.running and self.frozen:
+            os.killpg(self.proc.pid, signal.SIGCONT)  # type: ignore[union-attr]
+        self.frozen = False
+
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is None:
             return
+        self.thaw()
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -243,6 +258,13 @@ class OctoPrintServer:
     def stop(self) -> None:
         self.process.stop()
 
+    def freeze(self) -> None:
+        """Hang: connections are accepted and never answered (SIGSTOP) until ``thaw()``."""
+        self.process.freeze()
+
+    def thaw(self) -> None:
+        self.process.thaw()
+
     # ---- API helpers
 
     def get(self, path: str) -> requests.Response:
@@ -289,6 +311,7 @@ class OctoPrintServer:
 
     def reset(self) -> None:
         """Running, printer connected, nothing printing: the state every test starts from."""
+        self.thaw()
         if not self.running:
             self.start()
         flags = self.flags()
@@ -516,6 +539,13 @@ class MoonrakerServer:
     def stop(self) -> None:
         self.process.stop()
 
+    def freeze(self) -> None:
+        """Hang: connections are accepted and never answered (SIGSTOP) until ``thaw()``."""
+        self.process.freeze()
+
+    def thaw(self) -> None:
+        self.process.thaw()
+
     def start_klippy(self, wait: bool = True) -> None:
         self.klippy.start()
         if wait:
@@ -560,6 +590,7 @@ class MoonrakerServer:
 
     def reset(self) -> None:
         """Running, Klippy ready, nothing printing: the state every test starts from."""
+        self.thaw()
         if not self.running or not self.klippy.running:
             self.start()
         if self.klippy_state() != "ready":  # e.g. left in shutdown by an emergency stop
