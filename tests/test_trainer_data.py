@@ -148,6 +148,14 @@ def test_random_split_is_labelled_optimistic(kaggle: Path) -> None:
     assert split.protocol.startswith("random") and "optimistic" in split.protocol
 
 
+def test_split_all_fits_every_session_and_says_so(kaggle: Path) -> None:
+    split = split_frames(find_frames(kaggle), split="all")
+    assert split.sessions["fit"] == ["print0", "print1", "print2"]
+    assert split.test_normal == [] and split.val
+    assert not {f.path for f in split.val} & {f.path for f in split.fit}
+    assert split.protocol.startswith("all") and "optimistic" in split.protocol and split.notes
+
+
 def test_one_session_falls_back_to_random_and_says_so(tmp_path: Path) -> None:
     for i in range(6):
         _write(tmp_path / "n" / f"only_{i}.jpg", synth.normal_frame(0, i))

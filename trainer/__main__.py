@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from trainer.data import DEFAULT_SESSION_PATTERN
+from trainer.data import DEFAULT_SESSION_PATTERN, SPLITS
 from trainer.export import QUANTIZATIONS, ParityError
 from trainer.model import PRESETS
 from watchdog.bundle import BundleError
@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--session-pattern", default=DEFAULT_SESSION_PATTERN,
                    help="regex on the file stem; group 'session' (or 1) is the print session "
                         "(default: prefix before the final _<number>)")
-    d.add_argument("--split", choices=("session", "random"), default="session",
-                   help="split normal frames by print session (default) or at random (optimistic)")
+    d.add_argument("--split", choices=SPLITS, default="session",
+                   help="split normal frames by print session (default), at random (optimistic), or "
+                        "'all': fit every session, a final model to ship (validation: random frames)")
     d.add_argument("--val-sessions", type=_sessions, default=[], metavar="A,B",
                    help="normal sessions to validate on (default: one chosen by --seed)")
     d.add_argument("--test-sessions", type=_sessions, default=[], metavar="A,B",

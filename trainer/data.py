@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 DEFAULT_SESSION_PATTERN = r"^(?P<session>.+)_\d+$"
 NORMAL, ANOMALOUS = "normal", "anomalous"
+SPLITS = ("session", "random", "all")
 
 
 class DataError(UsageError):
@@ -204,7 +205,8 @@ def split_frames(
     normal session is the test set and one the validation set (with 3+ sessions); with two,
     validation is a frame fraction of the fitting session (said in ``notes``); with one, the
     split falls back to random and is labelled optimistic. ``split="random"`` splits frames
-    at random and is labelled optimistic. Anomalous frames never fit the model, except for a
+    at random and is labelled optimistic. ``split="all"`` fits every session (a final model to
+    ship), validates on a random fraction and tests on nothing. Anomalous frames never fit the model, except for a
     seeded ``contamination`` fraction (the seed's rule: fraction of the normal count).
     """
     rng = np.random.default_rng(seed)
@@ -212,9 +214,9 @@ def split_frames(
     anomalous = [f for f in frames if f.label == ANOMALOUS]
     normal_sessions = _sessions(normal)
     notes: list[str] = []
-    if split not in ("session", "random"):
-        raise DataError(f"--split must be 'session' or 'random', got {split!r}")
-    if split == "random" and (val_sessions or test_sessions):
+    if split not in SPLITS:
+        raise DataError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split != "session" and (val_sessions or test_sessions):
         raise DataError("--val-sessions/--test-sessions name sessions: they need --split session")
     for name in (*val_sessions, *test_sessions):
         if name not in normal_sessions:
@@ -224,7 +226,19 @@ def split_frames(
         notes.append(f"only one normal session ({normal_sessions[0]}): fell back to a random split")
         split = "random"
 
-    if split == "random":
+    if split == "all":  # a final model for shipping: every session fits, nothing held out
+        protocol = "all (final model: every session fits; validation is a random fraction, optimistic)"
+        order = rng.permutation(len(normal))
+        n_val = max(1, int(round(val_fraction * len(normal))))
+        val = [normal[i] for i in order[:n_val]]
+        fit = [normal[i] for i in order[n_val:]]
+        test = []
+        notes.append(
+            "no session held out: the threshold comes from random frames of fitted sessions and "
+            "may give more false alarms on a new print than the report shows"
+        )
+        sess = {"fit": _sessions(fit), "val": _sessions(val), "test": []}
+    elif split == "random":
         protocol = "random (optimistic: near-duplicate frames of one print on both sides)"
         order = rng.permutation(len(normal))
         n_test = int(round(test_fraction * len(normal)))
