@@ -102,7 +102,7 @@ def test_hanging_server_times_out(kind: str, bad_server: BadServer) -> None:
 def test_server_hanging_up_fails_clearly(kind: str, bad_server: BadServer) -> None:
     bad_server.drop()
     result = client(kind, bad_server, retries=1).pause()
-    assert result.outcome == "failed" and result.attempts == 2 and "connection failed" in result.detail
+    assert result.outcome == "failed" and result.attempts == 2 and "connection closed by the server" in result.detail
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -43,6 +43,14 @@ MAX_ANSWER_BYTES = 1_000_000  # an API answer is a few kB; anything bigger is re
 STATUS_TIMEOUT_S = 5.0  # status() runs every frame: keep it short whatever api.timeout_s says
 
 
+_CONNECTION_PROBLEMS = [
+    (("refused",), "connection refused"),
+    (("reset by peer", "RemoteDisconnected", "Connection aborted"), "connection closed by the server"),
+    (("Name or service not known", "NameResolutionError", "nodename nor servname"), "host name not found"),
+    (("unreachable", "No route to host"), "host unreachable"),
+]
+
+
 @dataclass(frozen=True)
 class PrinterStatus:
     """What the printer does now, as far as its API says."""
@@ -166,6 +174,14 @@ class _HttpPrinter:
     def _scrub(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
 
+    def _connection_problem(self, exc: requests.ConnectionError) -> str:
+        """A short phrase for urllib3's nested connection errors."""
+        text = str(exc)
+        for needles, phrase in _CONNECTION_PROBLEMS:
+            if any(n in text for n in needles):
+                return phrase
+        return f"connection failed ({self._scrub(text)[:160]})"
+
     def _request(self, method: str, path: str, *, body: dict[str, Any] | None = None, timeout: float) -> Any:
         """One HTTP request; the decoded JSON answer (None when empty), or _Failure."""
         url = self.base_url + path
@@ -188,8 +204,7 @@ class _HttpPrinter:
                 retryable=False,
             ) from None
         except requests.ConnectionError as exc:
-            why = "connection refused" if "refused" in str(exc).lower() else f"connection failed ({self._scrub(str(exc))[:160]})"
-            raise _Failure(f"{shown}: {why}", retryable=True) from None
+            raise _Failure(f"{shown}: {self._connection_problem(exc)}", retryable=True) from None
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise _Failure(f"{shown}: request failed ({self._scrub(str(exc))[:160]})", retryable=True) from None
         code = resp.status_code
