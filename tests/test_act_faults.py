@@ -81,6 +81,21 @@ def test_garbage_json_fails_clearly(kind: str, bad_server: BadServer) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("body", "expect"),
+    [("[" * 200_000, "not valid JSON"), ('{"x": "' + "a" * 2_000_000 + '"}', "larger than")],
+    ids=["deeply-nested", "2MB"],
+)
+def test_hostile_answers_fail_clearly(kind: str, body: str, expect: str, bad_server: BadServer) -> None:
+    bad_server.respond(200, body)
+    result = client(kind, bad_server, retries=0).pause()
+    assert result.outcome == "failed" and expect in result.detail
+    bad_server.respond(500, body)  # the error message is looked for in the body too
+    result = client(kind, bad_server, retries=0).pause()
+    assert result.outcome == "failed" and "HTTP 500" in result.detail
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_json_of_the_wrong_shape_fails_clearly(kind: str, bad_server: BadServer) -> None:
     bad_server.respond(200, '{"result": {"status": {}}, "state": "what"}')
     result = client(kind, bad_server, retries=0).pause()

@@ -119,7 +119,7 @@ def _server_message(body: bytes) -> str:
     text = body.decode("utf-8", "replace")
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: hostile "[[[[…" nesting
         data = None
     if isinstance(data, dict):
         err = data.get("error", data.get("message"))
@@ -224,7 +224,7 @@ class _HttpPrinter:
             return None
         try:
             return json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _Failure(f"{shown}: HTTP {code} answer is not valid JSON ({message[:60]!r})", retryable=True) from None
 
     # ---- the interface
