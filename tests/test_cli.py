@@ -162,3 +162,15 @@ def test_demo_pauses_the_simulated_print_and_says_where_the_alert_is(tmp_path) -
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     # The built-in sequence is eight normal frames, then the failure: no action on a normal frame.
     assert all(x["action"] is None for x in lines if "normal" in x["frame"])
+
+
+def test_replay_skips_and_counts_a_corrupt_frame_never_as_an_anomaly(tmp_path, tiny_bundle, normal_frames) -> None:
+    frames = _write_frames(tmp_path / "rec", normal_frames[:4])
+    (frames / "frame_2.jpg").write_bytes((frames / "frame_2.jpg").read_bytes()[:300])  # truncated JPEG
+    config = write_config(tmp_path / "c.yaml", model=str(tiny_bundle), printers=[{"name": "e3"}])
+    r = run_cli("replay", "--config", str(config), "--frames", str(frames))
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines() if '"frame"' in x and '"event"' not in x]
+    assert [x["frame"] for x in lines] == [f"frame_{i}.jpg" for i in range(4)]
+    skipped = [x for x in lines if x["state"] == "frame_skipped"]
+    assert [x["frame"] for x in skipped] == ["frame_2.jpg"] and skipped[0]["anomalous"] is None

@@ -63,7 +63,7 @@ class Daemon:
         watchers = {}
         for p in config.printers:
             scorer = FrameScorer(bundle, num_threads=1, mask_polygons=p.detection.mask)
-            camera = open_camera(p.camera, self.stop_event)
+            camera = open_camera(p.camera, self.stop_event, name=p.name)
             printer = make_printer(p.api, self.stop_event)
             watchers[p.name] = Watcher(p, scorer, camera, printer, self.notifier, self.metrics)
         return watchers

@@ -103,6 +103,7 @@ class Watcher:
         self.enabled = True
         self.camera_online: bool | None = None
         self.printer_detail = ""
+        self.api_state = ""
         self.last_result: FrameResult | None = None
         self.latest_jpeg: bytes | None = None
         self.last_alert: dict[str, Any] | None = None
@@ -127,7 +128,8 @@ class Watcher:
         if frame is None and getattr(self.camera, "exhausted", False):
             # A recording (replay, demo) that has ended is not a camera going offline.
             return StepRecord(None, None, None, None, self.state.consecutive, "ended", events=events)
-        online = frame is not None
+        # A bad frame (skipped and counted by the camera) is not the camera going offline.
+        online = frame is not None or bool(getattr(self.camera, "online", False))
         if online != self.camera_online:
             if self.camera_online is not None or not online:
                 events.append({"event": "camera_online" if online else "camera_offline", "printer": self.name})
@@ -136,8 +138,10 @@ class Watcher:
             self.camera_online = online
         if frame is None:
             # No frame means no score, never an anomaly.
-            self._publish_state("camera_offline")
-            return StepRecord(None, None, None, None, self.state.consecutive, "camera_offline", events=events)
+            self._publish_state(self.state.label if online else "camera_offline")
+            current = getattr(self.camera, "current", None)
+            return StepRecord(current.name if online and current is not None else None, None, None, None,
+                              self.state.consecutive, "frame_skipped" if online else "camera_offline", events=events)
 
         try:
             result = self.scorer.analyze(frame, self.cfg.detection.sensitivity)
@@ -168,8 +172,13 @@ class Watcher:
     def _poll_printer(self, now: float, events: list[Event]) -> None:
         status = self.printer.status()
         before = self.state
-        if status.detail != self.printer_detail and status.state in ("offline", "error"):
-            logger.warning("%s: printer API: %s", self.name, status.detail)
+        # One line per change of the API's health, not per change of its error text.
+        trouble = status.state in ("offline", "error")
+        if trouble and status.state != self.api_state:
+            logger.warning("%s: printer API %s: %s", self.name, status.state, status.detail)
+        elif not trouble and self.api_state in ("offline", "error"):
+            logger.info("%s: printer API answers again (%s)", self.name, status.state)
+        self.api_state = status.state
         self.printer_detail = status.detail
         self.state = decide.on_printer(self.state, status.state, status.job, now, self.settings)
         if before.printer != self.state.printer:
@@ -255,5 +264,5 @@ class Watcher:
                 "score": None if r is None else r.score,
                 "threshold": None if r is None else r.threshold,
                 "camera_online": self.camera_online,
-                "last_alert": self.last_alert,
+                    "last_alert": self.last_alert,
             }

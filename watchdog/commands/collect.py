@@ -44,7 +44,7 @@ class Collector:
     def __init__(self, pcfg, out: Path, stop: threading.Event) -> None:  # noqa: ANN001
         self.cfg = pcfg
         self.out = out / pcfg.name
-        self.camera = open_camera(pcfg.camera, stop)
+        self.camera = open_camera(pcfg.camera, stop, name=pcfg.name)
         self.printer = make_printer(pcfg.api, stop)
         self.session: str | None = None
         self.job: str | None = None

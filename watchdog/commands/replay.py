@@ -93,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
             for event in record.events:
                 emit(event)
                 pauses += event.get("event") == "alert"
-            if record.score is not None or record.state == "camera_offline":
+            if record.score is not None or record.state in ("camera_offline", "frame_skipped"):
                 emit(record.line())
                 clock.frame += 1
             elif not simulated:
