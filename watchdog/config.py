@@ -320,6 +320,6 @@ def load_config(path: str | Path) -> Config:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from exc
     config = parse_config(raw, str(path), path.parent)
-    if config.secrets():
+    if any(secret in text for secret in config.secrets()):  # not when they come from ${ENV} or *_file
         _warn_if_readable(path, "config file with secrets")
     return config
