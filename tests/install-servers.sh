@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the system packages the tests run for real: mosquitto (broker), shellcheck and systemd
+# Installs the system packages the tests run for real: mosquitto (broker), shellcheck, bubblewrap and systemd
 # (systemd-analyze). Idempotent; a no-op when they are already there.
 set -euo pipefail
 need=()
@@ -7,6 +7,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "tests need: ${need[*]} (apt-get install them, or run as root)" >&2

@@ -11,10 +11,14 @@ pyseccomp), and then execs the command:
 - ``SystemCallErrorNumber=``: a call outside the list fails with that errno;
 - ``MemoryDenyWriteExecute=yes``: no writable+executable mmap, no mprotect to executable;
 - ``RestrictAddressFamilies=``: socket() with another family fails with EAFNOSUPPORT;
-- ``NoNewPrivileges=yes`` (libseccomp sets it when it loads a filter).
+- ``NoNewPrivileges=yes`` (libseccomp sets it when it loads a filter);
+- ``UMask=`` and ``Environment=``.
 
 What it does not emulate: the mount namespace (ProtectSystem, ProtectHome, PrivateTmp...), the
-device cgroup, capabilities, the user switch and MemoryMax.
+device cgroup, capabilities, the user switch and MemoryMax. tests/test_install.py adds the
+mount namespace and the unprivileged user around it with bubblewrap and setpriv.
+It needs pyseccomp; when that is only in another virtualenv, put a folder holding just
+``pyseccomp.py`` on PYTHONPATH (the helper removes PYTHONPATH before it execs the command).
 """
 
 from __future__ import annotations
@@ -25,9 +29,8 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
-
-import pyseccomp as seccomp
 
 SHM_EXEC = 0o100000
 AF_MAX = 46
@@ -86,6 +89,8 @@ def allowed_syscalls(settings: list[tuple[str, str]]) -> set[str]:
 
 
 def load_filters(unit: Path) -> None:
+    import pyseccomp as seccomp  # here, so that tests can import the helpers without it
+
     settings = unit_settings(unit)
     values = dict(settings)
     error = getattr(errno, values.get("SystemCallErrorNumber", "EPERM"))
@@ -119,8 +124,47 @@ def load_filters(unit: Path) -> None:
 def main(argv: list[str]) -> None:
     if len(argv) < 3 or argv[1] != "--":
         raise SystemExit(f"usage: {Path(__file__).name} UNIT -- COMMAND [ARGS...]")
-    load_filters(Path(argv[0]))
+    unit = Path(argv[0])
+    for key, value in unit_settings(unit):
+        if key == "UMask":
+            os.umask(int(value, 8))
+        elif key == "Environment":
+            os.environ.update(item.split("=", 1) for item in value.split())
+    os.environ.pop("PYTHONPATH", None)
+    load_filters(unit)
     os.execvp(argv[2], argv[2:])
+
+
+class NotifySocket:
+    """A datagram socket in systemd's place (``$NOTIFY_SOCKET``); collects the daemon's messages."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        os.chmod(path, 0o777)  # as systemd's: a service that dropped root must be able to send
+        self.messages: list[dict[str, str]] = []
+
+    def wait_for(self, key: str, timeout: float, process: subprocess.Popen | None = None) -> dict[str, str]:
+        """The next message carrying ``key`` (earlier ones are kept in ``messages``); fails early
+        when ``process`` has exited."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if process is not None and process.poll() is not None:
+                raise AssertionError(f"the process exited ({process.returncode}) before {key}; got {self.messages}")
+            self.sock.settimeout(min(left, 0.5))
+            try:
+                data = self.sock.recv(4096).decode()
+            except TimeoutError:
+                continue
+            fields = dict(line.split("=", 1) for line in data.splitlines())
+            self.messages.append(fields)
+            if key in fields:
+                return fields
+        raise AssertionError(f"no {key} within {timeout}s; got {self.messages}")
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 if __name__ == "__main__":

@@ -11,19 +11,27 @@ The tests run in file order: install, inspect, score, re-run, uninstall, purge.
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 import tomllib
+import urllib.request
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import yaml
+
+from tests.plugins.mosquitto import Broker, free_port
+from tests.systemd_sandbox import NotifySocket
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "deploy" / "install.sh"
@@ -38,7 +46,8 @@ def _requirements(runtime: list[str] | None = None) -> list[str]:
 
 
 def _wheelhouse(name: str, reqs: list[str]) -> Path:
-    key = hashlib.sha256("\n".join([sys.version, *reqs]).encode()).hexdigest()[:12]
+    version = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    key = hashlib.sha256("\n".join([version, *reqs]).encode()).hexdigest()[:12]
     folder = ROOT / ".cache" / f"wheelhouse-{name}-{key}"
     stamp = folder / ".complete"
     if not stamp.exists():
@@ -64,11 +73,19 @@ def wheelhouse_tflite() -> Path:
     return _wheelhouse("tflite", _requirements(["tflite-runtime", "numpy<2"]))
 
 
+def _base_python() -> str:
+    """Debian's python3.11 as on the Pi when it is here (also reachable by an unprivileged user),
+    else this interpreter; the wheelhouse was downloaded for this Python version."""
+    system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    if system.exists() and subprocess.run([system, "-c", "import venv, ensurepip"], capture_output=True).returncode == 0:
+        return str(system)
+    return sys.executable
+
+
 def run_install(root: Path, *args: str, wheels: Path | None = None) -> subprocess.CompletedProcess[str]:
     cmd = ["bash", str(SCRIPT), "--prefix", str(root), "--no-systemd", *args]
     if wheels:
-        # This interpreter: the wheelhouse was downloaded for its Python version.
-        cmd += ["--python", sys.executable, "--pip-args", f"-q --no-compile --no-index --find-links {wheels}"]
+        cmd += ["--python", _base_python(), "--pip-args", f"-q --no-compile --no-index --find-links {wheels}"]
     # A neutral folder: the installer must not depend on being started from the checkout.
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=root.parent)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
@@ -197,6 +214,147 @@ def test_tflite_runtime_fallback(
     assert in_venv(root, "import tensorflow").returncode == 1
     lines = score_in_venv(root, tiny_bundle, normal_frames[:1] + anomalous_frames[:1], tmp_path)
     assert [line["anomalous"] for line in lines] == [False, True]
+
+
+SERVICE_UID = SERVICE_GID = 65534  # nobody/nogroup stand in for the printer-watchdog user
+
+
+def _sandbox_tools_missing() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to switch user"
+    for tool in ("bwrap", "setpriv", "systemd-analyze"):
+        if shutil.which(tool) is None:
+            return f"{tool} missing: run tests/install-servers.sh"
+    try:
+        import pyseccomp  # noqa: F401
+    except ImportError:
+        return "pyseccomp (test extra) missing"
+    return None
+
+
+def test_installed_service_runs_in_the_sandbox(
+    root: Path, tiny_bundle: Path, normal_frames: list[np.ndarray], anomalous_frames: list[np.ndarray],
+    mosquitto: Broker, tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The installed tree, run the way the rendered unit runs it, with what systemd would do.
+
+    bubblewrap gives the mount namespace (ProtectSystem=strict: all read-only but the state
+    folder; ProtectHome; PrivateTmp), setpriv the unprivileged user with no capabilities,
+    and tests/systemd_sandbox.py the unit's seccomp filters, umask and environment.
+    """
+    if reason := _sandbox_tools_missing():
+        pytest.skip(reason)
+    venv_py = venv_python(root)
+    if str(venv_py.resolve()).startswith(("/root/", "/home/")):
+        pytest.skip("the venv's base Python lives in a home folder, which ProtectHome hides")
+    import pyseccomp
+
+    etc, state = root / "etc/printer-watchdog", root / "var/lib/printer-watchdog"
+    unit = root / "etc/systemd/system/printer-watchdog.service"
+    # As the docs say: a retrained model under the state folder; the camera is a folder here.
+    shutil.copytree(tiny_bundle, state / "models/tiny", dirs_exist_ok=True)
+    frames = root / "srv/frames"
+    frames.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(normal_frames + anomalous_frames * 2):
+        cv2.imwrite(str(frames / f"frame_{i:03d}.jpg"), frame)
+    prefix = f"pw_installed_{os.getpid()}"
+    http_port = free_port()
+    config = {
+        "model": str(state / "models/tiny"),
+        "mqtt": mosquitto.mqtt_settings(topic_prefix=prefix),
+        "http": {"listen": f"127.0.0.1:{http_port}"},
+        "storage": {"dir": str(state)},
+        "printers": [{"name": "p1", "camera": {"source": str(frames), "interval_s": 0.2},
+                      "api": {"kind": "none"}, "detection": {"consecutive": 2}, "action": "notify"}],
+    }
+    saved_config = (etc / "config.yaml").read_text()
+    (etc / "config.yaml").write_text(yaml.safe_dump(config))
+    # What install.sh does when the service user exists.
+    for path in [etc / "config.yaml", *(etc / name for name in SECRETS), *state.rglob("*"), state]:
+        os.chown(path, SERVICE_UID, SERVICE_GID)
+    os.chown(etc, 0, SERVICE_GID)
+    os.chmod(root, 0o755)  # a real / is
+
+    lib = tmp_path_factory.mktemp("seccomp-lib")  # pyseccomp alone, for the venv's Python
+    shutil.copy(pyseccomp.__file__, lib / "pyseccomp.py")
+    run = tmp_path_factory.mktemp("run")
+    for folder in (lib, run):
+        os.chmod(folder, 0o755)
+    notify = NotifySocket(run / "notify")
+    cmd = [
+        "bwrap", "--die-with-parent",
+        "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc",
+        "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/root", "--tmpfs", "/home",
+        *_traversable_parents([root, lib, run]),
+        "--ro-bind", str(root), str(root), "--bind", str(state), str(state),
+        "--ro-bind", str(lib), str(lib), "--bind", str(run), str(run), "--chdir", "/",
+        "setpriv", f"--reuid={SERVICE_UID}", f"--regid={SERVICE_GID}", _supplementary_groups(),
+        "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all",
+        str(venv_py), str(ROOT / "tests/systemd_sandbox.py"), str(unit), "--",
+        *_exec_start(unit),
+    ]
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/nonexistent",
+           "STATE_DIRECTORY": str(state), "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "2000000",
+           "PYTHONPATH": str(lib)}
+    with mosquitto.subscriber(f"{prefix}/#") as sub:
+        wrapper = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            notify.wait_for("READY", timeout=90, process=wrapper)
+            alert = sub.wait_for(f"{prefix}/p1/alert", timeout=60).json()
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=10) as resp:
+                assert resp.status == 200
+            daemon = _child_pid(wrapper.pid)
+            uids = next(ln for ln in Path(f"/proc/{daemon}/status").read_text().splitlines() if ln.startswith("Uid:"))
+            assert set(uids.split()[1:]) == {str(SERVICE_UID)}, uids  # not root, in every uid
+            os.kill(daemon, signal.SIGHUP)
+            notify.wait_for("RELOADING", timeout=30)
+            notify.wait_for("READY", timeout=30)
+            os.kill(daemon, signal.SIGTERM)
+            notify.wait_for("STOPPING", timeout=20)
+            assert wrapper.wait(timeout=20) == 0
+        finally:
+            if wrapper.poll() is None:
+                wrapper.kill()
+            output = wrapper.communicate(timeout=30)[0]
+            notify.close()
+            print(output)  # shown by pytest when the test fails
+            (etc / "config.yaml").write_text(saved_config)
+    for bad in ("Read-only file system", "Permission denied", "Operation not permitted", "Traceback"):
+        assert bad not in output, output
+    # The incident was written by the service user, private to it (UMask=0077).
+    incident = next(p for p in (state / "incidents").rglob("*") if p.is_file() and alert["incident"] in str(p))
+    assert incident.stat().st_uid == SERVICE_UID and mode(incident) & 0o077 == 0
+
+
+def _traversable_parents(paths: list[Path]) -> list[str]:
+    """bwrap options that create the parents of ``paths`` on the private /tmp with mode 0755
+    (bwrap's own are 0700, which the unprivileged user could not cross)."""
+    parents = sorted({str(a) for p in paths for a in p.parents if len(a.parts) > 2}, key=len)
+    return [arg for parent in parents for arg in ("--perms", "0755", "--dir", parent)]
+
+
+def _supplementary_groups() -> str:
+    """The unit's SupplementaryGroups=video, where this machine has that group."""
+    try:
+        return f"--groups={grp.getgrnam('video').gr_gid}"
+    except KeyError:
+        return "--clear-groups"
+
+
+def _exec_start(unit: Path) -> list[str]:
+    line = next(v for k, v in (ln.split("=", 1) for ln in unit.read_text().splitlines() if "=" in ln) if k == "ExecStart")
+    return line.split()
+
+
+def _child_pid(pid: int) -> int:
+    """bwrap's child: the daemon (setpriv and the sandbox helper exec into it)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.1)
+    raise AssertionError("bwrap started no child")
 
 
 def test_rerun_keeps_config_and_secrets(root: Path, wheelhouse: Path) -> None:

@@ -12,10 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -26,6 +24,7 @@ import pytest
 import yaml
 
 from tests.plugins.mosquitto import Broker, free_port
+from tests.systemd_sandbox import NotifySocket
 
 pytest.importorskip("pyseccomp", reason="pyseccomp (the test extra) is needed to load the unit's filters")
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
@@ -58,31 +57,6 @@ def test_sandbox_bites() -> None:
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert out.split() == ["True", "True", "True", "False"]
-
-
-class NotifySocket:
-    """A datagram socket in systemd's place; collects the daemon's messages."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.messages: list[dict[str, str]] = []
-
-    def wait_for(self, key: str, timeout: float) -> dict[str, str]:
-        """The next message carrying ``key`` (earlier ones are kept in ``messages``)."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(4096).decode()
-            except TimeoutError:
-                break
-            fields = dict(line.split("=", 1) for line in data.splitlines())
-            self.messages.append(fields)
-            if key in fields:
-                return fields
-        raise AssertionError(f"no {key} within {timeout}s; got {self.messages}")
 
 
 def _write_frames(folder: Path, normal: list[np.ndarray], anomalous: list[np.ndarray]) -> Path:
@@ -124,7 +98,7 @@ def test_daemon_runs_inside_the_units_sandbox(
             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         try:
-            notify.wait_for("READY", timeout=90)
+            notify.wait_for("READY", timeout=90, process=daemon)
             # Scores frames, writes the incident and publishes the alert with its heatmap.
             alert = sub.wait_for(f"{prefix}/p1/alert", timeout=60).json()
             assert alert["printer"] == "p1" and alert["incident"]
@@ -147,5 +121,6 @@ def test_daemon_runs_inside_the_units_sandbox(
             if daemon.poll() is None:
                 daemon.kill()
             output = daemon.communicate(timeout=30)[0]
-            notify.sock.close()
+            notify.close()
+            print(output)  # shown by pytest when the test fails
     assert "Operation not permitted" not in output and "Traceback" not in output, output
