@@ -26,11 +26,15 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 SHM_EXEC = 0o100000
 AF_MAX = 46
@@ -165,6 +169,70 @@ class NotifySocket:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def daemon_config(model: Path, frames: Path, state: Path, mqtt: dict, http_port: int) -> dict:
+    """A one-printer config: a folder camera (normal frames, then failures), no printer API."""
+    return {
+        "model": str(model),
+        "mqtt": mqtt,
+        "http": {"listen": f"127.0.0.1:{http_port}"},
+        "storage": {"dir": str(state)},
+        "printers": [{"name": "p1", "camera": {"source": str(frames), "interval_s": 0.2},
+                      "api": {"kind": "none"}, "detection": {"consecutive": 2}, "action": "notify"}],
+    }
+
+
+def write_frames(folder: Path, normal: list, anomalous: list) -> Path:
+    """The camera folder for :func:`daemon_config`, in name order."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(normal + anomalous * 2):
+        cv2.imwrite(str(folder / f"frame_{i:03d}.jpg"), frame)
+    return folder
+
+
+def drive_daemon(
+    process: subprocess.Popen, daemon_pid: int | None, notify: NotifySocket, sub: Any, prefix: str, http_port: int,
+    on_ready: Callable[[int], None] | None = None,
+) -> tuple[dict, str]:
+    """What systemd and a user see of a started daemon, asserted step by step: READY, an alert
+    with a heatmap, /healthz, WATCHDOG pings, reload on SIGHUP, a clean stop on SIGTERM within
+    the unit's TimeoutStopSec. ``daemon_pid`` is the daemon when ``process`` only wraps it;
+    ``on_ready(pid)`` runs once it is ready. Returns the alert and everything the process printed."""
+    import cv2
+    import numpy as np
+
+    try:
+        notify.wait_for("READY", timeout=90, process=process)
+        pid = daemon_pid or process.pid
+        if on_ready:
+            on_ready(pid)
+        alert = sub.wait_for(f"{prefix}/p1/alert", timeout=60).json()
+        assert alert["printer"] == "p1" and alert["incident"]
+        heatmap = sub.wait_for(f"{prefix}/p1/heatmap", timeout=30).payload
+        assert cv2.imdecode(np.frombuffer(heatmap, np.uint8), cv2.IMREAD_COLOR) is not None
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=10) as resp:
+            assert resp.status == 200
+        notify.wait_for("WATCHDOG", timeout=10, process=process)
+
+        os.kill(pid, signal.SIGHUP)  # systemctl reload
+        assert int(notify.wait_for("RELOADING", timeout=30, process=process)["MONOTONIC_USEC"]) > 0
+        notify.wait_for("READY", timeout=30, process=process)
+        notify.wait_for("WATCHDOG", timeout=10, process=process)
+
+        os.kill(pid, signal.SIGTERM)  # systemctl stop
+        notify.wait_for("STOPPING", timeout=20)
+        assert process.wait(timeout=20) == 0  # the unit's TimeoutStopSec=
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output = process.communicate(timeout=30)[0]
+        print(output)  # shown by pytest when the test fails
+    for bad in ("Read-only file system", "Permission denied", "Operation not permitted", "Traceback"):
+        assert bad not in output, output
+    return alert, output
 
 
 if __name__ == "__main__":

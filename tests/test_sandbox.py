@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import urllib.request
 import uuid
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import yaml
 
 from tests.plugins.mosquitto import Broker, free_port
-from tests.systemd_sandbox import NotifySocket
+from tests.systemd_sandbox import NotifySocket, daemon_config, drive_daemon, write_frames
 
 pytest.importorskip("pyseccomp", reason="pyseccomp (the test extra) is needed to load the unit's filters")
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
@@ -59,13 +56,6 @@ def test_sandbox_bites() -> None:
     assert out.split() == ["True", "True", "True", "False"]
 
 
-def _write_frames(folder: Path, normal: list[np.ndarray], anomalous: list[np.ndarray]) -> Path:
-    folder.mkdir()
-    for i, frame in enumerate(normal + anomalous * 2):
-        cv2.imwrite(str(folder / f"frame_{i:03d}.jpg"), frame)
-    return folder
-
-
 def test_daemon_runs_inside_the_units_sandbox(
     tmp_path: Path,
     tiny_bundle: Path,
@@ -75,19 +65,8 @@ def test_daemon_runs_inside_the_units_sandbox(
 ) -> None:
     prefix = f"pw_sandbox_{uuid.uuid4().hex[:8]}"
     http_port = free_port()
-    config = {
-        "model": str(tiny_bundle),
-        "mqtt": mosquitto.mqtt_settings(topic_prefix=prefix),
-        "http": {"listen": f"127.0.0.1:{http_port}"},
-        "storage": {"dir": str(tmp_path / "state")},
-        "printers": [{
-            "name": "p1",
-            "camera": {"source": str(_write_frames(tmp_path / "frames", normal_frames, anomalous_frames)), "interval_s": 0.2},
-            "api": {"kind": "none"},
-            "detection": {"consecutive": 2},
-            "action": "notify",
-        }],
-    }
+    frames = write_frames(tmp_path / "frames", normal_frames, anomalous_frames)
+    config = daemon_config(tiny_bundle, frames, tmp_path / "state", mosquitto.mqtt_settings(topic_prefix=prefix), http_port)
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     notify = NotifySocket(tmp_path / "notify")
@@ -98,29 +77,6 @@ def test_daemon_runs_inside_the_units_sandbox(
             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         try:
-            notify.wait_for("READY", timeout=90, process=daemon)
-            # Scores frames, writes the incident and publishes the alert with its heatmap.
-            alert = sub.wait_for(f"{prefix}/p1/alert", timeout=60).json()
-            assert alert["printer"] == "p1" and alert["incident"]
-            heatmap = sub.wait_for(f"{prefix}/p1/heatmap", timeout=30).payload
-            assert cv2.imdecode(np.frombuffer(heatmap, np.uint8), cv2.IMREAD_COLOR) is not None
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=10) as resp:
-                assert resp.status == 200
-            notify.wait_for("WATCHDOG", timeout=10)
-
-            daemon.send_signal(signal.SIGHUP)  # systemctl reload
-            reloading = notify.wait_for("RELOADING", timeout=30)
-            assert int(reloading["MONOTONIC_USEC"]) > 0
-            notify.wait_for("READY", timeout=30)
-            notify.wait_for("WATCHDOG", timeout=10)
-
-            daemon.send_signal(signal.SIGTERM)  # systemctl stop
-            notify.wait_for("STOPPING", timeout=20)
-            assert daemon.wait(timeout=20) == 0  # the unit's TimeoutStopSec=
+            drive_daemon(daemon, None, notify, sub, prefix, http_port)
         finally:
-            if daemon.poll() is None:
-                daemon.kill()
-            output = daemon.communicate(timeout=30)[0]
             notify.close()
-            print(output)  # shown by pytest when the test fails
-    assert "Operation not permitted" not in output and "Traceback" not in output, output
