@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from watchdog.bundle import Preprocess, Scoring
+from watchdog.bundle import Adaptation, Preprocess, Scoring
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ class Preset:
     train: TrainSpec
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # per-print adaptation (watchdog.adapt); its threshold is set by calibration, not here
+    adaptation: Adaptation = field(default_factory=Adaptation)
 
 
 PRESETS: dict[str, Preset] = {
@@ -73,18 +75,21 @@ PRESETS: dict[str, Preset] = {
         ),
         description="the seed post's model exactly (slow: well over an hour on 2 cores)",
     ),
-    # Ours, first version: small and fast (minutes on 2 cores). To be tuned by measurement
-    # (issue 5): roi, error kind, reduce, capacity, augmentation.
+    # Ours, chosen by measurement (issue 5, docs/benchmarks.md): the bottom half of the frame
+    # (bed and nozzle; the carriage fills the top), SSIM error, mean of the top 10% of the
+    # smoothed map, a small fully convolutional model with shift/zoom/brightness augmentation,
+    # and per-print adaptation (each print is judged against its own first 30 frames).
     "default": Preset(
         name="default",
-        preprocess=Preprocess(width=128, height=96, channels=3, roi=(0.0, 0.0, 1.0, 1.0)),
-        scoring=Scoring(error="l2", reduce="topk", topk=0.02, blur_sigma=1.5),
-        model=ModelSpec(filters=(16, 32, 32), kernel=3, stride=2, latent=32, dense_latent=True),
+        preprocess=Preprocess(width=128, height=64, channels=3, roi=(0.0, 0.5, 1.0, 1.0)),
+        scoring=Scoring(error="ssim", reduce="topk", topk=0.10, blur_sigma=2.0),
+        model=ModelSpec(filters=(16, 32, 64), kernel=3, stride=2, latent=32, dense_latent=False),
         train=TrainSpec(
-            loss="mae", learning_rate=1e-3, lr_decay=0.0, batch_size=16, epochs=40, patience=6,
-            augment=True,
+            loss="mae", learning_rate=1e-3, lr_decay=0.0, batch_size=32, epochs=15, patience=5,
+            augment=True, shift=0.06, zoom=0.05, brightness=0.15,
         ),
-        description="small fast model, first version (to be tuned, issue 5)",
+        adaptation=Adaptation(frames=30, std_floor=0.5),
+        description="bottom-half ROI, SSIM top-10% score, small conv AE, per-print adaptation (issue 5)",
     ),
     # For tests and smoke runs: seconds on synthetic frames; independent of `default` tuning.
     "tiny": Preset(

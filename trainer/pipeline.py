@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 
 from trainer import calibrate, evaluate, export, plots, report
-from trainer.data import DataError, Loaded, find_frames, load_frames, split_frames, to_float
+from trainer.data import NORMAL, DataError, Loaded, find_frames, load_frames, split_frames, to_float
 from trainer.model import Preset, build_autoencoder, compile_autoencoder, get_preset
 from trainer.train import fit
-from watchdog import __version__
-from watchdog.bundle import BundleMeta
+from watchdog import __version__, adapt
+from watchdog.adapt import frame_number
+from watchdog.bundle import Adaptation, BundleMeta
 
 logger = logging.getLogger(__name__)
 
@@ -170,12 +171,15 @@ def run(options: Options) -> RunResult:
     metrics = evaluate.image_metrics(tn_scores, ta_scores, threshold)
     review = _seed_review(model, scoring, fit_set, split.contamination, tn_scores, ta_scores, bs)
 
+    adaptation = _adaptation(preset, recon, [fit_set, val_set], options.target_fpr, bs)
+
     # 4. export float32, check parity through the daemon's FrameScorer, then the chosen variant
     meta = BundleMeta(
         preprocess=pre, scoring=scoring, threshold=threshold, normal_stats=stats,
         input_shape=(1, *pre.shape), output_shape=(1, *pre.shape), trainer_version=__version__,
         data=_data_summary(options, split, fit_set, val_set, test_n, test_a, skipped),
         extra={"preset": preset.name, "threshold_rule": rule, "model": dataclasses.asdict(preset.model)},
+        adaptation=adaptation,
     )
     f32_dir = run_dir / ("bundle" if options.quantize == "float32" else "bundle-float32")
     bundle = export.write_bundle(export.convert(model), f32_dir, meta)
@@ -211,6 +215,34 @@ def run(options: Options) -> RunResult:
         _fmt(metrics["false_alarm_rate_at_threshold"]),
     )
     return RunResult(run_dir, bundle.path, rep)
+
+
+def _adaptation(preset: Preset, recon: Any, sets: list[Loaded], target_fpr: float, bs: int) -> Adaptation:
+    """The preset's per-print adaptation with its threshold set on the normal prints seen.
+
+    Each print is replayed in frame-number order through ``watchdog.adapt`` exactly as the
+    daemon will (issue 5; the quality benchmark calibrates the same way).
+    """
+    if not preset.adaptation.enabled:
+        return preset.adaptation
+    prints: dict[str, list[tuple[int, np.ndarray]]] = {}
+    for loaded in sets:
+        for fr, x in zip(loaded.frames, loaded.x, strict=True):
+            if fr.label == NORMAL:
+                prints.setdefault(fr.session, []).append((frame_number(fr.path), x))
+    maps = []
+    for frames in prints.values():
+        x = np.stack([x for _, x in sorted(frames, key=lambda t: t[0])])
+        batches = [to_float(x[i : i + bs]) for i in range(0, len(x), bs)]
+        maps.append(np.concatenate([preset.scoring.error_map(b, recon(b)) for b in batches]))
+    try:
+        result = adapt.calibrate(preset.adaptation, preset.scoring, maps, target_fpr)
+    except ValueError as exc:  # no normal print longer than the calibration frames
+        logger.warning("per-print adaptation off: %s", exc)
+        return Adaptation()
+    logger.info("per-print adaptation: %d calibration frames, threshold %.4g on %d prints",
+                result.frames, result.threshold, len(maps))
+    return result
 
 
 def _fmt(v: float | None) -> str:

@@ -279,6 +279,35 @@ class NormalStats:
     heatmap_scale: float = 0.0  # a high quantile of normal per-pixel errors: full red above
 
 
+@dataclass(frozen=True)
+class Adaptation:
+    """Per-print adaptation (runtime in ``watchdog.adapt``): score against the print's own start.
+
+    The first ``frames`` error maps of every print give a per-pixel mean and spread; each later
+    map becomes ``max(0, (map - mean) / (std + floor))`` (``floor``: the ``std_floor`` quantile
+    of the per-pixel std) and is reduced by ``Scoring.score``. ``threshold`` is the threshold
+    on that adapted score (set by calibration on normal prints; 0 in a preset means "not
+    calibrated yet"); the adapter rescales it so the bundle's ``threshold`` applies.
+    ``frames = 0`` (the default, and every bundle without this key) means absolute scores.
+    """
+
+    frames: int = 0
+    std_floor: float = 0.5
+    threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.frames < 0:
+            raise ValueError(f"adaptation frames must be >= 0, got {self.frames}")
+        if not 0.0 <= self.std_floor <= 1.0:
+            raise ValueError(f"adaptation std_floor must be in [0, 1], got {self.std_floor}")
+        if not (math.isfinite(self.threshold) and self.threshold >= 0):
+            raise ValueError(f"adaptation threshold must be a number >= 0, got {self.threshold}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.frames > 0
+
+
 @dataclass
 class BundleMeta:
     """Everything in model.json."""
@@ -294,6 +323,7 @@ class BundleMeta:
     quantization: str = "float32"
     data: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form, ignored by the daemon
+    adaptation: Adaptation = field(default_factory=Adaptation)  # absent in older bundles: off
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -321,6 +351,7 @@ class BundleMeta:
             d["preprocess"] = _from_dict(Preprocess, d["preprocess"], f"{where}: preprocess")
             d["scoring"] = _from_dict(Scoring, d["scoring"], f"{where}: scoring")
             d["normal_stats"] = _from_dict(NormalStats, d.get("normal_stats", {}), f"{where}: normal_stats")
+            d["adaptation"] = _from_dict(Adaptation, d.get("adaptation", {}), f"{where}: adaptation")
             d["threshold"] = float(d["threshold"])
             d["input_shape"] = tuple(int(v) for v in d["input_shape"])
             d["output_shape"] = tuple(int(v) for v in d["output_shape"])
@@ -331,6 +362,8 @@ class BundleMeta:
         meta = _from_dict(cls, d, where)
         if not math.isfinite(meta.threshold) or meta.threshold <= 0:
             raise BundleError(f"{where}: threshold must be a positive number, got {meta.threshold}")
+        if meta.adaptation.enabled and meta.adaptation.threshold <= 0:
+            raise BundleError(f"{where}: adaptation.threshold must be positive when adaptation.frames > 0")
         if tuple(meta.input_shape[-3:]) != meta.preprocess.shape:
             raise BundleError(
                 f"{where}: input_shape {list(meta.input_shape)} does not match preprocess "

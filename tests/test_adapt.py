@@ -1,0 +1,74 @@
+"""Per-print adaptation: a print is judged against its own first frames, old bundles still load."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from watchdog.adapt import PrintAdapter, calibrate, simulate
+from watchdog.bundle import META_FILE, Adaptation, Bundle, BundleError, Scoring
+
+SCORING = Scoring(error="l2", reduce="topk", topk=0.05)
+
+
+def _print_maps(n: int, level: float, seed: int) -> np.ndarray:
+    """Error maps of a normal print: a fixed per-print pattern plus frame noise."""
+    rng = np.random.default_rng(seed)
+    pattern = level * rng.random((32, 48))
+    return (pattern + 0.01 * rng.random((n, 32, 48))).astype(np.float32)
+
+
+def test_a_print_that_looks_unusual_from_the_start_is_not_flagged_but_a_new_blob_is() -> None:
+    spec = calibrate(Adaptation(frames=10), SCORING, [_print_maps(60, 0.05, s) for s in range(3)], 0.01)
+    adapter = PrintAdapter(spec, SCORING, threshold=0.2)
+    unusual = _print_maps(40, 0.5, seed=9)  # absolute errors 10x the prints it was calibrated on
+    for emap in unusual[:10]:
+        _, calibrating = adapter.observe(float(SCORING.score(emap)), emap)
+        assert calibrating
+    later = [adapter.observe(0.0, e) for e in unusual[10:]]
+    assert all(not cal and score < 0.2 for score, cal in later)
+    blob = unusual[-1].copy()
+    blob[10:18, 20:28] += 0.5  # something new appears near the bed
+    score, calibrating = adapter.observe(0.0, blob)
+    assert not calibrating and score > 0.2
+    adapter.reset()  # a new print calibrates again
+    assert adapter.observe(0.0, blob)[1]
+
+
+def test_simulate_is_what_the_daemon_computes() -> None:
+    maps = _print_maps(30, 0.1, seed=1)
+    spec = Adaptation(frames=10, threshold=2.0)
+    adapter = PrintAdapter(spec, SCORING, threshold=2.0)  # gain 1: scores are unscaled
+    live = [adapter.observe(0.0, e)[0] for e in maps][10:]
+    np.testing.assert_allclose(simulate(spec, SCORING, maps), live, rtol=1e-6)
+
+
+def test_adaptation_off_passes_scores_through() -> None:
+    adapter = PrintAdapter(Adaptation(), SCORING, threshold=0.3)
+    assert adapter.observe(0.7, np.zeros((4, 4))) == (0.7, False)
+
+
+@pytest.fixture()
+def bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, dest)
+    return dest
+
+
+def test_a_bundle_without_adaptation_loads_with_it_off(bundle_copy: Path) -> None:
+    meta = json.loads((bundle_copy / META_FILE).read_text())
+    meta.pop("adaptation", None)
+    (bundle_copy / META_FILE).write_text(json.dumps(meta))
+    assert not Bundle.load(bundle_copy).meta.adaptation.enabled
+
+
+def test_adaptation_on_without_a_threshold_is_refused(bundle_copy: Path) -> None:
+    meta = json.loads((bundle_copy / META_FILE).read_text())
+    meta["adaptation"] = {"frames": 30, "std_floor": 0.5, "threshold": 0.0}
+    (bundle_copy / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="adaptation.threshold"):
+        Bundle.load(bundle_copy)
