@@ -138,7 +138,8 @@ make_venv() {
 }
 
 pip_install() {
-  "$VENV/bin/python" -m pip install --disable-pip-version-check ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} "$@"
+  "$VENV/bin/python" -m pip install --disable-pip-version-check --root-user-action=ignore \
+    ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} "$@"
 }
 
 install_package() {
@@ -255,7 +256,7 @@ printer-watchdog is installed. Next:
        sudo sh -c 'echo YOUR_OCTOPRINT_API_KEY > $ETC/octoprint.key'
      and point the config at them (api_key_file: octoprint.key, password_file: mqtt.password).
   3. Check and apply:
-       sudo -u $SERVICE_USER $VENV/bin/python -m watchdog check-config --config $ETC/config.yaml
+       sudo -u $SERVICE_USER $BIN_LINK check-config --config $ETC/config.yaml
        sudo systemctl restart $NAME
        journalctl -u $NAME -f
   Guide: $OPT/docs/deploy.md   Reference: $OPT/docs/configuration.md

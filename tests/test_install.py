@@ -356,3 +356,82 @@ def test_uninstall_keeps_config_and_incidents_then_purge(root: Path) -> None:
     run_install(root, "--purge")
     assert not (root / "etc/printer-watchdog").exists()
     assert not (root / "var/lib/printer-watchdog").exists()
+
+
+# --------------------------------------------------------------------------- without --prefix
+
+# Run as root inside a private mount namespace: /etc is a copy, /opt, /var/lib and
+# /usr/local/bin are empty tmpfs, so the real paths, useradd and chown are exercised and the
+# machine is untouched. systemctl is the one stand-in (no systemd runs here): it logs its calls
+# and remembers whether the unit was started.
+_ROOT_MODE_SCRIPT = r"""
+set -euo pipefail
+cp -a /etc "$W/etc"
+mount --bind "$W/etc" /etc
+for d in /opt /var/lib /usr/local/bin; do mount -t tmpfs tmpfs "$d"; done
+mkdir -p "$W/bin"
+cat > "$W/bin/systemctl" <<'SH'
+#!/bin/sh
+echo "$*" >> "$W/systemctl.log"
+case "$*" in
+  "is-active --quiet printer-watchdog.service") [ -e "$W/active" ] ;;
+  "enable --now printer-watchdog.service") touch "$W/active" ;;
+  "disable --now printer-watchdog.service") rm -f "$W/active" ;;
+esac
+SH
+chmod +x "$W/bin/systemctl"
+export PATH="$W/bin:$PATH" W
+install() { bash "$SCRIPT" --python "$PY" --pip-args "-q --no-compile --no-index --find-links $WHEELS" "$@"; }
+report() {
+  echo "== $1"
+  getent passwd printer-watchdog || echo "no user"
+  id -nG printer-watchdog 2>/dev/null || true
+  for p in /etc/printer-watchdog /etc/printer-watchdog/config.yaml /etc/printer-watchdog/octoprint.key \
+           /var/lib/printer-watchdog /etc/systemd/system/printer-watchdog.service /opt/printer-watchdog/venv; do
+    if [ -e "$p" ]; then stat -c "%n %U:%G %a" "$p"; else echo "$p absent"; fi
+  done
+}
+install; report install
+echo 'printers: [{name: mine}]' > /etc/printer-watchdog/config.yaml
+install; report rerun
+grep -q 'name: mine' /etc/printer-watchdog/config.yaml && echo "config kept"
+install --uninstall; report uninstall
+install --purge; report purge
+"""
+
+
+def test_root_install_creates_user_and_enables_the_service(wheelhouse: Path, tmp_path: Path) -> None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare for a private mount namespace")
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("mount namespaces are not allowed here")
+    env = {**os.environ, "W": str(tmp_path), "SCRIPT": str(SCRIPT), "PY": _base_python(), "WHEELS": str(wheelhouse)}
+    proc = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "bash", "-c", _ROOT_MODE_SCRIPT],
+        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    install, rerun, uninstall, purge = (out.split(f"== {step}\n")[1].split("==")[0] for step in ("install", "rerun", "uninstall", "purge"))
+    assert "printer-watchdog:x:" in install and "/usr/sbin/nologin" in install
+    assert "video" in install.splitlines()[1].split()  # supplementary group for /dev/video*
+    assert "/etc/printer-watchdog root:printer-watchdog 750" in install
+    assert "/etc/printer-watchdog/config.yaml printer-watchdog:printer-watchdog 600" in install
+    assert "/etc/printer-watchdog/octoprint.key printer-watchdog:printer-watchdog 600" in install
+    assert "/var/lib/printer-watchdog printer-watchdog:printer-watchdog 750" in install
+    assert "/etc/systemd/system/printer-watchdog.service root:root 644" in install
+    assert "service printer-watchdog enabled and started" in out
+    assert "keeping existing /etc/printer-watchdog/config.yaml" in out
+    assert "/opt/printer-watchdog/venv absent" in uninstall and "printer-watchdog:x:" in uninstall
+    assert "/etc/printer-watchdog/config.yaml printer-watchdog:printer-watchdog 600" in uninstall
+    assert "no user" in purge and "/etc/printer-watchdog absent" in purge and "/var/lib/printer-watchdog absent" in purge
+    calls = (tmp_path / "systemctl.log").read_text().splitlines()
+    assert calls == [
+        "is-active --quiet printer-watchdog.service", "daemon-reload", "enable --now printer-watchdog.service",
+        # the re-run upgrades the code: a running service is restarted to load it
+        "is-active --quiet printer-watchdog.service", "daemon-reload", "enable --now printer-watchdog.service",
+        "restart printer-watchdog.service",
+        "disable --now printer-watchdog.service", "daemon-reload",
+        "disable --now printer-watchdog.service", "daemon-reload",
+    ]
+    assert "config kept" in rerun and "/etc/printer-watchdog/config.yaml printer-watchdog:printer-watchdog 600" in rerun
