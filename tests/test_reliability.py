@@ -1,0 +1,347 @@
+"""Daemon-level faults: `python -m watchdog run` as a real process against the real servers.
+
+The component tests (test_mqtt_faults, test_act_faults, test_capture, test_http) cover each
+part alone; here the whole daemon meets the fault, the way a user's night goes:
+- the broker is away when the failure comes, and the daemon may even restart meanwhile:
+  every alert raised is delivered once the broker is back, exactly once;
+- the printer's API goes away mid-print, or its key changes: the daemon keeps watching,
+  says so in one log line, and the alert tells the user the pause failed so they act;
+- the storage folder is read-only: alerts still go out, the failure is logged once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.daemon_helpers import DaemonProcess, free_port, wait_until, write_config
+
+pytestmark = pytest.mark.servers
+
+PRINTER = "ender3"
+WATCHER_API_LINE = f"WARNING watchdog.loop: {PRINTER}: printer API"  # the watcher's line when it stops answering
+
+
+def daemon_config(
+    tmp_path: Path, bundle: Path, broker, prefix: str, camera_url: str, *,
+    api: dict[str, Any] | None = None, action: str = "pause", cooldown_s: float = 600,
+    storage: Path | None = None, http_port: int | None = None,
+) -> Path:
+    """A one-printer config with short intervals, timeouts and retries (tests stay bounded)."""
+    return write_config(
+        tmp_path / "config.yaml",
+        model=str(bundle),
+        mqtt=broker.mqtt_settings(topic_prefix=prefix, homeassistant={"enabled": False}),
+        http={"listen": f"127.0.0.1:{http_port or free_port()}"},
+        storage={"dir": str(storage or tmp_path / "state")},
+        printers=[{
+            "name": PRINTER,
+            "camera": {"source": camera_url, "interval_s": 0.25, "timeout_s": 3},
+            "api": (api or {"kind": "none"}) | ({"timeout_s": 2, "retries": 1} if api else {}),
+            "detection": {"consecutive": 3, "cooldown_s": cooldown_s},
+            "action": action,
+        }],
+    )
+
+
+def incidents(storage: Path) -> list[str]:
+    folder = storage / "incidents" / PRINTER
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
+
+
+def pending(storage: Path) -> list[str]:
+    return sorted(p.parent.name for p in (storage / "incidents" / PRINTER).glob("*/pending"))
+
+
+def api_lines(log: str) -> list[str]:
+    """The watcher's printer-API lines, without their time stamps."""
+    return [ln.split(WATCHER_API_LINE, 1)[1] for ln in log.splitlines() if WATCHER_API_LINE in ln]
+
+
+def assert_logged_once(log: str) -> None:
+    """One warning for the outage, however many polls met it."""
+    assert len(api_lines(log)) == 1, log
+
+
+def status(port: int) -> dict[str, Any]:
+    return requests.get(f"http://127.0.0.1:{port}/status", timeout=5).json()["printers"][PRINTER]
+
+
+def wait_watching_normal(port: int, daemon: DaemonProcess, timeout: float = 60) -> None:
+    """Normal frames are being scored again and the watcher is armed: no alert can follow."""
+    wait_until("the watcher back to 'watching'", lambda: status(port)["state"] == "watching", timeout,
+               lambda: daemon.log)
+
+
+def alert_ids(sub, prefix: str) -> list[str]:
+    return [m.json()["incident"] for m in sub.received(f"{prefix}/{PRINTER}/alert")]
+
+
+def settle(sub, prefix: str, scores: int = 3) -> None:
+    """Wait for a few more score messages: MQTT keeps one client's order, so an alert sent
+    twice before them would already be here."""
+    n = len(sub.received(f"{prefix}/{PRINTER}/score"))
+    sub.wait_count(f"{prefix}/{PRINTER}/score", n + scores, timeout=60)
+
+
+def start_daemon(tmp_path: Path, bundle: Path, broker, prefix: str, camera, normal_frames, printer=None, **kw: Any):
+    """Subscriber, normal frames, a print (when a printer is given), the daemon scoring:
+    (subscriber, daemon, http port, config path)."""
+    sub = broker.subscriber(f"{prefix}/#")
+    camera.set_frames(normal_frames)
+    if printer is not None:
+        printer.start_print()
+        kw["api"] = printer.api()
+    port = free_port()
+    config = daemon_config(tmp_path, bundle, broker, prefix, camera.snapshot_url, http_port=port, **kw)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        sub.wait_count(f"{prefix}/{PRINTER}/score", 3, timeout=90)
+    except BaseException:
+        daemon.stop()
+        sub.close()
+        raise
+    return sub, daemon, port, config
+
+
+# --------------------------------------------------------------------------- (a) broker away
+
+
+def test_alerts_raised_while_the_broker_is_away_are_delivered_exactly_once_even_across_a_restart(
+    tmp_path, tiny_bundle, mosquitto_factory, unique_prefix, camera_server, normal_frames, anomalous_frames
+) -> None:
+    broker = mosquitto_factory()
+    p, storage = unique_prefix, tmp_path / "state"
+    # notify re-arms cooldown_s after each alert: a failure shown long enough raises several.
+    sub, daemon, port, config = start_daemon(tmp_path, tiny_bundle, broker, p, camera_server, normal_frames,
+                                             action="notify", cooldown_s=1.0, storage=storage)
+    try:
+        # 1. The broker goes away, the print fails, the broker comes back: same daemon.
+        broker.stop()
+        camera_server.set_frames(anomalous_frames)
+        wait_until("two alerts raised", lambda: len(incidents(storage)) >= 2, 60, lambda: daemon.log)
+        camera_server.set_frames(normal_frames)
+        wait_watching_normal(port, daemon)
+        first = incidents(storage)
+        assert pending(storage) == first and alert_ids(sub, p) == []
+        broker.start()
+        sub.wait_count(f"{p}/{PRINTER}/alert", len(first), timeout=60)
+        wait_until("pending markers cleared", lambda: pending(storage) == [], 30, lambda: daemon.log)
+        settle(sub, p)
+        assert sorted(alert_ids(sub, p)) == first
+
+        # 2. Away again; this time the daemon is stopped before the broker returns.
+        broker.stop()
+        camera_server.set_frames(anomalous_frames)
+        wait_until("another alert raised", lambda: len(incidents(storage)) > len(first), 60, lambda: daemon.log)
+        camera_server.set_frames(normal_frames)
+        wait_watching_normal(port, daemon)
+    finally:
+        rc = daemon.stop()
+    assert rc == 0, daemon.log
+    raised = incidents(storage)
+    assert pending(storage) == sorted(set(raised) - set(first))
+
+    broker.start()
+    daemon = DaemonProcess(config, tmp_path / "daemon2.log")  # same config and storage folder
+    try:
+        sub.wait_count(f"{p}/{PRINTER}/alert", len(raised), timeout=60)
+        wait_until("pending markers cleared", lambda: pending(storage) == [], 30, lambda: daemon.log)
+        settle(sub, p)
+        delivered = alert_ids(sub, p)
+        assert sorted(delivered) == raised, f"delivered {delivered}, raised {raised}"
+        assert len(delivered) == len(set(delivered))  # nothing twice
+        assert "not yet delivered will be sent" in daemon.log
+    finally:
+        assert daemon.stop() == 0, daemon.log
+    sub.close()
+
+
+# --------------------------------------------------------------------------- (b, c) printer API
+
+
+class _Octo:
+    """What the tests need of the real OctoPrint: its API config, a print, its state."""
+
+    kind = "octoprint"
+
+    def __init__(self, server) -> None:
+        self.s = server
+
+    def api(self) -> dict[str, Any]:
+        return {"kind": "octoprint", "url": self.s.url, "api_key": self.s.api_key}
+
+    def start_print(self) -> None:
+        self.s.start_print()
+
+    def paused(self) -> bool:
+        return bool(self.s.flags().get("paused"))
+
+    def printing(self) -> bool:
+        return self.s.printing()
+
+    def stop(self) -> None:
+        self.s.stop()
+
+    def come_back(self) -> None:
+        """OctoPrint restarted loses its printer connection and its print: a new print starts."""
+        self.s.reset()
+        self.s.start_print()
+
+    def change_key(self) -> None:
+        r = self.s.post("/api/access/users/admin/apikey", {})
+        assert r.status_code == 200, f"new OctoPrint key: HTTP {r.status_code} {r.text}"
+        self._use_key(r.json()["apikey"])
+
+    def _use_key(self, key: str) -> None:
+        self.s.api_key = key  # the session fixture follows, so later tests use the new key
+        self.s.http.headers["X-Api-Key"] = key
+
+
+class _Moon(_Octo):
+    kind = "moonraker"
+
+    def api(self) -> dict[str, Any]:
+        return {"kind": "moonraker", "url": self.s.url, "api_key": self.s.api_key}
+
+    def paused(self) -> bool:
+        return self.s.print_state() == "paused"
+
+    def come_back(self) -> None:
+        """Moonraker restarted finds Klippy still printing the same job."""
+        self.s.start()
+
+    def change_key(self) -> None:
+        r = self.s.post("/access/api_key")
+        assert r.status_code == 200, f"new Moonraker key: HTTP {r.status_code} {r.text}"
+        self._use_key(r.json()["result"])
+
+
+@pytest.fixture(params=["octoprint", "moonraker"])
+def printer(request) -> _Octo:
+    if request.param == "octoprint":
+        return _Octo(request.getfixturevalue("octoprint_server"))
+    return _Moon(request.getfixturevalue("moonraker_server"))
+
+
+def _failed_alert(sub, prefix: str, daemon: DaemonProcess) -> dict[str, Any]:
+    alert = sub.wait_for(f"{prefix}/{PRINTER}/alert", timeout=60).json()
+    assert alert["action"] == "pause", alert
+    assert alert["action_result"]["outcome"] == "failed", alert
+    assert "pause failed" in alert["message"], alert  # the user reads that they must act
+    assert daemon.alive(), daemon.log
+    return alert
+
+
+def test_printer_api_stopped_mid_print_is_reported_and_watching_resumes(
+    tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server, printer, normal_frames, anomalous_frames
+) -> None:
+    p = unique_prefix
+    sub, daemon, port, _ = start_daemon(tmp_path, tiny_bundle, mosquitto, p, camera_server, normal_frames, printer,
+                                        cooldown_s=3.0)
+    try:
+        printer.stop()
+        wait_until("the API failure in the log", lambda: WATCHER_API_LINE in daemon.log, 30, lambda: daemon.log)
+        settle(sub, p, scores=5)  # still watching: the print was running when the API went away
+        assert status(port)["printer_state"] == "printing"
+
+        camera_server.set_frames(anomalous_frames)
+        alert = _failed_alert(sub, p, daemon)
+        camera_server.set_frames(normal_frames)
+        assert "connection refused" in alert["action_result"]["detail"], alert
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        assert_logged_once(daemon.log)  # not one line per poll
+
+        printer.come_back()
+        wait_watching_normal(port, daemon)
+        assert "printer API answers again" in daemon.log
+        camera_server.set_frames(anomalous_frames)
+        wait_until("the real server to report the print paused", printer.paused, 60, lambda: daemon.log)
+        alerts = sub.wait_count(f"{p}/{PRINTER}/alert", 2, timeout=30)
+        assert alerts[-1].json()["action_result"]["outcome"] == "done", alerts[-1].json()
+        assert len(alerts) == 2
+        assert "step failed" not in daemon.log, daemon.log  # no traceback: handled, not survived
+    finally:
+        camera_server.set_frames(normal_frames)
+        rc = daemon.stop()
+        sub.close()
+    assert rc == 0, daemon.log
+
+
+def test_api_key_changed_mid_print_is_a_failed_pause_in_the_alert(
+    tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server, printer, normal_frames, anomalous_frames
+) -> None:
+    p = unique_prefix
+    sub, daemon, port, _ = start_daemon(tmp_path, tiny_bundle, mosquitto, p, camera_server, normal_frames, printer)
+    old_key = printer.s.api_key
+    try:
+        printer.change_key()
+        wait_until("the rejected key in the log", lambda: WATCHER_API_LINE in daemon.log, 30, lambda: daemon.log)
+        settle(sub, p, scores=3)
+        camera_server.set_frames(anomalous_frames)
+        alert = _failed_alert(sub, p, daemon)
+        assert "API key rejected" in alert["action_result"]["detail"], alert
+        assert alert["action_result"]["attempts"] == 1  # a rejected key is not retried
+        assert printer.printing()  # nothing paused it: the user has to
+        [line] = api_lines(daemon.log)  # one line, not one per poll
+        assert "API key rejected" in line and "api.api_key" in line
+    finally:
+        camera_server.set_frames(normal_frames)
+        rc = daemon.stop()
+        sub.close()
+    assert rc == 0, daemon.log
+    for text in (daemon.log, json.dumps(alert)):
+        assert old_key not in text and printer.s.api_key not in text
+
+
+# --------------------------------------------------------------------------- (d) read-only storage
+
+
+def test_read_only_storage_alerts_still_go_out_and_the_failure_is_logged_once(
+    tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server, readonly_storage, normal_frames, anomalous_frames
+) -> None:
+    p = unique_prefix
+    sub, daemon, port, _ = start_daemon(tmp_path, tiny_bundle, mosquitto, p, camera_server, normal_frames,
+                                        action="notify", cooldown_s=0.5, storage=readonly_storage)
+    try:
+        camera_server.set_frames(anomalous_frames)
+        sub.wait_count(f"{p}/{PRINTER}/alert", 3, timeout=60)
+        camera_server.set_frames(normal_frames)
+        wait_watching_normal(port, daemon)
+        settle(sub, p)
+        raised = [ln for ln in daemon.log.splitlines() if f"Alert {PRINTER}:" in ln]
+        delivered = alert_ids(sub, p)
+        assert len(delivered) == len(raised) >= 3 and len(set(delivered)) == len(delivered)
+        assert daemon.log.count("cannot save incident") == 1, daemon.log
+        assert daemon.alive()
+    finally:
+        rc = daemon.stop()
+        sub.close()
+    assert rc == 0, daemon.log
+
+
+# --------------------------------------------------------------------------- short soak
+
+
+def test_short_soak_with_random_faults_loses_nothing_and_never_pauses_a_good_print(
+    tmp_path, tiny_bundle, mosquitto_factory, moonraker_server, camera_server, normal_frames, anomalous_frames
+) -> None:
+    """benchmarks/soak.py, 300 frames at interval_s 0: one of each fault and anomaly kind.
+
+    Only counts are asserted here; RSS, file descriptors and threads over 20,000 frames are
+    the benchmark's (docs/reliability.md)."""
+    from benchmarks.soak import EVENTS, Soak
+
+    soak = Soak(mosquitto_factory(), moonraker_server, camera_server, tiny_bundle, tmp_path, frames=300, seed=7,
+                normal=normal_frames, anomalous=anomalous_frames, log=lambda m: None)
+    res = soak.run()
+    s = res.summary
+    assert set(e.kind for e in res.episodes) == set(EVENTS), res.episodes
+    assert res.frames >= 300 and res.daemon_exit == 0 and res.step_failures == 0, s
+    assert res.raised == res.delivered >= 3 and res.duplicates == 0 and res.undelivered == [], s
+    assert s["anomaly_episodes_handled"] == s["anomaly_episodes"], res.episodes
+    assert res.pauses_outside_anomalies == 0 and res.incidents_on_normal_frames == [], s
