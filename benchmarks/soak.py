@@ -32,6 +32,7 @@ import json
 import os
 import random
 import re
+import signal
 import statistics
 import sys
 import tempfile
@@ -103,6 +104,7 @@ class Result:
     undelivered: list[str] = field(default_factory=list)
     incidents_on_normal_frames: list[str] = field(default_factory=list)
     pauses_outside_anomalies: int = 0
+    left_paused: int = 0  # an anomaly episode ended with the print still paused (resumed later)
     missed_anomalies: int = 0
     daemon_exit: int | None = None
     step_failures: int = 0
@@ -269,16 +271,19 @@ class Soak:
             self.camera.set_frames(self.normal)
             new = self._incidents()[before:]
             if new:
-                alert = json.loads((new[-1] / "alert.json").read_text())
+                alert = json.loads((new[0] / "alert.json").read_text())  # the one this episode waited for
                 ep.outcome = alert["action_result"]["outcome"]
                 ep.detail = alert["action_result"]["detail"][:120]
             if api_down:
                 self.moonraker.start()
-            if self._print_state() == "paused":
-                self._resume()
             if broker_down:
                 self.broker.start()
-            time.sleep(COOLDOWN_S + 0.5)  # normal frames while the watcher re-arms
+            # A second trigger may still land (a failed pause re-arms the watcher at once when it
+            # took longer than cooldown_s, and anomalous frames were on camera): settle, resume.
+            for _ in range(2):
+                time.sleep(COOLDOWN_S + 0.5)  # normal frames while the watcher re-arms
+                if self._print_state() == "paused":
+                    self._resume()
         finally:
             self._in_anomaly.clear()
         expected = "failed" if api_down else "done"
@@ -287,6 +292,12 @@ class Soak:
             self.result.missed_anomalies += 1
 
     def _event(self, kind: str) -> Episode:
+        if self._print_state() == "paused":  # never left paused by an earlier episode
+            self._in_anomaly.set()
+            self._resume()
+            self._in_anomaly.clear()
+            self.result.left_paused += 1
+            self.log("   the print was still paused from the last episode: resumed")
         ep = Episode(kind, round(time.monotonic() - self.t0, 1), self._frames())
         r = self.rng
         if kind == "anomaly":
@@ -401,6 +412,7 @@ def summarize(res: Result, warmup_frames: int) -> dict[str, Any]:
         "anomaly_episodes": len(anomaly_eps),
         "anomaly_episodes_handled": sum(e.ok for e in anomaly_eps),
         "pauses_outside_anomalies": res.pauses_outside_anomalies,
+        "left_paused": res.left_paused,
         "incidents_on_normal_frames": len(res.incidents_on_normal_frames),
         "daemon_exit": res.daemon_exit,
         "step_failures": res.step_failures,
@@ -464,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", type=Path, help="model bundle (default: train the tests' tiny bundle)")
     ap.add_argument("--workdir", type=Path, help="keep logs and state here (default: a temporary folder)")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
 
     from tests import synth
     from tests.plugins.camera import CameraServer
