@@ -41,6 +41,7 @@ class Options:
     batch_size: int | None = None
     augment: bool | None = None
     input_size: tuple[int, int] | None = None  # (width, height): override the preset's input size
+    adapt_frames: int | None = None  # override the preset's per-print calibration frames (0: off)
     split: str = "session"
     val_sessions: list[str] = field(default_factory=list)
     test_sessions: list[str] = field(default_factory=list)
@@ -86,6 +87,11 @@ def resolve_preset(options: Options) -> Preset:
         except ValueError as exc:
             raise DataError(f"--input-size {w}x{h}: {exc}") from exc
         preset = dataclasses.replace(preset, preprocess=pre)
+    if options.adapt_frames is not None:
+        if options.adapt_frames < 0:
+            raise DataError(f"--adapt-frames {options.adapt_frames}: must be >= 0")
+        preset = dataclasses.replace(
+            preset, adaptation=dataclasses.replace(preset.adaptation, frames=options.adapt_frames, threshold=0.0))
     factor = preset.model.stride ** len(preset.model.filters)
     if preset.preprocess.width % factor or preset.preprocess.height % factor:
         raise DataError(

@@ -10,13 +10,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import numpy as np
 
 from watchdog import decide
+from watchdog.adapt import PrintAdapter
 from watchdog.bundle import encode_jpeg
 from watchdog.config import PrinterConfig
 from watchdog.metrics import Metrics
@@ -99,6 +100,8 @@ class Watcher:
         self.metrics.add_printer(self.name)
         self.clock = clock
         self.settings = decide.Settings.from_config(cfg.detection)
+        # Per-print baseline (when the bundle asks for one): the same class the benchmark uses.
+        self.adapter = PrintAdapter.for_bundle(scorer.bundle.meta, scorer.mask)
         self.state = decide.WatchState()
         self.enabled = True
         self.camera_online: bool | None = None
@@ -149,6 +152,7 @@ class Watcher:
             logger.warning("%s: frame skipped: %s", self.name, exc)
             self.metrics.error(self.name, "frame")
             return StepRecord(None, None, None, None, self.state.consecutive, self.state.label, events=events)
+        result = self._adapt(result)
         self.metrics.observe_score(self.name, result.score, result.threshold, result.anomalous, result.inference_s)
         self.state, act = decide.on_frame(self.state, result.anomalous, now, self.settings)
         overlay = self.scorer.overlay(frame, result)
@@ -168,6 +172,15 @@ class Watcher:
         name = current.name if current is not None else None
         return StepRecord(name, result.score, result.threshold, result.anomalous, self.state.consecutive,
                           self.state.label, action, events)
+
+    def _adapt(self, result: FrameResult) -> FrameResult:
+        """Score against this print's own first frames; calibration frames never count."""
+        if not self.adapter.enabled:
+            return result
+        if self.adapter.seen > self.state.frames:  # decide started a new print: new baseline
+            self.adapter.reset()
+        score, calibrating = self.adapter.observe(result.score, result.error_map)
+        return replace(result, score=score, anomalous=not calibrating and score > result.threshold)
 
     def _poll_printer(self, now: float, events: list[Event]) -> None:
         status = self.printer.status()
@@ -234,6 +247,7 @@ class Watcher:
             "consecutive": self.state.consecutive,
             "enabled": self.enabled,
             "camera_online": self.camera_online,
+            "calibrating": self.adapter.calibrating,
         })
 
     # ----------------------------------------------------------------- the live loop
@@ -264,5 +278,6 @@ class Watcher:
                 "score": None if r is None else r.score,
                 "threshold": None if r is None else r.threshold,
                 "camera_online": self.camera_online,
-                    "last_alert": self.last_alert,
+                "calibrating": self.adapter.calibrating,
+                "last_alert": self.last_alert,
             }

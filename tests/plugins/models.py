@@ -68,3 +68,10 @@ def tiny_run(synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory) 
 def tiny_bundle(tiny_run: Path) -> Path:
     """A real bundle folder (model.tflite + model.json) trained on synthetic frames."""
     return tiny_run / "bundle"
+
+
+@pytest.fixture(scope="session")
+def tiny_adaptive_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like tiny_bundle, with per-print adaptation on the first 4 frames of each print."""
+    pytest.importorskip("tensorflow")
+    return train_tiny(synthetic_dataset, tmp_path_factory.mktemp("runs-adaptive"), "--adapt-frames", "4") / "bundle"
