@@ -117,6 +117,15 @@ class Daemon:
             "printers": {name: r.watcher.status() for name, r in self.watchers.items()},
         }
 
+    def summary(self) -> str:
+        """One line for `systemctl status`: each printer's state and last score."""
+        parts = []
+        for name, r in self.watchers.items():
+            st = r.watcher.status()
+            score = "" if st["score"] is None else f" {st['score']:.3g}/{st['threshold']:.3g}"
+            parts.append(f"{name}: {st['state']}{score}")
+        return "; ".join(parts)
+
     def latest_jpeg(self, printer: str) -> bytes | None:
         r = self.watchers.get(printer)
         return r.watcher.latest_jpeg if r else None
@@ -183,6 +192,7 @@ class Daemon:
                     self.reload()
                 if self.healthy():
                     systemd.watchdog_ping()
+                systemd.status(self.summary())
         finally:
             logger.info("stopping")
             systemd.stopping()
