@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,6 +20,7 @@ from watchdog.alert import Notifier
 from watchdog.bundle import Bundle, default_bundle_path
 from watchdog.capture import open_camera
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
+from watchdog.errors import UsageError
 from watchdog.loop import Watcher
 from watchdog.score import FrameScorer
 
@@ -27,7 +30,7 @@ DEMO_FRAMES = Path(__file__).resolve().parent.parent / "demo" / "frames"
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the watchdog on built-in frames and a simulated printer")
     p.add_argument("--out", default="watchdog-demo", help="folder for the incident (default: ./watchdog-demo)")
-    p.add_argument("--interval", type=float, default=0.5, help="seconds between frames (default 0.5)")
+    p.add_argument("--interval", type=float, default=0.2, help="seconds between frames (default 0.2)")
     p.add_argument("--mqtt-host", default="", help="also publish to this MQTT broker")
     p.add_argument("--mqtt-port", type=int, default=1883)
     p.add_argument("--model", help="bundle folder (default: the bundled model)")
@@ -35,16 +38,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
+def demo_sequence(frames: Path, calibration_frames: int, into: Path) -> Path:
+    """The built-in camera: the normal stills, shown again and again until the model's per-print
+    baseline is set (as long as a real print's first minutes would take), then the failure."""
+    normal = sorted(frames.glob("*_normal.jpg"))
+    failure = sorted(frames.glob("*_failure.jpg"))
+    if not normal or not failure:
+        raise UsageError(f"{frames}: demo frames (*_normal.jpg, *_failure.jpg) missing")
+    rounds = max(1, math.ceil((calibration_frames + len(normal)) / len(normal)))
+    into.mkdir(parents=True, exist_ok=True)
+    for i, path in enumerate(normal * rounds + failure):
+        shutil.copyfile(path, into / f"{i:03d}_{path.name}")
+    return into
+
+
 def main(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     bundle = Bundle.load(args.model or default_bundle_path())
-    pcfg = PrinterConfig(name="demo", camera=CameraConfig(source=args.frames, interval_s=args.interval), action="pause")
+    frames = demo_sequence(Path(args.frames), bundle.meta.adaptation.frames, out / "camera")
+    pcfg = PrinterConfig(name="demo", camera=CameraConfig(source=str(frames), interval_s=args.interval), action="pause")
     mqtt = MqttConfig(host=args.mqtt_host, port=args.mqtt_port)
     notifier = Notifier(mqtt, StorageConfig(dir=out), [pcfg.name])
     printer = SimulatedPrinter()
     camera = open_camera(pcfg.camera)
     watcher = Watcher(pcfg, FrameScorer(bundle), camera, printer, notifier)
-    print(f"demo: model {bundle.path} (threshold {bundle.meta.threshold:.4g}), frames {args.frames}", file=sys.stderr)
+    print(f"demo: model {bundle.path} (threshold {bundle.meta.threshold:.4g}), camera {frames}", file=sys.stderr)
     notifier.start()
     alert = None
     try:
