@@ -18,8 +18,9 @@ recall on defects at the exported threshold, and training seconds.
 
 The exported threshold is chosen the way a user's run would choose it, never from the test
 fold: absolute scores use the trainer's rule on validation frames (the last 15% of each
-fitting session, held out of fitting); adapted scores use ``watchdog.adapt.simulate`` on the
-fitting sessions themselves (each calibrated on its own first frames), at ``--target-fpr``.
+fitting session, held out of fitting); adapted scores use ``watchdog.adapt.calibrate``: each
+fitting session replayed from its own first frames, the threshold set on its validation
+frames, at ``--target-fpr``.
 
 Also per fold, an in-scene check the Kaggle layout cannot give (its failures are other
 prints, so adaptation could simply be flagging "another scene"): thin yellow strings drawn
@@ -139,7 +140,8 @@ def evaluate_fold(
         n = simulate(unit, scoring, normal)
         d = simulate(unit, scoring, np.concatenate([cal, defects]))
         y = simulate(unit, scoring, np.concatenate([cal, strings]))
-        thr = calibrate(adaptation, scoring, [maps[s] for s in fit_sessions], target_fpr).threshold
+        thr = calibrate(adaptation, scoring, [maps[s] for s in fit_sessions], target_fpr,
+                        held_out=[val_mask(len(maps[s])) for s in fit_sessions]).threshold
         res.update(auroc_adapted=auroc(n, d), threshold=thr, calibration_frames=k,
                    n_normal_scored=len(n), false_alarm_rate=float(np.mean(n > thr)),
                    recall=float(np.mean(d > thr)), strings_auroc=auroc(n, y),
@@ -157,14 +159,20 @@ def evaluate_fold(
 # --------------------------------------------------------------------------- methods
 
 
+def val_mask(n: int) -> np.ndarray:
+    """Which of a session's n frames (time order) are validation: the last 15%, never fitted."""
+    mask = np.zeros(n, dtype=bool)
+    mask[n - max(1, int(round(VAL_FRACTION * n))):] = True
+    return mask
+
+
 def split_fit_val(data: dict[str, np.ndarray], sessions: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Fit on the first 85% of each session's frames (time order), validate on the last 15%."""
     fit, val = [], []
     for s in sessions:
-        x = data[s]
-        cut = len(x) - max(1, int(round(VAL_FRACTION * len(x))))
-        fit.append(x[:cut])
-        val.append(x[cut:])
+        m = val_mask(len(data[s]))
+        fit.append(data[s][~m])
+        val.append(data[s][m])
     return np.concatenate(fit), np.concatenate(val)
 
 
@@ -224,6 +232,50 @@ def run_pca(
     return results
 
 
+def run_control(preset: Any, data: dict[str, np.ndarray], sessions: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Does adaptation flag failures, or any other scene? Fit on ONE session A; calibrate on
+    print B's first frames; score B's later frames, the whole of normal print C (unseen, as if
+    the camera now showed another print) and the defects, at the threshold calibrated on A."""
+    from trainer.evaluate import keras_reconstructor
+    from trainer.model import build_autoencoder, compile_autoencoder
+    from trainer.train import fit
+
+    adaptation, scoring = preset.adaptation, preset.scoring
+    unit = dataclasses.replace(adaptation, threshold=1.0)
+    rows = []
+    for a in sessions:
+        x_fit, x_val = split_fit_val(data, [a])
+        model = build_autoencoder(preset.model, preset.preprocess.shape)
+        compile_autoencoder(model, preset.train)
+        with tempfile.TemporaryDirectory() as tmp:
+            fit(model, x_fit, x_val, preset.train, Path(tmp) / "best.weights.h5", args.seed, verbose=0)
+        recon = keras_reconstructor(model)
+        maps = {k: error_maps(recon, data[k], scoring) for k in [*sessions, "defects"]}
+        thr = calibrate(adaptation, scoring, [maps[a]], args.target_fpr, held_out=[val_mask(len(maps[a]))]).threshold
+        for b in sessions:
+            if b == a:
+                continue
+            c = next(s for s in sessions if s not in (a, b))
+            cal = maps[b][: adaptation.frames]
+            n = simulate(unit, scoring, maps[b])
+            other = simulate(unit, scoring, np.concatenate([cal, maps[c]]))
+            d = simulate(unit, scoring, np.concatenate([cal, maps["defects"]]))
+            rows.append({"fit": a, "print": b, "other": c, "alarm_rate_print": float(np.mean(n > thr)),
+                         "alarm_rate_other_print": float(np.mean(other > thr)),
+                         "recall_defects": float(np.mean(d > thr)), "auroc_print_vs_other": auroc(n, other),
+                         "auroc_other_vs_defects": auroc(other, d)})
+    return rows
+
+
+def print_control(rows: list[dict[str, Any]]) -> None:
+    print("\n## control: fit on one print, calibrate on another, show a third normal print")
+    print("fit        calibrated on  other      alarms(print) alarms(other print) recall  AUROC(other vs defects)")
+    for r in rows:
+        print(f"{r['fit']:<10} {r['print']:<14} {r['other']:<10} {r['alarm_rate_print']:.3f}         "
+              f"{r['alarm_rate_other_print']:.3f}               {r['recall_defects']:.3f}   "
+              f"{r['auroc_other_vs_defects']:.3f}")
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -259,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed-epochs", type=int, default=3, help="epochs for the seed preset (its own: 125)")
     p.add_argument("--skip-seed", action="store_true", help="leave the slow seed preset out")
     p.add_argument("--target-fpr", type=float, default=0.01, help="per-frame false-alarm rate the threshold aims at")
+    p.add_argument("--control", action="store_true",
+                   help="also run the scene-change control for adaptation (3 more fits on one print each)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="also write all figures to this JSON file")
     args = p.parse_args(argv)
@@ -307,6 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     if adaptation.enabled:
         add("pca-default-scoring", "PCA 50 components, the default preset's scoring and adaptation",
             run_pca(data, sessions, default.scoring, adaptation, args))
+
+    if args.control and adaptation.enabled:
+        rows = run_control(default, data, sessions, args)
+        report["control"] = rows
+        print_control(rows)
 
     if not args.skip_seed:
         seed = get_preset("seed")

@@ -85,7 +85,7 @@ PRESETS: dict[str, Preset] = {
         scoring=Scoring(error="ssim", reduce="topk", topk=0.10, blur_sigma=2.0),
         model=ModelSpec(filters=(16, 32, 64), kernel=3, stride=2, latent=32, dense_latent=False),
         train=TrainSpec(
-            loss="mae", learning_rate=1e-3, lr_decay=0.0, batch_size=32, epochs=15, patience=5,
+            loss="mae", learning_rate=1e-3, lr_decay=0.0, batch_size=32, epochs=30, patience=5,
             augment=True, shift=0.06, zoom=0.05, brightness=0.15,
         ),
         adaptation=Adaptation(frames=30, std_floor=0.5),

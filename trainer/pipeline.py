@@ -231,18 +231,20 @@ def _adaptation(preset: Preset, recon: Any, sets: list[Loaded], target_fpr: floa
     """
     if not preset.adaptation.enabled:
         return preset.adaptation
-    prints: dict[str, list[tuple[int, np.ndarray]]] = {}
-    for loaded in sets:
+    prints: dict[str, list[tuple[int, bool, np.ndarray]]] = {}
+    for held_out, loaded in enumerate(sets):  # sets = [fit, val]: the threshold uses val frames
         for fr, x in zip(loaded.frames, loaded.x, strict=True):
             if fr.label == NORMAL:
-                prints.setdefault(fr.session, []).append((frame_number(fr.path), x))
-    maps = []
+                prints.setdefault(fr.session, []).append((frame_number(fr.path), bool(held_out), x))
+    maps, masks = [], []
     for frames in prints.values():
-        x = np.stack([x for _, x in sorted(frames, key=lambda t: t[0])])
+        frames.sort(key=lambda t: t[0])
+        x = np.stack([t[2] for t in frames])
         batches = [to_float(x[i : i + bs]) for i in range(0, len(x), bs)]
         maps.append(np.concatenate([preset.scoring.error_map(b, recon(b)) for b in batches]))
+        masks.append(np.array([t[1] for t in frames]))
     try:
-        result = adapt.calibrate(preset.adaptation, preset.scoring, maps, target_fpr)
+        result = adapt.calibrate(preset.adaptation, preset.scoring, maps, target_fpr, held_out=masks)
     except ValueError as exc:  # no normal print longer than the calibration frames
         logger.warning("per-print adaptation off: %s", exc)
         return Adaptation()

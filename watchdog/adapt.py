@@ -158,17 +158,29 @@ def calibrate(
     prints: list[np.ndarray],
     target_fpr: float = 0.01,
     mask: np.ndarray | None = None,
+    held_out: list[np.ndarray] | None = None,
 ) -> Adaptation:
     """``spec`` with its threshold set from normal prints (error maps of each, in time order).
 
     Every print is calibrated on its own first ``spec.frames`` frames, exactly as the daemon
-    does, and the threshold leaves ``target_fpr`` of the later frames above it.
+    does, and the threshold leaves ``target_fpr`` of the later frames above it. ``held_out``
+    (one boolean array per print) restricts the threshold to frames the model did not fit,
+    the trainer's rule for every threshold; without any such frame, all later frames count.
     """
-    usable = [p for p in prints if len(p) > spec.frames]
-    if not usable:
+    unit = Adaptation(spec.frames, spec.std_floor, 1.0)
+    scores: list[np.ndarray] = []
+    kept: list[np.ndarray] = []
+    for i, maps in enumerate(prints):
+        if len(maps) <= spec.frames:
+            continue
+        s = simulate(unit, scoring, maps, mask)
+        scores.append(s)
+        if held_out is not None:
+            kept.append(s[np.asarray(held_out[i], dtype=bool)[spec.frames :]])
+    if not scores:
         raise ValueError(f"no normal print longer than {spec.frames} frames to calibrate adaptation on")
-    scores = np.concatenate([simulate(spec, scoring, p, mask) for p in usable])
-    return Adaptation(spec.frames, spec.std_floor, threshold_for_fpr(scores, target_fpr))
+    chosen = np.concatenate(kept) if kept and sum(len(k) for k in kept) else np.concatenate(scores)
+    return Adaptation(spec.frames, spec.std_floor, threshold_for_fpr(chosen, target_fpr))
 
 
 # --------------------------------------------------------------------------- calibration CLI
