@@ -345,3 +345,48 @@ def test_short_soak_with_random_faults_loses_nothing_and_never_pauses_a_good_pri
     assert res.raised == res.delivered >= 3 and res.duplicates == 0 and res.undelivered == [], s
     assert s["anomaly_episodes_handled"] == s["anomaly_episodes"], res.episodes
     assert res.pauses_outside_anomalies == 0 and res.incidents_on_normal_frames == [], s
+
+
+# --------------------------------------------------------------------------- cooldown after a failed pause
+
+
+def test_a_slow_failed_pause_does_not_re_alert_on_the_next_frames(tmp_path, tiny_bundle, anomalous_frames, bad_server) -> None:
+    """Found by the soak: the cooldown after a failed pause counted from the trigger frame, so
+    a pause that spent longer than cooldown_s on retries re-armed the watcher at once and the
+    next three frames raised a second alert. The cooldown now starts when the action is over.
+
+    In-process, with real parts: the tiny bundle, a folder camera and the real Moonraker client
+    against a server that says printing but answers 503 to the pause (3 tries over 3 s, cooldown 2 s)."""
+    import cv2
+
+    from tests.plugins.printers import api_config
+    from watchdog.act import make_printer
+    from watchdog.alert import Notifier
+    from watchdog.bundle import Bundle
+    from watchdog.capture import open_camera
+    from watchdog.config import (
+        CameraConfig,
+        DetectionConfig,
+        MqttConfig,
+        PrinterConfig,
+        StorageConfig,
+    )
+    from watchdog.loop import Watcher
+    from watchdog.score import FrameScorer
+
+    frames = tmp_path / "failure"
+    frames.mkdir()
+    for i in range(12):
+        cv2.imwrite(str(frames / f"f_{i:02d}.jpg"), anomalous_frames[i % len(anomalous_frames)])
+    bad_server.respond(200, json.dumps({"result": {"status": {"webhooks": {"state": "ready"},
+                                                              "print_stats": {"state": "printing"}}}}))
+    bad_server.respond(503, '{"error": {"message": "Klippy busy"}}', path="/printer/print/pause")
+    cfg = PrinterConfig(name=PRINTER, camera=CameraConfig(source=str(frames), interval_s=0),
+                        detection=DetectionConfig(consecutive=3, cooldown_s=2.0), action="pause")
+    printer = make_printer(api_config("moonraker", bad_server.url, retries=2), backoff_s=1.0)  # 1 + 2 s of retries
+    watcher = Watcher(cfg, FrameScorer(Bundle.load(tiny_bundle)), open_camera(cfg.camera), printer,
+                      Notifier(MqttConfig(), StorageConfig(dir=tmp_path / "state"), [PRINTER]))
+    records = [watcher.step() for _ in range(9)]  # the 3 s of retries are spent in step 3
+    alerts = [e for r in records for e in r.events if e.get("event") == "alert"]
+    assert [r.action for r in records].count("pause") == 1, [r.line() for r in records]
+    assert alerts[0]["action_result"]["outcome"] == "failed" and alerts[0]["action_result"]["attempts"] == 3

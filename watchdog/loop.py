@@ -208,6 +208,10 @@ class Watcher:
             outcome = self.printer.cancel()
         else:
             outcome = None
+        if self.state.rearm_at is not None:
+            # The cooldown runs from the end of the action: retries against a dead API must not
+            # use it up, or the next frames raise a second alert at once.
+            self.state = replace(self.state, rearm_at=self.clock() + self.settings.cooldown_s)
         outcome_dict = outcome.to_dict() if outcome is not None else {
             "action": "notify", "outcome": "done", "detail": "notify only", "attempts": 0}
         self.metrics.observe_action(self.name, action, outcome_dict["outcome"])
