@@ -22,6 +22,10 @@ fitting session, held out of fitting); adapted scores use ``watchdog.adapt.calib
 fitting session replayed from its own first frames, the threshold set on its validation
 frames, at ``--target-fpr``.
 
+Per fold also the decision over time at the daemon's default ``consecutive`` (3): pauses
+during the held-out print's scored normal frames, and frames from the start of each failed
+print (scored after the held-out print's calibration) to the pause.
+
 Also per fold, an in-scene check the Kaggle layout cannot give (its failures are other
 prints, so adaptation could simply be flagging "another scene"): thin yellow strings drawn
 near the nozzle on the held-out print's own later frames, scored the same way.
@@ -58,6 +62,10 @@ logger = logging.getLogger("benchmarks.quality")
 # --------------------------------------------------------------------------- data
 
 
+DEFECT_PRINTS: list[tuple[str, int]] = []  # (failed print, frames) in the order of data["defects"]
+CONSECUTIVE = 3  # the daemon's default detection.consecutive
+
+
 def load_dataset(data: Path, pre: Preprocess) -> dict[str, np.ndarray]:
     """uint8 frames per normal session (in file-number order, i.e. time) and 'defects'."""
     from trainer.data import NORMAL, find_frames, load_frames
@@ -69,8 +77,33 @@ def load_dataset(data: Path, pre: Preprocess) -> dict[str, np.ndarray]:
                        key=lambda f: frame_number(f.path))
         out[session] = load_frames(group, pre).x
     defects = sorted((f for f in frames if f.label != NORMAL), key=lambda f: (f.session, frame_number(f.path)))
-    out["defects"] = load_frames(defects, pre).x
+    loaded = load_frames(defects, pre)
+    out["defects"] = loaded.x
+    DEFECT_PRINTS[:] = [(name, sum(f.session == name for f in loaded.frames))
+                        for name in sorted({f.session for f in loaded.frames})]
     return out
+
+
+def sequence_stats(normal: np.ndarray, defects: np.ndarray, thr: float) -> dict[str, Any]:
+    """The decision over time at the default ``consecutive``: pauses during the held-out print's
+    scored normal frames, and frames from the start of each failed print to its pause."""
+    def first_pause(scores: np.ndarray) -> int | None:
+        run = 0
+        for i, v in enumerate(scores):
+            run = run + 1 if v > thr else 0
+            if run == CONSECUTIVE:
+                return i + 1
+        return None
+
+    false_pauses, run = 0, 0
+    for v in normal:
+        run = run + 1 if v > thr else 0
+        false_pauses += run == CONSECUTIVE
+    to_pause, start = {}, 0
+    for name, count in DEFECT_PRINTS:
+        to_pause[name] = first_pause(defects[start : start + count])
+        start += count
+    return {"false_pauses": int(false_pauses), "frames_to_pause": to_pause}
 
 
 def synthetic_strings(x: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -142,6 +175,7 @@ def evaluate_fold(
         y = simulate(unit, scoring, np.concatenate([cal, strings]))
         thr = calibrate(adaptation, scoring, [maps[s] for s in fit_sessions], target_fpr,
                         held_out=[val_mask(len(maps[s])) for s in fit_sessions]).threshold
+        res.update(sequence_stats(n, d, thr))
         res.update(auroc_adapted=auroc(n, d), threshold=thr, calibration_frames=k,
                    n_normal_scored=len(n), false_alarm_rate=float(np.mean(n > thr)),
                    recall=float(np.mean(d > thr)), strings_auroc=auroc(n, y),
@@ -149,6 +183,7 @@ def evaluate_fold(
     else:
         thr = threshold_for_fpr(scoring.scores(val_maps), target_fpr)
         raw_y = scoring.scores(strings)
+        res.update(sequence_stats(raw_n, raw_d, thr))
         res.update(threshold=thr, n_normal_scored=len(raw_n),
                    false_alarm_rate=float(np.mean(raw_n > thr)), recall=float(np.mean(raw_d > thr)),
                    strings_auroc=auroc(raw_n[len(raw_n) - len(raw_y):], raw_y),
@@ -303,6 +338,10 @@ def print_table(name: str, note: str, folds: list[dict[str, Any]]) -> None:
     print(f"{'mean':<12} {mean['auroc']:.3f}  " + (f"{mean['auroc_adapted']:.3f}   " if adapted else "")
           + f" {mean['false_alarm_rate']:.3f}    {mean['recall']:.3f}       "
           f"{mean['strings_auroc']:.3f}/{mean['strings_recall']:.3f}")
+    for r in folds:
+        pauses = ", ".join(f"{k} {'never' if v is None else v}" for k, v in r["frames_to_pause"].items())
+        print(f"  {r['held_out']}: pauses during the normal print {r['false_pauses']} "
+              f"(consecutive={CONSECUTIVE}); frames from failure start to pause: {pauses}")
 
 
 def main(argv: list[str] | None = None) -> int:
