@@ -6,7 +6,9 @@ part alone; here the whole daemon meets the fault, the way a user's night goes:
   every alert raised is delivered once the broker is back, exactly once;
 - the printer's API goes away mid-print, or its key changes: the daemon keeps watching,
   says so in one log line, and the alert tells the user the pause failed so they act;
-- the storage folder is read-only: alerts still go out, the failure is logged once.
+- the storage folder is read-only: alerts still go out, the failure is logged once;
+- a short run of benchmarks/soak.py with every fault kind (the 20,000-frame soak is not CI);
+- a pause that fails slowly does not re-alert on the next frames (found by the soak).
 """
 
 from __future__ import annotations
