@@ -155,7 +155,9 @@ class Watcher:
         result = self._adapt(result)
         self.metrics.observe_score(self.name, result.score, result.threshold, result.anomalous, result.inference_s)
         self.state, act = decide.on_frame(self.state, result.anomalous, now, self.settings)
-        overlay = self.scorer.overlay(frame, result)
+        adapted = self.adapter.enabled and not self.adapter.calibrating
+        # Adapted maps are in baseline standard deviations: full red at twice the calibrated level.
+        overlay = self.scorer.overlay(frame, result, 2 * self.adapter.spec.threshold if adapted else None)
         heat_jpeg = encode_jpeg(overlay)
         with self._lock:
             self.last_result = result
@@ -180,7 +182,10 @@ class Watcher:
         if self.adapter.seen > self.state.frames:  # decide started a new print: new baseline
             self.adapter.reset()
         score, calibrating = self.adapter.observe(result.score, result.error_map)
-        return replace(result, score=score, anomalous=not calibrating and score > result.threshold)
+        if calibrating:
+            return replace(result, score=score, anomalous=False)
+        # The heatmap shows what changed against this print's baseline: what the decision used.
+        return replace(result, score=score, anomalous=score > result.threshold, error_map=self.adapter.last_map)
 
     def _poll_printer(self, now: float, events: list[Event]) -> None:
         status = self.printer.status()

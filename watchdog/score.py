@@ -116,7 +116,10 @@ class FrameScorer:
             inference_s=time.perf_counter() - t0,
         )
 
-    def overlay(self, frame: np.ndarray, result: FrameResult) -> np.ndarray:
-        """The frame with this result's heatmap over the region the model watches."""
-        scale = self.bundle.meta.normal_stats.heatmap_scale or float(result.error_map.max() or 1.0)
+    def overlay(self, frame: np.ndarray, result: FrameResult, scale: float | None = None) -> np.ndarray:
+        """The frame with this result's heatmap over the region the model watches.
+
+        ``scale`` is the error shown as full red (default: the bundle's, for raw error maps).
+        """
+        scale = scale or self.bundle.meta.normal_stats.heatmap_scale or float(result.error_map.max() or 1.0)
         return heatmap_overlay(frame, result.error_map, self.pre, scale, self.mask)
