@@ -16,10 +16,11 @@ The daemon loop, per frame of a print (``reset()`` when a new print starts)::
 While calibrating, ``observe`` returns the absolute score and ``True``: those frames must
 never count as anomalous (the absolute threshold does not transfer to a new print).
 
-A bundle gets its adaptation threshold from normal prints, scored through the daemon's own
+``python -m trainer`` sets a bundle's adaptation threshold (``calibrate``, on validation
+frames). To re-calibrate it on one's own recorded normal prints, scored through the daemon's
 TFLite path (no TensorFlow)::
 
-    python -m watchdog.adapt BUNDLE_DIR --normal FRAMES_DIR [--frames 20] [--target-fpr 0.01]
+    python -m watchdog.adapt BUNDLE_DIR --normal FRAMES_DIR [--frames N] [--target-fpr 0.01]
 """
 
 from __future__ import annotations
