@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -31,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from watchdog.adapt import PrintAdapter  # noqa: E402
 from watchdog.bundle import Bundle, default_bundle_path, encode_jpeg  # noqa: E402
 from watchdog.score import FrameScorer  # noqa: E402
 
@@ -52,12 +54,17 @@ def camera_jpegs(n: int) -> list[bytes]:
 
 
 def step_cost(bundle: Bundle, jpegs: list[bytes], threads: int) -> dict[str, float]:
+    """The daemon's per-frame work, per-print adaptation included (as Watcher.step does it)."""
     scorer = FrameScorer(bundle, num_threads=threads)
+    adapter = PrintAdapter.for_bundle(bundle.meta)
     times = []
     for i, data in enumerate(jpegs):
         t0 = time.perf_counter()
         frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         result = scorer.analyze(frame)
+        score, calibrating = adapter.observe(result.score, result.error_map)
+        if adapter.enabled and not calibrating:
+            result = replace(result, score=score, error_map=adapter.last_map)
         encode_jpeg(scorer.overlay(frame, result))
         if i >= 5:  # warm-up
             times.append(time.perf_counter() - t0)
@@ -76,9 +83,7 @@ def seed_bundle(folder: Path) -> Bundle | None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.tflite").write_bytes(convert(model))
     base = Bundle.load(default_bundle_path()).meta
-    from dataclasses import replace
-
-    meta = replace(base, preprocess=preset.preprocess, scoring=preset.scoring,
+    meta = replace(base, adaptation=type(base.adaptation)(), preprocess=preset.preprocess, scoring=preset.scoring,
                    input_shape=(1, *preset.preprocess.shape), output_shape=(1, *preset.preprocess.shape))
     bundle = Bundle(folder, meta)
     bundle.save_meta()
@@ -116,11 +121,15 @@ def daemon_peak_rss(model: Path, seconds: float) -> dict[str, float]:
 
 
 def replay_time_to_pause(model: Path) -> dict[str, object]:
+    """Replay the demo's camera sequence (normal stills until the baseline is set, then the failure)."""
+    from watchdog.commands.demo import demo_sequence
+
     with tempfile.TemporaryDirectory() as tmp:
+        frames = demo_sequence(DEMO_FRAMES, Bundle.load(model).meta.adaptation.frames, Path(tmp) / "camera")
         cfg = Path(tmp) / "config.yaml"
         cfg.write_text(json.dumps({"model": str(model), "printers": [{"name": "bench"}]}))
         r = subprocess.run([sys.executable, "-m", "watchdog", "replay", "--config", str(cfg), "--frames",
-                            str(DEMO_FRAMES), "--out", tmp], capture_output=True, text=True, cwd=ROOT, check=True)
+                            str(frames), "--out", tmp], capture_output=True, text=True, cwd=ROOT, check=True)
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     frames = [x for x in lines if "frame" in x and "event" not in x]
     onset = next(i for i, x in enumerate(frames) if "failure" in x["frame"])
