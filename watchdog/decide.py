@@ -9,7 +9,8 @@ Rules (the users' top complaints in anchors.md drive them):
 - ``consecutive`` anomalous frames in a row trigger the action once;
 - after a trigger the watcher is disarmed: it never acts again on the frames that caused it;
   it re-arms ``cooldown_s`` after the user resumes (or, where the printer never paused
-  (notify, or a failed pause), ``cooldown_s`` after the trigger), counting fresh frames only.
+  (notify, or a failed pause), ``cooldown_s`` after the action ended: the watcher restarts
+  the clock then, so retries against a dead API do not use it up), counting fresh frames only.
 """
 
 from __future__ import annotations
