@@ -265,6 +265,8 @@ def test_installed_service_runs_in_the_sandbox(
 
     lib = tmp_path_factory.mktemp("seccomp-lib")  # pyseccomp alone, for the venv's Python
     shutil.copy(pyseccomp.__file__, lib / "pyseccomp.py")
+    # The checkout may itself live under /tmp, which the sandbox replaces: run the helper from lib.
+    sandbox_helper = shutil.copy(ROOT / "tests/systemd_sandbox.py", lib / "systemd_sandbox.py")
     run = tmp_path_factory.mktemp("run")
     for folder in (lib, run):
         os.chmod(folder, 0o755)
@@ -278,7 +280,7 @@ def test_installed_service_runs_in_the_sandbox(
         "--ro-bind", str(lib), str(lib), "--bind", str(run), str(run), "--chdir", "/",
         "setpriv", f"--reuid={SERVICE_UID}", f"--regid={SERVICE_GID}", _supplementary_groups(),
         "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all",
-        str(venv_py), str(ROOT / "tests/systemd_sandbox.py"), str(unit), "--",
+        str(venv_py), str(sandbox_helper), str(unit), "--",
         *_exec_start(unit),
     ]
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/nonexistent",
