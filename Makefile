@@ -30,8 +30,17 @@ test: $(VENV)/.stamp-dev
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check watchdog trainer tests benchmarks
 
+# Slow, not in CI; figures go into docs/benchmarks.md and docs/reliability.md.
 bench: $(VENV)/.stamp-dev
-	$(BIN)/python -m pytest -q -m slow benchmarks
+	mkdir -p runs
+	$(BIN)/python benchmarks/frame_cost.py
+	$(BIN)/python benchmarks/quality.py --control --seed-epochs 10 --json runs/quality.json
+	$(BIN)/python benchmarks/soak.py --frames 20000 --seed 1 --out runs/soak.json
+
+# Retrain the shipped default bundle on the Kaggle data (../shared/data/kaggle-3d-printer).
+default-model: $(VENV)/.stamp-dev
+	run=$$($(BIN)/python -m trainer --data ../shared/data/kaggle-3d-printer --preset default --split all --out runs/ | tail -n 1) && \
+	cp "$$run/bundle/model.tflite" "$$run/bundle/model.json" watchdog/models/default/
 
 clean:
 	rm -rf $(VENV) .cache
