@@ -142,8 +142,7 @@ class Watcher:
         if frame is None:
             # No frame means no score, never an anomaly.
             self._publish_state(self.state.label if online else "camera_offline")
-            current = getattr(self.camera, "current", None)
-            return StepRecord(current.name if online and current is not None else None, None, None, None,
+            return StepRecord(self._frame_name() if online else None, None, None, None,
                               self.state.consecutive, "frame_skipped" if online else "camera_offline", events=events)
 
         try:
@@ -170,10 +169,13 @@ class Watcher:
         elif result.anomalous or self.state.consecutive:
             self.alerts.publish_heatmap(self.name, heat_jpeg)
         self._publish_state(self.state.label, result)
+        return StepRecord(self._frame_name(), result.score, result.threshold, result.anomalous,
+                          self.state.consecutive, self.state.label, action, events)
+
+    def _frame_name(self) -> str | None:
+        """The file the last frame came from (folder cameras: replay, demo), else None."""
         current = getattr(self.camera, "current", None)
-        name = current.name if current is not None else None
-        return StepRecord(name, result.score, result.threshold, result.anomalous, self.state.consecutive,
-                          self.state.label, action, events)
+        return current.name if current is not None else None
 
     def _adapt(self, result: FrameResult) -> FrameResult:
         """Score against this print's own first frames; calibration frames never count."""
