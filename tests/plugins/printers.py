@@ -205,7 +205,27 @@ plugins:
 """
 
 
-class OctoPrintServer:
+class _ServerControl:
+    """Process control shared by the real servers: stop, hang (SIGSTOP) and thaw."""
+
+    process: ServerProcess
+
+    @property
+    def running(self) -> bool:
+        return self.process.running
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def freeze(self) -> None:
+        """Hang: connections are accepted and never answered (SIGSTOP) until ``thaw()``."""
+        self.process.freeze()
+
+    def thaw(self) -> None:
+        self.process.thaw()
+
+
+class OctoPrintServer(_ServerControl):
     """A real OctoPrint with its virtual printer on 127.0.0.1 (see the module docstring)."""
 
     def __init__(self, venv: Path, basedir: Path) -> None:
@@ -241,9 +261,6 @@ class OctoPrintServer:
 
     # ---- process
 
-    @property
-    def running(self) -> bool:
-        return self.process.running
 
     def start(self, timeout: float = 60.0) -> None:
         """Start (or restart) the server; returns when /api/version answers 200."""
@@ -255,15 +272,6 @@ class OctoPrintServer:
 
         wait_until("OctoPrint /api/version", ready, timeout, self.log_path, step=0.2)
 
-    def stop(self) -> None:
-        self.process.stop()
-
-    def freeze(self) -> None:
-        """Hang: connections are accepted and never answered (SIGSTOP) until ``thaw()``."""
-        self.process.freeze()
-
-    def thaw(self) -> None:
-        self.process.thaw()
 
     # ---- API helpers
 
@@ -474,7 +482,7 @@ enable_moonlight: False
 """
 
 
-class MoonrakerServer:
+class MoonrakerServer(_ServerControl):
     """The real Moonraker with the stand-in Klippy on 127.0.0.1 (see the module docstring)."""
 
     def __init__(self, venv: Path, data_dir: Path) -> None:
@@ -517,9 +525,6 @@ class MoonrakerServer:
 
     # ---- processes
 
-    @property
-    def running(self) -> bool:
-        return self.process.running
 
     def start(self, timeout: float = 60.0) -> None:
         """Start (or restart) Moonraker (and the stand-in Klippy); returns when Klippy is ready."""
@@ -536,15 +541,6 @@ class MoonrakerServer:
             self.api_key = self._trusted_get("/access/api_key")
             self.http.headers["X-Api-Key"] = self.api_key
 
-    def stop(self) -> None:
-        self.process.stop()
-
-    def freeze(self) -> None:
-        """Hang: connections are accepted and never answered (SIGSTOP) until ``thaw()``."""
-        self.process.freeze()
-
-    def thaw(self) -> None:
-        self.process.thaw()
 
     def start_klippy(self, wait: bool = True) -> None:
         self.klippy.start()
