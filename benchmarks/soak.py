@@ -482,7 +482,6 @@ def main(argv: list[str] | None = None) -> int:
     from tests.plugins.camera import CameraServer
     from tests.plugins.models import TINY_FRAMES, TINY_SEED
     from tests.plugins.mosquitto import Broker
-    from tests.plugins.mosquitto import free_port as mqtt_port
     from tests.plugins.printers import MOONRAKER_SPEC, MoonrakerServer, server_venv
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="soak-"))
@@ -492,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     normal = [synth.normal_frame(s, i, TINY_FRAMES, TINY_SEED) for s in (0, 1) for i in range(0, 10, 2)]
     anomalous = [synth.anomalous_frame(100 + i, TINY_SEED) for i in range(6)]
     (workdir / "mosquitto").mkdir(exist_ok=True)
-    broker = Broker(workdir / "mosquitto", mqtt_port())
+    broker = Broker(workdir / "mosquitto", free_port())
     moonraker = MoonrakerServer(server_venv("moonraker-venv", MOONRAKER_SPEC), workdir / "moonraker" / "data")
     camera = CameraServer()
     try:

@@ -67,6 +67,8 @@ from typing import Any
 import pytest
 import requests
 
+from tests.plugins.mosquitto import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache"
 HOST = "127.0.0.1"
@@ -86,12 +88,6 @@ def api_config(kind: str, url: str, api_key: str | None = None, **kw: Any):
     kw.setdefault("timeout_s", 2.0)
     kw.setdefault("retries", 2)
     return ApiConfig(kind=kind, url=url, api_key=api_key, **kw)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def _pypi_reachable() -> bool:
