@@ -12,13 +12,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from watchdog import decide
+from watchdog.act import PrinterClient
 from watchdog.adapt import PrintAdapter
+from watchdog.alert import Notifier
 from watchdog.bundle import encode_jpeg
+from watchdog.capture import Camera
 from watchdog.config import PrinterConfig
 from watchdog.metrics import Metrics
 from watchdog.score import FrameResult, FrameScorer
@@ -26,26 +29,6 @@ from watchdog.score import FrameResult, FrameScorer
 logger = logging.getLogger(__name__)
 
 Event = dict[str, Any]
-
-
-class Camera(Protocol):
-    def read(self) -> np.ndarray | None: ...
-    def close(self) -> None: ...
-
-
-class Printer(Protocol):
-    def status(self) -> Any: ...
-    def pause(self) -> Any: ...
-    def cancel(self) -> Any: ...
-
-
-class Alerts(Protocol):
-    def publish_state(self, printer: str, state: dict) -> None: ...
-    def publish_score(self, printer: str, score: float) -> None: ...
-    def publish_heatmap(self, printer: str, jpeg: bytes) -> None: ...
-    def raise_alert(self, printer: str, alert: dict, frame_jpeg: bytes, heatmap_jpeg: bytes) -> str: ...
-
-
 
 
 @dataclass
@@ -85,8 +68,8 @@ class Watcher:
         cfg: PrinterConfig,
         scorer: FrameScorer,
         camera: Camera,
-        printer: Printer,
-        alerts: Alerts,
+        printer: PrinterClient,
+        alerts: Notifier,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -128,11 +111,11 @@ class Watcher:
 
         frame = self.camera.read()
         self.metrics.observe_camera(self.name, self.camera)
-        if frame is None and getattr(self.camera, "exhausted", False):
+        if frame is None and self.camera.exhausted:
             # A recording (replay, demo) that has ended is not a camera going offline.
             return StepRecord(None, None, None, None, self.state.consecutive, "ended", events=events)
         # A bad frame (skipped and counted by the camera) is not the camera going offline.
-        online = frame is not None or bool(getattr(self.camera, "online", False))
+        online = frame is not None or self.camera.online
         if online != self.camera_online:
             if self.camera_online is not None or not online:
                 events.append({"event": "camera_online" if online else "camera_offline", "printer": self.name})

@@ -66,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
     notifier.start()
     alert = None
     try:
-        while not getattr(camera, "exhausted", False) and alert is None:
+        while not camera.exhausted and alert is None:
             record = watcher.step()
             if record.score is not None:
                 print(json.dumps(record.line()), flush=True)

@@ -88,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
     alerts.start()
     pauses = 0
     try:
-        while not getattr(camera, "exhausted", False):
+        while not camera.exhausted:
             record = watcher.step()
             for event in record.events:
                 emit(event)
