@@ -1,0 +1,39 @@
+"""Benchmark scripts run as a user runs them: they skip cleanly without data, and their
+figures come from the daemon's own replay (the benchmarks themselves are not run in CI)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TIME_TO_PAUSE = ROOT / "benchmarks" / "time_to_pause.py"
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(TIME_TO_PAUSE), *args], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+
+
+def test_time_to_pause_skips_in_one_line_without_the_data(tmp_path) -> None:
+    proc = run_script("--data", str(tmp_path / "absent"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines() == [f"skipped: no Kaggle data at {tmp_path / 'absent'}"]
+
+
+def test_time_to_pause_replays_a_normal_print_then_a_failure(tmp_path, synthetic_dataset, tiny_adaptive_bundle) -> None:
+    """print3 (held out of tiny_adaptive_bundle's fitting) then the spaghetti frames: the
+    normal part is never paused and the failure is, within its frames."""
+    out = tmp_path / "ttp.json"
+    proc = run_script("--data", str(synthetic_dataset), "--sessions", "print3",
+                      "--bundles", f"print3={tiny_adaptive_bundle}", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "| spaghetti |" in proc.stdout
+    fold = json.loads(out.read_text())["folds"]["print3"]
+    row = fold["sequences"]["spaghetti"]
+    assert fold["calibration_frames"] == 4
+    assert (row["normal_frames"], row["failure_frames"]) == (16, 10)
+    assert row["normal_pauses"] == 0
+    assert row["frames_to_pause"] is not None and 3 <= row["frames_to_pause"] <= 10
