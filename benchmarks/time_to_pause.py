@@ -14,10 +14,15 @@ pause over the whole sequence is counted; after a resume the watcher waits out t
 Measured per sequence, from replay's JSON lines (one per scored frame and event):
 
 - pauses during the normal part (H's frames), and H's anomalous frames after calibration
-  (the bundle's ``adaptation.frames`` first frames of the print never count);
+  (the bundle's ``adaptation.frames`` first frames of the print never count) with their
+  longest run in a row (``consecutive`` in a row would pause);
 - frames from failure onset to the first pause: failure frames scored up to and including
   the one that paused (3 is the fastest possible); "never" if no pause came;
 - pauses during the failure and F's anomalous frames.
+
+Caveat: each failed print is another print (the Kaggle failures fail from their first frame),
+so the onset is also a change of scene; a failure inside the calibrated print itself may take
+longer to pause than these figures say.
 
 Skips (exit 0) when the data folder is absent, or when a fold needs training and the
 ``train`` extra (tensorflow) is missing.
@@ -99,11 +104,16 @@ def measure(scored: list[dict[str, Any]], onset: int, calibration: int) -> dict[
     normal = [r for r in scored if int(Path(r["frame"]).stem) < onset]
     failure = [r for r in scored if int(Path(r["frame"]).stem) >= onset]
     paused = [i for i, r in enumerate(failure) if r["action"] == "pause"]
+    run = longest = 0
+    for r in normal[calibration:]:  # how close the normal part came to a pause
+        run = run + 1 if r["anomalous"] else 0
+        longest = max(longest, run)
     return {
         "normal_frames": len(normal),
         "normal_pauses": sum(r["action"] == "pause" for r in normal),
         "normal_scored_after_calibration": max(0, len(normal) - calibration),
         "normal_anomalous": sum(bool(r["anomalous"]) for r in normal[calibration:]),
+        "normal_longest_anomalous_run": longest,
         "failure_frames": len(failure),
         "frames_to_pause": paused[0] + 1 if paused else None,
         "failure_pauses": len(paused),
@@ -118,6 +128,7 @@ def table(held_out: str, rows: dict[str, dict[str, Any]], calibration: int) -> s
             "|---|---:|---:|---:|---:|---:|")
     body = [f"| {f} | {r['normal_pauses']} / {r['normal_frames']} frames "
             f"| {r['normal_anomalous']} / {r['normal_scored_after_calibration']} "
+            f"(longest run {r['normal_longest_anomalous_run']}) "
             f"| {r['frames_to_pause'] if r['frames_to_pause'] is not None else 'never'} "
             f"| {r['failure_pauses']} | {r['failure_anomalous']} / {r['failure_frames']} |"
             for f, r in rows.items()]
