@@ -28,7 +28,9 @@ print (scored after the held-out print's calibration) to the pause.
 
 Also per fold, an in-scene check the Kaggle layout cannot give (its failures are other
 prints, so adaptation could simply be flagging "another scene"): thin yellow strings drawn
-near the nozzle on the held-out print's own later frames, scored the same way.
+near the nozzle on the held-out print's own later frames, scored the same way; and real
+failure material (yellow spaghetti and blobs cut out of the defect frames, see
+``benchmarks/inscene.py``) pasted into the same frames.
 
 Skips (exit 0) when the data folder is absent. Needs the ``train`` extra.
 """
@@ -50,6 +52,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.inscene import pasted_failures  # noqa: E402
 from watchdog.adapt import calibrate, frame_number, simulate  # noqa: E402
 from watchdog.bundle import Adaptation, Preprocess, Scoring  # noqa: E402
 
@@ -173,21 +176,25 @@ def evaluate_fold(
         n = simulate(unit, scoring, normal)
         d = simulate(unit, scoring, np.concatenate([cal, defects]))
         y = simulate(unit, scoring, np.concatenate([cal, strings]))
+        pasted = simulate(unit, scoring, np.concatenate([cal, maps["pasted"]]))
         thr = calibrate(adaptation, scoring, [maps[s] for s in fit_sessions], target_fpr,
                         held_out=[val_mask(len(maps[s])) for s in fit_sessions]).threshold
         res.update(sequence_stats(n, d, thr))
         res.update(auroc_adapted=auroc(n, d), threshold=thr, calibration_frames=k,
                    n_normal_scored=len(n), false_alarm_rate=float(np.mean(n > thr)),
                    recall=float(np.mean(d > thr)), strings_auroc=auroc(n, y),
-                   strings_recall=float(np.mean(y > thr)))
+                   strings_recall=float(np.mean(y > thr)), pasted_auroc=auroc(n, pasted),
+                   pasted_recall=float(np.mean(pasted > thr)))
     else:
         thr = threshold_for_fpr(scoring.scores(val_maps), target_fpr)
-        raw_y = scoring.scores(strings)
+        raw_y, raw_p = scoring.scores(strings), scoring.scores(maps["pasted"])
         res.update(sequence_stats(raw_n, raw_d, thr))
         res.update(threshold=thr, n_normal_scored=len(raw_n),
                    false_alarm_rate=float(np.mean(raw_n > thr)), recall=float(np.mean(raw_d > thr)),
                    strings_auroc=auroc(raw_n[len(raw_n) - len(raw_y):], raw_y),
-                   strings_recall=float(np.mean(raw_y > thr)))
+                   strings_recall=float(np.mean(raw_y > thr)),
+                   pasted_auroc=auroc(raw_n[len(raw_n) - len(raw_p):], raw_p),
+                   pasted_recall=float(np.mean(raw_p > thr)))
     return res
 
 
@@ -230,6 +237,7 @@ def run_autoencoder(
         recon = keras_reconstructor(model)
         maps = {k: error_maps(recon, data[k], preset.scoring) for k in [*sessions, "defects"]}
         maps["strings"] = error_maps(recon, data["strings_" + held], preset.scoring)
+        maps["pasted"] = error_maps(recon, data["pasted_" + held], preset.scoring)
         res = evaluate_fold(maps, held, fit_sessions, error_maps(recon, x_val, preset.scoring),
                             preset.scoring, adaptation, args.target_fpr)
         res.update(train_seconds=round(fitted.seconds, 1), epochs_run=fitted.epochs_run)
@@ -260,6 +268,7 @@ def run_pca(
 
         maps = {k: error_maps(recon, data[k], scoring) for k in [*sessions, "defects"]}
         maps["strings"] = error_maps(recon, data["strings_" + held], scoring)
+        maps["pasted"] = error_maps(recon, data["pasted_" + held], scoring)
         res = evaluate_fold(maps, held, fit_sessions, error_maps(recon, x_val, scoring), scoring,
                             adaptation, args.target_fpr)
         res.update(train_seconds=round(seconds, 1))
@@ -319,25 +328,28 @@ def _short(r: dict[str, Any]) -> str:
     if "auroc_adapted" in r:
         parts.append(f"adapted {r['auroc_adapted']:.3f}")
     parts += [f"FPR {r['false_alarm_rate']:.3f}", f"recall {r['recall']:.3f}",
-              f"strings {r['strings_recall']:.2f}"]
+              f"strings {r['strings_recall']:.2f}", f"pasted {r['pasted_recall']:.2f}"]
     return ", ".join(parts)
 
 
 def print_table(name: str, note: str, folds: list[dict[str, Any]]) -> None:
     print(f"\n## {name}  ({note})")
     adapted = "auroc_adapted" in folds[0]
-    head = "held-out     AUROC  " + ("adapted " if adapted else "") + " FPR@thr  recall@thr  strings(AUROC/recall)  train s"
+    head = "held-out     AUROC  " + ("adapted " if adapted else "") +  " FPR@thr  recall@thr  strings(AUROC/recall)  pasted(AUROC/recall)  train s"
     print(head)
     for r in folds:
         print(f"{r['held_out']:<12} {r['auroc']:.3f}  " + (f"{r['auroc_adapted']:.3f}   " if adapted else "")
               + f" {r['false_alarm_rate']:.3f}    {r['recall']:.3f}       "
-              f"{r['strings_auroc']:.3f}/{r['strings_recall']:.3f}          {r['train_seconds']:.0f}")
+              f"{r['strings_auroc']:.3f}/{r['strings_recall']:.3f}          "
+              f"{r['pasted_auroc']:.3f}/{r['pasted_recall']:.3f}         {r['train_seconds']:.0f}")
     mean = {k: float(np.mean([r[k] for r in folds]))
-            for k in ("auroc", "auroc_adapted", "false_alarm_rate", "recall", "strings_auroc", "strings_recall")
+            for k in ("auroc", "auroc_adapted", "false_alarm_rate", "recall", "strings_auroc", "strings_recall",
+                      "pasted_auroc", "pasted_recall")
             if k in folds[0]}
     print(f"{'mean':<12} {mean['auroc']:.3f}  " + (f"{mean['auroc_adapted']:.3f}   " if adapted else "")
           + f" {mean['false_alarm_rate']:.3f}    {mean['recall']:.3f}       "
-          f"{mean['strings_auroc']:.3f}/{mean['strings_recall']:.3f}")
+          f"{mean['strings_auroc']:.3f}/{mean['strings_recall']:.3f}          "
+          f"{mean['pasted_auroc']:.3f}/{mean['pasted_recall']:.3f}")
     for r in folds:
         pauses = ", ".join(f"{k} {'never' if v is None else v}" for k, v in r["frames_to_pause"].items())
         print(f"  {r['held_out']}: pauses during the normal print {r['false_pauses']} "
@@ -383,8 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     def dataset(pre: Preprocess) -> tuple[dict[str, np.ndarray], list[str]]:
         data = load_dataset(args.data, pre)
         sessions = [k for k in data if k != "defects"]
-        for s in sessions:  # the in-scene check: strings on the later frames of each print
+        for s in sessions:  # the in-scene checks: strings, pasted failures on the later frames
             data["strings_" + s] = synthetic_strings(data[s][max(adaptation.frames, 30):], args.seed)
+            data["pasted_" + s] = pasted_failures(data[s][max(adaptation.frames, 30):], data["defects"], args.seed)
         return data, sessions
 
     data, sessions = dataset(default.preprocess)
