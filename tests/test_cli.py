@@ -114,6 +114,8 @@ def test_replay_prints_a_line_per_frame_and_pauses_after_consecutive_anomalies(
     alerts = [x for x in lines if x.get("event") == "alert"]
     assert len(alerts) == 1 and alerts[0]["action_result"]["outcome"] == "done"
     assert lines[-1]["event"] == "summary" and lines[-1]["alerts"] == 1
+    # the summary names the folder where the incident actually is
+    assert len(list(Path(lines[-1]["incidents"]).glob("*/alert.json"))) == 1
 
 
 def test_replay_reads_a_video_file(tmp_path, tiny_bundle, normal_frames, write_video) -> None:

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0, help="random seed for splits, contamination, weights")
     m = p.add_argument_group("model")
     m.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                   help="; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()))
+                   help="; ".join(f"{k}: {v.description}".replace("%", "%%") for k, v in PRESETS.items()))
     m.add_argument("--epochs", type=int, help="override the preset's epochs")
     m.add_argument("--batch-size", type=int, help="override the preset's batch size")
     m.add_argument("--input-size", type=_size, metavar="WxH", help="override the preset's model input size")

@@ -22,6 +22,7 @@ from watchdog.capture import open_camera
 from watchdog.config import CameraConfig, Config, MqttConfig, StorageConfig, load_config
 from watchdog.daemon import load_bundle
 from watchdog.errors import UsageError
+from watchdog.incidents import incidents_root
 from watchdog.loop import Watcher
 from watchdog.score import FrameScorer
 
@@ -103,6 +104,7 @@ def main(args: argparse.Namespace) -> int:
     finally:
         camera.close()
         alerts.stop()
-    emit({"event": "summary", "frames": clock.frame, "alerts": pauses, "incidents": str(out)})
-    print(f"replayed {clock.frame} frames: {pauses} alert(s); incidents in {out}", file=sys.stderr)
+    where = incidents_root(out) / pcfg.name
+    emit({"event": "summary", "frames": clock.frame, "alerts": pauses, "incidents": str(where)})
+    print(f"replayed {clock.frame} frames: {pauses} alert(s); incidents in {where}", file=sys.stderr)
     return 0
