@@ -8,24 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from watchdog.adapt import threshold_for_fpr
 from watchdog.bundle import NormalStats
+
+__all__ = ["threshold_for_fpr", "threshold_quantile", "f1_best_threshold", "normal_stats"]
 
 STAT_QUANTILES = (0.5, 0.9, 0.95, 0.98, 0.99, 0.999)
 _EPS = 1e-9
-
-
-def threshold_for_fpr(normal_scores: np.ndarray, target_fpr: float = 0.01) -> float:
-    """The smallest threshold with at most ``target_fpr`` of these normal scores above it.
-
-    A frame is anomalous when ``score > threshold`` (FrameScorer's rule).
-    """
-    s = np.sort(np.asarray(normal_scores, dtype=np.float64))
-    if s.size == 0:
-        raise ValueError("no normal scores to calibrate on")
-    if not 0.0 <= target_fpr < 1.0:
-        raise ValueError(f"target false-alarm rate must be in [0, 1), got {target_fpr}")
-    allowed = int(np.floor(target_fpr * s.size))  # frames allowed above the threshold
-    return max(float(s[s.size - 1 - allowed]), _EPS)
 
 
 def threshold_quantile(scores: np.ndarray, q: float = 0.98) -> float:

@@ -144,12 +144,18 @@ def simulate(
 
 
 
-def threshold_for_fpr(scores: np.ndarray, target_fpr: float) -> float:
-    """The smallest threshold with at most ``target_fpr`` of these scores above it."""
+def threshold_for_fpr(scores: np.ndarray, target_fpr: float = 0.01) -> float:
+    """The smallest threshold with at most ``target_fpr`` of these normal scores above it.
+
+    A frame is anomalous when ``score > threshold`` (the daemon's rule). One rule for the
+    trainer's absolute threshold and the adaptation threshold.
+    """
     s = np.sort(np.asarray(scores, dtype=np.float64))
     if s.size == 0:
-        raise ValueError("no adapted scores to calibrate on")
-    allowed = int(np.floor(target_fpr * s.size))
+        raise ValueError("no normal scores to calibrate on")
+    if not 0.0 <= target_fpr < 1.0:
+        raise ValueError(f"target false-alarm rate must be in [0, 1), got {target_fpr}")
+    allowed = int(np.floor(target_fpr * s.size))  # frames allowed above the threshold
     return max(float(s[s.size - 1 - allowed]), 1e-9)
 
 
