@@ -83,13 +83,31 @@ def pasted_failures(normal: np.ndarray, defects: np.ndarray, seed: int, max_shif
     for img in out:
         i = usable[int(rng.integers(len(usable)))]
         dx = int(rng.integers(-max_shift, max_shift + 1)) if max_shift else 0
-        # close small gaps between strands, then feather the edge by about a pixel
-        m = cv2.morphologyEx(masks[i].astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
-        alpha = cv2.GaussianBlur(m.astype(np.float32), (3, 3), 0.8)
-        alpha = _shift(np.maximum(alpha, masks[i]), dx)[..., None]
-        src = _shift(defects[i], dx).astype(np.float32)
-        img[...] = np.round(alpha * src + (1.0 - alpha) * img).astype(np.uint8)
+        _composite(img, defects[i], masks[i], dx)
     return out
+
+
+def pasted_sequence(normal: np.ndarray, failure: np.ndarray, seed: int, max_shift: int = 6) -> np.ndarray:
+    """A failure developing inside this print: the material of a failed print's i-th frame
+    (time order) pasted into the i-th normal frame, at one shift for the whole sequence.
+    Every frame's material is pasted whatever its size (a failure that grows stays in);
+    the length is that of the shorter of the two."""
+    rng = np.random.default_rng(seed)
+    dx = int(rng.integers(-max_shift, max_shift + 1)) if max_shift else 0
+    out = normal[: min(len(normal), len(failure))].copy()
+    for img, src in zip(out, failure, strict=False):
+        _composite(img, src, failure_mask(src), dx)
+    return out
+
+
+def _composite(img: np.ndarray, src: np.ndarray, mask: np.ndarray, dx: int) -> None:
+    """Alpha-composite ``src`` where ``mask`` is, shifted by dx, into ``img`` in place."""
+    # close small gaps between strands, then feather the edge by about a pixel
+    m = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    alpha = cv2.GaussianBlur(m.astype(np.float32), (3, 3), 0.8)
+    alpha = _shift(np.maximum(alpha, mask), dx)[..., None]
+    shifted = _shift(src, dx).astype(np.float32)
+    img[...] = np.round(alpha * shifted + (1.0 - alpha) * img).astype(np.uint8)
 
 
 def contact_sheet(normal: np.ndarray, pasted: np.ndarray, path: Path, count: int = 12, scale: int = 4) -> None:

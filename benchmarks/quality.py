@@ -52,7 +52,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.inscene import pasted_failures  # noqa: E402
+from benchmarks.inscene import pasted_failures, pasted_sequence  # noqa: E402
 from watchdog.adapt import calibrate, frame_number, simulate  # noqa: E402
 from watchdog.bundle import Adaptation, Preprocess, Scoring  # noqa: E402
 
@@ -67,6 +67,7 @@ logger = logging.getLogger("benchmarks.quality")
 
 DEFECT_PRINTS: list[tuple[str, int]] = []  # (failed print, frames) in the order of data["defects"]
 CONSECUTIVE = 3  # the daemon's default detection.consecutive
+INSCENE_ONSET = 20  # scored normal frames of the held-out print before a pasted failure starts
 
 
 def load_dataset(data: Path, pre: Preprocess) -> dict[str, np.ndarray]:
@@ -87,24 +88,26 @@ def load_dataset(data: Path, pre: Preprocess) -> dict[str, np.ndarray]:
     return out
 
 
+def first_pause(scores: np.ndarray, thr: float) -> int | None:
+    """Frames (1-based) until ``CONSECUTIVE`` scores in a row are above ``thr``; None: never."""
+    run = 0
+    for i, v in enumerate(scores):
+        run = run + 1 if v > thr else 0
+        if run == CONSECUTIVE:
+            return i + 1
+    return None
+
+
 def sequence_stats(normal: np.ndarray, defects: np.ndarray, thr: float) -> dict[str, Any]:
     """The decision over time at the default ``consecutive``: pauses during the held-out print's
     scored normal frames, and frames from the start of each failed print to its pause."""
-    def first_pause(scores: np.ndarray) -> int | None:
-        run = 0
-        for i, v in enumerate(scores):
-            run = run + 1 if v > thr else 0
-            if run == CONSECUTIVE:
-                return i + 1
-        return None
-
     false_pauses, run = 0, 0
     for v in normal:
         run = run + 1 if v > thr else 0
         false_pauses += run == CONSECUTIVE
     to_pause, start = {}, 0
     for name, count in DEFECT_PRINTS:
-        to_pause[name] = first_pause(defects[start : start + count])
+        to_pause[name] = first_pause(defects[start : start + count], thr)
         start += count
     return {"false_pauses": int(false_pauses), "frames_to_pause": to_pause}
 
@@ -180,6 +183,8 @@ def evaluate_fold(
         thr = calibrate(adaptation, scoring, [maps[s] for s in fit_sessions], target_fpr,
                         held_out=[val_mask(len(maps[s])) for s in fit_sessions]).threshold
         res.update(sequence_stats(n, d, thr))
+        res.update(inscene_stats(normal, maps, k + INSCENE_ONSET, thr,
+                                 lambda m: simulate(unit, scoring, m)[INSCENE_ONSET:]))
         res.update(auroc_adapted=auroc(n, d), threshold=thr, calibration_frames=k,
                    n_normal_scored=len(n), false_alarm_rate=float(np.mean(n > thr)),
                    recall=float(np.mean(d > thr)), strings_auroc=auroc(n, y),
@@ -189,6 +194,8 @@ def evaluate_fold(
         thr = threshold_for_fpr(scoring.scores(val_maps), target_fpr)
         raw_y, raw_p = scoring.scores(strings), scoring.scores(maps["pasted"])
         res.update(sequence_stats(raw_n, raw_d, thr))
+        start = max(adaptation.frames, 30) + INSCENE_ONSET
+        res.update(inscene_stats(normal, maps, start, thr, lambda m: scoring.scores(m)[start:]))
         res.update(threshold=thr, n_normal_scored=len(raw_n),
                    false_alarm_rate=float(np.mean(raw_n > thr)), recall=float(np.mean(raw_d > thr)),
                    strings_auroc=auroc(raw_n[len(raw_n) - len(raw_y):], raw_y),
@@ -196,6 +203,40 @@ def evaluate_fold(
                    pasted_auroc=auroc(raw_n[len(raw_n) - len(raw_p):], raw_p),
                    pasted_recall=float(np.mean(raw_p > thr)))
     return res
+
+
+def inscene_stats(normal: np.ndarray, maps: dict[str, np.ndarray], start: int, thr: float, scores: Any) -> dict[str, Any]:
+    """A failure developing inside the held-out print (real material of each failed print,
+    frame by frame, pasted from frame ``start`` on): frames from its onset to the pause, and
+    the share of its frames above the threshold. ``scores`` maps the whole sequence's error
+    maps to the scores of the failure part."""
+    to_pause, above = {}, []
+    for name, _ in DEFECT_PRINTS:
+        s = scores(np.concatenate([normal[:start], maps["seq_" + name]]))
+        to_pause[name] = first_pause(s, thr)
+        above.append(s > thr)
+    return {"inscene_onset_frame": start, "inscene_frames_to_pause": to_pause,
+            "inscene_recall": float(np.mean(np.concatenate(above)))}
+
+
+def inscene_sequences(data: dict[str, np.ndarray], session: str, start: int, seed: int) -> None:
+    """Add ``seq_<session>_<failed print>`` to ``data``: the session's frames from ``start`` on
+    with that failed print's material pasted frame by frame (``benchmarks/inscene.py``)."""
+    first = 0
+    for name, count in DEFECT_PRINTS:
+        failure = data["defects"][first : first + count]
+        data[f"seq_{session}_{name}"] = pasted_sequence(data[session][start:], failure, seed)
+        first += count
+
+
+def fold_maps(error: Any, data: dict[str, np.ndarray], sessions: list[str], held: str) -> dict[str, np.ndarray]:
+    """Error maps of every set one fold scores (``error``: uint8 frames → maps)."""
+    maps = {k: error(data[k]) for k in [*sessions, "defects"]}
+    for k in ("strings", "pasted"):
+        maps[k] = error(data[f"{k}_{held}"])
+    for name, _ in DEFECT_PRINTS:
+        maps["seq_" + name] = error(data[f"seq_{held}_{name}"])
+    return maps
 
 
 # --------------------------------------------------------------------------- methods
@@ -235,9 +276,7 @@ def run_autoencoder(
         with tempfile.TemporaryDirectory() as tmp:
             fitted = fit(model, x_fit, x_val, preset.train, Path(tmp) / "best.weights.h5", args.seed, verbose=0)
         recon = keras_reconstructor(model)
-        maps = {k: error_maps(recon, data[k], preset.scoring) for k in [*sessions, "defects"]}
-        maps["strings"] = error_maps(recon, data["strings_" + held], preset.scoring)
-        maps["pasted"] = error_maps(recon, data["pasted_" + held], preset.scoring)
+        maps = fold_maps(lambda x, r=recon: error_maps(r, x, preset.scoring), data, sessions, held)
         res = evaluate_fold(maps, held, fit_sessions, error_maps(recon, x_val, preset.scoring),
                             preset.scoring, adaptation, args.target_fpr)
         res.update(train_seconds=round(fitted.seconds, 1), epochs_run=fitted.epochs_run)
@@ -266,9 +305,7 @@ def run_pca(
             flat = pca.inverse_transform(pca.transform(xb.reshape(len(xb), -1)))
             return np.clip(flat.reshape(xb.shape), 0.0, 1.0).astype(np.float32)
 
-        maps = {k: error_maps(recon, data[k], scoring) for k in [*sessions, "defects"]}
-        maps["strings"] = error_maps(recon, data["strings_" + held], scoring)
-        maps["pasted"] = error_maps(recon, data["pasted_" + held], scoring)
+        maps = fold_maps(lambda x, r=recon: error_maps(r, x, scoring), data, sessions, held)
         res = evaluate_fold(maps, held, fit_sessions, error_maps(recon, x_val, scoring), scoring,
                             adaptation, args.target_fpr)
         res.update(train_seconds=round(seconds, 1))
@@ -354,6 +391,10 @@ def print_table(name: str, note: str, folds: list[dict[str, Any]]) -> None:
         pauses = ", ".join(f"{k} {'never' if v is None else v}" for k, v in r["frames_to_pause"].items())
         print(f"  {r['held_out']}: pauses during the normal print {r['false_pauses']} "
               f"(consecutive={CONSECUTIVE}); frames from failure start to pause: {pauses}")
+        inscene = ", ".join(f"{k} {'never' if v is None else v}" for k, v in r["inscene_frames_to_pause"].items())
+        print(f"    in-scene (failure material pasted into this print from its frame "
+              f"{r['inscene_onset_frame']} on): frames to pause: {inscene}; "
+              f"frames above threshold {r['inscene_recall']:.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -398,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in sessions:  # the in-scene checks: strings, pasted failures on the later frames
             data["strings_" + s] = synthetic_strings(data[s][max(adaptation.frames, 30):], args.seed)
             data["pasted_" + s] = pasted_failures(data[s][max(adaptation.frames, 30):], data["defects"], args.seed)
+            inscene_sequences(data, s, max(adaptation.frames, 30) + INSCENE_ONSET, args.seed)
         return data, sessions
 
     data, sessions = dataset(default.preprocess)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.inscene import failure_mask, pasted_failures
+from benchmarks.inscene import failure_mask, pasted_failures, pasted_sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 KAGGLE = ROOT.parent / "shared" / "data" / "kaggle-3d-printer"
@@ -62,6 +62,18 @@ def test_a_shifted_paste_moves_the_blob_sideways_only() -> None:
         changed = np.any(after != before, axis=-1)
         assert not (changed & ~reach).any()
         assert changed.sum() >= 0.9 * blob.sum()
+
+
+def test_a_failure_sequence_pastes_each_failure_frame_into_the_matching_print_frame() -> None:
+    defect, blob = _defect_frame()
+    grey = _scene(9, wall=(200, 205, 215), bed=(40, 42, 48))
+    failure = np.stack([grey, defect, defect])  # the failure shows from its second frame on
+    normal = np.stack([_scene(s, wall=(180, 180, 185), bed=(25, 25, 30)) for s in range(5)])
+    out = pasted_sequence(normal, failure, seed=0, max_shift=0)
+    assert len(out) == 3, "the sequence is as long as the shorter of the two"
+    changed = [np.any(a != b, axis=-1) for a, b in zip(normal, out, strict=False)]
+    assert not changed[0].any(), "a failure frame without material pastes nothing"
+    assert changed[1][blob].mean() > 0.95 and changed[2][blob].mean() > 0.95
 
 
 def test_no_yellow_to_paste_is_a_clear_error() -> None:
