@@ -29,6 +29,8 @@ def _folder(path: Path, frames) -> Path:
 def test_bundle_carries_the_adaptation(tiny_adaptive_bundle) -> None:
     meta = Bundle.load(tiny_adaptive_bundle).meta
     assert meta.adaptation.frames == CALIBRATION and meta.adaptation.threshold > 0
+    # the threshold comes from prints scored by models that never saw them (trainer.crossfit)
+    assert meta.extra["adaptation_rule"].startswith("cross-fitted: 3 prints"), meta.extra
 
 
 def test_replay_calibrates_on_the_first_frames_then_pauses_on_the_failure(

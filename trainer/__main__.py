@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--adapt-frames", type=int, metavar="N",
                    help="per-print adaptation: score against each print's first N frames (0: off); "
                         "default: the preset's")
+    m.add_argument("--adapt-calibration", choices=("cross", "validation"), default="cross",
+                   help="how the adapted threshold is set: 'cross' (default) scores each normal print "
+                        "with an extra model fitted without it (one more fit per print, at most 4); "
+                        "'validation' uses the fitted prints' validation frames (faster, less stable)")
     t = p.add_argument_group("threshold and export")
     t.add_argument("--target-fpr", type=float, default=0.01,
                    help="per-frame false-alarm rate on held-out normal frames (default 0.01)")
@@ -101,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = Options(
         out=args.out, data=args.data, normal=args.normal, anomalous=args.anomalous, preset=args.preset,
         epochs=args.epochs, batch_size=args.batch_size, augment=args.augment, input_size=args.input_size,
-        adapt_frames=args.adapt_frames, split=args.split,
+        adapt_frames=args.adapt_frames, adapt_calibration=args.adapt_calibration, split=args.split,
         val_sessions=args.val_sessions, test_sessions=args.test_sessions,
         session_pattern=args.session_pattern, contamination=args.contamination, seed=args.seed,
         target_fpr=args.target_fpr, threshold_quantile=args.threshold_quantile,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer import calibrate, evaluate, export, plots, report
+from trainer import calibrate, crossfit, evaluate, export, plots, report
 from trainer.data import NORMAL, DataError, Loaded, find_frames, load_frames, split_frames, to_float
 from trainer.model import Preset, build_autoencoder, compile_autoencoder, get_preset
 from trainer.train import fit
@@ -42,6 +42,7 @@ class Options:
     augment: bool | None = None
     input_size: tuple[int, int] | None = None  # (width, height): override the preset's input size
     adapt_frames: int | None = None  # override the preset's per-print calibration frames (0: off)
+    adapt_calibration: str = "cross"  # adapted threshold: "cross" (models that never saw the print) or "validation"
     split: str = "session"
     val_sessions: list[str] = field(default_factory=list)
     test_sessions: list[str] = field(default_factory=list)
@@ -177,14 +178,15 @@ def run(options: Options) -> RunResult:
     metrics = evaluate.image_metrics(tn_scores, ta_scores, threshold)
     review = _seed_review(model, scoring, fit_set, split.contamination, tn_scores, ta_scores, bs)
 
-    adaptation = _adaptation(preset, recon, [fit_set, val_set], options.target_fpr, bs)
+    adaptation, adaptation_rule = _adaptation(preset, recon, [fit_set, val_set], options, bs)
 
     # 4. export float32, check parity through the daemon's FrameScorer, then the chosen variant
     meta = BundleMeta(
         preprocess=pre, scoring=scoring, threshold=threshold, normal_stats=stats,
         input_shape=(1, *pre.shape), output_shape=(1, *pre.shape), trainer_version=__version__,
         data=_data_summary(options, split, fit_set, val_set, test_n, test_a, skipped),
-        extra={"preset": preset.name, "threshold_rule": rule, "model": dataclasses.asdict(preset.model)},
+        extra={"preset": preset.name, "threshold_rule": rule, "model": dataclasses.asdict(preset.model),
+               **({"adaptation_rule": adaptation_rule} if adaptation.enabled else {})},
         adaptation=adaptation,
     )
     f32_dir = run_dir / ("bundle" if options.quantize == "float32" else "bundle-float32")
@@ -223,14 +225,33 @@ def run(options: Options) -> RunResult:
     return RunResult(run_dir, bundle.path, rep)
 
 
-def _adaptation(preset: Preset, recon: Any, sets: list[Loaded], target_fpr: float, bs: int) -> Adaptation:
+def _adaptation(
+    preset: Preset, recon: Any, sets: list[Loaded], options: Options, bs: int
+) -> tuple[Adaptation, str]:
     """The preset's per-print adaptation with its threshold set on the normal prints seen.
 
     Each print is replayed in frame-number order through ``watchdog.adapt`` exactly as the
-    daemon will (issue 5; the quality benchmark calibrates the same way).
+    daemon will (issue 5; the quality benchmark calibrates the same way). With two prints or
+    more the threshold is cross-fitted (``trainer.crossfit``); otherwise, or with
+    ``adapt_calibration="validation"``, it is set on the validation frames of the fitted model.
     """
     if not preset.adaptation.enabled:
-        return preset.adaptation
+        return preset.adaptation, ""
+    prints = crossfit.print_frames(sets)
+    fpr = f"{options.target_fpr:g} of frames above"
+    try:
+        if options.adapt_calibration == "cross" and len(prints) >= 2:
+            result = crossfit.crossfit_adaptation(preset, prints, options.target_fpr, options.seed)
+            return result, f"cross-fitted: {len(prints)} prints each scored by a model fitted without it; {fpr}"
+        result = _validation_adaptation(preset, recon, sets, options.target_fpr, bs)
+        return result, f"validation frames of the fitted prints; {fpr}"
+    except ValueError as exc:  # no normal print longer than the calibration frames
+        logger.warning("per-print adaptation off: %s", exc)
+        return Adaptation(), ""
+
+
+def _validation_adaptation(preset: Preset, recon: Any, sets: list[Loaded], target_fpr: float, bs: int) -> Adaptation:
+    """The threshold on the validation frames (``sets[1]``) of every print, each replayed from its start."""
     prints: dict[str, list[tuple[int, bool, np.ndarray]]] = {}
     for held_out, loaded in enumerate(sets):  # sets = [fit, val]: the threshold uses val frames
         for fr, x in zip(loaded.frames, loaded.x, strict=True):
@@ -243,12 +264,8 @@ def _adaptation(preset: Preset, recon: Any, sets: list[Loaded], target_fpr: floa
         batches = [to_float(x[i : i + bs]) for i in range(0, len(x), bs)]
         maps.append(np.concatenate([preset.scoring.error_map(b, recon(b)) for b in batches]))
         masks.append(np.array([t[1] for t in frames]))
-    try:
-        result = adapt.calibrate(preset.adaptation, preset.scoring, maps, target_fpr, held_out=masks)
-    except ValueError as exc:  # no normal print longer than the calibration frames
-        logger.warning("per-print adaptation off: %s", exc)
-        return Adaptation()
-    logger.info("per-print adaptation: %d calibration frames, threshold %.4g on %d prints",
+    result = adapt.calibrate(preset.adaptation, preset.scoring, maps, target_fpr, held_out=masks)
+    logger.info("per-print adaptation: %d calibration frames, threshold %.4g on %d prints' validation frames",
                 result.frames, result.threshold, len(maps))
     return result
 

@@ -1,0 +1,64 @@
+"""trainer.crossfit: the adapted threshold comes from prints the scoring model never fitted."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests import synth
+
+pytest.importorskip("tensorflow")
+
+from trainer.crossfit import crossfit_adaptation, print_frames  # noqa: E402
+from trainer.data import ANOMALOUS, NORMAL, Frame, Loaded  # noqa: E402
+from trainer.model import get_preset  # noqa: E402
+from watchdog.bundle import Adaptation  # noqa: E402
+
+
+def _preset(frames: int = 3):
+    tiny = get_preset("tiny")
+    return dataclasses.replace(tiny, adaptation=Adaptation(frames=frames, std_floor=0.5),
+                               train=dataclasses.replace(tiny.train, epochs=2, patience=0))
+
+
+def _print(session: int, n: int = 8) -> np.ndarray:
+    pre = _preset().preprocess
+    return np.stack([
+        np.round(pre.apply(synth.normal_frame(session, i, n)) * 255).astype(np.uint8) for i in range(n)
+    ])
+
+
+def test_print_frames_groups_normal_frames_per_print_in_time_order() -> None:
+    x = np.arange(5, dtype=np.uint8).reshape(5, 1, 1, 1)
+    names = ["a_10.jpg", "a_2.jpg", "b_1.jpg", "a_1.jpg", "bad_1.jpg"]
+    sessions = ["a", "a", "b", "a", "bad"]
+    labels = [NORMAL, NORMAL, NORMAL, NORMAL, ANOMALOUS]
+    loaded = Loaded([Frame(Path(n), lab, s) for n, lab, s in zip(names, labels, sessions, strict=True)], x, [])
+    prints = print_frames([loaded])
+    assert sorted(prints) == ["a", "b"], "failed prints are not normal prints"
+    assert prints["a"].ravel().tolist() == [3, 1, 0], "frames of a print in frame-number order"
+
+
+def test_every_print_is_scored_by_a_model_that_never_fitted_it(caplog) -> None:
+    prints = {f"p{i}": _print(i) for i in range(5)}
+    with caplog.at_level("INFO", logger="trainer.crossfit"):
+        result = crossfit_adaptation(_preset(), prints, target_fpr=0.0, seed=0, groups=3)
+    assert result.enabled and result.frames == 3 and result.threshold > 0
+    runs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cross-fit: left out")]
+    assert len(runs) == 3, "one extra fit per group"
+    left_out: list[str] = []
+    for msg in runs:
+        out, fitted = msg.removeprefix("cross-fit: left out ").split(", fitted on ")
+        out_names, fitted_names = set(out.split(", ")), set(fitted.split(", "))
+        assert not out_names & fitted_names, msg
+        assert out_names | fitted_names == set(prints), msg
+        left_out += out_names
+    assert sorted(left_out) == sorted(prints), "each print is left out exactly once"
+
+
+def test_one_print_is_not_enough_to_cross_fit() -> None:
+    with pytest.raises(ValueError, match="at least two normal prints"):
+        crossfit_adaptation(_preset(), {"only": _print(0)}, target_fpr=0.01)
