@@ -32,7 +32,9 @@ Also per fold, an in-scene check the Kaggle layout cannot give (its failures are
 prints, so adaptation could simply be flagging "another scene"): thin yellow strings drawn
 near the nozzle on the held-out print's own later frames, scored the same way; and real
 failure material (yellow spaghetti and blobs cut out of the defect frames, see
-``benchmarks/inscene.py``) pasted into the same frames.
+``benchmarks/inscene.py``) pasted into the same frames. And failures that start inside the
+print: each failed print's material, frame by frame in time order, pasted into the held-out
+print from its frame 30 + ``INSCENE_ONSET`` on; frames from that onset to the pause.
 
 Skips (exit 0) when the data folder is absent. Needs the ``train`` extra.
 """
