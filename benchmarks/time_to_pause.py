@@ -17,7 +17,8 @@ Measured per sequence, from replay's JSON lines (one per scored frame and event)
   (the bundle's ``adaptation.frames`` first frames of the print never count) with their
   longest run in a row (``consecutive`` in a row would pause);
 - frames from failure onset to the first pause: failure frames scored up to and including
-  the one that paused (3 is the fastest possible); "never" if no pause came;
+  the one that paused (3 is the fastest possible unless the last normal frames were already
+  above the threshold); "never" if no pause came;
 - pauses during the failure and F's anomalous frames.
 
 Caveat: each failed print is another print (the Kaggle failures fail from their first frame),
