@@ -57,11 +57,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.inscene import pasted_failures, pasted_sequence  # noqa: E402
+from trainer.crossfit import split_fit_val, val_mask  # noqa: E402
+from trainer.evaluate import error_maps  # noqa: E402
 from watchdog.adapt import calibrate, frame_number, simulate  # noqa: E402
 from watchdog.bundle import Adaptation, Preprocess, Scoring  # noqa: E402
 
 KAGGLE = ROOT.parent / "shared" / "data" / "kaggle-3d-printer"
-VAL_FRACTION = 0.15
 
 logger = logging.getLogger("benchmarks.quality")
 
@@ -147,17 +148,6 @@ def auroc(normal: np.ndarray, anomalous: np.ndarray) -> float:
 
     y = np.r_[np.zeros(len(normal)), np.ones(len(anomalous))]
     return float(roc_auc_score(y, np.r_[normal, anomalous]))
-
-
-def error_maps(reconstruct: Any, x: np.ndarray, scoring: Scoring, batch: int = 64) -> np.ndarray:
-    """Per-pixel error maps of uint8 frames through the shared scoring code."""
-    from trainer.data import to_float
-
-    out = []
-    for i in range(0, len(x), batch):
-        xb = to_float(x[i : i + batch])
-        out.append(scoring.error_map(xb, reconstruct(xb)))
-    return np.concatenate(out) if out else np.zeros((0, *x.shape[1:3]), np.float32)
 
 
 def evaluate_fold(
@@ -252,23 +242,6 @@ def fold_maps(error: Any, data: dict[str, np.ndarray], sessions: list[str], held
 
 
 # --------------------------------------------------------------------------- methods
-
-
-def val_mask(n: int) -> np.ndarray:
-    """Which of a session's n frames (time order) are validation: the last 15%, never fitted."""
-    mask = np.zeros(n, dtype=bool)
-    mask[n - max(1, int(round(VAL_FRACTION * n))):] = True
-    return mask
-
-
-def split_fit_val(data: dict[str, np.ndarray], sessions: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Fit on the first 85% of each session's frames (time order), validate on the last 15%."""
-    fit, val = [], []
-    for s in sessions:
-        m = val_mask(len(data[s]))
-        fit.append(data[s][~m])
-        val.append(data[s][m])
-    return np.concatenate(fit), np.concatenate(val)
 
 
 def run_autoencoder(

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data import NORMAL, Loaded, to_float
+from trainer.data import NORMAL, Loaded
+from trainer.evaluate import error_maps, keras_reconstructor
 from trainer.model import Preset, build_autoencoder, compile_autoencoder
 from trainer.train import fit
 from watchdog import adapt
@@ -57,13 +58,13 @@ def crossfit_adaptation(
     maps: list[np.ndarray] = []
     for left_out in buckets:
         fitting = [n for n in names if n not in left_out]
-        x_fit, x_val = _fit_val(prints, fitting)
+        x_fit, x_val = split_fit_val(prints, fitting)
         model = build_autoencoder(preset.model, preset.preprocess.shape)
         compile_autoencoder(model, preset.train)
         with tempfile.TemporaryDirectory() as tmp:
             fit(model, x_fit, x_val, preset.train, Path(tmp) / "cross.weights.h5", seed, verbose=0)
-        for name in left_out:
-            maps.append(_error_maps(model, preset, prints[name]))
+        recon = keras_reconstructor(model)
+        maps += [error_maps(recon, prints[name], preset.scoring) for name in left_out]
         logger.info("cross-fit: left out %s, fitted on %s", ", ".join(left_out), ", ".join(fitting))
     result = adapt.calibrate(preset.adaptation, preset.scoring, maps, target_fpr)
     logger.info("per-print adaptation: %d calibration frames, threshold %.4g cross-fitted on %d prints",
@@ -71,19 +72,19 @@ def crossfit_adaptation(
     return result
 
 
-def _fit_val(prints: dict[str, np.ndarray], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def val_mask(n: int) -> np.ndarray:
+    """Which of a print's n frames (time order) only stop training: its last 15% (none of one frame)."""
+    mask = np.zeros(n, dtype=bool)
+    if n > 1:
+        mask[n - max(1, int(round(VAL_FRACTION * n))) :] = True
+    return mask
+
+
+def split_fit_val(prints: dict[str, np.ndarray], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Fit on the first 85% of each named print's frames, validate on the last 15% (``val_mask``)."""
     fit_parts, val_parts = [], []
     for n in names:
-        x = prints[n]
-        k = max(1, int(round(VAL_FRACTION * len(x)))) if len(x) > 1 else 0
-        fit_parts.append(x[: len(x) - k])
-        val_parts.append(x[len(x) - k :] if k else x)
+        x, m = prints[n], val_mask(len(prints[n]))
+        fit_parts.append(x[~m])
+        val_parts.append(x[m] if m.any() else x)
     return np.concatenate(fit_parts), np.concatenate(val_parts)
-
-
-def _error_maps(model: object, preset: Preset, x: np.ndarray, batch: int = 64) -> np.ndarray:
-    out = []
-    for i in range(0, len(x), batch):
-        xb = to_float(x[i : i + batch])
-        out.append(preset.scoring.error_map(xb, np.asarray(model.predict_on_batch(xb))))  # type: ignore[attr-defined]
-    return np.concatenate(out)

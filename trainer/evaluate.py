@@ -49,6 +49,13 @@ def score_frames(
     )
 
 
+def error_maps(reconstruct: Reconstruct, x: np.ndarray, scoring: Scoring, batch_size: int = 64) -> np.ndarray:
+    """Per-pixel error maps (N, H, W) of uint8 frames, batch by batch (memory stays flat)."""
+    out = [scoring.error_map(b, reconstruct(b))
+           for b in (to_float(x[i : i + batch_size]) for i in range(0, len(x), batch_size))]
+    return np.concatenate(out) if out else np.zeros((0, *x.shape[1:3]), np.float32)
+
+
 def keras_reconstructor(model: Any) -> Reconstruct:
     """A Keras model as a batch reconstructor."""
     return lambda batch: np.asarray(model.predict_on_batch(batch), dtype=np.float32)

@@ -260,9 +260,7 @@ def _validation_adaptation(preset: Preset, recon: Any, sets: list[Loaded], targe
     maps, masks = [], []
     for frames in prints.values():
         frames.sort(key=lambda t: t[0])
-        x = np.stack([t[2] for t in frames])
-        batches = [to_float(x[i : i + bs]) for i in range(0, len(x), bs)]
-        maps.append(np.concatenate([preset.scoring.error_map(b, recon(b)) for b in batches]))
+        maps.append(evaluate.error_maps(recon, np.stack([t[2] for t in frames]), preset.scoring, bs))
         masks.append(np.array([t[1] for t in frames]))
     result = adapt.calibrate(preset.adaptation, preset.scoring, maps, target_fpr, held_out=masks)
     logger.info("per-print adaptation: %d calibration frames, threshold %.4g on %d prints' validation frames",
