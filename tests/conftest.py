@@ -4,5 +4,6 @@ pytest_plugins = [
     "tests.plugins.mosquitto",
     "tests.plugins.printers",
     "tests.plugins.camera",
+    "tests.plugins.rtsp",
     "tests.plugins.models",
 ]

@@ -1,0 +1,104 @@
+"""RTSP cameras for real: GStreamer's RTSP server on 127.0.0.1 streams H.264 (what IP cameras
+send) or RTP/JPEG, and the watchdog reads it through OpenCV's FFmpeg, as on a user's Pi."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.daemon_helpers import DaemonProcess, free_port, wait_until, write_config
+from tests.test_capture import FAST, cam_cfg, read_until
+from watchdog.capture import open_camera
+
+# (row, column) centre of each quadrant → its BGR colour
+QUADRANTS = {(60, 80): (0, 0, 255), (60, 240): (0, 255, 0), (180, 80): (255, 0, 0), (180, 240): (255, 255, 255)}
+
+
+def quadrant_image() -> np.ndarray:
+    img = np.zeros((240, 320, 3), np.uint8)
+    for (y, x), colour in QUADRANTS.items():
+        img[y - 60 : y + 60, x - 80 : x + 80] = colour
+    return img
+
+
+@pytest.mark.parametrize("codec", ["h264", "mjpeg"])
+def test_rtsp_camera_delivers_the_picture_with_its_colours(rtsp_camera, codec: str) -> None:
+    server = rtsp_camera(quadrant_image(), codec)
+    cam = open_camera(cam_cfg(server.url), backoff=FAST)
+    try:
+        frame = read_until(cam, lambda f: f is not None)
+        assert cam.online and cam.kind == "stream"
+    finally:
+        cam.close()
+    assert frame is not None and frame.shape == (240, 320, 3)
+    for (y, x), colour in QUADRANTS.items():  # BGR order kept, nothing cropped or scaled
+        patch = frame[y - 30 : y + 30, x - 40 : x + 40].reshape(-1, 3).mean(0)
+        assert np.abs(patch - colour).max() < 25, (codec, (y, x), patch.round(), colour)
+
+
+def test_rtsp_camera_goes_offline_and_comes_back_when_the_camera_restarts(rtsp_camera) -> None:
+    server = rtsp_camera(quadrant_image())
+    cam = open_camera(cam_cfg(server.url, timeout_s=3), backoff=FAST)
+    try:
+        read_until(cam, lambda f: f is not None)
+        server.stop()
+        read_until(cam, lambda f: f is None and not cam.online)
+        assert cam.last_error
+        server.start()
+        frame = read_until(cam, lambda f: f is not None)
+        assert cam.online and frame.shape == (240, 320, 3)
+    finally:
+        cam.close()
+
+
+@pytest.mark.servers
+def test_daemon_watches_an_rtsp_camera_and_pauses_a_real_print(
+    tmp_path, rtsp_camera, tiny_bundle, moonraker_server, normal_frames, anomalous_frames
+) -> None:
+    """`python -m watchdog run` on an H.264 RTSP camera: scores a good print without pausing it;
+    the camera restarts showing spaghetti, and the real Moonraker print gets paused."""
+    server = rtsp_camera(normal_frames[0])
+    http_port = free_port()
+    config = write_config(
+        tmp_path / "config.yaml",
+        model=str(tiny_bundle),
+        http={"listen": f"127.0.0.1:{http_port}"},
+        storage={"dir": str(tmp_path / "state")},
+        printers=[{
+            "name": "ender3",
+            "camera": {"source": server.url, "interval_s": 0.3, "timeout_s": 5},
+            "api": {"kind": "moonraker", "url": moonraker_server.url, "api_key": moonraker_server.api_key, "timeout_s": 3, "retries": 2},
+            "detection": {"consecutive": 3, "cooldown_s": 600},
+        }],
+    )
+    moonraker_server.start_print()
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    status_url = f"http://127.0.0.1:{http_port}/status"
+
+    def printer_status() -> dict:
+        import requests
+
+        try:
+            return requests.get(status_url, timeout=2).json()["printers"]["ender3"]
+        except (requests.RequestException, ValueError, KeyError):
+            return {}
+
+    try:
+        first = wait_until("frames scored from the RTSP camera", lambda: printer_status().get("frames_this_print", 0) >= 5,
+                           timeout=90, on_fail=lambda: daemon.log)
+        assert first and moonraker_server.print_state() == "printing", daemon.log
+        server.stop()
+        server.image_path.write_bytes(_jpeg(anomalous_frames[0]))
+        server.start()
+        wait_until("the print paused", lambda: moonraker_server.print_state() == "paused", timeout=90,
+                   on_fail=lambda: daemon.log)
+    finally:
+        assert daemon.stop() == 0, daemon.log
+
+
+def _jpeg(img: np.ndarray) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return buf.tobytes()
