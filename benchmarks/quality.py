@@ -34,7 +34,9 @@ near the nozzle on the held-out print's own later frames, scored the same way; a
 failure material (yellow spaghetti and blobs cut out of the defect frames, see
 ``benchmarks/inscene.py``) pasted into the same frames. And failures that start inside the
 print: each failed print's material, frame by frame in time order, pasted into the held-out
-print from its frame 30 + ``INSCENE_ONSET`` on; frames from that onset to the pause.
+print from its frame 30 + ``INSCENE_ONSET`` on; frames from that onset to the pause. And a
+print that fails from its first frame: each Kaggle failed print calibrated on its own first
+frames (the daemon's baseline is then the failure), frames above the threshold and to the pause.
 
 Skips (exit 0) when the data folder is absent. Needs the ``train`` extra.
 """
@@ -117,6 +119,22 @@ def sequence_stats(normal: np.ndarray, defects: np.ndarray, thr: float) -> dict[
     return {"false_pauses": int(false_pauses), "frames_to_pause": to_pause}
 
 
+def failing_from_start_stats(defects: np.ndarray, k: int, thr: float, scores: Any) -> dict[str, Any]:
+    """A print that fails from its first frame (each Kaggle failed print on its own): the daemon
+    calibrates on its first ``k`` frames, already failing. Share of its later frames above the
+    threshold and frames (after calibration) to the pause. ``scores``: error maps → adapted
+    scores after the calibration frames."""
+    out, start = {}, 0
+    for name, count in DEFECT_PRINTS:
+        part = defects[start : start + count]
+        start += count
+        if len(part) <= k:
+            continue
+        s = scores(part)
+        out[name] = {"above": float(np.mean(s > thr)), "frames_to_pause": first_pause(s, thr)}
+    return {"failing_from_start": out}
+
+
 def synthetic_strings(x: np.ndarray, seed: int = 0) -> np.ndarray:
     """Thin yellow filament strings drawn near the nozzle (centre-bottom) on uint8 frames."""
     import cv2
@@ -187,6 +205,7 @@ def evaluate_fold(
         res.update(sequence_stats(n, d, thr))
         res.update(inscene_stats(normal, maps, k + INSCENE_ONSET, thr,
                                  lambda m: simulate(unit, scoring, m)[INSCENE_ONSET:]))
+        res.update(failing_from_start_stats(defects, k, thr, lambda m: simulate(unit, scoring, m)))
         res.update(auroc_adapted=auroc(n, d), threshold=thr, calibration_frames=k,
                    n_normal_scored=len(n), false_alarm_rate=float(np.mean(n > thr)),
                    recall=float(np.mean(d > thr)), strings_auroc=auroc(n, y),
@@ -392,6 +411,10 @@ def print_table(name: str, note: str, folds: list[dict[str, Any]]) -> None:
         print(f"    in-scene (failure material pasted into this print from its frame "
               f"{r['inscene_onset_frame']} on): frames to pause: {inscene}; "
               f"frames above threshold {r['inscene_recall']:.2f}")
+        if r.get("failing_from_start"):
+            own = ", ".join(f"{k} {v['above']:.2f} above, pause {'never' if v['frames_to_pause'] is None else v['frames_to_pause']}"
+                            for k, v in r["failing_from_start"].items())
+            print(f"    failed prints calibrated on their own (already failing) first frames: {own}")
 
 
 def main(argv: list[str] | None = None) -> int:

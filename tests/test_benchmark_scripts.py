@@ -39,3 +39,26 @@ def test_time_to_pause_replays_a_normal_print_then_a_failure(tmp_path, synthetic
     # paused within the failure's frames (fewer than `consecutive` when the last normal frames
     # were already above the threshold, without pausing the normal part)
     assert row["frames_to_pause"] is not None and 1 <= row["frames_to_pause"] <= 10
+
+
+def test_a_print_failing_from_its_first_frame_is_judged_against_its_own_failure(monkeypatch) -> None:
+    """quality.py's 'failing from the start' check: a failure already in the calibration frames
+    is the baseline, so only what changes after calibration can pause the print."""
+    import numpy as np
+
+    from benchmarks import quality as q
+    from watchdog.adapt import simulate
+    from watchdog.bundle import Adaptation, Scoring
+
+    monkeypatch.setattr(q, "DEFECT_PRINTS", [("unchanged", 40), ("grows", 40)])
+    rng = np.random.default_rng(0)
+    unchanged = 0.1 + 0.01 * rng.random((40, 8, 8))  # the failure looks the same throughout
+    grows = 0.1 + 0.01 * rng.random((40, 8, 8))
+    grows[30:, 2:6, 2:6] += 1.0  # something new from frame 30 on (the 21st after calibration)
+    unit = Adaptation(frames=10, std_floor=0.5, threshold=1.0)
+    scoring = Scoring("l2", "topk", topk=0.1)
+    out = q.failing_from_start_stats(np.concatenate([unchanged, grows]), 10, 3.0,
+                                     lambda m: simulate(unit, scoring, m))["failing_from_start"]
+    assert out["unchanged"] == {"above": 0.0, "frames_to_pause": None}
+    assert out["grows"]["frames_to_pause"] == 23  # 3 in a row from the 21st scored frame
+    assert out["grows"]["above"] == 10 / 30
