@@ -10,7 +10,10 @@ reuses one instead), then for each failed print F replay H's frames followed by 
 detection settings (consecutive 3, cooldown 90 s at interval 10 s) and a simulated printer.
 
 The simulated printer (``replay.ResumingPrinter``) resumes right after each pause, so every
-pause over the whole sequence is counted; after a resume the watcher waits out the cooldown.
+pause over the whole sequence is counted; a resume is the user accepting what the camera
+shows, so the watcher waits out the cooldown and learns the print's look again from the frames
+after it (``watchdog.loop``): after the first pause, the failure's own frames are the
+baseline, and what is counted there is what a user who resumed a failing print would get.
 Measured per sequence, from replay's JSON lines (one per scored frame and event):
 
 - pauses during the normal part (H's frames), and H's anomalous frames after calibration

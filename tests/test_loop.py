@@ -67,3 +67,77 @@ def test_a_new_print_gets_a_new_baseline(tmp_path, tiny_adaptive_bundle, normal_
     assert watcher.status()["job"] == "second.gcode"
     assert [r.anomalous for r in records[:CALIBRATION]] == [False] * CALIBRATION
     assert not any(r.action for r in records)
+
+
+def _watcher(tmp_path: Path, bundle_dir: Path, frames: Path, printer: SimulatedPrinter, action: str = "pause") -> Watcher:
+    """A watcher on a folder camera whose clock advances 10 s per step (the default interval)."""
+    notifier = Notifier(MqttConfig(), StorageConfig(dir=tmp_path / "state"), ["e3"])
+    cfg = PrinterConfig(name="e3", camera=CameraConfig(source=str(frames), interval_s=0), action=action)
+    clock = iter(range(0, 100_000, 10))
+    return Watcher(cfg, FrameScorer(Bundle.load(bundle_dir)), open_camera(cfg.camera), printer, notifier,
+                   clock=lambda: float(next(clock)))
+
+
+def test_resuming_after_a_pause_relearns_the_print_so_an_accepted_change_does_not_pause_it_again(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Something changes for good (a tool left on the bed, a light switched on): the watcher
+    pauses; the user looks, resumes, and so accepts it. The frames after the resume become the
+    print's baseline, so the same view does not pause the print again after the cooldown
+    (users' complaint 4 in anchors.md: "pauses again right after the user resumes")."""
+    lasting = [anomalous_frames[0]] * 30
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + lasting)
+    printer = SimulatedPrinter("benchy.gcode")
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    records = [watcher.step() for _ in range(10)]
+    assert [r.action for r in records].count("pause") == 1 and printer.status().state == "paused"
+
+    printer.resume()  # the user accepts what changed
+    records = [watcher.step() for _ in range(25)]  # 250 s: well past the 90 s cooldown
+    assert not any(r.action for r in records), [(r.score, r.state) for r in records]
+    assert printer.actions == ["pause", "resume"]
+    assert watcher.status()["state"] == "watching" and not watcher.status()["calibrating"]
+
+
+def test_after_the_relearning_a_new_failure_still_pauses(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The re-learnt baseline is the accepted view; what changes after it is judged again."""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + [anomalous_frames[0]] * 16
+                     + list(anomalous_frames[1:6]) * 2)
+    printer = SimulatedPrinter("benchy.gcode")
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    records = [watcher.step() for _ in range(10)]
+    assert printer.status().state == "paused"
+    printer.resume()
+    records = [watcher.step() for _ in range(22)]
+    assert printer.actions.count("pause") == 2, [(r.frame, r.score, r.anomalous, r.state) for r in records]
+    assert [r.frame for r in records if r.action][0] in {f"f_{i}.jpg" for i in range(22, 32)}
+
+
+def test_marking_the_alert_not_a_failure_relearns_the_print_in_notify_mode(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """With `action: notify` the printer never pauses, so nobody resumes: the feedback
+    "not_failure" on the alert is how the user accepts a lasting change."""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + [anomalous_frames[0]] * 30)
+    printer = SimulatedPrinter("benchy.gcode")
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, "notify")
+    records = [watcher.step() for _ in range(10)]
+    assert [r.action for r in records].count("notify") == 1
+    incident = watcher.status()["last_alert"]["incident"]
+    assert not watcher.accept_view("20260101T000000000Z-other")  # not this print's alert
+    assert watcher.accept_view(incident)
+    records = [watcher.step() for _ in range(25)]
+    assert not any(r.action for r in records), [(r.score, r.state) for r in records]
+    assert printer.actions == []
+
+
+def test_without_feedback_a_lasting_change_alerts_again_after_the_cooldown_in_notify_mode(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The counterpart: unanswered, a lasting change is still reported after each cooldown."""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + [anomalous_frames[0]] * 30)
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, SimulatedPrinter("benchy.gcode"), "notify")
+    records = [watcher.step() for _ in range(35)]
+    assert [r.action for r in records].count("notify") >= 2

@@ -7,7 +7,8 @@ adapter learns the per-pixel mean and spread of their error maps and scores ever
 by what changed against that baseline. Numpy only: it runs in the daemon, in ``replay`` and in
 the benchmark through this same class.
 
-The daemon loop, per frame of a print (``reset()`` when a new print starts)::
+The daemon loop, per frame of a print (``reset()`` when a new print starts, and when the user
+accepts what the camera shows: a resume after our pause, or "not a failure" on the alert)::
 
     result = scorer.analyze(frame)                      # absolute score and error map
     score, calibrating = adapter.observe(result.score, result.error_map)

@@ -102,6 +102,7 @@ class Daemon:
                     path = mark_not_failure(self.config.storage.dir, printer, incident)
                     logger.info("%s: incident %s marked not a failure; frame kept for retraining in %s",
                                 printer, incident, path)
+                    running.watcher.accept_view(incident)
                 else:
                     record_verdict(self.config.storage.dir, printer, incident, verdict)
                     logger.info("%s: incident %s confirmed as %s", printer, incident, verdict)

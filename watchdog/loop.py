@@ -95,6 +95,7 @@ class Watcher:
         self.last_alert: dict[str, Any] | None = None
         self.heartbeat = clock()
         self._lock = threading.Lock()  # guards what status() and the HTTP thread read
+        self._relearn = False  # set from the MQTT thread (accept_view); honoured by step()
 
     # ----------------------------------------------------------------- one step
 
@@ -160,11 +161,30 @@ class Watcher:
         current = getattr(self.camera, "current", None)
         return current.name if current is not None else None
 
+    def accept_view(self, incident: str) -> bool:
+        """The user says the latest alert of this print was not a failure: learn the print's
+        look again from the next frames, so the same view does not alert again after the
+        cooldown. Thread-safe (called from MQTT); False when ``incident`` is not that alert."""
+        with self._lock:
+            alert = self.last_alert
+            if alert is None or alert.get("incident") != incident or alert.get("job") != self.state.job:
+                return False
+            self._relearn = self.adapter.enabled
+            return True
+
+    def _relearn_baseline(self, why: str) -> None:
+        self.adapter.reset()
+        logger.info("%s: %s: learning the print's look again (%d frames)", self.name, why, self.adapter.spec.frames)
+
     def _adapt(self, result: FrameResult) -> FrameResult:
         """Score against this print's own first frames; calibration frames never count."""
         if not self.adapter.enabled:
             return result
-        if self.adapter.seen > self.state.frames:  # decide started a new print: new baseline
+        with self._lock:
+            relearn, self._relearn = self._relearn, False
+        if relearn:
+            self._relearn_baseline("the last alert was marked not a failure")
+        elif self.adapter.seen > self.state.frames:  # decide started a new print: new baseline
             self.adapter.reset()
         score, calibrating = self.adapter.observe(result.score, result.error_map)
         if calibrating:
@@ -184,6 +204,11 @@ class Watcher:
         self.api_state = status.state
         self.printer_detail = status.detail
         self.state = decide.on_printer(self.state, status.state, status.job, now, self.settings)
+        if self.state.cooling and not before.cooling and self.adapter.enabled:
+            # The user resumed after our action: what the camera shows now is accepted, so the
+            # print's baseline is learnt again from the frames after the resume; otherwise a
+            # lasting change (a light, a tool on the bed) would pause again after the cooldown.
+            self._relearn_baseline(f"resumed after our {self.cfg.action}")
         if before.printer != self.state.printer:
             events.append({"event": "printer", "printer": self.name, "from": before.printer,
                            "to": self.state.printer, "job": self.state.job})
