@@ -35,6 +35,8 @@ bench: $(VENV)/.stamp-dev
 	mkdir -p runs
 	$(BIN)/python benchmarks/frame_cost.py
 	$(BIN)/python benchmarks/quality.py --control --seed-epochs 10 --json runs/quality.json
+	$(BIN)/python benchmarks/time_to_pause.py --json runs/time_to_pause.json
+	$(BIN)/python benchmarks/lasting_change.py --json runs/lasting_change.json
 	$(BIN)/python benchmarks/soak.py --frames 20000 --seed 1 --out runs/soak.json
 
 # Retrain the shipped default bundle on the Kaggle data (../shared/data/kaggle-3d-printer).

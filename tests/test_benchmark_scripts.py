@@ -23,6 +23,13 @@ def test_time_to_pause_skips_in_one_line_without_the_data(tmp_path) -> None:
     assert proc.stdout.strip().splitlines() == [f"skipped: no Kaggle data at {tmp_path / 'absent'}"]
 
 
+def test_lasting_change_skips_in_one_line_without_the_data(tmp_path) -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "lasting_change.py"), "--data",
+                           str(tmp_path / "absent")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines() == [f"skipped: no Kaggle data at {tmp_path / 'absent'}"]
+
+
 def test_time_to_pause_replays_a_normal_print_then_a_failure(tmp_path, synthetic_dataset, tiny_adaptive_bundle) -> None:
     """print3 (held out of tiny_adaptive_bundle's fitting) then the spaghetti frames: the
     normal part is never paused and the failure is, within its frames."""

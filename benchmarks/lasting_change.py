@@ -1,0 +1,87 @@
+"""A lasting change in the middle of a good print, through the daemon's own loop (not run in CI).
+
+    .venv/bin/python benchmarks/lasting_change.py [--data DIR] [--bundle DIR] [--onset 100] [--json FILE]
+
+The camera is nudged (the picture moves 12 px right and 8 px down) or a light is switched on
+(every pixel +40) at frame ``--onset`` of each Kaggle normal print, and stays so. The
+adapted score flags that, as it should: "this looks different from how the print started".
+What matters to a user is what happens next. ``python -m watchdog replay`` with its
+simulated user, who resumes right after each pause (accepting the new view), counts the
+pauses: one, then the watcher learns the print's look again from the frames after the resume
+(``watchdog.loop``); before that, it paused again after every cooldown.
+
+Default bundle: the shipped one (it saw these prints; this measures the decision over time,
+not detection quality). Skips (exit 0) when the data folder is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.time_to_pause import KAGGLE, replay, sessions_in_time_order  # noqa: E402
+from watchdog.bundle import default_bundle_path  # noqa: E402
+
+CHANGES = {
+    "camera nudged": lambda im: cv2.warpAffine(im, np.float32([[1, 0, 12], [0, 1, 8]]), (im.shape[1], im.shape[0]),
+                                               borderMode=cv2.BORDER_REPLICATE),
+    "light switched on": lambda im: cv2.convertScaleAbs(im, alpha=1.0, beta=40),
+}
+
+
+def changed_print(frames: list[Path], onset: int, change: Any, folder: Path) -> list[Path]:
+    """The print's frames as JPEG files, ``change`` applied from frame ``onset`` on."""
+    folder.mkdir(parents=True)
+    out = []
+    for i, path in enumerate(frames):
+        img = cv2.imread(str(path))
+        target = folder / f"{i:04d}.jpg"
+        cv2.imwrite(str(target), change(img) if i >= onset else img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        out.append(target)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=KAGGLE)
+    p.add_argument("--bundle", type=Path, default=default_bundle_path())
+    p.add_argument("--onset", type=int, default=100, help="frame of each print where the change happens")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    if not (args.data / "no_defected").is_dir():
+        print(f"skipped: no Kaggle data at {args.data}")
+        return 0
+    normal, _ = sessions_in_time_order(args.data)
+    rows = []
+    print("| print | change at frame | change | pauses before it | pauses after it (at frame) |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for session, frames in sorted(normal.items()):
+            for name, change in CHANGES.items():
+                work = Path(tmp) / f"{session}-{name.replace(' ', '_')}"
+                files = changed_print(frames, args.onset, change, work / "src")
+                scored = replay(args.bundle, files, work)
+                paused = [i for i, r in enumerate(scored) if r.get("action") == "pause"]
+                before = [i for i in paused if i < args.onset]
+                after = [i for i in paused if i >= args.onset]
+                rows.append({"print": session, "frames": len(frames), "onset": args.onset, "change": name,
+                             "pauses_before": len(before), "pauses_after_at": after})
+                print(f"| {session} ({len(frames)} frames) | {args.onset} | {name} | {len(before)} "
+                      f"| {len(after)} ({', '.join(map(str, after)) or '-'}) |", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"bundle": str(args.bundle), "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
