@@ -90,8 +90,8 @@ def fit(
             )
         )
     t0 = time.perf_counter()
-    hist = model.fit(
-        train_ds, validation_data=val_ds, epochs=spec.epochs, callbacks=callbacks, verbose=verbose
+    hist = model.fit(  # shuffle=False: the dataset shuffles itself (Keras would warn otherwise)
+        train_ds, validation_data=val_ds, epochs=spec.epochs, callbacks=callbacks, verbose=verbose, shuffle=False
     )
     seconds = time.perf_counter() - t0
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
