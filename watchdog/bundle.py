@@ -59,6 +59,13 @@ class Preprocess:
     Frames arrive as OpenCV gives them (BGR, grey or BGRA uint8, any size). The region of
     interest is cropped first, in 0..1 coordinates of the full frame, so that the bundle
     stays valid when the camera resolution changes.
+
+    ``normalize``: each channel of the cropped, resized frame is standardised (its own mean
+    and spread become 0.5 and 0.2). A light switched on or off, daylight or the camera's
+    auto-exposure change the whole picture at once; a failure changes a part of it. Without
+    this, a brighter room looks like a new scene to the per-print adaptation and pauses the
+    print (docs/benchmarks.md, "A lasting change"). The result is kept on the 1/255 grid, so
+    the trainer's uint8 copy of a frame is exactly what the daemon scores.
     """
 
     width: int = 128
@@ -66,6 +73,7 @@ class Preprocess:
     channels: int = 3  # 3: RGB, 1: grey
     roi: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)  # x0, y0, x1, y1
     interpolation: str = "area"
+    normalize: bool = False
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -100,7 +108,21 @@ class Preprocess:
             img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[..., None]
         else:
             img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        return img.astype(np.float32) / 255.0
+        x = img.astype(np.float32) / 255.0
+        if self.normalize:
+            x = normalize_channels(x)
+        return x
+
+
+_NORM_MEAN, _NORM_STD, _NORM_EPS = 0.5, 0.2, 0.02  # EPS: a flat (black) frame stays flat
+
+
+def normalize_channels(x: np.ndarray) -> np.ndarray:
+    """(H, W, C) float in [0, 1] → each channel at mean 0.5 and spread 0.2, on the 1/255 grid."""
+    mean = x.mean(axis=(0, 1), keepdims=True)
+    std = x.std(axis=(0, 1), keepdims=True)
+    y = np.clip((x - mean) / (std + _NORM_EPS) * _NORM_STD + _NORM_MEAN, 0.0, 1.0)
+    return (np.round(y * 255.0) / 255.0).astype(np.float32)
 
 
 def to_bgr(frame: np.ndarray) -> np.ndarray:
