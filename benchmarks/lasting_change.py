@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/lasting_change.py [--data DIR] [--bundle DIR] [--onset 100] [--json FILE]
 
-The camera is nudged (the picture moves 12 px right and 8 px down) or a light is switched on
-(every pixel +40) at frame ``--onset`` of each Kaggle normal print, and stays so. The
+The camera is nudged (the picture moves 12 px right and 8 px down), a light is switched on
+(every pixel +40), daylight brightens the room (x1.4) or a light is switched off (x0.6) at
+frame ``--onset`` of each Kaggle normal print, and stays so. The
 adapted score flags that, as it should: "this looks different from how the print started".
 What matters to a user is what happens next. ``python -m watchdog replay`` with its
 simulated user, who resumes right after each pause (accepting the new view), counts the
@@ -36,6 +37,8 @@ CHANGES = {
     "camera nudged": lambda im: cv2.warpAffine(im, np.float32([[1, 0, 12], [0, 1, 8]]), (im.shape[1], im.shape[0]),
                                                borderMode=cv2.BORDER_REPLICATE),
     "light switched on": lambda im: cv2.convertScaleAbs(im, alpha=1.0, beta=40),
+    "daylight (x1.4)": lambda im: cv2.convertScaleAbs(im, alpha=1.4, beta=0),
+    "light switched off (x0.6)": lambda im: cv2.convertScaleAbs(im, alpha=0.6, beta=0),
 }
 
 

@@ -72,3 +72,11 @@ def test_bundles_without_the_key_do_not_normalise(tiny_bundle: Path, tmp_path: P
     del meta["preprocess"]["normalize"]  # a bundle from before the option
     (old / META_FILE).write_text(json.dumps(meta))
     assert Bundle.load(old).meta.preprocess.normalize is False
+
+
+def test_the_trainer_turns_normalisation_on_only_when_asked() -> None:
+    from trainer.pipeline import Options, resolve_preset
+
+    assert resolve_preset(Options()).preprocess.normalize is False  # the shipped default: off
+    assert resolve_preset(Options(normalize=True)).preprocess.normalize is True
+    assert resolve_preset(Options(preset="tiny", normalize=True)).preprocess.normalize is True

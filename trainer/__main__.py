@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--input-size", type=_size, metavar="WxH", help="override the preset's model input size")
     m.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="light augmentation (small shifts, zoom, brightness); default: the preset's")
+    m.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="standardise each frame's brightness and contrast before the model, so a light "
+                        "switched on or daylight is not a new scene (measured trade-offs: "
+                        "docs/benchmarks.md); default: the preset's (off)")
     m.add_argument("--adapt-frames", type=int, metavar="N",
                    help="per-print adaptation: score against each print's first N frames (0: off); "
                         "default: the preset's")
@@ -105,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = Options(
         out=args.out, data=args.data, normal=args.normal, anomalous=args.anomalous, preset=args.preset,
         epochs=args.epochs, batch_size=args.batch_size, augment=args.augment, input_size=args.input_size,
-        adapt_frames=args.adapt_frames, adapt_calibration=args.adapt_calibration, split=args.split,
+        adapt_frames=args.adapt_frames, normalize=args.normalize, adapt_calibration=args.adapt_calibration,
+        split=args.split,
         val_sessions=args.val_sessions, test_sessions=args.test_sessions,
         session_pattern=args.session_pattern, contamination=args.contamination, seed=args.seed,
         target_fpr=args.target_fpr, threshold_quantile=args.threshold_quantile,

@@ -42,6 +42,7 @@ class Options:
     augment: bool | None = None
     input_size: tuple[int, int] | None = None  # (width, height): override the preset's input size
     adapt_frames: int | None = None  # override the preset's per-print calibration frames (0: off)
+    normalize: bool | None = None  # override the preset's per-frame brightness/contrast normalisation
     adapt_calibration: str = "cross"  # adapted threshold: "cross" (models that never saw the print) or "validation"
     split: str = "session"
     val_sessions: list[str] = field(default_factory=list)
@@ -88,6 +89,8 @@ def resolve_preset(options: Options) -> Preset:
         except ValueError as exc:
             raise DataError(f"--input-size {w}x{h}: {exc}") from exc
         preset = dataclasses.replace(preset, preprocess=pre)
+    if options.normalize is not None:
+        preset = dataclasses.replace(preset, preprocess=dataclasses.replace(preset.preprocess, normalize=options.normalize))
     if options.adapt_frames is not None:
         if options.adapt_frames < 0:
             raise DataError(f"--adapt-frames {options.adapt_frames}: must be >= 0")

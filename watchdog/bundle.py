@@ -60,11 +60,12 @@ class Preprocess:
     interest is cropped first, in 0..1 coordinates of the full frame, so that the bundle
     stays valid when the camera resolution changes.
 
-    ``normalize``: each channel of the cropped, resized frame is standardised (its own mean
-    and spread become 0.5 and 0.2). A light switched on or off, daylight or the camera's
-    auto-exposure change the whole picture at once; a failure changes a part of it. Without
-    this, a brighter room looks like a new scene to the per-print adaptation and pauses the
-    print (docs/benchmarks.md, "A lasting change"). The result is kept on the 1/255 grid, so
+    ``normalize`` (``python -m trainer --normalize``; off in the presets): each channel of the
+    cropped, resized frame is standardised (its own mean and spread become 0.5 and 0.2). A
+    light switched on, daylight or the camera's auto-exposure change the whole picture at once;
+    a failure changes a part of it, so a brighter room no longer looks like a new scene to the
+    per-print adaptation. The cost: a large part moving in and out of view shifts the frame's
+    statistics too (docs/benchmarks.md, "Lighting"). The result is kept on the 1/255 grid, so
     the trainer's uint8 copy of a frame is exactly what the daemon scores.
     """
 
