@@ -100,11 +100,11 @@ def test_home_assistant_discovery_and_republish_on_ha_online(mosquitto, unique_p
     dp = f"{p}_ha"
     with mosquitto.subscriber(f"{dp}/#") as sub:
         notifier_factory(mosquitto, p, printers=("ender3", "voron"))
-        configs = sub.wait_count(f"{dp}/+/+/+/config", 8)
+        configs = sub.wait_count(f"{dp}/+/+/+/config", 10)
         by_topic = {m.topic: m.json() for m in configs}
-        assert len(by_topic) == 8
+        assert len(by_topic) == 10
         unique_ids = [c["unique_id"] for c in by_topic.values()]
-        assert len(set(unique_ids)) == 8
+        assert len(set(unique_ids)) == 10
         for topic, c in by_topic.items():
             component, node, object_id = topic.split("/")[1:4]
             assert c["availability_topic"] == f"{p}/available"
@@ -125,14 +125,18 @@ def test_home_assistant_discovery_and_republish_on_ha_online(mosquitto, unique_p
         assert switch["command_topic"] == f"{p}/ender3/enabled/set"
         assert switch["state_topic"] == f"{p}/ender3/enabled"
         assert (switch["payload_on"], switch["payload_off"]) == ("ON", "OFF")
+        button = entity("button", "voron")  # its press is a feedback command the daemon accepts
+        assert button["command_topic"] == f"{p}/voron/feedback"
+        assert parse_command(p, ["voron"], button["command_topic"], button["payload_press"].encode()) == (
+            "voron", "feedback", {"incident": "latest", "verdict": "not_failure"})
 
         with mosquitto.subscriber(f"{dp}/#") as late:  # retained: HA finds them when it starts
-            assert {m.topic for m in late.wait_count(f"{dp}/+/+/+/config", 8) if m.retain} == set(by_topic)
+            assert {m.topic for m in late.wait_count(f"{dp}/+/+/+/config", 10) if m.retain} == set(by_topic)
 
         mosquitto.publish(f"{dp}/status", "offline")
         mosquitto.publish(f"{dp}/status", "online")
-        again = sub.wait_count(f"{dp}/+/+/+/config", 16)
-        assert {m.topic for m in again[8:]} == set(by_topic)
+        again = sub.wait_count(f"{dp}/+/+/+/config", 20)
+        assert {m.topic for m in again[10:]} == set(by_topic)
 
 
 def test_last_will_says_offline_when_the_daemon_dies(mosquitto, unique_prefix, tmp_path) -> None:

@@ -141,3 +141,34 @@ def test_without_feedback_a_lasting_change_alerts_again_after_the_cooldown_in_no
     watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, SimulatedPrinter("benchy.gcode"), "notify")
     records = [watcher.step() for _ in range(35)]
     assert [r.action for r in records].count("notify") >= 2
+
+
+def test_the_not_a_failure_button_marks_the_latest_alert_and_relearns(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Home Assistant's "Not a failure" button sends feedback on the incident "latest": the
+    daemon resolves it to the printer's last alert, keeps its frame for retraining and the
+    watcher re-learns the print (the daemon in-process, its watcher stepped by hand)."""
+    import threading
+
+    from tests.daemon_helpers import write_config
+    from watchdog.daemon import Daemon, _Running
+
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + [anomalous_frames[0]] * 10)
+    config = write_config(tmp_path / "c.yaml", model=str(tiny_adaptive_bundle), storage={"dir": str(tmp_path / "state")},
+                          printers=[{"name": "e3", "camera": {"source": str(frames), "interval_s": 0}, "action": "notify"}])
+    daemon = Daemon(config)
+    daemon.on_command("e3", "feedback", {"incident": "latest", "verdict": "not_failure"})  # unknown printer yet: ignored
+    daemon.notifier = Notifier(daemon.config.mqtt, daemon.config.storage, ["e3"])
+    watcher = daemon._make_watchers(daemon.config, daemon.bundle)["e3"]
+    daemon.watchers["e3"] = _Running(watcher, threading.Thread(target=lambda: None), threading.Event())
+    daemon.on_command("e3", "feedback", {"incident": "latest", "verdict": "not_failure"})  # no alert yet: ignored
+    records = [watcher.step() for _ in range(10)]
+    assert [r.action for r in records].count("notify") == 1
+    incident = watcher.status()["last_alert"]["incident"]
+
+    daemon.on_command("e3", "feedback", {"incident": "latest", "verdict": "not_failure"})
+    assert (tmp_path / "state" / "collected" / "e3" / "false_alarms" / f"{incident}.jpg").is_file()
+    watcher.step()
+    assert watcher.status()["calibrating"]  # learning the accepted view
+    watcher.camera.close()

@@ -41,6 +41,7 @@ from watchdog.incidents import SAFE_NAME, VERDICTS, Incident, IncidentStore, Thr
 logger = logging.getLogger(__name__)
 
 MAX_COMMAND_BYTES = 1024
+LATEST_INCIDENT = "latest"  # feedback on the printer's most recent alert (the Home Assistant button)
 CommandHandler = Callable[[str, str, dict], None]
 
 
@@ -98,7 +99,7 @@ def _node_id(prefix: str, printer: str) -> str:
 
 
 def discovery_configs(mqtt_cfg: MqttConfig, printer: str) -> dict[str, dict[str, Any]]:
-    """Home Assistant discovery topic → config for one printer's four entities."""
+    """Home Assistant discovery topic → config for one printer's five entities."""
     prefix = mqtt_cfg.topic_prefix
     base = f"{prefix}/{printer}"
     node = _node_id(prefix, printer)
@@ -143,6 +144,14 @@ def discovery_configs(mqtt_cfg: MqttConfig, printer: str) -> dict[str, dict[str,
             "payload_on": "ON",
             "payload_off": "OFF",
             "icon": "mdi:eye",
+        },
+        # One press from the phone: the latest alert was a false alarm (its frame is kept for
+        # retraining, and the watcher re-learns the print's look, as after a resume).
+        ("button", "not_failure"): {
+            "name": "Not a failure",
+            "command_topic": f"{base}/feedback",
+            "payload_press": json.dumps({"incident": LATEST_INCIDENT, "verdict": "not_failure"}),
+            "icon": "mdi:check-circle-outline",
         },
     }
     dp = mqtt_cfg.homeassistant.discovery_prefix

@@ -17,7 +17,7 @@ from typing import Any
 
 from watchdog import systemd
 from watchdog.act import make_printer
-from watchdog.alert import Notifier
+from watchdog.alert import LATEST_INCIDENT, Notifier
 from watchdog.bundle import Bundle, BundleError, default_bundle_path
 from watchdog.capture import open_camera
 from watchdog.config import Config, ConfigError, load_config
@@ -97,6 +97,12 @@ class Daemon:
             logger.info("%s: watching %s by MQTT command", printer, "enabled" if running.watcher.enabled else "disabled")
         elif command == "feedback":
             incident, verdict = str(payload["incident"]), str(payload["verdict"])
+            if incident == LATEST_INCIDENT:
+                last = running.watcher.status()["last_alert"]
+                if last is None:
+                    logger.warning("%s: feedback on the latest alert ignored: no alert since the daemon started", printer)
+                    return
+                incident = str(last["incident"])
             try:
                 if verdict == "not_failure":
                     path = mark_not_failure(self.config.storage.dir, printer, incident)
