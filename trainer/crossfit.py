@@ -35,12 +35,22 @@ VAL_FRACTION = 0.15  # of each fitting print's frames (its last ones): early sto
 
 def print_frames(sets: Iterable[Loaded]) -> dict[str, np.ndarray]:
     """The normal frames of every print in these sets, per print, in frame-number (time) order."""
-    prints: dict[str, list[tuple[int, np.ndarray]]] = {}
-    for loaded in sets:
+    return {name: x for name, (x, _) in prints_by_set(sets).items()}
+
+
+def prints_by_set(sets: Iterable[Loaded]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per print: its normal frames in frame-number (time) order, and for each frame the index
+    of the set it came from (the validation rule keeps only the frames of ``sets[1]``)."""
+    prints: dict[str, list[tuple[int, int, np.ndarray]]] = {}
+    for index, loaded in enumerate(sets):
         for fr, x in zip(loaded.frames, loaded.x, strict=True):
             if fr.label == NORMAL:
-                prints.setdefault(fr.session, []).append((frame_number(fr.path), x))
-    return {k: np.stack([x for _, x in sorted(v, key=lambda t: t[0])]) for k, v in sorted(prints.items())}
+                prints.setdefault(fr.session, []).append((frame_number(fr.path), index, x))
+    out = {}
+    for name, frames in sorted(prints.items()):
+        frames.sort(key=lambda t: t[0])
+        out[name] = (np.stack([t[2] for t in frames]), np.array([t[1] for t in frames]))
+    return out
 
 
 def crossfit_adaptation(

@@ -18,11 +18,10 @@ from typing import Any
 import numpy as np
 
 from trainer import calibrate, crossfit, evaluate, export, plots, report
-from trainer.data import NORMAL, DataError, Loaded, find_frames, load_frames, split_frames, to_float
+from trainer.data import DataError, Loaded, find_frames, load_frames, split_frames, to_float
 from trainer.model import Preset, build_autoencoder, compile_autoencoder, get_preset
 from trainer.train import fit
 from watchdog import __version__, adapt
-from watchdog.adapt import frame_number
 from watchdog.bundle import Adaptation, BundleMeta
 
 logger = logging.getLogger(__name__)
@@ -255,16 +254,10 @@ def _adaptation(
 
 def _validation_adaptation(preset: Preset, recon: Any, sets: list[Loaded], target_fpr: float, bs: int) -> Adaptation:
     """The threshold on the validation frames (``sets[1]``) of every print, each replayed from its start."""
-    prints: dict[str, list[tuple[int, bool, np.ndarray]]] = {}
-    for held_out, loaded in enumerate(sets):  # sets = [fit, val]: the threshold uses val frames
-        for fr, x in zip(loaded.frames, loaded.x, strict=True):
-            if fr.label == NORMAL:
-                prints.setdefault(fr.session, []).append((frame_number(fr.path), bool(held_out), x))
     maps, masks = [], []
-    for frames in prints.values():
-        frames.sort(key=lambda t: t[0])
-        maps.append(evaluate.error_maps(recon, np.stack([t[2] for t in frames]), preset.scoring, bs))
-        masks.append(np.array([t[1] for t in frames]))
+    for x, from_set in crossfit.prints_by_set(sets).values():  # sets = [fit, val]
+        maps.append(evaluate.error_maps(recon, x, preset.scoring, bs))
+        masks.append(from_set == 1)  # the threshold uses the validation frames only
     result = adapt.calibrate(preset.adaptation, preset.scoring, maps, target_fpr, held_out=masks)
     logger.info("per-print adaptation: %d calibration frames, threshold %.4g on %d prints' validation frames",
                 result.frames, result.threshold, len(maps))

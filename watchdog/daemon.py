@@ -98,7 +98,7 @@ class Daemon:
         elif command == "feedback":
             incident, verdict = str(payload["incident"]), str(payload["verdict"])
             if incident == LATEST_INCIDENT:
-                last = running.watcher.status()["last_alert"]
+                last = running.watcher.last_alert
                 if last is None:
                     logger.warning("%s: feedback on the latest alert ignored: no alert since the daemon started", printer)
                     return
