@@ -189,6 +189,7 @@ class Notifier:
         self._inflight: dict[int, Incident] = {}  # mid → alert waiting for its PUBACK
         self._unsent: dict[str, Incident] = {}  # alerts with no client yet (not started / stopped)
         self._early_acks: OrderedDict[int, None] = OrderedDict()  # PUBACKs that beat publish()
+        self._clearing = 0  # acknowledged alerts whose pending marker is not removed yet
         self._retained: dict[str, bytes] = {}  # latest state/heatmap/enabled, re-sent on connect
         self._was_connected = False
 
@@ -297,7 +298,8 @@ class Notifier:
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until every alert is acknowledged; True if so."""
         with self._lock:
-            return self._lock.wait_for(lambda: not self._inflight and not self._unsent, timeout)
+            return self._lock.wait_for(lambda: not self._inflight and not self._unsent and not self._clearing,
+                                       timeout)
 
     # ----------------------------------------------------------------- callbacks (paho's thread)
 
@@ -344,7 +346,9 @@ class Notifier:
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         with self._lock:
             incident = self._inflight.pop(mid, None)
-            if incident is None:
+            if incident is not None:
+                self._clearing += 1  # flush() waits until _delivered has removed the marker
+            else:
                 self._early_acks[mid] = None
                 while len(self._early_acks) > 256:
                     self._early_acks.popitem(last=False)
@@ -352,9 +356,11 @@ class Notifier:
             self._delivered(incident)
 
     def _delivered(self, incident: Incident) -> None:
+        """Called once per acknowledged alert, after ``_clearing`` was counted up for it."""
         self.store.delivered(incident)
         logger.info("%s: alert %s delivered", incident.printer, incident.id)
         with self._lock:
+            self._clearing -= 1
             self._lock.notify_all()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -447,7 +453,9 @@ class Notifier:
         info = client.publish(f"{self.prefix}/{incident.printer}/alert", incident.payload, qos=1)
         with self._lock:
             acked = self._early_acks.pop(info.mid, "no") is None
-            if not acked:
+            if acked:
+                self._clearing += 1
+            else:
                 self._inflight[info.mid] = incident
         if acked:
             self._delivered(incident)
