@@ -56,13 +56,13 @@ def camera_jpegs(n: int) -> list[bytes]:
 def step_cost(bundle: Bundle, jpegs: list[bytes], threads: int) -> dict[str, float]:
     """The daemon's per-frame work, per-print adaptation included (as Watcher.step does it)."""
     scorer = FrameScorer(bundle, num_threads=threads)
-    adapter = PrintAdapter.for_bundle(bundle.meta)
+    adapter = PrintAdapter.for_bundle(bundle.meta, None, scorer.error_map)
     times = []
     for i, data in enumerate(jpegs):
         t0 = time.perf_counter()
         frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        result = scorer.analyze(frame)
-        score, calibrating = adapter.observe(result.score, result.error_map)
+        result = scorer.analyze(frame, reference=adapter.reference)
+        score, calibrating = adapter.observe(result.score, result.error_map, result.input)
         if adapter.enabled and not calibrating:
             result = replace(result, score=score, error_map=adapter.last_map)
         encode_jpeg(scorer.overlay(frame, result))

@@ -61,7 +61,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.inscene import pasted_failures, pasted_sequence  # noqa: E402
 from trainer.crossfit import split_fit_val, val_mask  # noqa: E402
 from trainer.evaluate import error_maps  # noqa: E402
-from watchdog.adapt import calibrate, frame_number, simulate  # noqa: E402
+from watchdog.adapt import calibrate, frame_number, light_matched, light_reference, simulate  # noqa: E402
 from watchdog.bundle import Adaptation, Preprocess, Scoring  # noqa: E402
 
 KAGGLE = ROOT.parent / "shared" / "data" / "kaggle-3d-printer"
@@ -205,7 +205,9 @@ def evaluate_fold(
         res.update(sequence_stats(n, d, thr))
         res.update(inscene_stats(normal, maps, k + INSCENE_ONSET, thr,
                                  lambda m: simulate(unit, scoring, m)[INSCENE_ONSET:]))
-        res.update(failing_from_start_stats(defects, k, thr, lambda m: simulate(unit, scoring, m)))
+        res.update(failing_from_start_stats(maps.get("defects_own", defects), k, thr,
+                                            lambda m: simulate(unit, scoring, m)))
+        res.update(lighting_stats(normal, maps, thr, lambda m: np.r_[np.zeros(k), simulate(unit, scoring, m)]))
         res.update(auroc_adapted=auroc(n, d), threshold=thr, calibration_frames=k,
                    n_normal_scored=len(n), false_alarm_rate=float(np.mean(n > thr)),
                    recall=float(np.mean(d > thr)), strings_auroc=auroc(n, y),
@@ -217,6 +219,7 @@ def evaluate_fold(
         res.update(sequence_stats(raw_n, raw_d, thr))
         start = max(adaptation.frames, 30) + INSCENE_ONSET
         res.update(inscene_stats(normal, maps, start, thr, lambda m: scoring.scores(m)[start:]))
+        res.update(lighting_stats(normal, maps, thr, scoring.scores))
         res.update(threshold=thr, n_normal_scored=len(raw_n),
                    false_alarm_rate=float(np.mean(raw_n > thr)), recall=float(np.mean(raw_d > thr)),
                    strings_auroc=auroc(raw_n[len(raw_n) - len(raw_y):], raw_y),
@@ -250,29 +253,70 @@ def inscene_sequences(data: dict[str, np.ndarray], session: str, start: int, see
         first += count
 
 
-def fold_maps(error: Any, data: dict[str, np.ndarray], sessions: list[str], held: str) -> dict[str, np.ndarray]:
-    """Error maps of every set one fold scores (``error``: uint8 frames → maps)."""
-    maps = {k: error(data[k]) for k in [*sessions, "defects"]}
+LIGHTING = {"+40": (1.0, 40.0), "x0.6": (0.6, 0.0), "x1.4": (1.4, 0.0), "-40": (1.0, -40.0)}  # gain, offset
+LIGHT_ONSET = 100  # frame of the held-out print from which the room's light is changed
+
+
+def relit(x: np.ndarray, gain: float, offset: float) -> np.ndarray:
+    """uint8 frames under another light: a lamp, daylight, the light switched off (a global change)."""
+    return np.clip(x.astype(np.float32) * gain + offset, 0, 255).round().astype(np.uint8)
+
+
+def fold_maps(
+    error: Any, data: dict[str, np.ndarray], sessions: list[str], held: str, spec: Adaptation | None = None
+) -> dict[str, np.ndarray]:
+    """Error maps of every set one fold scores (``error``: uint8 frames → maps).
+
+    Light-matched as the daemon would when ``spec.match_light``: every print to its own first
+    frames; whatever the held-out print shows after its calibration (defects, strings, pasted
+    failures, the changed light) to the held-out print's; ``defects_own``: each failed print
+    to its own first frames (a print that fails from its start)."""
+    spec = spec or Adaptation()
+    matching = spec.enabled and spec.match_light
+    ref = light_reference(data[held][: spec.frames]) if matching else None
+    after = lambda x: error(light_matched(x, spec, ref))  # noqa: E731
+    maps = {k: error(light_matched(data[k], spec)) for k in sessions}
+    maps["defects"] = after(data["defects"])
     for k in ("strings", "pasted"):
-        maps[k] = error(data[f"{k}_{held}"])
+        maps[k] = after(data[f"{k}_{held}"])
     for name, _ in DEFECT_PRINTS:
-        maps["seq_" + name] = error(data[f"seq_{held}_{name}"])
+        maps["seq_" + name] = after(data[f"seq_{held}_{name}"])
+    for name, (gain, offset) in LIGHTING.items():
+        maps["light_" + name] = after(relit(data[held][LIGHT_ONSET:], gain, offset))
+    if matching:
+        parts, start = [], 0
+        for _, count in DEFECT_PRINTS:
+            parts.append(error(light_matched(data["defects"][start : start + count], spec)))
+            start += count
+        maps["defects_own"] = np.concatenate(parts)
     return maps
+
+
+def lighting_stats(normal: np.ndarray, maps: dict[str, np.ndarray], thr: float, scores: Any) -> dict[str, Any]:
+    """A lasting global light change from ``LIGHT_ONSET`` on the held-out print: share of the
+    changed frames above the threshold, and frames from the change to the first pause."""
+    out = {}
+    for name in LIGHTING:
+        s = scores(np.concatenate([normal[:LIGHT_ONSET], maps["light_" + name]]))[LIGHT_ONSET:]
+        out[name] = {"above": float(np.mean(s > thr)), "frames_to_pause": first_pause(s, thr)}
+    return {"lighting": out}
 
 
 # --------------------------------------------------------------------------- methods
 
 
 def run_autoencoder(
-    preset: Any, data: dict[str, np.ndarray], sessions: list[str], args: argparse.Namespace
-) -> list[dict[str, Any]]:
-    from trainer.crossfit import crossfit_adaptation
+    preset: Any, data: dict[str, np.ndarray], sessions: list[str], args: argparse.Namespace,
+    variants: list[Adaptation] | None = None,
+) -> list[list[dict[str, Any]]]:
+    """Folds of each adaptation variant (default: the preset's own), all on the same fitted models."""
+    from trainer.crossfit import crossfit_adaptation, crossfit_models
     from trainer.evaluate import keras_reconstructor
     from trainer.model import build_autoencoder, compile_autoencoder
     from trainer.train import fit
 
-    adaptation = getattr(preset, "adaptation", Adaptation())
-    results = []
+    variants = variants or [getattr(preset, "adaptation", Adaptation())]
+    results: list[list[dict[str, Any]]] = [[] for _ in variants]
     for held in sessions:
         fit_sessions = [s for s in sessions if s != held]
         x_fit, x_val = split_fit_val(data, fit_sessions)
@@ -281,18 +325,24 @@ def run_autoencoder(
         with tempfile.TemporaryDirectory() as tmp:
             fitted = fit(model, x_fit, x_val, preset.train, Path(tmp) / "best.weights.h5", args.seed, verbose=0)
         recon = keras_reconstructor(model)
-        maps = fold_maps(lambda x, r=recon: error_maps(r, x, preset.scoring), data, sessions, held)
-        cross = None
-        if adaptation.enabled:  # the trainer's rule: each fitting print scored by a model without it
+        models = None
+        if variants[0].enabled:  # the trainer's rule: each fitting print scored by a model without it
             t0 = time.perf_counter()
-            cross = crossfit_adaptation(preset, {s: data[s] for s in fit_sessions}, args.target_fpr,
-                                        args.seed).threshold
+            models = crossfit_models(preset, {s: data[s] for s in fit_sessions}, args.seed)
             fitted.seconds += time.perf_counter() - t0
-        res = evaluate_fold(maps, held, fit_sessions, error_maps(recon, x_val, preset.scoring),
-                            preset.scoring, adaptation, args.target_fpr, cross)
-        res.update(train_seconds=round(fitted.seconds, 1), epochs_run=fitted.epochs_run)
-        logger.info("%s held out %s: %s", preset.name, held, _short(res))
-        results.append(res)
+        for spec, out in zip(variants, results, strict=True):
+            maps = fold_maps(lambda x, r=recon: error_maps(r, x, preset.scoring), data, sessions, held, spec)
+            cross = None
+            if spec.enabled and models is not None:
+                cross = crossfit_adaptation(dataclasses.replace(preset, adaptation=spec),
+                                            {s: data[s] for s in fit_sessions}, args.target_fpr, models=models).threshold
+            res = evaluate_fold(maps, held, fit_sessions, error_maps(recon, x_val, preset.scoring),
+                                preset.scoring, spec, args.target_fpr, cross)
+            res.update(train_seconds=round(fitted.seconds, 1), epochs_run=fitted.epochs_run,
+                       match_light=spec.match_light)
+            logger.info("%s%s held out %s: %s", preset.name, " +match-light" if spec.match_light else "", held,
+                        _short(res))
+            out.append(res)
     return results
 
 
@@ -316,7 +366,7 @@ def run_pca(
             flat = pca.inverse_transform(pca.transform(xb.reshape(len(xb), -1)))
             return np.clip(flat.reshape(xb.shape), 0.0, 1.0).astype(np.float32)
 
-        maps = fold_maps(lambda x, r=recon: error_maps(r, x, scoring), data, sessions, held)
+        maps = fold_maps(lambda x, r=recon: error_maps(r, x, scoring), data, sessions, held, adaptation)
         res = evaluate_fold(maps, held, fit_sessions, error_maps(recon, x_val, scoring), scoring,
                             adaptation, args.target_fpr)
         res.update(train_seconds=round(seconds, 1))
@@ -342,16 +392,18 @@ def run_control(preset: Any, data: dict[str, np.ndarray], sessions: list[str], a
         with tempfile.TemporaryDirectory() as tmp:
             fit(model, x_fit, x_val, preset.train, Path(tmp) / "best.weights.h5", args.seed, verbose=0)
         recon = keras_reconstructor(model)
-        maps = {k: error_maps(recon, data[k], scoring) for k in [*sessions, "defects"]}
-        thr = calibrate(adaptation, scoring, [maps[a]], args.target_fpr, held_out=[val_mask(len(maps[a]))]).threshold
+        own = {k: error_maps(recon, light_matched(data[k], adaptation), scoring) for k in sessions}
+        thr = calibrate(adaptation, scoring, [own[a]], args.target_fpr, held_out=[val_mask(len(own[a]))]).threshold
         for b in sessions:
             if b == a:
                 continue
             c = next(s for s in sessions if s not in (a, b))
-            cal = maps[b][: adaptation.frames]
-            n = simulate(unit, scoring, maps[b])
-            other = simulate(unit, scoring, np.concatenate([cal, maps[c]]))
-            d = simulate(unit, scoring, np.concatenate([cal, maps["defects"]]))
+            ref = light_reference(data[b][: adaptation.frames]) if adaptation.match_light else None
+            after = lambda x, r=ref, m=recon: error_maps(m, light_matched(x, adaptation, r), scoring)  # noqa: E731
+            cal = own[b][: adaptation.frames]
+            n = simulate(unit, scoring, own[b])
+            other = simulate(unit, scoring, np.concatenate([cal, after(data[c])]))
+            d = simulate(unit, scoring, np.concatenate([cal, after(data["defects"])]))
             rows.append({"fit": a, "print": b, "other": c, "alarm_rate_print": float(np.mean(n > thr)),
                          "alarm_rate_other_print": float(np.mean(other > thr)),
                          "recall_defects": float(np.mean(d > thr)), "auroc_print_vs_other": auroc(n, other),
@@ -411,6 +463,9 @@ def print_table(name: str, note: str, folds: list[dict[str, Any]]) -> None:
         print(f"    in-scene (failure material pasted into this print from its frame "
               f"{r['inscene_onset_frame']} on): frames to pause: {inscene}; "
               f"frames above threshold {r['inscene_recall']:.2f}")
+        light = ", ".join(f"{k} {v['above']:.2f} above, pause {'never' if v['frames_to_pause'] is None else v['frames_to_pause']}"
+                          for k, v in r["lighting"].items())
+        print(f"    the room's light changed from frame {LIGHT_ONSET} on: {light}")
         if r.get("failing_from_start"):
             own = ", ".join(f"{k} {v['above']:.2f} above, pause {'never' if v['frames_to_pause'] is None else v['frames_to_pause']}"
                             for k, v in r["failing_from_start"].items())
@@ -466,9 +521,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {args.data}; normal sessions {', '.join(f'{s} ({len(data[s])})' for s in sessions)}; "
           f"defects {len(data['defects'])}; input {default.preprocess.width}x{default.preprocess.height} "
           f"roi {list(default.preprocess.roi)}")
-    folds = run_autoencoder(default, data, sessions, args)
-    add("default", f"preset default, {default.train.epochs} epochs max, scoring {default.scoring}, "
-        f"adaptation {adaptation}", folds)
+    variants = [adaptation]
+    if adaptation.enabled:  # light matching on and off, on the same models
+        variants.append(dataclasses.replace(adaptation, match_light=not adaptation.match_light))
+    for spec, folds in zip(variants, run_autoencoder(default, data, sessions, args, variants), strict=True):
+        name = "default" if spec is adaptation else ("default+match-light" if spec.match_light else "default-no-match-light")
+        add(name, f"preset default, {default.train.epochs} epochs max, scoring {default.scoring}, "
+            f"adaptation {spec}", folds)
 
     add("pca-seed-scoring", "PCA 50 components on the default preprocessing, whole-image MSE, no adaptation",
         run_pca(data, sessions, Scoring("l2", "mean"), Adaptation(), args))
@@ -487,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         del data
         seed_data, _ = dataset(seed.preprocess)
         add("seed", f"preset seed, {args.seed_epochs} epochs (its own: 125), scoring {seed.scoring}, no adaptation",
-            run_autoencoder(seed, seed_data, sessions, args))
+            run_autoencoder(seed, seed_data, sessions, args)[0])
 
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="standardise each frame's brightness and contrast before the model, so a light "
                         "switched on or daylight is not a new scene (measured trade-offs: "
                         "docs/benchmarks.md); default: the preset's (off)")
+    m.add_argument("--match-light", action=argparse.BooleanOptionalAction, default=None,
+                   help="per-print adaptation: match each frame's brightness and contrast to the print's "
+                        "first frames before the model sees it (docs/benchmarks.md, \"Lighting\"); "
+                        "default: the preset's")
     m.add_argument("--adapt-frames", type=int, metavar="N",
                    help="per-print adaptation: score against each print's first N frames (0: off); "
                         "default: the preset's")
@@ -109,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = Options(
         out=args.out, data=args.data, normal=args.normal, anomalous=args.anomalous, preset=args.preset,
         epochs=args.epochs, batch_size=args.batch_size, augment=args.augment, input_size=args.input_size,
-        adapt_frames=args.adapt_frames, normalize=args.normalize, adapt_calibration=args.adapt_calibration,
+        adapt_frames=args.adapt_frames, normalize=args.normalize, match_light=args.match_light,
+        adapt_calibration=args.adapt_calibration,
         split=args.split,
         val_sessions=args.val_sessions, test_sessions=args.test_sessions,
         session_pattern=args.session_pattern, contamination=args.contamination, seed=args.seed,

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.data import NORMAL, Loaded
-from trainer.evaluate import error_maps, keras_reconstructor
+from trainer.evaluate import Reconstruct, error_maps, keras_reconstructor
 from trainer.model import Preset, build_autoencoder, compile_autoencoder
 from trainer.train import fit
 from watchdog import adapt
@@ -53,10 +53,10 @@ def prints_by_set(sets: Iterable[Loaded]) -> dict[str, tuple[np.ndarray, np.ndar
     return out
 
 
-def crossfit_adaptation(
-    preset: Preset, prints: dict[str, np.ndarray], target_fpr: float, seed: int = 0, groups: int = 4
-) -> Adaptation:
-    """``preset.adaptation`` with its threshold set on prints scored by models that did not fit them.
+def crossfit_models(
+    preset: Preset, prints: dict[str, np.ndarray], seed: int = 0, groups: int = 4
+) -> list[tuple[list[str], Reconstruct]]:
+    """Models of ``preset`` that each left a group of prints out: (left-out prints, reconstructor).
 
     ``prints``: uint8 frames per normal print, in time order. Needs two prints or more
     (ValueError otherwise); with more than ``groups`` prints they are left out in groups.
@@ -65,7 +65,7 @@ def crossfit_adaptation(
     if len(names) < 2:
         raise ValueError("cross-fitted calibration needs at least two normal prints")
     buckets = [names[i :: min(groups, len(names))] for i in range(min(groups, len(names)))]
-    maps: list[np.ndarray] = []
+    out = []
     for left_out in buckets:
         fitting = [n for n in names if n not in left_out]
         x_fit, x_val = split_fit_val(prints, fitting)
@@ -73,10 +73,29 @@ def crossfit_adaptation(
         compile_autoencoder(model, preset.train)
         with tempfile.TemporaryDirectory() as tmp:
             fit(model, x_fit, x_val, preset.train, Path(tmp) / "cross.weights.h5", seed, verbose=0)
-        recon = keras_reconstructor(model)
-        maps += [error_maps(recon, prints[name], preset.scoring) for name in left_out]
+        out.append((left_out, keras_reconstructor(model)))
         logger.info("cross-fit: left out %s, fitted on %s", ", ".join(left_out), ", ".join(fitting))
-    result = adapt.calibrate(preset.adaptation, preset.scoring, maps, target_fpr)
+    return out
+
+
+def crossfit_adaptation(
+    preset: Preset,
+    prints: dict[str, np.ndarray],
+    target_fpr: float,
+    seed: int = 0,
+    groups: int = 4,
+    models: list[tuple[list[str], Reconstruct]] | None = None,
+) -> Adaptation:
+    """``preset.adaptation`` with its threshold set on prints scored by models that did not fit them.
+
+    ``models``: the ``crossfit_models`` of these prints, when already fitted (the benchmark
+    compares adaptation variants on the same models).
+    """
+    spec = preset.adaptation
+    models = crossfit_models(preset, prints, seed, groups) if models is None else models
+    maps = [error_maps(recon, adapt.light_matched(prints[name], spec), preset.scoring)
+            for left_out, recon in models for name in left_out]
+    result = adapt.calibrate(spec, preset.scoring, maps, target_fpr)
     logger.info("per-print adaptation: %d calibration frames, threshold %.4g cross-fitted on %d prints",
                 result.frames, result.threshold, len(maps))
     return result

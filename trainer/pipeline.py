@@ -42,6 +42,7 @@ class Options:
     input_size: tuple[int, int] | None = None  # (width, height): override the preset's input size
     adapt_frames: int | None = None  # override the preset's per-print calibration frames (0: off)
     normalize: bool | None = None  # override the preset's per-frame brightness/contrast normalisation
+    match_light: bool | None = None  # override the preset's light matching to each print's start
     adapt_calibration: str = "cross"  # adapted threshold: "cross" (models that never saw the print) or "validation"
     split: str = "session"
     val_sessions: list[str] = field(default_factory=list)
@@ -90,6 +91,8 @@ def resolve_preset(options: Options) -> Preset:
         preset = dataclasses.replace(preset, preprocess=pre)
     if options.normalize is not None:
         preset = dataclasses.replace(preset, preprocess=dataclasses.replace(preset.preprocess, normalize=options.normalize))
+    if options.match_light is not None:
+        preset = dataclasses.replace(preset, adaptation=dataclasses.replace(preset.adaptation, match_light=options.match_light))
     if options.adapt_frames is not None:
         if options.adapt_frames < 0:
             raise DataError(f"--adapt-frames {options.adapt_frames}: must be >= 0")
@@ -256,7 +259,7 @@ def _validation_adaptation(preset: Preset, recon: Any, sets: list[Loaded], targe
     """The threshold on the validation frames (``sets[1]``) of every print, each replayed from its start."""
     maps, masks = [], []
     for x, from_set in crossfit.prints_by_set(sets).values():  # sets = [fit, val]
-        maps.append(evaluate.error_maps(recon, x, preset.scoring, bs))
+        maps.append(evaluate.error_maps(recon, adapt.light_matched(x, preset.adaptation), preset.scoring, bs))
         masks.append(from_set == 1)  # the threshold uses the validation frames only
     result = adapt.calibrate(preset.adaptation, preset.scoring, maps, target_fpr, held_out=masks)
     logger.info("per-print adaptation: %d calibration frames, threshold %.4g on %d prints' validation frames",

@@ -10,9 +10,14 @@ the benchmark through this same class.
 The daemon loop, per frame of a print (``reset()`` when a new print starts, and when the user
 accepts what the camera shows: a resume after our pause, or "not a failure" on the alert)::
 
-    result = scorer.analyze(frame)                      # absolute score and error map
-    score, calibrating = adapter.observe(result.score, result.error_map)
+    result = scorer.analyze(frame, reference=adapter.reference)  # score, error map, input
+    score, calibrating = adapter.observe(result.score, result.error_map, result.input)
     anomalous = not calibrating and score > scorer.threshold / sensitivity
+
+With ``Adaptation.match_light`` the adapter also keeps the print's calibration inputs: their
+mean becomes ``adapter.reference``, the look every later input is matched to in brightness
+and contrast (``match_light``) before the model sees it; the calibration frames themselves are
+matched to it and scored again once it is known, so baseline and later frames are treated alike.
 
 While calibrating, ``observe`` returns the absolute score and ``True``: those frames must
 never count as anomalous (the absolute threshold does not transfer to a new print).
@@ -31,11 +36,17 @@ import dataclasses
 import logging
 import re
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from watchdog.bundle import Adaptation, Bundle, BundleError, BundleMeta, Scoring
+
+if TYPE_CHECKING:
+    from watchdog.score import FrameScorer
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +60,14 @@ class PrintAdapter:
         scoring: Scoring,
         threshold: float,
         mask: np.ndarray | None = None,
+        error_map: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         if spec.enabled and spec.threshold <= 0:
             raise ValueError("adaptation is on but not calibrated (adaptation.threshold is 0)")
+        if spec.enabled and spec.match_light and error_map is None:
+            raise ValueError("adaptation.match_light needs the model's error map to rescore calibration frames")
         self.spec = spec
+        self._error_map = error_map  # model input → error map (light matching only)
         self.scoring = scoring
         self.mask = mask
         # adapted score * gain is compared with the bundle threshold: same decision as
@@ -62,9 +77,14 @@ class PrintAdapter:
         self.reset()
 
     @classmethod
-    def for_bundle(cls, meta: BundleMeta, mask: np.ndarray | None = None) -> PrintAdapter:
+    def for_bundle(
+        cls,
+        meta: BundleMeta,
+        mask: np.ndarray | None = None,
+        error_map: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> PrintAdapter:
         """The adapter a bundle asks for (a pass-through when its adaptation is off)."""
-        return cls(meta.adaptation, meta.scoring, meta.threshold, mask)
+        return cls(meta.adaptation, meta.scoring, meta.threshold, mask, error_map)
 
     @property
     def enabled(self) -> bool:
@@ -73,6 +93,11 @@ class PrintAdapter:
     @property
     def calibrating(self) -> bool:
         return self.enabled and self._n < self.spec.frames
+
+    @property
+    def reference(self) -> LightReference | None:
+        """The look this print's inputs are matched to before scoring (None: score them as they are)."""
+        return self._reference
 
     @property
     def seen(self) -> int:
@@ -87,27 +112,45 @@ class PrintAdapter:
         self._sumsq: np.ndarray | None = None
         self._mean: np.ndarray | None = None
         self._denom: np.ndarray | None = None
+        self._reference: LightReference | None = None
+        self._inputs: list[np.ndarray] = []
         self.last_map = None
 
-    def observe(self, score: float, error_map: np.ndarray) -> tuple[float, bool]:
-        """One frame's absolute score and error map → (score to threshold, still calibrating)."""
+    def observe(self, score: float, error_map: np.ndarray, x: np.ndarray | None = None) -> tuple[float, bool]:
+        """One frame's absolute score, error map and model input → (score to threshold, still
+        calibrating). With light matching, ``error_map`` must come from the input matched to
+        ``reference`` once there is one; ``x`` is the input as preprocessed (before matching)."""
         self._seen += 1
         if not self.enabled:
             return float(score), False
-        emap = np.asarray(error_map, dtype=np.float64)
         if self.calibrating:
-            if self._sum is None:
-                self._sum = np.zeros_like(emap)
-                self._sumsq = np.zeros_like(emap)
-            elif emap.shape != self._sum.shape:
-                raise ValueError(f"error map shape {emap.shape} changed during calibration ({self._sum.shape})")
-            self._sum += emap
-            self._sumsq += emap * emap
-            self._n += 1
-            if self._n == self.spec.frames:
-                self._finish()
+            if self.spec.match_light:
+                if x is None:
+                    raise ValueError("adaptation.match_light needs each calibration frame's model input")
+                self._inputs.append(np.asarray(x, dtype=np.float32).copy())
+                if len(self._inputs) == self.spec.frames:
+                    self._reference = light_reference(np.stack(self._inputs))
+                    assert self._error_map is not None
+                    for xi in self._inputs:
+                        self._add(self._error_map(match_light(xi, self._reference)))
+                    self._inputs = []
+            else:
+                self._add(error_map)
             return float(score), True
-        return self.adapted(emap) * self.gain, False
+        return self.adapted(np.asarray(error_map, dtype=np.float64)) * self.gain, False
+
+    def _add(self, error_map: np.ndarray) -> None:
+        emap = np.asarray(error_map, dtype=np.float64)
+        if self._sum is None:
+            self._sum = np.zeros_like(emap)
+            self._sumsq = np.zeros_like(emap)
+        elif emap.shape != self._sum.shape:
+            raise ValueError(f"error map shape {emap.shape} changed during calibration ({self._sum.shape})")
+        self._sum += emap
+        self._sumsq += emap * emap
+        self._n += 1
+        if self._n == self.spec.frames:
+            self._finish()
 
     def adapted(self, error_map: np.ndarray) -> float:
         """The adapted score of one error map against the finished baseline (unscaled)."""
@@ -126,19 +169,106 @@ class PrintAdapter:
         logger.debug("print baseline ready after %d frames", self._n)
 
 
+# --------------------------------------------------------------------------- light matching
+
+_GAIN = (0.5, 2.0)  # a light switched on or off; a covered lens or a dark room stays visible
+_OFFSET = 0.25
+_STILL = 0.5  # the fit looks at the half of the pixels that moved least during calibration
+_KEEP = 0.8  # and refits on those it fits best: a moving part or a failure cannot pull it
+
+
+@dataclass(frozen=True)
+class LightReference:
+    """The print's look that its later inputs are matched to.
+
+    ``mean``: the mean calibration input (H, W, C) in [0, 1]; ``still``: the pixels (H, W) that
+    moved least over the calibration frames. Only those steer the fit: the bed, the toolhead
+    and the part move during a print, the frame of the printer and the wall do not.
+    """
+
+    mean: np.ndarray
+    still: np.ndarray
+
+
+def light_reference(inputs: np.ndarray) -> LightReference:
+    """The reference of a print's calibration inputs (N, H, W, C), floats in [0, 1] or uint8."""
+    x = np.asarray(inputs)
+    x = x.astype(np.float64) / (255.0 if x.dtype == np.uint8 else 1.0)
+    motion = x.std(axis=0).mean(axis=-1)
+    return LightReference(x.mean(axis=0).astype(np.float32), motion <= np.quantile(motion, _STILL))
+
+
+def match_light(x: np.ndarray, reference: LightReference) -> np.ndarray:
+    """Model input(s) (H, W, C) or (N, H, W, C) in [0, 1] with each colour channel's brightness
+    and contrast matched to the print's ``reference``: the gain and offset of a least-squares
+    fit on its still pixels, fitted again on the 80% of those it fits best, bounded to what a
+    light change can do. A black or white picture (a covered lens) is left as it is.
+
+    Why a fit and not per-frame standardisation (``Preprocess.normalize``): a large part moving
+    in and out of view shifts a frame's own mean and spread, and standardising spreads that
+    shift over the whole picture; the fit follows the pixels that still look like the print's
+    start. The result stays on the 1/255 grid, so the trainer's uint8 frames match exactly.
+    """
+    single = np.ndim(x) == 3
+    xb = np.asarray(x, dtype=np.float32)[None] if single else np.asarray(x, dtype=np.float32)
+    n, h, w, c = xb.shape
+    if reference.mean.shape != (h, w, c):
+        raise ValueError(f"light reference shape {reference.mean.shape} does not match input {(h, w, c)}")
+    still = reference.still.ravel()
+    u_all = xb.reshape(n, h * w, c).astype(np.float64)
+    u = u_all[:, still]
+    v = np.broadcast_to(reference.mean.reshape(1, h * w, c)[:, still].astype(np.float64), u.shape)
+    keep = np.ones(u.shape, dtype=bool)
+    for _ in range(2):
+        gain, offset = _fit_line(u, v, keep)
+        resid = np.abs(gain * u + offset - v)
+        keep = resid <= np.quantile(resid, _KEEP, axis=1, keepdims=True)
+    out = np.clip(gain * u_all + offset, 0.0, 1.0).reshape(xb.shape)
+    out = (np.round(out * 255.0) / 255.0).astype(np.float32)
+    return out[0] if single else out
+
+
+def _fit_line(u: np.ndarray, v: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame and channel, the bounded gain and offset of v ≈ gain * u + offset on ``keep``."""
+    w = keep.astype(np.float64)
+    count = np.maximum(w.sum(axis=1, keepdims=True), 1.0)
+    mu = (w * u).sum(axis=1, keepdims=True) / count
+    mv = (w * v).sum(axis=1, keepdims=True) / count
+    var = (w * (u - mu) ** 2).sum(axis=1, keepdims=True)
+    cov = (w * (u - mu) * (v - mv)).sum(axis=1, keepdims=True)
+    flat = var <= 1e-6 * count  # a black, white or covered picture: nothing to fit, left as it is
+    gain = np.where(flat, 1.0, np.clip(cov / np.maximum(var, 1e-12), *_GAIN))
+    offset = np.where(flat, 0.0, np.clip(mv - gain * mu, -_OFFSET, _OFFSET))
+    return gain, offset
+
+
+def light_matched(frames: np.ndarray, spec: Adaptation, reference: LightReference | None = None) -> np.ndarray:
+    """A print's uint8 frames (time order) as the daemon feeds them to the model: matched to
+    ``reference`` (default: the mean of their own first ``spec.frames``) when the bundle
+    matches light, else unchanged. The trainer and the benchmark score prints through this."""
+    if not (spec.enabled and spec.match_light):
+        return frames
+    ref = light_reference(frames[: spec.frames]) if reference is None else reference
+    out = np.empty_like(frames)
+    for i in range(0, len(frames), 256):  # memory stays flat on long prints
+        out[i : i + 256] = np.round(match_light(frames[i : i + 256].astype(np.float32) / 255.0, ref) * 255.0)
+    return out
+
+
 def simulate(
     spec: Adaptation, scoring: Scoring, error_maps: np.ndarray, mask: np.ndarray | None = None
 ) -> np.ndarray:
     """Unscaled adapted scores of one print's frames after its calibration frames (time order).
 
     Exactly what the daemon computes; the trainer and the benchmark choose
-    ``Adaptation.threshold`` from these scores on normal prints the model did not fit.
+    ``Adaptation.threshold`` from these scores on normal prints the model did not fit. With
+    ``spec.match_light`` the maps must be those of the ``light_matched`` frames.
     """
     if not spec.enabled:
         raise ValueError("adaptation is off (frames = 0): nothing to simulate")
     if len(error_maps) <= spec.frames:
         raise ValueError(f"need more than {spec.frames} frames to simulate adaptation, got {len(error_maps)}")
-    unit = Adaptation(frames=spec.frames, std_floor=spec.std_floor, threshold=1.0)
+    unit = Adaptation(frames=spec.frames, std_floor=spec.std_floor, threshold=1.0)  # maps: already matched
     adapter = PrintAdapter(unit, scoring, 1.0, mask)
     out = [adapter.observe(0.0, e) for e in error_maps]
     return np.array([s for s, calibrating in out if not calibrating], dtype=np.float64)
@@ -168,7 +298,8 @@ def calibrate(
     mask: np.ndarray | None = None,
     held_out: list[np.ndarray] | None = None,
 ) -> Adaptation:
-    """``spec`` with its threshold set from normal prints (error maps of each, in time order).
+    """``spec`` with its threshold set from normal prints (error maps of each, in time order;
+    of the ``light_matched`` frames when ``spec.match_light``).
 
     Every print is calibrated on its own first ``spec.frames`` frames, exactly as the daemon
     does, and the threshold leaves ``target_fpr`` of the later frames above it. ``held_out``
@@ -188,7 +319,7 @@ def calibrate(
     if not scores:
         raise ValueError(f"no normal print longer than {spec.frames} frames to calibrate adaptation on")
     chosen = np.concatenate(kept) if kept and sum(len(k) for k in kept) else np.concatenate(scores)
-    return Adaptation(spec.frames, spec.std_floor, threshold_for_fpr(chosen, target_fpr))
+    return dataclasses.replace(spec, threshold=threshold_for_fpr(chosen, target_fpr))
 
 
 # --------------------------------------------------------------------------- calibration CLI
@@ -218,22 +349,26 @@ def group_prints(folders: list[Path]) -> dict[str, list[Path]]:
     return {k: [p for _, p in sorted(v)] for k, v in prints.items()}
 
 
-def _error_maps(scorer: object, paths: list[Path]) -> np.ndarray:
+def _error_maps(scorer: FrameScorer, paths: list[Path], spec: Adaptation) -> np.ndarray:
+    """One print's error maps through the daemon's TFLite path, light-matched as the daemon would."""
     import cv2
 
-    maps = []
+    inputs = []
     for path in paths:
         img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if img is None:
             logger.warning("skipping unreadable image %s", path)
             continue
-        maps.append(scorer.analyze(img).error_map)  # type: ignore[attr-defined]
-    return np.stack(maps) if maps else np.zeros((0, 1, 1), np.float32)
+        inputs.append(scorer.pre.apply(img))
+    if not inputs:
+        return np.zeros((0, 1, 1), np.float32)
+    x = np.stack(inputs)
+    if spec.enabled and spec.match_light:
+        x = match_light(x, light_reference(x[: spec.frames]))
+    return np.stack([scorer.error_map(xi) for xi in x])
 
 
 def main(argv: list[str] | None = None) -> int:
-    from watchdog.score import FrameScorer
-
     p = argparse.ArgumentParser(
         prog="python -m watchdog.adapt",
         description="Set a bundle's per-print adaptation threshold from frames of normal prints.",
@@ -246,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target-fpr", type=float, default=0.01, help="per-frame false-alarm rate (default 0.01)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from watchdog.score import FrameScorer
+
     try:
         bundle = Bundle.load(args.bundle)
         old = bundle.meta.adaptation
@@ -253,17 +390,18 @@ def main(argv: list[str] | None = None) -> int:
             frames=args.frames if args.frames is not None else (old.frames or 20),
             std_floor=args.std_floor if args.std_floor is not None else old.std_floor,
             threshold=1.0,
+            match_light=old.match_light,
         )
         prints = group_prints(args.normal)
         scorer = FrameScorer(dataclasses.replace(bundle, meta=dataclasses.replace(bundle.meta, adaptation=Adaptation())))
-        maps = [_error_maps(scorer, paths) for paths in prints.values()]
+        maps = [_error_maps(scorer, paths, spec) for paths in prints.values()]
         new = calibrate(spec, bundle.meta.scoring, maps, args.target_fpr)
     except (BundleError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     bundle.meta.adaptation = new
     bundle.save_meta()
-    print(f"{args.bundle}: adaptation frames={new.frames} std_floor={new.std_floor} "
+    print(f"{args.bundle}: adaptation frames={new.frames} std_floor={new.std_floor} match_light={new.match_light} "
           f"threshold={new.threshold:.6g} from {sum(len(m) > new.frames for m in maps)} prints")
     return 0
 

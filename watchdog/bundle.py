@@ -312,11 +312,18 @@ class Adaptation:
     on that adapted score (set by calibration on normal prints; 0 in a preset means "not
     calibrated yet"); the adapter rescales it so the bundle's ``threshold`` applies.
     ``frames = 0`` (the default, and every bundle without this key) means absolute scores.
+
+    ``match_light`` (``python -m trainer --match-light``): every model input of a print is first
+    matched in brightness and contrast to the mean of the print's calibration inputs (a gain and
+    offset per colour channel, ``watchdog.adapt.match_light``), so a light switched on or
+    daylight does not look like a new scene while a failure, which changes only part of the
+    picture, still does. Off in bundles without the key.
     """
 
     frames: int = 0
     std_floor: float = 0.5
     threshold: float = 0.0
+    match_light: bool = False
 
     def __post_init__(self) -> None:
         if self.frames < 0:

@@ -84,7 +84,7 @@ class Watcher:
         self.clock = clock
         self.settings = decide.Settings.from_config(cfg.detection)
         # Per-print baseline (when the bundle asks for one): the same class the benchmark uses.
-        self.adapter = PrintAdapter.for_bundle(scorer.bundle.meta, scorer.mask)
+        self.adapter = PrintAdapter.for_bundle(scorer.bundle.meta, scorer.mask, scorer.error_map)
         self.state = decide.WatchState()
         self.enabled = True
         self.camera_online: bool | None = None
@@ -129,8 +129,9 @@ class Watcher:
             return StepRecord(self._frame_name() if online else None, None, None, None,
                               self.state.consecutive, "frame_skipped" if online else "camera_offline", events=events)
 
+        self._new_baseline_if_due()
         try:
-            result = self.scorer.analyze(frame, self.cfg.detection.sensitivity)
+            result = self.scorer.analyze(frame, self.cfg.detection.sensitivity, self.adapter.reference)
         except ValueError as exc:  # a frame the preprocessing refuses: skipped and counted
             logger.warning("%s: frame skipped: %s", self.name, exc)
             self.metrics.error(self.name, "frame")
@@ -176,17 +177,22 @@ class Watcher:
         self.adapter.reset()
         logger.info("%s: %s: learning the print's look again (%d frames)", self.name, why, self.adapter.spec.frames)
 
-    def _adapt(self, result: FrameResult) -> FrameResult:
-        """Score against this print's own first frames; calibration frames never count."""
+    def _new_baseline_if_due(self) -> None:
+        """Before scoring: a new print, or the user's "not a failure", starts a new baseline."""
         if not self.adapter.enabled:
-            return result
+            return
         with self._lock:
             relearn, self._relearn = self._relearn, False
         if relearn:
             self._relearn_baseline("the last alert was marked not a failure")
         elif self.adapter.seen > self.state.frames:  # decide started a new print: new baseline
             self.adapter.reset()
-        score, calibrating = self.adapter.observe(result.score, result.error_map)
+
+    def _adapt(self, result: FrameResult) -> FrameResult:
+        """Score against this print's own first frames; calibration frames never count."""
+        if not self.adapter.enabled:
+            return result
+        score, calibrating = self.adapter.observe(result.score, result.error_map, result.input)
         if calibrating:
             return replace(result, score=score, anomalous=False)
         # The heatmap shows what changed against this print's baseline: what the decision used.

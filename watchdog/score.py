@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from watchdog.adapt import LightReference, match_light
 from watchdog.bundle import Bundle, BundleError, heatmap_overlay, polygon_mask
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class FrameResult:
     anomalous: bool
     error_map: np.ndarray
     inference_s: float
+    input: np.ndarray | None = None  # the model input as preprocessed, before any light matching
 
 
 class FrameScorer:
@@ -100,12 +102,18 @@ class FrameScorer:
             out = (out.astype(np.float32) - zero) * scale
         return out.astype(np.float32)
 
-    def analyze(self, frame: np.ndarray, sensitivity: float = 1.0) -> FrameResult:
-        """Score one camera frame (any size, BGR/grey/BGRA)."""
+    def error_map(self, x: np.ndarray) -> np.ndarray:
+        """The error map of one model input (H, W, C) in [0, 1]."""
+        return self.scoring.error_map(x, self.reconstruct(x))
+
+    def analyze(
+        self, frame: np.ndarray, sensitivity: float = 1.0, reference: LightReference | None = None
+    ) -> FrameResult:
+        """Score one camera frame (any size, BGR/grey/BGRA); with ``reference`` (the print's
+        look, ``PrintAdapter.reference``) the input is light-matched to it first."""
         t0 = time.perf_counter()
         x = self.pre.apply(frame)
-        recon = self.reconstruct(x)
-        emap = self.scoring.error_map(x, recon)
+        emap = self.error_map(x if reference is None else match_light(x, reference))
         score = self.scoring.score(emap, self.mask)
         threshold = self.threshold / max(sensitivity, 1e-6)
         return FrameResult(
@@ -114,6 +122,7 @@ class FrameScorer:
             anomalous=score > threshold,
             error_map=emap,
             inference_s=time.perf_counter() - t0,
+            input=x,
         )
 
     def overlay(self, frame: np.ndarray, result: FrameResult, scale: float | None = None) -> np.ndarray:

@@ -75,3 +75,12 @@ def tiny_adaptive_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempP
     """Like tiny_bundle, with per-print adaptation on the first 4 frames of each print."""
     pytest.importorskip("tensorflow")
     return train_tiny(synthetic_dataset, tmp_path_factory.mktemp("runs-adaptive"), "--adapt-frames", "4") / "bundle"
+
+
+@pytest.fixture(scope="session")
+def tiny_light_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like tiny_adaptive_bundle, trained with ``--match-light``: each print's frames are
+    matched in brightness and contrast to its first frames before scoring."""
+    pytest.importorskip("tensorflow")
+    return train_tiny(synthetic_dataset, tmp_path_factory.mktemp("runs-light"), "--adapt-frames", "4",
+                      "--match-light") / "bundle"

@@ -1,0 +1,141 @@
+"""Light matching (``Adaptation.match_light``): a light switched on or off is not a failure.
+
+Real frames of the synthetic printer scene, the real trainer's bundles (``--match-light`` and
+without), the watcher in-process on a folder camera.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tests import synth
+from tests.daemon_helpers import run_cli, write_config
+from watchdog.act import SimulatedPrinter
+from watchdog.adapt import PrintAdapter, light_matched, light_reference, match_light, simulate
+from watchdog.alert import Notifier
+from watchdog.bundle import Adaptation, Bundle, Preprocess
+from watchdog.capture import open_camera
+from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
+from watchdog.loop import Watcher
+from watchdog.score import FrameScorer
+
+PRE = Preprocess(width=64, height=48)
+
+
+def _relit(frame: np.ndarray, gain: float, offset: float) -> np.ndarray:
+    return np.clip(frame.astype(np.float32) * gain + offset, 0, 255).round().astype(np.uint8)
+
+
+def _inputs(frames: list[np.ndarray]) -> np.ndarray:
+    return np.stack([PRE.apply(f) for f in frames])
+
+
+def test_a_global_light_change_is_undone_but_a_failure_stays() -> None:
+    start = _inputs([synth.normal_frame(0, i, 16) for i in range(4)])
+    ref = light_reference(start)
+    frame = synth.normal_frame(0, 5, 16)
+    plain = PRE.apply(frame)
+    for gain, offset in ((1.0, 40.0), (0.6, 0.0), (1.4, 0.0), (1.0, -30.0)):
+        lit = PRE.apply(_relit(frame, gain, offset))
+        assert np.abs(lit - plain).mean() > 0.05
+        assert np.abs(match_light(lit, ref) - plain).mean() < 0.02, (gain, offset)
+    failure = PRE.apply(synth.anomalous_frame(100))
+    changed = np.abs(failure - plain).max(axis=-1) > 0.15  # where the spaghetti is
+    matched = match_light(PRE.apply(_relit(synth.anomalous_frame(100), 1.4, 0.0)), ref)
+    assert changed.mean() > 0.01
+    assert np.abs(matched - plain).max(axis=-1)[changed].mean() > 0.15
+
+
+def test_a_covered_lens_is_not_matched_away() -> None:
+    """The gain is bounded: a black or washed-out picture stays far from the print's look."""
+    ref = light_reference(_inputs([synth.normal_frame(0, i, 16) for i in range(4)]))
+    for level in (0, 255):
+        out = match_light(np.full(PRE.shape, level / 255, np.float32), ref)
+        np.testing.assert_array_equal(out, level / 255)
+        assert np.abs(out - ref.mean).mean() > 0.1, level
+
+
+def test_the_daemon_scores_what_the_trainer_calibrates_on(tiny_light_bundle: Path) -> None:
+    """One code path: the watcher's adapter (TFLite, frame by frame, the calibration frames
+    rescored against their mean) gives the scores ``simulate`` gives on ``light_matched``
+    frames, which the trainer and the benchmark use."""
+    bundle = Bundle.load(tiny_light_bundle)
+    spec = bundle.meta.adaptation
+    assert spec.match_light and spec.frames == 4 and spec.threshold > 0
+    scorer = FrameScorer(bundle)
+    frames = [synth.normal_frame(2, i, 16) for i in range(10)] + [_relit(synth.normal_frame(2, 10, 16), 1.3, 10)]
+    adapter = PrintAdapter(dataclasses.replace(spec, threshold=1.0), bundle.meta.scoring, 1.0, None, scorer.error_map)
+    live = []
+    for f in frames:
+        r = scorer.analyze(f, reference=adapter.reference)
+        score, calibrating = adapter.observe(r.score, r.error_map, r.input)
+        if not calibrating:
+            live.append(score)
+    u8 = np.round(_inputs_for(bundle.meta.preprocess, frames) * 255).astype(np.uint8)
+    maps = np.stack([scorer.error_map(x.astype(np.float32) / 255) for x in light_matched(u8, spec)])
+    np.testing.assert_allclose(live, simulate(spec, bundle.meta.scoring, maps), rtol=1e-5)
+
+
+def _inputs_for(pre: Preprocess, frames: list[np.ndarray]) -> np.ndarray:
+    return np.stack([pre.apply(f) for f in frames])
+
+
+def _folder(path: Path, frames: list[np.ndarray]) -> Path:
+    path.mkdir(parents=True)
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(path / f"f_{i:03d}.png"), f)
+    return path
+
+
+def _run(tmp_path: Path, bundle_dir: Path, frames: Path) -> list:
+    notifier = Notifier(MqttConfig(), StorageConfig(dir=tmp_path / "state"), ["e3"])
+    cfg = PrinterConfig(name="e3", camera=CameraConfig(source=str(frames), interval_s=0))
+    clock = iter(range(0, 100_000, 10))
+    printer = SimulatedPrinter("benchy.gcode")
+    watcher = Watcher(cfg, FrameScorer(Bundle.load(bundle_dir)), open_camera(cfg.camera), printer, notifier,
+                      clock=lambda: float(next(clock)))
+    records = [watcher.step() for _ in range(len(list(frames.iterdir())))]
+    watcher.camera.close()
+    return records
+
+
+def test_a_light_switched_on_mid_print_does_not_pause_it_but_a_failure_in_the_new_light_does(
+    tmp_path: Path, tiny_light_bundle: Path, tiny_adaptive_bundle: Path
+) -> None:
+    """The user's garage light goes on at frame 6 and stays on. Without light matching the
+    watcher pauses the good print; with it the print goes on, and spaghetti under the new
+    light is still paused."""
+    good = [synth.normal_frame(2, i, 16) for i in range(16)]
+    lit = good[:6] + [_relit(f, 1.35, 25) for f in good[6:]]
+    frames = _folder(tmp_path / "lit", lit)
+    assert any(r.action == "pause" for r in _run(tmp_path / "plain", tiny_adaptive_bundle, frames))
+    records = _run(tmp_path / "light", tiny_light_bundle, frames)
+    assert not any(r.action for r in records), [(r.score, r.threshold) for r in records]
+
+    failing = lit[:8] + [_relit(synth.anomalous_frame(100 + i), 1.35, 25) for i in range(6)]
+    records = _run(tmp_path / "fail", tiny_light_bundle, _folder(tmp_path / "failing", failing))
+    assert [r.action for r in records].count("pause") == 1
+    assert [r.frame for r in records if r.action][0] in {f"f_{i:03d}.png" for i in range(8, 14)}
+
+
+def test_replay_with_a_light_matching_bundle_keeps_the_key(tmp_path: Path, tiny_light_bundle: Path) -> None:
+    """``python -m watchdog replay`` runs the bundle as the daemon does (the same Watcher)."""
+    good = [synth.normal_frame(2, i, 16) for i in range(10)]
+    frames = _folder(tmp_path / "rec", good[:5] + [_relit(f, 0.7, 0) for f in good[5:]])
+    config = write_config(tmp_path / "c.yaml", model=str(tiny_light_bundle), printers=[{"name": "e3"}])
+    r = run_cli("replay", "--config", str(config), "--frames", str(frames))
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines() if '"frame"' in x and '"event"' not in x]
+    assert len(lines) == 10 and not any(x["action"] for x in lines)
+
+
+def test_a_bundle_without_the_key_does_not_match_light(tiny_adaptive_bundle: Path) -> None:
+    meta = json.loads((tiny_adaptive_bundle / "model.json").read_text())
+    assert meta["adaptation"].get("match_light", False) is False
+    assert Bundle.load(tiny_adaptive_bundle).meta.adaptation.match_light is False
+    assert Adaptation().match_light is False
