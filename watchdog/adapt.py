@@ -127,12 +127,13 @@ class PrintAdapter:
             if self.spec.match_light:
                 if x is None:
                     raise ValueError("adaptation.match_light needs each calibration frame's model input")
-                self._inputs.append(np.asarray(x, dtype=np.float32).copy())
+                # inputs are on the 1/255 grid (Preprocess.apply): kept as uint8, a quarter the memory
+                self._inputs.append(np.round(np.asarray(x, dtype=np.float32) * 255.0).astype(np.uint8))
                 if len(self._inputs) == self.spec.frames:
                     self._reference = light_reference(np.stack(self._inputs))
                     assert self._error_map is not None
                     for xi in self._inputs:
-                        self._add(self._error_map(match_light(xi, self._reference)))
+                        self._add(self._error_map(match_light(xi.astype(np.float32) / 255.0, self._reference)))
                     self._inputs = []
             else:
                 self._add(error_map)
@@ -193,9 +194,10 @@ class LightReference:
 def light_reference(inputs: np.ndarray) -> LightReference:
     """The reference of a print's calibration inputs (N, H, W, C), floats in [0, 1] or uint8."""
     x = np.asarray(inputs)
-    x = x.astype(np.float64) / (255.0 if x.dtype == np.uint8 else 1.0)
-    motion = x.std(axis=0).mean(axis=-1)
-    return LightReference(x.mean(axis=0).astype(np.float32), motion <= np.quantile(motion, _STILL))
+    scale = np.float32(255.0 if x.dtype == np.uint8 else 1.0)
+    mean = x.mean(axis=0, dtype=np.float32) / scale
+    motion = x.std(axis=0, dtype=np.float32).mean(axis=-1) / scale
+    return LightReference(mean, motion <= np.quantile(motion, _STILL))
 
 
 def match_light(x: np.ndarray, reference: LightReference) -> np.ndarray:
@@ -215,14 +217,15 @@ def match_light(x: np.ndarray, reference: LightReference) -> np.ndarray:
     if reference.mean.shape != (h, w, c):
         raise ValueError(f"light reference shape {reference.mean.shape} does not match input {(h, w, c)}")
     still = reference.still.ravel()
-    u_all = xb.reshape(n, h * w, c).astype(np.float64)
+    u_all = xb.reshape(n, h * w, c)
     u = u_all[:, still]
-    v = np.broadcast_to(reference.mean.reshape(1, h * w, c)[:, still].astype(np.float64), u.shape)
+    v = np.broadcast_to(reference.mean.reshape(1, h * w, c)[:, still], u.shape)
+    kth = max(0, int(_KEEP * u.shape[1]) - 1)
     keep = np.ones(u.shape, dtype=bool)
     for _ in range(2):
         gain, offset = _fit_line(u, v, keep)
         resid = np.abs(gain * u + offset - v)
-        keep = resid <= np.quantile(resid, _KEEP, axis=1, keepdims=True)
+        keep = resid <= np.partition(resid, kth, axis=1)[:, kth : kth + 1]
     out = np.clip(gain * u_all + offset, 0.0, 1.0).reshape(xb.shape)
     out = (np.round(out * 255.0) / 255.0).astype(np.float32)
     return out[0] if single else out
@@ -230,7 +233,7 @@ def match_light(x: np.ndarray, reference: LightReference) -> np.ndarray:
 
 def _fit_line(u: np.ndarray, v: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per frame and channel, the bounded gain and offset of v ≈ gain * u + offset on ``keep``."""
-    w = keep.astype(np.float64)
+    w = keep.astype(np.float32)
     count = np.maximum(w.sum(axis=1, keepdims=True), 1.0)
     mu = (w * u).sum(axis=1, keepdims=True) / count
     mv = (w * v).sum(axis=1, keepdims=True) / count
