@@ -185,29 +185,30 @@ def evaluate_fold(
     from trainer.calibrate import threshold_for_fpr
 
     normal, defects, strings = maps[held], maps["defects"], maps["strings"]
-    raw_n, raw_d = scoring.scores(normal), scoring.scores(defects)
+    raw_n, raw_d = scoring.scores(normal[..., 0]), scoring.scores(defects[..., 0])
     res: dict[str, Any] = {"held_out": held, "n_normal": len(normal), "n_defects": len(defects),
                            "auroc": auroc(raw_n, raw_d)}
     if adaptation.enabled:
         k = adaptation.frames
         cal = normal[:k]
         unit = dataclasses.replace(adaptation, threshold=1.0)
-        n = simulate(unit, scoring, normal)
-        d = simulate(unit, scoring, np.concatenate([cal, defects]))
-        y = simulate(unit, scoring, np.concatenate([cal, strings]))
-        pasted = simulate(unit, scoring, np.concatenate([cal, maps["pasted"]]))
-        val_thr = calibrate(adaptation, scoring, [maps[s] for s in fit_sessions], target_fpr,
-                            held_out=[val_mask(len(maps[s])) for s in fit_sessions]).threshold
+        n = adapted(unit, scoring, normal)
+        d = adapted(unit, scoring, np.concatenate([cal, defects]))
+        y = adapted(unit, scoring, np.concatenate([cal, strings]))
+        pasted = adapted(unit, scoring, np.concatenate([cal, maps["pasted"]]))
+        val_thr = calibrate(adaptation, scoring, [maps[s][..., 0] for s in fit_sessions], target_fpr,
+                            held_out=[val_mask(len(maps[s])) for s in fit_sessions],
+                            inputs=[maps[s][..., 1:] for s in fit_sessions]).threshold
         thr = adapted_threshold if adapted_threshold is not None else val_thr
         if adapted_threshold is not None:  # the other rule on the same model, for comparison
             res.update(validation_rule={"threshold": val_thr, "false_alarm_rate": float(np.mean(n > val_thr)),
                                         "recall": float(np.mean(d > val_thr))})
         res.update(sequence_stats(n, d, thr))
         res.update(inscene_stats(normal, maps, k + INSCENE_ONSET, thr,
-                                 lambda m: simulate(unit, scoring, m)[INSCENE_ONSET:]))
+                                 lambda m: adapted(unit, scoring, m)[INSCENE_ONSET:]))
         res.update(failing_from_start_stats(maps.get("defects_own", defects), k, thr,
-                                            lambda m: simulate(unit, scoring, m)))
-        res.update(lighting_stats(normal, maps, thr, lambda m: np.r_[np.zeros(k), simulate(unit, scoring, m)]))
+                                            lambda m: adapted(unit, scoring, m)))
+        res.update(lighting_stats(normal, maps, thr, lambda m: np.r_[np.zeros(k), adapted(unit, scoring, m)]))
         res.update(auroc_adapted=auroc(n, d), threshold=thr, calibration_frames=k,
                    n_normal_scored=len(n), false_alarm_rate=float(np.mean(n > thr)),
                    recall=float(np.mean(d > thr)), strings_auroc=auroc(n, y),
@@ -215,11 +216,11 @@ def evaluate_fold(
                    pasted_recall=float(np.mean(pasted > thr)))
     else:
         thr = threshold_for_fpr(scoring.scores(val_maps), target_fpr)
-        raw_y, raw_p = scoring.scores(strings), scoring.scores(maps["pasted"])
+        raw_y, raw_p = scoring.scores(strings[..., 0]), scoring.scores(maps["pasted"][..., 0])
         res.update(sequence_stats(raw_n, raw_d, thr))
         start = max(adaptation.frames, 30) + INSCENE_ONSET
-        res.update(inscene_stats(normal, maps, start, thr, lambda m: scoring.scores(m)[start:]))
-        res.update(lighting_stats(normal, maps, thr, scoring.scores))
+        res.update(inscene_stats(normal, maps, start, thr, lambda m: scoring.scores(m[..., 0])[start:]))
+        res.update(lighting_stats(normal, maps, thr, lambda m: scoring.scores(m[..., 0])))
         res.update(threshold=thr, n_normal_scored=len(raw_n),
                    false_alarm_rate=float(np.mean(raw_n > thr)), recall=float(np.mean(raw_d > thr)),
                    strings_auroc=auroc(raw_n[len(raw_n) - len(raw_y):], raw_y),
@@ -253,6 +254,18 @@ def inscene_sequences(data: dict[str, np.ndarray], session: str, start: int, see
         first += count
 
 
+def packed(error: Any) -> Any:
+    """``error`` returning (N, H, W, 1 + C): channel 0 the error map, then the model input in
+    [0, 1] (what ``adaptation.nearest`` compares), so that every concatenation of maps below
+    keeps each map with its input."""
+    return lambda x: np.concatenate([error(x)[..., None], x.astype(np.float32) / 255.0], axis=-1)
+
+
+def adapted(unit: Adaptation, scoring: Scoring, maps: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """``watchdog.adapt.simulate`` on packed maps."""
+    return simulate(unit, scoring, maps[..., 0], mask, inputs=maps[..., 1:])
+
+
 LIGHTING = {"+40": (1.0, 40.0), "x0.6": (0.6, 0.0), "x1.4": (1.4, 0.0), "-40": (1.0, -40.0)}  # gain, offset
 LIGHT_ONSET = 100  # frame of the held-out print from which the room's light is changed
 
@@ -265,7 +278,8 @@ def relit(x: np.ndarray, gain: float, offset: float) -> np.ndarray:
 def fold_maps(
     error: Any, data: dict[str, np.ndarray], sessions: list[str], held: str, spec: Adaptation | None = None
 ) -> dict[str, np.ndarray]:
-    """Error maps of every set one fold scores (``error``: uint8 frames → maps).
+    """Error maps of every set one fold scores (``error``: uint8 frames → maps), each packed
+    with its model input (``packed``).
 
     Light-matched as the daemon would when ``spec.match_light``: every print to its own first
     frames; whatever the held-out print shows after its calibration (defects, strings, pasted
@@ -274,6 +288,7 @@ def fold_maps(
     spec = spec or Adaptation()
     matching = spec.enabled and spec.match_light
     ref = light_reference(data[held][: spec.frames]) if matching else None
+    error = packed(error)
     after = lambda x: error(light_matched(x, spec, ref))  # noqa: E731
     maps = {k: error(light_matched(data[k], spec)) for k in sessions}
     maps["defects"] = after(data["defects"])
@@ -339,9 +354,9 @@ def run_autoencoder(
             res = evaluate_fold(maps, held, fit_sessions, error_maps(recon, x_val, preset.scoring),
                                 preset.scoring, spec, args.target_fpr, cross)
             res.update(train_seconds=round(fitted.seconds, 1), epochs_run=fitted.epochs_run,
-                       match_light=spec.match_light)
-            logger.info("%s%s held out %s: %s", preset.name, " +match-light" if spec.match_light else "", held,
-                        _short(res))
+                       match_light=spec.match_light, nearest=spec.nearest)
+            logger.info("%s (match_light %s, nearest %d) held out %s: %s", preset.name, spec.match_light,
+                        spec.nearest, held, _short(res))
             out.append(res)
     return results
 
@@ -392,18 +407,20 @@ def run_control(preset: Any, data: dict[str, np.ndarray], sessions: list[str], a
         with tempfile.TemporaryDirectory() as tmp:
             fit(model, x_fit, x_val, preset.train, Path(tmp) / "best.weights.h5", args.seed, verbose=0)
         recon = keras_reconstructor(model)
-        own = {k: error_maps(recon, light_matched(data[k], adaptation), scoring) for k in sessions}
-        thr = calibrate(adaptation, scoring, [own[a]], args.target_fpr, held_out=[val_mask(len(own[a]))]).threshold
+        error = packed(lambda x, m=recon: error_maps(m, x, scoring))
+        own = {k: error(light_matched(data[k], adaptation)) for k in sessions}
+        thr = calibrate(adaptation, scoring, [own[a][..., 0]], args.target_fpr, held_out=[val_mask(len(own[a]))],
+                        inputs=[own[a][..., 1:]]).threshold
         for b in sessions:
             if b == a:
                 continue
             c = next(s for s in sessions if s not in (a, b))
             ref = light_reference(data[b][: adaptation.frames]) if adaptation.match_light else None
-            after = lambda x, r=ref, m=recon: error_maps(m, light_matched(x, adaptation, r), scoring)  # noqa: E731
+            after = lambda x, r=ref, e=error: e(light_matched(x, adaptation, r))  # noqa: E731
             cal = own[b][: adaptation.frames]
-            n = simulate(unit, scoring, own[b])
-            other = simulate(unit, scoring, np.concatenate([cal, after(data[c])]))
-            d = simulate(unit, scoring, np.concatenate([cal, after(data["defects"])]))
+            n = adapted(unit, scoring, own[b])
+            other = adapted(unit, scoring, np.concatenate([cal, after(data[c])]))
+            d = adapted(unit, scoring, np.concatenate([cal, after(data["defects"])]))
             rows.append({"fit": a, "print": b, "other": c, "alarm_rate_print": float(np.mean(n > thr)),
                          "alarm_rate_other_print": float(np.mean(other > thr)),
                          "recall_defects": float(np.mean(d > thr)), "auroc_print_vs_other": auroc(n, other),
@@ -521,11 +538,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {args.data}; normal sessions {', '.join(f'{s} ({len(data[s])})' for s in sessions)}; "
           f"defects {len(data['defects'])}; input {default.preprocess.width}x{default.preprocess.height} "
           f"roi {list(default.preprocess.roi)}")
-    variants = [adaptation]
-    if adaptation.enabled:  # light matching on and off, on the same models
-        variants.append(dataclasses.replace(adaptation, match_light=not adaptation.match_light))
-    for spec, folds in zip(variants, run_autoencoder(default, data, sessions, args, variants), strict=True):
-        name = "default" if spec is adaptation else ("default+match-light" if spec.match_light else "default-no-match-light")
+    # on the same models: the shipped adaptation, then without its nearest-frames baseline, then
+    # also without light matching (the default before 2026-11-24 07:00)
+    variants = {"default": adaptation}
+    if adaptation.enabled:
+        variants["default-mean-baseline"] = dataclasses.replace(adaptation, nearest=0)
+        variants["default-mean-baseline-no-match-light"] = dataclasses.replace(adaptation, nearest=0, match_light=False)
+    specs = list(variants.values())
+    for (name, spec), folds in zip(variants.items(), run_autoencoder(default, data, sessions, args, specs), strict=True):
         add(name, f"preset default, {default.train.epochs} epochs max, scoring {default.scoring}, "
             f"adaptation {spec}", folds)
 

@@ -47,6 +47,30 @@ def test_simulate_is_what_the_daemon_computes() -> None:
     np.testing.assert_allclose(simulate(spec, SCORING, maps), live, rtol=1e-6)
 
 
+def test_nearest_compares_a_frame_with_the_calibration_frames_that_look_like_it() -> None:
+    """The bed moves between two places during calibration, and the error map follows it. A
+    later frame with the bed at one place is judged against the calibration frames with the
+    bed there (``nearest``): the ordinary view scores lower than against the mean of all, and
+    something new still scores high."""
+    rng = np.random.default_rng(0)
+    place = [np.zeros((8, 8, 3), np.float32), np.ones((8, 8, 3), np.float32)]  # the model input
+    pattern = [np.zeros((32, 48)), np.zeros((32, 48))]
+    pattern[0][:, :24] = 0.2  # the error follows the bed: left half, then right half
+    pattern[1][:, 24:] = 0.2
+    maps = np.stack([pattern[i % 2] + 0.01 * rng.random((32, 48)) for i in range(20)]).astype(np.float32)
+    inputs = np.stack([place[i % 2] for i in range(20)])
+    mean = Adaptation(frames=10, threshold=1.0)
+    near = Adaptation(frames=10, threshold=1.0, nearest=3)
+    scores_mean = simulate(mean, SCORING, maps)
+    scores_near = simulate(near, SCORING, maps, inputs=inputs)
+    assert scores_near.max() < 0.5 * scores_mean.min()
+    blob = maps.copy()
+    blob[15, 10:18, 20:28] += 0.5
+    assert simulate(near, SCORING, blob, inputs=inputs)[5] > 3 * scores_near.max()
+    with pytest.raises(ValueError, match="model input"):
+        simulate(near, SCORING, maps)
+
+
 def test_adaptation_off_passes_scores_through() -> None:
     adapter = PrintAdapter(Adaptation(), SCORING, threshold=0.3)
     assert adapter.observe(0.7, np.zeros((4, 4))) == (0.7, False)

@@ -62,11 +62,12 @@ def test_a_covered_lens_is_not_matched_away() -> None:
 
 def test_the_daemon_scores_what_the_trainer_calibrates_on(tiny_light_bundle: Path) -> None:
     """One code path: the watcher's adapter (TFLite, frame by frame, the calibration frames
-    rescored against their mean) gives the scores ``simulate`` gives on ``light_matched``
-    frames, which the trainer and the benchmark use."""
+    rescored against their mean, each frame compared with its nearest calibration frames)
+    gives the scores ``simulate`` gives on ``light_matched`` frames, which the trainer and the
+    benchmark use."""
     bundle = Bundle.load(tiny_light_bundle)
     spec = bundle.meta.adaptation
-    assert spec.match_light and spec.frames == 4 and spec.threshold > 0
+    assert spec.match_light and spec.frames == 4 and spec.nearest == 2 and spec.threshold > 0
     scorer = FrameScorer(bundle)
     frames = [synth.normal_frame(2, i, 16) for i in range(10)] + [_relit(synth.normal_frame(2, 10, 16), 1.3, 10)]
     adapter = PrintAdapter(dataclasses.replace(spec, threshold=1.0), bundle.meta.scoring, 1.0, None, scorer.error_map)
@@ -76,9 +77,9 @@ def test_the_daemon_scores_what_the_trainer_calibrates_on(tiny_light_bundle: Pat
         score, calibrating = adapter.observe(r.score, r.error_map, r.input)
         if not calibrating:
             live.append(score)
-    u8 = np.round(_inputs_for(bundle.meta.preprocess, frames) * 255).astype(np.uint8)
-    maps = np.stack([scorer.error_map(x.astype(np.float32) / 255) for x in light_matched(u8, spec)])
-    np.testing.assert_allclose(live, simulate(spec, bundle.meta.scoring, maps), rtol=1e-5)
+    u8 = light_matched(np.round(_inputs_for(bundle.meta.preprocess, frames) * 255).astype(np.uint8), spec)
+    maps = np.stack([scorer.error_map(x.astype(np.float32) / 255) for x in u8])
+    np.testing.assert_allclose(live, simulate(spec, bundle.meta.scoring, maps, inputs=u8), rtol=1e-5)
 
 
 def _inputs_for(pre: Preprocess, frames: list[np.ndarray]) -> np.ndarray:
@@ -138,4 +139,5 @@ def test_a_bundle_without_the_key_does_not_match_light(tiny_adaptive_bundle: Pat
     meta = json.loads((tiny_adaptive_bundle / "model.json").read_text())
     assert meta["adaptation"].get("match_light", False) is False
     assert Bundle.load(tiny_adaptive_bundle).meta.adaptation.match_light is False
+    assert Bundle.load(tiny_adaptive_bundle).meta.adaptation.nearest == 0
     assert Adaptation().match_light is False

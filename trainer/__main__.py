@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-print adaptation: match each frame's brightness and contrast to the print's "
                         "first frames before the model sees it (docs/benchmarks.md, \"Lighting\"); "
                         "default: the preset's")
+    m.add_argument("--adapt-nearest", type=int, metavar="N",
+                   help="per-print adaptation: compare each frame with the N calibration frames that look "
+                        "most like it (0: with all of them); default: the preset's")
     m.add_argument("--adapt-frames", type=int, metavar="N",
                    help="per-print adaptation: score against each print's first N frames (0: off); "
                         "default: the preset's")
@@ -114,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out=args.out, data=args.data, normal=args.normal, anomalous=args.anomalous, preset=args.preset,
         epochs=args.epochs, batch_size=args.batch_size, augment=args.augment, input_size=args.input_size,
         adapt_frames=args.adapt_frames, normalize=args.normalize, match_light=args.match_light,
+        adapt_nearest=args.adapt_nearest,
         adapt_calibration=args.adapt_calibration,
         split=args.split,
         val_sessions=args.val_sessions, test_sessions=args.test_sessions,

@@ -43,6 +43,7 @@ class Options:
     adapt_frames: int | None = None  # override the preset's per-print calibration frames (0: off)
     normalize: bool | None = None  # override the preset's per-frame brightness/contrast normalisation
     match_light: bool | None = None  # override the preset's light matching to each print's start
+    adapt_nearest: int | None = None  # override the preset's nearest calibration frames per baseline
     adapt_calibration: str = "cross"  # adapted threshold: "cross" (models that never saw the print) or "validation"
     split: str = "session"
     val_sessions: list[str] = field(default_factory=list)
@@ -96,8 +97,15 @@ def resolve_preset(options: Options) -> Preset:
     if options.adapt_frames is not None:
         if options.adapt_frames < 0:
             raise DataError(f"--adapt-frames {options.adapt_frames}: must be >= 0")
-        preset = dataclasses.replace(
-            preset, adaptation=dataclasses.replace(preset.adaptation, frames=options.adapt_frames, threshold=0.0))
+        preset = dataclasses.replace(preset, adaptation=dataclasses.replace(
+            preset.adaptation, frames=options.adapt_frames, threshold=0.0,
+            nearest=min(preset.adaptation.nearest, options.adapt_frames)))
+    if options.adapt_nearest is not None:
+        try:
+            adaptation = dataclasses.replace(preset.adaptation, nearest=options.adapt_nearest)
+        except ValueError as exc:
+            raise DataError(f"--adapt-nearest {options.adapt_nearest}: {exc}") from exc
+        preset = dataclasses.replace(preset, adaptation=adaptation)
     factor = preset.model.stride ** len(preset.model.filters)
     if preset.preprocess.width % factor or preset.preprocess.height % factor:
         raise DataError(
@@ -257,11 +265,12 @@ def _adaptation(
 
 def _validation_adaptation(preset: Preset, recon: Any, sets: list[Loaded], target_fpr: float, bs: int) -> Adaptation:
     """The threshold on the validation frames (``sets[1]``) of every print, each replayed from its start."""
-    maps, masks = [], []
+    maps, masks, inputs = [], [], []
     for x, from_set in crossfit.prints_by_set(sets).values():  # sets = [fit, val]
-        maps.append(evaluate.error_maps(recon, adapt.light_matched(x, preset.adaptation), preset.scoring, bs))
+        inputs.append(adapt.light_matched(x, preset.adaptation))
+        maps.append(evaluate.error_maps(recon, inputs[-1], preset.scoring, bs))
         masks.append(from_set == 1)  # the threshold uses the validation frames only
-    result = adapt.calibrate(preset.adaptation, preset.scoring, maps, target_fpr, held_out=masks)
+    result = adapt.calibrate(preset.adaptation, preset.scoring, maps, target_fpr, held_out=masks, inputs=inputs)
     logger.info("per-print adaptation: %d calibration frames, threshold %.4g on %d prints' validation frames",
                 result.frames, result.threshold, len(maps))
     return result

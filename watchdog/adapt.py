@@ -114,33 +114,36 @@ class PrintAdapter:
         self._denom: np.ndarray | None = None
         self._reference: LightReference | None = None
         self._inputs: list[np.ndarray] = []
+        self._cal_maps: list[np.ndarray] = []  # nearest: each calibration frame's map and input
+        self._cal_x: list[np.ndarray] = []
         self.last_map = None
 
     def observe(self, score: float, error_map: np.ndarray, x: np.ndarray | None = None) -> tuple[float, bool]:
-        """One frame's absolute score, error map and model input → (score to threshold, still
-        calibrating). With light matching, ``error_map`` must come from the input matched to
-        ``reference`` once there is one; ``x`` is the input as preprocessed (before matching)."""
+        """One frame's absolute score, error map and model input as scored → (score to
+        threshold, still calibrating). With light matching, ``error_map`` and ``x`` must be
+        those of the input matched to ``reference`` once there is one."""
         self._seen += 1
         if not self.enabled:
             return float(score), False
+        if (self.spec.match_light or self.spec.nearest) and x is None:
+            raise ValueError("adaptation.match_light and adaptation.nearest need each frame's model input")
         if self.calibrating:
             if self.spec.match_light:
-                if x is None:
-                    raise ValueError("adaptation.match_light needs each calibration frame's model input")
                 # inputs are on the 1/255 grid (Preprocess.apply): kept as uint8, a quarter the memory
                 self._inputs.append(np.round(np.asarray(x, dtype=np.float32) * 255.0).astype(np.uint8))
                 if len(self._inputs) == self.spec.frames:
                     self._reference = light_reference(np.stack(self._inputs))
                     assert self._error_map is not None
                     for xi in self._inputs:
-                        self._add(self._error_map(match_light(xi.astype(np.float32) / 255.0, self._reference)))
+                        matched = match_light(xi.astype(np.float32) / 255.0, self._reference)
+                        self._add(self._error_map(matched), matched)
                     self._inputs = []
             else:
-                self._add(error_map)
+                self._add(error_map, x)
             return float(score), True
-        return self.adapted(np.asarray(error_map, dtype=np.float64)) * self.gain, False
+        return self.adapted(np.asarray(error_map, dtype=np.float64), x) * self.gain, False
 
-    def _add(self, error_map: np.ndarray) -> None:
+    def _add(self, error_map: np.ndarray, x: np.ndarray | None) -> None:
         emap = np.asarray(error_map, dtype=np.float64)
         if self._sum is None:
             self._sum = np.zeros_like(emap)
@@ -149,15 +152,24 @@ class PrintAdapter:
             raise ValueError(f"error map shape {emap.shape} changed during calibration ({self._sum.shape})")
         self._sum += emap
         self._sumsq += emap * emap
+        if self.spec.nearest:
+            self._cal_maps.append(emap.astype(np.float32))
+            self._cal_x.append(_flat(x))
         self._n += 1
         if self._n == self.spec.frames:
             self._finish()
 
-    def adapted(self, error_map: np.ndarray) -> float:
-        """The adapted score of one error map against the finished baseline (unscaled)."""
+    def adapted(self, error_map: np.ndarray, x: np.ndarray | None = None) -> float:
+        """The adapted score of one error map (and its model input, for ``nearest``) against
+        the finished baseline (unscaled)."""
         if self._mean is None or self._denom is None:
             raise RuntimeError("adapter baseline not calibrated yet")
-        z = np.maximum((np.asarray(error_map, dtype=np.float64) - self._mean) / self._denom, 0.0)
+        mean = self._mean
+        if self.spec.nearest:
+            cal_x = np.stack(self._cal_x) if isinstance(self._cal_x, list) else self._cal_x
+            order = np.argsort(((cal_x - _flat(x)) ** 2).sum(axis=1), kind="stable")[: self.spec.nearest]
+            mean = np.mean([self._cal_maps[i] for i in order], axis=0, dtype=np.float64)
+        z = np.maximum((np.asarray(error_map, dtype=np.float64) - mean) / self._denom, 0.0)
         self.last_map = z.astype(np.float32)
         return self.scoring.score(self.last_map, self.mask)
 
@@ -167,7 +179,15 @@ class PrintAdapter:
         std = np.sqrt(np.maximum(self._sumsq / self._n - mean * mean, 0.0))
         self._mean = mean
         self._denom = std + float(np.quantile(std, self.spec.std_floor)) + 1e-6
+        if self.spec.nearest:
+            self._cal_x = np.stack(self._cal_x)  # type: ignore[assignment]
         logger.debug("print baseline ready after %d frames", self._n)
+
+
+def _flat(x: np.ndarray | None) -> np.ndarray:
+    """A model input as a flat float32 vector in [0, 1] (uint8 frames of the trainer or floats)."""
+    a = np.asarray(x)
+    return (a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0)).ravel()
 
 
 # --------------------------------------------------------------------------- light matching
@@ -259,21 +279,30 @@ def light_matched(frames: np.ndarray, spec: Adaptation, reference: LightReferenc
 
 
 def simulate(
-    spec: Adaptation, scoring: Scoring, error_maps: np.ndarray, mask: np.ndarray | None = None
+    spec: Adaptation,
+    scoring: Scoring,
+    error_maps: np.ndarray,
+    mask: np.ndarray | None = None,
+    inputs: np.ndarray | None = None,
 ) -> np.ndarray:
     """Unscaled adapted scores of one print's frames after its calibration frames (time order).
 
     Exactly what the daemon computes; the trainer and the benchmark choose
     ``Adaptation.threshold`` from these scores on normal prints the model did not fit. With
-    ``spec.match_light`` the maps must be those of the ``light_matched`` frames.
+    ``spec.match_light`` the maps must be those of the ``light_matched`` frames; with
+    ``spec.nearest``, ``inputs`` are those frames (the model inputs, uint8 or floats).
     """
     if not spec.enabled:
         raise ValueError("adaptation is off (frames = 0): nothing to simulate")
     if len(error_maps) <= spec.frames:
         raise ValueError(f"need more than {spec.frames} frames to simulate adaptation, got {len(error_maps)}")
-    unit = Adaptation(frames=spec.frames, std_floor=spec.std_floor, threshold=1.0)  # maps: already matched
+    if spec.nearest and (inputs is None or len(inputs) != len(error_maps)):
+        raise ValueError("adaptation.nearest needs the model input of every error map")
+    # the maps are already light-matched: the adapter only keeps the baseline
+    unit = Adaptation(frames=spec.frames, std_floor=spec.std_floor, threshold=1.0, nearest=spec.nearest)
     adapter = PrintAdapter(unit, scoring, 1.0, mask)
-    out = [adapter.observe(0.0, e) for e in error_maps]
+    xs = inputs if spec.nearest else [None] * len(error_maps)
+    out = [adapter.observe(0.0, e, x) for e, x in zip(error_maps, xs, strict=True)]
     return np.array([s for s, calibrating in out if not calibrating], dtype=np.float64)
 
 
@@ -300,6 +329,7 @@ def calibrate(
     target_fpr: float = 0.01,
     mask: np.ndarray | None = None,
     held_out: list[np.ndarray] | None = None,
+    inputs: list[np.ndarray] | None = None,
 ) -> Adaptation:
     """``spec`` with its threshold set from normal prints (error maps of each, in time order;
     of the ``light_matched`` frames when ``spec.match_light``).
@@ -308,14 +338,15 @@ def calibrate(
     does, and the threshold leaves ``target_fpr`` of the later frames above it. ``held_out``
     (one boolean array per print) restricts the threshold to frames the model did not fit,
     the trainer's rule for every threshold; without any such frame, all later frames count.
+    ``inputs``: each print's model inputs (needed with ``spec.nearest``).
     """
-    unit = Adaptation(spec.frames, spec.std_floor, 1.0)
+    unit = Adaptation(spec.frames, spec.std_floor, 1.0, nearest=spec.nearest)
     scores: list[np.ndarray] = []
     kept: list[np.ndarray] = []
     for i, maps in enumerate(prints):
         if len(maps) <= spec.frames:
             continue
-        s = simulate(unit, scoring, maps, mask)
+        s = simulate(unit, scoring, maps, mask, None if inputs is None else inputs[i])
         scores.append(s)
         if held_out is not None:
             kept.append(s[np.asarray(held_out[i], dtype=bool)[spec.frames :]])
@@ -352,8 +383,9 @@ def group_prints(folders: list[Path]) -> dict[str, list[Path]]:
     return {k: [p for _, p in sorted(v)] for k, v in prints.items()}
 
 
-def _error_maps(scorer: FrameScorer, paths: list[Path], spec: Adaptation) -> np.ndarray:
-    """One print's error maps through the daemon's TFLite path, light-matched as the daemon would."""
+def _error_maps(scorer: FrameScorer, paths: list[Path], spec: Adaptation) -> tuple[np.ndarray, np.ndarray]:
+    """One print's error maps and model inputs through the daemon's TFLite path, light-matched
+    as the daemon would."""
     import cv2
 
     inputs = []
@@ -364,11 +396,11 @@ def _error_maps(scorer: FrameScorer, paths: list[Path], spec: Adaptation) -> np.
             continue
         inputs.append(scorer.pre.apply(img))
     if not inputs:
-        return np.zeros((0, 1, 1), np.float32)
+        return np.zeros((0, 1, 1), np.float32), np.zeros((0, 1, 1, 1), np.float32)
     x = np.stack(inputs)
     if spec.enabled and spec.match_light:
         x = match_light(x, light_reference(x[: spec.frames]))
-    return np.stack([scorer.error_map(xi) for xi in x])
+    return np.stack([scorer.error_map(xi) for xi in x]), x
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -394,17 +426,19 @@ def main(argv: list[str] | None = None) -> int:
             std_floor=args.std_floor if args.std_floor is not None else old.std_floor,
             threshold=1.0,
             match_light=old.match_light,
+            nearest=min(old.nearest, args.frames if args.frames is not None else (old.frames or 20)),
         )
         prints = group_prints(args.normal)
         scorer = FrameScorer(dataclasses.replace(bundle, meta=dataclasses.replace(bundle.meta, adaptation=Adaptation())))
-        maps = [_error_maps(scorer, paths, spec) for paths in prints.values()]
-        new = calibrate(spec, bundle.meta.scoring, maps, args.target_fpr)
+        scored = [_error_maps(scorer, paths, spec) for paths in prints.values()]
+        maps = [m for m, _ in scored]
+        new = calibrate(spec, bundle.meta.scoring, maps, args.target_fpr, inputs=[x for _, x in scored])
     except (BundleError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     bundle.meta.adaptation = new
     bundle.save_meta()
-    print(f"{args.bundle}: adaptation frames={new.frames} std_floor={new.std_floor} match_light={new.match_light} "
+    print(f"{args.bundle}: adaptation frames={new.frames} std_floor={new.std_floor} match_light={new.match_light} nearest={new.nearest} "
           f"threshold={new.threshold:.6g} from {sum(len(m) > new.frames for m in maps)} prints")
     return 0
 

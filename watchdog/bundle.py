@@ -318,12 +318,19 @@ class Adaptation:
     offset per colour channel, ``watchdog.adapt.match_light``), so a light switched on or
     daylight does not look like a new scene while a failure, which changes only part of the
     picture, still does. Off in bundles without the key.
+
+    ``nearest`` (``python -m trainer --adapt-nearest N``): the baseline mean a frame is compared
+    with is that of the ``nearest`` calibration frames whose model inputs look most like it,
+    not of all of them: the bed, the toolhead and the part move, so a frame is compared with
+    the calibration frames where they stood where they stand now. The spread stays that of
+    all calibration frames. 0 (bundles without the key): the mean of all.
     """
 
     frames: int = 0
     std_floor: float = 0.5
     threshold: float = 0.0
     match_light: bool = False
+    nearest: int = 0
 
     def __post_init__(self) -> None:
         if self.frames < 0:
@@ -332,6 +339,8 @@ class Adaptation:
             raise ValueError(f"adaptation std_floor must be in [0, 1], got {self.std_floor}")
         if not (math.isfinite(self.threshold) and self.threshold >= 0):
             raise ValueError(f"adaptation threshold must be a number >= 0, got {self.threshold}")
+        if not 0 <= self.nearest <= self.frames:
+            raise ValueError(f"adaptation nearest must be in [0, frames={self.frames}], got {self.nearest}")
 
     @property
     def enabled(self) -> bool:

@@ -51,7 +51,7 @@ class FrameResult:
     anomalous: bool
     error_map: np.ndarray
     inference_s: float
-    input: np.ndarray | None = None  # the model input as preprocessed, before any light matching
+    input: np.ndarray | None = None  # the model input as scored (light-matched when a reference was given)
 
 
 class FrameScorer:
@@ -113,7 +113,9 @@ class FrameScorer:
         look, ``PrintAdapter.reference``) the input is light-matched to it first."""
         t0 = time.perf_counter()
         x = self.pre.apply(frame)
-        emap = self.error_map(x if reference is None else match_light(x, reference))
+        if reference is not None:
+            x = match_light(x, reference)
+        emap = self.error_map(x)
         score = self.scoring.score(emap, self.mask)
         threshold = self.threshold / max(sensitivity, 1e-6)
         return FrameResult(

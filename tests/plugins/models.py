@@ -79,8 +79,9 @@ def tiny_adaptive_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempP
 
 @pytest.fixture(scope="session")
 def tiny_light_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Like tiny_adaptive_bundle, trained with ``--match-light``: each print's frames are
-    matched in brightness and contrast to its first frames before scoring."""
+    """Like tiny_adaptive_bundle, trained with ``--match-light`` (each print's frames are
+    matched in brightness and contrast to its first frames before scoring) and
+    ``--adapt-nearest 2`` (each frame compared with the 2 calibration frames most like it)."""
     pytest.importorskip("tensorflow")
     return train_tiny(synthetic_dataset, tmp_path_factory.mktemp("runs-light"), "--adapt-frames", "4",
-                      "--match-light") / "bundle"
+                      "--match-light", "--adapt-nearest", "2") / "bundle"
