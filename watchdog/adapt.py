@@ -116,6 +116,8 @@ class PrintAdapter:
         self._inputs: list[np.ndarray] = []
         self._cal_maps: list[np.ndarray] = []  # nearest: each calibration frame's map and input
         self._cal_x: list[np.ndarray] = []
+        self._cal_stack = np.zeros((0, 0), np.float32)
+        self._cal_sq = np.zeros(0, np.float32)
         self.last_map = None
 
     def observe(self, score: float, error_map: np.ndarray, x: np.ndarray | None = None) -> tuple[float, bool]:
@@ -166,8 +168,9 @@ class PrintAdapter:
             raise RuntimeError("adapter baseline not calibrated yet")
         mean = self._mean
         if self.spec.nearest:
-            cal_x = np.stack(self._cal_x) if isinstance(self._cal_x, list) else self._cal_x
-            order = np.argsort(((cal_x - _flat(x)) ** 2).sum(axis=1), kind="stable")[: self.spec.nearest]
+            # squared distances up to the frame's own constant |x|^2: no temporary of 30 inputs
+            distance = self._cal_sq - 2.0 * (self._cal_stack @ _flat(x))
+            order = np.argsort(distance, kind="stable")[: self.spec.nearest]
             mean = np.mean([self._cal_maps[i] for i in order], axis=0, dtype=np.float64)
         z = np.maximum((np.asarray(error_map, dtype=np.float64) - mean) / self._denom, 0.0)
         self.last_map = z.astype(np.float32)
@@ -180,7 +183,9 @@ class PrintAdapter:
         self._mean = mean
         self._denom = std + float(np.quantile(std, self.spec.std_floor)) + 1e-6
         if self.spec.nearest:
-            self._cal_x = np.stack(self._cal_x)  # type: ignore[assignment]
+            self._cal_stack = np.stack(self._cal_x)
+            self._cal_sq = np.einsum("ij,ij->i", self._cal_stack, self._cal_stack)
+            self._cal_x = []
         logger.debug("print baseline ready after %d frames", self._n)
 
 
