@@ -79,7 +79,8 @@ PRESETS: dict[str, Preset] = {
     # (bed and nozzle; the carriage fills the top), SSIM error, mean of the top 10% of the
     # smoothed map, a small fully convolutional model with shift/zoom/brightness augmentation,
     # and per-print adaptation (each print is judged against its own first 30 frames, every
-    # frame matched in brightness and contrast to them first: `match_light`).
+    # frame matched in brightness and contrast to them first: `match_light`, and compared with
+    # the 10 of them that look most like it: `nearest`).
     # Per-frame normalisation (`--normalize`) is measured but off: docs/benchmarks.md, "Lighting".
     "default": Preset(
         name="default",
@@ -90,7 +91,7 @@ PRESETS: dict[str, Preset] = {
             loss="mae", learning_rate=1e-3, lr_decay=0.0, batch_size=32, epochs=30, patience=5,
             augment=True, shift=0.06, zoom=0.05, brightness=0.15,
         ),
-        adaptation=Adaptation(frames=30, std_floor=0.5, match_light=True),
+        adaptation=Adaptation(frames=30, std_floor=0.5, match_light=True, nearest=10),
         description="bottom-half ROI, SSIM top-10% score, small conv AE, per-print adaptation with light "
                     "matching (issue 5)",
     ),
