@@ -6,7 +6,8 @@ Leave-one-session-out on the Kaggle frames (``../shared/data/kaggle-3d-printer``
 of the three normal print sessions, fit on the other two and test this session's normal
 frames against all defect frames. In one run, with the trainer's own library:
 
-- ``--preset default`` (with its per-print adaptation when the preset has one),
+- ``--preset default`` (with its per-print adaptation when the preset has one), and on the
+  same fitted models the mean baseline (``nearest: 0``) with and without light matching,
 - ``--preset seed`` (the seed post's model; fewer epochs, said in the output),
 - a 50-component PCA on the default preset's preprocessed pixels, scored the seed's way
   (whole-image MSE) and the default preset's way (same scoring and adaptation).
@@ -37,6 +38,8 @@ print: each failed print's material, frame by frame in time order, pasted into t
 print from its frame 30 + ``INSCENE_ONSET`` on; frames from that onset to the pause. And a
 print that fails from its first frame: each Kaggle failed print calibrated on its own first
 frames (the daemon's baseline is then the failure), frames above the threshold and to the pause.
+And a lasting change of the room's light (``LIGHTING``) from frame ``LIGHT_ONSET`` of the
+held-out print: frames above the threshold and to the pause.
 
 Skips (exit 0) when the data folder is absent. Needs the ``train`` extra.
 """
