@@ -141,3 +141,32 @@ def test_a_bundle_without_the_key_does_not_match_light(tiny_adaptive_bundle: Pat
     assert Bundle.load(tiny_adaptive_bundle).meta.adaptation.match_light is False
     assert Bundle.load(tiny_adaptive_bundle).meta.adaptation.nearest == 0
     assert Adaptation().match_light is False
+
+
+def test_recalibrating_a_light_matching_bundle_on_ones_own_prints(tmp_path: Path, tiny_light_bundle: Path) -> None:
+    """``python -m watchdog.adapt BUNDLE --normal DIR`` (the TFLite path, no TensorFlow) sets
+    the adaptation threshold from the user's recorded good prints, light-matched and with the
+    nearest frames as the daemon scores them, and keeps the bundle's settings."""
+    import shutil
+    import subprocess
+    import sys
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_light_bundle, bundle)
+    before = Bundle.load(bundle).meta.adaptation
+    frames = tmp_path / "mine"
+    frames.mkdir()
+    for p in (2, 3):
+        for i in range(12):
+            cv2.imwrite(str(frames / f"print{p}_{i}.png"), _relit(synth.normal_frame(p, i, 16), 1.0 + 0.02 * p, 0))
+    cmd = [sys.executable, "-m", "watchdog.adapt", str(bundle), "--normal", str(frames)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    after = Bundle.load(bundle).meta.adaptation
+    assert (after.frames, after.match_light, after.nearest) == (before.frames, True, 2)
+    assert after.threshold > 0 and after.threshold != before.threshold
+    assert "from 2 prints" in r.stdout
+
+    r = subprocess.run([*cmd[:-1], str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "nowhere: frames folder not found" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
