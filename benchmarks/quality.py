@@ -348,8 +348,12 @@ def run_autoencoder(
             t0 = time.perf_counter()
             models = crossfit_models(preset, {s: data[s] for s in fit_sessions}, args.seed)
             fitted.seconds += time.perf_counter() - t0
+        fold: dict[bool, dict[str, np.ndarray]] = {}  # the maps depend on light matching only
         for spec, out in zip(variants, results, strict=True):
-            maps = fold_maps(lambda x, r=recon: error_maps(r, x, preset.scoring), data, sessions, held, spec)
+            if spec.match_light not in fold:
+                fold[spec.match_light] = fold_maps(lambda x, r=recon: error_maps(r, x, preset.scoring),
+                                                   data, sessions, held, spec)
+            maps = fold[spec.match_light]
             cross = None
             if spec.enabled and models is not None:
                 cross = crossfit_adaptation(dataclasses.replace(preset, adaptation=spec),

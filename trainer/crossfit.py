@@ -93,9 +93,11 @@ def crossfit_adaptation(
     """
     spec = preset.adaptation
     models = crossfit_models(preset, prints, seed, groups) if models is None else models
-    inputs = [adapt.light_matched(prints[name], spec) for left_out, _ in models for name in left_out]
-    maps = [error_maps(recon, adapt.light_matched(prints[name], spec), preset.scoring)
-            for left_out, recon in models for name in left_out]
+    inputs, maps = [], []
+    for left_out, recon in models:
+        for name in left_out:
+            inputs.append(adapt.light_matched(prints[name], spec))
+            maps.append(error_maps(recon, inputs[-1], preset.scoring))
     result = adapt.calibrate(spec, preset.scoring, maps, target_fpr, inputs=inputs)
     logger.info("per-print adaptation: %d calibration frames, threshold %.4g cross-fitted on %d prints",
                 result.frames, result.threshold, len(maps))

@@ -401,11 +401,10 @@ def _error_maps(scorer: FrameScorer, paths: list[Path], spec: Adaptation) -> tup
             continue
         inputs.append(scorer.pre.apply(img))
     if not inputs:
-        return np.zeros((0, 1, 1), np.float32), np.zeros((0, 1, 1, 1), np.float32)
-    x = np.stack(inputs)
-    if spec.enabled and spec.match_light:
-        x = match_light(x, light_reference(x[: spec.frames]))
-    return np.stack([scorer.error_map(xi) for xi in x]), x
+        return np.zeros((0, 1, 1), np.float32), np.zeros((0, 1, 1, 1), np.uint8)
+    # the inputs are on the 1/255 grid: as uint8 they take the trainer's path exactly
+    x = light_matched(np.round(np.stack(inputs) * 255.0).astype(np.uint8), spec)
+    return np.stack([scorer.error_map(xi.astype(np.float32) / 255.0) for xi in x]), x
 
 
 def main(argv: list[str] | None = None) -> int:
