@@ -32,9 +32,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from watchdog.adapt import PrintAdapter  # noqa: E402
-from watchdog.bundle import Bundle, default_bundle_path, encode_jpeg  # noqa: E402
-from watchdog.score import FrameScorer  # noqa: E402
+from watchdog.detection.baseline import PrintBaseline  # noqa: E402
+from watchdog.detection.bundle import Bundle, default_bundle_path, encode_jpeg  # noqa: E402
+from watchdog.detection.model import FrameScorer  # noqa: E402
 
 KAGGLE = ROOT.parent / "shared" / "data" / "kaggle-3d-printer"
 DEMO_FRAMES = ROOT / "watchdog" / "demo" / "frames"
@@ -56,7 +56,7 @@ def camera_jpegs(n: int) -> list[bytes]:
 def step_cost(bundle: Bundle, jpegs: list[bytes], threads: int) -> dict[str, float]:
     """The daemon's per-frame work, per-print adaptation included (as Watcher.step does it)."""
     scorer = FrameScorer(bundle, num_threads=threads)
-    adapter = PrintAdapter.for_bundle(bundle.meta, None, scorer.error_map)
+    adapter = PrintBaseline.for_bundle(bundle.meta, None, scorer.error_map)
     times = []
     for i, data in enumerate(jpegs):
         t0 = time.perf_counter()

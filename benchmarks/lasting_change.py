@@ -9,7 +9,7 @@ adapted score flags that, as it should: "this looks different from how the print
 What matters to a user is what happens next. ``python -m watchdog replay`` with its
 simulated user, who resumes right after each pause (accepting the new view), counts the
 pauses: one, then the watcher learns the print's look again from the frames after the resume
-(``watchdog.loop``); before that, it paused again after every cooldown.
+(``watchdog.watcher``); before that, it paused again after every cooldown.
 
 Default bundle: the shipped one (it saw these prints; this measures the decision over time,
 not detection quality). Skips (exit 0) when the data folder is absent.
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.time_to_pause import KAGGLE, replay, sessions_in_time_order  # noqa: E402
-from watchdog.bundle import default_bundle_path  # noqa: E402
+from watchdog.detection.bundle import default_bundle_path  # noqa: E402
 
 CHANGES = {
     "camera nudged": lambda im: cv2.warpAffine(im, np.float32([[1, 0, 12], [0, 1, 8]]), (im.shape[1], im.shape[0]),

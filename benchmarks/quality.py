@@ -21,7 +21,7 @@ The exported threshold is chosen the way a user's run would choose it, never fro
 fold: absolute scores use the trainer's rule on validation frames (the last 15% of each
 fitting session, held out of fitting); adapted scores use the trainer's cross-fitted rule
 (``trainer.crossfit``): each fitting session is scored by an extra model fitted on the other
-one, replayed from its own first frames (``watchdog.adapt.calibrate``), and the threshold is
+one, replayed from its own first frames (``watchdog.detection.calibration.calibrate``), and the threshold is
 set on all those frames at ``--target-fpr`` (the "train s" column includes these fits). The
 PCA rows keep the validation-frame rule.
 
@@ -64,8 +64,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.inscene import pasted_failures, pasted_sequence  # noqa: E402
 from trainer.crossfit import split_fit_val, val_mask  # noqa: E402
 from trainer.evaluate import error_maps  # noqa: E402
-from watchdog.adapt import calibrate, frame_number, light_matched, light_reference, simulate  # noqa: E402
-from watchdog.bundle import Adaptation, Preprocess, Scoring  # noqa: E402
+from watchdog.detection.bundle import Adaptation, Preprocess, Scoring  # noqa: E402
+from watchdog.detection.calibration import calibrate, simulate  # noqa: E402
+from watchdog.detection.light import light_matched, light_reference  # noqa: E402
 
 KAGGLE = ROOT.parent / "shared" / "data" / "kaggle-3d-printer"
 
@@ -88,9 +89,9 @@ def load_dataset(data: Path, pre: Preprocess) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for session in sorted({f.session for f in frames if f.label == NORMAL}):
         group = sorted((f for f in frames if f.label == NORMAL and f.session == session),
-                       key=lambda f: frame_number(f.path))
+                       key=lambda f: f.number)
         out[session] = load_frames(group, pre).x
-    defects = sorted((f for f in frames if f.label != NORMAL), key=lambda f: (f.session, frame_number(f.path)))
+    defects = sorted((f for f in frames if f.label != NORMAL), key=lambda f: (f.session, f.number))
     loaded = load_frames(defects, pre)
     out["defects"] = loaded.x
     DEFECT_PRINTS[:] = [(name, sum(f.session == name for f in loaded.frames))
@@ -265,7 +266,7 @@ def packed(error: Any) -> Any:
 
 
 def adapted(unit: Adaptation, scoring: Scoring, maps: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """``watchdog.adapt.simulate`` on packed maps."""
+    """``watchdog.detection.calibration.simulate`` on packed maps."""
     return simulate(unit, scoring, maps[..., 0], mask, inputs=maps[..., 1:])
 
 

@@ -12,7 +12,7 @@ detection settings (consecutive 3, cooldown 90 s at interval 10 s) and a simulat
 The simulated printer (``replay.ResumingPrinter``) resumes right after each pause, so every
 pause over the whole sequence is counted; a resume is the user accepting what the camera
 shows, so the watcher waits out the cooldown and learns the print's look again from the frames
-after it (``watchdog.loop``): after the first pause, the failure's own frames are the
+after it (``watchdog.watcher``): after the first pause, the failure's own frames are the
 baseline, and what is counted there is what a user who resumed a failing print would get.
 Measured per sequence, from replay's JSON lines (one per scored frame and event):
 
@@ -49,8 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from trainer.data import NORMAL, find_frames  # noqa: E402
-from watchdog.adapt import frame_number  # noqa: E402
-from watchdog.bundle import Bundle  # noqa: E402
+from watchdog.detection.bundle import Bundle  # noqa: E402
+from watchdog.frames import parse as parse_frame_name  # noqa: E402
 
 KAGGLE = ROOT.parent / "shared" / "data" / "kaggle-3d-printer"
 
@@ -63,7 +63,7 @@ def sessions_in_time_order(data: Path) -> tuple[dict[str, list[Path]], dict[str,
         (normal if f.label == NORMAL else failed).setdefault(f.session, []).append(f.path)
     for group in (normal, failed):
         for paths in group.values():
-            paths.sort(key=frame_number)
+            paths.sort(key=lambda p: parse_frame_name(p).number)
     return normal, failed
 
 

@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from tests.plugins.printers import BadServer, api_config
-from watchdog.act import make_printer
+from watchdog.devices.printers import make_printer
 
 KINDS = ["octoprint", "moonraker"]
 
@@ -66,7 +66,7 @@ def test_error_answers_fail_clearly(
     assert (result.outcome, result.attempts) == ("failed", attempts)
     assert expect in result.detail and bad_server.url in result.detail
     assert bad_server.api_key not in caplog.text + json.dumps(result.to_dict())
-    failures = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "watchdog.act"]
+    failures = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "watchdog.devices.printers"]
     assert len(failures) == attempts  # one line per failed attempt (the watcher logs status changes)
     assert all(bad_server.url in r.getMessage() and expect in r.getMessage() for r in failures)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.plugins.printers import MoonrakerServer, api_config
-from watchdog.act import MoonrakerClient, make_printer
+from watchdog.devices.printers import MoonrakerClient, make_printer
 
 pytestmark = pytest.mark.servers
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.plugins.printers import BadServer, OctoPrintServer, api_config
-from watchdog.act import OctoPrintClient, make_printer
+from watchdog.devices.printers import OctoPrintClient, make_printer
 
 pytestmark = pytest.mark.servers
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from watchdog.act import NoPrinter, SimulatedPrinter, make_printer
 from watchdog.config import ApiConfig
+from watchdog.devices.printers import NoPrinter, SimulatedPrinter, make_printer
 
 
 def test_simulated_printer_prints_pauses_resumes_and_cancels() -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from watchdog.adapt import PrintAdapter, calibrate, simulate
-from watchdog.bundle import META_FILE, Adaptation, Bundle, BundleError, Scoring
+from watchdog.detection.baseline import PrintBaseline
+from watchdog.detection.bundle import META_FILE, Adaptation, Bundle, BundleError, Scoring
+from watchdog.detection.calibration import calibrate, simulate
 
 SCORING = Scoring(error="l2", reduce="topk", topk=0.05)
 
@@ -24,7 +25,7 @@ def _print_maps(n: int, level: float, seed: int) -> np.ndarray:
 
 def test_a_print_that_looks_unusual_from_the_start_is_not_flagged_but_a_new_blob_is() -> None:
     spec = calibrate(Adaptation(frames=10), SCORING, [_print_maps(60, 0.05, s) for s in range(3)], 0.01)
-    adapter = PrintAdapter(spec, SCORING, threshold=0.2)
+    adapter = PrintBaseline(spec, SCORING, threshold=0.2)
     unusual = _print_maps(40, 0.5, seed=9)  # absolute errors 10x the prints it was calibrated on
     for emap in unusual[:10]:
         _, calibrating = adapter.observe(float(SCORING.score(emap)), emap)
@@ -42,7 +43,7 @@ def test_a_print_that_looks_unusual_from_the_start_is_not_flagged_but_a_new_blob
 def test_simulate_is_what_the_daemon_computes() -> None:
     maps = _print_maps(30, 0.1, seed=1)
     spec = Adaptation(frames=10, threshold=2.0)
-    adapter = PrintAdapter(spec, SCORING, threshold=2.0)  # gain 1: scores are unscaled
+    adapter = PrintBaseline(spec, SCORING, threshold=2.0)  # gain 1: scores are unscaled
     live = [adapter.observe(0.0, e)[0] for e in maps][10:]
     np.testing.assert_allclose(simulate(spec, SCORING, maps), live, rtol=1e-6)
 
@@ -72,7 +73,7 @@ def test_nearest_compares_a_frame_with_the_calibration_frames_that_look_like_it(
 
 
 def test_adaptation_off_passes_scores_through() -> None:
-    adapter = PrintAdapter(Adaptation(), SCORING, threshold=0.3)
+    adapter = PrintBaseline(Adaptation(), SCORING, threshold=0.3)
     assert adapter.observe(0.7, np.zeros((4, 4))) == (0.7, False)
 
 

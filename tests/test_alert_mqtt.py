@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from watchdog.alert import MAX_COMMAND_BYTES, CommandError, parse_command
+from watchdog.comms.mqtt import MAX_COMMAND_BYTES, CommandError, parse_command
 from watchdog.incidents import VERDICTS
 
 pytestmark = pytest.mark.servers
@@ -143,7 +143,7 @@ def test_last_will_says_offline_when_the_daemon_dies(mosquitto, unique_prefix, t
     p = unique_prefix
     script = textwrap.dedent(f"""
         import time
-        from watchdog.alert import Notifier
+        from watchdog.comms.mqtt import Notifier
         from watchdog.config import MqttConfig, StorageConfig
         n = Notifier(MqttConfig(host="127.0.0.1", port={mosquitto.port}, topic_prefix="{p}", keepalive_s=5),
                      StorageConfig(dir="{tmp_path}"), ["ender3"])
@@ -181,7 +181,7 @@ def test_commands_valid_ones_reach_the_daemon_junk_is_ignored(
 ) -> None:
     p = unique_prefix
     calls: list[tuple[str, str, dict]] = []
-    caplog.set_level(logging.WARNING, "watchdog.alert")
+    caplog.set_level(logging.WARNING, "watchdog.comms.mqtt")
     notifier = notifier_factory(mosquitto, p, on_command=lambda *a: calls.append(a))
     with mosquitto.subscriber(f"{p}/available") as sub:
         sub.wait_for(f"{p}/available", lambda m: m.text == "online")

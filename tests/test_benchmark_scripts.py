@@ -54,8 +54,8 @@ def test_a_print_failing_from_its_first_frame_is_judged_against_its_own_failure(
     import numpy as np
 
     from benchmarks import quality as q
-    from watchdog.adapt import simulate
-    from watchdog.bundle import Adaptation, Scoring
+    from watchdog.detection.bundle import Adaptation, Scoring
+    from watchdog.detection.calibration import simulate
 
     monkeypatch.setattr(q, "DEFECT_PRINTS", [("unchanged", 40), ("grows", 40)])
     rng = np.random.default_rng(0)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.bundle import META_FILE, MODEL_FILE, Bundle, BundleError
-from watchdog.score import FrameScorer
+from watchdog.detection.bundle import META_FILE, MODEL_FILE, Bundle, BundleError
+from watchdog.detection.model import FrameScorer
 
 
 @pytest.fixture()

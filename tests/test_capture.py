@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 from tests.plugins.camera import CameraServer, bomb_jpeg, bomb_png, synthetic_frame
-from watchdog import capture
-from watchdog.capture import (
+from watchdog.devices import capture
+from watchdog.config import CameraConfig
+from watchdog.devices.capture import (
     Camera,
     CameraSourceError,
     MjpegCamera,
@@ -29,7 +30,6 @@ from watchdog.capture import (
     natural_key,
     open_camera,
 )
-from watchdog.config import CameraConfig
 
 FAST = (0.05, 0.2)  # backoff for tests: the same doubling, in tenths of a second
 
@@ -146,7 +146,7 @@ def test_frame_above_max_pixels_is_refused(camera_server: CameraServer, opened) 
 
 
 def test_camera_down_backs_off_without_blocking_and_comes_back(camera_server: CameraServer, opened, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="watchdog.capture")
+    caplog.set_level(logging.INFO, logger="watchdog.devices.capture")
     cam = opened(camera_server.snapshot_url)
     assert cam.read() is not None
     camera_server.set_fault("down")
@@ -423,7 +423,7 @@ def test_cameras_do_not_leak_file_descriptors(camera_server: CameraServer, opene
 
 
 def test_bad_frames_are_not_logged_per_frame(camera_server: CameraServer, opened, caplog) -> None:
-    caplog.set_level(logging.DEBUG, logger="watchdog.capture")
+    caplog.set_level(logging.DEBUG, logger="watchdog.devices.capture")
     cam = opened(camera_server.snapshot_url)
     for _ in range(6):  # junk and good frames in turn
         camera_server.set_fault("truncated")

@@ -8,7 +8,7 @@ import pytest
 
 from tests.daemon_helpers import DaemonProcess, free_port, wait_until, write_config
 from tests.test_capture import FAST, cam_cfg, read_until
-from watchdog.capture import open_camera
+from watchdog.devices.capture import open_camera
 
 # (row, column) centre of each quadrant → its BGR colour
 QUADRANTS = {(60, 80): (0, 0, 255), (60, 240): (0, 255, 0), (180, 80): (255, 0, 0), (180, 240): (255, 255, 255)}

@@ -15,7 +15,7 @@ pytest.importorskip("tensorflow")
 from trainer.crossfit import crossfit_adaptation, print_frames  # noqa: E402
 from trainer.data import ANOMALOUS, NORMAL, Frame, Loaded  # noqa: E402
 from trainer.model import get_preset  # noqa: E402
-from watchdog.bundle import Adaptation  # noqa: E402
+from watchdog.detection.bundle import Adaptation  # noqa: E402
 
 
 def _preset(frames: int = 3):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watchdog.decide import Settings, WatchState, on_frame, on_printer
+from watchdog.detection.decide import Settings, WatchState, on_frame, on_printer
 
 S = Settings(consecutive=3, warmup_frames=0, cooldown_s=90.0)
 

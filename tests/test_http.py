@@ -18,9 +18,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from watchdog.comms.http import MAX_HEAD_BYTES, StatusServer
 from watchdog.config import parse_config
 from watchdog.errors import UsageError
-from watchdog.http import MAX_HEAD_BYTES, StatusServer
 from watchdog.metrics import Metrics
 
 SECRETS = ("octo-key-0123456789abcdef", "mqtt-pass-s3cr3t")

@@ -15,14 +15,16 @@ import numpy as np
 
 from tests import synth
 from tests.daemon_helpers import run_cli, write_config
-from watchdog.act import SimulatedPrinter
-from watchdog.adapt import PrintAdapter, light_matched, light_reference, match_light, simulate
-from watchdog.alert import Notifier
-from watchdog.bundle import Adaptation, Bundle, Preprocess
-from watchdog.capture import open_camera
+from watchdog.comms.mqtt import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
-from watchdog.loop import Watcher
-from watchdog.score import FrameScorer
+from watchdog.detection.baseline import PrintBaseline
+from watchdog.detection.bundle import Adaptation, Bundle, Preprocess
+from watchdog.detection.calibration import simulate
+from watchdog.detection.light import light_matched, light_reference, match_light
+from watchdog.detection.model import FrameScorer
+from watchdog.devices.capture import open_camera
+from watchdog.devices.printers import SimulatedPrinter
+from watchdog.watcher import Watcher
 
 PRE = Preprocess(width=64, height=48)
 
@@ -70,7 +72,7 @@ def test_the_daemon_scores_what_the_trainer_calibrates_on(tiny_light_bundle: Pat
     assert spec.match_light and spec.frames == 4 and spec.nearest == 2 and spec.threshold > 0
     scorer = FrameScorer(bundle)
     frames = [synth.normal_frame(2, i, 16) for i in range(10)] + [_relit(synth.normal_frame(2, 10, 16), 1.3, 10)]
-    adapter = PrintAdapter(dataclasses.replace(spec, threshold=1.0), bundle.meta.scoring, 1.0, None, scorer.error_map)
+    adapter = PrintBaseline(dataclasses.replace(spec, threshold=1.0), bundle.meta.scoring, 1.0, None, scorer.error_map)
     live = []
     for f in frames:
         r = scorer.analyze(f, reference=adapter.reference)
@@ -144,7 +146,7 @@ def test_a_bundle_without_the_key_does_not_match_light(tiny_adaptive_bundle: Pat
 
 
 def test_recalibrating_a_light_matching_bundle_on_ones_own_prints(tmp_path: Path, tiny_light_bundle: Path) -> None:
-    """``python -m watchdog.adapt BUNDLE --normal DIR`` (the TFLite path, no TensorFlow) sets
+    """``python -m watchdog calibrate BUNDLE --normal DIR`` (the TFLite path, no TensorFlow) sets
     the adaptation threshold from the user's recorded good prints, light-matched and with the
     nearest frames as the daemon scores them, and keeps the bundle's settings."""
     import shutil
@@ -159,7 +161,7 @@ def test_recalibrating_a_light_matching_bundle_on_ones_own_prints(tmp_path: Path
     for p in (2, 3):
         for i in range(12):
             cv2.imwrite(str(frames / f"print{p}_{i}.png"), _relit(synth.normal_frame(p, i, 16), 1.0 + 0.02 * p, 0))
-    cmd = [sys.executable, "-m", "watchdog.adapt", str(bundle), "--normal", str(frames)]
+    cmd = [sys.executable, "-m", "watchdog", "calibrate", str(bundle), "--normal", str(frames)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     after = Bundle.load(bundle).meta.adaptation

@@ -8,13 +8,13 @@ from pathlib import Path
 import cv2
 
 from tests.daemon_helpers import run_cli, write_config
-from watchdog.act import SimulatedPrinter
-from watchdog.alert import Notifier
-from watchdog.bundle import Bundle
-from watchdog.capture import open_camera
+from watchdog.comms.mqtt import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
-from watchdog.loop import Watcher
-from watchdog.score import FrameScorer
+from watchdog.detection.bundle import Bundle
+from watchdog.detection.model import FrameScorer
+from watchdog.devices.capture import open_camera
+from watchdog.devices.printers import SimulatedPrinter
+from watchdog.watcher import Watcher
 
 CALIBRATION = 4  # tiny_adaptive_bundle's --adapt-frames
 

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from watchdog.capture import open_camera
 from watchdog.config import CameraConfig
+from watchdog.devices.capture import open_camera
 from watchdog.metrics import Metrics
 
 

@@ -15,7 +15,7 @@ def test_import_watchdog_is_this_project() -> None:
 
 def test_daemon_side_never_imports_tensorflow() -> None:
     code = (
-        "import sys, watchdog.__main__, watchdog.score, watchdog.bundle, watchdog.config\n"
+        "import sys, watchdog.__main__, watchdog.detection.model, watchdog.detection.bundle, watchdog.config\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]\n"
         "assert not bad, bad\n"
     )

@@ -12,7 +12,7 @@ import numpy as np
 
 from tests.plugins.camera import synthetic_frame
 from trainer.data import find_frames, load_frames
-from watchdog.bundle import META_FILE, Bundle, Preprocess
+from watchdog.detection.bundle import META_FILE, Bundle, Preprocess
 
 PRE = Preprocess(width=64, height=48, channels=3, normalize=True)
 

@@ -25,7 +25,7 @@ from tests.daemon_helpers import DaemonProcess, free_port, wait_until, write_con
 pytestmark = pytest.mark.servers
 
 PRINTER = "ender3"
-WATCHER_API_LINE = f"WARNING watchdog.loop: {PRINTER}: printer API"  # the watcher's line when it stops answering
+WATCHER_API_LINE = f"WARNING watchdog.watcher: {PRINTER}: printer API"  # the watcher's line when it stops answering
 
 
 def daemon_config(
@@ -362,10 +362,7 @@ def test_a_slow_failed_pause_does_not_re_alert_on_the_next_frames(tmp_path, tiny
     import cv2
 
     from tests.plugins.printers import api_config
-    from watchdog.act import make_printer
-    from watchdog.alert import Notifier
-    from watchdog.bundle import Bundle
-    from watchdog.capture import open_camera
+    from watchdog.comms.mqtt import Notifier
     from watchdog.config import (
         CameraConfig,
         DetectionConfig,
@@ -373,8 +370,11 @@ def test_a_slow_failed_pause_does_not_re_alert_on_the_next_frames(tmp_path, tiny
         PrinterConfig,
         StorageConfig,
     )
-    from watchdog.loop import Watcher
-    from watchdog.score import FrameScorer
+    from watchdog.detection.bundle import Bundle
+    from watchdog.detection.model import FrameScorer
+    from watchdog.devices.capture import open_camera
+    from watchdog.devices.printers import make_printer
+    from watchdog.watcher import Watcher
 
     frames = tmp_path / "failure"
     frames.mkdir()

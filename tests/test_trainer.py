@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 
 from trainer import calibrate, evaluate
-from watchdog.bundle import Bundle
+from watchdog.detection.bundle import Bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 
 LITE_CHECK = """
 import json, sys
 from tests import synth
-from watchdog.bundle import Bundle
-from watchdog.score import FrameScorer
+from watchdog.detection.bundle import Bundle
+from watchdog.detection.model import FrameScorer
 scorer = FrameScorer(Bundle.load(sys.argv[1]))
 normal = [scorer.analyze(synth.normal_frame(s, i, 16, 0)) for s in (0, 1) for i in range(0, 10, 2)]
 bad = [scorer.analyze(synth.anomalous_frame(100 + i, 0)) for i in range(6)]
@@ -90,8 +90,8 @@ from pathlib import Path
 import keras, numpy as np
 from tests import synth
 from trainer import export
-from watchdog.bundle import Bundle
-from watchdog.score import FrameScorer
+from watchdog.detection.bundle import Bundle
+from watchdog.detection.model import FrameScorer
 run, out = Path(sys.argv[1]), Path(sys.argv[2])
 meta = Bundle.load(run / "bundle").meta
 meta.quantization = "int8"

@@ -20,7 +20,7 @@ from trainer.data import (
     load_frames,
     split_frames,
 )
-from watchdog.bundle import Preprocess
+from watchdog.detection.bundle import Preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 PRE = Preprocess(width=32, height=24)

@@ -12,7 +12,7 @@ from pathlib import Path
 from trainer.data import DEFAULT_SESSION_PATTERN, SPLITS
 from trainer.export import QUANTIZATIONS, ParityError
 from trainer.model import PRESETS
-from watchdog.bundle import BundleError
+from watchdog.detection.bundle import BundleError
 from watchdog.errors import UsageError
 
 logger = logging.getLogger("trainer")

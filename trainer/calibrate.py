@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from watchdog.adapt import threshold_for_fpr
-from watchdog.bundle import NormalStats
+from watchdog.detection.bundle import NormalStats
+from watchdog.detection.calibration import threshold_for_fpr
 
 __all__ = ["threshold_for_fpr", "threshold_quantile", "f1_best_threshold", "normal_stats"]
 

@@ -6,7 +6,7 @@ from such prints. Setting it on the last 15% of the fitted prints (about 70 fram
 tail is their maximum) moved the held-out false-alarm rate between 0.4% and 6.7% from one
 training run to the next, and cost recall on the hard fold (docs/benchmarks.md). Here each
 print (or group of prints) is left out in turn, a model of the same preset is fitted on the
-others, and the left-out print is replayed through ``watchdog.adapt`` from its first frames,
+others, and the left-out print is replayed through ``watchdog.detection`` from its first frames,
 exactly as the daemon will; the threshold is set on all those frames together. The cost is one
 extra fit per group (at most ``groups``).
 """
@@ -24,9 +24,9 @@ from trainer.data import NORMAL, Loaded
 from trainer.evaluate import Reconstruct, error_maps, keras_reconstructor
 from trainer.model import Preset, build_autoencoder, compile_autoencoder
 from trainer.train import fit
-from watchdog import adapt
-from watchdog.adapt import frame_number
-from watchdog.bundle import Adaptation
+from watchdog.detection.bundle import Adaptation
+from watchdog.detection.calibration import calibrate
+from watchdog.detection.light import light_matched
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +44,8 @@ def prints_by_set(sets: Iterable[Loaded]) -> dict[str, tuple[np.ndarray, np.ndar
     prints: dict[str, list[tuple[int, int, np.ndarray]]] = {}
     for index, loaded in enumerate(sets):
         for fr, x in zip(loaded.frames, loaded.x, strict=True):
-            if fr.label == NORMAL:
-                prints.setdefault(fr.session, []).append((frame_number(fr.path), index, x))
+            if fr.label == NORMAL and not fr.loose:
+                prints.setdefault(fr.session, []).append((fr.number, index, x))
     out = {}
     for name, frames in sorted(prints.items()):
         frames.sort(key=lambda t: t[0])
@@ -96,9 +96,9 @@ def crossfit_adaptation(
     inputs, maps = [], []
     for left_out, recon in models:
         for name in left_out:
-            inputs.append(adapt.light_matched(prints[name], spec))
+            inputs.append(light_matched(prints[name], spec))
             maps.append(error_maps(recon, inputs[-1], preset.scoring))
-    result = adapt.calibrate(spec, preset.scoring, maps, target_fpr, inputs=inputs)
+    result = calibrate(spec, preset.scoring, maps, target_fpr, inputs=inputs)
     logger.info("per-print adaptation: %d calibration frames, threshold %.4g cross-fitted on %d prints",
                 result.frames, result.threshold, len(maps))
     return result

@@ -16,13 +16,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from watchdog.bundle import Preprocess
+from watchdog import frames as frames_contract
+from watchdog.detection.bundle import Preprocess
 from watchdog.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-DEFAULT_SESSION_PATTERN = r"^(?P<session>.+)_\d+$"
+IMAGE_SUFFIXES = frames_contract.IMAGE_SUFFIXES
+DEFAULT_SESSION_PATTERN = frames_contract.DEFAULT_PATTERN
 NORMAL, ANOMALOUS = "normal", "anomalous"
 SPLITS = ("session", "random", "all")
 
@@ -37,7 +38,9 @@ class Frame:
 
     path: Path
     label: str  # NORMAL or ANOMALOUS
-    session: str
+    session: str  # the print; a loose frame's own file stem (watchdog.frames)
+    number: int = 0  # the frame's number in its print: time order
+    loose: bool = False  # not part of a recorded print (a kept false alarm): fit only
 
 
 @dataclass
@@ -66,19 +69,18 @@ class Loaded:
 # --------------------------------------------------------------------------- finding frames
 
 
-def session_of(path: Path, pattern: re.Pattern[str]) -> str:
-    """The print session of a file: the pattern's ``session`` group (or group 1) of the stem."""
-    m = pattern.match(path.stem)
-    if not m:
-        return path.stem
-    return m.groupdict().get("session") or (m.group(1) if m.groups() else m.group(0))
-
-
 def compile_session_pattern(pattern: str) -> re.Pattern[str]:
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise DataError(f"--session-pattern {pattern!r}: not a valid regular expression ({exc})") from exc
+        return frames_contract.compile_pattern(pattern)
+    except frames_contract.FramesError as exc:
+        raise DataError(f"--{exc}") from exc
+
+
+def _frame(path: Path, label: str, pattern: re.Pattern[str]) -> Frame:
+    name = frames_contract.parse(path, pattern)
+    if name.print is None:
+        return Frame(path, label, path.stem, 0, loose=True)
+    return Frame(path, label, name.print, name.number)
 
 
 def _images_under(folder: Path, what: str) -> list[Path]:
@@ -86,7 +88,7 @@ def _images_under(folder: Path, what: str) -> list[Path]:
         raise DataError(f"{what} folder not found: {folder}")
     if not folder.is_dir():
         raise DataError(f"{what} is not a folder: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = frames_contract.images_under(folder)
     if not files:
         raise DataError(f"{what} folder has no JPEG or PNG frames: {folder}")
     return files
@@ -127,7 +129,7 @@ def find_frames(
                 if key in seen:
                     continue
                 seen.add(key)
-                frames.append(Frame(p, label, session_of(p, pattern)))
+                frames.append(_frame(p, label, pattern))
     return frames
 
 
@@ -210,7 +212,11 @@ def split_frames(
     seeded ``contamination`` fraction (the seed's rule: fraction of the normal count).
     """
     rng = np.random.default_rng(seed)
-    normal = [f for f in frames if f.label == NORMAL]
+    # Loose frames (kept false alarms) are not prints: they may only teach the model.
+    loose = [f for f in frames if f.label == NORMAL and f.loose]
+    normal = [f for f in frames if f.label == NORMAL and not f.loose]
+    if not normal:  # nothing but loose frames: there are no prints to split by
+        normal, loose = loose, []
     anomalous = [f for f in frames if f.label == ANOMALOUS]
     normal_sessions = _sessions(normal)
     notes: list[str] = []
@@ -283,6 +289,9 @@ def split_frames(
         contaminated = [a for i, a in enumerate(anomalous) if i in pick]
         anomalous = [a for i, a in enumerate(anomalous) if i not in pick]
     sess["anomalous"] = _sessions(anomalous)
+    if loose:
+        fit = fit + loose
+        notes.append(f"{len(loose)} loose frame(s) (not part of a recorded print, e.g. kept false alarms) fit only")
     if not fit:
         raise DataError("no normal frames left to fit the model on")
     return Split(protocol, fit, val, test, anomalous, contaminated, sess, notes)

@@ -1,4 +1,4 @@
-"""Score frames with the shared ``watchdog.bundle.Scoring`` and measure detection quality."""
+"""Score frames with the shared ``watchdog.detection.bundle.Scoring`` and measure detection quality."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from trainer.data import to_float
-from watchdog.bundle import Scoring
+from watchdog.detection.bundle import Scoring
 
 Reconstruct = Callable[[np.ndarray], np.ndarray]  # float32 (N, H, W, C) → same shape
 

@@ -1,6 +1,6 @@
 """Keras → TFLite, write the bundle, and prove the daemon's path gives the same scores.
 
-The parity check runs the exported file through ``watchdog.score.FrameScorer`` (the code the
+The parity check runs the exported file through ``watchdog.detection.model.FrameScorer`` (the code the
 daemon runs) on real frames and compares with the Keras model: train/serve skew fails here,
 loudly, instead of at night on the printer.
 """
@@ -20,8 +20,8 @@ import numpy as np
 
 from trainer.data import read_frame
 from trainer.evaluate import Reconstruct
-from watchdog.bundle import MODEL_FILE, Bundle, BundleMeta
-from watchdog.score import FrameScorer
+from watchdog.detection.bundle import MODEL_FILE, Bundle, BundleMeta
+from watchdog.detection.model import FrameScorer
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The convolutional autoencoder, built from plain parameters, and the named presets.
 
-A preset is plain data: how frames are preprocessed and scored (the ``watchdog.bundle``
+A preset is plain data: how frames are preprocessed and scored (the ``watchdog.detection.bundle``
 dataclasses that travel in the bundle), the architecture and the training schedule. Tune
 ``default`` by editing ``PRESETS`` (or ``dataclasses.replace`` in a benchmark).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from watchdog.bundle import Adaptation, Preprocess, Scoring
+from watchdog.detection.bundle import Adaptation, Preprocess, Scoring
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Preset:
     train: TrainSpec
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
-    # per-print adaptation (watchdog.adapt); its threshold is set by calibration, not here
+    # per-print adaptation (watchdog.detection.baseline); its threshold is set by calibration, not here
     adaptation: Adaptation = field(default_factory=Adaptation)
 
 

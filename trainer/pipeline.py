@@ -21,8 +21,9 @@ from trainer import calibrate, crossfit, evaluate, export, plots, report
 from trainer.data import DataError, Loaded, find_frames, load_frames, split_frames, to_float
 from trainer.model import Preset, build_autoencoder, compile_autoencoder, get_preset
 from trainer.train import fit
-from watchdog import __version__, adapt
-from watchdog.bundle import Adaptation, BundleMeta
+from watchdog import __version__
+from watchdog.detection import calibration, light
+from watchdog.detection.bundle import Adaptation, BundleMeta
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +244,7 @@ def _adaptation(
 ) -> tuple[Adaptation, str]:
     """The preset's per-print adaptation with its threshold set on the normal prints seen.
 
-    Each print is replayed in frame-number order through ``watchdog.adapt`` exactly as the
+    Each print is replayed in frame-number order through ``watchdog.detection`` exactly as the
     daemon will (issue 5; the quality benchmark calibrates the same way). With two prints or
     more the threshold is cross-fitted (``trainer.crossfit``); otherwise, or with
     ``adapt_calibration="validation"``, it is set on the validation frames of the fitted model.
@@ -267,10 +268,10 @@ def _validation_adaptation(preset: Preset, recon: Any, sets: list[Loaded], targe
     """The threshold on the validation frames (``sets[1]``) of every print, each replayed from its start."""
     maps, masks, inputs = [], [], []
     for x, from_set in crossfit.prints_by_set(sets).values():  # sets = [fit, val]
-        inputs.append(adapt.light_matched(x, preset.adaptation))
+        inputs.append(light.light_matched(x, preset.adaptation))
         maps.append(evaluate.error_maps(recon, inputs[-1], preset.scoring, bs))
         masks.append(from_set == 1)  # the threshold uses the validation frames only
-    result = adapt.calibrate(preset.adaptation, preset.scoring, maps, target_fpr, held_out=masks, inputs=inputs)
+    result = calibration.calibrate(preset.adaptation, preset.scoring, maps, target_fpr, held_out=masks, inputs=inputs)
     logger.info("per-print adaptation: %d calibration frames, threshold %.4g on %d prints' validation frames",
                 result.frames, result.threshold, len(maps))
     return result

@@ -10,7 +10,7 @@ from typing import Any
 
 from trainer.model import Preset
 from trainer.train import FitResult
-from watchdog.bundle import NormalStats
+from watchdog.detection.bundle import NormalStats
 
 
 def build(
@@ -127,7 +127,7 @@ def markdown(rep: dict[str, Any]) -> str:
     p = rep["parity"]
     lines += [
         "",
-        f"Bundle model: {rep['bundle_quantization']}. Parity (TFLite through watchdog.score.FrameScorer vs "
+        f"Bundle model: {rep['bundle_quantization']}. Parity (TFLite through watchdog.detection.model.FrameScorer vs "
         f"Keras, {p['frames']} frames): max relative score difference {p['max_relative_score_difference']:.2g}, "
         f"max pixel difference {p['max_pixel_difference']:.2g}.",
         "",

@@ -8,14 +8,14 @@ import sys
 from collections.abc import Sequence
 
 from watchdog import __version__
-from watchdog.bundle import BundleError
-from watchdog.commands import check_config, collect, demo, feedback, replay, run, score
+from watchdog.commands import calibrate, check_config, collect, demo, feedback, replay, run, score
 from watchdog.config import ConfigError
+from watchdog.detection.bundle import BundleError
 from watchdog.errors import UsageError
 
 logger = logging.getLogger("watchdog")
 
-COMMANDS = (run, check_config, score, replay, collect, demo, feedback)
+COMMANDS = (run, check_config, score, replay, collect, demo, feedback, calibrate)
 
 
 def build_parser() -> argparse.ArgumentParser:

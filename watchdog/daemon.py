@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from watchdog import systemd
-from watchdog.act import make_printer
-from watchdog.alert import LATEST_INCIDENT, Notifier
-from watchdog.bundle import Bundle, BundleError, default_bundle_path
-from watchdog.capture import open_camera
+from watchdog.comms.mqtt import LATEST_INCIDENT, Notifier
 from watchdog.config import Config, ConfigError, load_config
+from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
+from watchdog.detection.model import FrameScorer
+from watchdog.devices.capture import open_camera
+from watchdog.devices.printers import make_printer
 from watchdog.incidents import mark_not_failure, record_verdict
-from watchdog.loop import Watcher
 from watchdog.metrics import Metrics
-from watchdog.score import FrameScorer
+from watchdog.watcher import Watcher
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class Daemon:
         watchers = self._make_watchers(cfg, self.bundle)
         self.notifier.start()
         if cfg.http.listen:
-            from watchdog.http import StatusServer
+            from watchdog.comms.http import StatusServer
 
             self.http = StatusServer(cfg.http.listen, self.status, self.metrics.registry, self.latest_jpeg, self.healthy)
             self.http.start()

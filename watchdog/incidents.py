@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from watchdog import frames
+
 logger = logging.getLogger(__name__)
 
 FRAME = "frame.jpg"
@@ -296,7 +298,7 @@ def record_verdict(storage_dir: Path, printer: str, incident_id: str, verdict: s
 
 def false_alarms_dir(storage_dir: Path, printer: str) -> Path:
     """Where frames of false alarms go: part of the collected normal set for retraining."""
-    return Path(storage_dir) / "collected" / check_name(printer, "printer") / "false_alarms"
+    return Path(storage_dir) / "collected" / check_name(printer, "printer") / frames.FALSE_ALARMS
 
 
 def mark_not_failure(storage_dir: Path, printer: str, incident_id: str) -> Path:

@@ -23,7 +23,7 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from watchdog.capture import Camera
+from watchdog.devices.capture import Camera
 
 logger = logging.getLogger(__name__)
 

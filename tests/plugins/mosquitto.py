@@ -461,9 +461,9 @@ def unique_prefix() -> str:
 @pytest.fixture
 def notifier_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """``factory(broker, prefix, storage_dir=None, printers=("ender3",), on_command=None, start=True,
-    keep_incidents=100, **mqtt_overrides)`` → a started ``watchdog.alert.Notifier`` (stopped at
+    keep_incidents=100, **mqtt_overrides)`` → a started ``watchdog.comms.mqtt.Notifier`` (stopped at
     teardown) with short keepalive and reconnect delays. ``broker=None`` disables MQTT."""
-    from watchdog.alert import Notifier
+    from watchdog.comms.mqtt import Notifier
     from watchdog.config import MqttConfig, StorageConfig
 
     made: list[Notifier] = []

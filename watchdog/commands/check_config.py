@@ -7,8 +7,8 @@ import sys
 
 import yaml
 
-from watchdog.bundle import Bundle, default_bundle_path
 from watchdog.config import load_config
+from watchdog.detection.bundle import Bundle, default_bundle_path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

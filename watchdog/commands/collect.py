@@ -18,9 +18,10 @@ from pathlib import Path
 
 import cv2
 
-from watchdog.act import make_printer
-from watchdog.capture import open_camera
+from watchdog import frames
 from watchdog.config import load_config
+from watchdog.devices.capture import open_camera
+from watchdog.devices.printers import make_printer
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class Collector:
         if frame is None:
             return 0
         self.out.mkdir(parents=True, exist_ok=True)
-        path = self.out / f"{self.session}_{self.count}.jpg"
+        path = frames.frame_path(self.out, self.session, self.count)
         if not cv2.imwrite(str(path), frame):
             raise OSError(f"cannot write {path}")
         self.count += 1

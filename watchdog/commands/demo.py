@@ -15,14 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-from watchdog.act import SimulatedPrinter
-from watchdog.alert import Notifier
-from watchdog.bundle import Bundle, default_bundle_path
-from watchdog.capture import open_camera
+from watchdog.comms.mqtt import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
+from watchdog.detection.bundle import Bundle, default_bundle_path
+from watchdog.detection.model import FrameScorer
+from watchdog.devices.capture import open_camera
+from watchdog.devices.printers import SimulatedPrinter
 from watchdog.errors import UsageError
-from watchdog.loop import Watcher
-from watchdog.score import FrameScorer
+from watchdog.watcher import Watcher
 
 DEMO_FRAMES = Path(__file__).resolve().parent.parent / "demo" / "frames"
 

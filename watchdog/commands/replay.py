@@ -16,15 +16,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from watchdog.act import SimulatedPrinter, make_printer
-from watchdog.alert import Notifier
-from watchdog.capture import open_camera
+from watchdog.comms.mqtt import Notifier
 from watchdog.config import CameraConfig, Config, MqttConfig, StorageConfig, load_config
 from watchdog.daemon import load_bundle
+from watchdog.detection.model import FrameScorer
+from watchdog.devices.capture import open_camera
+from watchdog.devices.printers import SimulatedPrinter, make_printer
 from watchdog.errors import UsageError
 from watchdog.incidents import incidents_root
-from watchdog.loop import Watcher
-from watchdog.score import FrameScorer
+from watchdog.watcher import Watcher
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from watchdog.bundle import Bundle, default_bundle_path, encode_jpeg
+from watchdog.detection.bundle import Bundle, default_bundle_path, encode_jpeg
+from watchdog.detection.model import FrameScorer
 from watchdog.errors import UsageError
-from watchdog.score import FrameScorer
 
 logger = logging.getLogger(__name__)
 

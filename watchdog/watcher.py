@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from watchdog import decide
-from watchdog.act import PrinterClient
-from watchdog.adapt import PrintAdapter
-from watchdog.alert import Notifier
-from watchdog.bundle import encode_jpeg
-from watchdog.capture import Camera
+from watchdog.comms.mqtt import Notifier
 from watchdog.config import PrinterConfig
+from watchdog.detection import decide
+from watchdog.detection.baseline import PrintBaseline
+from watchdog.detection.bundle import encode_jpeg
+from watchdog.detection.model import FrameResult, FrameScorer
+from watchdog.devices.capture import Camera
+from watchdog.devices.printers import PrinterClient
 from watchdog.metrics import Metrics
-from watchdog.score import FrameResult, FrameScorer
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class Watcher:
         self.clock = clock
         self.settings = decide.Settings.from_config(cfg.detection)
         # Per-print baseline (when the bundle asks for one): the same class the benchmark uses.
-        self.adapter = PrintAdapter.for_bundle(scorer.bundle.meta, scorer.mask, scorer.error_map)
+        self.adapter = PrintBaseline.for_bundle(scorer.bundle.meta, scorer.mask, scorer.error_map)
         self.state = decide.WatchState()
         self.enabled = True
         self.camera_online: bool | None = None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-# Printer states as reported by watchdog.act: printing | paused | idle | offline | error.
+# Printer states as reported by watchdog.devices.printers: printing | paused | idle | offline | error.
 PRINTING = "printing"
 PAUSED = "paused"
 

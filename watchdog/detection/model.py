@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from watchdog.adapt import LightReference, match_light
-from watchdog.bundle import Bundle, BundleError, heatmap_overlay, polygon_mask
+from watchdog.detection.bundle import Bundle, BundleError, heatmap_overlay, polygon_mask
+from watchdog.detection.light import LightReference, match_light
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class FrameScorer:
         self, frame: np.ndarray, sensitivity: float = 1.0, reference: LightReference | None = None
     ) -> FrameResult:
         """Score one camera frame (any size, BGR/grey/BGRA); with ``reference`` (the print's
-        look, ``PrintAdapter.reference``) the input is light-matched to it first."""
+        look, ``PrintBaseline.reference``) the input is light-matched to it first."""
         t0 = time.perf_counter()
         x = self.pre.apply(frame)
         if reference is not None:

@@ -29,7 +29,7 @@ checked against ``max_pixels`` before anything is decoded (decompression bombs a
 
 Folders and videos are finite (``replay``, ``demo``): they do not loop, and ``exhausted``
 becomes True after the last frame. Every frame is validated: grey and BGRA become BGR
-(``watchdog.bundle.to_bgr``); empty, truncated, undecodable or too large frames give None and
+(``watchdog.detection.bundle.to_bgr``); empty, truncated, undecodable or too large frames give None and
 count in ``stats.bad_frames``. RTSP and V4L2 frames are decoded by OpenCV itself, so for them
 ``max_pixels`` is checked after decoding.
 """
@@ -53,8 +53,8 @@ import numpy as np
 import requests
 import urllib3
 
-from watchdog.bundle import to_bgr
 from watchdog.config import CameraConfig
+from watchdog.detection.bundle import to_bgr
 from watchdog.errors import UsageError
 
 logger = logging.getLogger(__name__)

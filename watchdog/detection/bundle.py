@@ -304,7 +304,7 @@ class NormalStats:
 
 @dataclass(frozen=True)
 class Adaptation:
-    """Per-print adaptation (runtime in ``watchdog.adapt``): score against the print's own start.
+    """Per-print adaptation (runtime in ``watchdog.detection.baseline``): score against the print's own start.
 
     The first ``frames`` error maps of every print give a per-pixel mean and spread; each later
     map becomes ``max(0, (map - mean) / (std + floor))`` (``floor``: the ``std_floor`` quantile
@@ -315,7 +315,7 @@ class Adaptation:
 
     ``match_light`` (``python -m trainer --match-light``): every model input of a print is first
     matched in brightness and contrast to the mean of the print's calibration inputs (a gain and
-    offset per colour channel, ``watchdog.adapt.match_light``), so a light switched on or
+    offset per colour channel, ``watchdog.detection.light.match_light``), so a light switched on or
     daylight does not look like a new scene while a failure, which changes only part of the
     picture, still does. Off in bundles without the key.
 

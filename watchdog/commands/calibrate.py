@@ -1,0 +1,82 @@
+"""`python -m watchdog calibrate BUNDLE --normal DIR`: set a bundle's adaptation threshold
+from one's own recorded good prints, scored through the daemon's TFLite path (no TensorFlow).
+
+Each print is calibrated on its own first frames, exactly as the daemon does, and the
+threshold leaves ``--target-fpr`` of the later frames above it. The bundle's model.json is
+rewritten; its light matching and nearest-frames settings are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from watchdog import frames
+from watchdog.detection.bundle import Adaptation, Bundle
+from watchdog.detection.calibration import calibrate
+from watchdog.detection.light import light_matched
+from watchdog.detection.model import FrameScorer
+from watchdog.errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="set a bundle's per-print adaptation threshold from your own good prints")
+    p.add_argument("bundle", type=Path, help="bundle folder (its model.json is rewritten)")
+    p.add_argument("--normal", type=Path, action="append", required=True, metavar="DIR",
+                   help="frames of good prints, named <print>_<number>.jpg (repeatable)")
+    p.add_argument("--frames", type=int, default=None,
+                   help="calibration frames per print (default: the bundle's, else 20)")
+    p.add_argument("--std-floor", type=float, default=None, help="noise floor quantile (default: the bundle's)")
+    p.add_argument("--target-fpr", type=float, default=0.01, help="per-frame false-alarm rate (default 0.01)")
+    p.set_defaults(func=main)
+
+
+def error_maps(scorer: FrameScorer, paths: list[Path], spec: Adaptation) -> tuple[np.ndarray, np.ndarray]:
+    """One print's error maps and model inputs through the daemon's TFLite path, light-matched
+    as the daemon would."""
+    inputs = []
+    for path in paths:
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            logger.warning("skipping unreadable image %s", path)
+            continue
+        inputs.append(scorer.pre.apply(img))
+    if not inputs:
+        return np.zeros((0, 1, 1), np.float32), np.zeros((0, 1, 1, 1), np.uint8)
+    # the inputs are on the 1/255 grid: as uint8 they take the trainer's path exactly
+    x = light_matched(np.round(np.stack(inputs) * 255.0).astype(np.uint8), spec)
+    return np.stack([scorer.error_map(xi.astype(np.float32) / 255.0) for xi in x]), x
+
+
+def main(args: argparse.Namespace) -> int:
+    bundle = Bundle.load(args.bundle)
+    old = bundle.meta.adaptation
+    n = args.frames if args.frames is not None else (old.frames or 20)
+    spec = Adaptation(frames=n, std_floor=args.std_floor if args.std_floor is not None else old.std_floor,
+                      threshold=1.0, match_light=old.match_light, nearest=min(old.nearest, n))
+    try:
+        prints, loose = frames.group_prints(args.normal)
+    except FileNotFoundError as exc:
+        raise UsageError(f"--normal {exc}") from exc
+    if loose:
+        logger.warning("%d frame(s) not named <print>_<number>.jpg are not part of a print and are left out "
+                       "(e.g. %s)", len(loose), loose[0])
+    scorer = FrameScorer(dataclasses.replace(bundle, meta=dataclasses.replace(bundle.meta, adaptation=Adaptation())))
+    scored = [error_maps(scorer, paths, spec) for paths in prints.values()]
+    maps = [m for m, _ in scored]
+    try:
+        new = calibrate(spec, bundle.meta.scoring, maps, args.target_fpr, inputs=[x for _, x in scored])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    bundle.meta.adaptation = new
+    bundle.save_meta()
+    print(f"{args.bundle}: adaptation frames={new.frames} std_floor={new.std_floor} match_light={new.match_light} "
+          f"nearest={new.nearest} threshold={new.threshold:.6g} from {sum(len(m) > new.frames for m in maps)} prints")
+    return 0

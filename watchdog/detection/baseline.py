@@ -1,0 +1,174 @@
+"""Per-print baseline: judge each frame against the print's own first frames.
+
+Why: on a print the model has never seen, absolute scores shift (another part, the camera
+framing moved a little), so one fixed threshold either pauses good prints or misses failures
+(docs/decisions/per-print-adaptation.md). The first frames of a print are normal far more
+often than not, so the baseline learns the per-pixel mean and spread of their error maps and
+scores every later frame by what changed against it. Numpy only: the daemon, ``replay``, the
+trainer's calibration and the benchmarks all reach it through ``watchdog.detection.Detector``
+(or ``calibration.simulate``, which drives this same class).
+
+With ``Adaptation.match_light`` the baseline also keeps the print's calibration inputs: their
+mean becomes ``reference``, the look every later input is matched to in brightness and
+contrast (``light.match_light``) before the model sees it; the calibration frames themselves
+are matched to it and scored again once it is known, so baseline and later frames are treated
+alike. While calibrating, ``observe`` returns the absolute score and ``True``: those frames
+never count as anomalous (the absolute threshold does not transfer to a new print).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+
+from watchdog.detection.bundle import Adaptation, BundleMeta, Scoring
+from watchdog.detection.light import LightReference, light_reference, match_light
+
+logger = logging.getLogger(__name__)
+
+
+class PrintBaseline:
+    """Per-print baseline of error maps; adapted scores on the bundle's threshold scale."""
+
+    def __init__(
+        self,
+        spec: Adaptation,
+        scoring: Scoring,
+        threshold: float,
+        mask: np.ndarray | None = None,
+        error_map: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        if spec.enabled and spec.threshold <= 0:
+            raise ValueError("adaptation is on but not calibrated (adaptation.threshold is 0)")
+        if spec.enabled and spec.match_light and error_map is None:
+            raise ValueError("adaptation.match_light needs the model's error map to rescore calibration frames")
+        self.spec = spec
+        self._error_map = error_map  # model input → error map (light matching only)
+        self.scoring = scoring
+        self.mask = mask
+        # adapted score * gain is compared with the bundle threshold: same decision as
+        # comparing the adapted score with spec.threshold, but one scale for the UI and MQTT
+        self.gain = threshold / spec.threshold if spec.enabled else 1.0
+        self.last_map: np.ndarray | None = None  # adapted map of the last frame (for a heatmap)
+        self.reset()
+
+    @classmethod
+    def for_bundle(
+        cls,
+        meta: BundleMeta,
+        mask: np.ndarray | None = None,
+        error_map: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> PrintBaseline:
+        """The adapter a bundle asks for (a pass-through when its adaptation is off)."""
+        return cls(meta.adaptation, meta.scoring, meta.threshold, mask, error_map)
+
+    @property
+    def enabled(self) -> bool:
+        return self.spec.enabled
+
+    @property
+    def calibrating(self) -> bool:
+        return self.enabled and self._n < self.spec.frames
+
+    @property
+    def reference(self) -> LightReference | None:
+        """The look this print's inputs are matched to before scoring (None: score them as they are)."""
+        return self._reference
+
+    @property
+    def seen(self) -> int:
+        """Frames observed since the last reset."""
+        return self._seen
+
+    def reset(self) -> None:
+        """Forget the baseline: call when a new print starts."""
+        self._n = 0
+        self._seen = 0
+        self._sum: np.ndarray | None = None
+        self._sumsq: np.ndarray | None = None
+        self._mean: np.ndarray | None = None
+        self._denom: np.ndarray | None = None
+        self._reference: LightReference | None = None
+        self._inputs: list[np.ndarray] = []
+        self._cal_maps: list[np.ndarray] = []  # nearest: each calibration frame's map and input
+        self._cal_x: list[np.ndarray] = []
+        self._cal_stack = np.zeros((0, 0), np.float32)
+        self._cal_sq = np.zeros(0, np.float32)
+        self.last_map = None
+
+    def observe(self, score: float, error_map: np.ndarray, x: np.ndarray | None = None) -> tuple[float, bool]:
+        """One frame's absolute score, error map and model input as scored → (score to
+        threshold, still calibrating). With light matching, ``error_map`` and ``x`` must be
+        those of the input matched to ``reference`` once there is one."""
+        self._seen += 1
+        if not self.enabled:
+            return float(score), False
+        if (self.spec.match_light or self.spec.nearest) and x is None:
+            raise ValueError("adaptation.match_light and adaptation.nearest need each frame's model input")
+        if self.calibrating:
+            if self.spec.match_light:
+                # inputs are on the 1/255 grid (Preprocess.apply): kept as uint8, a quarter the memory
+                self._inputs.append(np.round(np.asarray(x, dtype=np.float32) * 255.0).astype(np.uint8))
+                if len(self._inputs) == self.spec.frames:
+                    self._reference = light_reference(np.stack(self._inputs))
+                    assert self._error_map is not None
+                    for xi in self._inputs:
+                        matched = match_light(xi.astype(np.float32) / 255.0, self._reference)
+                        self._add(self._error_map(matched), matched)
+                    self._inputs = []
+            else:
+                self._add(error_map, x)
+            return float(score), True
+        return self.adapted(np.asarray(error_map, dtype=np.float64), x) * self.gain, False
+
+    def _add(self, error_map: np.ndarray, x: np.ndarray | None) -> None:
+        emap = np.asarray(error_map, dtype=np.float64)
+        if self._sum is None:
+            self._sum = np.zeros_like(emap)
+            self._sumsq = np.zeros_like(emap)
+        elif emap.shape != self._sum.shape:
+            raise ValueError(f"error map shape {emap.shape} changed during calibration ({self._sum.shape})")
+        self._sum += emap
+        self._sumsq += emap * emap
+        if self.spec.nearest:
+            self._cal_maps.append(emap.astype(np.float32))
+            self._cal_x.append(_flat(x))
+        self._n += 1
+        if self._n == self.spec.frames:
+            self._finish()
+
+    def adapted(self, error_map: np.ndarray, x: np.ndarray | None = None) -> float:
+        """The adapted score of one error map (and its model input, for ``nearest``) against
+        the finished baseline (unscaled)."""
+        if self._mean is None or self._denom is None:
+            raise RuntimeError("adapter baseline not calibrated yet")
+        mean = self._mean
+        if self.spec.nearest:
+            # squared distances up to the frame's own constant |x|^2: no temporary of 30 inputs
+            distance = self._cal_sq - 2.0 * (self._cal_stack @ _flat(x))
+            order = np.argsort(distance, kind="stable")[: self.spec.nearest]
+            mean = np.mean([self._cal_maps[i] for i in order], axis=0, dtype=np.float64)
+        z = np.maximum((np.asarray(error_map, dtype=np.float64) - mean) / self._denom, 0.0)
+        self.last_map = z.astype(np.float32)
+        return self.scoring.score(self.last_map, self.mask)
+
+    def _finish(self) -> None:
+        assert self._sum is not None and self._sumsq is not None
+        mean = self._sum / self._n
+        std = np.sqrt(np.maximum(self._sumsq / self._n - mean * mean, 0.0))
+        self._mean = mean
+        self._denom = std + float(np.quantile(std, self.spec.std_floor)) + 1e-6
+        if self.spec.nearest:
+            self._cal_stack = np.stack(self._cal_x)
+            self._cal_sq = np.einsum("ij,ij->i", self._cal_stack, self._cal_stack)
+            self._cal_x = []
+        logger.debug("print baseline ready after %d frames", self._n)
+
+
+def _flat(x: np.ndarray | None) -> np.ndarray:
+    """A model input as a flat float32 vector in [0, 1] (uint8 frames of the trainer or floats)."""
+    a = np.asarray(x)
+    return (a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0)).ravel()
+

@@ -1,0 +1,93 @@
+"""Offline calibration: the adaptation threshold from normal prints, as the daemon scores them.
+
+``simulate`` drives the runtime ``PrintBaseline`` over one print's error maps, so the trainer,
+``python -m watchdog calibrate`` and the benchmarks pick thresholds from exactly the scores
+the daemon computes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from watchdog.detection.baseline import PrintBaseline
+from watchdog.detection.bundle import Adaptation, Scoring
+
+
+def simulate(
+    spec: Adaptation,
+    scoring: Scoring,
+    error_maps: np.ndarray,
+    mask: np.ndarray | None = None,
+    inputs: np.ndarray | None = None,
+) -> np.ndarray:
+    """Unscaled adapted scores of one print's frames after its calibration frames (time order).
+
+    Exactly what the daemon computes; the trainer and the benchmark choose
+    ``Adaptation.threshold`` from these scores on normal prints the model did not fit. With
+    ``spec.match_light`` the maps must be those of the ``light_matched`` frames; with
+    ``spec.nearest``, ``inputs`` are those frames (the model inputs, uint8 or floats).
+    """
+    if not spec.enabled:
+        raise ValueError("adaptation is off (frames = 0): nothing to simulate")
+    if len(error_maps) <= spec.frames:
+        raise ValueError(f"need more than {spec.frames} frames to simulate adaptation, got {len(error_maps)}")
+    if spec.nearest and (inputs is None or len(inputs) != len(error_maps)):
+        raise ValueError("adaptation.nearest needs the model input of every error map")
+    # the maps are already light-matched: the adapter only keeps the baseline
+    unit = Adaptation(frames=spec.frames, std_floor=spec.std_floor, threshold=1.0, nearest=spec.nearest)
+    adapter = PrintBaseline(unit, scoring, 1.0, mask)
+    xs = inputs if spec.nearest else [None] * len(error_maps)
+    out = [adapter.observe(0.0, e, x) for e, x in zip(error_maps, xs, strict=True)]
+    return np.array([s for s, calibrating in out if not calibrating], dtype=np.float64)
+
+
+
+def threshold_for_fpr(scores: np.ndarray, target_fpr: float = 0.01) -> float:
+    """The smallest threshold with at most ``target_fpr`` of these normal scores above it.
+
+    A frame is anomalous when ``score > threshold`` (the daemon's rule). One rule for the
+    trainer's absolute threshold and the adaptation threshold.
+    """
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    if s.size == 0:
+        raise ValueError("no normal scores to calibrate on")
+    if not 0.0 <= target_fpr < 1.0:
+        raise ValueError(f"target false-alarm rate must be in [0, 1), got {target_fpr}")
+    allowed = int(np.floor(target_fpr * s.size))  # frames allowed above the threshold
+    return max(float(s[s.size - 1 - allowed]), 1e-9)
+
+
+def calibrate(
+    spec: Adaptation,
+    scoring: Scoring,
+    prints: list[np.ndarray],
+    target_fpr: float = 0.01,
+    mask: np.ndarray | None = None,
+    held_out: list[np.ndarray] | None = None,
+    inputs: list[np.ndarray] | None = None,
+) -> Adaptation:
+    """``spec`` with its threshold set from normal prints (error maps of each, in time order;
+    of the ``light_matched`` frames when ``spec.match_light``).
+
+    Every print is calibrated on its own first ``spec.frames`` frames, exactly as the daemon
+    does, and the threshold leaves ``target_fpr`` of the later frames above it. ``held_out``
+    (one boolean array per print) restricts the threshold to frames the model did not fit,
+    the trainer's rule for every threshold; without any such frame, all later frames count.
+    ``inputs``: each print's model inputs (needed with ``spec.nearest``).
+    """
+    unit = Adaptation(spec.frames, spec.std_floor, 1.0, nearest=spec.nearest)
+    scores: list[np.ndarray] = []
+    kept: list[np.ndarray] = []
+    for i, maps in enumerate(prints):
+        if len(maps) <= spec.frames:
+            continue
+        s = simulate(unit, scoring, maps, mask, None if inputs is None else inputs[i])
+        scores.append(s)
+        if held_out is not None:
+            kept.append(s[np.asarray(held_out[i], dtype=bool)[spec.frames :]])
+    if not scores:
+        raise ValueError(f"no normal print longer than {spec.frames} frames to calibrate adaptation on")
+    chosen = np.concatenate(kept) if kept and sum(len(k) for k in kept) else np.concatenate(scores)
+    return dataclasses.replace(spec, threshold=threshold_for_fpr(chosen, target_fpr))

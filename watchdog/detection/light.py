@@ -1,0 +1,100 @@
+"""Light matching: a light switched on is not a new scene.
+
+Each model input of a print is matched in brightness and contrast to the print's look (the
+mean of its calibration inputs) before the model sees it: one gain and one offset per colour
+channel, fitted on the pixels that held still. Why a fit and not per-frame standardisation:
+docs/decisions/light-matching.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from watchdog.detection.bundle import Adaptation
+
+_GAIN = (0.5, 2.0)  # a light switched on or off; a covered lens or a dark room stays visible
+_OFFSET = 0.25
+_STILL = 0.5  # the fit looks at the half of the pixels that moved least during calibration
+_KEEP = 0.8  # and refits on those it fits best: a moving part or a failure cannot pull it
+
+
+@dataclass(frozen=True)
+class LightReference:
+    """The print's look that its later inputs are matched to.
+
+    ``mean``: the mean calibration input (H, W, C) in [0, 1]; ``still``: the pixels (H, W) that
+    moved least over the calibration frames. Only those steer the fit: the bed, the toolhead
+    and the part move during a print, the frame of the printer and the wall do not.
+    """
+
+    mean: np.ndarray
+    still: np.ndarray
+
+
+def light_reference(inputs: np.ndarray) -> LightReference:
+    """The reference of a print's calibration inputs (N, H, W, C), floats in [0, 1] or uint8."""
+    x = np.asarray(inputs)
+    scale = np.float32(255.0 if x.dtype == np.uint8 else 1.0)
+    mean = x.mean(axis=0, dtype=np.float32) / scale
+    motion = x.std(axis=0, dtype=np.float32).mean(axis=-1) / scale
+    return LightReference(mean, motion <= np.quantile(motion, _STILL))
+
+
+def match_light(x: np.ndarray, reference: LightReference) -> np.ndarray:
+    """Model input(s) (H, W, C) or (N, H, W, C) in [0, 1] with each colour channel's brightness
+    and contrast matched to the print's ``reference``: the gain and offset of a least-squares
+    fit on its still pixels, fitted again on the 80% of those it fits best, bounded to what a
+    light change can do. A black or white picture (a covered lens) is left as it is.
+
+    Why a fit and not per-frame standardisation (``Preprocess.normalize``): a large part moving
+    in and out of view shifts a frame's own mean and spread, and standardising spreads that
+    shift over the whole picture; the fit follows the pixels that still look like the print's
+    start. The result stays on the 1/255 grid, so the trainer's uint8 frames match exactly.
+    """
+    single = np.ndim(x) == 3
+    xb = np.asarray(x, dtype=np.float32)[None] if single else np.asarray(x, dtype=np.float32)
+    n, h, w, c = xb.shape
+    if reference.mean.shape != (h, w, c):
+        raise ValueError(f"light reference shape {reference.mean.shape} does not match input {(h, w, c)}")
+    still = reference.still.ravel()
+    u_all = xb.reshape(n, h * w, c)
+    u = u_all[:, still]
+    v = np.broadcast_to(reference.mean.reshape(1, h * w, c)[:, still], u.shape)
+    kth = max(0, int(_KEEP * u.shape[1]) - 1)
+    keep = np.ones(u.shape, dtype=bool)
+    for _ in range(2):
+        gain, offset = _fit_line(u, v, keep)
+        resid = np.abs(gain * u + offset - v)
+        keep = resid <= np.partition(resid, kth, axis=1)[:, kth : kth + 1]
+    out = np.clip(gain * u_all + offset, 0.0, 1.0).reshape(xb.shape)
+    out = (np.round(out * 255.0) / 255.0).astype(np.float32)
+    return out[0] if single else out
+
+
+def _fit_line(u: np.ndarray, v: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame and channel, the bounded gain and offset of v ≈ gain * u + offset on ``keep``."""
+    w = keep.astype(np.float32)
+    count = np.maximum(w.sum(axis=1, keepdims=True), 1.0)
+    mu = (w * u).sum(axis=1, keepdims=True) / count
+    mv = (w * v).sum(axis=1, keepdims=True) / count
+    var = (w * (u - mu) ** 2).sum(axis=1, keepdims=True)
+    cov = (w * (u - mu) * (v - mv)).sum(axis=1, keepdims=True)
+    flat = var <= 1e-6 * count  # a black, white or covered picture: nothing to fit, left as it is
+    gain = np.where(flat, 1.0, np.clip(cov / np.maximum(var, 1e-12), *_GAIN))
+    offset = np.where(flat, 0.0, np.clip(mv - gain * mu, -_OFFSET, _OFFSET))
+    return gain, offset
+
+
+def light_matched(frames: np.ndarray, spec: Adaptation, reference: LightReference | None = None) -> np.ndarray:
+    """A print's uint8 frames (time order) as the daemon feeds them to the model: matched to
+    ``reference`` (default: the mean of their own first ``spec.frames``) when the bundle
+    matches light, else unchanged. The trainer and the benchmark score prints through this."""
+    if not (spec.enabled and spec.match_light):
+        return frames
+    ref = light_reference(frames[: spec.frames]) if reference is None else reference
+    out = np.empty_like(frames)
+    for i in range(0, len(frames), 256):  # memory stays flat on long prints
+        out[i : i + 256] = np.round(match_light(frames[i : i + 256].astype(np.float32) / 255.0, ref) * 255.0)
+    return out

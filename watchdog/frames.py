@@ -1,0 +1,112 @@
+"""The frames contract: how recorded frames are named, grouped into prints and ordered in time.
+
+One module owns it, because ``collect``, the incident store, the trainer and
+``python -m watchdog calibrate`` all write or read the same folders:
+
+- A frame of a print is ``<print>_<n>.jpg`` (or .jpeg/.png): ``<print>`` names the print
+  session, ``<n>`` is the frame's number in it (``collect`` writes ``<printer>-<time>_<n>.jpg``).
+  Per-print adaptation calibrates on a print's first frames, so the order in time matters:
+  frames sort by ``<n>`` as a number, never as text (1, 2, 10, not 1, 10, 2).
+- A *loose* frame does not belong to a recorded print (a false alarm kept from an incident,
+  ``false_alarms/<incident>.jpg``, or any file whose name does not match the pattern). Loose
+  frames may teach the model what normal looks like, but they are never a print: they are not
+  validated, tested or calibrated on as one.
+- Another naming can be given as a regular expression with a ``session`` group (and
+  optionally an ``n`` group); without ``n``, the digits at the end of the name order frames.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+DEFAULT_PATTERN = r"^(?P<session>.+)_(?P<n>\d+)$"
+FALSE_ALARMS = "false_alarms"  # folder of loose frames kept from false alarms
+_TRAILING_DIGITS = re.compile(r"(\d+)$")
+
+
+class FramesError(ValueError):
+    """A naming pattern that cannot be used; the message names the pattern."""
+
+
+@dataclass(frozen=True)
+class FrameName:
+    """Where one frame file belongs: its print (None for a loose frame) and number in it."""
+
+    print: str | None
+    number: int
+
+    @property
+    def loose(self) -> bool:
+        return self.print is None
+
+
+def compile_pattern(pattern: str = DEFAULT_PATTERN) -> re.Pattern[str]:
+    """The naming pattern as a regular expression, checked for its ``session`` group."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise FramesError(f"session pattern {pattern!r} is not a valid regular expression ({exc})") from exc
+    if "session" not in compiled.groupindex and compiled.groups < 1:
+        raise FramesError(f"session pattern {pattern!r} needs a (?P<session>...) group")
+    return compiled
+
+
+_DEFAULT = compile_pattern()
+
+
+def parse(path: Path | str, pattern: re.Pattern[str] = _DEFAULT) -> FrameName:
+    """The print and frame number a file name stands for."""
+    p = Path(path)
+    if p.parent.name == FALSE_ALARMS:
+        return FrameName(None, 0)
+    m = pattern.match(p.stem)
+    if not m:
+        return FrameName(None, 0)
+    groups = m.groupdict()
+    session = groups.get("session") or m.group(1)
+    if groups.get("n") is not None:
+        number = int(groups["n"])
+    else:
+        digits = _TRAILING_DIGITS.search(p.stem)
+        number = int(digits.group(1)) if digits else 0
+    return FrameName(session, number)
+
+
+def frame_path(folder: Path, print_name: str, number: int, suffix: str = ".jpg") -> Path:
+    """Where frame ``number`` of ``print_name`` is written (``collect``)."""
+    return Path(folder) / f"{print_name}_{number}{suffix}"
+
+
+def images_under(folder: Path) -> list[Path]:
+    """Image files below ``folder`` (sub-folders too), in a stable order."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def in_time_order(paths: Iterable[Path], pattern: re.Pattern[str] = _DEFAULT) -> list[Path]:
+    """Frames sorted by their number in the print (then by name, for ties)."""
+    return sorted(paths, key=lambda p: (parse(p, pattern).number, str(p)))
+
+
+def group_prints(
+    folders: Iterable[Path], pattern: re.Pattern[str] = _DEFAULT
+) -> tuple[dict[str, list[Path]], list[Path]]:
+    """Image files under ``folders`` grouped by print in time order, and the loose frames.
+
+    A print is keyed by its folder and name, so two folders' ``print_1.jpg`` stay apart.
+    """
+    prints: dict[str, list[Path]] = {}
+    loose: list[Path] = []
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"{folder}: frames folder not found")
+        for path in images_under(folder):
+            name = parse(path, pattern)
+            if name.print is None:
+                loose.append(path)
+            else:
+                prints.setdefault(f"{path.parent}/{name.print}", []).append(path)
+    return {k: in_time_order(v, pattern) for k, v in prints.items()}, loose
