@@ -1,0 +1,50 @@
+"""What the owner can ask of a watcher, whatever the channel: MQTT, the web page, a phone.
+
+Every channel parses its own input into a ``Command`` and hands it to one ``Dispatcher`` (the
+daemon), which routes it: the owner's verdict on an incident goes to the incident store, the
+rest to the printer's watcher through its command queue, drained by the watcher's own thread.
+So a button on the page and a button on the phone do exactly what the MQTT command does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+LATEST_INCIDENT = "latest"  # the printer's most recent alert (the Home Assistant button)
+
+
+class Verb(Enum):
+    ENABLE = "enable"  # start watching again
+    DISABLE = "disable"  # stop watching (no frame is scored, nothing is paused)
+    NOT_A_FAILURE = "not_failure"  # keep the incident's frame for retraining, re-learn the print
+    CONFIRM_FAILURE = "failure"  # keep the incident's frames as labelled failures
+    PAUSE = "pause"  # through the printer API
+    RESUME = "resume"
+    CANCEL = "cancel"
+
+
+INCIDENT_VERBS = frozenset({Verb.NOT_A_FAILURE, Verb.CONFIRM_FAILURE})
+
+
+@dataclass(frozen=True)
+class Command:
+    """One request of the owner's. ``incident`` names the alert a verdict is about."""
+
+    printer: str
+    verb: Verb
+    incident: str | None = None
+    source: str = "mqtt"  # where it came from, for the log line: mqtt | web | phone | cli
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What became of a command, in the owner's words (shown on the page and logged)."""
+
+    ok: bool
+    detail: str
+
+
+class Dispatcher(Protocol):
+    def dispatch(self, command: Command) -> CommandResult: ...
