@@ -8,12 +8,15 @@ is logged and the running one kept.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from watchdog import systemd
 from watchdog.comms.mqtt import LATEST_INCIDENT, Notifier
@@ -22,15 +25,33 @@ from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
 from watchdog.detection.model import FrameScorer
 from watchdog.devices.capture import open_camera
 from watchdog.devices.printers import make_printer
+from watchdog.errors import UsageError
 from watchdog.incidents import mark_not_failure, record_verdict
 from watchdog.metrics import Metrics
+from watchdog.storage_lock import StorageLock, lock_storage
 from watchdog.watcher import Watcher
 
 logger = logging.getLogger(__name__)
 
 
+FAILED_STEPS_UNHEALTHY = 5  # a printer whose step failed this many times in a row makes /healthz fail
+
+
 def load_bundle(config: Config) -> Bundle:
     return Bundle.load(config.model or default_bundle_path())
+
+
+def try_model_once(scorer: FrameScorer) -> None:
+    """Run the model on a blank frame, so a model that loads but cannot score is refused
+    at start or reload rather than failing every frame afterwards."""
+    pre = scorer.pre
+    blank = np.zeros((pre.height, pre.width, 3), np.uint8)
+    try:
+        score = scorer.analyze(blank).score
+    except Exception as exc:  # noqa: BLE001 - any failure here means the model cannot be used
+        raise BundleError(f"{scorer.bundle.path}: the model fails on a blank frame ({type(exc).__name__}: {exc})") from exc
+    if not math.isfinite(score):
+        raise BundleError(f"{scorer.bundle.path}: the model scores a blank frame {score} (not a finite number)")
 
 
 @dataclass
@@ -54,18 +75,26 @@ class Daemon:
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.started = time.monotonic()
+        self.started_http = self.config.http  # the status server's address is fixed until a restart
+        self.storage_lock: StorageLock | None = None
 
     # ----------------------------------------------------------------- building
 
     def _make_watchers(self, config: Config, bundle: Bundle) -> dict[str, Watcher]:
         """Everything that can fail on bad input happens here, before the old watchers stop."""
         assert self.notifier is not None
-        watchers = {}
-        for p in config.printers:
-            scorer = FrameScorer(bundle, num_threads=1, mask_polygons=p.detection.mask)
-            camera = open_camera(p.camera, self.stop_event, name=p.name)
-            printer = make_printer(p.api, self.stop_event)
-            watchers[p.name] = Watcher(p, scorer, camera, printer, self.notifier, self.metrics)
+        watchers: dict[str, Watcher] = {}
+        try:
+            for p in config.printers:
+                scorer = FrameScorer(bundle, num_threads=1, mask_polygons=p.detection.mask)
+                try_model_once(scorer)
+                camera = open_camera(p.camera, self.stop_event, name=p.name, model_input=bundle.meta.preprocess)
+                printer = make_printer(p.api, self.stop_event)
+                watchers[p.name] = Watcher(p, scorer, camera, printer, self.notifier, self.metrics)
+        except BaseException:
+            for w in watchers.values():  # cameras already opened have threads and sockets
+                w.camera.close()
+            raise
         return watchers
 
     def _start_watchers(self, watchers: dict[str, Watcher]) -> None:
@@ -143,6 +172,8 @@ class Daemon:
             return False
         now = time.monotonic()
         for r in self.watchers.values():
+            if getattr(r.watcher, "failed_steps", 0) >= FAILED_STEPS_UNHEALTHY:
+                return False  # alive, but every step raises: nothing is watched
             cam = r.watcher.cfg.camera
             budget = cam.interval_s + cam.timeout_s + r.watcher.cfg.api.timeout_s * 2 + 30
             if not r.thread.is_alive() or now - r.watcher.heartbeat > budget:
@@ -156,13 +187,20 @@ class Daemon:
         try:
             config = load_config(self.config_path)
             bundle = load_bundle(config)
-            if config.mqtt != self.config.mqtt or config.storage != self.config.storage:
-                logger.warning("mqtt/storage changes need a restart; keeping the running MQTT session")
             watchers = self._make_watchers(config, bundle)
-        except (ConfigError, BundleError) as exc:
+        except (ConfigError, BundleError, UsageError) as exc:
             logger.error("reload refused, keeping the running config: %s", exc)
             systemd.ready()
             return
+        except Exception as exc:  # noqa: BLE001 - a reload must never stop a running daemon
+            logger.error("reload refused, keeping the running config: %s: %s", type(exc).__name__, exc)
+            systemd.ready()
+            return
+        if config.mqtt != self.config.mqtt or config.storage != self.config.storage:
+            logger.warning("mqtt/storage changes need a restart; keeping the running MQTT session")
+        if config.http != self.started_http:
+            logger.warning("http.listen changed to %r: it takes effect at the next restart; the status server stays on %r",
+                           config.http.listen, self.started_http.listen)
         enabled = {n: r.watcher.enabled for n, r in self.watchers.items()}
         self._stop_watchers()
         for name, w in watchers.items():
@@ -179,6 +217,8 @@ class Daemon:
         signal.signal(signal.SIGINT, lambda *_: self.stop_event.set())
         signal.signal(signal.SIGHUP, lambda *_: self.reload_event.set())
         cfg = self.config
+        self.storage_lock = lock_storage(cfg.storage.dir)  # StorageInUse → one line, exit 2
+        self.started_http = cfg.http
         self.notifier = Notifier(cfg.mqtt, cfg.storage, [p.name for p in cfg.printers], self.on_command)
         watchers = self._make_watchers(cfg, self.bundle)
         self.notifier.start()
@@ -207,5 +247,7 @@ class Daemon:
             if self.http is not None:
                 self.http.stop()
             self.notifier.stop()
+            if self.storage_lock is not None:
+                self.storage_lock.release()
             logger.info("stopped")
         return 0

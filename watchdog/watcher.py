@@ -94,6 +94,7 @@ class Watcher:
         self.latest_jpeg: bytes | None = None
         self.last_alert: dict[str, Any] | None = None
         self.heartbeat = clock()
+        self.failed_steps = 0  # steps in a row that raised (run())
         self._lock = threading.Lock()  # guards what status() and the HTTP thread read
         self._relearn = False  # set from the MQTT thread (accept_view); honoured by step()
 
@@ -284,7 +285,9 @@ class Watcher:
             started = time.monotonic()
             try:
                 self.step()
+                self.failed_steps = 0
             except Exception:  # the loop must outlive any one bad step; counted and logged
+                self.failed_steps += 1  # Daemon.healthy(): failing every time is not healthy
                 logger.exception("%s: step failed", self.name)
                 self.metrics.error(self.name, "step")
             stop.wait(max(0.0, interval - (time.monotonic() - started)))

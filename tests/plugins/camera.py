@@ -37,6 +37,8 @@ FAULTS = {
     "html": "an HTML page (a login or error page) instead of an image",
     "empty": "a 0-byte image",
     "truncated": "the first half of the JPEG (PNG)",
+    "truncated_eoi": "the first half of the JPEG closed with an end-of-image marker (FFD9)",
+    "no_scan": "a JPEG's headers and its end-of-image marker, without the scan data",
     "garbage": "bytes that are no image",
     "oversized": "snapshot: declares a 1 GB body and streams until the client hangs up; stream: 2 MB parts",
     "oversized_stream": "snapshot: streams up to 1 GB without a Content-Length",
@@ -169,6 +171,12 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "down":
             self.close_connection = True
             return  # nothing written: the client sees the connection drop
+        if parts.path == "/loop":  # a redirect loop (a misconfigured proxy in front of the camera)
+            self.send_response(302)
+            self.send_header("Location", f"/loop?n={cam.requests}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if parts.path == "/stream" or (parts.path == "/" and action == "stream"):
             self._stream(fault)
         elif parts.path == "/snapshot" or (parts.path == "/" and action == "snapshot"):
@@ -251,6 +259,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
+def _jpeg_headers(jpeg: bytes) -> bytes:
+    """A JPEG up to and including its start-of-scan header."""
+    sos = jpeg.find(b"\xff\xda")
+    return jpeg[: sos + 2 + struct.unpack(">H", jpeg[sos + 2 : sos + 4])[0]]
+
+
 def _image_or_fault(frame: np.ndarray, fault: str | None) -> tuple[bytes, str]:
     """The frame encoded, or what a faulty camera sends instead (see FAULTS)."""
     body, ctype = encode(frame)
@@ -258,6 +272,8 @@ def _image_or_fault(frame: np.ndarray, fault: str | None) -> tuple[bytes, str]:
         "html": (b"<!DOCTYPE html><html><body>Please log in</body></html>", "text/html; charset=utf-8"),
         "empty": (b"", "image/jpeg"),
         "truncated": (body[: len(body) // 2], ctype),
+        "truncated_eoi": (body[: len(body) // 2] + b"\xff\xd9", ctype),
+        "no_scan": (_jpeg_headers(body) + b"\xff\xd9", ctype),
         "garbage": (b"\x00\x01 this is not an image " * 50, "image/jpeg"),
         "bomb_png": (bomb_png(), "image/png"),
         "bomb_jpeg": (bomb_jpeg(), "image/jpeg"),

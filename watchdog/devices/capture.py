@@ -37,13 +37,14 @@ count in ``stats.bad_frames``. RTSP and V4L2 frames are decoded by OpenCV itself
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import struct
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -54,7 +55,7 @@ import requests
 import urllib3
 
 from watchdog.config import CameraConfig
-from watchdog.detection.bundle import to_bgr
+from watchdog.detection.bundle import Preprocess, to_bgr
 from watchdog.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -122,15 +123,38 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
-def image_size(data: bytes) -> tuple[int, int]:
-    """(width, height) from a JPEG SOF marker or a PNG IHDR, without decoding; BadFrame if neither."""
+FULL_DECODE_MAX_PIXELS = 2_100_000  # PNG and progressive JPEG are decoded whole: about 1920x1080 at most
+DECODE_MARGIN = 4  # reduced JPEG decoding keeps at least 4 frame pixels per model-input pixel, each way
+MAX_REDIRECTS = 5
+_REDIRECT_LOOP = f"more than {MAX_REDIRECTS} redirects (a redirect loop?); give the camera's final URL"
+_FLAT_TOLERANCE = 2  # colour steps within a "flat" block (YCbCr → BGR rounding, chroma upsampling)
+_DECODE_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the first bytes of a JPEG or PNG say, read without decoding anything."""
+
+    kind: str  # "jpeg" or "png"
+    width: int
+    height: int
+    bit_depth: int = 8
+    progressive: bool = False  # JPEG: decoded through a whole-image coefficient buffer
+    mcu: int = 8  # JPEG: pixels per side of a minimum coded unit (8 or 16)
+    blocks: int = 0  # JPEG: 8x8 blocks of all components (each costs at least one bit of scan data)
+    scan_start: int = 0  # JPEG: offset of the first byte after the first start-of-scan header
+
+
+def read_header(data: bytes) -> ImageHeader:
+    """The JPEG SOF/SOS markers or the PNG IHDR, without decoding; BadFrame if neither."""
     if data[:8] == b"\x89PNG\r\n\x1a\n":
-        if len(data) < 24 or data[12:16] != b"IHDR":
+        if len(data) < 26 or data[12:16] != b"IHDR":
             raise BadFrame("PNG without IHDR header")
         width, height = struct.unpack(">II", data[16:24])
-        return width, height
+        return ImageHeader("png", width, height, bit_depth=data[24])
     if data[:2] != b"\xff\xd8":
         raise BadFrame("not a JPEG or PNG image")
+    frame: ImageHeader | None = None
     i = 2
     while i + 4 <= len(data):
         if data[i] != 0xFF:
@@ -142,32 +166,115 @@ def image_size(data: bytes) -> tuple[int, int]:
         if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
             i += 2
             continue
-        if marker == 0xDA:
-            break  # start of scan before any frame header
+        if marker == 0xD9:
+            break  # end of image before any scan
         (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        if marker == 0xDA:
+            if frame is None:
+                break  # start of scan before any frame header
+            return replace(frame, scan_start=i + 2 + length)
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if i + 9 > len(data):
+            if i + 10 > len(data):
                 break
             height, width = struct.unpack(">HH", data[i + 5 : i + 9])
-            return width, height
+            count = data[i + 9]
+            comps = [(data[j + 1] >> 4, data[j + 1] & 0x0F) for j in range(i + 10, min(i + 10 + 3 * count, len(data)), 3)]
+            hmax = max((h for h, _ in comps), default=1) or 1
+            vmax = max((v for _, v in comps), default=1) or 1
+            blocks = sum(
+                math.ceil(width * h / hmax / 8) * math.ceil(height * v / vmax / 8) for h, v in comps
+            )
+            frame = ImageHeader(
+                "jpeg", width, height, bit_depth=data[i + 4], progressive=marker in (0xC2, 0xC6, 0xCA, 0xCE),
+                mcu=8 * max(hmax, vmax), blocks=blocks,
+            )
         i += 2 + length
-    raise BadFrame("JPEG without frame header (truncated)")
+    if frame is None:
+        raise BadFrame("JPEG without frame header (truncated)")
+    raise BadFrame("JPEG without scan data (truncated)")
 
 
-def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
-    """JPEG/PNG bytes → BGR frame; the size is checked from the header before decoding."""
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a JPEG SOF marker or a PNG IHDR, without decoding; BadFrame if neither."""
+    header = read_header(data)
+    return header.width, header.height
+
+
+def frame_size_needed(pre: Preprocess) -> tuple[int, int]:
+    """The smallest frame (width, height) whose region of interest still covers the model input pixel for pixel."""
+    x0, y0, x1, y1 = pre.roi
+    return math.ceil(pre.width / (x1 - x0)), math.ceil(pre.height / (y1 - y0))
+
+
+def reduction(width: int, height: int, need: tuple[int, int] | None) -> int:
+    """How much smaller (1, 2, 4 or 8) a JPEG may be decoded while staying DECODE_MARGIN times ``need``."""
+    if need is None:
+        return 1
+    for factor in (8, 4, 2):
+        if width // factor >= DECODE_MARGIN * need[0] and height // factor >= DECODE_MARGIN * need[1]:
+            return factor
+    return 1
+
+
+def _stops_mid_scan(frame: np.ndarray, mcu: int) -> bool:
+    """True when the decoded JPEG ends in the flat run libjpeg fills in after its data ran out.
+
+    A JPEG cut short and closed with FFD9 decodes without an error: every block after the cut
+    repeats the last DC value, so the picture ends in one flat colour starting in the middle of
+    a row of coded units. A frame that is one colour all over (lights off) or whose flat part
+    starts at the left edge (a black bar) is not refused.
+    """
+    h, w = frame.shape[:2]
+    rows, cols = h // mcu, w // mcu
+    if rows < 2 or cols < 2 or frame.ndim != 3:
+        return False
+    last = frame[(rows - 1) * mcu : rows * mcu, : cols * mcu]
+    color = last[0, 0].astype(np.int16)
+    if int(np.abs(last.astype(np.int16) - color).max()) > _FLAT_TOLERANCE:
+        return False  # cheap exit for almost every frame: its last row of units is not flat
+    grid = frame[: rows * mcu, : cols * mcu].reshape(rows, mcu, cols, mcu, frame.shape[2]).astype(np.int16)
+    lo, hi = grid.min(axis=(1, 3)), grid.max(axis=(1, 3))
+    flat = ((hi - lo).max(axis=-1) <= _FLAT_TOLERANCE) & (np.abs(lo - color).max(axis=-1) <= _FLAT_TOLERANCE)
+    not_flat = np.flatnonzero(~flat.ravel())
+    if not_flat.size == 0:
+        return False
+    return bool((not_flat[-1] + 1) % cols)
+
+
+def decode_image(data: bytes, max_pixels: int, need: tuple[int, int] | None = None) -> np.ndarray:
+    """JPEG/PNG bytes → 8-bit BGR frame; everything that costs memory is checked before decoding.
+
+    ``need`` (the daemon: ``frame_size_needed``): the frame size the model needs; a JPEG
+    DECODE_MARGIN times larger is decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's scaled
+    IDCT: a 4000x4000 JPEG costs 8 MB instead of 94 MB), and images that can only be decoded
+    whole (PNG, progressive JPEG) are limited to FULL_DECODE_MAX_PIXELS.
+    """
     if not data:
         raise BadFrame("empty body")
-    width, height = image_size(data)
+    header = read_header(data)
+    width, height = header.width, header.height
     if width <= 0 or height <= 0:
         raise BadFrame(f"image declares {width}x{height} pixels")
     if width * height > max_pixels:
         raise BadFrame(f"image declares {width}x{height} pixels, more than camera.max_pixels={max_pixels}")
-    if data[:2] == b"\xff\xd8" and not data.rstrip(b"\r\n\x00 ").endswith(b"\xff\xd9"):
-        raise BadFrame("truncated JPEG (no end-of-image marker)")
-    frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if header.bit_depth > 8:
+        raise BadFrame(f"{header.bit_depth}-bit {header.kind.upper()}: only 8-bit images are decoded")
+    whole = header.kind == "png" or header.progressive
+    if need is not None and whole and width * height > FULL_DECODE_MAX_PIXELS:
+        kind = "PNG" if header.kind == "png" else "progressive JPEG"
+        raise BadFrame(f"{width}x{height} {kind} is decoded whole: at most {FULL_DECODE_MAX_PIXELS} pixels; send a baseline JPEG")
+    factor = 1
+    if header.kind == "jpeg":
+        if not data.rstrip(b"\r\n\x00 ").endswith(b"\xff\xd9"):
+            raise BadFrame("truncated JPEG (no end-of-image marker)")
+        if (len(data) - header.scan_start) * 8 < header.blocks:
+            raise BadFrame("truncated JPEG (scan data missing)")
+        factor = reduction(width, height, need)
+    frame = cv2.imdecode(np.frombuffer(data, np.uint8), _DECODE_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
     if frame is None:
         raise BadFrame("undecodable image")
+    if header.kind == "jpeg" and _stops_mid_scan(frame, max(1, header.mcu // factor)):
+        raise BadFrame("truncated JPEG (its data stops in the middle of the picture)")
     return frame
 
 
@@ -205,6 +312,7 @@ class _BaseCamera:
         self.online = False
         self.last_error = ""
         self.exhausted = False
+        self.need: tuple[int, int] | None = None  # frame size the model needs (decode_image)
         self._stop = stop
         self._closed = threading.Event()
         self._lock = threading.Lock()
@@ -338,7 +446,7 @@ class FolderCamera(_BaseCamera):
         except OSError as exc:
             raise BadFrame(f"{path}: {exc.strerror or exc}") from exc
         try:
-            return decode_image(data, self.cfg.max_pixels)
+            return decode_image(data, self.cfg.max_pixels, self.need)
         except BadFrame as exc:
             raise BadFrame(f"{path.name}: {exc}") from exc
 
@@ -407,11 +515,12 @@ class SnapshotCamera(_BaseCamera):
         self.url = url
         self.stream_detected = False
         self._session = requests.Session()
+        self._session.max_redirects = MAX_REDIRECTS
         self._session.headers["Accept"] = "image/jpeg, image/png;q=0.9, */*;q=0.1"
 
     def _read_raw(self) -> np.ndarray | None:
         try:
-            return decode_image(self._fetch(), self.cfg.max_pixels)
+            return decode_image(self._fetch(), self.cfg.max_pixels, self.need)
         except _StreamDetected:
             self.stream_detected = True  # AutoHttpCamera switches to a StreamCamera
             return None
@@ -440,6 +549,8 @@ class SnapshotCamera(_BaseCamera):
                     if time.monotonic() > deadline:
                         raise SourceDown(f"snapshot took longer than camera.timeout_s={cfg.timeout_s:g}")
                 return bytes(body)
+        except requests.exceptions.TooManyRedirects as exc:
+            raise SourceDown(_REDIRECT_LOOP) from exc
         except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError) as exc:
             raise BadFrame("body ended early (truncated)") from exc
         except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError) as exc:
@@ -694,6 +805,7 @@ class MjpegCamera(_ThreadedCamera):
         super().__init__(cfg, label, stop, backoff, stats)
         self.url = url
         self._session = requests.Session()
+        self._session.max_redirects = MAX_REDIRECTS
         self._latest: bytes | BadFrame | None = None
         self._seq = 0
         self._taken = 0
@@ -711,6 +823,8 @@ class MjpegCamera(_ThreadedCamera):
                     message = str(exc)
                 except requests.exceptions.Timeout:
                     message = f"no data for camera.timeout_s={self.cfg.timeout_s:g} s"
+                except requests.exceptions.TooManyRedirects:
+                    message = _REDIRECT_LOOP
                 except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                     timeout = isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError)
                     message = f"no data for camera.timeout_s={self.cfg.timeout_s:g} s" if timeout else "cannot connect or connection dropped"
@@ -752,7 +866,7 @@ class MjpegCamera(_ThreadedCamera):
         try:
             if isinstance(part, BadFrame):
                 raise part
-            frame = decode_image(part or b"", self.cfg.max_pixels)
+            frame = decode_image(part or b"", self.cfg.max_pixels, self.need)
         except BadFrame as exc:
             self._bad(str(exc))
             return None
@@ -795,8 +909,17 @@ class AutoHttpCamera:
             logger.info("camera %s: %s is an MJPEG stream; reading it as one", label, redact_url(url))
             inner.close()
             self.inner = MjpegCamera(cfg, url, label, stop, backoff, stats=inner.stats)
+            self.inner.need = inner.need
             return self.inner.read()
         return frame
+
+    @property
+    def need(self) -> tuple[int, int] | None:
+        return self.inner.need
+
+    @need.setter
+    def need(self, value: tuple[int, int] | None) -> None:
+        self.inner.need = value
 
     def close(self) -> None:
         self.inner.close()
@@ -819,12 +942,21 @@ def open_camera(
     *,
     name: str = "",
     backoff: tuple[float, float] = (1.0, 60.0),
+    model_input: Preprocess | None = None,
 ) -> Camera:
-    """The camera for ``cfg.source``; raises CameraSourceError only for a file/folder that cannot work.
+    """The camera for ``cfg.source``; raises CameraSourceError only for a source that cannot work.
 
     ``stop`` ends retries and capture threads (as close() does); ``name`` labels log lines;
-    ``backoff`` is the (first, largest) retry delay in seconds.
+    ``backoff`` is the (first, largest) retry delay in seconds; ``model_input`` (the daemon)
+    lets JPEGs much larger than the model needs be decoded at reduced size (``decode_image``).
     """
+    camera = _open(cfg, stop, name, backoff)
+    if model_input is not None and isinstance(camera, _BaseCamera | AutoHttpCamera):
+        camera.need = frame_size_needed(model_input)
+    return camera
+
+
+def _open(cfg: CameraConfig, stop: threading.Event | None, name: str, backoff: tuple[float, float]) -> Camera:
     source = cfg.source
     label = name or (redact_url(source) if isinstance(source, str) else f"#{source}")
     if isinstance(source, str) and source.strip().isdigit():

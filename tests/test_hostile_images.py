@@ -1,0 +1,146 @@
+"""Images a hostile or broken camera sends, through the real HTTP test camera.
+
+Each one is small on the wire and would cost the daemon memory or a wrong score: a 16-bit
+RGBA PNG, a 4000x4000 JPEG, a PNG too large to decode whole, a JPEG cut short but closed
+with FFD9, a JPEG without scan data, a redirect loop. The memory each costs a running daemon
+is measured by benchmarks/hostile_inputs.py (docs/reliability.md); here, what the camera
+gives back.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.plugins.camera import CameraServer, synthetic_frame
+from watchdog.config import CameraConfig
+from watchdog.detection.bundle import Bundle, Preprocess, default_bundle_path
+from watchdog.devices import capture
+from watchdog.devices.capture import decode_image, frame_size_needed, open_camera
+
+DEFAULT_INPUT = Bundle.load(default_bundle_path()).meta.preprocess  # 128x64 of the lower half
+
+
+def textured(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A camera-like frame: smooth random texture, no flat areas."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (max(2, height // 8), max(2, width // 8), 3), dtype=np.uint8)
+    return cv2.GaussianBlur(cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC), (0, 0), 1.0)
+
+
+@pytest.fixture
+def daemon_camera(camera_server: CameraServer):
+    """open_camera as the daemon calls it: with the model's input, so it may decode reduced."""
+    cams = []
+
+    def _open(url: str, model_input: Preprocess = DEFAULT_INPUT, **kw: object):
+        cam = open_camera(CameraConfig(source=url, timeout_s=5.0, **kw), backoff=(0.05, 0.2), model_input=model_input)
+        cams.append(cam)
+        return cam
+
+    yield _open
+    for cam in cams:
+        cam.close()
+
+
+@pytest.mark.parametrize("path", ["snapshot_url", "stream_url"])
+def test_a_16_bit_rgba_png_is_refused_before_decoding(camera_server: CameraServer, daemon_camera, path: str) -> None:
+    camera_server.set_frames([np.zeros((4000, 4000, 4), np.uint16)])  # 124 KB on the wire, 128 MB decoded
+    cam = daemon_camera(getattr(camera_server, path))
+    frame = None
+    for _ in range(20):
+        frame = cam.read()
+        if cam.stats.bad_frames:
+            break
+    assert frame is None and cam.stats.frames == 0
+    assert "16-bit PNG: only 8-bit images are decoded" in cam.last_error
+
+
+def test_a_16_bit_png_is_refused_even_without_a_model(tmp_path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "f_0.png"), np.full((48, 64, 3), 30000, np.uint16))
+    cam = open_camera(CameraConfig(source=str(folder)))
+    assert cam.read() is None and "16-bit" in cam.last_error
+
+
+def test_a_png_too_large_to_decode_whole_is_refused_by_the_daemon_only(camera_server: CameraServer, daemon_camera) -> None:
+    big = np.zeros((1500, 2000, 3), np.uint8)  # 3 MP: over FULL_DECODE_MAX_PIXELS, under max_pixels
+    png = cv2.imencode(".png", big)[1].tobytes()
+    with pytest.raises(capture.BadFrame, match="2000x1500 PNG is decoded whole"):
+        decode_image(png, 16_000_000, frame_size_needed(DEFAULT_INPUT))
+    assert decode_image(png, 16_000_000).shape == (1500, 2000, 3)  # replay/collect: no model, no limit
+    camera_server.set_frames([np.dstack([big, big[..., :1]])])  # 4 channels: served as PNG
+    cam = daemon_camera(camera_server.snapshot_url)
+    assert cam.read() is None and "decoded whole" in cam.last_error
+
+
+def test_a_4000x4000_jpeg_is_decoded_at_a_quarter_of_its_size(camera_server: CameraServer, daemon_camera) -> None:
+    camera_server.set_frames([textured(4000, 4000)])
+    cam = daemon_camera(camera_server.snapshot_url)
+    frame = cam.read()
+    assert frame is not None and frame.shape == (1000, 1000, 3)  # 3 MB instead of 48 MB (+46 MB of decoder)
+
+
+def test_a_progressive_4000x4000_jpeg_is_refused(daemon_camera, camera_server: CameraServer) -> None:
+    jpeg = cv2.imencode(".jpg", textured(4000, 4000), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    with pytest.raises(capture.BadFrame, match="progressive JPEG is decoded whole"):
+        decode_image(jpeg, 16_000_000, frame_size_needed(DEFAULT_INPUT))
+
+
+@pytest.mark.parametrize("size", [(640, 480), (800, 600), (1280, 720)])
+def test_normal_size_frames_are_decoded_exactly_as_before(size: tuple[int, int]) -> None:
+    """Reduced decoding starts at 4x the model's need: the default model's input from a 640x480
+    to 1280x720 camera is bit for bit what full decoding gives."""
+    jpeg = cv2.imencode(".jpg", textured(*size))[1].tobytes()
+    full = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+    got = decode_image(jpeg, 16_000_000, frame_size_needed(DEFAULT_INPUT))
+    assert got.shape == full.shape and np.array_equal(DEFAULT_INPUT.apply(got), DEFAULT_INPUT.apply(full))
+
+
+def test_reduced_decoding_barely_moves_the_model_input() -> None:
+    """A 1920x1080 frame decoded at half size: the model input differs by at most a few
+    grey levels (libjpeg's scaled IDCT vs. OpenCV's area resize of the full frame)."""
+    jpeg = cv2.imencode(".jpg", textured(1920, 1080))[1].tobytes()
+    full = DEFAULT_INPUT.apply(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR))
+    reduced_frame = decode_image(jpeg, 16_000_000, frame_size_needed(DEFAULT_INPUT))
+    assert reduced_frame.shape == (540, 960, 3)
+    diff = np.abs(DEFAULT_INPUT.apply(reduced_frame) - full)
+    assert diff.mean() < 1 / 255 and diff.max() < 8 / 255
+
+
+@pytest.mark.parametrize("fault", ["truncated_eoi", "no_scan"])
+@pytest.mark.parametrize("path", ["snapshot_url", "stream_url"])
+def test_a_jpeg_cut_short_but_closed_with_ffd9_is_refused(camera_server: CameraServer, daemon_camera, fault: str, path: str) -> None:
+    camera_server.set_frames([textured(640, 480, seed) for seed in range(3)])
+    cam = daemon_camera(getattr(camera_server, path))
+    assert cam.read() is not None
+    camera_server.set_fault(fault)
+    for _ in range(10):
+        if cam.read() is None and cam.stats.bad_frames:
+            break
+    assert cam.stats.bad_frames >= 1 and "truncated JPEG" in cam.last_error, cam.last_error
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        np.zeros((480, 640, 3), np.uint8),  # lights off: one colour all over
+        np.vstack([textured(640, 400), np.zeros((80, 640, 3), np.uint8)]),  # a black bar at the bottom
+    ],
+    ids=["black", "black-bar"],
+)
+def test_frames_with_flat_areas_are_not_mistaken_for_truncated_ones(frame: np.ndarray) -> None:
+    jpeg = cv2.imencode(".jpg", frame)[1].tobytes()
+    assert decode_image(jpeg, 16_000_000).shape == frame.shape
+
+
+@pytest.mark.parametrize("kind", ["snapshot", "stream"])
+def test_a_redirect_loop_is_reported_as_one(camera_server: CameraServer, daemon_camera, kind: str) -> None:
+    url = camera_server.url + ("/loop" if kind == "snapshot" else "/loop?action=stream")
+    cam = daemon_camera(url)
+    for _ in range(50):
+        if cam.read() is None and cam.last_error:
+            break
+    assert "redirect loop" in cam.last_error and "connect" not in cam.last_error

@@ -1,0 +1,83 @@
+"""One daemon per storage folder: an ``flock`` on ``<storage.dir>/daemon.lock``.
+
+Two daemons on one folder would send every pending alert twice and, with the default MQTT
+client id, knock each other off the broker. The lock is released by the kernel when the
+process ends, however it ends (kill -9 included), so a stale lock file never blocks a start.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+from pathlib import Path
+
+from watchdog.errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+LOCK_FILE = "daemon.lock"
+
+
+class StorageInUse(UsageError):
+    """Another daemon holds this storage folder."""
+
+
+class StorageLock:
+    """The held lock; ``release()`` (or process exit) frees it."""
+
+    def __init__(self, path: Path, fd: int | None) -> None:
+        self.path = path
+        self._fd = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+
+def _other_pid(fd: int) -> str:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return "unknown"
+    return text if text.isdigit() else "unknown"
+
+
+def lock_storage(storage_dir: Path) -> StorageLock:
+    """Take the folder's lock or raise StorageInUse naming the folder and the holder's pid.
+
+    A folder where no lock file can be written (read-only storage) is not a reason to stop:
+    alerts still go out over MQTT, so it is logged and the daemon runs unlocked.
+    """
+    path = Path(storage_dir) / LOCK_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        logger.warning("cannot lock storage folder %s (%s): a second daemon on it would not be refused",
+                       storage_dir, exc.strerror or exc)
+        return StorageLock(path, None)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        other = _other_pid(fd)
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise StorageInUse(
+                f"storage folder {storage_dir} is in use by another watchdog daemon (pid {other}); "
+                "stop it, or give this one its own storage.dir"
+            ) from None
+        logger.warning("cannot lock storage folder %s (%s)", storage_dir, exc.strerror or exc)
+        return StorageLock(path, None)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        pass  # the lock holds even if the pid cannot be written
+    return StorageLock(path, fd)
