@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from watchdog import __version__
+from watchdog import __version__, redact
 from watchdog.commands import calibrate, check_config, collect, demo, feedback, replay, run, score
 from watchdog.config import ConfigError
 from watchdog.detection.bundle import BundleError
@@ -35,6 +35,7 @@ def setup_logging(debug: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    redact.install()  # secrets masked in every log line, urllib3's request lines kept out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, BundleError, UsageError) as exc:
         if args.debug:
             logger.exception("fatal")
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact.secret_filter.mask(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

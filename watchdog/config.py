@@ -25,7 +25,12 @@ from pydantic import (
     model_validator,
 )
 
+from watchdog.redact import redact, redact_url, secret_filter
+
 logger = logging.getLogger(__name__)
+
+MAX_CONFIG_BYTES = 1_000_000  # a config is a few KB; more is a mistake or an attack
+MAX_CONFIG_NODES = 100_000  # YAML values after aliases are expanded (an alias bomb expands to billions)
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -151,7 +156,7 @@ class ApiConfig(_Model):
             if not self.url:
                 raise ValueError(f"url is required when kind is {self.kind}")
             if not re.match(r"^https?://[^/\s]+", self.url):
-                raise ValueError(f"url {self.url!r} must start with http:// or https://")
+                raise ValueError(f"url {redact_url(self.url)!r} must start with http:// or https://")
         return self
 
 
@@ -216,7 +221,16 @@ class Config(_Model):
 
     def masked(self) -> dict[str, Any]:
         """The resolved config as plain data with secrets masked, for check-config and status."""
-        return self.model_dump(mode="json")
+        return _redact_tree(self.model_dump(mode="json"), self.secrets())
+
+
+def _redact_tree(node: Any, secrets: list[str]) -> Any:
+    """Every string in plain data with secret values, URL passwords and URL tokens masked."""
+    if isinstance(node, dict):
+        return {k: _redact_tree(v, secrets) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_redact_tree(v, secrets) for v in node]
+    return redact(node, secrets) if isinstance(node, str) else node
 
 
 # --------------------------------------------------------------------------- loading
@@ -259,16 +273,17 @@ def _read_secret(data: dict[str, Any], key: str, file_key: str, path: str, base:
     if not secret_path.is_absolute():
         secret_path = base / secret_path
     try:
-        value = secret_path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"{path}.{file_key}: cannot read {secret_path}: {exc.strerror or exc}") from exc
+        value = read_small_file(secret_path, 65536, "secret file", ValueError).strip()
+    except ValueError as exc:
+        raise ConfigError(f"{path}.{file_key}: {exc}") from None
     if not value:
         raise ConfigError(f"{path}.{file_key}: {secret_path} is empty")
     _warn_if_readable(secret_path, "secret file")
+    secret_filter.add([value])  # masked in every log line from now on, tracebacks included
     data[key] = value
 
 
-def _format_validation_error(exc: ValidationError, source: str) -> str:
+def _format_validation_error(exc: ValidationError, source: str, secrets: list[str]) -> str:
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
@@ -278,7 +293,59 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
         elif err["type"] == "missing":
             msg = "required key is missing"
         parts.append(f"{loc}: {msg}")
-    return f"{source}: " + "; ".join(parts)
+    return redact(f"{source}: " + "; ".join(parts), secrets)
+
+
+def _secret_values(data: Any) -> list[str]:
+    """The secret-looking values of raw config data (before validation made them SecretStr)."""
+    out: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key in ("password", "api_key") and isinstance(value, str):
+                out.append(value)
+            else:
+                out += _secret_values(value)
+    elif isinstance(data, list):
+        for value in data:
+            out += _secret_values(value)
+    return out
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int]) -> int:
+    """How many values ``node`` becomes once its aliases are expanded; refuses past MAX_CONFIG_NODES."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:
+        raise ConfigError("an alias refers to itself (recursive YAML)")
+    active.add(key)
+    if isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    elif isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    else:
+        children = []
+    size = 1
+    for child in children:
+        size += _expanded_size(child, memo, active)
+        if size > MAX_CONFIG_NODES:
+            raise ConfigError(f"more than {MAX_CONFIG_NODES} values once aliases are expanded (an alias bomb?)")
+    active.discard(key)
+    memo[key] = size
+    return size
+
+
+def _safe_load(text: str) -> Any:
+    """yaml.safe_load, with the expanded size checked on the node graph before anything is built."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> Config:
@@ -288,6 +355,7 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    data: Any = raw
     try:
         data = _expand_env(raw, "")
         mqtt = data.get("mqtt")
@@ -300,26 +368,54 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
                 _read_secret(printer["api"], "api_key", "api_key_file", f"printers.{i}.api", base)
         return Config.model_validate(data)
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from exc
+        raise ConfigError(f"{source}: {exc}") from None
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from exc
+        # from None: pydantic's own text (input_value=...) would show secrets in --debug tracebacks
+        raise ConfigError(_format_validation_error(exc, source, _secret_values(data))) from None
+
+
+def read_small_file(path: Path, limit: int, what: str, error: type[Exception]) -> str:
+    """The text of a regular file of at most ``limit`` bytes; a FIFO, a device or a folder is
+    refused before it is opened (reading a FIFO would block until someone writes to it)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{path}: cannot read {what}: not a regular file")
+    if st.st_size > limit:
+        raise error(f"{path}: {what} of {st.st_size} bytes, more than the {limit} bytes allowed")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise error(f"{path}: {what} larger than the {limit} bytes allowed")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: {what} is not UTF-8 text (byte {exc.start})") from None
 
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a YAML config file; raises ConfigError with a one-line message."""
     path = Path(path)
+    text = read_small_file(path, MAX_CONFIG_BYTES, "config", ConfigError)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
-    try:
-        raw = yaml.safe_load(text)
+        raw = _safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from exc
+        # from None: the YAML error's own text quotes the line, which may hold a secret
+        raise ConfigError(redact(f"{path}:{where}: invalid YAML: {problem}")) from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
     config = parse_config(raw, str(path), path.parent)
+    secret_filter.add(config.secrets())
     if any(secret in text for secret in config.secrets()):  # not when they come from ${ENV} or *_file
         _warn_if_readable(path, "config file with secrets")
     return config

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ FORMAT = "printer-watchdog-bundle"
 FORMAT_VERSION = 1
 MODEL_FILE = "model.tflite"
 META_FILE = "model.json"
+MAX_META_BYTES = 1_000_000
 
 _INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
 
@@ -30,14 +32,15 @@ class BundleError(Exception):
     """A bundle that cannot be used; the message names the file and what is wrong."""
 
 
-def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+def _from_dict(cls: type, data: dict[str, Any], where: str, section: str = "") -> Any:
     """Build a dataclass from a dict, refusing unknown keys so a newer bundle fails loudly."""
+    key = f"{section}." if section else ""
     if not isinstance(data, dict):
-        raise BundleError(f"{where}: expected an object, got {type(data).__name__}")
+        raise BundleError(f"{where}: {section or 'model.json'} must be an object, got {type(data).__name__}")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise BundleError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        raise BundleError(f"{where}: unknown key(s) {', '.join(key + u for u in unknown)}")
     kwargs = {}
     for f in fields(cls):
         if f.name in data:
@@ -46,7 +49,25 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise BundleError(f"{where}: {exc}") from exc
+        raise BundleError(f"{where}: {key}{exc}") from None
+
+
+MAX_INPUT_SIDE = 2048  # model input pixels per side; a larger one is no model for a Pi
+MAX_SIGMA = 32.0  # Gaussian sigmas in input pixels; more blurs the map into one value and costs seconds
+MAX_ADAPTATION_FRAMES = 10_000  # per-print baseline frames (kept in memory): hours at the usual interval
+
+
+def check_number(
+    name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False, integer: bool = False
+) -> None:
+    """ValueError naming ``name`` unless ``value`` is a finite number (an integer if asked) in range."""
+    kind = "an integer" if integer else "a number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok_type:
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    left = "(" if lo_open else "["
+    if not math.isfinite(value) or value < lo or value > hi or (lo_open and value == lo):
+        raise ValueError(f"{name} must be {kind} in {left}{lo:g}, {hi:g}], got {value!r}")
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -77,10 +98,16 @@ class Preprocess:
     normalize: bool = False
 
     def __post_init__(self) -> None:
-        if self.channels not in (1, 3):
+        if self.channels not in (1, 3) or isinstance(self.channels, bool):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
-        if self.width < 8 or self.height < 8:
-            raise ValueError(f"input size {self.width}x{self.height} is too small")
+        check_number("width", self.width, 8, MAX_INPUT_SIDE, integer=True)
+        check_number("height", self.height, 8, MAX_INPUT_SIDE, integer=True)
+        if len(self.roi) != 4:
+            raise ValueError(f"roi must be [x0, y0, x1, y1], got {list(self.roi)}")
+        for i, v in enumerate(self.roi):
+            check_number(f"roi[{i}]", v, 0.0, 1.0)
+        if not isinstance(self.normalize, bool):
+            raise ValueError(f"normalize must be true or false, got {self.normalize!r}")
         x0, y0, x1, y1 = self.roi
         if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
             raise ValueError(f"roi {self.roi} must satisfy 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1")
@@ -174,10 +201,9 @@ class Scoring:
             raise ValueError(f"error must be l2, l1 or ssim, got {self.error!r}")
         if self.reduce not in ("mean", "topk"):
             raise ValueError(f"reduce must be mean or topk, got {self.reduce!r}")
-        if not 0.0 < self.topk <= 1.0:
-            raise ValueError(f"topk must be in (0, 1], got {self.topk}")
-        if self.blur_sigma < 0:
-            raise ValueError("blur_sigma must be >= 0")
+        check_number("topk", self.topk, 0.0, 1.0, lo_open=True)
+        check_number("blur_sigma", self.blur_sigma, 0.0, MAX_SIGMA)
+        check_number("ssim_sigma", self.ssim_sigma, 0.0, MAX_SIGMA, lo_open=True)
 
     def error_map(self, x: np.ndarray, recon: np.ndarray) -> np.ndarray:
         """Per-pixel error of one frame (H, W, C) or a batch (N, H, W, C) → (H, W) or (N, H, W)."""
@@ -301,6 +327,16 @@ class NormalStats:
     quantiles: dict[str, float] = field(default_factory=dict)  # "0.5", "0.99", ...
     heatmap_scale: float = 0.0  # a high quantile of normal per-pixel errors: full red above
 
+    def __post_init__(self) -> None:
+        check_number("n", self.n, 0, 1e12, integer=True)
+        check_number("mean", self.mean, -1e30, 1e30)
+        check_number("std", self.std, 0.0, 1e30)
+        check_number("heatmap_scale", self.heatmap_scale, 0.0, 1e30)
+        if not isinstance(self.quantiles, dict):
+            raise ValueError(f"quantiles must be an object, got {self.quantiles!r}")
+        for q, v in self.quantiles.items():
+            check_number(f"quantiles.{q}", v, -1e30, 1e30)
+
 
 @dataclass(frozen=True)
 class Adaptation:
@@ -333,14 +369,14 @@ class Adaptation:
     nearest: int = 0
 
     def __post_init__(self) -> None:
-        if self.frames < 0:
-            raise ValueError(f"adaptation frames must be >= 0, got {self.frames}")
-        if not 0.0 <= self.std_floor <= 1.0:
-            raise ValueError(f"adaptation std_floor must be in [0, 1], got {self.std_floor}")
-        if not (math.isfinite(self.threshold) and self.threshold >= 0):
-            raise ValueError(f"adaptation threshold must be a number >= 0, got {self.threshold}")
+        check_number("frames", self.frames, 0, MAX_ADAPTATION_FRAMES, integer=True)
+        check_number("std_floor", self.std_floor, 0.0, 1.0)
+        check_number("threshold", self.threshold, 0.0, 1e30)
+        check_number("nearest", self.nearest, 0, MAX_ADAPTATION_FRAMES, integer=True)
+        if not isinstance(self.match_light, bool):
+            raise ValueError(f"match_light must be true or false, got {self.match_light!r}")
         if not 0 <= self.nearest <= self.frames:
-            raise ValueError(f"adaptation nearest must be in [0, frames={self.frames}], got {self.nearest}")
+            raise ValueError(f"nearest must be in [0, frames={self.frames}], got {self.nearest}")
 
     @property
     def enabled(self) -> bool:
@@ -387,10 +423,10 @@ class BundleMeta:
             )
         d = dict(d)
         try:
-            d["preprocess"] = _from_dict(Preprocess, d["preprocess"], f"{where}: preprocess")
-            d["scoring"] = _from_dict(Scoring, d["scoring"], f"{where}: scoring")
-            d["normal_stats"] = _from_dict(NormalStats, d.get("normal_stats", {}), f"{where}: normal_stats")
-            d["adaptation"] = _from_dict(Adaptation, d.get("adaptation", {}), f"{where}: adaptation")
+            d["preprocess"] = _from_dict(Preprocess, d["preprocess"], where, "preprocess")
+            d["scoring"] = _from_dict(Scoring, d["scoring"], where, "scoring")
+            d["normal_stats"] = _from_dict(NormalStats, d.get("normal_stats", {}), where, "normal_stats")
+            d["adaptation"] = _from_dict(Adaptation, d.get("adaptation", {}), where, "adaptation")
             d["threshold"] = float(d["threshold"])
             d["input_shape"] = tuple(int(v) for v in d["input_shape"])
             d["output_shape"] = tuple(int(v) for v in d["output_shape"])
@@ -431,11 +467,21 @@ class Bundle:
         if not (path / MODEL_FILE).is_file():
             raise BundleError(f"{path / MODEL_FILE}: model file missing")
         try:
-            raw = json.loads(meta_path.read_text())
+            st = meta_path.stat()
         except FileNotFoundError as exc:
             raise BundleError(f"{meta_path}: metadata file missing") from exc
+        except OSError as exc:
+            raise BundleError(f"{meta_path}: unreadable ({exc.strerror or exc})") from exc
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block the reader forever
+            raise BundleError(f"{meta_path}: not a regular file")
+        if st.st_size > MAX_META_BYTES:
+            raise BundleError(f"{meta_path}: {st.st_size} bytes, more than the {MAX_META_BYTES} a model.json needs")
+        try:
+            raw = json.loads(meta_path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BundleError(f"{meta_path}: unreadable ({exc})") from exc
+        except RecursionError:
+            raise BundleError(f"{meta_path}: nested too deeply to be a model.json") from None
         return cls(path=path, meta=BundleMeta.from_dict(raw, str(meta_path)))
 
     def save_meta(self) -> None:

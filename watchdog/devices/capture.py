@@ -47,7 +47,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import cv2
 import numpy as np
@@ -57,6 +57,7 @@ import urllib3
 from watchdog.config import CameraConfig
 from watchdog.detection.bundle import Preprocess, to_bgr
 from watchdog.errors import UsageError
+from watchdog.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -106,21 +107,6 @@ class Camera(Protocol):
 
 
 # --------------------------------------------------------------------------- decoding
-
-
-def redact_url(url: str) -> str:
-    """The URL without password or query values (tokens), for logs and errors."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
-    if parts.username:
-        netloc = f"{parts.username}:***@{netloc}"
-    query = "&".join(f"{k}={v if k == 'action' else '***'}" for k, v in parse_qsl(parts.query, keep_blank_values=True))
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 FULL_DECODE_MAX_PIXELS = 2_100_000  # PNG and progressive JPEG are decoded whole: about 1920x1080 at most

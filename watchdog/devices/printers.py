@@ -29,13 +29,13 @@ import re
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import urllib3
 
 from watchdog import __version__
 from watchdog.config import ApiConfig
+from watchdog.redact import redact, redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -106,17 +106,10 @@ class _Conflict(_Failure):
         super().__init__(detail, retryable=False)
 
 
-def _safe_url(url: str) -> str:
-    """The URL without any user:password part, for logs and alerts."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-
-
-def _server_message(body: bytes) -> str:
-    """The error message in an answer body: OctoPrint, Moonraker, or the start of the text."""
-    text = body.decode("utf-8", "replace")
+def _server_message(body: bytes, secrets: tuple[str, ...] = ()) -> str:
+    """The error message in an answer body: OctoPrint, Moonraker, or the start of the text;
+    secrets are masked before it is cut, so no part of one survives the cut."""
+    text = redact(body.decode("utf-8", "replace"), secrets)
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: hostile "[[[[…" nesting
@@ -149,7 +142,7 @@ class _HttpPrinter:
     ) -> None:
         self.api = api
         self.base_url = api.url.rstrip("/")
-        self._shown_base = _safe_url(self.base_url)
+        self._shown_base = redact_url(self.base_url)
         self._key = api.api_key.get_secret_value() if api.api_key else ""
         self._stop = stop or threading.Event()
         self._backoff_s = backoff_s
@@ -172,7 +165,7 @@ class _HttpPrinter:
     # ---- one request
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        return redact(text, (self._key,))
 
     def _connection_problem(self, exc: requests.ConnectionError) -> str:
         """A short phrase for urllib3's nested connection errors."""
@@ -210,13 +203,13 @@ class _HttpPrinter:
         code = resp.status_code
         if len(raw) > MAX_ANSWER_BYTES:
             raise _Failure(f"{shown}: HTTP {code} answer larger than {MAX_ANSWER_BYTES} bytes", retryable=False)
-        message = self._scrub(_server_message(raw))
+        message = _server_message(raw, (self._key,))
         if code in (401, 403):
             raise _Failure(f"{shown}: HTTP {code}: API key rejected, check api.api_key ({message})", retryable=False)
         if code == 409:
             raise _Conflict(f"{shown}: HTTP 409: {message}")
         if 300 <= code < 400:
-            where = _safe_url(resp.headers.get("Location", "?"))
+            where = redact_url(resp.headers.get("Location", "?"))
             raise _Failure(f"{shown}: HTTP {code} redirect to {where}; set api.url to the final address", retryable=False)
         if code >= 400:
             raise _Failure(f"{shown}: HTTP {code}: {message}", retryable=code >= 500)

@@ -1,0 +1,106 @@
+"""model.json values that pass a loose check but break detection are refused at load.
+
+Each case is the shipped default bundle with one value changed: it must be refused with one
+line naming the key. A NaN ``blur_sigma`` made every frame anomalous, ``adaptation.frames``
+1e12 never finished calibrating and grew per frame; a FIFO or a deeply nested file must not
+hang or crash whoever loads it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.daemon_helpers import run_cli, write_config
+from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
+
+
+def bundle_with(tmp_path: Path, section: str | None, key: str, value: Any) -> Path:
+    folder = tmp_path / "bundle"
+    shutil.copytree(default_bundle_path(), folder)
+    meta = json.loads((folder / "model.json").read_text())
+    (meta[section] if section else meta)[key] = value
+    (folder / "model.json").write_text(json.dumps(meta))  # NaN/Infinity as JSON allows them (Python's json does)
+    return folder
+
+
+BAD = [
+    ("scoring", "ssim_sigma", 0),
+    ("scoring", "ssim_sigma", -1.5),
+    ("scoring", "ssim_sigma", math.nan),
+    ("scoring", "ssim_sigma", 1e9),
+    ("scoring", "blur_sigma", math.nan),
+    ("scoring", "blur_sigma", math.inf),
+    ("scoring", "topk", math.nan),
+    ("scoring", "topk", "0.1"),
+    ("normal_stats", "heatmap_scale", math.nan),
+    ("normal_stats", "heatmap_scale", -1.0),
+    ("normal_stats", "std", math.nan),
+    ("adaptation", "frames", 10**12),
+    ("adaptation", "frames", 2.5),
+    ("adaptation", "std_floor", math.nan),
+    ("adaptation", "threshold", math.inf),
+    ("preprocess", "width", 100000),
+    ("preprocess", "height", 4.5),
+    ("preprocess", "roi", [0.0, math.nan, 1.0, 1.0]),
+    (None, "threshold", math.nan),
+    (None, "threshold", -0.3),
+]
+
+
+@pytest.mark.parametrize(("section", "key", "value"), BAD, ids=[f"{s or ''}.{k}={v!r}" for s, k, v in BAD])
+def test_out_of_range_or_non_finite_values_are_refused_naming_the_key(tmp_path, section, key, value) -> None:
+    folder = bundle_with(tmp_path, section, key, value)
+    with pytest.raises(BundleError) as err:
+        Bundle.load(folder)
+    message = str(err.value)
+    assert "\n" not in message and str(folder / "model.json") in message
+    assert (f"{section}.{key}" if section else key) in message, message
+
+
+def test_the_shipped_bundle_still_loads() -> None:
+    assert Bundle.load(default_bundle_path()).meta.threshold > 0
+
+
+def test_a_deeply_nested_model_json_is_refused_not_a_crash(tmp_path) -> None:
+    folder = bundle_with(tmp_path, None, "extra", {})
+    (folder / "model.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(BundleError, match="nested too deeply"):
+        Bundle.load(folder)
+
+
+def fifo_instead_of(path: Path) -> Path:
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+def test_a_fifo_as_model_json_is_refused_at_once_by_check_config_and_the_daemon(tmp_path) -> None:
+    folder = bundle_with(tmp_path, None, "extra", {})
+    fifo_instead_of(folder / "model.json")
+    config = write_config(tmp_path / "config.yaml", model=str(folder), mqtt={"host": ""}, http={"listen": ""},
+                          storage={"dir": str(tmp_path / "state")},
+                          printers=[{"name": "p1", "camera": {"source": str(tmp_path)}}])
+    for command in ("check-config", "run"):
+        try:
+            proc = run_cli(command, "--config", str(config), timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{command} hangs on a FIFO as model.json")
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1] == f"error: {folder / 'model.json'}: not a regular file"
+
+
+def test_a_fifo_as_the_config_file_is_refused_at_once(tmp_path) -> None:
+    config = fifo_instead_of(tmp_path / "config.yaml")
+    try:
+        proc = run_cli("check-config", "--config", str(config), timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("check-config hangs on a FIFO as config")
+    assert proc.returncode == 2 and "not a regular file" in proc.stderr, proc.stderr

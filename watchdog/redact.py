@@ -1,0 +1,109 @@
+"""Secrets out of every line a user or a log can see.
+
+Three kinds of secret reach text: the values the config holds (API keys, passwords), a
+``user:password@`` in a URL, and tokens in a URL's query (``?token=…``, ``&api_key=…``).
+``redact`` masks all three in any text; ``redact_url`` shows a URL without them;
+``SecretFilter`` does it to every log record, so a library's own log line (urllib3 logs the
+URLs it requests at DEBUG) cannot carry them either. Mask first, cut afterwards: a message
+cut before masking can keep the first half of a key.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+MASK = "***"
+_KEEP_QUERY = {"action"}  # mjpg-streamer's ?action=stream|snapshot says what the URL is
+
+# scheme://user:password@host → the password
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@'\"<>]*):[^/\s@'\"<>]*@")
+# ?key=value or &key=value where the key says secret
+_QUERY_SECRET = re.compile(
+    r"(?i)([?&;](?:[a-z0-9_.-]*(?:token|key|secret|password|passwd|pass|pwd|auth|sig|signature|session|sid|code))=)"
+    r"[^&#\s'\"<>]+"
+)
+_MIN_SECRET = 4  # shorter "secrets" would mask ordinary words
+
+
+def redact_url(url: str) -> str:
+    """The URL without password or query values (tokens), for logs and errors."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "<unparsable url>"
+    netloc = parts.hostname or ""
+    if ":" in netloc:  # IPv6 literal
+        netloc = f"[{netloc}]"
+    if port:
+        netloc = f"{netloc}:{port}"
+    if parts.username:
+        netloc = f"{parts.username}:{MASK}@{netloc}"
+    query = "&".join(
+        f"{k}={v if k in _KEEP_QUERY else MASK}" for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with the given secret values, URL passwords and URL tokens masked."""
+    for secret in sorted({s for s in secrets if s and len(s) >= _MIN_SECRET}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    text = _USERINFO.sub(rf"\1:{MASK}@", text)
+    return _QUERY_SECRET.sub(rf"\1{MASK}", text)
+
+
+class SecretFilter(logging.Filter):
+    """Masks secrets in every record that passes a handler (message, arguments and traceback).
+
+    Known secret values are added as the config is read (``add``); URL passwords and tokens
+    are masked whatever their source.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, secrets: Iterable[str]) -> None:
+        with self._lock:
+            self._secrets.update(s for s in secrets if s)
+
+    def mask(self, text: str) -> str:
+        """``redact`` with every secret known so far."""
+        with self._lock:
+            secrets = tuple(self._secrets)
+        return redact(text, secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self._lock:
+            secrets = tuple(self._secrets)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken format string is logging's problem, not ours
+            return True
+        record.msg, record.args = redact(message, secrets), None
+        if record.exc_info and record.exc_info[0] is not None:
+            formatted = logging.Formatter().formatException(record.exc_info)
+            record.exc_info, record.exc_text = None, redact(formatted, secrets)
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text, secrets)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, secrets)
+        return True
+
+
+secret_filter = SecretFilter()
+
+
+def install(handlers: Iterable[logging.Handler] | None = None) -> None:
+    """Put ``secret_filter`` on the root logger's handlers (or the given ones), and keep
+    urllib3's per-request lines (URL with its query) out of the log even with --debug."""
+    for handler in handlers if handlers is not None else logging.getLogger().handlers:
+        if secret_filter not in handler.filters:
+            handler.addFilter(secret_filter)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
