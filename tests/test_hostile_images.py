@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.plugins.camera import CameraServer, synthetic_frame
+from tests.plugins.camera import CameraServer
 from watchdog.config import CameraConfig
 from watchdog.detection.bundle import Bundle, Preprocess, default_bundle_path
 from watchdog.devices import capture
