@@ -208,6 +208,11 @@ class IncidentStore:
         self.prune(printer)
         return incident
 
+    def discard(self, incident: Incident) -> None:
+        """Delete a saved incident (a draft replaced by the final alert)."""
+        if incident.path is not None:
+            shutil.rmtree(incident.path, ignore_errors=True)
+
     def delivered(self, incident: Incident) -> None:
         """The broker acknowledged the alert: drop the pending marker."""
         if incident.path is None:

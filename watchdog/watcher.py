@@ -224,6 +224,13 @@ class Watcher:
 
     def _act(self, frame: np.ndarray, result: FrameResult, heat_jpeg: bytes) -> Event:
         action = self.cfg.action
+        frame_jpeg = encode_jpeg(frame)
+        # Saved before acting: a pause that hangs past the shutdown wait must not take the alert
+        # with it. Left on disk (pending) it is delivered after the restart; replaced when done.
+        draft = self.alerts.store.save(self.name, self._alert(action, result, {
+            "action": action, "outcome": "unknown", "attempts": 0,
+            "detail": f"the watchdog stopped before the {action} finished; check the printer"}),
+            frame_jpeg, heat_jpeg, pending=self.alerts.enabled)
         if action == "pause":
             outcome = self.printer.pause()
         elif action == "cancel":
@@ -237,13 +244,24 @@ class Watcher:
         outcome_dict = outcome.to_dict() if outcome is not None else {
             "action": "notify", "outcome": "done", "detail": "notify only", "attempts": 0}
         self.metrics.observe_action(self.name, action, outcome_dict["outcome"])
+        alert = self._alert(action, result, outcome_dict)
+        log = logger.warning if outcome_dict["outcome"] == "done" else logger.error
+        log("%s", alert["message"])
+        incident = self.alerts.raise_alert(self.name, alert, frame_jpeg, heat_jpeg)
+        self.alerts.store.discard(draft)
+        alert["incident"] = incident
+        with self._lock:
+            self.last_alert = alert
+        return {"event": "alert", **alert}
+
+    def _alert(self, action: str, result: FrameResult, outcome: dict[str, Any]) -> dict[str, Any]:
         verb = {"pause": "Pause", "cancel": "Cancel", "notify": "Alert"}[action]
         message = (
             f"{verb} {self.name}: {self.state.consecutive} anomalous frames in a row "
             f"(score {result.score:.4g} > threshold {result.threshold:.4g}); "
-            f"{action} {outcome_dict['outcome']}: {outcome_dict['detail']}"
+            f"{action} {outcome['outcome']}: {outcome['detail']}"
         )
-        alert = {
+        return {
             "time": _now_iso(),
             "printer": self.name,
             "job": self.state.job,
@@ -251,16 +269,9 @@ class Watcher:
             "threshold": result.threshold,
             "consecutive": self.state.consecutive,
             "action": action,
-            "action_result": outcome_dict,
+            "action_result": outcome,
             "message": message,
         }
-        log = logger.warning if outcome_dict["outcome"] == "done" else logger.error
-        log("%s", message)
-        incident = self.alerts.raise_alert(self.name, alert, encode_jpeg(frame), heat_jpeg)
-        alert["incident"] = incident
-        with self._lock:
-            self.last_alert = alert
-        return {"event": "alert", **alert}
 
     def _publish_state(self, label: str, result: FrameResult | None = None) -> None:
         result = result or self.last_result

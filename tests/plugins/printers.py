@@ -359,8 +359,10 @@ class BadServer:
         # path (without query) or None for any path → (status, body, content type)
         self.routes: dict[str | None, tuple[int, bytes, str]] = {None: (200, b"{}", "application/json")}
         self.hang_s = 0.0
+        self.hang_path: str | None = None  # hang only on this path (None: every path)
         self.dropping = False
         self.requests = 0
+        self.paths: list[str] = []  # the path of every request, in order
         self.api_key = "BADSERVERKEY42"  # clients may send it; it looks at no key
         self._release = threading.Event()
         owner = self
@@ -371,13 +373,14 @@ class BadServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)
-                if owner.hang_s:
+                path = self.path.split("?", 1)[0]
+                owner.paths.append(path)
+                if owner.hang_s and owner.hang_path in (None, path):
                     owner._release.wait(owner.hang_s)
                     return  # say nothing at all: the client must time out
                 if owner.dropping:
                     self.close_connection = True
                     return  # hang up without a word
-                path = self.path.split("?", 1)[0]
                 status, body, content_type = owner.routes.get(path) or owner.routes[None]
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
@@ -409,8 +412,8 @@ class BadServer:
         self.hang_s = 0.0
         self.routes[path] = (status, body.encode() if isinstance(body, str) else body, content_type)
 
-    def hang(self, seconds: float = 30.0) -> None:
-        self.hang_s = seconds
+    def hang(self, seconds: float = 30.0, path: str | None = None) -> None:
+        self.hang_s, self.hang_path = seconds, path
 
     def drop(self) -> None:
         """Close every connection without answering."""
