@@ -16,7 +16,15 @@ Events, drawn with a seeded RNG (the first ones are one of each kind, in random 
   anomaly_api_down      the same with Moonraker stopped: the alert must say the pause failed
   broker_restart        mosquitto stopped for 1-3 s
   api_restart           Moonraker stopped for 1-3 s
-  camera_fault          the camera answers html/empty/truncated/garbage/500/down/bomb for 1-4 s
+  camera_fault          the camera answers html/empty/truncated/garbage/500/down/bomb for 1-4 s,
+                        or a hostile image: a 16-bit RGBA 4000x4000 PNG, a 4000x3000 JPEG (scored,
+                        decoded at reduced size), a progressive one, a 2000x1500 PNG, a JPEG cut
+                        short but closed with FFD9 or without scan data
+  second_daemon         a second `python -m watchdog run` on the same config and storage folder:
+                        it must exit 2 at once, the first one keeps running
+  bad_reload            SIGHUP with a config that cannot be applied (missing camera folder, ftp://
+                        camera, deeply nested model.json), then SIGHUP with the good one again:
+                        the first is refused, the second applied, the daemon never stops
   normal                nothing for 1-5 s
 
 Recorded: RSS, open file descriptors and threads of the daemon (from /proc/<pid>) over
@@ -32,8 +40,10 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -51,7 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.daemon_helpers import DaemonProcess, free_port, write_config  # noqa: E402
+from tests.daemon_helpers import DaemonProcess, free_port, watchdog_cmd, write_config  # noqa: E402
 
 PRINTER = "ender3"
 EVENTS = {  # kind → weight
@@ -61,9 +71,12 @@ EVENTS = {  # kind → weight
     "broker_restart": 1,
     "api_restart": 1,
     "camera_fault": 2,
+    "second_daemon": 1,
+    "bad_reload": 1,
     "normal": 2,
 }
-CAMERA_FAULTS = ["html", "empty", "truncated", "garbage", "http_500", "down", "bomb_jpeg"]
+CAMERA_FAULTS = ["html", "empty", "truncated", "garbage", "http_500", "down", "bomb_jpeg",
+                 "bomb_png", "png16_rgba", "huge_jpeg", "progressive_jpeg", "big_png", "truncated_eoi", "no_scan"]
 ALERT_TIMEOUT_S = 30.0
 COOLDOWN_S = 1.0
 RSS_BUDGET_MB = 10.0
@@ -88,6 +101,8 @@ class Episode:
     paused: bool | None = None  # anomaly kinds with the API up: the print was seen paused
     outcome: str | None = None  # the alert's action_result.outcome
     ok: bool = True
+    t_end: float = 0.0
+    rss_mb_max: float | None = None  # the daemon's largest RSS sample during the episode
 
 
 @dataclass
@@ -108,6 +123,9 @@ class Result:
     missed_anomalies: int = 0
     daemon_exit: int | None = None
     step_failures: int = 0
+    second_daemons_refused: int = 0
+    reloads_refused: int = 0  # bad configs refused, the daemon still running
+    reloads_applied: int = 0  # good configs applied after them
     summary: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -165,6 +183,7 @@ class Soak:
         self.result = Result(seed=seed, target_frames=frames)
         self.warmup_frames = warmup_frames if warmup_frames is not None else max(frames // 10, 100)
         self.storage = workdir / "state"
+        self.config = workdir / "config.yaml"
         self.port = free_port()
         self.daemon: DaemonProcess | None = None
         self._stop = threading.Event()
@@ -173,16 +192,17 @@ class Soak:
 
     # ---- setup
 
-    def _config(self) -> Path:
+    def _config(self, camera: str | None = None, model: Path | None = None) -> Path:
+        """Write the config (a bad_reload event writes a broken variant, then this again)."""
         return write_config(
-            self.workdir / "config.yaml",
-            model=str(self.bundle),
+            self.config,
+            model=str(model or self.bundle),
             mqtt=self.broker.mqtt_settings(topic_prefix=self.prefix, homeassistant={"enabled": False}),
             http={"listen": f"127.0.0.1:{self.port}"},
             storage={"dir": str(self.storage), "keep_incidents": 100_000},
             printers=[{
                 "name": PRINTER,
-                "camera": {"source": self.camera.snapshot_url, "interval_s": 0, "timeout_s": 3},
+                "camera": {"source": camera or self.camera.snapshot_url, "interval_s": 0, "timeout_s": 3},
                 "api": {"kind": "moonraker", "url": self.moonraker.url, "api_key": self.moonraker.api_key,
                         "timeout_s": 2, "retries": 1},
                 "detection": {"consecutive": 3, "cooldown_s": COOLDOWN_S},
@@ -320,9 +340,49 @@ class Soak:
             self.camera.set_fault(fault)
             time.sleep(r.uniform(1, 4))
             self.camera.set_fault(None)
+        elif kind == "second_daemon":
+            self._second_daemon(ep)
+        elif kind == "bad_reload":
+            self._bad_reload(ep, r.choice(["missing camera folder", "ftp camera", "nested model.json"]))
         else:
             time.sleep(r.uniform(1, 5))
         return ep
+
+    def _second_daemon(self, ep: Episode) -> None:
+        assert self.daemon is not None
+        proc = subprocess.run(watchdog_cmd("run", "--config", str(self.config)), capture_output=True, text=True,
+                              timeout=120)
+        refused = proc.returncode == 2 and "in use by another watchdog daemon" in proc.stderr
+        ep.detail = (proc.stderr.strip().splitlines() or [""])[-1][:120]
+        ep.ok = refused and self.daemon.alive()
+        self.result.second_daemons_refused += ep.ok
+
+    def _count(self, text: str) -> int:
+        assert self.daemon is not None
+        return self.daemon.log.count(text)
+
+    def _bad_reload(self, ep: Episode, how: str) -> None:
+        assert self.daemon is not None
+        ep.detail = how
+        refused, applied = self._count("reload refused"), self._count("INFO watchdog.daemon: reloaded ")
+        if how == "nested model.json":
+            nested = self.workdir / "nested-bundle"
+            if not nested.exists():
+                shutil.copytree(self.bundle, nested)
+                (nested / "model.json").write_text("[" * 100_000 + "]" * 100_000)
+            self._config(model=nested)
+        else:
+            self._config(camera=str(self.workdir / "no-such-folder") if how == "missing camera folder"
+                         else "ftp://127.0.0.1/cam.jpg")
+        self.daemon.signal(signal.SIGHUP)
+        ok_refused = self._wait("the reload refused", lambda: self._count("reload refused") > refused, 30)
+        self._config()
+        self.daemon.signal(signal.SIGHUP)
+        ok_applied = self._wait("the good config applied",
+                                lambda: self._count("INFO watchdog.daemon: reloaded ") > applied, 30)
+        ep.ok = ok_refused and ok_applied and self.daemon.alive()
+        self.result.reloads_refused += ok_refused
+        self.result.reloads_applied += ok_applied
 
     # ---- the run
 
@@ -352,6 +412,7 @@ class Soak:
                     break
                 kind = kinds.pop() if kinds else self.rng.choices(list(EVENTS), weights=list(EVENTS.values()))[0]
                 ep = self._event(kind)
+                ep.t_end = round(time.monotonic() - self.t0, 1)
                 res.episodes.append(ep)
                 self.log(f"{ep.t:8.1f} s {self._frames():7d} frames  {kind:20s} {ep.detail[:60]}"
                          f"{'' if ep.ok else '  << FAILED'}")
@@ -380,6 +441,9 @@ class Soak:
         res.incidents_on_normal_frames = [p.name for p in incidents if not self._is_anomalous(p / "frame.jpg")]
         log = self.daemon.log if self.daemon else ""
         res.step_failures = log.count("step failed")
+        for ep in res.episodes:
+            during = [s.rss_mb for s in res.samples if ep.t <= s.t <= ep.t_end + 0.5]
+            ep.rss_mb_max = max(during) if during else None
         res.summary = summarize(res, self.warmup_frames)
 
 
@@ -416,6 +480,17 @@ def summarize(res: Result, warmup_frames: int) -> dict[str, Any]:
         "incidents_on_normal_frames": len(res.incidents_on_normal_frames),
         "daemon_exit": res.daemon_exit,
         "step_failures": res.step_failures,
+        "rss_mb_max": max((s.rss_mb for s in res.samples), default=None),
+        "rss_mb_max_by_camera_fault": {
+            f: max((e.rss_mb_max for e in res.episodes if e.kind == "camera_fault" and e.detail == f
+                    and e.rss_mb_max is not None), default=None)
+            for f in sorted({e.detail for e in res.episodes if e.kind == "camera_fault"})
+        },
+        "second_daemons": kinds.get("second_daemon", 0),
+        "second_daemons_refused": res.second_daemons_refused,
+        "bad_reloads": kinds.get("bad_reload", 0),
+        "reloads_refused": res.reloads_refused,
+        "reloads_applied": res.reloads_applied,
     }
     s["checks"] = {
         "rss_flat": rss_growth <= RSS_BUDGET_MB,
@@ -425,6 +500,9 @@ def summarize(res: Result, warmup_frames: int) -> dict[str, Any]:
         "no_pause_on_normal_frames": res.pauses_outside_anomalies == 0 and not res.incidents_on_normal_frames,
         "every_anomaly_handled": res.missed_anomalies == 0,
         "clean_exit": res.daemon_exit == 0 and res.step_failures == 0,
+        "rss_within_150_mb": (s["rss_mb_max"] or 0) <= 150.0,
+        "second_daemons_refused": res.second_daemons_refused == s["second_daemons"],
+        "reloads_survived": res.reloads_refused == res.reloads_applied == s["bad_reloads"],
     }
     s["ok"] = all(s["checks"].values())
     return s
@@ -442,6 +520,10 @@ def print_table(s: dict[str, Any]) -> None:
         ("anomaly episodes handled", f"{s['anomaly_episodes_handled']} / {s['anomaly_episodes']}"),
         ("pauses on normal frames", f"{s['pauses_outside_anomalies']} seen, {s['incidents_on_normal_frames']} incidents"),
         ("daemon exit / step failures", f"{s['daemon_exit']} / {s['step_failures']}"),
+        ("largest RSS (MB)", f"{s['rss_mb_max']}; by camera fault: "
+                             + ", ".join(f"{k} {v}" for k, v in s["rss_mb_max_by_camera_fault"].items())),
+        ("second daemons refused", f"{s['second_daemons_refused']} / {s['second_daemons']}"),
+        ("bad reloads refused / good applied", f"{s['reloads_refused']} / {s['reloads_applied']} of {s['bad_reloads']}"),
     ]
     width = max(len(r[0]) for r in rows)
     for name, value in rows:

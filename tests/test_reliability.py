@@ -347,6 +347,8 @@ def test_short_soak_with_random_faults_loses_nothing_and_never_pauses_a_good_pri
     assert res.raised == res.delivered >= 3 and res.duplicates == 0 and res.undelivered == [], s
     assert s["anomaly_episodes_handled"] == s["anomaly_episodes"], res.episodes
     assert res.pauses_outside_anomalies == 0 and res.incidents_on_normal_frames == [], s
+    assert s["second_daemons_refused"] == s["second_daemons"] >= 1, res.episodes
+    assert s["reloads_refused"] == s["reloads_applied"] == s["bad_reloads"] >= 1, res.episodes
 
 
 # --------------------------------------------------------------------------- cooldown after a failed pause

@@ -44,6 +44,11 @@ FAULTS = {
     "oversized_stream": "snapshot: streams up to 1 GB without a Content-Length",
     "bomb_png": "a small PNG whose header declares 30000x30000 pixels",
     "bomb_jpeg": "a small JPEG whose SOF marker declares 30000x30000 pixels",
+    "png16_rgba": "a 16-bit RGBA 4000x4000 PNG: 124 KB on the wire, 128 MB decoded",
+    "huge_jpeg": "the frame enlarged to 4000x3000, an ordinary (baseline) JPEG",
+    "progressive_jpeg": "the frame enlarged to 4000x3000, a progressive JPEG",
+    "big_png": "an 8-bit RGB 2000x1500 PNG (over what the daemon decodes whole)",
+    "png_1080p": "the frame enlarged to 1920x1080, an 8-bit RGB PNG (the largest PNG the daemon decodes)",
     "slow": "snapshot drips its body a byte every 50 ms (a hung camera that never times out per read)",
     "stream_stop": "the MJPEG stream closes after `stop_after` frames",
 }
@@ -259,6 +264,34 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
+_ENCODED: dict[tuple[str, int], bytes] = {}  # (fault, id of the frame) → bytes: large images are encoded once
+
+
+def _large(fault: str, frame: np.ndarray) -> tuple[bytes, str]:
+    """The large images of FAULTS, encoded once per frame (encoding 4000x3000 takes a while)."""
+    key = (fault, id(frame) if fault in ("huge_jpeg", "progressive_jpeg", "png_1080p") else 0)
+    if key not in _ENCODED:
+        if len(_ENCODED) > 64:
+            _ENCODED.clear()
+        if fault == "png16_rgba":
+            data = cv2.imencode(".png", np.zeros((4000, 4000, 4), np.uint16), [cv2.IMWRITE_PNG_COMPRESSION, 9])[1]
+        elif fault == "big_png":
+            data = cv2.imencode(".png", np.zeros((1500, 2000, 3), np.uint8))[1]
+        elif fault == "png_1080p":
+            data = cv2.imencode(".png", cv2.resize(to_bgr3(frame), (1920, 1080)))[1]
+        else:
+            flags = [cv2.IMWRITE_JPEG_QUALITY, 90] + ([cv2.IMWRITE_JPEG_PROGRESSIVE, 1] if fault == "progressive_jpeg" else [])
+            data = cv2.imencode(".jpg", cv2.resize(to_bgr3(frame), (4000, 3000), interpolation=cv2.INTER_CUBIC), flags)[1]
+        _ENCODED[key] = data.tobytes()
+    return _ENCODED[key], "image/png" if "png" in fault else "image/jpeg"
+
+
+def to_bgr3(frame: np.ndarray) -> np.ndarray:
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    return frame[..., :3] if frame.dtype == np.uint8 else (frame[..., :3] // 257).astype(np.uint8)
+
+
 def _jpeg_headers(jpeg: bytes) -> bytes:
     """A JPEG up to and including its start-of-scan header."""
     sos = jpeg.find(b"\xff\xda")
@@ -267,6 +300,8 @@ def _jpeg_headers(jpeg: bytes) -> bytes:
 
 def _image_or_fault(frame: np.ndarray, fault: str | None) -> tuple[bytes, str]:
     """The frame encoded, or what a faulty camera sends instead (see FAULTS)."""
+    if fault in ("png16_rgba", "huge_jpeg", "progressive_jpeg", "big_png", "png_1080p"):
+        return _large(fault, frame)
     body, ctype = encode(frame)
     faulty = {
         "html": (b"<!DOCTYPE html><html><body>Please log in</body></html>", "text/html; charset=utf-8"),

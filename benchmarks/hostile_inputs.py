@@ -1,0 +1,157 @@
+"""Peak memory of the real daemon while a camera sends hostile images, against a normal camera.
+
+    .venv/bin/python benchmarks/hostile_inputs.py [--seconds 20] [--json benchmarks/results/hostile_inputs.json]
+
+Each case starts ``python -m watchdog run`` (the shipped default model, ``interval_s: 0``:
+as many frames as the step allows) on the HTTP test camera from tests/plugins/camera.py,
+which sends the case's image for every snapshot or stream part. The baseline case, in the
+same run, sends ordinary 640x480 JPEGs. Recorded per case: the daemon's peak RSS (VmHWM
+from /proc, start-up included), its RSS at the end, frames scored and refused (from
+/metrics), and the peak as a ratio of the baseline's. The budget is 150 MB (MemoryMax=300M
+in the systemd unit leaves room for the rest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.daemon_helpers import DaemonProcess, free_port, write_config  # noqa: E402
+
+PRINTER = "p1"
+BUDGET_MB = 150.0
+# (case, camera fault served, snapshot or stream, what the daemon should do with it)
+CASES = [
+    ("baseline 640x480 JPEG", None, "snapshot", "score"),
+    ("4000x3000 JPEG", "huge_jpeg", "snapshot", "score (decoded at 1/4)"),
+    ("4000x3000 JPEG, MJPEG stream", "huge_jpeg", "stream", "score (decoded at 1/4)"),
+    ("16-bit RGBA 4000x4000 PNG", "png16_rgba", "snapshot", "refuse"),
+    ("16-bit RGBA 4000x4000 PNG, MJPEG stream", "png16_rgba", "stream", "refuse"),
+    ("progressive 4000x3000 JPEG", "progressive_jpeg", "snapshot", "refuse"),
+    ("8-bit 2000x1500 PNG", "big_png", "snapshot", "refuse"),
+    ("8-bit 1920x1080 PNG", "png_1080p", "snapshot", "score (decoded whole)"),
+    ("PNG header declaring 30000x30000", "bomb_png", "snapshot", "refuse"),
+    ("JPEG header declaring 30000x30000", "bomb_jpeg", "snapshot", "refuse"),
+    ("JPEG cut in half, closed with FFD9", "truncated_eoi", "snapshot", "refuse"),
+]
+_METRIC = r'^printer_watchdog_{}_total\{{printer="{}"\}} ([0-9.e+]+)$'
+
+
+def textured(width: int, height: int, seed: int) -> np.ndarray:
+    """A camera-like frame: smooth random texture."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8)
+    return cv2.GaussianBlur(cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC), (0, 0), 1.0)
+
+
+def proc_kb(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def metric(port: int, name: str) -> int:
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except requests.RequestException:
+        return 0
+    m = re.search(_METRIC.format(name, PRINTER), text, re.M)
+    return int(float(m.group(1))) if m else 0
+
+
+def run_case(camera: Any, workdir: Path, name: str, fault: str | None, kind: str, seconds: float) -> dict[str, Any]:
+    port = free_port()
+    url = camera.stream_url if kind == "stream" else camera.snapshot_url
+    case_dir = workdir / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    case_dir.mkdir(parents=True, exist_ok=True)
+    config = write_config(
+        case_dir / "config.yaml", mqtt={"host": ""}, http={"listen": f"127.0.0.1:{port}"},
+        storage={"dir": str(case_dir / "state")},
+        printers=[{"name": PRINTER, "camera": {"source": url, "interval_s": 0, "timeout_s": 10}, "action": "notify"}],
+    )
+    camera.set_fault(fault)
+    camera.fps = 5.0  # stream parts of several MB: what a struggling camera would send
+    daemon = DaemonProcess(config, case_dir / "daemon.log")
+    rss_max = 0
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and daemon.alive():
+            rss_max = max(rss_max, proc_kb(daemon.proc.pid, "VmRSS"))
+            time.sleep(0.1)
+        hwm = proc_kb(daemon.proc.pid, "VmHWM")
+        rss_end = proc_kb(daemon.proc.pid, "VmRSS")
+        scored, frames, bad = metric(port, "scored_frames"), metric(port, "frames"), metric(port, "bad_frames")
+    finally:
+        rc = daemon.stop()
+        camera.set_fault(None)
+    lines = daemon.log.splitlines()
+    refusals = [ln for ln in lines if "bad frame:" in ln] or [ln for ln in lines if "offline:" in ln]
+    last_error = refusals[0].split("bad frame: ", 1)[-1][:160] if refusals else ""
+    return {
+        "case": name, "fault": fault, "source": kind, "expected": "",
+        "peak_rss_mb": round(hwm / 1024, 1), "max_sampled_rss_mb": round(rss_max / 1024, 1),
+        "rss_at_end_mb": round(rss_end / 1024, 1), "frames_scored": scored, "frames_read": frames,
+        "bad_frames": bad, "first_refusal": last_error, "daemon_exit": rc,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=20.0, help="seconds per case (default 20)")
+    ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "hostile_inputs.json")
+    args = ap.parse_args(argv)
+
+    from tests.plugins.camera import CameraServer
+
+    camera = CameraServer()
+    camera.set_frames([textured(640, 480, seed) for seed in range(4)])
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="hostile-") as tmp:
+            for name, fault, kind, expected in CASES:
+                row = run_case(camera, Path(tmp), name, fault, kind, args.seconds)
+                row["expected"] = expected
+                rows.append(row)
+                print(f"{name:42s} peak {row['peak_rss_mb']:6.1f} MB  scored {row['frames_scored']:5d}  "
+                      f"refused {row['bad_frames']:5d}  {row['first_refusal'][:70]}", flush=True)
+    finally:
+        camera.close()
+    base = rows[0]["peak_rss_mb"]
+    for row in rows:
+        row["peak_vs_baseline"] = round(row["peak_rss_mb"] / base, 3)
+        row["within_budget"] = row["peak_rss_mb"] <= BUDGET_MB
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, OpenCV {cv2.__version__}",
+        "seconds_per_case": args.seconds, "budget_mb": BUDGET_MB, "cases": rows,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    print("\n| case | peak RSS (MB) | vs. baseline | frames scored | frames refused |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['case']} | {row['peak_rss_mb']} | {row['peak_vs_baseline']:.2f}x | {row['frames_scored']} | {row['bad_frames']} |")
+    ok = all(r["within_budget"] and r["daemon_exit"] == 0 for r in rows)
+    print("OK" if ok else "OVER BUDGET OR FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
