@@ -249,6 +249,20 @@ class Soak:
                     self.log("!! the print was paused outside an anomaly episode")
                 paused_seen = paused
 
+    @staticmethod
+    def _final(incidents: list[Path]) -> list[Path]:
+        """Incidents with the action's outcome: the one saved before acting says "unknown"
+        until the action is over (then it is replaced; it stays only if the daemon dies)."""
+        final = []
+        for path in incidents:
+            try:
+                alert = json.loads((path / "alert.json").read_text())
+            except (OSError, ValueError):
+                continue  # replaced while reading
+            if alert.get("action_result", {}).get("outcome") != "unknown":
+                final.append(path)
+        return final
+
     def _is_anomalous(self, jpeg_path: Path) -> bool:
         """Is this incident frame one of the anomalous frames served (nearest served frame)?"""
         img = cv2.imread(str(jpeg_path))
@@ -285,11 +299,11 @@ class Soak:
         self._in_anomaly.set()
         try:
             self.camera.set_frames(self.anomalous)
-            ep.alerted = self._wait("an alert", lambda: len(self._incidents()) > before, ALERT_TIMEOUT_S)
+            ep.alerted = self._wait("an alert", lambda: self._final(self._incidents()[before:]), ALERT_TIMEOUT_S)
             if not api_down:
                 ep.paused = self._wait("the print paused", lambda: self._print_state() == "paused", 15)
             self.camera.set_frames(self.normal)
-            new = self._incidents()[before:]
+            new = self._final(self._incidents()[before:])
             if new:
                 alert = json.loads((new[0] / "alert.json").read_text())  # the one this episode waited for
                 ep.outcome = alert["action_result"]["outcome"]
