@@ -70,7 +70,7 @@ EVENTS = {  # kind → weight
     "anomaly_api_down": 1,
     "broker_restart": 1,
     "api_restart": 1,
-    "camera_fault": 2,
+    "camera_fault": 4,
     "second_daemon": 1,
     "bad_reload": 1,
     "normal": 2,
@@ -188,6 +188,7 @@ class Soak:
         self.daemon: DaemonProcess | None = None
         self._stop = threading.Event()
         self._in_anomaly = threading.Event()  # a pause is legitimate only while this is set
+        self._faults_left: list[str] = []
         self._lock = threading.Lock()
 
     # ---- setup
@@ -349,7 +350,9 @@ class Soak:
             time.sleep(r.uniform(1, 3))
             self.moonraker.start()
         elif kind == "camera_fault":
-            fault = r.choice(CAMERA_FAULTS)
+            if not self._faults_left:  # every fault once, in random order, then again
+                self._faults_left = r.sample(CAMERA_FAULTS, len(CAMERA_FAULTS))
+            fault = self._faults_left.pop()
             ep.detail = fault
             self.camera.set_fault(fault)
             time.sleep(r.uniform(1, 4))
