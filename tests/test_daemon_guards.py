@@ -184,7 +184,7 @@ def test_an_alert_whose_pause_hangs_through_sigterm_is_delivered_after_the_resta
 
 def test_a_printer_whose_step_fails_every_time_makes_the_daemon_unhealthy(tmp_path: Path, camera_server: CameraServer) -> None:
     """In-process (Daemon.healthy() is what /healthz and the systemd watchdog ask). The fault is
-    injected: a scorer that raises on every frame stands for any bug that fails each step."""
+    injected: a detector that raises on every frame stands for any bug that fails each step."""
     from watchdog.comms.mqtt import Notifier
     from watchdog.daemon import FAILED_STEPS_UNHEALTHY, Daemon
 
@@ -192,22 +192,22 @@ def test_a_printer_whose_step_fails_every_time_makes_the_daemon_unhealthy(tmp_pa
     daemon.notifier = Notifier(daemon.config.mqtt, daemon.config.storage, [PRINTER])
     watchers = daemon._make_watchers(daemon.config, daemon.bundle)
     watcher = watchers[PRINTER]
-    real = watcher.scorer.analyze
+    real = watcher.detector.observe
     broken = threading.Event()
 
-    def analyze(*args: Any, **kw: Any) -> Any:
+    def observe(*args: Any, **kw: Any) -> Any:
         if broken.is_set():
             raise RuntimeError("injected: every step fails")
         return real(*args, **kw)
 
-    watcher.scorer.analyze = analyze  # type: ignore[method-assign]
-    daemon._start_watchers(watchers)
+    watcher.detector.observe = observe  # type: ignore[method-assign]
+    daemon.running = daemon._start(watchers)
     try:
         wait_until("a healthy daemon", daemon.healthy, 30)
         broken.set()
         wait_until("unhealthy after failing steps", lambda: not daemon.healthy(), 30)
-        assert watcher.failed_steps >= FAILED_STEPS_UNHEALTHY
+        assert watcher.failing_steps >= FAILED_STEPS_UNHEALTHY
         broken.clear()
         wait_until("healthy again once a step succeeds", daemon.healthy, 30)
     finally:
-        daemon._stop_watchers()
+        daemon._stop(daemon.running)

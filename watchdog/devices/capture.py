@@ -92,10 +92,17 @@ class CameraStats:
 class Camera(Protocol):
     """What the daemon needs from a camera."""
 
-    online: bool  # False while the source is unreachable (in backoff)
-    last_error: str  # the last error or bad frame, one line, no secrets
-    stats: CameraStats
-    exhausted: bool  # folders and video files: True after the last frame (others: always False)
+    @property
+    def online(self) -> bool: ...  # False while the source is unreachable (in backoff)
+
+    @property
+    def last_error(self) -> str: ...  # the last error or bad frame, one line, no secrets
+
+    @property
+    def stats(self) -> CameraStats: ...
+
+    @property
+    def exhausted(self) -> bool: ...  # folders and video files: True after the last frame (others: always False)
 
     def read(self) -> np.ndarray | None:
         """A BGR uint8 frame, or None (no frame now); never raises."""
@@ -131,6 +138,20 @@ class ImageHeader:
     scan_start: int = 0  # JPEG: offset of the first byte after the first start-of-scan header
 
 
+def _start_of_frame(data: bytes, i: int, marker: int) -> ImageHeader:
+    """The JPEG frame header (SOFn) at ``i``: size, precision, sampling, block count."""
+    height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+    count = data[i + 9]
+    comps = [(data[j + 1] >> 4, data[j + 1] & 0x0F) for j in range(i + 10, min(i + 10 + 3 * count, len(data)), 3)]
+    hmax = max((h for h, _ in comps), default=1) or 1
+    vmax = max((v for _, v in comps), default=1) or 1
+    blocks = sum(math.ceil(width * h / hmax / 8) * math.ceil(height * v / vmax / 8) for h, v in comps)
+    return ImageHeader(
+        "jpeg", width, height, bit_depth=data[i + 4], progressive=marker in (0xC2, 0xC6, 0xCA, 0xCE),
+        mcu=8 * max(hmax, vmax), blocks=blocks,
+    )
+
+
 def read_header(data: bytes) -> ImageHeader:
     """The JPEG SOF/SOS markers or the PNG IHDR, without decoding; BadFrame if neither."""
     if data[:8] == b"\x89PNG\r\n\x1a\n":
@@ -162,18 +183,7 @@ def read_header(data: bytes) -> ImageHeader:
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             if i + 10 > len(data):
                 break
-            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
-            count = data[i + 9]
-            comps = [(data[j + 1] >> 4, data[j + 1] & 0x0F) for j in range(i + 10, min(i + 10 + 3 * count, len(data)), 3)]
-            hmax = max((h for h, _ in comps), default=1) or 1
-            vmax = max((v for _, v in comps), default=1) or 1
-            blocks = sum(
-                math.ceil(width * h / hmax / 8) * math.ceil(height * v / vmax / 8) for h, v in comps
-            )
-            frame = ImageHeader(
-                "jpeg", width, height, bit_depth=data[i + 4], progressive=marker in (0xC2, 0xC6, 0xCA, 0xCE),
-                mcu=8 * max(hmax, vmax), blocks=blocks,
-            )
+            frame = _start_of_frame(data, i, marker)
         i += 2 + length
     if frame is None:
         raise BadFrame("JPEG without frame header (truncated)")
