@@ -29,7 +29,8 @@ def raise_alerts(notifier, n: int) -> list[str]:
 
 
 def pending_markers(storage: Path) -> list[str]:
-    return sorted(p.parent.name for p in (storage / "incidents").glob("*/*/pending"))
+    """Alerts in the MQTT outbox (written before publishing, removed on the broker's PUBACK)."""
+    return sorted(p.parent.name for p in (storage / "outbox" / "mqtt").glob("*/entry.json"))
 
 
 def assert_delivered_exactly(sub, notifier, prefix: str, ids: list[str]) -> None:

@@ -362,7 +362,7 @@ def test_a_slow_failed_pause_does_not_re_alert_on_the_next_frames(tmp_path, tiny
     import cv2
 
     from tests.plugins.printers import api_config
-    from watchdog.comms.mqtt import Notifier
+    from watchdog.comms.notifier import Notifier
     from watchdog.config import (
         CameraConfig,
         DetectionConfig,

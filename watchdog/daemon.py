@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from watchdog import systemd
-from watchdog.comms.mqtt import LATEST_INCIDENT, Notifier
+from watchdog.comms.notifier import Notifier
 from watchdog.config import Config, ConfigError, load_config
+from watchdog.control import LATEST_INCIDENT, Command, CommandResult, Verb
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
 from watchdog.detection.model import FrameScorer
 from watchdog.devices.capture import open_camera
@@ -86,34 +87,47 @@ class Daemon:
 
     # ----------------------------------------------------------------- callbacks
 
-    def on_command(self, printer: str, command: str, payload: dict) -> None:
-        """MQTT commands (already validated by the notifier)."""
-        running = self.watchers.get(printer)
+    def dispatch(self, command: Command) -> CommandResult:
+        """Minimal router for owner commands (MQTT, phone buttons); to be replaced by the
+        per-watcher command queue."""
+        running = self.watchers.get(command.printer)
         if running is None:
-            logger.warning("command %s for unknown printer %s ignored", command, printer)
-            return
+            return CommandResult(False, f"unknown printer {command.printer}")
+        watcher = running.watcher
+        if command.verb in (Verb.ENABLE, Verb.DISABLE):
+            watcher.enabled = command.verb is Verb.ENABLE
+            return CommandResult(True, f"watching {'enabled' if watcher.enabled else 'disabled'} ({command.source})")
+        if command.verb in (Verb.PAUSE, Verb.RESUME, Verb.CANCEL):
+            act = getattr(watcher.printer, command.verb.value, None)
+            if act is None:
+                return CommandResult(False, f"{command.verb.value}: this printer has no API to do it")
+            outcome = act()
+            ok = outcome.to_dict()["outcome"] == "done"
+            return CommandResult(ok, f"{command.verb.value}: {outcome.to_dict()['detail']}")
+        incident = command.incident or LATEST_INCIDENT
+        if incident == LATEST_INCIDENT:
+            last = watcher.last_alert
+            if last is None:
+                return CommandResult(False, "no alert since the daemon started")
+            incident = str(last["incident"])
+        try:
+            if command.verb is Verb.NOT_A_FAILURE:
+                path = mark_not_failure(self.config.storage.dir, command.printer, incident)
+                watcher.accept_view(incident)
+                return CommandResult(True, f"incident {incident} marked not a failure; frame kept in {path}")
+            record_verdict(self.config.storage.dir, command.printer, incident, "failure")
+            return CommandResult(True, f"incident {incident} confirmed as a failure")
+        except (OSError, ValueError) as exc:  # IncidentError is a ValueError
+            return CommandResult(False, f"feedback on incident {incident} failed: {exc}")
+
+    def on_command(self, printer: str, command: str, payload: dict) -> None:
+        """The former MQTT callback shape, kept for callers not yet moved to ``dispatch``."""
         if command == "enabled":
-            running.watcher.enabled = bool(payload.get("enabled"))
-            logger.info("%s: watching %s by MQTT command", printer, "enabled" if running.watcher.enabled else "disabled")
-        elif command == "feedback":
-            incident, verdict = str(payload["incident"]), str(payload["verdict"])
-            if incident == LATEST_INCIDENT:
-                last = running.watcher.last_alert
-                if last is None:
-                    logger.warning("%s: feedback on the latest alert ignored: no alert since the daemon started", printer)
-                    return
-                incident = str(last["incident"])
-            try:
-                if verdict == "not_failure":
-                    path = mark_not_failure(self.config.storage.dir, printer, incident)
-                    logger.info("%s: incident %s marked not a failure; frame kept for retraining in %s",
-                                printer, incident, path)
-                    running.watcher.accept_view(incident)
-                else:
-                    record_verdict(self.config.storage.dir, printer, incident, verdict)
-                    logger.info("%s: incident %s confirmed as %s", printer, incident, verdict)
-            except (OSError, ValueError) as exc:  # IncidentError is a ValueError
-                logger.warning("%s: feedback on incident %s failed: %s", printer, incident, exc)
+            result = self.dispatch(Command(printer, Verb.ENABLE if payload.get("enabled") else Verb.DISABLE))
+        else:
+            verb = Verb.NOT_A_FAILURE if payload.get("verdict") == "not_failure" else Verb.CONFIRM_FAILURE
+            result = self.dispatch(Command(printer, verb, incident=str(payload.get("incident"))))
+        (logger.info if result.ok else logger.warning)("%s: %s", printer, result.detail)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -121,6 +135,7 @@ class Daemon:
             "model": str(self.bundle.path),
             "threshold": self.bundle.meta.threshold,
             "mqtt_connected": bool(self.notifier and self.notifier.connected),
+            "notify": self.notifier.notify_status() if self.notifier else {},
             "printers": {name: r.watcher.status() for name, r in self.watchers.items()},
         }
 
@@ -156,8 +171,8 @@ class Daemon:
         try:
             config = load_config(self.config_path)
             bundle = load_bundle(config)
-            if config.mqtt != self.config.mqtt or config.storage != self.config.storage:
-                logger.warning("mqtt/storage changes need a restart; keeping the running MQTT session")
+            if config.mqtt != self.config.mqtt or config.storage != self.config.storage or config.notify != self.config.notify:
+                logger.warning("mqtt/storage/notify changes need a restart; keeping the running MQTT session and notifications")
             watchers = self._make_watchers(config, bundle)
         except (ConfigError, BundleError) as exc:
             logger.error("reload refused, keeping the running config: %s", exc)
@@ -179,13 +194,15 @@ class Daemon:
         signal.signal(signal.SIGINT, lambda *_: self.stop_event.set())
         signal.signal(signal.SIGHUP, lambda *_: self.reload_event.set())
         cfg = self.config
-        self.notifier = Notifier(cfg.mqtt, cfg.storage, [p.name for p in cfg.printers], self.on_command)
+        self.notifier = Notifier(cfg.mqtt, cfg.storage, [p.name for p in cfg.printers], self,
+                                 notify=cfg.notify, registry=self.metrics.registry)
         watchers = self._make_watchers(cfg, self.bundle)
         self.notifier.start()
         if cfg.http.listen:
             from watchdog.comms.http import StatusServer
 
-            self.http = StatusServer(cfg.http.listen, self.status, self.metrics.registry, self.latest_jpeg, self.healthy)
+            self.http = StatusServer(cfg.http.listen, self.status, self.metrics.registry, self.latest_jpeg, self.healthy,
+                                     actions=self.notifier.handle_action)
             self.http.start()
         self._start_watchers(watchers)
         logger.info("watching %d printer(s) with model %s (threshold %.4g)",

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from watchdog.comms.mqtt import Notifier
+from watchdog.comms.notifier import Notifier
 from watchdog.config import PrinterConfig
 from watchdog.detection import decide
 from watchdog.detection.baseline import PrintBaseline
@@ -122,6 +122,7 @@ class Watcher:
                 events.append({"event": "camera_online" if online else "camera_offline", "printer": self.name})
                 log = logger.info if online else logger.warning
                 log("%s: camera %s", self.name, "back online" if online else "offline: no frame")
+                self.alerts.camera_changed(self.name, online)
             self.camera_online = online
         if frame is None:
             # No frame means no score, never an anomaly.

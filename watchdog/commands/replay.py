@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from watchdog.comms.mqtt import Notifier
+from watchdog.comms.notifier import Notifier
 from watchdog.config import CameraConfig, Config, MqttConfig, StorageConfig, load_config
 from watchdog.daemon import load_bundle
 from watchdog.detection.model import FrameScorer

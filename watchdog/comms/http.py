@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 8192
 _LATEST = re.compile(r"/printers/([A-Za-z0-9_-]{1,64})/latest\.jpg")
+_ACTION = re.compile(r"/actions/([A-Za-z0-9_-]{20,100})")  # a phone button: POST only
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -117,7 +118,8 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server_version
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        logger.debug("status server %s: " + format, self.client_address[0], *args)
+        line = _ACTION.sub("/actions/***", format % args)  # a button's token is a secret
+        logger.debug("status server %s: %s", self.client_address[0], line)
 
     def handle(self) -> None:
         self.close_connection = True  # one request per connection: nothing to keep alive
@@ -136,6 +138,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.headers.defects:  # e.g. a header line without a colon
             self.send_error(HTTPStatus.BAD_REQUEST)
+            return
+        action = _ACTION.fullmatch(self.path.split("?", 1)[0])
+        if action and app.actions is not None:
+            if self.command != "POST":  # link previews and prefetchers GET: they must not act
+                self._reply(HTTPStatus.METHOD_NOT_ALLOWED, b"405 press the button (POST)\n", extra={"Allow": "POST"})
+                return
+            answer = app.call("actions", app.actions, action.group(1)) or (500, "the action failed")
+            self._reply(HTTPStatus(answer[0]), answer[1].encode() + b"\n")
             return
         if self.command != "GET":
             self._reply(HTTPStatus.METHOD_NOT_ALLOWED, b"405 only GET is served\n", extra={"Allow": "GET"})
@@ -247,6 +257,7 @@ class StatusServer:
         latest_jpeg: Callable[[str], bytes | None],
         healthy: Callable[[], bool],
         *,
+        actions: Callable[[str], tuple[int, str]] | None = None,
         request_timeout_s: float = 5.0,
         max_connections: int = 32,
     ) -> None:
@@ -256,6 +267,7 @@ class StatusServer:
         self.registry = registry
         self.latest_jpeg = latest_jpeg
         self.healthy = healthy
+        self.actions = actions  # POST /actions/<token>: a phone button (watchdog.comms.actions)
         self.request_timeout_s = request_timeout_s
         self.max_connections = max_connections
         self._server: _Server | None = None

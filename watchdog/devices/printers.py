@@ -256,10 +256,22 @@ class _HttpPrinter:
         """Cancel the running or paused job: state checked first, bounded retries, never raises."""
         return self._act("cancel")
 
+    def resume(self) -> ActionResult:
+        """Resume a paused job (the owner's button): state checked first, never raises."""
+        return self._act("resume")
+
     def _attempt(self, action: str) -> ActionResult | None:
         """One check-then-command round; a result when settled, _Failure otherwise."""
         st = self._read_status()
         job = f" {st.job!r}" if st.job else ""
+        if action == "resume":
+            if st.state != "paused":
+                return ActionResult(action, "refused", f"not paused (printer is {st.state})", 0)
+            try:
+                self._send(action)
+            except _Conflict as exc:
+                return ActionResult(action, "refused", exc.detail, 0)
+            return ActionResult(action, "done", f"{self.name} accepted resume of job{job}", 0)
         if action == "pause" and st.state == "paused":
             return ActionResult(action, "done", f"job{job} was already paused", 0)
         if st.state == "printing" or (action == "cancel" and st.state == "paused"):
@@ -336,7 +348,7 @@ class OctoPrintClient(_HttpPrinter):
 
     def _send(self, action: str) -> None:
         # Always "action": "pause": without it OctoPrint toggles and would resume a paused job.
-        body = {"command": "pause", "action": "pause"} if action == "pause" else {"command": "cancel"}
+        body = {"command": "pause", "action": action} if action in ("pause", "resume") else {"command": "cancel"}
         self._request("POST", "/api/job", body=body, timeout=self.api.timeout_s)
 
 
