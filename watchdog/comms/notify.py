@@ -276,6 +276,7 @@ class TargetSender:
             body: dict[str, Any] = {
                 "kind": event.kind.value, "group": group, "title": event.title, "message": event.message,
                 "incident": event.incident, "coalesced": 0, "since": now, "not_before": 0.0,
+                "attachment_name": f"{self.cfg.attach}.jpg",
             }
             if waiting:
                 old = waiting[-1]
@@ -283,6 +284,9 @@ class TargetSender:
                             not_before=old.body.get("not_before", 0.0))
             else:
                 last = self._last_sent.get((event.printer, group))
+                sending = self._sending
+                if sending is not None and sending.printer == event.printer and sending.body.get("group") == group:
+                    last = now  # the previous one is on its way right now
                 if last is not None and now - last < self.cfg.coalesce_s:
                     body["not_before"] = last + self.cfg.coalesce_s
             entry = self.outbox.put(self.channel, event.printer, body, picture)
@@ -387,6 +391,7 @@ class TargetSender:
         request = {
             "url": self._url, "title": entry.body.get("title", ""), "body": self._message(entry),
             "type": _TYPE[kind], "attachment": picture_path,
+            "attachment_name": entry.body.get("attachment_name", "picture.jpg"),
             "ntfy": {"priority": _NTFY_PRIORITY[kind], "actions": self._actions_header(entry)},
         }
         try:
@@ -414,7 +419,7 @@ class TargetSender:
             self.rejected, self._delay, self._next_try = False, 0.0, 0.0
             logger.info("notify %s: %s notification about %s sent", self.name, entry.body.get("kind"), entry.printer)
             return True
-        detail = mask(str(result.get("detail", "")), self.fragments)
+        detail = mask(str(result.get("detail", "")), self.fragments).strip().rstrip(".")
         self.last_error = detail
         self.failed += 1
         self.meters.outcomes.labels(self.name, "failed").inc()

@@ -6,6 +6,7 @@ The request comes as JSON on stdin (never in argv, where the URL's secret would 
 ``ps``), the answer is one JSON line on stdout::
 
     in:  {"url", "title", "body", "type": info|success|warning|failure, "attachment": path|null,
+          "attachment_name": "heatmap.jpg",
           "ntfy": {"priority": ..., "actions": "http, Resume, https://..., method=POST; ..."}}
     out: {"ok": bool, "permanent": bool, "detail": "..."}
 
@@ -68,7 +69,8 @@ def send(request: dict[str, Any]) -> dict[str, Any]:
     attach = None
     if request.get("attachment"):
         attach = apprise.AppriseAttachment()
-        attach.add(str(request["attachment"]))
+        name = quote(str(request.get("attachment_name") or "picture.jpg"), safe="")
+        attach.add(f"file://{quote(str(request['attachment']))}?name={name}")
     notify_type = {
         "info": apprise.NotifyType.INFO,
         "success": apprise.NotifyType.SUCCESS,
