@@ -134,9 +134,9 @@ def run_scenario(broker: Any, kind: str, scenario: str, mb: int) -> dict[str, An
 
 
 def measure(mb: int, kinds: tuple[str, ...] = ("plain", "daemon")) -> dict[str, Any]:
-    from tests.plugins.mosquitto import Broker, free_port
-
     import tempfile
+
+    from tests.plugins.mosquitto import Broker, free_port
 
     with tempfile.TemporaryDirectory() as work:
         broker = Broker(Path(work), free_port())
