@@ -122,7 +122,7 @@ def test_failure_reaches_ntfy_webhook_and_email_once_with_the_heatmap(
 
 def test_action_failed_is_loud_and_events_go_only_where_asked(notifier_factory, ntfy_receiver, webhook_receiver, tmp_path) -> None:
     notifier = notifier_factory(None, "p", storage_dir=tmp_path, printers=(PRINTER, "voron"), notify=(
-        target(ntfy_receiver.url("all"), events=["failure", "camera_offline"], attach="frame"),
+        target(ntfy_receiver.url("all"), events=["failure", "camera_offline"], attach="frame", camera_offline_after_s=0),
         target(webhook_receiver.url(), events=["action_failed"], printers=["voron"]),
     ))
     frame = jpeg(3)
@@ -198,7 +198,7 @@ def test_a_401_is_reported_once_and_the_other_targets_are_served(
 
 def test_a_printers_repeated_events_are_coalesced_never_a_storm(notifier_factory, ntfy_receiver, tmp_path) -> None:
     notifier = notifier_factory(None, "p", storage_dir=tmp_path, notify=(
-        target(ntfy_receiver.url(), events=["failure", "camera_offline"], coalesce_s=2),))
+        target(ntfy_receiver.url(), events=["failure", "camera_offline"], coalesce_s=2, camera_offline_after_s=0),))
     for i in range(6):
         notifier.raise_alert(PRINTER, alert(score=0.9 + i / 100), jpeg(i), jpeg(i))
     for online in (False, True, False, True):  # a flapping camera
@@ -220,6 +220,20 @@ def test_a_printers_repeated_events_are_coalesced_never_a_storm(notifier_factory
     assert camera[-1].title == "ender3: camera back online", "the last state wins"
     status = notifier.notify_status()["ntfy"]
     assert status["coalesced"] == 10 - len(ntfy_receiver.messages) and status["sent"] == len(ntfy_receiver.messages)
+
+
+def test_a_camera_is_reported_offline_only_after_a_while_and_then_back(notifier_factory, ntfy_receiver, tmp_path) -> None:
+    notifier = notifier_factory(None, "p", storage_dir=tmp_path, notify=(
+        target(ntfy_receiver.url(), events=["camera_offline"], camera_offline_after_s=1.5),))
+    notifier.camera_changed(PRINTER, online=False)  # a hiccup: back within the grace time
+    notifier.camera_changed(PRINTER, online=True)
+    assert notifier.notify_status()["ntfy"]["pending"] == 0
+    assert outbox_entries(tmp_path, "notify-ntfy") == []
+    notifier.camera_changed(PRINTER, online=False)  # a real outage
+    wait_for("the offline notification", lambda: ntfy_receiver.messages, timeout=30)
+    notifier.camera_changed(PRINTER, online=True)
+    wait_for("the back-online notification", lambda: len(ntfy_receiver.messages) == 2, timeout=30)
+    assert [m.title for m in ntfy_receiver.messages] == ["ender3: camera offline", "ender3: camera back online"]
 
 
 def test_undeliverable_notifications_are_dropped_after_max_age(ntfy_receiver, tmp_path, caplog) -> None:

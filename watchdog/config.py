@@ -220,6 +220,7 @@ class NotifyTarget(_Model):
     )
     actions_expire_h: float = Field(24.0, gt=0, le=24 * 30, description="hours a notification's buttons keep working")
     coalesce_s: float = Field(120.0, ge=0, le=86400, description="a printer's repeated events within this many seconds become one notification")
+    camera_offline_after_s: float = Field(60.0, ge=0, le=86400, description="a camera must stay offline this long before camera_offline is sent")
     max_age_h: float = Field(24.0, gt=0, le=24 * 30, description="an undeliverable notification is dropped after this many hours")
 
     @field_validator("url")

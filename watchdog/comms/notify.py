@@ -240,6 +240,7 @@ class TargetSender:
         self._next_try = 0.0  # monotonic
         self._delay = 0.0
         self._last_sent: dict[tuple[str, str], float] = {}
+        self._last_kind: dict[tuple[str, str], str] = {}
         self._buttons: dict[str, str] = {}  # entry id → ntfy actions header (reused on retries)
         self.sent = self.failed = self.dropped = self.coalesced = 0
         self.rejected = False
@@ -273,6 +274,14 @@ class TargetSender:
         now = time.time()
         with self._cond:
             waiting = [e for e in self._queue if e.printer == event.printer and e.body.get("group") == group]
+            if (event.kind is Kind.CAMERA_ONLINE and waiting and waiting[-1].body.get("kind") == Kind.CAMERA_OFFLINE.value
+                    and not int(waiting[-1].body.get("coalesced", 0)) and float(waiting[-1].body["not_before"]) > now):
+                # back before camera_offline_after_s: a hiccup, not worth a notification either way
+                for old in waiting:
+                    self._queue.remove(old)
+                    self.outbox.done(old)
+                self._gauge()
+                return
             body: dict[str, Any] = {
                 "kind": event.kind.value, "group": group, "title": event.title, "message": event.message,
                 "incident": event.incident, "coalesced": 0, "since": now, "not_before": 0.0,
@@ -284,11 +293,16 @@ class TargetSender:
                             not_before=old.body.get("not_before", 0.0))
             else:
                 last = self._last_sent.get((event.printer, group))
+                previous = self._last_kind.get((event.printer, group))
                 sending = self._sending
                 if sending is not None and sending.printer == event.printer and sending.body.get("group") == group:
-                    last = now  # the previous one is on its way right now
+                    last, previous = now, str(sending.body.get("kind"))  # on its way right now
+                if event.kind is Kind.CAMERA_ONLINE and previous == Kind.CAMERA_OFFLINE.value:
+                    last = None  # "back online" answers the "offline" that was sent: no waiting
                 if last is not None and now - last < self.cfg.coalesce_s:
                     body["not_before"] = last + self.cfg.coalesce_s
+            if event.kind is Kind.CAMERA_OFFLINE:
+                body["not_before"] = max(float(body["not_before"]), now + self.cfg.camera_offline_after_s)
             entry = self.outbox.put(self.channel, event.printer, body, picture)
             for old in waiting:
                 self._queue.remove(old)
@@ -413,6 +427,7 @@ class TargetSender:
             self.last_sent_at = now
             with self._cond:
                 self._last_sent[(entry.printer, str(entry.body.get("group")))] = now
+                self._last_kind[(entry.printer, str(entry.body.get("group")))] = str(entry.body.get("kind"))
             if self.rejected or self._delay:
                 logger.info("notify %s: delivering again", self.name)
             self._throttle.reset(f"notify:{self.name}")
@@ -481,6 +496,7 @@ class Notifications:
         if self._started or not self.targets:
             return
         self._started = True
+        self._stop.clear()
         known = {t.channel for t in self.targets}
         for channel in self.outbox.channels("notify-"):
             left = len(self.outbox.pending(channel))

@@ -118,7 +118,7 @@ class MqttTransport:
                 client.tls_insecure_set(True)
                 logger.warning("mqtt.tls.insecure: the broker's certificate is not verified")
         client.will_set(self.availability_topic, "offline", qos=1, retain=True)
-        client.reconnect_delay_set(*self.reconnect_delay)
+        client.reconnect_delay_set(*self.reconnect_delay)  # type: ignore[arg-type]  # floats work too
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
