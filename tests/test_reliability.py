@@ -56,7 +56,8 @@ def incidents(storage: Path) -> list[str]:
 
 
 def pending(storage: Path) -> list[str]:
-    return sorted(p.parent.name for p in (storage / "incidents" / PRINTER).glob("*/pending"))
+    """Alerts in the MQTT outbox (written before publishing, removed on the broker's PUBACK)."""
+    return sorted(p.parent.name for p in (storage / "outbox" / "mqtt").glob("*/entry.json"))
 
 
 def api_lines(log: str) -> list[str]:
