@@ -1,9 +1,9 @@
-"""The incident store and MQTT outbox on disk.
+"""The incident store on disk.
 
-An alert is written here before it is published, so a broker that is away, a daemon that
-restarts or a power cut loses nothing: ``<storage.dir>/incidents/<printer>/<incident_id>/``
-holds ``frame.jpg``, ``heatmap.jpg``, ``alert.json`` and a ``pending`` marker that is removed
-once the broker acknowledged the alert (PUBACK). A disk that is full or read-only must not
+An alert is written here before anything is sent: ``<storage.dir>/incidents/<printer>/<incident_id>/``
+holds ``frame.jpg``, ``heatmap.jpg`` and ``alert.json``. Delivery (MQTT, phone notifications)
+goes through the outbox (``watchdog.comms.outbox``); the ``pending`` marker written here by
+earlier versions is moved to the outbox at start. A disk that is full or read-only must not
 stop alerts: saving then fails softly (logged at most once a minute) and the caller keeps
 the alert in memory until it is delivered.
 

@@ -1,4 +1,4 @@
-"""The status HTTP server: health, status, metrics and the latest heatmap, GET only.
+"""The status HTTP server: health, status, metrics and the latest heatmap; POST only for a phone button.
 
 The daemon creates and owns it::
 
@@ -17,6 +17,9 @@ Paths (anything else is 404, any other method 405):
 - ``GET /printers/<name>/latest.jpg``: ``latest_jpeg(name)`` as image/jpeg, 404 when None.
   ``name`` must match ``[A-Za-z0-9_-]{1,64}`` in the raw path (no decoding, so ``..``,
   ``%2e%2e`` or ``/`` can never reach the callable); no file is ever served from disk.
+- ``POST /actions/<token>``: ``actions(token)`` → (status, message), a notification's button
+  (``watchdog.comms.actions``); GET there is 405 so link previews never act. The token is
+  masked in the debug log.
 
 Defences for a daemon that may listen beyond localhost: bind to 127.0.0.1 by default (the
 config's default), one request per connection, the request head (request line + headers)
