@@ -274,9 +274,8 @@ class TargetSender:
         now = time.time()
         with self._cond:
             waiting = [e for e in self._queue if e.printer == event.printer and e.body.get("group") == group]
-            if (event.kind is Kind.CAMERA_ONLINE and waiting and waiting[-1].body.get("kind") == Kind.CAMERA_OFFLINE.value
-                    and not int(waiting[-1].body.get("coalesced", 0)) and float(waiting[-1].body["not_before"]) > now):
-                # back before camera_offline_after_s: a hiccup, not worth a notification either way
+            if self._is_hiccup(event, waiting, now):
+                # back before camera_offline_after_s: not worth a notification either way
                 for old in waiting:
                     self._queue.remove(old)
                     self.outbox.done(old)
@@ -292,15 +291,7 @@ class TargetSender:
                 body.update(coalesced=int(old.body.get("coalesced", 0)) + 1, since=old.body.get("since", old.created),
                             not_before=old.body.get("not_before", 0.0))
             else:
-                last = self._last_sent.get((event.printer, group))
-                previous = self._last_kind.get((event.printer, group))
-                sending = self._sending
-                if sending is not None and sending.printer == event.printer and sending.body.get("group") == group:
-                    last, previous = now, str(sending.body.get("kind"))  # on its way right now
-                if event.kind is Kind.CAMERA_ONLINE and previous == Kind.CAMERA_OFFLINE.value:
-                    last = None  # "back online" answers the "offline" that was sent: no waiting
-                if last is not None and now - last < self.cfg.coalesce_s:
-                    body["not_before"] = last + self.cfg.coalesce_s
+                body["not_before"] = self._window_end(event, group, now)
             if event.kind is Kind.CAMERA_OFFLINE:
                 body["not_before"] = max(float(body["not_before"]), now + self.cfg.camera_offline_after_s)
             entry = self.outbox.put(self.channel, event.printer, body, picture)
@@ -312,6 +303,28 @@ class TargetSender:
             self._queue.append(entry)
             self._gauge()
             self._cond.notify_all()
+
+    @staticmethod
+    def _is_hiccup(event: Event, waiting: list[Entry], now: float) -> bool:
+        """Back online while the "offline" still waits out camera_offline_after_s."""
+        if event.kind is not Kind.CAMERA_ONLINE or not waiting:
+            return False
+        last = waiting[-1].body
+        return (last.get("kind") == Kind.CAMERA_OFFLINE.value and not int(last.get("coalesced", 0))
+                and float(last.get("not_before", 0.0)) > now)
+
+    def _window_end(self, event: Event, group: str, now: float) -> float:
+        """When a new event may be sent: after coalesce_s since the last one of its group."""
+        last = self._last_sent.get((event.printer, group))
+        previous = self._last_kind.get((event.printer, group))
+        sending = self._sending
+        if sending is not None and sending.printer == event.printer and sending.body.get("group") == group:
+            last, previous = now, str(sending.body.get("kind"))  # on its way right now
+        if event.kind is Kind.CAMERA_ONLINE and previous == Kind.CAMERA_OFFLINE.value:
+            return 0.0  # "back online" answers the "offline" that was sent: no waiting
+        if last is not None and now - last < self.cfg.coalesce_s:
+            return last + self.cfg.coalesce_s
+        return 0.0
 
     def _gauge(self) -> None:
         self.meters.pending.labels(self.name).set(len(self._queue) + (1 if self._sending else 0))

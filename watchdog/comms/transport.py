@@ -51,7 +51,7 @@ class _BoundedClient(mqtt.Client):
         if bufsize > self.max_incoming:
             self.oversize = bufsize
             raise OSError(errno.EMSGSIZE, f"incoming packet of {bufsize} bytes")
-        return super()._sock_recv(bufsize)  # type: ignore[misc]
+        return super()._sock_recv(bufsize)
 
 
 class MqttTransport:
