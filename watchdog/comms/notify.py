@@ -17,6 +17,7 @@ POST to ``<actions_url>/actions/<token>`` (``watchdog.comms.actions``).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -342,9 +343,9 @@ class TargetSender:
                 self._sending = entry
             try:
                 ok = self._attempt(entry, stop)
-            except Exception:  # noqa: BLE001 - one bad entry must not end the sender
+            except Exception as exc:  # noqa: BLE001 - one bad entry must not end the sender
                 logger.exception("notify %s: sending failed", self.name)
-                ok = False
+                ok = self._settle(entry, {"ok": False, "permanent": False, "detail": f"internal error: {exc}"})
             with self._cond:
                 self._sending = None
                 if not ok:
@@ -510,6 +511,9 @@ class Notifications:
             return
         self._started = True
         self._stop.clear()
+        if importlib.util.find_spec("apprise") is None:
+            logger.error("notify: Apprise is not installed (pip install 'printer-watchdog[notify]', which "
+                         "deploy/install.sh does); notifications are kept in the outbox until it is")
         known = {t.channel for t in self.targets}
         for channel in self.outbox.channels("notify-"):
             left = len(self.outbox.pending(channel))
