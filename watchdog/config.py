@@ -306,6 +306,13 @@ class Config(_Model):
         given = [t.name for t in self.notify if t.name]
         if len(given) != len(set(given)):
             raise ValueError("notify: target names must be unique")
+        if any(t.actions_url for t in self.notify):
+            host = self.http.listen.rpartition(":")[0].strip("[]")
+            if not self.http.listen:
+                logger.warning("notify: actions_url is set but http.listen is empty: the buttons have no server to call")
+            elif host in ("127.0.0.1", "localhost", "::1"):
+                logger.warning("notify: actions_url is set but http.listen is %s: a phone reaches the buttons only "
+                               "through a proxy on this machine", self.http.listen)
         return self
 
     def secrets(self) -> list[str]:
