@@ -229,7 +229,7 @@ class NotifyTarget(_Model):
     url_file: Path | None = Field(None, description="file holding the Apprise URL (mode 0600)")
     events: list[NotifyEvent] = Field(
         default_factory=lambda: [NotifyEvent.FAILURE, NotifyEvent.ACTION_FAILED],
-        description="failure, action_failed, camera_offline, print_done",
+        description="any of failure, action_failed, camera_offline, print_done (default: failure, action_failed)",
     )
     printers: list[str] | None = Field(None, description="printer names to notify about; default: all")
     attach: Literal["heatmap", "frame", "none"] = Field("heatmap", description="picture sent with a failure")
