@@ -1,7 +1,8 @@
 """Send one notification with Apprise, in a child process: ``python -m watchdog.comms.notify_send``.
 
-Apprise and its service plugins take ~35 MB once imported; a child process keeps them out of
-the daemon (its peak RSS stays within budget), and a service that hangs is killed with it.
+Apprise and its service plugins take ~35 MB once imported (the child peaks at ~45 MB): a
+child process keeps them out of the daemon (its peak RSS stays within budget), and a service
+that hangs is killed with it.
 The request comes as JSON on stdin (never in argv, where the URL's secret would show in
 ``ps``), the answer is one JSON line on stdout::
 
