@@ -15,14 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from watchdog import systemd
+from watchdog import overrides, systemd
 from watchdog.comms.mqtt import LATEST_INCIDENT, Notifier
 from watchdog.config import Config, ConfigError, load_config
+from watchdog.control import INCIDENT_VERBS, Command, CommandResult, Verb
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
 from watchdog.detection.model import FrameScorer
 from watchdog.devices.capture import open_camera
 from watchdog.devices.printers import make_printer
-from watchdog.incidents import mark_not_failure, record_verdict
+from watchdog.history import History
+from watchdog.incidents import mark_failure, mark_not_failure, record_verdict
 from watchdog.metrics import Metrics
 from watchdog.watcher import Watcher
 
@@ -51,6 +53,7 @@ class Daemon:
         self.notifier: Notifier | None = None
         self.http: Any = None
         self.watchers: dict[str, _Running] = {}
+        self.histories: dict[str, History] = {}  # per printer, kept across reloads
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.started = time.monotonic()
@@ -62,10 +65,11 @@ class Daemon:
         assert self.notifier is not None
         watchers = {}
         for p in config.printers:
-            scorer = FrameScorer(bundle, num_threads=1, mask_polygons=p.detection.mask)
+            scorer = FrameScorer(bundle, num_threads=1, mask_polygons=p.detection.mask, region=p.detection.region)
             camera = open_camera(p.camera, self.stop_event, name=p.name)
             printer = make_printer(p.api, self.stop_event)
             watchers[p.name] = Watcher(p, scorer, camera, printer, self.notifier, self.metrics)
+            watchers[p.name].history = self.histories.setdefault(p.name, History())
         return watchers
 
     def _start_watchers(self, watchers: dict[str, Watcher]) -> None:
@@ -114,6 +118,55 @@ class Daemon:
                     logger.info("%s: incident %s confirmed as %s", printer, incident, verdict)
             except (OSError, ValueError) as exc:  # IncidentError is a ValueError
                 logger.warning("%s: feedback on incident %s failed: %s", printer, incident, exc)
+
+    def dispatch(self, command: Command) -> CommandResult:
+        """Carry out an owner's request from any channel (here: the dashboard); never raises.
+
+        A minimal router over the running watchers and their printer clients."""
+        running = self.watchers.get(command.printer)
+        if running is None:
+            return CommandResult(False, f"no printer named {command.printer!r}")
+        watcher, verb = running.watcher, command.verb
+        logger.info("%s: %s requested (%s)", command.printer, verb.value, command.source)
+        if verb in (Verb.ENABLE, Verb.DISABLE):
+            watcher.enabled = verb is Verb.ENABLE
+            if self.notifier is not None:
+                self.notifier.publish_enabled(command.printer, watcher.enabled)
+            return CommandResult(True, f"watching {'enabled' if watcher.enabled else 'disabled'}")
+        if verb in INCIDENT_VERBS:
+            incident = command.incident
+            if not incident:
+                return CommandResult(False, "which incident? none given")
+            storage = self.config.storage.dir
+            try:
+                if verb is Verb.NOT_A_FAILURE:
+                    kept = mark_not_failure(storage, command.printer, incident)
+                    relearn = watcher.accept_view(incident)
+                    return CommandResult(True, f"kept {kept} for retraining (--normal)"
+                                         + ("; learning this print's look again" if relearn else ""))
+                copies = mark_failure(storage, command.printer, incident)
+                return CommandResult(True, f"kept {len(copies)} frame(s) in {copies[0].parent} (--anomalous)")
+            except (OSError, ValueError) as exc:  # IncidentError is a ValueError
+                return CommandResult(False, str(exc))
+        action = {Verb.PAUSE: watcher.printer.pause, Verb.RESUME: watcher.printer.resume,
+                  Verb.CANCEL: watcher.printer.cancel}[verb]
+        result = action()
+        return CommandResult(result.outcome == "done", f"{verb.value} {result.outcome}: {result.detail}")
+
+    def save_settings(self, printer: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Store the dashboard's settings for ``printer`` and rebuild the watchers through the
+        reload path; ConfigError (nothing saved) when the schema refuses them."""
+        base = load_config(self.config_path, overrides=False)
+        p = next((p for p in base.printers if p.name == printer), None)
+        if p is None:
+            raise ConfigError(f"no printer named {printer!r} in {self.config_path}")
+        saved = overrides.save(self.config.storage.dir, p.detection, printer, changes)
+        self.reload_event.set()
+        return saved
+
+    def reset_settings(self, printer: str) -> None:
+        overrides.reset(self.config.storage.dir, printer)
+        self.reload_event.set()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -185,7 +238,12 @@ class Daemon:
         if cfg.http.listen:
             from watchdog.comms.http import StatusServer
 
-            self.http = StatusServer(cfg.http.listen, self.status, self.metrics.registry, self.latest_jpeg, self.healthy)
+            from watchdog.web.app import Dashboard
+
+            self.http = StatusServer(cfg.http.listen, self.status, self.metrics.registry, self.latest_jpeg, self.healthy,
+                                     request_timeout_s=cfg.http.request_timeout_s,
+                                     max_connections=cfg.http.max_connections,
+                                     dashboard=Dashboard(self, cfg.http, cfg.storage.dir))
             self.http.start()
         self._start_watchers(watchers)
         logger.info("watching %d printer(s) with model %s (threshold %.4g)",

@@ -24,6 +24,7 @@ from watchdog.detection.bundle import encode_jpeg
 from watchdog.detection.model import FrameResult, FrameScorer
 from watchdog.devices.capture import Camera
 from watchdog.devices.printers import PrinterClient
+from watchdog.history import History
 from watchdog.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class Watcher:
         self.last_result: FrameResult | None = None
         self.latest_jpeg: bytes | None = None
         self.last_alert: dict[str, Any] | None = None
+        self.history = History()  # the daemon hands a reloaded watcher the printer's history
         self.heartbeat = clock()
         self._lock = threading.Lock()  # guards what status() and the HTTP thread read
         self._relearn = False  # set from the MQTT thread (accept_view); honoured by step()
@@ -153,6 +155,10 @@ class Watcher:
             events.append(self._act(frame, result, heat_jpeg))
         elif result.anomalous or self.state.consecutive:
             self.alerts.publish_heatmap(self.name, heat_jpeg)
+        self.history.record(frame, result.score, result.threshold, result.anomalous,
+                            self.adapter.calibrating, self.state.frames == 1, heat_jpeg)
+        if act:
+            self.history.acted()
         self._publish_state(self.state.label, result)
         return StepRecord(self._frame_name(), result.score, result.threshold, result.anomalous,
                           self.state.consecutive, self.state.label, action, events)
@@ -257,6 +263,9 @@ class Watcher:
         log("%s", message)
         incident = self.alerts.raise_alert(self.name, alert, encode_jpeg(frame), heat_jpeg)
         alert["incident"] = incident
+        store = getattr(self.alerts, "store", None)
+        if store is not None:  # the frames that led to it, for the dashboard's picture strip
+            store.add_lead_up(self.name, incident, self.history.lead_up())
         with self._lock:
             self.last_alert = alert
         return {"event": "alert", **alert}
@@ -304,5 +313,8 @@ class Watcher:
                 "threshold": None if r is None else r.threshold,
                 "camera_online": self.camera_online,
                 "calibrating": self.adapter.calibrating,
+                "calibration": {"seen": min(self.adapter.seen, self.adapter.spec.frames), "frames": self.adapter.spec.frames},
+                "enabled": self.enabled,
+                "api_state": self.api_state,
                 "last_alert": self.last_alert,
             }

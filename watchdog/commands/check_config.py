@@ -9,6 +9,7 @@ import yaml
 
 from watchdog.config import load_config
 from watchdog.detection.bundle import Bundle, default_bundle_path
+from watchdog.overrides import origins
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,5 +24,8 @@ def main(args: argparse.Namespace) -> int:
     resolved = config.masked()
     resolved["model"] = str(bundle.path)
     yaml.safe_dump(resolved, sys.stdout, sort_keys=False)
+    for origin in origins(config):
+        print(f"# {origin.key}: from the dashboard ({origin.file}); \"reset to the config file\" there removes it",
+              file=sys.stderr)
     print(f"# ok: {len(config.printers)} printer(s); model threshold {bundle.meta.threshold:.6g}", file=sys.stderr)
     return 0

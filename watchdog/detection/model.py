@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +62,12 @@ class FrameScorer:
         bundle: Bundle,
         num_threads: int = 1,
         mask_polygons: list[list[tuple[float, float]]] | None = None,
+        region: tuple[float, float, float, float] | None = None,
     ) -> None:
         self.bundle = bundle
         meta = bundle.meta
-        self.pre = meta.preprocess
+        # detection.region: the owner's watched rectangle instead of the bundle's own crop.
+        self.pre = meta.preprocess if region is None else replace(meta.preprocess, roi=tuple(region))
         self.scoring = meta.scoring
         self.mask = polygon_mask(mask_polygons or [], self.pre)
         self.interp = load_interpreter(bundle.model_path, num_threads)

@@ -86,6 +86,8 @@ class PrinterClient(Protocol):
 
     def cancel(self) -> ActionResult: ...
 
+    def resume(self) -> ActionResult: ...
+
 
 # --------------------------------------------------------------------------- failures
 
@@ -256,12 +258,26 @@ class _HttpPrinter:
         """Cancel the running or paused job: state checked first, bounded retries, never raises."""
         return self._act("cancel")
 
+    def resume(self) -> ActionResult:
+        """Resume a paused job (the owner's answer to a pause): state checked first, never raises."""
+        return self._act("resume")
+
     def _attempt(self, action: str) -> ActionResult | None:
         """One check-then-command round; a result when settled, _Failure otherwise."""
         st = self._read_status()
         job = f" {st.job!r}" if st.job else ""
         if action == "pause" and st.state == "paused":
             return ActionResult(action, "done", f"job{job} was already paused", 0)
+        if action == "resume":
+            if st.state == "printing":
+                return ActionResult(action, "done", f"job{job} is already printing", 0)
+            if st.state != "paused":
+                return ActionResult(action, "refused", f"not paused (printer is {st.state})", 0)
+            try:
+                self._send(action)
+            except _Conflict as exc:
+                return ActionResult(action, "refused", exc.detail, 0)
+            return ActionResult(action, "done", f"{self.name} accepted resume of job{job}", 0)
         if st.state == "printing" or (action == "cancel" and st.state == "paused"):
             try:
                 self._send(action)
@@ -336,7 +352,7 @@ class OctoPrintClient(_HttpPrinter):
 
     def _send(self, action: str) -> None:
         # Always "action": "pause": without it OctoPrint toggles and would resume a paused job.
-        body = {"command": "pause", "action": "pause"} if action == "pause" else {"command": "cancel"}
+        body = {"command": "pause", "action": action} if action in ("pause", "resume") else {"command": "cancel"}
         self._request("POST", "/api/job", body=body, timeout=self.api.timeout_s)
 
 
@@ -383,6 +399,9 @@ class NoPrinter:
 
     def cancel(self) -> ActionResult:
         return ActionResult("cancel", "skipped", "no printer API configured", 0)
+
+    def resume(self) -> ActionResult:
+        return ActionResult("resume", "skipped", "no printer API configured", 0)
 
 
 class SimulatedPrinter:
