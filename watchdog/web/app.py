@@ -214,6 +214,7 @@ class Dashboard:
         return json_response({
             "now": time.time(),
             "mqtt_connected": status.get("mqtt_connected"),
+            "mqtt_enabled": self.backend.config.mqtt.enabled,
             "login": self.login_required,
             "printers": printers,
         })

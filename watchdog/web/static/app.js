@@ -109,6 +109,7 @@ async function poll() {
   try {
     const state = await getJSON("/api/state");
     S.printers = state.printers;
+    S.mqtt = state.mqtt_enabled;
     await Promise.all(state.printers.map(loadTimeline));
     conn.textContent = `updated ${clock(state.now)}` + (state.mqtt_connected === false ? " · MQTT offline" : "");
     conn.classList.remove("offline");
@@ -375,7 +376,8 @@ function incidentCard(i) {
         el("span", { text: `score ${fmt(i.score)} > threshold ${fmt(i.threshold)}, ${i.consecutive} frames in a row` })),
       el("div", { class: "row" },
         el("span", { text: `${i.action}: ${result.outcome || "?"}${result.detail ? " (" + result.detail + ")" : ""}` }),
-        el("span", { class: "muted", "data-role": "delivery", text: i.delivered ? "MQTT: delivered" : "MQTT: not delivered yet" })),
+        el("span", { class: "muted", "data-role": "delivery",
+          text: !S.mqtt ? "MQTT: not configured" : i.delivered ? "MQTT: delivered" : "MQTT: not delivered yet" })),
       i.job ? el("div", { class: "row muted", text: `job ${i.job}` }) : null),
     el("figure", { class: "frame" }, el("img", { src: `${base}/frame.jpg`, alt: "the frame", loading: "lazy", "data-role": "incident-frame" })),
     el("figure", { class: "frame" }, el("img", { src: `${base}/heatmap.jpg`, alt: "its heatmap", loading: "lazy", "data-role": "incident-heatmap" })),
@@ -543,8 +545,15 @@ function drawEditor() {
 async function saveEditor() {
   const d = S.edit;
   if (d.current.length >= 3) finishPolygon();
-  const body = { mask: d.masks, sensitivity: Number(d.sens.value), consecutive: Number(d.cons.value) };
-  if (d.region) body.region = d.region;
+  // Only what the owner changed (or saved before) becomes a saved setting: the rest keeps
+  // following the config file.
+  const p = S.printers.find((x) => x.name === d.name) || { settings: {}, saved: {} };
+  const saved = p.saved || {};
+  const body = { mask: d.masks };
+  if (d.region || "region" in saved) body.region = d.region;
+  const sens = Number(d.sens.value), cons = Number(d.cons.value);
+  if (sens !== p.settings.sensitivity || "sensitivity" in saved) body.sensitivity = sens;
+  if (cons !== p.settings.consecutive || "consecutive" in saved) body.consecutive = cons;
   const r = await post(`/api/printers/${d.name}/settings`, body);
   toast(r.detail, r.ok);
   if (r.ok) d.yaml.textContent = r.yaml;
