@@ -237,7 +237,6 @@ class Daemon:
         self.notifier.start()
         if cfg.http.listen:
             from watchdog.comms.http import StatusServer
-
             from watchdog.web.app import Dashboard
 
             self.http = StatusServer(cfg.http.listen, self.status, self.metrics.registry, self.latest_jpeg, self.healthy,

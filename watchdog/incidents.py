@@ -26,11 +26,11 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from collections.abc import Sequence
 
 from watchdog import frames
 

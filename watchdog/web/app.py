@@ -27,8 +27,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from watchdog import overrides
 from watchdog.comms.http import json_response, text
 from watchdog.config import Config, ConfigError, HttpConfig
-from watchdog.detection.bundle import Bundle
 from watchdog.control import Command, CommandResult, Verb
+from watchdog.detection.bundle import Bundle
 from watchdog.history import History
 from watchdog.incidents import LEAD_UP, SAFE_NAME, incidents_root, list_incidents
 from watchdog.web import auth

@@ -75,7 +75,7 @@ class Session:
 class Sessions:
     """Logged-in browsers: random token → session, bounded, expiring."""
 
-    def __init__(self, lifetime_s: float, clock: type[time] | None = None) -> None:
+    def __init__(self, lifetime_s: float) -> None:
         self.lifetime_s = lifetime_s
         self._by_token: dict[str, Session] = {}
         self._lock = threading.Lock()
