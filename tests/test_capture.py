@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from tests.plugins.camera import CameraServer, bomb_jpeg, bomb_png, synthetic_frame
-from watchdog.devices import capture
 from watchdog.config import CameraConfig
+from watchdog.devices import capture
 from watchdog.devices.capture import (
     Camera,
     CameraSourceError,

@@ -11,22 +11,21 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from watchdog import overrides, systemd
-from watchdog.comms.mqtt import LATEST_INCIDENT, Notifier
+from watchdog.comms.mqtt import Notifier
 from watchdog.config import Config, ConfigError, load_config
-from watchdog.control import INCIDENT_VERBS, Command, CommandResult, Verb
+from watchdog.control import INCIDENT_VERBS, LATEST_INCIDENT, Command, CommandResult, Verb
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
-from watchdog.detection.model import FrameScorer
-from watchdog.devices.capture import open_camera
-from watchdog.devices.printers import make_printer
 from watchdog.history import History
-from watchdog.incidents import mark_failure, mark_not_failure, record_verdict
+from watchdog.incidents import mark_failure, mark_not_failure
 from watchdog.metrics import Metrics
-from watchdog.watcher import Watcher
+from watchdog.watcher import Watcher, build_watcher
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ def load_bundle(config: Config) -> Bundle:
     return Bundle.load(config.model or default_bundle_path())
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Running:
     watcher: Watcher
     thread: threading.Thread
@@ -43,115 +42,124 @@ class _Running:
 
 
 class Daemon:
-    """Owns the running watchers and everything shared between them."""
+    """Owns the running watchers and everything shared between them.
 
-    def __init__(self, config_path: str | Path) -> None:
+    ``self.running`` is never changed in place: a reload builds the new watchers first and
+    then swaps the whole mapping, so the HTTP and MQTT threads, which read it without a lock,
+    always see one complete generation of watchers.
+    """
+
+    def __init__(self, config_path: str | Path, debug: bool = False) -> None:
         self.config_path = Path(config_path)
         self.config = load_config(self.config_path)  # ConfigError → exit 2 before anything starts
+        self.debug = debug  # --debug wins over the config's log_level
+        self._apply_log_level(self.config)
         self.bundle = load_bundle(self.config)
         self.metrics = Metrics()
         self.notifier: Notifier | None = None
         self.http: Any = None
-        self.watchers: dict[str, _Running] = {}
+        self.running: Mapping[str, _Running] = {}
         self.histories: dict[str, History] = {}  # per printer, kept across reloads
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.started = time.monotonic()
+
+    def _apply_log_level(self, config: Config) -> None:
+        if not self.debug:
+            logging.getLogger().setLevel(config.log_level)
 
     # ----------------------------------------------------------------- building
 
     def _make_watchers(self, config: Config, bundle: Bundle) -> dict[str, Watcher]:
         """Everything that can fail on bad input happens here, before the old watchers stop."""
         assert self.notifier is not None
-        watchers = {}
-        for p in config.printers:
-            scorer = FrameScorer(bundle, num_threads=1, mask_polygons=p.detection.mask, region=p.detection.region)
-            camera = open_camera(p.camera, self.stop_event, name=p.name)
-            printer = make_printer(p.api, self.stop_event)
-            watchers[p.name] = Watcher(p, scorer, camera, printer, self.notifier, self.metrics)
-            watchers[p.name].history = self.histories.setdefault(p.name, History())
+        watchers = {p.name: build_watcher(p, bundle, self.notifier, stop=self.stop_event, metrics=self.metrics)
+                    for p in config.printers}
+        for name, w in watchers.items():  # the dashboard's timeline outlives a reload
+            w.history = self.histories.setdefault(name, History())
         return watchers
 
-    def _start_watchers(self, watchers: dict[str, Watcher]) -> None:
+    @staticmethod
+    def _start(watchers: Mapping[str, Watcher]) -> dict[str, _Running]:
+        running = {}
         for name, w in watchers.items():
             stop = threading.Event()
             t = threading.Thread(target=w.run, args=(stop,), name=f"watch-{name}", daemon=True)
-            self.watchers[name] = _Running(w, t, stop)
+            running[name] = _Running(w, t, stop)
             t.start()
+        return running
 
-    def _stop_watchers(self, timeout: float = 15.0) -> None:
-        for r in self.watchers.values():
+    @staticmethod
+    def _stop(running: Mapping[str, _Running], timeout: float = 15.0) -> None:
+        for r in running.values():
             r.stop.set()
-        for r in self.watchers.values():
+        for r in running.values():
             r.thread.join(timeout)
             if r.thread.is_alive():
                 logger.error("watcher %s did not stop within %.0f s", r.watcher.name, timeout)
-        self.watchers = {}
 
-    # ----------------------------------------------------------------- callbacks
-
-    def on_command(self, printer: str, command: str, payload: dict) -> None:
-        """MQTT commands (already validated by the notifier)."""
-        running = self.watchers.get(printer)
-        if running is None:
-            logger.warning("command %s for unknown printer %s ignored", command, printer)
-            return
-        if command == "enabled":
-            running.watcher.enabled = bool(payload.get("enabled"))
-            logger.info("%s: watching %s by MQTT command", printer, "enabled" if running.watcher.enabled else "disabled")
-        elif command == "feedback":
-            incident, verdict = str(payload["incident"]), str(payload["verdict"])
-            if incident == LATEST_INCIDENT:
-                last = running.watcher.last_alert
-                if last is None:
-                    logger.warning("%s: feedback on the latest alert ignored: no alert since the daemon started", printer)
-                    return
-                incident = str(last["incident"])
-            try:
-                if verdict == "not_failure":
-                    path = mark_not_failure(self.config.storage.dir, printer, incident)
-                    logger.info("%s: incident %s marked not a failure; frame kept for retraining in %s",
-                                printer, incident, path)
-                    running.watcher.accept_view(incident)
-                else:
-                    record_verdict(self.config.storage.dir, printer, incident, verdict)
-                    logger.info("%s: incident %s confirmed as %s", printer, incident, verdict)
-            except (OSError, ValueError) as exc:  # IncidentError is a ValueError
-                logger.warning("%s: feedback on incident %s failed: %s", printer, incident, exc)
+    # ----------------------------------------------------------------- commands
 
     def dispatch(self, command: Command) -> CommandResult:
-        """Carry out an owner's request from any channel (here: the dashboard); never raises.
+        """Route an owner's command (MQTT, the web page, a phone button) and say what became of it.
 
-        A minimal router over the running watchers and their printer clients."""
-        running = self.watchers.get(command.printer)
+        Verdicts on an incident are stored here; everything a watcher does is queued to its
+        own thread, and this waits (bounded by the printer API's timeout) for the answer."""
+        running = self.running.get(command.printer)
         if running is None:
+            logger.warning("%s from %s for unknown printer %s ignored", command.verb.value, command.source,
+                           command.printer)
             return CommandResult(False, f"no printer named {command.printer!r}")
-        watcher, verb = running.watcher, command.verb
-        logger.info("%s: %s requested (%s)", command.printer, verb.value, command.source)
-        if verb in (Verb.ENABLE, Verb.DISABLE):
-            watcher.enabled = verb is Verb.ENABLE
-            if self.notifier is not None:
-                self.notifier.publish_enabled(command.printer, watcher.enabled)
-            return CommandResult(True, f"watching {'enabled' if watcher.enabled else 'disabled'}")
-        if verb in INCIDENT_VERBS:
-            incident = command.incident
-            if not incident:
-                return CommandResult(False, "which incident? none given")
-            storage = self.config.storage.dir
+        watcher = running.watcher
+        if command.verb in INCIDENT_VERBS:
+            command = self._resolve_incident(command, watcher)
+            if command.incident is None:
+                return CommandResult(False, "no alert since the daemon started")
             try:
-                if verb is Verb.NOT_A_FAILURE:
-                    kept = mark_not_failure(storage, command.printer, incident)
-                    relearn = watcher.accept_view(incident)
-                    return CommandResult(True, f"kept {kept} for retraining (--normal)"
-                                         + ("; learning this print's look again" if relearn else ""))
-                copies = mark_failure(storage, command.printer, incident)
-                return CommandResult(True, f"kept {len(copies)} frame(s) in {copies[0].parent} (--anomalous)")
+                stored = self._store_verdict(command)
             except (OSError, ValueError) as exc:  # IncidentError is a ValueError
+                logger.warning("%s: verdict on incident %s failed: %s", command.printer, command.incident, exc)
                 return CommandResult(False, str(exc))
-        action = {Verb.PAUSE: watcher.printer.pause, Verb.RESUME: watcher.printer.resume,
-                  Verb.CANCEL: watcher.printer.cancel}[verb]
-        result = action()
-        return CommandResult(result.outcome == "done", f"{verb.value} {result.outcome}: {result.detail}")
+            if command.verb is not Verb.NOT_A_FAILURE:
+                return stored
+        api = watcher.cfg.api
+        wait_s = api.timeout_s * (1 + api.retries) + watcher.cfg.camera.interval_s + 5
+        try:
+            return watcher.submit(command).result(timeout=wait_s)
+        except FutureTimeout:
+            return CommandResult(False, f"{watcher.name} did not answer within {wait_s:.0f} s")
+
+    @staticmethod
+    def _resolve_incident(command: Command, watcher: Watcher) -> Command:
+        if command.incident not in (None, LATEST_INCIDENT):
+            return command
+        last = watcher.snapshot.last_alert
+        if last is None:
+            logger.warning("%s: verdict on the latest alert ignored: no alert since the daemon started", command.printer)
+        return replace(command, incident=None if last is None else last.incident)
+
+    def _store_verdict(self, command: Command) -> CommandResult:
+        assert command.incident is not None
+        storage, printer, incident = self.config.storage.dir, command.printer, command.incident
+        if command.verb is Verb.NOT_A_FAILURE:
+            path = mark_not_failure(storage, printer, incident)
+            logger.info("%s: incident %s marked not a failure (%s); frame kept for retraining in %s",
+                        printer, incident, command.source, path)
+            return CommandResult(True, f"frame kept for retraining in {path}")
+        copies = mark_failure(storage, printer, incident)
+        logger.info("%s: incident %s confirmed as a failure (%s); %d frame(s) kept in %s", printer, incident,
+                    command.source, len(copies), copies[0].parent)
+        return CommandResult(True, f"confirmed as a failure; {len(copies)} frame(s) kept in {copies[0].parent} (--anomalous)")
+
+    def on_command(self, printer: str, command: str, payload: dict) -> None:
+        """MQTT commands (already validated by the notifier) as ``Command``s."""
+        if command == "enabled":
+            verb = Verb.ENABLE if payload.get("enabled") else Verb.DISABLE
+            self.dispatch(Command(printer, verb))
+        elif command == "feedback":
+            self.dispatch(Command(printer, Verb(str(payload["verdict"])), str(payload["incident"])))
+
+    # ----------------------------------------------------------------- dashboard settings
 
     def save_settings(self, printer: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Store the dashboard's settings for ``printer`` and rebuild the watchers through the
@@ -168,37 +176,40 @@ class Daemon:
         overrides.reset(self.config.storage.dir, printer)
         self.reload_event.set()
 
+    # ----------------------------------------------------------------- status
+
     def status(self) -> dict[str, Any]:
         return {
             "uptime_s": round(time.monotonic() - self.started, 1),
             "model": str(self.bundle.path),
             "threshold": self.bundle.meta.threshold,
             "mqtt_connected": bool(self.notifier and self.notifier.connected),
-            "printers": {name: r.watcher.status() for name, r in self.watchers.items()},
+            "printers": {name: r.watcher.status() for name, r in self.running.items()},
         }
 
     def summary(self) -> str:
         """One line for `systemctl status`: each printer's state and last score."""
         parts = []
-        for name, r in self.watchers.items():
-            st = r.watcher.status()
-            score = "" if st["score"] is None else f" {st['score']:.3g}/{st['threshold']:.3g}"
-            parts.append(f"{name}: {st['state']}{score}")
+        for name, r in self.running.items():
+            st = r.watcher.snapshot
+            score = "" if st.score is None or st.threshold is None else f" {st.score:.3g}/{st.threshold:.3g}"
+            parts.append(f"{name}: {st.state.value}{score}")
         return "; ".join(parts)
 
     def latest_jpeg(self, printer: str) -> bytes | None:
-        r = self.watchers.get(printer)
+        r = self.running.get(printer)
         return r.watcher.latest_jpeg if r else None
 
     def healthy(self) -> bool:
         """Every watcher thread alive and stepping (a hung loop stops the systemd watchdog pings)."""
-        if not self.watchers:
+        running = self.running
+        if not running:
             return False
         now = time.monotonic()
-        for r in self.watchers.values():
+        for r in running.values():
             cam = r.watcher.cfg.camera
             budget = cam.interval_s + cam.timeout_s + r.watcher.cfg.api.timeout_s * 2 + 30
-            if not r.thread.is_alive() or now - r.watcher.heartbeat > budget:
+            if not r.thread.is_alive() or now - r.watcher.snapshot.heartbeat > budget:
                 return False
         return True
 
@@ -216,12 +227,14 @@ class Daemon:
             logger.error("reload refused, keeping the running config: %s", exc)
             systemd.ready()
             return
-        enabled = {n: r.watcher.enabled for n, r in self.watchers.items()}
-        self._stop_watchers()
+        enabled = {n: r.watcher.snapshot.enabled for n, r in self.running.items()}
         for name, w in watchers.items():
-            w.enabled = enabled.get(name, True)
+            w.enabled = enabled.get(name, True)  # not started yet: no other thread sees it
+        old = self.running
+        self._stop(old)
         self.config, self.bundle = config, bundle
-        self._start_watchers(watchers)
+        self._apply_log_level(config)
+        self.running = self._start(watchers)
         logger.info("reloaded %s (model %s)", self.config_path, bundle.path)
         systemd.ready()
 
@@ -244,7 +257,7 @@ class Daemon:
                                      max_connections=cfg.http.max_connections,
                                      dashboard=Dashboard(self, cfg.http, cfg.storage.dir))
             self.http.start()
-        self._start_watchers(watchers)
+        self.running = self._start(watchers)
         logger.info("watching %d printer(s) with model %s (threshold %.4g)",
                     len(watchers), self.bundle.path, self.bundle.meta.threshold)
         systemd.ready()
@@ -260,7 +273,7 @@ class Daemon:
         finally:
             logger.info("stopping")
             systemd.stopping()
-            self._stop_watchers()
+            self._stop(self.running)
             if self.http is not None:
                 self.http.stop()
             self.notifier.stop()

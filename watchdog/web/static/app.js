@@ -77,13 +77,13 @@ function toast(message, ok = true) {
   toastTimer = setTimeout(() => { t.hidden = true; }, 6000);
 }
 
+// The watcher's state label (watchdog.detection.decide.Label) with its progress, in words.
 function stateOf(p) {
-  if (p.enabled === false || p.state === "disabled") return ["disabled", "disabled"];
-  if (p.camera_online === false || p.state === "camera_offline") return ["camera_offline", "camera offline"];
-  if (p.state === "idle" || p.state === "paused" || p.state === "cooldown") return [p.state, p.state];
-  if (p.calibrating && p.calibration) return ["calibrating", `calibrating ${p.calibration.seen}/${p.calibration.frames}`];
-  if (p.state === "anomaly" || p.consecutive > 0) return ["anomaly", `anomaly ${p.consecutive}/${p.needed}`];
-  return [p.state || "starting", p.state || "starting"];
+  const s = p.state || "starting";
+  if (s === "calibrating") return [s, p.calibration ? `calibrating ${p.calibration}` : s];
+  if (s === "anomaly") return [s, `anomaly ${p.consecutive}/${p.needed}`];
+  if (s === "camera_offline") return [s, "camera offline"];
+  return [s, s];
 }
 
 // ------------------------------------------------------------------ routing
