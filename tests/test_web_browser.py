@@ -197,10 +197,15 @@ def _open_incident(browser) -> str:
 
 
 def _press(browser, verb: str, accept: bool | None = None) -> str:
+    """Press an incident's button; the daemon's answer as the page shows it (a toast)."""
+    js(browser, "const t = document.getElementById('toast'); t.hidden = true; t.textContent = '';")
     browser.find_element(By.CSS_SELECTOR, f"article.incident button[data-verb={verb}]").click()
     if accept is not None:
         alert = wait_until("the confirmation", lambda: _alert(browser), 5)
-        alert.accept() if accept else alert.dismiss()
+        if not accept:
+            alert.dismiss()
+            return ""
+        alert.accept()
     toast = browser.find_element(By.ID, "toast")
     wait_until("the answer", lambda: toast.is_displayed() and toast.text, 30)
     return toast.text
@@ -240,7 +245,8 @@ def test_resume_asks_first_and_resumes_the_real_print(env, browser) -> None:
     time.sleep(1.0)
     assert env.octoprint.flags().get("paused")
     text = _press(browser, "resume", accept=True)
-    assert "resume done" in text, text
+    assert "accepted resume" in text, text
+    assert js(browser, "return document.getElementById('toast').className") != "bad"
     wait_until("OctoPrint printing again", lambda: env.octoprint.flags().get("printing"), 30, env.log)
 
 

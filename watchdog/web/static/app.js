@@ -111,7 +111,7 @@ async function poll() {
     S.printers = state.printers;
     S.mqtt = state.mqtt_enabled;
     await Promise.all(state.printers.map(loadTimeline));
-    conn.textContent = `updated ${clock(state.now)}` + (state.mqtt_connected === false ? " · MQTT offline" : "");
+    conn.textContent = `updated ${clock(state.now)}` + (state.mqtt_enabled && !state.mqtt_connected ? " · MQTT offline" : "");
     conn.classList.remove("offline");
     renderPrinters();
     if (S.view === "incidents") await loadIncidents();
