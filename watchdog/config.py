@@ -371,11 +371,10 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
         raise ConfigError(_format_validation_error(exc, source)) from exc
 
 
-def load_config(path: str | Path, overrides: bool = True) -> Config:
+def load_config(path: str | Path) -> Config:
     """Read and validate a YAML config file; raises ConfigError with a one-line message.
 
-    With ``overrides``, the settings saved from the dashboard (``<storage.dir>/overrides.json``)
-    are applied on top, validated by the same schema."""
+    The file only: ``watchdog.overrides.load_effective_config`` adds the dashboard's settings."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -391,8 +390,4 @@ def load_config(path: str | Path, overrides: bool = True) -> Config:
     config = parse_config(raw, str(path), path.parent)
     if any(secret in text for secret in config.secrets()):  # not when they come from ${ENV} or *_file
         _warn_if_readable(path, "config file with secrets")
-    if overrides:
-        from watchdog.overrides import apply_overrides  # it builds on this module
-
-        config = apply_overrides(config)
     return config

@@ -51,7 +51,7 @@ class Daemon:
 
     def __init__(self, config_path: str | Path, debug: bool = False) -> None:
         self.config_path = Path(config_path)
-        self.config = load_config(self.config_path)  # ConfigError → exit 2 before anything starts
+        self.config = overrides.load_effective_config(self.config_path)  # ConfigError → exit 2 before anything starts
         self.debug = debug  # --debug wins over the config's log_level
         self._apply_log_level(self.config)
         self.bundle = load_bundle(self.config)
@@ -164,7 +164,7 @@ class Daemon:
     def save_settings(self, printer: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Store the dashboard's settings for ``printer`` and rebuild the watchers through the
         reload path; ConfigError (nothing saved) when the schema refuses them."""
-        base = load_config(self.config_path, overrides=False)
+        base = load_config(self.config_path)  # the file alone: what the saved settings change
         p = next((p for p in base.printers if p.name == printer), None)
         if p is None:
             raise ConfigError(f"no printer named {printer!r} in {self.config_path}")
@@ -218,7 +218,7 @@ class Daemon:
     def reload(self) -> None:
         systemd.reloading()
         try:
-            config = load_config(self.config_path)
+            config = overrides.load_effective_config(self.config_path)
             bundle = load_bundle(config)
             if config.mqtt != self.config.mqtt or config.storage != self.config.storage:
                 logger.warning("mqtt/storage changes need a restart; keeping the running MQTT session")

@@ -3,10 +3,10 @@
 The owner draws masks and the watched region, or moves sensitivity and consecutive, on the
 page; those edits land in ``<storage.dir>/overrides.json`` (not in the config file, which may
 be read-only, templated or kept in git) and are validated by the same pydantic schema as the
-YAML: a value the YAML would refuse is refused here too, with the same words. They apply to
-every command that loads the config (``run``, ``replay``, ``check-config``...), survive a
-restart, are listed with their origin by ``check-config``, and are removed with "reset to the
-config file" on the page (or by deleting the file).
+YAML: a value the YAML would refuse is refused here too, with the same words. The daemon
+(start and reload) and ``check-config`` read the config through ``load_effective_config``, so
+they survive a restart, are listed with their origin by ``check-config``, and are removed with
+"reset to the config file" on the page (or by deleting the file).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from watchdog.config import Config, ConfigError, DetectionConfig
+from watchdog.config import Config, ConfigError, DetectionConfig, load_config
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,12 @@ def apply_overrides(config: Config) -> Config:
             p = p.model_copy(update={"detection": _merge(p.detection, changes, where)})
         printers.append(p)
     return config.model_copy(update={"printers": printers})
+
+
+def load_effective_config(path: str | Path) -> Config:
+    """The config file with the dashboard's saved settings on top (ConfigError naming the file
+    that is wrong)."""
+    return apply_overrides(load_config(path))
 
 
 def origins(config: Config) -> list[Origin]:

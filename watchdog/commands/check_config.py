@@ -7,9 +7,8 @@ import sys
 
 import yaml
 
-from watchdog.config import load_config
 from watchdog.detection.bundle import Bundle, default_bundle_path
-from watchdog.overrides import origins
+from watchdog.overrides import load_effective_config, origins
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    config = load_config(args.config)  # ConfigError → one line, exit 2
+    config = load_effective_config(args.config)  # ConfigError → one line, exit 2
     bundle = Bundle.load(config.model or default_bundle_path())  # BundleError → one line, exit 2
     resolved = config.masked()
     resolved["model"] = str(bundle.path)

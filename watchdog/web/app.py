@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from flask import Flask, Response, redirect, request, send_from_directory
 from jinja2 import Environment, PackageLoader, select_autoescape
+from werkzeug.wrappers import Response as AnyResponse
 
 from watchdog import overrides
 from watchdog.comms.http import json_response, text
@@ -91,7 +92,7 @@ class Dashboard:
         session = self._session()
         return session.csrf if session else None
 
-    def guard(self) -> Response | None:
+    def guard(self) -> AnyResponse | None:
         path = request.path
         if path == "/healthz":
             return None
@@ -115,7 +116,7 @@ class Dashboard:
                 return text("403 missing or wrong CSRF token: reload the page", 403)
         return None
 
-    def _cookie(self, response: Response, name: str, value: str, max_age: int | None) -> None:
+    def _cookie(self, response: AnyResponse, name: str, value: str, max_age: int | None) -> None:
         response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="Strict", path="/",
                             secure=request.is_secure)
 
@@ -156,7 +157,7 @@ class Dashboard:
         self._cookie(response, LOGIN_COOKIE, token, 600)
         return response
 
-    def login(self) -> Response:
+    def login(self) -> AnyResponse:
         address = request.remote_addr or "?"
         if self.limiter.blocked(address):
             return self.login_form("Too many attempts: wait a minute.", 429)
