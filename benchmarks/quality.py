@@ -1,4 +1,4 @@
-"""Detection quality on prints the model has never seen (issue 5), not run in CI.
+"""Detection quality on prints the model has never seen, not run in CI.
 
     .venv/bin/python benchmarks/quality.py [--data DIR] [--seed-epochs 3] [--skip-seed] [--json FILE]
 

@@ -96,6 +96,7 @@ class StepRecord:
     verdict: Verdict | None = None
     action: Action | None = None
     events: tuple[WatchEvent, ...] = ()
+    skipped: bool = False  # the camera gave a bad frame (counted, never an anomaly)
 
     @property
     def score(self) -> float | None:
@@ -117,7 +118,7 @@ class StepRecord:
             "threshold": None if v is None else round(v.threshold, 6),
             "anomalous": None if v is None else v.anomalous,
             "consecutive": self.consecutive,
-            "state": str(self.state.value),
+            "state": "frame_skipped" if self.skipped else str(self.state.value),
             "action": None if self.action is None else str(self.action),
         }
         if v is not None and v.calibrating:
@@ -211,7 +212,9 @@ class Watcher:
         if frame is None:
             if self.camera.exhausted:  # a recording (replay, demo) that has ended
                 return StepRecord(None, Label.IDLE, self.state.consecutive, events=tuple(events))
-            return None
+            skipped = bool(self.camera_online)  # a bad frame, not the camera going offline
+            name = self._frame_name() if skipped else None
+            return StepRecord(name, self._label(), self.state.consecutive, events=tuple(events), skipped=skipped)
         try:
             verdict = self.detector.observe(frame)
         except ValueError as exc:  # a frame the preprocessing refuses: skipped and counted
@@ -349,7 +352,9 @@ class Watcher:
             except queue.Empty:
                 return
             try:
-                done.set_result(self._carry_out(command))
+                result = self._carry_out(command)
+                self.snapshot = self._status(self.snapshot.heartbeat)  # readers see it at once
+                done.set_result(result)
             except Exception as exc:  # a command must never end the loop
                 logger.exception("%s: command %s failed", self.name, command.verb.value)
                 done.set_result(CommandResult(False, f"{command.verb.value} failed: {exc}"))
