@@ -556,7 +556,10 @@ async function saveEditor() {
   if (cons !== p.settings.consecutive || "consecutive" in saved) body.consecutive = cons;
   const r = await post(`/api/printers/${d.name}/settings`, body);
   toast(r.detail, r.ok);
-  if (r.ok) d.yaml.textContent = r.yaml;
+  if (r.ok) {
+    d.yaml.textContent = r.yaml;
+    d.origin.textContent = `Saved from this page: ${Object.keys(r.saved).join(", ")} (overrides the config file).`;
+  }
 }
 
 async function resetEditor() {
