@@ -220,6 +220,10 @@ def test_loopback_page_is_open_but_posts_need_the_token_and_the_host(open_daemon
     url, _, _ = open_daemon
     page = requests.get(f"{url}/", timeout=10)
     assert page.status_code == 200
+    # The shipped model learns each print's first 30 frames: the page shows that progress.
+    state = wait_until("a scored frame", lambda: (p := requests.get(f"{url}/api/state", timeout=10).json()
+                                                  ["printers"][0])["score"] is not None and p, 60)
+    assert state["state"] == "calibrating" and re.fullmatch(r"\d+/30", state["calibration"]), state
     token = _csrf(page.text)
     body = {"printer": PRINTER, "verb": "enable"}
     assert requests.post(f"{url}/api/command", json=body, timeout=10).status_code == 403
