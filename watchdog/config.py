@@ -7,6 +7,7 @@ YAML in, a frozen tree of pydantic models out. Unknown keys are rejected with th
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -89,10 +90,49 @@ class MqttConfig(_Model):
         return bool(self.host)
 
 
+def is_loopback(listen: str) -> bool:
+    """True when ``host:port`` listens on this machine only (127.0.0.0/8, ::1, localhost)."""
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
 class HttpConfig(_Model):
-    """Health, status, metrics and the latest heatmap over HTTP."""
+    """The dashboard, health, status, metrics and the latest heatmap over HTTP.
+
+    On loopback (the default) the page is open to whoever can reach this machine's own
+    127.0.0.1; on any other address it needs a password, and the daemon refuses to start
+    without one."""
 
     listen: str = Field("127.0.0.1:8787", description='"host:port" to listen on; "" disables the server')
+    password: SecretStr | None = Field(None, description="dashboard password (prefer password_file); required beyond loopback")
+    password_file: Path | None = Field(
+        None, description="file holding the dashboard password, or its hash (scrypt:/pbkdf2:, from werkzeug); mode 0600"
+    )
+    generate_password: bool = Field(
+        False, description="no password file: generate one on first start, print it once, keep only its hash in storage.dir"
+    )
+    session_hours: float = Field(12.0, gt=0, le=24 * 30, description="a login lasts this long")
+    login_attempts_per_minute: int = Field(5, ge=1, le=100, description="failed logins allowed per client address per minute")
+    max_connections: int = Field(32, ge=2, le=1000, description="connections served at once; more are refused")
+    request_timeout_s: float = Field(10.0, gt=0, le=300, description="a client must send its request within this time")
+
+    @model_validator(mode="after")
+    def _auth_beyond_loopback(self) -> HttpConfig:
+        if self.listen and not is_loopback(self.listen) and not (self.password or self.generate_password):
+            raise ValueError(
+                f"http.listen {self.listen!r} is not a loopback address: the dashboard shows your camera and can "
+                "stop prints, so set http.password_file (or http.generate_password: true), or listen on 127.0.0.1"
+            )
+        return self
+
+    @property
+    def auth_required(self) -> bool:
+        return bool(self.listen) and not is_loopback(self.listen)
 
     @field_validator("listen")
     @classmethod
@@ -320,6 +360,8 @@ class Config(_Model):
         out = []
         if self.mqtt.password:
             out.append(self.mqtt.password.get_secret_value())
+        if self.http.password:
+            out.append(self.http.password.get_secret_value())
         out += [p.api.api_key.get_secret_value() for p in self.printers if p.api.api_key]
         out += [t.url.get_secret_value() for t in self.notify if t.url]
         return [s for s in out if s]
@@ -404,6 +446,10 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
         if isinstance(mqtt, dict):
             mqtt = data["mqtt"] = dict(mqtt)
             _read_secret(mqtt, "password", "password_file", "mqtt", base)
+        http = data.get("http")
+        if isinstance(http, dict):
+            http = data["http"] = dict(http)
+            _read_secret(http, "password", "password_file", "http", base)
         for i, printer in enumerate(data.get("printers") or []):
             if isinstance(printer, dict) and isinstance(printer.get("api"), dict):
                 printer["api"] = dict(printer["api"])
@@ -421,7 +467,9 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
 
 
 def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config file; raises ConfigError with a one-line message."""
+    """Read and validate a YAML config file; raises ConfigError with a one-line message.
+
+    The file only: ``watchdog.overrides.load_effective_config`` adds the dashboard's settings."""
     path = Path(path)
     try:
         text = path.read_text()
