@@ -185,7 +185,7 @@ def test_an_alert_whose_pause_hangs_through_sigterm_is_delivered_after_the_resta
 def test_a_printer_whose_step_fails_every_time_makes_the_daemon_unhealthy(tmp_path: Path, camera_server: CameraServer) -> None:
     """In-process (Daemon.healthy() is what /healthz and the systemd watchdog ask). The fault is
     injected: a detector that raises on every frame stands for any bug that fails each step."""
-    from watchdog.comms.mqtt import Notifier
+    from watchdog.comms.notifier import Notifier
     from watchdog.daemon import FAILED_STEPS_UNHEALTHY, Daemon
 
     daemon = Daemon(write(tmp_path / "config.yaml", camera_server.snapshot_url))

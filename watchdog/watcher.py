@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from watchdog.comms.mqtt import Notifier
+from watchdog.comms.notifier import Notifier
 from watchdog.config import PrinterConfig
 from watchdog.control import Command, CommandResult, Verb
 from watchdog.detection import decide
@@ -42,6 +42,7 @@ from watchdog.devices.printers import (
     PrinterState,
     make_printer,
 )
+from watchdog.history import History
 from watchdog.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -191,6 +192,7 @@ class Watcher:
         self.failing_steps = 0
         self._commands: queue.SimpleQueue[tuple[Command, Future[CommandResult]]] = queue.SimpleQueue()
         self.latest_jpeg: bytes | None = None  # the last heatmap overlay (bytes: immutable)
+        self.history = History()  # the dashboard's timeline; the daemon hands rebuilt watchers the printer's
         self.snapshot = self._status(time.monotonic())
 
     # ----------------------------------------------------------------- one step
@@ -231,6 +233,10 @@ class Watcher:
             events.append(self._act(frame, verdict, heat_jpeg))
         elif verdict.anomalous or self.state.consecutive:
             self.alerts.publish_heatmap(self.name, heat_jpeg)
+        self.history.record(frame, verdict.score, verdict.threshold, verdict.anomalous, verdict.calibrating,
+                            self.state.frames == 1, heat_jpeg)
+        if action is not None:
+            self.history.acted()
         return StepRecord(self._frame_name(), self._label(), self.state.consecutive, verdict, action, tuple(events))
 
     def _read_frame(self, events: list[WatchEvent]) -> np.ndarray | None:
@@ -246,6 +252,7 @@ class Watcher:
                 events.append(WatchEvent("camera_online" if online else "camera_offline", self.name))
                 log = logger.info if online else logger.warning
                 log("%s: camera %s", self.name, "back online" if online else "offline: no frame")
+                self.alerts.camera_changed(self.name, online)
             self.camera_online = online
         return frame
 
@@ -299,11 +306,14 @@ class Watcher:
 
     def _act(self, frame: np.ndarray, verdict: Verdict, heat_jpeg: bytes) -> WatchEvent:
         frame_jpeg = encode_jpeg(frame)
-        # Saved before acting: a pause that hangs past the shutdown wait must not take the alert
-        # with it. Left on disk (pending) it is delivered after the restart; replaced when done.
-        draft = self.alerts.store.save(self.name, self._alert(verdict, ActionResult(
-            str(self.action), "unknown", f"the watchdog stopped before the {self.action} finished; check the printer",
-            0)).to_dict(), frame_jpeg, heat_jpeg, pending=self.alerts.enabled)
+        store = getattr(self.alerts, "store", None)
+        draft = None
+        if store is not None:
+            # Saved before acting: a pause that hangs past the shutdown wait must not take the alert
+            # with it. Left on disk (pending) it is delivered after the restart; replaced when done.
+            draft = store.save(self.name, self._alert(verdict, ActionResult(
+                str(self.action), "unknown", f"the watchdog stopped before the {self.action} finished; check the printer",
+                0)).to_dict(), frame_jpeg, heat_jpeg, pending=self.alerts.enabled)
         outcome = self._ask_printer(self.action)
         if self.state.rearm_at is not None:
             # The cooldown runs from the end of the action: retries against a dead API must not
@@ -313,8 +323,12 @@ class Watcher:
         alert = self._alert(verdict, outcome)
         (logger.warning if outcome.outcome == Outcome.DONE else logger.error)("%s", alert.message)
         incident = self.alerts.raise_alert(self.name, alert.to_dict(), frame_jpeg, heat_jpeg)
-        self.alerts.store.discard(draft)
         alert = replace(alert, incident=incident)
+        if store is not None:
+            if draft is not None:
+                store.discard(draft)  # the final alert replaces it
+            # the frames that led to it, for the dashboard's picture strip
+            store.add_lead_up(self.name, incident, self.history.lead_up())
         self.last_alert = alert
         return WatchEvent("alert", self.name, alert=alert)
 
