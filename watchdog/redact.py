@@ -107,3 +107,4 @@ def install(handlers: Iterable[logging.Handler] | None = None) -> None:
         if secret_filter not in handler.filters:
             handler.addFilter(secret_filter)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    logging.getLogger(__name__).debug("secrets are masked in this log; urllib3's request lines are left out")

@@ -324,12 +324,13 @@ class Watcher:
         (logger.warning if outcome.outcome == Outcome.DONE else logger.error)("%s", alert.message)
         incident = self.alerts.raise_alert(self.name, alert.to_dict(), frame_jpeg, heat_jpeg)
         alert = replace(alert, incident=incident)
+        self.last_alert = alert
+        self.snapshot = self._status(self.snapshot.heartbeat)  # on /status as soon as it is sent
         if store is not None:
             if draft is not None:
                 store.discard(draft)  # the final alert replaces it
             # the frames that led to it, for the dashboard's picture strip
             store.add_lead_up(self.name, incident, self.history.lead_up())
-        self.last_alert = alert
         return WatchEvent("alert", self.name, alert=alert)
 
     def _alert(self, verdict: Verdict, outcome: ActionResult) -> Alert:
