@@ -144,3 +144,13 @@ def test_a_redirect_loop_is_reported_as_one(camera_server: CameraServer, daemon_
         if cam.read() is None and cam.last_error:
             break
     assert "redirect loop" in cam.last_error and "connect" not in cam.last_error
+
+
+def test_a_large_png_that_is_accepted_is_brought_to_the_size_a_jpeg_would_be_decoded_at(
+    camera_server: CameraServer, daemon_camera
+) -> None:
+    """Decoded whole (PNG has no reduced decoding), then shrunk at once: the heatmap, the
+    incident frame and the dashboard's copies are made from the small one."""
+    camera_server.set_frames([np.dstack([textured(1920, 1080), np.full((1080, 1920), 255, np.uint8)])])  # PNG
+    frame = daemon_camera(camera_server.snapshot_url).read()
+    assert frame is not None and frame.shape == (540, 960, 3)

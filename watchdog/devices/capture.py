@@ -269,6 +269,10 @@ def decode_image(data: bytes, max_pixels: int, need: tuple[int, int] | None = No
     frame = cv2.imdecode(np.frombuffer(data, np.uint8), _DECODE_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
     if frame is None:
         raise BadFrame("undecodable image")
+    if header.kind == "png" and (shrink := reduction(width, height, need)) > 1:
+        # decoded whole, then brought to the size a JPEG would have been decoded at: the
+        # heatmap, the incident frame and the dashboard's copies are made from this one
+        frame = cv2.resize(frame, (width // shrink, height // shrink), interpolation=cv2.INTER_AREA)
     if header.kind == "jpeg" and _stops_mid_scan(frame, max(1, header.mcu // factor)):
         raise BadFrame("truncated JPEG (its data stops in the middle of the picture)")
     return frame
