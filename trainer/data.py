@@ -130,6 +130,9 @@ def find_frames(
                     continue
                 seen.add(key)
                 frames.append(_frame(p, label, pattern))
+    warning = frames_contract.loose_warning([f.path for f in frames if f.loose], pattern)
+    if warning:
+        logger.warning("%s (--session-pattern)", warning)
     return frames
 
 
