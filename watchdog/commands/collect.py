@@ -94,8 +94,7 @@ class Collector:
             self.printing_since = now
         if self.session is None or status.job != self.job:
             self.job = status.job
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            self.session = f"{_slug(self.cfg.name)}-{stamp}-{_slug(status.job or 'print')}"
+            self.session = self._new_session(status.job)
             self.count = 0
             logger.info("%s: collecting session %s", self.cfg.name, self.session)
         frame = self.camera.read()
@@ -109,6 +108,18 @@ class Collector:
         self.count += 1
         self.saved += 1
         return 1
+
+    def _new_session(self, job: str | None) -> str:
+        """A print name no earlier collect used in this folder: printer, time, job (or recording)."""
+        source = self.cfg.camera.source
+        what = job or (Path(str(source)).stem if self.recording else "print")
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = name = f"{_slug(self.cfg.name)}-{stamp}-{_slug(what)}"
+        n = 1
+        while frames.frame_path(self.out, name, 0).exists():
+            n += 1
+            name = f"{base}-{n}"
+        return name
 
     def unanswered_for(self, now: float) -> float:
         """Seconds this printer has been printing without its camera ever giving a frame."""
