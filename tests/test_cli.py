@@ -143,10 +143,10 @@ def test_collect_saves_frames_in_the_trainer_layout(tmp_path, camera_server, nor
     files = sorted((out / "ender3").glob("*.jpg"))
     assert len(files) == 4
     # One print = one session for the trainer's split: the name before the final _<n>.
-    from trainer.data import DEFAULT_SESSION_PATTERN, compile_session_pattern, session_of
+    from watchdog import frames
 
-    pattern = compile_session_pattern(DEFAULT_SESSION_PATTERN)
-    assert len({session_of(f, pattern) for f in files}) == 1
+    assert len({frames.parse(f).print for f in files}) == 1
+    assert sorted(frames.parse(f).number for f in files) == [0, 1, 2, 3]
     assert cv2.imread(str(files[0])) is not None
 
 
