@@ -304,6 +304,8 @@ def _daemon_judgement(
     runs = heldout.replays(held, failures, spec, preset.scoring, threshold)
     if not runs and held:
         note += f"; every held-out print is shorter than the {spec.frames} calibration frames"
+    if not runs:
+        logger.warning("report: %s", note)
     summary = heldout.judgement(runs, rule if spec.enabled else "absolute threshold (no per-print adaptation)",
                                 note)
     return summary, runs

@@ -105,7 +105,8 @@ def score_histogram(
     if len(anomalous):
         ax.hist(anomalous, bins=bins, alpha=0.6, label=f"anomalous (n={len(anomalous)})", color="tab:red")
     ax.axvline(threshold, color="k", linestyle="--", label=f"threshold {threshold:.4g}")
-    ax.set(title=title or "Scores of test frames", xlabel="score", ylabel="frames")
+    ax.set(title=title or "Absolute scores of test frames (no per-print baseline)", xlabel="absolute score",
+           ylabel="frames")
     ax.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -161,5 +162,6 @@ def _replay_axis(ax: Any, runs: Sequence[Any], title: str) -> None:
             ax.text(start + k, 0, r.name.split(" then ")[-1], fontsize=7, va="bottom")
         start += k + n + 2
     if runs:
-        ax.axhline(runs[0].threshold, color="k", ls=":", lw=1)
+        ax.axhline(runs[0].threshold, color="k", ls=":", lw=1, label="threshold")
+        ax.legend(loc="upper left", fontsize=7)
     ax.set(title=title, xlabel="frame (grey: calibration)", ylabel="score")

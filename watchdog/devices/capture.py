@@ -736,10 +736,10 @@ class MjpegCamera(_ThreadedCamera):
                 except SourceDown as exc:
                     message = str(exc)
                 except requests.exceptions.Timeout:
-                    message = f"no data for camera.timeout_s={self.cfg.timeout_s:g} s"
+                    message = f"no data from {url_host(self.url)} for camera.timeout_s={self.cfg.timeout_s:g} s"
                 except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                     timeout = isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError)
-                    message = f"no data for camera.timeout_s={self.cfg.timeout_s:g} s" if timeout else connection_problem(self.url, exc)
+                    message = f"no data from {url_host(self.url)} for camera.timeout_s={self.cfg.timeout_s:g} s" if timeout else connection_problem(self.url, exc)
                 if not self._halted():
                     self._fail(message)
         finally:
