@@ -20,7 +20,7 @@ import numpy as np
 
 from trainer.crossfit import HeldOut
 from trainer.evaluate import error_maps
-from watchdog.config import DetectionConfig
+from watchdog.config import CameraConfig, DetectionConfig
 from watchdog.detection import decide
 from watchdog.detection.bundle import Adaptation, Scoring
 from watchdog.detection.calibration import simulate
@@ -46,15 +46,17 @@ class Replay:
         return np.flatnonzero(self.scores > self.threshold)
 
     @property
+    def pauses(self) -> list[int]:
+        """Judged frames (0-based) where the daemon's rule fires: ``decide.fires``, the owner never
+        resuming in between (re-armed ``cooldown_s`` later, at the default camera interval)."""
+        settings = decide.Settings(consecutive=self.consecutive, cooldown_s=DetectionConfig().cooldown_s)
+        return decide.fires(self.scores > self.threshold, settings, CameraConfig().interval_s)
+
+    @property
     def first_pause(self) -> int | None:
         """Judged frames until the daemon pauses (1-based), None when it never does."""
-        state = decide.WatchState(printer=decide.PRINTING)
-        settings = decide.Settings(consecutive=self.consecutive)
-        for i, score in enumerate(self.scores):
-            state, act = decide.on_frame(state, bool(score > self.threshold), float(i), settings)
-            if act:
-                return i + 1
-        return None
+        pauses = self.pauses
+        return pauses[0] + 1 if pauses else None
 
     def summary(self) -> dict[str, Any]:
         n = len(self.scores)
@@ -62,7 +64,7 @@ class Replay:
             "print": self.name, "failure": self.failure, "calibration_frames": self.calibration,
             "judged_frames": n, "flagged_frames": int(len(self.flagged)),
             "flagged_share": float(len(self.flagged) / n) if n else None,
-            "frames_to_pause": self.first_pause,
+            "frames_to_pause": self.first_pause, "pauses": len(self.pauses),
         }
 
 

@@ -17,7 +17,7 @@ import yaml
 
 from watchdog.config import Config, PrinterConfig, load_config
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
-from watchdog.detection.model import FrameScorer
+from watchdog.detection.detector import Detector
 from watchdog.devices.capture import CameraSourceError, open_camera, redact_url
 from watchdog.devices.printers import make_printer
 
@@ -50,16 +50,18 @@ def warnings(config: Config) -> list[str]:
 
 
 def run_model(config: Config, bundle: Bundle) -> None:
-    """Load the model as each printer's watcher will (with its mask) and score one frame."""
+    """Build each printer's detector as its watcher will (region, mask, sensitivity) and score one frame."""
     pre = bundle.meta.preprocess
-    frame = np.full((max(pre.height, 64), max(pre.width, 64), 3), 128, np.uint8)
+    frame = np.full((max(pre.height, 64) * 2, max(pre.width, 64) * 2, 3), 128, np.uint8)
     for p in config.printers:
+        d = p.detection
         try:
-            FrameScorer(bundle, mask_polygons=p.detection.mask).analyze(frame)
+            Detector.for_bundle(bundle, region=d.region, mask=d.mask, sensitivity=d.sensitivity,
+                                warmup_frames=d.warmup_frames).observe(frame)
         except BundleError:
             raise
         except (ValueError, RuntimeError) as exc:
-            raise BundleError(f"model {bundle.path}: fails on a frame ({exc})") from exc
+            raise BundleError(f"model {bundle.path}: fails on a frame of printer {p.name} ({exc})") from exc
 
 
 def _source(p: PrinterConfig) -> str:

@@ -14,4 +14,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from watchdog.daemon import Daemon
 
-    return Daemon(args.config).run()
+    return Daemon(args.config, debug=args.debug).run()

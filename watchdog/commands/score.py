@@ -8,6 +8,7 @@ unreadable file gets one error line and the others are still scored; the exit co
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -16,7 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from watchdog.detection.bundle import Bundle, default_bundle_path, encode_jpeg
+from watchdog.detection.bundle import Adaptation, Bundle, default_bundle_path, encode_jpeg
+from watchdog.detection.detector import Detector
 from watchdog.detection.model import FrameScorer
 from watchdog.errors import UsageError
 
@@ -58,7 +60,9 @@ def _heatmap_path(folder: Path, image: Path, used: set[Path]) -> Path:
 
 def main(args: argparse.Namespace) -> int:
     bundle = Bundle.load(args.model if args.model is not None else default_bundle_path())
-    scorer = FrameScorer(bundle, num_threads=max(1, args.threads))
+    # Still images, each on its own: the absolute score (no print to learn a baseline from).
+    absolute = dataclasses.replace(bundle.meta, adaptation=Adaptation())
+    detector = Detector(absolute, FrameScorer(bundle, num_threads=max(1, args.threads)).error_map)
     if args.heatmap is not None:
         try:
             args.heatmap.mkdir(parents=True, exist_ok=True)
@@ -73,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             bad.append(path)
             continue
-        result = scorer.analyze(frame)
+        result = detector.observe(frame)
         line = {
             "file": str(path),
             "score": round(result.score, 8),
@@ -82,7 +86,7 @@ def main(args: argparse.Namespace) -> int:
         }
         if args.heatmap is not None:
             out = _heatmap_path(args.heatmap, path, used)
-            out.write_bytes(encode_jpeg(scorer.overlay(frame, result)))
+            out.write_bytes(encode_jpeg(detector.heatmap(frame, result)))
             line["heatmap"] = str(out)
         print(json.dumps(line), flush=True)
     if bad:
