@@ -113,9 +113,9 @@ def judgement(runs: Sequence[Replay], threshold_rule: str, note: str) -> dict[st
     failed = [r for r in runs if r.failure]
     n_scores = np.concatenate([r.scores for r in normal]) if normal else np.zeros(0)
     f_scores = np.concatenate([r.scores for r in failed]) if failed else np.zeros(0)
-    threshold = runs[0].threshold if runs else None
+    threshold = runs[0].threshold if runs else float("nan")
     return {
-        "threshold": threshold,
+        "threshold": threshold if runs else None,
         "threshold_rule": threshold_rule,
         "consecutive": runs[0].consecutive if runs else CONSECUTIVE,
         "note": note,

@@ -63,7 +63,7 @@ def _progress_line(label: str, epochs: int, stream: TextIO) -> Any:
     prints a line or a bar per epoch: 30 lines per fit, four fits per run)."""
     import keras
 
-    class ProgressLine(keras.callbacks.Callback):  # type: ignore[misc]
+    class ProgressLine(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
             logs = logs or {}
             done = int(20 * (epoch + 1) / epochs)

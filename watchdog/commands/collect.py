@@ -136,6 +136,27 @@ class Collector:
             return f"camera of {name} ({source}) never answered: {self.camera.last_error or 'no frame'}"
         return f"camera of {name} ({source}) gave no usable frame"
 
+    def gave_up(self, wait_s: float) -> str:
+        return (f"camera of {self.cfg.name} ({_source(self.cfg)}) gave no frame in {wait_s:g} s (--wait-s): "
+                f"{self.camera.last_error or 'no frame'}")
+
+
+def collect(collectors: list[Collector], stop: threading.Event, max_frames: int, wait_s: float) -> tuple[int, str]:
+    """Frames saved, and why collect gave up early ("" when it did not): until stopped, the
+    frame budget is spent, every recording is read to its end, or a camera never answers."""
+    saved = 0
+    while not stop.is_set() and not (max_frames and saved >= max_frames):
+        now = time.monotonic()
+        for c in collectors:
+            saved += 0 if c.finished else c.tick(now)
+            if wait_s and c.unanswered_for(now) > wait_s:
+                return saved, c.gave_up(wait_s)
+        if all(c.finished for c in collectors):
+            break
+        if not any(c.recording and not c.finished for c in collectors):  # a recording is read at once
+            stop.wait(0.2)
+    return saved, ""
+
 
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
@@ -147,20 +168,8 @@ def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     out = Path(args.out)
     collectors = [Collector(p, out, stop) for p in printers]
-    saved, gave_up = 0, ""
     try:
-        while not stop.is_set() and not (args.max_frames and saved >= args.max_frames):
-            now = time.monotonic()
-            for c in collectors:
-                if not c.finished:
-                    saved += c.tick(now)
-                if args.wait_s and c.unanswered_for(now) > args.wait_s:
-                    gave_up = (f"camera of {c.cfg.name} ({_source(c.cfg)}) gave no frame in {args.wait_s:g} s "
-                               f"(--wait-s): {c.camera.last_error or 'no frame'}")
-            if gave_up or all(c.finished for c in collectors):
-                break
-            if not any(c.recording and not c.finished for c in collectors):
-                stop.wait(0.2)
+        saved, gave_up = collect(collectors, stop, args.max_frames, args.wait_s)
     finally:
         for c in collectors:
             c.camera.close()
@@ -168,8 +177,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {gave_up}; saved {saved} frame(s)", file=sys.stderr)
         return 1
     if saved == 0:
-        reasons = "; ".join(c.why_nothing() for c in collectors)
-        print(f"error: nothing saved: {reasons}", file=sys.stderr)
+        print(f"error: nothing saved: {'; '.join(c.why_nothing() for c in collectors)}", file=sys.stderr)
         return 1
     logger.info("saved %d frame(s) under %s", saved, out)
     return 0
