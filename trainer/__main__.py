@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--normal", type=Path, action="append", default=[], metavar="DIR",
                    help="folder of frames of good prints (repeatable; sub-folders searched)")
     d.add_argument("--anomalous", type=Path, action="append", default=[], metavar="DIR",
-                   help="folder of known failures (repeatable): evaluation and threshold report only")
+                   help="folder of known failures (repeatable): never fitted; the report replays each after "
+                        "a held-out print's first frames, as the daemon would meet it")
     d.add_argument("--session-pattern", default=DEFAULT_SESSION_PATTERN,
                    help="regex on the file stem; group 'session' (or 1) is the print session "
                         "(default: prefix before the final _<number>)")

@@ -158,6 +158,7 @@ def run(options: Options) -> RunResult:
     fit_set = load_frames(split.fit + split.contamination, pre)
     val_set = load_frames(split.val, pre)
     test_n = load_frames(split.test_normal, pre)
+    has_test_prints = split.protocol == "session" and len(test_n.x) > 0  # whole prints no model fitted
     test_a = load_frames(split.test_anomalous, pre)
     skipped = fit_set.skipped + val_set.skipped + test_n.skipped + test_a.skipped
     if len(fit_set.x) == 0 or len(val_set.x) == 0:
@@ -195,8 +196,8 @@ def run(options: Options) -> RunResult:
     review = _seed_review(model, scoring, fit_set, split.contamination, tn_scores, ta_scores, bs)
 
     adaptation, adaptation_rule, crossfitted = _adaptation(preset, recon, [fit_set, val_set], options, bs)
-    daemon = _daemon_judgement(preset, adaptation, adaptation_rule, threshold, recon, test_n, test_a,
-                               crossfitted, split, options)
+    judgement, replays = _daemon_judgement(preset, adaptation, adaptation_rule, threshold, recon, test_n,
+                                           test_a, crossfitted, has_test_prints, options)
 
     # 4. export float32, check parity through the daemon's FrameScorer, then the chosen variant
     meta = BundleMeta(
@@ -225,7 +226,7 @@ def run(options: Options) -> RunResult:
     if options.plots:
         _plots(run_dir, model, scoring, fitted.history, val_set, test_n, test_a, tn_scores, ta_scores,
                threshold, stats.heatmap_scale)
-        plots.replay_plot(daemon[1], run_dir / "replay.png")
+        plots.replay_plot(replays, run_dir / "replay.png")
     rep = report.build(
         protocol=split.protocol, sessions=split.sessions, notes=split.notes, preset=preset,
         n_train=len(fit_set.x), n_val=len(val_set.x), n_test_normal=len(test_n.x),
@@ -233,10 +234,10 @@ def run(options: Options) -> RunResult:
         threshold=threshold, threshold_rule=rule, target_fpr=options.target_fpr,
         val_false_alarm_rate=float(np.mean(val_scored.scores > threshold)), f1_best=f1,
         seed_review=review, fitted=fitted, skipped=skipped, parity=parity, quantization=quant,
-        bundle_quantization=options.quantize, normal_stats=stats, daemon=daemon[0],
+        bundle_quantization=options.quantize, normal_stats=stats, daemon=judgement,
     )
     report.write(rep, run_dir)
-    d = daemon[0]
+    d = judgement
     logger.info(
         "done: %s; on %d held-out print(s) the daemon would flag %s of failure frames and %s of normal "
         "frames, pausing %d of %d failures and %d of %d good prints (report.md)", run_dir,
@@ -277,15 +278,14 @@ def _adaptation(
 
 def _daemon_judgement(
     preset: Preset, adaptation: Adaptation, rule: str, threshold: float, recon: Any, test_n: Loaded,
-    test_a: Loaded, crossfitted: list[crossfit.HeldOut], split: Any, options: Options,
+    test_a: Loaded, crossfitted: list[crossfit.HeldOut], has_test_prints: bool, options: Options,
 ) -> tuple[dict[str, Any], list[heldout.Replay]]:
     """What the daemon would do on prints the exported model (or, after a cross-fit, the model
     that left each print out) never fitted, with the exported thresholds."""
     spec = adaptation
     failures = _failure_prints(test_a)
     held: list[crossfit.HeldOut] = []
-    if options.split == "session" and len(test_n.x) and split.sessions.get("test") and not \
-            split.sessions["test"][0].endswith("(validation)"):
+    if has_test_prints:
         for name, x in crossfit.print_frames([test_n]).items():
             inputs = light.light_matched(x, spec)
             held.append(crossfit.HeldOut(name, recon, x, inputs, evaluate.error_maps(recon, inputs, preset.scoring)))
