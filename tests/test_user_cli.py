@@ -117,13 +117,12 @@ def test_check_config_runs_the_model_and_refuses_one_that_disagrees_with_model_j
     assert "model input" in line and "does not match" in line and "model.tflite" in line
 
 
-def test_check_config_probe_names_what_failed(tmp_path: Path, camera_server, bad_server) -> None:
-    bad_server.respond(403, b'{"error": "Forbidden"}', content_type="application/json")
+def test_check_config_probe_names_what_failed(tmp_path: Path, camera_server, octoprint_server) -> None:
     dead = free_port()
     config = write_config(tmp_path / "c.yaml", printers=[
         {"name": "good", "camera": {"source": camera_server.snapshot_url}, "action": "notify"},
         {"name": "bad", "camera": {"source": f"http://127.0.0.1:{dead}/snapshot", "timeout_s": 2},
-         "api": {"kind": "octoprint", "url": bad_server.url, "api_key": "k"}, "action": "pause"},
+         "api": {"kind": "octoprint", "url": octoprint_server.url, "api_key": "not-the-key"}, "action": "pause"},
     ])
     r = run_cli("check-config", "--config", str(config), "--probe", timeout=60)
     assert r.returncode == 1, r.stderr
