@@ -15,11 +15,12 @@ import time
 import numpy as np
 import yaml
 
-from watchdog.config import Config, PrinterConfig, load_config
+from watchdog.config import Config, PrinterConfig
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
 from watchdog.detection.detector import Detector
 from watchdog.devices.capture import CameraSourceError, open_camera, redact_url
 from watchdog.devices.printers import make_printer
+from watchdog.overrides import load_effective_config, origins
 
 PROBE_STATES = ("printing", "paused", "idle")  # a printer API that answers says one of these
 
@@ -115,12 +116,15 @@ def probe(config: Config) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    config = load_config(args.config)  # ConfigError → one line, exit 2
+    config = load_effective_config(args.config)  # ConfigError → one line, exit 2
     bundle = Bundle.load(config.model or default_bundle_path())  # BundleError → one line, exit 2
     run_model(config, bundle)
     resolved = config.masked()
     resolved["model"] = str(bundle.path)
     yaml.safe_dump(resolved, sys.stdout, sort_keys=False)
+    for origin in origins(config):
+        print(f"# {origin.key}: from the dashboard ({origin.file}); \"reset to the config file\" there removes it",
+              file=sys.stderr)
     for line in warnings(config):
         print(f"warning: {line}", file=sys.stderr)
     if args.probe:
