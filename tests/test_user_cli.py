@@ -3,6 +3,7 @@ that catch at check time what would fail at run time. Every test runs the real c
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -260,3 +261,44 @@ def test_score_of_a_readable_image_still_works_next_to_an_unreadable_one(tmp_pat
     r = run_cli("score", str(tmp_path / "bad.jpg"), str(good))
     assert r.returncode == 1
     assert [json.loads(x)["file"] for x in r.stdout.splitlines()] == [str(good)]
+
+
+def _run_on_a_terminal(argv: list[str], env: dict[str, str], timeout: float = 600) -> str:
+    """Run a command with a pseudo-terminal as its stdout and stderr, as a user's shell does."""
+    import pty
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: becomes the command
+        os.execvpe(argv[0], argv, env)
+    out, end = b"", time.monotonic() + timeout
+    try:
+        while time.monotonic() < end:
+            if select.select([fd], [], [], 1.0)[0]:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+    finally:
+        os.close(fd)
+        os.waitpid(pid, 0)
+    return out.decode(errors="replace")
+
+
+def test_each_fit_draws_one_progress_line_on_a_terminal(tmp_path: Path) -> None:
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("the trainer needs the [train] extra")
+    data = synth.write_kaggle_layout(tmp_path / "data", sessions=2, frames_per_session=10, anomalous=0)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
+    text = _run_on_a_terminal([sys.executable, "-m", "trainer", "--normal", str(data / "no_defected"),
+                               "--preset", "tiny", "--epochs", "3", "--adapt-frames", "4", "--no-plots",
+                               "--out", str(tmp_path / "runs")], env)
+    lines = [line for line in text.replace("\r\n", "\n").split("\n") if "epoch " in line and "[" in line]
+    fits = [line.split("\r")[-1].split(":")[0] for line in lines]
+    assert fits == ["the model to deploy", "cross-fit 1/2 (without print0)", "cross-fit 2/2 (without print1)"], text
+    assert all("epoch 3/3" in line.split("\r")[-1] for line in lines)  # redrawn in place, one line per fit
+    assert "Epoch 1/" not in text and "ms/step" not in text, "Keras' own per-epoch display"
