@@ -444,4 +444,4 @@ class Bundle:
 
 def default_bundle_path() -> Path:
     """The bundle shipped inside the package, so the daemon works before any training."""
-    return Path(__file__).parent / "models" / "default"
+    return Path(__file__).resolve().parent.parent / "models" / "default"
