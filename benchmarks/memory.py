@@ -7,7 +7,7 @@ Three measurements, each in fresh processes:
    runtime, the daemon's own modules);
 2. daemon: peak RSS (VmHWM) of `python -m watchdog run` watching N printers (default 1, 2, 4,
    8), each with its own real HTTP snapshot camera (benchmarks/capacity.py's camera process,
-   frames at 640x480), at a short interval so that every printer's baseline is calibrated and
+   frames at 640x480 or, with --size, 1280x720), at a short interval so that every printer's baseline is calibrated and
    the peak reached; printer API none (the API client holds no frame);
    the per-printer cost is the least-squares slope of peak RSS over N;
 3. the same daemon run from a baseline checkout (``--baseline REF``, a git ref extracted to a
@@ -74,9 +74,9 @@ def status_kb(pid: int) -> dict[str, int]:
     return out
 
 
-def daemon_peak(code_root: Path, n: int, seconds: float, interval: float, workdir: Path) -> dict:
+def daemon_peak(code_root: Path, n: int, seconds: float, interval: float, workdir: Path, size: str) -> dict:
     """Peak RSS of one daemon (code from `code_root`) watching n printers for `seconds`."""
-    farm = CameraFarm(n, "640x480", workdir)
+    farm = CameraFarm(n, size, workdir)
     cfg = workdir / f"memory-{n}.yaml"
     cfg.write_text(json.dumps({
         "http": {"listen": ""},
@@ -115,8 +115,8 @@ def slope(points: list[tuple[float, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in points) / den if den else 0.0
 
 
-def measure(code_root: Path, counts: list[int], seconds: float, interval: float, workdir: Path) -> dict:
-    runs = [daemon_peak(code_root, n, seconds, interval, workdir) for n in counts]
+def measure(code_root: Path, counts: list[int], seconds: float, interval: float, workdir: Path, size: str) -> dict:
+    runs = [daemon_peak(code_root, n, seconds, interval, workdir, size) for n in counts]
     for r in runs:
         print(f"  {code_root.name}: {r}", file=sys.stderr, flush=True)
     return {
@@ -140,22 +140,23 @@ def main() -> int:
     ap.add_argument("--printers", default="1,2,4,8")
     ap.add_argument("--seconds", type=float, default=25.0, help="how long each daemon runs")
     ap.add_argument("--interval", type=float, default=0.5, help="camera.interval_s (short: calibrate fast)")
+    ap.add_argument("--size", default="640x480", choices=["640x480", "1280x720"], help="camera frame size")
     ap.add_argument("--baseline", help="git ref to compare with (e.g. main); omitted: this checkout only")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     counts = [int(x) for x in args.printers.split(",")]
     report: dict = {"machine": {"python": platform.python_version(), "cores": os.cpu_count()},
                     "settings": {"printers": counts, "seconds": args.seconds, "interval_s": args.interval,
-                                 "camera": "one real HTTP snapshot server per printer, 640x480 JPEG",
+                                 "camera": f"one real HTTP snapshot server per printer, {args.size} JPEG",
                                  "printer_api": "none"}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        report["current"] = measure(ROOT, counts, args.seconds, args.interval, work)
+        report["current"] = measure(ROOT, counts, args.seconds, args.interval, work, args.size)
         if args.baseline:
             rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.baseline],
                                  capture_output=True, text=True, check=True).stdout.strip()
             base = extract(args.baseline, work / f"baseline-{rev}")
-            report["baseline"] = {"ref": args.baseline, "commit": rev, **measure(base, counts, args.seconds, args.interval, work)}
+            report["baseline"] = {"ref": args.baseline, "commit": rev, **measure(base, counts, args.seconds, args.interval, work, args.size)}
             b, c = report["baseline"], report["current"]
             report["ratio"] = {
                 "peak_rss_1_printer": round(c["peak_rss_mb_1_printer"] / b["peak_rss_mb_1_printer"], 3),

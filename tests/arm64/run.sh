@@ -99,19 +99,21 @@ tar -C "$REPO" --exclude=./.git --exclude=./.venv --exclude=./.cache --exclude=.
   --exclude=.pytest_cache --exclude=.ruff_cache -cf - . | tar -C "$ROOT$SRC" -xf -
 
 # ----------------------------------------------------------------------------- inside the Pi
-# A private mount namespace: /proc, /dev and /sys in the root vanish with this process.
+# A private mount namespace: /proc and /dev in the root vanish with this process. No /sys on
+# purpose: under qemu-user it lists the x86 host's CPUs while /proc/cpuinfo has no ARM fields,
+# and XNNPACK's CPU detection then crashes the TFLite runtime (SIGSEGV in allocate_tensors);
+# without /sys it falls back to its defaults. A real Pi describes its ARM CPU in both.
 say "running the install and the checks inside the emulated $ARCH system"
 t=$SECONDS
 unshare --mount --propagation private bash -euo pipefail -c '
   ROOT="$1"; shift
   mount -t proc proc "$ROOT/proc"
   mount --rbind /dev "$ROOT/dev"
-  mount --rbind /sys "$ROOT/sys"
   mount -t tmpfs tmpfs "$ROOT/dev/shm" 2>/dev/null || true
   exec chroot "$ROOT" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@" \
     bash -euo pipefail /home/pi/printer-watchdog/tests/arm64/inside.sh
-' _ "$ROOT" ${passenv[@]+"${passenv[@]}"} | sed 's/^/  [arm64] /'
+' _ "$ROOT" ${passenv[@]+"${passenv[@]}"} | sed -u 's/^/  [arm64] /'
 say "inside: $((SECONDS - t)) s"
 
 # ----------------------------------------------------------------------------- x86 against arm64
