@@ -25,6 +25,7 @@ demo: $(VENV)/.stamp-pi
 
 test: $(VENV)/.stamp-dev
 	bash tests/install-servers.sh
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The install and the demo on an emulated 64-bit Raspberry Pi OS (Debian 12 arm64, qemu-user):

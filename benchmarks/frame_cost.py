@@ -1,4 +1,4 @@
-"""Per-frame cost and memory of the daemon (issue 3's budgets), not run in CI.
+"""Per-frame cost and memory of the daemon, not run in CI.
 
     .venv/bin/python benchmarks/frame_cost.py [--model BUNDLE] [--frames N] [--seconds S]
 
@@ -10,7 +10,7 @@ Measures, in one run on this machine:
 2. the daemon's peak RSS (VmHWM) while watching a real HTTP camera at full speed;
 3. time from the first anomalous frame to the pause request, replaying the built-in demo
    sequence at the default detection settings.
-Budgets (issue 3): <= 150 MB RSS, <= 50 ms per frame on one thread.
+Budgets: <= 150 MB RSS, <= 50 ms per frame on one thread.
 """
 
 from __future__ import annotations
@@ -32,9 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from watchdog.detection.baseline import PrintBaseline  # noqa: E402
 from watchdog.detection.bundle import Bundle, default_bundle_path, encode_jpeg  # noqa: E402
-from watchdog.detection.model import FrameScorer  # noqa: E402
+from watchdog.detection.detector import Detector  # noqa: E402
 
 KAGGLE = ROOT.parent / "shared" / "data" / "kaggle-3d-printer"
 DEMO_FRAMES = ROOT / "watchdog" / "demo" / "frames"
@@ -54,18 +53,14 @@ def camera_jpegs(n: int) -> list[bytes]:
 
 
 def step_cost(bundle: Bundle, jpegs: list[bytes], threads: int) -> dict[str, float]:
-    """The daemon's per-frame work, per-print adaptation included (as Watcher.step does it)."""
-    scorer = FrameScorer(bundle, num_threads=threads)
-    adapter = PrintBaseline.for_bundle(bundle.meta, None, scorer.error_map)
+    """The daemon's per-frame work (Watcher.step's): decode, the detector's verdict, the heatmap."""
+    detector = Detector.for_bundle(bundle, num_threads=threads)
     times = []
     for i, data in enumerate(jpegs):
         t0 = time.perf_counter()
         frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        result = scorer.analyze(frame, reference=adapter.reference)
-        score, calibrating = adapter.observe(result.score, result.error_map, result.input)
-        if adapter.enabled and not calibrating:
-            result = replace(result, score=score, error_map=adapter.last_map)
-        encode_jpeg(scorer.overlay(frame, result))
+        verdict = detector.observe(frame)
+        encode_jpeg(detector.heatmap(frame, verdict))
         if i >= 5:  # warm-up
             times.append(time.perf_counter() - t0)
     return {"median_ms": 1000 * statistics.median(times), "p95_ms": 1000 * float(np.percentile(times, 95))}
@@ -148,6 +143,7 @@ def main() -> None:
     ap.add_argument("--model", default=str(default_bundle_path()))
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=30.0, help="how long to watch for the RSS figure")
+    ap.add_argument("--json", type=Path, help="also write the results to this file")
     args = ap.parse_args()
     bundle = Bundle.load(args.model)
     jpegs = camera_jpegs(args.frames)
@@ -166,6 +162,8 @@ def main() -> None:
     results["daemon"] = daemon_peak_rss(Path(args.model), args.seconds)
     results["replay_demo"] = replay_time_to_pause(Path(args.model))
     print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Detection quality on prints the model has never seen (issue 5), not run in CI.
+"""Detection quality on prints the model has never seen, not run in CI.
 
     .venv/bin/python benchmarks/quality.py [--data DIR] [--seed-epochs 3] [--skip-seed] [--json FILE]
 
@@ -25,8 +25,9 @@ one, replayed from its own first frames (``watchdog.detection.calibration.calibr
 set on all those frames at ``--target-fpr`` (the "train s" column includes these fits). The
 PCA rows keep the validation-frame rule.
 
-Per fold also the decision over time at the daemon's default ``consecutive`` (3): pauses
-during the held-out print's scored normal frames, and frames from the start of each failed
+Per fold also the decision over time through the daemon's own rule (``decide``, default
+detection settings: 3 in a row, 90 s cooldown at 10 s a frame): firings during the held-out
+print's scored normal frames, and frames from the start of each failed
 print (scored after the held-out print's calibration) to the pause.
 
 Also per fold, an in-scene check the Kaggle layout cannot give (its failures are other
@@ -64,6 +65,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.inscene import pasted_failures, pasted_sequence  # noqa: E402
 from trainer.crossfit import split_fit_val, val_mask  # noqa: E402
 from trainer.evaluate import error_maps  # noqa: E402
+from watchdog.config import CameraConfig, DetectionConfig  # noqa: E402
+from watchdog.detection import decide  # noqa: E402
 from watchdog.detection.bundle import Adaptation, Preprocess, Scoring  # noqa: E402
 from watchdog.detection.calibration import calibrate, simulate  # noqa: E402
 from watchdog.detection.light import light_matched, light_reference  # noqa: E402
@@ -77,7 +80,8 @@ logger = logging.getLogger("benchmarks.quality")
 
 
 DEFECT_PRINTS: list[tuple[str, int]] = []  # (failed print, frames) in the order of data["defects"]
-CONSECUTIVE = 3  # the daemon's default detection.consecutive
+SETTINGS = decide.Settings.from_config(DetectionConfig())  # the daemon's default detection settings
+INTERVAL_S = CameraConfig().interval_s
 INSCENE_ONSET = 20  # scored normal frames of the held-out print before a pasted failure starts
 
 
@@ -100,22 +104,17 @@ def load_dataset(data: Path, pre: Preprocess) -> dict[str, np.ndarray]:
 
 
 def first_pause(scores: np.ndarray, thr: float) -> int | None:
-    """Frames (1-based) until ``CONSECUTIVE`` scores in a row are above ``thr``; None: never."""
-    run = 0
-    for i, v in enumerate(scores):
-        run = run + 1 if v > thr else 0
-        if run == CONSECUTIVE:
-            return i + 1
-    return None
+    """Frames (1-based) until the daemon's rule (``decide``, default detection settings) fires
+    on these scores; None: never."""
+    fired = decide.fires(np.asarray(scores) > thr, SETTINGS, INTERVAL_S)
+    return fired[0] + 1 if fired else None
 
 
 def sequence_stats(normal: np.ndarray, defects: np.ndarray, thr: float) -> dict[str, Any]:
-    """The decision over time at the default ``consecutive``: pauses during the held-out print's
-    scored normal frames, and frames from the start of each failed print to its pause."""
-    false_pauses, run = 0, 0
-    for v in normal:
-        run = run + 1 if v > thr else 0
-        false_pauses += run == CONSECUTIVE
+    """The decision over time at the default detection settings (``decide``, cooldown and
+    re-arm included): firings during the held-out print's scored normal frames, and frames from
+    the start of each failed print to its pause."""
+    false_pauses = len(decide.fires(np.asarray(normal) > thr, SETTINGS, INTERVAL_S))
     to_pause, start = {}, 0
     for name, count in DEFECT_PRINTS:
         to_pause[name] = first_pause(defects[start : start + count], thr)
@@ -483,7 +482,7 @@ def print_table(name: str, note: str, folds: list[dict[str, Any]]) -> None:
     for r in folds:
         pauses = ", ".join(f"{k} {'never' if v is None else v}" for k, v in r["frames_to_pause"].items())
         print(f"  {r['held_out']}: pauses during the normal print {r['false_pauses']} "
-              f"(consecutive={CONSECUTIVE}); frames from failure start to pause: {pauses}")
+              f"(consecutive={SETTINGS.consecutive}); frames from failure start to pause: {pauses}")
         inscene = ", ".join(f"{k} {'never' if v is None else v}" for k, v in r["inscene_frames_to_pause"].items())
         print(f"    in-scene (failure material pasted into this print from its frame "
               f"{r['inscene_onset_frame']} on): frames to pause: {inscene}; "

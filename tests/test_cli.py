@@ -142,11 +142,11 @@ def test_collect_saves_frames_in_the_trainer_layout(tmp_path, camera_server, nor
     assert r.returncode == 0, r.stderr
     files = sorted((out / "ender3").glob("*.jpg"))
     assert len(files) == 4
-    # One print = one session for the trainer's split: the name before the final _<n>.
-    from trainer.data import DEFAULT_SESSION_PATTERN, compile_session_pattern, session_of
+    # One print = one session for the trainer's split, its frames numbered in time order.
+    from watchdog import frames
 
-    pattern = compile_session_pattern(DEFAULT_SESSION_PATTERN)
-    assert len({session_of(f, pattern) for f in files}) == 1
+    names = [frames.parse(f) for f in files]
+    assert len({n.print for n in names}) == 1 and sorted(n.number for n in names) == [0, 1, 2, 3]
     assert cv2.imread(str(files[0])) is not None
 
 

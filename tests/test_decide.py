@@ -5,9 +5,16 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watchdog.detection.decide import Settings, WatchState, on_frame, on_printer
+from watchdog.detection.decide import Event, Label, Settings, WatchState, on_frame
+from watchdog.detection.decide import on_printer as fold_printer
+from watchdog.devices.printers import PrinterState
 
-S = Settings(consecutive=3, warmup_frames=0, cooldown_s=90.0)
+S = Settings(consecutive=3, cooldown_s=90.0)
+
+
+def on_printer(state: WatchState, printer: str, job: str | None, now: float, s: Settings) -> WatchState:
+    """The state after a printer status (the events are checked where they matter)."""
+    return fold_printer(state, PrinterState(printer), job, now, s)[0]
 
 
 def printing(job: str = "benchy.gcode", now: float = 0.0, s: Settings = S) -> WatchState:
@@ -18,8 +25,8 @@ def feed(state: WatchState, pattern: str, t0: float = 0.0, dt: float = 10.0, s: 
     """Feed frames ('x' anomalous, '.' normal); return the state and the frame indexes that fired."""
     fired = []
     for i, c in enumerate(pattern):
-        state, act = on_frame(state, c == "x", t0 + i * dt, s)
-        if act:
+        state, events = on_frame(state, c == "x", t0 + i * dt, s)
+        if Event.FIRED in events:
             fired.append(i)
     return state, fired
 
@@ -27,7 +34,7 @@ def feed(state: WatchState, pattern: str, t0: float = 0.0, dt: float = 10.0, s: 
 def test_three_in_a_row_triggers_once() -> None:
     state, fired = feed(printing(), "..xx.xxx")
     assert fired == [7]
-    assert state.label == "anomaly" and not state.armed
+    assert state.label is Label.ANOMALY and not state.armed
 
 
 def test_broken_runs_never_trigger() -> None:
@@ -42,24 +49,11 @@ def test_idle_printer_scores_nothing_and_never_fires() -> None:
     assert fired == []
 
 
-def test_warmup_frames_never_count() -> None:
-    s = Settings(consecutive=3, warmup_frames=5, cooldown_s=90)
-    # Five warm-up frames, then only two anomalous ones that count: not enough.
-    _, fired = feed(printing(s=s), "xxxxxxx", s=s)
-    assert fired == []
-
-
-def test_warmup_then_three_in_a_row() -> None:
-    s = Settings(consecutive=3, warmup_frames=5, cooldown_s=90)
-    _, fired = feed(printing(s=s), "xxxxx" + "xxx", s=s)
-    assert fired == [7]
-
-
 def test_no_second_pause_on_the_frames_that_caused_the_first() -> None:
     state, fired = feed(printing(), "xxx")
     assert fired == [2]
     state = on_printer(state, "paused", "benchy.gcode", 40, S)
-    assert state.label == "paused"
+    assert state.label is Label.PAUSED
     # The camera keeps seeing the same failure while paused: nothing is scored or fired.
     state, fired = feed(state, "xxxxx", t0=50)
     assert fired == []
@@ -69,7 +63,7 @@ def test_rearms_only_after_resume_and_cooldown() -> None:
     state, _ = feed(printing(), "xxx")
     state = on_printer(state, "paused", "benchy.gcode", 30, S)
     state = on_printer(state, "printing", "benchy.gcode", 100, S)  # the user resumes
-    assert state.label == "cooldown"
+    assert state.label is Label.COOLDOWN
     # Within the cooldown the anomaly persists: no new pause.
     state, fired = feed(state, "xxxxxxxx", t0=100, dt=10)  # t = 100..170 < 190
     assert fired == []
@@ -84,7 +78,7 @@ def test_new_print_starts_clean() -> None:
     state = on_printer(state, "paused", "benchy.gcode", 30, S)
     state = on_printer(state, "idle", None, 40, S)  # the user cancels
     state = on_printer(state, "printing", "vase.gcode", 50, S)
-    assert state.armed and state.triggers == 0 and state.label == "watching"
+    assert state.armed and state.triggers == 0 and state.label is Label.WATCHING
     _, fired = feed(state, "xxx", t0=60)
     assert fired == [2]
 
@@ -123,23 +117,38 @@ def test_user_pause_and_resume_without_trigger_keeps_watching() -> None:
     assert fired == [2]
 
 
-@given(st.lists(st.booleans(), max_size=200), st.integers(1, 6), st.integers(0, 10))
-def test_never_fires_without_a_full_run_after_warmup(frames, consecutive, warmup) -> None:
-    s = Settings(consecutive=consecutive, warmup_frames=warmup, cooldown_s=1e9)
+@given(st.lists(st.booleans(), max_size=200), st.integers(1, 6))
+def test_never_fires_without_a_full_run(frames, consecutive) -> None:
+    s = Settings(consecutive=consecutive, cooldown_s=1e9)
     state = printing(s=s)
     fired = []
     for i, a in enumerate(frames):
-        state, act = on_frame(state, a, float(i), s)
-        if act:
+        state, events = on_frame(state, a, float(i), s)
+        if Event.FIRED in events:
             fired.append(i)
     # With an endless cooldown there is at most one action per print...
     assert len(fired) <= 1
-    # ...and it comes exactly at the end of the first full run of anomalous frames after warm-up.
+    # ...and it comes exactly at the end of the first full run of anomalous frames.
     expected = None
     run = 0
     for i, a in enumerate(frames):
-        run = run + 1 if (a and i >= warmup) else 0
+        run = run + 1 if a else 0
         if run >= consecutive:
             expected = i
             break
     assert fired == ([] if expected is None else [expected])
+
+
+def test_events_say_what_the_watcher_must_route() -> None:
+    state, events = fold_printer(WatchState(), PrinterState.PRINTING, "a.gcode", 0, S)
+    assert events == (Event.NEW_PRINT,)
+    state, _ = feed(state, "xxx")
+    state, events = fold_printer(state, PrinterState.PAUSED, "a.gcode", 30, S)
+    assert events == ()
+    state, events = fold_printer(state, PrinterState.PRINTING, "a.gcode", 40, S)
+    assert events == (Event.RESUMED_AFTER_ACTION,)
+    # Another job after a pause is a new print, whatever came before.
+    state, _ = fold_printer(state, PrinterState.PAUSED, "a.gcode", 50, S)
+    state, _ = feed(state, ".", t0=200)
+    _, events = fold_printer(state, PrinterState.PRINTING, "b.gcode", 60, S)
+    assert events == (Event.NEW_PRINT,)

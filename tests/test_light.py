@@ -17,14 +17,13 @@ from tests import synth
 from tests.daemon_helpers import run_cli, write_config
 from watchdog.comms.mqtt import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
-from watchdog.detection.baseline import PrintBaseline
 from watchdog.detection.bundle import Adaptation, Bundle, Preprocess
 from watchdog.detection.calibration import simulate
+from watchdog.detection.detector import Detector
 from watchdog.detection.light import light_matched, light_reference, match_light
 from watchdog.detection.model import FrameScorer
-from watchdog.devices.capture import open_camera
 from watchdog.devices.printers import SimulatedPrinter
-from watchdog.watcher import Watcher
+from watchdog.watcher import build_watcher
 
 PRE = Preprocess(width=64, height=48)
 
@@ -72,13 +71,9 @@ def test_the_daemon_scores_what_the_trainer_calibrates_on(tiny_light_bundle: Pat
     assert spec.match_light and spec.frames == 4 and spec.nearest == 2 and spec.threshold > 0
     scorer = FrameScorer(bundle)
     frames = [synth.normal_frame(2, i, 16) for i in range(10)] + [_relit(synth.normal_frame(2, 10, 16), 1.3, 10)]
-    adapter = PrintBaseline(dataclasses.replace(spec, threshold=1.0), bundle.meta.scoring, 1.0, None, scorer.error_map)
-    live = []
-    for f in frames:
-        r = scorer.analyze(f, reference=adapter.reference)
-        score, calibrating = adapter.observe(r.score, r.error_map, r.input)
-        if not calibrating:
-            live.append(score)
+    unit = dataclasses.replace(bundle.meta, threshold=1.0, adaptation=dataclasses.replace(spec, threshold=1.0))
+    detector = Detector(unit, scorer.error_map)
+    live = [v.score for v in map(detector.observe, frames) if not v.calibrating]
     u8 = light_matched(np.round(_inputs_for(bundle.meta.preprocess, frames) * 255).astype(np.uint8), spec)
     maps = np.stack([scorer.error_map(x.astype(np.float32) / 255) for x in u8])
     np.testing.assert_allclose(live, simulate(spec, bundle.meta.scoring, maps, inputs=u8), rtol=1e-5)
@@ -100,8 +95,7 @@ def _run(tmp_path: Path, bundle_dir: Path, frames: Path) -> list:
     cfg = PrinterConfig(name="e3", camera=CameraConfig(source=str(frames), interval_s=0))
     clock = iter(range(0, 100_000, 10))
     printer = SimulatedPrinter("benchy.gcode")
-    watcher = Watcher(cfg, FrameScorer(Bundle.load(bundle_dir)), open_camera(cfg.camera), printer, notifier,
-                      clock=lambda: float(next(clock)))
+    watcher = build_watcher(cfg, Bundle.load(bundle_dir), notifier, printer=printer, clock=lambda: float(next(clock)))
     records = [watcher.step() for _ in range(len(list(frames.iterdir())))]
     watcher.camera.close()
     return records

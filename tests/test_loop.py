@@ -10,11 +10,10 @@ import cv2
 from tests.daemon_helpers import run_cli, write_config
 from watchdog.comms.mqtt import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
+from watchdog.control import Command, Verb
 from watchdog.detection.bundle import Bundle
-from watchdog.detection.model import FrameScorer
-from watchdog.devices.capture import open_camera
 from watchdog.devices.printers import SimulatedPrinter
-from watchdog.watcher import Watcher
+from watchdog.watcher import Watcher, build_watcher
 
 CALIBRATION = 4  # tiny_adaptive_bundle's --adapt-frames
 
@@ -55,7 +54,7 @@ def test_a_new_print_gets_a_new_baseline(tmp_path, tiny_adaptive_bundle, normal_
     notifier = Notifier(MqttConfig(), StorageConfig(dir=tmp_path / "state"), ["e3"])
     cfg = PrinterConfig(name="e3", camera=CameraConfig(source=str(frames), interval_s=0))
     clock = iter(range(1000))
-    watcher = Watcher(cfg, FrameScorer(bundle), open_camera(cfg.camera), printer, notifier, clock=lambda: float(next(clock)))
+    watcher = build_watcher(cfg, bundle, notifier, printer=printer, clock=lambda: float(next(clock)))
     records = [watcher.step() for _ in range(6)]
     assert [r.anomalous for r in records[:CALIBRATION]] == [False] * CALIBRATION
     assert not watcher.status()["calibrating"]
@@ -74,8 +73,7 @@ def _watcher(tmp_path: Path, bundle_dir: Path, frames: Path, printer: SimulatedP
     notifier = Notifier(MqttConfig(), StorageConfig(dir=tmp_path / "state"), ["e3"])
     cfg = PrinterConfig(name="e3", camera=CameraConfig(source=str(frames), interval_s=0), action=action)
     clock = iter(range(0, 100_000, 10))
-    return Watcher(cfg, FrameScorer(Bundle.load(bundle_dir)), open_camera(cfg.camera), printer, notifier,
-                   clock=lambda: float(next(clock)))
+    return build_watcher(cfg, Bundle.load(bundle_dir), notifier, printer=printer, clock=lambda: float(next(clock)))
 
 
 def test_resuming_after_a_pause_relearns_the_print_so_an_accepted_change_does_not_pause_it_again(
@@ -126,9 +124,11 @@ def test_marking_the_alert_not_a_failure_relearns_the_print_in_notify_mode(
     records = [watcher.step() for _ in range(10)]
     assert [r.action for r in records].count("notify") == 1
     incident = watcher.status()["last_alert"]["incident"]
-    assert not watcher.accept_view("20260101T000000000Z-other")  # not this print's alert
-    assert watcher.accept_view(incident)
+    other = watcher.submit(Command("e3", Verb.NOT_A_FAILURE, "20260101T000000000Z-other"))  # not this print's alert
+    accepted = watcher.submit(Command("e3", Verb.NOT_A_FAILURE, incident))
     records = [watcher.step() for _ in range(25)]
+    assert "nothing re-learnt" in other.result(0).detail
+    assert "learning the print's look again" in accepted.result(0).detail
     assert not any(r.action for r in records), [(r.score, r.state) for r in records]
     assert printer.actions == []
 
@@ -161,14 +161,18 @@ def test_the_not_a_failure_button_marks_the_latest_alert_and_relearns(
     daemon.on_command("e3", "feedback", {"incident": "latest", "verdict": "not_failure"})  # unknown printer yet: ignored
     daemon.notifier = Notifier(daemon.config.mqtt, daemon.config.storage, ["e3"])
     watcher = daemon._make_watchers(daemon.config, daemon.bundle)["e3"]
-    daemon.watchers["e3"] = _Running(watcher, threading.Thread(target=lambda: None), threading.Event())
+    daemon.running = {"e3": _Running(watcher, threading.Thread(target=lambda: None), threading.Event())}
     daemon.on_command("e3", "feedback", {"incident": "latest", "verdict": "not_failure"})  # no alert yet: ignored
     records = [watcher.step() for _ in range(10)]
     assert [r.action for r in records].count("notify") == 1
     incident = watcher.status()["last_alert"]["incident"]
 
-    daemon.on_command("e3", "feedback", {"incident": "latest", "verdict": "not_failure"})
+    answer = threading.Thread(
+        target=daemon.on_command, args=("e3", "feedback", {"incident": "latest", "verdict": "not_failure"}))
+    answer.start()  # the daemon waits for the watcher's thread, stepped here by hand
+    while answer.is_alive():
+        watcher.step()
+        answer.join(0.05)
     assert (tmp_path / "state" / "collected" / "e3" / "false_alarms" / f"{incident}.jpg").is_file()
-    watcher.step()
     assert watcher.status()["calibrating"]  # learning the accepted view
     watcher.camera.close()

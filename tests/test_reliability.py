@@ -371,10 +371,8 @@ def test_a_slow_failed_pause_does_not_re_alert_on_the_next_frames(tmp_path, tiny
         StorageConfig,
     )
     from watchdog.detection.bundle import Bundle
-    from watchdog.detection.model import FrameScorer
-    from watchdog.devices.capture import open_camera
     from watchdog.devices.printers import make_printer
-    from watchdog.watcher import Watcher
+    from watchdog.watcher import build_watcher
 
     frames = tmp_path / "failure"
     frames.mkdir()
@@ -386,9 +384,9 @@ def test_a_slow_failed_pause_does_not_re_alert_on_the_next_frames(tmp_path, tiny
     cfg = PrinterConfig(name=PRINTER, camera=CameraConfig(source=str(frames), interval_s=0),
                         detection=DetectionConfig(consecutive=3, cooldown_s=2.0), action="pause")
     printer = make_printer(api_config("moonraker", bad_server.url, retries=2), backoff_s=1.0)  # 1 + 2 s of retries
-    watcher = Watcher(cfg, FrameScorer(Bundle.load(tiny_bundle)), open_camera(cfg.camera), printer,
-                      Notifier(MqttConfig(), StorageConfig(dir=tmp_path / "state"), [PRINTER]))
+    watcher = build_watcher(cfg, Bundle.load(tiny_bundle), Notifier(MqttConfig(), StorageConfig(dir=tmp_path / "state"), [PRINTER]),
+                            printer=printer)
     records = [watcher.step() for _ in range(9)]  # the 3 s of retries are spent in step 3
-    alerts = [e for r in records for e in r.events if e.get("event") == "alert"]
+    alerts = [r.alert.to_dict() for r in records if r.alert is not None]
     assert [r.action for r in records].count("pause") == 1, [r.line() for r in records]
     assert alerts[0]["action_result"]["outcome"] == "failed" and alerts[0]["action_result"]["attempts"] == 3

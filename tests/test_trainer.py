@@ -21,10 +21,10 @@ from tests import synth
 from watchdog.detection.bundle import Bundle
 from watchdog.detection.model import FrameScorer
 scorer = FrameScorer(Bundle.load(sys.argv[1]))
-normal = [scorer.analyze(synth.normal_frame(s, i, 16, 0)) for s in (0, 1) for i in range(0, 10, 2)]
-bad = [scorer.analyze(synth.anomalous_frame(100 + i, 0)) for i in range(6)]
+normal = [scorer.score(synth.normal_frame(s, i, 16, 0)) for s in (0, 1) for i in range(0, 10, 2)]
+bad = [scorer.score(synth.anomalous_frame(100 + i, 0)) for i in range(6)]
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
-print(json.dumps({"normal": [r.anomalous for r in normal], "bad": [r.anomalous for r in bad],
+print(json.dumps({"normal": [s > scorer.threshold for s in normal], "bad": [s > scorer.threshold for s in bad],
                   "heavy": heavy, "threshold": scorer.threshold}))
 """
 
@@ -99,8 +99,8 @@ rep = np.stack([np.round(meta.preprocess.apply(synth.normal_frame(s, i, 16, 0)) 
                 for s in (0, 1) for i in range(16)])
 bundle = export.write_bundle(export.convert(keras.models.load_model(run / "model.keras"), "int8", rep), out, meta)
 scorer = FrameScorer(Bundle.load(out))
-print(json.dumps({"normal": [scorer.analyze(synth.normal_frame(s, i, 16, 0)).score for s in (0, 1) for i in range(0, 10, 2)],
-                  "bad": [scorer.analyze(synth.anomalous_frame(100 + i, 0)).score for i in range(6)],
+print(json.dumps({"normal": [scorer.score(synth.normal_frame(s, i, 16, 0)) for s in (0, 1) for i in range(0, 10, 2)],
+                  "bad": [scorer.score(synth.anomalous_frame(100 + i, 0)) for i in range(6)],
                   "size": bundle.model_path.stat().st_size}))
 """
 

@@ -97,18 +97,18 @@ def parity_check(
         frame = read_frame(Path(path))
         if frame is None:
             continue
-        result = scorer.analyze(frame)
+        lite_score = scorer.score(frame)
         x = pre.apply(frame)
         recon_keras = np.asarray(model.predict_on_batch(x[None]), dtype=np.float32)[0]
         recon_lite = scorer.reconstruct(x)
-        keras_score = scoring.score(scoring.error_map(x, recon_keras), scorer.mask)
-        rel = abs(result.score - keras_score) / max(abs(keras_score), 1e-9)
+        keras_score = scoring.score(scoring.error_map(x, recon_keras))
+        rel = abs(lite_score - keras_score) / max(abs(keras_score), 1e-9)
         worst_score = max(worst_score, rel)
         worst_recon = max(worst_recon, float(np.max(np.abs(recon_lite - recon_keras))))
         n += 1
         if rel > score_rtol or worst_recon > recon_atol:
             raise ParityError(
-                f"{bundle.model_path}: TFLite differs from Keras on {path}: score {result.score:.6g} "
+                f"{bundle.model_path}: TFLite differs from Keras on {path}: score {lite_score:.6g} "
                 f"vs {keras_score:.6g} (relative {rel:.2g} > {score_rtol}), max pixel difference "
                 f"{worst_recon:.2g} (limit {recon_atol})"
             )

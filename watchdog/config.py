@@ -162,12 +162,32 @@ class DetectionConfig(_Model):
     """When a run of anomalous frames becomes an action."""
 
     consecutive: int = Field(3, ge=1, le=100, description="anomalous frames in a row that trigger the action")
-    warmup_frames: int = Field(0, ge=0, description="frames at the start of a print that never trigger")
+    warmup_frames: int = Field(
+        0, ge=0, le=10_000,
+        description="frames at the start of a print that never trigger, for models without a per-print baseline "
+        "(models with one learn the print's first frames and never trigger on those)")
     cooldown_s: float = Field(90.0, ge=0.0, description="after a resume, seconds before the watchdog re-arms")
     sensitivity: float = Field(1.0, gt=0.0, le=10.0, description="threshold divisor: 1.2 is more sensitive, 0.8 less")
     mask: list[Annotated[list[Point], Field(min_length=3)]] = Field(
         default_factory=list, description="polygons to ignore, in 0..1 image coordinates [[x, y], ...]"
     )
+    region: tuple[float, float, float, float] | None = Field(
+        None,
+        description="the part of the picture the model watches, [x0, y0, x1, y1] in 0..1 of the frame; "
+        "default: the model's own (where the bed was in its training frames)",
+    )
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: tuple[float, float, float, float] | None) -> tuple[float, float, float, float] | None:
+        if v is None:
+            return v
+        x0, y0, x1, y1 = v
+        if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
+            raise ValueError("must be [x0, y0, x1, y1] with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1")
+        if (x1 - x0) * (y1 - y0) < 0.01:
+            raise ValueError("is smaller than 1% of the picture: the model would see a few pixels")
+        return v
 
 
 class PrinterConfig(_Model):

@@ -11,20 +11,20 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from watchdog import systemd
-from watchdog.comms.mqtt import LATEST_INCIDENT, Notifier
+from watchdog.comms.mqtt import Notifier
 from watchdog.config import Config, ConfigError, load_config
+from watchdog.control import INCIDENT_VERBS, LATEST_INCIDENT, Command, CommandResult, Verb
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
-from watchdog.detection.model import FrameScorer
-from watchdog.devices.capture import open_camera
-from watchdog.devices.printers import make_printer
 from watchdog.incidents import mark_not_failure, record_verdict
 from watchdog.metrics import Metrics
-from watchdog.watcher import Watcher
+from watchdog.watcher import Watcher, build_watcher
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def load_bundle(config: Config) -> Bundle:
     return Bundle.load(config.model or default_bundle_path())
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Running:
     watcher: Watcher
     thread: threading.Thread
@@ -41,79 +41,119 @@ class _Running:
 
 
 class Daemon:
-    """Owns the running watchers and everything shared between them."""
+    """Owns the running watchers and everything shared between them.
 
-    def __init__(self, config_path: str | Path) -> None:
+    ``self.running`` is never changed in place: a reload builds the new watchers first and
+    then swaps the whole mapping, so the HTTP and MQTT threads, which read it without a lock,
+    always see one complete generation of watchers.
+    """
+
+    def __init__(self, config_path: str | Path, debug: bool = False) -> None:
         self.config_path = Path(config_path)
         self.config = load_config(self.config_path)  # ConfigError → exit 2 before anything starts
+        self.debug = debug  # --debug wins over the config's log_level
+        self._apply_log_level(self.config)
         self.bundle = load_bundle(self.config)
         self.metrics = Metrics()
         self.notifier: Notifier | None = None
         self.http: Any = None
-        self.watchers: dict[str, _Running] = {}
+        self.running: Mapping[str, _Running] = {}
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.started = time.monotonic()
+
+    def _apply_log_level(self, config: Config) -> None:
+        if not self.debug:
+            logging.getLogger().setLevel(config.log_level)
 
     # ----------------------------------------------------------------- building
 
     def _make_watchers(self, config: Config, bundle: Bundle) -> dict[str, Watcher]:
         """Everything that can fail on bad input happens here, before the old watchers stop."""
         assert self.notifier is not None
-        watchers = {}
-        for p in config.printers:
-            scorer = FrameScorer(bundle, num_threads=1, mask_polygons=p.detection.mask)
-            camera = open_camera(p.camera, self.stop_event, name=p.name)
-            printer = make_printer(p.api, self.stop_event)
-            watchers[p.name] = Watcher(p, scorer, camera, printer, self.notifier, self.metrics)
-        return watchers
+        return {p.name: build_watcher(p, bundle, self.notifier, stop=self.stop_event, metrics=self.metrics)
+                for p in config.printers}
 
-    def _start_watchers(self, watchers: dict[str, Watcher]) -> None:
+    @staticmethod
+    def _start(watchers: Mapping[str, Watcher]) -> dict[str, _Running]:
+        running = {}
         for name, w in watchers.items():
             stop = threading.Event()
             t = threading.Thread(target=w.run, args=(stop,), name=f"watch-{name}", daemon=True)
-            self.watchers[name] = _Running(w, t, stop)
+            running[name] = _Running(w, t, stop)
             t.start()
+        return running
 
-    def _stop_watchers(self, timeout: float = 15.0) -> None:
-        for r in self.watchers.values():
+    @staticmethod
+    def _stop(running: Mapping[str, _Running], timeout: float = 15.0) -> None:
+        for r in running.values():
             r.stop.set()
-        for r in self.watchers.values():
+        for r in running.values():
             r.thread.join(timeout)
             if r.thread.is_alive():
                 logger.error("watcher %s did not stop within %.0f s", r.watcher.name, timeout)
-        self.watchers = {}
 
-    # ----------------------------------------------------------------- callbacks
+    # ----------------------------------------------------------------- commands
+
+    def dispatch(self, command: Command) -> CommandResult:
+        """Route an owner's command (MQTT, the web page, a phone button) and say what became of it.
+
+        Verdicts on an incident are stored here; everything a watcher does is queued to its
+        own thread, and this waits (bounded by the printer API's timeout) for the answer."""
+        running = self.running.get(command.printer)
+        if running is None:
+            logger.warning("%s from %s for unknown printer %s ignored", command.verb.value, command.source,
+                           command.printer)
+            return CommandResult(False, f"no printer named {command.printer!r}")
+        watcher = running.watcher
+        if command.verb in INCIDENT_VERBS:
+            command = self._resolve_incident(command, watcher)
+            if command.incident is None:
+                return CommandResult(False, "no alert since the daemon started")
+            try:
+                stored = self._store_verdict(command)
+            except (OSError, ValueError) as exc:  # IncidentError is a ValueError
+                logger.warning("%s: verdict on incident %s failed: %s", command.printer, command.incident, exc)
+                return CommandResult(False, str(exc))
+            if command.verb is not Verb.NOT_A_FAILURE:
+                return stored
+        api = watcher.cfg.api
+        wait_s = api.timeout_s * (1 + api.retries) + watcher.cfg.camera.interval_s + 5
+        try:
+            return watcher.submit(command).result(timeout=wait_s)
+        except FutureTimeout:
+            return CommandResult(False, f"{watcher.name} did not answer within {wait_s:.0f} s")
+
+    @staticmethod
+    def _resolve_incident(command: Command, watcher: Watcher) -> Command:
+        if command.incident not in (None, LATEST_INCIDENT):
+            return command
+        last = watcher.snapshot.last_alert
+        if last is None:
+            logger.warning("%s: verdict on the latest alert ignored: no alert since the daemon started", command.printer)
+        return replace(command, incident=None if last is None else last.incident)
+
+    def _store_verdict(self, command: Command) -> CommandResult:
+        assert command.incident is not None
+        storage, printer, incident = self.config.storage.dir, command.printer, command.incident
+        if command.verb is Verb.NOT_A_FAILURE:
+            path = mark_not_failure(storage, printer, incident)
+            logger.info("%s: incident %s marked not a failure (%s); frame kept for retraining in %s",
+                        printer, incident, command.source, path)
+            return CommandResult(True, f"frame kept for retraining in {path}")
+        record_verdict(storage, printer, incident, command.verb.value)
+        logger.info("%s: incident %s confirmed as a failure (%s)", printer, incident, command.source)
+        return CommandResult(True, "confirmed as a failure")
 
     def on_command(self, printer: str, command: str, payload: dict) -> None:
-        """MQTT commands (already validated by the notifier)."""
-        running = self.watchers.get(printer)
-        if running is None:
-            logger.warning("command %s for unknown printer %s ignored", command, printer)
-            return
+        """MQTT commands (already validated by the notifier) as ``Command``s."""
         if command == "enabled":
-            running.watcher.enabled = bool(payload.get("enabled"))
-            logger.info("%s: watching %s by MQTT command", printer, "enabled" if running.watcher.enabled else "disabled")
+            verb = Verb.ENABLE if payload.get("enabled") else Verb.DISABLE
+            self.dispatch(Command(printer, verb))
         elif command == "feedback":
-            incident, verdict = str(payload["incident"]), str(payload["verdict"])
-            if incident == LATEST_INCIDENT:
-                last = running.watcher.last_alert
-                if last is None:
-                    logger.warning("%s: feedback on the latest alert ignored: no alert since the daemon started", printer)
-                    return
-                incident = str(last["incident"])
-            try:
-                if verdict == "not_failure":
-                    path = mark_not_failure(self.config.storage.dir, printer, incident)
-                    logger.info("%s: incident %s marked not a failure; frame kept for retraining in %s",
-                                printer, incident, path)
-                    running.watcher.accept_view(incident)
-                else:
-                    record_verdict(self.config.storage.dir, printer, incident, verdict)
-                    logger.info("%s: incident %s confirmed as %s", printer, incident, verdict)
-            except (OSError, ValueError) as exc:  # IncidentError is a ValueError
-                logger.warning("%s: feedback on incident %s failed: %s", printer, incident, exc)
+            self.dispatch(Command(printer, Verb(str(payload["verdict"])), str(payload["incident"])))
+
+    # ----------------------------------------------------------------- status
 
     def status(self) -> dict[str, Any]:
         return {
@@ -121,31 +161,32 @@ class Daemon:
             "model": str(self.bundle.path),
             "threshold": self.bundle.meta.threshold,
             "mqtt_connected": bool(self.notifier and self.notifier.connected),
-            "printers": {name: r.watcher.status() for name, r in self.watchers.items()},
+            "printers": {name: r.watcher.status() for name, r in self.running.items()},
         }
 
     def summary(self) -> str:
         """One line for `systemctl status`: each printer's state and last score."""
         parts = []
-        for name, r in self.watchers.items():
-            st = r.watcher.status()
-            score = "" if st["score"] is None else f" {st['score']:.3g}/{st['threshold']:.3g}"
-            parts.append(f"{name}: {st['state']}{score}")
+        for name, r in self.running.items():
+            st = r.watcher.snapshot
+            score = "" if st.score is None or st.threshold is None else f" {st.score:.3g}/{st.threshold:.3g}"
+            parts.append(f"{name}: {st.state.value}{score}")
         return "; ".join(parts)
 
     def latest_jpeg(self, printer: str) -> bytes | None:
-        r = self.watchers.get(printer)
+        r = self.running.get(printer)
         return r.watcher.latest_jpeg if r else None
 
     def healthy(self) -> bool:
         """Every watcher thread alive and stepping (a hung loop stops the systemd watchdog pings)."""
-        if not self.watchers:
+        running = self.running
+        if not running:
             return False
         now = time.monotonic()
-        for r in self.watchers.values():
+        for r in running.values():
             cam = r.watcher.cfg.camera
             budget = cam.interval_s + cam.timeout_s + r.watcher.cfg.api.timeout_s * 2 + 30
-            if not r.thread.is_alive() or now - r.watcher.heartbeat > budget:
+            if not r.thread.is_alive() or now - r.watcher.snapshot.heartbeat > budget:
                 return False
         return True
 
@@ -163,12 +204,14 @@ class Daemon:
             logger.error("reload refused, keeping the running config: %s", exc)
             systemd.ready()
             return
-        enabled = {n: r.watcher.enabled for n, r in self.watchers.items()}
-        self._stop_watchers()
+        enabled = {n: r.watcher.snapshot.enabled for n, r in self.running.items()}
         for name, w in watchers.items():
-            w.enabled = enabled.get(name, True)
+            w.enabled = enabled.get(name, True)  # not started yet: no other thread sees it
+        old = self.running
+        self._stop(old)
         self.config, self.bundle = config, bundle
-        self._start_watchers(watchers)
+        self._apply_log_level(config)
+        self.running = self._start(watchers)
         logger.info("reloaded %s (model %s)", self.config_path, bundle.path)
         systemd.ready()
 
@@ -187,7 +230,7 @@ class Daemon:
 
             self.http = StatusServer(cfg.http.listen, self.status, self.metrics.registry, self.latest_jpeg, self.healthy)
             self.http.start()
-        self._start_watchers(watchers)
+        self.running = self._start(watchers)
         logger.info("watching %d printer(s) with model %s (threshold %.4g)",
                     len(watchers), self.bundle.path, self.bundle.meta.threshold)
         systemd.ready()
@@ -203,7 +246,7 @@ class Daemon:
         finally:
             logger.info("stopping")
             systemd.stopping()
-            self._stop_watchers()
+            self._stop(self.running)
             if self.http is not None:
                 self.http.stop()
             self.notifier.stop()

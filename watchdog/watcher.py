@@ -1,16 +1,26 @@
-"""One watcher per printer: capture → score → decide → act → alert.
+"""One watcher per printer: capture → detect → decide → act → alert.
 
-The same ``Watcher.step`` serves the live daemon (``run``), ``replay`` (recorded frames on
-the recording's clock) and ``demo``, so what users tune with replay is what runs at night.
+The watcher holds no scoring logic: the ``Detector`` turns a frame into a ``Verdict``,
+``decide`` turns verdicts and printer states into events, and the watcher routes those events
+to the printer, the alert channels and back to the detector (a new print, or a resume after
+our pause, means "learn the print's look again"). The same ``Watcher.step`` serves the live
+daemon (``run``), ``replay`` (recorded frames on the recording's clock) and ``demo``, all
+built by ``build_watcher``, so what users tune with replay is what runs at night.
+
+Threads: the watcher's own thread calls ``step``. Other threads (MQTT, the web page, phone
+actions) never touch its state: they ``submit`` commands to its queue, which ``step`` drains,
+and read ``snapshot``, an immutable ``WatcherStatus`` replaced after every step.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,42 +28,129 @@ import numpy as np
 
 from watchdog.comms.mqtt import Notifier
 from watchdog.config import PrinterConfig
+from watchdog.control import Command, CommandResult, Verb
 from watchdog.detection import decide
-from watchdog.detection.baseline import PrintBaseline
-from watchdog.detection.bundle import encode_jpeg
-from watchdog.detection.model import FrameResult, FrameScorer
-from watchdog.devices.capture import Camera
-from watchdog.devices.printers import PrinterClient
+from watchdog.detection.bundle import Bundle, encode_jpeg
+from watchdog.detection.decide import Event, Label
+from watchdog.detection.detector import Detector, Verdict
+from watchdog.devices.capture import Camera, open_camera
+from watchdog.devices.printers import (
+    Action,
+    ActionResult,
+    Outcome,
+    PrinterClient,
+    PrinterState,
+    make_printer,
+)
 from watchdog.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
-Event = dict[str, Any]
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert: what the owner is told, what incidents store and MQTT publish."""
+
+    time: str
+    printer: str
+    job: str | None
+    score: float
+    threshold: float
+    consecutive: int
+    action: Action
+    action_result: ActionResult
+    message: str
+    incident: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["action"] = str(self.action)
+        d["action_result"] = self.action_result.to_dict()
+        if not self.incident:
+            del d["incident"]
+        return d
 
 
-@dataclass
+@dataclass(frozen=True)
+class WatchEvent:
+    """Something that happened in a step, for replay's JSON lines and the logs."""
+
+    event: str  # alert | camera_online | camera_offline | printer
+    printer: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    alert: Alert | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        body = self.alert.to_dict() if self.alert is not None else self.detail
+        return {"event": self.event, "printer": self.printer, **body}
+
+
+@dataclass(frozen=True)
 class StepRecord:
-    """What one step did; replay prints it as a JSON line."""
+    """What one step did; replay and demo print it as a JSON line."""
 
     frame: str | None
-    score: float | None
-    threshold: float | None
-    anomalous: bool | None
+    state: Label
     consecutive: int
-    state: str
-    action: str | None = None
-    events: list[Event] = field(default_factory=list)
+    verdict: Verdict | None = None
+    action: Action | None = None
+    events: tuple[WatchEvent, ...] = ()
+    skipped: bool = False  # the camera gave a bad frame (counted, never an anomaly)
+
+    @property
+    def score(self) -> float | None:
+        return None if self.verdict is None else self.verdict.score
+
+    @property
+    def anomalous(self) -> bool | None:
+        return None if self.verdict is None else self.verdict.anomalous
+
+    @property
+    def alert(self) -> Alert | None:
+        return next((e.alert for e in self.events if e.alert is not None), None)
 
     def line(self) -> dict[str, Any]:
-        return {
+        v = self.verdict
+        out: dict[str, Any] = {
             "frame": self.frame,
-            "score": None if self.score is None else round(self.score, 6),
-            "threshold": None if self.threshold is None else round(self.threshold, 6),
-            "anomalous": self.anomalous,
+            "score": None if v is None else round(v.score, 6),
+            "threshold": None if v is None else round(v.threshold, 6),
+            "anomalous": None if v is None else v.anomalous,
             "consecutive": self.consecutive,
-            "state": self.state,
-            "action": self.action,
+            "state": "frame_skipped" if self.skipped else str(self.state.value),
+            "action": None if self.action is None else str(self.action),
         }
+        if v is not None and v.calibrating:
+            out["calibration"] = v.progress
+        return out
+
+
+@dataclass(frozen=True)
+class WatcherStatus:
+    """An immutable snapshot of one watcher, for /status, MQTT, the page and systemd."""
+
+    state: Label
+    printer_state: str
+    printer_detail: str
+    job: str | None
+    frames_this_print: int
+    consecutive: int
+    score: float | None
+    threshold: float | None
+    camera_online: bool | None
+    calibrating: bool
+    calibration: str  # "12/30" while learning the print's look, else ""
+    enabled: bool
+    last_alert: Alert | None
+    heartbeat: float  # time.monotonic() of the last step
+    failing_steps: int = 0  # steps in a row that raised
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["state"] = self.state.value
+        d["last_alert"] = None if self.last_alert is None else self.last_alert.to_dict()
+        del d["heartbeat"], d["failing_steps"]
+        return d
 
 
 def _now_iso() -> str:
@@ -61,12 +158,12 @@ def _now_iso() -> str:
 
 
 class Watcher:
-    """Watches one printer. Not thread-safe by itself: one thread calls ``step``."""
+    """Watches one printer. One thread calls ``step`` (or ``run``); others ``submit``."""
 
     def __init__(
         self,
         cfg: PrinterConfig,
-        scorer: FrameScorer,
+        detector: Detector,
         camera: Camera,
         printer: PrinterClient,
         alerts: Notifier,
@@ -75,7 +172,7 @@ class Watcher:
     ) -> None:
         self.cfg = cfg
         self.name = cfg.name
-        self.scorer = scorer
+        self.detector = detector
         self.camera = camera
         self.printer = printer
         self.alerts = alerts
@@ -83,226 +180,279 @@ class Watcher:
         self.metrics.add_printer(self.name)
         self.clock = clock
         self.settings = decide.Settings.from_config(cfg.detection)
-        # Per-print baseline (when the bundle asks for one): the same class the benchmark uses.
-        self.adapter = PrintBaseline.for_bundle(scorer.bundle.meta, scorer.mask, scorer.error_map)
+        self.action = Action(cfg.action)
         self.state = decide.WatchState()
         self.enabled = True
         self.camera_online: bool | None = None
         self.printer_detail = ""
         self.api_state = ""
-        self.last_result: FrameResult | None = None
-        self.latest_jpeg: bytes | None = None
-        self.last_alert: dict[str, Any] | None = None
-        self.heartbeat = clock()
-        self._lock = threading.Lock()  # guards what status() and the HTTP thread read
-        self._relearn = False  # set from the MQTT thread (accept_view); honoured by step()
+        self.last_verdict: Verdict | None = None
+        self.last_alert: Alert | None = None
+        self.failing_steps = 0
+        self._commands: queue.SimpleQueue[tuple[Command, Future[CommandResult]]] = queue.SimpleQueue()
+        self.latest_jpeg: bytes | None = None  # the last heatmap overlay (bytes: immutable)
+        self.snapshot = self._status(time.monotonic())
 
     # ----------------------------------------------------------------- one step
 
     def step(self) -> StepRecord:
-        """Poll the printer, and if it prints, score one frame and act on the verdict."""
+        """Poll the printer, and if it prints, judge one frame and act on the verdict."""
         now = self.clock()
-        self.heartbeat = time.monotonic()
-        events: list[Event] = []
-        self._poll_printer(now, events)
-        if not self.enabled or not self.state.watching:
-            label = "disabled" if not self.enabled else self.state.label
-            self._publish_state(label)
-            return StepRecord(None, None, None, None, self.state.consecutive, label, events=events)
+        self._drain_commands()
+        events = self._poll_printer(now)
+        record = self._watch(now, events) if self.enabled and self.state.watching else None
+        record = record or StepRecord(None, self._label(), self.state.consecutive, events=tuple(events))
+        self._publish_state(record.state)
+        return record
 
+    def _watch(self, now: float, events: list[WatchEvent]) -> StepRecord | None:
+        frame = self._read_frame(events)
+        if frame is None:
+            if self.camera.exhausted:  # a recording (replay, demo) that has ended
+                return StepRecord(None, Label.IDLE, self.state.consecutive, events=tuple(events))
+            skipped = bool(self.camera_online)  # a bad frame, not the camera going offline
+            name = self._frame_name() if skipped else None
+            return StepRecord(name, self._label(), self.state.consecutive, events=tuple(events), skipped=skipped)
+        try:
+            verdict = self.detector.observe(frame)
+        except ValueError as exc:  # a frame the preprocessing refuses: skipped and counted
+            logger.warning("%s: frame skipped: %s", self.name, exc)
+            self.metrics.error(self.name, "frame")
+            return None
+        self.last_verdict = verdict
+        self.metrics.observe_score(self.name, verdict.score, verdict.threshold, verdict.anomalous, verdict.inference_s)
+        self.state, fired = decide.on_frame(self.state, verdict.anomalous, now, self.settings)
+        heat_jpeg = encode_jpeg(self.detector.heatmap(frame, verdict))
+        self.latest_jpeg = heat_jpeg
+        self.alerts.publish_score(self.name, verdict.score)
+        action = None
+        if Event.FIRED in fired:
+            action = self.action
+            events.append(self._act(frame, verdict, heat_jpeg))
+        elif verdict.anomalous or self.state.consecutive:
+            self.alerts.publish_heatmap(self.name, heat_jpeg)
+        return StepRecord(self._frame_name(), self._label(), self.state.consecutive, verdict, action, tuple(events))
+
+    def _read_frame(self, events: list[WatchEvent]) -> np.ndarray | None:
+        """The next frame, or None; a camera going offline or back is an event, once."""
         frame = self.camera.read()
         self.metrics.observe_camera(self.name, self.camera)
         if frame is None and self.camera.exhausted:
-            # A recording (replay, demo) that has ended is not a camera going offline.
-            return StepRecord(None, None, None, None, self.state.consecutive, "ended", events=events)
+            return None
         # A bad frame (skipped and counted by the camera) is not the camera going offline.
         online = frame is not None or self.camera.online
         if online != self.camera_online:
             if self.camera_online is not None or not online:
-                events.append({"event": "camera_online" if online else "camera_offline", "printer": self.name})
+                events.append(WatchEvent("camera_online" if online else "camera_offline", self.name))
                 log = logger.info if online else logger.warning
                 log("%s: camera %s", self.name, "back online" if online else "offline: no frame")
             self.camera_online = online
-        if frame is None:
-            # No frame means no score, never an anomaly.
-            self._publish_state(self.state.label if online else "camera_offline")
-            return StepRecord(self._frame_name() if online else None, None, None, None,
-                              self.state.consecutive, "frame_skipped" if online else "camera_offline", events=events)
-
-        self._new_baseline_if_due()
-        try:
-            result = self.scorer.analyze(frame, self.cfg.detection.sensitivity, self.adapter.reference)
-        except ValueError as exc:  # a frame the preprocessing refuses: skipped and counted
-            logger.warning("%s: frame skipped: %s", self.name, exc)
-            self.metrics.error(self.name, "frame")
-            return StepRecord(None, None, None, None, self.state.consecutive, self.state.label, events=events)
-        result = self._adapt(result)
-        self.metrics.observe_score(self.name, result.score, result.threshold, result.anomalous, result.inference_s)
-        self.state, act = decide.on_frame(self.state, result.anomalous, now, self.settings)
-        adapted = self.adapter.enabled and not self.adapter.calibrating
-        # Adapted maps are in baseline standard deviations: full red at twice the calibrated level.
-        overlay = self.scorer.overlay(frame, result, 2 * self.adapter.spec.threshold if adapted else None)
-        heat_jpeg = encode_jpeg(overlay)
-        with self._lock:
-            self.last_result = result
-            self.latest_jpeg = heat_jpeg
-        self.alerts.publish_score(self.name, result.score)
-        action = None
-        if act:
-            action = self.cfg.action
-            events.append(self._act(frame, result, heat_jpeg))
-        elif result.anomalous or self.state.consecutive:
-            self.alerts.publish_heatmap(self.name, heat_jpeg)
-        self._publish_state(self.state.label, result)
-        return StepRecord(self._frame_name(), result.score, result.threshold, result.anomalous,
-                          self.state.consecutive, self.state.label, action, events)
+        return frame
 
     def _frame_name(self) -> str | None:
         """The file the last frame came from (folder cameras: replay, demo), else None."""
         current = getattr(self.camera, "current", None)
         return current.name if current is not None else None
 
-    def accept_view(self, incident: str) -> bool:
-        """The user says the latest alert of this print was not a failure: learn the print's
-        look again from the next frames, so the same view does not alert again after the
-        cooldown. Thread-safe (called from MQTT); False when ``incident`` is not that alert."""
-        with self._lock:
-            alert = self.last_alert
-            if alert is None or alert.get("incident") != incident or alert.get("job") != self.state.job:
-                return False
-            self._relearn = self.adapter.enabled
-            return True
+    def _label(self) -> Label:
+        """The one state shown everywhere (MQTT, /status, the page, replay)."""
+        if not self.enabled:
+            return Label.DISABLED
+        label = self.state.label
+        if self.state.watching and self.camera_online is False:
+            return Label.CAMERA_OFFLINE
+        if label is Label.WATCHING and self.detector.calibrating:
+            return Label.CALIBRATING
+        return label
 
-    def _relearn_baseline(self, why: str) -> None:
-        self.adapter.reset()
-        logger.info("%s: %s: learning the print's look again (%d frames)", self.name, why, self.adapter.spec.frames)
+    # ----------------------------------------------------------------- printer and decisions
 
-    def _new_baseline_if_due(self) -> None:
-        """Before scoring: a new print, or the user's "not a failure", starts a new baseline."""
-        if not self.adapter.enabled:
-            return
-        with self._lock:
-            relearn, self._relearn = self._relearn, False
-        if relearn:
-            self._relearn_baseline("the last alert was marked not a failure")
-        elif self.adapter.seen > self.state.frames:  # decide started a new print: new baseline
-            self.adapter.reset()
-
-    def _adapt(self, result: FrameResult) -> FrameResult:
-        """Score against this print's own first frames; calibration frames never count."""
-        if not self.adapter.enabled:
-            return result
-        score, calibrating = self.adapter.observe(result.score, result.error_map, result.input)
-        if calibrating:
-            return replace(result, score=score, anomalous=False)
-        # The heatmap shows what changed against this print's baseline: what the decision used.
-        return replace(result, score=score, anomalous=score > result.threshold, error_map=self.adapter.last_map)
-
-    def _poll_printer(self, now: float, events: list[Event]) -> None:
+    def _poll_printer(self, now: float) -> list[WatchEvent]:
         status = self.printer.status()
         before = self.state
         # One line per change of the API's health, not per change of its error text.
-        trouble = status.state in ("offline", "error")
+        trouble = status.state in (PrinterState.OFFLINE, PrinterState.ERROR)
         if trouble and status.state != self.api_state:
             logger.warning("%s: printer API %s: %s", self.name, status.state, status.detail)
-        elif not trouble and self.api_state in ("offline", "error"):
+        elif not trouble and self.api_state in (PrinterState.OFFLINE, PrinterState.ERROR):
             logger.info("%s: printer API answers again (%s)", self.name, status.state)
         self.api_state = status.state
         self.printer_detail = status.detail
-        self.state = decide.on_printer(self.state, status.state, status.job, now, self.settings)
-        if self.state.cooling and not before.cooling and self.adapter.enabled:
-            # The user resumed after our action: what the camera shows now is accepted, so the
-            # print's baseline is learnt again from the frames after the resume; otherwise a
-            # lasting change (a light, a tool on the bed) would pause again after the cooldown.
-            self._relearn_baseline(f"resumed after our {self.cfg.action}")
-        if before.printer != self.state.printer:
-            events.append({"event": "printer", "printer": self.name, "from": before.printer,
-                           "to": self.state.printer, "job": self.state.job})
-            logger.info("%s: printer %s → %s (%s)", self.name, before.printer, self.state.printer,
-                        self.state.job or "no job")
+        self.state, happened = decide.on_printer(self.state, PrinterState(status.state), status.job, now, self.settings)
+        if Event.NEW_PRINT in happened:
+            self.detector.relearn()
+        if Event.RESUMED_AFTER_ACTION in happened:
+            # What the camera shows now is accepted: learn the print's look again, or a lasting
+            # change (a light, a tool on the bed) would pause again after the cooldown.
+            self._relearn(f"resumed after our {self.action}")
+        if before.printer == self.state.printer:
+            return []
+        logger.info("%s: printer %s → %s (%s)", self.name, before.printer, self.state.printer,
+                    self.state.job or "no job")
+        return [WatchEvent("printer", self.name, {"from": str(before.printer), "to": str(self.state.printer),
+                                                  "job": self.state.job})]
 
-    def _act(self, frame: np.ndarray, result: FrameResult, heat_jpeg: bytes) -> Event:
-        action = self.cfg.action
-        if action == "pause":
-            outcome = self.printer.pause()
-        elif action == "cancel":
-            outcome = self.printer.cancel()
-        else:
-            outcome = None
+    def _relearn(self, why: str) -> None:
+        self.detector.relearn()
+        logger.info("%s: %s: learning the print's look again (%d frames)", self.name, why,
+                    self.detector.calibration_frames)
+
+    def _act(self, frame: np.ndarray, verdict: Verdict, heat_jpeg: bytes) -> WatchEvent:
+        outcome = self._ask_printer(self.action)
         if self.state.rearm_at is not None:
             # The cooldown runs from the end of the action: retries against a dead API must not
             # use it up, or the next frames raise a second alert at once.
             self.state = replace(self.state, rearm_at=self.clock() + self.settings.cooldown_s)
-        outcome_dict = outcome.to_dict() if outcome is not None else {
-            "action": "notify", "outcome": "done", "detail": "notify only", "attempts": 0}
-        self.metrics.observe_action(self.name, action, outcome_dict["outcome"])
-        verb = {"pause": "Pause", "cancel": "Cancel", "notify": "Alert"}[action]
+        self.metrics.observe_action(self.name, str(self.action), str(outcome.outcome))
+        verb = {Action.PAUSE: "Pause", Action.CANCEL: "Cancel"}.get(self.action, "Alert")
         message = (
             f"{verb} {self.name}: {self.state.consecutive} anomalous frames in a row "
-            f"(score {result.score:.4g} > threshold {result.threshold:.4g}); "
-            f"{action} {outcome_dict['outcome']}: {outcome_dict['detail']}"
+            f"(score {verdict.score:.4g} > threshold {verdict.threshold:.4g}); "
+            f"{self.action} {outcome.outcome}: {outcome.detail}"
         )
-        alert = {
-            "time": _now_iso(),
-            "printer": self.name,
-            "job": self.state.job,
-            "score": result.score,
-            "threshold": result.threshold,
-            "consecutive": self.state.consecutive,
-            "action": action,
-            "action_result": outcome_dict,
-            "message": message,
-        }
-        log = logger.warning if outcome_dict["outcome"] == "done" else logger.error
-        log("%s", message)
-        incident = self.alerts.raise_alert(self.name, alert, encode_jpeg(frame), heat_jpeg)
-        alert["incident"] = incident
-        with self._lock:
-            self.last_alert = alert
-        return {"event": "alert", **alert}
+        alert = Alert(_now_iso(), self.name, self.state.job, verdict.score, verdict.threshold,
+                      self.state.consecutive, self.action, outcome, message)
+        (logger.warning if outcome.outcome == Outcome.DONE else logger.error)("%s", message)
+        incident = self.alerts.raise_alert(self.name, alert.to_dict(), encode_jpeg(frame), heat_jpeg)
+        alert = replace(alert, incident=incident)
+        self.last_alert = alert
+        return WatchEvent("alert", self.name, alert=alert)
 
-    def _publish_state(self, label: str, result: FrameResult | None = None) -> None:
-        result = result or self.last_result
-        self.alerts.publish_state(self.name, {
-            "state": label,
-            "printer_state": self.state.printer,
-            "job": self.state.job,
-            "score": None if result is None else result.score,
-            "threshold": None if result is None else result.threshold,
-            "consecutive": self.state.consecutive,
-            "enabled": self.enabled,
-            "camera_online": self.camera_online,
-            "calibrating": self.adapter.calibrating,
-        })
+    def _ask_printer(self, action: Action) -> ActionResult:
+        if action is Action.PAUSE:
+            return self.printer.pause()
+        if action is Action.CANCEL:
+            return self.printer.cancel()
+        if action is Action.RESUME:
+            return self.printer.resume()
+        return ActionResult(str(Action.NOTIFY), str(Outcome.DONE), "notify only", 0)
+
+    # ----------------------------------------------------------------- commands from other threads
+
+    def submit(self, command: Command) -> Future[CommandResult]:
+        """Queue an owner's command; the watcher's thread carries it out at its next step
+        (``run`` wakes for it at once). Thread-safe."""
+        done: Future[CommandResult] = Future()
+        self._commands.put((command, done))
+        return done
+
+    def _drain_commands(self) -> None:
+        while True:
+            try:
+                command, done = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                result = self._carry_out(command)
+                self.snapshot = self._status(self.snapshot.heartbeat)  # readers see it at once
+                done.set_result(result)
+            except Exception as exc:  # a command must never end the loop
+                logger.exception("%s: command %s failed", self.name, command.verb.value)
+                done.set_result(CommandResult(False, f"{command.verb.value} failed: {exc}"))
+
+    def _carry_out(self, command: Command) -> CommandResult:
+        verb = command.verb
+        if verb in (Verb.ENABLE, Verb.DISABLE):
+            self.enabled = verb is Verb.ENABLE
+            logger.info("%s: watching %s (%s)", self.name, "enabled" if self.enabled else "disabled", command.source)
+            return CommandResult(True, f"watching {self.name} {'on' if self.enabled else 'off'}")
+        if verb is Verb.NOT_A_FAILURE:
+            return self._accept_view(command.incident)
+        if verb in (Verb.PAUSE, Verb.RESUME, Verb.CANCEL):
+            result = self._ask_printer(Action(verb.value))
+            return CommandResult(result.outcome == Outcome.DONE, result.detail)
+        return CommandResult(False, f"{verb.value} is not something a watcher does")
+
+    def _accept_view(self, incident: str | None) -> CommandResult:
+        """The owner says the latest alert of this print was not a failure: learn the print's
+        look again, so the same view does not alert again after the cooldown."""
+        alert = self.last_alert
+        if alert is None or alert.incident != incident or alert.job != self.state.job:
+            return CommandResult(True, "kept for retraining; not the current print's latest alert, nothing re-learnt")
+        if self.detector.baseline.enabled:
+            self._relearn("the last alert was marked not a failure")
+        return CommandResult(True, "kept for retraining; learning the print's look again")
+
+    # ----------------------------------------------------------------- status
+
+    def _status(self, heartbeat: float) -> WatcherStatus:
+        v = self.last_verdict
+        calibrating = self.state.watching and self.detector.calibrating
+        return WatcherStatus(
+            state=self._label(),
+            printer_state=str(self.state.printer),
+            printer_detail=self.printer_detail,
+            job=self.state.job,
+            frames_this_print=self.state.frames,
+            consecutive=self.state.consecutive,
+            score=None if v is None else v.score,
+            threshold=None if v is None else v.threshold,
+            camera_online=self.camera_online,
+            calibrating=calibrating,
+            calibration=self.detector.progress if calibrating else "",
+            enabled=self.enabled,
+            last_alert=self.last_alert,
+            heartbeat=heartbeat,
+            failing_steps=self.failing_steps,
+        )
+
+    def _publish_state(self, label: Label) -> None:
+        self.snapshot = self._status(time.monotonic())
+        state = self.snapshot.to_dict()
+        state.pop("last_alert")
+        state.pop("printer_detail")
+        state.pop("frames_this_print")
+        self.alerts.publish_state(self.name, {**state, "state": label.value})
+
+    def status(self) -> dict[str, Any]:
+        """The latest snapshot as JSON-ready data (/status)."""
+        return self.snapshot.to_dict()
 
     # ----------------------------------------------------------------- the live loop
 
     def run(self, stop: threading.Event) -> None:
-        """Step at the camera interval until ``stop`` is set; errors never end the loop."""
+        """Step at the camera interval until ``stop`` is set; errors never end the loop.
+        Commands submitted between steps are carried out at once."""
         interval = self.cfg.camera.interval_s
         while not stop.is_set():
             started = time.monotonic()
             try:
                 self.step()
+                self.failing_steps = 0
             except Exception:  # the loop must outlive any one bad step; counted and logged
                 logger.exception("%s: step failed", self.name)
                 self.metrics.error(self.name, "step")
-            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+                self.failing_steps += 1
+                self.snapshot = replace(self.snapshot, heartbeat=time.monotonic(), failing_steps=self.failing_steps)
+            while not stop.is_set():
+                left = interval - (time.monotonic() - started)
+                if left <= 0:
+                    break
+                if stop.wait(min(left, 0.2)):
+                    break
+                self._drain_commands()
         self.camera.close()
 
-    def status(self) -> dict[str, Any]:
-        with self._lock:
-            r = self.last_result
-            return {
-                "state": "disabled" if not self.enabled else self.state.label,
-                "printer_state": self.state.printer,
-                "printer_detail": self.printer_detail,
-                "job": self.state.job,
-                "frames_this_print": self.state.frames,
-                "consecutive": self.state.consecutive,
-                "score": None if r is None else r.score,
-                "threshold": None if r is None else r.threshold,
-                "camera_online": self.camera_online,
-                "calibrating": self.adapter.calibrating,
-                "last_alert": self.last_alert,
-            }
+
+def build_watcher(
+    cfg: PrinterConfig,
+    bundle: Bundle,
+    alerts: Notifier,
+    *,
+    stop: threading.Event | None = None,
+    camera: Camera | None = None,
+    printer: PrinterClient | None = None,
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Watcher:
+    """A printer's watcher from its config: the one wiring for ``run``, ``replay`` and ``demo``.
+
+    ``camera`` and ``printer`` replace what the config names (replay's recording, the demo's
+    simulated printer). Everything that can fail on bad input happens here, before a reload
+    stops the running watchers."""
+    d = cfg.detection
+    detector = Detector.for_bundle(bundle, region=d.region, mask=d.mask, sensitivity=d.sensitivity,
+                                   warmup_frames=d.warmup_frames)
+    camera = camera if camera is not None else open_camera(cfg.camera, stop, name=cfg.name)
+    printer = printer if printer is not None else make_printer(cfg.api, stop)
+    return Watcher(cfg, detector, camera, printer, alerts, metrics, clock)

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 
 from watchdog import frames
-from watchdog.config import load_config
+from watchdog.config import PrinterConfig, load_config
 from watchdog.devices.capture import open_camera
 from watchdog.devices.printers import make_printer
 
@@ -42,7 +42,7 @@ def _slug(text: str) -> str:
 class Collector:
     """One printer: a new session folder name per print, a frame per interval while printing."""
 
-    def __init__(self, pcfg, out: Path, stop: threading.Event) -> None:  # noqa: ANN001
+    def __init__(self, pcfg: PrinterConfig, out: Path, stop: threading.Event) -> None:
         self.cfg = pcfg
         self.out = out / pcfg.name
         self.camera = open_camera(pcfg.camera, stop, name=pcfg.name)

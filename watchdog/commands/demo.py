@@ -18,11 +18,9 @@ from pathlib import Path
 from watchdog.comms.mqtt import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
 from watchdog.detection.bundle import Bundle, default_bundle_path
-from watchdog.detection.model import FrameScorer
-from watchdog.devices.capture import open_camera
 from watchdog.devices.printers import SimulatedPrinter
 from watchdog.errors import UsageError
-from watchdog.watcher import Watcher
+from watchdog.watcher import build_watcher
 
 DEMO_FRAMES = Path(__file__).resolve().parent.parent / "demo" / "frames"
 
@@ -60,28 +58,27 @@ def main(args: argparse.Namespace) -> int:
     mqtt = MqttConfig(host=args.mqtt_host, port=args.mqtt_port)
     notifier = Notifier(mqtt, StorageConfig(dir=out), [pcfg.name])
     printer = SimulatedPrinter()
-    camera = open_camera(pcfg.camera)
-    watcher = Watcher(pcfg, FrameScorer(bundle), camera, printer, notifier)
+    watcher = build_watcher(pcfg, bundle, notifier, printer=printer)
     print(f"demo: model {bundle.path} (threshold {bundle.meta.threshold:.4g}), camera {frames}", file=sys.stderr)
     notifier.start()
     alert = None
     try:
-        while not camera.exhausted and alert is None:
+        while not watcher.camera.exhausted and alert is None:
             record = watcher.step()
-            if record.score is not None:
+            if record.verdict is not None:
                 print(json.dumps(record.line()), flush=True)
-            alert = next((e for e in record.events if e.get("event") == "alert"), None)
+            alert = record.alert
             time.sleep(args.interval)
         if alert is not None:
             watcher.step()  # let the simulated printer report "paused"
     finally:
-        camera.close()
+        watcher.camera.close()
         notifier.stop()
     if alert is None:
         print("demo: the print was never paused: the model did not flag the failure frames", file=sys.stderr)
         return 1
-    incident = out / "incidents" / "demo" / str(alert["incident"])
-    print(f"demo: {alert['message']}", file=sys.stderr)
+    incident = out / "incidents" / "demo" / alert.incident
+    print(f"demo: {alert.message}", file=sys.stderr)
     print(f"demo: printer state now: {printer.status().state}", file=sys.stderr)
     print(f"demo: alert   {incident / 'alert.json'}", file=sys.stderr)
     print(f"demo: heatmap {incident / 'heatmap.jpg'}", file=sys.stderr)

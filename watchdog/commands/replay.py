@@ -1,6 +1,7 @@
 """`python -m watchdog replay`: the live decision pipeline over recorded frames.
 
-Frames are read in name order (or from a video) and stepped on the recording's clock
+Frames are read in the order of their number (``print_2.jpg`` before ``print_10.jpg``; or from
+a video) and stepped on the recording's clock
 (frame index x camera.interval_s), so cooldowns behave as they would live. Without a printer
 API the print is simulated: a pause is accepted and the "user" resumes at once, so every
 pause over the whole recording is counted (false pauses and time-to-pause both show).
@@ -9,6 +10,7 @@ pause over the whole recording is counted (false pauses and time-to-pause both s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -17,23 +19,30 @@ from pathlib import Path
 from typing import Any
 
 from watchdog.comms.mqtt import Notifier
-from watchdog.config import CameraConfig, Config, MqttConfig, StorageConfig, load_config
+from watchdog.config import (
+    CameraConfig,
+    Config,
+    MqttConfig,
+    PrinterConfig,
+    StorageConfig,
+    load_config,
+)
 from watchdog.daemon import load_bundle
-from watchdog.detection.model import FrameScorer
-from watchdog.devices.capture import open_camera
-from watchdog.devices.printers import SimulatedPrinter, make_printer
+from watchdog.detection.bundle import Bundle
+from watchdog.detection.decide import Label
+from watchdog.devices.printers import SimulatedPrinter
 from watchdog.errors import UsageError
 from watchdog.incidents import incidents_root
-from watchdog.watcher import Watcher
+from watchdog.watcher import build_watcher
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="run the decision pipeline over recorded frames (a folder or a video)")
     p.add_argument("--config", required=True, help="YAML config file")
-    p.add_argument("--frames", required=True, help="folder of frames (name order) or a video file")
+    p.add_argument("--frames", required=True, help="folder of frames (in frame-number order) or a video file")
     p.add_argument("--printer", help="which printer's settings to use (default: the first)")
     p.add_argument("--no-api", action="store_true", help="simulate the printer even if the config names an API")
-    p.add_argument("--out", help="folder for incidents (default: a temporary folder)")
+    p.add_argument("--out", help="folder to keep the incidents in (default: not kept)")
     p.set_defaults(func=main)
 
 
@@ -78,23 +87,30 @@ def main(args: argparse.Namespace) -> int:
     if not frames.exists():
         raise UsageError(f"--frames {frames}: no such folder or video file")
     bundle = load_bundle(config)
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="watchdog-replay-"))
-    camera_cfg = CameraConfig(source=str(frames), interval_s=pcfg.camera.interval_s)
-    camera = open_camera(camera_cfg)
-    simulated = args.no_api or pcfg.api.kind == "none"
-    printer = ResumingPrinter() if simulated else make_printer(pcfg.api)
-    alerts = Notifier(MqttConfig(), StorageConfig(dir=out, keep_incidents=config.storage.keep_incidents), [pcfg.name])
+    with contextlib.ExitStack() as stack:
+        out = Path(args.out) if args.out else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="watchdog-replay-")))
+        return replay(pcfg, bundle, frames, out, simulated=args.no_api or pcfg.api.kind == "none",
+                      keep_incidents=config.storage.keep_incidents, kept=bool(args.out))
+
+
+def replay(pcfg: PrinterConfig, bundle: Bundle, frames: Path, out: Path, *, simulated: bool,
+           keep_incidents: int, kept: bool) -> int:
+    """Step the printer's watcher over the recording; one JSON line per frame and event."""
+    recording = pcfg.model_copy(update={"camera": CameraConfig(source=str(frames), interval_s=pcfg.camera.interval_s)})
+    # The simulated print is named after the recording, so the lines say what was replayed.
+    printer = ResumingPrinter(job=frames.name) if simulated else None
+    alerts = Notifier(MqttConfig(), StorageConfig(dir=out, keep_incidents=keep_incidents), [pcfg.name])
     clock = VirtualClock(pcfg.camera.interval_s)
-    watcher = Watcher(pcfg, FrameScorer(bundle, mask_polygons=pcfg.detection.mask), camera, printer, alerts, clock=clock)
+    watcher = build_watcher(recording, bundle, alerts, printer=printer, clock=clock)
     alerts.start()
     pauses = 0
     try:
-        while not camera.exhausted:
+        while not watcher.camera.exhausted:
             record = watcher.step()
             for event in record.events:
-                emit(event)
-                pauses += event.get("event") == "alert"
-            if record.score is not None or record.state in ("camera_offline", "frame_skipped"):
+                emit(event.to_dict())
+                pauses += event.alert is not None
+            if record.verdict is not None or record.skipped or record.state is Label.CAMERA_OFFLINE:
                 emit(record.line())
                 clock.frame += 1
             elif not simulated:
@@ -102,9 +118,13 @@ def main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        camera.close()
+        watcher.camera.close()
         alerts.stop()
     where = incidents_root(out) / pcfg.name
-    emit({"event": "summary", "frames": clock.frame, "alerts": pauses, "incidents": str(where)})
-    print(f"replayed {clock.frame} frames: {pauses} alert(s); incidents in {where}", file=sys.stderr)
+    summary: dict[str, Any] = {"event": "summary", "frames": clock.frame, "alerts": pauses}
+    if kept:
+        summary["incidents"] = str(where)
+    emit(summary)
+    said = f"; incidents in {where}" if kept else " (incidents not kept: give --out DIR to keep them)"
+    print(f"replayed {clock.frame} frames: {pauses} alert(s){said}", file=sys.stderr)
     return 0

@@ -30,4 +30,4 @@ def main(args: argparse.Namespace) -> int:
     fewer_malloc_arenas()
     from watchdog.daemon import Daemon
 
-    return Daemon(args.config).run()
+    return Daemon(args.config, debug=args.debug).run()

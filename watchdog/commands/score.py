@@ -7,6 +7,7 @@ what the daemon would have said about a saved frame, before trusting it with a p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -14,7 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from watchdog.detection.bundle import Bundle, default_bundle_path, encode_jpeg
+from watchdog.detection.bundle import Adaptation, Bundle, default_bundle_path, encode_jpeg
+from watchdog.detection.detector import Detector
 from watchdog.detection.model import FrameScorer
 from watchdog.errors import UsageError
 
@@ -57,7 +59,9 @@ def _heatmap_path(folder: Path, image: Path, used: set[Path]) -> Path:
 def main(args: argparse.Namespace) -> int:
     bundle = Bundle.load(args.model if args.model is not None else default_bundle_path())
     frames = [(path, read_image(path)) for path in args.images]  # fail before printing anything
-    scorer = FrameScorer(bundle, num_threads=max(1, args.threads))
+    # Still images, each on its own: the absolute score (no print to learn a baseline from).
+    absolute = dataclasses.replace(bundle.meta, adaptation=Adaptation())
+    detector = Detector(absolute, FrameScorer(bundle, num_threads=max(1, args.threads)).error_map)
     if args.heatmap is not None:
         try:
             args.heatmap.mkdir(parents=True, exist_ok=True)
@@ -65,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError(f"--heatmap {args.heatmap}: cannot create folder ({exc.strerror or exc})") from exc
     used: set[Path] = set()
     for path, frame in frames:
-        result = scorer.analyze(frame)
+        result = detector.observe(frame)
         line = {
             "file": str(path),
             "score": round(result.score, 8),
@@ -74,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
         }
         if args.heatmap is not None:
             out = _heatmap_path(args.heatmap, path, used)
-            out.write_bytes(encode_jpeg(scorer.overlay(frame, result)))
+            out.write_bytes(encode_jpeg(detector.heatmap(frame, result)))
             line["heatmap"] = str(out)
         print(json.dumps(line), flush=True)
     return 0

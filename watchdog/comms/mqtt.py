@@ -41,7 +41,8 @@ from watchdog.incidents import SAFE_NAME, VERDICTS, Incident, IncidentStore, Thr
 logger = logging.getLogger(__name__)
 
 MAX_COMMAND_BYTES = 1024
-LATEST_INCIDENT = "latest"  # feedback on the printer's most recent alert (the Home Assistant button)
+from watchdog.control import LATEST_INCIDENT  # noqa: E402  (the Home Assistant button)
+
 CommandHandler = Callable[[str, str, dict], None]
 
 
@@ -184,7 +185,7 @@ class Notifier:
         self.prefix = mqtt.topic_prefix
         self._throttle = ThrottledLog(60.0)
         self.store = IncidentStore(storage.dir, storage.keep_incidents, self._throttle)
-        self._client: mqtt.Client | None = None
+        self._client: Any = None  # paho's mqtt.Client once started
         self._lock = threading.Condition()
         self._inflight: dict[int, Incident] = {}  # mid → alert waiting for its PUBACK
         self._unsent: dict[str, Incident] = {}  # alerts with no client yet (not started / stopped)
@@ -251,7 +252,7 @@ class Notifier:
                 client.tls_insecure_set(True)
                 logger.warning("mqtt.tls.insecure: the broker's certificate is not verified")
         client.will_set(f"{self.prefix}/available", "offline", qos=1, retain=True)
-        client.reconnect_delay_set(*self.reconnect_delay)
+        client.reconnect_delay_set(*self.reconnect_delay)  # type: ignore[arg-type]  # paho accepts floats
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect

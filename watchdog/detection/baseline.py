@@ -125,7 +125,7 @@ class PrintBaseline:
 
     def _add(self, error_map: np.ndarray, x: np.ndarray | None) -> None:
         emap = np.asarray(error_map, dtype=np.float64)
-        if self._sum is None:
+        if self._sum is None or self._sumsq is None:
             self._sum = np.zeros_like(emap)
             self._sumsq = np.zeros_like(emap)
         elif emap.shape != self._sum.shape:
@@ -144,12 +144,12 @@ class PrintBaseline:
         the finished baseline (unscaled)."""
         if self._mean is None or self._denom is None:
             raise RuntimeError("adapter baseline not calibrated yet")
-        mean = self._mean
+        mean: np.ndarray = self._mean
         if self.spec.nearest:
             # squared distances up to the frame's own constant |x|^2: no temporary of 30 inputs
             distance = self._cal_sq - 2.0 * (self._cal_stack @ _flat(x))
             order = np.argsort(distance, kind="stable")[: self.spec.nearest]
-            mean = np.mean([self._cal_maps[i] for i in order], axis=0, dtype=np.float64)
+            mean = np.asarray(np.mean([self._cal_maps[i] for i in order], axis=0, dtype=np.float64))
         z = np.maximum((np.asarray(error_map, dtype=np.float64) - mean) / self._denom, 0.0)
         self.last_map = z.astype(np.float32)
         return self.scoring.score(self.last_map, self.mask)

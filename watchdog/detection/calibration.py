@@ -1,6 +1,6 @@
 """Offline calibration: the adaptation threshold from normal prints, as the daemon scores them.
 
-``simulate`` drives the runtime ``PrintBaseline`` over one print's error maps, so the trainer,
+``simulate`` replays one print's error maps through the daemon's ``Detector``, so the trainer,
 ``python -m watchdog calibrate`` and the benchmarks pick thresholds from exactly the scores
 the daemon computes.
 """
@@ -11,8 +11,8 @@ import dataclasses
 
 import numpy as np
 
-from watchdog.detection.baseline import PrintBaseline
-from watchdog.detection.bundle import Adaptation, Scoring
+from watchdog.detection.bundle import Adaptation, BundleMeta, NormalStats, Preprocess, Scoring
+from watchdog.detection.detector import offline_detector
 
 
 def simulate(
@@ -35,13 +35,16 @@ def simulate(
         raise ValueError(f"need more than {spec.frames} frames to simulate adaptation, got {len(error_maps)}")
     if spec.nearest and (inputs is None or len(inputs) != len(error_maps)):
         raise ValueError("adaptation.nearest needs the model input of every error map")
-    # the maps are already light-matched: the adapter only keeps the baseline
-    unit = Adaptation(frames=spec.frames, std_floor=spec.std_floor, threshold=1.0, nearest=spec.nearest)
-    adapter = PrintBaseline(unit, scoring, 1.0, mask)
-    xs = inputs if spec.nearest else [None] * len(error_maps)
-    out = [adapter.observe(0.0, e, x) for e, x in zip(error_maps, xs, strict=True)]
-    return np.array([s for s, calibrating in out if not calibrating], dtype=np.float64)
+    # unit thresholds: the verdicts' scores are the unscaled adapted scores
+    detector = offline_detector(unit_meta(scoring, dataclasses.replace(spec, threshold=1.0)), mask)
+    verdicts = detector.replay(list(error_maps), list(inputs) if spec.nearest and inputs is not None else None)
+    return np.array([v.score for v in verdicts if not v.calibrating], dtype=np.float64)
 
+
+def unit_meta(scoring: Scoring, spec: Adaptation) -> BundleMeta:
+    """A bundle description for replaying error maps on the unit threshold scale."""
+    return BundleMeta(preprocess=Preprocess(), scoring=scoring, threshold=1.0, normal_stats=NormalStats(),
+                      input_shape=(), output_shape=(), adaptation=spec)
 
 
 def threshold_for_fpr(scores: np.ndarray, target_fpr: float = 0.01) -> float:

@@ -1,11 +1,14 @@
 """When a run of anomalous frames becomes an action: a pure state machine, no I/O.
 
 Time is passed in (``now``, seconds), so the live daemon and ``replay`` (which runs on the
-recording's clock) make exactly the same decisions, and tests need no sleeping.
+recording's clock) make exactly the same decisions, and tests need no sleeping. Each fold
+returns the new state and the events the watcher routes (a new print: learn its look; a resume
+after our action: accept what the camera shows; fired: act and alert).
 
 Rules (the users' top complaints in anchors.md drive them):
 - only frames of a running print count; a new print starts from a clean slate;
-- the first ``warmup_frames`` frames of a print never count;
+- frames of the print's start that the detector is still learning never count (the detector
+  says so: ``Verdict.anomalous`` is False while it calibrates);
 - ``consecutive`` anomalous frames in a row trigger the action once;
 - after a trigger the watcher is disarmed: it never acts again on the frames that caused it;
   it re-arms ``cooldown_s`` after the user resumes (or, where the printer never paused
@@ -15,33 +18,58 @@ Rules (the users' top complaints in anchors.md drive them):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Protocol
 
-# Printer states as reported by watchdog.devices.printers: printing | paused | idle | offline | error.
-PRINTING = "printing"
-PAUSED = "paused"
+from watchdog.devices.printers import PrinterState
+
+
+class Event(Enum):
+    NEW_PRINT = "new_print"  # a print started (or the job changed): learn its look afresh
+    RESUMED_AFTER_ACTION = "resumed_after_action"  # the owner resumed after our pause
+    FIRED = "fired"  # enough anomalous frames in a row: act now
+
+
+class Label(Enum):
+    """The state shown to people (MQTT, /status, the page, replay's JSON lines)."""
+
+    IDLE = "idle"
+    CALIBRATING = "calibrating"
+    WATCHING = "watching"
+    ANOMALY = "anomaly"
+    PAUSED = "paused"
+    COOLDOWN = "cooldown"
+    CAMERA_OFFLINE = "camera_offline"
+    DISABLED = "disabled"
 
 
 @dataclass(frozen=True)
 class Settings:
-    consecutive: int = 3
-    warmup_frames: int = 0
-    cooldown_s: float = 90.0
+    consecutive: int
+    cooldown_s: float
 
     @classmethod
-    def from_config(cls, detection: object) -> Settings:
-        return cls(
-            consecutive=int(detection.consecutive),  # type: ignore[attr-defined]
-            warmup_frames=int(detection.warmup_frames),  # type: ignore[attr-defined]
-            cooldown_s=float(detection.cooldown_s),  # type: ignore[attr-defined]
-        )
+    def from_config(cls, detection: DetectionSettings) -> Settings:
+        return cls(consecutive=int(detection.consecutive), cooldown_s=float(detection.cooldown_s))
+
+
+class DetectionSettings(Protocol):
+    """What ``Settings.from_config`` reads (``config.DetectionConfig`` has it)."""
+
+    @property
+    def consecutive(self) -> int: ...
+
+    @property
+    def cooldown_s(self) -> float: ...
 
 
 @dataclass(frozen=True)
 class WatchState:
     """Where one printer's watcher stands."""
 
-    printer: str = "idle"  # last printer state seen
+    printer: PrinterState = PrinterState.IDLE  # last printer state seen
     job: str | None = None
     frames: int = 0  # frames scored in this print
     consecutive: int = 0  # anomalous frames in a row (counting ones only)
@@ -53,58 +81,62 @@ class WatchState:
     @property
     def watching(self) -> bool:
         """Frames are worth scoring (printing); idle printers cost no inference."""
-        return self.printer == PRINTING
+        return self.printer is PrinterState.PRINTING
 
     @property
-    def label(self) -> str:
-        """The state published to users: watching | anomaly | paused | idle | cooldown."""
-        if self.printer == PAUSED:
-            return "paused"
-        if self.printer != PRINTING:
-            return "idle"
+    def label(self) -> Label:
+        if self.printer is PrinterState.PAUSED:
+            return Label.PAUSED
+        if self.printer is not PrinterState.PRINTING:
+            return Label.IDLE
         if not self.armed:
-            return "cooldown" if self.cooling else "anomaly"
-        return "anomaly" if self.consecutive > 0 else "watching"
+            return Label.COOLDOWN if self.cooling else Label.ANOMALY
+        return Label.ANOMALY if self.consecutive > 0 else Label.WATCHING
 
 
-def on_printer(state: WatchState, printer: str, job: str | None, now: float, s: Settings) -> WatchState:
+Fold = tuple[WatchState, tuple[Event, ...]]
+
+
+def on_printer(state: WatchState, printer: PrinterState, job: str | None, now: float, s: Settings) -> Fold:
     """Fold a printer status into the state: new prints reset, resumes start the cooldown.
 
     An unknown status (API offline or in error) changes nothing: a blip must neither re-arm
     a disarmed watcher nor pass for a new print.
     """
-    if printer not in (PRINTING, PAUSED, "idle"):
-        return state
+    if printer not in (PrinterState.PRINTING, PrinterState.PAUSED, PrinterState.IDLE):
+        return state, ()
     was = state.printer
-    if printer == PRINTING and was != PRINTING:
-        resumed = was == PAUSED and (job is None or state.job is None or job == state.job)
+    printing = printer is PrinterState.PRINTING
+    if printing and was is not PrinterState.PRINTING:
+        resumed = was is PrinterState.PAUSED and (job is None or state.job is None or job == state.job)
         if not resumed:
-            return WatchState(printer=PRINTING, job=job)  # a new print: clean slate
+            return WatchState(printer=printer, job=job), (Event.NEW_PRINT,)
         if not state.armed:
-            return replace(state, printer=PRINTING, consecutive=0, rearm_at=now + s.cooldown_s, cooling=True)
-        return replace(state, printer=PRINTING, consecutive=0)
-    if printer == PRINTING and job is not None and state.job is not None and job != state.job:
-        return WatchState(printer=PRINTING, job=job)  # the job changed under us
-    if printer == PAUSED and was == PRINTING and not state.armed:
-        return replace(state, printer=PAUSED, rearm_at=None)  # our pause took: wait for resume
-    return replace(state, printer=printer, job=job if job is not None else state.job)
+            cooling = replace(state, printer=printer, consecutive=0, rearm_at=now + s.cooldown_s, cooling=True)
+            return cooling, (Event.RESUMED_AFTER_ACTION,)
+        return replace(state, printer=printer, consecutive=0), ()
+    if printing and job is not None and state.job is not None and job != state.job:
+        return WatchState(printer=printer, job=job), (Event.NEW_PRINT,)  # the job changed under us
+    if printer is PrinterState.PAUSED and was is PrinterState.PRINTING and not state.armed:
+        return replace(state, printer=printer, rearm_at=None), ()  # our pause took: wait for resume
+    return replace(state, printer=printer, job=job if job is not None else state.job), ()
 
 
-def on_frame(state: WatchState, anomalous: bool, now: float, s: Settings) -> tuple[WatchState, bool]:
-    """Fold one scored frame into the state; returns (state, act_now)."""
+def on_frame(state: WatchState, anomalous: bool, now: float, s: Settings) -> Fold:
+    """Fold one scored frame into the state; ``Event.FIRED`` means act now."""
     if not state.watching:
-        return state, False
+        return state, ()
     frames = state.frames + 1
     if not state.armed:
         if state.rearm_at is not None and now >= state.rearm_at:
             state = replace(state, armed=True, rearm_at=None, consecutive=0, cooling=False)
         else:
-            return replace(state, frames=frames, consecutive=0), False
-    if frames <= s.warmup_frames or not anomalous:
-        return replace(state, frames=frames, consecutive=0), False
+            return replace(state, frames=frames, consecutive=0), ()
+    if not anomalous:
+        return replace(state, frames=frames, consecutive=0), ()
     consecutive = state.consecutive + 1
     if consecutive < s.consecutive:
-        return replace(state, frames=frames, consecutive=consecutive), False
+        return replace(state, frames=frames, consecutive=consecutive), ()
     fired = replace(
         state,
         frames=frames,
@@ -115,4 +147,20 @@ def on_frame(state: WatchState, anomalous: bool, now: float, s: Settings) -> tup
         rearm_at=now + s.cooldown_s,
         triggers=state.triggers + 1,
     )
-    return fired, True
+    return fired, (Event.FIRED,)
+
+
+def fires(anomalous: Iterable[bool], s: Settings, interval_s: float) -> list[int]:
+    """The frames (0-based) of one print where the rule fires, frames ``interval_s`` apart.
+
+    The printer never pauses (``action: notify``, or a pause that failed), so after each
+    firing the watcher re-arms ``cooldown_s`` later: the benchmarks' "pauses" on a print
+    recorded without a printer. The same ``on_frame`` the daemon runs, cooldown and re-arm
+    included."""
+    state, _ = on_printer(WatchState(), PrinterState.PRINTING, None, 0.0, s)
+    out = []
+    for i, a in enumerate(anomalous):
+        state, events = on_frame(state, bool(a), i * interval_s, s)
+        if Event.FIRED in events:
+            out.append(i)
+    return out

@@ -1,4 +1,4 @@
-"""Run a bundle's TFLite model and score frames, without TensorFlow on the Pi.
+"""Run a bundle's TFLite model, without TensorFlow on the Pi.
 
 The interpreter comes from ``ai_edge_litert`` (the maintained LiteRT wheel), else
 ``tflite_runtime``, else ``tensorflow.lite`` (a desktop with the ``train`` extra).
@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import weakref
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from watchdog.detection.bundle import Bundle, BundleError, heatmap_overlay, polygon_mask
-from watchdog.detection.light import LightReference, match_light
+from watchdog.detection.bundle import Bundle, BundleError
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +25,10 @@ def load_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         try:
-            from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+            from tflite_runtime.interpreter import Interpreter
         except ImportError:
             try:
-                from tensorflow.lite import Interpreter  # type: ignore[no-redef]
+                from tensorflow.lite import Interpreter
             except ImportError as exc:
                 raise BundleError(
                     "no TFLite runtime: pip install 'printer-watchdog[pi]' (ai-edge-litert)"
@@ -75,32 +72,18 @@ def shared_interpreter(model_path: str | Path, num_threads: int = 1) -> SharedIn
         return holder
 
 
-@dataclass
-class FrameResult:
-    """What scoring one frame produced; the error map is at model-input size."""
-
-    score: float
-    threshold: float
-    anomalous: bool
-    error_map: np.ndarray
-    inference_s: float
-    input: np.ndarray | None = None  # the model input as scored (light-matched when a reference was given)
-
-
 class FrameScorer:
-    """Preprocess → reconstruct → error map → score, the same path the trainer evaluates."""
+    """The bundle's TFLite model: model input → reconstruction → error map.
 
-    def __init__(
-        self,
-        bundle: Bundle,
-        num_threads: int = 1,
-        mask_polygons: list[list[tuple[float, float]]] | None = None,
-    ) -> None:
+    What a frame's error *means* for this print (baseline, region, masks, threshold) is the
+    ``Detector``'s business; this class only runs the model the trainer exported.
+    """
+
+    def __init__(self, bundle: Bundle, num_threads: int = 1) -> None:
         self.bundle = bundle
         meta = bundle.meta
         self.pre = meta.preprocess
         self.scoring = meta.scoring
-        self.mask = polygon_mask(mask_polygons or [], self.pre)
         self._shared = shared_interpreter(bundle.model_path, num_threads)
         self.interp = self._shared.interp
         inp = self.interp.get_input_details()[0]
@@ -141,31 +124,6 @@ class FrameScorer:
         """The error map of one model input (H, W, C) in [0, 1]."""
         return self.scoring.error_map(x, self.reconstruct(x))
 
-    def analyze(
-        self, frame: np.ndarray, sensitivity: float = 1.0, reference: LightReference | None = None
-    ) -> FrameResult:
-        """Score one camera frame (any size, BGR/grey/BGRA); with ``reference`` (the print's
-        look, ``PrintBaseline.reference``) the input is light-matched to it first."""
-        t0 = time.perf_counter()
-        x = self.pre.apply(frame)
-        if reference is not None:
-            x = match_light(x, reference)
-        emap = self.error_map(x)
-        score = self.scoring.score(emap, self.mask)
-        threshold = self.threshold / max(sensitivity, 1e-6)
-        return FrameResult(
-            score=score,
-            threshold=threshold,
-            anomalous=score > threshold,
-            error_map=emap,
-            inference_s=time.perf_counter() - t0,
-            input=x,
-        )
-
-    def overlay(self, frame: np.ndarray, result: FrameResult, scale: float | None = None) -> np.ndarray:
-        """The frame with this result's heatmap over the region the model watches.
-
-        ``scale`` is the error shown as full red (default: the bundle's, for raw error maps).
-        """
-        scale = scale or self.bundle.meta.normal_stats.heatmap_scale or float(result.error_map.max() or 1.0)
-        return heatmap_overlay(frame, result.error_map, self.pre, scale, self.mask)
+    def score(self, frame: np.ndarray) -> float:
+        """The absolute score of one camera frame with the bundle's own region (no baseline)."""
+        return self.scoring.score(self.error_map(self.pre.apply(frame)))

@@ -90,10 +90,17 @@ class CameraStats:
 class Camera(Protocol):
     """What the daemon needs from a camera."""
 
-    online: bool  # False while the source is unreachable (in backoff)
-    last_error: str  # the last error or bad frame, one line, no secrets
-    stats: CameraStats
-    exhausted: bool  # folders and video files: True after the last frame (others: always False)
+    @property
+    def online(self) -> bool: ...  # False while the source is unreachable (in backoff)
+
+    @property
+    def last_error(self) -> str: ...  # the last error or bad frame, one line, no secrets
+
+    @property
+    def stats(self) -> CameraStats: ...
+
+    @property
+    def exhausted(self) -> bool: ...  # folders and video files: True after the last frame (others: always False)
 
     def read(self) -> np.ndarray | None:
         """A BGR uint8 frame, or None (no frame now); never raises."""

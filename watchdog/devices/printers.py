@@ -28,6 +28,7 @@ import logging
 import re
 import threading
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -51,11 +52,37 @@ _CONNECTION_PROBLEMS = [
 ]
 
 
+class PrinterState(StrEnum):
+    """What a printer API reports (see the module's docstring)."""
+
+    PRINTING = "printing"
+    PAUSED = "paused"
+    IDLE = "idle"
+    ERROR = "error"
+    OFFLINE = "offline"
+
+
+class Action(StrEnum):
+    """What the watchdog (or the owner, through it) asks of a printer."""
+
+    PAUSE = "pause"
+    CANCEL = "cancel"
+    RESUME = "resume"
+    NOTIFY = "notify"  # nothing asked of the printer: the alert only
+
+
+class Outcome(StrEnum):
+    DONE = "done"  # the API accepted it
+    REFUSED = "refused"  # the printer's state did not allow it
+    FAILED = "failed"  # the API could not be reached or answered badly
+    SKIPPED = "skipped"  # no printer API configured
+
+
 @dataclass(frozen=True)
 class PrinterStatus:
     """What the printer does now, as far as its API says."""
 
-    state: str  # "printing" | "paused" | "idle" | "offline" | "error"
+    state: str  # a PrinterState value
     job: str | None = None  # file name of the current job, if known
     detail: str = ""  # human-readable, e.g. "HTTP 503 from http://…: Klippy Host not connected"
 
@@ -85,6 +112,8 @@ class PrinterClient(Protocol):
     def pause(self) -> ActionResult: ...
 
     def cancel(self) -> ActionResult: ...
+
+    def resume(self) -> ActionResult: ...
 
 
 # --------------------------------------------------------------------------- failures
@@ -256,20 +285,28 @@ class _HttpPrinter:
         """Cancel the running or paused job: state checked first, bounded retries, never raises."""
         return self._act("cancel")
 
+    def resume(self) -> ActionResult:
+        """Resume a paused job (the owner's answer to an alert): state checked first."""
+        return self._act("resume")
+
     def _attempt(self, action: str) -> ActionResult | None:
         """One check-then-command round; a result when settled, _Failure otherwise."""
         st = self._read_status()
         job = f" {st.job!r}" if st.job else ""
         if action == "pause" and st.state == "paused":
             return ActionResult(action, "done", f"job{job} was already paused", 0)
-        if st.state == "printing" or (action == "cancel" and st.state == "paused"):
+        if action == "resume" and st.state == "printing":
+            return ActionResult(action, "done", f"job{job} was already printing", 0)
+        allowed = {"pause": ("printing",), "cancel": ("printing", "paused"), "resume": ("paused",)}[action]
+        if st.state in allowed:
             try:
                 self._send(action)
             except _Conflict as exc:
                 return ActionResult(action, "refused", exc.detail, 0)
             return ActionResult(action, "done", f"{self.name} accepted {action} of job{job}", 0)
         why = f": {st.detail}" if st.detail else ""
-        return ActionResult(action, "refused", f"not printing (printer is {st.state}{why})", 0)
+        doing = "not paused" if action == "resume" else "not printing"
+        return ActionResult(action, "refused", f"{doing} (printer is {st.state}{why})", 0)
 
     def _act(self, action: str) -> ActionResult:
         attempts = 1 + self.api.retries
@@ -290,6 +327,7 @@ class _HttpPrinter:
                     return ActionResult(action, "failed", f"{detail}; not retried: shutting down", attempt)
                 delay = min(delay * 2, self._max_backoff_s)
                 continue
+            assert result is not None  # _attempt returns a result or raises
             result = ActionResult(result.action, result.outcome, result.detail, attempt)
             log = logger.info if result.outcome == "done" else logger.warning
             log("%s %s %s: %s", self.name, action, result.outcome, result.detail)
@@ -335,8 +373,8 @@ class OctoPrintClient(_HttpPrinter):
         return name if isinstance(name, str) else None
 
     def _send(self, action: str) -> None:
-        # Always "action": "pause": without it OctoPrint toggles and would resume a paused job.
-        body = {"command": "pause", "action": "pause"} if action == "pause" else {"command": "cancel"}
+        # Always an explicit "action": without it OctoPrint toggles pause and resume.
+        body = {"command": "cancel"} if action == "cancel" else {"command": "pause", "action": action}
         self._request("POST", "/api/job", body=body, timeout=self.api.timeout_s)
 
 
@@ -383,6 +421,9 @@ class NoPrinter:
 
     def cancel(self) -> ActionResult:
         return ActionResult("cancel", "skipped", "no printer API configured", 0)
+
+    def resume(self) -> ActionResult:
+        return ActionResult("resume", "skipped", "no printer API configured", 0)
 
 
 class SimulatedPrinter:

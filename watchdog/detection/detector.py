@@ -1,0 +1,204 @@
+"""One printer's detector: frame in, verdict out.
+
+The detector owns everything between a camera frame and "is this frame anomalous?": the
+bundle's preprocessing, the model, the print's own baseline (per-print adaptation and light
+matching), the region and masks the owner set, and the sensitivity. Its whole interface is
+``observe(frame) -> Verdict`` and ``relearn()``; what to *do* about verdicts is
+``decide``'s business, and the watcher only routes between them.
+
+Offline code (the trainer's calibration, the benchmarks) has its error maps already, computed
+in batches by Keras or TFLite; it replays them through ``judge`` (``replay`` for a whole print),
+the very step ``observe`` ends with, so the daemon and the figures in docs/quality.md cannot
+drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from watchdog.detection.baseline import PrintBaseline
+from watchdog.detection.bundle import (
+    Bundle,
+    BundleMeta,
+    Polygon,
+    Preprocess,
+    heatmap_overlay,
+    polygon_mask,
+)
+
+Region = tuple[float, float, float, float]  # x0, y0, x1, y1 in 0..1 of the full frame
+ErrorMap = Callable[[np.ndarray], np.ndarray]  # model input (H, W, C) in [0, 1] → error map (H, W)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the detector says about one frame. Immutable: safe to hand to other threads.
+
+    ``score`` is what the decision uses, on the bundle threshold's scale: the per-print adapted
+    score once the print's baseline is learnt, the model's absolute score before (and always,
+    for bundles without adaptation). ``absolute_score`` is comparable across prints.
+    """
+
+    score: float
+    absolute_score: float
+    threshold: float
+    anomalous: bool
+    calibrating: bool  # a frame of the print's start, learnt, never counted as anomalous
+    calibrated: int  # frames of this print's start learnt so far
+    calibration_frames: int  # frames the start needs (0: none)
+    error_map: np.ndarray  # what the decision used: the adapted map once calibrated
+    heatmap_scale: float  # the error drawn as full red
+    inference_s: float = 0.0
+
+    @property
+    def progress(self) -> str:
+        """Calibration progress for people: "12/30"."""
+        return f"{min(self.calibrated, self.calibration_frames)}/{self.calibration_frames}"
+
+
+def effective_preprocess(meta: BundleMeta, region: Region | None) -> Preprocess:
+    """The bundle's preprocessing, watching ``region`` instead of the bundle's own when given."""
+    return meta.preprocess if region is None else dataclasses.replace(meta.preprocess, roi=region)
+
+
+class Detector:
+    """Bundle + model + per-print baseline + region and masks, for one printer.
+
+    Not thread-safe: one thread (the printer's watcher) calls ``observe`` and ``relearn``.
+    """
+
+    def __init__(
+        self,
+        meta: BundleMeta,
+        error_map: ErrorMap,
+        *,
+        region: Region | None = None,
+        mask: Sequence[Polygon] = (),
+        sensitivity: float = 1.0,
+        warmup_frames: int = 0,
+    ) -> None:
+        if not sensitivity > 0:
+            raise ValueError(f"sensitivity must be > 0, got {sensitivity}")
+        self.meta = meta
+        self.pre = effective_preprocess(meta, region)
+        self.mask = polygon_mask(list(mask), self.pre)
+        self.threshold = meta.threshold / sensitivity
+        self._error_map = error_map
+        self.baseline = PrintBaseline.for_bundle(meta, self.mask, error_map)
+        # One warm-up: the print's baseline, or for bundles without one, the configured frames.
+        self.calibration_frames = meta.adaptation.frames if self.baseline.enabled else warmup_frames
+        self._seen = 0
+
+    @classmethod
+    def for_bundle(
+        cls,
+        bundle: Bundle,
+        *,
+        region: Region | None = None,
+        mask: Sequence[Polygon] = (),
+        sensitivity: float = 1.0,
+        warmup_frames: int = 0,
+        num_threads: int = 1,
+    ) -> Detector:
+        """The daemon's detector: the bundle's TFLite model, loaded once."""
+        from watchdog.detection.model import FrameScorer
+
+        model = FrameScorer(bundle, num_threads=num_threads)
+        return cls(bundle.meta, model.error_map, region=region, mask=mask, sensitivity=sensitivity,
+                   warmup_frames=warmup_frames)
+
+    # ----------------------------------------------------------------- the daemon's path
+
+    def observe(self, frame: np.ndarray) -> Verdict:
+        """Score one camera frame (any size; BGR, grey or BGRA) of the current print.
+
+        ValueError for a frame the preprocessing refuses (it is not counted)."""
+        t0 = time.perf_counter()
+        x = self.pre.apply(frame)
+        if self.baseline.reference is not None:
+            from watchdog.detection.light import match_light
+
+            x = match_light(x, self.baseline.reference)
+        verdict = self.judge(x, self._error_map(x))
+        return dataclasses.replace(verdict, inference_s=time.perf_counter() - t0)
+
+    def relearn(self) -> None:
+        """Forget this print's look and learn it again from the next frames: a new print, or
+        the owner accepting what the camera shows (a resume after our pause, "not a failure")."""
+        self.baseline.reset()
+        self._seen = 0
+
+    @property
+    def calibrating(self) -> bool:
+        """The next frame still goes into learning the print's start."""
+        return self._seen < self.calibration_frames
+
+    @property
+    def progress(self) -> str:
+        """How much of the print's start is learnt, for people: "12/30"."""
+        return f"{min(self._seen, self.calibration_frames)}/{self.calibration_frames}"
+
+    def heatmap(self, frame: np.ndarray, verdict: Verdict) -> np.ndarray:
+        """The frame with the verdict's error map over the watched region."""
+        return heatmap_overlay(frame, verdict.error_map, self.pre, verdict.heatmap_scale, self.mask)
+
+    # ----------------------------------------------------------------- shared with offline code
+
+    def judge(self, x: np.ndarray | None, error_map: np.ndarray) -> Verdict:
+        """The verdict on one model input and its error map (light-matched when the bundle
+        matches light): the step every path ends with."""
+        absolute = self.meta.scoring.score(error_map, self.mask)
+        self._seen += 1
+        score, calibrating = self.baseline.observe(absolute, error_map, x)
+        if self.baseline.enabled and not calibrating:
+            assert self.baseline.last_map is not None
+            # Adapted maps are in baseline standard deviations: full red at twice the calibrated level.
+            emap, scale = self.baseline.last_map, 2 * self.meta.adaptation.threshold
+        else:
+            emap = error_map
+            scale = self.meta.normal_stats.heatmap_scale or float(np.max(error_map) or 1.0)
+        warming = self._seen <= self.calibration_frames
+        emap = np.asarray(emap)
+        emap.setflags(write=False)
+        return Verdict(
+            score=score,
+            absolute_score=absolute,
+            threshold=self.threshold,
+            anomalous=(not warming) and score > self.threshold,
+            calibrating=warming,
+            calibrated=min(self._seen, self.calibration_frames),
+            calibration_frames=self.calibration_frames,
+            error_map=emap,
+            heatmap_scale=scale,
+        )
+
+    def replay(self, error_maps: Sequence[np.ndarray], inputs: Sequence[np.ndarray] | None = None) -> list[Verdict]:
+        """Verdicts on one whole print from its first frame, in time order, from error maps
+        computed elsewhere (of the ``light.light_matched`` frames when the bundle matches light;
+        ``inputs``: those frames, needed for ``Adaptation.nearest``). The daemon's scores."""
+        self.relearn()
+        xs: Sequence[np.ndarray | None] = inputs if inputs is not None else [None] * len(error_maps)
+        return [self.judge(x, e) for x, e in zip(xs, error_maps, strict=True)]
+
+
+def offline_detector(meta: BundleMeta, mask: np.ndarray | None = None) -> Detector:
+    """A detector for error maps computed elsewhere and already light-matched (``replay``).
+
+    Light matching happened before the maps were computed, so the baseline only keeps the
+    baseline (no model is called). ``mask``: a raster mask at model-input size.
+    """
+    offline = dataclasses.replace(meta, adaptation=dataclasses.replace(meta.adaptation, match_light=False))
+    detector = Detector(offline, _no_model)
+    if mask is not None:
+        detector.mask = mask
+        detector.baseline.mask = mask
+    return detector
+
+
+def _no_model(x: np.ndarray) -> np.ndarray:
+    raise RuntimeError("an offline detector replays error maps; it has no model to run")
