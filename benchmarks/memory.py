@@ -4,7 +4,9 @@ Three measurements, each in fresh processes:
 
 1. imports: RSS of a bare interpreter, then after each import the daemon does, in the
    daemon's order (numpy, OpenCV, the HTTP stack, pydantic, paho, prometheus, the TFLite
-   runtime, the daemon's own modules);
+   runtime, the daemon's own modules); then the model's own cost per printer: RSS after making
+   and running 1..8 FrameScorers of the default bundle (the daemon makes one per printer),
+   free of the frame timing that makes the daemon's peak noisy;
 2. daemon: peak RSS (VmHWM) of `python -m watchdog run` watching N printers (default 1, 2, 4,
    8), each with its own real HTTP snapshot camera (benchmarks/capacity.py's camera process,
    frames at 640x480 or, with --size, 1280x720), at a short interval so that every printer's baseline is calibrated and
@@ -65,6 +67,37 @@ def import_ladder(code_root: Path) -> list[dict]:
             for i, (name, rss) in enumerate(steps)]
 
 
+_SCORERS = """
+import json, sys
+import cv2
+from watchdog.detection.bundle import Bundle, default_bundle_path
+from watchdog.detection.model import FrameScorer
+def rss():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) / 1024
+bundle = Bundle.load(default_bundle_path())
+x = bundle.meta.preprocess.apply(cv2.imread(sys.argv[1]))
+out, keep = [(0, rss())], []
+for k in range(1, int(sys.argv[2]) + 1):
+    scorer = FrameScorer(bundle)
+    scorer.error_map(x)
+    keep.append(scorer)
+    out.append((k, rss()))
+print(json.dumps(out))
+"""
+
+
+def scorer_ladder(code_root: Path, count: int = 8) -> list[dict]:
+    """RSS after making and running 1..count FrameScorers of the default bundle (one per printer
+    in the daemon): the model's own per-printer cost, free of frame timing."""
+    frame = ROOT / "watchdog" / "demo" / "frames" / "000_normal.jpg"
+    env = dict(os.environ, PYTHONPATH=str(code_root))
+    out = subprocess.run([sys.executable, "-c", _SCORERS, str(frame), str(count)], capture_output=True, text=True,
+                         env=env, cwd=code_root, check=True)
+    return [{"scorers": k, "rss_mb": round(r, 1)} for k, r in json.loads(out.stdout)]
+
+
 def status_kb(pid: int) -> dict[str, int]:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -119,8 +152,11 @@ def measure(code_root: Path, counts: list[int], seconds: float, interval: float,
     runs = [daemon_peak(code_root, n, seconds, interval, workdir, size) for n in counts]
     for r in runs:
         print(f"  {code_root.name}: {r}", file=sys.stderr, flush=True)
+    scorers = scorer_ladder(code_root)
     return {
         "imports": import_ladder(code_root),
+        "scorers": scorers,
+        "mb_per_extra_scorer": round(slope([(r["scorers"], r["rss_mb"]) for r in scorers[1:]]), 2),
         "daemon": runs,
         "peak_rss_mb_1_printer": next((r["peak_rss_mb"] for r in runs if r["printers"] == 1), None),
         "mb_per_extra_printer": round(slope([(r["printers"], r["peak_rss_mb"]) for r in runs]), 2),
