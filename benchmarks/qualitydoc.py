@@ -51,7 +51,7 @@ def _missing(what: str, command: str) -> str:
     return f"_Not measured yet: run `{command}`._\n"
 
 
-QUALITY_CMD = ".venv/bin/python benchmarks/quality.py --control --seed-epochs 10 --json benchmarks/results/quality.json"
+QUALITY_CMD = ".venv/bin/python benchmarks/quality.py --skip-seed --json benchmarks/results/quality.json"
 TTP_CMD = ".venv/bin/python benchmarks/time_to_pause.py --json benchmarks/results/time_to_pause.json"
 LASTING_CMD = ".venv/bin/python benchmarks/lasting_change.py --json benchmarks/results/lasting_change.json"
 COST_CMD = ".venv/bin/python benchmarks/frame_cost.py --json benchmarks/results/frame_cost.json"

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 
 from tests.daemon_helpers import run_cli, write_config
-from watchdog.comms.mqtt import Notifier
+from watchdog.comms.notifier import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
 from watchdog.control import Command, Verb
 from watchdog.detection.bundle import Bundle

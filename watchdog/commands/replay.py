@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from watchdog.comms.mqtt import Notifier
+from watchdog.comms.notifier import Notifier
 from watchdog.config import (
     CameraConfig,
     Config,
