@@ -13,6 +13,7 @@ extra fit per group (at most ``groups``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from collections.abc import Iterable
@@ -25,7 +26,7 @@ from trainer.evaluate import Reconstruct, error_maps, keras_reconstructor
 from trainer.model import Preset, build_autoencoder, compile_autoencoder
 from trainer.train import fit
 from watchdog.detection.bundle import Adaptation
-from watchdog.detection.calibration import calibrate
+from watchdog.detection.calibration import calibrate, start_guard
 from watchdog.detection.light import light_matched
 
 logger = logging.getLogger(__name__)
@@ -93,14 +94,17 @@ def crossfit_adaptation(
     """
     spec = preset.adaptation
     models = crossfit_models(preset, prints, seed, groups) if models is None else models
-    inputs, maps = [], []
+    inputs, maps, starts = [], [], []
     for left_out, recon in models:
         for name in left_out:
             inputs.append(light_matched(prints[name], spec))
             maps.append(error_maps(recon, inputs[-1], preset.scoring))
+            # the start as the daemon judges it: frames as the camera gave them, before light matching
+            starts.append(preset.scoring.scores(error_maps(recon, prints[name][: spec.frames], preset.scoring)))
     result = calibrate(spec, preset.scoring, maps, target_fpr, inputs=inputs)
-    logger.info("per-print adaptation: %d calibration frames, threshold %.4g cross-fitted on %d prints",
-                result.frames, result.threshold, len(maps))
+    result = dataclasses.replace(result, guard=start_guard(starts, spec.frames))
+    logger.info("per-print adaptation: %d calibration frames, threshold %.4g cross-fitted on %d prints; "
+                "start guard %.4g", result.frames, result.threshold, len(maps), result.guard)
     return result
 
 

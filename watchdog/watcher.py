@@ -290,7 +290,7 @@ class Watcher:
                                                   "job": self.state.job})]
 
     def _relearn(self, why: str) -> None:
-        self.detector.relearn()
+        self.detector.relearn(accepted=True)
         logger.info("%s: %s: learning the print's look again (%d frames)", self.name, why,
                     self.detector.calibration_frames)
 

@@ -324,6 +324,13 @@ class Adaptation:
     not of all of them: the bed, the toolhead and the part move, so a frame is compared with
     the calibration frames where they stood where they stand now. The spread stays that of
     all calibration frames. 0 (bundles without the key): the mean of all.
+
+    ``guard``: while a print's start is being learnt, a frame whose *absolute* score (the
+    model's, comparable across prints) is above ``guard`` counts as anomalous, so a print that
+    looks wrong from its first frame is caught instead of being learnt as its own normal. The
+    trainer sets it from the absolute scores of normal prints scored by models that never saw
+    them (``trainer.crossfit``), with a margin: it is meant to be far above any normal print.
+    0 (bundles without the key): the start of a print is never judged.
     """
 
     frames: int = 0
@@ -331,6 +338,7 @@ class Adaptation:
     threshold: float = 0.0
     match_light: bool = False
     nearest: int = 0
+    guard: float = 0.0
 
     def __post_init__(self) -> None:
         if self.frames < 0:
@@ -341,6 +349,8 @@ class Adaptation:
             raise ValueError(f"adaptation threshold must be a number >= 0, got {self.threshold}")
         if not 0 <= self.nearest <= self.frames:
             raise ValueError(f"adaptation nearest must be in [0, frames={self.frames}], got {self.nearest}")
+        if not (math.isfinite(self.guard) and self.guard >= 0):
+            raise ValueError(f"adaptation guard must be a number >= 0, got {self.guard}")
 
     @property
     def enabled(self) -> bool:
