@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     normal, failed = load_prints(args.data)
     framings = [FRAMINGS[int(i)] for i in args.framings.split(",")] if args.framings else FRAMINGS
     roi = bundle.meta.preprocess.roi
-    results = []
+    results: list[dict[str, Any]] = []
     for framing in framings:
         regions: list[Region | None] = [None]
         if framing.region(roi) != tuple(roi):
@@ -188,16 +188,16 @@ def main(argv: list[str] | None = None) -> int:
             r = measure(bundle, framing, region, normal, failed)
             results.append(r)
             print(table([r]).splitlines()[-1], flush=True)
+            if args.json:  # after every row: a long run stopped early keeps what it measured
+                meta = bundle.meta
+                args.json.write_text(json.dumps({
+                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "bundle": str(args.bundle),
+                    "bundle_created": meta.created, "adaptation": {"threshold": meta.adaptation.threshold,
+                                                                  "guard": meta.adaptation.guard},
+                    "frame_size": list(SIZE), "seconds": round(time.perf_counter() - started),
+                    "results": results}, indent=2) + "\n")
     print("\n" + table(results))
-    seconds = round(time.perf_counter() - started)
-    print(f"\n{seconds} s")
-    if args.json:
-        meta = bundle.meta
-        args.json.write_text(json.dumps({
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "bundle": str(args.bundle),
-            "bundle_created": meta.created, "adaptation": {"threshold": meta.adaptation.threshold,
-                                                          "guard": meta.adaptation.guard},
-            "frame_size": list(SIZE), "seconds": seconds, "results": results}, indent=2) + "\n")
+    print(f"\n{round(time.perf_counter() - started)} s")
     return 0
 
 

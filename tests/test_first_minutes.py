@@ -26,7 +26,9 @@ def _folder(path: Path, frames: list[np.ndarray]) -> Path:
     return path
 
 
-def _replay(tmp_path: Path, bundle: Path, frames: Path, **detection: object) -> list[dict]:
+def _replay(tmp_path: Path, bundle: Path, frames: Path, log: list[str] | None = None, **detection: object) -> list[dict]:
+    """``python -m watchdog replay`` of ``frames``: its JSON line per scored frame (its log
+    appended to ``log`` when given)."""
     printer: dict[str, object] = {"name": "e3"}
     if detection:
         printer["detection"] = detection
@@ -34,6 +36,8 @@ def _replay(tmp_path: Path, bundle: Path, frames: Path, **detection: object) -> 
                           printers=[printer])
     r = run_cli("replay", "--config", str(config), "--frames", str(frames))
     assert r.returncode == 0, r.stderr
+    if log is not None:
+        log.append(r.stderr)
     return [json.loads(x) for x in r.stdout.splitlines() if '"frame"' in x and '"event"' not in x]
 
 
@@ -60,11 +64,13 @@ def test_a_print_failing_from_its_first_frame_is_paused_during_calibration(
     """Spaghetti from the first layer: the print's start would be learnt as its normal; the
     start guard pauses it before the calibration ends, and says so."""
     frames = _folder(tmp_path / "rec", list(anomalous_frames[:6]) * 2)
-    lines = _replay(tmp_path, tiny_adaptive_bundle, frames)
+    log: list[str] = []
+    lines = _replay(tmp_path, tiny_adaptive_bundle, frames, log)
     paused = [x for x in lines if x["action"]]
     assert paused, [(x["score"], x["anomalous"]) for x in lines]
     assert paused[0]["frame"] == "f_2.jpg"  # 3 in a row (consecutive: 3), during calibration
     assert all(x["anomalous"] for x in lines[:3])
+    assert "this print looks abnormal from its start" in log[0]
 
 
 def test_a_normal_print_with_a_hand_passing_the_lens_is_not_paused(tmp_path, tiny_adaptive_bundle) -> None:

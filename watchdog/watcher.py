@@ -302,10 +302,12 @@ class Watcher:
             self.state = replace(self.state, rearm_at=self.clock() + self.settings.cooldown_s)
         self.metrics.observe_action(self.name, str(self.action), str(outcome.outcome))
         verb = {Action.PAUSE: "Pause", Action.CANCEL: "Cancel"}.get(self.action, "Alert")
+        why = (f"this print looks abnormal from its start (score {verdict.absolute_score:.4g} > start guard "
+               f"{verdict.guard:.4g})" if verdict.abnormal_start else
+               f"score {verdict.score:.4g} > threshold {verdict.threshold:.4g}")
         message = (
             f"{verb} {self.name}: {self.state.consecutive} anomalous frames in a row "
-            f"(score {verdict.score:.4g} > threshold {verdict.threshold:.4g}); "
-            f"{self.action} {outcome.outcome}: {outcome.detail}"
+            f"({why}); {self.action} {outcome.outcome}: {outcome.detail}"
         )
         alert = Alert(_now_iso(), self.name, self.state.job, verdict.score, verdict.threshold,
                       self.state.consecutive, self.action, outcome, message)
