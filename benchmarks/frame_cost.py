@@ -1,4 +1,4 @@
-"""Per-frame cost and memory of the daemon (issue 3's budgets), not run in CI.
+"""Per-frame cost and memory of the daemon, not run in CI.
 
     .venv/bin/python benchmarks/frame_cost.py [--model BUNDLE] [--frames N] [--seconds S]
 
@@ -10,7 +10,7 @@ Measures, in one run on this machine:
 2. the daemon's peak RSS (VmHWM) while watching a real HTTP camera at full speed;
 3. time from the first anomalous frame to the pause request, replaying the built-in demo
    sequence at the default detection settings.
-Budgets (issue 3): <= 150 MB RSS, <= 50 ms per frame on one thread.
+Budgets: <= 150 MB RSS, <= 50 ms per frame on one thread.
 """
 
 from __future__ import annotations
@@ -143,6 +143,7 @@ def main() -> None:
     ap.add_argument("--model", default=str(default_bundle_path()))
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=30.0, help="how long to watch for the RSS figure")
+    ap.add_argument("--json", type=Path, help="also write the results to this file")
     args = ap.parse_args()
     bundle = Bundle.load(args.model)
     jpegs = camera_jpegs(args.frames)
@@ -161,6 +162,8 @@ def main() -> None:
     results["daemon"] = daemon_peak_rss(Path(args.model), args.seconds)
     results["replay_demo"] = replay_time_to_pause(Path(args.model))
     print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

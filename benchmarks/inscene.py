@@ -1,4 +1,4 @@
-"""Real failure material pasted into a good print's own frames: an in-scene check (issue 5).
+"""Real failure material pasted into a good print's own frames: an in-scene check.
 
 Every Kaggle defect frame comes from another print, so a score adapted to the print's own
 first frames might flag failures only because they are "another scene". Here the yellow

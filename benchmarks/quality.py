@@ -1,4 +1,4 @@
-"""Detection quality on prints the model has never seen (issue 5), not run in CI.
+"""Detection quality on prints the model has never seen, not run in CI.
 
     .venv/bin/python benchmarks/quality.py [--data DIR] [--seed-epochs 3] [--skip-seed] [--json FILE]
 
@@ -715,6 +715,8 @@ def main(argv: list[str] | None = None) -> int:
     def add(name: str, note: str, folds: list[dict[str, Any]]) -> None:
         report["methods"][name] = {"note": note, "folds": folds}
         print_table(name, note, folds)
+        if args.json:  # after every method: a long run cut short keeps what it measured
+            args.json.write_text(json.dumps(report, indent=2, default=float) + "\n")
 
     def dataset(pre: Preprocess) -> tuple[dict[str, np.ndarray], list[str]]:
         data = load_dataset(args.data, pre)

@@ -356,7 +356,7 @@ class Soak:
                 self.log(f"{ep.t:8.1f} s {self._frames():7d} frames  {kind:20s} {ep.detail[:60]}"
                          f"{'' if ep.ok else '  << FAILED'}")
             # Everything raised must be delivered before the daemon goes.
-            self._wait("every alert delivered", lambda: not list(self.storage.glob("incidents/*/*/pending")), 60)
+            self._wait("every alert delivered", lambda: not list(self.storage.glob("outbox/mqtt/*/entry.json")), 60)
             n = self._frames()
             self._wait("a few more frames", lambda: self._frames() >= n + 20, 30)
         finally:

@@ -1,4 +1,4 @@
-"""Time-to-pause on sequences, through the daemon's own loop (issue 5), not run in CI.
+"""Time-to-pause on sequences, through the daemon's own loop, not run in CI.
 
     .venv/bin/python benchmarks/time_to_pause.py [--data DIR] [--bundles H=BUNDLE ...] [--json FILE]
 

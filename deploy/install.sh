@@ -15,7 +15,7 @@ Usage: sudo deploy/install.sh [OPTIONS]
 
 Installs printer-watchdog from this checkout ($REPO):
   - the system user '$SERVICE_USER' (group video, for /dev/video*; no login, no home)
-  - a virtualenv in /opt/$NAME/venv with the lite runtime (ai-edge-litert, or
+  - a virtualenv in /opt/$NAME/venv with Apprise (phone notifications) and the lite runtime (ai-edge-litert, or
     tflite-runtime with numpy<2 where ai-edge-litert has no wheel); never TensorFlow
   - /etc/$NAME/config.yaml from config.example.yaml, only if absent
   - empty secret files in /etc/$NAME (${SECRET_FILES[*]}), mode 0600, only if absent
@@ -156,13 +156,13 @@ install_package() {
     say "tflite-runtime publish x86_64 and aarch64 only): use a 64-bit OS such as Raspberry Pi OS 64-bit"
   fi
   case "$RUNTIME" in
-    litert) pip_install "${src}[pi]" ;;
-    tflite) pip_install "$src" "tflite-runtime" "numpy<2" ;;
+    litert) pip_install "${src}[pi,notify]" ;;
+    tflite) pip_install "${src}[notify]" "tflite-runtime" "numpy<2" ;;
     auto)
-      if ! pip_install "${src}[pi]"; then
+      if ! pip_install "${src}[pi,notify]"; then
         # Usually: no ai-edge-litert wheel for this platform (32-bit Raspberry Pi OS).
         say "pip could not install printer-watchdog[pi] on $(uname -m) (above); retrying with tflite-runtime and numpy<2"
-        pip_install "$src" "tflite-runtime" "numpy<2" ||
+        pip_install "${src}[notify]" "tflite-runtime" "numpy<2" ||
           die "pip failed twice (see above); fix the first error, or choose one with --runtime litert|tflite"
       fi ;;
   esac

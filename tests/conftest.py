@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.plugins.camera",
     "tests.plugins.rtsp",
     "tests.plugins.models",
+    "tests.plugins.receivers",
 ]

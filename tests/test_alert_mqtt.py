@@ -15,12 +15,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from watchdog.comms.mqtt import MAX_COMMAND_BYTES, CommandError, parse_command
+from watchdog.comms.commands import MAX_COMMAND_BYTES, CommandError, parse_command
+from watchdog.control import Command, CommandResult, Verb
 from watchdog.incidents import VERDICTS
 
 pytestmark = pytest.mark.servers
 
 PRINTER = "ender3"
+ENTITIES = 9  # per printer: problem, score, heatmap, switch, 5 buttons
 
 
 def jpeg(h: int = 60, w: int = 80) -> bytes:
@@ -35,6 +37,22 @@ def decode(payload: bytes) -> np.ndarray:
     img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
     assert img is not None, "payload does not decode as a JPEG"
     return img
+
+
+class Recorder:
+    """A dispatcher that records the commands it is given (the daemon's side is not under test)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.commands: list[Command] = []
+        self.history: list[Command] = []  # never cleared
+        self.fail = fail
+
+    def dispatch(self, command: Command) -> CommandResult:
+        self.commands.append(command)
+        self.history.append(command)
+        if self.fail:
+            raise RuntimeError("handler bug")
+        return CommandResult(True, f"did {command.verb.value}")
 
 
 ALERT = {"time": "2026-01-01T00:00:00+00:00", "printer": PRINTER, "score": np.float32(0.91),
@@ -100,19 +118,20 @@ def test_home_assistant_discovery_and_republish_on_ha_online(mosquitto, unique_p
     dp = f"{p}_ha"
     with mosquitto.subscriber(f"{dp}/#") as sub:
         notifier_factory(mosquitto, p, printers=("ender3", "voron"))
-        configs = sub.wait_count(f"{dp}/+/+/+/config", 10)
+        configs = sub.wait_count(f"{dp}/+/+/+/config", 2 * ENTITIES)
         by_topic = {m.topic: m.json() for m in configs}
-        assert len(by_topic) == 10
+        assert len(by_topic) == 2 * ENTITIES
         unique_ids = [c["unique_id"] for c in by_topic.values()]
-        assert len(set(unique_ids)) == 10
+        assert len(set(unique_ids)) == 2 * ENTITIES
         for topic, c in by_topic.items():
             component, node, object_id = topic.split("/")[1:4]
             assert c["availability_topic"] == f"{p}/available"
             assert c["device"]["identifiers"] == [node] and c["device"]["name"]
             assert c["unique_id"] == f"{node}_{object_id}"
 
-        def entity(component: str, printer: str) -> dict:
-            [c] = [c for t, c in by_topic.items() if t.split("/")[1] == component and t.split("/")[2].endswith(printer)]
+        def entity(component: str, printer: str, object_id: str | None = None) -> dict:
+            [c] = [c for t, c in by_topic.items() if t.split("/")[1] == component and t.split("/")[2].endswith(printer)
+                   and (object_id is None or t.split("/")[3] == object_id)]
             return c
 
         binary = entity("binary_sensor", "ender3")
@@ -125,25 +144,43 @@ def test_home_assistant_discovery_and_republish_on_ha_online(mosquitto, unique_p
         assert switch["command_topic"] == f"{p}/ender3/enabled/set"
         assert switch["state_topic"] == f"{p}/ender3/enabled"
         assert (switch["payload_on"], switch["payload_off"]) == ("ON", "OFF")
-        button = entity("button", "voron")  # its press is a feedback command the daemon accepts
-        assert button["command_topic"] == f"{p}/voron/feedback"
-        assert parse_command(p, ["voron"], button["command_topic"], button["payload_press"].encode()) == (
-            "voron", "feedback", {"incident": "latest", "verdict": "not_failure"})
+        # every button's press is a command the daemon accepts, with the verb its name promises
+        expected = {"not_failure": Command("voron", Verb.NOT_A_FAILURE, "latest"),
+                    "confirm_failure": Command("voron", Verb.CONFIRM_FAILURE, "latest"),
+                    "pause": Command("voron", Verb.PAUSE), "resume": Command("voron", Verb.RESUME),
+                    "cancel": Command("voron", Verb.CANCEL)}
+        for object_id, command in expected.items():
+            button = entity("button", "voron", object_id)
+            assert button["command_topic"].startswith(f"{p}/voron/")
+            assert parse_command(p, ["voron"], button["command_topic"], button["payload_press"].encode()) == command
 
         with mosquitto.subscriber(f"{dp}/#") as late:  # retained: HA finds them when it starts
-            assert {m.topic for m in late.wait_count(f"{dp}/+/+/+/config", 10) if m.retain} == set(by_topic)
+            assert {m.topic for m in late.wait_count(f"{dp}/+/+/+/config", 2 * ENTITIES) if m.retain} == set(by_topic)
 
+
+def test_discovery_is_republished_on_ha_online_but_not_flooded(mosquitto, unique_prefix, notifier_factory) -> None:
+    p = unique_prefix
+    dp = f"{p}_ha"
+    with mosquitto.subscriber(f"{dp}/#") as sub:
+        recorder = Recorder()
+        notifier = notifier_factory(mosquitto, p, dispatcher=recorder)
+        sub.wait_count(f"{dp}/+/+/+/config", ENTITIES)
+        wait_for_commands(mosquitto, p, recorder)
+        notifier.mqtt.discovery._last -= 3600  # the connect's publication was long ago
         mosquitto.publish(f"{dp}/status", "offline")
-        mosquitto.publish(f"{dp}/status", "online")
-        again = sub.wait_count(f"{dp}/+/+/+/config", 20)
-        assert {m.topic for m in again[10:]} == set(by_topic)
+        for _ in range(30):  # Home Assistant restarting in a loop, or a hostile publisher
+            mosquitto.publish(f"{dp}/status", "online")
+        sub.wait_count(f"{dp}/+/+/+/config", 2 * ENTITIES)
+        wait_for_commands(mosquitto, p, recorder)  # the daemon has read everything sent before
+        configs = [m for m in sub.received(f"{dp}/+/+/+/config") if m.topic.startswith(f"{dp}/")]
+        assert len(configs) == 2 * ENTITIES, "30 'online' messages within a minute re-publish discovery once"
 
 
 def test_last_will_says_offline_when_the_daemon_dies(mosquitto, unique_prefix, tmp_path) -> None:
     p = unique_prefix
     script = textwrap.dedent(f"""
         import time
-        from watchdog.comms.mqtt import Notifier
+        from watchdog.comms.notifier import Notifier
         from watchdog.config import MqttConfig, StorageConfig
         n = Notifier(MqttConfig(host="127.0.0.1", port={mosquitto.port}, topic_prefix="{p}", keepalive_s=5),
                      StorageConfig(dir="{tmp_path}"), ["ender3"])
@@ -176,23 +213,34 @@ def test_mqtt_disabled_still_saves_incidents(notifier_factory, tmp_path) -> None
 # --------------------------------------------------------------------------- command topics
 
 
+def wait_for_commands(broker, prefix: str, recorder: Recorder) -> None:
+    """The notifier subscribes right after connecting: repeat a harmless command until seen,
+    then wait for a last marker (``pause``: one subscriber gets messages in the order the broker
+    took them), so nothing sent before is still on its way; the record starts empty after this."""
+    for _ in range(100):
+        broker.publish(f"{prefix}/{PRINTER}/enabled/set", "ON")
+        if recorder.commands:
+            break
+    else:
+        raise AssertionError("the notifier never received a command")
+    broker.publish(f"{prefix}/{PRINTER}/command", "pause")
+    for _ in range(200):
+        if recorder.commands and recorder.commands[-1].verb is Verb.PAUSE:
+            recorder.commands.clear()
+            return
+        broker.publish(f"{prefix}/unrelated", "tick")
+    raise AssertionError(f"the marker command never arrived: {recorder.commands}")
+
+
 def test_commands_valid_ones_reach_the_daemon_junk_is_ignored(
     mosquitto, unique_prefix, notifier_factory, tmp_path, caplog
 ) -> None:
     p = unique_prefix
-    calls: list[tuple[str, str, dict]] = []
+    recorder = Recorder()
     caplog.set_level(logging.WARNING, "watchdog.comms.mqtt")
-    notifier = notifier_factory(mosquitto, p, on_command=lambda *a: calls.append(a))
-    with mosquitto.subscriber(f"{p}/available") as sub:
-        sub.wait_for(f"{p}/available", lambda m: m.text == "online")
+    notifier = notifier_factory(mosquitto, p, dispatcher=recorder)
+    wait_for_commands(mosquitto, p, recorder)
     assert notifier.connected
-    # the notifier subscribes right after connecting: wait until a command is seen
-    for _ in range(50):
-        mosquitto.publish(f"{p}/{PRINTER}/enabled/set", "ON")
-        if calls:
-            break
-    assert calls[0] == (PRINTER, "enabled", {"enabled": True})
-    calls.clear()
 
     junk = [
         (f"{p}/{PRINTER}/enabled/set", b"on; rm -rf /"),
@@ -205,45 +253,65 @@ def test_commands_valid_ones_reach_the_daemon_junk_is_ignored(
         (f"{p}/{PRINTER}/feedback", b'["incident", "verdict"]'),
         (f"{p}/{PRINTER}/feedback", b'{"incident": "x", "verdict": "failure", "pad": "' + b"A" * 5000 + b'"}'),
         (f"{p}/{PRINTER}/feedback", bytes(range(256))),
+        (f"{p}/{PRINTER}/command", b"PAUSE"),
+        (f"{p}/{PRINTER}/command", b"shutdown"),
     ]
     for topic, payload in junk:
         mosquitto.publish(topic, payload)
     mosquitto.publish(f"{p}/{PRINTER}/feedback", json.dumps({"incident": "20260101T000000000Z-abc123",
                                                                "verdict": "not_failure"}))
+    mosquitto.publish(f"{p}/{PRINTER}/command", "resume")
     mosquitto.publish(f"{p}/{PRINTER}/enabled/set", "OFF")
     for _ in range(100):
-        if len(calls) >= 2:
+        if len(recorder.commands) >= 3:
             break
         mosquitto.publish(f"{p}/unrelated", "tick")  # a round trip, not a sleep
-    assert calls == [
-        (PRINTER, "feedback", {"incident": "20260101T000000000Z-abc123", "verdict": "not_failure"}),
-        (PRINTER, "enabled", {"enabled": False}),
+    assert recorder.commands == [
+        Command(PRINTER, Verb.NOT_A_FAILURE, "20260101T000000000Z-abc123"),
+        Command(PRINTER, Verb.RESUME),
+        Command(PRINTER, Verb.DISABLE),
     ]
     ignored = [r.getMessage() for r in caplog.records if "ignored MQTT message" in r.getMessage()]
     assert ignored, "junk commands must be logged"
-    assert len(ignored) <= 3, "junk is logged at most once a minute per kind"
+    assert len(ignored) <= 4, "junk is logged at most once a minute per kind"
     assert notifier.connected
+
+
+def test_retained_commands_are_never_run_and_are_cleared(
+    mosquitto, unique_prefix, notifier_factory, caplog
+) -> None:
+    p = unique_prefix
+    caplog.set_level(logging.WARNING, "watchdog.comms.mqtt")
+    # Someone (a misconfigured switch) left a retained OFF and a retained cancel on the broker.
+    mosquitto.publish(f"{p}/{PRINTER}/enabled/set", "OFF", retain=True)
+    mosquitto.publish(f"{p}/{PRINTER}/command", "cancel", retain=True)
+    recorder = Recorder()
+    notifier_factory(mosquitto, p, dispatcher=recorder)
+    wait_for_commands(mosquitto, p, recorder)  # live commands still work
+    assert not {Verb.DISABLE, Verb.CANCEL} & {c.verb for c in recorder.history}, "a retained command was run"
+    assert "ignored a retained MQTT command" in caplog.text
+    # cleared on the broker: a new subscriber (or the next reconnect) gets nothing retained
+    with mosquitto.subscriber(f"{p}/{PRINTER}/enabled/set", f"{p}/{PRINTER}/command", f"{p}/tick") as late:
+        mosquitto.publish(f"{p}/tick", "x")
+        late.wait_for(f"{p}/tick")
+        assert [m for m in late.received(f"{p}/{PRINTER}/#") if m.retain] == []
+    # and a second daemon start does not run them either
+    second = Recorder()
+    notifier_factory(mosquitto, p, dispatcher=second)
+    wait_for_commands(mosquitto, p, second)
+    assert not {Verb.DISABLE, Verb.CANCEL} & {c.verb for c in second.history}
 
 
 def test_a_failing_command_handler_does_not_kill_mqtt(mosquitto, unique_prefix, notifier_factory, caplog) -> None:
     p = unique_prefix
-    seen = []
-
-    def handler(printer: str, command: str, data: dict) -> None:
-        seen.append(data)
-        raise RuntimeError("handler bug")
-
-    notifier = notifier_factory(mosquitto, p, on_command=handler)
+    recorder = Recorder(fail=True)
+    notifier = notifier_factory(mosquitto, p, dispatcher=recorder)
     with mosquitto.subscriber(f"{p}/#") as sub:
         sub.wait_for(f"{p}/available", lambda m: m.text == "online")
-        for _ in range(50):
-            mosquitto.publish(f"{p}/{PRINTER}/enabled/set", "OFF")
-            if seen:
-                break
-        assert seen
+        wait_for_commands(mosquitto, p, recorder)
         notifier.publish_score(PRINTER, 0.5)
         sub.wait_for(f"{p}/{PRINTER}/score")
-    assert "handling MQTT command enabled failed" in caplog.text
+    assert "handling MQTT command enable failed" in caplog.text
 
 
 # --------------------------------------------------------------------------- parse_command (pure)
@@ -253,12 +321,13 @@ PRINTERS = ["ender3", "voron-2"]
 
 
 def test_parse_command_accepts_exactly_the_documented_shapes() -> None:
-    assert parse_command(PREFIX, PRINTERS, f"{PREFIX}/ender3/enabled/set", b"ON") == (
-        "ender3", "enabled", {"enabled": True})
-    assert parse_command(PREFIX, PRINTERS, f"{PREFIX}/voron-2/enabled/set", b"OFF\n")[2] == {"enabled": False}
+    assert parse_command(PREFIX, PRINTERS, f"{PREFIX}/ender3/enabled/set", b"ON") == Command("ender3", Verb.ENABLE)
+    assert parse_command(PREFIX, PRINTERS, f"{PREFIX}/voron-2/enabled/set", b"OFF\n").verb is Verb.DISABLE
     payload = json.dumps({"verdict": "failure", "incident": "20260101T000000000Z-abc123"}).encode()
-    assert parse_command(PREFIX, PRINTERS, f"{PREFIX}/ender3/feedback", payload) == (
-        "ender3", "feedback", {"incident": "20260101T000000000Z-abc123", "verdict": "failure"})
+    assert parse_command(PREFIX, PRINTERS, f"{PREFIX}/ender3/feedback", payload) == Command(
+        "ender3", Verb.CONFIRM_FAILURE, "20260101T000000000Z-abc123")
+    for word, verb in (("pause", Verb.PAUSE), ("resume", Verb.RESUME), ("cancel", Verb.CANCEL)):
+        assert parse_command(PREFIX, PRINTERS, f"{PREFIX}/voron-2/command", word.encode()) == Command("voron-2", verb)
     for topic, payload in [
         (f"{PREFIX}/ender3/enabled/set", b"on"),
         (f"{PREFIX}/ender3/enabled", b"ON"),
@@ -267,6 +336,8 @@ def test_parse_command_accepts_exactly_the_documented_shapes() -> None:
         (f"{PREFIX}/ender3/feedback", b'{"incident": 5, "verdict": "failure"}'),
         (f"{PREFIX}/ender3/feedback", b'{"incident": "a"}'),
         (f"{PREFIX}/ender3/feedback", b" " * (MAX_COMMAND_BYTES + 1)),
+        (f"{PREFIX}/ender3/command", b"enable"),
+        (f"{PREFIX}/ender3/command/set", b"pause"),
     ]:
         with pytest.raises(CommandError):
             parse_command(PREFIX, PRINTERS, topic, payload)
@@ -274,7 +345,7 @@ def test_parse_command_accepts_exactly_the_documented_shapes() -> None:
 
 command_topics = st.sampled_from(
     [f"{PREFIX}/ender3/enabled/set", f"{PREFIX}/ender3/feedback", f"{PREFIX}/voron-2/feedback",
-     f"{PREFIX}/ghost/feedback"]
+     f"{PREFIX}/ghost/feedback", f"{PREFIX}/ender3/command"]
 ) | st.text(max_size=40).map(lambda s: f"{PREFIX}/{s}")
 
 json_values = st.recursive(
@@ -290,17 +361,19 @@ feedbackish = st.fixed_dictionaries(
 
 def check_result(topic: str, payload: bytes) -> None:
     try:
-        printer, command, data = parse_command(PREFIX, PRINTERS, topic, payload)
+        command = parse_command(PREFIX, PRINTERS, topic, payload)
     except CommandError:
         return
-    assert printer in PRINTERS and len(payload) <= MAX_COMMAND_BYTES
-    if command == "enabled":
+    assert command.printer in PRINTERS and len(payload) <= MAX_COMMAND_BYTES and command.source == "mqtt"
+    if command.verb in (Verb.ENABLE, Verb.DISABLE):
         assert topic.endswith("/enabled/set") and payload.strip() in (b"ON", b"OFF")
-        assert data == {"enabled": payload.strip() == b"ON"}
+        assert (command.verb is Verb.ENABLE) == (payload.strip() == b"ON") and command.incident is None
+    elif command.verb in (Verb.PAUSE, Verb.RESUME, Verb.CANCEL):
+        assert topic.endswith("/command") and payload.strip().decode() == command.verb.value
     else:
-        assert command == "feedback" and topic.endswith("/feedback")
-        assert set(data) == {"incident", "verdict"} and data["verdict"] in VERDICTS
-        assert data["incident"].replace("_", "").replace("-", "").isalnum() and "/" not in data["incident"]
+        assert topic.endswith("/feedback") and command.verb.value in VERDICTS
+        incident = command.incident or ""
+        assert incident.replace("_", "").replace("-", "").isalnum() and "/" not in incident
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,6 +1,6 @@
 """Camera sources against a real HTTP camera on 127.0.0.1 and real files.
 
-Every camera fault of issue 6 gives ``None`` and a counted bad frame or error, never an
+Every camera fault a user or a hostile camera can cause gives ``None`` and a counted bad frame or error, never an
 exception, and the camera gives frames again once the fault is gone. Only the V4L2 device is
 mocked (there is no /dev/video* and no v4l2loopback on the test machines).
 """

@@ -150,7 +150,9 @@ def test_feedback_cli_failure_verdict(tmp_path: Path) -> None:
     rc = cli(["feedback", "--config", str(cfg), "--printer", "ender3", "--incident", inc.id, "--verdict", "failure"])
     assert rc == 0
     assert json.loads((inc.path / "alert.json").read_text())["verdict"] == "failure"
-    assert not (tmp_path / "state" / "collected").exists()
+    # The frame joins the labelled failures (the trainer's --anomalous), never the normal set.
+    assert [p.name for p in (tmp_path / "state" / "collected" / "ender3" / "failures").iterdir()] == [f"{inc.id}.jpg"]
+    assert not (tmp_path / "state" / "collected" / "ender3" / "false_alarms").exists()
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""benchmarks/inscene.py: real failure material pasted into a good print's frames (issue 5).
+"""benchmarks/inscene.py: real failure material pasted into a good print's frames.
 
 The benchmark's in-scene check is only honest if a paste adds the failure and nothing else:
 no background patch of the other print, no wall or bed-edge colour, not the whole frame.

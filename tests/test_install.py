@@ -37,10 +37,13 @@ SECRETS = ("octoprint.key", "moonraker.key", "mqtt.password")
 
 
 def _requirements(runtime: list[str] | None = None) -> list[str]:
-    """pyproject's dependencies, the TFLite runtime (the `pi` extra by default) and the build backend."""
+    """pyproject's dependencies, the TFLite runtime (the `pi` extra by default), the `notify` extra
+    and the build backend."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    runtime = runtime if runtime is not None else project["project"]["optional-dependencies"]["pi"]
-    return project["project"]["dependencies"] + runtime + project["build-system"]["requires"]
+    extras = project["project"]["optional-dependencies"]
+    runtime = runtime if runtime is not None else extras["pi"]
+    # the installer adds the notify extra (Apprise) by default
+    return project["project"]["dependencies"] + runtime + extras["notify"] + project["build-system"]["requires"]
 
 
 def _wheelhouse(name: str, reqs: list[str]) -> Path:

@@ -15,7 +15,7 @@ import numpy as np
 
 from tests import synth
 from tests.daemon_helpers import run_cli, write_config
-from watchdog.comms.mqtt import Notifier
+from watchdog.comms.notifier import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
 from watchdog.detection.bundle import Adaptation, Bundle, Preprocess
 from watchdog.detection.calibration import simulate

@@ -10,7 +10,7 @@ import cv2
 from tests import synth
 from tests.daemon_helpers import run_cli, write_config
 from tests.plugins.models import TINY_FRAMES, TINY_SEED
-from watchdog.comms.mqtt import Notifier
+from watchdog.comms.notifier import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
 from watchdog.control import Command, Verb
 from watchdog.detection.bundle import Bundle

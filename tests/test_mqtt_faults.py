@@ -29,7 +29,8 @@ def raise_alerts(notifier, n: int) -> list[str]:
 
 
 def pending_markers(storage: Path) -> list[str]:
-    return sorted(p.parent.name for p in (storage / "incidents").glob("*/*/pending"))
+    """Alerts in the MQTT outbox (written before publishing, removed on the broker's PUBACK)."""
+    return sorted(p.parent.name for p in (storage / "outbox" / "mqtt").glob("*/entry.json"))
 
 
 def assert_delivered_exactly(sub, notifier, prefix: str, ids: list[str]) -> None:
@@ -238,3 +239,20 @@ def test_stopping_with_alerts_neither_saved_nor_delivered_says_so(
     notifier.stop()
     [line] = [r for r in caplog.records if "MQTT stopped with" in r.getMessage()]
     assert line.levelno == logging.ERROR and "2 only in memory" in line.getMessage()
+
+
+def test_alerts_left_pending_by_an_earlier_version_are_delivered_once(
+    mosquitto, unique_prefix, notifier_factory, tmp_path
+) -> None:
+    """Earlier versions marked undelivered alerts with a `pending` file in the incident folder:
+    after an upgrade they move to the outbox and are sent, once."""
+    from watchdog.incidents import IncidentStore
+
+    store = IncidentStore(tmp_path)
+    old = [store.save(PRINTER, {"score": 0.9, "action": "pause"}, jpeg(i), jpeg(i), pending=True).id for i in range(2)]
+    assert sorted(p.parent.name for p in (tmp_path / "incidents").glob("*/*/pending")) == sorted(old)
+    p = unique_prefix
+    with mosquitto.subscriber(f"{p}/#") as sub:
+        notifier = notifier_factory(mosquitto, p, storage_dir=tmp_path)
+        assert_delivered_exactly(sub, notifier, p, old)
+    assert list((tmp_path / "incidents").glob("*/*/pending")) == [] and pending_markers(tmp_path) == []

@@ -56,7 +56,8 @@ def incidents(storage: Path) -> list[str]:
 
 
 def pending(storage: Path) -> list[str]:
-    return sorted(p.parent.name for p in (storage / "incidents" / PRINTER).glob("*/pending"))
+    """Alerts in the MQTT outbox (written before publishing, removed on the broker's PUBACK)."""
+    return sorted(p.parent.name for p in (storage / "outbox" / "mqtt").glob("*/entry.json"))
 
 
 def api_lines(log: str) -> list[str]:
@@ -362,7 +363,7 @@ def test_a_slow_failed_pause_does_not_re_alert_on_the_next_frames(tmp_path, tiny
     import cv2
 
     from tests.plugins.printers import api_config
-    from watchdog.comms.mqtt import Notifier
+    from watchdog.comms.notifier import Notifier
     from watchdog.config import (
         CameraConfig,
         DetectionConfig,

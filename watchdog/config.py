@@ -7,10 +7,12 @@ YAML in, a frozen tree of pydantic models out. Unknown keys are rejected with th
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
 import stat
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -88,10 +90,49 @@ class MqttConfig(_Model):
         return bool(self.host)
 
 
+def is_loopback(listen: str) -> bool:
+    """True when ``host:port`` listens on this machine only (127.0.0.0/8, ::1, localhost)."""
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
 class HttpConfig(_Model):
-    """Health, status, metrics and the latest heatmap over HTTP."""
+    """The dashboard, health, status, metrics and the latest heatmap over HTTP.
+
+    On loopback (the default) the page is open to whoever can reach this machine's own
+    127.0.0.1; on any other address it needs a password, and the daemon refuses to start
+    without one."""
 
     listen: str = Field("127.0.0.1:8787", description='"host:port" to listen on; "" disables the server')
+    password: SecretStr | None = Field(None, description="dashboard password (prefer password_file); required beyond loopback")
+    password_file: Path | None = Field(
+        None, description="file holding the dashboard password, or its hash (scrypt:/pbkdf2:, from werkzeug); mode 0600"
+    )
+    generate_password: bool = Field(
+        False, description="no password file: generate one on first start, print it once, keep only its hash in storage.dir"
+    )
+    session_hours: float = Field(12.0, gt=0, le=24 * 30, description="a login lasts this long")
+    login_attempts_per_minute: int = Field(5, ge=1, le=100, description="failed logins allowed per client address per minute")
+    max_connections: int = Field(32, ge=2, le=1000, description="connections served at once; more are refused")
+    request_timeout_s: float = Field(10.0, gt=0, le=300, description="a client must send its request within this time")
+
+    @model_validator(mode="after")
+    def _auth_beyond_loopback(self) -> HttpConfig:
+        if self.listen and not is_loopback(self.listen) and not (self.password or self.generate_password):
+            raise ValueError(
+                f"http.listen {self.listen!r} is not a loopback address: the dashboard shows your camera and can "
+                "stop prints, so set http.password_file (or http.generate_password: true), or listen on 127.0.0.1"
+            )
+        return self
+
+    @property
+    def auth_required(self) -> bool:
+        return bool(self.listen) and not is_loopback(self.listen)
 
     @field_validator("listen")
     @classmethod
@@ -207,6 +248,74 @@ class PrinterConfig(_Model):
         return v
 
 
+class NotifyEvent(StrEnum):
+    """What a notification target can be told about."""
+
+    FAILURE = "failure"  # the alert: printer, score, action and its result, heatmap attached
+    ACTION_FAILED = "action_failed"  # the pause or cancel did not happen
+    CAMERA_OFFLINE = "camera_offline"  # once when it goes, once more when it is back
+    PRINT_DONE = "print_done"
+
+
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]{0,30}://\S")
+
+
+class NotifyTarget(_Model):
+    """One phone notification service as an Apprise URL (ntfy://, tgram://, pover://,
+    discord://, gotify://, mailto://, json:// ...); the URL is a secret, masked everywhere."""
+
+    name: str | None = Field(None, description="name in logs, /status and metrics; default: the URL's scheme (ntfy, ntfy-2, ...)")
+    url: SecretStr | None = Field(None, description="Apprise URL (prefer url_file or ${ENV}: it usually holds a token)")
+    url_file: Path | None = Field(None, description="file holding the Apprise URL (mode 0600)")
+    events: list[NotifyEvent] = Field(
+        default_factory=lambda: [NotifyEvent.FAILURE, NotifyEvent.ACTION_FAILED],
+        description="any of failure, action_failed, camera_offline, print_done (default: failure, action_failed)",
+    )
+    printers: list[str] | None = Field(None, description="printer names to notify about; default: all")
+    attach: Literal["heatmap", "frame", "none"] = Field("heatmap", description="picture sent with a failure")
+    actions_url: str = Field(
+        "",
+        description="base URL at which the phone reaches this daemon (e.g. http://pi.lan:8787) for "
+        "the ntfy buttons Not a failure, Resume and Cancel; empty: no buttons",
+    )
+    actions_expire_h: float = Field(24.0, gt=0, le=24 * 30, description="hours a notification's buttons keep working")
+    coalesce_s: float = Field(120.0, ge=0, le=86400, description="a printer's repeated events within this many seconds become one notification")
+    camera_offline_after_s: float = Field(60.0, ge=0, le=86400, description="a camera must stay offline this long before camera_offline is sent")
+    max_age_h: float = Field(24.0, gt=0, le=24 * 30, description="an undeliverable notification is dropped after this many hours")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not _URL_SCHEME.match(v.get_secret_value().strip()):
+            raise ValueError("must be an Apprise URL such as ntfy://host/topic (the value is not shown: it may hold a secret)")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", v):
+            raise ValueError("must be 1-40 characters of letters, digits, '_' or '-'")
+        return v
+
+    @field_validator("actions_url")
+    @classmethod
+    def _actions_url(cls, v: str) -> str:
+        if v and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"{v!r} must start with http:// or https://")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _has_url(self) -> NotifyTarget:
+        if self.url is None:
+            raise ValueError("url or url_file is required")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        assert self.url is not None
+        return self.url.get_secret_value().split("://", 1)[0].lower()
+
+
 class Config(_Model):
     """The whole configuration file."""
 
@@ -216,6 +325,7 @@ class Config(_Model):
     http: HttpConfig = Field(default_factory=HttpConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     printers: list[PrinterConfig] = Field(..., min_length=1, description="the printers to watch")
+    notify: list[NotifyTarget] = Field(default_factory=list, description="phone notifications through Apprise URLs")
 
     @field_validator("printers")
     @classmethod
@@ -226,12 +336,34 @@ class Config(_Model):
             raise ValueError(f"printer names must be unique, repeated: {', '.join(dupes)}")
         return v
 
+    @model_validator(mode="after")
+    def _notify_printers(self) -> Config:
+        names = {p.name for p in self.printers}
+        for i, target in enumerate(self.notify):
+            unknown = sorted(set(target.printers or ()) - names)
+            if unknown:
+                raise ValueError(f"notify.{i}.printers: unknown printer(s) {', '.join(unknown)}")
+        given = [t.name for t in self.notify if t.name]
+        if len(given) != len(set(given)):
+            raise ValueError("notify: target names must be unique")
+        if any(t.actions_url for t in self.notify):
+            host = self.http.listen.rpartition(":")[0].strip("[]")
+            if not self.http.listen:
+                logger.warning("notify: actions_url is set but http.listen is empty: the buttons have no server to call")
+            elif host in ("127.0.0.1", "localhost", "::1"):
+                logger.warning("notify: actions_url is set but http.listen is %s: a phone reaches the buttons only "
+                               "through a proxy on this machine", self.http.listen)
+        return self
+
     def secrets(self) -> list[str]:
         """Every secret value in this config, so tests and log filters can look for them."""
         out = []
         if self.mqtt.password:
             out.append(self.mqtt.password.get_secret_value())
+        if self.http.password:
+            out.append(self.http.password.get_secret_value())
         out += [p.api.api_key.get_secret_value() for p in self.printers if p.api.api_key]
+        out += [t.url.get_secret_value() for t in self.notify if t.url]
         return [s for s in out if s]
 
     def masked(self) -> dict[str, Any]:
@@ -314,10 +446,19 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
         if isinstance(mqtt, dict):
             mqtt = data["mqtt"] = dict(mqtt)
             _read_secret(mqtt, "password", "password_file", "mqtt", base)
+        http = data.get("http")
+        if isinstance(http, dict):
+            http = data["http"] = dict(http)
+            _read_secret(http, "password", "password_file", "http", base)
         for i, printer in enumerate(data.get("printers") or []):
             if isinstance(printer, dict) and isinstance(printer.get("api"), dict):
                 printer["api"] = dict(printer["api"])
                 _read_secret(printer["api"], "api_key", "api_key_file", f"printers.{i}.api", base)
+        if isinstance(data.get("notify"), list):
+            data["notify"] = [dict(t) if isinstance(t, dict) else t for t in data["notify"]]
+            for i, target in enumerate(data["notify"]):
+                if isinstance(target, dict):
+                    _read_secret(target, "url", "url_file", f"notify.{i}", base)
         return Config.model_validate(data)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
@@ -326,7 +467,9 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
 
 
 def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config file; raises ConfigError with a one-line message."""
+    """Read and validate a YAML config file; raises ConfigError with a one-line message.
+
+    The file only: ``watchdog.overrides.load_effective_config`` adds the dashboard's settings."""
     path = Path(path)
     try:
         text = path.read_text()

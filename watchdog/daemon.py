@@ -17,12 +17,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from watchdog import systemd
-from watchdog.comms.mqtt import Notifier
+from watchdog import overrides, systemd
+from watchdog.comms.notifier import Notifier
 from watchdog.config import Config, ConfigError, load_config
 from watchdog.control import INCIDENT_VERBS, LATEST_INCIDENT, Command, CommandResult, Verb
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
-from watchdog.incidents import mark_not_failure, record_verdict
+from watchdog.history import History
+from watchdog.incidents import mark_failure, mark_not_failure
 from watchdog.metrics import Metrics
 from watchdog.watcher import Watcher, build_watcher
 
@@ -50,7 +51,7 @@ class Daemon:
 
     def __init__(self, config_path: str | Path, debug: bool = False) -> None:
         self.config_path = Path(config_path)
-        self.config = load_config(self.config_path)  # ConfigError → exit 2 before anything starts
+        self.config = overrides.load_effective_config(self.config_path)  # ConfigError → exit 2 before anything starts
         self.debug = debug  # --debug wins over the config's log_level
         self._apply_log_level(self.config)
         self.bundle = load_bundle(self.config)
@@ -58,6 +59,7 @@ class Daemon:
         self.notifier: Notifier | None = None
         self.http: Any = None
         self.running: Mapping[str, _Running] = {}
+        self.histories: dict[str, History] = {}  # per printer, kept across reloads
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.started = time.monotonic()
@@ -71,8 +73,11 @@ class Daemon:
     def _make_watchers(self, config: Config, bundle: Bundle) -> dict[str, Watcher]:
         """Everything that can fail on bad input happens here, before the old watchers stop."""
         assert self.notifier is not None
-        return {p.name: build_watcher(p, bundle, self.notifier, stop=self.stop_event, metrics=self.metrics)
-                for p in config.printers}
+        watchers = {p.name: build_watcher(p, bundle, self.notifier, stop=self.stop_event, metrics=self.metrics)
+                    for p in config.printers}
+        for name, w in watchers.items():  # the dashboard's timeline outlives a reload
+            w.history = self.histories.setdefault(name, History())
+        return watchers
 
     @staticmethod
     def _start(watchers: Mapping[str, Watcher]) -> dict[str, _Running]:
@@ -141,9 +146,10 @@ class Daemon:
             logger.info("%s: incident %s marked not a failure (%s); frame kept for retraining in %s",
                         printer, incident, command.source, path)
             return CommandResult(True, f"frame kept for retraining in {path}")
-        record_verdict(storage, printer, incident, command.verb.value)
-        logger.info("%s: incident %s confirmed as a failure (%s)", printer, incident, command.source)
-        return CommandResult(True, "confirmed as a failure")
+        copies = mark_failure(storage, printer, incident)
+        logger.info("%s: incident %s confirmed as a failure (%s); %d frame(s) kept in %s", printer, incident,
+                    command.source, len(copies), copies[0].parent)
+        return CommandResult(True, f"confirmed as a failure; {len(copies)} frame(s) kept in {copies[0].parent} (--anomalous)")
 
     def on_command(self, printer: str, command: str, payload: dict) -> None:
         """MQTT commands (already validated by the notifier) as ``Command``s."""
@@ -153,6 +159,23 @@ class Daemon:
         elif command == "feedback":
             self.dispatch(Command(printer, Verb(str(payload["verdict"])), str(payload["incident"])))
 
+    # ----------------------------------------------------------------- dashboard settings
+
+    def save_settings(self, printer: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Store the dashboard's settings for ``printer`` and rebuild the watchers through the
+        reload path; ConfigError (nothing saved) when the schema refuses them."""
+        base = load_config(self.config_path)  # the file alone: what the saved settings change
+        p = next((p for p in base.printers if p.name == printer), None)
+        if p is None:
+            raise ConfigError(f"no printer named {printer!r} in {self.config_path}")
+        saved = overrides.save(self.config.storage.dir, p.detection, printer, changes)
+        self.reload_event.set()
+        return saved
+
+    def reset_settings(self, printer: str) -> None:
+        overrides.reset(self.config.storage.dir, printer)
+        self.reload_event.set()
+
     # ----------------------------------------------------------------- status
 
     def status(self) -> dict[str, Any]:
@@ -161,6 +184,7 @@ class Daemon:
             "model": str(self.bundle.path),
             "threshold": self.bundle.meta.threshold,
             "mqtt_connected": bool(self.notifier and self.notifier.connected),
+            "notify": self.notifier.notify_status() if self.notifier else {},
             "printers": {name: r.watcher.status() for name, r in self.running.items()},
         }
 
@@ -195,10 +219,10 @@ class Daemon:
     def reload(self) -> None:
         systemd.reloading()
         try:
-            config = load_config(self.config_path)
+            config = overrides.load_effective_config(self.config_path)
             bundle = load_bundle(config)
-            if config.mqtt != self.config.mqtt or config.storage != self.config.storage:
-                logger.warning("mqtt/storage changes need a restart; keeping the running MQTT session")
+            if config.mqtt != self.config.mqtt or config.storage != self.config.storage or config.notify != self.config.notify:
+                logger.warning("mqtt/storage/notify changes need a restart; keeping the running MQTT session and notifications")
             watchers = self._make_watchers(config, bundle)
         except (ConfigError, BundleError) as exc:
             logger.error("reload refused, keeping the running config: %s", exc)
@@ -222,13 +246,19 @@ class Daemon:
         signal.signal(signal.SIGINT, lambda *_: self.stop_event.set())
         signal.signal(signal.SIGHUP, lambda *_: self.reload_event.set())
         cfg = self.config
-        self.notifier = Notifier(cfg.mqtt, cfg.storage, [p.name for p in cfg.printers], self.on_command)
+        self.notifier = Notifier(cfg.mqtt, cfg.storage, [p.name for p in cfg.printers], self,
+                                 notify=cfg.notify, registry=self.metrics.registry)
         watchers = self._make_watchers(cfg, self.bundle)
         self.notifier.start()
         if cfg.http.listen:
             from watchdog.comms.http import StatusServer
+            from watchdog.web.app import Dashboard
 
-            self.http = StatusServer(cfg.http.listen, self.status, self.metrics.registry, self.latest_jpeg, self.healthy)
+            self.http = StatusServer(cfg.http.listen, self.status, self.metrics.registry, self.latest_jpeg, self.healthy,
+                                     request_timeout_s=cfg.http.request_timeout_s,
+                                     max_connections=cfg.http.max_connections,
+                                     dashboard=Dashboard(self, cfg.http, cfg.storage.dir),
+                                     actions=self.notifier.handle_action)
             self.http.start()
         self.running = self._start(watchers)
         logger.info("watching %d printer(s) with model %s (threshold %.4g)",

@@ -1,15 +1,19 @@
-"""The incident store and MQTT outbox on disk.
+"""The incident store on disk.
 
-An alert is written here before it is published, so a broker that is away, a daemon that
-restarts or a power cut loses nothing: ``<storage.dir>/incidents/<printer>/<incident_id>/``
-holds ``frame.jpg``, ``heatmap.jpg``, ``alert.json`` and a ``pending`` marker that is removed
-once the broker acknowledged the alert (PUBACK). A disk that is full or read-only must not
+An alert is written here before anything is sent: ``<storage.dir>/incidents/<printer>/<incident_id>/``
+holds ``frame.jpg``, ``heatmap.jpg`` and ``alert.json``. Delivery (MQTT, phone notifications)
+goes through the outbox (``watchdog.comms.outbox``); the ``pending`` marker written here by
+earlier versions is moved to the outbox at start. A disk that is full or read-only must not
 stop alerts: saving then fails softly (logged at most once a minute) and the caller keeps
 the alert in memory until it is delivered.
 
 User feedback lands here too: an incident marked "not a failure" has its frame copied to
 ``<storage.dir>/collected/<printer>/false_alarms/``, a folder the trainer reads with
-``--normal``.
+``--normal``. A confirmed failure has its frame and the anomalous frames that led to it
+copied to ``<storage.dir>/collected/<printer>/failures/``, for the trainer's ``--anomalous``.
+
+``lead_up/`` in an incident's folder holds the frames scored just before the trigger
+(``NN-heatmap.jpg``, and ``NN-frame.jpg`` for the anomalous ones), oldest first.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +40,8 @@ FRAME = "frame.jpg"
 HEATMAP = "heatmap.jpg"
 ALERT = "alert.json"
 PENDING = "pending"
+LEAD_UP = "lead_up"
+FAILURES = "failures"  # folder of frames of confirmed failures (the trainer's --anomalous)
 VERDICTS = ("not_failure", "failure")
 
 # Incident ids and printer names become folder names: nothing that could climb out of them.
@@ -208,6 +215,24 @@ class IncidentStore:
         self.prune(printer)
         return incident
 
+    def add_lead_up(self, printer: str, incident_id: str, lead_up: Sequence[Any]) -> None:
+        """Save the frames before the trigger (``history.LeadUpFrame``s) in ``lead_up/``.
+
+        Written after the alert went out, so a slow disk never delays it; a failure only
+        costs the picture strip, never the incident."""
+        folder = self.root / printer / incident_id / LEAD_UP
+        try:
+            if not folder.parent.is_dir():
+                return
+            folder.mkdir(exist_ok=True)
+            for n, item in enumerate(lead_up):
+                _write_file(folder / f"{n:02d}-heatmap.jpg", item.heatmap_jpeg)
+                if item.frame_jpeg is not None:
+                    _write_file(folder / f"{n:02d}-frame.jpg", item.frame_jpeg)
+        except OSError as exc:
+            self._throttle(logger, logging.WARNING, "lead_up", "cannot save the frames before incident %s: %s",
+                           incident_id, exc.strerror or exc)
+
     def delivered(self, incident: Incident) -> None:
         """The broker acknowledged the alert: drop the pending marker."""
         if incident.path is None:
@@ -315,3 +340,62 @@ def mark_not_failure(storage_dir: Path, printer: str, incident_id: str) -> Path:
     os.replace(tmp, dest)
     record_verdict(storage_dir, printer, incident_id, "not_failure")
     return dest
+
+
+def failures_dir(storage_dir: Path, printer: str) -> Path:
+    """Where frames of confirmed failures go: the trainer's ``--anomalous`` folder."""
+    return Path(storage_dir) / "collected" / check_name(printer, "printer") / FAILURES
+
+
+def mark_failure(storage_dir: Path, printer: str, incident_id: str) -> list[Path]:
+    """Copy the incident's frame and its anomalous lead-up frames into the failures folder and
+    record the verdict; returns the copies."""
+    path = incident_dir(storage_dir, printer, incident_id)
+    sources = sorted((path / LEAD_UP).glob("*-frame.jpg")) + [path / FRAME]
+    dest_dir = failures_dir(storage_dir, printer)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for src in sources:
+        if not src.is_file():
+            continue
+        name = f"{incident_id}.jpg" if src.name == FRAME else f"{incident_id}-{src.name.split('-')[0]}.jpg"
+        tmp = dest_dir / f".{name}.tmp"
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest_dir / name)
+        copies.append(dest_dir / name)
+    if not copies:
+        raise IncidentError(f"incident {incident_id} of {printer} has no {FRAME} in {path}")
+    record_verdict(storage_dir, printer, incident_id, "failure")
+    return copies
+
+
+@dataclass(frozen=True)
+class IncidentView:
+    """An incident as the dashboard lists it."""
+
+    printer: str
+    id: str
+    alert: dict[str, Any]
+    delivered: bool
+    lead_up: tuple[str, ...]  # file names under lead_up/, oldest first
+
+
+def list_incidents(storage_dir: Path, printers: Sequence[str], limit: int = 50) -> list[IncidentView]:
+    """Saved incidents of these printers, newest first (a corrupt one is skipped)."""
+    root = incidents_root(storage_dir)
+    found: list[IncidentView] = []
+    for printer in printers:
+        if not SAFE_NAME.fullmatch(printer):
+            continue
+        for path in IncidentStore._incident_dirs(root / printer)[-limit:]:
+            try:
+                alert = _read_alert(path)
+            except IncidentError:
+                continue
+            try:
+                lead = tuple(sorted(p.name for p in (path / LEAD_UP).iterdir() if p.name.endswith(".jpg")))
+            except OSError:
+                lead = ()
+            found.append(IncidentView(printer, path.name, alert, not (path / PENDING).exists(), lead))
+    found.sort(key=lambda i: i.id, reverse=True)
+    return found[:limit]

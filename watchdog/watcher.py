@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from watchdog.comms.mqtt import Notifier
+from watchdog.comms.notifier import Notifier
 from watchdog.config import PrinterConfig
 from watchdog.control import Command, CommandResult, Verb
 from watchdog.detection import decide
@@ -42,6 +42,7 @@ from watchdog.devices.printers import (
     PrinterState,
     make_printer,
 )
+from watchdog.history import History
 from watchdog.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class StepRecord:
     verdict: Verdict | None = None
     action: Action | None = None
     events: tuple[WatchEvent, ...] = ()
+    skipped: bool = False  # the camera gave a bad frame (counted, never an anomaly)
 
     @property
     def score(self) -> float | None:
@@ -116,7 +118,7 @@ class StepRecord:
             "threshold": None if v is None else round(v.threshold, 6),
             "anomalous": None if v is None else v.anomalous,
             "consecutive": self.consecutive,
-            "state": str(self.state.value),
+            "state": "frame_skipped" if self.skipped else str(self.state.value),
             "action": None if self.action is None else str(self.action),
         }
         if v is not None and v.calibrating:
@@ -190,6 +192,7 @@ class Watcher:
         self.failing_steps = 0
         self._commands: queue.SimpleQueue[tuple[Command, Future[CommandResult]]] = queue.SimpleQueue()
         self.latest_jpeg: bytes | None = None  # the last heatmap overlay (bytes: immutable)
+        self.history = History()  # the dashboard's timeline; the daemon hands rebuilt watchers the printer's
         self.snapshot = self._status(time.monotonic())
 
     # ----------------------------------------------------------------- one step
@@ -209,7 +212,9 @@ class Watcher:
         if frame is None:
             if self.camera.exhausted:  # a recording (replay, demo) that has ended
                 return StepRecord(None, Label.IDLE, self.state.consecutive, events=tuple(events))
-            return None
+            skipped = bool(self.camera_online)  # a bad frame, not the camera going offline
+            name = self._frame_name() if skipped else None
+            return StepRecord(name, self._label(), self.state.consecutive, events=tuple(events), skipped=skipped)
         try:
             verdict = self.detector.observe(frame)
         except ValueError as exc:  # a frame the preprocessing refuses: skipped and counted
@@ -228,6 +233,10 @@ class Watcher:
             events.append(self._act(frame, verdict, heat_jpeg))
         elif verdict.anomalous or self.state.consecutive:
             self.alerts.publish_heatmap(self.name, heat_jpeg)
+        self.history.record(frame, verdict.score, verdict.threshold, verdict.anomalous, verdict.calibrating,
+                            self.state.frames == 1, heat_jpeg)
+        if action is not None:
+            self.history.acted()
         return StepRecord(self._frame_name(), self._label(), self.state.consecutive, verdict, action, tuple(events))
 
     def _read_frame(self, events: list[WatchEvent]) -> np.ndarray | None:
@@ -243,6 +252,7 @@ class Watcher:
                 events.append(WatchEvent("camera_online" if online else "camera_offline", self.name))
                 log = logger.info if online else logger.warning
                 log("%s: camera %s", self.name, "back online" if online else "offline: no frame")
+                self.alerts.camera_changed(self.name, online)
             self.camera_online = online
         return frame
 
@@ -314,6 +324,9 @@ class Watcher:
         (logger.warning if outcome.outcome == Outcome.DONE else logger.error)("%s", message)
         incident = self.alerts.raise_alert(self.name, alert.to_dict(), encode_jpeg(frame), heat_jpeg)
         alert = replace(alert, incident=incident)
+        store = getattr(self.alerts, "store", None)
+        if store is not None:  # the frames that led to it, for the dashboard's picture strip
+            store.add_lead_up(self.name, incident, self.history.lead_up())
         self.last_alert = alert
         return WatchEvent("alert", self.name, alert=alert)
 
@@ -342,7 +355,9 @@ class Watcher:
             except queue.Empty:
                 return
             try:
-                done.set_result(self._carry_out(command))
+                result = self._carry_out(command)
+                self.snapshot = self._status(self.snapshot.heartbeat)  # readers see it at once
+                done.set_result(result)
             except Exception as exc:  # a command must never end the loop
                 logger.exception("%s: command %s failed", self.name, command.verb.value)
                 done.set_result(CommandResult(False, f"{command.verb.value} failed: {exc}"))

@@ -7,7 +7,7 @@ The server speaks what users' cameras speak (mjpg-streamer / crowsnest / ustream
 
 Tests switch what it shows while it runs: ``set_frames(list_of_arrays)`` (frames cycle; BGR
 frames go out as JPEG, 1- and 4-channel frames as PNG) and ``set_fault(name)`` for the camera
-faults of issue 6 (see ``FAULTS``; image faults apply to snapshots and to every stream part
+faults a camera can have (see ``FAULTS``; image faults apply to snapshots and to every stream part
 while set); ``set_fault(None)`` brings the camera back.
 
 Fixtures: ``camera_server`` (function scope: the session's server, reset to normal frames and

@@ -460,10 +460,11 @@ def unique_prefix() -> str:
 
 @pytest.fixture
 def notifier_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """``factory(broker, prefix, storage_dir=None, printers=("ender3",), on_command=None, start=True,
-    keep_incidents=100, **mqtt_overrides)`` → a started ``watchdog.comms.mqtt.Notifier`` (stopped at
-    teardown) with short keepalive and reconnect delays. ``broker=None`` disables MQTT."""
-    from watchdog.comms.mqtt import Notifier
+    """``factory(broker, prefix, storage_dir=None, printers=("ender3",), dispatcher=None, start=True,
+    keep_incidents=100, notify=(), **mqtt_overrides)`` → a started ``watchdog.comms.notifier.Notifier``
+    (stopped at teardown) with short keepalive, reconnect and notification backoff delays.
+    ``broker=None`` disables MQTT; ``dispatcher`` receives the ``Command`` of each command message."""
+    from watchdog.comms.notifier import Notifier
     from watchdog.config import MqttConfig, StorageConfig
 
     made: list[Notifier] = []
@@ -473,9 +474,10 @@ def notifier_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
         prefix: str,
         storage_dir: Path | None = None,
         printers: tuple[str, ...] = ("ender3",),
-        on_command: Callable[[str, str, dict], None] | None = None,
+        dispatcher: Any = None,
         start: bool = True,
         keep_incidents: int = 100,
+        notify: tuple[Any, ...] = (),
         **overrides: Any,
     ) -> Notifier:
         settings: dict[str, Any] = {}
@@ -490,8 +492,10 @@ def notifier_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
             MqttConfig(**settings),
             StorageConfig(dir=storage_dir or tmp_path / "storage", keep_incidents=keep_incidents),
             list(printers),
-            on_command,
+            dispatcher,
+            notify=notify,
             reconnect_delay=(1, 5),
+            notify_backoff=(0.3, 2.0),
         )
         made.append(notifier)
         if start:

@@ -7,8 +7,8 @@ import sys
 
 import yaml
 
-from watchdog.config import load_config
 from watchdog.detection.bundle import Bundle, default_bundle_path
+from watchdog.overrides import load_effective_config, origins
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,10 +18,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    config = load_config(args.config)  # ConfigError → one line, exit 2
+    config = load_effective_config(args.config)  # ConfigError → one line, exit 2
     bundle = Bundle.load(config.model or default_bundle_path())  # BundleError → one line, exit 2
     resolved = config.masked()
     resolved["model"] = str(bundle.path)
     yaml.safe_dump(resolved, sys.stdout, sort_keys=False)
+    for origin in origins(config):
+        print(f"# {origin.key}: from the dashboard ({origin.file}); \"reset to the config file\" there removes it",
+              file=sys.stderr)
     print(f"# ok: {len(config.printers)} printer(s); model threshold {bundle.meta.threshold:.6g}", file=sys.stderr)
     return 0

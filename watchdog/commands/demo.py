@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from watchdog.comms.mqtt import Notifier
+from watchdog.comms.notifier import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
 from watchdog.detection.bundle import Bundle, default_bundle_path
 from watchdog.devices.printers import SimulatedPrinter

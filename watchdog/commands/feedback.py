@@ -3,7 +3,9 @@
 The command-line twin of the MQTT topic ``<prefix>/<printer>/feedback``. A false alarm
 (``--verdict not_failure``) has its frame copied into
 ``<storage.dir>/collected/<printer>/false_alarms/``, so the next ``python -m trainer
---normal <storage.dir>/collected/<printer>`` learns that this scene is normal.
+--normal <storage.dir>/collected/<printer>`` learns that this scene is normal; a real one
+(``--verdict failure``) has its frames copied into ``<storage.dir>/collected/<printer>/failures/``
+for ``--anomalous``, as the dashboard's and MQTT's "Confirm failure" do.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import argparse
 
 from watchdog.config import load_config
 from watchdog.errors import UsageError
-from watchdog.incidents import VERDICTS, IncidentError, mark_not_failure, record_verdict
+from watchdog.incidents import VERDICTS, IncidentError, mark_failure, mark_not_failure
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,8 +41,10 @@ def main(args: argparse.Namespace) -> int:
             print(f"incident {args.incident} of {args.printer} marked not a failure; its frame is in {frame}")
             print(f"retrain with: python -m trainer --normal {frame.parent.parent} ...")
         else:
-            record_verdict(storage, args.printer, args.incident, args.verdict)
-            print(f"incident {args.incident} of {args.printer} marked a real failure")
+            copies = mark_failure(storage, args.printer, args.incident)
+            print(f"incident {args.incident} of {args.printer} marked a real failure; "
+                  f"{len(copies)} frame(s) in {copies[0].parent}")
+            print(f"retrain with: python -m trainer --anomalous {copies[0].parent} ...")
     except IncidentError as exc:
         raise UsageError(f"--incident: {exc}") from exc
     except OSError as exc:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from watchdog.comms.mqtt import Notifier
+from watchdog.comms.notifier import Notifier
 from watchdog.config import (
     CameraConfig,
     Config,
@@ -110,7 +110,7 @@ def replay(pcfg: PrinterConfig, bundle: Bundle, frames: Path, out: Path, *, simu
             for event in record.events:
                 emit(event.to_dict())
                 pauses += event.alert is not None
-            if record.verdict is not None or record.state is Label.CAMERA_OFFLINE:
+            if record.verdict is not None or record.skipped or record.state is Label.CAMERA_OFFLINE:
                 emit(record.line())
                 clock.frame += 1
             elif not simulated:

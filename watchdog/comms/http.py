@@ -1,55 +1,68 @@
-"""The status HTTP server: health, status, metrics and the latest heatmap, GET only.
+"""The daemon's HTTP server: health, status, metrics, the latest heatmap and the dashboard.
 
-The daemon creates and owns it::
+A Flask application served by waitress (pure Python, threads; no compiler, no Node):
 
     server = StatusServer(cfg.http.listen, status=lambda: {...}, registry=metrics.registry,
-                          latest_jpeg=lambda printer: bytes_or_none, healthy=lambda: loop_alive)
+                          latest_jpeg=lambda printer: bytes_or_none, healthy=lambda: loop_alive,
+                          dashboard=Dashboard(...))   # optional: watchdog.web.app
     server.start()          # binds now (UsageError naming http.listen if it cannot)
     ...
-    server.stop()           # stops serving and joins every thread
+    server.stop()           # stops serving and joins its thread
 
-Paths (anything else is 404, any other method 405):
+Paths that stay what they were (scripts, Home Assistant and the README use them):
 
-- ``GET /healthz``: 200 ``ok`` while ``healthy()``, else 503;
-- ``GET /status``: ``status()`` as JSON. It must already be free of secrets: the server never
-  sees the config, and serves only what the callables return;
+- ``GET /healthz``: 200 ``ok`` while ``healthy()``, else 503; never behind a login;
+- ``GET /status``: ``status()`` as strict JSON (NaN as null). It must already be free of
+  secrets: the server never sees the config, and serves only what the callables return;
 - ``GET /metrics``: Prometheus text of ``registry``;
-- ``GET /printers/<name>/latest.jpg``: ``latest_jpeg(name)`` as image/jpeg, 404 when None.
-  ``name`` must match ``[A-Za-z0-9_-]{1,64}`` in the raw path (no decoding, so ``..``,
-  ``%2e%2e`` or ``/`` can never reach the callable); no file is ever served from disk.
+- ``GET /printers/<name>/latest.jpg``: ``latest_jpeg(name)`` as image/jpeg, 404 when None;
+  ``name`` must match ``[A-Za-z0-9_-]{1,64}``; no file is ever served from a client's path.
+- ``POST /actions/<token>``: ``actions(token)`` → (status, message), a notification's button
+  (``watchdog.comms.actions``), outside the dashboard's login: the token is the capability;
+  GET there is 405 so link previews never act. Waitress logs no request lines, so the token
+  is never logged.
 
-Defences for a daemon that may listen beyond localhost: bind to 127.0.0.1 by default (the
-config's default), one request per connection, the request head (request line + headers)
-limited to 8 KiB (414/431) and to ``request_timeout_s`` in total (a slowloris is cut off, 408),
-at most ``max_connections`` handled at once (more are dropped), no version in ``Server:``, no
-request text echoed in error bodies.
+Everything else is the dashboard's (``/``, ``/login``, ``/api/...``, ``/static/...``).
+
+Defences for a daemon that may listen beyond localhost: waitress reads requests in its own
+event loop and hands only complete ones to its 4 worker threads, so slow or idle clients
+cannot starve ``/healthz``; the request head is limited to 8 KiB, bodies to 256 KiB; a client
+that has not sent its whole request head within ``request_timeout_s`` (a slowloris dripping a
+byte at a time) is disconnected, as is one idle that long; at most ``max_connections`` are
+open at once; no version in ``Server:``, no request text echoed in error bodies.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
 import re
 import socket
-import socketserver
 import threading
 import time
 from collections.abc import Callable
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from flask import Flask, Response, request
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
 
 from watchdog.errors import UsageError
+
+if TYPE_CHECKING:
+    from watchdog.web.app import Dashboard
 
 logger = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 8192
-_LATEST = re.compile(r"/printers/([A-Za-z0-9_-]{1,64})/latest\.jpg")
+MAX_BODY_BYTES = 256 * 1024
+WORKER_THREADS = 4
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}")  # a phone button's capability token
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -60,185 +73,54 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """NaN and infinities as null, so /status is strict JSON (a score may be NaN)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False  # request threads are joined by server_close()
-    block_on_close = True
-
-    def __init__(self, address: tuple[str, int], handler: type, app: StatusServer) -> None:
-        self.app = app
-        self._slots = threading.BoundedSemaphore(app.max_connections)
-        super().__init__(address, handler)
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # HTTPServer's version does a reverse DNS lookup
-        host, self.server_port = self.server_address[:2]
-        self.server_name = str(host)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            logger.debug("status server busy: dropping a connection from %s", client_address[0])
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except RuntimeError:  # no thread could be started
-            self._slots.release()
-            self.shutdown_request(request)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
+def json_response(data: Any, status: int = 200) -> Response:
+    body = json.dumps(finite(data), default=str, sort_keys=True, allow_nan=False) + "\n"
+    return Response(body, status, mimetype="application/json")
 
 
-class _Server6(_Server):
-    address_family = socket.AF_INET6
+def text(body: str, status: int) -> Response:
+    return Response(body + "\n", status, mimetype="text/plain")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.0"
-    default_request_version = "HTTP/1.0"  # errors get a status line even for garbage requests
-    server_version = "printer-watchdog"
-    sys_version = ""
+class _Channel(HTTPChannel):
+    """Remembers when the current request head started arriving (for the slowloris cut-off)."""
 
-    def version_string(self) -> str:
-        return self.server_version
+    head_started: float | None = None
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        logger.debug("status server %s: " + format, self.client_address[0], *args)
+    def received(self, data: bytes) -> bool:
+        if data and self.request is None and self.head_started is None:
+            self.head_started = time.monotonic()
+        result = super().received(data)
+        if self.request is None or self.request.completed:
+            self.head_started = None
+        return result
 
-    def handle(self) -> None:
-        self.close_connection = True  # one request per connection: nothing to keep alive
-        self.handle_one_request()
 
-    def handle_one_request(self) -> None:
-        app = self.server.app
-        head = self._read_head(app.request_timeout_s)
-        self.connection.settimeout(app.request_timeout_s)  # bounds writing to a slow reader too
-        if head is None:
-            return
-        self._socket_rfile, self.rfile = self.rfile, io.BytesIO(head)
-        self.raw_requestline = self.rfile.readline(MAX_HEAD_BYTES + 1)
-        self.requestline, self.request_version, self.command = "", self.default_request_version, ""
-        if not self.parse_request():
-            return
-        if self.headers.defects:  # e.g. a header line without a colon
-            self.send_error(HTTPStatus.BAD_REQUEST)
-            return
-        if self.command != "GET":
-            self._reply(HTTPStatus.METHOD_NOT_ALLOWED, b"405 only GET is served\n", extra={"Allow": "GET"})
-            return
-        try:
-            self._route(app)
-        except OSError:
-            pass  # the client went away while we answered
+class _Server(TcpWSGIServer):
+    channel_class = _Channel
 
-    def finish(self) -> None:
-        super().finish()
-        sock_rfile = getattr(self, "_socket_rfile", None)
-        if sock_rfile is not None:
-            sock_rfile.close()  # else the socket's file descriptor outlives the connection
-
-    def _read_head(self, timeout: float) -> bytes | None:
-        """Request line and headers, at most MAX_HEAD_BYTES and ``timeout`` seconds in total."""
-        deadline = time.monotonic() + timeout
-        buf = bytearray()
-        while True:
-            for sep in (b"\r\n\r\n", b"\n\n"):
-                end = buf.find(sep)
-                if 0 <= end <= MAX_HEAD_BYTES:
-                    return bytes(buf[: end + len(sep)])
-            if len(buf) > MAX_HEAD_BYTES:
-                status = HTTPStatus.REQUEST_URI_TOO_LONG if b"\n" not in buf else HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
-                self._early_error(status)
-                return None
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self._early_error(HTTPStatus.REQUEST_TIMEOUT)
-                return None
-            try:
-                self.connection.settimeout(left)
-                chunk = self.connection.recv(4096)
-            except TimeoutError:
-                continue  # the deadline check above answers 408
-            except OSError:
-                return None
-            if not chunk:
-                return bytes(buf) + b"\r\n\r\n" if buf.strip() else None  # client half-closed
-            buf += chunk
-
-    def _early_error(self, status: HTTPStatus) -> None:
-        self.request_version = "HTTP/1.0"
-        self.requestline, self.command = "", ""
-        try:
-            self.connection.settimeout(1.0)
-            self.send_error(status)
-        except OSError:
-            pass
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Plain-text errors that echo nothing of the request."""
-        status = HTTPStatus(code)
-        if message:
-            logger.debug("status server: %d %s", code, message)
-        self._reply(status, f"{status.value} {status.phrase}\n".encode())
-
-    def _reply(self, status: HTTPStatus, body: bytes, ctype: str = "text/plain; charset=utf-8", extra: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Connection", "close")
-        for key, value in (extra or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        self.wfile.flush()
-
-    def _route(self, app: StatusServer) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/healthz":
-            ok = app.call("healthy", app.healthy)
-            if ok:
-                self._reply(HTTPStatus.OK, b"ok\n")
-            else:
-                self._reply(HTTPStatus.SERVICE_UNAVAILABLE, b"unhealthy\n")
-        elif path == "/status":
-            status = app.call("status", app.status)
-            if status is None:
-                self._reply(HTTPStatus.INTERNAL_SERVER_ERROR, b"500 status unavailable\n")
-            else:
-                body = json.dumps(_finite(status), default=str, sort_keys=True, allow_nan=False).encode() + b"\n"
-                self._reply(HTTPStatus.OK, body, "application/json")
-        elif path == "/metrics":
-            self._reply(HTTPStatus.OK, generate_latest(app.registry), CONTENT_TYPE_LATEST)
-        elif m := _LATEST.fullmatch(path):
-            jpeg = app.call("latest_jpeg", app.latest_jpeg, m.group(1))
-            if jpeg:
-                self._reply(HTTPStatus.OK, bytes(jpeg), "image/jpeg")
-            else:
-                self._reply(HTTPStatus.NOT_FOUND, b"404 no image yet for this printer\n")
-        else:
-            self._reply(HTTPStatus.NOT_FOUND, b"404 Not Found\n")
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)  # idle connections (channel_timeout)
+        deadline = time.monotonic() - self.adj.channel_timeout
+        for channel in list(self.active_channels.values()):
+            started = getattr(channel, "head_started", None)
+            if started is not None and started < deadline and not channel.requests:
+                channel.will_close = True  # still sending its request after the whole timeout
 
 
 class StatusServer:
-    """GET /healthz, /status, /metrics and /printers/<name>/latest.jpg on ``listen``."""
+    """The daemon's HTTP endpoints (and the dashboard when given) on ``listen``."""
 
     def __init__(
         self,
@@ -250,6 +132,8 @@ class StatusServer:
         *,
         request_timeout_s: float = 5.0,
         max_connections: int = 32,
+        dashboard: Dashboard | None = None,
+        actions: Callable[[str], tuple[int, str]] | None = None,
     ) -> None:
         self.listen = listen
         self.host, self.port = parse_listen(listen)
@@ -259,6 +143,9 @@ class StatusServer:
         self.healthy = healthy
         self.request_timeout_s = request_timeout_s
         self.max_connections = max_connections
+        self.dashboard = dashboard
+        self.actions = actions  # POST /actions/<token>: a phone button (watchdog.comms.actions)
+        self.app = self._build_app()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -273,28 +160,132 @@ class StatusServer:
         try:
             return fn(*args)
         except Exception:  # noqa: BLE001 - a bug in a callback must not take the server down
-            logger.exception("status server: %s() failed", what)
+            logger.exception("http: %s() failed", what)
             return None
+
+    def _build_app(self) -> Flask:
+        app = Flask("watchdog.web", static_folder=None, template_folder=None)
+        app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+
+        @app.before_request
+        def only_get_and_post() -> Response | None:
+            # Nothing here needs HEAD or OPTIONS (no CORS): one less surface.
+            if request.method not in ("GET", "POST"):
+                response = text("405 Method Not Allowed", 405)
+                response.headers["Allow"] = "GET"
+                return response
+            return None
+
+        @app.get("/healthz")
+        def healthz() -> Response:
+            if self.call("healthy", self.healthy):
+                return text("ok", 200)
+            return text("unhealthy", 503)
+
+        @app.get("/status")
+        def status() -> Response:
+            data = self.call("status", self.status)
+            if data is None:
+                return text("500 status unavailable", 500)
+            return json_response(data)
+
+        @app.get("/metrics")
+        def metrics() -> Response:
+            return Response(generate_latest(self.registry), 200, content_type=CONTENT_TYPE_LATEST)
+
+        @app.get("/printers/<name>/latest.jpg")
+        def latest(name: str) -> Response:
+            if not _NAME.fullmatch(name):
+                return text("404 Not Found", 404)
+            jpeg = self.call("latest_jpeg", self.latest_jpeg, name)
+            if not jpeg:
+                return text("404 no image yet for this printer", 404)
+            return Response(bytes(jpeg), 200, mimetype="image/jpeg")
+
+        @app.route("/actions/<token>", methods=["GET", "POST"])
+        def action(token: str) -> Response:
+            if self.actions is None or not _TOKEN.fullmatch(token):
+                return text("404 Not Found", 404)
+            if request.method != "POST":  # link previews and prefetchers GET: they must not act
+                response = text("405 press the button (POST)", 405)
+                response.headers["Allow"] = "POST"
+                return response
+            answer = self.call("actions", self.actions, token) or (500, "the action failed")
+            return text(answer[1], answer[0])
+
+        @app.errorhandler(404)
+        def not_found(_: Exception) -> Response:
+            return text("404 Not Found", 404)
+
+        @app.errorhandler(405)
+        def not_allowed(exc: Any) -> Response:
+            response = text("405 Method Not Allowed", 405)
+            allowed = exc.valid_methods if getattr(exc, "valid_methods", None) else ["GET"]
+            response.headers["Allow"] = ", ".join(m for m in allowed if m not in ("HEAD", "OPTIONS"))
+            return response
+
+        @app.errorhandler(413)
+        def too_large(_: Exception) -> Response:
+            return text("413 Request Entity Too Large", 413)
+
+        @app.errorhandler(500)
+        def server_error(_: Exception) -> Response:
+            return text("500 Internal Server Error", 500)
+
+        @app.after_request
+        def headers(response: Response) -> Response:
+            response.headers.setdefault("Cache-Control", "no-store")
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            response.headers["X-Frame-Options"] = "DENY"
+            response.headers["Referrer-Policy"] = "no-referrer"
+            return response
+
+        if self.dashboard is not None:
+            self.dashboard.install(app)
+        return app
 
     def start(self) -> None:
         """Bind and serve in a thread; UsageError naming http.listen if the address is unusable."""
-        cls = _Server6 if ":" in self.host else _Server
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         try:
-            self._server = cls((self.host, self.port), _Handler, self)
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
         except OSError as exc:
+            sock.close()
             raise UsageError(f"http.listen {self.listen}: cannot listen: {exc.strerror or exc}") from exc
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="status-http")
+        self.port = sock.getsockname()[1]
+        adj = Adjustments(
+            threads=WORKER_THREADS, connection_limit=self.max_connections,
+            max_request_header_size=MAX_HEAD_BYTES, max_request_body_size=MAX_BODY_BYTES,
+            ident="printer-watchdog", expose_tracebacks=False, clear_untrusted_proxy_headers=True,
+            asyncore_use_poll=True,
+        )
+        # Adjustments casts these to whole seconds; the server only compares them with clocks.
+        adj.channel_timeout = self.request_timeout_s
+        adj.cleanup_interval = max(0.1, min(1.0, self.request_timeout_s / 4))
+        adj.asyncore_loop_timeout = 0.2
+        info = (family, socket.SOCK_STREAM, 0, (self.host, self.port))
+        self._server = _Server(self.app, adj=adj, _sock=sock, sockinfo=info, bind_socket=False)
+        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
         self._thread.start()
-        logger.info("status server on %s (/healthz /status /metrics)", self.url)
+        what = "dashboard, " if self.dashboard is not None else ""
+        logger.info("http server on %s (%s/healthz /status /metrics)", self.url, what)
 
     def stop(self) -> None:
-        """Stop serving, wait for requests in flight (bounded by the request timeout), join."""
-        if self._server is None:
+        """Stop serving, close every connection, join the threads."""
+        server, self._server = self._server, None
+        if server is None:
             return
-        self._server.shutdown()
-        self._server.server_close()
+
+        def close_all() -> None:  # runs in the server's own loop thread
+            for channel in list(server._map.values()):
+                if channel is not server.trigger:
+                    channel.close()
+            server.close()
+
+        server.trigger.pull_trigger(close_all)
         if self._thread is not None:
             self._thread.join(timeout=self.request_timeout_s + 5)
-        self._server = None
+        server.task_dispatcher.shutdown(timeout=self.request_timeout_s + 5)
         self._thread = None

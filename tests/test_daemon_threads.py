@@ -1,0 +1,96 @@
+"""The daemon's threads: commands reach a running watcher through its queue, a reload swaps
+whole generations of watchers, and the config's log_level is honoured."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import pytest
+
+from tests.daemon_helpers import DaemonProcess, wait_until, write_config
+from watchdog.comms.notifier import Notifier
+from watchdog.control import Command, Verb
+from watchdog.daemon import Daemon
+
+
+def _frames(folder: Path, frames) -> Path:
+    folder.mkdir(parents=True)
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(folder / f"f_{i}.jpg"), f)
+    return folder
+
+
+@pytest.fixture
+def daemon(tmp_path, tiny_adaptive_bundle, normal_frames):
+    """The daemon in-process with one watcher thread on a looping HTTP-less folder camera."""
+    frames = _frames(tmp_path / "rec", list(normal_frames[:8]) * 5)
+    config = write_config(tmp_path / "c.yaml", model=str(tiny_adaptive_bundle), storage={"dir": str(tmp_path / "state")},
+                          printers=[{"name": "e3", "camera": {"source": str(frames), "interval_s": 0.5}}])
+    d = Daemon(config)
+    d.notifier = Notifier(d.config.mqtt, d.config.storage, ["e3"])
+    d.running = d._start(d._make_watchers(d.config, d.bundle))
+    yield d
+    d._stop(d.running)
+
+
+def test_a_command_from_another_thread_is_carried_out_by_the_watcher_between_frames(daemon) -> None:
+    """MQTT or the web page ask from their own threads; the watcher's thread carries it out,
+    without waiting for the next camera interval, and says what it did."""
+    wait_until("first frame", lambda: daemon.running["e3"].watcher.snapshot.score is not None, 30)
+    results = {}
+
+    def ask() -> None:
+        results["off"] = daemon.dispatch(Command("e3", Verb.DISABLE, source="web"))
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    asker.join(10)
+    assert results["off"].ok and "off" in results["off"].detail
+    snap = daemon.running["e3"].watcher.snapshot
+    assert not snap.enabled and snap.state.value == "disabled"
+    assert daemon.status()["printers"]["e3"]["state"] == "disabled"
+    assert daemon.dispatch(Command("e3", Verb.ENABLE)).ok
+    assert daemon.dispatch(Command("nope", Verb.ENABLE)).detail == "no printer named 'nope'"
+
+
+def test_a_reload_swaps_whole_generations_while_readers_read(daemon) -> None:
+    """Readers (HTTP, MQTT) never see a half-built set of watchers during a reload."""
+    seen: list[set[str]] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.append(set(daemon.status()["printers"]))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    before = daemon.running["e3"].watcher
+    daemon.reload()
+    stop.set()
+    reader.join(5)
+    assert daemon.running["e3"].watcher is not before
+    assert all(s == {"e3"} for s in seen) and len(seen) > 10
+
+
+def test_log_level_in_the_config_is_honoured(tmp_path, tiny_bundle) -> None:
+    """A camera nobody answers at makes the daemon log a WARNING; with ``log_level: WARNING``
+    that is all it says, with INFO it also says what it is doing."""
+    from tests.daemon_helpers import free_port
+
+    def run(level: str, until: str) -> str:
+        config = write_config(tmp_path / f"{level}.yaml", model=str(tiny_bundle), log_level=level,
+                              storage={"dir": str(tmp_path / level)},
+                              printers=[{"name": "e3", "camera": {"source": f"http://127.0.0.1:{free_port()}/snap.jpg",
+                                                                  "interval_s": 0.2, "timeout_s": 1}}])
+        daemon = DaemonProcess(config, tmp_path / f"{level}.log")
+        try:
+            wait_until(until, lambda: until in daemon.log, 120, lambda: daemon.log)
+        finally:
+            daemon.stop()
+        return daemon.log
+
+    assert " INFO watchdog" in run("INFO", "WARNING")
+    quiet = run("WARNING", "WARNING")
+    assert " INFO watchdog" not in quiet and "watching 1 printer" not in quiet

@@ -1,0 +1,125 @@
+"""A hostile message on a command topic never gets read into the daemon's memory.
+
+With a real mosquitto: the daemon's MQTT side tells the broker its Maximum Packet Size, so a
+20 MB command (live or retained) never reaches it; peak RSS is measured by the benchmark's
+own code (benchmarks/mqtt_payload.py runs the 100 MB version and a plain paho client as the
+baseline). With a broker that ignores the limit (a raw socket speaking just enough MQTT 5),
+the client closes the connection as soon as the packet's announced length is over the limit,
+before reading its payload, and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+
+import pytest
+
+from benchmarks.mqtt_payload import measure
+from watchdog.comms.transport import MAX_INCOMING_BYTES, MqttTransport
+from watchdog.config import MqttConfig
+
+pytestmark = pytest.mark.servers
+
+
+def test_a_20_mb_command_does_not_grow_the_daemons_memory(mosquitto) -> None:
+    results = measure(20, kinds=("daemon",))["clients"]["daemon"]
+    for scenario in ("live", "retained"):
+        row = results[scenario]
+        assert row["alive"], f"{scenario}: the daemon stopped handling commands"
+        assert row["growth_mb"] < 5, f"{scenario}: peak RSS grew by {row['growth_mb']} MB for a 20 MB message"
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_packet(conn: socket.socket) -> int:
+    header = conn.recv(1)
+    if not header:
+        raise ConnectionError
+    length, mult = 0, 1
+    while True:
+        byte = conn.recv(1)[0]
+        length += (byte & 127) * mult
+        mult *= 128
+        if not byte & 128:
+            break
+    while length:
+        length -= len(conn.recv(min(length, 65536)))
+    return header[0] >> 4
+
+
+class HostileBroker:
+    """Accepts MQTT 5 connections and announces a 100 MB PUBLISH to every one of them."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.closed_by_client = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    def _client(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            try:
+                assert _read_packet(conn) == 1  # CONNECT
+                self.connections += 1
+                conn.sendall(bytes([0x20, 0x03, 0x00, 0x00, 0x00]))  # CONNACK, success, no properties
+                conn.sendall(bytes([0x30]) + _varint(100 * 1024 * 1024) + b"\x00\x05a/b/c" + b"X" * 4096)
+            except (OSError, AssertionError, IndexError):
+                return
+            try:
+                while conn.recv(65536):  # whatever it sends (PUBLISH online, SUBSCRIBE) until it hangs up
+                    pass
+            except TimeoutError:
+                return  # it kept listening: not refused
+            except OSError:
+                pass  # a reset: it closed with our bytes unread
+            self.closed_by_client += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
+def test_a_broker_ignoring_the_limit_cannot_make_the_client_read_a_huge_packet(caplog) -> None:
+    caplog.set_level(logging.WARNING, "watchdog.comms.transport")
+    broker = HostileBroker()
+    transport = MqttTransport(MqttConfig(host="127.0.0.1", port=broker.port, client_id="limit-test"),
+                              on_message=lambda m: pytest.fail("a 100 MB message was handed over"),
+                              on_ack=lambda mid: None, on_connected=lambda: None,
+                              subscriptions=lambda: ["p/+/enabled/set"], reconnect_delay=(0.2, 0.5))
+    try:
+        transport.start(transport.make_client())
+        deadline = time.monotonic() + 20
+        while broker.closed_by_client < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert broker.closed_by_client >= 2, "the client neither refused the packet nor reconnected"
+    finally:
+        transport.stop(timeout=1)
+        broker.close()
+    lines = [r.getMessage() for r in caplog.records if "sent a packet of" in r.getMessage()]
+    assert lines, [r.getMessage() for r in caplog.records]
+    assert "a packet of 104857600 bytes" in lines[0] and f"(limit {MAX_INCOMING_BYTES})" in lines[0] and "not read" in lines[0]
+    assert len(lines) == 1, "a broker doing it again and again is reported once a minute"

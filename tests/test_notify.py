@@ -1,0 +1,379 @@
+"""Phone notifications: real Apprise (in its child process) to local ntfy, JSON-webhook and SMTP
+receivers on 127.0.0.1; the outbox across receiver outages and daemon restarts; 401s;
+coalescing; expiry; the buttons' capability tokens through the real status server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from tests.plugins.receivers import WebhookReceiver, wait_for
+from watchdog.comms.actions import ActionHandler, ActionTokens
+from watchdog.comms.http import StatusServer
+from watchdog.comms.notifier import Notifier
+from watchdog.config import MqttConfig, NotifyTarget, StorageConfig, parse_config
+from watchdog.control import Command, CommandResult, Verb
+from watchdog.incidents import IncidentStore
+
+PRINTER = "ender3"
+NTFY_PASSWORD = "hunter22-n0t-in-logs"
+HOOK_PASSWORD = "w3bh00k-s3cret"
+
+
+def jpeg(seed: int = 0, h: int = 48, w: int = 64) -> bytes:
+    img = np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    return cv2.imencode(".jpg", img)[1].tobytes()
+
+
+def alert(outcome: str = "done", action: str = "pause", score: float = 0.91) -> dict:
+    return {"printer": PRINTER, "job": "benchy.gcode", "score": np.float32(score), "threshold": 0.5,
+            "consecutive": 3, "action": action,
+            "action_result": {"action": action, "outcome": outcome, "detail": "HTTP 503 from the printer", "attempts": 3}}
+
+
+def decode(data: bytes) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None, "not a JPEG"
+    return img
+
+
+def outbox_entries(storage: Path, channel: str) -> list[Path]:
+    return sorted((storage / "outbox" / channel).glob("*/entry.json"))
+
+
+def target(url: str, **kw) -> NotifyTarget:
+    return NotifyTarget(url=url, **kw)
+
+
+class Recorder:
+    """The daemon's dispatcher stand-in for the token tests (the daemon is tested end to end elsewhere)."""
+
+    def __init__(self, ok: bool = True) -> None:
+        self.commands: list[Command] = []
+        self.ok = ok
+
+    def dispatch(self, command: Command) -> CommandResult:
+        self.commands.append(command)
+        return CommandResult(self.ok, f"{command.verb.value} done" if self.ok else "printer is not paused")
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+def test_failure_reaches_ntfy_webhook_and_email_once_with_the_heatmap(
+    notifier_factory, ntfy_receiver, webhook_receiver, smtp_receiver, tmp_path, caplog
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    heat, frame = jpeg(1, 120, 160), jpeg(2)
+    notifier = notifier_factory(None, "p", storage_dir=tmp_path, notify=(
+        target(ntfy_receiver.url("printers", "bob", NTFY_PASSWORD), actions_url="http://pi.lan:8787"),
+        target(webhook_receiver.url("hook", "hook", HOOK_PASSWORD)),
+        target(smtp_receiver.url("owner@example.com")),
+    ))
+    incident = notifier.raise_alert(PRINTER, alert(), frame, heat)
+    assert notifier.notifications.flush(60), notifier.notify_status()
+
+    [msg] = ntfy_receiver.messages
+    assert msg.topic == "printers" and msg.title == "ender3: print failure, paused"
+    assert "score 0.91 over 0.5" in msg.message and "benchy.gcode" in msg.message
+    assert msg.priority == "high"
+    assert msg.attachment == heat and decode(msg.attachment).shape == (120, 160, 3)
+    assert msg.filename == "heatmap.jpg"
+    assert msg.authorization is not None  # the URL's credentials reached the server
+    assert [a["label"] for a in msg.actions] == ["Not a failure", "Resume", "Cancel"]
+    for action in msg.actions:
+        assert action["action"] == "http" and action["method"] == "POST"
+        assert action["url"].startswith("http://pi.lan:8787/actions/") and len(action["url"]) > 50
+    assert len({a["url"] for a in msg.actions}) == 3
+
+    [post] = webhook_receiver.posts
+    assert post["title"] == msg.title and post["type"] == "failure"
+    assert WebhookReceiver.attachment(post) == heat
+
+    [mail] = smtp_receiver.mails
+    assert mail["Subject"] == msg.title and mail["To"] == "owner@example.com"
+    [picture] = list(mail.iter_attachments())
+    assert picture.get_content_type() == "image/jpeg" and picture.get_content() == heat
+
+    status = notifier.notify_status()
+    assert {name: (s["sent"], s["pending"], s["failed"]) for name, s in status.items()} == {
+        "ntfy": (1, 0, 0), "json": (1, 0, 0), "mailto": (1, 0, 0)}
+    assert outbox_entries(tmp_path, "notify-ntfy") == []
+    notifier.stop()
+    assert len(ntfy_receiver.messages) == len(webhook_receiver.posts) == len(smtp_receiver.mails) == 1
+    # the incident itself is saved as before
+    assert (tmp_path / "incidents" / PRINTER / incident / "heatmap.jpg").read_bytes() == heat
+    # secrets: no log line, no status field, no file in the outbox or token store holds them
+    everything = caplog.text + json.dumps(status)
+    everything += "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".jpg")
+    for secret in (NTFY_PASSWORD, HOOK_PASSWORD):
+        assert secret not in everything
+    for action in msg.actions:
+        assert action["url"].rsplit("/", 1)[1] not in everything, "a button's token is stored or logged in clear"
+
+
+def test_action_failed_is_loud_and_events_go_only_where_asked(notifier_factory, ntfy_receiver, webhook_receiver, tmp_path) -> None:
+    notifier = notifier_factory(None, "p", storage_dir=tmp_path, printers=(PRINTER, "voron"), notify=(
+        target(ntfy_receiver.url("all"), events=["failure", "camera_offline"], attach="frame", camera_offline_after_s=0),
+        target(webhook_receiver.url(), events=["action_failed"], printers=["voron"]),
+    ))
+    frame = jpeg(3)
+    notifier.raise_alert(PRINTER, alert(outcome="failed"), frame, jpeg(4))
+    notifier.camera_changed("voron", online=False)
+    notifier.print_done(PRINTER, "benchy.gcode")  # nobody asked for print_done
+    assert notifier.notifications.flush(60)
+    by_title = {m.title: m for m in ntfy_receiver.messages}
+    assert set(by_title) == {"ender3: failure, and the pause did NOT happen", "voron: camera offline"}
+    loud = by_title["ender3: failure, and the pause did NOT happen"]
+    assert loud.priority == "max" and "Check the printer now" in loud.message and "HTTP 503" in loud.message
+    assert loud.attachment == frame and loud.filename == "frame.jpg"
+    assert by_title["voron: camera offline"].attachment is None
+    assert webhook_receiver.posts == [], "the webhook wants action_failed of voron only"
+    notifier.raise_alert("voron", {**alert(outcome="refused"), "printer": "voron"}, frame, frame)
+    wait_for("the webhook's action_failed", lambda: webhook_receiver.posts)
+    assert webhook_receiver.posts[0]["title"] == "voron: failure, and the pause did NOT happen"
+
+
+def test_receiver_down_for_a_while_and_across_a_restart_is_delivered_once(
+    notifier_factory, ntfy_receiver, tmp_path, caplog
+) -> None:
+    caplog.set_level(logging.INFO, "watchdog")
+    ntfy_receiver.stop()
+    targets = (target(ntfy_receiver.url("t", "bob", NTFY_PASSWORD)),)
+    first = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets)
+    first.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    wait_for("two failed attempts", lambda: first.notify_status()["ntfy"]["failed"] >= 2)
+    assert first.notify_status()["ntfy"]["pending"] == 1
+    warnings = [r.getMessage() for r in caplog.records if "cannot deliver" in r.getMessage()]
+    assert len(warnings) == 1, "retries are logged once a minute, not at every attempt"
+    first.stop()  # the daemon exits with the notification undelivered
+    assert len(outbox_entries(tmp_path, "notify-ntfy")) == 1
+
+    ntfy_receiver.start()
+    second = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets)
+    assert second.notifications.flush(60), second.notify_status()
+    assert len(ntfy_receiver.messages) == 1 and ntfy_receiver.messages[0].attachment == jpeg(2)
+    second.stop()
+    third = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets)  # nothing left to send
+    assert third.notify_status()["ntfy"]["pending"] == 0
+    third.stop()
+    assert len(ntfy_receiver.messages) == 1
+    assert NTFY_PASSWORD not in caplog.text
+
+
+def test_a_401_is_reported_once_and_the_other_targets_are_served(
+    notifier_factory, ntfy_receiver, webhook_receiver, tmp_path, caplog
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    ntfy_receiver.refuse(401)
+    notifier = notifier_factory(None, "p", storage_dir=tmp_path, notify=(
+        target(ntfy_receiver.url("t", "bob", NTFY_PASSWORD), coalesce_s=0),
+        target(webhook_receiver.url("hook", "hook", HOOK_PASSWORD), coalesce_s=0),
+    ))
+    notifier.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    wait_for("the webhook", lambda: len(webhook_receiver.posts) == 1)
+    wait_for("the refusal", lambda: notifier.notify_status()["ntfy"]["rejected"])
+    notifier.raise_alert(PRINTER, alert(score=0.95), jpeg(3), jpeg(4))
+    wait_for("the second webhook post", lambda: notifier.notify_status()["json"]["sent"] == 2)
+    assert len(webhook_receiver.posts) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert "notify ntfy (ntfy://)" in errors[0] and "unauthorized" in errors[0].lower()
+    assert "credentials" in errors[0]
+    status = notifier.notify_status()
+    # the second alert replaced the waiting first one (coalesced): one notification waits
+    assert (status["ntfy"]["pending"], status["ntfy"]["coalesced"]) == (1, 1)
+    assert status["ntfy"]["sent"] == 0 and status["ntfy"]["failed"] == 1
+    assert status["json"]["sent"] == 2 and not status["json"]["rejected"]
+    assert NTFY_PASSWORD not in caplog.text + json.dumps(status)
+
+
+def test_a_printers_repeated_events_are_coalesced_never_a_storm(notifier_factory, ntfy_receiver, tmp_path) -> None:
+    notifier = notifier_factory(None, "p", storage_dir=tmp_path, notify=(
+        target(ntfy_receiver.url(), events=["failure", "camera_offline"], coalesce_s=2, camera_offline_after_s=0),))
+    for i in range(6):
+        notifier.raise_alert(PRINTER, alert(score=0.9 + i / 100), jpeg(i), jpeg(i))
+    for online in (False, True, False, True):  # a flapping camera
+        notifier.camera_changed(PRINTER, online)
+    assert notifier.notifications.flush(60)
+    alerts = [m for m in ntfy_receiver.messages if "failure" in m.title]
+    camera = [m for m in ntfy_receiver.messages if "camera" in m.title]
+    assert 1 <= len(alerts) <= 2 and 1 <= len(camera) <= 2
+    # every event is accounted for: each message says how many earlier ones it sums up
+    def counted(messages) -> int:
+        total = 0
+        for m in messages:
+            total += 1
+            if "earlier" in m.message:
+                total += int(m.message.split("\n(")[1].split(" earlier")[0])
+        return total
+    assert counted(alerts) == 6 and counted(camera) == 4
+    assert alerts[-1].attachment == jpeg(5), "the latest picture is the one sent"
+    assert camera[-1].title == "ender3: camera back online", "the last state wins"
+    status = notifier.notify_status()["ntfy"]
+    assert status["coalesced"] == 10 - len(ntfy_receiver.messages) and status["sent"] == len(ntfy_receiver.messages)
+
+
+def test_a_camera_is_reported_offline_only_after_a_while_and_then_back(notifier_factory, ntfy_receiver, tmp_path) -> None:
+    notifier = notifier_factory(None, "p", storage_dir=tmp_path, notify=(
+        target(ntfy_receiver.url(), events=["camera_offline"], camera_offline_after_s=1.5),))
+    notifier.camera_changed(PRINTER, online=False)  # a hiccup: back within the grace time
+    notifier.camera_changed(PRINTER, online=True)
+    assert notifier.notify_status()["ntfy"]["pending"] == 0
+    assert outbox_entries(tmp_path, "notify-ntfy") == []
+    notifier.camera_changed(PRINTER, online=False)  # a real outage
+    wait_for("the offline notification", lambda: ntfy_receiver.messages, timeout=30)
+    notifier.camera_changed(PRINTER, online=True)
+    wait_for("the back-online notification", lambda: len(ntfy_receiver.messages) == 2, timeout=30)
+    assert [m.title for m in ntfy_receiver.messages] == ["ender3: camera offline", "ender3: camera back online"]
+
+
+def test_undeliverable_notifications_are_dropped_after_max_age(ntfy_receiver, tmp_path, caplog) -> None:
+    caplog.set_level(logging.WARNING, "watchdog")
+    ntfy_receiver.stop()
+    registry = CollectorRegistry()
+    notifier = Notifier(MqttConfig(), StorageConfig(dir=tmp_path), [PRINTER], registry=registry,
+                        notify=[target(ntfy_receiver.url(), max_age_h=0.0005)], notify_backoff=(0.2, 0.5))
+    notifier.start()
+    try:
+        notifier.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+        wait_for("the drop", lambda: notifier.notify_status()["ntfy"]["dropped"] == 1, timeout=30)
+    finally:
+        notifier.stop()
+    [line] = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert "notify ntfy: dropped the failure notification about ender3" in line and "0.0005 h" in line
+    metrics = generate_latest(registry).decode()
+    assert 'printer_watchdog_notifications_total{outcome="dropped",target="ntfy"} 1.0' in metrics
+    assert 'printer_watchdog_notifications_pending{target="ntfy"} 0.0' in metrics
+    assert outbox_entries(tmp_path, "notify-ntfy") == []
+
+
+# --------------------------------------------------------------------------- buttons
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def post(url: str, method: str = "POST") -> tuple[int, str]:
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.fixture
+def action_server(tmp_path):
+    clock = FakeClock()
+    tokens = ActionTokens(tmp_path, clock=clock)
+    recorder = Recorder()
+    handler = ActionHandler(tokens, recorder, tmp_path)
+    server = StatusServer("127.0.0.1:0", dict, CollectorRegistry(), lambda name: None, lambda: True,
+                          actions=handler.handle_action)
+    server.start()
+    yield server, tokens, recorder, clock
+    server.stop()
+
+
+def test_a_button_works_once_for_its_own_incident_until_it_expires(action_server, tmp_path) -> None:
+    server, tokens, recorder, clock = action_server
+    store = IncidentStore(tmp_path)
+    old = store.save(PRINTER, alert(), jpeg(1), jpeg(1)).id
+    resume_old = tokens.issue(PRINTER, old, Verb.RESUME, 3600)
+    not_failure_old = tokens.issue(PRINTER, old, Verb.NOT_A_FAILURE, 3600)
+    new = store.save(PRINTER, alert(), jpeg(2), jpeg(2)).id
+    resume = tokens.issue(PRINTER, new, Verb.RESUME, 3600)
+    cancel = tokens.issue(PRINTER, new, Verb.CANCEL, 3600)
+
+    assert post(f"{server.url}/actions/{resume}", "GET")[0] == 405  # a link preview does nothing
+    assert recorder.commands == []
+    assert post(f"{server.url}/actions/{resume}") == (200, "resume done\n")
+    assert recorder.commands == [Command(PRINTER, Verb.RESUME, new, source="phone")]
+    status, text = post(f"{server.url}/actions/{resume}")
+    assert status == 409 and "already used" in text
+    # an older alert's Resume never acts on the print that failed again since
+    status, text = post(f"{server.url}/actions/{resume_old}")
+    assert status == 409 and "older alert" in text
+    # its "Not a failure" still applies to its own incident
+    assert post(f"{server.url}/actions/{not_failure_old}")[0] == 200
+    assert recorder.commands[-1] == Command(PRINTER, Verb.NOT_A_FAILURE, old, source="phone")
+    # unknown and malformed tokens
+    assert post(f"{server.url}/actions/{'x' * 32}")[0] == 404
+    assert post(f"{server.url}/actions/../../etc/passwd")[0] in (404, 405)  # never reaches the handler
+    # expiry, also for a token loaded by a new store (a restarted daemon)
+    clock.now += 3601
+    status, text = post(f"{server.url}/actions/{cancel}")
+    assert status == 410 and "expired" in text
+    assert [c.verb for c in recorder.commands] == [Verb.RESUME, Verb.NOT_A_FAILURE]
+    stored = (tmp_path / "action_tokens.json").read_text()
+    for token in (resume, resume_old, not_failure_old, cancel):
+        assert token not in stored
+    assert oct((tmp_path / "action_tokens.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_buttons_survive_a_restart_and_a_refused_command_can_be_pressed_again(tmp_path) -> None:
+    store = IncidentStore(tmp_path)
+    incident = store.save(PRINTER, alert(), jpeg(1), jpeg(1)).id
+    token = ActionTokens(tmp_path).issue(PRINTER, incident, Verb.RESUME, 3600)
+    refusing = ActionHandler(ActionTokens(tmp_path), Recorder(ok=False), tmp_path)  # a new process
+    assert refusing.handle_action(token) == (409, "printer is not paused")
+    accepting = ActionHandler(ActionTokens(tmp_path), Recorder(ok=True), tmp_path)
+    assert accepting.handle_action(token) == (200, "resume done")
+    assert accepting.handle_action(token)[0] == 409
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_notify_config_reads_secrets_and_masks_them(tmp_path, monkeypatch) -> None:
+    url_file = tmp_path / "ntfy.url"
+    url_file.write_text(f"ntfy://bob:{NTFY_PASSWORD}@ntfy.example/printers\n")
+    url_file.chmod(0o600)
+    monkeypatch.setenv("HOOK_URL", f"json://hook:{HOOK_PASSWORD}@127.0.0.1:9/hook")
+    config = parse_config({
+        "printers": [{"name": PRINTER}, {"name": "voron"}],
+        "notify": [
+            {"url_file": str(url_file), "events": ["failure", "camera_offline"], "printers": ["voron"],
+             "attach": "frame", "actions_url": "http://pi.lan:8787/"},
+            {"url": "${HOOK_URL}"},
+        ],
+    })
+    ntfy, hook = config.notify
+    assert ntfy.url.get_secret_value().startswith("ntfy://bob:") and ntfy.actions_url == "http://pi.lan:8787"
+    assert [e.value for e in hook.events] == ["failure", "action_failed"] and hook.attach == "heatmap"
+    shown = json.dumps(config.masked())
+    assert NTFY_PASSWORD not in shown and HOOK_PASSWORD not in shown and "bob" not in shown
+    assert any(NTFY_PASSWORD in s for s in config.secrets()) and any(HOOK_PASSWORD in s for s in config.secrets())
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"url": "not a url with hunter22-n0t-in-logs"}, "notify.0.url: Value error, must be an Apprise URL"),
+    ({"url": "ntfy://h/t", "events": ["failure", "fire"]}, "notify.0.events.1"),
+    ({"url": "ntfy://h/t", "printers": ["ghost"]}, "notify.0.printers: unknown printer(s) ghost"),
+    ({"url": "ntfy://h/t", "attach": "video"}, "notify.0.attach"),
+    ({"url": "ntfy://h/t", "actions_url": "pi.lan:8787"}, "notify.0.actions_url"),
+    ({"events": ["failure"]}, "url or url_file is required"),
+    ({"url_file": "/nonexistent/ntfy.url"}, "notify.0.url_file: cannot read /nonexistent/ntfy.url"),
+])
+def test_bad_notify_entries_are_one_clear_line_without_the_secret(entry: dict, message: str) -> None:
+    from watchdog.config import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        parse_config({"printers": [{"name": PRINTER}], "notify": [entry]}, "config.yaml")
+    text = str(info.value)
+    assert message in text and "\n" not in text
+    assert NTFY_PASSWORD not in text

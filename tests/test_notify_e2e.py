@@ -1,0 +1,95 @@
+"""End to end: `python -m watchdog run` pauses a real Moonraker print on a failure, the phone gets
+the ntfy notification with the heatmap and its buttons, and pressing Resume resumes the real
+print. The ntfy URL's secret appears in no output: the daemon's log, /status, /metrics,
+check-config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from tests.daemon_helpers import DaemonProcess, free_port, run_cli, wait_until, write_config
+
+pytestmark = pytest.mark.servers
+
+SECRET = "ntfy-pass-7f3a9c"
+
+
+@pytest.mark.parametrize("kind", ["moonraker", "octoprint"])
+def test_the_phones_resume_button_resumes_a_real_print(
+    request, kind, tmp_path, tiny_bundle, camera_server, ntfy_receiver, normal_frames, anomalous_frames
+) -> None:
+    server = request.getfixturevalue(f"{kind}_server")
+    http_port = free_port()
+    url_file = tmp_path / "ntfy.url"
+    url_file.write_text(ntfy_receiver.url("printers", "bob", SECRET))
+    url_file.chmod(0o600)
+    config = write_config(
+        tmp_path / "config.yaml",
+        model=str(tiny_bundle),
+        http={"listen": f"127.0.0.1:{http_port}"},
+        storage={"dir": str(tmp_path / "state")},
+        printers=[{
+            "name": "ender3",
+            "camera": {"source": camera_server.snapshot_url, "interval_s": 0.3, "timeout_s": 3},
+            "api": {"kind": kind, "url": server.url, "api_key": server.api_key, "timeout_s": 3, "retries": 2},
+            "detection": {"consecutive": 3, "cooldown_s": 600},
+            "action": "pause",
+        }],
+        notify=[{"url_file": str(url_file), "actions_url": f"http://127.0.0.1:{http_port}"}],
+    )
+    checked = run_cli("check-config", "--config", str(config))
+    assert checked.returncode == 0, checked.stderr
+    assert SECRET not in checked.stdout + checked.stderr and "**********" in checked.stdout
+
+    def paused() -> bool:
+        return server.print_state() == "paused" if kind == "moonraker" else bool(server.flags().get("paused"))
+
+    def printing() -> bool:
+        return server.print_state() == "printing" if kind == "moonraker" else bool(server.flags().get("printing"))
+
+    camera_server.set_frames(normal_frames)
+    server.start_print()
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        base = f"http://127.0.0.1:{http_port}"
+        wait_until("the status server", lambda: _get(f"{base}/healthz") == 200, 60, lambda: daemon.log)
+        camera_server.set_frames(anomalous_frames)
+        wait_until("the real print paused", paused, 90, lambda: daemon.log)
+        [message] = wait_until("the phone notification", lambda: ntfy_receiver.messages, 60, lambda: daemon.log)
+        assert message.title == "ender3: print failure, paused" and message.priority == "high"
+        assert message.attachment and message.attachment[:2] == b"\xff\xd8"
+        buttons = {a["label"]: a for a in message.actions}
+        assert set(buttons) == {"Not a failure", "Resume", "Cancel"}
+        camera_server.set_frames(normal_frames)
+
+        answer = requests.post(buttons["Resume"]["url"], timeout=30)
+        assert answer.status_code == 200, answer.text
+        wait_until("the real print resumed", printing, 30, lambda: daemon.log)
+        again = requests.post(buttons["Resume"]["url"], timeout=30)
+        assert again.status_code == 409 and "already used" in again.text
+
+        def sent() -> dict | None:
+            status = requests.get(f"{base}/status", timeout=5).json()
+            return status if status["notify"]["ntfy"]["sent"] == 1 else None
+
+        status = wait_until("/status to count the notification sent", sent, 30, lambda: daemon.log)
+        assert status["notify"]["ntfy"]["pending"] == 0 and len(ntfy_receiver.messages) == 1
+        metrics = requests.get(f"{base}/metrics", timeout=5).text
+        assert 'printer_watchdog_notifications_total{outcome="sent",target="ntfy"} 1.0' in metrics
+        outputs = json.dumps(status) + metrics
+    finally:
+        daemon.stop()
+    log = daemon.log
+    assert "phone button resume" in log
+    for secret in (SECRET, buttons["Resume"]["url"].rsplit("/", 1)[1]):
+        assert secret not in log + outputs
+
+
+def _get(url: str) -> int:
+    try:
+        return requests.get(url, timeout=2).status_code
+    except requests.RequestException:
+        return 0

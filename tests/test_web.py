@@ -1,0 +1,287 @@
+"""The dashboard's guards and saved settings, against `python -m watchdog run` as a process.
+
+The daemon watches the bundled demo frames (a folder camera, no printer API) with the shipped
+model, so no training and no server is needed: what is tested here is who may see and press
+what (login, sessions, CSRF, Host, rate limit, the refusal to listen beyond loopback without
+a password) and the settings the page saves (validated like the YAML, shown by check-config,
+reset). The browser tests are in test_web_browser.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.daemon_helpers import DaemonProcess, free_port, run_cli, wait_until, write_config
+from watchdog.web.auth import LoginLimiter, Sessions
+
+DEMO_FRAMES = Path(__file__).resolve().parents[1] / "watchdog" / "demo" / "frames"
+MODEL = Path(__file__).resolve().parents[1] / "watchdog" / "models" / "default"
+PASSWORD = "correct horse battery staple"
+PRINTER = "ender3"
+PROTECTED = ["/", "/status", "/metrics", "/api/state", "/api/incidents", f"/api/printers/{PRINTER}/timeline",
+             f"/api/printers/{PRINTER}/frame.jpg", f"/printers/{PRINTER}/latest.jpg", "/static/app.js"]
+
+
+def _config(tmp_path: Path, listen: str, **http: object) -> Path:
+    return write_config(
+        tmp_path / "config.yaml",
+        model=str(MODEL),
+        http={"listen": listen, **http},
+        storage={"dir": str(tmp_path / "state")},
+        printers=[{"name": PRINTER, "camera": {"source": str(DEMO_FRAMES), "interval_s": 0.5}, "api": {"kind": "none"}}],
+    )
+
+
+def _start(config: Path, log: Path, port: int) -> DaemonProcess:
+    daemon = DaemonProcess(config, log)
+
+    def up() -> bool:
+        assert daemon.alive(), daemon.log
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_until("the daemon's /healthz", up, 60, lambda: daemon.log)
+    return daemon
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, DaemonProcess, Path]]:
+    """A daemon on 0.0.0.0 (all addresses) with a password from a file; URLs use 127.0.0.1."""
+    tmp = tmp_path_factory.mktemp("web-guarded")
+    secret = tmp / "dashboard.password"
+    secret.write_text(PASSWORD + "\n")
+    secret.chmod(0o600)
+    port = free_port()
+    config = _config(tmp, f"0.0.0.0:{port}", password_file=str(secret), login_attempts_per_minute=3)
+    daemon = _start(config, tmp / "daemon.log", port)
+    yield f"http://127.0.0.1:{port}", daemon, tmp
+    daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def open_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, DaemonProcess, Path]]:
+    """A daemon on loopback without a password (the default)."""
+    tmp = tmp_path_factory.mktemp("web-open")
+    port = free_port()
+    daemon = _start(_config(tmp, f"127.0.0.1:{port}"), tmp / "daemon.log", port)
+    yield f"http://127.0.0.1:{port}", daemon, tmp
+    daemon.stop()
+
+
+def _csrf(page: str) -> str:
+    m = re.search(r'<meta name="csrf-token" content="([^"]+)"', page)
+    assert m, page[:500]
+    return m.group(1)
+
+
+def _login(url: str, password: str = PASSWORD) -> tuple[requests.Session, requests.Response]:
+    s = requests.Session()
+    form = s.get(f"{url}/login", timeout=10)
+    token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+    r = s.post(f"{url}/login", data={"csrf": token, "password": password}, timeout=10, allow_redirects=False)
+    return s, r
+
+
+# --------------------------------------------------------------------------- beyond loopback
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:8787", "192.168.1.20:8787", "[::]:8787", "octopi.local:8787"])
+def test_daemon_refuses_to_listen_beyond_loopback_without_a_password(tmp_path: Path, listen: str) -> None:
+    config = _config(tmp_path, listen)
+    proc = run_cli("run", "--config", str(config), timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "http.listen" in lines[0] and "password" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert run_cli("check-config", "--config", str(config)).returncode == 2
+
+
+def test_every_page_needs_the_login_but_healthz(guarded) -> None:
+    url, daemon, _ = guarded
+    assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
+    for path in PROTECTED:
+        r = requests.get(url + path, timeout=10, allow_redirects=False)
+        if path == "/":
+            assert r.status_code == 303 and r.headers["Location"].endswith("/login")
+        else:
+            assert r.status_code == 401, path
+        assert b"ender3" not in r.content or path == "/", path  # nothing of the printer leaks
+        assert r.headers.get("Content-Type", "").split(";")[0] != "image/jpeg", path
+    for path in ("/api/command", f"/api/printers/{PRINTER}/settings", f"/api/printers/{PRINTER}/settings/reset"):
+        assert requests.post(url + path, json={"printer": PRINTER, "verb": "disable"}, timeout=10).status_code == 401
+
+
+def test_login_gives_a_session_cookie_that_opens_the_pages(guarded) -> None:
+    url, daemon, _ = guarded
+    s, r = _login(url)
+    assert r.status_code == 303 and r.headers["Location"].endswith("/")
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    page = s.get(f"{url}/", timeout=10)
+    assert page.status_code == 200 and "Printer watchdog" in page.text
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    wait_until("a scored frame", lambda: s.get(f"{url}/api/state", timeout=10).json()["printers"][0]["score"] is not None, 60)
+    for path in PROTECTED:
+        assert s.get(url + path, timeout=10).status_code == 200, path
+    assert PASSWORD not in daemon.log
+
+
+def test_posts_need_the_csrf_token(guarded) -> None:
+    url, _, _ = guarded
+    s, _ = _login(url)
+    token = _csrf(s.get(f"{url}/", timeout=10).text)
+    body = {"printer": PRINTER, "verb": "disable"}
+    assert s.post(f"{url}/api/command", json=body, timeout=10).status_code == 403
+    assert s.post(f"{url}/api/command", json=body, headers={"X-CSRF-Token": "forged"}, timeout=10).status_code == 403
+    other, _ = _login(url)  # another session's token is not this one's
+    other_token = _csrf(other.get(f"{url}/", timeout=10).text)
+    assert s.post(f"{url}/api/command", json=body, headers={"X-CSRF-Token": other_token}, timeout=10).status_code == 403
+    assert s.get(f"{url}/status", timeout=10).json()["printers"][PRINTER]["state"] != "disabled"
+    r = s.post(f"{url}/api/command", json=body, headers={"X-CSRF-Token": token}, timeout=10)
+    assert r.status_code == 200 and r.json()["ok"], r.text
+    wait_until("the watcher disabled", lambda: s.get(f"{url}/status", timeout=10).json()["printers"][PRINTER]["state"] == "disabled", 10)
+    r = s.post(f"{url}/api/command", json={"printer": PRINTER, "verb": "enable"}, headers={"X-CSRF-Token": token}, timeout=10)
+    assert r.json()["ok"]
+    # A login form posted without its token (a cross-site login) is refused too.
+    assert requests.post(f"{url}/login", data={"password": PASSWORD}, timeout=10).status_code == 403
+
+
+def test_logout_ends_the_session(guarded) -> None:
+    url, _, _ = guarded
+    s, _ = _login(url)
+    token = _csrf(s.get(f"{url}/", timeout=10).text)
+    cookie = s.cookies.get("watchdog_session")
+    assert s.post(f"{url}/logout", headers={"X-CSRF-Token": token}, timeout=10).status_code == 200
+    stale = requests.get(f"{url}/api/state", cookies={"watchdog_session": cookie}, timeout=10)
+    assert stale.status_code == 401
+
+
+def test_failed_logins_are_rate_limited(guarded) -> None:
+    url, daemon, _ = guarded
+    codes = [_login(url, "wrong")[1].status_code for _ in range(3)]
+    assert codes == [401, 401, 401]
+    s, r = _login(url)  # the right password, but too many failures from this address
+    assert r.status_code == 429 and "watchdog_session" not in s.cookies
+    assert "wrong" not in daemon.log
+
+
+def test_sessions_expire_and_limiter_forgets_after_a_minute(monkeypatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("watchdog.web.auth.time.time", lambda: now[0])
+    monkeypatch.setattr("watchdog.web.auth.time.monotonic", lambda: now[0])
+    sessions = Sessions(lifetime_s=3600)
+    token, _ = sessions.create()
+    assert sessions.get(token) is not None
+    now[0] += 3601
+    assert sessions.get(token) is None
+    limiter = LoginLimiter(2)
+    limiter.failed("10.0.0.9")
+    limiter.failed("10.0.0.9")
+    assert limiter.blocked("10.0.0.9") and not limiter.blocked("10.0.0.8")
+    now[0] += 61
+    assert not limiter.blocked("10.0.0.9")
+
+
+def test_generated_password_is_printed_once_and_works(tmp_path: Path) -> None:
+    port = free_port()
+    config = _config(tmp_path, f"0.0.0.0:{port}", generate_password=True)
+    daemon = _start(config, tmp_path / "first.log", port)
+    try:
+        wait_until("the password line", lambda: "dashboard password" in daemon.log, 10)
+        password = re.search(r"dashboard password \(shown once.*\): (\S+)", daemon.log).group(1)
+        _, r = _login(f"http://127.0.0.1:{port}", password)
+        assert r.status_code == 303
+    finally:
+        assert daemon.stop() == 0
+    stored = (tmp_path / "state" / "web" / "password").read_text()
+    assert password not in stored and stored.startswith(("scrypt:", "pbkdf2:"))
+    assert oct((tmp_path / "state" / "web" / "password").stat().st_mode & 0o777) == "0o600"
+    again = _start(config, tmp_path / "second.log", port)
+    try:
+        assert "dashboard password" not in again.log
+        assert _login(f"http://127.0.0.1:{port}", password)[1].status_code == 303
+    finally:
+        again.stop()
+
+
+# --------------------------------------------------------------------------- loopback
+
+
+def test_loopback_page_is_open_but_posts_need_the_token_and_the_host(open_daemon) -> None:
+    url, _, _ = open_daemon
+    page = requests.get(f"{url}/", timeout=10)
+    assert page.status_code == 200
+    # The shipped model learns each print's first 30 frames: the page shows that progress.
+    state = wait_until("a scored frame", lambda: (p := requests.get(f"{url}/api/state", timeout=10).json()
+                                                  ["printers"][0])["score"] is not None and p, 60)
+    assert state["state"] == "calibrating" and re.fullmatch(r"\d+/30", state["calibration"]), state
+    token = _csrf(page.text)
+    body = {"printer": PRINTER, "verb": "enable"}
+    assert requests.post(f"{url}/api/command", json=body, timeout=10).status_code == 403
+    ok = requests.post(f"{url}/api/command", json=body, headers={"X-CSRF-Token": token}, timeout=10)
+    assert ok.status_code == 200
+    # A web site the owner visits cannot drive the page: wrong Origin, or DNS rebinding (Host).
+    evil = {"X-CSRF-Token": token, "Origin": "http://evil.example"}
+    assert requests.post(f"{url}/api/command", json=body, headers=evil, timeout=10).status_code == 403
+    assert requests.get(f"{url}/api/state", headers={"Host": "evil.example"}, timeout=10).status_code == 403
+    assert requests.get(f"{url}/healthz", headers={"Host": "evil.example"}, timeout=10).status_code == 200
+
+
+def test_settings_are_validated_saved_shown_by_check_config_and_reset(open_daemon) -> None:
+    url, daemon, tmp = open_daemon
+    headers = {"X-CSRF-Token": _csrf(requests.get(f"{url}/", timeout=10).text)}
+    settings = f"{url}/api/printers/{PRINTER}/settings"
+    bad = requests.post(settings, json={"sensitivity": 50}, headers=headers, timeout=10)
+    assert bad.status_code == 400 and "sensitivity" in bad.json()["detail"]
+    bad = requests.post(settings, json={"region": [0.8, 0.1, 0.2, 0.9]}, headers=headers, timeout=10)
+    assert bad.status_code == 400 and "region" in bad.json()["detail"]
+    bad = requests.post(settings, json={"api": {"url": "http://x"}}, headers=headers, timeout=10)
+    assert bad.status_code == 400
+    stored = tmp / "state" / "overrides.json"
+    assert not stored.exists()
+
+    mask = [[0.0, 0.0], [0.3, 0.0], [0.3, 0.2]]
+    r = requests.post(settings, json={"mask": [mask], "region": [0.0, 0.4, 1.0, 1.0], "consecutive": 5},
+                      headers=headers, timeout=10)
+    assert r.status_code == 200, r.text
+    assert "consecutive: 5" in r.json()["yaml"] and "name: ender3" in r.json()["yaml"]
+    saved = json.loads(stored.read_text())["printers"][PRINTER]["detection"]
+    assert saved["mask"] == [mask] and saved["region"] == [0.0, 0.4, 1.0, 1.0] and saved["consecutive"] == 5
+
+    # Applied without a restart (the watcher is rebuilt through the reload path).
+    wait_until("the new settings in use", lambda: requests.get(f"{url}/api/state", timeout=10).json()
+               ["printers"][0]["settings"]["consecutive"] == 5, 30, lambda: daemon.log)
+    check = run_cli("check-config", "--config", str(tmp / "config.yaml"))
+    assert check.returncode == 0, check.stderr
+    assert "consecutive: 5" in check.stdout
+    assert f"printers.{PRINTER}.detection.mask: from the dashboard ({stored})" in check.stderr
+
+    r = requests.post(f"{settings}/reset", json={}, headers=headers, timeout=10)
+    assert r.status_code == 200 and not stored.exists()
+    wait_until("the config file's settings back", lambda: requests.get(f"{url}/api/state", timeout=10).json()
+               ["printers"][0]["settings"]["consecutive"] == 3, 30, lambda: daemon.log)
+    assert "from the dashboard" not in run_cli("check-config", "--config", str(tmp / "config.yaml")).stderr
+
+
+def test_a_broken_overrides_file_is_named_and_reload_keeps_running(open_daemon) -> None:
+    url, daemon, tmp = open_daemon
+    stored = tmp / "state" / "overrides.json"
+    stored.write_text('{"printers": {"ender3": {"detection": {"sensitivity": "very"}}}}')
+    try:
+        check = run_cli("check-config", "--config", str(tmp / "config.yaml"))
+        assert check.returncode == 2 and str(stored) in check.stderr and "sensitivity" in check.stderr
+        daemon.signal(__import__("signal").SIGHUP)
+        wait_until("the reload refused", lambda: "reload refused" in daemon.log, 20, lambda: daemon.log)
+        time.sleep(0.5)
+        assert daemon.alive() and requests.get(f"{url}/healthz", timeout=10).status_code == 200
+    finally:
+        stored.unlink()

@@ -1,0 +1,65 @@
+"""The dashboard's memory of a printer stays bounded however long the daemon runs.
+
+The timeline is a fixed ring (24 h at 10 s by default) and the lead-up keeps the last few
+frames only; both are filled far beyond their size here and must keep the newest, in order.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from watchdog.history import History, Mark, Timeline
+
+
+def test_timeline_ring_keeps_the_newest_points_in_order_and_does_not_grow() -> None:
+    tl = Timeline(points=100)
+    size = tl._t.nbytes + tl._s.nbytes + tl._th.nbytes + tl._f.nbytes
+    for i in range(1, 1001):
+        tl.add(float(i), i / 1000, 0.5, Mark.ANOMALOUS if i % 7 == 0 else Mark.NONE)
+    assert len(tl) == 100
+    points = tl.since(0)
+    assert points["t"] == [float(i) for i in range(901, 1001)]
+    assert points["marks"] == [1 if i % 7 == 0 else 0 for i in range(901, 1001)]
+    assert tl.since(990)["t"] == [float(i) for i in range(991, 1001)]  # what the page polls for
+    assert tl._t.nbytes + tl._s.nbytes + tl._th.nbytes + tl._f.nbytes == size
+    tl.mark_last(Mark.ACTION)
+    assert tl.since(999)["marks"] == [Mark.ACTION]
+
+
+def test_default_timeline_holds_a_day_at_ten_seconds_in_about_150_kb() -> None:
+    tl = History().timeline
+    assert tl.capacity == 24 * 3600 // 10
+    assert tl._t.nbytes + tl._s.nbytes + tl._th.nbytes + tl._f.nbytes < 160_000
+
+
+def test_lead_up_keeps_the_last_frames_and_encodes_only_anomalous_ones() -> None:
+    history = History(lead_up=3)
+    frame = np.full((48, 64, 3), 90, np.uint8)
+    heat = cv2.imencode(".jpg", frame)[1].tobytes()
+    for i in range(10):
+        history.record(frame, float(i), 5.0, i >= 8, False, i == 0, heat)
+    lead = history.lead_up()
+    assert [f.score for f in lead] == [7.0, 8.0, 9.0]
+    assert lead[0].frame_jpeg is None and lead[1].frame_jpeg and lead[2].frame_jpeg
+    jpeg = history.latest_frame_jpeg()
+    assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (48, 64, 3)
+    assert history.latest_frame_jpeg() is jpeg  # encoded once per frame, however often asked
+
+
+def test_lead_up_is_saved_with_the_incident_and_confirmed_failures_keep_the_anomalous_frames(tmp_path) -> None:
+    from watchdog.incidents import IncidentStore, list_incidents, mark_failure
+
+    store = IncidentStore(tmp_path)
+    jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
+    history = History(lead_up=4)
+    for i in range(6):
+        history.record(np.full((48, 64, 3), 90, np.uint8), float(i), 3.0, i >= 4, False, False, jpeg)
+    incident = store.save("ender3", {"score": 9.0}, jpeg, jpeg, pending=False)
+    store.add_lead_up("ender3", incident.id, history.lead_up())
+    [view] = list_incidents(tmp_path, ["ender3"])
+    assert view.lead_up == ("00-heatmap.jpg", "01-heatmap.jpg", "02-frame.jpg", "02-heatmap.jpg",
+                            "03-frame.jpg", "03-heatmap.jpg")
+    copies = mark_failure(tmp_path, "ender3", incident.id)
+    assert sorted(p.name for p in copies) == sorted([f"{incident.id}.jpg", f"{incident.id}-02.jpg", f"{incident.id}-03.jpg"])
+    assert all(p.parent == tmp_path / "collected" / "ender3" / "failures" for p in copies)

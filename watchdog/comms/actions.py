@@ -1,0 +1,187 @@
+"""Buttons on a phone notification: capability tokens and the handler that turns one into a Command.
+
+A notification's button (ntfy's "http" action) is ``POST <actions_url>/actions/<token>``. The
+token is the whole authorisation, so it is random (192 bits), bound to one printer, one
+incident and one verb, usable once, and expires (``notify[].actions_expire_h``, default 24 h).
+Only its SHA-256 is stored, in ``<storage.dir>/action_tokens.json`` (mode 0600), so the
+buttons keep working across a restart and a copy of the file does not grant anything.
+
+Resume, Cancel and Pause act only while their incident is the printer's latest alert: a
+button from an older alert never resumes a print that has failed again since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from http import HTTPStatus
+from pathlib import Path
+
+from watchdog.control import Command, Dispatcher, Verb
+from watchdog.incidents import SAFE_NAME, incidents_root
+
+logger = logging.getLogger(__name__)
+
+TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}")
+PRINTER_VERBS = frozenset({Verb.PAUSE, Verb.RESUME, Verb.CANCEL})
+FILE_NAME = "action_tokens.json"
+
+
+class ActionRefused(Exception):
+    """A button press that does nothing; ``status`` is the HTTP answer, the message the reason."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one token allows, once, until ``expires`` (Unix time)."""
+
+    printer: str
+    incident: str
+    verb: Verb
+    expires: float
+    used: bool = False
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ActionTokens:
+    """Issues and redeems tokens; the hashed store on disk is shared with later runs."""
+
+    def __init__(self, storage_dir: Path, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(storage_dir) / FILE_NAME
+        self.clock = clock
+        self._lock = threading.Lock()
+
+    def _load(self) -> dict[str, Grant]:
+        try:
+            raw = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            logger.error("cannot read %s (%s): notification buttons issued before are refused", self.path, exc)
+            return {}
+        grants = {}
+        for digest, g in raw.items() if isinstance(raw, dict) else ():
+            try:
+                grants[digest] = Grant(str(g["printer"]), str(g["incident"]), Verb(g["verb"]),
+                                       float(g["expires"]), bool(g.get("used", False)))
+            except (KeyError, ValueError, TypeError):
+                continue
+        return grants
+
+    def _save(self, grants: dict[str, Grant]) -> None:
+        now = self.clock()
+        keep = {d: {**asdict(g), "verb": g.verb.value} for d, g in grants.items() if g.expires > now}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{FILE_NAME}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(keep, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def issue(self, printer: str, incident: str, verb: Verb, ttl_s: float) -> str:
+        """A new token for ``verb`` on ``incident`` of ``printer``; OSError if it cannot be stored."""
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            grants = self._load()
+            grants[_digest(token)] = Grant(printer, incident, verb, self.clock() + ttl_s)
+            self._save(grants)
+        return token
+
+    def redeem(self, token: str) -> Grant:
+        """Mark the token used and return its grant; ActionRefused if it is unknown, used or expired."""
+        if not TOKEN.fullmatch(token):
+            raise ActionRefused(HTTPStatus.NOT_FOUND, "no such action")
+        digest = _digest(token)
+        with self._lock:
+            grants = self._load()
+            grant = grants.get(digest)
+            if grant is None:
+                raise ActionRefused(HTTPStatus.NOT_FOUND, "no such action (unknown or expired long ago)")
+            if grant.expires <= self.clock():
+                raise ActionRefused(HTTPStatus.GONE, "this button has expired")
+            if grant.used:
+                raise ActionRefused(HTTPStatus.CONFLICT, "this button was already used")
+            grants[digest] = Grant(grant.printer, grant.incident, grant.verb, grant.expires, True)
+            try:
+                self._save(grants)
+            except OSError as exc:
+                raise ActionRefused(HTTPStatus.SERVICE_UNAVAILABLE, f"cannot record the press: {exc.strerror or exc}") from exc
+        return grant
+
+    def give_back(self, token: str) -> None:
+        """The command it carried did not happen: the button may be pressed again."""
+        digest = _digest(token)
+        with self._lock:
+            grants = self._load()
+            grant = grants.get(digest)
+            if grant is not None and grant.used:
+                grants[digest] = Grant(grant.printer, grant.incident, grant.verb, grant.expires, False)
+                try:
+                    self._save(grants)
+                except OSError:
+                    pass
+
+
+def latest_incident(storage_dir: Path, printer: str) -> str | None:
+    """The printer's most recent incident id on disk (ids sort by time), or None."""
+    try:
+        ids = [p.name for p in (incidents_root(storage_dir) / printer).iterdir()
+               if p.is_dir() and SAFE_NAME.fullmatch(p.name)]
+    except OSError:
+        return None
+    return max(ids) if ids else None
+
+
+class ActionHandler:
+    """``handle_action(token) -> (http status, message)``: the route behind the phone's buttons."""
+
+    def __init__(self, tokens: ActionTokens, dispatcher: Dispatcher | None, storage_dir: Path) -> None:
+        self.tokens = tokens
+        self.dispatcher = dispatcher
+        self.storage_dir = Path(storage_dir)
+
+    def handle_action(self, token: str) -> tuple[int, str]:
+        try:
+            grant = self.tokens.redeem(token)
+        except ActionRefused as exc:
+            logger.warning("notification button refused: %s", exc)
+            return int(exc.status), str(exc)
+        if grant.verb in PRINTER_VERBS:
+            latest = latest_incident(self.storage_dir, grant.printer)
+            if latest != grant.incident:
+                logger.warning("%s: %s button of alert %s refused: the latest alert is %s",
+                               grant.printer, grant.verb.value, grant.incident, latest)
+                return int(HTTPStatus.CONFLICT), f"this button belongs to an older alert of {grant.printer}"
+        if self.dispatcher is None:
+            self.tokens.give_back(token)
+            return int(HTTPStatus.SERVICE_UNAVAILABLE), "the daemon is not ready for commands"
+        command = Command(grant.printer, grant.verb, incident=grant.incident, source="phone")
+        try:
+            result = self.dispatcher.dispatch(command)
+        except Exception:  # noqa: BLE001 - a dispatcher bug must not take the server down
+            logger.exception("%s: phone command %s failed", grant.printer, grant.verb.value)
+            self.tokens.give_back(token)
+            return int(HTTPStatus.INTERNAL_SERVER_ERROR), "the command failed; see the daemon's log"
+        logger.info("%s: phone button %s on alert %s: %s", grant.printer, grant.verb.value,
+                    grant.incident, result.detail)
+        if not result.ok:
+            self.tokens.give_back(token)
+            return int(HTTPStatus.CONFLICT), result.detail
+        return int(HTTPStatus.OK), result.detail

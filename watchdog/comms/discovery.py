@@ -1,0 +1,167 @@
+"""Home Assistant MQTT discovery: the configs that make a printer's entities appear by themselves.
+
+Per printer, one device with: a problem binary sensor, the score, the heatmap image, the
+Watching switch, and buttons: Not a failure and Confirm failure (feedback on the latest
+alert), Pause, Resume and Cancel (through the printer's API). Every button's press is a
+command the daemon accepts (``watchdog.comms.commands``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from watchdog import __version__
+from watchdog.config import MqttConfig
+from watchdog.control import LATEST_INCIDENT
+
+# Each Home Assistant "online" asks for the configs again; a flapping or hostile publisher
+# must not turn that into a flood of retained messages.
+REPUBLISH_MIN_INTERVAL_S = 60.0
+
+
+def node_id(prefix: str, printer: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", prefix) + "_" + printer
+
+
+def _feedback(verdict: str) -> str:
+    return json.dumps({"incident": LATEST_INCIDENT, "verdict": verdict})
+
+
+def discovery_configs(mqtt_cfg: MqttConfig, printer: str) -> dict[str, dict[str, Any]]:
+    """Home Assistant discovery topic → config for one printer's entities."""
+    prefix = mqtt_cfg.topic_prefix
+    base = f"{prefix}/{printer}"
+    node = node_id(prefix, printer)
+    common = {
+        "availability_topic": f"{prefix}/available",
+        "payload_available": "online",
+        "payload_not_available": "offline",
+        "has_entity_name": True,
+        "device": {
+            "identifiers": [node],
+            "name": f"Print watchdog {printer}",
+            "manufacturer": "printer-watchdog",
+            "model": "autoencoder failure detector",
+            "sw_version": __version__,
+        },
+        "origin": {"name": "printer-watchdog", "sw_version": __version__},
+    }
+    entities: dict[tuple[str, str], dict[str, Any]] = {
+        ("binary_sensor", "problem"): {
+            "name": "Print failure",
+            "device_class": "problem",
+            "state_topic": f"{base}/state",
+            "value_template": "{{ 'ON' if value_json.state in ['anomaly', 'paused'] else 'OFF' }}",
+            "json_attributes_topic": f"{base}/state",
+        },
+        ("sensor", "score"): {
+            "name": "Failure score",
+            "state_topic": f"{base}/score",
+            "state_class": "measurement",
+            "suggested_display_precision": 3,
+            "icon": "mdi:printer-3d-nozzle-alert",
+        },
+        ("image", "heatmap"): {
+            "name": "Heatmap",
+            "image_topic": f"{base}/heatmap",
+            "content_type": "image/jpeg",
+        },
+        ("switch", "enabled"): {
+            "name": "Watching",
+            "command_topic": f"{base}/enabled/set",
+            "state_topic": f"{base}/enabled",
+            "payload_on": "ON",
+            "payload_off": "OFF",
+            "icon": "mdi:eye",
+        },
+        # The latest alert was a false alarm: its frame is kept for retraining and the watcher
+        # re-learns the print's look, as after a resume.
+        ("button", "not_failure"): {
+            "name": "Not a failure",
+            "command_topic": f"{base}/feedback",
+            "payload_press": _feedback("not_failure"),
+            "icon": "mdi:check-circle-outline",
+        },
+        ("button", "confirm_failure"): {
+            "name": "Confirm failure",
+            "command_topic": f"{base}/feedback",
+            "payload_press": _feedback("failure"),
+            "icon": "mdi:alert-octagon-outline",
+        },
+        ("button", "pause"): {
+            "name": "Pause print",
+            "command_topic": f"{base}/command",
+            "payload_press": "pause",
+            "icon": "mdi:pause",
+        },
+        ("button", "resume"): {
+            "name": "Resume print",
+            "command_topic": f"{base}/command",
+            "payload_press": "resume",
+            "icon": "mdi:play",
+        },
+        ("button", "cancel"): {
+            "name": "Cancel print",
+            "command_topic": f"{base}/command",
+            "payload_press": "cancel",
+            "icon": "mdi:stop",
+        },
+    }
+    dp = mqtt_cfg.homeassistant.discovery_prefix
+    return {
+        f"{dp}/{component}/{node}/{object_id}/config": {**body, **common, "unique_id": f"{node}_{object_id}"}
+        for (component, object_id), body in entities.items()
+    }
+
+
+class Discovery:
+    """Publishes the discovery configs on connect, and again when Home Assistant comes online,
+    at most once per ``min_interval_s``."""
+
+    def __init__(
+        self,
+        mqtt_cfg: MqttConfig,
+        printers: list[str],
+        publish: Callable[[str, bytes], None],
+        min_interval_s: float = REPUBLISH_MIN_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cfg = mqtt_cfg
+        self.printers = list(printers)
+        self._publish = publish
+        self.min_interval_s = min_interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.cfg.homeassistant.enabled
+
+    @property
+    def status_topic(self) -> str:
+        return f"{self.cfg.homeassistant.discovery_prefix}/status"
+
+    def publish_all(self) -> None:
+        """Every printer's configs, retained (on each connect: the broker may have lost them)."""
+        with self._lock:
+            self._last = self._clock()
+        for printer in self.printers:
+            for topic, config in discovery_configs(self.cfg, printer).items():
+                self._publish(topic, json.dumps(config, separators=(",", ":")).encode())
+
+    def on_status(self, payload: bytes) -> bool:
+        """Home Assistant's birth message: re-publish unless that was done moments ago."""
+        if payload != b"online":
+            return False
+        with self._lock:
+            now = self._clock()
+            if self._last is not None and now - self._last < self.min_interval_s:
+                return False
+        self.publish_all()
+        return True

@@ -1,0 +1,134 @@
+"""Everything the watchers tell the world, behind one object the watcher calls.
+
+An alert is saved in the incident store first (frame, heatmap, alert JSON), then handed to
+each communicator: MQTT (``watchdog.comms.mqtt``) and the phone notifications
+(``watchdog.comms.notify``), which both deliver through the disk outbox. Commands coming
+back (MQTT topics, phone buttons) become ``watchdog.control.Command`` objects for the
+dispatcher (the daemon).
+
+With MQTT disabled and no ``notify:`` targets, incidents are still written to disk and the
+publish calls do nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from watchdog.comms.actions import ActionHandler, ActionTokens
+from watchdog.comms.mqtt import MqttCommunicator
+from watchdog.comms.notify import Notifications, alert_event, camera_event, print_done_event
+from watchdog.comms.outbox import Outbox
+from watchdog.config import MqttConfig, NotifyTarget, StorageConfig
+from watchdog.control import Dispatcher
+from watchdog.incidents import IncidentStore, ThrottledLog
+
+logger = logging.getLogger(__name__)
+
+
+class Notifier:
+    """Incidents, MQTT and phone notifications for a set of printers."""
+
+    def __init__(
+        self,
+        mqtt: MqttConfig,
+        storage: StorageConfig,
+        printers: list[str],
+        dispatcher: Dispatcher | None = None,
+        *,
+        notify: Sequence[NotifyTarget] = (),
+        registry: CollectorRegistry | None = None,
+        reconnect_delay: tuple[float, float] = (1, 30),
+        notify_backoff: tuple[float, float] = (5.0, 300.0),
+    ) -> None:
+        self.cfg = mqtt
+        self.printers = list(printers)
+        self._throttle = ThrottledLog(60.0)
+        self.store = IncidentStore(storage.dir, storage.keep_incidents, self._throttle)
+        self.outbox = Outbox(storage.dir, self._throttle)
+        self.mqtt = MqttCommunicator(mqtt, self.printers, self.outbox, dispatcher,
+                                     reconnect_delay=reconnect_delay, throttle=self._throttle)
+        self.tokens = ActionTokens(storage.dir)
+        self.actions = ActionHandler(self.tokens, dispatcher, storage.dir)
+        self.notifications = Notifications(notify, self.outbox, self.tokens, registry=registry,
+                                           backoff=notify_backoff, throttle=self._throttle)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @property
+    def enabled(self) -> bool:
+        """MQTT is configured."""
+        return self.mqtt.enabled
+
+    @property
+    def connected(self) -> bool:
+        return self.mqtt.connected
+
+    @property
+    def address(self) -> str:
+        return self.mqtt.address
+
+    def start(self) -> None:
+        """Connect to the broker in the background and start the notification senders."""
+        if not self.enabled:
+            logger.info("MQTT disabled (no mqtt.host); alerts are saved in %s", self.store.root)
+        self.mqtt.start(legacy=self.store)
+        self.notifications.start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self.mqtt.stop(timeout)
+        self.notifications.stop()
+
+    def undelivered(self) -> int:
+        """MQTT alerts raised or found pending that the broker has not acknowledged yet."""
+        return self.mqtt.undelivered()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until every MQTT alert is acknowledged; True if so."""
+        return self.mqtt.flush(timeout)
+
+    # ----------------------------------------------------------------- what the watchers say
+
+    def publish_state(self, printer: str, state: dict[str, Any]) -> None:
+        self.mqtt.publish_state(printer, state)
+
+    def publish_enabled(self, printer: str, enabled: bool) -> None:
+        self.mqtt.publish_enabled(printer, enabled)
+
+    def publish_score(self, printer: str, score: float) -> None:
+        self.mqtt.publish_score(printer, score)
+
+    def publish_heatmap(self, printer: str, jpeg: bytes) -> None:
+        self.mqtt.publish_heatmap(printer, jpeg)
+
+    def raise_alert(self, printer: str, alert: dict[str, Any], frame_jpeg: bytes, heatmap_jpeg: bytes) -> str:
+        """Save the incident (frame, heatmap, alert JSON), then publish and notify; returns its id."""
+        incident = self.store.save(printer, alert, frame_jpeg, heatmap_jpeg, pending=False)
+        if self.enabled:
+            self.mqtt.publish_heatmap(printer, heatmap_jpeg)
+            self.mqtt.send_alert(incident)
+        if self.notifications:
+            self.notifications.notify(alert_event(incident.alert, frame_jpeg, heatmap_jpeg))
+        return incident.id
+
+    def camera_changed(self, printer: str, online: bool) -> None:
+        """The camera went offline, or came back: one notification each (``camera_offline``)."""
+        if self.notifications:
+            self.notifications.notify(camera_event(printer, online))
+
+    def print_done(self, printer: str, job: str | None) -> None:
+        if self.notifications:
+            self.notifications.notify(print_done_event(printer, job))
+
+    # ----------------------------------------------------------------- status and commands
+
+    def notify_status(self) -> dict[str, dict[str, Any]]:
+        """Per notification target: sent, failed, pending, ... (no URL: it holds secrets)."""
+        return self.notifications.status()
+
+    def handle_action(self, token: str) -> tuple[int, str]:
+        """A phone button was pressed: ``POST /actions/<token>``."""
+        return self.actions.handle_action(token)

@@ -1,0 +1,556 @@
+"""Phone notifications through Apprise (ntfy, Telegram, Pushover, Discord, email, Gotify, ...).
+
+Each ``notify:`` target has its own outbox channel (``notify-<name>``) and its own sender
+thread, so a service that is down or refuses the credentials never delays the others. A
+notification is written to the outbox first, sent by ``python -m watchdog.comms.notify_send``
+in a child process, retried with backoff while the service is unreachable, delivered once
+after a daemon restart, and dropped (logged, counted) only after ``max_age_h``.
+
+A printer's repeated events never become a storm: an event of the same printer and group
+(alerts, camera, print done) while an earlier one is still waiting replaces it, and one that
+comes within ``coalesce_s`` of the last one sent waits until that window has passed; the
+notification says how many events it stands for.
+
+ntfy targets with ``actions_url`` carry three buttons (Not a failure, Resume, Cancel), each a
+POST to ``<actions_url>/actions/<token>`` (``watchdog.comms.actions``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from watchdog.comms.actions import ActionTokens
+from watchdog.comms.outbox import Entry, Outbox
+from watchdog.config import NotifyEvent, NotifyTarget
+from watchdog.control import Verb
+from watchdog.incidents import ThrottledLog
+
+logger = logging.getLogger(__name__)
+
+SEND_TIMEOUT_S = 90.0
+REJECTED_RETRY_S = 600.0  # a target that refused the credentials is tried again this often
+
+
+class Kind(Enum):
+    FAILURE = "failure"
+    ACTION_FAILED = "action_failed"
+    CAMERA_OFFLINE = "camera_offline"
+    CAMERA_ONLINE = "camera_online"
+    PRINT_DONE = "print_done"
+
+
+# Which config event a kind belongs to, which kinds coalesce together, how loud it is.
+_EVENT = {Kind.FAILURE: NotifyEvent.FAILURE, Kind.ACTION_FAILED: NotifyEvent.ACTION_FAILED,
+          Kind.CAMERA_OFFLINE: NotifyEvent.CAMERA_OFFLINE, Kind.CAMERA_ONLINE: NotifyEvent.CAMERA_OFFLINE,
+          Kind.PRINT_DONE: NotifyEvent.PRINT_DONE}
+_GROUP = {Kind.FAILURE: "alert", Kind.ACTION_FAILED: "alert", Kind.CAMERA_OFFLINE: "camera",
+          Kind.CAMERA_ONLINE: "camera", Kind.PRINT_DONE: "print_done"}
+_TYPE = {Kind.FAILURE: "failure", Kind.ACTION_FAILED: "failure", Kind.CAMERA_OFFLINE: "warning",
+         Kind.CAMERA_ONLINE: "info", Kind.PRINT_DONE: "success"}
+_NTFY_PRIORITY = {Kind.FAILURE: "high", Kind.ACTION_FAILED: "max", Kind.CAMERA_OFFLINE: "default",
+                  Kind.CAMERA_ONLINE: "low", Kind.PRINT_DONE: "low"}
+BUTTONS = ((Verb.NOT_A_FAILURE, "Not a failure"), (Verb.RESUME, "Resume"), (Verb.CANCEL, "Cancel"))
+
+Sender = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the owner should hear about, in their words."""
+
+    kind: Kind
+    printer: str
+    title: str
+    message: str
+    incident: str | None = None
+    heatmap: bytes | None = field(default=None, repr=False)
+    frame: bytes | None = field(default=None, repr=False)
+
+
+def alert_event(alert: dict[str, Any], frame_jpeg: bytes | None, heatmap_jpeg: bytes | None) -> Event:
+    """The event of one alert: ``action_failed`` when the pause/cancel did not happen."""
+    printer = str(alert.get("printer", "?"))
+    action = str(alert.get("action", "notify"))
+    result = alert.get("action_result") or {}
+    outcome = str(result.get("outcome", "done"))
+    score, threshold = alert.get("score"), alert.get("threshold")
+    scored = f"score {float(score):.3g} over {float(threshold):.3g}" if score is not None and threshold is not None else ""
+    job = f" ({alert['job']})" if alert.get("job") else ""
+    if action in ("pause", "cancel") and outcome != "done":
+        kind = Kind.ACTION_FAILED
+        title = f"{printer}: failure, and the {action} did NOT happen"
+        text = (f"{printer}{job} looks like a failed print ({scored}) but the {action} {outcome}: "
+                f"{result.get('detail', '')}. Check the printer now.")
+    else:
+        kind = Kind.FAILURE
+        did = {"pause": "paused", "cancel": "cancelled"}.get(action, "not stopped (notify only)")
+        title = f"{printer}: print failure, {did}"
+        text = f"{printer}{job} looks like a failed print ({scored}); the print was {did}."
+    return Event(kind, printer, title, text, alert.get("incident"), heatmap_jpeg, frame_jpeg)
+
+
+def camera_event(printer: str, online: bool) -> Event:
+    if online:
+        return Event(Kind.CAMERA_ONLINE, printer, f"{printer}: camera back online",
+                     f"The camera of {printer} gives frames again; watching resumed.")
+    return Event(Kind.CAMERA_OFFLINE, printer, f"{printer}: camera offline",
+                 f"The camera of {printer} gives no frames: the print is not watched until it is back.")
+
+
+def print_done_event(printer: str, job: str | None) -> Event:
+    return Event(Kind.PRINT_DONE, printer, f"{printer}: print done", f"{job or 'The print'} on {printer} is done.")
+
+
+def target_names(targets: Sequence[NotifyTarget]) -> list[str]:
+    """Each target's name: its own, else its URL's scheme (ntfy, ntfy-2, ...)."""
+    taken = {t.name for t in targets if t.name}
+    names: list[str] = []
+    for t in targets:
+        if t.name:
+            names.append(t.name)
+            continue
+        base = "".join(c if c.isalnum() or c in "_-" else "-" for c in t.scheme)[:30] or "target"
+        name, n = base, 1
+        while name in taken:
+            n += 1
+            name = f"{base}-{n}"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def secret_fragments(url: str) -> list[str]:
+    """Every part of an Apprise URL that may be a secret (user, password, host, path, query
+    values), longest first, for masking anything a service or Apprise says back."""
+    parts = {url, url.split("://", 1)[-1]}
+    try:
+        split = urlsplit(url)
+        parts |= {split.netloc, split.username or "", split.password or "", split.hostname or ""}
+        parts |= set(split.path.split("/"))
+        parts |= {kv.split("=", 1)[-1] for kv in split.query.split("&")}
+    except ValueError:
+        pass
+    parts |= {unquote(p) for p in parts}
+    return sorted((p for p in parts if len(p) >= 4), key=len, reverse=True)
+
+
+def mask(text: str, fragments: Sequence[str]) -> str:
+    for fragment in fragments:
+        text = text.replace(fragment, "***")
+    return text
+
+
+def subprocess_sender(stop: threading.Event) -> Sender:
+    """Run ``watchdog.comms.notify_send`` in a child process, killed on timeout or stop."""
+    package_root = str(Path(__file__).resolve().parents[2])
+
+    def send(request: dict[str, Any]) -> dict[str, Any]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        proc = subprocess.Popen([sys.executable, "-m", "watchdog.comms.notify_send"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        try:
+            proc.stdin.write(json.dumps(request).encode())
+            proc.stdin.close()
+        except OSError:
+            pass
+        deadline = time.monotonic() + SEND_TIMEOUT_S
+        while proc.poll() is None:
+            if stop.is_set() or time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                return {"ok": False, "permanent": False,
+                        "detail": "stopped" if stop.is_set() else f"no answer within {SEND_TIMEOUT_S:.0f} s"}
+            time.sleep(0.05)
+        out, err = proc.stdout.read(), proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
+        try:
+            result = json.loads(out.decode().strip().splitlines()[-1])
+            return result if isinstance(result, dict) else {"ok": False, "permanent": False, "detail": "no answer"}
+        except (ValueError, IndexError):
+            last = err.decode(errors="replace").strip().splitlines()[-1:] or ["no answer"]
+            if "No module named 'apprise'" in last[0]:
+                return {"ok": False, "permanent": True,
+                        "detail": "Apprise is not installed: pip install 'printer-watchdog[notify]'"}
+            return {"ok": False, "permanent": False, "detail": f"the sender failed: {last[0][:200]}"}
+
+    return send
+
+
+class _Meters:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.outcomes = Counter("notifications", "Phone notifications by target and outcome "
+                                "(sent, failed attempt, dropped after max_age_h, coalesced)",
+                                ["target", "outcome"], namespace="printer_watchdog", registry=registry)
+        self.pending = Gauge("notifications_pending", "Notifications waiting in the outbox, by target",
+                             ["target"], namespace="printer_watchdog", registry=registry)
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+class TargetSender:
+    """One target: its queue (mirror of its outbox channel), its thread, its counters."""
+
+    def __init__(
+        self,
+        cfg: NotifyTarget,
+        name: str,
+        outbox: Outbox,
+        tokens: ActionTokens | None,
+        meters: _Meters,
+        sender: Sender,
+        backoff: tuple[float, float],
+        throttle: ThrottledLog,
+    ) -> None:
+        assert cfg.url is not None
+        self.cfg = cfg
+        self.name = name
+        self.channel = f"notify-{name}"
+        self.outbox = outbox
+        self.tokens = tokens
+        self.meters = meters
+        self.sender = sender
+        self.backoff = backoff
+        self._throttle = throttle
+        self._url = cfg.url.get_secret_value().strip()
+        self.fragments = secret_fragments(self._url)
+        self._cond = threading.Condition()
+        self._queue: list[Entry] = []
+        self._sending: Entry | None = None
+        self._next_try = 0.0  # monotonic
+        self._delay = 0.0
+        self._last_sent: dict[tuple[str, str], float] = {}
+        self._last_kind: dict[tuple[str, str], str] = {}
+        self._buttons: dict[str, str] = {}  # entry id → ntfy actions header (reused on retries)
+        self.sent = self.failed = self.dropped = self.coalesced = 0
+        self.rejected = False
+        self.last_error: str | None = None
+        self.last_sent_at: float | None = None
+        self.thread: threading.Thread | None = None
+        for metric in ("sent", "failed", "dropped", "coalesced"):
+            meters.outcomes.labels(name, metric)
+
+    # ----------------------------------------------------------------- queueing
+
+    def wants(self, event: Event) -> bool:
+        if self.cfg.printers is not None and event.printer not in self.cfg.printers:
+            return False
+        wanted = set(self.cfg.events)
+        if event.kind is Kind.ACTION_FAILED:  # a failure whose action failed is still a failure
+            return bool(wanted & {NotifyEvent.ACTION_FAILED, NotifyEvent.FAILURE})
+        return _EVENT[event.kind] in wanted
+
+    def load(self) -> None:
+        with self._cond:
+            self._queue = sorted(self.outbox.pending(self.channel), key=lambda e: e.id)
+            self._gauge()
+        if self._queue:
+            logger.info("notify %s: %d notification(s) not yet delivered will be sent", self.name, len(self._queue))
+
+    def enqueue(self, event: Event) -> None:
+        """Write the notification to the outbox (coalesced with an earlier one) and wake the sender."""
+        picture = {"heatmap": event.heatmap, "frame": event.frame or event.heatmap, "none": None}[self.cfg.attach]
+        group = _GROUP[event.kind]
+        now = time.time()
+        with self._cond:
+            waiting = [e for e in self._queue if e.printer == event.printer and e.body.get("group") == group]
+            if self._is_hiccup(event, waiting, now):
+                # back before camera_offline_after_s: not worth a notification either way
+                for old in waiting:
+                    self._queue.remove(old)
+                    self.outbox.done(old)
+                self._gauge()
+                return
+            body: dict[str, Any] = {
+                "kind": event.kind.value, "group": group, "title": event.title, "message": event.message,
+                "incident": event.incident, "coalesced": 0, "since": now, "not_before": 0.0,
+                "attachment_name": f"{self.cfg.attach}.jpg",
+            }
+            if waiting:
+                old = waiting[-1]
+                body.update(coalesced=int(old.body.get("coalesced", 0)) + 1, since=old.body.get("since", old.created),
+                            not_before=old.body.get("not_before", 0.0))
+            else:
+                body["not_before"] = self._window_end(event, group, now)
+            if event.kind is Kind.CAMERA_OFFLINE:
+                body["not_before"] = max(float(body["not_before"]), now + self.cfg.camera_offline_after_s)
+            entry = self.outbox.put(self.channel, event.printer, body, picture)
+            for old in waiting:
+                self._queue.remove(old)
+                self.outbox.done(old)
+                self.coalesced += 1
+                self.meters.outcomes.labels(self.name, "coalesced").inc()
+            self._queue.append(entry)
+            self._gauge()
+            self._cond.notify_all()
+
+    @staticmethod
+    def _is_hiccup(event: Event, waiting: list[Entry], now: float) -> bool:
+        """Back online while the "offline" still waits out camera_offline_after_s."""
+        if event.kind is not Kind.CAMERA_ONLINE or not waiting:
+            return False
+        last = waiting[-1].body
+        return (last.get("kind") == Kind.CAMERA_OFFLINE.value and not int(last.get("coalesced", 0))
+                and float(last.get("not_before", 0.0)) > now)
+
+    def _window_end(self, event: Event, group: str, now: float) -> float:
+        """When a new event may be sent: after coalesce_s since the last one of its group."""
+        last = self._last_sent.get((event.printer, group))
+        previous = self._last_kind.get((event.printer, group))
+        sending = self._sending
+        if sending is not None and sending.printer == event.printer and sending.body.get("group") == group:
+            last, previous = now, str(sending.body.get("kind"))  # on its way right now
+        if event.kind is Kind.CAMERA_ONLINE and previous == Kind.CAMERA_OFFLINE.value:
+            return 0.0  # "back online" answers the "offline" that was sent: no waiting
+        if last is not None and now - last < self.cfg.coalesce_s:
+            return last + self.cfg.coalesce_s
+        return 0.0
+
+    def _gauge(self) -> None:
+        self.meters.pending.labels(self.name).set(len(self._queue) + (1 if self._sending else 0))
+
+    # ----------------------------------------------------------------- sending
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            with self._cond:
+                entry, wait = self._next_due()
+                if entry is None:
+                    self._cond.wait(min(wait, 5.0))
+                    continue
+                self._queue.remove(entry)
+                self._sending = entry
+            try:
+                ok = self._attempt(entry, stop)
+            except Exception as exc:  # noqa: BLE001 - one bad entry must not end the sender
+                logger.exception("notify %s: sending failed", self.name)
+                ok = self._settle(entry, {"ok": False, "permanent": False, "detail": f"internal error: {exc}"})
+            with self._cond:
+                self._sending = None
+                if not ok:
+                    self._queue.insert(0, entry)
+                self._gauge()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _next_due(self) -> tuple[Entry | None, float]:
+        now = time.time()
+        for entry in list(self._queue):
+            if now - entry.created > self.cfg.max_age_h * 3600:
+                self._drop(entry)
+        wait = self._next_try - time.monotonic()
+        if wait > 0:
+            return None, wait
+        due = [e for e in sorted(self._queue, key=lambda e: e.id) if float(e.body.get("not_before", 0)) <= now]
+        if due:
+            return due[0], 0.0
+        later = [float(e.body.get("not_before", 0)) - now for e in self._queue]
+        return None, min(later) if later else 60.0
+
+    def _drop(self, entry: Entry) -> None:
+        self._queue.remove(entry)
+        self.outbox.done(entry)
+        self.dropped += 1
+        self.meters.outcomes.labels(self.name, "dropped").inc()
+        self._gauge()
+        logger.warning("notify %s: dropped the %s notification about %s from %s: not delivered within %g h",
+                       self.name, entry.body.get("kind"), entry.printer, _iso(entry.created), self.cfg.max_age_h)
+
+    def _actions_header(self, entry: Entry) -> str:
+        if (not self.cfg.actions_url or self.tokens is None or not entry.body.get("incident")
+                or entry.body.get("group") != "alert" or self.cfg.scheme not in ("ntfy", "ntfys")):
+            return ""
+        if entry.id not in self._buttons:
+            incident = str(entry.body["incident"])
+            ttl = self.cfg.actions_expire_h * 3600
+            actions = []
+            for verb, label in BUTTONS:
+                try:
+                    token = self.tokens.issue(entry.printer, incident, verb, ttl)
+                except OSError as exc:
+                    logger.error("notify %s: cannot store the buttons' tokens (%s): sent without buttons",
+                                 self.name, exc.strerror or exc)
+                    return ""
+                actions.append(f"http, {label}, {self.cfg.actions_url}/actions/{token}, method=POST, clear=true")
+            self._buttons[entry.id] = "; ".join(actions)
+        return self._buttons[entry.id]
+
+    def _message(self, entry: Entry) -> str:
+        text = str(entry.body.get("message", ""))
+        n = int(entry.body.get("coalesced", 0))
+        if n:
+            text += f"\n({n} earlier {entry.body.get('group')} event(s) on {entry.printer} since {_iso(entry.body.get('since'))}, summed up here)"
+        return text
+
+    def _attempt(self, entry: Entry, stop: threading.Event) -> bool:
+        kind = Kind(entry.body.get("kind", "failure"))
+        picture_path: str | None = None
+        temp: str | None = None
+        if entry.path is not None and (entry.path / "attachment.jpg").is_file():
+            picture_path = str(entry.path / "attachment.jpg")
+        elif entry.attachment is not None:
+            fd, temp = tempfile.mkstemp(suffix=".jpg", prefix="watchdog-notify-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(entry.attachment)
+            picture_path = temp
+        request = {
+            "url": self._url, "title": entry.body.get("title", ""), "body": self._message(entry),
+            "type": _TYPE[kind], "attachment": picture_path,
+            "attachment_name": entry.body.get("attachment_name", "picture.jpg"),
+            "ntfy": {"priority": _NTFY_PRIORITY[kind], "actions": self._actions_header(entry)},
+        }
+        try:
+            result = self.sender(request)
+        finally:
+            if temp:
+                os.unlink(temp)
+        if stop.is_set() and not result.get("ok"):
+            return False
+        return self._settle(entry, result)
+
+    def _settle(self, entry: Entry, result: dict[str, Any]) -> bool:
+        if result.get("ok"):
+            self.outbox.done(entry)
+            self._buttons.pop(entry.id, None)
+            self.sent += 1
+            self.meters.outcomes.labels(self.name, "sent").inc()
+            now = time.time()
+            self.last_sent_at = now
+            with self._cond:
+                self._last_sent[(entry.printer, str(entry.body.get("group")))] = now
+                self._last_kind[(entry.printer, str(entry.body.get("group")))] = str(entry.body.get("kind"))
+            if self.rejected or self._delay:
+                logger.info("notify %s: delivering again", self.name)
+            self._throttle.reset(f"notify:{self.name}")
+            self.rejected, self._delay, self._next_try = False, 0.0, 0.0
+            logger.info("notify %s: %s notification about %s sent", self.name, entry.body.get("kind"), entry.printer)
+            return True
+        detail = mask(str(result.get("detail", "")), self.fragments).strip().rstrip(".")
+        self.last_error = detail
+        self.failed += 1
+        self.meters.outcomes.labels(self.name, "failed").inc()
+        if result.get("permanent"):
+            if not self.rejected:
+                logger.error("notify %s (%s://): the service refused the notification: %s. Check the URL's "
+                             "credentials; its notifications are kept for %g h and tried again every %.0f min",
+                             self.name, self.cfg.scheme, detail, self.cfg.max_age_h, REJECTED_RETRY_S / 60)
+            self.rejected = True
+            self._next_try = time.monotonic() + REJECTED_RETRY_S
+            return False
+        first, cap = self.backoff
+        self._delay = min(cap, self._delay * 2 if self._delay else first)
+        self._next_try = time.monotonic() + self._delay
+        self._throttle(logger, logging.WARNING, f"notify:{self.name}",
+                       "notify %s (%s://): cannot deliver: %s; retrying with backoff, %d waiting",
+                       self.name, self.cfg.scheme, detail, len(self._queue) + 1)
+        return False
+
+    def status(self) -> dict[str, Any]:
+        with self._cond:
+            pending = len(self._queue) + (1 if self._sending else 0)
+        return {
+            "service": self.cfg.scheme, "events": [e.value for e in self.cfg.events],
+            "sent": self.sent, "failed": self.failed, "pending": pending, "dropped": self.dropped,
+            "coalesced": self.coalesced, "rejected": self.rejected, "last_error": self.last_error,
+            "last_sent": _iso(self.last_sent_at),
+        }
+
+
+class Notifications:
+    """All ``notify:`` targets; ``notify(event)`` queues to every target that wants it."""
+
+    def __init__(
+        self,
+        targets: Sequence[NotifyTarget],
+        outbox: Outbox,
+        tokens: ActionTokens | None = None,
+        *,
+        registry: CollectorRegistry | None = None,
+        sender: Sender | None = None,
+        backoff: tuple[float, float] = (5.0, 300.0),
+        throttle: ThrottledLog | None = None,
+    ) -> None:
+        self._stop = threading.Event()
+        self.outbox = outbox
+        meters = _Meters(registry if registry is not None else CollectorRegistry(auto_describe=True))
+        send = sender or subprocess_sender(self._stop)
+        throttle = throttle or ThrottledLog(60.0)
+        self.targets = [TargetSender(t, n, outbox, tokens, meters, send, backoff, throttle)
+                        for t, n in zip(targets, target_names(targets), strict=True)]
+        self._started = False
+
+    def __bool__(self) -> bool:
+        return bool(self.targets)
+
+    def start(self) -> None:
+        """Load what earlier runs left in the outbox and start one sender thread per target."""
+        if self._started or not self.targets:
+            return
+        self._started = True
+        self._stop.clear()
+        if importlib.util.find_spec("apprise") is None:
+            logger.error("notify: Apprise is not installed (pip install 'printer-watchdog[notify]', which "
+                         "deploy/install.sh does); notifications are kept in the outbox until it is")
+        known = {t.channel for t in self.targets}
+        for channel in self.outbox.channels("notify-"):
+            left = len(self.outbox.pending(channel))
+            if channel not in known and left:
+                logger.warning("%d notification(s) in %s are for a notify target no longer configured; "
+                               "they are kept but not sent", left, self.outbox.root / channel)
+        for target in self.targets:
+            target.load()
+            target.thread = threading.Thread(target=target.run, args=(self._stop,), name=f"notify-{target.name}")
+            target.thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the sender threads (a send in progress is killed; it stays in the outbox)."""
+        self._stop.set()
+        for target in self.targets:
+            target.wake()
+        for target in self.targets:
+            if target.thread is not None:
+                target.thread.join(timeout)
+                if target.thread.is_alive():
+                    logger.error("notify %s: sender did not stop within %.0f s", target.name, timeout)
+        self._started = False
+
+    def notify(self, event: Event) -> None:
+        for target in self.targets:
+            if target.wants(event):
+                target.enqueue(event)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per target: sent, failed, pending, dropped, rejected, last error (masked)."""
+        return {t.name: t.status() for t in self.targets}
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until nothing is pending or every target waits on a failure; True if all sent."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(t.status()["pending"] == 0 for t in self.targets):
+                return True
+            time.sleep(0.05)
+        return False

@@ -1,0 +1,105 @@
+"""Send one notification with Apprise, in a child process: ``python -m watchdog.comms.notify_send``.
+
+Apprise and its service plugins take ~35 MB once imported (the child peaks at ~45 MB): a
+child process keeps them out of the daemon (its peak RSS stays within budget), and a service
+that hangs is killed with it.
+The request comes as JSON on stdin (never in argv, where the URL's secret would show in
+``ps``), the answer is one JSON line on stdout::
+
+    in:  {"url", "title", "body", "type": info|success|warning|failure, "attachment": path|null,
+          "attachment_name": "heatmap.jpg",
+          "ntfy": {"priority": ..., "actions": "http, Resume, https://..., method=POST; ..."}}
+    out: {"ok": bool, "permanent": bool, "detail": "..."}
+
+``permanent`` is true when the service refused the credentials (HTTP 401/403, SMTP 535): trying
+again will not help until the user fixes the URL. ``detail`` is Apprise's last complaint; the
+daemon masks secrets in it again before logging it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from typing import Any
+from urllib.parse import quote
+
+PERMANENT = re.compile(
+    r"\b(401|403|535)\b|unauthori[sz]ed|forbidden|authentication (failed|unsuccessful)|"
+    r"invalid (credentials|token|api key)", re.IGNORECASE)
+NTFY_SCHEMES = ("ntfy", "ntfys")
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[tuple[int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append((record.levelno, record.getMessage()))
+        except Exception:  # noqa: BLE001 - a malformed record is simply not captured
+            pass
+
+
+def with_ntfy_options(url: str, options: dict[str, str]) -> str:
+    """``url`` with ntfy's ``priority``/``actions`` query options added, unless already set."""
+    if url.split("://", 1)[0].lower() not in NTFY_SCHEMES:
+        return url
+    for key, value in options.items():
+        if value and not re.search(rf"[?&]{key}=", url):
+            url += ("&" if "?" in url else "?") + f"{key}={quote(value, safe='')}"
+    return url
+
+
+def send(request: dict[str, Any]) -> dict[str, Any]:
+    """One notification to one URL; never raises."""
+    import apprise
+
+    log = logging.getLogger("apprise")
+    log.propagate = False  # nothing of Apprise's reaches stderr unmasked
+    log.setLevel(logging.DEBUG)
+    capture = _Capture()
+    log.addHandler(capture)
+    url = with_ntfy_options(str(request["url"]).strip(), dict(request.get("ntfy") or {}))
+    ap = apprise.Apprise()
+    if not ap.add(url):
+        return {"ok": False, "permanent": True,
+                "detail": "the URL is not one Apprise understands (check its scheme and form)"}
+    attach = None
+    if request.get("attachment"):
+        attach = apprise.AppriseAttachment()
+        name = quote(str(request.get("attachment_name") or "picture.jpg"), safe="")
+        attach.add(f"file://{quote(str(request['attachment']))}?name={name}")
+    notify_type = {
+        "info": apprise.NotifyType.INFO,
+        "success": apprise.NotifyType.SUCCESS,
+        "warning": apprise.NotifyType.WARNING,
+        "failure": apprise.NotifyType.FAILURE,
+    }.get(str(request.get("type")), apprise.NotifyType.INFO)
+    try:
+        ok = bool(ap.notify(body=str(request["body"]), title=str(request.get("title") or ""),
+                            notify_type=notify_type, attach=attach))
+    except Exception as exc:  # noqa: BLE001 - a plugin bug is a failed attempt, not a crash
+        return {"ok": False, "permanent": False, "detail": f"{type(exc).__name__}: {exc}"}
+    if ok:
+        return {"ok": True, "permanent": False, "detail": ""}
+    complaints = [msg for level, msg in capture.lines if level >= logging.WARNING]
+    everything = " ".join(msg for _, msg in capture.lines)
+    return {"ok": False, "permanent": bool(PERMANENT.search(" ".join(complaints) or everything)),
+            "detail": (complaints[-1] if complaints else "the service did not accept the notification")[:300]}
+
+
+def main() -> int:
+    try:
+        request = json.loads(sys.stdin.read())
+        result = send(request)
+    except (ValueError, KeyError, TypeError) as exc:
+        result = {"ok": False, "permanent": True, "detail": f"bad request to the sender: {exc}"}
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The disk outbox: what must reach someone is written here first and removed once delivered.
+
+MQTT alerts and phone notifications go through the same outbox, so both keep the same promise:
+a broker or a push service that is away, a daemon that restarts or a power cut loses nothing,
+and nothing is delivered twice. One entry is a folder::
+
+    <storage.dir>/outbox/<channel>/<entry id>/entry.json      what to send (JSON)
+    <storage.dir>/outbox/<channel>/<entry id>/attachment.jpg  optional picture
+
+written to a hidden ``.partial`` folder, fsynced and renamed, so a half-written entry is never
+read back. A channel is ``mqtt`` or ``notify-<target name>``. A disk that is full or
+read-only must not stop alerts: ``put`` then returns the entry unsaved (``path`` None, logged
+at most once a minute) and the caller keeps it in memory until it is delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from watchdog.incidents import SAFE_NAME, ThrottledLog, new_incident_id, to_json
+
+logger = logging.getLogger(__name__)
+
+ENTRY = "entry.json"
+ATTACHMENT = "attachment.jpg"
+CHANNEL = re.compile(r"[A-Za-z0-9_-]{1,80}")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One message waiting for delivery on one channel.
+
+    ``body`` is the channel's own JSON (the alert for MQTT, the notification for a phone);
+    ``created`` (Unix time) bounds how long it is retried; ``path`` is None when it could not
+    be saved, and then ``attachment`` holds the picture in memory.
+    """
+
+    channel: str
+    id: str
+    printer: str
+    created: float
+    body: dict[str, Any]
+    path: Path | None = None
+    attachment: bytes | None = field(default=None, repr=False)
+
+    def picture(self) -> bytes | None:
+        """The attached JPEG, from memory or from the entry's folder; None if there is none."""
+        if self.attachment is not None:
+            return self.attachment
+        if self.path is None:
+            return None
+        try:
+            return (self.path / ATTACHMENT).read_bytes()
+        except OSError:
+            return None
+
+    @property
+    def age_s(self) -> float:
+        return time.time() - self.created
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Outbox:
+    """Entries of every channel under ``<storage.dir>/outbox``; safe to share between threads
+    (each entry is its own folder; ``put`` and ``done`` touch only that one)."""
+
+    def __init__(self, storage_dir: Path, throttle: ThrottledLog | None = None) -> None:
+        self.root = Path(storage_dir) / "outbox"
+        self._throttle = throttle or ThrottledLog()
+
+    def put(
+        self,
+        channel: str,
+        printer: str,
+        body: dict[str, Any],
+        attachment: bytes | None = None,
+        entry_id: str | None = None,
+    ) -> Entry:
+        """Write a new entry (fsynced) and return it; unsaved (``path`` None) on a disk error."""
+        if not CHANNEL.fullmatch(channel):
+            raise ValueError(f"outbox channel {channel!r} is not a safe folder name")
+        entry_id = entry_id or new_incident_id()
+        if not SAFE_NAME.fullmatch(entry_id):
+            raise ValueError(f"outbox entry id {entry_id!r} is not a safe folder name")
+        body = json.loads(to_json(body))  # plain JSON types (numpy scores), as read back after a restart
+        entry = Entry(channel, entry_id, printer, time.time(), body, None, attachment)
+        folder = self.root / channel
+        partial = folder / f".{entry_id}.partial"
+        final = folder / entry_id
+        record = {"printer": printer, "created": entry.created, "body": entry.body}
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            partial.mkdir()
+            if attachment is not None:
+                _write_file(partial / ATTACHMENT, attachment)
+            _write_file(partial / ENTRY, to_json(record))
+            os.replace(partial, final)
+            _fsync_dir(folder)
+        except OSError as exc:
+            self._throttle(
+                logger, logging.ERROR, "save",
+                "cannot save to the outbox in %s: %s; kept in memory until delivered",
+                folder, exc.strerror or exc,
+            )
+            shutil.rmtree(partial, ignore_errors=True)
+            return entry
+        return replace(entry, path=final, attachment=None)
+
+    def done(self, entry: Entry) -> None:
+        """Delivered (or given up): remove the entry so it is never sent again."""
+        if entry.path is None:
+            return
+        try:
+            shutil.rmtree(entry.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self._throttle(
+                logger, logging.ERROR, f"done:{entry.channel}",
+                "cannot remove delivered outbox entry %s (%s): it may be sent again after a restart",
+                entry.path, exc.strerror or exc,
+            )
+
+    def pending(self, channel: str) -> list[Entry]:
+        """Saved entries of ``channel``, oldest first (left by an earlier run or not yet done)."""
+        folder = self.root / channel
+        try:
+            dirs = sorted(p for p in folder.iterdir() if p.is_dir() and SAFE_NAME.fullmatch(p.name))
+        except OSError:
+            return []
+        found = []
+        for path in dirs:
+            try:
+                record = json.loads((path / ENTRY).read_text())
+                entry = Entry(channel, path.name, str(record["printer"]), float(record["created"]),
+                              dict(record["body"]), path)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                self._throttle(logger, logging.ERROR, f"corrupt:{path}", "outbox entry %s skipped: %s", path, exc)
+                continue
+            found.append(entry)
+        return found
+
+    def channels(self, prefix: str = "") -> list[str]:
+        """Channels with a folder on disk (entries may be left for targets no longer configured)."""
+        try:
+            return sorted(p.name for p in self.root.iterdir()
+                          if p.is_dir() and CHANNEL.fullmatch(p.name) and p.name.startswith(prefix))
+        except OSError:
+            return []

@@ -1,0 +1,211 @@
+"""The MQTT connection: paho client, credentials, TLS, last will, reconnects and size limits.
+
+It knows nothing of alerts or Home Assistant: the communicator (``watchdog.comms.mqtt``) gives
+it the topics to subscribe, a handler for incoming messages and one for PUBACKs. The network
+runs on paho's own thread (``loop_start``); nothing here blocks the daemon while the broker is
+away.
+
+Incoming messages are bounded before they are read into memory: the client connects with MQTT
+5 and tells the broker its Maximum Packet Size (the broker then drops larger messages for this
+client), and a packet announced larger than that anyway closes the connection before its
+payload is read (a broker that ignores the property cannot make the daemon allocate it).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import ssl
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from watchdog.config import ConfigError, MqttConfig
+from watchdog.incidents import ThrottledLog
+
+logger = logging.getLogger(__name__)
+
+# What the daemon receives is commands (≤ 1 KiB) and Home Assistant's status: 64 KiB is ample.
+MAX_INCOMING_BYTES = 64 * 1024
+
+MessageHandler = Callable[[mqtt.MQTTMessage], None]
+
+
+class _BoundedClient(mqtt.Client):
+    """A paho client that refuses to read a packet larger than ``max_incoming`` bytes.
+
+    paho reads a packet's whole remaining length with one ``recv`` (and allocates it): the
+    check sits exactly there.
+    """
+
+    max_incoming = MAX_INCOMING_BYTES
+    oversize: int | None = None
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if bufsize > self.max_incoming:
+            self.oversize = bufsize
+            raise OSError(errno.EMSGSIZE, f"incoming packet of {bufsize} bytes")
+        return super()._sock_recv(bufsize)
+
+
+class MqttTransport:
+    """One MQTT session to the configured broker, reconnecting by itself."""
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        on_message: MessageHandler,
+        on_ack: Callable[[int], None],
+        on_connected: Callable[[], None],
+        subscriptions: Callable[[], list[str]],
+        *,
+        reconnect_delay: tuple[float, float] = (1, 30),
+        throttle: ThrottledLog | None = None,
+        max_incoming: int = MAX_INCOMING_BYTES,
+    ) -> None:
+        self.cfg = cfg
+        self.prefix = cfg.topic_prefix
+        self._on_message_cb = on_message
+        self._on_ack_cb = on_ack
+        self._on_connected_cb = on_connected
+        self._subscriptions = subscriptions
+        self.reconnect_delay = reconnect_delay
+        self.max_incoming = max_incoming
+        self._throttle = throttle or ThrottledLog(60.0)
+        self.client: _BoundedClient | None = None
+        self._was_connected = False
+
+    @property
+    def availability_topic(self) -> str:
+        return f"{self.prefix}/available"
+
+    @property
+    def address(self) -> str:
+        return f"{self.cfg.host}:{self.cfg.port}"
+
+    @property
+    def connected(self) -> bool:
+        client = self.client
+        return client is not None and client.is_connected()
+
+    def make_client(self) -> _BoundedClient:
+        """The configured client (ConfigError naming mqtt.tls if the certificates cannot load)."""
+        cfg = self.cfg
+        client_id = cfg.client_id or f"printer-watchdog-{socket.gethostname()}"
+        client = _BoundedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        client.max_incoming = self.max_incoming
+        if cfg.username:
+            client.username_pw_set(cfg.username, cfg.password.get_secret_value() if cfg.password else None)
+        if cfg.tls is not None:
+            tls = cfg.tls
+            try:
+                client.tls_set(
+                    ca_certs=str(tls.ca_file) if tls.ca_file else None,
+                    certfile=str(tls.cert_file) if tls.cert_file else None,
+                    keyfile=str(tls.key_file) if tls.key_file else None,
+                    cert_reqs=ssl.CERT_NONE if tls.insecure else ssl.CERT_REQUIRED,
+                )
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                files = ", ".join(str(f) for f in (tls.ca_file, tls.cert_file, tls.key_file) if f)
+                raise ConfigError(f"mqtt.tls: cannot load the certificates ({files}): {exc}") from exc
+            if tls.insecure:
+                client.tls_insecure_set(True)
+                logger.warning("mqtt.tls.insecure: the broker's certificate is not verified")
+        client.will_set(self.availability_topic, "offline", qos=1, retain=True)
+        client.reconnect_delay_set(*self.reconnect_delay)  # type: ignore[arg-type]  # floats work too
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def start(self, client: _BoundedClient) -> None:
+        """Connect in the background with ``client`` (made by ``make_client``)."""
+        self.client = client
+        props = Properties(PacketTypes.CONNECT)
+        props.MaximumPacketSize = self.max_incoming
+        # Session expiry 0 (the default): a clean session each time, as before MQTT 5.
+        client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s,
+                             clean_start=True, properties=props)
+        client.loop_start()
+
+    def publish(self, topic: str, payload: bytes | str, retain: bool = False, qos: int = 1) -> mqtt.MQTTMessageInfo | None:
+        """Queue one message (paho sends it now or after the reconnect); None when stopped."""
+        client = self.client
+        if client is None:
+            return None
+        return client.publish(topic, payload, qos=qos, retain=retain)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Publish ``offline``, disconnect, join paho's thread."""
+        client = self.client
+        if client is None:
+            return
+        if client.is_connected():
+            info = client.publish(self.availability_topic, "offline", qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:
+                logger.debug("offline not confirmed: %s", exc)
+        self._was_connected = False  # a clean stop is not a lost connection
+        client.disconnect()
+        client.loop_stop()
+        self.client = None
+
+    # ----------------------------------------------------------------- callbacks (paho's thread)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            hint = ""
+            if reason.value in (4, 5, 134, 135):  # bad user name or password / not authorised
+                hint = " (check mqtt.username and mqtt.password)"
+            elif reason.value in (1, 132):  # unacceptable / unsupported protocol version
+                hint = " (the broker must speak MQTT 5, e.g. mosquitto 1.6 or later)"
+            self._throttle(logger, logging.ERROR, "connect",
+                           "MQTT broker %s refused the connection: %s%s; retrying", self.address, reason, hint)
+            return
+        self._throttle.reset("connect")
+        self._was_connected = True
+        client.publish(self.availability_topic, "online", qos=1, retain=True)
+        # noLocal: what the daemon publishes itself (clearing a retained command) is not echoed.
+        topics = [(t, SubscribeOptions(qos=1, noLocal=True)) for t in self._subscriptions()]
+        if topics:
+            client.subscribe(topics)
+        self._on_connected_cb()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        exc = sys.exception()  # paho calls this from inside its `except OSError:`
+        hint = ""
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            hint = " (set mqtt.tls.ca_file to the CA that signed the broker's certificate)"
+        self._throttle(logger, logging.WARNING, "connect",
+                       "cannot connect to MQTT broker %s: %s%s; retrying", self.address, exc or "failed", hint)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        oversize = getattr(client, "oversize", None)
+        if oversize is not None:
+            client.oversize = None  # type: ignore[attr-defined]
+            self._throttle(logger, logging.WARNING, "oversize",
+                           "MQTT broker %s sent a packet of %d bytes (limit %d): not read, reconnecting",
+                           self.address, oversize, self.max_incoming)
+        if self._was_connected:
+            self._was_connected = False
+            self._throttle(logger, logging.WARNING, "lost",
+                           "MQTT connection to %s lost (%s); retrying, alerts are kept until delivered",
+                           self.address, reason)
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        self._on_ack_cb(mid)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._on_message_cb(msg)
+        except Exception:  # a handler bug must never kill paho's network thread
+            logger.exception("handling the MQTT message on %s failed", msg.topic[:200])

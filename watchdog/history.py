@@ -1,0 +1,151 @@
+"""What a printer's watcher saw lately, kept in memory for the dashboard.
+
+Two bounded rings per printer, so memory stays flat however long the daemon runs:
+
+- ``Timeline``: one point per scored frame (time, score, threshold, flags) in preallocated
+  numpy arrays: 24 h at one frame every 10 s is 8,640 points, about 150 KB.
+- the lead-up: the last few frames before now (heatmap JPEG, already encoded for MQTT; the
+  camera frame as JPEG only when the frame was anomalous, the frames the trainer wants as
+  labelled failures), saved with an incident so "why did it pause?" is answered by a strip
+  of pictures.
+
+The history belongs to the printer, not to one watcher object: a reload builds new watchers
+and hands them the same history, so the timeline survives a change of masks or sensitivity.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from enum import IntFlag
+
+import numpy as np
+
+from watchdog.detection.bundle import encode_jpeg
+
+DEFAULT_POINTS = 8640  # 24 h at 10 s
+LEAD_UP_FRAMES = 5
+
+
+class Mark(IntFlag):
+    """What happened at one point of the timeline."""
+
+    NONE = 0
+    ANOMALOUS = 1
+    CALIBRATING = 2
+    ACTION = 4  # the watcher paused, cancelled or alerted on this frame
+    NEW_PRINT = 8  # first frame of a print
+
+
+@dataclass(frozen=True)
+class LeadUpFrame:
+    """One frame before an incident: when, its score, the heatmap and (if anomalous) the frame."""
+
+    time: float
+    score: float
+    heatmap_jpeg: bytes
+    frame_jpeg: bytes | None
+
+
+class Timeline:
+    """A fixed-size ring of (time, score, threshold, marks); thread-safe."""
+
+    def __init__(self, points: int = DEFAULT_POINTS) -> None:
+        self.capacity = points
+        self._t = np.zeros(points, np.float64)
+        self._s = np.zeros(points, np.float32)
+        self._th = np.zeros(points, np.float32)
+        self._f = np.zeros(points, np.uint8)
+        self._next = 0
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, t: float, score: float, threshold: float, marks: Mark) -> None:
+        with self._lock:
+            i = self._next
+            self._t[i], self._s[i], self._th[i], self._f[i] = t, score, threshold, int(marks)
+            self._next = (i + 1) % self.capacity
+            self._count = min(self._count + 1, self.capacity)
+
+    def mark_last(self, marks: Mark) -> None:
+        """Add marks to the newest point (the action is known after the point was added)."""
+        with self._lock:
+            if self._count:
+                i = (self._next - 1) % self.capacity
+                self._f[i] |= int(marks)
+
+    def since(self, t: float = 0.0) -> dict[str, list[float] | list[int]]:
+        """Points newer than ``t`` (epoch seconds), oldest first, as plain JSON lists."""
+        with self._lock:
+            order = (np.arange(self._count) + self._next - self._count) % self.capacity
+            keep = order[self._t[order] > t]
+            return {
+                "t": [round(float(v), 2) for v in self._t[keep]],
+                "score": [float(v) for v in self._s[keep]],
+                "threshold": [float(v) for v in self._th[keep]],
+                "marks": [int(v) for v in self._f[keep]],
+            }
+
+
+class History:
+    """A printer's timeline, lead-up frames and latest camera frame."""
+
+    def __init__(self, points: int = DEFAULT_POINTS, lead_up: int = LEAD_UP_FRAMES) -> None:
+        self.timeline = Timeline(points)
+        self._recent: deque[LeadUpFrame] = deque(maxlen=lead_up)
+        self._lock = threading.Lock()
+        self._frame: np.ndarray | None = None  # the latest camera frame, encoded on request only
+        self._frame_seq = 0
+        self._frame_cache: tuple[int, bytes] | None = None
+
+    def record(
+        self,
+        frame: np.ndarray,
+        score: float,
+        threshold: float,
+        anomalous: bool,
+        calibrating: bool,
+        new_print: bool,
+        heatmap_jpeg: bytes,
+    ) -> None:
+        """One scored frame (called by the watcher's thread after the frame was decided)."""
+        now = time.time()
+        marks = Mark.NONE
+        if anomalous:
+            marks |= Mark.ANOMALOUS
+        if calibrating:
+            marks |= Mark.CALIBRATING
+        if new_print:
+            marks |= Mark.NEW_PRINT
+        self.timeline.add(now, score, threshold, marks)
+        frame_jpeg = encode_jpeg(frame, 90) if anomalous else None
+        with self._lock:
+            self._recent.append(LeadUpFrame(now, score, heatmap_jpeg, frame_jpeg))
+            self._frame = frame
+            self._frame_seq += 1
+
+    def acted(self) -> None:
+        self.timeline.mark_last(Mark.ACTION)
+
+    def lead_up(self) -> list[LeadUpFrame]:
+        """The frames recorded before now, oldest first."""
+        with self._lock:
+            return list(self._recent)
+
+    def latest_frame_jpeg(self) -> bytes | None:
+        """The latest camera frame without the heatmap (encoded once per frame, on request)."""
+        with self._lock:
+            frame, seq, cache = self._frame, self._frame_seq, self._frame_cache
+        if frame is None:
+            return None
+        if cache is not None and cache[0] == seq:
+            return cache[1]
+        jpeg = encode_jpeg(frame)
+        with self._lock:
+            self._frame_cache = (seq, jpeg)
+        return jpeg

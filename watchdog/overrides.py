@@ -1,0 +1,168 @@
+"""Settings saved from the dashboard, kept next to the incidents and applied over the YAML.
+
+The owner draws masks and the watched region, or moves sensitivity and consecutive, on the
+page; those edits land in ``<storage.dir>/overrides.json`` (not in the config file, which may
+be read-only, templated or kept in git) and are validated by the same pydantic schema as the
+YAML: a value the YAML would refuse is refused here too, with the same words. The daemon
+(start and reload) and ``check-config`` read the config through ``load_effective_config``, so
+they survive a restart, are listed with their origin by ``check-config``, and are removed with
+"reset to the config file" on the page (or by deleting the file).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from watchdog.config import Config, ConfigError, DetectionConfig, load_config
+
+logger = logging.getLogger(__name__)
+
+FILE = "overrides.json"
+TUNABLE = ("mask", "region", "sensitivity", "consecutive")  # the detection keys the page edits
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Origin:
+    """One setting that does not come from the config file."""
+
+    key: str  # e.g. printers.ender3.detection.mask
+    value: Any
+    file: Path
+
+
+def overrides_path(storage_dir: Path) -> Path:
+    return Path(storage_dir) / FILE
+
+
+def _read(storage_dir: Path) -> dict[str, dict[str, Any]]:
+    """printer → {detection key: value}; ConfigError naming the file when it is unusable."""
+    path = overrides_path(storage_dir)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read the dashboard's saved settings ({exc}); fix or delete the file") from exc
+    printers = raw.get("printers") if isinstance(raw, dict) else None
+    if not isinstance(printers, dict):
+        raise ConfigError(f"{path}: expected {{\"printers\": {{name: {{detection: ...}}}}}}; fix or delete the file")
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in printers.items():
+        detection = entry.get("detection") if isinstance(entry, dict) else None
+        if not isinstance(detection, dict) or set(detection) - set(TUNABLE):
+            raise ConfigError(f"{path}: printers.{name}: only detection.{'/'.join(TUNABLE)} may be saved here")
+        out[str(name)] = detection
+    return out
+
+
+def _merge(detection: DetectionConfig, changes: dict[str, Any], where: str) -> DetectionConfig:
+    """The printer's detection settings with ``changes``, validated by the YAML's schema."""
+    data = detection.model_dump(mode="json")
+    data.update(changes)
+    try:
+        return DetectionConfig.model_validate(data)
+    except ValidationError as exc:
+        parts = [f"{where}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("; ".join(parts)) from exc
+
+
+def apply_overrides(config: Config) -> Config:
+    """``config`` with the saved dashboard settings on top (a printer no longer in the YAML is
+    skipped with a warning)."""
+    saved = _read(config.storage.dir)
+    if not saved:
+        return config
+    names = {p.name for p in config.printers}
+    for name in sorted(set(saved) - names):
+        logger.warning("%s: printer %s is no longer in the config; its saved settings are ignored",
+                       overrides_path(config.storage.dir), name)
+    printers = []
+    for p in config.printers:
+        changes = saved.get(p.name)
+        if changes:
+            where = f"{overrides_path(config.storage.dir)}: printers.{p.name}.detection"
+            p = p.model_copy(update={"detection": _merge(p.detection, changes, where)})
+        printers.append(p)
+    return config.model_copy(update={"printers": printers})
+
+
+def load_effective_config(path: str | Path) -> Config:
+    """The config file with the dashboard's saved settings on top (ConfigError naming the file
+    that is wrong)."""
+    return apply_overrides(load_config(path))
+
+
+def origins(config: Config) -> list[Origin]:
+    """Every setting that comes from the dashboard, for check-config and the page."""
+    path = overrides_path(config.storage.dir)
+    return [
+        Origin(f"printers.{name}.detection.{key}", value, path)
+        for name, detection in sorted(_read(config.storage.dir).items())
+        for key, value in detection.items()
+    ]
+
+
+def saved_for(storage_dir: Path, printer: str) -> dict[str, Any]:
+    return dict(_read(storage_dir).get(printer, {}))
+
+
+def save(storage_dir: Path, base: DetectionConfig, printer: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``changes`` against ``base`` (the printer's YAML settings) and store them with
+    what was saved before; returns the printer's saved settings. ConfigError when refused."""
+    unknown = set(changes) - set(TUNABLE)
+    if unknown:
+        raise ConfigError(f"printers.{printer}.detection: {', '.join(sorted(unknown))} cannot be set from the dashboard")
+    with _lock:
+        saved = _read(storage_dir)
+        mine = {**saved.get(printer, {}), **changes}
+        merged = _merge(base, mine, f"printers.{printer}.detection")
+        # Store what the schema made of it (tuples as lists, numbers as numbers).
+        mine = {k: merged.model_dump(mode="json")[k] for k in mine}
+        saved[printer] = mine
+        _write(storage_dir, saved)
+    return mine
+
+
+def reset(storage_dir: Path, printer: str, keys: tuple[str, ...] = TUNABLE) -> None:
+    """Forget the saved settings ``keys`` of ``printer``: the config file's values apply again."""
+    with _lock:
+        saved = _read(storage_dir)
+        mine = {k: v for k, v in saved.get(printer, {}).items() if k not in keys}
+        if mine:
+            saved[printer] = mine
+        else:
+            saved.pop(printer, None)
+        _write(storage_dir, saved)
+
+
+def _write(storage_dir: Path, saved: dict[str, dict[str, Any]]) -> None:
+    path = overrides_path(storage_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not saved:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_name(f".{FILE}.tmp")
+    body = {"printers": {name: {"detection": d} for name, d in sorted(saved.items())}}
+    with open(tmp, "w") as f:
+        json.dump(body, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def yaml_snippet(printer: str, detection: dict[str, Any]) -> str:
+    """The same settings as YAML, for owners who keep their config in git."""
+    if not detection:
+        return ""
+    doc = {"printers": [{"name": printer, "detection": detection}]}
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)

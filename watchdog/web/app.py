@@ -1,0 +1,296 @@
+"""The dashboard's pages and JSON API, installed on the daemon's HTTP server.
+
+Pages: ``/`` (one page: printers, incidents, where to look; hand-written JS polls the API
+every 2 s), ``/login``. API (JSON): ``/api/state``, ``/api/printers/<p>/timeline?since=``,
+``/api/printers/<p>/frame.jpg`` (the latest camera frame, no heatmap), ``/api/incidents``,
+``/api/incidents/<p>/<id>/<file>`` (its pictures), and the POSTs that change something:
+``/api/command`` (every button: a ``watchdog.control.Command`` handed to the daemon's
+``dispatch``), ``/api/printers/<p>/settings`` and ``.../settings/reset``.
+
+Guards, in order, for every request but ``/healthz``: on loopback without a password the Host
+header must name this machine (a web site cannot reach the page through DNS rebinding);
+with a password every page, image and API call needs a session (``/login`` excepted); every
+POST needs the page's CSRF token in ``X-CSRF-Token`` (or the login form's field) and, when
+the browser sends one, an ``Origin`` equal to this server's.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from flask import Flask, Response, redirect, request, send_from_directory
+from jinja2 import Environment, PackageLoader, select_autoescape
+from werkzeug.wrappers import Response as AnyResponse
+
+from watchdog import overrides
+from watchdog.comms.http import json_response, text
+from watchdog.config import Config, ConfigError, HttpConfig
+from watchdog.control import Command, CommandResult, Verb
+from watchdog.detection.bundle import Bundle
+from watchdog.history import History
+from watchdog.incidents import LEAD_UP, SAFE_NAME, incidents_root, list_incidents
+from watchdog.web import auth
+
+STATIC = Path(__file__).parent / "static"
+COOKIE = "watchdog_session"
+LOGIN_COOKIE = "watchdog_login"
+_INCIDENT_FILES = {"frame.jpg", "heatmap.jpg"}
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+
+
+class Backend(Protocol):
+    """What the dashboard needs of the daemon."""
+
+    config: Config
+    bundle: Bundle
+    histories: dict[str, History]
+
+    def status(self) -> dict[str, Any]: ...
+
+    def dispatch(self, command: Command) -> CommandResult: ...
+
+    def save_settings(self, printer: str, changes: dict[str, Any]) -> dict[str, Any]: ...
+
+    def reset_settings(self, printer: str) -> None: ...
+
+
+def _host_name(host: str) -> str:
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class Dashboard:
+    """Auth state and routes; ``install(app)`` puts them on the server's Flask app."""
+
+    def __init__(self, backend: Backend, cfg: HttpConfig, storage_dir: Path) -> None:
+        self.backend = backend
+        self.cfg = cfg
+        self.storage_dir = Path(storage_dir)
+        self.password_hash = auth.password_hash(cfg, self.storage_dir)  # prints a generated one once
+        self.sessions = auth.Sessions(cfg.session_hours * 3600)
+        self.limiter = auth.LoginLimiter(cfg.login_attempts_per_minute)
+        self.open_csrf = secrets.token_urlsafe(32)  # the page's token when no login is needed
+        self.templates = Environment(loader=PackageLoader("watchdog.web", "templates"),
+                                     autoescape=select_autoescape(["html"]))
+
+    @property
+    def login_required(self) -> bool:
+        return self.password_hash is not None
+
+    # ----------------------------------------------------------------- guards
+
+    def _session(self) -> auth.Session | None:
+        return self.sessions.get(request.cookies.get(COOKIE))
+
+    def _csrf_expected(self) -> str | None:
+        if not self.login_required:
+            return self.open_csrf
+        session = self._session()
+        return session.csrf if session else None
+
+    def guard(self) -> AnyResponse | None:
+        path = request.path
+        if path == "/healthz" or path.startswith("/actions/"):
+            return None  # a phone button carries its own capability token (watchdog.comms.actions)
+        if not self.login_required and _host_name(request.host) not in _LOOPBACK_HOSTS:
+            return text("403 this page answers to 127.0.0.1 or localhost only", 403)
+        if self.login_required and path not in ("/login", "/static/style.css") and self._session() is None:
+            if request.method == "GET" and path == "/":
+                return redirect("/login", 303)
+            return text("401 log in first: /login", 401)
+        if request.method == "POST":
+            origin = request.headers.get("Origin")
+            if origin is not None and origin.rstrip("/") != request.host_url.rstrip("/"):
+                return text("403 cross-site request refused", 403)
+            if path == "/login":
+                expected = request.cookies.get(LOGIN_COOKIE)
+                given = request.form.get("csrf")
+            else:
+                expected = self._csrf_expected()
+                given = request.headers.get("X-CSRF-Token")
+            if not auth.same(given, expected):
+                return text("403 missing or wrong CSRF token: reload the page", 403)
+        return None
+
+    def _cookie(self, response: AnyResponse, name: str, value: str, max_age: int | None) -> None:
+        response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="Strict", path="/",
+                            secure=request.is_secure)
+
+    # ----------------------------------------------------------------- routes
+
+    def install(self, app: Flask) -> None:
+        app.before_request(self.guard)
+        app.add_url_rule("/", "index", self.index)
+        app.add_url_rule("/login", "login_form", self.login_form, methods=["GET"])
+        app.add_url_rule("/login", "login", self.login, methods=["POST"])
+        app.add_url_rule("/logout", "logout", self.logout, methods=["POST"])
+        app.add_url_rule("/static/<name>", "static_file", self.static_file)
+        app.add_url_rule("/api/state", "state", self.state)
+        app.add_url_rule("/api/printers/<name>/timeline", "timeline", self.timeline)
+        app.add_url_rule("/api/printers/<name>/frame.jpg", "frame", self.frame)
+        app.add_url_rule("/api/incidents", "incidents", self.incidents)
+        app.add_url_rule("/api/incidents/<printer>/<incident>/<path:file>", "incident_file", self.incident_file)
+        app.add_url_rule("/api/command", "command", self.command, methods=["POST"])
+        app.add_url_rule("/api/printers/<name>/settings", "settings", self.settings, methods=["POST"])
+        app.add_url_rule("/api/printers/<name>/settings/reset", "reset", self.reset, methods=["POST"])
+
+    def _page(self, template: str, **values: Any) -> Response:
+        html = self.templates.get_template(template).render(**values)
+        response = Response(html, 200, mimetype="text/html")
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+        )
+        return response
+
+    def index(self) -> Response:
+        return self._page("index.html", csrf=self._csrf_expected() or "", login=self.login_required)
+
+    def login_form(self, error: str = "", status: int = 200) -> Response:
+        token = secrets.token_urlsafe(32)
+        response = self._page("login.html", csrf=token, error=error)
+        response.status_code = status
+        self._cookie(response, LOGIN_COOKIE, token, 600)
+        return response
+
+    def login(self) -> AnyResponse:
+        address = request.remote_addr or "?"
+        if self.limiter.blocked(address):
+            return self.login_form("Too many attempts: wait a minute.", 429)
+        if not self.login_required:
+            return redirect("/", 303)
+        if not auth.check_password(self.password_hash or "", request.form.get("password", "")):
+            self.limiter.failed(address)
+            return self.login_form("Wrong password.", 401)
+        token, _ = self.sessions.create()
+        response = redirect("/", 303)
+        self._cookie(response, COOKIE, token, int(self.cfg.session_hours * 3600))
+        response.delete_cookie(LOGIN_COOKIE, path="/")
+        return response
+
+    def logout(self) -> Response:
+        self.sessions.drop(request.cookies.get(COOKIE))
+        response = json_response({"ok": True})
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    def static_file(self, name: str) -> Response:
+        if name not in {"app.js", "style.css"}:
+            return text("404 Not Found", 404)
+        response = send_from_directory(STATIC, name, max_age=0)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    # ----------------------------------------------------------------- API
+
+    def _printer(self, name: str) -> Any:
+        return next((p for p in self.backend.config.printers if p.name == name), None)
+
+    def state(self) -> Response:
+        status = self.backend.status()
+        printers = []
+        roi = list(self.backend.bundle.meta.preprocess.roi)
+        for p in self.backend.config.printers:
+            st = status.get("printers", {}).get(p.name, {})
+            try:
+                saved = overrides.saved_for(self.storage_dir, p.name)
+            except ConfigError as exc:
+                saved = {"error": str(exc)}
+            det = p.detection
+            printers.append({
+                **st,
+                "name": p.name,
+                "action": p.action,
+                "needed": det.consecutive,
+                "settings": {"mask": det.mask, "region": det.region, "sensitivity": det.sensitivity,
+                             "consecutive": det.consecutive},
+                "model_region": roi,
+                "saved": saved,
+                "yaml": overrides.yaml_snippet(p.name, saved) if "error" not in saved else "",
+            })
+        return json_response({
+            "now": time.time(),
+            "mqtt_connected": status.get("mqtt_connected"),
+            "mqtt_enabled": self.backend.config.mqtt.enabled,
+            "login": self.login_required,
+            "printers": printers,
+        })
+
+    def timeline(self, name: str) -> Response:
+        history = self.backend.histories.get(name)
+        if history is None:
+            return text("404 no such printer", 404)
+        try:
+            since = float(request.args.get("since", "0"))
+        except ValueError:
+            return text("400 since must be a number (epoch seconds)", 400)
+        return json_response(history.timeline.since(since))
+
+    def frame(self, name: str) -> Response:
+        history = self.backend.histories.get(name)
+        jpeg = history.latest_frame_jpeg() if history else None
+        if not jpeg:
+            return text("404 no frame yet for this printer", 404)
+        return Response(jpeg, 200, mimetype="image/jpeg")
+
+    def incidents(self) -> Response:
+        names = [p.name for p in self.backend.config.printers]
+        found = list_incidents(self.storage_dir, names, limit=50)
+        return json_response([{**i.alert, "printer": i.printer, "incident": i.id, "delivered": i.delivered,
+                               "lead_up": list(i.lead_up)} for i in found])
+
+    def incident_file(self, printer: str, incident: str, file: str) -> Response:
+        allowed = file in _INCIDENT_FILES or (
+            file.startswith(f"{LEAD_UP}/") and file.count("/") == 1
+            and SAFE_NAME.fullmatch(file.split("/")[1].removesuffix(".jpg")) is not None
+            and file.endswith(".jpg")
+        )
+        if not (allowed and SAFE_NAME.fullmatch(printer) and SAFE_NAME.fullmatch(incident)
+                and self._printer(printer) is not None):
+            return text("404 Not Found", 404)
+        folder = incidents_root(self.storage_dir) / printer / incident
+        path = folder / file
+        if not path.is_file():
+            return text("404 Not Found", 404)
+        response = send_from_directory(folder, file, mimetype="image/jpeg", max_age=3600)
+        response.headers["Cache-Control"] = "private, max-age=3600"
+        return response
+
+    def command(self) -> Response:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return json_response({"ok": False, "detail": "expected a JSON object"}, 400)
+        printer, verb, incident = body.get("printer"), body.get("verb"), body.get("incident")
+        try:
+            verb = Verb(verb)
+        except ValueError:
+            return json_response({"ok": False, "detail": f"unknown verb {verb!r}"}, 400)
+        if not isinstance(printer, str) or self._printer(printer) is None:
+            return json_response({"ok": False, "detail": "unknown printer"}, 404)
+        if incident is not None and (not isinstance(incident, str) or not SAFE_NAME.fullmatch(incident)):
+            return json_response({"ok": False, "detail": "bad incident id"}, 400)
+        result = self.backend.dispatch(Command(printer, verb, incident, source="web"))
+        return json_response({"ok": result.ok, "detail": result.detail}, 200 if result.ok else 409)
+
+    def settings(self, name: str) -> Response:
+        if self._printer(name) is None:
+            return json_response({"ok": False, "detail": "unknown printer"}, 404)
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not body:
+            return json_response({"ok": False, "detail": "expected a JSON object of settings"}, 400)
+        try:
+            saved = self.backend.save_settings(name, body)
+        except ConfigError as exc:
+            return json_response({"ok": False, "detail": str(exc)}, 400)
+        return json_response({"ok": True, "saved": saved, "yaml": overrides.yaml_snippet(name, saved),
+                              "detail": "saved; the watcher restarts with it in a few seconds"})
+
+    def reset(self, name: str) -> Response:
+        if self._printer(name) is None:
+            return json_response({"ok": False, "detail": "unknown printer"}, 404)
+        self.backend.reset_settings(name)
+        return json_response({"ok": True, "detail": "back to the config file's settings"})

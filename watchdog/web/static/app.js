@@ -1,0 +1,580 @@
+// Printer watchdog dashboard. Hand-written, no dependencies: polls the daemon's JSON API
+// every 2 s, draws the score timeline and the mask editor on <canvas> itself.
+"use strict";
+
+const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+const POLL_MS = 2000;
+const MARK = { ANOMALOUS: 1, CALIBRATING: 2, ACTION: 4, NEW_PRINT: 8 };
+const DAY_S = 24 * 3600;
+
+const S = {
+  printers: [],
+  timelines: {},     // name -> {t, score, threshold, marks} (arrays, oldest first)
+  ranges: {},        // name -> "print" | "day"
+  incidentsKey: "",
+  view: "printers",
+  edit: null,        // the mask editor's draft
+};
+
+// ------------------------------------------------------------------ helpers
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k === "text") node.textContent = v;
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+function fmt(x, digits = 4) {
+  if (x === null || x === undefined || Number.isNaN(x)) return "–";
+  return Number(x).toPrecision(digits);
+}
+
+function clock(t) {
+  return new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+function when(iso) {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString();
+}
+
+async function getJSON(path) {
+  const r = await fetch(path, { credentials: "same-origin", cache: "no-store" });
+  if (r.status === 401) { location.href = "/login"; throw new Error("logged out"); }
+  if (!r.ok) throw new Error(`${path}: ${r.status}`);
+  return r.json();
+}
+
+async function post(path, body) {
+  const r = await fetch(path, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF },
+    body: JSON.stringify(body || {}),
+  });
+  let data = {};
+  try { data = await r.json(); } catch (e) { data = { ok: false, detail: `${r.status} ${r.statusText}` }; }
+  return data;
+}
+
+let toastTimer = null;
+function toast(message, ok = true) {
+  const t = document.getElementById("toast");
+  t.textContent = message;
+  t.className = ok ? "" : "bad";
+  t.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { t.hidden = true; }, 6000);
+}
+
+// The watcher's state label (watchdog.detection.decide.Label) with its progress, in words.
+function stateOf(p) {
+  const s = p.state || "starting";
+  if (s === "calibrating") return [s, p.calibration ? `calibrating ${p.calibration}` : s];
+  if (s === "anomaly") return [s, `anomaly ${p.consecutive}/${p.needed}`];
+  if (s === "camera_offline") return [s, "camera offline"];
+  return [s, s];
+}
+
+// ------------------------------------------------------------------ routing
+
+function route() {
+  const hash = location.hash || "#/";
+  const m = hash.match(/^#\/edit\/([A-Za-z0-9_-]+)$/);
+  S.view = m ? "edit" : hash === "#/incidents" ? "incidents" : "printers";
+  document.getElementById("view-printers").hidden = S.view !== "printers";
+  document.getElementById("view-incidents").hidden = S.view !== "incidents";
+  document.getElementById("view-edit").hidden = S.view !== "edit";
+  document.getElementById("nav-printers").classList.toggle("active", S.view === "printers");
+  document.getElementById("nav-incidents").classList.toggle("active", S.view === "incidents");
+  if (S.view === "edit") openEditor(m[1]);
+  else S.edit = null;
+  if (S.view === "incidents") { S.incidentsKey = ""; loadIncidents(); }
+}
+
+// ------------------------------------------------------------------ polling
+
+async function poll() {
+  const conn = document.getElementById("conn");
+  try {
+    const state = await getJSON("/api/state");
+    S.printers = state.printers;
+    S.mqtt = state.mqtt_enabled;
+    await Promise.all(state.printers.map(loadTimeline));
+    conn.textContent = `updated ${clock(state.now)}` + (state.mqtt_enabled && !state.mqtt_connected ? " · MQTT offline" : "");
+    conn.classList.remove("offline");
+    renderPrinters();
+    if (S.view === "incidents") await loadIncidents();
+    if (S.view === "edit") refreshEditor();
+  } catch (e) {
+    conn.textContent = "daemon not answering";
+    conn.classList.add("offline");
+  } finally {
+    setTimeout(poll, POLL_MS);
+  }
+}
+
+async function loadTimeline(p) {
+  const tl = S.timelines[p.name] || (S.timelines[p.name] = { t: [], score: [], threshold: [], marks: [] });
+  const since = tl.t.length ? tl.t[tl.t.length - 1] : 0;
+  const fresh = await getJSON(`/api/printers/${p.name}/timeline?since=${since}`);
+  for (const k of ["t", "score", "threshold", "marks"]) tl[k].push(...fresh[k]);
+  const cutoff = Date.now() / 1000 - DAY_S;
+  let drop = 0;
+  while (drop < tl.t.length && tl.t[drop] < cutoff) drop++;
+  if (drop) for (const k of ["t", "score", "threshold", "marks"]) tl[k].splice(0, drop);
+}
+
+// ------------------------------------------------------------------ printers overview
+
+const cards = {};
+
+function buildCard(p) {
+  const c = {};
+  c.badge = el("span", { class: "badge", "data-role": "state" });
+  c.enabled = el("input", { type: "checkbox", "data-role": "enabled" });
+  c.enabled.addEventListener("change", async () => {
+    const verb = c.enabled.checked ? "enable" : "disable";
+    const r = await post("/api/command", { printer: p.name, verb });
+    toast(r.detail, r.ok);
+  });
+  c.overlay = el("input", { type: "checkbox", checked: true, "data-role": "overlay" });
+  c.overlay.addEventListener("change", () => { c.imgKey = ""; updateCard(c, S.printers.find((x) => x.name === p.name)); });
+  c.img = el("img", { alt: `latest frame of ${p.name}`, "data-role": "frame" });
+  c.noimg = el("div", { class: "noimg", text: "no frame yet" });
+  c.img.addEventListener("load", () => { c.noimg.hidden = true; c.img.hidden = false; });
+  c.img.addEventListener("error", () => { c.noimg.hidden = false; c.img.hidden = true; });
+  c.api = el("span", { "data-role": "printer-state" });
+  c.job = el("span", { class: "muted", "data-role": "job" });
+  c.score = el("span", { "data-role": "score" });
+  c.barFill = el("span");
+  c.barMark = el("i");
+  c.canvas = el("canvas", { class: "timeline", "data-role": "timeline", "data-points": "0" });
+  c.range = el("select", { "data-role": "range" },
+    el("option", { value: "print", text: "this print" }), el("option", { value: "day", text: "24 h" }));
+  c.range.addEventListener("change", () => { S.ranges[p.name] = c.range.value; drawTimeline(c.canvas, S.timelines[p.name], c.range.value); });
+  attachTooltip(c.canvas);
+  c.root = el("article", { class: "card printer", "data-printer": p.name },
+    el("div", { class: "card-head" }, el("h2", { text: p.name }), c.badge,
+      el("label", { class: "switch" }, c.enabled, "watching")),
+    el("div", { class: "frame" }, c.img, c.noimg),
+    el("div", { class: "row" }, el("label", {}, c.overlay, " heatmap"),
+      el("a", { href: `#/edit/${p.name}`, class: "button", "data-role": "edit" }, "Where to look & settings")),
+    el("div", { class: "row" }, el("span", {}, "Printer: ", c.api), c.job),
+    el("div", { class: "row" }, c.score, el("div", { class: "scorebar" }, c.barFill, c.barMark)),
+    el("div", { class: "tl-head" }, el("span", { text: "Score timeline" }), c.range),
+    c.canvas,
+    el("div", { class: "legend muted" },
+      "— score, - - threshold, shaded: calibration, red: anomalous, ▲ action"));
+  return c;
+}
+
+function updateCard(c, p) {
+  const [cls, label] = stateOf(p);
+  c.badge.className = `badge ${cls}`;
+  c.badge.textContent = label;
+  c.enabled.checked = p.enabled !== false;
+  c.api.textContent = p.printer_state || "unknown";
+  c.api.title = p.printer_detail || "";
+  c.job.textContent = p.job ? `job ${p.job}` : "";
+  c.score.textContent = `score ${fmt(p.score)} / threshold ${fmt(p.threshold)}`;
+  if (p.score !== null && p.threshold) {
+    const full = Math.max(p.threshold * 2, p.score);
+    c.barFill.style.width = `${Math.min(100, (100 * p.score) / full)}%`;
+    c.barFill.className = p.score > p.threshold ? "over" : "";
+    c.barMark.style.left = `${(100 * p.threshold) / full}%`;
+  }
+  const tl = S.timelines[p.name];
+  const last = tl && tl.t.length ? tl.t[tl.t.length - 1] : 0;
+  const key = `${c.overlay.checked}:${last}`;
+  if (key !== c.imgKey && last) {
+    c.imgKey = key;
+    c.img.src = c.overlay.checked ? `/printers/${p.name}/latest.jpg?t=${last}` : `/api/printers/${p.name}/frame.jpg?t=${last}`;
+    c.img.dataset.kind = c.overlay.checked ? "heatmap" : "frame";
+  }
+  c.range.value = S.ranges[p.name] || "print";
+  drawTimeline(c.canvas, tl, c.range.value);
+}
+
+function renderPrinters() {
+  const view = document.getElementById("view-printers");
+  let grid = view.querySelector(".grid");
+  if (!grid) { grid = el("div", { class: "grid" }); view.append(grid); }
+  for (const p of S.printers) {
+    if (!cards[p.name]) { cards[p.name] = buildCard(p); grid.append(cards[p.name].root); }
+    updateCard(cards[p.name], p);
+  }
+}
+
+// ------------------------------------------------------------------ timeline
+
+function visibleRange(tl, range) {
+  let start = 0;
+  if (range === "print") {
+    for (let i = tl.t.length - 1; i >= 0; i--) if (tl.marks[i] & MARK.NEW_PRINT) { start = i; break; }
+  }
+  return start;
+}
+
+function drawTimeline(canvas, tl, range) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth || 300, h = canvas.clientHeight || 150;
+  canvas.width = Math.round(w * dpr);
+  canvas.height = Math.round(h * dpr);
+  const g = canvas.getContext("2d");
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, w, h);
+  canvas._pts = [];
+  if (!tl || !tl.t.length) {
+    canvas.dataset.points = "0";
+    g.fillStyle = "#5d6677"; g.font = "12px sans-serif";
+    g.fillText("no scored frames yet", 10, h / 2);
+    return;
+  }
+  const start = visibleRange(tl, range);
+  const n = tl.t.length - start;
+  const L = 44, R = 8, T = 8, B = 18;
+  const t0 = tl.t[start], t1 = Math.max(tl.t[tl.t.length - 1], t0 + 1);
+  let ymax = 0;
+  for (let i = start; i < tl.t.length; i++) ymax = Math.max(ymax, tl.score[i], tl.threshold[i] * 1.5);
+  ymax = ymax || 1;
+  const X = (t) => L + ((t - t0) / (t1 - t0)) * (w - L - R);
+  const Y = (s) => T + (1 - Math.min(s, ymax) / ymax) * (h - T - B);
+  // calibration windows, shaded
+  g.fillStyle = "rgba(36, 87, 197, 0.12)";
+  for (let i = start; i < tl.t.length; i++) {
+    if (!(tl.marks[i] & MARK.CALIBRATING)) continue;
+    let j = i;
+    while (j + 1 < tl.t.length && tl.marks[j + 1] & MARK.CALIBRATING) j++;
+    const x0 = X(tl.t[i]) - 2, x1 = X(tl.t[Math.min(j + 1, tl.t.length - 1)]);
+    g.fillRect(x0, T, Math.max(4, x1 - x0), h - T - B);
+    i = j;
+  }
+  // axes
+  g.strokeStyle = "#d8dce3"; g.lineWidth = 1;
+  g.beginPath(); g.moveTo(L, T); g.lineTo(L, h - B); g.lineTo(w - R, h - B); g.stroke();
+  g.fillStyle = "#5d6677"; g.font = "10px sans-serif";
+  g.fillText(fmt(ymax, 2), 2, T + 8);
+  g.fillText("0", 2, h - B);
+  g.fillText(clock(t0), L, h - 4);
+  const endLabel = clock(t1);
+  g.fillText(endLabel, w - R - g.measureText(endLabel).width, h - 4);
+  // print boundaries
+  g.setLineDash([2, 3]); g.strokeStyle = "#8a93a3";
+  for (let i = start; i < tl.t.length; i++) {
+    if (tl.marks[i] & MARK.NEW_PRINT && i > start) { g.beginPath(); g.moveTo(X(tl.t[i]), T); g.lineTo(X(tl.t[i]), h - B); g.stroke(); }
+  }
+  // threshold
+  g.setLineDash([5, 4]); g.strokeStyle = "#c77700"; g.lineWidth = 1.5;
+  g.beginPath();
+  for (let i = start; i < tl.t.length; i++) {
+    const x = X(tl.t[i]), y = Y(tl.threshold[i]);
+    if (i === start) g.moveTo(x, y); else g.lineTo(x, y);
+  }
+  g.stroke(); g.setLineDash([]);
+  // scores
+  g.strokeStyle = "#2457c5"; g.lineWidth = 1.5;
+  g.beginPath();
+  for (let i = start; i < tl.t.length; i++) {
+    const x = X(tl.t[i]), y = Y(tl.score[i]);
+    if (i === start) g.moveTo(x, y); else g.lineTo(x, y);
+  }
+  g.stroke();
+  let anomalous = 0, actions = 0;
+  for (let i = start; i < tl.t.length; i++) {
+    const x = X(tl.t[i]), y = Y(tl.score[i]), m = tl.marks[i];
+    canvas._pts.push({ x, y, t: tl.t[i], s: tl.score[i], th: tl.threshold[i], m });
+    if (m & MARK.ANOMALOUS) {
+      anomalous++;
+      g.fillStyle = "#c62828"; g.beginPath(); g.arc(x, y, 3, 0, 2 * Math.PI); g.fill();
+    } else if (n <= 400) {
+      g.fillStyle = "#2457c5"; g.beginPath(); g.arc(x, y, 1.6, 0, 2 * Math.PI); g.fill();
+    }
+    if (m & MARK.ACTION) {
+      actions++;
+      g.strokeStyle = "#c62828"; g.lineWidth = 1.5;
+      g.beginPath(); g.moveTo(x, T); g.lineTo(x, h - B); g.stroke();
+      g.fillStyle = "#c62828"; g.beginPath(); g.moveTo(x - 5, T + 9); g.lineTo(x + 5, T + 9); g.lineTo(x, T); g.fill();
+    }
+  }
+  canvas.dataset.points = String(n);
+  canvas.dataset.anomalous = String(anomalous);
+  canvas.dataset.actions = String(actions);
+}
+
+function attachTooltip(canvas) {
+  const tip = document.getElementById("tooltip");
+  const show = (ev) => {
+    const pts = canvas._pts || [];
+    if (!pts.length) { tip.hidden = true; return; }
+    const rect = canvas.getBoundingClientRect();
+    const x = ev.clientX - rect.left;
+    let best = pts[0];
+    for (const p of pts) if (Math.abs(p.x - x) < Math.abs(best.x - x)) best = p;
+    const marks = [];
+    if (best.m & MARK.CALIBRATING) marks.push("calibrating");
+    if (best.m & MARK.ANOMALOUS) marks.push("anomalous");
+    if (best.m & MARK.ACTION) marks.push("action taken");
+    tip.textContent = `${clock(best.t)} · score ${fmt(best.s)} (threshold ${fmt(best.th)})${marks.length ? " · " + marks.join(", ") : ""}`;
+    tip.style.left = `${Math.min(ev.clientX + 12, window.innerWidth - 260)}px`;
+    tip.style.top = `${ev.clientY + 14}px`;
+    tip.hidden = false;
+  };
+  canvas.addEventListener("pointermove", show);
+  canvas.addEventListener("pointerdown", show);
+  canvas.addEventListener("pointerleave", () => { tip.hidden = true; });
+}
+
+// ------------------------------------------------------------------ incidents
+
+async function loadIncidents() {
+  const list = await getJSON("/api/incidents");
+  const key = JSON.stringify(list);
+  if (key === S.incidentsKey) return;
+  S.incidentsKey = key;
+  const view = document.getElementById("view-incidents");
+  view.replaceChildren();
+  if (!list.length) { view.append(el("p", { class: "empty", text: "No incidents: nothing has been paused or alerted." })); return; }
+  const grid = el("div", { class: "grid" });
+  for (const i of list) grid.append(incidentCard(i));
+  view.append(grid);
+}
+
+function incidentCard(i) {
+  const base = `/api/incidents/${i.printer}/${i.incident}`;
+  const heat = i.lead_up.filter((f) => f.endsWith("-heatmap.jpg"));
+  const result = i.action_result || {};
+  const verdict = i.verdict === "failure" ? "confirmed failure" : i.verdict === "not_failure" ? "not a failure" : "";
+  const act = (verb, label, cls, question) => el("button", {
+    class: cls, "data-verb": verb,
+    onclick: async (ev) => {
+      if (question && !window.confirm(question)) return;
+      ev.target.disabled = true;
+      const r = await post("/api/command", { printer: i.printer, verb, incident: i.incident });
+      ev.target.disabled = false;
+      toast(r.detail || (r.ok ? "done" : "refused"), r.ok);
+      S.incidentsKey = "";
+      loadIncidents();
+    },
+  }, label);
+  return el("article", { class: "card incident", "data-incident": i.incident, "data-printer": i.printer },
+    el("div", { class: "info" },
+      el("div", { class: "card-head" }, el("h2", { text: `${i.printer}: ${i.action || "alert"}` }),
+        el("span", { class: "muted", text: when(i.time) }),
+        verdict ? el("span", { class: "badge verdict", "data-role": "verdict", text: verdict }) : null),
+      el("div", { class: "row" },
+        el("span", { text: `score ${fmt(i.score)} > threshold ${fmt(i.threshold)}, ${i.consecutive} frames in a row` })),
+      el("div", { class: "row" },
+        el("span", { text: `${i.action}: ${result.outcome || "?"}${result.detail ? " (" + result.detail + ")" : ""}` }),
+        el("span", { class: "muted", "data-role": "delivery",
+          text: !S.mqtt ? "MQTT: not configured" : i.delivered ? "MQTT: delivered" : "MQTT: not delivered yet" })),
+      i.job ? el("div", { class: "row muted", text: `job ${i.job}` }) : null),
+    el("figure", { class: "frame" }, el("img", { src: `${base}/frame.jpg`, alt: "the frame", loading: "lazy", "data-role": "incident-frame" })),
+    el("figure", { class: "frame" }, el("img", { src: `${base}/heatmap.jpg`, alt: "its heatmap", loading: "lazy", "data-role": "incident-heatmap" })),
+    heat.length ? el("div", { class: "strip", "data-role": "lead-up" },
+      heat.map((f, n) => el("figure", {}, el("img", { src: `${base}/lead_up/${f.split("/").pop()}`, alt: `frame ${n + 1} before` }),
+        el("figcaption", { text: `${heat.length - n} before` })))) : null,
+    el("div", { class: "buttons info" },
+      act("not_failure", "Not a failure", "good", null),
+      act("failure", "Confirm failure", "danger", null),
+      act("resume", "Resume print", "", `Resume the print on ${i.printer}?`),
+      act("cancel", "Cancel print", "danger", `Cancel the print on ${i.printer}? This cannot be undone.`)));
+}
+
+// ------------------------------------------------------------------ where to look (mask editor)
+
+function copy(x) { return JSON.parse(JSON.stringify(x)); }
+
+function openEditor(name) {
+  const p = S.printers.find((x) => x.name === name);
+  const view = document.getElementById("view-edit");
+  if (!p) { view.replaceChildren(el("p", { class: "empty", text: "loading…" })); S.edit = { name, pending: true }; return; }
+  const d = S.edit = {
+    name,
+    region: p.settings.region ? copy(p.settings.region) : null,
+    masks: copy(p.settings.mask || []),
+    current: [],
+    mode: "mask",
+    drag: null,
+    modelRegion: p.model_region,
+  };
+  d.img = el("img", { alt: `latest frame of ${name}`, "data-role": "edit-frame", src: `/api/printers/${name}/frame.jpg?t=${Date.now()}` });
+  d.canvas = el("canvas", { "data-role": "edit-canvas" });
+  d.img.addEventListener("load", drawEditor);
+  const mode = (value, label) => el("label", {},
+    el("input", { type: "radio", name: "mode", value, checked: value === d.mode, "data-role": `mode-${value}`,
+      onchange: () => { d.mode = value; d.current = []; drawEditor(); } }), label);
+  d.sens = el("input", { type: "range", min: "0.5", max: "2", step: "0.05", value: String(p.settings.sensitivity), "data-role": "sensitivity" });
+  d.sensOut = el("output", { text: String(p.settings.sensitivity) });
+  d.sens.addEventListener("input", () => { d.sensOut.textContent = d.sens.value; });
+  d.cons = el("input", { type: "number", min: "1", max: "100", step: "1", value: String(p.settings.consecutive), "data-role": "consecutive" });
+  d.yaml = el("pre", { class: "yaml", "data-role": "yaml" });
+  d.origin = el("p", { class: "origin muted", "data-role": "origin" });
+  d.status = el("p", { class: "muted", "data-role": "scored" });
+  view.replaceChildren(el("div", { class: "card" },
+    el("div", { class: "card-head" }, el("h2", { text: `Where to look: ${name}` }), el("a", { href: "#/", class: "button" }, "Back")),
+    el("div", { class: "editor" },
+      el("div", {},
+        el("div", { class: "tools" }, mode("mask", "Mask: click corners"), mode("region", "Watched region: drag"),
+          el("button", { type: "button", "data-role": "finish", onclick: finishPolygon }, "Finish polygon"),
+          el("button", { type: "button", "data-role": "undo", onclick: () => { if (d.current.length) d.current.pop(); else d.masks.pop(); drawEditor(); } }, "Undo"),
+          el("button", { type: "button", "data-role": "clear", onclick: () => { d.masks = []; d.current = []; drawEditor(); } }, "Clear masks"),
+          el("button", { type: "button", "data-role": "full", onclick: () => { d.region = null; drawEditor(); } }, "Model's region")),
+        el("div", { class: "stage" }, d.img, d.canvas),
+        d.status),
+      el("div", {},
+        el("fieldset", {}, el("legend", { text: "Settings" }),
+          el("label", {}, "Sensitivity", d.sens, d.sensOut),
+          el("label", {}, "Anomalous frames in a row", d.cons)),
+        el("div", { class: "buttons" },
+          el("button", { class: "primary", type: "button", "data-role": "save", onclick: saveEditor }, "Save"),
+          el("button", { type: "button", "data-role": "reset", onclick: resetEditor }, "Reset to the config file")),
+        d.origin,
+        el("p", { class: "muted", text: "The same settings for a config file kept in git:" }),
+        d.yaml))));
+  d.canvas.addEventListener("pointerdown", editorDown);
+  d.canvas.addEventListener("pointermove", editorMove);
+  d.canvas.addEventListener("pointerup", editorUp);
+  refreshEditor();
+  drawEditor();
+}
+
+function refreshEditor() {
+  const d = S.edit;
+  if (!d) return;
+  if (d.pending) { if (S.printers.length) openEditor(d.name); return; }
+  const p = S.printers.find((x) => x.name === d.name);
+  if (!p) return;
+  const keys = Object.keys(p.saved || {});
+  d.origin.textContent = p.saved && p.saved.error ? p.saved.error
+    : keys.length ? `Saved from this page: ${keys.join(", ")} (overrides the config file).` : "All settings come from the config file.";
+  d.yaml.textContent = p.yaml || "# nothing saved from the page";
+}
+
+function norm(ev) {
+  const r = S.edit.canvas.getBoundingClientRect();
+  const cl = (v) => Math.max(0, Math.min(1, v));
+  return [cl((ev.clientX - r.left) / r.width), cl((ev.clientY - r.top) / r.height)];
+}
+
+function editorDown(ev) {
+  const d = S.edit;
+  if (d.mode === "region") { d.drag = norm(ev); d.dragTo = d.drag; d.canvas.setPointerCapture(ev.pointerId); }
+}
+
+function editorMove(ev) {
+  const d = S.edit;
+  if (d.mode === "region" && d.drag) { d.dragTo = norm(ev); drawEditor(); }
+}
+
+function editorUp(ev) {
+  const d = S.edit;
+  const pt = norm(ev);
+  if (d.mode === "region" && d.drag) {
+    const [x0, y0] = d.drag, [x1, y1] = pt;
+    d.drag = null;
+    if (Math.abs(x1 - x0) > 0.02 && Math.abs(y1 - y0) > 0.02) {
+      d.region = [Math.min(x0, x1), Math.min(y0, y1), Math.max(x0, x1), Math.max(y0, y1)].map((v) => Math.round(v * 1000) / 1000);
+    }
+  } else if (d.mode === "mask") {
+    const r = d.canvas.getBoundingClientRect();
+    if (d.current.length >= 3) {
+      const [fx, fy] = d.current[0];
+      if (Math.hypot((fx - pt[0]) * r.width, (fy - pt[1]) * r.height) < 12) { finishPolygon(); return; }
+    }
+    d.current.push(pt.map((v) => Math.round(v * 1000) / 1000));
+  }
+  drawEditor();
+}
+
+function finishPolygon() {
+  const d = S.edit;
+  if (d.current.length >= 3) { d.masks.push(d.current); d.current = []; }
+  else if (d.current.length) toast("A mask needs at least 3 corners.", false);
+  drawEditor();
+}
+
+function drawEditor() {
+  const d = S.edit;
+  if (!d || !d.canvas) return;
+  const c = d.canvas, dpr = window.devicePixelRatio || 1;
+  const w = c.clientWidth, h = c.clientHeight;
+  if (!w || !h) return;
+  c.width = Math.round(w * dpr); c.height = Math.round(h * dpr);
+  const g = c.getContext("2d");
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, w, h);
+  const region = d.drag ? [Math.min(d.drag[0], d.dragTo[0]), Math.min(d.drag[1], d.dragTo[1]), Math.max(d.drag[0], d.dragTo[0]), Math.max(d.drag[1], d.dragTo[1])]
+    : d.region || d.modelRegion || [0, 0, 1, 1];
+  // Everything outside the region is not scored: dark; masks inside are not scored: red.
+  g.fillStyle = "rgba(0, 0, 0, 0.6)";
+  g.beginPath();
+  g.rect(0, 0, w, h);
+  g.rect(region[0] * w, region[1] * h, (region[2] - region[0]) * w, (region[3] - region[1]) * h);
+  g.fill("evenodd");
+  g.strokeStyle = "#3ddc84"; g.lineWidth = 2;
+  g.strokeRect(region[0] * w, region[1] * h, (region[2] - region[0]) * w, (region[3] - region[1]) * h);
+  for (const poly of d.masks) {
+    g.fillStyle = "rgba(198, 40, 40, 0.55)"; g.strokeStyle = "#ff8a80";
+    g.beginPath();
+    poly.forEach(([x, y], i) => (i ? g.lineTo(x * w, y * h) : g.moveTo(x * w, y * h)));
+    g.closePath(); g.fill(); g.stroke();
+  }
+  if (d.current.length) {
+    g.strokeStyle = "#ffd54f"; g.fillStyle = "#ffd54f";
+    g.beginPath();
+    d.current.forEach(([x, y], i) => (i ? g.lineTo(x * w, y * h) : g.moveTo(x * w, y * h)));
+    g.stroke();
+    for (const [x, y] of d.current) { g.beginPath(); g.arc(x * w, y * h, 4, 0, 2 * Math.PI); g.fill(); }
+  }
+  d.status.textContent = `Scored: the clear part inside the green rectangle. ${d.masks.length} mask(s)` +
+    (d.current.length ? `, drawing one (${d.current.length} corners)` : "") + ".";
+  c.dataset.masks = String(d.masks.length);
+}
+
+async function saveEditor() {
+  const d = S.edit;
+  if (d.current.length >= 3) finishPolygon();
+  // Only what the owner changed (or saved before) becomes a saved setting: the rest keeps
+  // following the config file.
+  const p = S.printers.find((x) => x.name === d.name) || { settings: {}, saved: {} };
+  const saved = p.saved || {};
+  const body = { mask: d.masks };
+  if (d.region || "region" in saved) body.region = d.region;
+  const sens = Number(d.sens.value), cons = Number(d.cons.value);
+  if (sens !== p.settings.sensitivity || "sensitivity" in saved) body.sensitivity = sens;
+  if (cons !== p.settings.consecutive || "consecutive" in saved) body.consecutive = cons;
+  const r = await post(`/api/printers/${d.name}/settings`, body);
+  toast(r.detail, r.ok);
+  if (r.ok) {
+    d.yaml.textContent = r.yaml;
+    d.origin.textContent = `Saved from this page: ${Object.keys(r.saved).join(", ")} (overrides the config file).`;
+  }
+}
+
+async function resetEditor() {
+  const d = S.edit;
+  if (!window.confirm(`Forget the settings saved for ${d.name} on this page and use the config file's?`)) return;
+  const r = await post(`/api/printers/${d.name}/settings/reset`, {});
+  toast(r.detail, r.ok);
+  setTimeout(() => { const name = d.name; S.edit = { name, pending: true }; }, 2500);
+}
+
+// ------------------------------------------------------------------ start
+
+window.addEventListener("hashchange", route);
+window.addEventListener("resize", () => { renderPrinters(); drawEditor(); });
+const logout = document.getElementById("logout");
+if (logout) logout.addEventListener("click", async () => { await post("/logout", {}); location.href = "/login"; });
+route();
+poll();
