@@ -94,7 +94,8 @@ def resolve_preset(options: Options) -> Preset:
         preset = dataclasses.replace(preset, preprocess=pre)
     if options.region is not None:
         try:
-            pre = dataclasses.replace(preset.preprocess, roi=tuple(float(v) for v in options.region))
+            x0, y0, x1, y1 = (float(v) for v in options.region)
+            pre = dataclasses.replace(preset.preprocess, roi=(x0, y0, x1, y1))
         except ValueError as exc:
             raise DataError(f"--region {','.join(f'{v:g}' for v in options.region)}: {exc}") from exc
         preset = dataclasses.replace(preset, preprocess=pre)
