@@ -581,38 +581,44 @@ def _pause(v: int | None) -> str:
     return "never" if v is None else str(v)
 
 
-def print_summary(summary: dict[str, Any]) -> None:
-    """Markdown tables of ``summarize`` (docs/quality-detection.md)."""
+def summary_tables(summary: dict[str, Any]) -> dict[str, str]:
+    """Markdown tables of ``summarize`` (docs/quality-detection.md): first minutes, in-scene per
+    fold-run, spread over fold-runs."""
     rows = summary["fold_runs"]
     names = list(rows[0]["failed_frames_to_pause"]) if rows else []
-    print("\n### First minutes: each print replayed from its own first frame\n")
-    print("| seed | held out | guard (absolute) | highest start of the held-out print | pauses of the normal print "
-          "| failed prints, frames to pause (" + ", ".join(names) + ") | without the guard |")
-    print("|---|---|---:|---:|---:|---|---|")
+    first = ["| seed | held out | guard (absolute) | highest start of the held-out print | pauses of the normal print "
+             "| failed prints, frames to pause (" + ", ".join(names) + ") | without the guard |",
+             "|---|---|---:|---:|---:|---|---|"]
     for r in rows:
-        print(f"| {r['seed']} | {r['held_out']} | {r['guard']:.3f} | {r['normal_start_max']:.3f} | {r['normal_pauses']} "
-              f"| {', '.join(_pause(v) for v in r['failed_frames_to_pause'].values())} "
-              f"| {', '.join(_pause(v) for v in r['failed_frames_to_pause_without_guard'].values())} |")
+        first.append(f"| {r['seed']} | {r['held_out']} | {r['guard']:.3f} | {r['normal_start_max']:.3f} | "
+                     f"{r['normal_pauses']} | {', '.join(_pause(v) for v in r['failed_frames_to_pause'].values())} "
+                     f"| {', '.join(_pause(v) for v in r['failed_frames_to_pause_without_guard'].values())} |")
     fm = summary["first_minutes"]
-    print(f"\nFailed prints paused within {fm['goal_frames']} frames: {fm['failed_prints_paused_in_goal']} of "
-          f"{fm['failed_prints']} ({fm['failed_prints_paused_in_goal_without_guard']} without the guard); normal prints "
-          f"paused: {fm['normal_prints_paused']} of {fm['normal_prints']}; goal met in every run: {fm['goal_met_in_every_run']}")
-    print("\n### Per fold-run\n")
-    print("| seed | held out | FPR@thr | recall@thr | pasted recall | in-scene recall ("
-          + ", ".join(names) + ") | in-scene frames to pause (same order) |")
-    print("|---|---|---:|---:|---:|---|---|")
+    first.append(f"\nFailed prints paused within {fm['goal_frames']} frames: {fm['failed_prints_paused_in_goal']} of "
+                 f"{fm['failed_prints']} ({fm['failed_prints_paused_in_goal_without_guard']} without the guard); "
+                 f"normal prints paused: {fm['normal_prints_paused']} of {fm['normal_prints']}; goal met in every "
+                 f"run: {'yes' if fm['goal_met_in_every_run'] else 'no'}.")
+    inscene = ["| seed | held out | FPR@thr | recall@thr | pasted recall | in-scene recall (" + ", ".join(names)
+               + ") | in-scene frames to pause (same order) |", "|---|---|---:|---:|---:|---|---|"]
     for r in rows:
-        print(f"| {r['seed']} | {r['held_out']} | {r['false_alarm_rate']:.3f} | {r['recall']:.3f} | "
-              f"{r['pasted_recall']:.3f} | {r['inscene_recall']:.2f} ("
-              f"{', '.join(f'{v:.2f}' for v in r['inscene_recall_by_print'].values())}) | "
-              f"{', '.join(_pause(v) for v in r['inscene_frames_to_pause'].values())} |")
-    print("\n### Spread over fold-runs (min / mean / max)\n")
-    print("| figure | min | mean | max |\n|---|---:|---:|---:|")
+        inscene.append(f"| {r['seed']} | {r['held_out']} | {r['false_alarm_rate']:.3f} | {r['recall']:.3f} | "
+                       f"{r['pasted_recall']:.3f} | {r['inscene_recall']:.2f} ("
+                       f"{', '.join(f'{v:.2f}' for v in r['inscene_recall_by_print'].values())}) | "
+                       f"{', '.join(_pause(v) for v in r['inscene_frames_to_pause'].values())} |")
+    spread = ["| figure | min | mean | max |", "|---|---:|---:|---:|"]
     for key in ("false_alarm_rate", "recall", "pasted_recall", "inscene_recall"):
         v = summary[key]
-        print(f"| {key.replace('_', ' ')} | {v['min']:.3f} | {v['mean']:.3f} | {v['max']:.3f} |")
+        spread.append(f"| {key.replace('_', ' ')} | {v['min']:.3f} | {v['mean']:.3f} | {v['max']:.3f} |")
     for name, v in summary["inscene_recall_by_print"].items():
-        print(f"| in-scene recall, {name} | {v['min']:.3f} | {v['mean']:.3f} | {v['max']:.3f} |")
+        spread.append(f"| in-scene recall, {name} | {v['min']:.3f} | {v['mean']:.3f} | {v['max']:.3f} |")
+    return {"first_minutes": "\n".join(first), "inscene": "\n".join(inscene), "spread": "\n".join(spread)}
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    tables = summary_tables(summary)
+    for title, key in (("First minutes: each print replayed from its own first frame", "first_minutes"),
+                       ("Per fold-run", "inscene"), ("Spread over fold-runs (min / mean / max)", "spread")):
+        print(f"\n### {title}\n\n{tables[key]}")
 
 
 def _short(r: dict[str, Any]) -> str:
