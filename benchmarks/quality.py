@@ -157,6 +157,8 @@ def first_minutes_stats(maps: dict[str, np.ndarray], held: str, spec: Adaptation
                      "normal_start_above_guard": int(np.sum(start[held] > guard)) if guard else 0,
                      "normal_start_max": float(np.max(start[held])),
                      "failed_frames_to_pause": failed}
+    # how far the failed starts are from the guard: the median absolute score of their first 10 frames
+    out["failed_start_median"] = {f: float(np.median(start[f][:10])) for f, _ in DEFECT_PRINTS}
     return {"first_minutes": out}
 
 
