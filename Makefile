@@ -6,7 +6,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench quality default-model clean
+.PHONY: demo test test-arm64 lint bench quality default-model clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: $(VENV)/.stamp-dev
 	bash tests/install-servers.sh
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The install and the demo on an emulated 64-bit Raspberry Pi OS (Debian 12 arm64, qemu-user):
+# needs root and network; the first run builds the root into .cache/arm64 (see tests/arm64/run.sh).
+test-arm64: $(VENV)/.stamp-pi
+	bash tests/arm64/run.sh
 
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check watchdog trainer tests benchmarks

@@ -160,6 +160,7 @@ def main() -> None:
             results["ratio_default_to_seed_1_thread"] = (
                 results["default_1_thread"]["median_ms"] / results["seed_1_thread"]["median_ms"])
     results["daemon"] = daemon_peak_rss(Path(args.model), args.seconds)
+    results["load_average"] = os.getloadavg()[0]  # what else ran: milliseconds depend on it
     results["replay_demo"] = replay_time_to_pause(Path(args.model))
     print(json.dumps(results, indent=2))
     if args.json:

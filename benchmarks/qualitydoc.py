@@ -149,7 +149,10 @@ def speed_and_memory(c: Json | None) -> str:
                      _f(c["seed_1_thread"]["p95_ms"], 1)])
     out = [_table(["per frame (decode, detector, heatmap)", "median ms", "p95 ms"], rows)]
     if "ratio_default_to_seed_1_thread" in c:
-        out.append(f"\nRatio shipped / seed, same run: {c['ratio_default_to_seed_1_thread']:.2f}.")
+        out.append(f"\nRatio shipped / seed, same run: {c['ratio_default_to_seed_1_thread']:.2f}. Milliseconds depend on "
+                   "what else the machine runs (this run: " + (f"load average {c['load_average']:.1f} on "
+                   if "load_average" in c else "") + "a shared 2-core machine); the ratio, measured in the same run, "
+                   "is the figure to compare. Budget: 50 ms per frame on one core.")
     d = c["daemon"]
     out.append(f"\nThe daemon (`python -m watchdog run`, one printer, a real HTTP camera at full speed): peak RSS "
                f"{d['peak_rss_mb']:.1f} MB (budget 150 MB). Model file: {c['model_bytes'] / 1e6:.2f} MB.")
@@ -182,6 +185,14 @@ about as large as the differences between close variants.
 """
 
 
+MORE = """- [capacity.md](capacity.md): how many printers one daemon watches, CPU and latency per printer,
+  memory per extra printer, and the estimate for a Pi 4 and a Pi Zero 2 W.
+- [dashboard.md](dashboard.md): the daemon's memory and CPU with the web page open.
+- [reliability.md](reliability.md): the soak, hostile inputs (image bombs, MQTT payloads, two
+  daemons, reloads) and alert delivery.
+"""
+
+
 def render() -> str:
     q = _load("quality.json")
     sections: list[tuple[str, Callable[[], str]]] = []
@@ -197,10 +208,11 @@ def render() -> str:
             ("Lighting", lambda: lighting(q, _load("lasting_change.json"))),
         ]
     sections.append(("Speed and memory", lambda: speed_and_memory(_load("frame_cost.json"))))
+    sections.append(("More measurements", lambda: MORE))
     parts = [INTRO]
     if q is not None:
         parts.append(f"Run: {q['date']}, `--target-fpr {q['target_fpr']}`. Command: `{QUALITY_CMD}` "
-                     "(about 10 minutes on 2 cores; needs the `train` extra and the data).\n")
+                     "(about 10 minutes on 2 idle cores, 30 on this shared machine; needs the `train` extra and the data).\n")
     for title, make in sections:
         parts.append(f"## {title}\n\n{make()}")
     return "\n".join(parts)

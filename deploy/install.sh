@@ -88,6 +88,31 @@ if [ "$SYSTEMD" = 1 ] && ! command -v systemctl >/dev/null 2>&1; then
 fi
 
 # ----------------------------------------------------------------------------- helpers
+# The userland's architecture: a 32-bit Raspberry Pi OS on a Pi 4 runs a 64-bit kernel, so
+# `uname -m` says aarch64 there while dpkg (and Python) are armhf. PRINTER_WATCHDOG_TEST_ARCH
+# stands in for it in the project's tests only (tests/arm64/armhf.sh).
+userland_arch() {
+  if [ -n "${PRINTER_WATCHDOG_TEST_ARCH:-}" ]; then
+    printf '%s\n' "$PRINTER_WATCHDOG_TEST_ARCH"
+  elif command -v dpkg >/dev/null 2>&1; then
+    dpkg --print-architecture
+  else
+    uname -m
+  fi
+}
+
+# Before anything is created: a 32-bit OS would otherwise fail half-way, in pip.
+check_arch() {
+  local arch
+  arch="$(userland_arch)"
+  case "$arch" in
+    amd64|x86_64|arm64|aarch64) ;;
+    armhf|armel|arm|armv6l|armv7l|i386|i486|i586|i686)
+      die "this is a 32-bit system ($arch), which printer-watchdog does not support (no TFLite runtime for it on PyPI): install a 64-bit OS, such as Raspberry Pi OS (64-bit) on a Pi 3, 4, 5 or Zero 2 W" ;;
+    *) say "warning: untested architecture $arch; pip may find no TFLite runtime wheel for it" ;;
+  esac
+}
+
 user_exists() { getent passwd "$SERVICE_USER" >/dev/null 2>&1; }
 
 # chown to the service user where it exists (a --no-systemd test install may not have it).
@@ -291,6 +316,7 @@ case "$ACTION" in
       die "$REPO is not a printer-watchdog checkout (run deploy/install.sh from inside one)"
     fi
     CREATED_CONFIG=""
+    check_arch
     create_user
     make_venv
     install_package

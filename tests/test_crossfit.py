@@ -36,7 +36,9 @@ def test_print_frames_groups_normal_frames_per_print_in_time_order() -> None:
     names = ["a_10.jpg", "a_2.jpg", "b_1.jpg", "a_1.jpg", "bad_1.jpg"]
     sessions = ["a", "a", "b", "a", "bad"]
     labels = [NORMAL, NORMAL, NORMAL, NORMAL, ANOMALOUS]
-    loaded = Loaded([Frame(Path(n), lab, s) for n, lab, s in zip(names, labels, sessions, strict=True)], x, [])
+    numbers = [int(n.split("_")[-1].split(".")[0]) for n in names]
+    loaded = Loaded([Frame(Path(n), lab, s, k) for n, lab, s, k in zip(names, labels, sessions, numbers, strict=True)],
+                    x, [])
     prints = print_frames([loaded])
     assert sorted(prints) == ["a", "b"], "failed prints are not normal prints"
     assert prints["a"].ravel().tolist() == [3, 1, 0], "frames of a print in frame-number order"

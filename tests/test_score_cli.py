@@ -53,11 +53,18 @@ def test_corrupt_model_file(tiny_bundle: Path, tmp_path: Path, image: Path) -> N
     _one_line_error(_score("--model", str(broken), str(image)), "model.tflite")
 
 
-def test_unreadable_image(tiny_bundle: Path, tmp_path: Path, image: Path) -> None:
-    bad = tmp_path / "bad.jpg"
+def test_a_bad_image_is_reported_and_the_others_still_scored(tiny_bundle: Path, tmp_path: Path, image: Path) -> None:
+    bad, gone = tmp_path / "bad.jpg", tmp_path / "gone.png"
     bad.write_bytes(b"nope")
-    _one_line_error(_score("--model", str(tiny_bundle), str(image), str(bad)), str(bad))
-    _one_line_error(_score("--model", str(tiny_bundle), str(tmp_path / "gone.png")), "gone.png")
+    proc = _score("--model", str(tiny_bundle), str(bad), str(image), str(gone))
+    assert proc.returncode == 1, proc.stderr
+    assert [json.loads(line)["file"] for line in proc.stdout.splitlines()] == [str(image)]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 3, proc.stderr  # one per bad file, then the summary
+    assert str(bad) in errors[0] and "not a readable JPEG or PNG" in errors[0]
+    assert str(gone) in errors[1] and "cannot read" in errors[1]
+    assert "2 of 3 image(s)" in errors[2]
+    assert "Traceback" not in proc.stderr
 
 
 def test_scores_grey_and_alpha_images_without_tensorflow(tiny_bundle: Path, tmp_path: Path) -> None:

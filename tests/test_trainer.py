@@ -41,7 +41,7 @@ def test_bundle_runs_without_tensorflow_and_separates_spaghetti(tiny_bundle: Pat
 
 
 def test_run_folder_has_report_figures_and_model(tiny_run: Path) -> None:
-    for name in ("loss.png", "reconstructions.png", "anomalies.png", "scores.png", "report.md",
+    for name in ("loss.png", "reconstructions.png", "anomalies.png", "scores.png", "replay.png", "report.md",
                  "model.keras", "bundle/model.tflite", "bundle/model.json"):
         assert (tiny_run / name).is_file(), name
     rep = json.loads((tiny_run / "report.json").read_text())
@@ -53,6 +53,13 @@ def test_run_folder_has_report_figures_and_model(tiny_run: Path) -> None:
     assert rep["image_auroc"] > 0.9
     assert rep["skipped_files"] == 0
     assert rep["seed_review"]["of"] == 10
+    # --split session: the test print is what the daemon would meet; its replays lead the report
+    d = rep["daemon"]
+    assert d["held_out_prints"] == 1 and [r["print"] for r in d["replays"]] == ["print3", "print3 then spaghetti"]
+    assert d["normal_prints_paused"] == 0 and d["failures_paused"] == 1
+    assert "fitted by no model" in d["note"]
+    md = (tiny_run / "report.md").read_text()
+    assert md.index("What the daemon would do") < md.index("## Absolute scores")
     meta = Bundle.load(tiny_run / "bundle").meta
     assert meta.threshold == pytest.approx(rep["threshold"])
     assert meta.preprocess.width == 64 and meta.preprocess.height == 48

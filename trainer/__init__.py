@@ -15,7 +15,12 @@ Library use (what ``python -m trainer`` does, step by step):
   ``normal_stats`` (pure numpy).
 - ``trainer.export``: ``convert(model, quantization)``, ``write_bundle(tflite, folder, meta)``,
   ``parity_check(bundle, model, paths)``, ``tflite_reconstructor(bundle)``.
-- ``trainer.pipeline``: ``run(Options(...)) -> RunResult`` (the whole run, as the CLI does it).
+- ``trainer.crossfit``: models that each leave prints out; ``held_out`` scores every print by the
+  one that never saw it; ``calibrate_on`` sets the per-print threshold on those replays.
+- ``trainer.heldout``: ``replays(...)`` and ``judgement(...)``: what the daemon would do on held-out
+  prints (per-print baseline and ``consecutive`` rule), the report's headline.
+- ``trainer.pipeline``: ``run(Options(...)) -> RunResult`` (the whole run, as the CLI does it;
+  ``split="all"``, the default, makes the model to deploy).
 
 TensorFlow is imported only inside the functions that need it.
 """

@@ -1,8 +1,15 @@
-"""`python -m trainer`: fit the autoencoder on normal frames and export a TFLite bundle."""
+"""`python -m trainer`: fit the autoencoder on frames of good prints and export the bundle to deploy.
+
+By default every print fits the model (the one to deploy); with two prints or more each is
+also scored by an extra model fitted without it, which sets the per-print threshold and gives
+report.md its held-out figures. `--split session` holds a whole print out instead: an
+evaluation, whose bundle has not seen that print.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -52,20 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--normal", type=Path, action="append", default=[], metavar="DIR",
                    help="folder of frames of good prints (repeatable; sub-folders searched)")
     d.add_argument("--anomalous", type=Path, action="append", default=[], metavar="DIR",
-                   help="folder of known failures (repeatable): evaluation and threshold report only")
+                   help="folder of known failures (repeatable): never fitted; the report replays each after "
+                        "a held-out print's first frames, as the daemon would meet it")
     d.add_argument("--session-pattern", default=DEFAULT_SESSION_PATTERN,
                    help="regex on the file stem; group 'session' (or 1) is the print session "
                         "(default: prefix before the final _<number>)")
-    d.add_argument("--split", choices=SPLITS, default="session",
-                   help="split normal frames by print session (default), at random (optimistic), or "
-                        "'all': fit every session, a final model to ship (validation: random frames)")
+    d.add_argument("--split", choices=SPLITS, default=None,
+                   help="'all' (default): every print fits, the model to deploy; the report's held-out "
+                        "figures come from the cross-fit (2+ prints). Evaluation only: 'session' holds "
+                        "whole prints out for testing (default with --val-sessions/--test-sessions), "
+                        "'random' splits frames at random (optimistic)")
     d.add_argument("--val-sessions", type=_sessions, default=[], metavar="A,B",
-                   help="normal sessions to validate on (default: one chosen by --seed)")
+                   help="with --split session: normal prints to validate on (default: one chosen by --seed)")
     d.add_argument("--test-sessions", type=_sessions, default=[], metavar="A,B",
-                   help="normal sessions to test on (default: one chosen by --seed)")
+                   help="with --split session: normal prints to test on (default: one chosen by --seed)")
     d.add_argument("--contamination", type=float, default=0.0,
                    help="fraction (of the fit count) of anomalous frames mixed into fitting, as the "
-                        "seed does (seed value 0.01; default 0)")
+                        "original blog post does (it used 0.01; default 0)")
     d.add_argument("--seed", type=int, default=0, help="random seed for splits, contamination, weights")
     m = p.add_argument_group("model")
     m.add_argument("--preset", choices=sorted(PRESETS), default="default",
@@ -101,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--target-fpr", type=float, default=0.01,
                    help="per-frame false-alarm rate on held-out normal frames (default 0.01)")
     t.add_argument("--threshold-quantile", type=float,
-                   help="use this quantile of held-out normal scores instead (0.98: the seed's rule)")
+                   help="use this quantile of held-out normal scores instead (0.98: the blog post's rule)")
     t.add_argument("--use-f1-threshold", action="store_true",
                    help="use the F1-best threshold on test frames (optimistic; reported anyway)")
     t.add_argument("--quantize", choices=QUANTIZATIONS, default="float32",
@@ -112,6 +122,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+TRAIN_MODULES = ("tensorflow", "keras", "matplotlib", "sklearn")
+
+
+def missing_train_extra() -> list[str]:
+    """The training libraries that are not installed (the [train] extra brings them)."""
+    return [m for m in TRAIN_MODULES if importlib.util.find_spec(m) is None]
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's start-up lines (CUDA probing, oneDNN, XLA): set before it is imported."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    for name in ("tensorflow", "absl", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -119,12 +146,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from trainer.pipeline import Options, run
-
+    missing = missing_train_extra()
+    if missing:
+        print(f"error: the trainer needs the 'train' extra ({', '.join(missing)} not installed): "
+              'pip install -e ".[train]" in this virtualenv', file=sys.stderr)
+        return 2
     if args.data is None and not args.normal:
         print("error: no frames given: use --data DIR (Kaggle layout) or --normal DIR", file=sys.stderr)
         return 2
+    split = args.split or ("session" if args.val_sessions or args.test_sessions else "all")
+    quiet_tensorflow()
+    from trainer.pipeline import Options, run
     options = Options(
         out=args.out, data=args.data, normal=args.normal, anomalous=args.anomalous, preset=args.preset,
         epochs=args.epochs, batch_size=args.batch_size, augment=args.augment, input_size=args.input_size,
@@ -132,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         adapt_frames=args.adapt_frames, normalize=args.normalize, match_light=args.match_light,
         adapt_nearest=args.adapt_nearest,
         adapt_calibration=args.adapt_calibration,
-        split=args.split,
+        split=split,
         val_sessions=args.val_sessions, test_sessions=args.test_sessions,
         session_pattern=args.session_pattern, contamination=args.contamination, seed=args.seed,
         target_fpr=args.target_fpr, threshold_quantile=args.threshold_quantile,

@@ -13,10 +13,10 @@ extra fit per group (at most ``groups``).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,7 @@ def prints_by_set(sets: Iterable[Loaded]) -> dict[str, tuple[np.ndarray, np.ndar
 
 
 def crossfit_models(
-    preset: Preset, prints: dict[str, np.ndarray], seed: int = 0, groups: int = 4
+    preset: Preset, prints: dict[str, np.ndarray], seed: int = 0, groups: int = 4, verbose: int | None = 0
 ) -> list[tuple[list[str], Reconstruct]]:
     """Models of ``preset`` that each left a group of prints out: (left-out prints, reconstructor).
 
@@ -67,16 +67,53 @@ def crossfit_models(
         raise ValueError("cross-fitted calibration needs at least two normal prints")
     buckets = [names[i :: min(groups, len(names))] for i in range(min(groups, len(names)))]
     out = []
-    for left_out in buckets:
+    for i, left_out in enumerate(buckets, 1):
         fitting = [n for n in names if n not in left_out]
         x_fit, x_val = split_fit_val(prints, fitting)
         model = build_autoencoder(preset.model, preset.preprocess.shape)
         compile_autoencoder(model, preset.train)
+        label = f"cross-fit {i}/{len(buckets)} (without {', '.join(left_out)})"
         with tempfile.TemporaryDirectory() as tmp:
-            fit(model, x_fit, x_val, preset.train, Path(tmp) / "cross.weights.h5", seed, verbose=0)
+            fit(model, x_fit, x_val, preset.train, Path(tmp) / "cross.weights.h5", seed, verbose, label=label)
         out.append((left_out, keras_reconstructor(model)))
         logger.info("cross-fit: left out %s, fitted on %s", ", ".join(left_out), ", ".join(fitting))
     return out
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """One print as a model that never saw it scores it: the daemon's view of a new print."""
+
+    name: str
+    reconstruct: Reconstruct  # a model that did not fit this print
+    frames: np.ndarray  # the print's frames as preprocessed (uint8, time order)
+    inputs: np.ndarray  # the print's model inputs (uint8), light-matched as the daemon would
+    maps: np.ndarray  # their error maps
+
+
+def held_out(
+    preset: Preset, prints: dict[str, np.ndarray], models: list[tuple[list[str], Reconstruct]]
+) -> list[HeldOut]:
+    """Every left-out print of ``models``, scored by the model that left it out."""
+    out = []
+    for left_out, recon in models:
+        for name in left_out:
+            inputs = light_matched(prints[name], preset.adaptation)
+            out.append(HeldOut(name, recon, prints[name], inputs, error_maps(recon, inputs, preset.scoring)))
+    return out
+
+
+def calibrate_on(preset: Preset, held: list[HeldOut], target_fpr: float) -> Adaptation:
+    """``preset.adaptation`` with its threshold set on held-out prints replayed as the daemon
+    would, and its start guard above their starts (``calibration.start_guard``)."""
+    spec = preset.adaptation
+    result = calibrate(spec, preset.scoring, [h.maps for h in held], target_fpr, inputs=[h.inputs for h in held])
+    # the start as the daemon judges it: the frames as the camera gave them, before light matching
+    starts = [preset.scoring.scores(error_maps(h.reconstruct, h.frames[: spec.frames], preset.scoring)) for h in held]
+    result = dataclasses.replace(result, guard=start_guard(starts, spec.frames))
+    logger.info("per-print adaptation: %d calibration frames, threshold %.4g cross-fitted on %d prints; "
+                "start guard %.4g", result.frames, result.threshold, len(held), result.guard)
+    return result
 
 
 def crossfit_adaptation(
@@ -92,20 +129,8 @@ def crossfit_adaptation(
     ``models``: the ``crossfit_models`` of these prints, when already fitted (the benchmark
     compares adaptation variants on the same models).
     """
-    spec = preset.adaptation
     models = crossfit_models(preset, prints, seed, groups) if models is None else models
-    inputs, maps, starts = [], [], []
-    for left_out, recon in models:
-        for name in left_out:
-            inputs.append(light_matched(prints[name], spec))
-            maps.append(error_maps(recon, inputs[-1], preset.scoring))
-            # the start as the daemon judges it: frames as the camera gave them, before light matching
-            starts.append(preset.scoring.scores(error_maps(recon, prints[name][: spec.frames], preset.scoring)))
-    result = calibrate(spec, preset.scoring, maps, target_fpr, inputs=inputs)
-    result = dataclasses.replace(result, guard=start_guard(starts, spec.frames))
-    logger.info("per-print adaptation: %d calibration frames, threshold %.4g cross-fitted on %d prints; "
-                "start guard %.4g", result.frames, result.threshold, len(maps), result.guard)
-    return result
+    return calibrate_on(preset, held_out(preset, prints, models), target_fpr)
 
 
 def val_mask(n: int) -> np.ndarray:

@@ -130,6 +130,9 @@ def find_frames(
                     continue
                 seen.add(key)
                 frames.append(_frame(p, label, pattern))
+    warning = frames_contract.loose_warning([f.path for f in frames if f.loose], pattern)
+    if warning:
+        logger.warning("%s (--session-pattern)", warning)
     return frames
 
 
@@ -203,12 +206,12 @@ def split_frames(
 ) -> Split:
     """Split normal frames into fit / val / test and pick the contamination frames.
 
-    ``split="session"`` (default): whole print sessions go to one side. Unless named, one
+    ``split="session"``: whole print sessions go to one side. Unless named, one
     normal session is the test set and one the validation set (with 3+ sessions); with two,
     validation is a frame fraction of the fitting session (said in ``notes``); with one, the
     split falls back to random and is labelled optimistic. ``split="random"`` splits frames
-    at random and is labelled optimistic. ``split="all"`` fits every session (a final model to
-    ship), validates on a random fraction and tests on nothing. Anomalous frames never fit the model, except for a
+    at random and is labelled optimistic. ``split="all"`` (the CLI's default) fits every
+    session (the model to deploy), validates on a random fraction and tests on nothing. Anomalous frames never fit the model, except for a
     seeded ``contamination`` fraction (the seed's rule: fraction of the normal count).
     """
     rng = np.random.default_rng(seed)
@@ -240,8 +243,9 @@ def split_frames(
         fit = [normal[i] for i in order[n_val:]]
         test = []
         notes.append(
-            "no session held out: the threshold comes from random frames of fitted sessions and "
-            "may give more false alarms on a new print than the report shows"
+            "every print fits the model to deploy: the absolute threshold and figures come from "
+            "random frames of fitted prints (optimistic); the held-out figures come from the "
+            "cross-fit (two prints or more)"
         )
         sess = {"fit": _sessions(fit), "val": _sessions(val), "test": []}
     elif split == "random":

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import shutil
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,9 +78,34 @@ def write_bundle(tflite: bytes, folder: Path, meta: BundleMeta) -> Bundle:
     return Bundle.load(folder)  # what the daemon will read, validated
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """The TFLite runtime prints "Created TensorFlow Lite XNNPACK delegate" from C++ straight to
+    file descriptor 2; a training run shows only its own lines."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def frame_scorer(bundle: Bundle, num_threads: int = 2) -> FrameScorer:
+    """The daemon's FrameScorer on this bundle, without the runtime's start-up line."""
+    sys.stderr.flush()
+    with _native_stderr_silenced():
+        return FrameScorer(bundle, num_threads=num_threads)
+
+
 def tflite_reconstructor(bundle: Bundle, num_threads: int = 2) -> Reconstruct:
     """The bundle's TFLite model (through FrameScorer) as a batch reconstructor."""
-    scorer = FrameScorer(bundle, num_threads=num_threads)
+    scorer = frame_scorer(bundle, num_threads)
     return lambda batch: np.stack([scorer.reconstruct(x) for x in batch])
 
 
@@ -90,7 +117,7 @@ def parity_check(
     recon_atol: float = 2e-3,
 ) -> dict[str, float]:
     """Score real frames through FrameScorer (TFLite) and Keras; raise ParityError on a mismatch."""
-    scorer = FrameScorer(bundle, num_threads=2)
+    scorer = frame_scorer(bundle)
     pre, scoring = bundle.meta.preprocess, bundle.meta.scoring
     worst_score, worst_recon, n = 0.0, 0.0, 0
     for path in frame_paths:

@@ -73,9 +73,9 @@ PRESETS: dict[str, Preset] = {
         train=TrainSpec(
             loss="mae", learning_rate=1e-3, lr_decay=1e-3 / 125, batch_size=32, epochs=125, patience=0
         ),
-        description="the seed post's model exactly (slow: well over an hour on 2 cores)",
+        description="the original blog post's model exactly (slow: well over an hour on 2 cores)",
     ),
-    # Ours, chosen by measurement (issue 5, docs/benchmarks.md): the bottom half of the frame
+    # Ours, chosen by measurement (docs/benchmarks.md): the bottom half of the frame
     # (bed and nozzle; the carriage fills the top), SSIM error, mean of the top 10% of the
     # smoothed map, a small fully convolutional model with shift/zoom/brightness augmentation,
     # and per-print adaptation (each print is judged against its own first 30 frames, every
@@ -93,7 +93,7 @@ PRESETS: dict[str, Preset] = {
         ),
         adaptation=Adaptation(frames=30, std_floor=0.5, match_light=True, nearest=10),
         description="bottom-half ROI, SSIM top-10% score, small conv AE, per-print adaptation with light "
-                    "matching (issue 5)",
+                    "matching",
     ),
     # For tests and smoke runs: seconds on synthetic frames; independent of `default` tuning.
     "tiny": Preset(

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer import calibrate, crossfit, evaluate, export, plots, report
+from trainer import calibrate, crossfit, evaluate, export, heldout, plots, report
 from trainer.data import DataError, Loaded, find_frames, load_frames, split_frames, to_float
 from trainer.model import Preset, build_autoencoder, compile_autoencoder, get_preset
 from trainer.train import fit
@@ -47,7 +47,7 @@ class Options:
     match_light: bool | None = None  # override the preset's light matching to each print's start
     adapt_nearest: int | None = None  # override the preset's nearest calibration frames per baseline
     adapt_calibration: str = "cross"  # adapted threshold: "cross" (models that never saw the print) or "validation"
-    split: str = "session"
+    split: str = "all"  # "all": the model to deploy; "session" / "random": evaluation splits
     val_sessions: list[str] = field(default_factory=list)
     test_sessions: list[str] = field(default_factory=list)
     session_pattern: str = r"^(?P<session>.+)_\d+$"
@@ -58,7 +58,7 @@ class Options:
     use_f1_threshold: bool = False
     quantize: str = "float32"  # the bundle's model: float32, float16 or int8 (float32 always exported)
     plots: bool = True
-    verbose: int | None = None  # Keras fit verbosity; None: progress bar on a terminal
+    verbose: int | None = None  # None: one progress line per fit on a terminal; 0: none
 
 
 @dataclass
@@ -160,32 +160,35 @@ def run(options: Options) -> RunResult:
         frames, options.split, options.val_sessions, options.test_sessions,
         contamination=options.contamination, seed=options.seed,
     )
-    for note in split.notes:
-        logger.warning("%s", note)
+    for note in split.notes:  # the model to deploy is meant to fit everything: no warning for that
+        logger.log(logging.INFO if options.split == "all" else logging.WARNING, "%s", note)
     logger.info("loading %d frames at %dx%d", len(frames), pre.width, pre.height)
     fit_set = load_frames(split.fit + split.contamination, pre)
     val_set = load_frames(split.val, pre)
     test_n = load_frames(split.test_normal, pre)
+    has_test_prints = split.protocol == "session" and len(test_n.x) > 0  # whole prints no model fitted
     test_a = load_frames(split.test_anomalous, pre)
     skipped = fit_set.skipped + val_set.skipped + test_n.skipped + test_a.skipped
     if len(fit_set.x) == 0 or len(val_set.x) == 0:
         raise DataError("no readable frames left to fit or validate on (all skipped)")
     if len(test_n.x) == 0:  # all sessions fit or validate (a final model): measure on validation
         test_n = val_set
-        split.notes.append(
-            "no normal test session: normal test metrics are on the validation session, which also "
-            "chose the threshold and the early stop (slightly optimistic)"
-        )
+        if options.split != "all":  # "all" said so already
+            split.notes.append(
+                "no normal test session: normal test metrics are on the validation session, which also "
+                "chose the threshold and the early stop (slightly optimistic)"
+            )
+            logger.warning("%s", split.notes[-1])
         split.sessions["test"] = [f"{s} (validation)" for s in split.sessions["val"]]
-        logger.warning("%s", split.notes[-1])
     run_dir = _run_dir(options.out)
     logger.info("run folder %s", run_dir)
 
     # 2. build and fit
     model = build_autoencoder(preset.model, pre.shape)
     compile_autoencoder(model, preset.train)
+    label = "the model to deploy" if options.split == "all" else "the model"
     fitted = fit(model, fit_set.x, val_set.x, preset.train, run_dir / "best.weights.h5", options.seed,
-                 options.verbose)
+                 options.verbose, label=label)
     model.save(run_dir / "model.keras")
 
     # 3. score with the shared scoring code and choose the threshold on held-out normal frames
@@ -200,7 +203,9 @@ def run(options: Options) -> RunResult:
     metrics = evaluate.image_metrics(tn_scores, ta_scores, threshold)
     review = _seed_review(model, scoring, fit_set, split.contamination, tn_scores, ta_scores, bs)
 
-    adaptation, adaptation_rule = _adaptation(preset, recon, [fit_set, val_set], options, bs)
+    adaptation, adaptation_rule, crossfitted = _adaptation(preset, recon, [fit_set, val_set], options, bs)
+    judgement, replays = _daemon_judgement(preset, adaptation, adaptation_rule, threshold, recon, test_n,
+                                           test_a, crossfitted, has_test_prints, options)
 
     # 4. export float32, check parity through the daemon's FrameScorer, then the chosen variant
     meta = BundleMeta(
@@ -229,6 +234,7 @@ def run(options: Options) -> RunResult:
     if options.plots:
         _plots(run_dir, model, scoring, fitted.history, val_set, test_n, test_a, tn_scores, ta_scores,
                threshold, stats.heatmap_scale)
+        plots.replay_plot(replays, run_dir / "replay.png")
     rep = report.build(
         protocol=split.protocol, sessions=split.sessions, notes=split.notes, preset=preset,
         n_train=len(fit_set.x), n_val=len(val_set.x), n_test_normal=len(test_n.x),
@@ -236,42 +242,96 @@ def run(options: Options) -> RunResult:
         threshold=threshold, threshold_rule=rule, target_fpr=options.target_fpr,
         val_false_alarm_rate=float(np.mean(val_scored.scores > threshold)), f1_best=f1,
         seed_review=review, fitted=fitted, skipped=skipped, parity=parity, quantization=quant,
-        bundle_quantization=options.quantize, normal_stats=stats,
+        bundle_quantization=options.quantize, normal_stats=stats, daemon=judgement,
     )
     report.write(rep, run_dir)
+    d = judgement
     logger.info(
-        "done: %s (AUROC %s, threshold %.5g, recall %s, false alarms %s)", run_dir,
-        _fmt(metrics["image_auroc"]), threshold, _fmt(metrics["recall_at_threshold"]),
-        _fmt(metrics["false_alarm_rate_at_threshold"]),
+        "done: %s; on %d held-out print(s) the daemon would flag %s of failure frames and %s of normal "
+        "frames, pausing %d of %d failures and %d of %d good prints (report.md)", run_dir,
+        d["held_out_prints"], _pct(d["recall"]), _pct(d["false_alarm_rate"]), d["failures_paused"],
+        d["failures_replayed"], d["normal_prints_paused"], d["held_out_prints"],
     )
     return RunResult(run_dir, bundle.path, rep)
 
 
 def _adaptation(
     preset: Preset, recon: Any, sets: list[Loaded], options: Options, bs: int
-) -> tuple[Adaptation, str]:
-    """The preset's per-print adaptation with its threshold set on the normal prints seen.
+) -> tuple[Adaptation, str, list[crossfit.HeldOut]]:
+    """The preset's per-print adaptation with its threshold set on the normal prints seen, and
+    those prints as models that never fitted them score them (empty without a cross-fit).
 
     Each print is replayed in frame-number order through ``watchdog.detection`` exactly as the
-    daemon will (issue 5; the quality benchmark calibrates the same way). With two prints or
-    more the threshold is cross-fitted (``trainer.crossfit``); otherwise, or with
+    daemon will (the quality benchmark calibrates the same way). With two prints or more the
+    threshold is cross-fitted (``trainer.crossfit``); otherwise, or with
     ``adapt_calibration="validation"``, it is set on the validation frames of the fitted model.
     """
     if not preset.adaptation.enabled:
-        return preset.adaptation, ""
+        return preset.adaptation, "", []
     prints = crossfit.print_frames(sets)
     fpr = f"{options.target_fpr:g} of frames above"
     try:
         if options.adapt_calibration == "cross" and len(prints) >= 2:
-            result = crossfit.crossfit_adaptation(preset, prints, options.target_fpr, options.seed)
-            guard = (f"; start guard {result.guard:.4g}: {calibration.GUARD_MARGIN:g} x the highest absolute score "
-                     f"of their first {result.frames} frames")
-            return result, f"cross-fitted: {len(prints)} prints each scored by a model fitted without it; {fpr}{guard}"
+            models = crossfit.crossfit_models(preset, prints, options.seed, verbose=options.verbose)
+            held = crossfit.held_out(preset, prints, models)
+            result = crossfit.calibrate_on(preset, held, options.target_fpr)
+            rule = (f"cross-fitted: {len(prints)} prints each scored by a model fitted without it; {fpr}; "
+                    f"start guard {result.guard:.4g}: {calibration.GUARD_MARGIN:g} x the highest absolute score "
+                    f"of their first {result.frames} frames")
+            return result, rule, held
         result = _validation_adaptation(preset, recon, sets, options.target_fpr, bs)
-        return result, f"validation frames of the fitted prints; {fpr}"
+        return result, f"validation frames of the fitted prints; {fpr}", []
     except ValueError as exc:  # no normal print longer than the calibration frames
         logger.warning("per-print adaptation off: %s", exc)
-        return Adaptation(), ""
+        return Adaptation(), "", []
+
+
+def _daemon_judgement(
+    preset: Preset, adaptation: Adaptation, rule: str, threshold: float, recon: Any, test_n: Loaded,
+    test_a: Loaded, crossfitted: list[crossfit.HeldOut], has_test_prints: bool, options: Options,
+) -> tuple[dict[str, Any], list[heldout.Replay]]:
+    """What the daemon would do on prints the exported model (or, after a cross-fit, the model
+    that left each print out) never fitted, with the exported thresholds."""
+    spec = adaptation
+    failures = _failure_prints(test_a)
+    held: list[crossfit.HeldOut] = []
+    if has_test_prints:
+        for name, x in crossfit.print_frames([test_n]).items():
+            inputs = light.light_matched(x, spec)
+            held.append(crossfit.HeldOut(name, recon, x, inputs, evaluate.error_maps(recon, inputs, preset.scoring)))
+        note = ("the test print(s) were fitted by no model and chose no threshold: an honest estimate "
+                "for a new print")
+    elif crossfitted:
+        held = crossfitted
+        note = ("each print is scored by a model fitted without it (the cross-fit); the adaptation "
+                "threshold was set on these same frames, so their false-alarm rate is near the target "
+                "by construction, while the failures chose nothing")
+    elif options.split == "random":
+        note = "random split: no whole print is held out, so nothing can be replayed as the daemon sees it"
+    else:
+        note = ("no held-out print: record two good prints or more, so that each can be scored by a "
+                "model that never saw it")
+    runs = heldout.replays(held, failures, spec, preset.scoring, threshold)
+    if not runs and held:
+        note += f"; every held-out print is shorter than the {spec.frames} calibration frames"
+    if not runs:
+        logger.warning("report: %s", note)
+    summary = heldout.judgement(runs, rule if spec.enabled else "absolute threshold (no per-print adaptation)",
+                                note)
+    return summary, runs
+
+
+def _failure_prints(test_a: Loaded) -> dict[str, np.ndarray]:
+    """Known failures per print (frame-number order); loose failure frames together, by name."""
+    groups: dict[str, list[tuple[int, str, np.ndarray]]] = {}
+    for fr, x in zip(test_a.frames, test_a.x, strict=True):
+        key = "failure frames" if fr.loose else fr.session
+        groups.setdefault(key, []).append((fr.number, str(fr.path), x))
+    return {k: np.stack([t[2] for t in sorted(v, key=lambda t: (t[0], t[1]))]) for k, v in sorted(groups.items())}
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
 def _validation_adaptation(preset: Preset, recon: Any, sets: list[Loaded], target_fpr: float, bs: int) -> Adaptation:
@@ -306,14 +366,15 @@ def _choose_threshold(options: Options, val_scores: np.ndarray, f1: dict | None)
 def _seed_review(
     model: Any, scoring: Any, fit_set: Loaded, contamination: list, tn: np.ndarray, ta: np.ndarray, bs: int
 ) -> dict[str, Any]:
-    """The seed's review: with contamination, on the training images as the seed did;
-    otherwise on the evaluation frames (held-out normal + anomalous)."""
+    """The original blog post's check (the top 2% of scores flagged; how many failures among
+    them): with contamination on the training images, as the post did; otherwise on the
+    evaluation frames (held-out normal + anomalous)."""
     if contamination:
         scores = evaluate.score_frames(evaluate.keras_reconstructor(model), fit_set.x, scoring, bs).scores
         names = {f.path for f in contamination}
         labels = np.array([f.path in names for f in fit_set.frames])
         out = evaluate.seed_review(scores, labels)
-        out["on"] = "training frames incl. contamination (the seed's own review)"
+        out["on"] = "training frames incl. contamination (as the blog post reviewed them)"
         return out
     out = evaluate.seed_review(np.r_[tn, ta], np.r_[np.zeros(len(tn), bool), np.ones(len(ta), bool)])
     out["on"] = "test frames (held-out normal + anomalous)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -104,8 +105,63 @@ def score_histogram(
     if len(anomalous):
         ax.hist(anomalous, bins=bins, alpha=0.6, label=f"anomalous (n={len(anomalous)})", color="tab:red")
     ax.axvline(threshold, color="k", linestyle="--", label=f"threshold {threshold:.4g}")
-    ax.set(title=title or "Scores of test frames", xlabel="score", ylabel="frames")
+    ax.set(title=title or "Absolute scores of test frames (no per-print baseline)", xlabel="absolute score",
+           ylabel="frames")
     ax.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def replay_plot(replays: Sequence[Any], path: Path) -> None:
+    """Each held-out print as the daemon replays it: the score of every judged frame against
+    the threshold, the calibration frames shaded, flagged frames in red and the pause marked.
+    One row per held-out print (left) and the failures replayed after its calibration (right)."""
+    plt = _plt()
+    rows: list[tuple[Any, list[Any]]] = []
+    for r in replays:
+        if not r.failure:
+            rows.append((r, []))
+        elif rows:
+            rows[-1][1].append(r)
+    if not rows:
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        ax.text(0.5, 0.5, "no held-out print to replay (see report.md)", ha="center", va="center")
+        ax.set_axis_off()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return
+    has_failures = any(f for _, f in rows)
+    fig, axes = plt.subplots(len(rows), 2 if has_failures else 1, figsize=(12 if has_failures else 7, 2.6 * len(rows)),
+                             squeeze=False)
+    for (normal, failures), row in zip(rows, axes, strict=True):
+        _replay_axis(row[0], [normal], f"{normal.name}: a good print")
+        if has_failures:
+            title = f"failures after {normal.name}'s calibration" if failures else "no failure to replay"
+            _replay_axis(row[1], failures, title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _replay_axis(ax: Any, runs: Sequence[Any], title: str) -> None:
+    """Replays side by side on one axis: frames on x (calibration shaded), scores on y."""
+    start = 0
+    for r in runs:
+        k, n = r.calibration, len(r.scores)
+        if k:
+            ax.axvspan(start, start + k, color="0.85", lw=0)
+        x = np.arange(start + k, start + k + n)
+        ax.plot(x, r.scores, color="tab:blue", lw=1)
+        flagged = r.flagged
+        ax.scatter(x[flagged], r.scores[flagged], color="tab:red", s=10, zorder=3)
+        pause = r.first_pause
+        if pause is not None:
+            ax.axvline(start + k + pause - 1, color="tab:red", ls="--", lw=1)
+        if len(runs) > 1:
+            ax.text(start + k, 0, r.name.split(" then ")[-1], fontsize=7, va="bottom")
+        start += k + n + 2
+    if runs:
+        ax.axhline(runs[0].threshold, color="k", ls=":", lw=1, label="threshold")
+        ax.legend(loc="upper left", fontsize=7)
+    ax.set(title=title, xlabel="frame (grey: calibration)", ylabel="score")

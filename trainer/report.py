@@ -37,9 +37,12 @@ def build(
     quantization: dict[str, dict[str, Any]],
     bundle_quantization: str,
     normal_stats: NormalStats,
+    daemon: dict[str, Any],
 ) -> dict[str, Any]:
-    """The report as a JSON-ready dict; the keys named in issue 2 are always present."""
+    """The report as a JSON-ready dict. ``daemon`` (``trainer.heldout.judgement``) is what the
+    daemon would do on held-out prints; the top-level metrics are absolute single-frame scores."""
     return {
+        "daemon": daemon,
         "protocol": protocol,
         "sessions": sessions,
         "notes": notes,
@@ -85,12 +88,49 @@ def _f(v: Any, digits: int = 3) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def _pct(v: Any) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def _daemon_section(d: dict[str, Any]) -> list[str]:
+    """What the daemon would do on the held-out prints: the report's headline."""
+    lines = [
+        "## What the daemon would do on prints the model never saw",
+        "",
+        f"Each held-out print is replayed frame by frame as the daemon runs it: its first frames "
+        f"calibrate the print's baseline (never flagged), every later frame is flagged above the "
+        f"exported threshold ({d['threshold_rule']}), and {d['consecutive']} flagged frames in a row "
+        f"pause the print. Each known failure is replayed after a held-out print's calibration "
+        f"frames. {d['note'][0].upper() + d['note'][1:]}.",
+        "",
+    ]
+    if not d["replays"]:
+        return [*lines, "No print could be replayed.", ""]
+    lines += [
+        f"- **Failure frames flagged (recall): {_pct(d['recall'])}**; failures paused: "
+        f"**{d['failures_paused']} of {d['failures_replayed']}**",
+        f"- **Normal frames flagged (false alarms): {_pct(d['false_alarm_rate'])}**; good prints paused "
+        f"by mistake: **{d['normal_prints_paused']} of {d['held_out_prints']}**",
+        "",
+        "| print | calibration frames | judged frames | flagged | paused after |",
+        "|---|---|---|---|---|",
+    ]
+    for r in d["replays"]:
+        pause = "never" if r["frames_to_pause"] is None else f"{r['frames_to_pause']} judged frames"
+        lines.append(f"| {r['print']}{' (failure)' if r['failure'] else ''} | {r['calibration_frames']} | "
+                     f"{r['judged_frames']} | {r['flagged_frames']} | {pause} |")
+    return [*lines, "", "Figure: replay.png (calibration shaded, flagged frames in red, the pause as a line).", ""]
+
+
 def markdown(rep: dict[str, Any]) -> str:
-    """A short human summary of report.json."""
+    """A short human summary of report.json: the daemon's judgement first, absolute figures after."""
     s = rep["sessions"]
     r = rep["seed_review"]
     lines = [
         f"# Training run: preset `{rep['preset']}`",
+        "",
+        *_daemon_section(rep["daemon"]),
+        "## Data",
         "",
         f"- Protocol: **{rep['protocol']}**",
         f"- Sessions: fit {s.get('fit')}, validation {s.get('val')}, test {s.get('test')}, "
@@ -100,6 +140,13 @@ def markdown(rep: dict[str, Any]) -> str:
         f"{rep['n_test_anomalous']} anomalous test; {rep['skipped_files']} unreadable file(s) skipped",
         *[f"- Note: {n}" for n in rep["notes"]],
         "",
+        "## Absolute scores (single frames, without the per-print baseline)",
+        "",
+        "What `python -m watchdog score` reports for one image: each frame against the one absolute "
+        "threshold, with no baseline of its print. A new print rarely looks like the prints the model "
+        "fitted, so these figures understate what the daemon catches when the bundle has per-print "
+        "adaptation (above).",
+        "",
         "| metric | value |",
         "|---|---|",
         f"| image AUROC | {_f(rep['image_auroc'])} |",
@@ -108,8 +155,9 @@ def markdown(rep: dict[str, Any]) -> str:
         f"| recall at threshold | {_f(rep['recall_at_threshold'])} |",
         f"| false-alarm rate at threshold (test normal) | {_f(rep['false_alarm_rate_at_threshold'])} |",
         f"| false-alarm rate at threshold (validation) | {_f(rep['val_false_alarm_rate'])} |",
-        f"| seed review (q={r['quantile']}, {r.get('on', '')}) | found {r['found']} of {r['of']} "
-        f"({r['flagged']} flagged) |",
+        f"| top-{100 * (1 - r['quantile']):.0f}% review (the original blog post's check: the "
+        f"{100 * (1 - r['quantile']):.0f}% highest-scoring {r.get('on', '')} flagged) | "
+        f"{r['found']} of {r['of']} failures among the {r['flagged']} flagged |",
         f"| training | {rep['train_seconds']} s, {rep['epochs_run']} epochs, best epoch {rep['best_epoch']} |",
     ]
     if rep.get("f1_best"):
@@ -131,7 +179,8 @@ def markdown(rep: dict[str, Any]) -> str:
         f"Keras, {p['frames']} frames): max relative score difference {p['max_relative_score_difference']:.2g}, "
         f"max pixel difference {p['max_pixel_difference']:.2g}.",
         "",
-        "Figures: loss.png, reconstructions.png, anomalies.png, scores.png. Bundle: bundle/.",
+        "Figures: replay.png (the daemon's replays), loss.png, reconstructions.png, anomalies.png "
+        "(absolute), scores.png (absolute). Bundle: bundle/.",
         "",
     ]
     return "\n".join(lines)

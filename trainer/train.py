@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -58,6 +58,26 @@ def make_dataset(
     return ds.map(lambda b: (b, b)).prefetch(tf.data.AUTOTUNE)
 
 
+def _progress_line(label: str, epochs: int, stream: TextIO) -> Any:
+    """A Keras callback drawing one line per fit, rewritten at each epoch (Keras' own display
+    prints a line or a bar per epoch: 30 lines per fit, four fits per run)."""
+    import keras
+
+    class ProgressLine(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            logs = logs or {}
+            done = int(20 * (epoch + 1) / epochs)
+            stream.write(f"\r{label}: [{'#' * done}{'.' * (20 - done)}] epoch {epoch + 1}/{epochs}"
+                         f"  loss {logs.get('loss', float('nan')):.4f}  val_loss {logs.get('val_loss', float('nan')):.4f} ")
+            stream.flush()
+
+        def on_train_end(self, logs: dict[str, float] | None = None) -> None:
+            stream.write("\n")
+            stream.flush()
+
+    return ProgressLine()
+
+
 def fit(
     model: Any,
     x_fit: np.ndarray,
@@ -66,16 +86,19 @@ def fit(
     checkpoint: Path,
     seed: int = 0,
     verbose: int | None = None,
+    label: str = "fit",
 ) -> FitResult:
     """Train on uint8 frames; early-stop on val_loss and end with the best weights loaded.
 
-    ``checkpoint`` must end in ``.weights.h5``; it holds the best weights seen.
+    ``checkpoint`` must end in ``.weights.h5``; it holds the best weights seen. ``verbose``:
+    None draws one progress line per fit on a terminal (``label`` names the fit), 0 nothing;
+    either way one log line sums the fit up at its end.
     """
     import keras
 
     keras.utils.set_random_seed(seed)
     if verbose is None:
-        verbose = 1 if sys.stderr.isatty() else 2  # a progress bar only on a terminal
+        verbose = 1 if sys.stderr.isatty() else 0
     train_ds = make_dataset(x_fit, spec.batch_size, True, spec if spec.augment else None, seed)
     val_ds = make_dataset(x_val, spec.batch_size, False)
     callbacks: list[Any] = [
@@ -83,6 +106,8 @@ def fit(
             str(checkpoint), monitor="val_loss", save_best_only=True, save_weights_only=True
         )
     ]
+    if verbose:
+        callbacks.append(_progress_line(label, spec.epochs, sys.stderr))
     if spec.patience > 0:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -91,7 +116,7 @@ def fit(
         )
     t0 = time.perf_counter()
     hist = model.fit(  # shuffle=False: the dataset shuffles itself (Keras would warn otherwise)
-        train_ds, validation_data=val_ds, epochs=spec.epochs, callbacks=callbacks, verbose=verbose, shuffle=False
+        train_ds, validation_data=val_ds, epochs=spec.epochs, callbacks=callbacks, verbose=0, shuffle=False
     )
     seconds = time.perf_counter() - t0
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
@@ -100,8 +125,8 @@ def fit(
     if checkpoint.exists():
         model.load_weights(str(checkpoint))
     logger.info(
-        "trained %d epochs in %.0f s; best val_loss %.5f at epoch %d",
-        len(val_loss), seconds, val_loss[best], best + 1,
+        "%s: %d epochs in %.0f s; best val_loss %.5f at epoch %d",
+        label, len(val_loss), seconds, val_loss[best], best + 1,
     )
     return FitResult(history, seconds, len(val_loss), best + 1, float(val_loss[best]))
 

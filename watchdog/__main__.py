@@ -1,4 +1,4 @@
-"""`python -m watchdog`: run | check-config | score | replay | collect | demo."""
+"""`python -m watchdog`: run | check-config | score | replay | collect | demo | feedback | calibrate."""
 
 from __future__ import annotations
 

@@ -420,17 +420,81 @@ def _read_secret(data: dict[str, Any], key: str, file_key: str, path: str, base:
     data[key] = value
 
 
+def _kind_of(value: Any) -> str:
+    """What a YAML value is, in a user's words (never the value: it may be a secret)."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a group of keys"
+    return "nothing" if value is None else type(value).__name__
+
+
+# pydantic's error types → what the user should write (the rest: "Input should be" → "must be")
+_USER_WORDS = {
+    "dict_type": "must be a group of keys indented below it (key: value lines)",
+    "model_type": "must be a group of keys indented below it (key: value lines)",
+    "model_attributes_type": "must be a group of keys indented below it (key: value lines)",
+    "list_type": "must be a list (one '- ' item per line, or [a, b])",
+    "tuple_type": "must be a point [x, y]",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "string_type": "must be text",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+}
+
+
+def _user_message(err: Any) -> str:
+    """One pydantic error in the words of someone editing the YAML file."""
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind in _USER_WORDS:
+        return f"{_USER_WORDS[kind]}, got {_kind_of(err.get('input'))}"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    msg = msg.replace("Input should be a valid ", "must be a ").replace("Input should be ", "must be ")
+    return re.sub(r"List should have at least (\d+) items? after validation, not (\d+)",
+                  r"needs at least \1 items, got \2", msg)
+
+
 def _format_validation_error(exc: ValidationError, source: str) -> str:
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        parts.append(f"{loc}: {msg}")
-    return f"{source}: " + "; ".join(parts)
+        parts.append(f"{loc}: {_user_message(err)}")
+    return f"{source}: " + "; ".join(dict.fromkeys(parts))
+
+
+_YAML_PROBLEMS = (  # PyYAML's parser words → what to fix in the file
+    ("'<block mapping start>'", "this line is indented differently from the lines before it"),
+    ("expected <block end>, but found '?'", "this line is indented differently from the lines before it"),
+    ("expected <block end>, but found '-'", "a '- ' list item is indented differently from the one before"),
+    ("'<stream end>'", "a bracket or brace opened earlier is not closed before the end of the file"),
+    ("found character '\\t'", "a tab character: indent with spaces only"),
+    ("mapping values are not allowed here", "a ': ' where a value was expected (quote text that contains ': ')"),
+    ("could not find expected ':'", "a line that is not 'key: value' (missing ':')"),
+    ("found undefined alias", "'*' starts a YAML alias: quote the value"),
+    ("found unexpected end of stream", "a quote opened and never closed"),
+)
+
+
+def _yaml_problem(problem: str) -> str:
+    """PyYAML's problem text as what to fix (its own words when no rule matches)."""
+    for needle, words in _YAML_PROBLEMS:
+        if needle in problem:
+            return words
+    return problem
 
 
 def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> Config:
@@ -481,7 +545,7 @@ def load_config(path: str | Path) -> Config:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from exc
+        raise ConfigError(f"{path}:{where}: invalid YAML: {_yaml_problem(problem)}") from exc
     config = parse_config(raw, str(path), path.parent)
     if any(secret in text for secret in config.secrets()):  # not when they come from ${ENV} or *_file
         _warn_if_readable(path, "config file with secrets")

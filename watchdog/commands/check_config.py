@@ -1,30 +1,137 @@
-"""`python -m watchdog check-config`: validate a config and print it resolved, secrets masked."""
+"""`python -m watchdog check-config`: validate a config, run its model once, print it resolved.
+
+Catches at check time what would otherwise fail at run time: a model whose file disagrees with
+its model.json (it is loaded and run on one frame), an action the printer cannot take; with
+``--probe``, a camera that gives no frame and a printer API that does not answer.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
+import time
 
+import numpy as np
 import yaml
 
-from watchdog.detection.bundle import Bundle, default_bundle_path
+from watchdog.config import Config, PrinterConfig
+from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
+from watchdog.detection.detector import Detector
+from watchdog.devices.capture import CameraSourceError, open_camera, redact_url
+from watchdog.devices.printers import make_printer
 from watchdog.overrides import load_effective_config, origins
+
+PROBE_STATES = ("printing", "paused", "idle")  # a printer API that answers says one of these
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check-config", help="validate a config file and print it resolved (secrets masked)")
+    p = sub.add_parser(
+        "check-config", help="validate a config file, run its model once and print it resolved (secrets masked)",
+        description="Validate a config file, load and run its model once, warn about settings that cannot "
+                    "work, and print the config resolved with secrets masked. --probe also fetches one frame "
+                    "from each camera and asks each printer API for its state.",
+    )
     p.add_argument("--config", required=True, help="YAML config file")
+    p.add_argument("--probe", action="store_true",
+                   help="fetch one frame from each camera and query each printer's API; exit 1 naming what failed")
     p.set_defaults(func=main)
+
+
+def warnings(config: Config) -> list[str]:
+    """Settings that validate but cannot do what they say, one line each."""
+    out = []
+    for i, p in enumerate(config.printers):
+        if p.action in ("pause", "cancel") and p.api.kind == "none":
+            out.append(
+                f"printers.{i} ({p.name}): action: {p.action} needs a printer API, but api.kind is none: "
+                f"it will only notify; set api.kind (octoprint or moonraker) and api.url, or action: notify"
+            )
+    return out
+
+
+def run_model(config: Config, bundle: Bundle) -> None:
+    """Build each printer's detector as its watcher will (region, mask, sensitivity) and score one frame."""
+    pre = bundle.meta.preprocess
+    frame = np.full((max(pre.height, 64) * 2, max(pre.width, 64) * 2, 3), 128, np.uint8)
+    for p in config.printers:
+        d = p.detection
+        try:
+            Detector.for_bundle(bundle, region=d.region, mask=d.mask, sensitivity=d.sensitivity,
+                                warmup_frames=d.warmup_frames).observe(frame)
+        except BundleError:
+            raise
+        except (ValueError, RuntimeError) as exc:
+            raise BundleError(f"model {bundle.path}: fails on a frame of printer {p.name} ({exc})") from exc
+
+
+def _source(p: PrinterConfig) -> str:
+    s = p.camera.source
+    return redact_url(s) if isinstance(s, str) and "://" in s else str(s)
+
+
+def probe_camera(p: PrinterConfig) -> tuple[bool, str]:
+    """One frame from the camera within its timeout (plus a few seconds for a stream to open)."""
+    stop = threading.Event()
+    try:
+        camera = open_camera(p.camera, stop, name=p.name, backoff=(0.5, 1.0))
+    except CameraSourceError as exc:
+        return False, str(exc)
+    deadline = time.monotonic() + p.camera.timeout_s + 5.0
+    try:
+        while time.monotonic() < deadline:
+            frame = camera.read()
+            if frame is not None:
+                return True, f"{frame.shape[1]}x{frame.shape[0]} frame"
+            if camera.exhausted or camera.last_error:  # one honest try: the first failure is the answer
+                break
+            time.sleep(0.2)
+        return False, camera.last_error or f"no frame within {p.camera.timeout_s:g} s"
+    finally:
+        stop.set()
+        camera.close()
+
+
+def probe_printer(p: PrinterConfig) -> tuple[bool, str]:
+    """The printer's state through its API (kind none: nothing to ask)."""
+    if p.api.kind == "none":
+        return True, "none configured (api.kind: none): nothing to query"
+    status = make_printer(p.api, threading.Event()).status()
+    detail = f" ({status.detail})" if status.detail else ""
+    return status.state in PROBE_STATES, f"{p.api.kind} says {status.state}{detail}"
+
+
+def probe(config: Config) -> list[str]:
+    """Each camera and printer API once; one line per check, the failures returned."""
+    failed = []
+    for p in config.printers:
+        api = "printer API" if p.api.kind == "none" else f"{p.api.kind} API {redact_url(p.api.url)}"
+        for what, check in ((f"camera {_source(p)}", probe_camera), (api, probe_printer)):
+            ok, detail = check(p)
+            line = f"printer {p.name}: {what}: {'ok' if ok else 'FAILED'}: {detail}"
+            print(f"# {line}", file=sys.stderr)
+            if not ok:
+                failed.append(line)
+    return failed
 
 
 def main(args: argparse.Namespace) -> int:
     config = load_effective_config(args.config)  # ConfigError → one line, exit 2
     bundle = Bundle.load(config.model or default_bundle_path())  # BundleError → one line, exit 2
+    run_model(config, bundle)
     resolved = config.masked()
     resolved["model"] = str(bundle.path)
     yaml.safe_dump(resolved, sys.stdout, sort_keys=False)
     for origin in origins(config):
         print(f"# {origin.key}: from the dashboard ({origin.file}); \"reset to the config file\" there removes it",
               file=sys.stderr)
-    print(f"# ok: {len(config.printers)} printer(s); model threshold {bundle.meta.threshold:.6g}", file=sys.stderr)
+    for line in warnings(config):
+        print(f"warning: {line}", file=sys.stderr)
+    if args.probe:
+        failed = probe(config)
+        if failed:
+            print(f"error: {len(failed)} probe(s) failed: {'; '.join(failed)}", file=sys.stderr)
+            return 1
+    print(f"# ok: {len(config.printers)} printer(s); model {bundle.path} loaded and run once, "
+          f"threshold {bundle.meta.threshold:.6g}", file=sys.stderr)
     return 0

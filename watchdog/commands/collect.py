@@ -11,6 +11,7 @@ import argparse
 import logging
 import re
 import signal
+import sys
 import threading
 import time
 from datetime import datetime
@@ -20,23 +21,40 @@ import cv2
 
 from watchdog import frames
 from watchdog.config import PrinterConfig, load_config
-from watchdog.devices.capture import open_camera
+from watchdog.devices.capture import open_camera, redact_url
 from watchdog.devices.printers import make_printer
+from watchdog.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
 
+RECORDINGS = ("folder", "video file")  # camera kinds that end: copied frame by frame, then collect stops
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("collect", help="save frames of running prints for retraining (trainer --normal DIR)")
+    p = sub.add_parser(
+        "collect", help="save frames of running prints for retraining (trainer --normal DIR)",
+        description="Save a frame every camera.interval_s while a printer prints, as OUT/<printer>/<print>_<n>.jpg. "
+                    "A camera that is a folder or video (a recording) is copied frame by frame and collect stops "
+                    "at its end. Exits 1 with the reason when nothing was saved.",
+    )
     p.add_argument("--config", required=True, help="YAML config file")
     p.add_argument("--out", required=True, help="folder to save frames into")
     p.add_argument("--printer", action="append", help="only this printer (repeatable; default: all)")
     p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames in all (0: until stopped)")
+    p.add_argument("--wait-s", type=float, default=60.0,
+                   help="give up when a printing printer's camera has not answered once in this many seconds "
+                        "(default 60)")
     p.set_defaults(func=main)
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:40] or "print"
+
+
+def _source(pcfg: PrinterConfig) -> str:
+    source = pcfg.camera.source
+    return redact_url(source) if isinstance(source, str) and "://" in source else str(source)
 
 
 class Collector:
@@ -47,53 +65,119 @@ class Collector:
         self.out = out / pcfg.name
         self.camera = open_camera(pcfg.camera, stop, name=pcfg.name)
         self.printer = make_printer(pcfg.api, stop)
+        self.recording = getattr(self.camera, "kind", "") in RECORDINGS
         self.session: str | None = None
         self.job: str | None = None
         self.count = 0
+        self.saved = 0
         self.next_due = 0.0
+        self.printing_since: float | None = None  # when the printer was first seen printing
+        self.answered = False  # the camera gave at least one frame
+        self.last_status = ""
+
+    @property
+    def finished(self) -> bool:
+        """A recording read to its end."""
+        return bool(self.camera.exhausted)
 
     def tick(self, now: float) -> int:
         """Save one frame if due and printing; returns frames saved (0 or 1)."""
         if now < self.next_due:
             return 0
-        self.next_due = now + self.cfg.camera.interval_s
+        self.next_due = now if self.recording else now + self.cfg.camera.interval_s
         status = self.printer.status()
+        self.last_status = f"{status.state}{': ' + status.detail if status.detail else ''}"
         if status.state != "printing":
             self.session = None
             return 0
+        if self.printing_since is None:
+            self.printing_since = now
         if self.session is None or status.job != self.job:
             self.job = status.job
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            self.session = f"{_slug(self.cfg.name)}-{stamp}-{_slug(status.job or 'print')}"
+            self.session = self._new_session(status.job)
             self.count = 0
             logger.info("%s: collecting session %s", self.cfg.name, self.session)
         frame = self.camera.read()
         if frame is None:
             return 0
+        self.answered = True
         self.out.mkdir(parents=True, exist_ok=True)
         path = frames.frame_path(self.out, self.session, self.count)
         if not cv2.imwrite(str(path), frame):
-            raise OSError(f"cannot write {path}")
+            raise UsageError(f"cannot write {path} (is --out writable?)")
         self.count += 1
+        self.saved += 1
         return 1
+
+    def _new_session(self, job: str | None) -> str:
+        """A print name no earlier collect used in this folder: printer, time, job (or recording)."""
+        source = self.cfg.camera.source
+        what = job or (Path(str(source)).stem if self.recording else "print")
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = name = f"{_slug(self.cfg.name)}-{stamp}-{_slug(what)}"
+        n = 1
+        while frames.frame_path(self.out, name, 0).exists():
+            n += 1
+            name = f"{base}-{n}"
+        return name
+
+    def unanswered_for(self, now: float) -> float:
+        """Seconds this printer has been printing without its camera ever giving a frame."""
+        if self.answered or self.printing_since is None:
+            return 0.0
+        return now - self.printing_since
+
+    def why_nothing(self) -> str:
+        """Why this printer saved no frame, in one phrase."""
+        name, source = self.cfg.name, _source(self.cfg)
+        if self.printing_since is None:
+            return f"printer {name} never reported printing (last status: {self.last_status or 'none'})"
+        if not self.answered:
+            return f"camera of {name} ({source}) never answered: {self.camera.last_error or 'no frame'}"
+        return f"camera of {name} ({source}) gave no usable frame"
+
+    def gave_up(self, wait_s: float) -> str:
+        return (f"camera of {self.cfg.name} ({_source(self.cfg)}) gave no frame in {wait_s:g} s (--wait-s): "
+                f"{self.camera.last_error or 'no frame'}")
+
+
+def collect(collectors: list[Collector], stop: threading.Event, max_frames: int, wait_s: float) -> tuple[int, str]:
+    """Frames saved, and why collect gave up early ("" when it did not): until stopped, the
+    frame budget is spent, every recording is read to its end, or a camera never answers."""
+    saved = 0
+    while not stop.is_set() and not (max_frames and saved >= max_frames):
+        now = time.monotonic()
+        for c in collectors:
+            saved += 0 if c.finished else c.tick(now)
+            if wait_s and c.unanswered_for(now) > wait_s:
+                return saved, c.gave_up(wait_s)
+        if all(c.finished for c in collectors):
+            break
+        if not any(c.recording and not c.finished for c in collectors):  # a recording is read at once
+            stop.wait(0.2)
+    return saved, ""
 
 
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     printers = [p for p in config.printers if not args.printer or p.name in args.printer]
+    if not printers:
+        raise UsageError(f"--printer {', '.join(args.printer)}: no such printer in {args.config}")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     out = Path(args.out)
     collectors = [Collector(p, out, stop) for p in printers]
-    saved = 0
     try:
-        while not stop.is_set() and not (args.max_frames and saved >= args.max_frames):
-            for c in collectors:
-                saved += c.tick(time.monotonic())
-            stop.wait(0.2)
+        saved, gave_up = collect(collectors, stop, args.max_frames, args.wait_s)
     finally:
         for c in collectors:
             c.camera.close()
+    if gave_up:
+        print(f"error: {gave_up}; saved {saved} frame(s)", file=sys.stderr)
+        return 1
+    if saved == 0:
+        print(f"error: nothing saved: {'; '.join(c.why_nothing() for c in collectors)}", file=sys.stderr)
+        return 1
     logger.info("saved %d frame(s) under %s", saved, out)
     return 0

@@ -1,7 +1,8 @@
 """`python -m watchdog score --model BUNDLE IMAGE...`: one JSON line per image (no TensorFlow).
 
 Scores still images through the daemon's own FrameScorer, so a user can check a bundle, or
-what the daemon would have said about a saved frame, before trusting it with a print.
+what the daemon would have said about a saved frame, before trusting it with a print. An
+unreadable file gets one error line and the others are still scored; the exit code is 1 then.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import sys
 from pathlib import Path
 
 import cv2
@@ -58,7 +60,6 @@ def _heatmap_path(folder: Path, image: Path, used: set[Path]) -> Path:
 
 def main(args: argparse.Namespace) -> int:
     bundle = Bundle.load(args.model if args.model is not None else default_bundle_path())
-    frames = [(path, read_image(path)) for path in args.images]  # fail before printing anything
     # Still images, each on its own: the absolute score (no print to learn a baseline from).
     absolute = dataclasses.replace(bundle.meta, adaptation=Adaptation())
     detector = Detector(absolute, FrameScorer(bundle, num_threads=max(1, args.threads)).error_map)
@@ -68,7 +69,14 @@ def main(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"--heatmap {args.heatmap}: cannot create folder ({exc.strerror or exc})") from exc
     used: set[Path] = set()
-    for path, frame in frames:
+    bad: list[Path] = []
+    for path in args.images:
+        try:
+            frame = read_image(path)
+        except UsageError as exc:  # one bad file is reported; the others are still scored
+            print(f"error: {exc}", file=sys.stderr)
+            bad.append(path)
+            continue
         result = detector.observe(frame)
         line = {
             "file": str(path),
@@ -81,4 +89,8 @@ def main(args: argparse.Namespace) -> int:
             out.write_bytes(encode_jpeg(detector.heatmap(frame, result)))
             line["heatmap"] = str(out)
         print(json.dumps(line), flush=True)
+    if bad:
+        print(f"error: {len(bad)} of {len(args.images)} image(s) could not be read: "
+              f"{', '.join(str(p) for p in bad)}", file=sys.stderr)
+        return 1
     return 0

@@ -7,6 +7,8 @@ The interpreter comes from ``ai_edge_litert`` (the maintained LiteRT wheel), els
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,37 @@ def load_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
     return interp
 
 
+class SharedInterpreter:
+    """One interpreter and the lock around its set_tensor/invoke/get_tensor. A daemon's printers
+    score with the same model, and each interpreter's tensors cost ~4.5 MB, so they share one
+    (benchmarks/memory.py); a frame takes milliseconds, the printers seconds apart."""
+
+    def __init__(self, interp: Any) -> None:
+        self.interp = interp
+        self.lock = threading.Lock()
+
+
+_SHARED: weakref.WeakValueDictionary[tuple[str, int, int, int], SharedInterpreter] = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_interpreter(model_path: str | Path, num_threads: int = 1) -> SharedInterpreter:
+    """The interpreter of this model file (same content stamp) and thread count, made once and
+    kept while a FrameScorer uses it; a reload with a new model gets a new one."""
+    path = Path(model_path)
+    try:
+        st = path.stat()
+    except OSError:
+        return SharedInterpreter(load_interpreter(path, num_threads))  # raises the clear error
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, num_threads)
+    with _SHARED_LOCK:
+        holder = _SHARED.get(key)
+        if holder is None:
+            holder = SharedInterpreter(load_interpreter(path, num_threads))
+            _SHARED[key] = holder
+        return holder
+
+
 class FrameScorer:
     """The bundle's TFLite model: model input → reconstruction → error map.
 
@@ -51,7 +84,8 @@ class FrameScorer:
         meta = bundle.meta
         self.pre = meta.preprocess
         self.scoring = meta.scoring
-        self.interp = load_interpreter(bundle.model_path, num_threads)
+        self._shared = shared_interpreter(bundle.model_path, num_threads)
+        self.interp = self._shared.interp
         inp = self.interp.get_input_details()[0]
         out = self.interp.get_output_details()[0]
         if tuple(inp["shape"][1:]) != self.pre.shape:
@@ -77,9 +111,10 @@ class FrameScorer:
         if inp["dtype"] != np.float32:  # int8 model with quantised I/O
             scale, zero = inp["quantization"]
             batch = np.clip(np.round(batch / scale + zero), -128, 127).astype(inp["dtype"])
-        self.interp.set_tensor(inp["index"], batch)
-        self.interp.invoke()
-        out = self.interp.get_tensor(self._out["index"])[0]
+        with self._shared.lock:  # get_tensor copies: the result is ours after the lock
+            self.interp.set_tensor(inp["index"], batch)
+            self.interp.invoke()
+            out = self.interp.get_tensor(self._out["index"])[0]
         if self._out["dtype"] != np.float32:
             scale, zero = self._out["quantization"]
             out = (out.astype(np.float32) - zero) * scale

@@ -129,6 +129,32 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+_CONNECTION_CAUSES = (  # words in requests/urllib3's nested errors → the cause in a user's words
+    (("NameResolutionError", "Name or service not known", "nodename nor servname", "getaddrinfo failed",
+      "Temporary failure in name resolution", "No address associated"), "host name not found (DNS)"),
+    (("refused",), "connection refused (nothing listens on that port)"),
+    (("timed out", "Timeout"), "no answer (timed out)"),
+    (("No route to host", "unreachable"), "host unreachable (network)"),
+    (("reset by peer", "RemoteDisconnected", "Connection aborted"), "connection closed by the camera"),
+)
+
+
+def url_host(url: str) -> str:
+    """host[:port] of a URL (never its user, password or query), to name a camera in errors."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or '?'}:{parts.port}" if parts.port else (parts.hostname or "?")
+
+
+def connection_problem(url: str, exc: BaseException) -> str:
+    """Why an http(s) camera could not be reached, naming its host: DNS, refused, timeout, dropped."""
+    where = url_host(url)
+    text = f"{exc!r} {exc}"
+    for needles, cause in _CONNECTION_CAUSES:
+        if any(n in text for n in needles):
+            return f"cannot connect to {where}: {cause}"
+    return f"cannot connect to {where}: connection failed or dropped"
+
+
 def image_size(data: bytes) -> tuple[int, int]:
     """(width, height) from a JPEG SOF marker or a PNG IHDR, without decoding; BadFrame if neither."""
     if data[:8] == b"\x89PNG\r\n\x1a\n":
@@ -450,9 +476,9 @@ class SnapshotCamera(_BaseCamera):
         except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError) as exc:
             raise BadFrame("body ended early (truncated)") from exc
         except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError) as exc:
-            raise SourceDown(f"timed out after {cfg.timeout_s:g} s") from exc
+            raise SourceDown(f"no answer from {url_host(self.url)} within {cfg.timeout_s:g} s (timed out)") from exc
         except (requests.exceptions.ConnectionError, OSError) as exc:
-            raise SourceDown("cannot connect or connection dropped") from exc
+            raise SourceDown(connection_problem(self.url, exc)) from exc
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise SourceDown(f"request failed ({type(exc).__name__})") from exc
 
@@ -717,10 +743,10 @@ class MjpegCamera(_ThreadedCamera):
                 except SourceDown as exc:
                     message = str(exc)
                 except requests.exceptions.Timeout:
-                    message = f"no data for camera.timeout_s={self.cfg.timeout_s:g} s"
+                    message = f"no data from {url_host(self.url)} for camera.timeout_s={self.cfg.timeout_s:g} s"
                 except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                     timeout = isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError)
-                    message = f"no data for camera.timeout_s={self.cfg.timeout_s:g} s" if timeout else "cannot connect or connection dropped"
+                    message = f"no data from {url_host(self.url)} for camera.timeout_s={self.cfg.timeout_s:g} s" if timeout else connection_problem(self.url, exc)
                 if not self._halted():
                     self._fail(message)
         finally:

@@ -1,0 +1,55 @@
+"""Printers of one daemon share the model's TFLite interpreter (4.5 MB each otherwise,
+benchmarks/memory.py), so scoring from several watcher threads at once must give every thread
+its own frame's result, exactly as scoring alone does."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from watchdog.detection.bundle import Bundle, default_bundle_path
+from watchdog.detection.model import FrameScorer
+
+FRAMES = Path(__file__).resolve().parent.parent / "watchdog" / "demo" / "frames"
+
+
+def _inputs(bundle: Bundle) -> list[np.ndarray]:
+    return [bundle.meta.preprocess.apply(cv2.imread(str(p))) for p in sorted(FRAMES.glob("*.jpg"))]
+
+
+def test_scorers_of_one_model_share_an_interpreter_and_score_correctly_from_threads() -> None:
+    bundle = Bundle.load(default_bundle_path())
+    scorers = [FrameScorer(bundle) for _ in range(4)]
+    assert len({id(s.interp) for s in scorers}) == 1
+    inputs = _inputs(bundle)
+    alone = [scorers[0].reconstruct(x) for x in inputs]
+
+    results: dict[tuple[int, int], np.ndarray] = {}
+    start = threading.Barrier(len(scorers))
+
+    def work(k: int) -> None:
+        start.wait()
+        for _ in range(5):
+            for i, x in enumerate(inputs):
+                results[(k, i)] = scorers[k].reconstruct(x)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(scorers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for (_, i), out in results.items():
+        np.testing.assert_array_equal(out, alone[i])
+    assert len(results) == len(scorers) * len(inputs)
+
+
+def test_another_model_file_gets_its_own_interpreter(tmp_path: Path) -> None:
+    """A reload with a new bundle must not keep scoring with the old model."""
+    shutil.copytree(default_bundle_path(), tmp_path / "copy")
+    first = FrameScorer(Bundle.load(default_bundle_path()))
+    second = FrameScorer(Bundle.load(tmp_path / "copy"))
+    assert first.interp is not second.interp

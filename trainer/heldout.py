@@ -1,0 +1,129 @@
+"""The daemon's own judgement on held-out prints: what the report leads with.
+
+A model is judged by what the daemon would do with it on prints it never fitted: each such
+print is replayed frame by frame through the daemon's per-print baseline
+(``watchdog.detection.calibration.simulate``, which drives ``PrintBaseline``) and the daemon's
+decision rule (``watchdog.detection.decide``: ``consecutive`` anomalous frames in a row pause
+the print). Each known failure is replayed the way it would reach the daemon: after the
+held-out print's calibration frames, so it is judged against a good print's baseline.
+Absolute single-frame scores (no baseline) come after, in the report, labelled as such.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from trainer.crossfit import HeldOut
+from trainer.evaluate import error_maps
+from watchdog.config import CameraConfig, DetectionConfig
+from watchdog.detection import decide
+from watchdog.detection.bundle import Adaptation, Scoring
+from watchdog.detection.calibration import simulate
+from watchdog.detection.light import light_matched, light_reference
+
+CONSECUTIVE = DetectionConfig().consecutive  # the daemon's default
+
+
+@dataclass(frozen=True)
+class Replay:
+    """One print replayed as the daemon would see it."""
+
+    name: str  # "print2", or "print2 then spaghetti" for a failure after print2's calibration
+    failure: bool  # the frames after calibration are a known failure
+    calibration: int  # frames at the start that only calibrate (never flagged)
+    scores: np.ndarray  # the score each judged frame is compared with (after calibration)
+    threshold: float
+    consecutive: int
+
+    @property
+    def flagged(self) -> np.ndarray:
+        """Indices (into ``scores``) of frames above the threshold."""
+        return np.flatnonzero(self.scores > self.threshold)
+
+    @property
+    def pauses(self) -> list[int]:
+        """Judged frames (0-based) where the daemon's rule fires: ``decide.fires``, the owner never
+        resuming in between (re-armed ``cooldown_s`` later, at the default camera interval)."""
+        settings = decide.Settings(consecutive=self.consecutive, cooldown_s=DetectionConfig().cooldown_s)
+        return decide.fires(self.scores > self.threshold, settings, CameraConfig().interval_s)
+
+    @property
+    def first_pause(self) -> int | None:
+        """Judged frames until the daemon pauses (1-based), None when it never does."""
+        pauses = self.pauses
+        return pauses[0] + 1 if pauses else None
+
+    def summary(self) -> dict[str, Any]:
+        n = len(self.scores)
+        return {
+            "print": self.name, "failure": self.failure, "calibration_frames": self.calibration,
+            "judged_frames": n, "flagged_frames": int(len(self.flagged)),
+            "flagged_share": float(len(self.flagged) / n) if n else None,
+            "frames_to_pause": self.first_pause, "pauses": len(self.pauses),
+        }
+
+
+def replay(
+    name: str, spec: Adaptation, scoring: Scoring, maps: np.ndarray, inputs: np.ndarray, threshold: float,
+    failure: bool = False, consecutive: int = CONSECUTIVE,
+) -> Replay:
+    """One print's frames (error maps and model inputs, time order, light-matched as the daemon
+    would) through the per-print baseline; without adaptation, the absolute scores."""
+    if spec.enabled:
+        unit = dataclasses.replace(spec, threshold=1.0)
+        scores = simulate(unit, scoring, maps, inputs=inputs if spec.nearest else None)
+        return Replay(name, failure, spec.frames, scores, spec.threshold, consecutive)
+    return Replay(name, failure, 0, scoring.scores(maps).astype(np.float64), threshold, consecutive)
+
+
+def replays(
+    held: Sequence[HeldOut], failures: dict[str, np.ndarray], spec: Adaptation, scoring: Scoring,
+    threshold: float, consecutive: int = CONSECUTIVE,
+) -> list[Replay]:
+    """Every held-out print, then every failure after that print's calibration frames.
+
+    ``failures``: uint8 model inputs per failure print, in time order. A held-out print too
+    short to calibrate on is left out (the daemon would still be calibrating at its end).
+    """
+    out = []
+    for h in held:
+        if spec.enabled and len(h.maps) <= spec.frames:
+            continue
+        out.append(replay(h.name, spec, scoring, h.maps, h.inputs, threshold, consecutive=consecutive))
+        for fname, x in failures.items():
+            # the failure reaches the daemon after this print's first frames: matched to their light
+            k = spec.frames if spec.enabled else 0
+            ref = light_reference(h.frames[:k]) if spec.enabled and spec.match_light else None
+            x_in = light_matched(x, spec, ref)
+            maps = np.concatenate([h.maps[:k], error_maps(h.reconstruct, x_in, scoring)])
+            seq = np.concatenate([h.inputs[:k], x_in])
+            out.append(replay(f"{h.name} then {fname}", spec, scoring, maps, seq, threshold, failure=True,
+                              consecutive=consecutive))
+    return out
+
+
+def judgement(runs: Sequence[Replay], threshold_rule: str, note: str) -> dict[str, Any]:
+    """The report's headline: adapted recall and false alarms, prints paused, per replay."""
+    normal = [r for r in runs if not r.failure]
+    failed = [r for r in runs if r.failure]
+    n_scores = np.concatenate([r.scores for r in normal]) if normal else np.zeros(0)
+    f_scores = np.concatenate([r.scores for r in failed]) if failed else np.zeros(0)
+    threshold = runs[0].threshold if runs else float("nan")
+    return {
+        "threshold": threshold if runs else None,
+        "threshold_rule": threshold_rule,
+        "consecutive": runs[0].consecutive if runs else CONSECUTIVE,
+        "note": note,
+        "held_out_prints": len(normal),
+        "recall": float(np.mean(f_scores > threshold)) if f_scores.size else None,
+        "false_alarm_rate": float(np.mean(n_scores > threshold)) if n_scores.size else None,
+        "normal_prints_paused": sum(r.first_pause is not None for r in normal),
+        "failures_paused": sum(r.first_pause is not None for r in failed),
+        "failures_replayed": len(failed),
+        "replays": [r.summary() for r in runs],
+    }
