@@ -13,6 +13,7 @@ extra fit per group (at most ``groups``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from collections.abc import Iterable
