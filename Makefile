@@ -6,7 +6,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-arm64 lint bench default-model clean
+.PHONY: demo test test-arm64 lint bench quality default-model clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -44,6 +44,15 @@ bench: $(VENV)/.stamp-dev
 	$(BIN)/python benchmarks/time_to_pause.py --json runs/time_to_pause.json
 	$(BIN)/python benchmarks/lasting_change.py --json runs/lasting_change.json
 	$(BIN)/python benchmarks/soak.py --frames 20000 --seed 1 --out runs/soak.json
+
+# Detection quality (not in CI; docs/quality-detection.md): three training runs of the default
+# preset, leave-one-print-out on the Kaggle data (first minutes, in-scene failures, Kaggle
+# failures), then the shipped bundle on other camera framings. About 35-40 min on 2 shared cores.
+DATA ?= ../shared/data/kaggle-3d-printer
+quality: $(VENV)/.stamp-dev
+	mkdir -p benchmarks/results
+	$(BIN)/python benchmarks/quality.py --data $(DATA) --seeds 0,1,2 --json benchmarks/results/quality-detection.json
+	$(BIN)/python benchmarks/framing.py --data $(DATA) --json benchmarks/results/framing.json
 
 # Retrain the shipped default bundle on the Kaggle data (../shared/data/kaggle-3d-printer).
 default-model: $(VENV)/.stamp-dev

@@ -68,7 +68,8 @@ from trainer.evaluate import error_maps  # noqa: E402
 from watchdog.config import CameraConfig, DetectionConfig  # noqa: E402
 from watchdog.detection import decide  # noqa: E402
 from watchdog.detection.bundle import Adaptation, Preprocess, Scoring  # noqa: E402
-from watchdog.detection.calibration import calibrate, simulate  # noqa: E402
+from watchdog.detection.calibration import calibrate, simulate, unit_meta  # noqa: E402
+from watchdog.detection.detector import offline_detector  # noqa: E402
 from watchdog.detection.light import light_matched, light_reference  # noqa: E402
 
 KAGGLE = ROOT.parent / "shared" / "data" / "kaggle-3d-printer"
@@ -120,6 +121,45 @@ def sequence_stats(normal: np.ndarray, defects: np.ndarray, thr: float) -> dict[
         to_pause[name] = first_pause(defects[start : start + count], thr)
         start += count
     return {"false_pauses": int(false_pauses), "frames_to_pause": to_pause}
+
+
+def replay_print(spec: Adaptation, scoring: Scoring, maps: np.ndarray, thr: float,
+                 start: np.ndarray | None = None) -> np.ndarray:
+    """Whether the daemon's ``Detector`` calls each frame of one print anomalous, replayed from
+    its first frame: packed ``maps`` (light-matched as the daemon matches them), ``thr`` the
+    adapted threshold, ``start`` the absolute scores of the print's first frames as the camera
+    gave them (what ``Adaptation.guard`` judges)."""
+    meta = dataclasses.replace(unit_meta(scoring, dataclasses.replace(spec, threshold=thr)), threshold=thr)
+    detector = offline_detector(meta)
+    verdicts = detector.replay(list(maps[..., 0]), list(maps[..., 1:]) if spec.nearest else None,
+                               None if start is None else list(start))
+    return np.array([v.anomalous for v in verdicts], dtype=bool)
+
+
+def first_minutes_stats(maps: dict[str, np.ndarray], held: str, spec: Adaptation, scoring: Scoring,
+                        thr: float) -> dict[str, Any]:
+    """A print's first minutes through the ``Detector`` and ``decide``: the held-out normal
+    print and each Kaggle failed print (failing from its first frame) replayed from their own
+    first frame, with the bundle's start guard (``spec.guard``) and without it. Pauses on the
+    normal print; frames from the first frame to the first pause of each failed print."""
+    out: dict[str, Any] = {"guard": spec.guard}
+    start = {k: scoring.scores(maps["start_" + k][..., 0]) for k in [held, *(f for f, _ in DEFECT_PRINTS)]}
+    for name, guard in (("with_guard", spec.guard), ("without_guard", 0.0)):
+        s = dataclasses.replace(spec, guard=guard)
+        normal = replay_print(s, scoring, maps[held], thr, start[held])
+        fired = decide.fires(normal, SETTINGS, INTERVAL_S)
+        failed = {}
+        for f, _ in DEFECT_PRINTS:
+            anomalous = replay_print(s, scoring, maps["own_" + f], thr, start[f])
+            fires = decide.fires(anomalous, SETTINGS, INTERVAL_S)
+            failed[f] = fires[0] + 1 if fires else None
+        out[name] = {"normal_pauses": len(fired), "normal_pauses_in_start": sum(i < spec.frames for i in fired),
+                     "normal_start_above_guard": int(np.sum(start[held] > guard)) if guard else 0,
+                     "normal_start_max": float(np.max(start[held])),
+                     "failed_frames_to_pause": failed}
+    # how far the failed starts are from the guard: the median absolute score of their first 10 frames
+    out["failed_start_median"] = {f: float(np.median(start[f][:10])) for f, _ in DEFECT_PRINTS}
+    return {"first_minutes": out}
 
 
 def failing_from_start_stats(defects: np.ndarray, k: int, thr: float, scores: Any) -> dict[str, Any]:
@@ -180,6 +220,7 @@ def evaluate_fold(
     adaptation: Adaptation,
     target_fpr: float,
     adapted_threshold: float | None = None,
+    guard: float = 0.0,
 ) -> dict[str, Any]:
     """Scores → AUROC, threshold, false alarms and recall for one held-out session.
 
@@ -211,6 +252,7 @@ def evaluate_fold(
                                  lambda m: adapted(unit, scoring, m)[INSCENE_ONSET:]))
         res.update(failing_from_start_stats(maps.get("defects_own", defects), k, thr,
                                             lambda m: adapted(unit, scoring, m)))
+        res.update(first_minutes_stats(maps, held, dataclasses.replace(adaptation, guard=guard), scoring, thr))
         res.update(lighting_stats(normal, maps, thr, lambda m: np.r_[np.zeros(k), adapted(unit, scoring, m)]))
         res.update(auroc_adapted=auroc(n, d), threshold=thr, calibration_frames=k,
                    n_normal_scored=len(n), false_alarm_rate=float(np.mean(n > thr)),
@@ -244,7 +286,8 @@ def inscene_stats(normal: np.ndarray, maps: dict[str, np.ndarray], start: int, t
         to_pause[name] = first_pause(s, thr)
         above.append(s > thr)
     return {"inscene_onset_frame": start, "inscene_frames_to_pause": to_pause,
-            "inscene_recall": float(np.mean(np.concatenate(above)))}
+            "inscene_recall": float(np.mean(np.concatenate(above))),
+            "inscene_recall_by_print": {name: float(np.mean(a)) for (name, _), a in zip(DEFECT_PRINTS, above, strict=True)}}
 
 
 def inscene_sequences(data: dict[str, np.ndarray], session: str, start: int, seed: int) -> None:
@@ -301,11 +344,16 @@ def fold_maps(
         maps["seq_" + name] = after(data[f"seq_{held}_{name}"])
     for name, (gain, offset) in LIGHTING.items():
         maps["light_" + name] = after(relit(data[held][LIGHT_ONSET:], gain, offset))
+    parts, start = [], 0
+    for name, count in DEFECT_PRINTS:
+        own = data["defects"][start : start + count]
+        parts.append(error(light_matched(own, spec)))
+        maps["own_" + name] = parts[-1]
+        # a print's start as the daemon judges it: the frames as the camera gave them
+        maps["start_" + name] = error(own[: max(spec.frames, 1)])
+        start += count
+    maps["start_" + held] = error(data[held][: max(spec.frames, 1)])
     if matching:
-        parts, start = [], 0
-        for _, count in DEFECT_PRINTS:
-            parts.append(error(light_matched(data["defects"][start : start + count], spec)))
-            start += count
         maps["defects_own"] = np.concatenate(parts)
     return maps
 
@@ -323,18 +371,47 @@ def lighting_stats(normal: np.ndarray, maps: dict[str, np.ndarray], thr: float, 
 # --------------------------------------------------------------------------- methods
 
 
+def fit_model(preset: Any, data: dict[str, np.ndarray], fitting: list[str], seed: int) -> Any:
+    """A model of ``preset`` fitted on these prints (the first 85% of each), as a reconstructor."""
+    from trainer.evaluate import keras_reconstructor
+    from trainer.model import build_autoencoder, compile_autoencoder
+    from trainer.train import fit
+
+    x_fit, x_val = split_fit_val(data, fitting)
+    model = build_autoencoder(preset.model, preset.preprocess.shape)
+    compile_autoencoder(model, preset.train)
+    with tempfile.TemporaryDirectory() as tmp:
+        fit(model, x_fit, x_val, preset.train, Path(tmp) / "cross.weights.h5", seed, verbose=0)
+    return keras_reconstructor(model)
+
+
+def crossfit_shared(preset: Any, data: dict[str, np.ndarray], fit_sessions: list[str], seed: int,
+                    cache: dict[tuple[str, ...], Any]) -> list[tuple[list[str], Any]]:
+    """``trainer.crossfit.crossfit_models`` of the fold's fitting prints (one left out at a time),
+    each model fitted once per training run: the model fitted on print A alone is the same in
+    every fold that cross-fits with A (three fits per run instead of six)."""
+    out = []
+    for left in sorted(fit_sessions):
+        fitting = tuple(s for s in sorted(fit_sessions) if s != left)
+        if fitting not in cache:
+            cache[fitting] = fit_model(preset, data, list(fitting), seed)
+        out.append(([left], cache[fitting]))
+    return out
+
+
 def run_autoencoder(
     preset: Any, data: dict[str, np.ndarray], sessions: list[str], args: argparse.Namespace,
     variants: list[Adaptation] | None = None,
 ) -> list[list[dict[str, Any]]]:
     """Folds of each adaptation variant (default: the preset's own), all on the same fitted models."""
-    from trainer.crossfit import crossfit_adaptation, crossfit_models
+    from trainer.crossfit import crossfit_adaptation
     from trainer.evaluate import keras_reconstructor
     from trainer.model import build_autoencoder, compile_autoencoder
     from trainer.train import fit
 
     variants = variants or [getattr(preset, "adaptation", Adaptation())]
     results: list[list[dict[str, Any]]] = [[] for _ in variants]
+    cache: dict[tuple[str, ...], Any] = {}
     for held in sessions:
         fit_sessions = [s for s in sessions if s != held]
         x_fit, x_val = split_fit_val(data, fit_sessions)
@@ -346,7 +423,7 @@ def run_autoencoder(
         models = None
         if variants[0].enabled:  # the trainer's rule: each fitting print scored by a model without it
             t0 = time.perf_counter()
-            models = crossfit_models(preset, {s: data[s] for s in fit_sessions}, args.seed)
+            models = crossfit_shared(preset, data, fit_sessions, args.seed, cache)
             fitted.seconds += time.perf_counter() - t0
         fold: dict[bool, dict[str, np.ndarray]] = {}  # the maps depend on light matching only
         for spec, out in zip(variants, results, strict=True):
@@ -354,12 +431,13 @@ def run_autoencoder(
                 fold[spec.match_light] = fold_maps(lambda x, r=recon: error_maps(r, x, preset.scoring),
                                                    data, sessions, held, spec)
             maps = fold[spec.match_light]
-            cross = None
+            cross, guard = None, 0.0
             if spec.enabled and models is not None:
-                cross = crossfit_adaptation(dataclasses.replace(preset, adaptation=spec),
-                                            {s: data[s] for s in fit_sessions}, args.target_fpr, models=models).threshold
+                crossed = crossfit_adaptation(dataclasses.replace(preset, adaptation=spec),
+                                              {s: data[s] for s in fit_sessions}, args.target_fpr, models=models)
+                cross, guard = crossed.threshold, crossed.guard
             res = evaluate_fold(maps, held, fit_sessions, error_maps(recon, x_val, preset.scoring),
-                                preset.scoring, spec, args.target_fpr, cross)
+                                preset.scoring, spec, args.target_fpr, cross, guard)
             res.update(train_seconds=round(fitted.seconds, 1), epochs_run=fitted.epochs_run,
                        match_light=spec.match_light, nearest=spec.nearest)
             logger.info("%s (match_light %s, nearest %d) held out %s: %s", preset.name, spec.match_light,
@@ -447,6 +525,104 @@ def print_control(rows: list[dict[str, Any]]) -> None:
 # --------------------------------------------------------------------------- output
 
 
+FIRST_MINUTES_GOAL = 10  # frames: a print failing from its first frame is paused within this many
+
+
+def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The headline figures of several training runs (seeds) of the shipped preset: per fold-run,
+    and their spread (min, mean, max over fold-runs)."""
+    rows = []
+    for seed, folds in runs.items():
+        for r in folds:
+            fm = r["first_minutes"]
+            rows.append({
+                "seed": int(seed), "held_out": r["held_out"], "threshold": r["threshold"], "guard": fm["guard"],
+                "false_alarm_rate": r["false_alarm_rate"], "recall": r["recall"], "pasted_recall": r["pasted_recall"],
+                "inscene_recall": r["inscene_recall"], "inscene_recall_by_print": r["inscene_recall_by_print"],
+                "inscene_frames_to_pause": r["inscene_frames_to_pause"],
+                "normal_pauses": fm["with_guard"]["normal_pauses"],
+                "normal_pauses_without_guard": fm["without_guard"]["normal_pauses"],
+                "normal_start_max": fm["with_guard"]["normal_start_max"],
+                "failed_frames_to_pause": fm["with_guard"]["failed_frames_to_pause"],
+                "failed_frames_to_pause_without_guard": fm["without_guard"]["failed_frames_to_pause"],
+            })
+
+    def spread(key: str) -> dict[str, float]:
+        v = np.array([r[key] for r in rows], dtype=np.float64)
+        return {"min": float(v.min()), "mean": float(v.mean()), "max": float(v.max())}
+
+    def caught(r: dict[str, Any], key: str = "failed_frames_to_pause") -> int:
+        return sum(v is not None and v <= FIRST_MINUTES_GOAL for v in r[key].values())
+
+    n_failed = len(rows[0]["failed_frames_to_pause"]) if rows else 0
+    by_print = {name: spread_of([r["inscene_recall_by_print"][name] for r in rows])
+                for name in (rows[0]["inscene_recall_by_print"] if rows else {})}
+    return {
+        "fold_runs": rows,
+        "false_alarm_rate": spread("false_alarm_rate"), "recall": spread("recall"),
+        "pasted_recall": spread("pasted_recall"), "inscene_recall": spread("inscene_recall"),
+        "inscene_recall_by_print": by_print,
+        "first_minutes": {
+            "goal_frames": FIRST_MINUTES_GOAL,
+            "failed_prints_paused_in_goal": sum(caught(r) for r in rows),
+            "failed_prints_paused_in_goal_without_guard": sum(caught(r, "failed_frames_to_pause_without_guard") for r in rows),
+            "failed_prints": n_failed * len(rows),
+            "normal_prints_paused": sum(r["normal_pauses"] > 0 for r in rows),
+            "normal_prints": len(rows),
+            "goal_met_in_every_run": all(caught(r) == n_failed and r["normal_pauses"] == 0 for r in rows),
+        },
+    }
+
+
+def spread_of(values: list[float]) -> dict[str, float]:
+    v = np.asarray(values, dtype=np.float64)
+    return {"min": float(v.min()), "mean": float(v.mean()), "max": float(v.max())}
+
+
+def _pause(v: int | None) -> str:
+    return "never" if v is None else str(v)
+
+
+def summary_tables(summary: dict[str, Any]) -> dict[str, str]:
+    """Markdown tables of ``summarize`` (docs/quality-detection.md): first minutes, in-scene per
+    fold-run, spread over fold-runs."""
+    rows = summary["fold_runs"]
+    names = list(rows[0]["failed_frames_to_pause"]) if rows else []
+    first = ["| seed | held out | guard (absolute) | highest start of the held-out print | pauses of the normal print "
+             "| failed prints, frames to pause (" + ", ".join(names) + ") | without the guard |",
+             "|---|---|---:|---:|---:|---|---|"]
+    for r in rows:
+        first.append(f"| {r['seed']} | {r['held_out']} | {r['guard']:.3f} | {r['normal_start_max']:.3f} | "
+                     f"{r['normal_pauses']} | {', '.join(_pause(v) for v in r['failed_frames_to_pause'].values())} "
+                     f"| {', '.join(_pause(v) for v in r['failed_frames_to_pause_without_guard'].values())} |")
+    fm = summary["first_minutes"]
+    first.append(f"\nFailed prints paused within {fm['goal_frames']} frames: {fm['failed_prints_paused_in_goal']} of "
+                 f"{fm['failed_prints']} ({fm['failed_prints_paused_in_goal_without_guard']} without the guard); "
+                 f"normal prints paused: {fm['normal_prints_paused']} of {fm['normal_prints']}; goal met in every "
+                 f"run: {'yes' if fm['goal_met_in_every_run'] else 'no'}.")
+    inscene = ["| seed | held out | FPR@thr | recall@thr | pasted recall | in-scene recall (" + ", ".join(names)
+               + ") | in-scene frames to pause (same order) |", "|---|---|---:|---:|---:|---|---|"]
+    for r in rows:
+        inscene.append(f"| {r['seed']} | {r['held_out']} | {r['false_alarm_rate']:.3f} | {r['recall']:.3f} | "
+                       f"{r['pasted_recall']:.3f} | {r['inscene_recall']:.2f} ("
+                       f"{', '.join(f'{v:.2f}' for v in r['inscene_recall_by_print'].values())}) | "
+                       f"{', '.join(_pause(v) for v in r['inscene_frames_to_pause'].values())} |")
+    spread = ["| figure | min | mean | max |", "|---|---:|---:|---:|"]
+    for key in ("false_alarm_rate", "recall", "pasted_recall", "inscene_recall"):
+        v = summary[key]
+        spread.append(f"| {key.replace('_', ' ')} | {v['min']:.3f} | {v['mean']:.3f} | {v['max']:.3f} |")
+    for name, v in summary["inscene_recall_by_print"].items():
+        spread.append(f"| in-scene recall, {name} | {v['min']:.3f} | {v['mean']:.3f} | {v['max']:.3f} |")
+    return {"first_minutes": "\n".join(first), "inscene": "\n".join(inscene), "spread": "\n".join(spread)}
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    tables = summary_tables(summary)
+    for title, key in (("First minutes: each print replayed from its own first frame", "first_minutes"),
+                       ("Per fold-run", "inscene"), ("Spread over fold-runs (min / mean / max)", "spread")):
+        print(f"\n### {title}\n\n{tables[key]}")
+
+
 def _short(r: dict[str, Any]) -> str:
     parts = [f"AUROC {r['auroc']:.3f}"]
     if "auroc_adapted" in r:
@@ -490,6 +666,13 @@ def print_table(name: str, note: str, folds: list[dict[str, Any]]) -> None:
         light = ", ".join(f"{k} {v['above']:.2f} above, pause {'never' if v['frames_to_pause'] is None else v['frames_to_pause']}"
                           for k, v in r["lighting"].items())
         print(f"    the room's light changed from frame {LIGHT_ONSET} on: {light}")
+        if r.get("first_minutes"):
+            fm = r["first_minutes"]
+            for which in ("with_guard", "without_guard"):
+                w = fm[which]
+                print(f"    first minutes {which.replace('_', ' ')} (guard {fm['guard']:.3f}): normal print paused "
+                      f"{w['normal_pauses']} times; failed prints from their first frame, frames to pause: "
+                      + ", ".join(f"{k} {_pause(v)}" for k, v in w["failed_frames_to_pause"].items()))
         if r.get("failing_from_start"):
             own = ", ".join(f"{k} {v['above']:.2f} above, pause {'never' if v['frames_to_pause'] is None else v['frames_to_pause']}"
                             for k, v in r["failing_from_start"].items())
@@ -505,6 +688,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--control", action="store_true",
                    help="also run the scene-change control for adaptation (3 more fits on one print each)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",") if x],
+                   help="training runs, one per seed (e.g. 0,1,2): the shipped preset's figures per run and "
+                        "their spread; implies --default-only")
+    p.add_argument("--default-only", action="store_true",
+                   help="only the shipped preset: no baseline variants, PCA or seed preset")
     p.add_argument("--json", type=Path, help="also write all figures to this JSON file")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -521,6 +709,10 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     tf.config.threading.set_inter_op_parallelism_threads(1)
+    started = time.perf_counter()
+    seeds = args.seeds or [args.seed]
+    only_default = args.default_only or args.seeds is not None
+    args.seed = seeds[0]
     keras.utils.set_random_seed(args.seed)
 
     default = get_preset("default")
@@ -547,16 +739,38 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {args.data}; normal sessions {', '.join(f'{s} ({len(data[s])})' for s in sessions)}; "
           f"defects {len(data['defects'])}; input {default.preprocess.width}x{default.preprocess.height} "
           f"roi {list(default.preprocess.roi)}")
+    note = (f"preset default, {default.train.epochs} epochs max, scoring {default.scoring}, "
+            f"adaptation {adaptation}")
+    if args.seeds is not None:  # training-run variance: the shipped preset, once per seed
+        report["runs"] = {}
+        for seed in seeds:
+            args.seed = seed
+            keras.utils.set_random_seed(seed)
+            folds = run_autoencoder(default, data, sessions, args)[0]
+            report["runs"][str(seed)] = folds
+            print_table(f"default, seed {seed}", note, folds)
+            report["summary"] = summarize(report["runs"])
+            report["seconds"] = round(time.perf_counter() - started)
+            if args.json:  # after every run: a long benchmark stopped early keeps what it measured
+                args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print_summary(report["summary"])
+        return 0
+
     # on the same models: the shipped adaptation, then without its nearest-frames baseline, then
     # also without light matching (the default before 2026-11-24 07:00)
     variants = {"default": adaptation}
-    if adaptation.enabled:
+    if adaptation.enabled and not only_default:
         variants["default-mean-baseline"] = dataclasses.replace(adaptation, nearest=0)
         variants["default-mean-baseline-no-match-light"] = dataclasses.replace(adaptation, nearest=0, match_light=False)
     specs = list(variants.values())
     for (name, spec), folds in zip(variants.items(), run_autoencoder(default, data, sessions, args, specs), strict=True):
         add(name, f"preset default, {default.train.epochs} epochs max, scoring {default.scoring}, "
             f"adaptation {spec}", folds)
+    if only_default:
+        report["seconds"] = round(time.perf_counter() - started)
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2) + "\n")
+        return 0
 
     add("pca-seed-scoring", "PCA 50 components on the default preprocessing, whole-image MSE, no adaptation",
         run_pca(data, sessions, Scoring("l2", "mean"), Adaptation(), args))

@@ -69,3 +69,27 @@ def test_a_print_failing_from_its_first_frame_is_judged_against_its_own_failure(
     assert out["unchanged"] == {"above": 0.0, "frames_to_pause": None}
     assert out["grows"]["frames_to_pause"] == 23  # 3 in a row from the 21st scored frame
     assert out["grows"]["above"] == 10 / 30
+
+
+def test_the_first_minutes_go_through_the_detectors_start_guard(monkeypatch) -> None:
+    """quality.py's first minutes: each print replayed from its first frame through the
+    ``Detector`` and ``decide``: a start above the guard pauses within its first frames, a
+    normal start does not, and without the guard nothing in the calibration counts."""
+    import numpy as np
+
+    from benchmarks import quality as q
+    from watchdog.detection.bundle import Adaptation, Scoring
+
+    monkeypatch.setattr(q, "DEFECT_PRINTS", [("spaghetti", 20)])
+    rng = np.random.default_rng(0)
+
+    def packed(level: float, n: int) -> np.ndarray:  # error map + a 3-channel input, as fold_maps packs them
+        return np.concatenate([level + 0.01 * rng.random((n, 8, 8, 1)), rng.random((n, 8, 8, 3))], axis=-1)
+
+    maps = {"held": packed(0.1, 40), "start_held": packed(0.1, 10),
+            "own_spaghetti": packed(0.9, 20), "start_spaghetti": packed(0.9, 10)}
+    spec = Adaptation(frames=10, std_floor=0.5, threshold=1.0, nearest=3, guard=0.5)
+    out = q.first_minutes_stats(maps, "held", spec, Scoring("l2", "topk", topk=0.1), 3.0)["first_minutes"]
+    assert out["with_guard"]["normal_pauses"] == 0
+    assert out["with_guard"]["failed_frames_to_pause"] == {"spaghetti": 3}
+    assert out["without_guard"]["failed_frames_to_pause"] == {"spaghetti": None}

@@ -49,6 +49,7 @@ def test_every_print_is_scored_by_a_model_that_never_fitted_it(caplog) -> None:
     with caplog.at_level("INFO", logger="trainer.crossfit"):
         result = crossfit_adaptation(_preset(), prints, target_fpr=0.0, seed=0, groups=3)
     assert result.enabled and result.frames == 3 and result.threshold > 0
+    assert result.guard > 0, "the start guard comes from the same left-out prints"
     runs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cross-fit: left out")]
     assert len(runs) == 3, "one extra fit per group"
     left_out: list[str] = []

@@ -162,6 +162,8 @@ def test_recalibrating_a_light_matching_bundle_on_ones_own_prints(tmp_path: Path
     assert (after.frames, after.match_light, after.nearest) == (before.frames, True, 2)
     assert after.threshold > 0 and after.threshold != before.threshold
     assert "from 2 prints" in r.stdout
+    # the start guard is kept, raised if the user's own starts score higher
+    assert before.guard > 0 and after.guard >= before.guard
 
     r = subprocess.run([*cmd[:-1], str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "nowhere: frames folder not found" in r.stderr

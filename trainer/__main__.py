@@ -44,6 +44,14 @@ def _size(value: str) -> tuple[int, int]:
     return w, h
 
 
+def _region(value: str) -> tuple[float, float, float, float]:
+    try:
+        x0, y0, x1, y1 = (float(v) for v in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected x0,y0,x1,y1 in 0..1 such as 0,0.5,1,1, got {value!r}") from None
+    return x0, y0, x1, y1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m trainer", description=__doc__)
     d = p.add_argument_group("data")
@@ -75,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--epochs", type=int, help="override the preset's epochs")
     m.add_argument("--batch-size", type=int, help="override the preset's batch size")
     m.add_argument("--input-size", type=_size, metavar="WxH", help="override the preset's model input size")
+    m.add_argument("--region", type=_region, metavar="X0,Y0,X1,Y1",
+                   help="the part of the frame the model watches, in 0..1 of the frame (default: the "
+                        "preset's, the bottom half 0,0.5,1,1); stored in the bundle, and a printer's "
+                        "detection.region overrides it")
     m.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="light augmentation (small shifts, zoom, brightness); default: the preset's")
     m.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
@@ -148,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = Options(
         out=args.out, data=args.data, normal=args.normal, anomalous=args.anomalous, preset=args.preset,
         epochs=args.epochs, batch_size=args.batch_size, augment=args.augment, input_size=args.input_size,
+        region=args.region,
         adapt_frames=args.adapt_frames, normalize=args.normalize, match_light=args.match_light,
         adapt_nearest=args.adapt_nearest,
         adapt_calibration=args.adapt_calibration,

@@ -13,6 +13,7 @@ extra fit per group (at most ``groups``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from collections.abc import Iterable
@@ -26,7 +27,7 @@ from trainer.evaluate import Reconstruct, error_maps, keras_reconstructor
 from trainer.model import Preset, build_autoencoder, compile_autoencoder
 from trainer.train import fit
 from watchdog.detection.bundle import Adaptation
-from watchdog.detection.calibration import calibrate
+from watchdog.detection.calibration import calibrate, start_guard
 from watchdog.detection.light import light_matched
 
 logger = logging.getLogger(__name__)
@@ -104,11 +105,15 @@ def held_out(
 
 
 def calibrate_on(preset: Preset, held: list[HeldOut], target_fpr: float) -> Adaptation:
-    """``preset.adaptation`` with its threshold set on held-out prints replayed as the daemon would."""
-    result = calibrate(preset.adaptation, preset.scoring, [h.maps for h in held], target_fpr,
-                       inputs=[h.inputs for h in held])
-    logger.info("per-print adaptation: %d calibration frames, threshold %.4g cross-fitted on %d prints",
-                result.frames, result.threshold, len(held))
+    """``preset.adaptation`` with its threshold set on held-out prints replayed as the daemon
+    would, and its start guard above their starts (``calibration.start_guard``)."""
+    spec = preset.adaptation
+    result = calibrate(spec, preset.scoring, [h.maps for h in held], target_fpr, inputs=[h.inputs for h in held])
+    # the start as the daemon judges it: the frames as the camera gave them, before light matching
+    starts = [preset.scoring.scores(error_maps(h.reconstruct, h.frames[: spec.frames], preset.scoring)) for h in held]
+    result = dataclasses.replace(result, guard=start_guard(starts, spec.frames))
+    logger.info("per-print adaptation: %d calibration frames, threshold %.4g cross-fitted on %d prints; "
+                "start guard %.4g", result.frames, result.threshold, len(held), result.guard)
     return result
 
 

@@ -41,6 +41,7 @@ class Options:
     batch_size: int | None = None
     augment: bool | None = None
     input_size: tuple[int, int] | None = None  # (width, height): override the preset's input size
+    region: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1 (0..1): the watched region
     adapt_frames: int | None = None  # override the preset's per-print calibration frames (0: off)
     normalize: bool | None = None  # override the preset's per-frame brightness/contrast normalisation
     match_light: bool | None = None  # override the preset's light matching to each print's start
@@ -90,6 +91,13 @@ def resolve_preset(options: Options) -> Preset:
             pre = dataclasses.replace(preset.preprocess, width=w, height=h)
         except ValueError as exc:
             raise DataError(f"--input-size {w}x{h}: {exc}") from exc
+        preset = dataclasses.replace(preset, preprocess=pre)
+    if options.region is not None:
+        try:
+            x0, y0, x1, y1 = (float(v) for v in options.region)
+            pre = dataclasses.replace(preset.preprocess, roi=(x0, y0, x1, y1))
+        except ValueError as exc:
+            raise DataError(f"--region {','.join(f'{v:g}' for v in options.region)}: {exc}") from exc
         preset = dataclasses.replace(preset, preprocess=pre)
     if options.normalize is not None:
         preset = dataclasses.replace(preset, preprocess=dataclasses.replace(preset.preprocess, normalize=options.normalize))
@@ -267,7 +275,9 @@ def _adaptation(
             models = crossfit.crossfit_models(preset, prints, options.seed, verbose=options.verbose)
             held = crossfit.held_out(preset, prints, models)
             result = crossfit.calibrate_on(preset, held, options.target_fpr)
-            rule = f"cross-fitted: {len(prints)} prints each scored by a model fitted without it; {fpr}"
+            rule = (f"cross-fitted: {len(prints)} prints each scored by a model fitted without it; {fpr}; "
+                    f"start guard {result.guard:.4g}: {calibration.GUARD_MARGIN:g} x the highest absolute score "
+                    f"of their first {result.frames} frames")
             return result, rule, held
         result = _validation_adaptation(preset, recon, sets, options.target_fpr, bs)
         return result, f"validation frames of the fitted prints; {fpr}", []

@@ -300,7 +300,7 @@ class Watcher:
                                                   "job": self.state.job})]
 
     def _relearn(self, why: str) -> None:
-        self.detector.relearn()
+        self.detector.relearn(accepted=True)
         logger.info("%s: %s: learning the print's look again (%d frames)", self.name, why,
                     self.detector.calibration_frames)
 
@@ -335,10 +335,12 @@ class Watcher:
 
     def _alert(self, verdict: Verdict, outcome: ActionResult) -> Alert:
         verb = {Action.PAUSE: "Pause", Action.CANCEL: "Cancel"}.get(self.action, "Alert")
+        why = (f"this print looks abnormal from its start (score {verdict.absolute_score:.4g} > start guard "
+               f"{verdict.guard:.4g})" if verdict.abnormal_start else
+               f"score {verdict.score:.4g} > threshold {verdict.threshold:.4g}")
         message = (
             f"{verb} {self.name}: {self.state.consecutive} anomalous frames in a row "
-            f"(score {verdict.score:.4g} > threshold {verdict.threshold:.4g}); "
-            f"{self.action} {outcome.outcome}: {outcome.detail}"
+            f"({why}); {self.action} {outcome.outcome}: {outcome.detail}"
         )
         return Alert(_now_iso(), self.name, self.state.job, verdict.score, verdict.threshold,
                      self.state.consecutive, self.action, outcome, message)

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 
 from watchdog import frames
-from watchdog.detection.bundle import Adaptation, Bundle
-from watchdog.detection.calibration import calibrate
+from watchdog.detection.bundle import Adaptation, Bundle, Scoring
+from watchdog.detection.calibration import calibrate, start_guard
 from watchdog.detection.light import light_matched
 from watchdog.detection.model import FrameScorer
 from watchdog.errors import UsageError
@@ -55,6 +55,12 @@ def error_maps(scorer: FrameScorer, paths: list[Path], spec: Adaptation) -> tupl
     return np.stack([scorer.error_map(xi.astype(np.float32) / 255.0) for xi in x]), x
 
 
+def start_scores(scorer: FrameScorer, scoring: Scoring, paths: list[Path]) -> np.ndarray:
+    """Absolute scores of a print's first frames as the camera gave them (what the start guard judges)."""
+    images = [img for img in (cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in paths) if img is not None]
+    return np.array([scoring.score(scorer.error_map(scorer.pre.apply(img))) for img in images])
+
+
 def main(args: argparse.Namespace) -> int:
     bundle = Bundle.load(args.bundle)
     old = bundle.meta.adaptation
@@ -75,8 +81,12 @@ def main(args: argparse.Namespace) -> int:
         new = calibrate(spec, bundle.meta.scoring, maps, args.target_fpr, inputs=[x for _, x in scored])
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    if old.guard > 0:
+        # The start guard only rises: your camera's normal starts must stay below it.
+        starts = [start_scores(scorer, bundle.meta.scoring, paths[:n]) for paths in prints.values()]
+        new = dataclasses.replace(new, guard=max(old.guard, start_guard(starts, n)))
     bundle.meta.adaptation = new
     bundle.save_meta()
     print(f"{args.bundle}: adaptation frames={new.frames} std_floor={new.std_floor} match_light={new.match_light} "
-          f"nearest={new.nearest} threshold={new.threshold:.6g} from {sum(len(m) > new.frames for m in maps)} prints")
+          f"nearest={new.nearest} threshold={new.threshold:.6g} guard={new.guard:.6g} from {sum(len(m) > new.frames for m in maps)} prints")
     return 0

@@ -360,6 +360,13 @@ class Adaptation:
     not of all of them: the bed, the toolhead and the part move, so a frame is compared with
     the calibration frames where they stood where they stand now. The spread stays that of
     all calibration frames. 0 (bundles without the key): the mean of all.
+
+    ``guard``: while a print's start is being learnt, a frame whose *absolute* score (the
+    model's, comparable across prints) is above ``guard`` counts as anomalous, so a print that
+    looks wrong from its first frame is caught instead of being learnt as its own normal. The
+    trainer sets it from the absolute scores of normal prints scored by models that never saw
+    them (``trainer.crossfit``), with a margin: it is meant to be far above any normal print.
+    0 (bundles without the key): the start of a print is never judged.
     """
 
     frames: int = 0
@@ -367,6 +374,7 @@ class Adaptation:
     threshold: float = 0.0
     match_light: bool = False
     nearest: int = 0
+    guard: float = 0.0
 
     def __post_init__(self) -> None:
         check_number("frames", self.frames, 0, MAX_ADAPTATION_FRAMES, integer=True)
@@ -377,6 +385,7 @@ class Adaptation:
             raise ValueError(f"match_light must be true or false, got {self.match_light!r}")
         if not 0 <= self.nearest <= self.frames:
             raise ValueError(f"nearest must be in [0, frames={self.frames}], got {self.nearest}")
+        check_number("guard", self.guard, 0.0, 1e30)
 
     @property
     def enabled(self) -> bool:

@@ -62,6 +62,23 @@ def threshold_for_fpr(scores: np.ndarray, target_fpr: float = 0.01) -> float:
     return max(float(s[s.size - 1 - allowed]), 1e-9)
 
 
+GUARD_MARGIN = 1.2  # the guard sits this far above the highest start of a normal print seen
+
+
+def start_guard(scores: list[np.ndarray], frames: int, margin: float = GUARD_MARGIN) -> float:
+    """``Adaptation.guard``: ``margin`` times the highest absolute score of the first ``frames``
+    frames of normal prints, each scored by a model that never saw it (as the camera gave
+    them: a print's start is judged before its light is known).
+
+    Conservative on purpose: a normal print the model has never seen must not be paused in its
+    first minutes, so only a start further from every normal start seen than they are from each
+    other counts (docs/quality-detection.md measures the margin)."""
+    starts = [np.asarray(s, dtype=np.float64)[:frames] for s in scores if len(s)]
+    if not starts:
+        raise ValueError("no normal print to set the start guard on")
+    return float(np.max(np.concatenate(starts))) * margin
+
+
 def calibrate(
     spec: Adaptation,
     scoring: Scoring,

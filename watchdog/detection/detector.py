@@ -42,6 +42,10 @@ class Verdict:
     ``score`` is what the decision uses, on the bundle threshold's scale: the per-print adapted
     score once the print's baseline is learnt, the model's absolute score before (and always,
     for bundles without adaptation). ``absolute_score`` is comparable across prints.
+
+    While the print's start is learnt (``calibrating``) a frame is anomalous only when its
+    absolute score is above ``guard`` (the bundle's ``adaptation.guard``; 0: the start is not
+    judged): the print looks abnormal from its start (``abnormal_start``).
     """
 
     score: float
@@ -54,6 +58,12 @@ class Verdict:
     error_map: np.ndarray  # what the decision used: the adapted map once calibrated
     heatmap_scale: float  # the error drawn as full red
     inference_s: float = 0.0
+    guard: float = 0.0  # absolute score above which a calibration frame is anomalous (0: none)
+
+    @property
+    def abnormal_start(self) -> bool:
+        """A frame of the print's start already far from every normal print the model knows."""
+        return self.calibrating and self.anomalous
 
     @property
     def progress(self) -> str:
@@ -92,6 +102,12 @@ class Detector:
         self.baseline = PrintBaseline.for_bundle(meta, self.mask, error_map)
         # One warm-up: the print's baseline, or for bundles without one, the configured frames.
         self.calibration_frames = meta.adaptation.frames if self.baseline.enabled else warmup_frames
+        # The start of a print is judged on the absolute score, against a conservative guard
+        # learnt on the bundle's own region: another region is a view whose absolute scores the
+        # bundle does not know (a normal start scores far above the guard), so it is not judged.
+        own_region = region is None or tuple(region) == tuple(meta.preprocess.roi)
+        self.start_guard = meta.adaptation.guard / sensitivity if self.baseline.enabled and own_region else 0.0
+        self.guard = self.start_guard
         self._seen = 0
 
     @classmethod
@@ -127,11 +143,14 @@ class Detector:
         verdict = self.judge(x, self._error_map(x))
         return dataclasses.replace(verdict, inference_s=time.perf_counter() - t0)
 
-    def relearn(self) -> None:
+    def relearn(self, accepted: bool = False) -> None:
         """Forget this print's look and learn it again from the next frames: a new print, or
-        the owner accepting what the camera shows (a resume after our pause, "not a failure")."""
+        (``accepted``) the owner accepting what the camera shows (a resume after our pause, "not
+        a failure"). An accepted look is not judged by the guard while it is learnt: the owner
+        has seen it, and pausing it again after the cooldown is what users complain about."""
         self.baseline.reset()
         self._seen = 0
+        self.guard = 0.0 if accepted else self.start_guard
 
     @property
     def calibrating(self) -> bool:
@@ -149,10 +168,13 @@ class Detector:
 
     # ----------------------------------------------------------------- shared with offline code
 
-    def judge(self, x: np.ndarray | None, error_map: np.ndarray) -> Verdict:
+    def judge(self, x: np.ndarray | None, error_map: np.ndarray, absolute: float | None = None) -> Verdict:
         """The verdict on one model input and its error map (light-matched when the bundle
-        matches light): the step every path ends with."""
-        absolute = self.meta.scoring.score(error_map, self.mask)
+        matches light): the step every path ends with. ``absolute``: the frame's absolute
+        score when it was computed elsewhere (offline replays of light-matched maps: the
+        daemon judges a print's start on the frames as the camera gave them)."""
+        if absolute is None:
+            absolute = self.meta.scoring.score(error_map, self.mask)
         self._seen += 1
         score, calibrating = self.baseline.observe(absolute, error_map, x)
         if self.baseline.enabled and not calibrating:
@@ -165,25 +187,38 @@ class Detector:
         warming = self._seen <= self.calibration_frames
         emap = np.asarray(emap)
         emap.setflags(write=False)
+        guard = self.guard if warming else 0.0
         return Verdict(
             score=score,
             absolute_score=absolute,
             threshold=self.threshold,
-            anomalous=(not warming) and score > self.threshold,
+            anomalous=(0.0 < guard < absolute) if warming else score > self.threshold,
             calibrating=warming,
             calibrated=min(self._seen, self.calibration_frames),
             calibration_frames=self.calibration_frames,
             error_map=emap,
             heatmap_scale=scale,
+            guard=guard,
         )
 
-    def replay(self, error_maps: Sequence[np.ndarray], inputs: Sequence[np.ndarray] | None = None) -> list[Verdict]:
+    def replay(
+        self,
+        error_maps: Sequence[np.ndarray],
+        inputs: Sequence[np.ndarray] | None = None,
+        start_scores: Sequence[float] | None = None,
+    ) -> list[Verdict]:
         """Verdicts on one whole print from its first frame, in time order, from error maps
         computed elsewhere (of the ``light.light_matched`` frames when the bundle matches light;
-        ``inputs``: those frames, needed for ``Adaptation.nearest``). The daemon's scores."""
+        ``inputs``: those frames, needed for ``Adaptation.nearest``). The daemon's scores.
+
+        ``start_scores``: absolute scores of the print's first frames as the camera gave them
+        (not light-matched), what the daemon judges the start by with ``Adaptation.guard``;
+        without them the start is judged on the maps' own scores."""
         self.relearn()
         xs: Sequence[np.ndarray | None] = inputs if inputs is not None else [None] * len(error_maps)
-        return [self.judge(x, e) for x, e in zip(xs, error_maps, strict=True)]
+        start = list(start_scores or [])
+        return [self.judge(x, e, start[i] if i < len(start) else None)
+                for i, (x, e) in enumerate(zip(xs, error_maps, strict=True))]
 
 
 def offline_detector(meta: BundleMeta, mask: np.ndarray | None = None) -> Detector:

@@ -1,0 +1,97 @@
+"""The start guard and the watched region, without a model: the Detector over error maps, the
+bundle's schema, and the trainer's ``--region`` (``tests/test_first_minutes.py`` runs them with a
+bundle made by the trainer through ``python -m watchdog replay``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from watchdog.detection.bundle import Adaptation, BundleError, BundleMeta, Scoring
+from watchdog.detection.calibration import start_guard, unit_meta
+from watchdog.detection.detector import Detector, offline_detector
+
+FRAMES = 5
+
+
+def _meta(guard: float) -> BundleMeta:
+    spec = Adaptation(frames=FRAMES, std_floor=0.5, threshold=2.0, guard=guard)
+    return dataclasses.replace(unit_meta(Scoring("l1", "mean"), spec), threshold=2.0)
+
+
+def _maps(levels: list[float], seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [np.full((8, 16), level, np.float32) + rng.normal(0, 0.01, (8, 16)).astype(np.float32) for level in levels]
+
+
+def test_a_start_above_the_guard_is_anomalous_while_calibrating() -> None:
+    detector = offline_detector(_meta(guard=0.5))
+    verdicts = detector.replay(_maps([0.9] * FRAMES + [0.9] * 3))
+    assert [v.anomalous for v in verdicts[:FRAMES]] == [True] * FRAMES
+    assert all(v.calibrating and v.abnormal_start and v.guard == 0.5 for v in verdicts[:FRAMES])
+    # once learnt, the failing start is the print's baseline: only the guard could catch it
+    assert not any(v.anomalous for v in verdicts[FRAMES:])
+
+
+def test_a_normal_start_and_a_bundle_without_a_guard_are_not_judged() -> None:
+    normal = offline_detector(_meta(guard=0.5)).replay(_maps([0.2] * FRAMES))
+    assert not any(v.anomalous for v in normal)
+    unguarded = offline_detector(_meta(guard=0.0)).replay(_maps([0.9] * FRAMES))
+    assert not any(v.anomalous for v in unguarded) and all(v.guard == 0.0 for v in unguarded)
+
+
+def test_the_guard_scales_with_sensitivity_and_is_off_for_an_accepted_look() -> None:
+    meta = _meta(guard=0.5)
+    detector = Detector(meta, lambda x: np.zeros((8, 16), np.float32), sensitivity=2.0)
+    assert detector.judge(None, _maps([0.3])[0]).anomalous  # 0.3 > 0.5 / 2
+    detector.relearn(accepted=True)  # the owner resumed after our pause: what is seen is accepted
+    assert not any(detector.judge(None, m).anomalous for m in _maps([0.9] * FRAMES))
+    detector.relearn()  # a new print: judged again
+    assert detector.judge(None, _maps([0.9])[0]).anomalous
+
+
+def test_another_region_than_the_bundles_turns_the_guard_off() -> None:
+    meta = _meta(guard=0.5)
+    model = lambda x: np.zeros((8, 16), np.float32)  # noqa: E731
+    assert Detector(meta, model, region=meta.preprocess.roi).start_guard == 0.5
+    assert Detector(meta, model, region=(0.0, 0.0, 1.0, 0.5)).start_guard == 0.0
+
+
+def test_start_guard_is_a_margin_above_the_highest_normal_start() -> None:
+    assert start_guard([np.array([0.1, 0.3, 9.0]), np.array([0.2])], frames=2, margin=1.5) == pytest.approx(0.45)
+    with pytest.raises(ValueError):
+        start_guard([], frames=2)
+
+
+def test_older_bundles_load_with_the_guard_off_and_a_bad_guard_is_refused() -> None:
+    d = _meta(guard=0.5).to_dict()
+    d["input_shape"], d["output_shape"] = [1, 96, 128, 3], [1, 96, 128, 3]
+    del d["adaptation"]["guard"]
+    assert BundleMeta.from_dict(json.loads(json.dumps(d))).adaptation.guard == 0.0
+    for bad in (-1, "high", float("nan")):
+        d["adaptation"]["guard"] = bad
+        with pytest.raises(BundleError, match="adaptation"):
+            BundleMeta.from_dict(d)
+
+
+def test_trainer_region_becomes_the_bundles_region() -> None:
+    pytest.importorskip("tensorflow")
+    from trainer.data import DataError
+    from trainer.pipeline import Options, resolve_preset
+
+    assert resolve_preset(Options(region=(0.1, 0.2, 0.9, 1.0))).preprocess.roi == (0.1, 0.2, 0.9, 1.0)
+    with pytest.raises(DataError, match="--region"):
+        resolve_preset(Options(region=(0.5, 0.2, 0.4, 1.0)))
+
+
+def test_trainer_cli_refuses_a_bad_region_in_one_line(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "trainer", "--data", str(tmp_path), "--region", "0,0.5,1"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "x0,y0,x1,y1" in r.stderr
