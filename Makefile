@@ -45,7 +45,7 @@ bench: $(VENV)/.stamp-dev
 	$(BIN)/python benchmarks/lasting_change.py --json runs/lasting_change.json
 	$(BIN)/python benchmarks/soak.py --frames 20000 --seed 1 --out runs/soak.json
 
-# Detection quality (not in CI; docs/quality-detection.md): three training runs of the default
+# Detection quality (not in CI; docs/quality.md): three training runs of the default
 # preset, leave-one-print-out on the Kaggle data (first minutes, in-scene failures, Kaggle
 # failures), then the shipped bundle on other camera framings. About 35-40 min on 2 shared cores.
 DATA ?= ../shared/data/kaggle-3d-printer

@@ -584,7 +584,7 @@ def _pause(v: int | None) -> str:
 
 
 def summary_tables(summary: dict[str, Any]) -> dict[str, str]:
-    """Markdown tables of ``summarize`` (docs/quality-detection.md): first minutes, in-scene per
+    """Markdown tables of ``summarize`` (docs/quality.md): first minutes, in-scene per
     fold-run, spread over fold-runs."""
     rows = summary["fold_runs"]
     names = list(rows[0]["failed_frames_to_pause"]) if rows else []

@@ -72,7 +72,7 @@ def start_guard(scores: list[np.ndarray], frames: int, margin: float = GUARD_MAR
 
     Conservative on purpose: a normal print the model has never seen must not be paused in its
     first minutes, so only a start further from every normal start seen than they are from each
-    other counts (docs/quality-detection.md measures the margin)."""
+    other counts (docs/quality.md measures the margin)."""
     starts = [np.asarray(s, dtype=np.float64)[:frames] for s in scores if len(s)]
     if not starts:
         raise ValueError("no normal print to set the start guard on")
