@@ -25,6 +25,8 @@ demo: $(VENV)/.stamp-pi
 
 test: $(VENV)/.stamp-dev
 	bash tests/install-servers.sh
+	$(BIN)/ruff check watchdog trainer tests benchmarks
+	$(BIN)/ruff format --check watchdog trainer tests benchmarks
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

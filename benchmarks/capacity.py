@@ -64,7 +64,11 @@ def serve_cameras(count: int, size: str, log_path: Path, hang: int) -> None:
     jpegs = []
     for path in sorted(DEMO_FRAMES.glob("*_normal.jpg")):
         img = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
-        ok, buf = cv2.imencode(".jpg", cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        ok, buf = cv2.imencode(
+            ".jpg",
+            cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC),
+            [cv2.IMWRITE_JPEG_QUALITY, 85],
+        )
         jpegs.append(buf.tobytes())
     log = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
     lock = threading.Lock()
@@ -109,9 +113,22 @@ class CameraFarm:
         self.log_path = workdir / f"cameras-{size}-{count}.log"
         self.log_path.write_text("")
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve-cameras", str(count), "--size", size, "--camera-log",
-             str(self.log_path), "--hang", str(hang)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                __file__,
+                "--serve-cameras",
+                str(count),
+                "--size",
+                size,
+                "--camera-log",
+                str(self.log_path),
+                "--hang",
+                str(hang),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         self.ports: list[int] = json.loads(self.proc.stdout.readline())
 
@@ -144,7 +161,9 @@ class ScoreListener:
         self.scores: list[tuple[str, float]] = []
         self._lock = threading.Lock()
         self._ready = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"capacity-{os.getpid()}")
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"capacity-{os.getpid()}"
+        )
         self.client.on_connect = lambda c, *a: c.subscribe(f"{prefix}/+/score", qos=0)
         self.client.on_subscribe = lambda *a: self._ready.set()
         self.client.on_message = self._on_message
@@ -204,8 +223,13 @@ def proc_status_kb(pid: int, key: str) -> int:
     raise KeyError(key)
 
 
-def match_frames(requests: list[tuple[int, float]], scores: list[tuple[str, float]], names: list[str],
-                 t0: float, t1: float) -> dict[str, list[float]]:
+def match_frames(
+    requests: list[tuple[int, float]],
+    scores: list[tuple[str, float]],
+    names: list[str],
+    t0: float,
+    t1: float,
+) -> dict[str, list[float]]:
     """Per printer, the latency of each frame captured in [t0, t1) that got a score: from the
     camera request to the first score after it (and before that camera's next request)."""
     by_cam: dict[int, list[float]] = {}
@@ -237,8 +261,17 @@ def percentile(values: list[float], q: float) -> float | None:
     return values[k]
 
 
-def run_once(n: int, size: str, cores: int, interval: float, ticks: int, warmup_ticks: int,
-             moonraker: object, broker_port: int, workdir: Path) -> RunResult:
+def run_once(
+    n: int,
+    size: str,
+    cores: int,
+    interval: float,
+    ticks: int,
+    warmup_ticks: int,
+    moonraker: object,
+    broker_port: int,
+    workdir: Path,
+) -> RunResult:
     """One daemon, n printers, `ticks` measured intervals after `warmup_ticks`."""
     farm = CameraFarm(n, size, workdir)
     names = [f"p{i:02d}" for i in range(n)]
@@ -247,32 +280,56 @@ def run_once(n: int, size: str, cores: int, interval: float, ticks: int, warmup_
     key_file.write_text(moonraker.api_key)  # type: ignore[attr-defined]
     key_file.chmod(0o600)
     cfg = workdir / f"config-{n}-{size}-{cores}.yaml"
-    cfg.write_text(json.dumps({
-        "http": {"listen": ""},
-        "storage": {"dir": str(workdir / "state")},
-        "mqtt": {"host": "127.0.0.1", "port": broker_port, "topic_prefix": prefix,
-                 "homeassistant": {"enabled": False}},
-        "printers": [{
-            "name": name,
-            "camera": {"source": url, "interval_s": interval},
-            "api": {"kind": "moonraker", "url": moonraker.url, "api_key_file": str(key_file)},  # type: ignore[attr-defined]
-        } for name, url in zip(names, farm.urls(), strict=True)],
-    }))
+    cfg.write_text(
+        json.dumps(
+            {
+                "http": {"listen": ""},
+                "storage": {"dir": str(workdir / "state")},
+                "mqtt": {
+                    "host": "127.0.0.1",
+                    "port": broker_port,
+                    "topic_prefix": prefix,
+                    "homeassistant": {"enabled": False},
+                },
+                "printers": [
+                    {
+                        "name": name,
+                        "camera": {"source": url, "interval_s": interval},
+                        "api": {
+                            "kind": "moonraker",
+                            "url": moonraker.url,
+                            "api_key_file": str(key_file),
+                        },  # type: ignore[attr-defined]
+                    }
+                    for name, url in zip(names, farm.urls(), strict=True)
+                ],
+            }
+        )
+    )
     cfg.chmod(0o600)
     listener = ScoreListener(broker_port, prefix)
     cpus = ",".join(str(c) for c in range(cores))
     log = open(workdir / f"daemon-{n}-{size}-{cores}.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(["taskset", "-c", cpus, sys.executable, "-m", "watchdog", "run", "--config", str(cfg)],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    proc = subprocess.Popen(
+        ["taskset", "-c", cpus, sys.executable, "-m", "watchdog", "run", "--config", str(cfg)],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     try:
         time.sleep(warmup_ticks * interval)
         if proc.poll() is not None:
-            raise RuntimeError(f"daemon exited: {(workdir / f'daemon-{n}-{size}-{cores}.log').read_text()[-2000:]}")
+            raise RuntimeError(
+                f"daemon exited: {(workdir / f'daemon-{n}-{size}-{cores}.log').read_text()[-2000:]}"
+            )
         t0, cpu0 = time.time(), proc_cpu_s(proc.pid)
         time.sleep(ticks * interval)
         t1, cpu1 = time.time(), proc_cpu_s(proc.pid)
         if proc.poll() is not None:
-            raise RuntimeError(f"daemon exited: {(workdir / f'daemon-{n}-{size}-{cores}.log').read_text()[-2000:]}")
+            raise RuntimeError(
+                f"daemon exited: {(workdir / f'daemon-{n}-{size}-{cores}.log').read_text()[-2000:]}"
+            )
         peak_kb = proc_status_kb(proc.pid, "VmHWM")
         time.sleep(min(interval, 5.0))  # let the last frames' scores arrive
     finally:
@@ -288,14 +345,23 @@ def run_once(n: int, size: str, cores: int, interval: float, ticks: int, warmup_
     expected = n * ticks
     scored = sum(per_printer)
     return RunResult(
-        printers=n, size=size, cores=cores, interval_s=interval, measured_s=round(t1 - t0, 2),
+        printers=n,
+        size=size,
+        cores=cores,
+        interval_s=interval,
+        measured_s=round(t1 - t0, 2),
         cpu_share=round((cpu1 - cpu0) / (t1 - t0) / cores, 4),
         cpu_s_per_frame=round((cpu1 - cpu0) / max(1, captured), 4),
         peak_rss_mb=round(peak_kb / 1024, 1),
-        latency_p50_s=_r(percentile(lat, 50)), latency_p99_s=_r(percentile(lat, 99)),
+        latency_p50_s=_r(percentile(lat, 50)),
+        latency_p99_s=_r(percentile(lat, 99)),
         latency_max_s=_r(max(lat) if lat else None),
-        frames_captured=captured, frames_scored=scored, frames_expected=expected, frames_skipped=max(0, expected - scored),
-        scored_per_printer_min=min(per_printer), scored_per_printer_max=max(per_printer),
+        frames_captured=captured,
+        frames_scored=scored,
+        frames_expected=expected,
+        frames_skipped=max(0, expected - scored),
+        scored_per_printer_min=min(per_printer),
+        scored_per_printer_max=max(per_printer),
     )
 
 
@@ -317,7 +383,11 @@ def _r(x: float | None) -> float | None:
 HOST_INFERENCE_MS = 1.93
 PI_BOARDS = {
     "Raspberry Pi 4 (Cortex-A72, 2 GB or more)": {"cores": 4, "gmac_s": 3.5, "ram_mb_free": 1500},
-    "Raspberry Pi Zero 2 W (Cortex-A53 1 GHz, 512 MB)": {"cores": 4, "gmac_s": 1.2, "ram_mb_free": 250},
+    "Raspberry Pi Zero 2 W (Cortex-A53 1 GHz, 512 MB)": {
+        "cores": 4,
+        "gmac_s": 1.2,
+        "ram_mb_free": 250,
+    },
 }
 # The daemon may use half the board: OctoPrint/Klipper, the camera streamer and the OS share it.
 # Printers start in step and stay so: each interval all frames arrive at once, and this budget
@@ -354,7 +424,9 @@ def model_macs(model_path: Path) -> int:
     return macs
 
 
-def estimate(results: list[dict], memory: dict[str, dict], macs: int, interval: float = 10.0) -> dict:
+def estimate(
+    results: list[dict], memory: dict[str, dict], macs: int, interval: float = 10.0
+) -> dict:
     """Printers per board at `interval`, the smaller of two bounds (an estimate, not a
     measurement on a Pi):
 
@@ -366,13 +438,19 @@ def estimate(results: list[dict], memory: dict[str, dict], macs: int, interval: 
       board has free beside OctoPrint: N <= 1 + (ram_free - rss_1) / per_printer.
     """
     host_gmac_s = macs / (HOST_INFERENCE_MS / 1000) / 1e9
-    out: dict = {"basis": {
-        "interval_s": interval, "cpu_budget_of_board": CPU_BUDGET, "model_macs_per_frame": macs,
-        "host_inference_ms": HOST_INFERENCE_MS, "host_gmac_s": round(host_gmac_s, 1),
-        "boards_assumed": PI_BOARDS,
-        "how": "printers = min(cores * budget * interval / (host_cpu_s_per_frame * host_gmac_s / board_gmac_s), "
-               "1 + (ram_free - rss_1_printer) / rss_per_extra_printer)",
-    }, "boards": {}}
+    out: dict = {
+        "basis": {
+            "interval_s": interval,
+            "cpu_budget_of_board": CPU_BUDGET,
+            "model_macs_per_frame": macs,
+            "host_inference_ms": HOST_INFERENCE_MS,
+            "host_gmac_s": round(host_gmac_s, 1),
+            "boards_assumed": PI_BOARDS,
+            "how": "printers = min(cores * budget * interval / (host_cpu_s_per_frame * host_gmac_s / board_gmac_s), "
+            "1 + (ram_free - rss_1_printer) / rss_per_extra_printer)",
+        },
+        "boards": {},
+    }
     for size in SIZES:
         one_core = [r for r in results if r["size"] == size and r["cores"] == 1]
         if not one_core or size not in memory:
@@ -387,8 +465,11 @@ def estimate(results: list[dict], memory: dict[str, dict], macs: int, interval: 
             out["boards"].setdefault(board, {})[size] = {
                 "slowdown_vs_host_core": round(slowdown, 1),
                 "cpu_s_per_frame_estimated": round(frame_s, 3),
-                "printers_by_cpu": by_cpu, "printers_by_ram": by_ram, "printers": min(by_cpu, by_ram),
-                "rss_mb_1_printer": rss1, "rss_mb_per_extra_printer": per,
+                "printers_by_cpu": by_cpu,
+                "printers_by_ram": by_ram,
+                "printers": min(by_cpu, by_ram),
+                "rss_mb_1_printer": rss1,
+                "rss_mb_per_extra_printer": per,
             }
     return out
 
@@ -411,14 +492,23 @@ def main() -> int:
     ap.add_argument("--printers", default="1,4,16,32")
     ap.add_argument("--sizes", default="640x480,1280x720")
     ap.add_argument("--cores", default="1,2")
-    ap.add_argument("--interval", type=float, default=10.0, help="camera.interval_s of every printer")
+    ap.add_argument(
+        "--interval", type=float, default=10.0, help="camera.interval_s of every printer"
+    )
     ap.add_argument("--ticks", type=int, default=3, help="measured intervals per run")
     ap.add_argument("--warmup", type=int, default=1, help="intervals before measuring")
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--memory", type=Path, default=ROOT / "benchmarks" / "results",
-                    help="folder with benchmarks/memory.py's memory-<size>.json (for the estimate)")
-    ap.add_argument("--estimate-only", action="store_true",
-                    help="recompute the estimate in --json from its runs and --memory; run nothing")
+    ap.add_argument(
+        "--memory",
+        type=Path,
+        default=ROOT / "benchmarks" / "results",
+        help="folder with benchmarks/memory.py's memory-<size>.json (for the estimate)",
+    )
+    ap.add_argument(
+        "--estimate-only",
+        action="store_true",
+        help="recompute the estimate in --json from its runs and --memory; run nothing",
+    )
     ap.add_argument("--serve-cameras", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--size", default="640x480", help=argparse.SUPPRESS)
     ap.add_argument("--camera-log", type=Path, help=argparse.SUPPRESS)
@@ -430,7 +520,9 @@ def main() -> int:
 
     if args.estimate_only:
         report = json.loads(args.json.read_text())
-        report["estimate"] = estimate(report["runs"], load_memory(args.memory), report["model_macs_per_frame"])
+        report["estimate"] = estimate(
+            report["runs"], load_memory(args.memory), report["model_macs_per_frame"]
+        )
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(json.dumps(report["estimate"], indent=2))
         return 0
@@ -445,7 +537,9 @@ def main() -> int:
         broker = Broker(work / "broker", free_port())
         broker.workdir.mkdir()
         broker.start()
-        moonraker = MoonrakerServer(server_venv("moonraker-venv", MOONRAKER_SPEC), work / "moonraker" / "data")
+        moonraker = MoonrakerServer(
+            server_venv("moonraker-venv", MOONRAKER_SPEC), work / "moonraker" / "data"
+        )
         moonraker.start()
         # A job long enough for the whole matrix: G4 P200 is 0.2 s of Klipper time per line.
         (moonraker.data_dir / "gcodes" / "long.gcode").write_text("G28\n" + "G4 P200\n" * 50000)
@@ -456,8 +550,17 @@ def main() -> int:
             for cores in [int(c) for c in args.cores.split(",")]:
                 for size in args.sizes.split(","):
                     for n in [int(x) for x in args.printers.split(",")]:
-                        res = run_once(n, size, cores, args.interval, args.ticks, args.warmup, moonraker,
-                                       broker.port, work)
+                        res = run_once(
+                            n,
+                            size,
+                            cores,
+                            args.interval,
+                            args.ticks,
+                            args.warmup,
+                            moonraker,
+                            broker.port,
+                            work,
+                        )
                         results.append(asdict(res))
                         print(json.dumps(results[-1]), flush=True)
         finally:
@@ -466,12 +569,20 @@ def main() -> int:
             broker.stop()
     macs = model_macs(default_bundle_path() / "model.tflite")
     report = {
-        "machine": {"cpu": _cpu_name(), "cores_online": os.cpu_count(), "python": platform.python_version(),
-                    "note": "shared 2-core VM; other work ran alongside"},
+        "machine": {
+            "cpu": _cpu_name(),
+            "cores_online": os.cpu_count(),
+            "python": platform.python_version(),
+            "note": "shared 2-core VM; other work ran alongside",
+        },
         "model_macs_per_frame": macs,
-        "settings": {"interval_s": args.interval, "ticks": args.ticks, "warmup_ticks": args.warmup,
-                     "printer_api": "one real Moonraker 0.11 + stand-in Klippy, printing, shared by all printers",
-                     "camera": "one real HTTP snapshot server per printer (separate process), demo frames re-encoded at the size"},
+        "settings": {
+            "interval_s": args.interval,
+            "ticks": args.ticks,
+            "warmup_ticks": args.warmup,
+            "printer_api": "one real Moonraker 0.11 + stand-in Klippy, printing, shared by all printers",
+            "camera": "one real HTTP snapshot server per printer (separate process), demo frames re-encoded at the size",
+        },
         "runs": results,
         "estimate": estimate(results, load_memory(args.memory), macs),
     }

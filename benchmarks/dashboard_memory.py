@@ -62,29 +62,57 @@ def browser(url: str):
     opts = webdriver.ChromeOptions()
     opts.binary_location = "/usr/bin/chromium"
     profile = tempfile.mkdtemp(prefix="bench-chromium-")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                f"--user-data-dir={profile}", "--window-size=1280,1000"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,1000",
+    ):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
     driver.get(url)
     return driver, profile
 
 
-def run(variant: str, camera: CameraServer, seconds: float, interval: float, tmp: Path) -> dict[str, float | str]:
+def run(
+    variant: str, camera: CameraServer, seconds: float, interval: float, tmp: Path
+) -> dict[str, float | str]:
     port = free_port()
     listen = "" if variant == "no_http" else f"127.0.0.1:{port}"
     config = tmp / f"{variant}.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": str(MODEL),
-        "http": {"listen": listen},
-        "storage": {"dir": str(tmp / f"state-{variant}")},
-        "printers": [{"name": "ender3", "camera": {"source": camera.snapshot_url, "interval_s": interval, "timeout_s": 5},
-                      "api": {"kind": "none"}}],
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": str(MODEL),
+                "http": {"listen": listen},
+                "storage": {"dir": str(tmp / f"state-{variant}")},
+                "printers": [
+                    {
+                        "name": "ender3",
+                        "camera": {
+                            "source": camera.snapshot_url,
+                            "interval_s": interval,
+                            "timeout_s": 5,
+                        },
+                        "api": {"kind": "none"},
+                    }
+                ],
+            }
+        )
+    )
     log = open(tmp / f"{variant}.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "watchdog", "run", "--config", str(config)],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watchdog", "run", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     driver = profile = None
     try:
         deadline = time.monotonic() + 60
@@ -104,10 +132,15 @@ def run(variant: str, camera: CameraServer, seconds: float, interval: float, tmp
         frames = camera.requests - start_frames
         points = None
         if driver is not None:
-            points = int(driver.execute_script(
-                "const c = document.querySelector('canvas[data-role=timeline]'); return c ? Number(c.dataset.points) : 0"))
+            points = int(
+                driver.execute_script(
+                    "const c = document.querySelector('canvas[data-role=timeline]'); return c ? Number(c.dataset.points) : 0"
+                )
+            )
             if points < frames // 2:
-                raise RuntimeError(f"page_open: the page shows {points} points for {frames} frames: not live-updating")
+                raise RuntimeError(
+                    f"page_open: the page shows {points} points for {frames} frames: not live-updating"
+                )
         if listen:
             requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).raise_for_status()
     finally:
@@ -132,7 +165,9 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=0.5, help="camera.interval_s of the daemon")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args()
-    frames = [cv2.resize(cv2.imread(str(p)), (640, 480)) for p in sorted(DEMO_FRAMES.glob("*normal*.jpg"))]
+    frames = [
+        cv2.resize(cv2.imread(str(p)), (640, 480)) for p in sorted(DEMO_FRAMES.glob("*normal*.jpg"))
+    ]
     camera = CameraServer()
     camera.set_frames(frames)
     results = []

@@ -58,16 +58,24 @@ def main(argv: list[str] | None = None) -> int:
         d_input, d_score = [], []
         for f in files:
             src = cv2.imread(str(f), cv2.IMREAD_COLOR)
-            big = src if src.shape[1::-1] == (width, height) else cv2.resize(src, (width, height), interpolation=cv2.INTER_CUBIC)
+            big = (
+                src
+                if src.shape[1::-1] == (width, height)
+                else cv2.resize(src, (width, height), interpolation=cv2.INTER_CUBIC)
+            )
             jpeg = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
             full = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
             reduced = decode_image(jpeg, 64_000_000, need)
             d_input.append(float(np.abs(pre.apply(full) - pre.apply(reduced)).max()))
             d_score.append(abs(scorer.analyze(full).score - scorer.analyze(reduced).score))
         row = {
-            "size": f"{width}x{height}", "reduction": reduction(width, height, need), "frames": len(files),
+            "size": f"{width}x{height}",
+            "reduction": reduction(width, height, need),
+            "frames": len(files),
             "max_input_change_grey_levels": round(max(d_input) * 255, 2),
-            "mean_abs_score_change_vs_threshold": round(float(np.mean(d_score)) / bundle.meta.threshold, 5),
+            "mean_abs_score_change_vs_threshold": round(
+                float(np.mean(d_score)) / bundle.meta.threshold, 5
+            ),
             "max_abs_score_change_vs_threshold": round(max(d_score) / bundle.meta.threshold, 5),
         }
         rows.append(row)
@@ -75,8 +83,18 @@ def main(argv: list[str] | None = None) -> int:
     truncation = cut_jpegs(sorted(args.data.rglob("*.jpg")), args.cut_frames, need)
     print(truncation, flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"model": "default", "need": list(need), "reduced_decoding": rows,
-                                     "cut_jpegs": truncation}, indent=1) + "\n")
+    args.json.write_text(
+        json.dumps(
+            {
+                "model": "default",
+                "need": list(need),
+                "reduced_decoding": rows,
+                "cut_jpegs": truncation,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     return 0
 
 
@@ -97,8 +115,13 @@ def cut_jpegs(files: list[Path], n: int, need: tuple[int, int]) -> dict[str, int
                 decode_image(cut, 64_000_000, need)
             except BadFrame:
                 refused += 1
-    return {"frames": len(files), "false_refusals": false_refusals, "cuts": cuts, "cuts_refused": refused,
-            "cuts_refused_share": round(refused / cuts, 3) if cuts else 0.0}
+    return {
+        "frames": len(files),
+        "false_refusals": false_refusals,
+        "cuts": cuts,
+        "cuts_refused": refused,
+        "cuts_refused_share": round(refused / cuts, 3) if cuts else 0.0,
+    }
 
 
 if __name__ == "__main__":

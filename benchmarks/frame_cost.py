@@ -63,7 +63,10 @@ def step_cost(bundle: Bundle, jpegs: list[bytes], threads: int) -> dict[str, flo
         encode_jpeg(detector.heatmap(frame, verdict))
         if i >= 5:  # warm-up
             times.append(time.perf_counter() - t0)
-    return {"median_ms": 1000 * statistics.median(times), "p95_ms": 1000 * float(np.percentile(times, 95))}
+    return {
+        "median_ms": 1000 * statistics.median(times),
+        "p95_ms": 1000 * float(np.percentile(times, 95)),
+    }
 
 
 def seed_bundle(folder: Path) -> Bundle | None:
@@ -78,8 +81,14 @@ def seed_bundle(folder: Path) -> Bundle | None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.tflite").write_bytes(convert(model))
     base = Bundle.load(default_bundle_path()).meta
-    meta = replace(base, adaptation=type(base.adaptation)(), preprocess=preset.preprocess, scoring=preset.scoring,
-                   input_shape=(1, *preset.preprocess.shape), output_shape=(1, *preset.preprocess.shape))
+    meta = replace(
+        base,
+        adaptation=type(base.adaptation)(),
+        preprocess=preset.preprocess,
+        scoring=preset.scoring,
+        input_shape=(1, *preset.preprocess.shape),
+        output_shape=(1, *preset.preprocess.shape),
+    )
     bundle = Bundle(folder, meta)
     bundle.save_meta()
     return bundle
@@ -94,12 +103,27 @@ def daemon_peak_rss(model: Path, seconds: float) -> dict[str, float]:
     camera.set_frames(frames)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "config.yaml"
-        cfg.write_text(json.dumps({
-            "model": str(model), "http": {"listen": ""}, "storage": {"dir": tmp},
-            "printers": [{"name": "bench", "camera": {"source": camera.snapshot_url, "interval_s": 0}}],
-        }))
-        proc = subprocess.Popen([sys.executable, "-m", "watchdog", "run", "--config", str(cfg)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        cfg.write_text(
+            json.dumps(
+                {
+                    "model": str(model),
+                    "http": {"listen": ""},
+                    "storage": {"dir": tmp},
+                    "printers": [
+                        {
+                            "name": "bench",
+                            "camera": {"source": camera.snapshot_url, "interval_s": 0},
+                        }
+                    ],
+                }
+            )
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "watchdog", "run", "--config", str(cfg)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
         rss = []
         try:
             deadline = time.monotonic() + seconds
@@ -112,7 +136,11 @@ def daemon_peak_rss(model: Path, seconds: float) -> dict[str, float]:
             proc.terminate()
             proc.wait(15)
             camera.close()
-    return {"peak_rss_mb": rss[-1][1] / 1024, "final_rss_mb": rss[-1][0] / 1024, "samples": len(rss)}
+    return {
+        "peak_rss_mb": rss[-1][1] / 1024,
+        "final_rss_mb": rss[-1][0] / 1024,
+        "samples": len(rss),
+    }
 
 
 def replay_time_to_pause(model: Path) -> dict[str, object]:
@@ -120,11 +148,29 @@ def replay_time_to_pause(model: Path) -> dict[str, object]:
     from watchdog.commands.demo import demo_sequence
 
     with tempfile.TemporaryDirectory() as tmp:
-        frames = demo_sequence(DEMO_FRAMES, Bundle.load(model).meta.adaptation.frames, Path(tmp) / "camera")
+        frames = demo_sequence(
+            DEMO_FRAMES, Bundle.load(model).meta.adaptation.frames, Path(tmp) / "camera"
+        )
         cfg = Path(tmp) / "config.yaml"
         cfg.write_text(json.dumps({"model": str(model), "printers": [{"name": "bench"}]}))
-        r = subprocess.run([sys.executable, "-m", "watchdog", "replay", "--config", str(cfg), "--frames",
-                            str(frames), "--out", tmp], capture_output=True, text=True, cwd=ROOT, check=True)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "watchdog",
+                "replay",
+                "--config",
+                str(cfg),
+                "--frames",
+                str(frames),
+                "--out",
+                tmp,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
+        )
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     frames = [x for x in lines if "frame" in x and "event" not in x]
     onset = next(i for i, x in enumerate(frames) if "failure" in x["frame"])
@@ -139,17 +185,25 @@ def replay_time_to_pause(model: Path) -> dict[str, object]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", default=str(default_bundle_path()))
     ap.add_argument("--frames", type=int, default=200)
-    ap.add_argument("--seconds", type=float, default=30.0, help="how long to watch for the RSS figure")
+    ap.add_argument(
+        "--seconds", type=float, default=30.0, help="how long to watch for the RSS figure"
+    )
     ap.add_argument("--json", type=Path, help="also write the results to this file")
     args = ap.parse_args()
     bundle = Bundle.load(args.model)
     jpegs = camera_jpegs(args.frames)
     cores = os.cpu_count() or 1
-    results: dict[str, object] = {"model": args.model, "model_bytes": bundle.model_path.stat().st_size,
-                                  "input": list(bundle.meta.preprocess.shape), "frames": len(jpegs)}
+    results: dict[str, object] = {
+        "model": args.model,
+        "model_bytes": bundle.model_path.stat().st_size,
+        "input": list(bundle.meta.preprocess.shape),
+        "frames": len(jpegs),
+    }
     results["default_1_thread"] = step_cost(bundle, jpegs, 1)
     results[f"default_{cores}_threads"] = step_cost(bundle, jpegs, cores)
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,7 +212,8 @@ def main() -> None:
             results["seed_1_thread"] = step_cost(seed, jpegs[:60], 1)
             results[f"seed_{cores}_threads"] = step_cost(seed, jpegs[:60], cores)
             results["ratio_default_to_seed_1_thread"] = (
-                results["default_1_thread"]["median_ms"] / results["seed_1_thread"]["median_ms"])
+                results["default_1_thread"]["median_ms"] / results["seed_1_thread"]["median_ms"]
+            )
     results["daemon"] = daemon_peak_rss(Path(args.model), args.seconds)
     results["load_average"] = os.getloadavg()[0]  # what else ran: milliseconds depend on it
     results["replay_demo"] = replay_time_to_pause(Path(args.model))

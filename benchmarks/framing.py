@@ -68,8 +68,14 @@ class Framing:
         sx, sy = (x1 - x0), (y1 - y0)
         m = np.array([[sx, 0, x0 * w], [0, sy, y0 * h]], dtype=np.float64)
         border = cv2.BORDER_REPLICATE if self.fill == "edge" else cv2.BORDER_CONSTANT
-        return cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_AREA if sx < 1 else cv2.INTER_LINEAR,
-                              borderMode=border, borderValue=(30, 30, 30))
+        return cv2.warpAffine(
+            src,
+            m,
+            (w, h),
+            flags=cv2.INTER_AREA if sx < 1 else cv2.INTER_LINEAR,
+            borderMode=border,
+            borderValue=(30, 30, 30),
+        )
 
     def region(self, roi: Region) -> Region:
         """The bundle's region carried through this framing: where the bed now is."""
@@ -77,9 +83,18 @@ class Framing:
         rx0, ry0, rx1, ry1 = roi
         if self.flip:
             rx0, rx1 = 1.0 - rx1, 1.0 - rx0
-        box = (x0 + rx0 * (x1 - x0), y0 + ry0 * (y1 - y0), x0 + rx1 * (x1 - x0), y0 + ry1 * (y1 - y0))
-        return (round(max(box[0], 0.0), 3), round(max(box[1], 0.0), 3),
-                round(min(box[2], 1.0), 3), round(min(box[3], 1.0), 3))
+        box = (
+            x0 + rx0 * (x1 - x0),
+            y0 + ry0 * (y1 - y0),
+            x0 + rx1 * (x1 - x0),
+            y0 + ry1 * (y1 - y0),
+        )
+        return (
+            round(max(box[0], 0.0), 3),
+            round(max(box[1], 0.0), 3),
+            round(min(box[2], 1.0), 3),
+            round(min(box[3], 1.0), 3),
+        )
 
 
 FRAMINGS = [
@@ -102,7 +117,10 @@ def load_prints(data: Path) -> tuple[dict[str, list[np.ndarray]], dict[str, list
     def load(paths: list[Path]) -> list[np.ndarray]:
         return [cv2.resize(cv2.imread(str(p)), SIZE, interpolation=cv2.INTER_AREA) for p in paths]
 
-    return ({k: load(v) for k, v in normal.items()}, {k: load(v[:FAILED_FRAMES]) for k, v in failed.items()})
+    return (
+        {k: load(v) for k, v in normal.items()},
+        {k: load(v[:FAILED_FRAMES]) for k, v in failed.items()},
+    )
 
 
 def _pause(anomalous: list[bool]) -> int | None:
@@ -110,23 +128,35 @@ def _pause(anomalous: list[bool]) -> int | None:
     return fired[0] + 1 if fired else None
 
 
-def measure(bundle: Bundle, framing: Framing, region: Region | None,
-            normal: dict[str, list[np.ndarray]], failed: dict[str, list[np.ndarray]]) -> dict[str, Any]:
+def measure(
+    bundle: Bundle,
+    framing: Framing,
+    region: Region | None,
+    normal: dict[str, list[np.ndarray]],
+    failed: dict[str, list[np.ndarray]],
+) -> dict[str, Any]:
     """One framing, one region setting: every print through one printer's ``Detector``."""
     detector = Detector.for_bundle(bundle, region=region)
     k = detector.calibration_frames
     moved_failed = {f: [framing.apply(x) for x in frames] for f, frames in failed.items()}
-    out: dict[str, Any] = {"framing": framing.name, "region": list(region) if region else None, "prints": {}}
+    out: dict[str, Any] = {
+        "framing": framing.name,
+        "region": list(region) if region else None,
+        "prints": {},
+    }
     for h, frames in normal.items():
         moved = [framing.apply(x) for x in frames]
         detector.relearn()
         verdicts = [detector.observe(x) for x in moved]
         later = [v.anomalous for v in verdicts[k:]]
         fired = decide.fires([v.anomalous for v in verdicts], SETTINGS, INTERVAL_S)
-        row: dict[str, Any] = {"false_alarm_rate": float(np.mean(later)), "pauses": len(fired),
-                               "pauses_in_start": sum(i < k for i in fired),
-                               "start_above_guard": sum(v.absolute_score > v.guard > 0 for v in verdicts[:k]),
-                               "after_calibration": {}}
+        row: dict[str, Any] = {
+            "false_alarm_rate": float(np.mean(later)),
+            "pauses": len(fired),
+            "pauses_in_start": sum(i < k for i in fired),
+            "start_above_guard": sum(v.absolute_score > v.guard > 0 for v in verdicts[:k]),
+            "after_calibration": {},
+        }
         above = []
         for f, frames_f in moved_failed.items():
             detector.relearn()
@@ -149,28 +179,44 @@ def measure(bundle: Bundle, framing: Framing, region: Region | None,
     out["normal_pauses_in_start"] = int(sum(r["pauses_in_start"] for r in rows))
     pauses = [v for r in rows for v in r["after_calibration"].values()]
     out["failed_paused_after_calibration"] = f"{sum(v is not None for v in pauses)}/{len(pauses)}"
-    out["median_frames_to_pause"] = float(np.median([v for v in pauses if v is not None])) if any(
-        v is not None for v in pauses) else None
+    out["median_frames_to_pause"] = (
+        float(np.median([v for v in pauses if v is not None]))
+        if any(v is not None for v in pauses)
+        else None
+    )
     return out
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    lines = ["| framing | region | FPR@thr (mean of 3 prints) | pauses of normal prints (by the start guard) | recall@thr (mean) "
-             "| failed prints paused after a normal start (median frames) | failed from their first frame: frames to pause |",
-             "|---|---|---:|---:|---:|---|---|"]
+    lines = [
+        "| framing | region | FPR@thr (mean of 3 prints) | pauses of normal prints (by the start guard) | recall@thr (mean) "
+        "| failed prints paused after a normal start (median frames) | failed from their first frame: frames to pause |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
     for r in results:
         region = "bundle's (bottom half)" if r["region"] is None else f"set: {r['region']}"
-        own = ", ".join("never" if v is None else str(v) for v in r["failed_from_first_frame"].values())
+        own = ", ".join(
+            "never" if v is None else str(v) for v in r["failed_from_first_frame"].values()
+        )
         med = "-" if r["median_frames_to_pause"] is None else f"{r['median_frames_to_pause']:g}"
-        lines.append(f"| {r['framing']} | {region} | {r['false_alarm_rate']:.3f} | {r['normal_pauses']} ({r['normal_pauses_in_start']}) | "
-                     f"{r['recall']:.3f} | {r['failed_paused_after_calibration']} ({med}) | {own} |")
+        lines.append(
+            f"| {r['framing']} | {region} | {r['false_alarm_rate']:.3f} | {r['normal_pauses']} ({r['normal_pauses_in_start']}) | "
+            f"{r['recall']:.3f} | {r['failed_paused_after_calibration']} ({med}) | {own} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=KAGGLE, help="Kaggle-layout folder (default: %(default)s)")
-    p.add_argument("--bundle", type=Path, default=default_bundle_path(), help="bundle (default: the shipped one)")
+    p.add_argument(
+        "--data", type=Path, default=KAGGLE, help="Kaggle-layout folder (default: %(default)s)"
+    )
+    p.add_argument(
+        "--bundle",
+        type=Path,
+        default=default_bundle_path(),
+        help="bundle (default: the shipped one)",
+    )
     p.add_argument("--framings", help="comma-separated indices into the framings (default: all)")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
@@ -193,12 +239,24 @@ def main(argv: list[str] | None = None) -> int:
             print(table([r]).splitlines()[-1], flush=True)
             if args.json:  # after every row: a long run stopped early keeps what it measured
                 meta = bundle.meta
-                args.json.write_text(json.dumps({
-                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "bundle": str(args.bundle),
-                    "bundle_created": meta.created, "adaptation": {"threshold": meta.adaptation.threshold,
-                                                                  "guard": meta.adaptation.guard},
-                    "frame_size": list(SIZE), "seconds": round(time.perf_counter() - started),
-                    "results": results}, indent=2) + "\n")
+                args.json.write_text(
+                    json.dumps(
+                        {
+                            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                            "bundle": str(args.bundle),
+                            "bundle_created": meta.created,
+                            "adaptation": {
+                                "threshold": meta.adaptation.threshold,
+                                "guard": meta.adaptation.guard,
+                            },
+                            "frame_size": list(SIZE),
+                            "seconds": round(time.perf_counter() - started),
+                            "results": results,
+                        },
+                        indent=2,
+                    )
+                    + "\n"
+                )
     print("\n" + table(results))
     print(f"\n{round(time.perf_counter() - started)} s")
     return 0

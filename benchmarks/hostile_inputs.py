@@ -57,7 +57,9 @@ def textured(width: int, height: int, seed: int) -> np.ndarray:
     """A camera-like frame: smooth random texture."""
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8)
-    return cv2.GaussianBlur(cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC), (0, 0), 1.0)
+    return cv2.GaussianBlur(
+        cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC), (0, 0), 1.0
+    )
 
 
 def proc_kb(pid: int, field: str) -> int:
@@ -77,15 +79,25 @@ def metric(port: int, name: str) -> int:
     return int(float(m.group(1))) if m else 0
 
 
-def run_case(camera: Any, workdir: Path, name: str, fault: str | None, kind: str, seconds: float) -> dict[str, Any]:
+def run_case(
+    camera: Any, workdir: Path, name: str, fault: str | None, kind: str, seconds: float
+) -> dict[str, Any]:
     port = free_port()
     url = camera.stream_url if kind == "stream" else camera.snapshot_url
     case_dir = workdir / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     case_dir.mkdir(parents=True, exist_ok=True)
     config = write_config(
-        case_dir / "config.yaml", mqtt={"host": ""}, http={"listen": f"127.0.0.1:{port}"},
+        case_dir / "config.yaml",
+        mqtt={"host": ""},
+        http={"listen": f"127.0.0.1:{port}"},
         storage={"dir": str(case_dir / "state")},
-        printers=[{"name": PRINTER, "camera": {"source": url, "interval_s": 0, "timeout_s": 10}, "action": "notify"}],
+        printers=[
+            {
+                "name": PRINTER,
+                "camera": {"source": url, "interval_s": 0, "timeout_s": 10},
+                "action": "notify",
+            }
+        ],
     )
     camera.set_fault(fault)
     camera.fps = 5.0  # stream parts of several MB: what a struggling camera would send
@@ -98,25 +110,41 @@ def run_case(camera: Any, workdir: Path, name: str, fault: str | None, kind: str
             time.sleep(0.1)
         hwm = proc_kb(daemon.proc.pid, "VmHWM")
         rss_end = proc_kb(daemon.proc.pid, "VmRSS")
-        scored, frames, bad = metric(port, "scored_frames"), metric(port, "frames"), metric(port, "bad_frames")
+        scored, frames, bad = (
+            metric(port, "scored_frames"),
+            metric(port, "frames"),
+            metric(port, "bad_frames"),
+        )
     finally:
         rc = daemon.stop()
         camera.set_fault(None)
     lines = daemon.log.splitlines()
-    refusals = [ln for ln in lines if "bad frame:" in ln] or [ln for ln in lines if "offline:" in ln]
+    refusals = [ln for ln in lines if "bad frame:" in ln] or [
+        ln for ln in lines if "offline:" in ln
+    ]
     last_error = refusals[0].split("bad frame: ", 1)[-1][:160] if refusals else ""
     return {
-        "case": name, "fault": fault, "source": kind, "expected": "",
-        "peak_rss_mb": round(hwm / 1024, 1), "max_sampled_rss_mb": round(rss_max / 1024, 1),
-        "rss_at_end_mb": round(rss_end / 1024, 1), "frames_scored": scored, "frames_read": frames,
-        "bad_frames": bad, "first_refusal": last_error, "daemon_exit": rc,
+        "case": name,
+        "fault": fault,
+        "source": kind,
+        "expected": "",
+        "peak_rss_mb": round(hwm / 1024, 1),
+        "max_sampled_rss_mb": round(rss_max / 1024, 1),
+        "rss_at_end_mb": round(rss_end / 1024, 1),
+        "frames_scored": scored,
+        "frames_read": frames,
+        "bad_frames": bad,
+        "first_refusal": last_error,
+        "daemon_exit": rc,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=20.0, help="seconds per case (default 20)")
-    ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "hostile_inputs.json")
+    ap.add_argument(
+        "--json", type=Path, default=ROOT / "benchmarks" / "results" / "hostile_inputs.json"
+    )
     args = ap.parse_args(argv)
 
     from tests.plugins.camera import CameraServer
@@ -130,8 +158,11 @@ def main(argv: list[str] | None = None) -> int:
                 row = run_case(camera, Path(tmp), name, fault, kind, args.seconds)
                 row["expected"] = expected
                 rows.append(row)
-                print(f"{name:42s} peak {row['peak_rss_mb']:6.1f} MB  scored {row['frames_scored']:5d}  "
-                      f"refused {row['bad_frames']:5d}  {row['first_refusal'][:70]}", flush=True)
+                print(
+                    f"{name:42s} peak {row['peak_rss_mb']:6.1f} MB  scored {row['frames_scored']:5d}  "
+                    f"refused {row['bad_frames']:5d}  {row['first_refusal'][:70]}",
+                    flush=True,
+                )
     finally:
         camera.close()
     base = rows[0]["peak_rss_mb"]
@@ -140,14 +171,18 @@ def main(argv: list[str] | None = None) -> int:
         row["within_budget"] = row["peak_rss_mb"] <= BUDGET_MB
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, OpenCV {cv2.__version__}",
-        "seconds_per_case": args.seconds, "budget_mb": BUDGET_MB, "cases": rows,
+        "seconds_per_case": args.seconds,
+        "budget_mb": BUDGET_MB,
+        "cases": rows,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     print("\n| case | peak RSS (MB) | vs. baseline | frames scored | frames refused |")
     print("|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['case']} | {row['peak_rss_mb']} | {row['peak_vs_baseline']:.2f}x | {row['frames_scored']} | {row['bad_frames']} |")
+        print(
+            f"| {row['case']} | {row['peak_rss_mb']} | {row['peak_vs_baseline']:.2f}x | {row['frames_scored']} | {row['bad_frames']} |"
+        )
     ok = all(r["within_budget"] and r["daemon_exit"] == 0 for r in rows)
     print("OK" if ok else "OVER BUDGET OR FAILED")
     return 0 if ok else 1

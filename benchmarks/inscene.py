@@ -70,7 +70,9 @@ def _shift(a: np.ndarray, dx: int) -> np.ndarray:
     return out
 
 
-def pasted_failures(normal: np.ndarray, defects: np.ndarray, seed: int, max_shift: int = 6) -> np.ndarray:
+def pasted_failures(
+    normal: np.ndarray, defects: np.ndarray, seed: int, max_shift: int = 6
+) -> np.ndarray:
     """Each normal frame (uint8 (N, H, W, 3) RGB) with the failure material of a random
     defect frame alpha-composited at its own place, shifted by up to ``max_shift`` px."""
     rng = np.random.default_rng(seed)
@@ -78,7 +80,9 @@ def pasted_failures(normal: np.ndarray, defects: np.ndarray, seed: int, max_shif
     scale = normal.shape[1] * normal.shape[2] / (128 * 64)
     usable = [i for i, m in enumerate(masks) if MIN_AREA * scale <= m.sum() <= MAX_AREA * scale]
     if not usable:
-        raise ValueError(f"no defect frame has {MIN_AREA}-{MAX_AREA} px (at 128x64) of yellow filament to paste")
+        raise ValueError(
+            f"no defect frame has {MIN_AREA}-{MAX_AREA} px (at 128x64) of yellow filament to paste"
+        )
     out = normal.copy()
     for img in out:
         i = usable[int(rng.integers(len(usable)))]
@@ -87,7 +91,9 @@ def pasted_failures(normal: np.ndarray, defects: np.ndarray, seed: int, max_shif
     return out
 
 
-def pasted_sequence(normal: np.ndarray, failure: np.ndarray, seed: int, max_shift: int = 6) -> np.ndarray:
+def pasted_sequence(
+    normal: np.ndarray, failure: np.ndarray, seed: int, max_shift: int = 6
+) -> np.ndarray:
     """A failure developing inside this print: the material of a failed print's i-th frame
     (time order) pasted into the i-th normal frame, at one shift for the whole sequence.
     Every frame's material is pasted whatever its size (a failure that grows stays in);
@@ -110,10 +116,15 @@ def _composite(img: np.ndarray, src: np.ndarray, mask: np.ndarray, dx: int) -> N
     img[...] = np.round(alpha * shifted + (1.0 - alpha) * img).astype(np.uint8)
 
 
-def contact_sheet(normal: np.ndarray, pasted: np.ndarray, path: Path, count: int = 12, scale: int = 4) -> None:
+def contact_sheet(
+    normal: np.ndarray, pasted: np.ndarray, path: Path, count: int = 12, scale: int = 4
+) -> None:
     """PNG of ``count`` rows evenly spread over the frames: original | pasted, enlarged."""
     idx = np.linspace(0, len(normal) - 1, min(count, len(normal))).astype(int)
-    pairs = [np.concatenate([normal[i], np.full((normal.shape[1], 2, 3), 255, np.uint8), pasted[i]], 1) for i in idx]
+    pairs = [
+        np.concatenate([normal[i], np.full((normal.shape[1], 2, 3), 255, np.uint8), pasted[i]], 1)
+        for i in idx
+    ]
     half = (len(pairs) + 1) // 2
     pairs += [np.zeros_like(pairs[0])] * (2 * half - len(pairs))
     cols = [np.concatenate(pairs[:half], 0), np.concatenate(pairs[half:], 0)]
@@ -142,9 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     pasted = pasted_failures(normal, data["defects"], args.seed)
     changed = np.any(pasted != normal, axis=-1).sum(axis=(1, 2))
     areas = np.array([failure_mask(d).sum() for d in data["defects"]])
-    print(f"defect frames usable: {np.sum((areas >= MIN_AREA) & (areas <= MAX_AREA))}/{len(areas)}; pasted px per frame: "
-          f"median {np.median(changed):.0f}, 5-95% {np.percentile(changed, 5):.0f}-{np.percentile(changed, 95):.0f} "
-          f"of {normal.shape[1] * normal.shape[2]}")
+    print(
+        f"defect frames usable: {np.sum((areas >= MIN_AREA) & (areas <= MAX_AREA))}/{len(areas)}; pasted px per frame: "
+        f"median {np.median(changed):.0f}, 5-95% {np.percentile(changed, 5):.0f}-{np.percentile(changed, 95):.0f} "
+        f"of {normal.shape[1] * normal.shape[2]}"
+    )
     rng = np.random.default_rng(args.seed)
     pick = np.sort(rng.choice(len(normal), 12, replace=False))
     contact_sheet(normal[pick], pasted[pick], args.out)

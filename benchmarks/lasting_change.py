@@ -34,8 +34,12 @@ from benchmarks.time_to_pause import KAGGLE, replay, sessions_in_time_order  # n
 from watchdog.detection.bundle import default_bundle_path  # noqa: E402
 
 CHANGES = {
-    "camera nudged": lambda im: cv2.warpAffine(im, np.float32([[1, 0, 12], [0, 1, 8]]), (im.shape[1], im.shape[0]),
-                                               borderMode=cv2.BORDER_REPLICATE),
+    "camera nudged": lambda im: cv2.warpAffine(
+        im,
+        np.float32([[1, 0, 12], [0, 1, 8]]),
+        (im.shape[1], im.shape[0]),
+        borderMode=cv2.BORDER_REPLICATE,
+    ),
     "light switched on": lambda im: cv2.convertScaleAbs(im, alpha=1.0, beta=40),
     "daylight (x1.4)": lambda im: cv2.convertScaleAbs(im, alpha=1.4, beta=0),
     "light switched off (x0.6)": lambda im: cv2.convertScaleAbs(im, alpha=0.6, beta=0),
@@ -58,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=KAGGLE)
     p.add_argument("--bundle", type=Path, default=default_bundle_path())
-    p.add_argument("--onset", type=int, default=100, help="frame of each print where the change happens")
+    p.add_argument(
+        "--onset", type=int, default=100, help="frame of each print where the change happens"
+    )
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     if not (args.data / "no_defected").is_dir():
@@ -77,12 +83,25 @@ def main(argv: list[str] | None = None) -> int:
                 paused = [i for i, r in enumerate(scored) if r.get("action") == "pause"]
                 before = [i for i in paused if i < args.onset]
                 after = [i for i in paused if i >= args.onset]
-                rows.append({"print": session, "frames": len(frames), "onset": args.onset, "change": name,
-                             "pauses_before": len(before), "pauses_after_at": after})
-                print(f"| {session} ({len(frames)} frames) | {args.onset} | {name} | {len(before)} "
-                      f"| {len(after)} ({', '.join(map(str, after)) or '-'}) |", flush=True)
+                rows.append(
+                    {
+                        "print": session,
+                        "frames": len(frames),
+                        "onset": args.onset,
+                        "change": name,
+                        "pauses_before": len(before),
+                        "pauses_after_at": after,
+                    }
+                )
+                print(
+                    f"| {session} ({len(frames)} frames) | {args.onset} | {name} | {len(before)} "
+                    f"| {len(after)} ({', '.join(map(str, after)) or '-'}) |",
+                    flush=True,
+                )
     if args.json:
-        args.json.write_text(json.dumps({"bundle": str(args.bundle), "rows": rows}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps({"bundle": str(args.bundle), "rows": rows}, indent=2) + "\n"
+        )
     return 0
 
 

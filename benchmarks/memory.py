@@ -37,10 +37,25 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.capacity import CameraFarm  # noqa: E402
 
 IMPORTS = [
-    "numpy", "cv2", "ssl", "requests", "yaml", "pydantic", "paho.mqtt.client", "prometheus_client",
-    "ai_edge_litert.interpreter", "watchdog.config", "watchdog.detection.bundle",
-    "watchdog.detection.model", "watchdog.devices.capture", "watchdog.devices.printers",
-    "watchdog.comms.mqtt", "watchdog.metrics", "watchdog.watcher", "watchdog.daemon", "watchdog.__main__",
+    "numpy",
+    "cv2",
+    "ssl",
+    "requests",
+    "yaml",
+    "pydantic",
+    "paho.mqtt.client",
+    "prometheus_client",
+    "ai_edge_litert.interpreter",
+    "watchdog.config",
+    "watchdog.detection.bundle",
+    "watchdog.detection.model",
+    "watchdog.devices.capture",
+    "watchdog.devices.printers",
+    "watchdog.comms.mqtt",
+    "watchdog.metrics",
+    "watchdog.watcher",
+    "watchdog.daemon",
+    "watchdog.__main__",
 ]
 
 _LADDER = """
@@ -60,11 +75,23 @@ print(json.dumps(out))
 def import_ladder(code_root: Path) -> list[dict]:
     """RSS (MB) after each import, in a fresh interpreter importing `code_root`'s watchdog."""
     env = dict(os.environ, PYTHONPATH=str(code_root))
-    out = subprocess.run([sys.executable, "-c", _LADDER, *IMPORTS], capture_output=True, text=True,
-                         env=env, cwd=code_root, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _LADDER, *IMPORTS],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=code_root,
+        check=True,
+    )
     steps = json.loads(out.stdout)
-    return [{"module": name, "rss_mb": round(rss, 1), "added_mb": round(rss - (steps[i - 1][1] if i else 0.0), 1)}
-            for i, (name, rss) in enumerate(steps)]
+    return [
+        {
+            "module": name,
+            "rss_mb": round(rss, 1),
+            "added_mb": round(rss - (steps[i - 1][1] if i else 0.0), 1),
+        }
+        for i, (name, rss) in enumerate(steps)
+    ]
 
 
 _SCORERS = """
@@ -93,8 +120,14 @@ def scorer_ladder(code_root: Path, count: int = 8) -> list[dict]:
     in the daemon): the model's own per-printer cost, free of frame timing."""
     frame = ROOT / "watchdog" / "demo" / "frames" / "000_normal.jpg"
     env = dict(os.environ, PYTHONPATH=str(code_root))
-    out = subprocess.run([sys.executable, "-c", _SCORERS, str(frame), str(count)], capture_output=True, text=True,
-                         env=env, cwd=code_root, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _SCORERS, str(frame), str(count)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=code_root,
+        check=True,
+    )
     return [{"scorers": k, "rss_mb": round(r, 1)} for k, r in json.loads(out.stdout)]
 
 
@@ -107,21 +140,34 @@ def status_kb(pid: int) -> dict[str, int]:
     return out
 
 
-def daemon_peak(code_root: Path, n: int, seconds: float, interval: float, workdir: Path, size: str) -> dict:
+def daemon_peak(
+    code_root: Path, n: int, seconds: float, interval: float, workdir: Path, size: str
+) -> dict:
     """Peak RSS of one daemon (code from `code_root`) watching n printers for `seconds`."""
     farm = CameraFarm(n, size, workdir)
     cfg = workdir / f"memory-{n}.yaml"
-    cfg.write_text(json.dumps({
-        "http": {"listen": ""},
-        "storage": {"dir": str(workdir / "state")},
-        "printers": [{"name": f"p{i:02d}", "camera": {"source": url, "interval_s": interval}}
-                     for i, url in enumerate(farm.urls())],
-    }))
+    cfg.write_text(
+        json.dumps(
+            {
+                "http": {"listen": ""},
+                "storage": {"dir": str(workdir / "state")},
+                "printers": [
+                    {"name": f"p{i:02d}", "camera": {"source": url, "interval_s": interval}}
+                    for i, url in enumerate(farm.urls())
+                ],
+            }
+        )
+    )
     cfg.chmod(0o600)
     log = workdir / f"memory-{n}.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "watchdog", "run", "--config", str(cfg)], cwd=code_root,
-                                stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONPATH=str(code_root)))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "watchdog", "run", "--config", str(cfg)],
+            cwd=code_root,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONPATH=str(code_root)),
+        )
         try:
             deadline = time.monotonic() + seconds
             last: dict[str, int] = {}
@@ -135,9 +181,14 @@ def daemon_peak(code_root: Path, n: int, seconds: float, interval: float, workdi
             proc.wait(30)
             farm.close()
     frames = len(farm.requests())
-    return {"printers": n, "peak_rss_mb": round(last["VmHWM"] / 1024, 1), "final_rss_mb": round(last["VmRSS"] / 1024, 1),
-            "anon_mb": round(last["RssAnon"] / 1024, 1), "file_mb": round(last["RssFile"] / 1024, 1),
-            "frames_served": frames}
+    return {
+        "printers": n,
+        "peak_rss_mb": round(last["VmHWM"] / 1024, 1),
+        "final_rss_mb": round(last["VmRSS"] / 1024, 1),
+        "anon_mb": round(last["RssAnon"] / 1024, 1),
+        "file_mb": round(last["RssFile"] / 1024, 1),
+        "frames_served": frames,
+    }
 
 
 def slope(points: list[tuple[float, float]]) -> float:
@@ -148,7 +199,9 @@ def slope(points: list[tuple[float, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in points) / den if den else 0.0
 
 
-def measure(code_root: Path, counts: list[int], seconds: float, interval: float, workdir: Path, size: str) -> dict:
+def measure(
+    code_root: Path, counts: list[int], seconds: float, interval: float, workdir: Path, size: str
+) -> dict:
     runs = [daemon_peak(code_root, n, seconds, interval, workdir, size) for n in counts]
     for r in runs:
         print(f"  {code_root.name}: {r}", file=sys.stderr, flush=True)
@@ -166,7 +219,9 @@ def measure(code_root: Path, counts: list[int], seconds: float, interval: float,
 def extract(ref: str, into: Path) -> Path:
     """`git archive` of ref into a folder: the baseline's code, run side by side with ours."""
     into.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
 
@@ -175,29 +230,54 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--printers", default="1,2,4,8")
     ap.add_argument("--seconds", type=float, default=25.0, help="how long each daemon runs")
-    ap.add_argument("--interval", type=float, default=0.5, help="camera.interval_s (short: calibrate fast)")
-    ap.add_argument("--size", default="640x480", choices=["640x480", "1280x720"], help="camera frame size")
-    ap.add_argument("--baseline", help="git ref to compare with (e.g. main); omitted: this checkout only")
+    ap.add_argument(
+        "--interval", type=float, default=0.5, help="camera.interval_s (short: calibrate fast)"
+    )
+    ap.add_argument(
+        "--size", default="640x480", choices=["640x480", "1280x720"], help="camera frame size"
+    )
+    ap.add_argument(
+        "--baseline", help="git ref to compare with (e.g. main); omitted: this checkout only"
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     counts = [int(x) for x in args.printers.split(",")]
-    report: dict = {"machine": {"python": platform.python_version(), "cores": os.cpu_count()},
-                    "settings": {"printers": counts, "seconds": args.seconds, "interval_s": args.interval,
-                                 "camera": f"one real HTTP snapshot server per printer, {args.size} JPEG",
-                                 "printer_api": "none"}}
+    report: dict = {
+        "machine": {"python": platform.python_version(), "cores": os.cpu_count()},
+        "settings": {
+            "printers": counts,
+            "seconds": args.seconds,
+            "interval_s": args.interval,
+            "camera": f"one real HTTP snapshot server per printer, {args.size} JPEG",
+            "printer_api": "none",
+        },
+    }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         report["current"] = measure(ROOT, counts, args.seconds, args.interval, work, args.size)
         if args.baseline:
-            rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.baseline],
-                                 capture_output=True, text=True, check=True).stdout.strip()
+            rev = subprocess.run(
+                ["git", "-C", str(ROOT), "rev-parse", "--short", args.baseline],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
             base = extract(args.baseline, work / f"baseline-{rev}")
-            report["baseline"] = {"ref": args.baseline, "commit": rev, **measure(base, counts, args.seconds, args.interval, work, args.size)}
+            report["baseline"] = {
+                "ref": args.baseline,
+                "commit": rev,
+                **measure(base, counts, args.seconds, args.interval, work, args.size),
+            }
             b, c = report["baseline"], report["current"]
             report["ratio"] = {
-                "peak_rss_1_printer": round(c["peak_rss_mb_1_printer"] / b["peak_rss_mb_1_printer"], 3),
-                "mb_per_extra_printer": round(c["mb_per_extra_printer"] / b["mb_per_extra_printer"], 3)
-                if b["mb_per_extra_printer"] else None,
+                "peak_rss_1_printer": round(
+                    c["peak_rss_mb_1_printer"] / b["peak_rss_mb_1_printer"], 3
+                ),
+                "mb_per_extra_printer": round(
+                    c["mb_per_extra_printer"] / b["mb_per_extra_printer"], 3
+                )
+                if b["mb_per_extra_printer"]
+                else None,
             }
     text = json.dumps(report, indent=2)
     if args.json:

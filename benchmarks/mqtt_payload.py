@@ -80,8 +80,13 @@ def peak_mb(pid: int) -> float:
 class Child:
     def __init__(self, kind: str, port: int, prefix: str) -> None:
         code = PLAIN_CHILD if kind == "plain" else DAEMON_CHILD
-        self.proc = subprocess.Popen([sys.executable, "-c", code, str(port), prefix], cwd=ROOT,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(port), prefix],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -126,7 +131,11 @@ def run_scenario(broker: Any, kind: str, scenario: str, mb: int) -> dict[str, An
         del big
         prove_alive(broker, prefix, child)
         peak = peak_mb(child.proc.pid)
-        return {"peak_after_start_mb": round(started, 1), "peak_mb": round(peak, 1), "alive": child.proc.poll() is None}
+        return {
+            "peak_after_start_mb": round(started, 1),
+            "peak_mb": round(peak, 1),
+            "alive": child.proc.poll() is None,
+        }
     finally:
         child.close()
         if scenario == "retained":
@@ -155,17 +164,23 @@ def measure(mb: int, kinds: tuple[str, ...] = ("plain", "daemon")) -> dict[str, 
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = [f"| client | scenario ({results['payload_mb']} MB) | peak RSS MB | growth MB | still handles commands |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"| client | scenario ({results['payload_mb']} MB) | peak RSS MB | growth MB | still handles commands |",
+        "|---|---|---|---|---|",
+    ]
     for kind, rows in results["clients"].items():
         for scenario, row in rows.items():
-            lines.append(f"| {kind} | {scenario} | {row['peak_mb']} | {row['growth_mb']} | {'yes' if row['alive'] else 'no'} |")
+            lines.append(
+                f"| {kind} | {scenario} | {row['peak_mb']} | {row['growth_mb']} | {'yes' if row['alive'] else 'no'} |"
+            )
     if {"plain", "daemon"} <= set(results["clients"]):
         for scenario in ("live", "retained"):
             plain = results["clients"]["plain"][scenario]["growth_mb"]
             ours = results["clients"]["daemon"][scenario]["growth_mb"]
             if plain > 0:
-                lines.append(f"\n{scenario}: the daemon's growth is {max(ours, 0) / plain:.3f} of the plain client's")
+                lines.append(
+                    f"\n{scenario}: the daemon's growth is {max(ours, 0) / plain:.3f} of the plain client's"
+                )
     return "\n".join(lines)
 
 

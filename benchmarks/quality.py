@@ -93,14 +93,18 @@ def load_dataset(data: Path, pre: Preprocess) -> dict[str, np.ndarray]:
     frames = find_frames(data)
     out: dict[str, np.ndarray] = {}
     for session in sorted({f.session for f in frames if f.label == NORMAL}):
-        group = sorted((f for f in frames if f.label == NORMAL and f.session == session),
-                       key=lambda f: f.number)
+        group = sorted(
+            (f for f in frames if f.label == NORMAL and f.session == session),
+            key=lambda f: f.number,
+        )
         out[session] = load_frames(group, pre).x
     defects = sorted((f for f in frames if f.label != NORMAL), key=lambda f: (f.session, f.number))
     loaded = load_frames(defects, pre)
     out["defects"] = loaded.x
-    DEFECT_PRINTS[:] = [(name, sum(f.session == name for f in loaded.frames))
-                        for name in sorted({f.session for f in loaded.frames})]
+    DEFECT_PRINTS[:] = [
+        (name, sum(f.session == name for f in loaded.frames))
+        for name in sorted({f.session for f in loaded.frames})
+    ]
     return out
 
 
@@ -123,27 +127,41 @@ def sequence_stats(normal: np.ndarray, defects: np.ndarray, thr: float) -> dict[
     return {"false_pauses": int(false_pauses), "frames_to_pause": to_pause}
 
 
-def replay_print(spec: Adaptation, scoring: Scoring, maps: np.ndarray, thr: float,
-                 start: np.ndarray | None = None) -> np.ndarray:
+def replay_print(
+    spec: Adaptation,
+    scoring: Scoring,
+    maps: np.ndarray,
+    thr: float,
+    start: np.ndarray | None = None,
+) -> np.ndarray:
     """Whether the daemon's ``Detector`` calls each frame of one print anomalous, replayed from
     its first frame: packed ``maps`` (light-matched as the daemon matches them), ``thr`` the
     adapted threshold, ``start`` the absolute scores of the print's first frames as the camera
     gave them (what ``Adaptation.guard`` judges)."""
-    meta = dataclasses.replace(unit_meta(scoring, dataclasses.replace(spec, threshold=thr)), threshold=thr)
+    meta = dataclasses.replace(
+        unit_meta(scoring, dataclasses.replace(spec, threshold=thr)), threshold=thr
+    )
     detector = offline_detector(meta)
-    verdicts = detector.replay(list(maps[..., 0]), list(maps[..., 1:]) if spec.nearest else None,
-                               None if start is None else list(start))
+    verdicts = detector.replay(
+        list(maps[..., 0]),
+        list(maps[..., 1:]) if spec.nearest else None,
+        None if start is None else list(start),
+    )
     return np.array([v.anomalous for v in verdicts], dtype=bool)
 
 
-def first_minutes_stats(maps: dict[str, np.ndarray], held: str, spec: Adaptation, scoring: Scoring,
-                        thr: float) -> dict[str, Any]:
+def first_minutes_stats(
+    maps: dict[str, np.ndarray], held: str, spec: Adaptation, scoring: Scoring, thr: float
+) -> dict[str, Any]:
     """A print's first minutes through the ``Detector`` and ``decide``: the held-out normal
     print and each Kaggle failed print (failing from its first frame) replayed from their own
     first frame, with the bundle's start guard (``spec.guard``) and without it. Pauses on the
     normal print; frames from the first frame to the first pause of each failed print."""
     out: dict[str, Any] = {"guard": spec.guard}
-    start = {k: scoring.scores(maps["start_" + k][..., 0]) for k in [held, *(f for f, _ in DEFECT_PRINTS)]}
+    start = {
+        k: scoring.scores(maps["start_" + k][..., 0])
+        for k in [held, *(f for f, _ in DEFECT_PRINTS)]
+    }
     for name, guard in (("with_guard", spec.guard), ("without_guard", 0.0)):
         s = dataclasses.replace(spec, guard=guard)
         normal = replay_print(s, scoring, maps[held], thr, start[held])
@@ -153,16 +171,21 @@ def first_minutes_stats(maps: dict[str, np.ndarray], held: str, spec: Adaptation
             anomalous = replay_print(s, scoring, maps["own_" + f], thr, start[f])
             fires = decide.fires(anomalous, SETTINGS, INTERVAL_S)
             failed[f] = fires[0] + 1 if fires else None
-        out[name] = {"normal_pauses": len(fired), "normal_pauses_in_start": sum(i < spec.frames for i in fired),
-                     "normal_start_above_guard": int(np.sum(start[held] > guard)) if guard else 0,
-                     "normal_start_max": float(np.max(start[held])),
-                     "failed_frames_to_pause": failed}
+        out[name] = {
+            "normal_pauses": len(fired),
+            "normal_pauses_in_start": sum(i < spec.frames for i in fired),
+            "normal_start_above_guard": int(np.sum(start[held] > guard)) if guard else 0,
+            "normal_start_max": float(np.max(start[held])),
+            "failed_frames_to_pause": failed,
+        }
     # how far the failed starts are from the guard: the median absolute score of their first 10 frames
     out["failed_start_median"] = {f: float(np.median(start[f][:10])) for f, _ in DEFECT_PRINTS}
     return {"first_minutes": out}
 
 
-def failing_from_start_stats(defects: np.ndarray, k: int, thr: float, scores: Any) -> dict[str, Any]:
+def failing_from_start_stats(
+    defects: np.ndarray, k: int, thr: float, scores: Any
+) -> dict[str, Any]:
     """A print that fails from its first frame (each Kaggle failed print on its own): the daemon
     calibrates on its first ``k`` frames, already failing. Share of its later frames above the
     threshold and frames (after calibration) to the pause. ``scores``: error maps → adapted
@@ -195,7 +218,11 @@ def synthetic_strings(x: np.ndarray, seed: int = 0) -> np.ndarray:
                 py = float(np.clip(py + rng.normal(0, 0.06 * h), 0, h - 1))
                 pts.append((px, py))
             rgb = (rng.uniform(0.8, 0.95), rng.uniform(0.7, 0.85), rng.uniform(0.05, 0.2))
-            colour = tuple(float(255 * c) for c in rgb) if canvas.shape[-1] == 3 else (float(255 * rgb[1]),)
+            colour = (
+                tuple(float(255 * c) for c in rgb)
+                if canvas.shape[-1] == 3
+                else (float(255 * rgb[1]),)
+            )
             cv2.polylines(canvas, [np.array(pts, np.int32)], False, colour, 1, cv2.LINE_AA)
         img[...] = canvas
     return out
@@ -230,8 +257,12 @@ def evaluate_fold(
 
     normal, defects, strings = maps[held], maps["defects"], maps["strings"]
     raw_n, raw_d = scoring.scores(normal[..., 0]), scoring.scores(defects[..., 0])
-    res: dict[str, Any] = {"held_out": held, "n_normal": len(normal), "n_defects": len(defects),
-                           "auroc": auroc(raw_n, raw_d)}
+    res: dict[str, Any] = {
+        "held_out": held,
+        "n_normal": len(normal),
+        "n_defects": len(defects),
+        "auroc": auroc(raw_n, raw_d),
+    }
     if adaptation.enabled:
         k = adaptation.frames
         cal = normal[:k]
@@ -240,42 +271,85 @@ def evaluate_fold(
         d = adapted(unit, scoring, np.concatenate([cal, defects]))
         y = adapted(unit, scoring, np.concatenate([cal, strings]))
         pasted = adapted(unit, scoring, np.concatenate([cal, maps["pasted"]]))
-        val_thr = calibrate(adaptation, scoring, [maps[s][..., 0] for s in fit_sessions], target_fpr,
-                            held_out=[val_mask(len(maps[s])) for s in fit_sessions],
-                            inputs=[maps[s][..., 1:] for s in fit_sessions]).threshold
+        val_thr = calibrate(
+            adaptation,
+            scoring,
+            [maps[s][..., 0] for s in fit_sessions],
+            target_fpr,
+            held_out=[val_mask(len(maps[s])) for s in fit_sessions],
+            inputs=[maps[s][..., 1:] for s in fit_sessions],
+        ).threshold
         thr = adapted_threshold if adapted_threshold is not None else val_thr
         if adapted_threshold is not None:  # the other rule on the same model, for comparison
-            res.update(validation_rule={"threshold": val_thr, "false_alarm_rate": float(np.mean(n > val_thr)),
-                                        "recall": float(np.mean(d > val_thr))})
+            res.update(
+                validation_rule={
+                    "threshold": val_thr,
+                    "false_alarm_rate": float(np.mean(n > val_thr)),
+                    "recall": float(np.mean(d > val_thr)),
+                }
+            )
         res.update(sequence_stats(n, d, thr))
-        res.update(inscene_stats(normal, maps, k + INSCENE_ONSET, thr,
-                                 lambda m: adapted(unit, scoring, m)[INSCENE_ONSET:]))
-        res.update(failing_from_start_stats(maps.get("defects_own", defects), k, thr,
-                                            lambda m: adapted(unit, scoring, m)))
-        res.update(first_minutes_stats(maps, held, dataclasses.replace(adaptation, guard=guard), scoring, thr))
-        res.update(lighting_stats(normal, maps, thr, lambda m: np.r_[np.zeros(k), adapted(unit, scoring, m)]))
-        res.update(auroc_adapted=auroc(n, d), threshold=thr, calibration_frames=k,
-                   n_normal_scored=len(n), false_alarm_rate=float(np.mean(n > thr)),
-                   recall=float(np.mean(d > thr)), strings_auroc=auroc(n, y),
-                   strings_recall=float(np.mean(y > thr)), pasted_auroc=auroc(n, pasted),
-                   pasted_recall=float(np.mean(pasted > thr)))
+        res.update(
+            inscene_stats(
+                normal,
+                maps,
+                k + INSCENE_ONSET,
+                thr,
+                lambda m: adapted(unit, scoring, m)[INSCENE_ONSET:],
+            )
+        )
+        res.update(
+            failing_from_start_stats(
+                maps.get("defects_own", defects), k, thr, lambda m: adapted(unit, scoring, m)
+            )
+        )
+        res.update(
+            first_minutes_stats(
+                maps, held, dataclasses.replace(adaptation, guard=guard), scoring, thr
+            )
+        )
+        res.update(
+            lighting_stats(
+                normal, maps, thr, lambda m: np.r_[np.zeros(k), adapted(unit, scoring, m)]
+            )
+        )
+        res.update(
+            auroc_adapted=auroc(n, d),
+            threshold=thr,
+            calibration_frames=k,
+            n_normal_scored=len(n),
+            false_alarm_rate=float(np.mean(n > thr)),
+            recall=float(np.mean(d > thr)),
+            strings_auroc=auroc(n, y),
+            strings_recall=float(np.mean(y > thr)),
+            pasted_auroc=auroc(n, pasted),
+            pasted_recall=float(np.mean(pasted > thr)),
+        )
     else:
         thr = threshold_for_fpr(scoring.scores(val_maps), target_fpr)
         raw_y, raw_p = scoring.scores(strings[..., 0]), scoring.scores(maps["pasted"][..., 0])
         res.update(sequence_stats(raw_n, raw_d, thr))
         start = max(adaptation.frames, 30) + INSCENE_ONSET
-        res.update(inscene_stats(normal, maps, start, thr, lambda m: scoring.scores(m[..., 0])[start:]))
+        res.update(
+            inscene_stats(normal, maps, start, thr, lambda m: scoring.scores(m[..., 0])[start:])
+        )
         res.update(lighting_stats(normal, maps, thr, lambda m: scoring.scores(m[..., 0])))
-        res.update(threshold=thr, n_normal_scored=len(raw_n),
-                   false_alarm_rate=float(np.mean(raw_n > thr)), recall=float(np.mean(raw_d > thr)),
-                   strings_auroc=auroc(raw_n[len(raw_n) - len(raw_y):], raw_y),
-                   strings_recall=float(np.mean(raw_y > thr)),
-                   pasted_auroc=auroc(raw_n[len(raw_n) - len(raw_p):], raw_p),
-                   pasted_recall=float(np.mean(raw_p > thr)))
+        res.update(
+            threshold=thr,
+            n_normal_scored=len(raw_n),
+            false_alarm_rate=float(np.mean(raw_n > thr)),
+            recall=float(np.mean(raw_d > thr)),
+            strings_auroc=auroc(raw_n[len(raw_n) - len(raw_y) :], raw_y),
+            strings_recall=float(np.mean(raw_y > thr)),
+            pasted_auroc=auroc(raw_n[len(raw_n) - len(raw_p) :], raw_p),
+            pasted_recall=float(np.mean(raw_p > thr)),
+        )
     return res
 
 
-def inscene_stats(normal: np.ndarray, maps: dict[str, np.ndarray], start: int, thr: float, scores: Any) -> dict[str, Any]:
+def inscene_stats(
+    normal: np.ndarray, maps: dict[str, np.ndarray], start: int, thr: float, scores: Any
+) -> dict[str, Any]:
     """A failure developing inside the held-out print (real material of each failed print,
     frame by frame, pasted from frame ``start`` on): frames from its onset to the pause, and
     the share of its frames above the threshold. ``scores`` maps the whole sequence's error
@@ -285,9 +359,14 @@ def inscene_stats(normal: np.ndarray, maps: dict[str, np.ndarray], start: int, t
         s = scores(np.concatenate([normal[:start], maps["seq_" + name]]))
         to_pause[name] = first_pause(s, thr)
         above.append(s > thr)
-    return {"inscene_onset_frame": start, "inscene_frames_to_pause": to_pause,
-            "inscene_recall": float(np.mean(np.concatenate(above))),
-            "inscene_recall_by_print": {name: float(np.mean(a)) for (name, _), a in zip(DEFECT_PRINTS, above, strict=True)}}
+    return {
+        "inscene_onset_frame": start,
+        "inscene_frames_to_pause": to_pause,
+        "inscene_recall": float(np.mean(np.concatenate(above))),
+        "inscene_recall_by_print": {
+            name: float(np.mean(a)) for (name, _), a in zip(DEFECT_PRINTS, above, strict=True)
+        },
+    }
 
 
 def inscene_sequences(data: dict[str, np.ndarray], session: str, start: int, seed: int) -> None:
@@ -307,12 +386,19 @@ def packed(error: Any) -> Any:
     return lambda x: np.concatenate([error(x)[..., None], x.astype(np.float32) / 255.0], axis=-1)
 
 
-def adapted(unit: Adaptation, scoring: Scoring, maps: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def adapted(
+    unit: Adaptation, scoring: Scoring, maps: np.ndarray, mask: np.ndarray | None = None
+) -> np.ndarray:
     """``watchdog.detection.calibration.simulate`` on packed maps."""
     return simulate(unit, scoring, maps[..., 0], mask, inputs=maps[..., 1:])
 
 
-LIGHTING = {"+40": (1.0, 40.0), "x0.6": (0.6, 0.0), "x1.4": (1.4, 0.0), "-40": (1.0, -40.0)}  # gain, offset
+LIGHTING = {
+    "+40": (1.0, 40.0),
+    "x0.6": (0.6, 0.0),
+    "x1.4": (1.4, 0.0),
+    "-40": (1.0, -40.0),
+}  # gain, offset
 LIGHT_ONSET = 100  # frame of the held-out print from which the room's light is changed
 
 
@@ -322,7 +408,11 @@ def relit(x: np.ndarray, gain: float, offset: float) -> np.ndarray:
 
 
 def fold_maps(
-    error: Any, data: dict[str, np.ndarray], sessions: list[str], held: str, spec: Adaptation | None = None
+    error: Any,
+    data: dict[str, np.ndarray],
+    sessions: list[str],
+    held: str,
+    spec: Adaptation | None = None,
 ) -> dict[str, np.ndarray]:
     """Error maps of every set one fold scores (``error``: uint8 frames → maps), each packed
     with its model input (``packed``).
@@ -358,7 +448,9 @@ def fold_maps(
     return maps
 
 
-def lighting_stats(normal: np.ndarray, maps: dict[str, np.ndarray], thr: float, scores: Any) -> dict[str, Any]:
+def lighting_stats(
+    normal: np.ndarray, maps: dict[str, np.ndarray], thr: float, scores: Any
+) -> dict[str, Any]:
     """A lasting global light change from ``LIGHT_ONSET`` on the held-out print: share of the
     changed frames above the threshold, and frames from the change to the first pause."""
     out = {}
@@ -385,8 +477,13 @@ def fit_model(preset: Any, data: dict[str, np.ndarray], fitting: list[str], seed
     return keras_reconstructor(model)
 
 
-def crossfit_shared(preset: Any, data: dict[str, np.ndarray], fit_sessions: list[str], seed: int,
-                    cache: dict[tuple[str, ...], Any]) -> list[tuple[list[str], Any]]:
+def crossfit_shared(
+    preset: Any,
+    data: dict[str, np.ndarray],
+    fit_sessions: list[str],
+    seed: int,
+    cache: dict[tuple[str, ...], Any],
+) -> list[tuple[list[str], Any]]:
     """``trainer.crossfit.crossfit_models`` of the fold's fitting prints (one left out at a time),
     each model fitted once per training run: the model fitted on print A alone is the same in
     every fold that cross-fits with A (three fits per run instead of six)."""
@@ -400,7 +497,10 @@ def crossfit_shared(preset: Any, data: dict[str, np.ndarray], fit_sessions: list
 
 
 def run_autoencoder(
-    preset: Any, data: dict[str, np.ndarray], sessions: list[str], args: argparse.Namespace,
+    preset: Any,
+    data: dict[str, np.ndarray],
+    sessions: list[str],
+    args: argparse.Namespace,
     variants: list[Adaptation] | None = None,
 ) -> list[list[dict[str, Any]]]:
     """Folds of each adaptation variant (default: the preset's own), all on the same fitted models."""
@@ -418,37 +518,75 @@ def run_autoencoder(
         model = build_autoencoder(preset.model, preset.preprocess.shape)
         compile_autoencoder(model, preset.train)
         with tempfile.TemporaryDirectory() as tmp:
-            fitted = fit(model, x_fit, x_val, preset.train, Path(tmp) / "best.weights.h5", args.seed, verbose=0)
+            fitted = fit(
+                model,
+                x_fit,
+                x_val,
+                preset.train,
+                Path(tmp) / "best.weights.h5",
+                args.seed,
+                verbose=0,
+            )
         recon = keras_reconstructor(model)
         models = None
-        if variants[0].enabled:  # the trainer's rule: each fitting print scored by a model without it
+        if variants[
+            0
+        ].enabled:  # the trainer's rule: each fitting print scored by a model without it
             t0 = time.perf_counter()
             models = crossfit_shared(preset, data, fit_sessions, args.seed, cache)
             fitted.seconds += time.perf_counter() - t0
         fold: dict[bool, dict[str, np.ndarray]] = {}  # the maps depend on light matching only
         for spec, out in zip(variants, results, strict=True):
             if spec.match_light not in fold:
-                fold[spec.match_light] = fold_maps(lambda x, r=recon: error_maps(r, x, preset.scoring),
-                                                   data, sessions, held, spec)
+                fold[spec.match_light] = fold_maps(
+                    lambda x, r=recon: error_maps(r, x, preset.scoring), data, sessions, held, spec
+                )
             maps = fold[spec.match_light]
             cross, guard = None, 0.0
             if spec.enabled and models is not None:
-                crossed = crossfit_adaptation(dataclasses.replace(preset, adaptation=spec),
-                                              {s: data[s] for s in fit_sessions}, args.target_fpr, models=models)
+                crossed = crossfit_adaptation(
+                    dataclasses.replace(preset, adaptation=spec),
+                    {s: data[s] for s in fit_sessions},
+                    args.target_fpr,
+                    models=models,
+                )
                 cross, guard = crossed.threshold, crossed.guard
-            res = evaluate_fold(maps, held, fit_sessions, error_maps(recon, x_val, preset.scoring),
-                                preset.scoring, spec, args.target_fpr, cross, guard)
-            res.update(train_seconds=round(fitted.seconds, 1), epochs_run=fitted.epochs_run,
-                       match_light=spec.match_light, nearest=spec.nearest)
-            logger.info("%s (match_light %s, nearest %d) held out %s: %s", preset.name, spec.match_light,
-                        spec.nearest, held, _short(res))
+            res = evaluate_fold(
+                maps,
+                held,
+                fit_sessions,
+                error_maps(recon, x_val, preset.scoring),
+                preset.scoring,
+                spec,
+                args.target_fpr,
+                cross,
+                guard,
+            )
+            res.update(
+                train_seconds=round(fitted.seconds, 1),
+                epochs_run=fitted.epochs_run,
+                match_light=spec.match_light,
+                nearest=spec.nearest,
+            )
+            logger.info(
+                "%s (match_light %s, nearest %d) held out %s: %s",
+                preset.name,
+                spec.match_light,
+                spec.nearest,
+                held,
+                _short(res),
+            )
             out.append(res)
     return results
 
 
 def run_pca(
-    data: dict[str, np.ndarray], sessions: list[str], scoring: Scoring, adaptation: Adaptation,
-    args: argparse.Namespace, components: int = 50,
+    data: dict[str, np.ndarray],
+    sessions: list[str],
+    scoring: Scoring,
+    adaptation: Adaptation,
+    args: argparse.Namespace,
+    components: int = 50,
 ) -> list[dict[str, Any]]:
     from sklearn.decomposition import PCA
 
@@ -466,15 +604,26 @@ def run_pca(
             flat = pca.inverse_transform(pca.transform(xb.reshape(len(xb), -1)))
             return np.clip(flat.reshape(xb.shape), 0.0, 1.0).astype(np.float32)
 
-        maps = fold_maps(lambda x, r=recon: error_maps(r, x, scoring), data, sessions, held, adaptation)
-        res = evaluate_fold(maps, held, fit_sessions, error_maps(recon, x_val, scoring), scoring,
-                            adaptation, args.target_fpr)
+        maps = fold_maps(
+            lambda x, r=recon: error_maps(r, x, scoring), data, sessions, held, adaptation
+        )
+        res = evaluate_fold(
+            maps,
+            held,
+            fit_sessions,
+            error_maps(recon, x_val, scoring),
+            scoring,
+            adaptation,
+            args.target_fpr,
+        )
         res.update(train_seconds=round(seconds, 1))
         results.append(res)
     return results
 
 
-def run_control(preset: Any, data: dict[str, np.ndarray], sessions: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
+def run_control(
+    preset: Any, data: dict[str, np.ndarray], sessions: list[str], args: argparse.Namespace
+) -> list[dict[str, Any]]:
     """Does adaptation flag failures, or any other scene? Fit on ONE session A; calibrate on
     print B's first frames; score B's later frames, the whole of normal print C (unseen, as if
     the camera now showed another print) and the defects, at the threshold calibrated on A."""
@@ -490,12 +639,26 @@ def run_control(preset: Any, data: dict[str, np.ndarray], sessions: list[str], a
         model = build_autoencoder(preset.model, preset.preprocess.shape)
         compile_autoencoder(model, preset.train)
         with tempfile.TemporaryDirectory() as tmp:
-            fit(model, x_fit, x_val, preset.train, Path(tmp) / "best.weights.h5", args.seed, verbose=0)
+            fit(
+                model,
+                x_fit,
+                x_val,
+                preset.train,
+                Path(tmp) / "best.weights.h5",
+                args.seed,
+                verbose=0,
+            )
         recon = keras_reconstructor(model)
         error = packed(lambda x, m=recon: error_maps(m, x, scoring))
         own = {k: error(light_matched(data[k], adaptation)) for k in sessions}
-        thr = calibrate(adaptation, scoring, [own[a][..., 0]], args.target_fpr, held_out=[val_mask(len(own[a]))],
-                        inputs=[own[a][..., 1:]]).threshold
+        thr = calibrate(
+            adaptation,
+            scoring,
+            [own[a][..., 0]],
+            args.target_fpr,
+            held_out=[val_mask(len(own[a]))],
+            inputs=[own[a][..., 1:]],
+        ).threshold
         for b in sessions:
             if b == a:
                 continue
@@ -506,20 +669,32 @@ def run_control(preset: Any, data: dict[str, np.ndarray], sessions: list[str], a
             n = adapted(unit, scoring, own[b])
             other = adapted(unit, scoring, np.concatenate([cal, after(data[c])]))
             d = adapted(unit, scoring, np.concatenate([cal, after(data["defects"])]))
-            rows.append({"fit": a, "print": b, "other": c, "alarm_rate_print": float(np.mean(n > thr)),
-                         "alarm_rate_other_print": float(np.mean(other > thr)),
-                         "recall_defects": float(np.mean(d > thr)), "auroc_print_vs_other": auroc(n, other),
-                         "auroc_other_vs_defects": auroc(other, d)})
+            rows.append(
+                {
+                    "fit": a,
+                    "print": b,
+                    "other": c,
+                    "alarm_rate_print": float(np.mean(n > thr)),
+                    "alarm_rate_other_print": float(np.mean(other > thr)),
+                    "recall_defects": float(np.mean(d > thr)),
+                    "auroc_print_vs_other": auroc(n, other),
+                    "auroc_other_vs_defects": auroc(other, d),
+                }
+            )
     return rows
 
 
 def print_control(rows: list[dict[str, Any]]) -> None:
     print("\n## control: fit on one print, calibrate on another, show a third normal print")
-    print("fit        calibrated on  other      alarms(print) alarms(other print) recall  AUROC(other vs defects)")
+    print(
+        "fit        calibrated on  other      alarms(print) alarms(other print) recall  AUROC(other vs defects)"
+    )
     for r in rows:
-        print(f"{r['fit']:<10} {r['print']:<14} {r['other']:<10} {r['alarm_rate_print']:.3f}         "
-              f"{r['alarm_rate_other_print']:.3f}               {r['recall_defects']:.3f}   "
-              f"{r['auroc_other_vs_defects']:.3f}")
+        print(
+            f"{r['fit']:<10} {r['print']:<14} {r['other']:<10} {r['alarm_rate_print']:.3f}         "
+            f"{r['alarm_rate_other_print']:.3f}               {r['recall_defects']:.3f}   "
+            f"{r['auroc_other_vs_defects']:.3f}"
+        )
 
 
 # --------------------------------------------------------------------------- output
@@ -535,17 +710,27 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     for seed, folds in runs.items():
         for r in folds:
             fm = r["first_minutes"]
-            rows.append({
-                "seed": int(seed), "held_out": r["held_out"], "threshold": r["threshold"], "guard": fm["guard"],
-                "false_alarm_rate": r["false_alarm_rate"], "recall": r["recall"], "pasted_recall": r["pasted_recall"],
-                "inscene_recall": r["inscene_recall"], "inscene_recall_by_print": r["inscene_recall_by_print"],
-                "inscene_frames_to_pause": r["inscene_frames_to_pause"],
-                "normal_pauses": fm["with_guard"]["normal_pauses"],
-                "normal_pauses_without_guard": fm["without_guard"]["normal_pauses"],
-                "normal_start_max": fm["with_guard"]["normal_start_max"],
-                "failed_frames_to_pause": fm["with_guard"]["failed_frames_to_pause"],
-                "failed_frames_to_pause_without_guard": fm["without_guard"]["failed_frames_to_pause"],
-            })
+            rows.append(
+                {
+                    "seed": int(seed),
+                    "held_out": r["held_out"],
+                    "threshold": r["threshold"],
+                    "guard": fm["guard"],
+                    "false_alarm_rate": r["false_alarm_rate"],
+                    "recall": r["recall"],
+                    "pasted_recall": r["pasted_recall"],
+                    "inscene_recall": r["inscene_recall"],
+                    "inscene_recall_by_print": r["inscene_recall_by_print"],
+                    "inscene_frames_to_pause": r["inscene_frames_to_pause"],
+                    "normal_pauses": fm["with_guard"]["normal_pauses"],
+                    "normal_pauses_without_guard": fm["without_guard"]["normal_pauses"],
+                    "normal_start_max": fm["with_guard"]["normal_start_max"],
+                    "failed_frames_to_pause": fm["with_guard"]["failed_frames_to_pause"],
+                    "failed_frames_to_pause_without_guard": fm["without_guard"][
+                        "failed_frames_to_pause"
+                    ],
+                }
+            )
 
     def spread(key: str) -> dict[str, float]:
         v = np.array([r[key] for r in rows], dtype=np.float64)
@@ -555,21 +740,29 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         return sum(v is not None and v <= FIRST_MINUTES_GOAL for v in r[key].values())
 
     n_failed = len(rows[0]["failed_frames_to_pause"]) if rows else 0
-    by_print = {name: spread_of([r["inscene_recall_by_print"][name] for r in rows])
-                for name in (rows[0]["inscene_recall_by_print"] if rows else {})}
+    by_print = {
+        name: spread_of([r["inscene_recall_by_print"][name] for r in rows])
+        for name in (rows[0]["inscene_recall_by_print"] if rows else {})
+    }
     return {
         "fold_runs": rows,
-        "false_alarm_rate": spread("false_alarm_rate"), "recall": spread("recall"),
-        "pasted_recall": spread("pasted_recall"), "inscene_recall": spread("inscene_recall"),
+        "false_alarm_rate": spread("false_alarm_rate"),
+        "recall": spread("recall"),
+        "pasted_recall": spread("pasted_recall"),
+        "inscene_recall": spread("inscene_recall"),
         "inscene_recall_by_print": by_print,
         "first_minutes": {
             "goal_frames": FIRST_MINUTES_GOAL,
             "failed_prints_paused_in_goal": sum(caught(r) for r in rows),
-            "failed_prints_paused_in_goal_without_guard": sum(caught(r, "failed_frames_to_pause_without_guard") for r in rows),
+            "failed_prints_paused_in_goal_without_guard": sum(
+                caught(r, "failed_frames_to_pause_without_guard") for r in rows
+            ),
             "failed_prints": n_failed * len(rows),
             "normal_prints_paused": sum(r["normal_pauses"] > 0 for r in rows),
             "normal_prints": len(rows),
-            "goal_met_in_every_run": all(caught(r) == n_failed and r["normal_pauses"] == 0 for r in rows),
+            "goal_met_in_every_run": all(
+                caught(r) == n_failed and r["normal_pauses"] == 0 for r in rows
+            ),
         },
     }
 
@@ -588,38 +781,61 @@ def summary_tables(summary: dict[str, Any]) -> dict[str, str]:
     fold-run, spread over fold-runs."""
     rows = summary["fold_runs"]
     names = list(rows[0]["failed_frames_to_pause"]) if rows else []
-    first = ["| seed | held out | guard (absolute) | highest start of the held-out print | pauses of the normal print "
-             "| failed prints, frames to pause (" + ", ".join(names) + ") | without the guard |",
-             "|---|---|---:|---:|---:|---|---|"]
+    first = [
+        "| seed | held out | guard (absolute) | highest start of the held-out print | pauses of the normal print "
+        "| failed prints, frames to pause (" + ", ".join(names) + ") | without the guard |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
     for r in rows:
-        first.append(f"| {r['seed']} | {r['held_out']} | {r['guard']:.3f} | {r['normal_start_max']:.3f} | "
-                     f"{r['normal_pauses']} | {', '.join(_pause(v) for v in r['failed_frames_to_pause'].values())} "
-                     f"| {', '.join(_pause(v) for v in r['failed_frames_to_pause_without_guard'].values())} |")
+        first.append(
+            f"| {r['seed']} | {r['held_out']} | {r['guard']:.3f} | {r['normal_start_max']:.3f} | "
+            f"{r['normal_pauses']} | {', '.join(_pause(v) for v in r['failed_frames_to_pause'].values())} "
+            f"| {', '.join(_pause(v) for v in r['failed_frames_to_pause_without_guard'].values())} |"
+        )
     fm = summary["first_minutes"]
-    first.append(f"\nFailed prints paused within {fm['goal_frames']} frames: {fm['failed_prints_paused_in_goal']} of "
-                 f"{fm['failed_prints']} ({fm['failed_prints_paused_in_goal_without_guard']} without the guard); "
-                 f"normal prints paused: {fm['normal_prints_paused']} of {fm['normal_prints']}; goal met in every "
-                 f"run: {'yes' if fm['goal_met_in_every_run'] else 'no'}.")
-    inscene = ["| seed | held out | FPR@thr | recall@thr | pasted recall | in-scene recall (" + ", ".join(names)
-               + ") | in-scene frames to pause (same order) |", "|---|---|---:|---:|---:|---|---|"]
+    first.append(
+        f"\nFailed prints paused within {fm['goal_frames']} frames: {fm['failed_prints_paused_in_goal']} of "
+        f"{fm['failed_prints']} ({fm['failed_prints_paused_in_goal_without_guard']} without the guard); "
+        f"normal prints paused: {fm['normal_prints_paused']} of {fm['normal_prints']}; goal met in every "
+        f"run: {'yes' if fm['goal_met_in_every_run'] else 'no'}."
+    )
+    inscene = [
+        "| seed | held out | FPR@thr | recall@thr | pasted recall | in-scene recall ("
+        + ", ".join(names)
+        + ") | in-scene frames to pause (same order) |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
     for r in rows:
-        inscene.append(f"| {r['seed']} | {r['held_out']} | {r['false_alarm_rate']:.3f} | {r['recall']:.3f} | "
-                       f"{r['pasted_recall']:.3f} | {r['inscene_recall']:.2f} ("
-                       f"{', '.join(f'{v:.2f}' for v in r['inscene_recall_by_print'].values())}) | "
-                       f"{', '.join(_pause(v) for v in r['inscene_frames_to_pause'].values())} |")
+        inscene.append(
+            f"| {r['seed']} | {r['held_out']} | {r['false_alarm_rate']:.3f} | {r['recall']:.3f} | "
+            f"{r['pasted_recall']:.3f} | {r['inscene_recall']:.2f} ("
+            f"{', '.join(f'{v:.2f}' for v in r['inscene_recall_by_print'].values())}) | "
+            f"{', '.join(_pause(v) for v in r['inscene_frames_to_pause'].values())} |"
+        )
     spread = ["| figure | min | mean | max |", "|---|---:|---:|---:|"]
     for key in ("false_alarm_rate", "recall", "pasted_recall", "inscene_recall"):
         v = summary[key]
-        spread.append(f"| {key.replace('_', ' ')} | {v['min']:.3f} | {v['mean']:.3f} | {v['max']:.3f} |")
+        spread.append(
+            f"| {key.replace('_', ' ')} | {v['min']:.3f} | {v['mean']:.3f} | {v['max']:.3f} |"
+        )
     for name, v in summary["inscene_recall_by_print"].items():
-        spread.append(f"| in-scene recall, {name} | {v['min']:.3f} | {v['mean']:.3f} | {v['max']:.3f} |")
-    return {"first_minutes": "\n".join(first), "inscene": "\n".join(inscene), "spread": "\n".join(spread)}
+        spread.append(
+            f"| in-scene recall, {name} | {v['min']:.3f} | {v['mean']:.3f} | {v['max']:.3f} |"
+        )
+    return {
+        "first_minutes": "\n".join(first),
+        "inscene": "\n".join(inscene),
+        "spread": "\n".join(spread),
+    }
 
 
 def print_summary(summary: dict[str, Any]) -> None:
     tables = summary_tables(summary)
-    for title, key in (("First minutes: each print replayed from its own first frame", "first_minutes"),
-                       ("Per fold-run", "inscene"), ("Spread over fold-runs (min / mean / max)", "spread")):
+    for title, key in (
+        ("First minutes: each print replayed from its own first frame", "first_minutes"),
+        ("Per fold-run", "inscene"),
+        ("Spread over fold-runs (min / mean / max)", "spread"),
+    ):
         print(f"\n### {title}\n\n{tables[key]}")
 
 
@@ -627,72 +843,132 @@ def _short(r: dict[str, Any]) -> str:
     parts = [f"AUROC {r['auroc']:.3f}"]
     if "auroc_adapted" in r:
         parts.append(f"adapted {r['auroc_adapted']:.3f}")
-    parts += [f"FPR {r['false_alarm_rate']:.3f}", f"recall {r['recall']:.3f}",
-              f"strings {r['strings_recall']:.2f}", f"pasted {r['pasted_recall']:.2f}"]
+    parts += [
+        f"FPR {r['false_alarm_rate']:.3f}",
+        f"recall {r['recall']:.3f}",
+        f"strings {r['strings_recall']:.2f}",
+        f"pasted {r['pasted_recall']:.2f}",
+    ]
     return ", ".join(parts)
 
 
 def print_table(name: str, note: str, folds: list[dict[str, Any]]) -> None:
     print(f"\n## {name}  ({note})")
     adapted = "auroc_adapted" in folds[0]
-    head = "held-out     AUROC  " + ("adapted " if adapted else "") +  " FPR@thr  recall@thr  strings(AUROC/recall)  pasted(AUROC/recall)  train s"
+    head = (
+        "held-out     AUROC  "
+        + ("adapted " if adapted else "")
+        + " FPR@thr  recall@thr  strings(AUROC/recall)  pasted(AUROC/recall)  train s"
+    )
     print(head)
     for r in folds:
-        print(f"{r['held_out']:<12} {r['auroc']:.3f}  " + (f"{r['auroc_adapted']:.3f}   " if adapted else "")
-              + f" {r['false_alarm_rate']:.3f}    {r['recall']:.3f}       "
-              f"{r['strings_auroc']:.3f}/{r['strings_recall']:.3f}          "
-              f"{r['pasted_auroc']:.3f}/{r['pasted_recall']:.3f}         {r['train_seconds']:.0f}")
-    mean = {k: float(np.mean([r[k] for r in folds]))
-            for k in ("auroc", "auroc_adapted", "false_alarm_rate", "recall", "strings_auroc", "strings_recall",
-                      "pasted_auroc", "pasted_recall")
-            if k in folds[0]}
-    print(f"{'mean':<12} {mean['auroc']:.3f}  " + (f"{mean['auroc_adapted']:.3f}   " if adapted else "")
-          + f" {mean['false_alarm_rate']:.3f}    {mean['recall']:.3f}       "
-          f"{mean['strings_auroc']:.3f}/{mean['strings_recall']:.3f}          "
-          f"{mean['pasted_auroc']:.3f}/{mean['pasted_recall']:.3f}")
+        print(
+            f"{r['held_out']:<12} {r['auroc']:.3f}  "
+            + (f"{r['auroc_adapted']:.3f}   " if adapted else "")
+            + f" {r['false_alarm_rate']:.3f}    {r['recall']:.3f}       "
+            f"{r['strings_auroc']:.3f}/{r['strings_recall']:.3f}          "
+            f"{r['pasted_auroc']:.3f}/{r['pasted_recall']:.3f}         {r['train_seconds']:.0f}"
+        )
+    mean = {
+        k: float(np.mean([r[k] for r in folds]))
+        for k in (
+            "auroc",
+            "auroc_adapted",
+            "false_alarm_rate",
+            "recall",
+            "strings_auroc",
+            "strings_recall",
+            "pasted_auroc",
+            "pasted_recall",
+        )
+        if k in folds[0]
+    }
+    print(
+        f"{'mean':<12} {mean['auroc']:.3f}  "
+        + (f"{mean['auroc_adapted']:.3f}   " if adapted else "")
+        + f" {mean['false_alarm_rate']:.3f}    {mean['recall']:.3f}       "
+        f"{mean['strings_auroc']:.3f}/{mean['strings_recall']:.3f}          "
+        f"{mean['pasted_auroc']:.3f}/{mean['pasted_recall']:.3f}"
+    )
     for r in folds:
         if "validation_rule" in r:
             v = r["validation_rule"]
-            print(f"  {r['held_out']}: threshold {r['threshold']:.3f} (cross-fitted); the validation-frame rule on "
-                  f"the same model: {v['threshold']:.3f}, FPR {v['false_alarm_rate']:.3f}, recall {v['recall']:.3f}")
+            print(
+                f"  {r['held_out']}: threshold {r['threshold']:.3f} (cross-fitted); the validation-frame rule on "
+                f"the same model: {v['threshold']:.3f}, FPR {v['false_alarm_rate']:.3f}, recall {v['recall']:.3f}"
+            )
     for r in folds:
-        pauses = ", ".join(f"{k} {'never' if v is None else v}" for k, v in r["frames_to_pause"].items())
-        print(f"  {r['held_out']}: pauses during the normal print {r['false_pauses']} "
-              f"(consecutive={SETTINGS.consecutive}); frames from failure start to pause: {pauses}")
-        inscene = ", ".join(f"{k} {'never' if v is None else v}" for k, v in r["inscene_frames_to_pause"].items())
-        print(f"    in-scene (failure material pasted into this print from its frame "
-              f"{r['inscene_onset_frame']} on): frames to pause: {inscene}; "
-              f"frames above threshold {r['inscene_recall']:.2f}")
-        light = ", ".join(f"{k} {v['above']:.2f} above, pause {'never' if v['frames_to_pause'] is None else v['frames_to_pause']}"
-                          for k, v in r["lighting"].items())
+        pauses = ", ".join(
+            f"{k} {'never' if v is None else v}" for k, v in r["frames_to_pause"].items()
+        )
+        print(
+            f"  {r['held_out']}: pauses during the normal print {r['false_pauses']} "
+            f"(consecutive={SETTINGS.consecutive}); frames from failure start to pause: {pauses}"
+        )
+        inscene = ", ".join(
+            f"{k} {'never' if v is None else v}" for k, v in r["inscene_frames_to_pause"].items()
+        )
+        print(
+            f"    in-scene (failure material pasted into this print from its frame "
+            f"{r['inscene_onset_frame']} on): frames to pause: {inscene}; "
+            f"frames above threshold {r['inscene_recall']:.2f}"
+        )
+        light = ", ".join(
+            f"{k} {v['above']:.2f} above, pause {'never' if v['frames_to_pause'] is None else v['frames_to_pause']}"
+            for k, v in r["lighting"].items()
+        )
         print(f"    the room's light changed from frame {LIGHT_ONSET} on: {light}")
         if r.get("first_minutes"):
             fm = r["first_minutes"]
             for which in ("with_guard", "without_guard"):
                 w = fm[which]
-                print(f"    first minutes {which.replace('_', ' ')} (guard {fm['guard']:.3f}): normal print paused "
-                      f"{w['normal_pauses']} times; failed prints from their first frame, frames to pause: "
-                      + ", ".join(f"{k} {_pause(v)}" for k, v in w["failed_frames_to_pause"].items()))
+                print(
+                    f"    first minutes {which.replace('_', ' ')} (guard {fm['guard']:.3f}): normal print paused "
+                    f"{w['normal_pauses']} times; failed prints from their first frame, frames to pause: "
+                    + ", ".join(f"{k} {_pause(v)}" for k, v in w["failed_frames_to_pause"].items())
+                )
         if r.get("failing_from_start"):
-            own = ", ".join(f"{k} {v['above']:.2f} above, pause {'never' if v['frames_to_pause'] is None else v['frames_to_pause']}"
-                            for k, v in r["failing_from_start"].items())
-            print(f"    failed prints calibrated on their own (already failing) first frames: {own}")
+            own = ", ".join(
+                f"{k} {v['above']:.2f} above, pause {'never' if v['frames_to_pause'] is None else v['frames_to_pause']}"
+                for k, v in r["failing_from_start"].items()
+            )
+            print(
+                f"    failed prints calibrated on their own (already failing) first frames: {own}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=KAGGLE, help="Kaggle-layout folder (default: %(default)s)")
-    p.add_argument("--seed-epochs", type=int, default=3, help="epochs for the seed preset (its own: 125)")
+    p.add_argument(
+        "--data", type=Path, default=KAGGLE, help="Kaggle-layout folder (default: %(default)s)"
+    )
+    p.add_argument(
+        "--seed-epochs", type=int, default=3, help="epochs for the seed preset (its own: 125)"
+    )
     p.add_argument("--skip-seed", action="store_true", help="leave the slow seed preset out")
-    p.add_argument("--target-fpr", type=float, default=0.01, help="per-frame false-alarm rate the threshold aims at")
-    p.add_argument("--control", action="store_true",
-                   help="also run the scene-change control for adaptation (3 more fits on one print each)")
+    p.add_argument(
+        "--target-fpr",
+        type=float,
+        default=0.01,
+        help="per-frame false-alarm rate the threshold aims at",
+    )
+    p.add_argument(
+        "--control",
+        action="store_true",
+        help="also run the scene-change control for adaptation (3 more fits on one print each)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",") if x],
-                   help="training runs, one per seed (e.g. 0,1,2): the shipped preset's figures per run and "
-                        "their spread; implies --default-only")
-    p.add_argument("--default-only", action="store_true",
-                   help="only the shipped preset: no baseline variants, PCA or seed preset")
+    p.add_argument(
+        "--seeds",
+        type=lambda v: [int(x) for x in v.split(",") if x],
+        help="training runs, one per seed (e.g. 0,1,2): the shipped preset's figures per run and "
+        "their spread; implies --default-only",
+    )
+    p.add_argument(
+        "--default-only",
+        action="store_true",
+        help="only the shipped preset: no baseline variants, PCA or seed preset",
+    )
     p.add_argument("--json", type=Path, help="also write all figures to this JSON file")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -717,8 +993,12 @@ def main(argv: list[str] | None = None) -> int:
 
     default = get_preset("default")
     adaptation = getattr(default, "adaptation", Adaptation())
-    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                              "data": str(args.data), "target_fpr": args.target_fpr, "methods": {}}
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "data": str(args.data),
+        "target_fpr": args.target_fpr,
+        "methods": {},
+    }
 
     def add(name: str, note: str, folds: list[dict[str, Any]]) -> None:
         report["methods"][name] = {"note": note, "folds": folds}
@@ -730,17 +1010,25 @@ def main(argv: list[str] | None = None) -> int:
         data = load_dataset(args.data, pre)
         sessions = [k for k in data if k != "defects"]
         for s in sessions:  # the in-scene checks: strings, pasted failures on the later frames
-            data["strings_" + s] = synthetic_strings(data[s][max(adaptation.frames, 30):], args.seed)
-            data["pasted_" + s] = pasted_failures(data[s][max(adaptation.frames, 30):], data["defects"], args.seed)
+            data["strings_" + s] = synthetic_strings(
+                data[s][max(adaptation.frames, 30) :], args.seed
+            )
+            data["pasted_" + s] = pasted_failures(
+                data[s][max(adaptation.frames, 30) :], data["defects"], args.seed
+            )
             inscene_sequences(data, s, max(adaptation.frames, 30) + INSCENE_ONSET, args.seed)
         return data, sessions
 
     data, sessions = dataset(default.preprocess)
-    print(f"data: {args.data}; normal sessions {', '.join(f'{s} ({len(data[s])})' for s in sessions)}; "
-          f"defects {len(data['defects'])}; input {default.preprocess.width}x{default.preprocess.height} "
-          f"roi {list(default.preprocess.roi)}")
-    note = (f"preset default, {default.train.epochs} epochs max, scoring {default.scoring}, "
-            f"adaptation {adaptation}")
+    print(
+        f"data: {args.data}; normal sessions {', '.join(f'{s} ({len(data[s])})' for s in sessions)}; "
+        f"defects {len(data['defects'])}; input {default.preprocess.width}x{default.preprocess.height} "
+        f"roi {list(default.preprocess.roi)}"
+    )
+    note = (
+        f"preset default, {default.train.epochs} epochs max, scoring {default.scoring}, "
+        f"adaptation {adaptation}"
+    )
     if args.seeds is not None:  # training-run variance: the shipped preset, once per seed
         report["runs"] = {}
         for seed in seeds:
@@ -761,22 +1049,36 @@ def main(argv: list[str] | None = None) -> int:
     variants = {"default": adaptation}
     if adaptation.enabled and not only_default:
         variants["default-mean-baseline"] = dataclasses.replace(adaptation, nearest=0)
-        variants["default-mean-baseline-no-match-light"] = dataclasses.replace(adaptation, nearest=0, match_light=False)
+        variants["default-mean-baseline-no-match-light"] = dataclasses.replace(
+            adaptation, nearest=0, match_light=False
+        )
     specs = list(variants.values())
-    for (name, spec), folds in zip(variants.items(), run_autoencoder(default, data, sessions, args, specs), strict=True):
-        add(name, f"preset default, {default.train.epochs} epochs max, scoring {default.scoring}, "
-            f"adaptation {spec}", folds)
+    for (name, spec), folds in zip(
+        variants.items(), run_autoencoder(default, data, sessions, args, specs), strict=True
+    ):
+        add(
+            name,
+            f"preset default, {default.train.epochs} epochs max, scoring {default.scoring}, "
+            f"adaptation {spec}",
+            folds,
+        )
     if only_default:
         report["seconds"] = round(time.perf_counter() - started)
         if args.json:
             args.json.write_text(json.dumps(report, indent=2) + "\n")
         return 0
 
-    add("pca-seed-scoring", "PCA 50 components on the default preprocessing, whole-image MSE, no adaptation",
-        run_pca(data, sessions, Scoring("l2", "mean"), Adaptation(), args))
+    add(
+        "pca-seed-scoring",
+        "PCA 50 components on the default preprocessing, whole-image MSE, no adaptation",
+        run_pca(data, sessions, Scoring("l2", "mean"), Adaptation(), args),
+    )
     if adaptation.enabled:
-        add("pca-default-scoring", "PCA 50 components, the default preset's scoring and adaptation",
-            run_pca(data, sessions, default.scoring, adaptation, args))
+        add(
+            "pca-default-scoring",
+            "PCA 50 components, the default preset's scoring and adaptation",
+            run_pca(data, sessions, default.scoring, adaptation, args),
+        )
 
     if args.control and adaptation.enabled:
         rows = run_control(default, data, sessions, args)
@@ -785,11 +1087,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.skip_seed:
         seed = get_preset("seed")
-        seed = dataclasses.replace(seed, train=dataclasses.replace(seed.train, epochs=args.seed_epochs))
+        seed = dataclasses.replace(
+            seed, train=dataclasses.replace(seed.train, epochs=args.seed_epochs)
+        )
         del data
         seed_data, _ = dataset(seed.preprocess)
-        add("seed", f"preset seed, {args.seed_epochs} epochs (its own: 125), scoring {seed.scoring}, no adaptation",
-            run_autoencoder(seed, seed_data, sessions, args)[0])
+        add(
+            "seed",
+            f"preset seed, {args.seed_epochs} epochs (its own: 125), scoring {seed.scoring}, no adaptation",
+            run_autoencoder(seed, seed_data, sessions, args)[0],
+        )
 
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

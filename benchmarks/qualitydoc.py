@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: the tables of quality.py and framing.py are imported
+if (
+    str(ROOT) not in sys.path
+):  # run as a script: the tables of quality.py and framing.py are imported
     sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 OUTPUT = ROOT / "docs" / "quality.md"
@@ -53,12 +55,20 @@ def _missing(what: str, command: str) -> str:
     return f"_Not measured yet: run `{command}`._\n"
 
 
-QUALITY_CMD = ".venv/bin/python benchmarks/quality.py --skip-seed --json benchmarks/results/quality.json"
-TTP_CMD = ".venv/bin/python benchmarks/time_to_pause.py --json benchmarks/results/time_to_pause.json"
-LASTING_CMD = ".venv/bin/python benchmarks/lasting_change.py --json benchmarks/results/lasting_change.json"
+QUALITY_CMD = (
+    ".venv/bin/python benchmarks/quality.py --skip-seed --json benchmarks/results/quality.json"
+)
+TTP_CMD = (
+    ".venv/bin/python benchmarks/time_to_pause.py --json benchmarks/results/time_to_pause.json"
+)
+LASTING_CMD = (
+    ".venv/bin/python benchmarks/lasting_change.py --json benchmarks/results/lasting_change.json"
+)
 COST_CMD = ".venv/bin/python benchmarks/frame_cost.py --json benchmarks/results/frame_cost.json"
-RUNS_CMD = ("make quality  # = benchmarks/quality.py --seeds 0,1,2 --json benchmarks/results/quality-detection.json "
-            "and benchmarks/framing.py --json benchmarks/results/framing.json")
+RUNS_CMD = (
+    "make quality  # = benchmarks/quality.py --seeds 0,1,2 --json benchmarks/results/quality-detection.json "
+    "and benchmarks/framing.py --json benchmarks/results/framing.json"
+)
 
 
 # --------------------------------------------------------------------------- sections
@@ -66,17 +76,59 @@ RUNS_CMD = ("make quality  # = benchmarks/quality.py --seeds 0,1,2 --json benchm
 
 def unseen_prints(q: Json) -> str:
     default = q["methods"]["default"]["folds"]
-    rows = [[f["held_out"], str(f["n_normal_scored"]), _f(f["auroc"]), _f(f.get("auroc_adapted")),
-             _f(f["threshold"], 2), _pct(f["false_alarm_rate"]), _f(f["recall"], 2), str(f["false_pauses"])]
-            for f in default]
-    out = [_table(["held-out print", "frames scored", "AUROC (absolute)", "AUROC (the daemon's score)",
-                   "threshold", "frames above it", "recall on failures", "pauses"], rows)]
-    others = [[name, _f(_mean(m["folds"], "auroc")), _f(_mean(m["folds"], "auroc_adapted")),
-               _pct(max(f["false_alarm_rate"] for f in m["folds"])), _f(min(f["recall"] for f in m["folds"]), 2)]
-              for name, m in q["methods"].items()]
-    out.append("\nEvery method of the same run, on the same folds (worst fold for false alarms and recall):\n")
-    out.append(_table(["method", "mean AUROC", "mean adapted AUROC", "worst frames above threshold",
-                       "worst recall"], others))
+    rows = [
+        [
+            f["held_out"],
+            str(f["n_normal_scored"]),
+            _f(f["auroc"]),
+            _f(f.get("auroc_adapted")),
+            _f(f["threshold"], 2),
+            _pct(f["false_alarm_rate"]),
+            _f(f["recall"], 2),
+            str(f["false_pauses"]),
+        ]
+        for f in default
+    ]
+    out = [
+        _table(
+            [
+                "held-out print",
+                "frames scored",
+                "AUROC (absolute)",
+                "AUROC (the daemon's score)",
+                "threshold",
+                "frames above it",
+                "recall on failures",
+                "pauses",
+            ],
+            rows,
+        )
+    ]
+    others = [
+        [
+            name,
+            _f(_mean(m["folds"], "auroc")),
+            _f(_mean(m["folds"], "auroc_adapted")),
+            _pct(max(f["false_alarm_rate"] for f in m["folds"])),
+            _f(min(f["recall"] for f in m["folds"]), 2),
+        ]
+        for name, m in q["methods"].items()
+    ]
+    out.append(
+        "\nEvery method of the same run, on the same folds (worst fold for false alarms and recall):\n"
+    )
+    out.append(
+        _table(
+            [
+                "method",
+                "mean AUROC",
+                "mean adapted AUROC",
+                "worst frames above threshold",
+                "worst recall",
+            ],
+            others,
+        )
+    )
     return "\n".join(out) + "\n"
 
 
@@ -89,16 +141,31 @@ def time_to_pause(q: Json, t: Json | None) -> str:
     default = q["methods"]["default"]["folds"]
     names = list(default[0]["frames_to_pause"])
     rows = [[f["held_out"], *(_pause(f["frames_to_pause"][n]) for n in names)] for f in default]
-    out = ["Frames from a failed print's first frame to the pause, after the held-out print's start "
-           "(library replay, the daemon's rule):\n", _table(["held-out print", *names], rows)]
+    out = [
+        "Frames from a failed print's first frame to the pause, after the held-out print's start "
+        "(library replay, the daemon's rule):\n",
+        _table(["held-out print", *names], rows),
+    ]
     if t is not None:
         rows = []
         for h, fold in t["folds"].items():
             for name, seq in fold["sequences"].items():
-                rows.append([h, name, _pause(seq.get("frames_to_pause")), str(seq.get("pauses_before_onset", "–"))])
-        out += ["\nThrough `python -m watchdog replay` (the daemon's own loop, a bundle trained per fold):\n",
-                _table(["held-out print", "failed print", "frames to pause", "pauses before the failure"], rows),
-                f"\nCommand: `{TTP_CMD}`"]
+                rows.append(
+                    [
+                        h,
+                        name,
+                        _pause(seq.get("frames_to_pause")),
+                        str(seq.get("pauses_before_onset", "–")),
+                    ]
+                )
+        out += [
+            "\nThrough `python -m watchdog replay` (the daemon's own loop, a bundle trained per fold):\n",
+            _table(
+                ["held-out print", "failed print", "frames to pause", "pauses before the failure"],
+                rows,
+            ),
+            f"\nCommand: `{TTP_CMD}`",
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -107,39 +174,92 @@ def first_minutes(q: Json) -> str:
     if not default[0].get("failing_from_start"):
         return "_Not in this run._\n"
     names = list(default[0]["failing_from_start"])
-    rows = [[f["held_out"], *(f"{_pause(v['frames_to_pause'])} ({_pct(v['above'])} above)"
-                               for v in (f["failing_from_start"][n] for n in names))] for f in default]
-    return ("A print that fails from its first frame: each Kaggle failed print replayed on its own, "
-            "its start learnt as its baseline. Frames to pause (share of frames above the threshold):\n\n"
-            + _table(["model of fold", *names], rows) + "\n")
+    rows = [
+        [
+            f["held_out"],
+            *(
+                f"{_pause(v['frames_to_pause'])} ({_pct(v['above'])} above)"
+                for v in (f["failing_from_start"][n] for n in names)
+            ),
+        ]
+        for f in default
+    ]
+    return (
+        "A print that fails from its first frame: each Kaggle failed print replayed on its own, "
+        "its start learnt as its baseline. Frames to pause (share of frames above the threshold):\n\n"
+        + _table(["model of fold", *names], rows)
+        + "\n"
+    )
 
 
 def inside_a_print(q: Json) -> str:
     default = q["methods"]["default"]["folds"]
     names = list(default[0]["inscene_frames_to_pause"])
-    rows = [[f["held_out"], str(f["inscene_onset_frame"]), _f(f["inscene_recall"], 2), _f(f["strings_recall"], 2),
-             _f(f["pasted_recall"], 2), *(_pause(f["inscene_frames_to_pause"][n]) for n in names)] for f in default]
-    return ("Real failure material (cut out of the failed prints) pasted into the held-out good print's own "
-            "frames from the onset frame on, and thin synthetic strings:\n\n"
-            + _table(["held-out print", "onset frame", "frames above threshold", "strings recall", "pasted recall",
-                      *(f"frames to pause: {n}" for n in names)], rows) + "\n")
+    rows = [
+        [
+            f["held_out"],
+            str(f["inscene_onset_frame"]),
+            _f(f["inscene_recall"], 2),
+            _f(f["strings_recall"], 2),
+            _f(f["pasted_recall"], 2),
+            *(_pause(f["inscene_frames_to_pause"][n]) for n in names),
+        ]
+        for f in default
+    ]
+    return (
+        "Real failure material (cut out of the failed prints) pasted into the held-out good print's own "
+        "frames from the onset frame on, and thin synthetic strings:\n\n"
+        + _table(
+            [
+                "held-out print",
+                "onset frame",
+                "frames above threshold",
+                "strings recall",
+                "pasted recall",
+                *(f"frames to pause: {n}" for n in names),
+            ],
+            rows,
+        )
+        + "\n"
+    )
 
 
 def lighting(q: Json, lasting: Json | None) -> str:
     default = q["methods"]["default"]["folds"]
     names = list(default[0]["lighting"])
-    rows = [[f["held_out"], *(f"{_pct(v['above'])} above, pause {_pause(v['frames_to_pause'])}"
-                               for v in (f["lighting"][n] for n in names))] for f in default]
-    out = ["A lasting change of the room's light from frame 100 of the held-out print:\n",
-           _table(["held-out print", *names], rows)]
+    rows = [
+        [
+            f["held_out"],
+            *(
+                f"{_pct(v['above'])} above, pause {_pause(v['frames_to_pause'])}"
+                for v in (f["lighting"][n] for n in names)
+            ),
+        ]
+        for f in default
+    ]
+    out = [
+        "A lasting change of the room's light from frame 100 of the held-out print:\n",
+        _table(["held-out print", *names], rows),
+    ]
     if lasting is not None:
-        rows = [[r["print"], r["change"], str(r["pauses_before"]),
-                 f"{len(r['pauses_after_at'])} ({', '.join(map(str, r['pauses_after_at'])) or '-'})"]
-                for r in lasting["rows"]]
-        out += ["\nThrough `python -m watchdog replay` with the shipped bundle; the simulated owner resumes "
-                "after each pause, which re-learns the print's look:\n",
-                _table(["print", "change at frame 100", "pauses before it", "pauses after it (at frame)"], rows),
-                f"\nCommand: `{LASTING_CMD}`"]
+        rows = [
+            [
+                r["print"],
+                r["change"],
+                str(r["pauses_before"]),
+                f"{len(r['pauses_after_at'])} ({', '.join(map(str, r['pauses_after_at'])) or '-'})",
+            ]
+            for r in lasting["rows"]
+        ]
+        out += [
+            "\nThrough `python -m watchdog replay` with the shipped bundle; the simulated owner resumes "
+            "after each pause, which re-learns the print's look:\n",
+            _table(
+                ["print", "change at frame 100", "pauses before it", "pauses after it (at frame)"],
+                rows,
+            ),
+            f"\nCommand: `{LASTING_CMD}`",
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -149,21 +269,33 @@ def speed_and_memory(c: Json | None) -> str:
     one = c["default_1_thread"]
     rows = [["shipped model, 1 thread", _f(one["median_ms"], 1), _f(one["p95_ms"], 1)]]
     if "seed_1_thread" in c:
-        rows.append(["the seed post's model (400x400), 1 thread", _f(c["seed_1_thread"]["median_ms"], 1),
-                     _f(c["seed_1_thread"]["p95_ms"], 1)])
+        rows.append(
+            [
+                "the seed post's model (400x400), 1 thread",
+                _f(c["seed_1_thread"]["median_ms"], 1),
+                _f(c["seed_1_thread"]["p95_ms"], 1),
+            ]
+        )
     out = [_table(["per frame (decode, detector, heatmap)", "median ms", "p95 ms"], rows)]
     if "ratio_default_to_seed_1_thread" in c:
-        out.append(f"\nRatio shipped / seed, same run: {c['ratio_default_to_seed_1_thread']:.2f}. Milliseconds depend on "
-                   "what else the machine runs (this run: " + (f"load average {c['load_average']:.1f} on "
-                   if "load_average" in c else "") + "a shared 2-core machine); the ratio, measured in the same run, "
-                   "is the figure to compare. Budget: 50 ms per frame on one core.")
+        out.append(
+            f"\nRatio shipped / seed, same run: {c['ratio_default_to_seed_1_thread']:.2f}. Milliseconds depend on "
+            "what else the machine runs (this run: "
+            + (f"load average {c['load_average']:.1f} on " if "load_average" in c else "")
+            + "a shared 2-core machine); the ratio, measured in the same run, "
+            "is the figure to compare. Budget: 50 ms per frame on one core."
+        )
     d = c["daemon"]
-    out.append(f"\nThe daemon (`python -m watchdog run`, one printer, a real HTTP camera at full speed): peak RSS "
-               f"{d['peak_rss_mb']:.1f} MB (budget 150 MB). Model file: {c['model_bytes'] / 1e6:.2f} MB.")
+    out.append(
+        f"\nThe daemon (`python -m watchdog run`, one printer, a real HTTP camera at full speed): peak RSS "
+        f"{d['peak_rss_mb']:.1f} MB (budget 150 MB). Model file: {c['model_bytes'] / 1e6:.2f} MB."
+    )
     r = c.get("replay_demo")
     if r:
-        out.append(f"\nThe demo's sequence replayed: {r['pauses_during_normal']} pauses during the normal frames, "
-                   f"pause {r['frames_from_onset_to_pause']} frames after the failure appears.")
+        out.append(
+            f"\nThe demo's sequence replayed: {r['pauses_during_normal']} pauses during the normal frames, "
+            f"pause {r['frames_from_onset_to_pause']} frames after the failure appears."
+        )
     out.append(f"\nCommand: `{COST_CMD}`")
     return "\n".join(out) + "\n"
 
@@ -174,19 +306,21 @@ def three_runs(d: Json | None) -> str:
     from benchmarks.quality import summary_tables
 
     t = summary_tables(d["summary"])
-    return ("Three training runs (seeds 0, 1, 2) of the shipped preset, each leave-one-print-out: 9 fold-runs. "
-            "Every print is replayed through the daemon's `Detector` and `decide`.\n\n"
-            "**A print that fails from its first frame.** The start guard (the bundle's `adaptation.guard`, "
-            "see [decisions/start-guard.md](decisions/start-guard.md)) judges the frames of a print's start "
-            "by the absolute score. Per fold-run, the guard, the highest start frame of the held-out good "
-            "print, and frames to pause of each failed print replayed from its own first frame:\n\n"
-            f"{t['first_minutes']}\n\n"
-            "The Kaggle failed prints start like good prints (their first frames score like normal "
-            "starts), so the guard catches only starts far outside the normal range (spaghetti over "
-            "the bed, a covered lens); watch the first layers yourself.\n\n"
-            "**Failures inside a print**, per fold-run (real failure material pasted into the held-out good "
-            f"print from frame 50 on):\n\n{t['inscene']}\n\nSpread over the fold-runs:\n\n{t['spread']}\n\n"
-            f"Run: {d['date']}, {d['seconds'] / 60:.0f} minutes on the shared 2-core machine. Command: `{RUNS_CMD}`.\n")
+    return (
+        "Three training runs (seeds 0, 1, 2) of the shipped preset, each leave-one-print-out: 9 fold-runs. "
+        "Every print is replayed through the daemon's `Detector` and `decide`.\n\n"
+        "**A print that fails from its first frame.** The start guard (the bundle's `adaptation.guard`, "
+        "see [decisions/start-guard.md](decisions/start-guard.md)) judges the frames of a print's start "
+        "by the absolute score. Per fold-run, the guard, the highest start frame of the held-out good "
+        "print, and frames to pause of each failed print replayed from its own first frame:\n\n"
+        f"{t['first_minutes']}\n\n"
+        "The Kaggle failed prints start like good prints (their first frames score like normal "
+        "starts), so the guard catches only starts far outside the normal range (spaghetti over "
+        "the bed, a covered lens); watch the first layers yourself.\n\n"
+        "**Failures inside a print**, per fold-run (real failure material pasted into the held-out good "
+        f"print from frame 50 on):\n\n{t['inscene']}\n\nSpread over the fold-runs:\n\n{t['spread']}\n\n"
+        f"Run: {d['date']}, {d['seconds'] / 60:.0f} minutes on the shared 2-core machine. Command: `{RUNS_CMD}`.\n"
+    )
 
 
 def framing(d: Json | None) -> str:
@@ -194,12 +328,14 @@ def framing(d: Json | None) -> str:
         return _missing("framing", RUNS_CMD)
     from benchmarks.framing import table
 
-    return ("The shipped bundle on the Kaggle prints seen through other framings (the picture moved, scaled or "
-            "mirrored), through the daemon's `Detector`, with the bundle's region (the bottom half) and with "
-            "`detection.region` set to where the bed now is:\n\n"
-            f"{table(d['results'])}\n\nThe bundle was trained on these prints, so \"as trained\" is optimistic; "
-            "compare the rows of each framing. Set `detection.region` (or draw it on the dashboard) when the "
-            "bed is not in the bottom half of your picture.\n")
+    return (
+        "The shipped bundle on the Kaggle prints seen through other framings (the picture moved, scaled or "
+        "mirrored), through the daemon's `Detector`, with the bundle's region (the bottom half) and with "
+        "`detection.region` set to where the bed now is:\n\n"
+        f'{table(d["results"])}\n\nThe bundle was trained on these prints, so "as trained" is optimistic; '
+        "compare the rows of each framing. Set `detection.region` (or draw it on the dashboard) when the "
+        "bed is not in the bottom half of your picture.\n"
+    )
 
 
 # --------------------------------------------------------------------------- the page
@@ -241,20 +377,28 @@ def render() -> str:
         sections = [
             ("Prints the model has never seen", lambda: unseen_prints(q)),
             ("Time to pause", lambda: time_to_pause(q, _load("time_to_pause.json"))),
-            ("First minutes: a print that fails from its start (this run, before the start guard)",
-             lambda: first_minutes(q)),
+            (
+                "First minutes: a print that fails from its start (this run, before the start guard)",
+                lambda: first_minutes(q),
+            ),
             ("Failures inside a print", lambda: inside_a_print(q)),
             ("Lighting", lambda: lighting(q, _load("lasting_change.json"))),
         ]
-    sections.append(("Three training runs: the first minutes and failures inside a print",
-                     lambda: three_runs(_load("quality-detection.json"))))
+    sections.append(
+        (
+            "Three training runs: the first minutes and failures inside a print",
+            lambda: three_runs(_load("quality-detection.json")),
+        )
+    )
     sections.append(("Any camera's framing", lambda: framing(_load("framing.json"))))
     sections.append(("Speed and memory", lambda: speed_and_memory(_load("frame_cost.json"))))
     sections.append(("More measurements", lambda: MORE))
     parts = [INTRO]
     if q is not None:
-        parts.append(f"Run: {q['date']}, `--target-fpr {q['target_fpr']}`. Command: `{QUALITY_CMD}` "
-                     "(about 10 minutes on 2 idle cores, 30 on this shared machine; needs the `train` extra and the data).\n")
+        parts.append(
+            f"Run: {q['date']}, `--target-fpr {q['target_fpr']}`. Command: `{QUALITY_CMD}` "
+            "(about 10 minutes on 2 idle cores, 30 on this shared machine; needs the `train` extra and the data).\n"
+        )
     for title, make in sections:
         parts.append(f"## {title}\n\n{make()}")
     return "\n".join(parts)
@@ -268,7 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = OUTPUT.read_text() if OUTPUT.is_file() else ""
         if current != text:
-            print(f"{OUTPUT} is not current: run .venv/bin/python benchmarks/qualitydoc.py", file=sys.stderr)
+            print(
+                f"{OUTPUT} is not current: run .venv/bin/python benchmarks/qualitydoc.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     OUTPUT.write_text(text)

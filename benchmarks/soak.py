@@ -75,8 +75,22 @@ EVENTS = {  # kind → weight
     "bad_reload": 1,
     "normal": 2,
 }
-CAMERA_FAULTS = ["html", "empty", "truncated", "garbage", "http_500", "down", "bomb_jpeg",
-                 "bomb_png", "png16_rgba", "huge_jpeg", "progressive_jpeg", "big_png", "truncated_eoi", "no_scan"]
+CAMERA_FAULTS = [
+    "html",
+    "empty",
+    "truncated",
+    "garbage",
+    "http_500",
+    "down",
+    "bomb_jpeg",
+    "bomb_png",
+    "png16_rgba",
+    "huge_jpeg",
+    "progressive_jpeg",
+    "big_png",
+    "truncated_eoi",
+    "no_scan",
+]
 ALERT_TIMEOUT_S = 30.0
 COOLDOWN_S = 1.0
 RSS_BUDGET_MB = 10.0
@@ -147,7 +161,9 @@ def proc_sample(pid: int) -> tuple[float, int, int]:
     return rss_kb / 1024, len(os.listdir(f"/proc/{pid}/fd")), threads
 
 
-_SCORED = re.compile(r'^printer_watchdog_scored_frames_total\{printer="' + PRINTER + r'"\} ([0-9.e+]+)$', re.M)
+_SCORED = re.compile(
+    r'^printer_watchdog_scored_frames_total\{printer="' + PRINTER + r'"\} ([0-9.e+]+)$', re.M
+)
 
 
 def scored_frames(port: int) -> int | None:
@@ -170,9 +186,20 @@ class Soak:
     """
 
     def __init__(
-        self, broker: Any, moonraker: Any, camera: Any, bundle: Path, workdir: Path, *,
-        frames: int, seed: int, normal: list[np.ndarray], anomalous: list[np.ndarray],
-        prefix: str = "soak", warmup_frames: int | None = None, log: Callable[[str], None] = print,
+        self,
+        broker: Any,
+        moonraker: Any,
+        camera: Any,
+        bundle: Path,
+        workdir: Path,
+        *,
+        frames: int,
+        seed: int,
+        normal: list[np.ndarray],
+        anomalous: list[np.ndarray],
+        prefix: str = "soak",
+        warmup_frames: int | None = None,
+        log: Callable[[str], None] = print,
     ) -> None:
         self.broker, self.moonraker, self.camera = broker, moonraker, camera
         self.bundle, self.workdir = bundle, workdir
@@ -198,24 +225,41 @@ class Soak:
         return write_config(
             self.config,
             model=str(model or self.bundle),
-            mqtt=self.broker.mqtt_settings(topic_prefix=self.prefix, homeassistant={"enabled": False}),
+            mqtt=self.broker.mqtt_settings(
+                topic_prefix=self.prefix, homeassistant={"enabled": False}
+            ),
             http={"listen": f"127.0.0.1:{self.port}"},
             storage={"dir": str(self.storage), "keep_incidents": 100_000},
-            printers=[{
-                "name": PRINTER,
-                "camera": {"source": camera or self.camera.snapshot_url, "interval_s": 0, "timeout_s": 3},
-                "api": {"kind": "moonraker", "url": self.moonraker.url, "api_key": self.moonraker.api_key,
-                        "timeout_s": 2, "retries": 1},
-                "detection": {"consecutive": 3, "cooldown_s": COOLDOWN_S},
-                "action": "pause",
-            }],
+            printers=[
+                {
+                    "name": PRINTER,
+                    "camera": {
+                        "source": camera or self.camera.snapshot_url,
+                        "interval_s": 0,
+                        "timeout_s": 3,
+                    },
+                    "api": {
+                        "kind": "moonraker",
+                        "url": self.moonraker.url,
+                        "api_key": self.moonraker.api_key,
+                        "timeout_s": 2,
+                        "retries": 1,
+                    },
+                    "detection": {"consecutive": 3, "cooldown_s": COOLDOWN_S},
+                    "action": "pause",
+                }
+            ],
         )
 
     # ---- observation
 
     def _incidents(self) -> list[Path]:
         folder = self.storage / "incidents" / PRINTER
-        return sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
+        return (
+            sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+            if folder.is_dir()
+            else []
+        )
 
     def _frames(self) -> int:
         n = scored_frames(self.port)
@@ -226,8 +270,11 @@ class Soak:
     def _print_state(self) -> str:
         """Klipper's print_stats.state; a request of its own (the monitor thread asks too)."""
         try:
-            r = requests.get(f"{self.moonraker.url}/printer/objects/query?print_stats", timeout=5,
-                             headers={"X-Api-Key": self.moonraker.api_key})
+            r = requests.get(
+                f"{self.moonraker.url}/printer/objects/query?print_stats",
+                timeout=5,
+                headers={"X-Api-Key": self.moonraker.api_key},
+            )
             return str(r.json()["result"]["status"]["print_stats"]["state"])
         except (requests.RequestException, ValueError, KeyError, TypeError):
             return "unknown"  # Moonraker is down on purpose, or Klippy not ready yet
@@ -241,8 +288,11 @@ class Soak:
                 rss, fds, threads = proc_sample(self.daemon.proc.pid)
             except (FileNotFoundError, ProcessLookupError):
                 return  # the daemon is gone; the run fails on its exit code
-            self.result.samples.append(Sample(round(time.monotonic() - start, 2), self._frames(),
-                                              round(rss, 2), fds, threads))
+            self.result.samples.append(
+                Sample(
+                    round(time.monotonic() - start, 2), self._frames(), round(rss, 2), fds, threads
+                )
+            )
             if self.moonraker.running:
                 paused = self._print_state() == "paused"
                 if paused and not paused_seen and not self._in_anomaly.is_set():
@@ -271,7 +321,10 @@ class Soak:
             return False
 
         def dist(frames: list[np.ndarray]) -> float:
-            return min(float(np.mean(np.abs(cv2.resize(f, img.shape[1::-1]).astype(np.float32) - img))) for f in frames)
+            return min(
+                float(np.mean(np.abs(cv2.resize(f, img.shape[1::-1]).astype(np.float32) - img)))
+                for f in frames
+            )
 
         return dist(self.anomalous) < dist(self.normal)
 
@@ -287,8 +340,11 @@ class Soak:
         return False
 
     def _resume(self) -> None:
-        requests.post(f"{self.moonraker.url}/printer/print/resume", timeout=10,
-                      headers={"X-Api-Key": self.moonraker.api_key})
+        requests.post(
+            f"{self.moonraker.url}/printer/print/resume",
+            timeout=10,
+            headers={"X-Api-Key": self.moonraker.api_key},
+        )
         self._wait("the print to resume", lambda: self._print_state() == "printing", 15)
 
     def _anomaly(self, ep: Episode, broker_down: bool = False, api_down: bool = False) -> None:
@@ -300,13 +356,19 @@ class Soak:
         self._in_anomaly.set()
         try:
             self.camera.set_frames(self.anomalous)
-            ep.alerted = self._wait("an alert", lambda: self._final(self._incidents()[before:]), ALERT_TIMEOUT_S)
+            ep.alerted = self._wait(
+                "an alert", lambda: self._final(self._incidents()[before:]), ALERT_TIMEOUT_S
+            )
             if not api_down:
-                ep.paused = self._wait("the print paused", lambda: self._print_state() == "paused", 15)
+                ep.paused = self._wait(
+                    "the print paused", lambda: self._print_state() == "paused", 15
+                )
             self.camera.set_frames(self.normal)
             new = self._final(self._incidents()[before:])
             if new:
-                alert = json.loads((new[0] / "alert.json").read_text())  # the one this episode waited for
+                alert = json.loads(
+                    (new[0] / "alert.json").read_text()
+                )  # the one this episode waited for
                 ep.outcome = alert["action_result"]["outcome"]
                 ep.detail = alert["action_result"]["detail"][:120]
             if api_down:
@@ -360,15 +422,21 @@ class Soak:
         elif kind == "second_daemon":
             self._second_daemon(ep)
         elif kind == "bad_reload":
-            self._bad_reload(ep, r.choice(["missing camera folder", "ftp camera", "nested model.json"]))
+            self._bad_reload(
+                ep, r.choice(["missing camera folder", "ftp camera", "nested model.json"])
+            )
         else:
             time.sleep(r.uniform(1, 5))
         return ep
 
     def _second_daemon(self, ep: Episode) -> None:
         assert self.daemon is not None
-        proc = subprocess.run(watchdog_cmd("run", "--config", str(self.config)), capture_output=True, text=True,
-                              timeout=120)
+        proc = subprocess.run(
+            watchdog_cmd("run", "--config", str(self.config)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         refused = proc.returncode == 2 and "in use by another watchdog daemon" in proc.stderr
         ep.detail = (proc.stderr.strip().splitlines() or [""])[-1][:120]
         ep.ok = refused and self.daemon.alive()
@@ -381,7 +449,10 @@ class Soak:
     def _bad_reload(self, ep: Episode, how: str) -> None:
         assert self.daemon is not None
         ep.detail = how
-        refused, applied = self._count("reload refused"), self._count("INFO watchdog.daemon: reloaded ")
+        refused, applied = (
+            self._count("reload refused"),
+            self._count("INFO watchdog.daemon: reloaded "),
+        )
         if how == "nested model.json":
             nested = self.workdir / "nested-bundle"
             if not nested.exists():
@@ -389,14 +460,22 @@ class Soak:
                 (nested / "model.json").write_text("[" * 100_000 + "]" * 100_000)
             self._config(model=nested)
         else:
-            self._config(camera=str(self.workdir / "no-such-folder") if how == "missing camera folder"
-                         else "ftp://127.0.0.1/cam.jpg")
+            self._config(
+                camera=str(self.workdir / "no-such-folder")
+                if how == "missing camera folder"
+                else "ftp://127.0.0.1/cam.jpg"
+            )
         self.daemon.signal(signal.SIGHUP)
-        ok_refused = self._wait("the reload refused", lambda: self._count("reload refused") > refused, 30)
+        ok_refused = self._wait(
+            "the reload refused", lambda: self._count("reload refused") > refused, 30
+        )
         self._config()
         self.daemon.signal(signal.SIGHUP)
-        ok_applied = self._wait("the good config applied",
-                                lambda: self._count("INFO watchdog.daemon: reloaded ") > applied, 30)
+        ok_applied = self._wait(
+            "the good config applied",
+            lambda: self._count("INFO watchdog.daemon: reloaded ") > applied,
+            30,
+        )
         ep.ok = ok_refused and ok_applied and self.daemon.alive()
         self.result.reloads_refused += ok_refused
         self.result.reloads_applied += ok_applied
@@ -413,7 +492,9 @@ class Soak:
             self._resume()
         elif state != "printing":
             self.moonraker.start_print()
-        sub = Subscriber(self.broker, (f"{self.prefix}/{PRINTER}/alert",), client_id=f"soak-sub-{os.getpid()}")
+        sub = Subscriber(
+            self.broker, (f"{self.prefix}/{PRINTER}/alert",), client_id=f"soak-sub-{os.getpid()}"
+        )
         self.broker.subscribers.append(sub)
         self.daemon = DaemonProcess(self._config(), self.workdir / "daemon.log")
         self.t0 = time.monotonic()
@@ -427,14 +508,24 @@ class Soak:
             while self._frames() < res.target_frames or kinds:
                 if not self.daemon.alive():
                     break
-                kind = kinds.pop() if kinds else self.rng.choices(list(EVENTS), weights=list(EVENTS.values()))[0]
+                kind = (
+                    kinds.pop()
+                    if kinds
+                    else self.rng.choices(list(EVENTS), weights=list(EVENTS.values()))[0]
+                )
                 ep = self._event(kind)
                 ep.t_end = round(time.monotonic() - self.t0, 1)
                 res.episodes.append(ep)
-                self.log(f"{ep.t:8.1f} s {self._frames():7d} frames  {kind:20s} {ep.detail[:60]}"
-                         f"{'' if ep.ok else '  << FAILED'}")
+                self.log(
+                    f"{ep.t:8.1f} s {self._frames():7d} frames  {kind:20s} {ep.detail[:60]}"
+                    f"{'' if ep.ok else '  << FAILED'}"
+                )
             # Everything raised must be delivered before the daemon goes.
-            self._wait("every alert delivered", lambda: not list(self.storage.glob("outbox/mqtt/*/entry.json")), 60)
+            self._wait(
+                "every alert delivered",
+                lambda: not list(self.storage.glob("outbox/mqtt/*/entry.json")),
+                60,
+            )
             n = self._frames()
             self._wait("a few more frames", lambda: self._frames() >= n + 20, 30)
         finally:
@@ -455,7 +546,9 @@ class Soak:
         res.raised, res.delivered = len(raised), len(set(delivered))
         res.duplicates = len(delivered) - len(set(delivered))
         res.undelivered = sorted(raised - set(delivered))
-        res.incidents_on_normal_frames = [p.name for p in incidents if not self._is_anomalous(p / "frame.jpg")]
+        res.incidents_on_normal_frames = [
+            p.name for p in incidents if not self._is_anomalous(p / "frame.jpg")
+        ]
         log = self.daemon.log if self.daemon else ""
         res.step_failures = log.count("step failed")
         for ep in res.episodes:
@@ -471,7 +564,7 @@ def _median(values: list[float]) -> float:
 def summarize(res: Result, warmup_frames: int) -> dict[str, Any]:
     """The figures docs/reliability.md reports, and whether each one holds."""
     after = [s for s in res.samples if s.frames >= warmup_frames] or res.samples
-    head, tail = after[: max(len(after) // 10, 3)], after[-max(len(after) // 10, 3):]
+    head, tail = after[: max(len(after) // 10, 3)], after[-max(len(after) // 10, 3) :]
     rss_growth = _median([s.rss_mb for s in tail]) - _median([s.rss_mb for s in head])
     anomaly_eps = [e for e in res.episodes if e.kind.startswith("anomaly")]
     kinds = {k: sum(e.kind == k for e in res.episodes) for k in EVENTS}
@@ -481,11 +574,15 @@ def summarize(res: Result, warmup_frames: int) -> dict[str, Any]:
         "frames_per_s": round(res.frames / res.seconds, 1) if res.seconds else None,
         "events": kinds,
         "camera_faults": sorted({e.detail for e in res.episodes if e.kind == "camera_fault"}),
-        "rss_mb_after_warmup": [min(s.rss_mb for s in after), max(s.rss_mb for s in after)] if after else None,
+        "rss_mb_after_warmup": [min(s.rss_mb for s in after), max(s.rss_mb for s in after)]
+        if after
+        else None,
         "rss_growth_mb": round(rss_growth, 2),
         "fds": [min(s.fds for s in after), max(s.fds for s in after)] if after else None,
         "fds_growth": _median([s.fds for s in tail]) - _median([s.fds for s in head]),
-        "threads": [min(s.threads for s in after), max(s.threads for s in after)] if after else None,
+        "threads": [min(s.threads for s in after), max(s.threads for s in after)]
+        if after
+        else None,
         "threads_growth": _median([s.threads for s in tail]) - _median([s.threads for s in head]),
         "alerts_raised": res.raised,
         "alerts_delivered": res.delivered,
@@ -499,8 +596,14 @@ def summarize(res: Result, warmup_frames: int) -> dict[str, Any]:
         "step_failures": res.step_failures,
         "rss_mb_max": max((s.rss_mb for s in res.samples), default=None),
         "rss_mb_max_by_camera_fault": {
-            f: max((e.rss_mb_max for e in res.episodes if e.kind == "camera_fault" and e.detail == f
-                    and e.rss_mb_max is not None), default=None)
+            f: max(
+                (
+                    e.rss_mb_max
+                    for e in res.episodes
+                    if e.kind == "camera_fault" and e.detail == f and e.rss_mb_max is not None
+                ),
+                default=None,
+            )
             for f in sorted({e.detail for e in res.episodes if e.kind == "camera_fault"})
         },
         "second_daemons": kinds.get("second_daemon", 0),
@@ -513,8 +616,11 @@ def summarize(res: Result, warmup_frames: int) -> dict[str, Any]:
         "rss_flat": rss_growth <= RSS_BUDGET_MB,
         "fds_flat": s["fds_growth"] <= 2,
         "threads_flat": s["threads_growth"] <= 1,
-        "raised_equals_delivered": res.raised == res.delivered and not res.undelivered and res.duplicates == 0,
-        "no_pause_on_normal_frames": res.pauses_outside_anomalies == 0 and not res.incidents_on_normal_frames,
+        "raised_equals_delivered": res.raised == res.delivered
+        and not res.undelivered
+        and res.duplicates == 0,
+        "no_pause_on_normal_frames": res.pauses_outside_anomalies == 0
+        and not res.incidents_on_normal_frames,
         "every_anomaly_handled": res.missed_anomalies == 0,
         "clean_exit": res.daemon_exit == 0 and res.step_failures == 0,
         "rss_within_150_mb": (s["rss_mb_max"] or 0) <= 150.0,
@@ -533,14 +639,26 @@ def print_table(s: dict[str, Any]) -> None:
         ("RSS after warm-up (MB)", f"{s['rss_mb_after_warmup']}, growth {s['rss_growth_mb']:+.2f}"),
         ("open fds", f"{s['fds']}, growth {s['fds_growth']:+g}"),
         ("threads", f"{s['threads']}, growth {s['threads_growth']:+g}"),
-        ("alerts raised / delivered", f"{s['alerts_raised']} / {s['alerts_delivered']} (duplicates {s['duplicates']})"),
+        (
+            "alerts raised / delivered",
+            f"{s['alerts_raised']} / {s['alerts_delivered']} (duplicates {s['duplicates']})",
+        ),
         ("anomaly episodes handled", f"{s['anomaly_episodes_handled']} / {s['anomaly_episodes']}"),
-        ("pauses on normal frames", f"{s['pauses_outside_anomalies']} seen, {s['incidents_on_normal_frames']} incidents"),
+        (
+            "pauses on normal frames",
+            f"{s['pauses_outside_anomalies']} seen, {s['incidents_on_normal_frames']} incidents",
+        ),
         ("daemon exit / step failures", f"{s['daemon_exit']} / {s['step_failures']}"),
-        ("largest RSS (MB)", f"{s['rss_mb_max']}; by camera fault: "
-                             + ", ".join(f"{k} {v}" for k, v in s["rss_mb_max_by_camera_fault"].items())),
+        (
+            "largest RSS (MB)",
+            f"{s['rss_mb_max']}; by camera fault: "
+            + ", ".join(f"{k} {v}" for k, v in s["rss_mb_max_by_camera_fault"].items()),
+        ),
         ("second daemons refused", f"{s['second_daemons_refused']} / {s['second_daemons']}"),
-        ("bad reloads refused / good applied", f"{s['reloads_refused']} / {s['reloads_applied']} of {s['bad_reloads']}"),
+        (
+            "bad reloads refused / good applied",
+            f"{s['reloads_refused']} / {s['reloads_applied']} of {s['bad_reloads']}",
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
@@ -563,7 +681,9 @@ def _tiny_bundle(workdir: Path) -> Path:
         train_tiny,
     )
 
-    data = synth.write_kaggle_layout(workdir / "data", TINY_SESSIONS, TINY_FRAMES, TINY_ANOMALOUS, seed=TINY_SEED)
+    data = synth.write_kaggle_layout(
+        workdir / "data", TINY_SESSIONS, TINY_FRAMES, TINY_ANOMALOUS, seed=TINY_SEED
+    )
     return train_tiny(data, workdir / "runs") / "bundle"
 
 
@@ -572,8 +692,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=20_000, help="frames to score (default 20000)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("soak.json"), help="JSON result")
-    ap.add_argument("--bundle", type=Path, help="model bundle (default: train the tests' tiny bundle)")
-    ap.add_argument("--workdir", type=Path, help="keep logs and state here (default: a temporary folder)")
+    ap.add_argument(
+        "--bundle", type=Path, help="model bundle (default: train the tests' tiny bundle)"
+    )
+    ap.add_argument(
+        "--workdir", type=Path, help="keep logs and state here (default: a temporary folder)"
+    )
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
 
@@ -587,17 +711,31 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"soak: {args.frames} frames, seed {args.seed}, work folder {workdir}", flush=True)
     bundle = args.bundle or _tiny_bundle(workdir)
-    normal = [synth.normal_frame(s, i, TINY_FRAMES, TINY_SEED) for s in (0, 1) for i in range(0, 10, 2)]
+    normal = [
+        synth.normal_frame(s, i, TINY_FRAMES, TINY_SEED) for s in (0, 1) for i in range(0, 10, 2)
+    ]
     anomalous = [synth.anomalous_frame(100 + i, TINY_SEED) for i in range(6)]
     (workdir / "mosquitto").mkdir(exist_ok=True)
     broker = Broker(workdir / "mosquitto", free_port())
-    moonraker = MoonrakerServer(server_venv("moonraker-venv", MOONRAKER_SPEC), workdir / "moonraker" / "data")
+    moonraker = MoonrakerServer(
+        server_venv("moonraker-venv", MOONRAKER_SPEC), workdir / "moonraker" / "data"
+    )
     camera = CameraServer()
     try:
         broker.start()
         moonraker.start()
-        soak = Soak(broker, moonraker, camera, bundle, workdir, frames=args.frames, seed=args.seed,
-                    normal=normal, anomalous=anomalous, log=lambda m: print(m, flush=True))
+        soak = Soak(
+            broker,
+            moonraker,
+            camera,
+            bundle,
+            workdir,
+            frames=args.frames,
+            seed=args.seed,
+            normal=normal,
+            anomalous=anomalous,
+            log=lambda m: print(m, flush=True),
+        )
         result = soak.run()
     finally:
         camera.close()

@@ -69,8 +69,20 @@ def sessions_in_time_order(data: Path) -> tuple[dict[str, list[Path]], dict[str,
 
 def train_bundle(data: Path, held_out: str, runs: Path) -> Path:
     """A default-preset bundle trained without ``held_out``, as a user's run makes it."""
-    cmd = [sys.executable, "-m", "trainer", "--data", str(data), "--preset", "default",
-           "--test-sessions", held_out, "--out", str(runs), "--no-plots"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "trainer",
+        "--data",
+        str(data),
+        "--preset",
+        "default",
+        "--test-sessions",
+        held_out,
+        "--out",
+        str(runs),
+        "--no-plots",
+    ]
     print(f"training without {held_out}: {' '.join(cmd)}", file=sys.stderr, flush=True)
     out = subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True).stdout
     run_dir = Path(out.strip().splitlines()[-1])  # the trainer prints its run folder last
@@ -85,8 +97,19 @@ def replay(bundle: Path, frames: list[Path], work: Path) -> list[dict[str, Any]]
         (folder / f"{i:04d}{path.suffix.lower()}").symlink_to(path.resolve())
     config = work / "config.yaml"
     config.write_text(f"model: {json.dumps(str(bundle))}\nprinters:\n  - name: e3\n")
-    cmd = [sys.executable, "-m", "watchdog", "replay", "--config", str(config), "--frames", str(folder),
-           "--no-api", "--out", str(work / "incidents")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "watchdog",
+        "replay",
+        "--config",
+        str(config),
+        "--frames",
+        str(folder),
+        "--no-api",
+        "--out",
+        str(work / "incidents"),
+    ]
     out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
     lines = []
     for text in out.stdout.splitlines():
@@ -97,9 +120,13 @@ def replay(bundle: Path, frames: list[Path], work: Path) -> list[dict[str, Any]]
     scored = [r for r in lines if r.get("frame") is not None and r.get("score") is not None]
     pauses = sum(r.get("action") == "pause" for r in scored)
     summary = next((r for r in lines if r.get("event") == "summary"), {})
-    incidents = len(list((work / "incidents").rglob("alert.json")))  # <out>/incidents/<printer>/<id>/
+    incidents = len(
+        list((work / "incidents").rglob("alert.json"))
+    )  # <out>/incidents/<printer>/<id>/
     if not (pauses == summary.get("alerts") == incidents):
-        raise RuntimeError(f"replay in {work}: {pauses} pause lines, summary {summary}, {incidents} incident files")
+        raise RuntimeError(
+            f"replay in {work}: {pauses} pause lines, summary {summary}, {incidents} incident files"
+        )
     return scored
 
 
@@ -126,39 +153,60 @@ def measure(scored: list[dict[str, Any]], onset: int, calibration: int) -> dict[
 
 
 def table(held_out: str, rows: dict[str, dict[str, Any]], calibration: int) -> str:
-    head = (f"### held out: {held_out} (calibration: first {calibration} frames)\n\n"
-            "| failed print | pauses in normal part | anomalous normal frames after calibration "
-            "| frames onset → first pause | pauses in failure | anomalous failure frames |\n"
-            "|---|---:|---:|---:|---:|---:|")
-    body = [f"| {f} | {r['normal_pauses']} / {r['normal_frames']} frames "
-            f"| {r['normal_anomalous']} / {r['normal_scored_after_calibration']} "
-            f"(longest run {r['normal_longest_anomalous_run']}) "
-            f"| {r['frames_to_pause'] if r['frames_to_pause'] is not None else 'never'} "
-            f"| {r['failure_pauses']} | {r['failure_anomalous']} / {r['failure_frames']} |"
-            for f, r in rows.items()]
+    head = (
+        f"### held out: {held_out} (calibration: first {calibration} frames)\n\n"
+        "| failed print | pauses in normal part | anomalous normal frames after calibration "
+        "| frames onset → first pause | pauses in failure | anomalous failure frames |\n"
+        "|---|---:|---:|---:|---:|---:|"
+    )
+    body = [
+        f"| {f} | {r['normal_pauses']} / {r['normal_frames']} frames "
+        f"| {r['normal_anomalous']} / {r['normal_scored_after_calibration']} "
+        f"(longest run {r['normal_longest_anomalous_run']}) "
+        f"| {r['frames_to_pause'] if r['frames_to_pause'] is not None else 'never'} "
+        f"| {r['failure_pauses']} | {r['failure_anomalous']} / {r['failure_frames']} |"
+        for f, r in rows.items()
+    ]
     return "\n".join([head, *body])
 
 
 def summary(folds: dict[str, dict[str, Any]]) -> str:
-    lines = ["### summary", "", "| held out | pauses in normal part (any sequence) | median / max frames to pause "
-             "| failures never paused | train s |", "|---|---:|---:|---|---:|"]
+    lines = [
+        "### summary",
+        "",
+        "| held out | pauses in normal part (any sequence) | median / max frames to pause "
+        "| failures never paused | train s |",
+        "|---|---:|---:|---|---:|",
+    ]
     for h, fold in folds.items():
         rows = fold["sequences"].values()
         ttp = [r["frames_to_pause"] for r in rows if r["frames_to_pause"] is not None]
         never = [f for f, r in fold["sequences"].items() if r["frames_to_pause"] is None]
         ttp_text = f"{statistics.median(ttp):g} / {max(ttp)}" if ttp else "-"
-        lines.append(f"| {h} | {max(r['normal_pauses'] for r in rows)} | {ttp_text} "
-                     f"| {', '.join(never) or 'none'} | {fold['train_s'] or 'reused'} |")
+        lines.append(
+            f"| {h} | {max(r['normal_pauses'] for r in rows)} | {ttp_text} "
+            f"| {', '.join(never) or 'none'} | {fold['train_s'] or 'reused'} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=KAGGLE, help="Kaggle-layout folder")
-    ap.add_argument("--bundles", action="append", default=[], metavar="H=BUNDLE",
-                    help="reuse this bundle for held-out session H instead of training (repeatable)")
-    ap.add_argument("--sessions", help="held-out sessions to run, comma-separated (default: all normal sessions)")
-    ap.add_argument("--runs", type=Path, help="where trained runs go (default: a new temporary folder, kept)")
+    ap.add_argument(
+        "--bundles",
+        action="append",
+        default=[],
+        metavar="H=BUNDLE",
+        help="reuse this bundle for held-out session H instead of training (repeatable)",
+    )
+    ap.add_argument(
+        "--sessions",
+        help="held-out sessions to run, comma-separated (default: all normal sessions)",
+    )
+    ap.add_argument(
+        "--runs", type=Path, help="where trained runs go (default: a new temporary folder, kept)"
+    )
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
 
@@ -171,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(h not in normal for h in [*held_outs, *reuse]):
         ap.error(f"--sessions/--bundles: sessions must be among {sorted(normal)}")
     if any(h not in reuse for h in held_outs) and importlib.util.find_spec("tensorflow") is None:
-        print("skipped: training needs the trainer extra (tensorflow); install it or pass --bundles H=BUNDLE")
+        print(
+            "skipped: training needs the trainer extra (tensorflow); install it or pass --bundles H=BUNDLE"
+        )
         return 0
     runs = args.runs or Path(tempfile.mkdtemp(prefix="time-to-pause-runs-"))
     results: dict[str, dict[str, Any]] = {}
@@ -179,19 +229,27 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         bundle = Path(reuse[h]) if h in reuse else train_bundle(args.data, h, runs)
         train_s = None if h in reuse else round(time.monotonic() - started)
-        print(f"{h}: bundle {bundle} (reuse with --bundles {h}={bundle})", file=sys.stderr, flush=True)
+        print(
+            f"{h}: bundle {bundle} (reuse with --bundles {h}={bundle})", file=sys.stderr, flush=True
+        )
         calibration = Bundle.load(bundle).meta.adaptation.frames
         rows = {}
         for f, frames in sorted(failed.items()):
             with tempfile.TemporaryDirectory(prefix="time-to-pause-") as work:
                 scored = replay(bundle, normal[h] + frames, Path(work))
             rows[f] = measure(scored, len(normal[h]), calibration)
-        results[h] = {"bundle": str(bundle), "train_s": train_s, "calibration_frames": calibration,
-                      "sequences": rows}
+        results[h] = {
+            "bundle": str(bundle),
+            "train_s": train_s,
+            "calibration_frames": calibration,
+            "sequences": rows,
+        }
         print(table(h, rows, calibration) + "\n", flush=True)
     print(summary(results))
     if args.json:
-        args.json.write_text(json.dumps({"data": str(args.data), "folds": results}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps({"data": str(args.data), "folds": results}, indent=2) + "\n"
+        )
     return 0
 
 

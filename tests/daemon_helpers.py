@@ -38,7 +38,10 @@ class DaemonProcess:
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            watchdog_cmd("run", "--config", str(config)), stdout=self._log, stderr=subprocess.STDOUT, env=env
+            watchdog_cmd("run", "--config", str(config)),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
 
     @property
@@ -63,7 +66,9 @@ class DaemonProcess:
         return int(self.proc.returncode)
 
 
-def wait_until(what: str, check: Callable[[], Any], timeout: float, on_fail: Callable[[], str] | None = None) -> Any:
+def wait_until(
+    what: str, check: Callable[[], Any], timeout: float, on_fail: Callable[[], str] | None = None
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()

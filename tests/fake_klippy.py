@@ -34,10 +34,21 @@ from typing import Any
 logger = logging.getLogger("fake_klippy")
 
 ENDPOINTS = [
-    "list_endpoints", "info", "emergency_stop", "register_remote_method",
-    "objects/list", "objects/query", "objects/subscribe",
-    "gcode/script", "gcode/help", "gcode/subscribe_output", "gcode/restart", "gcode/firmware_restart",
-    "pause_resume/pause", "pause_resume/resume", "pause_resume/cancel",
+    "list_endpoints",
+    "info",
+    "emergency_stop",
+    "register_remote_method",
+    "objects/list",
+    "objects/query",
+    "objects/subscribe",
+    "gcode/script",
+    "gcode/help",
+    "gcode/subscribe_output",
+    "gcode/restart",
+    "gcode/firmware_restart",
+    "pause_resume/pause",
+    "pause_resume/resume",
+    "pause_resume/cancel",
 ]
 
 
@@ -51,21 +62,38 @@ class FakeKlippy:
     def __init__(self, gcodes: Path, klipper_path: Path, config_file: Path) -> None:
         self.gcodes, self.klipper_path, self.config_file = gcodes, klipper_path, config_file
         self.clients: set[asyncio.StreamWriter] = set()
-        self.writers: dict[asyncio.StreamWriter, tuple[dict[str, Any], str]] = {}  # subscription, method
+        self.writers: dict[
+            asyncio.StreamWriter, tuple[dict[str, Any], str]
+        ] = {}  # subscription, method
         path = str(gcodes)
         self.objects: dict[str, dict[str, Any]] = {
             "webhooks": {"state": "ready", "state_message": "Printer is ready"},
             "print_stats": {
-                "filename": "", "total_duration": 0.0, "print_duration": 0.0, "filament_used": 0.0,
-                "state": "standby", "message": "", "info": {"total_layer": None, "current_layer": None},
+                "filename": "",
+                "total_duration": 0.0,
+                "print_duration": 0.0,
+                "filament_used": 0.0,
+                "state": "standby",
+                "message": "",
+                "info": {"total_layer": None, "current_layer": None},
             },
             "pause_resume": {"is_paused": False},
-            "virtual_sdcard": {"file_path": None, "progress": 0.0, "is_active": False, "file_position": 0, "file_size": 0},
+            "virtual_sdcard": {
+                "file_path": None,
+                "progress": 0.0,
+                "is_active": False,
+                "file_position": 0,
+                "file_size": 0,
+            },
             "display_status": {"progress": 0.0, "message": None},
             "idle_timeout": {"state": "Idle", "printing_time": 0.0},
             "heaters": {"available_heaters": [], "available_sensors": [], "available_monitors": []},
             "configfile": {
-                "config": {"virtual_sdcard": {"path": path}, "pause_resume": {}, "display_status": {}},
+                "config": {
+                    "virtual_sdcard": {"path": path},
+                    "pause_resume": {},
+                    "display_status": {},
+                },
                 "settings": {"virtual_sdcard": {"path": path}},
                 "save_config_pending": False,
             },
@@ -81,14 +109,21 @@ class FakeKlippy:
                 wanted = sub[obj]
                 diff = {k: v for k, v in fields.items() if wanted is None or k in wanted}
                 if diff:
-                    send(writer, {"method": method, "params": {"eventtime": now(), "status": {obj: diff}}})
+                    send(
+                        writer,
+                        {"method": method, "params": {"eventtime": now(), "status": {obj: diff}}},
+                    )
 
     def select(self, spec: dict[str, Any]) -> dict[str, Any]:
         out = {}
         for obj, fields in spec.items():
             if obj in self.objects:
                 values = self.objects[obj]
-                out[obj] = dict(values) if fields is None else {k: values[k] for k in fields if k in values}
+                out[obj] = (
+                    dict(values)
+                    if fields is None
+                    else {k: values[k] for k in fields if k in values}
+                )
         return out
 
     def start_print(self, filename: str) -> None:
@@ -97,7 +132,9 @@ class FakeKlippy:
         file = self.gcodes / filename
         if not file.is_file():
             raise KlippyError(f"Unable to open file {filename}")
-        self.update("virtual_sdcard", file_path=str(file), is_active=True, file_size=file.stat().st_size)
+        self.update(
+            "virtual_sdcard", file_path=str(file), is_active=True, file_size=file.stat().st_size
+        )
         self.update("print_stats", state="printing", filename=filename, message="")
         self.update("idle_timeout", state="Printing")
 
@@ -141,7 +178,10 @@ class FakeKlippy:
             if not words:
                 continue
             cmd = words[0].upper()
-            if self.objects["webhooks"]["state"] != "ready" and cmd not in ("FIRMWARE_RESTART", "RESTART"):
+            if self.objects["webhooks"]["state"] != "ready" and cmd not in (
+                "FIRMWARE_RESTART",
+                "RESTART",
+            ):
                 raise KlippyError(self.objects["webhooks"]["state_message"])
             if cmd == "SDCARD_PRINT_FILE":
                 m = re.search(r'FILENAME=(?:"((?:[^"\\]|\\.)*)"|(\S+))', line, re.IGNORECASE)
@@ -163,12 +203,19 @@ class FakeKlippy:
         if method == "info":
             hooks = self.objects["webhooks"]
             return {
-                "state": hooks["state"], "state_message": hooks["state_message"], "hostname": "fake-klippy",
-                "software_version": "v0.12.0-fake", "cpu_info": "test", "process_id": os.getpid(),
-                "user_id": os.getuid(), "group_id": os.getgid(),
+                "state": hooks["state"],
+                "state_message": hooks["state_message"],
+                "hostname": "fake-klippy",
+                "software_version": "v0.12.0-fake",
+                "cpu_info": "test",
+                "process_id": os.getpid(),
+                "user_id": os.getuid(),
+                "group_id": os.getgid(),
                 # Outside the gcodes folder, or Moonraker refuses uploads there.
-                "klipper_path": str(self.klipper_path), "python_path": sys.executable,
-                "log_file": "", "config_file": str(self.config_file),
+                "klipper_path": str(self.klipper_path),
+                "python_path": sys.executable,
+                "log_file": "",
+                "config_file": str(self.config_file),
             }
         if method == "list_endpoints":
             return {"endpoints": ENDPOINTS}
@@ -177,7 +224,9 @@ class FakeKlippy:
         if method == "objects/query":
             return {"eventtime": now(), "status": self.select(params.get("objects") or {})}
         if method == "objects/subscribe":
-            template = (params.get("response_template") or {}).get("method", "process_status_update")
+            template = (params.get("response_template") or {}).get(
+                "method", "process_status_update"
+            )
             spec = params.get("objects") or {}
             self.writers[writer] = (spec, template)  # each subscribe replaces the last
             return {"eventtime": now(), "status": self.select(spec)}
@@ -195,11 +244,15 @@ class FakeKlippy:
         if method.startswith("pause_resume/"):
             if self.objects["webhooks"]["state"] != "ready":
                 raise KlippyError(self.objects["webhooks"]["state_message"])
-            {"pause": self.pause, "resume": self.resume, "cancel": self.cancel}[method.split("/")[1]]()
+            {"pause": self.pause, "resume": self.resume, "cancel": self.cancel}[
+                method.split("/")[1]
+            ]()
             return {}
         raise KlippyError(f"No registered endpoint '{method}'")
 
-    async def serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         logger.info("client connected")
         self.clients.add(writer)
         try:
@@ -212,9 +265,15 @@ class FakeKlippy:
                 method, params = msg.get("method", ""), msg.get("params") or {}
                 logger.info("request %s %s", method, json.dumps(params)[:200])
                 try:
-                    reply: dict[str, Any] = {"id": msg.get("id"), "result": self.handle(writer, method, params)}
+                    reply: dict[str, Any] = {
+                        "id": msg.get("id"),
+                        "result": self.handle(writer, method, params),
+                    }
                 except KlippyError as exc:
-                    reply = {"id": msg.get("id"), "error": {"error": "WebRequestError", "message": str(exc)}}
+                    reply = {
+                        "id": msg.get("id"),
+                        "error": {"error": "WebRequestError", "message": str(exc)},
+                    }
                 send(writer, reply)
                 await writer.drain()
         finally:
@@ -241,7 +300,9 @@ async def main(sock: Path, gcodes: Path, data: Path) -> None:
     config_file.touch()
     klippy = FakeKlippy(gcodes, klipper_path, config_file)
     sock.unlink(missing_ok=True)
-    server = await asyncio.start_unix_server(klippy.serve_client, path=str(sock), limit=20 * 1024 * 1024)
+    server = await asyncio.start_unix_server(
+        klippy.serve_client, path=str(sock), limit=20 * 1024 * 1024
+    )
     logger.info("listening on %s", sock)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -258,7 +319,11 @@ async def main(sock: Path, gcodes: Path, data: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("socket", type=Path)
-    parser.add_argument("--data", type=Path, required=True, help="printer data folder (Moonraker's -d)")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="printer data folder (Moonraker's -d)"
+    )
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
+    )
     asyncio.run(main(args.socket, args.data / "gcodes", args.data))

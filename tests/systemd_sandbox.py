@@ -56,7 +56,11 @@ def unit_settings(unit: Path) -> list[tuple[str, str]]:
 def syscall_groups() -> dict[str, list[str]]:
     """systemd's named groups (``@system-service`` ...) and their members, from systemd-analyze."""
     text = subprocess.run(
-        ["systemd-analyze", "syscall-filter", "--no-pager"], capture_output=True, text=True, check=True, timeout=60
+        ["systemd-analyze", "syscall-filter", "--no-pager"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout
     groups: dict[str, list[str]] = {}
     current = None
@@ -105,15 +109,27 @@ def load_filters(unit: Path) -> None:
     extra = seccomp.SyscallFilter(seccomp.ALLOW)
     if values.get("MemoryDenyWriteExecute") == "yes":
         wx = mmap.PROT_WRITE | mmap.PROT_EXEC
-        extra.add_rule(seccomp.ERRNO(errno.EPERM), "mmap", seccomp.Arg(2, seccomp.MASKED_EQ, wx, wx))
+        extra.add_rule(
+            seccomp.ERRNO(errno.EPERM), "mmap", seccomp.Arg(2, seccomp.MASKED_EQ, wx, wx)
+        )
         for name in ("mprotect", "pkey_mprotect"):
-            extra.add_rule(seccomp.ERRNO(errno.EPERM), name, seccomp.Arg(2, seccomp.MASKED_EQ, mmap.PROT_EXEC, mmap.PROT_EXEC))
-        extra.add_rule(seccomp.ERRNO(errno.EPERM), "shmat", seccomp.Arg(2, seccomp.MASKED_EQ, SHM_EXEC, SHM_EXEC))
+            extra.add_rule(
+                seccomp.ERRNO(errno.EPERM),
+                name,
+                seccomp.Arg(2, seccomp.MASKED_EQ, mmap.PROT_EXEC, mmap.PROT_EXEC),
+            )
+        extra.add_rule(
+            seccomp.ERRNO(errno.EPERM),
+            "shmat",
+            seccomp.Arg(2, seccomp.MASKED_EQ, SHM_EXEC, SHM_EXEC),
+        )
     if "RestrictAddressFamilies" in values:
         families = {getattr(socket, f) for f in values["RestrictAddressFamilies"].split()}
         for family in range(AF_MAX):
             if family not in families:
-                extra.add_rule(seccomp.ERRNO(errno.EAFNOSUPPORT), "socket", seccomp.Arg(0, seccomp.EQ, family))
+                extra.add_rule(
+                    seccomp.ERRNO(errno.EAFNOSUPPORT), "socket", seccomp.Arg(0, seccomp.EQ, family)
+                )
     extra.load()
 
     calls = seccomp.SyscallFilter(seccomp.ERRNO(error))
@@ -149,13 +165,17 @@ class NotifySocket:
         os.chmod(path, 0o777)  # as systemd's: a service that dropped root must be able to send
         self.messages: list[dict[str, str]] = []
 
-    def wait_for(self, key: str, timeout: float, process: subprocess.Popen | None = None) -> dict[str, str]:
+    def wait_for(
+        self, key: str, timeout: float, process: subprocess.Popen | None = None
+    ) -> dict[str, str]:
         """The next message carrying ``key`` (earlier ones are kept in ``messages``); fails early
         when ``process`` has exited."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             if process is not None and process.poll() is not None:
-                raise AssertionError(f"the process exited ({process.returncode}) before {key}; got {self.messages}")
+                raise AssertionError(
+                    f"the process exited ({process.returncode}) before {key}; got {self.messages}"
+                )
             self.sock.settimeout(min(left, 0.5))
             try:
                 data = self.sock.recv(4096).decode()
@@ -178,8 +198,15 @@ def daemon_config(model: Path, frames: Path, state: Path, mqtt: dict, http_port:
         "mqtt": mqtt,
         "http": {"listen": f"127.0.0.1:{http_port}"},
         "storage": {"dir": str(state)},
-        "printers": [{"name": "p1", "camera": {"source": str(frames), "interval_s": 0.2},
-                      "api": {"kind": "none"}, "detection": {"consecutive": 2}, "action": "notify"}],
+        "printers": [
+            {
+                "name": "p1",
+                "camera": {"source": str(frames), "interval_s": 0.2},
+                "api": {"kind": "none"},
+                "detection": {"consecutive": 2},
+                "action": "notify",
+            }
+        ],
     }
 
 
@@ -194,7 +221,12 @@ def write_frames(folder: Path, normal: list, anomalous: list) -> Path:
 
 
 def drive_daemon(
-    process: subprocess.Popen, daemon_pid: int | None, notify: NotifySocket, sub: Any, prefix: str, http_port: int,
+    process: subprocess.Popen,
+    daemon_pid: int | None,
+    notify: NotifySocket,
+    sub: Any,
+    prefix: str,
+    http_port: int,
     on_ready: Callable[[int], None] | None = None,
 ) -> tuple[dict, str]:
     """What systemd and a user see of a started daemon, asserted step by step: READY, an alert
@@ -230,7 +262,12 @@ def drive_daemon(
             process.kill()
         output = process.communicate(timeout=30)[0]
         print(output)  # shown by pytest when the test fails
-    for bad in ("Read-only file system", "Permission denied", "Operation not permitted", "Traceback"):
+    for bad in (
+        "Read-only file system",
+        "Permission denied",
+        "Operation not permitted",
+        "Traceback",
+    ):
         assert bad not in output, output
     return alert, output
 

@@ -46,15 +46,35 @@ def client(kind: str, server: BadServer, stop: threading.Event | None = None, **
 @pytest.mark.parametrize(
     ("status", "body", "expect", "attempts"),
     [
-        (500, "<html><body><h1>Internal Server Error</h1></body></html>", "HTTP 500: Internal Server Error", 3),
-        (503, '{"error": {"code": 503, "message": "Klippy Host not connected"}}', "HTTP 503: Klippy Host not connected", 3),
-        (401, '{"error": {"code": 401, "message": "Unauthorized"}}', "HTTP 401: API key rejected", 1),
+        (
+            500,
+            "<html><body><h1>Internal Server Error</h1></body></html>",
+            "HTTP 500: Internal Server Error",
+            3,
+        ),
+        (
+            503,
+            '{"error": {"code": 503, "message": "Klippy Host not connected"}}',
+            "HTTP 503: Klippy Host not connected",
+            3,
+        ),
+        (
+            401,
+            '{"error": {"code": 401, "message": "Unauthorized"}}',
+            "HTTP 401: API key rejected",
+            1,
+        ),
         (403, '{"error": "Forbidden"}', "HTTP 403: API key rejected", 1),
         (404, "not here", "HTTP 404: not here", 1),
     ],
 )
 def test_error_answers_fail_clearly(
-    kind: str, status: int, body: str, expect: str, attempts: int, bad_server: BadServer,
+    kind: str,
+    status: int,
+    body: str,
+    expect: str,
+    attempts: int,
+    bad_server: BadServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     bad_server.respond(status, body)
@@ -66,8 +86,14 @@ def test_error_answers_fail_clearly(
     assert (result.outcome, result.attempts) == ("failed", attempts)
     assert expect in result.detail and bad_server.url in result.detail
     assert bad_server.api_key not in caplog.text + json.dumps(result.to_dict())
-    failures = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "watchdog.devices.printers"]
-    assert len(failures) == attempts  # one line per failed attempt (the watcher logs status changes)
+    failures = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name == "watchdog.devices.printers"
+    ]
+    assert (
+        len(failures) == attempts
+    )  # one line per failed attempt (the watcher logs status changes)
     assert all(bad_server.url in r.getMessage() and expect in r.getMessage() for r in failures)
 
 
@@ -86,7 +112,9 @@ def test_garbage_json_fails_clearly(kind: str, bad_server: BadServer) -> None:
     [("[" * 200_000, "not valid JSON"), ('{"x": "' + "a" * 2_000_000 + '"}', "larger than")],
     ids=["deeply-nested", "2MB"],
 )
-def test_hostile_answers_fail_clearly(kind: str, body: str, expect: str, bad_server: BadServer) -> None:
+def test_hostile_answers_fail_clearly(
+    kind: str, body: str, expect: str, bad_server: BadServer
+) -> None:
     bad_server.respond(200, body)
     result = client(kind, bad_server, retries=0).pause()
     assert result.outcome == "failed" and expect in result.detail
@@ -117,7 +145,11 @@ def test_hanging_server_times_out(kind: str, bad_server: BadServer) -> None:
 def test_server_hanging_up_fails_clearly(kind: str, bad_server: BadServer) -> None:
     bad_server.drop()
     result = client(kind, bad_server, retries=1).pause()
-    assert result.outcome == "failed" and result.attempts == 2 and "connection closed by the server" in result.detail
+    assert (
+        result.outcome == "failed"
+        and result.attempts == 2
+        and "connection closed by the server" in result.detail
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -140,7 +172,9 @@ def test_stop_event_cuts_retries_short(kind: str, bad_server: BadServer) -> None
 
 
 def test_moonraker_command_failing_is_retried_then_reported(bad_server: BadServer) -> None:
-    printing = {"result": {"status": {"webhooks": {"state": "ready"}, "print_stats": {"state": "printing"}}}}
+    printing = {
+        "result": {"status": {"webhooks": {"state": "ready"}, "print_stats": {"state": "printing"}}}
+    }
     bad_server.respond(200, json.dumps(printing), path="/printer/objects/query")
     bad_server.respond(503, '{"error": {"code": 503, "message": "Klippy Disconnected"}}')
     result = client("moonraker", bad_server, retries=2).pause()
@@ -154,7 +188,11 @@ PRINTING = {
     "octoprint": ("/api/printer", {"state": {"text": "Printing", "flags": {"printing": True}}}),
     "moonraker": (
         "/printer/objects/query",
-        {"result": {"status": {"webhooks": {"state": "ready"}, "print_stats": {"state": "printing"}}}},
+        {
+            "result": {
+                "status": {"webhooks": {"state": "ready"}, "print_stats": {"state": "printing"}}
+            }
+        },
     ),
 }
 

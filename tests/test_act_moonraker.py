@@ -11,7 +11,9 @@ pytestmark = pytest.mark.servers
 
 
 def client(server: MoonrakerServer, **kw) -> MoonrakerClient:
-    printer = make_printer(api_config("moonraker", server.url, server.api_key, **kw), backoff_s=0.05)
+    printer = make_printer(
+        api_config("moonraker", server.url, server.api_key, **kw), backoff_s=0.05
+    )
     assert isinstance(printer, MoonrakerClient)
     return printer
 

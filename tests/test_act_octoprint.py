@@ -13,7 +13,9 @@ pytestmark = pytest.mark.servers
 
 
 def client(server: OctoPrintServer | BadServer, **kw) -> OctoPrintClient:
-    printer = make_printer(api_config("octoprint", server.url, server.api_key, **kw), backoff_s=0.05)
+    printer = make_printer(
+        api_config("octoprint", server.url, server.api_key, **kw), backoff_s=0.05
+    )
     assert isinstance(printer, OctoPrintClient)
     return printer
 
@@ -96,6 +98,9 @@ def test_conflict_on_the_command_is_refused_with_octoprints_message(bad_server: 
     """A print that ends between the state check and the command: OctoPrint answers 409."""
     printing = {"state": {"text": "Printing", "flags": {"printing": True, "ready": False}}}
     bad_server.respond(200, json.dumps(printing), path="/api/printer")
-    bad_server.respond(409, '{"error": "Printer is neither printing nor paused, \'pause\' command cannot be performed"}')
+    bad_server.respond(
+        409,
+        '{"error": "Printer is neither printing nor paused, \'pause\' command cannot be performed"}',
+    )
     result = client(bad_server).pause()
     assert result.outcome == "refused" and "neither printing nor paused" in result.detail

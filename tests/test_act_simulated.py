@@ -29,4 +29,9 @@ def test_no_printer_watches_always_and_skips_actions() -> None:
     assert printer.status().state == "printing"
     for result in (printer.pause(), printer.cancel()):
         assert result.outcome == "skipped" and result.detail == "no printer API configured"
-        assert result.to_dict() == {"action": result.action, "outcome": "skipped", "detail": result.detail, "attempts": 0}
+        assert result.to_dict() == {
+            "action": result.action,
+            "outcome": "skipped",
+            "detail": result.detail,
+            "attempts": 0,
+        }

@@ -24,7 +24,9 @@ def _print_maps(n: int, level: float, seed: int) -> np.ndarray:
 
 
 def test_a_print_that_looks_unusual_from_the_start_is_not_flagged_but_a_new_blob_is() -> None:
-    spec = calibrate(Adaptation(frames=10), SCORING, [_print_maps(60, 0.05, s) for s in range(3)], 0.01)
+    spec = calibrate(
+        Adaptation(frames=10), SCORING, [_print_maps(60, 0.05, s) for s in range(3)], 0.01
+    )
     adapter = PrintBaseline(spec, SCORING, threshold=0.2)
     unusual = _print_maps(40, 0.5, seed=9)  # absolute errors 10x the prints it was calibrated on
     for emap in unusual[:10]:
@@ -58,7 +60,9 @@ def test_nearest_compares_a_frame_with_the_calibration_frames_that_look_like_it(
     pattern = [np.zeros((32, 48)), np.zeros((32, 48))]
     pattern[0][:, :24] = 0.2  # the error follows the bed: left half, then right half
     pattern[1][:, 24:] = 0.2
-    maps = np.stack([pattern[i % 2] + 0.01 * rng.random((32, 48)) for i in range(20)]).astype(np.float32)
+    maps = np.stack([pattern[i % 2] + 0.01 * rng.random((32, 48)) for i in range(20)]).astype(
+        np.float32
+    )
     inputs = np.stack([place[i % 2] for i in range(20)])
     mean = Adaptation(frames=10, threshold=1.0)
     near = Adaptation(frames=10, threshold=1.0, nearest=3)

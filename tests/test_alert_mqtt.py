@@ -55,21 +55,37 @@ class Recorder:
         return CommandResult(True, f"did {command.verb.value}")
 
 
-ALERT = {"time": "2026-01-01T00:00:00+00:00", "printer": PRINTER, "score": np.float32(0.91),
-         "threshold": 0.5, "consecutive": 3, "action": "pause",
-         "action_result": {"action": "pause", "outcome": "done", "detail": "paused", "attempts": 1}}
+ALERT = {
+    "time": "2026-01-01T00:00:00+00:00",
+    "printer": PRINTER,
+    "score": np.float32(0.91),
+    "threshold": 0.5,
+    "consecutive": 3,
+    "action": "pause",
+    "action_result": {"action": "pause", "outcome": "done", "detail": "paused", "attempts": 1},
+}
 
 
-def test_state_score_heatmap_and_alert_topics(mosquitto, unique_prefix, notifier_factory, tmp_path) -> None:
+def test_state_score_heatmap_and_alert_topics(
+    mosquitto, unique_prefix, notifier_factory, tmp_path
+) -> None:
     p = unique_prefix
     with mosquitto.subscriber(f"{p}/#") as sub:
         notifier = notifier_factory(mosquitto, p, storage_dir=tmp_path)
         assert sub.wait_for(f"{p}/available", lambda m: m.text == "online").text == "online"
         assert notifier.connected
 
-        notifier.publish_state(PRINTER, {"state": "watching", "score": 0.1, "threshold": 0.5, "consecutive": 0})
+        notifier.publish_state(
+            PRINTER, {"state": "watching", "score": 0.1, "threshold": 0.5, "consecutive": 0}
+        )
         state = sub.wait_for(f"{p}/{PRINTER}/state").json()
-        assert state == {"state": "watching", "score": 0.1, "threshold": 0.5, "consecutive": 0, "printer": PRINTER}
+        assert state == {
+            "state": "watching",
+            "score": 0.1,
+            "threshold": 0.5,
+            "consecutive": 0,
+            "printer": PRINTER,
+        }
         assert sub.wait_for(f"{p}/{PRINTER}/enabled").text == "ON"
 
         notifier.publish_score(PRINTER, np.float32(0.25))
@@ -81,8 +97,16 @@ def test_state_score_heatmap_and_alert_topics(mosquitto, unique_prefix, notifier
         incident = notifier.raise_alert(PRINTER, dict(ALERT), jpeg(), jpeg(120, 160))
         msg = sub.wait_for(f"{p}/{PRINTER}/alert")
         body = msg.json()
-        assert set(body) >= {"time", "printer", "score", "threshold", "consecutive", "action",
-                             "action_result", "incident"}
+        assert set(body) >= {
+            "time",
+            "printer",
+            "score",
+            "threshold",
+            "consecutive",
+            "action",
+            "action_result",
+            "incident",
+        }
         assert body["incident"] == incident and body["printer"] == PRINTER
         assert body["score"] == pytest.approx(0.91) and body["action_result"]["outcome"] == "done"
         assert msg.qos == 1 and not msg.retain
@@ -91,7 +115,9 @@ def test_state_score_heatmap_and_alert_topics(mosquitto, unique_prefix, notifier
         assert notifier.flush(10)
         folder = tmp_path / "incidents" / PRINTER / incident
         assert json.loads((folder / "alert.json").read_text())["incident"] == incident
-        assert not (folder / "pending").exists(), "PUBACK received but the incident is still pending"
+        assert not (folder / "pending").exists(), (
+            "PUBACK received but the incident is still pending"
+        )
 
     # retained: a subscriber arriving later gets the last state and heatmap at once
     with mosquitto.subscriber(f"{p}/{PRINTER}/state", f"{p}/{PRINTER}/heatmap") as late:
@@ -113,7 +139,9 @@ def test_disabled_state_turns_the_switch_off(mosquitto, unique_prefix, notifier_
         assert sub.wait_for(f"{p}/{PRINTER}/enabled", lambda m: m.text == "ON")
 
 
-def test_home_assistant_discovery_and_republish_on_ha_online(mosquitto, unique_prefix, notifier_factory) -> None:
+def test_home_assistant_discovery_and_republish_on_ha_online(
+    mosquitto, unique_prefix, notifier_factory
+) -> None:
     p = unique_prefix
     dp = f"{p}_ha"
     with mosquitto.subscriber(f"{dp}/#") as sub:
@@ -130,35 +158,56 @@ def test_home_assistant_discovery_and_republish_on_ha_online(mosquitto, unique_p
             assert c["unique_id"] == f"{node}_{object_id}"
 
         def entity(component: str, printer: str, object_id: str | None = None) -> dict:
-            [c] = [c for t, c in by_topic.items() if t.split("/")[1] == component and t.split("/")[2].endswith(printer)
-                   and (object_id is None or t.split("/")[3] == object_id)]
+            [c] = [
+                c
+                for t, c in by_topic.items()
+                if t.split("/")[1] == component
+                and t.split("/")[2].endswith(printer)
+                and (object_id is None or t.split("/")[3] == object_id)
+            ]
             return c
 
         binary = entity("binary_sensor", "ender3")
         assert binary["device_class"] == "problem" and binary["state_topic"] == f"{p}/ender3/state"
         sensor = entity("sensor", "ender3")
-        assert sensor["state_class"] == "measurement" and sensor["state_topic"] == f"{p}/ender3/score"
+        assert (
+            sensor["state_class"] == "measurement" and sensor["state_topic"] == f"{p}/ender3/score"
+        )
         image = entity("image", "voron")
-        assert image["image_topic"] == f"{p}/voron/heatmap" and image["content_type"] == "image/jpeg"
+        assert (
+            image["image_topic"] == f"{p}/voron/heatmap" and image["content_type"] == "image/jpeg"
+        )
         switch = entity("switch", "ender3")
         assert switch["command_topic"] == f"{p}/ender3/enabled/set"
         assert switch["state_topic"] == f"{p}/ender3/enabled"
         assert (switch["payload_on"], switch["payload_off"]) == ("ON", "OFF")
         # every button's press is a command the daemon accepts, with the verb its name promises
-        expected = {"not_failure": Command("voron", Verb.NOT_A_FAILURE, "latest"),
-                    "confirm_failure": Command("voron", Verb.CONFIRM_FAILURE, "latest"),
-                    "pause": Command("voron", Verb.PAUSE), "resume": Command("voron", Verb.RESUME),
-                    "cancel": Command("voron", Verb.CANCEL)}
+        expected = {
+            "not_failure": Command("voron", Verb.NOT_A_FAILURE, "latest"),
+            "confirm_failure": Command("voron", Verb.CONFIRM_FAILURE, "latest"),
+            "pause": Command("voron", Verb.PAUSE),
+            "resume": Command("voron", Verb.RESUME),
+            "cancel": Command("voron", Verb.CANCEL),
+        }
         for object_id, command in expected.items():
             button = entity("button", "voron", object_id)
             assert button["command_topic"].startswith(f"{p}/voron/")
-            assert parse_command(p, ["voron"], button["command_topic"], button["payload_press"].encode()) == command
+            assert (
+                parse_command(
+                    p, ["voron"], button["command_topic"], button["payload_press"].encode()
+                )
+                == command
+            )
 
         with mosquitto.subscriber(f"{dp}/#") as late:  # retained: HA finds them when it starts
-            assert {m.topic for m in late.wait_count(f"{dp}/+/+/+/config", 2 * ENTITIES) if m.retain} == set(by_topic)
+            assert {
+                m.topic for m in late.wait_count(f"{dp}/+/+/+/config", 2 * ENTITIES) if m.retain
+            } == set(by_topic)
 
 
-def test_discovery_is_republished_on_ha_online_but_not_flooded(mosquitto, unique_prefix, notifier_factory) -> None:
+def test_discovery_is_republished_on_ha_online_but_not_flooded(
+    mosquitto, unique_prefix, notifier_factory
+) -> None:
     p = unique_prefix
     dp = f"{p}_ha"
     with mosquitto.subscriber(f"{dp}/#") as sub:
@@ -173,7 +222,9 @@ def test_discovery_is_republished_on_ha_online_but_not_flooded(mosquitto, unique
         sub.wait_count(f"{dp}/+/+/+/config", 2 * ENTITIES)
         wait_for_commands(mosquitto, p, recorder)  # the daemon has read everything sent before
         configs = [m for m in sub.received(f"{dp}/+/+/+/config") if m.topic.startswith(f"{dp}/")]
-        assert len(configs) == 2 * ENTITIES, "30 'online' messages within a minute re-publish discovery once"
+        assert len(configs) == 2 * ENTITIES, (
+            "30 'online' messages within a minute re-publish discovery once"
+        )
 
 
 def test_last_will_says_offline_when_the_daemon_dies(mosquitto, unique_prefix, tmp_path) -> None:
@@ -251,15 +302,20 @@ def test_commands_valid_ones_reach_the_daemon_junk_is_ignored(
         (f"{p}/{PRINTER}/feedback", b'{"incident": "../../etc/passwd", "verdict": "not_failure"}'),
         (f"{p}/{PRINTER}/feedback", b'{"incident": "x", "verdict": "maybe"}'),
         (f"{p}/{PRINTER}/feedback", b'["incident", "verdict"]'),
-        (f"{p}/{PRINTER}/feedback", b'{"incident": "x", "verdict": "failure", "pad": "' + b"A" * 5000 + b'"}'),
+        (
+            f"{p}/{PRINTER}/feedback",
+            b'{"incident": "x", "verdict": "failure", "pad": "' + b"A" * 5000 + b'"}',
+        ),
         (f"{p}/{PRINTER}/feedback", bytes(range(256))),
         (f"{p}/{PRINTER}/command", b"PAUSE"),
         (f"{p}/{PRINTER}/command", b"shutdown"),
     ]
     for topic, payload in junk:
         mosquitto.publish(topic, payload)
-    mosquitto.publish(f"{p}/{PRINTER}/feedback", json.dumps({"incident": "20260101T000000000Z-abc123",
-                                                               "verdict": "not_failure"}))
+    mosquitto.publish(
+        f"{p}/{PRINTER}/feedback",
+        json.dumps({"incident": "20260101T000000000Z-abc123", "verdict": "not_failure"}),
+    )
     mosquitto.publish(f"{p}/{PRINTER}/command", "resume")
     mosquitto.publish(f"{p}/{PRINTER}/enabled/set", "OFF")
     for _ in range(100):
@@ -288,10 +344,14 @@ def test_retained_commands_are_never_run_and_are_cleared(
     recorder = Recorder()
     notifier_factory(mosquitto, p, dispatcher=recorder)
     wait_for_commands(mosquitto, p, recorder)  # live commands still work
-    assert not {Verb.DISABLE, Verb.CANCEL} & {c.verb for c in recorder.history}, "a retained command was run"
+    assert not {Verb.DISABLE, Verb.CANCEL} & {c.verb for c in recorder.history}, (
+        "a retained command was run"
+    )
     assert "ignored a retained MQTT command" in caplog.text
     # cleared on the broker: a new subscriber (or the next reconnect) gets nothing retained
-    with mosquitto.subscriber(f"{p}/{PRINTER}/enabled/set", f"{p}/{PRINTER}/command", f"{p}/tick") as late:
+    with mosquitto.subscriber(
+        f"{p}/{PRINTER}/enabled/set", f"{p}/{PRINTER}/command", f"{p}/tick"
+    ) as late:
         mosquitto.publish(f"{p}/tick", "x")
         late.wait_for(f"{p}/tick")
         assert [m for m in late.received(f"{p}/{PRINTER}/#") if m.retain] == []
@@ -302,7 +362,9 @@ def test_retained_commands_are_never_run_and_are_cleared(
     assert not {Verb.DISABLE, Verb.CANCEL} & {c.verb for c in second.history}
 
 
-def test_a_failing_command_handler_does_not_kill_mqtt(mosquitto, unique_prefix, notifier_factory, caplog) -> None:
+def test_a_failing_command_handler_does_not_kill_mqtt(
+    mosquitto, unique_prefix, notifier_factory, caplog
+) -> None:
     p = unique_prefix
     recorder = Recorder(fail=True)
     notifier = notifier_factory(mosquitto, p, dispatcher=recorder)
@@ -321,13 +383,21 @@ PRINTERS = ["ender3", "voron-2"]
 
 
 def test_parse_command_accepts_exactly_the_documented_shapes() -> None:
-    assert parse_command(PREFIX, PRINTERS, f"{PREFIX}/ender3/enabled/set", b"ON") == Command("ender3", Verb.ENABLE)
-    assert parse_command(PREFIX, PRINTERS, f"{PREFIX}/voron-2/enabled/set", b"OFF\n").verb is Verb.DISABLE
+    assert parse_command(PREFIX, PRINTERS, f"{PREFIX}/ender3/enabled/set", b"ON") == Command(
+        "ender3", Verb.ENABLE
+    )
+    assert (
+        parse_command(PREFIX, PRINTERS, f"{PREFIX}/voron-2/enabled/set", b"OFF\n").verb
+        is Verb.DISABLE
+    )
     payload = json.dumps({"verdict": "failure", "incident": "20260101T000000000Z-abc123"}).encode()
     assert parse_command(PREFIX, PRINTERS, f"{PREFIX}/ender3/feedback", payload) == Command(
-        "ender3", Verb.CONFIRM_FAILURE, "20260101T000000000Z-abc123")
+        "ender3", Verb.CONFIRM_FAILURE, "20260101T000000000Z-abc123"
+    )
     for word, verb in (("pause", Verb.PAUSE), ("resume", Verb.RESUME), ("cancel", Verb.CANCEL)):
-        assert parse_command(PREFIX, PRINTERS, f"{PREFIX}/voron-2/command", word.encode()) == Command("voron-2", verb)
+        assert parse_command(
+            PREFIX, PRINTERS, f"{PREFIX}/voron-2/command", word.encode()
+        ) == Command("voron-2", verb)
     for topic, payload in [
         (f"{PREFIX}/ender3/enabled/set", b"on"),
         (f"{PREFIX}/ender3/enabled", b"ON"),
@@ -344,18 +414,29 @@ def test_parse_command_accepts_exactly_the_documented_shapes() -> None:
 
 
 command_topics = st.sampled_from(
-    [f"{PREFIX}/ender3/enabled/set", f"{PREFIX}/ender3/feedback", f"{PREFIX}/voron-2/feedback",
-     f"{PREFIX}/ghost/feedback", f"{PREFIX}/ender3/command"]
+    [
+        f"{PREFIX}/ender3/enabled/set",
+        f"{PREFIX}/ender3/feedback",
+        f"{PREFIX}/voron-2/feedback",
+        f"{PREFIX}/ghost/feedback",
+        f"{PREFIX}/ender3/command",
+    ]
 ) | st.text(max_size=40).map(lambda s: f"{PREFIX}/{s}")
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=10,
 )
 feedbackish = st.fixed_dictionaries(
-    {}, optional={"incident": json_values | st.text(max_size=70), "verdict": st.sampled_from(VERDICTS) | json_values,
-                  "extra": json_values},
+    {},
+    optional={
+        "incident": json_values | st.text(max_size=70),
+        "verdict": st.sampled_from(VERDICTS) | json_values,
+        "extra": json_values,
+    },
 ).map(lambda d: json.dumps(d).encode())
 
 
@@ -364,10 +445,16 @@ def check_result(topic: str, payload: bytes) -> None:
         command = parse_command(PREFIX, PRINTERS, topic, payload)
     except CommandError:
         return
-    assert command.printer in PRINTERS and len(payload) <= MAX_COMMAND_BYTES and command.source == "mqtt"
+    assert (
+        command.printer in PRINTERS
+        and len(payload) <= MAX_COMMAND_BYTES
+        and command.source == "mqtt"
+    )
     if command.verb in (Verb.ENABLE, Verb.DISABLE):
         assert topic.endswith("/enabled/set") and payload.strip() in (b"ON", b"OFF")
-        assert (command.verb is Verb.ENABLE) == (payload.strip() == b"ON") and command.incident is None
+        assert (command.verb is Verb.ENABLE) == (
+            payload.strip() == b"ON"
+        ) and command.incident is None
     elif command.verb in (Verb.PAUSE, Verb.RESUME, Verb.CANCEL):
         assert topic.endswith("/command") and payload.strip().decode() == command.verb.value
     else:

@@ -13,8 +13,13 @@ TIME_TO_PAUSE = ROOT / "benchmarks" / "time_to_pause.py"
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(TIME_TO_PAUSE), *args], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(TIME_TO_PAUSE), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
 
 
 def test_time_to_pause_skips_in_one_line_without_the_data(tmp_path) -> None:
@@ -24,18 +29,38 @@ def test_time_to_pause_skips_in_one_line_without_the_data(tmp_path) -> None:
 
 
 def test_lasting_change_skips_in_one_line_without_the_data(tmp_path) -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "lasting_change.py"), "--data",
-                           str(tmp_path / "absent")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "lasting_change.py"),
+            "--data",
+            str(tmp_path / "absent"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines() == [f"skipped: no Kaggle data at {tmp_path / 'absent'}"]
 
 
-def test_time_to_pause_replays_a_normal_print_then_a_failure(tmp_path, synthetic_dataset, tiny_adaptive_bundle) -> None:
+def test_time_to_pause_replays_a_normal_print_then_a_failure(
+    tmp_path, synthetic_dataset, tiny_adaptive_bundle
+) -> None:
     """print3 (held out of tiny_adaptive_bundle's fitting) then the spaghetti frames: the
     normal part is never paused and the failure is, within its frames."""
     out = tmp_path / "ttp.json"
-    proc = run_script("--data", str(synthetic_dataset), "--sessions", "print3",
-                      "--bundles", f"print3={tiny_adaptive_bundle}", "--json", str(out))
+    proc = run_script(
+        "--data",
+        str(synthetic_dataset),
+        "--sessions",
+        "print3",
+        "--bundles",
+        f"print3={tiny_adaptive_bundle}",
+        "--json",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "| spaghetti |" in proc.stdout
     fold = json.loads(out.read_text())["folds"]["print3"]
@@ -48,7 +73,9 @@ def test_time_to_pause_replays_a_normal_print_then_a_failure(tmp_path, synthetic
     assert row["frames_to_pause"] is not None and 1 <= row["frames_to_pause"] <= 10
 
 
-def test_a_print_failing_from_its_first_frame_is_judged_against_its_own_failure(monkeypatch) -> None:
+def test_a_print_failing_from_its_first_frame_is_judged_against_its_own_failure(
+    monkeypatch,
+) -> None:
     """quality.py's 'failing from the start' check: a failure already in the calibration frames
     is the baseline, so only what changes after calibration can pause the print."""
     import numpy as np
@@ -64,8 +91,9 @@ def test_a_print_failing_from_its_first_frame_is_judged_against_its_own_failure(
     grows[30:, 2:6, 2:6] += 1.0  # something new from frame 30 on (the 21st after calibration)
     unit = Adaptation(frames=10, std_floor=0.5, threshold=1.0)
     scoring = Scoring("l2", "topk", topk=0.1)
-    out = q.failing_from_start_stats(np.concatenate([unchanged, grows]), 10, 3.0,
-                                     lambda m: simulate(unit, scoring, m))["failing_from_start"]
+    out = q.failing_from_start_stats(
+        np.concatenate([unchanged, grows]), 10, 3.0, lambda m: simulate(unit, scoring, m)
+    )["failing_from_start"]
     assert out["unchanged"] == {"above": 0.0, "frames_to_pause": None}
     assert out["grows"]["frames_to_pause"] == 23  # 3 in a row from the 21st scored frame
     assert out["grows"]["above"] == 10 / 30
@@ -83,13 +111,23 @@ def test_the_first_minutes_go_through_the_detectors_start_guard(monkeypatch) -> 
     monkeypatch.setattr(q, "DEFECT_PRINTS", [("spaghetti", 20)])
     rng = np.random.default_rng(0)
 
-    def packed(level: float, n: int) -> np.ndarray:  # error map + a 3-channel input, as fold_maps packs them
-        return np.concatenate([level + 0.01 * rng.random((n, 8, 8, 1)), rng.random((n, 8, 8, 3))], axis=-1)
+    def packed(
+        level: float, n: int
+    ) -> np.ndarray:  # error map + a 3-channel input, as fold_maps packs them
+        return np.concatenate(
+            [level + 0.01 * rng.random((n, 8, 8, 1)), rng.random((n, 8, 8, 3))], axis=-1
+        )
 
-    maps = {"held": packed(0.1, 40), "start_held": packed(0.1, 10),
-            "own_spaghetti": packed(0.9, 20), "start_spaghetti": packed(0.9, 10)}
+    maps = {
+        "held": packed(0.1, 40),
+        "start_held": packed(0.1, 10),
+        "own_spaghetti": packed(0.9, 20),
+        "start_spaghetti": packed(0.9, 10),
+    }
     spec = Adaptation(frames=10, std_floor=0.5, threshold=1.0, nearest=3, guard=0.5)
-    out = q.first_minutes_stats(maps, "held", spec, Scoring("l2", "topk", topk=0.1), 3.0)["first_minutes"]
+    out = q.first_minutes_stats(maps, "held", spec, Scoring("l2", "topk", topk=0.1), 3.0)[
+        "first_minutes"
+    ]
     assert out["with_guard"]["normal_pauses"] == 0
     assert out["with_guard"]["failed_frames_to_pause"] == {"spaghetti": 3}
     assert out["without_guard"]["failed_frames_to_pause"] == {"spaghetti": None}

@@ -91,8 +91,13 @@ def test_input_shape_disagrees_with_preprocess(bundle_copy: Path) -> None:
 
 
 def test_model_file_disagrees_with_metadata(bundle_copy: Path) -> None:
-    _edit_meta(bundle_copy, preprocess__width=128, preprocess__height=96, input_shape=[1, 96, 128, 3],
-               output_shape=[1, 96, 128, 3])
+    _edit_meta(
+        bundle_copy,
+        preprocess__width=128,
+        preprocess__height=96,
+        input_shape=[1, 96, 128, 3],
+        output_shape=[1, 96, 128, 3],
+    )
     bundle = Bundle.load(bundle_copy)  # consistent on paper
     with pytest.raises(BundleError, match="does not match"):
         FrameScorer(bundle)

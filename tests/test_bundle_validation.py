@@ -27,7 +27,9 @@ def bundle_with(tmp_path: Path, section: str | None, key: str, value: Any) -> Pa
     shutil.copytree(default_bundle_path(), folder)
     meta = json.loads((folder / "model.json").read_text())
     (meta[section] if section else meta)[key] = value
-    (folder / "model.json").write_text(json.dumps(meta))  # NaN/Infinity as JSON allows them (Python's json does)
+    (folder / "model.json").write_text(
+        json.dumps(meta)
+    )  # NaN/Infinity as JSON allows them (Python's json does)
     return folder
 
 
@@ -55,8 +57,12 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("section", "key", "value"), BAD, ids=[f"{s or ''}.{k}={v!r}" for s, k, v in BAD])
-def test_out_of_range_or_non_finite_values_are_refused_naming_the_key(tmp_path, section, key, value) -> None:
+@pytest.mark.parametrize(
+    ("section", "key", "value"), BAD, ids=[f"{s or ''}.{k}={v!r}" for s, k, v in BAD]
+)
+def test_out_of_range_or_non_finite_values_are_refused_naming_the_key(
+    tmp_path, section, key, value
+) -> None:
     folder = bundle_with(tmp_path, section, key, value)
     with pytest.raises(BundleError) as err:
         Bundle.load(folder)
@@ -85,16 +91,24 @@ def fifo_instead_of(path: Path) -> Path:
 def test_a_fifo_as_model_json_is_refused_at_once_by_check_config_and_the_daemon(tmp_path) -> None:
     folder = bundle_with(tmp_path, None, "extra", {})
     fifo_instead_of(folder / "model.json")
-    config = write_config(tmp_path / "config.yaml", model=str(folder), mqtt={"host": ""}, http={"listen": ""},
-                          storage={"dir": str(tmp_path / "state")},
-                          printers=[{"name": "p1", "camera": {"source": str(tmp_path)}}])
+    config = write_config(
+        tmp_path / "config.yaml",
+        model=str(folder),
+        mqtt={"host": ""},
+        http={"listen": ""},
+        storage={"dir": str(tmp_path / "state")},
+        printers=[{"name": "p1", "camera": {"source": str(tmp_path)}}],
+    )
     for command in ("check-config", "run"):
         try:
             proc = run_cli(command, "--config", str(config), timeout=60)
         except subprocess.TimeoutExpired:
             pytest.fail(f"{command} hangs on a FIFO as model.json")
         assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.strip().splitlines()[-1] == f"error: {folder / 'model.json'}: not a regular file"
+        assert (
+            proc.stderr.strip().splitlines()[-1]
+            == f"error: {folder / 'model.json'}: not a regular file"
+        )
 
 
 def test_a_fifo_as_the_config_file_is_refused_at_once(tmp_path) -> None:

@@ -39,7 +39,9 @@ def cam_cfg(source: int | str, **kw: object) -> CameraConfig:
     return CameraConfig(source=source, **kw)
 
 
-def read_until(cam: Camera, pred: Callable[[np.ndarray | None], bool], tries: int = 200) -> np.ndarray | None:
+def read_until(
+    cam: Camera, pred: Callable[[np.ndarray | None], bool], tries: int = 200
+) -> np.ndarray | None:
     """Read until pred(frame) holds; bounded (tries x 50 ms at most between reads)."""
     frame = None
     for _ in range(tries):
@@ -47,7 +49,9 @@ def read_until(cam: Camera, pred: Callable[[np.ndarray | None], bool], tries: in
         if pred(frame):
             return frame
         time.sleep(0.05)
-    raise AssertionError(f"condition not reached; online={cam.online} last_error={cam.last_error!r}")
+    raise AssertionError(
+        f"condition not reached; online={cam.online} last_error={cam.last_error!r}"
+    )
 
 
 @pytest.fixture
@@ -79,9 +83,21 @@ def test_snapshot_gives_the_served_frame(camera_server: CameraServer, opened, pa
 
 
 @pytest.mark.parametrize(
-    "fault", ["html", "empty", "truncated", "garbage", "bomb_png", "bomb_jpeg", "oversized", "oversized_stream"]
+    "fault",
+    [
+        "html",
+        "empty",
+        "truncated",
+        "garbage",
+        "bomb_png",
+        "bomb_jpeg",
+        "oversized",
+        "oversized_stream",
+    ],
 )
-def test_snapshot_fault_is_a_counted_bad_frame_then_frames_again(camera_server: CameraServer, opened, fault: str) -> None:
+def test_snapshot_fault_is_a_counted_bad_frame_then_frames_again(
+    camera_server: CameraServer, opened, fault: str
+) -> None:
     cam = opened(camera_server.snapshot_url, max_bytes=200_000)
     assert cam.read() is not None
     camera_server.set_fault(fault)
@@ -101,7 +117,9 @@ def test_oversized_body_is_not_read_to_the_end(camera_server: CameraServer, open
     assert camera_server.oversized_sent < 64 * 1024 * 1024  # of the 1 GB the server offered
 
 
-def test_decompression_bomb_is_refused_from_its_header(camera_server: CameraServer, opened, monkeypatch) -> None:
+def test_decompression_bomb_is_refused_from_its_header(
+    camera_server: CameraServer, opened, monkeypatch
+) -> None:
     decoded: list[int] = []
     real = cv2.imdecode
     monkeypatch.setattr(capture.cv2, "imdecode", lambda *a: decoded.append(1) or real(*a))
@@ -122,7 +140,9 @@ def test_image_size_reads_headers() -> None:
 
 
 @pytest.mark.parametrize("channels", [1, 4])
-def test_grey_and_alpha_frames_become_bgr(camera_server: CameraServer, opened, channels: int) -> None:
+def test_grey_and_alpha_frames_become_bgr(
+    camera_server: CameraServer, opened, channels: int
+) -> None:
     camera_server.set_frames([synthetic_frame(2, channels=channels)])
     cam = opened(camera_server.snapshot_url)
     got = cam.read()
@@ -145,7 +165,9 @@ def test_frame_above_max_pixels_is_refused(camera_server: CameraServer, opened) 
     assert cam.stats.bad_frames == 1 and "max_pixels" in cam.last_error
 
 
-def test_camera_down_backs_off_without_blocking_and_comes_back(camera_server: CameraServer, opened, caplog) -> None:
+def test_camera_down_backs_off_without_blocking_and_comes_back(
+    camera_server: CameraServer, opened, caplog
+) -> None:
     caplog.set_level(logging.INFO, logger="watchdog.devices.capture")
     cam = opened(camera_server.snapshot_url)
     assert cam.read() is not None
@@ -164,7 +186,9 @@ def test_camera_down_backs_off_without_blocking_and_comes_back(camera_server: Ca
     assert any("back online" in r.getMessage() for r in caplog.records)
 
 
-def test_camera_dripping_bytes_is_given_up_after_the_timeout(camera_server: CameraServer, opened) -> None:
+def test_camera_dripping_bytes_is_given_up_after_the_timeout(
+    camera_server: CameraServer, opened
+) -> None:
     cam = opened(camera_server.snapshot_url, timeout_s=0.5)
     camera_server.set_fault("slow")
     assert cam.read() is None
@@ -191,7 +215,9 @@ def test_a_run_of_bad_frames_counts_as_offline(camera_server: CameraServer, open
 
 def test_url_secrets_stay_out_of_errors_and_logs(caplog) -> None:
     caplog.set_level(logging.DEBUG)
-    cam = open_camera(cam_cfg("http://admin:hunter2@127.0.0.1:9/snap?token=s3cr3t", timeout_s=1), backoff=FAST)
+    cam = open_camera(
+        cam_cfg("http://admin:hunter2@127.0.0.1:9/snap?token=s3cr3t", timeout_s=1), backoff=FAST
+    )
     try:
         assert cam.read() is None
         assert not cam.online
@@ -238,11 +264,17 @@ def test_stream_that_stops_goes_offline_and_comes_back(camera_server: CameraServ
     assert cam.online
 
 
-@pytest.mark.parametrize("fault", ["html", "empty", "truncated", "garbage", "bomb_png", "bomb_jpeg", "oversized"])
-def test_stream_fault_parts_are_counted_bad_frames_then_frames_again(camera_server: CameraServer, opened, monkeypatch, fault: str) -> None:
+@pytest.mark.parametrize(
+    "fault", ["html", "empty", "truncated", "garbage", "bomb_png", "bomb_jpeg", "oversized"]
+)
+def test_stream_fault_parts_are_counted_bad_frames_then_frames_again(
+    camera_server: CameraServer, opened, monkeypatch, fault: str
+) -> None:
     decoded: list[int] = []
     real = cv2.imdecode
-    monkeypatch.setattr(capture.cv2, "imdecode", lambda *a: decoded.append(a[0].tobytes()) or real(*a))
+    monkeypatch.setattr(
+        capture.cv2, "imdecode", lambda *a: decoded.append(a[0].tobytes()) or real(*a)
+    )
     cam = opened(camera_server.url + "/?action=stream", max_bytes=200_000)
     read_until(cam, lambda f: f is not None)
     camera_server.set_fault(fault)
@@ -257,7 +289,9 @@ def test_stream_fault_parts_are_counted_bad_frames_then_frames_again(camera_serv
 
 
 @pytest.mark.parametrize("channels", [1, 4])
-def test_stream_png_parts_with_1_or_4_channels_become_bgr(camera_server: CameraServer, opened, channels: int) -> None:
+def test_stream_png_parts_with_1_or_4_channels_become_bgr(
+    camera_server: CameraServer, opened, channels: int
+) -> None:
     camera_server.set_frames([synthetic_frame(5, channels=channels)])
     cam = opened(camera_server.stream_url)
     assert read_until(cam, lambda f: f is not None).shape == (120, 160, 3)
@@ -267,8 +301,12 @@ def test_mjpeg_parts_split_with_and_without_content_length() -> None:
     a, b = b"\xff\xd8AAAA\xff\xd9", b"\xff\xd8BB\r\nBB\xff\xd9"
     body = (
         b"--xx\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(a), a)
-        + b"--xx\r\nContent-Type: image/jpeg\r\n\r\n" + b + b"\r\n"
-        + b"--xx\r\nContent-Length: 150000\r\n\r\n" + b"\x00" * 150_000 + b"\r\n"
+        + b"--xx\r\nContent-Type: image/jpeg\r\n\r\n"
+        + b
+        + b"\r\n"
+        + b"--xx\r\nContent-Length: 150000\r\n\r\n"
+        + b"\x00" * 150_000
+        + b"\r\n"
         + b"--xx\r\nContent-Length: %d\r\n\r\n%s\r\n--xx" % (len(a), a)
     )
     for size in (1, 7, 4096, len(body)):  # however the bytes arrive
@@ -312,7 +350,9 @@ def test_stream_thread_stops_on_close_and_on_stop_event(camera_server: CameraSer
 def test_folder_in_natural_order_once(tmp_path: Path) -> None:
     for i in range(1, 12):
         cv2.imwrite(str(tmp_path / f"frame_{i}.png"), np.full((24, 32), i * 20, np.uint8))
-    (tmp_path / "frame_5.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # replaced by a corrupt file
+    (tmp_path / "frame_5.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n broken"
+    )  # replaced by a corrupt file
     (tmp_path / "notes.txt").write_text("not a frame")
     cam = open_camera(cam_cfg(str(tmp_path)))
     seen = []

@@ -11,7 +11,12 @@ from tests.test_capture import FAST, cam_cfg, read_until
 from watchdog.devices.capture import open_camera
 
 # (row, column) centre of each quadrant → its BGR colour
-QUADRANTS = {(60, 80): (0, 0, 255), (60, 240): (0, 255, 0), (180, 80): (255, 0, 0), (180, 240): (255, 255, 255)}
+QUADRANTS = {
+    (60, 80): (0, 0, 255),
+    (60, 240): (0, 255, 0),
+    (180, 80): (255, 0, 0),
+    (180, 240): (255, 255, 255),
+}
 
 
 def quadrant_image() -> np.ndarray:
@@ -64,12 +69,20 @@ def test_daemon_watches_an_rtsp_camera_and_pauses_a_real_print(
         model=str(tiny_bundle),
         http={"listen": f"127.0.0.1:{http_port}"},
         storage={"dir": str(tmp_path / "state")},
-        printers=[{
-            "name": "ender3",
-            "camera": {"source": server.url, "interval_s": 0.3, "timeout_s": 5},
-            "api": {"kind": "moonraker", "url": moonraker_server.url, "api_key": moonraker_server.api_key, "timeout_s": 3, "retries": 2},
-            "detection": {"consecutive": 3, "cooldown_s": 600},
-        }],
+        printers=[
+            {
+                "name": "ender3",
+                "camera": {"source": server.url, "interval_s": 0.3, "timeout_s": 5},
+                "api": {
+                    "kind": "moonraker",
+                    "url": moonraker_server.url,
+                    "api_key": moonraker_server.api_key,
+                    "timeout_s": 3,
+                    "retries": 2,
+                },
+                "detection": {"consecutive": 3, "cooldown_s": 600},
+            }
+        ],
     )
     moonraker_server.start_print()
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
@@ -84,14 +97,22 @@ def test_daemon_watches_an_rtsp_camera_and_pauses_a_real_print(
             return {}
 
     try:
-        first = wait_until("frames scored from the RTSP camera", lambda: printer_status().get("frames_this_print", 0) >= 5,
-                           timeout=90, on_fail=lambda: daemon.log)
+        first = wait_until(
+            "frames scored from the RTSP camera",
+            lambda: printer_status().get("frames_this_print", 0) >= 5,
+            timeout=90,
+            on_fail=lambda: daemon.log,
+        )
         assert first and moonraker_server.print_state() == "printing", daemon.log
         server.stop()
         server.image_path.write_bytes(_jpeg(anomalous_frames[0]))
         server.start()
-        wait_until("the print paused", lambda: moonraker_server.print_state() == "paused", timeout=90,
-                   on_fail=lambda: daemon.log)
+        wait_until(
+            "the print paused",
+            lambda: moonraker_server.print_state() == "paused",
+            timeout=90,
+            on_fail=lambda: daemon.log,
+        )
     finally:
         assert daemon.stop() == 0, daemon.log
 

@@ -25,7 +25,9 @@ def _one_line_error(r) -> str:
 
 @pytest.mark.parametrize("command", ["run", "check-config"])
 def test_bad_config_names_the_key_and_exits_2(tmp_path, command) -> None:
-    config = write_config(tmp_path / "c.yaml", printers=[{"name": "e3", "detection": {"consecutive": "x"}}])
+    config = write_config(
+        tmp_path / "c.yaml", printers=[{"name": "e3", "detection": {"consecutive": "x"}}]
+    )
     line = _one_line_error(run_cli(command, "--config", str(config)))
     assert "printers.0.detection.consecutive" in line
 
@@ -40,12 +42,25 @@ def test_invalid_yaml_and_missing_file(tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("printers: [\n  - name: e3\n    camera: {source: 0\n")
     assert "invalid YAML" in _one_line_error(run_cli("check-config", "--config", str(bad)))
-    assert "cannot read config" in _one_line_error(run_cli("run", "--config", str(tmp_path / "nope.yaml")))
+    assert "cannot read config" in _one_line_error(
+        run_cli("run", "--config", str(tmp_path / "nope.yaml"))
+    )
 
 
 def test_missing_secret_file_is_named(tmp_path) -> None:
-    config = write_config(tmp_path / "c.yaml", printers=[{
-        "name": "e3", "api": {"kind": "octoprint", "url": "http://127.0.0.1:1", "api_key_file": "missing.key"}}])
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[
+            {
+                "name": "e3",
+                "api": {
+                    "kind": "octoprint",
+                    "url": "http://127.0.0.1:1",
+                    "api_key_file": "missing.key",
+                },
+            }
+        ],
+    )
     line = _one_line_error(run_cli("check-config", "--config", str(config)))
     assert "printers.0.api.api_key_file" in line and "missing.key" in line
 
@@ -57,7 +72,16 @@ def test_check_config_masks_secrets(tmp_path, tiny_bundle) -> None:
         tmp_path / "c.yaml",
         model=str(tiny_bundle),
         mqtt={"host": "127.0.0.1", "password": "${PW_FOR_TEST}"},
-        printers=[{"name": "e3", "api": {"kind": "octoprint", "url": "http://127.0.0.1:1", "api_key_file": "octo.key"}}],
+        printers=[
+            {
+                "name": "e3",
+                "api": {
+                    "kind": "octoprint",
+                    "url": "http://127.0.0.1:1",
+                    "api_key_file": "octo.key",
+                },
+            }
+        ],
     )
     env_secret = "mqtt-pass-from-env"
     os.environ["PW_FOR_TEST"] = env_secret
@@ -72,8 +96,12 @@ def test_check_config_masks_secrets(tmp_path, tiny_bundle) -> None:
 
 
 def test_missing_and_corrupt_bundles_fail_at_start(tmp_path, tiny_bundle) -> None:
-    config = write_config(tmp_path / "c.yaml", model=str(tmp_path / "nowhere"), printers=[{"name": "e3"}])
-    assert "model bundle folder not found" in _one_line_error(run_cli("run", "--config", str(config)))
+    config = write_config(
+        tmp_path / "c.yaml", model=str(tmp_path / "nowhere"), printers=[{"name": "e3"}]
+    )
+    assert "model bundle folder not found" in _one_line_error(
+        run_cli("run", "--config", str(config))
+    )
 
     broken = tmp_path / "broken"
     shutil.copytree(tiny_bundle, broken)
@@ -100,14 +128,21 @@ def test_replay_prints_a_line_per_frame_and_pauses_after_consecutive_anomalies(
     tmp_path, tiny_bundle, normal_frames, anomalous_frames
 ) -> None:
     frames = _write_frames(tmp_path / "rec", list(normal_frames[:6]) + list(anomalous_frames[:5]))
-    config = write_config(tmp_path / "c.yaml", model=str(tiny_bundle),
-                          printers=[{"name": "e3", "detection": {"consecutive": 3}}])
-    r = run_cli("replay", "--config", str(config), "--frames", str(frames), "--out", str(tmp_path / "out"))
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(tiny_bundle),
+        printers=[{"name": "e3", "detection": {"consecutive": 3}}],
+    )
+    r = run_cli(
+        "replay", "--config", str(config), "--frames", str(frames), "--out", str(tmp_path / "out")
+    )
     assert r.returncode == 0, r.stderr
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     frame_lines = [x for x in lines if "frame" in x and "event" not in x]
     assert [x["frame"] for x in frame_lines] == [f"frame_{i}.jpg" for i in range(11)]
-    assert {"frame", "score", "threshold", "anomalous", "consecutive", "state", "action"} <= set(frame_lines[0])
+    assert {"frame", "score", "threshold", "anomalous", "consecutive", "state", "action"} <= set(
+        frame_lines[0]
+    )
     # No pause during the normal part; the pause comes on the third failure frame.
     acted = [x["frame"] for x in frame_lines if x["action"]]
     assert acted == ["frame_8.jpg"], frame_lines
@@ -129,14 +164,20 @@ def test_replay_reads_a_video_file(tmp_path, tiny_bundle, normal_frames, write_v
 
 def test_replay_missing_frames_is_a_usage_error(tmp_path, tiny_bundle) -> None:
     config = write_config(tmp_path / "c.yaml", model=str(tiny_bundle), printers=[{"name": "e3"}])
-    line = _one_line_error(run_cli("replay", "--config", str(config), "--frames", str(tmp_path / "none")))
+    line = _one_line_error(
+        run_cli("replay", "--config", str(config), "--frames", str(tmp_path / "none"))
+    )
     assert "--frames" in line
 
 
 def test_collect_saves_frames_in_the_trainer_layout(tmp_path, camera_server, normal_frames) -> None:
     camera_server.set_frames(normal_frames)
-    config = write_config(tmp_path / "c.yaml", printers=[{
-        "name": "ender3", "camera": {"source": camera_server.snapshot_url, "interval_s": 0.05}}])
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[
+            {"name": "ender3", "camera": {"source": camera_server.snapshot_url, "interval_s": 0.05}}
+        ],
+    )
     out = tmp_path / "collected"
     r = run_cli("collect", "--config", str(config), "--out", str(out), "--max-frames", "4")
     assert r.returncode == 0, r.stderr
@@ -166,9 +207,13 @@ def test_demo_pauses_the_simulated_print_and_says_where_the_alert_is(tmp_path) -
     assert all(x["action"] is None for x in lines if "normal" in x["frame"])
 
 
-def test_replay_skips_and_counts_a_corrupt_frame_never_as_an_anomaly(tmp_path, tiny_bundle, normal_frames) -> None:
+def test_replay_skips_and_counts_a_corrupt_frame_never_as_an_anomaly(
+    tmp_path, tiny_bundle, normal_frames
+) -> None:
     frames = _write_frames(tmp_path / "rec", normal_frames[:4])
-    (frames / "frame_2.jpg").write_bytes((frames / "frame_2.jpg").read_bytes()[:300])  # truncated JPEG
+    (frames / "frame_2.jpg").write_bytes(
+        (frames / "frame_2.jpg").read_bytes()[:300]
+    )  # truncated JPEG
     config = write_config(tmp_path / "c.yaml", model=str(tiny_bundle), printers=[{"name": "e3"}])
     r = run_cli("replay", "--config", str(config), "--frames", str(frames))
     assert r.returncode == 0, r.stderr

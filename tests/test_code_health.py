@@ -50,7 +50,7 @@ def test_no_import_cycle_in_the_daemon_package() -> None:
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycle = trail[trail.index(nxt):] + [nxt] if nxt in trail else [node, nxt]
+                cycle = trail[trail.index(nxt) :] + [nxt] if nxt in trail else [node, nxt]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt, trail + [nxt])
@@ -68,7 +68,9 @@ def test_no_function_in_the_daemon_package_is_more_complex_than_radon_c() -> Non
     for path in sorted(PACKAGE.rglob("*.py")):
         for block in cc_visit(path.read_text()):
             if cc_rank(block.complexity) > "C":
-                too_complex.append(f"{path.relative_to(ROOT)}:{block.lineno} {block.name} ({block.complexity})")
+                too_complex.append(
+                    f"{path.relative_to(ROOT)}:{block.lineno} {block.name} ({block.complexity})"
+                )
     assert not too_complex, too_complex
 
 
@@ -79,7 +81,12 @@ def test_the_daemon_runs_the_demo_without_tensorflow(tmp_path: Path) -> None:
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
         "print('HEAVY', heavy)"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "demo")], capture_output=True, text=True,
-                         timeout=300, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert "HEAVY []" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
     assert "paused" in out.stderr

@@ -47,10 +47,15 @@ def test_check_mode_reports_a_stale_file(tmp_path: Path) -> None:
     stale.write_text(docgen.render().replace("keep_incidents", "keep_incident"))
     proc = subprocess.run(
         [sys.executable, "-m", "watchdog.docgen", "--check", "--output", str(stale)],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
     )
     assert proc.returncode == 1
-    assert "python -m watchdog.docgen" in proc.stderr and "+| `storage.keep_incidents`" in proc.stdout
+    assert (
+        "python -m watchdog.docgen" in proc.stderr and "+| `storage.keep_incidents`" in proc.stdout
+    )
 
 
 def test_example_validates() -> None:

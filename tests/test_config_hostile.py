@@ -66,4 +66,7 @@ def test_ordinary_anchors_still_work(tmp_path: Path) -> None:
         "  - {name: p2, camera: *cam}\n"
     )
     loaded = load_config(config)
-    assert loaded.printers[1].camera == loaded.printers[0].camera and loaded.printers[1].camera.interval_s == 5
+    assert (
+        loaded.printers[1].camera == loaded.printers[0].camera
+        and loaded.printers[1].camera.interval_s == 5
+    )

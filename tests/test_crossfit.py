@@ -20,15 +20,21 @@ from watchdog.detection.bundle import Adaptation  # noqa: E402
 
 def _preset(frames: int = 3):
     tiny = get_preset("tiny")
-    return dataclasses.replace(tiny, adaptation=Adaptation(frames=frames, std_floor=0.5),
-                               train=dataclasses.replace(tiny.train, epochs=2, patience=0))
+    return dataclasses.replace(
+        tiny,
+        adaptation=Adaptation(frames=frames, std_floor=0.5),
+        train=dataclasses.replace(tiny.train, epochs=2, patience=0),
+    )
 
 
 def _print(session: int, n: int = 8) -> np.ndarray:
     pre = _preset().preprocess
-    return np.stack([
-        np.round(pre.apply(synth.normal_frame(session, i, n)) * 255).astype(np.uint8) for i in range(n)
-    ])
+    return np.stack(
+        [
+            np.round(pre.apply(synth.normal_frame(session, i, n)) * 255).astype(np.uint8)
+            for i in range(n)
+        ]
+    )
 
 
 def test_print_frames_groups_normal_frames_per_print_in_time_order() -> None:
@@ -37,8 +43,14 @@ def test_print_frames_groups_normal_frames_per_print_in_time_order() -> None:
     sessions = ["a", "a", "b", "a", "bad"]
     labels = [NORMAL, NORMAL, NORMAL, NORMAL, ANOMALOUS]
     numbers = [int(n.split("_")[-1].split(".")[0]) for n in names]
-    loaded = Loaded([Frame(Path(n), lab, s, k) for n, lab, s, k in zip(names, labels, sessions, numbers, strict=True)],
-                    x, [])
+    loaded = Loaded(
+        [
+            Frame(Path(n), lab, s, k)
+            for n, lab, s, k in zip(names, labels, sessions, numbers, strict=True)
+        ],
+        x,
+        [],
+    )
     prints = print_frames([loaded])
     assert sorted(prints) == ["a", "b"], "failed prints are not normal prints"
     assert prints["a"].ravel().tolist() == [3, 1, 0], "frames of a print in frame-number order"
@@ -50,7 +62,9 @@ def test_every_print_is_scored_by_a_model_that_never_fitted_it(caplog) -> None:
         result = crossfit_adaptation(_preset(), prints, target_fpr=0.0, seed=0, groups=3)
     assert result.enabled and result.frames == 3 and result.threshold > 0
     assert result.guard > 0, "the start guard comes from the same left-out prints"
-    runs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cross-fit: left out")]
+    runs = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("cross-fit: left out")
+    ]
     assert len(runs) == 3, "one extra fit per group"
     left_out: list[str] = []
     for msg in runs:

@@ -21,20 +21,26 @@ from tests.daemon_helpers import DaemonProcess, free_port, wait_until, write_con
 NORMAL_SCORES_BEFORE_FAILURE = 8
 
 
-def _config(tmp_path: Path, bundle: Path, broker, prefix: str, camera_url: str, api: dict, http_port: int) -> Path:
+def _config(
+    tmp_path: Path, bundle: Path, broker, prefix: str, camera_url: str, api: dict, http_port: int
+) -> Path:
     return write_config(
         tmp_path / "config.yaml",
         model=str(bundle),
-        mqtt=broker.mqtt_settings(topic_prefix=prefix, homeassistant={"discovery_prefix": f"ha_{prefix}"}),
+        mqtt=broker.mqtt_settings(
+            topic_prefix=prefix, homeassistant={"discovery_prefix": f"ha_{prefix}"}
+        ),
         http={"listen": f"127.0.0.1:{http_port}"},
         storage={"dir": str(tmp_path / "state")},
-        printers=[{
-            "name": "ender3",
-            "camera": {"source": camera_url, "interval_s": 0.3, "timeout_s": 3},
-            "api": api | {"timeout_s": 3, "retries": 2},
-            "detection": {"consecutive": 3, "cooldown_s": 600},
-            "action": "pause",
-        }],
+        printers=[
+            {
+                "name": "ender3",
+                "camera": {"source": camera_url, "interval_s": 0.3, "timeout_s": 3},
+                "api": api | {"timeout_s": 3, "retries": 2},
+                "detection": {"consecutive": 3, "cooldown_s": 600},
+                "action": "pause",
+            }
+        ],
     )
 
 
@@ -76,14 +82,29 @@ def printer_server(request):
 
 @pytest.mark.servers
 def test_pauses_real_printer_on_failure_and_alerts_over_mqtt(
-    tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server, printer_server, normal_frames, anomalous_frames
+    tmp_path,
+    tiny_bundle,
+    mosquitto,
+    unique_prefix,
+    camera_server,
+    printer_server,
+    normal_frames,
+    anomalous_frames,
 ) -> None:
     prefix = unique_prefix
     sub = mosquitto.subscriber(f"{prefix}/#", f"ha_{prefix}/#")
     camera_server.set_frames(normal_frames)
     printer_server.start_print()
     http_port = free_port()
-    config = _config(tmp_path, tiny_bundle, mosquitto, prefix, camera_server.snapshot_url, printer_server.api(), http_port)
+    config = _config(
+        tmp_path,
+        tiny_bundle,
+        mosquitto,
+        prefix,
+        camera_server.snapshot_url,
+        printer_server.api(),
+        http_port,
+    )
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
     try:
         # Normal printing: frames are scored, nothing is paused or alerted.
@@ -102,8 +123,12 @@ def test_pauses_real_printer_on_failure_and_alerts_over_mqtt(
         # The print fails: spaghetti on the bed.
         camera_server.set_frames(anomalous_frames)
         alert = sub.wait_for(f"{prefix}/ender3/alert", timeout=60).json()
-        wait_until("the real server to report the print paused", lambda: printer_server.state() == "paused", 30,
-                   lambda: daemon.log)
+        wait_until(
+            "the real server to report the print paused",
+            lambda: printer_server.state() == "paused",
+            30,
+            lambda: daemon.log,
+        )
         assert alert["printer"] == "ender3" and alert["action"] == "pause"
         assert alert["action_result"]["outcome"] == "done", alert
         assert alert["consecutive"] == 3 and alert["score"] > alert["threshold"]
@@ -124,8 +149,16 @@ def test_pauses_real_printer_on_failure_and_alerts_over_mqtt(
         assert {"frame.jpg", "heatmap.jpg", "alert.json"} <= {p.name for p in incident.iterdir()}
 
         # Only one pause for this failure, however long the camera keeps showing it.
-        wait_until("the watcher to see the pause", lambda: requests.get(
-            f"http://127.0.0.1:{http_port}/status", timeout=5).json()["printers"]["ender3"]["state"] == "paused", 20)
+        wait_until(
+            "the watcher to see the pause",
+            lambda: (
+                requests.get(f"http://127.0.0.1:{http_port}/status", timeout=5).json()["printers"][
+                    "ender3"
+                ]["state"]
+                == "paused"
+            ),
+            20,
+        )
         assert len(sub.received(f"{prefix}/ender3/alert")) == 1
     finally:
         rc = daemon.stop()
@@ -141,7 +174,9 @@ def test_sigterm_stops_cleanly_and_sighup_reload_keeps_running_on_bad_config(
     sub = mosquitto.subscriber(f"{unique_prefix}/#")
     port = free_port()
     api = {"kind": "none"}
-    config = _config(tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server.snapshot_url, api, port)
+    config = _config(
+        tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server.snapshot_url, api, port
+    )
     good = config.read_text()
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
     try:
@@ -149,7 +184,12 @@ def test_sigterm_stops_cleanly_and_sighup_reload_keeps_running_on_bad_config(
         # A broken config on reload is refused; the daemon keeps watching with the old one.
         config.write_text(good.replace("consecutive: 3", "consecutive: many"))
         daemon.signal(signal.SIGHUP)
-        wait_until("the refused reload in the log", lambda: "reload refused" in daemon.log, 20, lambda: daemon.log)
+        wait_until(
+            "the refused reload in the log",
+            lambda: "reload refused" in daemon.log,
+            20,
+            lambda: daemon.log,
+        )
         assert "printers.0.detection.consecutive" in daemon.log
         n = len(sub.received(f"{unique_prefix}/ender3/score"))
         sub.wait_count(f"{unique_prefix}/ender3/score", n + 3, timeout=30)
@@ -157,7 +197,9 @@ def test_sigterm_stops_cleanly_and_sighup_reload_keeps_running_on_bad_config(
         # A good config reloads.
         config.write_text(good.replace("consecutive: 3", "consecutive: 4"))
         daemon.signal(signal.SIGHUP)
-        wait_until("the reload in the log", lambda: "reloaded" in daemon.log, 30, lambda: daemon.log)
+        wait_until(
+            "the reload in the log", lambda: "reloaded" in daemon.log, 30, lambda: daemon.log
+        )
         n = len(sub.received(f"{unique_prefix}/ender3/score"))
         sub.wait_count(f"{unique_prefix}/ender3/score", n + 2, timeout=30)
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
@@ -174,15 +216,30 @@ def test_camera_offline_is_published_and_never_an_anomaly(
 ) -> None:
     camera_server.set_frames(normal_frames)
     sub = mosquitto.subscriber(f"{unique_prefix}/#")
-    config = _config(tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server.snapshot_url, {"kind": "none"}, free_port())
+    config = _config(
+        tmp_path,
+        tiny_bundle,
+        mosquitto,
+        unique_prefix,
+        camera_server.snapshot_url,
+        {"kind": "none"},
+        free_port(),
+    )
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
     try:
         sub.wait_count(f"{unique_prefix}/ender3/score", 2, timeout=60)
         camera_server.set_fault("html")
-        sub.wait_for(f"{unique_prefix}/ender3/state", lambda m: m.json()["state"] == "camera_offline", timeout=30)
+        sub.wait_for(
+            f"{unique_prefix}/ender3/state",
+            lambda m: m.json()["state"] == "camera_offline",
+            timeout=30,
+        )
         camera_server.set_fault(None)
-        sub.wait_for(f"{unique_prefix}/ender3/state",
-                     lambda m: m.json()["state"] == "watching" and m.json()["camera_online"], timeout=60)
+        sub.wait_for(
+            f"{unique_prefix}/ender3/state",
+            lambda m: m.json()["state"] == "watching" and m.json()["camera_online"],
+            timeout=60,
+        )
         assert sub.received(f"{unique_prefix}/ender3/alert") == []
     finally:
         assert daemon.stop() == 0, daemon.log

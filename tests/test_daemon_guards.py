@@ -29,12 +29,24 @@ from watchdog.detection.bundle import default_bundle_path
 PRINTER = "p1"
 
 
-def write(config: Path, camera: Any, model: Path | None = None, listen: str = "", storage: Path | None = None,
-          **printer: Any) -> Path:
+def write(
+    config: Path,
+    camera: Any,
+    model: Path | None = None,
+    listen: str = "",
+    storage: Path | None = None,
+    **printer: Any,
+) -> Path:
     return write_config(
-        config, model=str(model or default_bundle_path()), mqtt={"host": ""}, http={"listen": listen},
+        config,
+        model=str(model or default_bundle_path()),
+        mqtt={"host": ""},
+        http={"listen": listen},
         storage={"dir": str(storage or config.parent / "state")},
-        printers=[{"name": PRINTER, "camera": {"source": camera, "interval_s": 0.2, "timeout_s": 3}} | printer],
+        printers=[
+            {"name": PRINTER, "camera": {"source": camera, "interval_s": 0.2, "timeout_s": 3}}
+            | printer
+        ],
     )
 
 
@@ -45,8 +57,12 @@ def refused_lines(log: str) -> list[str]:
 def reload_and_wait(daemon: DaemonProcess, what: str) -> None:
     before = len(refused_lines(daemon.log)) + daemon.log.count("reloaded ")
     daemon.signal(signal.SIGHUP)
-    wait_until(f"the reload of {what} handled", lambda: len(refused_lines(daemon.log)) + daemon.log.count("reloaded ") > before,
-               30, lambda: daemon.log)
+    wait_until(
+        f"the reload of {what} handled",
+        lambda: len(refused_lines(daemon.log)) + daemon.log.count("reloaded ") > before,
+        30,
+        lambda: daemon.log,
+    )
 
 
 def scored(listen: str) -> bool:
@@ -82,7 +98,8 @@ def test_a_reload_that_cannot_be_applied_is_refused_and_the_daemon_keeps_watchin
         "an ftp:// camera": dict(camera="ftp://127.0.0.1/cam.jpg"),
         "a deeply nested model.json": dict(camera=camera_server.snapshot_url, model=nested),
         "a model whose input disagrees with model.json": dict(
-            camera=camera_server.snapshot_url, model=mismatched_bundle(tmp_path / "mismatch")),
+            camera=camera_server.snapshot_url, model=mismatched_bundle(tmp_path / "mismatch")
+        ),
     }
     try:
         wait_until("scoring", lambda: scored(listen), 90, lambda: daemon.log)
@@ -97,13 +114,18 @@ def test_a_reload_that_cannot_be_applied_is_refused_and_the_daemon_keeps_watchin
         assert "Traceback" not in daemon.log
         # the old config is still watching
         n = camera_server.requests
-        wait_until("frames still fetched", lambda: camera_server.requests > n + 3, 30, lambda: daemon.log)
+        wait_until(
+            "frames still fetched", lambda: camera_server.requests > n + 3, 30, lambda: daemon.log
+        )
         assert requests.get(f"http://{listen}/healthz", timeout=5).status_code == 200
 
         # http.listen cannot change without a restart: say so, and keep serving on the old address
         write(config, camera_server.snapshot_url, listen=f"127.0.0.1:{free_port()}")
         reload_and_wait(daemon, "a new http.listen")
-        assert "http.listen changed to" in daemon.log and "takes effect at the next restart" in daemon.log
+        assert (
+            "http.listen changed to" in daemon.log
+            and "takes effect at the next restart" in daemon.log
+        )
         assert requests.get(f"http://{listen}/healthz", timeout=5).status_code == 200
     finally:
         rc = daemon.stop()
@@ -114,11 +136,22 @@ def test_a_second_daemon_on_the_same_storage_folder_exits_2_naming_it_and_the_fi
     tmp_path: Path, camera_server: CameraServer
 ) -> None:
     storage = tmp_path / "state"
-    first = DaemonProcess(write(tmp_path / "a.yaml", camera_server.snapshot_url, storage=storage), tmp_path / "a.log")
+    first = DaemonProcess(
+        write(tmp_path / "a.yaml", camera_server.snapshot_url, storage=storage), tmp_path / "a.log"
+    )
     try:
-        wait_until("the first daemon watching", lambda: "watching 1 printer" in first.log, 90, lambda: first.log)
-        second = run_cli("run", "--config", str(write(tmp_path / "b.yaml", camera_server.snapshot_url, storage=storage)),
-                         timeout=60)
+        wait_until(
+            "the first daemon watching",
+            lambda: "watching 1 printer" in first.log,
+            90,
+            lambda: first.log,
+        )
+        second = run_cli(
+            "run",
+            "--config",
+            str(write(tmp_path / "b.yaml", camera_server.snapshot_url, storage=storage)),
+            timeout=60,
+        )
         assert second.returncode == 2
         assert second.stderr.strip().splitlines()[-1] == (
             f"error: storage folder {storage} is in use by another watchdog daemon (pid {first.proc.pid}); "
@@ -128,53 +161,102 @@ def test_a_second_daemon_on_the_same_storage_folder_exits_2_naming_it_and_the_fi
     finally:
         assert first.stop() == 0, first.log
     # the lock goes with the process: a new daemon starts
-    third = DaemonProcess(write(tmp_path / "c.yaml", camera_server.snapshot_url, storage=storage), tmp_path / "c.log")
+    third = DaemonProcess(
+        write(tmp_path / "c.yaml", camera_server.snapshot_url, storage=storage), tmp_path / "c.log"
+    )
     try:
-        wait_until("a new daemon watching", lambda: "watching 1 printer" in third.log, 90, lambda: third.log)
+        wait_until(
+            "a new daemon watching",
+            lambda: "watching 1 printer" in third.log,
+            90,
+            lambda: third.log,
+        )
     finally:
         assert third.stop() == 0, third.log
 
 
 @pytest.mark.servers
 def test_an_alert_whose_pause_hangs_through_sigterm_is_delivered_after_the_restart(
-    tmp_path: Path, tiny_bundle: Path, mosquitto, unique_prefix: str, camera_server: CameraServer,
-    bad_server, anomalous_frames,
+    tmp_path: Path,
+    tiny_bundle: Path,
+    mosquitto,
+    unique_prefix: str,
+    camera_server: CameraServer,
+    bad_server,
+    anomalous_frames,
 ) -> None:
     """api.timeout_s 60 > the 15 s shutdown wait: the pause is still hanging when the daemon exits."""
     p, storage = unique_prefix, tmp_path / "state"
-    printing = json.dumps({"result": {"status": {"webhooks": {"state": "ready"}, "print_stats": {"state": "printing"}}}})
+    printing = json.dumps(
+        {
+            "result": {
+                "status": {"webhooks": {"state": "ready"}, "print_stats": {"state": "printing"}}
+            }
+        }
+    )
     bad_server.respond(200, printing)
     bad_server.hang(120, path="/printer/print/pause")
     camera_server.set_frames(anomalous_frames)
     config = write_config(
-        tmp_path / "config.yaml", model=str(tiny_bundle),
+        tmp_path / "config.yaml",
+        model=str(tiny_bundle),
         mqtt=mosquitto.mqtt_settings(topic_prefix=p, homeassistant={"enabled": False}),
-        http={"listen": ""}, storage={"dir": str(storage)},
-        printers=[{"name": PRINTER, "camera": {"source": camera_server.snapshot_url, "interval_s": 0.2, "timeout_s": 3},
-                   "api": {"kind": "moonraker", "url": bad_server.url, "timeout_s": 60, "retries": 0},
-                   "detection": {"consecutive": 3, "cooldown_s": 600}, "action": "pause"}],
+        http={"listen": ""},
+        storage={"dir": str(storage)},
+        printers=[
+            {
+                "name": PRINTER,
+                "camera": {"source": camera_server.snapshot_url, "interval_s": 0.2, "timeout_s": 3},
+                "api": {"kind": "moonraker", "url": bad_server.url, "timeout_s": 60, "retries": 0},
+                "detection": {"consecutive": 3, "cooldown_s": 600},
+                "action": "pause",
+            }
+        ],
     )
     sub = mosquitto.subscriber(f"{p}/#")
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
     try:
-        wait_until("the pause sent (and hanging)", lambda: "/printer/print/pause" in bad_server.paths, 90, lambda: daemon.log)
+        wait_until(
+            "the pause sent (and hanging)",
+            lambda: "/printer/print/pause" in bad_server.paths,
+            90,
+            lambda: daemon.log,
+        )
         time.sleep(0.5)
         started = time.monotonic()
         rc = daemon.stop(timeout=40)
         assert rc == 0 and time.monotonic() - started < 30, daemon.log
-        saved = [d for d in (storage / "incidents" / PRINTER).iterdir() if not d.name.startswith(".")]
+        saved = [
+            d for d in (storage / "incidents" / PRINTER).iterdir() if not d.name.startswith(".")
+        ]
         assert len(saved) == 1 and (saved[0] / "pending").exists(), daemon.log
         alert = json.loads((saved[0] / "alert.json").read_text())
-        assert alert["action_result"]["outcome"] == "unknown" and "stopped before the pause finished" in alert["message"]
+        assert (
+            alert["action_result"]["outcome"] == "unknown"
+            and "stopped before the pause finished" in alert["message"]
+        )
         assert sub.received(f"{p}/{PRINTER}/alert") == []
 
-        bad_server.respond(200, json.dumps({"result": {"status": {"webhooks": {"state": "ready"},
-                                                                  "print_stats": {"state": "standby"}}}}))
+        bad_server.respond(
+            200,
+            json.dumps(
+                {
+                    "result": {
+                        "status": {
+                            "webhooks": {"state": "ready"},
+                            "print_stats": {"state": "standby"},
+                        }
+                    }
+                }
+            ),
+        )
         again = DaemonProcess(config, tmp_path / "daemon2.log")
         try:
             got = sub.wait_for(f"{p}/{PRINTER}/alert", timeout=60).json()
             assert got["incident"] == saved[0].name and got["action_result"]["outcome"] == "unknown"
-            wait_until("delivered", lambda: not (saved[0] / "pending").exists(), 30, lambda: again.log)
+            wait_until(
+                "delivered", lambda: not (saved[0] / "pending").exists(), 30, lambda: again.log
+            )
         finally:
             assert again.stop() == 0, again.log
     finally:
@@ -182,7 +264,9 @@ def test_an_alert_whose_pause_hangs_through_sigterm_is_delivered_after_the_resta
         sub.close()
 
 
-def test_a_printer_whose_step_fails_every_time_makes_the_daemon_unhealthy(tmp_path: Path, camera_server: CameraServer) -> None:
+def test_a_printer_whose_step_fails_every_time_makes_the_daemon_unhealthy(
+    tmp_path: Path, camera_server: CameraServer
+) -> None:
     """In-process (Daemon.healthy() is what /healthz and the systemd watchdog ask). The fault is
     injected: a detector that raises on every frame stands for any bug that fails each step."""
     from watchdog.comms.notifier import Notifier

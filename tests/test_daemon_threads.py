@@ -26,8 +26,12 @@ def _frames(folder: Path, frames) -> Path:
 def daemon(tmp_path, tiny_adaptive_bundle, normal_frames):
     """The daemon in-process with one watcher thread on a looping HTTP-less folder camera."""
     frames = _frames(tmp_path / "rec", list(normal_frames[:8]) * 5)
-    config = write_config(tmp_path / "c.yaml", model=str(tiny_adaptive_bundle), storage={"dir": str(tmp_path / "state")},
-                          printers=[{"name": "e3", "camera": {"source": str(frames), "interval_s": 0.5}}])
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(tiny_adaptive_bundle),
+        storage={"dir": str(tmp_path / "state")},
+        printers=[{"name": "e3", "camera": {"source": str(frames), "interval_s": 0.5}}],
+    )
     d = Daemon(config)
     d.notifier = Notifier(d.config.mqtt, d.config.storage, ["e3"])
     d.running = d._start(d._make_watchers(d.config, d.bundle))
@@ -80,10 +84,22 @@ def test_log_level_in_the_config_is_honoured(tmp_path, tiny_bundle) -> None:
     from tests.daemon_helpers import free_port
 
     def run(level: str, until: str) -> str:
-        config = write_config(tmp_path / f"{level}.yaml", model=str(tiny_bundle), log_level=level,
-                              storage={"dir": str(tmp_path / level)},
-                              printers=[{"name": "e3", "camera": {"source": f"http://127.0.0.1:{free_port()}/snap.jpg",
-                                                                  "interval_s": 0.2, "timeout_s": 1}}])
+        config = write_config(
+            tmp_path / f"{level}.yaml",
+            model=str(tiny_bundle),
+            log_level=level,
+            storage={"dir": str(tmp_path / level)},
+            printers=[
+                {
+                    "name": "e3",
+                    "camera": {
+                        "source": f"http://127.0.0.1:{free_port()}/snap.jpg",
+                        "interval_s": 0.2,
+                        "timeout_s": 1,
+                    },
+                }
+            ],
+        )
         daemon = DaemonProcess(config, tmp_path / f"{level}.log")
         try:
             wait_until(until, lambda: until in daemon.log, 120, lambda: daemon.log)

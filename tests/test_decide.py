@@ -12,7 +12,9 @@ from watchdog.devices.printers import PrinterState
 S = Settings(consecutive=3, cooldown_s=90.0)
 
 
-def on_printer(state: WatchState, printer: str, job: str | None, now: float, s: Settings) -> WatchState:
+def on_printer(
+    state: WatchState, printer: str, job: str | None, now: float, s: Settings
+) -> WatchState:
     """The state after a printer status (the events are checked where they matter)."""
     return fold_printer(state, PrinterState(printer), job, now, s)[0]
 

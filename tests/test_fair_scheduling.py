@@ -51,7 +51,9 @@ class HungCamera:
 
 
 def _scored(metrics: str, printer: str) -> float:
-    m = re.search(rf'^printer_watchdog_scored_frames_total{{printer="{printer}"}} (\S+)$', metrics, re.M)
+    m = re.search(
+        rf'^printer_watchdog_scored_frames_total{{printer="{printer}"}} (\S+)$', metrics, re.M
+    )
     return float(m.group(1)) if m else 0.0
 
 
@@ -64,13 +66,17 @@ def test_a_hung_camera_does_not_starve_the_other_printers(tmp_path: Path) -> Non
         http={"listen": f"127.0.0.1:{port}"},
         storage={"dir": str(tmp_path / "state")},
         printers=[
-            {"name": "stuck", "camera": {"source": hung.url, "interval_s": 0.3, "timeout_s": HUNG_TIMEOUT_S}},
+            {
+                "name": "stuck",
+                "camera": {"source": hung.url, "interval_s": 0.3, "timeout_s": HUNG_TIMEOUT_S},
+            },
             {"name": "mk4", "camera": {"source": cams[0].snapshot_url, "interval_s": 0.3}},
             {"name": "voron", "camera": {"source": cams[1].snapshot_url, "interval_s": 0.3}},
         ],
     )
     daemon = DaemonProcess(cfg, tmp_path / "daemon.log")
     try:
+
         def counts() -> dict[str, float] | None:
             assert daemon.alive(), daemon.log[-3000:]
             try:
@@ -80,8 +86,12 @@ def test_a_hung_camera_does_not_starve_the_other_printers(tmp_path: Path) -> Non
             got = {name: _scored(text, name) for name in ("stuck", "mk4", "voron")}
             return got if min(got["mk4"], got["voron"]) >= FRAMES else None
 
-        got = wait_until(f"both working printers to score {FRAMES} frames", counts, HUNG_TIMEOUT_S - 15,
-                         on_fail=lambda: daemon.log)
+        got = wait_until(
+            f"both working printers to score {FRAMES} frames",
+            counts,
+            HUNG_TIMEOUT_S - 15,
+            on_fail=lambda: daemon.log,
+        )
         # The hung camera's one request is still pending: it neither got a frame nor blocked
         # the others, which were scored all along at their own interval.
         assert hung.requests == 1, hung.requests

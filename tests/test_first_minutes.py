@@ -26,14 +26,19 @@ def _folder(path: Path, frames: list[np.ndarray]) -> Path:
     return path
 
 
-def _replay(tmp_path: Path, bundle: Path, frames: Path, log: list[str] | None = None, **detection: object) -> list[dict]:
+def _replay(
+    tmp_path: Path, bundle: Path, frames: Path, log: list[str] | None = None, **detection: object
+) -> list[dict]:
     """``python -m watchdog replay`` of ``frames``: its JSON line per scored frame (its log
     appended to ``log`` when given)."""
     printer: dict[str, object] = {"name": "e3"}
     if detection:
         printer["detection"] = detection
-    config = write_config(tmp_path / f"c{len(list(tmp_path.glob('c*.yaml')))}.yaml", model=str(bundle),
-                          printers=[printer])
+    config = write_config(
+        tmp_path / f"c{len(list(tmp_path.glob('c*.yaml')))}.yaml",
+        model=str(bundle),
+        printers=[printer],
+    )
     r = run_cli("replay", "--config", str(config), "--frames", str(frames))
     assert r.returncode == 0, r.stderr
     if log is not None:
@@ -47,8 +52,23 @@ def _hand(frame: np.ndarray, seed: int) -> np.ndarray:
     img = frame.copy()
     h, w = img.shape[:2]
     centre = (int(rng.uniform(0.3, 0.7) * w), int(rng.uniform(0.5, 0.9) * h))
-    cv2.ellipse(img, centre, (int(0.3 * w), int(0.22 * h)), float(rng.uniform(-30, 30)), 0, 360, (120, 150, 205), -1)
-    cv2.rectangle(img, (centre[0] - int(0.1 * w), centre[1]), (centre[0] + int(0.1 * w), h), (110, 140, 195), -1)
+    cv2.ellipse(
+        img,
+        centre,
+        (int(0.3 * w), int(0.22 * h)),
+        float(rng.uniform(-30, 30)),
+        0,
+        360,
+        (120, 150, 205),
+        -1,
+    )
+    cv2.rectangle(
+        img,
+        (centre[0] - int(0.1 * w), centre[1]),
+        (centre[0] + int(0.1 * w), h),
+        (110, 140, 195),
+        -1,
+    )
     return cv2.GaussianBlur(img, (0, 0), 3)
 
 
@@ -73,7 +93,9 @@ def test_a_print_failing_from_its_first_frame_is_paused_during_calibration(
     assert "this print looks abnormal from its start" in log[0]
 
 
-def test_a_normal_print_with_a_hand_passing_the_lens_is_not_paused(tmp_path, tiny_adaptive_bundle) -> None:
+def test_a_normal_print_with_a_hand_passing_the_lens_is_not_paused(
+    tmp_path, tiny_adaptive_bundle
+) -> None:
     """A print the model never fitted; a hand passes the lens for two frames during the
     calibration and for two frames after it: never three in a row, never a pause."""
     frames = [synth.normal_frame(UNSEEN, i, TINY_FRAMES, TINY_SEED) for i in range(TINY_FRAMES)]
@@ -81,7 +103,9 @@ def test_a_normal_print_with_a_hand_passing_the_lens_is_not_paused(tmp_path, tin
         frames[i] = _hand(frames[i], i)
     lines = _replay(tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "rec", frames))
     assert len(lines) == TINY_FRAMES
-    assert not any(x["action"] for x in lines), [(x["frame"], x["score"], x["anomalous"]) for x in lines]
+    assert not any(x["action"] for x in lines), [
+        (x["frame"], x["score"], x["anomalous"]) for x in lines
+    ]
     # without the hand the same print has no anomalous frame: the hand is what the detector saw
     clean = [synth.normal_frame(UNSEEN, i, TINY_FRAMES, TINY_SEED) for i in range(TINY_FRAMES)]
     clean_lines = _replay(tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "clean", clean))
@@ -90,7 +114,9 @@ def test_a_normal_print_with_a_hand_passing_the_lens_is_not_paused(tmp_path, tin
     assert min(hand_scores) > max(clean_lines[i]["score"] for i in (9, 10))
 
 
-def test_detection_region_changes_what_is_scored(tmp_path, tiny_adaptive_bundle, normal_frames) -> None:
+def test_detection_region_changes_what_is_scored(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
     """A failure on the bed, in the lower part of the picture: watched with the bundle's region
     it pauses the print; with ``detection.region`` set to the top of the picture (where nothing
     changes) it is not seen."""
@@ -99,7 +125,9 @@ def test_detection_region_changes_what_is_scored(tmp_path, tiny_adaptive_bundle,
     for i in range(8):
         img = synth.normal_frame(0, 8, TINY_FRAMES, TINY_SEED).copy()
         for _ in range(8 + i):
-            pts = np.stack([rng.uniform(15, 145, 5), rng.uniform(80, 115, 5)], axis=1).astype(np.int32)
+            pts = np.stack([rng.uniform(15, 145, 5), rng.uniform(80, 115, 5)], axis=1).astype(
+                np.int32
+            )
             cv2.polylines(img, [pts], False, (255, 80, 255), 3, cv2.LINE_AA)
         failing.append(img)
     frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + failing)

@@ -27,7 +27,12 @@ def test_frames_sort_by_their_number_not_as_text(tmp_path: Path) -> None:
     prints, loose = frames.group_prints([tmp_path / "rec"])
     assert loose == []
     [paths] = prints.values()
-    assert [p.name for p in paths] == ["benchy_1.jpg", "benchy_2.jpg", "benchy_10.jpg", "benchy_11.jpg"]
+    assert [p.name for p in paths] == [
+        "benchy_1.jpg",
+        "benchy_2.jpg",
+        "benchy_10.jpg",
+        "benchy_11.jpg",
+    ]
 
 
 def test_another_session_pattern_keeps_time_order_for_per_print_calibration(tmp_path: Path) -> None:
@@ -57,7 +62,10 @@ def test_kept_false_alarms_are_loose_frames_that_only_fit_the_model(tmp_path: Pa
     _write(alarms, ["20261130T101010123Z-abc123.jpg", "20261130T111111123Z-def456_7.jpg"])
     found = find_frames(normal=[collected])
     loose = [f for f in found if f.loose]
-    assert {f.path.name for f in loose} == {"20261130T101010123Z-abc123.jpg", "20261130T111111123Z-def456_7.jpg"}
+    assert {f.path.name for f in loose} == {
+        "20261130T101010123Z-abc123.jpg",
+        "20261130T111111123Z-def456_7.jpg",
+    }
     for seed in range(8):
         split = split_frames(found, "session", seed=seed)
         assert all(f in split.fit for f in loose), seed

@@ -8,7 +8,9 @@ from trainer.heldout import Replay, judgement
 
 
 def _replay(name: str, scores: list[float], failure: bool = False) -> Replay:
-    return Replay(name, failure, calibration=4, scores=np.array(scores), threshold=1.0, consecutive=3)
+    return Replay(
+        name, failure, calibration=4, scores=np.array(scores), threshold=1.0, consecutive=3
+    )
 
 
 def test_a_pause_needs_consecutive_flagged_frames_as_in_the_daemon() -> None:
@@ -20,8 +22,12 @@ def test_a_pause_needs_consecutive_flagged_frames_as_in_the_daemon() -> None:
 
 
 def test_judgement_counts_frames_and_prints_separately_for_good_prints_and_failures() -> None:
-    runs = [_replay("a", [0.1] * 9 + [2.0]), _replay("a then f", [0.5, 2, 2, 2], failure=True),
-            _replay("b", [0.1] * 10), _replay("b then f", [0.5, 0.5, 2, 0.5], failure=True)]
+    runs = [
+        _replay("a", [0.1] * 9 + [2.0]),
+        _replay("a then f", [0.5, 2, 2, 2], failure=True),
+        _replay("b", [0.1] * 10),
+        _replay("b then f", [0.5, 0.5, 2, 0.5], failure=True),
+    ]
     d = judgement(runs, "rule", "note")
     assert d["held_out_prints"] == 2 and d["failures_replayed"] == 2
     assert d["false_alarm_rate"] == 1 / 20 and d["normal_prints_paused"] == 0

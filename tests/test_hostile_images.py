@@ -26,7 +26,9 @@ def textured(width: int, height: int, seed: int = 0) -> np.ndarray:
     """A camera-like frame: smooth random texture, no flat areas."""
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 255, (max(2, height // 8), max(2, width // 8), 3), dtype=np.uint8)
-    return cv2.GaussianBlur(cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC), (0, 0), 1.0)
+    return cv2.GaussianBlur(
+        cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC), (0, 0), 1.0
+    )
 
 
 @pytest.fixture
@@ -35,7 +37,11 @@ def daemon_camera(camera_server: CameraServer):
     cams = []
 
     def _open(url: str, model_input: Preprocess = DEFAULT_INPUT, **kw: object):
-        cam = open_camera(CameraConfig(source=url, timeout_s=5.0, **kw), backoff=(0.05, 0.2), model_input=model_input)
+        cam = open_camera(
+            CameraConfig(source=url, timeout_s=5.0, **kw),
+            backoff=(0.05, 0.2),
+            model_input=model_input,
+        )
         cams.append(cam)
         return cam
 
@@ -45,8 +51,12 @@ def daemon_camera(camera_server: CameraServer):
 
 
 @pytest.mark.parametrize("path", ["snapshot_url", "stream_url"])
-def test_a_16_bit_rgba_png_is_refused_before_decoding(camera_server: CameraServer, daemon_camera, path: str) -> None:
-    camera_server.set_frames([np.zeros((4000, 4000, 4), np.uint16)])  # 124 KB on the wire, 128 MB decoded
+def test_a_16_bit_rgba_png_is_refused_before_decoding(
+    camera_server: CameraServer, daemon_camera, path: str
+) -> None:
+    camera_server.set_frames(
+        [np.zeros((4000, 4000, 4), np.uint16)]
+    )  # 124 KB on the wire, 128 MB decoded
     cam = daemon_camera(getattr(camera_server, path))
     frame = None
     for _ in range(20):
@@ -65,26 +75,42 @@ def test_a_16_bit_png_is_refused_even_without_a_model(tmp_path) -> None:
     assert cam.read() is None and "16-bit" in cam.last_error
 
 
-def test_a_png_too_large_to_decode_whole_is_refused_by_the_daemon_only(camera_server: CameraServer, daemon_camera) -> None:
+def test_a_png_too_large_to_decode_whole_is_refused_by_the_daemon_only(
+    camera_server: CameraServer, daemon_camera
+) -> None:
     big = np.zeros((1500, 2000, 3), np.uint8)  # 3 MP: over FULL_DECODE_MAX_PIXELS, under max_pixels
     png = cv2.imencode(".png", big)[1].tobytes()
     with pytest.raises(capture.BadFrame, match="2000x1500 PNG is decoded whole"):
         decode_image(png, 16_000_000, frame_size_needed(DEFAULT_INPUT))
-    assert decode_image(png, 16_000_000).shape == (1500, 2000, 3)  # replay/collect: no model, no limit
+    assert decode_image(png, 16_000_000).shape == (
+        1500,
+        2000,
+        3,
+    )  # replay/collect: no model, no limit
     camera_server.set_frames([np.dstack([big, big[..., :1]])])  # 4 channels: served as PNG
     cam = daemon_camera(camera_server.snapshot_url)
     assert cam.read() is None and "decoded whole" in cam.last_error
 
 
-def test_a_4000x4000_jpeg_is_decoded_at_a_quarter_of_its_size(camera_server: CameraServer, daemon_camera) -> None:
+def test_a_4000x4000_jpeg_is_decoded_at_a_quarter_of_its_size(
+    camera_server: CameraServer, daemon_camera
+) -> None:
     camera_server.set_frames([textured(4000, 4000)])
     cam = daemon_camera(camera_server.snapshot_url)
     frame = cam.read()
-    assert frame is not None and frame.shape == (1000, 1000, 3)  # 3 MB instead of 48 MB (+46 MB of decoder)
+    assert frame is not None and frame.shape == (
+        1000,
+        1000,
+        3,
+    )  # 3 MB instead of 48 MB (+46 MB of decoder)
 
 
-def test_a_progressive_4000x4000_jpeg_is_refused(daemon_camera, camera_server: CameraServer) -> None:
-    jpeg = cv2.imencode(".jpg", textured(4000, 4000), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+def test_a_progressive_4000x4000_jpeg_is_refused(
+    daemon_camera, camera_server: CameraServer
+) -> None:
+    jpeg = cv2.imencode(".jpg", textured(4000, 4000), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[
+        1
+    ].tobytes()
     with pytest.raises(capture.BadFrame, match="progressive JPEG is decoded whole"):
         decode_image(jpeg, 16_000_000, frame_size_needed(DEFAULT_INPUT))
 
@@ -96,7 +122,9 @@ def test_normal_size_frames_are_decoded_exactly_as_before(size: tuple[int, int])
     jpeg = cv2.imencode(".jpg", textured(*size))[1].tobytes()
     full = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
     got = decode_image(jpeg, 16_000_000, frame_size_needed(DEFAULT_INPUT))
-    assert got.shape == full.shape and np.array_equal(DEFAULT_INPUT.apply(got), DEFAULT_INPUT.apply(full))
+    assert got.shape == full.shape and np.array_equal(
+        DEFAULT_INPUT.apply(got), DEFAULT_INPUT.apply(full)
+    )
 
 
 def test_reduced_decoding_barely_moves_the_model_input() -> None:
@@ -112,7 +140,9 @@ def test_reduced_decoding_barely_moves_the_model_input() -> None:
 
 @pytest.mark.parametrize("fault", ["truncated_eoi", "no_scan"])
 @pytest.mark.parametrize("path", ["snapshot_url", "stream_url"])
-def test_a_jpeg_cut_short_but_closed_with_ffd9_is_refused(camera_server: CameraServer, daemon_camera, fault: str, path: str) -> None:
+def test_a_jpeg_cut_short_but_closed_with_ffd9_is_refused(
+    camera_server: CameraServer, daemon_camera, fault: str, path: str
+) -> None:
     camera_server.set_frames([textured(640, 480, seed) for seed in range(3)])
     cam = daemon_camera(getattr(camera_server, path))
     assert cam.read() is not None
@@ -127,7 +157,9 @@ def test_a_jpeg_cut_short_but_closed_with_ffd9_is_refused(camera_server: CameraS
     "frame",
     [
         np.zeros((480, 640, 3), np.uint8),  # lights off: one colour all over
-        np.vstack([textured(640, 400), np.zeros((80, 640, 3), np.uint8)]),  # a black bar at the bottom
+        np.vstack(
+            [textured(640, 400), np.zeros((80, 640, 3), np.uint8)]
+        ),  # a black bar at the bottom
     ],
     ids=["black", "black-bar"],
 )
@@ -137,7 +169,9 @@ def test_frames_with_flat_areas_are_not_mistaken_for_truncated_ones(frame: np.nd
 
 
 @pytest.mark.parametrize("kind", ["snapshot", "stream"])
-def test_a_redirect_loop_is_reported_as_one(camera_server: CameraServer, daemon_camera, kind: str) -> None:
+def test_a_redirect_loop_is_reported_as_one(
+    camera_server: CameraServer, daemon_camera, kind: str
+) -> None:
     url = camera_server.url + ("/loop" if kind == "snapshot" else "/loop?action=stream")
     cam = daemon_camera(url)
     for _ in range(50):
@@ -151,6 +185,8 @@ def test_a_large_png_that_is_accepted_is_brought_to_the_size_a_jpeg_would_be_dec
 ) -> None:
     """Decoded whole (PNG has no reduced decoding), then shrunk at once: the heatmap, the
     incident frame and the dashboard's copies are made from the small one."""
-    camera_server.set_frames([np.dstack([textured(1920, 1080), np.full((1080, 1920), 255, np.uint8)])])  # PNG
+    camera_server.set_frames(
+        [np.dstack([textured(1920, 1080), np.full((1080, 1920), 255, np.uint8)])]
+    )  # PNG
     frame = daemon_camera(camera_server.snapshot_url).read()
     assert frame is not None and frame.shape == (540, 960, 3)

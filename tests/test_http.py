@@ -43,10 +43,22 @@ class Daemon:
         cfg = parse_config(
             {
                 "mqtt": {"host": "127.0.0.1", "username": "u", "password": SECRETS[1]},
-                "printers": [{"name": "ender3", "api": {"kind": "octoprint", "url": "http://127.0.0.1:5000", "api_key": SECRETS[0]}}],
+                "printers": [
+                    {
+                        "name": "ender3",
+                        "api": {
+                            "kind": "octoprint",
+                            "url": "http://127.0.0.1:5000",
+                            "api_key": SECRETS[0],
+                        },
+                    }
+                ],
             }
         )
-        return {"printers": {"ender3": {"state": "watching", "score": 0.01}}, "config": cfg.masked()}
+        return {
+            "printers": {"ender3": {"state": "watching", "score": 0.01}},
+            "config": cfg.masked(),
+        }
 
 
 @pytest.fixture
@@ -55,7 +67,13 @@ def daemon() -> Iterator[tuple[Daemon, StatusServer]]:
     d.metrics.add_printer("ender3")
     d.images["ender3"] = cv2.imencode(".jpg", np.full((24, 32, 3), 99, np.uint8))[1].tobytes()
     server = StatusServer(
-        "127.0.0.1:0", d.status, d.metrics.registry, d.latest_jpeg, lambda: d.healthy, request_timeout_s=0.5, max_connections=8
+        "127.0.0.1:0",
+        d.status,
+        d.metrics.registry,
+        d.latest_jpeg,
+        lambda: d.healthy,
+        request_timeout_s=0.5,
+        max_connections=8,
     )
     server.start()
     yield d, server
@@ -114,7 +132,10 @@ def test_metrics_parse_as_prometheus_text(daemon) -> None:
     assert families["printer_watchdog_score"].samples[0].value == pytest.approx(0.03)
     assert families["printer_watchdog_score"].samples[0].labels == {"printer": "ender3"}
     actions = families["printer_watchdog_actions"].samples
-    assert any(s.labels == {"printer": "ender3", "action": "pause", "outcome": "done"} and s.value == 1 for s in actions)
+    assert any(
+        s.labels == {"printer": "ender3", "action": "pause", "outcome": "done"} and s.value == 1
+        for s in actions
+    )
     assert "printer_watchdog_inference_seconds" in families
     assert "python_gc_objects_collected" not in families  # our registry, not the global one
 
@@ -152,13 +173,20 @@ def test_unknown_paths_and_traversal_are_404(daemon, path: str) -> None:
     answer = raw(server, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     assert status_of(answer) == 404
     assert b"root:" not in answer
-    assert all(name == "ender3" or name.replace("_", "").replace("-", "").isalnum() for name in d.asked)
+    assert all(
+        name == "ender3" or name.replace("_", "").replace("-", "").isalnum() for name in d.asked
+    )
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
 def test_other_methods_are_405(daemon, method: str) -> None:
     d, server = daemon
-    r = requests.request(method, server.url + "/status", timeout=10, data=b"{}" if method in ("POST", "PUT", "PATCH") else None)
+    r = requests.request(
+        method,
+        server.url + "/status",
+        timeout=10,
+        data=b"{}" if method in ("POST", "PUT", "PATCH") else None,
+    )
     assert r.status_code == 405 and r.headers["Allow"] == "GET"
 
 
@@ -196,7 +224,9 @@ def test_oversized_headers_are_431(daemon) -> None:
 
 def test_client_that_never_finishes_its_request_is_cut_off(daemon) -> None:
     d, server = daemon
-    answer = raw(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # no blank line, ever (raw() gives up after 10 s)
+    answer = raw(
+        server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+    )  # no blank line, ever (raw() gives up after 10 s)
     assert answer == b"" or status_of(answer) == 408  # disconnected, or told so first
 
 
@@ -230,7 +260,9 @@ def test_slowloris_dripping_bytes_is_cut_off(daemon) -> None:
 
 def test_idle_connections_do_not_lock_out_the_server(daemon) -> None:
     d, server = daemon
-    idle = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(12)]  # > max_connections
+    idle = [
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(12)
+    ]  # > max_connections
     try:
         for _ in range(100):  # bounded: idle clients are dropped after the request timeout
             try:
@@ -248,7 +280,9 @@ def test_idle_connections_do_not_lock_out_the_server(daemon) -> None:
 def test_no_version_in_server_header(daemon) -> None:
     d, server = daemon
     r = requests.get(server.url + "/healthz", timeout=10)
-    assert "Python" not in r.headers.get("Server", "") and "BaseHTTP" not in r.headers.get("Server", "")
+    assert "Python" not in r.headers.get("Server", "") and "BaseHTTP" not in r.headers.get(
+        "Server", ""
+    )
 
 
 def test_callback_failure_is_a_500_not_a_crash(daemon) -> None:
@@ -273,7 +307,9 @@ def test_bad_listen_address_names_the_key() -> None:
     busy = StatusServer("127.0.0.1:0", dict, Metrics().registry, lambda n: None, lambda: True)
     busy.start()
     try:
-        clash = StatusServer(f"127.0.0.1:{busy.port}", dict, Metrics().registry, lambda n: None, lambda: True)
+        clash = StatusServer(
+            f"127.0.0.1:{busy.port}", dict, Metrics().registry, lambda n: None, lambda: True
+        )
         with pytest.raises(UsageError, match="http.listen"):
             clash.start()
     finally:
@@ -305,7 +341,10 @@ def test_no_file_descriptor_leak_over_many_requests(daemon) -> None:
         requests.get(server.url + "/metrics", timeout=10)
     before = open_fds()
     for i in range(40):
-        requests.get(server.url + ("/status", "/metrics", "/nope", "/printers/ender3/latest.jpg")[i % 4], timeout=10).close()
+        requests.get(
+            server.url + ("/status", "/metrics", "/nope", "/printers/ender3/latest.jpg")[i % 4],
+            timeout=10,
+        ).close()
         raw(server, (b"GARBAGE\r\n\r\n", b"POST /status HTTP/1.1\r\n\r\n")[i % 2])
     assert open_fds() <= before + 2
 
@@ -316,8 +355,15 @@ def test_healthz_answers_while_slow_clients_hold_connections() -> None:
     event loop, and only complete requests reach the 4 workers."""
     metrics = Metrics()
     big = b"\xff\xd8" + b"\x00" * 2_000_000  # far more than a socket buffer holds
-    server = StatusServer("127.0.0.1:0", dict, metrics.registry, lambda n: big, lambda: True,
-                          request_timeout_s=60, max_connections=32)
+    server = StatusServer(
+        "127.0.0.1:0",
+        dict,
+        metrics.registry,
+        lambda n: big,
+        lambda: True,
+        request_timeout_s=60,
+        max_connections=32,
+    )
     server.start()
     held: list[socket.socket] = []
     try:

@@ -28,8 +28,14 @@ def jpeg(seed: int = 0) -> bytes:
 
 
 def alert(score: float = 0.9) -> dict:
-    return {"printer": "ender3", "score": np.float32(score), "threshold": 0.5, "consecutive": 3,
-            "action": "pause", "action_result": {"outcome": "done"}}
+    return {
+        "printer": "ender3",
+        "score": np.float32(score),
+        "threshold": 0.5,
+        "consecutive": 3,
+        "action": "pause",
+        "action_result": {"outcome": "done"},
+    }
 
 
 def test_saved_incident_has_frames_json_and_pending_marker(tmp_path: Path) -> None:
@@ -79,9 +85,17 @@ def test_not_failure_copies_frame_for_retraining_and_records_verdict(tmp_path: P
     frame = jpeg(7)
     inc = store.save("ender3", alert(), frame, jpeg(8))
     copy = mark_not_failure(tmp_path, "ender3", inc.id)
-    assert copy.parent == false_alarms_dir(tmp_path, "ender3") == tmp_path / "collected" / "ender3" / "false_alarms"
+    assert (
+        copy.parent
+        == false_alarms_dir(tmp_path, "ender3")
+        == tmp_path / "collected" / "ender3" / "false_alarms"
+    )
     assert copy.read_bytes() == frame
-    assert cv2.imdecode(np.frombuffer(copy.read_bytes(), np.uint8), cv2.IMREAD_COLOR).shape == (48, 64, 3)
+    assert cv2.imdecode(np.frombuffer(copy.read_bytes(), np.uint8), cv2.IMREAD_COLOR).shape == (
+        48,
+        64,
+        3,
+    )
     assert json.loads((inc.path / "alert.json").read_text())["verdict"] == "not_failure"
 
 
@@ -97,14 +111,22 @@ def test_throttled_log_counts_what_it_holds_back(caplog: pytest.LogCaptureFixtur
     log = logging.getLogger("test.throttle")
     caplog.set_level(logging.INFO, "test.throttle")
     once_a_minute = ThrottledLog(60)
-    assert [once_a_minute(log, logging.ERROR, "k", "disk full") for _ in range(5)] == [True] + [False] * 4
+    assert [once_a_minute(log, logging.ERROR, "k", "disk full") for _ in range(5)] == [True] + [
+        False
+    ] * 4
     assert once_a_minute(log, logging.ERROR, "other", "other key") is True
     once_a_minute.reset("k")  # the failure ended: the next one is news
     assert once_a_minute(log, logging.ERROR, "k", "disk full") is True
     always = ThrottledLog(0)
     always(log, logging.ERROR, "k", "again")
     always(log, logging.ERROR, "k", "again")
-    assert [r.getMessage() for r in caplog.records] == ["disk full", "other key", "disk full", "again", "again"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "disk full",
+        "other key",
+        "disk full",
+        "again",
+        "again",
+    ]
 
 
 @pytest.mark.parametrize("fixture", ["readonly_storage", "full_storage"])
@@ -136,8 +158,19 @@ def test_feedback_cli_not_failure(tmp_path: Path, capsys: pytest.CaptureFixture[
     cfg = write_config(tmp_path)
     frame = jpeg(3)
     inc = IncidentStore(tmp_path / "state").save("ender3", alert(), frame, jpeg(4))
-    rc = cli(["feedback", "--config", str(cfg), "--printer", "ender3", "--incident", inc.id,
-              "--verdict", "not_failure"])
+    rc = cli(
+        [
+            "feedback",
+            "--config",
+            str(cfg),
+            "--printer",
+            "ender3",
+            "--incident",
+            inc.id,
+            "--verdict",
+            "not_failure",
+        ]
+    )
     assert rc == 0
     copy = tmp_path / "state" / "collected" / "ender3" / "false_alarms" / f"{inc.id}.jpg"
     assert copy.read_bytes() == frame
@@ -147,25 +180,53 @@ def test_feedback_cli_not_failure(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_feedback_cli_failure_verdict(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
     inc = IncidentStore(tmp_path / "state").save("ender3", alert(), jpeg(), jpeg())
-    rc = cli(["feedback", "--config", str(cfg), "--printer", "ender3", "--incident", inc.id, "--verdict", "failure"])
+    rc = cli(
+        [
+            "feedback",
+            "--config",
+            str(cfg),
+            "--printer",
+            "ender3",
+            "--incident",
+            inc.id,
+            "--verdict",
+            "failure",
+        ]
+    )
     assert rc == 0
     assert json.loads((inc.path / "alert.json").read_text())["verdict"] == "failure"
     # The frame joins the labelled failures (the trainer's --anomalous), never the normal set.
-    assert [p.name for p in (tmp_path / "state" / "collected" / "ender3" / "failures").iterdir()] == [f"{inc.id}.jpg"]
+    assert [
+        p.name for p in (tmp_path / "state" / "collected" / "ender3" / "failures").iterdir()
+    ] == [f"{inc.id}.jpg"]
     assert not (tmp_path / "state" / "collected" / "ender3" / "false_alarms").exists()
 
 
 @pytest.mark.parametrize(
     ("printer", "incident", "says"),
-    [("ender3", "20200101T000000000Z-abcdef", "no incident"), ("prusa", "x", "--printer"),
-     ("ender3", "../escape", "not valid")],
+    [
+        ("ender3", "20200101T000000000Z-abcdef", "no incident"),
+        ("prusa", "x", "--printer"),
+        ("ender3", "../escape", "not valid"),
+    ],
 )
 def test_feedback_cli_bad_input_is_one_line_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], printer: str, incident: str, says: str
 ) -> None:
     cfg = write_config(tmp_path)
-    rc = cli(["feedback", "--config", str(cfg), "--printer", printer, "--incident", incident,
-              "--verdict", "not_failure"])
+    rc = cli(
+        [
+            "feedback",
+            "--config",
+            str(cfg),
+            "--printer",
+            printer,
+            "--incident",
+            incident,
+            "--verdict",
+            "not_failure",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert len(err.splitlines()) == 1 and says in err and "Traceback" not in err

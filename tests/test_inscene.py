@@ -45,12 +45,16 @@ def test_a_paste_changes_the_frame_only_where_the_yellow_blob_was() -> None:
     defect, blob = _defect_frame()
     normal = np.stack([_scene(s, wall=(180, 180, 185), bed=(25, 25, 30)) for s in range(4)])
     out = pasted_failures(normal, defect[None], seed=0, max_shift=0)
-    near_blob = cv2.dilate(blob.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # the feathered edge
+    near_blob = (
+        cv2.dilate(blob.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    )  # the feathered edge
     for before, after in zip(normal, out, strict=True):
         changed = np.any(after != before, axis=-1)
         assert not (changed & ~near_blob).any(), "pixels away from the blob changed"
         assert changed[blob].mean() > 0.95, "the blob was not pasted"
-        assert np.abs(after[blob].astype(int) - (230, 200, 30)).max() <= 12, "pasted blob is not the filament's colour"
+        assert np.abs(after[blob].astype(int) - (230, 200, 30)).max() <= 12, (
+            "pasted blob is not the filament's colour"
+        )
 
 
 def test_a_shifted_paste_moves_the_blob_sideways_only() -> None:

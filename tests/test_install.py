@@ -43,7 +43,12 @@ def _requirements(runtime: list[str] | None = None) -> list[str]:
     extras = project["project"]["optional-dependencies"]
     runtime = runtime if runtime is not None else extras["pi"]
     # the installer adds the notify extra (Apprise) by default
-    return project["project"]["dependencies"] + runtime + extras["notify"] + project["build-system"]["requires"]
+    return (
+        project["project"]["dependencies"]
+        + runtime
+        + extras["notify"]
+        + project["build-system"]["requires"]
+    )
 
 
 def _wheelhouse(name: str, reqs: list[str]) -> Path:
@@ -53,12 +58,27 @@ def _wheelhouse(name: str, reqs: list[str]) -> Path:
     stamp = folder / ".complete"
     if not stamp.exists():
         proc = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
-             "--only-binary", ":all:", "--dest", str(folder), *reqs],
-            capture_output=True, text=True, timeout=600,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--disable-pip-version-check",
+                "--only-binary",
+                ":all:",
+                "--dest",
+                str(folder),
+                *reqs,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         if proc.returncode != 0:
-            pytest.skip(f"cannot download the wheels to install from (no PyPI?): {proc.stderr.strip()[-300:]}")
+            pytest.skip(
+                f"cannot download the wheels to install from (no PyPI?): {proc.stderr.strip()[-300:]}"
+            )
         stamp.touch()
     return folder
 
@@ -78,15 +98,26 @@ def _base_python() -> str:
     """Debian's python3.11 as on the Pi when it is here (also reachable by an unprivileged user),
     else this interpreter; the wheelhouse was downloaded for this Python version."""
     system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
-    if system.exists() and subprocess.run([system, "-c", "import venv, ensurepip"], capture_output=True).returncode == 0:
+    if (
+        system.exists()
+        and subprocess.run([system, "-c", "import venv, ensurepip"], capture_output=True).returncode
+        == 0
+    ):
         return str(system)
     return sys.executable
 
 
-def run_install(root: Path, *args: str, wheels: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_install(
+    root: Path, *args: str, wheels: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     cmd = ["bash", str(SCRIPT), "--prefix", str(root), "--no-systemd", *args]
     if wheels:
-        cmd += ["--python", _base_python(), "--pip-args", f"-q --no-compile --no-index --find-links {wheels}"]
+        cmd += [
+            "--python",
+            _base_python(),
+            "--pip-args",
+            f"-q --no-compile --no-index --find-links {wheels}",
+        ]
     # A neutral folder: the installer must not depend on being started from the checkout.
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=root.parent)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
@@ -108,8 +139,14 @@ def in_venv(root: Path, code: str, **env: str) -> subprocess.CompletedProcess[st
     # From an empty folder and with a clean environment, so the checkout cannot shadow the install.
     clean = {"PATH": os.environ["PATH"], "HOME": str(root), **env}
     return subprocess.run(
-        [str(venv_python(root)), *code.split(" ")] if code.startswith("-m ") else [str(venv_python(root)), "-c", code],
-        capture_output=True, text=True, timeout=120, cwd=root, env=clean,
+        [str(venv_python(root)), *code.split(" ")]
+        if code.startswith("-m ")
+        else [str(venv_python(root)), "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+        env=clean,
     )
 
 
@@ -118,13 +155,19 @@ def mode(path: Path) -> int:
 
 
 def test_help_and_bad_option() -> None:
-    proc = subprocess.run(["bash", str(SCRIPT), "--help"], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "--help"], capture_output=True, text=True, timeout=30
+    )
     assert proc.returncode == 0 and "--prefix DIR" in proc.stdout and "--uninstall" in proc.stdout
-    proc = subprocess.run(["bash", str(SCRIPT), "--frobnicate"], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "--frobnicate"], capture_output=True, text=True, timeout=30
+    )
     assert proc.returncode == 1 and "unknown option '--frobnicate'" in proc.stderr
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck missing: run tests/install-servers.sh")
+@pytest.mark.skipif(
+    shutil.which("shellcheck") is None, reason="shellcheck missing: run tests/install-servers.sh"
+)
 def test_shellcheck_clean() -> None:
     proc = subprocess.run(["shellcheck", str(SCRIPT)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout
@@ -153,12 +196,18 @@ def test_rendered_unit_points_into_the_root(root: Path) -> None:
     unit = root / "etc/systemd/system/printer-watchdog.service"
     text = unit.read_text()
     assert (
-        f"ExecStart={venv_python(root)} -m watchdog run --config {root}/etc/printer-watchdog/config.yaml\n" in text
+        f"ExecStart={venv_python(root)} -m watchdog run --config {root}/etc/printer-watchdog/config.yaml\n"
+        in text
     )
     assert "User=printer-watchdog\n" in text
     if shutil.which("systemd-analyze"):
         # The rendered unit's ExecStart exists here, so verify checks the real thing.
-        proc = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            ["systemd-analyze", "verify", "--man=no", str(unit)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
 
 
@@ -174,7 +223,9 @@ def test_venv_has_ours_and_no_tensorflow(root: Path) -> None:
 
 
 def test_installed_config_validates_in_the_venv(root: Path) -> None:
-    proc = in_venv(root, f"-m watchdog check-config --config {root}/etc/printer-watchdog/config.yaml")
+    proc = in_venv(
+        root, f"-m watchdog check-config --config {root}/etc/printer-watchdog/config.yaml"
+    )
     # Fails while the package ships no default model (watchdog/models/default/): the installed
     # service could not start either.
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -188,23 +239,41 @@ def score_in_venv(root: Path, bundle: Path, frames: list[np.ndarray], tmp: Path)
         paths.append(tmp / f"frame{i}.jpg")
         cv2.imwrite(str(paths[-1]), frame)
     proc = subprocess.run(
-        [str(root / "usr/local/bin/printer-watchdog"), "score", "--model", str(bundle), *map(str, paths)],
-        capture_output=True, text=True, timeout=120, cwd=tmp, env={"PATH": os.environ["PATH"], "HOME": str(tmp)},
+        [
+            str(root / "usr/local/bin/printer-watchdog"),
+            "score",
+            "--model",
+            str(bundle),
+            *map(str, paths),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp)},
     )
     assert proc.returncode == 0, proc.stderr
     return [json.loads(line) for line in proc.stdout.splitlines()]
 
 
 def test_installed_runtime_scores_frames(
-    root: Path, tiny_bundle: Path, normal_frames: list[np.ndarray], anomalous_frames: list[np.ndarray], tmp_path: Path
+    root: Path,
+    tiny_bundle: Path,
+    normal_frames: list[np.ndarray],
+    anomalous_frames: list[np.ndarray],
+    tmp_path: Path,
 ) -> None:
     lines = score_in_venv(root, tiny_bundle, normal_frames[:2] + anomalous_frames[:2], tmp_path)
     assert [line["anomalous"] for line in lines] == [False, False, True, True]
 
 
 def test_tflite_runtime_fallback(
-    tmp_path_factory: pytest.TempPathFactory, wheelhouse_tflite: Path, tiny_bundle: Path,
-    normal_frames: list[np.ndarray], anomalous_frames: list[np.ndarray], tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    wheelhouse_tflite: Path,
+    tiny_bundle: Path,
+    normal_frames: list[np.ndarray],
+    anomalous_frames: list[np.ndarray],
+    tmp_path: Path,
 ) -> None:
     # Where ai-edge-litert has no wheel the installer uses tflite-runtime with numpy<2.
     root = tmp_path_factory.mktemp("fakeroot-tflite")
@@ -234,8 +303,12 @@ def _sandbox_tools_missing() -> str | None:
 
 
 def test_installed_service_runs_in_the_sandbox(
-    root: Path, tiny_bundle: Path, normal_frames: list[np.ndarray], anomalous_frames: list[np.ndarray],
-    mosquitto: Broker, tmp_path_factory: pytest.TempPathFactory,
+    root: Path,
+    tiny_bundle: Path,
+    normal_frames: list[np.ndarray],
+    anomalous_frames: list[np.ndarray],
+    mosquitto: Broker,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """The installed tree, run the way the rendered unit runs it, with what systemd would do.
 
@@ -257,7 +330,13 @@ def test_installed_service_runs_in_the_sandbox(
     frames = write_frames(root / "srv/frames", normal_frames, anomalous_frames)
     prefix = f"pw_installed_{os.getpid()}"
     http_port = free_port()
-    config = daemon_config(state / "models/tiny", frames, state, mosquitto.mqtt_settings(topic_prefix=prefix), http_port)
+    config = daemon_config(
+        state / "models/tiny",
+        frames,
+        state,
+        mosquitto.mqtt_settings(topic_prefix=prefix),
+        http_port,
+    )
     saved_config = (etc / "config.yaml").read_text()
     (etc / "config.yaml").write_text(yaml.safe_dump(config))
     # What install.sh does when the service user exists.
@@ -275,34 +354,82 @@ def test_installed_service_runs_in_the_sandbox(
         os.chmod(folder, 0o755)
     notify = NotifySocket(run / "notify")
     cmd = [
-        "bwrap", "--die-with-parent",
-        "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc",
-        "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/root", "--tmpfs", "/home",
+        "bwrap",
+        "--die-with-parent",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev-bind",
+        "/dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+        "--tmpfs",
+        "/var/tmp",
+        "--tmpfs",
+        "/root",
+        "--tmpfs",
+        "/home",
         *_traversable_parents([root, lib, run]),
-        "--ro-bind", str(root), str(root), "--bind", str(state), str(state),
-        "--ro-bind", str(lib), str(lib), "--bind", str(run), str(run), "--chdir", "/",
-        "setpriv", f"--reuid={SERVICE_UID}", f"--regid={SERVICE_GID}", _supplementary_groups(),
-        "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all",
-        str(venv_py), str(sandbox_helper), str(unit), "--",
+        "--ro-bind",
+        str(root),
+        str(root),
+        "--bind",
+        str(state),
+        str(state),
+        "--ro-bind",
+        str(lib),
+        str(lib),
+        "--bind",
+        str(run),
+        str(run),
+        "--chdir",
+        "/",
+        "setpriv",
+        f"--reuid={SERVICE_UID}",
+        f"--regid={SERVICE_GID}",
+        _supplementary_groups(),
+        "--no-new-privs",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        str(venv_py),
+        str(sandbox_helper),
+        str(unit),
+        "--",
         *_exec_start(unit),
     ]
-    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/nonexistent",
-           "STATE_DIRECTORY": str(state), "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "2000000",
-           "PYTHONPATH": str(lib)}
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/nonexistent",
+        "STATE_DIRECTORY": str(state),
+        "NOTIFY_SOCKET": str(notify.path),
+        "WATCHDOG_USEC": "2000000",
+        "PYTHONPATH": str(lib),
+    }
     with mosquitto.subscriber(f"{prefix}/#") as sub:
-        wrapper = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wrapper = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         try:
-            alert, _ = drive_daemon(wrapper, _child_pid(wrapper.pid), notify, sub, prefix, http_port, _assert_not_root)
+            alert, _ = drive_daemon(
+                wrapper, _child_pid(wrapper.pid), notify, sub, prefix, http_port, _assert_not_root
+            )
         finally:
             notify.close()
             (etc / "config.yaml").write_text(saved_config)
     # The incident was written by the service user, private to it (UMask=0077).
-    incident = next(p for p in (state / "incidents").rglob("*") if p.is_file() and alert["incident"] in str(p))
+    incident = next(
+        p for p in (state / "incidents").rglob("*") if p.is_file() and alert["incident"] in str(p)
+    )
     assert incident.stat().st_uid == SERVICE_UID and mode(incident) & 0o077 == 0
 
 
 def _assert_not_root(pid: int) -> None:
-    uids = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ln.startswith("Uid:"))
+    uids = next(
+        ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ln.startswith("Uid:")
+    )
     assert set(uids.split()[1:]) == {str(SERVICE_UID)}, uids  # the service user in every uid
 
 
@@ -322,7 +449,11 @@ def _supplementary_groups() -> str:
 
 
 def _exec_start(unit: Path) -> list[str]:
-    line = next(v for k, v in (ln.split("=", 1) for ln in unit.read_text().splitlines() if "=" in ln) if k == "ExecStart")
+    line = next(
+        v
+        for k, v in (ln.split("=", 1) for ln in unit.read_text().splitlines() if "=" in ln)
+        if k == "ExecStart"
+    )
     return line.split()
 
 
@@ -344,7 +475,9 @@ def test_rerun_keeps_config_and_secrets(root: Path, wheelhouse: Path) -> None:
     proc = run_install(root, wheels=wheelhouse)
     assert "keeping existing" in proc.stdout
     assert (etc / "config.yaml").read_text() == "printers:\n  - name: my-ender\n"
-    assert (etc / "octoprint.key").read_text() == "SECRET-KEY\n" and mode(etc / "octoprint.key") == 0o600
+    assert (etc / "octoprint.key").read_text() == "SECRET-KEY\n" and mode(
+        etc / "octoprint.key"
+    ) == 0o600
     assert in_venv(root, "import watchdog").returncode == 0
 
 
@@ -356,7 +489,9 @@ def test_uninstall_keeps_config_and_incidents_then_purge(root: Path) -> None:
     assert not (root / "opt/printer-watchdog").exists()
     assert not (root / "etc/systemd/system/printer-watchdog.service").exists()
     assert not (root / "usr/local/bin/printer-watchdog").is_symlink()
-    assert (root / "etc/printer-watchdog/config.yaml").read_text() == "printers:\n  - name: my-ender\n"
+    assert (
+        root / "etc/printer-watchdog/config.yaml"
+    ).read_text() == "printers:\n  - name: my-ender\n"
     assert (root / "etc/printer-watchdog/octoprint.key").exists() and incident.exists()
     run_install(root, "--purge")
     assert not (root / "etc/printer-watchdog").exists()
@@ -405,19 +540,34 @@ install --purge; report purge
 """
 
 
-def test_root_install_creates_user_and_enables_the_service(wheelhouse: Path, tmp_path: Path) -> None:
+def test_root_install_creates_user_and_enables_the_service(
+    wheelhouse: Path, tmp_path: Path
+) -> None:
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("needs root and unshare for a private mount namespace")
     if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
         pytest.skip("mount namespaces are not allowed here")
-    env = {**os.environ, "W": str(tmp_path), "SCRIPT": str(SCRIPT), "PY": _base_python(), "WHEELS": str(wheelhouse)}
+    env = {
+        **os.environ,
+        "W": str(tmp_path),
+        "SCRIPT": str(SCRIPT),
+        "PY": _base_python(),
+        "WHEELS": str(wheelhouse),
+    }
     proc = subprocess.run(
         ["unshare", "-m", "--propagation", "private", "bash", "-c", _ROOT_MODE_SCRIPT],
-        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    install, rerun, uninstall, purge = (out.split(f"== {step}\n")[1].split("==")[0] for step in ("install", "rerun", "uninstall", "purge"))
+    install, rerun, uninstall, purge = (
+        out.split(f"== {step}\n")[1].split("==")[0]
+        for step in ("install", "rerun", "uninstall", "purge")
+    )
     assert "printer-watchdog:x:" in install and "/usr/sbin/nologin" in install
     assert "video" in install.splitlines()[1].split()  # supplementary group for /dev/video*
     assert "/etc/printer-watchdog root:printer-watchdog 750" in install
@@ -429,14 +579,27 @@ def test_root_install_creates_user_and_enables_the_service(wheelhouse: Path, tmp
     assert "keeping existing /etc/printer-watchdog/config.yaml" in out
     assert "/opt/printer-watchdog/venv absent" in uninstall and "printer-watchdog:x:" in uninstall
     assert "/etc/printer-watchdog/config.yaml printer-watchdog:printer-watchdog 600" in uninstall
-    assert "no user" in purge and "/etc/printer-watchdog absent" in purge and "/var/lib/printer-watchdog absent" in purge
+    assert (
+        "no user" in purge
+        and "/etc/printer-watchdog absent" in purge
+        and "/var/lib/printer-watchdog absent" in purge
+    )
     calls = (tmp_path / "systemctl.log").read_text().splitlines()
     assert calls == [
-        "is-active --quiet printer-watchdog.service", "daemon-reload", "enable --now printer-watchdog.service",
+        "is-active --quiet printer-watchdog.service",
+        "daemon-reload",
+        "enable --now printer-watchdog.service",
         # the re-run upgrades the code: a running service is restarted to load it
-        "is-active --quiet printer-watchdog.service", "daemon-reload", "enable --now printer-watchdog.service",
+        "is-active --quiet printer-watchdog.service",
+        "daemon-reload",
+        "enable --now printer-watchdog.service",
         "restart printer-watchdog.service",
-        "disable --now printer-watchdog.service", "daemon-reload",
-        "disable --now printer-watchdog.service", "daemon-reload",
+        "disable --now printer-watchdog.service",
+        "daemon-reload",
+        "disable --now printer-watchdog.service",
+        "daemon-reload",
     ]
-    assert "config kept" in rerun and "/etc/printer-watchdog/config.yaml printer-watchdog:printer-watchdog 600" in rerun
+    assert (
+        "config kept" in rerun
+        and "/etc/printer-watchdog/config.yaml printer-watchdog:printer-watchdog 600" in rerun
+    )

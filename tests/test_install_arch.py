@@ -15,7 +15,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_installer_refuses_a_32_bit_userland_in_one_line() -> None:
-    proc = subprocess.run(["bash", str(ROOT / "tests" / "arm64" / "armhf.sh")], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "tests" / "arm64" / "armhf.sh")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "32-bit system (i386)" in proc.stdout
 

@@ -70,13 +70,21 @@ def test_the_daemon_scores_what_the_trainer_calibrates_on(tiny_light_bundle: Pat
     spec = bundle.meta.adaptation
     assert spec.match_light and spec.frames == 4 and spec.nearest == 2 and spec.threshold > 0
     scorer = FrameScorer(bundle)
-    frames = [synth.normal_frame(2, i, 16) for i in range(10)] + [_relit(synth.normal_frame(2, 10, 16), 1.3, 10)]
-    unit = dataclasses.replace(bundle.meta, threshold=1.0, adaptation=dataclasses.replace(spec, threshold=1.0))
+    frames = [synth.normal_frame(2, i, 16) for i in range(10)] + [
+        _relit(synth.normal_frame(2, 10, 16), 1.3, 10)
+    ]
+    unit = dataclasses.replace(
+        bundle.meta, threshold=1.0, adaptation=dataclasses.replace(spec, threshold=1.0)
+    )
     detector = Detector(unit, scorer.error_map)
     live = [v.score for v in map(detector.observe, frames) if not v.calibrating]
-    u8 = light_matched(np.round(_inputs_for(bundle.meta.preprocess, frames) * 255).astype(np.uint8), spec)
+    u8 = light_matched(
+        np.round(_inputs_for(bundle.meta.preprocess, frames) * 255).astype(np.uint8), spec
+    )
     maps = np.stack([scorer.error_map(x.astype(np.float32) / 255) for x in u8])
-    np.testing.assert_allclose(live, simulate(spec, bundle.meta.scoring, maps, inputs=u8), rtol=1e-5)
+    np.testing.assert_allclose(
+        live, simulate(spec, bundle.meta.scoring, maps, inputs=u8), rtol=1e-5
+    )
 
 
 def _inputs_for(pre: Preprocess, frames: list[np.ndarray]) -> np.ndarray:
@@ -95,7 +103,9 @@ def _run(tmp_path: Path, bundle_dir: Path, frames: Path) -> list:
     cfg = PrinterConfig(name="e3", camera=CameraConfig(source=str(frames), interval_s=0))
     clock = iter(range(0, 100_000, 10))
     printer = SimulatedPrinter("benchy.gcode")
-    watcher = build_watcher(cfg, Bundle.load(bundle_dir), notifier, printer=printer, clock=lambda: float(next(clock)))
+    watcher = build_watcher(
+        cfg, Bundle.load(bundle_dir), notifier, printer=printer, clock=lambda: float(next(clock))
+    )
     records = [watcher.step() for _ in range(len(list(frames.iterdir())))]
     watcher.camera.close()
     return records
@@ -120,11 +130,15 @@ def test_a_light_switched_on_mid_print_does_not_pause_it_but_a_failure_in_the_ne
     assert [r.frame for r in records if r.action][0] in {f"f_{i:03d}.png" for i in range(8, 14)}
 
 
-def test_replay_with_a_light_matching_bundle_keeps_the_key(tmp_path: Path, tiny_light_bundle: Path) -> None:
+def test_replay_with_a_light_matching_bundle_keeps_the_key(
+    tmp_path: Path, tiny_light_bundle: Path
+) -> None:
     """``python -m watchdog replay`` runs the bundle as the daemon does (the same Watcher)."""
     good = [synth.normal_frame(2, i, 16) for i in range(10)]
     frames = _folder(tmp_path / "rec", good[:5] + [_relit(f, 0.7, 0) for f in good[5:]])
-    config = write_config(tmp_path / "c.yaml", model=str(tiny_light_bundle), printers=[{"name": "e3"}])
+    config = write_config(
+        tmp_path / "c.yaml", model=str(tiny_light_bundle), printers=[{"name": "e3"}]
+    )
     r = run_cli("replay", "--config", str(config), "--frames", str(frames))
     assert r.returncode == 0, r.stderr
     lines = [json.loads(x) for x in r.stdout.splitlines() if '"frame"' in x and '"event"' not in x]
@@ -139,7 +153,9 @@ def test_a_bundle_without_the_key_does_not_match_light(tiny_adaptive_bundle: Pat
     assert Adaptation().match_light is False
 
 
-def test_recalibrating_a_light_matching_bundle_on_ones_own_prints(tmp_path: Path, tiny_light_bundle: Path) -> None:
+def test_recalibrating_a_light_matching_bundle_on_ones_own_prints(
+    tmp_path: Path, tiny_light_bundle: Path
+) -> None:
     """``python -m watchdog calibrate BUNDLE --normal DIR`` (the TFLite path, no TensorFlow) sets
     the adaptation threshold from the user's recorded good prints, light-matched and with the
     nearest frames as the daemon scores them, and keeps the bundle's settings."""
@@ -154,7 +170,10 @@ def test_recalibrating_a_light_matching_bundle_on_ones_own_prints(tmp_path: Path
     frames.mkdir()
     for p in (2, 3):
         for i in range(12):
-            cv2.imwrite(str(frames / f"print{p}_{i}.png"), _relit(synth.normal_frame(p, i, 16), 1.0 + 0.02 * p, 0))
+            cv2.imwrite(
+                str(frames / f"print{p}_{i}.png"),
+                _relit(synth.normal_frame(p, i, 16), 1.0 + 0.02 * p, 0),
+            )
     cmd = [sys.executable, "-m", "watchdog", "calibrate", str(bundle), "--normal", str(frames)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -165,6 +184,8 @@ def test_recalibrating_a_light_matching_bundle_on_ones_own_prints(tmp_path: Path
     # the start guard is kept, raised if the user's own starts score higher
     assert before.guard > 0 and after.guard >= before.guard
 
-    r = subprocess.run([*cmd[:-1], str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [*cmd[:-1], str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 2 and "nowhere: frames folder not found" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1

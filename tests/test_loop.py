@@ -38,7 +38,9 @@ def test_replay_calibrates_on_the_first_frames_then_pauses_on_the_failure(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
     frames = _folder(tmp_path / "rec", list(normal_frames[:7]) + list(anomalous_frames[:4]))
-    config = write_config(tmp_path / "c.yaml", model=str(tiny_adaptive_bundle), printers=[{"name": "e3"}])
+    config = write_config(
+        tmp_path / "c.yaml", model=str(tiny_adaptive_bundle), printers=[{"name": "e3"}]
+    )
     r = run_cli("replay", "--config", str(config), "--frames", str(frames))
     assert r.returncode == 0, r.stderr
     lines = [json.loads(x) for x in r.stdout.splitlines() if '"frame"' in x and '"event"' not in x]
@@ -59,7 +61,9 @@ def test_a_new_print_gets_a_new_baseline(tmp_path, tiny_adaptive_bundle, normal_
     notifier = Notifier(MqttConfig(), StorageConfig(dir=tmp_path / "state"), ["e3"])
     cfg = PrinterConfig(name="e3", camera=CameraConfig(source=str(frames), interval_s=0))
     clock = iter(range(1000))
-    watcher = build_watcher(cfg, bundle, notifier, printer=printer, clock=lambda: float(next(clock)))
+    watcher = build_watcher(
+        cfg, bundle, notifier, printer=printer, clock=lambda: float(next(clock))
+    )
     records = [watcher.step() for _ in range(6)]
     assert [r.anomalous for r in records[:CALIBRATION]] == [False] * CALIBRATION
     assert not watcher.status()["calibrating"]
@@ -73,12 +77,18 @@ def test_a_new_print_gets_a_new_baseline(tmp_path, tiny_adaptive_bundle, normal_
     assert not any(r.action for r in records)
 
 
-def _watcher(tmp_path: Path, bundle_dir: Path, frames: Path, printer: SimulatedPrinter, action: str = "pause") -> Watcher:
+def _watcher(
+    tmp_path: Path, bundle_dir: Path, frames: Path, printer: SimulatedPrinter, action: str = "pause"
+) -> Watcher:
     """A watcher on a folder camera whose clock advances 10 s per step (the default interval)."""
     notifier = Notifier(MqttConfig(), StorageConfig(dir=tmp_path / "state"), ["e3"])
-    cfg = PrinterConfig(name="e3", camera=CameraConfig(source=str(frames), interval_s=0), action=action)
+    cfg = PrinterConfig(
+        name="e3", camera=CameraConfig(source=str(frames), interval_s=0), action=action
+    )
     clock = iter(range(0, 100_000, 10))
-    return build_watcher(cfg, Bundle.load(bundle_dir), notifier, printer=printer, clock=lambda: float(next(clock)))
+    return build_watcher(
+        cfg, Bundle.load(bundle_dir), notifier, printer=printer, clock=lambda: float(next(clock))
+    )
 
 
 def test_resuming_after_a_pause_relearns_the_print_so_an_accepted_change_does_not_pause_it_again(
@@ -106,15 +116,19 @@ def test_after_the_relearning_a_new_failure_still_pauses(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
     """The re-learnt baseline is the accepted view; what changes after it is judged again."""
-    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + [anomalous_frames[0]] * 16
-                     + list(anomalous_frames[1:6]) * 2)
+    frames = _folder(
+        tmp_path / "rec",
+        list(normal_frames[:6]) + [anomalous_frames[0]] * 16 + list(anomalous_frames[1:6]) * 2,
+    )
     printer = SimulatedPrinter("benchy.gcode")
     watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
     records = [watcher.step() for _ in range(10)]
     assert printer.status().state == "paused"
     printer.resume()
     records = [watcher.step() for _ in range(22)]
-    assert printer.actions.count("pause") == 2, [(r.frame, r.score, r.anomalous, r.state) for r in records]
+    assert printer.actions.count("pause") == 2, [
+        (r.frame, r.score, r.anomalous, r.state) for r in records
+    ]
     assert [r.frame for r in records if r.action][0] in {f"f_{i}.jpg" for i in range(22, 32)}
 
 
@@ -129,7 +143,9 @@ def test_marking_the_alert_not_a_failure_relearns_the_print_in_notify_mode(
     records = [watcher.step() for _ in range(10)]
     assert [r.action for r in records].count("notify") == 1
     incident = watcher.status()["last_alert"]["incident"]
-    other = watcher.submit(Command("e3", Verb.NOT_A_FAILURE, "20260101T000000000Z-other"))  # not this print's alert
+    other = watcher.submit(
+        Command("e3", Verb.NOT_A_FAILURE, "20260101T000000000Z-other")
+    )  # not this print's alert
     accepted = watcher.submit(Command("e3", Verb.NOT_A_FAILURE, incident))
     records = [watcher.step() for _ in range(25)]
     assert "nothing re-learnt" in other.result(0).detail
@@ -143,7 +159,9 @@ def test_without_feedback_a_lasting_change_alerts_again_after_the_cooldown_in_no
 ) -> None:
     """The counterpart: unanswered, a lasting change is still reported after each cooldown."""
     frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + [anomalous_frames[0]] * 30)
-    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, SimulatedPrinter("benchy.gcode"), "notify")
+    watcher = _watcher(
+        tmp_path, tiny_adaptive_bundle, frames, SimulatedPrinter("benchy.gcode"), "notify"
+    )
     records = [watcher.step() for _ in range(35)]
     assert [r.action for r in records].count("notify") >= 2
 
@@ -160,20 +178,34 @@ def test_the_not_a_failure_button_marks_the_latest_alert_and_relearns(
     from watchdog.daemon import Daemon, _Running
 
     frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + [anomalous_frames[0]] * 10)
-    config = write_config(tmp_path / "c.yaml", model=str(tiny_adaptive_bundle), storage={"dir": str(tmp_path / "state")},
-                          printers=[{"name": "e3", "camera": {"source": str(frames), "interval_s": 0}, "action": "notify"}])
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(tiny_adaptive_bundle),
+        storage={"dir": str(tmp_path / "state")},
+        printers=[
+            {"name": "e3", "camera": {"source": str(frames), "interval_s": 0}, "action": "notify"}
+        ],
+    )
     daemon = Daemon(config)
-    daemon.on_command("e3", "feedback", {"incident": "latest", "verdict": "not_failure"})  # unknown printer yet: ignored
+    daemon.on_command(
+        "e3", "feedback", {"incident": "latest", "verdict": "not_failure"}
+    )  # unknown printer yet: ignored
     daemon.notifier = Notifier(daemon.config.mqtt, daemon.config.storage, ["e3"])
     watcher = daemon._make_watchers(daemon.config, daemon.bundle)["e3"]
-    daemon.running = {"e3": _Running(watcher, threading.Thread(target=lambda: None), threading.Event())}
-    daemon.on_command("e3", "feedback", {"incident": "latest", "verdict": "not_failure"})  # no alert yet: ignored
+    daemon.running = {
+        "e3": _Running(watcher, threading.Thread(target=lambda: None), threading.Event())
+    }
+    daemon.on_command(
+        "e3", "feedback", {"incident": "latest", "verdict": "not_failure"}
+    )  # no alert yet: ignored
     records = [watcher.step() for _ in range(10)]
     assert [r.action for r in records].count("notify") == 1
     incident = watcher.status()["last_alert"]["incident"]
 
     answer = threading.Thread(
-        target=daemon.on_command, args=("e3", "feedback", {"incident": "latest", "verdict": "not_failure"}))
+        target=daemon.on_command,
+        args=("e3", "feedback", {"incident": "latest", "verdict": "not_failure"}),
+    )
     answer.start()  # the daemon waits for the watcher's thread, stepped here by hand
     while answer.is_alive():
         watcher.step()

@@ -43,7 +43,9 @@ def test_camera_counters_are_added_once_and_survive_a_reopen(tmp_path: Path) -> 
     assert s[("printer_watchdog_frames_total", (("printer", "p1"),))] == 3
     assert s[("printer_watchdog_bad_frames_total", (("printer", "p1"),))] == 1
     assert s[("printer_watchdog_camera_online", (("printer", "p1"),))] == 1
-    again = open_camera(CameraConfig(source=str(frames_folder(tmp_path / "b", 2, 0))))  # reopened: counts from 0
+    again = open_camera(
+        CameraConfig(source=str(frames_folder(tmp_path / "b", 2, 0)))
+    )  # reopened: counts from 0
     again.read()
     m.observe_camera("p1", again)
     assert samples(m)[("printer_watchdog_frames_total", (("printer", "p1"),))] == 4
@@ -61,6 +63,14 @@ def test_scores_actions_errors_by_printer_and_registries_are_separate() -> None:
     assert s[("printer_watchdog_anomalous_frames_total", (("printer", "p1"),))] == 1
     assert s[("printer_watchdog_scored_frames_total", (("printer", "p2"),))] == 1
     assert s[("printer_watchdog_inference_seconds_count", (("printer", "p1"),))] == 2
-    assert s[("printer_watchdog_actions_total", (("action", "pause"), ("outcome", "failed"), ("printer", "p1")))] == 1
+    assert (
+        s[
+            (
+                "printer_watchdog_actions_total",
+                (("action", "pause"), ("outcome", "failed"), ("printer", "p1")),
+            )
+        ]
+        == 1
+    )
     assert s[("printer_watchdog_errors_total", (("kind", "mqtt"), ("printer", "p1")))] == 1
     assert not any(name.startswith("printer_watchdog_score") for name, _ in samples(b))

@@ -23,9 +23,21 @@ def jpeg(seed: int = 0) -> bytes:
 
 
 def raise_alerts(notifier, n: int) -> list[str]:
-    return [notifier.raise_alert(PRINTER, {"score": 0.9 + i / 100, "threshold": 0.5, "consecutive": 3,
-                                           "action": "pause", "action_result": {"outcome": "done"}},
-                                 jpeg(i), jpeg(i)) for i in range(n)]
+    return [
+        notifier.raise_alert(
+            PRINTER,
+            {
+                "score": 0.9 + i / 100,
+                "threshold": 0.5,
+                "consecutive": 3,
+                "action": "pause",
+                "action_result": {"outcome": "done"},
+            },
+            jpeg(i),
+            jpeg(i),
+        )
+        for i in range(n)
+    ]
 
 
 def pending_markers(storage: Path) -> list[str]:
@@ -59,10 +71,14 @@ def wait_log(caplog: pytest.LogCaptureFixture, text: str, timeout: float = 15) -
             if text in record.getMessage():
                 return record.getMessage()
         time.sleep(0.05)
-    raise AssertionError(f"no log line with {text!r}; got {[r.getMessage() for r in caplog.records]}")
+    raise AssertionError(
+        f"no log line with {text!r}; got {[r.getMessage() for r in caplog.records]}"
+    )
 
 
-def test_broker_down_when_alerts_fire_then_back(mosquitto_factory, unique_prefix, notifier_factory, tmp_path) -> None:
+def test_broker_down_when_alerts_fire_then_back(
+    mosquitto_factory, unique_prefix, notifier_factory, tmp_path
+) -> None:
     broker = mosquitto_factory()
     p = unique_prefix
     with broker.subscriber(f"{p}/#") as sub:
@@ -83,7 +99,9 @@ def test_broker_down_when_alerts_fire_then_back(mosquitto_factory, unique_prefix
         assert len(sub.received(f"{p}/{PRINTER}/alert")) == 3
 
 
-def test_broker_dies_with_the_alert_in_flight(mosquitto_factory, unique_prefix, notifier_factory, tmp_path) -> None:
+def test_broker_dies_with_the_alert_in_flight(
+    mosquitto_factory, unique_prefix, notifier_factory, tmp_path
+) -> None:
     broker = mosquitto_factory()
     p = unique_prefix
     with broker.subscriber(f"{p}/#") as sub:
@@ -103,7 +121,9 @@ def test_broker_dies_with_the_alert_in_flight(mosquitto_factory, unique_prefix, 
         assert pending_markers(tmp_path) == []
 
 
-def test_broker_down_at_start_does_not_block(mosquitto_factory, unique_prefix, notifier_factory, tmp_path) -> None:
+def test_broker_down_at_start_does_not_block(
+    mosquitto_factory, unique_prefix, notifier_factory, tmp_path
+) -> None:
     broker = mosquitto_factory()
     p = unique_prefix
     with broker.subscriber(f"{p}/#") as sub:
@@ -147,7 +167,9 @@ def test_wrong_password_is_logged_clearly_and_nothing_crashes(
 ) -> None:
     broker = mosquitto_factory(auth=True)
     caplog.set_level(logging.INFO, "watchdog")
-    notifier = notifier_factory(broker, unique_prefix, storage_dir=tmp_path, password="not-the-password")
+    notifier = notifier_factory(
+        broker, unique_prefix, storage_dir=tmp_path, password="not-the-password"
+    )
     line = wait_log(caplog, "refused the connection")
     assert "check mqtt.username and mqtt.password" in line and f"127.0.0.1:{broker.port}" in line
     [incident] = raise_alerts(notifier, 1)
@@ -167,7 +189,9 @@ def test_right_password_delivers(mosquitto_factory, unique_prefix, notifier_fact
 
 
 @pytest.mark.parametrize("client_cert", [False, True], ids=["server-cert", "client-cert-required"])
-def test_tls_with_the_ca_works(mosquitto_factory, unique_prefix, notifier_factory, client_cert: bool) -> None:
+def test_tls_with_the_ca_works(
+    mosquitto_factory, unique_prefix, notifier_factory, client_cert: bool
+) -> None:
     broker = mosquitto_factory(tls=True, require_certificate=client_cert)
     p = unique_prefix
     with broker.subscriber(f"{p}/#") as sub:
@@ -249,10 +273,17 @@ def test_alerts_left_pending_by_an_earlier_version_are_delivered_once(
     from watchdog.incidents import IncidentStore
 
     store = IncidentStore(tmp_path)
-    old = [store.save(PRINTER, {"score": 0.9, "action": "pause"}, jpeg(i), jpeg(i), pending=True).id for i in range(2)]
-    assert sorted(p.parent.name for p in (tmp_path / "incidents").glob("*/*/pending")) == sorted(old)
+    old = [
+        store.save(PRINTER, {"score": 0.9, "action": "pause"}, jpeg(i), jpeg(i), pending=True).id
+        for i in range(2)
+    ]
+    assert sorted(p.parent.name for p in (tmp_path / "incidents").glob("*/*/pending")) == sorted(
+        old
+    )
     p = unique_prefix
     with mosquitto.subscriber(f"{p}/#") as sub:
         notifier = notifier_factory(mosquitto, p, storage_dir=tmp_path)
         assert_delivered_exactly(sub, notifier, p, old)
-    assert list((tmp_path / "incidents").glob("*/*/pending")) == [] and pending_markers(tmp_path) == []
+    assert (
+        list((tmp_path / "incidents").glob("*/*/pending")) == [] and pending_markers(tmp_path) == []
+    )

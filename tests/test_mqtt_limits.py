@@ -29,7 +29,9 @@ def test_a_20_mb_command_does_not_grow_the_daemons_memory(mosquitto) -> None:
     for scenario in ("live", "retained"):
         row = results[scenario]
         assert row["alive"], f"{scenario}: the daemon stopped handling commands"
-        assert row["growth_mb"] < 5, f"{scenario}: peak RSS grew by {row['growth_mb']} MB for a 20 MB message"
+        assert row["growth_mb"] < 5, (
+            f"{scenario}: peak RSS grew by {row['growth_mb']} MB for a 20 MB message"
+        )
 
 
 def _varint(n: int) -> bytes:
@@ -84,12 +86,18 @@ class HostileBroker:
             try:
                 assert _read_packet(conn) == 1  # CONNECT
                 self.connections += 1
-                conn.sendall(bytes([0x20, 0x03, 0x00, 0x00, 0x00]))  # CONNACK, success, no properties
-                conn.sendall(bytes([0x30]) + _varint(100 * 1024 * 1024) + b"\x00\x05a/b/c" + b"X" * 4096)
+                conn.sendall(
+                    bytes([0x20, 0x03, 0x00, 0x00, 0x00])
+                )  # CONNACK, success, no properties
+                conn.sendall(
+                    bytes([0x30]) + _varint(100 * 1024 * 1024) + b"\x00\x05a/b/c" + b"X" * 4096
+                )
             except (OSError, AssertionError, IndexError):
                 return
             try:
-                while conn.recv(65536):  # whatever it sends (PUBLISH online, SUBSCRIBE) until it hangs up
+                while conn.recv(
+                    65536
+                ):  # whatever it sends (PUBLISH online, SUBSCRIBE) until it hangs up
                     pass
             except TimeoutError:
                 return  # it kept listening: not refused
@@ -106,10 +114,14 @@ class HostileBroker:
 def test_a_broker_ignoring_the_limit_cannot_make_the_client_read_a_huge_packet(caplog) -> None:
     caplog.set_level(logging.WARNING, "watchdog.comms.transport")
     broker = HostileBroker()
-    transport = MqttTransport(MqttConfig(host="127.0.0.1", port=broker.port, client_id="limit-test"),
-                              on_message=lambda m: pytest.fail("a 100 MB message was handed over"),
-                              on_ack=lambda mid: None, on_connected=lambda: None,
-                              subscriptions=lambda: ["p/+/enabled/set"], reconnect_delay=(0.2, 0.5))
+    transport = MqttTransport(
+        MqttConfig(host="127.0.0.1", port=broker.port, client_id="limit-test"),
+        on_message=lambda m: pytest.fail("a 100 MB message was handed over"),
+        on_ack=lambda mid: None,
+        on_connected=lambda: None,
+        subscriptions=lambda: ["p/+/enabled/set"],
+        reconnect_delay=(0.2, 0.5),
+    )
     try:
         transport.start(transport.make_client())
         deadline = time.monotonic() + 20
@@ -121,5 +133,9 @@ def test_a_broker_ignoring_the_limit_cannot_make_the_client_read_a_huge_packet(c
         broker.close()
     lines = [r.getMessage() for r in caplog.records if "sent a packet of" in r.getMessage()]
     assert lines, [r.getMessage() for r in caplog.records]
-    assert "a packet of 104857600 bytes" in lines[0] and f"(limit {MAX_INCOMING_BYTES})" in lines[0] and "not read" in lines[0]
+    assert (
+        "a packet of 104857600 bytes" in lines[0]
+        and f"(limit {MAX_INCOMING_BYTES})" in lines[0]
+        and "not read" in lines[0]
+    )
     assert len(lines) == 1, "a broker doing it again and again is reported once a minute"

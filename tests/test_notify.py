@@ -34,9 +34,20 @@ def jpeg(seed: int = 0, h: int = 48, w: int = 64) -> bytes:
 
 
 def alert(outcome: str = "done", action: str = "pause", score: float = 0.91) -> dict:
-    return {"printer": PRINTER, "job": "benchy.gcode", "score": np.float32(score), "threshold": 0.5,
-            "consecutive": 3, "action": action,
-            "action_result": {"action": action, "outcome": outcome, "detail": "HTTP 503 from the printer", "attempts": 3}}
+    return {
+        "printer": PRINTER,
+        "job": "benchy.gcode",
+        "score": np.float32(score),
+        "threshold": 0.5,
+        "consecutive": 3,
+        "action": action,
+        "action_result": {
+            "action": action,
+            "outcome": outcome,
+            "detail": "HTTP 503 from the printer",
+            "attempts": 3,
+        },
+    }
 
 
 def decode(data: bytes) -> np.ndarray:
@@ -62,7 +73,9 @@ class Recorder:
 
     def dispatch(self, command: Command) -> CommandResult:
         self.commands.append(command)
-        return CommandResult(self.ok, f"{command.verb.value} done" if self.ok else "printer is not paused")
+        return CommandResult(
+            self.ok, f"{command.verb.value} done" if self.ok else "printer is not paused"
+        )
 
 
 # --------------------------------------------------------------------------- delivery
@@ -73,11 +86,19 @@ def test_failure_reaches_ntfy_webhook_and_email_once_with_the_heatmap(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     heat, frame = jpeg(1, 120, 160), jpeg(2)
-    notifier = notifier_factory(None, "p", storage_dir=tmp_path, notify=(
-        target(ntfy_receiver.url("printers", "bob", NTFY_PASSWORD), actions_url="http://pi.lan:8787"),
-        target(webhook_receiver.url("hook", "hook", HOOK_PASSWORD)),
-        target(smtp_receiver.url("owner@example.com")),
-    ))
+    notifier = notifier_factory(
+        None,
+        "p",
+        storage_dir=tmp_path,
+        notify=(
+            target(
+                ntfy_receiver.url("printers", "bob", NTFY_PASSWORD),
+                actions_url="http://pi.lan:8787",
+            ),
+            target(webhook_receiver.url("hook", "hook", HOOK_PASSWORD)),
+            target(smtp_receiver.url("owner@example.com")),
+        ),
+    )
     incident = notifier.raise_alert(PRINTER, alert(), frame, heat)
     assert notifier.notifications.flush(60), notifier.notify_status()
 
@@ -105,35 +126,66 @@ def test_failure_reaches_ntfy_webhook_and_email_once_with_the_heatmap(
 
     status = notifier.notify_status()
     assert {name: (s["sent"], s["pending"], s["failed"]) for name, s in status.items()} == {
-        "ntfy": (1, 0, 0), "json": (1, 0, 0), "mailto": (1, 0, 0)}
+        "ntfy": (1, 0, 0),
+        "json": (1, 0, 0),
+        "mailto": (1, 0, 0),
+    }
     assert outbox_entries(tmp_path, "notify-ntfy") == []
     notifier.stop()
-    assert len(ntfy_receiver.messages) == len(webhook_receiver.posts) == len(smtp_receiver.mails) == 1
+    assert (
+        len(ntfy_receiver.messages) == len(webhook_receiver.posts) == len(smtp_receiver.mails) == 1
+    )
     # the incident itself is saved as before
     assert (tmp_path / "incidents" / PRINTER / incident / "heatmap.jpg").read_bytes() == heat
     # secrets: no log line, no status field, no file in the outbox or token store holds them
     everything = caplog.text + json.dumps(status)
-    everything += "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".jpg")
+    everything += "".join(
+        p.read_text(errors="replace")
+        for p in tmp_path.rglob("*")
+        if p.is_file() and p.suffix != ".jpg"
+    )
     for secret in (NTFY_PASSWORD, HOOK_PASSWORD):
         assert secret not in everything
     for action in msg.actions:
-        assert action["url"].rsplit("/", 1)[1] not in everything, "a button's token is stored or logged in clear"
+        assert action["url"].rsplit("/", 1)[1] not in everything, (
+            "a button's token is stored or logged in clear"
+        )
 
 
-def test_action_failed_is_loud_and_events_go_only_where_asked(notifier_factory, ntfy_receiver, webhook_receiver, tmp_path) -> None:
-    notifier = notifier_factory(None, "p", storage_dir=tmp_path, printers=(PRINTER, "voron"), notify=(
-        target(ntfy_receiver.url("all"), events=["failure", "camera_offline"], attach="frame", camera_offline_after_s=0),
-        target(webhook_receiver.url(), events=["action_failed"], printers=["voron"]),
-    ))
+def test_action_failed_is_loud_and_events_go_only_where_asked(
+    notifier_factory, ntfy_receiver, webhook_receiver, tmp_path
+) -> None:
+    notifier = notifier_factory(
+        None,
+        "p",
+        storage_dir=tmp_path,
+        printers=(PRINTER, "voron"),
+        notify=(
+            target(
+                ntfy_receiver.url("all"),
+                events=["failure", "camera_offline"],
+                attach="frame",
+                camera_offline_after_s=0,
+            ),
+            target(webhook_receiver.url(), events=["action_failed"], printers=["voron"]),
+        ),
+    )
     frame = jpeg(3)
     notifier.raise_alert(PRINTER, alert(outcome="failed"), frame, jpeg(4))
     notifier.camera_changed("voron", online=False)
     notifier.print_done(PRINTER, "benchy.gcode")  # nobody asked for print_done
     assert notifier.notifications.flush(60)
     by_title = {m.title: m for m in ntfy_receiver.messages}
-    assert set(by_title) == {"ender3: failure, and the pause did NOT happen", "voron: camera offline"}
+    assert set(by_title) == {
+        "ender3: failure, and the pause did NOT happen",
+        "voron: camera offline",
+    }
     loud = by_title["ender3: failure, and the pause did NOT happen"]
-    assert loud.priority == "max" and "Check the printer now" in loud.message and "HTTP 503" in loud.message
+    assert (
+        loud.priority == "max"
+        and "Check the printer now" in loud.message
+        and "HTTP 503" in loud.message
+    )
     assert loud.attachment == frame and loud.filename == "frame.jpg"
     assert by_title["voron: camera offline"].attachment is None
     assert webhook_receiver.posts == [], "the webhook wants action_failed of voron only"
@@ -162,7 +214,9 @@ def test_receiver_down_for_a_while_and_across_a_restart_is_delivered_once(
     assert second.notifications.flush(60), second.notify_status()
     assert len(ntfy_receiver.messages) == 1 and ntfy_receiver.messages[0].attachment == jpeg(2)
     second.stop()
-    third = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets)  # nothing left to send
+    third = notifier_factory(
+        None, "p", storage_dir=tmp_path, notify=targets
+    )  # nothing left to send
     assert third.notify_status()["ntfy"]["pending"] == 0
     third.stop()
     assert len(ntfy_receiver.messages) == 1
@@ -174,10 +228,15 @@ def test_a_401_is_reported_once_and_the_other_targets_are_served(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     ntfy_receiver.refuse(401)
-    notifier = notifier_factory(None, "p", storage_dir=tmp_path, notify=(
-        target(ntfy_receiver.url("t", "bob", NTFY_PASSWORD), coalesce_s=0),
-        target(webhook_receiver.url("hook", "hook", HOOK_PASSWORD), coalesce_s=0),
-    ))
+    notifier = notifier_factory(
+        None,
+        "p",
+        storage_dir=tmp_path,
+        notify=(
+            target(ntfy_receiver.url("t", "bob", NTFY_PASSWORD), coalesce_s=0),
+            target(webhook_receiver.url("hook", "hook", HOOK_PASSWORD), coalesce_s=0),
+        ),
+    )
     notifier.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
     wait_for("the webhook", lambda: len(webhook_receiver.posts) == 1)
     wait_for("the refusal", lambda: notifier.notify_status()["ntfy"]["rejected"])
@@ -196,9 +255,22 @@ def test_a_401_is_reported_once_and_the_other_targets_are_served(
     assert NTFY_PASSWORD not in caplog.text + json.dumps(status)
 
 
-def test_a_printers_repeated_events_are_coalesced_never_a_storm(notifier_factory, ntfy_receiver, tmp_path) -> None:
-    notifier = notifier_factory(None, "p", storage_dir=tmp_path, notify=(
-        target(ntfy_receiver.url(), events=["failure", "camera_offline"], coalesce_s=2, camera_offline_after_s=0),))
+def test_a_printers_repeated_events_are_coalesced_never_a_storm(
+    notifier_factory, ntfy_receiver, tmp_path
+) -> None:
+    notifier = notifier_factory(
+        None,
+        "p",
+        storage_dir=tmp_path,
+        notify=(
+            target(
+                ntfy_receiver.url(),
+                events=["failure", "camera_offline"],
+                coalesce_s=2,
+                camera_offline_after_s=0,
+            ),
+        ),
+    )
     for i in range(6):
         notifier.raise_alert(PRINTER, alert(score=0.9 + i / 100), jpeg(i), jpeg(i))
     for online in (False, True, False, True):  # a flapping camera
@@ -207,6 +279,7 @@ def test_a_printers_repeated_events_are_coalesced_never_a_storm(notifier_factory
     alerts = [m for m in ntfy_receiver.messages if "failure" in m.title]
     camera = [m for m in ntfy_receiver.messages if "camera" in m.title]
     assert 1 <= len(alerts) <= 2 and 1 <= len(camera) <= 2
+
     # every event is accounted for: each message says how many earlier ones it sums up
     def counted(messages) -> int:
         total = 0
@@ -215,16 +288,27 @@ def test_a_printers_repeated_events_are_coalesced_never_a_storm(notifier_factory
             if "earlier" in m.message:
                 total += int(m.message.split("\n(")[1].split(" earlier")[0])
         return total
+
     assert counted(alerts) == 6 and counted(camera) == 4
     assert alerts[-1].attachment == jpeg(5), "the latest picture is the one sent"
     assert camera[-1].title == "ender3: camera back online", "the last state wins"
     status = notifier.notify_status()["ntfy"]
-    assert status["coalesced"] == 10 - len(ntfy_receiver.messages) and status["sent"] == len(ntfy_receiver.messages)
+    assert status["coalesced"] == 10 - len(ntfy_receiver.messages) and status["sent"] == len(
+        ntfy_receiver.messages
+    )
 
 
-def test_a_camera_is_reported_offline_only_after_a_while_and_then_back(notifier_factory, ntfy_receiver, tmp_path) -> None:
-    notifier = notifier_factory(None, "p", storage_dir=tmp_path, notify=(
-        target(ntfy_receiver.url(), events=["camera_offline"], camera_offline_after_s=1.5),))
+def test_a_camera_is_reported_offline_only_after_a_while_and_then_back(
+    notifier_factory, ntfy_receiver, tmp_path
+) -> None:
+    notifier = notifier_factory(
+        None,
+        "p",
+        storage_dir=tmp_path,
+        notify=(
+            target(ntfy_receiver.url(), events=["camera_offline"], camera_offline_after_s=1.5),
+        ),
+    )
     notifier.camera_changed(PRINTER, online=False)  # a hiccup: back within the grace time
     notifier.camera_changed(PRINTER, online=True)
     assert notifier.notify_status()["ntfy"]["pending"] == 0
@@ -233,15 +317,26 @@ def test_a_camera_is_reported_offline_only_after_a_while_and_then_back(notifier_
     wait_for("the offline notification", lambda: ntfy_receiver.messages, timeout=30)
     notifier.camera_changed(PRINTER, online=True)
     wait_for("the back-online notification", lambda: len(ntfy_receiver.messages) == 2, timeout=30)
-    assert [m.title for m in ntfy_receiver.messages] == ["ender3: camera offline", "ender3: camera back online"]
+    assert [m.title for m in ntfy_receiver.messages] == [
+        "ender3: camera offline",
+        "ender3: camera back online",
+    ]
 
 
-def test_undeliverable_notifications_are_dropped_after_max_age(ntfy_receiver, tmp_path, caplog) -> None:
+def test_undeliverable_notifications_are_dropped_after_max_age(
+    ntfy_receiver, tmp_path, caplog
+) -> None:
     caplog.set_level(logging.WARNING, "watchdog")
     ntfy_receiver.stop()
     registry = CollectorRegistry()
-    notifier = Notifier(MqttConfig(), StorageConfig(dir=tmp_path), [PRINTER], registry=registry,
-                        notify=[target(ntfy_receiver.url(), max_age_h=0.0005)], notify_backoff=(0.2, 0.5))
+    notifier = Notifier(
+        MqttConfig(),
+        StorageConfig(dir=tmp_path),
+        [PRINTER],
+        registry=registry,
+        notify=[target(ntfy_receiver.url(), max_age_h=0.0005)],
+        notify_backoff=(0.2, 0.5),
+    )
     notifier.start()
     try:
         notifier.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
@@ -249,7 +344,9 @@ def test_undeliverable_notifications_are_dropped_after_max_age(ntfy_receiver, tm
     finally:
         notifier.stop()
     [line] = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
-    assert "notify ntfy: dropped the failure notification about ender3" in line and "0.0005 h" in line
+    assert (
+        "notify ntfy: dropped the failure notification about ender3" in line and "0.0005 h" in line
+    )
     metrics = generate_latest(registry).decode()
     assert 'printer_watchdog_notifications_total{outcome="dropped",target="ntfy"} 1.0' in metrics
     assert 'printer_watchdog_notifications_pending{target="ntfy"} 0.0' in metrics
@@ -282,8 +379,14 @@ def action_server(tmp_path):
     tokens = ActionTokens(tmp_path, clock=clock)
     recorder = Recorder()
     handler = ActionHandler(tokens, recorder, tmp_path)
-    server = StatusServer("127.0.0.1:0", dict, CollectorRegistry(), lambda name: None, lambda: True,
-                          actions=handler.handle_action)
+    server = StatusServer(
+        "127.0.0.1:0",
+        dict,
+        CollectorRegistry(),
+        lambda name: None,
+        lambda: True,
+        actions=handler.handle_action,
+    )
     server.start()
     yield server, tokens, recorder, clock
     server.stop()
@@ -313,7 +416,10 @@ def test_a_button_works_once_for_its_own_incident_until_it_expires(action_server
     assert recorder.commands[-1] == Command(PRINTER, Verb.NOT_A_FAILURE, old, source="phone")
     # unknown and malformed tokens
     assert post(f"{server.url}/actions/{'x' * 32}")[0] == 404
-    assert post(f"{server.url}/actions/../../etc/passwd")[0] in (404, 405)  # never reaches the handler
+    assert post(f"{server.url}/actions/../../etc/passwd")[0] in (
+        404,
+        405,
+    )  # never reaches the handler
     # expiry, also for a token loaded by a new store (a restarted daemon)
     clock.now += 3601
     status, text = post(f"{server.url}/actions/{cancel}")
@@ -344,32 +450,61 @@ def test_notify_config_reads_secrets_and_masks_them(tmp_path, monkeypatch) -> No
     url_file.write_text(f"ntfy://bob:{NTFY_PASSWORD}@ntfy.example/printers\n")
     url_file.chmod(0o600)
     monkeypatch.setenv("HOOK_URL", f"json://hook:{HOOK_PASSWORD}@127.0.0.1:9/hook")
-    config = parse_config({
-        "printers": [{"name": PRINTER}, {"name": "voron"}],
-        "notify": [
-            {"url_file": str(url_file), "events": ["failure", "camera_offline"], "printers": ["voron"],
-             "attach": "frame", "actions_url": "http://pi.lan:8787/"},
-            {"url": "${HOOK_URL}"},
-        ],
-    })
+    config = parse_config(
+        {
+            "printers": [{"name": PRINTER}, {"name": "voron"}],
+            "notify": [
+                {
+                    "url_file": str(url_file),
+                    "events": ["failure", "camera_offline"],
+                    "printers": ["voron"],
+                    "attach": "frame",
+                    "actions_url": "http://pi.lan:8787/",
+                },
+                {"url": "${HOOK_URL}"},
+            ],
+        }
+    )
     ntfy, hook = config.notify
-    assert ntfy.url.get_secret_value().startswith("ntfy://bob:") and ntfy.actions_url == "http://pi.lan:8787"
-    assert [e.value for e in hook.events] == ["failure", "action_failed"] and hook.attach == "heatmap"
+    assert (
+        ntfy.url.get_secret_value().startswith("ntfy://bob:")
+        and ntfy.actions_url == "http://pi.lan:8787"
+    )
+    assert [e.value for e in hook.events] == [
+        "failure",
+        "action_failed",
+    ] and hook.attach == "heatmap"
     shown = json.dumps(config.masked())
     assert NTFY_PASSWORD not in shown and HOOK_PASSWORD not in shown and "bob" not in shown
-    assert any(NTFY_PASSWORD in s for s in config.secrets()) and any(HOOK_PASSWORD in s for s in config.secrets())
+    assert any(NTFY_PASSWORD in s for s in config.secrets()) and any(
+        HOOK_PASSWORD in s for s in config.secrets()
+    )
 
 
-@pytest.mark.parametrize(("entry", "message"), [
-    ({"url": "not a url with hunter22-n0t-in-logs"}, "notify.0.url: Value error, must be an Apprise URL"),
-    ({"url": "ntfy://h/t", "events": ["failure", "fire"]}, "notify.0.events.1"),
-    ({"url": "ntfy://h/t", "printers": ["ghost"]}, "notify.0.printers: unknown printer(s) ghost"),
-    ({"url": "ntfy://h/t", "attach": "video"}, "notify.0.attach"),
-    ({"url": "ntfy://h/t", "actions_url": "pi.lan:8787"}, "notify.0.actions_url"),
-    ({"events": ["failure"]}, "url or url_file is required"),
-    ({"url_file": "/nonexistent/ntfy.url"}, "notify.0.url_file: cannot read /nonexistent/ntfy.url"),
-])
-def test_bad_notify_entries_are_one_clear_line_without_the_secret(entry: dict, message: str) -> None:
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {"url": "not a url with hunter22-n0t-in-logs"},
+            "notify.0.url: Value error, must be an Apprise URL",
+        ),
+        ({"url": "ntfy://h/t", "events": ["failure", "fire"]}, "notify.0.events.1"),
+        (
+            {"url": "ntfy://h/t", "printers": ["ghost"]},
+            "notify.0.printers: unknown printer(s) ghost",
+        ),
+        ({"url": "ntfy://h/t", "attach": "video"}, "notify.0.attach"),
+        ({"url": "ntfy://h/t", "actions_url": "pi.lan:8787"}, "notify.0.actions_url"),
+        ({"events": ["failure"]}, "url or url_file is required"),
+        (
+            {"url_file": "/nonexistent/ntfy.url"},
+            "notify.0.url_file: cannot read /nonexistent/ntfy.url",
+        ),
+    ],
+)
+def test_bad_notify_entries_are_one_clear_line_without_the_secret(
+    entry: dict, message: str
+) -> None:
     from watchdog.config import ConfigError
 
     with pytest.raises(ConfigError) as info:

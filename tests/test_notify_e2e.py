@@ -19,7 +19,14 @@ SECRET = "ntfy-pass-7f3a9c"
 
 @pytest.mark.parametrize("kind", ["moonraker", "octoprint"])
 def test_the_phones_resume_button_resumes_a_real_print(
-    request, kind, tmp_path, tiny_bundle, camera_server, ntfy_receiver, normal_frames, anomalous_frames
+    request,
+    kind,
+    tmp_path,
+    tiny_bundle,
+    camera_server,
+    ntfy_receiver,
+    normal_frames,
+    anomalous_frames,
 ) -> None:
     server = request.getfixturevalue(f"{kind}_server")
     http_port = free_port()
@@ -31,13 +38,21 @@ def test_the_phones_resume_button_resumes_a_real_print(
         model=str(tiny_bundle),
         http={"listen": f"127.0.0.1:{http_port}"},
         storage={"dir": str(tmp_path / "state")},
-        printers=[{
-            "name": "ender3",
-            "camera": {"source": camera_server.snapshot_url, "interval_s": 0.3, "timeout_s": 3},
-            "api": {"kind": kind, "url": server.url, "api_key": server.api_key, "timeout_s": 3, "retries": 2},
-            "detection": {"consecutive": 3, "cooldown_s": 600},
-            "action": "pause",
-        }],
+        printers=[
+            {
+                "name": "ender3",
+                "camera": {"source": camera_server.snapshot_url, "interval_s": 0.3, "timeout_s": 3},
+                "api": {
+                    "kind": kind,
+                    "url": server.url,
+                    "api_key": server.api_key,
+                    "timeout_s": 3,
+                    "retries": 2,
+                },
+                "detection": {"consecutive": 3, "cooldown_s": 600},
+                "action": "pause",
+            }
+        ],
         notify=[{"url_file": str(url_file), "actions_url": f"http://127.0.0.1:{http_port}"}],
     )
     checked = run_cli("check-config", "--config", str(config))
@@ -45,20 +60,32 @@ def test_the_phones_resume_button_resumes_a_real_print(
     assert SECRET not in checked.stdout + checked.stderr and "**********" in checked.stdout
 
     def paused() -> bool:
-        return server.print_state() == "paused" if kind == "moonraker" else bool(server.flags().get("paused"))
+        return (
+            server.print_state() == "paused"
+            if kind == "moonraker"
+            else bool(server.flags().get("paused"))
+        )
 
     def printing() -> bool:
-        return server.print_state() == "printing" if kind == "moonraker" else bool(server.flags().get("printing"))
+        return (
+            server.print_state() == "printing"
+            if kind == "moonraker"
+            else bool(server.flags().get("printing"))
+        )
 
     camera_server.set_frames(normal_frames)
     server.start_print()
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
     try:
         base = f"http://127.0.0.1:{http_port}"
-        wait_until("the status server", lambda: _get(f"{base}/healthz") == 200, 60, lambda: daemon.log)
+        wait_until(
+            "the status server", lambda: _get(f"{base}/healthz") == 200, 60, lambda: daemon.log
+        )
         camera_server.set_frames(anomalous_frames)
         wait_until("the real print paused", paused, 90, lambda: daemon.log)
-        [message] = wait_until("the phone notification", lambda: ntfy_receiver.messages, 60, lambda: daemon.log)
+        [message] = wait_until(
+            "the phone notification", lambda: ntfy_receiver.messages, 60, lambda: daemon.log
+        )
         assert message.title == "ender3: print failure, paused" and message.priority == "high"
         assert message.attachment and message.attachment[:2] == b"\xff\xd8"
         buttons = {a["label"]: a for a in message.actions}

@@ -32,7 +32,12 @@ def test_a_light_switched_on_or_off_leaves_the_model_input_unchanged() -> None:
         changed = _lit(frame, gain, offset)
         moved = np.abs(PRE.apply(changed) - PRE.apply(frame)).mean()
         plain_moved = np.abs(plain.apply(changed) - plain.apply(frame)).mean()
-        assert plain_moved > 10 / 255 and moved < plain_moved / 5, (gain, offset, moved, plain_moved)
+        assert plain_moved > 10 / 255 and moved < plain_moved / 5, (
+            gain,
+            offset,
+            moved,
+            plain_moved,
+        )
 
 
 def test_a_local_failure_still_shows_after_normalisation() -> None:

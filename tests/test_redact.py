@@ -44,14 +44,23 @@ def leaks(text: str, *secrets: str) -> list[str]:
 @pytest.mark.parametrize(
     ("text", "secrets", "expected"),
     [
-        ("GET http://u:pw123456@cam.local/snap?token=abcdef&action=stream", (),
-         "GET http://u:***@cam.local/snap?token=***&action=stream"),
+        (
+            "GET http://u:pw123456@cam.local/snap?token=abcdef&action=stream",
+            (),
+            "GET http://u:***@cam.local/snap?token=***&action=stream",
+        ),
         ("rtsp://admin:hunter22@10.0.0.5:554/live", (), "rtsp://admin:***@10.0.0.5:554/live"),
-        ("url=/a?api_key=XYZ123&x=1 and ?access_token=q1w2e3", (), "url=/a?api_key=***&x=1 and ?access_token=***"),
+        (
+            "url=/a?api_key=XYZ123&x=1 and ?access_token=q1w2e3",
+            (),
+            "url=/a?api_key=***&x=1 and ?access_token=***",
+        ),
         ("the key SECRETSECRET was refused", ("SECRETSECRET",), "the key *** was refused"),
     ],
 )
-def test_redact_masks_every_kind_of_secret(text: str, secrets: tuple[str, ...], expected: str) -> None:
+def test_redact_masks_every_kind_of_secret(
+    text: str, secrets: tuple[str, ...], expected: str
+) -> None:
     assert redact(text, secrets) == expected
 
 
@@ -64,7 +73,9 @@ def test_redact_url_keeps_what_says_which_camera() -> None:
 def test_the_log_filter_masks_messages_arguments_and_tracebacks() -> None:
     filt = SecretFilter()
     filt.add([API_KEY])
-    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "key %s at %s", (API_KEY, f"http://a/?token={TOKEN}"), None)
+    record = logging.LogRecord(
+        "x", logging.ERROR, __file__, 1, "key %s at %s", (API_KEY, f"http://a/?token={TOKEN}"), None
+    )
     try:
         raise ValueError(f"bad {API_KEY}")
     except ValueError:
@@ -76,13 +87,17 @@ def test_the_log_filter_masks_messages_arguments_and_tracebacks() -> None:
     assert leaks(shown, API_KEY, TOKEN) == [] and "ValueError: bad ***" in shown
 
 
-def test_a_config_error_never_shows_the_api_key_read_from_its_file_even_with_debug(tmp_path) -> None:
+def test_a_config_error_never_shows_the_api_key_read_from_its_file_even_with_debug(
+    tmp_path,
+) -> None:
     key_file = tmp_path / "api.key"
     key_file.write_text(API_KEY + "\n")
     key_file.chmod(0o600)
     # An api mapping that fails validation as a whole (no url): pydantic's own text quotes it (input_value=...).
-    config = write_config(tmp_path / "config.yaml", printers=[{
-        "name": "p1", "api": {"kind": "octoprint", "api_key_file": str(key_file)}}])
+    config = write_config(
+        tmp_path / "config.yaml",
+        printers=[{"name": "p1", "api": {"kind": "octoprint", "api_key_file": str(key_file)}}],
+    )
     for args in (["check-config"], ["--debug", "check-config"], ["--debug", "run"]):
         proc = run_cli(*args, "--config", str(config), timeout=60)
         assert proc.returncode == 2, proc.stderr
@@ -100,23 +115,38 @@ def test_a_yaml_syntax_error_on_a_secret_line_does_not_quote_it_with_debug(tmp_p
 
 def test_check_config_masks_a_camera_url_with_a_password_and_a_token(tmp_path) -> None:
     url = f"http://viewer:{PASSWORD}@127.0.0.1:1/snapshot?token={TOKEN}"
-    config = write_config(tmp_path / "config.yaml", printers=[{"name": "p1", "camera": {"source": url}}])
+    config = write_config(
+        tmp_path / "config.yaml", printers=[{"name": "p1", "camera": {"source": url}}]
+    )
     proc = run_cli("--debug", "check-config", "--config", str(config), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "http://viewer:***@127.0.0.1:1/snapshot?token=***" in proc.stdout
     assert leaks(proc.stdout + proc.stderr, PASSWORD, TOKEN) == []
 
 
-def test_the_daemon_at_debug_never_logs_the_camera_urls_secrets(tmp_path, camera_server: CameraServer) -> None:
+def test_the_daemon_at_debug_never_logs_the_camera_urls_secrets(
+    tmp_path, camera_server: CameraServer
+) -> None:
     """urllib3 logs every request line (with its query) at DEBUG; the camera's own lines name the URL."""
-    url = camera_server.snapshot_url.replace("http://", f"http://viewer:{PASSWORD}@") + f"?token={TOKEN}"
-    config = write_config(tmp_path / "config.yaml", mqtt={"host": ""}, http={"listen": ""},
-                          storage={"dir": str(tmp_path / "state")},
-                          printers=[{"name": "p1", "camera": {"source": url, "interval_s": 0.1}}])
+    url = (
+        camera_server.snapshot_url.replace("http://", f"http://viewer:{PASSWORD}@")
+        + f"?token={TOKEN}"
+    )
+    config = write_config(
+        tmp_path / "config.yaml",
+        mqtt={"host": ""},
+        http={"listen": ""},
+        storage={"dir": str(tmp_path / "state")},
+        printers=[{"name": "p1", "camera": {"source": url, "interval_s": 0.1}}],
+    )
     log = tmp_path / "daemon.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(watchdog_cmd("--debug", "run", "--config", str(config)), stdout=out,
-                                stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        proc = subprocess.Popen(
+            watchdog_cmd("--debug", "run", "--config", str(config)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
         try:
             wait_until("frames fetched", lambda: camera_server.requests >= 5, 60, log.read_text)
             camera_server.set_fault("http_500")  # the error path too
@@ -142,20 +172,32 @@ def test_an_error_body_is_masked_before_it_is_cut(bad_server: BadServer, offset:
     assert leaks(str(result.to_dict()), API_KEY) == []
 
 
-def test_the_daemon_survives_config_reload_with_secret_and_masks_it(tmp_path: Path, camera_server: CameraServer) -> None:
+def test_the_daemon_survives_config_reload_with_secret_and_masks_it(
+    tmp_path: Path, camera_server: CameraServer
+) -> None:
     """A reload refused for a bad api mapping logs one line without the key."""
     key_file = tmp_path / "api.key"
     key_file.write_text(API_KEY)
     key_file.chmod(0o600)
     printers = [{"name": "p1", "camera": {"source": camera_server.snapshot_url, "interval_s": 0.2}}]
-    config = write_config(tmp_path / "config.yaml", mqtt={"host": ""}, http={"listen": f"127.0.0.1:{free_port()}"},
-                          storage={"dir": str(tmp_path / "state")}, printers=printers)
+    config = write_config(
+        tmp_path / "config.yaml",
+        mqtt={"host": ""},
+        http={"listen": f"127.0.0.1:{free_port()}"},
+        storage={"dir": str(tmp_path / "state")},
+        printers=printers,
+    )
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
     try:
         wait_until("watching", lambda: "watching 1 printer" in daemon.log, 60, lambda: daemon.log)
         printers[0]["api"] = {"kind": "octoprint", "api_key_file": str(key_file)}  # no url
-        write_config(config, mqtt={"host": ""}, http={"listen": ""}, storage={"dir": str(tmp_path / "state")},
-                     printers=printers)
+        write_config(
+            config,
+            mqtt={"host": ""},
+            http={"listen": ""},
+            storage={"dir": str(tmp_path / "state")},
+            printers=printers,
+        )
         daemon.signal(1)  # SIGHUP
         wait_until("reload refused", lambda: "reload refused" in daemon.log, 30, lambda: daemon.log)
         assert daemon.alive()

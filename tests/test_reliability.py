@@ -29,9 +29,17 @@ WATCHER_API_LINE = f"WARNING watchdog.watcher: {PRINTER}: printer API"  # the wa
 
 
 def daemon_config(
-    tmp_path: Path, bundle: Path, broker, prefix: str, camera_url: str, *,
-    api: dict[str, Any] | None = None, action: str = "pause", cooldown_s: float = 600,
-    storage: Path | None = None, http_port: int | None = None,
+    tmp_path: Path,
+    bundle: Path,
+    broker,
+    prefix: str,
+    camera_url: str,
+    *,
+    api: dict[str, Any] | None = None,
+    action: str = "pause",
+    cooldown_s: float = 600,
+    storage: Path | None = None,
+    http_port: int | None = None,
 ) -> Path:
     """A one-printer config with short intervals, timeouts and retries (tests stay bounded)."""
     return write_config(
@@ -40,19 +48,25 @@ def daemon_config(
         mqtt=broker.mqtt_settings(topic_prefix=prefix, homeassistant={"enabled": False}),
         http={"listen": f"127.0.0.1:{http_port or free_port()}"},
         storage={"dir": str(storage or tmp_path / "state")},
-        printers=[{
-            "name": PRINTER,
-            "camera": {"source": camera_url, "interval_s": 0.25, "timeout_s": 3},
-            "api": (api or {"kind": "none"}) | ({"timeout_s": 2, "retries": 1} if api else {}),
-            "detection": {"consecutive": 3, "cooldown_s": cooldown_s},
-            "action": action,
-        }],
+        printers=[
+            {
+                "name": PRINTER,
+                "camera": {"source": camera_url, "interval_s": 0.25, "timeout_s": 3},
+                "api": (api or {"kind": "none"}) | ({"timeout_s": 2, "retries": 1} if api else {}),
+                "detection": {"consecutive": 3, "cooldown_s": cooldown_s},
+                "action": action,
+            }
+        ],
     )
 
 
 def incidents(storage: Path) -> list[str]:
     folder = storage / "incidents" / PRINTER
-    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
+    return (
+        sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+        if folder.is_dir()
+        else []
+    )
 
 
 def pending(storage: Path) -> list[str]:
@@ -76,8 +90,12 @@ def status(port: int) -> dict[str, Any]:
 
 def wait_watching_normal(port: int, daemon: DaemonProcess, timeout: float = 60) -> None:
     """Normal frames are being scored again and the watcher is armed: no alert can follow."""
-    wait_until("the watcher back to 'watching'", lambda: status(port)["state"] == "watching", timeout,
-               lambda: daemon.log)
+    wait_until(
+        "the watcher back to 'watching'",
+        lambda: status(port)["state"] == "watching",
+        timeout,
+        lambda: daemon.log,
+    )
 
 
 def alert_ids(sub, prefix: str) -> list[str]:
@@ -91,7 +109,16 @@ def settle(sub, prefix: str, scores: int = 3) -> None:
     sub.wait_count(f"{prefix}/{PRINTER}/score", n + scores, timeout=60)
 
 
-def start_daemon(tmp_path: Path, bundle: Path, broker, prefix: str, camera, normal_frames, printer=None, **kw: Any):
+def start_daemon(
+    tmp_path: Path,
+    bundle: Path,
+    broker,
+    prefix: str,
+    camera,
+    normal_frames,
+    printer=None,
+    **kw: Any,
+):
     """Subscriber, normal frames, a print (when a printer is given), the daemon scoring:
     (subscriber, daemon, http port, config path)."""
     sub = broker.subscriber(f"{prefix}/#")
@@ -100,7 +127,9 @@ def start_daemon(tmp_path: Path, bundle: Path, broker, prefix: str, camera, norm
         printer.start_print()
         kw["api"] = printer.api()
     port = free_port()
-    config = daemon_config(tmp_path, bundle, broker, prefix, camera.snapshot_url, http_port=port, **kw)
+    config = daemon_config(
+        tmp_path, bundle, broker, prefix, camera.snapshot_url, http_port=port, **kw
+    )
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
     try:
         sub.wait_count(f"{prefix}/{PRINTER}/score", 3, timeout=90)
@@ -115,32 +144,56 @@ def start_daemon(tmp_path: Path, bundle: Path, broker, prefix: str, camera, norm
 
 
 def test_alerts_raised_while_the_broker_is_away_are_delivered_exactly_once_even_across_a_restart(
-    tmp_path, tiny_bundle, mosquitto_factory, unique_prefix, camera_server, normal_frames, anomalous_frames
+    tmp_path,
+    tiny_bundle,
+    mosquitto_factory,
+    unique_prefix,
+    camera_server,
+    normal_frames,
+    anomalous_frames,
 ) -> None:
     broker = mosquitto_factory()
     p, storage = unique_prefix, tmp_path / "state"
     # notify re-arms cooldown_s after each alert: a failure shown long enough raises several.
-    sub, daemon, port, config = start_daemon(tmp_path, tiny_bundle, broker, p, camera_server, normal_frames,
-                                             action="notify", cooldown_s=1.0, storage=storage)
+    sub, daemon, port, config = start_daemon(
+        tmp_path,
+        tiny_bundle,
+        broker,
+        p,
+        camera_server,
+        normal_frames,
+        action="notify",
+        cooldown_s=1.0,
+        storage=storage,
+    )
     try:
         # 1. The broker goes away, the print fails, the broker comes back: same daemon.
         broker.stop()
         camera_server.set_frames(anomalous_frames)
-        wait_until("two alerts raised", lambda: len(incidents(storage)) >= 2, 60, lambda: daemon.log)
+        wait_until(
+            "two alerts raised", lambda: len(incidents(storage)) >= 2, 60, lambda: daemon.log
+        )
         camera_server.set_frames(normal_frames)
         wait_watching_normal(port, daemon)
         first = incidents(storage)
         assert pending(storage) == first and alert_ids(sub, p) == []
         broker.start()
         sub.wait_count(f"{p}/{PRINTER}/alert", len(first), timeout=60)
-        wait_until("pending markers cleared", lambda: pending(storage) == [], 30, lambda: daemon.log)
+        wait_until(
+            "pending markers cleared", lambda: pending(storage) == [], 30, lambda: daemon.log
+        )
         settle(sub, p)
         assert sorted(alert_ids(sub, p)) == first
 
         # 2. Away again; this time the daemon is stopped before the broker returns.
         broker.stop()
         camera_server.set_frames(anomalous_frames)
-        wait_until("another alert raised", lambda: len(incidents(storage)) > len(first), 60, lambda: daemon.log)
+        wait_until(
+            "another alert raised",
+            lambda: len(incidents(storage)) > len(first),
+            60,
+            lambda: daemon.log,
+        )
         camera_server.set_frames(normal_frames)
         wait_watching_normal(port, daemon)
     finally:
@@ -153,7 +206,9 @@ def test_alerts_raised_while_the_broker_is_away_are_delivered_exactly_once_even_
     daemon = DaemonProcess(config, tmp_path / "daemon2.log")  # same config and storage folder
     try:
         sub.wait_count(f"{p}/{PRINTER}/alert", len(raised), timeout=60)
-        wait_until("pending markers cleared", lambda: pending(storage) == [], 30, lambda: daemon.log)
+        wait_until(
+            "pending markers cleared", lambda: pending(storage) == [], 30, lambda: daemon.log
+        )
         settle(sub, p)
         delivered = alert_ids(sub, p)
         assert sorted(delivered) == raised, f"delivered {delivered}, raised {raised}"
@@ -241,14 +296,27 @@ def _failed_alert(sub, prefix: str, daemon: DaemonProcess) -> dict[str, Any]:
 
 
 def test_printer_api_stopped_mid_print_is_reported_and_watching_resumes(
-    tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server, printer, normal_frames, anomalous_frames
+    tmp_path,
+    tiny_bundle,
+    mosquitto,
+    unique_prefix,
+    camera_server,
+    printer,
+    normal_frames,
+    anomalous_frames,
 ) -> None:
     p = unique_prefix
-    sub, daemon, port, _ = start_daemon(tmp_path, tiny_bundle, mosquitto, p, camera_server, normal_frames, printer,
-                                        cooldown_s=3.0)
+    sub, daemon, port, _ = start_daemon(
+        tmp_path, tiny_bundle, mosquitto, p, camera_server, normal_frames, printer, cooldown_s=3.0
+    )
     try:
         printer.stop()
-        wait_until("the API failure in the log", lambda: WATCHER_API_LINE in daemon.log, 30, lambda: daemon.log)
+        wait_until(
+            "the API failure in the log",
+            lambda: WATCHER_API_LINE in daemon.log,
+            30,
+            lambda: daemon.log,
+        )
         settle(sub, p, scores=5)  # still watching: the print was running when the API went away
         assert status(port)["printer_state"] == "printing"
 
@@ -263,7 +331,9 @@ def test_printer_api_stopped_mid_print_is_reported_and_watching_resumes(
         wait_watching_normal(port, daemon)
         assert "printer API answers again" in daemon.log
         camera_server.set_frames(anomalous_frames)
-        wait_until("the real server to report the print paused", printer.paused, 60, lambda: daemon.log)
+        wait_until(
+            "the real server to report the print paused", printer.paused, 60, lambda: daemon.log
+        )
         alerts = sub.wait_count(f"{p}/{PRINTER}/alert", 2, timeout=30)
         assert alerts[-1].json()["action_result"]["outcome"] == "done", alerts[-1].json()
         assert len(alerts) == 2
@@ -276,14 +346,28 @@ def test_printer_api_stopped_mid_print_is_reported_and_watching_resumes(
 
 
 def test_api_key_changed_mid_print_is_a_failed_pause_in_the_alert(
-    tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server, printer, normal_frames, anomalous_frames
+    tmp_path,
+    tiny_bundle,
+    mosquitto,
+    unique_prefix,
+    camera_server,
+    printer,
+    normal_frames,
+    anomalous_frames,
 ) -> None:
     p = unique_prefix
-    sub, daemon, port, _ = start_daemon(tmp_path, tiny_bundle, mosquitto, p, camera_server, normal_frames, printer)
+    sub, daemon, port, _ = start_daemon(
+        tmp_path, tiny_bundle, mosquitto, p, camera_server, normal_frames, printer
+    )
     old_key = printer.s.api_key
     try:
         printer.change_key()
-        wait_until("the rejected key in the log", lambda: WATCHER_API_LINE in daemon.log, 30, lambda: daemon.log)
+        wait_until(
+            "the rejected key in the log",
+            lambda: WATCHER_API_LINE in daemon.log,
+            30,
+            lambda: daemon.log,
+        )
         settle(sub, p, scores=3)
         camera_server.set_frames(anomalous_frames)
         alert = _failed_alert(sub, p, daemon)
@@ -305,11 +389,27 @@ def test_api_key_changed_mid_print_is_a_failed_pause_in_the_alert(
 
 
 def test_read_only_storage_alerts_still_go_out_and_the_failure_is_logged_once(
-    tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server, readonly_storage, normal_frames, anomalous_frames
+    tmp_path,
+    tiny_bundle,
+    mosquitto,
+    unique_prefix,
+    camera_server,
+    readonly_storage,
+    normal_frames,
+    anomalous_frames,
 ) -> None:
     p = unique_prefix
-    sub, daemon, port, _ = start_daemon(tmp_path, tiny_bundle, mosquitto, p, camera_server, normal_frames,
-                                        action="notify", cooldown_s=0.5, storage=readonly_storage)
+    sub, daemon, port, _ = start_daemon(
+        tmp_path,
+        tiny_bundle,
+        mosquitto,
+        p,
+        camera_server,
+        normal_frames,
+        action="notify",
+        cooldown_s=0.5,
+        storage=readonly_storage,
+    )
     try:
         camera_server.set_frames(anomalous_frames)
         sub.wait_count(f"{p}/{PRINTER}/alert", 3, timeout=60)
@@ -331,7 +431,13 @@ def test_read_only_storage_alerts_still_go_out_and_the_failure_is_logged_once(
 
 
 def test_short_soak_with_random_faults_loses_nothing_and_never_pauses_a_good_print(
-    tmp_path, tiny_bundle, mosquitto_factory, moonraker_server, camera_server, normal_frames, anomalous_frames
+    tmp_path,
+    tiny_bundle,
+    mosquitto_factory,
+    moonraker_server,
+    camera_server,
+    normal_frames,
+    anomalous_frames,
 ) -> None:
     """benchmarks/soak.py, 300 frames at interval_s 0: one of each fault and anomaly kind.
 
@@ -339,8 +445,18 @@ def test_short_soak_with_random_faults_loses_nothing_and_never_pauses_a_good_pri
     the benchmark's (docs/reliability.md)."""
     from benchmarks.soak import EVENTS, Soak
 
-    soak = Soak(mosquitto_factory(), moonraker_server, camera_server, tiny_bundle, tmp_path, frames=300, seed=7,
-                normal=normal_frames, anomalous=anomalous_frames, log=lambda m: None)
+    soak = Soak(
+        mosquitto_factory(),
+        moonraker_server,
+        camera_server,
+        tiny_bundle,
+        tmp_path,
+        frames=300,
+        seed=7,
+        normal=normal_frames,
+        anomalous=anomalous_frames,
+        log=lambda m: None,
+    )
     res = soak.run()
     s = res.summary
     assert set(e.kind for e in res.episodes) == set(EVENTS), res.episodes
@@ -355,7 +471,9 @@ def test_short_soak_with_random_faults_loses_nothing_and_never_pauses_a_good_pri
 # --------------------------------------------------------------------------- cooldown after a failed pause
 
 
-def test_a_slow_failed_pause_does_not_re_alert_on_the_next_frames(tmp_path, tiny_bundle, anomalous_frames, bad_server) -> None:
+def test_a_slow_failed_pause_does_not_re_alert_on_the_next_frames(
+    tmp_path, tiny_bundle, anomalous_frames, bad_server
+) -> None:
     """Found by the soak: the cooldown after a failed pause counted from the trigger frame, so
     a pause that spent longer than cooldown_s on retries re-armed the watcher at once and the
     next three frames raised a second alert. The cooldown now starts when the action is over.
@@ -381,15 +499,36 @@ def test_a_slow_failed_pause_does_not_re_alert_on_the_next_frames(tmp_path, tiny
     frames.mkdir()
     for i in range(12):
         cv2.imwrite(str(frames / f"f_{i:02d}.jpg"), anomalous_frames[i % len(anomalous_frames)])
-    bad_server.respond(200, json.dumps({"result": {"status": {"webhooks": {"state": "ready"},
-                                                              "print_stats": {"state": "printing"}}}}))
+    bad_server.respond(
+        200,
+        json.dumps(
+            {
+                "result": {
+                    "status": {"webhooks": {"state": "ready"}, "print_stats": {"state": "printing"}}
+                }
+            }
+        ),
+    )
     bad_server.respond(503, '{"error": {"message": "Klippy busy"}}', path="/printer/print/pause")
-    cfg = PrinterConfig(name=PRINTER, camera=CameraConfig(source=str(frames), interval_s=0),
-                        detection=DetectionConfig(consecutive=3, cooldown_s=2.0), action="pause")
-    printer = make_printer(api_config("moonraker", bad_server.url, retries=2), backoff_s=1.0)  # 1 + 2 s of retries
-    watcher = build_watcher(cfg, Bundle.load(tiny_bundle), Notifier(MqttConfig(), StorageConfig(dir=tmp_path / "state"), [PRINTER]),
-                            printer=printer)
+    cfg = PrinterConfig(
+        name=PRINTER,
+        camera=CameraConfig(source=str(frames), interval_s=0),
+        detection=DetectionConfig(consecutive=3, cooldown_s=2.0),
+        action="pause",
+    )
+    printer = make_printer(
+        api_config("moonraker", bad_server.url, retries=2), backoff_s=1.0
+    )  # 1 + 2 s of retries
+    watcher = build_watcher(
+        cfg,
+        Bundle.load(tiny_bundle),
+        Notifier(MqttConfig(), StorageConfig(dir=tmp_path / "state"), [PRINTER]),
+        printer=printer,
+    )
     records = [watcher.step() for _ in range(9)]  # the 3 s of retries are spent in step 3
     alerts = [r.alert.to_dict() for r in records if r.alert is not None]
     assert [r.action for r in records].count("pause") == 1, [r.line() for r in records]
-    assert alerts[0]["action_result"]["outcome"] == "failed" and alerts[0]["action_result"]["attempts"] == 3
+    assert (
+        alerts[0]["action_result"]["outcome"] == "failed"
+        and alerts[0]["action_result"]["attempts"] == 3
+    )

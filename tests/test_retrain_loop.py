@@ -30,8 +30,19 @@ CALIBRATION = 6  # --adapt-frames: each print's first frames set its baseline
 SHIPPED_CALIBRATION = 30  # the shipped model's
 # Appended to the README's command only to keep the test fast (a 64x48 model, a few epochs);
 # light matching and nearest-frame baselines as the shipped preset has them.
-TINY = ("--preset", "tiny", "--epochs", "12", "--adapt-frames", str(CALIBRATION), "--match-light",
-        "--adapt-nearest", "3", "--seed", "0")
+TINY = (
+    "--preset",
+    "tiny",
+    "--epochs",
+    "12",
+    "--adapt-frames",
+    str(CALIBRATION),
+    "--match-light",
+    "--adapt-nearest",
+    "3",
+    "--seed",
+    "0",
+)
 
 
 def _print_frames(session: int, n: int) -> list[np.ndarray]:
@@ -40,7 +51,10 @@ def _print_frames(session: int, n: int) -> list[np.ndarray]:
     show no such step.)"""
     scene = synth.normal_frame(session, 4, 20).astype(np.float32)
     rng = np.random.default_rng(session)
-    return [np.clip(scene + rng.normal(0.0, 2.0, scene.shape), 0, 255).astype(np.uint8) for _ in range(n)]
+    return [
+        np.clip(scene + rng.normal(0.0, 2.0, scene.shape), 0, 255).astype(np.uint8)
+        for _ in range(n)
+    ]
 
 
 def readme_command(prefix: str) -> list[str]:
@@ -59,8 +73,16 @@ def _recording(folder: Path, frames: list) -> Path:
 
 
 def _collect(tmp: Path, recording: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    config = write_config(tmp / f"collect-{recording.name}.yaml", printers=[{
-        "name": "ender3", "camera": {"source": str(recording), "interval_s": 10}, "action": "notify"}])
+    config = write_config(
+        tmp / f"collect-{recording.name}.yaml",
+        printers=[
+            {
+                "name": "ender3",
+                "camera": {"source": str(recording), "interval_s": 10},
+                "action": "notify",
+            }
+        ],
+    )
     return run_cli("collect", "--config", str(config), "--out", str(out), timeout=60)
 
 
@@ -72,7 +94,11 @@ def _replay(config: Path, frames: Path) -> list[dict]:
 
 def _trace(lines: list[dict]) -> str:
     """score/threshold of each frame, for a failure message."""
-    return " ".join(f"{line['score']:.3g}/{line['threshold']:.3g}" for line in lines if "score" in line and "event" not in line)
+    return " ".join(
+        f"{line['score']:.3g}/{line['threshold']:.3g}"
+        for line in lines
+        if "score" in line and "event" not in line
+    )
 
 
 def _pauses(lines: list[dict]) -> int:
@@ -80,16 +106,21 @@ def _pauses(lines: list[dict]) -> int:
 
 
 def test_readme_retrain_loop_collect_train_replay(tmp_path: Path) -> None:
-    if importlib.util.find_spec("tensorflow") is None:  # not imported here: only the trainer needs it
+    if (
+        importlib.util.find_spec("tensorflow") is None
+    ):  # not imported here: only the trainer needs it
         pytest.skip("the trainer needs the [train] extra")
-    good = [_recording(tmp_path / f"good{s}", _print_frames(s, FRAMES))
-            for s in (0, 1)]
+    good = [_recording(tmp_path / f"good{s}", _print_frames(s, FRAMES)) for s in (0, 1)]
     # long enough for the shipped model too, which learns each print's first 30 frames
     third = _recording(tmp_path / "third", _print_frames(2, SHIPPED_CALIBRATION + 10))
-    failure = _recording(tmp_path / "failure", _print_frames(3, SHIPPED_CALIBRATION + 2)
-                         + [synth.anomalous_frame(300 + i, 0, session=3) for i in range(8)])
-    known_failures = _recording(tmp_path / "known-failures", [synth.anomalous_frame(i, 0, session=i % 2)
-                                                              for i in range(8)])
+    failure = _recording(
+        tmp_path / "failure",
+        _print_frames(3, SHIPPED_CALIBRATION + 2)
+        + [synth.anomalous_frame(300 + i, 0, session=3) for i in range(8)],
+    )
+    known_failures = _recording(
+        tmp_path / "known-failures", [synth.anomalous_frame(i, 0, session=i % 2) for i in range(8)]
+    )
 
     # 1. collect: each recording is copied to its end, collect stops by itself
     work = tmp_path / "desktop"
@@ -106,20 +137,31 @@ def test_readme_retrain_loop_collect_train_replay(tmp_path: Path) -> None:
     command = readme_command("python -m trainer --normal collected/")
     assert command[:3] == ["python", "-m", "trainer"]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, *command[1:], *TINY, "--anomalous", str(known_failures)],
-                          cwd=work, capture_output=True, text=True, timeout=900, env=env)
+    proc = subprocess.run(
+        [sys.executable, *command[1:], *TINY, "--anomalous", str(known_failures)],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     run = work / proc.stdout.strip().splitlines()[-1]
     assert run.parent == work / "runs"
     rep = json.loads((run / "report.json").read_text())
     assert rep["protocol"].startswith("all"), "the README's command makes the model to deploy"
-    assert rep["n_train"] + rep["n_val"] == 2 * FRAMES, "every frame of both prints fits or validates"
+    assert rep["n_train"] + rep["n_val"] == 2 * FRAMES, (
+        "every frame of both prints fits or validates"
+    )
     assert "cross-fitted: 2 prints" in rep["daemon"]["threshold_rule"]
     bundle = yaml.safe_load((run / "bundle" / "model.json").read_text())
     assert rep["daemon"]["threshold"] == pytest.approx(bundle["adaptation"]["threshold"])
     # TensorFlow's start-up lines and Keras' per-epoch lines are not in the output
-    noise = [line for line in proc.stderr.splitlines()
-             if re.search(r"cuda|oneDNN|XNNPACK|absl|Epoch \d+/|ms/step", line, re.I)]
+    noise = [
+        line
+        for line in proc.stderr.splitlines()
+        if re.search(r"cuda|oneDNN|XNNPACK|absl|Epoch \d+/|ms/step", line, re.I)
+    ]
     assert not noise, noise
 
     # 3. the report leads with the daemon's judgement: the adapted figures, then the absolute ones
@@ -137,13 +179,22 @@ def test_readme_retrain_loop_collect_train_replay(tmp_path: Path) -> None:
     # decisions as the shipped model's on the same recordings
     onset = SHIPPED_CALIBRATION + 2  # the failure's first frame
     for model in (run / "bundle", None):
-        config = write_config(tmp_path / "replay.yaml", model=str(model) if model else None, printers=[{
-            "name": "ender3", "camera": {"interval_s": 10}, "action": "pause"}])
+        config = write_config(
+            tmp_path / "replay.yaml",
+            model=str(model) if model else None,
+            printers=[{"name": "ender3", "camera": {"interval_s": 10}, "action": "pause"}],
+        )
         lines = _replay(config, third)
-        assert _pauses(lines) == 0, f"{model or 'shipped model'}: a good print it never saw was paused: {_trace(lines)}"
+        assert _pauses(lines) == 0, (
+            f"{model or 'shipped model'}: a good print it never saw was paused: {_trace(lines)}"
+        )
         lines = _replay(config, failure)
-        assert _pauses(lines) == 1, f"{model or 'shipped model'}: the failure was not paused: {_trace(lines)}"
+        assert _pauses(lines) == 1, (
+            f"{model or 'shipped model'}: the failure was not paused: {_trace(lines)}"
+        )
         alert = next(i for i, line in enumerate(lines) if line.get("event") == "alert")
         judged = [line for line in lines[:alert] if "score" in line and "event" not in line]
-        assert onset + 2 <= len(judged) < onset + 5, f"{model or 'shipped model'}: paused {len(judged) - onset} " \
+        assert onset + 2 <= len(judged) < onset + 5, (
+            f"{model or 'shipped model'}: paused {len(judged) - onset} "
             "frames after the failure began (3 in a row are needed)"
+        )

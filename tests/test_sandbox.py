@@ -23,8 +23,12 @@ import yaml
 from tests.plugins.mosquitto import Broker, free_port
 from tests.systemd_sandbox import NotifySocket, daemon_config, drive_daemon, write_frames
 
-pytest.importorskip("pyseccomp", reason="pyseccomp (the test extra) is needed to load the unit's filters")
-pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+pytest.importorskip(
+    "pyseccomp", reason="pyseccomp (the test extra) is needed to load the unit's filters"
+)
+pytestmark = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze missing"
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "printer-watchdog.service"
@@ -32,7 +36,9 @@ SANDBOX = ROOT / "tests" / "systemd_sandbox.py"
 
 
 def sandboxed(*cmd: str, **kwargs: object) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, str(SANDBOX), str(UNIT), "--", *cmd], text=True, **kwargs)  # type: ignore[call-overload]
+    return subprocess.Popen(
+        [sys.executable, str(SANDBOX), str(UNIT), "--", *cmd], text=True, **kwargs
+    )  # type: ignore[call-overload]
 
 
 def test_sandbox_bites() -> None:
@@ -66,15 +72,29 @@ def test_daemon_runs_inside_the_units_sandbox(
     prefix = f"pw_sandbox_{uuid.uuid4().hex[:8]}"
     http_port = free_port()
     frames = write_frames(tmp_path / "frames", normal_frames, anomalous_frames)
-    config = daemon_config(tiny_bundle, frames, tmp_path / "state", mosquitto.mqtt_settings(topic_prefix=prefix), http_port)
+    config = daemon_config(
+        tiny_bundle,
+        frames,
+        tmp_path / "state",
+        mosquitto.mqtt_settings(topic_prefix=prefix),
+        http_port,
+    )
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     notify = NotifySocket(tmp_path / "notify")
     env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "2000000"}
     with mosquitto.subscriber(f"{prefix}/#") as sub:
         daemon = sandboxed(
-            sys.executable, "-m", "watchdog", "run", "--config", str(config_path),
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            sys.executable,
+            "-m",
+            "watchdog",
+            "run",
+            "--config",
+            str(config_path),
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         try:
             drive_daemon(daemon, None, notify, sub, prefix, http_port)

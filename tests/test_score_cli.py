@@ -17,8 +17,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _score(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "watchdog", "score", *args], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "watchdog", "score", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
 
 
 @pytest.fixture()
@@ -53,7 +58,9 @@ def test_corrupt_model_file(tiny_bundle: Path, tmp_path: Path, image: Path) -> N
     _one_line_error(_score("--model", str(broken), str(image)), "model.tflite")
 
 
-def test_a_bad_image_is_reported_and_the_others_still_scored(tiny_bundle: Path, tmp_path: Path, image: Path) -> None:
+def test_a_bad_image_is_reported_and_the_others_still_scored(
+    tiny_bundle: Path, tmp_path: Path, image: Path
+) -> None:
     bad, gone = tmp_path / "bad.jpg", tmp_path / "gone.png"
     bad.write_bytes(b"nope")
     proc = _score("--model", str(tiny_bundle), str(bad), str(image), str(gone))
@@ -81,8 +88,13 @@ def test_scores_grey_and_alpha_images_without_tensorflow(tiny_bundle: Path, tmp_
         "print('HEAVY', bad)\n"
         "sys.exit(rc)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(tiny_bundle), str(grey), str(alpha)],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tiny_bundle), str(grey), str(alpha)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     *lines, heavy = proc.stdout.strip().splitlines()
     assert heavy == "HEAVY []"

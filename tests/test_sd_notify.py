@@ -88,10 +88,14 @@ def test_socket_gone_is_not_fatal(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         (None, None, None),
     ],
 )
-def test_watchdog_interval(monkeypatch: pytest.MonkeyPatch, usec: str | None, pid: str | None, expected: float | None) -> None:
+def test_watchdog_interval(
+    monkeypatch: pytest.MonkeyPatch, usec: str | None, pid: str | None, expected: float | None
+) -> None:
     for key, value in (("WATCHDOG_USEC", usec), ("WATCHDOG_PID", pid)):
         if value is None:
             monkeypatch.delenv(key, raising=False)
         else:
-            monkeypatch.setenv(key, {"self": str(os.getpid()), "other": str(os.getpid() + 1)}.get(value, value))
+            monkeypatch.setenv(
+                key, {"self": str(os.getpid()), "other": str(os.getpid() + 1)}.get(value, value)
+            )
     assert systemd.watchdog_interval_s() == expected

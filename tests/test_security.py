@@ -43,7 +43,10 @@ class DebugDaemon(DaemonProcess):
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            watchdog_cmd("--debug", "run", "--config", str(config)), stdout=self._log, stderr=subprocess.STDOUT, env=env
+            watchdog_cmd("--debug", "run", "--config", str(config)),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
 
 
@@ -54,8 +57,15 @@ def _leaks(secrets: list[str], where: str, text: str | bytes) -> list[str]:
 
 @pytest.mark.servers
 def test_secrets_appear_nowhere_after_a_run_with_an_alert(
-    tmp_path, tiny_bundle, mosquitto_factory, unique_prefix, camera_server, moonraker_server,
-    normal_frames, anomalous_frames, monkeypatch,
+    tmp_path,
+    tiny_bundle,
+    mosquitto_factory,
+    unique_prefix,
+    camera_server,
+    moonraker_server,
+    normal_frames,
+    anomalous_frames,
+    monkeypatch,
 ) -> None:
     broker = mosquitto_factory(auth=True)
     api_key = moonraker_server.api_key
@@ -74,13 +84,24 @@ def test_secrets_appear_nowhere_after_a_run_with_an_alert(
         mqtt=mqtt | {"password_file": str(pw_file)},
         http={"listen": f"127.0.0.1:{port}"},
         storage={"dir": str(storage)},
-        printers=[{
-            "name": PRINTER,
-            "camera": {"source": camera_server.snapshot_url, "interval_s": 0.25, "timeout_s": 3},
-            "api": {"kind": "moonraker", "url": moonraker_server.url, "api_key": "${WATCHDOG_TEST_API_KEY}",
-                    "timeout_s": 3, "retries": 1},
-            "detection": {"consecutive": 3, "cooldown_s": 600},
-        }],
+        printers=[
+            {
+                "name": PRINTER,
+                "camera": {
+                    "source": camera_server.snapshot_url,
+                    "interval_s": 0.25,
+                    "timeout_s": 3,
+                },
+                "api": {
+                    "kind": "moonraker",
+                    "url": moonraker_server.url,
+                    "api_key": "${WATCHDOG_TEST_API_KEY}",
+                    "timeout_s": 3,
+                    "retries": 1,
+                },
+                "detection": {"consecutive": 3, "cooldown_s": 600},
+            }
+        ],
     )
     leaks: list[str] = []
     for args in (["check-config"], ["--debug", "check-config"]):
@@ -113,10 +134,16 @@ def test_secrets_appear_nowhere_after_a_run_with_an_alert(
     leaks += _leaks(secrets, "the daemon's log", daemon.log)
     messages = sub.messages
     assert any(m.topic == f"{p}/{PRINTER}/alert" for m in messages)
-    leaks += [f"MQTT {m.topic}: {leak}" for m in messages for leak in _leaks(secrets, "payload", m.payload)]
+    leaks += [
+        f"MQTT {m.topic}: {leak}"
+        for m in messages
+        for leak in _leaks(secrets, "payload", m.payload)
+    ]
     files = [f for f in storage.rglob("*") if f.is_file()]
     assert any(f.name == "alert.json" for f in files)
-    leaks += [leak for f in files for leak in _leaks(secrets, str(f.relative_to(storage)), f.read_bytes())]
+    leaks += [
+        leak for f in files for leak in _leaks(secrets, str(f.relative_to(storage)), f.read_bytes())
+    ]
     assert leaks == []
 
 
@@ -124,8 +151,13 @@ def test_secrets_appear_nowhere_after_a_run_with_an_alert(
 
 
 def _config_with(tmp_path: Path, api: dict, mode: int = 0o600, mqtt: dict | None = None) -> Path:
-    path = write_config(tmp_path / "c.yaml", mqtt=mqtt or {}, printers=[{
-        "name": PRINTER, "api": {"kind": "octoprint", "url": "http://127.0.0.1:1"} | api}])
+    path = write_config(
+        tmp_path / "c.yaml",
+        mqtt=mqtt or {},
+        printers=[
+            {"name": PRINTER, "api": {"kind": "octoprint", "url": "http://127.0.0.1:1"} | api}
+        ],
+    )
     path.chmod(mode)
     return path
 
@@ -138,7 +170,9 @@ def _warnings(caplog: pytest.LogCaptureFixture, path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
-def test_config_holding_a_secret_readable_by_others_is_warned_about(tmp_path, caplog, mode: int) -> None:
+def test_config_holding_a_secret_readable_by_others_is_warned_about(
+    tmp_path, caplog, mode: int
+) -> None:
     path = _config_with(tmp_path, {"api_key": "in-the-file-itself"}, mode)
     [line] = _warnings(caplog, path)
     assert str(path) in line and "chmod 600" in line and "in-the-file-itself" not in line
@@ -149,10 +183,14 @@ def test_a_private_config_or_one_without_secrets_is_not_warned_about(tmp_path, c
     assert _warnings(caplog, _config_with(tmp_path, {}, 0o644)) == []
 
 
-def test_config_pointing_at_secrets_elsewhere_is_not_warned_about(tmp_path, caplog, monkeypatch) -> None:
+def test_config_pointing_at_secrets_elsewhere_is_not_warned_about(
+    tmp_path, caplog, monkeypatch
+) -> None:
     """Only a file that holds a secret is worth a warning: ${ENV} and *_file keep it out."""
     monkeypatch.setenv("WATCHDOG_TEST_KEY", "from-the-environment")
-    assert _warnings(caplog, _config_with(tmp_path, {"api_key": "${WATCHDOG_TEST_KEY}"}, 0o644)) == []
+    assert (
+        _warnings(caplog, _config_with(tmp_path, {"api_key": "${WATCHDOG_TEST_KEY}"}, 0o644)) == []
+    )
     key = tmp_path / "api.key"
     key.write_text("from-a-file\n")
     key.chmod(0o600)
@@ -160,11 +198,16 @@ def test_config_pointing_at_secrets_elsewhere_is_not_warned_about(tmp_path, capl
 
 
 @pytest.mark.parametrize("which", ["api_key_file", "password_file"])
-def test_secret_file_readable_by_others_is_warned_about_only_then(tmp_path, caplog, which: str) -> None:
+def test_secret_file_readable_by_others_is_warned_about_only_then(
+    tmp_path, caplog, which: str
+) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("hunter2-secret\n")
-    api, mqtt = ({"api_key_file": str(secret)}, None) if which == "api_key_file" else (
-        {}, {"host": "127.0.0.1", "username": "u", "password_file": str(secret)})
+    api, mqtt = (
+        ({"api_key_file": str(secret)}, None)
+        if which == "api_key_file"
+        else ({}, {"host": "127.0.0.1", "username": "u", "password_file": str(secret)})
+    )
     secret.chmod(0o600)
     assert _warnings(caplog, _config_with(tmp_path, api, mqtt=mqtt)) == []
     secret.chmod(0o644)
@@ -173,8 +216,16 @@ def test_secret_file_readable_by_others_is_warned_about_only_then(tmp_path, capl
 
 
 def test_check_config_shows_the_warning_to_the_user(tmp_path, tiny_bundle) -> None:
-    path = write_config(tmp_path / "c.yaml", model=str(tiny_bundle), printers=[{
-        "name": PRINTER, "api": {"kind": "octoprint", "url": "http://127.0.0.1:1", "api_key": "in-the-file"}}])
+    path = write_config(
+        tmp_path / "c.yaml",
+        model=str(tiny_bundle),
+        printers=[
+            {
+                "name": PRINTER,
+                "api": {"kind": "octoprint", "url": "http://127.0.0.1:1", "api_key": "in-the-file"},
+            }
+        ],
+    )
     path.chmod(0o644)
     r = run_cli("check-config", "--config", str(path))
     assert r.returncode == 0, r.stderr
@@ -186,7 +237,9 @@ def test_check_config_shows_the_warning_to_the_user(tmp_path, tiny_bundle) -> No
 
 # --------------------------------------------------------------------------- TLS of the printer API
 
-MOONRAKER_PRINTING = {"result": {"status": {"webhooks": {"state": "ready"}, "print_stats": {"state": "printing"}}}}
+MOONRAKER_PRINTING = {
+    "result": {"status": {"webhooks": {"state": "ready"}, "print_stats": {"state": "printing"}}}
+}
 
 
 @pytest.mark.servers
@@ -198,20 +251,35 @@ def test_daemon_verifies_the_printer_apis_certificate_unless_given_its_ca(
     bad_tls_server.respond(200, json.dumps(MOONRAKER_PRINTING), path="/printer/objects/query")
     camera_server.set_frames(normal_frames)
 
-    def run(name: str, done: Callable[[dict], bool], linger_s: float = 0.0, **api: object) -> tuple[dict, str]:
+    def run(
+        name: str, done: Callable[[dict], bool], linger_s: float = 0.0, **api: object
+    ) -> tuple[dict, str]:
         port = free_port()
         config = write_config(
-            tmp_path / f"{name}.yaml", model=str(tiny_bundle), http={"listen": f"127.0.0.1:{port}"},
+            tmp_path / f"{name}.yaml",
+            model=str(tiny_bundle),
+            http={"listen": f"127.0.0.1:{port}"},
             storage={"dir": str(tmp_path / name)},
-            printers=[{"name": PRINTER,
-                       "camera": {"source": camera_server.snapshot_url, "interval_s": 0.2, "timeout_s": 3},
-                       "api": {"kind": "moonraker", "url": bad_tls_server.url, "timeout_s": 2, **api}}],
+            printers=[
+                {
+                    "name": PRINTER,
+                    "camera": {
+                        "source": camera_server.snapshot_url,
+                        "interval_s": 0.2,
+                        "timeout_s": 3,
+                    },
+                    "api": {"kind": "moonraker", "url": bad_tls_server.url, "timeout_s": 2, **api},
+                }
+            ],
         )
         daemon = DaemonProcess(config, tmp_path / f"{name}.log")
         try:
+
             def settled() -> dict | None:
                 try:
-                    st = requests.get(f"http://127.0.0.1:{port}/status", timeout=2).json()["printers"][PRINTER]
+                    st = requests.get(f"http://127.0.0.1:{port}/status", timeout=2).json()[
+                        "printers"
+                    ][PRINTER]
                 except (requests.RequestException, ValueError, KeyError):
                     return None
                 return st if done(st) else None
@@ -226,6 +294,8 @@ def test_daemon_verifies_the_printer_apis_certificate_unless_given_its_ca(
     assert refused["printer_state"] == "idle" and refused["frames_this_print"] == 0, refused
     assert "TLS certificate not accepted" in refused["printer_detail"]
     assert log.count("TLS certificate not accepted") == 1, log
-    trusted, log = run("with_ca", lambda st: st["frames_this_print"] >= 3, ca_file=str(self_signed_cert[0]))
+    trusted, log = run(
+        "with_ca", lambda st: st["frames_this_print"] >= 3, ca_file=str(self_signed_cert[0])
+    )
     assert trusted["printer_state"] == "printing" and trusted["frames_this_print"] >= 3, trusted
     assert "TLS certificate" not in log, log

@@ -27,7 +27,10 @@ def _meta(guard: float) -> BundleMeta:
 
 def _maps(levels: list[float], seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    return [np.full((8, 16), level, np.float32) + rng.normal(0, 0.01, (8, 16)).astype(np.float32) for level in levels]
+    return [
+        np.full((8, 16), level, np.float32) + rng.normal(0, 0.01, (8, 16)).astype(np.float32)
+        for level in levels
+    ]
 
 
 def test_a_start_above_the_guard_is_anomalous_while_calibrating() -> None:
@@ -64,7 +67,9 @@ def test_another_region_than_the_bundles_turns_the_guard_off() -> None:
 
 
 def test_start_guard_is_a_margin_above_the_highest_normal_start() -> None:
-    assert start_guard([np.array([0.1, 0.3, 9.0]), np.array([0.2])], frames=2, margin=1.5) == pytest.approx(0.45)
+    assert start_guard(
+        [np.array([0.1, 0.3, 9.0]), np.array([0.2])], frames=2, margin=1.5
+    ) == pytest.approx(0.45)
     with pytest.raises(ValueError):
         start_guard([], frames=2)
 
@@ -85,13 +90,22 @@ def test_trainer_region_becomes_the_bundles_region() -> None:
     from trainer.data import DataError
     from trainer.pipeline import Options, resolve_preset
 
-    assert resolve_preset(Options(region=(0.1, 0.2, 0.9, 1.0))).preprocess.roi == (0.1, 0.2, 0.9, 1.0)
+    assert resolve_preset(Options(region=(0.1, 0.2, 0.9, 1.0))).preprocess.roi == (
+        0.1,
+        0.2,
+        0.9,
+        1.0,
+    )
     with pytest.raises(DataError, match="--region"):
         resolve_preset(Options(region=(0.5, 0.2, 0.4, 1.0)))
 
 
 def test_trainer_cli_refuses_a_bad_region_in_one_line(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "trainer", "--data", str(tmp_path), "--region", "0,0.5,1"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "trainer", "--data", str(tmp_path), "--region", "0,0.5,1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "x0,y0,x1,y1" in r.stderr

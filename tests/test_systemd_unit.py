@@ -24,14 +24,18 @@ VENV_PYTHON = "/opt/printer-watchdog/venv/bin/python"
 GOOD_LEVELS = ("PERFECT", "SAFE", "OK")
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None, reason="systemd-analyze missing: run tests/install-servers.sh"
+    shutil.which("systemd-analyze") is None,
+    reason="systemd-analyze missing: run tests/install-servers.sh",
 )
 
 
 def verify(unit: Path) -> subprocess.CompletedProcess[str]:
     """`systemd-analyze verify`; it exits 0 even on unknown keys, so callers check stderr too."""
     return subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60
+        ["systemd-analyze", "verify", "--man=no", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -39,7 +43,9 @@ def exposure(unit: Path) -> tuple[float, str]:
     """The overall exposure figure and level word of `systemd-analyze security --offline=yes`."""
     proc = subprocess.run(
         ["systemd-analyze", "security", "--offline=yes", "--no-pager", str(unit)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+) (\w+)", proc.stdout)
     assert match, f"no exposure line in:\n{proc.stdout}\n{proc.stderr}"
@@ -49,7 +55,10 @@ def exposure(unit: Path) -> tuple[float, str]:
 @pytest.fixture
 def unit_copy(tmp_path: Path) -> Path:
     text = UNIT.read_text()
-    assert f"ExecStart={VENV_PYTHON} -m watchdog run --config /etc/printer-watchdog/config.yaml" in text
+    assert (
+        f"ExecStart={VENV_PYTHON} -m watchdog run --config /etc/printer-watchdog/config.yaml"
+        in text
+    )
     copy = tmp_path / UNIT.name
     copy.write_text(text.replace(VENV_PYTHON, sys.executable))
     return copy
@@ -79,7 +88,9 @@ def test_security_exposure_ok_and_documented(unit_copy: Path) -> None:
 
 def test_never_root_and_in_video_group() -> None:
     settings = dict(
-        line.split("=", 1) for line in UNIT.read_text().splitlines() if "=" in line and not line.startswith("#")
+        line.split("=", 1)
+        for line in UNIT.read_text().splitlines()
+        if "=" in line and not line.startswith("#")
     )
     assert settings["User"] == "printer-watchdog"
     assert "video" in settings["SupplementaryGroups"].split()

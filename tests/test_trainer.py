@@ -32,7 +32,11 @@ print(json.dumps({"normal": [s > scorer.threshold for s in normal], "bad": [s > 
 def test_bundle_runs_without_tensorflow_and_separates_spaghetti(tiny_bundle: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", LITE_CHECK, str(tiny_bundle)],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=True,
     )
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["heavy"] == [], "the lite runtime path imported TensorFlow/Keras"
@@ -41,8 +45,17 @@ def test_bundle_runs_without_tensorflow_and_separates_spaghetti(tiny_bundle: Pat
 
 
 def test_run_folder_has_report_figures_and_model(tiny_run: Path) -> None:
-    for name in ("loss.png", "reconstructions.png", "anomalies.png", "scores.png", "replay.png", "report.md",
-                 "model.keras", "bundle/model.tflite", "bundle/model.json"):
+    for name in (
+        "loss.png",
+        "reconstructions.png",
+        "anomalies.png",
+        "scores.png",
+        "replay.png",
+        "report.md",
+        "model.keras",
+        "bundle/model.tflite",
+        "bundle/model.json",
+    ):
         assert (tiny_run / name).is_file(), name
     rep = json.loads((tiny_run / "report.json").read_text())
     assert rep["protocol"] == "session"
@@ -55,7 +68,10 @@ def test_run_folder_has_report_figures_and_model(tiny_run: Path) -> None:
     assert rep["seed_review"]["of"] == 10
     # --split session: the test print is what the daemon would meet; its replays lead the report
     d = rep["daemon"]
-    assert d["held_out_prints"] == 1 and [r["print"] for r in d["replays"]] == ["print3", "print3 then spaghetti"]
+    assert d["held_out_prints"] == 1 and [r["print"] for r in d["replays"]] == [
+        "print3",
+        "print3 then spaghetti",
+    ]
     assert d["normal_prints_paused"] == 0 and d["failures_paused"] == 1
     assert "fitted by no model" in d["note"]
     md = (tiny_run / "report.md").read_text()
@@ -78,9 +94,22 @@ def test_score_cli_on_tiny_bundle(tiny_bundle: Path, tmp_path: Path) -> None:
     cv2.imwrite(str(bad), synth.anomalous_frame(200, 0))
     heat = tmp_path / "heat"
     proc = subprocess.run(
-        [sys.executable, "-m", "watchdog", "score", "--model", str(tiny_bundle), "--heatmap", str(heat),
-         str(good), str(bad)],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "watchdog",
+            "score",
+            "--model",
+            str(tiny_bundle),
+            "--heatmap",
+            str(heat),
+            str(good),
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -115,7 +144,10 @@ print(json.dumps({"normal": [scorer.score(synth.normal_frame(s, i, 16, 0)) for s
 def test_int8_export_still_separates_and_is_smaller(tiny_run: Path, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", INT8_EXPORT, str(tiny_run), str(tmp_path / "int8")],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -123,14 +155,36 @@ def test_int8_export_still_separates_and_is_smaller(tiny_run: Path, tmp_path: Pa
     assert max(out["normal"]) < min(out["bad"])
 
 
-def test_seed_protocol_random_split_with_contamination(synthetic_dataset: Path, tmp_path: Path) -> None:
+def test_seed_protocol_random_split_with_contamination(
+    synthetic_dataset: Path, tmp_path: Path
+) -> None:
     """The seed's way (random split, 10% contamination, 98th percentile) runs and says it is optimistic."""
     pytest.importorskip("tensorflow")
     proc = subprocess.run(
-        [sys.executable, "-m", "trainer", "--data", str(synthetic_dataset), "--preset", "tiny",
-         "--epochs", "2", "--split", "random", "--contamination", "0.1", "--threshold-quantile", "0.98",
-         "--no-plots", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "--data",
+            str(synthetic_dataset),
+            "--preset",
+            "tiny",
+            "--epochs",
+            "2",
+            "--split",
+            "random",
+            "--contamination",
+            "0.1",
+            "--threshold-quantile",
+            "0.98",
+            "--no-plots",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rep = json.loads((Path(proc.stdout.strip().splitlines()[-1]) / "report.json").read_text())
@@ -189,8 +243,9 @@ print(json.dumps({
 
 
 def test_seed_preset_is_the_seed_posts_model() -> None:
-    proc = subprocess.run([sys.executable, "-c", SEED_MODEL], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", SEED_MODEL], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = json.loads(proc.stdout.strip().splitlines()[-1])
     assert m["input"] == m["output"] == [400, 400, 3]

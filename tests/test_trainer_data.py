@@ -34,7 +34,9 @@ def _write(path: Path, img: np.ndarray) -> Path:
 
 @pytest.fixture()
 def kaggle(tmp_path: Path) -> Path:
-    return synth.write_kaggle_layout(tmp_path / "data", sessions=3, frames_per_session=5, anomalous=4)
+    return synth.write_kaggle_layout(
+        tmp_path / "data", sessions=3, frames_per_session=5, anomalous=4
+    )
 
 
 def test_kaggle_layout_sessions_and_labels(kaggle: Path) -> None:
@@ -54,7 +56,9 @@ def test_kaggle_names_split_at_the_final_number(tmp_path: Path) -> None:
 def test_session_pattern_is_configurable(tmp_path: Path) -> None:
     for name in ("2026-11-01T10-00-00-cam1.jpg", "2026-11-02T10-00-00-cam1.jpg"):
         _write(tmp_path / "mine" / name, synth.normal_frame())
-    frames = find_frames(normal=[tmp_path / "mine"], session_pattern=r"^(?P<session>\d{4}-\d\d-\d\d)T")
+    frames = find_frames(
+        normal=[tmp_path / "mine"], session_pattern=r"^(?P<session>\d{4}-\d\d-\d\d)T"
+    )
     assert sorted(f.session for f in frames) == ["2026-11-01", "2026-11-02"]
 
 
@@ -65,7 +69,9 @@ def test_explicit_normal_and_anomalous_dirs_are_searched_recursively(tmp_path: P
     (tmp_path / "good" / "notes.txt").write_text("not an image")
     frames = find_frames(normal=[tmp_path / "good"], anomalous=[tmp_path / "bad"])
     assert sorted((f.path.name, f.label) for f in frames) == [
-        ("p_1.jpg", NORMAL), ("p_2.PNG", NORMAL), ("s_1.jpeg", ANOMALOUS),
+        ("p_1.jpg", NORMAL),
+        ("p_2.PNG", NORMAL),
+        ("s_1.jpeg", ANOMALOUS),
     ]
 
 
@@ -174,8 +180,13 @@ def test_contamination_is_seeded_and_counted(kaggle: Path) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "trainer", *args], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "trainer", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
 
 
 @pytest.mark.parametrize(
@@ -192,9 +203,13 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["--data", "DATA", "--split", "random", "--test-sessions", "print1"], "--split session"),
     ],
 )
-def test_cli_errors_are_one_line_exit_2(tmp_path: Path, kaggle: Path, args: list[str], needle: str) -> None:
+def test_cli_errors_are_one_line_exit_2(
+    tmp_path: Path, kaggle: Path, args: list[str], needle: str
+) -> None:
     (tmp_path / "empty").mkdir()
-    args = [str(tmp_path / "empty") if a == "EMPTY" else str(kaggle) if a == "DATA" else a for a in args]
+    args = [
+        str(tmp_path / "empty") if a == "EMPTY" else str(kaggle) if a == "DATA" else a for a in args
+    ]
     proc = _cli(*args, "--out", str(tmp_path / "runs"))
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -39,12 +39,18 @@ def _frames(folder: Path, n: int, name: str = "frame_{}.jpg") -> Path:
 
 def test_collect_copies_a_folder_recording_to_its_end_and_stops(tmp_path: Path) -> None:
     rec = _frames(tmp_path / "rec", 7)
-    config = write_config(tmp_path / "c.yaml", printers=[{
-        "name": "ender3", "camera": {"source": str(rec), "interval_s": 10}, "action": "notify"}])
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[
+            {"name": "ender3", "camera": {"source": str(rec), "interval_s": 10}, "action": "notify"}
+        ],
+    )
     r = run_cli("collect", "--config", str(config), "--out", str(tmp_path / "out"), timeout=60)
     assert r.returncode == 0, r.stderr
     files = sorted((tmp_path / "out" / "ender3").glob("*.jpg"))
-    assert len(files) == 7  # every frame, although interval_s is 10 s: a recording is copied, not waited on
+    assert (
+        len(files) == 7
+    )  # every frame, although interval_s is 10 s: a recording is copied, not waited on
     stems = {f.stem.rsplit("_", 1)[0] for f in files}
     assert len(stems) == 1 and stems.pop().endswith("-rec"), "one print, named after the recording"
     # a second recording collected into the same folder is a second print, never mixed with the first
@@ -55,31 +61,72 @@ def test_collect_copies_a_folder_recording_to_its_end_and_stops(tmp_path: Path) 
 
 def test_collect_copies_a_video_to_its_end_and_stops(tmp_path: Path, write_video) -> None:
     video = write_video(tmp_path / "print.avi", [synth.normal_frame(0, i, 9) for i in range(9)])
-    config = write_config(tmp_path / "c.yaml", printers=[{
-        "name": "ender3", "camera": {"source": str(video)}, "action": "notify"}])
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[{"name": "ender3", "camera": {"source": str(video)}, "action": "notify"}],
+    )
     r = run_cli("collect", "--config", str(config), "--out", str(tmp_path / "out"), timeout=60)
     assert r.returncode == 0, r.stderr
     assert len(list((tmp_path / "out" / "ender3").glob("*.jpg"))) == 9
 
 
-def test_collect_from_a_camera_that_never_answers_exits_1_naming_host_and_cause(tmp_path: Path) -> None:
+def test_collect_from_a_camera_that_never_answers_exits_1_naming_host_and_cause(
+    tmp_path: Path,
+) -> None:
     port = free_port()  # nothing listens there
-    config = write_config(tmp_path / "c.yaml", printers=[{
-        "name": "ender3", "camera": {"source": f"http://127.0.0.1:{port}/snapshot?token=s3cret", "interval_s": 0.2},
-        "action": "notify"}])
-    r = run_cli("collect", "--config", str(config), "--out", str(tmp_path / "out"), "--wait-s", "1", timeout=60)
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[
+            {
+                "name": "ender3",
+                "camera": {
+                    "source": f"http://127.0.0.1:{port}/snapshot?token=s3cret",
+                    "interval_s": 0.2,
+                },
+                "action": "notify",
+            }
+        ],
+    )
+    r = run_cli(
+        "collect",
+        "--config",
+        str(config),
+        "--out",
+        str(tmp_path / "out"),
+        "--wait-s",
+        "1",
+        timeout=60,
+    )
     assert r.returncode == 1, r.stderr
     [line] = _errors(r)
-    assert f"127.0.0.1:{port}" in line and "connection refused" in line and "saved 0 frame(s)" in line
+    assert (
+        f"127.0.0.1:{port}" in line and "connection refused" in line and "saved 0 frame(s)" in line
+    )
     assert "s3cret" not in r.stderr
     assert not (tmp_path / "out").exists()
 
 
 def test_camera_host_that_does_not_resolve_is_said_so(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "c.yaml", printers=[{
-        "name": "ender3", "camera": {"source": "http://no-such-camera.invalid/snapshot", "interval_s": 0.2},
-        "action": "notify"}])
-    r = run_cli("collect", "--config", str(config), "--out", str(tmp_path / "out"), "--wait-s", "1", timeout=60)
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[
+            {
+                "name": "ender3",
+                "camera": {"source": "http://no-such-camera.invalid/snapshot", "interval_s": 0.2},
+                "action": "notify",
+            }
+        ],
+    )
+    r = run_cli(
+        "collect",
+        "--config",
+        str(config),
+        "--out",
+        str(tmp_path / "out"),
+        "--wait-s",
+        "1",
+        timeout=60,
+    )
     assert r.returncode == 1
     [line] = _errors(r)
     assert "no-such-camera.invalid" in line and "host name not found" in line
@@ -93,7 +140,9 @@ def test_check_config_warns_that_pause_needs_a_printer_api(tmp_path: Path) -> No
     r = run_cli("check-config", "--config", str(config))
     assert r.returncode == 0, r.stderr
     warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and "printers.0 (e3): action: pause needs a printer API" in warnings[0]
+    assert (
+        len(warnings) == 1 and "printers.0 (e3): action: pause needs a printer API" in warnings[0]
+    )
 
 
 def test_example_config_is_coherent(tmp_path: Path) -> None:
@@ -103,44 +152,77 @@ def test_example_config_is_coherent(tmp_path: Path) -> None:
     assert "loaded and run once" in r.stderr
 
 
-def test_check_config_runs_the_model_and_refuses_one_that_disagrees_with_model_json(tmp_path: Path) -> None:
+def test_check_config_runs_the_model_and_refuses_one_that_disagrees_with_model_json(
+    tmp_path: Path,
+) -> None:
     broken = tmp_path / "bundle"
     shutil.copytree(DEFAULT_BUNDLE, broken)
     meta = json.loads((broken / "model.json").read_text())
-    meta["preprocess"]["width"] //= 2  # model.json agrees with itself; the .tflite takes the original size
+    meta["preprocess"]["width"] //= (
+        2  # model.json agrees with itself; the .tflite takes the original size
+    )
     for key in ("input_shape", "output_shape"):
         meta[key][2] //= 2
     (broken / "model.json").write_text(json.dumps(meta))
-    config = write_config(tmp_path / "c.yaml", model=str(broken), printers=[{"name": "e3", "action": "notify"}])
+    config = write_config(
+        tmp_path / "c.yaml", model=str(broken), printers=[{"name": "e3", "action": "notify"}]
+    )
     r = run_cli("check-config", "--config", str(config))
     assert r.returncode == 2
     [line] = _errors(r)
     assert "model input" in line and "does not match" in line and "model.tflite" in line
 
 
-def test_check_config_probe_names_what_failed(tmp_path: Path, camera_server, octoprint_server) -> None:
+def test_check_config_probe_names_what_failed(
+    tmp_path: Path, camera_server, octoprint_server
+) -> None:
     dead = free_port()
-    config = write_config(tmp_path / "c.yaml", printers=[
-        {"name": "good", "camera": {"source": camera_server.snapshot_url}, "action": "notify"},
-        {"name": "bad", "camera": {"source": f"http://127.0.0.1:{dead}/snapshot", "timeout_s": 2},
-         "api": {"kind": "octoprint", "url": octoprint_server.url, "api_key": "not-the-key"}, "action": "pause"},
-    ])
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[
+            {"name": "good", "camera": {"source": camera_server.snapshot_url}, "action": "notify"},
+            {
+                "name": "bad",
+                "camera": {"source": f"http://127.0.0.1:{dead}/snapshot", "timeout_s": 2},
+                "api": {"kind": "octoprint", "url": octoprint_server.url, "api_key": "not-the-key"},
+                "action": "pause",
+            },
+        ],
+    )
     r = run_cli("check-config", "--config", str(config), "--probe", timeout=60)
     assert r.returncode == 1, r.stderr
     lines = r.stderr.splitlines()
     assert any("printer good: camera" in x and ": ok: 160x120 frame" in x for x in lines), r.stderr
-    assert any(f"printer bad: camera http://127.0.0.1:{dead}/snapshot: FAILED" in x and "connection refused" in x
-               for x in lines), r.stderr
-    assert any("printer bad: octoprint API" in x and "FAILED" in x and "403" in x for x in lines), r.stderr
+    assert any(
+        f"printer bad: camera http://127.0.0.1:{dead}/snapshot: FAILED" in x
+        and "connection refused" in x
+        for x in lines
+    ), r.stderr
+    assert any("printer bad: octoprint API" in x and "FAILED" in x and "403" in x for x in lines), (
+        r.stderr
+    )
     [summary] = _errors(r)
     assert summary.startswith("error: 2 probe(s) failed")
 
 
-def test_check_config_probe_passes_on_a_real_camera_and_moonraker(tmp_path: Path, camera_server, moonraker_server) -> None:
-    config = write_config(tmp_path / "c.yaml", printers=[{
-        "name": "k1", "camera": {"source": camera_server.snapshot_url},
-        "api": {"kind": "moonraker", "url": moonraker_server.url, "api_key": moonraker_server.api_key},
-        "action": "pause"}])
+def test_check_config_probe_passes_on_a_real_camera_and_moonraker(
+    tmp_path: Path, camera_server, moonraker_server
+) -> None:
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[
+            {
+                "name": "k1",
+                "camera": {"source": camera_server.snapshot_url},
+                "api": {
+                    "kind": "moonraker",
+                    "url": moonraker_server.url,
+                    "api_key": moonraker_server.api_key,
+                },
+                "action": "pause",
+            }
+        ],
+    )
     r = run_cli("check-config", "--config", str(config), "--probe", timeout=60)
     assert r.returncode == 0, r.stderr
     assert "printer k1: moonraker API" in r.stderr and "ok: moonraker says idle" in r.stderr
@@ -150,17 +232,32 @@ def test_check_config_probe_passes_on_a_real_camera_and_moonraker(tmp_path: Path
 # --------------------------------------------------------------------------- config errors in user words
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("printers:\n  - name: e3\n    camera: \"http://x/snap\"\n",
-     "printers.0.camera: must be a group of keys indented below it (key: value lines), got text"),
-    ("printers:\n  - name: e3\n    camera:\n      source: 0\n     interval_s: 3\n",
-     "line 5 column 6: invalid YAML: this line is indented differently from the lines before it"),
-    ("printers:\n  - name: e3\n\tcamera: 0\n", "invalid YAML: a tab character: indent with spaces only"),
-    ("printers:\n  - name: e3\n    camera: {source: 0\n", "a bracket or brace opened earlier is not closed"),
-    ("printers: e3\n", "printers: must be a list"),
-    ("printers:\n  - name: e3\n    detection: {consecutive: x}\n",
-     "printers.0.detection.consecutive: must be a whole number, got text"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            'printers:\n  - name: e3\n    camera: "http://x/snap"\n',
+            "printers.0.camera: must be a group of keys indented below it (key: value lines), got text",
+        ),
+        (
+            "printers:\n  - name: e3\n    camera:\n      source: 0\n     interval_s: 3\n",
+            "line 5 column 6: invalid YAML: this line is indented differently from the lines before it",
+        ),
+        (
+            "printers:\n  - name: e3\n\tcamera: 0\n",
+            "invalid YAML: a tab character: indent with spaces only",
+        ),
+        (
+            "printers:\n  - name: e3\n    camera: {source: 0\n",
+            "a bracket or brace opened earlier is not closed",
+        ),
+        ("printers: e3\n", "printers: must be a list"),
+        (
+            "printers:\n  - name: e3\n    detection: {consecutive: x}\n",
+            "printers.0.detection.consecutive: must be a whole number, got text",
+        ),
+    ],
+)
 def test_config_errors_speak_the_users_words(tmp_path: Path, text: str, expected: str) -> None:
     (tmp_path / "c.yaml").write_text(text)
     r = run_cli("check-config", "--config", str(tmp_path / "c.yaml"))
@@ -180,24 +277,50 @@ def _without_train_extra(tmp_path: Path) -> dict[str, str]:
 
     shadow = tmp_path / "site"
     shadow.mkdir()
-    skip = ("tensorflow", "keras", "matplotlib", "sklearn", "scikit_learn", "tf_keras", "_pytest", "pytest")
+    skip = (
+        "tensorflow",
+        "keras",
+        "matplotlib",
+        "sklearn",
+        "scikit_learn",
+        "tf_keras",
+        "_pytest",
+        "pytest",
+    )
     for sp in site.getsitepackages():
         for entry in Path(sp).iterdir():
-            if entry.name.lower().startswith(skip) or entry.suffix == ".pth" or (shadow / entry.name).exists():
+            if (
+                entry.name.lower().startswith(skip)
+                or entry.suffix == ".pth"
+                or (shadow / entry.name).exists()
+            ):
                 continue
             (shadow / entry.name).symlink_to(entry)
     return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{shadow}", "PYTHONNOUSERSITE": "1"}
 
 
-def test_trainer_without_the_train_extra_says_which_extra_before_creating_anything(tmp_path: Path) -> None:
+def test_trainer_without_the_train_extra_says_which_extra_before_creating_anything(
+    tmp_path: Path,
+) -> None:
     data = _frames(tmp_path / "frames", 4)
     env = _without_train_extra(tmp_path)
-    probe = subprocess.run([sys.executable, "-S", "-c", "import numpy, cv2, yaml, pydantic; import keras"],
-                           env=env, capture_output=True, text=True, timeout=60)
+    probe = subprocess.run(
+        [sys.executable, "-S", "-c", "import numpy, cv2, yaml, pydantic; import keras"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "No module named 'keras'" in probe.stderr, "the shadow path still has keras"
     out = tmp_path / "runs"
-    r = subprocess.run([sys.executable, "-S", "-m", "trainer", "--normal", str(data), "--out", str(out)],
-                       env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-S", "-m", "trainer", "--normal", str(data), "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert r.returncode == 2, r.stderr
     [line] = _errors(r)
     assert "'train' extra" in line and 'pip install -e ".[train]"' in line and "keras" in line
@@ -207,13 +330,34 @@ def test_trainer_without_the_train_extra_says_which_extra_before_creating_anythi
 def test_frames_without_a_print_number_get_a_warning_with_the_naming(tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
     data = _frames(tmp_path / "frames", 6, name="IMG{}.jpg")
-    r = subprocess.run([sys.executable, "-m", "trainer", "--normal", str(data), "--preset", "tiny", "--epochs", "1",
-                        "--no-plots", "--out", str(tmp_path / "runs")],
-                       capture_output=True, text=True, timeout=600, cwd=ROOT,
-                       env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "--normal",
+            str(data),
+            "--preset",
+            "tiny",
+            "--epochs",
+            "1",
+            "--no-plots",
+            "--out",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
     warnings = [line for line in r.stderr.splitlines() if "are not named <print>_<n>.jpg" in line]
     assert len(warnings) == 1, r.stderr[-3000:]
-    assert "6 frame(s) such as" in warnings[0] and "IMG0.jpg" in warnings[0] and "print1_7.jpg" in warnings[0]
+    assert (
+        "6 frame(s) such as" in warnings[0]
+        and "IMG0.jpg" in warnings[0]
+        and "print1_7.jpg" in warnings[0]
+    )
     assert "--session-pattern" in warnings[0]
 
 
@@ -221,8 +365,15 @@ def test_frames_without_a_print_number_get_a_warning_with_the_naming(tmp_path: P
 
 
 def test_help_has_no_project_history_jargon() -> None:
-    texts = [subprocess.run([sys.executable, "-m", "trainer", "--help"], capture_output=True, text=True,
-                            timeout=60, cwd=ROOT).stdout]
+    texts = [
+        subprocess.run(
+            [sys.executable, "-m", "trainer", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        ).stdout
+    ]
     from watchdog.__main__ import COMMANDS
 
     for module in COMMANDS:
@@ -238,7 +389,7 @@ def test_readme_lists_every_command() -> None:
     from watchdog.__main__ import COMMANDS
 
     readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("### Commands"):]
+    table = readme[readme.index("### Commands") :]
     for module in COMMANDS:
         name = module.__name__.rsplit(".", 1)[-1].replace("_", "-")
         assert f"| `{name}" in table, name
@@ -249,7 +400,9 @@ def test_trainer_cli_defaults_to_the_model_to_deploy() -> None:
     from trainer.__main__ import build_parser
 
     args = build_parser().parse_args(["--normal", "x"])
-    assert args.split is None  # resolved to "all" by main; "session" only with --val/--test-sessions
+    assert (
+        args.split is None
+    )  # resolved to "all" by main; "session" only with --val/--test-sessions
     text = build_parser().format_help()
     assert "'all' (default)" in text and "Evaluation only" in text
 
@@ -292,13 +445,39 @@ def _run_on_a_terminal(argv: list[str], env: dict[str, str], timeout: float = 60
 def test_each_fit_draws_one_progress_line_on_a_terminal(tmp_path: Path) -> None:
     if importlib.util.find_spec("tensorflow") is None:
         pytest.skip("the trainer needs the [train] extra")
-    data = synth.write_kaggle_layout(tmp_path / "data", sessions=2, frames_per_session=10, anomalous=0)
+    data = synth.write_kaggle_layout(
+        tmp_path / "data", sessions=2, frames_per_session=10, anomalous=0
+    )
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
-    text = _run_on_a_terminal([sys.executable, "-m", "trainer", "--normal", str(data / "no_defected"),
-                               "--preset", "tiny", "--epochs", "3", "--adapt-frames", "4", "--no-plots",
-                               "--out", str(tmp_path / "runs")], env)
-    lines = [line for line in text.replace("\r\n", "\n").split("\n") if "epoch " in line and "[" in line]
+    text = _run_on_a_terminal(
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "--normal",
+            str(data / "no_defected"),
+            "--preset",
+            "tiny",
+            "--epochs",
+            "3",
+            "--adapt-frames",
+            "4",
+            "--no-plots",
+            "--out",
+            str(tmp_path / "runs"),
+        ],
+        env,
+    )
+    lines = [
+        line for line in text.replace("\r\n", "\n").split("\n") if "epoch " in line and "[" in line
+    ]
     fits = [line.split("\r")[-1].split(":")[0] for line in lines]
-    assert fits == ["the model to deploy", "cross-fit 1/2 (without print0)", "cross-fit 2/2 (without print1)"], text
-    assert all("epoch 3/3" in line.split("\r")[-1] for line in lines)  # redrawn in place, one line per fit
+    assert fits == [
+        "the model to deploy",
+        "cross-fit 1/2 (without print0)",
+        "cross-fit 2/2 (without print1)",
+    ], text
+    assert all(
+        "epoch 3/3" in line.split("\r")[-1] for line in lines
+    )  # redrawn in place, one line per fit
     assert "Epoch 1/" not in text and "ms/step" not in text, "Keras' own per-epoch display"

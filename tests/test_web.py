@@ -25,8 +25,17 @@ DEMO_FRAMES = Path(__file__).resolve().parents[1] / "watchdog" / "demo" / "frame
 MODEL = Path(__file__).resolve().parents[1] / "watchdog" / "models" / "default"
 PASSWORD = "correct horse battery staple"
 PRINTER = "ender3"
-PROTECTED = ["/", "/status", "/metrics", "/api/state", "/api/incidents", f"/api/printers/{PRINTER}/timeline",
-             f"/api/printers/{PRINTER}/frame.jpg", f"/printers/{PRINTER}/latest.jpg", "/static/app.js"]
+PROTECTED = [
+    "/",
+    "/status",
+    "/metrics",
+    "/api/state",
+    "/api/incidents",
+    f"/api/printers/{PRINTER}/timeline",
+    f"/api/printers/{PRINTER}/frame.jpg",
+    f"/printers/{PRINTER}/latest.jpg",
+    "/static/app.js",
+]
 
 
 def _config(tmp_path: Path, listen: str, **http: object) -> Path:
@@ -35,7 +44,13 @@ def _config(tmp_path: Path, listen: str, **http: object) -> Path:
         model=str(MODEL),
         http={"listen": listen, **http},
         storage={"dir": str(tmp_path / "state")},
-        printers=[{"name": PRINTER, "camera": {"source": str(DEMO_FRAMES), "interval_s": 0.5}, "api": {"kind": "none"}}],
+        printers=[
+            {
+                "name": PRINTER,
+                "camera": {"source": str(DEMO_FRAMES), "interval_s": 0.5},
+                "api": {"kind": "none"},
+            }
+        ],
     )
 
 
@@ -68,7 +83,9 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Dae
 
 
 @pytest.fixture(scope="module")
-def open_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, DaemonProcess, Path]]:
+def open_daemon(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, DaemonProcess, Path]]:
     """A daemon on loopback without a password (the default)."""
     tmp = tmp_path_factory.mktemp("web-open")
     port = free_port()
@@ -87,15 +104,24 @@ def _login(url: str, password: str = PASSWORD) -> tuple[requests.Session, reques
     s = requests.Session()
     form = s.get(f"{url}/login", timeout=10)
     token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
-    r = s.post(f"{url}/login", data={"csrf": token, "password": password}, timeout=10, allow_redirects=False)
+    r = s.post(
+        f"{url}/login",
+        data={"csrf": token, "password": password},
+        timeout=10,
+        allow_redirects=False,
+    )
     return s, r
 
 
 # --------------------------------------------------------------------------- beyond loopback
 
 
-@pytest.mark.parametrize("listen", ["0.0.0.0:8787", "192.168.1.20:8787", "[::]:8787", "octopi.local:8787"])
-def test_daemon_refuses_to_listen_beyond_loopback_without_a_password(tmp_path: Path, listen: str) -> None:
+@pytest.mark.parametrize(
+    "listen", ["0.0.0.0:8787", "192.168.1.20:8787", "[::]:8787", "octopi.local:8787"]
+)
+def test_daemon_refuses_to_listen_beyond_loopback_without_a_password(
+    tmp_path: Path, listen: str
+) -> None:
     config = _config(tmp_path, listen)
     proc = run_cli("run", "--config", str(config), timeout=60)
     assert proc.returncode == 2
@@ -116,8 +142,17 @@ def test_every_page_needs_the_login_but_healthz(guarded) -> None:
             assert r.status_code == 401, path
         assert b"ender3" not in r.content or path == "/", path  # nothing of the printer leaks
         assert r.headers.get("Content-Type", "").split(";")[0] != "image/jpeg", path
-    for path in ("/api/command", f"/api/printers/{PRINTER}/settings", f"/api/printers/{PRINTER}/settings/reset"):
-        assert requests.post(url + path, json={"printer": PRINTER, "verb": "disable"}, timeout=10).status_code == 401
+    for path in (
+        "/api/command",
+        f"/api/printers/{PRINTER}/settings",
+        f"/api/printers/{PRINTER}/settings/reset",
+    ):
+        assert (
+            requests.post(
+                url + path, json={"printer": PRINTER, "verb": "disable"}, timeout=10
+            ).status_code
+            == 401
+        )
 
 
 def test_login_gives_a_session_cookie_that_opens_the_pages(guarded) -> None:
@@ -129,7 +164,11 @@ def test_login_gives_a_session_cookie_that_opens_the_pages(guarded) -> None:
     page = s.get(f"{url}/", timeout=10)
     assert page.status_code == 200 and "Printer watchdog" in page.text
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
-    wait_until("a scored frame", lambda: s.get(f"{url}/api/state", timeout=10).json()["printers"][0]["score"] is not None, 60)
+    wait_until(
+        "a scored frame",
+        lambda: s.get(f"{url}/api/state", timeout=10).json()["printers"][0]["score"] is not None,
+        60,
+    )
     for path in PROTECTED:
         assert s.get(url + path, timeout=10).status_code == 200, path
     assert PASSWORD not in daemon.log
@@ -141,15 +180,36 @@ def test_posts_need_the_csrf_token(guarded) -> None:
     token = _csrf(s.get(f"{url}/", timeout=10).text)
     body = {"printer": PRINTER, "verb": "disable"}
     assert s.post(f"{url}/api/command", json=body, timeout=10).status_code == 403
-    assert s.post(f"{url}/api/command", json=body, headers={"X-CSRF-Token": "forged"}, timeout=10).status_code == 403
+    assert (
+        s.post(
+            f"{url}/api/command", json=body, headers={"X-CSRF-Token": "forged"}, timeout=10
+        ).status_code
+        == 403
+    )
     other, _ = _login(url)  # another session's token is not this one's
     other_token = _csrf(other.get(f"{url}/", timeout=10).text)
-    assert s.post(f"{url}/api/command", json=body, headers={"X-CSRF-Token": other_token}, timeout=10).status_code == 403
+    assert (
+        s.post(
+            f"{url}/api/command", json=body, headers={"X-CSRF-Token": other_token}, timeout=10
+        ).status_code
+        == 403
+    )
     assert s.get(f"{url}/status", timeout=10).json()["printers"][PRINTER]["state"] != "disabled"
     r = s.post(f"{url}/api/command", json=body, headers={"X-CSRF-Token": token}, timeout=10)
     assert r.status_code == 200 and r.json()["ok"], r.text
-    wait_until("the watcher disabled", lambda: s.get(f"{url}/status", timeout=10).json()["printers"][PRINTER]["state"] == "disabled", 10)
-    r = s.post(f"{url}/api/command", json={"printer": PRINTER, "verb": "enable"}, headers={"X-CSRF-Token": token}, timeout=10)
+    wait_until(
+        "the watcher disabled",
+        lambda: (
+            s.get(f"{url}/status", timeout=10).json()["printers"][PRINTER]["state"] == "disabled"
+        ),
+        10,
+    )
+    r = s.post(
+        f"{url}/api/command",
+        json={"printer": PRINTER, "verb": "enable"},
+        headers={"X-CSRF-Token": token},
+        timeout=10,
+    )
     assert r.json()["ok"]
     # A login form posted without its token (a cross-site login) is refused too.
     assert requests.post(f"{url}/login", data={"password": PASSWORD}, timeout=10).status_code == 403
@@ -221,8 +281,15 @@ def test_loopback_page_is_open_but_posts_need_the_token_and_the_host(open_daemon
     page = requests.get(f"{url}/", timeout=10)
     assert page.status_code == 200
     # The shipped model learns each print's first 30 frames: the page shows that progress.
-    state = wait_until("a scored frame", lambda: (p := requests.get(f"{url}/api/state", timeout=10).json()
-                                                  ["printers"][0])["score"] is not None and p, 60)
+    state = wait_until(
+        "a scored frame",
+        lambda: (
+            (p := requests.get(f"{url}/api/state", timeout=10).json()["printers"][0])["score"]
+            is not None
+            and p
+        ),
+        60,
+    )
     assert state["state"] == "calibrating" and re.fullmatch(r"\d+/30", state["calibration"]), state
     token = _csrf(page.text)
     body = {"printer": PRINTER, "verb": "enable"}
@@ -231,9 +298,17 @@ def test_loopback_page_is_open_but_posts_need_the_token_and_the_host(open_daemon
     assert ok.status_code == 200
     # A web site the owner visits cannot drive the page: wrong Origin, or DNS rebinding (Host).
     evil = {"X-CSRF-Token": token, "Origin": "http://evil.example"}
-    assert requests.post(f"{url}/api/command", json=body, headers=evil, timeout=10).status_code == 403
-    assert requests.get(f"{url}/api/state", headers={"Host": "evil.example"}, timeout=10).status_code == 403
-    assert requests.get(f"{url}/healthz", headers={"Host": "evil.example"}, timeout=10).status_code == 200
+    assert (
+        requests.post(f"{url}/api/command", json=body, headers=evil, timeout=10).status_code == 403
+    )
+    assert (
+        requests.get(f"{url}/api/state", headers={"Host": "evil.example"}, timeout=10).status_code
+        == 403
+    )
+    assert (
+        requests.get(f"{url}/healthz", headers={"Host": "evil.example"}, timeout=10).status_code
+        == 200
+    )
 
 
 def test_settings_are_validated_saved_shown_by_check_config_and_reset(open_daemon) -> None:
@@ -242,7 +317,9 @@ def test_settings_are_validated_saved_shown_by_check_config_and_reset(open_daemo
     settings = f"{url}/api/printers/{PRINTER}/settings"
     bad = requests.post(settings, json={"sensitivity": 50}, headers=headers, timeout=10)
     assert bad.status_code == 400 and "sensitivity" in bad.json()["detail"]
-    bad = requests.post(settings, json={"region": [0.8, 0.1, 0.2, 0.9]}, headers=headers, timeout=10)
+    bad = requests.post(
+        settings, json={"region": [0.8, 0.1, 0.2, 0.9]}, headers=headers, timeout=10
+    )
     assert bad.status_code == 400 and "region" in bad.json()["detail"]
     bad = requests.post(settings, json={"api": {"url": "http://x"}}, headers=headers, timeout=10)
     assert bad.status_code == 400
@@ -250,16 +327,33 @@ def test_settings_are_validated_saved_shown_by_check_config_and_reset(open_daemo
     assert not stored.exists()
 
     mask = [[0.0, 0.0], [0.3, 0.0], [0.3, 0.2]]
-    r = requests.post(settings, json={"mask": [mask], "region": [0.0, 0.4, 1.0, 1.0], "consecutive": 5},
-                      headers=headers, timeout=10)
+    r = requests.post(
+        settings,
+        json={"mask": [mask], "region": [0.0, 0.4, 1.0, 1.0], "consecutive": 5},
+        headers=headers,
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
     assert "consecutive: 5" in r.json()["yaml"] and "name: ender3" in r.json()["yaml"]
     saved = json.loads(stored.read_text())["printers"][PRINTER]["detection"]
-    assert saved["mask"] == [mask] and saved["region"] == [0.0, 0.4, 1.0, 1.0] and saved["consecutive"] == 5
+    assert (
+        saved["mask"] == [mask]
+        and saved["region"] == [0.0, 0.4, 1.0, 1.0]
+        and saved["consecutive"] == 5
+    )
 
     # Applied without a restart (the watcher is rebuilt through the reload path).
-    wait_until("the new settings in use", lambda: requests.get(f"{url}/api/state", timeout=10).json()
-               ["printers"][0]["settings"]["consecutive"] == 5, 30, lambda: daemon.log)
+    wait_until(
+        "the new settings in use",
+        lambda: (
+            requests.get(f"{url}/api/state", timeout=10).json()["printers"][0]["settings"][
+                "consecutive"
+            ]
+            == 5
+        ),
+        30,
+        lambda: daemon.log,
+    )
     check = run_cli("check-config", "--config", str(tmp / "config.yaml"))
     assert check.returncode == 0, check.stderr
     assert "consecutive: 5" in check.stdout
@@ -267,9 +361,21 @@ def test_settings_are_validated_saved_shown_by_check_config_and_reset(open_daemo
 
     r = requests.post(f"{settings}/reset", json={}, headers=headers, timeout=10)
     assert r.status_code == 200 and not stored.exists()
-    wait_until("the config file's settings back", lambda: requests.get(f"{url}/api/state", timeout=10).json()
-               ["printers"][0]["settings"]["consecutive"] == 3, 30, lambda: daemon.log)
-    assert "from the dashboard" not in run_cli("check-config", "--config", str(tmp / "config.yaml")).stderr
+    wait_until(
+        "the config file's settings back",
+        lambda: (
+            requests.get(f"{url}/api/state", timeout=10).json()["printers"][0]["settings"][
+                "consecutive"
+            ]
+            == 3
+        ),
+        30,
+        lambda: daemon.log,
+    )
+    assert (
+        "from the dashboard"
+        not in run_cli("check-config", "--config", str(tmp / "config.yaml")).stderr
+    )
 
 
 def test_a_broken_overrides_file_is_named_and_reload_keeps_running(open_daemon) -> None:
@@ -278,9 +384,13 @@ def test_a_broken_overrides_file_is_named_and_reload_keeps_running(open_daemon) 
     stored.write_text('{"printers": {"ender3": {"detection": {"sensitivity": "very"}}}}')
     try:
         check = run_cli("check-config", "--config", str(tmp / "config.yaml"))
-        assert check.returncode == 2 and str(stored) in check.stderr and "sensitivity" in check.stderr
+        assert (
+            check.returncode == 2 and str(stored) in check.stderr and "sensitivity" in check.stderr
+        )
         daemon.signal(__import__("signal").SIGHUP)
-        wait_until("the reload refused", lambda: "reload refused" in daemon.log, 20, lambda: daemon.log)
+        wait_until(
+            "the reload refused", lambda: "reload refused" in daemon.log, 20, lambda: daemon.log
+        )
         time.sleep(0.5)
         assert daemon.alive() and requests.get(f"{url}/healthz", timeout=10).status_code == 200
     finally:

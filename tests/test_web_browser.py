@@ -36,20 +36,33 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 PRINTER = "ender3"
 # The README's screenshots: `WATCHDOG_SCREENSHOTS=docs/img pytest tests/test_web_browser.py` refreshes
 # them; otherwise they go to a temporary folder (taken all the same, so the path stays tested).
-SCREENSHOTS = Path(os.environ.get("WATCHDOG_SCREENSHOTS") or tempfile.mkdtemp(prefix="watchdog-screenshots-"))
+SCREENSHOTS = Path(
+    os.environ.get("WATCHDOG_SCREENSHOTS") or tempfile.mkdtemp(prefix="watchdog-screenshots-")
+)
 # The spaghetti of tests/synth.anomalous_frame lies in x 15..145, y 50..102 of 160x120.
 FAILURE_AREA = [(0.02, 0.36), (0.98, 0.36), (0.98, 0.92), (0.02, 0.92)]
 
 
 def _chromium() -> webdriver.Chrome:
     if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-        pytest.skip("chromium and chromium-driver are not installed (tests/install-servers.sh installs them)")
+        pytest.skip(
+            "chromium and chromium-driver are not installed (tests/install-servers.sh installs them)"
+        )
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     profile = tempfile.mkdtemp(prefix="watchdog-chromium-")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                f"--user-data-dir={profile}", "--window-size=1280,1000"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,1000",
+    ):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     driver.set_page_load_timeout(30)
@@ -68,14 +81,21 @@ class Env:
             model=str(bundle),
             http={"listen": f"127.0.0.1:{self.port}"},
             storage={"dir": str(self.storage)},
-            printers=[{
-                "name": PRINTER,
-                "camera": {"source": camera.snapshot_url, "interval_s": 0.4, "timeout_s": 3},
-                "api": {"kind": "octoprint", "url": octoprint.url, "api_key": octoprint.api_key,
-                        "timeout_s": 3, "retries": 1},
-                "detection": {"consecutive": 3, "cooldown_s": 600},
-                "action": "pause",
-            }],
+            printers=[
+                {
+                    "name": PRINTER,
+                    "camera": {"source": camera.snapshot_url, "interval_s": 0.4, "timeout_s": 3},
+                    "api": {
+                        "kind": "octoprint",
+                        "url": octoprint.url,
+                        "api_key": octoprint.api_key,
+                        "timeout_s": 3,
+                        "retries": 1,
+                    },
+                    "detection": {"consecutive": 3, "cooldown_s": 600},
+                    "action": "pause",
+                }
+            ],
         )
         self.daemon: DaemonProcess | None = None
         self.starts = 0
@@ -105,13 +125,21 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, tiny_bundle, camera_server_session, _octoprint_session,
-        normal_frames) -> Iterator[Env]:
+def env(
+    tmp_path_factory, tiny_bundle, camera_server_session, _octoprint_session, normal_frames
+) -> Iterator[Env]:
     _octoprint_session.reset()
     camera_server_session.reset()
     camera_server_session.set_frames(normal_frames)
-    _octoprint_session.start_print(lines=2000)  # about 400 s: printing still when the mask is tested
-    e = Env(tmp_path_factory.mktemp("web-browser"), tiny_bundle, camera_server_session, _octoprint_session)
+    _octoprint_session.start_print(
+        lines=2000
+    )  # about 400 s: printing still when the mask is tested
+    e = Env(
+        tmp_path_factory.mktemp("web-browser"),
+        tiny_bundle,
+        camera_server_session,
+        _octoprint_session,
+    )
     e.start()
     yield e
     e.stop()
@@ -132,13 +160,23 @@ def js(driver, script: str, *args):
 
 
 def wait_js(driver, what: str, script: str, timeout: float = 30, *args):
-    return wait_until(what, lambda: js(driver, script, *args), timeout,
-                      lambda: json.dumps(driver.get_log("browser"))[-2000:])
+    return wait_until(
+        what,
+        lambda: js(driver, script, *args),
+        timeout,
+        lambda: json.dumps(driver.get_log("browser"))[-2000:],
+    )
 
 
 def image_loaded(driver, selector: str) -> bool:
-    return bool(js(driver, "const i = document.querySelector(arguments[0]);"
-                           "return !!i && i.complete && i.naturalWidth > 0;", selector))
+    return bool(
+        js(
+            driver,
+            "const i = document.querySelector(arguments[0]);"
+            "return !!i && i.complete && i.naturalWidth > 0;",
+            selector,
+        )
+    )
 
 
 def screenshot(driver, name: str) -> None:
@@ -157,36 +195,64 @@ def card(selector: str = "") -> str:
 def test_overview_shows_the_printer_its_state_and_a_heatmap(env, browser) -> None:
     browser.get(env.url + "/")
     wait_js(browser, "the printer's card", f"return document.querySelector('{card()}') !== null")
-    wait_js(browser, "a scored frame on the timeline",
-            f"return Number(document.querySelector('{card('[data-role=timeline]')}').dataset.points) >= 3")
-    wait_until("the heatmap image to load", lambda: image_loaded(browser, card("img[data-role=frame]")), 20)
-    assert js(browser, f"return document.querySelector('{card('img[data-role=frame]')}').dataset.kind") == "heatmap"
+    wait_js(
+        browser,
+        "a scored frame on the timeline",
+        f"return Number(document.querySelector('{card('[data-role=timeline]')}').dataset.points) >= 3",
+    )
+    wait_until(
+        "the heatmap image to load", lambda: image_loaded(browser, card("img[data-role=frame]")), 20
+    )
+    assert (
+        js(browser, f"return document.querySelector('{card('img[data-role=frame]')}').dataset.kind")
+        == "heatmap"
+    )
     state = browser.find_element(By.CSS_SELECTOR, card("[data-role=state]")).text
     assert state in ("watching", "anomaly 1/3", "anomaly 2/3"), state
-    assert browser.find_element(By.CSS_SELECTOR, card("[data-role=printer-state]")).text == "printing"
+    assert (
+        browser.find_element(By.CSS_SELECTOR, card("[data-role=printer-state]")).text == "printing"
+    )
     assert "threshold" in browser.find_element(By.CSS_SELECTOR, card("[data-role=score]")).text
     # The overlay switch shows the camera frame as it is.
     browser.find_element(By.CSS_SELECTOR, card("[data-role=overlay]")).click()
-    wait_js(browser, "the plain frame", f"const i = document.querySelector('{card('img[data-role=frame]')}');"
-            "return i.dataset.kind === 'frame' && i.complete && i.naturalWidth > 0;")
+    wait_js(
+        browser,
+        "the plain frame",
+        f"const i = document.querySelector('{card('img[data-role=frame]')}');"
+        "return i.dataset.kind === 'frame' && i.complete && i.naturalWidth > 0;",
+    )
     browser.find_element(By.CSS_SELECTOR, card("[data-role=overlay]")).click()
 
 
 def test_failure_pauses_and_the_timeline_marks_it(env, browser, anomalous_frames) -> None:
     env.camera.set_frames(anomalous_frames)
-    wait_until("the real OctoPrint paused", lambda: env.octoprint.flags().get("paused"), 60, env.log)
+    wait_until(
+        "the real OctoPrint paused", lambda: env.octoprint.flags().get("paused"), 60, env.log
+    )
     timeline = card("[data-role=timeline]")
-    wait_js(browser, "the action on the timeline", f"return document.querySelector('{timeline}').dataset.actions === '1'")
+    wait_js(
+        browser,
+        "the action on the timeline",
+        f"return document.querySelector('{timeline}').dataset.actions === '1'",
+    )
     assert int(js(browser, f"return document.querySelector('{timeline}').dataset.anomalous")) >= 3
     # Hovering a point shows its time and score.
     canvas = browser.find_element(By.CSS_SELECTOR, timeline)
     js(browser, "arguments[0].scrollIntoView({block: 'center'})", canvas)
-    ActionChains(browser).move_to_element_with_offset(canvas, canvas.size["width"] // 2 - 12, 0).perform()
+    ActionChains(browser).move_to_element_with_offset(
+        canvas, canvas.size["width"] // 2 - 12, 0
+    ).perform()
     tip = browser.find_element(By.ID, "tooltip")
     wait_until("the tooltip", lambda: tip.is_displayed() and "score" in tip.text, 5)
     assert ":" in tip.text.split("·")[0]  # a time of day
-    wait_js(browser, "the paused state", f"return document.querySelector('{card('[data-role=state]')}').textContent === 'paused'")
-    ActionChains(browser).move_to_element(browser.find_element(By.TAG_NAME, "h1")).perform()  # tooltip away
+    wait_js(
+        browser,
+        "the paused state",
+        f"return document.querySelector('{card('[data-role=state]')}').textContent === 'paused'",
+    )
+    ActionChains(browser).move_to_element(
+        browser.find_element(By.TAG_NAME, "h1")
+    ).perform()  # tooltip away
     js(browser, "window.scrollTo(0, 0)")
     screenshot(browser, "dashboard-overview.png")
 
@@ -195,7 +261,11 @@ def _open_incident(browser) -> str:
     browser.get(browser.current_url.split("#")[0] + "#/incidents")
     wait_js(browser, "the incident", "return document.querySelector('article.incident') !== null")
     for role in ("incident-frame", "incident-heatmap"):
-        wait_until(f"the {role} image", lambda r=role: image_loaded(browser, f"article.incident img[data-role={r}]"), 20)
+        wait_until(
+            f"the {role} image",
+            lambda r=role: image_loaded(browser, f"article.incident img[data-role={r}]"),
+            20,
+        )
     return js(browser, "return document.querySelector('article.incident').dataset.incident")
 
 
@@ -225,15 +295,27 @@ def test_incident_shows_frames_and_its_answers_keep_frames_for_the_trainer(env, 
     incident = _open_incident(browser)
     strip = browser.find_elements(By.CSS_SELECTOR, "article.incident [data-role=lead-up] img")
     assert len(strip) >= 3  # the frames that led to the pause
-    wait_until("the lead-up images", lambda: all(image_loaded(browser, f"article.incident [data-role=lead-up] figure:nth-child({n + 1}) img")
-                                                  for n in range(len(strip))), 20)
+    wait_until(
+        "the lead-up images",
+        lambda: all(
+            image_loaded(
+                browser, f"article.incident [data-role=lead-up] figure:nth-child({n + 1}) img"
+            )
+            for n in range(len(strip))
+        ),
+        20,
+    )
     screenshot(browser, "dashboard-incident.png")
 
     assert "kept" in _press(browser, "not_failure")
     kept = env.storage / "collected" / PRINTER / "false_alarms" / f"{incident}.jpg"
     assert kept.is_file()  # where `python -m trainer --normal <storage>/collected/<printer>` reads
-    wait_js(browser, "the verdict", "const v = document.querySelector('article.incident [data-role=verdict]');"
-            "return v && v.textContent === 'not a failure'")
+    wait_js(
+        browser,
+        "the verdict",
+        "const v = document.querySelector('article.incident [data-role=verdict]');"
+        "return v && v.textContent === 'not a failure'",
+    )
 
     assert "kept" in _press(browser, "failure")
     failures = sorted((env.storage / "collected" / PRINTER / "failures").iterdir())
@@ -250,7 +332,9 @@ def test_resume_asks_first_and_resumes_the_real_print(env, browser) -> None:
     text = _press(browser, "resume", accept=True)
     assert "accepted resume" in text, text
     assert js(browser, "return document.getElementById('toast').className") != "bad"
-    wait_until("OctoPrint printing again", lambda: env.octoprint.flags().get("printing"), 30, env.log)
+    wait_until(
+        "OctoPrint printing again", lambda: env.octoprint.flags().get("printing"), 30, env.log
+    )
 
 
 def _draw_mask(browser) -> None:
@@ -258,9 +342,14 @@ def _draw_mask(browser) -> None:
     js(browser, "arguments[0].scrollIntoView({block: 'center'})", canvas)
     w, h = canvas.size["width"], canvas.size["height"]
     for x, y in FAILURE_AREA:  # offsets from the canvas centre
-        ActionChains(browser).move_to_element_with_offset(canvas, int((x - 0.5) * w), int((y - 0.5) * h)).click().perform()
+        ActionChains(browser).move_to_element_with_offset(
+            canvas, int((x - 0.5) * w), int((y - 0.5) * h)
+        ).click().perform()
     browser.find_element(By.CSS_SELECTOR, "[data-role=finish]").click()
-    assert js(browser, "return document.querySelector('canvas[data-role=edit-canvas]').dataset.masks") == "1"
+    assert (
+        js(browser, "return document.querySelector('canvas[data-role=edit-canvas]').dataset.masks")
+        == "1"
+    )
 
 
 def _scores(env: Env, n: int) -> list[float]:
@@ -285,15 +374,23 @@ def test_a_mask_drawn_with_the_mouse_removes_the_failure_from_the_score(env, bro
     assert min(before) > threshold  # the spaghetti is still in view
 
     browser.get(env.url + f"/#/edit/{PRINTER}")
-    wait_until("the frame to draw on", lambda: image_loaded(browser, "img[data-role=edit-frame]"), 20)
+    wait_until(
+        "the frame to draw on", lambda: image_loaded(browser, "img[data-role=edit-frame]"), 20
+    )
     _draw_mask(browser)
     browser.find_element(By.CSS_SELECTOR, "[data-role=save]").click()
     toast = browser.find_element(By.ID, "toast")
     wait_until("saved", lambda: toast.is_displayed() and "saved" in toast.text, 10)
-    wait_js(browser, "the YAML snippet", "return document.querySelector('[data-role=yaml]').textContent.includes('mask:')")
+    wait_js(
+        browser,
+        "the YAML snippet",
+        "return document.querySelector('[data-role=yaml]').textContent.includes('mask:')",
+    )
     screenshot(browser, "dashboard-mask-editor.png")
 
-    saved = json.loads((env.storage / "overrides.json").read_text())["printers"][PRINTER]["detection"]["mask"]
+    saved = json.loads((env.storage / "overrides.json").read_text())["printers"][PRINTER][
+        "detection"
+    ]["mask"]
     assert len(saved) == 1 and len(saved[0]) == 4
     wait_until("the watcher rebuilt with the mask", lambda: "reloaded" in env.log(), 30, env.log)
     after = _scores(env, 4)[1:]
@@ -303,11 +400,18 @@ def test_a_mask_drawn_with_the_mouse_removes_the_failure_from_the_score(env, bro
     env.stop()
     env.start()
     browser.get(env.url + f"/#/edit/{PRINTER}")
-    wait_js(browser, "the saved mask", "const c = document.querySelector('canvas[data-role=edit-canvas]');"
-            "return c && c.dataset.masks === '1'")
+    wait_js(
+        browser,
+        "the saved mask",
+        "const c = document.querySelector('canvas[data-role=edit-canvas]');"
+        "return c && c.dataset.masks === '1'",
+    )
     assert max(_scores(env, 3)) < threshold
-    assert "from the page" in browser.find_element(By.CSS_SELECTOR, "[data-role=origin]").text.lower() or \
-        "saved from this page" in browser.find_element(By.CSS_SELECTOR, "[data-role=origin]").text.lower()
+    assert (
+        "from the page" in browser.find_element(By.CSS_SELECTOR, "[data-role=origin]").text.lower()
+        or "saved from this page"
+        in browser.find_element(By.CSS_SELECTOR, "[data-role=origin]").text.lower()
+    )
 
 
 def test_the_page_fits_a_phone_screen(env, browser) -> None:
@@ -315,8 +419,14 @@ def test_the_page_fits_a_phone_screen(env, browser) -> None:
     try:
         for view in ("#/", "#/incidents", f"#/edit/{PRINTER}"):
             browser.get(env.url + "/" + view)
-            wait_js(browser, f"{view} drawn", "return document.querySelector('main section:not([hidden]) .card') !== null")
-            overflow = js(browser, "return document.documentElement.scrollWidth - window.innerWidth")
+            wait_js(
+                browser,
+                f"{view} drawn",
+                "return document.querySelector('main section:not([hidden]) .card') !== null",
+            )
+            overflow = js(
+                browser, "return document.documentElement.scrollWidth - window.innerWidth"
+            )
             assert overflow <= 0, f"{view} is {overflow} px wider than the phone"
     finally:
         browser.set_window_size(1280, 1000)

@@ -47,19 +47,31 @@ def test_lead_up_keeps_the_last_frames_and_encodes_only_anomalous_ones() -> None
     assert history.latest_frame_jpeg() is jpeg  # encoded once per frame, however often asked
 
 
-def test_lead_up_is_saved_with_the_incident_and_confirmed_failures_keep_the_anomalous_frames(tmp_path) -> None:
+def test_lead_up_is_saved_with_the_incident_and_confirmed_failures_keep_the_anomalous_frames(
+    tmp_path,
+) -> None:
     from watchdog.incidents import IncidentStore, list_incidents, mark_failure
 
     store = IncidentStore(tmp_path)
     jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
     history = History(lead_up=4)
     for i in range(6):
-        history.record(np.full((48, 64, 3), 90, np.uint8), float(i), 3.0, i >= 4, False, False, jpeg)
+        history.record(
+            np.full((48, 64, 3), 90, np.uint8), float(i), 3.0, i >= 4, False, False, jpeg
+        )
     incident = store.save("ender3", {"score": 9.0}, jpeg, jpeg, pending=False)
     store.add_lead_up("ender3", incident.id, history.lead_up())
     [view] = list_incidents(tmp_path, ["ender3"])
-    assert view.lead_up == ("00-heatmap.jpg", "01-heatmap.jpg", "02-frame.jpg", "02-heatmap.jpg",
-                            "03-frame.jpg", "03-heatmap.jpg")
+    assert view.lead_up == (
+        "00-heatmap.jpg",
+        "01-heatmap.jpg",
+        "02-frame.jpg",
+        "02-heatmap.jpg",
+        "03-frame.jpg",
+        "03-heatmap.jpg",
+    )
     copies = mark_failure(tmp_path, "ender3", incident.id)
-    assert sorted(p.name for p in copies) == sorted([f"{incident.id}.jpg", f"{incident.id}-02.jpg", f"{incident.id}-03.jpg"])
+    assert sorted(p.name for p in copies) == sorted(
+        [f"{incident.id}.jpg", f"{incident.id}-02.jpg", f"{incident.id}-03.jpg"]
+    )
     assert all(p.parent == tmp_path / "collected" / "ender3" / "failures" for p in copies)

@@ -40,7 +40,9 @@ def _size(value: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in value.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 128x96, got {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT such as 128x96, got {value!r}"
+        ) from None
     return w, h
 
 
@@ -48,75 +50,167 @@ def _region(value: str) -> tuple[float, float, float, float]:
     try:
         x0, y0, x1, y1 = (float(v) for v in value.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected x0,y0,x1,y1 in 0..1 such as 0,0.5,1,1, got {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected x0,y0,x1,y1 in 0..1 such as 0,0.5,1,1, got {value!r}"
+        ) from None
     return x0, y0, x1, y1
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m trainer", description=__doc__)
     d = p.add_argument_group("data")
-    d.add_argument("--data", type=Path, help="folder in the Kaggle layout: no_defected/ and optional defected/")
-    d.add_argument("--normal", type=Path, action="append", default=[], metavar="DIR",
-                   help="folder of frames of good prints (repeatable; sub-folders searched)")
-    d.add_argument("--anomalous", type=Path, action="append", default=[], metavar="DIR",
-                   help="folder of known failures (repeatable): never fitted; the report replays each after "
-                        "a held-out print's first frames, as the daemon would meet it")
-    d.add_argument("--session-pattern", default=DEFAULT_SESSION_PATTERN,
-                   help="regex on the file stem; group 'session' (or 1) is the print session "
-                        "(default: prefix before the final _<number>)")
-    d.add_argument("--split", choices=SPLITS, default=None,
-                   help="'all' (default): every print fits, the model to deploy; the report's held-out "
-                        "figures come from the cross-fit (2+ prints). Evaluation only: 'session' holds "
-                        "whole prints out for testing (default with --val-sessions/--test-sessions), "
-                        "'random' splits frames at random (optimistic)")
-    d.add_argument("--val-sessions", type=_sessions, default=[], metavar="A,B",
-                   help="with --split session: normal prints to validate on (default: one chosen by --seed)")
-    d.add_argument("--test-sessions", type=_sessions, default=[], metavar="A,B",
-                   help="with --split session: normal prints to test on (default: one chosen by --seed)")
-    d.add_argument("--contamination", type=float, default=0.0,
-                   help="fraction (of the fit count) of anomalous frames mixed into fitting, as the "
-                        "original blog post does (it used 0.01; default 0)")
-    d.add_argument("--seed", type=int, default=0, help="random seed for splits, contamination, weights")
+    d.add_argument(
+        "--data", type=Path, help="folder in the Kaggle layout: no_defected/ and optional defected/"
+    )
+    d.add_argument(
+        "--normal",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="folder of frames of good prints (repeatable; sub-folders searched)",
+    )
+    d.add_argument(
+        "--anomalous",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="folder of known failures (repeatable): never fitted; the report replays each after "
+        "a held-out print's first frames, as the daemon would meet it",
+    )
+    d.add_argument(
+        "--session-pattern",
+        default=DEFAULT_SESSION_PATTERN,
+        help="regex on the file stem; group 'session' (or 1) is the print session "
+        "(default: prefix before the final _<number>)",
+    )
+    d.add_argument(
+        "--split",
+        choices=SPLITS,
+        default=None,
+        help="'all' (default): every print fits, the model to deploy; the report's held-out "
+        "figures come from the cross-fit (2+ prints). Evaluation only: 'session' holds "
+        "whole prints out for testing (default with --val-sessions/--test-sessions), "
+        "'random' splits frames at random (optimistic)",
+    )
+    d.add_argument(
+        "--val-sessions",
+        type=_sessions,
+        default=[],
+        metavar="A,B",
+        help="with --split session: normal prints to validate on (default: one chosen by --seed)",
+    )
+    d.add_argument(
+        "--test-sessions",
+        type=_sessions,
+        default=[],
+        metavar="A,B",
+        help="with --split session: normal prints to test on (default: one chosen by --seed)",
+    )
+    d.add_argument(
+        "--contamination",
+        type=float,
+        default=0.0,
+        help="fraction (of the fit count) of anomalous frames mixed into fitting, as the "
+        "original blog post does (it used 0.01; default 0)",
+    )
+    d.add_argument(
+        "--seed", type=int, default=0, help="random seed for splits, contamination, weights"
+    )
     m = p.add_argument_group("model")
-    m.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                   help="; ".join(f"{k}: {v.description}".replace("%", "%%") for k, v in PRESETS.items()))
+    m.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="default",
+        help="; ".join(f"{k}: {v.description}".replace("%", "%%") for k, v in PRESETS.items()),
+    )
     m.add_argument("--epochs", type=int, help="override the preset's epochs")
     m.add_argument("--batch-size", type=int, help="override the preset's batch size")
-    m.add_argument("--input-size", type=_size, metavar="WxH", help="override the preset's model input size")
-    m.add_argument("--region", type=_region, metavar="X0,Y0,X1,Y1",
-                   help="the part of the frame the model watches, in 0..1 of the frame (default: the "
-                        "preset's, the bottom half 0,0.5,1,1); stored in the bundle, and a printer's "
-                        "detection.region overrides it")
-    m.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="light augmentation (small shifts, zoom, brightness); default: the preset's")
-    m.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
-                   help="standardise each frame's brightness and contrast before the model, so a light "
-                        "switched on or daylight is not a new scene (measured trade-offs: "
-                        "docs/benchmarks.md); default: the preset's (off)")
-    m.add_argument("--match-light", action=argparse.BooleanOptionalAction, default=None,
-                   help="per-print adaptation: match each frame's brightness and contrast to the print's "
-                        "first frames before the model sees it (docs/benchmarks.md, \"Lighting\"); "
-                        "default: the preset's")
-    m.add_argument("--adapt-nearest", type=int, metavar="N",
-                   help="per-print adaptation: compare each frame with the N calibration frames that look "
-                        "most like it (0: with all of them); default: the preset's")
-    m.add_argument("--adapt-frames", type=int, metavar="N",
-                   help="per-print adaptation: score against each print's first N frames (0: off); "
-                        "default: the preset's")
-    m.add_argument("--adapt-calibration", choices=("cross", "validation"), default="cross",
-                   help="how the adapted threshold is set: 'cross' (default) scores each normal print "
-                        "with an extra model fitted without it (one more fit per print, at most 4); "
-                        "'validation' uses the fitted prints' validation frames (faster, less stable)")
+    m.add_argument(
+        "--input-size", type=_size, metavar="WxH", help="override the preset's model input size"
+    )
+    m.add_argument(
+        "--region",
+        type=_region,
+        metavar="X0,Y0,X1,Y1",
+        help="the part of the frame the model watches, in 0..1 of the frame (default: the "
+        "preset's, the bottom half 0,0.5,1,1); stored in the bundle, and a printer's "
+        "detection.region overrides it",
+    )
+    m.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="light augmentation (small shifts, zoom, brightness); default: the preset's",
+    )
+    m.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="standardise each frame's brightness and contrast before the model, so a light "
+        "switched on or daylight is not a new scene (measured trade-offs: "
+        "docs/benchmarks.md); default: the preset's (off)",
+    )
+    m.add_argument(
+        "--match-light",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="per-print adaptation: match each frame's brightness and contrast to the print's "
+        'first frames before the model sees it (docs/benchmarks.md, "Lighting"); '
+        "default: the preset's",
+    )
+    m.add_argument(
+        "--adapt-nearest",
+        type=int,
+        metavar="N",
+        help="per-print adaptation: compare each frame with the N calibration frames that look "
+        "most like it (0: with all of them); default: the preset's",
+    )
+    m.add_argument(
+        "--adapt-frames",
+        type=int,
+        metavar="N",
+        help="per-print adaptation: score against each print's first N frames (0: off); "
+        "default: the preset's",
+    )
+    m.add_argument(
+        "--adapt-calibration",
+        choices=("cross", "validation"),
+        default="cross",
+        help="how the adapted threshold is set: 'cross' (default) scores each normal print "
+        "with an extra model fitted without it (one more fit per print, at most 4); "
+        "'validation' uses the fitted prints' validation frames (faster, less stable)",
+    )
     t = p.add_argument_group("threshold and export")
-    t.add_argument("--target-fpr", type=float, default=0.01,
-                   help="per-frame false-alarm rate on held-out normal frames (default 0.01)")
-    t.add_argument("--threshold-quantile", type=float,
-                   help="use this quantile of held-out normal scores instead (0.98: the blog post's rule)")
-    t.add_argument("--use-f1-threshold", action="store_true",
-                   help="use the F1-best threshold on test frames (optimistic; reported anyway)")
-    t.add_argument("--quantize", choices=QUANTIZATIONS, default="float32",
-                   help="the bundle's model; float32 is always exported and compared")
-    p.add_argument("--out", type=Path, default=Path("runs"), help="runs folder: OUT/<timestamp>/ (default runs/)")
+    t.add_argument(
+        "--target-fpr",
+        type=float,
+        default=0.01,
+        help="per-frame false-alarm rate on held-out normal frames (default 0.01)",
+    )
+    t.add_argument(
+        "--threshold-quantile",
+        type=float,
+        help="use this quantile of held-out normal scores instead (0.98: the blog post's rule)",
+    )
+    t.add_argument(
+        "--use-f1-threshold",
+        action="store_true",
+        help="use the F1-best threshold on test frames (optimistic; reported anyway)",
+    )
+    t.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        default="float32",
+        help="the bundle's model; float32 is always exported and compared",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs"),
+        help="runs folder: OUT/<timestamp>/ (default runs/)",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
     return p
@@ -148,27 +242,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     missing = missing_train_extra()
     if missing:
-        print(f"error: the trainer needs the 'train' extra ({', '.join(missing)} not installed): "
-              'pip install -e ".[train]" in this virtualenv', file=sys.stderr)
+        print(
+            f"error: the trainer needs the 'train' extra ({', '.join(missing)} not installed): "
+            'pip install -e ".[train]" in this virtualenv',
+            file=sys.stderr,
+        )
         return 2
     if args.data is None and not args.normal:
-        print("error: no frames given: use --data DIR (Kaggle layout) or --normal DIR", file=sys.stderr)
+        print(
+            "error: no frames given: use --data DIR (Kaggle layout) or --normal DIR",
+            file=sys.stderr,
+        )
         return 2
     split = args.split or ("session" if args.val_sessions or args.test_sessions else "all")
     quiet_tensorflow()
     from trainer.pipeline import Options, run
+
     options = Options(
-        out=args.out, data=args.data, normal=args.normal, anomalous=args.anomalous, preset=args.preset,
-        epochs=args.epochs, batch_size=args.batch_size, augment=args.augment, input_size=args.input_size,
+        out=args.out,
+        data=args.data,
+        normal=args.normal,
+        anomalous=args.anomalous,
+        preset=args.preset,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        augment=args.augment,
+        input_size=args.input_size,
         region=args.region,
-        adapt_frames=args.adapt_frames, normalize=args.normalize, match_light=args.match_light,
+        adapt_frames=args.adapt_frames,
+        normalize=args.normalize,
+        match_light=args.match_light,
         adapt_nearest=args.adapt_nearest,
         adapt_calibration=args.adapt_calibration,
         split=split,
-        val_sessions=args.val_sessions, test_sessions=args.test_sessions,
-        session_pattern=args.session_pattern, contamination=args.contamination, seed=args.seed,
-        target_fpr=args.target_fpr, threshold_quantile=args.threshold_quantile,
-        use_f1_threshold=args.use_f1_threshold, quantize=args.quantize, plots=not args.no_plots,
+        val_sessions=args.val_sessions,
+        test_sessions=args.test_sessions,
+        session_pattern=args.session_pattern,
+        contamination=args.contamination,
+        seed=args.seed,
+        target_fpr=args.target_fpr,
+        threshold_quantile=args.threshold_quantile,
+        use_f1_threshold=args.use_f1_threshold,
+        quantize=args.quantize,
+        plots=not args.no_plots,
     )
     try:
         result = run(options)

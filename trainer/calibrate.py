@@ -41,12 +41,19 @@ def f1_best_threshold(normal_scores: np.ndarray, anomalous_scores: np.ndarray) -
         if f1 > best["f1"]:
             best = {"threshold": float(t), "f1": f1, "precision": precision, "recall": recall}
     if best["f1"] < 0:  # no threshold catches anything: everything at the lowest score
-        best = {"threshold": float(min(n.min(), a.min())) - _EPS, "f1": 0.0, "precision": 0.0, "recall": 0.0}
+        best = {
+            "threshold": float(min(n.min(), a.min())) - _EPS,
+            "f1": 0.0,
+            "precision": 0.0,
+            "recall": 0.0,
+        }
     return best
 
 
 def normal_stats(
-    normal_scores: np.ndarray, pixel_errors: np.ndarray | None = None, heatmap_quantile: float = 0.999
+    normal_scores: np.ndarray,
+    pixel_errors: np.ndarray | None = None,
+    heatmap_quantile: float = 0.999,
 ) -> NormalStats:
     """Score statistics for the bundle; ``heatmap_scale`` = a high quantile of per-pixel errors."""
     s = np.asarray(normal_scores, dtype=np.float64)

@@ -56,7 +56,11 @@ def prints_by_set(sets: Iterable[Loaded]) -> dict[str, tuple[np.ndarray, np.ndar
 
 
 def crossfit_models(
-    preset: Preset, prints: dict[str, np.ndarray], seed: int = 0, groups: int = 4, verbose: int | None = 0
+    preset: Preset,
+    prints: dict[str, np.ndarray],
+    seed: int = 0,
+    groups: int = 4,
+    verbose: int | None = 0,
 ) -> list[tuple[list[str], Reconstruct]]:
     """Models of ``preset`` that each left a group of prints out: (left-out prints, reconstructor).
 
@@ -75,7 +79,16 @@ def crossfit_models(
         compile_autoencoder(model, preset.train)
         label = f"cross-fit {i}/{len(buckets)} (without {', '.join(left_out)})"
         with tempfile.TemporaryDirectory() as tmp:
-            fit(model, x_fit, x_val, preset.train, Path(tmp) / "cross.weights.h5", seed, verbose, label=label)
+            fit(
+                model,
+                x_fit,
+                x_val,
+                preset.train,
+                Path(tmp) / "cross.weights.h5",
+                seed,
+                verbose,
+                label=label,
+            )
         out.append((left_out, keras_reconstructor(model)))
         logger.info("cross-fit: left out %s, fitted on %s", ", ".join(left_out), ", ".join(fitting))
     return out
@@ -100,7 +113,11 @@ def held_out(
     for left_out, recon in models:
         for name in left_out:
             inputs = light_matched(prints[name], preset.adaptation)
-            out.append(HeldOut(name, recon, prints[name], inputs, error_maps(recon, inputs, preset.scoring)))
+            out.append(
+                HeldOut(
+                    name, recon, prints[name], inputs, error_maps(recon, inputs, preset.scoring)
+                )
+            )
     return out
 
 
@@ -108,12 +125,23 @@ def calibrate_on(preset: Preset, held: list[HeldOut], target_fpr: float) -> Adap
     """``preset.adaptation`` with its threshold set on held-out prints replayed as the daemon
     would, and its start guard above their starts (``calibration.start_guard``)."""
     spec = preset.adaptation
-    result = calibrate(spec, preset.scoring, [h.maps for h in held], target_fpr, inputs=[h.inputs for h in held])
+    result = calibrate(
+        spec, preset.scoring, [h.maps for h in held], target_fpr, inputs=[h.inputs for h in held]
+    )
     # the start as the daemon judges it: the frames as the camera gave them, before light matching
-    starts = [preset.scoring.scores(error_maps(h.reconstruct, h.frames[: spec.frames], preset.scoring)) for h in held]
+    starts = [
+        preset.scoring.scores(error_maps(h.reconstruct, h.frames[: spec.frames], preset.scoring))
+        for h in held
+    ]
     result = dataclasses.replace(result, guard=start_guard(starts, spec.frames))
-    logger.info("per-print adaptation: %d calibration frames, threshold %.4g cross-fitted on %d prints; "
-                "start guard %.4g", result.frames, result.threshold, len(held), result.guard)
+    logger.info(
+        "per-print adaptation: %d calibration frames, threshold %.4g cross-fitted on %d prints; "
+        "start guard %.4g",
+        result.frames,
+        result.threshold,
+        len(held),
+        result.guard,
+    )
     return result
 
 

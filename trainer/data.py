@@ -236,7 +236,9 @@ def split_frames(
         split = "random"
 
     if split == "all":  # a final model for shipping: every session fits, nothing held out
-        protocol = "all (final model: every session fits; validation is a random fraction, optimistic)"
+        protocol = (
+            "all (final model: every session fits; validation is a random fraction, optimistic)"
+        )
         order = rng.permutation(len(normal))
         n_val = max(1, int(round(val_fraction * len(normal))))
         val = [normal[i] for i in order[:n_val]]
@@ -270,7 +272,9 @@ def split_frames(
                 test_s = [rest.pop()]
         fit_s = rest
         if not fit_s:
-            raise DataError("no normal session left to fit the model on; name fewer --val/--test sessions")
+            raise DataError(
+                "no normal session left to fit the model on; name fewer --val/--test sessions"
+            )
         fit = [f for f in normal if f.session in fit_s]
         test = [f for f in normal if f.session in test_s]
         if val_s:
@@ -295,7 +299,9 @@ def split_frames(
     sess["anomalous"] = _sessions(anomalous)
     if loose:
         fit = fit + loose
-        notes.append(f"{len(loose)} loose frame(s) (not part of a recorded print, e.g. kept false alarms) fit only")
+        notes.append(
+            f"{len(loose)} loose frame(s) (not part of a recorded print, e.g. kept false alarms) fit only"
+        )
     if not fit:
         raise DataError("no normal frames left to fit the model on")
     return Split(protocol, fit, val, test, anomalous, contaminated, sess, notes)

@@ -49,10 +49,14 @@ def score_frames(
     )
 
 
-def error_maps(reconstruct: Reconstruct, x: np.ndarray, scoring: Scoring, batch_size: int = 64) -> np.ndarray:
+def error_maps(
+    reconstruct: Reconstruct, x: np.ndarray, scoring: Scoring, batch_size: int = 64
+) -> np.ndarray:
     """Per-pixel error maps (N, H, W) of uint8 frames, batch by batch (memory stays flat)."""
-    out = [scoring.error_map(b, reconstruct(b))
-           for b in (to_float(x[i : i + batch_size]) for i in range(0, len(x), batch_size))]
+    out = [
+        scoring.error_map(b, reconstruct(b))
+        for b in (to_float(x[i : i + batch_size]) for i in range(0, len(x), batch_size))
+    ]
     return np.concatenate(out) if out else np.zeros((0, *x.shape[1:3]), np.float32)
 
 
@@ -83,7 +87,9 @@ def image_metrics(
     return out
 
 
-def seed_review(scores: np.ndarray, is_anomalous: np.ndarray, quantile: float = 0.98) -> dict[str, Any]:
+def seed_review(
+    scores: np.ndarray, is_anomalous: np.ndarray, quantile: float = 0.98
+) -> dict[str, Any]:
     """The seed's review: flag frames at or above the 98th percentile; found k of n anomalies."""
     s = np.asarray(scores, dtype=np.float64)
     lab = np.asarray(is_anomalous, dtype=bool)

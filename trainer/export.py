@@ -34,7 +34,9 @@ class ParityError(RuntimeError):
     """The TFLite model does not reproduce the Keras model: the bundle must not ship."""
 
 
-def convert(model: Any, quantization: str = "float32", representative: np.ndarray | None = None) -> bytes:
+def convert(
+    model: Any, quantization: str = "float32", representative: np.ndarray | None = None
+) -> bytes:
     """The Keras model as a TFLite flatbuffer; int8 needs representative uint8 frames.
 
     int8 keeps float32 input/output (the converter adds the (de)quantise ops), so the daemon
@@ -142,4 +144,8 @@ def parity_check(
     if n == 0:
         raise ParityError("parity check: no readable frame to compare on")
     logger.info("parity OK on %d frames: max relative score difference %.2g", n, worst_score)
-    return {"frames": n, "max_relative_score_difference": worst_score, "max_pixel_difference": worst_recon}
+    return {
+        "frames": n,
+        "max_relative_score_difference": worst_score,
+        "max_pixel_difference": worst_recon,
+    }

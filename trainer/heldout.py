@@ -49,7 +49,9 @@ class Replay:
     def pauses(self) -> list[int]:
         """Judged frames (0-based) where the daemon's rule fires: ``decide.fires``, the owner never
         resuming in between (re-armed ``cooldown_s`` later, at the default camera interval)."""
-        settings = decide.Settings(consecutive=self.consecutive, cooldown_s=DetectionConfig().cooldown_s)
+        settings = decide.Settings(
+            consecutive=self.consecutive, cooldown_s=DetectionConfig().cooldown_s
+        )
         return decide.fires(self.scores > self.threshold, settings, CameraConfig().interval_s)
 
     @property
@@ -61,16 +63,26 @@ class Replay:
     def summary(self) -> dict[str, Any]:
         n = len(self.scores)
         return {
-            "print": self.name, "failure": self.failure, "calibration_frames": self.calibration,
-            "judged_frames": n, "flagged_frames": int(len(self.flagged)),
+            "print": self.name,
+            "failure": self.failure,
+            "calibration_frames": self.calibration,
+            "judged_frames": n,
+            "flagged_frames": int(len(self.flagged)),
             "flagged_share": float(len(self.flagged) / n) if n else None,
-            "frames_to_pause": self.first_pause, "pauses": len(self.pauses),
+            "frames_to_pause": self.first_pause,
+            "pauses": len(self.pauses),
         }
 
 
 def replay(
-    name: str, spec: Adaptation, scoring: Scoring, maps: np.ndarray, inputs: np.ndarray, threshold: float,
-    failure: bool = False, consecutive: int = CONSECUTIVE,
+    name: str,
+    spec: Adaptation,
+    scoring: Scoring,
+    maps: np.ndarray,
+    inputs: np.ndarray,
+    threshold: float,
+    failure: bool = False,
+    consecutive: int = CONSECUTIVE,
 ) -> Replay:
     """One print's frames (error maps and model inputs, time order, light-matched as the daemon
     would) through the per-print baseline; without adaptation, the absolute scores."""
@@ -82,8 +94,12 @@ def replay(
 
 
 def replays(
-    held: Sequence[HeldOut], failures: dict[str, np.ndarray], spec: Adaptation, scoring: Scoring,
-    threshold: float, consecutive: int = CONSECUTIVE,
+    held: Sequence[HeldOut],
+    failures: dict[str, np.ndarray],
+    spec: Adaptation,
+    scoring: Scoring,
+    threshold: float,
+    consecutive: int = CONSECUTIVE,
 ) -> list[Replay]:
     """Every held-out print, then every failure after that print's calibration frames.
 
@@ -94,7 +110,9 @@ def replays(
     for h in held:
         if spec.enabled and len(h.maps) <= spec.frames:
             continue
-        out.append(replay(h.name, spec, scoring, h.maps, h.inputs, threshold, consecutive=consecutive))
+        out.append(
+            replay(h.name, spec, scoring, h.maps, h.inputs, threshold, consecutive=consecutive)
+        )
         for fname, x in failures.items():
             # the failure reaches the daemon after this print's first frames: matched to their light
             k = spec.frames if spec.enabled else 0
@@ -102,8 +120,18 @@ def replays(
             x_in = light_matched(x, spec, ref)
             maps = np.concatenate([h.maps[:k], error_maps(h.reconstruct, x_in, scoring)])
             seq = np.concatenate([h.inputs[:k], x_in])
-            out.append(replay(f"{h.name} then {fname}", spec, scoring, maps, seq, threshold, failure=True,
-                              consecutive=consecutive))
+            out.append(
+                replay(
+                    f"{h.name} then {fname}",
+                    spec,
+                    scoring,
+                    maps,
+                    seq,
+                    threshold,
+                    failure=True,
+                    consecutive=consecutive,
+                )
+            )
     return out
 
 

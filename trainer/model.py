@@ -71,7 +71,12 @@ PRESETS: dict[str, Preset] = {
         scoring=Scoring(error="l2", reduce="mean"),
         model=ModelSpec(filters=(16, 8), kernel=3, stride=2, latent=16, dense_latent=True),
         train=TrainSpec(
-            loss="mae", learning_rate=1e-3, lr_decay=1e-3 / 125, batch_size=32, epochs=125, patience=0
+            loss="mae",
+            learning_rate=1e-3,
+            lr_decay=1e-3 / 125,
+            batch_size=32,
+            epochs=125,
+            patience=0,
         ),
         description="the original blog post's model exactly (slow: well over an hour on 2 cores)",
     ),
@@ -88,12 +93,20 @@ PRESETS: dict[str, Preset] = {
         scoring=Scoring(error="ssim", reduce="topk", topk=0.10, blur_sigma=2.0),
         model=ModelSpec(filters=(16, 32, 64), kernel=3, stride=2, latent=32, dense_latent=False),
         train=TrainSpec(
-            loss="mae", learning_rate=1e-3, lr_decay=0.0, batch_size=32, epochs=30, patience=5,
-            augment=True, shift=0.06, zoom=0.05, brightness=0.15,
+            loss="mae",
+            learning_rate=1e-3,
+            lr_decay=0.0,
+            batch_size=32,
+            epochs=30,
+            patience=5,
+            augment=True,
+            shift=0.06,
+            zoom=0.05,
+            brightness=0.15,
         ),
         adaptation=Adaptation(frames=30, std_floor=0.5, match_light=True, nearest=10),
         description="bottom-half ROI, SSIM top-10% score, small conv AE, per-print adaptation with light "
-                    "matching",
+        "matching",
     ),
     # For tests and smoke runs: seconds on synthetic frames; independent of `default` tuning.
     "tiny": Preset(
@@ -144,11 +157,15 @@ def build_autoencoder(spec: ModelSpec, input_shape: tuple[int, int, int]) -> Any
         x = layers.Conv2D(spec.latent, 1, name="latent")(x)
         x = layers.Activation(spec.activation, name="latent_act")(x)
     for i, n in enumerate(reversed(spec.filters)):
-        x = layers.Conv2DTranspose(n, spec.kernel, strides=spec.stride, padding="same", name=f"dec{i}")(x)
+        x = layers.Conv2DTranspose(
+            n, spec.kernel, strides=spec.stride, padding="same", name=f"dec{i}"
+        )(x)
         if spec.batch_norm:
             x = layers.BatchNormalization(name=f"dec{i}_bn")(x)
         x = layers.Activation(spec.activation, name=f"dec{i}_act")(x)
-    outputs = layers.Conv2D(c, spec.kernel, padding="same", activation="sigmoid", name="reconstruction")(x)
+    outputs = layers.Conv2D(
+        c, spec.kernel, padding="same", activation="sigmoid", name="reconstruction"
+    )(x)
     return keras.Model(inputs, outputs, name="autoencoder")
 
 

@@ -41,12 +41,20 @@ class Options:
     batch_size: int | None = None
     augment: bool | None = None
     input_size: tuple[int, int] | None = None  # (width, height): override the preset's input size
-    region: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1 (0..1): the watched region
+    region: tuple[float, float, float, float] | None = (
+        None  # x0, y0, x1, y1 (0..1): the watched region
+    )
     adapt_frames: int | None = None  # override the preset's per-print calibration frames (0: off)
-    normalize: bool | None = None  # override the preset's per-frame brightness/contrast normalisation
+    normalize: bool | None = (
+        None  # override the preset's per-frame brightness/contrast normalisation
+    )
     match_light: bool | None = None  # override the preset's light matching to each print's start
-    adapt_nearest: int | None = None  # override the preset's nearest calibration frames per baseline
-    adapt_calibration: str = "cross"  # adapted threshold: "cross" (models that never saw the print) or "validation"
+    adapt_nearest: int | None = (
+        None  # override the preset's nearest calibration frames per baseline
+    )
+    adapt_calibration: str = (
+        "cross"  # adapted threshold: "cross" (models that never saw the print) or "validation"
+    )
     split: str = "all"  # "all": the model to deploy; "session" / "random": evaluation splits
     val_sessions: list[str] = field(default_factory=list)
     test_sessions: list[str] = field(default_factory=list)
@@ -56,7 +64,9 @@ class Options:
     target_fpr: float = 0.01
     threshold_quantile: float | None = None  # the seed's rule, e.g. 0.98 of held-out normal scores
     use_f1_threshold: bool = False
-    quantize: str = "float32"  # the bundle's model: float32, float16 or int8 (float32 always exported)
+    quantize: str = (
+        "float32"  # the bundle's model: float32, float16 or int8 (float32 always exported)
+    )
     plots: bool = True
     verbose: int | None = None  # None: one progress line per fit on a terminal; 0: none
 
@@ -73,7 +83,9 @@ class RunResult:
 def resolve_preset(options: Options) -> Preset:
     """The preset with the command-line overrides applied."""
     try:
-        preset = options.preset if isinstance(options.preset, Preset) else get_preset(options.preset)
+        preset = (
+            options.preset if isinstance(options.preset, Preset) else get_preset(options.preset)
+        )
     except ValueError as exc:
         raise DataError(str(exc)) from exc
     changes: dict[str, Any] = {}
@@ -97,18 +109,31 @@ def resolve_preset(options: Options) -> Preset:
             x0, y0, x1, y1 = (float(v) for v in options.region)
             pre = dataclasses.replace(preset.preprocess, roi=(x0, y0, x1, y1))
         except ValueError as exc:
-            raise DataError(f"--region {','.join(f'{v:g}' for v in options.region)}: {exc}") from exc
+            raise DataError(
+                f"--region {','.join(f'{v:g}' for v in options.region)}: {exc}"
+            ) from exc
         preset = dataclasses.replace(preset, preprocess=pre)
     if options.normalize is not None:
-        preset = dataclasses.replace(preset, preprocess=dataclasses.replace(preset.preprocess, normalize=options.normalize))
+        preset = dataclasses.replace(
+            preset, preprocess=dataclasses.replace(preset.preprocess, normalize=options.normalize)
+        )
     if options.match_light is not None:
-        preset = dataclasses.replace(preset, adaptation=dataclasses.replace(preset.adaptation, match_light=options.match_light))
+        preset = dataclasses.replace(
+            preset,
+            adaptation=dataclasses.replace(preset.adaptation, match_light=options.match_light),
+        )
     if options.adapt_frames is not None:
         if options.adapt_frames < 0:
             raise DataError(f"--adapt-frames {options.adapt_frames}: must be >= 0")
-        preset = dataclasses.replace(preset, adaptation=dataclasses.replace(
-            preset.adaptation, frames=options.adapt_frames, threshold=0.0,
-            nearest=min(preset.adaptation.nearest, options.adapt_frames)))
+        preset = dataclasses.replace(
+            preset,
+            adaptation=dataclasses.replace(
+                preset.adaptation,
+                frames=options.adapt_frames,
+                threshold=0.0,
+                nearest=min(preset.adaptation.nearest, options.adapt_frames),
+            ),
+        )
     if options.adapt_nearest is not None:
         try:
             adaptation = dataclasses.replace(preset.adaptation, nearest=options.adapt_nearest)
@@ -143,7 +168,9 @@ def _check_options(o: Options) -> None:
     if o.threshold_quantile is not None and not 0.0 < o.threshold_quantile < 1.0:
         raise DataError(f"--threshold-quantile must be in (0, 1), got {o.threshold_quantile}")
     if o.quantize not in export.QUANTIZATIONS:
-        raise DataError(f"--quantize must be one of {', '.join(export.QUANTIZATIONS)}, got {o.quantize!r}")
+        raise DataError(
+            f"--quantize must be one of {', '.join(export.QUANTIZATIONS)}, got {o.quantize!r}"
+        )
     if o.epochs is not None and o.epochs < 1:
         raise DataError(f"--epochs must be at least 1, got {o.epochs}")
 
@@ -157,8 +184,12 @@ def run(options: Options) -> RunResult:
     # 1. load and split (by print session)
     frames = find_frames(options.data, options.normal, options.anomalous, options.session_pattern)
     split = split_frames(
-        frames, options.split, options.val_sessions, options.test_sessions,
-        contamination=options.contamination, seed=options.seed,
+        frames,
+        options.split,
+        options.val_sessions,
+        options.test_sessions,
+        contamination=options.contamination,
+        seed=options.seed,
     )
     for note in split.notes:  # the model to deploy is meant to fit everything: no warning for that
         logger.log(logging.INFO if options.split == "all" else logging.WARNING, "%s", note)
@@ -166,7 +197,9 @@ def run(options: Options) -> RunResult:
     fit_set = load_frames(split.fit + split.contamination, pre)
     val_set = load_frames(split.val, pre)
     test_n = load_frames(split.test_normal, pre)
-    has_test_prints = split.protocol == "session" and len(test_n.x) > 0  # whole prints no model fitted
+    has_test_prints = (
+        split.protocol == "session" and len(test_n.x) > 0
+    )  # whole prints no model fitted
     test_a = load_frames(split.test_anomalous, pre)
     skipped = fit_set.skipped + val_set.skipped + test_n.skipped + test_a.skipped
     if len(fit_set.x) == 0 or len(val_set.x) == 0:
@@ -187,8 +220,16 @@ def run(options: Options) -> RunResult:
     model = build_autoencoder(preset.model, pre.shape)
     compile_autoencoder(model, preset.train)
     label = "the model to deploy" if options.split == "all" else "the model"
-    fitted = fit(model, fit_set.x, val_set.x, preset.train, run_dir / "best.weights.h5", options.seed,
-                 options.verbose, label=label)
+    fitted = fit(
+        model,
+        fit_set.x,
+        val_set.x,
+        preset.train,
+        run_dir / "best.weights.h5",
+        options.seed,
+        options.verbose,
+        label=label,
+    )
     model.save(run_dir / "model.keras")
 
     # 3. score with the shared scoring code and choose the threshold on held-out normal frames
@@ -197,30 +238,57 @@ def run(options: Options) -> RunResult:
     val_scored = evaluate.score_frames(recon, val_set.x, scoring, bs, seed=options.seed)
     tn_scores = evaluate.score_frames(recon, test_n.x, scoring, bs).scores
     ta_scores = evaluate.score_frames(recon, test_a.x, scoring, bs).scores
-    f1 = calibrate.f1_best_threshold(tn_scores, ta_scores) if len(tn_scores) and len(ta_scores) else None
+    f1 = (
+        calibrate.f1_best_threshold(tn_scores, ta_scores)
+        if len(tn_scores) and len(ta_scores)
+        else None
+    )
     threshold, rule = _choose_threshold(options, val_scored.scores, f1)
     stats = calibrate.normal_stats(val_scored.scores, val_scored.pixel_sample)
     metrics = evaluate.image_metrics(tn_scores, ta_scores, threshold)
     review = _seed_review(model, scoring, fit_set, split.contamination, tn_scores, ta_scores, bs)
 
-    adaptation, adaptation_rule, crossfitted = _adaptation(preset, recon, [fit_set, val_set], options, bs)
-    judgement, replays = _daemon_judgement(preset, adaptation, adaptation_rule, threshold, recon, test_n,
-                                           test_a, crossfitted, has_test_prints, options)
+    adaptation, adaptation_rule, crossfitted = _adaptation(
+        preset, recon, [fit_set, val_set], options, bs
+    )
+    judgement, replays = _daemon_judgement(
+        preset,
+        adaptation,
+        adaptation_rule,
+        threshold,
+        recon,
+        test_n,
+        test_a,
+        crossfitted,
+        has_test_prints,
+        options,
+    )
 
     # 4. export float32, check parity through the daemon's FrameScorer, then the chosen variant
     meta = BundleMeta(
-        preprocess=pre, scoring=scoring, threshold=threshold, normal_stats=stats,
-        input_shape=(1, *pre.shape), output_shape=(1, *pre.shape), trainer_version=__version__,
+        preprocess=pre,
+        scoring=scoring,
+        threshold=threshold,
+        normal_stats=stats,
+        input_shape=(1, *pre.shape),
+        output_shape=(1, *pre.shape),
+        trainer_version=__version__,
         data=_data_summary(options, split, fit_set, val_set, test_n, test_a, skipped),
-        extra={"preset": preset.name, "threshold_rule": rule, "model": dataclasses.asdict(preset.model),
-               **({"adaptation_rule": adaptation_rule} if adaptation.enabled else {})},
+        extra={
+            "preset": preset.name,
+            "threshold_rule": rule,
+            "model": dataclasses.asdict(preset.model),
+            **({"adaptation_rule": adaptation_rule} if adaptation.enabled else {}),
+        },
         adaptation=adaptation,
     )
     f32_dir = run_dir / ("bundle" if options.quantize == "float32" else "bundle-float32")
     bundle = export.write_bundle(export.convert(model), f32_dir, meta)
     parity_paths = [f.path for f in (val_set.frames[:3] + test_a.frames[:2])]
     parity = export.parity_check(bundle, model, parity_paths)
-    quant: dict[str, dict[str, Any]] = {"float32": {"size_bytes": bundle.model_path.stat().st_size, **metrics}}
+    quant: dict[str, dict[str, Any]] = {
+        "float32": {"size_bytes": bundle.model_path.stat().st_size, **metrics}
+    }
     if options.quantize != "float32":
         bundle, quant[options.quantize] = _export_quantized(
             model, options, meta, fit_set, val_set, test_n, test_a, run_dir / "bundle", bs
@@ -232,25 +300,58 @@ def run(options: Options) -> RunResult:
 
     # 5. figures and report
     if options.plots:
-        _plots(run_dir, model, scoring, fitted.history, val_set, test_n, test_a, tn_scores, ta_scores,
-               threshold, stats.heatmap_scale)
+        _plots(
+            run_dir,
+            model,
+            scoring,
+            fitted.history,
+            val_set,
+            test_n,
+            test_a,
+            tn_scores,
+            ta_scores,
+            threshold,
+            stats.heatmap_scale,
+        )
         plots.replay_plot(replays, run_dir / "replay.png")
     rep = report.build(
-        protocol=split.protocol, sessions=split.sessions, notes=split.notes, preset=preset,
-        n_train=len(fit_set.x), n_val=len(val_set.x), n_test_normal=len(test_n.x),
-        n_test_anomalous=len(test_a.x), n_contamination=len(split.contamination), metrics=metrics,
-        threshold=threshold, threshold_rule=rule, target_fpr=options.target_fpr,
-        val_false_alarm_rate=float(np.mean(val_scored.scores > threshold)), f1_best=f1,
-        seed_review=review, fitted=fitted, skipped=skipped, parity=parity, quantization=quant,
-        bundle_quantization=options.quantize, normal_stats=stats, daemon=judgement,
+        protocol=split.protocol,
+        sessions=split.sessions,
+        notes=split.notes,
+        preset=preset,
+        n_train=len(fit_set.x),
+        n_val=len(val_set.x),
+        n_test_normal=len(test_n.x),
+        n_test_anomalous=len(test_a.x),
+        n_contamination=len(split.contamination),
+        metrics=metrics,
+        threshold=threshold,
+        threshold_rule=rule,
+        target_fpr=options.target_fpr,
+        val_false_alarm_rate=float(np.mean(val_scored.scores > threshold)),
+        f1_best=f1,
+        seed_review=review,
+        fitted=fitted,
+        skipped=skipped,
+        parity=parity,
+        quantization=quant,
+        bundle_quantization=options.quantize,
+        normal_stats=stats,
+        daemon=judgement,
     )
     report.write(rep, run_dir)
     d = judgement
     logger.info(
         "done: %s; on %d held-out print(s) the daemon would flag %s of failure frames and %s of normal "
-        "frames, pausing %d of %d failures and %d of %d good prints (report.md)", run_dir,
-        d["held_out_prints"], _pct(d["recall"]), _pct(d["false_alarm_rate"]), d["failures_paused"],
-        d["failures_replayed"], d["normal_prints_paused"], d["held_out_prints"],
+        "frames, pausing %d of %d failures and %d of %d good prints (report.md)",
+        run_dir,
+        d["held_out_prints"],
+        _pct(d["recall"]),
+        _pct(d["false_alarm_rate"]),
+        d["failures_paused"],
+        d["failures_replayed"],
+        d["normal_prints_paused"],
+        d["held_out_prints"],
     )
     return RunResult(run_dir, bundle.path, rep)
 
@@ -275,9 +376,11 @@ def _adaptation(
             models = crossfit.crossfit_models(preset, prints, options.seed, verbose=options.verbose)
             held = crossfit.held_out(preset, prints, models)
             result = crossfit.calibrate_on(preset, held, options.target_fpr)
-            rule = (f"cross-fitted: {len(prints)} prints each scored by a model fitted without it; {fpr}; "
-                    f"start guard {result.guard:.4g}: {calibration.GUARD_MARGIN:g} x the highest absolute score "
-                    f"of their first {result.frames} frames")
+            rule = (
+                f"cross-fitted: {len(prints)} prints each scored by a model fitted without it; {fpr}; "
+                f"start guard {result.guard:.4g}: {calibration.GUARD_MARGIN:g} x the highest absolute score "
+                f"of their first {result.frames} frames"
+            )
             return result, rule, held
         result = _validation_adaptation(preset, recon, sets, options.target_fpr, bs)
         return result, f"validation frames of the fitted prints; {fpr}", []
@@ -287,8 +390,16 @@ def _adaptation(
 
 
 def _daemon_judgement(
-    preset: Preset, adaptation: Adaptation, rule: str, threshold: float, recon: Any, test_n: Loaded,
-    test_a: Loaded, crossfitted: list[crossfit.HeldOut], has_test_prints: bool, options: Options,
+    preset: Preset,
+    adaptation: Adaptation,
+    rule: str,
+    threshold: float,
+    recon: Any,
+    test_n: Loaded,
+    test_a: Loaded,
+    crossfitted: list[crossfit.HeldOut],
+    has_test_prints: bool,
+    options: Options,
 ) -> tuple[dict[str, Any], list[heldout.Replay]]:
     """What the daemon would do on prints the exported model (or, after a cross-fit, the model
     that left each print out) never fitted, with the exported thresholds."""
@@ -298,26 +409,37 @@ def _daemon_judgement(
     if has_test_prints:
         for name, x in crossfit.print_frames([test_n]).items():
             inputs = light.light_matched(x, spec)
-            held.append(crossfit.HeldOut(name, recon, x, inputs, evaluate.error_maps(recon, inputs, preset.scoring)))
-        note = ("the test print(s) were fitted by no model and chose no threshold: an honest estimate "
-                "for a new print")
+            held.append(
+                crossfit.HeldOut(
+                    name, recon, x, inputs, evaluate.error_maps(recon, inputs, preset.scoring)
+                )
+            )
+        note = (
+            "the test print(s) were fitted by no model and chose no threshold: an honest estimate "
+            "for a new print"
+        )
     elif crossfitted:
         held = crossfitted
-        note = ("each print is scored by a model fitted without it (the cross-fit); the adaptation "
-                "threshold was set on these same frames, so their false-alarm rate is near the target "
-                "by construction, while the failures chose nothing")
+        note = (
+            "each print is scored by a model fitted without it (the cross-fit); the adaptation "
+            "threshold was set on these same frames, so their false-alarm rate is near the target "
+            "by construction, while the failures chose nothing"
+        )
     elif options.split == "random":
         note = "random split: no whole print is held out, so nothing can be replayed as the daemon sees it"
     else:
-        note = ("no held-out print: record two good prints or more, so that each can be scored by a "
-                "model that never saw it")
+        note = (
+            "no held-out print: record two good prints or more, so that each can be scored by a "
+            "model that never saw it"
+        )
     runs = heldout.replays(held, failures, spec, preset.scoring, threshold)
     if not runs and held:
         note += f"; every held-out print is shorter than the {spec.frames} calibration frames"
     if not runs:
         logger.warning("report: %s", note)
-    summary = heldout.judgement(runs, rule if spec.enabled else "absolute threshold (no per-print adaptation)",
-                                note)
+    summary = heldout.judgement(
+        runs, rule if spec.enabled else "absolute threshold (no per-print adaptation)", note
+    )
     return summary, runs
 
 
@@ -327,23 +449,34 @@ def _failure_prints(test_a: Loaded) -> dict[str, np.ndarray]:
     for fr, x in zip(test_a.frames, test_a.x, strict=True):
         key = "failure frames" if fr.loose else fr.session
         groups.setdefault(key, []).append((fr.number, str(fr.path), x))
-    return {k: np.stack([t[2] for t in sorted(v, key=lambda t: (t[0], t[1]))]) for k, v in sorted(groups.items())}
+    return {
+        k: np.stack([t[2] for t in sorted(v, key=lambda t: (t[0], t[1]))])
+        for k, v in sorted(groups.items())
+    }
 
 
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
-def _validation_adaptation(preset: Preset, recon: Any, sets: list[Loaded], target_fpr: float, bs: int) -> Adaptation:
+def _validation_adaptation(
+    preset: Preset, recon: Any, sets: list[Loaded], target_fpr: float, bs: int
+) -> Adaptation:
     """The threshold on the validation frames (``sets[1]``) of every print, each replayed from its start."""
     maps, masks, inputs = [], [], []
     for x, from_set in crossfit.prints_by_set(sets).values():  # sets = [fit, val]
         inputs.append(light.light_matched(x, preset.adaptation))
         maps.append(evaluate.error_maps(recon, inputs[-1], preset.scoring, bs))
         masks.append(from_set == 1)  # the threshold uses the validation frames only
-    result = calibration.calibrate(preset.adaptation, preset.scoring, maps, target_fpr, held_out=masks, inputs=inputs)
-    logger.info("per-print adaptation: %d calibration frames, threshold %.4g on %d prints' validation frames",
-                result.frames, result.threshold, len(maps))
+    result = calibration.calibrate(
+        preset.adaptation, preset.scoring, maps, target_fpr, held_out=masks, inputs=inputs
+    )
+    logger.info(
+        "per-print adaptation: %d calibration frames, threshold %.4g on %d prints' validation frames",
+        result.frames,
+        result.threshold,
+        len(maps),
+    )
     return result
 
 
@@ -351,32 +484,50 @@ def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
-def _choose_threshold(options: Options, val_scores: np.ndarray, f1: dict | None) -> tuple[float, str]:
+def _choose_threshold(
+    options: Options, val_scores: np.ndarray, f1: dict | None
+) -> tuple[float, str]:
     if options.use_f1_threshold:
         if f1 is None:
-            raise DataError("--use-f1-threshold needs anomalous test frames (--anomalous or defected/)")
-        return max(float(f1["threshold"]), 1e-9), "f1-best on test frames (optimistic: chosen on the test set)"
+            raise DataError(
+                "--use-f1-threshold needs anomalous test frames (--anomalous or defected/)"
+            )
+        return max(
+            float(f1["threshold"]), 1e-9
+        ), "f1-best on test frames (optimistic: chosen on the test set)"
     if options.threshold_quantile is not None:
         q = options.threshold_quantile
-        return calibrate.threshold_quantile(val_scores, q), f"quantile {q} of held-out normal scores (seed rule)"
+        return calibrate.threshold_quantile(
+            val_scores, q
+        ), f"quantile {q} of held-out normal scores (seed rule)"
     t = calibrate.threshold_for_fpr(val_scores, options.target_fpr)
     return t, f"target false-alarm rate {options.target_fpr} on held-out normal frames"
 
 
 def _seed_review(
-    model: Any, scoring: Any, fit_set: Loaded, contamination: list, tn: np.ndarray, ta: np.ndarray, bs: int
+    model: Any,
+    scoring: Any,
+    fit_set: Loaded,
+    contamination: list,
+    tn: np.ndarray,
+    ta: np.ndarray,
+    bs: int,
 ) -> dict[str, Any]:
     """The original blog post's check (the top 2% of scores flagged; how many failures among
     them): with contamination on the training images, as the post did; otherwise on the
     evaluation frames (held-out normal + anomalous)."""
     if contamination:
-        scores = evaluate.score_frames(evaluate.keras_reconstructor(model), fit_set.x, scoring, bs).scores
+        scores = evaluate.score_frames(
+            evaluate.keras_reconstructor(model), fit_set.x, scoring, bs
+        ).scores
         names = {f.path for f in contamination}
         labels = np.array([f.path in names for f in fit_set.frames])
         out = evaluate.seed_review(scores, labels)
         out["on"] = "training frames incl. contamination (as the blog post reviewed them)"
         return out
-    out = evaluate.seed_review(np.r_[tn, ta], np.r_[np.zeros(len(tn), bool), np.ones(len(ta), bool)])
+    out = evaluate.seed_review(
+        np.r_[tn, ta], np.r_[np.zeros(len(tn), bool), np.ones(len(ta), bool)]
+    )
     out["on"] = "test frames (held-out normal + anomalous)"
     return out
 
@@ -391,21 +542,33 @@ def _data_summary(options: Options, split: Any, *sets: Any) -> dict[str, Any]:
         },
         "protocol": split.protocol,
         "sessions": split.sessions,
-        "n_fit": len(fit_set.x), "n_val": len(val_set.x), "n_test_normal": len(test_n.x),
-        "n_test_anomalous": len(test_a.x), "n_contamination": len(split.contamination),
+        "n_fit": len(fit_set.x),
+        "n_val": len(val_set.x),
+        "n_test_normal": len(test_n.x),
+        "n_test_anomalous": len(test_a.x),
+        "n_contamination": len(split.contamination),
         "skipped_files": len(skipped),
     }
 
 
 def _export_quantized(
-    model: Any, options: Options, meta: BundleMeta, fit_set: Loaded, val_set: Loaded, test_n: Loaded,
-    test_a: Loaded, folder: Path, bs: int,
+    model: Any,
+    options: Options,
+    meta: BundleMeta,
+    fit_set: Loaded,
+    val_set: Loaded,
+    test_n: Loaded,
+    test_a: Loaded,
+    folder: Path,
+    bs: int,
 ) -> tuple[Any, dict[str, Any]]:
     """Export the chosen quantized model, recalibrate its threshold with its own scores."""
     rng = np.random.default_rng(options.seed)
     rep_frames = fit_set.x[rng.permutation(len(fit_set.x))[:100]]
     q_meta = dataclasses.replace(meta, quantization=options.quantize, created="")
-    bundle = export.write_bundle(export.convert(model, options.quantize, rep_frames), folder, q_meta)
+    bundle = export.write_bundle(
+        export.convert(model, options.quantize, rep_frames), folder, q_meta
+    )
     recon = export.tflite_reconstructor(bundle)
     val = evaluate.score_frames(recon, val_set.x, meta.scoring, bs, seed=options.seed)
     tn = evaluate.score_frames(recon, test_n.x, meta.scoring, bs).scores
@@ -416,25 +579,51 @@ def _export_quantized(
     bundle.meta.normal_stats = calibrate.normal_stats(val.scores, val.pixel_sample)
     bundle.save_meta()
     metrics = evaluate.image_metrics(tn, ta, threshold)
-    return bundle, {"size_bytes": bundle.model_path.stat().st_size, "threshold": threshold, **metrics}
+    return bundle, {
+        "size_bytes": bundle.model_path.stat().st_size,
+        "threshold": threshold,
+        **metrics,
+    }
 
 
 def _plots(
-    run_dir: Path, model: Any, scoring: Any, history: dict, val_set: Loaded, test_n: Loaded,
-    test_a: Loaded, tn: np.ndarray, ta: np.ndarray, threshold: float, scale: float, top: int = 12,
+    run_dir: Path,
+    model: Any,
+    scoring: Any,
+    history: dict,
+    val_set: Loaded,
+    test_n: Loaded,
+    test_a: Loaded,
+    tn: np.ndarray,
+    ta: np.ndarray,
+    threshold: float,
+    scale: float,
+    top: int = 12,
 ) -> None:
     plots.loss_plot(history, run_dir / "loss.png")
     sample = val_set.x[:8]
-    plots.reconstructions(sample, model.predict_on_batch(to_float(sample)), run_dir / "reconstructions.png")
+    plots.reconstructions(
+        sample, model.predict_on_batch(to_float(sample)), run_dir / "reconstructions.png"
+    )
     x_eval = np.concatenate([test_n.x, test_a.x]) if len(test_n.x) + len(test_a.x) else val_set.x
-    labels = ["normal"] * len(test_n.x) + ["anomalous"] * len(test_a.x) or ["normal"] * len(val_set.x)
+    labels = ["normal"] * len(test_n.x) + ["anomalous"] * len(test_a.x) or ["normal"] * len(
+        val_set.x
+    )
     scores = np.r_[tn, ta] if len(x_eval) == len(tn) + len(ta) else np.zeros(len(x_eval))
     pick = np.argsort(-scores)[:top]
     xs = to_float(x_eval[pick])
     recons = np.asarray(model.predict_on_batch(xs), np.float32)
     emaps = scoring.error_map(xs, recons)
-    plots.anomaly_sheet(xs, recons, emaps, scores[pick].tolist(), [labels[i] for i in pick], threshold,
-                        scale or float(emaps.max() or 1.0), run_dir / "anomalies.png")
+    plots.anomaly_sheet(
+        xs,
+        recons,
+        emaps,
+        scores[pick].tolist(),
+        [labels[i] for i in pick],
+        threshold,
+        scale or float(emaps.max() or 1.0),
+        run_dir / "anomalies.png",
+    )
     plots.score_histogram(tn, ta, threshold, run_dir / "scores.png")
 
 

@@ -40,7 +40,9 @@ def _to_bgr8(img: np.ndarray) -> np.ndarray:
         a = np.clip(np.round(a * 255.0), 0, 255).astype(np.uint8)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
-    return cv2.cvtColor(a, cv2.COLOR_GRAY2BGR) if a.ndim == 2 else cv2.cvtColor(a, cv2.COLOR_RGB2BGR)
+    return (
+        cv2.cvtColor(a, cv2.COLOR_GRAY2BGR) if a.ndim == 2 else cv2.cvtColor(a, cv2.COLOR_RGB2BGR)
+    )
 
 
 def _heat(emap: np.ndarray, scale: float) -> np.ndarray:
@@ -51,15 +53,27 @@ def _heat(emap: np.ndarray, scale: float) -> np.ndarray:
 def _label(img: np.ndarray, text: str) -> np.ndarray:
     out = img.copy()
     size = max(0.3, img.shape[0] / 300)
-    cv2.putText(out, text, (3, int(14 * size / 0.4)), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 255), 1,
-                cv2.LINE_AA)
+    cv2.putText(
+        out,
+        text,
+        (3, int(14 * size / 0.4)),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        size,
+        (255, 255, 255),
+        1,
+        cv2.LINE_AA,
+    )
     return out
 
 
-def reconstructions(originals: np.ndarray, recons: np.ndarray, path: Path, samples: int = 8) -> None:
+def reconstructions(
+    originals: np.ndarray, recons: np.ndarray, path: Path, samples: int = 8
+) -> None:
     """Originals beside their reconstructions, one row per frame (as the seed's sheet)."""
-    rows = [np.hstack([_to_bgr8(o), _to_bgr8(r)]) for o, r in zip(originals[:samples], recons[:samples],
-                                                                   strict=True)]
+    rows = [
+        np.hstack([_to_bgr8(o), _to_bgr8(r)])
+        for o, r in zip(originals[:samples], recons[:samples], strict=True)
+    ]
     if rows:
         cv2.imwrite(str(path), np.vstack(rows))
 
@@ -103,10 +117,19 @@ def score_histogram(
     if len(normal):
         ax.hist(normal, bins=bins, alpha=0.6, label=f"normal (n={len(normal)})", color="tab:blue")
     if len(anomalous):
-        ax.hist(anomalous, bins=bins, alpha=0.6, label=f"anomalous (n={len(anomalous)})", color="tab:red")
+        ax.hist(
+            anomalous,
+            bins=bins,
+            alpha=0.6,
+            label=f"anomalous (n={len(anomalous)})",
+            color="tab:red",
+        )
     ax.axvline(threshold, color="k", linestyle="--", label=f"threshold {threshold:.4g}")
-    ax.set(title=title or "Absolute scores of test frames (no per-print baseline)", xlabel="absolute score",
-           ylabel="frames")
+    ax.set(
+        title=title or "Absolute scores of test frames (no per-print baseline)",
+        xlabel="absolute score",
+        ylabel="frames",
+    )
     ax.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -132,12 +155,20 @@ def replay_plot(replays: Sequence[Any], path: Path) -> None:
         plt.close(fig)
         return
     has_failures = any(f for _, f in rows)
-    fig, axes = plt.subplots(len(rows), 2 if has_failures else 1, figsize=(12 if has_failures else 7, 2.6 * len(rows)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows),
+        2 if has_failures else 1,
+        figsize=(12 if has_failures else 7, 2.6 * len(rows)),
+        squeeze=False,
+    )
     for (normal, failures), row in zip(rows, axes, strict=True):
         _replay_axis(row[0], [normal], f"{normal.name}: a good print")
         if has_failures:
-            title = f"failures after {normal.name}'s calibration" if failures else "no failure to replay"
+            title = (
+                f"failures after {normal.name}'s calibration"
+                if failures
+                else "no failure to replay"
+            )
             _replay_axis(row[1], failures, title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -117,9 +117,16 @@ def _daemon_section(d: dict[str, Any]) -> list[str]:
     ]
     for r in d["replays"]:
         pause = "never" if r["frames_to_pause"] is None else f"{r['frames_to_pause']} judged frames"
-        lines.append(f"| {r['print']}{' (failure)' if r['failure'] else ''} | {r['calibration_frames']} | "
-                     f"{r['judged_frames']} | {r['flagged_frames']} | {pause} |")
-    return [*lines, "", "Figure: replay.png (calibration shaded, flagged frames in red, the pause as a line).", ""]
+        lines.append(
+            f"| {r['print']}{' (failure)' if r['failure'] else ''} | {r['calibration_frames']} | "
+            f"{r['judged_frames']} | {r['flagged_frames']} | {pause} |"
+        )
+    return [
+        *lines,
+        "",
+        "Figure: replay.png (calibration shaded, flagged frames in red, the pause as a line).",
+        "",
+    ]
 
 
 def markdown(rep: dict[str, Any]) -> str:
@@ -166,7 +173,13 @@ def markdown(rep: dict[str, Any]) -> str:
             f"| F1-best threshold (on test frames, not used) | {f1['threshold']:.6g}: F1 {f1['f1']:.3f}, "
             f"recall {f1['recall']:.3f}, precision {f1['precision']:.3f} |"
         )
-    lines += ["", "## Export", "", "| model | size | AUROC | recall | false alarms |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Export",
+        "",
+        "| model | size | AUROC | recall | false alarms |",
+        "|---|---|---|---|---|",
+    ]
     for name, q in rep["quantization"].items():
         lines.append(
             f"| {name} | {q['size_bytes'] / 1e6:.2f} MB | {_f(q.get('image_auroc'))} | "

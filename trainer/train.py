@@ -50,11 +50,15 @@ def make_dataset(
     ds = tf.data.Dataset.from_tensor_slices(x)
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(lambda b: tf.cast(b, tf.float32) / 255.0, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size).map(
+        lambda b: tf.cast(b, tf.float32) / 255.0, num_parallel_calls=tf.data.AUTOTUNE
+    )
     if augment is not None:
         aug = _augmenter(augment)
-        ds = ds.map(lambda b: tf.clip_by_value(aug(b, training=True), 0.0, 1.0),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(
+            lambda b: tf.clip_by_value(aug(b, training=True), 0.0, 1.0),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     return ds.map(lambda b: (b, b)).prefetch(tf.data.AUTOTUNE)
 
 
@@ -67,8 +71,10 @@ def _progress_line(label: str, epochs: int, stream: TextIO) -> Any:
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
             logs = logs or {}
             done = int(20 * (epoch + 1) / epochs)
-            stream.write(f"\r{label}: [{'#' * done}{'.' * (20 - done)}] epoch {epoch + 1}/{epochs}"
-                         f"  loss {logs.get('loss', float('nan')):.4f}  val_loss {logs.get('val_loss', float('nan')):.4f} ")
+            stream.write(
+                f"\r{label}: [{'#' * done}{'.' * (20 - done)}] epoch {epoch + 1}/{epochs}"
+                f"  loss {logs.get('loss', float('nan')):.4f}  val_loss {logs.get('val_loss', float('nan')):.4f} "
+            )
             stream.flush()
 
         def on_train_end(self, logs: dict[str, float] | None = None) -> None:
@@ -116,7 +122,12 @@ def fit(
         )
     t0 = time.perf_counter()
     hist = model.fit(  # shuffle=False: the dataset shuffles itself (Keras would warn otherwise)
-        train_ds, validation_data=val_ds, epochs=spec.epochs, callbacks=callbacks, verbose=0, shuffle=False
+        train_ds,
+        validation_data=val_ds,
+        epochs=spec.epochs,
+        callbacks=callbacks,
+        verbose=0,
+        shuffle=False,
     )
     seconds = time.perf_counter() - t0
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
@@ -126,7 +137,11 @@ def fit(
         model.load_weights(str(checkpoint))
     logger.info(
         "%s: %d epochs in %.0f s; best val_loss %.5f at epoch %d",
-        label, len(val_loss), seconds, val_loss[best], best + 1,
+        label,
+        len(val_loss),
+        seconds,
+        val_loss[best],
+        best + 1,
     )
     return FitResult(history, seconds, len(val_loss), best + 1, float(val_loss[best]))
 

@@ -21,7 +21,9 @@ COMMANDS = (run, check_config, score, replay, collect, demo, feedback, calibrate
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m watchdog", description=__doc__)
     parser.add_argument("--version", action="version", version=f"printer-watchdog {__version__}")
-    parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks on errors")
+    parser.add_argument(
+        "--debug", action="store_true", help="debug logging and tracebacks on errors"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.add_parser(sub)

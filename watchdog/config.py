@@ -32,7 +32,9 @@ from watchdog.redact import redact, redact_url, secret_filter
 logger = logging.getLogger(__name__)
 
 MAX_CONFIG_BYTES = 1_000_000  # a config is a few KB; more is a mistake or an attack
-MAX_CONFIG_NODES = 100_000  # YAML values after aliases are expanded (an alias bomb expands to billions)
+MAX_CONFIG_NODES = (
+    100_000  # YAML values after aliases are expanded (an alias bomb expands to billions)
+)
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -56,16 +58,24 @@ def _default_state_dir() -> Path:
 class TlsConfig(_Model):
     """TLS towards the MQTT broker; the certificate is verified unless ``insecure``."""
 
-    ca_file: Path | None = Field(None, description="CA certificate (PEM) that signed the broker's certificate")
-    cert_file: Path | None = Field(None, description="client certificate (PEM), for brokers that require one")
+    ca_file: Path | None = Field(
+        None, description="CA certificate (PEM) that signed the broker's certificate"
+    )
+    cert_file: Path | None = Field(
+        None, description="client certificate (PEM), for brokers that require one"
+    )
     key_file: Path | None = Field(None, description="client private key (PEM)")
-    insecure: bool = Field(False, description="skip certificate verification (self-signed test setups only)")
+    insecure: bool = Field(
+        False, description="skip certificate verification (self-signed test setups only)"
+    )
 
 
 class HomeAssistantConfig(_Model):
     """Home Assistant MQTT discovery."""
 
-    enabled: bool = Field(True, description="publish discovery configs so entities appear by themselves")
+    enabled: bool = Field(
+        True, description="publish discovery configs so entities appear by themselves"
+    )
     discovery_prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix")
 
 
@@ -75,11 +85,17 @@ class MqttConfig(_Model):
     host: str = Field("", description="broker host name or address; empty disables MQTT")
     port: int = Field(1883, ge=1, le=65535, description="broker port (8883 is usual with TLS)")
     username: str | None = Field(None, description="user name, if the broker needs one")
-    password: SecretStr | None = Field(None, description="password (prefer password_file or ${ENV})")
+    password: SecretStr | None = Field(
+        None, description="password (prefer password_file or ${ENV})"
+    )
     password_file: Path | None = Field(None, description="file holding the password (mode 0600)")
-    tls: TlsConfig | None = Field(None, description="enable TLS (an empty mapping uses the system CAs)")
+    tls: TlsConfig | None = Field(
+        None, description="enable TLS (an empty mapping uses the system CAs)"
+    )
     topic_prefix: str = Field("printer_watchdog", description="first level of every topic")
-    client_id: str | None = Field(None, description="MQTT client id; default printer-watchdog-<hostname>")
+    client_id: str | None = Field(
+        None, description="MQTT client id; default printer-watchdog-<hostname>"
+    )
     keepalive_s: int = Field(60, ge=5, le=3600, description="MQTT keepalive")
     homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
 
@@ -87,7 +103,9 @@ class MqttConfig(_Model):
     @classmethod
     def _topic(cls, v: str) -> str:
         if not v or any(c in v for c in "#+") or v.startswith("/") or v.endswith("/"):
-            raise ValueError("must be a plain topic level path without wildcards or leading/trailing '/'")
+            raise ValueError(
+                "must be a plain topic level path without wildcards or leading/trailing '/'"
+            )
         return v
 
     @property
@@ -113,22 +131,38 @@ class HttpConfig(_Model):
     127.0.0.1; on any other address it needs a password, and the daemon refuses to start
     without one."""
 
-    listen: str = Field("127.0.0.1:8787", description='"host:port" to listen on; "" disables the server')
-    password: SecretStr | None = Field(None, description="dashboard password (prefer password_file); required beyond loopback")
+    listen: str = Field(
+        "127.0.0.1:8787", description='"host:port" to listen on; "" disables the server'
+    )
+    password: SecretStr | None = Field(
+        None, description="dashboard password (prefer password_file); required beyond loopback"
+    )
     password_file: Path | None = Field(
-        None, description="file holding the dashboard password, or its hash (scrypt:/pbkdf2:, from werkzeug); mode 0600"
+        None,
+        description="file holding the dashboard password, or its hash (scrypt:/pbkdf2:, from werkzeug); mode 0600",
     )
     generate_password: bool = Field(
-        False, description="no password file: generate one on first start, print it once, keep only its hash in storage.dir"
+        False,
+        description="no password file: generate one on first start, print it once, keep only its hash in storage.dir",
     )
     session_hours: float = Field(12.0, gt=0, le=24 * 30, description="a login lasts this long")
-    login_attempts_per_minute: int = Field(5, ge=1, le=100, description="failed logins allowed per client address per minute")
-    max_connections: int = Field(32, ge=2, le=1000, description="connections served at once; more are refused")
-    request_timeout_s: float = Field(10.0, gt=0, le=300, description="a client must send its request within this time")
+    login_attempts_per_minute: int = Field(
+        5, ge=1, le=100, description="failed logins allowed per client address per minute"
+    )
+    max_connections: int = Field(
+        32, ge=2, le=1000, description="connections served at once; more are refused"
+    )
+    request_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="a client must send its request within this time"
+    )
 
     @model_validator(mode="after")
     def _auth_beyond_loopback(self) -> HttpConfig:
-        if self.listen and not is_loopback(self.listen) and not (self.password or self.generate_password):
+        if (
+            self.listen
+            and not is_loopback(self.listen)
+            and not (self.password or self.generate_password)
+        ):
             raise ValueError(
                 f"http.listen {self.listen!r} is not a loopback address: the dashboard shows your camera and can "
                 "stop prints, so set http.password_file (or http.generate_password: true), or listen on 127.0.0.1"
@@ -153,8 +187,13 @@ class HttpConfig(_Model):
 class StorageConfig(_Model):
     """Where incidents (frame, heatmap, alert JSON) and collected frames are kept."""
 
-    dir: Path = Field(default_factory=_default_state_dir, description="state folder ($STATE_DIRECTORY under systemd)")
-    keep_incidents: int = Field(100, ge=1, description="newest incidents kept; older ones are deleted")
+    dir: Path = Field(
+        default_factory=_default_state_dir,
+        description="state folder ($STATE_DIRECTORY under systemd)",
+    )
+    keep_incidents: int = Field(
+        100, ge=1, description="newest incidents kept; older ones are deleted"
+    )
 
 
 class CameraConfig(_Model):
@@ -166,8 +205,12 @@ class CameraConfig(_Model):
     )
     interval_s: float = Field(10.0, ge=0.0, description="seconds between scored frames")
     timeout_s: float = Field(10.0, gt=0, description="network timeout for one frame")
-    max_bytes: int = Field(10_000_000, ge=10_000, description="largest snapshot accepted before decoding")
-    max_pixels: int = Field(16_000_000, ge=10_000, description="largest frame (width x height) accepted")
+    max_bytes: int = Field(
+        10_000_000, ge=10_000, description="largest snapshot accepted before decoding"
+    )
+    max_pixels: int = Field(
+        16_000_000, ge=10_000, description="largest frame (width x height) accepted"
+    )
 
     @field_validator("source")
     @classmethod
@@ -182,12 +225,16 @@ class CameraConfig(_Model):
 class ApiConfig(_Model):
     """The printer's API, used to know when it prints and to pause it."""
 
-    kind: Literal["octoprint", "moonraker", "none"] = Field("none", description="printer API; none: watch all the time, notify only")
+    kind: Literal["octoprint", "moonraker", "none"] = Field(
+        "none", description="printer API; none: watch all the time, notify only"
+    )
     url: str = Field("", description="base URL, e.g. http://octopi.local or http://127.0.0.1:7125")
     api_key: SecretStr | None = Field(None, description="API key (prefer api_key_file or ${ENV})")
     api_key_file: Path | None = Field(None, description="file holding the API key (mode 0600)")
     timeout_s: float = Field(10.0, gt=0, description="timeout of one API request")
-    retries: int = Field(3, ge=0, le=10, description="retries of a failed pause/cancel, with backoff")
+    retries: int = Field(
+        3, ge=0, le=10, description="retries of a failed pause/cancel, with backoff"
+    )
     ca_file: Path | None = Field(None, description="CA certificate for a self-signed https URL")
     insecure: bool = Field(False, description="skip TLS verification of the API (not recommended)")
 
@@ -197,7 +244,9 @@ class ApiConfig(_Model):
             if not self.url:
                 raise ValueError(f"url is required when kind is {self.kind}")
             if not re.match(r"^https?://[^/\s]+", self.url):
-                raise ValueError(f"url {redact_url(self.url)!r} must start with http:// or https://")
+                raise ValueError(
+                    f"url {redact_url(self.url)!r} must start with http:// or https://"
+                )
         return self
 
 
@@ -207,15 +256,25 @@ Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge
 class DetectionConfig(_Model):
     """When a run of anomalous frames becomes an action."""
 
-    consecutive: int = Field(3, ge=1, le=100, description="anomalous frames in a row that trigger the action")
+    consecutive: int = Field(
+        3, ge=1, le=100, description="anomalous frames in a row that trigger the action"
+    )
     warmup_frames: int = Field(
-        0, ge=0, le=10_000,
+        0,
+        ge=0,
+        le=10_000,
         description="frames at the start of a print that never trigger, for models without a per-print baseline "
-        "(models with one learn the print's first frames and never trigger on those)")
-    cooldown_s: float = Field(90.0, ge=0.0, description="after a resume, seconds before the watchdog re-arms")
-    sensitivity: float = Field(1.0, gt=0.0, le=10.0, description="threshold divisor: 1.2 is more sensitive, 0.8 less")
+        "(models with one learn the print's first frames and never trigger on those)",
+    )
+    cooldown_s: float = Field(
+        90.0, ge=0.0, description="after a resume, seconds before the watchdog re-arms"
+    )
+    sensitivity: float = Field(
+        1.0, gt=0.0, le=10.0, description="threshold divisor: 1.2 is more sensitive, 0.8 less"
+    )
     mask: list[Annotated[list[Point], Field(min_length=3)]] = Field(
-        default_factory=list, description="polygons to ignore, in 0..1 image coordinates [[x, y], ...]"
+        default_factory=list,
+        description="polygons to ignore, in 0..1 image coordinates [[x, y], ...]",
     )
     region: tuple[float, float, float, float] | None = Field(
         None,
@@ -225,12 +284,16 @@ class DetectionConfig(_Model):
 
     @field_validator("region")
     @classmethod
-    def _region(cls, v: tuple[float, float, float, float] | None) -> tuple[float, float, float, float] | None:
+    def _region(
+        cls, v: tuple[float, float, float, float] | None
+    ) -> tuple[float, float, float, float] | None:
         if v is None:
             return v
         x0, y0, x1, y1 = v
         if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
-            raise ValueError("must be [x0, y0, x1, y1] with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1")
+            raise ValueError(
+                "must be [x0, y0, x1, y1] with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1"
+            )
         if (x1 - x0) * (y1 - y0) < 0.01:
             raise ValueError("is smaller than 1% of the picture: the model would see a few pixels")
         return v
@@ -243,7 +306,9 @@ class PrinterConfig(_Model):
     camera: CameraConfig = Field(default_factory=CameraConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
-    action: Literal["pause", "cancel", "notify"] = Field("pause", description="what to do on a failure")
+    action: Literal["pause", "cancel", "notify"] = Field(
+        "pause", description="what to do on a failure"
+    )
 
     @field_validator("name")
     @classmethod
@@ -269,30 +334,58 @@ class NotifyTarget(_Model):
     """One phone notification service as an Apprise URL (ntfy://, tgram://, pover://,
     discord://, gotify://, mailto://, json:// ...); the URL is a secret, masked everywhere."""
 
-    name: str | None = Field(None, description="name in logs, /status and metrics; default: the URL's scheme (ntfy, ntfy-2, ...)")
-    url: SecretStr | None = Field(None, description="Apprise URL (prefer url_file or ${ENV}: it usually holds a token)")
+    name: str | None = Field(
+        None,
+        description="name in logs, /status and metrics; default: the URL's scheme (ntfy, ntfy-2, ...)",
+    )
+    url: SecretStr | None = Field(
+        None, description="Apprise URL (prefer url_file or ${ENV}: it usually holds a token)"
+    )
     url_file: Path | None = Field(None, description="file holding the Apprise URL (mode 0600)")
     events: list[NotifyEvent] = Field(
         default_factory=lambda: [NotifyEvent.FAILURE, NotifyEvent.ACTION_FAILED],
         description="any of failure, action_failed, camera_offline, print_done (default: failure, action_failed)",
     )
-    printers: list[str] | None = Field(None, description="printer names to notify about; default: all")
-    attach: Literal["heatmap", "frame", "none"] = Field("heatmap", description="picture sent with a failure")
+    printers: list[str] | None = Field(
+        None, description="printer names to notify about; default: all"
+    )
+    attach: Literal["heatmap", "frame", "none"] = Field(
+        "heatmap", description="picture sent with a failure"
+    )
     actions_url: str = Field(
         "",
         description="base URL at which the phone reaches this daemon (e.g. http://pi.lan:8787) for "
         "the ntfy buttons Not a failure, Resume and Cancel; empty: no buttons",
     )
-    actions_expire_h: float = Field(24.0, gt=0, le=24 * 30, description="hours a notification's buttons keep working")
-    coalesce_s: float = Field(120.0, ge=0, le=86400, description="a printer's repeated events within this many seconds become one notification")
-    camera_offline_after_s: float = Field(60.0, ge=0, le=86400, description="a camera must stay offline this long before camera_offline is sent")
-    max_age_h: float = Field(24.0, gt=0, le=24 * 30, description="an undeliverable notification is dropped after this many hours")
+    actions_expire_h: float = Field(
+        24.0, gt=0, le=24 * 30, description="hours a notification's buttons keep working"
+    )
+    coalesce_s: float = Field(
+        120.0,
+        ge=0,
+        le=86400,
+        description="a printer's repeated events within this many seconds become one notification",
+    )
+    camera_offline_after_s: float = Field(
+        60.0,
+        ge=0,
+        le=86400,
+        description="a camera must stay offline this long before camera_offline is sent",
+    )
+    max_age_h: float = Field(
+        24.0,
+        gt=0,
+        le=24 * 30,
+        description="an undeliverable notification is dropped after this many hours",
+    )
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None and not _URL_SCHEME.match(v.get_secret_value().strip()):
-            raise ValueError("must be an Apprise URL such as ntfy://host/topic (the value is not shown: it may hold a secret)")
+            raise ValueError(
+                "must be an Apprise URL such as ntfy://host/topic (the value is not shown: it may hold a secret)"
+            )
         return v
 
     @field_validator("name")
@@ -324,13 +417,19 @@ class NotifyTarget(_Model):
 class Config(_Model):
     """The whole configuration file."""
 
-    model: Path | None = Field(None, description="model bundle folder; default: the bundled default model")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="logging level")
+    model: Path | None = Field(
+        None, description="model bundle folder; default: the bundled default model"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="logging level"
+    )
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     printers: list[PrinterConfig] = Field(..., min_length=1, description="the printers to watch")
-    notify: list[NotifyTarget] = Field(default_factory=list, description="phone notifications through Apprise URLs")
+    notify: list[NotifyTarget] = Field(
+        default_factory=list, description="phone notifications through Apprise URLs"
+    )
 
     @field_validator("printers")
     @classmethod
@@ -354,10 +453,15 @@ class Config(_Model):
         if any(t.actions_url for t in self.notify):
             host = self.http.listen.rpartition(":")[0].strip("[]")
             if not self.http.listen:
-                logger.warning("notify: actions_url is set but http.listen is empty: the buttons have no server to call")
+                logger.warning(
+                    "notify: actions_url is set but http.listen is empty: the buttons have no server to call"
+                )
             elif host in ("127.0.0.1", "localhost", "::1"):
-                logger.warning("notify: actions_url is set but http.listen is %s: a phone reaches the buttons only "
-                               "through a proxy on this machine", self.http.listen)
+                logger.warning(
+                    "notify: actions_url is set but http.listen is %s: a phone reaches the buttons only "
+                    "through a proxy on this machine",
+                    self.http.listen,
+                )
         return self
 
     def secrets(self) -> list[str]:
@@ -411,7 +515,9 @@ def _warn_if_readable(path: Path, what: str) -> None:
     except OSError:
         return
     if mode & (stat.S_IRGRP | stat.S_IROTH):
-        logger.warning("%s %s is readable by other users (mode %o); chmod 600 it", what, path, mode & 0o777)
+        logger.warning(
+            "%s %s is readable by other users (mode %o); chmod 600 it", what, path, mode & 0o777
+        )
 
 
 def _read_secret(data: dict[str, Any], key: str, file_key: str, path: str, base: Path) -> None:
@@ -478,9 +584,14 @@ def _user_message(err: Any) -> str:
     if kind in _USER_WORDS:
         return f"{_USER_WORDS[kind]}, got {_kind_of(err.get('input'))}"
     msg = str(err["msg"]).removeprefix("Value error, ")
-    msg = msg.replace("Input should be a valid ", "must be a ").replace("Input should be ", "must be ")
-    return re.sub(r"List should have at least (\d+) items? after validation, not (\d+)",
-                  r"needs at least \1 items, got \2", msg)
+    msg = msg.replace("Input should be a valid ", "must be a ").replace(
+        "Input should be ", "must be "
+    )
+    return re.sub(
+        r"List should have at least (\d+) items? after validation, not (\d+)",
+        r"needs at least \1 items, got \2",
+        msg,
+    )
 
 
 def _format_validation_error(exc: ValidationError, source: str) -> str:
@@ -493,11 +604,23 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
 
 _YAML_PROBLEMS = (  # PyYAML's parser words → what to fix in the file
     ("'<block mapping start>'", "this line is indented differently from the lines before it"),
-    ("expected <block end>, but found '?'", "this line is indented differently from the lines before it"),
-    ("expected <block end>, but found '-'", "a '- ' list item is indented differently from the one before"),
-    ("'<stream end>'", "a bracket or brace opened earlier is not closed before the end of the file"),
+    (
+        "expected <block end>, but found '?'",
+        "this line is indented differently from the lines before it",
+    ),
+    (
+        "expected <block end>, but found '-'",
+        "a '- ' list item is indented differently from the one before",
+    ),
+    (
+        "'<stream end>'",
+        "a bracket or brace opened earlier is not closed before the end of the file",
+    ),
     ("found character '\\t'", "a tab character: indent with spaces only"),
-    ("mapping values are not allowed here", "a ': ' where a value was expected (quote text that contains ': ')"),
+    (
+        "mapping values are not allowed here",
+        "a ': ' where a value was expected (quote text that contains ': ')",
+    ),
     ("could not find expected ':'", "a line that is not 'key: value' (missing ':')"),
     ("found undefined alias", "'*' starts a YAML alias: quote the value"),
     ("found unexpected end of stream", "a quote opened and never closed"),
@@ -545,7 +668,9 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int]) -> i
     for child in children:
         size += _expanded_size(child, memo, active)
         if size > MAX_CONFIG_NODES:
-            raise ConfigError(f"more than {MAX_CONFIG_NODES} values once aliases are expanded (an alias bomb?)")
+            raise ConfigError(
+                f"more than {MAX_CONFIG_NODES} values once aliases are expanded (an alias bomb?)"
+            )
     active.discard(key)
     memo[key] = size
     return size
@@ -570,7 +695,9 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}"
+        )
     data: Any = raw
     try:
         data = _expand_env(raw, "")
@@ -596,7 +723,9 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
         raise ConfigError(f"{source}: {exc}") from None
     except ValidationError as exc:
         # from None: pydantic's own text (input_value=...) would show secrets in --debug tracebacks
-        raise ConfigError(redact(_format_validation_error(exc, source), _secret_values(data))) from None
+        raise ConfigError(
+            redact(_format_validation_error(exc, source), _secret_values(data))
+        ) from None
 
 
 def read_small_file(path: Path, limit: int, what: str, error: type[Exception]) -> str:
@@ -636,13 +765,17 @@ def load_config(path: str | Path) -> Config:
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         # from None: the YAML error's own text quotes the line, which may hold a secret
-        raise ConfigError(redact(f"{path}:{where}: invalid YAML: {_yaml_problem(problem)}")) from None
+        raise ConfigError(
+            redact(f"{path}:{where}: invalid YAML: {_yaml_problem(problem)}")
+        ) from None
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to be a config") from None
     config = parse_config(raw, str(path), path.parent)
     secret_filter.add(config.secrets())
-    if any(secret in text for secret in config.secrets()):  # not when they come from ${ENV} or *_file
+    if any(
+        secret in text for secret in config.secrets()
+    ):  # not when they come from ${ENV} or *_file
         _warn_if_readable(path, "config file with secrets")
     return config

@@ -36,7 +36,9 @@ from watchdog.watcher import Watcher, build_watcher
 logger = logging.getLogger(__name__)
 
 
-FAILED_STEPS_UNHEALTHY = 5  # a printer whose step failed this many times in a row makes /healthz fail
+FAILED_STEPS_UNHEALTHY = (
+    5  # a printer whose step failed this many times in a row makes /healthz fail
+)
 
 
 def load_bundle(config: Config) -> Bundle:
@@ -55,9 +57,13 @@ def try_model_once(bundle: Bundle) -> None:
     except BundleError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure here means the model cannot be used
-        raise BundleError(f"{bundle.path}: the model fails on a blank frame ({type(exc).__name__}: {exc})") from exc
+        raise BundleError(
+            f"{bundle.path}: the model fails on a blank frame ({type(exc).__name__}: {exc})"
+        ) from exc
     if not math.isfinite(score):
-        raise BundleError(f"{bundle.path}: the model scores a blank frame {score} (not a finite number)")
+        raise BundleError(
+            f"{bundle.path}: the model scores a blank frame {score} (not a finite number)"
+        )
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,9 @@ class Daemon:
 
     def __init__(self, config_path: str | Path, debug: bool = False) -> None:
         self.config_path = Path(config_path)
-        self.config = overrides.load_effective_config(self.config_path)  # ConfigError → exit 2 before anything starts
+        self.config = overrides.load_effective_config(
+            self.config_path
+        )  # ConfigError → exit 2 before anything starts
         self.debug = debug  # --debug wins over the config's log_level
         self._apply_log_level(self.config)
         self.bundle = load_bundle(self.config)
@@ -104,7 +112,9 @@ class Daemon:
         watchers: dict[str, Watcher] = {}
         try:
             for p in config.printers:
-                watchers[p.name] = build_watcher(p, bundle, self.notifier, stop=self.stop_event, metrics=self.metrics)
+                watchers[p.name] = build_watcher(
+                    p, bundle, self.notifier, stop=self.stop_event, metrics=self.metrics
+                )
         except BaseException:
             for w in watchers.values():  # cameras already opened have threads and sockets
                 w.camera.close()
@@ -141,8 +151,12 @@ class Daemon:
         own thread, and this waits (bounded by the printer API's timeout) for the answer."""
         running = self.running.get(command.printer)
         if running is None:
-            logger.warning("%s from %s for unknown printer %s ignored", command.verb.value, command.source,
-                           command.printer)
+            logger.warning(
+                "%s from %s for unknown printer %s ignored",
+                command.verb.value,
+                command.source,
+                command.printer,
+            )
             return CommandResult(False, f"no printer named {command.printer!r}")
         watcher = running.watcher
         if command.verb in INCIDENT_VERBS:
@@ -152,7 +166,9 @@ class Daemon:
             try:
                 stored = self._store_verdict(command)
             except (OSError, ValueError) as exc:  # IncidentError is a ValueError
-                logger.warning("%s: verdict on incident %s failed: %s", command.printer, command.incident, exc)
+                logger.warning(
+                    "%s: verdict on incident %s failed: %s", command.printer, command.incident, exc
+                )
                 return CommandResult(False, str(exc))
             if command.verb is not Verb.NOT_A_FAILURE:
                 return stored
@@ -169,7 +185,10 @@ class Daemon:
             return command
         last = watcher.snapshot.last_alert
         if last is None:
-            logger.warning("%s: verdict on the latest alert ignored: no alert since the daemon started", command.printer)
+            logger.warning(
+                "%s: verdict on the latest alert ignored: no alert since the daemon started",
+                command.printer,
+            )
         return replace(command, incident=None if last is None else last.incident)
 
     def _store_verdict(self, command: Command) -> CommandResult:
@@ -177,13 +196,27 @@ class Daemon:
         storage, printer, incident = self.config.storage.dir, command.printer, command.incident
         if command.verb is Verb.NOT_A_FAILURE:
             path = mark_not_failure(storage, printer, incident)
-            logger.info("%s: incident %s marked not a failure (%s); frame kept for retraining in %s",
-                        printer, incident, command.source, path)
+            logger.info(
+                "%s: incident %s marked not a failure (%s); frame kept for retraining in %s",
+                printer,
+                incident,
+                command.source,
+                path,
+            )
             return CommandResult(True, f"frame kept for retraining in {path}")
         copies = mark_failure(storage, printer, incident)
-        logger.info("%s: incident %s confirmed as a failure (%s); %d frame(s) kept in %s", printer, incident,
-                    command.source, len(copies), copies[0].parent)
-        return CommandResult(True, f"confirmed as a failure; {len(copies)} frame(s) kept in {copies[0].parent} (--anomalous)")
+        logger.info(
+            "%s: incident %s confirmed as a failure (%s); %d frame(s) kept in %s",
+            printer,
+            incident,
+            command.source,
+            len(copies),
+            copies[0].parent,
+        )
+        return CommandResult(
+            True,
+            f"confirmed as a failure; {len(copies)} frame(s) kept in {copies[0].parent} (--anomalous)",
+        )
 
     def on_command(self, printer: str, command: str, payload: dict) -> None:
         """MQTT commands (already validated by the notifier) as ``Command``s."""
@@ -227,7 +260,11 @@ class Daemon:
         parts = []
         for name, r in self.running.items():
             st = r.watcher.snapshot
-            score = "" if st.score is None or st.threshold is None else f" {st.score:.3g}/{st.threshold:.3g}"
+            score = (
+                ""
+                if st.score is None or st.threshold is None
+                else f" {st.score:.3g}/{st.threshold:.3g}"
+            )
             parts.append(f"{name}: {st.state.value}{score}")
         return "; ".join(parts)
 
@@ -263,14 +300,25 @@ class Daemon:
             systemd.ready()
             return
         except Exception as exc:  # noqa: BLE001 - a reload must never stop a running daemon
-            logger.error("reload refused, keeping the running config: %s: %s", type(exc).__name__, exc)
+            logger.error(
+                "reload refused, keeping the running config: %s: %s", type(exc).__name__, exc
+            )
             systemd.ready()
             return
-        if config.mqtt != self.config.mqtt or config.storage != self.config.storage or config.notify != self.config.notify:
-            logger.warning("mqtt/storage/notify changes need a restart; keeping the running MQTT session and notifications")
+        if (
+            config.mqtt != self.config.mqtt
+            or config.storage != self.config.storage
+            or config.notify != self.config.notify
+        ):
+            logger.warning(
+                "mqtt/storage/notify changes need a restart; keeping the running MQTT session and notifications"
+            )
         if config.http != self.started_http:
-            logger.warning("http.listen changed to %r: it takes effect at the next restart; the status server stays on %r",
-                           config.http.listen, self.started_http.listen)
+            logger.warning(
+                "http.listen changed to %r: it takes effect at the next restart; the status server stays on %r",
+                config.http.listen,
+                self.started_http.listen,
+            )
         enabled = {n: r.watcher.snapshot.enabled for n, r in self.running.items()}
         for name, w in watchers.items():
             w.enabled = enabled.get(name, True)  # not started yet: no other thread sees it
@@ -290,23 +338,39 @@ class Daemon:
         signal.signal(signal.SIGHUP, lambda *_: self.reload_event.set())
         cfg = self.config
         self.storage_lock = lock_storage(cfg.storage.dir)  # StorageInUse → one line, exit 2
-        self.notifier = Notifier(cfg.mqtt, cfg.storage, [p.name for p in cfg.printers], self,
-                                 notify=cfg.notify, registry=self.metrics.registry)
+        self.notifier = Notifier(
+            cfg.mqtt,
+            cfg.storage,
+            [p.name for p in cfg.printers],
+            self,
+            notify=cfg.notify,
+            registry=self.metrics.registry,
+        )
         watchers = self._make_watchers(cfg, self.bundle)
         self.notifier.start()
         if cfg.http.listen:
             from watchdog.comms.http import StatusServer
             from watchdog.web.app import Dashboard
 
-            self.http = StatusServer(cfg.http.listen, self.status, self.metrics.registry, self.latest_jpeg, self.healthy,
-                                     request_timeout_s=cfg.http.request_timeout_s,
-                                     max_connections=cfg.http.max_connections,
-                                     dashboard=Dashboard(self, cfg.http, cfg.storage.dir),
-                                     actions=self.notifier.handle_action)
+            self.http = StatusServer(
+                cfg.http.listen,
+                self.status,
+                self.metrics.registry,
+                self.latest_jpeg,
+                self.healthy,
+                request_timeout_s=cfg.http.request_timeout_s,
+                max_connections=cfg.http.max_connections,
+                dashboard=Dashboard(self, cfg.http, cfg.storage.dir),
+                actions=self.notifier.handle_action,
+            )
             self.http.start()
         self.running = self._start(watchers)
-        logger.info("watching %d printer(s) with model %s (threshold %.4g)",
-                    len(watchers), self.bundle.path, self.bundle.meta.threshold)
+        logger.info(
+            "watching %d printer(s) with model %s (threshold %.4g)",
+            len(watchers),
+            self.bundle.path,
+            self.bundle.meta.threshold,
+        )
         systemd.ready()
         ping_every = min(systemd.watchdog_interval_s() or 10.0, 10.0) / 2
         try:

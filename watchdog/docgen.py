@@ -185,9 +185,15 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m watchdog.docgen", description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="file to write (default: %(default)s)")
-    parser.add_argument("--check", action="store_true", help="only compare; exit 1 with a diff if stale")
+    parser = argparse.ArgumentParser(
+        prog="python -m watchdog.docgen", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="file to write (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only compare; exit 1 with a diff if stale"
+    )
     args = parser.parse_args(argv)
     text = render()
     if args.check:
@@ -195,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         if current == text:
             return 0
         sys.stdout.writelines(
-            difflib.unified_diff(current.splitlines(True), text.splitlines(True), str(args.output), "generated")
+            difflib.unified_diff(
+                current.splitlines(True), text.splitlines(True), str(args.output), "generated"
+            )
         )
         print(f"{args.output} is stale: run `{REGENERATE}`", file=sys.stderr)
         return 1

@@ -49,7 +49,9 @@ def compile_pattern(pattern: str = DEFAULT_PATTERN) -> re.Pattern[str]:
     try:
         compiled = re.compile(pattern)
     except re.error as exc:
-        raise FramesError(f"session pattern {pattern!r} is not a valid regular expression ({exc})") from exc
+        raise FramesError(
+            f"session pattern {pattern!r} is not a valid regular expression ({exc})"
+        ) from exc
     if "session" not in compiled.groupindex and compiled.groups < 1:
         raise FramesError(f"session pattern {pattern!r} needs a (?P<session>...) group")
     return compiled
@@ -83,7 +85,9 @@ def frame_path(folder: Path, print_name: str, number: int, suffix: str = ".jpg")
 
 def images_under(folder: Path) -> list[Path]:
     """Image files below ``folder`` (sub-folders too), in a stable order."""
-    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(
+        p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
 
 
 def in_time_order(paths: Iterable[Path], pattern: re.Pattern[str] = _DEFAULT) -> list[Path]:

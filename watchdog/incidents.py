@@ -168,7 +168,9 @@ def _read_alert(path: Path) -> dict[str, Any]:
 class IncidentStore:
     """Incidents of all printers under one storage folder; safe to share between threads."""
 
-    def __init__(self, storage_dir: Path, keep: int = 100, throttle: ThrottledLog | None = None) -> None:
+    def __init__(
+        self, storage_dir: Path, keep: int = 100, throttle: ThrottledLog | None = None
+    ) -> None:
         self.storage_dir = Path(storage_dir)
         self.root = incidents_root(self.storage_dir)
         self.keep = keep
@@ -176,7 +178,12 @@ class IncidentStore:
         self._lock = threading.Lock()
 
     def save(
-        self, printer: str, alert: dict[str, Any], frame_jpeg: bytes, heatmap_jpeg: bytes, pending: bool = True
+        self,
+        printer: str,
+        alert: dict[str, Any],
+        frame_jpeg: bytes,
+        heatmap_jpeg: bytes,
+        pending: bool = True,
     ) -> Incident:
         """Write a new incident (``pending`` delivery unless told otherwise); on a disk error it
         comes back unsaved (``path`` None) and the caller keeps it in memory.
@@ -205,9 +212,13 @@ class IncidentStore:
             _fsync_dir(folder)
         except OSError as exc:
             self._throttle(
-                logger, logging.ERROR, "save",
+                logger,
+                logging.ERROR,
+                "save",
                 "cannot save incident %s in %s: %s; the alert is kept in memory until the broker has it",
-                incident_id, folder, exc.strerror or exc,
+                incident_id,
+                folder,
+                exc.strerror or exc,
             )
             shutil.rmtree(partial, ignore_errors=True)
             return incident
@@ -235,8 +246,14 @@ class IncidentStore:
                 if item.frame_jpeg is not None:
                     _write_file(folder / f"{n:02d}-frame.jpg", item.frame_jpeg)
         except OSError as exc:
-            self._throttle(logger, logging.WARNING, "lead_up", "cannot save the frames before incident %s: %s",
-                           incident_id, exc.strerror or exc)
+            self._throttle(
+                logger,
+                logging.WARNING,
+                "lead_up",
+                "cannot save the frames before incident %s: %s",
+                incident_id,
+                exc.strerror or exc,
+            )
 
     def delivered(self, incident: Incident) -> None:
         """The broker acknowledged the alert: drop the pending marker."""
@@ -246,16 +263,21 @@ class IncidentStore:
             (incident.path / PENDING).unlink(missing_ok=True)
         except OSError as exc:
             self._throttle(
-                logger, logging.ERROR, "delivered",
+                logger,
+                logging.ERROR,
+                "delivered",
                 "cannot clear the pending marker of incident %s (%s): it may be sent again after a restart",
-                incident.id, exc.strerror or exc,
+                incident.id,
+                exc.strerror or exc,
             )
 
     def pending(self, printers: list[str] | None = None) -> list[Incident]:
         """Saved incidents the broker never acknowledged, oldest first."""
         found: list[Incident] = []
         try:
-            folders = sorted(p for p in self.root.iterdir() if p.is_dir() and SAFE_NAME.fullmatch(p.name))
+            folders = sorted(
+                p for p in self.root.iterdir() if p.is_dir() and SAFE_NAME.fullmatch(p.name)
+            )
         except OSError:
             return found
         for folder in folders:
@@ -267,7 +289,13 @@ class IncidentStore:
                 try:
                     alert = _read_alert(path)
                 except IncidentError as exc:
-                    self._throttle(logger, logging.ERROR, f"corrupt:{path}", "pending incident skipped: %s", exc)
+                    self._throttle(
+                        logger,
+                        logging.ERROR,
+                        f"corrupt:{path}",
+                        "pending incident skipped: %s",
+                        exc,
+                    )
                     continue
                 alert["incident"] = path.name
                 found.append(Incident(folder.name, path.name, alert, path))
@@ -302,8 +330,14 @@ class IncidentStore:
                 try:
                     shutil.rmtree(path)
                 except OSError as exc:
-                    self._throttle(logger, logging.WARNING, "prune", "cannot delete old incident %s: %s",
-                                   path, exc.strerror or exc)
+                    self._throttle(
+                        logger,
+                        logging.WARNING,
+                        "prune",
+                        "cannot delete old incident %s: %s",
+                        path,
+                        exc.strerror or exc,
+                    )
                     break
                 excess -= 1
                 removed += 1
@@ -363,7 +397,11 @@ def mark_failure(storage_dir: Path, printer: str, incident_id: str) -> list[Path
     for src in sources:
         if not src.is_file():
             continue
-        name = f"{incident_id}.jpg" if src.name == FRAME else f"{incident_id}-{src.name.split('-')[0]}.jpg"
+        name = (
+            f"{incident_id}.jpg"
+            if src.name == FRAME
+            else f"{incident_id}-{src.name.split('-')[0]}.jpg"
+        )
         tmp = dest_dir / f".{name}.tmp"
         shutil.copyfile(src, tmp)
         os.replace(tmp, dest_dir / name)
@@ -385,7 +423,9 @@ class IncidentView:
     lead_up: tuple[str, ...]  # file names under lead_up/, oldest first
 
 
-def list_incidents(storage_dir: Path, printers: Sequence[str], limit: int = 50) -> list[IncidentView]:
+def list_incidents(
+    storage_dir: Path, printers: Sequence[str], limit: int = 50
+) -> list[IncidentView]:
     """Saved incidents of these printers, newest first (a corrupt one is skipped)."""
     root = incidents_root(storage_dir)
     found: list[IncidentView] = []
@@ -398,9 +438,13 @@ def list_incidents(storage_dir: Path, printers: Sequence[str], limit: int = 50) 
             except IncidentError:
                 continue
             try:
-                lead = tuple(sorted(p.name for p in (path / LEAD_UP).iterdir() if p.name.endswith(".jpg")))
+                lead = tuple(
+                    sorted(p.name for p in (path / LEAD_UP).iterdir() if p.name.endswith(".jpg"))
+                )
             except OSError:
                 lead = ()
-            found.append(IncidentView(printer, path.name, alert, not (path / PENDING).exists(), lead))
+            found.append(
+                IncidentView(printer, path.name, alert, not (path / PENDING).exists(), lead)
+            )
     found.sort(key=lambda i: i.id, reverse=True)
     return found[:limit]

@@ -38,28 +38,82 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r, ns = self.registry, NAMESPACE
-        self.frames = Counter("frames", "Frames read from the camera", ["printer"], namespace=ns, registry=r)
+        self.frames = Counter(
+            "frames", "Frames read from the camera", ["printer"], namespace=ns, registry=r
+        )
         self.bad_frames = Counter(
-            "bad_frames", "Camera answers that were no usable frame (empty, truncated, HTML, too large)", ["printer"], namespace=ns, registry=r
+            "bad_frames",
+            "Camera answers that were no usable frame (empty, truncated, HTML, too large)",
+            ["printer"],
+            namespace=ns,
+            registry=r,
         )
-        self.scored = Counter("scored_frames", "Frames scored by the model", ["printer"], namespace=ns, registry=r)
-        self.anomalies = Counter("anomalous_frames", "Scored frames above the threshold", ["printer"], namespace=ns, registry=r)
-        self.score = Gauge("score", "Anomaly score of the last scored frame", ["printer"], namespace=ns, registry=r)
-        self.threshold = Gauge("threshold", "Threshold in use (after sensitivity)", ["printer"], namespace=ns, registry=r)
+        self.scored = Counter(
+            "scored_frames", "Frames scored by the model", ["printer"], namespace=ns, registry=r
+        )
+        self.anomalies = Counter(
+            "anomalous_frames",
+            "Scored frames above the threshold",
+            ["printer"],
+            namespace=ns,
+            registry=r,
+        )
+        self.score = Gauge(
+            "score", "Anomaly score of the last scored frame", ["printer"], namespace=ns, registry=r
+        )
+        self.threshold = Gauge(
+            "threshold",
+            "Threshold in use (after sensitivity)",
+            ["printer"],
+            namespace=ns,
+            registry=r,
+        )
         self.actions = Counter(
-            "actions", "Actions taken on a failure, by outcome", ["printer", "action", "outcome"], namespace=ns, registry=r
+            "actions",
+            "Actions taken on a failure, by outcome",
+            ["printer", "action", "outcome"],
+            namespace=ns,
+            registry=r,
         )
-        self.errors = Counter("errors", "Errors by kind (camera, api, mqtt, storage, model)", ["printer", "kind"], namespace=ns, registry=r)
+        self.errors = Counter(
+            "errors",
+            "Errors by kind (camera, api, mqtt, storage, model)",
+            ["printer", "kind"],
+            namespace=ns,
+            registry=r,
+        )
         self.inference_seconds = Histogram(
-            "inference_seconds", "Seconds to preprocess and score one frame", ["printer"], namespace=ns, registry=r, buckets=INFERENCE_BUCKETS
+            "inference_seconds",
+            "Seconds to preprocess and score one frame",
+            ["printer"],
+            namespace=ns,
+            registry=r,
+            buckets=INFERENCE_BUCKETS,
         )
-        self.camera_online = Gauge("camera_online", "1 while the camera gives frames, 0 while offline", ["printer"], namespace=ns, registry=r)
+        self.camera_online = Gauge(
+            "camera_online",
+            "1 while the camera gives frames, 0 while offline",
+            ["printer"],
+            namespace=ns,
+            registry=r,
+        )
         self._lock = threading.Lock()
-        self._seen: dict[str, tuple[int, tuple[int, int, int]]] = {}  # printer -> (id(camera), counters added)
+        self._seen: dict[
+            str, tuple[int, tuple[int, int, int]]
+        ] = {}  # printer -> (id(camera), counters added)
 
     def add_printer(self, printer: str) -> None:
         """Create the printer's series at 0, so dashboards see them before the first event."""
-        for metric in (self.frames, self.bad_frames, self.scored, self.anomalies, self.score, self.threshold, self.inference_seconds, self.camera_online):
+        for metric in (
+            self.frames,
+            self.bad_frames,
+            self.scored,
+            self.anomalies,
+            self.score,
+            self.threshold,
+            self.inference_seconds,
+            self.camera_online,
+        ):
             metric.labels(printer)
         self.errors.labels(printer, "camera")
 
@@ -81,7 +135,9 @@ class Metrics:
             self.errors.labels(printer, "camera").inc(errors)
         self.camera_online.labels(printer).set(1 if camera.online else 0)
 
-    def observe_score(self, printer: str, score: float, threshold: float, anomalous: bool, seconds: float) -> None:
+    def observe_score(
+        self, printer: str, score: float, threshold: float, anomalous: bool, seconds: float
+    ) -> None:
         """One scored frame: last score and threshold, counts, and the time inference took."""
         self.scored.labels(printer).inc()
         self.score.labels(printer).set(score)

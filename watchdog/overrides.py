@@ -52,15 +52,21 @@ def _read(storage_dir: Path) -> dict[str, dict[str, Any]]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot read the dashboard's saved settings ({exc}); fix or delete the file") from exc
+        raise ConfigError(
+            f"{path}: cannot read the dashboard's saved settings ({exc}); fix or delete the file"
+        ) from exc
     printers = raw.get("printers") if isinstance(raw, dict) else None
     if not isinstance(printers, dict):
-        raise ConfigError(f"{path}: expected {{\"printers\": {{name: {{detection: ...}}}}}}; fix or delete the file")
+        raise ConfigError(
+            f'{path}: expected {{"printers": {{name: {{detection: ...}}}}}}; fix or delete the file'
+        )
     out: dict[str, dict[str, Any]] = {}
     for name, entry in printers.items():
         detection = entry.get("detection") if isinstance(entry, dict) else None
         if not isinstance(detection, dict) or set(detection) - set(TUNABLE):
-            raise ConfigError(f"{path}: printers.{name}: only detection.{'/'.join(TUNABLE)} may be saved here")
+            raise ConfigError(
+                f"{path}: printers.{name}: only detection.{'/'.join(TUNABLE)} may be saved here"
+            )
         out[str(name)] = detection
     return out
 
@@ -84,8 +90,11 @@ def apply_overrides(config: Config) -> Config:
         return config
     names = {p.name for p in config.printers}
     for name in sorted(set(saved) - names):
-        logger.warning("%s: printer %s is no longer in the config; its saved settings are ignored",
-                       overrides_path(config.storage.dir), name)
+        logger.warning(
+            "%s: printer %s is no longer in the config; its saved settings are ignored",
+            overrides_path(config.storage.dir),
+            name,
+        )
     printers = []
     for p in config.printers:
         changes = saved.get(p.name)
@@ -116,12 +125,16 @@ def saved_for(storage_dir: Path, printer: str) -> dict[str, Any]:
     return dict(_read(storage_dir).get(printer, {}))
 
 
-def save(storage_dir: Path, base: DetectionConfig, printer: str, changes: dict[str, Any]) -> dict[str, Any]:
+def save(
+    storage_dir: Path, base: DetectionConfig, printer: str, changes: dict[str, Any]
+) -> dict[str, Any]:
     """Validate ``changes`` against ``base`` (the printer's YAML settings) and store them with
     what was saved before; returns the printer's saved settings. ConfigError when refused."""
     unknown = set(changes) - set(TUNABLE)
     if unknown:
-        raise ConfigError(f"printers.{printer}.detection: {', '.join(sorted(unknown))} cannot be set from the dashboard")
+        raise ConfigError(
+            f"printers.{printer}.detection: {', '.join(sorted(unknown))} cannot be set from the dashboard"
+        )
     with _lock:
         saved = _read(storage_dir)
         mine = {**saved.get(printer, {}), **changes}

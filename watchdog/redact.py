@@ -44,14 +44,17 @@ def redact_url(url: str) -> str:
     if parts.username:
         netloc = f"{parts.username}:{MASK}@{netloc}"
     query = "&".join(
-        f"{k}={v if k in _KEEP_QUERY else MASK}" for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        f"{k}={v if k in _KEEP_QUERY else MASK}"
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
     )
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with the given secret values, URL passwords and URL tokens masked."""
-    for secret in sorted({s for s in secrets if s and len(s) >= _MIN_SECRET}, key=len, reverse=True):
+    for secret in sorted(
+        {s for s in secrets if s and len(s) >= _MIN_SECRET}, key=len, reverse=True
+    ):
         text = text.replace(secret, MASK)
     text = _USERINFO.sub(rf"\1:{MASK}@", text)
     return _QUERY_SECRET.sub(rf"\1{MASK}", text)
@@ -107,4 +110,6 @@ def install(handlers: Iterable[logging.Handler] | None = None) -> None:
         if secret_filter not in handler.filters:
             handler.addFilter(secret_filter)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
-    logging.getLogger(__name__).debug("secrets are masked in this log; urllib3's request lines are left out")
+    logging.getLogger(__name__).debug(
+        "secrets are masked in this log; urllib3's request lines are left out"
+    )

@@ -60,8 +60,11 @@ def lock_storage(storage_dir: Path) -> StorageLock:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
-        logger.warning("cannot lock storage folder %s (%s): a second daemon on it would not be refused",
-                       storage_dir, exc.strerror or exc)
+        logger.warning(
+            "cannot lock storage folder %s (%s): a second daemon on it would not be refused",
+            storage_dir,
+            exc.strerror or exc,
+        )
         return StorageLock(path, None)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

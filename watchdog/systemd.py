@@ -29,7 +29,15 @@ import time
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["notify", "ready", "reloading", "stopping", "watchdog_ping", "status", "watchdog_interval_s"]
+__all__ = [
+    "notify",
+    "ready",
+    "reloading",
+    "stopping",
+    "watchdog_ping",
+    "status",
+    "watchdog_interval_s",
+]
 
 
 def _address(value: str) -> str | None:

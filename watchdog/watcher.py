@@ -190,9 +190,13 @@ class Watcher:
         self.last_verdict: Verdict | None = None
         self.last_alert: Alert | None = None
         self.failing_steps = 0
-        self._commands: queue.SimpleQueue[tuple[Command, Future[CommandResult]]] = queue.SimpleQueue()
+        self._commands: queue.SimpleQueue[tuple[Command, Future[CommandResult]]] = (
+            queue.SimpleQueue()
+        )
         self.latest_jpeg: bytes | None = None  # the last heatmap overlay (bytes: immutable)
-        self.history = History()  # the dashboard's timeline; the daemon hands rebuilt watchers the printer's
+        self.history = (
+            History()
+        )  # the dashboard's timeline; the daemon hands rebuilt watchers the printer's
         self.snapshot = self._status(time.monotonic())
 
     # ----------------------------------------------------------------- one step
@@ -203,7 +207,9 @@ class Watcher:
         self._drain_commands()
         events = self._poll_printer(now)
         record = self._watch(now, events) if self.enabled and self.state.watching else None
-        record = record or StepRecord(None, self._label(), self.state.consecutive, events=tuple(events))
+        record = record or StepRecord(
+            None, self._label(), self.state.consecutive, events=tuple(events)
+        )
         self._publish_state(record.state)
         return record
 
@@ -214,7 +220,9 @@ class Watcher:
                 return StepRecord(None, Label.IDLE, self.state.consecutive, events=tuple(events))
             skipped = bool(self.camera_online)  # a bad frame, not the camera going offline
             name = self._frame_name() if skipped else None
-            return StepRecord(name, self._label(), self.state.consecutive, events=tuple(events), skipped=skipped)
+            return StepRecord(
+                name, self._label(), self.state.consecutive, events=tuple(events), skipped=skipped
+            )
         try:
             verdict = self.detector.observe(frame)
         except ValueError as exc:  # a frame the preprocessing refuses: skipped and counted
@@ -222,7 +230,9 @@ class Watcher:
             self.metrics.error(self.name, "frame")
             return None
         self.last_verdict = verdict
-        self.metrics.observe_score(self.name, verdict.score, verdict.threshold, verdict.anomalous, verdict.inference_s)
+        self.metrics.observe_score(
+            self.name, verdict.score, verdict.threshold, verdict.anomalous, verdict.inference_s
+        )
         self.state, fired = decide.on_frame(self.state, verdict.anomalous, now, self.settings)
         heat_jpeg = encode_jpeg(self.detector.heatmap(frame, verdict))
         self.latest_jpeg = heat_jpeg
@@ -233,11 +243,25 @@ class Watcher:
             events.append(self._act(frame, verdict, heat_jpeg))
         elif verdict.anomalous or self.state.consecutive:
             self.alerts.publish_heatmap(self.name, heat_jpeg)
-        self.history.record(frame, verdict.score, verdict.threshold, verdict.anomalous, verdict.calibrating,
-                            self.state.frames == 1, heat_jpeg)
+        self.history.record(
+            frame,
+            verdict.score,
+            verdict.threshold,
+            verdict.anomalous,
+            verdict.calibrating,
+            self.state.frames == 1,
+            heat_jpeg,
+        )
         if action is not None:
             self.history.acted()
-        return StepRecord(self._frame_name(), self._label(), self.state.consecutive, verdict, action, tuple(events))
+        return StepRecord(
+            self._frame_name(),
+            self._label(),
+            self.state.consecutive,
+            verdict,
+            action,
+            tuple(events),
+        )
 
     def _read_frame(self, events: list[WatchEvent]) -> np.ndarray | None:
         """The next frame, or None; a camera going offline or back is an event, once."""
@@ -249,7 +273,9 @@ class Watcher:
         online = frame is not None or self.camera.online
         if online != self.camera_online:
             if self.camera_online is not None or not online:
-                events.append(WatchEvent("camera_online" if online else "camera_offline", self.name))
+                events.append(
+                    WatchEvent("camera_online" if online else "camera_offline", self.name)
+                )
                 log = logger.info if online else logger.warning
                 log("%s: camera %s", self.name, "back online" if online else "offline: no frame")
                 self.alerts.camera_changed(self.name, online)
@@ -285,7 +311,9 @@ class Watcher:
             logger.info("%s: printer API answers again (%s)", self.name, status.state)
         self.api_state = status.state
         self.printer_detail = status.detail
-        self.state, happened = decide.on_printer(self.state, PrinterState(status.state), status.job, now, self.settings)
+        self.state, happened = decide.on_printer(
+            self.state, PrinterState(status.state), status.job, now, self.settings
+        )
         if Event.NEW_PRINT in happened:
             self.detector.relearn()
         if Event.RESUMED_AFTER_ACTION in happened:
@@ -294,15 +322,29 @@ class Watcher:
             self._relearn(f"resumed after our {self.action}")
         if before.printer == self.state.printer:
             return []
-        logger.info("%s: printer %s → %s (%s)", self.name, before.printer, self.state.printer,
-                    self.state.job or "no job")
-        return [WatchEvent("printer", self.name, {"from": str(before.printer), "to": str(self.state.printer),
-                                                  "job": self.state.job})]
+        logger.info(
+            "%s: printer %s → %s (%s)",
+            self.name,
+            before.printer,
+            self.state.printer,
+            self.state.job or "no job",
+        )
+        return [
+            WatchEvent(
+                "printer",
+                self.name,
+                {"from": str(before.printer), "to": str(self.state.printer), "job": self.state.job},
+            )
+        ]
 
     def _relearn(self, why: str) -> None:
         self.detector.relearn(accepted=True)
-        logger.info("%s: %s: learning the print's look again (%d frames)", self.name, why,
-                    self.detector.calibration_frames)
+        logger.info(
+            "%s: %s: learning the print's look again (%d frames)",
+            self.name,
+            why,
+            self.detector.calibration_frames,
+        )
 
     def _act(self, frame: np.ndarray, verdict: Verdict, heat_jpeg: bytes) -> WatchEvent:
         frame_jpeg = encode_jpeg(frame)
@@ -311,9 +353,21 @@ class Watcher:
         if store is not None:
             # Saved before acting: a pause that hangs past the shutdown wait must not take the alert
             # with it. Left on disk (pending) it is delivered after the restart; replaced when done.
-            draft = store.save(self.name, self._alert(verdict, ActionResult(
-                str(self.action), "unknown", f"the watchdog stopped before the {self.action} finished; check the printer",
-                0)).to_dict(), frame_jpeg, heat_jpeg, pending=self.alerts.enabled)
+            draft = store.save(
+                self.name,
+                self._alert(
+                    verdict,
+                    ActionResult(
+                        str(self.action),
+                        "unknown",
+                        f"the watchdog stopped before the {self.action} finished; check the printer",
+                        0,
+                    ),
+                ).to_dict(),
+                frame_jpeg,
+                heat_jpeg,
+                pending=self.alerts.enabled,
+            )
         outcome = self._ask_printer(self.action)
         if self.state.rearm_at is not None:
             # The cooldown runs from the end of the action: retries against a dead API must not
@@ -335,15 +389,27 @@ class Watcher:
 
     def _alert(self, verdict: Verdict, outcome: ActionResult) -> Alert:
         verb = {Action.PAUSE: "Pause", Action.CANCEL: "Cancel"}.get(self.action, "Alert")
-        why = (f"this print looks abnormal from its start (score {verdict.absolute_score:.4g} > start guard "
-               f"{verdict.guard:.4g})" if verdict.abnormal_start else
-               f"score {verdict.score:.4g} > threshold {verdict.threshold:.4g}")
+        why = (
+            f"this print looks abnormal from its start (score {verdict.absolute_score:.4g} > start guard "
+            f"{verdict.guard:.4g})"
+            if verdict.abnormal_start
+            else f"score {verdict.score:.4g} > threshold {verdict.threshold:.4g}"
+        )
         message = (
             f"{verb} {self.name}: {self.state.consecutive} anomalous frames in a row "
             f"({why}); {self.action} {outcome.outcome}: {outcome.detail}"
         )
-        return Alert(_now_iso(), self.name, self.state.job, verdict.score, verdict.threshold,
-                     self.state.consecutive, self.action, outcome, message)
+        return Alert(
+            _now_iso(),
+            self.name,
+            self.state.job,
+            verdict.score,
+            verdict.threshold,
+            self.state.consecutive,
+            self.action,
+            outcome,
+            message,
+        )
 
     def _ask_printer(self, action: Action) -> ActionResult:
         if action is Action.PAUSE:
@@ -381,7 +447,12 @@ class Watcher:
         verb = command.verb
         if verb in (Verb.ENABLE, Verb.DISABLE):
             self.enabled = verb is Verb.ENABLE
-            logger.info("%s: watching %s (%s)", self.name, "enabled" if self.enabled else "disabled", command.source)
+            logger.info(
+                "%s: watching %s (%s)",
+                self.name,
+                "enabled" if self.enabled else "disabled",
+                command.source,
+            )
             return CommandResult(True, f"watching {self.name} {'on' if self.enabled else 'off'}")
         if verb is Verb.NOT_A_FAILURE:
             return self._accept_view(command.incident)
@@ -395,7 +466,9 @@ class Watcher:
         look again, so the same view does not alert again after the cooldown."""
         alert = self.last_alert
         if alert is None or alert.incident != incident or alert.job != self.state.job:
-            return CommandResult(True, "kept for retraining; not the current print's latest alert, nothing re-learnt")
+            return CommandResult(
+                True, "kept for retraining; not the current print's latest alert, nothing re-learnt"
+            )
         if self.detector.baseline.enabled:
             self._relearn("the last alert was marked not a failure")
         return CommandResult(True, "kept for retraining; learning the print's look again")
@@ -450,7 +523,9 @@ class Watcher:
                 logger.exception("%s: step failed", self.name)
                 self.metrics.error(self.name, "step")
                 self.failing_steps += 1
-                self.snapshot = replace(self.snapshot, heartbeat=time.monotonic(), failing_steps=self.failing_steps)
+                self.snapshot = replace(
+                    self.snapshot, heartbeat=time.monotonic(), failing_steps=self.failing_steps
+                )
             while not stop.is_set():
                 left = interval - (time.monotonic() - started)
                 if left <= 0:
@@ -478,9 +553,17 @@ def build_watcher(
     simulated printer). Everything that can fail on bad input happens here, before a reload
     stops the running watchers."""
     d = cfg.detection
-    detector = Detector.for_bundle(bundle, region=d.region, mask=d.mask, sensitivity=d.sensitivity,
-                                   warmup_frames=d.warmup_frames)
-    camera = camera if camera is not None else open_camera(cfg.camera, stop, name=cfg.name,
-                                                           model_input=bundle.meta.preprocess)
+    detector = Detector.for_bundle(
+        bundle,
+        region=d.region,
+        mask=d.mask,
+        sensitivity=d.sensitivity,
+        warmup_frames=d.warmup_frames,
+    )
+    camera = (
+        camera
+        if camera is not None
+        else open_camera(cfg.camera, stop, name=cfg.name, model_input=bundle.meta.preprocess)
+    )
     printer = printer if printer is not None else make_printer(cfg.api, stop)
     return Watcher(cfg, detector, camera, printer, alerts, metrics, clock)

@@ -29,7 +29,9 @@ def load(path: Path) -> dict[str, dict]:
 def main(argv: list[str]) -> int:
     x86, arm = load(Path(argv[1])), load(Path(argv[2]))
     if not x86 or sorted(x86) != sorted(arm):
-        print(f"compare_scores: the two runs scored different frames: {sorted(x86)} vs {sorted(arm)}")
+        print(
+            f"compare_scores: the two runs scored different frames: {sorted(x86)} vs {sorted(arm)}"
+        )
         return 1
     worst, bad = 0.0, []
     for name in sorted(x86):
@@ -37,9 +39,13 @@ def main(argv: list[str]) -> int:
         rel = abs(a["score"] - b["score"]) / max(abs(a["score"]), 1e-12)
         worst = max(worst, rel)
         if rel > RELATIVE_TOLERANCE or a["anomalous"] != b["anomalous"]:
-            bad.append(f"{name}: x86 {a['score']:.8g} ({a['anomalous']}) vs arm64 {b['score']:.8g} ({b['anomalous']})")
-    print(f"compare_scores: {len(x86)} frames, largest relative difference {worst:.2e} "
-          f"(tolerance {RELATIVE_TOLERANCE:.0e}), verdicts {'identical' if not bad else 'differ'}")
+            bad.append(
+                f"{name}: x86 {a['score']:.8g} ({a['anomalous']}) vs arm64 {b['score']:.8g} ({b['anomalous']})"
+            )
+    print(
+        f"compare_scores: {len(x86)} frames, largest relative difference {worst:.2e} "
+        f"(tolerance {RELATIVE_TOLERANCE:.0e}), verdicts {'identical' if not bad else 'differ'}"
+    )
     for line in bad:
         print(f"  {line}")
     return 1 if bad else 0

@@ -54,11 +54,15 @@ FAULTS = {
 }
 
 
-def synthetic_frame(seed: int, width: int = 160, height: int = 120, channels: int = 3) -> np.ndarray:
+def synthetic_frame(
+    seed: int, width: int = 160, height: int = 120, channels: int = 3
+) -> np.ndarray:
     """A deterministic test frame: a gradient plus a bright square whose place depends on seed."""
     y, x = np.mgrid[0:height, 0:width]
     base = ((x * 255 // max(width - 1, 1) + seed * 17) % 256).astype(np.uint8)
-    img = np.dstack([base, (y * 255 // max(height - 1, 1)).astype(np.uint8), np.full_like(base, 80)])
+    img = np.dstack(
+        [base, (y * 255 // max(height - 1, 1)).astype(np.uint8), np.full_like(base, 80)]
+    )
     s = max(4, min(width, height) // 5)
     ox, oy = (seed * 13) % (width - s), (seed * 7) % (height - s)
     img[oy : oy + s, ox : ox + s] = 255
@@ -86,7 +90,12 @@ def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
     """A few hundred bytes whose IHDR declares ``width x height`` RGB pixels."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 4096)  # far too little data: a decoder would allocate first
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def bomb_jpeg(width: int = 30000, height: int = 30000) -> bytes:
@@ -117,7 +126,9 @@ class CameraServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.snapshot_url = f"{self.url}/snapshot"
         self.stream_url = f"{self.url}/stream"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="camera-server")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="camera-server"
+        )
         self._thread.start()
 
     def reset(self) -> None:
@@ -254,7 +265,9 @@ class _Handler(BaseHTTPRequestHandler):
                 else:
                     body, ctype = _image_or_fault(cam.next_frame(), fault)
                 self.wfile.write(
-                    f"--{BOUNDARY}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body + b"\r\n"
+                    f"--{BOUNDARY}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                    + b"\r\n"
                 )
                 self.wfile.flush()
                 sent += 1
@@ -264,7 +277,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-_ENCODED: dict[tuple[str, int], bytes] = {}  # (fault, id of the frame) → bytes: large images are encoded once
+_ENCODED: dict[
+    tuple[str, int], bytes
+] = {}  # (fault, id of the frame) → bytes: large images are encoded once
 
 
 def _large(fault: str, frame: np.ndarray) -> tuple[bytes, str]:
@@ -274,14 +289,22 @@ def _large(fault: str, frame: np.ndarray) -> tuple[bytes, str]:
         if len(_ENCODED) > 64:
             _ENCODED.clear()
         if fault == "png16_rgba":
-            data = cv2.imencode(".png", np.zeros((4000, 4000, 4), np.uint16), [cv2.IMWRITE_PNG_COMPRESSION, 9])[1]
+            data = cv2.imencode(
+                ".png", np.zeros((4000, 4000, 4), np.uint16), [cv2.IMWRITE_PNG_COMPRESSION, 9]
+            )[1]
         elif fault == "big_png":
             data = cv2.imencode(".png", np.zeros((1500, 2000, 3), np.uint8))[1]
         elif fault == "png_1080p":
             data = cv2.imencode(".png", cv2.resize(to_bgr3(frame), (1920, 1080)))[1]
         else:
-            flags = [cv2.IMWRITE_JPEG_QUALITY, 90] + ([cv2.IMWRITE_JPEG_PROGRESSIVE, 1] if fault == "progressive_jpeg" else [])
-            data = cv2.imencode(".jpg", cv2.resize(to_bgr3(frame), (4000, 3000), interpolation=cv2.INTER_CUBIC), flags)[1]
+            flags = [cv2.IMWRITE_JPEG_QUALITY, 90] + (
+                [cv2.IMWRITE_JPEG_PROGRESSIVE, 1] if fault == "progressive_jpeg" else []
+            )
+            data = cv2.imencode(
+                ".jpg",
+                cv2.resize(to_bgr3(frame), (4000, 3000), interpolation=cv2.INTER_CUBIC),
+                flags,
+            )[1]
         _ENCODED[key] = data.tobytes()
     return _ENCODED[key], "image/png" if "png" in fault else "image/jpeg"
 
@@ -304,7 +327,10 @@ def _image_or_fault(frame: np.ndarray, fault: str | None) -> tuple[bytes, str]:
         return _large(fault, frame)
     body, ctype = encode(frame)
     faulty = {
-        "html": (b"<!DOCTYPE html><html><body>Please log in</body></html>", "text/html; charset=utf-8"),
+        "html": (
+            b"<!DOCTYPE html><html><body>Please log in</body></html>",
+            "text/html; charset=utf-8",
+        ),
         "empty": (b"", "image/jpeg"),
         "truncated": (body[: len(body) // 2], ctype),
         "truncated_eoi": (body[: len(body) // 2] + b"\xff\xd9", ctype),

@@ -27,13 +27,17 @@ TINY_SEED = 0
 def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Kaggle-layout folder of synthetic frames: no_defected/print<S>_<i>.jpg, defected/."""
     root = tmp_path_factory.mktemp("synthetic-data")
-    return synth.write_kaggle_layout(root, TINY_SESSIONS, TINY_FRAMES, TINY_ANOMALOUS, seed=TINY_SEED)
+    return synth.write_kaggle_layout(
+        root, TINY_SESSIONS, TINY_FRAMES, TINY_ANOMALOUS, seed=TINY_SEED
+    )
 
 
 @pytest.fixture(scope="session")
 def normal_frames() -> list[np.ndarray]:
     """BGR frames of the fitted sessions (print0, print1), early in the print: below the threshold."""
-    return [synth.normal_frame(s, i, TINY_FRAMES, TINY_SEED) for s in (0, 1) for i in range(0, 10, 2)]
+    return [
+        synth.normal_frame(s, i, TINY_FRAMES, TINY_SEED) for s in (0, 1) for i in range(0, 10, 2)
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -45,13 +49,32 @@ def anomalous_frames() -> list[np.ndarray]:
 def train_tiny(data: Path, out: Path, *extra: str) -> Path:
     """Run the real trainer CLI on ``data``; return the run folder (its last stdout line)."""
     cmd = [
-        sys.executable, "-m", "trainer", "--data", str(data), "--out", str(out),
-        "--preset", "tiny",
-        "--val-sessions", "print2", "--test-sessions", "print3", "--seed", str(TINY_SEED), *extra,
+        sys.executable,
+        "-m",
+        "trainer",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--val-sessions",
+        "print2",
+        "--test-sessions",
+        "print3",
+        "--seed",
+        str(TINY_SEED),
+        *extra,
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env,
-                          cwd=Path(__file__).resolve().parents[2])
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"trainer failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return Path(proc.stdout.strip().splitlines()[-1])
@@ -74,7 +97,12 @@ def tiny_bundle(tiny_run: Path) -> Path:
 def tiny_adaptive_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Like tiny_bundle, with per-print adaptation on the first 4 frames of each print."""
     pytest.importorskip("tensorflow")
-    return train_tiny(synthetic_dataset, tmp_path_factory.mktemp("runs-adaptive"), "--adapt-frames", "4") / "bundle"
+    return (
+        train_tiny(
+            synthetic_dataset, tmp_path_factory.mktemp("runs-adaptive"), "--adapt-frames", "4"
+        )
+        / "bundle"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -83,5 +111,15 @@ def tiny_light_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempPath
     matched in brightness and contrast to its first frames before scoring) and
     ``--adapt-nearest 2`` (each frame compared with the 2 calibration frames most like it)."""
     pytest.importorskip("tensorflow")
-    return train_tiny(synthetic_dataset, tmp_path_factory.mktemp("runs-light"), "--adapt-frames", "4",
-                      "--match-light", "--adapt-nearest", "2") / "bundle"
+    return (
+        train_tiny(
+            synthetic_dataset,
+            tmp_path_factory.mktemp("runs-light"),
+            "--adapt-frames",
+            "4",
+            "--match-light",
+            "--adapt-nearest",
+            "2",
+        )
+        / "bundle"
+    )

@@ -84,9 +84,22 @@ def make_tls_files(folder: Path) -> TlsFiles:
     folder.mkdir(parents=True, exist_ok=True)
     days = "2"
     for ca in ("ca", "other_ca"):
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", days,
-                 "-keyout", f"{ca}.key", "-out", f"{ca}.pem", "-subj", f"/CN=watchdog test {ca}",
-                 cwd=folder)
+        _openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            days,
+            "-keyout",
+            f"{ca}.key",
+            "-out",
+            f"{ca}.pem",
+            "-subj",
+            f"/CN=watchdog test {ca}",
+            cwd=folder,
+        )
     (folder / "server.ext").write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
@@ -94,11 +107,37 @@ def make_tls_files(folder: Path) -> TlsFiles:
     )
     (folder / "client.ext").write_text("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
     for name, cn in (("server", "localhost"), ("client", "watchdog-client")):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
-                 "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=folder)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-days", days, "-out", f"{name}.pem",
-                 "-extfile", f"{name}.ext", cwd=folder)
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN={cn}",
+            cwd=folder,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            days,
+            "-out",
+            f"{name}.pem",
+            "-extfile",
+            f"{name}.ext",
+            cwd=folder,
+        )
     return TlsFiles(
         ca_file=folder / "ca.pem",
         server_cert=folder / "server.pem",
@@ -134,7 +173,9 @@ class Subscriber:
     published while it reconnects after a broker restart are queued for it by the broker.
     """
 
-    def __init__(self, broker: Broker, topics: tuple[str, ...], client_id: str | None = None) -> None:
+    def __init__(
+        self, broker: Broker, topics: tuple[str, ...], client_id: str | None = None
+    ) -> None:
         self.broker = broker
         self.topics = topics
         self.client_id = client_id or f"test-sub-{uuid.uuid4().hex[:10]}"
@@ -162,11 +203,15 @@ class Subscriber:
         if not self._subscribed.wait(10):
             raise TimeoutError(f"test subscriber could not subscribe on {self.broker}")
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
         if not rc.is_failure:
             client.subscribe([(t, 1) for t in self.topics])
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, props: Any) -> None:
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, props: Any
+    ) -> None:
         self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -201,11 +246,14 @@ class Subscriber:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def received(self, topic: str, predicate: Callable[[Message], bool] | None = None) -> list[Message]:
+    def received(
+        self, topic: str, predicate: Callable[[Message], bool] | None = None
+    ) -> list[Message]:
         """Messages so far on ``topic`` (wildcards allowed) that satisfy ``predicate``."""
         with self._cond:
             return [
-                m for m in self.messages
+                m
+                for m in self.messages
                 if mqtt.topic_matches_sub(topic, m.topic) and (predicate is None or predicate(m))
             ]
 
@@ -294,7 +342,9 @@ class Broker:
                 pwfile.touch(mode=0o600)
                 subprocess.run(
                     ["mosquitto_passwd", "-b", str(pwfile), USERNAME, PASSWORD],
-                    check=True, capture_output=True, timeout=30,
+                    check=True,
+                    capture_output=True,
+                    timeout=30,
                 )
             lines.append(f"password_file {pwfile}")
         if self.tls:
@@ -317,7 +367,9 @@ class Broker:
         conf = self._write_config()
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen(
-                [binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
+                [binary, "-c", str(conf)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
         deadline = time.monotonic() + 10
@@ -362,8 +414,11 @@ class Broker:
             client.username_pw_set(USERNAME, PASSWORD)
         if self.tls:
             if self.require_certificate:
-                client.tls_set(ca_certs=str(self.tls.ca_file), certfile=str(self.tls.client_cert),
-                               keyfile=str(self.tls.client_key))
+                client.tls_set(
+                    ca_certs=str(self.tls.ca_file),
+                    certfile=str(self.tls.client_cert),
+                    keyfile=str(self.tls.client_key),
+                )
             else:
                 client.tls_set(ca_certs=str(self.tls.ca_file))
 
@@ -375,7 +430,9 @@ class Broker:
 
     def publish(self, topic: str, payload: bytes | str, retain: bool = False, qos: int = 1) -> None:
         """Publish one message as a separate client and wait for the broker's ack."""
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-pub-{uuid.uuid4().hex[:8]}")
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-pub-{uuid.uuid4().hex[:8]}"
+        )
         self.configure_client(client)
         client.connect(HOST, self.port, keepalive=10)
         client.loop_start()
@@ -395,7 +452,10 @@ class Broker:
         if self.tls:
             tls: dict[str, Any] = {"ca_file": str(self.tls.ca_file)}
             if self.require_certificate:
-                tls |= {"cert_file": str(self.tls.client_cert), "key_file": str(self.tls.client_key)}
+                tls |= {
+                    "cert_file": str(self.tls.client_cert),
+                    "key_file": str(self.tls.client_key),
+                }
             settings["tls"] = tls
         settings.update(overrides)
         return settings
@@ -438,8 +498,13 @@ def mosquitto_factory(
 
     def factory(auth: bool = False, tls: bool = False, require_certificate: bool = False) -> Broker:
         files = request.getfixturevalue("mqtt_tls_files") if tls else None
-        broker = Broker(tmp_path_factory.mktemp("mosquitto"), free_port(), auth=auth, tls=files,
-                        require_certificate=require_certificate)
+        broker = Broker(
+            tmp_path_factory.mktemp("mosquitto"),
+            free_port(),
+            auth=auth,
+            tls=files,
+            require_certificate=require_certificate,
+        )
         brokers.append(broker)
         broker.start()
         return broker
@@ -508,8 +573,9 @@ def notifier_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
 
 
 def _mount_tmpfs(path: Path, options: str) -> bool:
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-                            capture_output=True, timeout=30)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, timeout=30
+    )
     return result.returncode == 0
 
 

@@ -113,7 +113,10 @@ def server_venv(name: str, spec: str) -> Path:
         )
         if out.returncode == 0:
             out = subprocess.run(
-                [str(venv / "bin/pip"), "install", "-q", spec], capture_output=True, text=True, timeout=600
+                [str(venv / "bin/pip"), "install", "-q", spec],
+                capture_output=True,
+                text=True,
+                timeout=600,
             )
         if out.returncode != 0:
             tail = "\n".join((out.stdout + out.stderr).strip().splitlines()[-15:])
@@ -124,7 +127,9 @@ def server_venv(name: str, spec: str) -> Path:
         return venv
 
 
-def wait_until(what: str, check: Callable[[], Any], timeout: float, log: Path | None = None, step: float = 0.1) -> Any:
+def wait_until(
+    what: str, check: Callable[[], Any], timeout: float, log: Path | None = None, step: float = 0.1
+) -> Any:
     """Poll ``check`` until it returns something truthy; fail naming ``what`` and the log."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -158,8 +163,12 @@ class ServerProcess:
         with open(self.log_path, "ab") as log:
             log.write(f"\n==== start {' '.join(self.argv)}\n".encode())
             self.proc = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.env, start_new_session=True,
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                start_new_session=True,
             )
 
     def freeze(self) -> None:
@@ -235,7 +244,17 @@ class OctoPrintServer(_ServerControl):
         self._prepare()
         bin_ = str(venv / "bin/octoprint")
         self.process = ServerProcess(
-            [bin_, "serve", "--iknowwhatimdoing", "--basedir", str(basedir), "--host", HOST, "--port", str(self.port)],
+            [
+                bin_,
+                "serve",
+                "--iknowwhatimdoing",
+                "--basedir",
+                str(basedir),
+                "--host",
+                HOST,
+                "--port",
+                str(self.port),
+            ],
             self.log_path,
         )
 
@@ -246,9 +265,21 @@ class OctoPrintServer(_ServerControl):
         (self.basedir / "config.yaml").write_text(_OCTOPRINT_CONFIG)
         with open(self.log_path, "ab") as log:
             subprocess.run(
-                [str(self.venv / "bin/octoprint"), "--basedir", str(self.basedir), "user", "add", "admin",
-                 "--password", os.urandom(8).hex(), "--admin"],
-                stdout=log, stderr=subprocess.STDOUT, check=True, timeout=120,
+                [
+                    str(self.venv / "bin/octoprint"),
+                    "--basedir",
+                    str(self.basedir),
+                    "user",
+                    "add",
+                    "admin",
+                    "--password",
+                    os.urandom(8).hex(),
+                    "--admin",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=True,
+                timeout=120,
             )
         users_file = self.basedir / "users.yaml"
         users = yaml.safe_load(users_file.read_text())
@@ -256,7 +287,6 @@ class OctoPrintServer(_ServerControl):
         users_file.write_text(yaml.safe_dump(users))
 
     # ---- process
-
 
     def start(self, timeout: float = 60.0) -> None:
         """Start (or restart) the server; returns when /api/version answers 200."""
@@ -267,7 +297,6 @@ class OctoPrintServer(_ServerControl):
             return self.http.get(f"{self.url}/api/version", timeout=2).status_code == 200
 
         wait_until("OctoPrint /api/version", ready, timeout, self.log_path, step=0.2)
-
 
     # ---- API helpers
 
@@ -291,12 +320,16 @@ class OctoPrintServer(_ServerControl):
 
     def wait_flag(self, name: str, value: bool = True, timeout: float = 30.0) -> dict[str, bool]:
         return wait_until(
-            f"OctoPrint flag {name}={value}", lambda: (f := self.flags()) and f.get(name) == value and f,
-            timeout, self.log_path,
+            f"OctoPrint flag {name}={value}",
+            lambda: (f := self.flags()) and f.get(name) == value and f,
+            timeout,
+            self.log_path,
         )
 
     def connect(self) -> None:
-        r = self.post("/api/connection", {"command": "connect", "port": "VIRTUAL", "baudrate": 115200})
+        r = self.post(
+            "/api/connection", {"command": "connect", "port": "VIRTUAL", "baudrate": 115200}
+        )
         assert r.status_code == 204, f"connect: HTTP {r.status_code} {r.text}"
         self.wait_flag("ready")
 
@@ -304,8 +337,10 @@ class OctoPrintServer(_ServerControl):
         """Upload a padded G-code file (``lines`` × G4 P200 ≈ lines/5 s) and print it."""
         gcode = "G28\nG1 Z5 F3000\n" + "G4 P200\n" * lines + "M84\n"
         r = self.http.post(
-            f"{self.url}/api/files/local", files={"file": (name, gcode.encode())},
-            data={"select": "true", "print": "true"}, timeout=30,
+            f"{self.url}/api/files/local",
+            files={"file": (name, gcode.encode())},
+            data={"select": "true", "print": "true"},
+            timeout=30,
         )
         assert r.status_code == 201, f"upload: HTTP {r.status_code} {r.text}"
         self.wait_flag("printing")
@@ -326,8 +361,13 @@ class OctoPrintServer(_ServerControl):
             self.cancel()
         wait_until(
             "OctoPrint idle and ready",
-            lambda: (f := self.flags()).get("ready") and not (f.get("printing") or f.get("paused") or f.get("cancelling")),
-            60, self.log_path, step=0.2,
+            lambda: (
+                (f := self.flags()).get("ready")
+                and not (f.get("printing") or f.get("paused") or f.get("cancelling"))
+            ),
+            60,
+            self.log_path,
+            step=0.2,
         )
 
 
@@ -357,7 +397,9 @@ class BadServer:
 
     def __init__(self, cert: tuple[Path, Path] | None = None) -> None:
         # path (without query) or None for any path → (status, body, content type)
-        self.routes: dict[str | None, tuple[int, bytes, str]] = {None: (200, b"{}", "application/json")}
+        self.routes: dict[str | None, tuple[int, bytes, str]] = {
+            None: (200, b"{}", "application/json")
+        }
         self.hang_s = 0.0
         self.hang_path: str | None = None  # hang only on this path (None: every path)
         self.dropping = False
@@ -402,11 +444,17 @@ class BadServer:
             self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
             scheme = "https"
         self.url = f"{scheme}://{HOST}:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), name="bad-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, args=(0.05,), name="bad-server", daemon=True
+        )
         self._thread.start()
 
     def respond(
-        self, status: int, body: bytes | str = b"", content_type: str = "application/json", path: str | None = None
+        self,
+        status: int,
+        body: bytes | str = b"",
+        content_type: str = "application/json",
+        path: str | None = None,
     ) -> None:
         """Answer requests to ``path`` (any path when None) with this status and body."""
         self.hang_s = 0.0
@@ -444,9 +492,27 @@ def self_signed_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     return cert, key
 
@@ -497,18 +563,30 @@ class MoonrakerServer(_ServerControl):
             (data_dir / sub).mkdir(parents=True, exist_ok=True)
         (data_dir / "misc" / "usb.ids").touch()  # or it downloads usb.ids at start
         (data_dir / "config" / "moonraker.conf").write_text(
-            _MOONRAKER_CONFIG.format(host=HOST, port=self.port, sock=self.sock, trusted=TRUSTED_HOST)
+            _MOONRAKER_CONFIG.format(
+                host=HOST, port=self.port, sock=self.sock, trusted=TRUSTED_HOST
+            )
         )
-        self.process = ServerProcess([str(venv / "bin/python"), "-m", "moonraker", "-d", str(data_dir)], self.log_path)
+        self.process = ServerProcess(
+            [str(venv / "bin/python"), "-m", "moonraker", "-d", str(data_dir)], self.log_path
+        )
         self.klippy = ServerProcess(
-            [sys.executable, str(ROOT / "tests" / "fake_klippy.py"), str(self.sock), "--data", str(data_dir)],
+            [
+                sys.executable,
+                str(ROOT / "tests" / "fake_klippy.py"),
+                str(self.sock),
+                "--data",
+                str(data_dir),
+            ],
             self.klippy_log_path,
         )
 
     # ---- trusted client (127.0.0.2): the key and readiness, without needing the key
 
     def _trusted_get(self, path: str) -> dict[str, Any]:
-        conn = http.client.HTTPConnection(HOST, self.port, timeout=5, source_address=(TRUSTED_HOST, 0))
+        conn = http.client.HTTPConnection(
+            HOST, self.port, timeout=5, source_address=(TRUSTED_HOST, 0)
+        )
         try:
             conn.request("GET", path)
             resp = conn.getresponse()
@@ -523,7 +601,6 @@ class MoonrakerServer(_ServerControl):
         return self._trusted_get("/server/info")["klippy_state"]
 
     # ---- processes
-
 
     def start(self, timeout: float = 60.0) -> None:
         """Start (or restart) Moonraker (and the stand-in Klippy); returns when Klippy is ready."""
@@ -540,17 +617,27 @@ class MoonrakerServer(_ServerControl):
             self.api_key = self._trusted_get("/access/api_key")
             self.http.headers["X-Api-Key"] = self.api_key
 
-
     def start_klippy(self, wait: bool = True) -> None:
         self.klippy.start()
         if wait:
-            wait_until("Klippy ready in Moonraker", lambda: self.klippy_state() == "ready", 30, self.log_path, step=0.2)
+            wait_until(
+                "Klippy ready in Moonraker",
+                lambda: self.klippy_state() == "ready",
+                30,
+                self.log_path,
+                step=0.2,
+            )
 
     def stop_klippy(self) -> None:
         self.klippy.stop()
         with contextlib.suppress(FileNotFoundError):
             self.sock.unlink()
-        wait_until("Moonraker to notice Klippy is gone", lambda: self.klippy_state() != "ready", 30, self.log_path)
+        wait_until(
+            "Moonraker to notice Klippy is gone",
+            lambda: self.klippy_state() != "ready",
+            30,
+            self.log_path,
+        )
 
     # ---- API helpers
 
@@ -571,8 +658,12 @@ class MoonrakerServer(_ServerControl):
         return self.print_state() == "printing"
 
     def wait_state(self, state: str, timeout: float = 30.0) -> str:
-        return wait_until(f"Moonraker print_stats.state == {state}", lambda: self.print_state() == state and state,
-                          timeout, self.log_path)
+        return wait_until(
+            f"Moonraker print_stats.state == {state}",
+            lambda: self.print_state() == state and state,
+            timeout,
+            self.log_path,
+        )
 
     def start_print(self, name: str = "watchdog-test.gcode") -> None:
         (self.data_dir / "gcodes" / name).write_text("G28\n" + "G4 P200\n" * 300)
@@ -590,10 +681,20 @@ class MoonrakerServer(_ServerControl):
             self.start()
         if self.klippy_state() != "ready":  # e.g. left in shutdown by an emergency stop
             self.post("/printer/firmware_restart")
-            wait_until("Klippy ready after restart", lambda: self.klippy_state() == "ready", 30, self.log_path)
+            wait_until(
+                "Klippy ready after restart",
+                lambda: self.klippy_state() == "ready",
+                30,
+                self.log_path,
+            )
         if self.print_state() in ("printing", "paused"):
             self.cancel()
-            wait_until("print to end", lambda: self.print_state() not in ("printing", "paused"), 30, self.log_path)
+            wait_until(
+                "print to end",
+                lambda: self.print_state() not in ("printing", "paused"),
+                30,
+                self.log_path,
+            )
 
 
 @pytest.fixture(scope="session")

@@ -103,8 +103,13 @@ class _Recorder:
                 with recorder._lock:
                     recorder.requests += 1
                 if recorder.status is not None:
-                    data = json.dumps({"code": recorder.status * 100 + 1, "http": recorder.status,
-                                       "error": "unauthorized"}).encode()
+                    data = json.dumps(
+                        {
+                            "code": recorder.status * 100 + 1,
+                            "http": recorder.status,
+                            "error": "unauthorized",
+                        }
+                    ).encode()
                     self.send_response(recorder.status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
@@ -119,7 +124,9 @@ class _Recorder:
                 pass
 
         self._server = ThreadingHTTPServer((HOST, self.port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05})
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -145,7 +152,13 @@ class NtfyReceiver(_Recorder):
         self.messages: list[NtfyMessage] = []
         super().__init__()
 
-    def url(self, topic: str = "printer", user: str | None = None, password: str | None = None, **query: str) -> str:
+    def url(
+        self,
+        topic: str = "printer",
+        user: str | None = None,
+        password: str | None = None,
+        **query: str,
+    ) -> str:
         auth = f"{user}:{password}@" if user else ""
         qs = "&".join(f"{k}={v}" for k, v in query.items())
         return f"ntfy://{auth}{HOST}:{self.port}/{topic}" + (f"?{qs}" if qs else "")
@@ -162,13 +175,28 @@ class NtfyReceiver(_Recorder):
             topic, attachment = split.path.strip("/"), body
             title = query.get("title", headers.get("x-title", ""))
             message, filename = query.get("message", ""), query.get("filename")
-        self.messages.append(NtfyMessage(
-            topic, title, message, headers.get("x-priority", "default"),
-            parse_actions(headers.get("x-actions", "")), attachment, filename,
-            headers.get("authorization"), headers,
-        ))
-        self.reply_json(handler, {"id": f"m{len(self.messages)}", "time": int(time.time()), "event": "message",
-                                  "topic": topic})
+        self.messages.append(
+            NtfyMessage(
+                topic,
+                title,
+                message,
+                headers.get("x-priority", "default"),
+                parse_actions(headers.get("x-actions", "")),
+                attachment,
+                filename,
+                headers.get("authorization"),
+                headers,
+            )
+        )
+        self.reply_json(
+            handler,
+            {
+                "id": f"m{len(self.messages)}",
+                "time": int(time.time()),
+                "event": "message",
+                "topic": topic,
+            },
+        )
 
 
 class WebhookReceiver(_Recorder):
@@ -199,7 +227,9 @@ class SmtpReceiver:
 
         class Handler:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-                receiver.mails.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+                receiver.mails.append(
+                    email.message_from_bytes(envelope.content, policy=email.policy.default)
+                )
                 return "250 OK"
 
         self.port = free_port()

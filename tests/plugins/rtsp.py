@@ -20,12 +20,19 @@ from tests.plugins.mosquitto import HOST, free_port
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # the GObject bindings are Debian packages, not wheels
 SERVER = Path(__file__).resolve().parents[1] / "servers" / "rtsp_camera.py"
-_PROBE = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+_PROBE = (
+    "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+)
 
 
 def rtsp_server_available() -> bool:
     try:
-        return subprocess.run([SYSTEM_PYTHON, "-c", _PROBE], capture_output=True, timeout=30).returncode == 0
+        return (
+            subprocess.run(
+                [SYSTEM_PYTHON, "-c", _PROBE], capture_output=True, timeout=30
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -43,15 +50,28 @@ class RtspCamera:
     def start(self) -> None:
         assert self._proc is None, "already running"
         proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(SERVER), "--port", str(self.port), "--image", str(self.image_path), "--codec", self.codec],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                SYSTEM_PYTHON,
+                str(SERVER),
+                "--port",
+                str(self.port),
+                "--image",
+                str(self.image_path),
+                "--codec",
+                self.codec,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert proc.stdout is not None
         line = proc.stdout.readline()  # "ready" once it listens, "" if it died
         if line.strip() != "ready":
             proc.kill()
             _, err = proc.communicate(timeout=10)
-            raise RuntimeError(f"RTSP server on port {self.port} did not start: {err.strip()[-500:]}")
+            raise RuntimeError(
+                f"RTSP server on port {self.port} did not start: {err.strip()[-500:]}"
+            )
         self._proc = proc
 
     def stop(self) -> None:
@@ -83,4 +103,3 @@ def rtsp_camera(tmp_path: Path) -> Iterator[Callable[..., RtspCamera]]:
     yield make
     for cam in started:
         cam.stop()
-

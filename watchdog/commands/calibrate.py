@@ -27,18 +27,36 @@ logger = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help="set a bundle's per-print adaptation threshold from your own good prints")
+    p = sub.add_parser(
+        "calibrate", help="set a bundle's per-print adaptation threshold from your own good prints"
+    )
     p.add_argument("bundle", type=Path, help="bundle folder (its model.json is rewritten)")
-    p.add_argument("--normal", type=Path, action="append", required=True, metavar="DIR",
-                   help="frames of good prints, named <print>_<number>.jpg (repeatable)")
-    p.add_argument("--frames", type=int, default=None,
-                   help="calibration frames per print (default: the bundle's, else 20)")
-    p.add_argument("--std-floor", type=float, default=None, help="noise floor quantile (default: the bundle's)")
-    p.add_argument("--target-fpr", type=float, default=0.01, help="per-frame false-alarm rate (default 0.01)")
+    p.add_argument(
+        "--normal",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="frames of good prints, named <print>_<number>.jpg (repeatable)",
+    )
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        help="calibration frames per print (default: the bundle's, else 20)",
+    )
+    p.add_argument(
+        "--std-floor", type=float, default=None, help="noise floor quantile (default: the bundle's)"
+    )
+    p.add_argument(
+        "--target-fpr", type=float, default=0.01, help="per-frame false-alarm rate (default 0.01)"
+    )
     p.set_defaults(func=main)
 
 
-def error_maps(scorer: FrameScorer, paths: list[Path], spec: Adaptation) -> tuple[np.ndarray, np.ndarray]:
+def error_maps(
+    scorer: FrameScorer, paths: list[Path], spec: Adaptation
+) -> tuple[np.ndarray, np.ndarray]:
     """One print's error maps and model inputs through the daemon's TFLite path, light-matched
     as the daemon would."""
     inputs = []
@@ -57,7 +75,9 @@ def error_maps(scorer: FrameScorer, paths: list[Path], spec: Adaptation) -> tupl
 
 def start_scores(scorer: FrameScorer, scoring: Scoring, paths: list[Path]) -> np.ndarray:
     """Absolute scores of a print's first frames as the camera gave them (what the start guard judges)."""
-    images = [img for img in (cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in paths) if img is not None]
+    images = [
+        img for img in (cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in paths) if img is not None
+    ]
     return np.array([scoring.score(scorer.error_map(scorer.pre.apply(img))) for img in images])
 
 
@@ -65,20 +85,33 @@ def main(args: argparse.Namespace) -> int:
     bundle = Bundle.load(args.bundle)
     old = bundle.meta.adaptation
     n = args.frames if args.frames is not None else (old.frames or 20)
-    spec = Adaptation(frames=n, std_floor=args.std_floor if args.std_floor is not None else old.std_floor,
-                      threshold=1.0, match_light=old.match_light, nearest=min(old.nearest, n))
+    spec = Adaptation(
+        frames=n,
+        std_floor=args.std_floor if args.std_floor is not None else old.std_floor,
+        threshold=1.0,
+        match_light=old.match_light,
+        nearest=min(old.nearest, n),
+    )
     try:
         prints, loose = frames.group_prints(args.normal)
     except FileNotFoundError as exc:
         raise UsageError(f"--normal {exc}") from exc
     if loose:
-        logger.warning("%d frame(s) not named <print>_<number>.jpg are not part of a print and are left out "
-                       "(e.g. %s)", len(loose), loose[0])
-    scorer = FrameScorer(dataclasses.replace(bundle, meta=dataclasses.replace(bundle.meta, adaptation=Adaptation())))
+        logger.warning(
+            "%d frame(s) not named <print>_<number>.jpg are not part of a print and are left out "
+            "(e.g. %s)",
+            len(loose),
+            loose[0],
+        )
+    scorer = FrameScorer(
+        dataclasses.replace(bundle, meta=dataclasses.replace(bundle.meta, adaptation=Adaptation()))
+    )
     scored = [error_maps(scorer, paths, spec) for paths in prints.values()]
     maps = [m for m, _ in scored]
     try:
-        new = calibrate(spec, bundle.meta.scoring, maps, args.target_fpr, inputs=[x for _, x in scored])
+        new = calibrate(
+            spec, bundle.meta.scoring, maps, args.target_fpr, inputs=[x for _, x in scored]
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     if old.guard > 0:
@@ -87,6 +120,8 @@ def main(args: argparse.Namespace) -> int:
         new = dataclasses.replace(new, guard=max(old.guard, start_guard(starts, n)))
     bundle.meta.adaptation = new
     bundle.save_meta()
-    print(f"{args.bundle}: adaptation frames={new.frames} std_floor={new.std_floor} match_light={new.match_light} "
-          f"nearest={new.nearest} threshold={new.threshold:.6g} guard={new.guard:.6g} from {sum(len(m) > new.frames for m in maps)} prints")
+    print(
+        f"{args.bundle}: adaptation frames={new.frames} std_floor={new.std_floor} match_light={new.match_light} "
+        f"nearest={new.nearest} threshold={new.threshold:.6g} guard={new.guard:.6g} from {sum(len(m) > new.frames for m in maps)} prints"
+    )
     return 0

@@ -27,14 +27,18 @@ PROBE_STATES = ("printing", "paused", "idle")  # a printer API that answers says
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "check-config", help="validate a config file, run its model once and print it resolved (secrets masked)",
+        "check-config",
+        help="validate a config file, run its model once and print it resolved (secrets masked)",
         description="Validate a config file, load and run its model once, warn about settings that cannot "
-                    "work, and print the config resolved with secrets masked. --probe also fetches one frame "
-                    "from each camera and asks each printer API for its state.",
+        "work, and print the config resolved with secrets masked. --probe also fetches one frame "
+        "from each camera and asks each printer API for its state.",
     )
     p.add_argument("--config", required=True, help="YAML config file")
-    p.add_argument("--probe", action="store_true",
-                   help="fetch one frame from each camera and query each printer's API; exit 1 naming what failed")
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="fetch one frame from each camera and query each printer's API; exit 1 naming what failed",
+    )
     p.set_defaults(func=main)
 
 
@@ -57,12 +61,19 @@ def run_model(config: Config, bundle: Bundle) -> None:
     for p in config.printers:
         d = p.detection
         try:
-            Detector.for_bundle(bundle, region=d.region, mask=d.mask, sensitivity=d.sensitivity,
-                                warmup_frames=d.warmup_frames).observe(frame)
+            Detector.for_bundle(
+                bundle,
+                region=d.region,
+                mask=d.mask,
+                sensitivity=d.sensitivity,
+                warmup_frames=d.warmup_frames,
+            ).observe(frame)
         except BundleError:
             raise
         except (ValueError, RuntimeError) as exc:
-            raise BundleError(f"model {bundle.path}: fails on a frame of printer {p.name} ({exc})") from exc
+            raise BundleError(
+                f"model {bundle.path}: fails on a frame of printer {p.name} ({exc})"
+            ) from exc
 
 
 def _source(p: PrinterConfig) -> str:
@@ -83,7 +94,9 @@ def probe_camera(p: PrinterConfig) -> tuple[bool, str]:
             frame = camera.read()
             if frame is not None:
                 return True, f"{frame.shape[1]}x{frame.shape[0]} frame"
-            if camera.exhausted or camera.last_error:  # one honest try: the first failure is the answer
+            if (
+                camera.exhausted or camera.last_error
+            ):  # one honest try: the first failure is the answer
                 break
             time.sleep(0.2)
         return False, camera.last_error or f"no frame within {p.camera.timeout_s:g} s"
@@ -123,8 +136,10 @@ def main(args: argparse.Namespace) -> int:
     resolved["model"] = str(bundle.path)
     yaml.safe_dump(resolved, sys.stdout, sort_keys=False)
     for origin in origins(config):
-        print(f"# {origin.key}: from the dashboard ({origin.file}); \"reset to the config file\" there removes it",
-              file=sys.stderr)
+        print(
+            f'# {origin.key}: from the dashboard ({origin.file}); "reset to the config file" there removes it',
+            file=sys.stderr,
+        )
     for line in warnings(config):
         print(f"warning: {line}", file=sys.stderr)
     if args.probe:
@@ -132,6 +147,9 @@ def main(args: argparse.Namespace) -> int:
         if failed:
             print(f"error: {len(failed)} probe(s) failed: {'; '.join(failed)}", file=sys.stderr)
             return 1
-    print(f"# ok: {len(config.printers)} printer(s); model {bundle.path} loaded and run once, "
-          f"threshold {bundle.meta.threshold:.6g}", file=sys.stderr)
+    print(
+        f"# ok: {len(config.printers)} printer(s); model {bundle.path} loaded and run once, "
+        f"threshold {bundle.meta.threshold:.6g}",
+        file=sys.stderr,
+    )
     return 0

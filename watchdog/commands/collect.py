@@ -28,23 +28,38 @@ from watchdog.errors import UsageError
 logger = logging.getLogger(__name__)
 
 
-RECORDINGS = ("folder", "video file")  # camera kinds that end: copied frame by frame, then collect stops
+RECORDINGS = (
+    "folder",
+    "video file",
+)  # camera kinds that end: copied frame by frame, then collect stops
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "collect", help="save frames of running prints for retraining (trainer --normal DIR)",
+        "collect",
+        help="save frames of running prints for retraining (trainer --normal DIR)",
         description="Save a frame every camera.interval_s while a printer prints, as OUT/<printer>/<print>_<n>.jpg. "
-                    "A camera that is a folder or video (a recording) is copied frame by frame and collect stops "
-                    "at its end. Exits 1 with the reason when nothing was saved.",
+        "A camera that is a folder or video (a recording) is copied frame by frame and collect stops "
+        "at its end. Exits 1 with the reason when nothing was saved.",
     )
     p.add_argument("--config", required=True, help="YAML config file")
     p.add_argument("--out", required=True, help="folder to save frames into")
-    p.add_argument("--printer", action="append", help="only this printer (repeatable; default: all)")
-    p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames in all (0: until stopped)")
-    p.add_argument("--wait-s", type=float, default=60.0,
-                   help="give up when a printing printer's camera has not answered once in this many seconds "
-                        "(default 60)")
+    p.add_argument(
+        "--printer", action="append", help="only this printer (repeatable; default: all)"
+    )
+    p.add_argument(
+        "--max-frames",
+        type=int,
+        default=0,
+        help="stop after this many frames in all (0: until stopped)",
+    )
+    p.add_argument(
+        "--wait-s",
+        type=float,
+        default=60.0,
+        help="give up when a printing printer's camera has not answered once in this many seconds "
+        "(default 60)",
+    )
     p.set_defaults(func=main)
 
 
@@ -137,11 +152,15 @@ class Collector:
         return f"camera of {name} ({source}) gave no usable frame"
 
     def gave_up(self, wait_s: float) -> str:
-        return (f"camera of {self.cfg.name} ({_source(self.cfg)}) gave no frame in {wait_s:g} s (--wait-s): "
-                f"{self.camera.last_error or 'no frame'}")
+        return (
+            f"camera of {self.cfg.name} ({_source(self.cfg)}) gave no frame in {wait_s:g} s (--wait-s): "
+            f"{self.camera.last_error or 'no frame'}"
+        )
 
 
-def collect(collectors: list[Collector], stop: threading.Event, max_frames: int, wait_s: float) -> tuple[int, str]:
+def collect(
+    collectors: list[Collector], stop: threading.Event, max_frames: int, wait_s: float
+) -> tuple[int, str]:
     """Frames saved, and why collect gave up early ("" when it did not): until stopped, the
     frame budget is spent, every recording is read to its end, or a camera never answers."""
     saved = 0
@@ -153,7 +172,9 @@ def collect(collectors: list[Collector], stop: threading.Event, max_frames: int,
                 return saved, c.gave_up(wait_s)
         if all(c.finished for c in collectors):
             break
-        if not any(c.recording and not c.finished for c in collectors):  # a recording is read at once
+        if not any(
+            c.recording and not c.finished for c in collectors
+        ):  # a recording is read at once
             stop.wait(0.2)
     return saved, ""
 
@@ -177,7 +198,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {gave_up}; saved {saved} frame(s)", file=sys.stderr)
         return 1
     if saved == 0:
-        print(f"error: nothing saved: {'; '.join(c.why_nothing() for c in collectors)}", file=sys.stderr)
+        print(
+            f"error: nothing saved: {'; '.join(c.why_nothing() for c in collectors)}",
+            file=sys.stderr,
+        )
         return 1
     logger.info("saved %d frame(s) under %s", saved, out)
     return 0

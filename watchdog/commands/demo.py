@@ -27,8 +27,12 @@ DEMO_FRAMES = Path(__file__).resolve().parent.parent / "demo" / "frames"
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the watchdog on built-in frames and a simulated printer")
-    p.add_argument("--out", default="watchdog-demo", help="folder for the incident (default: ./watchdog-demo)")
-    p.add_argument("--interval", type=float, default=0.2, help="seconds between frames (default 0.2)")
+    p.add_argument(
+        "--out", default="watchdog-demo", help="folder for the incident (default: ./watchdog-demo)"
+    )
+    p.add_argument(
+        "--interval", type=float, default=0.2, help="seconds between frames (default 0.2)"
+    )
     p.add_argument("--mqtt-host", default="", help="also publish to this MQTT broker")
     p.add_argument("--mqtt-port", type=int, default=1883)
     p.add_argument("--model", help="bundle folder (default: the bundled model)")
@@ -54,12 +58,19 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     bundle = Bundle.load(args.model or default_bundle_path())
     frames = demo_sequence(Path(args.frames), bundle.meta.adaptation.frames, out / "camera")
-    pcfg = PrinterConfig(name="demo", camera=CameraConfig(source=str(frames), interval_s=args.interval), action="pause")
+    pcfg = PrinterConfig(
+        name="demo",
+        camera=CameraConfig(source=str(frames), interval_s=args.interval),
+        action="pause",
+    )
     mqtt = MqttConfig(host=args.mqtt_host, port=args.mqtt_port)
     notifier = Notifier(mqtt, StorageConfig(dir=out), [pcfg.name])
     printer = SimulatedPrinter()
     watcher = build_watcher(pcfg, bundle, notifier, printer=printer)
-    print(f"demo: model {bundle.path} (threshold {bundle.meta.threshold:.4g}), camera {frames}", file=sys.stderr)
+    print(
+        f"demo: model {bundle.path} (threshold {bundle.meta.threshold:.4g}), camera {frames}",
+        file=sys.stderr,
+    )
     notifier.start()
     alert = None
     try:
@@ -75,7 +86,10 @@ def main(args: argparse.Namespace) -> int:
         watcher.camera.close()
         notifier.stop()
     if alert is None:
-        print("demo: the print was never paused: the model did not flag the failure frames", file=sys.stderr)
+        print(
+            "demo: the print was never paused: the model did not flag the failure frames",
+            file=sys.stderr,
+        )
         return 1
     incident = out / "incidents" / "demo" / alert.incident
     print(f"demo: {alert.message}", file=sys.stderr)

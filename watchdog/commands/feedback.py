@@ -22,9 +22,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "feedback",
         help="mark an incident as a false alarm (its frame joins the normal set) or a real failure",
     )
-    p.add_argument("--config", required=True, help="YAML config file (for storage.dir and the printers)")
+    p.add_argument(
+        "--config", required=True, help="YAML config file (for storage.dir and the printers)"
+    )
     p.add_argument("--printer", required=True, help="printer name as in the config")
-    p.add_argument("--incident", required=True, help="incident id, as in the alert's `incident` field")
+    p.add_argument(
+        "--incident", required=True, help="incident id, as in the alert's `incident` field"
+    )
     p.add_argument("--verdict", required=True, choices=VERDICTS, help="not_failure or failure")
     p.set_defaults(func=main)
 
@@ -33,17 +37,23 @@ def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)  # ConfigError → one line, exit 2
     names = [p.name for p in config.printers]
     if args.printer not in names:
-        raise UsageError(f"--printer {args.printer!r} is not in {args.config} (printers: {', '.join(names)})")
+        raise UsageError(
+            f"--printer {args.printer!r} is not in {args.config} (printers: {', '.join(names)})"
+        )
     storage = config.storage.dir
     try:
         if args.verdict == "not_failure":
             frame = mark_not_failure(storage, args.printer, args.incident)
-            print(f"incident {args.incident} of {args.printer} marked not a failure; its frame is in {frame}")
+            print(
+                f"incident {args.incident} of {args.printer} marked not a failure; its frame is in {frame}"
+            )
             print(f"retrain with: python -m trainer --normal {frame.parent.parent} ...")
         else:
             copies = mark_failure(storage, args.printer, args.incident)
-            print(f"incident {args.incident} of {args.printer} marked a real failure; "
-                  f"{len(copies)} frame(s) in {copies[0].parent}")
+            print(
+                f"incident {args.incident} of {args.printer} marked a real failure; "
+                f"{len(copies)} frame(s) in {copies[0].parent}"
+            )
             print(f"retrain with: python -m trainer --anomalous {copies[0].parent} ...")
     except IncidentError as exc:
         raise UsageError(f"--incident: {exc}") from exc

@@ -37,11 +37,17 @@ from watchdog.watcher import build_watcher
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("replay", help="run the decision pipeline over recorded frames (a folder or a video)")
+    p = sub.add_parser(
+        "replay", help="run the decision pipeline over recorded frames (a folder or a video)"
+    )
     p.add_argument("--config", required=True, help="YAML config file")
-    p.add_argument("--frames", required=True, help="folder of frames (in frame-number order) or a video file")
+    p.add_argument(
+        "--frames", required=True, help="folder of frames (in frame-number order) or a video file"
+    )
     p.add_argument("--printer", help="which printer's settings to use (default: the first)")
-    p.add_argument("--no-api", action="store_true", help="simulate the printer even if the config names an API")
+    p.add_argument(
+        "--no-api", action="store_true", help="simulate the printer even if the config names an API"
+    )
     p.add_argument("--out", help="folder to keep the incidents in (default: not kept)")
     p.set_defaults(func=main)
 
@@ -73,7 +79,9 @@ def pick_printer(config: Config, name: str | None) -> Any:
     for p in config.printers:
         if p.name == name:
             return p
-    raise UsageError(f"--printer {name}: no such printer in the config ({', '.join(p.name for p in config.printers)})")
+    raise UsageError(
+        f"--printer {name}: no such printer in the config ({', '.join(p.name for p in config.printers)})"
+    )
 
 
 def emit(obj: dict[str, Any]) -> None:
@@ -88,18 +96,41 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--frames {frames}: no such folder or video file")
     bundle = load_bundle(config)
     with contextlib.ExitStack() as stack:
-        out = Path(args.out) if args.out else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="watchdog-replay-")))
-        return replay(pcfg, bundle, frames, out, simulated=args.no_api or pcfg.api.kind == "none",
-                      keep_incidents=config.storage.keep_incidents, kept=bool(args.out))
+        out = (
+            Path(args.out)
+            if args.out
+            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="watchdog-replay-")))
+        )
+        return replay(
+            pcfg,
+            bundle,
+            frames,
+            out,
+            simulated=args.no_api or pcfg.api.kind == "none",
+            keep_incidents=config.storage.keep_incidents,
+            kept=bool(args.out),
+        )
 
 
-def replay(pcfg: PrinterConfig, bundle: Bundle, frames: Path, out: Path, *, simulated: bool,
-           keep_incidents: int, kept: bool) -> int:
+def replay(
+    pcfg: PrinterConfig,
+    bundle: Bundle,
+    frames: Path,
+    out: Path,
+    *,
+    simulated: bool,
+    keep_incidents: int,
+    kept: bool,
+) -> int:
     """Step the printer's watcher over the recording; one JSON line per frame and event."""
-    recording = pcfg.model_copy(update={"camera": CameraConfig(source=str(frames), interval_s=pcfg.camera.interval_s)})
+    recording = pcfg.model_copy(
+        update={"camera": CameraConfig(source=str(frames), interval_s=pcfg.camera.interval_s)}
+    )
     # The simulated print is named after the recording, so the lines say what was replayed.
     printer = ResumingPrinter(job=frames.name) if simulated else None
-    alerts = Notifier(MqttConfig(), StorageConfig(dir=out, keep_incidents=keep_incidents), [pcfg.name])
+    alerts = Notifier(
+        MqttConfig(), StorageConfig(dir=out, keep_incidents=keep_incidents), [pcfg.name]
+    )
     clock = VirtualClock(pcfg.camera.interval_s)
     watcher = build_watcher(recording, bundle, alerts, printer=printer, clock=clock)
     alerts.start()
@@ -125,6 +156,8 @@ def replay(pcfg: PrinterConfig, bundle: Bundle, frames: Path, out: Path, *, simu
     if kept:
         summary["incidents"] = str(where)
     emit(summary)
-    said = f"; incidents in {where}" if kept else " (incidents not kept: give --out DIR to keep them)"
+    said = (
+        f"; incidents in {where}" if kept else " (incidents not kept: give --out DIR to keep them)"
+    )
     print(f"replayed {clock.frame} frames: {pauses} alert(s){said}", file=sys.stderr)
     return 0

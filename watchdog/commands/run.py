@@ -8,7 +8,9 @@ import os
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="watch the configured printers until stopped (SIGTERM); SIGHUP reloads")
+    p = sub.add_parser(
+        "run", help="watch the configured printers until stopped (SIGTERM); SIGHUP reloads"
+    )
     p.add_argument("--config", required=True, help="YAML config file")
     p.set_defaults(func=main)
 

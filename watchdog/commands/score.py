@@ -27,10 +27,20 @@ logger = logging.getLogger(__name__)
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="score image files with a model bundle (one JSON line each)")
-    p.add_argument("--model", type=Path, default=None, metavar="BUNDLE_DIR",
-                   help="bundle folder with model.tflite and model.json (default: the bundled model)")
-    p.add_argument("--heatmap", type=Path, default=None, metavar="DIR",
-                   help="also write a heatmap overlay JPEG per image into DIR")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        metavar="BUNDLE_DIR",
+        help="bundle folder with model.tflite and model.json (default: the bundled model)",
+    )
+    p.add_argument(
+        "--heatmap",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write a heatmap overlay JPEG per image into DIR",
+    )
     p.add_argument("--threads", type=int, default=1, help="TFLite interpreter threads (default 1)")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="JPEG or PNG files")
     p.set_defaults(func=main)
@@ -67,7 +77,9 @@ def main(args: argparse.Namespace) -> int:
         try:
             args.heatmap.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UsageError(f"--heatmap {args.heatmap}: cannot create folder ({exc.strerror or exc})") from exc
+            raise UsageError(
+                f"--heatmap {args.heatmap}: cannot create folder ({exc.strerror or exc})"
+            ) from exc
     used: set[Path] = set()
     bad: list[Path] = []
     for path in args.images:
@@ -90,7 +102,10 @@ def main(args: argparse.Namespace) -> int:
             line["heatmap"] = str(out)
         print(json.dumps(line), flush=True)
     if bad:
-        print(f"error: {len(bad)} of {len(args.images)} image(s) could not be read: "
-              f"{', '.join(str(p) for p in bad)}", file=sys.stderr)
+        print(
+            f"error: {len(bad)} of {len(args.images)} image(s) could not be read: "
+            f"{', '.join(str(p) for p in bad)}",
+            file=sys.stderr,
+        )
         return 1
     return 0

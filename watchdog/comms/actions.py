@@ -72,20 +72,31 @@ class ActionTokens:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            logger.error("cannot read %s (%s): notification buttons issued before are refused", self.path, exc)
+            logger.error(
+                "cannot read %s (%s): notification buttons issued before are refused",
+                self.path,
+                exc,
+            )
             return {}
         grants = {}
         for digest, g in raw.items() if isinstance(raw, dict) else ():
             try:
-                grants[digest] = Grant(str(g["printer"]), str(g["incident"]), Verb(g["verb"]),
-                                       float(g["expires"]), bool(g.get("used", False)))
+                grants[digest] = Grant(
+                    str(g["printer"]),
+                    str(g["incident"]),
+                    Verb(g["verb"]),
+                    float(g["expires"]),
+                    bool(g.get("used", False)),
+                )
             except (KeyError, ValueError, TypeError):
                 continue
         return grants
 
     def _save(self, grants: dict[str, Grant]) -> None:
         now = self.clock()
-        keep = {d: {**asdict(g), "verb": g.verb.value} for d, g in grants.items() if g.expires > now}
+        keep = {
+            d: {**asdict(g), "verb": g.verb.value} for d, g in grants.items() if g.expires > now
+        }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{FILE_NAME}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -113,7 +124,9 @@ class ActionTokens:
             grants = self._load()
             grant = grants.get(digest)
             if grant is None:
-                raise ActionRefused(HTTPStatus.NOT_FOUND, "no such action (unknown or expired long ago)")
+                raise ActionRefused(
+                    HTTPStatus.NOT_FOUND, "no such action (unknown or expired long ago)"
+                )
             if grant.expires <= self.clock():
                 raise ActionRefused(HTTPStatus.GONE, "this button has expired")
             if grant.used:
@@ -122,7 +135,10 @@ class ActionTokens:
             try:
                 self._save(grants)
             except OSError as exc:
-                raise ActionRefused(HTTPStatus.SERVICE_UNAVAILABLE, f"cannot record the press: {exc.strerror or exc}") from exc
+                raise ActionRefused(
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    f"cannot record the press: {exc.strerror or exc}",
+                ) from exc
         return grant
 
     def give_back(self, token: str) -> None:
@@ -132,7 +148,9 @@ class ActionTokens:
             grants = self._load()
             grant = grants.get(digest)
             if grant is not None and grant.used:
-                grants[digest] = Grant(grant.printer, grant.incident, grant.verb, grant.expires, False)
+                grants[digest] = Grant(
+                    grant.printer, grant.incident, grant.verb, grant.expires, False
+                )
                 try:
                     self._save(grants)
                 except OSError:
@@ -142,8 +160,11 @@ class ActionTokens:
 def latest_incident(storage_dir: Path, printer: str) -> str | None:
     """The printer's most recent incident id on disk (ids sort by time), or None."""
     try:
-        ids = [p.name for p in (incidents_root(storage_dir) / printer).iterdir()
-               if p.is_dir() and SAFE_NAME.fullmatch(p.name)]
+        ids = [
+            p.name
+            for p in (incidents_root(storage_dir) / printer).iterdir()
+            if p.is_dir() and SAFE_NAME.fullmatch(p.name)
+        ]
     except OSError:
         return None
     return max(ids) if ids else None
@@ -152,7 +173,9 @@ def latest_incident(storage_dir: Path, printer: str) -> str | None:
 class ActionHandler:
     """``handle_action(token) -> (http status, message)``: the route behind the phone's buttons."""
 
-    def __init__(self, tokens: ActionTokens, dispatcher: Dispatcher | None, storage_dir: Path) -> None:
+    def __init__(
+        self, tokens: ActionTokens, dispatcher: Dispatcher | None, storage_dir: Path
+    ) -> None:
         self.tokens = tokens
         self.dispatcher = dispatcher
         self.storage_dir = Path(storage_dir)
@@ -166,9 +189,16 @@ class ActionHandler:
         if grant.verb in PRINTER_VERBS:
             latest = latest_incident(self.storage_dir, grant.printer)
             if latest != grant.incident:
-                logger.warning("%s: %s button of alert %s refused: the latest alert is %s",
-                               grant.printer, grant.verb.value, grant.incident, latest)
-                return int(HTTPStatus.CONFLICT), f"this button belongs to an older alert of {grant.printer}"
+                logger.warning(
+                    "%s: %s button of alert %s refused: the latest alert is %s",
+                    grant.printer,
+                    grant.verb.value,
+                    grant.incident,
+                    latest,
+                )
+                return int(
+                    HTTPStatus.CONFLICT
+                ), f"this button belongs to an older alert of {grant.printer}"
         if self.dispatcher is None:
             self.tokens.give_back(token)
             return int(HTTPStatus.SERVICE_UNAVAILABLE), "the daemon is not ready for commands"
@@ -179,8 +209,13 @@ class ActionHandler:
             logger.exception("%s: phone command %s failed", grant.printer, grant.verb.value)
             self.tokens.give_back(token)
             return int(HTTPStatus.INTERNAL_SERVER_ERROR), "the command failed; see the daemon's log"
-        logger.info("%s: phone button %s on alert %s: %s", grant.printer, grant.verb.value,
-                    grant.incident, result.detail)
+        logger.info(
+            "%s: phone button %s on alert %s: %s",
+            grant.printer,
+            grant.verb.value,
+            grant.incident,
+            result.detail,
+        )
         if not result.ok:
             self.tokens.give_back(token)
             return int(HTTPStatus.CONFLICT), result.detail

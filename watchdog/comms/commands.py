@@ -47,12 +47,16 @@ def parse_command(prefix: str, printers: Iterable[str], topic: str, payload: byt
     """Validate one command message into a ``Command`` (source ``mqtt``), or CommandError."""
     kind = command_kind(prefix, topic)
     if kind is None:
-        raise CommandError("topic", f"topic {topic[:200]!r} is not a command topic under {prefix!r}")
+        raise CommandError(
+            "topic", f"topic {topic[:200]!r} is not a command topic under {prefix!r}"
+        )
     printer = topic[len(prefix) + 1 :].split("/")[0]
     if printer not in set(printers):
         raise CommandError("printer", f"unknown printer {printer[:64]!r}")
     if len(payload) > MAX_COMMAND_BYTES:
-        raise CommandError(kind, f"payload of {len(payload)} bytes is over the {MAX_COMMAND_BYTES}-byte limit")
+        raise CommandError(
+            kind, f"payload of {len(payload)} bytes is over the {MAX_COMMAND_BYTES}-byte limit"
+        )
     if kind == "enabled":
         value = payload.strip()
         if value not in (b"ON", b"OFF"):

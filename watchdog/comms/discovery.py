@@ -114,7 +114,11 @@ def discovery_configs(mqtt_cfg: MqttConfig, printer: str) -> dict[str, dict[str,
     }
     dp = mqtt_cfg.homeassistant.discovery_prefix
     return {
-        f"{dp}/{component}/{node}/{object_id}/config": {**body, **common, "unique_id": f"{node}_{object_id}"}
+        f"{dp}/{component}/{node}/{object_id}/config": {
+            **body,
+            **common,
+            "unique_id": f"{node}_{object_id}",
+        }
         for (component, object_id), body in entities.items()
     }
 

@@ -221,7 +221,9 @@ class StatusServer:
         def not_allowed(exc: Any) -> Response:
             response = text("405 Method Not Allowed", 405)
             allowed = exc.valid_methods if getattr(exc, "valid_methods", None) else ["GET"]
-            response.headers["Allow"] = ", ".join(m for m in allowed if m not in ("HEAD", "OPTIONS"))
+            response.headers["Allow"] = ", ".join(
+                m for m in allowed if m not in ("HEAD", "OPTIONS")
+            )
             return response
 
         @app.errorhandler(413)
@@ -253,12 +255,18 @@ class StatusServer:
             sock.bind((self.host, self.port))
         except OSError as exc:
             sock.close()
-            raise UsageError(f"http.listen {self.listen}: cannot listen: {exc.strerror or exc}") from exc
+            raise UsageError(
+                f"http.listen {self.listen}: cannot listen: {exc.strerror or exc}"
+            ) from exc
         self.port = sock.getsockname()[1]
         adj = Adjustments(
-            threads=WORKER_THREADS, connection_limit=self.max_connections,
-            max_request_header_size=MAX_HEAD_BYTES, max_request_body_size=MAX_BODY_BYTES,
-            ident="printer-watchdog", expose_tracebacks=False, clear_untrusted_proxy_headers=True,
+            threads=WORKER_THREADS,
+            connection_limit=self.max_connections,
+            max_request_header_size=MAX_HEAD_BYTES,
+            max_request_body_size=MAX_BODY_BYTES,
+            ident="printer-watchdog",
+            expose_tracebacks=False,
+            clear_untrusted_proxy_headers=True,
             asyncore_use_poll=True,
         )
         # Adjustments casts these to whole seconds; the server only compares them with clocks.

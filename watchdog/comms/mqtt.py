@@ -66,10 +66,17 @@ class MqttCommunicator:
         self.outbox = outbox
         self.dispatcher = dispatcher
         self._throttle = throttle or ThrottledLog(60.0)
-        self.discovery = Discovery(cfg, self.printers, lambda t, p: self._publish(t, p, retain=True))
+        self.discovery = Discovery(
+            cfg, self.printers, lambda t, p: self._publish(t, p, retain=True)
+        )
         self.transport = MqttTransport(
-            cfg, self._on_message, self._on_ack, self._on_connected, self._subscriptions,
-            reconnect_delay=reconnect_delay, throttle=self._throttle,
+            cfg,
+            self._on_message,
+            self._on_ack,
+            self._on_connected,
+            self._subscriptions,
+            reconnect_delay=reconnect_delay,
+            throttle=self._throttle,
         )
         self._lock = threading.Condition()
         self._started = False
@@ -105,14 +112,21 @@ class MqttCommunicator:
             self._adopt_legacy(legacy)
         with self._lock:
             self._started = True
-            self.transport.client = client  # from here on send_alert publishes on this client itself
+            self.transport.client = (
+                client  # from here on send_alert publishes on this client itself
+            )
             unsent = list(self._unsent.values())
             self._unsent.clear()
         queued = {e.id for e in unsent}
-        backlog = unsent + [e for e in self.outbox.pending(CHANNEL)
-                            if e.id not in queued and e.printer in self.printers]
+        backlog = unsent + [
+            e
+            for e in self.outbox.pending(CHANNEL)
+            if e.id not in queued and e.printer in self.printers
+        ]
         if backlog:
-            logger.info("%d alert(s) not yet delivered will be sent when the broker answers", len(backlog))
+            logger.info(
+                "%d alert(s) not yet delivered will be sent when the broker answers", len(backlog)
+            )
         for entry in sorted(backlog, key=lambda e: e.id):
             self._publish_alert(entry)
         self.transport.start(client)
@@ -121,7 +135,9 @@ class MqttCommunicator:
         have = {e.id for e in self.outbox.pending(CHANNEL)}
         for incident in store.pending(self.printers):
             if incident.id not in have:
-                entry = self.outbox.put(CHANNEL, incident.printer, incident.alert, entry_id=incident.id)
+                entry = self.outbox.put(
+                    CHANNEL, incident.printer, incident.alert, entry_id=incident.id
+                )
                 if entry.path is None:
                     continue  # stays marked; tried again at the next start
             store.delivered(incident)
@@ -146,7 +162,10 @@ class MqttCommunicator:
                 logging.ERROR if lost else logging.WARNING,
                 "MQTT stopped with %d alert(s) undelivered: %d saved in %s (sent at the next start), "
                 "%d only in memory (lost if the daemon exits)",
-                len(left), len(left) - len(lost), self.outbox.root, len(lost),
+                len(left),
+                len(left) - len(lost),
+                self.outbox.root,
+                len(lost),
             )
 
     def undelivered(self) -> int:
@@ -157,8 +176,9 @@ class MqttCommunicator:
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until every alert is acknowledged; True if so."""
         with self._lock:
-            return self._lock.wait_for(lambda: not self._inflight and not self._unsent and not self._clearing,
-                                       timeout)
+            return self._lock.wait_for(
+                lambda: not self._inflight and not self._unsent and not self._clearing, timeout
+            )
 
     # ----------------------------------------------------------------- callbacks (paho's thread)
 
@@ -172,8 +192,11 @@ class MqttCommunicator:
         with self._lock:
             waiting = len(self._inflight)
             retained = list(self._retained.items())
-        logger.info("MQTT connected to %s%s", self.address,
-                    f"; sending {waiting} undelivered alert(s)" if waiting else "")
+        logger.info(
+            "MQTT connected to %s%s",
+            self.address,
+            f"; sending {waiting} undelivered alert(s)" if waiting else "",
+        )
         if self.discovery.enabled:
             self.discovery.publish_all()
         for topic, payload in retained:
@@ -214,17 +237,29 @@ class MqttCommunicator:
         try:
             command = parse_command(self.prefix, self.printers, topic, bytes(msg.payload))
         except CommandError as exc:
-            self._throttle(logger, logging.WARNING, f"command:{exc.kind}",
-                           "ignored MQTT message on %s: %s", topic[:200], exc)
+            self._throttle(
+                logger,
+                logging.WARNING,
+                f"command:{exc.kind}",
+                "ignored MQTT message on %s: %s",
+                topic[:200],
+                exc,
+            )
             return
-        logger.info("%s: MQTT command %s%s", command.printer, command.verb.value,
-                    f" on incident {command.incident}" if command.incident else "")
+        logger.info(
+            "%s: MQTT command %s%s",
+            command.printer,
+            command.verb.value,
+            f" on incident {command.incident}" if command.incident else "",
+        )
         if self.dispatcher is None:
             return
         try:
             result = self.dispatcher.dispatch(command)
         except Exception:  # the daemon's handler must never kill paho's network thread
-            logger.exception("%s: handling MQTT command %s failed", command.printer, command.verb.value)
+            logger.exception(
+                "%s: handling MQTT command %s failed", command.printer, command.verb.value
+            )
             return
         (logger.info if result.ok else logger.warning)("%s: %s", command.printer, result.detail)
 
@@ -232,10 +267,14 @@ class MqttCommunicator:
         """A retained command would be replayed at every reconnect: never run it, clear it."""
         if size == 0:
             return
-        self._throttle(logger, logging.WARNING, f"retained:{topic[:200]}",
-                       "ignored a retained MQTT command on %s (commands are never replayed); "
-                       "cleared it on the broker. Publish commands without the retain flag",
-                       topic[:200])
+        self._throttle(
+            logger,
+            logging.WARNING,
+            f"retained:{topic[:200]}",
+            "ignored a retained MQTT command on %s (commands are never replayed); "
+            "cleared it on the broker. Publish commands without the retain flag",
+            topic[:200],
+        )
         self._publish(topic, b"", retain=True)
 
     # ----------------------------------------------------------------- publishing
@@ -269,7 +308,9 @@ class MqttCommunicator:
 
     def publish_enabled(self, printer: str, enabled: bool) -> None:
         """Retained ON/OFF of the Home Assistant switch."""
-        self._retain(f"{self.prefix}/{printer}/enabled", b"ON" if enabled else b"OFF", only_changes=True)
+        self._retain(
+            f"{self.prefix}/{printer}/enabled", b"ON" if enabled else b"OFF", only_changes=True
+        )
 
     def publish_score(self, printer: str, score: float) -> None:
         """The score of one frame; dropped while disconnected (only the latest state matters)."""
@@ -294,7 +335,9 @@ class MqttCommunicator:
 
     def _publish_alert(self, entry: Entry) -> None:
         # Never hold self._lock around publish(): paho calls on_publish under its own lock.
-        info = self.transport.publish(f"{self.prefix}/{entry.printer}/alert", to_json(entry.body), qos=1)
+        info = self.transport.publish(
+            f"{self.prefix}/{entry.printer}/alert", to_json(entry.body), qos=1
+        )
         if info is None:
             with self._lock:
                 self._unsent[entry.id] = entry

@@ -49,12 +49,24 @@ class Notifier:
         self._throttle = ThrottledLog(60.0)
         self.store = IncidentStore(storage.dir, storage.keep_incidents, self._throttle)
         self.outbox = Outbox(storage.dir, self._throttle)
-        self.mqtt = MqttCommunicator(mqtt, self.printers, self.outbox, dispatcher,
-                                     reconnect_delay=reconnect_delay, throttle=self._throttle)
+        self.mqtt = MqttCommunicator(
+            mqtt,
+            self.printers,
+            self.outbox,
+            dispatcher,
+            reconnect_delay=reconnect_delay,
+            throttle=self._throttle,
+        )
         self.tokens = ActionTokens(storage.dir)
         self.actions = ActionHandler(self.tokens, dispatcher, storage.dir)
-        self.notifications = Notifications(notify, self.outbox, self.tokens, registry=registry,
-                                           backoff=notify_backoff, throttle=self._throttle)
+        self.notifications = Notifications(
+            notify,
+            self.outbox,
+            self.tokens,
+            registry=registry,
+            backoff=notify_backoff,
+            throttle=self._throttle,
+        )
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -104,7 +116,9 @@ class Notifier:
     def publish_heatmap(self, printer: str, jpeg: bytes) -> None:
         self.mqtt.publish_heatmap(printer, jpeg)
 
-    def raise_alert(self, printer: str, alert: dict[str, Any], frame_jpeg: bytes, heatmap_jpeg: bytes) -> str:
+    def raise_alert(
+        self, printer: str, alert: dict[str, Any], frame_jpeg: bytes, heatmap_jpeg: bytes
+    ) -> str:
         """Save the incident (frame, heatmap, alert JSON), then publish and notify; returns its id."""
         incident = self.store.save(printer, alert, frame_jpeg, heatmap_jpeg, pending=False)
         if self.enabled:

@@ -57,15 +57,34 @@ class Kind(Enum):
 
 
 # Which config event a kind belongs to, which kinds coalesce together, how loud it is.
-_EVENT = {Kind.FAILURE: NotifyEvent.FAILURE, Kind.ACTION_FAILED: NotifyEvent.ACTION_FAILED,
-          Kind.CAMERA_OFFLINE: NotifyEvent.CAMERA_OFFLINE, Kind.CAMERA_ONLINE: NotifyEvent.CAMERA_OFFLINE,
-          Kind.PRINT_DONE: NotifyEvent.PRINT_DONE}
-_GROUP = {Kind.FAILURE: "alert", Kind.ACTION_FAILED: "alert", Kind.CAMERA_OFFLINE: "camera",
-          Kind.CAMERA_ONLINE: "camera", Kind.PRINT_DONE: "print_done"}
-_TYPE = {Kind.FAILURE: "failure", Kind.ACTION_FAILED: "failure", Kind.CAMERA_OFFLINE: "warning",
-         Kind.CAMERA_ONLINE: "info", Kind.PRINT_DONE: "success"}
-_NTFY_PRIORITY = {Kind.FAILURE: "high", Kind.ACTION_FAILED: "max", Kind.CAMERA_OFFLINE: "default",
-                  Kind.CAMERA_ONLINE: "low", Kind.PRINT_DONE: "low"}
+_EVENT = {
+    Kind.FAILURE: NotifyEvent.FAILURE,
+    Kind.ACTION_FAILED: NotifyEvent.ACTION_FAILED,
+    Kind.CAMERA_OFFLINE: NotifyEvent.CAMERA_OFFLINE,
+    Kind.CAMERA_ONLINE: NotifyEvent.CAMERA_OFFLINE,
+    Kind.PRINT_DONE: NotifyEvent.PRINT_DONE,
+}
+_GROUP = {
+    Kind.FAILURE: "alert",
+    Kind.ACTION_FAILED: "alert",
+    Kind.CAMERA_OFFLINE: "camera",
+    Kind.CAMERA_ONLINE: "camera",
+    Kind.PRINT_DONE: "print_done",
+}
+_TYPE = {
+    Kind.FAILURE: "failure",
+    Kind.ACTION_FAILED: "failure",
+    Kind.CAMERA_OFFLINE: "warning",
+    Kind.CAMERA_ONLINE: "info",
+    Kind.PRINT_DONE: "success",
+}
+_NTFY_PRIORITY = {
+    Kind.FAILURE: "high",
+    Kind.ACTION_FAILED: "max",
+    Kind.CAMERA_OFFLINE: "default",
+    Kind.CAMERA_ONLINE: "low",
+    Kind.PRINT_DONE: "low",
+}
 BUTTONS = ((Verb.NOT_A_FAILURE, "Not a failure"), (Verb.RESUME, "Resume"), (Verb.CANCEL, "Cancel"))
 
 Sender = Callable[[dict[str, Any]], dict[str, Any]]
@@ -84,20 +103,28 @@ class Event:
     frame: bytes | None = field(default=None, repr=False)
 
 
-def alert_event(alert: dict[str, Any], frame_jpeg: bytes | None, heatmap_jpeg: bytes | None) -> Event:
+def alert_event(
+    alert: dict[str, Any], frame_jpeg: bytes | None, heatmap_jpeg: bytes | None
+) -> Event:
     """The event of one alert: ``action_failed`` when the pause/cancel did not happen."""
     printer = str(alert.get("printer", "?"))
     action = str(alert.get("action", "notify"))
     result = alert.get("action_result") or {}
     outcome = str(result.get("outcome", "done"))
     score, threshold = alert.get("score"), alert.get("threshold")
-    scored = f"score {float(score):.3g} over {float(threshold):.3g}" if score is not None and threshold is not None else ""
+    scored = (
+        f"score {float(score):.3g} over {float(threshold):.3g}"
+        if score is not None and threshold is not None
+        else ""
+    )
     job = f" ({alert['job']})" if alert.get("job") else ""
     if action in ("pause", "cancel") and outcome != "done":
         kind = Kind.ACTION_FAILED
         title = f"{printer}: failure, and the {action} did NOT happen"
-        text = (f"{printer}{job} looks like a failed print ({scored}) but the {action} {outcome}: "
-                f"{result.get('detail', '')}. Check the printer now.")
+        text = (
+            f"{printer}{job} looks like a failed print ({scored}) but the {action} {outcome}: "
+            f"{result.get('detail', '')}. Check the printer now."
+        )
     else:
         kind = Kind.FAILURE
         did = {"pause": "paused", "cancel": "cancelled"}.get(action, "not stopped (notify only)")
@@ -108,14 +135,27 @@ def alert_event(alert: dict[str, Any], frame_jpeg: bytes | None, heatmap_jpeg: b
 
 def camera_event(printer: str, online: bool) -> Event:
     if online:
-        return Event(Kind.CAMERA_ONLINE, printer, f"{printer}: camera back online",
-                     f"The camera of {printer} gives frames again; watching resumed.")
-    return Event(Kind.CAMERA_OFFLINE, printer, f"{printer}: camera offline",
-                 f"The camera of {printer} gives no frames: the print is not watched until it is back.")
+        return Event(
+            Kind.CAMERA_ONLINE,
+            printer,
+            f"{printer}: camera back online",
+            f"The camera of {printer} gives frames again; watching resumed.",
+        )
+    return Event(
+        Kind.CAMERA_OFFLINE,
+        printer,
+        f"{printer}: camera offline",
+        f"The camera of {printer} gives no frames: the print is not watched until it is back.",
+    )
 
 
 def print_done_event(printer: str, job: str | None) -> Event:
-    return Event(Kind.PRINT_DONE, printer, f"{printer}: print done", f"{job or 'The print'} on {printer} is done.")
+    return Event(
+        Kind.PRINT_DONE,
+        printer,
+        f"{printer}: print done",
+        f"{job or 'The print'} on {printer} is done.",
+    )
 
 
 def target_names(targets: Sequence[NotifyTarget]) -> list[str]:
@@ -163,9 +203,16 @@ def subprocess_sender(stop: threading.Event) -> Sender:
 
     def send(request: dict[str, Any]) -> dict[str, Any]:
         env = dict(os.environ)
-        env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        proc = subprocess.Popen([sys.executable, "-m", "watchdog.comms.notify_send"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        env["PYTHONPATH"] = package_root + (
+            os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "watchdog.comms.notify_send"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         try:
             proc.stdin.write(json.dumps(request).encode())
@@ -177,32 +224,58 @@ def subprocess_sender(stop: threading.Event) -> Sender:
             if stop.is_set() or time.monotonic() > deadline:
                 proc.kill()
                 proc.wait()
-                return {"ok": False, "permanent": False,
-                        "detail": "stopped" if stop.is_set() else f"no answer within {SEND_TIMEOUT_S:.0f} s"}
+                return {
+                    "ok": False,
+                    "permanent": False,
+                    "detail": "stopped"
+                    if stop.is_set()
+                    else f"no answer within {SEND_TIMEOUT_S:.0f} s",
+                }
             time.sleep(0.05)
         out, err = proc.stdout.read(), proc.stderr.read()
         proc.stdout.close()
         proc.stderr.close()
         try:
             result = json.loads(out.decode().strip().splitlines()[-1])
-            return result if isinstance(result, dict) else {"ok": False, "permanent": False, "detail": "no answer"}
+            return (
+                result
+                if isinstance(result, dict)
+                else {"ok": False, "permanent": False, "detail": "no answer"}
+            )
         except (ValueError, IndexError):
             last = err.decode(errors="replace").strip().splitlines()[-1:] or ["no answer"]
             if "No module named 'apprise'" in last[0]:
-                return {"ok": False, "permanent": True,
-                        "detail": "Apprise is not installed: pip install 'printer-watchdog[notify]'"}
-            return {"ok": False, "permanent": False, "detail": f"the sender failed: {last[0][:200]}"}
+                return {
+                    "ok": False,
+                    "permanent": True,
+                    "detail": "Apprise is not installed: pip install 'printer-watchdog[notify]'",
+                }
+            return {
+                "ok": False,
+                "permanent": False,
+                "detail": f"the sender failed: {last[0][:200]}",
+            }
 
     return send
 
 
 class _Meters:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.outcomes = Counter("notifications", "Phone notifications by target and outcome "
-                                "(sent, failed attempt, dropped after max_age_h, coalesced)",
-                                ["target", "outcome"], namespace="printer_watchdog", registry=registry)
-        self.pending = Gauge("notifications_pending", "Notifications waiting in the outbox, by target",
-                             ["target"], namespace="printer_watchdog", registry=registry)
+        self.outcomes = Counter(
+            "notifications",
+            "Phone notifications by target and outcome "
+            "(sent, failed attempt, dropped after max_age_h, coalesced)",
+            ["target", "outcome"],
+            namespace="printer_watchdog",
+            registry=registry,
+        )
+        self.pending = Gauge(
+            "notifications_pending",
+            "Notifications waiting in the outbox, by target",
+            ["target"],
+            namespace="printer_watchdog",
+            registry=registry,
+        )
 
 
 def _iso(ts: float | None) -> str | None:
@@ -266,15 +339,25 @@ class TargetSender:
             self._queue = sorted(self.outbox.pending(self.channel), key=lambda e: e.id)
             self._gauge()
         if self._queue:
-            logger.info("notify %s: %d notification(s) not yet delivered will be sent", self.name, len(self._queue))
+            logger.info(
+                "notify %s: %d notification(s) not yet delivered will be sent",
+                self.name,
+                len(self._queue),
+            )
 
     def enqueue(self, event: Event) -> None:
         """Write the notification to the outbox (coalesced with an earlier one) and wake the sender."""
-        picture = {"heatmap": event.heatmap, "frame": event.frame or event.heatmap, "none": None}[self.cfg.attach]
+        picture = {"heatmap": event.heatmap, "frame": event.frame or event.heatmap, "none": None}[
+            self.cfg.attach
+        ]
         group = _GROUP[event.kind]
         now = time.time()
         with self._cond:
-            waiting = [e for e in self._queue if e.printer == event.printer and e.body.get("group") == group]
+            waiting = [
+                e
+                for e in self._queue
+                if e.printer == event.printer and e.body.get("group") == group
+            ]
             if self._is_hiccup(event, waiting, now):
                 # back before camera_offline_after_s: not worth a notification either way
                 for old in waiting:
@@ -283,18 +366,29 @@ class TargetSender:
                 self._gauge()
                 return
             body: dict[str, Any] = {
-                "kind": event.kind.value, "group": group, "title": event.title, "message": event.message,
-                "incident": event.incident, "coalesced": 0, "since": now, "not_before": 0.0,
+                "kind": event.kind.value,
+                "group": group,
+                "title": event.title,
+                "message": event.message,
+                "incident": event.incident,
+                "coalesced": 0,
+                "since": now,
+                "not_before": 0.0,
                 "attachment_name": f"{self.cfg.attach}.jpg",
             }
             if waiting:
                 old = waiting[-1]
-                body.update(coalesced=int(old.body.get("coalesced", 0)) + 1, since=old.body.get("since", old.created),
-                            not_before=old.body.get("not_before", 0.0))
+                body.update(
+                    coalesced=int(old.body.get("coalesced", 0)) + 1,
+                    since=old.body.get("since", old.created),
+                    not_before=old.body.get("not_before", 0.0),
+                )
             else:
                 body["not_before"] = self._window_end(event, group, now)
             if event.kind is Kind.CAMERA_OFFLINE:
-                body["not_before"] = max(float(body["not_before"]), now + self.cfg.camera_offline_after_s)
+                body["not_before"] = max(
+                    float(body["not_before"]), now + self.cfg.camera_offline_after_s
+                )
             entry = self.outbox.put(self.channel, event.printer, body, picture)
             for old in waiting:
                 self._queue.remove(old)
@@ -311,15 +405,22 @@ class TargetSender:
         if event.kind is not Kind.CAMERA_ONLINE or not waiting:
             return False
         last = waiting[-1].body
-        return (last.get("kind") == Kind.CAMERA_OFFLINE.value and not int(last.get("coalesced", 0))
-                and float(last.get("not_before", 0.0)) > now)
+        return (
+            last.get("kind") == Kind.CAMERA_OFFLINE.value
+            and not int(last.get("coalesced", 0))
+            and float(last.get("not_before", 0.0)) > now
+        )
 
     def _window_end(self, event: Event, group: str, now: float) -> float:
         """When a new event may be sent: after coalesce_s since the last one of its group."""
         last = self._last_sent.get((event.printer, group))
         previous = self._last_kind.get((event.printer, group))
         sending = self._sending
-        if sending is not None and sending.printer == event.printer and sending.body.get("group") == group:
+        if (
+            sending is not None
+            and sending.printer == event.printer
+            and sending.body.get("group") == group
+        ):
             last, previous = now, str(sending.body.get("kind"))  # on its way right now
         if event.kind is Kind.CAMERA_ONLINE and previous == Kind.CAMERA_OFFLINE.value:
             return 0.0  # "back online" answers the "offline" that was sent: no waiting
@@ -345,7 +446,9 @@ class TargetSender:
                 ok = self._attempt(entry, stop)
             except Exception as exc:  # noqa: BLE001 - one bad entry must not end the sender
                 logger.exception("notify %s: sending failed", self.name)
-                ok = self._settle(entry, {"ok": False, "permanent": False, "detail": f"internal error: {exc}"})
+                ok = self._settle(
+                    entry, {"ok": False, "permanent": False, "detail": f"internal error: {exc}"}
+                )
             with self._cond:
                 self._sending = None
                 if not ok:
@@ -364,7 +467,11 @@ class TargetSender:
         wait = self._next_try - time.monotonic()
         if wait > 0:
             return None, wait
-        due = [e for e in sorted(self._queue, key=lambda e: e.id) if float(e.body.get("not_before", 0)) <= now]
+        due = [
+            e
+            for e in sorted(self._queue, key=lambda e: e.id)
+            if float(e.body.get("not_before", 0)) <= now
+        ]
         if due:
             return due[0], 0.0
         later = [float(e.body.get("not_before", 0)) - now for e in self._queue]
@@ -376,12 +483,23 @@ class TargetSender:
         self.dropped += 1
         self.meters.outcomes.labels(self.name, "dropped").inc()
         self._gauge()
-        logger.warning("notify %s: dropped the %s notification about %s from %s: not delivered within %g h",
-                       self.name, entry.body.get("kind"), entry.printer, _iso(entry.created), self.cfg.max_age_h)
+        logger.warning(
+            "notify %s: dropped the %s notification about %s from %s: not delivered within %g h",
+            self.name,
+            entry.body.get("kind"),
+            entry.printer,
+            _iso(entry.created),
+            self.cfg.max_age_h,
+        )
 
     def _actions_header(self, entry: Entry) -> str:
-        if (not self.cfg.actions_url or self.tokens is None or not entry.body.get("incident")
-                or entry.body.get("group") != "alert" or self.cfg.scheme not in ("ntfy", "ntfys")):
+        if (
+            not self.cfg.actions_url
+            or self.tokens is None
+            or not entry.body.get("incident")
+            or entry.body.get("group") != "alert"
+            or self.cfg.scheme not in ("ntfy", "ntfys")
+        ):
             return ""
         if entry.id not in self._buttons:
             incident = str(entry.body["incident"])
@@ -391,10 +509,15 @@ class TargetSender:
                 try:
                     token = self.tokens.issue(entry.printer, incident, verb, ttl)
                 except OSError as exc:
-                    logger.error("notify %s: cannot store the buttons' tokens (%s): sent without buttons",
-                                 self.name, exc.strerror or exc)
+                    logger.error(
+                        "notify %s: cannot store the buttons' tokens (%s): sent without buttons",
+                        self.name,
+                        exc.strerror or exc,
+                    )
                     return ""
-                actions.append(f"http, {label}, {self.cfg.actions_url}/actions/{token}, method=POST, clear=true")
+                actions.append(
+                    f"http, {label}, {self.cfg.actions_url}/actions/{token}, method=POST, clear=true"
+                )
             self._buttons[entry.id] = "; ".join(actions)
         return self._buttons[entry.id]
 
@@ -417,8 +540,11 @@ class TargetSender:
                 f.write(entry.attachment)
             picture_path = temp
         request = {
-            "url": self._url, "title": entry.body.get("title", ""), "body": self._message(entry),
-            "type": _TYPE[kind], "attachment": picture_path,
+            "url": self._url,
+            "title": entry.body.get("title", ""),
+            "body": self._message(entry),
+            "type": _TYPE[kind],
+            "attachment": picture_path,
             "attachment_name": entry.body.get("attachment_name", "picture.jpg"),
             "ntfy": {"priority": _NTFY_PRIORITY[kind], "actions": self._actions_header(entry)},
         }
@@ -441,12 +567,19 @@ class TargetSender:
             self.last_sent_at = now
             with self._cond:
                 self._last_sent[(entry.printer, str(entry.body.get("group")))] = now
-                self._last_kind[(entry.printer, str(entry.body.get("group")))] = str(entry.body.get("kind"))
+                self._last_kind[(entry.printer, str(entry.body.get("group")))] = str(
+                    entry.body.get("kind")
+                )
             if self.rejected or self._delay:
                 logger.info("notify %s: delivering again", self.name)
             self._throttle.reset(f"notify:{self.name}")
             self.rejected, self._delay, self._next_try = False, 0.0, 0.0
-            logger.info("notify %s: %s notification about %s sent", self.name, entry.body.get("kind"), entry.printer)
+            logger.info(
+                "notify %s: %s notification about %s sent",
+                self.name,
+                entry.body.get("kind"),
+                entry.printer,
+            )
             return True
         detail = mask(str(result.get("detail", "")), self.fragments).strip().rstrip(".")
         self.last_error = detail
@@ -454,27 +587,46 @@ class TargetSender:
         self.meters.outcomes.labels(self.name, "failed").inc()
         if result.get("permanent"):
             if not self.rejected:
-                logger.error("notify %s (%s://): the service refused the notification: %s. Check the URL's "
-                             "credentials; its notifications are kept for %g h and tried again every %.0f min",
-                             self.name, self.cfg.scheme, detail, self.cfg.max_age_h, REJECTED_RETRY_S / 60)
+                logger.error(
+                    "notify %s (%s://): the service refused the notification: %s. Check the URL's "
+                    "credentials; its notifications are kept for %g h and tried again every %.0f min",
+                    self.name,
+                    self.cfg.scheme,
+                    detail,
+                    self.cfg.max_age_h,
+                    REJECTED_RETRY_S / 60,
+                )
             self.rejected = True
             self._next_try = time.monotonic() + REJECTED_RETRY_S
             return False
         first, cap = self.backoff
         self._delay = min(cap, self._delay * 2 if self._delay else first)
         self._next_try = time.monotonic() + self._delay
-        self._throttle(logger, logging.WARNING, f"notify:{self.name}",
-                       "notify %s (%s://): cannot deliver: %s; retrying with backoff, %d waiting",
-                       self.name, self.cfg.scheme, detail, len(self._queue) + 1)
+        self._throttle(
+            logger,
+            logging.WARNING,
+            f"notify:{self.name}",
+            "notify %s (%s://): cannot deliver: %s; retrying with backoff, %d waiting",
+            self.name,
+            self.cfg.scheme,
+            detail,
+            len(self._queue) + 1,
+        )
         return False
 
     def status(self) -> dict[str, Any]:
         with self._cond:
             pending = len(self._queue) + (1 if self._sending else 0)
         return {
-            "service": self.cfg.scheme, "events": [e.value for e in self.cfg.events],
-            "sent": self.sent, "failed": self.failed, "pending": pending, "dropped": self.dropped,
-            "coalesced": self.coalesced, "rejected": self.rejected, "last_error": self.last_error,
+            "service": self.cfg.scheme,
+            "events": [e.value for e in self.cfg.events],
+            "sent": self.sent,
+            "failed": self.failed,
+            "pending": pending,
+            "dropped": self.dropped,
+            "coalesced": self.coalesced,
+            "rejected": self.rejected,
+            "last_error": self.last_error,
             "last_sent": _iso(self.last_sent_at),
         }
 
@@ -495,11 +647,15 @@ class Notifications:
     ) -> None:
         self._stop = threading.Event()
         self.outbox = outbox
-        meters = _Meters(registry if registry is not None else CollectorRegistry(auto_describe=True))
+        meters = _Meters(
+            registry if registry is not None else CollectorRegistry(auto_describe=True)
+        )
         send = sender or subprocess_sender(self._stop)
         throttle = throttle or ThrottledLog(60.0)
-        self.targets = [TargetSender(t, n, outbox, tokens, meters, send, backoff, throttle)
-                        for t, n in zip(targets, target_names(targets), strict=True)]
+        self.targets = [
+            TargetSender(t, n, outbox, tokens, meters, send, backoff, throttle)
+            for t, n in zip(targets, target_names(targets), strict=True)
+        ]
         self._started = False
 
     def __bool__(self) -> bool:
@@ -512,17 +668,25 @@ class Notifications:
         self._started = True
         self._stop.clear()
         if importlib.util.find_spec("apprise") is None:
-            logger.error("notify: Apprise is not installed (pip install 'printer-watchdog[notify]', which "
-                         "deploy/install.sh does); notifications are kept in the outbox until it is")
+            logger.error(
+                "notify: Apprise is not installed (pip install 'printer-watchdog[notify]', which "
+                "deploy/install.sh does); notifications are kept in the outbox until it is"
+            )
         known = {t.channel for t in self.targets}
         for channel in self.outbox.channels("notify-"):
             left = len(self.outbox.pending(channel))
             if channel not in known and left:
-                logger.warning("%d notification(s) in %s are for a notify target no longer configured; "
-                               "they are kept but not sent", left, self.outbox.root / channel)
+                logger.warning(
+                    "%d notification(s) in %s are for a notify target no longer configured; "
+                    "they are kept but not sent",
+                    left,
+                    self.outbox.root / channel,
+                )
         for target in self.targets:
             target.load()
-            target.thread = threading.Thread(target=target.run, args=(self._stop,), name=f"notify-{target.name}")
+            target.thread = threading.Thread(
+                target=target.run, args=(self._stop,), name=f"notify-{target.name}"
+            )
             target.thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -534,7 +698,9 @@ class Notifications:
             if target.thread is not None:
                 target.thread.join(timeout)
                 if target.thread.is_alive():
-                    logger.error("notify %s: sender did not stop within %.0f s", target.name, timeout)
+                    logger.error(
+                        "notify %s: sender did not stop within %.0f s", target.name, timeout
+                    )
         self._started = False
 
     def notify(self, event: Event) -> None:

@@ -27,7 +27,9 @@ from urllib.parse import quote
 
 PERMANENT = re.compile(
     r"\b(401|403|535)\b|unauthori[sz]ed|forbidden|authentication (failed|unsuccessful)|"
-    r"invalid (credentials|token|api key)", re.IGNORECASE)
+    r"invalid (credentials|token|api key)",
+    re.IGNORECASE,
+)
 NTFY_SCHEMES = ("ntfy", "ntfys")
 
 
@@ -65,8 +67,11 @@ def send(request: dict[str, Any]) -> dict[str, Any]:
     url = with_ntfy_options(str(request["url"]).strip(), dict(request.get("ntfy") or {}))
     ap = apprise.Apprise()
     if not ap.add(url):
-        return {"ok": False, "permanent": True,
-                "detail": "the URL is not one Apprise understands (check its scheme and form)"}
+        return {
+            "ok": False,
+            "permanent": True,
+            "detail": "the URL is not one Apprise understands (check its scheme and form)",
+        }
     attach = None
     if request.get("attachment"):
         attach = apprise.AppriseAttachment()
@@ -79,16 +84,27 @@ def send(request: dict[str, Any]) -> dict[str, Any]:
         "failure": apprise.NotifyType.FAILURE,
     }.get(str(request.get("type")), apprise.NotifyType.INFO)
     try:
-        ok = bool(ap.notify(body=str(request["body"]), title=str(request.get("title") or ""),
-                            notify_type=notify_type, attach=attach))
+        ok = bool(
+            ap.notify(
+                body=str(request["body"]),
+                title=str(request.get("title") or ""),
+                notify_type=notify_type,
+                attach=attach,
+            )
+        )
     except Exception as exc:  # noqa: BLE001 - a plugin bug is a failed attempt, not a crash
         return {"ok": False, "permanent": False, "detail": f"{type(exc).__name__}: {exc}"}
     if ok:
         return {"ok": True, "permanent": False, "detail": ""}
     complaints = [msg for level, msg in capture.lines if level >= logging.WARNING]
     everything = " ".join(msg for _, msg in capture.lines)
-    return {"ok": False, "permanent": bool(PERMANENT.search(" ".join(complaints) or everything)),
-            "detail": (complaints[-1] if complaints else "the service did not accept the notification")[:300]}
+    return {
+        "ok": False,
+        "permanent": bool(PERMANENT.search(" ".join(complaints) or everything)),
+        "detail": (complaints[-1] if complaints else "the service did not accept the notification")[
+            :300
+        ],
+    }
 
 
 def main() -> int:

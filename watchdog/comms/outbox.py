@@ -104,7 +104,9 @@ class Outbox:
         entry_id = entry_id or new_incident_id()
         if not SAFE_NAME.fullmatch(entry_id):
             raise ValueError(f"outbox entry id {entry_id!r} is not a safe folder name")
-        body = json.loads(to_json(body))  # plain JSON types (numpy scores), as read back after a restart
+        body = json.loads(
+            to_json(body)
+        )  # plain JSON types (numpy scores), as read back after a restart
         entry = Entry(channel, entry_id, printer, time.time(), body, None, attachment)
         folder = self.root / channel
         partial = folder / f".{entry_id}.partial"
@@ -120,9 +122,12 @@ class Outbox:
             _fsync_dir(folder)
         except OSError as exc:
             self._throttle(
-                logger, logging.ERROR, "save",
+                logger,
+                logging.ERROR,
+                "save",
                 "cannot save to the outbox in %s: %s; kept in memory until delivered",
-                folder, exc.strerror or exc,
+                folder,
+                exc.strerror or exc,
             )
             shutil.rmtree(partial, ignore_errors=True)
             return entry
@@ -138,9 +143,12 @@ class Outbox:
             pass
         except OSError as exc:
             self._throttle(
-                logger, logging.ERROR, f"done:{entry.channel}",
+                logger,
+                logging.ERROR,
+                f"done:{entry.channel}",
                 "cannot remove delivered outbox entry %s (%s): it may be sent again after a restart",
-                entry.path, exc.strerror or exc,
+                entry.path,
+                exc.strerror or exc,
             )
 
     def pending(self, channel: str) -> list[Entry]:
@@ -154,10 +162,23 @@ class Outbox:
         for path in dirs:
             try:
                 record = json.loads((path / ENTRY).read_text())
-                entry = Entry(channel, path.name, str(record["printer"]), float(record["created"]),
-                              dict(record["body"]), path)
+                entry = Entry(
+                    channel,
+                    path.name,
+                    str(record["printer"]),
+                    float(record["created"]),
+                    dict(record["body"]),
+                    path,
+                )
             except (OSError, ValueError, KeyError, TypeError) as exc:
-                self._throttle(logger, logging.ERROR, f"corrupt:{path}", "outbox entry %s skipped: %s", path, exc)
+                self._throttle(
+                    logger,
+                    logging.ERROR,
+                    f"corrupt:{path}",
+                    "outbox entry %s skipped: %s",
+                    path,
+                    exc,
+                )
                 continue
             found.append(entry)
         return found
@@ -165,7 +186,10 @@ class Outbox:
     def channels(self, prefix: str = "") -> list[str]:
         """Channels with a folder on disk (entries may be left for targets no longer configured)."""
         try:
-            return sorted(p.name for p in self.root.iterdir()
-                          if p.is_dir() and CHANNEL.fullmatch(p.name) and p.name.startswith(prefix))
+            return sorted(
+                p.name
+                for p in self.root.iterdir()
+                if p.is_dir() and CHANNEL.fullmatch(p.name) and p.name.startswith(prefix)
+            )
         except OSError:
             return []

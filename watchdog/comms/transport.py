@@ -98,10 +98,14 @@ class MqttTransport:
         """The configured client (ConfigError naming mqtt.tls if the certificates cannot load)."""
         cfg = self.cfg
         client_id = cfg.client_id or f"printer-watchdog-{socket.gethostname()}"
-        client = _BoundedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        client = _BoundedClient(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
         client.max_incoming = self.max_incoming
         if cfg.username:
-            client.username_pw_set(cfg.username, cfg.password.get_secret_value() if cfg.password else None)
+            client.username_pw_set(
+                cfg.username, cfg.password.get_secret_value() if cfg.password else None
+            )
         if cfg.tls is not None:
             tls = cfg.tls
             try:
@@ -113,7 +117,9 @@ class MqttTransport:
                 )
             except (OSError, ssl.SSLError, ValueError) as exc:
                 files = ", ".join(str(f) for f in (tls.ca_file, tls.cert_file, tls.key_file) if f)
-                raise ConfigError(f"mqtt.tls: cannot load the certificates ({files}): {exc}") from exc
+                raise ConfigError(
+                    f"mqtt.tls: cannot load the certificates ({files}): {exc}"
+                ) from exc
             if tls.insecure:
                 client.tls_insecure_set(True)
                 logger.warning("mqtt.tls.insecure: the broker's certificate is not verified")
@@ -132,11 +138,18 @@ class MqttTransport:
         props = Properties(PacketTypes.CONNECT)
         props.MaximumPacketSize = self.max_incoming
         # Session expiry 0 (the default): a clean session each time, as before MQTT 5.
-        client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s,
-                             clean_start=True, properties=props)
+        client.connect_async(
+            self.cfg.host,
+            self.cfg.port,
+            keepalive=self.cfg.keepalive_s,
+            clean_start=True,
+            properties=props,
+        )
         client.loop_start()
 
-    def publish(self, topic: str, payload: bytes | str, retain: bool = False, qos: int = 1) -> mqtt.MQTTMessageInfo | None:
+    def publish(
+        self, topic: str, payload: bytes | str, retain: bool = False, qos: int = 1
+    ) -> mqtt.MQTTMessageInfo | None:
         """Queue one message (paho sends it now or after the reconnect); None when stopped."""
         client = self.client
         if client is None:
@@ -161,15 +174,24 @@ class MqttTransport:
 
     # ----------------------------------------------------------------- callbacks (paho's thread)
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
         if reason.is_failure:
             hint = ""
             if reason.value in (4, 5, 134, 135):  # bad user name or password / not authorised
                 hint = " (check mqtt.username and mqtt.password)"
             elif reason.value in (1, 132):  # unacceptable / unsupported protocol version
                 hint = " (the broker must speak MQTT 5, e.g. mosquitto 1.6 or later)"
-            self._throttle(logger, logging.ERROR, "connect",
-                           "MQTT broker %s refused the connection: %s%s; retrying", self.address, reason, hint)
+            self._throttle(
+                logger,
+                logging.ERROR,
+                "connect",
+                "MQTT broker %s refused the connection: %s%s; retrying",
+                self.address,
+                reason,
+                hint,
+            )
             return
         self._throttle.reset("connect")
         self._was_connected = True
@@ -185,23 +207,45 @@ class MqttTransport:
         hint = ""
         if isinstance(exc, ssl.SSLCertVerificationError):
             hint = " (set mqtt.tls.ca_file to the CA that signed the broker's certificate)"
-        self._throttle(logger, logging.WARNING, "connect",
-                       "cannot connect to MQTT broker %s: %s%s; retrying", self.address, exc or "failed", hint)
+        self._throttle(
+            logger,
+            logging.WARNING,
+            "connect",
+            "cannot connect to MQTT broker %s: %s%s; retrying",
+            self.address,
+            exc or "failed",
+            hint,
+        )
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
         oversize = getattr(client, "oversize", None)
         if oversize is not None:
             client.oversize = None  # type: ignore[attr-defined]
-            self._throttle(logger, logging.WARNING, "oversize",
-                           "MQTT broker %s sent a packet of %d bytes (limit %d): not read, reconnecting",
-                           self.address, oversize, self.max_incoming)
+            self._throttle(
+                logger,
+                logging.WARNING,
+                "oversize",
+                "MQTT broker %s sent a packet of %d bytes (limit %d): not read, reconnecting",
+                self.address,
+                oversize,
+                self.max_incoming,
+            )
         if self._was_connected:
             self._was_connected = False
-            self._throttle(logger, logging.WARNING, "lost",
-                           "MQTT connection to %s lost (%s); retrying, alerts are kept until delivered",
-                           self.address, reason)
+            self._throttle(
+                logger,
+                logging.WARNING,
+                "lost",
+                "MQTT connection to %s lost (%s); retrying, alerts are kept until delivered",
+                self.address,
+                reason,
+            )
 
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any
+    ) -> None:
         self._on_ack_cb(mid)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:

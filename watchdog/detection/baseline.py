@@ -43,7 +43,9 @@ class PrintBaseline:
         if spec.enabled and spec.threshold <= 0:
             raise ValueError("adaptation is on but not calibrated (adaptation.threshold is 0)")
         if spec.enabled and spec.match_light and error_map is None:
-            raise ValueError("adaptation.match_light needs the model's error map to rescore calibration frames")
+            raise ValueError(
+                "adaptation.match_light needs the model's error map to rescore calibration frames"
+            )
         self.spec = spec
         self._error_map = error_map  # model input → error map (light matching only)
         self.scoring = scoring
@@ -98,7 +100,9 @@ class PrintBaseline:
         self._cal_sq = np.zeros(0, np.float32)
         self.last_map = None
 
-    def observe(self, score: float, error_map: np.ndarray, x: np.ndarray | None = None) -> tuple[float, bool]:
+    def observe(
+        self, score: float, error_map: np.ndarray, x: np.ndarray | None = None
+    ) -> tuple[float, bool]:
         """One frame's absolute score, error map and model input as scored → (score to
         threshold, still calibrating). With light matching, ``error_map`` and ``x`` must be
         those of the input matched to ``reference`` once there is one."""
@@ -106,11 +110,15 @@ class PrintBaseline:
         if not self.enabled:
             return float(score), False
         if (self.spec.match_light or self.spec.nearest) and x is None:
-            raise ValueError("adaptation.match_light and adaptation.nearest need each frame's model input")
+            raise ValueError(
+                "adaptation.match_light and adaptation.nearest need each frame's model input"
+            )
         if self.calibrating:
             if self.spec.match_light:
                 # inputs are on the 1/255 grid (Preprocess.apply): kept as uint8, a quarter the memory
-                self._inputs.append(np.round(np.asarray(x, dtype=np.float32) * 255.0).astype(np.uint8))
+                self._inputs.append(
+                    np.round(np.asarray(x, dtype=np.float32) * 255.0).astype(np.uint8)
+                )
                 if len(self._inputs) == self.spec.frames:
                     self._reference = light_reference(np.stack(self._inputs))
                     assert self._error_map is not None
@@ -129,7 +137,9 @@ class PrintBaseline:
             self._sum = np.zeros_like(emap)
             self._sumsq = np.zeros_like(emap)
         elif emap.shape != self._sum.shape:
-            raise ValueError(f"error map shape {emap.shape} changed during calibration ({self._sum.shape})")
+            raise ValueError(
+                f"error map shape {emap.shape} changed during calibration ({self._sum.shape})"
+            )
         self._sum += emap
         self._sumsq += emap * emap
         if self.spec.nearest:
@@ -171,4 +181,3 @@ def _flat(x: np.ndarray | None) -> np.ndarray:
     """A model input as a flat float32 vector in [0, 1] (uint8 frames of the trainer or floats)."""
     a = np.asarray(x)
     return (a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0)).ravel()
-

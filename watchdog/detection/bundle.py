@@ -36,7 +36,9 @@ def _from_dict(cls: type, data: dict[str, Any], where: str, section: str = "") -
     """Build a dataclass from a dict, refusing unknown keys so a newer bundle fails loudly."""
     key = f"{section}." if section else ""
     if not isinstance(data, dict):
-        raise BundleError(f"{where}: {section or 'model.json'} must be an object, got {type(data).__name__}")
+        raise BundleError(
+            f"{where}: {section or 'model.json'} must be an object, got {type(data).__name__}"
+        )
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -53,8 +55,12 @@ def _from_dict(cls: type, data: dict[str, Any], where: str, section: str = "") -
 
 
 MAX_INPUT_SIDE = 2048  # model input pixels per side; a larger one is no model for a Pi
-MAX_SIGMA = 32.0  # Gaussian sigmas in input pixels; more blurs the map into one value and costs seconds
-MAX_ADAPTATION_FRAMES = 10_000  # per-print baseline frames (kept in memory): hours at the usual interval
+MAX_SIGMA = (
+    32.0  # Gaussian sigmas in input pixels; more blurs the map into one value and costs seconds
+)
+MAX_ADAPTATION_FRAMES = (
+    10_000  # per-print baseline frames (kept in memory): hours at the usual interval
+)
 
 
 def check_number(
@@ -131,7 +137,9 @@ class Preprocess:
         img = to_bgr(frame)
         x0, y0, x1, y1 = self.roi_pixels(img.shape)
         img = img[y0:y1, x0:x1]
-        img = cv2.resize(img, (self.width, self.height), interpolation=_INTERPOLATIONS[self.interpolation])
+        img = cv2.resize(
+            img, (self.width, self.height), interpolation=_INTERPOLATIONS[self.interpolation]
+        )
         if self.channels == 1:
             img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[..., None]
         else:
@@ -423,7 +431,9 @@ class BundleMeta:
         if not isinstance(d, dict):
             raise BundleError(f"{where}: expected a JSON object")
         if d.get("format") != FORMAT:
-            raise BundleError(f"{where}: not a printer-watchdog bundle (format={d.get('format')!r})")
+            raise BundleError(
+                f"{where}: not a printer-watchdog bundle (format={d.get('format')!r})"
+            )
         version = d.get("format_version")
         if version != FORMAT_VERSION:
             raise BundleError(
@@ -434,7 +444,9 @@ class BundleMeta:
         try:
             d["preprocess"] = _from_dict(Preprocess, d["preprocess"], where, "preprocess")
             d["scoring"] = _from_dict(Scoring, d["scoring"], where, "scoring")
-            d["normal_stats"] = _from_dict(NormalStats, d.get("normal_stats", {}), where, "normal_stats")
+            d["normal_stats"] = _from_dict(
+                NormalStats, d.get("normal_stats", {}), where, "normal_stats"
+            )
             d["adaptation"] = _from_dict(Adaptation, d.get("adaptation", {}), where, "adaptation")
             d["threshold"] = float(d["threshold"])
             d["input_shape"] = tuple(int(v) for v in d["input_shape"])
@@ -447,7 +459,9 @@ class BundleMeta:
         if not math.isfinite(meta.threshold) or meta.threshold <= 0:
             raise BundleError(f"{where}: threshold must be a positive number, got {meta.threshold}")
         if meta.adaptation.enabled and meta.adaptation.threshold <= 0:
-            raise BundleError(f"{where}: adaptation.threshold must be positive when adaptation.frames > 0")
+            raise BundleError(
+                f"{where}: adaptation.threshold must be positive when adaptation.frames > 0"
+            )
         if tuple(meta.input_shape[-3:]) != meta.preprocess.shape:
             raise BundleError(
                 f"{where}: input_shape {list(meta.input_shape)} does not match preprocess "
@@ -484,7 +498,9 @@ class Bundle:
         if not stat.S_ISREG(st.st_mode):  # a FIFO would block the reader forever
             raise BundleError(f"{meta_path}: not a regular file")
         if st.st_size > MAX_META_BYTES:
-            raise BundleError(f"{meta_path}: {st.st_size} bytes, more than the {MAX_META_BYTES} a model.json needs")
+            raise BundleError(
+                f"{meta_path}: {st.st_size} bytes, more than the {MAX_META_BYTES} a model.json needs"
+            )
         try:
             raw = json.loads(meta_path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

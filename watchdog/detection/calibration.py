@@ -32,19 +32,30 @@ def simulate(
     if not spec.enabled:
         raise ValueError("adaptation is off (frames = 0): nothing to simulate")
     if len(error_maps) <= spec.frames:
-        raise ValueError(f"need more than {spec.frames} frames to simulate adaptation, got {len(error_maps)}")
+        raise ValueError(
+            f"need more than {spec.frames} frames to simulate adaptation, got {len(error_maps)}"
+        )
     if spec.nearest and (inputs is None or len(inputs) != len(error_maps)):
         raise ValueError("adaptation.nearest needs the model input of every error map")
     # unit thresholds: the verdicts' scores are the unscaled adapted scores
     detector = offline_detector(unit_meta(scoring, dataclasses.replace(spec, threshold=1.0)), mask)
-    verdicts = detector.replay(list(error_maps), list(inputs) if spec.nearest and inputs is not None else None)
+    verdicts = detector.replay(
+        list(error_maps), list(inputs) if spec.nearest and inputs is not None else None
+    )
     return np.array([v.score for v in verdicts if not v.calibrating], dtype=np.float64)
 
 
 def unit_meta(scoring: Scoring, spec: Adaptation) -> BundleMeta:
     """A bundle description for replaying error maps on the unit threshold scale."""
-    return BundleMeta(preprocess=Preprocess(), scoring=scoring, threshold=1.0, normal_stats=NormalStats(),
-                      input_shape=(), output_shape=(), adaptation=spec)
+    return BundleMeta(
+        preprocess=Preprocess(),
+        scoring=scoring,
+        threshold=1.0,
+        normal_stats=NormalStats(),
+        input_shape=(),
+        output_shape=(),
+        adaptation=spec,
+    )
 
 
 def threshold_for_fpr(scores: np.ndarray, target_fpr: float = 0.01) -> float:
@@ -108,6 +119,8 @@ def calibrate(
         if held_out is not None:
             kept.append(s[np.asarray(held_out[i], dtype=bool)[spec.frames :]])
     if not scores:
-        raise ValueError(f"no normal print longer than {spec.frames} frames to calibrate adaptation on")
+        raise ValueError(
+            f"no normal print longer than {spec.frames} frames to calibrate adaptation on"
+        )
     chosen = np.concatenate(kept) if kept and sum(len(k) for k in kept) else np.concatenate(scores)
     return dataclasses.replace(spec, threshold=threshold_for_fpr(chosen, target_fpr))

@@ -97,7 +97,9 @@ class WatchState:
 Fold = tuple[WatchState, tuple[Event, ...]]
 
 
-def on_printer(state: WatchState, printer: PrinterState, job: str | None, now: float, s: Settings) -> Fold:
+def on_printer(
+    state: WatchState, printer: PrinterState, job: str | None, now: float, s: Settings
+) -> Fold:
     """Fold a printer status into the state: new prints reset, resumes start the cooldown.
 
     An unknown status (API offline or in error) changes nothing: a blip must neither re-arm
@@ -108,11 +110,15 @@ def on_printer(state: WatchState, printer: PrinterState, job: str | None, now: f
     was = state.printer
     printing = printer is PrinterState.PRINTING
     if printing and was is not PrinterState.PRINTING:
-        resumed = was is PrinterState.PAUSED and (job is None or state.job is None or job == state.job)
+        resumed = was is PrinterState.PAUSED and (
+            job is None or state.job is None or job == state.job
+        )
         if not resumed:
             return WatchState(printer=printer, job=job), (Event.NEW_PRINT,)
         if not state.armed:
-            cooling = replace(state, printer=printer, consecutive=0, rearm_at=now + s.cooldown_s, cooling=True)
+            cooling = replace(
+                state, printer=printer, consecutive=0, rearm_at=now + s.cooldown_s, cooling=True
+            )
             return cooling, (Event.RESUMED_AFTER_ACTION,)
         return replace(state, printer=printer, consecutive=0), ()
     if printing and job is not None and state.job is not None and job != state.job:

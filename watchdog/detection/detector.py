@@ -106,7 +106,9 @@ class Detector:
         # learnt on the bundle's own region: another region is a view whose absolute scores the
         # bundle does not know (a normal start scores far above the guard), so it is not judged.
         own_region = region is None or tuple(region) == tuple(meta.preprocess.roi)
-        self.start_guard = meta.adaptation.guard / sensitivity if self.baseline.enabled and own_region else 0.0
+        self.start_guard = (
+            meta.adaptation.guard / sensitivity if self.baseline.enabled and own_region else 0.0
+        )
         self.guard = self.start_guard
         self._seen = 0
 
@@ -125,8 +127,14 @@ class Detector:
         from watchdog.detection.model import FrameScorer
 
         model = FrameScorer(bundle, num_threads=num_threads)
-        return cls(bundle.meta, model.error_map, region=region, mask=mask, sensitivity=sensitivity,
-                   warmup_frames=warmup_frames)
+        return cls(
+            bundle.meta,
+            model.error_map,
+            region=region,
+            mask=mask,
+            sensitivity=sensitivity,
+            warmup_frames=warmup_frames,
+        )
 
     # ----------------------------------------------------------------- the daemon's path
 
@@ -168,7 +176,9 @@ class Detector:
 
     # ----------------------------------------------------------------- shared with offline code
 
-    def judge(self, x: np.ndarray | None, error_map: np.ndarray, absolute: float | None = None) -> Verdict:
+    def judge(
+        self, x: np.ndarray | None, error_map: np.ndarray, absolute: float | None = None
+    ) -> Verdict:
         """The verdict on one model input and its error map (light-matched when the bundle
         matches light): the step every path ends with. ``absolute``: the frame's absolute
         score when it was computed elsewhere (offline replays of light-matched maps: the
@@ -217,8 +227,10 @@ class Detector:
         self.relearn()
         xs: Sequence[np.ndarray | None] = inputs if inputs is not None else [None] * len(error_maps)
         start = list(start_scores or [])
-        return [self.judge(x, e, start[i] if i < len(start) else None)
-                for i, (x, e) in enumerate(zip(xs, error_maps, strict=True))]
+        return [
+            self.judge(x, e, start[i] if i < len(start) else None)
+            for i, (x, e) in enumerate(zip(xs, error_maps, strict=True))
+        ]
 
 
 def offline_detector(meta: BundleMeta, mask: np.ndarray | None = None) -> Detector:
@@ -227,7 +239,9 @@ def offline_detector(meta: BundleMeta, mask: np.ndarray | None = None) -> Detect
     Light matching happened before the maps were computed, so the baseline only keeps the
     baseline (no model is called). ``mask``: a raster mask at model-input size.
     """
-    offline = dataclasses.replace(meta, adaptation=dataclasses.replace(meta.adaptation, match_light=False))
+    offline = dataclasses.replace(
+        meta, adaptation=dataclasses.replace(meta.adaptation, match_light=False)
+    )
     detector = Detector(offline, _no_model)
     if mask is not None:
         detector.mask = mask

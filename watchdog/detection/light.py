@@ -57,7 +57,9 @@ def match_light(x: np.ndarray, reference: LightReference) -> np.ndarray:
     xb = np.asarray(x, dtype=np.float32)[None] if single else np.asarray(x, dtype=np.float32)
     n, h, w, c = xb.shape
     if reference.mean.shape != (h, w, c):
-        raise ValueError(f"light reference shape {reference.mean.shape} does not match input {(h, w, c)}")
+        raise ValueError(
+            f"light reference shape {reference.mean.shape} does not match input {(h, w, c)}"
+        )
     still = reference.still.ravel()
     u_all = xb.reshape(n, h * w, c)
     u = u_all[:, still]
@@ -87,7 +89,9 @@ def _fit_line(u: np.ndarray, v: np.ndarray, keep: np.ndarray) -> tuple[np.ndarra
     return gain, offset
 
 
-def light_matched(frames: np.ndarray, spec: Adaptation, reference: LightReference | None = None) -> np.ndarray:
+def light_matched(
+    frames: np.ndarray, spec: Adaptation, reference: LightReference | None = None
+) -> np.ndarray:
     """A print's uint8 frames (time order) as the daemon feeds them to the model: matched to
     ``reference`` (default: the mean of their own first ``spec.frames``) when the bundle
     matches light, else unchanged. The trainer and the benchmark score prints through this."""
@@ -96,5 +100,7 @@ def light_matched(frames: np.ndarray, spec: Adaptation, reference: LightReferenc
     ref = light_reference(frames[: spec.frames]) if reference is None else reference
     out = np.empty_like(frames)
     for i in range(0, len(frames), 256):  # memory stays flat on long prints
-        out[i : i + 256] = np.round(match_light(frames[i : i + 256].astype(np.float32) / 255.0, ref) * 255.0)
+        out[i : i + 256] = np.round(
+            match_light(frames[i : i + 256].astype(np.float32) / 255.0, ref) * 255.0
+        )
     return out

@@ -51,7 +51,9 @@ class SharedInterpreter:
         self.lock = threading.Lock()
 
 
-_SHARED: weakref.WeakValueDictionary[tuple[str, int, int, int], SharedInterpreter] = weakref.WeakValueDictionary()
+_SHARED: weakref.WeakValueDictionary[tuple[str, int, int, int], SharedInterpreter] = (
+    weakref.WeakValueDictionary()
+)
 _SHARED_LOCK = threading.Lock()
 
 

@@ -102,7 +102,9 @@ class Camera(Protocol):
     def stats(self) -> CameraStats: ...
 
     @property
-    def exhausted(self) -> bool: ...  # folders and video files: True after the last frame (others: always False)
+    def exhausted(
+        self,
+    ) -> bool: ...  # folders and video files: True after the last frame (others: always False)
 
     def read(self) -> np.ndarray | None:
         """A BGR uint8 frame, or None (no frame now); never raises."""
@@ -116,21 +118,44 @@ class Camera(Protocol):
 # --------------------------------------------------------------------------- decoding
 
 
-FULL_DECODE_MAX_PIXELS = 2_100_000  # PNG and progressive JPEG are decoded whole: about 1920x1080 at most
-DECODE_MARGIN = 4  # reduced JPEG decoding keeps at least 4 frame pixels per model-input pixel, each way
+FULL_DECODE_MAX_PIXELS = (
+    2_100_000  # PNG and progressive JPEG are decoded whole: about 1920x1080 at most
+)
+DECODE_MARGIN = (
+    4  # reduced JPEG decoding keeps at least 4 frame pixels per model-input pixel, each way
+)
 MAX_REDIRECTS = 5
-_REDIRECT_LOOP = f"more than {MAX_REDIRECTS} redirects (a redirect loop?); give the camera's final URL"
+_REDIRECT_LOOP = (
+    f"more than {MAX_REDIRECTS} redirects (a redirect loop?); give the camera's final URL"
+)
 _FLAT_TOLERANCE = 2  # colour steps within a "flat" block (YCbCr → BGR rounding, chroma upsampling)
-_DECODE_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+_DECODE_FLAGS = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
 
 
 _CONNECTION_CAUSES = (  # words in requests/urllib3's nested errors → the cause in a user's words
-    (("NameResolutionError", "Name or service not known", "nodename nor servname", "getaddrinfo failed",
-      "Temporary failure in name resolution", "No address associated"), "host name not found (DNS)"),
+    (
+        (
+            "NameResolutionError",
+            "Name or service not known",
+            "nodename nor servname",
+            "getaddrinfo failed",
+            "Temporary failure in name resolution",
+            "No address associated",
+        ),
+        "host name not found (DNS)",
+    ),
     (("refused",), "connection refused (nothing listens on that port)"),
     (("timed out", "Timeout"), "no answer (timed out)"),
     (("No route to host", "unreachable"), "host unreachable (network)"),
-    (("reset by peer", "RemoteDisconnected", "Connection aborted"), "connection closed by the camera"),
+    (
+        ("reset by peer", "RemoteDisconnected", "Connection aborted"),
+        "connection closed by the camera",
+    ),
 )
 
 
@@ -168,13 +193,23 @@ def _start_of_frame(data: bytes, i: int, marker: int) -> ImageHeader:
     """The JPEG frame header (SOFn) at ``i``: size, precision, sampling, block count."""
     height, width = struct.unpack(">HH", data[i + 5 : i + 9])
     count = data[i + 9]
-    comps = [(data[j + 1] >> 4, data[j + 1] & 0x0F) for j in range(i + 10, min(i + 10 + 3 * count, len(data)), 3)]
+    comps = [
+        (data[j + 1] >> 4, data[j + 1] & 0x0F)
+        for j in range(i + 10, min(i + 10 + 3 * count, len(data)), 3)
+    ]
     hmax = max((h for h, _ in comps), default=1) or 1
     vmax = max((v for _, v in comps), default=1) or 1
-    blocks = sum(math.ceil(width * h / hmax / 8) * math.ceil(height * v / vmax / 8) for h, v in comps)
+    blocks = sum(
+        math.ceil(width * h / hmax / 8) * math.ceil(height * v / vmax / 8) for h, v in comps
+    )
     return ImageHeader(
-        "jpeg", width, height, bit_depth=data[i + 4], progressive=marker in (0xC2, 0xC6, 0xCA, 0xCE),
-        mcu=8 * max(hmax, vmax), blocks=blocks,
+        "jpeg",
+        width,
+        height,
+        bit_depth=data[i + 4],
+        progressive=marker in (0xC2, 0xC6, 0xCA, 0xCE),
+        mcu=8 * max(hmax, vmax),
+        blocks=blocks,
     )
 
 
@@ -233,7 +268,10 @@ def reduction(width: int, height: int, need: tuple[int, int] | None) -> int:
     if need is None:
         return 1
     for factor in (8, 4, 2):
-        if width // factor >= DECODE_MARGIN * need[0] and height // factor >= DECODE_MARGIN * need[1]:
+        if (
+            width // factor >= DECODE_MARGIN * need[0]
+            and height // factor >= DECODE_MARGIN * need[1]
+        ):
             return factor
     return 1
 
@@ -254,9 +292,15 @@ def _stops_mid_scan(frame: np.ndarray, mcu: int) -> bool:
     color = last[0, 0].astype(np.int16)
     if int(np.abs(last.astype(np.int16) - color).max()) > _FLAT_TOLERANCE:
         return False  # cheap exit for almost every frame: its last row of units is not flat
-    grid = frame[: rows * mcu, : cols * mcu].reshape(rows, mcu, cols, mcu, frame.shape[2]).astype(np.int16)
+    grid = (
+        frame[: rows * mcu, : cols * mcu]
+        .reshape(rows, mcu, cols, mcu, frame.shape[2])
+        .astype(np.int16)
+    )
     lo, hi = grid.min(axis=(1, 3)), grid.max(axis=(1, 3))
-    flat = ((hi - lo).max(axis=-1) <= _FLAT_TOLERANCE) & (np.abs(lo - color).max(axis=-1) <= _FLAT_TOLERANCE)
+    flat = ((hi - lo).max(axis=-1) <= _FLAT_TOLERANCE) & (
+        np.abs(lo - color).max(axis=-1) <= _FLAT_TOLERANCE
+    )
     not_flat = np.flatnonzero(~flat.ravel())
     if not_flat.size == 0:
         return False
@@ -278,13 +322,19 @@ def decode_image(data: bytes, max_pixels: int, need: tuple[int, int] | None = No
     if width <= 0 or height <= 0:
         raise BadFrame(f"image declares {width}x{height} pixels")
     if width * height > max_pixels:
-        raise BadFrame(f"image declares {width}x{height} pixels, more than camera.max_pixels={max_pixels}")
+        raise BadFrame(
+            f"image declares {width}x{height} pixels, more than camera.max_pixels={max_pixels}"
+        )
     if header.bit_depth > 8:
-        raise BadFrame(f"{header.bit_depth}-bit {header.kind.upper()}: only 8-bit images are decoded")
+        raise BadFrame(
+            f"{header.bit_depth}-bit {header.kind.upper()}: only 8-bit images are decoded"
+        )
     whole = header.kind == "png" or header.progressive
     if need is not None and whole and width * height > FULL_DECODE_MAX_PIXELS:
         kind = "PNG" if header.kind == "png" else "progressive JPEG"
-        raise BadFrame(f"{width}x{height} {kind} is decoded whole: at most {FULL_DECODE_MAX_PIXELS} pixels; send a baseline JPEG")
+        raise BadFrame(
+            f"{width}x{height} {kind} is decoded whole: at most {FULL_DECODE_MAX_PIXELS} pixels; send a baseline JPEG"
+        )
     factor = 1
     if header.kind == "jpeg":
         if not data.rstrip(b"\r\n\x00 ").endswith(b"\xff\xd9"):
@@ -292,7 +342,9 @@ def decode_image(data: bytes, max_pixels: int, need: tuple[int, int] | None = No
         if (len(data) - header.scan_start) * 8 < header.blocks:
             raise BadFrame("truncated JPEG (scan data missing)")
         factor = reduction(width, height, need)
-    frame = cv2.imdecode(np.frombuffer(data, np.uint8), _DECODE_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
+    frame = cv2.imdecode(
+        np.frombuffer(data, np.uint8), _DECODE_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION
+    )
     if frame is None:
         raise BadFrame("undecodable image")
     if header.kind == "png" and (shrink := reduction(width, height, need)) > 1:
@@ -331,7 +383,13 @@ class _BaseCamera:
     kind = "camera"
     bad_run_goes_offline = True  # a snapshot URL answering only junk is as good as offline
 
-    def __init__(self, cfg: CameraConfig, label: str, stop: threading.Event | None, backoff: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        cfg: CameraConfig,
+        label: str,
+        stop: threading.Event | None,
+        backoff: tuple[float, float],
+    ) -> None:
         self.cfg = cfg
         self.label = label
         self.stats = CameraStats()
@@ -384,7 +442,12 @@ class _BaseCamera:
             was_online, self.online = self.online, False
             self._bad_run = 0
         if was_online or not self._was_offline_logged:
-            logger.warning("camera %s offline: %s; retrying with backoff up to %.0f s", self.label, message, self._max_backoff)
+            logger.warning(
+                "camera %s offline: %s; retrying with backoff up to %.0f s",
+                self.label,
+                message,
+                self._max_backoff,
+            )
             self._was_offline_logged = True
 
     def _bad(self, message: str) -> None:
@@ -396,7 +459,9 @@ class _BaseCamera:
         now = time.monotonic()
         if run == 1 and now - self._bad_logged_at >= BAD_LOG_INTERVAL_S:
             self._bad_logged_at = now
-            logger.warning("camera %s: bad frame: %s (more are counted, not logged)", self.label, message)
+            logger.warning(
+                "camera %s: bad frame: %s (more are counted, not logged)", self.label, message
+            )
         if self.bad_run_goes_offline and run >= BAD_RUN_OFFLINE:
             self._down(f"{run} bad frames in a row, last: {message}")
 
@@ -447,14 +512,23 @@ class FolderCamera(_BaseCamera):
     kind = "folder"
     bad_run_goes_offline = False  # local files: a bad file is skipped, never "offline"
 
-    def __init__(self, cfg: CameraConfig, path: Path, label: str, stop: threading.Event | None, backoff: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        cfg: CameraConfig,
+        path: Path,
+        label: str,
+        stop: threading.Event | None,
+        backoff: tuple[float, float],
+    ) -> None:
         super().__init__(cfg, label, stop, backoff)
         self.paths = sorted(
             (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
             key=lambda p: natural_key(p.name),
         )
         if not self.paths:
-            raise CameraSourceError(f"camera source {path}: no {'/'.join(IMAGE_SUFFIXES)} frames in this folder")
+            raise CameraSourceError(
+                f"camera source {path}: no {'/'.join(IMAGE_SUFFIXES)} frames in this folder"
+            )
         self._next = 0
         self.online = True
         self.current: Path | None = None  # the file the last read() came from
@@ -483,16 +557,30 @@ class VideoFileCamera(_BaseCamera):
     kind = "video file"
     bad_run_goes_offline = False  # local files: a bad file is skipped, never "offline"
 
-    def __init__(self, cfg: CameraConfig, path: Path, label: str, stop: threading.Event | None, backoff: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        cfg: CameraConfig,
+        path: Path,
+        label: str,
+        stop: threading.Event | None,
+        backoff: tuple[float, float],
+    ) -> None:
         super().__init__(cfg, label, stop, backoff)
         self._cap = cv2.VideoCapture(str(path))
         if not self._cap.isOpened():
             self._cap.release()
-            raise CameraSourceError(f"camera source {path}: not a video OpenCV can read (nor a folder of frames)")
-        w, h = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            raise CameraSourceError(
+                f"camera source {path}: not a video OpenCV can read (nor a folder of frames)"
+            )
+        w, h = (
+            int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        )
         if w * h > cfg.max_pixels:
             self._cap.release()
-            raise CameraSourceError(f"camera source {path}: {w}x{h} frames exceed camera.max_pixels={cfg.max_pixels}")
+            raise CameraSourceError(
+                f"camera source {path}: {w}x{h} frames exceed camera.max_pixels={cfg.max_pixels}"
+            )
         self.online = True
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
 
@@ -521,7 +609,11 @@ def _arriving(resp: requests.Response) -> Iterator[bytes]:
     raw = resp.raw
     read1 = getattr(raw, "read1", None)  # urllib3 >= 2.3
     while True:
-        data = read1(_CHUNK, decode_content=True) if read1 is not None else raw.read(4096, decode_content=True)
+        data = (
+            read1(_CHUNK, decode_content=True)
+            if read1 is not None
+            else raw.read(4096, decode_content=True)
+        )
         if not data:
             return
         yield data
@@ -536,7 +628,14 @@ class SnapshotCamera(_BaseCamera):
 
     kind = "http snapshot"
 
-    def __init__(self, cfg: CameraConfig, url: str, label: str, stop: threading.Event | None, backoff: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        cfg: CameraConfig,
+        url: str,
+        label: str,
+        stop: threading.Event | None,
+        backoff: tuple[float, float],
+    ) -> None:
         super().__init__(cfg, label, stop, backoff)
         self.url = url
         self.stream_detected = False
@@ -555,32 +654,44 @@ class SnapshotCamera(_BaseCamera):
         cfg = self.cfg
         deadline = time.monotonic() + cfg.timeout_s
         try:
-            with self._session.get(self.url, stream=True, timeout=(cfg.timeout_s, cfg.timeout_s)) as resp:
+            with self._session.get(
+                self.url, stream=True, timeout=(cfg.timeout_s, cfg.timeout_s)
+            ) as resp:
                 if resp.status_code >= 400:
                     raise SourceDown(f"HTTP {resp.status_code} {resp.reason or ''}".strip())
                 ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
                 if ctype.startswith("multipart/x-mixed-replace"):
                     raise _StreamDetected
                 if ctype.startswith("text/") or "html" in ctype or "json" in ctype:
-                    hint = " (an mjpg-streamer page? use ?action=snapshot or ?action=stream)" if "html" in ctype else ""
+                    hint = (
+                        " (an mjpg-streamer page? use ?action=snapshot or ?action=stream)"
+                        if "html" in ctype
+                        else ""
+                    )
                     raise BadFrame(f"answered {ctype}, not an image{hint}")
                 length = resp.headers.get("Content-Length", "")
                 if length.isdigit() and int(length) > cfg.max_bytes:
-                    raise BadFrame(f"body of {int(length)} bytes, more than camera.max_bytes={cfg.max_bytes}")
+                    raise BadFrame(
+                        f"body of {int(length)} bytes, more than camera.max_bytes={cfg.max_bytes}"
+                    )
                 body = bytearray()
                 for chunk in _arriving(resp):
                     body += chunk
                     if len(body) > cfg.max_bytes:
                         raise BadFrame(f"body larger than camera.max_bytes={cfg.max_bytes}")
                     if time.monotonic() > deadline:
-                        raise SourceDown(f"snapshot took longer than camera.timeout_s={cfg.timeout_s:g}")
+                        raise SourceDown(
+                            f"snapshot took longer than camera.timeout_s={cfg.timeout_s:g}"
+                        )
                 return bytes(body)
         except requests.exceptions.TooManyRedirects as exc:
             raise SourceDown(_REDIRECT_LOOP) from exc
         except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError) as exc:
             raise BadFrame("body ended early (truncated)") from exc
         except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError) as exc:
-            raise SourceDown(f"no answer from {url_host(self.url)} within {cfg.timeout_s:g} s (timed out)") from exc
+            raise SourceDown(
+                f"no answer from {url_host(self.url)} within {cfg.timeout_s:g} s (timed out)"
+            ) from exc
         except (requests.exceptions.ConnectionError, OSError) as exc:
             raise SourceDown(connection_problem(self.url, exc)) from exc
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
@@ -603,13 +714,22 @@ class _ThreadedCamera(_BaseCamera):
 
     bad_run_goes_offline = False  # the thread knows best whether the source is connected
 
-    def __init__(self, cfg: CameraConfig, label: str, stop: threading.Event | None, backoff: tuple[float, float], stats: CameraStats | None) -> None:
+    def __init__(
+        self,
+        cfg: CameraConfig,
+        label: str,
+        stop: threading.Event | None,
+        backoff: tuple[float, float],
+        stats: CameraStats | None,
+    ) -> None:
         super().__init__(cfg, label, stop, backoff)
         if stats is not None:
             self.stats = stats
         self._cond = threading.Condition()
         self._first_attempt = threading.Event()
-        self._thread = threading.Thread(target=self._guarded_run, name=f"camera-{label}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._guarded_run, name=f"camera-{label}", daemon=True
+        )
 
     def _guarded_run(self) -> None:
         try:
@@ -653,7 +773,11 @@ class _ThreadedCamera(_BaseCamera):
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=min(self.cfg.timeout_s + 1, 3.0))
             if self._thread.is_alive():
-                logger.debug("camera %s: reader thread ends after its %.0f s timeout", self.label, self.cfg.timeout_s)
+                logger.debug(
+                    "camera %s: reader thread ends after its %.0f s timeout",
+                    self.label,
+                    self.cfg.timeout_s,
+                )
 
 
 class StreamCamera(_ThreadedCamera):
@@ -672,7 +796,11 @@ class StreamCamera(_ThreadedCamera):
     ) -> None:
         super().__init__(cfg, label, stop, backoff, stats)
         self.target = target
-        self.kind = "v4l2 device" if isinstance(target, int) or str(target).startswith("/dev/") else "stream"
+        self.kind = (
+            "v4l2 device"
+            if isinstance(target, int) or str(target).startswith("/dev/")
+            else "stream"
+        )
         self._want = False
         self._frame: np.ndarray | None = None
         self._delivered = False
@@ -686,7 +814,9 @@ class StreamCamera(_ThreadedCamera):
                 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
             ms = int(self.cfg.timeout_s * 1000)
             cap = cv2.VideoCapture(
-                str(self.target), cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+                str(self.target),
+                cv2.CAP_FFMPEG,
+                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms],
             )
         if not cap.isOpened():
             cap.release()
@@ -703,7 +833,11 @@ class StreamCamera(_ThreadedCamera):
                     try:
                         cap = self._open_capture()
                     except (SourceDown, cv2.error) as exc:
-                        self._fail(str(exc) if isinstance(exc, SourceDown) else "OpenCV error while opening")
+                        self._fail(
+                            str(exc)
+                            if isinstance(exc, SourceDown)
+                            else "OpenCV error while opening"
+                        )
                         continue
                     self._connected()
                 try:
@@ -737,7 +871,10 @@ class StreamCamera(_ThreadedCamera):
             return None
         with self._cond:
             self._want, self._delivered, self._frame = True, False, None
-            self._cond.wait_for(lambda: self._delivered or not self.online or self._halted(), timeout=self.cfg.timeout_s)
+            self._cond.wait_for(
+                lambda: self._delivered or not self.online or self._halted(),
+                timeout=self.cfg.timeout_s,
+            )
             delivered, frame = self._delivered, self._frame
             self._want, self._frame = False, None
         if not delivered:
@@ -756,7 +893,9 @@ def _boundary(content_type: str) -> bytes | None:
     return b"--" + m.group(1).lstrip("-").encode("latin-1") if m else None
 
 
-def mjpeg_parts(chunks: Iterator[bytes], delimiter: bytes, max_bytes: int) -> Iterator[bytes | BadFrame]:
+def mjpeg_parts(
+    chunks: Iterator[bytes], delimiter: bytes, max_bytes: int
+) -> Iterator[bytes | BadFrame]:
     """Split a multipart/x-mixed-replace body into part bodies without decoding them.
 
     Uses each part's Content-Length when given, else the next delimiter; a part larger than
@@ -789,7 +928,9 @@ def mjpeg_parts(chunks: Iterator[bytes], delimiter: bytes, max_bytes: int) -> It
             if length:
                 size = int(length.group(1))
                 if size > max_bytes:
-                    yield BadFrame(f"stream part of {size} bytes, more than camera.max_bytes={max_bytes}")
+                    yield BadFrame(
+                        f"stream part of {size} bytes, more than camera.max_bytes={max_bytes}"
+                    )
                     del buf[:body_start]
                     skip = size
                     continue
@@ -851,9 +992,17 @@ class MjpegCamera(_ThreadedCamera):
                     message = f"no data from {url_host(self.url)} for camera.timeout_s={self.cfg.timeout_s:g} s"
                 except requests.exceptions.TooManyRedirects:
                     message = _REDIRECT_LOOP
-                except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+                except (
+                    requests.exceptions.RequestException,
+                    urllib3.exceptions.HTTPError,
+                    OSError,
+                ) as exc:
                     timeout = isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError)
-                    message = f"no data from {url_host(self.url)} for camera.timeout_s={self.cfg.timeout_s:g} s" if timeout else connection_problem(self.url, exc)
+                    message = (
+                        f"no data from {url_host(self.url)} for camera.timeout_s={self.cfg.timeout_s:g} s"
+                        if timeout
+                        else connection_problem(self.url, exc)
+                    )
                 if not self._halted():
                     self._fail(message)
         finally:
@@ -867,7 +1016,9 @@ class MjpegCamera(_ThreadedCamera):
             ctype = resp.headers.get("Content-Type", "")
             delimiter = _boundary(ctype)
             if delimiter is None:
-                raise SourceDown(f"answered {ctype.split(';')[0] or 'no Content-Type'}, not an MJPEG stream")
+                raise SourceDown(
+                    f"answered {ctype.split(';')[0] or 'no Content-Type'}, not an MJPEG stream"
+                )
             connected = False
             for part in mjpeg_parts(_arriving(resp), delimiter, self.cfg.max_bytes):
                 if self._halted():
@@ -885,7 +1036,10 @@ class MjpegCamera(_ThreadedCamera):
         if not self._ready():
             return None
         with self._cond:
-            self._cond.wait_for(lambda: self._seq > self._taken or not self.online or self._halted(), timeout=self.cfg.timeout_s)
+            self._cond.wait_for(
+                lambda: self._seq > self._taken or not self.online or self._halted(),
+                timeout=self.cfg.timeout_s,
+            )
             if self._seq <= self._taken or not self.online:
                 return None
             self._taken, part = self._seq, self._latest
@@ -902,7 +1056,14 @@ class MjpegCamera(_ThreadedCamera):
 class AutoHttpCamera:
     """An http(s) URL of unknown kind: a snapshot until it answers multipart/x-mixed-replace."""
 
-    def __init__(self, cfg: CameraConfig, url: str, label: str, stop: threading.Event | None, backoff: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        cfg: CameraConfig,
+        url: str,
+        label: str,
+        stop: threading.Event | None,
+        backoff: tuple[float, float],
+    ) -> None:
         self._args = (cfg, url, label, stop, backoff)
         self.inner: SnapshotCamera | MjpegCamera = SnapshotCamera(cfg, url, label, stop, backoff)
 
@@ -932,7 +1093,9 @@ class AutoHttpCamera:
         frame = inner.read()
         if isinstance(inner, SnapshotCamera) and inner.stream_detected:
             cfg, url, label, stop, backoff = self._args
-            logger.info("camera %s: %s is an MJPEG stream; reading it as one", label, redact_url(url))
+            logger.info(
+                "camera %s: %s is an MJPEG stream; reading it as one", label, redact_url(url)
+            )
             inner.close()
             self.inner = MjpegCamera(cfg, url, label, stop, backoff, stats=inner.stats)
             self.inner.need = inner.need
@@ -982,7 +1145,9 @@ def open_camera(
     return camera
 
 
-def _open(cfg: CameraConfig, stop: threading.Event | None, name: str, backoff: tuple[float, float]) -> Camera:
+def _open(
+    cfg: CameraConfig, stop: threading.Event | None, name: str, backoff: tuple[float, float]
+) -> Camera:
     source = cfg.source
     label = name or (redact_url(source) if isinstance(source, str) else f"#{source}")
     if isinstance(source, str) and source.strip().isdigit():
@@ -992,14 +1157,18 @@ def _open(cfg: CameraConfig, stop: threading.Event | None, name: str, backoff: t
     if "://" in source:
         scheme = urlsplit(source).scheme.lower()
         if scheme not in ("http", "https", "rtsp", "rtsps", "rtmp"):
-            raise CameraSourceError(f"camera source {redact_url(source)}: unsupported scheme {scheme!r}")
+            raise CameraSourceError(
+                f"camera source {redact_url(source)}: unsupported scheme {scheme!r}"
+            )
         if scheme in ("rtsp", "rtsps", "rtmp"):
             return StreamCamera(cfg, source, label, stop, backoff)
         if _is_stream_url(source):
             return MjpegCamera(cfg, source, label, stop, backoff)
         return AutoHttpCamera(cfg, source, label, stop, backoff)
     if source.startswith("/dev/"):
-        return StreamCamera(cfg, source, label, stop, backoff)  # may appear later: retried with backoff
+        return StreamCamera(
+            cfg, source, label, stop, backoff
+        )  # may appear later: retried with backoff
     path = Path(source).expanduser()
     if path.is_dir():
         return FolderCamera(cfg, path, label, stop, backoff)

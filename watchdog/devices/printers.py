@@ -46,8 +46,14 @@ STATUS_TIMEOUT_S = 5.0  # status() runs every frame: keep it short whatever api.
 
 _CONNECTION_PROBLEMS = [
     (("refused",), "connection refused"),
-    (("reset by peer", "RemoteDisconnected", "Connection aborted"), "connection closed by the server"),
-    (("Name or service not known", "NameResolutionError", "nodename nor servname"), "host name not found"),
+    (
+        ("reset by peer", "RemoteDisconnected", "Connection aborted"),
+        "connection closed by the server",
+    ),
+    (
+        ("Name or service not known", "NameResolutionError", "nodename nor servname"),
+        "host name not found",
+    ),
     (("unreachable", "No route to host"), "host unreachable"),
 ]
 
@@ -187,7 +193,11 @@ class _HttpPrinter:
             self._verify = False
             # Said once here instead of urllib3's warning on every request.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-            logger.warning("%s %s: TLS certificate verification is off (insecure: true)", self.name, self._shown_base)
+            logger.warning(
+                "%s %s: TLS certificate verification is off (insecure: true)",
+                self.name,
+                self._shown_base,
+            )
         elif api.ca_file:
             self._verify = str(api.ca_file)
 
@@ -204,21 +214,34 @@ class _HttpPrinter:
                 return phrase
         return f"connection failed ({self._scrub(text)[:160]})"
 
-    def _request(self, method: str, path: str, *, body: dict[str, Any] | None = None, timeout: float) -> Any:
+    def _request(
+        self, method: str, path: str, *, body: dict[str, Any] | None = None, timeout: float
+    ) -> Any:
         """One HTTP request; the decoded JSON answer (None when empty), or _Failure."""
         url = self.base_url + path
         shown = f"{method} {self._shown_base}{path}"
         try:
             with self._lock:
                 resp = self._session.request(
-                    method, url, json=body, timeout=timeout, verify=self._verify, stream=True, allow_redirects=False
+                    method,
+                    url,
+                    json=body,
+                    timeout=timeout,
+                    verify=self._verify,
+                    stream=True,
+                    allow_redirects=False,
                 )
                 try:
                     raw = resp.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
                 finally:
                     resp.close()
-        except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):  # the latter: while reading the body
-            raise _Failure(f"{shown}: no answer within {timeout:g} s (timeout)", retryable=True) from None
+        except (
+            requests.Timeout,
+            urllib3.exceptions.ReadTimeoutError,
+        ):  # the latter: while reading the body
+            raise _Failure(
+                f"{shown}: no answer within {timeout:g} s (timeout)", retryable=True
+            ) from None
         except requests.exceptions.SSLError as exc:
             raise _Failure(
                 f"{shown}: TLS certificate not accepted ({self._scrub(str(exc))[:160]}); "
@@ -228,18 +251,28 @@ class _HttpPrinter:
         except requests.ConnectionError as exc:
             raise _Failure(f"{shown}: {self._connection_problem(exc)}", retryable=True) from None
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            raise _Failure(f"{shown}: request failed ({self._scrub(str(exc))[:160]})", retryable=True) from None
+            raise _Failure(
+                f"{shown}: request failed ({self._scrub(str(exc))[:160]})", retryable=True
+            ) from None
         code = resp.status_code
         if len(raw) > MAX_ANSWER_BYTES:
-            raise _Failure(f"{shown}: HTTP {code} answer larger than {MAX_ANSWER_BYTES} bytes", retryable=False)
+            raise _Failure(
+                f"{shown}: HTTP {code} answer larger than {MAX_ANSWER_BYTES} bytes", retryable=False
+            )
         message = _server_message(raw, (self._key,))
         if code in (401, 403):
-            raise _Failure(f"{shown}: HTTP {code}: API key rejected, check api.api_key ({message})", retryable=False)
+            raise _Failure(
+                f"{shown}: HTTP {code}: API key rejected, check api.api_key ({message})",
+                retryable=False,
+            )
         if code == 409:
             raise _Conflict(f"{shown}: HTTP 409: {message}")
         if 300 <= code < 400:
             where = redact_url(resp.headers.get("Location", "?"))
-            raise _Failure(f"{shown}: HTTP {code} redirect to {where}; set api.url to the final address", retryable=False)
+            raise _Failure(
+                f"{shown}: HTTP {code} redirect to {where}; set api.url to the final address",
+                retryable=False,
+            )
         if code >= 400:
             raise _Failure(f"{shown}: HTTP {code}: {message}", retryable=code >= 500)
         if not raw.strip():
@@ -247,7 +280,9 @@ class _HttpPrinter:
         try:
             return json.loads(raw)
         except (ValueError, RecursionError):
-            raise _Failure(f"{shown}: HTTP {code} answer is not valid JSON ({message[:60]!r})", retryable=True) from None
+            raise _Failure(
+                f"{shown}: HTTP {code} answer is not valid JSON ({message[:60]!r})", retryable=True
+            ) from None
 
     # ---- the interface
 
@@ -266,7 +301,12 @@ class _HttpPrinter:
         # The watcher logs status changes with the printer's name; here only for debugging.
         problem = st.detail if st.state in ("offline", "error") else None
         if problem != self._last_status_problem:
-            logger.debug("%s %s status: %s", self.name, self._shown_base, problem or f"answers again: {st.state}")
+            logger.debug(
+                "%s %s status: %s",
+                self.name,
+                self._shown_base,
+                problem or f"answers again: {st.state}",
+            )
             self._last_status_problem = problem
         return st
 
@@ -290,7 +330,9 @@ class _HttpPrinter:
             return ActionResult(action, "done", f"job{job} was already paused", 0)
         if action == "resume" and st.state == "printing":
             return ActionResult(action, "done", f"job{job} was already printing", 0)
-        allowed = {"pause": ("printing",), "cancel": ("printing", "paused"), "resume": ("paused",)}[action]
+        allowed = {"pause": ("printing",), "cancel": ("printing", "paused"), "resume": ("paused",)}[
+            action
+        ]
         if st.state in allowed:
             try:
                 self._send(action)
@@ -310,14 +352,24 @@ class _HttpPrinter:
             except _Failure as exc:
                 detail = exc.detail
                 if not exc.retryable or attempt == attempts:
-                    logger.error("%s %s failed after %d attempt(s): %s", self.name, action, attempt, detail)
+                    logger.error(
+                        "%s %s failed after %d attempt(s): %s", self.name, action, attempt, detail
+                    )
                     return ActionResult(action, "failed", detail, attempt)
                 logger.warning(
-                    "%s %s attempt %d/%d failed: %s; retrying in %g s", self.name, action, attempt, attempts, detail, delay
+                    "%s %s attempt %d/%d failed: %s; retrying in %g s",
+                    self.name,
+                    action,
+                    attempt,
+                    attempts,
+                    detail,
+                    delay,
                 )
                 if self._stop.wait(delay):
                     logger.error("%s %s abandoned: shutting down", self.name, action)
-                    return ActionResult(action, "failed", f"{detail}; not retried: shutting down", attempt)
+                    return ActionResult(
+                        action, "failed", f"{detail}; not retried: shutting down", attempt
+                    )
                 delay = min(delay * 2, self._max_backoff_s)
                 continue
             assert result is not None  # _attempt returns a result or raises
@@ -335,13 +387,19 @@ class OctoPrintClient(_HttpPrinter):
 
     def _read_status(self) -> PrinterStatus:
         try:
-            data = self._request("GET", "/api/printer?exclude=temperature,sd", timeout=min(self.api.timeout_s, STATUS_TIMEOUT_S))
+            data = self._request(
+                "GET",
+                "/api/printer?exclude=temperature,sd",
+                timeout=min(self.api.timeout_s, STATUS_TIMEOUT_S),
+            )
         except _Conflict as exc:
             return PrinterStatus("idle", None, f"no printer connected to OctoPrint ({exc.detail})")
         state_obj = data.get("state") if isinstance(data, dict) else None
         flags = state_obj.get("flags") if isinstance(state_obj, dict) else None
         if not isinstance(state_obj, dict) or not isinstance(flags, dict):
-            raise _Failure(f"GET {self._shown_base}/api/printer: answer has no state.flags", retryable=True)
+            raise _Failure(
+                f"GET {self._shown_base}/api/printer: answer has no state.flags", retryable=True
+            )
         text = str(state_obj.get("text", ""))
         if flags.get("paused") or flags.get("pausing"):
             state = "paused"
@@ -356,7 +414,9 @@ class OctoPrintClient(_HttpPrinter):
 
     def _job_name(self) -> str | None:
         try:
-            data = self._request("GET", "/api/job", timeout=min(self.api.timeout_s, STATUS_TIMEOUT_S))
+            data = self._request(
+                "GET", "/api/job", timeout=min(self.api.timeout_s, STATUS_TIMEOUT_S)
+            )
         except _Failure:
             return None  # the state is what matters; a missing name is not worth a failure
         try:
@@ -367,7 +427,9 @@ class OctoPrintClient(_HttpPrinter):
 
     def _send(self, action: str) -> None:
         # Always an explicit "action": without it OctoPrint toggles pause and resume.
-        body = {"command": "cancel"} if action == "cancel" else {"command": "pause", "action": action}
+        body = (
+            {"command": "cancel"} if action == "cancel" else {"command": "pause", "action": action}
+        )
         self._request("POST", "/api/job", body=body, timeout=self.api.timeout_s)
 
 
@@ -385,13 +447,20 @@ class MoonrakerClient(_HttpPrinter):
             klippy, message = hooks["state"], hooks.get("state_message", "")
             job_state = stats["state"]
         except (TypeError, KeyError, AttributeError):
-            raise _Failure(f"GET {self._shown_base}{path}: answer lacks webhooks/print_stats state", retryable=True) from None
+            raise _Failure(
+                f"GET {self._shown_base}{path}: answer lacks webhooks/print_stats state",
+                retryable=True,
+            ) from None
         if klippy != "ready":
             state = "error" if klippy in ("shutdown", "error") else "offline"
             return PrinterStatus(state, None, f"Klippy {klippy}: {message}".strip())
-        state = {"printing": "printing", "paused": "paused", "error": "error"}.get(job_state, "idle")
+        state = {"printing": "printing", "paused": "paused", "error": "error"}.get(
+            job_state, "idle"
+        )
         job = stats.get("filename") or None
-        return PrinterStatus(state, job if isinstance(job, str) else None, f"Klipper print_stats.state: {job_state}")
+        return PrinterStatus(
+            state, job if isinstance(job, str) else None, f"Klipper print_stats.state: {job_state}"
+        )
 
     def _send(self, action: str) -> None:
         path = f"/printer/print/{action}"

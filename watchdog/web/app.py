@@ -70,12 +70,16 @@ class Dashboard:
         self.backend = backend
         self.cfg = cfg
         self.storage_dir = Path(storage_dir)
-        self.password_hash = auth.password_hash(cfg, self.storage_dir)  # prints a generated one once
+        self.password_hash = auth.password_hash(
+            cfg, self.storage_dir
+        )  # prints a generated one once
         self.sessions = auth.Sessions(cfg.session_hours * 3600)
         self.limiter = auth.LoginLimiter(cfg.login_attempts_per_minute)
         self.open_csrf = secrets.token_urlsafe(32)  # the page's token when no login is needed
-        self.templates = Environment(loader=PackageLoader("watchdog.web", "templates"),
-                                     autoescape=select_autoescape(["html"]))
+        self.templates = Environment(
+            loader=PackageLoader("watchdog.web", "templates"),
+            autoescape=select_autoescape(["html"]),
+        )
 
     @property
     def login_required(self) -> bool:
@@ -98,7 +102,11 @@ class Dashboard:
             return None  # a phone button carries its own capability token (watchdog.comms.actions)
         if not self.login_required and _host_name(request.host) not in _LOOPBACK_HOSTS:
             return text("403 this page answers to 127.0.0.1 or localhost only", 403)
-        if self.login_required and path not in ("/login", "/static/style.css") and self._session() is None:
+        if (
+            self.login_required
+            and path not in ("/login", "/static/style.css")
+            and self._session() is None
+        ):
             if request.method == "GET" and path == "/":
                 return redirect("/login", 303)
             return text("401 log in first: /login", 401)
@@ -117,8 +125,15 @@ class Dashboard:
         return None
 
     def _cookie(self, response: AnyResponse, name: str, value: str, max_age: int | None) -> None:
-        response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="Strict", path="/",
-                            secure=request.is_secure)
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            httponly=True,
+            samesite="Strict",
+            path="/",
+            secure=request.is_secure,
+        )
 
     # ----------------------------------------------------------------- routes
 
@@ -133,10 +148,16 @@ class Dashboard:
         app.add_url_rule("/api/printers/<name>/timeline", "timeline", self.timeline)
         app.add_url_rule("/api/printers/<name>/frame.jpg", "frame", self.frame)
         app.add_url_rule("/api/incidents", "incidents", self.incidents)
-        app.add_url_rule("/api/incidents/<printer>/<incident>/<path:file>", "incident_file", self.incident_file)
+        app.add_url_rule(
+            "/api/incidents/<printer>/<incident>/<path:file>", "incident_file", self.incident_file
+        )
         app.add_url_rule("/api/command", "command", self.command, methods=["POST"])
-        app.add_url_rule("/api/printers/<name>/settings", "settings", self.settings, methods=["POST"])
-        app.add_url_rule("/api/printers/<name>/settings/reset", "reset", self.reset, methods=["POST"])
+        app.add_url_rule(
+            "/api/printers/<name>/settings", "settings", self.settings, methods=["POST"]
+        )
+        app.add_url_rule(
+            "/api/printers/<name>/settings/reset", "reset", self.reset, methods=["POST"]
+        )
 
     def _page(self, template: str, **values: Any) -> Response:
         html = self.templates.get_template(template).render(**values)
@@ -201,24 +222,32 @@ class Dashboard:
             except ConfigError as exc:
                 saved = {"error": str(exc)}
             det = p.detection
-            printers.append({
-                **st,
-                "name": p.name,
-                "action": p.action,
-                "needed": det.consecutive,
-                "settings": {"mask": det.mask, "region": det.region, "sensitivity": det.sensitivity,
-                             "consecutive": det.consecutive},
-                "model_region": roi,
-                "saved": saved,
-                "yaml": overrides.yaml_snippet(p.name, saved) if "error" not in saved else "",
-            })
-        return json_response({
-            "now": time.time(),
-            "mqtt_connected": status.get("mqtt_connected"),
-            "mqtt_enabled": self.backend.config.mqtt.enabled,
-            "login": self.login_required,
-            "printers": printers,
-        })
+            printers.append(
+                {
+                    **st,
+                    "name": p.name,
+                    "action": p.action,
+                    "needed": det.consecutive,
+                    "settings": {
+                        "mask": det.mask,
+                        "region": det.region,
+                        "sensitivity": det.sensitivity,
+                        "consecutive": det.consecutive,
+                    },
+                    "model_region": roi,
+                    "saved": saved,
+                    "yaml": overrides.yaml_snippet(p.name, saved) if "error" not in saved else "",
+                }
+            )
+        return json_response(
+            {
+                "now": time.time(),
+                "mqtt_connected": status.get("mqtt_connected"),
+                "mqtt_enabled": self.backend.config.mqtt.enabled,
+                "login": self.login_required,
+                "printers": printers,
+            }
+        )
 
     def timeline(self, name: str) -> Response:
         history = self.backend.histories.get(name)
@@ -240,17 +269,32 @@ class Dashboard:
     def incidents(self) -> Response:
         names = [p.name for p in self.backend.config.printers]
         found = list_incidents(self.storage_dir, names, limit=50)
-        return json_response([{**i.alert, "printer": i.printer, "incident": i.id, "delivered": i.delivered,
-                               "lead_up": list(i.lead_up)} for i in found])
+        return json_response(
+            [
+                {
+                    **i.alert,
+                    "printer": i.printer,
+                    "incident": i.id,
+                    "delivered": i.delivered,
+                    "lead_up": list(i.lead_up),
+                }
+                for i in found
+            ]
+        )
 
     def incident_file(self, printer: str, incident: str, file: str) -> Response:
         allowed = file in _INCIDENT_FILES or (
-            file.startswith(f"{LEAD_UP}/") and file.count("/") == 1
+            file.startswith(f"{LEAD_UP}/")
+            and file.count("/") == 1
             and SAFE_NAME.fullmatch(file.split("/")[1].removesuffix(".jpg")) is not None
             and file.endswith(".jpg")
         )
-        if not (allowed and SAFE_NAME.fullmatch(printer) and SAFE_NAME.fullmatch(incident)
-                and self._printer(printer) is not None):
+        if not (
+            allowed
+            and SAFE_NAME.fullmatch(printer)
+            and SAFE_NAME.fullmatch(incident)
+            and self._printer(printer) is not None
+        ):
             return text("404 Not Found", 404)
         folder = incidents_root(self.storage_dir) / printer / incident
         path = folder / file
@@ -271,7 +315,9 @@ class Dashboard:
             return json_response({"ok": False, "detail": f"unknown verb {verb!r}"}, 400)
         if not isinstance(printer, str) or self._printer(printer) is None:
             return json_response({"ok": False, "detail": "unknown printer"}, 404)
-        if incident is not None and (not isinstance(incident, str) or not SAFE_NAME.fullmatch(incident)):
+        if incident is not None and (
+            not isinstance(incident, str) or not SAFE_NAME.fullmatch(incident)
+        ):
             return json_response({"ok": False, "detail": "bad incident id"}, 400)
         result = self.backend.dispatch(Command(printer, verb, incident, source="web"))
         return json_response({"ok": result.ok, "detail": result.detail}, 200 if result.ok else 409)
@@ -286,8 +332,14 @@ class Dashboard:
             saved = self.backend.save_settings(name, body)
         except ConfigError as exc:
             return json_response({"ok": False, "detail": str(exc)}, 400)
-        return json_response({"ok": True, "saved": saved, "yaml": overrides.yaml_snippet(name, saved),
-                              "detail": "saved; the watcher restarts with it in a few seconds"})
+        return json_response(
+            {
+                "ok": True,
+                "saved": saved,
+                "yaml": overrides.yaml_snippet(name, saved),
+                "detail": "saved; the watcher restarts with it in a few seconds",
+            }
+        )
 
     def reset(self, name: str) -> Response:
         if self._printer(name) is None:

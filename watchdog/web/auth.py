@@ -50,7 +50,9 @@ def password_hash(cfg: HttpConfig, storage_dir: Path, announce: bool = True) -> 
     except FileNotFoundError:
         pass
     except OSError as exc:
-        raise UsageError(f"http.generate_password: cannot read {path}: {exc.strerror or exc}") from exc
+        raise UsageError(
+            f"http.generate_password: cannot read {path}: {exc.strerror or exc}"
+        ) from exc
     password = secrets.token_urlsafe(12)
     hashed = generate_password_hash(password)
     try:
@@ -59,10 +61,16 @@ def password_hash(cfg: HttpConfig, storage_dir: Path, announce: bool = True) -> 
         with os.fdopen(fd, "w") as f:
             f.write(hashed + "\n")
     except OSError as exc:
-        raise UsageError(f"http.generate_password: cannot write {path}: {exc.strerror or exc}") from exc
+        raise UsageError(
+            f"http.generate_password: cannot write {path}: {exc.strerror or exc}"
+        ) from exc
     if announce:
         # Once, on stderr, never through the logger: delete the file to get a new one.
-        print(f"dashboard password (shown once; delete {path} for a new one): {password}", file=sys.stderr, flush=True)
+        print(
+            f"dashboard password (shown once; delete {path} for a new one): {password}",
+            file=sys.stderr,
+            flush=True,
+        )
     return hashed
 
 
