@@ -486,7 +486,7 @@ def test_notify_config_reads_secrets_and_masks_them(tmp_path, monkeypatch) -> No
     [
         (
             {"url": "not a url with hunter22-n0t-in-logs"},
-            "notify.0.url: Value error, must be an Apprise URL",
+            "notify.0.url: must be an Apprise URL such as ntfy://host/topic",
         ),
         ({"url": "ntfy://h/t", "events": ["failure", "fire"]}, "notify.0.events.1"),
         (
@@ -498,7 +498,7 @@ def test_notify_config_reads_secrets_and_masks_them(tmp_path, monkeypatch) -> No
         ({"events": ["failure"]}, "url or url_file is required"),
         (
             {"url_file": "/nonexistent/ntfy.url"},
-            "notify.0.url_file: cannot read /nonexistent/ntfy.url",
+            "notify.0.url_file: /nonexistent/ntfy.url: cannot read secret file",
         ),
     ],
 )

@@ -113,10 +113,12 @@ def test_readme_retrain_loop_collect_train_replay(tmp_path: Path) -> None:
     good = [_recording(tmp_path / f"good{s}", _print_frames(s, FRAMES)) for s in (0, 1)]
     # long enough for the shipped model too, which learns each print's first 30 frames
     third = _recording(tmp_path / "third", _print_frames(2, SHIPPED_CALIBRATION + 10))
+    # The failure starts as the third print (a good start the models have never seen); the
+    # start guard of a model this tiny is too close to unseen synthetic scenes to judge others.
     failure = _recording(
         tmp_path / "failure",
-        _print_frames(3, SHIPPED_CALIBRATION + 2)
-        + [synth.anomalous_frame(300 + i, 0, session=3) for i in range(8)],
+        _print_frames(2, SHIPPED_CALIBRATION + 2)
+        + [synth.anomalous_frame(300 + i, 0, session=2) for i in range(8)],
     )
     known_failures = _recording(
         tmp_path / "known-failures", [synth.anomalous_frame(i, 0, session=i % 2) for i in range(8)]
