@@ -140,14 +140,14 @@ def incident_dir(storage_dir: Path, printer: str, incident_id: str) -> Path:
     return path
 
 
-def _write_file(path: Path, data: bytes) -> None:
+def write_durably(path: Path, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -203,13 +203,13 @@ class IncidentStore:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             partial.mkdir()
-            _write_file(partial / FRAME, frame_jpeg)
-            _write_file(partial / HEATMAP, heatmap_jpeg)
-            _write_file(partial / ALERT, json.dumps(alert, default=_jsonable, indent=2).encode())
+            write_durably(partial / FRAME, frame_jpeg)
+            write_durably(partial / HEATMAP, heatmap_jpeg)
+            write_durably(partial / ALERT, json.dumps(alert, default=_jsonable, indent=2).encode())
             if pending:
-                _write_file(partial / PENDING, b"")
+                write_durably(partial / PENDING, b"")
             os.replace(partial, final)
-            _fsync_dir(folder)
+            fsync_dir(folder)
         except OSError as exc:
             self._throttle(
                 logger,
@@ -242,9 +242,9 @@ class IncidentStore:
                 return
             folder.mkdir(exist_ok=True)
             for n, item in enumerate(lead_up):
-                _write_file(folder / f"{n:02d}-heatmap.jpg", item.heatmap_jpeg)
+                write_durably(folder / f"{n:02d}-heatmap.jpg", item.heatmap_jpeg)
                 if item.frame_jpeg is not None:
-                    _write_file(folder / f"{n:02d}-frame.jpg", item.frame_jpeg)
+                    write_durably(folder / f"{n:02d}-frame.jpg", item.frame_jpeg)
         except OSError as exc:
             self._throttle(
                 logger,
@@ -355,7 +355,7 @@ def record_verdict(storage_dir: Path, printer: str, incident_id: str, verdict: s
     alert["verdict"] = verdict
     alert["verdict_time"] = datetime.now(UTC).isoformat(timespec="seconds")
     tmp = path / f".{ALERT}.tmp"
-    _write_file(tmp, json.dumps(alert, default=_jsonable, indent=2).encode())
+    write_durably(tmp, json.dumps(alert, default=_jsonable, indent=2).encode())
     os.replace(tmp, path / ALERT)
     return path / ALERT
 

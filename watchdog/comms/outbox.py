@@ -25,7 +25,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from watchdog.incidents import SAFE_NAME, ThrottledLog, new_incident_id, to_json
+from watchdog.incidents import (
+    SAFE_NAME,
+    ThrottledLog,
+    fsync_dir,
+    new_incident_id,
+    to_json,
+    write_durably,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,21 +74,6 @@ class Entry:
         return time.time() - self.created
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Outbox:
     """Entries of every channel under ``<storage.dir>/outbox``; safe to share between threads
     (each entry is its own folder; ``put`` and ``done`` touch only that one)."""
@@ -116,10 +108,10 @@ class Outbox:
             folder.mkdir(parents=True, exist_ok=True)
             partial.mkdir()
             if attachment is not None:
-                _write_file(partial / ATTACHMENT, attachment)
-            _write_file(partial / ENTRY, to_json(record))
+                write_durably(partial / ATTACHMENT, attachment)
+            write_durably(partial / ENTRY, to_json(record))
             os.replace(partial, final)
-            _fsync_dir(folder)
+            fsync_dir(folder)
         except OSError as exc:
             self._throttle(
                 logger,
