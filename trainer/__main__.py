@@ -150,14 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="standardise each frame's brightness and contrast before the model, so a light "
         "switched on or daylight is not a new scene (measured trade-offs: "
-        "docs/benchmarks.md); default: the preset's (off)",
+        "docs/decisions/light-matching.md); default: the preset's (off)",
     )
     m.add_argument(
         "--match-light",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="per-print adaptation: match each frame's brightness and contrast to the print's "
-        'first frames before the model sees it (docs/benchmarks.md, "Lighting"); '
+        'first frames before the model sees it (docs/decisions/light-matching.md); '
         "default: the preset's",
     )
     m.add_argument(

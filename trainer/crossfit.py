@@ -4,7 +4,7 @@ that never saw it.
 Why: the daemon judges prints the model has never fitted, so the adapted threshold has to come
 from such prints. Setting it on the last 15% of the fitted prints (about 70 frames, so the 1%
 tail is their maximum) moved the held-out false-alarm rate between 0.4% and 6.7% from one
-training run to the next, and cost recall on the hard fold (docs/benchmarks.md). Here each
+training run to the next, and cost recall on the hard fold (docs/decisions/cross-fitted-threshold.md). Here each
 print (or group of prints) is left out in turn, a model of the same preset is fitted on the
 others, and the left-out print is replayed through ``watchdog.detection`` from its first frames,
 exactly as the daemon will; the threshold is set on all those frames together. The cost is one

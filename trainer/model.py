@@ -80,13 +80,13 @@ PRESETS: dict[str, Preset] = {
         ),
         description="the original blog post's model exactly (slow: well over an hour on 2 cores)",
     ),
-    # Ours, chosen by measurement (docs/benchmarks.md): the bottom half of the frame
+    # Ours, chosen by measurement (docs/decisions/region-of-interest.md): the bottom half of the frame
     # (bed and nozzle; the carriage fills the top), SSIM error, mean of the top 10% of the
     # smoothed map, a small fully convolutional model with shift/zoom/brightness augmentation,
     # and per-print adaptation (each print is judged against its own first 30 frames, every
     # frame matched in brightness and contrast to them first: `match_light`, and compared with
     # the 10 of them that look most like it: `nearest`).
-    # Per-frame normalisation (`--normalize`) is measured but off: docs/benchmarks.md, "Lighting".
+    # Per-frame normalisation (`--normalize`) is measured but off: docs/decisions/light-matching.md.
     "default": Preset(
         name="default",
         preprocess=Preprocess(width=128, height=64, channels=3, roi=(0.0, 0.5, 1.0, 1.0)),

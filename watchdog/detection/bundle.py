@@ -92,7 +92,7 @@ class Preprocess:
     light switched on, daylight or the camera's auto-exposure change the whole picture at once;
     a failure changes a part of it, so a brighter room no longer looks like a new scene to the
     per-print adaptation. The cost: a large part moving in and out of view shifts the frame's
-    statistics too (docs/benchmarks.md, "Lighting"). The result is kept on the 1/255 grid, so
+    statistics too (docs/decisions/light-matching.md). The result is kept on the 1/255 grid, so
     the trainer's uint8 copy of a frame is exactly what the daemon scores.
     """
 
