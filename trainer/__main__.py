@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="per-print adaptation: match each frame's brightness and contrast to the print's "
-        'first frames before the model sees it (docs/decisions/light-matching.md); '
+        "first frames before the model sees it (docs/decisions/light-matching.md); "
         "default: the preset's",
     )
     m.add_argument(
