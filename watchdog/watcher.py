@@ -348,26 +348,22 @@ class Watcher:
 
     def _act(self, frame: np.ndarray, verdict: Verdict, heat_jpeg: bytes) -> WatchEvent:
         frame_jpeg = encode_jpeg(frame)
-        store = getattr(self.alerts, "store", None)
-        draft = None
-        if store is not None:
-            # Saved before acting: a pause that hangs past the shutdown wait must not take the alert
-            # with it. Left on disk (pending) it is delivered after the restart; replaced when done.
-            draft = store.save(
-                self.name,
-                self._alert(
-                    verdict,
-                    ActionResult(
-                        str(self.action),
-                        "unknown",
-                        f"the watchdog stopped before the {self.action} finished; check the printer",
-                        0,
-                    ),
-                ).to_dict(),
-                frame_jpeg,
-                heat_jpeg,
-                pending=self.alerts.enabled,
-            )
+        store = self.alerts.store
+        # Saved before acting: a pause that hangs past the shutdown wait must not take the alert
+        # with it. Left on disk (pending) it is delivered after the restart; replaced when done.
+        unknown = ActionResult(
+            str(self.action),
+            "unknown",
+            f"the watchdog stopped before the {self.action} finished; check the printer",
+            0,
+        )
+        draft = store.save(
+            self.name,
+            self._alert(verdict, unknown).to_dict(),
+            frame_jpeg,
+            heat_jpeg,
+            pending=self.alerts.enabled,
+        )
         outcome = self._ask_printer(self.action)
         if self.state.rearm_at is not None:
             # The cooldown runs from the end of the action: retries against a dead API must not
@@ -380,11 +376,9 @@ class Watcher:
         alert = replace(alert, incident=incident)
         self.last_alert = alert
         self.snapshot = self._status(self.snapshot.heartbeat)  # on /status as soon as it is sent
-        if store is not None:
-            if draft is not None:
-                store.discard(draft)  # the final alert replaces it
-            # the frames that led to it, for the dashboard's picture strip
-            store.add_lead_up(self.name, incident, self.history.lead_up())
+        store.discard(draft)  # the final alert replaces it
+        # the frames that led to it, for the dashboard's picture strip
+        store.add_lead_up(self.name, incident, self.history.lead_up())
         return WatchEvent("alert", self.name, alert=alert)
 
     def _alert(self, verdict: Verdict, outcome: ActionResult) -> Alert:
