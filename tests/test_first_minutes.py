@@ -1,5 +1,5 @@
 """A print's first minutes and the watched region, through ``python -m watchdog replay`` with a
-bundle made by the trainer (``tiny_adaptive_bundle``: per-print adaptation on 4 frames, its
+bundle made by the trainer (``tiny_guarded_bundle``: per-print adaptation on 4 frames, its
 start guard cross-fitted by the trainer)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tests.daemon_helpers import run_cli, write_config
 from tests.plugins.models import TINY_FRAMES, TINY_SEED
 from watchdog.detection.bundle import Bundle
 
-CALIBRATION = 4  # tiny_adaptive_bundle's --adapt-frames
+CALIBRATION = 4  # tiny_guarded_bundle's --adapt-frames
 UNSEEN = 3  # print3: the tiny trainings' test session, never fitted
 
 
@@ -72,20 +72,20 @@ def _hand(frame: np.ndarray, seed: int) -> np.ndarray:
     return cv2.GaussianBlur(img, (0, 0), 3)
 
 
-def test_the_trainer_sets_a_start_guard(tiny_adaptive_bundle) -> None:
-    meta = Bundle.load(tiny_adaptive_bundle).meta
+def test_the_trainer_sets_a_start_guard(tiny_guarded_bundle) -> None:
+    meta = Bundle.load(tiny_guarded_bundle).meta
     assert meta.adaptation.guard > 0
     assert "start guard" in meta.extra["adaptation_rule"]
 
 
 def test_a_print_failing_from_its_first_frame_is_paused_during_calibration(
-    tmp_path, tiny_adaptive_bundle, anomalous_frames
+    tmp_path, tiny_guarded_bundle, anomalous_frames
 ) -> None:
     """Spaghetti from the first layer: the print's start would be learnt as its normal; the
     start guard pauses it before the calibration ends, and says so."""
     frames = _folder(tmp_path / "rec", list(anomalous_frames[:6]) * 2)
     log: list[str] = []
-    lines = _replay(tmp_path, tiny_adaptive_bundle, frames, log)
+    lines = _replay(tmp_path, tiny_guarded_bundle, frames, log)
     paused = [x for x in lines if x["action"]]
     assert paused, [(x["score"], x["anomalous"]) for x in lines]
     assert paused[0]["frame"] == "f_2.jpg"  # 3 in a row (consecutive: 3), during calibration
@@ -94,28 +94,28 @@ def test_a_print_failing_from_its_first_frame_is_paused_during_calibration(
 
 
 def test_a_normal_print_with_a_hand_passing_the_lens_is_not_paused(
-    tmp_path, tiny_adaptive_bundle
+    tmp_path, tiny_guarded_bundle
 ) -> None:
     """A print the model never fitted; a hand passes the lens for two frames during the
     calibration and for two frames after it: never three in a row, never a pause."""
     frames = [synth.normal_frame(UNSEEN, i, TINY_FRAMES, TINY_SEED) for i in range(TINY_FRAMES)]
     for i in (1, 2, 9, 10):
         frames[i] = _hand(frames[i], i)
-    lines = _replay(tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "rec", frames))
+    lines = _replay(tmp_path, tiny_guarded_bundle, _folder(tmp_path / "rec", frames))
     assert len(lines) == TINY_FRAMES
     assert not any(x["action"] for x in lines), [
         (x["frame"], x["score"], x["anomalous"]) for x in lines
     ]
     # without the hand the same print has no anomalous frame: the hand is what the detector saw
     clean = [synth.normal_frame(UNSEEN, i, TINY_FRAMES, TINY_SEED) for i in range(TINY_FRAMES)]
-    clean_lines = _replay(tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "clean", clean))
+    clean_lines = _replay(tmp_path, tiny_guarded_bundle, _folder(tmp_path / "clean", clean))
     assert not any(x["action"] for x in clean_lines)
     hand_scores = [lines[i]["score"] for i in (9, 10)]
     assert min(hand_scores) > max(clean_lines[i]["score"] for i in (9, 10))
 
 
 def test_detection_region_changes_what_is_scored(
-    tmp_path, tiny_adaptive_bundle, normal_frames
+    tmp_path, tiny_guarded_bundle, normal_frames
 ) -> None:
     """A failure on the bed, in the lower part of the picture: watched with the bundle's region
     it pauses the print; with ``detection.region`` set to the top of the picture (where nothing
@@ -131,8 +131,8 @@ def test_detection_region_changes_what_is_scored(
             cv2.polylines(img, [pts], False, (255, 80, 255), 3, cv2.LINE_AA)
         failing.append(img)
     frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + failing)
-    whole = _replay(tmp_path, tiny_adaptive_bundle, frames)
-    top = _replay(tmp_path, tiny_adaptive_bundle, frames, region=[0.0, 0.0, 1.0, 0.35])
+    whole = _replay(tmp_path, tiny_guarded_bundle, frames)
+    top = _replay(tmp_path, tiny_guarded_bundle, frames, region=[0.0, 0.0, 1.0, 0.35])
     assert [x["action"] for x in whole].count("pause") >= 1
     assert not any(x["action"] for x in top), [(x["frame"], x["score"]) for x in top]
     assert [x["score"] for x in whole] != [x["score"] for x in top]

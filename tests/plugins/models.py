@@ -7,7 +7,9 @@ Sessions print0 and print1 fit the model, print2 validates (sets the threshold),
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,8 +96,9 @@ def tiny_bundle(tiny_run: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_adaptive_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Like tiny_bundle, with per-print adaptation on the first 4 frames of each print."""
+def tiny_guarded_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like tiny_bundle, with per-print adaptation on the first 4 frames of each print and the
+    start guard the trainer sets (what the trainer exports, unchanged)."""
     pytest.importorskip("tensorflow")
     return (
         train_tiny(
@@ -105,9 +108,29 @@ def tiny_adaptive_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempP
     )
 
 
+def without_start_guard(bundle: Path, into: Path) -> Path:
+    """A copy of ``bundle`` whose start guard is off. A model this tiny puts its guard close to
+    the synthetic prints' own starts, so which calibration frame crosses it varies from one
+    training to the next; tests of the per-print baseline use this copy, and the guard has its
+    own tests (test_first_minutes.py, test_start_guard.py)."""
+    shutil.copytree(bundle, into)
+    meta = json.loads((into / "model.json").read_text())
+    meta["adaptation"]["guard"] = 0.0
+    (into / "model.json").write_text(json.dumps(meta, indent=2))
+    return into
+
+
+@pytest.fixture(scope="session")
+def tiny_adaptive_bundle(
+    tiny_guarded_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """``tiny_guarded_bundle`` without its start guard: calibration frames never count."""
+    return without_start_guard(tiny_guarded_bundle, tmp_path_factory.mktemp("unguarded") / "bundle")
+
+
 @pytest.fixture(scope="session")
 def tiny_light_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Like tiny_adaptive_bundle, trained with ``--match-light`` (each print's frames are
+    """Like tiny_guarded_bundle, trained with ``--match-light`` (each print's frames are
     matched in brightness and contrast to its first frames before scoring) and
     ``--adapt-nearest 2`` (each frame compared with the 2 calibration frames most like it)."""
     pytest.importorskip("tensorflow")
