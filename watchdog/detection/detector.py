@@ -30,6 +30,7 @@ from watchdog.detection.bundle import (
     heatmap_overlay,
     polygon_mask,
 )
+from watchdog.detection.light import match_light
 
 Region = tuple[float, float, float, float]  # x0, y0, x1, y1 in 0..1 of the full frame
 ErrorMap = Callable[[np.ndarray], np.ndarray]  # model input (H, W, C) in [0, 1] → error map (H, W)
@@ -145,8 +146,6 @@ class Detector:
         t0 = time.perf_counter()
         x = self.pre.apply(frame)
         if self.baseline.reference is not None:
-            from watchdog.detection.light import match_light
-
             x = match_light(x, self.baseline.reference)
         verdict = self.judge(x, self._error_map(x))
         return dataclasses.replace(verdict, inference_s=time.perf_counter() - t0)
