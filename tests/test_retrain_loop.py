@@ -113,8 +113,7 @@ def test_readme_retrain_loop_collect_train_replay(tmp_path: Path) -> None:
     good = [_recording(tmp_path / f"good{s}", _print_frames(s, FRAMES)) for s in (0, 1)]
     # long enough for the shipped model too, which learns each print's first 30 frames
     third = _recording(tmp_path / "third", _print_frames(2, SHIPPED_CALIBRATION + 10))
-    # The failure starts as the third print (a good start the models have never seen); the
-    # start guard of a model this tiny is too close to unseen synthetic scenes to judge others.
+    # The failure starts as the third print (a good start the models have never seen).
     failure = _recording(
         tmp_path / "failure",
         _print_frames(2, SHIPPED_CALIBRATION + 2)
@@ -157,6 +156,9 @@ def test_readme_retrain_loop_collect_train_replay(tmp_path: Path) -> None:
     )
     assert "cross-fitted: 2 prints" in rep["daemon"]["threshold_rule"]
     bundle = yaml.safe_load((run / "bundle" / "model.json").read_text())
+    # two prints cannot tell how far a good start varies: no start guard, and the report says so
+    assert bundle["adaptation"]["guard"] == 0
+    assert "no start guard: 2 prints are too few" in rep["daemon"]["threshold_rule"]
     assert rep["daemon"]["threshold"] == pytest.approx(bundle["adaptation"]["threshold"])
     # TensorFlow's start-up lines and Keras' per-epoch lines are not in the output
     noise = [

@@ -66,10 +66,17 @@ def test_another_region_than_the_bundles_turns_the_guard_off() -> None:
     assert Detector(meta, model, region=(0.0, 0.0, 1.0, 0.5)).start_guard == 0.0
 
 
-def test_start_guard_is_a_margin_above_the_highest_normal_start() -> None:
-    assert start_guard(
-        [np.array([0.1, 0.3, 9.0]), np.array([0.2])], frames=2, margin=1.5
-    ) == pytest.approx(0.45)
+def test_start_guard_is_a_prediction_bound_that_narrows_as_prints_are_added() -> None:
+    highs = [0.18, 0.22, 0.2]
+    three = start_guard([np.array([h, 0.0, 9.0]) for h in highs], frames=2)
+    thirty = start_guard([np.array([h]) for h in highs * 10], frames=1)
+    assert three > 2 * 0.22  # three prints leave a wide bound
+    assert 1.2 * 0.22 <= thirty < 1.5 * 0.22  # thirty alike prints, a narrow one
+    # prints that start alike still leave room: another part or filament moves the start
+    alike = start_guard([np.array([0.2])] * 3, frames=1)
+    assert alike > 1.5 * 0.2
+    # two prints say nothing of how starts vary: no guard
+    assert start_guard([np.array([0.2, 0.3]), np.array([0.25])], frames=2) == 0.0
     with pytest.raises(ValueError):
         start_guard([], frames=2)
 

@@ -377,9 +377,8 @@ def _adaptation(
             held = crossfit.held_out(preset, prints, models)
             result = crossfit.calibrate_on(preset, held, options.target_fpr)
             rule = (
-                f"cross-fitted: {len(prints)} prints each scored by a model fitted without it; {fpr}; "
-                f"start guard {result.guard:.4g}: {calibration.GUARD_MARGIN:g} x the highest absolute score "
-                f"of their first {result.frames} frames"
+                f"cross-fitted: {len(prints)} prints each scored by a model fitted without it; {fpr}"
+                + _guard_rule(result, len(prints))
             )
             return result, rule, held
         result = _validation_adaptation(preset, recon, sets, options.target_fpr, bs)
@@ -387,6 +386,20 @@ def _adaptation(
     except ValueError as exc:  # no normal print longer than the calibration frames
         logger.warning("per-print adaptation off: %s", exc)
         return Adaptation(), "", []
+
+
+def _guard_rule(result: Adaptation, prints: int) -> str:
+    """How the start guard was set, for the report."""
+    if result.guard <= 0:
+        return (
+            f"; no start guard: {prints} prints are too few to know how far a good start "
+            f"varies (needs {calibration.GUARD_PRINTS}); each print's first {result.frames} "
+            "frames are learnt, not judged"
+        )
+    return (
+        f"; start guard {result.guard:.4g}: the 99% prediction bound of a good print's highest "
+        f"absolute score in its first {result.frames} frames, from {prints} prints"
+    )
 
 
 def _daemon_judgement(

@@ -73,21 +73,63 @@ def threshold_for_fpr(scores: np.ndarray, target_fpr: float = 0.01) -> float:
     return max(float(s[s.size - 1 - allowed]), 1e-9)
 
 
-GUARD_MARGIN = 1.2  # the guard sits this far above the highest start of a normal print seen
+# the guard sits at least this far above the highest start of a normal print seen
+GUARD_MARGIN = 1.2
+# the least spread (standard deviation of the log) assumed of good prints' highest starts: the
+# Kaggle data's three prints spread 0.09-0.12 when each is scored by a model that never saw it
+GUARD_SPREAD = 0.1
+GUARD_PRINTS = 3  # fewer normal prints than this set no start guard
+
+# One-sided 99% quantiles of Student's t by degrees of freedom (above 30: the normal quantile).
+_T99 = {
+    1: 31.82,
+    2: 6.965,
+    3: 4.541,
+    4: 3.747,
+    5: 3.365,
+    6: 3.143,
+    7: 2.998,
+    8: 2.896,
+    9: 2.821,
+    10: 2.764,
+    12: 2.681,
+    15: 2.602,
+    20: 2.528,
+    25: 2.485,
+    30: 2.457,
+}
+
+
+def _t99(df: int) -> float:
+    """The one-sided 99% t quantile for ``df`` degrees of freedom, rounded towards safety."""
+    known = [d for d in _T99 if d <= df]
+    return _T99[max(known)] if df <= 30 else 2.326
 
 
 def start_guard(scores: list[np.ndarray], frames: int, margin: float = GUARD_MARGIN) -> float:
-    """``Adaptation.guard``: ``margin`` times the highest absolute score of the first ``frames``
-    frames of normal prints, each scored by a model that never saw it (as the camera gave
-    them: a print's start is judged before its light is known).
+    """``Adaptation.guard``: the absolute score a good print's start should not reach (0: none).
+
+    ``scores``: the absolute scores of normal prints' frames, each print scored by a model that
+    never saw it (as the camera gave them: a print's start is judged before its light is known).
+    Each print's highest score among its first ``frames`` counts once. The guard is the upper
+    99% prediction bound of the next print's highest start (log-normal, Student's t: a wide
+    bound from few prints, narrowing as prints are added), never below ``margin`` times the
+    highest start seen. The spread of highest starts is taken as at least ``GUARD_SPREAD``: a
+    few prints that happen to start alike say little of how far a new part, filament or bed
+    position moves the start. Fewer than ``GUARD_PRINTS`` prints set no guard.
 
     Conservative on purpose: a normal print the model has never seen must not be paused in its
-    first minutes, so only a start further from every normal start seen than they are from each
-    other counts (docs/quality.md measures the margin)."""
-    starts = [np.asarray(s, dtype=np.float64)[:frames] for s in scores if len(s)]
-    if not starts:
+    first minutes (docs/decisions/start-guard.md).
+    """
+    highs = np.array([float(np.max(s[:frames])) for s in map(np.asarray, scores) if len(s)])
+    if not highs.size:
         raise ValueError("no normal print to set the start guard on")
-    return float(np.max(np.concatenate(starts))) * margin
+    if highs.size < GUARD_PRINTS or np.any(highs <= 0):
+        return 0.0
+    logs = np.log(highs)
+    spread = max(float(np.std(logs, ddof=1)), GUARD_SPREAD) * np.sqrt(1.0 + 1.0 / highs.size)
+    bound = float(np.exp(np.mean(logs) + _t99(highs.size - 1) * spread))
+    return max(bound, float(np.max(highs)) * margin)
 
 
 def calibrate(
