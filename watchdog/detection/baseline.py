@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 
 from watchdog.detection.bundle import Adaptation, BundleMeta, Scoring
@@ -95,9 +96,7 @@ class PrintBaseline:
         self._reference: LightReference | None = None
         self._inputs: list[np.ndarray] = []
         self._cal_maps: list[np.ndarray] = []  # nearest: each calibration frame's map and input
-        self._cal_x: list[np.ndarray] = []
-        self._cal_stack = np.zeros((0, 0), np.float32)
-        self._cal_sq = np.zeros(0, np.float32)
+        self._cal_x: list[np.ndarray] = []  # on the 1/255 grid as uint8: a quarter of float32
         self.last_map = None
 
     def observe(
@@ -144,7 +143,7 @@ class PrintBaseline:
         self._sumsq += emap * emap
         if self.spec.nearest:
             self._cal_maps.append(emap.astype(np.float32))
-            self._cal_x.append(_flat(x))
+            self._cal_x.append(_on_grid(x))
         self._n += 1
         if self._n == self.spec.frames:
             self._finish()
@@ -156,8 +155,9 @@ class PrintBaseline:
             raise RuntimeError("adapter baseline not calibrated yet")
         mean: np.ndarray = self._mean
         if self.spec.nearest:
-            # squared distances up to the frame's own constant |x|^2: no temporary of 30 inputs
-            distance = self._cal_sq - 2.0 * (self._cal_stack @ _flat(x))
+            # exact squared distances on the 1/255 grid, one calibration input at a time
+            xq = _on_grid(x)
+            distance = np.array([cv2.norm(c, xq, cv2.NORM_L2SQR) for c in self._cal_x])
             order = np.argsort(distance, kind="stable")[: self.spec.nearest]
             mean = np.asarray(np.mean([self._cal_maps[i] for i in order], axis=0, dtype=np.float64))
         z = np.maximum((np.asarray(error_map, dtype=np.float64) - mean) / self._denom, 0.0)
@@ -170,14 +170,13 @@ class PrintBaseline:
         std = np.sqrt(np.maximum(self._sumsq / self._n - mean * mean, 0.0))
         self._mean = mean
         self._denom = std + float(np.quantile(std, self.spec.std_floor)) + 1e-6
-        if self.spec.nearest:
-            self._cal_stack = np.stack(self._cal_x)
-            self._cal_sq = np.einsum("ij,ij->i", self._cal_stack, self._cal_stack)
-            self._cal_x = []
         logger.debug("print baseline ready after %d frames", self._n)
 
 
-def _flat(x: np.ndarray | None) -> np.ndarray:
-    """A model input as a flat float32 vector in [0, 1] (uint8 frames of the trainer or floats)."""
+def _on_grid(x: np.ndarray | None) -> np.ndarray:
+    """A model input as a flat uint8 vector: inputs are on the 1/255 grid (``Preprocess.apply``,
+    ``light.match_light``), so nothing is lost (uint8 frames of the trainer or floats in [0, 1])."""
     a = np.asarray(x)
-    return (a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0)).ravel()
+    if a.dtype == np.uint8:
+        return a.ravel()
+    return np.clip(np.round(a.astype(np.float32).ravel() * 255.0), 0, 255).astype(np.uint8)
