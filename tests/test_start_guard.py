@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from watchdog.detection.bundle import Adaptation, BundleError, BundleMeta, Scoring
-from watchdog.detection.calibration import start_guard, unit_meta
+from watchdog.detection.calibration import recalibrated_guard, start_guard, unit_meta
 from watchdog.detection.detector import Detector, offline_detector
 
 FRAMES = 5
@@ -79,6 +79,16 @@ def test_start_guard_is_a_prediction_bound_that_narrows_as_prints_are_added() ->
     assert start_guard([np.array([0.2, 0.3]), np.array([0.25])], frames=2) == 0.0
     with pytest.raises(ValueError):
         start_guard([], frames=2)
+
+
+def test_calibrating_on_own_prints_never_leaves_a_guard_their_starts_reach() -> None:
+    low = [np.array([0.1, 0.12]), np.array([0.11])]
+    assert recalibrated_guard(0.5, low, frames=2) == 0.5  # two prints far below: kept
+    near = [np.array([0.1, 0.45]), np.array([0.11])]
+    assert recalibrated_guard(0.5, near, frames=2) == 0.0  # reached, too few prints: off
+    many = [np.array([h]) for h in (0.4, 0.45, 0.42, 0.44)]
+    assert recalibrated_guard(0.5, many, frames=1) > 0.5  # enough prints: raised above them
+    assert recalibrated_guard(0.0, many, frames=1) == 0.0  # a bundle without a guard stays so
 
 
 def test_older_bundles_load_with_the_guard_off_and_a_bad_guard_is_refused() -> None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from watchdog import frames
 from watchdog.detection.bundle import Adaptation, Bundle, Scoring
-from watchdog.detection.calibration import calibrate, start_guard
+from watchdog.detection.calibration import GUARD_PRINTS, calibrate, recalibrated_guard
 from watchdog.detection.light import light_matched
 from watchdog.detection.model import FrameScorer
 from watchdog.errors import UsageError
@@ -115,9 +115,17 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     if old.guard > 0:
-        # The start guard only rises: your camera's normal starts must stay below it.
+        # your camera's normal starts must stay below the start guard
         starts = [start_scores(scorer, bundle.meta.scoring, paths[:n]) for paths in prints.values()]
-        new = dataclasses.replace(new, guard=max(old.guard, start_guard(starts, n)))
+        new = dataclasses.replace(new, guard=recalibrated_guard(old.guard, starts, n))
+        if new.guard == 0:
+            logger.warning(
+                "the start guard is off: your prints' first %d frames come close to it, and "
+                "%d prints are too few to set one for your camera (give %d or more)",
+                n,
+                len(starts),
+                GUARD_PRINTS,
+            )
     bundle.meta.adaptation = new
     bundle.save_meta()
     print(

@@ -132,6 +132,21 @@ def start_guard(scores: list[np.ndarray], frames: int, margin: float = GUARD_MAR
     return max(bound, float(np.max(highs)) * margin)
 
 
+def recalibrated_guard(guard: float, starts: list[np.ndarray], frames: int) -> float:
+    """The start guard after calibrating on the owner's own normal prints (``starts``: their
+    absolute scores, first frames first). It only rises: from ``GUARD_PRINTS`` prints or more,
+    to their own bound when that is higher. From fewer, it stays, unless one of their starts
+    comes within ``GUARD_MARGIN`` of it: then it is off (0), since a guard the owner's good
+    starts reach would pause their good prints, and too few prints are known to set another."""
+    if guard <= 0 or not starts:
+        return guard
+    own = start_guard(starts, frames)
+    if own:
+        return max(guard, own)
+    highest = max((float(np.max(s[:frames])) for s in starts if len(s)), default=0.0)
+    return 0.0 if highest * GUARD_MARGIN > guard else guard
+
+
 def calibrate(
     spec: Adaptation,
     scoring: Scoring,
