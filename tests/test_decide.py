@@ -85,6 +85,18 @@ def test_new_print_starts_clean() -> None:
     assert fired == [2]
 
 
+def test_a_print_that_ends_by_itself_is_told_once_and_ours_is_not() -> None:
+    state, _ = feed(printing(), "..x..")
+    ended, events = fold_printer(state, PrinterState.IDLE, None, 100, S)
+    assert events == (Event.PRINT_ENDED,) and ended.job == "benchy.gcode"
+    assert fold_printer(ended, PrinterState.IDLE, None, 110, S)[1] == ()  # once
+    # we cancelled it: the alert already said so
+    state, _ = feed(printing(), "xxx")
+    assert fold_printer(state, PrinterState.IDLE, None, 40, S)[1] == ()
+    # an API blip is not an end
+    assert fold_printer(printing(), PrinterState.OFFLINE, None, 10, S)[1] == ()
+
+
 def test_job_change_without_idle_in_between_is_a_new_print() -> None:
     state, _ = feed(printing("a.gcode"), "xxx")
     state = on_printer(state, "printing", "b.gcode", 60, S)

@@ -120,3 +120,44 @@ def _get(url: str) -> int:
         return requests.get(url, timeout=2).status_code
     except requests.RequestException:
         return 0
+
+
+def test_a_print_that_ends_is_told_to_the_phone_when_asked(
+    tmp_path, tiny_bundle, camera_server, ntfy_receiver, octoprint_server, normal_frames
+) -> None:
+    http_port = free_port()
+    config = write_config(
+        tmp_path / "config.yaml",
+        model=str(tiny_bundle),
+        http={"listen": f"127.0.0.1:{http_port}"},
+        storage={"dir": str(tmp_path / "state")},
+        printers=[
+            {
+                "name": "ender3",
+                "camera": {"source": camera_server.snapshot_url, "interval_s": 0.5, "timeout_s": 3},
+                "api": {
+                    "kind": "octoprint",
+                    "url": octoprint_server.url,
+                    "api_key": octoprint_server.api_key,
+                    "timeout_s": 3,
+                },
+                "action": "pause",
+            }
+        ],
+        notify=[{"url": ntfy_receiver.url("done"), "events": ["failure", "print_done"]}],
+    )
+    camera_server.set_frames(normal_frames)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        base = f"http://127.0.0.1:{http_port}"
+        wait_until(
+            "the status server", lambda: _get(f"{base}/healthz") == 200, 60, lambda: daemon.log
+        )
+        octoprint_server.start_print(lines=60, name="benchy.gcode")  # about 12 s
+        [message] = wait_until(
+            "the print-ended notification", lambda: ntfy_receiver.messages, 90, lambda: daemon.log
+        )
+    finally:
+        daemon.stop()
+    assert message.title == "ender3: print ended" and "benchy.gcode" in message.message
+    assert message.priority == "low" and not message.actions

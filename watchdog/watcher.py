@@ -321,6 +321,8 @@ class Watcher:
             # What the camera shows now is accepted: learn the print's look again, or a lasting
             # change (a light, a tool on the bed) would pause again after the cooldown.
             self._relearn(f"resumed after our {self.action}")
+        if Event.PRINT_ENDED in happened:
+            self.alerts.print_done(self.name, before.job)
         if before.printer == self.state.printer:
             return []
         logger.info(

@@ -134,6 +134,7 @@ class Notifier:
             self.notifications.notify(camera_event(printer, online))
 
     def print_done(self, printer: str, job: str | None) -> None:
+        """A watched print stopped printing without our action (``print_done``)."""
         if self.notifications:
             self.notifications.notify(print_done_event(printer, job))
 

@@ -153,8 +153,8 @@ def print_done_event(printer: str, job: str | None) -> Event:
     return Event(
         Kind.PRINT_DONE,
         printer,
-        f"{printer}: print done",
-        f"{job or 'The print'} on {printer} is done.",
+        f"{printer}: print ended",
+        f"{job or 'The print'} on {printer} has ended (finished, or cancelled at the printer).",
     )
 
 

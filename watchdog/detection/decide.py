@@ -30,6 +30,7 @@ class Event(Enum):
     NEW_PRINT = "new_print"  # a print started (or the job changed): learn its look afresh
     RESUMED_AFTER_ACTION = "resumed_after_action"  # the owner resumed after our pause
     FIRED = "fired"  # enough anomalous frames in a row: act now
+    PRINT_ENDED = "print_ended"  # a print we were watching, not acting on, stopped printing
 
 
 class Label(Enum):
@@ -123,6 +124,10 @@ def on_printer(
         return replace(state, printer=printer, consecutive=0), ()
     if printing and job is not None and state.job is not None and job != state.job:
         return WatchState(printer=printer, job=job), (Event.NEW_PRINT,)  # the job changed under us
+    if printer is PrinterState.IDLE and was is PrinterState.PRINTING:
+        # finished (or cancelled at the printer); not after our own action: the alert said that
+        ended = replace(state, printer=printer, job=job if job is not None else state.job)
+        return ended, (Event.PRINT_ENDED,) if state.armed else ()
     if printer is PrinterState.PAUSED and was is PrinterState.PRINTING and not state.armed:
         return replace(state, printer=printer, rearm_at=None), ()  # our pause took: wait for resume
     return replace(state, printer=printer, job=job if job is not None else state.job), ()
