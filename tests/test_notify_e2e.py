@@ -6,6 +6,8 @@ check-config."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -33,28 +35,8 @@ def test_the_phones_resume_button_resumes_a_real_print(
     url_file = tmp_path / "ntfy.url"
     url_file.write_text(ntfy_receiver.url("printers", "bob", SECRET))
     url_file.chmod(0o600)
-    config = write_config(
-        tmp_path / "config.yaml",
-        model=str(tiny_bundle),
-        http={"listen": f"127.0.0.1:{http_port}"},
-        storage={"dir": str(tmp_path / "state")},
-        printers=[
-            {
-                "name": "ender3",
-                "camera": {"source": camera_server.snapshot_url, "interval_s": 0.3, "timeout_s": 3},
-                "api": {
-                    "kind": kind,
-                    "url": server.url,
-                    "api_key": server.api_key,
-                    "timeout_s": 3,
-                    "retries": 2,
-                },
-                "detection": {"consecutive": 3, "cooldown_s": 600},
-                "action": "pause",
-            }
-        ],
-        notify=[{"url_file": str(url_file), "actions_url": f"http://127.0.0.1:{http_port}"}],
-    )
+    notify = [{"url_file": str(url_file), "actions_url": f"http://127.0.0.1:{http_port}"}]
+    config = _config(tmp_path, tiny_bundle, http_port, camera_server, kind, server, notify)
     checked = run_cli("check-config", "--config", str(config))
     assert checked.returncode == 0, checked.stderr
     assert SECRET not in checked.stdout + checked.stderr and "**********" in checked.stdout
@@ -115,6 +97,40 @@ def test_the_phones_resume_button_resumes_a_real_print(
         assert secret not in log + outputs
 
 
+def _config(
+    tmp_path: Path,
+    bundle: Path,
+    http_port: int,
+    camera_server: Any,
+    kind: str,
+    server: Any,
+    notify: list[dict[str, Any]],
+) -> Path:
+    """One printer on a real camera and a real printer API, pausing on a failure."""
+    return write_config(
+        tmp_path / "config.yaml",
+        model=str(bundle),
+        http={"listen": f"127.0.0.1:{http_port}"},
+        storage={"dir": str(tmp_path / "state")},
+        printers=[
+            {
+                "name": "ender3",
+                "camera": {"source": camera_server.snapshot_url, "interval_s": 0.3, "timeout_s": 3},
+                "api": {
+                    "kind": kind,
+                    "url": server.url,
+                    "api_key": server.api_key,
+                    "timeout_s": 3,
+                    "retries": 2,
+                },
+                "detection": {"consecutive": 3, "cooldown_s": 600},
+                "action": "pause",
+            }
+        ],
+        notify=notify,
+    )
+
+
 def _get(url: str) -> int:
     try:
         return requests.get(url, timeout=2).status_code
@@ -126,25 +142,9 @@ def test_a_print_that_ends_is_told_to_the_phone_when_asked(
     tmp_path, tiny_bundle, camera_server, ntfy_receiver, octoprint_server, normal_frames
 ) -> None:
     http_port = free_port()
-    config = write_config(
-        tmp_path / "config.yaml",
-        model=str(tiny_bundle),
-        http={"listen": f"127.0.0.1:{http_port}"},
-        storage={"dir": str(tmp_path / "state")},
-        printers=[
-            {
-                "name": "ender3",
-                "camera": {"source": camera_server.snapshot_url, "interval_s": 0.5, "timeout_s": 3},
-                "api": {
-                    "kind": "octoprint",
-                    "url": octoprint_server.url,
-                    "api_key": octoprint_server.api_key,
-                    "timeout_s": 3,
-                },
-                "action": "pause",
-            }
-        ],
-        notify=[{"url": ntfy_receiver.url("done"), "events": ["failure", "print_done"]}],
+    notify = [{"url": ntfy_receiver.url("done"), "events": ["failure", "print_done"]}]
+    config = _config(
+        tmp_path, tiny_bundle, http_port, camera_server, "octoprint", octoprint_server, notify
     )
     camera_server.set_frames(normal_frames)
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
