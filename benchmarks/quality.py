@@ -788,7 +788,8 @@ def summary_tables(summary: dict[str, Any]) -> dict[str, str]:
     ]
     for r in rows:
         first.append(
-            f"| {r['seed']} | {r['held_out']} | {r['guard']:.3f} | {r['normal_start_max']:.3f} | "
+            f"| {r['seed']} | {r['held_out']} | {f'{g:.3f}' if (g := r['guard']) else 'none'} | "
+            f"{r['normal_start_max']:.3f} | "
             f"{r['normal_pauses']} | {', '.join(_pause(v) for v in r['failed_frames_to_pause'].values())} "
             f"| {', '.join(_pause(v) for v in r['failed_frames_to_pause_without_guard'].values())} |"
         )

@@ -131,3 +131,34 @@ def test_the_first_minutes_go_through_the_detectors_start_guard(monkeypatch) -> 
     assert out["with_guard"]["normal_pauses"] == 0
     assert out["with_guard"]["failed_frames_to_pause"] == {"spaghetti": 3}
     assert out["without_guard"]["failed_frames_to_pause"] == {"spaghetti": None}
+
+
+def test_the_start_guard_benchmark_scores_made_up_starts_against_the_bundles_guard(
+    tmp_path, synthetic_dataset, tiny_guarded_bundle
+) -> None:
+    out = tmp_path / "start_guard.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "start_guard.py"),
+            "--data",
+            str(synthetic_dataset),
+            "--bundle",
+            str(tiny_guarded_bundle),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    guard = json.loads((tiny_guarded_bundle / "model.json").read_text())["adaptation"]["guard"]
+    assert result["guard"] == round(guard, 4) and result["prints"] == 4
+    rows = {r["start"]: r for r in result["starts"]}
+    assert "lens covered (black)" in rows and "spaghetti over the bed" in rows
+    for r in rows.values():  # each count is what the scores say
+        assert r["above_guard"] == sum(s > guard for s in r["scores"]) and len(r["scores"]) == 4
+    assert rows["lens covered (black)"]["scores"] != rows["a good print's first frame"]["scores"]
