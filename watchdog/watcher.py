@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from watchdog import heap
 from watchdog.comms.notifier import Notifier
 from watchdog.config import PrinterConfig
 from watchdog.control import Command, CommandResult, Verb
@@ -516,7 +515,6 @@ class Watcher:
             try:
                 self.step()
                 self.failing_steps = 0
-                heap.release_freed()  # this frame's buffers back to the system, not kept per thread
             except Exception:  # the loop must outlive any one bad step; counted and logged
                 logger.exception("%s: step failed", self.name)
                 self.metrics.error(self.name, "step")
