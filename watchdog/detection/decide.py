@@ -108,22 +108,9 @@ def on_printer(
     """
     if printer not in (PrinterState.PRINTING, PrinterState.PAUSED, PrinterState.IDLE):
         return state, ()
+    if printer is PrinterState.PRINTING:
+        return _on_printing(state, job, now, s)
     was = state.printer
-    printing = printer is PrinterState.PRINTING
-    if printing and was is not PrinterState.PRINTING:
-        resumed = was is PrinterState.PAUSED and (
-            job is None or state.job is None or job == state.job
-        )
-        if not resumed:
-            return WatchState(printer=printer, job=job), (Event.NEW_PRINT,)
-        if not state.armed:
-            cooling = replace(
-                state, printer=printer, consecutive=0, rearm_at=now + s.cooldown_s, cooling=True
-            )
-            return cooling, (Event.RESUMED_AFTER_ACTION,)
-        return replace(state, printer=printer, consecutive=0), ()
-    if printing and job is not None and state.job is not None and job != state.job:
-        return WatchState(printer=printer, job=job), (Event.NEW_PRINT,)  # the job changed under us
     if printer is PrinterState.IDLE and was is PrinterState.PRINTING:
         # finished (or cancelled at the printer); not after our own action: the alert said that
         ended = replace(state, printer=printer, job=job if job is not None else state.job)
@@ -131,6 +118,26 @@ def on_printer(
     if printer is PrinterState.PAUSED and was is PrinterState.PRINTING and not state.armed:
         return replace(state, printer=printer, rearm_at=None), ()  # our pause took: wait for resume
     return replace(state, printer=printer, job=job if job is not None else state.job), ()
+
+
+def _on_printing(state: WatchState, job: str | None, now: float, s: Settings) -> Fold:
+    """The printer reports printing: a new print, a resume, or more of the same print."""
+    printing = PrinterState.PRINTING
+    if state.printer is not printing:
+        resumed = state.printer is PrinterState.PAUSED and (
+            job is None or state.job is None or job == state.job
+        )
+        if not resumed:
+            return WatchState(printer=printing, job=job), (Event.NEW_PRINT,)
+        if not state.armed:
+            cooling = replace(
+                state, printer=printing, consecutive=0, rearm_at=now + s.cooldown_s, cooling=True
+            )
+            return cooling, (Event.RESUMED_AFTER_ACTION,)
+        return replace(state, printer=printing, consecutive=0), ()
+    if job is not None and state.job is not None and job != state.job:
+        return WatchState(printer=printing, job=job), (Event.NEW_PRINT,)  # the job changed under us
+    return replace(state, job=job if job is not None else state.job), ()
 
 
 def on_frame(state: WatchState, anomalous: bool, now: float, s: Settings) -> Fold:
