@@ -970,6 +970,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the shipped preset: no baseline variants, PCA or seed preset",
     )
+    p.add_argument(
+        "--scoring-topk",
+        type=float,
+        help="score the shipped preset with this top-k fraction instead of its own (an experiment)",
+    )
     p.add_argument("--json", type=Path, help="also write all figures to this JSON file")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -993,6 +998,10 @@ def main(argv: list[str] | None = None) -> int:
     keras.utils.set_random_seed(args.seed)
 
     default = get_preset("default")
+    if args.scoring_topk is not None:  # a scoring variant: every figure, threshold included
+        default = dataclasses.replace(
+            default, scoring=dataclasses.replace(default.scoring, topk=args.scoring_topk)
+        )
     adaptation = getattr(default, "adaptation", Adaptation())
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
