@@ -80,7 +80,7 @@ GUARD_MARGIN = 1.2
 GUARD_SPREAD = 0.1
 GUARD_PRINTS = 3  # fewer normal prints than this set no start guard
 
-# One-sided 99% quantiles of Student's t by degrees of freedom (above 30: the normal quantile).
+# One-sided 99% quantiles of Student's t by degrees of freedom.
 _T99 = {
     1: 31.82,
     2: 6.965,
@@ -101,9 +101,9 @@ _T99 = {
 
 
 def _t99(df: int) -> float:
-    """The one-sided 99% t quantile for ``df`` degrees of freedom, rounded towards safety."""
-    known = [d for d in _T99 if d <= df]
-    return _T99[max(known)] if df <= 30 else 2.326
+    """The one-sided 99% t quantile for ``df`` degrees of freedom, rounded towards safety (the
+    nearest tabled value at or below ``df``: never smaller than the true quantile)."""
+    return _T99[max(d for d in _T99 if d <= max(df, 1))]
 
 
 def start_guard(scores: list[np.ndarray], frames: int, margin: float = GUARD_MARGIN) -> float:
@@ -134,10 +134,10 @@ def start_guard(scores: list[np.ndarray], frames: int, margin: float = GUARD_MAR
 
 def recalibrated_guard(guard: float, starts: list[np.ndarray], frames: int) -> float:
     """The start guard after calibrating on the owner's own normal prints (``starts``: their
-    absolute scores, first frames first). It only rises: from ``GUARD_PRINTS`` prints or more,
-    to their own bound when that is higher. From fewer, it stays, unless one of their starts
-    comes within ``GUARD_MARGIN`` of it: then it is off (0), since a guard the owner's good
-    starts reach would pause their good prints, and too few prints are known to set another."""
+    absolute scores, first frames first). From ``GUARD_PRINTS`` prints or more it rises to their
+    own bound when that is higher, and never falls. From fewer, it stays, unless one of their
+    starts comes within ``GUARD_MARGIN`` of it: then it is off (0), since a guard the owner's
+    good starts reach would pause their good prints, and too few prints are known to set another."""
     if guard <= 0 or not starts:
         return guard
     own = start_guard(starts, frames)
