@@ -463,8 +463,11 @@ def lighting_stats(
 # --------------------------------------------------------------------------- methods
 
 
-def fit_model(preset: Any, data: dict[str, np.ndarray], fitting: list[str], seed: int) -> Any:
-    """A model of ``preset`` fitted on these prints (the first 85% of each), as a reconstructor."""
+def fit_model(
+    preset: Any, data: dict[str, np.ndarray], fitting: list[str], seed: int
+) -> tuple[Any, Any]:
+    """A model of ``preset`` fitted on these prints (the first 85% of each), as a
+    reconstructor, and the fit's record (epochs run, seconds)."""
     from trainer.evaluate import keras_reconstructor
     from trainer.model import build_autoencoder, compile_autoencoder
     from trainer.train import fit
@@ -473,8 +476,10 @@ def fit_model(preset: Any, data: dict[str, np.ndarray], fitting: list[str], seed
     model = build_autoencoder(preset.model, preset.preprocess.shape)
     compile_autoencoder(model, preset.train)
     with tempfile.TemporaryDirectory() as tmp:
-        fit(model, x_fit, x_val, preset.train, Path(tmp) / "cross.weights.h5", seed, verbose=0)
-    return keras_reconstructor(model)
+        fitted = fit(
+            model, x_fit, x_val, preset.train, Path(tmp) / "best.weights.h5", seed, verbose=0
+        )
+    return keras_reconstructor(model), fitted
 
 
 def crossfit_shared(
@@ -491,7 +496,7 @@ def crossfit_shared(
     for left in sorted(fit_sessions):
         fitting = tuple(s for s in sorted(fit_sessions) if s != left)
         if fitting not in cache:
-            cache[fitting] = fit_model(preset, data, list(fitting), seed)
+            cache[fitting] = fit_model(preset, data, list(fitting), seed)[0]
         out.append(([left], cache[fitting]))
     return out
 
@@ -505,33 +510,17 @@ def run_autoencoder(
 ) -> list[list[dict[str, Any]]]:
     """Folds of each adaptation variant (default: the preset's own), all on the same fitted models."""
     from trainer.crossfit import crossfit_adaptation
-    from trainer.evaluate import keras_reconstructor
-    from trainer.model import build_autoencoder, compile_autoencoder
-    from trainer.train import fit
 
     variants = variants or [getattr(preset, "adaptation", Adaptation())]
     results: list[list[dict[str, Any]]] = [[] for _ in variants]
     cache: dict[tuple[str, ...], Any] = {}
     for held in sessions:
         fit_sessions = [s for s in sessions if s != held]
-        x_fit, x_val = split_fit_val(data, fit_sessions)
-        model = build_autoencoder(preset.model, preset.preprocess.shape)
-        compile_autoencoder(model, preset.train)
-        with tempfile.TemporaryDirectory() as tmp:
-            fitted = fit(
-                model,
-                x_fit,
-                x_val,
-                preset.train,
-                Path(tmp) / "best.weights.h5",
-                args.seed,
-                verbose=0,
-            )
-        recon = keras_reconstructor(model)
+        _, x_val = split_fit_val(data, fit_sessions)
+        recon, fitted = fit_model(preset, data, fit_sessions, args.seed)
         models = None
-        if variants[
-            0
-        ].enabled:  # the trainer's rule: each fitting print scored by a model without it
+        # the trainer's rule: each fitting print scored by a model without it
+        if variants[0].enabled:
             t0 = time.perf_counter()
             models = crossfit_shared(preset, data, fit_sessions, args.seed, cache)
             fitted.seconds += time.perf_counter() - t0
@@ -627,28 +616,11 @@ def run_control(
     """Does adaptation flag failures, or any other scene? Fit on ONE session A; calibrate on
     print B's first frames; score B's later frames, the whole of normal print C (unseen, as if
     the camera now showed another print) and the defects, at the threshold calibrated on A."""
-    from trainer.evaluate import keras_reconstructor
-    from trainer.model import build_autoencoder, compile_autoencoder
-    from trainer.train import fit
-
     adaptation, scoring = preset.adaptation, preset.scoring
     unit = dataclasses.replace(adaptation, threshold=1.0)
     rows = []
     for a in sessions:
-        x_fit, x_val = split_fit_val(data, [a])
-        model = build_autoencoder(preset.model, preset.preprocess.shape)
-        compile_autoencoder(model, preset.train)
-        with tempfile.TemporaryDirectory() as tmp:
-            fit(
-                model,
-                x_fit,
-                x_val,
-                preset.train,
-                Path(tmp) / "best.weights.h5",
-                args.seed,
-                verbose=0,
-            )
-        recon = keras_reconstructor(model)
+        recon = fit_model(preset, data, [a], args.seed)[0]
         error = packed(lambda x, m=recon: error_maps(m, x, scoring))
         own = {k: error(light_matched(data[k], adaptation)) for k in sessions}
         thr = calibrate(
