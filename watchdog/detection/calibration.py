@@ -121,7 +121,7 @@ def start_guard(scores: list[np.ndarray], frames: int, margin: float = GUARD_MAR
     Conservative on purpose: a normal print the model has never seen must not be paused in its
     first minutes (docs/decisions/start-guard.md).
     """
-    highs = np.array([float(np.max(s[:frames])) for s in map(np.asarray, scores) if len(s)])
+    highs = _highest_starts(scores, frames)
     if not highs.size:
         raise ValueError("no normal print to set the start guard on")
     if highs.size < GUARD_PRINTS or np.any(highs <= 0):
@@ -143,8 +143,13 @@ def recalibrated_guard(guard: float, starts: list[np.ndarray], frames: int) -> f
     own = start_guard(starts, frames)
     if own:
         return max(guard, own)
-    highest = max((float(np.max(s[:frames])) for s in starts if len(s)), default=0.0)
+    highest = float(np.max(_highest_starts(starts, frames), initial=0.0))
     return 0.0 if highest * GUARD_MARGIN > guard else guard
+
+
+def _highest_starts(scores: list[np.ndarray], frames: int) -> np.ndarray:
+    """Each print's highest score among its first ``frames`` (prints without frames left out)."""
+    return np.array([float(np.max(s[:frames])) for s in map(np.asarray, scores) if len(s)])
 
 
 def calibrate(
