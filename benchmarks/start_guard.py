@@ -12,7 +12,6 @@ first frames are scored too. Skips (exit 0) when the data folder is absent.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.time_to_pause import KAGGLE  # noqa: E402
-from watchdog.detection.bundle import Adaptation, Bundle, default_bundle_path  # noqa: E402
+from watchdog.detection.bundle import Bundle, default_bundle_path  # noqa: E402
 from watchdog.detection.model import FrameScorer  # noqa: E402
 from watchdog.frames import group_prints  # noqa: E402
 
@@ -63,16 +62,12 @@ STARTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 def measure(data: Path, bundle_dir: Path) -> dict:
     bundle = Bundle.load(bundle_dir)
     meta = bundle.meta
-    scorer = FrameScorer(
-        dataclasses.replace(bundle, meta=dataclasses.replace(meta, adaptation=Adaptation()))
-    )
+    scorer = FrameScorer(bundle)
     prints, _ = group_prints([data / "no_defected"])
     firsts = [cv2.imread(str(paths[0])) for paths in prints.values()]
     rows = []
     for name, make in STARTS.items():
-        scores = [
-            float(meta.scoring.score(scorer.error_map(scorer.pre.apply(make(f))))) for f in firsts
-        ]
+        scores = [scorer.score(make(f)) for f in firsts]
         rows.append(
             {
                 "start": name,

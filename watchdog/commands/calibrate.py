@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from watchdog import frames
-from watchdog.detection.bundle import Adaptation, Bundle, Scoring
+from watchdog.detection.bundle import Adaptation, Bundle
 from watchdog.detection.calibration import GUARD_PRINTS, calibrate, recalibrated_guard
 from watchdog.detection.light import light_matched
 from watchdog.detection.model import FrameScorer
@@ -73,12 +73,12 @@ def error_maps(
     return np.stack([scorer.error_map(xi.astype(np.float32) / 255.0) for xi in x]), x
 
 
-def start_scores(scorer: FrameScorer, scoring: Scoring, paths: list[Path]) -> np.ndarray:
+def start_scores(scorer: FrameScorer, paths: list[Path]) -> np.ndarray:
     """Absolute scores of a print's first frames as the camera gave them (what the start guard judges)."""
     images = [
         img for img in (cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in paths) if img is not None
     ]
-    return np.array([scoring.score(scorer.error_map(scorer.pre.apply(img))) for img in images])
+    return np.array([scorer.score(img) for img in images])
 
 
 def main(args: argparse.Namespace) -> int:
@@ -116,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     if old.guard > 0:
         # your camera's normal starts must stay below the start guard
-        starts = [start_scores(scorer, bundle.meta.scoring, paths[:n]) for paths in prints.values()]
+        starts = [start_scores(scorer, paths[:n]) for paths in prints.values()]
         new = dataclasses.replace(new, guard=recalibrated_guard(old.guard, starts, n))
         if new.guard == 0:
             logger.warning(
