@@ -103,9 +103,7 @@ def main(args: argparse.Namespace) -> int:
             len(loose),
             loose[0],
         )
-    scorer = FrameScorer(
-        dataclasses.replace(bundle, meta=dataclasses.replace(bundle.meta, adaptation=Adaptation()))
-    )
+    scorer = FrameScorer(bundle)  # the model only: the baseline is what is being calibrated
     scored = [error_maps(scorer, paths, spec) for paths in prints.values()]
     maps = [m for m, _ in scored]
     try:
