@@ -57,15 +57,23 @@ def _scored(metrics: str, printer: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
+def _config(tmp_path: Path, port: int, printers: list[dict[str, object]]) -> Path:
+    return write_config(
+        tmp_path / "config.yaml",
+        http={"listen": f"127.0.0.1:{port}"},
+        storage={"dir": str(tmp_path / "state")},
+        printers=printers,
+    )
+
+
 def test_a_hung_camera_does_not_starve_the_other_printers(tmp_path: Path) -> None:
     cams = [CameraServer(), CameraServer()]
     hung = HungCamera()
     port = free_port()
-    cfg = write_config(
-        tmp_path / "config.yaml",
-        http={"listen": f"127.0.0.1:{port}"},
-        storage={"dir": str(tmp_path / "state")},
-        printers=[
+    cfg = _config(
+        tmp_path,
+        port,
+        [
             {
                 "name": "stuck",
                 "camera": {"source": hung.url, "interval_s": 0.3, "timeout_s": HUNG_TIMEOUT_S},
@@ -104,4 +112,47 @@ def test_a_hung_camera_does_not_starve_the_other_printers(tmp_path: Path) -> Non
         hung.close()
         for cam in cams:
             cam.close()
+    assert code == 0, daemon.log[-3000:]
+
+
+def test_a_camera_sending_broken_frames_does_not_hold_up_the_other_printers(
+    tmp_path: Path,
+) -> None:
+    """Frames are decoded one at a time for all printers (watchdog/frame_gate.py). A frame
+    that fails to decode is refused after the gate was entered: the others must go on."""
+    broken, good = CameraServer(), CameraServer()
+    broken.set_fault("truncated")
+    port = free_port()
+    cfg = _config(
+        tmp_path,
+        port,
+        [
+            {"name": "broken", "camera": {"source": broken.snapshot_url, "interval_s": 0.2}},
+            {"name": "mk4", "camera": {"source": good.snapshot_url, "interval_s": 0.2}},
+        ],
+    )
+    daemon = DaemonProcess(cfg, tmp_path / "daemon.log")
+    try:
+
+        def scored() -> float | None:
+            assert daemon.alive(), daemon.log[-3000:]
+            try:
+                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except requests.RequestException:
+                return None
+            return _scored(text, "mk4") if broken.requests >= FRAMES else None
+
+        first = wait_until("the broken camera to be asked for frames", scored, 60)
+        got = wait_until(
+            f"the working printer to score {FRAMES} more frames",
+            lambda: n if (n := scored()) is not None and n >= first + FRAMES else None,
+            60,
+            on_fail=lambda: daemon.log,
+        )
+        assert got >= first + FRAMES
+        assert "truncated JPEG" in daemon.log
+    finally:
+        code = daemon.stop()
+        broken.close()
+        good.close()
     assert code == 0, daemon.log[-3000:]

@@ -33,18 +33,19 @@ def test_default_timeline_holds_a_day_at_ten_seconds_in_about_150_kb() -> None:
     assert tl._t.nbytes + tl._s.nbytes + tl._th.nbytes + tl._f.nbytes < 160_000
 
 
-def test_lead_up_keeps_the_last_frames_and_encodes_only_anomalous_ones() -> None:
+def test_lead_up_keeps_the_last_frames_and_the_camera_frame_only_of_anomalous_ones() -> None:
     history = History(lead_up=3)
-    frame = np.full((48, 64, 3), 90, np.uint8)
-    heat = cv2.imencode(".jpg", frame)[1].tobytes()
+    heat = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
+    frames = [
+        cv2.imencode(".jpg", np.full((48, 64, 3), i, np.uint8))[1].tobytes() for i in range(10)
+    ]
     for i in range(10):
-        history.record(frame, float(i), 5.0, i >= 8, False, i == 0, heat)
+        history.record(frames[i], float(i), 5.0, i >= 8, False, i == 0, heat)
     lead = history.lead_up()
     assert [f.score for f in lead] == [7.0, 8.0, 9.0]
-    assert lead[0].frame_jpeg is None and lead[1].frame_jpeg and lead[2].frame_jpeg
-    jpeg = history.latest_frame_jpeg()
-    assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (48, 64, 3)
-    assert history.latest_frame_jpeg() is jpeg  # encoded once per frame, however often asked
+    assert lead[0].frame_jpeg is None and lead[1].frame_jpeg == frames[8]
+    assert lead[2].frame_jpeg == frames[9]
+    assert history.latest_frame_jpeg() == frames[9]  # the newest frame, not the first
 
 
 def test_lead_up_is_saved_with_the_incident_and_confirmed_failures_keep_the_anomalous_frames(
@@ -56,9 +57,7 @@ def test_lead_up_is_saved_with_the_incident_and_confirmed_failures_keep_the_anom
     jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
     history = History(lead_up=4)
     for i in range(6):
-        history.record(
-            np.full((48, 64, 3), 90, np.uint8), float(i), 3.0, i >= 4, False, False, jpeg
-        )
+        history.record(jpeg, float(i), 3.0, i >= 4, False, False, jpeg)
     incident = store.save("ender3", {"score": 9.0}, jpeg, jpeg, pending=False)
     store.add_lead_up("ender3", incident.id, history.lead_up())
     [view] = list_incidents(tmp_path, ["ender3"])

@@ -27,6 +27,7 @@ from watchdog.control import INCIDENT_VERBS, LATEST_INCIDENT, Command, CommandRe
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
 from watchdog.detection.model import FrameScorer
 from watchdog.errors import UsageError
+from watchdog.frame_gate import FrameGate
 from watchdog.history import History
 from watchdog.incidents import mark_failure, mark_not_failure
 from watchdog.metrics import Metrics
@@ -94,6 +95,7 @@ class Daemon:
         self.http: Any = None
         self.running: Mapping[str, _Running] = {}
         self.histories: dict[str, History] = {}  # per printer, kept across reloads
+        self.frame_gate = FrameGate()  # one frame in process at a time, for all printers
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.started = time.monotonic()
@@ -113,7 +115,12 @@ class Daemon:
         try:
             for p in config.printers:
                 watchers[p.name] = build_watcher(
-                    p, bundle, self.notifier, stop=self.stop_event, metrics=self.metrics
+                    p,
+                    bundle,
+                    self.notifier,
+                    stop=self.stop_event,
+                    metrics=self.metrics,
+                    gate=self.frame_gate,
                 )
         except BaseException:
             for w in watchers.values():  # cameras already opened have threads and sockets

@@ -9,6 +9,9 @@ Two bounded rings per printer, so memory stays flat however long the daemon runs
   labelled failures), saved with an incident so "why did it pause?" is answered by a strip
   of pictures.
 
+Frames are kept as the JPEGs the watcher made of them, never as pixels: a 640x480 frame is
+0.9 MB decoded and about 50 KB encoded, per printer.
+
 The history belongs to the printer, not to one watcher object: a reload builds new watchers
 and hands them the same history, so the timeline survives a change of masks or sensitivity.
 """
@@ -22,8 +25,6 @@ from dataclasses import dataclass
 from enum import IntFlag
 
 import numpy as np
-
-from watchdog.detection.bundle import encode_jpeg
 
 DEFAULT_POINTS = 8640  # 24 h at 10 s
 LEAD_UP_FRAMES = 5
@@ -99,13 +100,11 @@ class History:
         self.timeline = Timeline(points)
         self._recent: deque[LeadUpFrame] = deque(maxlen=lead_up)
         self._lock = threading.Lock()
-        self._frame: np.ndarray | None = None  # the latest camera frame, encoded on request only
-        self._frame_seq = 0
-        self._frame_cache: tuple[int, bytes] | None = None
+        self._frame_jpeg: bytes | None = None  # the latest camera frame
 
     def record(
         self,
-        frame: np.ndarray,
+        frame_jpeg: bytes,
         score: float,
         threshold: float,
         anomalous: bool,
@@ -123,11 +122,11 @@ class History:
         if new_print:
             marks |= Mark.NEW_PRINT
         self.timeline.add(now, score, threshold, marks)
-        frame_jpeg = encode_jpeg(frame, 90) if anomalous else None
         with self._lock:
-            self._recent.append(LeadUpFrame(now, score, heatmap_jpeg, frame_jpeg))
-            self._frame = frame
-            self._frame_seq += 1
+            self._recent.append(
+                LeadUpFrame(now, score, heatmap_jpeg, frame_jpeg if anomalous else None)
+            )
+            self._frame_jpeg = frame_jpeg
 
     def acted(self) -> None:
         self.timeline.mark_last(Mark.ACTION)
@@ -138,14 +137,6 @@ class History:
             return list(self._recent)
 
     def latest_frame_jpeg(self) -> bytes | None:
-        """The latest camera frame without the heatmap (encoded once per frame, on request)."""
+        """The latest camera frame without the heatmap."""
         with self._lock:
-            frame, seq, cache = self._frame, self._frame_seq, self._frame_cache
-        if frame is None:
-            return None
-        if cache is not None and cache[0] == seq:
-            return cache[1]
-        jpeg = encode_jpeg(frame)
-        with self._lock:
-            self._frame_cache = (seq, jpeg)
-        return jpeg
+            return self._frame_jpeg

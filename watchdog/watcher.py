@@ -42,6 +42,7 @@ from watchdog.devices.printers import (
     PrinterState,
     make_printer,
 )
+from watchdog.frame_gate import FrameGate
 from watchdog.history import History
 from watchdog.metrics import Metrics
 
@@ -170,6 +171,7 @@ class Watcher:
         alerts: Notifier,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        gate: FrameGate | None = None,
     ) -> None:
         self.cfg = cfg
         self.name = cfg.name
@@ -180,6 +182,7 @@ class Watcher:
         self.metrics = metrics or Metrics()
         self.metrics.add_printer(self.name)
         self.clock = clock
+        self.gate = gate or FrameGate()  # the daemon's, shared by its watchers (frame_gate.py)
         self.settings = decide.Settings.from_config(cfg.detection)
         self.action = Action(cfg.action)
         self.state = decide.WatchState()
@@ -206,7 +209,10 @@ class Watcher:
         now = self.clock()
         self._drain_commands()
         events = self._poll_printer(now)
-        record = self._watch(now, events) if self.enabled and self.state.watching else None
+        try:
+            record = self._watch(now, events) if self.enabled and self.state.watching else None
+        finally:
+            self.gate.leave()  # entered by the camera to decode; left early on the usual path
         record = record or StepRecord(
             None, self._label(), self.state.consecutive, events=tuple(events)
         )
@@ -216,6 +222,7 @@ class Watcher:
     def _watch(self, now: float, events: list[WatchEvent]) -> StepRecord | None:
         frame = self._read_frame(events)
         if frame is None:
+            self.gate.leave()
             if self.camera.exhausted:  # a recording (replay, demo) that has ended
                 return StepRecord(None, Label.IDLE, self.state.consecutive, events=tuple(events))
             skipped = bool(self.camera_online)  # a bad frame, not the camera going offline
@@ -223,28 +230,33 @@ class Watcher:
             return StepRecord(
                 name, self._label(), self.state.consecutive, events=tuple(events), skipped=skipped
             )
+        self.gate.enter()  # device and RTSP streams decode in their own thread
         try:
             verdict = self.detector.observe(frame)
+            heat_jpeg = encode_jpeg(self.detector.heatmap(frame, verdict))
+            frame_jpeg = encode_jpeg(frame)
         except ValueError as exc:  # a frame the preprocessing refuses: skipped and counted
             logger.warning("%s: frame skipped: %s", self.name, exc)
             self.metrics.error(self.name, "frame")
             return None
+        finally:
+            del frame  # from here on the frame is its JPEG: nothing frame-sized outlives the gate
+            self.gate.leave()
         self.last_verdict = verdict
         self.metrics.observe_score(
             self.name, verdict.score, verdict.threshold, verdict.anomalous, verdict.inference_s
         )
         self.state, fired = decide.on_frame(self.state, verdict.anomalous, now, self.settings)
-        heat_jpeg = encode_jpeg(self.detector.heatmap(frame, verdict))
         self.latest_jpeg = heat_jpeg
         self.alerts.publish_score(self.name, verdict.score)
         action = None
         if Event.FIRED in fired:
             action = self.action
-            events.append(self._act(frame, verdict, heat_jpeg))
+            events.append(self._act(frame_jpeg, verdict, heat_jpeg))
         elif verdict.anomalous or self.state.consecutive:
             self.alerts.publish_heatmap(self.name, heat_jpeg)
         self.history.record(
-            frame,
+            frame_jpeg,
             verdict.score,
             verdict.threshold,
             verdict.anomalous,
@@ -348,8 +360,7 @@ class Watcher:
             self.detector.calibration_frames,
         )
 
-    def _act(self, frame: np.ndarray, verdict: Verdict, heat_jpeg: bytes) -> WatchEvent:
-        frame_jpeg = encode_jpeg(frame)
+    def _act(self, frame_jpeg: bytes, verdict: Verdict, heat_jpeg: bytes) -> WatchEvent:
         store = self.alerts.store
         # Saved before acting: a pause that hangs past the shutdown wait must not take the alert
         # with it. Left on disk (pending) it is delivered after the restart; replaced when done.
@@ -542,12 +553,14 @@ def build_watcher(
     printer: PrinterClient | None = None,
     metrics: Metrics | None = None,
     clock: Callable[[], float] = time.monotonic,
+    gate: FrameGate | None = None,
 ) -> Watcher:
     """A printer's watcher from its config: the one wiring for ``run``, ``replay`` and ``demo``.
 
     ``camera`` and ``printer`` replace what the config names (replay's recording, the demo's
-    simulated printer). Everything that can fail on bad input happens here, before a reload
-    stops the running watchers."""
+    simulated printer); ``gate``: the daemon's frame gate, shared by all its watchers.
+    Everything that can fail on bad input happens here, before a reload stops the running
+    watchers."""
     d = cfg.detection
     detector = Detector.for_bundle(
         bundle,
@@ -559,7 +572,9 @@ def build_watcher(
     camera = (
         camera
         if camera is not None
-        else open_camera(cfg.camera, stop, name=cfg.name, model_input=bundle.meta.preprocess)
+        else open_camera(
+            cfg.camera, stop, name=cfg.name, model_input=bundle.meta.preprocess, gate=gate
+        )
     )
     printer = printer if printer is not None else make_printer(cfg.api, stop)
-    return Watcher(cfg, detector, camera, printer, alerts, metrics, clock)
+    return Watcher(cfg, detector, camera, printer, alerts, metrics, clock, gate)

@@ -57,6 +57,7 @@ import urllib3
 from watchdog.config import CameraConfig
 from watchdog.detection.bundle import Preprocess, to_bgr
 from watchdog.errors import UsageError
+from watchdog.frame_gate import FrameGate
 from watchdog.redact import redact_url
 
 logger = logging.getLogger(__name__)
@@ -397,6 +398,7 @@ class _BaseCamera:
         self.last_error = ""
         self.exhausted = False
         self.need: tuple[int, int] | None = None  # frame size the model needs (decode_image)
+        self.gate: FrameGate | None = None  # entered before decoding (the daemon's watchers)
         self._stop = stop
         self._closed = threading.Event()
         self._lock = threading.Lock()
@@ -499,6 +501,15 @@ class _BaseCamera:
     def _read_raw(self) -> Any:
         raise NotImplementedError
 
+    def _enter_gate(self) -> None:
+        if self.gate is not None:
+            self.gate.enter()
+
+    def _decode(self, data: bytes) -> np.ndarray:
+        """``decode_image`` for this camera, inside the frame gate (frame_gate.py)."""
+        self._enter_gate()
+        return decode_image(data, self.cfg.max_pixels, self.need)
+
     def close(self) -> None:
         self._closed.set()
 
@@ -546,7 +557,7 @@ class FolderCamera(_BaseCamera):
         except OSError as exc:
             raise BadFrame(f"{path}: {exc.strerror or exc}") from exc
         try:
-            return decode_image(data, self.cfg.max_pixels, self.need)
+            return self._decode(data)
         except BadFrame as exc:
             raise BadFrame(f"{path.name}: {exc}") from exc
 
@@ -585,6 +596,7 @@ class VideoFileCamera(_BaseCamera):
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
 
     def _read_raw(self) -> np.ndarray | None:
+        self._enter_gate()
         ok, frame = self._cap.read()
         if not ok:
             self.exhausted = True
@@ -645,7 +657,7 @@ class SnapshotCamera(_BaseCamera):
 
     def _read_raw(self) -> np.ndarray | None:
         try:
-            return decode_image(self._fetch(), self.cfg.max_pixels, self.need)
+            return self._decode(self._fetch())
         except _StreamDetected:
             self.stream_detected = True  # AutoHttpCamera switches to a StreamCamera
             return None
@@ -1046,7 +1058,7 @@ class MjpegCamera(_ThreadedCamera):
         try:
             if isinstance(part, BadFrame):
                 raise part
-            frame = decode_image(part or b"", self.cfg.max_pixels, self.need)
+            frame = self._decode(part or b"")
         except BadFrame as exc:
             self._bad(str(exc))
             return None
@@ -1098,7 +1110,7 @@ class AutoHttpCamera:
             )
             inner.close()
             self.inner = MjpegCamera(cfg, url, label, stop, backoff, stats=inner.stats)
-            self.inner.need = inner.need
+            self.inner.need, self.inner.gate = inner.need, inner.gate
             return self.inner.read()
         return frame
 
@@ -1109,6 +1121,14 @@ class AutoHttpCamera:
     @need.setter
     def need(self, value: tuple[int, int] | None) -> None:
         self.inner.need = value
+
+    @property
+    def gate(self) -> FrameGate | None:
+        return self.inner.gate
+
+    @gate.setter
+    def gate(self, value: FrameGate | None) -> None:
+        self.inner.gate = value
 
     def close(self) -> None:
         self.inner.close()
@@ -1132,16 +1152,21 @@ def open_camera(
     name: str = "",
     backoff: tuple[float, float] = (1.0, 60.0),
     model_input: Preprocess | None = None,
+    gate: FrameGate | None = None,
 ) -> Camera:
     """The camera for ``cfg.source``; raises CameraSourceError only for a source that cannot work.
 
     ``stop`` ends retries and capture threads (as close() does); ``name`` labels log lines;
     ``backoff`` is the (first, largest) retry delay in seconds; ``model_input`` (the daemon)
-    lets JPEGs much larger than the model needs be decoded at reduced size (``decode_image``).
+    lets JPEGs much larger than the model needs be decoded at reduced size (``decode_image``);
+    ``gate`` (the daemon's) is entered before a frame is decoded in the reading thread (device
+    and RTSP streams decode in their own grab thread, outside it).
     """
     camera = _open(cfg, stop, name, backoff)
-    if model_input is not None and isinstance(camera, _BaseCamera | AutoHttpCamera):
-        camera.need = frame_size_needed(model_input)
+    if isinstance(camera, _BaseCamera | AutoHttpCamera):
+        if model_input is not None:
+            camera.need = frame_size_needed(model_input)
+        camera.gate = gate
     return camera
 
 
