@@ -432,7 +432,9 @@ def estimate(
 
     - CPU: this machine's CPU seconds per frame (all of the daemon's work, from the 1-core runs
       at the largest N) times the board's slowdown (see PI_BOARDS), within CPU_BUDGET of its
-      cores: N <= cores * budget * interval / frame_s;
+      cores, and within one core: the daemon decodes and judges one frame at a time
+      (watchdog/frame_gate.py), and nearly all of a frame's CPU is spent there, so it uses one
+      core at most: N <= min(cores * budget, 1) * interval / frame_s;
     - memory: peak RSS at 1 printer plus the per-printer growth, both from benchmarks/memory.py
       (every print baseline calibrated; the capacity runs end before that), within the RAM the
       board has free beside OctoPrint: N <= 1 + (ram_free - rss_1) / per_printer.
@@ -446,7 +448,7 @@ def estimate(
             "host_inference_ms": HOST_INFERENCE_MS,
             "host_gmac_s": round(host_gmac_s, 1),
             "boards_assumed": PI_BOARDS,
-            "how": "printers = min(cores * budget * interval / (host_cpu_s_per_frame * host_gmac_s / board_gmac_s), "
+            "how": "printers = min(min(cores * budget, 1) * interval / (host_cpu_s_per_frame * host_gmac_s / board_gmac_s), "
             "1 + (ram_free - rss_1_printer) / rss_per_extra_printer)",
         },
         "boards": {},
@@ -460,7 +462,7 @@ def estimate(
         for board, spec in PI_BOARDS.items():
             slowdown = host_gmac_s / spec["gmac_s"]
             frame_s = cpu_frame * slowdown
-            by_cpu = int(spec["cores"] * CPU_BUDGET * interval / frame_s)
+            by_cpu = int(min(spec["cores"] * CPU_BUDGET, 1.0) * interval / frame_s)
             by_ram = 1 + int((spec["ram_mb_free"] - rss1) / per)
             out["boards"].setdefault(board, {})[size] = {
                 "slowdown_vs_host_core": round(slowdown, 1),

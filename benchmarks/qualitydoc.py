@@ -301,6 +301,124 @@ def speed_and_memory(c: Json | None) -> str:
     return "\n".join(out) + "\n"
 
 
+MEMORY_CMD = (
+    "PYTHONPATH=. .venv/bin/python benchmarks/memory.py --baseline <ref> [--size 1280x720] "
+    "--json benchmarks/results/memory-<size>.json"
+)
+
+
+def memory_per_printer(results: dict[str, Json | None]) -> str:
+    """Peak RSS of the daemon by number of printers, this code against a baseline in the same run."""
+    rows = []
+    for size, m in results.items():
+        if m is None:
+            continue
+        codes = [("now", m["current"])]
+        if "baseline" in m:
+            codes.insert(0, (f"before ({m['baseline']['ref']})", m["baseline"]))
+        for name, c in codes:
+            rows.append(
+                [size, name]
+                + [f"{r['peak_rss_mb']:.1f} MB" for r in c["daemon"]]
+                + [f"{c['mb_per_extra_printer']:.1f} MB"]
+            )
+    if not rows:
+        return _missing("memory per printer", MEMORY_CMD)
+    first = next(m for m in results.values() if m is not None)
+    counts = [str(n) for n in first["settings"]["printers"]]
+    out = [
+        _table(
+            ["frame size", "code", *(f"{n} printer{'s' if n != '1' else ''}" for n in counts)]
+            + ["per extra printer"],
+            rows,
+        )
+    ]
+    ratios = [
+        f"{size}: {m['ratio']['peak_rss_1_printer']:.2f} for one printer, "
+        f"{m['ratio']['mb_per_extra_printer']:.2f} per extra printer"
+        for size, m in results.items()
+        if m is not None and "ratio" in m
+    ]
+    if ratios:
+        out.append("\nRatio now / before, same run: " + "; ".join(ratios) + ".")
+    out.append(
+        "\nPeak RSS (VmHWM) of `python -m watchdog run`, each printer with its own real HTTP "
+        f"snapshot camera, {first['settings']['interval_s']:g} s interval for "
+        f"{first['settings']['seconds']:g} s (every print's start learnt); per extra printer: "
+        "the least-squares slope. Goals: 90 MB for one printer, 2 MB per extra printer. "
+        "Where the memory goes: [capacity.md](capacity.md)."
+    )
+    out.append(f"\nCommand: `{MEMORY_CMD}`")
+    return "\n".join(out) + "\n"
+
+
+CAPACITY_CMD = (
+    "PYTHONPATH=. .venv/bin/python benchmarks/capacity.py --json benchmarks/results/capacity.json"
+)
+
+
+def printers_per_daemon(c: Json | None) -> str:
+    """The capacity runs (one daemon, N printers) and the Pi estimate made from them."""
+    if c is None:
+        return _missing("printers per daemon", CAPACITY_CMD)
+    rows = [
+        [
+            str(r["cores"]),
+            r["size"],
+            str(r["printers"]),
+            f"{100 * r['cpu_share']:.2f} %",
+            f"{1000 * r['cpu_s_per_frame']:.1f} ms",
+            f"{r['peak_rss_mb']:.1f} MB",
+            f"{r['latency_p50_s']:.2f} s / {r['latency_p99_s']:.2f} s",
+            f"{r['frames_scored']} / {r['frames_expected']} ({r['frames_skipped']})",
+        ]
+        for r in c["runs"]
+    ]
+    out = [
+        _table(
+            [
+                "cores",
+                "frame size",
+                "printers",
+                "daemon CPU (share of its cores)",
+                "CPU per frame",
+                "peak RSS",
+                "latency p50 / p99",
+                "scored / expected (skipped)",
+            ],
+            rows,
+        ),
+        f"\nOne daemon, each printer with its own real HTTP snapshot camera and a real Moonraker, "
+        f"{c['settings']['interval_s']:g} s interval, {c['settings']['ticks']} intervals measured "
+        "after a warm-up (the runs end before a print's start is learnt: the memory per printer "
+        "is in the next section). Latency: the camera receiving the snapshot request to the "
+        "frame's score on MQTT.",
+    ]
+    boards = c.get("estimate", {}).get("boards", {})
+    est = [
+        [
+            board,
+            size,
+            f"{e['printers_by_cpu']} ({1000 * e['cpu_s_per_frame_estimated']:.0f} ms a frame)",
+            f"{e['printers_by_ram']} ({e['rss_mb_1_printer']:.0f} MB + "
+            f"{e['rss_mb_per_extra_printer']:.1f} MB each)",
+            f"**{e['printers']}**",
+        ]
+        for board, sizes in boards.items()
+        for size, e in sizes.items()
+    ]
+    if est:
+        out += [
+            "\nEstimate for a Pi (not measured on one; the basis is in [capacity.md](capacity.md) "
+            "and `estimate()` in benchmarks/capacity.py):\n",
+            _table(["board", "frame size", "by CPU", "by memory", "estimate"], est),
+        ]
+    out.append(
+        f"\nCommand: `{CAPACITY_CMD}` (about 16 minutes; the estimate reads benchmarks/results/memory-<size>.json)"
+    )
+    return "\n".join(out) + "\n"
+
+
 def three_runs(d: Json | None) -> str:
     if d is None:
         return _missing("three training runs", RUNS_CMD)
@@ -477,6 +595,15 @@ def render() -> str:
     sections.append(("Any camera's framing", lambda: framing(_load("framing.json"))))
     sections.append(("Scoring experiments", lambda: scoring_topk(_load("quality-detection.json"))))
     sections.append(("Speed and memory", lambda: speed_and_memory(_load("frame_cost.json"))))
+    sections.append(("Printers per daemon", lambda: printers_per_daemon(_load("capacity.json"))))
+    sections.append(
+        (
+            "Memory per printer",
+            lambda: memory_per_printer(
+                {size: _load(f"memory-{size}.json") for size in ("640x480", "1280x720")}
+            ),
+        )
+    )
     sections.append(("More measurements", lambda: MORE))
     parts = [INTRO]
     if q is not None:
