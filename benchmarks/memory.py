@@ -40,7 +40,7 @@ IMPORTS = [
     "numpy",
     "cv2",
     "ssl",
-    "requests",
+    "urllib3",
     "yaml",
     "pydantic",
     "paho.mqtt.client",

@@ -12,12 +12,20 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import cv2
 import numpy as np
 import pytest
 
-from tests.plugins.camera import CameraServer, bomb_jpeg, bomb_png, synthetic_frame
+from tests.plugins.camera import (
+    PRIVATE_PASSWORD,
+    PRIVATE_USER,
+    CameraServer,
+    bomb_jpeg,
+    bomb_png,
+    synthetic_frame,
+)
 from watchdog.config import CameraConfig
 from watchdog.devices import capture
 from watchdog.devices.capture import (
@@ -225,6 +233,36 @@ def test_url_secrets_stay_out_of_errors_and_logs(caplog) -> None:
         assert "hunter2" not in text and "s3cr3t" not in text
     finally:
         cam.close()
+
+
+def test_credentials_in_the_url_are_sent_and_kept_across_a_redirect_on_the_same_host(
+    camera_server: CameraServer, opened
+) -> None:
+    """Webcams behind a password are configured as http://user:password@host/...; the
+    password may hold URL-escaped characters."""
+    host = camera_server.url.split("://", 1)[1]
+    user, password = quote(PRIVATE_USER, safe=""), quote(PRIVATE_PASSWORD, safe="")
+    for path in ("/private", "/moved"):
+        cam = opened(f"http://{user}:{password}@{host}{path}")
+        assert cam.read() is not None, cam.last_error
+    refused = opened(camera_server.url + "/private")
+    assert refused.read() is None
+    assert "HTTP 401" in refused.last_error
+
+
+def test_credentials_in_the_url_never_follow_a_redirect_to_another_server(
+    camera_server: CameraServer, opened
+) -> None:
+    other = CameraServer()  # another port: another server, which must not get the password
+    try:
+        host = camera_server.url.split("://", 1)[1]
+        user, password = quote(PRIVATE_USER, safe=""), quote(PRIVATE_PASSWORD, safe="")
+        to = quote(other.url + "/private", safe="")
+        cam = opened(f"http://{user}:{password}@{host}/away?to={to}")
+        assert cam.read() is None
+        assert "HTTP 401" in cam.last_error and other.requests == 1
+    finally:
+        other.close()
 
 
 # --------------------------------------------------------------------------- MJPEG streams

@@ -17,6 +17,7 @@ no fault), ``camera_server_session`` (the same server, for wider-scoped fixtures
 
 from __future__ import annotations
 
+import base64
 import struct
 import threading
 import zlib
@@ -111,6 +112,10 @@ def bomb_jpeg(width: int = 30000, height: int = 30000) -> bytes:
     raise AssertionError("no SOF marker in the test JPEG")
 
 
+PRIVATE_USER, PRIVATE_PASSWORD = "viewer", "pa ss:w@rd"  # /private and /moved need them
+PRIVATE_AUTH = "Basic " + base64.b64encode(f"{PRIVATE_USER}:{PRIVATE_PASSWORD}".encode()).decode()
+
+
 class CameraServer:
     """The running test camera; ``url``, ``snapshot_url``, ``stream_url`` point at it."""
 
@@ -187,6 +192,23 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "down":
             self.close_connection = True
             return  # nothing written: the client sees the connection drop
+        if parts.path in ("/private", "/moved"):  # behind basic auth, as webcams often are
+            if self.headers.get("Authorization") != PRIVATE_AUTH:
+                self.send_error(401)
+            elif parts.path == "/moved":  # moved on the same host: the credentials still apply
+                self.send_response(302)
+                self.send_header("Location", f"http://{self.headers['Host']}/private")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            else:
+                self._snapshot(fault)
+            return
+        if parts.path == "/away":  # a redirect to another server (?to=its URL)
+            self.send_response(302)
+            self.send_header("Location", parse_qs(parts.query)["to"][0])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if parts.path == "/loop":  # a redirect loop (a misconfigured proxy in front of the camera)
             self.send_response(302)
             self.send_header("Location", f"/loop?n={cam.requests}")

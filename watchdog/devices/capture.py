@@ -51,11 +51,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import cv2
 import numpy as np
-import requests
 import urllib3
 
 from watchdog.config import CameraConfig
 from watchdog.detection.bundle import Preprocess, to_bgr
+from watchdog.devices.http_client import HttpClient, TooManyRedirects
 from watchdog.errors import UsageError
 from watchdog.frame_gate import FrameGate
 from watchdog.redact import redact_url
@@ -138,7 +138,7 @@ _DECODE_FLAGS = {
 }
 
 
-_CONNECTION_CAUSES = (  # words in requests/urllib3's nested errors → the cause in a user's words
+_CONNECTION_CAUSES = (  # words in urllib3's nested errors → the cause in a user's words
     (
         (
             "NameResolutionError",
@@ -612,23 +612,44 @@ class VideoFileCamera(_BaseCamera):
 # --------------------------------------------------------------------------- HTTP snapshot
 
 
-def _arriving(resp: requests.Response) -> Iterator[bytes]:
+def _arriving(resp: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
     """The body as it arrives, so limits and deadlines are checked per arrival.
 
-    iter_content would wait for a full 64 KiB: seconds of MJPEG frames, or forever from a
+    A read of a fixed size would wait for all of it: seconds of MJPEG frames, or forever from a
     server that drips bytes.
     """
-    raw = resp.raw
-    read1 = getattr(raw, "read1", None)  # urllib3 >= 2.3
+    read1 = getattr(resp, "read1", None)  # urllib3 >= 2.3
     while True:
         data = (
             read1(_CHUNK, decode_content=True)
             if read1 is not None
-            else raw.read(4096, decode_content=True)
+            else resp.read(4096, decode_content=True)
         )
         if not data:
             return
         yield data
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """A timeout, not a refused connection (urllib3's NewConnectionError is a timeout's subclass)."""
+    return isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError) and not isinstance(
+        exc, urllib3.exceptions.NewConnectionError
+    )
+
+
+def _open_camera_url(http: HttpClient, url: str, timeout: float) -> urllib3.BaseHTTPResponse:
+    """GET a camera URL: its answer, body unread; SourceDown in the user's words when the
+    camera cannot be reached."""
+    try:
+        return http.open("GET", url, timeout=timeout)
+    except TooManyRedirects as exc:
+        raise SourceDown(_REDIRECT_LOOP) from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        if _timed_out(exc):
+            raise SourceDown(
+                f"no answer from {url_host(url)} within {timeout:g} s (timed out)"
+            ) from exc
+        raise SourceDown(connection_problem(url, exc)) from exc
 
 
 class _StreamDetected(Exception):
@@ -651,9 +672,9 @@ class SnapshotCamera(_BaseCamera):
         super().__init__(cfg, label, stop, backoff)
         self.url = url
         self.stream_detected = False
-        self._session = requests.Session()
-        self._session.max_redirects = MAX_REDIRECTS
-        self._session.headers["Accept"] = "image/jpeg, image/png;q=0.9, */*;q=0.1"
+        self._http = HttpClient(
+            {"Accept": "image/jpeg, image/png;q=0.9, */*;q=0.1"}, max_redirects=MAX_REDIRECTS
+        )
 
     def _read_raw(self) -> np.ndarray | None:
         try:
@@ -665,53 +686,49 @@ class SnapshotCamera(_BaseCamera):
     def _fetch(self) -> bytes:
         cfg = self.cfg
         deadline = time.monotonic() + cfg.timeout_s
+        resp = _open_camera_url(self._http, self.url, cfg.timeout_s)
         try:
-            with self._session.get(
-                self.url, stream=True, timeout=(cfg.timeout_s, cfg.timeout_s)
-            ) as resp:
-                if resp.status_code >= 400:
-                    raise SourceDown(f"HTTP {resp.status_code} {resp.reason or ''}".strip())
-                ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
-                if ctype.startswith("multipart/x-mixed-replace"):
-                    raise _StreamDetected
-                if ctype.startswith("text/") or "html" in ctype or "json" in ctype:
-                    hint = (
-                        " (an mjpg-streamer page? use ?action=snapshot or ?action=stream)"
-                        if "html" in ctype
-                        else ""
+            if resp.status >= 400:
+                raise SourceDown(f"HTTP {resp.status} {resp.reason or ''}".strip())
+            ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if ctype.startswith("multipart/x-mixed-replace"):
+                raise _StreamDetected
+            if ctype.startswith("text/") or "html" in ctype or "json" in ctype:
+                hint = (
+                    " (an mjpg-streamer page? use ?action=snapshot or ?action=stream)"
+                    if "html" in ctype
+                    else ""
+                )
+                raise BadFrame(f"answered {ctype}, not an image{hint}")
+            length = resp.headers.get("Content-Length", "")
+            if length.isdigit() and int(length) > cfg.max_bytes:
+                raise BadFrame(
+                    f"body of {int(length)} bytes, more than camera.max_bytes={cfg.max_bytes}"
+                )
+            body = bytearray()
+            for chunk in _arriving(resp):
+                body += chunk
+                if len(body) > cfg.max_bytes:
+                    raise BadFrame(f"body larger than camera.max_bytes={cfg.max_bytes}")
+                if time.monotonic() > deadline:
+                    raise SourceDown(
+                        f"snapshot took longer than camera.timeout_s={cfg.timeout_s:g}"
                     )
-                    raise BadFrame(f"answered {ctype}, not an image{hint}")
-                length = resp.headers.get("Content-Length", "")
-                if length.isdigit() and int(length) > cfg.max_bytes:
-                    raise BadFrame(
-                        f"body of {int(length)} bytes, more than camera.max_bytes={cfg.max_bytes}"
-                    )
-                body = bytearray()
-                for chunk in _arriving(resp):
-                    body += chunk
-                    if len(body) > cfg.max_bytes:
-                        raise BadFrame(f"body larger than camera.max_bytes={cfg.max_bytes}")
-                    if time.monotonic() > deadline:
-                        raise SourceDown(
-                            f"snapshot took longer than camera.timeout_s={cfg.timeout_s:g}"
-                        )
-                return bytes(body)
-        except requests.exceptions.TooManyRedirects as exc:
-            raise SourceDown(_REDIRECT_LOOP) from exc
-        except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError) as exc:
+            return bytes(body)
+        except urllib3.exceptions.ProtocolError as exc:
             raise BadFrame("body ended early (truncated)") from exc
-        except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError) as exc:
+        except (urllib3.exceptions.TimeoutError, TimeoutError) as exc:
             raise SourceDown(
                 f"no answer from {url_host(self.url)} within {cfg.timeout_s:g} s (timed out)"
             ) from exc
-        except (requests.exceptions.ConnectionError, OSError) as exc:
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise SourceDown(connection_problem(self.url, exc)) from exc
-        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
-            raise SourceDown(f"request failed ({type(exc).__name__})") from exc
+        finally:
+            resp.close()
 
     def close(self) -> None:
         super().close()
-        self._session.close()
+        self._http.close()
 
 
 # --------------------------------------------------------------------------- streams and devices
@@ -983,8 +1000,7 @@ class MjpegCamera(_ThreadedCamera):
     ) -> None:
         super().__init__(cfg, label, stop, backoff, stats)
         self.url = url
-        self._session = requests.Session()
-        self._session.max_redirects = MAX_REDIRECTS
+        self._http = HttpClient(max_redirects=MAX_REDIRECTS)
         self._latest: bytes | BadFrame | None = None
         self._seq = 0
         self._taken = 0
@@ -1000,16 +1016,8 @@ class MjpegCamera(_ThreadedCamera):
                     message = "stream ended"
                 except SourceDown as exc:
                     message = str(exc)
-                except requests.exceptions.Timeout:
-                    message = f"no data from {url_host(self.url)} for camera.timeout_s={self.cfg.timeout_s:g} s"
-                except requests.exceptions.TooManyRedirects:
-                    message = _REDIRECT_LOOP
-                except (
-                    requests.exceptions.RequestException,
-                    urllib3.exceptions.HTTPError,
-                    OSError,
-                ) as exc:
-                    timeout = isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError)
+                except (urllib3.exceptions.HTTPError, OSError) as exc:
+                    timeout = _timed_out(exc)
                     message = (
                         f"no data from {url_host(self.url)} for camera.timeout_s={self.cfg.timeout_s:g} s"
                         if timeout
@@ -1018,13 +1026,13 @@ class MjpegCamera(_ThreadedCamera):
                 if not self._halted():
                     self._fail(message)
         finally:
-            self._session.close()
+            self._http.close()
 
     def _stream_once(self) -> None:
         t = self.cfg.timeout_s
-        with self._session.get(self.url, stream=True, timeout=(t, t)) as resp:
-            if resp.status_code >= 400:
-                raise SourceDown(f"HTTP {resp.status_code} {resp.reason or ''}".strip())
+        with _open_camera_url(self._http, self.url, t) as resp:
+            if resp.status >= 400:
+                raise SourceDown(f"HTTP {resp.status} {resp.reason or ''}".strip())
             ctype = resp.headers.get("Content-Type", "")
             delimiter = _boundary(ctype)
             if delimiter is None:

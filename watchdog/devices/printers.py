@@ -31,11 +31,11 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-import requests
 import urllib3
 
 from watchdog import __version__
 from watchdog.config import ApiConfig
+from watchdog.devices.http_client import HttpClient
 from watchdog.redact import redact, redact_url
 
 logger = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ def _server_message(body: bytes, secrets: tuple[str, ...] = ()) -> str:
 
 
 class _HttpPrinter:
-    """Shared plumbing of the HTTP clients: session, TLS, requests, retries, logging."""
+    """Shared plumbing of the HTTP clients: connections, TLS, HTTP requests, retries, logging."""
 
     name = "printer API"
 
@@ -182,15 +182,14 @@ class _HttpPrinter:
         self._stop = stop or threading.Event()
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
-        self._lock = threading.Lock()  # one request at a time: a Session is not thread-safe
+        self._lock = threading.Lock()  # one request at a time, in order
         self._last_status_problem: str | None = None
-        self._session = requests.Session()
-        self._session.headers["User-Agent"] = f"printer-watchdog/{__version__}"
+        headers = {"User-Agent": f"printer-watchdog/{__version__}"}
         if self._key:
-            self._session.headers["X-Api-Key"] = self._key
-        self._verify: bool | str = True
+            headers["X-Api-Key"] = self._key
+        verify: bool | str = True
         if api.insecure:
-            self._verify = False
+            verify = False
             # Said once here instead of urllib3's warning on every request.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
             logger.warning(
@@ -199,14 +198,15 @@ class _HttpPrinter:
                 self._shown_base,
             )
         elif api.ca_file:
-            self._verify = str(api.ca_file)
+            verify = str(api.ca_file)
+        self._http = HttpClient(headers, verify=verify)  # redirects are answers (see _request)
 
     # ---- one request
 
     def _scrub(self, text: str) -> str:
         return redact(text, (self._key,))
 
-    def _connection_problem(self, exc: requests.ConnectionError) -> str:
+    def _connection_problem(self, exc: BaseException) -> str:
         """A short phrase for urllib3's nested connection errors."""
         text = str(exc)
         for needles, phrase in _CONNECTION_PROBLEMS:
@@ -220,41 +220,39 @@ class _HttpPrinter:
         """One HTTP request; the decoded JSON answer (None when empty), or _Failure."""
         url = self.base_url + path
         shown = f"{method} {self._shown_base}{path}"
+        payload = None if body is None else json.dumps(body).encode()
         try:
             with self._lock:
-                resp = self._session.request(
+                resp = self._http.open(
                     method,
                     url,
-                    json=body,
                     timeout=timeout,
-                    verify=self._verify,
-                    stream=True,
-                    allow_redirects=False,
+                    body=payload,
+                    headers={"Content-Type": "application/json"} if payload is not None else None,
                 )
                 try:
-                    raw = resp.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
+                    raw = resp.read(MAX_ANSWER_BYTES + 1, decode_content=True)
                 finally:
                     resp.close()
-        except (
-            requests.Timeout,
-            urllib3.exceptions.ReadTimeoutError,
-        ):  # the latter: while reading the body
-            raise _Failure(
-                f"{shown}: no answer within {timeout:g} s (timeout)", retryable=True
-            ) from None
-        except requests.exceptions.SSLError as exc:
+        except urllib3.exceptions.SSLError as exc:
             raise _Failure(
                 f"{shown}: TLS certificate not accepted ({self._scrub(str(exc))[:160]}); "
                 "set api.ca_file, or api.insecure: true",
                 retryable=False,
             ) from None
-        except requests.ConnectionError as exc:
+        except urllib3.exceptions.NewConnectionError as exc:  # before timeouts: a subclass
             raise _Failure(f"{shown}: {self._connection_problem(exc)}", retryable=True) from None
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+        except (urllib3.exceptions.TimeoutError, TimeoutError):
+            raise _Failure(
+                f"{shown}: no answer within {timeout:g} s (timeout)", retryable=True
+            ) from None
+        except (urllib3.exceptions.ProtocolError, OSError) as exc:
+            raise _Failure(f"{shown}: {self._connection_problem(exc)}", retryable=True) from None
+        except urllib3.exceptions.HTTPError as exc:
             raise _Failure(
                 f"{shown}: request failed ({self._scrub(str(exc))[:160]})", retryable=True
             ) from None
-        code = resp.status_code
+        code = resp.status
         if len(raw) > MAX_ANSWER_BYTES:
             raise _Failure(
                 f"{shown}: HTTP {code} answer larger than {MAX_ANSWER_BYTES} bytes", retryable=False

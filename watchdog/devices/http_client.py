@@ -1,0 +1,107 @@
+"""HTTP for cameras and printer APIs, on urllib3 alone.
+
+Why not requests: the daemon needs a GET whose body it reads under a byte limit and a
+deadline, a JSON POST, timeouts and a few redirects, all of which urllib3 does. requests adds
+about 4 MB to every daemon (charset_normalizer, idna and its own modules; benchmarks/memory.py)
+for conveniences the daemon does not use. What requests did for us is done here: credentials
+in the URL (``http://user:pass@host/``) are sent as basic auth, and kept across a redirect only
+while it stays on the same host.
+
+Errors are urllib3's own (``urllib3.exceptions``), raised as they happen: connecting
+(``NewConnectionError``, ``ConnectTimeoutError``, ``SSLError``, ``ProtocolError``) from
+``open``, reading (``ReadTimeoutError``, ``ProtocolError``) from the response. Callers say
+what they mean in the user's words (``capture.connection_problem``, ``printers``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+
+import urllib3
+from urllib3.exceptions import HTTPError
+
+REDIRECT_CODES = frozenset((301, 302, 303, 307, 308))
+
+
+class TooManyRedirects(HTTPError):
+    """More redirects than the client follows (a redirect loop?)."""
+
+
+class HttpClient:
+    """One camera's or printer's connections: its headers, TLS settings and redirect limit."""
+
+    def __init__(
+        self,
+        headers: Mapping[str, str] | None = None,
+        *,
+        verify: bool | str = True,
+        max_redirects: int = 0,
+    ) -> None:
+        """``verify``: check TLS certificates against the system's CAs (True), a CA file (its
+        path), or not at all (False). ``max_redirects``: 0 returns a redirect as the answer."""
+        self._pool = urllib3.PoolManager(
+            num_pools=2,
+            maxsize=1,
+            retries=False,
+            cert_reqs="CERT_NONE" if verify is False else "CERT_REQUIRED",
+            ca_certs=verify if isinstance(verify, str) else None,
+        )
+        self._headers = dict(headers or {})
+        self._max_redirects = max_redirects
+
+    def open(
+        self,
+        method: str,
+        url: str,
+        *,
+        timeout: float,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> urllib3.BaseHTTPResponse:
+        """The answer with its body not read yet: read it (``read``, ``read1``), then
+        ``close`` it. ``timeout`` bounds connecting and each wait for data."""
+        origin = _origin(url)
+        auth = _basic_auth(url)
+        for _ in range(self._max_redirects + 1):
+            resp = self._pool.request(
+                method,
+                _without_userinfo(url),
+                body=body,
+                headers={**self._headers, **(headers or {}), **auth},
+                timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                preload_content=False,
+                redirect=False,
+                retries=False,
+            )
+            location = resp.headers.get("Location")
+            if self._max_redirects == 0 or resp.status not in REDIRECT_CODES or not location:
+                return resp
+            resp.close()
+            url = urljoin(url, location)
+            if _origin(url) != origin:
+                auth = _basic_auth(url)  # never the first host's credentials to another host
+        raise TooManyRedirects(f"more than {self._max_redirects} redirects")
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+
+
+def _basic_auth(url: str) -> dict[str, str]:
+    parts = urlsplit(url)
+    if parts.username is None:
+        return {}
+    user, password = unquote(parts.username), unquote(parts.password or "")
+    return urllib3.util.make_headers(basic_auth=f"{user}:{password}")
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
