@@ -147,6 +147,14 @@ def test_pauses_real_printer_on_failure_and_alerts_over_mqtt(
         # The incident is on disk (frame, heatmap, alert) for the user and for retraining.
         incident = next((tmp_path / "state" / "incidents" / "ender3").iterdir())
         assert {"frame.jpg", "heatmap.jpg", "alert.json"} <= {p.name for p in incident.iterdir()}
+        # frame.jpg is the camera's frame as it came, without the heatmap drawn over it
+        saved = cv2.imread(str(incident / "frame.jpg")).astype(np.float32)
+        drawn = cv2.imread(str(incident / "heatmap.jpg")).astype(np.float32)
+
+        def nearest(img: np.ndarray) -> float:
+            return min(float(np.abs(img - f[..., :3]).mean()) for f in anomalous_frames)
+
+        assert nearest(saved) < 0.5 * nearest(drawn), (nearest(saved), nearest(drawn))
 
         # Only one pause for this failure, however long the camera keeps showing it.
         wait_until(

@@ -233,8 +233,8 @@ class Watcher:
         self.gate.enter()  # device and RTSP streams decode in their own thread
         try:
             verdict = self.detector.observe(frame)
-            heat_jpeg = encode_jpeg(self.detector.heatmap(frame, verdict))
             frame_jpeg = encode_jpeg(frame)
+            heat_jpeg = encode_jpeg(self.detector.heatmap(frame, verdict, in_place=True))
         except ValueError as exc:  # a frame the preprocessing refuses: skipped and counted
             logger.warning("%s: frame skipped: %s", self.name, exc)
             self.metrics.error(self.name, "frame")

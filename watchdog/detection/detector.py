@@ -169,9 +169,17 @@ class Detector:
         """How much of the print's start is learnt, for people: "12/30"."""
         return f"{min(self._seen, self.calibration_frames)}/{self.calibration_frames}"
 
-    def heatmap(self, frame: np.ndarray, verdict: Verdict) -> np.ndarray:
-        """The frame with the verdict's error map over the watched region."""
-        return heatmap_overlay(frame, verdict.error_map, self.pre, verdict.heatmap_scale, self.mask)
+    def heatmap(self, frame: np.ndarray, verdict: Verdict, *, in_place: bool = False) -> np.ndarray:
+        """The frame with the verdict's error map over the watched region (``in_place``: drawn
+        on the frame itself, for a caller done with it)."""
+        return heatmap_overlay(
+            frame,
+            verdict.error_map,
+            self.pre,
+            verdict.heatmap_scale,
+            self.mask,
+            in_place=in_place,
+        )
 
     # ----------------------------------------------------------------- shared with offline code
 
