@@ -348,6 +348,25 @@ def memory_per_printer(results: dict[str, Json | None]) -> str:
         "the least-squares slope. Goals: 90 MB for one printer, 2 MB per extra printer. "
         "Where the memory goes: [capacity.md](capacity.md)."
     )
+    ladder = first["current"]["imports"]
+    out += [
+        "\nWhere one printer's memory goes: RSS of a fresh interpreter after each import the "
+        "daemon does, in its order (this code), then what the model's interpreter adds once it "
+        "has run:\n",
+        _table(
+            ["after importing", "RSS", "added"],
+            [[i["module"], f"{i['rss_mb']:.1f} MB", f"+{i['added_mb']:.1f} MB"] for i in ladder],
+        ),
+    ]
+    scorers = first["current"]["scorers"]
+    if len(scorers) > 1:
+        out.append(
+            f"\nMaking and running the default bundle's TFLite interpreter once, in a process "
+            f"that has not imported LiteRT yet: +{scorers[1]['rss_mb'] - scorers[0]['rss_mb']:.1f} MB "
+            "(the import, LiteRT's runtime pages, XNNPACK's packed weights and arena); each "
+            "further printer shares it: "
+            f"+{first['current']['mb_per_extra_scorer']:.2f} MB."
+        )
     out.append(f"\nCommand: `{MEMORY_CMD}`")
     return "\n".join(out) + "\n"
 
