@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -199,7 +202,11 @@ PRINTING = {
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_self_signed_tls_needs_a_ca_file_or_insecure(
-    kind: str, bad_tls_server: BadServer, self_signed_cert, caplog: pytest.LogCaptureFixture
+    kind: str,
+    bad_tls_server: BadServer,
+    self_signed_cert,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
 ) -> None:
     path, body = PRINTING[kind]
     bad_tls_server.respond(200, json.dumps(body), path=path)
@@ -207,6 +214,12 @@ def test_self_signed_tls_needs_a_ca_file_or_insecure(
     assert verified.state == "offline" and "TLS certificate not accepted" in verified.detail
     with_ca = client(kind, bad_tls_server, ca_file=self_signed_cert[0]).status()
     assert with_ca.state == "printing"
+    # a folder of CAs, hashed as /etc/ssl/certs is (openssl rehash)
+    folder = tmp_path / "cas"
+    folder.mkdir()
+    shutil.copy(self_signed_cert[0], folder / "printer.pem")
+    subprocess.run(["openssl", "rehash", str(folder)], check=True, capture_output=True)
+    assert client(kind, bad_tls_server, ca_file=folder).status().state == "printing"
     insecure = client(kind, bad_tls_server, insecure=True).status()
     assert insecure.state == "printing"
     assert "TLS certificate verification is off" in caplog.text

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.daemon_helpers import wait_until
 from tests.plugins.camera import (
     PRIVATE_PASSWORD,
     PRIVATE_USER,
@@ -263,6 +264,17 @@ def test_credentials_in_the_url_never_follow_a_redirect_to_another_server(
         assert "HTTP 401" in cam.last_error and other.requests == 1
     finally:
         other.close()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_redirect_to_an_invalid_address_is_a_camera_error_that_is_retried(
+    camera_server: CameraServer, opened, stream: bool
+) -> None:
+    to = quote("http://127.0.0.1:70000/snap", safe="")
+    cam = opened(camera_server.url + f"/away?to={to}" + ("&action=stream" if stream else ""))
+    # tried, failed, tried again after the backoff (a stream's reader thread goes on trying)
+    wait_until("two failed attempts", lambda: cam.read() is None and cam.stats.errors >= 2, 10)
+    assert "not a valid address" in cam.last_error and not cam.online
 
 
 # --------------------------------------------------------------------------- MJPEG streams

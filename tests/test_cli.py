@@ -38,6 +38,25 @@ def test_unknown_key_is_rejected_with_its_path(tmp_path) -> None:
     assert "printers.0.camera.sorce: unknown key" in line
 
 
+@pytest.mark.parametrize(
+    ("printer", "key"),
+    [
+        (
+            {"camera": {"source": "http://admin:hunter2@cam.local:70000/snap"}},
+            "printers.0.camera.source",
+        ),
+        (
+            {"api": {"kind": "octoprint", "url": "http://octopi.local:80a"}},
+            "printers.0.api",
+        ),
+    ],
+)
+def test_an_address_with_a_bad_port_is_refused_at_load(tmp_path, printer, key) -> None:
+    config = write_config(tmp_path / "c.yaml", printers=[{"name": "e3", **printer}])
+    line = _one_line_error(run_cli("check-config", "--config", str(config)))
+    assert key in line and "not a valid address" in line and "hunter2" not in line
+
+
 def test_invalid_yaml_and_missing_file(tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("printers: [\n  - name: e3\n    camera: {source: 0\n")

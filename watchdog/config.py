@@ -15,6 +15,7 @@ import stat
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -219,6 +220,8 @@ class CameraConfig(_Model):
             raise ValueError("must not be empty")
         if isinstance(v, int) and v < 0:
             raise ValueError("a device index must be >= 0")
+        if isinstance(v, str) and "://" in v:
+            _check_address(v)
         return v
 
 
@@ -247,7 +250,16 @@ class ApiConfig(_Model):
                 raise ValueError(
                     f"url {redact_url(self.url)!r} must start with http:// or https://"
                 )
+            _check_address(self.url)
         return self
+
+
+def _check_address(url: str) -> None:
+    """A URL whose port or host cannot be parsed is refused here, not at the first request."""
+    try:
+        _ = urlsplit(url).port  # reading the port parses it
+    except ValueError as exc:
+        raise ValueError(f"{redact_url(url)}: not a valid address ({exc})") from None
 
 
 Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]

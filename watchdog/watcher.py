@@ -182,7 +182,9 @@ class Watcher:
         self.metrics = metrics or Metrics()
         self.metrics.add_printer(self.name)
         self.clock = clock
-        self.gate = gate or FrameGate()  # the daemon's, shared by its watchers (frame_gate.py)
+        # the daemon's, shared by its watchers (frame_gate.py); the one the camera enters, if any
+        self.gate = gate or getattr(camera, "gate", None) or FrameGate()
+        self._camera_change: bool | None = None  # went online (True) or offline, not told yet
         self.settings = decide.Settings.from_config(cfg.detection)
         self.action = Action(cfg.action)
         self.state = decide.WatchState()
@@ -213,6 +215,7 @@ class Watcher:
             record = self._watch(now, events) if self.enabled and self.state.watching else None
         finally:
             self.gate.leave()  # entered by the camera to decode; left early on the usual path
+            self._tell_camera_change()  # outside the gate: it writes to the outbox
         record = record or StepRecord(
             None, self._label(), self.state.consecutive, events=tuple(events)
         )
@@ -290,9 +293,14 @@ class Watcher:
                 )
                 log = logger.info if online else logger.warning
                 log("%s: camera %s", self.name, "back online" if online else "offline: no frame")
-                self.alerts.camera_changed(self.name, online)
+                self._camera_change = online
             self.camera_online = online
         return frame
+
+    def _tell_camera_change(self) -> None:
+        if self._camera_change is not None:
+            online, self._camera_change = self._camera_change, None
+            self.alerts.camera_changed(self.name, online)
 
     def _frame_name(self) -> str | None:
         """The file the last frame came from (folder cameras: replay, demo), else None."""

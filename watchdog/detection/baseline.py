@@ -130,9 +130,13 @@ class PrintBaseline:
                     inputs, self._inputs = self._inputs, None
                     self._reference = light_reference(inputs)
                     assert self._error_map is not None
-                    for xi in inputs:
-                        matched = match_light(xi.astype(np.float32) / 255.0, self._reference)
-                        self._add(self._error_map(matched), matched)
+                    try:
+                        for xi in inputs:
+                            matched = match_light(xi.astype(np.float32) / 255.0, self._reference)
+                            self._add(self._error_map(matched), matched)
+                    except BaseException:
+                        self.reset()  # half a baseline is none: learn the start again
+                        raise
             else:
                 self._add(error_map, x)
             return float(score), True
@@ -140,6 +144,7 @@ class PrintBaseline:
 
     def _add(self, error_map: np.ndarray, x: np.ndarray | None) -> None:
         emap = np.asarray(error_map, dtype=np.float64)
+        xq = _on_grid(x) if self.spec.nearest else None
         if self._sum is None or self._sumsq is None:
             self._sum = np.zeros_like(emap)
             self._sumsq = np.zeros_like(emap)
@@ -147,15 +152,16 @@ class PrintBaseline:
             raise ValueError(
                 f"error map shape {emap.shape} changed during calibration ({self._sum.shape})"
             )
-        self._sum += emap
-        self._sumsq += emap * emap
-        if self.spec.nearest:
-            xq = _on_grid(x)
+        if xq is not None:
             if self._cal_maps is None or self._cal_x is None:
                 self._cal_maps = np.empty((self.spec.frames, *emap.shape), np.float16)
                 self._cal_x = np.empty((self.spec.frames, xq.size), np.uint8)
+            elif xq.size != self._cal_x.shape[1]:
+                raise ValueError(f"model input of {xq.size} values changed during calibration")
             self._cal_maps[self._n] = emap
             self._cal_x[self._n] = xq
+        self._sum += emap
+        self._sumsq += emap * emap
         self._n += 1
         if self._n == self.spec.frames:
             self._finish()

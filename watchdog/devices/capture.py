@@ -55,7 +55,7 @@ import urllib3
 
 from watchdog.config import CameraConfig
 from watchdog.detection.bundle import Preprocess, to_bgr
-from watchdog.devices.http_client import HttpClient, TooManyRedirects
+from watchdog.devices.http_client import BadUrl, HttpClient, TooManyRedirects
 from watchdog.errors import UsageError
 from watchdog.frame_gate import FrameGate
 from watchdog.redact import redact_url
@@ -163,7 +163,11 @@ _CONNECTION_CAUSES = (  # words in urllib3's nested errors → the cause in a us
 def url_host(url: str) -> str:
     """host[:port] of a URL (never its user, password or query), to name a camera in errors."""
     parts = urlsplit(url)
-    return f"{parts.hostname or '?'}:{parts.port}" if parts.port else (parts.hostname or "?")
+    try:
+        port = parts.port
+    except ValueError:  # out of range or not a number: the host alone names it
+        port = None
+    return f"{parts.hostname or '?'}:{port}" if port else (parts.hostname or "?")
 
 
 def connection_problem(url: str, exc: BaseException) -> str:
@@ -644,6 +648,8 @@ def _open_camera_url(http: HttpClient, url: str, timeout: float) -> urllib3.Base
         return http.open("GET", url, timeout=timeout)
     except TooManyRedirects as exc:
         raise SourceDown(_REDIRECT_LOOP) from exc
+    except BadUrl as exc:
+        raise SourceDown(f"{url_host(url)}: {exc}") from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         if _timed_out(exc):
             raise SourceDown(
@@ -1023,6 +1029,9 @@ class MjpegCamera(_ThreadedCamera):
                         if timeout
                         else connection_problem(self.url, exc)
                     )
+                except Exception as exc:  # noqa: BLE001 - a bug must not end the reader thread silently
+                    logger.exception("camera %s: unexpected error", self.label)
+                    message = f"unexpected error: {type(exc).__name__}"
                 if not self._halted():
                     self._fail(message)
         finally:

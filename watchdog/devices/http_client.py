@@ -5,7 +5,9 @@ deadline, a JSON POST, timeouts and a few redirects, all of which urllib3 does. 
 about 4 MB to every daemon (charset_normalizer, idna and its own modules; benchmarks/memory.py)
 for conveniences the daemon does not use. What requests did for us is done here: credentials
 in the URL (``http://user:pass@host/``) are sent as basic auth, and kept across a redirect only
-while it stays on the same host.
+while it stays on the same host (http to https on the default ports included). Unlike requests,
+proxy settings in the environment (``HTTP_PROXY``) are not used: cameras and printers are on
+the local network.
 
 Errors are urllib3's own (``urllib3.exceptions``), raised as they happen: connecting
 (``NewConnectionError``, ``ConnectTimeoutError``, ``SSLError``, ``ProtocolError``) from
@@ -15,17 +17,28 @@ what they mean in the user's words (``capture.connection_problem``, ``printers``
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import urllib3
 from urllib3.exceptions import HTTPError
 
+from watchdog import __version__
+from watchdog.redact import redact_url
+
 REDIRECT_CODES = frozenset((301, 302, 303, 307, 308))
+USER_AGENT = f"printer-watchdog/{__version__}"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class TooManyRedirects(HTTPError):
     """More redirects than the client follows (a redirect loop?)."""
+
+
+class BadUrl(HTTPError):
+    """An address that is not a valid URL (a port out of range, a broken IPv6 address), as
+    given or as a redirect's Location; the message names it with its secrets masked."""
 
 
 class HttpClient:
@@ -40,14 +53,16 @@ class HttpClient:
     ) -> None:
         """``verify``: check TLS certificates against the system's CAs (True), a CA file (its
         path), or not at all (False). ``max_redirects``: 0 returns a redirect as the answer."""
+        ca = verify if isinstance(verify, str) else None
         self._pool = urllib3.PoolManager(
             num_pools=2,
             maxsize=1,
             retries=False,
             cert_reqs="CERT_NONE" if verify is False else "CERT_REQUIRED",
-            ca_certs=verify if isinstance(verify, str) else None,
+            ca_certs=ca if ca and not os.path.isdir(ca) else None,
+            ca_cert_dir=ca if ca and os.path.isdir(ca) else None,  # a hashed folder of CAs
         )
-        self._headers = dict(headers or {})
+        self._headers = {"User-Agent": USER_AGENT, **(headers or {})}
         self._max_redirects = max_redirects
 
     def open(
@@ -60,7 +75,8 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
     ) -> urllib3.BaseHTTPResponse:
         """The answer with its body not read yet: read it (``read``, ``read1``), then
-        ``close`` it. ``timeout`` bounds connecting and each wait for data."""
+        ``close`` it. ``timeout`` bounds connecting and each wait for data. BadUrl for an
+        address that is not a valid URL."""
         origin = _origin(url)
         auth = _basic_auth(url)
         for _ in range(self._max_redirects + 1):
@@ -78,8 +94,11 @@ class HttpClient:
             if self._max_redirects == 0 or resp.status not in REDIRECT_CODES or not location:
                 return resp
             resp.close()
-            url = urljoin(url, location)
-            if _origin(url) != origin:
+            try:
+                url = urljoin(url, location)
+            except ValueError:
+                raise BadUrl(f"redirect to an invalid address {redact_url(location)}") from None
+            if not _same_host(origin, _origin(url)):
                 auth = _basic_auth(url)  # never the first host's credentials to another host
         raise TooManyRedirects(f"more than {self._max_redirects} redirects")
 
@@ -88,8 +107,21 @@ class HttpClient:
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    """(scheme, host, port with the scheme's default filled in)."""
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError as exc:  # a port out of range or not a number, a broken IPv6 address
+        raise BadUrl(f"not a valid address ({exc})") from None
+
+
+def _same_host(a: tuple[str, str, int | None], b: tuple[str, str, int | None]) -> bool:
+    """Same scheme, host and port, or the same host moving from http to https on the default
+    ports (what requests allowed too)."""
+    return a == b or (
+        a[1] == b[1] and a[0] == "http" and b[0] == "https" and (a[2], b[2]) == (80, 443)
+    )
 
 
 def _basic_auth(url: str) -> dict[str, str]:
