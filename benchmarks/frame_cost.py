@@ -53,14 +53,16 @@ def camera_jpegs(n: int) -> list[bytes]:
 
 
 def step_cost(bundle: Bundle, jpegs: list[bytes], threads: int) -> dict[str, float]:
-    """The daemon's per-frame work (Watcher.step's): decode, the detector's verdict, the heatmap."""
+    """The daemon's per-frame work (Watcher.step's): decode, the detector's verdict, the frame's
+    JPEG, the heatmap drawn on the frame and its JPEG."""
     detector = Detector.for_bundle(bundle, num_threads=threads)
     times = []
     for i, data in enumerate(jpegs):
         t0 = time.perf_counter()
         frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         verdict = detector.observe(frame)
-        encode_jpeg(detector.heatmap(frame, verdict))
+        encode_jpeg(frame)
+        encode_jpeg(detector.heatmap(frame, verdict, in_place=True))
         if i >= 5:  # warm-up
             times.append(time.perf_counter() - t0)
     return {

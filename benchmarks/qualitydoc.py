@@ -277,7 +277,9 @@ def speed_and_memory(c: Json | None) -> str:
                 _f(c["seed_1_thread"]["p95_ms"], 1),
             ]
         )
-    out = [_table(["per frame (decode, detector, heatmap)", "median ms", "p95 ms"], rows)]
+    out = [
+        _table(["per frame (decode, detector, heatmap, two JPEGs)", "median ms", "p95 ms"], rows)
+    ]
     if "ratio_default_to_seed_1_thread" in c:
         out.append(
             f"\nRatio shipped / seed, same run: {c['ratio_default_to_seed_1_thread']:.2f}. Milliseconds depend on "
