@@ -255,11 +255,12 @@ class ApiConfig(_Model):
 
 
 def _check_address(url: str) -> None:
-    """A URL whose port or host cannot be parsed is refused here, not at the first request."""
+    """A URL whose port or host cannot be parsed is refused here, not at the first request.
+    The key names it; the URL itself is not repeated (unparsable, its secrets cannot be masked)."""
     try:
         _ = urlsplit(url).port  # reading the port parses it
     except ValueError as exc:
-        raise ValueError(f"{redact_url(url)}: not a valid address ({exc})") from None
+        raise ValueError(f"not a valid address ({exc})") from None
 
 
 Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]

@@ -641,6 +641,10 @@ def _timed_out(exc: BaseException) -> bool:
     )
 
 
+def _no_answer(url: str, timeout: float) -> SourceDown:
+    return SourceDown(f"no answer from {url_host(url)} within {timeout:g} s (timed out)")
+
+
 def _open_camera_url(http: HttpClient, url: str, timeout: float) -> urllib3.BaseHTTPResponse:
     """GET a camera URL: its answer, body unread; SourceDown in the user's words when the
     camera cannot be reached."""
@@ -652,9 +656,7 @@ def _open_camera_url(http: HttpClient, url: str, timeout: float) -> urllib3.Base
         raise SourceDown(f"{url_host(url)}: {exc}") from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         if _timed_out(exc):
-            raise SourceDown(
-                f"no answer from {url_host(url)} within {timeout:g} s (timed out)"
-            ) from exc
+            raise _no_answer(url, timeout) from exc
         raise SourceDown(connection_problem(url, exc)) from exc
 
 
@@ -724,9 +726,7 @@ class SnapshotCamera(_BaseCamera):
         except urllib3.exceptions.ProtocolError as exc:
             raise BadFrame("body ended early (truncated)") from exc
         except (urllib3.exceptions.TimeoutError, TimeoutError) as exc:
-            raise SourceDown(
-                f"no answer from {url_host(self.url)} within {cfg.timeout_s:g} s (timed out)"
-            ) from exc
+            raise _no_answer(self.url, cfg.timeout_s) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise SourceDown(connection_problem(self.url, exc)) from exc
         finally:

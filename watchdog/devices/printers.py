@@ -33,7 +33,6 @@ from typing import Any, Protocol
 
 import urllib3
 
-from watchdog import __version__
 from watchdog.config import ApiConfig
 from watchdog.devices.http_client import HttpClient
 from watchdog.redact import redact, redact_url
@@ -184,9 +183,7 @@ class _HttpPrinter:
         self._max_backoff_s = max_backoff_s
         self._lock = threading.Lock()  # one request at a time, in order
         self._last_status_problem: str | None = None
-        headers = {"User-Agent": f"printer-watchdog/{__version__}"}
-        if self._key:
-            headers["X-Api-Key"] = self._key
+        headers = {"X-Api-Key": self._key} if self._key else {}  # with HttpClient's User-Agent
         verify: bool | str = True
         if api.insecure:
             verify = False
