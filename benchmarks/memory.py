@@ -3,7 +3,7 @@
 Three measurements, each in fresh processes:
 
 1. imports: RSS of a bare interpreter, then after each import the daemon does, in the
-   daemon's order (numpy, OpenCV, the HTTP stack, pydantic, paho, prometheus, the TFLite
+   daemon's order (numpy, OpenCV, the HTTP stack, yaml, paho, prometheus, the TFLite
    runtime, the daemon's own modules); then the model's own cost per printer: RSS after making
    and running 1..8 FrameScorers of the default bundle (the daemon makes one per printer),
    free of the frame timing that makes the daemon's peak noisy;
@@ -42,7 +42,6 @@ IMPORTS = [
     "ssl",
     "urllib3",
     "yaml",
-    "pydantic",
     "paho.mqtt.client",
     "prometheus_client",
     "ai_edge_litert.interpreter",

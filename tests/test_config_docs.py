@@ -7,16 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pydantic import BaseModel
-
 from watchdog import docgen
 from watchdog.config import Config, load_config
+from watchdog.schema import Model
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.yaml"
 
 
-def _keys(model: type[BaseModel], path: str = "") -> list[str]:
+def _keys(model: type[Model], path: str = "") -> list[str]:
     keys = []
     for name, info in model.model_fields.items():
         key = f"{path}.{name}" if path else name

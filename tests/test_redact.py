@@ -93,7 +93,7 @@ def test_a_config_error_never_shows_the_api_key_read_from_its_file_even_with_deb
     key_file = tmp_path / "api.key"
     key_file.write_text(API_KEY + "\n")
     key_file.chmod(0o600)
-    # An api mapping that fails validation as a whole (no url): pydantic's own text quotes it (input_value=...).
+    # An api mapping that fails validation as a whole (no url): the error must not quote the mapping.
     config = write_config(
         tmp_path / "config.yaml",
         printers=[{"name": "p1", "api": {"kind": "octoprint", "api_key_file": str(key_file)}}],

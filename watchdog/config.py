@@ -1,6 +1,6 @@
 """The one validated configuration schema.
 
-YAML in, a frozen tree of pydantic models out. Unknown keys are rejected with their path,
+YAML in, a frozen tree of models (``watchdog.schema``) out. Unknown keys are rejected with their path,
 ``${ENV}`` references and ``*_file`` secrets are resolved here, and secrets stay
 ``SecretStr`` so that they print as ``**********`` everywhere (logs, check-config, status).
 """
@@ -18,17 +18,16 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
+
+from watchdog.redact import redact, redact_url, secret_filter
+from watchdog.schema import (
     Field,
+    Model,
+    SchemaError,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
-
-from watchdog.redact import redact, redact_url, secret_filter
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +43,8 @@ class ConfigError(Exception):
     """A configuration that cannot be used; the message is one line naming the key path."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Model(Model):
+    """A config section: frozen, unknown keys refused (``watchdog.schema``)."""
 
 
 def _default_state_dir() -> Path:
@@ -554,64 +553,8 @@ def _read_secret(data: dict[str, Any], key: str, file_key: str, path: str, base:
     data[key] = value
 
 
-def _kind_of(value: Any) -> str:
-    """What a YAML value is, in a user's words (never the value: it may be a secret)."""
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a group of keys"
-    return "nothing" if value is None else type(value).__name__
-
-
-# pydantic's error types → what the user should write (the rest: "Input should be" → "must be")
-_USER_WORDS = {
-    "dict_type": "must be a group of keys indented below it (key: value lines)",
-    "model_type": "must be a group of keys indented below it (key: value lines)",
-    "model_attributes_type": "must be a group of keys indented below it (key: value lines)",
-    "list_type": "must be a list (one '- ' item per line, or [a, b])",
-    "tuple_type": "must be a point [x, y]",
-    "int_parsing": "must be a whole number",
-    "int_type": "must be a whole number",
-    "int_from_float": "must be a whole number",
-    "float_parsing": "must be a number",
-    "float_type": "must be a number",
-    "string_type": "must be text",
-    "bool_parsing": "must be true or false",
-    "bool_type": "must be true or false",
-}
-
-
-def _user_message(err: Any) -> str:
-    """One pydantic error in the words of someone editing the YAML file."""
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required key is missing"
-    if kind in _USER_WORDS:
-        return f"{_USER_WORDS[kind]}, got {_kind_of(err.get('input'))}"
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    msg = msg.replace("Input should be a valid ", "must be a ").replace(
-        "Input should be ", "must be "
-    )
-    return re.sub(
-        r"List should have at least (\d+) items? after validation, not (\d+)",
-        r"needs at least \1 items, got \2",
-        msg,
-    )
-
-
-def _format_validation_error(exc: ValidationError, source: str) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        parts.append(f"{loc}: {_user_message(err)}")
+def _format_schema_error(exc: SchemaError, source: str) -> str:
+    parts = [f"{p.where()}: {p.message}" for p in exc.problems]
     return f"{source}: " + "; ".join(dict.fromkeys(parts))
 
 
@@ -722,7 +665,8 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
         if isinstance(http, dict):
             http = data["http"] = dict(http)
             _read_secret(http, "password", "password_file", "http", base)
-        for i, printer in enumerate(data.get("printers") or []):
+        printers = data.get("printers")
+        for i, printer in enumerate(printers if isinstance(printers, list) else []):
             if isinstance(printer, dict) and isinstance(printer.get("api"), dict):
                 printer["api"] = dict(printer["api"])
                 _read_secret(printer["api"], "api_key", "api_key_file", f"printers.{i}.api", base)
@@ -734,11 +678,9 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
         return Config.model_validate(data)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
-    except ValidationError as exc:
-        # from None: pydantic's own text (input_value=...) would show secrets in --debug tracebacks
-        raise ConfigError(
-            redact(_format_validation_error(exc, source), _secret_values(data))
-        ) from None
+    except SchemaError as exc:
+        # from None: the chained error would repeat the problems in --debug tracebacks
+        raise ConfigError(redact(_format_schema_error(exc, source), _secret_values(data))) from None
 
 
 def read_small_file(path: Path, limit: int, what: str, error: type[Exception]) -> str:

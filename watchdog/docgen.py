@@ -3,7 +3,7 @@
     python -m watchdog.docgen            # rewrite docs/configuration.md
     python -m watchdog.docgen --check    # exit 1 if the committed file is stale (the test does this)
 
-It walks the pydantic models of :mod:`watchdog.config`: one table per section with each
+It walks the models of :mod:`watchdog.config`: one table per section with each
 key's path, type, constraints, default and description (the Field descriptions and model
 docstrings are the single source).
 """
@@ -18,12 +18,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-import annotated_types
-from pydantic import BaseModel, SecretStr
-from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
-
 from watchdog.config import Config
+from watchdog.schema import FieldInfo, Model, SecretStr
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 REGENERATE = "python -m watchdog.docgen"
@@ -52,7 +48,7 @@ def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
-        constraints = _constraints(args[1:])
+        constraints = ", ".join(c for c in map(_constraints, args[1:]) if c)
         return _type_name(args[0]) + (f" ({constraints})" if constraints else "")
     if origin in (typing.Union, types.UnionType):
         names = [_type_name(a) for a in args if a is not type(None)]
@@ -65,7 +61,7 @@ def _type_name(annotation: Any) -> str:
     if origin is tuple:
         return "[" + ", ".join(_type_name(a) for a in args) + "]"
     if isinstance(annotation, type):
-        if issubclass(annotation, BaseModel):
+        if issubclass(annotation, Model):
             return "mapping"
         if issubclass(annotation, SecretStr):
             return "secret"
@@ -77,24 +73,14 @@ def _type_name(annotation: Any) -> str:
     return str(annotation)
 
 
-def _constraints(metadata: typing.Iterable[Any]) -> str:
-    """Bounds and lengths from a field's metadata, as ``≥ 1, ≤ 100``."""
-    parts = []
-    bounds = (
-        (annotated_types.Ge, "ge", "≥"),
-        (annotated_types.Gt, "gt", ">"),
-        (annotated_types.Le, "le", "≤"),
-        (annotated_types.Lt, "lt", "<"),
-    )
-    for meta in metadata:
-        if isinstance(meta, FieldInfo):  # Annotated[x, Field(ge=...)] nests its own metadata
-            parts += [c for c in [_constraints(meta.metadata)] if c]
-            continue
-        for kind, attr, symbol in bounds:
-            if isinstance(meta, kind):
-                parts.append(f"{symbol} {getattr(meta, attr)}")
-        if isinstance(meta, annotated_types.MinLen):
-            parts.append(f"at least {meta.min_length} entr{'y' if meta.min_length == 1 else 'ies'}")
+def _constraints(meta: Any) -> str:
+    """A field's bounds and length, as ``≥ 1, ≤ 100``."""
+    if not isinstance(meta, FieldInfo):
+        return ""
+    parts = [f"{symbol} {value}" for symbol, value in meta.bounds()]
+    if meta.min_length is not None:
+        n = meta.min_length
+        parts.append(f"at least {n} entr{'y' if n == 1 else 'ies'}")
     return ", ".join(parts)
 
 
@@ -103,14 +89,14 @@ def _default(info: FieldInfo) -> str:
         return "**required**"
     if info.default_factory is not None:
         factory = info.default_factory
-        if isinstance(factory, type) and issubclass(factory, BaseModel):
+        if isinstance(factory, type) and issubclass(factory, Model):
             return "(see below)"
         if factory is list:
             return "`[]`"
         # Computed at start-up from the environment (e.g. the state folder).
         return "(see description)"
     value = info.default
-    if value is PydanticUndefined or value is None:
+    if value is None:
         return "`null`"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
@@ -119,7 +105,7 @@ def _default(info: FieldInfo) -> str:
     return f"`{value}`"
 
 
-def _model_of(annotation: Any) -> tuple[type[BaseModel], bool] | None:
+def _model_of(annotation: Any) -> tuple[type[Model], bool] | None:
     """The nested model a field holds, and whether it is a list of them."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
@@ -132,12 +118,12 @@ def _model_of(annotation: Any) -> tuple[type[BaseModel], bool] | None:
             if inner:
                 return inner
         return None
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    if isinstance(annotation, type) and issubclass(annotation, Model):
         return annotation, False
     return None
 
 
-def _doc(model: type[BaseModel]) -> str:
+def _doc(model: type[Model]) -> str:
     return " ".join((model.__doc__ or "").split())
 
 
@@ -146,8 +132,8 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
 
 
-def _section(model: type[BaseModel], path: str, out: list[str]) -> None:
-    nested: list[tuple[type[BaseModel], str]] = []
+def _section(model: type[Model], path: str, out: list[str]) -> None:
+    nested: list[tuple[type[Model], str]] = []
     out += ["", f"## `{path}`" if path else "## Top level", ""]
     if _doc(model):
         out += [_doc(model), ""]
@@ -164,7 +150,7 @@ def _section(model: type[BaseModel], path: str, out: list[str]) -> None:
         else:
             description = info.description or ""
         kind = _type_name(info.annotation)
-        constraints = _constraints(info.metadata)
+        constraints = _constraints(info)
         if constraints:
             kind += f" ({constraints})"
         out.append(f"| `{key}` | {_cell(kind)} | {_cell(_default(info))} | {_cell(description)} |")

@@ -2,7 +2,7 @@
 
 The owner draws masks and the watched region, or moves sensitivity and consecutive, on the
 page; those edits land in ``<storage.dir>/overrides.json`` (not in the config file, which may
-be read-only, templated or kept in git) and are validated by the same pydantic schema as the
+be read-only, templated or kept in git) and are validated by the same schema as the
 YAML: a value the YAML would refuse is refused here too, with the same words. The daemon
 (start and reload) and ``check-config`` read the config through ``load_effective_config``, so
 they survive a restart, are listed with their origin by ``check-config``, and are removed with
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
 from watchdog.config import Config, ConfigError, DetectionConfig, load_config
+from watchdog.schema import SchemaError
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ def _merge(detection: DetectionConfig, changes: dict[str, Any], where: str) -> D
     data.update(changes)
     try:
         return DetectionConfig.model_validate(data)
-    except ValidationError as exc:
-        parts = [f"{where}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+    except SchemaError as exc:
+        parts = [f"{where}.{p.where()}: {p.message}" for p in exc.problems]
         raise ConfigError("; ".join(parts)) from exc
 
 

@@ -1,0 +1,69 @@
+"""The config schema's models behave as the daemon relies on: frozen sections compared by
+value (a reload rebuilds what changed), copies with one section replaced (dashboard
+settings), defaults never shared between printers, secrets never printed."""
+
+from __future__ import annotations
+
+import pytest
+
+from watchdog.config import Config, ConfigError, DetectionConfig, parse_config
+from watchdog.overrides import _merge
+
+
+def _config(**printer: object) -> Config:
+    return parse_config({"printers": [{"name": "p1", **printer}]})
+
+
+def test_sections_compare_by_value_and_cannot_be_changed_in_place() -> None:
+    a = _config(detection={"sensitivity": 1.5})
+    b = _config(detection={"sensitivity": "1.5"})
+    assert a == b and hash(a.printers[0]) == hash(b.printers[0])
+    assert a != _config(detection={"sensitivity": 2})
+    with pytest.raises(AttributeError, match="read-only"):
+        a.printers[0].detection.sensitivity = 3.0
+
+
+def test_a_copy_replaces_one_section_and_leaves_the_original() -> None:
+    config = _config()
+    tuned = config.printers[0].model_copy(update={"detection": DetectionConfig(consecutive=5)})
+    assert tuned.detection.consecutive == 5 and tuned.camera == config.printers[0].camera
+    assert config.printers[0].detection.consecutive == 3
+
+
+def test_list_defaults_are_not_shared_between_printers() -> None:
+    config = parse_config({"printers": [{"name": "a"}, {"name": "b"}]})
+    first, second = (p.detection.mask for p in config.printers)
+    first.append([(0.0, 0.0), (1.0, 0.0), (1.0, 1.0)])
+    assert second == []
+
+
+def test_secrets_are_masked_in_repr_and_dump_but_readable_by_the_code() -> None:
+    config = _config(api={"kind": "octoprint", "url": "http://o", "api_key": "s3cret-key"})
+    api = config.printers[0].api
+    assert "s3cret-key" not in repr(config) and "s3cret-key" not in str(config.masked())
+    assert api.api_key is not None and api.api_key.get_secret_value() == "s3cret-key"
+
+
+def test_every_problem_is_listed_with_its_key_in_one_line() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(
+            {
+                "mqtt": {"port": "x"},
+                "http": {"bogus": 1},
+                "printers": [{"name": "p1", "camera": {"interval_s": -1}}],
+            },
+            "c.yaml",
+        )
+    assert str(err.value) == (
+        "c.yaml: mqtt.port: must be a whole number, got text; http.bogus: unknown key; "
+        "printers.0.camera.interval_s: must be greater than or equal to 0"
+    )
+
+
+def test_dashboard_settings_are_refused_in_the_same_words_as_the_yaml() -> None:
+    with pytest.raises(ConfigError) as err:
+        _merge(DetectionConfig(), {"sensitivity": 0, "consecutive": 1.5}, "printers.p1.detection")
+    assert str(err.value) == (
+        "printers.p1.detection.consecutive: must be a whole number, got a number; "
+        "printers.p1.detection.sensitivity: must be greater than 0"
+    )
