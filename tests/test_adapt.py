@@ -101,3 +101,16 @@ def test_adaptation_on_without_a_threshold_is_refused(bundle_copy: Path) -> None
     (bundle_copy / META_FILE).write_text(json.dumps(meta))
     with pytest.raises(BundleError, match="adaptation.threshold"):
         Bundle.load(bundle_copy)
+
+
+def test_per_print_quantiles_equal_numpys_to_the_last_bit() -> None:
+    """The baseline's noise floor and the light fit's still pixels use our own quantile (numpy's
+    imports 1.2 MB of numpy.ma into the daemon); scores must not move by a bit."""
+    from watchdog.detection.quantile import quantile
+
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        for size in (1, 2, 7, 8192):
+            values = (rng.random(size) * 1e-3).astype(dtype)
+            for q in (0.0, 0.05, 0.1, 0.5, 0.75, 0.99, 1.0, float(rng.random())):
+                assert quantile(values, q) == float(np.quantile(values, q))

@@ -26,6 +26,7 @@ import numpy as np
 
 from watchdog.detection.bundle import Adaptation, BundleMeta, Scoring
 from watchdog.detection.light import LightReference, light_reference, match_light
+from watchdog.detection.quantile import quantile
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ class PrintBaseline:
         mean = self._sum / self._n
         std = np.sqrt(np.maximum(self._sumsq / self._n - mean * mean, 0.0))
         self._mean = mean
-        self._denom = std + float(np.quantile(std, self.spec.std_floor)) + 1e-6
+        self._denom = std + quantile(std, self.spec.std_floor) + 1e-6
         self._sum = self._sumsq = None  # the mean and spread are all that is needed from here
         logger.debug("print baseline ready after %d frames", self._n)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from watchdog.detection.bundle import Adaptation
+from watchdog.detection.quantile import quantile
 
 _GAIN = (0.5, 2.0)  # a light switched on or off; a covered lens or a dark room stays visible
 _OFFSET = 0.25
@@ -39,7 +40,7 @@ def light_reference(inputs: np.ndarray) -> LightReference:
     scale = np.float32(255.0 if x.dtype == np.uint8 else 1.0)
     mean = x.mean(axis=0, dtype=np.float32) / scale
     motion = x.std(axis=0, dtype=np.float32).mean(axis=-1) / scale
-    return LightReference(mean, motion <= np.quantile(motion, _STILL))
+    return LightReference(mean, motion <= quantile(motion, _STILL))
 
 
 def match_light(x: np.ndarray, reference: LightReference) -> np.ndarray:
