@@ -53,3 +53,27 @@ def test_another_model_file_gets_its_own_interpreter(tmp_path: Path) -> None:
     first = FrameScorer(Bundle.load(default_bundle_path()))
     second = FrameScorer(Bundle.load(tmp_path / "copy"))
     assert first.interp is not second.interp
+
+
+def test_the_model_runs_in_one_thread_that_ends_with_its_last_scorer(tmp_path: Path) -> None:
+    """Every thread that runs the model keeps ~0.25 MB of the runtime's memory, so printers hand
+    their frames to the model's own thread; a reload that drops a model must not leave it."""
+    import gc
+
+    shutil.copytree(default_bundle_path(), tmp_path / "copy")
+    bundle = Bundle.load(tmp_path / "copy")
+    scorers = [FrameScorer(bundle) for _ in range(3)]
+    x = _inputs(bundle)[0]
+    threads = [threading.Thread(target=s.reconstruct, args=(x,)) for s in scorers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+    assert len({s._shared._thread for s in scorers}) == 1
+    model_thread = scorers[0]._shared._thread
+    assert model_thread.is_alive() and model_thread.name == "model"
+    del scorers, threads
+    gc.collect()
+    model_thread.join(10)
+    assert not model_thread.is_alive()

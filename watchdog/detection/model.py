@@ -7,6 +7,7 @@ The interpreter comes from ``ai_edge_litert`` (the maintained LiteRT wheel), els
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import weakref
 from pathlib import Path
@@ -42,13 +43,55 @@ def load_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
 
 
 class SharedInterpreter:
-    """One interpreter and the lock around its set_tensor/invoke/get_tensor. A daemon's printers
-    score with the same model, and each interpreter's tensors cost ~4.5 MB, so they share one
-    (benchmarks/memory.py); a frame takes milliseconds, the printers seconds apart."""
+    """One interpreter for all of a daemon's printers, run by one thread of its own.
+
+    Printers score with the same model, and each interpreter's tensors cost ~4.5 MB, so they
+    share one (benchmarks/memory.py). The model runs in this object's thread, not the
+    watchers': each thread that invokes it keeps about 0.25 MB of the runtime's stack and
+    buffers, which was a quarter of a megabyte per printer. Frames come one at a time anyway
+    (``FrameGate``), so the hand-over costs no waiting."""
 
     def __init__(self, interp: Any) -> None:
         self.interp = interp
-        self.lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=_run_jobs, args=(interp, self._jobs), name="model", daemon=True
+        )
+        self._thread.start()
+        weakref.finalize(self, self._jobs.put, None)  # the thread ends with its last user
+
+    def run(self, input_index: int, output_index: int, batch: np.ndarray) -> np.ndarray:
+        """The model's output for ``batch``, computed in the model's thread."""
+        job = _Job(input_index, output_index, batch)
+        self._jobs.put(job)
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        assert job.result is not None
+        return job.result
+
+
+class _Job:
+    """One model run handed to the model's thread, and what came of it."""
+
+    def __init__(self, input_index: int, output_index: int, batch: np.ndarray) -> None:
+        self.input_index, self.output_index, self.batch = input_index, output_index, batch
+        self.result: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
+def _run_jobs(interp: Any, jobs: queue.SimpleQueue[_Job | None]) -> None:
+    """The model's thread: runs jobs until told to stop (``None``)."""
+    while (job := jobs.get()) is not None:
+        try:
+            interp.set_tensor(job.input_index, job.batch)
+            interp.invoke()
+            job.result = interp.get_tensor(job.output_index)  # a copy: ours after the next job
+        except BaseException as exc:  # handed to the caller, which reports it
+            job.error = exc
+        finally:
+            job.done.set()
 
 
 _SHARED: weakref.WeakValueDictionary[tuple[str, int, int, int], SharedInterpreter] = (
@@ -113,10 +156,7 @@ class FrameScorer:
         if inp["dtype"] != np.float32:  # int8 model with quantised I/O
             scale, zero = inp["quantization"]
             batch = np.clip(np.round(batch / scale + zero), -128, 127).astype(inp["dtype"])
-        with self._shared.lock:  # get_tensor copies: the result is ours after the lock
-            self.interp.set_tensor(inp["index"], batch)
-            self.interp.invoke()
-            out = self.interp.get_tensor(self._out["index"])[0]
+        out = self._shared.run(inp["index"], self._out["index"], batch)[0]
         if self._out["dtype"] != np.float32:
             scale, zero = self._out["quantization"]
             out = (out.astype(np.float32) - zero) * scale
