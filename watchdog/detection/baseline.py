@@ -175,9 +175,8 @@ class PrintBaseline:
     def adapted(self, error_map: np.ndarray, x: np.ndarray | None = None) -> float:
         """The adapted score of one error map (and its model input, for ``nearest``) against
         the finished baseline (unscaled)."""
-        if self._mean is None or self._denom is None:
+        if self._denom is None:
             raise RuntimeError("adapter baseline not calibrated yet")
-        mean: np.ndarray = self._mean
         if self.spec.nearest:
             # exact squared distances on the 1/255 grid, one calibration input at a time
             assert self._cal_maps is not None and self._cal_x is not None
@@ -185,6 +184,9 @@ class PrintBaseline:
             distance = np.array([cv2.norm(c, xq, cv2.NORM_L2SQR) for c in self._cal_x])
             order = np.argsort(distance, kind="stable")[: self.spec.nearest]
             mean = np.asarray(np.mean(self._cal_maps[order], axis=0, dtype=np.float64))
+        else:
+            assert self._mean is not None
+            mean = self._mean
         z = np.maximum((np.asarray(error_map, dtype=np.float64) - mean) / self._denom, 0.0)
         self.last_map = z.astype(np.float32)
         return self.scoring.score(self.last_map, self.mask)
@@ -193,7 +195,8 @@ class PrintBaseline:
         assert self._sum is not None and self._sumsq is not None
         mean = self._sum / self._n
         std = np.sqrt(np.maximum(self._sumsq / self._n - mean * mean, 0.0))
-        self._mean = mean
+        # with nearest, every frame is compared with the mean of its nearest calibration maps
+        self._mean = None if self.spec.nearest else mean
         self._denom = std + quantile(std, self.spec.std_floor) + 1e-6
         self._sum = self._sumsq = None  # the mean and spread are all that is needed from here
         logger.debug("print baseline ready after %d frames", self._n)
