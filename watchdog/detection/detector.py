@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +82,8 @@ def effective_preprocess(meta: BundleMeta, region: Region | None) -> Preprocess:
 class Detector:
     """Bundle + model + per-print baseline + region and masks, for one printer.
 
-    Not thread-safe: one thread (the printer's watcher) calls ``observe`` and ``relearn``.
+    Not thread-safe: one thread (the printer's watcher) calls ``observe`` and ``relearn``;
+    ``observe`` may do its work in the model's thread, with the watcher waiting for it.
     """
 
     def __init__(
@@ -92,7 +95,10 @@ class Detector:
         mask: Sequence[Polygon] = (),
         sensitivity: float = 1.0,
         warmup_frames: int = 0,
+        run: Callable[..., Any] | None = None,
     ) -> None:
+        """``run(fn, *args)``: where ``observe`` does its work (the model's thread, see
+        ``SharedInterpreter``); default: the caller's thread."""
         if not sensitivity > 0:
             raise ValueError(f"sensitivity must be > 0, got {sensitivity}")
         self.meta = meta
@@ -112,6 +118,7 @@ class Detector:
         )
         self.guard = self.start_guard
         self._seen = 0
+        self._run = run or _here
 
     @classmethod
     def for_bundle(
@@ -135,6 +142,7 @@ class Detector:
             mask=mask,
             sensitivity=sensitivity,
             warmup_frames=warmup_frames,
+            run=model.call,
         )
 
     # ----------------------------------------------------------------- the daemon's path
@@ -143,6 +151,9 @@ class Detector:
         """Score one camera frame (any size; BGR, grey or BGRA) of the current print.
 
         ValueError for a frame the preprocessing refuses (it is not counted)."""
+        return typing.cast(Verdict, self._run(self._observe, frame))
+
+    def _observe(self, frame: np.ndarray) -> Verdict:
         t0 = time.perf_counter()
         x = self.pre.apply(frame)
         if self.baseline.reference is not None:
@@ -254,6 +265,10 @@ def offline_detector(meta: BundleMeta, mask: np.ndarray | None = None) -> Detect
         detector.mask = mask
         detector.baseline.mask = mask
     return detector
+
+
+def _here(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
 
 
 def _no_model(x: np.ndarray) -> np.ndarray:

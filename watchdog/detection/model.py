@@ -9,15 +9,19 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import typing
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from watchdog.detection.bundle import Bundle, BundleError
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def load_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
@@ -46,52 +50,64 @@ class SharedInterpreter:
     """One interpreter for all of a daemon's printers, run by one thread of its own.
 
     Printers score with the same model, and each interpreter's tensors cost ~4.5 MB, so they
-    share one (benchmarks/memory.py). The model runs in this object's thread, not the
-    watchers': each thread that invokes it keeps about 0.25 MB of the runtime's stack and
-    buffers, which was a quarter of a megabyte per printer. Frames come one at a time anyway
-    (``FrameGate``), so the hand-over costs no waiting."""
+    share one (benchmarks/memory.py). The model, and the scoring around it (``Detector``),
+    runs in this object's thread, not the watchers': each thread that ran them kept about
+    0.3 MB of the runtime's and OpenCV's per-thread memory, per printer. Frames come one at a
+    time anyway (``FrameGate``), so the hand-over costs no waiting."""
 
     def __init__(self, interp: Any) -> None:
         self.interp = interp
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(
-            target=_run_jobs, args=(interp, self._jobs), name="model", daemon=True
+            target=_run_jobs, args=(self._jobs,), name="model", daemon=True
         )
         self._thread.start()
         weakref.finalize(self, self._jobs.put, None)  # the thread ends with its last user
 
-    def run(self, input_index: int, output_index: int, batch: np.ndarray) -> np.ndarray:
-        """The model's output for ``batch``, computed in the model's thread."""
-        job = _Job(input_index, output_index, batch)
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` run in the model's thread (at once when already there)."""
+        if threading.current_thread() is self._thread:
+            return fn(*args)
+        job = _Job(fn, args)
         self._jobs.put(job)
         job.done.wait()
         if job.error is not None:
             raise job.error
-        assert job.result is not None
-        return job.result
+        return typing.cast(T, job.result)
+
+    def run(self, input_index: int, output_index: int, batch: np.ndarray) -> np.ndarray:
+        """The model's output for ``batch``, computed in the model's thread."""
+        return self.call(_invoke, self.interp, input_index, output_index, batch)
+
+
+def _invoke(interp: Any, input_index: int, output_index: int, batch: np.ndarray) -> np.ndarray:
+    interp.set_tensor(input_index, batch)
+    interp.invoke()
+    return typing.cast(
+        np.ndarray, interp.get_tensor(output_index)
+    )  # a copy: ours after the next run
 
 
 class _Job:
-    """One model run handed to the model's thread, and what came of it."""
+    """One call handed to the model's thread, and what came of it."""
 
-    def __init__(self, input_index: int, output_index: int, batch: np.ndarray) -> None:
-        self.input_index, self.output_index, self.batch = input_index, output_index, batch
-        self.result: np.ndarray | None = None
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn, self.args = fn, args
+        self.result: Any = None
         self.error: BaseException | None = None
         self.done = threading.Event()
 
 
-def _run_jobs(interp: Any, jobs: queue.SimpleQueue[_Job | None]) -> None:
+def _run_jobs(jobs: queue.SimpleQueue[_Job | None]) -> None:
     """The model's thread: runs jobs until told to stop (``None``)."""
     while (job := jobs.get()) is not None:
         try:
-            interp.set_tensor(job.input_index, job.batch)
-            interp.invoke()
-            job.result = interp.get_tensor(job.output_index)  # a copy: ours after the next job
+            job.result = job.fn(*job.args)
         except BaseException as exc:  # handed to the caller, which reports it
             job.error = exc
         finally:
             job.done.set()
+            del job  # its frame and result belong to the caller now
 
 
 _SHARED: weakref.WeakValueDictionary[tuple[str, int, int, int], SharedInterpreter] = (
@@ -161,6 +177,10 @@ class FrameScorer:
             scale, zero = self._out["quantization"]
             out = (out.astype(np.float32) - zero) * scale
         return out.astype(np.float32)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` run in the model's thread: a printer's scoring (``Detector``)."""
+        return self._shared.call(fn, *args)
 
     def error_map(self, x: np.ndarray) -> np.ndarray:
         """The error map of one model input (H, W, C) in [0, 1]."""
