@@ -17,12 +17,15 @@ what they mean in the user's words (``capture.connection_problem``, ``printers``
 
 from __future__ import annotations
 
+import functools
 import os
+import ssl
 from collections.abc import Mapping
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import urllib3
 from urllib3.exceptions import HTTPError
+from urllib3.util.ssl_ import create_urllib3_context
 
 from watchdog import __version__
 from watchdog.redact import redact_url
@@ -61,6 +64,7 @@ class HttpClient:
             cert_reqs="CERT_NONE" if verify is False else "CERT_REQUIRED",
             ca_certs=ca if ca and not os.path.isdir(ca) else None,
             ca_cert_dir=ca if ca and os.path.isdir(ca) else None,  # a hashed folder of CAs
+            ssl_context=None if ca else _shared_tls_context(verify is not False),
         )
         self._headers = {"User-Agent": USER_AGENT, **(headers or {})}
         self._max_redirects = max_redirects
@@ -104,6 +108,20 @@ class HttpClient:
 
     def close(self) -> None:
         self._pool.clear()
+
+
+@functools.cache
+def _shared_tls_context(verify: bool) -> ssl.SSLContext:
+    """One TLS context with the system's CAs (or none, unverified) for every client.
+
+    Why: a context loads the system's CA certificates, about 0.9 MB, and urllib3 makes one per
+    connection otherwise, so every printer or camera on https cost that much. A client with its
+    own CA file (one certificate) keeps urllib3's context per connection."""
+    if not verify:
+        return create_urllib3_context(cert_reqs=ssl.CERT_NONE)
+    context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+    context.load_default_certs()
+    return context
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
