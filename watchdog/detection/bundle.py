@@ -314,8 +314,8 @@ def heatmap_overlay(
     norm = np.clip(e / max(scale, 1e-12), 0.0, 1.0)
     heat = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_JET)
     heat = cv2.resize(heat, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
-    region = img[y0:y1, x0:x1]
-    img[y0:y1, x0:x1] = cv2.addWeighted(region, 1.0 - alpha, heat, alpha, 0)
+    # blended into the colour map's own buffer: no third region-sized array at the peak
+    img[y0:y1, x0:x1] = cv2.addWeighted(img[y0:y1, x0:x1], 1.0 - alpha, heat, alpha, 0, dst=heat)
     if (x0, y0, x1, y1) != (0, 0, img.shape[1], img.shape[0]):
         cv2.rectangle(img, (x0, y0), (x1 - 1, y1 - 1), (255, 255, 255), 1)
     return img
