@@ -231,11 +231,13 @@ def test_https_clients_share_the_tls_context_that_holds_the_systems_cas() -> Non
     client before, 0.03 after). Clients with their own CA file keep urllib3's own."""
     from watchdog.devices.http_client import HttpClient
 
-    def context(client: HttpClient) -> object:
-        return client._pool.connection_pool_kw["ssl_context"]
+    def context(client: HttpClient, url: str = "https://printer.lan/") -> object:
+        client._tls_for(url)  # what each request does first
+        return client._pool.connection_pool_kw.get("ssl_context")
 
     verified = [HttpClient(verify=True) for _ in range(3)]
     assert context(verified[0]) is not None
     assert all(context(c) is context(verified[0]) for c in verified)
     assert context(HttpClient(verify=False)) is not context(verified[0])
     assert context(HttpClient(verify="/etc/ssl/certs/ca-certificates.crt")) is None
+    assert context(HttpClient(), "http://camera.lan/snapshot") is None  # made only for https

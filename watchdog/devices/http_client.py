@@ -64,8 +64,8 @@ class HttpClient:
             cert_reqs="CERT_NONE" if verify is False else "CERT_REQUIRED",
             ca_certs=ca if ca and not os.path.isdir(ca) else None,
             ca_cert_dir=ca if ca and os.path.isdir(ca) else None,  # a hashed folder of CAs
-            ssl_context=None if ca else _shared_tls_context(verify is not False),
         )
+        self._shared_tls = None if ca else verify is not False  # see _tls_for
         self._headers = {"User-Agent": USER_AGENT, **(headers or {})}
         self._max_redirects = max_redirects
 
@@ -84,6 +84,7 @@ class HttpClient:
         origin = _origin(url)
         auth = _basic_auth(url)
         for _ in range(self._max_redirects + 1):
+            self._tls_for(url)
             resp = self._pool.request(
                 method,
                 _without_userinfo(url),
@@ -108,6 +109,13 @@ class HttpClient:
 
     def close(self) -> None:
         self._pool.clear()
+
+    def _tls_for(self, url: str) -> None:
+        """Before this client's first https request, the daemon's shared TLS context (made
+        then: an http-only daemon never loads the CAs)."""
+        kw = self._pool.connection_pool_kw
+        if self._shared_tls is not None and "ssl_context" not in kw and url[:6].lower() == "https:":
+            kw["ssl_context"] = _shared_tls_context(self._shared_tls)
 
 
 @functools.cache
