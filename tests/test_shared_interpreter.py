@@ -77,3 +77,28 @@ def test_the_model_runs_in_one_thread_that_ends_with_its_last_scorer(tmp_path: P
     gc.collect()
     model_thread.join(10)
     assert not model_thread.is_alive()
+
+
+def test_a_refused_frame_is_not_kept_alive_by_the_model_thread() -> None:
+    """The watcher drops a frame the preprocessing refuses at once; the hand-over to the model's
+    thread must not keep it (a 48 MB frame at camera.max_pixels) until the cycle collector runs."""
+    import gc
+    import weakref
+
+    from watchdog.detection.detector import Detector
+
+    detector = Detector.for_bundle(Bundle.load(default_bundle_path()))
+    frame = np.zeros((480, 640, 3), np.float64)  # refused: not an 8-bit image
+    kept = weakref.ref(frame)
+    gc.disable()
+    try:
+        try:
+            detector.observe(frame)
+        except ValueError as exc:
+            assert "dtype" in str(exc)
+        else:
+            raise AssertionError("a float64 frame must be refused")
+        del frame
+        assert kept() is None
+    finally:
+        gc.enable()

@@ -71,9 +71,14 @@ class SharedInterpreter:
         job = _Job(fn, args)
         self._jobs.put(job)
         job.done.wait()
-        if job.error is not None:
-            raise job.error
-        return typing.cast(T, job.result)
+        result, error = job.result, job.error
+        del job  # with the error raised below, it would keep the frame alive in a cycle
+        if error is not None:
+            try:
+                raise error
+            finally:
+                del error
+        return typing.cast(T, result)
 
     def run(self, input_index: int, output_index: int, batch: np.ndarray) -> np.ndarray:
         """The model's output for ``batch``, computed in the model's thread."""
@@ -92,7 +97,8 @@ class _Job:
     """One call handed to the model's thread, and what came of it."""
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        self.fn, self.args = fn, args
+        self.fn: Callable[..., Any] | None = fn
+        self.args: tuple[Any, ...] | None = args
         self.result: Any = None
         self.error: BaseException | None = None
         self.done = threading.Event()
@@ -102,12 +108,14 @@ def _run_jobs(jobs: queue.SimpleQueue[_Job | None]) -> None:
     """The model's thread: runs jobs until told to stop (``None``)."""
     while (job := jobs.get()) is not None:
         try:
+            assert job.fn is not None and job.args is not None
             job.result = job.fn(*job.args)
         except BaseException as exc:  # handed to the caller, which reports it
             job.error = exc
         finally:
+            job.fn = job.args = None  # the frame is the caller's alone once it is done
             job.done.set()
-            del job  # its frame and result belong to the caller now
+            del job
 
 
 _SHARED: weakref.WeakValueDictionary[tuple[str, int, int, int], SharedInterpreter] = (
