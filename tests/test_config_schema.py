@@ -67,3 +67,29 @@ def test_dashboard_settings_are_refused_in_the_same_words_as_the_yaml() -> None:
         "printers.p1.detection.consecutive: must be a whole number, got a number; "
         "printers.p1.detection.sensitivity: must be greater than 0"
     )
+
+
+def test_a_number_too_large_for_a_float_is_a_one_line_error() -> None:
+    with pytest.raises(ConfigError, match=r"printers\.0\.camera\.interval_s: must be a finite"):
+        _config(camera={"interval_s": 10**400})
+
+
+def test_a_model_that_would_inherit_fields_or_share_a_list_default_is_refused_when_written() -> (
+    None
+):
+    """Defaults and checks are read from the class itself: an inherited field would silently
+    lose them, and a plain list default would be one list for every printer."""
+    from watchdog.schema import Field, Model
+
+    class Section(Model):
+        size: int = Field(1, ge=1)
+
+    with pytest.raises(TypeError, match="does not inherit"):
+
+        class Larger(Section):
+            extra: int = 2
+
+    with pytest.raises(TypeError, match="default_factory"):
+
+        class Shared(Model):
+            items: list[int] = []  # noqa: RUF012

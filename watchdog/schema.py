@@ -212,11 +212,16 @@ class Model:
         super().__init_subclass__(**kwargs)
         hints = typing.get_type_hints(cls, include_extras=True)
         fields: dict[str, FieldInfo] = {}
+        for base in cls.__mro__[1:]:
+            if issubclass(base, Model) and base.model_fields:
+                raise TypeError(f"{cls.__name__}: a config model does not inherit fields")
         for name, hint in hints.items():
             if name.startswith("_") or typing.get_origin(hint) is typing.ClassVar:
                 continue
             declared = cls.__dict__.get(name, _MISSING)
             info = declared if isinstance(declared, FieldInfo) else FieldInfo(declared)
+            if isinstance(info.default, list | dict | set):
+                raise TypeError(f"{cls.__name__}.{name}: a list or mapping needs default_factory")
             info.annotation = hint
             fields[name] = info
         cls.model_fields = fields
@@ -472,7 +477,10 @@ def _to_int(value: Any) -> int:
 def _to_float(value: Any) -> float:
     number: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # a whole number with hundreds of digits
+            raise _Invalid("must be a finite number") from None
     elif isinstance(value, str):
         try:
             number = float(value.strip())

@@ -124,7 +124,8 @@ def _shared_tls_context(verify: bool) -> ssl.SSLContext:
 
     Why: a context loads the system's CA certificates, about 0.9 MB, and urllib3 makes one per
     connection otherwise, so every printer or camera on https cost that much. A client with its
-    own CA file (one certificate) keeps urllib3's context per connection."""
+    own CA file (one certificate) keeps urllib3's context per connection. The system's CAs are
+    read once per daemon: a CA update (the ca-certificates package) applies after a restart."""
     if not verify:
         return create_urllib3_context(cert_reqs=ssl.CERT_NONE)
     context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
