@@ -489,7 +489,7 @@ class Config(_Model):
 
     def masked(self) -> dict[str, Any]:
         """The resolved config as plain data with secrets masked, for check-config and status."""
-        return _redact_tree(self.model_dump(mode="json"), self.secrets())
+        return _redact_tree(self.model_dump(), self.secrets())
 
 
 def _redact_tree(node: Any, secrets: list[str]) -> Any:
@@ -551,11 +551,6 @@ def _read_secret(data: dict[str, Any], key: str, file_key: str, path: str, base:
     _warn_if_readable(secret_path, "secret file")
     secret_filter.add([value])  # masked in every log line from now on, tracebacks included
     data[key] = value
-
-
-def _format_schema_error(exc: SchemaError, source: str) -> str:
-    parts = [f"{p.where()}: {p.message}" for p in exc.problems]
-    return f"{source}: " + "; ".join(dict.fromkeys(parts))
 
 
 _YAML_PROBLEMS = (  # PyYAML's parser words → what to fix in the file
@@ -680,7 +675,7 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
         raise ConfigError(f"{source}: {exc}") from None
     except SchemaError as exc:
         # from None: the chained error would repeat the problems in --debug tracebacks
-        raise ConfigError(redact(_format_schema_error(exc, source), _secret_values(data))) from None
+        raise ConfigError(redact(f"{source}: {exc.describe()}", _secret_values(data))) from None
 
 
 def read_small_file(path: Path, limit: int, what: str, error: type[Exception]) -> str:

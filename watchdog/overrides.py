@@ -73,13 +73,12 @@ def _read(storage_dir: Path) -> dict[str, dict[str, Any]]:
 
 def _merge(detection: DetectionConfig, changes: dict[str, Any], where: str) -> DetectionConfig:
     """The printer's detection settings with ``changes``, validated by the YAML's schema."""
-    data = detection.model_dump(mode="json")
+    data = detection.model_dump()
     data.update(changes)
     try:
         return DetectionConfig.model_validate(data)
     except SchemaError as exc:
-        parts = [f"{where}.{p.where()}: {p.message}" for p in exc.problems]
-        raise ConfigError("; ".join(parts)) from exc
+        raise ConfigError(exc.describe(f"{where}.")) from exc
 
 
 def apply_overrides(config: Config) -> Config:
@@ -140,7 +139,8 @@ def save(
         mine = {**saved.get(printer, {}), **changes}
         merged = _merge(base, mine, f"printers.{printer}.detection")
         # Store what the schema made of it (tuples as lists, numbers as numbers).
-        mine = {k: merged.model_dump(mode="json")[k] for k in mine}
+        dumped = merged.model_dump()
+        mine = {k: dumped[k] for k in mine}
         saved[printer] = mine
         _write(storage_dir, saved)
     return mine

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import math
+import operator
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -57,7 +58,11 @@ class SchemaError(ValueError):
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
-        super().__init__("; ".join(f"{p.where()}: {p.message}" for p in problems))
+        super().__init__(self.describe())
+
+    def describe(self, prefix: str = "") -> str:
+        """Every problem on one line, each key path after ``prefix`` (the file or section)."""
+        return "; ".join(dict.fromkeys(f"{prefix}{p.where()}: {p.message}" for p in self.problems))
 
 
 class _Invalid(Exception):
@@ -121,31 +126,29 @@ class FieldInfo:
 
     def bounds(self) -> Iterator[tuple[str, float]]:
         """The numeric bounds as (symbol, value), in the order ≥, >, ≤, <."""
-        for symbol, value in (("≥", self.ge), (">", self.gt), ("≤", self.le), ("<", self.lt)):
-            if value is not None:
+        for symbol, attr, _, _ in _BOUNDS:
+            if (value := getattr(self, attr)) is not None:
                 yield symbol, value
 
     def check(self, value: Any) -> None:
         """Raise _Invalid when ``value`` is outside this field's bounds or length."""
-        words = {
-            "≥": "greater than or equal to",
-            ">": "greater than",
-            "≤": "less than or equal to",
-            "<": "less than",
-        }
-        tests = {
-            "≥": lambda a, b: a >= b,
-            ">": lambda a, b: a > b,
-            "≤": lambda a, b: a <= b,
-            "<": lambda a, b: a < b,
-        }
         if isinstance(value, int | float) and not isinstance(value, bool):
-            for symbol, bound in self.bounds():
-                if not tests[symbol](value, bound):
-                    raise _Invalid(f"must be {words[symbol]} {_number(bound)}")
+            for _, attr, words, holds in _BOUNDS:
+                bound = getattr(self, attr)
+                if bound is not None and not holds(value, bound):
+                    raise _Invalid(f"must be {words} {_number(bound)}")
         if self.min_length is not None and len(value) < self.min_length:
             items = "item" if self.min_length == 1 else "items"
             raise _Invalid(f"needs at least {self.min_length} {items}, got {len(value)}")
+
+
+# (symbol in the docs, FieldInfo attribute, words in an error, test the value must pass)
+_BOUNDS: tuple[tuple[str, str, str, Callable[[Any, Any], bool]], ...] = (
+    ("≥", "ge", "greater than or equal to", operator.ge),
+    (">", "gt", "greater than", operator.gt),
+    ("≤", "le", "less than or equal to", operator.le),
+    ("<", "lt", "less than", operator.lt),
+)
 
 
 def _number(value: float) -> str:
@@ -319,7 +322,7 @@ class Model:
             object.__setattr__(copy, name, (update or {}).get(name, getattr(self, name)))
         return copy
 
-    def model_dump(self, mode: str = "json") -> dict[str, Any]:
+    def model_dump(self) -> dict[str, Any]:
         """Plain JSON-able data: paths as text, secrets as ``**********``, tuples as lists."""
         return {name: _dump(getattr(self, name)) for name in self.model_fields}
 
