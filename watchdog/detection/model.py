@@ -88,9 +88,8 @@ class SharedInterpreter:
 def _invoke(interp: Any, input_index: int, output_index: int, batch: np.ndarray) -> np.ndarray:
     interp.set_tensor(input_index, batch)
     interp.invoke()
-    return typing.cast(
-        np.ndarray, interp.get_tensor(output_index)
-    )  # a copy: ours after the next run
+    # get_tensor copies: the result stays the caller's after the next run
+    return typing.cast(np.ndarray, interp.get_tensor(output_index))
 
 
 class _Job:
