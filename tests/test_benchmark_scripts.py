@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 TIME_TO_PAUSE = ROOT / "benchmarks" / "time_to_pause.py"
 
@@ -28,14 +30,10 @@ def test_time_to_pause_skips_in_one_line_without_the_data(tmp_path) -> None:
     assert proc.stdout.strip().splitlines() == [f"skipped: no Kaggle data at {tmp_path / 'absent'}"]
 
 
-def test_lasting_change_skips_in_one_line_without_the_data(tmp_path) -> None:
+@pytest.mark.parametrize("script", ["lasting_change.py", "frame_order.py"])
+def test_benchmark_skips_in_one_line_without_the_data(tmp_path, script: str) -> None:
     proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "lasting_change.py"),
-            "--data",
-            str(tmp_path / "absent"),
-        ],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--data", str(tmp_path / "absent")],
         capture_output=True,
         text=True,
         timeout=300,
@@ -162,3 +160,21 @@ def test_the_start_guard_benchmark_scores_made_up_starts_against_the_bundles_gua
     for r in rows.values():  # each count is what the scores say
         assert r["above_guard"] == sum(s > guard for s in r["scores"]) and len(r["scores"]) == 4
     assert rows["lens covered (black)"]["scores"] != rows["a good print's first frame"]["scores"]
+
+
+def test_frame_order_tells_a_timeline_from_shuffled_frames() -> None:
+    """A print filmed in time order (a part growing a little each frame) has neighbouring
+    frames far closer than random pairs; the same frames shuffled do not."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.frame_order import order_stats
+
+    frames = np.zeros((60, 32, 48, 3), np.uint8)
+    for i, f in enumerate(frames):
+        f[32 - 1 - i // 2 :, 20:28] = 200  # the part grows half a row a frame
+        f[:8, (i * 7) % 40 : (i * 7) % 40 + 8] = 30  # the toolhead moves along the top
+    timeline = order_stats(frames)
+    shuffled = order_stats(frames[np.random.default_rng(1).permutation(len(frames))])
+    assert timeline["ratio"] < 0.6
+    assert shuffled["ratio"] > 0.8
