@@ -947,6 +947,16 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="score the shipped preset with this top-k fraction instead of its own (an experiment)",
     )
+    p.add_argument(
+        "--std-floor",
+        type=float,
+        help="adapt with this std_floor quantile instead of the preset's own (an experiment)",
+    )
+    p.add_argument(
+        "--nearest",
+        type=int,
+        help="adapt against this many nearest calibration frames instead of the preset's (an experiment)",
+    )
     p.add_argument("--json", type=Path, help="also write all figures to this JSON file")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -974,11 +984,24 @@ def main(argv: list[str] | None = None) -> int:
         default = dataclasses.replace(
             default, scoring=dataclasses.replace(default.scoring, topk=args.scoring_topk)
         )
+    changes = {
+        k: v for k, v in (("std_floor", args.std_floor), ("nearest", args.nearest)) if v is not None
+    }
+    if changes:  # an adaptation variant: calibrated and judged like the shipped one
+        default = dataclasses.replace(
+            default, adaptation=dataclasses.replace(default.adaptation, **changes)
+        )
     adaptation = getattr(default, "adaptation", Adaptation())
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "data": str(args.data),
         "target_fpr": args.target_fpr,
+        # what was scored: the experiments' tables name their rows by it
+        "variant": {
+            "topk": default.scoring.topk,
+            "std_floor": adaptation.std_floor,
+            "nearest": adaptation.nearest,
+        },
         "methods": {},
     }
 
