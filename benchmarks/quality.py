@@ -957,6 +957,16 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="adapt against this many nearest calibration frames instead of the preset's (an experiment)",
     )
+    p.add_argument(
+        "--pixel-spread",
+        choices=["on", "off"],
+        help="divide the change by each pixel's spread, or not (an experiment)",
+    )
+    p.add_argument(
+        "--print-scale",
+        choices=["on", "off"],
+        help="scale adapted scores by the print's own typical one, or not (an experiment)",
+    )
     p.add_argument("--json", type=Path, help="also write all figures to this JSON file")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -984,8 +994,16 @@ def main(argv: list[str] | None = None) -> int:
         default = dataclasses.replace(
             default, scoring=dataclasses.replace(default.scoring, topk=args.scoring_topk)
         )
+    switches = {"on": True, "off": False, None: None}
     changes = {
-        k: v for k, v in (("std_floor", args.std_floor), ("nearest", args.nearest)) if v is not None
+        k: v
+        for k, v in (
+            ("std_floor", args.std_floor),
+            ("nearest", args.nearest),
+            ("pixel_spread", switches[args.pixel_spread]),
+            ("print_scale", switches[args.print_scale]),
+        )
+        if v is not None
     }
     if changes:  # an adaptation variant: calibrated and judged like the shipped one
         default = dataclasses.replace(
@@ -1001,6 +1019,8 @@ def main(argv: list[str] | None = None) -> int:
             "topk": default.scoring.topk,
             "std_floor": adaptation.std_floor,
             "nearest": adaptation.nearest,
+            "pixel_spread": adaptation.pixel_spread,
+            "print_scale": adaptation.print_scale,
         },
         "methods": {},
     }

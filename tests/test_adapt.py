@@ -76,6 +76,77 @@ def test_nearest_compares_a_frame_with_the_calibration_frames_that_look_like_it(
         simulate(near, SCORING, maps)
 
 
+def _moving_print(n: int, level: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Error maps and model inputs of a print whose bed moves between three places: the map's
+    pattern follows the bed, scaled by ``level`` (a calm print or a busy one)."""
+    rng = np.random.default_rng(seed)
+    patterns = rng.random((3, 32, 48))
+    place = rng.integers(0, 3, n)
+    inputs = np.repeat(place[:, None, None, None], 3, axis=-1) * np.ones((n, 8, 8, 3)) / 2
+    maps = level * (patterns[place] + 0.2 * rng.random((n, 32, 48)))
+    return maps.astype(np.float32), inputs.astype(np.float32)
+
+
+def test_print_scale_judges_a_busy_print_and_a_calm_one_on_one_scale() -> None:
+    """The same print with every error 3x larger (a busier view, another model): with
+    ``print_scale`` its adapted scores are the same, so one threshold fits both; without
+    it (and without the per-pixel spread) they triple."""
+    calm, inputs = _moving_print(60, 0.05, seed=2)
+    busy = 3 * calm
+    unit = dict(frames=20, nearest=5, threshold=1.0, pixel_spread=False)
+    scaled = Adaptation(**unit, print_scale=True)
+    np.testing.assert_allclose(
+        simulate(scaled, SCORING, busy, inputs=inputs),
+        simulate(scaled, SCORING, calm, inputs=inputs),
+        rtol=1e-3,
+    )
+    plain = Adaptation(**unit)
+    np.testing.assert_allclose(
+        simulate(plain, SCORING, busy, inputs=inputs),
+        3 * simulate(plain, SCORING, calm, inputs=inputs),
+        rtol=1e-3,
+    )
+    # the print's own frames score about 1 (their own typical change); new material far above
+    normal = simulate(scaled, SCORING, calm, inputs=inputs)
+    assert 0.5 < np.median(normal) < 2.0
+    blob = calm.copy()
+    blob[40:, 10:18, 20:28] += 0.2
+    assert np.min(simulate(scaled, SCORING, blob, inputs=inputs)[20:]) > 3 * np.max(normal)
+
+
+def test_without_pixel_spread_the_change_is_the_error_above_the_baseline() -> None:
+    """``pixel_spread`` off: a pixel whose calibration frames varied a lot counts a new error
+    as much as a steady pixel does (with it, the busy pixel's change is divided away)."""
+    rng = np.random.default_rng(3)
+    maps = np.full((11, 16, 16), 0.1, np.float32)
+    maps[:10, :, :8] += 0.2 * rng.random((10, 16, 8)).astype(np.float32)  # the left half is busy
+    maps[10] = maps[:10].mean(axis=0)
+    maps[10, 2, 2] += 0.3  # the same new error on a busy pixel...
+    maps[10, 2, 12] += 0.3  # ...and on a steady one
+    top1 = Scoring(error="l2", reduce="topk", topk=1 / 256)
+    for spread, ratio in ((False, (0.9, 1.1)), (True, (0.0, 0.5))):
+        adapter = PrintBaseline(
+            Adaptation(frames=10, threshold=1.0, pixel_spread=spread), top1, 1.0
+        )
+        for emap in maps:
+            adapter.observe(0.0, emap)
+        assert adapter.last_map is not None
+        busy, steady = adapter.last_map[2, 2], adapter.last_map[2, 12]
+        assert ratio[0] < busy / steady < ratio[1]
+
+
+def test_print_scale_without_nearest_frames_is_refused(bundle_copy: Path) -> None:
+    meta = json.loads((bundle_copy / META_FILE).read_text())
+    meta["adaptation"] = {"frames": 30, "threshold": 1.0, "print_scale": True}
+    (bundle_copy / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="print_scale needs nearest"):
+        Bundle.load(bundle_copy)
+    meta["adaptation"] = {"frames": 30, "threshold": 1.0, "pixel_spread": "no"}
+    (bundle_copy / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="pixel_spread must be true or false"):
+        Bundle.load(bundle_copy)
+
+
 def test_adaptation_off_passes_scores_through() -> None:
     adapter = PrintBaseline(Adaptation(), SCORING, threshold=0.3)
     assert adapter.observe(0.7, np.zeros((4, 4))) == (0.7, False)

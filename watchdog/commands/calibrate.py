@@ -91,6 +91,8 @@ def main(args: argparse.Namespace) -> int:
         threshold=1.0,
         match_light=old.match_light,
         nearest=min(old.nearest, n),
+        pixel_spread=old.pixel_spread,
+        print_scale=old.print_scale and 2 <= min(old.nearest, n) < n,
     )
     try:
         prints, loose = frames.group_prints(args.normal)

@@ -94,6 +94,7 @@ class PrintBaseline:
         self._sumsq: np.ndarray | None = None
         self._mean: np.ndarray | None = None
         self._denom: np.ndarray | None = None
+        self._scale = 1.0  # print_scale: this print's own typical adapted score
         self._reference: LightReference | None = None
         # One block each, filled row by row: a printer's largest state (about 2 MB), allocated
         # once per print rather than as 30 small arrays among each frame's temporaries, which
@@ -178,18 +179,36 @@ class PrintBaseline:
         if self._denom is None:
             raise RuntimeError("adapter baseline not calibrated yet")
         if self.spec.nearest:
-            # exact squared distances on the 1/255 grid, one calibration input at a time
             assert self._cal_maps is not None and self._cal_x is not None
-            xq = _on_grid(x)
-            distance = np.array([cv2.norm(c, xq, cv2.NORM_L2SQR) for c in self._cal_x])
-            order = np.argsort(distance, kind="stable")[: self.spec.nearest]
+            order = self._nearest(_on_grid(x), self.spec.nearest)
             mean = np.asarray(np.mean(self._cal_maps[order], axis=0, dtype=np.float64))
         else:
             assert self._mean is not None
             mean = self._mean
         z = np.maximum((np.asarray(error_map, dtype=np.float64) - mean) / self._denom, 0.0)
         self.last_map = z.astype(np.float32)
-        return self.scoring.score(self.last_map, self.mask)
+        return self.scoring.score(self.last_map, self.mask) / self._scale
+
+    def _nearest(self, xq: np.ndarray, n: int, leave_out: int | None = None) -> np.ndarray:
+        """Rows of the ``n`` calibration inputs nearest to ``xq`` (exact squared distances on
+        the 1/255 grid, one calibration input at a time), ``leave_out`` a row never chosen."""
+        assert self._cal_x is not None
+        distance = np.array([cv2.norm(c, xq, cv2.NORM_L2SQR) for c in self._cal_x])
+        if leave_out is not None:
+            distance[leave_out] = np.inf
+        return np.argsort(distance, kind="stable")[:n]
+
+    def _own_scale(self) -> float:
+        """``print_scale``: the mean adapted score of the calibration frames, each judged
+        against its nearest others (a frame is never its own neighbour)."""
+        assert self._cal_maps is not None and self._cal_x is not None and self._denom is not None
+        scores = []
+        for i, (cal_map, cal_x) in enumerate(zip(self._cal_maps, self._cal_x, strict=True)):
+            order = self._nearest(cal_x, self.spec.nearest, leave_out=i)
+            mean = np.mean(self._cal_maps[order], axis=0, dtype=np.float64)
+            z = np.maximum((cal_map.astype(np.float64) - mean) / self._denom, 0.0)
+            scores.append(self.scoring.score(z.astype(np.float32), self.mask))
+        return max(float(np.mean(scores)), 1e-9)
 
     def _finish(self) -> None:
         assert self._sum is not None and self._sumsq is not None
@@ -197,8 +216,12 @@ class PrintBaseline:
         std = np.sqrt(np.maximum(self._sumsq / self._n - mean * mean, 0.0))
         # with nearest, every frame is compared with the mean of its nearest calibration maps
         self._mean = None if self.spec.nearest else mean
-        self._denom = std + quantile(std, self.spec.std_floor) + 1e-6
+        if self.spec.pixel_spread:
+            self._denom = std + quantile(std, self.spec.std_floor) + 1e-6
+        else:
+            self._denom = np.ones_like(std)
         self._sum = self._sumsq = None  # the mean and spread are all that is needed from here
+        self._scale = self._own_scale() if self.spec.print_scale else 1.0
         logger.debug("print baseline ready after %d frames", self._n)
 
 

@@ -381,6 +381,15 @@ class Adaptation:
     trainer sets it from the absolute scores of normal prints scored by models that never saw
     them (``trainer.crossfit``), with a margin: it is meant to be far above any normal print.
     0 (bundles without the key): the start of a print is never judged.
+
+    ``pixel_spread`` (default, and bundles without the key): the change is divided per pixel by
+    the calibration frames' spread there (with its floor). Off: ``max(0, map - mean)``, the
+    change as the model's error measures it.
+
+    ``print_scale`` (needs ``nearest``): the adapted score is divided by this print's own
+    typical one, the mean over its calibration frames of each judged against the others. The
+    threshold then reads "this many times the print's own frame-to-frame change", the same on
+    a print whose error maps are calm as on a busy one. Off in bundles without the key.
     """
 
     frames: int = 0
@@ -389,6 +398,8 @@ class Adaptation:
     match_light: bool = False
     nearest: int = 0
     guard: float = 0.0
+    pixel_spread: bool = True
+    print_scale: bool = False
 
     def __post_init__(self) -> None:
         check_number("frames", self.frames, 0, MAX_ADAPTATION_FRAMES, integer=True)
@@ -400,6 +411,14 @@ class Adaptation:
         if not 0 <= self.nearest <= self.frames:
             raise ValueError(f"nearest must be in [0, frames={self.frames}], got {self.nearest}")
         check_number("guard", self.guard, 0.0, 1e30)
+        for name in ("pixel_spread", "print_scale"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.print_scale and self.frames and not 2 <= self.nearest < self.frames:
+            raise ValueError(
+                f"print_scale needs nearest in [2, frames={self.frames}), got {self.nearest}: "
+                "each calibration frame is judged against its nearest others"
+            )
 
     @property
     def enabled(self) -> bool:

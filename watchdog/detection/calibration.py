@@ -170,7 +170,7 @@ def calibrate(
     the trainer's rule for every threshold; without any such frame, all later frames count.
     ``inputs``: each print's model inputs (needed with ``spec.nearest``).
     """
-    unit = Adaptation(spec.frames, spec.std_floor, 1.0, nearest=spec.nearest)
+    unit = dataclasses.replace(spec, threshold=1.0, match_light=False, guard=0.0)
     scores: list[np.ndarray] = []
     kept: list[np.ndarray] = []
     for i, maps in enumerate(prints):
