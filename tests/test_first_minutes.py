@@ -106,12 +106,19 @@ def test_a_normal_print_with_a_hand_passing_the_lens_is_not_paused(
     assert not any(x["action"] for x in lines), [
         (x["frame"], x["score"], x["anomalous"]) for x in lines
     ]
-    # without the hand the same print has no anomalous frame: the hand is what the detector saw
+    # the detector saw the hand: while the start is learnt (the absolute score, what the start
+    # guard judges), the hand's frames score above the same frames without it. (After the
+    # start, the hand's later frames are compared with the calibration frames it was in, so
+    # they score low: that is the nearest-frames baseline at work, not a blind detector.)
     clean = [synth.normal_frame(UNSEEN, i, TINY_FRAMES, TINY_SEED) for i in range(TINY_FRAMES)]
     clean_lines = _replay(tmp_path, tiny_guarded_bundle, _folder(tmp_path / "clean", clean))
     assert not any(x["action"] for x in clean_lines)
-    hand_scores = [lines[i]["score"] for i in (9, 10)]
-    assert min(hand_scores) > max(clean_lines[i]["score"] for i in (9, 10))
+    assert all("calibration" in lines[i] for i in (1, 2))
+    hand_scores = [lines[i]["score"] for i in (1, 2)]
+    assert min(hand_scores) > 1.5 * max(clean_lines[i]["score"] for i in (1, 2)), (
+        hand_scores,
+        [clean_lines[i]["score"] for i in (1, 2)],
+    )
 
 
 def test_detection_region_changes_what_is_scored(
