@@ -34,7 +34,10 @@ PAIRS = 2000
 
 
 def order_stats(x: np.ndarray, seed: int = 0) -> dict[str, float]:
-    """Median frame-to-frame difference in file order and between random pairs of one print."""
+    """Median frame-to-frame difference in file order and between random pairs of one print
+    (of at least two frames)."""
+    if len(x) < 2:
+        raise ValueError("a print of fewer than two frames has no order")
     flat = x.reshape(len(x), -1).astype(np.float32)
     consecutive = np.abs(flat[1:] - flat[:-1]).mean(axis=1)
     rng = np.random.default_rng(seed)
@@ -42,7 +45,8 @@ def order_stats(x: np.ndarray, seed: int = 0) -> dict[str, float]:
     keep = i != j
     random = np.abs(flat[i[keep]] - flat[j[keep]]).mean(axis=1)
     c, r = float(np.median(consecutive)), float(np.median(random))
-    return {"frames": len(x), "consecutive": c, "random": r, "ratio": c / r}
+    # all frames alike: the order cannot tell anything
+    return {"frames": len(x), "consecutive": c, "random": r, "ratio": c / r if r > 0 else 1.0}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     prints: dict[str, dict[str, float | str]] = {}
     for session in sorted({f.session for f in frames}):
         group = sorted((f for f in frames if f.session == session), key=lambda f: f.number)
+        if len(group) < 2:
+            continue
         stats = order_stats(load_frames(group, pre).x)
         prints[session] = {"label": str(group[0].label), **stats}
         print(

@@ -1006,9 +1006,12 @@ def main(argv: list[str] | None = None) -> int:
         if v is not None
     }
     if changes:  # an adaptation variant: calibrated and judged like the shipped one
-        default = dataclasses.replace(
-            default, adaptation=dataclasses.replace(default.adaptation, **changes)
-        )
+        try:
+            default = dataclasses.replace(
+                default, adaptation=dataclasses.replace(default.adaptation, **changes)
+            )
+        except ValueError as exc:
+            p.error(str(exc))
     adaptation = getattr(default, "adaptation", Adaptation())
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -1073,9 +1076,12 @@ def main(argv: list[str] | None = None) -> int:
     # also without light matching (the default before 2026-11-24 07:00)
     variants = {"default": adaptation}
     if adaptation.enabled and not only_default:
-        variants["default-mean-baseline"] = dataclasses.replace(adaptation, nearest=0)
+        # the mean of all calibration frames: no nearest frames, so no print scale either
+        variants["default-mean-baseline"] = dataclasses.replace(
+            adaptation, nearest=0, print_scale=False
+        )
         variants["default-mean-baseline-no-match-light"] = dataclasses.replace(
-            adaptation, nearest=0, match_light=False
+            adaptation, nearest=0, match_light=False, print_scale=False
         )
     specs = list(variants.values())
     for (name, spec), folds in zip(

@@ -555,7 +555,8 @@ def frame_order(d: Json | None) -> str:
 
 VARIANT_CMD = (
     ".venv/bin/python benchmarks/quality.py --seeds 0,1,2 [--scoring-topk K] [--std-floor Q] "
-    "[--pixel-spread on|off] [--print-scale on|off] --json benchmarks/results/quality-variant-NAME.json"
+    "[--nearest N] [--pixel-spread on|off] [--print-scale on|off] [--target-fpr F] "
+    "--json benchmarks/results/quality-variant-NAME.json"
 )
 # the shipped preset's scoring, for runs that recorded none (before runs said what they scored)
 SHIPPED_VARIANT = {

@@ -114,6 +114,37 @@ def test_print_scale_judges_a_busy_print_and_a_calm_one_on_one_scale() -> None:
     assert np.min(simulate(scaled, SCORING, blob, inputs=inputs)[20:]) > 3 * np.max(normal)
 
 
+def test_print_scale_judges_each_calibration_frame_against_the_others_only() -> None:
+    """Three calibration frames, the third with 0.3 more error everywhere; each is compared with
+    its 2 nearest *other* frames: changes 0, 0 and 0.3, so the print's scale is 0.1. A later
+    frame 0.2 above the first two (its nearest) scores 2.0, and its map, what the heatmap
+    draws, is in the same units as its score."""
+    mean = Scoring(error="l2", reduce="mean")
+    maps = np.zeros((4, 4, 4), np.float32)
+    maps[2] += 0.3
+    maps[3] += 0.2
+    inputs = np.zeros((4, 2, 2, 3), np.float32)
+    inputs[1] += 0.1
+    inputs[2] += 1.0
+    spec = Adaptation(frames=3, nearest=2, threshold=1.0, pixel_spread=False, print_scale=True)
+    adapter = PrintBaseline(spec, mean, threshold=1.0)
+    scores = [adapter.observe(0.0, m, x)[0] for m, x in zip(maps, inputs, strict=True)]
+    assert adapter.scale == pytest.approx(0.1, rel=1e-3)
+    assert scores[-1] == pytest.approx(2.0, rel=1e-3)
+    assert adapter.last_map is not None
+    assert mean.score(adapter.last_map) == pytest.approx(scores[-1], rel=1e-6)
+
+
+def test_a_still_start_does_not_make_every_later_frame_look_enormous() -> None:
+    """Calibration frames all alike (a frozen feed, a start where nothing moves): the print's
+    own change is nil, so its scale is floored by the calibration maps' own level; a later
+    frame like them stays far below any threshold."""
+    maps = np.full((11, 8, 8), 0.2, np.float32)
+    inputs = np.zeros((11, 2, 2, 3), np.float32)
+    spec = Adaptation(frames=10, nearest=3, threshold=1.0, pixel_spread=False, print_scale=True)
+    assert simulate(spec, SCORING, maps, inputs=inputs)[0] < 0.01
+
+
 def test_without_pixel_spread_the_change_is_the_error_above_the_baseline() -> None:
     """``pixel_spread`` off: a pixel whose calibration frames varied a lot counts a new error
     as much as a steady pixel does (with it, the busy pixel's change is divided away)."""

@@ -162,12 +162,12 @@ def test_the_start_guard_benchmark_scores_made_up_starts_against_the_bundles_gua
     assert rows["lens covered (black)"]["scores"] != rows["a good print's first frame"]["scores"]
 
 
-def test_frame_order_tells_a_timeline_from_shuffled_frames() -> None:
+def test_frame_order_tells_a_timeline_from_shuffled_frames(monkeypatch) -> None:
     """A print filmed in time order (a part growing a little each frame) has neighbouring
     frames far closer than random pairs; the same frames shuffled do not."""
     import numpy as np
 
-    sys.path.insert(0, str(ROOT))
+    monkeypatch.syspath_prepend(str(ROOT))
     from benchmarks.frame_order import order_stats
 
     frames = np.zeros((60, 32, 48, 3), np.uint8)

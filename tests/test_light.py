@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from tests import synth
 from tests.daemon_helpers import run_cli, write_config
@@ -62,13 +63,16 @@ def test_a_covered_lens_is_not_matched_away() -> None:
         assert np.abs(seen - ref.still_mean).mean() > 0.1, level
 
 
-def test_the_daemon_scores_what_the_trainer_calibrates_on(tiny_light_bundle: Path) -> None:
+@pytest.mark.parametrize("print_scale", [False, True])
+def test_the_daemon_scores_what_the_trainer_calibrates_on(
+    tiny_light_bundle: Path, print_scale: bool
+) -> None:
     """One code path: the watcher's adapter (TFLite, frame by frame, the calibration frames
-    rescored against their mean, each frame compared with its nearest calibration frames)
-    gives the scores ``simulate`` gives on ``light_matched`` frames, which the trainer and the
-    benchmark use."""
+    rescored against their mean, each frame compared with its nearest calibration frames, and
+    with ``print_scale`` the print's scale taken from those rescored frames) gives the scores
+    ``simulate`` gives on ``light_matched`` frames, which the trainer and the benchmark use."""
     bundle = Bundle.load(tiny_light_bundle)
-    spec = bundle.meta.adaptation
+    spec = dataclasses.replace(bundle.meta.adaptation, print_scale=print_scale)
     assert spec.match_light and spec.frames == 4 and spec.nearest == 2 and spec.threshold > 0
     scorer = FrameScorer(bundle)
     frames = [synth.normal_frame(2, i, 16) for i in range(10)] + [
@@ -166,6 +170,9 @@ def test_recalibrating_a_light_matching_bundle_on_ones_own_prints(
 
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_light_bundle, bundle)
+    meta = json.loads((bundle / "model.json").read_text())
+    meta["adaptation"].update(pixel_spread=False, print_scale=True)  # kept, like the rest
+    (bundle / "model.json").write_text(json.dumps(meta))
     before = Bundle.load(bundle).meta.adaptation
     frames = tmp_path / "mine"
     frames.mkdir()
@@ -180,6 +187,8 @@ def test_recalibrating_a_light_matching_bundle_on_ones_own_prints(
     assert r.returncode == 0, r.stderr
     after = Bundle.load(bundle).meta.adaptation
     assert (after.frames, after.match_light, after.nearest) == (before.frames, True, 2)
+    assert (after.pixel_spread, after.print_scale) == (False, True)
+    assert "pixel_spread=False print_scale=True" in r.stdout
     assert after.threshold > 0 and after.threshold != before.threshold
     assert "from 2 prints" in r.stdout
     # the start guard is kept, raised if the user's own starts score higher

@@ -3,7 +3,7 @@ from one's own recorded good prints, scored through the daemon's TFLite path (no
 
 Each print is calibrated on its own first frames, exactly as the daemon does, and the
 threshold leaves ``--target-fpr`` of the later frames above it. The bundle's model.json is
-rewritten; its light matching and nearest-frames settings are kept.
+rewritten; its light matching, nearest-frames, spread and print-scale settings are kept.
 """
 
 from __future__ import annotations
@@ -85,14 +85,18 @@ def main(args: argparse.Namespace) -> int:
     bundle = Bundle.load(args.bundle)
     old = bundle.meta.adaptation
     n = args.frames if args.frames is not None else (old.frames or 20)
+    # print_scale judges each calibration frame against its nearest others: fewer than all
+    nearest = min(old.nearest, n - 1 if old.print_scale else n)
+    if old.print_scale and nearest < 2:
+        raise UsageError(f"--frames {n}: this bundle needs at least 3 frames per print's start")
     spec = Adaptation(
         frames=n,
         std_floor=args.std_floor if args.std_floor is not None else old.std_floor,
         threshold=1.0,
         match_light=old.match_light,
-        nearest=min(old.nearest, n),
+        nearest=nearest,
         pixel_spread=old.pixel_spread,
-        print_scale=old.print_scale and 2 <= min(old.nearest, n) < n,
+        print_scale=old.print_scale,
     )
     try:
         prints, loose = frames.group_prints(args.normal)
@@ -130,6 +134,7 @@ def main(args: argparse.Namespace) -> int:
     bundle.save_meta()
     print(
         f"{args.bundle}: adaptation frames={new.frames} std_floor={new.std_floor} match_light={new.match_light} "
-        f"nearest={new.nearest} threshold={new.threshold:.6g} guard={new.guard:.6g} from {sum(len(m) > new.frames for m in maps)} prints"
+        f"nearest={new.nearest} pixel_spread={new.pixel_spread} print_scale={new.print_scale} "
+        f"threshold={new.threshold:.6g} guard={new.guard:.6g} from {sum(len(m) > new.frames for m in maps)} prints"
     )
     return 0

@@ -30,6 +30,8 @@ from watchdog.detection.quantile import quantile
 
 logger = logging.getLogger(__name__)
 
+SCALE_FLOOR = 0.05  # print_scale: the least scale, as a share of the calibration maps' level
+
 
 class PrintBaseline:
     """Per-print baseline of error maps; adapted scores on the bundle's threshold scale."""
@@ -175,7 +177,8 @@ class PrintBaseline:
 
     def adapted(self, error_map: np.ndarray, x: np.ndarray | None = None) -> float:
         """The adapted score of one error map (and its model input, for ``nearest``) against
-        the finished baseline (unscaled)."""
+        the finished baseline, on the unit scale (before ``gain``); ``last_map`` is the map it
+        reduces, in the same units (what the heatmap draws)."""
         if self._denom is None:
             raise RuntimeError("adapter baseline not calibrated yet")
         if self.spec.nearest:
@@ -186,8 +189,13 @@ class PrintBaseline:
             assert self._mean is not None
             mean = self._mean
         z = np.maximum((np.asarray(error_map, dtype=np.float64) - mean) / self._denom, 0.0)
-        self.last_map = z.astype(np.float32)
-        return self.scoring.score(self.last_map, self.mask) / self._scale
+        self.last_map = (z / self._scale).astype(np.float32)
+        return self.scoring.score(self.last_map, self.mask)
+
+    @property
+    def scale(self) -> float:
+        """``print_scale``: this print's own typical adapted score (1: none)."""
+        return self._scale
 
     def _nearest(self, xq: np.ndarray, n: int, leave_out: int | None = None) -> np.ndarray:
         """Rows of the ``n`` calibration inputs nearest to ``xq`` (exact squared distances on
@@ -200,15 +208,19 @@ class PrintBaseline:
 
     def _own_scale(self) -> float:
         """``print_scale``: the mean adapted score of the calibration frames, each judged
-        against its nearest others (a frame is never its own neighbour)."""
+        against its nearest others (a frame is never its own neighbour). Never below
+        ``SCALE_FLOOR`` of the calibration maps' own level: still frames (a frozen feed, a
+        start without movement) would otherwise make every later frame look enormous."""
         assert self._cal_maps is not None and self._cal_x is not None and self._denom is not None
-        scores = []
+        scores, levels = [], []
         for i, (cal_map, cal_x) in enumerate(zip(self._cal_maps, self._cal_x, strict=True)):
             order = self._nearest(cal_x, self.spec.nearest, leave_out=i)
+            own = cal_map.astype(np.float64)
             mean = np.mean(self._cal_maps[order], axis=0, dtype=np.float64)
-            z = np.maximum((cal_map.astype(np.float64) - mean) / self._denom, 0.0)
+            z = np.maximum((own - mean) / self._denom, 0.0)
             scores.append(self.scoring.score(z.astype(np.float32), self.mask))
-        return max(float(np.mean(scores)), 1e-9)
+            levels.append(self.scoring.score((own / self._denom).astype(np.float32), self.mask))
+        return max(float(np.mean(scores)), SCALE_FLOOR * float(np.mean(levels)), 1e-9)
 
     def _finish(self) -> None:
         assert self._sum is not None and self._sumsq is not None

@@ -22,7 +22,8 @@ def simulate(
     mask: np.ndarray | None = None,
     inputs: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Unscaled adapted scores of one print's frames after its calibration frames (time order).
+    """Adapted scores of one print's frames after its calibration frames (time order), on the
+    unit scale (``spec.threshold`` is ignored; ``print_scale`` applies).
 
     Exactly what the daemon computes; the trainer and the benchmark choose
     ``Adaptation.threshold`` from these scores on normal prints the model did not fit. With

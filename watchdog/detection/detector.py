@@ -207,7 +207,7 @@ class Detector:
         score, calibrating = self.baseline.observe(absolute, error_map, x)
         if self.baseline.enabled and not calibrating:
             assert self.baseline.last_map is not None
-            # Adapted maps are in baseline standard deviations: full red at twice the calibrated level.
+            # Adapted maps are in the adapted score's units: full red at twice its threshold.
             emap, scale = self.baseline.last_map, 2 * self.meta.adaptation.threshold
         else:
             emap = error_map
