@@ -89,14 +89,14 @@ def main(args: argparse.Namespace) -> int:
     nearest = min(old.nearest, n - 1 if old.print_scale else n)
     if old.print_scale and nearest < 2:
         raise UsageError(f"--frames {n}: this bundle needs at least 3 frames per print's start")
-    spec = Adaptation(
+    # every other setting of the bundle's adaptation is kept as it is
+    spec = dataclasses.replace(
+        old,
         frames=n,
         std_floor=args.std_floor if args.std_floor is not None else old.std_floor,
         threshold=1.0,
-        match_light=old.match_light,
         nearest=nearest,
-        pixel_spread=old.pixel_spread,
-        print_scale=old.print_scale,
+        guard=0.0,
     )
     try:
         prints, loose = frames.group_prints(args.normal)

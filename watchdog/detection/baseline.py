@@ -183,12 +183,11 @@ class PrintBaseline:
             raise RuntimeError("adapter baseline not calibrated yet")
         if self.spec.nearest:
             assert self._cal_maps is not None and self._cal_x is not None
-            order = self._nearest(_on_grid(x), self.spec.nearest)
-            mean = np.asarray(np.mean(self._cal_maps[order], axis=0, dtype=np.float64))
+            mean = self._mean_of(self._nearest(_on_grid(x), self.spec.nearest))
         else:
             assert self._mean is not None
             mean = self._mean
-        z = np.maximum((np.asarray(error_map, dtype=np.float64) - mean) / self._denom, 0.0)
+        z = self._change(np.asarray(error_map, dtype=np.float64), mean)
         self.last_map = (z / self._scale).astype(np.float32)
         return self.scoring.score(self.last_map, self.mask)
 
@@ -206,6 +205,17 @@ class PrintBaseline:
             distance[leave_out] = np.inf
         return np.argsort(distance, kind="stable")[:n]
 
+    def _mean_of(self, rows: np.ndarray) -> np.ndarray:
+        """The mean of these calibration maps (``nearest``), in float64."""
+        assert self._cal_maps is not None
+        return np.asarray(np.mean(self._cal_maps[rows], axis=0, dtype=np.float64))
+
+    def _change(self, error_map: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        """What one float64 error map adds to ``mean``, per pixel, in the baseline's units: the
+        one rule for later frames and for the calibration frames ``print_scale`` judges."""
+        assert self._denom is not None
+        return np.maximum((error_map - mean) / self._denom, 0.0)
+
     def _own_scale(self) -> float:
         """``print_scale``: the mean adapted score of the calibration frames, each judged
         against its nearest others (a frame is never its own neighbour). Never below
@@ -214,10 +224,8 @@ class PrintBaseline:
         assert self._cal_maps is not None and self._cal_x is not None and self._denom is not None
         scores, levels = [], []
         for i, (cal_map, cal_x) in enumerate(zip(self._cal_maps, self._cal_x, strict=True)):
-            order = self._nearest(cal_x, self.spec.nearest, leave_out=i)
             own = cal_map.astype(np.float64)
-            mean = np.mean(self._cal_maps[order], axis=0, dtype=np.float64)
-            z = np.maximum((own - mean) / self._denom, 0.0)
+            z = self._change(own, self._mean_of(self._nearest(cal_x, self.spec.nearest, i)))
             scores.append(self.scoring.score(z.astype(np.float32), self.mask))
             levels.append(self.scoring.score((own / self._denom).astype(np.float32), self.mask))
         return max(float(np.mean(scores)), SCALE_FLOOR * float(np.mean(levels)), 1e-9)
