@@ -967,8 +967,19 @@ def main(argv: list[str] | None = None) -> int:
         choices=["on", "off"],
         help="scale adapted scores by the print's own typical one, or not (an experiment)",
     )
+    p.add_argument("--epochs", type=int, help="train at most this many epochs (an experiment)")
+    p.add_argument("--batch-size", type=int, help="train with this batch size (an experiment)")
+    p.add_argument(
+        "--patience", type=int, help="stop after this many epochs without progress (an experiment)"
+    )
     p.add_argument("--json", type=Path, help="also write all figures to this JSON file")
     args = p.parse_args(argv)
+    if (args.epochs is not None and args.epochs < 1) or (
+        args.batch_size is not None and args.batch_size < 1
+    ):
+        p.error("--epochs and --batch-size must be 1 or more")
+    if args.patience is not None and args.patience < 0:
+        p.error("--patience must be 0 (no early stopping) or more")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     if not (args.data / "no_defected").is_dir() or not (args.data / "defected").is_dir():
@@ -994,6 +1005,17 @@ def main(argv: list[str] | None = None) -> int:
         default = dataclasses.replace(
             default, scoring=dataclasses.replace(default.scoring, topk=args.scoring_topk)
         )
+    training = {
+        k: v
+        for k, v in (
+            ("epochs", args.epochs),
+            ("batch_size", args.batch_size),
+            ("patience", args.patience),
+        )
+        if v is not None
+    }
+    if training:  # a training variant: every model of the run is fitted this way
+        default = dataclasses.replace(default, train=dataclasses.replace(default.train, **training))
     switches = {"on": True, "off": False, None: None}
     changes = {
         k: v
@@ -1024,6 +1046,9 @@ def main(argv: list[str] | None = None) -> int:
             "nearest": adaptation.nearest,
             "pixel_spread": adaptation.pixel_spread,
             "print_scale": adaptation.print_scale,
+            "epochs": default.train.epochs,
+            "batch_size": default.train.batch_size,
+            "patience": default.train.patience,
         },
         "methods": {},
     }

@@ -555,16 +555,19 @@ def frame_order(d: Json | None) -> str:
 
 VARIANT_CMD = (
     ".venv/bin/python benchmarks/quality.py --seeds 0,1,2 [--scoring-topk K] [--std-floor Q] "
-    "[--nearest N] [--pixel-spread on|off] [--print-scale on|off] [--target-fpr F] "
-    "--json benchmarks/results/quality-variant-NAME.json"
+    "[--nearest N] [--pixel-spread on|off] [--print-scale on|off] [--epochs E] [--batch-size B] "
+    "[--patience P] [--target-fpr F] --json benchmarks/results/quality-variant-NAME.json"
 )
-# the shipped preset's scoring, for runs that recorded none (before runs said what they scored)
-SHIPPED_VARIANT = {
+# what runs that recorded nothing of it scored and trained with (before runs said so)
+UNRECORDED_VARIANT = {
     "topk": 0.1,
     "std_floor": 0.5,
     "nearest": 10,
     "pixel_spread": True,
     "print_scale": False,
+    "epochs": 30,
+    "batch_size": 32,
+    "patience": 5,
 }
 
 
@@ -572,7 +575,8 @@ def _variant_label(d: Json, base: Json) -> str:
     """What a run scored differently from the shipped preset, in the bundle's words."""
     if "variant" not in d:  # the first runs recorded only a top-k fraction, in their file name
         return f"topk {d['_name'].removeprefix('quality-topk-')}"
-    changed = [f"{k} {str(v).lower()}" for k, v in d["variant"].items() if base.get(k) != v]
+    variant = {**UNRECORDED_VARIANT, **d["variant"]}
+    changed = [f"{k} {str(v).lower()}" for k, v in variant.items() if base.get(k) != v]
     if d["target_fpr"] != base["target_fpr"]:
         changed.append(f"threshold aimed at {100 * d['target_fpr']:g}% of frames")
     return ", ".join(changed) or "as shipped"
@@ -585,7 +589,7 @@ def scoring_experiments(shipped: Json | None) -> str:
     )
     if shipped is None or not files:
         return _missing("scoring experiments", VARIANT_CMD)
-    base = {**SHIPPED_VARIANT, **shipped.get("variant", {})}
+    base = {**UNRECORDED_VARIANT, **shipped.get("variant", {})}
     runs = [("shipped: " + ", ".join(f"{k} {str(v).lower()}" for k, v in base.items()), shipped)]
     base["target_fpr"] = shipped["target_fpr"]
     for path in files:
@@ -615,8 +619,10 @@ def scoring_experiments(shipped: Json | None) -> str:
         )
     names = ", ".join(shipped["summary"]["inscene_recall_by_print"])
     return (
-        "Other ways to score the same models, each three training runs, leave-one-print-out "
-        "(9 fold-runs), the threshold cross-fitted as the trainer does. `topk`: the share of the "
+        "Other ways to score or to train the shipped preset, each three training runs, "
+        "leave-one-print-out (9 fold-runs), the threshold cross-fitted as the trainer does. Each "
+        "row names what it changed. `epochs`, `batch_size`, `patience`: how each model is fitted "
+        "(a smaller batch makes more updates per epoch); `topk`: the share of the "
         "watched region's highest error values a frame's score averages (smaller finds small "
         "failures); `pixel_spread false`: the change against the print's start is not divided by "
         "each pixel's spread; `print_scale true`: adapted scores are divided by the print's own "

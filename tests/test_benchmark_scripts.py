@@ -178,3 +178,33 @@ def test_frame_order_tells_a_timeline_from_shuffled_frames(monkeypatch) -> None:
     shuffled = order_stats(frames[np.random.default_rng(1).permutation(len(frames))])
     assert timeline["ratio"] < 0.6
     assert shuffled["ratio"] > 0.8
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "said"),
+    [
+        ("--batch-size", "0", "--epochs and --batch-size must be 1 or more"),
+        ("--epochs", "-3", "--epochs and --batch-size must be 1 or more"),
+        ("--patience", "-1", "--patience must be 0 (no early stopping) or more"),
+    ],
+)
+def test_the_quality_benchmark_refuses_a_training_it_cannot_run_in_one_line(
+    tmp_path, flag: str, value: str, said: str
+) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "quality.py"),
+            "--data",
+            str(tmp_path),
+            flag,
+            value,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.strip().splitlines()[-1].endswith(f"error: {said}")

@@ -9,3 +9,19 @@ def test_quality_page_is_current_with_the_committed_results() -> None:
     assert qualitydoc.OUTPUT.read_text() == qualitydoc.render(), (
         "docs/quality.md is stale: run .venv/bin/python benchmarks/qualitydoc.py"
     )
+
+
+def test_an_experiment_is_named_by_what_it_changed_training_included() -> None:
+    """A run that recorded no training was fitted the way every run was then; beside a shipped
+    preset that trains otherwise, its row must say so, not pass for the same training."""
+    shipped = {**qualitydoc.UNRECORDED_VARIANT, "epochs": 60, "batch_size": 8, "patience": 15}
+    base = {**shipped, "target_fpr": 0.01}
+    before = {"variant": {"topk": 0.03, "nearest": 10}, "target_fpr": 0.01, "_name": "x"}
+    same_training = {"variant": {**shipped, "topk": 0.03}, "target_fpr": 0.005, "_name": "y"}
+
+    assert qualitydoc._variant_label(before, base) == (
+        "topk 0.03, epochs 30, batch_size 32, patience 5"
+    )
+    assert qualitydoc._variant_label(same_training, base) == (
+        "topk 0.03, threshold aimed at 0.5% of frames"
+    )
