@@ -573,9 +573,10 @@ UNRECORDED_VARIANT = {
 
 def _variant_label(d: Json, base: Json) -> str:
     """What a run scored differently from the shipped preset, in the bundle's words."""
-    if "variant" not in d:  # the first runs recorded only a top-k fraction, in their file name
-        return f"topk {d['_name'].removeprefix('quality-topk-')}"
-    variant = {**UNRECORDED_VARIANT, **d["variant"]}
+    if "variant" in d:
+        variant = {**UNRECORDED_VARIANT, **d["variant"]}
+    else:  # the first runs recorded only a top-k fraction, in their file name
+        variant = {**UNRECORDED_VARIANT, "topk": float(d["_name"].removeprefix("quality-topk-"))}
     changed = [f"{k} {str(v).lower()}" for k, v in variant.items() if base.get(k) != v]
     if d["target_fpr"] != base["target_fpr"]:
         changed.append(f"threshold aimed at {100 * d['target_fpr']:g}% of frames")

@@ -18,10 +18,14 @@ def test_an_experiment_is_named_by_what_it_changed_training_included() -> None:
     base = {**shipped, "target_fpr": 0.01}
     before = {"variant": {"topk": 0.03, "nearest": 10}, "target_fpr": 0.01, "_name": "x"}
     same_training = {"variant": {**shipped, "topk": 0.03}, "target_fpr": 0.005, "_name": "y"}
+    first_runs = {"target_fpr": 0.01, "_name": "quality-topk-0.02"}  # named by their file only
 
     assert qualitydoc._variant_label(before, base) == (
         "topk 0.03, epochs 30, batch_size 32, patience 5"
     )
     assert qualitydoc._variant_label(same_training, base) == (
         "topk 0.03, threshold aimed at 0.5% of frames"
+    )
+    assert qualitydoc._variant_label(first_runs, base) == (
+        "topk 0.02, epochs 30, batch_size 32, patience 5"
     )
