@@ -628,7 +628,8 @@ def scoring_experiments(shipped: Json | None) -> str:
         "failures); `pixel_spread false`: the change against the print's start is not divided by "
         "each pixel's spread; `print_scale true`: adapted scores are divided by the print's own "
         "typical one (its calibration frames judged against each other). See "
-        "[decisions/scoring-experiments.md](decisions/scoring-experiments.md).\n\n"
+        "[decisions/scoring-experiments.md](decisions/scoring-experiments.md) and "
+        "[decisions/training-length.md](decisions/training-length.md).\n\n"
         + _table(
             [
                 "scored",
