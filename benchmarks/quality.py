@@ -967,10 +967,17 @@ def main(argv: list[str] | None = None) -> int:
         choices=["on", "off"],
         help="scale adapted scores by the print's own typical one, or not (an experiment)",
     )
-    p.add_argument("--epochs", type=int, help="train at most this many epochs (an experiment)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        help="train the shipped preset at most this many epochs (an experiment; the seed "
+        "preset's are --seed-epochs)",
+    )
     p.add_argument("--batch-size", type=int, help="train with this batch size (an experiment)")
     p.add_argument(
-        "--patience", type=int, help="stop after this many epochs without progress (an experiment)"
+        "--patience",
+        type=int,
+        help="stop after this many epochs without progress, 0: never early (an experiment)",
     )
     p.add_argument("--json", type=Path, help="also write all figures to this JSON file")
     args = p.parse_args(argv)

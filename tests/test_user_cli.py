@@ -354,6 +354,40 @@ def test_trainer_without_the_train_extra_says_which_extra_before_creating_anythi
     assert not out.exists(), "a run folder was created before the check"
 
 
+@pytest.mark.parametrize(
+    ("flag", "said"),
+    [
+        (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        (["--patience", "-1"], "--patience must be 0 (never stop early) or more, got -1"),
+    ],
+)
+def test_trainer_refuses_a_training_it_cannot_run_before_creating_anything(
+    tmp_path: Path, flag: list[str], said: str
+) -> None:
+    data = _frames(tmp_path / "frames", 4)
+    out = tmp_path / "runs"
+    r = subprocess.run(
+        [sys.executable, "-m", "trainer", "--normal", str(data), "--out", str(out), *flag],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert r.returncode == 2, r.stderr
+    [line] = _errors(r)
+    assert said in line, line
+    assert not out.exists(), "a run folder was created before the check"
+
+
+def test_trainer_patience_reaches_the_fit() -> None:
+    """--patience 0 must turn early stopping off in the preset the fit uses, not be dropped."""
+    from trainer.pipeline import Options, resolve_preset
+
+    assert resolve_preset(Options(patience=0)).train.patience == 0
+    assert resolve_preset(Options(patience=15)).train.patience == 15
+    assert resolve_preset(Options()).train.patience == 5  # the default preset's own
+
+
 def test_frames_without_a_print_number_get_a_warning_with_the_naming(tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
     data = _frames(tmp_path / "frames", 6, name="IMG{}.jpg")

@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--epochs", type=int, help="override the preset's epochs")
     m.add_argument("--batch-size", type=int, help="override the preset's batch size")
     m.add_argument(
+        "--patience",
+        type=int,
+        help="stop after this many epochs without progress (0: never stop early; default: the "
+        "preset's)",
+    )
+    m.add_argument(
         "--input-size", type=_size, metavar="WxH", help="override the preset's model input size"
     )
     m.add_argument(
@@ -266,6 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         preset=args.preset,
         epochs=args.epochs,
         batch_size=args.batch_size,
+        patience=args.patience,
         augment=args.augment,
         input_size=args.input_size,
         region=args.region,

@@ -39,6 +39,7 @@ class Options:
     preset: str | Preset = "default"
     epochs: int | None = None
     batch_size: int | None = None
+    patience: int | None = None  # epochs without progress before stopping; 0: never stop early
     augment: bool | None = None
     input_size: tuple[int, int] | None = None  # (width, height): override the preset's input size
     region: tuple[float, float, float, float] | None = (
@@ -93,6 +94,8 @@ def resolve_preset(options: Options) -> Preset:
         changes["epochs"] = options.epochs
     if options.batch_size is not None:
         changes["batch_size"] = options.batch_size
+    if options.patience is not None:
+        changes["patience"] = options.patience
     if options.augment is not None:
         changes["augment"] = options.augment
     if changes:
@@ -173,6 +176,10 @@ def _check_options(o: Options) -> None:
         )
     if o.epochs is not None and o.epochs < 1:
         raise DataError(f"--epochs must be at least 1, got {o.epochs}")
+    if o.batch_size is not None and o.batch_size < 1:
+        raise DataError(f"--batch-size must be at least 1, got {o.batch_size}")
+    if o.patience is not None and o.patience < 0:
+        raise DataError(f"--patience must be 0 (never stop early) or more, got {o.patience}")
 
 
 def run(options: Options) -> RunResult:
