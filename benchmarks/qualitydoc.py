@@ -705,7 +705,10 @@ def render() -> str:
     )
     sections.append(("Any camera's framing", lambda: framing(_load("framing.json"))))
     sections.append(
-        ("Scoring and training experiments", lambda: scoring_experiments(_load("quality-detection.json")))
+        (
+            "Scoring and training experiments",
+            lambda: scoring_experiments(_load("quality-detection.json")),
+        )
     )
     sections.append(("Speed and memory", lambda: speed_and_memory(_load("frame_cost.json"))))
     sections.append(("Printers per daemon", lambda: printers_per_daemon(_load("capacity.json"))))
