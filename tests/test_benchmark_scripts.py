@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TIME_TO_PAUSE = ROOT / "benchmarks" / "time_to_pause.py"
 
 
-def run_script(*args: str) -> subprocess.CompletedProcess[str]:
+def run_script(*args: str, script: Path = TIME_TO_PAUSE) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(TIME_TO_PAUSE), *args],
+        [sys.executable, str(script), *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -32,13 +32,7 @@ def test_time_to_pause_skips_in_one_line_without_the_data(tmp_path) -> None:
 
 @pytest.mark.parametrize("script", ["lasting_change.py", "frame_order.py"])
 def test_benchmark_skips_in_one_line_without_the_data(tmp_path, script: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--data", str(tmp_path / "absent")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+    proc = run_script("--data", str(tmp_path / "absent"), script=ROOT / "benchmarks" / script)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines() == [f"skipped: no Kaggle data at {tmp_path / 'absent'}"]
 
@@ -191,19 +185,8 @@ def test_frame_order_tells_a_timeline_from_shuffled_frames(monkeypatch) -> None:
 def test_the_quality_benchmark_refuses_a_training_it_cannot_run_in_one_line(
     tmp_path, flag: str, value: str, said: str
 ) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "quality.py"),
-            "--data",
-            str(tmp_path),
-            flag,
-            value,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
+    proc = run_script(
+        "--data", str(tmp_path), flag, value, script=ROOT / "benchmarks" / "quality.py"
     )
     assert proc.returncode == 2
     assert proc.stdout == ""
