@@ -63,7 +63,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.inscene import pasted_failures, pasted_sequence  # noqa: E402
-from trainer.crossfit import split_fit_val, val_mask  # noqa: E402
+from trainer.crossfit import shipped_threshold, split_fit_val  # noqa: E402
+from trainer.data import last_frames  # noqa: E402
 from trainer.evaluate import error_maps  # noqa: E402
 from watchdog.config import CameraConfig, DetectionConfig  # noqa: E402
 from watchdog.detection import decide  # noqa: E402
@@ -83,6 +84,7 @@ logger = logging.getLogger("benchmarks.quality")
 DEFECT_PRINTS: list[tuple[str, int]] = []  # (failed print, frames) in the order of data["defects"]
 SETTINGS = decide.Settings.from_config(DetectionConfig())  # the daemon's default detection settings
 INTERVAL_S = CameraConfig().interval_s
+THRESHOLD_RULE = "higher of cross-fitted and last frames"  # trainer.crossfit.shipped_threshold
 INSCENE_ONSET = 20  # scored normal frames of the held-out print before a pasted failure starts
 
 
@@ -251,8 +253,9 @@ def evaluate_fold(
 ) -> dict[str, Any]:
     """Scores → AUROC, threshold, false alarms and recall for one held-out session.
 
-    ``adapted_threshold``: the cross-fitted threshold (``trainer.crossfit``, the trainer's
-    rule); without it the adapted threshold is set on the fitting prints' validation frames."""
+    ``adapted_threshold``: the cross-fitted threshold (``trainer.crossfit``); the adapted
+    threshold is then the trainer's (``shipped_threshold``: the higher of it and the one the
+    fitting prints' validation frames give), else the validation frames' alone."""
     from trainer.calibrate import threshold_for_fpr
 
     normal, defects, strings = maps[held], maps["defects"], maps["strings"]
@@ -276,18 +279,21 @@ def evaluate_fold(
             scoring,
             [maps[s][..., 0] for s in fit_sessions],
             target_fpr,
-            held_out=[val_mask(len(maps[s])) for s in fit_sessions],
+            held_out=[last_frames(len(maps[s])) for s in fit_sessions],
             inputs=[maps[s][..., 1:] for s in fit_sessions],
         ).threshold
-        thr = adapted_threshold if adapted_threshold is not None else val_thr
-        if adapted_threshold is not None:  # the other rule on the same model, for comparison
-            res.update(
-                validation_rule={
-                    "threshold": val_thr,
-                    "false_alarm_rate": float(np.mean(n > val_thr)),
-                    "recall": float(np.mean(d > val_thr)),
+        thr = val_thr
+        if adapted_threshold is not None:  # the trainer's rule; each half alone for comparison
+            thr = shipped_threshold(adapted_threshold, val_thr)
+            for key, alone in (
+                ("validation_rule", val_thr),
+                ("cross_fitted_rule", adapted_threshold),
+            ):
+                res[key] = {
+                    "threshold": alone,
+                    "false_alarm_rate": float(np.mean(n > alone)),
+                    "recall": float(np.mean(d > alone)),
                 }
-            )
         res.update(sequence_stats(n, d, thr))
         res.update(
             inscene_stats(
@@ -628,7 +634,7 @@ def run_control(
             scoring,
             [own[a][..., 0]],
             args.target_fpr,
-            held_out=[val_mask(len(own[a]))],
+            held_out=[last_frames(len(own[a]))],
             inputs=[own[a][..., 1:]],
         ).threshold
         for b in sessions:
@@ -864,12 +870,15 @@ def print_table(name: str, note: str, folds: list[dict[str, Any]]) -> None:
         f"{mean['pasted_auroc']:.3f}/{mean['pasted_recall']:.3f}"
     )
     for r in folds:
-        if "validation_rule" in r:
-            v = r["validation_rule"]
-            print(
-                f"  {r['held_out']}: threshold {r['threshold']:.3f} (cross-fitted); the validation-frame rule on "
-                f"the same model: {v['threshold']:.3f}, FPR {v['false_alarm_rate']:.3f}, recall {v['recall']:.3f}"
+        if "cross_fitted_rule" in r:
+            alone = ", ".join(
+                f"{name} {v['threshold']:.3f} (FPR {v['false_alarm_rate']:.3f}, recall {v['recall']:.3f})"
+                for name, v in (
+                    ("cross-fitted", r["cross_fitted_rule"]),
+                    ("validation frames", r["validation_rule"]),
+                )
             )
+            print(f"  {r['held_out']}: threshold {r['threshold']:.3f}, the higher of {alone}")
     for r in folds:
         pauses = ", ".join(
             f"{k} {'never' if v is None else v}" for k, v in r["frames_to_pause"].items()
@@ -1056,6 +1065,7 @@ def main(argv: list[str] | None = None) -> int:
             "epochs": default.train.epochs,
             "batch_size": default.train.batch_size,
             "patience": default.train.patience,
+            "threshold_rule": THRESHOLD_RULE,
         },
         "methods": {},
     }

@@ -568,6 +568,7 @@ UNRECORDED_VARIANT = {
     "epochs": 30,
     "batch_size": 32,
     "patience": 5,
+    "threshold_rule": "cross-fitted",
 }
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
+import pytest
 
 from tests import synth
 from tests.daemon_helpers import run_cli, write_config
@@ -31,7 +33,11 @@ def test_bundle_carries_the_adaptation(tiny_adaptive_bundle) -> None:
     meta = Bundle.load(tiny_adaptive_bundle).meta
     assert meta.adaptation.frames == CALIBRATION and meta.adaptation.threshold > 0
     # the threshold comes from prints scored by models that never saw them (trainer.crossfit)
-    assert meta.extra["adaptation_rule"].startswith("cross-fitted: 3 prints"), meta.extra
+    rule = meta.extra["adaptation_rule"]
+    assert rule.startswith("cross-fitted: 3 prints"), meta.extra
+    # ... or the fitted model's own last frames, when they need a higher one
+    crossed, own = (float(v) for v in re.findall(r"\(([0-9.e+-]+)\)", rule)[:2])
+    assert meta.adaptation.threshold == pytest.approx(max(crossed, own), rel=1e-5)
 
 
 def test_replay_calibrates_on_the_first_frames_then_pauses_on_the_failure(

@@ -162,6 +162,17 @@ def test_split_all_fits_every_session_and_says_so(kaggle: Path) -> None:
     assert split.protocol.startswith("all") and "optimistic" in split.protocol and split.notes
 
 
+def test_split_all_validates_on_the_last_frames_of_each_print(kaggle: Path) -> None:
+    """The model to ship stops and sets its threshold on the frames the benchmark's models do:
+    each print's last 15%, not random frames next to fitted ones."""
+    split = split_frames(find_frames(kaggle), split="all")
+    for session in split.sessions["fit"]:
+        fit = sorted(f.number for f in split.fit if f.session == session)
+        val = sorted(f.number for f in split.val if f.session == session)
+        assert val and min(val) > max(fit), session
+        assert len(val) == round(0.15 * (len(fit) + len(val))), session
+
+
 def test_one_session_falls_back_to_random_and_says_so(tmp_path: Path) -> None:
     for i in range(6):
         _write(tmp_path / "n" / f"only_{i}.jpg", synth.normal_frame(0, i))

@@ -26,6 +26,9 @@ IMAGE_SUFFIXES = frames_contract.IMAGE_SUFFIXES
 DEFAULT_SESSION_PATTERN = frames_contract.DEFAULT_PATTERN
 NORMAL, ANOMALOUS = "normal", "anomalous"
 SPLITS = ("session", "random", "all")
+VAL_FRACTION = (
+    0.15  # of the normal frames (of each print, its last ones) that validate rather than fit
+)
 
 
 class DataError(UsageError):
@@ -194,12 +197,22 @@ def _sessions(frames: Iterable[Frame]) -> list[str]:
     return sorted({f.session for f in frames})
 
 
+def last_frames(n: int, fraction: float = VAL_FRACTION) -> np.ndarray:
+    """Which of a print's n frames (time order) validate rather than fit: its last ``fraction``
+    (at least one; none of a one-frame print). The model to ship, the cross-fit and the
+    benchmark's models all stop and set thresholds on the same frames this way."""
+    mask = np.zeros(n, dtype=bool)
+    if n > 1:
+        mask[n - max(1, int(round(fraction * n))) :] = True
+    return mask
+
+
 def split_frames(
     frames: Sequence[Frame],
     split: str = "session",
     val_sessions: Sequence[str] = (),
     test_sessions: Sequence[str] = (),
-    val_fraction: float = 0.15,
+    val_fraction: float = VAL_FRACTION,
     test_fraction: float = 0.2,
     contamination: float = 0.0,
     seed: int = 0,
@@ -237,12 +250,18 @@ def split_frames(
 
     if split == "all":  # a final model for shipping: every session fits, nothing held out
         protocol = (
-            "all (final model: every session fits; validation is a random fraction, optimistic)"
+            "all (final model: every session fits; validation is the last frames of each print, "
+            "optimistic)"
         )
-        order = rng.permutation(len(normal))
-        n_val = max(1, int(round(val_fraction * len(normal))))
-        val = [normal[i] for i in order[:n_val]]
-        fit = [normal[i] for i in order[n_val:]]
+        fit, val = [], []
+        for name in normal_sessions:
+            frames_of = sorted((f for f in normal if f.session == name), key=lambda f: f.number)
+            last = last_frames(len(frames_of), val_fraction)
+            fit += [f for f, v in zip(frames_of, last, strict=True) if not v]
+            val += [f for f, v in zip(frames_of, last, strict=True) if v]
+        if not val:  # prints of one frame each: nothing is last, validate on a random frame
+            order = rng.permutation(len(fit))
+            val, fit = [fit[order[0]]], [fit[i] for i in order[1:]]
         test = []
         notes.append(
             "every print fits the model to deploy: the absolute threshold and figures come from "

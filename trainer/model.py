@@ -87,6 +87,8 @@ PRESETS: dict[str, Preset] = {
     # frame matched in brightness and contrast to them first: `match_light`, and compared with
     # the 10 of them that look most like it: `nearest`).
     # Per-frame normalisation (`--normalize`) is measured but off: docs/decisions/light-matching.md.
+    # Batch 8 for up to 60 epochs: batch 32 for 30 left the model blurred, missing small
+    # failures (docs/decisions/training-length.md).
     "default": Preset(
         name="default",
         preprocess=Preprocess(width=128, height=64, channels=3, roi=(0.0, 0.5, 1.0, 1.0)),
@@ -96,9 +98,9 @@ PRESETS: dict[str, Preset] = {
             loss="mae",
             learning_rate=1e-3,
             lr_decay=0.0,
-            batch_size=32,
-            epochs=30,
-            patience=5,
+            batch_size=8,
+            epochs=60,
+            patience=15,
             augment=True,
             shift=0.06,
             zoom=0.05,

@@ -371,8 +371,9 @@ def _adaptation(
 
     Each print is replayed in frame-number order through ``watchdog.detection`` exactly as the
     daemon will (the quality benchmark calibrates the same way). With two prints or more the
-    threshold is cross-fitted (``trainer.crossfit``); otherwise, or with
-    ``adapt_calibration="validation"``, it is set on the validation frames of the fitted model.
+    threshold is the higher of the cross-fitted one (``trainer.crossfit``) and the one the
+    validation frames of the fitted model give (``crossfit.shipped_threshold``); otherwise, or
+    with ``adapt_calibration="validation"``, it is the validation frames' alone.
     """
     if not preset.adaptation.enabled:
         return preset.adaptation, "", []
@@ -382,10 +383,15 @@ def _adaptation(
         if options.adapt_calibration == "cross" and len(prints) >= 2:
             models = crossfit.crossfit_models(preset, prints, options.seed, verbose=options.verbose)
             held = crossfit.held_out(preset, prints, models)
-            result = crossfit.calibrate_on(preset, held, options.target_fpr)
+            crossed = crossfit.calibrate_on(preset, held, options.target_fpr)
+            own = _validation_adaptation(preset, recon, sets, options.target_fpr, bs).threshold
+            result = dataclasses.replace(
+                crossed, threshold=crossfit.shipped_threshold(crossed.threshold, own)
+            )
             rule = (
-                f"cross-fitted: {len(prints)} prints each scored by a model fitted without it; {fpr}"
-                + _guard_rule(result, len(prints))
+                f"cross-fitted: {len(prints)} prints each scored by a model fitted without it "
+                f"({crossed.threshold:.6g}), or the fitted prints' last frames ({own:.6g}) when "
+                f"higher; {fpr}" + _guard_rule(result, len(prints))
             )
             return result, rule, held
         result = _validation_adaptation(preset, recon, sets, options.target_fpr, bs)
@@ -442,8 +448,8 @@ def _daemon_judgement(
         held = crossfitted
         note = (
             "each print is scored by a model fitted without it (the cross-fit); the adaptation "
-            "threshold was set on these same frames, so their false-alarm rate is near the target "
-            "by construction, while the failures chose nothing"
+            "threshold is at least the one set on these same frames, so their false-alarm rate is "
+            "at most the target by construction, while the failures chose nothing"
         )
     elif options.split == "random":
         note = "random split: no whole print is held out, so nothing can be replayed as the daemon sees it"
