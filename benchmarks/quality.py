@@ -990,24 +990,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--json", type=Path, help="also write all figures to this JSON file")
     args = p.parse_args(argv)
-    if (args.epochs is not None and args.epochs < 1) or (
-        args.batch_size is not None and args.batch_size < 1
-    ):
-        p.error("--epochs and --batch-size must be 1 or more")
-    if args.patience is not None and args.patience < 0:
-        p.error("--patience must be 0 (no early stopping) or more")
+    training = {
+        k: v
+        for k, v in (
+            ("epochs", args.epochs),
+            ("batch_size", args.batch_size),
+            ("patience", args.patience),
+        )
+        if v is not None
+    }
+    from trainer.model import get_preset  # no TensorFlow: checks the training values at once
+
+    try:
+        train = dataclasses.replace(get_preset("default").train, **training)
+    except ValueError as exc:
+        p.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     if not (args.data / "no_defected").is_dir() or not (args.data / "defected").is_dir():
         print(f"skipped: no Kaggle data at {args.data} (needs no_defected/ and defected/)")
         return 0
     try:
-        from trainer.model import get_preset
+        import keras
+        import tensorflow as tf
     except ImportError as exc:  # tensorflow missing
         print(f"skipped: the trainer needs the 'train' extra ({exc})")
         return 0
-    import keras
-    import tensorflow as tf
 
     tf.config.threading.set_inter_op_parallelism_threads(1)
     started = time.perf_counter()
@@ -1021,17 +1029,9 @@ def main(argv: list[str] | None = None) -> int:
         default = dataclasses.replace(
             default, scoring=dataclasses.replace(default.scoring, topk=args.scoring_topk)
         )
-    training = {
-        k: v
-        for k, v in (
-            ("epochs", args.epochs),
-            ("batch_size", args.batch_size),
-            ("patience", args.patience),
-        )
-        if v is not None
-    }
-    if training:  # a training variant: every model of the run is fitted this way
-        default = dataclasses.replace(default, train=dataclasses.replace(default.train, **training))
+    default = dataclasses.replace(
+        default, train=train
+    )  # a training variant: every model of the run
     switches = {"on": True, "off": False, None: None}
     changes = {
         k: v

@@ -177,9 +177,9 @@ def test_frame_order_tells_a_timeline_from_shuffled_frames(monkeypatch) -> None:
 @pytest.mark.parametrize(
     ("flag", "value", "said"),
     [
-        ("--batch-size", "0", "--epochs and --batch-size must be 1 or more"),
-        ("--epochs", "-3", "--epochs and --batch-size must be 1 or more"),
-        ("--patience", "-1", "--patience must be 0 (no early stopping) or more"),
+        ("--batch-size", "0", "--batch-size must be at least 1, got 0"),
+        ("--epochs", "-3", "--epochs must be at least 1, got -3"),
+        ("--patience", "-1", "--patience must be 0 (never stop early) or more, got -1"),
     ],
 )
 def test_the_quality_benchmark_refuses_a_training_it_cannot_run_in_one_line(

@@ -46,6 +46,17 @@ class TrainSpec:
     zoom: float = 0.05
     brightness: float = 0.1
 
+    def __post_init__(self) -> None:
+        # in the words of the flags that set these, the trainer's and the quality benchmark's
+        if self.epochs < 1:
+            raise ValueError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.patience < 0:
+            raise ValueError(
+                f"--patience must be 0 (never stop early) or more, got {self.patience}"
+            )
+
 
 @dataclass(frozen=True)
 class Preset:

@@ -99,7 +99,11 @@ def resolve_preset(options: Options) -> Preset:
     if options.augment is not None:
         changes["augment"] = options.augment
     if changes:
-        preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, **changes))
+        try:  # TrainSpec checks the values, in the flags' words
+            train = dataclasses.replace(preset.train, **changes)
+        except ValueError as exc:
+            raise DataError(str(exc)) from exc
+        preset = dataclasses.replace(preset, train=train)
     if options.input_size is not None:
         w, h = options.input_size
         try:
@@ -174,12 +178,6 @@ def _check_options(o: Options) -> None:
         raise DataError(
             f"--quantize must be one of {', '.join(export.QUANTIZATIONS)}, got {o.quantize!r}"
         )
-    if o.epochs is not None and o.epochs < 1:
-        raise DataError(f"--epochs must be at least 1, got {o.epochs}")
-    if o.batch_size is not None and o.batch_size < 1:
-        raise DataError(f"--batch-size must be at least 1, got {o.batch_size}")
-    if o.patience is not None and o.patience < 0:
-        raise DataError(f"--patience must be 0 (never stop early) or more, got {o.patience}")
 
 
 def run(options: Options) -> RunResult:
