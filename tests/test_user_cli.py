@@ -27,6 +27,21 @@ def _errors(r: subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in r.stderr.splitlines() if line.startswith("error:")]
 
 
+def _trainer(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: int = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m trainer ARGS`` as a user runs it (``-S`` when ``env`` replaces the packages)."""
+    python = [sys.executable, "-S"] if env is not None else [sys.executable]
+    return subprocess.run(
+        [*python, "-m", "trainer", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env if env is not None else {**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+
+
 def _frames(folder: Path, n: int, name: str = "frame_{}.jpg") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
@@ -340,14 +355,7 @@ def test_trainer_without_the_train_extra_says_which_extra_before_creating_anythi
     )
     assert "No module named 'keras'" in probe.stderr, "the shadow path still has keras"
     out = tmp_path / "runs"
-    r = subprocess.run(
-        [sys.executable, "-S", "-m", "trainer", "--normal", str(data), "--out", str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
+    r = _trainer("--normal", str(data), "--out", str(out), cwd=tmp_path, env=env)
     assert r.returncode == 2, r.stderr
     [line] = _errors(r)
     assert "'train' extra" in line and 'pip install -e ".[train]"' in line and "keras" in line
@@ -366,13 +374,7 @@ def test_trainer_refuses_a_training_it_cannot_run_before_creating_anything(
 ) -> None:
     data = _frames(tmp_path / "frames", 4)
     out = tmp_path / "runs"
-    r = subprocess.run(
-        [sys.executable, "-m", "trainer", "--normal", str(data), "--out", str(out), *flag],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
+    r = _trainer("--normal", str(data), "--out", str(out), *flag)
     assert r.returncode == 2, r.stderr
     [line] = _errors(r)
     assert said in line, line
@@ -381,36 +383,28 @@ def test_trainer_refuses_a_training_it_cannot_run_before_creating_anything(
 
 def test_trainer_patience_reaches_the_fit() -> None:
     """--patience 0 must turn early stopping off in the preset the fit uses, not be dropped."""
+    from trainer.model import get_preset
     from trainer.pipeline import Options, resolve_preset
 
     assert resolve_preset(Options(patience=0)).train.patience == 0
     assert resolve_preset(Options(patience=15)).train.patience == 15
-    assert resolve_preset(Options()).train.patience == 5  # the default preset's own
+    assert resolve_preset(Options()).train.patience == get_preset("default").train.patience
 
 
 def test_frames_without_a_print_number_get_a_warning_with_the_naming(tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
     data = _frames(tmp_path / "frames", 6, name="IMG{}.jpg")
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "trainer",
-            "--normal",
-            str(data),
-            "--preset",
-            "tiny",
-            "--epochs",
-            "1",
-            "--no-plots",
-            "--out",
-            str(tmp_path / "runs"),
-        ],
-        capture_output=True,
-        text=True,
+    r = _trainer(
+        "--normal",
+        str(data),
+        "--preset",
+        "tiny",
+        "--epochs",
+        "1",
+        "--no-plots",
+        "--out",
+        str(tmp_path / "runs"),
         timeout=600,
-        cwd=ROOT,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
     )
     warnings = [line for line in r.stderr.splitlines() if "are not named <print>_<n>.jpg" in line]
     assert len(warnings) == 1, r.stderr[-3000:]
@@ -426,15 +420,7 @@ def test_frames_without_a_print_number_get_a_warning_with_the_naming(tmp_path: P
 
 
 def test_help_has_no_project_history_jargon() -> None:
-    texts = [
-        subprocess.run(
-            [sys.executable, "-m", "trainer", "--help"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ROOT,
-        ).stdout
-    ]
+    texts = [_trainer("--help").stdout]
     from watchdog.__main__ import COMMANDS
 
     for module in COMMANDS:
