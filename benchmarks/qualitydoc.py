@@ -574,10 +574,9 @@ UNRECORDED_VARIANT = {
 
 def _variant_label(d: Json, base: Json) -> str:
     """What a run scored differently from the shipped preset, in the bundle's words."""
-    if "variant" in d:
-        variant = {**UNRECORDED_VARIANT, **d["variant"]}
-    else:  # the first runs recorded only a top-k fraction, in their file name
-        variant = {**UNRECORDED_VARIANT, "topk": float(d["_name"].removeprefix("quality-topk-"))}
+    variant = {**UNRECORDED_VARIANT, **d.get("variant", {})}
+    if d["_name"].startswith("quality-topk-"):  # the first runs named their top-k fraction only
+        variant["topk"] = float(d["_name"].removeprefix("quality-topk-"))
     changed = [f"{k} {str(v).lower()}" for k, v in variant.items() if base.get(k) != v]
     if d["target_fpr"] != base["target_fpr"]:
         changed.append(f"threshold aimed at {100 * d['target_fpr']:g}% of frames")
@@ -622,9 +621,10 @@ def scoring_experiments(shipped: Json | None) -> str:
     names = ", ".join(shipped["summary"]["inscene_recall_by_print"])
     return (
         "Other ways to score or to train the shipped preset, each three training runs, "
-        "leave-one-print-out (9 fold-runs), the threshold cross-fitted as the trainer does. Each "
+        "leave-one-print-out (9 fold-runs), the threshold set as the trainer sets it. Each "
         "row names what it changed. `epochs`, `batch_size`, `patience`: how each model is fitted "
-        "(a smaller batch makes more updates per epoch); `topk`: the share of the "
+        "(a smaller batch makes more updates per epoch); `threshold_rule cross-fitted`: the "
+        "threshold cross-fitted alone, as the trainer set it before; `topk`: the share of the "
         "watched region's highest error values a frame's score averages (smaller finds small "
         "failures); `pixel_spread false`: the change against the print's start is not divided by "
         "each pixel's spread; `print_scale true`: adapted scores are divided by the print's own "
@@ -663,8 +663,9 @@ figures, and what was measured and rejected, are in [decisions/](decisions/).
 sessions (`scratch` 184 frames, `scratch_2` 282, `scratch_3` 210) and four failed prints (571
 frames). Leave-one-print-out: for each good print, the model is fitted on the other two and
 tested on the held-out print's frames against every failure frame. The threshold is chosen as
-a user's training run chooses it (cross-fitted on the fitting prints, 1% per-frame target),
-never on the test fold. The daemon's score is the per-print adapted score: the held-out print's
+a user's training run chooses it (1% per-frame target: the higher of the threshold
+cross-fitted on the fitting prints and the one the fitted model's own last frames of them
+give), never on the test fold. The daemon's score is the per-print adapted score: the held-out print's
 first frames are its baseline. A random split is never used: frames of one print are
 near-duplicates. Three prints is little evidence: the variance between training runs is
 about as large as the differences between close variants.

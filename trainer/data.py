@@ -265,7 +265,7 @@ def split_frames(
         test = []
         notes.append(
             "every print fits the model to deploy: the absolute threshold and figures come from "
-            "random frames of fitted prints (optimistic); the held-out figures come from the "
+            "the last frames of fitted prints (optimistic); the held-out figures come from the "
             "cross-fit (two prints or more)"
         )
         sess = {"fit": _sessions(fit), "val": _sessions(val), "test": []}
