@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             full = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
             reduced = decode_image(jpeg, 64_000_000, need)
             d_input.append(float(np.abs(pre.apply(full) - pre.apply(reduced)).max()))
-            d_score.append(abs(scorer.analyze(full).score - scorer.analyze(reduced).score))
+            d_score.append(abs(scorer.score(full) - scorer.score(reduced)))
         row = {
             "size": f"{width}x{height}",
             "reduction": reduction(width, height, need),

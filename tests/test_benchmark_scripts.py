@@ -191,3 +191,30 @@ def test_the_quality_benchmark_refuses_a_training_it_cannot_run_in_one_line(
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.strip().splitlines()[-1].endswith(f"error: {said}")
+
+
+def test_the_decoding_benchmark_scores_frames_with_the_shipped_model(tmp_path) -> None:
+    """It runs the daemon's own scorer: an API change there must not leave it broken unseen."""
+    import cv2
+
+    from tests import synth
+
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"print_{i}.jpg"), synth.normal_frame(0, i, 3))
+    out = tmp_path / "decoding.json"
+    proc = run_script(
+        "--data",
+        str(tmp_path),
+        "--frames",
+        "2",
+        "--cut-frames",
+        "2",
+        "--json",
+        str(out),
+        script=ROOT / "benchmarks" / "decoding.py",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["reduced_decoding"]
+    assert [r["size"] for r in rows][:2] == ["640x480", "1280x720"]
+    assert rows[0]["max_abs_score_change_vs_threshold"] == 0.0  # nothing is reduced at 640x480
+    assert all(r["frames"] == 2 for r in rows)
