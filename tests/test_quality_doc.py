@@ -12,20 +12,25 @@ def test_quality_page_is_current_with_the_committed_results() -> None:
 
 
 def test_an_experiment_is_named_by_what_it_changed_training_included() -> None:
-    """A run that recorded no training was fitted the way every run was then; beside a shipped
-    preset that trains otherwise, its row must say so, not pass for the same training."""
-    shipped = {**qualitydoc.UNRECORDED_VARIANT, "epochs": 60, "batch_size": 8, "patience": 15}
+    """A run that recorded no training or threshold rule was made the way every run was then;
+    beside a shipped preset that does otherwise, its row must say so, not pass for the same."""
+    shipped = {
+        **qualitydoc.UNRECORDED_VARIANT,
+        "epochs": 60,
+        "batch_size": 8,
+        "patience": 15,
+        "threshold_rule": "higher of cross-fitted and last frames",
+    }
     base = {**shipped, "target_fpr": 0.01}
     before = {"variant": {"topk": 0.03, "nearest": 10}, "target_fpr": 0.01, "_name": "x"}
     same_training = {"variant": {**shipped, "topk": 0.03}, "target_fpr": 0.005, "_name": "y"}
     first_runs = {"target_fpr": 0.01, "_name": "quality-topk-0.02"}  # named by their file only
+    shipped_before = {"target_fpr": 0.01, "_name": "quality-variant-z"}  # recorded nothing
 
-    assert qualitydoc._variant_label(before, base) == (
-        "topk 0.03, epochs 30, batch_size 32, patience 5"
-    )
+    old = "epochs 30, batch_size 32, patience 5, threshold_rule cross-fitted"
+    assert qualitydoc._variant_label(before, base) == f"topk 0.03, {old}"
     assert qualitydoc._variant_label(same_training, base) == (
         "topk 0.03, threshold aimed at 0.5% of frames"
     )
-    assert qualitydoc._variant_label(first_runs, base) == (
-        "topk 0.02, epochs 30, batch_size 32, patience 5"
-    )
+    assert qualitydoc._variant_label(first_runs, base) == f"topk 0.02, {old}"
+    assert qualitydoc._variant_label(shipped_before, base) == old
