@@ -259,9 +259,10 @@ def split_frames(
             last = last_frames(len(frames_of), val_fraction)
             fit += [f for f, v in zip(frames_of, last, strict=True) if not v]
             val += [f for f, v in zip(frames_of, last, strict=True) if v]
-        if not val:  # prints of one frame each: nothing is last, validate on a random frame
+        if not val:  # prints of one frame each (unnumbered frames): a random fraction validates
             order = rng.permutation(len(fit))
-            val, fit = [fit[order[0]]], [fit[i] for i in order[1:]]
+            n_val = max(1, int(round(val_fraction * len(fit))))
+            val, fit = [fit[i] for i in order[:n_val]], [fit[i] for i in order[n_val:]]
         test = []
         notes.append(
             "every print fits the model to deploy: the absolute threshold and figures come from "
