@@ -1029,9 +1029,8 @@ def main(argv: list[str] | None = None) -> int:
         default = dataclasses.replace(
             default, scoring=dataclasses.replace(default.scoring, topk=args.scoring_topk)
         )
-    default = dataclasses.replace(
-        default, train=train
-    )  # a training variant: every model of the run
+    # the flags' training (or the preset's own): every model of the run is fitted this way
+    default = dataclasses.replace(default, train=train)
     switches = {"on": True, "off": False, None: None}
     changes = {
         k: v

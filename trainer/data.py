@@ -26,9 +26,8 @@ IMAGE_SUFFIXES = frames_contract.IMAGE_SUFFIXES
 DEFAULT_SESSION_PATTERN = frames_contract.DEFAULT_PATTERN
 NORMAL, ANOMALOUS = "normal", "anomalous"
 SPLITS = ("session", "random", "all")
-VAL_FRACTION = (
-    0.15  # of the normal frames (of each print, its last ones) that validate rather than fit
-)
+# of the normal frames (of each print, its last ones) that validate rather than fit
+VAL_FRACTION = 0.15
 
 
 class DataError(UsageError):
@@ -207,6 +206,15 @@ def last_frames(n: int, fraction: float = VAL_FRACTION) -> np.ndarray:
     return mask
 
 
+def _random_fraction(
+    frames: list[Frame], fraction: float, rng: np.random.Generator
+) -> tuple[list[Frame], list[Frame]]:
+    """A random ``fraction`` of ``frames`` (at least one), and the rest."""
+    order = rng.permutation(len(frames))
+    n = max(1, int(round(fraction * len(frames))))
+    return [frames[i] for i in order[:n]], [frames[i] for i in order[n:]]
+
+
 def split_frames(
     frames: Sequence[Frame],
     split: str = "session",
@@ -260,9 +268,7 @@ def split_frames(
             fit += [f for f, v in zip(frames_of, last, strict=True) if not v]
             val += [f for f, v in zip(frames_of, last, strict=True) if v]
         if not val:  # prints of one frame each (unnumbered frames): a random fraction validates
-            order = rng.permutation(len(fit))
-            n_val = max(1, int(round(val_fraction * len(fit))))
-            val, fit = [fit[i] for i in order[:n_val]], [fit[i] for i in order[n_val:]]
+            val, fit = _random_fraction(fit, val_fraction, rng)
         test = []
         notes.append(
             "every print fits the model to deploy: the absolute threshold and figures come from "
@@ -300,10 +306,7 @@ def split_frames(
         if val_s:
             val = [f for f in normal if f.session in val_s]
         else:
-            order = rng.permutation(len(fit))
-            n_val = max(1, int(round(val_fraction * len(fit))))
-            val = [fit[i] for i in order[:n_val]]
-            fit = [fit[i] for i in order[n_val:]]
+            val, fit = _random_fraction(fit, val_fraction, rng)
             notes.append(
                 "validation frames are a random fraction of the fitting sessions (too few sessions "
                 "for a held-out one): the threshold may be optimistic for a new print"

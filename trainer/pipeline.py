@@ -378,22 +378,21 @@ def _adaptation(
     prints = crossfit.print_frames(sets)
     fpr = f"{options.target_fpr:g} of frames above"
     try:
+        own = _validation_adaptation(preset, recon, sets, options.target_fpr, bs)
         if options.adapt_calibration == "cross" and len(prints) >= 2:
             models = crossfit.crossfit_models(preset, prints, options.seed, verbose=options.verbose)
             held = crossfit.held_out(preset, prints, models)
             crossed = crossfit.calibrate_on(preset, held, options.target_fpr)
-            own = _validation_adaptation(preset, recon, sets, options.target_fpr, bs).threshold
             result = dataclasses.replace(
-                crossed, threshold=crossfit.shipped_threshold(crossed.threshold, own)
+                crossed, threshold=crossfit.shipped_threshold(crossed.threshold, own.threshold)
             )
             rule = (
                 f"cross-fitted: {len(prints)} prints each scored by a model fitted without it "
-                f"({crossed.threshold:.6g}), or the fitted prints' last frames ({own:.6g}) when "
-                f"higher; {fpr}" + _guard_rule(result, len(prints))
+                f"({crossed.threshold:.6g}), or the fitted model's validation frames "
+                f"({own.threshold:.6g}) when higher; {fpr}" + _guard_rule(result, len(prints))
             )
             return result, rule, held
-        result = _validation_adaptation(preset, recon, sets, options.target_fpr, bs)
-        return result, f"validation frames of the fitted prints; {fpr}", []
+        return own, f"validation frames of the fitted prints; {fpr}", []
     except ValueError as exc:  # no normal print longer than the calibration frames
         logger.warning("per-print adaptation off: %s", exc)
         return Adaptation(), "", []
