@@ -19,11 +19,13 @@ recall on defects at the exported threshold, and training seconds.
 
 The exported threshold is chosen the way a user's run would choose it, never from the test
 fold: absolute scores use the trainer's rule on validation frames (the last 15% of each
-fitting session, held out of fitting); adapted scores use the trainer's cross-fitted rule
-(``trainer.crossfit``): each fitting session is scored by an extra model fitted on the other
-one, replayed from its own first frames (``watchdog.detection.calibration.calibrate``), and the threshold is
-set on all those frames at ``--target-fpr`` (the "train s" column includes these fits). The
-PCA rows keep the validation-frame rule.
+fitting session, held out of fitting); adapted scores use the trainer's rule
+(``trainer.crossfit.shipped_threshold``): each fitting session is scored by an extra model
+fitted on the other one, replayed from its own first frames
+(``watchdog.detection.calibration.calibrate``), a threshold is set on all those frames at
+``--target-fpr`` (the "train s" column includes these fits), and the higher of it and the
+fitted model's own validation frames' threshold is used. The PCA rows keep the
+validation-frame rule.
 
 Per fold also the decision over time through the daemon's own rule (``decide``, default
 detection settings: 3 in a row, 90 s cooldown at 10 s a frame): firings during the held-out

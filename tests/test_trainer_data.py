@@ -173,6 +173,17 @@ def test_split_all_validates_on_the_last_frames_of_each_print(kaggle: Path) -> N
         assert len(val) == round(0.15 * (len(fit) + len(val))), session
 
 
+def test_split_all_of_unnumbered_frames_validates_on_a_fraction_of_them(tmp_path: Path) -> None:
+    """Frames named without a print and number (a folder of snapshots) are no time order: the
+    model to ship still keeps 15% of them out of fitting to stop training and set its threshold,
+    not a single frame."""
+    for i in range(20):
+        _write(tmp_path / "n" / f"snapshot{chr(97 + i)}.jpg", synth.normal_frame(0, i))
+    split = split_frames(find_frames(normal=[tmp_path / "n"]), split="all")
+    assert len(split.val) == 3 and len(split.fit) == 17
+    assert not {f.path for f in split.val} & {f.path for f in split.fit}
+
+
 def test_one_session_falls_back_to_random_and_says_so(tmp_path: Path) -> None:
     for i in range(6):
         _write(tmp_path / "n" / f"only_{i}.jpg", synth.normal_frame(0, i))

@@ -16,7 +16,8 @@ Library use (what ``python -m trainer`` does, step by step):
 - ``trainer.export``: ``convert(model, quantization)``, ``write_bundle(tflite, folder, meta)``,
   ``parity_check(bundle, model, paths)``, ``tflite_reconstructor(bundle)``.
 - ``trainer.crossfit``: models that each leave prints out; ``held_out`` scores every print by the
-  one that never saw it; ``calibrate_on`` sets the per-print threshold on those replays.
+  one that never saw it; ``calibrate_on`` sets the per-print threshold on those replays;
+  ``shipped_threshold`` takes the higher of that and the fitted model's validation frames'.
 - ``trainer.heldout``: ``replays(...)`` and ``judgement(...)``: what the daemon would do on held-out
   prints (per-print baseline and ``consecutive`` rule), the report's headline.
 - ``trainer.pipeline``: ``run(Options(...)) -> RunResult`` (the whole run, as the CLI does it;

@@ -184,9 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--adapt-calibration",
         choices=("cross", "validation"),
         default="cross",
-        help="how the adapted threshold is set: 'cross' (default) scores each normal print "
-        "with an extra model fitted without it (one more fit per print, at most 4); "
-        "'validation' uses the fitted prints' validation frames (faster, less stable)",
+        help="how the adapted threshold is set: 'cross' (default) also scores each normal "
+        "print with an extra model fitted without it (one more fit per print, at most 4) and "
+        "takes the higher of that and the validation frames' threshold; 'validation' uses the "
+        "fitted prints' validation frames alone (faster, less stable)",
     )
     t = p.add_argument_group("threshold and export")
     t.add_argument(

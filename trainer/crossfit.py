@@ -2,13 +2,14 @@
 that never saw it.
 
 Why: the daemon judges prints the model has never fitted, so the adapted threshold has to come
-from such prints. Setting it on the last 15% of the fitted prints (about 70 frames, so the 1%
-tail is their maximum) moved the held-out false-alarm rate between 0.4% and 6.7% from one
-training run to the next, and cost recall on the hard fold (docs/decisions/cross-fitted-threshold.md). Here each
+from such prints. Set on the last 15% of the fitted prints alone (about 70 frames, so the 1%
+tail is their maximum), a new print's false alarms ranged from 0% to 6.7% over the fold-runs
+of the shorter training's benchmark (docs/decisions/cross-fitted-threshold.md). Here each
 print (or group of prints) is left out in turn, a model of the same preset is fitted on the
 others, and the left-out print is replayed through ``watchdog.detection`` from its first frames,
 exactly as the daemon will; the threshold is set on all those frames together. The cost is one
-extra fit per group (at most ``groups``).
+extra fit per group (at most ``groups``). The cross-fitted models are smaller than the one
+shipped, so neither estimate holds alone: ``shipped_threshold`` takes the higher.
 """
 
 from __future__ import annotations
@@ -150,8 +151,8 @@ def shipped_threshold(cross_fitted: float, validation: float) -> float:
     Neither holds alone. The cross-fitted one (prints scored by models fitted without them)
     comes from smaller models than the one shipped: with the closer fit of longer training it
     fell to half of what a new print's frames needed. The validation one (the shipped model on
-    the last frames of the prints it fitted) moved a new print's false alarms between 0.4% and
-    6.7% from one run to the next with the shorter training. Taking the higher one costs some
+    the last frames of the prints it fitted) let through 0% to 6.7% of a new print's frames,
+    depending on the run and the print, with the shorter training. Taking the higher one costs some
     recall on the easy prints and keeps every new print's false alarms near the target
     (docs/decisions/cross-fitted-threshold.md)."""
     return max(cross_fitted, validation)

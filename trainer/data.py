@@ -232,8 +232,10 @@ def split_frames(
     validation is a frame fraction of the fitting session (said in ``notes``); with one, the
     split falls back to random and is labelled optimistic. ``split="random"`` splits frames
     at random and is labelled optimistic. ``split="all"`` (the CLI's default) fits every
-    session (the model to deploy), validates on a random fraction and tests on nothing. Anomalous frames never fit the model, except for a
-    seeded ``contamination`` fraction (the seed's rule: fraction of the normal count).
+    session (the model to deploy), validates on each print's last frames (a random fraction
+    when frames carry no print or number) and tests on nothing. Anomalous frames never fit
+    the model, except for a seeded ``contamination`` fraction (the seed's rule: fraction of
+    the normal count).
     """
     rng = np.random.default_rng(seed)
     # Loose frames (kept false alarms) are not prints: they may only teach the model.
