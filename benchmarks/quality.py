@@ -72,7 +72,7 @@ from watchdog.config import CameraConfig, DetectionConfig  # noqa: E402
 from watchdog.detection import decide  # noqa: E402
 from watchdog.detection.bundle import Adaptation, Preprocess, Scoring  # noqa: E402
 from watchdog.detection.calibration import calibrate, simulate, unit_meta  # noqa: E402
-from watchdog.detection.detector import offline_detector  # noqa: E402
+from watchdog.detection.detector import Verdict, offline_detector  # noqa: E402
 from watchdog.detection.light import light_matched, light_reference  # noqa: E402
 
 KAGGLE = ROOT.parent / "shared" / "data" / "kaggle-3d-printer"
@@ -88,6 +88,7 @@ SETTINGS = decide.Settings.from_config(DetectionConfig())  # the daemon's defaul
 INTERVAL_S = CameraConfig().interval_s
 THRESHOLD_RULE = "higher of cross-fitted and last frames"  # trainer.crossfit.shipped_threshold
 INSCENE_ONSET = 20  # scored normal frames of the held-out print before a pasted failure starts
+START_ONSET = 12  # frame of a print's start (2 minutes at 10 s) where a pasted failure begins
 
 
 def load_dataset(data: Path, pre: Preprocess) -> dict[str, np.ndarray]:
@@ -131,6 +132,29 @@ def sequence_stats(normal: np.ndarray, defects: np.ndarray, thr: float) -> dict[
     return {"false_pauses": int(false_pauses), "frames_to_pause": to_pause}
 
 
+def replay_verdicts(
+    spec: Adaptation,
+    scoring: Scoring,
+    maps: np.ndarray,
+    thr: float,
+    start: np.ndarray | None = None,
+) -> list[Verdict]:
+    """The daemon's ``Detector``'s verdicts on one print, replayed from its first frame: packed
+    ``maps`` (light-matched as the daemon matches them), ``thr`` the adapted threshold,
+    ``start`` the packed maps of the print's first frames as the camera gave them (what the
+    start guard and the start's own judgement see)."""
+    meta = dataclasses.replace(
+        unit_meta(scoring, dataclasses.replace(spec, threshold=thr)), threshold=thr
+    )
+    detector = offline_detector(meta)
+    return detector.replay(
+        list(maps[..., 0]),
+        list(maps[..., 1:]) if spec.nearest else None,
+        None if start is None else list(start[..., 0]),
+        list(start[..., 1:]) if start is not None and spec.nearest else None,
+    )
+
+
 def replay_print(
     spec: Adaptation,
     scoring: Scoring,
@@ -138,20 +162,8 @@ def replay_print(
     thr: float,
     start: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Whether the daemon's ``Detector`` calls each frame of one print anomalous, replayed from
-    its first frame: packed ``maps`` (light-matched as the daemon matches them), ``thr`` the
-    adapted threshold, ``start`` the absolute scores of the print's first frames as the camera
-    gave them (what ``Adaptation.guard`` judges)."""
-    meta = dataclasses.replace(
-        unit_meta(scoring, dataclasses.replace(spec, threshold=thr)), threshold=thr
-    )
-    detector = offline_detector(meta)
-    verdicts = detector.replay(
-        list(maps[..., 0]),
-        list(maps[..., 1:]) if spec.nearest else None,
-        None if start is None else list(start),
-    )
-    return np.array([v.anomalous for v in verdicts], dtype=bool)
+    """Whether the daemon calls each frame of one print anomalous (``replay_verdicts``)."""
+    return np.array([v.anomalous for v in replay_verdicts(spec, scoring, maps, thr, start)])
 
 
 def first_minutes_stats(
@@ -159,20 +171,21 @@ def first_minutes_stats(
 ) -> dict[str, Any]:
     """A print's first minutes through the ``Detector`` and ``decide``: the held-out normal
     print and each Kaggle failed print (failing from its first frame) replayed from their own
-    first frame, with the bundle's start guard (``spec.guard``) and without it. Pauses on the
-    normal print; frames from the first frame to the first pause of each failed print."""
-    out: dict[str, Any] = {"guard": spec.guard}
+    first frame, with the bundle's start guard (``spec.guard``) and without it (the start's own
+    judgement, ``spec.early_threshold``, in both). Pauses on the normal print; frames from the
+    first frame to the first pause of each failed print."""
+    out: dict[str, Any] = {"guard": spec.guard, "early_threshold": spec.early_threshold}
     start = {
         k: scoring.scores(maps["start_" + k][..., 0])
         for k in [held, *(f for f, _ in DEFECT_PRINTS)]
     }
     for name, guard in (("with_guard", spec.guard), ("without_guard", 0.0)):
         s = dataclasses.replace(spec, guard=guard)
-        normal = replay_print(s, scoring, maps[held], thr, start[held])
+        normal = replay_print(s, scoring, maps[held], thr, maps["start_" + held])
         fired = decide.fires(normal, SETTINGS, INTERVAL_S)
         failed = {}
         for f, _ in DEFECT_PRINTS:
-            anomalous = replay_print(s, scoring, maps["own_" + f], thr, start[f])
+            anomalous = replay_print(s, scoring, maps["own_" + f], thr, maps["start_" + f])
             fires = decide.fires(anomalous, SETTINGS, INTERVAL_S)
             failed[f] = fires[0] + 1 if fires else None
         out[name] = {
@@ -185,6 +198,50 @@ def first_minutes_stats(
     # how far the failed starts are from the guard: the median absolute score of their first 10 frames
     out["failed_start_median"] = {f: float(np.median(start[f][:10])) for f, _ in DEFECT_PRINTS}
     return {"first_minutes": out}
+
+
+def start_stats(
+    maps: dict[str, np.ndarray], held: str, spec: Adaptation, scoring: Scoring, thr: float
+) -> dict[str, Any]:
+    """A failure that begins while a print's start is learnt, through the ``Detector`` and
+    ``decide``: the held-out print's first ``START_ONSET`` frames, then each failed print's
+    material pasted frame by frame into the rest of its start; frames from that onset to the
+    pause, within the start (None: not paused by its end). And what the start's judgement
+    costs a good print: every stretch of ``spec.frames`` frames of the held-out print replayed
+    as a print's start; the share of its judged frames flagged, and the stretches paused."""
+    raw, k = maps["raw_" + held], max(spec.frames, START_ONSET + 1)
+    to_pause, above = {}, {}
+    for name, _ in DEFECT_PRINTS:
+        if "startfail_" + name not in maps:
+            continue
+        start = np.concatenate([raw[:START_ONSET], maps["startfail_" + name]])[:k]
+        verdicts = replay_verdicts(spec, scoring, start, thr, start)
+        flagged = np.array([v.anomalous for v in verdicts])[START_ONSET:]
+        fired = decide.fires(flagged, SETTINGS, INTERVAL_S)
+        to_pause[name] = fired[0] + 1 if fired else None
+        above[name] = float(np.mean(flagged))
+    judged, flagged_n, paused, stretches = 0, 0, 0, 0
+    for first in range(0, len(raw) - k + 1, k):
+        stretch = raw[first : first + k]
+        verdicts = replay_verdicts(spec, scoring, stretch, thr, stretch)
+        scored = [v for v in verdicts if v.early_score is not None]
+        judged += len(scored)
+        flagged_n += sum(v.anomalous for v in scored)
+        paused += bool(decide.fires([v.anomalous for v in verdicts], SETTINGS, INTERVAL_S))
+        stretches += 1
+    return {
+        "failure_in_start": {
+            "onset_frame": START_ONSET,
+            "early_frames": spec.early_frames,
+            "early_threshold": spec.early_threshold,
+            "frames_to_pause": to_pause,
+            "above": above,
+            "normal_starts": stretches,
+            "normal_starts_paused": paused,
+            "normal_judged_frames": judged,
+            "normal_false_alarm_rate": flagged_n / judged if judged else 0.0,
+        }
+    }
 
 
 def failing_from_start_stats(
@@ -252,12 +309,15 @@ def evaluate_fold(
     target_fpr: float,
     adapted_threshold: float | None = None,
     guard: float = 0.0,
+    early_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Scores → AUROC, threshold, false alarms and recall for one held-out session.
 
     ``adapted_threshold``: the cross-fitted threshold (``trainer.crossfit``); the adapted
     threshold is then the trainer's (``shipped_threshold``: the higher of it and the one the
-    fitting prints' validation frames give), else the validation frames' alone."""
+    fitting prints' validation frames give), else the validation frames' alone. The same for
+    ``early_threshold``, the cross-fitted threshold of a print's start judged against its
+    first frames (``Adaptation.early_frames``), against the fitting prints' own starts."""
     from trainer.calibrate import threshold_for_fpr
 
     normal, defects, strings = maps[held], maps["defects"], maps["strings"]
@@ -276,14 +336,20 @@ def evaluate_fold(
         d = adapted(unit, scoring, np.concatenate([cal, defects]))
         y = adapted(unit, scoring, np.concatenate([cal, strings]))
         pasted = adapted(unit, scoring, np.concatenate([cal, maps["pasted"]]))
-        val_thr = calibrate(
+        val = calibrate(
             adaptation,
             scoring,
             [maps[s][..., 0] for s in fit_sessions],
             target_fpr,
             held_out=[last_frames(len(maps[s])) for s in fit_sessions],
             inputs=[maps[s][..., 1:] for s in fit_sessions],
-        ).threshold
+            starts=[maps["start_" + s][..., 0] for s in fit_sessions],
+            start_inputs=[maps["start_" + s][..., 1:] for s in fit_sessions],
+        )
+        val_thr, early = val.threshold, val.early_threshold
+        if early_threshold is not None and adaptation.early_frames:
+            early = shipped_threshold(early_threshold, early)
+        start_spec = dataclasses.replace(adaptation, guard=guard, early_threshold=early)
         thr = val_thr
         if adapted_threshold is not None:  # the trainer's rule; each half alone for comparison
             thr = shipped_threshold(adapted_threshold, val_thr)
@@ -311,11 +377,8 @@ def evaluate_fold(
                 maps.get("defects_own", defects), k, thr, lambda m: adapted(unit, scoring, m)
             )
         )
-        res.update(
-            first_minutes_stats(
-                maps, held, dataclasses.replace(adaptation, guard=guard), scoring, thr
-            )
-        )
+        res.update(first_minutes_stats(maps, held, start_spec, scoring, thr))
+        res.update(start_stats(maps, held, start_spec, scoring, thr))
         res.update(
             lighting_stats(
                 normal, maps, thr, lambda m: np.r_[np.zeros(k), adapted(unit, scoring, m)]
@@ -387,6 +450,18 @@ def inscene_sequences(data: dict[str, np.ndarray], session: str, start: int, see
         first += count
 
 
+def start_sequences(data: dict[str, np.ndarray], session: str, frames: int, seed: int) -> None:
+    """Add ``startfail_<session>_<failed print>`` to ``data``: the session's start frames from
+    ``START_ONSET`` to ``frames`` with that failed print's material pasted frame by frame: a
+    failure that begins while the print's start is learnt."""
+    first = 0
+    for name, count in DEFECT_PRINTS:
+        failure = data["defects"][first : first + count]
+        part = data[session][START_ONSET:frames]
+        data[f"startfail_{session}_{name}"] = pasted_sequence(part, failure, seed)
+        first += count
+
+
 def packed(error: Any) -> Any:
     """``error`` returning (N, H, W, 1 + C): channel 0 the error map, then the model input in
     [0, 1] (what ``adaptation.nearest`` compares), so that every concatenation of maps below
@@ -450,7 +525,14 @@ def fold_maps(
         # a print's start as the daemon judges it: the frames as the camera gave them
         maps["start_" + name] = error(own[: max(spec.frames, 1)])
         start += count
-    maps["start_" + held] = error(data[held][: max(spec.frames, 1)])
+    for k in sessions:  # every print's start as the camera gave it (the trainer judges starts so)
+        maps["start_" + k] = error(data[k][: max(spec.frames, 1)])
+    # the held-out print as the camera gave it, for replaying any stretch of it as a print's start
+    maps["raw_" + held] = error(data[held])
+    for name, _ in DEFECT_PRINTS:
+        key = f"startfail_{held}_{name}"
+        if key in data:
+            maps["startfail_" + name] = error(data[key])
     if matching:
         maps["defects_own"] = np.concatenate(parts)
     return maps
@@ -539,7 +621,7 @@ def run_autoencoder(
                     lambda x, r=recon: error_maps(r, x, preset.scoring), data, sessions, held, spec
                 )
             maps = fold[spec.match_light]
-            cross, guard = None, 0.0
+            cross, guard, early = None, 0.0, None
             if spec.enabled and models is not None:
                 crossed = crossfit_adaptation(
                     dataclasses.replace(preset, adaptation=spec),
@@ -547,7 +629,7 @@ def run_autoencoder(
                     args.target_fpr,
                     models=models,
                 )
-                cross, guard = crossed.threshold, crossed.guard
+                cross, guard, early = crossed.threshold, crossed.guard, crossed.early_threshold
             res = evaluate_fold(
                 maps,
                 held,
@@ -558,6 +640,7 @@ def run_autoencoder(
                 args.target_fpr,
                 cross,
                 guard,
+                early,
             )
             res.update(
                 train_seconds=round(fitted.seconds, 1),
@@ -711,6 +794,16 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                     ],
                 }
             )
+            if "failure_in_start" in r:  # runs made before the start was judged have none
+                fs = r["failure_in_start"]
+                rows[-1]["failure_in_start"] = {
+                    "early_threshold": fs["early_threshold"],
+                    "frames_to_pause": fs["frames_to_pause"],
+                    "above": fs["above"],
+                    "normal_false_alarm_rate": fs["normal_false_alarm_rate"],
+                    "normal_starts_paused": fs["normal_starts_paused"],
+                    "normal_starts": fs["normal_starts"],
+                }
 
     def spread(key: str) -> dict[str, float]:
         v = np.array([r[key] for r in rows], dtype=np.float64)
@@ -724,7 +817,7 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         name: spread_of([r["inscene_recall_by_print"][name] for r in rows])
         for name in (rows[0]["inscene_recall_by_print"] if rows else {})
     }
-    return {
+    out: dict[str, Any] = {
         "fold_runs": rows,
         "false_alarm_rate": spread("false_alarm_rate"),
         "recall": spread("recall"),
@@ -745,6 +838,22 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             ),
         },
     }
+    if rows and all("failure_in_start" in r for r in rows):
+        starts = [r["failure_in_start"] for r in rows]
+        out["failure_in_start"] = {
+            "onset_frame": START_ONSET,
+            "goal_frames": FIRST_MINUTES_GOAL,
+            "paused_in_goal": sum(
+                v is not None and v <= FIRST_MINUTES_GOAL
+                for f in starts
+                for v in f["frames_to_pause"].values()
+            ),
+            "failures": sum(len(f["frames_to_pause"]) for f in starts),
+            "normal_false_alarm_rate": spread_of([f["normal_false_alarm_rate"] for f in starts]),
+            "normal_starts_paused": sum(f["normal_starts_paused"] for f in starts),
+            "normal_starts": sum(f["normal_starts"] for f in starts),
+        }
+    return out
 
 
 def spread_of(values: list[float]) -> dict[str, float]:
@@ -803,11 +912,44 @@ def summary_tables(summary: dict[str, Any]) -> dict[str, str]:
         spread.append(
             f"| in-scene recall, {name} | {v['min']:.3f} | {v['mean']:.3f} | {v['max']:.3f} |"
         )
-    return {
+    tables = {
         "first_minutes": "\n".join(first),
         "inscene": "\n".join(inscene),
         "spread": "\n".join(spread),
     }
+    if "failure_in_start" in summary:
+        tables["failure_in_start"] = failure_in_start_table(summary)
+    return tables
+
+
+def failure_in_start_table(summary: dict[str, Any]) -> str:
+    """Markdown: a failure that begins during the start, per fold-run, and the start's cost."""
+    rows = summary["fold_runs"]
+    names = list(rows[0]["failure_in_start"]["frames_to_pause"])
+    lines = [
+        "| seed | held out | start threshold | frames to pause (" + ", ".join(names) + ") "
+        "| its frames flagged (same order) | good starts: frames flagged | good starts paused |",
+        "|---|---|---:|---|---|---:|---:|",
+    ]
+    for r in rows:
+        f = r["failure_in_start"]
+        lines.append(
+            f"| {r['seed']} | {r['held_out']} | {f['early_threshold']:.3f} | "
+            f"{', '.join(_pause(v) for v in f['frames_to_pause'].values())} | "
+            f"{', '.join(f'{v:.2f}' for v in f['above'].values())} | "
+            f"{100 * f['normal_false_alarm_rate']:.1f}% | "
+            f"{f['normal_starts_paused']} of {f['normal_starts']} |"
+        )
+    t = summary["failure_in_start"]
+    fa = t["normal_false_alarm_rate"]
+    lines.append(
+        f"\nFailures beginning at frame {t['onset_frame']} paused within {t['goal_frames']} "
+        f"frames: {t['paused_in_goal']} of {t['failures']}; good starts paused: "
+        f"{t['normal_starts_paused']} of {t['normal_starts']}; judged frames of good starts "
+        f"flagged: {100 * fa['mean']:.1f}% on average ({100 * fa['max']:.1f}% in the worst "
+        "fold-run)."
+    )
+    return "\n".join(lines)
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -816,8 +958,10 @@ def print_summary(summary: dict[str, Any]) -> None:
         ("First minutes: each print replayed from its own first frame", "first_minutes"),
         ("Per fold-run", "inscene"),
         ("Spread over fold-runs (min / mean / max)", "spread"),
+        ("A failure that begins during the start", "failure_in_start"),
     ):
-        print(f"\n### {title}\n\n{tables[key]}")
+        if key in tables:
+            print(f"\n### {title}\n\n{tables[key]}")
 
 
 def _short(r: dict[str, Any]) -> str:
@@ -1088,6 +1232,7 @@ def main(argv: list[str] | None = None) -> int:
                 data[s][max(adaptation.frames, 30) :], data["defects"], args.seed
             )
             inscene_sequences(data, s, max(adaptation.frames, 30) + INSCENE_ONSET, args.seed)
+            start_sequences(data, s, max(adaptation.frames, START_ONSET + 1), args.seed)
         return data, sessions
 
     data, sessions = dataset(default.preprocess)

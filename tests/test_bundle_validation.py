@@ -49,6 +49,8 @@ BAD = [
     ("adaptation", "frames", 2.5),
     ("adaptation", "std_floor", math.nan),
     ("adaptation", "threshold", math.inf),
+    ("adaptation", "early_threshold", math.nan),
+    ("adaptation", "early_frames", -1),
     ("preprocess", "width", 100000),
     ("preprocess", "height", 4.5),
     ("preprocess", "roi", [0.0, math.nan, 1.0, 1.0]),

@@ -143,3 +143,62 @@ def test_detection_region_changes_what_is_scored(
     assert [x["action"] for x in whole].count("pause") >= 1
     assert not any(x["action"] for x in top), [(x["frame"], x["score"]) for x in top]
     assert [x["score"] for x in whole] != [x["score"] for x in top]
+
+
+def _spaghetti(frame: np.ndarray, strands: int, seed: int) -> np.ndarray:
+    """Filament strands on the bed, in the lower part of the picture (the watched region)."""
+    rng = np.random.default_rng(seed)
+    img = frame.copy()
+    for _ in range(strands):
+        pts = np.stack([rng.uniform(15, 145, 5), rng.uniform(80, 115, 5)], axis=1).astype(np.int32)
+        cv2.polylines(img, [pts], False, (255, 80, 255), 3, cv2.LINE_AA)
+    return img
+
+
+def test_a_failure_beginning_during_the_start_is_paused_before_the_start_is_learnt(
+    tmp_path, tiny_start_judged_bundle
+) -> None:
+    """A print the model never fitted starts well; from its 5th frame filament piles up on the
+    bed. Its first 3 frames are the yardstick for the rest of its 8-frame start: the print is
+    paused before the start is learnt (which would have made the failure its normal), and the
+    alert says why. The same print without the failure is not paused."""
+    bundle = Bundle.load(tiny_start_judged_bundle).meta
+    meta = bundle.adaptation
+    assert (meta.frames, meta.early_frames) == (8, 3) and meta.early_threshold > 0
+    assert "judged against its first 3 frames" in bundle.extra["adaptation_rule"]
+    clean = [synth.normal_frame(UNSEEN, i, TINY_FRAMES, TINY_SEED) for i in range(TINY_FRAMES)]
+    failing = clean[:4] + [_spaghetti(f, 6 + i, i) for i, f in enumerate(clean[4:])]
+    log: list[str] = []
+    lines = _replay(tmp_path, tiny_start_judged_bundle, _folder(tmp_path / "rec", failing), log)
+    paused = [i for i, x in enumerate(lines) if x["action"]]
+    assert paused and paused[0] < 8, [(x["frame"], x["score"], x["anomalous"]) for x in lines]
+    assert not any(x["anomalous"] for x in lines[:4])
+    assert "this print changed during its start" in log[0], log[0][-3000:]
+    good = _replay(tmp_path, tiny_start_judged_bundle, _folder(tmp_path / "clean", clean))
+    assert not any(x["action"] for x in good), [(x["frame"], x["anomalous"]) for x in good]
+
+
+def test_recalibrating_on_ones_own_prints_sets_the_start_threshold_from_their_starts(
+    tmp_path, tiny_start_judged_bundle
+) -> None:
+    """``python -m watchdog calibrate``: the owner's good prints' starts, as their camera gave
+    them, set the threshold the start is judged by; the start's first frames keep their share
+    of a shorter start."""
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_start_judged_bundle, bundle)
+    before = Bundle.load(bundle).meta.adaptation
+    mine = _folder(tmp_path / "mine", [])
+    for p in (2, 3):
+        for i in range(TINY_FRAMES):
+            cv2.imwrite(str(mine / f"print{p}_{i}.jpg"), synth.normal_frame(p, i, TINY_FRAMES))
+    r = run_cli("calibrate", str(bundle), "--normal", str(mine))
+    assert r.returncode == 0, r.stderr
+    after = Bundle.load(bundle).meta.adaptation
+    assert after.early_frames == 3 and after.early_threshold > 0
+    assert after.early_threshold != before.early_threshold
+    assert f"early_frames=3 early_threshold={after.early_threshold:.6g}" in r.stdout
+    r = run_cli("calibrate", str(bundle), "--normal", str(mine), "--frames", "5")
+    assert r.returncode == 0, r.stderr
+    assert Bundle.load(bundle).meta.adaptation.early_frames == 2  # 3 of 8 is 2 of 5

@@ -181,6 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
         "default: the preset's",
     )
     m.add_argument(
+        "--adapt-early-frames",
+        type=int,
+        metavar="N",
+        help="per-print adaptation: judge the rest of each print's start against its first N "
+        "frames, so a failure that begins then is caught (0: the start is learnt, not judged); "
+        "default: the preset's",
+    )
+    m.add_argument(
         "--adapt-calibration",
         choices=("cross", "validation"),
         default="cross",
@@ -278,6 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         input_size=args.input_size,
         region=args.region,
         adapt_frames=args.adapt_frames,
+        adapt_early_frames=args.adapt_early_frames,
         normalize=args.normalize,
         match_light=args.match_light,
         adapt_nearest=args.adapt_nearest,

@@ -124,22 +124,28 @@ def calibrate_on(preset: Preset, held: list[HeldOut], target_fpr: float) -> Adap
     """``preset.adaptation`` with its threshold set on held-out prints replayed as the daemon
     would, and its start guard above their starts (``calibration.start_guard``)."""
     spec = preset.adaptation
-    result = calibrate(
-        spec, preset.scoring, [h.maps for h in held], target_fpr, inputs=[h.inputs for h in held]
-    )
     # the start as the daemon judges it: the frames as the camera gave them, before light matching
-    starts = [
-        preset.scoring.scores(error_maps(h.reconstruct, h.frames[: spec.frames], preset.scoring))
-        for h in held
-    ]
+    start_maps = [error_maps(h.reconstruct, h.frames[: spec.frames], preset.scoring) for h in held]
+    result = calibrate(
+        spec,
+        preset.scoring,
+        [h.maps for h in held],
+        target_fpr,
+        inputs=[h.inputs for h in held],
+        starts=start_maps,
+        start_inputs=[h.frames[: spec.frames] for h in held],
+    )
+    starts = [preset.scoring.scores(m) for m in start_maps]
     result = dataclasses.replace(result, guard=start_guard(starts, spec.frames))
     logger.info(
         "per-print adaptation: %d calibration frames, threshold %.4g cross-fitted on %d prints; "
-        "start guard %.4g",
+        "start guard %.4g; start judged after %d frames, threshold %.4g",
         result.frames,
         result.threshold,
         len(held),
         result.guard,
+        result.early_frames,
+        result.early_threshold,
     )
     return result
 

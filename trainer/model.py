@@ -117,7 +117,9 @@ PRESETS: dict[str, Preset] = {
             zoom=0.05,
             brightness=0.15,
         ),
-        adaptation=Adaptation(frames=30, std_floor=0.5, match_light=True, nearest=10),
+        adaptation=Adaptation(
+            frames=30, std_floor=0.5, match_light=True, nearest=10, early_frames=10
+        ),
         description="bottom-half ROI, SSIM top-10% score, small conv AE, per-print adaptation with light "
         "matching",
     ),

@@ -46,6 +46,8 @@ class Options:
         None  # x0, y0, x1, y1 (0..1): the watched region
     )
     adapt_frames: int | None = None  # override the preset's per-print calibration frames (0: off)
+    # override the start's frames the rest of it is judged against (0: the start is learnt only)
+    adapt_early_frames: int | None = None
     normalize: bool | None = (
         None  # override the preset's per-frame brightness/contrast normalisation
     )
@@ -132,15 +134,28 @@ def resolve_preset(options: Options) -> Preset:
     if options.adapt_frames is not None:
         if options.adapt_frames < 0:
             raise DataError(f"--adapt-frames {options.adapt_frames}: must be >= 0")
+        old = preset.adaptation
+        # the start's first frames keep their share of it (too few to judge by: not judged)
+        early = round(old.early_frames * options.adapt_frames / old.frames) if old.frames else 0
         preset = dataclasses.replace(
             preset,
             adaptation=dataclasses.replace(
-                preset.adaptation,
+                old,
                 frames=options.adapt_frames,
                 threshold=0.0,
-                nearest=min(preset.adaptation.nearest, options.adapt_frames),
+                nearest=min(old.nearest, options.adapt_frames),
+                early_frames=early if early >= 2 else 0,
+                early_threshold=0.0,
             ),
         )
+    if options.adapt_early_frames is not None:
+        try:
+            adaptation = dataclasses.replace(
+                preset.adaptation, early_frames=options.adapt_early_frames
+            )
+        except ValueError as exc:
+            raise DataError(f"--adapt-early-frames {options.adapt_early_frames}: {exc}") from exc
+        preset = dataclasses.replace(preset, adaptation=adaptation)
     if options.adapt_nearest is not None:
         try:
             adaptation = dataclasses.replace(preset.adaptation, nearest=options.adapt_nearest)
@@ -384,18 +399,35 @@ def _adaptation(
             held = crossfit.held_out(preset, prints, models)
             crossed = crossfit.calibrate_on(preset, held, options.target_fpr)
             result = dataclasses.replace(
-                crossed, threshold=crossfit.shipped_threshold(crossed.threshold, own.threshold)
+                crossed,
+                threshold=crossfit.shipped_threshold(crossed.threshold, own.threshold),
+                early_threshold=crossfit.shipped_threshold(
+                    crossed.early_threshold, own.early_threshold
+                ),
             )
             rule = (
                 f"cross-fitted: {len(prints)} prints each scored by a model fitted without it "
                 f"({crossed.threshold:.6g}), or the fitted model's validation frames "
-                f"({own.threshold:.6g}) when higher; {fpr}" + _guard_rule(result, len(prints))
+                f"({own.threshold:.6g}) when higher; {fpr}"
+                + _guard_rule(result, len(prints))
+                + _start_rule(result)
             )
             return result, rule, held
-        return own, f"validation frames of the fitted prints; {fpr}", []
+        return own, f"validation frames of the fitted prints; {fpr}" + _start_rule(own), []
     except ValueError as exc:  # no normal print longer than the calibration frames
         logger.warning("per-print adaptation off: %s", exc)
         return Adaptation(), "", []
+
+
+def _start_rule(result: Adaptation) -> str:
+    """How the rest of a print's start is judged, for the report."""
+    if not result.judges_start:
+        return ""
+    return (
+        f"; from frame {result.early_frames + 1} to {result.frames} a print's start is judged "
+        f"against its first {result.early_frames} frames, threshold {result.early_threshold:.4g} "
+        "set the same way on the normal prints' starts"
+    )
 
 
 def _guard_rule(result: Adaptation, prints: int) -> str:
@@ -486,13 +518,24 @@ def _validation_adaptation(
     preset: Preset, recon: Any, sets: list[Loaded], target_fpr: float, bs: int
 ) -> Adaptation:
     """The threshold on the validation frames (``sets[1]``) of every print, each replayed from its start."""
-    maps, masks, inputs = [], [], []
+    maps, masks, inputs, starts, start_inputs = [], [], [], [], []
+    k = preset.adaptation.frames
     for x, from_set in crossfit.prints_by_set(sets).values():  # sets = [fit, val]
         inputs.append(light.light_matched(x, preset.adaptation))
         maps.append(evaluate.error_maps(recon, inputs[-1], preset.scoring, bs))
         masks.append(from_set == 1)  # the threshold uses the validation frames only
+        # the start as the daemon judges it: the frames as the camera gave them
+        start_inputs.append(x[:k])
+        starts.append(evaluate.error_maps(recon, x[:k], preset.scoring, bs))
     result = calibration.calibrate(
-        preset.adaptation, preset.scoring, maps, target_fpr, held_out=masks, inputs=inputs
+        preset.adaptation,
+        preset.scoring,
+        maps,
+        target_fpr,
+        held_out=masks,
+        inputs=inputs,
+        starts=starts,
+        start_inputs=start_inputs,
     )
     logger.info(
         "per-print adaptation: %d calibration frames, threshold %.4g on %d prints' validation frames",

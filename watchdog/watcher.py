@@ -404,12 +404,18 @@ class Watcher:
 
     def _alert(self, verdict: Verdict, outcome: ActionResult) -> Alert:
         verb = {Action.PAUSE: "Pause", Action.CANCEL: "Cancel"}.get(self.action, "Alert")
-        why = (
-            f"this print looks abnormal from its start (score {verdict.absolute_score:.4g} > start guard "
-            f"{verdict.guard:.4g})"
-            if verdict.abnormal_start
-            else f"score {verdict.score:.4g} > threshold {verdict.threshold:.4g}"
-        )
+        if verdict.abnormal_start:
+            why = (
+                f"this print looks abnormal from its start (score {verdict.absolute_score:.4g} "
+                f"> start guard {verdict.guard:.4g})"
+            )
+        elif verdict.changed_in_start and verdict.early_score is not None:
+            why = (
+                f"this print changed during its start (score {verdict.early_score:.4g} > "
+                f"threshold {verdict.threshold:.4g} against its first frames)"
+            )
+        else:
+            why = f"score {verdict.score:.4g} > threshold {verdict.threshold:.4g}"
         message = (
             f"{verb} {self.name}: {self.state.consecutive} anomalous frames in a row "
             f"({why}); {self.action} {outcome.outcome}: {outcome.detail}"

@@ -108,6 +108,25 @@ def tiny_guarded_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempPa
     )
 
 
+@pytest.fixture(scope="session")
+def tiny_start_judged_bundle(
+    synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Like tiny_guarded_bundle, with a longer start (8 frames) whose frames after the first 3
+    are judged against them (``--adapt-early-frames``), as the trainer exports it, but without
+    its start guard: what is caught during the start is the start's own judgement."""
+    pytest.importorskip("tensorflow")
+    run = train_tiny(
+        synthetic_dataset,
+        tmp_path_factory.mktemp("runs-start-judged"),
+        "--adapt-frames",
+        "8",
+        "--adapt-early-frames",
+        "3",
+    )
+    return without_start_guard(run / "bundle", tmp_path_factory.mktemp("start-judged") / "bundle")
+
+
 def without_start_guard(bundle: Path, into: Path) -> Path:
     """A copy of ``bundle`` whose start guard is off. A model this tiny puts its guard close to
     the synthetic prints' own starts, so which calibration frame crosses it varies from one

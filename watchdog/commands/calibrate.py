@@ -73,12 +73,17 @@ def error_maps(
     return np.stack([scorer.error_map(xi.astype(np.float32) / 255.0) for xi in x]), x
 
 
-def start_scores(scorer: FrameScorer, paths: list[Path]) -> np.ndarray:
-    """Absolute scores of a print's first frames as the camera gave them (what the start guard judges)."""
+def start_frames(scorer: FrameScorer, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """Error maps and model inputs of a print's first frames as the camera gave them, not
+    light-matched: what the daemon judges a print's start by (the start guard, and the rest of
+    the start against its first frames)."""
     images = [
         img for img in (cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in paths) if img is not None
     ]
-    return np.array([scorer.score(img) for img in images])
+    if not images:
+        return np.zeros((0, 1, 1), np.float32), np.zeros((0, 1, 1, 1), np.float32)
+    inputs = np.stack([scorer.pre.apply(img) for img in images])
+    return np.stack([scorer.error_map(x) for x in inputs]), inputs
 
 
 def main(args: argparse.Namespace) -> int:
@@ -89,6 +94,8 @@ def main(args: argparse.Namespace) -> int:
     nearest = min(old.nearest, n - 1 if old.print_scale else n)
     if old.print_scale and nearest < 2:
         raise UsageError(f"--frames {n}: this bundle needs at least 3 frames per print's start")
+    # the start's first frames keep their share of it (too few to judge by: not judged)
+    early = round(old.early_frames * n / old.frames) if old.frames else 0
     # every other setting of the bundle's adaptation is kept as it is
     spec = dataclasses.replace(
         old,
@@ -97,6 +104,8 @@ def main(args: argparse.Namespace) -> int:
         threshold=1.0,
         nearest=nearest,
         guard=0.0,
+        early_frames=early if early >= 2 else 0,
+        early_threshold=0.0,
     )
     try:
         prints, loose = frames.group_prints(args.normal)
@@ -112,22 +121,29 @@ def main(args: argparse.Namespace) -> int:
     scorer = FrameScorer(bundle)  # the model only: the baseline is what is being calibrated
     scored = [error_maps(scorer, paths, spec) for paths in prints.values()]
     maps = [m for m, _ in scored]
+    starts = [start_frames(scorer, paths[:n]) for paths in prints.values()]
     try:
         new = calibrate(
-            spec, bundle.meta.scoring, maps, args.target_fpr, inputs=[x for _, x in scored]
+            spec,
+            bundle.meta.scoring,
+            maps,
+            args.target_fpr,
+            inputs=[x for _, x in scored],
+            starts=[m for m, _ in starts],
+            start_inputs=[x for _, x in starts],
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     if old.guard > 0:
         # your camera's normal starts must stay below the start guard
-        starts = [start_scores(scorer, paths[:n]) for paths in prints.values()]
-        new = dataclasses.replace(new, guard=recalibrated_guard(old.guard, starts, n))
+        scores = [bundle.meta.scoring.scores(m) for m, _ in starts]
+        new = dataclasses.replace(new, guard=recalibrated_guard(old.guard, scores, n))
         if new.guard == 0:
             logger.warning(
                 "the start guard is off: your prints' first %d frames come close to it, and "
                 "%d prints are too few to set one for your camera (give %d or more)",
                 n,
-                len(starts),
+                len(scores),
                 GUARD_PRINTS,
             )
     bundle.meta.adaptation = new
@@ -135,6 +151,7 @@ def main(args: argparse.Namespace) -> int:
     print(
         f"{args.bundle}: adaptation frames={new.frames} std_floor={new.std_floor} match_light={new.match_light} "
         f"nearest={new.nearest} pixel_spread={new.pixel_spread} print_scale={new.print_scale} "
-        f"threshold={new.threshold:.6g} guard={new.guard:.6g} from {sum(len(m) > new.frames for m in maps)} prints"
+        f"threshold={new.threshold:.6g} guard={new.guard:.6g} early_frames={new.early_frames} "
+        f"early_threshold={new.early_threshold:.6g} from {sum(len(m) > new.frames for m in maps)} prints"
     )
     return 0

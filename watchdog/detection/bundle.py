@@ -390,6 +390,13 @@ class Adaptation:
     typical one, the mean over its calibration frames of each judged against the others. The
     threshold then reads "this many times the print's own frame-to-frame change", the same on
     a print whose error maps are calm as on a busy one. Off in bundles without the key.
+
+    ``early_frames``: once a print's first ``early_frames`` frames are in, each further frame
+    of its start is judged against them the same way (``start_spec``), on the frames as the
+    camera gave them, with its own threshold ``early_threshold`` (set by calibration on the
+    starts of normal prints): a failure that begins during the start is caught instead of
+    being learnt as the print's normal. 0 (bundles without the keys): the start is learnt, not
+    judged, apart from the ``guard``.
     """
 
     frames: int = 0
@@ -400,6 +407,8 @@ class Adaptation:
     guard: float = 0.0
     pixel_spread: bool = True
     print_scale: bool = False
+    early_frames: int = 0
+    early_threshold: float = 0.0
 
     def __post_init__(self) -> None:
         check_number("frames", self.frames, 0, MAX_ADAPTATION_FRAMES, integer=True)
@@ -419,10 +428,35 @@ class Adaptation:
                 f"print_scale needs nearest in [2, frames={self.frames}), got {self.nearest}: "
                 "each calibration frame is judged against its nearest others"
             )
+        check_number("early_frames", self.early_frames, 0, MAX_ADAPTATION_FRAMES, integer=True)
+        check_number("early_threshold", self.early_threshold, 0.0, 1e30)
+        if self.early_frames and self.frames and not 2 <= self.early_frames < self.frames:
+            raise ValueError(
+                f"early_frames must be 0 or in [2, frames={self.frames}), got {self.early_frames}: "
+                "the rest of the start is judged against a print's first early_frames frames"
+            )
 
     @property
     def enabled(self) -> bool:
         return self.frames > 0
+
+    @property
+    def judges_start(self) -> bool:
+        """The rest of a print's start is judged against its first ``early_frames`` frames."""
+        return self.enabled and self.early_frames > 0 and self.early_threshold > 0
+
+    def start_spec(self) -> Adaptation:
+        """The adaptation that judges a print's start: its first ``early_frames`` frames are the
+        baseline, scored as the camera gave them (no light matching: the print's look is not
+        known yet), with the same spread floor, nearest frames (at most all of them) and
+        per-pixel spread as later frames; ``early_threshold`` on that score."""
+        return Adaptation(
+            frames=self.early_frames,
+            std_floor=self.std_floor,
+            threshold=self.early_threshold,
+            nearest=min(self.nearest, self.early_frames),
+            pixel_spread=self.pixel_spread,
+        )
 
 
 @dataclass

@@ -38,12 +38,60 @@ def simulate(
         )
     if spec.nearest and (inputs is None or len(inputs) != len(error_maps)):
         raise ValueError("adaptation.nearest needs the model input of every error map")
-    # unit thresholds: the verdicts' scores are the unscaled adapted scores
-    detector = offline_detector(unit_meta(scoring, dataclasses.replace(spec, threshold=1.0)), mask)
+    # unit thresholds: the verdicts' scores are the unscaled adapted scores (the start's own
+    # judgement is simulate_start's)
+    unit = dataclasses.replace(spec, threshold=1.0, early_frames=0)
+    detector = offline_detector(unit_meta(scoring, unit), mask)
     verdicts = detector.replay(
         list(error_maps), list(inputs) if spec.nearest and inputs is not None else None
     )
     return np.array([v.score for v in verdicts if not v.calibrating], dtype=np.float64)
+
+
+def simulate_start(
+    spec: Adaptation,
+    scoring: Scoring,
+    error_maps: np.ndarray,
+    mask: np.ndarray | None = None,
+    inputs: np.ndarray | None = None,
+) -> np.ndarray:
+    """Scores of one print's start frames after its first ``spec.early_frames``, each judged
+    against those, on the unit scale (``spec.early_threshold`` is ignored): what the daemon
+    computes while it learns the print. ``error_maps`` (and ``inputs``, needed with
+    ``spec.nearest``): the start's frames as the camera gave them, not light-matched."""
+    if not spec.enabled or spec.early_frames <= 0:
+        raise ValueError("the start is not judged (early_frames = 0): nothing to simulate")
+    maps = np.asarray(error_maps)[: spec.frames]
+    if spec.nearest and (inputs is None or len(inputs) < len(maps)):
+        raise ValueError("adaptation.nearest needs the model input of every error map")
+    unit = dataclasses.replace(spec, threshold=1.0, early_threshold=1.0, guard=0.0)
+    detector = offline_detector(unit_meta(scoring, unit), mask)
+    raw_x = list(inputs[: len(maps)]) if spec.nearest and inputs is not None else None
+    verdicts = detector.replay(list(maps), raw_x, list(maps), raw_x)
+    return np.array([v.early_score for v in verdicts if v.early_score is not None], np.float64)
+
+
+def early_threshold(
+    spec: Adaptation,
+    scoring: Scoring,
+    starts: list[np.ndarray],
+    target_fpr: float = 0.01,
+    mask: np.ndarray | None = None,
+    inputs: list[np.ndarray] | None = None,
+) -> float:
+    """``Adaptation.early_threshold``: the threshold that leaves ``target_fpr`` of normal
+    prints' judged start frames above it (``simulate_start``; ``starts``: each print's first
+    frames as the camera gave them, ``inputs`` their model inputs)."""
+    scores = [
+        simulate_start(spec, scoring, maps, mask, None if inputs is None else inputs[i])
+        for i, maps in enumerate(starts)
+        if len(maps) > spec.early_frames
+    ]
+    if not scores:
+        raise ValueError(
+            f"no normal print longer than {spec.early_frames} frames to judge a start on"
+        )
+    return threshold_for_fpr(np.concatenate(scores), target_fpr)
 
 
 def unit_meta(scoring: Scoring, spec: Adaptation) -> BundleMeta:
@@ -161,6 +209,8 @@ def calibrate(
     mask: np.ndarray | None = None,
     held_out: list[np.ndarray] | None = None,
     inputs: list[np.ndarray] | None = None,
+    starts: list[np.ndarray] | None = None,
+    start_inputs: list[np.ndarray] | None = None,
 ) -> Adaptation:
     """``spec`` with its threshold set from normal prints (error maps of each, in time order;
     of the ``light_matched`` frames when ``spec.match_light``).
@@ -170,7 +220,16 @@ def calibrate(
     (one boolean array per print) restricts the threshold to frames the model did not fit,
     the trainer's rule for every threshold; without any such frame, all later frames count.
     ``inputs``: each print's model inputs (needed with ``spec.nearest``).
+
+    With ``spec.early_frames``, ``starts`` (each print's first frames as the camera gave them,
+    ``start_inputs`` their model inputs) set ``early_threshold`` the same way
+    (``early_threshold``); without them it is left as it is.
     """
+    if spec.early_frames and starts is not None:
+        spec = dataclasses.replace(
+            spec,
+            early_threshold=early_threshold(spec, scoring, starts, target_fpr, mask, start_inputs),
+        )
     unit = dataclasses.replace(spec, threshold=1.0, match_light=False, guard=0.0)
     scores: list[np.ndarray] = []
     kept: list[np.ndarray] = []

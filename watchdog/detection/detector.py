@@ -47,8 +47,11 @@ class Verdict:
     for bundles without adaptation). ``absolute_score`` is comparable across prints.
 
     While the print's start is learnt (``calibrating``) a frame is anomalous only when its
-    absolute score is above ``guard`` (the bundle's ``adaptation.guard``; 0: the start is not
-    judged): the print looks abnormal from its start (``abnormal_start``).
+    absolute score is above ``guard`` (the bundle's ``adaptation.guard``; 0: none): the print
+    looks abnormal from its start (``abnormal_start``); or, once the start's first
+    ``adaptation.early_frames`` are in, when ``early_score`` (the frame against them, on the
+    threshold's scale) is above ``threshold``: the print changed during its start
+    (``changed_in_start``).
     """
 
     score: float
@@ -62,11 +65,21 @@ class Verdict:
     heatmap_scale: float  # the error drawn as full red
     inference_s: float = 0.0
     guard: float = 0.0  # absolute score above which a calibration frame is anomalous (0: none)
+    early_score: float | None = (
+        None  # a start frame against the start's first frames (None: not judged)
+    )
 
     @property
     def abnormal_start(self) -> bool:
         """A frame of the print's start already far from every normal print the model knows."""
-        return self.calibrating and self.anomalous
+        return self.calibrating and 0.0 < self.guard < self.absolute_score
+
+    @property
+    def changed_in_start(self) -> bool:
+        """A frame of the print's start that changed from the start's first frames."""
+        return (
+            self.calibrating and self.early_score is not None and self.early_score > self.threshold
+        )
 
     @property
     def progress(self) -> str:
@@ -117,6 +130,12 @@ class Detector:
             meta.adaptation.guard / sensitivity if self.baseline.enabled and own_region else 0.0
         )
         self.guard = self.start_guard
+        # The rest of the start judged against its first frames (``Adaptation.early_frames``).
+        self.start_baseline = (
+            PrintBaseline(meta.adaptation.start_spec(), meta.scoring, meta.threshold, self.mask)
+            if meta.adaptation.judges_start
+            else None
+        )
         self._seen = 0
         self._run = run or _here
 
@@ -167,6 +186,8 @@ class Detector:
         a failure"). An accepted look is not judged by the guard while it is learnt: the owner
         has seen it, and pausing it again after the cooldown is what users complain about."""
         self.baseline.reset()
+        if self.start_baseline is not None:
+            self.start_baseline.reset()
         self._seen = 0
         self.guard = 0.0 if accepted else self.start_guard
 
@@ -195,58 +216,79 @@ class Detector:
     # ----------------------------------------------------------------- shared with offline code
 
     def judge(
-        self, x: np.ndarray | None, error_map: np.ndarray, absolute: float | None = None
+        self,
+        x: np.ndarray | None,
+        error_map: np.ndarray,
+        start: tuple[np.ndarray, np.ndarray | None] | None = None,
     ) -> Verdict:
         """The verdict on one model input and its error map (light-matched when the bundle
-        matches light): the step every path ends with. ``absolute``: the frame's absolute
-        score when it was computed elsewhere (offline replays of light-matched maps: the
-        daemon judges a print's start on the frames as the camera gave them)."""
-        if absolute is None:
-            absolute = self.meta.scoring.score(error_map, self.mask)
+        matches light): the step every path ends with. ``start``: the frame's error map and
+        model input as the camera gave them, when ``x`` and ``error_map`` were light-matched
+        elsewhere (offline replays): the daemon judges a print's start (the guard, the early
+        judgement) on the frames as the camera gave them, before the print's light is known."""
+        raw_map, raw_x = start if start is not None else (error_map, x)
+        absolute = self.meta.scoring.score(raw_map, self.mask)
         self._seen += 1
         score, calibrating = self.baseline.observe(absolute, error_map, x)
+        warming = self._seen <= self.calibration_frames
+        early, early_map = None, None
+        if warming and self.start_baseline is not None:
+            judged, learning = self.start_baseline.observe(absolute, raw_map, raw_x)
+            if not learning:
+                early, early_map = judged, self.start_baseline.last_map
         if self.baseline.enabled and not calibrating:
             assert self.baseline.last_map is not None
             # Adapted maps are in the adapted score's units: full red at twice its threshold.
             emap, scale = self.baseline.last_map, 2 * self.meta.adaptation.threshold
+        elif early_map is not None:
+            emap, scale = early_map, 2 * self.meta.adaptation.early_threshold
         else:
             emap = error_map
             scale = self.meta.normal_stats.heatmap_scale or float(np.max(error_map) or 1.0)
-        warming = self._seen <= self.calibration_frames
         emap = np.asarray(emap)
         emap.setflags(write=False)
         guard = self.guard if warming else 0.0
+        if warming:
+            anomalous = 0.0 < guard < absolute or (early is not None and early > self.threshold)
+        else:
+            anomalous = score > self.threshold
         return Verdict(
             score=score,
             absolute_score=absolute,
             threshold=self.threshold,
-            anomalous=(0.0 < guard < absolute) if warming else score > self.threshold,
+            anomalous=anomalous,
             calibrating=warming,
             calibrated=min(self._seen, self.calibration_frames),
             calibration_frames=self.calibration_frames,
             error_map=emap,
             heatmap_scale=scale,
             guard=guard,
+            early_score=early,
         )
 
     def replay(
         self,
         error_maps: Sequence[np.ndarray],
         inputs: Sequence[np.ndarray] | None = None,
-        start_scores: Sequence[float] | None = None,
+        start_maps: Sequence[np.ndarray] | None = None,
+        start_inputs: Sequence[np.ndarray] | None = None,
     ) -> list[Verdict]:
         """Verdicts on one whole print from its first frame, in time order, from error maps
         computed elsewhere (of the ``light.light_matched`` frames when the bundle matches light;
         ``inputs``: those frames, needed for ``Adaptation.nearest``). The daemon's scores.
 
-        ``start_scores``: absolute scores of the print's first frames as the camera gave them
-        (not light-matched), what the daemon judges the start by with ``Adaptation.guard``;
-        without them the start is judged on the maps' own scores."""
+        ``start_maps`` (and ``start_inputs``): the error maps (and model inputs) of the print's
+        first frames as the camera gave them (not light-matched), what the daemon judges the
+        start by (``Adaptation.guard``, ``Adaptation.early_frames``); without them the start is
+        judged on the maps given."""
         self.relearn()
         xs: Sequence[np.ndarray | None] = inputs if inputs is not None else [None] * len(error_maps)
-        start = list(start_scores or [])
+        raw = list(start_maps or [])
+        raw_x: list[np.ndarray | None] = (
+            list(start_inputs) if start_inputs is not None else [None] * len(raw)
+        )
         return [
-            self.judge(x, e, start[i] if i < len(start) else None)
+            self.judge(x, e, (raw[i], raw_x[i]) if i < len(raw) else None)
             for i, (x, e) in enumerate(zip(xs, error_maps, strict=True))
         ]
 
@@ -264,6 +306,8 @@ def offline_detector(meta: BundleMeta, mask: np.ndarray | None = None) -> Detect
     if mask is not None:
         detector.mask = mask
         detector.baseline.mask = mask
+        if detector.start_baseline is not None:
+            detector.start_baseline.mask = mask
     return detector
 
 
