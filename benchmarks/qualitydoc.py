@@ -464,9 +464,29 @@ def three_runs(d: Json | None) -> str:
         + "The Kaggle failed prints start like good prints (their first frames score like normal "
         "starts).\n\n"
         + starts_caught(_load("start_guard.json"))
+        + failure_in_start(d["summary"], t)
         + "**Failures inside a print**, per fold-run (real failure material pasted into the held-out good "
         f"print from frame 50 on):\n\n{t['inscene']}\n\nSpread over the fold-runs:\n\n{t['spread']}\n\n"
         f"Run: {d['date']}, {d['seconds'] / 60:.0f} minutes on the shared 2-core machine. Command: `{RUNS_CMD}`.\n"
+    )
+
+
+def failure_in_start(summary: Json, tables: dict[str, str]) -> str:
+    """A failure that begins while the print's start is learnt (runs made before the start was
+    judged have no such table)."""
+    if "failure_in_start" not in tables:
+        return ""
+    onset = summary["failure_in_start"]["onset_frame"]
+    return (
+        "**A failure that begins during the start.** The rest of a print's start is judged "
+        "against its first frames (the bundle's `adaptation.early_frames`; its threshold "
+        "cross-fitted on the fitting prints' starts, see "
+        "[decisions/start-judgement.md](decisions/start-judgement.md)). Each failed print's "
+        f"material is pasted into the held-out good print from frame {onset} of its start on; "
+        "frames from then to the pause, within the start (never: not paused before the start "
+        "is learnt). And its cost: every stretch of the held-out print as long as a start, "
+        "replayed as one: the share of its judged frames flagged, and the stretches paused:\n\n"
+        f"{tables['failure_in_start']}\n\n"
     )
 
 

@@ -3,6 +3,7 @@ figures come from the daemon's own replay (the benchmarks themselves are not run
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -123,6 +124,66 @@ def test_the_first_minutes_go_through_the_detectors_start_guard(monkeypatch) -> 
     assert out["with_guard"]["normal_pauses"] == 0
     assert out["with_guard"]["failed_frames_to_pause"] == {"spaghetti": 3}
     assert out["without_guard"]["failed_frames_to_pause"] == {"spaghetti": None}
+
+
+def test_a_failure_beginning_during_the_start_is_measured_through_the_detector(
+    monkeypatch,
+) -> None:
+    """quality.py's failure during the start: material pasted from frame ``START_ONSET`` of a
+    good start is paused when the start is judged against its first frames, and never when it
+    is not; good stretches of the print replayed as starts count their flagged frames and
+    pauses; the summary counts the failures paused within 10 frames."""
+    import numpy as np
+
+    from benchmarks import quality as q
+    from watchdog.detection.bundle import Adaptation, Scoring
+
+    monkeypatch.setattr(q, "DEFECT_PRINTS", [("nest", 20), ("nothing", 20)])
+    rng = np.random.default_rng(0)
+
+    def packed(maps: np.ndarray) -> np.ndarray:  # as fold_maps packs them: map, then input
+        return np.concatenate([maps[..., None], rng.random((*maps.shape, 3))], axis=-1)
+
+    raw = 0.1 + 0.01 * rng.random((60, 8, 8))
+    nest = 0.1 + 0.01 * rng.random((20, 8, 8))
+    nest[:, 2:5, 2:5] += 1.0
+    maps = {
+        "raw_held": packed(raw),
+        "startfail_nest": packed(nest),
+        "startfail_nothing": packed(0.1 + 0.01 * rng.random((20, 8, 8))),
+    }
+    scoring = Scoring("l2", "topk", topk=0.1)
+    spec = Adaptation(frames=20, threshold=1.0, early_frames=8, early_threshold=3.0)
+    out = q.start_stats(maps, "held", spec, scoring, 3.0)["failure_in_start"]
+    assert out["frames_to_pause"] == {"nest": 3, "nothing": None}
+    assert out["above"]["nest"] == 1.0 and out["above"]["nothing"] == 0.0
+    assert (out["normal_starts"], out["normal_starts_paused"]) == (3, 0)
+    assert out["normal_judged_frames"] == 3 * (20 - 8)
+    unjudged = q.start_stats(maps, "held", dataclasses.replace(spec, early_frames=0), scoring, 3.0)
+    assert unjudged["failure_in_start"]["frames_to_pause"] == {"nest": None, "nothing": None}
+
+    fold = {
+        "held_out": "held",
+        "threshold": 3.0,
+        "false_alarm_rate": 0.0,
+        "recall": 1.0,
+        "pasted_recall": 1.0,
+        "inscene_recall": 1.0,
+        "inscene_recall_by_print": {"nest": 1.0},
+        "inscene_frames_to_pause": {"nest": 3},
+        "first_minutes": {
+            "guard": 0.0,
+            **{
+                k: {"normal_pauses": 0, "normal_start_max": 0.1, "failed_frames_to_pause": {}}
+                for k in ("with_guard", "without_guard")
+            },
+        },
+        "failure_in_start": out,
+    }
+    summary = q.summarize({"0": [fold], "1": [fold]})
+    assert summary["failure_in_start"]["paused_in_goal"] == 2
+    assert summary["failure_in_start"]["failures"] == 4
+    assert "paused within 10 frames: 2 of 4" in q.summary_tables(summary)["failure_in_start"]
 
 
 def test_the_start_guard_benchmark_scores_made_up_starts_against_the_bundles_guard(

@@ -367,6 +367,10 @@ def test_trainer_without_the_train_extra_says_which_extra_before_creating_anythi
     [
         (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
         (["--patience", "-1"], "--patience must be 0 (never stop early) or more, got -1"),
+        (
+            ["--adapt-early-frames", "30"],
+            "--adapt-early-frames 30: early_frames must be 0 or in [2, frames=30), got 30",
+        ),
     ],
 )
 def test_trainer_refuses_a_training_it_cannot_run_before_creating_anything(
@@ -389,6 +393,16 @@ def test_trainer_patience_reaches_the_fit() -> None:
     assert resolve_preset(Options(patience=0)).train.patience == 0
     assert resolve_preset(Options(patience=15)).train.patience == 15
     assert resolve_preset(Options()).train.patience == get_preset("default").train.patience
+
+
+def test_a_shorter_start_keeps_the_share_of_it_judged_against_its_first_frames() -> None:
+    from trainer.pipeline import Options, resolve_preset
+
+    assert resolve_preset(Options()).adaptation.early_frames == 10  # of 30
+    assert resolve_preset(Options(adapt_frames=15)).adaptation.early_frames == 5
+    assert resolve_preset(Options(adapt_frames=4)).adaptation.early_frames == 0  # 1 is too few
+    off = resolve_preset(Options(adapt_early_frames=0)).adaptation
+    assert off.early_frames == 0 and not off.judges_start
 
 
 def test_frames_without_a_print_number_get_a_warning_with_the_naming(tmp_path: Path) -> None:
