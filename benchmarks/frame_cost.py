@@ -71,6 +71,27 @@ def step_cost(bundle: Bundle, jpegs: list[bytes], threads: int) -> dict[str, flo
     }
 
 
+def start_cost(bundle: Bundle, jpegs: list[bytes], judged: bool, prints: int = 5) -> float:
+    """Median ms of the daemon's per-frame work on the frames of a print's start that its start
+    judgement scores (after ``adaptation.early_frames``, before the start is learnt), one
+    thread; ``judged=False``: the same bundle with that judgement off, the baseline."""
+    a = bundle.meta.adaptation
+    meta = bundle.meta if judged else replace(bundle.meta, adaptation=replace(a, early_frames=0))
+    detector = Detector.for_bundle(Bundle(bundle.path, meta), num_threads=1)
+    times = []
+    for _ in range(prints):
+        detector.relearn()
+        for i, data in enumerate(jpegs[: a.frames]):
+            t0 = time.perf_counter()
+            frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            verdict = detector.observe(frame)
+            encode_jpeg(frame)
+            encode_jpeg(detector.heatmap(frame, verdict, in_place=True))
+            if a.early_frames <= i < a.frames - 1:  # the last start frame also learns the start
+                times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
 def seed_bundle(folder: Path) -> Bundle | None:
     """The seed architecture (400x400x3) as a bundle with random weights, or None without TF."""
     try:
@@ -216,6 +237,11 @@ def main() -> None:
             results["ratio_default_to_seed_1_thread"] = (
                 results["default_1_thread"]["median_ms"] / results["seed_1_thread"]["median_ms"]
             )
+    if bundle.meta.adaptation.judges_start:
+        judged, unjudged = start_cost(bundle, jpegs, True), start_cost(bundle, jpegs, False)
+        results["start_judged_1_thread_median_ms"] = judged
+        results["start_unjudged_1_thread_median_ms"] = unjudged
+        results["ratio_start_judged_to_unjudged"] = judged / unjudged
     results["daemon"] = daemon_peak_rss(Path(args.model), args.seconds)
     results["load_average"] = os.getloadavg()[0]  # what else ran: milliseconds depend on it
     results["replay_demo"] = replay_time_to_pause(Path(args.model))

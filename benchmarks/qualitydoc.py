@@ -288,6 +288,13 @@ def speed_and_memory(c: Json | None) -> str:
             + "a shared 2-core machine); the ratio, measured in the same run, "
             "is the figure to compare. Budget: 50 ms per frame on one core."
         )
+    if "ratio_start_judged_to_unjudged" in c:
+        out.append(
+            "\nWhile a print's start is judged against its first frames (one thread, the same "
+            f"run): {c['start_judged_1_thread_median_ms']:.1f} ms per frame against "
+            f"{c['start_unjudged_1_thread_median_ms']:.1f} ms with that judgement off "
+            f"(ratio {c['ratio_start_judged_to_unjudged']:.2f})."
+        )
     d = c["daemon"]
     out.append(
         f"\nThe daemon (`python -m watchdog run`, one printer, a real HTTP camera at full speed): peak RSS "

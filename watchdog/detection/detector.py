@@ -43,8 +43,9 @@ class Verdict:
     """What the detector says about one frame. Immutable: safe to hand to other threads.
 
     ``score`` is what the decision uses, on the bundle threshold's scale: the per-print adapted
-    score once the print's baseline is learnt, the model's absolute score before (and always,
-    for bundles without adaptation). ``absolute_score`` is comparable across prints.
+    score once the print's baseline is learnt, ``early_score`` while the rest of its start is
+    judged against its first frames, the model's absolute score before (and always, for
+    bundles without adaptation). ``absolute_score`` is comparable across prints.
 
     While the print's start is learnt (``calibrating``) a frame is anomalous only when its
     absolute score is above ``guard`` (the bundle's ``adaptation.guard``; 0: none): the print
@@ -253,7 +254,7 @@ class Detector:
         else:
             anomalous = score > self.threshold
         return Verdict(
-            score=score,
+            score=score if early is None else early,
             absolute_score=absolute,
             threshold=self.threshold,
             anomalous=anomalous,
