@@ -607,7 +607,8 @@ def _variant_label(d: Json, base: Json) -> str:
     changed = [f"{k} {str(v).lower()}" for k, v in variant.items() if base.get(k) != v]
     if d["target_fpr"] != base["target_fpr"]:
         changed.append(f"threshold aimed at {100 * d['target_fpr']:g}% of frames")
-    return ", ".join(changed) or "as shipped"
+    # the same settings measured again: the spread between runs is the training's own noise
+    return ", ".join(changed) or f"as shipped, another run ({d['date']})"
 
 
 def scoring_experiments(shipped: Json | None) -> str:
