@@ -88,7 +88,7 @@ SETTINGS = decide.Settings.from_config(DetectionConfig())  # the daemon's defaul
 INTERVAL_S = CameraConfig().interval_s
 THRESHOLD_RULE = "higher of cross-fitted and last frames"  # trainer.crossfit.shipped_threshold
 INSCENE_ONSET = 20  # scored normal frames of the held-out print before a pasted failure starts
-START_ONSET = 12  # frame of a print's start (2 minutes at 10 s) where a pasted failure begins
+START_ONSET = 12  # frames of a good start (2 minutes at 10 s) before a pasted failure begins
 
 
 def load_dataset(data: Path, pre: Preprocess) -> dict[str, np.ndarray]:
@@ -943,7 +943,7 @@ def failure_in_start_table(summary: dict[str, Any]) -> str:
     t = summary["failure_in_start"]
     fa = t["normal_false_alarm_rate"]
     lines.append(
-        f"\nFailures beginning at frame {t['onset_frame']} paused within {t['goal_frames']} "
+        f"\nFailures beginning after {t['onset_frame']} frames paused within {t['goal_frames']} "
         f"frames: {t['paused_in_goal']} of {t['failures']}; good starts paused: "
         f"{t['normal_starts_paused']} of {t['normal_starts']}; judged frames of good starts "
         f"flagged: {100 * fa['mean']:.1f}% on average ({100 * fa['max']:.1f}% in the worst "

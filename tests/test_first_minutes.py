@@ -182,8 +182,7 @@ def test_recalibrating_on_ones_own_prints_sets_the_start_threshold_from_their_st
     tmp_path, tiny_start_judged_bundle
 ) -> None:
     """``python -m watchdog calibrate``: the owner's good prints' starts, as their camera gave
-    them, set the threshold the start is judged by; the start's first frames keep their share
-    of a shorter start."""
+    them, set the threshold the start is judged by; a start too short to judge is learnt."""
     import shutil
 
     bundle = tmp_path / "bundle"
@@ -199,6 +198,10 @@ def test_recalibrating_on_ones_own_prints_sets_the_start_threshold_from_their_st
     assert after.early_frames == 3 and after.early_threshold > 0
     assert after.early_threshold != before.early_threshold
     assert f"early_frames=3 early_threshold={after.early_threshold:.6g}" in r.stdout
-    r = run_cli("calibrate", str(bundle), "--normal", str(mine), "--frames", "5")
+    r = run_cli("calibrate", str(bundle), "--normal", str(mine), "--frames", "6")
     assert r.returncode == 0, r.stderr
-    assert Bundle.load(bundle).meta.adaptation.early_frames == 2  # 3 of 8 is 2 of 5
+    assert Bundle.load(bundle).meta.adaptation.early_frames == 3  # still 3 of a start of 6
+    r = run_cli("calibrate", str(bundle), "--normal", str(mine), "--frames", "3")
+    assert r.returncode == 0, r.stderr
+    shortest = Bundle.load(bundle).meta.adaptation
+    assert (shortest.early_frames, shortest.early_threshold) == (0, 0.0)  # nothing left to judge

@@ -114,11 +114,63 @@ def test_the_start_threshold_is_set_on_normal_starts_at_the_target_rate() -> Non
 
 
 @pytest.mark.parametrize(
-    ("early_frames", "why"),
-    [(1, "early_frames must be 0 or in [2, frames=12)"), (12, "early_frames must be 0 or in")],
+    ("frames", "early_frames", "why"),
+    [
+        (FRAMES, 1, "early_frames must be 0 or in [2, frames=12), got 1"),
+        (FRAMES, 12, "early_frames must be 0 or in [2, frames=12), got 12"),
+        (0, 10, "early_frames must be 0 or in [2, frames=0), got 10"),
+    ],
 )
 def test_a_start_judged_against_too_few_or_too_many_frames_is_refused(
-    early_frames: int, why: str
+    frames: int, early_frames: int, why: str
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(why)):
-        Adaptation(frames=FRAMES, threshold=2.0, early_frames=early_frames, early_threshold=1.0)
+        Adaptation(frames=frames, threshold=2.0, early_frames=early_frames, early_threshold=1.0)
+
+
+def test_a_judged_start_frame_shows_its_judgement_and_where_it_changed() -> None:
+    """The score a judged start frame shows (the page's chart, MQTT) is the judgement the
+    decision used, on the threshold's scale; a masked corner is not judged."""
+    verdicts = offline_detector(_meta()).replay(_maps(FRAMES, blob_from=6))
+    assert all(v.score == v.early_score for v in verdicts[EARLY:FRAMES])
+    assert all(v.score > v.threshold for v in verdicts[6:FRAMES])
+    mask = np.ones((16, 32), bool)
+    mask[8:, 16:] = False  # the corner where the failure is
+    masked = offline_detector(_meta(), mask).replay(_maps(FRAMES, blob_from=6))
+    assert not any(v.anomalous for v in masked)
+
+
+def test_an_accepted_look_is_judged_against_its_own_first_frames() -> None:
+    """After the owner resumed (an accepted look), the start guard is off but the start is
+    still judged, against the frames after the resume: what was accepted is the yardstick,
+    what changes after it is flagged."""
+    detector = Detector(_meta(), lambda x: np.zeros((16, 32), np.float32))
+    detector.relearn(accepted=True)
+    accepted = _maps(FRAMES, seed=1, blob_from=0)  # the failure was in view when accepted
+    assert not any(detector.judge(None, m).anomalous for m in accepted)
+    detector.relearn(accepted=True)
+    grows = _maps(FRAMES, seed=2, blob_from=0)
+    for m in grows[6:]:
+        m[2:6, 2:8] += 0.3  # something new after the resume
+    assert [detector.judge(None, m).anomalous for m in grows][6:] == [True] * (FRAMES - 6)
+
+
+def test_the_start_is_compared_with_its_nearest_first_frames_when_fewer_than_all() -> None:
+    """With ``nearest`` below ``early_frames`` each judged start frame is compared with the
+    first frames that look most like it: the frames as the camera gave them must come with
+    their model inputs, and a frame identical to one of the first frames shows no change."""
+    meta = _meta()
+    meta = dataclasses.replace(meta, adaptation=dataclasses.replace(meta.adaptation, nearest=1))
+    assert meta.adaptation.start_spec().nearest == 1
+    maps = _maps(FRAMES, seed=4)
+    inputs = [np.full((16, 32, 3), i / FRAMES, np.float32) for i in range(FRAMES)]
+    maps[EARLY], inputs[EARLY] = maps[1].copy(), inputs[1].copy()  # a copy of the 2nd frame
+    verdicts = offline_detector(meta).replay(maps, inputs, maps, inputs)
+    others = [v.early_score for v in verdicts[EARLY + 1 : FRAMES]]
+    # its nearest first frame is itself (kept as float16: a rounding's worth of change)
+    assert verdicts[EARLY].early_score is not None and verdicts[EARLY].early_score < 0.01
+    assert all(s is not None and s > 0.1 for s in others), others
+    with pytest.raises(ValueError, match="model input"):
+        offline_detector(meta).replay(maps, inputs, maps)  # the start's inputs left out
+    # as many nearest frames as first frames is the mean of all of them: nothing kept per frame
+    assert _meta().adaptation.start_spec().nearest == 0

@@ -369,7 +369,8 @@ def test_trainer_without_the_train_extra_says_which_extra_before_creating_anythi
         (["--patience", "-1"], "--patience must be 0 (never stop early) or more, got -1"),
         (
             ["--adapt-early-frames", "30"],
-            "--adapt-early-frames 30: early_frames must be 0 or in [2, frames=30), got 30",
+            "--adapt-early-frames 30: must be 0 (learn a print's start without judging it) or "
+            "from 2 to 29, fewer than the start's 30 frames (--adapt-frames)",
         ),
     ],
 )
@@ -395,12 +396,14 @@ def test_trainer_patience_reaches_the_fit() -> None:
     assert resolve_preset(Options()).train.patience == get_preset("default").train.patience
 
 
-def test_a_shorter_start_keeps_the_share_of_it_judged_against_its_first_frames() -> None:
+def test_a_shorter_start_is_judged_against_as_many_first_frames_or_not_at_all() -> None:
+    """Fewer first frames to judge by flag good starts (docs/decisions/start-judgement.md): a
+    shorter start keeps the 10, and a start of 10 frames or fewer is learnt, not judged."""
     from trainer.pipeline import Options, resolve_preset
 
     assert resolve_preset(Options()).adaptation.early_frames == 10  # of 30
-    assert resolve_preset(Options(adapt_frames=15)).adaptation.early_frames == 5
-    assert resolve_preset(Options(adapt_frames=4)).adaptation.early_frames == 0  # 1 is too few
+    assert resolve_preset(Options(adapt_frames=15)).adaptation.early_frames == 10
+    assert resolve_preset(Options(adapt_frames=10)).adaptation.early_frames == 0
     off = resolve_preset(Options(adapt_early_frames=0)).adaptation
     assert off.early_frames == 0 and not off.judges_start
 

@@ -135,8 +135,6 @@ def resolve_preset(options: Options) -> Preset:
         if options.adapt_frames < 0:
             raise DataError(f"--adapt-frames {options.adapt_frames}: must be >= 0")
         old = preset.adaptation
-        # the start's first frames keep their share of it (too few to judge by: not judged)
-        early = round(old.early_frames * options.adapt_frames / old.frames) if old.frames else 0
         preset = dataclasses.replace(
             preset,
             adaptation=dataclasses.replace(
@@ -144,18 +142,21 @@ def resolve_preset(options: Options) -> Preset:
                 frames=options.adapt_frames,
                 threshold=0.0,
                 nearest=min(old.nearest, options.adapt_frames),
-                early_frames=early if early >= 2 else 0,
+                early_frames=judged_start(old.early_frames, options.adapt_frames),
                 early_threshold=0.0,
             ),
         )
     if options.adapt_early_frames is not None:
-        try:
-            adaptation = dataclasses.replace(
-                preset.adaptation, early_frames=options.adapt_early_frames
+        early, frames = options.adapt_early_frames, preset.adaptation.frames
+        if early and not 2 <= early < frames:
+            raise DataError(
+                f"--adapt-early-frames {early}: must be 0 (learn a print's start without judging "
+                f"it) or from 2 to {frames - 1}, fewer than the start's {frames} frames "
+                "(--adapt-frames)"
             )
-        except ValueError as exc:
-            raise DataError(f"--adapt-early-frames {options.adapt_early_frames}: {exc}") from exc
-        preset = dataclasses.replace(preset, adaptation=adaptation)
+        preset = dataclasses.replace(
+            preset, adaptation=dataclasses.replace(preset.adaptation, early_frames=early)
+        )
     if options.adapt_nearest is not None:
         try:
             adaptation = dataclasses.replace(preset.adaptation, nearest=options.adapt_nearest)
@@ -169,6 +170,13 @@ def resolve_preset(options: Options) -> Preset:
             f"{factor} (stride ** conv layers of preset {preset.name!r})"
         )
     return preset
+
+
+def judged_start(early_frames: int, frames: int) -> int:
+    """How many of a start of ``frames`` frames the rest is judged against: the same
+    ``early_frames`` while they leave frames to judge, else none (fewer frames were measured
+    to flag good starts, docs/decisions/start-judgement.md)."""
+    return early_frames if early_frames < frames else 0
 
 
 def _run_dir(out: Path) -> Path:

@@ -86,27 +86,35 @@ def start_frames(scorer: FrameScorer, paths: list[Path]) -> tuple[np.ndarray, np
     return np.stack([scorer.error_map(x) for x in inputs]), inputs
 
 
-def main(args: argparse.Namespace) -> int:
-    bundle = Bundle.load(args.bundle)
-    old = bundle.meta.adaptation
+def uncalibrated(old: Adaptation, args: argparse.Namespace) -> Adaptation:
+    """The bundle's adaptation with the options given, its thresholds to be set again: every
+    other setting is kept as it is; the start is judged against as many of its first frames as
+    before while that leaves frames to judge."""
     n = args.frames if args.frames is not None else (old.frames or 20)
     # print_scale judges each calibration frame against its nearest others: fewer than all
     nearest = min(old.nearest, n - 1 if old.print_scale else n)
     if old.print_scale and nearest < 2:
         raise UsageError(f"--frames {n}: this bundle needs at least 3 frames per print's start")
-    # the start's first frames keep their share of it (too few to judge by: not judged)
-    early = round(old.early_frames * n / old.frames) if old.frames else 0
-    # every other setting of the bundle's adaptation is kept as it is
-    spec = dataclasses.replace(
-        old,
-        frames=n,
-        std_floor=args.std_floor if args.std_floor is not None else old.std_floor,
-        threshold=1.0,
-        nearest=nearest,
-        guard=0.0,
-        early_frames=early if early >= 2 else 0,
-        early_threshold=0.0,
-    )
+    try:
+        return dataclasses.replace(
+            old,
+            frames=n,
+            std_floor=args.std_floor if args.std_floor is not None else old.std_floor,
+            threshold=1.0,
+            nearest=nearest,
+            guard=0.0,
+            early_frames=old.early_frames if old.early_frames < n else 0,
+            early_threshold=0.0,
+        )
+    except ValueError as exc:
+        raise UsageError(f"cannot calibrate with --frames {n}: {exc}") from exc
+
+
+def main(args: argparse.Namespace) -> int:
+    bundle = Bundle.load(args.bundle)
+    old = bundle.meta.adaptation
+    spec = uncalibrated(old, args)
+    n = spec.frames
     try:
         prints, loose = frames.group_prints(args.normal)
     except FileNotFoundError as exc:

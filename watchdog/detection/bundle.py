@@ -430,7 +430,7 @@ class Adaptation:
             )
         check_number("early_frames", self.early_frames, 0, MAX_ADAPTATION_FRAMES, integer=True)
         check_number("early_threshold", self.early_threshold, 0.0, 1e30)
-        if self.early_frames and self.frames and not 2 <= self.early_frames < self.frames:
+        if self.early_frames and not 2 <= self.early_frames < self.frames:
             raise ValueError(
                 f"early_frames must be 0 or in [2, frames={self.frames}), got {self.early_frames}: "
                 "the rest of the start is judged against a print's first early_frames frames"
@@ -448,13 +448,14 @@ class Adaptation:
     def start_spec(self) -> Adaptation:
         """The adaptation that judges a print's start: its first ``early_frames`` frames are the
         baseline, scored as the camera gave them (no light matching: the print's look is not
-        known yet), with the same spread floor, nearest frames (at most all of them) and
-        per-pixel spread as later frames; ``early_threshold`` on that score."""
+        known yet), with the same spread floor and per-pixel spread as later frames, and the
+        same nearest frames when they are fewer than all of them (the mean of all of them is
+        the same comparison without keeping each frame); ``early_threshold`` on that score."""
         return Adaptation(
             frames=self.early_frames,
             std_floor=self.std_floor,
             threshold=self.early_threshold,
-            nearest=min(self.nearest, self.early_frames),
+            nearest=self.nearest if self.nearest < self.early_frames else 0,
             pixel_spread=self.pixel_spread,
         )
 

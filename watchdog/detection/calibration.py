@@ -225,11 +225,6 @@ def calibrate(
     ``start_inputs`` their model inputs) set ``early_threshold`` the same way
     (``early_threshold``); without them it is left as it is.
     """
-    if spec.early_frames and starts is not None:
-        spec = dataclasses.replace(
-            spec,
-            early_threshold=early_threshold(spec, scoring, starts, target_fpr, mask, start_inputs),
-        )
     unit = dataclasses.replace(spec, threshold=1.0, match_light=False, guard=0.0)
     scores: list[np.ndarray] = []
     kept: list[np.ndarray] = []
@@ -245,4 +240,8 @@ def calibrate(
             f"no normal print longer than {spec.frames} frames to calibrate adaptation on"
         )
     chosen = np.concatenate(kept) if kept and sum(len(k) for k in kept) else np.concatenate(scores)
-    return dataclasses.replace(spec, threshold=threshold_for_fpr(chosen, target_fpr))
+    result = dataclasses.replace(spec, threshold=threshold_for_fpr(chosen, target_fpr))
+    if spec.early_frames and starts is not None:
+        early = early_threshold(spec, scoring, starts, target_fpr, mask, start_inputs)
+        result = dataclasses.replace(result, early_threshold=early)
+    return result

@@ -59,7 +59,7 @@ class Verdict:
     absolute_score: float
     threshold: float
     anomalous: bool
-    calibrating: bool  # a frame of the print's start, learnt, never counted as anomalous
+    calibrating: bool  # a frame of the print's start, learnt (anomalous only as said above)
     calibrated: int  # frames of this print's start learnt so far
     calibration_frames: int  # frames the start needs (0: none)
     error_map: np.ndarray  # what the decision used: the adapted map once calibrated
@@ -185,7 +185,10 @@ class Detector:
         """Forget this print's look and learn it again from the next frames: a new print, or
         (``accepted``) the owner accepting what the camera shows (a resume after our pause, "not
         a failure"). An accepted look is not judged by the guard while it is learnt: the owner
-        has seen it, and pausing it again after the cooldown is what users complain about."""
+        has seen it, and pausing it again after the cooldown is what users complain about. Its
+        start is still judged against its own first frames (``Adaptation.early_frames``), as
+        its later frames are against the whole start: what changes after the owner looked is
+        new."""
         self.baseline.reset()
         if self.start_baseline is not None:
             self.start_baseline.reset()
