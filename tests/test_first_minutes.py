@@ -205,3 +205,21 @@ def test_recalibrating_on_ones_own_prints_sets_the_start_threshold_from_their_st
     assert r.returncode == 0, r.stderr
     shortest = Bundle.load(bundle).meta.adaptation
     assert (shortest.early_frames, shortest.early_threshold) == (0, 0.0)  # nothing left to judge
+
+
+def test_the_trainers_report_says_how_the_start_is_judged(tiny_start_judged_run) -> None:
+    """The report replays the held-out prints' starts as the daemon judges them, and each known
+    failure beginning right after their first frames: what the owner should expect of the
+    start, beside the rest of the print."""
+    report = json.loads((tiny_start_judged_run / "report.json").read_text())
+    start = report["daemon"]["start"]
+    meta = Bundle.load(tiny_start_judged_run / "bundle").meta.adaptation
+    assert (start["first_frames"], start["threshold"]) == (3, meta.early_threshold)
+    good = [r for r in start["replays"] if not r["failure"]]
+    failed = [r for r in start["replays"] if r["failure"]]
+    assert good and failed and all(r["judged_frames"] == 8 - 3 for r in good)
+    assert start["good_starts"] == len(good) and start["failures_replayed"] == len(failed)
+    # the synthetic failures are spaghetti over the bed: judged against a good start, caught
+    assert start["failures_paused"] >= 1
+    text = (tiny_start_judged_run / "report.md").read_text()
+    assert "### The start of a print" in text and "starts paused by mistake" in text

@@ -23,7 +23,7 @@ from trainer.evaluate import error_maps
 from watchdog.config import CameraConfig, DetectionConfig
 from watchdog.detection import decide
 from watchdog.detection.bundle import Adaptation, Scoring
-from watchdog.detection.calibration import simulate
+from watchdog.detection.calibration import simulate, simulate_start
 from watchdog.detection.light import light_matched, light_reference
 
 CONSECUTIVE = DetectionConfig().consecutive  # the daemon's default
@@ -133,6 +133,60 @@ def replays(
                 )
             )
     return out
+
+
+def start_replays(
+    held: Sequence[HeldOut],
+    failures: dict[str, np.ndarray],
+    spec: Adaptation,
+    scoring: Scoring,
+    consecutive: int = CONSECUTIVE,
+) -> list[Replay]:
+    """Each held-out print's start as the daemon judges it (its frames after the first
+    ``spec.early_frames``, against those, as the camera gave them), then each known failure
+    beginning right after those first frames. Empty when the start is not judged."""
+    if not spec.judges_start:
+        return []
+    k, early = spec.frames, spec.early_frames
+
+    def judged(frames: np.ndarray, reconstruct: Any) -> np.ndarray:
+        maps = error_maps(reconstruct, frames, scoring)
+        return simulate_start(spec, scoring, maps, inputs=frames)
+
+    out = []
+    for h in held:
+        if len(h.frames) < k:
+            continue
+        scores = judged(h.frames[:k], h.reconstruct)
+        out.append(Replay(h.name, False, early, scores, spec.early_threshold, consecutive))
+        for fname, x in failures.items():
+            seq = np.concatenate([h.frames[:early], x[: k - early]])
+            scores = judged(seq, h.reconstruct)
+            name = f"{h.name} then {fname}"
+            out.append(Replay(name, True, early, scores, spec.early_threshold, consecutive))
+    return out
+
+
+def start_judgement(runs: Sequence[Replay]) -> dict[str, Any] | None:
+    """The report's account of the start: good starts' frames flagged and starts paused, and
+    failures that begin after the start's first frames paused (None: the start is not judged)."""
+    if not runs:
+        return None
+    normal = [r for r in runs if not r.failure]
+    failed = [r for r in runs if r.failure]
+    flagged = np.concatenate([r.scores for r in normal]) if normal else np.zeros(0)
+    return {
+        "first_frames": runs[0].calibration,
+        "threshold": runs[0].threshold,
+        "good_frames_flagged": float(np.mean(flagged > runs[0].threshold))
+        if flagged.size
+        else None,
+        "good_starts_paused": sum(r.first_pause is not None for r in normal),
+        "good_starts": len(normal),
+        "failures_paused": sum(r.first_pause is not None for r in failed),
+        "failures_replayed": len(failed),
+        "replays": [r.summary() for r in runs],
+    }
 
 
 def judgement(runs: Sequence[Replay], threshold_rule: str, note: str) -> dict[str, Any]:

@@ -503,6 +503,9 @@ def _daemon_judgement(
     summary = heldout.judgement(
         runs, rule if spec.enabled else "absolute threshold (no per-print adaptation)", note
     )
+    summary["start"] = heldout.start_judgement(
+        heldout.start_replays(held, failures, spec, preset.scoring)
+    )
     return summary, runs
 
 

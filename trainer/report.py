@@ -126,7 +126,37 @@ def _daemon_section(d: dict[str, Any]) -> list[str]:
         "",
         "Figure: replay.png (calibration shaded, flagged frames in red, the pause as a line).",
         "",
+        *_start_section(d.get("start")),
     ]
+
+
+def _start_section(s: dict[str, Any] | None) -> list[str]:
+    """How the same prints' starts are judged against their first frames."""
+    if not s:
+        return []
+    lines = [
+        "### The start of a print",
+        "",
+        f"While a print's start is learnt, each frame after its first {s['first_frames']} is "
+        f"judged against them (threshold {s['threshold']:.4g}, the frames as the camera gave "
+        "them). The same held-out prints' starts, and each known failure beginning right after "
+        "those first frames:",
+        "",
+        f"- Good starts: **{_pct(s['good_frames_flagged'])}** of their judged frames flagged; "
+        f"starts paused by mistake: **{s['good_starts_paused']} of {s['good_starts']}**",
+        f"- Failures beginning during the start paused: **{s['failures_paused']} of "
+        f"{s['failures_replayed']}**",
+        "",
+        "| print | first frames | judged frames | flagged | paused after |",
+        "|---|---|---|---|---|",
+    ]
+    for r in s["replays"]:
+        pause = "never" if r["frames_to_pause"] is None else f"{r['frames_to_pause']} judged frames"
+        lines.append(
+            f"| {r['print']}{' (failure)' if r['failure'] else ''} | {r['calibration_frames']} | "
+            f"{r['judged_frames']} | {r['flagged_frames']} | {pause} |"
+        )
+    return [*lines, ""]
 
 
 def markdown(rep: dict[str, Any]) -> str:

@@ -109,14 +109,13 @@ def tiny_guarded_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempPa
 
 
 @pytest.fixture(scope="session")
-def tiny_start_judged_bundle(
+def tiny_start_judged_run(
     synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """Like tiny_guarded_bundle, with a longer start (8 frames) whose frames after the first 3
-    are judged against them (``--adapt-early-frames``), as the trainer exports it, but without
-    its start guard: what is caught during the start is the start's own judgement."""
+    """A tiny training with a longer start (8 frames) whose frames after the first 3 are judged
+    against them (``--adapt-early-frames``): its run folder."""
     pytest.importorskip("tensorflow")
-    run = train_tiny(
+    return train_tiny(
         synthetic_dataset,
         tmp_path_factory.mktemp("runs-start-judged"),
         "--adapt-frames",
@@ -124,7 +123,17 @@ def tiny_start_judged_bundle(
         "--adapt-early-frames",
         "3",
     )
-    return without_start_guard(run / "bundle", tmp_path_factory.mktemp("start-judged") / "bundle")
+
+
+@pytest.fixture(scope="session")
+def tiny_start_judged_bundle(
+    tiny_start_judged_run: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """``tiny_start_judged_run``'s bundle as the trainer exports it, but without its start
+    guard: what is caught during the start is the start's own judgement."""
+    return without_start_guard(
+        tiny_start_judged_run / "bundle", tmp_path_factory.mktemp("start-judged") / "bundle"
+    )
 
 
 def without_start_guard(bundle: Path, into: Path) -> Path:
