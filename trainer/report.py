@@ -112,15 +112,8 @@ def _daemon_section(d: dict[str, Any]) -> list[str]:
         f"- **Normal frames flagged (false alarms): {_pct(d['false_alarm_rate'])}**; good prints paused "
         f"by mistake: **{d['normal_prints_paused']} of {d['held_out_prints']}**",
         "",
-        "| print | calibration frames | judged frames | flagged | paused after |",
-        "|---|---|---|---|---|",
+        *_replay_table(d["replays"], "calibration frames"),
     ]
-    for r in d["replays"]:
-        pause = "never" if r["frames_to_pause"] is None else f"{r['frames_to_pause']} judged frames"
-        lines.append(
-            f"| {r['print']}{' (failure)' if r['failure'] else ''} | {r['calibration_frames']} | "
-            f"{r['judged_frames']} | {r['flagged_frames']} | {pause} |"
-        )
     return [
         *lines,
         "",
@@ -147,16 +140,25 @@ def _start_section(s: dict[str, Any] | None) -> list[str]:
         f"- Failures beginning during the start paused: **{s['failures_paused']} of "
         f"{s['failures_replayed']}**",
         "",
-        "| print | first frames | judged frames | flagged | paused after |",
+        *_replay_table(s["replays"], "first frames"),
+        "",
+    ]
+    return lines
+
+
+def _replay_table(replays: list[dict[str, Any]], learnt: str) -> list[str]:
+    """One row per replay: frames learnt (``learnt`` names them), judged, flagged, the pause."""
+    lines = [
+        f"| print | {learnt} | judged frames | flagged | paused after |",
         "|---|---|---|---|---|",
     ]
-    for r in s["replays"]:
+    for r in replays:
         pause = "never" if r["frames_to_pause"] is None else f"{r['frames_to_pause']} judged frames"
         lines.append(
             f"| {r['print']}{' (failure)' if r['failure'] else ''} | {r['calibration_frames']} | "
             f"{r['judged_frames']} | {r['flagged_frames']} | {pause} |"
         )
-    return [*lines, ""]
+    return lines
 
 
 def markdown(rep: dict[str, Any]) -> str:
