@@ -276,7 +276,8 @@ class DetectionConfig(_Model):
         ge=0,
         le=10_000,
         description="frames at the start of a print that never trigger, for models without a per-print baseline "
-        "(models with one learn the print's first frames and never trigger on those)",
+        "(models with one learn the print's first frames themselves, judging only what "
+        "changes after the first of them)",
     )
     cooldown_s: float = Field(
         90.0, ge=0.0, description="after a resume, seconds before the watchdog re-arms"
