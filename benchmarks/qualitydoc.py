@@ -64,6 +64,10 @@ TTP_CMD = (
 LASTING_CMD = (
     ".venv/bin/python benchmarks/lasting_change.py --json benchmarks/results/lasting_change.json"
 )
+LASTING_START_CMD = (
+    ".venv/bin/python benchmarks/lasting_change.py --onset 15 "
+    "--json benchmarks/results/lasting_change_in_start.json"
+)
 GUARD_CMD = ".venv/bin/python benchmarks/start_guard.py --json benchmarks/results/start_guard.json"
 COST_CMD = ".venv/bin/python benchmarks/frame_cost.py --json benchmarks/results/frame_cost.json"
 RUNS_CMD = (
@@ -225,7 +229,7 @@ def inside_a_print(q: Json) -> str:
     )
 
 
-def lighting(q: Json, lasting: Json | None) -> str:
+def lighting(q: Json, lasting: Json | None, in_start: Json | None = None) -> str:
     default = q["methods"]["default"]["folds"]
     names = list(default[0]["lighting"])
     rows = [
@@ -243,25 +247,39 @@ def lighting(q: Json, lasting: Json | None) -> str:
         _table(["held-out print", *names], rows),
     ]
     if lasting is not None:
-        rows = [
-            [
-                r["print"],
-                r["change"],
-                str(r["pauses_before"]),
-                f"{len(r['pauses_after_at'])} ({', '.join(map(str, r['pauses_after_at'])) or '-'})",
-            ]
-            for r in lasting["rows"]
-        ]
         out += [
             "\nThrough `python -m watchdog replay` with the shipped bundle; the simulated owner resumes "
             "after each pause, which re-learns the print's look:\n",
-            _table(
-                ["print", "change at frame 100", "pauses before it", "pauses after it (at frame)"],
-                rows,
-            ),
+            _lasting_table(lasting),
             f"\nCommand: `{LASTING_CMD}`",
         ]
+    if in_start is not None:
+        out += [
+            "\nThe same changes during the print's start, while it is judged against its first "
+            "frames (before the print's light is known, so frames are not light-matched yet; see "
+            "[decisions/start-judgement.md](decisions/start-judgement.md)):\n",
+            _lasting_table(in_start),
+            f"\nCommand: `{LASTING_START_CMD}`",
+        ]
     return "\n".join(out) + "\n"
+
+
+def _lasting_table(lasting: Json) -> str:
+    """Pauses before and after a lasting change, per print and change."""
+    rows = [
+        [
+            r["print"],
+            r["change"],
+            str(r["pauses_before"]),
+            f"{len(r['pauses_after_at'])} ({', '.join(map(str, r['pauses_after_at'])) or '-'})",
+        ]
+        for r in lasting["rows"]
+    ]
+    onset = lasting["rows"][0]["onset"] if lasting["rows"] else "?"
+    return _table(
+        ["print", f"change at frame {onset}", "pauses before it", "pauses after it (at frame)"],
+        rows,
+    )
 
 
 def speed_and_memory(c: Json | None) -> str:
@@ -726,7 +744,12 @@ def render() -> str:
                 lambda: first_minutes(q),
             ),
             ("Failures inside a print", lambda: inside_a_print(q)),
-            ("Lighting", lambda: lighting(q, _load("lasting_change.json"))),
+            (
+                "Lighting",
+                lambda: lighting(
+                    q, _load("lasting_change.json"), _load("lasting_change_in_start.json")
+                ),
+            ),
         ]
     sections.append(
         (
