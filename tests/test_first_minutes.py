@@ -176,6 +176,9 @@ def test_a_failure_beginning_during_the_start_is_paused_before_the_start_is_lear
     assert "this print changed during its start" in log[0], log[0][-3000:]
     good = _replay(tmp_path, tiny_start_judged_bundle, _folder(tmp_path / "clean", clean))
     assert not any(x["action"] for x in good), [(x["frame"], x["anomalous"]) for x in good]
+    # the owner turned the start's judgement off: the failure is learnt as the print's look
+    unjudged = _replay(tmp_path, tiny_start_judged_bundle, tmp_path / "rec", judge_start=False)
+    assert not any(x["action"] for x in unjudged[:8])
 
 
 def test_recalibrating_on_ones_own_prints_sets_the_start_threshold_from_their_starts(

@@ -74,6 +74,15 @@ def test_a_bundle_without_a_start_threshold_learns_its_start_without_judging_it(
         assert all(v.early_score is None for v in verdicts)
 
 
+def test_the_owner_can_leave_the_start_unjudged() -> None:
+    """``detection.judge_start: false``: the bundle's judgement of the start is not used."""
+    model = lambda x: np.zeros((16, 32), np.float32)  # noqa: E731
+    failing = _maps(FRAMES, blob_from=6)
+    detector = Detector(_meta(), model, judge_start=False)
+    verdicts = [detector.judge(None, m) for m in failing]
+    assert not any(v.anomalous for v in verdicts) and all(v.early_score is None for v in verdicts)
+
+
 def test_a_new_print_is_judged_from_its_own_first_frames() -> None:
     detector = Detector(_meta(), lambda x: np.zeros((16, 32), np.float32))
     failing = _maps(FRAMES, blob_from=6)

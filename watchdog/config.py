@@ -285,6 +285,12 @@ class DetectionConfig(_Model):
     sensitivity: float = Field(
         1.0, gt=0.0, le=10.0, description="threshold divisor: 1.2 is more sensitive, 0.8 less"
     )
+    judge_start: bool = Field(
+        True,
+        description="judge the rest of each print's start against its first frames, when the "
+        "model has that judgement (the shipped one: frames 11-30 against the first 10); false: "
+        "learn the whole start without judging it",
+    )
     mask: list[Annotated[list[Point], Field(min_length=3)]] = Field(
         default_factory=list,
         description="polygons to ignore, in 0..1 image coordinates [[x, y], ...]",

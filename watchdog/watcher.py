@@ -582,6 +582,7 @@ def build_watcher(
         mask=d.mask,
         sensitivity=d.sensitivity,
         warmup_frames=d.warmup_frames,
+        judge_start=d.judge_start,
     )
     camera = (
         camera

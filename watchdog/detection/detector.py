@@ -109,10 +109,13 @@ class Detector:
         mask: Sequence[Polygon] = (),
         sensitivity: float = 1.0,
         warmup_frames: int = 0,
+        judge_start: bool = True,
         run: Callable[..., Any] | None = None,
     ) -> None:
         """``run(fn, *args)``: where ``observe`` does its work (the model's thread, see
-        ``SharedInterpreter``); default: the caller's thread."""
+        ``SharedInterpreter``); default: the caller's thread. ``judge_start=False``: the
+        bundle's judgement of a print's start against its first frames is not used (the owner's
+        ``detection.judge_start``)."""
         if not sensitivity > 0:
             raise ValueError(f"sensitivity must be > 0, got {sensitivity}")
         self.meta = meta
@@ -134,7 +137,7 @@ class Detector:
         # The rest of the start judged against its first frames (``Adaptation.early_frames``).
         self.start_baseline = (
             PrintBaseline(meta.adaptation.start_spec(), meta.scoring, meta.threshold, self.mask)
-            if meta.adaptation.judges_start
+            if meta.adaptation.judges_start and judge_start
             else None
         )
         self._seen = 0
@@ -149,6 +152,7 @@ class Detector:
         mask: Sequence[Polygon] = (),
         sensitivity: float = 1.0,
         warmup_frames: int = 0,
+        judge_start: bool = True,
         num_threads: int = 1,
     ) -> Detector:
         """The daemon's detector: the bundle's TFLite model, loaded once."""
@@ -162,6 +166,7 @@ class Detector:
             mask=mask,
             sensitivity=sensitivity,
             warmup_frames=warmup_frames,
+            judge_start=judge_start,
             run=model.call,
         )
 
