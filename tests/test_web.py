@@ -321,6 +321,8 @@ def test_settings_are_validated_saved_shown_by_check_config_and_reset(open_daemo
         settings, json={"region": [0.8, 0.1, 0.2, 0.9]}, headers=headers, timeout=10
     )
     assert bad.status_code == 400 and "region" in bad.json()["detail"]
+    bad = requests.post(settings, json={"judge_start": "maybe"}, headers=headers, timeout=10)
+    assert bad.status_code == 400 and "judge_start" in bad.json()["detail"]
     bad = requests.post(settings, json={"api": {"url": "http://x"}}, headers=headers, timeout=10)
     assert bad.status_code == 400
     stored = tmp / "state" / "overrides.json"
@@ -329,28 +331,33 @@ def test_settings_are_validated_saved_shown_by_check_config_and_reset(open_daemo
     mask = [[0.0, 0.0], [0.3, 0.0], [0.3, 0.2]]
     r = requests.post(
         settings,
-        json={"mask": [mask], "region": [0.0, 0.4, 1.0, 1.0], "consecutive": 5},
+        json={
+            "mask": [mask],
+            "region": [0.0, 0.4, 1.0, 1.0],
+            "consecutive": 5,
+            "judge_start": False,
+        },
         headers=headers,
         timeout=10,
     )
     assert r.status_code == 200, r.text
     assert "consecutive: 5" in r.json()["yaml"] and "name: ender3" in r.json()["yaml"]
+    assert "judge_start: false" in r.json()["yaml"]
     saved = json.loads(stored.read_text())["printers"][PRINTER]["detection"]
     assert (
         saved["mask"] == [mask]
         and saved["region"] == [0.0, 0.4, 1.0, 1.0]
         and saved["consecutive"] == 5
+        and saved["judge_start"] is False
     )
 
     # Applied without a restart (the watcher is rebuilt through the reload path).
+    def in_use() -> dict:
+        return requests.get(f"{url}/api/state", timeout=10).json()["printers"][0]["settings"]
+
     wait_until(
         "the new settings in use",
-        lambda: (
-            requests.get(f"{url}/api/state", timeout=10).json()["printers"][0]["settings"][
-                "consecutive"
-            ]
-            == 5
-        ),
+        lambda: in_use()["consecutive"] == 5 and in_use()["judge_start"] is False,
         30,
         lambda: daemon.log,
     )

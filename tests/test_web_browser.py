@@ -388,10 +388,14 @@ def test_a_mask_drawn_with_the_mouse_removes_the_failure_from_the_score(env, bro
     )
     screenshot(browser, "dashboard-mask-editor.png")
 
-    saved = json.loads((env.storage / "overrides.json").read_text())["printers"][PRINTER][
+    detection = json.loads((env.storage / "overrides.json").read_text())["printers"][PRINTER][
         "detection"
-    ]["mask"]
+    ]
+    saved = detection["mask"]
     assert len(saved) == 1 and len(saved[0]) == 4
+    # settings left as they were keep following the config file: the start is still judged
+    assert "judge_start" not in detection and "sensitivity" not in detection
+    assert browser.find_element(By.CSS_SELECTOR, "input[data-role=judge-start]").is_selected()
     wait_until("the watcher rebuilt with the mask", lambda: "reloaded" in env.log(), 30, env.log)
     after = _scores(env, 4)[1:]
     assert max(after) < threshold < min(before), (before, after)

@@ -1,6 +1,7 @@
 """Settings saved from the dashboard, kept next to the incidents and applied over the YAML.
 
-The owner draws masks and the watched region, or moves sensitivity and consecutive, on the
+The owner draws masks and the watched region, or moves sensitivity, consecutive and whether
+the start is judged, on the
 page; those edits land in ``<storage.dir>/overrides.json`` (not in the config file, which may
 be read-only, templated or kept in git) and are validated by the same schema as the
 YAML: a value the YAML would refuse is refused here too, with the same words. The daemon
@@ -27,7 +28,8 @@ from watchdog.schema import SchemaError
 logger = logging.getLogger(__name__)
 
 FILE = "overrides.json"
-TUNABLE = ("mask", "region", "sensitivity", "consecutive")  # the detection keys the page edits
+# the detection keys the page edits
+TUNABLE = ("mask", "region", "sensitivity", "consecutive", "judge_start")
 _lock = threading.Lock()
 
 

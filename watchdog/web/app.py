@@ -233,6 +233,7 @@ class Dashboard:
                         "region": det.region,
                         "sensitivity": det.sensitivity,
                         "consecutive": det.consecutive,
+                        "judge_start": det.judge_start,
                     },
                     "model_region": roi,
                     "saved": saved,

@@ -418,6 +418,7 @@ function openEditor(name) {
   d.sensOut = el("output", { text: String(p.settings.sensitivity) });
   d.sens.addEventListener("input", () => { d.sensOut.textContent = d.sens.value; });
   d.cons = el("input", { type: "number", min: "1", max: "100", step: "1", value: String(p.settings.consecutive), "data-role": "consecutive" });
+  d.judge = el("input", { type: "checkbox", checked: p.settings.judge_start !== false, "data-role": "judge-start" });
   d.yaml = el("pre", { class: "yaml", "data-role": "yaml" });
   d.origin = el("p", { class: "origin muted", "data-role": "origin" });
   d.status = el("p", { class: "muted", "data-role": "scored" });
@@ -435,7 +436,8 @@ function openEditor(name) {
       el("div", {},
         el("fieldset", {}, el("legend", { text: "Settings" }),
           el("label", {}, "Sensitivity", d.sens, d.sensOut),
-          el("label", {}, "Anomalous frames in a row", d.cons)),
+          el("label", {}, "Anomalous frames in a row", d.cons),
+          el("label", {}, d.judge, "Judge a print's start against its first frames")),
         el("div", { class: "buttons" },
           el("button", { class: "primary", type: "button", "data-role": "save", onclick: saveEditor }, "Save"),
           el("button", { type: "button", "data-role": "reset", onclick: resetEditor }, "Reset to the config file")),
@@ -554,6 +556,8 @@ async function saveEditor() {
   const sens = Number(d.sens.value), cons = Number(d.cons.value);
   if (sens !== p.settings.sensitivity || "sensitivity" in saved) body.sensitivity = sens;
   if (cons !== p.settings.consecutive || "consecutive" in saved) body.consecutive = cons;
+  const judge = d.judge.checked;
+  if (judge !== (p.settings.judge_start !== false) || "judge_start" in saved) body.judge_start = judge;
   const r = await post(`/api/printers/${d.name}/settings`, body);
   toast(r.detail, r.ok);
   if (r.ok) {
