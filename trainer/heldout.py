@@ -148,20 +148,19 @@ def start_replays(
     if not spec.judges_start:
         return []
     k, early = spec.frames, spec.early_frames
-
-    def judged(frames: np.ndarray, reconstruct: Any) -> np.ndarray:
-        maps = error_maps(reconstruct, frames, scoring)
-        return simulate_start(spec, scoring, maps, inputs=frames)
-
     out = []
     for h in held:
         if len(h.frames) < k:
             continue
-        scores = judged(h.frames[:k], h.reconstruct)
+        start, maps = h.frames[:k], error_maps(h.reconstruct, h.frames[:k], scoring)
+        scores = simulate_start(spec, scoring, maps, inputs=start)
         out.append(Replay(h.name, False, early, scores, spec.early_threshold, consecutive))
         for fname, x in failures.items():
-            seq = np.concatenate([h.frames[:early], x[: k - early]])
-            scores = judged(seq, h.reconstruct)
+            # the same first frames, then the failure: only the failure's frames are scored anew
+            failing = x[: k - early]
+            seq_maps = np.concatenate([maps[:early], error_maps(h.reconstruct, failing, scoring)])
+            seq = np.concatenate([start[:early], failing])
+            scores = simulate_start(spec, scoring, seq_maps, inputs=seq)
             name = f"{h.name} then {fname}"
             out.append(Replay(name, True, early, scores, spec.early_threshold, consecutive))
     return out

@@ -57,18 +57,16 @@ def simulate_start(
 ) -> np.ndarray:
     """Scores of one print's start frames after its first ``spec.early_frames``, each judged
     against those, on the unit scale (``spec.early_threshold`` is ignored): what the daemon
-    computes while it learns the print. ``error_maps`` (and ``inputs``, needed with
-    ``spec.nearest``): the start's frames as the camera gave them, not light-matched."""
+    computes while it learns the print. ``error_maps`` (and ``inputs``, needed when the start
+    is compared with its nearest first frames): the start's frames as the camera gave them, not
+    light-matched. The start's judgement is an adaptation of its own (``start_spec``), replayed
+    by ``simulate`` like any other."""
     if not spec.enabled or spec.early_frames <= 0:
         raise ValueError("the start is not judged (early_frames = 0): nothing to simulate")
-    maps = np.asarray(error_maps)[: spec.frames]
-    if spec.nearest and (inputs is None or len(inputs) < len(maps)):
-        raise ValueError("adaptation.nearest needs the model input of every error map")
-    unit = dataclasses.replace(spec, threshold=1.0, early_threshold=1.0, guard=0.0)
-    detector = offline_detector(unit_meta(scoring, unit), mask)
-    raw_x = list(inputs[: len(maps)]) if spec.nearest and inputs is not None else None
-    verdicts = detector.replay(list(maps), raw_x, list(maps), raw_x)
-    return np.array([v.early_score for v in verdicts if v.early_score is not None], np.float64)
+    n = spec.frames
+    return simulate(
+        spec.start_spec(), scoring, error_maps[:n], mask, None if inputs is None else inputs[:n]
+    )
 
 
 def early_threshold(

@@ -66,9 +66,8 @@ class Verdict:
     heatmap_scale: float  # the error drawn as full red
     inference_s: float = 0.0
     guard: float = 0.0  # absolute score above which a calibration frame is anomalous (0: none)
-    early_score: float | None = (
-        None  # a start frame against the start's first frames (None: not judged)
-    )
+    # a start frame against the start's first frames, on the threshold's scale (None: not judged)
+    early_score: float | None = None
 
     @property
     def abnormal_start(self) -> bool:
