@@ -437,7 +437,7 @@ function openEditor(name) {
         el("fieldset", {}, el("legend", { text: "Settings" }),
           el("label", {}, "Sensitivity", d.sens, d.sensOut),
           el("label", {}, "Anomalous frames in a row", d.cons),
-          el("label", {}, d.judge, "Judge a print's start against its first frames")),
+          el("label", {}, d.judge, "Watch a print's first minutes too (against its first frames)")),
         el("div", { class: "buttons" },
           el("button", { class: "primary", type: "button", "data-role": "save", onclick: saveEditor }, "Save"),
           el("button", { type: "button", "data-role": "reset", onclick: resetEditor }, "Reset to the config file")),
