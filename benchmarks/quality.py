@@ -73,7 +73,7 @@ from watchdog.detection import decide  # noqa: E402
 from watchdog.detection.bundle import Adaptation, Preprocess, Scoring  # noqa: E402
 from watchdog.detection.calibration import calibrate, simulate, unit_meta  # noqa: E402
 from watchdog.detection.detector import Verdict, offline_detector  # noqa: E402
-from watchdog.detection.light import light_matched, light_reference  # noqa: E402
+from watchdog.detection.light import light_matched, light_reference, start_matched  # noqa: E402
 
 KAGGLE = ROOT.parent / "shared" / "data" / "kaggle-3d-printer"
 
@@ -209,20 +209,20 @@ def start_stats(
     pause, within the start (None: not paused by its end). And what the start's judgement
     costs a good print: every stretch of ``spec.frames`` frames of the held-out print replayed
     as a print's start; the share of its judged frames flagged, and the stretches paused."""
-    raw, k = maps["raw_" + held], max(spec.frames, START_ONSET + 1)
+    starts, k = maps.get("starts_" + held, maps[held][:0]), max(spec.frames, START_ONSET + 1)
     to_pause, above = {}, {}
     for name, _ in DEFECT_PRINTS:
         if "startfail_" + name not in maps:
             continue
-        start = np.concatenate([raw[:START_ONSET], maps["startfail_" + name]])[:k]
+        start = maps["startfail_" + name]
         verdicts = replay_verdicts(spec, scoring, start, thr, start)
         flagged = np.array([v.anomalous for v in verdicts])[START_ONSET:]
         fired = decide.fires(flagged, SETTINGS, INTERVAL_S)
         to_pause[name] = fired[0] + 1 if fired else None
         above[name] = float(np.mean(flagged))
     judged, flagged_n, paused, stretches = 0, 0, 0, 0
-    for first in range(0, len(raw) - k + 1, k):
-        stretch = raw[first : first + k]
+    for first in range(0, len(starts) - k + 1, k):
+        stretch = starts[first : first + k]
         verdicts = replay_verdicts(spec, scoring, stretch, thr, stretch)
         scored = [v for v in verdicts if v.early_score is not None]
         judged += len(scored)
@@ -522,17 +522,21 @@ def fold_maps(
         own = data["defects"][start : start + count]
         parts.append(error(light_matched(own, spec)))
         maps["own_" + name] = parts[-1]
-        # a print's start as the daemon judges it: the frames as the camera gave them
-        maps["start_" + name] = error(own[: max(spec.frames, 1)])
+        # a print's start as the daemon judges it (its later frames matched to its first ones' light)
+        maps["start_" + name] = error(start_matched(own[: max(spec.frames, 1)], spec))
         start += count
-    for k in sessions:  # every print's start as the camera gave it (the trainer judges starts so)
-        maps["start_" + k] = error(data[k][: max(spec.frames, 1)])
-    # the held-out print as the camera gave it, for replaying any stretch of it as a print's start
-    maps["raw_" + held] = error(data[held])
-    for name, _ in DEFECT_PRINTS:
+    for k in sessions:  # every print's start as the daemon judges it (the trainer judges starts so)
+        maps["start_" + k] = error(start_matched(data[k][: max(spec.frames, 1)], spec))
+    # every stretch of the held-out print as long as a start, each judged as a print's start
+    k, first = max(spec.frames, START_ONSET + 1), data[held]
+    stretches = [start_matched(first[i : i + k], spec) for i in range(0, len(first) - k + 1, k)]
+    if stretches:
+        maps["starts_" + held] = error(np.concatenate(stretches))
+    for name, _ in DEFECT_PRINTS:  # the held-out print's first frames, then a failure
         key = f"startfail_{held}_{name}"
         if key in data:
-            maps["startfail_" + name] = error(data[key])
+            failing = np.concatenate([first[:START_ONSET], data[key]])[:k]
+            maps["startfail_" + name] = error(start_matched(failing, spec))
     if matching:
         maps["defects_own"] = np.concatenate(parts)
     return maps

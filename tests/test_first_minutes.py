@@ -181,6 +181,31 @@ def test_a_failure_beginning_during_the_start_is_paused_before_the_start_is_lear
     assert not any(x["action"] for x in unjudged[:8])
 
 
+def _relit(frame: np.ndarray, gain: float, offset: float) -> np.ndarray:
+    return np.clip(frame.astype(np.float32) * gain + offset, 0, 255).round().astype(np.uint8)
+
+
+def test_a_light_switched_on_during_the_start_does_not_pause_it_but_a_failure_does(
+    tmp_path, tiny_start_judged_bundle
+) -> None:
+    """The garage light goes on at the start's 5th frame and stays on, while the rest of the
+    start is judged against its first 3 frames: the print goes on (its later frames are
+    matched to the first frames' light). Spaghetti under the new light is still paused before
+    the start is learnt."""
+    assert Bundle.load(tiny_start_judged_bundle).meta.adaptation.match_light
+    clean = [synth.normal_frame(UNSEEN, i, TINY_FRAMES, TINY_SEED) for i in range(TINY_FRAMES)]
+    for gain, offset in ((1.35, 25.0), (0.6, 0.0)):
+        lit = clean[:4] + [_relit(f, gain, offset) for f in clean[4:]]
+        lines = _replay(tmp_path, tiny_start_judged_bundle, _folder(tmp_path / f"lit{gain}", lit))
+        assert not any(x["action"] for x in lines), [(x["frame"], x["score"]) for x in lines]
+    failing = clean[:4] + [
+        _relit(_spaghetti(f, 6 + i, i), 1.35, 25) for i, f in enumerate(clean[4:])
+    ]
+    lines = _replay(tmp_path, tiny_start_judged_bundle, _folder(tmp_path / "litfail", failing))
+    paused = [i for i, x in enumerate(lines) if x["action"]]
+    assert paused and 4 <= paused[0] < 8, [(x["frame"], x["score"]) for x in lines]
+
+
 def test_recalibrating_on_ones_own_prints_sets_the_start_threshold_from_their_starts(
     tmp_path, tiny_start_judged_bundle
 ) -> None:

@@ -19,9 +19,9 @@ from tests.daemon_helpers import run_cli, write_config
 from watchdog.comms.notifier import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
 from watchdog.detection.bundle import Adaptation, Bundle, Preprocess
-from watchdog.detection.calibration import simulate
-from watchdog.detection.detector import Detector
-from watchdog.detection.light import light_matched, light_reference, match_light
+from watchdog.detection.calibration import simulate, simulate_start
+from watchdog.detection.detector import Detector, offline_detector
+from watchdog.detection.light import light_matched, light_reference, match_light, start_matched
 from watchdog.detection.model import FrameScorer
 from watchdog.devices.printers import SimulatedPrinter
 from watchdog.watcher import build_watcher
@@ -89,6 +89,41 @@ def test_the_daemon_scores_what_the_trainer_calibrates_on(
     maps = np.stack([scorer.error_map(x.astype(np.float32) / 255) for x in u8])
     np.testing.assert_allclose(
         live, simulate(spec, bundle.meta.scoring, maps, inputs=u8), rtol=1e-5
+    )
+
+
+def test_the_daemon_judges_a_start_as_the_trainer_calibrates_it(
+    tiny_start_judged_bundle: Path,
+) -> None:
+    """The start's judgement, one code path: the watcher's detector (TFLite, frame by frame,
+    the start's later frames matched to its first frames' light) gives the early scores and
+    verdicts that ``simulate_start`` and an offline replay give on ``start_matched`` frames,
+    which the trainer, ``python -m watchdog calibrate`` and the benchmark use. The light
+    changes after the first frames, so matching is what is compared."""
+    bundle = Bundle.load(tiny_start_judged_bundle)
+    spec = bundle.meta.adaptation
+    assert spec.match_light and spec.judges_start and (spec.frames, spec.early_frames) == (8, 3)
+    scorer = FrameScorer(bundle)
+    frames = [synth.normal_frame(2, i, 16) for i in range(4)] + [
+        _relit(synth.normal_frame(2, i, 16), 1.3, 10) for i in range(4, 8)
+    ]
+    detector = Detector(bundle.meta, scorer.error_map)
+    live = [detector.observe(f) for f in frames]
+    u8 = start_matched(
+        np.round(_inputs_for(bundle.meta.preprocess, frames) * 255).astype(np.uint8), spec
+    )
+    assert (
+        np.abs(u8[4:].astype(int) - _inputs_for(bundle.meta.preprocess, frames[4:]) * 255).mean()
+        > 5
+    )
+    maps = np.stack([scorer.error_map(x.astype(np.float32) / 255) for x in u8])
+    unit = simulate_start(spec, bundle.meta.scoring, maps, inputs=u8)
+    gain = bundle.meta.threshold / spec.early_threshold
+    np.testing.assert_allclose([v.early_score for v in live[3:]], unit * gain, rtol=1e-5)
+    offline = offline_detector(bundle.meta).replay(list(maps), None, list(maps), list(u8))
+    assert [v.anomalous for v in offline] == [v.anomalous for v in live]
+    np.testing.assert_allclose(
+        [v.absolute_score for v in offline], [v.absolute_score for v in live], rtol=1e-5
     )
 
 

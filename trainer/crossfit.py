@@ -29,7 +29,7 @@ from trainer.model import Preset, build_autoencoder, compile_autoencoder
 from trainer.train import fit
 from watchdog.detection.bundle import Adaptation
 from watchdog.detection.calibration import calibrate, start_guard
-from watchdog.detection.light import light_matched
+from watchdog.detection.light import light_matched, start_matched
 
 logger = logging.getLogger(__name__)
 
@@ -124,8 +124,13 @@ def calibrate_on(preset: Preset, held: list[HeldOut], target_fpr: float) -> Adap
     """``preset.adaptation`` with its threshold set on held-out prints replayed as the daemon
     would, and its start guard above their starts (``calibration.start_guard``)."""
     spec = preset.adaptation
-    # the start as the daemon judges it: the frames as the camera gave them, before light matching
-    start_maps = [error_maps(h.reconstruct, h.frames[: spec.frames], preset.scoring) for h in held]
+    # the start as the daemon judges it: its first frames as the camera gave them, the rest
+    # matched to their light (the whole start's light is not known yet)
+    start_inputs = [start_matched(h.frames[: spec.frames], spec) for h in held]
+    start_maps = [
+        error_maps(h.reconstruct, x, preset.scoring)
+        for h, x in zip(held, start_inputs, strict=True)
+    ]
     result = calibrate(
         spec,
         preset.scoring,
@@ -133,7 +138,7 @@ def calibrate_on(preset: Preset, held: list[HeldOut], target_fpr: float) -> Adap
         target_fpr,
         inputs=[h.inputs for h in held],
         starts=start_maps,
-        start_inputs=[h.frames[: spec.frames] for h in held],
+        start_inputs=start_inputs,
     )
     starts = [preset.scoring.scores(m) for m in start_maps]
     result = dataclasses.replace(result, guard=start_guard(starts, spec.frames))

@@ -24,7 +24,7 @@ from watchdog.config import CameraConfig, DetectionConfig
 from watchdog.detection import decide
 from watchdog.detection.bundle import Adaptation, Scoring
 from watchdog.detection.calibration import simulate, simulate_start
-from watchdog.detection.light import light_matched, light_reference
+from watchdog.detection.light import light_matched, light_reference, start_matched
 
 CONSECUTIVE = DetectionConfig().consecutive  # the daemon's default
 
@@ -143,7 +143,7 @@ def start_replays(
     consecutive: int = CONSECUTIVE,
 ) -> list[Replay]:
     """Each held-out print's start as the daemon judges it (its frames after the first
-    ``spec.early_frames``, against those, as the camera gave them), then each known failure
+    ``spec.early_frames``, against those, ``start_matched``), then each known failure
     beginning right after those first frames. Empty when the start is not judged."""
     if not spec.judges_start:
         return []
@@ -152,14 +152,15 @@ def start_replays(
     for h in held:
         if len(h.frames) < k:
             continue
-        start, maps = h.frames[:k], error_maps(h.reconstruct, h.frames[:k], scoring)
+        start = start_matched(h.frames[:k], spec)
+        maps = error_maps(h.reconstruct, start, scoring)
         scores = simulate_start(spec, scoring, maps, inputs=start)
         out.append(Replay(h.name, False, early, scores, spec.early_threshold, consecutive))
         for fname, x in failures.items():
             # the same first frames, then the failure: only the failure's frames are scored anew
-            failing = x[: k - early]
+            seq = start_matched(np.concatenate([h.frames[:early], x[: k - early]]), spec)
+            failing = seq[early:]
             seq_maps = np.concatenate([maps[:early], error_maps(h.reconstruct, failing, scoring)])
-            seq = np.concatenate([start[:early], failing])
             scores = simulate_start(spec, scoring, seq_maps, inputs=seq)
             name = f"{h.name} then {fname}"
             out.append(Replay(name, True, early, scores, spec.early_threshold, consecutive))

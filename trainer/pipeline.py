@@ -535,9 +535,9 @@ def _validation_adaptation(
         inputs.append(light.light_matched(x, preset.adaptation))
         maps.append(evaluate.error_maps(recon, inputs[-1], preset.scoring, bs))
         masks.append(from_set == 1)  # the threshold uses the validation frames only
-        # the start as the daemon judges it: the frames as the camera gave them
-        start_inputs.append(x[:k])
-        starts.append(evaluate.error_maps(recon, x[:k], preset.scoring, bs))
+        # the start as the daemon judges it (its later frames matched to its first ones' light)
+        start_inputs.append(light.start_matched(x[:k], preset.adaptation))
+        starts.append(evaluate.error_maps(recon, start_inputs[-1], preset.scoring, bs))
     result = calibration.calibrate(
         preset.adaptation,
         preset.scoring,

@@ -131,8 +131,8 @@ def _start_section(s: dict[str, Any] | None) -> list[str]:
         "### The start of a print",
         "",
         f"While a print's start is learnt, each frame after its first {s['first_frames']} is "
-        f"judged against them (threshold {s['threshold']:.4g}, the frames as the camera gave "
-        "them). The same held-out prints' starts, and each known failure beginning right after "
+        f"judged against them (threshold {s['threshold']:.4g}, matched to their light when the "
+        "model matches light). The same held-out prints' starts, and each known failure beginning right after "
         "those first frames:",
         "",
         f"- Good starts: **{_pct(s['good_frames_flagged'])}** of their judged frames flagged; "

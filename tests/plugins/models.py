@@ -113,7 +113,8 @@ def tiny_start_judged_run(
     synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """A tiny training with a longer start (8 frames) whose frames after the first 3 are judged
-    against them (``--adapt-early-frames``): its run folder."""
+    against them (``--adapt-early-frames``), matching light as the shipped preset does: its
+    run folder."""
     pytest.importorskip("tensorflow")
     return train_tiny(
         synthetic_dataset,
@@ -122,6 +123,7 @@ def tiny_start_judged_run(
         "8",
         "--adapt-early-frames",
         "3",
+        "--match-light",
     )
 
 

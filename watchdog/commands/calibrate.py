@@ -19,7 +19,7 @@ import numpy as np
 from watchdog import frames
 from watchdog.detection.bundle import Adaptation, Bundle
 from watchdog.detection.calibration import GUARD_PRINTS, calibrate, recalibrated_guard
-from watchdog.detection.light import light_matched
+from watchdog.detection.light import light_matched, start_matched
 from watchdog.detection.model import FrameScorer
 from watchdog.errors import UsageError
 
@@ -73,17 +73,20 @@ def error_maps(
     return np.stack([scorer.error_map(xi.astype(np.float32) / 255.0) for xi in x]), x
 
 
-def start_frames(scorer: FrameScorer, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """Error maps and model inputs of a print's first frames as the camera gave them, not
-    light-matched: what the daemon judges a print's start by (the start guard, and the rest of
-    the start against its first frames)."""
+def start_frames(
+    scorer: FrameScorer, paths: list[Path], spec: Adaptation
+) -> tuple[np.ndarray, np.ndarray]:
+    """Error maps and model inputs of a print's first frames as the daemon judges its start
+    (the start guard, and the rest of the start against its first frames): the first ones as
+    the camera gave them, the rest matched to their light (``start_matched``)."""
     images = [
         img for img in (cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in paths) if img is not None
     ]
     if not images:
-        return np.zeros((0, 1, 1), np.float32), np.zeros((0, 1, 1, 1), np.float32)
+        return np.zeros((0, 1, 1), np.float32), np.zeros((0, 1, 1, 1), np.uint8)
     inputs = np.stack([scorer.pre.apply(img) for img in images])
-    return np.stack([scorer.error_map(x) for x in inputs]), inputs
+    x = start_matched(np.round(inputs * 255.0).astype(np.uint8), spec)
+    return np.stack([scorer.error_map(xi.astype(np.float32) / 255.0) for xi in x]), x
 
 
 def uncalibrated(old: Adaptation, args: argparse.Namespace) -> Adaptation:
@@ -129,7 +132,7 @@ def main(args: argparse.Namespace) -> int:
     scorer = FrameScorer(bundle)  # the model only: the baseline is what is being calibrated
     scored = [error_maps(scorer, paths, spec) for paths in prints.values()]
     maps = [m for m, _ in scored]
-    starts = [start_frames(scorer, paths[:n]) for paths in prints.values()]
+    starts = [start_frames(scorer, paths[:n], spec) for paths in prints.values()]
     try:
         new = calibrate(
             spec,

@@ -83,6 +83,14 @@ class PrintBaseline:
         """The look this print's inputs are matched to before scoring (None: score them as they are)."""
         return self._reference
 
+    def first_reference(self, n: int) -> LightReference | None:
+        """The look of this print's first ``n`` start inputs, once they are in and while the
+        rest of the start is learnt (None otherwise, or without light matching): what the
+        start's later frames are matched to before they are judged against those first ones."""
+        if self._inputs is None or self._n_inputs < n:
+            return None
+        return light_reference(self._inputs[:n])
+
     @property
     def seen(self) -> int:
         """Frames observed since the last reset."""

@@ -58,8 +58,8 @@ def simulate_start(
     """Scores of one print's start frames after its first ``spec.early_frames``, each judged
     against those, on the unit scale (``spec.early_threshold`` is ignored): what the daemon
     computes while it learns the print. ``error_maps`` (and ``inputs``, needed when the start
-    is compared with its nearest first frames): the start's frames as the camera gave them, not
-    light-matched. The start's judgement is an adaptation of its own (``start_spec``), replayed
+    is compared with its nearest first frames): the start's frames as the daemon scores them
+    (``light.start_matched``), not matched to the whole start's light. The start's judgement is an adaptation of its own (``start_spec``), replayed
     by ``simulate`` like any other."""
     if not spec.enabled or spec.early_frames <= 0:
         raise ValueError("the start is not judged (early_frames = 0): nothing to simulate")
@@ -79,7 +79,7 @@ def early_threshold(
 ) -> float:
     """``Adaptation.early_threshold``: the threshold that leaves ``target_fpr`` of normal
     prints' judged start frames above it (``simulate_start``; ``starts``: each print's first
-    frames as the camera gave them, ``inputs`` their model inputs)."""
+    frames as the daemon scores them, ``light.start_matched``; ``inputs`` their model inputs)."""
     scores = [
         simulate_start(spec, scoring, maps, mask, None if inputs is None else inputs[i])
         for i, maps in enumerate(starts)
@@ -157,7 +157,7 @@ def start_guard(scores: list[np.ndarray], frames: int, margin: float = GUARD_MAR
     """``Adaptation.guard``: the absolute score a good print's start should not reach (0: none).
 
     ``scores``: the absolute scores of normal prints' frames, each print scored by a model that
-    never saw it (as the camera gave them: a print's start is judged before its light is known).
+    never saw it (``light.start_matched``: a print's start is judged before its light is known).
     Each print's highest score among its first ``frames`` counts once. The guard is the upper
     99% prediction bound of the next print's highest start (log-normal, Student's t: a wide
     bound from few prints, narrowing as prints are added), never below ``margin`` times the
@@ -219,7 +219,7 @@ def calibrate(
     the trainer's rule for every threshold; without any such frame, all later frames count.
     ``inputs``: each print's model inputs (needed with ``spec.nearest``).
 
-    With ``spec.early_frames``, ``starts`` (each print's first frames as the camera gave them,
+    With ``spec.early_frames``, ``starts`` (each print's first frames, ``light.start_matched``,
     ``start_inputs`` their model inputs) set ``early_threshold`` the same way
     (``early_threshold``); without them it is left as it is.
     """

@@ -32,7 +32,7 @@ from watchdog.detection.bundle import (
     heatmap_overlay,
     polygon_mask,
 )
-from watchdog.detection.light import match_light
+from watchdog.detection.light import LightReference, match_light
 
 Region = tuple[float, float, float, float]  # x0, y0, x1, y1 in 0..1 of the full frame
 ErrorMap = Callable[[np.ndarray], np.ndarray]  # model input (H, W, C) in [0, 1] → error map (H, W)
@@ -139,6 +139,9 @@ class Detector:
             if meta.adaptation.judges_start and judge_start
             else None
         )
+        # The start's later frames are matched to the light of its first ones (bundles that
+        # match light): a light switched on during the start is not a change of the print.
+        self._start_light: LightReference | None = None
         self._seen = 0
         self._run = run or _here
 
@@ -181,9 +184,27 @@ class Detector:
         t0 = time.perf_counter()
         x = self.pre.apply(frame)
         if self.baseline.reference is not None:
+            self._start_light = None  # the start is learnt: its first frames' light is done
             x = match_light(x, self.baseline.reference)
-        verdict = self.judge(x, self._error_map(x))
+            verdict = self.judge(x, self._error_map(x))
+        elif (light := self._start_reference()) is not None:
+            # The print's own start keeps the input as the camera gave it (its look is learnt
+            # from those); the start's judgement and guard see it matched to the first frames.
+            xs = match_light(x, light)
+            map_s = self._error_map(xs)
+            verdict = self.judge(x, map_s, start=(map_s, xs))
+        else:
+            verdict = self.judge(x, self._error_map(x))
         return dataclasses.replace(verdict, inference_s=time.perf_counter() - t0)
+
+    def _start_reference(self) -> LightReference | None:
+        """The light of the start's first ``early_frames`` frames, once they are in, while the
+        rest of the start is judged against them (None: the bundle does not match light)."""
+        if self.start_baseline is None or not self.meta.adaptation.match_light:
+            return None
+        if self._start_light is None and self.calibrating:
+            self._start_light = self.baseline.first_reference(self.meta.adaptation.early_frames)
+        return self._start_light
 
     def relearn(self, accepted: bool = False) -> None:
         """Forget this print's look and learn it again from the next frames: a new print, or
@@ -196,6 +217,7 @@ class Detector:
         self.baseline.reset()
         if self.start_baseline is not None:
             self.start_baseline.reset()
+        self._start_light = None
         self._seen = 0
         self.guard = 0.0 if accepted else self.start_guard
 
@@ -231,9 +253,10 @@ class Detector:
     ) -> Verdict:
         """The verdict on one model input and its error map (light-matched when the bundle
         matches light): the step every path ends with. ``start``: the frame's error map and
-        model input as the camera gave them, when ``x`` and ``error_map`` were light-matched
-        elsewhere (offline replays): the daemon judges a print's start (the guard, the early
-        judgement) on the frames as the camera gave them, before the print's light is known."""
+        model input as the start is judged (``light.start_matched``: the first frames as the
+        camera gave them, the rest matched to their light), when ``x`` and ``error_map`` are
+        others: the daemon learns a print's look from its frames as the camera gave them, and
+        light-matched offline replays score the start apart."""
         raw_map, raw_x = start if start is not None else (error_map, x)
         absolute = self.meta.scoring.score(raw_map, self.mask)
         self._seen += 1
@@ -286,7 +309,7 @@ class Detector:
         ``inputs``: those frames, needed for ``Adaptation.nearest``). The daemon's scores.
 
         ``start_maps`` (and ``start_inputs``): the error maps (and model inputs) of the print's
-        first frames as the camera gave them (not light-matched), what the daemon judges the
+        first frames as ``light.start_matched`` gives them, what the daemon judges the
         start by (``Adaptation.guard``, ``Adaptation.early_frames``); without them the start is
         judged on the maps given."""
         self.relearn()
