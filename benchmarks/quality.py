@@ -141,8 +141,8 @@ def replay_verdicts(
 ) -> list[Verdict]:
     """The daemon's ``Detector``'s verdicts on one print, replayed from its first frame: packed
     ``maps`` (light-matched as the daemon matches them), ``thr`` the adapted threshold,
-    ``start`` the packed maps of the print's first frames as the camera gave them (what the
-    start guard and the start's own judgement see)."""
+    ``start`` the packed maps of the print's first frames as ``start_matched`` gives them
+    (what the start guard and the start's own judgement see)."""
     meta = dataclasses.replace(
         unit_meta(scoring, dataclasses.replace(spec, threshold=thr)), threshold=thr
     )
@@ -208,8 +208,9 @@ def start_stats(
     material pasted frame by frame into the rest of its start; frames from that onset to the
     pause, within the start (None: not paused by its end). And what the start's judgement
     costs a good print: every stretch of ``spec.frames`` frames of the held-out print replayed
-    as a print's start; the share of its judged frames flagged, and the stretches paused."""
-    starts, k = maps.get("starts_" + held, maps[held][:0]), max(spec.frames, START_ONSET + 1)
+    as a print's start; the share of its judged frames flagged, and the stretches paused; and
+    whether a lasting light change from frame ``START_LIGHT_ONSET`` of its start pauses it."""
+    starts, k = maps.get("starts_" + held, np.zeros(0)), max(spec.frames, START_ONSET + 1)
     to_pause, above = {}, {}
     for name, _ in DEFECT_PRINTS:
         if "startfail_" + name not in maps:
@@ -229,6 +230,14 @@ def start_stats(
         flagged_n += sum(v.anomalous for v in scored)
         paused += bool(decide.fires([v.anomalous for v in verdicts], SETTINGS, INTERVAL_S))
         stretches += 1
+    light_paused = {}
+    for name in LIGHTING:  # a lasting light change from START_LIGHT_ONSET: paused or not
+        if "startlight_" + name in maps:
+            lit = maps["startlight_" + name]
+            verdicts = replay_verdicts(spec, scoring, lit, thr, lit)
+            light_paused[name] = bool(
+                decide.fires([v.anomalous for v in verdicts], SETTINGS, INTERVAL_S)
+            )
     return {
         "failure_in_start": {
             "onset_frame": START_ONSET,
@@ -240,6 +249,8 @@ def start_stats(
             "normal_starts_paused": paused,
             "normal_judged_frames": judged,
             "normal_false_alarm_rate": flagged_n / judged if judged else 0.0,
+            "light_onset_frame": START_LIGHT_ONSET,
+            "light_change_paused": light_paused,
         }
     }
 
@@ -483,6 +494,7 @@ LIGHTING = {
     "-40": (1.0, -40.0),
 }  # gain, offset
 LIGHT_ONSET = 100  # frame of the held-out print from which the room's light is changed
+START_LIGHT_ONSET = 15  # the same during the start, while it is judged against its first frames
 
 
 def relit(x: np.ndarray, gain: float, offset: float) -> np.ndarray:
@@ -532,6 +544,11 @@ def fold_maps(
     stretches = [start_matched(first[i : i + k], spec) for i in range(0, len(first) - k + 1, k)]
     if stretches:
         maps["starts_" + held] = error(np.concatenate(stretches))
+    for name, (gain, offset) in LIGHTING.items():  # the room's light changes during the start
+        lit = np.concatenate(
+            [first[:START_LIGHT_ONSET], relit(first[START_LIGHT_ONSET:k], gain, offset)]
+        )
+        maps["startlight_" + name] = error(start_matched(lit, spec))
     for name, _ in DEFECT_PRINTS:  # the held-out print's first frames, then a failure
         key = f"startfail_{held}_{name}"
         if key in data:
@@ -618,13 +635,15 @@ def run_autoencoder(
             t0 = time.perf_counter()
             models = crossfit_shared(preset, data, fit_sessions, args.seed, cache)
             fitted.seconds += time.perf_counter() - t0
-        fold: dict[bool, dict[str, np.ndarray]] = {}  # the maps depend on light matching only
+        # the maps depend on light matching only (of later frames, and of the start's)
+        fold: dict[tuple[bool, bool], dict[str, np.ndarray]] = {}
         for spec, out in zip(variants, results, strict=True):
-            if spec.match_light not in fold:
-                fold[spec.match_light] = fold_maps(
+            light = (spec.match_light, spec.start_light)
+            if light not in fold:
+                fold[light] = fold_maps(
                     lambda x, r=recon: error_maps(r, x, preset.scoring), data, sessions, held, spec
                 )
-            maps = fold[spec.match_light]
+            maps = fold[light]
             cross, guard, early = None, 0.0, None
             if spec.enabled and models is not None:
                 crossed = crossfit_adaptation(
@@ -807,6 +826,7 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                     "normal_false_alarm_rate": fs["normal_false_alarm_rate"],
                     "normal_starts_paused": fs["normal_starts_paused"],
                     "normal_starts": fs["normal_starts"],
+                    "light_change_paused": fs.get("light_change_paused", {}),
                 }
 
     def spread(key: str) -> dict[str, float]:
@@ -843,21 +863,39 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         },
     }
     if rows and all("failure_in_start" in r for r in rows):
-        starts = [r["failure_in_start"] for r in rows]
-        out["failure_in_start"] = {
-            "onset_frame": START_ONSET,
-            "goal_frames": FIRST_MINUTES_GOAL,
-            "paused_in_goal": sum(
-                v is not None and v <= FIRST_MINUTES_GOAL
-                for f in starts
-                for v in f["frames_to_pause"].values()
-            ),
-            "failures": sum(len(f["frames_to_pause"]) for f in starts),
-            "normal_false_alarm_rate": spread_of([f["normal_false_alarm_rate"] for f in starts]),
-            "normal_starts_paused": sum(f["normal_starts_paused"] for f in starts),
-            "normal_starts": sum(f["normal_starts"] for f in starts),
-        }
+        out["failure_in_start"] = starts_summary([r["failure_in_start"] for r in rows])
     return out
+
+
+def start_only(fold: dict[str, Any]) -> dict[str, Any]:
+    """A fold-run's figures of a failure beginning during the start (nothing else differs
+    between the runs compared on the same models)."""
+    return {"failure_in_start": fold["failure_in_start"]}
+
+
+def summarize_starts(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """``summarize``'s account of failures beginning during the start, for ``start_only`` runs."""
+    return starts_summary([f["failure_in_start"] for folds in runs.values() for f in folds])
+
+
+def starts_summary(starts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Failures beginning during the start paused in the goal, and good starts flagged and paused,
+    over fold-runs."""
+    return {
+        "onset_frame": START_ONSET,
+        "goal_frames": FIRST_MINUTES_GOAL,
+        "paused_in_goal": sum(
+            v is not None and v <= FIRST_MINUTES_GOAL
+            for f in starts
+            for v in f["frames_to_pause"].values()
+        ),
+        "failures": sum(len(f["frames_to_pause"]) for f in starts),
+        "normal_false_alarm_rate": spread_of([f["normal_false_alarm_rate"] for f in starts]),
+        "normal_starts_paused": sum(f["normal_starts_paused"] for f in starts),
+        "normal_starts": sum(f["normal_starts"] for f in starts),
+        "light_changes_paused": sum(sum(f.get("light_change_paused", {}).values()) for f in starts),
+        "light_changes": sum(len(f.get("light_change_paused", {})) for f in starts),
+    }
 
 
 def spread_of(values: list[float]) -> dict[str, float]:
@@ -1251,13 +1289,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.seeds is not None:  # training-run variance: the shipped preset, once per seed
         report["runs"] = {}
+        # on the same models, the start judged on its frames as the camera gave them: what
+        # matching the start's light to its first frames changes
+        unmatched = dataclasses.replace(adaptation, start_light=False)
+        paired = [adaptation, unmatched] if adaptation.start_light else [adaptation]
         for seed in seeds:
             args.seed = seed
             keras.utils.set_random_seed(seed)
-            folds = run_autoencoder(default, data, sessions, args)[0]
+            folds, *others = run_autoencoder(default, data, sessions, args, paired)
             report["runs"][str(seed)] = folds
+            if others:
+                report.setdefault("start_light_off", {})[str(seed)] = [
+                    {"held_out": f["held_out"], **start_only(f)} for f in others[0]
+                ]
             print_table(f"default, seed {seed}", note, folds)
             report["summary"] = summarize(report["runs"])
+            if "start_light_off" in report:
+                report["summary_start_light_off"] = summarize_starts(report["start_light_off"])
             report["seconds"] = round(time.perf_counter() - started)
             if args.json:  # after every run: a long benchmark stopped early keeps what it measured
                 args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -1273,7 +1321,7 @@ def main(argv: list[str] | None = None) -> int:
             adaptation, nearest=0, print_scale=False
         )
         variants["default-mean-baseline-no-match-light"] = dataclasses.replace(
-            adaptation, nearest=0, match_light=False, print_scale=False
+            adaptation, nearest=0, match_light=False, start_light=False, print_scale=False
         )
     specs = list(variants.values())
     for (name, spec), folds in zip(

@@ -256,7 +256,7 @@ def lighting(q: Json, lasting: Json | None, in_start: Json | None = None) -> str
     if in_start is not None:
         out += [
             "\nThe same changes during the print's start, while it is judged against its first "
-            "frames (before the print's light is known, so frames are not light-matched yet; see "
+            "frames (each matched to their light: the whole start's light is not known yet; see "
             "[decisions/start-judgement.md](decisions/start-judgement.md)):\n",
             _lasting_table(in_start),
             f"\nCommand: `{LASTING_START_CMD}`",

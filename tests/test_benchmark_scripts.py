@@ -147,10 +147,14 @@ def test_a_failure_beginning_during_the_start_is_measured_through_the_detector(
     raw = 0.1 + 0.01 * rng.random((60, 8, 8))
     nest = 0.1 + 0.01 * rng.random((20, 8, 8))
     nest[:, 2:5, 2:5] += 1.0
+    lit = raw[:20].copy()
+    lit[q.START_LIGHT_ONSET :] += 1.0  # a light change the start's matching did not undo
     maps = {
-        "raw_held": packed(raw),
-        "startfail_nest": packed(nest),
-        "startfail_nothing": packed(0.1 + 0.01 * rng.random((20, 8, 8))),
+        "starts_held": packed(raw),  # three stretches of 20 frames, each replayed as a start
+        "startfail_nest": packed(np.concatenate([raw[: q.START_ONSET], nest])[:20]),
+        "startfail_nothing": packed(raw[20:40]),
+        "startlight_+40": packed(raw[:20]),  # matched away
+        "startlight_x1.4": packed(lit),
     }
     scoring = Scoring("l2", "topk", topk=0.1)
     spec = Adaptation(frames=20, threshold=1.0, early_frames=8, early_threshold=3.0)
@@ -159,6 +163,7 @@ def test_a_failure_beginning_during_the_start_is_measured_through_the_detector(
     assert out["above"]["nest"] == 1.0 and out["above"]["nothing"] == 0.0
     assert (out["normal_starts"], out["normal_starts_paused"]) == (3, 0)
     assert out["normal_judged_frames"] == 3 * (20 - 8)
+    assert out["light_change_paused"] == {"+40": False, "x1.4": True}
     unjudged = q.start_stats(maps, "held", dataclasses.replace(spec, early_frames=0), scoring, 3.0)
     assert unjudged["failure_in_start"]["frames_to_pause"] == {"nest": None, "nothing": None}
 
@@ -183,6 +188,10 @@ def test_a_failure_beginning_during_the_start_is_measured_through_the_detector(
     summary = q.summarize({"0": [fold], "1": [fold]})
     assert summary["failure_in_start"]["paused_in_goal"] == 2
     assert summary["failure_in_start"]["failures"] == 4
+    assert summary["failure_in_start"]["light_changes_paused"] == 2
+    assert summary["failure_in_start"]["light_changes"] == 4
+    paired = q.summarize_starts({"0": [q.start_only(fold)]})
+    assert (paired["paused_in_goal"], paired["light_changes_paused"]) == (1, 1)
     assert "paused within 10 frames: 2 of 4" in q.summary_tables(summary)["failure_in_start"]
 
 

@@ -102,35 +102,42 @@ class HeldOut:
     frames: np.ndarray  # the print's frames as preprocessed (uint8, time order)
     inputs: np.ndarray  # the print's model inputs (uint8), light-matched as the daemon would
     maps: np.ndarray  # their error maps
+    # the print's start as the daemon judges it (``start_matched``: its first frames as the
+    # camera gave them, the rest matched to their light) and its error maps
+    start_inputs: np.ndarray
+    start_maps: np.ndarray
+
+
+def scored(preset: Preset, name: str, frames: np.ndarray, recon: Reconstruct) -> HeldOut:
+    """One print as ``recon`` scores it, the way the daemon feeds it to the model."""
+    spec = preset.adaptation
+    inputs = light_matched(frames, spec)
+    start = start_matched(frames[: spec.frames], spec)
+    return HeldOut(
+        name,
+        recon,
+        frames,
+        inputs,
+        error_maps(recon, inputs, preset.scoring),
+        start,
+        error_maps(recon, start, preset.scoring),
+    )
 
 
 def held_out(
     preset: Preset, prints: dict[str, np.ndarray], models: list[tuple[list[str], Reconstruct]]
 ) -> list[HeldOut]:
     """Every left-out print of ``models``, scored by the model that left it out."""
-    out = []
-    for left_out, recon in models:
-        for name in left_out:
-            inputs = light_matched(prints[name], preset.adaptation)
-            out.append(
-                HeldOut(
-                    name, recon, prints[name], inputs, error_maps(recon, inputs, preset.scoring)
-                )
-            )
-    return out
+    return [
+        scored(preset, name, prints[name], recon) for left_out, recon in models for name in left_out
+    ]
 
 
 def calibrate_on(preset: Preset, held: list[HeldOut], target_fpr: float) -> Adaptation:
     """``preset.adaptation`` with its threshold set on held-out prints replayed as the daemon
     would, and its start guard above their starts (``calibration.start_guard``)."""
     spec = preset.adaptation
-    # the start as the daemon judges it: its first frames as the camera gave them, the rest
-    # matched to their light (the whole start's light is not known yet)
-    start_inputs = [start_matched(h.frames[: spec.frames], spec) for h in held]
-    start_maps = [
-        error_maps(h.reconstruct, x, preset.scoring)
-        for h, x in zip(held, start_inputs, strict=True)
-    ]
+    start_maps = [h.start_maps for h in held]
     result = calibrate(
         spec,
         preset.scoring,
@@ -138,7 +145,7 @@ def calibrate_on(preset: Preset, held: list[HeldOut], target_fpr: float) -> Adap
         target_fpr,
         inputs=[h.inputs for h in held],
         starts=start_maps,
-        start_inputs=start_inputs,
+        start_inputs=[h.start_inputs for h in held],
     )
     starts = [preset.scoring.scores(m) for m in start_maps]
     result = dataclasses.replace(result, guard=start_guard(starts, spec.frames))

@@ -152,8 +152,7 @@ def start_replays(
     for h in held:
         if len(h.frames) < k:
             continue
-        start = start_matched(h.frames[:k], spec)
-        maps = error_maps(h.reconstruct, start, scoring)
+        start, maps = h.start_inputs, h.start_maps
         scores = simulate_start(spec, scoring, maps, inputs=start)
         out.append(Replay(h.name, False, early, scores, spec.early_threshold, consecutive))
         for fname, x in failures.items():

@@ -118,7 +118,12 @@ PRESETS: dict[str, Preset] = {
             brightness=0.15,
         ),
         adaptation=Adaptation(
-            frames=30, std_floor=0.5, match_light=True, nearest=10, early_frames=10
+            frames=30,
+            std_floor=0.5,
+            match_light=True,
+            nearest=10,
+            early_frames=10,
+            start_light=True,
         ),
         description="bottom-half ROI, SSIM top-10% score, small conv AE, per-print adaptation with light "
         "matching",

@@ -127,9 +127,12 @@ def resolve_preset(options: Options) -> Preset:
             preset, preprocess=dataclasses.replace(preset.preprocess, normalize=options.normalize)
         )
     if options.match_light is not None:
+        # the start's later frames are matched to its first frames' light whenever later
+        # frames are matched to the whole start's
+        light = options.match_light
         preset = dataclasses.replace(
             preset,
-            adaptation=dataclasses.replace(preset.adaptation, match_light=options.match_light),
+            adaptation=dataclasses.replace(preset.adaptation, match_light=light, start_light=light),
         )
     if options.adapt_frames is not None:
         if options.adapt_frames < 0:
@@ -471,11 +474,8 @@ def _daemon_judgement(
     held: list[crossfit.HeldOut] = []
     if has_test_prints:
         for name, x in crossfit.print_frames([test_n]).items():
-            inputs = light.light_matched(x, spec)
             held.append(
-                crossfit.HeldOut(
-                    name, recon, x, inputs, evaluate.error_maps(recon, inputs, preset.scoring)
-                )
+                crossfit.scored(dataclasses.replace(preset, adaptation=spec), name, x, recon)
             )
         note = (
             "the test print(s) were fitted by no model and chose no threshold: an honest estimate "

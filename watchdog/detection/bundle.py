@@ -392,11 +392,15 @@ class Adaptation:
     a print whose error maps are calm as on a busy one. Off in bundles without the key.
 
     ``early_frames``: once a print's first ``early_frames`` frames are in, each further frame
-    of its start is judged against them the same way (``start_spec``), matched to their light
-    when ``match_light`` (``light.start_matched``), with its own threshold ``early_threshold`` (set by calibration on the
+    of its start is judged against them the same way (``start_spec``), with its own threshold ``early_threshold`` (set by calibration on the
     starts of normal prints): a failure that begins during the start is caught instead of
     being learnt as the print's normal. 0 (bundles without the keys): the start is learnt, not
     judged, apart from the ``guard``.
+
+    ``start_light`` (needs ``match_light``): those later start frames are matched to the light
+    of the first ``early_frames`` before they are judged (``light.start_matched``), so a light
+    switched on during the start is not a change of the print. Off in bundles without the key,
+    whose ``early_threshold`` was set on the frames as the camera gave them.
     """
 
     frames: int = 0
@@ -409,6 +413,7 @@ class Adaptation:
     print_scale: bool = False
     early_frames: int = 0
     early_threshold: float = 0.0
+    start_light: bool = False
 
     def __post_init__(self) -> None:
         check_number("frames", self.frames, 0, MAX_ADAPTATION_FRAMES, integer=True)
@@ -420,7 +425,7 @@ class Adaptation:
         if not 0 <= self.nearest <= self.frames:
             raise ValueError(f"nearest must be in [0, frames={self.frames}], got {self.nearest}")
         check_number("guard", self.guard, 0.0, 1e30)
-        for name in ("pixel_spread", "print_scale"):
+        for name in ("pixel_spread", "print_scale", "start_light"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.print_scale and self.frames and not 2 <= self.nearest < self.frames:
@@ -435,6 +440,11 @@ class Adaptation:
                 f"early_frames must be 0 or in [2, frames={self.frames}), got {self.early_frames}: "
                 "the rest of the start is judged against a print's first early_frames frames"
             )
+        if self.start_light and not self.match_light:
+            raise ValueError(
+                "start_light needs match_light: the start's frames are matched to its first "
+                "frames' light the way later frames are matched to the whole start's"
+            )
 
     @property
     def enabled(self) -> bool:
@@ -447,8 +457,8 @@ class Adaptation:
 
     def start_spec(self) -> Adaptation:
         """The adaptation that judges a print's start: its first ``early_frames`` frames are the
-        baseline as the camera gave them (the later frames are matched to their light:
-        ``light.start_matched``), with the same spread floor and per-pixel spread as later
+        baseline as the camera gave them (with ``start_light`` the later frames are matched to
+        their light: ``light.start_matched``), with the same spread floor and per-pixel spread as later
         frames, and the same nearest frames when they are fewer than all of them (the mean of
         all of them is the same comparison without keeping each frame); ``early_threshold`` on
         that score."""

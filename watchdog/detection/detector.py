@@ -139,8 +139,8 @@ class Detector:
             if meta.adaptation.judges_start and judge_start
             else None
         )
-        # The start's later frames are matched to the light of its first ones (bundles that
-        # match light): a light switched on during the start is not a change of the print.
+        # The start's later frames are matched to the light of its first ones (the bundle's
+        # ``start_light``): a light switched on during the start is not a change of the print.
         self._start_light: LightReference | None = None
         self._seen = 0
         self._run = run or _here
@@ -199,8 +199,8 @@ class Detector:
 
     def _start_reference(self) -> LightReference | None:
         """The light of the start's first ``early_frames`` frames, once they are in, while the
-        rest of the start is judged against them (None: the bundle does not match light)."""
-        if self.start_baseline is None or not self.meta.adaptation.match_light:
+        rest of the start is judged against them (None: the bundle's ``start_light`` is off)."""
+        if self.start_baseline is None or not self.meta.adaptation.start_light:
             return None
         if self._start_light is None and self.calibrating:
             self._start_light = self.baseline.first_reference(self.meta.adaptation.early_frames)
@@ -331,7 +331,7 @@ def offline_detector(meta: BundleMeta, mask: np.ndarray | None = None) -> Detect
     baseline (no model is called). ``mask``: a raster mask at model-input size.
     """
     offline = dataclasses.replace(
-        meta, adaptation=dataclasses.replace(meta.adaptation, match_light=False)
+        meta, adaptation=dataclasses.replace(meta.adaptation, match_light=False, start_light=False)
     )
     detector = Detector(offline, _no_model)
     if mask is not None:

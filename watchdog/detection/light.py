@@ -126,11 +126,11 @@ def light_matched(
 def start_matched(frames: np.ndarray, spec: Adaptation) -> np.ndarray:
     """A print's first uint8 frames (time order) as the daemon scores its start: the first
     ``spec.early_frames`` as the camera gave them (the print's light is not known yet), every
-    later one matched to their light when the bundle matches light and judges the start. A
+    later one matched to their light when the bundle says so (``Adaptation.start_light``). A
     light switched on in minute 3 is then not a change of the print; a failure still is. The
     trainer, ``python -m watchdog calibrate`` and the benchmarks score starts through this."""
     early = spec.early_frames
-    if not (spec.enabled and spec.match_light and early) or len(frames) <= early:
+    if not (spec.enabled and spec.start_light and early) or len(frames) <= early:
         return frames
     out = frames.copy()
     out[early:] = light_matched(frames[early:], spec, light_reference(frames[:early]))
