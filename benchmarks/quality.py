@@ -970,8 +970,9 @@ def failure_in_start_table(summary: dict[str, Any]) -> str:
     names = list(rows[0]["failure_in_start"]["frames_to_pause"])
     lines = [
         "| seed | held out | start threshold | frames to pause (" + ", ".join(names) + ") "
-        "| its frames flagged (same order) | good starts: frames flagged | good starts paused |",
-        "|---|---|---:|---|---|---:|---:|",
+        "| its frames flagged (same order) | good starts: frames flagged | good starts paused "
+        "| light changes paused |",
+        "|---|---|---:|---|---|---:|---:|---:|",
     ]
     for r in rows:
         f = r["failure_in_start"]
@@ -980,18 +981,33 @@ def failure_in_start_table(summary: dict[str, Any]) -> str:
             f"{', '.join(_pause(v) for v in f['frames_to_pause'].values())} | "
             f"{', '.join(f'{v:.2f}' for v in f['above'].values())} | "
             f"{100 * f['normal_false_alarm_rate']:.1f}% | "
-            f"{f['normal_starts_paused']} of {f['normal_starts']} |"
+            f"{f['normal_starts_paused']} of {f['normal_starts']} | {_light(f)} |"
         )
-    t = summary["failure_in_start"]
+    lines.append("\n" + starts_sentence(summary["failure_in_start"]))
+    return "\n".join(lines)
+
+
+def _light(f: dict[str, Any]) -> str:
+    paused = f.get("light_change_paused")
+    return f"{sum(paused.values())} of {len(paused)}" if paused else "-"
+
+
+def starts_sentence(t: dict[str, Any]) -> str:
+    """``starts_summary`` in one sentence."""
     fa = t["normal_false_alarm_rate"]
-    lines.append(
-        f"\nFailures beginning after {t['onset_frame']} frames paused within {t['goal_frames']} "
+    light = (
+        f"; lasting light changes during the start paused: {t['light_changes_paused']} of "
+        f"{t['light_changes']}"
+        if t.get("light_changes")
+        else ""
+    )
+    return (
+        f"Failures beginning after {t['onset_frame']} frames paused within {t['goal_frames']} "
         f"frames: {t['paused_in_goal']} of {t['failures']}; good starts paused: "
         f"{t['normal_starts_paused']} of {t['normal_starts']}; judged frames of good starts "
         f"flagged: {100 * fa['mean']:.1f}% on average ({100 * fa['max']:.1f}% in the worst "
-        "fold-run)."
+        f"fold-run){light}."
     )
-    return "\n".join(lines)
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -489,19 +489,31 @@ def three_runs(d: Json | None) -> str:
         + "The Kaggle failed prints start like good prints (their first frames score like normal "
         "starts).\n\n"
         + starts_caught(_load("start_guard.json"))
-        + failure_in_start(d["summary"], t)
+        + failure_in_start(d, t)
         + "**Failures inside a print**, per fold-run (real failure material pasted into the held-out good "
         f"print from frame 50 on):\n\n{t['inscene']}\n\nSpread over the fold-runs:\n\n{t['spread']}\n\n"
         f"Run: {d['date']}, {d['seconds'] / 60:.0f} minutes on the shared 2-core machine. Command: `{RUNS_CMD}`.\n"
     )
 
 
-def failure_in_start(summary: Json, tables: dict[str, str]) -> str:
+def failure_in_start(d: Json, tables: dict[str, str]) -> str:
     """A failure that begins while the print's start is learnt (runs made before the start was
-    judged have no such table)."""
+    judged have no such table), and the same on the same models without matching the start's
+    light, where the run measured it."""
     if "failure_in_start" not in tables:
         return ""
-    onset = summary["failure_in_start"]["onset_frame"]
+    onset = d["summary"]["failure_in_start"]["onset_frame"]
+    from benchmarks.quality import starts_sentence
+
+    unmatched = d.get("summary_start_light_off")
+    paired = (
+        "On the same models, the start judged on its frames as the camera gave them (bundles "
+        "without `adaptation.start_light`, its threshold cross-fitted that way too): "
+        + starts_sentence(unmatched)
+        + "\n\n"
+        if unmatched
+        else ""
+    )
     return (
         "**A failure that begins during the start.** The rest of a print's start is judged "
         "against its first frames (the bundle's `adaptation.early_frames`; its threshold "
@@ -511,8 +523,10 @@ def failure_in_start(summary: Json, tables: dict[str, str]) -> str:
         "its start; "
         "frames from then to the pause, within the start (never: not paused before the start "
         "is learnt). And its cost: every stretch of the held-out print as long as a start, "
-        "replayed as one: the share of its judged frames flagged, and the stretches paused:\n\n"
-        f"{tables['failure_in_start']}\n\n"
+        "replayed as one: the share of its judged frames flagged, and the stretches paused; and "
+        'a lasting change of the room\'s light (the four of "Lighting") from frame 15 of the '
+        "held-out print's start, paused or not:\n\n"
+        f"{tables['failure_in_start']}\n\n{paired}"
     )
 
 

@@ -51,6 +51,8 @@ BAD = [
     ("adaptation", "threshold", math.inf),
     ("adaptation", "early_threshold", math.nan),
     ("adaptation", "early_frames", -1),
+    ("adaptation", "start_light", "yes"),
+    ("adaptation", "match_light", False),  # the shipped start_light needs it
     ("preprocess", "width", 100000),
     ("preprocess", "height", 4.5),
     ("preprocess", "roi", [0.0, math.nan, 1.0, 1.0]),

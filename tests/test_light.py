@@ -92,16 +92,21 @@ def test_the_daemon_scores_what_the_trainer_calibrates_on(
     )
 
 
+@pytest.mark.parametrize("start_light", [True, False])
 def test_the_daemon_judges_a_start_as_the_trainer_calibrates_it(
-    tiny_start_judged_bundle: Path,
+    tiny_start_judged_bundle: Path, start_light: bool
 ) -> None:
     """The start's judgement, one code path: the watcher's detector (TFLite, frame by frame,
     the start's later frames matched to its first frames' light) gives the early scores and
     verdicts that ``simulate_start`` and an offline replay give on ``start_matched`` frames,
     which the trainer, ``python -m watchdog calibrate`` and the benchmark use. The light
-    changes after the first frames, so matching is what is compared."""
+    changes after the first frames, so matching is what is compared. A bundle without
+    ``start_light`` (made before it) is judged on the frames as the camera gave them, as its
+    threshold was set."""
     bundle = Bundle.load(tiny_start_judged_bundle)
-    spec = bundle.meta.adaptation
+    assert bundle.meta.adaptation.start_light  # the trainer matches the start's light too
+    spec = dataclasses.replace(bundle.meta.adaptation, start_light=start_light)
+    bundle = dataclasses.replace(bundle, meta=dataclasses.replace(bundle.meta, adaptation=spec))
     assert spec.match_light and spec.judges_start and (spec.frames, spec.early_frames) == (8, 3)
     scorer = FrameScorer(bundle)
     frames = [synth.normal_frame(2, i, 16) for i in range(4)] + [
@@ -112,10 +117,8 @@ def test_the_daemon_judges_a_start_as_the_trainer_calibrates_it(
     u8 = start_matched(
         np.round(_inputs_for(bundle.meta.preprocess, frames) * 255).astype(np.uint8), spec
     )
-    assert (
-        np.abs(u8[4:].astype(int) - _inputs_for(bundle.meta.preprocess, frames[4:]) * 255).mean()
-        > 5
-    )
+    changed = np.abs(u8[4:] - _inputs_for(bundle.meta.preprocess, frames[4:]) * 255).mean()
+    assert changed > 5 if start_light else changed < 1e-3
     maps = np.stack([scorer.error_map(x.astype(np.float32) / 255) for x in u8])
     unit = simulate_start(spec, bundle.meta.scoring, maps, inputs=u8)
     gain = bundle.meta.threshold / spec.early_threshold

@@ -442,8 +442,9 @@ class Adaptation:
             )
         if self.start_light and not self.match_light:
             raise ValueError(
-                "start_light needs match_light: the start's frames are matched to its first "
-                "frames' light the way later frames are matched to the whole start's"
+                "start_light is on but adaptation.match_light is off: a start's frames are "
+                "matched to its first frames' light only where later frames are matched to "
+                "the whole start's"
             )
 
     @property
