@@ -1265,6 +1265,7 @@ def main(argv: list[str] | None = None) -> int:
             "nearest": adaptation.nearest,
             "pixel_spread": adaptation.pixel_spread,
             "print_scale": adaptation.print_scale,
+            "start_light": adaptation.start_light,
             "epochs": default.train.epochs,
             "batch_size": default.train.batch_size,
             "patience": default.train.patience,

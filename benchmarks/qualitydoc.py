@@ -509,7 +509,8 @@ def failure_in_start(d: Json, tables: dict[str, str]) -> str:
     paired = (
         "On the same models, the start judged on its frames as the camera gave them (bundles "
         "without `adaptation.start_light`, its threshold cross-fitted that way too): "
-        + starts_sentence(unmatched)
+        + starts_sentence(unmatched)[0].lower()
+        + starts_sentence(unmatched)[1:]
         + "\n\n"
         if unmatched
         else ""
@@ -632,9 +633,15 @@ UNRECORDED_VARIANT = {
 }
 
 
+def _scored(variant: Json) -> Json:
+    """The settings this table's figures depend on: how a start is judged (``start_light``)
+    is the start's own table's."""
+    return {k: v for k, v in variant.items() if k != "start_light"}
+
+
 def _variant_label(d: Json, base: Json) -> str:
     """What a run scored differently from the shipped preset, in the bundle's words."""
-    variant = {**UNRECORDED_VARIANT, **d.get("variant", {})}
+    variant = {**UNRECORDED_VARIANT, **_scored(d.get("variant", {}))}
     if d["_name"].startswith("quality-topk-"):  # the first runs named their top-k fraction only
         variant["topk"] = float(d["_name"].removeprefix("quality-topk-"))
     changed = [f"{k} {str(v).lower()}" for k, v in variant.items() if base.get(k) != v]
@@ -651,7 +658,7 @@ def scoring_experiments(shipped: Json | None) -> str:
     )
     if shipped is None or not files:
         return _missing("scoring experiments", VARIANT_CMD)
-    base = {**UNRECORDED_VARIANT, **shipped.get("variant", {})}
+    base = {**UNRECORDED_VARIANT, **_scored(shipped.get("variant", {}))}
     runs = [("shipped: " + ", ".join(f"{k} {str(v).lower()}" for k, v in base.items()), shipped)]
     base["target_fpr"] = shipped["target_fpr"]
     for path in files:
