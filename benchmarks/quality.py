@@ -544,7 +544,8 @@ def fold_maps(
     stretches = [start_matched(first[i : i + k], spec) for i in range(0, len(first) - k + 1, k)]
     if stretches:
         maps["starts_" + held] = error(np.concatenate(stretches))
-    for name, (gain, offset) in LIGHTING.items():  # the room's light changes during the start
+    for name, (gain, offset) in LIGHTING.items() if k > START_LIGHT_ONSET else ():
+        # the room's light changes during the start
         lit = np.concatenate(
             [first[:START_LIGHT_ONSET], relit(first[START_LIGHT_ONSET:k], gain, offset)]
         )
@@ -635,10 +636,11 @@ def run_autoencoder(
             t0 = time.perf_counter()
             models = crossfit_shared(preset, data, fit_sessions, args.seed, cache)
             fitted.seconds += time.perf_counter() - t0
-        # the maps depend on light matching only (of later frames, and of the start's)
-        fold: dict[tuple[bool, bool], dict[str, np.ndarray]] = {}
+        # the maps depend on light matching (of later frames, and of the start's) and on
+        # the frames it is fitted on
+        fold: dict[tuple[bool, bool, int, int], dict[str, np.ndarray]] = {}
         for spec, out in zip(variants, results, strict=True):
-            light = (spec.match_light, spec.start_light)
+            light = (spec.match_light, spec.start_light, spec.frames, spec.early_frames)
             if light not in fold:
                 fold[light] = fold_maps(
                     lambda x, r=recon: error_maps(r, x, preset.scoring), data, sessions, held, spec

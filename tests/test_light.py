@@ -130,6 +130,29 @@ def test_the_daemon_judges_a_start_as_the_trainer_calibrates_it(
     )
 
 
+def test_an_owner_who_does_not_judge_the_start_still_has_its_guard_see_it_as_calibrated(
+    tiny_start_judged_bundle: Path,
+) -> None:
+    """With ``detection.judge_start: false`` the start guard still compares the start's later
+    frames matched to its first frames' light: the way the trainer and ``calibrate`` set it.
+    A light switched on in the start does not raise the absolute score it judges."""
+    bundle = Bundle.load(tiny_start_judged_bundle)
+    scorer = FrameScorer(bundle)
+    frames = [synth.normal_frame(2, i, 16) for i in range(4)] + [
+        _relit(synth.normal_frame(2, i, 16), 1.4, 20) for i in range(4, 8)
+    ]
+    detector = Detector(bundle.meta, scorer.error_map, judge_start=False)
+    live = [detector.observe(f).absolute_score for f in frames]
+    u8 = start_matched(
+        np.round(_inputs_for(bundle.meta.preprocess, frames) * 255).astype(np.uint8),
+        bundle.meta.adaptation,
+    )
+    maps = np.stack([scorer.error_map(x.astype(np.float32) / 255) for x in u8])
+    np.testing.assert_allclose(live, bundle.meta.scoring.scores(maps), rtol=1e-5)
+    raw = [scorer.score(f) for f in frames[4:]]
+    assert min(raw) > 1.2 * max(live[4:]), (raw, live)
+
+
 def _inputs_for(pre: Preprocess, frames: list[np.ndarray]) -> np.ndarray:
     return np.stack([pre.apply(f) for f in frames])
 

@@ -163,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="per-print adaptation: match each frame's brightness and contrast to the print's "
-        "first frames before the model sees it (docs/decisions/light-matching.md); "
-        "default: the preset's",
+        "first frames before the model sees it, and the frames of its start judged against "
+        "its first ones to those (docs/decisions/light-matching.md); default: the preset's",
     )
     m.add_argument(
         "--adapt-nearest",

@@ -163,6 +163,7 @@ def main(args: argparse.Namespace) -> int:
         f"{args.bundle}: adaptation frames={new.frames} std_floor={new.std_floor} match_light={new.match_light} "
         f"nearest={new.nearest} pixel_spread={new.pixel_spread} print_scale={new.print_scale} "
         f"threshold={new.threshold:.6g} guard={new.guard:.6g} early_frames={new.early_frames} "
-        f"early_threshold={new.early_threshold:.6g} from {sum(len(m) > new.frames for m in maps)} prints"
+        f"early_threshold={new.early_threshold:.6g} start_light={new.start_light} "
+        f"from {sum(len(m) > new.frames for m in maps)} prints"
     )
     return 0

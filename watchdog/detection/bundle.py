@@ -456,6 +456,13 @@ class Adaptation:
         """The rest of a print's start is judged against its first ``early_frames`` frames."""
         return self.enabled and self.early_frames > 0 and self.early_threshold > 0
 
+    @property
+    def matches_start_light(self) -> bool:
+        """A start's frames after its first ``early_frames`` are matched to their light before
+        they are scored (``light.start_matched``): for the start's judgement and its guard,
+        whether or not the owner uses the judgement."""
+        return self.enabled and self.start_light and self.early_frames > 0
+
     def start_spec(self) -> Adaptation:
         """The adaptation that judges a print's start: its first ``early_frames`` frames are the
         baseline as the camera gave them (with ``start_light`` the later frames are matched to

@@ -45,7 +45,8 @@ class Verdict:
     ``score`` is what the decision uses, on the bundle threshold's scale: the per-print adapted
     score once the print's baseline is learnt, ``early_score`` while the rest of its start is
     judged against its first frames, the model's absolute score before (and always, for
-    bundles without adaptation). ``absolute_score`` is comparable across prints.
+    bundles without adaptation). ``absolute_score`` is comparable across prints (a start's
+    frames after its first ``early_frames`` are matched to their light first, ``start_light``).
 
     While the print's start is learnt (``calibrating``) a frame is anomalous only when its
     absolute score is above ``guard`` (the bundle's ``adaptation.guard``; 0: none): the print
@@ -199,10 +200,12 @@ class Detector:
 
     def _start_reference(self) -> LightReference | None:
         """The light of the start's first ``early_frames`` frames, once they are in, while the
-        rest of the start is judged against them (None: the bundle's ``start_light`` is off)."""
-        if self.start_baseline is None or not self.meta.adaptation.start_light:
+        rest of the start is learnt (None: the bundle's ``start_light`` is off). Used whether or
+        not the owner judges the start: the guard was set on the start's frames so matched."""
+        if not self.meta.adaptation.matches_start_light or not self.calibrating:
+            self._start_light = None
             return None
-        if self._start_light is None and self.calibrating:
+        if self._start_light is None:
             self._start_light = self.baseline.first_reference(self.meta.adaptation.early_frames)
         return self._start_light
 

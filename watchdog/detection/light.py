@@ -130,7 +130,7 @@ def start_matched(frames: np.ndarray, spec: Adaptation) -> np.ndarray:
     light switched on in minute 3 is then not a change of the print; a failure still is. The
     trainer, ``python -m watchdog calibrate`` and the benchmarks score starts through this."""
     early = spec.early_frames
-    if not (spec.enabled and spec.start_light and early) or len(frames) <= early:
+    if not spec.matches_start_light or len(frames) <= early:
         return frames
     out = frames.copy()
     out[early:] = light_matched(frames[early:], spec, light_reference(frames[:early]))
