@@ -540,20 +540,20 @@ def fold_maps(
     for k in sessions:  # every print's start as the daemon judges it (the trainer judges starts so)
         maps["start_" + k] = error(start_matched(data[k][: max(spec.frames, 1)], spec))
     # every stretch of the held-out print as long as a start, each judged as a print's start
-    k, first = max(spec.frames, START_ONSET + 1), data[held]
-    stretches = [start_matched(first[i : i + k], spec) for i in range(0, len(first) - k + 1, k)]
+    n, frames = max(spec.frames, START_ONSET + 1), data[held]
+    stretches = [start_matched(frames[i : i + n], spec) for i in range(0, len(frames) - n + 1, n)]
     if stretches:
         maps["starts_" + held] = error(np.concatenate(stretches))
-    for name, (gain, offset) in LIGHTING.items() if k > START_LIGHT_ONSET else ():
+    for name, (gain, offset) in LIGHTING.items() if n > START_LIGHT_ONSET else ():
         # the room's light changes during the start
         lit = np.concatenate(
-            [first[:START_LIGHT_ONSET], relit(first[START_LIGHT_ONSET:k], gain, offset)]
+            [frames[:START_LIGHT_ONSET], relit(frames[START_LIGHT_ONSET:n], gain, offset)]
         )
         maps["startlight_" + name] = error(start_matched(lit, spec))
     for name, _ in DEFECT_PRINTS:  # the held-out print's first frames, then a failure
         key = f"startfail_{held}_{name}"
         if key in data:
-            failing = np.concatenate([first[:START_ONSET], data[key]])[:k]
+            failing = np.concatenate([frames[:START_ONSET], data[key]])[:n]
             maps["startfail_" + name] = error(start_matched(failing, spec))
     if matching:
         maps["defects_own"] = np.concatenate(parts)
