@@ -216,3 +216,36 @@ def test_per_print_quantiles_equal_numpys_to_the_last_bit() -> None:
             values = (rng.random(size) * 1e-3).astype(dtype)
             for q in (0.0, 0.05, 0.1, 0.5, 0.75, 0.99, 1.0, float(rng.random())):
                 assert quantile(values, q) == float(np.quantile(values, q))
+
+
+def test_a_model_failing_while_the_start_is_rescored_learns_the_start_again() -> None:
+    """With light matching the start's frames are rescored by the model at its last frame. If
+    the model fails then, the print's start is learnt again from the next frame: no later
+    frame is judged against a half-learnt start (before, the detector counted the start as
+    learnt while its baseline had started over, and judged frames on the absolute score
+    against the adapted threshold)."""
+    from watchdog.detection.calibration import unit_meta
+    from watchdog.detection.detector import Detector
+
+    frames_n = 4
+    calls = {"n": 0, "fail_at": frames_n + 1}  # the first rescoring call
+
+    def error_map(x: np.ndarray) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == calls["fail_at"]:
+            raise RuntimeError("the model failed")
+        return np.abs(x - 0.5).mean(axis=-1).astype(np.float32)
+
+    meta = unit_meta(SCORING, Adaptation(frames=frames_n, threshold=10.0, match_light=True))
+    detector = Detector(meta, error_map)
+    rng = np.random.default_rng(0)
+    scene = rng.integers(40, 200, (48, 64, 3)).astype(np.int16)
+    frame = lambda: np.clip(scene + rng.integers(-2, 3, scene.shape), 0, 255).astype(np.uint8)  # noqa: E731
+    for _ in range(frames_n - 1):
+        assert detector.observe(frame()).calibrating
+    with pytest.raises(RuntimeError):
+        detector.observe(frame())
+    assert detector.calibrating and detector.progress == f"0/{frames_n}"
+    verdicts = [detector.observe(frame()) for _ in range(frames_n + 3)]
+    assert [v.calibrating for v in verdicts] == [True] * frames_n + [False] * 3
+    assert not any(v.anomalous for v in verdicts)

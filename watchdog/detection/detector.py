@@ -263,13 +263,22 @@ class Detector:
         raw_map, raw_x = start if start is not None else (error_map, x)
         absolute = self.meta.scoring.score(raw_map, self.mask)
         self._seen += 1
-        score, calibrating = self.baseline.observe(absolute, error_map, x)
         warming = self._seen <= self.calibration_frames
         early, early_map = None, None
-        if warming and self.start_baseline is not None:
-            judged, learning = self.start_baseline.observe(absolute, raw_map, raw_x)
-            if not learning:
-                early, early_map = judged, self.start_baseline.last_map
+        try:
+            score, calibrating = self.baseline.observe(absolute, error_map, x)
+            if warming and self.start_baseline is not None:
+                judged, learning = self.start_baseline.observe(absolute, raw_map, raw_x)
+                if not learning:
+                    early, early_map = judged, self.start_baseline.last_map
+        except BaseException:
+            # A baseline that failed half-way (the model failing while the start is rescored)
+            # is none: the print's start is learnt again, counted from zero like the baseline,
+            # so no later frame is judged against a start that is not there.
+            guard = self.guard
+            self.relearn()
+            self.guard = guard
+            raise
         if self.baseline.enabled and not calibrating:
             assert self.baseline.last_map is not None
             # Adapted maps are in the adapted score's units: full red at twice its threshold.
