@@ -165,7 +165,10 @@ def test_a_failure_beginning_during_the_start_is_paused_before_the_start_is_lear
     bundle = Bundle.load(tiny_start_judged_bundle).meta
     meta = bundle.adaptation
     assert (meta.frames, meta.early_frames) == (8, 3) and meta.early_threshold > 0
-    assert "judged against its first 3 frames" in bundle.extra["adaptation_rule"]
+    assert (
+        "judged against its first 3 frames (matched to their light)"
+        in bundle.extra["adaptation_rule"]
+    )
     clean = [synth.normal_frame(UNSEEN, i, TINY_FRAMES, TINY_SEED) for i in range(TINY_FRAMES)]
     failing = clean[:4] + [_spaghetti(f, 6 + i, i) for i, f in enumerate(clean[4:])]
     log: list[str] = []

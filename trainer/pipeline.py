@@ -436,8 +436,9 @@ def _start_rule(result: Adaptation) -> str:
         return ""
     return (
         f"; from frame {result.early_frames + 1} to {result.frames} a print's start is judged "
-        f"against its first {result.early_frames} frames, threshold {result.early_threshold:.4g} "
-        "set the same way on the normal prints' starts"
+        f"against its first {result.early_frames} frames"
+        + (" (matched to their light)" if result.matches_start_light else "")
+        + f", threshold {result.early_threshold:.4g} set the same way on the normal prints' starts"
     )
 
 
