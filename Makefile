@@ -49,7 +49,8 @@ bench: $(VENV)/.stamp-dev
 
 # Detection quality (not in CI; docs/quality.md): three training runs of the default
 # preset, leave-one-print-out on the Kaggle data (first minutes, in-scene failures, Kaggle
-# failures), then the shipped bundle on other camera framings. About 26 min on 2 cores (measured).
+# failures; the start also judged without matching its light, on the same models), then the
+# shipped bundle on other camera framings. About 25 min on 2 cores (measured: 23 + 2).
 DATA ?= ../shared/data/kaggle-3d-printer
 quality: $(VENV)/.stamp-dev
 	mkdir -p benchmarks/results
