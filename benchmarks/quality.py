@@ -534,7 +534,7 @@ def fold_maps(
         own = data["defects"][start : start + count]
         parts.append(error(light_matched(own, spec)))
         maps["own_" + name] = parts[-1]
-        # a print's start as the daemon judges it (its later frames matched to its first ones' light)
+        # a print's start as the daemon judges it (later frames matched to its first ones' light)
         maps["start_" + name] = error(start_matched(own[: max(spec.frames, 1)], spec))
         start += count
     for k in sessions:  # every print's start as the daemon judges it (the trainer judges starts so)

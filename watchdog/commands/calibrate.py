@@ -54,11 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
-def error_maps(
-    scorer: FrameScorer, paths: list[Path], spec: Adaptation
-) -> tuple[np.ndarray, np.ndarray]:
-    """One print's error maps and model inputs through the daemon's TFLite path, light-matched
-    as the daemon would."""
+def model_inputs(scorer: FrameScorer, paths: list[Path]) -> np.ndarray:
+    """One print's frames as the model's uint8 inputs, in order (unreadable images skipped and
+    said): read once, then matched as the daemon matches the whole print and its start."""
     inputs = []
     for path in paths:
         img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -67,26 +65,14 @@ def error_maps(
             continue
         inputs.append(scorer.pre.apply(img))
     if not inputs:
-        return np.zeros((0, 1, 1), np.float32), np.zeros((0, 1, 1, 1), np.uint8)
+        return np.zeros((0, 1, 1, 1), np.uint8)
     # the inputs are on the 1/255 grid: as uint8 they take the trainer's path exactly
-    x = light_matched(np.round(np.stack(inputs) * 255.0).astype(np.uint8), spec)
-    return np.stack([scorer.error_map(xi.astype(np.float32) / 255.0) for xi in x]), x
+    return np.round(np.stack(inputs) * 255.0).astype(np.uint8)
 
 
-def start_frames(
-    scorer: FrameScorer, paths: list[Path], spec: Adaptation
-) -> tuple[np.ndarray, np.ndarray]:
-    """Error maps and model inputs of a print's first frames as the daemon judges its start
-    (the start guard, and the rest of the start against its first frames): the first ones as
-    the camera gave them, the rest matched to their light (``start_matched``)."""
-    images = [
-        img for img in (cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in paths) if img is not None
-    ]
-    if not images:
-        return np.zeros((0, 1, 1), np.float32), np.zeros((0, 1, 1, 1), np.uint8)
-    inputs = np.stack([scorer.pre.apply(img) for img in images])
-    x = start_matched(np.round(inputs * 255.0).astype(np.uint8), spec)
-    return np.stack([scorer.error_map(xi.astype(np.float32) / 255.0) for xi in x]), x
+def error_maps(scorer: FrameScorer, x: np.ndarray) -> np.ndarray:
+    """The error maps of uint8 model inputs through the daemon's TFLite path."""
+    return np.stack([scorer.error_map(xi.astype(np.float32) / 255.0) for xi in x])
 
 
 def uncalibrated(old: Adaptation, args: argparse.Namespace) -> Adaptation:
@@ -130,24 +116,28 @@ def main(args: argparse.Namespace) -> int:
             loose[0],
         )
     scorer = FrameScorer(bundle)  # the model only: the baseline is what is being calibrated
-    scored = [error_maps(scorer, paths, spec) for paths in prints.values()]
-    maps = [m for m, _ in scored]
-    starts = [start_frames(scorer, paths[:n], spec) for paths in prints.values()]
+    # a print without a readable frame has nothing to calibrate on (calibrate would skip it)
+    raw = [x for x in (model_inputs(scorer, paths) for paths in prints.values()) if len(x)]
+    # each print light-matched as the daemon matches it, and its start as the daemon judges it
+    inputs = [light_matched(x, spec) for x in raw]
+    start_inputs = [start_matched(x[:n], spec) for x in raw]
+    maps = [error_maps(scorer, x) for x in inputs]
+    start_maps = [error_maps(scorer, x) for x in start_inputs]
     try:
         new = calibrate(
             spec,
             bundle.meta.scoring,
             maps,
             args.target_fpr,
-            inputs=[x for _, x in scored],
-            starts=[m for m, _ in starts],
-            start_inputs=[x for _, x in starts],
+            inputs=inputs,
+            starts=start_maps,
+            start_inputs=start_inputs,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     if old.guard > 0:
         # your camera's normal starts must stay below the start guard
-        scores = [bundle.meta.scoring.scores(m) for m, _ in starts]
+        scores = [bundle.meta.scoring.scores(m) for m in start_maps]
         new = dataclasses.replace(new, guard=recalibrated_guard(old.guard, scores, n))
         if new.guard == 0:
             logger.warning(

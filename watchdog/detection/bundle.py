@@ -392,10 +392,10 @@ class Adaptation:
     a print whose error maps are calm as on a busy one. Off in bundles without the key.
 
     ``early_frames``: once a print's first ``early_frames`` frames are in, each further frame
-    of its start is judged against them the same way (``start_spec``), with its own threshold ``early_threshold`` (set by calibration on the
-    starts of normal prints): a failure that begins during the start is caught instead of
-    being learnt as the print's normal. 0 (bundles without the keys): the start is learnt, not
-    judged, apart from the ``guard``.
+    of its start is judged against them the same way (``start_spec``), with its own threshold
+    ``early_threshold`` (set by calibration on the starts of normal prints): a failure that
+    begins during the start is caught instead of being learnt as the print's normal. 0
+    (bundles without the keys): the start is learnt, not judged, apart from the ``guard``.
 
     ``start_light`` (needs ``match_light``): those later start frames are matched to the light
     of the first ``early_frames`` before they are judged (``light.start_matched``), so a light
@@ -466,10 +466,10 @@ class Adaptation:
     def start_spec(self) -> Adaptation:
         """The adaptation that judges a print's start: its first ``early_frames`` frames are the
         baseline as the camera gave them (with ``start_light`` the later frames are matched to
-        their light: ``light.start_matched``), with the same spread floor and per-pixel spread as later
-        frames, and the same nearest frames when they are fewer than all of them (the mean of
-        all of them is the same comparison without keeping each frame); ``early_threshold`` on
-        that score."""
+        their light: ``light.start_matched``), with the same spread floor and per-pixel spread
+        as later frames, and the same nearest frames when they are fewer than all of them (the
+        mean of all of them is the same comparison without keeping each frame);
+        ``early_threshold`` on that score."""
         return Adaptation(
             frames=self.early_frames,
             std_floor=self.std_floor,

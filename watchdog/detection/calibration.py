@@ -59,8 +59,8 @@ def simulate_start(
     against those, on the unit scale (``spec.early_threshold`` is ignored): what the daemon
     computes while it learns the print. ``error_maps`` (and ``inputs``, needed when the start
     is compared with its nearest first frames): the start's frames as the daemon scores them
-    (``light.start_matched``), not matched to the whole start's light. The start's judgement is an adaptation of its own (``start_spec``), replayed
-    by ``simulate`` like any other."""
+    (``light.start_matched``), not matched to the whole start's light. The start's judgement
+    is an adaptation of its own (``start_spec``), replayed by ``simulate`` like any other."""
     if not spec.enabled or spec.early_frames <= 0:
         raise ValueError("the start is not judged (early_frames = 0): nothing to simulate")
     n = spec.frames
