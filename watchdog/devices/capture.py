@@ -55,7 +55,13 @@ import urllib3
 
 from watchdog.config import CameraConfig
 from watchdog.detection.bundle import Preprocess, to_bgr
-from watchdog.devices.http_client import BadUrl, HttpClient, TooManyRedirects
+from watchdog.devices.http_client import (
+    BadUrl,
+    HttpClient,
+    TooManyRedirects,
+    connection_cause,
+    timed_out,
+)
 from watchdog.errors import UsageError
 from watchdog.frame_gate import FrameGate
 from watchdog.redact import redact_url
@@ -138,28 +144,6 @@ _DECODE_FLAGS = {
 }
 
 
-_CONNECTION_CAUSES = (  # words in urllib3's nested errors → the cause in a user's words
-    (
-        (
-            "NameResolutionError",
-            "Name or service not known",
-            "nodename nor servname",
-            "getaddrinfo failed",
-            "Temporary failure in name resolution",
-            "No address associated",
-        ),
-        "host name not found (DNS)",
-    ),
-    (("refused",), "connection refused (nothing listens on that port)"),
-    (("timed out", "Timeout"), "no answer (timed out)"),
-    (("No route to host", "unreachable"), "host unreachable (network)"),
-    (
-        ("reset by peer", "RemoteDisconnected", "Connection aborted"),
-        "connection closed by the camera",
-    ),
-)
-
-
 def url_host(url: str) -> str:
     """host[:port] of a URL (never its user, password or query), to name a camera in errors."""
     parts = urlsplit(url)
@@ -172,12 +156,8 @@ def url_host(url: str) -> str:
 
 def connection_problem(url: str, exc: BaseException) -> str:
     """Why an http(s) camera could not be reached, naming its host: DNS, refused, timeout, dropped."""
-    where = url_host(url)
-    text = f"{exc!r} {exc}"
-    for needles, cause in _CONNECTION_CAUSES:
-        if any(n in text for n in needles):
-            return f"cannot connect to {where}: {cause}"
-    return f"cannot connect to {where}: connection failed or dropped"
+    cause = connection_cause(exc, "camera") or "connection failed or dropped"
+    return f"cannot connect to {url_host(url)}: {cause}"
 
 
 @dataclass(frozen=True)
@@ -634,13 +614,6 @@ def _arriving(resp: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
         yield data
 
 
-def _timed_out(exc: BaseException) -> bool:
-    """A timeout, not a refused connection (urllib3's NewConnectionError is a timeout's subclass)."""
-    return isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError) and not isinstance(
-        exc, urllib3.exceptions.NewConnectionError
-    )
-
-
 def _no_answer(url: str, timeout: float) -> SourceDown:
     return SourceDown(f"no answer from {url_host(url)} within {timeout:g} s (timed out)")
 
@@ -655,7 +628,7 @@ def _open_camera_url(http: HttpClient, url: str, timeout: float) -> urllib3.Base
     except BadUrl as exc:
         raise SourceDown(f"{url_host(url)}: {exc}") from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
-        if _timed_out(exc):
+        if timed_out(exc):
             raise _no_answer(url, timeout) from exc
         raise SourceDown(connection_problem(url, exc)) from exc
 
@@ -1023,7 +996,7 @@ class MjpegCamera(_ThreadedCamera):
                 except SourceDown as exc:
                     message = str(exc)
                 except (urllib3.exceptions.HTTPError, OSError) as exc:
-                    timeout = _timed_out(exc)
+                    timeout = timed_out(exc)
                     message = (
                         f"no data from {url_host(self.url)} for camera.timeout_s={self.cfg.timeout_s:g} s"
                         if timeout

@@ -12,7 +12,8 @@ the local network.
 Errors are urllib3's own (``urllib3.exceptions``), raised as they happen: connecting
 (``NewConnectionError``, ``ConnectTimeoutError``, ``SSLError``, ``ProtocolError``) from
 ``open``, reading (``ReadTimeoutError``, ``ProtocolError``) from the response. Callers say
-what they mean in the user's words (``capture.connection_problem``, ``printers``).
+what they mean in the user's words, from ``timed_out`` and ``connection_cause`` here: one
+reading of urllib3's nested errors for cameras and printers alike.
 """
 
 from __future__ import annotations
@@ -33,6 +34,46 @@ from watchdog.redact import redact_url
 REDIRECT_CODES = frozenset((301, 302, 303, 307, 308))
 USER_AGENT = f"printer-watchdog/{__version__}"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+# words in urllib3's nested errors → the cause in a user's words ({peer}: who closed it)
+_CONNECTION_CAUSES = (
+    (
+        (
+            "NameResolutionError",
+            "Name or service not known",
+            "nodename nor servname",
+            "getaddrinfo failed",
+            "Temporary failure in name resolution",
+            "No address associated",
+        ),
+        "host name not found (DNS)",
+    ),
+    (("refused",), "connection refused (nothing listens on that port)"),
+    (("timed out", "Timeout"), "no answer (timed out)"),
+    (("No route to host", "unreachable"), "host unreachable (network)"),
+    (
+        ("reset by peer", "RemoteDisconnected", "Connection aborted"),
+        "connection closed by the {peer}",
+    ),
+)
+
+
+def timed_out(exc: BaseException) -> bool:
+    """A timeout, not a refused connection (urllib3's NewConnectionError is a timeout's subclass)."""
+    return isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError) and not isinstance(
+        exc, urllib3.exceptions.NewConnectionError
+    )
+
+
+def connection_cause(exc: BaseException, peer: str) -> str | None:
+    """Why a host could not be reached, in a user's words (DNS, refused, timeout, unreachable,
+    closed by the ``peer``); None when urllib3's error says none of these."""
+    text = f"{exc!r} {exc}"
+    for needles, cause in _CONNECTION_CAUSES:
+        if any(n in text for n in needles):
+            return cause.format(peer=peer)
+    return None
 
 
 class TooManyRedirects(HTTPError):

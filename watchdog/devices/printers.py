@@ -34,27 +34,13 @@ from typing import Any, Protocol
 import urllib3
 
 from watchdog.config import ApiConfig
-from watchdog.devices.http_client import HttpClient
+from watchdog.devices.http_client import HttpClient, connection_cause
 from watchdog.redact import redact, redact_url
 
 logger = logging.getLogger(__name__)
 
 MAX_ANSWER_BYTES = 1_000_000  # an API answer is a few kB; anything bigger is refused
 STATUS_TIMEOUT_S = 5.0  # status() runs every frame: keep it short whatever api.timeout_s says
-
-
-_CONNECTION_PROBLEMS = [
-    (("refused",), "connection refused"),
-    (
-        ("reset by peer", "RemoteDisconnected", "Connection aborted"),
-        "connection closed by the server",
-    ),
-    (
-        ("Name or service not known", "NameResolutionError", "nodename nor servname"),
-        "host name not found",
-    ),
-    (("unreachable", "No route to host"), "host unreachable"),
-]
 
 
 class PrinterState(StrEnum):
@@ -205,11 +191,8 @@ class _HttpPrinter:
 
     def _connection_problem(self, exc: BaseException) -> str:
         """A short phrase for urllib3's nested connection errors."""
-        text = str(exc)
-        for needles, phrase in _CONNECTION_PROBLEMS:
-            if any(n in text for n in needles):
-                return phrase
-        return f"connection failed ({self._scrub(text)[:160]})"
+        cause = connection_cause(exc, "server")
+        return cause or f"connection failed ({self._scrub(str(exc))[:160]})"
 
     def _request(
         self, method: str, path: str, *, body: dict[str, Any] | None = None, timeout: float
