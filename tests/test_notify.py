@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -95,7 +96,10 @@ def test_failure_reaches_ntfy_webhook_and_email_once_with_the_heatmap(
                 ntfy_receiver.url("printers", "bob", NTFY_PASSWORD),
                 actions_url="http://pi.lan:8787",
             ),
-            target(webhook_receiver.url("hook", "hook", HOOK_PASSWORD)),
+            target(
+                webhook_receiver.url("hook", "hook", HOOK_PASSWORD),
+                actions_url="http://pi.lan:8787",
+            ),
             target(smtp_receiver.url("owner@example.com")),
         ),
     )
@@ -114,13 +118,21 @@ def test_failure_reaches_ntfy_webhook_and_email_once_with_the_heatmap(
         assert action["action"] == "http" and action["method"] == "POST"
         assert action["url"].startswith("http://pi.lan:8787/actions/") and len(action["url"]) > 50
     assert len({a["url"] for a in msg.actions}) == 3
+    assert "/actions/" not in msg.message  # buttons, not links as well
 
     [post] = webhook_receiver.posts
     assert post["title"] == msg.title and post["type"] == "failure"
+    # a service without buttons gets the same three answers as links, each its own token
+    links = re.findall(
+        r"^(Not a failure|Resume|Cancel): (http://pi\.lan:8787/actions/\S+)$", post["message"], re.M
+    )
+    assert [label for label, _ in links] == ["Not a failure", "Resume", "Cancel"]
+    assert not {url for _, url in links} & {a["url"] for a in msg.actions}
     assert WebhookReceiver.attachment(post) == heat
 
     [mail] = smtp_receiver.mails
     assert mail["Subject"] == msg.title and mail["To"] == "owner@example.com"
+    assert "/actions/" not in mail.get_body(("plain",)).get_content()  # no actions_url: no links
     [picture] = list(mail.iter_attachments())
     assert picture.get_content_type() == "image/jpeg" and picture.get_content() == heat
 
@@ -386,6 +398,7 @@ def action_server(tmp_path):
         lambda name: None,
         lambda: True,
         actions=handler.handle_action,
+        describe_action=handler.describe,
     )
     server.start()
     yield server, tokens, recorder, clock
@@ -402,12 +415,18 @@ def test_a_button_works_once_for_its_own_incident_until_it_expires(action_server
     resume = tokens.issue(PRINTER, new, Verb.RESUME, 3600)
     cancel = tokens.issue(PRINTER, new, Verb.CANCEL, 3600)
 
-    assert post(f"{server.url}/actions/{resume}", "GET")[0] == 405  # a link preview does nothing
+    # a link opened (or fetched by a link preview) asks first and does nothing
+    status, page = post(f"{server.url}/actions/{resume}", "GET")
+    assert status == 200 and f"{PRINTER}: Resume the print?" in page and 'method="post"' in page
+    assert post(f"{server.url}/actions/{cancel}", "GET")[1].count("It cannot be resumed") == 1
+    assert post(f"{server.url}/actions/{resume_old}", "GET")[0] == 409  # an older alert's
     assert recorder.commands == []
     assert post(f"{server.url}/actions/{resume}") == (200, "resume done\n")
     assert recorder.commands == [Command(PRINTER, Verb.RESUME, new, source="phone")]
     status, text = post(f"{server.url}/actions/{resume}")
     assert status == 409 and "already used" in text
+    status, page = post(f"{server.url}/actions/{resume}", "GET")
+    assert status == 409 and "already used" in page and "<form" not in page
     # an older alert's Resume never acts on the print that failed again since
     status, text = post(f"{server.url}/actions/{resume_old}")
     assert status == 409 and "older alert" in text

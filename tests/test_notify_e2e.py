@@ -6,6 +6,8 @@ check-config."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +163,81 @@ def test_a_print_that_ends_is_told_to_the_phone_when_asked(
         daemon.stop()
     assert message.title == "ender3: print ended" and "benchy.gcode" in message.message
     assert message.priority == "low" and not message.actions
+
+
+def test_an_email_link_opens_a_page_that_asks_then_resumes_a_real_print(
+    tmp_path,
+    tiny_bundle,
+    camera_server,
+    smtp_receiver,
+    moonraker_server,
+    normal_frames,
+    anomalous_frames,
+) -> None:
+    """Email has no buttons: the alert carries links. Opening one (a link preview does the
+    same) only asks; pressing Yes in the browser resumes the real print."""
+    from selenium.webdriver.common.by import By
+
+    from tests.browser import chromium, chromium_missing
+
+    if why := chromium_missing():
+        pytest.skip(why)
+    http_port = free_port()
+    base = f"http://127.0.0.1:{http_port}"
+    notify = [{"url": smtp_receiver.url("owner@example.com"), "actions_url": base}]
+    config = _config(
+        tmp_path, tiny_bundle, http_port, camera_server, "moonraker", moonraker_server, notify
+    )
+    browser = chromium()
+    camera_server.set_frames(normal_frames)
+    moonraker_server.start_print()
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        wait_until(
+            "the status server", lambda: _get(f"{base}/healthz") == 200, 60, lambda: daemon.log
+        )
+        camera_server.set_frames(anomalous_frames)
+        wait_until(
+            "the real print paused",
+            lambda: moonraker_server.print_state() == "paused",
+            90,
+            lambda: daemon.log,
+        )
+        [mail] = wait_until("the email", lambda: smtp_receiver.mails, 60, lambda: daemon.log)
+        text = mail.get_body(("plain",)).get_content()
+        # plain text, one answer a line (mail clients turn the URLs into links)
+        assert mail.get_body(("html",)) is None
+        links = dict(re.findall(r"^(Not a failure|Resume|Cancel): (\S+)\r?$", text, re.M))
+        assert set(links) == {"Not a failure", "Resume", "Cancel"} and all(
+            url.startswith(f"{base}/actions/") for url in links.values()
+        )
+        camera_server.set_frames(normal_frames)
+
+        browser.get(links["Cancel"])  # opened, not pressed: nothing happens to the print
+        assert "ender3: Cancel the print?" in browser.find_element(By.TAG_NAME, "body").text
+        browser.get(links["Resume"])
+        assert "ender3: Resume the print?" in browser.find_element(By.TAG_NAME, "body").text
+        assert moonraker_server.print_state() == "paused"
+        browser.find_element(By.CSS_SELECTOR, "form button").click()
+        wait_until(
+            "the answer page",
+            lambda: "resume" in browser.find_element(By.TAG_NAME, "body").text,
+            30,
+            lambda: daemon.log,
+        )
+        wait_until(
+            "the real print resumed",
+            lambda: moonraker_server.print_state() == "printing",
+            30,
+            lambda: daemon.log,
+        )
+        browser.get(links["Resume"])  # a second time: used
+        assert "already used" in browser.find_element(By.TAG_NAME, "body").text
+        assert browser.find_elements(By.CSS_SELECTOR, "form") == []
+    finally:
+        daemon.stop()
+        browser.quit()
+        shutil.rmtree(browser._profile, ignore_errors=True)
+    assert "phone button resume" in daemon.log
+    for url in links.values():
+        assert url.rsplit("/", 1)[1] not in daemon.log

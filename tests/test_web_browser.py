@@ -22,17 +22,16 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.browser import chromium, chromium_missing
 from tests.daemon_helpers import DaemonProcess, free_port, wait_until, write_config
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
 pytestmark = pytest.mark.servers
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 PRINTER = "ender3"
 # The README's screenshots: `WATCHDOG_SCREENSHOTS=docs/img pytest tests/test_web_browser.py` refreshes
 # them; otherwise they go to a temporary folder (taken all the same, so the path stays tested).
@@ -41,33 +40,6 @@ SCREENSHOTS = Path(
 )
 # The spaghetti of tests/synth.anomalous_frame lies in x 15..145, y 50..102 of 160x120.
 FAILURE_AREA = [(0.02, 0.36), (0.98, 0.36), (0.98, 0.92), (0.02, 0.92)]
-
-
-def _chromium() -> webdriver.Chrome:
-    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-        pytest.skip(
-            "chromium and chromium-driver are not installed (tests/install-servers.sh installs them)"
-        )
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="watchdog-chromium-")
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--window-size=1280,1000",
-    ):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(30)
-    driver._profile = profile  # removed with the browser
-    return driver
 
 
 class Env:
@@ -149,7 +121,9 @@ def env(
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
-    driver = _chromium()
+    if why := chromium_missing():
+        pytest.skip(why)
+    driver = chromium()
     yield driver
     driver.quit()
     shutil.rmtree(driver._profile, ignore_errors=True)

@@ -374,10 +374,11 @@ class NotifyTarget(_Model):
     actions_url: str = Field(
         "",
         description="base URL at which the phone reaches this daemon (e.g. http://pi.lan:8787) for "
-        "the ntfy buttons Not a failure, Resume and Cancel; empty: no buttons",
+        "Not a failure, Resume and Cancel: buttons on ntfy, links that open a page asking first "
+        "elsewhere (email, Telegram, ...); empty: none",
     )
     actions_expire_h: float = Field(
-        24.0, gt=0, le=24 * 30, description="hours a notification's buttons keep working"
+        24.0, gt=0, le=24 * 30, description="hours a notification's buttons (or links) keep working"
     )
     coalesce_s: float = Field(
         120.0,

@@ -369,6 +369,7 @@ class Daemon:
                 max_connections=cfg.http.max_connections,
                 dashboard=Dashboard(self, cfg.http, cfg.storage.dir),
                 actions=self.notifier.handle_action,
+                describe_action=self.notifier.describe_action,
             )
             self.http.start()
         self.running = self._start(watchers)

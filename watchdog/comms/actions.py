@@ -1,6 +1,8 @@
 """Buttons on a phone notification: capability tokens and the handler that turns one into a Command.
 
-A notification's button (ntfy's "http" action) is ``POST <actions_url>/actions/<token>``. The
+A notification's button (ntfy's "http" action) is ``POST <actions_url>/actions/<token>``;
+services without buttons (email, Telegram, ...) carry the same URL as a link, which opens a
+page (``GET``, never acting: link previews fetch it too) whose one button POSTs it. The
 token is the whole authorisation, so it is random (192 bits), bound to one printer, one
 incident and one verb, usable once, and expires (``notify[].actions_expire_h``, default 24 h).
 Only its SHA-256 is stored, in ``<storage.dir>/action_tokens.json`` (mode 0600), so the
@@ -115,6 +117,25 @@ class ActionTokens:
             self._save(grants)
         return token
 
+    def peek(self, token: str) -> Grant:
+        """The token's grant, left unused; ActionRefused if it is unknown, used or expired."""
+        if not TOKEN.fullmatch(token):
+            raise ActionRefused(HTTPStatus.NOT_FOUND, "no such action")
+        with self._lock:
+            return self._valid(self._load().get(_digest(token)))
+
+    def _valid(self, grant: Grant | None) -> Grant:
+        """The grant if it may still be used; ActionRefused saying why not otherwise."""
+        if grant is None:
+            raise ActionRefused(
+                HTTPStatus.NOT_FOUND, "no such action (unknown or expired long ago)"
+            )
+        if grant.expires <= self.clock():
+            raise ActionRefused(HTTPStatus.GONE, "this button has expired")
+        if grant.used:
+            raise ActionRefused(HTTPStatus.CONFLICT, "this button was already used")
+        return grant
+
     def redeem(self, token: str) -> Grant:
         """Mark the token used and return its grant; ActionRefused if it is unknown, used or expired."""
         if not TOKEN.fullmatch(token):
@@ -122,15 +143,7 @@ class ActionTokens:
         digest = _digest(token)
         with self._lock:
             grants = self._load()
-            grant = grants.get(digest)
-            if grant is None:
-                raise ActionRefused(
-                    HTTPStatus.NOT_FOUND, "no such action (unknown or expired long ago)"
-                )
-            if grant.expires <= self.clock():
-                raise ActionRefused(HTTPStatus.GONE, "this button has expired")
-            if grant.used:
-                raise ActionRefused(HTTPStatus.CONFLICT, "this button was already used")
+            grant = self._valid(grants.get(digest))
             grants[digest] = Grant(grant.printer, grant.incident, grant.verb, grant.expires, True)
             try:
                 self._save(grants)
@@ -170,8 +183,20 @@ def latest_incident(storage_dir: Path, printer: str) -> str | None:
     return max(ids) if ids else None
 
 
+# what a link's page asks before its button is pressed
+QUESTIONS = {
+    Verb.NOT_A_FAILURE: "Not a failure: learn this print's look again and keep its frame for "
+    "retraining?",
+    Verb.CONFIRM_FAILURE: "Keep this alert's frames as a failure?",
+    Verb.PAUSE: "Pause the print?",
+    Verb.RESUME: "Resume the print?",
+    Verb.CANCEL: "Cancel the print? It cannot be resumed after that.",
+}
+
+
 class ActionHandler:
-    """``handle_action(token) -> (http status, message)``: the route behind the phone's buttons."""
+    """``handle_action(token) -> (http status, message)``: the route behind the phone's buttons;
+    ``describe(token)``: what a link's page asks, acting on nothing."""
 
     def __init__(
         self, tokens: ActionTokens, dispatcher: Dispatcher | None, storage_dir: Path
@@ -180,25 +205,42 @@ class ActionHandler:
         self.dispatcher = dispatcher
         self.storage_dir = Path(storage_dir)
 
+    def describe(self, token: str) -> tuple[int, str]:
+        """(200, the question for this token's printer and verb), or the refusal it would get."""
+        try:
+            grant = self.tokens.peek(token)
+        except ActionRefused as exc:
+            return int(exc.status), str(exc)
+        if self._older_alert(grant):
+            return int(
+                HTTPStatus.CONFLICT
+            ), f"this button belongs to an older alert of {grant.printer}"
+        question = QUESTIONS.get(grant.verb, f"{grant.verb.value}?")
+        return int(HTTPStatus.OK), f"{grant.printer}: {question}"
+
+    def _older_alert(self, grant: Grant) -> bool:
+        """A printer verb of an alert that is no longer the printer's latest: it must not act."""
+        return (
+            grant.verb in PRINTER_VERBS
+            and latest_incident(self.storage_dir, grant.printer) != grant.incident
+        )
+
     def handle_action(self, token: str) -> tuple[int, str]:
         try:
             grant = self.tokens.redeem(token)
         except ActionRefused as exc:
             logger.warning("notification button refused: %s", exc)
             return int(exc.status), str(exc)
-        if grant.verb in PRINTER_VERBS:
-            latest = latest_incident(self.storage_dir, grant.printer)
-            if latest != grant.incident:
-                logger.warning(
-                    "%s: %s button of alert %s refused: the latest alert is %s",
-                    grant.printer,
-                    grant.verb.value,
-                    grant.incident,
-                    latest,
-                )
-                return int(
-                    HTTPStatus.CONFLICT
-                ), f"this button belongs to an older alert of {grant.printer}"
+        if self._older_alert(grant):
+            logger.warning(
+                "%s: %s button of alert %s refused: it is not the latest alert",
+                grant.printer,
+                grant.verb.value,
+                grant.incident,
+            )
+            return int(
+                HTTPStatus.CONFLICT
+            ), f"this button belongs to an older alert of {grant.printer}"
         if self.dispatcher is None:
             self.tokens.give_back(token)
             return int(HTTPStatus.SERVICE_UNAVAILABLE), "the daemon is not ready for commands"

@@ -18,9 +18,10 @@ Paths that stay what they were (scripts, Home Assistant and the README use them)
 - ``GET /printers/<name>/latest.jpg``: ``latest_jpeg(name)`` as image/jpeg, 404 when None;
   ``name`` must match ``[A-Za-z0-9_-]{1,64}``; no file is ever served from a client's path.
 - ``POST /actions/<token>``: ``actions(token)`` → (status, message), a notification's button
-  (``watchdog.comms.actions``), outside the dashboard's login: the token is the capability;
-  GET there is 405 so link previews never act. Waitress logs no request lines, so the token
-  is never logged.
+  (``watchdog.comms.actions``), outside the dashboard's login: the token is the capability.
+  ``GET`` there (a link in an email or a chat) acts on nothing, so link previews never act:
+  it is a page asking ``describe(token)``'s question with one button that POSTs. Waitress
+  logs no request lines, so the token is never logged.
 
 Everything else is the dashboard's (``/``, ``/login``, ``/api/...``, ``/static/...``).
 
@@ -34,6 +35,7 @@ open at once; no version in ``Server:``, no request text echoed in error bodies.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import math
@@ -93,6 +95,28 @@ def text(body: str, status: int) -> Response:
     return Response(body + "\n", status, mimetype="text/plain")
 
 
+def action_page(status: int, message: str) -> Response:
+    """A link's page: the question and one button that POSTs to this same URL (200), or why
+    the link does nothing any more. No script; nothing loaded from elsewhere."""
+    body = html.escape(message)
+    button = (
+        '<form method="post"><button type="submit">Yes</button></form>' if status == 200 else ""
+    )
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<title>Printer watchdog</title><style>body{font:1.2rem sans-serif;margin:2rem}"
+        "button{font-size:1.3rem;padding:.6rem 2.5rem}</style></head>"
+        f"<body><p>{body}</p>{button}</body></html>\n"
+    )
+    response = Response(page, status, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "base-uri 'none'; frame-ancestors 'none'"
+    )
+    return response
+
+
 class _Channel(HTTPChannel):
     """Remembers when the current request head started arriving (for the slowloris cut-off)."""
 
@@ -134,6 +158,7 @@ class StatusServer:
         max_connections: int = 32,
         dashboard: Dashboard | None = None,
         actions: Callable[[str], tuple[int, str]] | None = None,
+        describe_action: Callable[[str], tuple[int, str]] | None = None,
     ) -> None:
         self.listen = listen
         self.host, self.port = parse_listen(listen)
@@ -145,6 +170,7 @@ class StatusServer:
         self.max_connections = max_connections
         self.dashboard = dashboard
         self.actions = actions  # POST /actions/<token>: a phone button (watchdog.comms.actions)
+        self.describe_action = describe_action  # GET /actions/<token>: what it would do
         self.app = self._build_app()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -207,9 +233,12 @@ class StatusServer:
             if self.actions is None or not _TOKEN.fullmatch(token):
                 return text("404 Not Found", 404)
             if request.method != "POST":  # link previews and prefetchers GET: they must not act
-                response = text("405 press the button (POST)", 405)
-                response.headers["Allow"] = "POST"
-                return response
+                if self.describe_action is None:
+                    response = text("405 press the button (POST)", 405)
+                    response.headers["Allow"] = "POST"
+                    return response
+                asked = self.call("describe", self.describe_action, token)
+                return action_page(*(asked or (500, "the action cannot be shown")))
             answer = self.call("actions", self.actions, token) or (500, "the action failed")
             return text(answer[1], answer[0])
 

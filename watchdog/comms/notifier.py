@@ -147,3 +147,7 @@ class Notifier:
     def handle_action(self, token: str) -> tuple[int, str]:
         """A phone button was pressed: ``POST /actions/<token>``."""
         return self.actions.handle_action(token)
+
+    def describe_action(self, token: str) -> tuple[int, str]:
+        """A notification's link was opened: ``GET /actions/<token>`` asks before it acts."""
+        return self.actions.describe(token)

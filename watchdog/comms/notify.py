@@ -11,8 +11,10 @@ A printer's repeated events never become a storm: an event of the same printer a
 comes within ``coalesce_s`` of the last one sent waits until that window has passed; the
 notification says how many events it stands for.
 
-ntfy targets with ``actions_url`` carry three buttons (Not a failure, Resume, Cancel), each a
-POST to ``<actions_url>/actions/<token>`` (``watchdog.comms.actions``).
+Targets with ``actions_url`` carry Not a failure, Resume and Cancel: on ntfy three buttons,
+each a POST to ``<actions_url>/actions/<token>`` (``watchdog.comms.actions``); elsewhere
+(email, Telegram, ...) the same URLs as links in the text, each opening a page that asks
+before it POSTs.
 """
 
 from __future__ import annotations
@@ -315,7 +317,8 @@ class TargetSender:
         self._delay = 0.0
         self._last_sent: dict[tuple[str, str], float] = {}
         self._last_kind: dict[tuple[str, str], str] = {}
-        self._buttons: dict[str, str] = {}  # entry id → ntfy actions header (reused on retries)
+        # entry id → its buttons' (label, URL), reused on retries
+        self._buttons: dict[str, list[tuple[str, str]]] = {}
         self.sent = self.failed = self.dropped = self.coalesced = 0
         self.rejected = False
         self.last_error: str | None = None
@@ -492,19 +495,21 @@ class TargetSender:
             self.cfg.max_age_h,
         )
 
-    def _actions_header(self, entry: Entry) -> str:
+    def _action_links(self, entry: Entry) -> list[tuple[str, str]]:
+        """(label, URL) of the alert's Not a failure, Resume and Cancel; none without
+        ``actions_url`` or for other events. Issued once per notification (its retries reuse
+        them)."""
         if (
             not self.cfg.actions_url
             or self.tokens is None
             or not entry.body.get("incident")
             or entry.body.get("group") != "alert"
-            or self.cfg.scheme not in ("ntfy", "ntfys")
         ):
-            return ""
+            return []
         if entry.id not in self._buttons:
             incident = str(entry.body["incident"])
             ttl = self.cfg.actions_expire_h * 3600
-            actions = []
+            links = []
             for verb, label in BUTTONS:
                 try:
                     token = self.tokens.issue(entry.printer, incident, verb, ttl)
@@ -514,18 +519,32 @@ class TargetSender:
                         self.name,
                         exc.strerror or exc,
                     )
-                    return ""
-                actions.append(
-                    f"http, {label}, {self.cfg.actions_url}/actions/{token}, method=POST, clear=true"
-                )
-            self._buttons[entry.id] = "; ".join(actions)
+                    return []
+                links.append((label, f"{self.cfg.actions_url}/actions/{token}"))
+            self._buttons[entry.id] = links
         return self._buttons[entry.id]
+
+    def _has_buttons(self) -> bool:
+        """ntfy shows buttons that call a URL; other services get the links in the text."""
+        return self.cfg.scheme in ("ntfy", "ntfys")
+
+    def _actions_header(self, entry: Entry) -> str:
+        if not self._has_buttons():
+            return ""
+        return "; ".join(
+            f"http, {label}, {url}, method=POST, clear=true"
+            for label, url in self._action_links(entry)
+        )
 
     def _message(self, entry: Entry) -> str:
         text = str(entry.body.get("message", ""))
         n = int(entry.body.get("coalesced", 0))
         if n:
             text += f"\n({n} earlier {entry.body.get('group')} event(s) on {entry.printer} since {_iso(entry.body.get('since'))}, summed up here)"
+        links = [] if self._has_buttons() else self._action_links(entry)
+        if links:  # each opens a page on the daemon that asks before it acts
+            text += "\n\nAnswer (the link opens a page on the watchdog; it asks first):\n"
+            text += "\n".join(f"{label}: {url}" for label, url in links)
         return text
 
     def _attempt(self, entry: Entry, stop: threading.Event) -> bool:

@@ -89,6 +89,8 @@ def send(request: dict[str, Any]) -> dict[str, Any]:
                 body=str(request["body"]),
                 title=str(request.get("title") or ""),
                 notify_type=notify_type,
+                # plain text: services that show HTML (email) get it escaped, lines kept
+                body_format=apprise.NotifyFormat.TEXT,
                 attach=attach,
             )
         )
