@@ -1163,6 +1163,11 @@ def main(argv: list[str] | None = None) -> int:
         help="score the shipped preset with this top-k fraction instead of its own (an experiment)",
     )
     p.add_argument(
+        "--scoring-window",
+        type=int,
+        help="score the mean of each pixel's square of this many pixels (an experiment)",
+    )
+    p.add_argument(
         "--std-floor",
         type=float,
         help="adapt with this std_floor quantile instead of the preset's own (an experiment)",
@@ -1194,6 +1199,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="stop after this many epochs without progress, 0: never early (an experiment)",
     )
+    p.add_argument(
+        "--denoise",
+        type=float,
+        help="paste foreign material on this share of training frames, the target the clean "
+        "frame (an experiment)",
+    )
     p.add_argument("--json", type=Path, help="also write all figures to this JSON file")
     args = p.parse_args(argv)
     training = {
@@ -1202,6 +1213,7 @@ def main(argv: list[str] | None = None) -> int:
             ("epochs", args.epochs),
             ("batch_size", args.batch_size),
             ("patience", args.patience),
+            ("denoise", args.denoise),
         )
         if v is not None
     }
@@ -1231,10 +1243,14 @@ def main(argv: list[str] | None = None) -> int:
     keras.utils.set_random_seed(args.seed)
 
     default = get_preset("default")
-    if args.scoring_topk is not None:  # a scoring variant: every figure, threshold included
-        default = dataclasses.replace(
-            default, scoring=dataclasses.replace(default.scoring, topk=args.scoring_topk)
-        )
+    scored = {k: v for k, v in (("topk", args.scoring_topk), ("window", args.scoring_window)) if v}
+    if scored:  # a scoring variant: every figure, threshold included
+        try:
+            default = dataclasses.replace(
+                default, scoring=dataclasses.replace(default.scoring, **scored)
+            )
+        except ValueError as exc:
+            p.error(str(exc))
     # the flags' training (or the preset's own): every model of the run is fitted this way
     default = dataclasses.replace(default, train=train)
     switches = {"on": True, "off": False, None: None}
@@ -1263,6 +1279,7 @@ def main(argv: list[str] | None = None) -> int:
         # what was scored: the experiments' tables name their rows by it
         "variant": {
             "topk": default.scoring.topk,
+            "window": default.scoring.window,
             "std_floor": adaptation.std_floor,
             "nearest": adaptation.nearest,
             "pixel_spread": adaptation.pixel_spread,
@@ -1271,6 +1288,7 @@ def main(argv: list[str] | None = None) -> int:
             "epochs": default.train.epochs,
             "batch_size": default.train.batch_size,
             "patience": default.train.patience,
+            "denoise": default.train.denoise,
             "threshold_rule": THRESHOLD_RULE,
         },
         "methods": {},

@@ -616,12 +616,14 @@ def frame_order(d: Json | None) -> str:
 
 VARIANT_CMD = (
     ".venv/bin/python benchmarks/quality.py --seeds 0,1,2 [--scoring-topk K] [--std-floor Q] "
-    "[--nearest N] [--pixel-spread on|off] [--print-scale on|off] [--epochs E] [--batch-size B] "
-    "[--patience P] [--target-fpr F] --json benchmarks/results/quality-variant-NAME.json"
+    "[--scoring-window W] [--nearest N] [--pixel-spread on|off] [--print-scale on|off] [--epochs E] [--batch-size B] "
+    "[--patience P] [--denoise S] [--target-fpr F] --json "
+    "benchmarks/results/quality-variant-NAME.json"
 )
 # what runs that recorded nothing of it scored and trained with (before runs said so)
 UNRECORDED_VARIANT = {
     "topk": 0.1,
+    "window": 0,
     "std_floor": 0.5,
     "nearest": 10,
     "pixel_spread": True,
@@ -629,6 +631,7 @@ UNRECORDED_VARIANT = {
     "epochs": 30,
     "batch_size": 32,
     "patience": 5,
+    "denoise": 0.0,
     "threshold_rule": "cross-fitted",
 }
 
@@ -691,7 +694,9 @@ def scoring_experiments(shipped: Json | None) -> str:
         "Other ways to score or to train the shipped preset, each three training runs, "
         "leave-one-print-out (9 fold-runs), the threshold set as the trainer sets it. Each "
         "row names what it changed. `epochs`, `batch_size`, `patience`: how each model is fitted "
-        "(a smaller batch makes more updates per epoch); `threshold_rule cross-fitted`: the "
+        "(a smaller batch makes more updates per epoch); `denoise`: the share of training frames "
+        "with a foreign blob pasted, the model asked for the clean frame back; "
+        "`threshold_rule cross-fitted`: the "
         "threshold cross-fitted alone, as the trainer set it before; `topk`: the share of the "
         "watched region's highest error values a frame's score averages (smaller finds small "
         "failures); `pixel_spread false`: the change against the print's start is not divided by "

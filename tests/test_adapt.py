@@ -249,3 +249,14 @@ def test_a_model_failing_while_the_start_is_rescored_learns_the_start_again() ->
     verdicts = [detector.observe(frame()) for _ in range(frames_n + 3)]
     assert [v.calibrating for v in verdicts] == [True] * frames_n + [False] * 3
     assert not any(v.anomalous for v in verdicts)
+
+
+def test_a_scoring_window_counts_a_compact_patch_above_the_same_error_scattered() -> None:
+    rng = np.random.default_rng(0)
+    patch, scattered = np.zeros((64, 128), np.float32), np.zeros((64, 128), np.float32)
+    patch[20:30, 40:50] = 1.0  # a failure: 100 pixels in one place
+    scattered.ravel()[rng.choice(64 * 128, 100, replace=False)] = 1.0  # noise: 100 anywhere
+    plain = Scoring(error="ssim", reduce="topk", topk=0.02)
+    windowed = Scoring(error="ssim", reduce="topk", topk=0.02, window=9)
+    assert plain.score(patch) == pytest.approx(plain.score(scattered), rel=0.05)
+    assert windowed.score(patch) > 3 * windowed.score(scattered)

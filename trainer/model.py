@@ -45,6 +45,9 @@ class TrainSpec:
     shift: float = 0.04  # augmentation: fraction of width/height
     zoom: float = 0.05
     brightness: float = 0.1
+    # share of training frames with foreign material pasted, the target the clean frame
+    # (trainer.denoise); 0: a plain autoencoder
+    denoise: float = 0.0
 
     def __post_init__(self) -> None:
         # in the words of the flags that set these, the trainer's and the quality benchmark's
@@ -56,6 +59,8 @@ class TrainSpec:
             raise ValueError(
                 f"--patience must be 0 (never stop early) or more, got {self.patience}"
             )
+        if not 0.0 <= self.denoise <= 1.0:
+            raise ValueError(f"--denoise must be a share from 0 to 1, got {self.denoise}")
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,15 @@ def _augmenter(spec: TrainSpec) -> Any:
 
 
 def make_dataset(
-    x: np.ndarray, batch_size: int, shuffle: bool, augment: TrainSpec | None = None, seed: int = 0
+    x: np.ndarray,
+    batch_size: int,
+    shuffle: bool,
+    augment: TrainSpec | None = None,
+    seed: int = 0,
+    denoise: float = 0.0,
 ) -> Any:
-    """uint8 frames (N, H, W, C) → batches of (input, target) float32 in [0, 1]."""
+    """uint8 frames (N, H, W, C) → batches of (input, target) float32 in [0, 1]; with
+    ``denoise`` that share of inputs carries pasted foreign material (``trainer.denoise``)."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices(x)
@@ -59,6 +65,19 @@ def make_dataset(
             lambda b: tf.clip_by_value(aug(b, training=True), 0.0, 1.0),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
+    if denoise > 0:
+        from trainer.denoise import paste_foreign
+
+        rng = np.random.default_rng(seed)
+
+        def pasted(b: Any) -> Any:
+            noisy = tf.numpy_function(
+                lambda v: paste_foreign(v, rng, denoise), [b], tf.float32, stateful=True
+            )
+            return tf.ensure_shape(noisy, b.shape), b
+
+        # one call at a time: the generator's draws stay in the same order every run
+        return ds.map(pasted, num_parallel_calls=1).prefetch(tf.data.AUTOTUNE)
     return ds.map(lambda b: (b, b)).prefetch(tf.data.AUTOTUNE)
 
 
@@ -105,7 +124,9 @@ def fit(
     keras.utils.set_random_seed(seed)
     if verbose is None:
         verbose = 1 if sys.stderr.isatty() else 0
-    train_ds = make_dataset(x_fit, spec.batch_size, True, spec if spec.augment else None, seed)
+    train_ds = make_dataset(
+        x_fit, spec.batch_size, True, spec if spec.augment else None, seed, spec.denoise
+    )
     val_ds = make_dataset(x_val, spec.batch_size, False)
     callbacks: list[Any] = [
         keras.callbacks.ModelCheckpoint(

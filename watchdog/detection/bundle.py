@@ -195,7 +195,9 @@ class Scoring:
     absolute difference, ``ssim`` (1 - local SSIM) / 2; averaged over channels. The map is
     optionally smoothed (``blur_sigma`` in input pixels) and reduced to one number by
     ``mean`` (the seed's rule) or ``topk`` (mean of the ``topk`` fraction of highest
-    pixels: a small local failure is not diluted by a large normal image).
+    pixels: a small local failure is not diluted by a large normal image). With ``window``
+    (pixels, odd) each pixel is first the mean of the ``window`` x ``window`` square around
+    it, so a compact patch of error counts more than the same error scattered.
     """
 
     error: str = "l2"
@@ -203,6 +205,7 @@ class Scoring:
     blur_sigma: float = 0.0
     topk: float = 0.01
     ssim_sigma: float = 1.5
+    window: int = 0
 
     def __post_init__(self) -> None:
         if self.error not in ("l2", "l1", "ssim"):
@@ -212,6 +215,7 @@ class Scoring:
         check_number("topk", self.topk, 0.0, 1.0, lo_open=True)
         check_number("blur_sigma", self.blur_sigma, 0.0, MAX_SIGMA)
         check_number("ssim_sigma", self.ssim_sigma, 0.0, MAX_SIGMA, lo_open=True)
+        check_number("window", self.window, 0, 63, integer=True)
 
     def error_map(self, x: np.ndarray, recon: np.ndarray) -> np.ndarray:
         """Per-pixel error of one frame (H, W, C) or a batch (N, H, W, C) → (H, W) or (N, H, W)."""
@@ -231,6 +235,8 @@ class Scoring:
 
     def score(self, emap: np.ndarray, mask: np.ndarray | None = None) -> float:
         """One number per frame; ``mask`` (1 watched, 0 ignored) zeroes ignored pixels first."""
+        if self.window > 1:
+            emap = cv2.blur(np.asarray(emap, np.float32), (self.window, self.window))
         values = emap if mask is None else emap[mask > 0]
         if values.size == 0:
             return 0.0
