@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.plugins.receivers import WebhookReceiver, wait_for
 from watchdog.comms.actions import ActionHandler, ActionTokens
-from watchdog.comms.http import StatusServer
+from watchdog.comms.http import StatusServer, action_page
 from watchdog.comms.notifier import Notifier
 from watchdog.config import MqttConfig, NotifyTarget, StorageConfig, parse_config
 from watchdog.control import Command, CommandResult, Verb
@@ -128,6 +128,9 @@ def test_failure_reaches_ntfy_webhook_and_email_once_with_the_heatmap(
     )
     assert [label for label, _ in links] == ["Not a failure", "Resume", "Cancel"]
     assert not {url for _, url in links} & {a["url"] for a in msg.actions}
+    granted = [ActionTokens(tmp_path).peek(url.rsplit("/", 1)[1]) for _, url in links]
+    assert [g.verb for g in granted] == [Verb.NOT_A_FAILURE, Verb.RESUME, Verb.CANCEL]
+    assert {g.incident for g in granted} == {incident} and not any(g.used for g in granted)
     assert WebhookReceiver.attachment(post) == heat
 
     [mail] = smtp_receiver.mails
@@ -441,6 +444,8 @@ def test_a_button_works_once_for_its_own_incident_until_it_expires(action_server
     )  # never reaches the handler
     # expiry, also for a token loaded by a new store (a restarted daemon)
     clock.now += 3601
+    status, page = post(f"{server.url}/actions/{cancel}", "GET")
+    assert status == 410 and "expired" in page and "<form" not in page
     status, text = post(f"{server.url}/actions/{cancel}")
     assert status == 410 and "expired" in text
     assert [c.verb for c in recorder.commands] == [Verb.RESUME, Verb.NOT_A_FAILURE]
@@ -531,3 +536,33 @@ def test_bad_notify_entries_are_one_clear_line_without_the_secret(
     text = str(info.value)
     assert message in text and "\n" not in text
     assert NTFY_PASSWORD not in text
+
+
+def test_a_links_page_shows_text_not_markup_and_can_only_post_to_itself() -> None:
+    response = action_page(200, 'ender3: <img src=x onerror="alert(1)"> Resume the print?')
+    page = response.get_data(as_text=True)
+    assert "<img" not in page and "&lt;img src=x" in page
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "form-action 'self'" in policy
+    assert "frame-ancestors 'none'" in policy and "<script" not in page
+
+
+@pytest.mark.parametrize(
+    ("url", "plain"),
+    [
+        ("mailto://user:pass@mail.example.com", True),  # HTML email: our text escaped, lines kept
+        ("ntfy://ntfy.example/printer", True),
+        ("wxteams://" + "a" * 80, False),  # Markdown only: escaping would break the links' URLs
+        ("gchat://workspace/key/token", False),
+    ],
+)
+def test_text_is_declared_plain_only_where_the_service_shows_plain_text_or_html(
+    url: str, plain: bool
+) -> None:
+    import apprise
+
+    from watchdog.comms.notify_send import _body_format
+
+    service = apprise.Apprise()
+    assert service.add(url)
+    assert (_body_format(service[0], apprise) is apprise.NotifyFormat.TEXT) is plain

@@ -233,10 +233,11 @@ class ActionHandler:
             return int(exc.status), str(exc)
         if self._older_alert(grant):
             logger.warning(
-                "%s: %s button of alert %s refused: it is not the latest alert",
+                "%s: %s button of alert %s refused: the latest alert is %s",
                 grant.printer,
                 grant.verb.value,
                 grant.incident,
+                latest_incident(self.storage_dir, grant.printer),
             )
             return int(
                 HTTPStatus.CONFLICT

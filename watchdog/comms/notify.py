@@ -396,6 +396,7 @@ class TargetSender:
             for old in waiting:
                 self._queue.remove(old)
                 self.outbox.done(old)
+                self._buttons.pop(old.id, None)
                 self.coalesced += 1
                 self.meters.outcomes.labels(self.name, "coalesced").inc()
             self._queue.append(entry)
@@ -483,6 +484,7 @@ class TargetSender:
     def _drop(self, entry: Entry) -> None:
         self._queue.remove(entry)
         self.outbox.done(entry)
+        self._buttons.pop(entry.id, None)
         self.dropped += 1
         self.meters.outcomes.labels(self.name, "dropped").inc()
         self._gauge()

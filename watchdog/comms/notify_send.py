@@ -55,6 +55,16 @@ def with_ntfy_options(url: str, options: dict[str, str]) -> str:
     return url
 
 
+def _body_format(service: Any, apprise: Any) -> Any:
+    """Our text is plain: said so where the service shows text or HTML (email gets it escaped,
+    its lines kept); None for Markdown-only services, which Apprise would escape into the
+    links' URLs (a backslash before each ``_`` and ``.``)."""
+    formats = service.notify_format
+    formats = formats if isinstance(formats, tuple | list | set | frozenset) else (formats,)
+    plain = (apprise.NotifyFormat.TEXT, apprise.NotifyFormat.HTML)
+    return apprise.NotifyFormat.TEXT if any(f in plain for f in formats) else None
+
+
 def send(request: dict[str, Any]) -> dict[str, Any]:
     """One notification to one URL; never raises."""
     import apprise
@@ -89,8 +99,7 @@ def send(request: dict[str, Any]) -> dict[str, Any]:
                 body=str(request["body"]),
                 title=str(request.get("title") or ""),
                 notify_type=notify_type,
-                # plain text: services that show HTML (email) get it escaped, lines kept
-                body_format=apprise.NotifyFormat.TEXT,
+                body_format=_body_format(ap[0], apprise),
                 attach=attach,
             )
         )
