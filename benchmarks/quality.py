@@ -510,13 +510,23 @@ def fold_maps(
     spec: Adaptation | None = None,
 ) -> dict[str, np.ndarray]:
     """Error maps of every set one fold scores (``error``: uint8 frames → maps), each packed
-    with its model input (``packed``).
+    with its model input (``packed``): ``later_maps`` and ``start_maps``."""
+    spec = spec or Adaptation()
+    return {
+        **later_maps(error, data, sessions, held, spec),
+        **start_maps(error, data, sessions, held, spec),
+    }
+
+
+def later_maps(
+    error: Any, data: dict[str, np.ndarray], sessions: list[str], held: str, spec: Adaptation
+) -> dict[str, np.ndarray]:
+    """The maps of everything judged after a print's start.
 
     Light-matched as the daemon would when ``spec.match_light``: every print to its own first
     frames; whatever the held-out print shows after its calibration (defects, strings, pasted
     failures, the changed light) to the held-out print's; ``defects_own``: each failed print
     to its own first frames (a print that fails from its start)."""
-    spec = spec or Adaptation()
     matching = spec.enabled and spec.match_light
     ref = light_reference(data[held][: spec.frames]) if matching else None
     error = packed(error)
@@ -534,7 +544,21 @@ def fold_maps(
         own = data["defects"][start : start + count]
         parts.append(error(light_matched(own, spec)))
         maps["own_" + name] = parts[-1]
-        # a print's start as the daemon judges it (later frames matched to its first ones' light)
+        start += count
+    if matching:
+        maps["defects_own"] = np.concatenate(parts)
+    return maps
+
+
+def start_maps(
+    error: Any, data: dict[str, np.ndarray], sessions: list[str], held: str, spec: Adaptation
+) -> dict[str, np.ndarray]:
+    """The maps of prints' starts as the daemon judges them (``start_matched``: the later
+    frames of a start matched to its first ones' light when ``spec.start_light``)."""
+    error = packed(error)
+    maps, start = {}, 0
+    for name, count in DEFECT_PRINTS:  # each failed print's own start
+        own = data["defects"][start : start + count]
         maps["start_" + name] = error(start_matched(own[: max(spec.frames, 1)], spec))
         start += count
     for k in sessions:  # every print's start as the daemon judges it (the trainer judges starts so)
@@ -555,8 +579,6 @@ def fold_maps(
         if key in data:
             failing = np.concatenate([frames[:START_ONSET], data[key]])[:n]
             maps["startfail_" + name] = error(start_matched(failing, spec))
-    if matching:
-        maps["defects_own"] = np.concatenate(parts)
     return maps
 
 
@@ -637,15 +659,18 @@ def run_autoencoder(
             models = crossfit_shared(preset, data, fit_sessions, args.seed, cache)
             fitted.seconds += time.perf_counter() - t0
         # the maps depend on light matching (of later frames, and of the start's) and on
-        # the frames it is fitted on
-        fold: dict[tuple[bool, bool, int, int], dict[str, np.ndarray]] = {}
+        # the frames it is fitted on: variants that differ in the start alone share the rest
+        later: dict[tuple[bool, int], dict[str, np.ndarray]] = {}
+        starts: dict[tuple[bool, int, bool, int], dict[str, np.ndarray]] = {}
+        error = lambda x, r=recon: error_maps(r, x, preset.scoring)  # noqa: E731
         for spec, out in zip(variants, results, strict=True):
-            light = (spec.match_light, spec.start_light, spec.frames, spec.early_frames)
-            if light not in fold:
-                fold[light] = fold_maps(
-                    lambda x, r=recon: error_maps(r, x, preset.scoring), data, sessions, held, spec
-                )
-            maps = fold[light]
+            key = (spec.match_light, spec.frames)
+            if key not in later:
+                later[key] = later_maps(error, data, sessions, held, spec)
+            start_key = (*key, spec.start_light, spec.early_frames)
+            if start_key not in starts:
+                starts[start_key] = start_maps(error, data, sessions, held, spec)
+            maps = {**later[key], **starts[start_key]}
             cross, guard, early = None, 0.0, None
             if spec.enabled and models is not None:
                 crossed = crossfit_adaptation(
