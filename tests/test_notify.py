@@ -566,3 +566,23 @@ def test_text_is_declared_plain_only_where_the_service_shows_plain_text_or_html(
     service = apprise.Apprise()
     assert service.add(url)
     assert (_body_format(service[0], apprise) is apprise.NotifyFormat.TEXT) is plain
+
+
+def test_a_notification_delivered_after_long_retries_carries_links_that_still_work(
+    notifier_factory, webhook_receiver, tmp_path
+) -> None:
+    clock = FakeClock()
+    webhook_receiver.stop()  # the service is down
+    targets = (target(webhook_receiver.url("hook"), actions_url="http://pi.lan:8787"),)
+    notifier = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets)
+    notifier.tokens.clock = clock
+    notifier.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    wait_for("a failed attempt", lambda: notifier.notify_status()["json"]["failed"] >= 1)
+    clock.now += 13 * 3600  # more than half of the links' 24 hours pass before it is delivered
+    webhook_receiver.start()
+    assert notifier.notifications.flush(60), notifier.notify_status()
+    [post_] = webhook_receiver.posts
+    tokens = re.findall(r"/actions/(\S+)$", post_["message"], re.M)
+    assert len(tokens) == 3
+    grants = [ActionTokens(tmp_path, clock=clock).peek(t) for t in tokens]
+    assert all(g.expires - clock.now > 23 * 3600 for g in grants)

@@ -317,8 +317,8 @@ class TargetSender:
         self._delay = 0.0
         self._last_sent: dict[tuple[str, str], float] = {}
         self._last_kind: dict[tuple[str, str], str] = {}
-        # entry id → its buttons' (label, URL), reused on retries
-        self._buttons: dict[str, list[tuple[str, str]]] = {}
+        # entry id → when its buttons were issued, and their (label, URL), reused on retries
+        self._buttons: dict[str, tuple[float, list[tuple[str, str]]]] = {}
         self.sent = self.failed = self.dropped = self.coalesced = 0
         self.rejected = False
         self.last_error: str | None = None
@@ -499,8 +499,9 @@ class TargetSender:
 
     def _action_links(self, entry: Entry) -> list[tuple[str, str]]:
         """(label, URL) of the alert's Not a failure, Resume and Cancel; none without
-        ``actions_url`` or for other events. Issued once per notification (its retries reuse
-        them)."""
+        ``actions_url`` or for other events. Issued once per notification: its retries reuse
+        them until half their lifetime is gone (a notification delivered after hours of
+        retries gets links that still work for hours)."""
         if (
             not self.cfg.actions_url
             or self.tokens is None
@@ -508,9 +509,11 @@ class TargetSender:
             or entry.body.get("group") != "alert"
         ):
             return []
-        if entry.id not in self._buttons:
+        ttl = self.cfg.actions_expire_h * 3600
+        issued = self._buttons.get(entry.id)
+        if issued is None or self.tokens.clock() - issued[0] > ttl / 2:
             incident = str(entry.body["incident"])
-            ttl = self.cfg.actions_expire_h * 3600
+            now = self.tokens.clock()
             links = []
             for verb, label in BUTTONS:
                 try:
@@ -523,8 +526,8 @@ class TargetSender:
                     )
                     return []
                 links.append((label, f"{self.cfg.actions_url}/actions/{token}"))
-            self._buttons[entry.id] = links
-        return self._buttons[entry.id]
+            self._buttons[entry.id] = (now, links)
+        return self._buttons[entry.id][1]
 
     def _has_buttons(self) -> bool:
         """ntfy shows buttons that call a URL; other services get the links in the text."""
