@@ -1,12 +1,14 @@
 """Foreign material pasted on training frames: the model learns to remove what a normal print
 never shows.
 
-Why: an autoencoder fitted on normal frames alone also reconstructs much of what it has never
-seen (a blob of filament is just more yellow), so a failure's error stays small. Fitted to map
-a frame with a pasted blob back to the clean frame, it learns to paint the blob away, and the
-error where a failure lies grows. The blobs are irregular shapes filled either with another
-training frame's content (moved) or with a colour of the frame itself; nothing comes from
-failure frames.
+The idea: an autoencoder fitted on normal frames alone also reconstructs much of what it has
+never seen (a blob of filament is just more yellow), so a failure's error stays small; fitted
+to map a frame with a pasted blob back to the clean frame, it should paint the blob away and
+leave a larger error where a failure lies. The blobs are irregular shapes filled either with
+another training frame's content (moved) or with a colour of the frame itself; nothing comes
+from failure frames. Measured, it does not help (more false alarms, no better separation:
+docs/decisions/scoring-experiments.md); no preset uses it, the quality benchmark can
+(``--denoise``).
 """
 
 from __future__ import annotations
