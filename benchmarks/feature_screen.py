@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 fit(model, x_fit, x_val, preset.train, Path(tmp) / "w.weights.h5", seed, 0)
             frames = data[held]
             pasted = pasted_failures(frames[CALIBRATION:], data["defects"], seed)
-            ref = light_reference(frames[:CALIBRATION])
+            ref = light_reference(frames[:CALIBRATION], spec.clipped_light)
             good = light_matched(frames, spec)
             bad = np.concatenate([good[:CALIBRATION], light_matched(pasted, spec, ref)])
             # the daemon's score: reconstruction error against the print's first frames

@@ -528,7 +528,7 @@ def later_maps(
     failures, the changed light) to the held-out print's; ``defects_own``: each failed print
     to its own first frames (a print that fails from its start)."""
     matching = spec.enabled and spec.match_light
-    ref = light_reference(data[held][: spec.frames]) if matching else None
+    ref = light_reference(data[held][: spec.frames], spec.clipped_light) if matching else None
     error = packed(error)
     after = lambda x: error(light_matched(x, spec, ref))  # noqa: E731
     maps = {k: error(light_matched(data[k], spec)) for k in sessions}
@@ -776,7 +776,11 @@ def run_control(
             if b == a:
                 continue
             c = next(s for s in sessions if s not in (a, b))
-            ref = light_reference(data[b][: adaptation.frames]) if adaptation.match_light else None
+            ref = (
+                light_reference(data[b][: adaptation.frames], adaptation.clipped_light)
+                if adaptation.match_light
+                else None
+            )
             after = lambda x, r=ref, e=error: e(light_matched(x, adaptation, r))  # noqa: E731
             cal = own[b][: adaptation.frames]
             n = adapted(unit, scoring, own[b])
@@ -1213,6 +1217,12 @@ def main(argv: list[str] | None = None) -> int:
         help="scale adapted scores by the print's own typical one, or not (an experiment)",
     )
     p.add_argument(
+        "--clipped-light",
+        choices=["on", "off"],
+        help="leave pixels at white out of the light fit and show still ones as the print's "
+        "look, or not (an experiment)",
+    )
+    p.add_argument(
         "--epochs",
         type=int,
         help="train the shipped preset at most this many epochs (an experiment; the seed "
@@ -1286,6 +1296,7 @@ def main(argv: list[str] | None = None) -> int:
             ("nearest", args.nearest),
             ("pixel_spread", switches[args.pixel_spread]),
             ("print_scale", switches[args.print_scale]),
+            ("clipped_light", switches[args.clipped_light]),
         )
         if v is not None
     }
@@ -1310,6 +1321,7 @@ def main(argv: list[str] | None = None) -> int:
             "pixel_spread": adaptation.pixel_spread,
             "print_scale": adaptation.print_scale,
             "start_light": adaptation.start_light,
+            "clipped_light": adaptation.clipped_light,
             "epochs": default.train.epochs,
             "batch_size": default.train.batch_size,
             "patience": default.train.patience,
@@ -1383,7 +1395,12 @@ def main(argv: list[str] | None = None) -> int:
             adaptation, nearest=0, print_scale=False
         )
         variants["default-mean-baseline-no-match-light"] = dataclasses.replace(
-            adaptation, nearest=0, match_light=False, start_light=False, print_scale=False
+            adaptation,
+            nearest=0,
+            match_light=False,
+            start_light=False,
+            clipped_light=False,
+            print_scale=False,
         )
     specs = list(variants.values())
     for (name, spec), folds in zip(

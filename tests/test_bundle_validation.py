@@ -55,6 +55,7 @@ BAD = [
     ("adaptation", "early_threshold", math.nan),
     ("adaptation", "early_frames", -1),
     ("adaptation", "start_light", "yes"),
+    ("adaptation", "clipped_light", 1),
     ("adaptation", "match_light", False),  # the shipped start_light needs it
     ("preprocess", "width", 100000),
     ("preprocess", "height", 4.5),

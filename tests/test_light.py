@@ -53,30 +53,69 @@ def test_a_global_light_change_is_undone_but_a_failure_stays() -> None:
     assert np.abs(matched - plain).max(axis=-1)[changed].mean() > 0.15
 
 
+def _with_wall(frame: np.ndarray) -> np.ndarray:
+    """The frame with a bright wall behind the printer (a still part that daylight whitens)."""
+    out = frame.copy()
+    h, w = out.shape[:2]
+    out[: int(0.45 * h), int(0.55 * w) :] = 205
+    return out
+
+
+def test_daylight_that_saturates_part_of_the_picture_is_undone_with_clipped_light() -> None:
+    """Daylight drives the bright wall to white: without ``clipped_light`` the white pixels
+    pull the fit and stay white; with it the fit reads the rest and the white still pixels
+    show the print's look. A failure in that light is still seen."""
+    start = _inputs([_with_wall(synth.normal_frame(0, i, 16)) for i in range(4)])
+    frame = _with_wall(synth.normal_frame(0, 5, 16))
+    plain = PRE.apply(frame)
+    lit = PRE.apply(_relit(frame, 1.5, 0.0))
+    assert (lit >= 1.0).all(axis=-1).mean() > 0.15  # the wall is white
+    before = np.abs(match_light(lit, light_reference(start)) - plain).mean()
+    clipped = light_reference(start, clipped=True)
+    after = np.abs(match_light(lit, clipped) - plain).mean()
+    assert after < before / 2 and after < 0.02, (before, after)
+    # frames the light did not saturate are matched exactly as without it
+    for f in (plain, PRE.apply(_relit(frame, 0.7, 10.0))):
+        np.testing.assert_array_equal(
+            match_light(f, clipped), match_light(f, light_reference(start))
+        )
+    failure = PRE.apply(_with_wall(synth.anomalous_frame(100)))
+    changed = np.abs(failure - plain).max(axis=-1) > 0.15
+    matched = match_light(
+        PRE.apply(_relit(_with_wall(synth.anomalous_frame(100)), 1.5, 0.0)), clipped
+    )
+    assert changed.mean() > 0.01
+    assert np.abs(matched - plain).max(axis=-1)[changed].mean() > 0.15
+
+
 def test_a_covered_lens_is_not_matched_away() -> None:
     """The gain is bounded: a black or washed-out picture stays far from the print's look."""
-    ref = light_reference(_inputs([synth.normal_frame(0, i, 16) for i in range(4)]))
-    for level in (0, 255):
-        out = match_light(np.full(PRE.shape, level / 255, np.float32), ref)
-        np.testing.assert_array_equal(out, level / 255)
-        seen = out.reshape(-1, out.shape[-1])[ref.still.ravel()]  # where the fit looks
-        assert np.abs(seen - ref.still_mean).mean() > 0.1, level
+    for clipped in (False, True):
+        ref = light_reference(_inputs([synth.normal_frame(0, i, 16) for i in range(4)]), clipped)
+        for level in (0, 255):
+            out = match_light(np.full(PRE.shape, level / 255, np.float32), ref)
+            np.testing.assert_array_equal(out, level / 255)
+            seen = out.reshape(-1, out.shape[-1])[ref.still.ravel()]  # where the fit looks
+            assert np.abs(seen - ref.still_mean).mean() > 0.1, level
 
 
-@pytest.mark.parametrize("print_scale", [False, True])
+@pytest.mark.parametrize(("print_scale", "clipped"), [(False, False), (True, False), (False, True)])
 def test_the_daemon_scores_what_the_trainer_calibrates_on(
-    tiny_light_bundle: Path, print_scale: bool
+    tiny_light_bundle: Path, print_scale: bool, clipped: bool
 ) -> None:
     """One code path: the watcher's adapter (TFLite, frame by frame, the calibration frames
     rescored against their mean, each frame compared with its nearest calibration frames, and
     with ``print_scale`` the print's scale taken from those rescored frames) gives the scores
     ``simulate`` gives on ``light_matched`` frames, which the trainer and the benchmark use."""
     bundle = Bundle.load(tiny_light_bundle)
-    spec = dataclasses.replace(bundle.meta.adaptation, print_scale=print_scale)
+    spec = dataclasses.replace(
+        bundle.meta.adaptation, print_scale=print_scale, clipped_light=clipped
+    )
     assert spec.match_light and spec.frames == 4 and spec.nearest == 2 and spec.threshold > 0
     scorer = FrameScorer(bundle)
     frames = [synth.normal_frame(2, i, 16) for i in range(10)] + [
-        _relit(synth.normal_frame(2, 10, 16), 1.3, 10)
+        _relit(synth.normal_frame(2, 10, 16), 1.3, 10),
+        _relit(synth.normal_frame(2, 11, 16), 1.8, 0),  # daylight: part of the picture white
     ]
     unit = dataclasses.replace(
         bundle.meta, threshold=1.0, adaptation=dataclasses.replace(spec, threshold=1.0)
@@ -275,3 +314,8 @@ def test_the_reference_spread_is_numpys_to_the_last_bit() -> None:
             x /= 255.0
         mean = x.mean(axis=0, dtype=np.float32)
         np.testing.assert_array_equal(_std(x, mean), x.std(axis=0, dtype=np.float32))
+
+
+def test_clipped_light_without_light_matching_is_refused_naming_the_key() -> None:
+    with pytest.raises(ValueError, match="clipped_light is on but adaptation.match_light is off"):
+        Adaptation(frames=30, clipped_light=True)

@@ -89,7 +89,7 @@ class PrintBaseline:
         start's later frames are matched to before they are judged against those first ones."""
         if self._inputs is None or self._n_inputs < n:
             return None
-        return light_reference(self._inputs[:n])
+        return light_reference(self._inputs[:n], self.spec.clipped_light)
 
     @property
     def seen(self) -> int:
@@ -140,7 +140,7 @@ class PrintBaseline:
                 self._n_inputs += 1
                 if self._n_inputs == self.spec.frames:
                     inputs, self._inputs = self._inputs, None
-                    self._reference = light_reference(inputs)
+                    self._reference = light_reference(inputs, self.spec.clipped_light)
                     assert self._error_map is not None
                     if self.spec.nearest:
                         # each raw input is read once, just before its matched input is kept

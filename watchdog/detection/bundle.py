@@ -407,6 +407,13 @@ class Adaptation:
     of the first ``early_frames`` before they are judged (``light.start_matched``), so a light
     switched on during the start is not a change of the print. Off in bundles without the key,
     whose ``early_threshold`` was set on the frames as the camera gave them.
+
+    ``clipped_light`` (needs ``match_light``): pixels a light change drove to the top of the
+    camera's range (a channel at 255) are left out of the light fit, and pixels gone pure white
+    where the print's look is known (its still pixels) are shown to the model as that look:
+    daylight that saturates part of the picture is not a change of the print. A picture that
+    is mostly white (a lens covered, overexposure) stays as it is. Off in bundles without the
+    key, whose thresholds were set without it.
     """
 
     frames: int = 0
@@ -420,6 +427,7 @@ class Adaptation:
     early_frames: int = 0
     early_threshold: float = 0.0
     start_light: bool = False
+    clipped_light: bool = False
 
     def __post_init__(self) -> None:
         check_number("frames", self.frames, 0, MAX_ADAPTATION_FRAMES, integer=True)
@@ -431,7 +439,7 @@ class Adaptation:
         if not 0 <= self.nearest <= self.frames:
             raise ValueError(f"nearest must be in [0, frames={self.frames}], got {self.nearest}")
         check_number("guard", self.guard, 0.0, 1e30)
-        for name in ("pixel_spread", "print_scale", "start_light"):
+        for name in ("pixel_spread", "print_scale", "start_light", "clipped_light"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.print_scale and self.frames and not 2 <= self.nearest < self.frames:
@@ -451,6 +459,11 @@ class Adaptation:
                 "start_light is on but adaptation.match_light is off: a start's frames are "
                 "matched to its first frames' light only where later frames are matched to "
                 "the whole start's"
+            )
+        if self.clipped_light and not self.match_light:
+            raise ValueError(
+                "clipped_light is on but adaptation.match_light is off: pixels out of the "
+                "camera's range are handled by the light matching"
             )
 
     @property

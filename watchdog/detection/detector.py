@@ -343,7 +343,10 @@ def offline_detector(meta: BundleMeta, mask: np.ndarray | None = None) -> Detect
     baseline (no model is called). ``mask``: a raster mask at model-input size.
     """
     offline = dataclasses.replace(
-        meta, adaptation=dataclasses.replace(meta.adaptation, match_light=False, start_light=False)
+        meta,
+        adaptation=dataclasses.replace(
+            meta.adaptation, match_light=False, start_light=False, clipped_light=False
+        ),
     )
     detector = Detector(offline, _no_model)
     if mask is not None:

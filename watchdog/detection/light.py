@@ -19,6 +19,10 @@ _GAIN = (0.5, 2.0)  # a light switched on or off; a covered lens or a dark room 
 _OFFSET = 0.25
 _STILL = 0.5  # the fit looks at the half of the pixels that moved least during calibration
 _KEEP = 0.8  # and refits on those it fits best: a moving part or a failure cannot pull it
+# ``clipped``: a channel at 255 (on the uint8 grid) says nothing of the light's gain. Black
+# (0) stays in the fit: left out, a darkened picture's fit got worse (measured)
+_CLIP_HI = 254.5 / 255.0
+_MOSTLY_WHITE = 0.5  # a picture whose still pixels are mostly pure white stays as it is
 
 
 @dataclass(frozen=True)
@@ -34,17 +38,19 @@ class LightReference:
 
     still: np.ndarray
     still_mean: np.ndarray
+    clipped: bool = False  # ``Adaptation.clipped_light``: see ``match_light``
 
 
-def light_reference(inputs: np.ndarray) -> LightReference:
-    """The reference of a print's calibration inputs (N, H, W, C), floats in [0, 1] or uint8."""
+def light_reference(inputs: np.ndarray, clipped: bool = False) -> LightReference:
+    """The reference of a print's calibration inputs (N, H, W, C), floats in [0, 1] or uint8;
+    ``clipped``: the bundle's ``adaptation.clipped_light``."""
     x = np.asarray(inputs)
     scale = np.float32(255.0 if x.dtype == np.uint8 else 1.0)
     total = x.mean(axis=0, dtype=np.float32)
     mean = total / scale
     motion = _std(x, total).mean(axis=-1) / scale
     still = motion <= quantile(motion, _STILL)
-    return LightReference(still, np.ascontiguousarray(mean[still]))
+    return LightReference(still, np.ascontiguousarray(mean[still]), clipped)
 
 
 def _std(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -69,6 +75,11 @@ def match_light(x: np.ndarray, reference: LightReference) -> np.ndarray:
     in and out of view shifts a frame's own mean and spread, and standardising spreads that
     shift over the whole picture; the fit follows the pixels that still look like the print's
     start. The result stays on the 1/255 grid, so the trainer's uint8 frames match exactly.
+
+    With ``reference.clipped``: channels at 255 are left out of the fit (daylight that
+    drives part of the picture to white would pull the gain down), and still pixels gone pure
+    white are given the print's look there (nothing of the print can be seen in them), unless
+    most still pixels are white (an overexposed or covered picture stays as it is).
     """
     single = np.ndim(x) == 3
     xb = np.asarray(x, dtype=np.float32)[None] if single else np.asarray(x, dtype=np.float32)
@@ -82,14 +93,35 @@ def match_light(x: np.ndarray, reference: LightReference) -> np.ndarray:
     u = u_all[:, still]
     v = np.broadcast_to(reference.still_mean[None], u.shape)
     kth = max(0, int(_KEEP * u.shape[1]) - 1)
-    keep = np.ones(u.shape, dtype=bool)
+    in_range = u < _CLIP_HI if reference.clipped else np.ones(u.shape, bool)
+    keep = in_range
     for _ in range(2):
         gain, offset = _fit_line(u, v, keep)
         resid = np.abs(gain * u + offset - v)
-        keep = resid <= np.partition(resid, kth, axis=1)[:, kth : kth + 1]
-    out = np.clip(gain * u_all + offset, 0.0, 1.0).reshape(xb.shape)
-    out = (np.round(out * 255.0) / 255.0).astype(np.float32)
+        if reference.clipped:  # the best 80% of the pixels in range
+            resid = np.where(in_range, resid, np.inf)
+            k = np.maximum(0, (_KEEP * in_range.sum(axis=1, keepdims=True)).astype(int) - 1)
+            cut = np.take_along_axis(np.sort(resid, axis=1), k, axis=1)
+        else:
+            cut = np.partition(resid, kth, axis=1)[:, kth : kth + 1]
+        keep = in_range & (resid <= cut)
+    out = np.clip(gain * u_all + offset, 0.0, 1.0)
+    if reference.clipped:
+        _show_look_where_white(out, u, reference)
+    out = (np.round(out.reshape(xb.shape) * 255.0) / 255.0).astype(np.float32)
     return out[0] if single else out
+
+
+def _show_look_where_white(out: np.ndarray, u: np.ndarray, reference: LightReference) -> None:
+    """In ``out`` (N, pixels, C), each frame's still pixels that are pure white in its input
+    ``u`` (N, still pixels, C) become the print's look, unless most of them are white."""
+    white = (u >= _CLIP_HI).all(axis=-1)
+    white &= (white.mean(axis=1) <= _MOSTLY_WHITE)[:, None]
+    if not white.any():
+        return
+    columns = np.flatnonzero(reference.still.ravel())
+    for i in np.flatnonzero(white.any(axis=1)):
+        out[i, columns[white[i]]] = reference.still_mean[white[i]]
 
 
 def _fit_line(u: np.ndarray, v: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +146,11 @@ def light_matched(
     matches light, else unchanged. The trainer and the benchmark score prints through this."""
     if not (spec.enabled and spec.match_light):
         return frames
-    ref = light_reference(frames[: spec.frames]) if reference is None else reference
+    ref = (
+        light_reference(frames[: spec.frames], spec.clipped_light)
+        if reference is None
+        else reference
+    )
     out = np.empty_like(frames)
     for i in range(0, len(frames), 256):  # memory stays flat on long prints
         out[i : i + 256] = np.round(
@@ -133,5 +169,7 @@ def start_matched(frames: np.ndarray, spec: Adaptation) -> np.ndarray:
     if not spec.matches_start_light or len(frames) <= early:
         return frames
     out = frames.copy()
-    out[early:] = light_matched(frames[early:], spec, light_reference(frames[:early]))
+    out[early:] = light_matched(
+        frames[early:], spec, light_reference(frames[:early], spec.clipped_light)
+    )
     return out
