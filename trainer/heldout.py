@@ -116,7 +116,11 @@ def replays(
         for fname, x in failures.items():
             # the failure reaches the daemon after this print's first frames: matched to their light
             k = spec.frames if spec.enabled else 0
-            ref = light_reference(h.frames[:k]) if spec.enabled and spec.match_light else None
+            ref = (
+                light_reference(h.frames[:k], spec.clipped_light)
+                if spec.enabled and spec.match_light
+                else None
+            )
             x_in = light_matched(x, spec, ref)
             maps = np.concatenate([h.maps[:k], error_maps(h.reconstruct, x_in, scoring)])
             seq = np.concatenate([h.inputs[:k], x_in])
