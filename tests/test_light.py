@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -319,3 +320,25 @@ def test_the_reference_spread_is_numpys_to_the_last_bit() -> None:
 def test_clipped_light_without_light_matching_is_refused_naming_the_key() -> None:
     with pytest.raises(ValueError, match="clipped_light is on but adaptation.match_light is off"):
         Adaptation(frames=30, clipped_light=True)
+
+
+@pytest.mark.parametrize("clipped", [True, False])
+def test_daylight_whitening_the_wall_behind_a_print(
+    tmp_path: Path, tiny_light_bundle: Path, clipped: bool
+) -> None:
+    """``python -m watchdog replay``: a print with a bright wall behind it; from its 8th
+    frame on daylight whitens the wall. With ``clipped_light`` the print is not paused."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_light_bundle, bundle)
+    meta = json.loads((bundle / "model.json").read_text())
+    meta["adaptation"]["clipped_light"] = clipped
+    meta["adaptation"]["guard"] = 0.0  # the wall is new to the model: its start guard would pause
+    (bundle / "model.json").write_text(json.dumps(meta))
+    good = [_with_wall(synth.normal_frame(2, i, 16)) for i in range(16)]
+    frames = _folder(tmp_path / "rec", good[:8] + [_relit(f, 1.5, 0) for f in good[8:]])
+    config = write_config(tmp_path / "c.yaml", model=str(bundle), printers=[{"name": "e3"}])
+    r = run_cli("replay", "--config", str(config), "--frames", str(frames))
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines() if '"frame"' in x and '"event"' not in x]
+    assert len(lines) == 16
+    assert any(x["action"] for x in lines) is not clipped
