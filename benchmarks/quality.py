@@ -660,11 +660,11 @@ def run_autoencoder(
             fitted.seconds += time.perf_counter() - t0
         # the maps depend on light matching (of later frames, and of the start's) and on
         # the frames it is fitted on: variants that differ in the start alone share the rest
-        later: dict[tuple[bool, int], dict[str, np.ndarray]] = {}
-        starts: dict[tuple[bool, int, bool, int], dict[str, np.ndarray]] = {}
+        later: dict[tuple[bool, bool, int], dict[str, np.ndarray]] = {}
+        starts: dict[tuple[bool, bool, int, bool, int], dict[str, np.ndarray]] = {}
         error = lambda x, r=recon: error_maps(r, x, preset.scoring)  # noqa: E731
         for spec, out in zip(variants, results, strict=True):
-            key = (spec.match_light, spec.frames)
+            key = (spec.match_light, spec.clipped_light, spec.frames)
             if key not in later:
                 later[key] = later_maps(error, data, sessions, held, spec)
             start_key = (*key, spec.start_light, spec.early_frames)
@@ -1367,12 +1367,18 @@ def main(argv: list[str] | None = None) -> int:
         # matching the start's light to its first frames changes
         unmatched = dataclasses.replace(adaptation, start_light=False)
         paired = [adaptation, unmatched] if adaptation.start_light else [adaptation]
+        if args.clipped_light is not None:  # or, asked for, the other way of handling white
+            other = dataclasses.replace(adaptation, clipped_light=not adaptation.clipped_light)
+            paired = [adaptation, other]
         for seed in seeds:
             args.seed = seed
             keras.utils.set_random_seed(seed)
             folds, *others = run_autoencoder(default, data, sessions, args, paired)
             report["runs"][str(seed)] = folds
-            if others:
+            if others and args.clipped_light is not None:
+                report.setdefault("clipped_light_other", {})[str(seed)] = others[0]
+                report["summary_clipped_light_other"] = summarize(report["clipped_light_other"])
+            elif others:
                 report.setdefault("start_light_off", {})[str(seed)] = [
                     {"held_out": f["held_out"], **start_only(f)} for f in others[0]
                 ]
