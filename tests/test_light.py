@@ -89,6 +89,27 @@ def test_daylight_that_saturates_part_of_the_picture_is_undone_with_clipped_ligh
     assert np.abs(matched - plain).max(axis=-1)[changed].mean() > 0.15
 
 
+@pytest.mark.parametrize("gain", [1.0, 1.5])
+def test_white_filament_on_the_dark_bed_stays_white_with_clipped_light(gain: float) -> None:
+    """Only white the light explains is shown as the print's look: a white blob where the
+    print is dark stays, in the same light and in daylight."""
+    start = _inputs([_with_wall(synth.normal_frame(0, i, 16)) for i in range(4)])
+    ref = light_reference(start, clipped=True)
+    plain = np.clip(PRE.apply(_with_wall(synth.normal_frame(0, 5, 16))) * gain, 0.0, 1.0)
+    dark = np.zeros(ref.still.shape, bool)
+    dark[ref.still] = ref.still_mean.max(axis=-1) < 0.5
+    blob = dark.copy()
+    blob[: blob.shape[0] // 2] = False  # a patch of the still, dark part of the picture
+    assert blob.sum() > 30
+    frame = plain.copy()
+    frame[blob] = 1.0
+    matched = match_light(frame, ref)
+    look = np.zeros(PRE.shape, np.float32)
+    look[ref.still] = ref.still_mean
+    # still far brighter than the print's look there (a light-matched white): the model sees it
+    assert (matched[blob] - look[blob]).min() > 0.2
+
+
 def test_a_covered_lens_is_not_matched_away() -> None:
     """The gain is bounded: a black or washed-out picture stays far from the print's look."""
     for clipped in (False, True):
@@ -322,23 +343,41 @@ def test_clipped_light_without_light_matching_is_refused_naming_the_key() -> Non
         Adaptation(frames=30, clipped_light=True)
 
 
+def _replay_with_key(tmp_path: Path, bundle_dir: Path, clipped: bool, frames: list) -> list:
+    """``python -m watchdog replay`` of these frames through a copy of the bundle with
+    ``clipped_light`` set; the frame lines."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, bundle)
+    meta = json.loads((bundle / "model.json").read_text())
+    meta["adaptation"]["clipped_light"] = clipped
+    meta["adaptation"]["guard"] = 0.0  # the wall is new to the model: its start guard would pause
+    (bundle / "model.json").write_text(json.dumps(meta))
+    folder = _folder(tmp_path / "rec", frames)
+    config = write_config(tmp_path / "c.yaml", model=str(bundle), printers=[{"name": "e3"}])
+    r = run_cli("replay", "--config", str(config), "--frames", str(folder))
+    assert r.returncode == 0, r.stderr
+    return [json.loads(x) for x in r.stdout.splitlines() if '"frame"' in x and '"event"' not in x]
+
+
+def test_spaghetti_in_daylight_is_still_paused_with_clipped_light(
+    tmp_path: Path, tiny_light_bundle: Path
+) -> None:
+    good = [_with_wall(synth.normal_frame(2, i, 16)) for i in range(12)]
+    bad = [_with_wall(synth.anomalous_frame(200 + i)) for i in range(6)]
+    frames = good[:8] + [_relit(f, 1.5, 0) for f in good[8:] + bad]
+    lines = _replay_with_key(tmp_path, tiny_light_bundle, True, frames)
+    paused = [i for i, x in enumerate(lines) if x["action"]]
+    assert len(lines) == 18 and paused and paused[0] >= 12, paused
+
+
 @pytest.mark.parametrize("clipped", [True, False])
 def test_daylight_whitening_the_wall_behind_a_print(
     tmp_path: Path, tiny_light_bundle: Path, clipped: bool
 ) -> None:
     """``python -m watchdog replay``: a print with a bright wall behind it; from its 8th
     frame on daylight whitens the wall. With ``clipped_light`` the print is not paused."""
-    bundle = tmp_path / "bundle"
-    shutil.copytree(tiny_light_bundle, bundle)
-    meta = json.loads((bundle / "model.json").read_text())
-    meta["adaptation"]["clipped_light"] = clipped
-    meta["adaptation"]["guard"] = 0.0  # the wall is new to the model: its start guard would pause
-    (bundle / "model.json").write_text(json.dumps(meta))
     good = [_with_wall(synth.normal_frame(2, i, 16)) for i in range(16)]
-    frames = _folder(tmp_path / "rec", good[:8] + [_relit(f, 1.5, 0) for f in good[8:]])
-    config = write_config(tmp_path / "c.yaml", model=str(bundle), printers=[{"name": "e3"}])
-    r = run_cli("replay", "--config", str(config), "--frames", str(frames))
-    assert r.returncode == 0, r.stderr
-    lines = [json.loads(x) for x in r.stdout.splitlines() if '"frame"' in x and '"event"' not in x]
+    frames = good[:8] + [_relit(f, 1.5, 0) for f in good[8:]]
+    lines = _replay_with_key(tmp_path, tiny_light_bundle, clipped, frames)
     assert len(lines) == 16
     assert any(x["action"] for x in lines) is not clipped

@@ -409,11 +409,12 @@ class Adaptation:
     whose ``early_threshold`` was set on the frames as the camera gave them.
 
     ``clipped_light`` (needs ``match_light``): pixels a light change drove to the top of the
-    camera's range (a channel at 255) are left out of the light fit, and pixels gone pure white
-    where the print's look is known (its still pixels) are shown to the model as that look:
-    daylight that saturates part of the picture is not a change of the print. A picture that
-    is mostly white (a lens covered, overexposure) stays as it is. Off in bundles without the
-    key, whose thresholds were set without it.
+    camera's range (a channel at 255) are left out of the light fit, and still pixels gone pure
+    white where the fitted light says the print's look would be white too are shown to the
+    model as that look: daylight that saturates part of the picture is not a change of the
+    print. White the light does not explain (white filament on the dark bed) stays, and so
+    does a picture whose still pixels are mostly white. Off in bundles without the key, whose
+    thresholds were set without it.
     """
 
     frames: int = 0

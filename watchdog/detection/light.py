@@ -23,6 +23,7 @@ _KEEP = 0.8  # and refits on those it fits best: a moving part or a failure cann
 # (0) stays in the fit: left out, a darkened picture's fit got worse (measured)
 _CLIP_HI = 254.5 / 255.0
 _MOSTLY_WHITE = 0.5  # a picture whose still pixels are mostly pure white stays as it is
+_EXPECTED_WHITE = 0.9  # the print's look in the new light at least this bright: white is light
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,12 @@ def match_light(x: np.ndarray, reference: LightReference) -> np.ndarray:
     shift over the whole picture; the fit follows the pixels that still look like the print's
     start. The result stays on the 1/255 grid, so the trainer's uint8 frames match exactly.
 
-    With ``reference.clipped``: channels at 255 are left out of the fit (daylight that
-    drives part of the picture to white would pull the gain down), and still pixels gone pure
-    white are given the print's look there (nothing of the print can be seen in them), unless
-    most still pixels are white (an overexposed or covered picture stays as it is).
+    With ``reference.clipped``: channels at 255 (in the frame or in the print's look) are left
+    out of the fit (daylight that drives part of the picture to white would pull the gain
+    down), and still pixels gone pure white where the fitted light says the print's look would
+    be white too are given that look (nothing of the print can be seen in them); a white pixel
+    the light does not explain (white filament on the dark bed) stays, and so does a picture
+    whose still pixels are mostly white.
     """
     single = np.ndim(x) == 3
     xb = np.asarray(x, dtype=np.float32)[None] if single else np.asarray(x, dtype=np.float32)
@@ -93,7 +96,7 @@ def match_light(x: np.ndarray, reference: LightReference) -> np.ndarray:
     u = u_all[:, still]
     v = np.broadcast_to(reference.still_mean[None], u.shape)
     kth = max(0, int(_KEEP * u.shape[1]) - 1)
-    in_range = u < _CLIP_HI if reference.clipped else np.ones(u.shape, bool)
+    in_range = (u < _CLIP_HI) & (v < _CLIP_HI) if reference.clipped else np.ones(u.shape, bool)
     keep = in_range
     for _ in range(2):
         gain, offset = _fit_line(u, v, keep)
@@ -107,16 +110,26 @@ def match_light(x: np.ndarray, reference: LightReference) -> np.ndarray:
         keep = in_range & (resid <= cut)
     out = np.clip(gain * u_all + offset, 0.0, 1.0)
     if reference.clipped:
-        _show_look_where_white(out, u, reference)
+        _show_look_where_white(out, u, reference, gain, offset)
     out = (np.round(out.reshape(xb.shape) * 255.0) / 255.0).astype(np.float32)
     return out[0] if single else out
 
 
-def _show_look_where_white(out: np.ndarray, u: np.ndarray, reference: LightReference) -> None:
+def _show_look_where_white(
+    out: np.ndarray,
+    u: np.ndarray,
+    reference: LightReference,
+    gain: np.ndarray,
+    offset: np.ndarray,
+) -> None:
     """In ``out`` (N, pixels, C), each frame's still pixels that are pure white in its input
-    ``u`` (N, still pixels, C) become the print's look, unless most of them are white."""
+    ``u`` (N, still pixels, C) become the print's look, where the fitted light says the print's
+    look there would be (nearly) white in this light, and unless most still pixels are white.
+    Elsewhere a white pixel is something new (white filament on a dark bed) and stays."""
     white = (u >= _CLIP_HI).all(axis=-1)
-    white &= (white.mean(axis=1) <= _MOSTLY_WHITE)[:, None]
+    expected = (reference.still_mean[None] - offset) / np.maximum(gain, 1e-6)
+    white &= (expected >= _EXPECTED_WHITE).all(axis=-1)
+    white &= ((u >= _CLIP_HI).all(axis=-1).mean(axis=1) <= _MOSTLY_WHITE)[:, None]
     if not white.any():
         return
     columns = np.flatnonzero(reference.still.ravel())
