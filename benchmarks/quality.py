@@ -1401,12 +1401,7 @@ def main(argv: list[str] | None = None) -> int:
             adaptation, nearest=0, print_scale=False
         )
         variants["default-mean-baseline-no-match-light"] = dataclasses.replace(
-            adaptation,
-            nearest=0,
-            match_light=False,
-            start_light=False,
-            clipped_light=False,
-            print_scale=False,
+            adaptation.without_light_matching(), nearest=0, print_scale=False
         )
     specs = list(variants.values())
     for (name, spec), folds in zip(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import stat
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -482,6 +482,11 @@ class Adaptation:
         they are scored (``light.start_matched``): for the start's judgement and its guard,
         whether or not the owner uses the judgement."""
         return self.enabled and self.start_light and self.early_frames > 0
+
+    def without_light_matching(self) -> Adaptation:
+        """This adaptation with every light-matching key off: for maps already light-matched
+        elsewhere (calibration, offline replay), so nothing is matched twice."""
+        return replace(self, match_light=False, start_light=False, clipped_light=False)
 
     def start_spec(self) -> Adaptation:
         """The adaptation that judges a print's start: its first ``early_frames`` frames are the

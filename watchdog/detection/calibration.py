@@ -223,14 +223,7 @@ def calibrate(
     ``start_inputs`` their model inputs) set ``early_threshold`` the same way
     (``early_threshold``); without them it is left as it is.
     """
-    unit = dataclasses.replace(
-        spec,
-        threshold=1.0,
-        match_light=False,
-        start_light=False,
-        clipped_light=False,
-        guard=0.0,
-    )
+    unit = dataclasses.replace(spec.without_light_matching(), threshold=1.0, guard=0.0)
     scores: list[np.ndarray] = []
     kept: list[np.ndarray] = []
     for i, maps in enumerate(prints):

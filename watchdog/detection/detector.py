@@ -342,12 +342,7 @@ def offline_detector(meta: BundleMeta, mask: np.ndarray | None = None) -> Detect
     Light matching happened before the maps were computed, so the baseline only keeps the
     baseline (no model is called). ``mask``: a raster mask at model-input size.
     """
-    offline = dataclasses.replace(
-        meta,
-        adaptation=dataclasses.replace(
-            meta.adaptation, match_light=False, start_light=False, clipped_light=False
-        ),
-    )
+    offline = dataclasses.replace(meta, adaptation=meta.adaptation.without_light_matching())
     detector = Detector(offline, _no_model)
     if mask is not None:
         detector.mask = mask

@@ -126,10 +126,10 @@ def _show_look_where_white(
     ``u`` (N, still pixels, C) become the print's look, where the fitted light says the print's
     look there would be (nearly) white in this light, and unless most still pixels are white.
     Elsewhere a white pixel is something new (white filament on a dark bed) and stays."""
-    white = (u >= _CLIP_HI).all(axis=-1)
+    pure = (u >= _CLIP_HI).all(axis=-1)
     expected = (reference.still_mean[None] - offset) / np.maximum(gain, 1e-6)
-    white &= (expected >= _EXPECTED_WHITE).all(axis=-1)
-    white &= ((u >= _CLIP_HI).all(axis=-1).mean(axis=1) <= _MOSTLY_WHITE)[:, None]
+    white = pure & (expected >= _EXPECTED_WHITE).all(axis=-1)
+    white &= (pure.mean(axis=1) <= _MOSTLY_WHITE)[:, None]
     if not white.any():
         return
     columns = np.flatnonzero(reference.still.ravel())
