@@ -73,7 +73,7 @@ from watchdog.detection import decide  # noqa: E402
 from watchdog.detection.bundle import Adaptation, Preprocess, Scoring  # noqa: E402
 from watchdog.detection.calibration import calibrate, simulate, unit_meta  # noqa: E402
 from watchdog.detection.detector import Verdict, offline_detector  # noqa: E402
-from watchdog.detection.light import light_matched, light_reference, start_matched  # noqa: E402
+from watchdog.detection.light import light_matched, print_reference, start_matched  # noqa: E402
 
 KAGGLE = ROOT.parent / "shared" / "data" / "kaggle-3d-printer"
 
@@ -528,7 +528,7 @@ def later_maps(
     failures, the changed light) to the held-out print's; ``defects_own``: each failed print
     to its own first frames (a print that fails from its start)."""
     matching = spec.enabled and spec.match_light
-    ref = light_reference(data[held][: spec.frames], spec.clipped_light) if matching else None
+    ref = print_reference(data[held], spec)
     error = packed(error)
     after = lambda x: error(light_matched(x, spec, ref))  # noqa: E731
     maps = {k: error(light_matched(data[k], spec)) for k in sessions}
@@ -776,11 +776,7 @@ def run_control(
             if b == a:
                 continue
             c = next(s for s in sessions if s not in (a, b))
-            ref = (
-                light_reference(data[b][: adaptation.frames], adaptation.clipped_light)
-                if adaptation.match_light
-                else None
-            )
+            ref = print_reference(data[b], adaptation)
             after = lambda x, r=ref, e=error: e(light_matched(x, adaptation, r))  # noqa: E731
             cal = own[b][: adaptation.frames]
             n = adapted(unit, scoring, own[b])

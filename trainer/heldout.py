@@ -24,7 +24,7 @@ from watchdog.config import CameraConfig, DetectionConfig
 from watchdog.detection import decide
 from watchdog.detection.bundle import Adaptation, Scoring
 from watchdog.detection.calibration import simulate, simulate_start
-from watchdog.detection.light import light_matched, light_reference, start_matched
+from watchdog.detection.light import light_matched, print_reference, start_matched
 
 CONSECUTIVE = DetectionConfig().consecutive  # the daemon's default
 
@@ -116,11 +116,7 @@ def replays(
         for fname, x in failures.items():
             # the failure reaches the daemon after this print's first frames: matched to their light
             k = spec.frames if spec.enabled else 0
-            ref = (
-                light_reference(h.frames[:k], spec.clipped_light)
-                if spec.enabled and spec.match_light
-                else None
-            )
+            ref = print_reference(h.frames, spec)
             x_in = light_matched(x, spec, ref)
             maps = np.concatenate([h.maps[:k], error_maps(h.reconstruct, x_in, scoring)])
             seq = np.concatenate([h.inputs[:k], x_in])

@@ -151,19 +151,23 @@ def _fit_line(u: np.ndarray, v: np.ndarray, keep: np.ndarray) -> tuple[np.ndarra
     return gain, offset
 
 
+def print_reference(frames: np.ndarray, spec: Adaptation) -> LightReference | None:
+    """The look a print's later frames are matched to: that of its first ``spec.frames``
+    frames (time order), as the bundle matches light; None when it does not."""
+    if not (spec.enabled and spec.match_light):
+        return None
+    return light_reference(frames[: spec.frames], spec.clipped_light)
+
+
 def light_matched(
     frames: np.ndarray, spec: Adaptation, reference: LightReference | None = None
 ) -> np.ndarray:
     """A print's uint8 frames (time order) as the daemon feeds them to the model: matched to
     ``reference`` (default: the mean of their own first ``spec.frames``) when the bundle
     matches light, else unchanged. The trainer and the benchmark score prints through this."""
-    if not (spec.enabled and spec.match_light):
+    ref = print_reference(frames, spec) if reference is None else reference
+    if ref is None or not (spec.enabled and spec.match_light):
         return frames
-    ref = (
-        light_reference(frames[: spec.frames], spec.clipped_light)
-        if reference is None
-        else reference
-    )
     out = np.empty_like(frames)
     for i in range(0, len(frames), 256):  # memory stays flat on long prints
         out[i : i + 256] = np.round(
