@@ -145,7 +145,7 @@ def test_pauses_real_printer_on_failure_and_alerts_over_mqtt(
             assert cfg["unique_id"] and cfg["device"]
 
         # The incident is on disk (frame, heatmap, alert) for the user and for retraining.
-        incident = next((tmp_path / "state" / "incidents" / "ender3").iterdir())
+        incident = tmp_path / "state" / "incidents" / "ender3" / alert["incident"]
         assert {"frame.jpg", "heatmap.jpg", "alert.json"} <= {p.name for p in incident.iterdir()}
         # frame.jpg is the camera's frame as it came, without the heatmap drawn over it
         saved = cv2.imread(str(incident / "frame.jpg")).astype(np.float32)

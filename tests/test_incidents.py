@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,7 @@ from watchdog.incidents import (
     IncidentStore,
     ThrottledLog,
     false_alarms_dir,
+    list_incidents,
     mark_not_failure,
 )
 
@@ -55,6 +57,29 @@ def test_saved_incident_has_frames_json_and_pending_marker(tmp_path: Path) -> No
     store.delivered(inc)
     assert not (inc.path / "pending").exists()
     assert store.pending() == []
+
+
+def test_discarded_draft_leaves_the_listing_before_its_files_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dashboard (or a pending scan) reading the folder mid-delete sees the final
+    incident only, never a draft with half its files gone."""
+    store = IncidentStore(tmp_path)
+    draft = store.save("ender3", alert(0.8), jpeg(1), jpeg(2))
+    final = store.save("ender3", alert(0.9), jpeg(3), jpeg(4))
+    seen: list[list[str]] = []
+    real_rmtree = shutil.rmtree
+
+    def rmtree_watched(path: Path, *args: object, **kwargs: object) -> None:
+        seen.append([v.id for v in list_incidents(tmp_path, ["ender3"])])
+        seen.append([i.id for i in store.pending()])
+        real_rmtree(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(shutil, "rmtree", rmtree_watched)
+    store.discard(draft)
+    assert seen == [[final.id], [final.id]]
+    assert [v.id for v in list_incidents(tmp_path, ["ender3"])] == [final.id]
+    assert sorted(p.name for p in (tmp_path / "incidents" / "ender3").iterdir()) == [final.id]
 
 
 def test_pending_survive_a_new_store_oldest_first(tmp_path: Path) -> None:

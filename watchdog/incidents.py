@@ -227,9 +227,19 @@ class IncidentStore:
         return incident
 
     def discard(self, incident: Incident) -> None:
-        """Delete a saved incident (a draft replaced by the final alert)."""
-        if incident.path is not None:
-            shutil.rmtree(incident.path, ignore_errors=True)
+        """Delete a saved incident (a draft replaced by the final alert).
+
+        Renamed out of the listing first, in one step: a dashboard or a reader of the folder
+        never sees a half-deleted incident (left over if the delete fails, ``prune`` clears it).
+        """
+        if incident.path is None:
+            return
+        doomed = incident.path.with_name(f".{incident.id}.partial")
+        try:
+            os.replace(incident.path, doomed)
+        except OSError:
+            doomed = incident.path
+        shutil.rmtree(doomed, ignore_errors=True)
 
     def add_lead_up(self, printer: str, incident_id: str, lead_up: Sequence[Any]) -> None:
         """Save the frames before the trigger (``history.LeadUpFrame``s) in ``lead_up/``.
