@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="per-print adaptation: match each frame's brightness and contrast to the print's "
         "first frames before the model sees it, and the frames of its start judged against "
-        "its first ones to those (docs/decisions/light-matching.md); default: the preset's",
+        "its first ones to those; pixels gone pure white where the print's look is white too "
+        "are shown as that look (docs/decisions/light-matching.md); default: the preset's",
     )
     m.add_argument(
         "--adapt-nearest",

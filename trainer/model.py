@@ -129,6 +129,7 @@ PRESETS: dict[str, Preset] = {
             nearest=10,
             early_frames=10,
             start_light=True,
+            clipped_light=True,
         ),
         description="bottom-half ROI, SSIM top-10% score, small conv AE, per-print adaptation with light "
         "matching",

@@ -127,12 +127,14 @@ def resolve_preset(options: Options) -> Preset:
             preset, preprocess=dataclasses.replace(preset.preprocess, normalize=options.normalize)
         )
     if options.match_light is not None:
-        # the start's later frames are matched to its first frames' light whenever later
-        # frames are matched to the whole start's
+        # the start's later frames are matched to its first frames' light, and white pixels
+        # the light explains are handled, whenever later frames are matched to the start's
         light = options.match_light
         preset = dataclasses.replace(
             preset,
-            adaptation=dataclasses.replace(preset.adaptation, match_light=light, start_light=light),
+            adaptation=dataclasses.replace(
+                preset.adaptation, match_light=light, start_light=light, clipped_light=light
+            ),
         )
     if options.adapt_frames is not None:
         if options.adapt_frames < 0:
