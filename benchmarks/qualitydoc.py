@@ -651,6 +651,9 @@ def _variant_label(d: Json, base: Json) -> str:
     changed = [f"{k} {str(v).lower()}" for k, v in variant.items() if base.get(k) != v]
     if d["target_fpr"] != base["target_fpr"]:
         changed.append(f"threshold aimed at {100 * d['target_fpr']:g}% of frames")
+    if changed and d["_name"].startswith("quality-variant-shipped-"):
+        # the preset shipped at the time, since changed: which run it was matters
+        return f"{', '.join(changed)} (shipped then, run {d['date']})"
     # the same settings measured again: the spread between runs is the training's own noise
     return ", ".join(changed) or f"as shipped, another run ({d['date']})"
 
