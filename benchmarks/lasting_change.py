@@ -99,8 +99,14 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     if args.json:
+        # which training of the bundle these figures are of (a retrained bundle, same path)
+        meta_created = json.loads((args.bundle / "model.json").read_text()).get("created")
         args.json.write_text(
-            json.dumps({"bundle": str(args.bundle), "rows": rows}, indent=2) + "\n"
+            json.dumps(
+                {"bundle": str(args.bundle), "bundle_created": meta_created, "rows": rows},
+                indent=2,
+            )
+            + "\n"
         )
     return 0
 

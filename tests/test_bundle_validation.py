@@ -56,7 +56,7 @@ BAD = [
     ("adaptation", "early_frames", -1),
     ("adaptation", "start_light", "yes"),
     ("adaptation", "clipped_light", 1),
-    ("adaptation", "match_light", False),  # the shipped start_light needs it
+    ("adaptation", "match_light", False),  # the shipped start_light and clipped_light need it
     ("preprocess", "width", 100000),
     ("preprocess", "height", 4.5),
     ("preprocess", "roi", [0.0, math.nan, 1.0, 1.0]),

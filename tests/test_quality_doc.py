@@ -34,3 +34,22 @@ def test_an_experiment_is_named_by_what_it_changed_training_included() -> None:
     )
     assert qualitydoc._variant_label(first_runs, base) == f"topk 0.02, {old}"
     assert qualitydoc._variant_label(shipped_before, base) == old
+
+
+def test_runs_of_settings_shipped_earlier_are_told_apart_by_their_date() -> None:
+    """Several runs of the preset shipped at one time or another differ from today's by the
+    same setting; without their dates their rows read as one run listed twice."""
+    base = {**qualitydoc.UNRECORDED_VARIANT, "clipped_light": True, "target_fpr": 0.01}
+    earlier = {
+        "variant": {**qualitydoc.UNRECORDED_VARIANT, "clipped_light": False},
+        "target_fpr": 0.01,
+        "date": "2026-12-01 13:04 UTC",
+        "_name": "quality-variant-shipped-before-clipped-light",
+    }
+    again = {**earlier, "variant": {**earlier["variant"], "clipped_light": True}}
+    assert qualitydoc._variant_label(earlier, base) == (
+        "clipped_light false (shipped then, run 2026-12-01 13:04 UTC)"
+    )
+    assert (
+        qualitydoc._variant_label(again, base) == "as shipped, another run (2026-12-01 13:04 UTC)"
+    )

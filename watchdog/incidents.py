@@ -230,7 +230,8 @@ class IncidentStore:
         """Delete a saved incident (a draft replaced by the final alert).
 
         Renamed out of the listing first, in one step: a dashboard or a reader of the folder
-        never sees a half-deleted incident (left over if the delete fails, ``prune`` clears it).
+        never sees a half-deleted incident (left over if the delete fails, ``prune`` clears it at
+        the printer's next incident once it is an hour old).
         """
         if incident.path is None:
             return
