@@ -18,6 +18,7 @@ copied to ``<storage.dir>/collected/<printer>/failures/``, for the trainer's ``-
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -240,6 +241,10 @@ class IncidentStore:
             os.replace(incident.path, doomed)
         except OSError:
             doomed = incident.path
+        else:
+            with contextlib.suppress(OSError):
+                # durable at once: after a power cut the draft must not come back as pending
+                fsync_dir(incident.path.parent)
         shutil.rmtree(doomed, ignore_errors=True)
 
     def add_lead_up(self, printer: str, incident_id: str, lead_up: Sequence[Any]) -> None:
