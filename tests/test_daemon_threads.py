@@ -3,13 +3,15 @@ whole generations of watchers, and the config's log_level is honoured."""
 
 from __future__ import annotations
 
+import signal
 import threading
 from pathlib import Path
 
 import cv2
 import pytest
 
-from tests.daemon_helpers import DaemonProcess, wait_until, write_config
+from tests.daemon_helpers import DaemonProcess, free_port, wait_until, write_config
+from watchdog.comms import http
 from watchdog.comms.notifier import Notifier
 from watchdog.control import Command, Verb
 from watchdog.daemon import Daemon
@@ -110,3 +112,37 @@ def test_log_level_in_the_config_is_honoured(tmp_path, tiny_bundle) -> None:
     assert " INFO watchdog" in run("INFO", "WARNING")
     quiet = run("WARNING", "WARNING")
     assert " INFO watchdog" not in quiet and "watching 1 printer" not in quiet
+
+
+def test_the_status_server_names_every_printer_from_its_first_answer(
+    tmp_path, tiny_adaptive_bundle, normal_frames, monkeypatch
+) -> None:
+    """A dashboard or a check polling /status while the daemon starts sees every configured
+    printer (not yet healthy), never an empty list; and no watcher runs before the server
+    could bind its address."""
+    frames = _frames(tmp_path / "rec", list(normal_frames[:4]))
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(tiny_adaptive_bundle),
+        storage={"dir": str(tmp_path / "state")},
+        http={"listen": f"127.0.0.1:{free_port()}"},
+        printers=[{"name": "e3", "camera": {"source": str(frames), "interval_s": 0.5}}],
+    )
+    d = Daemon(config)
+    seen: dict[str, object] = {}
+    real_start = http.StatusServer.start
+
+    def start(server: http.StatusServer) -> None:
+        seen["printers"] = set(d.status()["printers"])
+        seen["healthy"] = d.healthy()
+        seen["watching"] = [r.thread.is_alive() for r in d.running.values()]
+        real_start(server)
+        d.stop_event.set()
+
+    monkeypatch.setattr(http.StatusServer, "start", start)
+    monkeypatch.setattr(signal, "signal", lambda *_: None)  # run() off the main thread
+    runner = threading.Thread(target=d.run)
+    runner.start()
+    runner.join(60)
+    assert not runner.is_alive()
+    assert seen == {"printers": {"e3"}, "healthy": False, "watching": [False]}

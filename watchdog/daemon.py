@@ -131,13 +131,20 @@ class Daemon:
         return watchers
 
     @staticmethod
-    def _start(watchers: Mapping[str, Watcher]) -> dict[str, _Running]:
+    def _prepare(watchers: Mapping[str, Watcher]) -> dict[str, _Running]:
+        """Each watcher with its thread, not started yet."""
         running = {}
         for name, w in watchers.items():
             stop = threading.Event()
             t = threading.Thread(target=w.run, args=(stop,), name=f"watch-{name}", daemon=True)
             running[name] = _Running(w, t, stop)
-            t.start()
+        return running
+
+    @classmethod
+    def _start(cls, watchers: Mapping[str, Watcher]) -> dict[str, _Running]:
+        running = cls._prepare(watchers)
+        for r in running.values():
+            r.thread.start()
         return running
 
     @staticmethod
@@ -355,6 +362,9 @@ class Daemon:
         )
         watchers = self._make_watchers(cfg, self.bundle)
         self.notifier.start()
+        # Listed before the status server answers (its first /status names every printer),
+        # started after it is up (an address in use stops the daemon before any watching).
+        self.running = self._prepare(watchers)
         if cfg.http.listen:
             from watchdog.comms.http import StatusServer
             from watchdog.web.app import Dashboard
@@ -372,7 +382,8 @@ class Daemon:
                 describe_action=self.notifier.describe_action,
             )
             self.http.start()
-        self.running = self._start(watchers)
+        for r in self.running.values():
+            r.thread.start()
         logger.info(
             "watching %d printer(s) with model %s (threshold %.4g)",
             len(watchers),
