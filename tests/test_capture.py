@@ -49,11 +49,13 @@ def cam_cfg(source: int | str, **kw: object) -> CameraConfig:
 
 
 def read_until(
-    cam: Camera, pred: Callable[[np.ndarray | None], bool], tries: int = 200
+    cam: Camera, pred: Callable[[np.ndarray | None], bool], timeout: float = 30.0
 ) -> np.ndarray | None:
-    """Read until pred(frame) holds; bounded (tries x 50 ms at most between reads)."""
+    """Read until pred(frame) holds, for at most ``timeout`` seconds (an offline camera answers
+    at once, so a count of reads would be a few seconds of a stream's start on a busy box)."""
     frame = None
-    for _ in range(tries):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         frame = cam.read()
         if pred(frame):
             return frame

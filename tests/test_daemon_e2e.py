@@ -212,7 +212,7 @@ def test_sigterm_stops_cleanly_and_sighup_reload_keeps_running_on_bad_config(
         sub.wait_count(f"{unique_prefix}/ender3/score", n + 2, timeout=30)
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
     finally:
-        rc = daemon.stop(timeout=10)
+        rc = daemon.stop(timeout=30)  # a camera request and the MQTT goodbye may be in flight
     assert rc == 0, daemon.log
     assert "stopped" in daemon.log
     assert sub.wait_for(f"{unique_prefix}/available", lambda m: m.text == "offline", timeout=10)

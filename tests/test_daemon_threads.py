@@ -146,3 +146,39 @@ def test_the_status_server_names_every_printer_from_its_first_answer(
     runner.join(60)
     assert not runner.is_alive()
     assert seen == {"printers": {"e3"}, "healthy": False, "watching": [False]}
+
+
+def test_hung_watchers_are_given_one_stop_deadline_in_all(monkeypatch, caplog) -> None:
+    """systemd kills the daemon 20 s after asking it to stop; three hung cameras waited for
+    15 s each (45 s) were cut off mid-shutdown, before the MQTT goodbye and the final log.
+    Threads that never stop are stood in for by ones whose join only lets time pass."""
+    import types
+
+    from watchdog import daemon as daemon_module
+
+    clock = [100.0]
+    waited: list[float] = []
+
+    class Hung:
+        ident = 1
+
+        def join(self, timeout: float) -> None:
+            waited.append(timeout)
+            clock[0] += timeout
+
+        def is_alive(self) -> bool:
+            return True
+
+    monkeypatch.setattr(daemon_module.time, "monotonic", lambda: clock[0])
+    running = {
+        name: daemon_module._Running(
+            types.SimpleNamespace(name=name),  # type: ignore[arg-type]
+            Hung(),  # type: ignore[arg-type]
+            threading.Event(),
+        )
+        for name in ("a", "b", "c")
+    }
+    Daemon._stop(running, timeout=15.0)
+    assert sum(waited) == pytest.approx(15.0) and clock[0] == pytest.approx(115.0)
+    assert all(r.stop.is_set() for r in running.values())
+    assert caplog.text.count("did not stop within 15 s") == 3

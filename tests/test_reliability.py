@@ -170,8 +170,8 @@ def test_alerts_raised_while_the_broker_is_away_are_delivered_exactly_once_even_
         # 1. The broker goes away, the print fails, the broker comes back: same daemon.
         broker.stop()
         camera_server.set_frames(anomalous_frames)
-        wait_until(
-            "two alerts raised", lambda: len(incidents(storage)) >= 2, 60, lambda: daemon.log
+        wait_until(  # the outbox holds raised alerts only (an incident folder may be a draft)
+            "two alerts raised", lambda: len(pending(storage)) >= 2, 60, lambda: daemon.log
         )
         camera_server.set_frames(normal_frames)
         wait_watching_normal(port, daemon)
@@ -329,7 +329,13 @@ def test_printer_api_stopped_mid_print_is_reported_and_watching_resumes(
 
         printer.come_back()
         wait_watching_normal(port, daemon)
-        assert "printer API answers again" in daemon.log
+        # the watcher's next poll says so (watching resumed already when the cooldown ended)
+        wait_until(
+            "the API's return logged",
+            lambda: "printer API answers again" in daemon.log,
+            30,
+            lambda: daemon.log,
+        )
         camera_server.set_frames(anomalous_frames)
         wait_until(
             "the real server to report the print paused", printer.paused, 60, lambda: daemon.log

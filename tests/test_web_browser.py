@@ -266,6 +266,13 @@ def _alert(browser):
 
 
 def test_incident_shows_frames_and_its_answers_keep_frames_for_the_trainer(env, browser) -> None:
+    # the frames before the pause are saved just after the alert goes out
+    def newest_lead_up() -> int:
+        folder = env.storage / "incidents" / PRINTER
+        saved = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        return len(list((saved[-1] / "lead_up").glob("*-heatmap.jpg"))) if saved else 0
+
+    wait_until("the lead-up frames on disk", lambda: newest_lead_up() >= 3, 30)
     incident = _open_incident(browser)
     strip = browser.find_elements(By.CSS_SELECTOR, "article.incident [data-role=lead-up] img")
     assert len(strip) >= 3  # the frames that led to the pause

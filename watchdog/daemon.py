@@ -149,10 +149,15 @@ class Daemon:
 
     @staticmethod
     def _stop(running: Mapping[str, _Running], timeout: float = 15.0) -> None:
+        """Stop every watcher within ``timeout`` in all (one deadline, not one each: several
+        hung cameras must not outlast systemd's stop timeout)."""
         for r in running.values():
             r.stop.set()
+        deadline = time.monotonic() + timeout
         for r in running.values():
-            r.thread.join(timeout)
+            if r.thread.ident is None:
+                continue  # never started
+            r.thread.join(max(0.0, deadline - time.monotonic()))
             if r.thread.is_alive():
                 logger.error("watcher %s did not stop within %.0f s", r.watcher.name, timeout)
 

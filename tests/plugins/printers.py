@@ -333,8 +333,11 @@ class OctoPrintServer(_ServerControl):
         assert r.status_code == 204, f"connect: HTTP {r.status_code} {r.text}"
         self.wait_flag("ready")
 
-    def start_print(self, lines: int = 300, name: str = "watchdog-test.gcode") -> None:
-        """Upload a padded G-code file (``lines`` × G4 P200 ≈ lines/5 s) and print it."""
+    def start_print(self, lines: int = 2000, name: str = "watchdog-test.gcode") -> None:
+        """Upload a padded G-code file (``lines`` × G4 P200 ≈ lines/5 s) and print it.
+
+        The virtual printer really waits: the default lasts about 7 minutes, longer than any
+        test on a loaded machine (300 lines, a minute, ended during a slow daemon start)."""
         gcode = "G28\nG1 Z5 F3000\n" + "G4 P200\n" * lines + "M84\n"
         r = self.http.post(
             f"{self.url}/api/files/local",
