@@ -242,12 +242,11 @@ def test_camera_offline_is_published_and_never_an_anomaly(
             lambda m: m.json()["state"] == "camera_offline",
             timeout=30,
         )
+        back = lambda m: m.json()["state"] == "watching" and m.json()["camera_online"]  # noqa: E731
+        before = len(sub.received(f"{unique_prefix}/ender3/state", back))
         camera_server.set_fault(None)
-        sub.wait_for(
-            f"{unique_prefix}/ender3/state",
-            lambda m: m.json()["state"] == "watching" and m.json()["camera_online"],
-            timeout=60,
-        )
+        # a new message, not the one from before the fault
+        sub.wait_count(f"{unique_prefix}/ender3/state", before + 1, back, timeout=60)
         assert sub.received(f"{unique_prefix}/ender3/alert") == []
     finally:
         assert daemon.stop() == 0, daemon.log
