@@ -113,10 +113,10 @@ def replays(
         out.append(
             replay(h.name, spec, scoring, h.maps, h.inputs, threshold, consecutive=consecutive)
         )
+        # each failure reaches the daemon after this print's first frames: matched to their light
+        k = spec.frames if spec.enabled else 0
+        ref = print_reference(h.frames, spec)
         for fname, x in failures.items():
-            # the failure reaches the daemon after this print's first frames: matched to their light
-            k = spec.frames if spec.enabled else 0
-            ref = print_reference(h.frames, spec)
             x_in = light_matched(x, spec, ref)
             maps = np.concatenate([h.maps[:k], error_maps(h.reconstruct, x_in, scoring)])
             seq = np.concatenate([h.inputs[:k], x_in])

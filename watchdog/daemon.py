@@ -140,11 +140,15 @@ class Daemon:
             running[name] = _Running(w, t, stop)
         return running
 
+    @staticmethod
+    def _launch(running: Mapping[str, _Running]) -> None:
+        for r in running.values():
+            r.thread.start()
+
     @classmethod
     def _start(cls, watchers: Mapping[str, Watcher]) -> dict[str, _Running]:
         running = cls._prepare(watchers)
-        for r in running.values():
-            r.thread.start()
+        cls._launch(running)
         return running
 
     @staticmethod
@@ -387,8 +391,7 @@ class Daemon:
                 describe_action=self.notifier.describe_action,
             )
             self.http.start()
-        for r in self.running.values():
-            r.thread.start()
+        self._launch(self.running)
         logger.info(
             "watching %d printer(s) with model %s (threshold %.4g)",
             len(watchers),
