@@ -24,6 +24,7 @@ import requests
 
 from tests.browser import chromium, chromium_missing
 from tests.daemon_helpers import DaemonProcess, free_port, wait_until, write_config
+from watchdog.incidents import list_incidents
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
@@ -267,10 +268,9 @@ def _alert(browser):
 
 def test_incident_shows_frames_and_its_answers_keep_frames_for_the_trainer(env, browser) -> None:
     # the frames before the pause are saved just after the alert goes out
-    def newest_lead_up() -> int:
-        folder = env.storage / "incidents" / PRINTER
-        saved = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-        return len(list((saved[-1] / "lead_up").glob("*-heatmap.jpg"))) if saved else 0
+    def newest_lead_up() -> int:  # as the dashboard lists the newest incident
+        newest = list_incidents(env.storage, [PRINTER], limit=1)
+        return sum(n.endswith("-heatmap.jpg") for n in newest[0].lead_up) if newest else 0
 
     wait_until("the lead-up frames on disk", lambda: newest_lead_up() >= 3, 30)
     incident = _open_incident(browser)
