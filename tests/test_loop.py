@@ -219,3 +219,41 @@ def test_the_not_a_failure_button_marks_the_latest_alert_and_relearns(
     assert (tmp_path / "state" / "collected" / "e3" / "false_alarms" / f"{incident}.jpg").is_file()
     assert watcher.status()["calibrating"]  # learning the accepted view
     watcher.camera.close()
+
+
+def test_an_answer_to_the_latest_alert_sent_back_at_once_lands_on_that_alert(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """A Home Assistant automation (or a quick thumb) answers "the latest alert" the moment the
+    alert reaches the broker. At that moment the daemon must already name this alert as the
+    latest; before, it was recorded only after sending, so the answer landed on the alert
+    before it. The notifier here is the real one, watched as it sends."""
+    from watchdog.control import LATEST_INCIDENT
+    from watchdog.daemon import Daemon
+
+    seen: list[tuple[str, str | None]] = []
+
+    class Watched(Notifier):
+        def send_alert(self, incident, frame_jpeg, heatmap_jpeg) -> None:
+            latest = Command("e3", Verb.NOT_A_FAILURE, LATEST_INCIDENT)
+            seen.append((incident.id, Daemon._resolve_incident(latest, watcher).incident))
+            super().send_alert(incident, frame_jpeg, heatmap_jpeg)
+
+    lasting = [anomalous_frames[0]] * 30
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + lasting)
+    notifier = Watched(MqttConfig(), StorageConfig(dir=tmp_path / "state"), ["e3"])
+    cfg = PrinterConfig(
+        name="e3", camera=CameraConfig(source=str(frames), interval_s=0), action="notify"
+    )
+    clock = iter(range(0, 100_000, 10))
+    watcher = build_watcher(
+        cfg,
+        Bundle.load(tiny_adaptive_bundle),
+        notifier,
+        printer=SimulatedPrinter("benchy.gcode"),
+        clock=lambda: float(next(clock)),
+    )
+    [watcher.step() for _ in range(30)]  # 300 s: two alerts, the cooldown (90 s) between them
+    assert len(seen) >= 2, seen
+    assert all(sent == latest for sent, latest in seen), seen
+    watcher.camera.close()

@@ -393,13 +393,16 @@ class Watcher:
         self.metrics.observe_action(self.name, str(self.action), str(outcome.outcome))
         alert = self._alert(verdict, outcome)
         (logger.warning if outcome.outcome == Outcome.DONE else logger.error)("%s", alert.message)
-        incident = self.alerts.raise_alert(self.name, alert.to_dict(), frame_jpeg, heat_jpeg)
-        alert = replace(alert, incident=incident)
+        incident = self.alerts.save_alert(self.name, alert.to_dict(), frame_jpeg, heat_jpeg)
+        alert = replace(alert, incident=incident.id)
+        # Recorded before it is sent: an answer to "the latest alert" (Home Assistant's button,
+        # an automation) that comes back at once must land on this alert, not the one before.
         self.last_alert = alert
-        self.snapshot = self._status(self.snapshot.heartbeat)  # on /status as soon as it is sent
+        self.snapshot = self._status(self.snapshot.heartbeat)
+        self.alerts.send_alert(incident, frame_jpeg, heat_jpeg)
         store.discard(draft)  # the final alert replaces it
         # the frames that led to it, for the dashboard's picture strip
-        store.add_lead_up(self.name, incident, self.history.lead_up())
+        store.add_lead_up(self.name, incident.id, self.history.lead_up())
         return WatchEvent("alert", self.name, alert=alert)
 
     def _alert(self, verdict: Verdict, outcome: ActionResult) -> Alert:

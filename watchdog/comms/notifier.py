@@ -24,7 +24,7 @@ from watchdog.comms.notify import Notifications, alert_event, camera_event, prin
 from watchdog.comms.outbox import Outbox
 from watchdog.config import MqttConfig, NotifyTarget, StorageConfig
 from watchdog.control import Dispatcher
-from watchdog.incidents import IncidentStore, ThrottledLog
+from watchdog.incidents import Incident, IncidentStore, ThrottledLog
 
 logger = logging.getLogger(__name__)
 
@@ -120,13 +120,25 @@ class Notifier:
         self, printer: str, alert: dict[str, Any], frame_jpeg: bytes, heatmap_jpeg: bytes
     ) -> str:
         """Save the incident (frame, heatmap, alert JSON), then publish and notify; returns its id."""
-        incident = self.store.save(printer, alert, frame_jpeg, heatmap_jpeg, pending=False)
+        incident = self.save_alert(printer, alert, frame_jpeg, heatmap_jpeg)
+        self.send_alert(incident, frame_jpeg, heatmap_jpeg)
+        return incident.id
+
+    def save_alert(
+        self, printer: str, alert: dict[str, Any], frame_jpeg: bytes, heatmap_jpeg: bytes
+    ) -> Incident:
+        """The incident on disk, not yet told to anyone: the watcher records it as its latest
+        alert before ``send_alert``, so an answer to "the latest alert" that comes back at once
+        finds this one."""
+        return self.store.save(printer, alert, frame_jpeg, heatmap_jpeg, pending=False)
+
+    def send_alert(self, incident: Incident, frame_jpeg: bytes, heatmap_jpeg: bytes) -> None:
+        """Publish a saved incident over MQTT and to the phone notifications."""
         if self.enabled:
-            self.mqtt.publish_heatmap(printer, heatmap_jpeg)
+            self.mqtt.publish_heatmap(incident.printer, heatmap_jpeg)
             self.mqtt.send_alert(incident)
         if self.notifications:
             self.notifications.notify(alert_event(incident.alert, frame_jpeg, heatmap_jpeg))
-        return incident.id
 
     def camera_changed(self, printer: str, online: bool) -> None:
         """The camera went offline, or came back: one notification each (``camera_offline``)."""
