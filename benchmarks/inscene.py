@@ -58,6 +58,21 @@ def failure_mask(frame: np.ndarray) -> np.ndarray:
     return keep[labels]
 
 
+def filament_pixels(frame: np.ndarray) -> int:
+    """Pixels of yellow filament (the strict core) in an RGB uint8 frame: how much of the part
+    the camera sees."""
+    hsv = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2HSV)
+    return int(np.count_nonzero(cv2.inRange(hsv, CORE_LO, CORE_HI)))
+
+
+def growth_order(frames: np.ndarray) -> np.ndarray:
+    """Indices that replay a print as its part grows: fewest filament pixels first, file order
+    between equals. The file numbers are a weak timeline (``benchmarks/frame_order.py``);
+    this one starts a print where a real one starts, on a bare bed or a first layer."""
+    counts = np.array([filament_pixels(f) for f in frames])
+    return np.argsort(counts, kind="stable")
+
+
 def _shift(a: np.ndarray, dx: int) -> np.ndarray:
     """Shift an image horizontally by dx pixels, filling with zeros (nothing pasted there)."""
     out = np.zeros_like(a)

@@ -64,7 +64,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.inscene import pasted_failures, pasted_sequence  # noqa: E402
+from benchmarks.inscene import growth_order, pasted_failures, pasted_sequence  # noqa: E402
 from trainer.crossfit import shipped_threshold, split_fit_val  # noqa: E402
 from trainer.data import last_frames  # noqa: E402
 from trainer.evaluate import error_maps  # noqa: E402
@@ -1219,6 +1219,19 @@ def main(argv: list[str] | None = None) -> int:
         "look, or not (an experiment)",
     )
     p.add_argument(
+        "--follow",
+        type=int,
+        help="keep this many recent plainly normal frames in each print's baseline beside its "
+        "start (an experiment; 0: the start only)",
+    )
+    p.add_argument(
+        "--order",
+        choices=["file", "growth"],
+        default="file",
+        help="replay each good print in file-number order, or as its part grows (fewest "
+        "filament pixels first): its first frames a bare bed or a first layer (an experiment)",
+    )
+    p.add_argument(
         "--epochs",
         type=int,
         help="train the shipped preset at most this many epochs (an experiment; the seed "
@@ -1293,6 +1306,7 @@ def main(argv: list[str] | None = None) -> int:
             ("pixel_spread", switches[args.pixel_spread]),
             ("print_scale", switches[args.print_scale]),
             ("clipped_light", switches[args.clipped_light]),
+            ("follow", args.follow),
         )
         if v is not None
     }
@@ -1318,11 +1332,13 @@ def main(argv: list[str] | None = None) -> int:
             "print_scale": adaptation.print_scale,
             "start_light": adaptation.start_light,
             "clipped_light": adaptation.clipped_light,
+            "follow": adaptation.follow,
             "epochs": default.train.epochs,
             "batch_size": default.train.batch_size,
             "patience": default.train.patience,
             "denoise": default.train.denoise,
             "threshold_rule": THRESHOLD_RULE,
+            "order": args.order,
         },
         "methods": {},
     }
@@ -1336,6 +1352,9 @@ def main(argv: list[str] | None = None) -> int:
     def dataset(pre: Preprocess) -> tuple[dict[str, np.ndarray], list[str]]:
         data = load_dataset(args.data, pre)
         sessions = [k for k in data if k != "defects"]
+        if args.order == "growth":  # fitted, calibrated and judged in that order
+            for s in sessions:
+                data[s] = data[s][growth_order(data[s])]
         for s in sessions:  # the in-scene checks: strings, pasted failures on the later frames
             data["strings_" + s] = synthetic_strings(
                 data[s][max(adaptation.frames, 30) :], args.seed
@@ -1363,17 +1382,27 @@ def main(argv: list[str] | None = None) -> int:
         # matching the start's light to its first frames changes
         unmatched = dataclasses.replace(adaptation, start_light=False)
         paired = [adaptation, unmatched] if adaptation.start_light else [adaptation]
-        if args.clipped_light is not None:  # or, asked for, the other way of handling white
+        # or, asked for, the other way of handling white, or of following the print
+        other_key = (
+            "clipped_light"
+            if args.clipped_light is not None
+            else "follow"
+            if args.follow is not None
+            else None
+        )
+        if other_key == "clipped_light":
             other = dataclasses.replace(adaptation, clipped_light=not adaptation.clipped_light)
             paired = [adaptation, other]
+        elif other_key == "follow":
+            paired = [adaptation, dataclasses.replace(adaptation, follow=0)]
         for seed in seeds:
             args.seed = seed
             keras.utils.set_random_seed(seed)
             folds, *others = run_autoencoder(default, data, sessions, args, paired)
             report["runs"][str(seed)] = folds
-            if others and args.clipped_light is not None:
-                report.setdefault("clipped_light_other", {})[str(seed)] = others[0]
-                report["summary_clipped_light_other"] = summarize(report["clipped_light_other"])
+            if others and other_key is not None:
+                report.setdefault(f"{other_key}_other", {})[str(seed)] = others[0]
+                report[f"summary_{other_key}_other"] = summarize(report[f"{other_key}_other"])
             elif others:
                 report.setdefault("start_light_off", {})[str(seed)] = [
                     {"held_out": f["held_out"], **start_only(f)} for f in others[0]

@@ -617,7 +617,7 @@ def frame_order(d: Json | None) -> str:
 VARIANT_CMD = (
     ".venv/bin/python benchmarks/quality.py --seeds 0,1,2 [--scoring-topk K] [--std-floor Q] "
     "[--scoring-window W] [--nearest N] [--pixel-spread on|off] [--print-scale on|off] [--epochs E] [--batch-size B] "
-    "[--patience P] [--denoise S] [--clipped-light on|off] [--target-fpr F] --json "
+    "[--patience P] [--denoise S] [--clipped-light on|off] [--follow N] [--order file|growth] [--target-fpr F] --json "
     "benchmarks/results/quality-variant-NAME.json"
 )
 # what runs that recorded nothing of it scored and trained with (before runs said so)
@@ -633,7 +633,9 @@ UNRECORDED_VARIANT = {
     "patience": 5,
     "denoise": 0.0,
     "clipped_light": False,
+    "follow": 0,
     "threshold_rule": "cross-fitted",
+    "order": "file",
 }
 
 

@@ -260,3 +260,63 @@ def test_a_scoring_window_counts_a_compact_patch_above_the_same_error_scattered(
     windowed = Scoring(error="ssim", reduce="topk", topk=0.02, window=9)
     assert plain.score(patch) == pytest.approx(plain.score(scattered), rel=0.05)
     assert windowed.score(patch) > 3 * windowed.score(scattered)
+
+
+def _growing_print(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A print whose part grows a row every 6 frames (a minute at 10 s), from a bare bed: the
+    model input shows the part, and the model's error is high on the part (a shape it was never
+    fitted on), plus frame noise. The toolhead moves between three places, as in any print."""
+    rng = np.random.default_rng(seed)
+    maps = 0.02 * rng.random((n, 32, 48))
+    inputs = np.zeros((n, 32, 48, 3), np.float32)
+    for i in range(n):
+        top = 31 - min(i // 6, 28)
+        maps[i, top:, 20:28] += 0.3
+        inputs[i, top:, 20:28] = 1.0
+        head = 4 + 16 * (i % 3)
+        inputs[i, :4, head : head + 8] = 0.5
+    return maps.astype(np.float32), inputs
+
+
+FOLLOWED = dict(frames=10, nearest=3, threshold=1.0, pixel_spread=False)
+
+
+def test_follow_judges_a_growing_part_against_how_it_looked_a_little_earlier() -> None:
+    """Judged against its first frames only, a part that grows into a shape those frames never
+    showed scores higher and higher; with ``follow`` it is compared with its recent plainly
+    normal frames and stays low."""
+    maps, inputs = _growing_print(60, seed=3)
+    start_only = simulate(Adaptation(**FOLLOWED), SCORING, maps, inputs=inputs)
+    followed = simulate(Adaptation(**FOLLOWED, follow=20), SCORING, maps, inputs=inputs)
+    assert start_only[-10:].min() > 3 * followed[-10:].max()
+    assert followed[-10:].max() <= followed[:10].max() * 1.5  # no higher late than early
+
+
+def test_follow_still_flags_new_material_and_never_learns_it_as_normal() -> None:
+    """Something new on the bed after the part has grown is flagged at once, and stays flagged
+    frame after frame: a frame far above the start's own change never joins the baseline."""
+    maps, inputs = _growing_print(80, seed=4)
+    spec = Adaptation(**FOLLOWED, follow=20)
+    normal = simulate(spec, SCORING, maps, inputs=inputs)
+    blob = maps.copy()
+    blob[50:, 4:12, 2:10] += 0.5  # a blob of spaghetti beside the part, from frame 50 on
+    scores = simulate(spec, SCORING, blob, inputs=inputs)[40:]  # frames 50.. of the print
+    assert scores.min() > 5 * normal.max()
+
+
+def test_follow_keeps_at_most_its_number_of_recent_frames() -> None:
+    maps, inputs = _growing_print(60, seed=5)
+    adapter = PrintBaseline(Adaptation(**FOLLOWED, follow=4), SCORING, threshold=1.0)
+    for emap, x in zip(maps, inputs, strict=True):
+        adapter.observe(0.0, emap, x)
+    assert adapter._recent_maps is not None and len(adapter._recent_maps) == 4
+    adapter.reset()  # a new print forgets them
+    assert adapter._recent_maps is None
+
+
+def test_follow_without_nearest_frames_is_refused(bundle_copy: Path) -> None:
+    meta = json.loads((bundle_copy / META_FILE).read_text())
+    meta["adaptation"] = {"frames": 30, "threshold": 1.0, "follow": 20}
+    (bundle_copy / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="follow needs nearest"):
+        Bundle.load(bundle_copy)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.inscene import failure_mask, pasted_failures, pasted_sequence
+from benchmarks.inscene import failure_mask, growth_order, pasted_failures, pasted_sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 KAGGLE = ROOT.parent / "shared" / "data" / "kaggle-3d-printer"
@@ -99,3 +99,18 @@ def test_pastes_on_real_frames_change_a_failure_sized_part_of_the_frame() -> Non
     out = pasted_failures(normal, defects, seed=0)
     fraction = np.any(out != normal, axis=-1).mean(axis=(1, 2))
     assert fraction.min() >= 0.002 and fraction.max() <= 0.20, fraction
+
+
+def test_growth_order_replays_a_print_from_its_bare_bed_to_its_tallest_part() -> None:
+    """A print whose frames are shuffled in file order is replayed as its part grows: bare bed
+    first, then the part taller and taller; frames showing as much filament keep their order."""
+    bed = _scene(3, wall=(200, 205, 215), bed=(40, 42, 48))
+    heights = [12, 0, 30, 6, 0, 20]  # part height in px per file number
+    frames = []
+    for h in heights:
+        img = bed.copy()
+        img[H - 8 - h : H - 8, 50:70] = (230, 200, 30)
+        frames.append(img)
+    order = growth_order(np.stack(frames))
+    assert [heights[i] for i in order] == [0, 0, 6, 12, 20, 30]
+    assert list(order[:2]) == [1, 4]  # equals in file order
