@@ -1219,12 +1219,6 @@ def main(argv: list[str] | None = None) -> int:
         "look, or not (an experiment)",
     )
     p.add_argument(
-        "--follow",
-        type=int,
-        help="keep this many recent plainly normal frames in each print's baseline beside its "
-        "start (an experiment; 0: the start only)",
-    )
-    p.add_argument(
         "--order",
         choices=["file", "growth"],
         default="file",
@@ -1306,7 +1300,6 @@ def main(argv: list[str] | None = None) -> int:
             ("pixel_spread", switches[args.pixel_spread]),
             ("print_scale", switches[args.print_scale]),
             ("clipped_light", switches[args.clipped_light]),
-            ("follow", args.follow),
         )
         if v is not None
     }
@@ -1332,7 +1325,6 @@ def main(argv: list[str] | None = None) -> int:
             "print_scale": adaptation.print_scale,
             "start_light": adaptation.start_light,
             "clipped_light": adaptation.clipped_light,
-            "follow": adaptation.follow,
             "epochs": default.train.epochs,
             "batch_size": default.train.batch_size,
             "patience": default.train.patience,
@@ -1382,27 +1374,17 @@ def main(argv: list[str] | None = None) -> int:
         # matching the start's light to its first frames changes
         unmatched = dataclasses.replace(adaptation, start_light=False)
         paired = [adaptation, unmatched] if adaptation.start_light else [adaptation]
-        # or, asked for, the other way of handling white, or of following the print
-        other_key = (
-            "clipped_light"
-            if args.clipped_light is not None
-            else "follow"
-            if args.follow is not None
-            else None
-        )
-        if other_key == "clipped_light":
+        if args.clipped_light is not None:  # or, asked for, the other way of handling white
             other = dataclasses.replace(adaptation, clipped_light=not adaptation.clipped_light)
             paired = [adaptation, other]
-        elif other_key == "follow":
-            paired = [adaptation, dataclasses.replace(adaptation, follow=0)]
         for seed in seeds:
             args.seed = seed
             keras.utils.set_random_seed(seed)
             folds, *others = run_autoencoder(default, data, sessions, args, paired)
             report["runs"][str(seed)] = folds
-            if others and other_key is not None:
-                report.setdefault(f"{other_key}_other", {})[str(seed)] = others[0]
-                report[f"summary_{other_key}_other"] = summarize(report[f"{other_key}_other"])
+            if others and args.clipped_light is not None:
+                report.setdefault("clipped_light_other", {})[str(seed)] = others[0]
+                report["summary_clipped_light_other"] = summarize(report["clipped_light_other"])
             elif others:
                 report.setdefault("start_light_off", {})[str(seed)] = [
                     {"held_out": f["held_out"], **start_only(f)} for f in others[0]

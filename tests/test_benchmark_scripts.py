@@ -31,7 +31,9 @@ def test_time_to_pause_skips_in_one_line_without_the_data(tmp_path) -> None:
     assert proc.stdout.strip().splitlines() == [f"skipped: no Kaggle data at {tmp_path / 'absent'}"]
 
 
-@pytest.mark.parametrize("script", ["lasting_change.py", "frame_order.py", "feature_screen.py"])
+@pytest.mark.parametrize(
+    "script", ["lasting_change.py", "frame_order.py", "feature_screen.py", "growing_prints.py"]
+)
 def test_benchmark_skips_in_one_line_without_the_data(tmp_path, script: str) -> None:
     proc = run_script("--data", str(tmp_path / "absent"), script=ROOT / "benchmarks" / script)
     assert proc.returncode == 0, proc.stderr

@@ -372,10 +372,6 @@ def test_trainer_without_the_train_extra_says_which_extra_before_creating_anythi
             "--adapt-early-frames 30: must be 0 (learn a print's start without judging it) or "
             "from 2 to 29, fewer than the start's 30 frames (--adapt-frames)",
         ),
-        (
-            ["--adapt-nearest", "0", "--adapt-follow", "20"],
-            "--adapt-follow 20: follow needs nearest in [2, frames=30), got 0",
-        ),
     ],
 )
 def test_trainer_refuses_a_training_it_cannot_run_before_creating_anything(
@@ -388,15 +384,6 @@ def test_trainer_refuses_a_training_it_cannot_run_before_creating_anything(
     [line] = _errors(r)
     assert said in line, line
     assert not out.exists(), "a run folder was created before the check"
-
-
-def test_trainer_follow_reaches_the_bundle_adaptation() -> None:
-    """--adapt-follow sets the recent frames each print's baseline keeps; the preset's otherwise."""
-    from trainer.model import get_preset
-    from trainer.pipeline import Options, resolve_preset
-
-    assert resolve_preset(Options(adapt_follow=20)).adaptation.follow == 20
-    assert resolve_preset(Options()).adaptation.follow == get_preset("default").adaptation.follow
 
 
 def test_trainer_patience_reaches_the_fit() -> None:

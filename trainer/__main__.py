@@ -175,14 +175,6 @@ def build_parser() -> argparse.ArgumentParser:
         "most like it (0: with all of them); default: the preset's",
     )
     m.add_argument(
-        "--adapt-follow",
-        type=int,
-        metavar="N",
-        help="per-print adaptation: also compare each frame with the print's N most recent "
-        "plainly normal frames, so a part growing past its first minutes' look is judged "
-        "against how it looked a little earlier (0: with its start only); default: the preset's",
-    )
-    m.add_argument(
         "--adapt-frames",
         type=int,
         metavar="N",
@@ -299,7 +291,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         normalize=args.normalize,
         match_light=args.match_light,
         adapt_nearest=args.adapt_nearest,
-        adapt_follow=args.adapt_follow,
         adapt_calibration=args.adapt_calibration,
         split=split,
         val_sessions=args.val_sessions,

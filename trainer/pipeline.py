@@ -55,7 +55,6 @@ class Options:
     adapt_nearest: int | None = (
         None  # override the preset's nearest calibration frames per baseline
     )
-    adapt_follow: int | None = None  # override the preset's recent frames kept per baseline
     adapt_calibration: str = (
         "cross"  # adapted threshold: "cross" (models that never saw the print) or "validation"
     )
@@ -168,12 +167,6 @@ def resolve_preset(options: Options) -> Preset:
             adaptation = dataclasses.replace(preset.adaptation, nearest=options.adapt_nearest)
         except ValueError as exc:
             raise DataError(f"--adapt-nearest {options.adapt_nearest}: {exc}") from exc
-        preset = dataclasses.replace(preset, adaptation=adaptation)
-    if options.adapt_follow is not None:
-        try:
-            adaptation = dataclasses.replace(preset.adaptation, follow=options.adapt_follow)
-        except ValueError as exc:
-            raise DataError(f"--adapt-follow {options.adapt_follow}: {exc}") from exc
         preset = dataclasses.replace(preset, adaptation=adaptation)
     factor = preset.model.stride ** len(preset.model.filters)
     if preset.preprocess.width % factor or preset.preprocess.height % factor:

@@ -19,7 +19,6 @@ never count as anomalous (the absolute threshold does not transfer to a new prin
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable
 
 import cv2
@@ -32,12 +31,6 @@ from watchdog.detection.quantile import quantile
 logger = logging.getLogger(__name__)
 
 SCALE_FLOOR = 0.05  # print_scale: the least scale, as a share of the calibration maps' level
-# follow: a frame joins the recent frames when its change is at most this many times the
-# start's own (its frames against their nearest others)…
-FOLLOW_BELOW = 4.0
-# …and so were the frames after it, this many (30 s at 10 s): a failure that starts
-# small and is flagged within them never becomes the print's normal
-FOLLOW_DELAY = 3
 
 
 class PrintBaseline:
@@ -122,14 +115,6 @@ class PrintBaseline:
         # move by less than 2e-5 of their value on the Kaggle prints)…
         self._cal_maps: np.ndarray | None = None
         self._cal_x: np.ndarray | None = None  # …and input on the 1/255 grid as uint8
-        self._own = 1.0  # the start's own typical change (print_scale, follow)
-        # follow: the recent plainly normal frames (a ring of maps and inputs, like the
-        # calibration's), and the frames waiting out FOLLOW_DELAY before they join
-        self._recent_maps: np.ndarray | None = None
-        self._recent_x: np.ndarray | None = None
-        self._n_recent = 0
-        self._next_recent = 0
-        self._waiting: deque[tuple[np.ndarray, np.ndarray]] = deque()
         self.last_map = None
 
     def observe(
@@ -171,11 +156,7 @@ class PrintBaseline:
             else:
                 self._add(error_map, x)
             return float(score), True
-        emap = np.asarray(error_map, dtype=np.float64)
-        score = self.adapted(emap, x)
-        if self.spec.follow:
-            self._follow(emap, x, score * self._scale)
-        return score * self.gain, False
+        return self.adapted(np.asarray(error_map, dtype=np.float64), x) * self.gain, False
 
     def _add(self, error_map: np.ndarray, x: np.ndarray | None) -> None:
         emap = np.asarray(error_map, dtype=np.float64)
@@ -210,7 +191,7 @@ class PrintBaseline:
             raise RuntimeError("adapter baseline not calibrated yet")
         if self.spec.nearest:
             assert self._cal_maps is not None and self._cal_x is not None
-            mean = self._nearest_mean(_on_grid(x))
+            mean = self._mean_of(self._nearest(_on_grid(x), self.spec.nearest))
         else:
             assert self._mean is not None
             mean = self._mean
@@ -231,43 +212,6 @@ class PrintBaseline:
         if leave_out is not None:
             distance[leave_out] = np.inf
         return np.argsort(distance, kind="stable")[:n]
-
-    def _nearest_mean(self, xq: np.ndarray) -> np.ndarray:
-        """The mean map of the ``nearest`` frames most like ``xq``: among the calibration
-        frames, and with ``follow`` the recent plainly normal ones too."""
-        n = self.spec.nearest
-        if not self._n_recent:
-            return self._mean_of(self._nearest(xq, n))
-        assert self._cal_maps is not None and self._cal_x is not None
-        assert self._recent_maps is not None and self._recent_x is not None
-        recent_x = self._recent_x[: self._n_recent]
-        distance = np.array(
-            [cv2.norm(c, xq, cv2.NORM_L2SQR) for c in self._cal_x]
-            + [cv2.norm(c, xq, cv2.NORM_L2SQR) for c in recent_x]
-        )
-        rows = np.argsort(distance, kind="stable")[:n]
-        k = len(self._cal_x)
-        picked = [self._cal_maps[r] if r < k else self._recent_maps[r - k] for r in rows]
-        return np.asarray(np.mean(picked, axis=0, dtype=np.float64))
-
-    def _follow(self, error_map: np.ndarray, x: np.ndarray | None, change: float) -> None:
-        """``follow``: this frame waits ``FOLLOW_DELAY`` frames, then joins the recent frames if
-        it and every frame after it changed no more than ``FOLLOW_BELOW`` times the start's own
-        change; a frame above that sends every waiting frame away."""
-        if change > FOLLOW_BELOW * self._own:
-            self._waiting.clear()
-            return
-        self._waiting.append((error_map.astype(np.float16), _on_grid(x)))
-        if len(self._waiting) <= FOLLOW_DELAY:
-            return
-        emap, xq = self._waiting.popleft()
-        if self._recent_maps is None or self._recent_x is None:
-            self._recent_maps = np.empty((self.spec.follow, *emap.shape), np.float16)
-            self._recent_x = np.empty((self.spec.follow, xq.size), np.uint8)
-        self._recent_maps[self._next_recent] = emap
-        self._recent_x[self._next_recent] = xq
-        self._next_recent = (self._next_recent + 1) % self.spec.follow
-        self._n_recent = min(self._n_recent + 1, self.spec.follow)
 
     def _mean_of(self, rows: np.ndarray) -> np.ndarray:
         """The mean of these calibration maps (``nearest``), in float64."""
@@ -305,9 +249,7 @@ class PrintBaseline:
         else:
             self._denom = np.ones_like(std)
         self._sum = self._sumsq = None  # the mean and spread are all that is needed from here
-        if self.spec.print_scale or self.spec.follow:
-            self._own = self._own_scale()
-        self._scale = self._own if self.spec.print_scale else 1.0
+        self._scale = self._own_scale() if self.spec.print_scale else 1.0
         logger.debug("print baseline ready after %d frames", self._n)
 
 

@@ -415,13 +415,6 @@ class Adaptation:
     print. White the light does not explain (white filament on the dark bed) stays, and so
     does a picture whose still pixels are mostly white. Off in bundles without the key, whose
     thresholds were set without it.
-
-    ``follow`` (needs ``nearest``): the baseline also keeps the print's ``follow`` most recent
-    frames that were plainly normal (``baseline.FOLLOW_BELOW`` times the start's own
-    frame-to-frame change at most, and so were the ``baseline.FOLLOW_DELAY`` frames after
-    them), and a frame's nearest frames are chosen among those and the start's: a part that
-    grows into a shape its first minutes never showed is compared with how it looked a little
-    earlier. 0 (bundles without the key): judged against the start only.
     """
 
     frames: int = 0
@@ -436,7 +429,6 @@ class Adaptation:
     early_threshold: float = 0.0
     start_light: bool = False
     clipped_light: bool = False
-    follow: int = 0
 
     def __post_init__(self) -> None:
         check_number("frames", self.frames, 0, MAX_ADAPTATION_FRAMES, integer=True)
@@ -468,13 +460,6 @@ class Adaptation:
                 "start_light is on but adaptation.match_light is off: a start's frames are "
                 "matched to its first frames' light only where later frames are matched to "
                 "the whole start's"
-            )
-        check_number("follow", self.follow, 0, MAX_ADAPTATION_FRAMES, integer=True)
-        if self.follow and self.frames and not 2 <= self.nearest < self.frames:
-            raise ValueError(
-                f"follow needs nearest in [2, frames={self.frames}), got {self.nearest}: a frame "
-                "joins the baseline when it changes no more than the start's frames do against "
-                "their nearest others"
             )
         if self.clipped_light and not self.match_light:
             raise ValueError(
