@@ -737,7 +737,7 @@ def growing_prints(shipped: Json | None, growth: Json | None, bundle: Json | Non
             [
                 "order",
                 "frames above the threshold, mean (worst)",
-                "good prints paused",
+                "pauses of good prints (no resume between them)",
                 "recall on Kaggle failures",
                 "in-scene recall mean (min-max)",
                 "in-scene failures paused within 10 frames",
@@ -749,9 +749,10 @@ def growing_prints(shipped: Json | None, growth: Json | None, bundle: Json | Non
             ],
         )
         + "\n\nWhat it says: a print whose look moves far from its first five minutes (a part "
-        "much taller or wider than the model has seen) is judged as changed, and a good print "
-        "can be paused; resuming it (or marking the alert not a failure) learns its look "
-        "again. See [decisions/growing-prints.md](decisions/growing-prints.md). "
+        "much taller or wider than its start showed) is judged as changed, and a good print can "
+        "be paused. Where the fitting prints grow that way too, the threshold cross-fitted on "
+        "them rises out of reach and failures are missed (recall). Resuming a pause (or "
+        "marking the alert not a failure) learns the print's look again. See [decisions/growing-prints.md](decisions/growing-prints.md). "
         f"Command: `{GROWTH_CMD}`.\n\n" + _shipped_growing(bundle)
     )
 
