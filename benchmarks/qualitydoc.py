@@ -617,7 +617,7 @@ def frame_order(d: Json | None) -> str:
 VARIANT_CMD = (
     ".venv/bin/python benchmarks/quality.py --seeds 0,1,2 [--scoring-topk K] [--std-floor Q] "
     "[--scoring-window W] [--nearest N] [--pixel-spread on|off] [--print-scale on|off] [--epochs E] [--batch-size B] "
-    "[--patience P] [--denoise S] [--clipped-light on|off] [--order file|growth] [--target-fpr F] --json "
+    "[--patience P] [--denoise S] [--clipped-light on|off] [--target-fpr F] --json "
     "benchmarks/results/quality-variant-NAME.json"
 )
 # what runs that recorded nothing of it scored and trained with (before runs said so)
@@ -709,14 +709,28 @@ def _shipped_growing(d: Json | None) -> str:
         "The shipped bundle (it was fitted on these three prints) replayed on each through "
         "`python -m watchdog replay`, whose simulated owner resumes right after each pause "
         "(which learns the print's look again): every pause is a good print stopped.\n\n"
-        + _table(["print", "order", "pauses (at frame)"], rows)
+        + _table(["print", "order", "pauses (at frame, counted from 0)"], rows)
         + f"\n\nBundle trained {d['bundle_created']}. Command: `{GROWING_CMD}`.\n"
     )
+
+
+def _replayed_in_growth_order(d: Json) -> bool:
+    return bool(d.get("variant", {}).get("order") == "growth")
 
 
 def growing_prints(shipped: Json | None, growth: Json | None, bundle: Json | None) -> str:
     """The shipped preset's three training runs with each good print replayed in file order
     and as its part grows, and the shipped bundle on its own prints the same two ways."""
+    if growth is not None and shipped is not None:
+        same = {**_scored(growth["variant"]), "order": "file"}
+        if not _replayed_in_growth_order(growth) or same != {
+            **UNRECORDED_VARIANT,
+            **_scored(shipped.get("variant", {})),
+        }:
+            raise ValueError(
+                f"{GROWTH_FILE} is not the shipped preset's settings replayed in growth order: "
+                "run the command of its section again"
+            )
     if shipped is None or growth is None:
         return (
             _missing("prints replayed as their part grows", GROWTH_CMD)
@@ -729,9 +743,10 @@ def growing_prints(shipped: Json | None, growth: Json | None, bundle: Json | Non
         "filament pixels first, so a print starts on a bare bed or a first layer and ends "
         "with its tallest part, as a real one does), a good print ends far from its first "
         "minutes. That order is no timeline either: sorted by filament, frames of the "
-        "interleaved prints of `scratch` follow each other, and a whole print passes in its 184 "
-        "to 282 frames, faster than a real one grows. A real print lies between the two. The "
-        "shipped preset, three training runs each, 9 fold-runs, the thresholds cross-fitted on "
+        "interleaved prints of `scratch` follow each other, and frames where the toolhead hides "
+        "the part sort early, together. A print longer than these moves further from its first "
+        "five minutes than either order shows. The shipped preset, three training runs each, "
+        "9 fold-runs, the thresholds cross-fitted on "
         "the fitting prints in the same order:\n\n"
         + _table(
             [
@@ -760,8 +775,8 @@ def growing_prints(shipped: Json | None, growth: Json | None, bundle: Json | Non
 def scoring_experiments(shipped: Json | None) -> str:
     """The three training runs scored other ways, beside the shipped preset."""
     files = sorted(RESULTS.glob("quality-topk-*.json")) + sorted(
-        p for p in RESULTS.glob("quality-variant-*.json") if p.name != GROWTH_FILE
-    )  # the growth order has its own section: replayed otherwise, not scored otherwise
+        RESULTS.glob("quality-variant-*.json")
+    )
     if shipped is None or not files:
         return _missing("scoring experiments", VARIANT_CMD)
     base = {**UNRECORDED_VARIANT, **_scored(shipped.get("variant", {}))}
@@ -769,6 +784,10 @@ def scoring_experiments(shipped: Json | None) -> str:
     base["target_fpr"] = shipped["target_fpr"]
     for path in files:
         d = json.loads(path.read_text())
+        if _replayed_in_growth_order(
+            d
+        ):  # its own section: replayed otherwise, not scored otherwise
+            continue
         d["_name"] = path.stem
         runs.append((_variant_label(d, base), d))
     rows = []

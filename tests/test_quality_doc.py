@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks import qualitydoc
 
 
@@ -53,3 +55,18 @@ def test_runs_of_settings_shipped_earlier_are_told_apart_by_their_date() -> None
     assert (
         qualitydoc._variant_label(again, base) == "as shipped, another run (2026-12-01 13:04 UTC)"
     )
+
+
+def test_the_growth_order_table_compares_the_shipped_settings_only() -> None:
+    """The growing-prints table puts a growth-order run beside the shipped run in file order:
+    a run of other settings, or one not replayed in growth order, is refused, not shown."""
+    shipped = {"variant": {**qualitydoc.UNRECORDED_VARIANT, "epochs": 60}}
+    same = {"variant": {**shipped["variant"], "order": "growth"}}
+    other = {"variant": {**same["variant"], "topk": 0.03}}
+    file_order = {"variant": {**shipped["variant"], "order": "file"}}
+    with pytest.raises(ValueError, match="not the shipped preset's settings"):
+        qualitydoc.growing_prints(shipped, other, None)
+    with pytest.raises(ValueError, match="not the shipped preset's settings"):
+        qualitydoc.growing_prints(shipped, file_order, None)
+    assert qualitydoc._replayed_in_growth_order(same)
+    assert not qualitydoc._replayed_in_growth_order(shipped)
