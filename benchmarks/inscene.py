@@ -69,7 +69,8 @@ def growth_order(frames: np.ndarray) -> np.ndarray:
     """Indices that replay a print as its part grows: fewest filament pixels first, file order
     between equals. The file numbers are a weak timeline (``benchmarks/frame_order.py``);
     this one starts a print where a real one starts, on a bare bed or a first layer. It is no
-    timeline either: frames where the toolhead hides the part sort early, together."""
+    timeline either: frames where the camera (beside the nozzle) shows little of the part
+    sort early, together."""
     counts = np.array([filament_pixels(f) for f in frames])
     return np.argsort(counts, kind="stable")
 
