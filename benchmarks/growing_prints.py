@@ -30,13 +30,14 @@ from benchmarks.inscene import growth_order  # noqa: E402
 from benchmarks.time_to_pause import KAGGLE, replay, sessions_in_time_order  # noqa: E402
 from trainer.data import NORMAL, Frame, load_frames  # noqa: E402
 from trainer.model import get_preset  # noqa: E402
-from watchdog.detection.bundle import default_bundle_path  # noqa: E402
+from watchdog.detection.bundle import Bundle, Preprocess, default_bundle_path  # noqa: E402
 
 
-def grown(paths: list[Path]) -> list[Path]:
-    """The print's frames as its part grows, judged on the default preset's model input."""
+def grown(paths: list[Path], pre: Preprocess | None = None) -> list[Path]:
+    """The print's frames as its part grows, judged on the model input of ``pre`` (default:
+    the default preset's)."""
     frames = [Frame(p, NORMAL, "print", i) for i, p in enumerate(paths)]
-    loaded = load_frames(frames, get_preset("default").preprocess)
+    loaded = load_frames(frames, pre or get_preset("default").preprocess)
     if len(loaded.frames) != len(frames):
         raise RuntimeError(f"unreadable frames: {loaded.skipped}")
     return [paths[i] for i in growth_order(loaded.x)]
@@ -52,12 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: no Kaggle data at {args.data}")
         return 0
     normal, _ = sessions_in_time_order(args.data)
+    pre = Bundle.load(args.bundle).meta.preprocess  # the bundle's own view of the bed
     rows = []
     print("| print | order | pauses (at frame) |")
     print("|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for session, paths in sorted(normal.items()):
-            for order, files in (("file", paths), ("growth", grown(paths))):
+            for order, files in (("file", paths), ("growth", grown(paths, pre))):
                 scored = replay(args.bundle, files, Path(tmp) / f"{session}-{order}")
                 paused = [i for i, r in enumerate(scored) if r.get("action") == "pause"]
                 rows.append(

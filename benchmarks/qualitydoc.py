@@ -933,7 +933,7 @@ def render() -> str:
     if q is not None:
         parts.append(
             f"Run: {q['date']}, `--target-fpr {q['target_fpr']}`. Command: `{QUALITY_CMD}` "
-            "(about 10 minutes on 2 idle cores, 30 on this shared machine; needs the `train` extra and the data).\n"
+            "(about 10 minutes on 2 idle cores, 30 on 2 shared ones; needs the `train` extra and the data).\n"
         )
     for title, make in sections:
         parts.append(f"## {title}\n\n{make()}")
