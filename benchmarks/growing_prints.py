@@ -18,7 +18,6 @@ folder is absent.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -27,17 +26,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.inscene import growth_order  # noqa: E402
-from benchmarks.time_to_pause import KAGGLE, replay, sessions_in_time_order  # noqa: E402
+from benchmarks.time_to_pause import (  # noqa: E402
+    KAGGLE,
+    paused_at,
+    replay,
+    sessions_in_time_order,
+    write_bundle_rows,
+)
 from trainer.data import NORMAL, Frame, load_frames  # noqa: E402
-from trainer.model import get_preset  # noqa: E402
 from watchdog.detection.bundle import Bundle, Preprocess, default_bundle_path  # noqa: E402
 
 
-def grown(paths: list[Path], pre: Preprocess | None = None) -> list[Path]:
-    """The print's frames as its part grows, judged on the model input of ``pre`` (default:
-    the default preset's)."""
+def grown(paths: list[Path], pre: Preprocess) -> list[Path]:
+    """The print's frames as its part grows, judged on the model input ``pre`` makes."""
     frames = [Frame(p, NORMAL, "print", i) for i, p in enumerate(paths)]
-    loaded = load_frames(frames, pre or get_preset("default").preprocess)
+    loaded = load_frames(frames, pre)
     if len(loaded.frames) != len(frames):
         raise RuntimeError(f"unreadable frames: {loaded.skipped}")
     return [paths[i] for i in growth_order(loaded.x)]
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         for session, paths in sorted(normal.items()):
             for order, files in (("file", paths), ("growth", grown(paths, pre))):
                 scored = replay(args.bundle, files, Path(tmp) / f"{session}-{order}")
-                paused = [i for i, r in enumerate(scored) if r.get("action") == "pause"]
+                paused = paused_at(scored)
                 rows.append(
                     {"print": session, "frames": len(paths), "order": order, "paused_at": paused}
                 )
@@ -71,13 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     if args.json:
-        created = json.loads((args.bundle / "model.json").read_text()).get("created")
-        args.json.write_text(
-            json.dumps(
-                {"bundle": str(args.bundle), "bundle_created": created, "rows": rows}, indent=2
-            )
-            + "\n"
-        )
+        write_bundle_rows(args.json, args.bundle, rows)
     return 0
 
 

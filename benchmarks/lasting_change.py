@@ -18,7 +18,6 @@ not detection quality). Skips (exit 0) when the data folder is absent.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -30,7 +29,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.time_to_pause import KAGGLE, replay, sessions_in_time_order  # noqa: E402
+from benchmarks.time_to_pause import (  # noqa: E402
+    KAGGLE,
+    paused_at,
+    replay,
+    sessions_in_time_order,
+    write_bundle_rows,
+)
 from watchdog.detection.bundle import default_bundle_path  # noqa: E402
 
 CHANGES = {
@@ -80,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 work = Path(tmp) / f"{session}-{name.replace(' ', '_')}"
                 files = changed_print(frames, args.onset, change, work / "src")
                 scored = replay(args.bundle, files, work)
-                paused = [i for i, r in enumerate(scored) if r.get("action") == "pause"]
+                paused = paused_at(scored)
                 before = [i for i in paused if i < args.onset]
                 after = [i for i in paused if i >= args.onset]
                 rows.append(
@@ -99,15 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     if args.json:
-        # which training of the bundle these figures are of (a retrained bundle, same path)
-        meta_created = json.loads((args.bundle / "model.json").read_text()).get("created")
-        args.json.write_text(
-            json.dumps(
-                {"bundle": str(args.bundle), "bundle_created": meta_created, "rows": rows},
-                indent=2,
-            )
-            + "\n"
-        )
+        write_bundle_rows(args.json, args.bundle, rows)
     return 0
 
 

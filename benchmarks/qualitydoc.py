@@ -666,25 +666,33 @@ GROWTH_CMD = (
 )
 
 
-def _order_row(order: str, d: Json) -> list[str]:
-    s = d["summary"]
+def _folds(d: Json) -> list[Json]:
+    """Every fold-run of a multi-run benchmark result."""
+    return [r for folds in d["runs"].values() for r in folds]
+
+
+def _inscene_paused(summary: Json) -> str:
+    """In-scene failures paused within 10 frames of their onset, over all fold-runs."""
     paused = [
         sum(v is not None and v <= 10 for v in r["inscene_frames_to_pause"].values())
-        for r in s["fold_runs"]
+        for r in summary["fold_runs"]
     ]
-    cats = len(s["inscene_recall_by_print"])
-    folds = [r for rs in d["runs"].values() for r in rs]
-    worst = max(folds, key=lambda r: r["false_alarm_rate"])
+    return f"{sum(paused)} of {len(paused) * len(summary['inscene_recall_by_print'])}"
+
+
+def _order_row(order: str, d: Json) -> list[str]:
+    s = d["summary"]
+    worst = max(_folds(d), key=lambda r: r["false_alarm_rate"])
     return [
         order,
         f"{_pct(s['false_alarm_rate']['mean'])} ({_pct(worst['false_alarm_rate'])}, "
         f"`{worst['held_out']}`)",
-        str(sum(r["false_pauses"] for r in folds)),
+        str(sum(r["false_pauses"] for r in _folds(d))),
         _f(s["recall"]["mean"], 2),
         f"{_f(s['inscene_recall']['mean'], 2)} ({_f(s['inscene_recall']['min'], 2)}-"
         f"{_f(s['inscene_recall']['max'], 2)})",
-        f"{sum(paused)} of {len(paused) * cats}",
-        f"{d['date']}",
+        _inscene_paused(s),
+        d["date"],
     ]
 
 
@@ -735,7 +743,7 @@ def growing_prints(shipped: Json | None, growth: Json | None, bundle: Json | Non
         return (
             _missing("prints replayed as their part grows", GROWTH_CMD)
             + "\n"
-            + (_shipped_growing(bundle))
+            + _shipped_growing(bundle)
         )
     return (
         "The file order flatters the per-print baseline: a print's first 30 frames already show "
@@ -744,10 +752,10 @@ def growing_prints(shipped: Json | None, growth: Json | None, bundle: Json | Non
         "with its tallest part, as a real one does), a good print ends far from its first "
         "minutes. That order is no timeline either: sorted by filament, frames of the "
         "interleaved prints of `scratch` follow each other, and frames where the camera (beside "
-        "the nozzle) shows little of the part sort early, together. A print longer than these moves further from its first "
-        "five minutes than either order shows. The shipped preset, three training runs each, "
-        "9 fold-runs, the thresholds cross-fitted on "
-        "the fitting prints in the same order:\n\n"
+        "the nozzle) shows little of the part sort early, together. A print longer than these "
+        "moves further from its first five minutes than either order shows. The shipped "
+        "preset, three training runs each, 9 fold-runs, the thresholds cross-fitted on the "
+        "fitting prints in the same order:\n\n"
         + _table(
             [
                 "order",
@@ -767,7 +775,8 @@ def growing_prints(shipped: Json | None, growth: Json | None, bundle: Json | Non
         "much taller or wider than its start showed) is judged as changed, and a good print can "
         "be paused. Where the fitting prints grow that way too, the threshold cross-fitted on "
         "them rises out of reach and failures are missed (recall). Resuming a pause (or "
-        "marking the alert not a failure) learns the print's look again. See [decisions/growing-prints.md](decisions/growing-prints.md). "
+        "marking the alert not a failure) learns the print's look again. See "
+        "[decisions/growing-prints.md](decisions/growing-prints.md). "
         f"Command: `{GROWTH_CMD}`.\n\n" + _shipped_growing(bundle)
     )
 
@@ -784,9 +793,8 @@ def scoring_experiments(shipped: Json | None) -> str:
     base["target_fpr"] = shipped["target_fpr"]
     for path in files:
         d = json.loads(path.read_text())
-        if _replayed_in_growth_order(
-            d
-        ):  # its own section: replayed otherwise, not scored otherwise
+        # a growth-order run has its own section: replayed otherwise, not scored otherwise
+        if _replayed_in_growth_order(d):
             continue
         d["_name"] = path.stem
         runs.append((_variant_label(d, base), d))
@@ -794,11 +802,7 @@ def scoring_experiments(shipped: Json | None) -> str:
     for label, d in runs:
         s = d["summary"]
         cats = s["inscene_recall_by_print"]
-        paused = [
-            sum(v is not None and v <= 10 for v in r["inscene_frames_to_pause"].values())
-            for r in s["fold_runs"]
-        ]
-        pauses = sum(r["false_pauses"] for folds in d["runs"].values() for r in folds)
+        pauses = sum(r["false_pauses"] for r in _folds(d))
         rows.append(
             [
                 label,
@@ -808,7 +812,7 @@ def scoring_experiments(shipped: Json | None) -> str:
                 f"{_f(s['inscene_recall']['mean'])} ({_f(s['inscene_recall']['min'])}-"
                 f"{_f(s['inscene_recall']['max'])})",
                 ", ".join(f"{v['mean']:.2f}" for v in cats.values()),
-                f"{sum(paused)} of {len(paused) * len(cats)}",
+                _inscene_paused(s),
             ]
         )
     names = ", ".join(shipped["summary"]["inscene_recall_by_print"])

@@ -130,6 +130,19 @@ def replay(bundle: Path, frames: list[Path], work: Path) -> list[dict[str, Any]]
     return scored
 
 
+def paused_at(scored: list[dict[str, Any]]) -> list[int]:
+    """The frames (counted from 0) of a replay where the print was paused."""
+    return [i for i, r in enumerate(scored) if r.get("action") == "pause"]
+
+
+def write_bundle_rows(path: Path, bundle: Path, rows: list[dict[str, Any]]) -> None:
+    """A replay benchmark's rows as JSON, with which training of the bundle made them (a
+    retrained bundle keeps its path)."""
+    created = Bundle.load(bundle).meta.created
+    document = {"bundle": str(bundle), "bundle_created": created, "rows": rows}
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
 def measure(scored: list[dict[str, Any]], onset: int, calibration: int) -> dict[str, Any]:
     """Pauses and anomalous frames on each side of the failure onset (frame index ``onset``)."""
     normal = [r for r in scored if int(Path(r["frame"]).stem) < onset]
