@@ -84,10 +84,15 @@ def test_a_new_print_gets_a_new_baseline(tmp_path, tiny_adaptive_bundle, normal_
 
 
 def _watcher(
-    tmp_path: Path, bundle_dir: Path, frames: Path, printer: SimulatedPrinter, action: str = "pause"
+    tmp_path: Path,
+    bundle_dir: Path,
+    frames: Path,
+    printer: SimulatedPrinter,
+    action: str = "pause",
+    notifier_class: type[Notifier] = Notifier,
 ) -> Watcher:
     """A watcher on a folder camera whose clock advances 10 s per step (the default interval)."""
-    notifier = Notifier(MqttConfig(), StorageConfig(dir=tmp_path / "state"), ["e3"])
+    notifier = notifier_class(MqttConfig(), StorageConfig(dir=tmp_path / "state"), ["e3"])
     cfg = PrinterConfig(
         name="e3", camera=CameraConfig(source=str(frames), interval_s=0), action=action
     )
@@ -241,18 +246,8 @@ def test_an_answer_to_the_latest_alert_sent_back_at_once_lands_on_that_alert(
 
     lasting = [anomalous_frames[0]] * 30
     frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + lasting)
-    notifier = Watched(MqttConfig(), StorageConfig(dir=tmp_path / "state"), ["e3"])
-    cfg = PrinterConfig(
-        name="e3", camera=CameraConfig(source=str(frames), interval_s=0), action="notify"
-    )
-    clock = iter(range(0, 100_000, 10))
-    watcher = build_watcher(
-        cfg,
-        Bundle.load(tiny_adaptive_bundle),
-        notifier,
-        printer=SimulatedPrinter("benchy.gcode"),
-        clock=lambda: float(next(clock)),
-    )
+    printer = SimulatedPrinter("benchy.gcode")
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, "notify", Watched)
     [watcher.step() for _ in range(30)]  # 300 s: two alerts, the cooldown (90 s) between them
     assert len(seen) >= 2, seen
     assert all(sent == latest for sent, latest in seen), seen
