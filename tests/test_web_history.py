@@ -6,6 +6,8 @@ frames only; both are filled far beyond their size here and must keep the newest
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -48,17 +50,23 @@ def test_lead_up_keeps_the_last_frames_and_the_camera_frame_only_of_anomalous_on
     assert history.latest_frame_jpeg() == frames[9]  # the newest frame, not the first
 
 
+def _incident_after_two_anomalous_frames(store: Any) -> tuple[Any, History]:
+    """An incident of printer ``ender3`` and the history before it: 6 frames, the last 2
+    anomalous (4 kept as its lead-up)."""
+    jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
+    history = History(lead_up=4)
+    for i in range(6):
+        history.record(jpeg, float(i), 3.0, i >= 4, False, False, jpeg)
+    return store.save("ender3", {"score": 9.0}, jpeg, jpeg, pending=False), history
+
+
 def test_lead_up_is_saved_with_the_incident_and_confirmed_failures_keep_the_anomalous_frames(
     tmp_path,
 ) -> None:
     from watchdog.incidents import IncidentStore, list_incidents, mark_failure
 
     store = IncidentStore(tmp_path)
-    jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
-    history = History(lead_up=4)
-    for i in range(6):
-        history.record(jpeg, float(i), 3.0, i >= 4, False, False, jpeg)
-    incident = store.save("ender3", {"score": 9.0}, jpeg, jpeg, pending=False)
+    incident, history = _incident_after_two_anomalous_frames(store)
     store.add_lead_up("ender3", incident.id, history.lead_up())
     [view] = list_incidents(tmp_path, ["ender3"])
     assert view.lead_up == (
@@ -74,3 +82,18 @@ def test_lead_up_is_saved_with_the_incident_and_confirmed_failures_keep_the_anom
         [f"{incident.id}.jpg", f"{incident.id}-02.jpg", f"{incident.id}-03.jpg"]
     )
     assert all(p.parent == tmp_path / "collected" / "ender3" / "failures" for p in copies)
+
+
+def test_a_failure_confirmed_before_its_lead_up_is_written_still_keeps_the_lead_up(
+    tmp_path,
+) -> None:
+    """The owner answers the phone notification while the watcher is still writing the frames
+    that led to the alert: the anomalous ones reach the failures folder all the same."""
+    from watchdog.incidents import IncidentStore, failures_dir, mark_failure
+
+    store = IncidentStore(tmp_path)
+    incident, history = _incident_after_two_anomalous_frames(store)
+    assert [p.name for p in mark_failure(tmp_path, "ender3", incident.id)] == [f"{incident.id}.jpg"]
+    store.add_lead_up("ender3", incident.id, history.lead_up())
+    kept = sorted(p.name for p in failures_dir(tmp_path, "ender3").iterdir())
+    assert kept == sorted([f"{incident.id}.jpg", f"{incident.id}-02.jpg", f"{incident.id}-03.jpg"])

@@ -251,7 +251,10 @@ class IncidentStore:
         """Save the frames before the trigger (``history.LeadUpFrame``s) in ``lead_up/``.
 
         Written after the alert went out, so a slow disk never delays it; a failure only
-        costs the picture strip, never the incident."""
+        costs the picture strip, never the incident. The owner may confirm the failure while
+        these are written: ``mark_failure`` records the verdict before it copies, and the
+        frames are copied here when the verdict is already there, so either way they reach
+        the failures folder."""
         folder = self.root / printer / incident_id / LEAD_UP
         try:
             if not folder.parent.is_dir():
@@ -261,14 +264,16 @@ class IncidentStore:
                 write_durably(folder / f"{n:02d}-heatmap.jpg", item.heatmap_jpeg)
                 if item.frame_jpeg is not None:
                     write_durably(folder / f"{n:02d}-frame.jpg", item.frame_jpeg)
-        except OSError as exc:
+            if _read_alert(folder.parent).get("verdict") == "failure":
+                _copy_failure_frames(folder.parent, self.storage_dir, printer, incident_id)
+        except (OSError, IncidentError) as exc:
             self._throttle(
                 logger,
                 logging.WARNING,
                 "lead_up",
                 "cannot save the frames before incident %s: %s",
                 incident_id,
-                exc.strerror or exc,
+                getattr(exc, "strerror", None) or exc,
             )
 
     def delivered(self, incident: Incident) -> None:
@@ -404,8 +409,22 @@ def failures_dir(storage_dir: Path, printer: str) -> Path:
 
 def mark_failure(storage_dir: Path, printer: str, incident_id: str) -> list[Path]:
     """Copy the incident's frame and its anomalous lead-up frames into the failures folder and
-    record the verdict; returns the copies."""
+    record the verdict; returns the copies.
+
+    The verdict is recorded first: lead-up frames still being written when it lands are
+    copied by ``IncidentStore.add_lead_up`` once it sees the verdict."""
     path = incident_dir(storage_dir, printer, incident_id)
+    if not (path / FRAME).is_file():
+        raise IncidentError(f"incident {incident_id} of {printer} has no {FRAME} in {path}")
+    record_verdict(storage_dir, printer, incident_id, "failure")
+    return _copy_failure_frames(path, storage_dir, printer, incident_id)
+
+
+def _copy_failure_frames(
+    path: Path, storage_dir: Path, printer: str, incident_id: str
+) -> list[Path]:
+    """Copy an incident's frame and lead-up frames into the failures folder (again: the same
+    names, so a second copy replaces the first)."""
     sources = sorted((path / LEAD_UP).glob("*-frame.jpg")) + [path / FRAME]
     dest_dir = failures_dir(storage_dir, printer)
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -418,13 +437,10 @@ def mark_failure(storage_dir: Path, printer: str, incident_id: str) -> list[Path
             if src.name == FRAME
             else f"{incident_id}-{src.name.split('-')[0]}.jpg"
         )
-        tmp = dest_dir / f".{name}.tmp"
+        tmp = dest_dir / f".{name}.{threading.get_ident()}.tmp"
         shutil.copyfile(src, tmp)
         os.replace(tmp, dest_dir / name)
         copies.append(dest_dir / name)
-    if not copies:
-        raise IncidentError(f"incident {incident_id} of {printer} has no {FRAME} in {path}")
-    record_verdict(storage_dir, printer, incident_id, "failure")
     return copies
 
 
