@@ -482,6 +482,9 @@ def test_rerun_keeps_config_and_secrets(root: Path, wheelhouse: Path) -> None:
 
 
 def test_uninstall_keeps_config_and_incidents_then_purge(root: Path) -> None:
+    etc = root / "etc/printer-watchdog"
+    (etc / "config.yaml").write_text("printers:\n  - name: my-ender\n")
+    (etc / "octoprint.key").write_text("SECRET-KEY\n")
     incident = root / "var/lib/printer-watchdog/incidents/0001/alert.json"
     incident.parent.mkdir(parents=True)
     incident.write_text("{}")
