@@ -252,3 +252,46 @@ def test_an_answer_to_the_latest_alert_sent_back_at_once_lands_on_that_alert(
     assert len(seen) >= 2, seen
     assert all(sent == latest for sent, latest in seen), seen
     watcher.camera.close()
+
+
+def test_a_button_of_an_old_alert_never_acts_on_the_print_running_now(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """A phone notification's Cancel (or an incident card's) belongs to the print it was about:
+    pressed once the owner has started another print, it must not cancel that one. On the
+    print it was about it acts, also for a watcher that has restarted since (the job saved
+    with the alert is the job the printer reports)."""
+    from watchdog.control import Command, Verb
+
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + [anomalous_frames[0]] * 10)
+    printer = SimulatedPrinter("benchy_A.gcode")
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    while printer.status().state != "paused":
+        watcher.step()
+    incident = watcher.status()["last_alert"]["incident"]
+
+    def press(verb: Verb, on: Watcher) -> tuple[bool, str]:
+        done = on.submit(Command("e3", verb, incident, source="phone"))
+        on.step()
+        result = done.result(timeout=5)
+        return result.ok, result.detail
+
+    assert press(Verb.RESUME, watcher)[0] and printer.status().state == "printing"
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    restarted.step()  # it has asked the printer what it prints
+    assert press(Verb.PAUSE, restarted)[0] and printer.status().state == "paused"
+
+    printer.cancel()  # the owner cancels at the printer and starts the next print
+    watcher.step()
+    printer.start_print("vase_B.gcode")
+    watcher.step()
+    restarted.step()
+    actions = list(printer.actions)
+    for on in (watcher, restarted):
+        for verb in (Verb.CANCEL, Verb.PAUSE):
+            ok, detail = press(verb, on)
+            assert not ok and "nothing done" in detail, detail
+    assert printer.actions == actions and printer.status().state == "printing"
+    assert printer.status().job == "vase_B.gcode"
+    watcher.camera.close()
+    restarted.camera.close()

@@ -156,10 +156,19 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def stored_job(storage_dir: Path, printer: str, incident_id: str) -> str | None:
+    """The print job an incident's alert was about, as saved (None: unknown or unreadable)."""
+    try:
+        job = _read_alert(incident_dir(storage_dir, printer, incident_id)).get("job")
+    except IncidentError:
+        return None
+    return job if isinstance(job, str) else None
+
+
 def _read_alert(path: Path) -> dict[str, Any]:
     try:
         data = json.loads((path / ALERT).read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise IncidentError(f"{path / ALERT}: cannot read: {exc}") from exc
     if not isinstance(data, dict):
         raise IncidentError(f"{path / ALERT}: not a JSON object")

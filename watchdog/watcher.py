@@ -44,6 +44,7 @@ from watchdog.devices.printers import (
 )
 from watchdog.frame_gate import FrameGate
 from watchdog.history import History
+from watchdog.incidents import stored_job
 from watchdog.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -194,6 +195,8 @@ class Watcher:
         self.api_state = ""
         self.last_verdict: Verdict | None = None
         self.last_alert: Alert | None = None
+        self._prints = 0  # prints started since this watcher began (NEW_PRINT events)
+        self._alert_print = -1  # which of them ``last_alert`` was about
         self.failing_steps = 0
         self._commands: queue.SimpleQueue[tuple[Command, Future[CommandResult]]] = (
             queue.SimpleQueue()
@@ -335,6 +338,7 @@ class Watcher:
             self.state, PrinterState(status.state), status.job, now, self.settings
         )
         if Event.NEW_PRINT in happened:
+            self._prints += 1
             self.detector.relearn()
         if Event.RESUMED_AFTER_ACTION in happened:
             # What the camera shows now is accepted: learn the print's look again, or a lasting
@@ -397,7 +401,7 @@ class Watcher:
         alert = replace(alert, incident=incident.id)
         # Recorded before it is sent: an answer to "the latest alert" (Home Assistant's button,
         # an automation) that comes back at once must land on this alert, not the one before.
-        self.last_alert = alert
+        self.last_alert, self._alert_print = alert, self._prints
         self.snapshot = self._status(self.snapshot.heartbeat)
         self.alerts.send_alert(incident, frame_jpeg, heat_jpeg)
         store.discard(draft)  # the final alert replaces it
@@ -481,15 +485,47 @@ class Watcher:
         if verb is Verb.NOT_A_FAILURE:
             return self._accept_view(command.incident)
         if verb in (Verb.PAUSE, Verb.RESUME, Verb.CANCEL):
+            if command.incident is not None and (why := self._other_print(command.incident)):
+                logger.warning(
+                    "%s: %s of alert %s refused (%s): %s",
+                    self.name,
+                    verb.value,
+                    command.incident,
+                    command.source,
+                    why,
+                )
+                return CommandResult(False, f"{why}: nothing done")
             result = self._ask_printer(Action(verb.value))
             return CommandResult(result.outcome == Outcome.DONE, result.detail)
         return CommandResult(False, f"{verb.value} is not something a watcher does")
+
+    def _other_print(self, incident: str) -> str:
+        """Why a button of this alert must not act on what the printer does now ("": it may).
+
+        A button (a phone notification's, an incident card's) belongs to one print: pressed a
+        day later it must not cancel the print running then. In memory: the alert is this
+        watcher's latest and no print started since. After a restart (none in memory): the
+        alert's saved job is the job the printer reports now."""
+        alert = self.last_alert
+        if alert is not None:
+            if alert.incident != incident:
+                return f"alert {incident} is not the latest alert of {self.name}"
+            if self._alert_print != self._prints:
+                return f"alert {incident} was about a print of {self.name} that has ended"
+            return ""
+        job = stored_job(self.alerts.store.storage_dir, self.name, incident)
+        if job is None or job != self.state.job:
+            return (
+                f"alert {incident} was about {'job ' + job if job else 'an unnamed job'}, "
+                f"not what {self.name} reports now"
+            )
+        return ""
 
     def _accept_view(self, incident: str | None) -> CommandResult:
         """The owner says the latest alert of this print was not a failure: learn the print's
         look again, so the same view does not alert again after the cooldown."""
         alert = self.last_alert
-        if alert is None or alert.incident != incident or alert.job != self.state.job:
+        if alert is None or alert.incident != incident or self._alert_print != self._prints:
             return CommandResult(
                 True, "kept for retraining; not the current print's latest alert, nothing re-learnt"
             )

@@ -28,7 +28,7 @@ from http import HTTPStatus
 from pathlib import Path
 
 from watchdog.control import Command, Dispatcher, Verb
-from watchdog.incidents import SAFE_NAME, incidents_root
+from watchdog.incidents import SAFE_NAME, incidents_root, stored_job
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +216,9 @@ class ActionHandler:
                 HTTPStatus.CONFLICT
             ), f"this button belongs to an older alert of {grant.printer}"
         question = QUESTIONS.get(grant.verb, f"{grant.verb.value}?")
-        return int(HTTPStatus.OK), f"{grant.printer}: {question}"
+        job = stored_job(self.storage_dir, grant.printer, grant.incident)
+        about = f" (the alert was about job {job})" if job and grant.verb in PRINTER_VERBS else ""
+        return int(HTTPStatus.OK), f"{grant.printer}: {question}{about}"
 
     def _older_alert(self, grant: Grant) -> bool:
         """A printer verb of an alert that is no longer the printer's latest: it must not act."""
