@@ -133,6 +133,25 @@ def test_json_of_the_wrong_shape_fails_clearly(kind: str, bad_server: BadServer)
     assert result.outcome == "failed" and "answer" in result.detail
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"result": {"status": {"webhooks": {"state": "ready"}, "print_stats": {"state": ["printing"]}}}}',
+        '{"result": {"status": {"webhooks": {"state": ["ready"]}, "print_stats": {"state": "printing"}}}}',
+        '{"result": {"status": {"webhooks": {"state": "ready"}, "print_stats": ["printing"]}}}',
+    ],
+    ids=["state-a-list", "klippy-a-list", "print-stats-a-list"],
+)
+def test_moonraker_answer_with_values_of_the_wrong_type_fails_clearly(
+    body: str, bad_server: BadServer
+) -> None:
+    bad_server.respond(200, body)
+    printer = client("moonraker", bad_server, retries=0)
+    assert printer.status().state == "offline"
+    result = printer.pause()
+    assert result.outcome == "failed" and "answer lacks" in result.detail
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_hanging_server_times_out(kind: str, bad_server: BadServer) -> None:
     bad_server.hang()

@@ -423,7 +423,9 @@ class MoonrakerClient(_HttpPrinter):
             status = data["result"]["status"]
             hooks, stats = status["webhooks"], status["print_stats"]
             klippy, message = hooks["state"], hooks.get("state_message", "")
-            job_state = stats["state"]
+            job_state, job = stats["state"], stats.get("filename")
+            if not isinstance(klippy, str) or not isinstance(job_state, str):
+                raise TypeError
         except (TypeError, KeyError, AttributeError):
             raise _Failure(
                 f"GET {self._shown_base}{path}: answer lacks webhooks/print_stats state",
@@ -435,9 +437,10 @@ class MoonrakerClient(_HttpPrinter):
         state = {"printing": "printing", "paused": "paused", "error": "error"}.get(
             job_state, "idle"
         )
-        job = stats.get("filename") or None
         return PrinterStatus(
-            state, job if isinstance(job, str) else None, f"Klipper print_stats.state: {job_state}"
+            state,
+            job if job and isinstance(job, str) else None,
+            f"Klipper print_stats.state: {job_state}",
         )
 
     def _send(self, action: str) -> None:
