@@ -5,7 +5,8 @@ With a real mosquitto: the daemon's MQTT side tells the broker its Maximum Packe
 own code (benchmarks/mqtt_payload.py runs the 100 MB version and a plain paho client as the
 baseline). With a broker that ignores the limit (a raw socket speaking just enough MQTT 5),
 the client closes the connection as soon as the packet's announced length is over the limit,
-before reading its payload, and says so.
+before reading its payload, and says so. A topic that is not text is dropped without ending
+the client's network thread.
 """
 
 from __future__ import annotations
@@ -60,9 +61,13 @@ def _read_packet(conn: socket.socket) -> int:
 
 
 class HostileBroker:
-    """Accepts MQTT 5 connections and announces a 100 MB PUBLISH to every one of them."""
+    """Accepts MQTT 5 connections and announces a 100 MB PUBLISH to every one of them (or
+    sends them ``packets``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, packets: tuple[bytes, ...] = ()) -> None:
+        self.packets = packets or (
+            bytes([0x30]) + _varint(100 * 1024 * 1024) + b"\x00\x05a/b/c" + b"X" * 4096,
+        )
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.connections = 0
@@ -89,9 +94,8 @@ class HostileBroker:
                 conn.sendall(
                     bytes([0x20, 0x03, 0x00, 0x00, 0x00])
                 )  # CONNACK, success, no properties
-                conn.sendall(
-                    bytes([0x30]) + _varint(100 * 1024 * 1024) + b"\x00\x05a/b/c" + b"X" * 4096
-                )
+                for packet in self.packets:
+                    conn.sendall(packet)
             except (OSError, AssertionError, IndexError):
                 return
             try:
@@ -139,3 +143,48 @@ def test_a_broker_ignoring_the_limit_cannot_make_the_client_read_a_huge_packet(c
         and "not read" in lines[0]
     )
     assert len(lines) == 1, "a broker doing it again and again is reported once a minute"
+
+
+def _publish(topic: bytes, payload: bytes) -> bytes:
+    """An MQTT 5 PUBLISH at QoS 0, no properties."""
+    body = len(topic).to_bytes(2, "big") + topic + b"\x00" + payload
+    return bytes([0x30]) + _varint(len(body)) + body
+
+
+def test_a_topic_that_is_not_text_is_refused_and_later_commands_still_work(
+    tmp_path, caplog
+) -> None:
+    """A broker other than mosquitto may pass on a topic that is not UTF-8: it is logged and
+    dropped, and the command after it (Home Assistant's switch) is still carried out."""
+    from watchdog.comms.mqtt import MqttCommunicator
+    from watchdog.comms.outbox import Outbox
+    from watchdog.control import Command, CommandResult
+
+    caplog.set_level(logging.INFO, "watchdog.comms")
+    broker = HostileBroker(
+        (
+            _publish(b"p/\xff\xfe/enabled/set", b"OFF"),
+            _publish(b"p/e3/enabled/set", b"OFF"),
+        )
+    )
+    seen: list[Command] = []
+
+    class Recorder:
+        def dispatch(self, command: Command) -> CommandResult:
+            seen.append(command)
+            return CommandResult(True, "ok")
+
+    cfg = MqttConfig(
+        host="127.0.0.1", port=broker.port, topic_prefix="p", homeassistant={"enabled": False}
+    )
+    mqtt = MqttCommunicator(cfg, ["e3"], Outbox(tmp_path / "outbox"), Recorder())
+    try:
+        mqtt.start()
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        mqtt.stop()
+        broker.close()
+    assert [(c.printer, c.verb.value) for c in seen] == [("e3", "disable")]
+    assert "Traceback" not in caplog.text

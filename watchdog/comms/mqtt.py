@@ -34,7 +34,7 @@ import paho.mqtt.client as mqtt
 from watchdog.comms.commands import COMMAND_TOPICS, CommandError, command_kind, parse_command
 from watchdog.comms.discovery import Discovery
 from watchdog.comms.outbox import Entry, Outbox
-from watchdog.comms.transport import MqttTransport
+from watchdog.comms.transport import MqttTransport, topic_text
 from watchdog.config import MqttConfig
 from watchdog.control import Dispatcher
 from watchdog.incidents import Incident, IncidentStore, ThrottledLog, to_json
@@ -223,7 +223,7 @@ class MqttCommunicator:
             self._lock.notify_all()
 
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
-        topic = msg.topic
+        topic = topic_text(msg)
         if self.discovery.enabled and topic == self.discovery.status_topic:
             if self.discovery.on_status(bytes(msg.payload)):
                 logger.info("Home Assistant is online: re-published discovery")

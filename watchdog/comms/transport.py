@@ -252,4 +252,14 @@ class MqttTransport:
         try:
             self._on_message_cb(msg)
         except Exception:  # a handler bug must never kill paho's network thread
-            logger.exception("handling the MQTT message on %s failed", msg.topic[:200])
+            logger.exception("handling the MQTT message on %s failed", topic_text(msg)[:200])
+
+
+def topic_text(msg: mqtt.MQTTMessage) -> str:
+    """A message's topic as text, whatever a broker sent: ``msg.topic`` raises on a topic that
+    is not UTF-8 (a broker other than mosquitto may pass one on), which must not escape into
+    paho's network thread and end it."""
+    try:
+        return str(msg.topic)
+    except UnicodeDecodeError:
+        return bytes(msg._topic).decode("utf-8", "backslashreplace")
