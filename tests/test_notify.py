@@ -270,6 +270,53 @@ def test_a_401_is_reported_once_and_the_other_targets_are_served(
     assert NTFY_PASSWORD not in caplog.text + json.dumps(status)
 
 
+def test_a_notification_the_service_keeps_refusing_does_not_hold_back_the_others(
+    notifier_factory, webhook_receiver, tmp_path
+) -> None:
+    """One alert the service refuses (too large, say) is tried again later; the alerts after
+    it go out meanwhile instead of waiting behind it until it expires."""
+    webhook_receiver.refuse_containing(b"voron", 413)
+    notifier = notifier_factory(
+        None,
+        "p",
+        storage_dir=tmp_path,
+        printers=("voron", PRINTER),
+        notify=(target(webhook_receiver.url("hook"), coalesce_s=0),),
+    )
+    notifier.raise_alert("voron", {**alert(), "printer": "voron"}, jpeg(1), jpeg(2))
+    wait_for("a refusal", lambda: notifier.notify_status()["json"]["failed"] >= 1)
+    notifier.raise_alert(PRINTER, alert(), jpeg(3), jpeg(4))
+    wait_for("the second printer's alert", lambda: webhook_receiver.posts, 30)
+    assert [PRINTER in post["title"] for post in webhook_receiver.posts] == [True]
+    wait_for("the refused one kept", lambda: notifier.notify_status()["json"]["pending"] == 1)
+
+
+def test_a_damaged_outbox_entry_does_not_stop_the_notifications(
+    notifier_factory, webhook_receiver, tmp_path
+) -> None:
+    """An outbox file damaged or edited on disk (its send-after time not a number, its JSON
+    nested beyond reason) neither ends the sender nor keeps the next alert from going out."""
+    webhook_receiver.refuse(503)
+    targets = (target(webhook_receiver.url("hook"), coalesce_s=0),)
+    first = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets)
+    first.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    wait_for("a failed attempt", lambda: first.notify_status()["json"]["failed"] >= 1)
+    first.stop()
+    [saved] = outbox_entries(tmp_path, "notify-json")
+    record = json.loads(saved.read_text())
+    record["body"]["not_before"] = "soon"
+    saved.write_text(json.dumps(record))
+    nested = saved.parent.parent / "00000000T000000000Z-nested"
+    nested.mkdir()
+    (nested / "entry.json").write_text("[" * 100_000)
+
+    webhook_receiver.refuse(None)
+    second = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets)
+    second.raise_alert(PRINTER, alert(score=0.95), jpeg(3), jpeg(4))
+    assert second.notifications.flush(30), second.notify_status()
+    assert len(webhook_receiver.posts) == 2  # the damaged entry went out too: nothing lost
+
+
 def test_a_printers_repeated_events_are_coalesced_never_a_storm(
     notifier_factory, ntfy_receiver, tmp_path
 ) -> None:

@@ -81,6 +81,7 @@ class _Recorder:
     def __init__(self) -> None:
         self.port = free_port()
         self.status: int | None = None  # when set, every request is refused with it
+        self.refused_bodies: tuple[bytes, int] | None = None  # refuse_containing
         self.requests = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -93,6 +94,11 @@ class _Recorder:
     def refuse(self, status: int | None) -> None:
         self.status = status
 
+    def refuse_containing(self, needle: bytes, status: int) -> None:
+        """Answer ``status`` to every request whose body holds ``needle`` (a service refusing
+        one notification, too large say, and taking the others)."""
+        self.refused_bodies = (needle, status)
+
     def start(self) -> None:
         recorder = self
 
@@ -102,15 +108,14 @@ class _Recorder:
                 body = self.rfile.read(length) if length else b""
                 with recorder._lock:
                     recorder.requests += 1
-                if recorder.status is not None:
+                status = recorder.status
+                if recorder.refused_bodies is not None and recorder.refused_bodies[0] in body:
+                    status = recorder.refused_bodies[1]
+                if status is not None:
                     data = json.dumps(
-                        {
-                            "code": recorder.status * 100 + 1,
-                            "http": recorder.status,
-                            "error": "unauthorized",
-                        }
+                        {"code": status * 100 + 1, "http": status, "error": "unauthorized"}
                     ).encode()
-                    self.send_response(recorder.status)
+                    self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -312,6 +313,7 @@ class TargetSender:
         self.fragments = secret_fragments(self._url)
         self._cond = threading.Condition()
         self._queue: list[Entry] = []
+        self._failures: dict[str, int] = {}  # failed attempts of each queued entry
         self._sending: Entry | None = None
         self._next_try = 0.0  # monotonic
         self._delay = 0.0
@@ -440,7 +442,11 @@ class TargetSender:
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             with self._cond:
-                entry, wait = self._next_due()
+                try:
+                    entry, wait = self._next_due()
+                except Exception:  # noqa: BLE001 - a bug here must not end the sender silently
+                    logger.exception("notify %s: choosing the next notification failed", self.name)
+                    entry, wait = None, 5.0
                 if entry is None:
                     self._cond.wait(min(wait, 5.0))
                     continue
@@ -457,6 +463,7 @@ class TargetSender:
                 self._sending = None
                 if not ok:
                     self._queue.insert(0, entry)
+                    self._failures[entry.id] = self._failures.get(entry.id, 0) + 1
                 self._gauge()
 
     def wake(self) -> None:
@@ -471,14 +478,18 @@ class TargetSender:
         wait = self._next_try - time.monotonic()
         if wait > 0:
             return None, wait
+        ids = {e.id for e in self._queue}
+        self._failures = {k: n for k, n in self._failures.items() if k in ids}
+        # The fewest failed attempts first, then the oldest: one notification the service keeps
+        # refusing (too large, say) does not hold back every later alert behind it.
         due = [
             e
-            for e in sorted(self._queue, key=lambda e: e.id)
-            if float(e.body.get("not_before", 0)) <= now
+            for e in sorted(self._queue, key=lambda e: (self._failures.get(e.id, 0), e.id))
+            if _not_before(e) <= now
         ]
         if due:
             return due[0], 0.0
-        later = [float(e.body.get("not_before", 0)) - now for e in self._queue]
+        later = [_not_before(e) - now for e in self._queue]
         return None, min(later) if later else 60.0
 
     def _drop(self, entry: Entry) -> None:
@@ -744,3 +755,13 @@ class Notifications:
                 return True
             time.sleep(0.05)
         return False
+
+
+def _not_before(entry: Entry) -> float:
+    """When an entry may be sent (epoch seconds; 0: now). An outbox file edited or damaged on
+    disk may hold anything there: what is not a finite number means now."""
+    try:
+        value = float(entry.body.get("not_before", 0))
+    except (TypeError, ValueError):
+        return 0.0
+    return value if math.isfinite(value) else 0.0
