@@ -56,6 +56,16 @@ def leaks(text: str, *secrets: str) -> list[str]:
             "url=/a?api_key=***&x=1 and ?access_token=***",
         ),
         ("the key SECRETSECRET was refused", ("SECRETSECRET",), "the key *** was refused"),
+        (  # a password with an @ of its own
+            "rtsp://admin:S3cr@tPass@192.168.1.20:554/stream1 then http://h/x@y",
+            (),
+            "rtsp://admin:***@192.168.1.20:554/stream1 then http://h/x@y",
+        ),
+        (  # an IP camera's own password key
+            "http://cam/snap.cgi?loginuse=admin&loginpas=Hunter22",
+            (),
+            "http://cam/snap.cgi?loginuse=admin&loginpas=***",
+        ),
     ],
 )
 def test_redact_masks_every_kind_of_secret(
@@ -122,6 +132,30 @@ def test_check_config_masks_a_camera_url_with_a_password_and_a_token(tmp_path) -
     assert proc.returncode == 0, proc.stderr
     assert "http://viewer:***@127.0.0.1:1/snapshot?token=***" in proc.stdout
     assert leaks(proc.stdout + proc.stderr, PASSWORD, TOKEN) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rtsp://admin:S3cr@tPass99@192.168.1.20:554/stream1",
+        "rtsp://admin:Pa'ss99Quote@cam.lan/live",
+        "http://cam/snap.cgi?loginuse=admin&loginpas=Hunter22x",
+    ],
+    ids=["at-sign", "quote", "camera-key"],
+)
+def test_check_config_masks_camera_passwords_no_pattern_finds(tmp_path, url: str) -> None:
+    """A password with an @ or a quote in it, a camera's own password key: check-config (and
+    the log filter, given the same secrets) shows none of it."""
+    import yaml
+
+    from watchdog.redact import url_secrets
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"printers": [{"name": "p1", "camera": {"source": url}}]}))
+    proc = run_cli("--debug", "check-config", "--config", str(config), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    [password] = url_secrets(url)
+    assert leaks(proc.stdout + proc.stderr, password) == [], proc.stdout
 
 
 def test_the_daemon_at_debug_never_logs_the_camera_urls_secrets(

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from watchdog.redact import redact, redact_url, secret_filter
+from watchdog.redact import redact, redact_url, secret_filter, url_secrets
 from watchdog.schema import (
     Field,
     Model,
@@ -493,6 +493,9 @@ class Config(_Model):
             out.append(self.http.password.get_secret_value())
         out += [p.api.api_key.get_secret_value() for p in self.printers if p.api.api_key]
         out += [t.url.get_secret_value() for t in self.notify if t.url]
+        for p in self.printers:  # a camera's or the printer API's own user:password@, ?pwd=
+            for url in (p.camera.source, p.api.url):
+                out += url_secrets(url) if isinstance(url, str) else []
         return [s for s in out if s]
 
     def masked(self) -> dict[str, Any]:
@@ -601,6 +604,8 @@ def _secret_values(data: Any) -> list[str]:
         for key, value in data.items():
             if key in ("password", "api_key") and isinstance(value, str):
                 out.append(value)
+            elif isinstance(value, str) and "://" in value:
+                out += url_secrets(value)
             else:
                 out += _secret_values(value)
     elif isinstance(data, list):

@@ -19,14 +19,35 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 MASK = "***"
 _KEEP_QUERY = {"action"}  # mjpg-streamer's ?action=stream|snapshot says what the URL is
 
-# scheme://user:password@host → the password
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@'\"<>]*):[^/\s@'\"<>]*@")
-# ?key=value or &key=value where the key says secret
-_QUERY_SECRET = re.compile(
-    r"(?i)([?&;](?:[a-z0-9_.-]*(?:token|key|secret|password|passwd|pass|pwd|auth|sig|signature|session|sid|code))=)"
-    r"[^&#\s'\"<>]+"
+# scheme://user:password@host → the password (up to the last @ before the path: a password
+# may hold an @ of its own)
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@'\"<>]*):[^/\s'\"<>]*@")
+# a query key that says secret (``loginpas``: the password key of some IP cameras)
+_SECRET_KEY = (
+    r"[a-z0-9_.-]*(?:token|key|secret|password|passwd|pass|pas|pwd|auth|sig|signature|session"
+    r"|sid|code)"
 )
+# ?key=value or &key=value where the key says secret
+_QUERY_SECRET = re.compile(rf"(?i)([?&;](?:{_SECRET_KEY})=)[^&#\s'\"<>]+")
 _MIN_SECRET = 4  # shorter "secrets" would mask ordinary words
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password and secret query values of one URL, to be masked wherever they appear
+    (also where no pattern would find them: a password with a quote in it, a log line that
+    cut the URL)."""
+    try:
+        parts = urlsplit(url.strip())
+        password = parts.password
+    except ValueError:
+        return []
+    out = [password] if password else []
+    out += [
+        v
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if v and re.fullmatch(_SECRET_KEY, k, re.IGNORECASE)
+    ]
+    return out
 
 
 def redact_url(url: str) -> str:
