@@ -32,6 +32,24 @@ def test_bad_config_names_the_key_and_exits_2(tmp_path, command) -> None:
     assert "printers.0.detection.consecutive" in line
 
 
+@pytest.mark.parametrize("command", ["run", "check-config"])
+def test_a_mask_hiding_the_whole_watched_region_is_refused(tmp_path, command) -> None:
+    """A mask over all the model watches would score every frame 0: nothing would ever pause."""
+    bed = [
+        [0.0, 0.4],
+        [1.0, 0.4],
+        [1.0, 1.0],
+        [0.0, 1.0],
+    ]  # the shipped model watches the bottom half
+    config = write_config(
+        tmp_path / "c.yaml",
+        storage={"dir": str(tmp_path / "state")},
+        printers=[{"name": "e3", "detection": {"mask": [bed]}}],
+    )
+    line = _one_line_error(run_cli(command, "--config", str(config)))
+    assert "printers.e3.detection.mask" in line and "nothing would be judged" in line
+
+
 def test_unknown_key_is_rejected_with_its_path(tmp_path) -> None:
     config = write_config(tmp_path / "c.yaml", printers=[{"name": "e3", "camera": {"sorce": 0}}])
     line = _one_line_error(run_cli("check-config", "--config", str(config)))

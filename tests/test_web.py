@@ -325,6 +325,10 @@ def test_settings_are_validated_saved_shown_by_check_config_and_reset(open_daemo
     assert bad.status_code == 400 and "judge_start" in bad.json()["detail"]
     bad = requests.post(settings, json={"api": {"url": "http://x"}}, headers=headers, timeout=10)
     assert bad.status_code == 400
+    everything = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]  # would silence detection
+    bad = requests.post(settings, json={"mask": [everything]}, headers=headers, timeout=10)
+    assert bad.status_code == 400 and "nothing would be judged" in bad.json()["detail"]
+    assert f"printers.{PRINTER}.detection.mask" in bad.json()["detail"]
     stored = tmp / "state" / "overrides.json"
     assert not stored.exists()
 

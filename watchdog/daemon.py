@@ -22,9 +22,10 @@ import numpy as np
 
 from watchdog import overrides, systemd
 from watchdog.comms.notifier import Notifier
-from watchdog.config import Config, ConfigError, load_config
+from watchdog.config import Config, ConfigError, DetectionConfig, load_config
 from watchdog.control import INCIDENT_VERBS, LATEST_INCIDENT, Command, CommandResult, Verb
-from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
+from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path, polygon_mask
+from watchdog.detection.detector import MaskError, check_mask, effective_preprocess
 from watchdog.detection.model import FrameScorer
 from watchdog.errors import UsageError
 from watchdog.frame_gate import FrameGate
@@ -258,7 +259,17 @@ class Daemon:
         p = next((p for p in base.printers if p.name == printer), None)
         if p is None:
             raise ConfigError(f"no printer named {printer!r} in {self.config_path}")
-        saved = overrides.save(self.config.storage.dir, p.detection, printer, changes)
+        meta = self.bundle.meta
+
+        def check(merged: DetectionConfig) -> None:
+            try:
+                check_mask(
+                    polygon_mask(list(merged.mask), effective_preprocess(meta, merged.region))
+                )
+            except MaskError as exc:
+                raise ConfigError(f"printers.{printer}.detection.mask: {exc}") from None
+
+        saved = overrides.save(self.config.storage.dir, p.detection, printer, changes, check)
         self.reload_event.set()
         return saved
 

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,10 +128,15 @@ def saved_for(storage_dir: Path, printer: str) -> dict[str, Any]:
 
 
 def save(
-    storage_dir: Path, base: DetectionConfig, printer: str, changes: dict[str, Any]
+    storage_dir: Path,
+    base: DetectionConfig,
+    printer: str,
+    changes: dict[str, Any],
+    check: Callable[[DetectionConfig], None] = lambda merged: None,
 ) -> dict[str, Any]:
     """Validate ``changes`` against ``base`` (the printer's YAML settings) and store them with
-    what was saved before; returns the printer's saved settings. ConfigError when refused."""
+    what was saved before; returns the printer's saved settings. ConfigError when refused, by
+    the schema or by ``check`` (what only the running daemon knows: the model's region)."""
     unknown = set(changes) - set(TUNABLE)
     if unknown:
         raise ConfigError(
@@ -140,6 +146,7 @@ def save(
         saved = _read(storage_dir)
         mine = {**saved.get(printer, {}), **changes}
         merged = _merge(base, mine, f"printers.{printer}.detection")
+        check(merged)
         # Store what the schema made of it (tuples as lists, numbers as numbers).
         dumped = merged.model_dump()
         mine = {k: dumped[k] for k in mine}

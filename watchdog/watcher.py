@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 
 from watchdog.comms.notifier import Notifier
-from watchdog.config import PrinterConfig
+from watchdog.config import ConfigError, PrinterConfig
 from watchdog.control import Command, CommandResult, Verb
 from watchdog.detection import decide
 from watchdog.detection.bundle import Bundle, encode_jpeg
 from watchdog.detection.decide import Event, Label
-from watchdog.detection.detector import Detector, Verdict
+from watchdog.detection.detector import Detector, MaskError, Verdict
 from watchdog.devices.capture import Camera, open_camera
 from watchdog.devices.printers import (
     Action,
@@ -615,14 +615,17 @@ def build_watcher(
     Everything that can fail on bad input happens here, before a reload stops the running
     watchers."""
     d = cfg.detection
-    detector = Detector.for_bundle(
-        bundle,
-        region=d.region,
-        mask=d.mask,
-        sensitivity=d.sensitivity,
-        warmup_frames=d.warmup_frames,
-        judge_start=d.judge_start,
-    )
+    try:
+        detector = Detector.for_bundle(
+            bundle,
+            region=d.region,
+            mask=d.mask,
+            sensitivity=d.sensitivity,
+            warmup_frames=d.warmup_frames,
+            judge_start=d.judge_start,
+        )
+    except MaskError as exc:
+        raise ConfigError(f"printers.{cfg.name}.detection.mask: {exc}") from None
     camera = (
         camera
         if camera is not None

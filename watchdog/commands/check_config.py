@@ -15,9 +15,9 @@ import time
 import numpy as np
 import yaml
 
-from watchdog.config import Config, PrinterConfig
+from watchdog.config import Config, ConfigError, PrinterConfig
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
-from watchdog.detection.detector import Detector
+from watchdog.detection.detector import Detector, MaskError
 from watchdog.devices.capture import CameraSourceError, open_camera, redact_url
 from watchdog.devices.printers import make_printer
 from watchdog.overrides import load_effective_config, origins
@@ -70,6 +70,8 @@ def run_model(config: Config, bundle: Bundle) -> None:
             ).observe(frame)
         except BundleError:
             raise
+        except MaskError as exc:
+            raise ConfigError(f"printers.{p.name}.detection.mask: {exc}") from None
         except (ValueError, RuntimeError) as exc:
             raise BundleError(
                 f"model {bundle.path}: fails on a frame of printer {p.name} ({exc})"

@@ -88,6 +88,23 @@ class Verdict:
         return f"{min(self.calibrated, self.calibration_frames)}/{self.calibration_frames}"
 
 
+MIN_UNMASKED = 0.01  # the least share of the watched region a mask may leave
+
+
+class MaskError(ValueError):
+    """A mask that leaves (almost) nothing of the watched region to judge."""
+
+
+def check_mask(mask: np.ndarray | None) -> None:
+    """Refuse a rasterised mask (``polygon_mask``) that hides nearly all of the watched region:
+    every score would be 0 and nothing would ever pause, with no sign of it."""
+    if mask is not None and float(mask.mean()) < MIN_UNMASKED:
+        raise MaskError(
+            f"hides {1 - float(mask.mean()):.1%} of the watched region: nothing would be "
+            "judged (leave at least 1% of it unmasked)"
+        )
+
+
 def effective_preprocess(meta: BundleMeta, region: Region | None) -> Preprocess:
     """The bundle's preprocessing, watching ``region`` instead of the bundle's own when given."""
     return meta.preprocess if region is None else dataclasses.replace(meta.preprocess, roi=region)
@@ -121,6 +138,7 @@ class Detector:
         self.meta = meta
         self.pre = effective_preprocess(meta, region)
         self.mask = polygon_mask(list(mask), self.pre)
+        check_mask(self.mask)
         self.threshold = meta.threshold / sensitivity
         self._error_map = error_map
         self.baseline = PrintBaseline.for_bundle(meta, self.mask, error_map)
