@@ -124,6 +124,33 @@ def test_not_failure_copies_frame_for_retraining_and_records_verdict(tmp_path: P
     assert json.loads((inc.path / "alert.json").read_text())["verdict"] == "not_failure"
 
 
+def test_a_changed_verdict_takes_its_frames_out_of_the_other_training_folder(
+    tmp_path: Path,
+) -> None:
+    """ "Not a failure", then "Confirm failure" (a misclick put right), and back: the frame is
+    only ever where the last answer put it, never both a normal frame and a failure."""
+    from watchdog.incidents import failures_dir, mark_failure
+
+    inc = IncidentStore(tmp_path).save("ender3", alert(), jpeg(7), jpeg(8))
+    normal, failed = false_alarms_dir(tmp_path, "ender3"), failures_dir(tmp_path, "ender3")
+    mark_not_failure(tmp_path, "ender3", inc.id)
+    mark_failure(tmp_path, "ender3", inc.id)
+    assert list(normal.iterdir()) == [] and [p.name for p in failed.iterdir()] == [f"{inc.id}.jpg"]
+    mark_not_failure(tmp_path, "ender3", inc.id)
+    assert [p.name for p in normal.iterdir()] == [f"{inc.id}.jpg"] and list(failed.iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ['{"score": 0.9, "job"', "[" * 100_000], ids=["cut", "nested"])
+def test_a_verdict_on_an_unreadable_alert_is_refused_before_any_frame_is_kept(
+    tmp_path: Path, damage: str
+) -> None:
+    inc = IncidentStore(tmp_path).save("ender3", alert(), jpeg(7), jpeg(8))
+    (inc.path / "alert.json").write_text(damage)
+    with pytest.raises(IncidentError, match="alert.json: cannot read"):
+        mark_not_failure(tmp_path, "ender3", inc.id)
+    assert not false_alarms_dir(tmp_path, "ender3").exists()
+
+
 @pytest.mark.parametrize("incident", ["nope", "../../etc", "a/b", "", "x" * 65])
 def test_not_failure_refuses_unknown_or_unsafe_ids(tmp_path: Path, incident: str) -> None:
     IncidentStore(tmp_path).save("ender3", alert(), jpeg(), jpeg())

@@ -396,19 +396,30 @@ def false_alarms_dir(storage_dir: Path, printer: str) -> Path:
 
 
 def mark_not_failure(storage_dir: Path, printer: str, incident_id: str) -> Path:
-    """Copy the incident's frame into the normal set and record the verdict; returns the copy."""
+    """Record the verdict and copy the incident's frame into the normal set; returns the copy.
+
+    The verdict is recorded first: an alert.json that cannot be read refuses it before any
+    frame reaches the training set. A verdict given before (a misclick) takes its copies back."""
     path = incident_dir(storage_dir, printer, incident_id)
     frame = path / FRAME
     if not frame.is_file():
         raise IncidentError(f"incident {incident_id} of {printer} has no {FRAME} in {path}")
+    record_verdict(storage_dir, printer, incident_id, "not_failure")
+    _take_back(failures_dir(storage_dir, printer), incident_id)
     dest_dir = false_alarms_dir(storage_dir, printer)
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{incident_id}.jpg"
     tmp = dest_dir / f".{incident_id}.jpg.tmp"
     shutil.copyfile(frame, tmp)
     os.replace(tmp, dest)
-    record_verdict(storage_dir, printer, incident_id, "not_failure")
     return dest
+
+
+def _take_back(folder: Path, incident_id: str) -> None:
+    """Remove the copies an earlier verdict on this incident left in ``folder``: a frame must
+    not be both a failure and a normal frame to the trainer."""
+    for copy in (*folder.glob(f"{incident_id}.jpg"), *folder.glob(f"{incident_id}-*.jpg")):
+        copy.unlink(missing_ok=True)
 
 
 def failures_dir(storage_dir: Path, printer: str) -> Path:
@@ -426,6 +437,7 @@ def mark_failure(storage_dir: Path, printer: str, incident_id: str) -> list[Path
     if not (path / FRAME).is_file():
         raise IncidentError(f"incident {incident_id} of {printer} has no {FRAME} in {path}")
     record_verdict(storage_dir, printer, incident_id, "failure")
+    _take_back(false_alarms_dir(storage_dir, printer), incident_id)
     return _copy_failure_frames(path, storage_dir, printer, incident_id)
 
 
