@@ -406,3 +406,34 @@ def test_a_broken_overrides_file_is_named_and_reload_keeps_running(open_daemon) 
         assert daemon.alive() and requests.get(f"{url}/healthz", timeout=10).status_code == 200
     finally:
         stored.unlink()
+
+
+def test_reset_sets_an_unreadable_saved_settings_file_aside_and_the_watcher_comes_back(
+    open_daemon,
+) -> None:
+    """The error names the file and says "fix or delete it"; the page's "back to the config
+    file" button does the deleting for the owner, keeping the file under another name."""
+    url, daemon, tmp = open_daemon
+    stored = tmp / "state" / "overrides.json"
+    stored.write_text("{not json")
+    headers = {"X-CSRF-Token": _csrf(requests.get(f"{url}/", timeout=10).text)}
+    r = requests.post(
+        f"{url}/api/printers/{PRINTER}/settings/reset", json={}, headers=headers, timeout=10
+    )
+    assert r.status_code == 200 and "set aside" in r.json()["detail"], r.text
+    [aside] = stored.parent.glob("overrides.json.unreadable-*")
+    assert aside.read_text() == "{not json" and not stored.exists()
+    wait_until("the reload", lambda: daemon.log.count("reloaded") >= 1, 30, lambda: daemon.log)
+    assert daemon.alive() and requests.get(f"{url}/healthz", timeout=10).status_code == 200
+    aside.unlink()
+
+
+def test_a_csrf_header_of_any_characters_is_refused_not_an_error(open_daemon) -> None:
+    url, _, _ = open_daemon
+    r = requests.post(
+        f"{url}/api/command",
+        json={"printer": PRINTER, "verb": "enable"},
+        headers={"X-CSRF-Token": "é" * 43},
+        timeout=10,
+    )
+    assert r.status_code == 403, r.text

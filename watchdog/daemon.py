@@ -273,9 +273,10 @@ class Daemon:
         self.reload_event.set()
         return saved
 
-    def reset_settings(self, printer: str) -> None:
-        overrides.reset(self.config.storage.dir, printer)
+    def reset_settings(self, printer: str) -> str:
+        done = overrides.reset(self.config.storage.dir, printer)
         self.reload_event.set()
+        return done
 
     # ----------------------------------------------------------------- status
 

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +55,7 @@ def _read(storage_dir: Path) -> dict[str, dict[str, Any]]:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise ConfigError(
             f"{path}: cannot read the dashboard's saved settings ({exc}); fix or delete the file"
         ) from exc
@@ -155,16 +156,28 @@ def save(
     return mine
 
 
-def reset(storage_dir: Path, printer: str, keys: tuple[str, ...] = TUNABLE) -> None:
-    """Forget the saved settings ``keys`` of ``printer``: the config file's values apply again."""
+def reset(storage_dir: Path, printer: str, keys: tuple[str, ...] = TUNABLE) -> str:
+    """Forget the saved settings ``keys`` of ``printer``: the config file's values apply again.
+
+    A saved-settings file that cannot be read is set aside (renamed, nothing lost), so the
+    button that says "back to the config file" works when it is needed most; returns what
+    was done, in the owner's words."""
     with _lock:
-        saved = _read(storage_dir)
+        try:
+            saved = _read(storage_dir)
+        except ConfigError as exc:
+            path = overrides_path(storage_dir)
+            aside = path.with_name(f"{FILE}.unreadable-{int(time.time())}")
+            os.replace(path, aside)
+            logger.warning("%s; set aside as %s, every printer is on its config file", exc, aside)
+            return f"the saved settings could not be read; set aside as {aside}"
         mine = {k: v for k, v in saved.get(printer, {}).items() if k not in keys}
         if mine:
             saved[printer] = mine
         else:
             saved.pop(printer, None)
         _write(storage_dir, saved)
+    return "back to the config file's settings"
 
 
 def _write(storage_dir: Path, saved: dict[str, dict[str, Any]]) -> None:

@@ -54,7 +54,7 @@ class Backend(Protocol):
 
     def save_settings(self, printer: str, changes: dict[str, Any]) -> dict[str, Any]: ...
 
-    def reset_settings(self, printer: str) -> None: ...
+    def reset_settings(self, printer: str) -> str: ...
 
 
 def _host_name(host: str) -> str:
@@ -333,6 +333,8 @@ class Dashboard:
             saved = self.backend.save_settings(name, body)
         except ConfigError as exc:
             return json_response({"ok": False, "detail": str(exc)}, 400)
+        except OSError as exc:
+            return json_response({"ok": False, "detail": _not_saved(exc)}, 500)
         return json_response(
             {
                 "ok": True,
@@ -345,5 +347,15 @@ class Dashboard:
     def reset(self, name: str) -> Response:
         if self._printer(name) is None:
             return json_response({"ok": False, "detail": "unknown printer"}, 404)
-        self.backend.reset_settings(name)
-        return json_response({"ok": True, "detail": "back to the config file's settings"})
+        try:
+            done = self.backend.reset_settings(name)
+        except OSError as exc:
+            return json_response({"ok": False, "detail": _not_saved(exc)}, 500)
+        return json_response({"ok": True, "detail": done})
+
+
+def _not_saved(exc: OSError) -> str:
+    """A disk error while saving settings, in one line naming the file."""
+    return (
+        f"cannot save the settings in {exc.filename or 'the storage folder'}: {exc.strerror or exc}"
+    )

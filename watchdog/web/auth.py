@@ -145,7 +145,12 @@ class LoginLimiter:
 
 
 def same(a: str | None, b: str | None) -> bool:
-    return bool(a) and bool(b) and hmac.compare_digest(str(a), str(b))
+    # as bytes: compare_digest refuses str with non-ASCII characters (a hostile header)
+    return (
+        bool(a)
+        and bool(b)
+        and hmac.compare_digest(str(a).encode("utf-8", "surrogatepass"), str(b).encode())
+    )
 
 
 def check_password(hashed: str, password: str) -> bool:
