@@ -2,7 +2,8 @@
 
 - a reload whose camera cannot be opened, whose model.json nests too deeply or whose model
   disagrees with its model.json is refused in one log line; the old config keeps running;
-- a changed ``http.listen`` is said to need a restart;
+- a changed ``http.listen`` or ``storage.dir`` is said to need a restart, and the running
+  daemon keeps all of its storage on the folder it started with;
 - a second daemon on the same storage folder exits 2 naming the folder and the first's pid;
 - SIGTERM while a pause hangs longer than the shutdown wait: the alert is on disk before the
   pause starts, and delivered after the restart;
@@ -127,6 +128,23 @@ def test_a_reload_that_cannot_be_applied_is_refused_and_the_daemon_keeps_watchin
             and "takes effect at the next restart" in daemon.log
         )
         assert requests.get(f"http://{listen}/healthz", timeout=5).status_code == 200
+
+        # nor can storage.dir: the running daemon keeps all of it on the folder it started
+        # with (settings saved on the page land beside its incidents), until the restart
+        moved = tmp_path / "moved-state"
+        write(config, camera_server.snapshot_url, listen=listen, storage=moved)
+        reload_and_wait(daemon, "a new storage.dir")
+        assert "changes need a restart" in daemon.log
+        page = requests.get(f"http://{listen}/", timeout=5).text
+        token = page.split('name="csrf-token" content="')[1].split('"')[0]
+        saved = requests.post(
+            f"http://{listen}/api/printers/{PRINTER}/settings",
+            json={"consecutive": 4},
+            headers={"X-CSRF-Token": token},
+            timeout=10,
+        )
+        assert saved.status_code == 200, saved.text
+        assert (tmp_path / "state" / "overrides.json").is_file() and not moved.exists()
     finally:
         rc = daemon.stop()
     assert rc == 0, daemon.log

@@ -346,7 +346,17 @@ class Daemon:
             or config.notify != self.config.notify
         ):
             logger.warning(
-                "mqtt/storage/notify changes need a restart; keeping the running MQTT session and notifications"
+                "mqtt/storage/notify changes need a restart; keeping the running MQTT session, "
+                "storage folder and notifications"
+            )
+            # Kept whole until the restart: half of the daemon on the new storage folder
+            # (verdicts, saved settings) and half on the old (incidents, outbox) loses answers.
+            config = config.model_copy(
+                update={
+                    "mqtt": self.config.mqtt,
+                    "storage": self.config.storage,
+                    "notify": self.config.notify,
+                }
             )
         if config.http != self.started_http:
             logger.warning(
