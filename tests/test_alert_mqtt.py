@@ -7,6 +7,8 @@ import logging
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -15,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.plugins.receivers import wait_for
 from watchdog.comms.commands import MAX_COMMAND_BYTES, CommandError, parse_command
 from watchdog.control import Command, CommandResult, Verb
 from watchdog.incidents import VERDICTS
@@ -374,6 +377,35 @@ def test_a_failing_command_handler_does_not_kill_mqtt(
         notifier.publish_score(PRINTER, 0.5)
         sub.wait_for(f"{p}/{PRINTER}/score")
     assert "handling MQTT command enable failed" in caplog.text
+
+
+def test_a_command_the_printer_is_slow_to_carry_out_does_not_drop_the_mqtt_session(
+    mosquitto, unique_prefix, notifier_factory
+) -> None:
+    """The daemon answers a pause once the printer has (up to a minute against a slow API).
+    Meanwhile the MQTT session stays up (no "offline" from the last will: the broker's keepalive
+    of 5 s is kept) and the switch pressed next in Home Assistant is carried out after it."""
+    p = unique_prefix
+    release = threading.Event()
+
+    class SlowPrinter(Recorder):
+        def dispatch(self, command: Command) -> CommandResult:
+            if command.verb is Verb.PAUSE:
+                release.wait(20)  # three times the keepalive
+            return super().dispatch(command)
+
+    recorder = SlowPrinter()
+    notifier_factory(mosquitto, p, dispatcher=recorder)
+    with mosquitto.subscriber(f"{p}/available") as sub:
+        sub.wait_for(f"{p}/available", lambda m: m.text == "online")
+        mosquitto.publish(f"{p}/{PRINTER}/command", "pause", qos=1)
+        mosquitto.publish(f"{p}/{PRINTER}/enabled/set", "OFF", qos=1)
+        time.sleep(16)
+        offline = sub.received(f"{p}/available", lambda m: m.text == "offline")
+        release.set()
+        wait_for("both commands", lambda: len(recorder.history) == 2)
+    assert offline == [], "the broker dropped the session while the command waited"
+    assert [c.verb for c in recorder.history] == [Verb.PAUSE, Verb.DISABLE]
 
 
 # --------------------------------------------------------------------------- parse_command (pure)

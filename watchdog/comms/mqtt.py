@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -36,12 +37,13 @@ from watchdog.comms.discovery import Discovery
 from watchdog.comms.outbox import Entry, Outbox
 from watchdog.comms.transport import MqttTransport, topic_text
 from watchdog.config import MqttConfig
-from watchdog.control import Dispatcher
+from watchdog.control import Command, Dispatcher
 from watchdog.incidents import Incident, IncidentStore, ThrottledLog, to_json
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "mqtt"
+COMMANDS_WAITING = 16  # commands queued for the daemon; more at once are refused (a flood)
 
 
 class MqttCommunicator:
@@ -85,6 +87,11 @@ class MqttCommunicator:
         self._early_acks: OrderedDict[int, None] = OrderedDict()  # PUBACKs that beat publish()
         self._clearing = 0  # acknowledged alerts whose outbox entry is not removed yet
         self._retained: dict[str, bytes] = {}  # latest state/heatmap/enabled, re-sent on connect
+        # Commands are carried out by their own thread: the daemon answers a command when the
+        # printer has (up to a minute against a slow API), and paho's network thread, which
+        # hands messages over, must keep pinging the broker meanwhile or the session drops.
+        self._commands: queue.Queue[Command | None] = queue.Queue(COMMANDS_WAITING)
+        self._commander: threading.Thread | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -129,6 +136,11 @@ class MqttCommunicator:
             )
         for entry in sorted(backlog, key=lambda e: e.id):
             self._publish_alert(entry)
+        if self.dispatcher is not None:
+            self._commander = threading.Thread(
+                target=self._carry_out_commands, name="mqtt-commands", daemon=True
+            )
+            self._commander.start()
         self.transport.start(client)
 
     def _adopt_legacy(self, store: IncidentStore) -> None:
@@ -149,6 +161,10 @@ class MqttCommunicator:
         if self.connected:
             self.flush(timeout)
         self.transport.stop(timeout)
+        if self._commander is not None:
+            self._commands.put(None)  # after those queued; a command in progress is waited for
+            self._commander.join(timeout)
+            self._commander = None
         with self._lock:
             self._started = False
             left = list(self._inflight.values())
@@ -255,13 +271,30 @@ class MqttCommunicator:
         if self.dispatcher is None:
             return
         try:
-            result = self.dispatcher.dispatch(command)
-        except Exception:  # the daemon's handler must never kill paho's network thread
-            logger.exception(
-                "%s: handling MQTT command %s failed", command.printer, command.verb.value
+            self._commands.put_nowait(command)
+        except queue.Full:
+            self._throttle(
+                logger,
+                logging.WARNING,
+                "commands-full",
+                "%s: MQTT command %s ignored: %d commands are already waiting",
+                command.printer,
+                command.verb.value,
+                COMMANDS_WAITING,
             )
-            return
-        (logger.info if result.ok else logger.warning)("%s: %s", command.printer, result.detail)
+
+    def _carry_out_commands(self) -> None:
+        """The command thread: one command at a time, in the order they came."""
+        assert self.dispatcher is not None
+        while (command := self._commands.get()) is not None:
+            try:
+                result = self.dispatcher.dispatch(command)
+            except Exception:  # noqa: BLE001 - one failing command must not end the thread
+                logger.exception(
+                    "%s: handling MQTT command %s failed", command.printer, command.verb.value
+                )
+                continue
+            (logger.info if result.ok else logger.warning)("%s: %s", command.printer, result.detail)
 
     def _refuse_retained(self, topic: str, size: int) -> None:
         """A retained command would be replayed at every reconnect: never run it, clear it."""
