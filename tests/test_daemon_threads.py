@@ -61,6 +61,28 @@ def test_a_command_from_another_thread_is_carried_out_by_the_watcher_between_fra
     assert daemon.dispatch(Command("nope", Verb.ENABLE)).detail == "no printer named 'nope'"
 
 
+def test_a_command_that_arrives_while_a_reload_stops_the_watcher_is_carried_out_after_it(
+    daemon,
+) -> None:
+    """Saving a setting on the page reloads the watchers; a switch pressed in Home Assistant at
+    that moment waits in the old watcher's queue. The new watcher carries it out and its sender
+    gets the answer (not "did not answer" a minute later, the switch silently undone)."""
+    daemon._stop(daemon.running)
+    daemon.running = daemon._prepare(daemon._make_watchers(daemon.config, daemon.bundle))
+    results = {}
+
+    def ask() -> None:  # queued to a watcher whose thread is not running
+        results["off"] = daemon.dispatch(Command("e3", Verb.DISABLE, source="mqtt"))
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    wait_until("the command queued", lambda: asker.is_alive(), 5)
+    daemon.reload()
+    asker.join(20)
+    assert results["off"].ok and "off" in results["off"].detail, results
+    assert not daemon.running["e3"].watcher.snapshot.enabled
+
+
 def test_a_reload_swaps_whole_generations_while_readers_read(daemon) -> None:
     """Readers (HTTP, MQTT) never see a half-built set of watchers during a reload."""
     seen: list[set[str]] = []

@@ -364,11 +364,19 @@ class Daemon:
                 config.http.listen,
                 self.started_http.listen,
             )
-        enabled = {n: r.watcher.snapshot.enabled for n, r in self.running.items()}
-        for name, w in watchers.items():
-            w.enabled = enabled.get(name, True)  # not started yet: no other thread sees it
         old = self.running
         self._stop(old)
+        for name, r in old.items():  # read once the old threads are done: nothing is lost
+            new = watchers.get(name)
+            if new is not None:  # not started yet: no other thread sees it
+                new.enabled = r.watcher.snapshot.enabled
+            # Commands that came while the old watcher stopped are carried out by the new one;
+            # whoever sent them is still waiting for the answer.
+            for command, done in r.watcher.take_commands():
+                if new is not None:
+                    new.submit_waiting(command, done)
+                else:
+                    done.set_result(CommandResult(False, f"no printer named {name!r} any more"))
         self.config, self.bundle = config, bundle
         self._apply_log_level(config)
         self.running = self._start(watchers)

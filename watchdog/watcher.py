@@ -457,6 +457,20 @@ class Watcher:
         self._commands.put((command, done))
         return done
 
+    def take_commands(self) -> list[tuple[Command, Future[CommandResult]]]:
+        """The commands not carried out, with the futures their senders wait on; for a watcher
+        whose thread has stopped (a reload hands them to the watcher that replaces it)."""
+        taken = []
+        while True:
+            try:
+                taken.append(self._commands.get_nowait())
+            except queue.Empty:
+                return taken
+
+    def submit_waiting(self, command: Command, done: Future[CommandResult]) -> None:
+        """Queue a command whose sender already waits on ``done`` (see ``take_commands``)."""
+        self._commands.put((command, done))
+
     def _drain_commands(self) -> None:
         while True:
             try:
