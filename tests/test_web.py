@@ -174,6 +174,35 @@ def test_login_gives_a_session_cookie_that_opens_the_pages(guarded) -> None:
     assert PASSWORD not in daemon.log
 
 
+def test_a_login_through_a_tls_reverse_proxy_works_and_other_sites_are_still_refused(
+    guarded,
+) -> None:
+    """Behind a TLS reverse proxy (the way docs/dashboard.md says to cross an untrusted
+    network) the browser's Origin is https://<name> while the daemon speaks plain HTTP; the
+    proxy passes the Host on. The login and the buttons work; another site, or another port,
+    is refused."""
+    url, _, _ = guarded
+
+    def login(origin: str) -> int:
+        s = requests.Session()
+        proxied = {"Host": "pi.example.org"}
+        form = s.get(f"{url}/login", headers=proxied, timeout=10)
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+        r = s.post(
+            f"{url}/login",
+            data={"csrf": token, "password": PASSWORD},
+            headers={**proxied, "Origin": origin},
+            timeout=10,
+            allow_redirects=False,
+        )
+        return r.status_code
+
+    assert login("https://pi.example.org") == 303
+    assert login("https://pi.example.org:8443") == 403
+    assert login("https://evil.example") == 403
+    assert login("null") == 403
+
+
 def test_posts_need_the_csrf_token(guarded) -> None:
     url, _, _ = guarded
     s, _ = _login(url)

@@ -20,6 +20,7 @@ import secrets
 import time
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, redirect, request, send_from_directory
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -112,7 +113,7 @@ class Dashboard:
             return text("401 log in first: /login", 401)
         if request.method == "POST":
             origin = request.headers.get("Origin")
-            if origin is not None and origin.rstrip("/") != request.host_url.rstrip("/"):
+            if origin is not None and not _same_site(origin, request.host):
                 return text("403 cross-site request refused", 403)
             if path == "/login":
                 expected = request.cookies.get(LOGIN_COOKIE)
@@ -359,3 +360,20 @@ def _not_saved(exc: OSError) -> str:
     return (
         f"cannot save the settings in {exc.filename or 'the storage folder'}: {exc.strerror or exc}"
     )
+
+
+def _same_site(origin: str, host: str) -> bool:
+    """The browser's ``Origin`` names this server (host and port; any scheme: behind a TLS
+    reverse proxy the page is https while the daemon itself speaks plain HTTP)."""
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    default = {"http": 80, "https": 443}[parts.scheme]
+    netloc = parts.hostname if port in (None, default) else f"{parts.hostname}:{port}"
+    own = {host.lower()}  # a Host header may carry the default port, or not
+    own |= {h.removesuffix(p) for h in own for p in (":80", ":443") if h.endswith(p)}
+    return netloc.lower() in own
