@@ -291,6 +291,24 @@ def test_a_notification_the_service_keeps_refusing_does_not_hold_back_the_others
     wait_for("the refused one kept", lambda: notifier.notify_status()["json"]["pending"] == 1)
 
 
+@pytest.mark.parametrize("offset", [0, 236, 243, 250])
+def test_a_complaint_echoing_the_urls_password_is_masked_before_it_is_cut(
+    notifier_factory, ntfy_receiver, tmp_path, caplog, offset: int
+) -> None:
+    """A service whose refusal quotes the URL's password (Apprise passes ntfy's error text on)
+    where the log line is cut at 300 characters: no piece of it reaches the log or status."""
+    caplog.set_level(logging.DEBUG)
+    ntfy_receiver.refuse(500, "x" * offset + NTFY_PASSWORD + " is not valid")
+    targets = (target(ntfy_receiver.url("t", "bob", NTFY_PASSWORD)),)
+    notifier = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets)
+    notifier.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    wait_for("the refusal", lambda: notifier.notify_status()["ntfy"]["failed"] >= 1)
+    shown = caplog.text + json.dumps(notifier.notify_status())
+    pieces = {NTFY_PASSWORD[i : i + 6] for i in range(len(NTFY_PASSWORD) - 5)}
+    assert "***" in shown  # the complaint is shown, the password masked in it
+    assert not [p for p in pieces if p in shown], shown[-2000:]
+
+
 def test_a_damaged_outbox_entry_does_not_stop_the_notifications(
     notifier_factory, webhook_receiver, tmp_path
 ) -> None:

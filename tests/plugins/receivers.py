@@ -81,6 +81,7 @@ class _Recorder:
     def __init__(self) -> None:
         self.port = free_port()
         self.status: int | None = None  # when set, every request is refused with it
+        self.error = "unauthorized"
         self.refused_bodies: tuple[bytes, int] | None = None  # refuse_containing
         self.requests = 0
         self._server: ThreadingHTTPServer | None = None
@@ -91,8 +92,9 @@ class _Recorder:
     def handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         raise NotImplementedError
 
-    def refuse(self, status: int | None) -> None:
+    def refuse(self, status: int | None, error: str = "unauthorized") -> None:
         self.status = status
+        self.error = error  # the ``error`` of the JSON answer (ntfy's, which Apprise quotes)
 
     def refuse_containing(self, needle: bytes, status: int) -> None:
         """Answer ``status`` to every request whose body holds ``needle`` (a service refusing
@@ -113,7 +115,7 @@ class _Recorder:
                     status = recorder.refused_bodies[1]
                 if status is not None:
                     data = json.dumps(
-                        {"code": status * 100 + 1, "http": status, "error": "unauthorized"}
+                        {"code": status * 100 + 1, "http": status, "error": recorder.error}
                     ).encode()
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")

@@ -256,7 +256,7 @@ def subprocess_sender(stop: threading.Event) -> Sender:
             return {
                 "ok": False,
                 "permanent": False,
-                "detail": f"the sender failed: {last[0][:200]}",
+                "detail": f"the sender failed: {last[0]}",  # masked, then cut, by _settle
             }
 
     return send
@@ -616,7 +616,7 @@ class TargetSender:
                 entry.printer,
             )
             return True
-        detail = mask(str(result.get("detail", "")), self.fragments).strip().rstrip(".")
+        detail = mask(str(result.get("detail", "")), self.fragments).strip().rstrip(".")[:300]
         self.last_error = detail
         self.failed += 1
         self.meters.outcomes.labels(self.name, "failed").inc()

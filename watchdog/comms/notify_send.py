@@ -112,9 +112,9 @@ def send(request: dict[str, Any]) -> dict[str, Any]:
     return {
         "ok": False,
         "permanent": bool(PERMANENT.search(" ".join(complaints) or everything)),
-        "detail": (complaints[-1] if complaints else "the service did not accept the notification")[
-            :300
-        ],
+        # whole: the daemon masks the URL's secrets first and cuts afterwards (a cut here could
+        # leave half a secret that no mask recognises)
+        "detail": complaints[-1] if complaints else "the service did not accept the notification",
     }
 
 
