@@ -7,7 +7,8 @@
 - a second daemon on the same storage folder exits 2 naming the folder and the first's pid;
 - SIGTERM while a pause hangs longer than the shutdown wait: the alert is on disk before the
   pause starts, and delivered after the restart;
-- a printer whose step fails every time makes the daemon unhealthy.
+- a printer whose step fails every time makes the daemon unhealthy;
+- commands piling up behind a hung camera never hold every thread of the web server.
 """
 
 from __future__ import annotations
@@ -316,3 +317,57 @@ def test_a_printer_whose_step_fails_every_time_makes_the_daemon_unhealthy(
         wait_until("healthy again once a step succeeds", daemon.healthy, 30)
     finally:
         daemon._stop(daemon.running)
+
+
+def test_commands_waiting_on_a_hung_camera_never_take_the_whole_web_server(
+    tmp_path: Path, camera_server: CameraServer
+) -> None:
+    """A watcher answers commands between frames; with its camera hanging that can take the
+    camera's whole timeout. Clicks piling up meanwhile are answered "busy" at once beyond the
+    first two, so the page and /healthz still answer."""
+    port = free_port()
+    config = write_config(
+        tmp_path / "config.yaml",
+        model=str(default_bundle_path()),
+        mqtt={"host": ""},
+        http={"listen": f"127.0.0.1:{port}"},
+        storage={"dir": str(tmp_path / "state")},
+        printers=[
+            {
+                "name": PRINTER,
+                "camera": {
+                    "source": camera_server.snapshot_url,
+                    "interval_s": 0.2,
+                    "timeout_s": 15,
+                },
+            }
+        ],
+    )
+    base = f"http://127.0.0.1:{port}"
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    answers: list[int] = []
+    try:
+        wait_until("scoring", lambda: scored(f"127.0.0.1:{port}"), 90, lambda: daemon.log)
+        token = requests.get(f"{base}/", timeout=5).text.split('name="csrf-token" content="')[1]
+        headers = {"X-CSRF-Token": token.split('"')[0]}
+        camera_server.set_fault("slow")  # the next frame drips in until the camera's timeout
+        time.sleep(1)
+
+        def click(verb: str) -> None:
+            body = {"printer": PRINTER, "verb": verb}
+            r = requests.post(f"{base}/api/command", json=body, headers=headers, timeout=60)
+            answers.append(r.status_code)
+
+        clicks = [threading.Thread(target=click, args=(v,)) for v in ("disable", "enable") * 2]
+        for c in clicks:
+            c.start()
+        wait_until("two clicks answered busy", lambda: len(answers) >= 2, 10, lambda: daemon.log)
+        assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
+        assert requests.get(f"{base}/", timeout=5).status_code == 200
+        camera_server.set_fault(None)
+        for c in clicks:
+            c.join(60)
+    finally:
+        rc = daemon.stop()
+    assert rc == 0, daemon.log
+    assert sorted(answers) == [200, 200, 409, 409], answers

@@ -38,6 +38,10 @@ from watchdog.watcher import Watcher, build_watcher
 logger = logging.getLogger(__name__)
 
 
+# Owner's commands waiting on watchers at once (a watcher answers between frames, up to a
+# minute when its camera or printer is slow). More are answered "busy" at once: waiting, they
+# would hold every thread of the web server, and /healthz and the page with them.
+COMMANDS_WAITING = 2
 FAILED_STEPS_UNHEALTHY = (
     5  # a printer whose step failed this many times in a row makes /healthz fail
 )
@@ -96,6 +100,7 @@ class Daemon:
         self.http: Any = None
         self.running: Mapping[str, _Running] = {}
         self.histories: dict[str, History] = {}  # per printer, kept across reloads
+        self._waiting = threading.BoundedSemaphore(COMMANDS_WAITING)
         self.frame_gate = FrameGate()  # one frame in process at a time, for all printers
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
@@ -198,10 +203,18 @@ class Daemon:
                 return stored
         api = watcher.cfg.api
         wait_s = api.timeout_s * (1 + api.retries) + watcher.cfg.camera.interval_s + 5
+        if not self._waiting.acquire(blocking=False):
+            return CommandResult(
+                False,
+                f"busy: {COMMANDS_WAITING} earlier commands are still waiting for a printer or "
+                "camera to answer; try again in a moment",
+            )
         try:
             return watcher.submit(command).result(timeout=wait_s)
         except FutureTimeout:
             return CommandResult(False, f"{watcher.name} did not answer within {wait_s:.0f} s")
+        finally:
+            self._waiting.release()
 
     @staticmethod
     def _resolve_incident(command: Command, watcher: Watcher) -> Command:
