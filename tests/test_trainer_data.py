@@ -75,6 +75,30 @@ def test_explicit_normal_and_anomalous_dirs_are_searched_recursively(tmp_path: P
     ]
 
 
+def test_confirmed_failures_under_a_normal_folder_are_never_fitted(tmp_path: Path) -> None:
+    """``--normal <storage>/collected`` (what the README and ``feedback`` say to retrain on)
+    holds the owner's confirmed failures beside the recordings and kept false alarms: they are
+    failures, also when the failures folder is given with --anomalous too."""
+    from watchdog.incidents import IncidentStore, mark_failure, mark_not_failure
+
+    collected = tmp_path / "collected" / "ender3"
+    for n in range(3):
+        _write(collected / f"ender3-20261201T100000_{n}.jpg", synth.normal_frame())
+    jpeg = cv2.imencode(".jpg", synth.anomalous_frame())[1].tobytes()
+    store = IncidentStore(tmp_path)
+    failed, kept = (store.save("ender3", {"score": 9.0}, jpeg, jpeg) for _ in range(2))
+    mark_failure(tmp_path, "ender3", failed.id)
+    mark_not_failure(tmp_path, "ender3", kept.id)
+    for anomalous in ([], [collected / "failures"]):
+        frames = find_frames(normal=[tmp_path / "collected"], anomalous=anomalous)
+        labels = {f.path.relative_to(collected).as_posix(): f.label for f in frames}
+        assert labels == {
+            **{f"ender3-20261201T100000_{n}.jpg": NORMAL for n in range(3)},
+            f"false_alarms/{kept.id}.jpg": NORMAL,
+            f"failures/{failed.id}.jpg": ANOMALOUS,
+        }
+
+
 def test_missing_and_empty_folders_are_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not found"):
         find_frames(tmp_path / "nope")

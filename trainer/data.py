@@ -122,8 +122,13 @@ def find_frames(
     anomalous_dirs += [(Path(d), "--anomalous") for d in anomalous]
     if not normal_dirs:
         raise DataError("no normal frames given: use --data DIR or --normal DIR")
+    # What the owner marked a failure is never fitted as normal: a file given as both is a
+    # failure, and so is every frame in a ``failures/`` folder (``<storage>/collected/<printer>``
+    # holds one beside the recordings and the kept false alarms).
+    failed = {p.resolve() for folder, what in anomalous_dirs for p in _images_under(folder, what)}
     frames: list[Frame] = []
     seen: set[Path] = set()
+    moved = 0
     for dirs, label in ((normal_dirs, NORMAL), (anomalous_dirs, ANOMALOUS)):
         for folder, what in dirs:
             for p in _images_under(folder, what):
@@ -131,7 +136,17 @@ def find_frames(
                 if key in seen:
                     continue
                 seen.add(key)
-                frames.append(_frame(p, label, pattern))
+                is_failure = key in failed or p.parent.name == frames_contract.FAILURES
+                if label == NORMAL and is_failure:
+                    moved += 1
+                frames.append(_frame(p, ANOMALOUS if is_failure else label, pattern))
+    if moved:
+        logger.warning(
+            "%d frame(s) under the normal folders are failures (in a %s/ folder, or given with "
+            "--anomalous too): used as failures, never fitted",
+            moved,
+            frames_contract.FAILURES,
+        )
     warning = frames_contract.loose_warning([f.path for f in frames if f.loose], pattern)
     if warning:
         logger.warning("%s (--session-pattern)", warning)

@@ -25,6 +25,7 @@ from pathlib import Path
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 DEFAULT_PATTERN = r"^(?P<session>.+)_(?P<n>\d+)$"
 FALSE_ALARMS = "false_alarms"  # folder of loose frames kept from false alarms
+FAILURES = "failures"  # folder of frames of confirmed failures: never normal, wherever found
 _TRAILING_DIGITS = re.compile(r"(\d+)$")
 
 

@@ -42,7 +42,7 @@ HEATMAP = "heatmap.jpg"
 ALERT = "alert.json"
 PENDING = "pending"
 LEAD_UP = "lead_up"
-FAILURES = "failures"  # folder of frames of confirmed failures (the trainer's --anomalous)
+FAILURES = frames.FAILURES  # folder of frames of confirmed failures (the trainer's --anomalous)
 VERDICTS = ("not_failure", "failure")
 
 # Incident ids and printer names become folder names: nothing that could climb out of them.
