@@ -126,3 +126,33 @@ def test_a_fifo_as_the_config_file_is_refused_at_once(tmp_path) -> None:
     except subprocess.TimeoutExpired:
         pytest.fail("check-config hangs on a FIFO as config")
     assert proc.returncode == 2 and "not a regular file" in proc.stderr, proc.stderr
+
+
+def test_a_model_file_overwritten_in_place_does_not_change_the_running_model(
+    tmp_path: Path,
+) -> None:
+    """Copying a new model over the one a daemon runs (scp into the bundle's folder): the
+    running model is the one it loaded, whatever the file holds now (a half-written file
+    mapped in memory ended the process with a bus error)."""
+    import sys
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(default_bundle_path(), folder)
+    script = f"""
+import numpy as np
+from pathlib import Path
+from watchdog.detection.bundle import Bundle
+from watchdog.detection.model import FrameScorer
+scorer = FrameScorer(Bundle.load(Path({str(folder)!r})))
+frame = np.random.default_rng(0).integers(0, 255, (480, 640, 3), np.uint8)
+before = scorer.score(frame)
+model = Path({str(folder)!r}) / "model.tflite"
+data = model.read_bytes()
+with open(model, "r+b") as f:  # in place, as cp does: the same file, half of it rewritten
+    f.truncate(len(data) // 3)
+print(before == scorer.score(frame))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "True", proc.stderr[-2000:]

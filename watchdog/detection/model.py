@@ -38,8 +38,14 @@ def load_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
                 raise BundleError(
                     "no TFLite runtime: pip install 'printer-watchdog[pi]' (ai-edge-litert)"
                 ) from exc
+    # Read whole, not mapped: a model file copied over in place while the daemon runs
+    # (scp into the bundle's folder) must not change the model under it (a bus error).
     try:
-        interp = Interpreter(model_path=str(model_path), num_threads=num_threads)
+        content = Path(model_path).read_bytes()
+    except OSError as exc:
+        raise BundleError(f"{model_path}: cannot read the model ({exc.strerror or exc})") from None
+    try:
+        interp = Interpreter(model_content=content, num_threads=num_threads)
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise BundleError(f"{model_path}: not a loadable TFLite model ({exc})") from exc
