@@ -254,3 +254,28 @@ def test_the_trainers_report_says_how_the_start_is_judged(tiny_start_judged_run)
     assert start["failures_paused"] >= 1
     text = (tiny_start_judged_run / "report.md").read_text()
     assert "### The start of a print" in text and "starts paused by mistake" in text
+
+
+def test_recalibrating_onto_a_full_disk_leaves_the_bundle_as_it_was(
+    tmp_path, tiny_start_judged_bundle
+) -> None:
+    """The new model.json cannot be written (the disk is full): one line says so, exit 2, and
+    the bundle still loads as it was (not a half-written model.json)."""
+    import shutil
+    import subprocess
+    import sys
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_start_judged_bundle, bundle)
+    before = (bundle / "model.json").read_bytes()
+    mine = _folder(tmp_path / "mine", [])
+    for p in (2, 3):
+        for i in range(TINY_FRAMES):
+            cv2.imwrite(str(mine / f"print{p}_{i}.jpg"), synth.normal_frame(p, i, TINY_FRAMES))
+    cmd = f"ulimit -f 1; exec {sys.executable} -m watchdog calibrate {bundle} --normal {mine}"
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert "model.json: cannot save" in line and "Traceback" not in r.stderr
+    assert (bundle / "model.json").read_bytes() == before
+    assert Bundle.load(bundle).meta.adaptation is not None

@@ -9,8 +9,10 @@ parameter the daemon needs: preprocessing, score function, threshold, normal-sco
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import stat
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -614,7 +616,24 @@ class Bundle:
         return cls(path=path, meta=BundleMeta.from_dict(raw, str(meta_path)))
 
     def save_meta(self) -> None:
-        (self.path / META_FILE).write_text(json.dumps(self.meta.to_dict(), indent=2) + "\n")
+        """Rewrite model.json in place of the old one, never half: written beside it, read
+        back, then renamed over it. BundleError (the old file untouched) when it cannot be."""
+        target = self.path / META_FILE
+        tmp = self.path / f".{META_FILE}.tmp"
+        text = json.dumps(self.meta.to_dict(), indent=2) + "\n"
+        try:
+            with open(tmp, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            BundleMeta.from_dict(json.loads(tmp.read_text()), str(target))
+            os.replace(tmp, target)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise BundleError(
+                f"{target}: cannot save ({exc.strerror or exc}); the bundle is as it was"
+            ) from None
 
 
 def default_bundle_path() -> Path:
