@@ -61,16 +61,20 @@ def test_corrupt_model_file(tiny_bundle: Path, tmp_path: Path, image: Path) -> N
 def test_a_bad_image_is_reported_and_the_others_still_scored(
     tiny_bundle: Path, tmp_path: Path, image: Path
 ) -> None:
-    bad, gone = tmp_path / "bad.jpg", tmp_path / "gone.png"
+    from tests.plugins.camera import bomb_png
+
+    bad, gone, bomb = tmp_path / "bad.jpg", tmp_path / "gone.png", tmp_path / "bomb.png"
     bad.write_bytes(b"nope")
-    proc = _score("--model", str(tiny_bundle), str(bad), str(image), str(gone))
+    bomb.write_bytes(bomb_png(50_000, 50_000))  # OpenCV itself raises on this one
+    proc = _score("--model", str(tiny_bundle), str(bad), str(image), str(gone), str(bomb))
     assert proc.returncode == 1, proc.stderr
     assert [json.loads(line)["file"] for line in proc.stdout.splitlines()] == [str(image)]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 3, proc.stderr  # one per bad file, then the summary
-    assert str(bad) in errors[0] and "not a readable JPEG or PNG" in errors[0]
+    assert len(errors) == 4, proc.stderr  # one per bad file, then the summary
+    assert str(bad) in errors[0] and "not a JPEG or PNG" in errors[0]
     assert str(gone) in errors[1] and "cannot read" in errors[1]
-    assert "2 of 3 image(s)" in errors[2]
+    assert str(bomb) in errors[2] and "declares 50000x50000 pixels" in errors[2]
+    assert "3 of 4 image(s)" in errors[3]
     assert "Traceback" not in proc.stderr
 
 

@@ -125,6 +125,31 @@ def test_corrupt_and_truncated_files_are_skipped_and_counted(
     assert len(warned) == 3 and all("skipping" in w for w in warned)
 
 
+def test_frame_files_opencv_would_crash_on_are_skipped_and_odd_names_load(
+    tmp_path: Path,
+) -> None:
+    """A PNG whose header declares 50000x50000 pixels is skipped with a line (OpenCV raised,
+    ending the run); a frame whose file name is not UTF-8 is read like any other (opening it
+    by name crashed OpenCV, and the report could not be written)."""
+    import os
+
+    from tests.plugins.camera import bomb_png
+    from watchdog.commands.calibrate import model_inputs
+    from watchdog.detection.bundle import Bundle, default_bundle_path
+    from watchdog.detection.model import FrameScorer
+
+    folder = tmp_path / "n"
+    good = _write(folder / "p_1.jpg", synth.normal_frame())
+    (folder / "p_2.png").write_bytes(bomb_png(50_000, 50_000))
+    odd = Path(os.fsdecode(bytes(folder) + b"/caf\xe9_3.jpg"))
+    odd.write_bytes(good.read_bytes())
+    loaded = load_frames(find_frames(normal=[folder]), PRE)
+    assert sorted(f.path.name for f in loaded.frames) == sorted(["p_1.jpg", odd.name])
+    assert [Path(p).name for p in loaded.skipped] == ["p_2.png"]
+    scorer = FrameScorer(Bundle.load(default_bundle_path()))  # what calibrate reads them with
+    assert len(model_inputs(scorer, [good, folder / "p_2.png", odd])) == 2
+
+
 def test_alpha_grey_16bit_and_mixed_sizes_load_alike(tmp_path: Path) -> None:
     bgr = synth.normal_frame()
     d = tmp_path / "n"

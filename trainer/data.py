@@ -13,12 +13,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from watchdog import frames as frames_contract
 from watchdog.detection.bundle import Preprocess
 from watchdog.errors import UsageError
+from watchdog.image_files import UnreadableFrame, read_frame_file
 
 logger = logging.getLogger(__name__)
 
@@ -156,23 +156,14 @@ def find_frames(
 # --------------------------------------------------------------------------- reading frames
 
 
-def _truncated_jpeg(data: bytes) -> bool:
-    """A JPEG without its end-of-image marker: OpenCV decodes it silently with grey rows."""
-    return data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]
-
-
 def read_frame(path: Path) -> np.ndarray | None:
-    """The image as OpenCV gives it (any channels/depth), or None when unreadable or truncated."""
+    """The image as OpenCV gives it (any channels/depth), or None when it cannot be used
+    (``watchdog.image_files``: unreadable, truncated, absurdly large)."""
     try:
-        data = path.read_bytes()
-    except OSError:
+        return read_frame_file(path)
+    except UnreadableFrame as exc:
+        logger.debug("%s", exc)
         return None
-    if not data or _truncated_jpeg(data):
-        return None
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        return None
-    return img
 
 
 def load_frames(frames: Iterable[Frame], pre: Preprocess) -> Loaded:

@@ -234,4 +234,5 @@ def markdown(rep: dict[str, Any]) -> str:
 def write(rep: dict[str, Any], run_dir: Path) -> None:
     """Write report.json and report.md into the run folder."""
     (run_dir / "report.json").write_text(json.dumps(_plain(rep), indent=2) + "\n")
-    (run_dir / "report.md").write_text(markdown(rep))
+    # a print's name is a file name, which need not be UTF-8
+    (run_dir / "report.md").write_text(markdown(rep), errors="backslashreplace")

@@ -13,7 +13,6 @@ import dataclasses
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from watchdog import frames
@@ -22,6 +21,7 @@ from watchdog.detection.calibration import GUARD_PRINTS, calibrate, recalibrated
 from watchdog.detection.light import light_matched, start_matched
 from watchdog.detection.model import FrameScorer
 from watchdog.errors import UsageError
+from watchdog.image_files import UnreadableFrame, read_frame_file
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +59,10 @@ def model_inputs(scorer: FrameScorer, paths: list[Path]) -> np.ndarray:
     said): read once, then matched as the daemon matches the whole print and its start."""
     inputs = []
     for path in paths:
-        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            logger.warning("skipping unreadable image %s", path)
+        try:
+            img = read_frame_file(path)
+        except UnreadableFrame as exc:
+            logger.warning("skipping %s", exc)
             continue
         inputs.append(scorer.pre.apply(img))
     if not inputs:

@@ -14,13 +14,13 @@ import logging
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from watchdog.detection.bundle import Adaptation, Bundle, default_bundle_path, encode_jpeg
 from watchdog.detection.detector import Detector
 from watchdog.detection.model import FrameScorer
 from watchdog.errors import UsageError
+from watchdog.image_files import UnreadableFrame, read_frame_file
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def read_image(path: Path) -> np.ndarray:
     """An image file as OpenCV gives it (grey, BGR or BGRA); UsageError naming the file otherwise."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read image ({exc.strerror or exc})") from exc
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
-    if img is None:
-        raise UsageError(f"{path}: not a readable JPEG or PNG image")
-    return img
+        return read_frame_file(path)
+    except UnreadableFrame as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _heatmap_path(folder: Path, image: Path, used: set[Path]) -> Path:

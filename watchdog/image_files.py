@@ -1,0 +1,53 @@
+"""Reading recorded frames from disk: one reader for the trainer, ``calibrate`` and ``score``.
+
+A folder of frames is the user's, and may hold anything: an empty or cut-off file, a PNG
+whose header declares 50000x50000 pixels (OpenCV raises for it, or would allocate gigabytes),
+a name that is not UTF-8 (``cv2.imread`` of such a name crashes the process). The bytes are
+read by Python and the header checked before OpenCV decodes anything, so each bad file is one
+``UnreadableFrame`` naming it, never a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from watchdog.devices.capture import BadFrame, read_header
+
+MAX_FILE_PIXELS = 50_000_000  # larger than any camera's frame (an 8K one is 33 MP)
+
+
+class UnreadableFrame(ValueError):
+    """An image file that cannot be used as a frame; the message names the file and why."""
+
+
+def read_frame_file(path: Path) -> np.ndarray:
+    """The image as OpenCV gives it (grey, BGR or BGRA, any depth)."""
+    shown = str(path).encode("utf-8", "backslashreplace").decode()
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UnreadableFrame(f"{shown}: cannot read ({exc.strerror or exc})") from None
+    if not data:
+        raise UnreadableFrame(f"{shown}: empty file")
+    try:
+        header = read_header(data)
+    except BadFrame as exc:
+        raise UnreadableFrame(f"{shown}: {exc}") from None
+    if header.width * header.height > MAX_FILE_PIXELS:
+        raise UnreadableFrame(
+            f"{shown}: declares {header.width}x{header.height} pixels, more than a frame "
+            f"({MAX_FILE_PIXELS} at most)"
+        )
+    if header.kind == "jpeg" and b"\xff\xd9" not in data[-64:]:
+        # OpenCV decodes a cut-off JPEG silently, its missing rows grey
+        raise UnreadableFrame(f"{shown}: truncated JPEG (no end-of-image marker)")
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        img = None
+    if img is None or img.size == 0:
+        raise UnreadableFrame(f"{shown}: not a readable JPEG or PNG image")
+    return img
