@@ -254,6 +254,7 @@ def test_the_trainers_report_says_how_the_start_is_judged(tiny_start_judged_run)
     assert start["failures_paused"] >= 1
     text = (tiny_start_judged_run / "report.md").read_text()
     assert "### The start of a print" in text and "starts paused by mistake" in text
+    assert report["test_normal_from"] == "held-out prints"  # it kept prints out of the fit
 
 
 def test_recalibrating_onto_a_full_disk_leaves_the_bundle_as_it_was(

@@ -172,6 +172,11 @@ def test_readme_retrain_loop_collect_train_replay(tmp_path: Path) -> None:
     md = (run / "report.md").read_text()
     daemon = md.index("What the daemon would do")
     assert daemon < md.index("Absolute scores") < md.index("image AUROC")
+    # the model to deploy fitted every print: its absolute figures say where their normal
+    # frames come from, never "held-out"
+    assert rep["test_normal_from"] == "fitted prints' last frames, optimistic"
+    assert "normal frames from fitted prints' last frames, optimistic" in md
+    assert "fitted prints' last frames" in rep["seed_review"]["on"]
     d = rep["daemon"]
     assert d["held_out_prints"] == 2 and d["failures_replayed"] == 2  # the failure after each print
     assert f"Failure frames flagged (recall): {100 * d['recall']:.1f}%" in md
