@@ -55,6 +55,29 @@ def test_replay_calibrates_on_the_first_frames_then_pauses_on_the_failure(
     assert [x["frame"] for x in lines if x["action"]] == ["f_9.jpg"]
 
 
+def test_replaying_a_folder_of_several_prints_judges_each_against_its_own_start(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """``collect`` keeps a printer's prints in one folder; replayed, each is a new print that
+    learns its own start (the second was judged against the first's, and paused)."""
+    folder = tmp_path / "collected"
+    folder.mkdir()
+    second = [synth.normal_frame(3, i, TINY_FRAMES, TINY_SEED) for i in range(8)]
+    for name, frames in (("e3-first", normal_frames[:8]), ("e3-second", second)):
+        for i, f in enumerate(frames):
+            cv2.imwrite(str(folder / f"{name}_{i}.jpg"), f)
+    config = write_config(
+        tmp_path / "c.yaml", model=str(tiny_adaptive_bundle), printers=[{"name": "e3"}]
+    )
+    r = run_cli("replay", "--config", str(config), "--frames", str(folder))
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines() if '"frame"' in x and '"event"' not in x]
+    learning = [x["frame"] for x in lines if "calibration" in x]
+    starts = [f"e3-{p}_{i}.jpg" for p in ("first", "second") for i in range(CALIBRATION)]
+    assert learning == starts, learning
+    assert not any(x["action"] for x in lines)
+
+
 def test_a_new_print_gets_a_new_baseline(tmp_path, tiny_adaptive_bundle, normal_frames) -> None:
     # The first print calibrates on normal frames; the second is another part, framed a little
     # differently: the watcher must learn its look afresh, not judge it against print one.

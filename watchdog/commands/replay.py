@@ -4,7 +4,9 @@ Frames are read in the order of their number (``print_2.jpg`` before ``print_10.
 a video) and stepped on the recording's clock
 (frame index x camera.interval_s), so cooldowns behave as they would live. Without a printer
 API the print is simulated: a pause is accepted and the "user" resumes at once, so every
-pause over the whole recording is counted (false pauses and time-to-pause both show).
+pause over the whole recording is counted (false pauses and time-to-pause both show). A
+folder holding several prints (``collect`` keeps a printer's together) replays each as a new
+print, judged against its own start.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from watchdog import frames as frames_contract
 from watchdog.comms.notifier import Notifier
 from watchdog.config import (
     CameraConfig,
@@ -133,10 +136,17 @@ def replay(
     )
     clock = VirtualClock(pcfg.camera.interval_s)
     watcher = build_watcher(recording, bundle, alerts, printer=printer, clock=clock)
+    # A folder may hold several prints (``collect`` keeps a printer's prints together): each
+    # starts as a new job of the simulated printer, so it is judged against its own start.
+    prints = [frames_contract.parse(p).print for p in getattr(watcher.camera, "paths", [])]
     alerts.start()
     pauses = 0
     try:
         while not watcher.camera.exhausted:
+            if printer is not None and 0 < clock.frame < len(prints):
+                job, before = prints[clock.frame], prints[clock.frame - 1]
+                if job is not None and before is not None and job != before:
+                    printer.start_print(job)
             record = watcher.step()
             for event in record.events:
                 emit(event.to_dict())
