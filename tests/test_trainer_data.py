@@ -50,7 +50,9 @@ def test_kaggle_names_split_at_the_final_number(tmp_path: Path) -> None:
     for name in ("scratch_3.jpg", "scratch_2_17.jpg", "scratch_3_4.jpg", "nested/scratch_3_5.png"):
         _write(tmp_path / "no_defected" / name, synth.normal_frame())
     sessions = sorted({f.session for f in find_frames(tmp_path)})
-    assert sessions == ["scratch", "scratch_2", "scratch_3"]
+    # the one in a folder of its own is another print of that name: the two are kept apart
+    top, nested = tmp_path / "no_defected", tmp_path / "no_defected" / "nested"
+    assert sessions == sorted(["scratch", "scratch_2", f"{top}/scratch_3", f"{nested}/scratch_3"])
 
 
 def test_session_pattern_is_configurable(tmp_path: Path) -> None:
@@ -97,6 +99,19 @@ def test_confirmed_failures_under_a_normal_folder_are_never_fitted(tmp_path: Pat
             f"false_alarms/{kept.id}.jpg": NORMAL,
             f"failures/{failed.id}.jpg": ANOMALOUS,
         }
+
+
+def test_prints_of_the_same_name_in_two_folders_stay_two_prints(tmp_path: Path) -> None:
+    """Two recordings whose frames are both ``print_<n>.jpg``: two prints, as the daemon's
+    ``calibrate`` groups them, never one print of interleaved frames."""
+    for folder in ("a", "b"):
+        for n in range(3):
+            _write(tmp_path / folder / f"print_{n}.jpg", synth.normal_frame())
+    frames = find_frames(normal=[tmp_path / "a", tmp_path / "b"])
+    assert {f.session: f.path.parent.name for f in frames} == {
+        f"{tmp_path / 'a'}/print": "a",
+        f"{tmp_path / 'b'}/print": "b",
+    }
 
 
 def test_missing_and_empty_folders_are_errors(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ the file-name prefix before the final ``_<number>`` (the Kaggle names work this 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -150,7 +151,31 @@ def find_frames(
     warning = frames_contract.loose_warning([f.path for f in frames if f.loose], pattern)
     if warning:
         logger.warning("%s (--session-pattern)", warning)
-    return frames
+    return _apart_by_folder(frames)
+
+
+def _apart_by_folder(frames: list[Frame]) -> list[Frame]:
+    """Prints of the same name in different folders (two recordings both ``frame_<n>.jpg``)
+    are different prints, as ``frames.group_prints`` keeps them: their frames interleaved
+    into one print would make a start of two prints and one print fewer to cross-fit."""
+    folders: dict[str, set[Path]] = {}
+    for f in frames:
+        if not f.loose:
+            folders.setdefault(f.session, set()).add(f.path.parent)
+    shared = {name for name, where in folders.items() if len(where) > 1}
+    if not shared:
+        return frames
+    logger.info(
+        "%d print name(s) found in more than one folder, kept apart by folder: %s",
+        len(shared),
+        ", ".join(sorted(shared)[:5]),
+    )
+    return [
+        dataclasses.replace(f, session=f"{f.path.parent}/{f.session}")
+        if f.session in shared and not f.loose
+        else f
+        for f in frames
+    ]
 
 
 # --------------------------------------------------------------------------- reading frames
