@@ -253,3 +253,31 @@ def test_seed_preset_is_the_seed_posts_model() -> None:
     assert m["latent"] == 32  # Dense(latent_dim + latent_dim), latent_dim 16
     assert m["out_act"] == "sigmoid" and m["loss"] == "mae"
     assert m["lr0"] == pytest.approx(1e-3) and m["epochs"] == 125 and m["batch"] == 32
+
+
+def test_a_bundle_that_fails_the_parity_check_is_not_left_as_a_bundle(
+    synthetic_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TFLite model that scores unlike the fitted Keras one ends the run (one line, exit 1)
+    and leaves no folder called ``bundle/`` that looks ready to deploy. (The disagreement
+    cannot be produced on this machine, where both agree: the check's verdict is forced.)"""
+    pytest.importorskip("tensorflow")
+    from tests.plugins.models import TINY_SEED
+    from trainer import export
+    from trainer.__main__ import main
+
+    def disagree(*args: object, **kwargs: object) -> None:
+        raise export.ParityError("TFLite and Keras scores differ by 40% on 3 frames")
+
+    monkeypatch.setattr(export, "parity_check", disagree)
+    runs = tmp_path / "runs"
+    rc = main(
+        [
+            "--data", str(synthetic_dataset), "--out", str(runs), "--preset", "tiny",
+            "--val-sessions", "print2", "--test-sessions", "print3", "--seed", str(TINY_SEED),
+        ]
+    )  # fmt: skip
+    assert rc == 1  # the trainer's own failure, not the user's input
+    [run] = runs.iterdir()
+    assert not (run / "bundle").exists()
+    assert (run / "bundle-failed-parity" / "model.tflite").is_file()

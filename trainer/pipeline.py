@@ -325,7 +325,13 @@ def run(options: Options) -> RunResult:
     f32_dir = run_dir / ("bundle" if options.quantize == "float32" else "bundle-float32")
     bundle = export.write_bundle(export.convert(model), f32_dir, meta)
     parity_paths = [f.path for f in (val_set.frames[:3] + test_a.frames[:2])]
-    parity = export.parity_check(bundle, model, parity_paths)
+    try:
+        parity = export.parity_check(bundle, model, parity_paths)
+    except export.ParityError:
+        # a bundle whose TFLite model does not score as the fitted one is no bundle to deploy:
+        # renamed so that no folder called bundle/ is left looking ready
+        f32_dir.rename(f32_dir.with_name(f"{f32_dir.name}-failed-parity"))
+        raise
     quant: dict[str, dict[str, Any]] = {
         "float32": {"size_bytes": bundle.model_path.stat().st_size, **metrics}
     }
