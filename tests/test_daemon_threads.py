@@ -76,7 +76,8 @@ def test_a_command_that_arrives_while_a_reload_stops_the_watcher_is_carried_out_
 
     asker = threading.Thread(target=ask)
     asker.start()
-    wait_until("the command queued", lambda: asker.is_alive(), 5)
+    queued = daemon.running["e3"].watcher._commands
+    wait_until("the command queued", lambda: not queued.empty(), 5)
     daemon.reload()
     asker.join(20)
     assert results["off"].ok and "off" in results["off"].detail, results

@@ -318,3 +318,27 @@ def test_a_button_of_an_old_alert_never_acts_on_the_print_running_now(
     assert printer.status().job == "vase_B.gcode"
     watcher.camera.close()
     restarted.camera.close()
+
+
+def test_after_a_reload_the_alerts_buttons_still_act_and_late_commands_reach_the_new_watcher(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Every settings save on the dashboard reloads the watchers. The watcher that replaces
+    one knows its print and its alert: the phone's Resume still resumes the print it paused,
+    also when it was sent to the old watcher after it stopped."""
+    from watchdog.control import Command, Verb
+
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + [anomalous_frames[0]] * 10)
+    printer = SimulatedPrinter("benchy.gcode")
+    old = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    while printer.status().state != "paused":
+        old.step()
+    incident = old.status()["last_alert"]["incident"]
+    new = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    old.retire(new)  # the reload: the old thread has stopped, the new one not started yet
+    late = old.submit(Command("e3", Verb.RESUME, incident, source="phone"))
+    new.step()
+    assert late.result(timeout=5).ok and printer.status().state == "printing"
+    assert new.status()["last_alert"]["incident"] == incident
+    old.camera.close()
+    new.camera.close()

@@ -197,6 +197,10 @@ def test_a_login_through_a_tls_reverse_proxy_works_and_other_sites_are_still_ref
         )
         return r.status_code
 
+    from watchdog.web.app import _same_site
+
+    assert _same_site("http://[::1]:8787", "[::1]:8787")  # the page opened on IPv6 loopback
+    assert not _same_site("http://[::2]:8787", "[::1]:8787")
     assert login("https://pi.example.org") == 303
     assert login("https://pi.example.org:8443") == 403
     assert login("https://evil.example") == 403

@@ -327,11 +327,11 @@ def run(options: Options) -> RunResult:
     parity_paths = [f.path for f in (val_set.frames[:3] + test_a.frames[:2])]
     try:
         parity = export.parity_check(bundle, model, parity_paths)
-    except export.ParityError:
+    except export.ParityError as exc:
         # a bundle whose TFLite model does not score as the fitted one is no bundle to deploy:
         # renamed so that no folder called bundle/ is left looking ready
-        f32_dir.rename(f32_dir.with_name(f"{f32_dir.name}-failed-parity"))
-        raise
+        failed = f32_dir.rename(f32_dir.with_name(f"{f32_dir.name}-failed-parity"))
+        raise export.ParityError(f"{exc} (the export is kept as {failed})") from exc
     quant: dict[str, dict[str, Any]] = {
         "float32": {"size_bytes": bundle.model_path.stat().st_size, **metrics}
     }

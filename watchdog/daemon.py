@@ -379,17 +379,10 @@ class Daemon:
             )
         old = self.running
         self._stop(old)
-        for name, r in old.items():  # read once the old threads are done: nothing is lost
-            new = watchers.get(name)
-            if new is not None:  # not started yet: no other thread sees it
-                new.enabled = r.watcher.snapshot.enabled
-            # Commands that came while the old watcher stopped are carried out by the new one;
-            # whoever sent them is still waiting for the answer.
-            for command, done in r.watcher.take_commands():
-                if new is not None:
-                    new.submit_waiting(command, done)
-                else:
-                    done.set_result(CommandResult(False, f"no printer named {name!r} any more"))
+        for name, r in old.items():
+            # read once the old threads are done: nothing they did is lost. Commands still
+            # queued, or sent to the old watcher from here on, are carried out by the new one.
+            r.watcher.retire(watchers.get(name))
         self.config, self.bundle = config, bundle
         self._apply_log_level(config)
         self.running = self._start(watchers)

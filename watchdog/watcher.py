@@ -201,6 +201,9 @@ class Watcher:
         self._commands: queue.SimpleQueue[tuple[Command, Future[CommandResult]]] = (
             queue.SimpleQueue()
         )
+        self._handover = threading.Lock()  # submit against retire
+        self._successor: Watcher | None = None  # after a reload: who carries out commands
+        self._polled = False  # the printer was asked at least once
         self.latest_jpeg: bytes | None = None  # the last heatmap overlay (bytes: immutable)
         self.history = (
             History()
@@ -325,6 +328,7 @@ class Watcher:
 
     def _poll_printer(self, now: float) -> list[WatchEvent]:
         status = self.printer.status()
+        self._polled = True
         before = self.state
         # One line per change of the API's health, not per change of its error text.
         trouble = status.state in (PrinterState.OFFLINE, PrinterState.ERROR)
@@ -452,24 +456,51 @@ class Watcher:
 
     def submit(self, command: Command) -> Future[CommandResult]:
         """Queue an owner's command; the watcher's thread carries it out at its next step
-        (``run`` wakes for it at once). Thread-safe."""
+        (``run`` wakes for it at once). Thread-safe; a retired watcher hands it on."""
         done: Future[CommandResult] = Future()
-        self._commands.put((command, done))
+        self._hand(command, done)
         return done
 
-    def take_commands(self) -> list[tuple[Command, Future[CommandResult]]]:
-        """The commands not carried out, with the futures their senders wait on; for a watcher
-        whose thread has stopped (a reload hands them to the watcher that replaces it)."""
-        taken = []
-        while True:
-            try:
-                taken.append(self._commands.get_nowait())
-            except queue.Empty:
-                return taken
+    def _hand(self, command: Command, done: Future[CommandResult]) -> None:
+        with self._handover:
+            if self._successor is None:
+                self._commands.put((command, done))
+                return
+            successor = self._successor
+        successor._hand(command, done)
 
-    def submit_waiting(self, command: Command, done: Future[CommandResult]) -> None:
-        """Queue a command whose sender already waits on ``done`` (see ``take_commands``)."""
-        self._commands.put((command, done))
+    def retire(self, successor: Watcher | None) -> None:
+        """This watcher's thread has stopped (a reload): ``successor`` replaces it, knowing
+        what it knew of the print (its alert, so the alert's buttons still act), and carries
+        out the commands still queued and any that come to this one later. None: the printer
+        is gone from the config; their senders are told so."""
+        if successor is not None:
+            successor._carry_on_from(self)
+        with self._handover:
+            self._successor = successor
+            leftovers = []
+            while True:
+                try:
+                    leftovers.append(self._commands.get_nowait())
+                except queue.Empty:
+                    break
+        for command, done in leftovers:
+            if successor is not None:
+                successor._hand(command, done)
+            else:
+                done.set_result(CommandResult(False, f"no printer named {self.name!r} any more"))
+
+    def _carry_on_from(self, old: Watcher) -> None:
+        """Before this watcher's thread starts: the print as ``old`` left it."""
+        self.enabled = old.snapshot.enabled
+        self.state = old.state
+        self.last_alert, self._prints, self._alert_print = (
+            old.last_alert,
+            old._prints,
+            old._alert_print,
+        )
+        self._polled = old._polled
+        self.snapshot = self._status(time.monotonic())
 
     def _drain_commands(self) -> None:
         while True:
@@ -527,6 +558,8 @@ class Watcher:
             if self._alert_print != self._prints:
                 return f"alert {incident} was about a print of {self.name} that has ended"
             return ""
+        if not self._polled:  # just started: what does the printer print?
+            self._poll_printer(self.clock())
         job = stored_job(self.alerts.store.storage_dir, self.name, incident)
         if job is None or job != self.state.job:
             return (
@@ -639,7 +672,10 @@ def build_watcher(
             judge_start=d.judge_start,
         )
     except MaskError as exc:
-        raise ConfigError(f"printers.{cfg.name}.detection.mask: {exc}") from None
+        raise ConfigError(
+            f"printers.{cfg.name}.detection.mask: {exc} (set in the config file, or saved on "
+            "the dashboard: its 'back to the config file' removes a saved one)"
+        ) from None
     camera = (
         camera
         if camera is not None

@@ -162,7 +162,15 @@ class MqttCommunicator:
             self.flush(timeout)
         self.transport.stop(timeout)
         if self._commander is not None:
-            self._commands.put(None)  # after those queued; a command in progress is waited for
+            dropped = 0
+            while True:  # the watchers have stopped: nobody would carry these out
+                try:
+                    dropped += self._commands.get_nowait() is not None
+                except queue.Empty:
+                    break
+            if dropped:
+                logger.warning("%d MQTT command(s) not carried out: the watchdog stopped", dropped)
+            self._commands.put_nowait(None)
             self._commander.join(timeout)
             self._commander = None
         with self._lock:

@@ -384,9 +384,9 @@ class TargetSender:
             if waiting:
                 old = waiting[-1]
                 body.update(
-                    coalesced=int(old.body.get("coalesced", 0)) + 1,
+                    coalesced=_count(old.body.get("coalesced")) + 1,
                     since=old.body.get("since", old.created),
-                    not_before=old.body.get("not_before", 0.0),
+                    not_before=_not_before(old),
                 )
             else:
                 body["not_before"] = self._window_end(event, group, now)
@@ -413,8 +413,8 @@ class TargetSender:
         last = waiting[-1].body
         return (
             last.get("kind") == Kind.CAMERA_OFFLINE.value
-            and not int(last.get("coalesced", 0))
-            and float(last.get("not_before", 0.0)) > now
+            and not _count(last.get("coalesced"))
+            and _not_before(waiting[-1]) > now
         )
 
     def _window_end(self, event: Event, group: str, now: float) -> float:
@@ -480,16 +480,16 @@ class TargetSender:
             return None, wait
         ids = {e.id for e in self._queue}
         self._failures = {k: n for k, n in self._failures.items() if k in ids}
-        # The fewest failed attempts first, then the oldest: one notification the service keeps
-        # refusing (too large, say) does not hold back every later alert behind it.
-        due = [
-            e
-            for e in sorted(self._queue, key=lambda e: (self._failures.get(e.id, 0), e.id))
-            if _not_before(e) <= now
-        ]
+        # Oldest first within a printer's kind of news (the phone must end on the latest);
+        # between them, the fewest failed attempts first: one notification the service keeps
+        # refusing (too large, say) does not hold back every other printer's alerts.
+        heads: dict[tuple[str, str], Entry] = {}
+        for e in sorted(self._queue, key=lambda e: e.id):
+            heads.setdefault((e.printer, str(e.body.get("group"))), e)
+        due = [e for e in heads.values() if _not_before(e) <= now]
         if due:
-            return due[0], 0.0
-        later = [_not_before(e) - now for e in self._queue]
+            return min(due, key=lambda e: (self._failures.get(e.id, 0), e.id)), 0.0
+        later = [_not_before(e) - now for e in heads.values()]
         return None, min(later) if later else 60.0
 
     def _drop(self, entry: Entry) -> None:
@@ -765,3 +765,11 @@ def _not_before(entry: Entry) -> float:
     except (TypeError, ValueError):
         return 0.0
     return value if math.isfinite(value) else 0.0
+
+
+def _count(value: object) -> int:
+    """A count kept in an outbox entry (0 for what a damaged file holds instead)."""
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return 0

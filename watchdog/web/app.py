@@ -373,7 +373,8 @@ def _same_site(origin: str, host: str) -> bool:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return False
     default = {"http": 80, "https": 443}[parts.scheme]
-    netloc = parts.hostname if port in (None, default) else f"{parts.hostname}:{port}"
+    name = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname  # IPv6
+    netloc = name if port in (None, default) else f"{name}:{port}"
     own = {host.lower()}  # a Host header may carry the default port, or not
     own |= {h.removesuffix(p) for h in own for p in (":80", ":443") if h.endswith(p)}
     return netloc.lower() in own
