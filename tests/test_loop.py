@@ -125,6 +125,17 @@ def _watcher(
     )
 
 
+def _paused(
+    tmp_path: Path, bundle_dir: Path, normal_frames, anomalous_frames, printer: SimulatedPrinter
+) -> tuple[Watcher, Path, str]:
+    """A watcher stepped until a lasting failure paused ``printer``: it, its frames, the alert."""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + [anomalous_frames[0]] * 10)
+    watcher = _watcher(tmp_path, bundle_dir, frames, printer)
+    while printer.status().state != "paused":
+        watcher.step()
+    return watcher, frames, watcher.status()["last_alert"]["incident"]
+
+
 def test_resuming_after_a_pause_relearns_the_print_so_an_accepted_change_does_not_pause_it_again(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
@@ -286,12 +297,10 @@ def test_a_button_of_an_old_alert_never_acts_on_the_print_running_now(
     with the alert is the job the printer reports)."""
     from watchdog.control import Command, Verb
 
-    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + [anomalous_frames[0]] * 10)
     printer = SimulatedPrinter("benchy_A.gcode")
-    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
-    while printer.status().state != "paused":
-        watcher.step()
-    incident = watcher.status()["last_alert"]["incident"]
+    watcher, frames, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
 
     def press(verb: Verb, on: Watcher) -> tuple[bool, str]:
         done = on.submit(Command("e3", verb, incident, source="phone"))
@@ -328,12 +337,10 @@ def test_after_a_reload_the_alerts_buttons_still_act_and_late_commands_reach_the
     also when it was sent to the old watcher after it stopped."""
     from watchdog.control import Command, Verb
 
-    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + [anomalous_frames[0]] * 10)
     printer = SimulatedPrinter("benchy.gcode")
-    old = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
-    while printer.status().state != "paused":
-        old.step()
-    incident = old.status()["last_alert"]["incident"]
+    old, frames, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
     new = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
     old.retire(new)  # the reload: the old thread has stopped, the new one not started yet
     late = old.submit(Command("e3", Verb.RESUME, incident, source="phone"))
