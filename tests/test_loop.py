@@ -310,7 +310,7 @@ def test_a_button_of_an_old_alert_never_acts_on_the_print_running_now(
 
     assert press(Verb.RESUME, watcher)[0] and printer.status().state == "printing"
     restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
-    restarted.step()  # it has asked the printer what it prints
+    # pressed before its first step: it asks the printer what it prints before it judges
     assert press(Verb.PAUSE, restarted)[0] and printer.status().state == "paused"
 
     printer.cancel()  # the owner cancels at the printer and starts the next print
