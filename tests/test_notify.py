@@ -335,6 +335,28 @@ def test_a_damaged_outbox_entry_does_not_stop_the_notifications(
     assert len(webhook_receiver.posts) == 2  # the damaged entry went out too: nothing lost
 
 
+def test_a_damaged_camera_notification_on_disk_does_not_break_the_next_camera_news(
+    notifier_factory, webhook_receiver, tmp_path
+) -> None:
+    """A "camera offline" waiting in the outbox across a restart, its file damaged: the
+    camera's next news is still taken (it was a ValueError inside the watcher's step)."""
+    targets = (
+        target(webhook_receiver.url("hook"), events=["camera_offline"], camera_offline_after_s=60),
+    )
+    first = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets)
+    first.camera_changed(PRINTER, False)  # waits out camera_offline_after_s
+    first.stop()
+    [saved] = outbox_entries(tmp_path, "notify-json")
+    record = json.loads(saved.read_text())
+    record["body"].update(not_before="later", coalesced="many")
+    saved.write_text(json.dumps(record))
+
+    second = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets)
+    second.camera_changed(PRINTER, True)
+    assert second.notifications.flush(30), second.notify_status()
+    assert webhook_receiver.posts  # told, not stuck
+
+
 def test_a_printers_repeated_events_are_coalesced_never_a_storm(
     notifier_factory, ntfy_receiver, tmp_path
 ) -> None:

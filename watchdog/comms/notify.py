@@ -281,8 +281,12 @@ class _Meters:
         )
 
 
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+def _iso(ts: object) -> str | None:
+    """A time kept in an outbox entry, as text (None for what a damaged file holds)."""
+    try:
+        return datetime.fromtimestamp(float(ts), UTC).isoformat(timespec="seconds")  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 class TargetSender:
@@ -554,7 +558,7 @@ class TargetSender:
 
     def _message(self, entry: Entry) -> str:
         text = str(entry.body.get("message", ""))
-        n = int(entry.body.get("coalesced", 0))
+        n = _count(entry.body.get("coalesced"))
         if n:
             text += f"\n({n} earlier {entry.body.get('group')} event(s) on {entry.printer} since {_iso(entry.body.get('since'))}, summed up here)"
         links = [] if self._has_buttons() else self._action_links(entry)
@@ -564,7 +568,10 @@ class TargetSender:
         return text
 
     def _attempt(self, entry: Entry, stop: threading.Event) -> bool:
-        kind = Kind(entry.body.get("kind", "failure"))
+        try:
+            kind = Kind(entry.body.get("kind", "failure"))
+        except ValueError:  # a damaged outbox file: send it as what it most likely is
+            kind = Kind.FAILURE
         picture_path: str | None = None
         temp: str | None = None
         if entry.path is not None and (entry.path / "attachment.jpg").is_file():
