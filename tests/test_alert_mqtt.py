@@ -408,6 +408,34 @@ def test_a_command_the_printer_is_slow_to_carry_out_does_not_drop_the_mqtt_sessi
     assert [c.verb for c in recorder.history] == [Verb.PAUSE, Verb.DISABLE]
 
 
+def test_stopping_with_commands_piled_up_behind_a_stuck_printer_does_not_hang(
+    mosquitto, unique_prefix, notifier_factory, caplog
+) -> None:
+    """At shutdown the watchers have stopped and nobody will carry out the commands still
+    queued: they are dropped (and counted in the log), and the stop returns within systemd's
+    stop timeout instead of waiting on them."""
+    p = unique_prefix
+    release = threading.Event()
+
+    class StuckPrinter(Recorder):
+        def dispatch(self, command: Command) -> CommandResult:
+            release.wait(60)
+            return super().dispatch(command)
+
+    notifier = notifier_factory(mosquitto, p, dispatcher=StuckPrinter())
+    with mosquitto.subscriber(f"{p}/available") as sub:
+        sub.wait_for(f"{p}/available", lambda m: m.text == "online")
+        for _ in range(20):
+            mosquitto.publish(f"{p}/{PRINTER}/enabled/set", "OFF", qos=1)
+        wait_for("a full queue", lambda: notifier.mqtt._commands.full())
+    stopping = threading.Thread(target=notifier.stop)
+    stopping.start()
+    stopping.join(15)
+    release.set()
+    assert not stopping.is_alive(), "the stop waited on commands nobody would carry out"
+    assert "not carried out: the watchdog stopped" in caplog.text
+
+
 # --------------------------------------------------------------------------- parse_command (pure)
 
 PREFIX = "printer_watchdog"
