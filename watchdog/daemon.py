@@ -24,8 +24,8 @@ from watchdog import overrides, systemd
 from watchdog.comms.notifier import Notifier
 from watchdog.config import Config, ConfigError, DetectionConfig, load_config
 from watchdog.control import INCIDENT_VERBS, LATEST_INCIDENT, Command, CommandResult, Verb
-from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path, polygon_mask
-from watchdog.detection.detector import MaskError, check_mask, effective_preprocess
+from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
+from watchdog.detection.detector import MaskError, checked_mask, effective_preprocess
 from watchdog.detection.model import FrameScorer
 from watchdog.errors import UsageError
 from watchdog.frame_gate import FrameGate
@@ -33,7 +33,7 @@ from watchdog.history import History
 from watchdog.incidents import mark_failure, mark_not_failure
 from watchdog.metrics import Metrics
 from watchdog.storage_lock import StorageLock, lock_storage
-from watchdog.watcher import Watcher, build_watcher
+from watchdog.watcher import Watcher, build_watcher, mask_refused
 
 logger = logging.getLogger(__name__)
 
@@ -276,11 +276,9 @@ class Daemon:
 
         def check(merged: DetectionConfig) -> None:
             try:
-                check_mask(
-                    polygon_mask(list(merged.mask), effective_preprocess(meta, merged.region))
-                )
+                checked_mask(merged.mask, effective_preprocess(meta, merged.region))
             except MaskError as exc:
-                raise ConfigError(f"printers.{printer}.detection.mask: {exc}") from None
+                raise mask_refused(printer, exc) from None
 
         saved = overrides.save(self.config.storage.dir, p.detection, printer, changes, check)
         self.reload_event.set()

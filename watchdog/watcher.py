@@ -643,6 +643,31 @@ class Watcher:
         self.camera.close()
 
 
+def detector_for(cfg: PrinterConfig, bundle: Bundle) -> Detector:
+    """The printer's detector as its watcher runs it (region, mask, sensitivity, start);
+    ConfigError naming the key for a mask that hides the watched region."""
+    d = cfg.detection
+    try:
+        return Detector.for_bundle(
+            bundle,
+            region=d.region,
+            mask=d.mask,
+            sensitivity=d.sensitivity,
+            warmup_frames=d.warmup_frames,
+            judge_start=d.judge_start,
+        )
+    except MaskError as exc:
+        raise mask_refused(cfg.name, exc) from None
+
+
+def mask_refused(printer: str, exc: MaskError) -> ConfigError:
+    """The one line for a refused mask, wherever it was set."""
+    return ConfigError(
+        f"printers.{printer}.detection.mask: {exc} (set in the config file, or saved on the "
+        "dashboard: its 'back to the config file' removes a saved one)"
+    )
+
+
 def build_watcher(
     cfg: PrinterConfig,
     bundle: Bundle,
@@ -661,21 +686,7 @@ def build_watcher(
     simulated printer); ``gate``: the daemon's frame gate, shared by all its watchers.
     Everything that can fail on bad input happens here, before a reload stops the running
     watchers."""
-    d = cfg.detection
-    try:
-        detector = Detector.for_bundle(
-            bundle,
-            region=d.region,
-            mask=d.mask,
-            sensitivity=d.sensitivity,
-            warmup_frames=d.warmup_frames,
-            judge_start=d.judge_start,
-        )
-    except MaskError as exc:
-        raise ConfigError(
-            f"printers.{cfg.name}.detection.mask: {exc} (set in the config file, or saved on "
-            "the dashboard: its 'back to the config file' removes a saved one)"
-        ) from None
+    detector = detector_for(cfg, bundle)
     camera = (
         camera
         if camera is not None

@@ -15,12 +15,12 @@ import time
 import numpy as np
 import yaml
 
-from watchdog.config import Config, ConfigError, PrinterConfig
+from watchdog.config import Config, PrinterConfig
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
-from watchdog.detection.detector import Detector, MaskError
 from watchdog.devices.capture import CameraSourceError, open_camera, redact_url
 from watchdog.devices.printers import make_printer
 from watchdog.overrides import load_effective_config, origins
+from watchdog.watcher import detector_for
 
 PROBE_STATES = ("printing", "paused", "idle")  # a printer API that answers says one of these
 
@@ -55,23 +55,15 @@ def warnings(config: Config) -> list[str]:
 
 
 def run_model(config: Config, bundle: Bundle) -> None:
-    """Build each printer's detector as its watcher will (region, mask, sensitivity) and score one frame."""
+    """Build each printer's detector as its watcher will (``detector_for``: a refused mask is a
+    ConfigError naming its key) and score one frame."""
     pre = bundle.meta.preprocess
     frame = np.full((max(pre.height, 64) * 2, max(pre.width, 64) * 2, 3), 128, np.uint8)
     for p in config.printers:
-        d = p.detection
         try:
-            Detector.for_bundle(
-                bundle,
-                region=d.region,
-                mask=d.mask,
-                sensitivity=d.sensitivity,
-                warmup_frames=d.warmup_frames,
-            ).observe(frame)
+            detector_for(p, bundle).observe(frame)
         except BundleError:
             raise
-        except MaskError as exc:
-            raise ConfigError(f"printers.{p.name}.detection.mask: {exc}") from None
         except (ValueError, RuntimeError) as exc:
             raise BundleError(
                 f"model {bundle.path}: fails on a frame of printer {p.name} ({exc})"

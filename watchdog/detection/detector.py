@@ -95,14 +95,17 @@ class MaskError(ValueError):
     """A mask that leaves (almost) nothing of the watched region to judge."""
 
 
-def check_mask(mask: np.ndarray | None) -> None:
-    """Refuse a rasterised mask (``polygon_mask``) that hides nearly all of the watched region:
-    every score would be 0 and nothing would ever pause, with no sign of it."""
+def checked_mask(polygons: Sequence[Polygon], pre: Preprocess) -> np.ndarray | None:
+    """The ignore-polygons rasterised for ``pre`` (``polygon_mask``); MaskError when they hide
+    nearly all of the watched region: every score would be 0 and nothing would ever pause,
+    with no sign of it."""
+    mask = polygon_mask(list(polygons), pre)
     if mask is not None and float(mask.mean()) < MIN_UNMASKED:
         raise MaskError(
             f"hides {1 - float(mask.mean()):.1%} of the watched region: nothing would be "
             "judged (leave at least 1% of it unmasked)"
         )
+    return mask
 
 
 def effective_preprocess(meta: BundleMeta, region: Region | None) -> Preprocess:
@@ -137,8 +140,7 @@ class Detector:
             raise ValueError(f"sensitivity must be > 0, got {sensitivity}")
         self.meta = meta
         self.pre = effective_preprocess(meta, region)
-        self.mask = polygon_mask(list(mask), self.pre)
-        check_mask(self.mask)
+        self.mask = checked_mask(mask, self.pre)
         self.threshold = meta.threshold / sensitivity
         self._error_map = error_map
         self.baseline = PrintBaseline.for_bundle(meta, self.mask, error_map)
