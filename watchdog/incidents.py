@@ -396,30 +396,9 @@ def false_alarms_dir(storage_dir: Path, printer: str) -> Path:
 
 
 def mark_not_failure(storage_dir: Path, printer: str, incident_id: str) -> Path:
-    """Record the verdict and copy the incident's frame into the normal set; returns the copy.
-
-    The verdict is recorded first: an alert.json that cannot be read refuses it before any
-    frame reaches the training set. A verdict given before (a misclick) takes its copies back."""
-    path = incident_dir(storage_dir, printer, incident_id)
-    frame = path / FRAME
-    if not frame.is_file():
-        raise IncidentError(f"incident {incident_id} of {printer} has no {FRAME} in {path}")
-    record_verdict(storage_dir, printer, incident_id, "not_failure")
-    _take_back(failures_dir(storage_dir, printer), incident_id)
-    dest_dir = false_alarms_dir(storage_dir, printer)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    dest = dest_dir / f"{incident_id}.jpg"
-    tmp = dest_dir / f".{incident_id}.jpg.tmp"
-    shutil.copyfile(frame, tmp)
-    os.replace(tmp, dest)
-    return dest
-
-
-def _take_back(folder: Path, incident_id: str) -> None:
-    """Remove the copies an earlier verdict on this incident left in ``folder``: a frame must
-    not be both a failure and a normal frame to the trainer."""
-    for copy in (*folder.glob(f"{incident_id}.jpg"), *folder.glob(f"{incident_id}-*.jpg")):
-        copy.unlink(missing_ok=True)
+    """Record the verdict and copy the incident's frame into the normal set; returns the copy."""
+    path = _judged(storage_dir, printer, incident_id, "not_failure")
+    return _copy_into(path / FRAME, false_alarms_dir(storage_dir, printer), f"{incident_id}.jpg")
 
 
 def failures_dir(storage_dir: Path, printer: str) -> Path:
@@ -428,17 +407,27 @@ def failures_dir(storage_dir: Path, printer: str) -> Path:
 
 
 def mark_failure(storage_dir: Path, printer: str, incident_id: str) -> list[Path]:
-    """Copy the incident's frame and its anomalous lead-up frames into the failures folder and
-    record the verdict; returns the copies.
+    """Record the verdict and copy the incident's frame and its anomalous lead-up frames into
+    the failures folder; returns the copies. Lead-up frames still being written when the
+    verdict lands are copied by ``IncidentStore.add_lead_up`` once it sees the verdict."""
+    path = _judged(storage_dir, printer, incident_id, "failure")
+    return _copy_failure_frames(path, storage_dir, printer, incident_id)
 
-    The verdict is recorded first: lead-up frames still being written when it lands are
-    copied by ``IncidentStore.add_lead_up`` once it sees the verdict."""
+
+def _judged(storage_dir: Path, printer: str, incident_id: str, verdict: str) -> Path:
+    """Record ``verdict`` on an incident that has its frame, before any frame is copied (an
+    alert.json that cannot be read refuses it with nothing kept), and take back the copies a
+    verdict given before (a misclick) left in the other folder: a frame is never both a
+    failure and a normal frame to the trainer. Returns the incident's folder."""
     path = incident_dir(storage_dir, printer, incident_id)
     if not (path / FRAME).is_file():
         raise IncidentError(f"incident {incident_id} of {printer} has no {FRAME} in {path}")
-    record_verdict(storage_dir, printer, incident_id, "failure")
-    _take_back(false_alarms_dir(storage_dir, printer), incident_id)
-    return _copy_failure_frames(path, storage_dir, printer, incident_id)
+    record_verdict(storage_dir, printer, incident_id, verdict)
+    other = failures_dir if verdict == "not_failure" else false_alarms_dir
+    folder = other(storage_dir, printer)
+    for copy in (*folder.glob(f"{incident_id}.jpg"), *folder.glob(f"{incident_id}-*.jpg")):
+        copy.unlink(missing_ok=True)
+    return path
 
 
 def _copy_failure_frames(
@@ -448,21 +437,27 @@ def _copy_failure_frames(
     names, so a second copy replaces the first)."""
     sources = sorted((path / LEAD_UP).glob("*-frame.jpg")) + [path / FRAME]
     dest_dir = failures_dir(storage_dir, printer)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    copies = []
-    for src in sources:
-        if not src.is_file():
-            continue
-        name = (
+    return [
+        _copy_into(
+            src,
+            dest_dir,
             f"{incident_id}.jpg"
             if src.name == FRAME
-            else f"{incident_id}-{src.name.split('-')[0]}.jpg"
+            else f"{incident_id}-{src.name.split('-')[0]}.jpg",
         )
-        tmp = dest_dir / f".{name}.{threading.get_ident()}.tmp"
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest_dir / name)
-        copies.append(dest_dir / name)
-    return copies
+        for src in sources
+        if src.is_file()
+    ]
+
+
+def _copy_into(src: Path, dest_dir: Path, name: str) -> Path:
+    """``src`` as ``dest_dir/name``, whole or not at all (copied beside it, then renamed; the
+    temporary name is the thread's own, as the lead-up and a verdict may copy at once)."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    tmp = dest_dir / f".{name}.{threading.get_ident()}.tmp"
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest_dir / name)
+    return dest_dir / name
 
 
 @dataclass(frozen=True)
