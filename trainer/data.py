@@ -123,24 +123,27 @@ def find_frames(
     anomalous_dirs += [(Path(d), "--anomalous") for d in anomalous]
     if not normal_dirs:
         raise DataError("no normal frames given: use --data DIR or --normal DIR")
+    listed = {
+        label: [p for folder, what in dirs for p in _images_under(folder, what)]
+        for dirs, label in ((normal_dirs, NORMAL), (anomalous_dirs, ANOMALOUS))
+    }
     # What the owner marked a failure is never fitted as normal: a file given as both is a
     # failure, and so is every frame in a ``failures/`` folder (``<storage>/collected/<printer>``
     # holds one beside the recordings and the kept false alarms).
-    failed = {p.resolve() for folder, what in anomalous_dirs for p in _images_under(folder, what)}
+    failed = {p.resolve() for p in listed[ANOMALOUS]}
     frames: list[Frame] = []
     seen: set[Path] = set()
     moved = 0
-    for dirs, label in ((normal_dirs, NORMAL), (anomalous_dirs, ANOMALOUS)):
-        for folder, what in dirs:
-            for p in _images_under(folder, what):
-                key = p.resolve()
-                if key in seen:
-                    continue
-                seen.add(key)
-                is_failure = key in failed or p.parent.name == frames_contract.FAILURES
-                if label == NORMAL and is_failure:
-                    moved += 1
-                frames.append(_frame(p, ANOMALOUS if is_failure else label, pattern))
+    for label, files in listed.items():
+        for p in files:
+            key = p.resolve()
+            if key in seen:
+                continue
+            seen.add(key)
+            is_failure = key in failed or p.parent.name == frames_contract.FAILURES
+            if label == NORMAL and is_failure:
+                moved += 1
+            frames.append(_frame(p, ANOMALOUS if is_failure else label, pattern))
     if moved:
         logger.warning(
             "%d frame(s) under the normal folders are failures (in a %s/ folder, or given with "

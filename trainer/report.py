@@ -38,7 +38,7 @@ def build(
     bundle_quantization: str,
     normal_stats: NormalStats,
     daemon: dict[str, Any],
-    test_normal_from: str = "held-out prints",
+    test_normal_from: str,
 ) -> dict[str, Any]:
     """The report as a JSON-ready dict. ``daemon`` (``trainer.heldout.judgement``) is what the
     daemon would do on held-out prints; the top-level metrics are absolute single-frame scores."""
@@ -194,7 +194,7 @@ def markdown(rep: dict[str, Any]) -> str:
         f"| average precision | {_f(rep['average_precision'])} |",
         f"| threshold | {rep['threshold']:.6g} ({rep['threshold_rule']}) |",
         f"| recall at threshold | {_f(rep['recall_at_threshold'])} |",
-        f"| false-alarm rate at threshold (normal frames from {rep.get('test_normal_from', 'held-out prints')}) "
+        f"| false-alarm rate at threshold (normal frames from {rep['test_normal_from']}) "
         f"| {_f(rep['false_alarm_rate_at_threshold'])} |",
         f"| false-alarm rate at threshold (validation) | {_f(rep['val_false_alarm_rate'])} |",
         f"| top-{100 * (1 - r['quantile']):.0f}% review (the original blog post's check: the "
