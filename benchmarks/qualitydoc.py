@@ -681,13 +681,13 @@ def _inscene_paused(summary: Json) -> str:
 
 
 def _order_row(order: str, d: Json) -> list[str]:
-    s = d["summary"]
-    worst = max(_folds(d), key=lambda r: r["false_alarm_rate"])
+    s, folds = d["summary"], _folds(d)
+    worst = max(folds, key=lambda r: r["false_alarm_rate"])
     return [
         order,
         f"{_pct(s['false_alarm_rate']['mean'])} ({_pct(worst['false_alarm_rate'])}, "
         f"`{worst['held_out']}`)",
-        str(sum(r["false_pauses"] for r in _folds(d))),
+        str(sum(r["false_pauses"] for r in folds)),
         _f(s["recall"]["mean"], 2),
         f"{_f(s['inscene_recall']['mean'], 2)} ({_f(s['inscene_recall']['min'], 2)}-"
         f"{_f(s['inscene_recall']['max'], 2)})",
