@@ -554,18 +554,17 @@ class Watcher:
         alert = self.last_alert
         if alert is not None:
             if alert.incident != incident:
-                return f"alert {incident} is not the latest alert of {self.name}"
+                return f"{self.name} has had a newer alert since this one"
             if self._alert_print != self._prints:
-                return f"alert {incident} was about a print of {self.name} that has ended"
+                return f"the print this alert was about has ended on {self.name}"
             return ""
         if not self._polled:  # just started: what does the printer print?
             self._poll_printer(self.clock())
         job = stored_job(self.alerts.store.storage_dir, self.name, incident)
         if job is None or job != self.state.job:
-            return (
-                f"alert {incident} was about {'job ' + job if job else 'an unnamed job'}, "
-                f"not what {self.name} reports now"
-            )
+            now = f"job {self.state.job}" if self.state.job else "no job"
+            was = f"job {job}" if job else "a job without a name"
+            return f"this alert was about {was}, and {self.name} reports {now}"
         return ""
 
     def _accept_view(self, incident: str | None) -> CommandResult:
@@ -663,8 +662,8 @@ def detector_for(cfg: PrinterConfig, bundle: Bundle) -> Detector:
 def mask_refused(printer: str, exc: MaskError) -> ConfigError:
     """The one line for a refused mask, wherever it was set."""
     return ConfigError(
-        f"printers.{printer}.detection.mask: {exc} (set in the config file, or saved on the "
-        "dashboard: its 'back to the config file' removes a saved one)"
+        f"printers.{printer}.detection.mask: {exc} (a mask saved on the dashboard is removed "
+        "by its 'back to the config file' button)"
     )
 
 

@@ -102,8 +102,8 @@ def checked_mask(polygons: Sequence[Polygon], pre: Preprocess) -> np.ndarray | N
     mask = polygon_mask(list(polygons), pre)
     if mask is not None and float(mask.mean()) < MIN_UNMASKED:
         raise MaskError(
-            f"hides {1 - float(mask.mean()):.1%} of the watched region: nothing would be "
-            "judged (leave at least 1% of it unmasked)"
+            f"hides {1 - float(mask.mean()):.1%} of the watched region, so nothing would be "
+            "judged: leave at least 1% of it unmasked"
         )
     return mask
 
