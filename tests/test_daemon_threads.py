@@ -84,6 +84,42 @@ def test_a_command_that_arrives_while_a_reload_stops_the_watcher_is_carried_out_
     assert not daemon.running["e3"].watcher.snapshot.enabled
 
 
+def test_a_watcher_stuck_past_a_reload_is_not_doubled_by_its_successor(daemon, monkeypatch) -> None:
+    """A camera or printer hanging past the reload's stop deadline: the new watcher of that
+    printer waits for the old one's step to end (two watchers side by side could pause and
+    alert twice) and then carries on with what that step left (its alert)."""
+    old = daemon.running["e3"].watcher
+    wait_until("first frame", lambda: old.snapshot.score is not None, 30)
+    inside, release = threading.Event(), threading.Event()
+    steps: list[str] = []
+
+    def hung_step() -> None:
+        inside.set()
+        release.wait(30)
+        old.last_alert = {"incident": "stuck-step-alert"}  # what the step got to do
+        steps.append("old step ended")
+
+    monkeypatch.setattr(old, "step", hung_step)
+    wait_until("the old step hung", inside.is_set, 10)
+    daemon.RELOAD_STOP_S = 0.5
+    daemon.reload()
+    new = daemon.running["e3"].watcher
+    assert new is not old
+    new_step = new.step
+
+    def counted_step() -> None:
+        steps.append("new step")
+        new_step()
+
+    monkeypatch.setattr(new, "step", counted_step)
+    threading.Event().wait(2.0)
+    assert steps == [], "the new watcher stepped while the old one was still in its step"
+    release.set()
+    wait_until("the new watcher watching", lambda: "new step" in steps, 20)
+    assert steps[0] == "old step ended"
+    assert new.last_alert == {"incident": "stuck-step-alert"}
+
+
 def test_a_reload_swaps_whole_generations_while_readers_read(daemon) -> None:
     """Readers (HTTP, MQTT) never see a half-built set of watchers during a reload."""
     seen: list[set[str]] = []

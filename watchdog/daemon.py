@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,19 @@ class _Running:
     stop: threading.Event
 
 
+def _follow(old: _Running, successor: Watcher, stop: threading.Event) -> None:
+    """A successor's thread whose predecessor did not stop in time (a camera or printer that
+    hangs past the stop deadline): two watchers of one printer never step side by side (two
+    pauses, two alerts), so it waits for the old thread, takes over what it left, then runs."""
+    logger.warning("%s: waiting for the previous watcher to finish its step", successor.name)
+    while old.thread.is_alive() and not stop.is_set():
+        old.thread.join(0.5)
+    old.watcher.retire(successor)
+    if not stop.is_set():
+        logger.info("%s: the previous watcher has stopped; watching", successor.name)
+    successor.run(stop)
+
+
 class Daemon:
     """Owns the running watchers and everything shared between them.
 
@@ -86,6 +100,8 @@ class Daemon:
     then swaps the whole mapping, so the HTTP and MQTT threads, which read it without a lock,
     always see one complete generation of watchers.
     """
+
+    RELOAD_STOP_S = 15.0  # a reload waits this long for the old watchers to finish their step
 
     def __init__(self, config_path: str | Path, debug: bool = False) -> None:
         self.config_path = Path(config_path)
@@ -137,12 +153,17 @@ class Daemon:
         return watchers
 
     @staticmethod
-    def _prepare(watchers: Mapping[str, Watcher]) -> dict[str, _Running]:
-        """Each watcher with its thread, not started yet."""
+    def _prepare(
+        watchers: Mapping[str, Watcher], late: Mapping[str, _Running] | None = None
+    ) -> dict[str, _Running]:
+        """Each watcher with its thread, not started yet. A printer in ``late`` (its old
+        watcher's thread did not stop in time) starts watching only once that thread ends."""
         running = {}
         for name, w in watchers.items():
             stop = threading.Event()
-            t = threading.Thread(target=w.run, args=(stop,), name=f"watch-{name}", daemon=True)
+            before = (late or {}).get(name)
+            target = w.run if before is None else partial(_follow, before, w)
+            t = threading.Thread(target=target, args=(stop,), name=f"watch-{name}", daemon=True)
             running[name] = _Running(w, t, stop)
         return running
 
@@ -376,14 +397,19 @@ class Daemon:
                 self.started_http.listen,
             )
         old = self.running
-        self._stop(old)
+        self._stop(old, self.RELOAD_STOP_S)
+        late = {}
         for name, r in old.items():
+            if r.thread.is_alive() and name in watchers:
+                late[name] = r  # handed over by its successor's thread once it ends
+                continue
             # read once the old threads are done: nothing they did is lost. Commands still
             # queued, or sent to the old watcher from here on, are carried out by the new one.
             r.watcher.retire(watchers.get(name))
         self.config, self.bundle = config, bundle
         self._apply_log_level(config)
-        self.running = self._start(watchers)
+        self.running = self._prepare(watchers, late)
+        self._launch(self.running)
         logger.info("reloaded %s (model %s)", self.config_path, bundle.path)
         systemd.ready()
 
