@@ -291,6 +291,36 @@ def test_a_notification_the_service_keeps_refusing_does_not_hold_back_the_others
     wait_for("the refused one kept", lambda: notifier.notify_status()["json"]["pending"] == 1)
 
 
+def test_the_phone_ends_on_the_cameras_latest_state_after_a_refused_offline(
+    notifier_factory, webhook_receiver, tmp_path
+) -> None:
+    """A "camera offline" the service refuses for a while, then the camera comes back: the
+    phone's last camera news is "back online" (fewest-failed-first never lets an older
+    notification of a printer's kind of news go out after a newer one)."""
+    webhook_receiver.refuse_containing(b"camera offline", 503)
+    notifier = notifier_factory(
+        None,
+        "p",
+        storage_dir=tmp_path,
+        notify=(
+            target(
+                webhook_receiver.url("hook"),
+                events=["camera_offline"],
+                coalesce_s=0,
+                camera_offline_after_s=0,
+            ),
+        ),
+    )
+    notifier.camera_changed(PRINTER, online=False)
+    wait_for("a refusal", lambda: notifier.notify_status()["json"]["failed"] >= 1)
+    notifier.camera_changed(PRINTER, online=True)
+    webhook_receiver.refused_bodies = None  # the service takes notifications again
+    assert notifier.notifications.flush(60), notifier.notify_status()
+    titles = [post["title"] for post in webhook_receiver.posts]
+    assert titles and titles[-1] == "ender3: camera back online", titles
+    assert "1 earlier" in webhook_receiver.posts[-1]["message"], "the outage is not hidden"
+
+
 @pytest.mark.parametrize("offset", [0, 236, 243, 250])
 def test_a_complaint_echoing_the_urls_password_is_masked_before_it_is_cut(
     notifier_factory, ntfy_receiver, tmp_path, caplog, offset: int

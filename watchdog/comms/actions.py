@@ -217,8 +217,8 @@ class ActionHandler:
             ), f"this button belongs to an older alert of {grant.printer}"
         question = QUESTIONS.get(grant.verb, f"{grant.verb.value}?")
         job = stored_job(self.storage_dir, grant.printer, grant.incident)
-        about = f" (the alert was about job {job})" if job and grant.verb in PRINTER_VERBS else ""
-        return int(HTTPStatus.OK), f"{grant.printer}: {question}{about}"
+        about = f", job {job}" if job and grant.verb in PRINTER_VERBS else ""
+        return int(HTTPStatus.OK), f"{grant.printer}{about}: {question}"
 
     def _older_alert(self, grant: Grant) -> bool:
         """A printer verb of an alert that is no longer the printer's latest: it must not act."""
