@@ -349,3 +349,43 @@ def test_after_a_reload_the_alerts_buttons_still_act_and_late_commands_reach_the
     assert new.status()["last_alert"]["incident"] == incident
     old.camera.close()
     new.camera.close()
+
+
+def test_a_reload_mid_print_keeps_what_was_learnt_of_the_print_unless_its_detection_changed(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Every settings save reloads the watchers. One that changed nothing of this printer's
+    detection keeps the print's learnt start: learning it again would take a failure under way
+    as the print's look, and it would never be paused. A changed detection (here the
+    sensitivity) learns the print again and says so on the page."""
+    printer = SimulatedPrinter("benchy.gcode")
+    old = _watcher(
+        tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "a", normal_frames[:6]), printer
+    )
+    for _ in range(6):
+        old.step()
+    assert not old.status()["calibrating"]
+    failing = _folder(tmp_path / "b", [anomalous_frames[0]] * 10)
+    new = _watcher(tmp_path, tiny_adaptive_bundle, failing, printer)
+    old.retire(new)  # the reload, its new watcher on the same bundle and detection settings
+    assert not new.status()["calibrating"]
+    records = [new.step() for _ in range(6)]
+    assert [r.action for r in records].count("pause") == 1, [(r.score, r.state) for r in records]
+    assert printer.status().state == "paused"
+
+    printer.resume()
+    new.step()  # learns the accepted view from here
+    changed = build_watcher(
+        PrinterConfig(
+            name="e3",
+            camera=CameraConfig(source=str(failing), interval_s=0),
+            detection={"sensitivity": 2.0},
+        ),
+        Bundle.load(tiny_adaptive_bundle),
+        new.alerts,
+        printer=printer,
+    )
+    new.retire(changed)
+    assert changed.status()["calibrating"] and changed.status()["calibration"] == f"0/{CALIBRATION}"
+    for w in (old, new, changed):
+        w.camera.close()

@@ -500,6 +500,13 @@ class Watcher:
             old._alert_print,
         )
         self._polled = old._polled
+        if self.detector.same_setup(old.detector):
+            # A reload (every settings save) that changed nothing of this printer's detection
+            # keeps what was learnt of the print: learning it again mid-print would take what
+            # the camera shows now, a failure included, as the print's look.
+            self.detector = old.detector
+        elif self.state.watching and old.detector.frames_seen:
+            self._relearn("its detection settings changed")
         self.snapshot = self._status(time.monotonic())
 
     def _drain_commands(self) -> None:

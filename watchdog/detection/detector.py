@@ -131,11 +131,13 @@ class Detector:
         warmup_frames: int = 0,
         judge_start: bool = True,
         run: Callable[..., Any] | None = None,
+        model_key: object | None = None,
     ) -> None:
         """``run(fn, *args)``: where ``observe`` does its work (the model's thread, see
         ``SharedInterpreter``); default: the caller's thread. ``judge_start=False``: the
         bundle's judgement of a print's start against its first frames is not used (the owner's
-        ``detection.judge_start``)."""
+        ``detection.judge_start``). ``model_key``: what identifies the loaded model (the same
+        object for the same model file), for ``same_setup``."""
         if not sensitivity > 0:
             raise ValueError(f"sensitivity must be > 0, got {sensitivity}")
         self.meta = meta
@@ -165,6 +167,7 @@ class Detector:
         self._start_light: LightReference | None = None
         self._seen = 0
         self._run = run or _here
+        self.model_key = model_key
 
     @classmethod
     def for_bundle(
@@ -191,6 +194,23 @@ class Detector:
             warmup_frames=warmup_frames,
             judge_start=judge_start,
             run=model.call,
+            model_key=model.model_key,
+        )
+
+    def same_setup(self, other: Detector) -> bool:
+        """Whether ``other`` judges frames exactly as this one would (the same model file and
+        bundle, region, mask, sensitivity and start): then what it has learnt of the print
+        holds for this one too (a reload that changed nothing of this printer's detection)."""
+        return (
+            self.model_key is not None
+            and self.model_key is other.model_key
+            and self.meta == other.meta
+            and self.pre == other.pre
+            and _same_mask(self.mask, other.mask)
+            and self.threshold == other.threshold
+            and self.calibration_frames == other.calibration_frames
+            and self.start_guard == other.start_guard
+            and (self.start_baseline is None) == (other.start_baseline is None)
         )
 
     # ----------------------------------------------------------------- the daemon's path
@@ -243,6 +263,11 @@ class Detector:
         self._start_light = None
         self._seen = 0
         self.guard = 0.0 if accepted else self.start_guard
+
+    @property
+    def frames_seen(self) -> int:
+        """Frames of this print observed since it was last (re)learnt."""
+        return self._seen
 
     @property
     def calibrating(self) -> bool:
@@ -378,3 +403,9 @@ def _here(fn: Callable[..., Any], *args: Any) -> Any:
 
 def _no_model(x: np.ndarray) -> np.ndarray:
     raise RuntimeError("an offline detector replays error maps; it has no model to run")
+
+
+def _same_mask(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.shape == b.shape and bool(np.array_equal(a, b))

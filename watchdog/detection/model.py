@@ -178,6 +178,11 @@ class FrameScorer:
     def threshold(self) -> float:
         return self.bundle.meta.threshold
 
+    @property
+    def model_key(self) -> object:
+        """The same object for every scorer of the same model file (content stamp) and threads."""
+        return self._shared
+
     def reconstruct(self, x: np.ndarray) -> np.ndarray:
         """Model input (H, W, C) float32 in [0, 1] → reconstruction of the same shape."""
         inp = self._in
