@@ -136,13 +136,37 @@ def test_print_scale_judges_each_calibration_frame_against_the_others_only() -> 
 
 
 def test_a_still_start_does_not_make_every_later_frame_look_enormous() -> None:
-    """Calibration frames all alike (a frozen feed, a start where nothing moves): the print's
-    own change is nil, so its scale is floored by the calibration maps' own level; a later
-    frame like them stays far below any threshold."""
+    """Calibration error maps all alike (a start where the print hardly moves, a live camera's
+    noise only): the print's own change is nil, so its scale is floored by the calibration
+    maps' own level; a later frame like them stays far below any threshold."""
     maps = np.full((11, 8, 8), 0.2, np.float32)
-    inputs = np.zeros((11, 2, 2, 3), np.float32)
+    noise = np.random.default_rng(0).integers(0, 6, (11, 2, 2, 3))
+    inputs = (0.5 + noise / 255.0).astype(np.float32)
     spec = Adaptation(frames=10, nearest=3, threshold=1.0, pixel_spread=False, print_scale=True)
     assert simulate(spec, SCORING, maps, inputs=inputs)[0] < 0.01
+
+
+def test_a_start_that_did_not_move_is_learnt_again_and_left_out_of_calibration(caplog) -> None:
+    """A start whose pictures do not move at all (a frozen feed, a black picture) says nothing
+    of the print: the daemon learns the start again instead of judging later frames against
+    it, and calibrating on such a recording leaves it out, saying so, instead of setting the
+    threshold from it."""
+    rng = np.random.default_rng(1)
+    spec = Adaptation(frames=5, nearest=3, threshold=1.0)
+    live_maps = rng.uniform(0.1, 0.3, (12, 8, 8)).astype(np.float32)
+    live = rng.integers(0, 256, (12, 2, 2, 3)).astype(np.uint8)
+    frozen = np.repeat(live[:1], 12, axis=0)
+    assert len(simulate(spec, SCORING, live_maps, inputs=live)) == 7
+    assert len(simulate(spec, SCORING, live_maps, inputs=frozen)) == 0  # learnt again and again
+    late = np.concatenate([frozen[:5], live[5:]])  # the camera comes back after the start
+    assert len(simulate(spec, SCORING, live_maps, inputs=late)) == 2  # its start learnt anew
+
+    calibrated = calibrate(spec, SCORING, [live_maps, live_maps], inputs=[live, frozen])
+    assert "normal print 2 of 2 left out: its start did not move" in caplog.text
+    alone = calibrate(spec, SCORING, [live_maps], inputs=[live])
+    assert calibrated.threshold == alone.threshold
+    with pytest.raises(ValueError, match="whose start moves"):
+        calibrate(spec, SCORING, [live_maps], inputs=[frozen])
 
 
 def test_without_pixel_spread_the_change_is_the_error_above_the_baseline() -> None:

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from tests import synth
@@ -20,6 +21,16 @@ from watchdog.devices.printers import SimulatedPrinter
 from watchdog.watcher import Watcher, build_watcher
 
 CALIBRATION = 4  # tiny_adaptive_bundle's --adapt-frames
+
+
+def held(frame: np.ndarray, n: int) -> list[np.ndarray]:
+    """One view held for ``n`` frames as a live camera shows it: never twice the same picture
+    (its sensor noise). A feed repeating one picture exactly is a frozen camera."""
+    rng = np.random.default_rng(n)
+    return [
+        np.clip(frame + rng.normal(0.0, 2.0, frame.shape), 0, 255).astype(np.uint8)
+        for _ in range(n)
+    ]
 
 
 def _folder(path: Path, frames) -> Path:
@@ -129,7 +140,7 @@ def _paused(
     tmp_path: Path, bundle_dir: Path, normal_frames, anomalous_frames, printer: SimulatedPrinter
 ) -> tuple[Watcher, Path, str]:
     """A watcher stepped until a lasting failure paused ``printer``: it, its frames, the alert."""
-    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + [anomalous_frames[0]] * 10)
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
     watcher = _watcher(tmp_path, bundle_dir, frames, printer)
     while printer.status().state != "paused":
         watcher.step()
@@ -143,7 +154,7 @@ def test_resuming_after_a_pause_relearns_the_print_so_an_accepted_change_does_no
     pauses; the user looks, resumes, and so accepts it. The frames after the resume become the
     print's baseline, so the same view does not pause the print again after the cooldown
     (users' complaint 4 in anchors.md: "pauses again right after the user resumes")."""
-    lasting = [anomalous_frames[0]] * 30
+    lasting = held(anomalous_frames[0], 30)
     frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + lasting)
     printer = SimulatedPrinter("benchy.gcode")
     watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
@@ -157,14 +168,29 @@ def test_resuming_after_a_pause_relearns_the_print_so_an_accepted_change_does_no
     assert watcher.status()["state"] == "watching" and not watcher.status()["calibrating"]
 
 
+def _tool_on_bed(frame: np.ndarray) -> np.ndarray:
+    """A lasting change the owner accepts: something white left on the bed."""
+    out = frame.copy()
+    cv2.rectangle(out, (20, 66), (60, 88), (250, 250, 250), -1)
+    return out
+
+
+def _spaghetti_over(view: np.ndarray, failed: np.ndarray) -> np.ndarray:
+    """``view`` with the spaghetti of an anomalous synthetic frame drawn over it."""
+    scene = synth.normal_frame(0, 10, 20, TINY_SEED)  # what synth.anomalous_frame draws on
+    strands = np.abs(failed.astype(np.int16) - scene).max(axis=2) > 40
+    return np.where(strands[..., None], failed, view).astype(np.uint8)
+
+
 def test_after_the_relearning_a_new_failure_still_pauses(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
-    """The re-learnt baseline is the accepted view; what changes after it is judged again."""
-    frames = _folder(
-        tmp_path / "rec",
-        list(normal_frames[:6]) + [anomalous_frames[0]] * 16 + list(anomalous_frames[1:6]) * 2,
-    )
+    """The re-learnt baseline is the accepted view; what changes after it is judged again:
+    a tool left on the bed pauses, the owner resumes (accepting it), and spaghetti that
+    appears after that pauses again."""
+    tool = _tool_on_bed(normal_frames[4])
+    failing = [_spaghetti_over(tool, a) for a in anomalous_frames[1:6]]
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(tool, 16) + failing * 2)
     printer = SimulatedPrinter("benchy.gcode")
     watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
     records = [watcher.step() for _ in range(10)]
@@ -182,7 +208,7 @@ def test_marking_the_alert_not_a_failure_relearns_the_print_in_notify_mode(
 ) -> None:
     """With `action: notify` the printer never pauses, so nobody resumes: the feedback
     "not_failure" on the alert is how the user accepts a lasting change."""
-    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + [anomalous_frames[0]] * 30)
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 30))
     printer = SimulatedPrinter("benchy.gcode")
     watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, "notify")
     records = [watcher.step() for _ in range(10)]
@@ -203,7 +229,7 @@ def test_without_feedback_a_lasting_change_alerts_again_after_the_cooldown_in_no
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
     """The counterpart: unanswered, a lasting change is still reported after each cooldown."""
-    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + [anomalous_frames[0]] * 30)
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 30))
     watcher = _watcher(
         tmp_path, tiny_adaptive_bundle, frames, SimulatedPrinter("benchy.gcode"), "notify"
     )
@@ -222,7 +248,7 @@ def test_the_not_a_failure_button_marks_the_latest_alert_and_relearns(
     from tests.daemon_helpers import write_config
     from watchdog.daemon import Daemon, _Running
 
-    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + [anomalous_frames[0]] * 10)
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
     config = write_config(
         tmp_path / "c.yaml",
         model=str(tiny_adaptive_bundle),
@@ -278,7 +304,7 @@ def test_an_answer_to_the_latest_alert_sent_back_at_once_lands_on_that_alert(
             seen.append((incident.id, Daemon._resolve_incident(latest, watcher).incident))
             super().send_alert(incident, frame_jpeg, heatmap_jpeg)
 
-    lasting = [anomalous_frames[0]] * 30
+    lasting = held(anomalous_frames[0], 30)
     frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + lasting)
     printer = SimulatedPrinter("benchy.gcode")
     watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, "notify", Watched)
@@ -365,7 +391,7 @@ def test_a_reload_mid_print_keeps_what_was_learnt_of_the_print_unless_its_detect
     for _ in range(6):
         old.step()
     assert not old.status()["calibrating"]
-    failing = _folder(tmp_path / "b", [anomalous_frames[0]] * 10)
+    failing = _folder(tmp_path / "b", held(anomalous_frames[0], 10))
     new = _watcher(tmp_path, tiny_adaptive_bundle, failing, printer)
     old.retire(new)  # the reload, its new watcher on the same bundle and detection settings
     assert not new.status()["calibrating"]
@@ -389,3 +415,27 @@ def test_a_reload_mid_print_keeps_what_was_learnt_of_the_print_unless_its_detect
     assert changed.status()["calibrating"] and changed.status()["calibration"] == f"0/{CALIBRATION}"
     for w in (old, new, changed):
         w.camera.close()
+
+
+@pytest.mark.parametrize("still", ["frozen", "black"])
+def test_a_start_the_camera_shows_without_movement_is_not_the_prints_look(
+    tmp_path, tiny_adaptive_bundle, normal_frames, still: str, caplog
+) -> None:
+    """A snapshot URL stuck on one picture, or a black picture (lights off), through a
+    print's start: nothing moved, so nothing of the print was learnt. Learnt as its look,
+    the first live picture after it paused the print. It is learnt again instead, the page
+    and the log say why, and the print, once the camera shows it, is watched as usual."""
+    picture = normal_frames[0] if still == "frozen" else np.zeros_like(normal_frames[0])
+    frames = _folder(tmp_path / "rec", [picture] * 10 + list(normal_frames[:8]))
+    printer = SimulatedPrinter("benchy.gcode")
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    for _ in range(10):
+        watcher.step()
+    assert watcher.status()["calibrating"]
+    assert "the picture did not move" in watcher.status()["calibration"]
+    assert "did not move during the print's start" in caplog.text
+    records = [watcher.step() for _ in range(8)]
+    assert not any(r.action for r in records), [(r.frame, r.score) for r in records]
+    assert printer.actions == []
+    assert not watcher.status()["calibrating"], "the live print's start is learnt"
+    watcher.camera.close()

@@ -240,6 +240,7 @@ class Watcher:
                 name, self._label(), self.state.consecutive, events=tuple(events), skipped=skipped
             )
         self.gate.enter()  # device and RTSP streams decode in their own thread
+        still = self.detector.still_start
         try:
             verdict = self.detector.observe(frame)
             frame_jpeg = encode_jpeg(frame)
@@ -251,6 +252,12 @@ class Watcher:
         finally:
             del frame  # from here on the frame is its JPEG: nothing frame-sized outlives the gate
             self.gate.leave()
+        if self.detector.still_start and not still:
+            logger.warning(
+                "%s: the camera's picture did not move during the print's start (frozen, or too "
+                "dark?): nothing is judged until it shows a moving print, whose start is learnt then",
+                self.name,
+            )
         self.last_verdict = verdict
         self.metrics.observe_score(
             self.name, verdict.score, verdict.threshold, verdict.anomalous, verdict.inference_s

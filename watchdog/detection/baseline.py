@@ -136,7 +136,7 @@ class PrintBaseline:
                 xa = np.asarray(x)
                 if self._inputs is None:
                     self._inputs = np.empty((self.spec.frames, *xa.shape), np.uint8)
-                self._inputs[self._n_inputs] = _on_grid(xa).reshape(xa.shape)
+                self._inputs[self._n_inputs] = on_grid(xa).reshape(xa.shape)
                 self._n_inputs += 1
                 if self._n_inputs == self.spec.frames:
                     inputs, self._inputs = self._inputs, None
@@ -160,7 +160,7 @@ class PrintBaseline:
 
     def _add(self, error_map: np.ndarray, x: np.ndarray | None) -> None:
         emap = np.asarray(error_map, dtype=np.float64)
-        xq = _on_grid(x) if self.spec.nearest else None
+        xq = on_grid(x) if self.spec.nearest else None
         if self._sum is None or self._sumsq is None:
             self._sum = np.zeros_like(emap)
             self._sumsq = np.zeros_like(emap)
@@ -191,7 +191,7 @@ class PrintBaseline:
             raise RuntimeError("adapter baseline not calibrated yet")
         if self.spec.nearest:
             assert self._cal_maps is not None and self._cal_x is not None
-            mean = self._mean_of(self._nearest(_on_grid(x), self.spec.nearest))
+            mean = self._mean_of(self._nearest(on_grid(x), self.spec.nearest))
         else:
             assert self._mean is not None
             mean = self._mean
@@ -253,7 +253,7 @@ class PrintBaseline:
         logger.debug("print baseline ready after %d frames", self._n)
 
 
-def _on_grid(x: np.ndarray | None) -> np.ndarray:
+def on_grid(x: np.ndarray | None) -> np.ndarray:
     """A model input as a flat uint8 vector: inputs are on the 1/255 grid (``Preprocess.apply``,
     ``light.match_light``), so nothing is lost (uint8 frames of the trainer or floats in [0, 1])."""
     a = np.asarray(x)

@@ -8,11 +8,14 @@ the daemon computes.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 
 from watchdog.detection.bundle import Adaptation, BundleMeta, NormalStats, Preprocess, Scoring
 from watchdog.detection.detector import offline_detector
+
+logger = logging.getLogger(__name__)
 
 
 def simulate(
@@ -42,9 +45,7 @@ def simulate(
     # judgement is simulate_start's)
     unit = dataclasses.replace(spec, threshold=1.0, early_frames=0)
     detector = offline_detector(unit_meta(scoring, unit), mask)
-    verdicts = detector.replay(
-        list(error_maps), list(inputs) if spec.nearest and inputs is not None else None
-    )
+    verdicts = detector.replay(list(error_maps), None if inputs is None else list(inputs))
     return np.array([v.score for v in verdicts if not v.calibrating], dtype=np.float64)
 
 
@@ -81,13 +82,17 @@ def early_threshold(
     prints' judged start frames above it (``simulate_start``; ``starts``: each print's first
     frames as the daemon scores them, ``light.start_matched``; ``inputs`` their model inputs)."""
     scores = [
-        simulate_start(spec, scoring, maps, mask, None if inputs is None else inputs[i])
+        s
         for i, maps in enumerate(starts)
         if len(maps) > spec.early_frames
+        for s in [simulate_start(spec, scoring, maps, mask, None if inputs is None else inputs[i])]
+        # a start whose first frames did not move is learnt again, not judged (see calibrate)
+        if len(s) == min(len(maps), spec.frames) - spec.early_frames
     ]
     if not scores:
         raise ValueError(
-            f"no normal print longer than {spec.early_frames} frames to judge a start on"
+            f"no normal print longer than {spec.early_frames} frames whose start moves, to "
+            "judge a start on"
         )
     return threshold_for_fpr(np.concatenate(scores), target_fpr)
 
@@ -230,12 +235,21 @@ def calibrate(
         if len(maps) <= spec.frames:
             continue
         s = simulate(unit, scoring, maps, mask, None if inputs is None else inputs[i])
+        if len(s) < len(maps) - spec.frames:
+            logger.warning(
+                "normal print %d of %d left out: its start did not move (a frozen or dark "
+                "recording), so the daemon would learn it again instead of judging it",
+                i + 1,
+                len(prints),
+            )
+            continue
         scores.append(s)
         if held_out is not None:
             kept.append(s[np.asarray(held_out[i], dtype=bool)[spec.frames :]])
     if not scores:
         raise ValueError(
-            f"no normal print longer than {spec.frames} frames to calibrate adaptation on"
+            f"no normal print longer than {spec.frames} frames whose start moves, to calibrate "
+            "adaptation on"
         )
     chosen = np.concatenate(kept) if kept and sum(len(k) for k in kept) else np.concatenate(scores)
     result = dataclasses.replace(spec, threshold=threshold_for_fpr(chosen, target_fpr))

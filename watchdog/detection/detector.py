@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from watchdog.detection.baseline import PrintBaseline
+from watchdog.detection.baseline import PrintBaseline, on_grid
 from watchdog.detection.bundle import (
     Bundle,
     BundleMeta,
@@ -89,6 +89,9 @@ class Verdict:
 
 
 MIN_UNMASKED = 0.01  # the least share of the watched region a mask may leave
+# A start in which no pixel of the model input moved by more than this (grey levels, 0-255)
+# did not move: a frozen feed repeats its picture exactly, a black one is all zero.
+STILL_LEVELS = 2
 
 
 class MaskError(ValueError):
@@ -167,6 +170,10 @@ class Detector:
         self._start_light: LightReference | None = None
         self._seen = 0
         self._run = run or _here
+        # The last start learnt did not move and is being learnt again (see ``judge``).
+        self.still_start = False
+        self._low: np.ndarray | None = None  # the start's least and greatest input values
+        self._high: np.ndarray | None = None
         self.model_key = model_key
 
     @classmethod
@@ -263,6 +270,7 @@ class Detector:
         self._start_light = None
         self._seen = 0
         self.guard = 0.0 if accepted else self.start_guard
+        self.still_start = False
 
     @property
     def frames_seen(self) -> int:
@@ -277,7 +285,10 @@ class Detector:
     @property
     def progress(self) -> str:
         """How much of the print's start is learnt, for people: "12/30"."""
-        return f"{min(self._seen, self.calibration_frames)}/{self.calibration_frames}"
+        learnt = f"{min(self._seen, self.calibration_frames)}/{self.calibration_frames}"
+        if self.still_start:
+            return f"{learnt}, again: the picture did not move (a frozen or dark camera?)"
+        return learnt
 
     def heatmap(self, frame: np.ndarray, verdict: Verdict, *, in_place: bool = False) -> np.ndarray:
         """The frame with the verdict's error map over the watched region (``in_place``: drawn
@@ -324,6 +335,14 @@ class Detector:
             self.relearn()
             self.guard = guard
             raise
+        if warming and self._start_did_not_move(x):
+            # The start just learnt did not move (a frozen feed, a black picture): it says
+            # nothing of the print, and any later picture would look changed beyond measure.
+            # It is learnt again until the camera shows a moving print.
+            guard = self.guard
+            self.relearn()
+            self.guard, self.still_start = guard, True
+            calibrating, early, early_map = True, None, None
         if self.baseline.enabled and not calibrating:
             assert self.baseline.last_map is not None
             # Adapted maps are in the adapted score's units: full red at twice its threshold.
@@ -353,6 +372,35 @@ class Detector:
             guard=guard,
             early_score=early,
         )
+
+    def _start_did_not_move(self, x: np.ndarray | None) -> bool:
+        """Whether this frame (``x``, its model input) ends the start's first frames, or the
+        whole start, and no pixel of them moved by more than ``STILL_LEVELS`` grey levels (each
+        pixel's least and greatest value are kept while the start is learnt: two small arrays).
+        A live camera's own noise moves pixels by more; a frozen feed or a black picture does
+        not. Without model inputs (offline replays of error maps alone) nothing is told."""
+        if x is None or not self.baseline.enabled:
+            return False
+        xq = on_grid(x)
+        if (
+            self._seen == 1
+            or self._low is None
+            or self._high is None
+            or self._low.shape != xq.shape
+        ):
+            self._low, self._high = xq.copy(), xq.copy()
+        else:
+            np.minimum(self._low, xq, out=self._low)
+            np.maximum(self._high, xq, out=self._high)
+        early = self.start_baseline.spec.frames if self.start_baseline is not None else 0
+        if self._seen not in (early, self.calibration_frames):
+            return (
+                False  # judged where a baseline is finished: the first frames', the whole start's
+            )
+        moved = int(np.max(self._high.astype(np.int16) - self._low))
+        if self._seen == self.calibration_frames:
+            self._low = self._high = None
+        return moved <= STILL_LEVELS
 
     def replay(
         self,
