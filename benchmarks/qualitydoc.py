@@ -264,6 +264,43 @@ def lighting(q: Json, lasting: Json | None, in_start: Json | None = None) -> str
     return "\n".join(out) + "\n"
 
 
+STILL_CMD = ".venv/bin/python benchmarks/still_start.py --json benchmarks/results/still_start.json"
+
+
+def still_start(now: Json | None, before: Json | None) -> str:
+    """Pauses of good prints whose start the camera showed without movement, with the daemon
+    before a start that did not move was learnt again (the same script, an earlier commit)."""
+    if now is None:
+        return _missing("a start without movement", STILL_CMD)
+
+    def at(rows: Json, key: tuple[str, str]) -> str:
+        found = [r["paused_at"] for r in rows["rows"] if (r["print"], r["case"]) == key]
+        return f"{len(found[0])} ({', '.join(map(str, found[0])) or '-'})" if found else "–"
+
+    keys = [(r["print"], r["case"]) for r in now["rows"]]
+    rows = [
+        [p, case, at(now, (p, case)), at(before, (p, case)) if before else "–"] for p, case in keys
+    ]
+    return "\n".join(
+        [
+            "Each good print through `python -m watchdog replay` with the shipped bundle (its "
+            "simulated owner resumes after each pause: every pause is a good print stopped), its "
+            "first 30 frames replaced by what a camera shows without movement. A start in which "
+            "no pixel moved is learnt again until the camera shows a moving print "
+            "([decisions/still-start.md](decisions/still-start.md)); before, it was learnt as the "
+            "print's look, and the first live picture after it paused the print:\n",
+            _table(
+                ["print", "start", "pauses (at frame)", "before (learnt as the print's look)"], rows
+            ),
+            "\nA dim start (the room's light switched on after it, x0.3) still pauses the print: "
+            "its pictures move, so it is learnt, and matching the light does not undo a change "
+            f"that large. Bundle trained {now['bundle_created']}. Command: `{STILL_CMD}` (the "
+            "before column: the same script at the commit before, "
+            "`benchmarks/results/still_start_before.json`).\n",
+        ]
+    )
+
+
 def _lasting_table(lasting: Json) -> str:
     """Pauses before and after a lasting change, per print and change."""
     rows = [
@@ -907,6 +944,10 @@ def render() -> str:
                 lambda: lighting(
                     q, _load("lasting_change.json"), _load("lasting_change_in_start.json")
                 ),
+            ),
+            (
+                "A camera that shows no movement during the start",
+                lambda: still_start(_load("still_start.json"), _load("still_start_before.json")),
             ),
         ]
     sections.append(

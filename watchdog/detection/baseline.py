@@ -12,8 +12,9 @@ With ``Adaptation.match_light`` the baseline also keeps the print's calibration 
 mean becomes ``reference``, the look every later input is matched to in brightness and
 contrast (``light.match_light``) before the model sees it; the calibration frames themselves
 are matched to it and scored again once it is known, so baseline and later frames are treated
-alike. While calibrating, ``observe`` returns the absolute score and ``True``: those frames
-never count as anomalous (the absolute threshold does not transfer to a new print).
+alike. While calibrating, ``observe`` returns the absolute score and ``True``: this baseline
+does not judge those frames (the absolute threshold does not transfer to a new print); the
+``Detector`` judges the start by its own rules (the start guard, the start's first frames).
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ after our action: accept what the camera shows; fired: act and alert).
 
 Rules (the users' top complaints in anchors.md drive them):
 - only frames of a running print count; a new print starts from a clean slate;
-- frames of the print's start that the detector is still learning never count (the detector
-  says so: ``Verdict.anomalous`` is False while it calibrates);
+- while the detector learns the print's start, a frame counts only when the detector judges
+  the start itself (``Verdict.anomalous``: the start guard's absolute score, or the start's
+  later frames against its first ones); the rest of the start never counts;
 - ``consecutive`` anomalous frames in a row trigger the action once;
 - after a trigger the watcher is disarmed: it never acts again on the frames that caused it;
   it re-arms ``cooldown_s`` after the user resumes (or, where the printer never paused
