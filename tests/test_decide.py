@@ -166,3 +166,41 @@ def test_events_say_what_the_watcher_must_route() -> None:
     state, _ = feed(state, ".", t0=200)
     _, events = fold_printer(state, PrinterState.PRINTING, "b.gcode", 60, S)
     assert events == (Event.NEW_PRINT,)
+
+
+def test_home_assistants_problem_sensor_is_on_from_our_action_until_the_owner_answers() -> None:
+    """The discovery config's own template, rendered as Home Assistant renders it against the
+    published state: one anomalous frame (a hand in view) or a pause the owner makes (a
+    filament change) is not a print failure; our pause is, until the owner resumes, marks it
+    not a failure, or starts another print."""
+    import jinja2
+
+    from watchdog.comms.discovery import discovery_configs
+    from watchdog.config import MqttConfig
+    from watchdog.detection.decide import not_a_failure
+
+    [template] = [
+        c["value_template"]
+        for topic, c in discovery_configs(MqttConfig(host="broker"), "ender3").items()
+        if "/binary_sensor/" in topic
+    ]
+
+    def sensor(state: WatchState) -> str:
+        published = {"state": state.label.value, "failure": state.failure}
+        return jinja2.Environment().from_string(template).render(value_json=published)
+
+    state, _ = feed(printing(), "x")
+    assert state.label is Label.ANOMALY and sensor(state) == "OFF"
+    state = on_printer(state, "paused", "benchy.gcode", 20.0, S)  # the owner's own pause
+    assert sensor(state) == "OFF"
+    state = on_printer(state, "printing", "benchy.gcode", 30.0, S)
+    state, fired = feed(state, "xxx", t0=40.0)
+    assert fired and sensor(state) == "ON"
+    paused = on_printer(state, "paused", "benchy.gcode", 70.0, S)  # our pause took
+    assert sensor(paused) == "ON"
+    assert sensor(on_printer(paused, "printing", "benchy.gcode", 80.0, S)) == "OFF"  # resumed
+    assert sensor(not_a_failure(paused)) == "OFF"
+    assert sensor(on_printer(paused, "printing", "next.gcode", 80.0, S)) == "OFF"  # a new print
+    # a state published before the field existed (retained on the broker) reads as no failure
+    old = jinja2.Environment().from_string(template).render(value_json={"state": "paused"})
+    assert old == "OFF"

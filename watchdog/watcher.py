@@ -144,6 +144,7 @@ class WatcherStatus:
     calibrating: bool
     calibration: str  # "12/30" while learning the print's look, else ""
     enabled: bool
+    failure: bool  # acted on a failure of this print, not answered yet (``WatchState.failure``)
     last_alert: Alert | None
     heartbeat: float  # time.monotonic() of the last step
     failing_steps: int = 0  # steps in a row that raised
@@ -589,6 +590,7 @@ class Watcher:
             return CommandResult(
                 True, "kept for retraining; not the current print's latest alert, nothing re-learnt"
             )
+        self.state = decide.not_a_failure(self.state)
         if self.detector.baseline.enabled:
             self._relearn("the last alert was marked not a failure")
         return CommandResult(True, "kept for retraining; learning the print's look again")
@@ -611,6 +613,7 @@ class Watcher:
             calibrating=calibrating,
             calibration=self.detector.progress if calibrating else "",
             enabled=self.enabled,
+            failure=self.state.failure,
             last_alert=self.last_alert,
             heartbeat=heartbeat,
             failing_steps=self.failing_steps,

@@ -56,7 +56,9 @@ def discovery_configs(mqtt_cfg: MqttConfig, printer: str) -> dict[str, dict[str,
             "name": "Print failure",
             "device_class": "problem",
             "state_topic": f"{base}/state",
-            "value_template": "{{ 'ON' if value_json.state in ['anomaly', 'paused'] else 'OFF' }}",
+            # on from our action until the owner answers it (a resume, a new print): not for
+            # one anomalous frame, nor for a pause the owner made (a filament change)
+            "value_template": "{{ 'ON' if value_json.failure | default(false) else 'OFF' }}",
             "json_attributes_topic": f"{base}/state",
         },
         ("sensor", "score"): {

@@ -79,11 +79,21 @@ class WatchState:
     rearm_at: float | None = None  # when a disarmed watcher re-arms (None: waiting for resume)
     triggers: int = 0  # actions taken in this print
     cooling: bool = False  # resumed after our action, waiting out the cooldown
+    answered: bool = False  # the owner marked our last action's alert not a failure
 
     @property
     def watching(self) -> bool:
         """Frames are worth scoring (printing); idle printers cost no inference."""
         return self.printer is PrinterState.PRINTING
+
+    @property
+    def failure(self) -> bool:
+        """We acted on a failure in this print and nobody has answered it yet (no resume, no new
+        print): what Home Assistant's problem sensor shows. Neither one anomalous frame nor a
+        pause the owner made is a failure."""
+        alive = self.printer in (PrinterState.PRINTING, PrinterState.PAUSED)
+        answered = self.cooling or self.answered
+        return alive and self.triggers > 0 and not self.armed and not answered
 
     @property
     def label(self) -> Label:
@@ -165,8 +175,14 @@ def on_frame(state: WatchState, anomalous: bool, now: float, s: Settings) -> Fol
         # on_printer clears this when the pause is seen, and sets it again on resume.
         rearm_at=now + s.cooldown_s,
         triggers=state.triggers + 1,
+        answered=False,
     )
     return fired, (Event.FIRED,)
+
+
+def not_a_failure(state: WatchState) -> WatchState:
+    """The owner marked the latest alert not a failure: it is answered (``WatchState.failure``)."""
+    return replace(state, answered=True)
 
 
 def fires(anomalous: Iterable[bool], s: Settings, interval_s: float) -> list[int]:
