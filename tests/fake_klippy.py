@@ -196,6 +196,16 @@ class FakeKlippy:
                 self.cancel()
             elif cmd in ("FIRMWARE_RESTART", "RESTART"):
                 self.restart()
+            elif cmd == "G1" and any(
+                w.upper().startswith("X") and abs(float(w[1:])) > 1000 for w in words[1:]
+            ):
+                # stands for such a line in the file being printed: Klipper aborts the print
+                # (print_stats "error" with the message) and stays ready
+                message = f"Move out of range: {words[1][1:]}.000 0.000 0.000 [0.000]"
+                if self.objects["print_stats"]["state"] in ("printing", "paused"):
+                    self.update("virtual_sdcard", is_active=False)
+                    self.update("print_stats", state="error", message=message)
+                raise KlippyError(message)
 
     # ---- requests
 

@@ -101,3 +101,16 @@ def test_moonraker_hanging_mid_print(moonraker_server: MoonrakerServer) -> None:
     assert (result.outcome, result.attempts) == ("failed", 2) and "timeout" in result.detail
     moonraker_server.thaw()
     assert printer.status().state == "printing"
+
+
+def test_a_print_klipper_aborts_is_an_error_with_its_message(
+    moonraker_server: MoonrakerServer,
+) -> None:
+    """Klipper aborts a print (a move out of range in the file) and stays ready: the print is
+    over, with Klipper's reason, not "idle" nor "printing"; printing the file again works."""
+    moonraker_server.start_print()
+    moonraker_server.post("/printer/gcode/script", {"script": "G1 X9999"})
+    st = client(moonraker_server).status()
+    assert st.state == "error" and "Move out of range" in st.detail, st
+    moonraker_server.start_print()
+    assert client(moonraker_server).status().state == "printing"

@@ -104,3 +104,23 @@ def test_conflict_on_the_command_is_refused_with_octoprints_message(bad_server: 
     )
     result = client(bad_server).pause()
     assert result.outcome == "refused" and "neither printing nor paused" in result.detail
+
+
+def test_a_printer_error_mid_print_is_an_error_with_octoprints_message(
+    octoprint_server: OctoPrintServer,
+) -> None:
+    """The printer's firmware reports a fatal error (a thermal runaway): OctoPrint goes to
+    "Offline after error" and answers 409 for the printer. That is the print stopped by an
+    error, with OctoPrint's reason, not a printer that is simply not connected."""
+    import time
+
+    octoprint_server.start_print()
+    octoprint_server.post(
+        "/api/printer/command", {"commands": ["!!DEBUG:trigger_fatal_error_marlin"]}
+    )
+    printer = client(octoprint_server)
+    deadline = time.monotonic() + 30
+    while (st := printer.status()).state != "error" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert st.state == "error" and "error" in st.detail.lower(), st
+    assert printer.pause().outcome == "refused"

@@ -204,3 +204,16 @@ def test_home_assistants_problem_sensor_is_on_from_our_action_until_the_owner_an
     # a state published before the field existed (retained on the broker) reads as no failure
     old = jinja2.Environment().from_string(template).render(value_json={"state": "paused"})
     assert old == "OFF"
+
+
+def test_a_printer_error_ends_the_print_and_printing_again_is_a_new_print() -> None:
+    """OctoPrint's error state, Klipper's shutdown or a print Klipper aborted: the print is
+    over (its notice says why), it is not watched on, and starting the same file again is a
+    new print learnt afresh, not a resume judged against the old one's look."""
+    state, events = fold_printer(printing(), PrinterState.ERROR, None, 10.0, S)
+    assert events == (Event.PRINT_ERROR,) and not state.watching and state.label is Label.IDLE
+    again, events = fold_printer(state, PrinterState.PRINTING, "benchy.gcode", 20.0, S)
+    assert events == (Event.NEW_PRINT,) and again.watching
+    # an error while nothing printed is no print's end; an API that does not answer is no error
+    assert fold_printer(WatchState(), PrinterState.ERROR, None, 0.0, S)[1] == ()
+    assert fold_printer(printing(), PrinterState.OFFLINE, None, 0.0, S) == (printing(), ())

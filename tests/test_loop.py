@@ -17,7 +17,7 @@ from watchdog.comms.notifier import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
 from watchdog.control import Command, Verb
 from watchdog.detection.bundle import Bundle
-from watchdog.devices.printers import SimulatedPrinter
+from watchdog.devices.printers import PrinterStatus, SimulatedPrinter
 from watchdog.watcher import Watcher, build_watcher
 
 CALIBRATION = 4  # tiny_adaptive_bundle's --adapt-frames
@@ -438,4 +438,39 @@ def test_a_start_the_camera_shows_without_movement_is_not_the_prints_look(
     assert not any(r.action for r in records), [(r.frame, r.score) for r in records]
     assert printer.actions == []
     assert not watcher.status()["calibrating"], "the live print's start is learnt"
+    watcher.camera.close()
+
+
+def test_a_print_stopped_by_a_printer_error_is_told_with_its_reason_and_a_reprint_is_new(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """The printer stops the print with an error of its own (a thermal runaway, a move out of
+    range): the owner's "print ended" notice says so and why, and printing the same file again
+    learns its look afresh."""
+
+    class Failing(SimulatedPrinter):  # the real OctoPrint and Moonraker: tests/test_act_*.py
+        error = ""
+
+        def status(self):
+            if self.error:
+                return PrinterStatus("error", None, self.error)
+            return super().status()
+
+    printer = Failing("benchy.gcode")
+    watcher = _watcher(
+        tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "rec", normal_frames), printer
+    )
+    told = []
+    watcher.alerts.print_done = lambda name, job, error=None: told.append((name, job, error))
+    for _ in range(6):
+        watcher.step()
+    assert not watcher.status()["calibrating"]
+    printer.error = "Klipper stopped the print: Move out of range"
+    watcher.step()
+    assert told == [("e3", "benchy.gcode", "Klipper stopped the print: Move out of range")]
+    assert watcher.status()["state"] == "idle"
+    printer.error = ""
+    printer.start_print("benchy.gcode")
+    watcher.step()
+    assert watcher.status()["calibrating"], "the reprint is judged against the old print's look"
     watcher.camera.close()

@@ -358,6 +358,9 @@ class Watcher:
             self._relearn(f"resumed after our {self.action}")
         if Event.PRINT_ENDED in happened:
             self.alerts.print_done(self.name, before.job)
+        if Event.PRINT_ERROR in happened:
+            logger.warning("%s: the print stopped by a printer error: %s", self.name, status.detail)
+            self.alerts.print_done(self.name, before.job, status.detail or "printer error")
         if before.printer == self.state.printer:
             return []
         logger.info(

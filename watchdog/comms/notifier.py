@@ -145,10 +145,11 @@ class Notifier:
         if self.notifications:
             self.notifications.notify(camera_event(printer, online))
 
-    def print_done(self, printer: str, job: str | None) -> None:
-        """A watched print stopped printing without our action (``print_done``)."""
+    def print_done(self, printer: str, job: str | None, error: str | None = None) -> None:
+        """A watched print stopped printing without our action (``print_done``); ``error``:
+        the printer's error that stopped it."""
         if self.notifications:
-            self.notifications.notify(print_done_event(printer, job))
+            self.notifications.notify(print_done_event(printer, job, error))
 
     # ----------------------------------------------------------------- status and commands
 

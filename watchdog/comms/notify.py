@@ -152,7 +152,16 @@ def camera_event(printer: str, online: bool) -> Event:
     )
 
 
-def print_done_event(printer: str, job: str | None) -> Event:
+def print_done_event(printer: str, job: str | None, error: str | None = None) -> Event:
+    """A watched print stopped without our action; ``error``: the printer's own error, when
+    it stopped because of one (a thermal runaway, a move out of range, a lost connection)."""
+    if error:
+        return Event(
+            Kind.PRINT_DONE,
+            printer,
+            f"{printer}: print stopped by a printer error",
+            f"{job or 'The print'} on {printer} stopped: {error}",
+        )
     return Event(
         Kind.PRINT_DONE,
         printer,

@@ -32,6 +32,7 @@ class Event(Enum):
     RESUMED_AFTER_ACTION = "resumed_after_action"  # the owner resumed after our pause
     FIRED = "fired"  # enough anomalous frames in a row: act now
     PRINT_ENDED = "print_ended"  # a print we were watching, not acting on, stopped printing
+    PRINT_ERROR = "print_error"  # the printer reports an error: the print it was running is over
 
 
 class Label(Enum):
@@ -114,9 +115,14 @@ def on_printer(
 ) -> Fold:
     """Fold a printer status into the state: new prints reset, resumes start the cooldown.
 
-    An unknown status (API offline or in error) changes nothing: a blip must neither re-arm
-    a disarmed watcher nor pass for a new print.
+    An unknown status (the API offline) changes nothing: a blip must neither re-arm a disarmed
+    watcher nor pass for a new print. An error the printer itself reports (OctoPrint's error
+    state, Klipper's shutdown or a print it aborted) ends the print it was running: it is not
+    watched on, and printing again is a new print, even of the same file.
     """
+    if printer is PrinterState.ERROR:
+        running = state.printer in (PrinterState.PRINTING, PrinterState.PAUSED)
+        return replace(state, printer=printer), (Event.PRINT_ERROR,) if running else ()
     if printer not in (PrinterState.PRINTING, PrinterState.PAUSED, PrinterState.IDLE):
         return state, ()
     if printer is PrinterState.PRINTING:

@@ -371,6 +371,10 @@ class OctoPrintClient(_HttpPrinter):
                 timeout=min(self.api.timeout_s, STATUS_TIMEOUT_S),
             )
         except _Conflict as exc:
+            # OctoPrint answers 409 whenever no printer is operational: disconnected, or in
+            # its error state, which ends a print (a thermal runaway, a lost connection)
+            if error := self._error_state():
+                return PrinterStatus("error", None, f"OctoPrint: {error}")
             return PrinterStatus("idle", None, f"no printer connected to OctoPrint ({exc.detail})")
         state_obj = data.get("state") if isinstance(data, dict) else None
         flags = state_obj.get("flags") if isinstance(state_obj, dict) else None
@@ -379,7 +383,9 @@ class OctoPrintClient(_HttpPrinter):
                 f"GET {self._shown_base}/api/printer: answer has no state.flags", retryable=True
             )
         text = str(state_obj.get("text", ""))
-        if flags.get("paused") or flags.get("pausing"):
+        if flags.get("cancelling"):
+            state = "idle"  # OctoPrint still says printing, but ignores a pause: it is ending
+        elif flags.get("paused") or flags.get("pausing"):
             state = "paused"
         elif flags.get("printing") or flags.get("resuming") or flags.get("finishing"):
             state = "printing"
@@ -389,6 +395,21 @@ class OctoPrintClient(_HttpPrinter):
             state = "idle"
         job = self._job_name() if state in ("printing", "paused") else None
         return PrinterStatus(state, job, f"OctoPrint: {text}" if text else "")
+
+    def _error_state(self) -> str | None:
+        """OctoPrint's error state and message, when its printer is in one (``/api/job``
+        answers in every state); None when it is not, or cannot be told."""
+        try:
+            data = self._request(
+                "GET", "/api/job", timeout=min(self.api.timeout_s, STATUS_TIMEOUT_S)
+            )
+        except _Failure:
+            return None
+        state = data.get("state") if isinstance(data, dict) else None
+        if not isinstance(state, str) or not state.startswith(("Error", "Offline after error")):
+            return None
+        error = data.get("error")
+        return f"{state}: {error}"[:300] if isinstance(error, str) and error else state[:300]
 
     def _job_name(self) -> str | None:
         try:
@@ -437,11 +458,11 @@ class MoonrakerClient(_HttpPrinter):
         state = {"printing": "printing", "paused": "paused", "error": "error"}.get(
             job_state, "idle"
         )
-        return PrinterStatus(
-            state,
-            job if job and isinstance(job, str) else None,
-            f"Klipper print_stats.state: {job_state}",
-        )
+        why = stats.get("message")
+        detail = f"Klipper print_stats.state: {job_state}"
+        if state == "error" and isinstance(why, str) and why:
+            detail = f"Klipper stopped the print: {why[:300]}"
+        return PrinterStatus(state, job if job and isinstance(job, str) else None, detail)
 
     def _send(self, action: str) -> None:
         path = f"/printer/print/{action}"
