@@ -208,6 +208,47 @@ def test_home_assistant_discovery_and_republish_on_ha_online(
             } == set(by_topic)
 
 
+def test_printers_added_or_removed_follow_in_home_assistant(
+    mosquitto, unique_prefix, notifier_factory, tmp_path
+) -> None:
+    """A printer added by a reload (a saved setting, SIGHUP) gets its entities and its
+    commands are taken; one removed, by a reload or while the daemon was stopped, is taken off
+    the broker (its device stayed in Home Assistant, shown available, its failure sensor on)."""
+    p, dp = unique_prefix, f"{unique_prefix}_ha"
+    storage = tmp_path / "state"
+
+    def retained(pattern: str) -> set[str]:
+        """The retained topics the broker holds now (a new subscriber is sent them)."""
+        with mosquitto.subscriber(pattern, f"{p}/unrelated") as late:
+            mosquitto.publish(f"{p}/unrelated", "tick")  # a round trip: retained ones came first
+            late.wait_for(f"{p}/unrelated")
+            return {m.topic for m in late.received(pattern) if m.retain and m.payload}
+
+    first = notifier_factory(mosquitto, p, storage_dir=storage, printers=("ender3", "voron"))
+    first.publish_state("voron", {"state": "paused", "failure": True})
+    with mosquitto.subscriber(f"{dp}/#") as sub:
+        sub.wait_count(f"{dp}/+/+/+/config", 2 * ENTITIES)
+    wait_for("voron's state", lambda: f"{p}/voron/state" in retained(f"{p}/+/state"))
+    first.stop()
+
+    recorder = Recorder()
+    second = notifier_factory(
+        mosquitto, p, storage_dir=storage, printers=("ender3",), dispatcher=recorder
+    )
+    wait_for_commands(mosquitto, p, recorder)
+    assert not any("voron" in t for t in retained(f"{dp}/#") | retained(f"{p}/#"))
+    assert len(retained(f"{dp}/+/+/+/config")) == ENTITIES  # ender3's stay
+
+    second.set_printers(["ender3", "v2"])  # a reload added v2
+    wait_for("v2's entities", lambda: len(retained(f"{dp}/+/+/+/config")) == 2 * ENTITIES)
+    mosquitto.publish(f"{p}/v2/enabled/set", "OFF")
+    wait_for("v2's command", lambda: Command("v2", Verb.DISABLE) in recorder.commands)
+    second.publish_state("v2", {"state": "watching"})
+    second.set_printers(["ender3"])  # and removed it
+    wait_for("v2 taken off", lambda: not any("v2" in t for t in retained(f"{p}/#")))
+    assert len(retained(f"{dp}/+/+/+/config")) == ENTITIES
+
+
 def test_discovery_is_republished_on_ha_online_but_not_flooded(
     mosquitto, unique_prefix, notifier_factory
 ) -> None:

@@ -397,6 +397,8 @@ class Daemon:
                 self.started_http.listen,
             )
         old = self.running
+        if self.notifier is not None and list(watchers) != list(old):
+            self.notifier.set_printers(list(watchers))
         self._stop(old, self.RELOAD_STOP_S)
         late = {}
         for name, r in old.items():

@@ -153,6 +153,15 @@ class Discovery:
     def status_topic(self) -> str:
         return f"{self.cfg.homeassistant.discovery_prefix}/status"
 
+    def set_printers(self, printers: list[str]) -> None:
+        """A reload changed the printers: publish the added ones' configs (when connected;
+        every connect publishes all of them anyway)."""
+        added = [p for p in printers if p not in self.printers]
+        self.printers = list(printers)
+        for printer in added:
+            for topic, config in discovery_configs(self.cfg, printer).items():
+                self._publish(topic, json.dumps(config, separators=(",", ":")).encode())
+
     def publish_all(self) -> None:
         """Every printer's configs, retained (on each connect: the broker may have lost them)."""
         with self._lock:

@@ -23,17 +23,19 @@ The connection itself is ``watchdog.comms.transport``; Home Assistant discovery 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import queue
 import threading
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from watchdog.comms.commands import COMMAND_TOPICS, CommandError, command_kind, parse_command
-from watchdog.comms.discovery import Discovery
+from watchdog.comms.discovery import Discovery, discovery_configs
 from watchdog.comms.outbox import Entry, Outbox
 from watchdog.comms.transport import MqttTransport, topic_text
 from watchdog.config import MqttConfig
@@ -43,6 +45,7 @@ from watchdog.incidents import Incident, IncidentStore, ThrottledLog, to_json
 logger = logging.getLogger(__name__)
 
 CHANNEL = "mqtt"
+RETAINED = ("state", "enabled", "heatmap")  # a printer's retained topics under <prefix>/<printer>/
 COMMANDS_WAITING = 16  # commands queued for the daemon; more at once are refused (a flood)
 
 
@@ -61,10 +64,14 @@ class MqttCommunicator:
         *,
         reconnect_delay: tuple[float, float] = (1, 30),
         throttle: ThrottledLog | None = None,
+        published: Path | None = None,
     ) -> None:
+        """``published``: a file remembering which printers were last published, so that one
+        removed from the config while the daemon was stopped is taken off the broker."""
         self.cfg = cfg
         self.prefix = cfg.topic_prefix
         self.printers = list(printers)
+        self._published = published
         self.outbox = outbox
         self.dispatcher = dispatcher
         self._throttle = throttle or ThrottledLog(60.0)
@@ -221,10 +228,90 @@ class MqttCommunicator:
             self.address,
             f"; sending {waiting} undelivered alert(s)" if waiting else "",
         )
+        self._forget_removed()
         if self.discovery.enabled:
             self.discovery.publish_all()
         for topic, payload in retained:
             self._publish(topic, payload, retain=True)
+
+    def set_printers(self, printers: list[str]) -> None:
+        """A reload changed the printers: commands for the added ones are taken, their Home
+        Assistant entities appear, and the removed ones' are taken off the broker."""
+        removed = [p for p in self.printers if p not in printers]
+        self.printers = list(printers)
+        if not self.enabled:
+            return
+        with self._lock:
+            for printer in removed:
+                for name in RETAINED:
+                    self._retained.pop(f"{self.prefix}/{printer}/{name}", None)
+        if self.connected:
+            self.discovery.set_printers(self.printers)
+            self._clear(self.cfg.topic_prefix, self.cfg.homeassistant.discovery_prefix, removed)
+            self._remember()
+        else:
+            self.discovery.printers = list(self.printers)
+
+    def _forget_removed(self) -> None:
+        """Take off the broker what was published for printers no longer in the config (a
+        removed printer's device stayed in Home Assistant, shown available, its failure on)."""
+        if self._published is None:
+            return
+        try:
+            last = json.loads(self._published.read_text())
+            prefix, discovery_prefix = last["topic_prefix"], last["discovery_prefix"]
+            printers = [p for p in last["printers"] if isinstance(p, str)]
+            if not isinstance(prefix, str) or not isinstance(discovery_prefix, str):
+                raise TypeError
+        except FileNotFoundError:
+            printers = []
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("%s: unreadable, not used (%s)", self._published, exc)
+            printers = []
+        gone = [
+            p
+            for p in printers
+            if p not in self.printers
+            or (prefix, discovery_prefix) != (self.prefix, self.cfg.homeassistant.discovery_prefix)
+        ]
+        if gone:
+            self._clear(prefix, discovery_prefix, gone)
+        self._remember()
+
+    def _clear(self, prefix: str, discovery_prefix: str, printers: list[str]) -> None:
+        """Empty retained messages on every retained topic of these printers (removed)."""
+        if not printers:
+            return
+        cfg = self.cfg.model_copy(
+            update={
+                "topic_prefix": prefix,
+                "homeassistant": self.cfg.homeassistant.model_copy(
+                    update={"discovery_prefix": discovery_prefix}
+                ),
+            }
+        )
+        for printer in printers:
+            topics = [f"{prefix}/{printer}/{name}" for name in RETAINED]
+            topics += list(discovery_configs(cfg, printer))
+            for topic in topics:
+                self._publish(topic, b"", retain=True)
+        logger.info("MQTT: removed printer(s) %s taken off the broker", ", ".join(printers))
+
+    def _remember(self) -> None:
+        if self._published is None:
+            return
+        record = {
+            "topic_prefix": self.prefix,
+            "discovery_prefix": self.cfg.homeassistant.discovery_prefix,
+            "printers": self.printers,
+        }
+        try:
+            self._published.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._published.with_name(self._published.name + ".tmp")
+            tmp.write_text(json.dumps(record))
+            tmp.replace(self._published)
+        except OSError as exc:
+            logger.warning("%s: cannot write (%s)", self._published, exc)
 
     def _on_ack(self, mid: int) -> None:
         with self._lock:

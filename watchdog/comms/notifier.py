@@ -56,6 +56,7 @@ class Notifier:
             dispatcher,
             reconnect_delay=reconnect_delay,
             throttle=self._throttle,
+            published=storage.dir / "mqtt-printers.json",
         )
         self.tokens = ActionTokens(storage.dir)
         self.actions = ActionHandler(self.tokens, dispatcher, storage.dir)
@@ -82,6 +83,11 @@ class Notifier:
     @property
     def address(self) -> str:
         return self.mqtt.address
+
+    def set_printers(self, printers: list[str]) -> None:
+        """A reload added or removed printers: MQTT and Home Assistant follow."""
+        self.printers = list(printers)
+        self.mqtt.set_printers(self.printers)
 
     def start(self) -> None:
         """Connect to the broker in the background and start the notification senders."""
