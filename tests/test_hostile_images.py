@@ -160,8 +160,18 @@ def test_a_jpeg_cut_short_but_closed_with_ffd9_is_refused(
         np.vstack(
             [textured(640, 400), np.zeros((80, 640, 3), np.uint8)]
         ),  # a black bar at the bottom
+        # light fading out towards the floor (it ends black part-way along a row of blocks)
+        np.clip(
+            textured(640, 480).astype(np.int16)
+            - np.clip((np.arange(480)[:, None] - 300) * 3 + np.arange(640)[None, :] // 8, 0, 255)[
+                ..., None
+            ],
+            0,
+            255,
+        ).astype(np.uint8),
+        np.full((480, 640, 3), 255, np.uint8),  # overexposed all over
     ],
-    ids=["black", "black-bar"],
+    ids=["black", "black-bar", "fading-to-black", "white"],
 )
 def test_frames_with_flat_areas_are_not_mistaken_for_truncated_ones(frame: np.ndarray) -> None:
     jpeg = cv2.imencode(".jpg", frame)[1].tobytes()

@@ -267,7 +267,10 @@ def _stops_mid_scan(frame: np.ndarray, mcu: int) -> bool:
     A JPEG cut short and closed with FFD9 decodes without an error: every block after the cut
     repeats the last DC value, so the picture ends in one flat colour starting in the middle of
     a row of coded units. A frame that is one colour all over (lights off) or whose flat part
-    starts at the left edge (a black bar) is not refused.
+    starts at the left edge (a black bar) is not refused, nor one whose flat end is black or
+    white: a camera's picture is only that flat where it is clipped (a dark floor, light fading
+    out, an overexposed corner), while the colour a cut leaves is whatever its last block had.
+    A cut whose last block was black or white passes as a picture with a dark or bright end.
     """
     h, w = frame.shape[:2]
     rows, cols = h // mcu, w // mcu
@@ -275,6 +278,8 @@ def _stops_mid_scan(frame: np.ndarray, mcu: int) -> bool:
         return False
     last = frame[(rows - 1) * mcu : rows * mcu, : cols * mcu]
     color = last[0, 0].astype(np.int16)
+    if int(color.max()) <= _FLAT_TOLERANCE or int(color.min()) >= 255 - _FLAT_TOLERANCE:
+        return False  # clipped black or white: what a camera's own flat areas are
     if int(np.abs(last.astype(np.int16) - color).max()) > _FLAT_TOLERANCE:
         return False  # cheap exit for almost every frame: its last row of units is not flat
     grid = (
