@@ -106,7 +106,6 @@ def replay(bundle: Path, frames: list[Path], work: Path) -> list[dict[str, Any]]
         str(config),
         "--frames",
         str(folder),
-        "--no-api",
         "--out",
         str(work / "incidents"),
     ]

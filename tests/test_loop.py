@@ -474,3 +474,23 @@ def test_a_print_stopped_by_a_printer_error_is_told_with_its_reason_and_a_reprin
     watcher.step()
     assert watcher.status()["calibrating"], "the reprint is judged against the old print's look"
     watcher.camera.close()
+
+
+@pytest.mark.servers
+def test_replay_with_the_deployed_config_never_touches_its_real_printer(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, octoprint_server
+) -> None:
+    """The README's "replay your recording first" with the config the daemon runs on, which
+    names a real OctoPrint that is printing: the recording's failure pauses the simulated
+    print, never the real one, and the replay ends (it waited forever on a real printer)."""
+    octoprint_server.start_print()
+    frames = _folder(tmp_path / "rec", list(normal_frames[:7]) + list(anomalous_frames[:4]))
+    api = {"kind": "octoprint", "url": octoprint_server.url, "api_key": octoprint_server.api_key}
+    config = write_config(
+        tmp_path / "c.yaml", model=str(tiny_adaptive_bundle), printers=[{"name": "e3", "api": api}]
+    )
+    r = run_cli("replay", "--config", str(config), "--frames", str(frames), timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines() if '"frame"' in x and '"event"' not in x]
+    assert len(lines) == 11 and [x["frame"] for x in lines if x["action"]] == ["f_9.jpg"]
+    assert octoprint_server.flags()["printing"], "the real print was paused"

@@ -2,9 +2,10 @@
 
 Frames are read in the order of their number (``print_2.jpg`` before ``print_10.jpg``; or from
 a video) and stepped on the recording's clock
-(frame index x camera.interval_s), so cooldowns behave as they would live. Without a printer
-API the print is simulated: a pause is accepted and the "user" resumes at once, so every
-pause over the whole recording is counted (false pauses and time-to-pause both show). A
+(frame index x camera.interval_s), so cooldowns behave as they would live. The print is
+simulated, whatever printer the config names: a pause is accepted and the "user" resumes at
+once, so every pause over the whole recording is counted (false pauses and time-to-pause both
+show). ``--api`` acts on the config's real printer instead (its print is paused). A
 folder holding several prints (``collect`` keeps a printer's together) replays each as a new
 print, judged against its own start.
 """
@@ -49,10 +50,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--printer", help="which printer's settings to use (default: the first)")
     p.add_argument(
-        "--no-api", action="store_true", help="simulate the printer even if the config names an API"
+        "--api",
+        action="store_true",
+        help="act on the printer the config names: its running print is paused (default: a "
+        "simulated printer)",
     )
+    p.add_argument("--no-api", action="store_true", help=argparse.SUPPRESS)  # the default now
     p.add_argument("--out", help="folder to keep the incidents in (default: not kept)")
     p.set_defaults(func=main)
+
+
+WAIT_FOR_PRINT_S = 300  # --api: how long a printer that does not print is waited for
 
 
 class VirtualClock:
@@ -109,7 +117,7 @@ def main(args: argparse.Namespace) -> int:
             bundle,
             frames,
             out,
-            simulated=args.no_api or pcfg.api.kind == "none",
+            simulated=not args.api or pcfg.api.kind == "none",
             keep_incidents=config.storage.keep_incidents,
             kept=bool(args.out),
         )
@@ -126,9 +134,10 @@ def replay(
     kept: bool,
 ) -> int:
     """Step the printer's watcher over the recording; one JSON line per frame and event."""
-    recording = pcfg.model_copy(
-        update={"camera": CameraConfig(source=str(frames), interval_s=pcfg.camera.interval_s)}
-    )
+    # the printer's own camera settings (its limits on frame size and bytes), the recording
+    # as its source: frames the daemon would skip are skipped here too
+    camera = CameraConfig.model_validate({**pcfg.camera.model_dump(), "source": str(frames)})
+    recording = pcfg.model_copy(update={"camera": camera})
     # The simulated print is named after the recording, so the lines say what was replayed.
     printer = ResumingPrinter(job=frames.name) if simulated else None
     alerts = Notifier(
@@ -141,6 +150,7 @@ def replay(
     prints = [frames_contract.parse(p).print for p in getattr(watcher.camera, "paths", [])]
     alerts.start()
     pauses = 0
+    waiting_since: float | None = None
     try:
         while not watcher.camera.exhausted:
             if printer is not None and 0 < clock.frame < len(prints):
@@ -154,8 +164,19 @@ def replay(
             if record.verdict is not None or record.skipped or record.state is Label.CAMERA_OFFLINE:
                 emit(record.line())
                 clock.frame += 1
-            elif not simulated:
-                time.sleep(min(pcfg.camera.interval_s, 5.0))  # a real printer that is not printing
+                waiting_since = None
+            elif not simulated:  # a real printer that is not printing (or paused by us)
+                if waiting_since is None:
+                    waiting_since = time.monotonic()
+                    print(f"waiting for {pcfg.name} to print ...", file=sys.stderr, flush=True)
+                elif time.monotonic() - waiting_since > WAIT_FOR_PRINT_S:
+                    print(
+                        f"{pcfg.name} did not print for {WAIT_FOR_PRINT_S // 60} minutes: replay "
+                        "stopped (without --api the printer is simulated)",
+                        file=sys.stderr,
+                    )
+                    break
+                time.sleep(min(pcfg.camera.interval_s, 5.0))
     except KeyboardInterrupt:
         pass
     finally:
