@@ -164,6 +164,35 @@ def test_hanging_server_times_out(kind: str, bad_server: BadServer) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_an_answer_dripping_in_is_cut_at_the_timeout(kind: str, bad_server: BadServer) -> None:
+    """An API or proxy sending its answer a byte every 0.2 s: no single wait times out, but
+    the request must end within api.timeout_s (it held the watcher, and the pause queued
+    behind it, for as long as the answer took)."""
+    import time
+
+    bad_server.respond(200, json.dumps({"pad": "x" * 400}))
+    bad_server.drip_s = 0.2
+    printer = client(kind, bad_server, timeout_s=1.0, retries=0)
+    started = time.monotonic()
+    st = printer.status()
+    assert time.monotonic() - started < 5, "the answer was waited for past the timeout"
+    assert st.state == "offline" and "within 1 s" in st.detail, st
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_api_key_a_header_cannot_carry_is_a_clear_failure(
+    kind: str, bad_server: BadServer
+) -> None:
+    """A curly quote pasted in with the key: one clear line, nothing raised into the loop."""
+    api = api_config(kind, bad_server.url, "abc’def")  # noqa: RUF001
+    printer = make_printer(api, backoff_s=0.05)
+    st = printer.status()
+    assert st.state == "offline" and "api.api_key" in st.detail, st
+    result = printer.pause()
+    assert result.outcome == "failed" and "api.api_key" in result.detail
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_server_hanging_up_fails_clearly(kind: str, bad_server: BadServer) -> None:
     bad_server.drop()
     result = client(kind, bad_server, retries=1).pause()

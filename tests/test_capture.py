@@ -208,6 +208,22 @@ def test_camera_dripping_bytes_is_given_up_after_the_timeout(
     read_until(cam, lambda f: f is not None)
 
 
+def test_camera_dripping_its_headers_is_given_up_after_the_timeout(
+    camera_server: CameraServer, opened
+) -> None:
+    """Each byte arrives within the timeout, so no single wait times out: the whole answer,
+    headers included, must come within camera.timeout_s (it held the watcher, then systemd
+    restarted the daemon for a missed watchdog ping)."""
+    cam = opened(camera_server.snapshot_url, timeout_s=0.5)
+    camera_server.set_fault("slow_headers")
+    started = time.monotonic()
+    assert cam.read() is None
+    assert time.monotonic() - started < 5, "the read was not cut at the timeout"
+    assert not cam.online and "timeout_s=0.5" in cam.last_error, cam.last_error
+    camera_server.set_fault(None)
+    read_until(cam, lambda f: f is not None)
+
+
 def test_http_error_is_offline(camera_server: CameraServer, opened) -> None:
     camera_server.set_fault("http_500")
     cam = opened(camera_server.snapshot_url)
@@ -242,7 +258,7 @@ def test_credentials_in_the_url_are_sent_and_kept_across_a_redirect_on_the_same_
     camera_server: CameraServer, opened
 ) -> None:
     """Webcams behind a password are configured as http://user:password@host/...; the
-    password may hold URL-escaped characters."""
+    password may hold URL-escaped characters, and letters outside Latin-1 (sent as UTF-8)."""
     host = camera_server.url.split("://", 1)[1]
     user, password = quote(PRIVATE_USER, safe=""), quote(PRIVATE_PASSWORD, safe="")
     for path in ("/private", "/moved"):

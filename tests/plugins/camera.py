@@ -51,6 +51,7 @@ FAULTS = {
     "big_png": "an 8-bit RGB 2000x1500 PNG (over what the daemon decodes whole)",
     "png_1080p": "the frame enlarged to 1920x1080, an 8-bit RGB PNG (the largest PNG the daemon decodes)",
     "slow": "snapshot drips its body a byte every 50 ms (a hung camera that never times out per read)",
+    "slow_headers": "snapshot drips its headers a byte every 50 ms, for up to a minute",
     "stream_stop": "the MJPEG stream closes after `stop_after` frames",
 }
 
@@ -112,7 +113,7 @@ def bomb_jpeg(width: int = 30000, height: int = 30000) -> bytes:
     raise AssertionError("no SOF marker in the test JPEG")
 
 
-PRIVATE_USER, PRIVATE_PASSWORD = "viewer", "pa ss:w@rd"  # /private and /moved need them
+PRIVATE_USER, PRIVATE_PASSWORD = "viewer", "pa ss:w@rd€"  # /private, /moved need them (UTF-8)
 PRIVATE_AUTH = "Basic " + base64.b64encode(f"{PRIVATE_USER}:{PRIVATE_PASSWORD}".encode()).decode()
 
 
@@ -236,6 +237,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_oversized(declare=fault == "oversized")
         elif fault == "slow":
             self._send_slowly(encode(self.camera.next_frame())[0])
+        elif fault == "slow_headers":
+            self._send_headers_slowly()
         else:
             self._send(*_image_or_fault(self.camera.next_frame(), fault))
 
@@ -252,6 +255,18 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
         except OSError:
             pass
+
+    def _send_headers_slowly(self) -> None:
+        head = b"HTTP/1.1 200 OK\r\nX-Padding: " + b"a" * 1200  # a minute at 50 ms a byte
+        try:
+            for i in range(len(head)):
+                if self.camera._closing.wait(0.05):
+                    break
+                self.wfile.write(head[i : i + 1])
+                self.wfile.flush()
+        except OSError:
+            pass
+        self.close_connection = True
 
     def _send_oversized(self, declare: bool) -> None:
         self.send_response(200)

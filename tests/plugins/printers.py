@@ -405,6 +405,7 @@ class BadServer:
         }
         self.hang_s = 0.0
         self.hang_path: str | None = None  # hang only on this path (None: every path)
+        self.drip_s = 0.0  # send each answer's body a byte at a time, this far apart
         self.dropping = False
         self.requests = 0
         self.paths: list[str] = []  # the path of every request, in order
@@ -431,6 +432,16 @@ class BadServer:
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if owner.drip_s:
+                    for i in range(len(body)):  # each byte well within any read timeout
+                        if owner._release.wait(owner.drip_s):
+                            return
+                        try:
+                            self.wfile.write(body[i : i + 1])
+                            self.wfile.flush()
+                        except OSError:
+                            return  # the client gave up
+                    return
                 self.wfile.write(body)
 
             do_GET = do_POST = _answer

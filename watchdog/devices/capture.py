@@ -670,6 +670,21 @@ class SnapshotCamera(_BaseCamera):
             return None
 
     def _fetch(self) -> bytes:
+        """The snapshot's bytes, within camera.timeout_s from connecting to the last byte (a
+        camera dripping its headers or body a byte at a time held the watcher for good)."""
+        with self._http.deadline(self.cfg.timeout_s) as deadline:
+            try:
+                return self._fetch_within()
+            except (SourceDown, BadFrame):
+                if deadline.expired:
+                    raise SourceDown(self._too_slow) from None
+                raise
+
+    @property
+    def _too_slow(self) -> str:
+        return f"snapshot took longer than camera.timeout_s={self.cfg.timeout_s:g}"
+
+    def _fetch_within(self) -> bytes:
         cfg = self.cfg
         deadline = time.monotonic() + cfg.timeout_s
         resp = _open_camera_url(self._http, self.url, cfg.timeout_s)
@@ -697,9 +712,7 @@ class SnapshotCamera(_BaseCamera):
                 if len(body) > cfg.max_bytes:
                     raise BadFrame(f"body larger than camera.max_bytes={cfg.max_bytes}")
                 if time.monotonic() > deadline:
-                    raise SourceDown(
-                        f"snapshot took longer than camera.timeout_s={cfg.timeout_s:g}"
-                    )
+                    raise SourceDown(self._too_slow)
             return bytes(body)
         except urllib3.exceptions.ProtocolError as exc:
             raise BadFrame("body ended early (truncated)") from exc

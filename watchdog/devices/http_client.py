@@ -18,13 +18,20 @@ reading of urllib3's nested errors for cameras and printers alike.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import functools
 import os
+import socket
 import ssl
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError
 from urllib3.util.ssl_ import create_urllib3_context
 
@@ -85,6 +92,80 @@ class BadUrl(HTTPError):
     given or as a redirect's Location; the message names it with its secrets masked."""
 
 
+class Deadline:
+    """One request's whole time, from connecting to its last byte (``HttpClient.deadline``).
+
+    urllib3's timeouts bound each wait for data: a server that sends its headers or its body a
+    byte at a time, each within the timeout, holds the caller for as long as it likes. When the
+    deadline passes, the connection in use is shut down, so whatever read is waiting on it
+    ends at once (with a urllib3 error the caller maps to its own timeout message: ``expired``
+    says it was this)."""
+
+    def __init__(self) -> None:
+        self.expired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def use(self, conn: Any) -> None:
+        """The connection the request goes over (its socket, once connected: http.client lets
+        go of it while the response still reads from it)."""
+        sock = getattr(conn, "sock", None)
+        if sock is None:
+            return
+        with self._lock:
+            self._sock = sock
+            if self.expired:
+                self._shut()
+
+    def expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            self._shut()
+
+    def _shut(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+
+_current = threading.local()  # the Deadline of the request this thread is making, if any
+
+
+def _in_use(conn: Any) -> None:
+    if (deadline := getattr(_current, "deadline", None)) is not None:
+        deadline.use(conn)
+
+
+class _DeadlineConnection(HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _in_use(self)
+
+
+class _DeadlineTlsConnection(HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _in_use(self)
+
+
+class _DeadlinePool(HTTPConnectionPool):
+    ConnectionCls = _DeadlineConnection
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)
+        _in_use(conn)  # a kept-alive connection, connected already
+        return conn
+
+
+class _DeadlineTlsPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineTlsConnection
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)
+        _in_use(conn)
+        return conn
+
+
 class HttpClient:
     """One camera's or printer's connections: its headers, TLS settings and redirect limit."""
 
@@ -106,6 +187,7 @@ class HttpClient:
             ca_certs=ca if ca and not os.path.isdir(ca) else None,
             ca_cert_dir=ca if ca and os.path.isdir(ca) else None,  # a hashed folder of CAs
         )
+        self._pool.pool_classes_by_scheme = {"http": _DeadlinePool, "https": _DeadlineTlsPool}
         self._shared_tls = None if ca else verify is not False  # see _tls_for
         self._headers = {"User-Agent": USER_AGENT, **(headers or {})}
         self._max_redirects = max_redirects
@@ -147,6 +229,22 @@ class HttpClient:
             if not _same_host(origin, _origin(url)):
                 auth = _basic_auth(url)  # never the first host's credentials to another host
         raise TooManyRedirects(f"more than {self._max_redirects} redirects")
+
+    @contextlib.contextmanager
+    def deadline(self, seconds: float) -> Iterator[Deadline]:
+        """Requests made in this block by this thread, their bodies read included, end within
+        ``seconds`` (see ``Deadline``)."""
+        deadline = Deadline()
+        timer = threading.Timer(seconds, deadline.expire)
+        timer.daemon = True
+        before = getattr(_current, "deadline", None)
+        _current.deadline = deadline
+        timer.start()
+        try:
+            yield deadline
+        finally:
+            timer.cancel()
+            _current.deadline = before
 
     def close(self) -> None:
         self._pool.clear()
@@ -197,7 +295,10 @@ def _basic_auth(url: str) -> dict[str, str]:
     if parts.username is None:
         return {}
     user, password = unquote(parts.username), unquote(parts.password or "")
-    return urllib3.util.make_headers(basic_auth=f"{user}:{password}")
+    # UTF-8, as browsers and curl send it (urllib3's own helper takes Latin-1 only, and a
+    # password with a euro sign or Cyrillic letters raised on every request)
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return {"authorization": f"Basic {token}"}
 
 
 def _without_userinfo(url: str) -> str:

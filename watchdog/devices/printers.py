@@ -194,15 +194,14 @@ class _HttpPrinter:
         cause = connection_cause(exc, "server")
         return cause or f"connection failed ({self._scrub(str(exc))[:160]})"
 
-    def _request(
-        self, method: str, path: str, *, body: dict[str, Any] | None = None, timeout: float
-    ) -> Any:
-        """One HTTP request; the decoded JSON answer (None when empty), or _Failure."""
-        url = self.base_url + path
-        shown = f"{method} {self._shown_base}{path}"
-        payload = None if body is None else json.dumps(body).encode()
-        try:
-            with self._lock:
+    def _exchange(
+        self, method: str, url: str, payload: bytes | None, timeout: float, shown: str
+    ) -> tuple[urllib3.BaseHTTPResponse, bytes]:
+        """The answer and its body (at most MAX_ANSWER_BYTES + 1), all within ``timeout``: an
+        API (or a proxy) sending its answer a byte at a time held the watcher, and every pause
+        queued behind it, far past the timeout of each wait."""
+        with self._lock, self._http.deadline(timeout) as deadline:
+            try:
                 resp = self._http.open(
                     method,
                     url,
@@ -211,9 +210,33 @@ class _HttpPrinter:
                     headers={"Content-Type": "application/json"} if payload is not None else None,
                 )
                 try:
-                    raw = resp.read(MAX_ANSWER_BYTES + 1, decode_content=True)
+                    return resp, resp.read(MAX_ANSWER_BYTES + 1, decode_content=True)
                 finally:
                     resp.close()
+            except UnicodeError:
+                raise _Failure(
+                    f"{shown}: api.api_key or api.url holds characters an HTTP request cannot "
+                    "carry",
+                    retryable=False,
+                ) from None
+            except Exception:
+                if deadline.expired:
+                    raise _Failure(
+                        f"{shown}: no whole answer within {timeout:g} s (timeout)", retryable=True
+                    ) from None
+                raise
+
+    def _request(
+        self, method: str, path: str, *, body: dict[str, Any] | None = None, timeout: float
+    ) -> Any:
+        """One HTTP request; the decoded JSON answer (None when empty), or _Failure."""
+        url = self.base_url + path
+        shown = f"{method} {self._shown_base}{path}"
+        payload = None if body is None else json.dumps(body).encode()
+        # ``timeout`` bounds the whole request: an API (or a proxy) that sends its answer a
+        # byte at a time held the watcher and every pause queued behind it.
+        try:
+            resp, raw = self._exchange(method, url, payload, timeout, shown)
         except urllib3.exceptions.SSLError as exc:
             raise _Failure(
                 f"{shown}: TLS certificate not accepted ({self._scrub(str(exc))[:160]}); "
