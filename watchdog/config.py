@@ -221,6 +221,10 @@ class CameraConfig(_Model):
             raise ValueError("a device index must be >= 0")
         if isinstance(v, str) and "://" in v:
             _check_address(v)
+        elif isinstance(v, str) and _SCHEME_TYPO.match(v):
+            # http:/user:pass@host: a file name to everything else, its password shown in
+            # every message naming the source (the value is not repeated here)
+            raise ValueError("an address needs '//' after its scheme (http://, rtsp://)")
         return v
 
 
@@ -251,6 +255,9 @@ class ApiConfig(_Model):
                 )
             _check_address(self.url)
         return self
+
+
+_SCHEME_TYPO = re.compile(r"(?i)^(?:https?|rtsps?|rtmps?|rtp|udp|tcp):(?!//)")
 
 
 def _check_address(url: str) -> None:
