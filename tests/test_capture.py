@@ -332,6 +332,21 @@ def test_stream_that_stops_goes_offline_and_comes_back(camera_server: CameraServ
     assert cam.online
 
 
+def test_a_stream_that_sends_bytes_but_no_whole_frame_goes_offline_and_comes_back(
+    camera_server: CameraServer, opened
+) -> None:
+    """A stalled encoder or a proxy dripping its bytes: the connection is alive, but no whole
+    frame comes. It looked online for good, the printer unwatched and nobody told."""
+    cam = opened(camera_server.url + "/?action=stream", timeout_s=1.0)
+    read_until(cam, lambda f: f is not None)
+    camera_server.set_fault("stream_drip")
+    read_until(cam, lambda f: not cam.online)
+    assert "no whole frame within camera.timeout_s=1" in cam.last_error
+    camera_server.set_fault(None)
+    read_until(cam, lambda f: f is not None)
+    assert cam.online
+
+
 @pytest.mark.parametrize(
     "fault", ["html", "empty", "truncated", "garbage", "bomb_png", "bomb_jpeg", "oversized"]
 )

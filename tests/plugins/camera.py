@@ -53,6 +53,7 @@ FAULTS = {
     "slow": "snapshot drips its body a byte every 50 ms (a hung camera that never times out per read)",
     "slow_headers": "snapshot drips its headers a byte every 50 ms, for up to a minute",
     "stream_stop": "the MJPEG stream closes after `stop_after` frames",
+    "stream_drip": "the MJPEG stream's next part drips in a byte every 50 ms (never whole in time)",
 }
 
 
@@ -296,6 +297,16 @@ class _Handler(BaseHTTPRequestHandler):
             while not cam._closing.is_set():
                 fault = cam.fault
                 if fault == "down" or (fault == "stream_stop" and sent >= cam.stop_after):
+                    break
+                if fault == "stream_drip":
+                    body = encode(cam.next_frame())[0]
+                    head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n"
+                    self.wfile.write(head.encode())
+                    for i in range(len(body)):
+                        if cam._closing.wait(0.05) or cam.fault != "stream_drip":
+                            break
+                        self.wfile.write(body[i : i + 1])
+                        self.wfile.flush()
                     break
                 if fault == "oversized":
                     body, ctype = b"\xff\xd8" + b"\x00" * (2 << 20), "image/jpeg"  # a 2 MB part

@@ -1040,7 +1040,18 @@ class MjpegCamera(_ThreadedCamera):
                     f"answered {ctype.split(';')[0] or 'no Content-Type'}, not an MJPEG stream"
                 )
             connected = False
-            for part in mjpeg_parts(_arriving(resp), delimiter, self.cfg.max_bytes):
+            # A stream that keeps sending bytes but no whole frame (a stalled encoder, a
+            # proxy dripping keep-alives) is down: without this it looked online for good.
+            last_part = time.monotonic()
+
+            def timed(chunks: Iterator[bytes]) -> Iterator[bytes]:
+                for chunk in chunks:
+                    if time.monotonic() - last_part > t:
+                        raise SourceDown(f"no whole frame within camera.timeout_s={t:g}")
+                    yield chunk
+
+            for part in mjpeg_parts(timed(_arriving(resp)), delimiter, self.cfg.max_bytes):
+                last_part = time.monotonic()
                 if self._halted():
                     return
                 if not connected:
