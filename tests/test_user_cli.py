@@ -74,6 +74,33 @@ def test_collect_copies_a_folder_recording_to_its_end_and_stops(tmp_path: Path) 
     assert len({f.stem.rsplit("_", 1)[0] for f in (tmp_path / "out" / "ender3").glob("*.jpg")}) == 2
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["demo", "--interval", "-1"], "--interval: invalid seconds (0 to 3600) value: '-1'"),
+        (["demo", "--mqtt-port", "99999"], "--mqtt-port: invalid port (1 to 65535)"),
+        (["demo", "--out", "/proc/nope"], "error: cannot use /proc/nope: No such file"),
+        (["collect", "--out", "{file}"], "error: cannot use {file}/ender3: Not a directory"),
+    ],
+    ids=["negative-interval", "port-out-of-range", "out-not-creatable", "out-a-file"],
+)
+def test_bad_command_line_values_are_one_line_not_a_traceback(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    afile = tmp_path / "a-file"
+    afile.write_text("not a folder")
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[{"name": "ender3", "camera": {"source": str(_frames(tmp_path / "rec", 2))}}],
+    )
+    args = [a.format(file=afile) for a in args]
+    if args[0] == "collect":
+        args[1:1] = ["--config", str(config)]
+    r = run_cli(*args, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert expected.format(file=afile) in r.stderr
+
+
 def test_collect_copies_a_video_to_its_end_and_stops(tmp_path: Path, write_video) -> None:
     video = write_video(tmp_path / "print.avi", [synth.normal_frame(0, i, 9) for i in range(9)])
     config = write_config(

@@ -51,6 +51,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.exception("fatal")
         print(f"error: {redact.secret_filter.mask(str(exc))}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a folder or file given on the command line: missing, not writable
+        if args.debug:
+            logger.exception("fatal")
+        where = f" {exc.filename}" if exc.filename else ""
+        print(
+            redact.secret_filter.mask(f"error: cannot use{where}: {exc.strerror or exc}"),
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -25,16 +25,36 @@ from watchdog.watcher import build_watcher
 DEMO_FRAMES = Path(__file__).resolve().parent.parent / "demo" / "frames"
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 3600:
+        raise ValueError(text)
+    return value
+
+
+_seconds.__name__ = "seconds (0 to 3600)"  # argparse names the type in its one-line error
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise ValueError(text)
+    return value
+
+
+_port.__name__ = "port (1 to 65535)"
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the watchdog on built-in frames and a simulated printer")
     p.add_argument(
         "--out", default="watchdog-demo", help="folder for the incident (default: ./watchdog-demo)"
     )
     p.add_argument(
-        "--interval", type=float, default=0.2, help="seconds between frames (default 0.2)"
+        "--interval", type=_seconds, default=0.2, help="seconds between frames (default 0.2)"
     )
     p.add_argument("--mqtt-host", default="", help="also publish to this MQTT broker")
-    p.add_argument("--mqtt-port", type=int, default=1883)
+    p.add_argument("--mqtt-port", type=_port, default=1883)
     p.add_argument("--model", help="bundle folder (default: the bundled model)")
     p.add_argument("--frames", default=str(DEMO_FRAMES), help=argparse.SUPPRESS)
     p.set_defaults(func=main)
