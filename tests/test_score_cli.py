@@ -106,3 +106,15 @@ def test_scores_grey_and_alpha_images_without_tensorflow(tiny_bundle: Path, tmp_
     assert [r["file"] for r in results] == [str(grey), str(alpha)]
     assert all(set(r) == {"file", "score", "threshold", "anomalous"} for r in results)
     assert all(r["score"] >= 0 for r in results)
+
+
+def test_a_jpeg_with_padding_after_its_end_is_scored_as_the_daemon_reads_it(
+    tiny_bundle: Path, tmp_path: Path, image: Path
+) -> None:
+    """Zeros after the end-of-image marker (a copy tool's padding): the daemon's camera reads
+    such a frame, and so must the tools that score and train on saved frames."""
+    padded = tmp_path / "padded.jpg"
+    padded.write_bytes(image.read_bytes() + b"\x00" * 200)
+    proc = _score("--model", str(tiny_bundle), str(padded))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["file"] == str(padded)

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from watchdog.devices.capture import BadFrame, read_header
+from watchdog.devices.capture import BadFrame, ends_jpeg, read_header
 
 MAX_FILE_PIXELS = 50_000_000  # larger than any camera's frame (an 8K one is 33 MP)
 
@@ -41,7 +41,7 @@ def read_frame_file(path: Path) -> np.ndarray:
             f"{shown}: declares {header.width}x{header.height} pixels, more than a frame "
             f"({MAX_FILE_PIXELS} at most)"
         )
-    if header.kind == "jpeg" and b"\xff\xd9" not in data[-64:]:
+    if header.kind == "jpeg" and not ends_jpeg(data):
         # OpenCV decodes a cut-off JPEG silently, its missing rows grey
         raise UnreadableFrame(f"{shown}: truncated JPEG (no end-of-image marker)")
     try:

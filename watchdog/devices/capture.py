@@ -261,6 +261,12 @@ def reduction(width: int, height: int, need: tuple[int, int] | None) -> int:
     return 1
 
 
+def ends_jpeg(data: bytes) -> bool:
+    """Whether a JPEG's bytes end with its end-of-image marker: after it only padding (line
+    ends, zeros, spaces, as some cameras and file copies add) or a few bytes of trailer."""
+    return b"\xff\xd9" in data.rstrip(b"\r\n\x00 ")[-64:]
+
+
 def _stops_mid_scan(frame: np.ndarray, mcu: int) -> bool:
     """True when the decoded JPEG ends in the flat run libjpeg fills in after its data ran out.
 
@@ -327,7 +333,7 @@ def decode_image(data: bytes, max_pixels: int, need: tuple[int, int] | None = No
         )
     factor = 1
     if header.kind == "jpeg":
-        if not data.rstrip(b"\r\n\x00 ").endswith(b"\xff\xd9"):
+        if not ends_jpeg(data):
             raise BadFrame("truncated JPEG (no end-of-image marker)")
         if (len(data) - header.scan_start) * 8 < header.blocks:
             raise BadFrame("truncated JPEG (scan data missing)")
