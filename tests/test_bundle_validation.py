@@ -62,6 +62,15 @@ BAD = [
     ("preprocess", "roi", [0.0, math.nan, 1.0, 1.0]),
     (None, "threshold", math.nan),
     (None, "threshold", -0.3),
+    # values that passed before and broke the daemon later: a threshold so small that scores
+    # divided by it are infinite, a number of 400 digits (a traceback at start), a number
+    # written as a string, a watched region one pixel wide
+    ("adaptation", "threshold", 5e-324),
+    ("adaptation", "early_threshold", 5e-324),
+    ("adaptation", "guard", 10**400),
+    (None, "threshold", 10**400),
+    (None, "threshold", "0.172"),
+    ("preprocess", "roi", [0.0, 0.5, 1e-9, 1.0]),
 ]
 
 

@@ -52,7 +52,7 @@ def _from_dict(cls: type, data: dict[str, Any], where: str, section: str = "") -
             kwargs[f.name] = tuple(value) if isinstance(value, list) else value
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise BundleError(f"{where}: {key}{exc}") from None
 
 
@@ -72,11 +72,25 @@ def check_number(
     kind = "an integer" if integer else "a number"
     ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
     if isinstance(value, bool) or not ok_type:
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
+        raise ValueError(f"{name} must be {kind}, got {str(value)[:40]!r}")
     left = "(" if lo_open else "["
-    if not math.isfinite(value) or value < lo or value > hi or (lo_open and value == lo):
-        raise ValueError(f"{name} must be {kind} in {left}{lo:g}, {hi:g}], got {value!r}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer of hundreds of digits
+        finite = False
+    if not finite or value < lo or value > hi or (lo_open and value == lo):
+        raise ValueError(f"{name} must be {kind} in {left}{lo:g}, {hi:g}], got {str(value)[:40]}")
 
+
+def check_threshold(name: str, value: Any) -> None:
+    """A threshold: 0 (not set) or a number a score can be divided by without overflowing."""
+    check_number(name, value, 0.0, MAX_THRESHOLD)
+    if 0 < value < MIN_THRESHOLD:
+        raise ValueError(f"{name} must be 0 (not set) or at least {MIN_THRESHOLD:g}, got {value!r}")
+
+
+MIN_THRESHOLD, MAX_THRESHOLD = 1e-9, 1e30  # a set threshold outside these is no calibration
+MIN_ROI_AREA = 0.01  # the watched region's least share of the frame (as the config's region)
 
 # --------------------------------------------------------------------------- preprocessing
 
@@ -119,6 +133,8 @@ class Preprocess:
         x0, y0, x1, y1 = self.roi
         if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
             raise ValueError(f"roi {self.roi} must satisfy 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1")
+        if (x1 - x0) * (y1 - y0) < MIN_ROI_AREA:
+            raise ValueError(f"roi {self.roi} is smaller than 1% of the frame")
         if self.interpolation not in _INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATIONS)}")
 
@@ -435,13 +451,13 @@ class Adaptation:
     def __post_init__(self) -> None:
         check_number("frames", self.frames, 0, MAX_ADAPTATION_FRAMES, integer=True)
         check_number("std_floor", self.std_floor, 0.0, 1.0)
-        check_number("threshold", self.threshold, 0.0, 1e30)
+        check_threshold("threshold", self.threshold)
         check_number("nearest", self.nearest, 0, MAX_ADAPTATION_FRAMES, integer=True)
         if not isinstance(self.match_light, bool):
             raise ValueError(f"match_light must be true or false, got {self.match_light!r}")
         if not 0 <= self.nearest <= self.frames:
             raise ValueError(f"nearest must be in [0, frames={self.frames}], got {self.nearest}")
-        check_number("guard", self.guard, 0.0, 1e30)
+        check_threshold("guard", self.guard)
         for name in ("pixel_spread", "print_scale", "start_light", "clipped_light"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -451,7 +467,7 @@ class Adaptation:
                 "each calibration frame is judged against its nearest others"
             )
         check_number("early_frames", self.early_frames, 0, MAX_ADAPTATION_FRAMES, integer=True)
-        check_number("early_threshold", self.early_threshold, 0.0, 1e30)
+        check_threshold("early_threshold", self.early_threshold)
         if self.early_frames and not 2 <= self.early_frames < self.frames:
             raise ValueError(
                 f"early_frames must be 0 or in [2, frames={self.frames}), got {self.early_frames}: "
@@ -554,12 +570,13 @@ class BundleMeta:
                 NormalStats, d.get("normal_stats", {}), where, "normal_stats"
             )
             d["adaptation"] = _from_dict(Adaptation, d.get("adaptation", {}), where, "adaptation")
+            check_threshold("threshold", d["threshold"])
             d["threshold"] = float(d["threshold"])
             d["input_shape"] = tuple(int(v) for v in d["input_shape"])
             d["output_shape"] = tuple(int(v) for v in d["output_shape"])
         except KeyError as exc:
             raise BundleError(f"{where}: missing key {exc.args[0]!r}") from exc
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise BundleError(f"{where}: {exc}") from exc
         meta = _from_dict(cls, d, where)
         if not math.isfinite(meta.threshold) or meta.threshold <= 0:
