@@ -238,6 +238,51 @@ def test_recalibrating_on_ones_own_prints_sets_the_start_threshold_from_their_st
     assert (shortest.early_frames, shortest.early_threshold) == (0, 0.0)  # nothing left to judge
 
 
+def test_calibrating_for_a_printer_scores_the_frames_with_its_region_and_mask(
+    tmp_path, tiny_start_judged_bundle
+) -> None:
+    """``calibrate --config FILE --printer NAME``: the thresholds are set on the frames as that
+    printer's watcher scores them (its region and mask), not on the bundle's own crop, which
+    the daemon would then apply to another view."""
+    import shutil
+
+    mine = _folder(tmp_path / "mine", [])
+    for p in (2, 3):
+        for i in range(TINY_FRAMES):
+            cv2.imwrite(str(mine / f"print{p}_{i}.jpg"), synth.normal_frame(p, i, TINY_FRAMES))
+
+    def calibrated(*extra: str) -> tuple[float, float]:
+        bundle = tmp_path / f"bundle{len(list(tmp_path.glob('bundle*')))}"
+        shutil.copytree(tiny_start_judged_bundle, bundle)
+        r = run_cli("calibrate", str(bundle), "--normal", str(mine), *extra)
+        assert r.returncode == 0, r.stderr
+        a = Bundle.load(bundle).meta.adaptation
+        return a.threshold, a.early_threshold
+
+    detection = {"region": [0.0, 0.0, 1.0, 1.0], "mask": [[[0.0, 0.0], [0.5, 0.0], [0.5, 0.4]]]}
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(tiny_start_judged_bundle),
+        printers=[{"name": "other"}, {"name": "e3", "detection": detection}],
+    )
+    own = calibrated()
+    assert calibrated("--config", str(config), "--printer", "other") == own
+    theirs = calibrated("--config", str(config), "--printer", "e3")
+    assert theirs[0] != own[0] and theirs[1] != own[1]
+
+    hiding = write_config(
+        tmp_path / "hiding.yaml",
+        model=str(tiny_start_judged_bundle),
+        printers=[{"name": "e3", "detection": {"mask": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}}],
+    )
+    r = run_cli(
+        "calibrate", str(tmp_path / "bundle0"), "--normal", str(mine), "--config", str(hiding)
+    )
+    assert r.returncode == 2 and "printers.e3.detection.mask" in r.stderr, r.stderr
+    r = run_cli("calibrate", str(tmp_path / "bundle0"), "--normal", str(mine), "--printer", "e3")
+    assert r.returncode == 2 and "--printer needs --config" in r.stderr
+
+
 def test_the_trainers_report_says_how_the_start_is_judged(tiny_start_judged_run) -> None:
     """The report replays the held-out prints' starts as the daemon judges them, and each known
     failure beginning right after their first frames: what the owner should expect of the

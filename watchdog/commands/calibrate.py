@@ -4,6 +4,8 @@ from one's own recorded good prints, scored through the daemon's TFLite path (no
 Each print is calibrated on its own first frames, exactly as the daemon does, and the
 threshold leaves ``--target-fpr`` of the later frames above it. The bundle's model.json is
 rewritten; its light matching, nearest-frames, spread and print-scale settings are kept.
+With ``--config FILE --printer NAME`` the frames are scored as that printer's watcher scores
+them: its ``detection.region`` and ``detection.mask`` (the dashboard's saved ones included).
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from watchdog import frames
-from watchdog.detection.bundle import Adaptation, Bundle
+from watchdog import frames, overrides
+from watchdog.detection.bundle import Adaptation, Bundle, BundleMeta, Preprocess
 from watchdog.detection.calibration import GUARD_PRINTS, calibrate, recalibrated_guard
+from watchdog.detection.detector import MaskError, checked_mask, effective_preprocess
 from watchdog.detection.light import light_matched, start_matched
 from watchdog.detection.model import FrameScorer
 from watchdog.errors import UsageError
 from watchdog.image_files import UnreadableFrame, read_frame_file
+from watchdog.watcher import mask_refused
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +55,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--target-fpr", type=float, default=0.01, help="per-frame false-alarm rate (default 0.01)"
     )
+    p.add_argument(
+        "--config",
+        help="score the frames with a printer's own region and mask from this config (and the "
+        "dashboard's saved settings)",
+    )
+    p.add_argument("--printer", help="with --config: which printer (default: the first)")
     p.set_defaults(func=main)
 
 
-def model_inputs(scorer: FrameScorer, paths: list[Path]) -> np.ndarray:
+def watched_as(args: argparse.Namespace, meta: BundleMeta) -> tuple[Preprocess, np.ndarray | None]:
+    """How the frames are cropped and which pixels count: the bundle's own, or ``--printer``'s
+    (its region and mask, as its watcher applies them)."""
+    if args.config is None:
+        if args.printer is not None:
+            raise UsageError("--printer needs --config (the file that names the printer)")
+        return meta.preprocess, None
+    config = overrides.load_effective_config(args.config)
+    names = [p.name for p in config.printers]
+    name = args.printer or names[0]
+    if name not in names:
+        raise UsageError(f"--printer {name}: no such printer in the config ({', '.join(names)})")
+    pcfg = config.printers[names.index(name)]
+    pre = effective_preprocess(meta, pcfg.detection.region)
+    try:
+        return pre, checked_mask(pcfg.detection.mask, pre)
+    except MaskError as exc:
+        raise mask_refused(pcfg.name, exc) from None
+
+
+def model_inputs(pre: Preprocess, paths: list[Path]) -> np.ndarray:
     """One print's frames as the model's uint8 inputs, in order (unreadable images skipped and
     said): read once, then matched as the daemon matches the whole print and its start."""
     inputs = []
@@ -64,7 +94,7 @@ def model_inputs(scorer: FrameScorer, paths: list[Path]) -> np.ndarray:
         except UnreadableFrame as exc:
             logger.warning("skipping %s", exc)
             continue
-        inputs.append(scorer.pre.apply(img))
+        inputs.append(pre.apply(img))
     if not inputs:
         return np.zeros((0, 1, 1, 1), np.uint8)
     # the inputs are on the 1/255 grid: as uint8 they take the trainer's path exactly
@@ -102,6 +132,7 @@ def uncalibrated(old: Adaptation, args: argparse.Namespace) -> Adaptation:
 
 def main(args: argparse.Namespace) -> int:
     bundle = Bundle.load(args.bundle)
+    pre, mask = watched_as(args, bundle.meta)
     old = bundle.meta.adaptation
     spec = uncalibrated(old, args)
     n = spec.frames
@@ -118,7 +149,7 @@ def main(args: argparse.Namespace) -> int:
         )
     scorer = FrameScorer(bundle)  # the model only: the baseline is what is being calibrated
     # a print without a readable frame has nothing to calibrate on (calibrate would skip it)
-    raw = [x for x in (model_inputs(scorer, paths) for paths in prints.values()) if len(x)]
+    raw = [x for x in (model_inputs(pre, paths) for paths in prints.values()) if len(x)]
     # each print light-matched as the daemon matches it, and its start as the daemon judges it
     inputs = [light_matched(x, spec) for x in raw]
     start_inputs = [start_matched(x[:n], spec) for x in raw]
@@ -130,15 +161,17 @@ def main(args: argparse.Namespace) -> int:
             bundle.meta.scoring,
             maps,
             args.target_fpr,
+            mask=mask,
             inputs=inputs,
             starts=start_maps,
             start_inputs=start_inputs,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    if old.guard > 0:
-        # your camera's normal starts must stay below the start guard
-        scores = [bundle.meta.scoring.scores(m) for m in start_maps]
+    if old.guard > 0 and pre.roi == bundle.meta.preprocess.roi:
+        # your camera's normal starts must stay below the start guard (the daemon judges a
+        # start by it only in the bundle's own region: its absolute scores are of that view)
+        scores = [bundle.meta.scoring.scores(m, mask) for m in start_maps]
         new = dataclasses.replace(new, guard=recalibrated_guard(old.guard, scores, n))
         if new.guard == 0:
             logger.warning(
