@@ -537,7 +537,11 @@ def test_a_button_works_once_for_its_own_incident_until_it_expires(action_server
 
     # a link opened (or fetched by a link preview) asks first and does nothing
     status, page = post(f"{server.url}/actions/{resume}", "GET")
-    assert status == 200 and f"{PRINTER}: Resume the print?" in page and 'method="post"' in page
+    assert (
+        status == 200
+        and f"{PRINTER}, job benchy.gcode: Resume the print?" in page
+        and 'method="post"' in page
+    )
     assert post(f"{server.url}/actions/{cancel}", "GET")[1].count("It cannot be resumed") == 1
     assert post(f"{server.url}/actions/{resume_old}", "GET")[0] == 409  # an older alert's
     assert recorder.commands == []

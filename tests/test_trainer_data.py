@@ -162,7 +162,7 @@ def test_frame_files_opencv_would_crash_on_are_skipped_and_odd_names_load(
     assert sorted(f.path.name for f in loaded.frames) == sorted(["p_1.jpg", odd.name])
     assert [Path(p).name for p in loaded.skipped] == ["p_2.png"]
     scorer = FrameScorer(Bundle.load(default_bundle_path()))  # what calibrate reads them with
-    assert len(model_inputs(scorer, [good, folder / "p_2.png", odd])) == 2
+    assert len(model_inputs(scorer.pre, [good, folder / "p_2.png", odd])) == 2
 
 
 def test_alpha_grey_16bit_and_mixed_sizes_load_alike(tmp_path: Path) -> None:
