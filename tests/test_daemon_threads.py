@@ -87,7 +87,8 @@ def test_a_command_that_arrives_while_a_reload_stops_the_watcher_is_carried_out_
 def test_a_watcher_stuck_past_a_reload_is_not_doubled_by_its_successor(daemon, monkeypatch) -> None:
     """A camera or printer hanging past the reload's stop deadline: the new watcher of that
     printer waits for the old one's step to end (two watchers side by side could pause and
-    alert twice) and then carries on with what that step left (its alert)."""
+    alert twice), also across a second reload meanwhile, and then carries on with what that
+    step left (its alert)."""
     old = daemon.running["e3"].watcher
     wait_until("first frame", lambda: old.snapshot.score is not None, 30)
     inside, release = threading.Event(), threading.Event()
@@ -103,6 +104,7 @@ def test_a_watcher_stuck_past_a_reload_is_not_doubled_by_its_successor(daemon, m
     wait_until("the old step hung", inside.is_set, 10)
     daemon.RELOAD_STOP_S = 0.5
     daemon.reload()
+    daemon.reload()  # a second save while the first successor still waits: it must wait too
     new = daemon.running["e3"].watcher
     assert new is not old
     new_step = new.step

@@ -78,15 +78,29 @@ class _Running:
     watcher: Watcher
     thread: threading.Thread
     stop: threading.Event
+    after: _Running | None = None  # a predecessor still in its step, followed (``_follow``)
+
+    def late(self) -> _Running | None:
+        """The watcher of this printer still stepping after its stop: this one, or the
+        predecessor it was still waiting for (None: none is)."""
+        if self.thread.is_alive():
+            return self
+        if self.after is not None and self.after.thread.is_alive():
+            return self.after
+        return None
 
 
 def _follow(old: _Running, successor: Watcher, stop: threading.Event) -> None:
     """A successor's thread whose predecessor did not stop in time (a camera or printer that
     hangs past the stop deadline): two watchers of one printer never step side by side (two
-    pauses, two alerts), so it waits for the old thread, takes over what it left, then runs."""
+    pauses, two alerts), so it waits for the old thread, takes over what it left, then runs.
+    Stopped while still waiting (another reload, the daemon stopping), it takes over nothing:
+    the next watcher follows the old one in its place."""
     logger.warning("%s: waiting for the previous watcher to finish its step", successor.name)
     while old.thread.is_alive() and not stop.is_set():
         old.thread.join(0.5)
+    if old.thread.is_alive():
+        return
     old.watcher.retire(successor)
     if not stop.is_set():
         logger.info("%s: the previous watcher has stopped; watching", successor.name)
@@ -164,7 +178,7 @@ class Daemon:
             before = (late or {}).get(name)
             target = w.run if before is None else partial(_follow, before, w)
             t = threading.Thread(target=target, args=(stop,), name=f"watch-{name}", daemon=True)
-            running[name] = _Running(w, t, stop)
+            running[name] = _Running(w, t, stop, before)
         return running
 
     @staticmethod
@@ -397,13 +411,18 @@ class Daemon:
                 self.started_http.listen,
             )
         old = self.running
-        if self.notifier is not None and list(watchers) != list(old):
-            self.notifier.set_printers(list(watchers))
         self._stop(old, self.RELOAD_STOP_S)
+        if self.notifier is not None and list(watchers) != list(old):
+            # after the old watchers' last step: a removed printer's last state is not
+            # published again once it is taken off the broker
+            self.notifier.set_printers(list(watchers))
         late = {}
         for name, r in old.items():
-            if r.thread.is_alive() and name in watchers:
-                late[name] = r  # handed over by its successor's thread once it ends
+            stepping = r.late()
+            if stepping is not None and name in watchers:
+                late[name] = stepping  # handed over by its successor's thread once it ends
+                if stepping is not r:
+                    r.watcher.retire(watchers[name])  # it never watched: only its commands
                 continue
             # read once the old threads are done: nothing they did is lost. Commands still
             # queued, or sent to the old watcher from here on, are carried out by the new one.
