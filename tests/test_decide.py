@@ -201,9 +201,22 @@ def test_home_assistants_problem_sensor_is_on_from_our_action_until_the_owner_an
     assert sensor(on_printer(paused, "printing", "benchy.gcode", 80.0, S)) == "OFF"  # resumed
     assert sensor(not_a_failure(paused)) == "OFF"
     assert sensor(on_printer(paused, "printing", "next.gcode", 80.0, S)) == "OFF"  # a new print
+    # not answered, it stays on: a cancelled print, an alert only (the watcher re-arms)
+    assert sensor(on_printer(paused, "idle", None, 80.0, S)) == "ON"
+    rearmed, _ = feed(state, "." * 20, t0=60.0)  # notify: the printer never paused
+    assert rearmed.armed and sensor(rearmed) == "ON"
     # a state published before the field existed (retained on the broker) reads as no failure
     old = jinja2.Environment().from_string(template).render(value_json={"state": "paused"})
     assert old == "OFF"
+
+
+def test_a_pause_of_the_owners_own_ends_with_the_view_accepted() -> None:
+    """A filament change (the owner's pause, or the printer's own M600): the print resumes
+    looking different (another colour, a purge blob) and the owner has seen it, so its look is
+    learnt again; a resume after our pause is the other event (it also starts the cooldown)."""
+    paused = on_printer(printing(), "paused", "benchy.gcode", 10.0, S)
+    state, events = fold_printer(paused, PrinterState.PRINTING, "benchy.gcode", 20.0, S)
+    assert events == (Event.RESUMED,) and state.armed and state.watching
 
 
 def test_a_printer_error_ends_the_print_and_printing_again_is_a_new_print() -> None:

@@ -381,19 +381,21 @@ def test_a_reload_mid_print_keeps_what_was_learnt_of_the_print_unless_its_detect
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
     """Every settings save reloads the watchers. One that changed nothing of this printer's
-    detection keeps the print's learnt start: learning it again would take a failure under way
-    as the print's look, and it would never be paused. A changed detection (here the
-    sensitivity) learns the print again and says so on the page."""
+    camera or detection keeps the print's learnt start: learning it again would take a failure
+    under way as the print's look, and it would never be paused. A changed detection (here the
+    sensitivity) or another camera learns the print again and says so on the page."""
+    import shutil
+
     printer = SimulatedPrinter("benchy.gcode")
-    old = _watcher(
-        tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "a", normal_frames[:6]), printer
-    )
+    camera = _folder(tmp_path / "camera", normal_frames[:6])
+    old = _watcher(tmp_path, tiny_adaptive_bundle, camera, printer)
     for _ in range(6):
         old.step()
     assert not old.status()["calibrating"]
-    failing = _folder(tmp_path / "b", held(anomalous_frames[0], 10))
+    shutil.rmtree(camera)  # what the same camera shows from now on: a failure under way
+    failing = _folder(camera, held(anomalous_frames[0], 10))
     new = _watcher(tmp_path, tiny_adaptive_bundle, failing, printer)
-    old.retire(new)  # the reload, its new watcher on the same bundle and detection settings
+    old.retire(new)  # the reload, its new watcher on the same camera, bundle and detection
     assert not new.status()["calibrating"]
     records = [new.step() for _ in range(6)]
     assert [r.action for r in records].count("pause") == 1, [(r.score, r.state) for r in records]
@@ -413,8 +415,35 @@ def test_a_reload_mid_print_keeps_what_was_learnt_of_the_print_unless_its_detect
     )
     new.retire(changed)
     assert changed.status()["calibrating"] and changed.status()["calibration"] == f"0/{CALIBRATION}"
-    for w in (old, new, changed):
+    for _ in range(6):
+        changed.step()
+    other = _watcher(
+        tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "other", normal_frames), printer
+    )
+    changed.retire(other)  # the same detection, another camera
+    assert other.status()["calibrating"]
+    for w in (old, new, changed, other):
         w.camera.close()
+
+
+def test_a_pause_the_owner_makes_ends_with_the_print_learnt_again(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """A filament change: the owner pauses, swaps the colour, resumes. The print looks
+    different from its start now, and the owner has seen it: its look is learnt again."""
+    printer = SimulatedPrinter("benchy.gcode")
+    watcher = _watcher(
+        tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "rec", normal_frames), printer
+    )
+    for _ in range(6):
+        watcher.step()
+    assert not watcher.status()["calibrating"]
+    printer.pause()  # the owner's, at the printer
+    watcher.step()
+    printer.resume()
+    watcher.step()
+    assert watcher.status()["calibrating"], "judged against the look before the pause"
+    watcher.camera.close()
 
 
 @pytest.mark.parametrize("still", ["frozen", "black"])

@@ -356,6 +356,10 @@ class Watcher:
             # What the camera shows now is accepted: learn the print's look again, or a lasting
             # change (a light, a tool on the bed) would pause again after the cooldown.
             self._relearn(f"resumed after our {self.action}")
+        if Event.RESUMED in happened:
+            # The owner paused and resumed (a filament change, a look at the print): the
+            # print may look different now (another colour, a purge blob) and the owner saw it.
+            self._relearn("resumed after a pause")
         if Event.PRINT_ENDED in happened:
             self.alerts.print_done(self.name, before.job)
         if Event.PRINT_ERROR in happened:
@@ -511,13 +515,13 @@ class Watcher:
             old._alert_print,
         )
         self._polled = old._polled
-        if self.detector.same_setup(old.detector):
-            # A reload (every settings save) that changed nothing of this printer's detection
-            # keeps what was learnt of the print: learning it again mid-print would take what
-            # the camera shows now, a failure included, as the print's look.
+        if self.cfg.camera == old.cfg.camera and self.detector.same_setup(old.detector):
+            # A reload (every settings save) that changed nothing of this printer's camera or
+            # detection keeps what was learnt of the print: learning it again mid-print would
+            # take what the camera shows now, a failure included, as the print's look.
             self.detector = old.detector
-        elif self.state.watching and old.detector.frames_seen:
-            self._relearn("its detection settings changed")
+        elif self.state.printer in (PrinterState.PRINTING, PrinterState.PAUSED):
+            self._relearn("its camera or detection settings changed")
         self.snapshot = self._status(time.monotonic())
 
     def _drain_commands(self) -> None:

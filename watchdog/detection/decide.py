@@ -30,6 +30,7 @@ from watchdog.devices.printers import PrinterState
 class Event(Enum):
     NEW_PRINT = "new_print"  # a print started (or the job changed): learn its look afresh
     RESUMED_AFTER_ACTION = "resumed_after_action"  # the owner resumed after our pause
+    RESUMED = "resumed"  # a pause of the owner's own ended (a filament change): accept the view
     FIRED = "fired"  # enough anomalous frames in a row: act now
     PRINT_ENDED = "print_ended"  # a print we were watching, not acting on, stopped printing
     PRINT_ERROR = "print_error"  # the printer reports an error: the print it was running is over
@@ -80,21 +81,16 @@ class WatchState:
     rearm_at: float | None = None  # when a disarmed watcher re-arms (None: waiting for resume)
     triggers: int = 0  # actions taken in this print
     cooling: bool = False  # resumed after our action, waiting out the cooldown
-    answered: bool = False  # the owner marked our last action's alert not a failure
+    # We acted on a failure of this print and nobody has answered it yet (a resume, "not a
+    # failure", another print): what Home Assistant's problem sensor shows. Neither one
+    # anomalous frame nor a pause the owner made is a failure; a cancel or a notify-only alert
+    # stays one until it is answered or another print starts.
+    failure: bool = False
 
     @property
     def watching(self) -> bool:
         """Frames are worth scoring (printing); idle printers cost no inference."""
         return self.printer is PrinterState.PRINTING
-
-    @property
-    def failure(self) -> bool:
-        """We acted on a failure in this print and nobody has answered it yet (no resume, no new
-        print): what Home Assistant's problem sensor shows. Neither one anomalous frame nor a
-        pause the owner made is a failure."""
-        alive = self.printer in (PrinterState.PRINTING, PrinterState.PAUSED)
-        answered = self.cooling or self.answered
-        return alive and self.triggers > 0 and not self.armed and not answered
 
     @property
     def label(self) -> Label:
@@ -148,10 +144,15 @@ def _on_printing(state: WatchState, job: str | None, now: float, s: Settings) ->
             return WatchState(printer=printing, job=job), (Event.NEW_PRINT,)
         if not state.armed:
             cooling = replace(
-                state, printer=printing, consecutive=0, rearm_at=now + s.cooldown_s, cooling=True
+                state,
+                printer=printing,
+                consecutive=0,
+                rearm_at=now + s.cooldown_s,
+                cooling=True,
+                failure=False,
             )
             return cooling, (Event.RESUMED_AFTER_ACTION,)
-        return replace(state, printer=printing, consecutive=0), ()
+        return replace(state, printer=printing, consecutive=0), (Event.RESUMED,)
     if job is not None and state.job is not None and job != state.job:
         return WatchState(printer=printing, job=job), (Event.NEW_PRINT,)  # the job changed under us
     return replace(state, job=job if job is not None else state.job), ()
@@ -181,14 +182,14 @@ def on_frame(state: WatchState, anomalous: bool, now: float, s: Settings) -> Fol
         # on_printer clears this when the pause is seen, and sets it again on resume.
         rearm_at=now + s.cooldown_s,
         triggers=state.triggers + 1,
-        answered=False,
+        failure=True,
     )
     return fired, (Event.FIRED,)
 
 
 def not_a_failure(state: WatchState) -> WatchState:
     """The owner marked the latest alert not a failure: it is answered (``WatchState.failure``)."""
-    return replace(state, answered=True)
+    return replace(state, failure=False)
 
 
 def fires(anomalous: Iterable[bool], s: Settings, interval_s: float) -> list[int]:
