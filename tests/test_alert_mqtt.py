@@ -217,12 +217,12 @@ def test_printers_added_or_removed_follow_in_home_assistant(
     p, dp = unique_prefix, f"{unique_prefix}_ha"
     storage = tmp_path / "state"
 
-    def retained(pattern: str) -> set[str]:
-        """The retained topics the broker holds now (a new subscriber is sent them)."""
+    def retained(pattern: str) -> dict[str, bytes]:
+        """The retained messages the broker holds now (a new subscriber is sent them)."""
         with mosquitto.subscriber(pattern, f"{p}/unrelated") as late:
             mosquitto.publish(f"{p}/unrelated", "tick")  # a round trip: retained ones came first
             late.wait_for(f"{p}/unrelated")
-            return {m.topic for m in late.received(pattern) if m.retain and m.payload}
+            return {m.topic: m.payload for m in late.received(pattern) if m.retain and m.payload}
 
     first = notifier_factory(mosquitto, p, storage_dir=storage, printers=("ender3", "voron"))
     first.publish_state("voron", {"state": "paused", "failure": True})
@@ -245,8 +245,32 @@ def test_printers_added_or_removed_follow_in_home_assistant(
     wait_for("v2's command", lambda: Command("v2", Verb.DISABLE) in recorder.commands)
     second.publish_state("v2", {"state": "watching"})
     second.set_printers(["ender3"])  # and removed it
-    wait_for("v2 taken off", lambda: not any("v2" in t for t in retained(f"{p}/#")))
+    second.publish_state("v2", {"state": "watching"})  # its watcher's last step, after that
+    second.publish_state("ender3", {"state": "marker"})  # sent after it, on the same session
+    wait_for(
+        "the marker", lambda: b"marker" in retained(f"{p}/+/state").get(f"{p}/ender3/state", b"")
+    )
+    assert not any("v2" in t for t in retained(f"{p}/#"))
     assert len(retained(f"{dp}/+/+/+/config")) == ENTITIES
+
+
+def test_a_printer_added_by_a_reload_stays_out_of_home_assistant_when_discovery_is_off(
+    mosquitto, unique_prefix, notifier_factory
+) -> None:
+    p, dp = unique_prefix, f"{unique_prefix}_ha"
+    recorder = Recorder()
+    notifier = notifier_factory(
+        mosquitto,
+        p,
+        dispatcher=recorder,
+        homeassistant={"enabled": False, "discovery_prefix": dp},
+    )
+    wait_for_commands(mosquitto, p, recorder)
+    with mosquitto.subscriber(f"{dp}/#", f"{p}/v2/state") as sub:
+        notifier.set_printers([PRINTER, "v2"])
+        notifier.publish_state("v2", {"state": "idle"})  # after anything set_printers sent
+        sub.wait_for(f"{p}/v2/state")
+        assert sub.received(f"{dp}/#") == []
 
 
 def test_discovery_is_republished_on_ha_online_but_not_flooded(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -51,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.exception("fatal")
         print(f"error: {redact.secret_filter.mask(str(exc))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the output's reader went away (`replay ... | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:  # a folder or file given on the command line: missing, not writable
         if args.debug:
             logger.exception("fatal")

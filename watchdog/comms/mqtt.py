@@ -246,7 +246,10 @@ class MqttCommunicator:
                 for name in RETAINED:
                     self._retained.pop(f"{self.prefix}/{printer}/{name}", None)
         if self.connected:
-            self.discovery.set_printers(self.printers)
+            if self.discovery.enabled:
+                self.discovery.set_printers(self.printers)
+            else:
+                self.discovery.printers = list(self.printers)
             self._clear(self.cfg.topic_prefix, self.cfg.homeassistant.discovery_prefix, removed)
             self._remember()
         else:
@@ -413,10 +416,13 @@ class MqttCommunicator:
             with self._lock:
                 self._early_acks.pop(info.mid, None)
 
-    def _retain(self, topic: str, payload: bytes, only_changes: bool = False) -> None:
-        """Publish a retained value now if connected; the latest one is re-sent on reconnect."""
-        if not self.enabled:
+    def _retain(self, printer: str, name: str, payload: bytes, only_changes: bool = False) -> None:
+        """Publish a printer's retained value now if connected; the latest one is re-sent on
+        reconnect. A printer no longer in the config (a watcher still finishing its last step
+        after a reload removed it) publishes nothing: its topics were taken off the broker."""
+        if not self.enabled or printer not in self.printers:
             return
+        topic = f"{self.prefix}/{printer}/{name}"
         with self._lock:
             if only_changes and self._retained.get(topic) == payload:
                 return
@@ -428,7 +434,7 @@ class MqttCommunicator:
         """Retained JSON state; also the ``enabled`` switch state (from ``enabled`` or ``disabled``)."""
         if not self.enabled:
             return
-        self._retain(f"{self.prefix}/{printer}/state", to_json({**state, "printer": printer}))
+        self._retain(printer, "state", to_json({**state, "printer": printer}))
         enabled = state.get("enabled")
         if enabled is None:
             enabled = state.get("state") != "disabled"
@@ -436,9 +442,7 @@ class MqttCommunicator:
 
     def publish_enabled(self, printer: str, enabled: bool) -> None:
         """Retained ON/OFF of the Home Assistant switch."""
-        self._retain(
-            f"{self.prefix}/{printer}/enabled", b"ON" if enabled else b"OFF", only_changes=True
-        )
+        self._retain(printer, "enabled", b"ON" if enabled else b"OFF", only_changes=True)
 
     def publish_score(self, printer: str, score: float) -> None:
         """The score of one frame; dropped while disconnected (only the latest state matters)."""
@@ -448,7 +452,7 @@ class MqttCommunicator:
 
     def publish_heatmap(self, printer: str, jpeg: bytes) -> None:
         """The frame with its heatmap overlay as raw JPEG bytes, retained."""
-        self._retain(f"{self.prefix}/{printer}/heatmap", bytes(jpeg))
+        self._retain(printer, "heatmap", bytes(jpeg))
 
     def send_alert(self, incident: Incident) -> None:
         """Write the alert to the outbox, then publish it at QoS 1."""

@@ -89,9 +89,13 @@ class Verdict:
 
 
 MIN_UNMASKED = 0.01  # the least share of the watched region a mask may leave
-# A start in which no pixel of the model input moved by more than this (grey levels, 0-255)
-# did not move: a frozen feed repeats its picture exactly, a black one is all zero.
+# A start in which almost no pixel of the model input moved by more than STILL_LEVELS grey
+# levels (0-255) did not move: a frozen feed repeats its picture exactly, a black one is all
+# zero. "Almost": fewer than STILL_SHARE of the watched, unmasked pixels, so that a camera's
+# clock overlay or a blinking LED in a dark picture does not count as a print moving (a
+# toolhead in view moves far more pixels; a live camera's noise moves nearly all of them).
 STILL_LEVELS = 2
+STILL_SHARE = 0.005
 
 
 class MaskError(ValueError):
@@ -174,6 +178,7 @@ class Detector:
         self.still_start = False
         self._low: np.ndarray | None = None  # the start's least and greatest input values
         self._high: np.ndarray | None = None
+        self._first_still = False  # the start's first frames did not move: not judged by them
         self.model_key = model_key
 
     @classmethod
@@ -271,6 +276,7 @@ class Detector:
         self._seen = 0
         self.guard = 0.0 if accepted else self.start_guard
         self.still_start = False
+        self._first_still = False
 
     @property
     def frames_seen(self) -> int:
@@ -325,7 +331,7 @@ class Detector:
             score, calibrating = self.baseline.observe(absolute, error_map, x)
             if warming and self.start_baseline is not None:
                 judged, learning = self.start_baseline.observe(absolute, raw_map, raw_x)
-                if not learning:
+                if not learning and not self._first_still:
                     early, early_map = judged, self.start_baseline.last_map
         except BaseException:
             # A baseline that failed half-way (the model failing while the start is rescored)
@@ -336,13 +342,20 @@ class Detector:
             self.guard = guard
             raise
         if warming and self._start_did_not_move(x):
-            # The start just learnt did not move (a frozen feed, a black picture): it says
-            # nothing of the print, and any later picture would look changed beyond measure.
-            # It is learnt again until the camera shows a moving print.
-            guard = self.guard
-            self.relearn()
-            self.guard, self.still_start = guard, True
-            calibrating, early, early_map = True, None, None
+            if self._seen < self.calibration_frames:
+                # The start's first frames did not move: the rest of the start is not judged
+                # against them (a camera coming back would look changed beyond measure); the
+                # whole start is still learnt, and learnt again if it did not move either.
+                self._first_still = True
+                early, early_map = None, None
+            else:
+                # The start just learnt did not move (a frozen feed, a black picture): it says
+                # nothing of the print, and any later picture would look changed beyond
+                # measure. It is learnt again until the camera shows a moving print.
+                guard = self.guard
+                self.relearn()
+                self.guard, self.still_start = guard, True
+                calibrating, early, early_map = True, None, None
         if self.baseline.enabled and not calibrating:
             assert self.baseline.last_map is not None
             # Adapted maps are in the adapted score's units: full red at twice its threshold.
@@ -375,10 +388,11 @@ class Detector:
 
     def _start_did_not_move(self, x: np.ndarray | None) -> bool:
         """Whether this frame (``x``, its model input) ends the start's first frames, or the
-        whole start, and no pixel of them moved by more than ``STILL_LEVELS`` grey levels (each
-        pixel's least and greatest value are kept while the start is learnt: two small arrays).
-        A live camera's own noise moves pixels by more; a frozen feed or a black picture does
-        not. Without model inputs (offline replays of error maps alone) nothing is told."""
+        whole start, and fewer than ``STILL_SHARE`` of the watched, unmasked pixels moved by
+        more than ``STILL_LEVELS`` grey levels in it (each pixel's least and greatest value are
+        kept while the start is learnt: two small arrays). A live camera's own noise moves
+        nearly every pixel by more; a frozen feed or a black picture, its clock overlay aside,
+        does not. Without model inputs (offline replays of error maps alone) nothing is told."""
         if x is None or not self.baseline.enabled:
             return False
         xq = on_grid(x)
@@ -394,13 +408,17 @@ class Detector:
             np.maximum(self._high, xq, out=self._high)
         early = self.start_baseline.spec.frames if self.start_baseline is not None else 0
         if self._seen not in (early, self.calibration_frames):
-            return (
-                False  # judged where a baseline is finished: the first frames', the whole start's
-            )
-        moved = int(np.max(self._high.astype(np.int16) - self._low))
+            return False  # told where a baseline is finished: the first frames', the start's
+        moved = ((self._high.astype(np.int16) - self._low) > STILL_LEVELS).reshape(np.shape(x))
+        if moved.ndim == 3:
+            moved = moved.any(axis=-1)  # a pixel moved in any channel
+        mask = self.mask
+        watched = mask > 0 if mask is not None and mask.shape == moved.shape else True
+        counted = np.broadcast_to(watched, moved.shape)
+        share = int(np.count_nonzero(moved & counted)) / max(1, int(np.count_nonzero(counted)))
         if self._seen == self.calibration_frames:
             self._low = self._high = None
-        return moved <= STILL_LEVELS
+        return bool(share < STILL_SHARE)
 
     def replay(
         self,
