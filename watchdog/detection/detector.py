@@ -326,47 +326,12 @@ class Detector:
         absolute = self.meta.scoring.score(raw_map, self.mask)
         self._seen += 1
         warming = self._seen <= self.calibration_frames
-        early, early_map = None, None
-        try:
-            score, calibrating = self.baseline.observe(absolute, error_map, x)
-            if warming and self.start_baseline is not None:
-                judged, learning = self.start_baseline.observe(absolute, raw_map, raw_x)
-                if not learning and not self._first_still:
-                    early, early_map = judged, self.start_baseline.last_map
-        except BaseException:
-            # A baseline that failed half-way (the model failing while the start is rescored)
-            # is none: the print's start is learnt again, counted from zero like the baseline,
-            # so no later frame is judged against a start that is not there.
-            guard = self.guard
-            self.relearn()
-            self.guard = guard
-            raise
+        score, calibrating, early, early_map = self._observed(
+            absolute, (error_map, x), (raw_map, raw_x), warming
+        )
         if warming and self._start_did_not_move(x):
-            if self._seen < self.calibration_frames:
-                # The start's first frames did not move: the rest of the start is not judged
-                # against them (a camera coming back would look changed beyond measure); the
-                # whole start is still learnt, and learnt again if it did not move either.
-                self._first_still = True
-                early, early_map = None, None
-            else:
-                # The start just learnt did not move (a frozen feed, a black picture): it says
-                # nothing of the print, and any later picture would look changed beyond
-                # measure. It is learnt again until the camera shows a moving print.
-                guard = self.guard
-                self.relearn()
-                self.guard, self.still_start = guard, True
-                calibrating, early, early_map = True, None, None
-        if self.baseline.enabled and not calibrating:
-            assert self.baseline.last_map is not None
-            # Adapted maps are in the adapted score's units: full red at twice its threshold.
-            emap, scale = self.baseline.last_map, 2 * self.meta.adaptation.threshold
-        elif early_map is not None:
-            emap, scale = early_map, 2 * self.meta.adaptation.early_threshold
-        else:
-            emap = error_map
-            scale = self.meta.normal_stats.heatmap_scale or float(np.max(error_map) or 1.0)
-        emap = np.asarray(emap)
-        emap.setflags(write=False)
+            calibrating, early, early_map = self._still(calibrating)
+        emap, scale = self._heatmap_map(calibrating, early_map, error_map)
         guard = self.guard if warming else 0.0
         if warming:
             anomalous = 0.0 < guard < absolute or (early is not None and early > self.threshold)
@@ -385,6 +350,67 @@ class Detector:
             guard=guard,
             early_score=early,
         )
+
+    def _observed(
+        self,
+        absolute: float,
+        scored: tuple[np.ndarray, np.ndarray | None],
+        start: tuple[np.ndarray, np.ndarray | None],
+        warming: bool,
+    ) -> tuple[float, bool, float | None, np.ndarray | None]:
+        """The frame through the print's baseline (``scored``: its error map and input) and,
+        while the start is learnt, through the start's own (``start``): (score, still
+        calibrating, the start's judgement of it or None, that judgement's map or None)."""
+        early, early_map = None, None
+        try:
+            score, calibrating = self.baseline.observe(absolute, *scored)
+            if warming and self.start_baseline is not None:
+                judged, learning = self.start_baseline.observe(absolute, *start)
+                if not learning and not self._first_still:
+                    early, early_map = judged, self.start_baseline.last_map
+        except BaseException:
+            # A baseline that failed half-way (the model failing while the start is rescored)
+            # is none: the print's start is learnt again, counted from zero like the baseline,
+            # so no later frame is judged against a start that is not there.
+            guard = self.guard
+            self.relearn()
+            self.guard = guard
+            raise
+        return score, calibrating, early, early_map
+
+    def _still(self, calibrating: bool) -> tuple[bool, None, None]:
+        """The start's first frames, or the whole start, just ended without moving:
+        (calibrating, no judgement of the start, no map) for this frame."""
+        if self._seen < self.calibration_frames:
+            # The start's first frames did not move: the rest of the start is not judged
+            # against them (a camera coming back would look changed beyond measure); the
+            # whole start is still learnt, and learnt again if it did not move either.
+            self._first_still = True
+            return calibrating, None, None
+        # The start just learnt did not move (a frozen feed, a black picture): it says nothing
+        # of the print, and any later picture would look changed beyond measure. It is learnt
+        # again until the camera shows a moving print.
+        guard = self.guard
+        self.relearn()
+        self.guard, self.still_start = guard, True
+        return True, None, None
+
+    def _heatmap_map(
+        self, calibrating: bool, early_map: np.ndarray | None, error_map: np.ndarray
+    ) -> tuple[np.ndarray, float]:
+        """The map a heatmap draws for this frame, read-only, and its full-red value."""
+        if self.baseline.enabled and not calibrating:
+            assert self.baseline.last_map is not None
+            # Adapted maps are in the adapted score's units: full red at twice its threshold.
+            emap, scale = self.baseline.last_map, 2 * self.meta.adaptation.threshold
+        elif early_map is not None:
+            emap, scale = early_map, 2 * self.meta.adaptation.early_threshold
+        else:
+            emap = error_map
+            scale = self.meta.normal_stats.heatmap_scale or float(np.max(error_map) or 1.0)
+        emap = np.asarray(emap)
+        emap.setflags(write=False)
+        return emap, scale
 
     def _start_did_not_move(self, x: np.ndarray | None) -> bool:
         """Whether this frame (``x``, its model input) ends the start's first frames, or the
