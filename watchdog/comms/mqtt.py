@@ -251,7 +251,8 @@ class MqttCommunicator:
             else:
                 self.discovery.printers = list(self.printers)
             self._clear(self.cfg.topic_prefix, self.cfg.homeassistant.discovery_prefix, removed)
-            self._remember()
+            if self.connected:  # else the next connect clears them, from the list still kept
+                self._remember()
         else:
             self.discovery.printers = list(self.printers)
 
