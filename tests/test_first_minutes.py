@@ -184,6 +184,18 @@ def test_a_failure_beginning_during_the_start_is_paused_before_the_start_is_lear
     assert not any(x["action"] for x in unjudged[:8])
 
 
+def test_a_start_whose_first_frames_did_not_move_is_not_judged_against_them(
+    tmp_path, tiny_start_judged_bundle
+) -> None:
+    """A snapshot URL stuck on one picture for the start's first frames, then the live print:
+    judged against that picture, every live frame looked changed and the print was paused in
+    its start. The start is learnt as usual (it moved), only not judged by its first frames."""
+    clean = [synth.normal_frame(UNSEEN, i, TINY_FRAMES, TINY_SEED) for i in range(TINY_FRAMES)]
+    frozen = [clean[0]] * 3 + clean[3:]  # a feed stuck on its first picture, then live
+    lines = _replay(tmp_path, tiny_start_judged_bundle, _folder(tmp_path / "rec", frozen))
+    assert not any(x["action"] for x in lines), [(x["frame"], x["score"]) for x in lines]
+
+
 def _relit(frame: np.ndarray, gain: float, offset: float) -> np.ndarray:
     return np.clip(frame.astype(np.float32) * gain + offset, 0, 255).round().astype(np.uint8)
 
