@@ -178,7 +178,11 @@ def test_camera_host_that_does_not_resolve_is_said_so(tmp_path: Path) -> None:
 
 
 def test_check_config_warns_that_pause_needs_a_printer_api(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "c.yaml", printers=[{"name": "e3", "action": "pause"}])
+    config = write_config(
+        tmp_path / "c.yaml",
+        mqtt={"host": "127.0.0.1"},
+        printers=[{"name": "e3", "action": "pause"}],
+    )
     r = run_cli("check-config", "--config", str(config))
     assert r.returncode == 0, r.stderr
     warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
@@ -187,10 +191,22 @@ def test_check_config_warns_that_pause_needs_a_printer_api(tmp_path: Path) -> No
     )
 
 
+def test_check_config_warns_when_an_alert_would_reach_nobody(tmp_path: Path) -> None:
+    """No MQTT broker and no notification target: a pause still happens where a printer API
+    is set, but the owner hears of nothing. check-config said "ok" without a word."""
+    config = write_config(tmp_path / "c.yaml", printers=[{"name": "e3", "action": "notify"}])
+    r = run_cli("check-config", "--config", str(config))
+    assert r.returncode == 0, r.stderr
+    [warning] = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert "an alert reaches nobody" in warning and "mqtt.host" in warning
+
+
 def test_example_config_is_coherent(tmp_path: Path) -> None:
     r = run_cli("check-config", "--config", str(ROOT / "config.example.yaml"))
     assert r.returncode == 0, r.stderr
-    assert not [line for line in r.stderr.splitlines() if line.startswith("warning:")], r.stderr
+    # nothing contradicts itself; the one warning says where to send alerts (left to the owner)
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "an alert reaches nobody" in warnings[0], r.stderr
     assert "loaded and run once" in r.stderr
 
 

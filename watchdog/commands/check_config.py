@@ -51,6 +51,12 @@ def warnings(config: Config) -> list[str]:
                 f"printers.{i} ({p.name}): action: {p.action} needs a printer API, but api.kind is none: "
                 f"it will only notify; set api.kind (octoprint or moonraker) and api.url, or action: notify"
             )
+    if not config.mqtt.host and not config.notify:
+        out.append(
+            "mqtt.host is empty and notify lists no target: an alert reaches nobody, it is only "
+            "written to the storage folder (and paused where a printer API is set); set "
+            "mqtt.host or add a notify target to hear of it"
+        )
     return out
 
 
