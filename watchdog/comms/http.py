@@ -321,7 +321,11 @@ class StatusServer:
                     channel.close()
             server.close()
 
-        server.trigger.pull_trigger(close_all)
+        try:
+            server.trigger.pull_trigger(close_all)
+        except OSError as exc:  # the loop's wake-up pipe is gone: close from here instead
+            logger.warning("http server: closing without its loop (%s)", exc)
+            close_all()
         if self._thread is not None:
             self._thread.join(timeout=self.request_timeout_s + 5)
         server.task_dispatcher.shutdown(timeout=self.request_timeout_s + 5)
