@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from watchdog import frames, overrides
+from watchdog.commands import pick_printer
 from watchdog.detection.bundle import Adaptation, Bundle, BundleMeta, Preprocess
 from watchdog.detection.calibration import GUARD_PRINTS, calibrate, recalibrated_guard
 from watchdog.detection.detector import MaskError, checked_mask, effective_preprocess
@@ -71,12 +72,7 @@ def watched_as(args: argparse.Namespace, meta: BundleMeta) -> tuple[Preprocess, 
         if args.printer is not None:
             raise UsageError("--printer needs --config (the file that names the printer)")
         return meta.preprocess, None
-    config = overrides.load_effective_config(args.config)
-    names = [p.name for p in config.printers]
-    name = args.printer or names[0]
-    if name not in names:
-        raise UsageError(f"--printer {name}: no such printer in the config ({', '.join(names)})")
-    pcfg = config.printers[names.index(name)]
+    pcfg = pick_printer(overrides.load_effective_config(args.config), args.printer)
     pre = effective_preprocess(meta, pcfg.detection.region)
     try:
         return pre, checked_mask(pcfg.detection.mask, pre)

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from watchdog import frames as frames_contract
+from watchdog.commands import pick_printer
 from watchdog.comms.notifier import Notifier
 from watchdog.config import (
     CameraConfig,
-    Config,
     MqttConfig,
     PrinterConfig,
     StorageConfig,
@@ -82,17 +82,6 @@ class ResumingPrinter(SimulatedPrinter):
         if status.state == "paused":
             self.resume()
         return status
-
-
-def pick_printer(config: Config, name: str | None) -> Any:
-    if name is None:
-        return config.printers[0]
-    for p in config.printers:
-        if p.name == name:
-            return p
-    raise UsageError(
-        f"--printer {name}: no such printer in the config ({', '.join(p.name for p in config.printers)})"
-    )
 
 
 def emit(obj: dict[str, Any]) -> None:

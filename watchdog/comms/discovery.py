@@ -153,22 +153,25 @@ class Discovery:
     def status_topic(self) -> str:
         return f"{self.cfg.homeassistant.discovery_prefix}/status"
 
-    def set_printers(self, printers: list[str]) -> None:
-        """A reload changed the printers: publish the added ones' configs (when connected;
-        every connect publishes all of them anyway)."""
+    def set_printers(self, printers: list[str], publish: bool) -> None:
+        """A reload changed the printers: ``publish`` (connected) the added ones' configs, when
+        discovery is on; every connect publishes all of them anyway."""
         added = [p for p in printers if p not in self.printers]
         self.printers = list(printers)
-        for printer in added:
-            for topic, config in discovery_configs(self.cfg, printer).items():
-                self._publish(topic, json.dumps(config, separators=(",", ":")).encode())
+        if publish and self.enabled:
+            for printer in added:
+                self._publish_printer(printer)
 
     def publish_all(self) -> None:
         """Every printer's configs, retained (on each connect: the broker may have lost them)."""
         with self._lock:
             self._last = self._clock()
         for printer in self.printers:
-            for topic, config in discovery_configs(self.cfg, printer).items():
-                self._publish(topic, json.dumps(config, separators=(",", ":")).encode())
+            self._publish_printer(printer)
+
+    def _publish_printer(self, printer: str) -> None:
+        for topic, config in discovery_configs(self.cfg, printer).items():
+            self._publish(topic, json.dumps(config, separators=(",", ":")).encode())
 
     def on_status(self, payload: bytes) -> bool:
         """Home Assistant's birth message: re-publish unless that was done moments ago."""

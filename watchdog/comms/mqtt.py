@@ -245,16 +245,12 @@ class MqttCommunicator:
             for printer in removed:
                 for name in RETAINED:
                     self._retained.pop(f"{self.prefix}/{printer}/{name}", None)
-        if self.connected:
-            if self.discovery.enabled:
-                self.discovery.set_printers(self.printers)
-            else:
-                self.discovery.printers = list(self.printers)
-            self._clear(self.cfg.topic_prefix, self.cfg.homeassistant.discovery_prefix, removed)
+        connected = self.connected
+        self.discovery.set_printers(self.printers, publish=connected)
+        if connected:
+            self._clear(self.prefix, self.cfg.homeassistant.discovery_prefix, removed)
             if self.connected:  # else the next connect clears them, from the list still kept
                 self._remember()
-        else:
-            self.discovery.printers = list(self.printers)
 
     def _forget_removed(self) -> None:
         """Take off the broker what was published for printers no longer in the config (a

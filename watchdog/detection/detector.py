@@ -277,11 +277,7 @@ class Detector:
         self.guard = 0.0 if accepted else self.start_guard
         self.still_start = False
         self._first_still = False
-
-    @property
-    def frames_seen(self) -> int:
-        """Frames of this print observed since it was last (re)learnt."""
-        return self._seen
+        self._low = self._high = None
 
     @property
     def calibrating(self) -> bool:
@@ -422,12 +418,7 @@ class Detector:
         if x is None or not self.baseline.enabled:
             return False
         xq = on_grid(x)
-        if (
-            self._seen == 1
-            or self._low is None
-            or self._high is None
-            or self._low.shape != xq.shape
-        ):
+        if self._low is None or self._high is None:  # the start's first frame
             self._low, self._high = xq.copy(), xq.copy()
         else:
             np.minimum(self._low, xq, out=self._low)
@@ -498,6 +489,4 @@ def _no_model(x: np.ndarray) -> np.ndarray:
 
 
 def _same_mask(a: np.ndarray | None, b: np.ndarray | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a.shape == b.shape and bool(np.array_equal(a, b))
+    return a is b if a is None or b is None else bool(np.array_equal(a, b))

@@ -233,8 +233,6 @@ class _HttpPrinter:
         url = self.base_url + path
         shown = f"{method} {self._shown_base}{path}"
         payload = None if body is None else json.dumps(body).encode()
-        # ``timeout`` bounds the whole request: an API (or a proxy) that sends its answer a
-        # byte at a time held the watcher and every pause queued behind it.
         try:
             resp, raw = self._exchange(method, url, payload, timeout, shown)
         except urllib3.exceptions.SSLError as exc:
