@@ -683,16 +683,13 @@ class SnapshotCamera(_BaseCamera):
                 return self._fetch_within()
             except (SourceDown, BadFrame):
                 if deadline.expired:
-                    raise SourceDown(self._too_slow) from None
+                    raise SourceDown(
+                        f"snapshot took longer than camera.timeout_s={self.cfg.timeout_s:g}"
+                    ) from None
                 raise
-
-    @property
-    def _too_slow(self) -> str:
-        return f"snapshot took longer than camera.timeout_s={self.cfg.timeout_s:g}"
 
     def _fetch_within(self) -> bytes:
         cfg = self.cfg
-        deadline = time.monotonic() + cfg.timeout_s
         resp = _open_camera_url(self._http, self.url, cfg.timeout_s)
         try:
             if resp.status >= 400:
@@ -717,8 +714,6 @@ class SnapshotCamera(_BaseCamera):
                 body += chunk
                 if len(body) > cfg.max_bytes:
                     raise BadFrame(f"body larger than camera.max_bytes={cfg.max_bytes}")
-                if time.monotonic() > deadline:
-                    raise SourceDown(self._too_slow)
             return bytes(body)
         except urllib3.exceptions.ProtocolError as exc:
             raise BadFrame("body ended early (truncated)") from exc
