@@ -254,6 +254,40 @@ def test_printers_added_or_removed_follow_in_home_assistant(
     assert len(retained(f"{dp}/+/+/+/config")) == ENTITIES
 
 
+def test_a_printer_without_an_api_gets_no_printer_buttons_in_home_assistant(
+    mosquitto, unique_prefix, notifier_factory, tmp_path
+) -> None:
+    """Pause, Resume and Cancel on a printer with no printer API could only answer
+    "skipped": its device has none; a reload that gives it an API adds them, one that takes
+    it away removes them again (an empty retained config removes the entity)."""
+    p, dp = unique_prefix, f"{unique_prefix}_ha"
+
+    def buttons(printer: str) -> set[str]:
+        with mosquitto.subscriber(f"{dp}/button/#", f"{p}/unrelated") as late:
+            mosquitto.publish(f"{p}/unrelated", "tick")  # a round trip: retained ones came first
+            late.wait_for(f"{p}/unrelated")
+            return {
+                m.topic.split("/")[-2]
+                for m in late.received(f"{dp}/button/#")
+                if m.retain and m.payload and f"_{printer}/" in m.topic
+            }
+
+    notifier = notifier_factory(mosquitto, p, printers=("ender3", "mk3"), without_api=("mk3",))
+    wait_for("the entities", lambda: buttons("ender3") and buttons("mk3"))
+    everything = {"not_failure", "confirm_failure", "pause", "resume", "cancel"}
+    assert buttons("ender3") == everything
+    assert buttons("mk3") == {"not_failure", "confirm_failure"}
+
+    notifier.set_printers(["ender3", "mk3"], without_api=())  # a reload gave mk3 its API
+    wait_for("mk3's printer buttons", lambda: buttons("mk3") == everything)
+    notifier.set_printers(["ender3", "mk3"], without_api=("mk3",))  # and took it away
+    wait_for(
+        "mk3's printer buttons gone",
+        lambda: buttons("mk3") == everything - {"pause", "resume", "cancel"},
+    )
+    assert buttons("ender3") == everything
+
+
 def test_a_printer_added_by_a_reload_stays_out_of_home_assistant_when_discovery_is_off(
     mosquitto, unique_prefix, notifier_factory
 ) -> None:

@@ -131,6 +131,7 @@ def test_pauses_real_printer_on_failure_and_alerts_over_mqtt(
         )
         assert alert["printer"] == "ender3" and alert["action"] == "pause"
         assert alert["action_result"]["outcome"] == "done", alert
+        assert alert["answers"] == ["resume", "cancel"]  # the buttons its owner is offered
         assert alert["consecutive"] == 3 and alert["score"] > alert["threshold"]
         assert alert["incident"]
 
@@ -266,4 +267,6 @@ def test_alert_json_written_even_without_mqtt(tmp_path, tiny_bundle, anomalous_f
     assert r.returncode == 0, r.stderr
     alert_files = list(out.glob("incidents/p1/*/alert.json"))
     assert len(alert_files) == 1
-    assert json.loads(alert_files[0].read_text())["printer"] == "p1"
+    alert = json.loads(alert_files[0].read_text())
+    assert alert["printer"] == "p1"
+    assert alert["answers"] == []  # no printer API: no Resume or Cancel to offer

@@ -21,7 +21,7 @@ from watchdog.comms.actions import ActionHandler, ActionTokens
 from watchdog.comms.http import StatusServer, action_page
 from watchdog.comms.notifier import Notifier
 from watchdog.config import MqttConfig, NotifyTarget, StorageConfig, parse_config
-from watchdog.control import Command, CommandResult, Verb
+from watchdog.control import Command, CommandResult, Verb, printer_answers
 from watchdog.incidents import IncidentStore
 
 PRINTER = "ender3"
@@ -207,6 +207,38 @@ def test_action_failed_is_loud_and_events_go_only_where_asked(
     notifier.raise_alert("voron", {**alert(outcome="refused"), "printer": "voron"}, frame, frame)
     wait_for("the webhook's action_failed", lambda: webhook_receiver.posts)
     assert webhook_receiver.posts[0]["title"] == "voron: failure, and the pause did NOT happen"
+
+
+@pytest.mark.parametrize(
+    ("action", "outcome", "api", "labels"),
+    [
+        ("pause", "skipped", False, ["Not a failure"]),  # no printer API: nothing to resume
+        ("notify", "done", True, ["Not a failure", "Cancel"]),  # still printing
+        ("pause", "failed", True, ["Not a failure", "Cancel"]),  # the pause did not happen
+        ("cancel", "done", True, ["Not a failure"]),  # already cancelled
+    ],
+)
+def test_a_phone_alert_offers_only_the_printer_buttons_that_can_act(
+    notifier_factory, ntfy_receiver, webhook_receiver, tmp_path, action, outcome, api, labels
+) -> None:
+    """Resume where our pause happened, Cancel while a printer API could stop the print: a
+    button that could only answer "skipped" or "not paused" is not offered."""
+    notifier = notifier_factory(
+        None,
+        "p",
+        storage_dir=tmp_path,
+        notify=(
+            target(ntfy_receiver.url("all"), actions_url="http://pi.lan:8787"),
+            target(webhook_receiver.url(), actions_url="http://pi.lan:8787"),
+        ),
+    )
+    answers = [v.value for v in printer_answers(action, outcome, api)]
+    notifier.raise_alert(PRINTER, {**alert(outcome, action), "answers": answers}, jpeg(1), jpeg(2))
+    assert notifier.notifications.flush(60)
+    [msg] = ntfy_receiver.messages
+    assert [a["label"] for a in msg.actions] == labels
+    [post] = webhook_receiver.posts
+    assert re.findall(r"^([A-Z][a-z ]+): http://pi\.lan", post["message"], re.M) == labels
 
 
 def test_receiver_down_for_a_while_and_across_a_restart_is_delivered_once(

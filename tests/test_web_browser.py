@@ -24,7 +24,7 @@ import requests
 
 from tests.browser import chromium, chromium_missing
 from tests.daemon_helpers import DaemonProcess, free_port, wait_until, write_config
-from watchdog.incidents import list_incidents
+from watchdog.incidents import IncidentStore, list_incidents
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
@@ -304,6 +304,26 @@ def test_incident_shows_frames_and_its_answers_keep_frames_for_the_trainer(env, 
     assert len(failures) >= 2  # the trigger frame and the anomalous frames before it (--anomalous)
     alert = json.loads((env.storage / "incidents" / PRINTER / incident / "alert.json").read_text())
     assert alert["verdict"] == "failure"
+
+
+def test_an_alert_offers_only_the_printer_buttons_that_can_act(env, browser) -> None:
+    """Our pause took: Resume and Cancel are offered. An alert that could not pause (a
+    printer without an API, saved beside it as the daemon saves it) offers neither."""
+    incident = _open_incident(browser)
+    shown = "return [...document.querySelectorAll(`article.incident[data-incident='${arguments[0]}'] button`)].map(b => b.dataset.verb)"
+    assert js(browser, shown, incident) == ["not_failure", "failure", "resume", "cancel"]
+    alert = json.loads((env.storage / "incidents" / PRINTER / incident / "alert.json").read_text())
+    skipped = {"action": "pause", "outcome": "skipped", "detail": "no printer API", "attempts": 0}
+    unanswerable = IncidentStore(env.storage, 100).save(
+        PRINTER, {**alert, "action_result": skipped, "answers": []}, b"", b"", pending=False
+    )
+    browser.refresh()
+    wait_js(
+        browser,
+        "the new incident",
+        f"return document.querySelector(\"article.incident[data-incident='{unanswerable.id}']\") !== null",
+    )
+    assert js(browser, shown, unanswerable.id) == ["not_failure", "failure"]
 
 
 def test_resume_asks_first_and_resumes_the_real_print(env, browser) -> None:

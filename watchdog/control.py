@@ -8,6 +8,7 @@ So a button on the page and a button on the phone do exactly what the MQTT comma
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -26,6 +27,26 @@ class Verb(Enum):
 
 
 INCIDENT_VERBS = frozenset({Verb.NOT_A_FAILURE, Verb.CONFIRM_FAILURE})
+
+
+def printer_answers(action: str, outcome: str, api: bool) -> tuple[Verb, ...]:
+    """The printer buttons an alert offers its owner (phone, page): Resume only where our
+    pause happened, Cancel while a printer API could still stop the print; none without an
+    API (they could only answer "skipped")."""
+    if not api:
+        return ()
+    resume = (Verb.RESUME,) if (action, outcome) == ("pause", "done") else ()
+    cancel = () if (action, outcome) == ("cancel", "done") else (Verb.CANCEL,)
+    return resume + cancel
+
+
+def saved_answers(alert: Mapping[str, object]) -> tuple[Verb, ...]:
+    """The printer buttons of a saved alert (its JSON); one saved before they were recorded
+    offers both, as it did then."""
+    saved = alert.get("answers")
+    if not isinstance(saved, list):
+        return (Verb.RESUME, Verb.CANCEL)
+    return tuple(v for v in (Verb.RESUME, Verb.CANCEL) if v.value in saved)
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,11 @@ def try_model_once(bundle: Bundle) -> None:
         )
 
 
+def _without_api(config: Config) -> list[str]:
+    """Printers with no printer API: Home Assistant offers them no printer buttons."""
+    return [p.name for p in config.printers if p.api.kind == "none"]
+
+
 @dataclass(frozen=True)
 class _Running:
     watcher: Watcher
@@ -412,10 +417,10 @@ class Daemon:
             )
         old = self.running
         self._stop(old, self.RELOAD_STOP_S)
-        if self.notifier is not None and list(watchers) != list(old):
+        if self.notifier is not None:
             # after the old watchers' last step: a removed printer's last state is not
             # published again once it is taken off the broker
-            self.notifier.set_printers(list(watchers))
+            self.notifier.set_printers(list(watchers), _without_api(config))
         late = {}
         for name, r in old.items():
             stepping = r.late()
@@ -449,6 +454,7 @@ class Daemon:
             self,
             notify=cfg.notify,
             registry=self.metrics.registry,
+            without_api=_without_api(cfg),
         )
         watchers = self._make_watchers(cfg, self.bundle)
         self.notifier.start()

@@ -28,7 +28,7 @@ import numpy as np
 
 from watchdog.comms.notifier import Notifier
 from watchdog.config import ConfigError, PrinterConfig
-from watchdog.control import Command, CommandResult, Verb
+from watchdog.control import Command, CommandResult, Verb, printer_answers
 from watchdog.detection import decide
 from watchdog.detection.bundle import Bundle, encode_jpeg
 from watchdog.detection.decide import Event, Label
@@ -64,11 +64,13 @@ class Alert:
     action_result: ActionResult
     message: str
     incident: str = ""
+    answers: tuple[Verb, ...] = ()  # the printer buttons it offers (``printer_answers``)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["action"] = str(self.action)
         d["action_result"] = self.action_result.to_dict()
+        d["answers"] = [v.value for v in self.answers]
         if not self.incident:
             del d["incident"]
         return d
@@ -456,6 +458,9 @@ class Watcher:
             self.action,
             outcome,
             message,
+            answers=printer_answers(
+                str(self.action), str(outcome.outcome), api=self.cfg.api.kind != "none"
+            ),
         )
 
     def _ask_printer(self, action: Action) -> ActionResult:

@@ -526,7 +526,7 @@ def unique_prefix() -> str:
 @pytest.fixture
 def notifier_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """``factory(broker, prefix, storage_dir=None, printers=("ender3",), dispatcher=None, start=True,
-    keep_incidents=100, notify=(), **mqtt_overrides)`` → a started ``watchdog.comms.notifier.Notifier``
+    keep_incidents=100, notify=(), without_api=(), **mqtt_overrides)`` → a started ``watchdog.comms.notifier.Notifier``
     (stopped at teardown) with short keepalive, reconnect and notification backoff delays.
     ``broker=None`` disables MQTT; ``dispatcher`` receives the ``Command`` of each command message."""
     from watchdog.comms.notifier import Notifier
@@ -543,6 +543,7 @@ def notifier_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
         start: bool = True,
         keep_incidents: int = 100,
         notify: tuple[Any, ...] = (),
+        without_api: tuple[str, ...] = (),
         **overrides: Any,
     ) -> Notifier:
         settings: dict[str, Any] = {}
@@ -561,6 +562,7 @@ def notifier_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
             notify=notify,
             reconnect_delay=(1, 5),
             notify_backoff=(0.3, 2.0),
+            without_api=without_api,
         )
         made.append(notifier)
         if start:

@@ -2,8 +2,9 @@
 
 Per printer, one device with: a problem binary sensor, the score, the heatmap image, the
 Watching switch, and buttons: Not a failure and Confirm failure (feedback on the latest
-alert), Pause, Resume and Cancel (through the printer's API). Every button's press is a
-command the daemon accepts (``watchdog.comms.commands``).
+alert), Pause, Resume and Cancel (through the printer's API; taken away from a printer
+without one). Every button's press is a command the daemon accepts
+(``watchdog.comms.commands``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from watchdog import __version__
@@ -32,8 +33,14 @@ def _feedback(verdict: str) -> str:
     return json.dumps({"incident": LATEST_INCIDENT, "verdict": verdict})
 
 
-def discovery_configs(mqtt_cfg: MqttConfig, printer: str) -> dict[str, dict[str, Any]]:
-    """Home Assistant discovery topic → config for one printer's entities."""
+PRINTER_BUTTONS = ("pause", "resume", "cancel")
+
+
+def discovery_configs(
+    mqtt_cfg: MqttConfig, printer: str, api: bool = True
+) -> dict[str, dict[str, Any] | None]:
+    """Home Assistant discovery topic → config for one printer's entities; None (an empty
+    config, which removes the entity) for the printer buttons of a printer without an API."""
     prefix = mqtt_cfg.topic_prefix
     base = f"{prefix}/{printer}"
     node = node_id(prefix, printer)
@@ -116,11 +123,11 @@ def discovery_configs(mqtt_cfg: MqttConfig, printer: str) -> dict[str, dict[str,
     }
     dp = mqtt_cfg.homeassistant.discovery_prefix
     return {
-        f"{dp}/{component}/{node}/{object_id}/config": {
-            **body,
-            **common,
-            "unique_id": f"{node}_{object_id}",
-        }
+        f"{dp}/{component}/{node}/{object_id}/config": (
+            {**body, **common, "unique_id": f"{node}_{object_id}"}
+            if api or object_id not in PRINTER_BUTTONS
+            else None
+        )
         for (component, object_id), body in entities.items()
     }
 
@@ -136,9 +143,11 @@ class Discovery:
         publish: Callable[[str, bytes], None],
         min_interval_s: float = REPUBLISH_MIN_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
+        without_api: Collection[str] = (),
     ) -> None:
         self.cfg = mqtt_cfg
         self.printers = list(printers)
+        self.without_api = frozenset(without_api)
         self._publish = publish
         self.min_interval_s = min_interval_s
         self._clock = clock
@@ -153,13 +162,21 @@ class Discovery:
     def status_topic(self) -> str:
         return f"{self.cfg.homeassistant.discovery_prefix}/status"
 
-    def set_printers(self, printers: list[str], publish: bool) -> None:
-        """A reload changed the printers: ``publish`` (connected) the added ones' configs, when
-        discovery is on; every connect publishes all of them anyway."""
-        added = [p for p in printers if p not in self.printers]
-        self.printers = list(printers)
+    def set_printers(
+        self, printers: list[str], publish: bool, without_api: Collection[str] = ()
+    ) -> None:
+        """A reload changed the printers: ``publish`` (connected) the configs of the added ones
+        and of those that gained or lost their API, when discovery is on; every connect
+        publishes all of them anyway."""
+        without = frozenset(without_api)
+        changed = [
+            p
+            for p in printers
+            if p not in self.printers or (p in without) != (p in self.without_api)
+        ]
+        self.printers, self.without_api = list(printers), without
         if publish and self.enabled:
-            for printer in added:
+            for printer in changed:
                 self._publish_printer(printer)
 
     def publish_all(self) -> None:
@@ -170,8 +187,10 @@ class Discovery:
             self._publish_printer(printer)
 
     def _publish_printer(self, printer: str) -> None:
-        for topic, config in discovery_configs(self.cfg, printer).items():
-            self._publish(topic, json.dumps(config, separators=(",", ":")).encode())
+        api = printer not in self.without_api
+        for topic, config in discovery_configs(self.cfg, printer, api).items():
+            body = b"" if config is None else json.dumps(config, separators=(",", ":")).encode()
+            self._publish(topic, body)
 
     def on_status(self, payload: bytes) -> bool:
         """Home Assistant's birth message: re-publish unless that was done moments ago."""

@@ -29,6 +29,7 @@ import math
 import queue
 import threading
 from collections import OrderedDict
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +66,11 @@ class MqttCommunicator:
         reconnect_delay: tuple[float, float] = (1, 30),
         throttle: ThrottledLog | None = None,
         published: Path | None = None,
+        without_api: Collection[str] = (),
     ) -> None:
         """``published``: a file remembering which printers were last published, so that one
-        removed from the config while the daemon was stopped is taken off the broker."""
+        removed from the config while the daemon was stopped is taken off the broker;
+        ``without_api``: printers whose Home Assistant device gets no printer buttons."""
         self.cfg = cfg
         self.prefix = cfg.topic_prefix
         self.printers = list(printers)
@@ -76,7 +79,10 @@ class MqttCommunicator:
         self.dispatcher = dispatcher
         self._throttle = throttle or ThrottledLog(60.0)
         self.discovery = Discovery(
-            cfg, self.printers, lambda t, p: self._publish(t, p, retain=True)
+            cfg,
+            self.printers,
+            lambda t, p: self._publish(t, p, retain=True),
+            without_api=without_api,
         )
         self.transport = MqttTransport(
             cfg,
@@ -234,9 +240,10 @@ class MqttCommunicator:
         for topic, payload in retained:
             self._publish(topic, payload, retain=True)
 
-    def set_printers(self, printers: list[str]) -> None:
+    def set_printers(self, printers: list[str], without_api: Collection[str] = ()) -> None:
         """A reload changed the printers: commands for the added ones are taken, their Home
-        Assistant entities appear, and the removed ones' are taken off the broker."""
+        Assistant entities appear, the removed ones' are taken off the broker, and a printer
+        that gained or lost its API gains or loses its printer buttons."""
         removed = [p for p in self.printers if p not in printers]
         self.printers = list(printers)
         if not self.enabled:
@@ -246,7 +253,7 @@ class MqttCommunicator:
                 for name in RETAINED:
                     self._retained.pop(f"{self.prefix}/{printer}/{name}", None)
         connected = self.connected
-        self.discovery.set_printers(self.printers, publish=connected)
+        self.discovery.set_printers(self.printers, connected, without_api)
         if connected:
             self._clear(self.prefix, self.cfg.homeassistant.discovery_prefix, removed)
             if self.connected:  # else the next connect clears them, from the list still kept

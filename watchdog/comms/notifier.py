@@ -13,7 +13,7 @@ publish calls do nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -43,7 +43,10 @@ class Notifier:
         registry: CollectorRegistry | None = None,
         reconnect_delay: tuple[float, float] = (1, 30),
         notify_backoff: tuple[float, float] = (5.0, 300.0),
+        without_api: Collection[str] = (),
     ) -> None:
+        """``without_api``: printers with no printer API (Home Assistant shows them no printer
+        buttons)."""
         self.cfg = mqtt
         self.printers = list(printers)
         self._throttle = ThrottledLog(60.0)
@@ -57,6 +60,7 @@ class Notifier:
             reconnect_delay=reconnect_delay,
             throttle=self._throttle,
             published=storage.dir / "mqtt-printers.json",
+            without_api=without_api,
         )
         self.tokens = ActionTokens(storage.dir)
         self.actions = ActionHandler(self.tokens, dispatcher, storage.dir)
@@ -84,10 +88,11 @@ class Notifier:
     def address(self) -> str:
         return self.mqtt.address
 
-    def set_printers(self, printers: list[str]) -> None:
-        """A reload added or removed printers: MQTT and Home Assistant follow."""
+    def set_printers(self, printers: list[str], without_api: Collection[str] = ()) -> None:
+        """A reload added or removed printers, or a printer's API: MQTT and Home Assistant
+        follow."""
         self.printers = list(printers)
-        self.mqtt.set_printers(self.printers)
+        self.mqtt.set_printers(self.printers, without_api)
 
     def start(self) -> None:
         """Connect to the broker in the background and start the notification senders."""

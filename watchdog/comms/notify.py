@@ -42,7 +42,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from watchdog.comms.actions import ActionTokens
 from watchdog.comms.outbox import Entry, Outbox
 from watchdog.config import NotifyEvent, NotifyTarget
-from watchdog.control import Verb
+from watchdog.control import Verb, saved_answers
 from watchdog.incidents import ThrottledLog
 
 logger = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ class Event:
     incident: str | None = None
     heatmap: bytes | None = field(default=None, repr=False)
     frame: bytes | None = field(default=None, repr=False)
+    answers: tuple[Verb, ...] = ()  # the printer buttons an alert offers besides Not a failure
 
 
 def alert_event(
@@ -133,7 +134,16 @@ def alert_event(
         did = {"pause": "paused", "cancel": "cancelled"}.get(action, "not stopped (notify only)")
         title = f"{printer}: print failure, {did}"
         text = f"{printer}{job} looks like a failed print ({scored}); the print was {did}."
-    return Event(kind, printer, title, text, alert.get("incident"), heatmap_jpeg, frame_jpeg)
+    return Event(
+        kind,
+        printer,
+        title,
+        text,
+        alert.get("incident"),
+        heatmap_jpeg,
+        frame_jpeg,
+        saved_answers(alert),
+    )
 
 
 def camera_event(printer: str, online: bool) -> Event:
@@ -393,6 +403,7 @@ class TargetSender:
                 "since": now,
                 "not_before": 0.0,
                 "attachment_name": f"{self.cfg.attach}.jpg",
+                "answers": [v.value for v in event.answers],
             }
             if waiting:
                 old = waiting[-1]
@@ -539,7 +550,10 @@ class TargetSender:
             incident = str(entry.body["incident"])
             now = self.tokens.clock()
             links = []
+            offered = saved_answers(entry.body)
             for verb, label in BUTTONS:
+                if verb is not Verb.NOT_A_FAILURE and verb not in offered:
+                    continue
                 try:
                     token = self.tokens.issue(entry.printer, incident, verb, ttl)
                 except OSError as exc:

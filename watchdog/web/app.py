@@ -29,7 +29,7 @@ from werkzeug.wrappers import Response as AnyResponse
 from watchdog import overrides
 from watchdog.comms.http import json_response, text
 from watchdog.config import Config, ConfigError, HttpConfig
-from watchdog.control import Command, CommandResult, Verb
+from watchdog.control import Command, CommandResult, Verb, saved_answers
 from watchdog.detection.bundle import Bundle
 from watchdog.history import History
 from watchdog.incidents import LEAD_UP, SAFE_NAME, incidents_root, list_incidents
@@ -279,6 +279,7 @@ class Dashboard:
                     "incident": i.id,
                     "delivered": i.delivered,
                     "lead_up": list(i.lead_up),
+                    "answers": [v.value for v in saved_answers(i.alert)],
                 }
                 for i in found
             ]

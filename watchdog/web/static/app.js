@@ -387,8 +387,8 @@ function incidentCard(i) {
     el("div", { class: "buttons info" },
       act("not_failure", "Not a failure", "good", null),
       act("failure", "Confirm failure", "danger", null),
-      act("resume", "Resume print", "", `Resume the print on ${i.printer}${i.job ? " (job " + i.job + ")" : ""}?`),
-      act("cancel", "Cancel print", "danger", `Cancel the print on ${i.printer}${i.job ? " (job " + i.job + ")" : ""}? This cannot be undone.`)));
+      (i.answers || []).includes("resume") ? act("resume", "Resume print", "", `Resume the print on ${i.printer}${i.job ? " (job " + i.job + ")" : ""}?`) : null,
+      (i.answers || []).includes("cancel") ? act("cancel", "Cancel print", "danger", `Cancel the print on ${i.printer}${i.job ? " (job " + i.job + ")" : ""}? This cannot be undone.`) : null));
 }
 
 // ------------------------------------------------------------------ where to look (mask editor)
