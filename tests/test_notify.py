@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -239,6 +240,25 @@ def test_a_phone_alert_offers_only_the_printer_buttons_that_can_act(
     assert [a["label"] for a in msg.actions] == labels
     [post] = webhook_receiver.posts
     assert re.findall(r"^([A-Z][a-z ]+): http://pi\.lan", post["message"], re.M) == labels
+
+
+def test_a_failure_on_a_full_disk_still_reaches_the_phone_without_its_picture(
+    notifier_factory, ntfy_receiver, full_storage, monkeypatch, caplog
+) -> None:
+    """The storage folder and the temporary folder on one full disk (the service's private
+    /tmp is on the SD card): the outbox cannot keep the alert, nor a temporary file its
+    picture. The alert goes out as text; before, every attempt failed and it was dropped
+    after max_age_h."""
+    monkeypatch.setattr(tempfile, "tempdir", str(full_storage))
+    notifier = notifier_factory(
+        None, "p", storage_dir=full_storage / "state", notify=(target(ntfy_receiver.url("t")),)
+    )
+    notifier.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    assert notifier.notifications.flush(60), notifier.notify_status()
+    [msg] = ntfy_receiver.messages
+    assert msg.title == "ender3: print failure, paused" and msg.attachment is None
+    assert "cannot write the picture" in caplog.text
+    assert not list(full_storage.glob("watchdog-notify-*")), "temporary pictures left behind"
 
 
 def test_receiver_down_for_a_while_and_across_a_restart_is_delivered_once(

@@ -600,10 +600,7 @@ class TargetSender:
         if entry.path is not None and (entry.path / "attachment.jpg").is_file():
             picture_path = str(entry.path / "attachment.jpg")
         elif entry.attachment is not None:
-            fd, temp = tempfile.mkstemp(suffix=".jpg", prefix="watchdog-notify-")
-            with os.fdopen(fd, "wb") as f:
-                f.write(entry.attachment)
-            picture_path = temp
+            temp = picture_path = self._picture_file(entry.attachment)
         request = {
             "url": self._url,
             "title": entry.body.get("title", ""),
@@ -621,6 +618,29 @@ class TargetSender:
         if stop.is_set() and not result.get("ok"):
             return False
         return self._settle(entry, result)
+
+    def _picture_file(self, picture: bytes) -> str | None:
+        """The picture of an alert the outbox could not keep, in a temporary file for the
+        sender; None (sent without it) when that cannot be written either: a full disk must
+        not hold back the alert itself."""
+        temp = None
+        try:
+            fd, temp = tempfile.mkstemp(suffix=".jpg", prefix="watchdog-notify-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(picture)
+        except OSError as exc:
+            if temp is not None:
+                os.unlink(temp)
+            self._throttle(
+                logger,
+                logging.ERROR,
+                f"notify-picture:{self.name}",
+                "notify %s: cannot write the picture (%s): sent without it",
+                self.name,
+                exc.strerror or exc,
+            )
+            return None
+        return temp
 
     def _settle(self, entry: Entry, result: dict[str, Any]) -> bool:
         if result.get("ok"):
