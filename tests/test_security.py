@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -233,6 +236,56 @@ def test_check_config_shows_the_warning_to_the_user(tmp_path, tiny_bundle) -> No
     path.chmod(0o600)
     r = run_cli("check-config", "--config", str(path))
     assert r.returncode == 0 and READABLE not in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv"
+)
+def test_following_the_warning_about_a_secret_file_made_with_sudo_keeps_it_readable(
+    tiny_bundle,
+) -> None:
+    """A key file the owner made with sudo (root's, mode 644) read by the service's user: the
+    warning's advice, followed word for word, leaves the daemon able to read it. "chmod 600"
+    alone (the advice before) made the next start fail: the file was root's."""
+    folder = Path(tempfile.mkdtemp(prefix="watchdog-secret-"))
+    try:
+        folder.chmod(0o755)  # the unprivileged user reaches the config and the bundle
+        bundle = Path(shutil.copytree(tiny_bundle, folder / "bundle"))
+        key = folder / "octoprint.key"
+        key.write_text("hunter2-secret\n")
+        key.chmod(0o644)
+        api = {"kind": "octoprint", "url": "http://127.0.0.1:1", "api_key_file": str(key)}
+        state = folder / "state"
+        state.mkdir()
+        config = write_config(
+            folder / "c.yaml",
+            model=str(bundle),
+            storage={"dir": str(state)},
+            printers=[{"name": PRINTER, "api": api}],
+        )
+        for path in (config, state):  # the service's; the key is root's
+            os.chown(path, 65534, 65534)
+        as_service = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+        def check() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*as_service, *watchdog_cmd("check-config", "--config", str(config))],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=folder,
+                env=dict(os.environ, HOME=str(state)),
+            )
+
+        r = check()
+        assert r.returncode == 0 and READABLE in r.stderr, r.stderr
+        [advice] = re.findall(r"sudo chown .*? && sudo chmod 600 \S+", r.stderr)
+        subprocess.run(advice.replace("sudo ", ""), shell=True, check=True)
+        r = check()
+        assert r.returncode == 0 and READABLE not in r.stderr, r.stderr
+        assert "hunter2" not in r.stdout + r.stderr
+    finally:
+        shutil.rmtree(folder)
 
 
 # --------------------------------------------------------------------------- TLS of the printer API

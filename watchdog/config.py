@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import pwd
 import re
 import stat
 from enum import StrEnum
@@ -540,14 +541,27 @@ def _expand_env(node: Any, path: str) -> Any:
 
 
 def _warn_if_readable(path: Path, what: str) -> None:
+    """Say how to close it; owned by another user (a file made with sudo), chmod 600 alone
+    would leave this process unable to read it at the next start."""
     try:
-        mode = path.stat().st_mode
+        st = path.stat()
     except OSError:
         return
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
+    if st.st_mode & (stat.S_IRGRP | stat.S_IROTH):
+        me = _user_name(os.geteuid())
+        fix = f"chmod 600 {path}"
+        if st.st_uid != os.geteuid():
+            fix = f"sudo chown {me} {path} && sudo chmod 600 {path} (this process runs as {me})"
         logger.warning(
-            "%s %s is readable by other users (mode %o); chmod 600 it", what, path, mode & 0o777
+            "%s %s is readable by other users (mode %o); %s", what, path, st.st_mode & 0o777, fix
         )
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def _read_secret(data: dict[str, Any], key: str, file_key: str, path: str, base: Path) -> None:
