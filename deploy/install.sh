@@ -25,7 +25,8 @@ Installs printer-watchdog from this checkout ($REPO):
 Options:
   --uninstall        stop and remove the service, the virtualenv and the unit; keep
                      /etc/$NAME (config, secrets) and /var/lib/$NAME (incidents)
-  --purge            like --uninstall, and also delete config, secrets, incidents and the user
+  --purge            like --uninstall, and also delete config, secrets, incidents, collected
+                     frames, models trained on the Pi and the user
   --prefix DIR       install everything under DIR (a fake root, for tests); implies
                      --no-systemd, so nothing outside DIR is touched
   --no-systemd       do not create the user or call systemctl (containers, tests)
@@ -236,7 +237,7 @@ install_files() {
     local path="$ETC/$secret"
     if [ -e "$path" ]; then
       if [ -n "$(find "$path" -perm /077)" ]; then
-        say "warning: $path is readable by other users; chmod 600 it"
+        say "warning: $path is readable by other users; chown $SERVICE_USER $path && chmod 600 $path"
       fi
     else
       install -m 0600 /dev/null "$path"
@@ -246,7 +247,9 @@ install_files() {
 
   mkdir -p "$STATE"
   chmod 0750 "$STATE"
-  own "$SERVICE_USER:$SERVICE_USER" "$STATE"
+  # Recursively: a command once run as plain root leaves files the service cannot write, and
+  # systemd's own chown of the state folder skips a folder whose top is owned right.
+  own -R "$SERVICE_USER:$SERVICE_USER" "$STATE"
 
   # The unit is ours: rewritten on every run (local changes go in `systemctl edit` drop-ins).
   mkdir -p "$(dirname "$UNIT")"
@@ -265,10 +268,20 @@ start_service() {
   local was_active=0
   systemctl is-active --quiet "$NAME.service" && was_active=1
   systemctl daemon-reload
-  systemctl enable --now "$NAME.service"
-  # A re-run upgrades the code: restart a service that was already running to load it.
-  [ "$was_active" = 0 ] || systemctl restart "$NAME.service"
-  say "service $NAME enabled and started"
+  if [ "$UPGRADE" = 0 ]; then
+    systemctl enable --now "$NAME.service"
+    say "service $NAME enabled and started"
+  elif [ "$was_active" = 0 ]; then
+    # stopped by its owner (collecting frames from its camera, say): their choice stands
+    say "service $NAME is stopped: left stopped (sudo systemctl start $NAME starts the new version)"
+  elif ! "$VENV/bin/python" -m watchdog check-config --config "$ETC/config.yaml" >/dev/null; then
+    # Restarting would stop the running watchdog for good: keep it until the file is fixed.
+    say "warning: the new version refuses $ETC/config.yaml (above); the service was not restarted"
+    say "  and still runs the old version: fix the file, then: sudo systemctl restart $NAME"
+  else
+    systemctl restart "$NAME.service"
+    say "service $NAME restarted on the new version"
+  fi
 }
 
 next_steps() {
@@ -304,7 +317,7 @@ uninstall() {
     fi
     say "purged $ETC, $STATE and the user $SERVICE_USER"
   else
-    say "kept $ETC (config, secrets) and $STATE (incidents); --purge deletes them"
+    say "kept $ETC (config, secrets) and $STATE (incidents, collected frames, models); --purge deletes them"
   fi
 }
 
@@ -316,6 +329,8 @@ case "$ACTION" in
       die "$REPO is not a printer-watchdog checkout (run deploy/install.sh from inside one)"
     fi
     CREATED_CONFIG=""
+    UPGRADE=0
+    [ ! -e "$UNIT" ] || UPGRADE=1
     check_arch
     create_user
     make_venv

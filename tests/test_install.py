@@ -536,8 +536,12 @@ report() {
 }
 install; report install
 echo 'printers: [{name: mine}]' > /etc/printer-watchdog/config.yaml
+mkdir /var/lib/printer-watchdog/outbox; touch /var/lib/printer-watchdog/outbox/made-by-root
 install; report rerun
 grep -q 'name: mine' /etc/printer-watchdog/config.yaml && echo "config kept"
+stat -c "%n %U" /var/lib/printer-watchdog/outbox/made-by-root
+echo 'printers: [{name: mine, colour: red}]' > /etc/printer-watchdog/config.yaml
+echo "== refused"; install
 install --uninstall; report uninstall
 install --purge; report purge
 """
@@ -567,9 +571,9 @@ def test_root_install_creates_user_and_enables_the_service(
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    install, rerun, uninstall, purge = (
+    install, rerun, refused, uninstall, purge = (
         out.split(f"== {step}\n")[1].split("==")[0]
-        for step in ("install", "rerun", "uninstall", "purge")
+        for step in ("install", "rerun", "refused", "uninstall", "purge")
     )
     assert "printer-watchdog:x:" in install and "/usr/sbin/nologin" in install
     assert "video" in install.splitlines()[1].split()  # supplementary group for /dev/video*
@@ -595,8 +599,10 @@ def test_root_install_creates_user_and_enables_the_service(
         # the re-run upgrades the code: a running service is restarted to load it
         "is-active --quiet printer-watchdog.service",
         "daemon-reload",
-        "enable --now printer-watchdog.service",
         "restart printer-watchdog.service",
+        # a config the new version refuses: the running service is kept, not restarted
+        "is-active --quiet printer-watchdog.service",
+        "daemon-reload",
         "disable --now printer-watchdog.service",
         "daemon-reload",
         "disable --now printer-watchdog.service",
@@ -606,3 +612,7 @@ def test_root_install_creates_user_and_enables_the_service(
         "config kept" in rerun
         and "/etc/printer-watchdog/config.yaml printer-watchdog:printer-watchdog 600" in rerun
     )
+    # a file root made in the state folder (a command run with plain sudo) is the service's again
+    assert "/var/lib/printer-watchdog/outbox/made-by-root printer-watchdog" in rerun
+    assert "restarted on the new version" in out
+    assert "colour" in proc.stderr and "was not restarted" in refused, refused

@@ -288,6 +288,35 @@ def test_following_the_warning_about_a_secret_file_made_with_sudo_keeps_it_reada
         shutil.rmtree(folder)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+@pytest.mark.parametrize("command", ["run", "feedback"])
+def test_root_is_refused_in_the_service_users_storage_folder(
+    tmp_path, tiny_bundle, command
+) -> None:
+    """`sudo printer-watchdog run` (without -u) made root's files in the service's folder:
+    the service could no longer save an incident, its outbox or its lock. Refused, naming the
+    user to run it as, and nothing is written there."""
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(state, 65534, 65534)
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(tiny_bundle),
+        storage={"dir": str(state)},
+        printers=[{"name": PRINTER}],
+    )
+    args = {
+        "run": (),
+        "feedback": ("--printer", PRINTER, "--incident", "x", "--verdict", "failure"),
+    }
+    r = run_cli(command, "--config", str(config), *args[command])
+    assert r.returncode == 2, r.stdout + r.stderr
+    line = r.stderr.strip().splitlines()[-1]  # after the TFLite runtime's own INFO line
+    assert "Traceback" not in r.stderr and line.startswith("error: ")
+    assert f"{state} belongs to the user nobody" in line and "sudo -u nobody" in line
+    assert list(state.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- TLS of the printer API
 
 MOONRAKER_PRINTING = {

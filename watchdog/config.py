@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import pwd
 import re
 import stat
 from enum import StrEnum
@@ -29,6 +28,7 @@ from watchdog.schema import (
     field_validator,
     model_validator,
 )
+from watchdog.storage_lock import user_name
 
 logger = logging.getLogger(__name__)
 
@@ -548,20 +548,13 @@ def _warn_if_readable(path: Path, what: str) -> None:
     except OSError:
         return
     if st.st_mode & (stat.S_IRGRP | stat.S_IROTH):
-        me = _user_name(os.geteuid())
+        me = user_name(os.geteuid())
         fix = f"chmod 600 {path}"
         if st.st_uid != os.geteuid():
             fix = f"sudo chown {me} {path} && sudo chmod 600 {path} (this process runs as {me})"
         logger.warning(
             "%s %s is readable by other users (mode %o); %s", what, path, st.st_mode & 0o777, fix
         )
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 def _read_secret(data: dict[str, Any], key: str, file_key: str, path: str, base: Path) -> None:

@@ -11,6 +11,7 @@ import errno
 import fcntl
 import logging
 import os
+import pwd
 from pathlib import Path
 
 from watchdog.errors import UsageError
@@ -49,12 +50,41 @@ def _other_pid(fd: int) -> str:
     return text if text.isdigit() else "unknown"
 
 
+def refuse_as_root_in_a_users_folder(storage_dir: Path) -> None:
+    """Root writing into the service user's storage folder leaves files that user cannot
+    write (incidents, the outbox, the lock): every later save fails, quietly, and systemd
+    does not hand them back. So a command run with plain ``sudo`` is refused, naming the
+    user to run it as."""
+    if os.geteuid() != 0:
+        return
+    try:
+        owner = Path(storage_dir).stat().st_uid
+    except OSError:
+        return
+    if owner != 0:
+        user = user_name(owner)
+        raise UsageError(
+            f"storage folder {storage_dir} belongs to the user {user}: run this as that user "
+            f"(sudo -u {user} ...), not as root (files root makes there, the service cannot write)"
+        )
+
+
+def user_name(uid: int) -> str:
+    """The user's name as the owner would type it; the number where there is none."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 def lock_storage(storage_dir: Path) -> StorageLock:
-    """Take the folder's lock or raise StorageInUse naming the folder and the holder's pid.
+    """Take the folder's lock or raise StorageInUse naming the folder and the holder's pid
+    (or UsageError as root in a user's folder).
 
     A folder where no lock file can be written (read-only storage) is not a reason to stop:
     alerts still go out over MQTT, so it is logged and the daemon runs unlocked.
     """
+    refuse_as_root_in_a_users_folder(storage_dir)
     path = Path(storage_dir) / LOCK_FILE
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ import argparse
 from watchdog.config import load_config
 from watchdog.errors import UsageError
 from watchdog.incidents import VERDICTS, IncidentError, mark_failure, mark_not_failure
+from watchdog.storage_lock import refuse_as_root_in_a_users_folder
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +42,7 @@ def main(args: argparse.Namespace) -> int:
             f"--printer {args.printer!r} is not in {args.config} (printers: {', '.join(names)})"
         )
     storage = config.storage.dir
+    refuse_as_root_in_a_users_folder(storage)
     try:
         if args.verdict == "not_failure":
             frame = mark_not_failure(storage, args.printer, args.incident)
