@@ -426,6 +426,7 @@ def test_read_only_storage_alerts_still_go_out_and_the_failure_is_logged_once(
         delivered = alert_ids(sub, p)
         assert len(delivered) == len(raised) >= 3 and len(set(delivered)) == len(delivered)
         assert daemon.log.count("cannot save incident") == 1, daemon.log
+        assert f"storage folder {readonly_storage} is not writable" in daemon.log  # at start
         assert daemon.alive()
     finally:
         rc = daemon.stop()

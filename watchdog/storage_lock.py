@@ -90,8 +90,11 @@ def lock_storage(storage_dir: Path) -> StorageLock:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
-        logger.warning(
-            "cannot lock storage folder %s (%s): a second daemon on it would not be refused",
+        logger.error(
+            "storage folder %s is not writable (%s): incidents, queued alerts and saved "
+            "settings are not kept, and a second daemon on it would not be refused; under "
+            "systemd a folder outside /var/lib/printer-watchdog needs ReadWritePaths= "
+            "(sudo systemctl edit printer-watchdog)",
             storage_dir,
             exc.strerror or exc,
         )
