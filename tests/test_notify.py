@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -409,12 +411,19 @@ def test_a_damaged_outbox_entry_does_not_stop_the_notifications(
     nested = saved.parent.parent / "00000000T000000000Z-nested"
     nested.mkdir()
     (nested / "entry.json").write_text("[" * 100_000)
+    # a power cut while an entry was being written, weeks ago, and one being written now
+    cut, writing = (saved.parent.parent / f".{name}.partial" for name in ("cut", "writing"))
+    for folder in (cut, writing):
+        folder.mkdir()
+        (folder / "attachment.jpg").write_bytes(jpeg(5))
+    os.utime(cut, (time.time() - 30 * 86400,) * 2)
 
     webhook_receiver.refuse(None)
     second = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets)
     second.raise_alert(PRINTER, alert(score=0.95), jpeg(3), jpeg(4))
     assert second.notifications.flush(30), second.notify_status()
     assert len(webhook_receiver.posts) == 2  # the damaged entry went out too: nothing lost
+    assert not cut.exists() and writing.exists()  # left-overs do not fill the card
 
 
 def test_a_damaged_camera_notification_on_disk_does_not_break_the_next_camera_news(

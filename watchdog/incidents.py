@@ -175,6 +175,17 @@ def _read_alert(path: Path) -> dict[str, Any]:
     return data
 
 
+def remove_stale_partials(folder: Path, age_s: float = 3600.0) -> None:
+    """Half-written folders (``.<id>.partial``) a power cut or a full disk left behind; an
+    hour old, nobody is still writing them."""
+    try:
+        for stale in folder.glob(".*.partial"):
+            if time.time() - stale.stat().st_mtime > age_s:
+                shutil.rmtree(stale, ignore_errors=True)
+    except OSError:
+        pass
+
+
 class IncidentStore:
     """Incidents of all printers under one storage folder; safe to share between threads."""
 
@@ -344,12 +355,7 @@ class IncidentStore:
         folder = self.root / printer
         removed = 0
         with self._lock:
-            try:
-                for stale in folder.glob(".*.partial"):
-                    if time.time() - stale.stat().st_mtime > 3600:
-                        shutil.rmtree(stale, ignore_errors=True)
-            except OSError:
-                pass
+            remove_stale_partials(folder)
             dirs = self._incident_dirs(folder)
             excess = len(dirs) - self.keep
             for path in dirs:  # oldest first

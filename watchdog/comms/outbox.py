@@ -30,6 +30,7 @@ from watchdog.incidents import (
     ThrottledLog,
     fsync_dir,
     new_incident_id,
+    remove_stale_partials,
     to_json,
     write_durably,
 )
@@ -146,6 +147,7 @@ class Outbox:
     def pending(self, channel: str) -> list[Entry]:
         """Saved entries of ``channel``, oldest first (left by an earlier run or not yet done)."""
         folder = self.root / channel
+        remove_stale_partials(folder)
         try:
             dirs = sorted(p for p in folder.iterdir() if p.is_dir() and SAFE_NAME.fullmatch(p.name))
         except OSError:
