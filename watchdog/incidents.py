@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from watchdog import frames
+from watchdog.durable import fsync_dir, write_durably
 
 logger = logging.getLogger(__name__)
 
@@ -139,21 +140,6 @@ def incident_dir(storage_dir: Path, printer: str, incident_id: str) -> Path:
     if not (path / ALERT).is_file():
         raise IncidentError(f"no incident {incident_id} for printer {printer} in {path.parent}")
     return path
-
-
-def write_durably(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def stored_job(storage_dir: Path, printer: str, incident_id: str) -> str | None:
@@ -276,14 +262,17 @@ class IncidentStore:
         frames are copied here when the verdict is already there, so either way they reach
         the failures folder."""
         folder = self.root / printer / incident_id / LEAD_UP
+        partial = folder.with_name(f".{LEAD_UP}.partial")  # a power cut leaves no cut pictures
         try:
             if not folder.parent.is_dir():
                 return
-            folder.mkdir(exist_ok=True)
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir()
             for n, item in enumerate(lead_up):
-                write_durably(folder / f"{n:02d}-heatmap.jpg", item.heatmap_jpeg)
+                write_durably(partial / f"{n:02d}-heatmap.jpg", item.heatmap_jpeg)
                 if item.frame_jpeg is not None:
-                    write_durably(folder / f"{n:02d}-frame.jpg", item.frame_jpeg)
+                    write_durably(partial / f"{n:02d}-frame.jpg", item.frame_jpeg)
+            os.replace(partial, folder)
             if _read_alert(folder.parent).get("verdict") == "failure":
                 _copy_failure_frames(folder.parent, self.storage_dir, printer, incident_id)
         except (OSError, IncidentError) as exc:

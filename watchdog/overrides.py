@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from watchdog.config import Config, ConfigError, DetectionConfig, load_config
+from watchdog.durable import replace_file
 from watchdog.schema import SchemaError
 
 logger = logging.getLogger(__name__)
@@ -186,13 +187,8 @@ def _write(storage_dir: Path, saved: dict[str, dict[str, Any]]) -> None:
     if not saved:
         path.unlink(missing_ok=True)
         return
-    tmp = path.with_name(f".{FILE}.tmp")
     body = {"printers": {name: {"detection": d} for name, d in sorted(saved.items())}}
-    with open(tmp, "w") as f:
-        json.dump(body, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    replace_file(path, json.dumps(body, indent=2).encode(), mode=0o644)
 
 
 def yaml_snippet(printer: str, detection: dict[str, Any]) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import secrets
 import threading
@@ -28,6 +27,7 @@ from http import HTTPStatus
 from pathlib import Path
 
 from watchdog.control import Command, Dispatcher, Verb
+from watchdog.durable import replace_file
 from watchdog.incidents import SAFE_NAME, incidents_root, stored_job
 
 logger = logging.getLogger(__name__)
@@ -99,14 +99,7 @@ class ActionTokens:
         keep = {
             d: {**asdict(g), "verb": g.verb.value} for d, g in grants.items() if g.expires > now
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{FILE_NAME}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(keep, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        replace_file(self.path, json.dumps(keep).encode())
 
     def issue(self, printer: str, incident: str, verb: Verb, ttl_s: float) -> str:
         """A new token for ``verb`` on ``incident`` of ``printer``; OSError if it cannot be stored."""

@@ -25,14 +25,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from watchdog.durable import fsync_dir, write_durably
 from watchdog.incidents import (
     SAFE_NAME,
     ThrottledLog,
-    fsync_dir,
     new_incident_id,
     remove_stale_partials,
     to_json,
-    write_durably,
 )
 
 logger = logging.getLogger(__name__)

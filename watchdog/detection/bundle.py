@@ -9,10 +9,8 @@ parameter the daemon needs: preprocessing, score function, threshold, normal-sco
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import stat
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -20,6 +18,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from watchdog.durable import replace_file
 
 FORMAT = "printer-watchdog-bundle"
 FORMAT_VERSION = 1
@@ -636,18 +636,15 @@ class Bundle:
         """Rewrite model.json in place of the old one, never half: written beside it, read
         back, then renamed over it. BundleError (the old file untouched) when it cannot be."""
         target = self.path / META_FILE
-        tmp = self.path / f".{META_FILE}.tmp"
         text = json.dumps(self.meta.to_dict(), indent=2) + "\n"
         try:
-            with open(tmp, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            BundleMeta.from_dict(json.loads(tmp.read_text()), str(target))
-            os.replace(tmp, target)
+            replace_file(
+                target,
+                text.encode(),
+                mode=0o644,
+                check=lambda tmp: BundleMeta.from_dict(json.loads(tmp.read_text()), str(target)),
+            )
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
             raise BundleError(
                 f"{target}: cannot save ({exc.strerror or exc}); the bundle is as it was"
             ) from None

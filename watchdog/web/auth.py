@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import secrets
 import sys
 import threading
@@ -24,6 +23,7 @@ from pathlib import Path
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from watchdog.config import HttpConfig
+from watchdog.durable import replace_file
 from watchdog.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -56,10 +56,7 @@ def password_hash(cfg: HttpConfig, storage_dir: Path, announce: bool = True) -> 
     password = secrets.token_urlsafe(12)
     hashed = generate_password_hash(password)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(hashed + "\n")
+        replace_file(path, (hashed + "\n").encode())
     except OSError as exc:
         raise UsageError(
             f"http.generate_password: cannot write {path}: {exc.strerror or exc}"
