@@ -75,6 +75,28 @@ def test_collect_copies_a_folder_recording_to_its_end_and_stops(tmp_path: Path) 
 
 
 @pytest.mark.parametrize(
+    ("min_free", "rc", "expected"),
+    [
+        ("500", 1, "has 0 MB free, less than --min-free-mb 500: stopped before it fills"),
+        ("0", 2, "(the disk is full)"),  # told not to stop: the write fails, and says why
+    ],
+)
+def test_collect_stops_before_the_disk_fills_and_says_so(
+    tmp_path: Path, full_storage: Path, min_free: str, rc: int, expected: str
+) -> None:
+    """A collect left running must not fill the SD card the watchdog keeps its alerts on."""
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[{"name": "ender3", "camera": {"source": str(_frames(tmp_path / "rec", 5))}}],
+    )
+    out = full_storage / "frames"
+    r = run_cli("collect", "--config", str(config), "--out", str(out), "--min-free-mb", min_free)
+    assert r.returncode == rc and "Traceback" not in r.stderr, r.stderr
+    assert expected in r.stderr and str(out) in r.stderr, r.stderr
+    assert not list(full_storage.rglob("*.jpg"))
+
+
+@pytest.mark.parametrize(
     ("args", "expected"),
     [
         (["demo", "--interval", "-1"], "--interval: invalid seconds (0 to 3600) value: '-1'"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -52,6 +53,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=0,
         help="stop after this many frames in all (0: until stopped)",
+    )
+    p.add_argument(
+        "--min-free-mb",
+        type=float,
+        default=500.0,
+        help="stop when the disk of --out has less than this many MB free, so that a collect "
+        "left running never fills the SD card the watchdog saves its alerts on (default 500)",
     )
     p.add_argument(
         "--wait-s",
@@ -119,7 +127,9 @@ class Collector:
         self.out.mkdir(parents=True, exist_ok=True)
         path = frames.frame_path(self.out, self.session, self.count)
         if not cv2.imwrite(str(path), frame):
-            raise UsageError(f"cannot write {path} (is --out writable?)")
+            free = _free_mb(self.out)
+            why = "the disk is full" if free is not None and free < 1 else "is --out writable?"
+            raise UsageError(f"cannot write {path} ({why})")
         self.count += 1
         self.saved += 1
         return 1
@@ -158,13 +168,35 @@ class Collector:
         )
 
 
+def _free_mb(folder: Path) -> float | None:
+    """Free space where ``folder`` is (or would be created); None when it cannot be told."""
+    for path in (folder, *folder.parents):
+        try:
+            return shutil.disk_usage(path).free / 1e6
+        except OSError:
+            continue
+    return None
+
+
 def collect(
-    collectors: list[Collector], stop: threading.Event, max_frames: int, wait_s: float
+    collectors: list[Collector],
+    stop: threading.Event,
+    max_frames: int,
+    wait_s: float,
+    out: Path | None = None,
+    min_free_mb: float = 0.0,
 ) -> tuple[int, str]:
     """Frames saved, and why collect gave up early ("" when it did not): until stopped, the
-    frame budget is spent, every recording is read to its end, or a camera never answers."""
+    frame budget is spent, every recording is read to its end, a camera never answers, or
+    the disk of ``out`` has less than ``min_free_mb`` left."""
     saved = 0
     while not stop.is_set() and not (max_frames and saved >= max_frames):
+        free = None if out is None or not min_free_mb else _free_mb(out)
+        if free is not None and free < min_free_mb:
+            return saved, (
+                f"the disk of {out} has {free:.0f} MB free, less than --min-free-mb "
+                f"{min_free_mb:g}: stopped before it fills; free some space or pick another --out"
+            )
         now = time.monotonic()
         for c in collectors:
             saved += 0 if c.finished else c.tick(now)
@@ -190,7 +222,9 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     collectors = [Collector(p, out, stop) for p in printers]
     try:
-        saved, gave_up = collect(collectors, stop, args.max_frames, args.wait_s)
+        saved, gave_up = collect(
+            collectors, stop, args.max_frames, args.wait_s, out, args.min_free_mb
+        )
     finally:
         for c in collectors:
             c.camera.close()
