@@ -54,13 +54,13 @@ def _config(tmp_path: Path, listen: str, **http: object) -> Path:
     )
 
 
-def _start(config: Path, log: Path, port: int) -> DaemonProcess:
+def _start(config: Path, log: Path, port: int, host: str = "127.0.0.1") -> DaemonProcess:
     daemon = DaemonProcess(config, log)
 
     def up() -> bool:
         assert daemon.alive(), daemon.log
         try:
-            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+            return requests.get(f"http://{host}:{port}/healthz", timeout=2).status_code == 200
         except requests.ConnectionError:
             return False
 
@@ -342,6 +342,24 @@ def test_loopback_page_is_open_but_posts_need_the_token_and_the_host(open_daemon
         requests.get(f"{url}/healthz", headers={"Host": "evil.example"}, timeout=10).status_code
         == 200
     )
+
+
+def test_the_page_opens_on_any_loopback_address_it_listens_on(tmp_path: Path) -> None:
+    """127.0.1.1 (Debian's address for the machine's own name) is this machine as much as
+    127.0.0.1: the config took it without a password, but every request was refused (403).
+    A name resolving to it is still refused (DNS rebinding)."""
+    port = free_port()
+    daemon = _start(
+        _config(tmp_path, f"127.0.1.1:{port}"), tmp_path / "daemon.log", port, "127.0.1.1"
+    )
+    try:
+        url = f"http://127.0.1.1:{port}"
+        assert requests.get(f"{url}/", timeout=10).status_code == 200
+        assert requests.get(f"{url}/api/state", timeout=10).status_code == 200
+        rebound = requests.get(f"{url}/api/state", headers={"Host": "evil.example"}, timeout=10)
+        assert rebound.status_code == 403
+    finally:
+        daemon.stop()
 
 
 def test_settings_are_validated_saved_shown_by_check_config_and_reset(open_daemon) -> None:

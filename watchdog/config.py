@@ -479,12 +479,11 @@ class Config(_Model):
         if len(given) != len(set(given)):
             raise ValueError("notify: target names must be unique")
         if any(t.actions_url for t in self.notify):
-            host = self.http.listen.rpartition(":")[0].strip("[]")
             if not self.http.listen:
                 logger.warning(
                     "notify: actions_url is set but http.listen is empty: the buttons have no server to call"
                 )
-            elif host in ("127.0.0.1", "localhost", "::1"):
+            elif is_loopback(self.http.listen):
                 logger.warning(
                     "notify: actions_url is set but http.listen is %s: a phone reaches the buttons only "
                     "through a proxy on this machine",

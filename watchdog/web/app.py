@@ -28,7 +28,7 @@ from werkzeug.wrappers import Response as AnyResponse
 
 from watchdog import overrides
 from watchdog.comms.http import json_response, text
-from watchdog.config import Config, ConfigError, HttpConfig
+from watchdog.config import Config, ConfigError, HttpConfig, is_loopback
 from watchdog.control import Command, CommandResult, Verb, saved_answers
 from watchdog.detection.bundle import Bundle
 from watchdog.history import History
@@ -39,7 +39,6 @@ STATIC = Path(__file__).parent / "static"
 COOKIE = "watchdog_session"
 LOGIN_COOKIE = "watchdog_login"
 _INCIDENT_FILES = {"frame.jpg", "heatmap.jpg"}
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
 
 class Backend(Protocol):
@@ -101,7 +100,9 @@ class Dashboard:
         path = request.path
         if path == "/healthz" or path.startswith("/actions/"):
             return None  # a phone button carries its own capability token (watchdog.comms.actions)
-        if not self.login_required and _host_name(request.host) not in _LOOPBACK_HOSTS:
+        # Host: a loopback address or localhost, never a name (a site whose name resolves to
+        # 127.0.0.1 would read the page from the owner's browser)
+        if not self.login_required and not is_loopback(f"{_host_name(request.host)}:0"):
             return text("403 this page answers to 127.0.0.1 or localhost only", 403)
         if (
             self.login_required
