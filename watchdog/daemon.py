@@ -365,11 +365,12 @@ class Daemon:
             return False
         now = time.monotonic()
         for r in running.values():
-            if r.watcher.failing_steps >= FAILED_STEPS_UNHEALTHY:
+            snap = r.watcher.snapshot  # the watcher's thread owns the rest of its state
+            if snap.failing_steps >= FAILED_STEPS_UNHEALTHY:
                 return False  # alive, but every step raises: nothing is watched
             cam = r.watcher.cfg.camera
             budget = cam.interval_s + cam.timeout_s + r.watcher.cfg.api.timeout_s * 2 + 30
-            if not r.thread.is_alive() or now - r.watcher.snapshot.heartbeat > budget:
+            if not r.thread.is_alive() or now - snap.heartbeat > budget:
                 return False
         return True
 

@@ -645,12 +645,12 @@ class TargetSender:
     def _settle(self, entry: Entry, result: dict[str, Any]) -> bool:
         if result.get("ok"):
             self.outbox.done(entry)
-            self._buttons.pop(entry.id, None)
-            self.sent += 1
             self.meters.outcomes.labels(self.name, "sent").inc()
             now = time.time()
-            self.last_sent_at = now
-            with self._cond:
+            with self._cond:  # status() reads these from other threads
+                self._buttons.pop(entry.id, None)
+                self.sent += 1
+                self.last_sent_at = now
                 self._last_sent[(entry.printer, str(entry.body.get("group")))] = now
                 self._last_kind[(entry.printer, str(entry.body.get("group")))] = str(
                     entry.body.get("kind")
@@ -667,8 +667,9 @@ class TargetSender:
             )
             return True
         detail = mask(str(result.get("detail", "")), self.fragments).strip().rstrip(".")[:300]
-        self.last_error = detail
-        self.failed += 1
+        with self._cond:
+            self.last_error = detail
+            self.failed += 1
         self.meters.outcomes.labels(self.name, "failed").inc()
         if result.get("permanent"):
             if not self.rejected:
@@ -700,20 +701,20 @@ class TargetSender:
         return False
 
     def status(self) -> dict[str, Any]:
+        """A consistent view of the counters the sender thread keeps."""
         with self._cond:
-            pending = len(self._queue) + (1 if self._sending else 0)
-        return {
-            "service": self.cfg.scheme,
-            "events": [e.value for e in self.cfg.events],
-            "sent": self.sent,
-            "failed": self.failed,
-            "pending": pending,
-            "dropped": self.dropped,
-            "coalesced": self.coalesced,
-            "rejected": self.rejected,
-            "last_error": self.last_error,
-            "last_sent": _iso(self.last_sent_at),
-        }
+            return {
+                "service": self.cfg.scheme,
+                "events": [e.value for e in self.cfg.events],
+                "sent": self.sent,
+                "failed": self.failed,
+                "pending": len(self._queue) + (1 if self._sending else 0),
+                "dropped": self.dropped,
+                "coalesced": self.coalesced,
+                "rejected": self.rejected,
+                "last_error": self.last_error,
+                "last_sent": _iso(self.last_sent_at),
+            }
 
 
 class Notifications:
