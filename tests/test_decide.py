@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from watchdog.detection.decide import Event, Label, Settings, WatchState, on_frame
 from watchdog.detection.decide import on_printer as fold_printer
-from watchdog.devices.printers import PrinterState
+from watchdog.printing import PrinterState
 
 S = Settings(consecutive=3, cooldown_s=90.0)
 

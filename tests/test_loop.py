@@ -17,7 +17,8 @@ from watchdog.comms.notifier import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
 from watchdog.control import Command, Verb
 from watchdog.detection.bundle import Bundle
-from watchdog.devices.printers import PrinterStatus, SimulatedPrinter
+from watchdog.devices.printers import SimulatedPrinter
+from watchdog.printing import PrinterState, PrinterStatus
 from watchdog.watcher import Watcher, build_watcher
 
 CALIBRATION = 4  # tiny_adaptive_bundle's --adapt-frames
@@ -482,7 +483,7 @@ def test_a_print_stopped_by_a_printer_error_is_told_with_its_reason_and_a_reprin
 
         def status(self):
             if self.error:
-                return PrinterStatus("error", None, self.error)
+                return PrinterStatus(PrinterState.ERROR, None, self.error)
             return super().status()
 
     printer = Failing("benchy.gcode")

@@ -34,18 +34,12 @@ from watchdog.detection.bundle import Bundle, encode_jpeg
 from watchdog.detection.decide import Event, Label
 from watchdog.detection.detector import Detector, MaskError, Verdict
 from watchdog.devices.capture import Camera, open_camera
-from watchdog.devices.printers import (
-    Action,
-    ActionResult,
-    Outcome,
-    PrinterClient,
-    PrinterState,
-    make_printer,
-)
+from watchdog.devices.printers import PrinterClient, make_printer
 from watchdog.frame_gate import FrameGate
 from watchdog.history import History
 from watchdog.incidents import stored_job
 from watchdog.metrics import Metrics
+from watchdog.printing import Action, ActionResult, Outcome, PrinterState
 
 logger = logging.getLogger(__name__)
 
@@ -398,8 +392,8 @@ class Watcher:
         # Saved before acting: a pause that hangs past the shutdown wait must not take the alert
         # with it. Left on disk (pending) it is delivered after the restart; replaced when done.
         unknown = ActionResult(
-            str(self.action),
-            "unknown",
+            self.action,
+            Outcome.UNKNOWN,
             f"the watchdog stopped before the {self.action} finished; check the printer",
             0,
         )
@@ -470,7 +464,7 @@ class Watcher:
             return self.printer.cancel()
         if action is Action.RESUME:
             return self.printer.resume()
-        return ActionResult(str(Action.NOTIFY), str(Outcome.DONE), "notify only", 0)
+        return ActionResult(Action.NOTIFY, Outcome.DONE, "notify only", 0)
 
     # ----------------------------------------------------------------- commands from other threads
 

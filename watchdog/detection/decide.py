@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Protocol
 
-from watchdog.devices.printers import PrinterState
+from watchdog.printing import PrinterState
 
 
 class Event(Enum):

@@ -27,14 +27,22 @@ import json
 import logging
 import re
 import threading
-from dataclasses import asdict, dataclass
-from enum import StrEnum
 from typing import Any, Protocol
 
 import urllib3
 
 from watchdog.config import ApiConfig
 from watchdog.devices.http_client import HttpClient, connection_cause
+from watchdog.printing import (
+    AFTER,
+    ALLOWED,
+    ALREADY,
+    Action,
+    ActionResult,
+    Outcome,
+    PrinterState,
+    PrinterStatus,
+)
 from watchdog.redact import redact, redact_url
 
 logger = logging.getLogger(__name__)
@@ -43,56 +51,11 @@ MAX_ANSWER_BYTES = 1_000_000  # an API answer is a few kB; anything bigger is re
 STATUS_TIMEOUT_S = 5.0  # status() runs every frame: keep it short whatever api.timeout_s says
 
 
-class PrinterState(StrEnum):
-    """What a printer API reports (see the module's docstring)."""
-
-    PRINTING = "printing"
-    PAUSED = "paused"
-    IDLE = "idle"
-    ERROR = "error"
-    OFFLINE = "offline"
-
-
-class Action(StrEnum):
-    """What the watchdog (or the owner, through it) asks of a printer."""
-
-    PAUSE = "pause"
-    CANCEL = "cancel"
-    RESUME = "resume"
-    NOTIFY = "notify"  # nothing asked of the printer: the alert only
-
-
-class Outcome(StrEnum):
-    DONE = "done"  # the API accepted it
-    REFUSED = "refused"  # the printer's state did not allow it
-    FAILED = "failed"  # the API could not be reached or answered badly
-    SKIPPED = "skipped"  # no printer API configured
-
-
-@dataclass(frozen=True)
-class PrinterStatus:
-    """What the printer does now, as far as its API says."""
-
-    state: str  # a PrinterState value
-    job: str | None = None  # file name of the current job, if known
-    detail: str = ""  # human-readable, e.g. "HTTP 503 from http://…: Klippy Host not connected"
-
-    @property
-    def printing(self) -> bool:
-        return self.state == "printing"
-
-
-@dataclass(frozen=True)
-class ActionResult:
-    """The outcome of one pause/cancel/notify, as it goes into the alert."""
-
-    action: str  # "pause" | "cancel" | "notify"
-    outcome: str  # "done" | "refused" | "failed" | "skipped"
-    detail: str
-    attempts: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def refusal(action: Action, st: PrinterStatus) -> str:
+    """Why ``action`` is refused in the printer's state, in the owner's words."""
+    why = f": {st.detail}" if st.detail else ""
+    doing = "not paused" if action is Action.RESUME else "not printing"
+    return f"{doing} (printer is {st.state}{why})"
 
 
 class PrinterClient(Protocol):
@@ -288,7 +251,7 @@ class _HttpPrinter:
     def _read_status(self) -> PrinterStatus:
         raise NotImplementedError
 
-    def _send(self, action: str) -> None:
+    def _send(self, action: Action) -> None:
         raise NotImplementedError
 
     def status(self) -> PrinterStatus:
@@ -296,9 +259,9 @@ class _HttpPrinter:
         try:
             st = self._read_status()
         except _Failure as exc:
-            st = PrinterStatus("offline", None, exc.detail)
+            st = PrinterStatus(PrinterState.OFFLINE, None, exc.detail)
         # The watcher logs status changes with the printer's name; here only for debugging.
-        problem = st.detail if st.state in ("offline", "error") else None
+        problem = st.detail if st.state in (PrinterState.OFFLINE, PrinterState.ERROR) else None
         if problem != self._last_status_problem:
             logger.debug(
                 "%s %s status: %s",
@@ -311,38 +274,33 @@ class _HttpPrinter:
 
     def pause(self) -> ActionResult:
         """Pause the running job: state checked first, bounded retries, never raises."""
-        return self._act("pause")
+        return self._act(Action.PAUSE)
 
     def cancel(self) -> ActionResult:
         """Cancel the running or paused job: state checked first, bounded retries, never raises."""
-        return self._act("cancel")
+        return self._act(Action.CANCEL)
 
     def resume(self) -> ActionResult:
         """Resume a paused job (the owner's answer to an alert): state checked first."""
-        return self._act("resume")
+        return self._act(Action.RESUME)
 
-    def _attempt(self, action: str) -> ActionResult | None:
+    def _attempt(self, action: Action) -> ActionResult | None:
         """One check-then-command round; a result when settled, _Failure otherwise."""
         st = self._read_status()
         job = f" {st.job!r}" if st.job else ""
-        if action == "pause" and st.state == "paused":
-            return ActionResult(action, "done", f"job{job} was already paused", 0)
-        if action == "resume" and st.state == "printing":
-            return ActionResult(action, "done", f"job{job} was already printing", 0)
-        allowed = {"pause": ("printing",), "cancel": ("printing", "paused"), "resume": ("paused",)}[
-            action
-        ]
-        if st.state in allowed:
+        if ALREADY.get(action) == st.state:
+            return ActionResult(action, Outcome.DONE, f"job{job} was already {st.state}", 0)
+        if st.state in ALLOWED[action]:
             try:
                 self._send(action)
             except _Conflict as exc:
-                return ActionResult(action, "refused", exc.detail, 0)
-            return ActionResult(action, "done", f"{self.name} accepted {action} of job{job}", 0)
-        why = f": {st.detail}" if st.detail else ""
-        doing = "not paused" if action == "resume" else "not printing"
-        return ActionResult(action, "refused", f"{doing} (printer is {st.state}{why})", 0)
+                return ActionResult(action, Outcome.REFUSED, exc.detail, 0)
+            return ActionResult(
+                action, Outcome.DONE, f"{self.name} accepted {action} of job{job}", 0
+            )
+        return ActionResult(action, Outcome.REFUSED, refusal(action, st), 0)
 
-    def _act(self, action: str) -> ActionResult:
+    def _act(self, action: Action) -> ActionResult:
         attempts = 1 + self.api.retries
         delay = self._backoff_s
         for attempt in range(1, attempts + 1):
@@ -354,7 +312,7 @@ class _HttpPrinter:
                     logger.error(
                         "%s %s failed after %d attempt(s): %s", self.name, action, attempt, detail
                     )
-                    return ActionResult(action, "failed", detail, attempt)
+                    return ActionResult(action, Outcome.FAILED, detail, attempt)
                 logger.warning(
                     "%s %s attempt %d/%d failed: %s; retrying in %g s",
                     self.name,
@@ -367,13 +325,13 @@ class _HttpPrinter:
                 if self._stop.wait(delay):
                     logger.error("%s %s abandoned: shutting down", self.name, action)
                     return ActionResult(
-                        action, "failed", f"{detail}; not retried: shutting down", attempt
+                        action, Outcome.FAILED, f"{detail}; not retried: shutting down", attempt
                     )
                 delay = min(delay * 2, self._max_backoff_s)
                 continue
             assert result is not None  # _attempt returns a result or raises
             result = ActionResult(result.action, result.outcome, result.detail, attempt)
-            log = logger.info if result.outcome == "done" else logger.warning
+            log = logger.info if result.outcome is Outcome.DONE else logger.warning
             log("%s %s %s: %s", self.name, action, result.outcome, result.detail)
             return result
         raise AssertionError("unreachable")  # the loop always returns
@@ -395,8 +353,10 @@ class OctoPrintClient(_HttpPrinter):
             # OctoPrint answers 409 whenever no printer is operational: disconnected, or in
             # its error state, which ends a print (a thermal runaway, a lost connection)
             if error := self._error_state():
-                return PrinterStatus("error", None, f"OctoPrint: {error}")
-            return PrinterStatus("idle", None, f"no printer connected to OctoPrint ({exc.detail})")
+                return PrinterStatus(PrinterState.ERROR, None, f"OctoPrint: {error}")
+            return PrinterStatus(
+                PrinterState.IDLE, None, f"no printer connected to OctoPrint ({exc.detail})"
+            )
         state_obj = data.get("state") if isinstance(data, dict) else None
         flags = state_obj.get("flags") if isinstance(state_obj, dict) else None
         if not isinstance(state_obj, dict) or not isinstance(flags, dict):
@@ -405,16 +365,17 @@ class OctoPrintClient(_HttpPrinter):
             )
         text = str(state_obj.get("text", ""))
         if flags.get("cancelling"):
-            state = "idle"  # OctoPrint still says printing, but ignores a pause: it is ending
+            # OctoPrint still says printing, but ignores a pause: it is ending
+            state = PrinterState.IDLE
         elif flags.get("paused") or flags.get("pausing"):
-            state = "paused"
+            state = PrinterState.PAUSED
         elif flags.get("printing") or flags.get("resuming") or flags.get("finishing"):
-            state = "printing"
+            state = PrinterState.PRINTING
         elif flags.get("error") or flags.get("closedOrError"):
-            state = "error"
+            state = PrinterState.ERROR
         else:
-            state = "idle"
-        job = self._job_name() if state in ("printing", "paused") else None
+            state = PrinterState.IDLE
+        job = self._job_name() if state in (PrinterState.PRINTING, PrinterState.PAUSED) else None
         return PrinterStatus(state, job, f"OctoPrint: {text}" if text else "")
 
     def _error_state(self) -> str | None:
@@ -474,18 +435,20 @@ class MoonrakerClient(_HttpPrinter):
                 retryable=True,
             ) from None
         if klippy != "ready":
-            state = "error" if klippy in ("shutdown", "error") else "offline"
-            return PrinterStatus(state, None, f"Klippy {klippy}: {message}".strip())
-        state = {"printing": "printing", "paused": "paused", "error": "error"}.get(
-            job_state, "idle"
-        )
+            down = PrinterState.ERROR if klippy in ("shutdown", "error") else PrinterState.OFFLINE
+            return PrinterStatus(down, None, f"Klippy {klippy}: {message}".strip())
+        state = {
+            "printing": PrinterState.PRINTING,
+            "paused": PrinterState.PAUSED,
+            "error": PrinterState.ERROR,
+        }.get(job_state, PrinterState.IDLE)
         why = stats.get("message")
         detail = f"Klipper print_stats.state: {job_state}"
-        if state == "error" and isinstance(why, str) and why:
+        if state is PrinterState.ERROR and isinstance(why, str) and why:
             detail = f"Klipper stopped the print: {why[:300]}"
         return PrinterStatus(state, job if job and isinstance(job, str) else None, detail)
 
-    def _send(self, action: str) -> None:
+    def _send(self, action: Action) -> None:
         path = f"/printer/print/{action}"
         data = self._request("POST", path, timeout=self.api.timeout_s)
         if not isinstance(data, dict) or "result" not in data:
@@ -499,26 +462,33 @@ class NoPrinter:
     """``kind: none``: no API, so the camera is watched all the time and alerts only notify."""
 
     def status(self) -> PrinterStatus:
-        return PrinterStatus("printing", None, "no printer API configured: watching all the time")
+        return PrinterStatus(
+            PrinterState.PRINTING, None, "no printer API configured: watching all the time"
+        )
 
     def pause(self) -> ActionResult:
-        return ActionResult("pause", "skipped", "no printer API configured", 0)
+        return self._skipped(Action.PAUSE)
 
     def cancel(self) -> ActionResult:
-        return ActionResult("cancel", "skipped", "no printer API configured", 0)
+        return self._skipped(Action.CANCEL)
 
     def resume(self) -> ActionResult:
-        return ActionResult("resume", "skipped", "no printer API configured", 0)
+        return self._skipped(Action.RESUME)
+
+    @staticmethod
+    def _skipped(action: Action) -> ActionResult:
+        return ActionResult(action, Outcome.SKIPPED, "no printer API configured", 0)
 
 
 class SimulatedPrinter:
-    """An in-process printer for the demo: starts printing, accepts pause, resume and cancel."""
+    """An in-process printer for the demo and replay: starts printing, and answers pause,
+    resume and cancel by the rules a real printer's client follows."""
 
     def __init__(self, job: str = "demo.gcode") -> None:
         self._lock = threading.Lock()
-        self._state = "printing"
+        self._state = PrinterState.PRINTING
         self._job: str | None = job
-        self.actions: list[str] = []  # what was asked of it, in order
+        self.actions: list[Action] = []  # what was asked of it, in order
 
     def status(self) -> PrinterStatus:
         with self._lock:
@@ -526,28 +496,31 @@ class SimulatedPrinter:
 
     def start_print(self, job: str = "demo.gcode") -> None:
         with self._lock:
-            self._state, self._job = "printing", job
+            self._state, self._job = PrinterState.PRINTING, job
 
     def resume(self) -> ActionResult:
-        return self._change("resume", {"paused": "printing"})
+        return self._change(Action.RESUME)
 
     def pause(self) -> ActionResult:
-        return self._change("pause", {"printing": "paused"})
+        return self._change(Action.PAUSE)
 
     def cancel(self) -> ActionResult:
-        return self._change("cancel", {"printing": "idle", "paused": "idle"})
+        return self._change(Action.CANCEL)
 
-    def _change(self, action: str, moves: dict[str, str]) -> ActionResult:
+    def _change(self, action: Action) -> ActionResult:
         with self._lock:
             self.actions.append(action)
-            if action == "pause" and self._state == "paused":
-                return ActionResult(action, "done", "simulated printer was already paused", 1)
-            if self._state not in moves:
-                return ActionResult(action, "refused", f"simulated printer is {self._state}", 1)
-            self._state = moves[self._state]
-            if self._state == "idle":
+            if ALREADY.get(action) == self._state:
+                return ActionResult(
+                    action, Outcome.DONE, f"simulated printer was already {self._state}", 1
+                )
+            if self._state not in ALLOWED[action]:
+                st = PrinterStatus(self._state, self._job, "simulated printer")
+                return ActionResult(action, Outcome.REFUSED, refusal(action, st), 1)
+            self._state = AFTER[action]
+            if self._state is PrinterState.IDLE:
                 self._job = None
-            return ActionResult(action, "done", f"simulated printer is {self._state}", 1)
+            return ActionResult(action, Outcome.DONE, f"simulated printer is {self._state}", 1)
 
 
 def make_printer(

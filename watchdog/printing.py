@@ -1,0 +1,85 @@
+"""What a printer does and what may be asked of it: the words every layer shares.
+
+Pure data with no dependencies, so the decision core (``watchdog.detection.decide``), the
+printer clients (``watchdog.devices.printers``) and the simulated printer of the demo and
+replay follow one set of rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class PrinterState(StrEnum):
+    """What a printer API reports (see ``watchdog.devices.printers``)."""
+
+    PRINTING = "printing"
+    PAUSED = "paused"
+    IDLE = "idle"
+    ERROR = "error"
+    OFFLINE = "offline"
+
+
+class Action(StrEnum):
+    """What the watchdog (or the owner, through it) asks of a printer."""
+
+    PAUSE = "pause"
+    CANCEL = "cancel"
+    RESUME = "resume"
+    NOTIFY = "notify"  # nothing asked of the printer: the alert only
+
+
+class Outcome(StrEnum):
+    DONE = "done"  # the API accepted it
+    REFUSED = "refused"  # the printer's state did not allow it
+    FAILED = "failed"  # the API could not be reached or answered badly
+    SKIPPED = "skipped"  # no printer API configured
+    UNKNOWN = "unknown"  # the watchdog stopped before the printer answered
+
+
+# Asked for the state the printer is already in: done, nothing is sent.
+ALREADY: dict[Action, PrinterState] = {
+    Action.PAUSE: PrinterState.PAUSED,
+    Action.RESUME: PrinterState.PRINTING,
+}
+# The states in which the printer is asked at all; in any other it is refused.
+ALLOWED: dict[Action, frozenset[PrinterState]] = {
+    Action.PAUSE: frozenset({PrinterState.PRINTING}),
+    Action.CANCEL: frozenset({PrinterState.PRINTING, PrinterState.PAUSED}),
+    Action.RESUME: frozenset({PrinterState.PAUSED}),
+}
+# Where an accepted action leaves the printer (the simulated printer moves there at once).
+AFTER: dict[Action, PrinterState] = {
+    Action.PAUSE: PrinterState.PAUSED,
+    Action.CANCEL: PrinterState.IDLE,
+    Action.RESUME: PrinterState.PRINTING,
+}
+
+
+@dataclass(frozen=True)
+class PrinterStatus:
+    """What the printer does now, as far as its API says."""
+
+    state: PrinterState
+    job: str | None = None  # file name of the current job, if known
+    detail: str = ""  # human-readable, e.g. "HTTP 503 from http://…: Klippy Host not connected"
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """The outcome of one pause/cancel/resume/notify, as it goes into the alert."""
+
+    action: Action
+    outcome: Outcome
+    detail: str
+    attempts: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action.value,
+            "outcome": self.outcome.value,
+            "detail": self.detail,
+            "attempts": self.attempts,
+        }
