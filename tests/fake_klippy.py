@@ -61,6 +61,7 @@ class FakeKlippy:
 
     def __init__(self, gcodes: Path, klipper_path: Path, config_file: Path) -> None:
         self.gcodes, self.klipper_path, self.config_file = gcodes, klipper_path, config_file
+        self.started = 0.0  # when the current job started
         self.clients: set[asyncio.StreamWriter] = set()
         self.writers: dict[
             asyncio.StreamWriter, tuple[dict[str, Any], str]
@@ -119,6 +120,9 @@ class FakeKlippy:
         for obj, fields in spec.items():
             if obj in self.objects:
                 values = self.objects[obj]
+                if obj == "print_stats" and values["state"] in ("printing", "paused"):
+                    # Klipper counts the job's time from its start, pauses included
+                    values = {**values, "total_duration": time.time() - self.started}
                 out[obj] = (
                     dict(values)
                     if fields is None
@@ -135,6 +139,7 @@ class FakeKlippy:
         self.update(
             "virtual_sdcard", file_path=str(file), is_active=True, file_size=file.stat().st_size
         )
+        self.started = time.time()
         self.update("print_stats", state="printing", filename=filename, message="")
         self.update("idle_timeout", state="Printing")
 

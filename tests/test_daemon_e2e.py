@@ -8,7 +8,10 @@ server must report the print paused, and an MQTT subscriber must get the alert a
 from __future__ import annotations
 
 import json
+import re
 import signal
+import time
+from datetime import datetime
 from pathlib import Path
 
 import cv2
@@ -48,6 +51,10 @@ class _OctoPrint:
     def __init__(self, server) -> None:
         self.s = server
 
+    def cancel(self) -> None:
+        self.s.cancel()
+        self.s.wait_flag("printing", False)
+
     def api(self) -> dict:
         return {"kind": "octoprint", "url": self.s.url, "api_key": self.s.api_key}
 
@@ -62,6 +69,10 @@ class _OctoPrint:
 class _Moonraker:
     def __init__(self, server) -> None:
         self.s = server
+
+    def cancel(self) -> None:
+        self.s.cancel()
+        self.s.wait_state("cancelled")
 
     def api(self) -> dict:
         return {"kind": "moonraker", "url": self.s.url, "api_key": self.s.api_key}
@@ -270,3 +281,94 @@ def test_alert_json_written_even_without_mqtt(tmp_path, tiny_bundle, anomalous_f
     alert = json.loads(alert_files[0].read_text())
     assert alert["printer"] == "p1"
     assert alert["answers"] == []  # no printer API: no Resume or Cancel to offer
+
+
+def _printer_status(port: int) -> dict:
+    return requests.get(f"http://127.0.0.1:{port}/status", timeout=5).json()["printers"]["ender3"]
+
+
+@pytest.mark.servers
+def test_a_restart_keeps_an_unanswered_pause_and_an_old_alert_never_cancels_a_reprint(
+    tmp_path,
+    tiny_bundle,
+    mosquitto,
+    unique_prefix,
+    camera_server,
+    printer_server,
+    normal_frames,
+    anomalous_frames,
+) -> None:
+    """Restarted while the print it paused waits: the failure still shows (Home Assistant's
+    problem sensor), and Home Assistant's "latest" answer reaches that alert (before: the
+    failure was forgotten, the answer ignored). Restarted after the same file was printed
+    again: the old alert's Cancel must not cancel the new print (before: it did)."""
+    prefix = unique_prefix
+    sub = mosquitto.subscriber(f"{prefix}/#")
+    camera_server.set_frames(normal_frames)
+    printer_server.start_print()
+    port = free_port()
+    api = printer_server.api()
+    config = _config(
+        tmp_path, tiny_bundle, mosquitto, prefix, camera_server.snapshot_url, api, port
+    )
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        sub.wait_count(f"{prefix}/ender3/score", 3, timeout=90)
+        camera_server.set_frames(anomalous_frames)
+        incident = sub.wait_for(f"{prefix}/ender3/alert", timeout=60).json()["incident"]
+        wait_until("the pause", lambda: printer_server.state() == "paused", 30, lambda: daemon.log)
+    finally:
+        assert daemon.stop(timeout=30) == 0, daemon.log
+    camera_server.set_frames(normal_frames)
+
+    daemon = DaemonProcess(config, tmp_path / "daemon2.log")
+    try:
+        wait_until("the status", lambda: _up(port), 60, lambda: daemon.log)
+        st = wait_until(
+            "the alert restored",
+            lambda: (s := _printer_status(port))["last_alert"] and s,
+            30,
+            lambda: daemon.log,
+        )
+        assert st["failure"] is True and st["last_alert"]["incident"] == incident, st
+        sub.wait_for(f"{prefix}/ender3/state", lambda m: m.json().get("failure") is True)
+        feedback = {"incident": "latest", "verdict": "failure"}
+        mosquitto.publish(f"{prefix}/ender3/feedback", json.dumps(feedback))
+        saved = tmp_path / "state" / "incidents" / "ender3" / incident / "alert.json"
+        wait_until(
+            "the verdict on the alert before the restart",
+            lambda: json.loads(saved.read_text()).get("verdict") == "failure",
+            30,
+            lambda: daemon.log,
+        )
+    finally:
+        assert daemon.stop(timeout=30) == 0, daemon.log
+
+    raised = datetime.fromisoformat(json.loads(saved.read_text())["time"]).timestamp()
+    wait_until("a second after the alert", lambda: time.time() > raised + 1.5, 5)
+    printer_server.cancel()  # the owner ends it at the printer, and prints the file again
+    printer_server.start_print()
+    daemon = DaemonProcess(config, tmp_path / "daemon3.log")
+    try:
+        wait_until("the status", lambda: _up(port), 60, lambda: daemon.log)
+        page = requests.get(f"http://127.0.0.1:{port}/", timeout=10).text
+        token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+        body = {"printer": "ender3", "verb": "cancel", "incident": incident}
+        answer = requests.post(
+            f"http://127.0.0.1:{port}/api/command",
+            json=body,
+            headers={"X-CSRF-Token": token},
+            timeout=60,
+        ).json()
+        assert answer["ok"] is False and "again after this alert" in answer["detail"], answer
+        assert printer_server.state() == "printing", daemon.log
+        assert _printer_status(port)["failure"] is False
+    finally:
+        assert daemon.stop(timeout=30) == 0, daemon.log
+
+
+def _up(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False

@@ -31,7 +31,7 @@ from watchdog.detection.model import FrameScorer
 from watchdog.errors import UsageError
 from watchdog.frame_gate import FrameGate
 from watchdog.history import History
-from watchdog.incidents import mark_failure, mark_not_failure
+from watchdog.incidents import list_incidents, mark_failure, mark_not_failure
 from watchdog.metrics import Metrics
 from watchdog.storage_lock import StorageLock, lock_storage
 from watchdog.watcher import Watcher, build_watcher, mask_refused
@@ -258,15 +258,17 @@ class Daemon:
 
     @staticmethod
     def _resolve_incident(command: Command, watcher: Watcher) -> Command:
+        """ "latest": the watcher's latest alert, or after a restart the newest one saved."""
         if command.incident not in (None, LATEST_INCIDENT):
             return command
         last = watcher.snapshot.last_alert
-        if last is None:
-            logger.warning(
-                "%s: verdict on the latest alert ignored: no alert since the daemon started",
-                command.printer,
-            )
-        return replace(command, incident=None if last is None else last.incident)
+        if last is not None:
+            return replace(command, incident=last.incident)
+        newest = list_incidents(watcher.alerts.store.storage_dir, [command.printer], limit=1)
+        if not newest:
+            logger.warning("%s: verdict on the latest alert ignored: no alert", command.printer)
+            return replace(command, incident=None)
+        return replace(command, incident=newest[0].id)
 
     def _store_verdict(self, command: Command) -> CommandResult:
         assert command.incident is not None

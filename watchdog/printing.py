@@ -65,6 +65,9 @@ class PrinterStatus:
     state: PrinterState
     job: str | None = None  # file name of the current job, if known
     detail: str = ""  # human-readable, e.g. "HTTP 503 from http://…: Klippy Host not connected"
+    # seconds since the job started, as the API says (None: not told): tells a print started
+    # again from the same file from the one an old alert was about
+    elapsed_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from watchdog.devices.capture import Camera, open_camera
 from watchdog.devices.printers import PrinterClient, make_printer
 from watchdog.frame_gate import FrameGate
 from watchdog.history import History
-from watchdog.incidents import stored_job
+from watchdog.incidents import list_incidents, stored_alert
 from watchdog.metrics import Metrics
 from watchdog.printing import Action, ActionResult, Outcome, PrinterState
 
@@ -59,6 +59,30 @@ class Alert:
     message: str
     incident: str = ""
     answers: tuple[Verb, ...] = ()  # the printer buttons it offers (``printer_answers``)
+
+    @classmethod
+    def from_saved(cls, d: dict[str, Any]) -> Alert | None:
+        """An alert as saved in its incident (None: not one this version can read)."""
+        try:
+            r = d["action_result"]
+            result = ActionResult(
+                Action(r["action"]), Outcome(r["outcome"]), str(r["detail"]), int(r["attempts"])
+            )
+            return cls(
+                str(d["time"]),
+                str(d["printer"]),
+                d["job"] if isinstance(d.get("job"), str) else None,
+                float(d["score"]),
+                float(d["threshold"]),
+                int(d["consecutive"]),
+                Action(d["action"]),
+                result,
+                str(d["message"]),
+                str(d["incident"]),
+                tuple(Verb(v) for v in d.get("answers", ["resume", "cancel"])),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -154,7 +178,16 @@ class WatcherStatus:
 
 
 def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """An alert's time, to the millisecond: compared with when the printer's job started."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _epoch(iso: object) -> float | None:
+    """An alert's saved time as seconds since the epoch (None: missing or not a time)."""
+    try:
+        return datetime.fromisoformat(str(iso)).timestamp() if iso else None
+    except ValueError:
+        return None
 
 
 class Watcher:
@@ -201,6 +234,7 @@ class Watcher:
         self._handover = threading.Lock()  # submit against retire
         self._successor: Watcher | None = None  # after a reload: who carries out commands
         self._polled = False  # the printer was asked at least once
+        self._job_started: float | None = None  # wall clock; None: the API does not say
         self.latest_jpeg: bytes | None = None  # the last heatmap overlay (bytes: immutable)
         self.history = (
             History()
@@ -332,7 +366,7 @@ class Watcher:
 
     def _poll_printer(self, now: float) -> list[WatchEvent]:
         status = self.printer.status()
-        self._polled = True
+        first, self._polled = not self._polled, True
         before = self.state
         # One line per change of the API's health, not per change of its error text.
         trouble = status.state in (PrinterState.OFFLINE, PrinterState.ERROR)
@@ -342,9 +376,12 @@ class Watcher:
             logger.info("%s: printer API answers again (%s)", self.name, status.state)
         self.api_state = status.state
         self.printer_detail = status.detail
+        self._job_started = None if status.elapsed_s is None else time.time() - status.elapsed_s
         self.state, happened = decide.on_printer(
             self.state, PrinterState(status.state), status.job, now, self.settings
         )
+        if first and self.state.printer is PrinterState.PAUSED:
+            self._still_paused_by_us()
         if Event.NEW_PRINT in happened:
             self._prints += 1
             self.detector.relearn()
@@ -514,6 +551,7 @@ class Watcher:
             old._alert_print,
         )
         self._polled = old._polled
+        self._job_started = old._job_started
         if self.cfg.camera == old.cfg.camera and self.detector.same_setup(old.detector):
             # A reload (every settings save) that changed nothing of this printer's camera or
             # detection keeps what was learnt of the print: learning it again mid-print would
@@ -565,6 +603,32 @@ class Watcher:
             return CommandResult(result.outcome == Outcome.DONE, result.detail)
         return CommandResult(False, f"{verb.value} is not something a watcher does")
 
+    def _still_paused_by_us(self) -> None:
+        """Just started, and the printer is paused: if by the newest alert on disk, of this
+        very print, and nobody answered it, the alert stands (its failure shown, its buttons
+        and Home Assistant's "latest" answer working) and a resume re-learns the print."""
+        newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
+        alert = Alert.from_saved(newest[0].alert) if newest else None
+        raised = None if alert is None else _epoch(alert.time)
+        if (
+            alert is None
+            or raised is None
+            or "verdict" in newest[0].alert
+            or (alert.action, alert.action_result.outcome) != (Action.PAUSE, Outcome.DONE)
+            or alert.job is None
+            or alert.job != self.state.job
+            or (self._job_started is not None and self._job_started > raised + 1)
+        ):
+            return
+        self.state = decide.paused_by_us(self.state)
+        self.last_alert, self._alert_print = alert, self._prints
+        logger.info(
+            "%s: still paused by the alert %s of %s: it stands until answered",
+            self.name,
+            alert.incident,
+            alert.time,
+        )
+
     def _other_print(self, incident: str) -> str:
         """Why a button of this alert must not act on what the printer does now ("": it may).
 
@@ -581,11 +645,16 @@ class Watcher:
             return ""
         if not self._polled:  # just started: what does the printer print?
             self._poll_printer(self.clock())
-        job = stored_job(self.alerts.store.storage_dir, self.name, incident)
+        saved = stored_alert(self.alerts.store.storage_dir, self.name, incident)
+        job = saved.get("job") if isinstance(saved.get("job"), str) else None
         if job is None or job != self.state.job:
             now = f"job {self.state.job}" if self.state.job else "no job"
             was = f"job {job}" if job else "a job without a name"
             return f"this alert was about {was}, and {self.name} reports {now}"
+        raised = _epoch(saved.get("time"))
+        # (OctoPrint's print time is in whole seconds: its start may seem up to 1 s later)
+        if self._job_started is not None and raised is not None and self._job_started > raised + 1:
+            return f"{self.name} started {job} again after this alert: this is another print"
         return ""
 
     def _accept_view(self, incident: str | None) -> CommandResult:

@@ -187,6 +187,12 @@ def on_frame(state: WatchState, anomalous: bool, now: float, s: Settings) -> Fol
     return fired, (Event.FIRED,)
 
 
+def paused_by_us(state: WatchState) -> WatchState:
+    """After a restart, the printer is still paused by our alert (nobody answered it): as it
+    was left, so a resume re-learns the print and Home Assistant still shows the failure."""
+    return replace(state, armed=False, rearm_at=None, failure=True, triggers=max(1, state.triggers))
+
+
 def not_a_failure(state: WatchState) -> WatchState:
     """The owner marked the latest alert not a failure: it is answered (``WatchState.failure``)."""
     return replace(state, failure=False)

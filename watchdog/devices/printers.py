@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import threading
 from typing import Any, Protocol
@@ -49,6 +50,13 @@ logger = logging.getLogger(__name__)
 
 MAX_ANSWER_BYTES = 1_000_000  # an API answer is a few kB; anything bigger is refused
 STATUS_TIMEOUT_S = 5.0  # status() runs every frame: keep it short whatever api.timeout_s says
+
+
+def _seconds(value: object) -> float | None:
+    """A duration an API reported, if it is one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
 
 
 def refusal(action: Action, st: PrinterStatus) -> str:
@@ -375,8 +383,10 @@ class OctoPrintClient(_HttpPrinter):
             state = PrinterState.ERROR
         else:
             state = PrinterState.IDLE
-        job = self._job_name() if state in (PrinterState.PRINTING, PrinterState.PAUSED) else None
-        return PrinterStatus(state, job, f"OctoPrint: {text}" if text else "")
+        job, elapsed = (
+            self._job() if state in (PrinterState.PRINTING, PrinterState.PAUSED) else (None, None)
+        )
+        return PrinterStatus(state, job, f"OctoPrint: {text}" if text else "", elapsed)
 
     def _error_state(self) -> str | None:
         """OctoPrint's error state and message, when its printer is in one (``/api/job``
@@ -393,18 +403,23 @@ class OctoPrintClient(_HttpPrinter):
         error = data.get("error")
         return f"{state}: {error}"[:300] if isinstance(error, str) and error else state[:300]
 
-    def _job_name(self) -> str | None:
+    def _job(self) -> tuple[str | None, float | None]:
+        """The job's file name and seconds since it started (``progress.printTime``)."""
         try:
             data = self._request(
                 "GET", "/api/job", timeout=min(self.api.timeout_s, STATUS_TIMEOUT_S)
             )
         except _Failure:
-            return None  # the state is what matters; a missing name is not worth a failure
+            return None, None  # the state is what matters; a missing name is not worth a failure
         try:
             name = data["job"]["file"]["name"]
         except (TypeError, KeyError):
-            return None
-        return name if isinstance(name, str) else None
+            name = None
+        try:
+            elapsed = data["progress"]["printTime"]
+        except (TypeError, KeyError):
+            elapsed = None
+        return (name if isinstance(name, str) else None), _seconds(elapsed)
 
     def _send(self, action: str) -> None:
         # Always an explicit "action": without it OctoPrint toggles pause and resume.
@@ -446,7 +461,8 @@ class MoonrakerClient(_HttpPrinter):
         detail = f"Klipper print_stats.state: {job_state}"
         if state is PrinterState.ERROR and isinstance(why, str) and why:
             detail = f"Klipper stopped the print: {why[:300]}"
-        return PrinterStatus(state, job if job and isinstance(job, str) else None, detail)
+        job = job if job and isinstance(job, str) else None
+        return PrinterStatus(state, job, detail, _seconds(stats.get("total_duration")))
 
     def _send(self, action: Action) -> None:
         path = f"/printer/print/{action}"
