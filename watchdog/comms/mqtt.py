@@ -37,7 +37,7 @@ import paho.mqtt.client as mqtt
 
 from watchdog.comms.commands import COMMAND_TOPICS, CommandError, command_kind, parse_command
 from watchdog.comms.discovery import Discovery, discovery_configs
-from watchdog.comms.outbox import Entry, Outbox
+from watchdog.comms.outbox import MQTT, Entry, Outbox
 from watchdog.comms.transport import MqttTransport, topic_text
 from watchdog.config import MqttConfig
 from watchdog.control import Command, Dispatcher
@@ -45,7 +45,7 @@ from watchdog.incidents import Incident, IncidentStore, ThrottledLog, to_json
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = "mqtt"
+CHANNEL = MQTT
 RETAINED = ("state", "enabled", "heatmap")  # a printer's retained topics under <prefix>/<printer>/
 COMMANDS_WAITING = 16  # commands queued for the daemon; more at once are refused (a flood)
 

@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 ENTRY = "entry.json"
 ATTACHMENT = "attachment.jpg"
 CHANNEL = re.compile(r"[A-Za-z0-9_-]{1,80}")
+MQTT = "mqtt"  # the channel of MQTT alerts, kept under their incident's id
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,13 @@ class Outbox:
                 entry.path,
                 exc.strerror or exc,
             )
+
+    def waiting(self, channel: str, entry_id: str) -> bool:
+        """An entry of ``channel`` is saved and not yet done (delivered or given up)."""
+        return (
+            SAFE_NAME.fullmatch(entry_id) is not None
+            and (self.root / channel / entry_id / ENTRY).is_file()
+        )
 
     def pending(self, channel: str) -> list[Entry]:
         """Saved entries of ``channel``, oldest first (left by an earlier run or not yet done)."""

@@ -28,6 +28,7 @@ from werkzeug.wrappers import Response as AnyResponse
 
 from watchdog import overrides
 from watchdog.comms.http import json_response, text
+from watchdog.comms.outbox import MQTT, Outbox
 from watchdog.config import Config, ConfigError, HttpConfig, is_loopback
 from watchdog.control import Command, CommandResult, Verb, saved_answers
 from watchdog.detection.bundle import Bundle
@@ -272,13 +273,14 @@ class Dashboard:
     def incidents(self) -> Response:
         names = [p.name for p in self.backend.config.printers]
         found = list_incidents(self.storage_dir, names, limit=50)
+        outbox = Outbox(self.storage_dir)  # an MQTT alert waits there until the broker has it
         return json_response(
             [
                 {
                     **i.alert,
                     "printer": i.printer,
                     "incident": i.id,
-                    "delivered": i.delivered,
+                    "delivered": i.delivered and not outbox.waiting(MQTT, i.id),
                     "lead_up": list(i.lead_up),
                     "answers": [v.value for v in saved_answers(i.alert)],
                 }
