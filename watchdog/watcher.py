@@ -677,7 +677,13 @@ class Watcher:
         calibrating = self.state.watching and self.detector.calibrating
         return WatcherStatus(
             state=self._label(),
-            printer_state=str(self.state.printer),
+            # the API unreachable (or its key refused) is said as such, not as the last state
+            # it told: "idle" hid a printer printing unwatched behind a wrong key
+            printer_state=str(
+                PrinterState.OFFLINE
+                if self.api_state == PrinterState.OFFLINE
+                else self.state.printer
+            ),
             printer_detail=self.printer_detail,
             job=self.state.job,
             frames_this_print=self.state.frames,

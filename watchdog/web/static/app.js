@@ -184,7 +184,9 @@ function updateCard(c, p) {
   c.badge.className = `badge ${cls}`;
   c.badge.textContent = label;
   c.enabled.checked = p.enabled !== false;
-  c.api.textContent = p.printer_state || "unknown";
+  const trouble = ["offline", "error"].includes(p.printer_state) && p.printer_detail;
+  c.api.textContent = trouble ? `${p.printer_state}: ${p.printer_detail}` : p.printer_state || "unknown";
+  c.api.className = trouble ? "bad" : "";
   c.api.title = p.printer_detail || "";
   c.job.textContent = p.job ? `job ${p.job}` : "";
   c.score.textContent = `score ${fmt(p.score)} / threshold ${fmt(p.threshold)}`;
