@@ -373,7 +373,7 @@ def test_daemon_verifies_the_printer_apis_certificate_unless_given_its_ca(
         return st, daemon.log
 
     refused, log = run("default", lambda st: "TLS" in st["printer_detail"], linger_s=1.5)
-    assert refused["printer_state"] == "idle" and refused["frames_this_print"] == 0, refused
+    assert refused["printer_state"] == "offline" and refused["frames_this_print"] == 0, refused
     assert "TLS certificate not accepted" in refused["printer_detail"]
     assert log.count("TLS certificate not accepted") == 1, log
     trusted, log = run(
