@@ -393,9 +393,9 @@ def test_settings_are_validated_saved_shown_by_check_config_and_reset(open_daemo
             "judge_start": False,
         },
         headers=headers,
-        timeout=10,
+        timeout=60,  # answered once the reload has applied it
     )
-    assert r.status_code == 200, r.text
+    assert r.status_code == 200 and r.json()["detail"] == "saved and applied", r.text
     assert "consecutive: 5" in r.json()["yaml"] and "name: ender3" in r.json()["yaml"]
     assert "judge_start: false" in r.json()["yaml"]
     saved = json.loads(stored.read_text())["printers"][PRINTER]["detection"]
@@ -421,8 +421,8 @@ def test_settings_are_validated_saved_shown_by_check_config_and_reset(open_daemo
     assert "consecutive: 5" in check.stdout
     assert f"printers.{PRINTER}.detection.mask: from the dashboard ({stored})" in check.stderr
 
-    r = requests.post(f"{settings}/reset", json={}, headers=headers, timeout=10)
-    assert r.status_code == 200 and not stored.exists()
+    r = requests.post(f"{settings}/reset", json={}, headers=headers, timeout=60)
+    assert r.status_code == 200 and r.json()["ok"] and not stored.exists(), r.text
     wait_until(
         "the config file's settings back",
         lambda: (
@@ -469,7 +469,7 @@ def test_reset_sets_an_unreadable_saved_settings_file_aside_and_the_watcher_come
     stored.write_text("{not json")
     headers = {"X-CSRF-Token": _csrf(requests.get(f"{url}/", timeout=10).text)}
     r = requests.post(
-        f"{url}/api/printers/{PRINTER}/settings/reset", json={}, headers=headers, timeout=10
+        f"{url}/api/printers/{PRINTER}/settings/reset", json={}, headers=headers, timeout=60
     )
     assert r.status_code == 200 and "set aside" in r.json()["detail"], r.text
     [aside] = stored.parent.glob("overrides.json.unreadable-*")
@@ -477,6 +477,43 @@ def test_reset_sets_an_unreadable_saved_settings_file_aside_and_the_watcher_come
     wait_until("the reload", lambda: daemon.log.count("reloaded") >= 1, 30, lambda: daemon.log)
     assert daemon.alive() and requests.get(f"{url}/healthz", timeout=10).status_code == 200
     aside.unlink()
+
+
+def test_a_save_or_reset_the_daemon_cannot_apply_says_so(open_daemon) -> None:
+    """The config file broken meanwhile: a reset answered "back to the config file's
+    settings" and deleted them while the reload was refused; a save into a config whose
+    model folder is gone answered "saved" while the reload that should apply it was refused,
+    and the page went on showing values not in force. Now each says what happened and why."""
+    url, daemon, tmp = open_daemon
+    config = tmp / "config.yaml"
+    good = config.read_text()
+    headers = {"X-CSRF-Token": _csrf(requests.get(f"{url}/", timeout=10).text)}
+    settings = f"{url}/api/printers/{PRINTER}/settings"
+    stored = tmp / "state" / "overrides.json"
+
+    def in_use() -> dict:
+        return requests.get(f"{url}/api/state", timeout=10).json()["printers"][0]["settings"]
+
+    try:
+        config.write_text(good + "colour: red\n")  # a typo: the file itself does not load
+        saved = requests.post(settings, json={"consecutive": 6}, headers=headers, timeout=60)
+        assert saved.status_code == 400 and "colour: unknown key" in saved.json()["detail"]
+        stored.write_text(json.dumps({"printers": {PRINTER: {"detection": {"consecutive": 4}}}}))
+        reset = requests.post(f"{settings}/reset", json={}, headers=headers, timeout=60)
+        assert reset.status_code == 400 and "nothing changed" in reset.json()["detail"], reset.text
+        assert stored.exists()  # kept for when the file is fixed
+
+        config.write_text(good.replace(str(MODEL), str(tmp / "no-such-model")))
+        r = requests.post(settings, json={"consecutive": 6}, headers=headers, timeout=60)
+        answer = r.json()
+        assert answer["ok"] is False and answer["detail"].startswith("not applied"), answer
+        assert "no-such-model" in answer["detail"] and "consecutive: 6" in answer["yaml"], answer
+        assert in_use()["consecutive"] == 3
+    finally:
+        config.write_text(good)
+        stored.unlink(missing_ok=True)
+        daemon.signal(__import__("signal").SIGHUP)
+    wait_until("the file's settings", lambda: in_use()["consecutive"] == 3, 30, lambda: daemon.log)
 
 
 def test_a_csrf_header_of_any_characters_is_refused_not_an_error(open_daemon) -> None:

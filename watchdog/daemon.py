@@ -139,6 +139,11 @@ class Daemon:
         self.frame_gate = FrameGate()  # one frame in process at a time, for all printers
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
+        # Reloads started and the last one's outcome (its number, why it was refused or None),
+        # so that a save on the page can say whether it was applied.
+        self._reloads = threading.Condition()
+        self._reloads_started = 0
+        self._reload_outcome: tuple[int, str | None] = (0, None)
         self.started = time.monotonic()
         self.started_http = self.config.http  # the status server's address is fixed until a restart
         self.storage_lock: StorageLock | None = None
@@ -307,9 +312,12 @@ class Daemon:
 
     # ----------------------------------------------------------------- dashboard settings
 
-    def save_settings(self, printer: str, changes: dict[str, Any]) -> dict[str, Any]:
+    def save_settings(
+        self, printer: str, changes: dict[str, Any]
+    ) -> tuple[dict[str, Any], str | None]:
         """Store the dashboard's settings for ``printer`` and rebuild the watchers through the
-        reload path; ConfigError (nothing saved) when the schema refuses them."""
+        reload path: the saved settings, and why the reload was refused (None: applied);
+        ConfigError (nothing saved) when the schema refuses them."""
         base = load_config(self.config_path)  # the file alone: what the saved settings change
         p = next((p for p in base.printers if p.name == printer), None)
         if p is None:
@@ -323,13 +331,22 @@ class Daemon:
                 raise mask_refused(printer, exc) from None
 
         saved = overrides.save(self.config.storage.dir, p.detection, printer, changes, check)
-        self.reload_event.set()
-        return saved
+        return saved, self._apply()
 
-    def reset_settings(self, printer: str) -> str:
-        done = overrides.reset(self.config.storage.dir, printer)
+    def reset_settings(self, printer: str) -> tuple[str, str | None]:
+        load_config(self.config_path)  # ConfigError: the config file alone would not load
+        return overrides.reset(self.config.storage.dir, printer), self._apply()
+
+    def _apply(self, timeout: float = 30.0) -> str | None:
+        """Reload and wait for it: why the reload was refused, or did not end within
+        ``timeout`` (None: applied)."""
+        with self._reloads:
+            asked = self._reloads_started
         self.reload_event.set()
-        return done
+        with self._reloads:
+            if not self._reloads.wait_for(lambda: self._reload_outcome[0] > asked, timeout):
+                return f"the reload has not ended after {timeout:g} s; see the log"
+            return self._reload_outcome[1]
 
     # ----------------------------------------------------------------- status
 
@@ -379,6 +396,20 @@ class Daemon:
     # ----------------------------------------------------------------- reload
 
     def reload(self) -> None:
+        """Apply the config file and the saved settings again; what is refused is said and the
+        running config kept. Its outcome is told to whoever waits on it (``_apply``)."""
+        with self._reloads:
+            self._reloads_started += 1
+            number = self._reloads_started
+        refusal: str | None = "the reload stopped unexpectedly"
+        try:
+            refusal = self._reload()
+        finally:
+            with self._reloads:
+                self._reload_outcome = (number, refusal)
+                self._reloads.notify_all()
+
+    def _reload(self) -> str | None:
         systemd.reloading()
         try:
             config = overrides.load_effective_config(self.config_path)
@@ -387,13 +418,13 @@ class Daemon:
         except (ConfigError, BundleError, UsageError) as exc:
             logger.error("reload refused, keeping the running config: %s", exc)
             systemd.ready()
-            return
+            return str(exc)
         except Exception as exc:  # noqa: BLE001 - a reload must never stop a running daemon
             logger.error(
                 "reload refused, keeping the running config: %s: %s", type(exc).__name__, exc
             )
             systemd.ready()
-            return
+            return f"{type(exc).__name__}: {exc}"
         if (
             config.mqtt != self.config.mqtt
             or config.storage != self.config.storage
@@ -441,6 +472,7 @@ class Daemon:
         self._launch(self.running)
         logger.info("reloaded %s (model %s)", self.config_path, bundle.path)
         systemd.ready()
+        return None
 
     # ----------------------------------------------------------------- main
 
@@ -490,14 +522,19 @@ class Daemon:
         )
         systemd.ready()
         ping_every = min(systemd.watchdog_interval_s() or 10.0, 10.0) / 2
+        next_ping = 0.0
         try:
-            while not self.stop_event.wait(ping_every):
+            # a quarter of a second: a save on the page waits for its reload
+            while not self.stop_event.wait(0.25):
                 if self.reload_event.is_set():
                     self.reload_event.clear()
                     self.reload()
-                if self.healthy():
-                    systemd.watchdog_ping()
-                systemd.status(self.summary())
+                now = time.monotonic()
+                if now >= next_ping:
+                    next_ping = now + ping_every
+                    if self.healthy():
+                        systemd.watchdog_ping()
+                    systemd.status(self.summary())
         finally:
             logger.info("stopping")
             systemd.stopping()

@@ -53,9 +53,11 @@ class Backend(Protocol):
 
     def dispatch(self, command: Command) -> CommandResult: ...
 
-    def save_settings(self, printer: str, changes: dict[str, Any]) -> dict[str, Any]: ...
+    def save_settings(
+        self, printer: str, changes: dict[str, Any]
+    ) -> tuple[dict[str, Any], str | None]: ...
 
-    def reset_settings(self, printer: str) -> str: ...
+    def reset_settings(self, printer: str) -> tuple[str, str | None]: ...
 
 
 def _host_name(host: str) -> str:
@@ -335,17 +337,17 @@ class Dashboard:
         if not isinstance(body, dict) or not body:
             return json_response({"ok": False, "detail": "expected a JSON object of settings"}, 400)
         try:
-            saved = self.backend.save_settings(name, body)
+            saved, refused = self.backend.save_settings(name, body)
         except ConfigError as exc:
             return json_response({"ok": False, "detail": str(exc)}, 400)
         except OSError as exc:
             return json_response({"ok": False, "detail": _not_saved(exc)}, 500)
         return json_response(
             {
-                "ok": True,
+                "ok": refused is None,
                 "saved": saved,
                 "yaml": overrides.yaml_snippet(name, saved),
-                "detail": "saved; the watcher restarts with it in a few seconds",
+                "detail": "saved and applied" if refused is None else _not_applied(refused),
             }
         )
 
@@ -353,10 +355,19 @@ class Dashboard:
         if self._printer(name) is None:
             return json_response({"ok": False, "detail": "unknown printer"}, 404)
         try:
-            done = self.backend.reset_settings(name)
+            done, refused = self.backend.reset_settings(name)
+        except ConfigError as exc:
+            return json_response({"ok": False, "detail": f"nothing changed: {exc}"}, 400)
         except OSError as exc:
             return json_response({"ok": False, "detail": _not_saved(exc)}, 500)
+        if refused is not None:
+            return json_response({"ok": False, "detail": f"{done}, but {_not_applied(refused)}"})
         return json_response({"ok": True, "detail": done})
+
+
+def _not_applied(refused: str) -> str:
+    """A saved change the daemon's reload refused: the owner must fix the file first."""
+    return f"not applied: the watchdog keeps its running settings ({refused})"
 
 
 def _not_saved(exc: OSError) -> str:

@@ -416,9 +416,11 @@ function openEditor(name) {
   const mode = (value, label) => el("label", {},
     el("input", { type: "radio", name: "mode", value, checked: value === d.mode, "data-role": `mode-${value}`,
       onchange: () => { d.mode = value; d.current = []; drawEditor(); } }), label);
-  d.sens = el("input", { type: "range", min: "0.5", max: "2", step: "0.05", value: String(p.settings.sensitivity), "data-role": "sensitivity" });
-  d.sensOut = el("output", { text: String(p.settings.sensitivity) });
-  d.sens.addEventListener("input", () => { d.sensOut.textContent = d.sens.value; });
+  // the range holds the value set in the config file (up to 10), which the slider must not clip
+  const sens = p.settings.sensitivity;
+  d.sens = el("input", { type: "range", min: String(Math.min(0.5, sens)), max: String(Math.max(2, sens)), step: "0.05", value: String(sens), "data-role": "sensitivity" });
+  d.sensOut = el("output", { text: String(sens) });
+  d.sens.addEventListener("input", () => { d.sensOut.textContent = d.sens.value; d.sensMoved = true; });
   d.cons = el("input", { type: "number", min: "1", max: "100", step: "1", value: String(p.settings.consecutive), "data-role": "consecutive" });
   d.judge = el("input", { type: "checkbox", checked: p.settings.judge_start !== false, "data-role": "judge-start" });
   d.yaml = el("pre", { class: "yaml", "data-role": "yaml" });
@@ -553,16 +555,19 @@ async function saveEditor() {
   // following the config file.
   const p = S.printers.find((x) => x.name === d.name) || { settings: {}, saved: {} };
   const saved = p.saved || {};
-  const body = { mask: d.masks };
+  const body = {};
+  if (JSON.stringify(d.masks) !== JSON.stringify(p.settings.mask || []) || "mask" in saved) body.mask = d.masks;
   if (d.region || "region" in saved) body.region = d.region;
   const sens = Number(d.sens.value), cons = Number(d.cons.value);
-  if (sens !== p.settings.sensitivity || "sensitivity" in saved) body.sensitivity = sens;
+  // the slider's steps would round a value like 1.23: only a moved slider is a change
+  if (d.sensMoved || "sensitivity" in saved) body.sensitivity = sens;
   if (cons !== p.settings.consecutive || "consecutive" in saved) body.consecutive = cons;
   const judge = d.judge.checked;
   if (judge !== (p.settings.judge_start !== false) || "judge_start" in saved) body.judge_start = judge;
+  if (!Object.keys(body).length) { toast("nothing changed", true); return; }
   const r = await post(`/api/printers/${d.name}/settings`, body);
   toast(r.detail, r.ok);
-  if (r.ok) {
+  if (r.saved) {  // saved, applied or not (the toast says which)
     d.yaml.textContent = r.yaml;
     d.origin.textContent = `Saved from this page: ${Object.keys(r.saved).join(", ")} (overrides the config file).`;
   }
