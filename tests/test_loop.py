@@ -382,9 +382,10 @@ def test_a_reload_mid_print_keeps_what_was_learnt_of_the_print_unless_its_detect
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
     """Every settings save reloads the watchers. One that changed nothing of this printer's
-    camera or detection keeps the print's learnt start: learning it again would take a failure
-    under way as the print's look, and it would never be paused. A changed detection (here the
-    sensitivity) or another camera learns the print again and says so on the page."""
+    camera or of how its frames are learnt keeps the print's learnt start: learning it again
+    would take a failure under way as the print's look, and it would never be paused. A new
+    sensitivity keeps it too, judging with its own threshold. A changed region or another
+    camera learns the print again and says so on the page."""
     import shutil
 
     printer = SimulatedPrinter("benchy.gcode")
@@ -404,17 +405,21 @@ def test_a_reload_mid_print_keeps_what_was_learnt_of_the_print_unless_its_detect
 
     printer.resume()
     new.step()  # learns the accepted view from here
-    changed = build_watcher(
-        PrinterConfig(
-            name="e3",
-            camera=CameraConfig(source=str(failing), interval_s=0),
-            detection={"sensitivity": 2.0},
-        ),
-        Bundle.load(tiny_adaptive_bundle),
-        new.alerts,
-        printer=printer,
-    )
-    new.retire(changed)
+    for _ in range(CALIBRATION):
+        new.step()
+
+    def rebuilt(**detection: object) -> Watcher:
+        pcfg = PrinterConfig(
+            name="e3", camera=CameraConfig(source=str(failing), interval_s=0), detection=detection
+        )
+        return build_watcher(pcfg, Bundle.load(tiny_adaptive_bundle), new.alerts, printer=printer)
+
+    keener, before = rebuilt(sensitivity=2.0), new.detector.threshold
+    new.retire(keener)  # only the sensitivity saved: the learnt print stays, judged keener
+    assert not keener.status()["calibrating"]
+    assert keener.detector.threshold == pytest.approx(before / 2)
+    changed = rebuilt(region=[0.0, 0.3, 1.0, 1.0])
+    keener.retire(changed)
     assert changed.status()["calibrating"] and changed.status()["calibration"] == f"0/{CALIBRATION}"
     for _ in range(6):
         changed.step()
@@ -423,7 +428,7 @@ def test_a_reload_mid_print_keeps_what_was_learnt_of_the_print_unless_its_detect
     )
     changed.retire(other)  # the same detection, another camera
     assert other.status()["calibrating"]
-    for w in (old, new, changed, other):
+    for w in (old, new, keener, changed, other):
         w.camera.close()
 
 

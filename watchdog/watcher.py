@@ -556,7 +556,7 @@ class Watcher:
             # A reload (every settings save) that changed nothing of this printer's camera or
             # detection keeps what was learnt of the print: learning it again mid-print would
             # take what the camera shows now, a failure included, as the print's look.
-            self.detector = old.detector
+            self.detector = self.detector.carry_on(old.detector)
         elif self.state.printer in (PrinterState.PRINTING, PrinterState.PAUSED):
             self._relearn("its camera or detection settings changed")
         self.snapshot = self._status(time.monotonic())

@@ -210,20 +210,26 @@ class Detector:
         )
 
     def same_setup(self, other: Detector) -> bool:
-        """Whether ``other`` judges frames exactly as this one would (the same model file and
-        bundle, region, mask, sensitivity and start): then what it has learnt of the print
-        holds for this one too (a reload that changed nothing of this printer's detection)."""
+        """Whether ``other`` learns and scores frames exactly as this one would (the same
+        model file and bundle, region, mask and start; the sensitivity only moves the
+        thresholds): then what it has learnt of the print holds for this one too (a reload
+        that changed nothing of how this printer's frames are learnt)."""
         return (
             self.model_key is not None
             and self.model_key is other.model_key
             and self.meta == other.meta
             and self.pre == other.pre
             and _same_mask(self.mask, other.mask)
-            and self.threshold == other.threshold
             and self.calibration_frames == other.calibration_frames
-            and self.start_guard == other.start_guard
             and (self.start_baseline is None) == (other.start_baseline is None)
         )
+
+    def carry_on(self, learnt: Detector) -> Detector:
+        """``learnt`` (of the ``same_setup``), judging from now on with this one's thresholds
+        (a sensitivity saved on the page mid-print must not throw the learnt print away)."""
+        learnt.threshold, learnt.start_guard = self.threshold, self.start_guard
+        learnt.guard = self.start_guard if learnt.guard else 0.0
+        return learnt
 
     # ----------------------------------------------------------------- the daemon's path
 
