@@ -177,7 +177,7 @@ def test_home_assistants_problem_sensor_is_on_from_our_action_until_the_owner_an
 
     from watchdog.comms.discovery import discovery_configs
     from watchdog.config import MqttConfig
-    from watchdog.detection.decide import not_a_failure
+    from watchdog.detection.decide import answered
 
     [template] = [
         c["value_template"]
@@ -199,7 +199,7 @@ def test_home_assistants_problem_sensor_is_on_from_our_action_until_the_owner_an
     paused = on_printer(state, "paused", "benchy.gcode", 70.0, S)  # our pause took
     assert sensor(paused) == "ON"
     assert sensor(on_printer(paused, "printing", "benchy.gcode", 80.0, S)) == "OFF"  # resumed
-    assert sensor(not_a_failure(paused)) == "OFF"
+    assert sensor(answered(paused)) == "OFF"
     assert sensor(on_printer(paused, "printing", "next.gcode", 80.0, S)) == "OFF"  # a new print
     # not answered, it stays on: a cancelled print, an alert only (the watcher re-arms)
     assert sensor(on_printer(paused, "idle", None, 80.0, S)) == "ON"

@@ -238,52 +238,84 @@ def test_without_feedback_a_lasting_change_alerts_again_after_the_cooldown_in_no
     assert [r.action for r in records].count("notify") >= 2
 
 
-def test_the_not_a_failure_button_marks_the_latest_alert_and_relearns(
-    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
-) -> None:
-    """Home Assistant's "Not a failure" button sends feedback on the incident "latest": the
-    daemon resolves it to the printer's last alert, keeps its frame for retraining and the
-    watcher re-learns the print (the daemon in-process, its watcher stepped by hand)."""
+def _daemon_of_one_watcher(tmp_path: Path, bundle: Path, frames: Path, action: str):
+    """The daemon in-process with one watcher, stepped by hand (its thread does nothing)."""
     import threading
 
     from tests.daemon_helpers import write_config
     from watchdog.daemon import Daemon, _Running
 
-    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
     config = write_config(
         tmp_path / "c.yaml",
-        model=str(tiny_adaptive_bundle),
+        model=str(bundle),
         storage={"dir": str(tmp_path / "state")},
         printers=[
-            {"name": "e3", "camera": {"source": str(frames), "interval_s": 0}, "action": "notify"}
+            {"name": "e3", "camera": {"source": str(frames), "interval_s": 0}, "action": action}
         ],
     )
     daemon = Daemon(config)
-    daemon.on_command(
-        "e3", "feedback", {"incident": "latest", "verdict": "not_failure"}
-    )  # unknown printer yet: ignored
     daemon.notifier = Notifier(daemon.config.mqtt, daemon.config.storage, ["e3"])
     watcher = daemon._make_watchers(daemon.config, daemon.bundle)["e3"]
     daemon.running = {
         "e3": _Running(watcher, threading.Thread(target=lambda: None), threading.Event())
     }
-    daemon.on_command(
-        "e3", "feedback", {"incident": "latest", "verdict": "not_failure"}
-    )  # no alert yet: ignored
-    records = [watcher.step() for _ in range(10)]
-    assert [r.action for r in records].count("notify") == 1
-    incident = watcher.status()["last_alert"]["incident"]
+    return daemon, watcher
+
+
+def _answer(daemon, watcher, verb: Verb) -> None:
+    """Home Assistant's button: feedback on the incident "latest"; the daemon waits for the
+    watcher's thread, stepped here by hand."""
+    import threading
+
+    from watchdog.control import LATEST_INCIDENT
 
     answer = threading.Thread(
-        target=daemon.on_command,
-        args=("e3", "feedback", {"incident": "latest", "verdict": "not_failure"}),
+        target=daemon.dispatch, args=(Command("e3", verb, LATEST_INCIDENT, "mqtt"),)
     )
-    answer.start()  # the daemon waits for the watcher's thread, stepped here by hand
+    answer.start()
     while answer.is_alive():
         watcher.step()
         answer.join(0.05)
+    watcher.step()  # a command sent without waiting is carried out by the next step
+
+
+def test_the_not_a_failure_button_marks_the_latest_alert_and_relearns(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Home Assistant's "Not a failure" button sends feedback on the incident "latest": the
+    daemon resolves it to the printer's last alert, keeps its frame for retraining and the
+    watcher re-learns the print."""
+    from watchdog.control import LATEST_INCIDENT
+
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
+    daemon, watcher = _daemon_of_one_watcher(tmp_path, tiny_adaptive_bundle, frames, "notify")
+    early = daemon.dispatch(Command("e3", Verb.NOT_A_FAILURE, LATEST_INCIDENT))
+    assert not early.ok and early.detail == "no alert to answer"
+    records = [watcher.step() for _ in range(10)]
+    assert [r.action for r in records].count("notify") == 1
+    incident = watcher.status()["last_alert"]["incident"]
+    assert watcher.status()["failure"]
+    _answer(daemon, watcher, Verb.NOT_A_FAILURE)
     assert (tmp_path / "state" / "collected" / "e3" / "false_alarms" / f"{incident}.jpg").is_file()
     assert watcher.status()["calibrating"]  # learning the accepted view
+    assert not watcher.status()["failure"]
+    watcher.camera.close()
+
+
+def test_confirming_the_failure_answers_it(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """A confirmed failure is answered too: Home Assistant's problem sensor goes off (it
+    stayed on until the next print, unless the owner marked the failure not a failure)."""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
+    daemon, watcher = _daemon_of_one_watcher(tmp_path, tiny_adaptive_bundle, frames, "cancel")
+    records = [watcher.step() for _ in range(10)]
+    assert [r.action for r in records].count("cancel") == 1
+    assert watcher.status()["failure"]
+    _answer(daemon, watcher, Verb.CONFIRM_FAILURE)
+    assert not watcher.status()["failure"]
+    incident = watcher.status()["last_alert"]["incident"]
+    assert (tmp_path / "state" / "collected" / "e3" / "failures" / f"{incident}.jpg").is_file()
     watcher.camera.close()
 
 

@@ -236,7 +236,7 @@ class Daemon:
         if command.verb in INCIDENT_VERBS:
             command = self._resolve_incident(command, watcher)
             if command.incident is None:
-                return CommandResult(False, "no alert since the daemon started")
+                return CommandResult(False, "no alert to answer")
             try:
                 stored = self._store_verdict(command)
             except (OSError, ValueError) as exc:  # IncidentError is a ValueError
@@ -245,6 +245,7 @@ class Daemon:
                 )
                 return CommandResult(False, str(exc))
             if command.verb is not Verb.NOT_A_FAILURE:
+                watcher.submit(command)  # answered: the failure it stood on is shown off
                 return stored
         api = watcher.cfg.api
         wait_s = api.timeout_s * (1 + api.retries) + watcher.cfg.camera.interval_s + 5
@@ -301,14 +302,6 @@ class Daemon:
             True,
             f"confirmed as a failure; {len(copies)} frame(s) kept in {copies[0].parent} (--anomalous)",
         )
-
-    def on_command(self, printer: str, command: str, payload: dict) -> None:
-        """MQTT commands (already validated by the notifier) as ``Command``s."""
-        if command == "enabled":
-            verb = Verb.ENABLE if payload.get("enabled") else Verb.DISABLE
-            self.dispatch(Command(printer, verb))
-        elif command == "feedback":
-            self.dispatch(Command(printer, Verb(str(payload["verdict"])), str(payload["incident"])))
 
     # ----------------------------------------------------------------- dashboard settings
 

@@ -588,6 +588,10 @@ class Watcher:
             return CommandResult(True, f"watching {self.name} {'on' if self.enabled else 'off'}")
         if verb is Verb.NOT_A_FAILURE:
             return self._accept_view(command.incident)
+        if verb is Verb.CONFIRM_FAILURE:
+            if self._is_latest(command.incident):
+                self.state = decide.answered(self.state)
+            return CommandResult(True, "answered")
         if verb in (Verb.PAUSE, Verb.RESUME, Verb.CANCEL):
             if command.incident is not None and (why := self._other_print(command.incident)):
                 logger.warning(
@@ -657,15 +661,21 @@ class Watcher:
             return f"{self.name} started {job} again after this alert: this is another print"
         return ""
 
+    def _is_latest(self, incident: str | None) -> bool:
+        """``incident`` is the latest alert of the print under way."""
+        alert = self.last_alert
+        return (
+            alert is not None and alert.incident == incident and self._alert_print == self._prints
+        )
+
     def _accept_view(self, incident: str | None) -> CommandResult:
         """The owner says the latest alert of this print was not a failure: learn the print's
         look again, so the same view does not alert again after the cooldown."""
-        alert = self.last_alert
-        if alert is None or alert.incident != incident or self._alert_print != self._prints:
+        if not self._is_latest(incident):
             return CommandResult(
                 True, "kept for retraining; not the current print's latest alert, nothing re-learnt"
             )
-        self.state = decide.not_a_failure(self.state)
+        self.state = decide.answered(self.state)
         if self.detector.baseline.enabled:
             self._relearn("the last alert was marked not a failure")
         return CommandResult(True, "kept for retraining; learning the print's look again")

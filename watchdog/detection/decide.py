@@ -193,8 +193,9 @@ def paused_by_us(state: WatchState) -> WatchState:
     return replace(state, armed=False, rearm_at=None, failure=True, triggers=max(1, state.triggers))
 
 
-def not_a_failure(state: WatchState) -> WatchState:
-    """The owner marked the latest alert not a failure: it is answered (``WatchState.failure``)."""
+def answered(state: WatchState) -> WatchState:
+    """The owner marked the latest alert not a failure, or confirmed it: either way it is
+    answered (``WatchState.failure``, Home Assistant's problem sensor, goes off)."""
     return replace(state, failure=False)
 
 
