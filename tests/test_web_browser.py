@@ -442,6 +442,12 @@ def test_a_mask_drawn_with_the_mouse_removes_the_failure_from_the_score(
     # After a restart the mask is still there, and still applied.
     env.stop()
     env.start()
+    # the page left open from before the restart says so in words (it said "403 FORBIDDEN")
+    browser.find_element(By.CSS_SELECTOR, "input[data-role=judge-start]").click()
+    browser.find_element(By.CSS_SELECTOR, "[data-role=save]").click()
+    toast = browser.find_element(By.ID, "toast")
+    wait_until("the answer", lambda: "out of date" in toast.text and toast.text, 30)
+    assert "reload it" in toast.text
     browser.get(env.url + f"/#/edit/{PRINTER}")
     wait_js(
         browser,

@@ -126,7 +126,11 @@ class Dashboard:
                 expected = self._csrf_expected()
                 given = request.headers.get("X-CSRF-Token")
             if not auth.same(given, expected):
-                return text("403 missing or wrong CSRF token: reload the page", 403)
+                return text(
+                    "403 this page is out of date (the watchdog restarted since it was "
+                    "opened?): reload it",
+                    403,
+                )
         return None
 
     def _cookie(self, response: AnyResponse, name: str, value: str, max_age: int | None) -> None:

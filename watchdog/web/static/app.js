@@ -62,9 +62,9 @@ async function post(path, body) {
     headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF },
     body: JSON.stringify(body || {}),
   });
-  let data = {};
-  try { data = await r.json(); } catch (e) { data = { ok: false, detail: `${r.status} ${r.statusText}` }; }
-  return data;
+  // the server's own words when it answers in text (a stale page: "reload it")
+  const raw = await r.text();
+  try { return JSON.parse(raw); } catch (e) { return { ok: false, detail: raw.trim() || `${r.status} ${r.statusText}` }; }
 }
 
 let toastTimer = null;
