@@ -561,3 +561,29 @@ def test_replay_with_the_deployed_config_never_touches_its_real_printer(
     lines = [json.loads(x) for x in r.stdout.splitlines() if '"frame"' in x and '"event"' not in x]
     assert len(lines) == 11 and [x["frame"] for x in lines if x["action"]] == ["f_9.jpg"]
     assert octoprint_server.flags()["printing"], "the real print was paused"
+
+
+def test_a_printer_switched_off_stays_off_after_a_restart(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The Watching switch (the page's, Home Assistant's) was forgotten by a restart: the
+    watchdog watched, and could pause, a print its owner had switched it off for."""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 40))
+    printer = SimulatedPrinter("benchy.gcode")
+    before = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    done = before.submit(Command("e3", Verb.DISABLE, source="web"))
+    before.step()
+    assert done.result(5).ok and not before.status()["enabled"]
+    before.camera.close()
+
+    after = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)  # the daemon restarted
+    assert not after.status()["enabled"]
+    records = [after.step() for _ in range(40)]
+    assert not any(r.action for r in records) and printer.status().state == "printing"
+    done = after.submit(Command("e3", Verb.ENABLE, source="mqtt"))
+    after.step()
+    assert done.result(5).ok
+    after.camera.close()
+    again = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    assert again.status()["enabled"]
+    again.camera.close()

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from watchdog import switches
 from watchdog.comms.notifier import Notifier
 from watchdog.config import ConfigError, PrinterConfig
 from watchdog.control import Command, CommandResult, Verb, printer_answers
@@ -219,7 +220,9 @@ class Watcher:
         self.settings = decide.Settings.from_config(cfg.detection)
         self.action = Action(cfg.action)
         self.state = decide.WatchState()
-        self.enabled = True
+        self.enabled = self.name not in switches.switched_off(alerts.store.storage_dir)
+        if not self.enabled:
+            logger.warning("%s: not watched: switched off by its owner (Watching)", self.name)
         self.camera_online: bool | None = None
         self.printer_detail = ""
         self.api_state = ""
@@ -579,6 +582,7 @@ class Watcher:
         verb = command.verb
         if verb in (Verb.ENABLE, Verb.DISABLE):
             self.enabled = verb is Verb.ENABLE
+            switches.remember(self.alerts.store.storage_dir, self.name, self.enabled)
             logger.info(
                 "%s: watching %s (%s)",
                 self.name,
