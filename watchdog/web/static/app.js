@@ -341,7 +341,8 @@ function attachTooltip(canvas) {
 
 async function loadIncidents() {
   const list = await getJSON("/api/incidents");
-  const key = JSON.stringify(list);
+  // drawn again once the first poll tells whether MQTT is configured at all
+  const key = JSON.stringify([S.mqtt, list]);
   if (key === S.incidentsKey) return;
   S.incidentsKey = key;
   const view = document.getElementById("view-incidents");
@@ -379,7 +380,7 @@ function incidentCard(i) {
       el("div", { class: "row" },
         el("span", { text: `${i.action}: ${result.outcome || "?"}${result.detail ? " (" + result.detail + ")" : ""}` }),
         el("span", { class: "muted", "data-role": "delivery",
-          text: !S.mqtt ? "MQTT: not configured" : i.delivered ? "MQTT: delivered" : "MQTT: not delivered yet" })),
+          text: S.mqtt === undefined ? "" : !S.mqtt ? "MQTT: not configured" : i.delivered ? "MQTT: delivered" : "MQTT: not delivered yet" })),
       i.job ? el("div", { class: "row muted", text: `job ${i.job}` }) : null),
     el("figure", { class: "frame" }, el("img", { src: `${base}/frame.jpg`, alt: "the frame", loading: "lazy", "data-role": "incident-frame" })),
     el("figure", { class: "frame" }, el("img", { src: `${base}/heatmap.jpg`, alt: "its heatmap", loading: "lazy", "data-role": "incident-heatmap" })),
