@@ -59,6 +59,9 @@ if TYPE_CHECKING:
     from watchdog.web.app import Dashboard
 
 logger = logging.getLogger(__name__)
+# A page load asks for the state, each printer's timeline and frame at once: a few requests
+# waiting for a worker is normal, not the warning waitress logs for each of them.
+logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 MAX_HEAD_BYTES = 8192
 MAX_BODY_BYTES = 256 * 1024
