@@ -775,7 +775,7 @@ def mask_refused(printer: str, exc: MaskError) -> ConfigError:
     """The one line for a refused mask, wherever it was set."""
     return ConfigError(
         f"printers.{printer}.detection.mask: {exc} (a mask saved on the dashboard is removed "
-        "by its 'back to the config file' button)"
+        "by its 'Reset to the config file' button)"
     )
 
 
