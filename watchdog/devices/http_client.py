@@ -136,34 +136,37 @@ def _in_use(conn: Any) -> None:
         deadline.use(conn)
 
 
-class _DeadlineConnection(HTTPConnection):
+class _ConnectsUnderDeadline:
+    """Mixed into a connection class: a new connection is handed to the request's Deadline."""
+
     def connect(self) -> None:
-        super().connect()
+        super().connect()  # type: ignore[misc]
         _in_use(self)
 
 
-class _DeadlineTlsConnection(HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        _in_use(self)
-
-
-class _DeadlinePool(HTTPConnectionPool):
-    ConnectionCls = _DeadlineConnection
+class _PoolUnderDeadline:
+    """Mixed into a pool class: so is a kept-alive connection, connected already."""
 
     def _get_conn(self, timeout: float | None = None) -> Any:
-        conn = super()._get_conn(timeout)
-        _in_use(conn)  # a kept-alive connection, connected already
-        return conn
-
-
-class _DeadlineTlsPool(HTTPSConnectionPool):
-    ConnectionCls = _DeadlineTlsConnection
-
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        conn = super()._get_conn(timeout)
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
         _in_use(conn)
         return conn
+
+
+class _DeadlineConnection(_ConnectsUnderDeadline, HTTPConnection):
+    pass
+
+
+class _DeadlineTlsConnection(_ConnectsUnderDeadline, HTTPSConnection):
+    pass
+
+
+class _DeadlinePool(_PoolUnderDeadline, HTTPConnectionPool):
+    ConnectionCls = _DeadlineConnection
+
+
+class _DeadlineTlsPool(_PoolUnderDeadline, HTTPSConnectionPool):
+    ConnectionCls = _DeadlineTlsConnection
 
 
 class HttpClient:
