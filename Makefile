@@ -1,10 +1,13 @@
 # The two set-up commands on a fresh machine:  make demo   and   make test
-# Both create .venv on first use; `make test` also installs the servers the tests run
-# (mosquitto and systemd from Debian's packages; OctoPrint and Moonraker go into their own
-# virtualenvs under .cache/ on first use by the tests).
+# Both create .venv on first use; `make test` also installs, as root, the Debian packages the
+# tests run for real (tests/install-servers.sh: mosquitto, systemd, openssl, shellcheck,
+# bubblewrap, Chromium and its driver, GStreamer's RTSP server); OctoPrint and Moonraker go
+# into their own virtualenvs under .cache/ on first use by the tests.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# the Kaggle frames (read-only, never committed)
+DATA ?= ../shared/data/kaggle-3d-printer
 
 .PHONY: demo test test-arm64 lint bench quality default-model clean
 
@@ -38,28 +41,36 @@ test-arm64: $(VENV)/.stamp-pi
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check watchdog trainer tests benchmarks
 
-# Slow, not in CI; figures go into docs/benchmarks.md and docs/reliability.md.
+# Slow, not in CI: the single-run benchmarks behind docs/quality.md, each writing the JSON
+# its section is generated from (the commands the page names), then the page itself. The
+# three-run detection figures are `make quality`; memory needs a baseline (see its section);
+# the soak's figures are in docs/reliability.md (benchmarks/soak.py, as that page says).
 bench: $(VENV)/.stamp-dev
-	mkdir -p runs
-	$(BIN)/python benchmarks/frame_cost.py
-	$(BIN)/python benchmarks/quality.py --control --seed-epochs 10 --json runs/quality.json
-	$(BIN)/python benchmarks/time_to_pause.py --json runs/time_to_pause.json
-	$(BIN)/python benchmarks/lasting_change.py --json runs/lasting_change.json
-	$(BIN)/python benchmarks/soak.py --frames 20000 --seed 1 --out runs/soak.json
+	mkdir -p benchmarks/results
+	$(BIN)/python benchmarks/quality.py --data $(DATA) --skip-seed --json benchmarks/results/quality.json
+	$(BIN)/python benchmarks/time_to_pause.py --json benchmarks/results/time_to_pause.json
+	$(BIN)/python benchmarks/lasting_change.py --json benchmarks/results/lasting_change.json
+	$(BIN)/python benchmarks/lasting_change.py --onset 15 --json benchmarks/results/lasting_change_in_start.json
+	$(BIN)/python benchmarks/start_guard.py --json benchmarks/results/start_guard.json
+	$(BIN)/python benchmarks/still_start.py --json benchmarks/results/still_start.json
+	$(BIN)/python benchmarks/growing_prints.py --json benchmarks/results/growing_prints.json
+	$(BIN)/python benchmarks/frame_order.py --json benchmarks/results/frame_order.json
+	$(BIN)/python benchmarks/frame_cost.py --json benchmarks/results/frame_cost.json
+	PYTHONPATH=. $(BIN)/python benchmarks/capacity.py --json benchmarks/results/capacity.json
+	$(BIN)/python benchmarks/qualitydoc.py
 
 # Detection quality (not in CI; docs/quality.md): three training runs of the default
 # preset, leave-one-print-out on the Kaggle data (first minutes, in-scene failures, Kaggle
 # failures; the start also judged without matching its light, on the same models), then the
 # shipped bundle on other camera framings. About 25 min on 2 cores (measured: 23 + 2).
-DATA ?= ../shared/data/kaggle-3d-printer
 quality: $(VENV)/.stamp-dev
 	mkdir -p benchmarks/results
 	$(BIN)/python benchmarks/quality.py --data $(DATA) --seeds 0,1,2 --json benchmarks/results/quality-detection.json
 	$(BIN)/python benchmarks/framing.py --data $(DATA) --json benchmarks/results/framing.json
 
-# Retrain the shipped default bundle on the Kaggle data (../shared/data/kaggle-3d-printer).
+# Retrain the shipped default bundle on the Kaggle data ($(DATA)).
 default-model: $(VENV)/.stamp-dev
-	run=$$($(BIN)/python -m trainer --data ../shared/data/kaggle-3d-printer --preset default --split all --out runs/ | tail -n 1) && \
+	run=$$($(BIN)/python -m trainer --data $(DATA) --preset default --split all --out runs/ | tail -n 1) && \
 	cp "$$run/bundle/model.tflite" "$$run/bundle/model.json" watchdog/models/default/
 
 clean:

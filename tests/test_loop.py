@@ -154,7 +154,7 @@ def test_resuming_after_a_pause_relearns_the_print_so_an_accepted_change_does_no
     """Something changes for good (a tool left on the bed, a light switched on): the watcher
     pauses; the user looks, resumes, and so accepts it. The frames after the resume become the
     print's baseline, so the same view does not pause the print again after the cooldown
-    (users' complaint 4 in anchors.md: "pauses again right after the user resumes")."""
+    (what owners of such tools complain of: "it pauses again right after I resume")."""
     lasting = held(anomalous_frames[0], 30)
     frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + lasting)
     printer = SimulatedPrinter("benchy.gcode")

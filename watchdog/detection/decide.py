@@ -5,7 +5,8 @@ recording's clock) make exactly the same decisions, and tests need no sleeping. 
 returns the new state and the events the watcher routes (a new print: learn its look; a resume
 after our action: accept what the camera shows; fired: act and alert).
 
-Rules (the users' top complaints in anchors.md drive them):
+Rules (each answers what owners of such tools complain of most: pauses of good prints, and
+pauses again right after they resume):
 - only frames of a running print count; a new print starts from a clean slate;
 - while the detector learns the print's start, a frame counts only when the detector judges
   the start itself (``Verdict.anomalous``: the start guard's absolute score, or the start's
