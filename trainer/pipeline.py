@@ -8,7 +8,6 @@ CLI over it. Benchmarks call the same steps (``trainer.data``, ``trainer.model``
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -574,10 +573,6 @@ def _validation_adaptation(
     return result
 
 
-def _fmt(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.3f}"
-
-
 def _choose_threshold(
     options: Options, val_scores: np.ndarray, f1: dict | None
 ) -> tuple[float, str]:
@@ -720,8 +715,3 @@ def _plots(
         run_dir / "anomalies.png",
     )
     plots.score_histogram(tn, ta, threshold, run_dir / "scores.png")
-
-
-def load_report(run_dir: Path) -> dict[str, Any]:
-    """A finished run's report.json."""
-    return json.loads((Path(run_dir) / "report.json").read_text())

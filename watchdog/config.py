@@ -170,10 +170,6 @@ class HttpConfig(_Model):
             )
         return self
 
-    @property
-    def auth_required(self) -> bool:
-        return bool(self.listen) and not is_loopback(self.listen)
-
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: str) -> str:

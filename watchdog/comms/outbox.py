@@ -70,10 +70,6 @@ class Entry:
         except OSError:
             return None
 
-    @property
-    def age_s(self) -> float:
-        return time.time() - self.created
-
 
 class Outbox:
     """Entries of every channel under ``<storage.dir>/outbox``; safe to share between threads
