@@ -1,8 +1,8 @@
 """The long-running daemon: wires config → watchers, signals, reload, systemd and HTTP.
 
-Threads: one per printer watcher, paho's network thread, the status server's thread; all are
-stopped and joined on SIGTERM/SIGINT. SIGHUP reloads config and model; a broken new config
-is logged and the running one kept.
+Threads and what each owns: docs/architecture.md. All are stopped and joined on
+SIGTERM/SIGINT. SIGHUP (and a settings save on the page) reloads config and model; a broken
+new config is logged and the running one kept.
 """
 
 from __future__ import annotations
