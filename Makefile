@@ -48,13 +48,13 @@ lint: $(VENV)/.stamp-dev
 bench: $(VENV)/.stamp-dev
 	mkdir -p benchmarks/results
 	$(BIN)/python benchmarks/quality.py --data $(DATA) --skip-seed --json benchmarks/results/quality.json
-	$(BIN)/python benchmarks/time_to_pause.py --json benchmarks/results/time_to_pause.json
-	$(BIN)/python benchmarks/lasting_change.py --json benchmarks/results/lasting_change.json
-	$(BIN)/python benchmarks/lasting_change.py --onset 15 --json benchmarks/results/lasting_change_in_start.json
-	$(BIN)/python benchmarks/start_guard.py --json benchmarks/results/start_guard.json
-	$(BIN)/python benchmarks/still_start.py --json benchmarks/results/still_start.json
-	$(BIN)/python benchmarks/growing_prints.py --json benchmarks/results/growing_prints.json
-	$(BIN)/python benchmarks/frame_order.py --json benchmarks/results/frame_order.json
+	$(BIN)/python benchmarks/time_to_pause.py --data $(DATA) --json benchmarks/results/time_to_pause.json
+	$(BIN)/python benchmarks/lasting_change.py --data $(DATA) --json benchmarks/results/lasting_change.json
+	$(BIN)/python benchmarks/lasting_change.py --data $(DATA) --onset 15 --json benchmarks/results/lasting_change_in_start.json
+	$(BIN)/python benchmarks/start_guard.py --data $(DATA) --json benchmarks/results/start_guard.json
+	$(BIN)/python benchmarks/still_start.py --data $(DATA) --json benchmarks/results/still_start.json
+	$(BIN)/python benchmarks/growing_prints.py --data $(DATA) --json benchmarks/results/growing_prints.json
+	$(BIN)/python benchmarks/frame_order.py --data $(DATA) --json benchmarks/results/frame_order.json
 	$(BIN)/python benchmarks/frame_cost.py --json benchmarks/results/frame_cost.json
 	PYTHONPATH=. $(BIN)/python benchmarks/capacity.py --json benchmarks/results/capacity.json
 	$(BIN)/python benchmarks/qualitydoc.py

@@ -265,22 +265,36 @@ start_service() {
     say "skipping systemctl (--no-systemd)"
     return
   fi
-  local was_active=0
-  systemctl is-active --quiet "$NAME.service" && was_active=1
+  local was_active=0 was_failed=0
+  if systemctl is-active --quiet "$NAME.service"; then
+    was_active=1
+  elif [ "$UPGRADE" = 1 ] && systemctl is-failed --quiet "$NAME.service"; then
+    was_failed=1  # systemd gave up on it (start limit): the new version may well start
+  fi
   systemctl daemon-reload
   if [ "$UPGRADE" = 0 ]; then
     systemctl enable --now "$NAME.service"
     say "service $NAME enabled and started"
-  elif [ "$was_active" = 0 ]; then
+  elif [ "$was_active" = 0 ] && [ "$was_failed" = 0 ]; then
     # stopped by its owner (collecting frames from its camera, say): their choice stands
     say "service $NAME is stopped: left stopped (sudo systemctl start $NAME starts the new version)"
-  elif ! "$VENV/bin/python" -m watchdog check-config --config "$ETC/config.yaml" >/dev/null; then
+  elif ! as_service "$VENV/bin/python" -m watchdog check-config --config "$ETC/config.yaml" >/dev/null; then
     # Restarting would stop the running watchdog for good: keep it until the file is fixed.
     say "warning: the new version refuses $ETC/config.yaml (above); the service was not restarted"
     say "  and still runs the old version: fix the file, then: sudo systemctl restart $NAME"
   else
+    [ "$was_failed" = 0 ] || systemctl reset-failed "$NAME.service"
     systemctl restart "$NAME.service"
     say "service $NAME restarted on the new version"
+  fi
+}
+
+# As the service runs: its user (the secret files it can read), its state folder, from /.
+as_service() {
+  if user_exists && [ "$(id -u)" = 0 ]; then
+    (cd / && runuser -u "$SERVICE_USER" -- env STATE_DIRECTORY="$STATE" "$@")
+  else
+    (cd / && env STATE_DIRECTORY="$STATE" "$@")
   fi
 }
 

@@ -121,8 +121,10 @@ class FakeKlippy:
             if obj in self.objects:
                 values = self.objects[obj]
                 if obj == "print_stats" and values["state"] in ("printing", "paused"):
-                    # Klipper counts the job's time from its start, pauses included
-                    values = {**values, "total_duration": time.time() - self.started}
+                    # Klipper counts the job's time from its start, pauses included (and
+                    # without them in print_duration: here the same, pauses are not timed)
+                    since = time.time() - self.started
+                    values = {**values, "total_duration": since, "print_duration": since}
                 out[obj] = (
                     dict(values)
                     if fields is None

@@ -55,6 +55,9 @@ class _OctoPrint:
         self.s.cancel()
         self.s.wait_flag("printing", False)
 
+    def printed(self) -> float:
+        return self.s.get("/api/job").json()["progress"]["printTime"] or 0.0
+
     def api(self) -> dict:
         return {"kind": "octoprint", "url": self.s.url, "api_key": self.s.api_key}
 
@@ -73,6 +76,10 @@ class _Moonraker:
     def cancel(self) -> None:
         self.s.cancel()
         self.s.wait_state("cancelled")
+
+    def printed(self) -> float:
+        stats = self.s.get("/printer/objects/query?print_stats").json()["result"]["status"]
+        return stats["print_stats"]["print_duration"]
 
     def api(self) -> dict:
         return {"kind": "moonraker", "url": self.s.url, "api_key": self.s.api_key}
@@ -280,7 +287,8 @@ def test_alert_json_written_even_without_mqtt(tmp_path, tiny_bundle, anomalous_f
     assert len(alert_files) == 1
     alert = json.loads(alert_files[0].read_text())
     assert alert["printer"] == "p1"
-    assert alert["answers"] == []  # no printer API: no Resume or Cancel to offer
+    # replay's simulated printer paused: Resume and Cancel are offered, as the demo shows them
+    assert alert["answers"] == ["resume", "cancel"]
 
 
 def _printer_status(port: int) -> dict:
@@ -314,6 +322,8 @@ def test_a_restart_keeps_an_unanswered_pause_and_an_old_alert_never_cancels_a_re
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
     try:
         sub.wait_count(f"{prefix}/ender3/score", 3, timeout=90)
+        # a print some way in when it fails: its reprint, below, has printed less by far
+        wait_until("12 s of printing", lambda: printer_server.printed() >= 12, 60)
         camera_server.set_frames(anomalous_frames)
         incident = sub.wait_for(f"{prefix}/ender3/alert", timeout=60).json()["incident"]
         wait_until("the pause", lambda: printer_server.state() == "paused", 30, lambda: daemon.log)
@@ -360,7 +370,7 @@ def test_a_restart_keeps_an_unanswered_pause_and_an_old_alert_never_cancels_a_re
             headers={"X-CSRF-Token": token},
             timeout=60,
         ).json()
-        assert answer["ok"] is False and "again after this alert" in answer["detail"], answer
+        assert answer["ok"] is False and "it is another print" in answer["detail"], answer
         assert printer_server.state() == "printing", daemon.log
         assert _printer_status(port)["failure"] is False
     finally:

@@ -587,3 +587,19 @@ def test_a_printer_switched_off_stays_off_after_a_restart(
     again = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
     assert again.status()["enabled"]
     again.camera.close()
+
+
+def test_an_alert_without_a_printer_api_offers_no_printer_buttons(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """`api.kind: none`: the alert only notifies; Resume and Cancel could only answer
+    "skipped", so neither the phone nor the page offers them (replay's and the demo's
+    simulated printer does pause: they are offered there)."""
+    from watchdog.devices.printers import NoPrinter
+
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, NoPrinter(), "pause")
+    records = [watcher.step() for _ in range(10)]
+    [alert] = [r.alert for r in records if r.alert is not None]
+    assert alert.action_result.outcome == "skipped" and alert.answers == ()
+    watcher.camera.close()

@@ -289,13 +289,14 @@ def test_following_the_warning_about_a_secret_file_made_with_sudo_keeps_it_reada
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-@pytest.mark.parametrize("command", ["run", "feedback"])
+@pytest.mark.parametrize("command", ["run", "feedback", "collect"])
 def test_root_is_refused_in_the_service_users_storage_folder(
     tmp_path, tiny_bundle, command
 ) -> None:
     """`sudo printer-watchdog run` (without -u) made root's files in the service's folder:
-    the service could no longer save an incident, its outbox or its lock. Refused, naming the
-    user to run it as, and nothing is written there."""
+    the service could no longer save an incident, its outbox or its lock (and after `sudo
+    ... collect --out` there, no verdict's frames). Refused, naming the user to run it as,
+    and nothing is written there. Root by design (a container: no sudo) is not refused."""
     state = tmp_path / "state"
     state.mkdir()
     os.chown(state, 65534, 65534)
@@ -303,18 +304,33 @@ def test_root_is_refused_in_the_service_users_storage_folder(
         tmp_path / "c.yaml",
         model=str(tiny_bundle),
         storage={"dir": str(state)},
-        printers=[{"name": PRINTER}],
+        printers=[{"name": PRINTER, "camera": {"source": str(tmp_path / "none")}}],
     )
     args = {
         "run": (),
         "feedback": ("--printer", PRINTER, "--incident", "x", "--verdict", "failure"),
+        "collect": ("--out", str(state / "collected"), "--max-frames", "1"),
     }
-    r = run_cli(command, "--config", str(config), *args[command])
+
+    def as_root(sudo: bool) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "SUDO_UID"}
+        return subprocess.run(
+            watchdog_cmd(command, "--config", str(config), *args[command]),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env | {"SUDO_UID": "1000"} if sudo else env,
+        )
+
+    r = as_root(sudo=True)
     assert r.returncode == 2, r.stdout + r.stderr
     line = r.stderr.strip().splitlines()[-1]  # after the TFLite runtime's own INFO line
     assert "Traceback" not in r.stderr and line.startswith("error: ")
-    assert f"{state} belongs to the user nobody" in line and "sudo -u nobody" in line
+    assert "belongs to the user nobody" in line and "sudo -u nobody" in line, line
     assert list(state.iterdir()) == []
+    if command == "feedback":  # root without sudo: the folder is not why it fails
+        r = as_root(sudo=False)
+        assert "belongs to the user" not in r.stderr and "--incident" in r.stderr, r.stderr
 
 
 # --------------------------------------------------------------------------- TLS of the printer API

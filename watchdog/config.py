@@ -545,7 +545,9 @@ def _warn_if_readable(path: Path, what: str) -> None:
     if st.st_mode & (stat.S_IRGRP | stat.S_IROTH):
         me = user_name(os.geteuid())
         fix = f"chmod 600 {path}"
-        if st.st_uid != os.geteuid():
+        if os.geteuid() == 0 and st.st_uid == 0:  # root reads it; the service may not
+            fix += ", owned by the user the service runs as (sudo chown printer-watchdog)"
+        elif st.st_uid != os.geteuid() and os.geteuid() != 0:
             fix = f"sudo chown {me} {path} && sudo chmod 600 {path} (this process runs as {me})"
         logger.warning(
             "%s %s is readable by other users (mode %o); %s", what, path, st.st_mode & 0o777, fix

@@ -67,5 +67,14 @@ class CommandResult:
     detail: str
 
 
+@dataclass(frozen=True)
+class Applied:
+    """What became of a settings change saved on the page: in force (``done`` True), refused
+    by the reload (False, ``why``), or still to come (None, ``why``)."""
+
+    done: bool | None
+    why: str = ""
+
+
 class Dispatcher(Protocol):
     def dispatch(self, command: Command) -> CommandResult: ...

@@ -24,7 +24,14 @@ import numpy as np
 from watchdog import overrides, systemd
 from watchdog.comms.notifier import Notifier
 from watchdog.config import Config, ConfigError, DetectionConfig, load_config
-from watchdog.control import INCIDENT_VERBS, LATEST_INCIDENT, Command, CommandResult, Verb
+from watchdog.control import (
+    INCIDENT_VERBS,
+    LATEST_INCIDENT,
+    Applied,
+    Command,
+    CommandResult,
+    Verb,
+)
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
 from watchdog.detection.detector import MaskError, checked_mask, effective_preprocess
 from watchdog.detection.model import FrameScorer
@@ -307,10 +314,10 @@ class Daemon:
 
     def save_settings(
         self, printer: str, changes: dict[str, Any]
-    ) -> tuple[dict[str, Any], str | None]:
+    ) -> tuple[dict[str, Any], Applied]:
         """Store the dashboard's settings for ``printer`` and rebuild the watchers through the
-        reload path: the saved settings, and why the reload was refused (None: applied);
-        ConfigError (nothing saved) when the schema refuses them."""
+        reload path: the saved settings, and what became of them; ConfigError (nothing
+        saved) when the schema refuses them."""
         base = load_config(self.config_path)  # the file alone: what the saved settings change
         p = next((p for p in base.printers if p.name == printer), None)
         if p is None:
@@ -326,20 +333,29 @@ class Daemon:
         saved = overrides.save(self.config.storage.dir, p.detection, printer, changes, check)
         return saved, self._apply()
 
-    def reset_settings(self, printer: str) -> tuple[str, str | None]:
+    def reset_settings(self, printer: str) -> tuple[str, Applied]:
         load_config(self.config_path)  # ConfigError: the config file alone would not load
         return overrides.reset(self.config.storage.dir, printer), self._apply()
 
-    def _apply(self, timeout: float = 30.0) -> str | None:
-        """Reload and wait for it: why the reload was refused, or did not end within
-        ``timeout`` (None: applied)."""
+    def _apply(self, timeout: float = 30.0) -> Applied:
+        """Reload and wait for it, at most ``timeout`` and with at most ``COMMANDS_WAITING``
+        waiters (the status server's other requests, /healthz too, keep their threads)."""
         with self._reloads:
             asked = self._reloads_started
         self.reload_event.set()
-        with self._reloads:
-            if not self._reloads.wait_for(lambda: self._reload_outcome[0] > asked, timeout):
-                return f"the reload has not ended after {timeout:g} s; see the log"
-            return self._reload_outcome[1]
+        if not self._waiting.acquire(blocking=False):
+            return Applied(None, "it applies in a few seconds")
+        try:
+            with self._reloads:
+                self._reloads.wait_for(
+                    lambda: self._reload_outcome[0] > asked or self.stop_event.is_set(), timeout
+                )
+                number, refusal = self._reload_outcome
+        finally:
+            self._waiting.release()
+        if number <= asked:
+            return Applied(None, "it applies when the watchdog starts again, or see the log")
+        return Applied(True) if refusal is None else Applied(False, refusal)
 
     # ----------------------------------------------------------------- status
 

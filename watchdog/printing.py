@@ -65,9 +65,13 @@ class PrinterStatus:
     state: PrinterState
     job: str | None = None  # file name of the current job, if known
     detail: str = ""  # human-readable, e.g. "HTTP 503 from http://…: Klippy Host not connected"
-    # seconds since the job started, as the API says (None: not told): tells a print started
-    # again from the same file from the one an old alert was about
-    elapsed_s: float | None = None
+    # Tell a print started again from the same file from the one an old alert was about
+    # (None: the API does not say). ``printed_s``: seconds the job has printed, its pauses
+    # left out (OctoPrint's print time, Klipper's print duration): it only grows within one
+    # print. ``started_at``: when the job started (wall clock), where the API counts its
+    # pauses too (Klipper's total duration; OctoPrint's print time would put it later).
+    printed_s: float | None = None
+    started_at: float | None = None
 
 
 @dataclass(frozen=True)

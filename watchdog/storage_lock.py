@@ -50,22 +50,27 @@ def _other_pid(fd: int) -> str:
     return text if text.isdigit() else "unknown"
 
 
-def refuse_as_root_in_a_users_folder(storage_dir: Path) -> None:
+def refuse_as_root_in_a_users_folder(folder: Path) -> None:
     """Root writing into the service user's storage folder leaves files that user cannot
     write (incidents, the outbox, the lock): every later save fails, quietly, and systemd
     does not hand them back. So a command run with plain ``sudo`` is refused, naming the
-    user to run it as."""
-    if os.geteuid() != 0:
+    user to run it as (root by design, as in a container, is not: no ``SUDO_UID``). A
+    folder not made yet is judged by the nearest one above it."""
+    if os.geteuid() != 0 or "SUDO_UID" not in os.environ:
         return
+    path = Path(folder).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
     try:
-        owner = Path(storage_dir).stat().st_uid
+        owner = path.stat().st_uid
     except OSError:
         return
     if owner != 0:
         user = user_name(owner)
+        where = f"{folder}" if path == Path(folder).absolute() else f"{folder} (in {path})"
         raise UsageError(
-            f"storage folder {storage_dir} belongs to the user {user}: run this as that user "
-            f"(sudo -u {user} ...), not as root (files root makes there, the service cannot write)"
+            f"{where} belongs to the user {user}: run this as that user (sudo -u {user} ...), "
+            "not as root (files root makes there, that user cannot write)"
         )
 
 

@@ -15,6 +15,7 @@ and read ``snapshot``, an immutable ``WatcherStatus`` replaced after every step.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -35,12 +36,12 @@ from watchdog.detection.bundle import Bundle, encode_jpeg
 from watchdog.detection.decide import Event, Label
 from watchdog.detection.detector import Detector, MaskError, Verdict
 from watchdog.devices.capture import Camera, open_camera
-from watchdog.devices.printers import PrinterClient, make_printer
+from watchdog.devices.printers import NoPrinter, PrinterClient, make_printer
 from watchdog.frame_gate import FrameGate
 from watchdog.history import History
 from watchdog.incidents import list_incidents, stored_alert
 from watchdog.metrics import Metrics
-from watchdog.printing import Action, ActionResult, Outcome, PrinterState
+from watchdog.printing import Action, ActionResult, Outcome, PrinterState, PrinterStatus
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class Alert:
     message: str
     incident: str = ""
     answers: tuple[Verb, ...] = ()  # the printer buttons it offers (``printer_answers``)
+    printed_s: float | None = None  # how long its job had printed (``PrinterStatus.printed_s``)
 
     @classmethod
     def from_saved(cls, d: dict[str, Any]) -> Alert | None:
@@ -81,8 +83,9 @@ class Alert:
                 str(d["message"]),
                 str(d["incident"]),
                 tuple(Verb(v) for v in d.get("answers", ["resume", "cancel"])),
+                _number(d.get("printed_s")),
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             return None
 
     def to_dict(self) -> dict[str, Any]:
@@ -183,6 +186,13 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def _number(value: object) -> float | None:
+    """A saved number, if it is one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
 def _epoch(iso: object) -> float | None:
     """An alert's saved time as seconds since the epoch (None: missing or not a time)."""
     try:
@@ -221,8 +231,8 @@ class Watcher:
         self.action = Action(cfg.action)
         self.state = decide.WatchState()
         self.enabled = self.name not in switches.switched_off(alerts.store.storage_dir)
-        if not self.enabled:
-            logger.warning("%s: not watched: switched off by its owner (Watching)", self.name)
+        if not self.enabled:  # (at every reload too: info, the page shows it)
+            logger.info("%s: not watched: switched off by its owner (Watching)", self.name)
         self.camera_online: bool | None = None
         self.printer_detail = ""
         self.api_state = ""
@@ -237,7 +247,10 @@ class Watcher:
         self._handover = threading.Lock()  # submit against retire
         self._successor: Watcher | None = None  # after a reload: who carries out commands
         self._polled = False  # the printer was asked at least once
-        self._job_started: float | None = None  # wall clock; None: the API does not say
+        # what the printer's API said of its job at the last poll (``PrinterStatus``)
+        self._printed_s: float | None = None
+        self._job_started: float | None = None
+        self._restore_checked = False  # an unanswered pause of ours looked for after a start
         self.latest_jpeg: bytes | None = None  # the last heatmap overlay (bytes: immutable)
         self.history = (
             History()
@@ -369,7 +382,7 @@ class Watcher:
 
     def _poll_printer(self, now: float) -> list[WatchEvent]:
         status = self.printer.status()
-        first, self._polled = not self._polled, True
+        self._polled = True
         before = self.state
         # One line per change of the API's health, not per change of its error text.
         trouble = status.state in (PrinterState.OFFLINE, PrinterState.ERROR)
@@ -379,12 +392,14 @@ class Watcher:
             logger.info("%s: printer API answers again (%s)", self.name, status.state)
         self.api_state = status.state
         self.printer_detail = status.detail
-        self._job_started = None if status.elapsed_s is None else time.time() - status.elapsed_s
+        self._printed_s, self._job_started = status.printed_s, status.started_at
         self.state, happened = decide.on_printer(
             self.state, PrinterState(status.state), status.job, now, self.settings
         )
-        if first and self.state.printer is PrinterState.PAUSED:
-            self._still_paused_by_us()
+        if not self._restore_checked and self._printer_known(status):
+            self._restore_checked = True  # on the first poll that tells what the printer does
+            if self.state.printer is PrinterState.PAUSED:
+                self._still_paused_by_us()
         if Event.NEW_PRINT in happened:
             self._prints += 1
             self.detector.relearn()
@@ -493,8 +508,9 @@ class Watcher:
             outcome,
             message,
             answers=printer_answers(
-                str(self.action), str(outcome.outcome), api=self.cfg.api.kind != "none"
+                str(self.action), str(outcome.outcome), api=not isinstance(self.printer, NoPrinter)
             ),
+            printed_s=self._printed_s,
         )
 
     def _ask_printer(self, action: Action) -> ActionResult:
@@ -554,7 +570,8 @@ class Watcher:
             old._alert_print,
         )
         self._polled = old._polled
-        self._job_started = old._job_started
+        self._printed_s, self._job_started = old._printed_s, old._job_started
+        self._restore_checked = old._restore_checked
         if self.cfg.camera == old.cfg.camera and self.detector.same_setup(old.detector):
             # A reload (every settings save) that changed nothing of this printer's camera or
             # detection keeps what was learnt of the print: learning it again mid-print would
@@ -625,7 +642,7 @@ class Watcher:
             or (alert.action, alert.action_result.outcome) != (Action.PAUSE, Outcome.DONE)
             or alert.job is None
             or alert.job != self.state.job
-            or (self._job_started is not None and self._job_started > raised + 1)
+            or self._printed_again(alert.job, raised, alert.printed_s)
         ):
             return
         self.state = decide.paused_by_us(self.state)
@@ -659,10 +676,28 @@ class Watcher:
             now = f"job {self.state.job}" if self.state.job else "no job"
             was = f"job {job}" if job else "a job without a name"
             return f"this alert was about {was}, and {self.name} reports {now}"
-        raised = _epoch(saved.get("time"))
-        # (OctoPrint's print time is in whole seconds: its start may seem up to 1 s later)
+        return self._printed_again(job, _epoch(saved.get("time")), _number(saved.get("printed_s")))
+
+    @staticmethod
+    def _printer_known(status: PrinterStatus) -> bool:
+        """The API told what the printer does (and which job, when paused)."""
+        if status.state is PrinterState.PAUSED:
+            return status.job is not None
+        return status.state in (PrinterState.PRINTING, PrinterState.IDLE)
+
+    def _printed_again(self, job: str, raised: float | None, printed_then: float | None) -> str:
+        """Why the job the printer runs now is not the one of an alert raised at ``raised``
+        (epoch) when its job had printed ``printed_then`` s, though the file is the same ("":
+        nothing says so). A print time that went back, or a job started after the alert."""
+        now = self._printed_s
+        # (print times are in whole seconds on OctoPrint: a second of slack either way)
+        if printed_then is not None and now is not None and now + 1 < printed_then:
+            return (
+                f"{job} on {self.name} has printed {now:.0f} s, less than the {printed_then:.0f} s "
+                "it had at this alert: it is another print"
+            )
         if self._job_started is not None and raised is not None and self._job_started > raised + 1:
-            return f"{self.name} started {job} again after this alert: this is another print"
+            return f"{self.name} started {job} again after this alert: it is another print"
         return ""
 
     def _is_latest(self, incident: str | None) -> bool:
@@ -736,7 +771,9 @@ class Watcher:
             started = time.monotonic()
             try:
                 self.step()
-                self.failing_steps = 0
+                if self.failing_steps:  # healthy again: said at once, not a step later
+                    self.failing_steps = 0
+                    self.snapshot = replace(self.snapshot, failing_steps=0)
             except Exception:  # the loop must outlive any one bad step; counted and logged
                 logger.exception("%s: step failed", self.name)
                 self.metrics.error(self.name, "step")

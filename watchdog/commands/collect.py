@@ -25,6 +25,7 @@ from watchdog.config import PrinterConfig, load_config
 from watchdog.devices.capture import open_camera, redact_url
 from watchdog.devices.printers import make_printer
 from watchdog.errors import UsageError
+from watchdog.storage_lock import refuse_as_root_in_a_users_folder
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +221,7 @@ def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     out = Path(args.out)
+    refuse_as_root_in_a_users_folder(out)  # frames root saved there, the service cannot use
     collectors = [Collector(p, out, stop) for p in printers]
     try:
         saved, gave_up = collect(

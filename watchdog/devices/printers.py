@@ -28,6 +28,7 @@ import logging
 import math
 import re
 import threading
+import time
 from typing import Any, Protocol
 
 import urllib3
@@ -383,10 +384,10 @@ class OctoPrintClient(_HttpPrinter):
             state = PrinterState.ERROR
         else:
             state = PrinterState.IDLE
-        job, elapsed = (
+        job, printed = (
             self._job() if state in (PrinterState.PRINTING, PrinterState.PAUSED) else (None, None)
         )
-        return PrinterStatus(state, job, f"OctoPrint: {text}" if text else "", elapsed)
+        return PrinterStatus(state, job, f"OctoPrint: {text}" if text else "", printed)
 
     def _error_state(self) -> str | None:
         """OctoPrint's error state and message, when its printer is in one (``/api/job``
@@ -404,7 +405,8 @@ class OctoPrintClient(_HttpPrinter):
         return f"{state}: {error}"[:300] if isinstance(error, str) and error else state[:300]
 
     def _job(self) -> tuple[str | None, float | None]:
-        """The job's file name and seconds since it started (``progress.printTime``)."""
+        """The job's file name and seconds it has printed (``progress.printTime``: its
+        pauses left out)."""
         try:
             data = self._request(
                 "GET", "/api/job", timeout=min(self.api.timeout_s, STATUS_TIMEOUT_S)
@@ -416,10 +418,10 @@ class OctoPrintClient(_HttpPrinter):
         except (TypeError, KeyError):
             name = None
         try:
-            elapsed = data["progress"]["printTime"]
+            printed = data["progress"]["printTime"]
         except (TypeError, KeyError):
-            elapsed = None
-        return (name if isinstance(name, str) else None), _seconds(elapsed)
+            printed = None
+        return (name if isinstance(name, str) else None), _seconds(printed)
 
     def _send(self, action: str) -> None:
         # Always an explicit "action": without it OctoPrint toggles pause and resume.
@@ -462,7 +464,9 @@ class MoonrakerClient(_HttpPrinter):
         if state is PrinterState.ERROR and isinstance(why, str) and why:
             detail = f"Klipper stopped the print: {why[:300]}"
         job = job if job and isinstance(job, str) else None
-        return PrinterStatus(state, job, detail, _seconds(stats.get("total_duration")))
+        total = _seconds(stats.get("total_duration"))
+        started = None if total is None else time.time() - total
+        return PrinterStatus(state, job, detail, _seconds(stats.get("print_duration")), started)
 
     def _send(self, action: Action) -> None:
         path = f"/printer/print/{action}"

@@ -30,7 +30,7 @@ from watchdog import overrides
 from watchdog.comms.http import json_response, text
 from watchdog.comms.outbox import MQTT, Outbox
 from watchdog.config import Config, ConfigError, HttpConfig, is_loopback
-from watchdog.control import Command, CommandResult, Verb, saved_answers
+from watchdog.control import Applied, Command, CommandResult, Verb, saved_answers
 from watchdog.detection.bundle import Bundle
 from watchdog.history import History
 from watchdog.incidents import LEAD_UP, SAFE_NAME, incidents_root, list_incidents
@@ -55,9 +55,9 @@ class Backend(Protocol):
 
     def save_settings(
         self, printer: str, changes: dict[str, Any]
-    ) -> tuple[dict[str, Any], str | None]: ...
+    ) -> tuple[dict[str, Any], Applied]: ...
 
-    def reset_settings(self, printer: str) -> tuple[str, str | None]: ...
+    def reset_settings(self, printer: str) -> tuple[str, Applied]: ...
 
 
 def _host_name(host: str) -> str:
@@ -341,17 +341,17 @@ class Dashboard:
         if not isinstance(body, dict) or not body:
             return json_response({"ok": False, "detail": "expected a JSON object of settings"}, 400)
         try:
-            saved, refused = self.backend.save_settings(name, body)
+            saved, applied = self.backend.save_settings(name, body)
         except ConfigError as exc:
             return json_response({"ok": False, "detail": str(exc)}, 400)
         except OSError as exc:
             return json_response({"ok": False, "detail": _not_saved(exc)}, 500)
         return json_response(
             {
-                "ok": refused is None,
+                "ok": applied.done is not False,
                 "saved": saved,
                 "yaml": overrides.yaml_snippet(name, saved),
-                "detail": "saved and applied" if refused is None else _not_applied(refused),
+                "detail": _what_became(applied, "saved"),
             }
         )
 
@@ -359,19 +359,23 @@ class Dashboard:
         if self._printer(name) is None:
             return json_response({"ok": False, "detail": "unknown printer"}, 404)
         try:
-            done, refused = self.backend.reset_settings(name)
+            done, applied = self.backend.reset_settings(name)
         except ConfigError as exc:
             return json_response({"ok": False, "detail": f"nothing changed: {exc}"}, 400)
         except OSError as exc:
             return json_response({"ok": False, "detail": _not_saved(exc)}, 500)
-        if refused is not None:
-            return json_response({"ok": False, "detail": f"{done}, but {_not_applied(refused)}"})
-        return json_response({"ok": True, "detail": done})
+        return json_response(
+            {"ok": applied.done is not False, "detail": _what_became(applied, done)}
+        )
 
 
-def _not_applied(refused: str) -> str:
-    """A saved change the daemon's reload refused: the owner must fix the file first."""
-    return f"not applied: the watchdog keeps its running settings ({refused})"
+def _what_became(applied: Applied, done: str) -> str:
+    """A saved change and its reload, in one line (refused: the owner must fix the file)."""
+    if applied.done is None:
+        return f"{done}; {applied.why}"
+    if applied.done:
+        return f"{done} and applied"
+    return f"{done}, but not applied: the watchdog keeps its running settings ({applied.why})"
 
 
 def _not_saved(exc: OSError) -> str:

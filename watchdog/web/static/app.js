@@ -549,6 +549,13 @@ function drawEditor() {
   c.dataset.masks = String(d.masks.length);
 }
 
+// Save and Reset wait for the watchdog to apply them (seconds): one at a time.
+async function busy(request) {
+  const buttons = document.querySelectorAll("[data-role=save], [data-role=reset]");
+  buttons.forEach((b) => { b.disabled = true; });
+  try { return await request(); } finally { buttons.forEach((b) => { b.disabled = false; }); }
+}
+
 async function saveEditor() {
   const d = S.edit;
   if (d.current.length >= 3) finishPolygon();
@@ -561,12 +568,12 @@ async function saveEditor() {
   if (d.region || "region" in saved) body.region = d.region;
   const sens = Number(d.sens.value), cons = Number(d.cons.value);
   // the slider's steps would round a value like 1.23: only a moved slider is a change
-  if (d.sensMoved || "sensitivity" in saved) body.sensitivity = sens;
+  if ((d.sensMoved && sens !== p.settings.sensitivity) || "sensitivity" in saved) body.sensitivity = sens;
   if (cons !== p.settings.consecutive || "consecutive" in saved) body.consecutive = cons;
   const judge = d.judge.checked;
   if (judge !== (p.settings.judge_start !== false) || "judge_start" in saved) body.judge_start = judge;
   if (!Object.keys(body).length) { toast("nothing changed", true); return; }
-  const r = await post(`/api/printers/${d.name}/settings`, body);
+  const r = await busy(() => post(`/api/printers/${d.name}/settings`, body));
   toast(r.detail, r.ok);
   if (r.saved) {  // saved, applied or not (the toast says which)
     d.yaml.textContent = r.yaml;
@@ -577,7 +584,7 @@ async function saveEditor() {
 async function resetEditor() {
   const d = S.edit;
   if (!window.confirm(`Forget the settings saved for ${d.name} on this page and use the config file's?`)) return;
-  const r = await post(`/api/printers/${d.name}/settings/reset`, {});
+  const r = await busy(() => post(`/api/printers/${d.name}/settings/reset`, {}));
   toast(r.detail, r.ok);
   setTimeout(() => { const name = d.name; S.edit = { name, pending: true }; }, 2500);
 }
