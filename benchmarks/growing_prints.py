@@ -17,7 +17,6 @@ folder is absent.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -27,14 +26,15 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.inscene import growth_order  # noqa: E402
 from benchmarks.time_to_pause import (  # noqa: E402
-    KAGGLE,
+    bundle_replay_options,
+    no_kaggle_data,
     paused_at,
     replay,
     sessions_in_time_order,
     write_bundle_rows,
 )
 from trainer.data import NORMAL, Frame, load_frames  # noqa: E402
-from watchdog.detection.bundle import Bundle, Preprocess, default_bundle_path  # noqa: E402
+from watchdog.detection.bundle import Bundle, Preprocess  # noqa: E402
 
 
 def grown(paths: list[Path], pre: Preprocess) -> list[Path]:
@@ -47,13 +47,8 @@ def grown(paths: list[Path], pre: Preprocess) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=KAGGLE)
-    p.add_argument("--bundle", type=Path, default=default_bundle_path())
-    p.add_argument("--json", type=Path)
-    args = p.parse_args(argv)
-    if not (args.data / "no_defected").is_dir():
-        print(f"skipped: no Kaggle data at {args.data}")
+    args = bundle_replay_options(__doc__.splitlines()[0]).parse_args(argv)
+    if no_kaggle_data(args.data):
         return 0
     normal, _ = sessions_in_time_order(args.data)
     pre = Bundle.load(args.bundle).meta.preprocess  # the bundle's own view of the bed

@@ -17,11 +17,10 @@ not detection quality). Skips (exit 0) when the data folder is absent.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -30,15 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.time_to_pause import (  # noqa: E402
-    KAGGLE,
+    bundle_replay_options,
+    no_kaggle_data,
     paused_at,
     replay,
     sessions_in_time_order,
     write_bundle_rows,
+    write_frames,
 )
-from watchdog.detection.bundle import default_bundle_path  # noqa: E402
 
-CHANGES = {
+CHANGES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "camera nudged": lambda im: cv2.warpAffine(
         im,
         np.float32([[1, 0, 12], [0, 1, 8]]),
@@ -51,29 +51,21 @@ CHANGES = {
 }
 
 
-def changed_print(frames: list[Path], onset: int, change: Any, folder: Path) -> list[Path]:
+def changed_print(
+    frames: list[Path], onset: int, change: Callable[[np.ndarray], np.ndarray], folder: Path
+) -> list[Path]:
     """The print's frames as JPEG files, ``change`` applied from frame ``onset`` on."""
-    folder.mkdir(parents=True)
-    out = []
-    for i, path in enumerate(frames):
-        img = cv2.imread(str(path))
-        target = folder / f"{i:04d}.jpg"
-        cv2.imwrite(str(target), change(img) if i >= onset else img, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        out.append(target)
-    return out
+    images = [cv2.imread(str(path)) for path in frames]
+    return write_frames([change(im) if i >= onset else im for i, im in enumerate(images)], folder)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=KAGGLE)
-    p.add_argument("--bundle", type=Path, default=default_bundle_path())
+    p = bundle_replay_options(__doc__.splitlines()[0])
     p.add_argument(
         "--onset", type=int, default=100, help="frame of each print where the change happens"
     )
-    p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    if not (args.data / "no_defected").is_dir():
-        print(f"skipped: no Kaggle data at {args.data}")
+    if no_kaggle_data(args.data):
         return 0
     normal, _ = sessions_in_time_order(args.data)
     rows = []

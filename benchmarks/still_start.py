@@ -14,7 +14,6 @@ does with such a start, not detection quality). Skips (exit 0) when the data fol
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from collections.abc import Callable
@@ -27,13 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.time_to_pause import (  # noqa: E402
-    KAGGLE,
+    bundle_replay_options,
+    no_kaggle_data,
     paused_at,
     replay,
     sessions_in_time_order,
     write_bundle_rows,
+    write_frames,
 )
-from watchdog.detection.bundle import default_bundle_path  # noqa: E402
 
 START = 30  # frames: the start the default bundle learns
 STUCK_AT = 60  # the mid-print freeze begins here
@@ -56,25 +56,9 @@ CASES: dict[str, Edit] = {
 }
 
 
-def written(frames: list[np.ndarray], folder: Path) -> list[Path]:
-    """The frames as JPEG files (a stuck feed repeats the same bytes)."""
-    folder.mkdir(parents=True)
-    out = []
-    for i, img in enumerate(frames):
-        target = folder / f"{i:04d}.jpg"
-        cv2.imwrite(str(target), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        out.append(target)
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=KAGGLE)
-    p.add_argument("--bundle", type=Path, default=default_bundle_path())
-    p.add_argument("--json", type=Path)
-    args = p.parse_args(argv)
-    if not (args.data / "no_defected").is_dir():
-        print(f"skipped: no Kaggle data at {args.data}")
+    args = bundle_replay_options(__doc__.splitlines()[0]).parse_args(argv)
+    if no_kaggle_data(args.data):
         return 0
     normal, _ = sessions_in_time_order(args.data)
     rows = []
@@ -85,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             frames = [cv2.imread(str(path)) for path in paths]
             for name, edit in CASES.items():
                 work = Path(tmp) / f"{session}-{len(rows)}"
-                paused = paused_at(replay(args.bundle, written(edit(frames), work / "src"), work))
+                # (a stuck feed repeats the same bytes)
+                files = write_frames(edit(frames), work / "src")
+                paused = paused_at(replay(args.bundle, files, work))
                 rows.append(
                     {"print": session, "frames": len(frames), "case": name, "paused_at": paused}
                 )

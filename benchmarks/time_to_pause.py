@@ -134,6 +134,39 @@ def paused_at(scored: list[dict[str, Any]]) -> list[int]:
     return [i for i, r in enumerate(scored) if r.get("action") == "pause"]
 
 
+def bundle_replay_options(description: str) -> argparse.ArgumentParser:
+    """The options of every replay of one bundle over the Kaggle prints: ``--data``,
+    ``--bundle`` (default: the shipped one) and ``--json``."""
+    from watchdog.detection.bundle import default_bundle_path
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--data", type=Path, default=KAGGLE, help="Kaggle-layout folder")
+    p.add_argument("--bundle", type=Path, default=default_bundle_path())
+    p.add_argument("--json", type=Path, help="write the results here")
+    return p
+
+
+def no_kaggle_data(data: Path) -> bool:
+    """True, and said, when the Kaggle data is not at ``data``: the benchmark skips (exit 0)."""
+    if (data / "no_defected").is_dir():
+        return False
+    print(f"skipped: no Kaggle data at {data}")
+    return True
+
+
+def write_frames(frames: list[Any], folder: Path) -> list[Path]:
+    """Frames (BGR images) as the JPEG files a replay reads, in order."""
+    import cv2
+
+    folder.mkdir(parents=True)
+    out = []
+    for i, img in enumerate(frames):
+        target = folder / f"{i:04d}.jpg"
+        cv2.imwrite(str(target), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        out.append(target)
+    return out
+
+
 def write_bundle_rows(path: Path, bundle: Path, rows: list[dict[str, Any]]) -> None:
     """A replay benchmark's rows as JSON, with which training of the bundle made them (a
     retrained bundle keeps its path)."""
@@ -222,8 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
 
-    if not (args.data / "no_defected").is_dir():
-        print(f"skipped: no Kaggle data at {args.data}")
+    if no_kaggle_data(args.data):
         return 0
     normal, failed = sessions_in_time_order(args.data)
     reuse = dict(b.split("=", 1) for b in args.bundles if "=" in b)

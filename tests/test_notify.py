@@ -82,18 +82,27 @@ class Recorder:
         )
 
 
+@pytest.fixture
+def phone(notifier_factory, tmp_path):
+    """``phone(notify=targets, **kw)``: a started notifier without MQTT, its storage in
+    ``tmp_path``, sending to ``targets``."""
+
+    def make(**kw):
+        kw.setdefault("storage_dir", tmp_path)
+        return notifier_factory(None, "p", **kw)
+
+    return make
+
+
 # --------------------------------------------------------------------------- delivery
 
 
 def test_failure_reaches_ntfy_webhook_and_email_once_with_the_heatmap(
-    notifier_factory, ntfy_receiver, webhook_receiver, smtp_receiver, tmp_path, caplog
+    phone, ntfy_receiver, webhook_receiver, smtp_receiver, tmp_path, caplog
 ) -> None:
     caplog.set_level(logging.DEBUG)
     heat, frame = jpeg(1, 120, 160), jpeg(2)
-    notifier = notifier_factory(
-        None,
-        "p",
-        storage_dir=tmp_path,
+    notifier = phone(
         notify=(
             target(
                 ntfy_receiver.url("printers", "bob", NTFY_PASSWORD),
@@ -171,12 +180,9 @@ def test_failure_reaches_ntfy_webhook_and_email_once_with_the_heatmap(
 
 
 def test_action_failed_is_loud_and_events_go_only_where_asked(
-    notifier_factory, ntfy_receiver, webhook_receiver, tmp_path
+    phone, ntfy_receiver, webhook_receiver, tmp_path
 ) -> None:
-    notifier = notifier_factory(
-        None,
-        "p",
-        storage_dir=tmp_path,
+    notifier = phone(
         printers=(PRINTER, "voron"),
         notify=(
             target(
@@ -222,14 +228,11 @@ def test_action_failed_is_loud_and_events_go_only_where_asked(
     ],
 )
 def test_a_phone_alert_offers_only_the_printer_buttons_that_can_act(
-    notifier_factory, ntfy_receiver, webhook_receiver, tmp_path, action, outcome, api, labels
+    phone, ntfy_receiver, webhook_receiver, tmp_path, action, outcome, api, labels
 ) -> None:
     """Resume where our pause happened, Cancel while a printer API could stop the print: a
     button that could only answer "skipped" or "not paused" is not offered."""
-    notifier = notifier_factory(
-        None,
-        "p",
-        storage_dir=tmp_path,
+    notifier = phone(
         notify=(
             target(ntfy_receiver.url("all"), actions_url="http://pi.lan:8787"),
             target(webhook_receiver.url(), actions_url="http://pi.lan:8787"),
@@ -264,12 +267,12 @@ def test_a_failure_on_a_full_disk_still_reaches_the_phone_without_its_picture(
 
 
 def test_receiver_down_for_a_while_and_across_a_restart_is_delivered_once(
-    notifier_factory, ntfy_receiver, tmp_path, caplog
+    phone, ntfy_receiver, tmp_path, caplog
 ) -> None:
     caplog.set_level(logging.INFO, "watchdog")
     ntfy_receiver.stop()
     targets = (target(ntfy_receiver.url("t", "bob", NTFY_PASSWORD)),)
-    first = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets)
+    first = phone(notify=targets)
     first.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
     wait_for("two failed attempts", lambda: first.notify_status()["ntfy"]["failed"] >= 2)
     assert first.notify_status()["ntfy"]["pending"] == 1
@@ -279,13 +282,11 @@ def test_receiver_down_for_a_while_and_across_a_restart_is_delivered_once(
     assert len(outbox_entries(tmp_path, "notify-ntfy")) == 1
 
     ntfy_receiver.start()
-    second = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets)
+    second = phone(notify=targets)
     assert second.notifications.flush(60), second.notify_status()
     assert len(ntfy_receiver.messages) == 1 and ntfy_receiver.messages[0].attachment == jpeg(2)
     second.stop()
-    third = notifier_factory(
-        None, "p", storage_dir=tmp_path, notify=targets
-    )  # nothing left to send
+    third = phone(notify=targets)  # nothing left to send
     assert third.notify_status()["ntfy"]["pending"] == 0
     third.stop()
     assert len(ntfy_receiver.messages) == 1
@@ -293,14 +294,11 @@ def test_receiver_down_for_a_while_and_across_a_restart_is_delivered_once(
 
 
 def test_a_401_is_reported_once_and_the_other_targets_are_served(
-    notifier_factory, ntfy_receiver, webhook_receiver, tmp_path, caplog
+    phone, ntfy_receiver, webhook_receiver, tmp_path, caplog
 ) -> None:
     caplog.set_level(logging.DEBUG)
     ntfy_receiver.refuse(401)
-    notifier = notifier_factory(
-        None,
-        "p",
-        storage_dir=tmp_path,
+    notifier = phone(
         notify=(
             target(ntfy_receiver.url("t", "bob", NTFY_PASSWORD), coalesce_s=0),
             target(webhook_receiver.url("hook", "hook", HOOK_PASSWORD), coalesce_s=0),
@@ -325,15 +323,12 @@ def test_a_401_is_reported_once_and_the_other_targets_are_served(
 
 
 def test_a_notification_the_service_keeps_refusing_does_not_hold_back_the_others(
-    notifier_factory, webhook_receiver, tmp_path
+    phone, webhook_receiver, tmp_path
 ) -> None:
     """One alert the service refuses (too large, say) is tried again later; the alerts after
     it go out meanwhile instead of waiting behind it until it expires."""
     webhook_receiver.refuse_containing(b"voron", 413)
-    notifier = notifier_factory(
-        None,
-        "p",
-        storage_dir=tmp_path,
+    notifier = phone(
         printers=("voron", PRINTER),
         notify=(target(webhook_receiver.url("hook"), coalesce_s=0),),
     )
@@ -346,16 +341,13 @@ def test_a_notification_the_service_keeps_refusing_does_not_hold_back_the_others
 
 
 def test_the_phone_ends_on_the_cameras_latest_state_after_a_refused_offline(
-    notifier_factory, webhook_receiver, tmp_path
+    phone, webhook_receiver, tmp_path
 ) -> None:
     """A "camera offline" the service refuses for a while, then the camera comes back: the
     phone's last camera news is "back online" (fewest-failed-first never lets an older
     notification of a printer's kind of news go out after a newer one)."""
     webhook_receiver.refuse_containing(b"camera offline", 503)
-    notifier = notifier_factory(
-        None,
-        "p",
-        storage_dir=tmp_path,
+    notifier = phone(
         notify=(
             target(
                 webhook_receiver.url("hook"),
@@ -377,14 +369,14 @@ def test_the_phone_ends_on_the_cameras_latest_state_after_a_refused_offline(
 
 @pytest.mark.parametrize("offset", [0, 236, 243, 250])
 def test_a_complaint_echoing_the_urls_password_is_masked_before_it_is_cut(
-    notifier_factory, ntfy_receiver, tmp_path, caplog, offset: int
+    phone, ntfy_receiver, tmp_path, caplog, offset: int
 ) -> None:
     """A service whose refusal quotes the URL's password (Apprise passes ntfy's error text on)
     where the log line is cut at 300 characters: no piece of it reaches the log or status."""
     caplog.set_level(logging.DEBUG)
     ntfy_receiver.refuse(500, "x" * offset + NTFY_PASSWORD + " is not valid")
     targets = (target(ntfy_receiver.url("t", "bob", NTFY_PASSWORD)),)
-    notifier = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets)
+    notifier = phone(notify=targets)
     notifier.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
     wait_for("the refusal", lambda: notifier.notify_status()["ntfy"]["failed"] >= 1)
     shown = caplog.text + json.dumps(notifier.notify_status())
@@ -394,13 +386,13 @@ def test_a_complaint_echoing_the_urls_password_is_masked_before_it_is_cut(
 
 
 def test_a_damaged_outbox_entry_does_not_stop_the_notifications(
-    notifier_factory, webhook_receiver, tmp_path
+    phone, webhook_receiver, tmp_path
 ) -> None:
     """An outbox file damaged or edited on disk (its send-after time not a number, its JSON
     nested beyond reason) neither ends the sender nor keeps the next alert from going out."""
     webhook_receiver.refuse(503)
     targets = (target(webhook_receiver.url("hook"), coalesce_s=0),)
-    first = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets)
+    first = phone(notify=targets)
     first.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
     wait_for("a failed attempt", lambda: first.notify_status()["json"]["failed"] >= 1)
     first.stop()
@@ -419,7 +411,7 @@ def test_a_damaged_outbox_entry_does_not_stop_the_notifications(
     os.utime(cut, (time.time() - 30 * 86400,) * 2)
 
     webhook_receiver.refuse(None)
-    second = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets)
+    second = phone(notify=targets)
     second.raise_alert(PRINTER, alert(score=0.95), jpeg(3), jpeg(4))
     assert second.notifications.flush(30), second.notify_status()
     assert len(webhook_receiver.posts) == 2  # the damaged entry went out too: nothing lost
@@ -427,14 +419,14 @@ def test_a_damaged_outbox_entry_does_not_stop_the_notifications(
 
 
 def test_a_damaged_camera_notification_on_disk_does_not_break_the_next_camera_news(
-    notifier_factory, webhook_receiver, tmp_path
+    phone, webhook_receiver, tmp_path
 ) -> None:
     """A "camera offline" waiting in the outbox across a restart, its file damaged: the
     camera's next news is still taken (it was a ValueError inside the watcher's step)."""
     targets = (
         target(webhook_receiver.url("hook"), events=["camera_offline"], camera_offline_after_s=60),
     )
-    first = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets)
+    first = phone(notify=targets)
     first.camera_changed(PRINTER, False)  # waits out camera_offline_after_s
     first.stop()
     [saved] = outbox_entries(tmp_path, "notify-json")
@@ -442,19 +434,16 @@ def test_a_damaged_camera_notification_on_disk_does_not_break_the_next_camera_ne
     record["body"].update(not_before="later", coalesced="many")
     saved.write_text(json.dumps(record))
 
-    second = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets)
+    second = phone(notify=targets)
     second.camera_changed(PRINTER, True)
     assert second.notifications.flush(30), second.notify_status()
     assert webhook_receiver.posts  # told, not stuck
 
 
 def test_a_printers_repeated_events_are_coalesced_never_a_storm(
-    notifier_factory, ntfy_receiver, tmp_path
+    phone, ntfy_receiver, tmp_path
 ) -> None:
-    notifier = notifier_factory(
-        None,
-        "p",
-        storage_dir=tmp_path,
+    notifier = phone(
         notify=(
             target(
                 ntfy_receiver.url(),
@@ -492,12 +481,9 @@ def test_a_printers_repeated_events_are_coalesced_never_a_storm(
 
 
 def test_a_camera_is_reported_offline_only_after_a_while_and_then_back(
-    notifier_factory, ntfy_receiver, tmp_path
+    phone, ntfy_receiver, tmp_path
 ) -> None:
-    notifier = notifier_factory(
-        None,
-        "p",
-        storage_dir=tmp_path,
+    notifier = phone(
         notify=(
             target(ntfy_receiver.url(), events=["camera_offline"], camera_offline_after_s=1.5),
         ),
@@ -751,12 +737,12 @@ def test_text_is_declared_plain_only_where_the_service_shows_plain_text_or_html(
 
 
 def test_a_notification_delivered_after_long_retries_carries_links_that_still_work(
-    notifier_factory, webhook_receiver, tmp_path
+    phone, webhook_receiver, tmp_path
 ) -> None:
     clock = FakeClock()
     webhook_receiver.stop()  # the service is down
     targets = (target(webhook_receiver.url("hook"), actions_url="http://pi.lan:8787"),)
-    notifier = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets)
+    notifier = phone(notify=targets)
     notifier.tokens.clock = clock
     notifier.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
     wait_for("a failed attempt", lambda: notifier.notify_status()["json"]["failed"] >= 1)
