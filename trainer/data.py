@@ -97,17 +97,10 @@ def _images_under(folder: Path, what: str) -> list[Path]:
     return files
 
 
-def find_frames(
-    data: Path | None = None,
-    normal: Sequence[Path] = (),
-    anomalous: Sequence[Path] = (),
-    session_pattern: str = DEFAULT_SESSION_PATTERN,
-) -> list[Frame]:
-    """All frames from a Kaggle-layout ``data`` folder and/or explicit normal/anomalous folders.
-
-    Sub-folders are searched. A missing or empty folder raises DataError (exit 2).
-    """
-    pattern = compile_session_pattern(session_pattern)
+def _folders(
+    data: Path | None, normal: Sequence[Path], anomalous: Sequence[Path]
+) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """(normal, anomalous) folders, each with the flag that named it, for the messages."""
     normal_dirs: list[tuple[Path, str]] = []
     anomalous_dirs: list[tuple[Path, str]] = []
     if data is not None:
@@ -123,6 +116,21 @@ def find_frames(
     anomalous_dirs += [(Path(d), "--anomalous") for d in anomalous]
     if not normal_dirs:
         raise DataError("no normal frames given: use --data DIR or --normal DIR")
+    return normal_dirs, anomalous_dirs
+
+
+def find_frames(
+    data: Path | None = None,
+    normal: Sequence[Path] = (),
+    anomalous: Sequence[Path] = (),
+    session_pattern: str = DEFAULT_SESSION_PATTERN,
+) -> list[Frame]:
+    """All frames from a Kaggle-layout ``data`` folder and/or explicit normal/anomalous folders.
+
+    Sub-folders are searched. A missing or empty folder raises DataError (exit 2).
+    """
+    pattern = compile_session_pattern(session_pattern)
+    normal_dirs, anomalous_dirs = _folders(data, normal, anomalous)
     listed = {
         label: [p for folder, what in dirs for p in _images_under(folder, what)]
         for dirs, label in ((normal_dirs, NORMAL), (anomalous_dirs, ANOMALOUS))
@@ -249,6 +257,120 @@ def _random_fraction(
     return [frames[i] for i in order[:n]], [frames[i] for i in order[n:]]
 
 
+_Sides = tuple[str, list[Frame], list[Frame], list[Frame], dict[str, list[str]]]
+"""A split's protocol, its fit, validation and test frames, and their sessions."""
+
+
+def _split_all(
+    normal: list[Frame], sessions: list[str], val_fraction: float, rng: np.random.Generator
+) -> _Sides:
+    """Every session fits; each print's last frames validate; nothing is tested."""
+    protocol = (
+        "all (final model: every session fits; validation is the last frames of each print, "
+        "optimistic)"
+    )
+    fit: list[Frame] = []
+    val: list[Frame] = []
+    for name in sessions:
+        frames_of = sorted((f for f in normal if f.session == name), key=lambda f: f.number)
+        last = last_frames(len(frames_of), val_fraction)
+        fit += [f for f, v in zip(frames_of, last, strict=True) if not v]
+        val += [f for f, v in zip(frames_of, last, strict=True) if v]
+    if not val:  # prints of one frame each (unnumbered frames): a random fraction validates
+        val, fit = _random_fraction(fit, val_fraction, rng)
+    return protocol, fit, val, [], {"fit": _sessions(fit), "val": _sessions(val), "test": []}
+
+
+def _split_random(
+    normal: list[Frame], val_fraction: float, test_fraction: float, rng: np.random.Generator
+) -> _Sides:
+    """Frames at random: near-duplicates of one print land on both sides (optimistic)."""
+    protocol = "random (optimistic: near-duplicate frames of one print on both sides)"
+    order = rng.permutation(len(normal))
+    n_test = int(round(test_fraction * len(normal)))
+    n_val = max(1, int(round(val_fraction * len(normal))))
+    test = [normal[i] for i in order[:n_test]]
+    val = [normal[i] for i in order[n_test : n_test + n_val]]
+    fit = [normal[i] for i in order[n_test + n_val :]]
+    return (
+        protocol,
+        fit,
+        val,
+        test,
+        {
+            "fit": _sessions(fit),
+            "val": _sessions(val),
+            "test": _sessions(test),
+        },
+    )
+
+
+def _split_by_session(
+    normal: list[Frame],
+    sessions: list[str],
+    val_sessions: Sequence[str],
+    test_sessions: Sequence[str],
+    val_fraction: float,
+    rng: np.random.Generator,
+    notes: list[str],
+) -> _Sides:
+    """Whole prints to one side: named, or one tests and (with 3+) one validates."""
+    rest = [s for s in sessions if s not in val_sessions and s not in test_sessions]
+    rest = [rest[i] for i in rng.permutation(len(rest))]
+    test_s = list(test_sessions)
+    val_s = list(val_sessions)
+    if not test_s and not val_s:
+        if len(rest) >= 3:
+            test_s, val_s = [rest.pop()], [rest.pop()]
+        else:  # two sessions: test one, validate on frames of the other
+            test_s = [rest.pop()]
+    fit_s = rest
+    if not fit_s:
+        raise DataError(
+            "no normal session left to fit the model on; name fewer --val/--test sessions"
+        )
+    fit = [f for f in normal if f.session in fit_s]
+    test = [f for f in normal if f.session in test_s]
+    if val_s:
+        val = [f for f in normal if f.session in val_s]
+    else:
+        val, fit = _random_fraction(fit, val_fraction, rng)
+        notes.append(
+            "validation frames are a random fraction of the fitting sessions (too few sessions "
+            "for a held-out one): the threshold may be optimistic for a new print"
+        )
+    sess = {"fit": sorted(fit_s), "val": sorted(val_s) or sorted(fit_s), "test": sorted(test_s)}
+    return "session", fit, val, test, sess
+
+
+def _check_split(
+    split: str, val_sessions: Sequence[str], test_sessions: Sequence[str], sessions: list[str]
+) -> None:
+    """DataError, in the flags' words, for a split that cannot be made."""
+    if split not in SPLITS:
+        raise DataError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split != "session" and (val_sessions or test_sessions):
+        raise DataError("--val-sessions/--test-sessions name sessions: they need --split session")
+    for name in (*val_sessions, *test_sessions):
+        if name not in sessions:
+            raise DataError(f"session {name!r} not found among normal sessions {sessions}")
+
+
+def _contaminate(
+    anomalous: list[Frame], n_fit: int, contamination: float, rng: np.random.Generator
+) -> tuple[list[Frame], list[Frame]]:
+    """(anomalous frames left, those that fit the model as if normal): a seeded
+    ``contamination`` fraction of the fitting frames' count, for the robustness experiment."""
+    if not (contamination > 0 and anomalous):
+        return anomalous, []
+    n = min(len(anomalous), int(n_fit * contamination))
+    pick = set(rng.permutation(len(anomalous))[:n].tolist())
+    return (
+        [a for i, a in enumerate(anomalous) if i not in pick],
+        [a for i, a in enumerate(anomalous) if i in pick],
+    )
+
+
 def split_frames(
     frames: Sequence[Frame],
     split: str = "session",
@@ -280,81 +402,27 @@ def split_frames(
     anomalous = [f for f in frames if f.label == ANOMALOUS]
     normal_sessions = _sessions(normal)
     notes: list[str] = []
-    if split not in SPLITS:
-        raise DataError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if split != "session" and (val_sessions or test_sessions):
-        raise DataError("--val-sessions/--test-sessions name sessions: they need --split session")
-    for name in (*val_sessions, *test_sessions):
-        if name not in normal_sessions:
-            raise DataError(f"session {name!r} not found among normal sessions {normal_sessions}")
+    _check_split(split, val_sessions, test_sessions, normal_sessions)
 
     if split == "session" and len(normal_sessions) < 2 and not (val_sessions or test_sessions):
         notes.append(f"only one normal session ({normal_sessions[0]}): fell back to a random split")
         split = "random"
 
     if split == "all":  # a final model for shipping: every session fits, nothing held out
-        protocol = (
-            "all (final model: every session fits; validation is the last frames of each print, "
-            "optimistic)"
-        )
-        fit, val = [], []
-        for name in normal_sessions:
-            frames_of = sorted((f for f in normal if f.session == name), key=lambda f: f.number)
-            last = last_frames(len(frames_of), val_fraction)
-            fit += [f for f, v in zip(frames_of, last, strict=True) if not v]
-            val += [f for f, v in zip(frames_of, last, strict=True) if v]
-        if not val:  # prints of one frame each (unnumbered frames): a random fraction validates
-            val, fit = _random_fraction(fit, val_fraction, rng)
-        test = []
+        protocol, fit, val, test, sess = _split_all(normal, normal_sessions, val_fraction, rng)
         notes.append(
             "every print fits the model to deploy: the absolute threshold and figures come from "
             "the last frames of fitted prints (optimistic); the held-out figures come from the "
             "cross-fit (two prints or more)"
         )
-        sess = {"fit": _sessions(fit), "val": _sessions(val), "test": []}
     elif split == "random":
-        protocol = "random (optimistic: near-duplicate frames of one print on both sides)"
-        order = rng.permutation(len(normal))
-        n_test = int(round(test_fraction * len(normal)))
-        n_val = max(1, int(round(val_fraction * len(normal))))
-        test = [normal[i] for i in order[:n_test]]
-        val = [normal[i] for i in order[n_test : n_test + n_val]]
-        fit = [normal[i] for i in order[n_test + n_val :]]
-        sess = {"fit": _sessions(fit), "val": _sessions(val), "test": _sessions(test)}
+        protocol, fit, val, test, sess = _split_random(normal, val_fraction, test_fraction, rng)
     else:
-        protocol = "session"
-        rest = [s for s in normal_sessions if s not in val_sessions and s not in test_sessions]
-        rest = [rest[i] for i in rng.permutation(len(rest))]
-        test_s = list(test_sessions)
-        val_s = list(val_sessions)
-        if not test_s and not val_s:
-            if len(rest) >= 3:
-                test_s, val_s = [rest.pop()], [rest.pop()]
-            else:  # two sessions: test one, validate on frames of the other
-                test_s = [rest.pop()]
-        fit_s = rest
-        if not fit_s:
-            raise DataError(
-                "no normal session left to fit the model on; name fewer --val/--test sessions"
-            )
-        fit = [f for f in normal if f.session in fit_s]
-        test = [f for f in normal if f.session in test_s]
-        if val_s:
-            val = [f for f in normal if f.session in val_s]
-        else:
-            val, fit = _random_fraction(fit, val_fraction, rng)
-            notes.append(
-                "validation frames are a random fraction of the fitting sessions (too few sessions "
-                "for a held-out one): the threshold may be optimistic for a new print"
-            )
-        sess = {"fit": sorted(fit_s), "val": sorted(val_s) or sorted(fit_s), "test": sorted(test_s)}
+        protocol, fit, val, test, sess = _split_by_session(
+            normal, normal_sessions, val_sessions, test_sessions, val_fraction, rng, notes
+        )
 
-    contaminated: list[Frame] = []
-    if contamination > 0 and anomalous:
-        n = min(len(anomalous), int(len(fit) * contamination))
-        pick = set(rng.permutation(len(anomalous))[:n].tolist())
-        contaminated = [a for i, a in enumerate(anomalous) if i in pick]
-        anomalous = [a for i, a in enumerate(anomalous) if i not in pick]
+    anomalous, contaminated = _contaminate(anomalous, len(fit), contamination, rng)
     sess["anomalous"] = _sessions(anomalous)
     if loose:
         fit = fit + loose

@@ -90,6 +90,20 @@ def resolve_preset(options: Options) -> Preset:
         )
     except ValueError as exc:
         raise DataError(str(exc)) from exc
+    preset = _adaptation_overrides(
+        _preprocess_overrides(_train_overrides(preset, options), options), options
+    )
+    factor = preset.model.stride ** len(preset.model.filters)
+    if preset.preprocess.width % factor or preset.preprocess.height % factor:
+        raise DataError(
+            f"input size {preset.preprocess.width}x{preset.preprocess.height} must be divisible by "
+            f"{factor} (stride ** conv layers of preset {preset.name!r})"
+        )
+    return preset
+
+
+def _train_overrides(preset: Preset, options: Options) -> Preset:
+    """--epochs, --batch-size, --patience, --augment."""
     changes: dict[str, Any] = {}
     if options.epochs is not None:
         changes["epochs"] = options.epochs
@@ -99,12 +113,17 @@ def resolve_preset(options: Options) -> Preset:
         changes["patience"] = options.patience
     if options.augment is not None:
         changes["augment"] = options.augment
-    if changes:
-        try:  # TrainSpec checks the values, in the flags' words
-            train = dataclasses.replace(preset.train, **changes)
-        except ValueError as exc:
-            raise DataError(str(exc)) from exc
-        preset = dataclasses.replace(preset, train=train)
+    if not changes:
+        return preset
+    try:  # TrainSpec checks the values, in the flags' words
+        train = dataclasses.replace(preset.train, **changes)
+    except ValueError as exc:
+        raise DataError(str(exc)) from exc
+    return dataclasses.replace(preset, train=train)
+
+
+def _preprocess_overrides(preset: Preset, options: Options) -> Preset:
+    """--input-size, --region, --normalize."""
     if options.input_size is not None:
         w, h = options.input_size
         try:
@@ -125,6 +144,11 @@ def resolve_preset(options: Options) -> Preset:
         preset = dataclasses.replace(
             preset, preprocess=dataclasses.replace(preset.preprocess, normalize=options.normalize)
         )
+    return preset
+
+
+def _adaptation_overrides(preset: Preset, options: Options) -> Preset:
+    """--match-light, --adapt-frames, --adapt-early-frames, --adapt-nearest."""
     if options.match_light is not None:
         # the start's later frames are matched to its first frames' light, and white pixels
         # the light explains are handled, whenever later frames are matched to the start's
@@ -167,12 +191,6 @@ def resolve_preset(options: Options) -> Preset:
         except ValueError as exc:
             raise DataError(f"--adapt-nearest {options.adapt_nearest}: {exc}") from exc
         preset = dataclasses.replace(preset, adaptation=adaptation)
-    factor = preset.model.stride ** len(preset.model.filters)
-    if preset.preprocess.width % factor or preset.preprocess.height % factor:
-        raise DataError(
-            f"input size {preset.preprocess.width}x{preset.preprocess.height} must be divisible by "
-            f"{factor} (stride ** conv layers of preset {preset.name!r})"
-        )
     return preset
 
 
