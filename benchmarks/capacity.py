@@ -41,9 +41,15 @@ import time
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from watchdog.image_files import read_bgr_file  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.plugins.printers import MoonrakerServer
 
 DEMO_FRAMES = ROOT / "watchdog" / "demo" / "frames"
 SIZES = {"640x480": (640, 480), "1280x720": (1280, 720)}
@@ -58,12 +64,11 @@ def serve_cameras(count: int, size: str, log_path: Path, hang: int) -> None:
     Each request's arrival is logged as "<camera> <unix time>" (the latency's start). The last
     `hang` cameras accept connections and never answer (a hung camera)."""
     import cv2
-    import numpy as np
 
     w, h = SIZES[size]
     jpegs = []
     for path in sorted(DEMO_FRAMES.glob("*_normal.jpg")):
-        img = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+        img = read_bgr_file(path)
         ok, buf = cv2.imencode(
             ".jpg",
             cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC),
@@ -268,7 +273,7 @@ def run_once(
     interval: float,
     ticks: int,
     warmup_ticks: int,
-    moonraker: object,
+    moonraker: MoonrakerServer,
     broker_port: int,
     workdir: Path,
 ) -> RunResult:
@@ -277,7 +282,7 @@ def run_once(
     names = [f"p{i:02d}" for i in range(n)]
     prefix = f"capacity{n}{size.replace('x', '_')}c{cores}"
     key_file = workdir / "moonraker.key"
-    key_file.write_text(moonraker.api_key)  # type: ignore[attr-defined]
+    key_file.write_text(moonraker.api_key)
     key_file.chmod(0o600)
     cfg = workdir / f"config-{n}-{size}-{cores}.yaml"
     cfg.write_text(
@@ -299,7 +304,7 @@ def run_once(
                             "kind": "moonraker",
                             "url": moonraker.url,
                             "api_key_file": str(key_file),
-                        },  # type: ignore[attr-defined]
+                        },
                     }
                     for name, url in zip(names, farm.urls(), strict=True)
                 ],

@@ -27,7 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import requests
@@ -39,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from tests.browser import chromium  # noqa: E402
 from tests.plugins.camera import CameraServer  # noqa: E402
 from tests.plugins.mosquitto import free_port  # noqa: E402
+from watchdog.image_files import read_bgr_file  # noqa: E402
 
 DEMO_FRAMES = ROOT / "watchdog" / "demo" / "frames"
 MODEL = ROOT / "watchdog" / "models" / "default"
@@ -56,15 +59,27 @@ def proc_stats(pid: int) -> dict[str, float]:
     }
 
 
-def browser(url: str):
+def browser(url: str) -> tuple[Any, Path]:
+    """A headless Chromium on ``url``, and its profile folder (removed after)."""
     driver = chromium()
     driver.get(url)
     return driver, driver._profile
 
 
-def run(
-    variant: str, camera: CameraServer, seconds: float, interval: float, tmp: Path
-) -> dict[str, float | str]:
+@dataclass
+class Run:
+    """One variant's daemon, as measured; the ratios against the first (no HTTP) are set after."""
+
+    variant: str
+    frames: int
+    peak_rss_mb: float
+    cpu_ms_per_frame: float
+    timeline_points_on_page: int | None
+    rss_ratio: float = 1.0
+    cpu_ratio: float = 1.0
+
+
+def run(variant: str, camera: CameraServer, seconds: float, interval: float, tmp: Path) -> Run:
     port = free_port()
     listen = "" if variant == "no_http" else f"127.0.0.1:{port}"
     config = tmp / f"{variant}.yaml"
@@ -95,7 +110,8 @@ def run(
         stderr=subprocess.STDOUT,
         cwd=ROOT,
     )
-    driver = profile = None
+    driver: Any = None
+    profile: Path | None = None
     try:
         deadline = time.monotonic() + 60
         while camera.requests == 0:  # the first frame: the model is loaded, the loop runs
@@ -128,17 +144,18 @@ def run(
     finally:
         if driver is not None:
             driver.quit()
+        if profile is not None:
             shutil.rmtree(profile, ignore_errors=True)
         proc.terminate()
         proc.wait(30)
         log.close()
-    return {
-        "variant": variant,
-        "frames": frames,
-        "peak_rss_mb": round(max(end["hwm_mb"], peak_rss), 1),
-        "cpu_ms_per_frame": round(1000 * (end["cpu_s"] - start["cpu_s"]) / max(frames, 1), 2),
-        "timeline_points_on_page": points,
-    }
+    return Run(
+        variant,
+        frames,
+        round(max(end["hwm_mb"], peak_rss), 1),
+        round(1000 * (end["cpu_s"] - start["cpu_s"]) / max(frames, 1), 2),
+        points,
+    )
 
 
 def main() -> int:
@@ -148,7 +165,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args()
     frames = [
-        cv2.resize(cv2.imread(str(p)), (640, 480)) for p in sorted(DEMO_FRAMES.glob("*normal*.jpg"))
+        cv2.resize(read_bgr_file(p), (640, 480)) for p in sorted(DEMO_FRAMES.glob("*normal*.jpg"))
     ]
     camera = CameraServer()
     camera.set_frames(frames)
@@ -158,13 +175,13 @@ def main() -> int:
             for variant in ("no_http", "page_closed", "page_open"):
                 camera.requests = 0
                 results.append(run(variant, camera, args.seconds, args.interval, Path(tmp)))
-                print(json.dumps(results[-1]), flush=True)
+                print(json.dumps(asdict(results[-1])), flush=True)
     finally:
         camera.close()
     base = results[0]
     for r in results:
-        r["rss_ratio"] = round(r["peak_rss_mb"] / base["peak_rss_mb"], 3)
-        r["cpu_ratio"] = round(r["cpu_ms_per_frame"] / base["cpu_ms_per_frame"], 3)
+        r.rss_ratio = round(r.peak_rss_mb / base.peak_rss_mb, 3)
+        r.cpu_ratio = round(r.cpu_ms_per_frame / base.cpu_ms_per_frame, 3)
     out = {
         "benchmark": "dashboard_memory",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -172,13 +189,13 @@ def main() -> int:
         "seconds_per_run": args.seconds,
         "interval_s": args.interval,
         "budget_peak_rss_mb": 150,
-        "runs": results,
+        "runs": [asdict(r) for r in results],
     }
     print(json.dumps(out, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2) + "\n")
-    return 0 if all(r["peak_rss_mb"] <= 150 for r in results) else 1
+    return 0 if all(r.peak_rss_mb <= 150 for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ if str(ROOT) not in sys.path:
 from watchdog.detection.bundle import Bundle, default_bundle_path  # noqa: E402
 from watchdog.detection.model import FrameScorer  # noqa: E402
 from watchdog.devices.capture import BadFrame, decode_image, frame_size_needed, reduction  # noqa: E402
+from watchdog.image_files import read_bgr_file  # noqa: E402
 
 SIZES = [(640, 480), (1280, 720), (1920, 1080), (2592, 1944), (4000, 3000)]
 
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     for width, height in SIZES:
         d_input, d_score = [], []
         for f in files:
-            src = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            src = read_bgr_file(f)
             big = (
                 src
                 if src.shape[1::-1] == (width, height)
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             jpeg = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
             full = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+            assert full is not None  # a JPEG made here
             reduced = decode_image(jpeg, 64_000_000, need)
             d_input.append(float(np.abs(pre.apply(full) - pre.apply(reduced)).max()))
             d_score.append(abs(scorer.score(full) - scorer.score(reduced)))

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from watchdog.detection.bundle import Bundle, default_bundle_path, encode_jpeg  # noqa: E402
 from watchdog.detection.detector import Detector  # noqa: E402
+from watchdog.image_files import read_bgr_file  # noqa: E402
 
 KAGGLE = ROOT.parent / "shared" / "data" / "kaggle-3d-printer"
 DEMO_FRAMES = ROOT / "watchdog" / "demo" / "frames"
@@ -46,10 +47,17 @@ def camera_jpegs(n: int) -> list[bytes]:
         paths = sorted(DEMO_FRAMES.glob("*.jpg"))
     out = []
     for p in paths:
-        img = cv2.imread(str(p))
+        img = read_bgr_file(p)
         img = cv2.resize(img, (640, 480)) if img.shape[:2] != (480, 640) else img
         out.append(encode_jpeg(img, 90))
     return (out * (n // len(out) + 1))[:n]
+
+
+def decoded(data: bytes) -> np.ndarray:
+    """A JPEG made here, decoded as the daemon decodes a camera's."""
+    frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert frame is not None
+    return frame
 
 
 def step_cost(bundle: Bundle, jpegs: list[bytes], threads: int) -> dict[str, float]:
@@ -59,7 +67,7 @@ def step_cost(bundle: Bundle, jpegs: list[bytes], threads: int) -> dict[str, flo
     times = []
     for i, data in enumerate(jpegs):
         t0 = time.perf_counter()
-        frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        frame = decoded(data)
         verdict = detector.observe(frame)
         encode_jpeg(frame)
         encode_jpeg(detector.heatmap(frame, verdict, in_place=True))
@@ -83,7 +91,7 @@ def start_cost(bundle: Bundle, jpegs: list[bytes], judged: bool, prints: int = 5
         detector.relearn()
         for i, data in enumerate(jpegs[: a.frames]):
             t0 = time.perf_counter()
-            frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            frame = decoded(data)
             verdict = detector.observe(frame)
             encode_jpeg(frame)
             encode_jpeg(detector.heatmap(frame, verdict, in_place=True))
@@ -122,7 +130,7 @@ def daemon_peak_rss(model: Path, seconds: float) -> dict[str, float]:
     from tests.plugins.camera import CameraServer
 
     camera = CameraServer()
-    frames = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in camera_jpegs(8)]
+    frames = [decoded(j) for j in camera_jpegs(8)]
     camera.set_frames(frames)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "config.yaml"
@@ -171,7 +179,7 @@ def replay_time_to_pause(model: Path) -> dict[str, object]:
     from watchdog.commands.demo import demo_sequence
 
     with tempfile.TemporaryDirectory() as tmp:
-        frames = demo_sequence(
+        camera = demo_sequence(
             DEMO_FRAMES, Bundle.load(model).meta.adaptation.frames, Path(tmp) / "camera"
         )
         cfg = Path(tmp) / "config.yaml"
@@ -185,7 +193,7 @@ def replay_time_to_pause(model: Path) -> dict[str, object]:
                 "--config",
                 str(cfg),
                 "--frames",
-                str(frames),
+                str(camera),
                 "--out",
                 tmp,
             ],
@@ -227,16 +235,14 @@ def main() -> None:
         "input": list(bundle.meta.preprocess.shape),
         "frames": len(jpegs),
     }
-    results["default_1_thread"] = step_cost(bundle, jpegs, 1)
+    results["default_1_thread"] = default_1 = step_cost(bundle, jpegs, 1)
     results[f"default_{cores}_threads"] = step_cost(bundle, jpegs, cores)
     with tempfile.TemporaryDirectory() as tmp:
         seed = seed_bundle(Path(tmp) / "seed")
         if seed is not None:
-            results["seed_1_thread"] = step_cost(seed, jpegs[:60], 1)
+            results["seed_1_thread"] = seed_1 = step_cost(seed, jpegs[:60], 1)
             results[f"seed_{cores}_threads"] = step_cost(seed, jpegs[:60], cores)
-            results["ratio_default_to_seed_1_thread"] = (
-                results["default_1_thread"]["median_ms"] / results["seed_1_thread"]["median_ms"]
-            )
+            results["ratio_default_to_seed_1_thread"] = default_1["median_ms"] / seed_1["median_ms"]
     if bundle.meta.adaptation.judges_start:
         judged, unjudged = start_cost(bundle, jpegs, True), start_cost(bundle, jpegs, False)
         results["start_judged_1_thread_median_ms"] = judged

@@ -44,6 +44,7 @@ from watchdog.config import CameraConfig, DetectionConfig  # noqa: E402
 from watchdog.detection import decide  # noqa: E402
 from watchdog.detection.bundle import Bundle, default_bundle_path  # noqa: E402
 from watchdog.detection.detector import Detector, Region  # noqa: E402
+from watchdog.image_files import read_bgr_file  # noqa: E402
 
 KAGGLE = ROOT.parent / "shared" / "data" / "kaggle-3d-printer"
 SETTINGS = decide.Settings.from_config(DetectionConfig())
@@ -115,7 +116,7 @@ def load_prints(data: Path) -> tuple[dict[str, list[np.ndarray]], dict[str, list
     normal, failed = sessions_in_time_order(data)
 
     def load(paths: list[Path]) -> list[np.ndarray]:
-        return [cv2.resize(cv2.imread(str(p)), SIZE, interpolation=cv2.INTER_AREA) for p in paths]
+        return [cv2.resize(read_bgr_file(p), SIZE, interpolation=cv2.INTER_AREA) for p in paths]
 
     return (
         {k: load(v) for k, v in normal.items()},

@@ -37,11 +37,12 @@ from benchmarks.time_to_pause import (  # noqa: E402
     write_bundle_rows,
     write_frames,
 )
+from watchdog.image_files import read_bgr_file  # noqa: E402
 
 CHANGES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "camera nudged": lambda im: cv2.warpAffine(
         im,
-        np.float32([[1, 0, 12], [0, 1, 8]]),
+        np.array([[1, 0, 12], [0, 1, 8]], np.float32),
         (im.shape[1], im.shape[0]),
         borderMode=cv2.BORDER_REPLICATE,
     ),
@@ -55,7 +56,7 @@ def changed_print(
     frames: list[Path], onset: int, change: Callable[[np.ndarray], np.ndarray], folder: Path
 ) -> list[Path]:
     """The print's frames as JPEG files, ``change`` applied from frame ``onset`` on."""
-    images = [cv2.imread(str(path)) for path in frames]
+    images = [read_bgr_file(path) for path in frames]
     return write_frames([change(im) if i >= onset else im for i, im in enumerate(images)], folder)
 
 

@@ -62,6 +62,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.daemon_helpers import DaemonProcess, free_port, watchdog_cmd, write_config  # noqa: E402
+from watchdog.image_files import read_bgr_file  # noqa: E402
 
 PRINTER = "ender3"
 EVENTS = {  # kind → weight
@@ -316,7 +317,7 @@ class Soak:
 
     def _is_anomalous(self, jpeg_path: Path) -> bool:
         """Is this incident frame one of the anomalous frames served (nearest served frame)?"""
-        img = cv2.imread(str(jpeg_path))
+        img = read_bgr_file(jpeg_path)
         if img is None:
             return False
 
@@ -568,7 +569,7 @@ def summarize(res: Result, warmup_frames: int) -> dict[str, Any]:
     rss_growth = _median([s.rss_mb for s in tail]) - _median([s.rss_mb for s in head])
     anomaly_eps = [e for e in res.episodes if e.kind.startswith("anomaly")]
     kinds = {k: sum(e.kind == k for e in res.episodes) for k in EVENTS}
-    s = {
+    s: dict[str, Any] = {
         "frames": res.frames,
         "seconds": res.seconds,
         "frames_per_s": round(res.frames / res.seconds, 1) if res.seconds else None,

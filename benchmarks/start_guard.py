@@ -28,6 +28,7 @@ from benchmarks.time_to_pause import KAGGLE  # noqa: E402
 from watchdog.detection.bundle import Bundle, default_bundle_path  # noqa: E402
 from watchdog.detection.model import FrameScorer  # noqa: E402
 from watchdog.frames import group_prints  # noqa: E402
+from watchdog.image_files import read_bgr_file  # noqa: E402
 
 
 def _spaghetti(im: np.ndarray) -> np.ndarray:
@@ -64,7 +65,7 @@ def measure(data: Path, bundle_dir: Path) -> dict:
     meta = bundle.meta
     scorer = FrameScorer(bundle)
     prints, _ = group_prints([data / "no_defected"])
-    firsts = [cv2.imread(str(paths[0])) for paths in prints.values()]
+    firsts = [read_bgr_file(paths[0]) for paths in prints.values()]
     rows = []
     for name, make in STARTS.items():
         scores = [scorer.score(make(f)) for f in firsts]

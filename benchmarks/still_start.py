@@ -34,6 +34,7 @@ from benchmarks.time_to_pause import (  # noqa: E402
     write_bundle_rows,
     write_frames,
 )
+from watchdog.image_files import read_bgr_file  # noqa: E402
 
 START = 30  # frames: the start the default bundle learns
 STUCK_AT = 60  # the mid-print freeze begins here
@@ -61,12 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     if no_kaggle_data(args.data):
         return 0
     normal, _ = sessions_in_time_order(args.data)
-    rows = []
+    rows: list[dict[str, object]] = []
     print("| print | start | pauses (at frame) |")
     print("|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for session, paths in sorted(normal.items()):
-            frames = [cv2.imread(str(path)) for path in paths]
+            frames = [read_bgr_file(path) for path in paths]
             for name, edit in CASES.items():
                 work = Path(tmp) / f"{session}-{len(rows)}"
                 # (a stuck feed repeats the same bytes)

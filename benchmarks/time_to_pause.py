@@ -118,7 +118,7 @@ def replay(bundle: Path, frames: list[Path], work: Path) -> list[dict[str, Any]]
             continue  # not one of replay's JSON lines
     scored = [r for r in lines if r.get("frame") is not None and r.get("score") is not None]
     pauses = sum(r.get("action") == "pause" for r in scored)
-    summary = next((r for r in lines if r.get("event") == "summary"), {})
+    summary: dict[str, Any] = next((r for r in lines if r.get("event") == "summary"), {})
     incidents = len(
         list((work / "incidents").rglob("alert.json"))
     )  # <out>/incidents/<printer>/<id>/

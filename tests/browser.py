@@ -41,5 +41,5 @@ def chromium() -> Any:
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     driver.set_page_load_timeout(30)
-    driver._profile = profile
+    driver._profile = profile  # type: ignore[attr-defined]  # removed by the caller
     return driver

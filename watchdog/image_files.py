@@ -51,3 +51,11 @@ def read_frame_file(path: Path) -> np.ndarray:
     if img is None or img.size == 0:
         raise UnreadableFrame(f"{shown}: not a readable JPEG or PNG image")
     return img
+
+
+def read_bgr_file(path: Path) -> np.ndarray:
+    """The image as 3-channel BGR, as the model's preprocessing takes it (the benchmarks'
+    reader: the same checks as the trainer's)."""
+    from watchdog.detection.bundle import to_bgr
+
+    return to_bgr(read_frame_file(path))

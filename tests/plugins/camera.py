@@ -413,7 +413,7 @@ def write_video_file(path: Path, frames: Sequence[np.ndarray], fps: float = 10.0
     if fourcc is None:
         raise ValueError(f"{path}: use .avi (MJPG) or .mp4 (mp4v)")
     h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), fps, (w, h))
     if not writer.isOpened():
         raise RuntimeError(f"{path}: OpenCV cannot write {fourcc} here")
     try:

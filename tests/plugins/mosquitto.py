@@ -191,7 +191,7 @@ class Subscriber:
             mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False
         )
         self.broker.configure_client(client)
-        client.reconnect_delay_set(0.2, 1)
+        client.reconnect_delay_set(0.2, 1)  # type: ignore[arg-type]  # paho takes floats
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message

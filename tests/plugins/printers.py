@@ -81,7 +81,7 @@ STAMP = ".printer-watchdog-ok"
 # --------------------------------------------------------------------------- helpers
 
 
-def api_config(kind: str, url: str, api_key: str | None = None, **kw: Any):
+def api_config(kind: str, url: str, api_key: str | None = None, **kw: Any) -> Any:
     """An ApiConfig for a test (short timeout, retries and backoff unless given)."""
     from watchdog.config import ApiConfig
 
@@ -628,7 +628,7 @@ class MoonrakerServer(_ServerControl):
 
         wait_until("Moonraker with Klippy ready", ready, timeout, self.log_path, step=0.2)
         if not self.api_key:
-            self.api_key = self._trusted_get("/access/api_key")
+            self.api_key = str(self._trusted_get("/access/api_key"))
             self.http.headers["X-Api-Key"] = self.api_key
 
     def start_klippy(self, wait: bool = True) -> None:
