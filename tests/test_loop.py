@@ -371,6 +371,14 @@ def test_a_button_of_an_old_alert_never_acts_on_the_print_running_now(
     restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
     # pressed before its first step: it asks the printer what it prints before it judges
     assert press(Verb.PAUSE, restarted)[0] and printer.status().state == "paused"
+    # a newer alert of the same print since: the old one's buttons no longer act, also after
+    # a restart (it acted: only the job was compared)
+    newer = watcher.alerts.store.save("e3", {"job": "benchy_A.gcode"}, b"", b"", pending=False)
+    again = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    ok, detail = press(Verb.RESUME, again)
+    assert not ok and "newer alert" in detail and printer.status().state == "paused", detail
+    again.camera.close()
+    watcher.alerts.store.discard(newer)
 
     printer.cancel()  # the owner cancels at the printer and starts the next print
     watcher.step()

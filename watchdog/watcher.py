@@ -660,7 +660,8 @@ class Watcher:
         A button (a phone notification's, an incident card's) belongs to one print: pressed a
         day later it must not cancel the print running then. In memory: the alert is this
         watcher's latest and no print started since. After a restart (none in memory): the
-        alert's saved job is the job the printer reports now."""
+        alert is the newest saved, its job is the job the printer reports now, and that job
+        was not printed again since (``_printed_again``)."""
         alert = self.last_alert
         if alert is not None:
             if alert.incident != incident:
@@ -670,6 +671,9 @@ class Watcher:
             return ""
         if not self._polled:  # just started: what does the printer print?
             self._poll_printer(self.clock())
+        newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
+        if newest and newest[0].id != incident:
+            return f"{self.name} has had a newer alert since this one"
         saved = stored_alert(self.alerts.store.storage_dir, self.name, incident)
         job = saved.get("job") if isinstance(saved.get("job"), str) else None
         if job is None or job != self.state.job:

@@ -565,7 +565,8 @@ async function saveEditor() {
   const saved = p.saved || {};
   const body = {};
   if (JSON.stringify(d.masks) !== JSON.stringify(p.settings.mask || []) || "mask" in saved) body.mask = d.masks;
-  if (d.region || "region" in saved) body.region = d.region;
+  // the region drawn, or the model's (null), when it differs from the one in force
+  if (JSON.stringify(d.region) !== JSON.stringify(p.settings.region ?? null) || "region" in saved) body.region = d.region;
   const sens = Number(d.sens.value), cons = Number(d.cons.value);
   // the slider's steps would round a value like 1.23: only a moved slider is a change
   if ((d.sensMoved && sens !== p.settings.sensitivity) || "sensitivity" in saved) body.sensitivity = sens;
