@@ -19,8 +19,9 @@ Installs printer-watchdog from this checkout ($REPO):
     tflite-runtime with numpy<2 where ai-edge-litert has no wheel); never TensorFlow
   - /etc/$NAME/config.yaml from config.example.yaml, only if absent
   - empty secret files in /etc/$NAME (${SECRET_FILES[*]}), mode 0600, only if absent
-  - /var/lib/$NAME (incidents, collected frames)
-  - the unit $NAME.service, enabled and started
+  - /var/lib/$NAME (incidents, collected frames, queued alerts, saved settings, models)
+  - the unit $NAME.service: enabled and started on the first run; on a re-run restarted if it
+    was running (or had failed) and the new version accepts the config
 
 Options:
   --uninstall        stop and remove the service, the virtualenv and the unit; keep
@@ -281,7 +282,11 @@ start_service() {
   elif ! as_service "$VENV/bin/python" -m watchdog check-config --config "$ETC/config.yaml" >/dev/null; then
     # Restarting would stop the running watchdog for good: keep it until the file is fixed.
     say "warning: the new version refuses $ETC/config.yaml (above); the service was not restarted"
-    say "  and still runs the old version: fix the file, then: sudo systemctl restart $NAME"
+    if [ "$was_active" = 1 ]; then
+      say "  and runs the old version until then: fix the file, then: sudo systemctl restart $NAME"
+    else
+      say "  (it had failed): fix the file, then: sudo systemctl restart $NAME"
+    fi
   else
     [ "$was_failed" = 0 ] || systemctl reset-failed "$NAME.service"
     systemctl restart "$NAME.service"

@@ -182,7 +182,11 @@ class HttpConfig(_Model):
 
 
 class StorageConfig(_Model):
-    """Where incidents (frame, heatmap, alert JSON) and collected frames are kept."""
+    """The daemon's state folder: incidents (frame, heatmap, alert JSON), collected frames,
+    queued alerts (outbox/), the page's saved settings (overrides.json), the Watching switches
+    (switched-off.json), the printers last published to MQTT (mqtt-printers.json), the phone
+    buttons' token hashes (action_tokens.json), a generated dashboard password (web/) and the
+    one-daemon lock (daemon.lock)."""
 
     dir: Path = Field(
         default_factory=_default_state_dir,
@@ -378,8 +382,9 @@ class NotifyTarget(_Model):
     actions_url: str = Field(
         "",
         description="base URL at which the phone reaches this daemon (e.g. http://pi.lan:8787) for "
-        "Not a failure, Resume and Cancel: buttons on ntfy, links that open a page asking first "
-        "elsewhere (email, Telegram, ...); empty: none",
+        "Not a failure, Resume (where the pause took) and Cancel (while a printer API could stop "
+        "the print): buttons on ntfy, links that open a page asking first elsewhere (email, "
+        "Telegram, ...); empty: none",
     )
     actions_expire_h: float = Field(
         24.0, gt=0, le=24 * 30, description="hours a notification's buttons (or links) keep working"

@@ -106,7 +106,7 @@ class Dashboard:
         # Host: a loopback address or localhost, never a name (a site whose name resolves to
         # 127.0.0.1 would read the page from the owner's browser)
         if not self.login_required and not is_loopback(f"{_host_name(request.host)}:0"):
-            return text("403 this page answers to 127.0.0.1 or localhost only", 403)
+            return text("403 this page answers to a loopback address or localhost only", 403)
         if (
             self.login_required
             and path not in ("/login", "/static/style.css")
