@@ -81,6 +81,8 @@ function toast(message, ok = true) {
 function stateOf(p) {
   const s = p.state || "starting";
   if (s === "calibrating") return [s, p.calibration ? `calibrating ${p.calibration}` : s];
+  // after an alert that did not stop the print (notify only, or a failed pause): its cooldown
+  if (s === "anomaly" && p.failure && !p.consecutive) return [s, "alerted, not stopped"];
   if (s === "anomaly") return [s, `anomaly ${p.consecutive}/${p.needed}`];
   if (s === "camera_offline") return [s, "camera offline"];
   return [s, s];
