@@ -611,3 +611,28 @@ def test_an_alert_without_a_printer_api_offers_no_printer_buttons(
     [alert] = [r.alert for r in records if r.alert is not None]
     assert alert.action_result.outcome == "skipped" and alert.answers == ()
     watcher.camera.close()
+
+
+def test_an_idle_printers_camera_gives_the_page_one_frame_to_draw_on(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """Nothing prints, so the camera is not read, and the page's "Where to look" had no
+    picture to draw a region or a mask on until a print ran. Asked, the watcher's own thread
+    takes one frame; it scores nothing."""
+    printer = SimulatedPrinter("benchy.gcode")
+    printer.cancel()  # idle
+    watcher = _watcher(
+        tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "cam", normal_frames[:3]), printer
+    )
+    watcher.step()
+    assert watcher.history.latest_frame_jpeg() is None
+    done = watcher.submit(Command("e3", Verb.LOOK, source="web"))
+    watcher.step()
+    assert done.result(5).ok
+    jpeg = watcher.history.latest_frame_jpeg()
+    assert (
+        jpeg is not None
+        and cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) is not None
+    )
+    assert len(watcher.history.timeline) == 0  # nothing scored
+    watcher.camera.close()

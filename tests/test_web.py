@@ -38,7 +38,9 @@ PROTECTED = [
 ]
 
 
-def _config(tmp_path: Path, listen: str, **http: object) -> Path:
+def _config(
+    tmp_path: Path, listen: str, api: dict[str, object] | None = None, **http: object
+) -> Path:
     return write_config(
         tmp_path / "config.yaml",
         model=str(MODEL),
@@ -48,7 +50,7 @@ def _config(tmp_path: Path, listen: str, **http: object) -> Path:
             {
                 "name": PRINTER,
                 "camera": {"source": str(DEMO_FRAMES), "interval_s": 0.5},
-                "api": {"kind": "none"},
+                "api": api or {"kind": "none"},
             }
         ],
     )
@@ -358,6 +360,23 @@ def test_the_page_opens_on_any_loopback_address_it_listens_on(tmp_path: Path) ->
         assert requests.get(f"{url}/api/state", timeout=10).status_code == 200
         rebound = requests.get(f"{url}/api/state", headers={"Host": "evil.example"}, timeout=10)
         assert rebound.status_code == 403
+    finally:
+        daemon.stop()
+
+
+def test_an_idle_printers_frame_is_taken_for_the_page(tmp_path: Path) -> None:
+    """The printer's API does not answer, so nothing is watched and the camera is not read:
+    "Where to look" asks for the frame, and gets one taken for it."""
+    port = free_port()
+    unreachable = {"kind": "octoprint", "url": "http://127.0.0.1:1", "timeout_s": 1}
+    daemon = _start(_config(tmp_path, f"127.0.0.1:{port}", unreachable), tmp_path / "d.log", port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        state = requests.get(f"{url}/api/state", timeout=10).json()["printers"][0]
+        assert state["state"] == "idle", state
+        frame = requests.get(f"{url}/api/printers/{PRINTER}/frame.jpg", timeout=30)
+        assert frame.status_code == 200 and frame.headers["Content-Type"] == "image/jpeg"
+        assert frame.content.startswith(b"\xff\xd8")
     finally:
         daemon.stop()
 

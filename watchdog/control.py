@@ -24,6 +24,7 @@ class Verb(Enum):
     PAUSE = "pause"  # through the printer API
     RESUME = "resume"
     CANCEL = "cancel"
+    LOOK = "look"  # one camera frame for the page, while nothing is watched (an idle printer)
 
 
 INCIDENT_VERBS = frozenset({Verb.NOT_A_FAILURE, Verb.CONFIRM_FAILURE})

@@ -128,6 +128,11 @@ class History:
             )
             self._frame_jpeg = frame_jpeg
 
+    def saw(self, frame_jpeg: bytes) -> None:
+        """A camera frame taken while nothing is scored (the page asked for a look)."""
+        with self._lock:
+            self._frame_jpeg = frame_jpeg
+
     def acted(self) -> None:
         self.timeline.mark_last(Mark.ACTION)
 

@@ -609,6 +609,8 @@ class Watcher:
             return CommandResult(True, f"watching {self.name} {'on' if self.enabled else 'off'}")
         if verb is Verb.NOT_A_FAILURE:
             return self._accept_view(command.incident)
+        if verb is Verb.LOOK:
+            return self._look()
         if verb is Verb.CONFIRM_FAILURE:
             if self._is_latest(command.incident):
                 self.state = decide.answered(self.state)
@@ -703,6 +705,23 @@ class Watcher:
         if self._job_started is not None and raised is not None and self._job_started > raised + 1:
             return f"{self.name} started {job} again after this alert: it is another print"
         return ""
+
+    def _look(self) -> CommandResult:
+        """One camera frame for the page (where to look, masks) while the printer is idle:
+        the camera is read only while a print is watched, so there would be none to draw on."""
+        if self.history.latest_frame_jpeg() is not None:
+            return CommandResult(True, "the latest frame is there")
+        if self.enabled and self.state.watching:  # its next step reads one (a recording too)
+            return CommandResult(False, "watching: the next frame is on its way")
+        try:
+            frame = self.camera.read()
+        finally:
+            self.gate.leave()  # entered by a camera that decodes
+        if frame is None:
+            why = getattr(self.camera, "last_error", "") or "no frame yet"
+            return CommandResult(False, f"the camera of {self.name} gave no frame: {why}")
+        self.history.saw(encode_jpeg(frame))
+        return CommandResult(True, "a frame taken")
 
     def _is_latest(self, incident: str | None) -> bool:
         """``incident`` is the latest alert of the print under way."""

@@ -271,7 +271,12 @@ class Dashboard:
 
     def frame(self, name: str) -> Response:
         history = self.backend.histories.get(name)
-        jpeg = history.latest_frame_jpeg() if history else None
+        if history is None:
+            return text("404 no such printer", 404)
+        jpeg = history.latest_frame_jpeg()
+        if not jpeg:  # an idle printer's camera is not read: one frame, taken for the page
+            self.backend.dispatch(Command(name, Verb.LOOK, source="web"))
+            jpeg = history.latest_frame_jpeg()
         if not jpeg:
             return text("404 no frame yet for this printer", 404)
         return Response(jpeg, 200, mimetype="image/jpeg")
