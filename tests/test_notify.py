@@ -26,6 +26,7 @@ from watchdog.comms.notifier import Notifier
 from watchdog.config import MqttConfig, NotifyTarget, StorageConfig, parse_config
 from watchdog.control import Command, CommandResult, Verb, printer_answers
 from watchdog.incidents import IncidentStore
+from watchdog.printing import Action, Outcome
 
 PRINTER = "ender3"
 NTFY_PASSWORD = "hunter22-n0t-in-logs"
@@ -238,7 +239,7 @@ def test_a_phone_alert_offers_only_the_printer_buttons_that_can_act(
             target(webhook_receiver.url(), actions_url="http://pi.lan:8787"),
         ),
     )
-    answers = [v.value for v in printer_answers(action, outcome, api)]
+    answers = [v.value for v in printer_answers(Action(action), Outcome(outcome), api)]
     notifier.raise_alert(PRINTER, {**alert(outcome, action), "answers": answers}, jpeg(1), jpeg(2))
     assert notifier.notifications.flush(60)
     [msg] = ntfy_receiver.messages

@@ -116,7 +116,13 @@ class MqttConfig(_Model):
 
 def is_loopback(listen: str) -> bool:
     """True when ``host:port`` listens on this machine only (127.0.0.0/8, ::1, localhost)."""
-    host = listen.rpartition(":")[0].strip("[]")
+    return is_loopback_host(listen.rpartition(":")[0])
+
+
+def is_loopback_host(host: str) -> bool:
+    """A host (``[::1]`` bracketed or not) that is this machine: a loopback address or
+    localhost; never another name, which may resolve to anything."""
+    host = host.strip("[]")
     if host == "localhost":
         return True
     try:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+from watchdog.printing import Action, Outcome
+
 LATEST_INCIDENT = "latest"  # the printer's most recent alert (the Home Assistant button)
 
 
@@ -30,14 +32,14 @@ class Verb(Enum):
 INCIDENT_VERBS = frozenset({Verb.NOT_A_FAILURE, Verb.CONFIRM_FAILURE})
 
 
-def printer_answers(action: str, outcome: str, api: bool) -> tuple[Verb, ...]:
+def printer_answers(action: Action, outcome: Outcome, api: bool) -> tuple[Verb, ...]:
     """The printer buttons an alert offers its owner (phone, page): Resume only where our
     pause happened, Cancel while a printer API could still stop the print; none without an
     API (they could only answer "skipped")."""
     if not api:
         return ()
-    resume = (Verb.RESUME,) if (action, outcome) == ("pause", "done") else ()
-    cancel = () if (action, outcome) == ("cancel", "done") else (Verb.CANCEL,)
+    resume = (Verb.RESUME,) if (action, outcome) == (Action.PAUSE, Outcome.DONE) else ()
+    cancel = () if (action, outcome) == (Action.CANCEL, Outcome.DONE) else (Verb.CANCEL,)
     return resume + cancel
 
 

@@ -142,17 +142,12 @@ def incident_dir(storage_dir: Path, printer: str, incident_id: str) -> Path:
     return path
 
 
-def stored_alert(storage_dir: Path, printer: str, incident_id: str) -> dict[str, Any]:
-    """An incident's alert as saved ({}: none, or unreadable)."""
-    try:
-        return _read_alert(incident_dir(storage_dir, printer, incident_id))
-    except IncidentError:
-        return {}
-
-
 def stored_job(storage_dir: Path, printer: str, incident_id: str) -> str | None:
     """The print job an incident's alert was about, as saved (None: unknown or unreadable)."""
-    job = stored_alert(storage_dir, printer, incident_id).get("job")
+    try:
+        job = _read_alert(incident_dir(storage_dir, printer, incident_id)).get("job")
+    except IncidentError:
+        return None
     return job if isinstance(job, str) else None
 
 

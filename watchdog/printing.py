@@ -7,6 +7,7 @@ replay follow one set of rules.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -56,6 +57,13 @@ AFTER: dict[Action, PrinterState] = {
     Action.CANCEL: PrinterState.IDLE,
     Action.RESUME: PrinterState.PRINTING,
 }
+
+
+def seconds(value: object) -> float | None:
+    """A duration (an API's answer, or one saved with an alert), if it is one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
 
 
 @dataclass(frozen=True)

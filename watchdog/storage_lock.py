@@ -58,9 +58,7 @@ def refuse_as_root_in_a_users_folder(folder: Path) -> None:
     folder not made yet is judged by the nearest one above it."""
     if os.geteuid() != 0 or "SUDO_UID" not in os.environ:
         return
-    path = Path(folder).absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
+    path = nearest_existing(folder)
     try:
         owner = path.stat().st_uid
     except OSError:
@@ -72,6 +70,14 @@ def refuse_as_root_in_a_users_folder(folder: Path) -> None:
             f"{where} belongs to the user {user}: run this as that user (sudo -u {user} ...), "
             "not as root (files root makes there, that user cannot write)"
         )
+
+
+def nearest_existing(folder: Path) -> Path:
+    """``folder``, or the nearest folder above it that exists (where it would be made)."""
+    path = Path(folder).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def user_name(uid: int) -> str:

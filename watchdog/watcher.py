@@ -15,7 +15,6 @@ and read ``snapshot``, an immutable ``WatcherStatus`` replaced after every step.
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import threading
 import time
@@ -39,9 +38,16 @@ from watchdog.devices.capture import Camera, open_camera
 from watchdog.devices.printers import NoPrinter, PrinterClient, make_printer
 from watchdog.frame_gate import FrameGate
 from watchdog.history import History
-from watchdog.incidents import list_incidents, stored_alert
+from watchdog.incidents import list_incidents
 from watchdog.metrics import Metrics
-from watchdog.printing import Action, ActionResult, Outcome, PrinterState, PrinterStatus
+from watchdog.printing import (
+    Action,
+    ActionResult,
+    Outcome,
+    PrinterState,
+    PrinterStatus,
+    seconds,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +89,7 @@ class Alert:
                 str(d["message"]),
                 str(d["incident"]),
                 tuple(Verb(v) for v in d.get("answers", ["resume", "cancel"])),
-                _number(d.get("printed_s")),
+                seconds(d.get("printed_s")),
             )
         except (KeyError, TypeError, ValueError, OverflowError):
             return None
@@ -184,13 +190,6 @@ class WatcherStatus:
 def _now_iso() -> str:
     """An alert's time, to the millisecond: compared with when the printer's job started."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def _number(value: object) -> float | None:
-    """A saved number, if it is one."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _epoch(iso: object) -> float | None:
@@ -508,7 +507,7 @@ class Watcher:
             outcome,
             message,
             answers=printer_answers(
-                str(self.action), str(outcome.outcome), api=not isinstance(self.printer, NoPrinter)
+                self.action, outcome.outcome, api=not isinstance(self.printer, NoPrinter)
             ),
             printed_s=self._printed_s,
         )
@@ -642,9 +641,7 @@ class Watcher:
             or raised is None
             or "verdict" in newest[0].alert
             or (alert.action, alert.action_result.outcome) != (Action.PAUSE, Outcome.DONE)
-            or alert.job is None
-            or alert.job != self.state.job
-            or self._printed_again(alert.job, raised, alert.printed_s)
+            or self._another_print(newest[0].alert)
         ):
             return
         self.state = decide.paused_by_us(self.state)
@@ -676,13 +673,17 @@ class Watcher:
         newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
         if newest and newest[0].id != incident:
             return f"{self.name} has had a newer alert since this one"
-        saved = stored_alert(self.alerts.store.storage_dir, self.name, incident)
+        return self._another_print(newest[0].alert if newest else {})
+
+    def _another_print(self, saved: dict[str, Any]) -> str:
+        """Why what the printer runs now is not the print of this saved alert ("": nothing
+        says so): another job, or the same file printed again since."""
         job = saved.get("job") if isinstance(saved.get("job"), str) else None
         if job is None or job != self.state.job:
             now = f"job {self.state.job}" if self.state.job else "no job"
             was = f"job {job}" if job else "a job without a name"
             return f"this alert was about {was}, and {self.name} reports {now}"
-        return self._printed_again(job, _epoch(saved.get("time")), _number(saved.get("printed_s")))
+        return self._printed_again(job, _epoch(saved.get("time")), seconds(saved.get("printed_s")))
 
     @staticmethod
     def _printer_known(status: PrinterStatus) -> bool:
@@ -718,7 +719,7 @@ class Watcher:
         finally:
             self.gate.leave()  # entered by a camera that decodes
         if frame is None:
-            why = getattr(self.camera, "last_error", "") or "no frame yet"
+            why = self.camera.last_error or "no frame yet"
             return CommandResult(False, f"the camera of {self.name} gave no frame: {why}")
         self.history.saw(encode_jpeg(frame))
         return CommandResult(True, "a frame taken")

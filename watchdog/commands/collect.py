@@ -25,7 +25,7 @@ from watchdog.config import PrinterConfig, load_config
 from watchdog.devices.capture import open_camera, redact_url
 from watchdog.devices.printers import make_printer
 from watchdog.errors import UsageError
-from watchdog.storage_lock import refuse_as_root_in_a_users_folder
+from watchdog.storage_lock import nearest_existing, refuse_as_root_in_a_users_folder
 
 logger = logging.getLogger(__name__)
 
@@ -171,12 +171,10 @@ class Collector:
 
 def _free_mb(folder: Path) -> float | None:
     """Free space where ``folder`` is (or would be created); None when it cannot be told."""
-    for path in (folder, *folder.parents):
-        try:
-            return shutil.disk_usage(path).free / 1e6
-        except OSError:
-            continue
-    return None
+    try:
+        return shutil.disk_usage(nearest_existing(folder)).free / 1e6
+    except OSError:
+        return None
 
 
 def collect(

@@ -45,7 +45,6 @@ from watchdog.incidents import Incident, IncidentStore, ThrottledLog, to_json
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = MQTT
 RETAINED = ("state", "enabled", "heatmap")  # a printer's retained topics under <prefix>/<printer>/
 COMMANDS_WAITING = 16  # commands queued for the daemon; more at once are refused (a flood)
 
@@ -140,7 +139,7 @@ class MqttCommunicator:
         queued = {e.id for e in unsent}
         backlog = unsent + [
             e
-            for e in self.outbox.pending(CHANNEL)
+            for e in self.outbox.pending(MQTT)
             if e.id not in queued and e.printer in self.printers
         ]
         if backlog:
@@ -157,11 +156,11 @@ class MqttCommunicator:
         self.transport.start(client)
 
     def _adopt_legacy(self, store: IncidentStore) -> None:
-        have = {e.id for e in self.outbox.pending(CHANNEL)}
+        have = {e.id for e in self.outbox.pending(MQTT)}
         for incident in store.pending(self.printers):
             if incident.id not in have:
                 entry = self.outbox.put(
-                    CHANNEL, incident.printer, incident.alert, entry_id=incident.id
+                    MQTT, incident.printer, incident.alert, entry_id=incident.id
                 )
                 if entry.path is None:
                     continue  # stays marked; tried again at the next start
@@ -462,7 +461,7 @@ class MqttCommunicator:
         """Write the alert to the outbox, then publish it at QoS 1."""
         if not self.enabled:
             return
-        entry = self.outbox.put(CHANNEL, incident.printer, incident.alert, entry_id=incident.id)
+        entry = self.outbox.put(MQTT, incident.printer, incident.alert, entry_id=incident.id)
         with self._lock:
             if not self._started:
                 self._unsent[entry.id] = entry

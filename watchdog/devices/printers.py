@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import threading
 import time
@@ -44,6 +43,7 @@ from watchdog.printing import (
     Outcome,
     PrinterState,
     PrinterStatus,
+    seconds,
 )
 from watchdog.redact import redact, redact_url
 
@@ -51,13 +51,6 @@ logger = logging.getLogger(__name__)
 
 MAX_ANSWER_BYTES = 1_000_000  # an API answer is a few kB; anything bigger is refused
 STATUS_TIMEOUT_S = 5.0  # status() runs every frame: keep it short whatever api.timeout_s says
-
-
-def _seconds(value: object) -> float | None:
-    """A duration an API reported, if it is one."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) and value >= 0 else None
 
 
 def refusal(action: Action, st: PrinterStatus) -> str:
@@ -421,7 +414,7 @@ class OctoPrintClient(_HttpPrinter):
             printed = data["progress"]["printTime"]
         except (TypeError, KeyError):
             printed = None
-        return (name if isinstance(name, str) else None), _seconds(printed)
+        return (name if isinstance(name, str) else None), seconds(printed)
 
     def _send(self, action: str) -> None:
         # Always an explicit "action": without it OctoPrint toggles pause and resume.
@@ -464,9 +457,9 @@ class MoonrakerClient(_HttpPrinter):
         if state is PrinterState.ERROR and isinstance(why, str) and why:
             detail = f"Klipper stopped the print: {why[:300]}"
         job = job if job and isinstance(job, str) else None
-        total = _seconds(stats.get("total_duration"))
+        total = seconds(stats.get("total_duration"))
         started = None if total is None else time.time() - total
-        return PrinterStatus(state, job, detail, _seconds(stats.get("print_duration")), started)
+        return PrinterStatus(state, job, detail, seconds(stats.get("print_duration")), started)
 
     def _send(self, action: Action) -> None:
         path = f"/printer/print/{action}"

@@ -29,7 +29,7 @@ from werkzeug.wrappers import Response as AnyResponse
 from watchdog import overrides
 from watchdog.comms.http import json_response, text
 from watchdog.comms.outbox import MQTT, Outbox
-from watchdog.config import Config, ConfigError, HttpConfig, is_loopback
+from watchdog.config import Config, ConfigError, HttpConfig, is_loopback_host
 from watchdog.control import Applied, Command, CommandResult, Verb, saved_answers
 from watchdog.detection.bundle import Bundle
 from watchdog.history import History
@@ -105,7 +105,7 @@ class Dashboard:
             return None  # a phone button carries its own capability token (watchdog.comms.actions)
         # Host: a loopback address or localhost, never a name (a site whose name resolves to
         # 127.0.0.1 would read the page from the owner's browser)
-        if not self.login_required and not is_loopback(f"{_host_name(request.host)}:0"):
+        if not self.login_required and not is_loopback_host(_host_name(request.host)):
             return text("403 this page answers to a loopback address or localhost only", 403)
         if (
             self.login_required
