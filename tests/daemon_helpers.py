@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import requests
 import yaml
 
 from tests.plugins.mosquitto import free_port  # noqa: F401 - re-exported for the tests
@@ -53,6 +54,18 @@ class DaemonProcess:
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
+
+    def wait_up(self, url: str, timeout: float = 60.0) -> None:
+        """Until ``url``/healthz answers 200; fails at once, with the log, if the daemon dies."""
+
+        def up() -> bool:
+            assert self.alive(), self.log
+            try:
+                return requests.get(f"{url}/healthz", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_until("the daemon's /healthz", up, timeout, lambda: self.log)
 
     def stop(self, timeout: float = 15.0) -> int:
         if self.proc.poll() is None:

@@ -333,7 +333,7 @@ def test_a_restart_keeps_an_unanswered_pause_and_an_old_alert_never_cancels_a_re
 
     daemon = DaemonProcess(config, tmp_path / "daemon2.log")
     try:
-        wait_until("the status", lambda: _up(port), 60, lambda: daemon.log)
+        daemon.wait_up(f"http://127.0.0.1:{port}")
         st = wait_until(
             "the alert restored",
             lambda: (s := _printer_status(port))["last_alert"] and s,
@@ -360,7 +360,7 @@ def test_a_restart_keeps_an_unanswered_pause_and_an_old_alert_never_cancels_a_re
     printer_server.start_print()
     daemon = DaemonProcess(config, tmp_path / "daemon3.log")
     try:
-        wait_until("the status", lambda: _up(port), 60, lambda: daemon.log)
+        daemon.wait_up(f"http://127.0.0.1:{port}")
         page = requests.get(f"http://127.0.0.1:{port}/", timeout=10).text
         token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
         body = {"printer": "ender3", "verb": "cancel", "incident": incident}
@@ -375,10 +375,3 @@ def test_a_restart_keeps_an_unanswered_pause_and_an_old_alert_never_cancels_a_re
         assert _printer_status(port)["failure"] is False
     finally:
         assert daemon.stop(timeout=30) == 0, daemon.log
-
-
-def _up(port: int) -> bool:
-    try:
-        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-    except requests.ConnectionError:
-        return False

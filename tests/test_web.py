@@ -58,15 +58,7 @@ def _config(
 
 def _start(config: Path, log: Path, port: int, host: str = "127.0.0.1") -> DaemonProcess:
     daemon = DaemonProcess(config, log)
-
-    def up() -> bool:
-        assert daemon.alive(), daemon.log
-        try:
-            return requests.get(f"http://{host}:{port}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    wait_until("the daemon's /healthz", up, 60, lambda: daemon.log)
+    daemon.wait_up(f"http://{host}:{port}")
     return daemon
 
 

@@ -76,14 +76,7 @@ class Env:
     def start(self) -> None:
         self.starts += 1
         self.daemon = DaemonProcess(self.config, self.tmp / f"daemon-{self.starts}.log")
-        wait_until("the daemon's page", lambda: self._up(), 60, lambda: self.daemon.log)
-
-    def _up(self) -> bool:
-        assert self.daemon.alive(), self.daemon.log
-        try:
-            return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
+        self.daemon.wait_up(self.url)
 
     def stop(self) -> None:
         if self.daemon is not None:
