@@ -360,6 +360,7 @@ function incidentCard(i) {
   const heat = i.lead_up.filter((f) => f.endsWith("-heatmap.jpg"));
   const result = i.action_result || {};
   const verdict = i.verdict === "failure" ? "confirmed failure" : i.verdict === "not_failure" ? "not a failure" : "";
+  const onWhat = `${i.printer}${i.job ? " (job " + i.job + ")" : ""}`;
   const act = (verb, label, cls, question) => el("button", {
     class: cls, "data-verb": verb,
     onclick: async (ev) => {
@@ -392,8 +393,8 @@ function incidentCard(i) {
     el("div", { class: "buttons info" },
       act("not_failure", "Not a failure", "good", null),
       act("failure", "Confirm failure", "danger", null),
-      (i.answers || []).includes("resume") ? act("resume", "Resume print", "", `Resume the print on ${i.printer}${i.job ? " (job " + i.job + ")" : ""}?`) : null,
-      (i.answers || []).includes("cancel") ? act("cancel", "Cancel print", "danger", `Cancel the print on ${i.printer}${i.job ? " (job " + i.job + ")" : ""}? This cannot be undone.`) : null));
+      (i.answers || []).includes("resume") ? act("resume", "Resume print", "", `Resume the print on ${onWhat}?`) : null,
+      (i.answers || []).includes("cancel") ? act("cancel", "Cancel print", "danger", `Cancel the print on ${onWhat}? This cannot be undone.`) : null));
 }
 
 // ------------------------------------------------------------------ where to look (mask editor)
