@@ -152,7 +152,8 @@ function buildCard(p) {
   });
   c.overlay = el("input", { type: "checkbox", checked: true, "data-role": "overlay" });
   c.overlay.addEventListener("change", () => { c.imgKey = ""; updateCard(c, S.printers.find((x) => x.name === p.name)); });
-  c.img = el("img", { alt: `latest frame of ${p.name}`, "data-role": "frame" });
+  // hidden until a frame has loaded: before the first one its broken-image text showed
+  c.img = el("img", { alt: `latest frame of ${p.name}`, "data-role": "frame", hidden: true });
   c.noimg = el("div", { class: "noimg", text: "no frame yet" });
   c.img.addEventListener("load", () => { c.noimg.hidden = true; c.img.hidden = false; });
   c.img.addEventListener("error", () => { c.noimg.hidden = false; c.img.hidden = true; });
