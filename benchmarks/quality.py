@@ -1243,6 +1243,12 @@ def main(argv: list[str] | None = None) -> int:
         help="paste foreign material on this share of training frames, the target the clean "
         "frame (an experiment)",
     )
+    p.add_argument(
+        "--synthetic-parts",
+        type=float,
+        help="draw clean parts of other shapes and colours on this share of training frames "
+        "(an experiment)",
+    )
     p.add_argument("--json", type=Path, help="also write all figures to this JSON file")
     args = p.parse_args(argv)
     training = {
@@ -1252,6 +1258,7 @@ def main(argv: list[str] | None = None) -> int:
             ("batch_size", args.batch_size),
             ("patience", args.patience),
             ("denoise", args.denoise),
+            ("synthetic_parts", args.synthetic_parts),
         )
         if v is not None
     }
@@ -1329,6 +1336,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": default.train.batch_size,
             "patience": default.train.patience,
             "denoise": default.train.denoise,
+            "synthetic_parts": default.train.synthetic_parts,
             "threshold_rule": THRESHOLD_RULE,
             "order": args.order,
         },

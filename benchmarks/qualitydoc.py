@@ -654,7 +654,7 @@ def frame_order(d: Json | None) -> str:
 VARIANT_CMD = (
     ".venv/bin/python benchmarks/quality.py --seeds 0,1,2 [--scoring-topk K] [--std-floor Q] "
     "[--scoring-window W] [--nearest N] [--pixel-spread on|off] [--print-scale on|off] [--epochs E] [--batch-size B] "
-    "[--patience P] [--denoise S] [--clipped-light on|off] [--target-fpr F] --json "
+    "[--patience P] [--denoise S] [--synthetic-parts S] [--clipped-light on|off] [--target-fpr F] --json "
     "benchmarks/results/quality-variant-NAME.json"
 )
 # what runs that recorded nothing of it scored and trained with (before runs said so)
@@ -669,6 +669,7 @@ UNRECORDED_VARIANT = {
     "batch_size": 32,
     "patience": 5,
     "denoise": 0.0,
+    "synthetic_parts": 0.0,
     "clipped_light": False,
     "threshold_rule": "cross-fitted",
     "order": "file",
@@ -767,7 +768,7 @@ def growing_prints(shipped: Json | None, growth: Json | None, bundle: Json | Non
     """The shipped preset's three training runs with each good print replayed in file order
     and as its part grows, and the shipped bundle on its own prints the same two ways."""
     if growth is not None and shipped is not None:
-        same = {**_scored(growth["variant"]), "order": "file"}
+        same = {**UNRECORDED_VARIANT, **_scored(growth["variant"]), "order": "file"}
         if not _replayed_in_growth_order(growth) or same != {
             **UNRECORDED_VARIANT,
             **_scored(shipped.get("variant", {})),
@@ -859,6 +860,8 @@ def scoring_experiments(shipped: Json | None) -> str:
         "row names what it changed. `epochs`, `batch_size`, `patience`: how each model is fitted "
         "(a smaller batch makes more updates per epoch); `denoise`: the share of training frames "
         "with a foreign blob pasted, the model asked for the clean frame back; "
+        "`synthetic_parts`: the share of training frames with clean parts of other shapes, "
+        "sizes and colours drawn on them (the model asked for them back as they are); "
         "`threshold_rule cross-fitted`: the "
         "threshold cross-fitted alone, as the trainer set it before; `topk`: the share of the "
         "watched region's highest error values a frame's score averages (smaller finds small "

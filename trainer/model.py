@@ -48,6 +48,9 @@ class TrainSpec:
     # share of training frames with foreign material pasted, the target the clean frame
     # (trainer.denoise); 0: a plain autoencoder
     denoise: float = 0.0
+    # share of training frames with clean synthetic parts drawn on them, the target the same
+    # frame (trainer.synthetic_parts); 0: the recordings as they are
+    synthetic_parts: float = 0.0
 
     def __post_init__(self) -> None:
         # in the words of the flags that set these, the trainer's and the quality benchmark's
@@ -61,6 +64,10 @@ class TrainSpec:
             )
         if not 0.0 <= self.denoise <= 1.0:
             raise ValueError(f"--denoise must be a share from 0 to 1, got {self.denoise}")
+        if not 0.0 <= self.synthetic_parts <= 1.0:
+            raise ValueError(
+                f"--synthetic-parts must be a share from 0 to 1, got {self.synthetic_parts}"
+            )
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,12 @@ def make_dataset(
     augment: TrainSpec | None = None,
     seed: int = 0,
     denoise: float = 0.0,
+    synthetic_parts: float = 0.0,
 ) -> Any:
     """uint8 frames (N, H, W, C) → batches of (input, target) float32 in [0, 1]; with
-    ``denoise`` that share of inputs carries pasted foreign material (``trainer.denoise``)."""
+    ``synthetic_parts`` that share of frames (input and target) shows drawn clean parts
+    (``trainer.synthetic_parts``); with ``denoise`` that share of inputs carries pasted
+    foreign material (``trainer.denoise``)."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices(x)
@@ -65,10 +68,20 @@ def make_dataset(
             lambda b: tf.clip_by_value(aug(b, training=True), 0.0, 1.0),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
+    rng = np.random.default_rng(seed)
+    if synthetic_parts > 0:
+        from trainer.synthetic_parts import draw_parts
+
+        def drawn(b: Any) -> Any:
+            out = tf.numpy_function(
+                lambda v: draw_parts(v, rng, synthetic_parts), [b], tf.float32, stateful=True
+            )
+            return tf.ensure_shape(out, b.shape)
+
+        # one call at a time: the generator's draws stay in the same order every run
+        ds = ds.map(drawn, num_parallel_calls=1)
     if denoise > 0:
         from trainer.denoise import paste_foreign
-
-        rng = np.random.default_rng(seed)
 
         def pasted(b: Any) -> Any:
             noisy = tf.numpy_function(
@@ -125,7 +138,13 @@ def fit(
     if verbose is None:
         verbose = 1 if sys.stderr.isatty() else 0
     train_ds = make_dataset(
-        x_fit, spec.batch_size, True, spec if spec.augment else None, seed, spec.denoise
+        x_fit,
+        spec.batch_size,
+        True,
+        spec if spec.augment else None,
+        seed,
+        spec.denoise,
+        spec.synthetic_parts,
     )
     val_ds = make_dataset(x_val, spec.batch_size, False)
     callbacks: list[Any] = [
