@@ -78,3 +78,19 @@ def test_collect_and_the_trainer_agree_on_names(tmp_path: Path) -> None:
     path = frames.frame_path(tmp_path, "e3-20261130-101010-benchy", 12)
     assert frames.parse(path) == frames.FrameName("e3-20261130-101010-benchy", 12)
     assert frames.parse(tmp_path / "no-number.jpg").loose
+
+
+def test_calibration_never_takes_a_confirmed_failure_for_a_normal_print(tmp_path: Path) -> None:
+    """``calibrate --normal <storage>/collected/<printer>`` reads the recordings beside the
+    ``failures/`` folder: the failure's copies (one print per incident to the trainer) are
+    not a print to calibrate the normal threshold on."""
+    rec = tmp_path / "rec"
+    _write(rec, [f"benchy_{n}.jpg" for n in range(3)])
+    _write(
+        rec / "failures", ["20261202T094320008Z-aabc38-00.jpg", "20261202T094320008Z-aabc38.jpg"]
+    )
+    prints, loose = frames.group_prints([rec])
+    assert loose == []
+    assert [[p.name for p in paths] for paths in prints.values()] == [
+        ["benchy_0.jpg", "benchy_1.jpg", "benchy_2.jpg"]
+    ]

@@ -101,6 +101,39 @@ def test_confirmed_failures_under_a_normal_folder_are_never_fitted(tmp_path: Pat
         }
 
 
+def test_each_confirmed_failure_is_one_failed_print_in_the_order_it_was_seen(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The copies a confirmed failure leaves in ``failures/`` (its lead-up, then the alert's
+    frame) are one failed print per incident: the report counts failures, not one pooled
+    sequence, and the trainer does not ask the owner to rename files the watchdog wrote."""
+    from watchdog.history import LeadUpFrame
+    from watchdog.incidents import IncidentStore, mark_failure
+
+    collected = tmp_path / "collected" / "ender3"
+    for n in range(3):
+        _write(collected / f"ender3-20261201T100000_{n}.jpg", synth.normal_frame())
+    jpeg = cv2.imencode(".jpg", synth.anomalous_frame())[1].tobytes()
+    store = IncidentStore(tmp_path)
+    incidents = [store.save("ender3", {"score": 9.0}, jpeg, jpeg) for _ in range(2)]
+    for inc in incidents:
+        lead_up = [LeadUpFrame(float(t), 5.0, jpeg, jpeg) for t in range(3)]
+        store.add_lead_up("ender3", inc.id, lead_up)
+        mark_failure(tmp_path, "ender3", inc.id)
+    with caplog.at_level(logging.WARNING):
+        frames = find_frames(normal=[tmp_path / "collected"])
+    failed = [f for f in frames if f.label == ANOMALOUS]
+    assert not any(f.loose for f in failed)
+    by_print: dict[str, list[str]] = {}
+    for f in sorted(failed, key=lambda f: (f.session, f.number)):
+        by_print.setdefault(f.session, []).append(f.path.name)
+    assert by_print == {
+        inc.id: [f"{inc.id}-00.jpg", f"{inc.id}-01.jpg", f"{inc.id}-02.jpg", f"{inc.id}.jpg"]
+        for inc in incidents
+    }
+    assert "rename them" not in caplog.text
+
+
 def test_prints_of_the_same_name_in_two_folders_stay_two_prints(tmp_path: Path) -> None:
     """Two recordings whose frames are both ``print_<n>.jpg``: two prints, as the daemon's
     ``calibrate`` groups them, never one print of interleaved frames."""

@@ -27,6 +27,11 @@ DEFAULT_PATTERN = r"^(?P<session>.+)_(?P<n>\d+)$"
 FALSE_ALARMS = "false_alarms"  # folder of loose frames kept from false alarms
 FAILURES = "failures"  # folder of frames of confirmed failures: never normal, wherever found
 _TRAILING_DIGITS = re.compile(r"(\d+)$")
+# A confirmed failure's copies in ``failures/`` (``incidents.mark_failure``): ``<incident>.jpg``,
+# the alert's frame, and ``<incident>-<NN>.jpg``, its anomalous lead-up, oldest first. One
+# incident is one failed print; its alert frame comes after its lead-up.
+_FAILURE_COPY = re.compile(r"^(?P<incident>\d{8}T\d{9}Z-[0-9a-f]+)(?:-(?P<n>\d+))?$")
+_ALERT_FRAME = 1_000_000
 
 
 class FramesError(ValueError):
@@ -62,10 +67,15 @@ _DEFAULT = compile_pattern()
 
 
 def parse(path: Path | str, pattern: re.Pattern[str] = _DEFAULT) -> FrameName:
-    """The print and frame number a file name stands for."""
+    """The print and frame number a file name stands for; a confirmed failure's copies in
+    ``failures/`` name their incident as their print."""
     p = Path(path)
     if p.parent.name == FALSE_ALARMS:
         return FrameName(None, 0)
+    copy = _FAILURE_COPY.match(p.stem) if p.parent.name == FAILURES else None
+    if copy:
+        n = copy.group("n")
+        return FrameName(copy.group("incident"), _ALERT_FRAME if n is None else int(n))
     m = pattern.match(p.stem)
     if not m:
         return FrameName(None, 0)
@@ -102,6 +112,7 @@ def group_prints(
     """Image files under ``folders`` grouped by print in time order, and the loose frames.
 
     A print is keyed by its folder and name, so two folders' ``print_1.jpg`` stay apart.
+    Frames of confirmed failures (a ``failures/`` folder) are never a normal print: left out.
     """
     prints: dict[str, list[Path]] = {}
     loose: list[Path] = []
@@ -109,6 +120,8 @@ def group_prints(
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"{folder}: frames folder not found")
         for path in images_under(folder):
+            if path.parent.name == FAILURES:
+                continue
             name = parse(path, pattern)
             if name.print is None:
                 loose.append(path)
