@@ -186,4 +186,9 @@ def main(args: argparse.Namespace) -> int:
         f"early_threshold={new.early_threshold:.6g} start_light={new.start_light} "
         f"from {sum(len(m) > new.frames for m in maps)} prints"
     )
+    # a running daemon keeps the bundle it loaded: the owner must know the new threshold waits
+    print(
+        "a running watchdog keeps its old threshold until it reloads "
+        "(sudo systemctl reload printer-watchdog)"
+    )
     return 0
