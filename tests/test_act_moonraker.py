@@ -114,3 +114,51 @@ def test_a_print_klipper_aborts_is_an_error_with_its_message(
     assert st.state == "error" and "Move out of range" in st.detail, st
     moonraker_server.start_print()
     assert client(moonraker_server).status().state == "printing"
+
+
+def test_collect_keeps_a_paused_and_resumed_print_as_one_print(
+    moonraker_server: MoonrakerServer, camera_server, tmp_path
+) -> None:
+    """A print paused (by its owner, a filament change, the watchdog) and resumed is one print
+    to the trainer: two would put near-copies of its frames on both sides of its split."""
+    import threading
+
+    from tests.daemon_helpers import write_config
+    from watchdog import frames
+    from watchdog.commands.collect import Collector
+    from watchdog.config import load_config
+
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[
+            {
+                "name": "k1",
+                "camera": {"source": camera_server.snapshot_url, "interval_s": 1},
+                "api": {
+                    "kind": "moonraker",
+                    "url": moonraker_server.url,
+                    "api_key": moonraker_server.api_key,
+                },
+            }
+        ],
+    )
+    collector = Collector(load_config(config).printers[0], tmp_path / "out", threading.Event())
+    moonraker_server.start_print("benchy.gcode")
+    clock = iter(range(0, 1000, 2))
+    saved = sum(collector.tick(next(clock)) for _ in range(3))
+    moonraker_server.post("/printer/print/pause")
+    moonraker_server.wait_state("paused")
+    saved += collector.tick(next(clock))  # nothing while paused
+    moonraker_server.post("/printer/print/resume")
+    moonraker_server.wait_state("printing")
+    saved += sum(collector.tick(next(clock)) for _ in range(3))
+    names = [frames.parse(p) for p in (tmp_path / "out" / "k1").glob("*.jpg")]
+    assert saved == len(names) == 6, collector.last_status
+    assert len({n.print for n in names}) == 1
+    assert sorted(n.number for n in names) == list(range(6))
+    moonraker_server.cancel()
+    moonraker_server.wait_state("cancelled")
+    collector.tick(next(clock))
+    moonraker_server.start_print("benchy.gcode")
+    collector.tick(next(clock))  # the same file printed again: another print
+    assert len({frames.parse(p).print for p in (tmp_path / "out" / "k1").glob("*.jpg")}) == 2

@@ -25,6 +25,7 @@ from watchdog.config import PrinterConfig, load_config
 from watchdog.devices.capture import open_camera, redact_url
 from watchdog.devices.printers import make_printer
 from watchdog.errors import UsageError
+from watchdog.printing import PrinterState
 from watchdog.storage_lock import nearest_existing, refuse_as_root_in_a_users_folder
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,8 @@ def _source(pcfg: PrinterConfig) -> str:
 
 
 class Collector:
-    """One printer: a new session folder name per print, a frame per interval while printing."""
+    """One printer: a new session name per print (a pause does not end one), a frame per
+    interval while printing."""
 
     def __init__(self, pcfg: PrinterConfig, out: Path, stop: threading.Event) -> None:
         self.cfg = pcfg
@@ -111,8 +113,11 @@ class Collector:
         self.next_due = now if self.recording else now + self.cfg.camera.interval_s
         status = self.printer.status()
         self.last_status = f"{status.state}{': ' + status.detail if status.detail else ''}"
-        if status.state != "printing":
-            self.session = None
+        if status.state != PrinterState.PRINTING:
+            if status.state not in (PrinterState.PAUSED, PrinterState.OFFLINE):
+                self.session = None  # the print ended: the next one is another print
+            # paused (by its owner, a filament change, the watchdog) or an API that did not
+            # answer once: the same print goes on, as one print for the trainer's split
             return 0
         if self.printing_since is None:
             self.printing_since = now
