@@ -252,6 +252,28 @@ def test_recalibrating_on_ones_own_prints_sets_the_start_threshold_from_their_st
     assert (shortest.early_frames, shortest.early_threshold) == (0, 0.0)  # nothing left to judge
 
 
+def test_calibrating_on_the_prints_the_model_was_trained_on_is_warned_against(
+    tmp_path, tiny_start_judged_bundle, synthetic_dataset
+) -> None:
+    """Judged on the prints it was fitted on, a model sets its thresholds too low: the owner
+    is told, and prints it never saw are calibrated without a word."""
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_start_judged_bundle, bundle)
+    r = run_cli("calibrate", str(bundle), "--normal", str(synthetic_dataset / "no_defected"))
+    assert r.returncode == 0, r.stderr
+    assert (
+        "prints trained this model" in r.stderr and "calibrate on prints recorded since" in r.stderr
+    )
+    mine = _folder(tmp_path / "mine", [])
+    for i in range(TINY_FRAMES):
+        cv2.imwrite(str(mine / f"benchy_{i}.jpg"), synth.normal_frame(7, i, TINY_FRAMES))
+    r = run_cli("calibrate", str(bundle), "--normal", str(mine))
+    assert r.returncode == 0, r.stderr
+    assert "trained this model" not in r.stderr
+
+
 def test_calibrating_for_a_printer_scores_the_frames_with_its_region_and_mask(
     tmp_path, tiny_start_judged_bundle
 ) -> None:

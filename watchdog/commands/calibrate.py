@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -126,6 +127,13 @@ def uncalibrated(old: Adaptation, args: argparse.Namespace) -> Adaptation:
         raise UsageError(f"cannot calibrate with --frames {n}: {exc}") from exc
 
 
+def trained_on(provenance: dict[str, Any], prints: list[str]) -> list[str]:
+    """Those of ``prints`` (``frames.group_prints`` keys) whose name is among the prints the
+    bundle's model was fitted on, as the trainer recorded them (``data.sessions.fit``)."""
+    fitted = {str(s).rsplit("/", 1)[-1] for s in provenance.get("sessions", {}).get("fit", [])}
+    return [p for p in prints if p.rsplit("/", 1)[-1] in fitted]
+
+
 def main(args: argparse.Namespace) -> int:
     bundle = Bundle.load(args.bundle)
     pre, mask = watched_as(args, bundle.meta)
@@ -142,6 +150,15 @@ def main(args: argparse.Namespace) -> int:
             "(e.g. %s)",
             len(loose),
             loose[0],
+        )
+    trained = trained_on(bundle.meta.data, list(prints))
+    if trained:
+        logger.warning(
+            "%d of these %d prints trained this model (e.g. %s): judged on the prints it was "
+            "fitted on, a model sets its thresholds too low; calibrate on prints recorded since",
+            len(trained),
+            len(prints),
+            trained[0],
         )
     scorer = FrameScorer(bundle)  # the model only: the baseline is what is being calibrated
     # a print without a readable frame has nothing to calibrate on (calibrate would skip it)
