@@ -15,11 +15,9 @@ print out; the features are not in any bundle.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,8 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.inscene import pasted_failures  # noqa: E402
-from benchmarks.quality import KAGGLE, adapted, auroc, load_dataset, packed  # noqa: E402
-from trainer.crossfit import split_fit_val  # noqa: E402
+from benchmarks.quality import (  # noqa: E402
+    adapted,
+    auroc,
+    load_dataset,
+    packed,
+    screen_fold_runs,
+    screen_options,
+    write_screen,
+)
 from trainer.evaluate import error_maps, keras_reconstructor  # noqa: E402
 from watchdog.detection.light import light_matched, light_reference  # noqa: E402
 
@@ -62,67 +67,48 @@ def recall_at(normal: np.ndarray, bad: np.ndarray, fpr: float = 0.01) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=KAGGLE)
-    p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",") if x], default=[0])
-    p.add_argument("--json", type=Path)
-    args = p.parse_args(argv)
+    args = screen_options(__doc__.split("\n\n")[0]).parse_args(argv)
     if not (args.data / "defected").is_dir():
         print(f"skipped: no Kaggle data at {args.data}")
         return 0
     import keras
 
-    from trainer.model import build_autoencoder, compile_autoencoder, get_preset
-    from trainer.train import fit
+    from trainer.model import get_preset
 
     preset = get_preset("default")
     spec, scoring = preset.adaptation, preset.scoring
     data = load_dataset(args.data, preset.preprocess)
-    sessions = [k for k in data if k != "defects"]
     started, rows = time.perf_counter(), []
-    for seed in args.seeds:
-        for held in sessions:
-            fitting = [s for s in sessions if s != held]
-            x_fit, x_val = split_fit_val(data, fitting)
-            model = build_autoencoder(preset.model, preset.preprocess.shape)
-            compile_autoencoder(model, preset.train)
-            with tempfile.TemporaryDirectory() as tmp:
-                fit(model, x_fit, x_val, preset.train, Path(tmp) / "w.weights.h5", seed, 0)
-            frames = data[held]
-            pasted = pasted_failures(frames[CALIBRATION:], data["defects"], seed)
-            ref = light_reference(frames[:CALIBRATION], spec.clipped_light)
-            good = light_matched(frames, spec)
-            bad = np.concatenate([good[:CALIBRATION], light_matched(pasted, spec, ref)])
-            # the daemon's score: reconstruction error against the print's first frames
-            recon = keras_reconstructor(model)
-            error = packed(lambda x, r=recon: error_maps(r, x, scoring))
-            unit = dataclasses.replace(spec, threshold=1.0)
-            pix_good = adapted(unit, scoring, error(good))  # the frames after the first 30
-            pix_bad = adapted(unit, scoring, error(bad))
-            assert len(pix_good) == len(pix_bad) == len(frames) - CALIBRATION
-            row: dict[str, Any] = {
-                "seed": seed,
-                "held_out": held,
-                "pixels": {
-                    "auroc": auroc(pix_good, pix_bad),
-                    "recall": recall_at(pix_good, pix_bad),
-                },
-            }
-            for layer in LAYERS:
-                encoder = keras.Model(model.input, model.get_layer(layer).output)
-                feats = lambda x, e=encoder: e.predict(x.astype(np.float32) / 255.0, verbose=0)  # noqa: E731
-                f_good = feature_scores(feats(good), good)
-                f_bad = feature_scores(feats(bad), bad)
-                row[layer] = {"auroc": auroc(f_good, f_bad), "recall": recall_at(f_good, f_bad)}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    report = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "seconds": round(time.perf_counter() - started),
-        "folds": rows,
-    }
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    for seed, held, model in screen_fold_runs(data, preset, args.seeds):
+        frames = data[held]
+        pasted = pasted_failures(frames[CALIBRATION:], data["defects"], seed)
+        ref = light_reference(frames[:CALIBRATION], spec.clipped_light)
+        good = light_matched(frames, spec)
+        bad = np.concatenate([good[:CALIBRATION], light_matched(pasted, spec, ref)])
+        # the daemon's score: reconstruction error against the print's first frames
+        recon = keras_reconstructor(model)
+        error = packed(lambda x, r=recon: error_maps(r, x, scoring))
+        unit = dataclasses.replace(spec, threshold=1.0)
+        pix_good = adapted(unit, scoring, error(good))  # the frames after the first 30
+        pix_bad = adapted(unit, scoring, error(bad))
+        assert len(pix_good) == len(pix_bad) == len(frames) - CALIBRATION
+        row: dict[str, Any] = {
+            "seed": seed,
+            "held_out": held,
+            "pixels": {
+                "auroc": auroc(pix_good, pix_bad),
+                "recall": recall_at(pix_good, pix_bad),
+            },
+        }
+        for layer in LAYERS:
+            encoder = keras.Model(model.input, model.get_layer(layer).output)
+            feats = lambda x, e=encoder: e.predict(x.astype(np.float32) / 255.0, verbose=0)  # noqa: E731
+            f_good = feature_scores(feats(good), good)
+            f_bad = feature_scores(feats(bad), bad)
+            row[layer] = {"auroc": auroc(f_good, f_bad), "recall": recall_at(f_good, f_bad)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    write_screen(args.json, started, rows)
     return 0
 
 

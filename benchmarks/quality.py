@@ -56,6 +56,7 @@ import logging
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,43 @@ def load_dataset(data: Path, pre: Preprocess) -> dict[str, np.ndarray]:
         for name in sorted({f.session for f in loaded.frames})
     ]
     return out
+
+
+def screen_options(description: str) -> argparse.ArgumentParser:
+    """The options of a one-off screen: ``--data``, ``--seeds`` and ``--json``."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--data", type=Path, default=KAGGLE)
+    p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",") if x], default=[0])
+    p.add_argument("--json", type=Path)
+    return p
+
+
+def screen_fold_runs(data: dict[str, np.ndarray], preset: Any, seeds: list[int]) -> Iterator[Any]:
+    """A screen's fold-runs, one training run per seed, leave one print out: (seed, held-out
+    print, the preset's model fitted on the other prints)."""
+    from trainer.model import build_autoencoder, compile_autoencoder
+    from trainer.train import fit
+
+    sessions = [k for k in data if k != "defects"]
+    for seed in seeds:
+        for held in sessions:
+            x_fit, x_val = split_fit_val(data, [s for s in sessions if s != held])
+            model = build_autoencoder(preset.model, preset.preprocess.shape)
+            compile_autoencoder(model, preset.train)
+            with tempfile.TemporaryDirectory() as tmp:
+                fit(model, x_fit, x_val, preset.train, Path(tmp) / "w.weights.h5", seed, 0)
+            yield seed, held, model
+
+
+def write_screen(path: Path | None, started: float, rows: list[dict[str, Any]]) -> None:
+    """A screen's fold-runs as JSON, with its date and duration (nothing without ``path``)."""
+    if path:
+        report = {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "seconds": round(time.perf_counter() - started),
+            "folds": rows,
+        }
+        path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def first_pause(scores: np.ndarray, thr: float) -> int | None:
