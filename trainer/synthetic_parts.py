@@ -92,7 +92,7 @@ def draw_parts(batch: np.ndarray, rng: np.random.Generator, share: float) -> np.
     ``share`` of its frames; the others unchanged."""
     out = np.array(batch, np.float32, copy=True)
     if out.shape[-1] != 3:
-        return out
+        raise ValueError("--synthetic-parts draws coloured parts: it needs colour frames")
     for i in range(out.shape[0]):
         if rng.random() >= share:
             continue

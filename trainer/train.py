@@ -68,13 +68,15 @@ def make_dataset(
             lambda b: tf.clip_by_value(aug(b, training=True), 0.0, 1.0),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-    rng = np.random.default_rng(seed)
     if synthetic_parts > 0:
         from trainer.synthetic_parts import draw_parts
 
+        # each stage its own generator: the two stages run at once
+        parts_rng = np.random.default_rng(seed)
+
         def drawn(b: Any) -> Any:
             out = tf.numpy_function(
-                lambda v: draw_parts(v, rng, synthetic_parts), [b], tf.float32, stateful=True
+                lambda v: draw_parts(v, parts_rng, synthetic_parts), [b], tf.float32, stateful=True
             )
             return tf.ensure_shape(out, b.shape)
 
@@ -82,6 +84,8 @@ def make_dataset(
         ds = ds.map(drawn, num_parallel_calls=1)
     if denoise > 0:
         from trainer.denoise import paste_foreign
+
+        rng = np.random.default_rng(seed)
 
         def pasted(b: Any) -> Any:
             noisy = tf.numpy_function(
