@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.plugins.printers import MoonrakerServer, api_config
@@ -162,3 +164,12 @@ def test_collect_keeps_a_paused_and_resumed_print_as_one_print(
     moonraker_server.start_print("benchy.gcode")
     collector.tick(next(clock))  # the same file printed again: another print
     assert len({frames.parse(p).print for p in (tmp_path / "out" / "k1").glob("*.jpg")}) == 2
+    # and when collect never saw it end (the API did not answer across the end), its print
+    # time going back says so
+    time.sleep(1.5)  # Klipper counts print time in seconds
+    collector.tick(next(clock))
+    moonraker_server.cancel()
+    moonraker_server.wait_state("cancelled")
+    moonraker_server.start_print("benchy.gcode")
+    collector.tick(next(clock))
+    assert len({frames.parse(p).print for p in (tmp_path / "out" / "k1").glob("*.jpg")}) == 3

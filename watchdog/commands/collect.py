@@ -25,7 +25,7 @@ from watchdog.config import PrinterConfig, load_config
 from watchdog.devices.capture import open_camera, redact_url
 from watchdog.devices.printers import make_printer
 from watchdog.errors import UsageError
-from watchdog.printing import PrinterState
+from watchdog.printing import PrinterState, PrinterStatus
 from watchdog.storage_lock import nearest_existing, refuse_as_root_in_a_users_folder
 
 logger = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ class Collector:
         self.recording = getattr(self.camera, "kind", "") in RECORDINGS
         self.session: str | None = None
         self.job: str | None = None
+        self.printed_s: float | None = None  # the job's print time at the last frame
         self.count = 0
         self.saved = 0
         self.next_due = 0.0
@@ -121,7 +122,7 @@ class Collector:
             return 0
         if self.printing_since is None:
             self.printing_since = now
-        if self.session is None or status.job != self.job:
+        if self.session is None or status.job != self.job or self._printed_again(status):
             self.job = status.job
             self.session = self._new_session(status.job)
             self.count = 0
@@ -139,6 +140,12 @@ class Collector:
         self.count += 1
         self.saved += 1
         return 1
+
+    def _printed_again(self, status: PrinterStatus) -> bool:
+        """The same job started again while this collect did not see it end (the API did not
+        answer across the end): its print time went back."""
+        before, self.printed_s = self.printed_s, status.printed_s
+        return before is not None and status.printed_s is not None and status.printed_s < before
 
     def _new_session(self, job: str | None) -> str:
         """A print name no earlier collect used in this folder: printer, time, job (or recording)."""
