@@ -93,3 +93,14 @@ def test_a_model_that_would_inherit_fields_or_share_a_list_default_is_refused_wh
 
         class Shared(Model):
             items: list[int] = []  # noqa: RUF012
+
+
+@pytest.mark.parametrize("name", ["failures", "false_alarms"])
+def test_a_printer_cannot_take_the_name_of_a_folder_kept_beside_its_recordings(name: str) -> None:
+    """``collected/<printer>/failures/`` holds confirmed failures: a printer named so would
+    have its good prints read as failures by the trainer."""
+    with pytest.raises(ConfigError) as err:
+        parse_config({"printers": [{"name": name}]})
+    assert str(err.value) == (
+        f"config: printers.0.name: '{name}' names a folder kept beside each printer's recordings"
+    )

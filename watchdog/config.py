@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from watchdog.frames import FAILURES, FALSE_ALARMS
 from watchdog.redact import redact, redact_url, secret_filter, url_secrets
 from watchdog.schema import (
     Field,
@@ -335,7 +336,11 @@ class DetectionConfig(_Model):
 class PrinterConfig(_Model):
     """One printer: its camera, its API and how to act."""
 
-    name: str = Field(..., description="short name used in topics and URLs ([A-Za-z0-9_-])")
+    name: str = Field(
+        ...,
+        description="short name used in topics and URLs ([A-Za-z0-9_-]; not failures or "
+        "false_alarms, the folders kept beside its recordings)",
+    )
     camera: CameraConfig = Field(default_factory=CameraConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
@@ -348,6 +353,10 @@ class PrinterConfig(_Model):
     def _name(cls, v: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", v):
             raise ValueError("must be 1-64 characters of letters, digits, '_' or '-'")
+        if v in (FAILURES, FALSE_ALARMS):
+            # collected/<printer>/ holds folders of these names: the printer's recordings
+            # would be read as confirmed failures or kept false alarms
+            raise ValueError(f"'{v}' names a folder kept beside each printer's recordings")
         return v
 
 

@@ -11,6 +11,9 @@ One module owns it, because ``collect``, the incident store, the trainer and
   ``false_alarms/<incident>.jpg``, or any file whose name does not match the pattern). Loose
   frames may teach the model what normal looks like, but they are never a print: they are not
   validated, tested or calibrated on as one.
+- A confirmed failure's frames are copied to ``failures/`` as ``<incident>-<NN>.jpg`` (the
+  anomalous lead-up, oldest first) and ``<incident>.jpg`` (the alert's frame, last): each
+  incident is one failed print. Frames in a ``failures/`` folder are never normal.
 - Another naming can be given as a regular expression with a ``session`` group (and
   optionally an ``n`` group); without ``n``, the digits at the end of the name order frames.
 """

@@ -130,8 +130,12 @@ def uncalibrated(old: Adaptation, args: argparse.Namespace) -> Adaptation:
 def trained_on(provenance: dict[str, Any], prints: list[str]) -> list[str]:
     """Those of ``prints`` (``frames.group_prints`` keys) whose name is among the prints the
     bundle's model was fitted on, as the trainer recorded them (``data.sessions.fit``)."""
-    fitted = {str(s).rsplit("/", 1)[-1] for s in provenance.get("sessions", {}).get("fit", [])}
-    return [p for p in prints if p.rsplit("/", 1)[-1] in fitted]
+    fitted = [str(s) for s in provenance.get("sessions", {}).get("fit", [])]
+    # the trainer names a print by its folder too only where two folders share its name
+    # (``trainer.data``): such a name is matched whole, others by the print's own name
+    whole = {s for s in fitted if "/" in s}
+    names = {s for s in fitted if "/" not in s}
+    return [p for p in prints if p in whole or p.rsplit("/", 1)[-1] in names]
 
 
 def main(args: argparse.Namespace) -> int:
