@@ -22,7 +22,7 @@ from trainer.model import Preset, build_autoencoder, compile_autoencoder, get_pr
 from trainer.train import fit
 from watchdog import __version__
 from watchdog.detection import calibration, light
-from watchdog.detection.bundle import Adaptation, BundleMeta
+from watchdog.detection.bundle import Adaptation, BundleMeta, Scoring
 
 logger = logging.getLogger(__name__)
 
@@ -437,7 +437,9 @@ def _adaptation(
     prints = crossfit.print_frames(sets)
     fpr = f"{options.target_fpr:g} of frames above"
     try:
-        own = _validation_adaptation(preset, recon, sets, options.target_fpr, bs)
+        own = _validation_adaptation(
+            preset.adaptation, preset.scoring, recon, sets, options.target_fpr, bs
+        )
         if options.adapt_calibration == "cross" and len(prints) >= 2:
             models = crossfit.crossfit_models(preset, prints, options.seed, verbose=options.verbose)
             held = crossfit.held_out(preset, prints, models)
@@ -560,21 +562,22 @@ def _pct(v: float | None) -> str:
 
 
 def _validation_adaptation(
-    preset: Preset, recon: Any, sets: list[Loaded], target_fpr: float, bs: int
+    spec: Adaptation, scoring: Scoring, recon: Any, sets: list[Loaded], target_fpr: float, bs: int
 ) -> Adaptation:
-    """The threshold on the validation frames (``sets[1]``) of every print, each replayed from its start."""
+    """The threshold on the validation frames (``sets[1]``) of every print, each replayed from
+    its start by ``recon`` (the Keras model, or a quantized bundle's)."""
     maps, masks, inputs, starts, start_inputs = [], [], [], [], []
-    k = preset.adaptation.frames
+    k = spec.frames
     for x, from_set in crossfit.prints_by_set(sets).values():  # sets = [fit, val]
-        inputs.append(light.light_matched(x, preset.adaptation))
-        maps.append(evaluate.error_maps(recon, inputs[-1], preset.scoring, bs))
+        inputs.append(light.light_matched(x, spec))
+        maps.append(evaluate.error_maps(recon, inputs[-1], scoring, bs))
         masks.append(from_set == 1)  # the threshold uses the validation frames only
         # the start as the daemon judges it (its later frames matched to its first ones' light)
-        start_inputs.append(light.start_matched(x[:k], preset.adaptation))
-        starts.append(evaluate.error_maps(recon, start_inputs[-1], preset.scoring, bs))
+        start_inputs.append(light.start_matched(x[:k], spec))
+        starts.append(evaluate.error_maps(recon, start_inputs[-1], scoring, bs))
     result = calibration.calibrate(
-        preset.adaptation,
-        preset.scoring,
+        spec,
+        scoring,
         maps,
         target_fpr,
         held_out=masks,
@@ -659,6 +662,35 @@ def _data_summary(options: Options, split: Any, *sets: Any) -> dict[str, Any]:
     }
 
 
+def _quantized_adaptation(
+    meta: BundleMeta, recon: Any, sets: list[Loaded], options: Options, bs: int
+) -> Adaptation:
+    """The per-print thresholds a quantized model ships: the float32 model's, or those its
+    own validation frames need when higher (its errors are not the float model's)."""
+    spec = meta.adaptation
+    if not spec.enabled:
+        return spec
+    try:
+        own = _validation_adaptation(spec, meta.scoring, recon, sets, options.target_fpr, bs)
+    except ValueError:  # no print longer than the calibration frames: as the float model
+        return spec
+    logger.info(
+        "per-print threshold of the %s model: %.4g (its own validation frames %.4g, the float32 "
+        "model's %.4g)",
+        meta.quantization,
+        max(spec.threshold, own.threshold),
+        own.threshold,
+        spec.threshold,
+    )
+    return dataclasses.replace(
+        spec,
+        threshold=max(spec.threshold, own.threshold),
+        early_threshold=max(spec.early_threshold, own.early_threshold)
+        if spec.judges_start
+        else spec.early_threshold,
+    )
+
+
 def _export_quantized(
     model: Any,
     options: Options,
@@ -685,6 +717,9 @@ def _export_quantized(
     threshold, _ = _choose_threshold(options, val.scores, f1)
     bundle.meta.threshold = threshold
     bundle.meta.normal_stats = calibrate.normal_stats(val.scores, val.pixel_sample)
+    bundle.meta.adaptation = _quantized_adaptation(
+        bundle.meta, recon, [fit_set, val_set], options, bs
+    )
     bundle.save_meta()
     metrics = evaluate.image_metrics(tn, ta, threshold)
     return bundle, {
