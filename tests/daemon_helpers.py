@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -29,6 +30,13 @@ def watchdog_cmd(*args: str) -> list[str]:
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(watchdog_cmd(*args), capture_output=True, text=True, timeout=timeout)
+
+
+def replayed(config: Path, frames: Path) -> list[dict[str, Any]]:
+    """``python -m watchdog replay`` of a folder of frames: its JSON line per scored frame."""
+    r = run_cli("replay", "--config", str(config), "--frames", str(frames))
+    assert r.returncode == 0, r.stderr
+    return [json.loads(x) for x in r.stdout.splitlines() if '"frame"' in x and '"event"' not in x]
 
 
 class DaemonProcess:

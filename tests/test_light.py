@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests import synth
-from tests.daemon_helpers import run_cli, write_config
+from tests.daemon_helpers import replayed, run_cli, write_config
 from watchdog.comms.notifier import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
 from watchdog.detection.bundle import Adaptation, Bundle, Preprocess
@@ -355,9 +355,7 @@ def _replay_with_key(tmp_path: Path, bundle_dir: Path, clipped: bool, frames: li
     (bundle / "model.json").write_text(json.dumps(meta))
     folder = _folder(tmp_path / "rec", frames)
     config = write_config(tmp_path / "c.yaml", model=str(bundle), printers=[{"name": "e3"}])
-    r = run_cli("replay", "--config", str(config), "--frames", str(folder))
-    assert r.returncode == 0, r.stderr
-    return [json.loads(x) for x in r.stdout.splitlines() if '"frame"' in x and '"event"' not in x]
+    return replayed(config, folder)
 
 
 def test_spaghetti_in_daylight_is_still_paused_with_clipped_light(

@@ -3,14 +3,13 @@ model decides, with per-print thresholds its own frames were judged by."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
 import pytest
 
 from tests import synth
-from tests.daemon_helpers import run_cli, write_config
+from tests.daemon_helpers import replayed, write_config
 from tests.plugins.models import TINY_FRAMES, TINY_SEED, train_tiny
 from watchdog.detection.bundle import Bundle
 
@@ -21,9 +20,7 @@ def _replay(tmp_path: Path, bundle: Path, name: str, frames: list) -> list[dict]
     for i, frame in enumerate(frames):
         cv2.imwrite(str(folder / f"frame_{i}.jpg"), frame)
     config = write_config(tmp_path / f"{name}.yaml", model=str(bundle), printers=[{"name": "e3"}])
-    r = run_cli("replay", "--config", str(config), "--frames", str(folder))
-    assert r.returncode == 0, r.stderr
-    return [json.loads(x) for x in r.stdout.splitlines() if '"frame"' in x and '"event"' not in x]
+    return replayed(config, folder)
 
 
 def test_an_int8_bundle_pauses_a_failure_and_not_a_print_it_never_saw(
