@@ -155,6 +155,8 @@ def test_readme_retrain_loop_collect_train_replay(tmp_path: Path) -> None:
         "every frame of both prints fits or validates"
     )
     assert "cross-fitted: 2 prints" in rep["daemon"]["threshold_rule"]
+    # the absolute threshold's frames are the fitted prints' own last ones, and it says so
+    assert rep["threshold_rule"].endswith("on the last frames of the fitted prints (optimistic)")
     bundle = yaml.safe_load((run / "bundle" / "model.json").read_text())
     # two prints cannot tell how far a good start varies: no start guard, and the report says so
     assert bundle["adaptation"]["guard"] == 0
