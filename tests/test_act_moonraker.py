@@ -173,3 +173,13 @@ def test_collect_keeps_a_paused_and_resumed_print_as_one_print(
     moonraker_server.start_print("benchy.gcode")
     collector.tick(next(clock))
     assert len({frames.parse(p).print for p in (tmp_path / "out" / "k1").glob("*.jpg")}) == 3
+    # another file after it: one new print, though its print time starts below the last one's
+    time.sleep(1.5)
+    collector.tick(next(clock))
+    moonraker_server.cancel()
+    moonraker_server.wait_state("cancelled")
+    moonraker_server.start_print("other.gcode")
+    collector.tick(next(clock))
+    time.sleep(1.2)
+    collector.tick(next(clock))
+    assert len({frames.parse(p).print for p in (tmp_path / "out" / "k1").glob("*.jpg")}) == 4

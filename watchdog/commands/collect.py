@@ -124,9 +124,12 @@ class Collector:
             self.printing_since = now
         if self.session is None or status.job != self.job or self._printed_again(status):
             self.job = status.job
+            self.printed_s = None  # the new print's own time from here
             self.session = self._new_session(status.job)
             self.count = 0
             logger.info("%s: collecting session %s", self.cfg.name, self.session)
+        if status.printed_s is not None:  # not said (a job just started): the last one said stays
+            self.printed_s = status.printed_s
         frame = self.camera.read()
         if frame is None:
             return 0
@@ -144,8 +147,8 @@ class Collector:
     def _printed_again(self, status: PrinterStatus) -> bool:
         """The same job started again while this collect did not see it end (the API did not
         answer across the end): its print time went back."""
-        before, self.printed_s = self.printed_s, status.printed_s
-        return before is not None and status.printed_s is not None and status.printed_s < before
+        before, now = self.printed_s, status.printed_s
+        return before is not None and now is not None and now < before
 
     def _new_session(self, job: str | None) -> str:
         """A print name no earlier collect used in this folder: printer, time, job (or recording)."""
