@@ -243,6 +243,8 @@ def test_recalibrating_on_ones_own_prints_sets_the_start_threshold_from_their_st
     assert f"early_frames=3 early_threshold={after.early_threshold:.6g}" in r.stdout
     # the owner learns that a running watchdog keeps the old threshold until it reloads
     assert "until it reloads (sudo systemctl reload printer-watchdog)" in r.stdout
+    shown = Bundle.load(bundle).meta.threshold  # what replay and the dashboard compare with
+    assert f"a frame above {shown:.6g} there is above this threshold" in r.stdout
     r = run_cli("calibrate", str(bundle), "--normal", str(mine), "--frames", "6")
     assert r.returncode == 0, r.stderr
     assert Bundle.load(bundle).meta.adaptation.early_frames == 3  # still 3 of a start of 6

@@ -207,6 +207,12 @@ def main(args: argparse.Namespace) -> int:
         f"early_threshold={new.early_threshold:.6g} start_light={new.start_light} "
         f"from {sum(len(m) > new.frames for m in maps)} prints"
     )
+    # the threshold above is on the adapted score's own scale; what the owner sees is not
+    print(
+        f"scores in replay, score and the dashboard stay on the bundle's scale (at sensitivity "
+        f"1, a frame above "
+        f"{bundle.meta.threshold:.6g} there is above this threshold)"
+    )
     # a running daemon keeps the bundle it loaded: the owner must know the new threshold waits
     print(
         "a running watchdog keeps its old threshold until it reloads "
