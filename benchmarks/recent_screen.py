@@ -43,9 +43,9 @@ from benchmarks.quality import (  # noqa: E402
 )
 from trainer.evaluate import error_maps, keras_reconstructor  # noqa: E402
 from watchdog.detection import decide  # noqa: E402
+from watchdog.detection.baseline import change_unit  # noqa: E402
 from watchdog.detection.bundle import Adaptation, Scoring  # noqa: E402
 from watchdog.detection.light import light_matched  # noqa: E402
-from watchdog.detection.quantile import quantile  # noqa: E402
 
 ONSET = 50  # frame of the replayed print from which failure material is pasted
 
@@ -70,9 +70,8 @@ def recent_scores(
         rows = [j for j in admitted if j <= t - lag][-block:]
         recent = maps[rows]
         mean = recent.mean(axis=0)
-        std = recent.std(axis=0)
-        denom = std + quantile(std, spec.std_floor) + 1e-6
-        z = np.maximum((maps[t] - mean) / denom, 0.0).astype(np.float32)
+        z = np.maximum((maps[t] - mean) / change_unit(recent.std(axis=0), spec), 0.0)
+        z = z.astype(np.float32)
         score = min(float(s), scoring.score(z, None))
         out.append(score)
         if score < admit * thr:

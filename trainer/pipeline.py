@@ -681,21 +681,22 @@ def _quantized_adaptation(
         own = _validation_adaptation(spec, meta.scoring, recon, sets, options.target_fpr, bs)
     except ValueError:  # no print longer than the calibration frames: as the float model
         return spec
+    # the higher of two estimates, as the float model's own thresholds were chosen (a start
+    # not judged keeps its early threshold: calibrate leaves it as it was)
+    shipped = dataclasses.replace(
+        spec,
+        threshold=crossfit.shipped_threshold(spec.threshold, own.threshold),
+        early_threshold=crossfit.shipped_threshold(spec.early_threshold, own.early_threshold),
+    )
     logger.info(
         "per-print threshold of the %s model: %.4g (its own validation frames %.4g, the float32 "
         "model's %.4g)",
         meta.quantization,
-        max(spec.threshold, own.threshold),
+        shipped.threshold,
         own.threshold,
         spec.threshold,
     )
-    return dataclasses.replace(
-        spec,
-        threshold=max(spec.threshold, own.threshold),
-        early_threshold=max(spec.early_threshold, own.early_threshold)
-        if spec.judges_start
-        else spec.early_threshold,
-    )
+    return shipped
 
 
 def _export_quantized(

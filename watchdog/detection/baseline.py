@@ -245,13 +245,18 @@ class PrintBaseline:
         std = np.sqrt(np.maximum(self._sumsq / self._n - mean * mean, 0.0))
         # with nearest, every frame is compared with the mean of its nearest calibration maps
         self._mean = None if self.spec.nearest else mean
-        if self.spec.pixel_spread:
-            self._denom = std + quantile(std, self.spec.std_floor) + 1e-6
-        else:
-            self._denom = np.ones_like(std)
+        self._denom = change_unit(std, self.spec)
         self._sum = self._sumsq = None  # the mean and spread are all that is needed from here
         self._scale = self._own_scale() if self.spec.print_scale else 1.0
         logger.debug("print baseline ready after %d frames", self._n)
+
+
+def change_unit(std: np.ndarray, spec: Adaptation) -> np.ndarray:
+    """What a pixel's change is divided by, given its spread over the frames judged against:
+    the spread plus a floor (its ``std_floor`` quantile), or 1 without ``pixel_spread``."""
+    if spec.pixel_spread:
+        return np.asarray(std + quantile(std, spec.std_floor) + 1e-6)
+    return np.ones_like(std)
 
 
 def on_grid(x: np.ndarray | None) -> np.ndarray:
