@@ -102,5 +102,6 @@ def test_a_printer_cannot_take_the_name_of_a_folder_kept_beside_its_recordings(n
     with pytest.raises(ConfigError) as err:
         parse_config({"printers": [{"name": name}]})
     assert str(err.value) == (
-        f"config: printers.0.name: '{name}' names a folder kept beside each printer's recordings"
+        f"config: printers.0.name: '{name}' is the name of a folder the watchdog keeps beside "
+        "each printer's recordings: choose another name"
     )

@@ -356,7 +356,10 @@ class PrinterConfig(_Model):
         if v in (FAILURES, FALSE_ALARMS):
             # collected/<printer>/ holds folders of these names: the printer's recordings
             # would be read as confirmed failures or kept false alarms
-            raise ValueError(f"'{v}' names a folder kept beside each printer's recordings")
+            raise ValueError(
+                f"'{v}' is the name of a folder the watchdog keeps beside each printer's "
+                "recordings: choose another name"
+            )
         return v
 
 
