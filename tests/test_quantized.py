@@ -3,14 +3,20 @@ model decides, with per-print thresholds its own frames were judged by."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from tests import synth
 from tests.daemon_helpers import replayed, write_config
 from tests.plugins.models import TINY_FRAMES, TINY_SEED, train_tiny
+from trainer.data import NORMAL, Frame, Loaded
+from trainer.model import get_preset
+from trainer.pipeline import _quantized_guard
 from watchdog.detection.bundle import Bundle
 
 
@@ -40,6 +46,8 @@ def test_an_int8_bundle_pauses_a_failure_and_not_a_print_it_never_saw(
     meta = Bundle.load(bundle).meta
     assert meta.quantization == "int8"
     assert meta.adaptation.enabled and meta.adaptation.threshold > 0
+    # its start guard is on its own scale, never below the float32 model's
+    assert meta.adaptation.guard >= Bundle.load(run / "bundle-float32").meta.adaptation.guard
     # a good print of a session it never saw: never paused
     good = [synth.normal_frame(9, i, TINY_FRAMES, TINY_SEED) for i in range(TINY_FRAMES)]
     lines = _replay(tmp_path, bundle, "good", good)
@@ -50,3 +58,33 @@ def test_an_int8_bundle_pauses_a_failure_and_not_a_print_it_never_saw(
     lines = _replay(tmp_path, bundle, "failing", failing)
     paused = [i for i, x in enumerate(lines) if x["action"]]
     assert paused and paused[0] < start + 2 + 6, [(x["frame"], x["score"]) for x in lines]
+
+
+def _prints(n: int, frames: int, shape: tuple[int, int, int]) -> list[Loaded]:
+    """``n`` good prints of ``frames`` frames each, as the trainer loads them (one set)."""
+    rng = np.random.default_rng(0)
+    found = [
+        Frame(Path(f"p{p}_{i}.jpg"), NORMAL, f"p{p}", i) for p in range(n) for i in range(frames)
+    ]
+    x = rng.integers(40, 200, size=(len(found), *shape), dtype=np.uint8)
+    return [Loaded(found, x, []), Loaded([], np.zeros((0, *shape), np.uint8), [])]
+
+
+def _blurring(amount: float) -> Callable[[np.ndarray], np.ndarray]:
+    """A stand-in reconstruction that loses ``amount`` of each frame's detail."""
+    return lambda x: (1.0 - amount) * x + amount * x.mean(axis=(1, 2, 3), keepdims=True)
+
+
+def test_a_quantized_models_start_guard_is_on_its_own_scale() -> None:
+    """Its start guard rises by as much as the quantized model scores the prints' starts higher
+    than the float32 model did (its rounding must not pause a good start); it never falls."""
+    preset = get_preset("tiny")
+    spec = dataclasses.replace(preset.adaptation, frames=8, nearest=0, early_frames=0, guard=0.3)
+    sets = _prints(3, 10, preset.preprocess.shape)
+    scoring = preset.scoring
+    rougher = _quantized_guard(spec, scoring, _blurring(0.4), _blurring(0.2), sets, 8)
+    assert rougher > spec.guard * 1.2
+    closer = _quantized_guard(spec, scoring, _blurring(0.1), _blurring(0.2), sets, 8)
+    assert closer == spec.guard
+    none = dataclasses.replace(spec, guard=0.0)
+    assert _quantized_guard(none, scoring, _blurring(0.4), _blurring(0.2), sets, 8) == 0.0

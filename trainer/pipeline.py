@@ -17,10 +17,20 @@ from typing import Any
 import numpy as np
 
 from trainer import calibrate, crossfit, evaluate, export, heldout, plots, report
-from trainer.data import DataError, Loaded, find_frames, load_frames, split_frames, to_float
+from trainer.data import (
+    NORMAL,
+    DataError,
+    Frame,
+    Loaded,
+    find_frames,
+    load_frames,
+    split_frames,
+    to_float,
+)
 from trainer.model import Preset, build_autoencoder, compile_autoencoder, get_preset
 from trainer.train import fit
 from watchdog import __version__
+from watchdog import frames as frames_contract
 from watchdog.detection import calibration, light
 from watchdog.detection.bundle import Adaptation, BundleMeta, Scoring
 
@@ -650,6 +660,16 @@ def _seed_review(
     return out
 
 
+def _first_frame_fingerprints(frames: list[Frame]) -> list[str]:
+    """The digest of each fitted print's first frame (``watchdog.frames.fingerprint``)."""
+    first: dict[str, Frame] = {}
+    for f in frames:
+        if f.label == NORMAL and not f.loose:
+            if f.session not in first or f.number < first[f.session].number:
+                first[f.session] = f
+    return sorted(frames_contract.fingerprint(f.path) for f in first.values())
+
+
 def _data_summary(options: Options, split: Any, *sets: Any) -> dict[str, Any]:
     fit_set, val_set, test_n, test_a, skipped = sets
     return {
@@ -660,6 +680,7 @@ def _data_summary(options: Options, split: Any, *sets: Any) -> dict[str, Any]:
         },
         "protocol": split.protocol,
         "sessions": split.sessions,
+        "fit_fingerprints": _first_frame_fingerprints(fit_set.frames),
         "n_fit": len(fit_set.x),
         "n_val": len(val_set.x),
         "n_test_normal": len(test_n.x),
@@ -670,10 +691,16 @@ def _data_summary(options: Options, split: Any, *sets: Any) -> dict[str, Any]:
 
 
 def _quantized_adaptation(
-    meta: BundleMeta, recon: Any, sets: list[Loaded], options: Options, bs: int
+    meta: BundleMeta,
+    recon: Any,
+    float_recon: Any,
+    sets: list[Loaded],
+    options: Options,
+    bs: int,
 ) -> Adaptation:
     """The per-print thresholds a quantized model ships: the float32 model's, or those its
-    own validation frames need when higher (its errors are not the float model's)."""
+    own validation frames need when higher (its errors are not the float model's); its start
+    guard on its own scale."""
     spec = meta.adaptation
     if not spec.enabled:
         return spec
@@ -687,16 +714,38 @@ def _quantized_adaptation(
         spec,
         threshold=crossfit.shipped_threshold(spec.threshold, own.threshold),
         early_threshold=crossfit.shipped_threshold(spec.early_threshold, own.early_threshold),
+        guard=_quantized_guard(spec, meta.scoring, recon, float_recon, sets, bs),
     )
     logger.info(
         "per-print threshold of the %s model: %.4g (its own validation frames %.4g, the float32 "
-        "model's %.4g)",
+        "model's %.4g); start guard %.4g (the float32 model's %.4g)",
         meta.quantization,
         shipped.threshold,
         own.threshold,
         spec.threshold,
+        shipped.guard,
+        spec.guard,
     )
     return shipped
+
+
+def _quantized_guard(
+    spec: Adaptation, scoring: Scoring, recon: Any, float_recon: Any, sets: list[Loaded], bs: int
+) -> float:
+    """The start guard on the quantized model's scale. The guard was set on the absolute scores
+    of float32 models; where the quantized model scores the same prints' starts higher, the
+    guard rises by as much (the highest ratio over the prints), so that its rounding does not
+    pause a good start. It never falls: a lower one would be sensitivity nobody measured."""
+    if spec.guard <= 0:
+        return spec.guard
+    ratio = 1.0
+    for x, _ in crossfit.prints_by_set(sets).values():
+        start = light.start_matched(x[: spec.frames], spec)
+        own = scoring.scores(evaluate.error_maps(recon, start, scoring, bs)).max()
+        floats = scoring.scores(evaluate.error_maps(float_recon, start, scoring, bs)).max()
+        if floats > 0:
+            ratio = max(ratio, float(own / floats))
+    return spec.guard * ratio
 
 
 def _export_quantized(
@@ -726,8 +775,15 @@ def _export_quantized(
     bundle.meta.threshold = threshold
     bundle.meta.normal_stats = calibrate.normal_stats(val.scores, val.pixel_sample)
     bundle.meta.adaptation = _quantized_adaptation(
-        bundle.meta, recon, [fit_set, val_set], options, bs
+        bundle.meta, recon, evaluate.keras_reconstructor(model), [fit_set, val_set], options, bs
     )
+    if bundle.meta.adaptation.guard > meta.adaptation.guard and "adaptation_rule" in meta.extra:
+        bundle.meta.extra = {
+            **meta.extra,
+            "adaptation_rule": f"{meta.extra['adaptation_rule']}; the {options.quantize} model's "
+            f"start guard {bundle.meta.adaptation.guard:.4g}: the float32 model's raised as much "
+            "as it scores the prints' starts higher",
+        }
     bundle.save_meta()
     metrics = evaluate.image_metrics(tn, ta, threshold)
     return bundle, {
