@@ -258,7 +258,8 @@ def test_calibrating_on_the_prints_the_model_was_trained_on_is_warned_against(
     tmp_path, tiny_start_judged_bundle, synthetic_dataset
 ) -> None:
     """Judged on the prints it was fitted on, a model sets its thresholds too low: the owner
-    is told, and prints it never saw are calibrated without a word."""
+    is told, even where the prints were renamed since, and prints it never saw are calibrated
+    without a word, even where one is called like a print it was trained on."""
     import shutil
 
     bundle = tmp_path / "bundle"
@@ -268,9 +269,18 @@ def test_calibrating_on_the_prints_the_model_was_trained_on_is_warned_against(
     assert (
         "prints trained this model" in r.stderr and "calibrate on prints recorded since" in r.stderr
     )
+    # a fitted print (print0) copied under another name, beside a new print named print0
+    renamed = _folder(tmp_path / "renamed", [])
+    for i in range(TINY_FRAMES):
+        shutil.copy(
+            synthetic_dataset / "no_defected" / f"print0_{i}.jpg", renamed / f"benchy_{i}.jpg"
+        )
+    r = run_cli("calibrate", str(bundle), "--normal", str(renamed))
+    assert r.returncode == 0, r.stderr
+    assert "1 of these 1 prints trained this model" in r.stderr
     mine = _folder(tmp_path / "mine", [])
     for i in range(TINY_FRAMES):
-        cv2.imwrite(str(mine / f"benchy_{i}.jpg"), synth.normal_frame(7, i, TINY_FRAMES))
+        cv2.imwrite(str(mine / f"print0_{i}.jpg"), synth.normal_frame(7, i, TINY_FRAMES))
     r = run_cli("calibrate", str(bundle), "--normal", str(mine))
     assert r.returncode == 0, r.stderr
     assert "trained this model" not in r.stderr

@@ -20,6 +20,7 @@ One module owns it, because ``collect``, the incident store, the trainer and
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -107,6 +108,13 @@ def images_under(folder: Path) -> list[Path]:
 def in_time_order(paths: Iterable[Path], pattern: re.Pattern[str] = _DEFAULT) -> list[Path]:
     """Frames sorted by their number in the print (then by name, for ties)."""
     return sorted(paths, key=lambda p: (parse(p, pattern).number, str(p)))
+
+
+def fingerprint(path: Path) -> str:
+    """A short digest of an image file's bytes. A print's first frame, so digested, names the
+    print whatever its files or folder are called since: ``calibrate`` recognises the prints a
+    model was fitted on by it (the trainer records theirs in the bundle)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def group_prints(

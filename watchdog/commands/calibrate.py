@@ -127,15 +127,28 @@ def uncalibrated(old: Adaptation, args: argparse.Namespace) -> Adaptation:
         raise UsageError(f"cannot calibrate with --frames {n}: {exc}") from exc
 
 
-def trained_on(provenance: dict[str, Any], prints: list[str]) -> list[str]:
-    """Those of ``prints`` (``frames.group_prints`` keys) whose name is among the prints the
-    bundle's model was fitted on, as the trainer recorded them (``data.sessions.fit``)."""
+def trained_on(provenance: dict[str, Any], prints: dict[str, list[Path]]) -> list[str]:
+    """Those of ``prints`` (``frames.group_prints``) the bundle's model was fitted on: their
+    first frame is one the trainer recorded (``data.fit_fingerprints``), whatever the print
+    is called now. Bundles trained before that record are matched by the prints' names
+    (``data.sessions.fit``)."""
+    recorded = provenance.get("fit_fingerprints")
+    if isinstance(recorded, list):
+        digests = {str(d) for d in recorded}
+        return [name for name, paths in prints.items() if paths and _digest(paths[0]) in digests]
     fitted = [str(s) for s in provenance.get("sessions", {}).get("fit", [])]
     # the trainer names a print by its folder too only where two folders share its name
     # (``trainer.data``): such a name is matched whole, others by the print's own name
     whole = {s for s in fitted if "/" in s}
     names = {s for s in fitted if "/" not in s}
     return [p for p in prints if p in whole or p.rsplit("/", 1)[-1] in names]
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return frames.fingerprint(path)
+    except OSError:  # unreadable: calibrate says so when it reads the print
+        return None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -155,7 +168,7 @@ def main(args: argparse.Namespace) -> int:
             len(loose),
             loose[0],
         )
-    trained = trained_on(bundle.meta.data, list(prints))
+    trained = trained_on(bundle.meta.data, prints)
     if trained:
         logger.warning(
             "%d of these %d prints trained this model (e.g. %s): judged on the prints it was "
