@@ -59,11 +59,15 @@ def recent_scores(
     block: int,
     lag: int,
     admit: float,
+    gate: float | None = None,
 ) -> np.ndarray:
     """Per frame after the start: the lower of its ``start`` score and its score against the
-    recent block (frames whose combined score stayed below ``admit * thr``)."""
+    recent block (frames whose combined score stayed below ``admit * thr`` and, with ``gate``,
+    whose absolute score stayed below ``gate`` times the start's highest)."""
     n0 = spec.frames
     admitted = list(range(n0 - block, n0))  # the start's last frames open the block
+    absolute = scoring.scores(maps)
+    ceiling = np.inf if gate is None else gate * float(absolute[:n0].max())
     out = []
     for i, s in enumerate(start):
         t = n0 + i
@@ -74,7 +78,7 @@ def recent_scores(
         z = z.astype(np.float32)
         score = min(float(s), scoring.score(z, None))
         out.append(score)
-        if score < admit * thr:
+        if score < admit * thr and absolute[t] < ceiling:
             admitted.append(t)
     return np.array(out)
 
@@ -83,10 +87,12 @@ def pauses(scores: np.ndarray, thr: float) -> int:
     return len(decide.fires(scores > thr, SETTINGS, INTERVAL_S))
 
 
-VARIANTS = {  # name: (block, lag, admit)
-    "recent 10, lag 5": (10, 5, 1.0),
-    "recent 10, lag 5, admit below half": (10, 5, 0.5),
-    "recent 10, lag 15": (10, 15, 1.0),
+VARIANTS: dict[str, tuple[int, int, float, float | None]] = {  # (block, lag, admit, gate)
+    "recent 10, lag 5": (10, 5, 1.0, None),
+    "recent 10, lag 5, admit below half": (10, 5, 0.5, None),
+    "recent 10, lag 15": (10, 15, 1.0, None),
+    "recent 10, lag 5, absolute below the start's highest": (10, 5, 1.0, 1.0),
+    "recent 10, lag 5, absolute below 1.2x the start's highest": (10, 5, 1.0, 1.2),
 }
 
 
@@ -135,7 +141,7 @@ def _judged(
     spec: Adaptation,
     scoring: Scoring,
     thr: float,
-    params: tuple[int, int, float] | None,
+    params: tuple[int, int, float, float | None] | None,
 ) -> dict[str, Any]:
     """One variant's figures: the good print's frames flagged and pauses, the pasted
     failure's recall and frames to its first pause."""
