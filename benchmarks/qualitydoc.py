@@ -285,18 +285,21 @@ def still_start(now: Json | None, before: Json | None) -> str:
         [
             "Each good print through `python -m watchdog replay` with the shipped bundle (its "
             "simulated owner resumes after each pause: every pause is a good print stopped), its "
-            "first 30 frames replaced by what a camera shows without movement. A start in which "
-            "no pixel moved is learnt again until the camera shows a moving print "
-            "([decisions/still-start.md](decisions/still-start.md)); before, it was learnt as the "
-            "print's look, and the first live picture after it paused the print:\n",
+            "first 30 frames (or 12) replaced by what a camera shows without movement: a stuck "
+            "feed, a black picture, or a live camera's noise on a printer still heating. A start "
+            "in which nothing but the camera's noise moved is learnt again until the camera shows "
+            "a moving print ([decisions/still-start.md](decisions/still-start.md)); before, it "
+            "was learnt as the print's look, and the first live picture after it paused the "
+            "print:\n",
             _table(
                 ["print", "start", "pauses (at frame)", "before (learnt as the print's look)"], rows
             ),
             "\nA dim start (the room's light switched on after it, x0.3) still pauses the print: "
             "its pictures move, so it is learnt, and matching the light does not undo a change "
             f"that large. Bundle trained {now['bundle_created']}. Command: `{STILL_CMD}` (the "
-            "before column: the same script at the commit before, "
-            "`benchmarks/results/still_start_before.json`).\n",
+            "before column: the same script at the commit before a still start was learnt again, "
+            "and for the heating rows at the commit before the camera's noise was told from "
+            "movement, `benchmarks/results/still_start_before.json`).\n",
         ]
     )
 

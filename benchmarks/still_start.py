@@ -5,9 +5,11 @@
 
 Each Kaggle normal print replayed through ``python -m watchdog replay`` (its simulated owner
 resumes right after each pause) as recorded, and with its first 30 frames replaced: a
-snapshot URL stuck on the print's first picture, a black picture (lights off, lens covered),
-a dim one (x0.3: the room's light switched on after the start); and a feed stuck on one
-picture for 30 frames in the middle of the print (from frame 60). Every pause is a good print
+snapshot URL stuck on the print's first picture, that picture as a live camera shows it while
+the printer heats (its sensor noise, different in each frame; also for the first 12 frames
+only), a black picture (lights off, lens covered), a dim one (x0.3: the room's light switched
+on after the start); and a feed stuck on one picture for 30 frames in the middle of the print
+(from frame 60). Every pause is a good print
 stopped. Default bundle: the shipped one (it saw these prints: this measures what the daemon
 does with such a start, not detection quality). Skips (exit 0) when the data folder is absent.
 """
@@ -46,9 +48,21 @@ def _start(change: Callable[[np.ndarray], np.ndarray]) -> Edit:
     return lambda frames: [change(f) for f in frames[:START]] + frames[START:]
 
 
+def _noisy(frame: np.ndarray, i: int, sigma: float = 2.0) -> np.ndarray:
+    """``frame`` as a live camera shows a still scene: its sensor noise differs each frame."""
+    noise = np.random.default_rng(i).normal(0.0, sigma, frame.shape)
+    return np.clip(frame.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+
+
 CASES: dict[str, Edit] = {
     "as recorded": lambda frames: frames,
     "stuck on its first picture for its start": lambda frames: [frames[0]] * START + frames[START:],
+    "its first picture, live (sensor noise), for its start: heating": lambda frames: (
+        [_noisy(frames[0], i) for i in range(START)] + frames[START:]
+    ),
+    "its first picture, live, for its first 12 frames (2 minutes heating)": lambda frames: (
+        [_noisy(frames[0], i) for i in range(12)] + frames[12:]
+    ),
     "black for its start": _start(np.zeros_like),
     "dim (x0.3) for its start": _start(lambda f: cv2.convertScaleAbs(f, alpha=0.3, beta=0)),
     "stuck on one picture mid-print (30 frames)": lambda frames: (

@@ -27,8 +27,12 @@ def normal_frame(
     seed: int = 0,
     width: int = WIDTH,
     height: int = HEIGHT,
+    carriage_step: int | None = None,
+    hot_end: bool = False,
 ) -> np.ndarray:
-    """One BGR uint8 frame of print `session` at step `index` of `n_frames` (part grows)."""
+    """One BGR uint8 frame of print `session` at step `index` of `n_frames` (the part grows,
+    the carriage moves; ``carriage_step``: the carriage where it is at that step instead;
+    ``hot_end``: the nozzle drawn down to the part, so that the bottom half moves too)."""
     rng = np.random.default_rng((seed, session, index))
     dx, dy = _session_offset(session, seed)
     sx, sy = width / WIDTH, height / HEIGHT
@@ -40,10 +44,12 @@ def normal_frame(
     def pt(x: float, y: float) -> tuple[int, int]:
         return int(round((x + dx) * sx)), int(round((y + dy) * sy))
 
-    # gantry bar and nozzle carriage (static in this simple world)
+    # gantry bar and nozzle carriage: the carriage moves along the bar as it prints (a start
+    # in which nothing but the camera's noise moves is a printer heating, learnt again)
     cv2.rectangle(img, pt(0, 18), pt(160, 26), (40, 40, 40), -1)
-    cv2.rectangle(img, pt(68, 26), pt(92, 48), (30, 30, 30), -1)
-    cv2.rectangle(img, pt(77, 48), pt(83, 56), (120, 120, 130), -1)
+    cx = carriage_x(index if carriage_step is None else carriage_step)
+    cv2.rectangle(img, pt(68 + cx, 26), pt(92 + cx, 48), (30, 30, 30), -1)
+    cv2.rectangle(img, pt(77 + cx, 48), pt(83 + cx, 56), (120, 120, 130), -1)
     # bed: a grey slab with a darker edge
     cv2.rectangle(img, pt(10, 88), pt(150, 100), (150, 150, 150), -1)
     cv2.rectangle(img, pt(10, 100), pt(150, 104), (90, 90, 90), -1)
@@ -51,8 +57,16 @@ def normal_frame(
     progress = (index + 1) / max(n_frames, 1)
     top = 88 - 16 * progress
     cv2.rectangle(img, pt(72, top), pt(88, 88), (60, 170, 200), -1)
+    if hot_end:  # reaching down to the part's top, where it lays the next layer
+        cv2.rectangle(img, pt(78 + cx, 56), pt(82 + cx, top), (120, 120, 130), -1)
     noise = rng.normal(0.0, 2.0, img.shape)
     return np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+
+
+def carriage_x(index: int) -> int:
+    """Where the carriage is at step ``index``, in px from the middle: back and forth over the
+    part, as a toolhead laying a layer."""
+    return int(round(8 * np.sin(1.7 * index)))
 
 
 def anomalous_frame(

@@ -12,6 +12,7 @@ import pytest
 from watchdog.detection.baseline import PrintBaseline
 from watchdog.detection.bundle import META_FILE, Adaptation, Bundle, BundleError, Scoring
 from watchdog.detection.calibration import calibrate, simulate
+from watchdog.detection.detector import learnt_from
 
 SCORING = Scoring(error="l2", reduce="topk", topk=0.05)
 
@@ -136,21 +137,25 @@ def test_print_scale_judges_each_calibration_frame_against_the_others_only() -> 
 
 
 def test_a_still_start_does_not_make_every_later_frame_look_enormous() -> None:
-    """Calibration error maps all alike (a start where the print hardly moves, a live camera's
-    noise only): the print's own change is nil, so its scale is floored by the calibration
+    """Calibration error maps all alike (a start where the print hardly moves: a live camera's
+    noise and a toolhead passing): the print's own change is nil, so its scale is floored by the calibration
     maps' own level; a later frame like them stays far below any threshold."""
     maps = np.full((11, 8, 8), 0.2, np.float32)
     noise = np.random.default_rng(0).integers(0, 6, (11, 2, 2, 3))
+    noise[::2, 0, 0] += 60  # a toolhead passing one pixel: the start moves (noise alone does not)
     inputs = (0.5 + noise / 255.0).astype(np.float32)
     spec = Adaptation(frames=10, nearest=3, threshold=1.0, pixel_spread=False, print_scale=True)
     assert simulate(spec, SCORING, maps, inputs=inputs)[0] < 0.01
 
 
-def test_a_start_that_did_not_move_is_learnt_again_and_left_out_of_calibration(caplog) -> None:
-    """A start whose pictures do not move at all (a frozen feed, a black picture) says nothing
-    of the print: the daemon learns the start again instead of judging later frames against
-    it, and calibrating on such a recording leaves it out, saying so, instead of setting the
-    threshold from it."""
+def test_a_start_that_did_not_move_is_learnt_again_and_calibrated_where_the_daemon_judges(
+    caplog,
+) -> None:
+    """A start whose pictures do not move at all (a frozen feed, a black picture, a printer
+    heating) says nothing of the print: the daemon learns the start again instead of judging
+    later frames against it. Offline calibration starts each print where the daemon's judged
+    start begins (``learnt_from``); a recording with no start that moves is left out, saying
+    so, instead of setting the threshold from it."""
     rng = np.random.default_rng(1)
     spec = Adaptation(frames=5, nearest=3, threshold=1.0)
     live_maps = rng.uniform(0.1, 0.3, (12, 8, 8)).astype(np.float32)
@@ -160,9 +165,13 @@ def test_a_start_that_did_not_move_is_learnt_again_and_left_out_of_calibration(c
     assert len(simulate(spec, SCORING, live_maps, inputs=frozen)) == 0  # learnt again and again
     late = np.concatenate([frozen[:5], live[5:]])  # the camera comes back after the start
     assert len(simulate(spec, SCORING, live_maps, inputs=late)) == 2  # its start learnt anew
+    # where the daemon's judged start begins: the frames offline calibration starts from
+    assert (learnt_from(live, 5), learnt_from(late, 5), learnt_from(frozen, 5)) == (0, 5, 10)
+    heated = late[learnt_from(late, 5) :]
+    assert len(simulate(spec, SCORING, live_maps[5:], inputs=heated)) == 2
 
     calibrated = calibrate(spec, SCORING, [live_maps, live_maps], inputs=[live, frozen])
-    assert "normal print 2 of 2 left out: its start did not move" in caplog.text
+    assert "normal print 2 of 2 left out: its picture did not move" in caplog.text
     alone = calibrate(spec, SCORING, [live_maps], inputs=[live])
     assert calibrated.threshold == alone.threshold
     with pytest.raises(ValueError, match="whose start moves"):
@@ -264,7 +273,17 @@ def test_a_model_failing_while_the_start_is_rescored_learns_the_start_again() ->
     detector = Detector(meta, error_map)
     rng = np.random.default_rng(0)
     scene = rng.integers(40, 200, (48, 64, 3)).astype(np.int16)
-    frame = lambda: np.clip(scene + rng.integers(-2, 3, scene.shape), 0, 255).astype(np.uint8)  # noqa: E731
+
+    shown = iter(range(1000))
+
+    def frame() -> np.ndarray:
+        """The scene with a camera's noise and a toolhead (a bright block) at one of two places
+        in turn: a start that moves (one showing the noise alone is learnt again, see above)."""
+        x = scene + rng.integers(-2, 3, scene.shape)
+        top = 4 if next(shown) % 2 else 30
+        x[top : top + 8, 20:28] = 230
+        return np.clip(x, 0, 255).astype(np.uint8)
+
     for _ in range(frames_n - 1):
         assert detector.observe(frame()).calibrating
     with pytest.raises(RuntimeError):

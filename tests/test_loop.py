@@ -26,7 +26,8 @@ CALIBRATION = 4  # tiny_adaptive_bundle's --adapt-frames
 
 def held(frame: np.ndarray, n: int) -> list[np.ndarray]:
     """One view held for ``n`` frames as a live camera shows it: never twice the same picture
-    (its sensor noise). A feed repeating one picture exactly is a frozen camera."""
+    (its sensor noise), nothing else moving. Learnt as a print's start, such a view is still (a
+    printer heating), like a frozen feed that repeats one picture exactly."""
     rng = np.random.default_rng(n)
     return [
         np.clip(frame + rng.normal(0.0, 2.0, frame.shape), 0, 255).astype(np.uint8)
@@ -191,7 +192,12 @@ def test_after_the_relearning_a_new_failure_still_pauses(
     appears after that pauses again."""
     tool = _tool_on_bed(normal_frames[4])
     failing = [_spaghetti_over(tool, a) for a in anomalous_frames[1:6]]
-    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(tool, 16) + failing * 2)
+    # the print goes on with the tool on its bed: its carriage moves, its part stays
+    printing = [
+        _tool_on_bed(synth.normal_frame(0, 8, TINY_FRAMES, TINY_SEED, carriage_step=i))
+        for i in range(16)
+    ]
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + printing + failing * 2)
     printer = SimulatedPrinter("benchy.gcode")
     watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
     records = [watcher.step() for _ in range(10)]
@@ -492,16 +498,29 @@ def test_a_pause_the_owner_makes_ends_with_the_print_learnt_again(
     watcher.camera.close()
 
 
-@pytest.mark.parametrize("still", ["frozen", "black"])
+def _live(picture: np.ndarray, i: int) -> np.ndarray:
+    """``picture`` as a live camera shows a still scene: its sensor noise differs each frame."""
+    noise = np.random.default_rng(i).normal(0.0, 3.0, picture.shape)
+    return np.clip(picture.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("still", ["frozen", "black", "heating"])
 def test_a_start_the_camera_shows_without_movement_is_not_the_prints_look(
     tmp_path, tiny_adaptive_bundle, normal_frames, still: str, caplog
 ) -> None:
-    """A snapshot URL stuck on one picture, or a black picture (lights off), through a
-    print's start: nothing moved, so nothing of the print was learnt. Learnt as its look,
-    the first live picture after it paused the print. It is learnt again instead, the page
-    and the log say why, and the print, once the camera shows it, is watched as usual."""
-    picture = normal_frames[0] if still == "frozen" else np.zeros_like(normal_frames[0])
-    frames = _folder(tmp_path / "rec", [picture] * 10 + list(normal_frames[:8]))
+    """A snapshot URL stuck on one picture, a black picture (lights off), or a live camera
+    on a printer that is still heating (nothing but the camera's noise moves) through a
+    print's start: nothing of the print moved, so nothing of it was learnt. Learnt as its
+    look, the first live picture of the print after it paused the print. It is learnt again
+    instead, the page and the log say why, and the print, once the camera shows it moving, is
+    watched as usual."""
+    if still == "frozen":
+        start = [normal_frames[0]] * 10
+    elif still == "black":
+        start = [np.zeros_like(normal_frames[0])] * 10
+    else:
+        start = [_live(normal_frames[0], i) for i in range(10)]
+    frames = _folder(tmp_path / "rec", start + list(normal_frames[:8]))
     printer = SimulatedPrinter("benchy.gcode")
     watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
     for _ in range(10):

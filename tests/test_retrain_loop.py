@@ -46,14 +46,18 @@ TINY = (
 
 
 def _print_frames(session: int, n: int) -> list[np.ndarray]:
-    """A print as a fixed camera sees it over a few minutes: one scene, fresh sensor noise per frame.
-    (synth's growing part grows in whole pixel rows, each a visible step; a real print's minutes
-    show no such step.)"""
-    scene = synth.normal_frame(session, 4, 20).astype(np.float32)
+    """A print as a fixed camera sees it over a few minutes: one part, the carriage and its hot
+    end moving over it (the shipped model watches the bottom half), fresh sensor noise per frame. (synth's growing part grows in whole pixel rows, each a
+    visible step; a real print's minutes show no such step.)"""
     rng = np.random.default_rng(session)
     return [
-        np.clip(scene + rng.normal(0.0, 2.0, scene.shape), 0, 255).astype(np.uint8)
-        for _ in range(n)
+        np.clip(
+            synth.normal_frame(session, 4, 20, carriage_step=i, hot_end=True).astype(np.float32)
+            + rng.normal(0.0, 2.0, (synth.HEIGHT, synth.WIDTH, 3)),
+            0,
+            255,
+        ).astype(np.uint8)
+        for i in range(n)
     ]
 
 

@@ -33,6 +33,7 @@ from watchdog import __version__
 from watchdog import frames as frames_contract
 from watchdog.detection import calibration, light
 from watchdog.detection.bundle import Adaptation, BundleMeta, Scoring
+from watchdog.detection.detector import learnt_from
 
 logger = logging.getLogger(__name__)
 
@@ -579,6 +580,8 @@ def _validation_adaptation(
     maps, masks, inputs, starts, start_inputs = [], [], [], [], []
     k = spec.frames
     for x, from_set in crossfit.prints_by_set(sets).values():  # sets = [fit, val]
+        start = learnt_from(x, k)  # where the daemon's judged start begins (a heating start)
+        x, from_set = x[start:], from_set[start:]
         inputs.append(light.light_matched(x, spec))
         maps.append(evaluate.error_maps(recon, inputs[-1], scoring, bs))
         masks.append(from_set == 1)  # the threshold uses the validation frames only
@@ -660,11 +663,13 @@ def _seed_review(
     return out
 
 
-def _first_frame_fingerprints(frames: list[Frame]) -> list[str]:
-    """The digest of each fitted print's first frame (``watchdog.frames.fingerprint``)."""
+def _first_frame_fingerprints(fitted: list[Frame], others: list[Frame]) -> list[str]:
+    """The digest of the first frame of each print the model fitted frames of
+    (``watchdog.frames.fingerprint``); that frame may have gone to ``others`` (a random split)."""
+    sessions = {f.session for f in fitted if f.label == NORMAL and not f.loose}
     first: dict[str, Frame] = {}
-    for f in frames:
-        if f.label == NORMAL and not f.loose:
+    for f in fitted + others:
+        if f.session in sessions and f.label == NORMAL and not f.loose:
             if f.session not in first or f.number < first[f.session].number:
                 first[f.session] = f
     return sorted(frames_contract.fingerprint(f.path) for f in first.values())
@@ -680,7 +685,9 @@ def _data_summary(options: Options, split: Any, *sets: Any) -> dict[str, Any]:
         },
         "protocol": split.protocol,
         "sessions": split.sessions,
-        "fit_fingerprints": _first_frame_fingerprints(fit_set.frames),
+        "fit_fingerprints": _first_frame_fingerprints(
+            fit_set.frames, val_set.frames + test_n.frames
+        ),
         "n_fit": len(fit_set.x),
         "n_val": len(val_set.x),
         "n_test_normal": len(test_n.x),
@@ -735,11 +742,14 @@ def _quantized_guard(
     """The start guard on the quantized model's scale. The guard was set on the absolute scores
     of float32 models; where the quantized model scores the same prints' starts higher, the
     guard rises by as much (the highest ratio over the prints), so that its rounding does not
-    pause a good start. It never falls: a lower one would be sensitivity nobody measured."""
+    pause a good start. The ratio is taken on prints the model fitted, where the float32 error
+    is smallest: if anything it raises the guard too much, which pauses fewer starts. It never
+    falls: a lower one would be sensitivity nobody measured."""
     if spec.guard <= 0:
         return spec.guard
     ratio = 1.0
     for x, _ in crossfit.prints_by_set(sets).values():
+        x = x[learnt_from(x, spec.frames) :]
         start = light.start_matched(x[: spec.frames], spec)
         own = scoring.scores(evaluate.error_maps(recon, start, scoring, bs)).max()
         floats = scoring.scores(evaluate.error_maps(float_recon, start, scoring, bs)).max()

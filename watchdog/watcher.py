@@ -300,8 +300,9 @@ class Watcher:
             self.gate.leave()
         if self.detector.still_start and not still:
             logger.warning(
-                "%s: the camera's picture did not move during the print's start (frozen, or too "
-                "dark?): nothing is judged until it shows a moving print, whose start is learnt then",
+                "%s: the camera's picture did not move during the print's start (the printer "
+                "heating, or a frozen or too dark camera?): nothing is judged until it shows a "
+                "moving print, whose start is learnt then",
                 self.name,
             )
         self.last_verdict = verdict

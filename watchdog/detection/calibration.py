@@ -70,6 +70,11 @@ def simulate_start(
     )
 
 
+class NoMovingStart(ValueError):
+    """No normal print's first frames moved (each began with its printer heating, say): the
+    start's own threshold cannot be set on them."""
+
+
 def early_threshold(
     spec: Adaptation,
     scoring: Scoring,
@@ -90,7 +95,7 @@ def early_threshold(
         if len(s) == min(len(maps), spec.frames) - spec.early_frames
     ]
     if not scores:
-        raise ValueError(
+        raise NoMovingStart(
             f"no normal print longer than {spec.early_frames} frames whose start moves, to "
             "judge a start on"
         )
@@ -236,9 +241,12 @@ def calibrate(
             continue
         s = simulate(unit, scoring, maps, mask, None if inputs is None else inputs[i])
         if len(s) < len(maps) - spec.frames:
+            # callers start each print where the daemon's judged start begins (``learnt_from``):
+            # this one has no start that moves before its end
             logger.warning(
-                "normal print %d of %d left out: its start did not move (a frozen or dark "
-                "recording), so the daemon would learn it again instead of judging it",
+                "normal print %d of %d left out: its picture did not move (a frozen or dark "
+                "recording, or one that ends while the printer heats), so the daemon would "
+                "learn it again instead of judging it",
                 i + 1,
                 len(prints),
             )
@@ -254,6 +262,18 @@ def calibrate(
     chosen = np.concatenate(kept) if kept and sum(len(k) for k in kept) else np.concatenate(scores)
     result = dataclasses.replace(spec, threshold=threshold_for_fpr(chosen, target_fpr))
     if spec.early_frames and starts is not None:
-        early = early_threshold(spec, scoring, starts, target_fpr, mask, start_inputs)
-        result = dataclasses.replace(result, early_threshold=early)
+        try:
+            early = early_threshold(spec, scoring, starts, target_fpr, mask, start_inputs)
+        except NoMovingStart:
+            # every start began without moving (the printer heating): nothing to set the
+            # start's own threshold on, and it is left as it is (none: the start is learnt)
+            logger.warning(
+                "the start's first %d frames did not move in any of these prints (the printer "
+                "heating?): the rest of a print's start is judged with the threshold it had "
+                "(%s)",
+                spec.early_frames,
+                f"{spec.early_threshold:.4g}" if spec.early_threshold > 0 else "none: not judged",
+            )
+        else:
+            result = dataclasses.replace(result, early_threshold=early)
     return result

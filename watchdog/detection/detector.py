@@ -88,14 +88,56 @@ class Verdict:
         return f"{min(self.calibrated, self.calibration_frames)}/{self.calibration_frames}"
 
 
+def did_not_move(span: np.ndarray, mask: np.ndarray | None = None) -> bool:
+    """Whether a start whose pixels each moved by ``span`` grey levels (its greatest value less
+    its least; (H, W) or (H, W, C)) did not move: fewer than ``STILL_SHARE`` of the watched,
+    unmasked pixels moved by more than ``STILL_LEVELS`` and ``STILL_NOISE`` times the median
+    pixel, and the median pixel moved no more than ``STILL_NOISE_MAX``."""
+    if span.ndim == 3:
+        span = span.max(axis=-1)  # a pixel moved as much as its most moved channel
+    watched = mask > 0 if mask is not None and mask.shape == span.shape else True
+    counted = np.broadcast_to(watched, span.shape)
+    if not counted.any():
+        return False
+    noise = float(np.median(span[counted]))
+    moved = span > max(STILL_LEVELS, STILL_NOISE * noise)
+    share = int(np.count_nonzero(moved & counted)) / int(np.count_nonzero(counted))
+    return share < STILL_SHARE and noise <= STILL_NOISE_MAX
+
+
+def learnt_from(inputs: np.ndarray, frames: int, mask: np.ndarray | None = None) -> int:
+    """The first frame of the start the daemon judges a print against: 0, or a multiple of
+    ``frames`` where the print's first starts did not move (``did_not_move``: a printer
+    heating, a frozen or dark picture, each learnt again from the frame after it). ``inputs``:
+    the print's model inputs as the camera gave them (uint8 or floats in [0, 1]), in time
+    order. Offline calibration starts each print there, so that its light and its start are
+    the daemon's."""
+    start = 0
+    while frames and start + frames <= len(inputs):
+        block = np.stack([on_grid(x).reshape(np.shape(x)) for x in inputs[start : start + frames]])
+        span = block.max(axis=0).astype(np.int16) - block.min(axis=0)
+        if not did_not_move(span, mask):
+            return start
+        start += frames
+    return start
+
+
 MIN_UNMASKED = 0.01  # the least share of the watched region a mask may leave
 # A start in which almost no pixel of the model input moved by more than STILL_LEVELS grey
-# levels (0-255) did not move: a frozen feed repeats its picture exactly, a black one is all
-# zero. "Almost": fewer than STILL_SHARE of the watched, unmasked pixels, so that a camera's
-# clock overlay or a blinking LED in a dark picture does not count as a print moving (a
-# toolhead in view moves far more pixels; a live camera's noise moves nearly all of them).
+# levels (0-255), nor by more than STILL_NOISE times what the median pixel moved, did not
+# move: a frozen feed repeats its picture exactly, a black one is all zero, and a live camera
+# on a printer that is still heating shows its own noise only, which moves every pixel a
+# little and the median pixel as much as nearly any other. "Almost": fewer than STILL_SHARE
+# of the watched, unmasked pixels, so that a camera's clock overlay or a blinking LED in a
+# dark picture does not count as a print moving (a toolhead in view moves far more pixels:
+# a fifth to a third of them by more than 3 times the median on the Kaggle prints' starts).
 STILL_LEVELS = 2
+STILL_NOISE = 3.0
 STILL_SHARE = 0.005
+# A median pixel that moved by more than this is a picture moving, not a camera's noise (at the
+# model's input size, noise of 8 grey levels in a 640x480 camera's own pixels moves it by about
+# 8), whatever moved more (a bed sliding under a fixed camera moves most of the picture).
+STILL_NOISE_MAX = 12
 
 
 class MaskError(ValueError):
@@ -295,7 +337,10 @@ class Detector:
         """How much of the print's start is learnt, for people: "12/30"."""
         learnt = f"{min(self._seen, self.calibration_frames)}/{self.calibration_frames}"
         if self.still_start:
-            return f"{learnt}, again: the picture did not move (a frozen or dark camera?)"
+            return (
+                f"{learnt}, again: the picture did not move (the printer heating, or a frozen "
+                "or dark camera?)"
+            )
         return learnt
 
     def heatmap(self, frame: np.ndarray, verdict: Verdict, *, in_place: bool = False) -> np.ndarray:
@@ -416,11 +461,13 @@ class Detector:
 
     def _start_did_not_move(self, x: np.ndarray | None) -> bool:
         """Whether this frame (``x``, its model input) ends the start's first frames, or the
-        whole start, and fewer than ``STILL_SHARE`` of the watched, unmasked pixels moved by
-        more than ``STILL_LEVELS`` grey levels in it (each pixel's least and greatest value are
-        kept while the start is learnt: two small arrays). A live camera's own noise moves
-        nearly every pixel by more; a frozen feed or a black picture, its clock overlay aside,
-        does not. Without model inputs (offline replays of error maps alone) nothing is told."""
+        whole start, and fewer than ``STILL_SHARE`` of the watched, unmasked pixels moved in it
+        by more than ``STILL_LEVELS`` grey levels and ``STILL_NOISE`` times the median pixel's
+        move (each pixel's least and greatest value are kept while the start is learnt: two
+        small arrays). A frozen feed or a black picture, its clock overlay aside, moves no
+        pixel; a live camera watching a printer heat moves every pixel by its noise, the median
+        one as much as the others; a print moves a part of the picture far more than the rest.
+        Without model inputs (offline replays of error maps alone) nothing is told."""
         if x is None or not self.baseline.enabled:
             return False
         xq = on_grid(x)
@@ -432,16 +479,10 @@ class Detector:
         early = self.start_baseline.spec.frames if self.start_baseline is not None else 0
         if self._seen not in (early, self.calibration_frames):
             return False  # told where a baseline is finished: the first frames', the start's
-        moved = ((self._high.astype(np.int16) - self._low) > STILL_LEVELS).reshape(np.shape(x))
-        if moved.ndim == 3:
-            moved = moved.any(axis=-1)  # a pixel moved in any channel
-        mask = self.mask
-        watched = mask > 0 if mask is not None and mask.shape == moved.shape else True
-        counted = np.broadcast_to(watched, moved.shape)
-        share = int(np.count_nonzero(moved & counted)) / max(1, int(np.count_nonzero(counted)))
+        span = (self._high.astype(np.int16) - self._low).reshape(np.shape(x))
         if self._seen == self.calibration_frames:
             self._low = self._high = None
-        return bool(share < STILL_SHARE)
+        return did_not_move(span, self.mask)
 
     def replay(
         self,
