@@ -12,7 +12,7 @@ import pytest
 from watchdog.detection.baseline import PrintBaseline
 from watchdog.detection.bundle import META_FILE, Adaptation, Bundle, BundleError, Scoring
 from watchdog.detection.calibration import calibrate, simulate
-from watchdog.detection.detector import learnt_from
+from watchdog.detection.detector import calibration_start, learnt_from
 
 SCORING = Scoring(error="l2", reduce="topk", topk=0.05)
 
@@ -167,6 +167,8 @@ def test_a_start_that_did_not_move_is_learnt_again_and_calibrated_where_the_daem
     assert len(simulate(spec, SCORING, live_maps, inputs=late)) == 2  # its start learnt anew
     # where the daemon's judged start begins: the frames offline calibration starts from
     assert (learnt_from(live, 5), learnt_from(late, 5), learnt_from(frozen, 5)) == (0, 5, 10)
+    # never cut to nothing: a print with no start that moves is replayed whole, and left out
+    assert (calibration_start(late, 5), calibration_start(frozen[:10], 5)) == (5, 0)
     heated = late[learnt_from(late, 5) :]
     assert len(simulate(spec, SCORING, live_maps[5:], inputs=heated)) == 2
 

@@ -29,7 +29,7 @@ from trainer.model import Preset, build_autoencoder, compile_autoencoder
 from trainer.train import fit
 from watchdog.detection.bundle import Adaptation
 from watchdog.detection.calibration import calibrate, start_guard
-from watchdog.detection.detector import learnt_from
+from watchdog.detection.detector import calibration_start
 from watchdog.detection.light import light_matched, start_matched
 
 logger = logging.getLogger(__name__)
@@ -111,9 +111,9 @@ class HeldOut:
 
 def scored(preset: Preset, name: str, frames: np.ndarray, recon: Reconstruct) -> HeldOut:
     """One print as ``recon`` scores it, the way the daemon feeds it to the model, from the
-    start the daemon would judge it against (``detector.learnt_from``)."""
+    start the daemon would judge it against (``detector.calibration_start``)."""
     spec = preset.adaptation
-    frames = frames[learnt_from(frames, spec.frames) :]
+    frames = frames[calibration_start(frames, spec.frames) :]
     inputs = light_matched(frames, spec)
     start = start_matched(frames[: spec.frames], spec)
     return HeldOut(

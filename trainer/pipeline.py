@@ -33,7 +33,7 @@ from watchdog import __version__
 from watchdog import frames as frames_contract
 from watchdog.detection import calibration, light
 from watchdog.detection.bundle import Adaptation, BundleMeta, Scoring
-from watchdog.detection.detector import learnt_from
+from watchdog.detection.detector import calibration_start
 
 logger = logging.getLogger(__name__)
 
@@ -580,7 +580,7 @@ def _validation_adaptation(
     maps, masks, inputs, starts, start_inputs = [], [], [], [], []
     k = spec.frames
     for x, from_set in crossfit.prints_by_set(sets).values():  # sets = [fit, val]
-        start = learnt_from(x, k)  # where the daemon's judged start begins (a heating start)
+        start = calibration_start(x, k)  # where the daemon's judged start begins (a heating start)
         x, from_set = x[start:], from_set[start:]
         inputs.append(light.light_matched(x, spec))
         maps.append(evaluate.error_maps(recon, inputs[-1], scoring, bs))
@@ -749,7 +749,7 @@ def _quantized_guard(
         return spec.guard
     ratio = 1.0
     for x, _ in crossfit.prints_by_set(sets).values():
-        x = x[learnt_from(x, spec.frames) :]
+        x = x[calibration_start(x, spec.frames) :]
         start = light.start_matched(x[: spec.frames], spec)
         own = scoring.scores(evaluate.error_maps(recon, start, scoring, bs)).max()
         floats = scoring.scores(evaluate.error_maps(float_recon, start, scoring, bs)).max()

@@ -24,9 +24,9 @@ from watchdog.detection.bundle import Adaptation, Bundle, BundleMeta, Preprocess
 from watchdog.detection.calibration import GUARD_PRINTS, calibrate, recalibrated_guard
 from watchdog.detection.detector import (
     MaskError,
+    calibration_start,
     checked_mask,
     effective_preprocess,
-    learnt_from,
 )
 from watchdog.detection.light import light_matched, start_matched
 from watchdog.detection.model import FrameScorer
@@ -187,7 +187,7 @@ def main(args: argparse.Namespace) -> int:
     raw = [x for x in (model_inputs(pre, paths) for paths in prints.values()) if len(x)]
     # each from the start the daemon would judge it against (a start showing a printer heat,
     # or a frozen or dark picture, is learnt again: its light and its look are not the print's)
-    raw = [x[learnt_from(x, n, mask) :] for x in raw]
+    raw = [x[calibration_start(x, n, mask) :] for x in raw]
     # each print light-matched as the daemon matches it, and its start as the daemon judges it
     inputs = [light_matched(x, spec) for x in raw]
     start_inputs = [start_matched(x[:n], spec) for x in raw]

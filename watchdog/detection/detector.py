@@ -122,6 +122,14 @@ def learnt_from(inputs: np.ndarray, frames: int, mask: np.ndarray | None = None)
     return start
 
 
+def calibration_start(inputs: np.ndarray, frames: int, mask: np.ndarray | None = None) -> int:
+    """Where offline calibration starts a print: ``learnt_from``, or 0 where no start of the
+    print moves before its end (replayed whole, it is then left out, saying so:
+    ``calibration.calibrate``), so that no print is cut to nothing."""
+    start = learnt_from(inputs, frames, mask)
+    return start if start + frames < len(inputs) else 0
+
+
 MIN_UNMASKED = 0.01  # the least share of the watched region a mask may leave
 # A start in which almost no pixel of the model input moved by more than STILL_LEVELS grey
 # levels (0-255), nor by more than STILL_NOISE times what the median pixel moved, did not
