@@ -361,12 +361,15 @@ def _replay_with_key(tmp_path: Path, bundle_dir: Path, clipped: bool, frames: li
 def test_spaghetti_in_daylight_is_still_paused_with_clipped_light(
     tmp_path: Path, tiny_light_bundle: Path
 ) -> None:
+    # twelve frames of spaghetti: how high each scores varies from one training of the tiny
+    # model to the next (of ten trainings, one scored the first six 1.1 to 1.9 times its
+    # threshold and another left them below it)
     good = [_with_wall(synth.normal_frame(2, i, 16)) for i in range(12)]
-    bad = [_with_wall(synth.anomalous_frame(200 + i)) for i in range(6)]
+    bad = [_with_wall(synth.anomalous_frame(200 + i)) for i in range(12)]
     frames = good[:8] + [_relit(f, 1.5, 0) for f in good[8:] + bad]
     lines = _replay_with_key(tmp_path, tiny_light_bundle, True, frames)
     paused = [i for i, x in enumerate(lines) if x["action"]]
-    assert len(lines) == 18 and paused and paused[0] >= 12, paused
+    assert len(lines) == 24 and paused and paused[0] >= 12, paused
 
 
 def test_daylight_whitening_the_wall_behind_a_print(
