@@ -28,7 +28,7 @@ from trainer.evaluate import Reconstruct, error_maps, keras_reconstructor
 from trainer.model import Preset, build_autoencoder, compile_autoencoder
 from trainer.train import fit
 from watchdog.detection.bundle import Adaptation
-from watchdog.detection.calibration import calibrate, start_guard
+from watchdog.detection.calibration import calibrate, guarded_starts, start_guard
 from watchdog.detection.detector import calibration_start
 from watchdog.detection.light import light_matched, start_matched
 
@@ -107,15 +107,21 @@ class HeldOut:
     # camera gave them, the rest matched to their light) and its error maps
     start_inputs: np.ndarray
     start_maps: np.ndarray
+    # the error maps of every frame the start guard judges: ``start_maps``' frames, and before
+    # them those of the starts learnt again because they did not move (``guarded_starts``)
+    guarded_maps: np.ndarray
 
 
 def scored(preset: Preset, name: str, frames: np.ndarray, recon: Reconstruct) -> HeldOut:
     """One print as ``recon`` scores it, the way the daemon feeds it to the model, from the
     start the daemon would judge it against (``detector.calibration_start``)."""
     spec = preset.adaptation
-    frames = frames[calibration_start(frames, spec.frames) :]
+    first = calibration_start(frames, spec.frames)
+    guarded = guarded_starts(frames, spec, first) if first else None
+    frames = frames[first:]
     inputs = light_matched(frames, spec)
     start = start_matched(frames[: spec.frames], spec)
+    start_maps = error_maps(recon, start, preset.scoring)
     return HeldOut(
         name,
         recon,
@@ -123,7 +129,8 @@ def scored(preset: Preset, name: str, frames: np.ndarray, recon: Reconstruct) ->
         inputs,
         error_maps(recon, inputs, preset.scoring),
         start,
-        error_maps(recon, start, preset.scoring),
+        start_maps,
+        start_maps if guarded is None else error_maps(recon, guarded, preset.scoring),
     )
 
 
@@ -150,8 +157,9 @@ def calibrate_on(preset: Preset, held: list[HeldOut], target_fpr: float) -> Adap
         starts=start_maps,
         start_inputs=[h.start_inputs for h in held],
     )
-    starts = [preset.scoring.scores(m) for m in start_maps]
-    result = dataclasses.replace(result, guard=start_guard(starts, spec.frames))
+    # every frame the guard judges counts: a start learnt again is judged by it too
+    starts = [preset.scoring.scores(h.guarded_maps) for h in held]
+    result = dataclasses.replace(result, guard=start_guard(starts, max(map(len, starts))))
     logger.info(
         "per-print adaptation: %d calibration frames, threshold %.4g cross-fitted on %d prints; "
         "start guard %.4g; start judged after %d frames, threshold %.4g",

@@ -21,7 +21,12 @@ import numpy as np
 from watchdog import frames, overrides
 from watchdog.commands import pick_printer
 from watchdog.detection.bundle import Adaptation, Bundle, BundleMeta, Preprocess
-from watchdog.detection.calibration import GUARD_PRINTS, calibrate, recalibrated_guard
+from watchdog.detection.calibration import (
+    GUARD_PRINTS,
+    calibrate,
+    guarded_starts,
+    recalibrated_guard,
+)
 from watchdog.detection.detector import (
     MaskError,
     calibration_start,
@@ -186,8 +191,14 @@ def main(args: argparse.Namespace) -> int:
     # a print without a readable frame has nothing to calibrate on (calibrate would skip it)
     raw = [x for x in (model_inputs(pre, paths) for paths in prints.values()) if len(x)]
     # each from the start the daemon would judge it against (a start showing a printer heat,
-    # or a frozen or dark picture, is learnt again: its light and its look are not the print's)
-    raw = [x[calibration_start(x, n, mask) :] for x in raw]
+    # or a frozen or dark picture, is learnt again: its light and its look are not the print's);
+    # the start guard judges the frames of such starts too
+    firsts = [calibration_start(x, n, mask) for x in raw]
+    guarded = [
+        guarded_starts(x, spec, first) if first else x[:0]
+        for x, first in zip(raw, firsts, strict=True)
+    ]
+    raw = [x[first:] for x, first in zip(raw, firsts, strict=True)]
     # each print light-matched as the daemon matches it, and its start as the daemon judges it
     inputs = [light_matched(x, spec) for x in raw]
     start_inputs = [start_matched(x[:n], spec) for x in raw]
@@ -209,8 +220,14 @@ def main(args: argparse.Namespace) -> int:
     if old.guard > 0 and pre.roi == bundle.meta.preprocess.roi:
         # your camera's normal starts must stay below the start guard (the daemon judges a
         # start by it only in the bundle's own region: its absolute scores are of that view)
-        scores = [bundle.meta.scoring.scores(m, mask) for m in start_maps]
-        new = dataclasses.replace(new, guard=recalibrated_guard(old.guard, scores, n))
+        scores = [
+            bundle.meta.scoring.scores(m, mask)
+            if not first
+            else bundle.meta.scoring.scores(error_maps(scorer, g), mask)
+            for m, g, first in zip(start_maps, guarded, firsts, strict=True)
+        ]
+        judged = max(map(len, scores))  # every frame the guard judges, a heating start's too
+        new = dataclasses.replace(new, guard=recalibrated_guard(old.guard, scores, judged))
         if new.guard == 0:
             logger.warning(
                 "the start guard is off: your prints' first %d frames come close to it, and "

@@ -14,6 +14,7 @@ import numpy as np
 
 from watchdog.detection.bundle import Adaptation, BundleMeta, NormalStats, Preprocess, Scoring
 from watchdog.detection.detector import offline_detector
+from watchdog.detection.light import start_matched
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,19 @@ def simulate_start(
     return simulate(
         spec.start_spec(), scoring, error_maps[:n], mask, None if inputs is None else inputs[:n]
     )
+
+
+def guarded_starts(x: np.ndarray, spec: Adaptation, start: int) -> np.ndarray:
+    """The frames of a print the daemon's start guard judges (its model inputs as the camera
+    gave them, ``x``): those of every start before ``start`` (``detector.calibration_start``),
+    each learnt again because it did not move (a printer heating), and of the start from
+    ``start`` on; each start matched to its own first frames' light, as the daemon matches a
+    start (``light.start_matched``). The guard is set and checked on these."""
+    n = spec.frames
+    if not n:
+        return x[:0]
+    blocks = [x[b : b + n] for b in range(0, start, n)] + [x[start : start + n]]
+    return np.concatenate([start_matched(b, spec) for b in blocks if len(b)])
 
 
 class NoMovingStart(ValueError):
