@@ -161,6 +161,23 @@ def _digest(path: Path) -> str | None:
         return None
 
 
+def guard_for_your_camera(guard: float, scores: list[np.ndarray], frames: int) -> float:
+    """The start guard after your prints' starts (``scores``: the absolute scores of every
+    frame of each print the daemon's guard judges, a heating start's too), and why it is off
+    when it is."""
+    judged = max(map(len, scores))
+    new = recalibrated_guard(guard, scores, judged)
+    if new == 0:
+        logger.warning(
+            "the start guard is off: your prints' first %d frames come close to it, and "
+            "%d prints are too few to set one for your camera (give %d or more)",
+            frames,
+            len(scores),
+            GUARD_PRINTS,
+        )
+    return new
+
+
 def main(args: argparse.Namespace) -> int:
     bundle = Bundle.load(args.bundle)
     pre, mask = watched_as(args, bundle.meta)
@@ -194,10 +211,7 @@ def main(args: argparse.Namespace) -> int:
     # or a frozen or dark picture, is learnt again: its light and its look are not the print's);
     # the start guard judges the frames of such starts too
     firsts = [calibration_start(x, n, mask) for x in raw]
-    guarded = [
-        guarded_starts(x, spec, first) if first else x[:0]
-        for x, first in zip(raw, firsts, strict=True)
-    ]
+    guarded = [guarded_starts(x, spec, first) for x, first in zip(raw, firsts, strict=True)]
     raw = [x[first:] for x, first in zip(raw, firsts, strict=True)]
     # each print light-matched as the daemon matches it, and its start as the daemon judges it
     inputs = [light_matched(x, spec) for x in raw]
@@ -220,22 +234,8 @@ def main(args: argparse.Namespace) -> int:
     if old.guard > 0 and pre.roi == bundle.meta.preprocess.roi:
         # your camera's normal starts must stay below the start guard (the daemon judges a
         # start by it only in the bundle's own region: its absolute scores are of that view)
-        scores = [
-            bundle.meta.scoring.scores(m, mask)
-            if not first
-            else bundle.meta.scoring.scores(error_maps(scorer, g), mask)
-            for m, g, first in zip(start_maps, guarded, firsts, strict=True)
-        ]
-        judged = max(map(len, scores))  # every frame the guard judges, a heating start's too
-        new = dataclasses.replace(new, guard=recalibrated_guard(old.guard, scores, judged))
-        if new.guard == 0:
-            logger.warning(
-                "the start guard is off: your prints' first %d frames come close to it, and "
-                "%d prints are too few to set one for your camera (give %d or more)",
-                n,
-                len(scores),
-                GUARD_PRINTS,
-            )
+        scores = [bundle.meta.scoring.scores(error_maps(scorer, g), mask) for g in guarded]
+        new = dataclasses.replace(new, guard=guard_for_your_camera(old.guard, scores, n))
     bundle.meta.adaptation = new
     bundle.save_meta()
     print(
