@@ -159,7 +159,7 @@ def calibrate_on(preset: Preset, held: list[HeldOut], target_fpr: float) -> Adap
     )
     # every frame the guard judges counts: a start learnt again is judged by it too
     starts = [preset.scoring.scores(h.guarded_maps) for h in held]
-    result = dataclasses.replace(result, guard=start_guard(starts, max(map(len, starts))))
+    result = dataclasses.replace(result, guard=start_guard(starts))
     logger.info(
         "per-print adaptation: %d calibration frames, threshold %.4g cross-fitted on %d prints; "
         "start guard %.4g; start judged after %d frames, threshold %.4g",

@@ -165,8 +165,7 @@ def guard_for_your_camera(guard: float, scores: list[np.ndarray], frames: int) -
     """The start guard after your prints' starts (``scores``: the absolute scores of every
     frame of each print the daemon's guard judges, a heating start's too), and why it is off
     when it is."""
-    judged = max(map(len, scores))
-    new = recalibrated_guard(guard, scores, judged)
+    new = recalibrated_guard(guard, scores)
     if new == 0:
         logger.warning(
             "the start guard is off: your prints' first %d frames come close to it, and "
