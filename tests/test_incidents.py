@@ -19,6 +19,7 @@ from watchdog.incidents import (
     false_alarms_dir,
     list_incidents,
     mark_not_failure,
+    new_incident_id,
 )
 
 
@@ -90,6 +91,13 @@ def test_pending_survive_a_new_store_oldest_first(tmp_path: Path) -> None:
     again = IncidentStore(tmp_path).pending()
     assert [i.id for i in again] == sorted(ids) == ids
     assert all(i.alert["incident"] == i.id for i in again)
+
+
+def test_incidents_made_in_the_same_millisecond_keep_their_order() -> None:
+    # Oldest first must not depend on a random suffix when alerts come in a burst.
+    ids = [new_incident_id() for _ in range(200)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
 
 
 def test_prune_keeps_newest_and_never_pending(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -115,10 +115,24 @@ def to_json(data: Any) -> bytes:
     return json.dumps(data, default=_jsonable, separators=(",", ":")).encode()
 
 
+_last_id_time = datetime.min.replace(tzinfo=UTC)
+_id_lock = threading.Lock()
+
+
 def new_incident_id(now: datetime | None = None) -> str:
-    """A time-sortable, collision-resistant id that is safe as a folder name."""
-    now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
+    """A time-sortable, collision-resistant id that is safe as a folder name.
+
+    Ids this process makes sort in the order it made them: two made in the same millisecond
+    would otherwise order by their random suffix, so the later one takes the next millisecond.
+    """
+    global _last_id_time
+    stamp = now or datetime.now(UTC)
+    stamp = stamp.replace(microsecond=stamp.microsecond // 1000 * 1000)
+    if now is None:
+        with _id_lock:
+            stamp = max(stamp, _last_id_time + timedelta(milliseconds=1))
+            _last_id_time = stamp
+    return f"{stamp:%Y%m%dT%H%M%S}{stamp.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
 
 
 def check_name(value: str, what: str) -> str:
