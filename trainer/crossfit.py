@@ -28,7 +28,7 @@ from trainer.evaluate import Reconstruct, error_maps, keras_reconstructor
 from trainer.model import Preset, build_autoencoder, compile_autoencoder
 from trainer.train import fit
 from watchdog.detection.bundle import Adaptation
-from watchdog.detection.calibration import calibrate, guarded_starts, start_guard
+from watchdog.detection.calibration import calibrate, start_guard, still_starts
 from watchdog.detection.detector import calibration_start
 from watchdog.detection.light import light_matched, start_matched
 
@@ -108,7 +108,7 @@ class HeldOut:
     start_inputs: np.ndarray
     start_maps: np.ndarray
     # the error maps of every frame the start guard judges: ``start_maps``' frames, and before
-    # them those of the starts learnt again because they did not move (``guarded_starts``)
+    # them those of the starts learnt again because they did not move (``still_starts``)
     guarded_maps: np.ndarray
 
 
@@ -117,7 +117,7 @@ def scored(preset: Preset, name: str, frames: np.ndarray, recon: Reconstruct) ->
     start the daemon would judge it against (``detector.calibration_start``)."""
     spec = preset.adaptation
     first = calibration_start(frames, spec.frames)
-    guarded = guarded_starts(frames, spec, first) if first else None
+    stills = still_starts(frames, spec, first)
     frames = frames[first:]
     inputs = light_matched(frames, spec)
     start = start_matched(frames[: spec.frames], spec)
@@ -130,7 +130,9 @@ def scored(preset: Preset, name: str, frames: np.ndarray, recon: Reconstruct) ->
         error_maps(recon, inputs, preset.scoring),
         start,
         start_maps,
-        start_maps if guarded is None else error_maps(recon, guarded, preset.scoring),
+        np.concatenate([error_maps(recon, stills, preset.scoring), start_maps])
+        if len(stills)
+        else start_maps,
     )
 
 

@@ -24,8 +24,8 @@ from watchdog.detection.bundle import Adaptation, Bundle, BundleMeta, Preprocess
 from watchdog.detection.calibration import (
     GUARD_PRINTS,
     calibrate,
-    guarded_starts,
     recalibrated_guard,
+    still_starts,
 )
 from watchdog.detection.detector import (
     MaskError,
@@ -210,7 +210,7 @@ def main(args: argparse.Namespace) -> int:
     # or a frozen or dark picture, is learnt again: its light and its look are not the print's);
     # the start guard judges the frames of such starts too
     firsts = [calibration_start(x, n, mask) for x in raw]
-    guarded = [guarded_starts(x, spec, first) for x, first in zip(raw, firsts, strict=True)]
+    stills = [still_starts(x, spec, first) for x, first in zip(raw, firsts, strict=True)]
     raw = [x[first:] for x, first in zip(raw, firsts, strict=True)]
     # each print light-matched as the daemon matches it, and its start as the daemon judges it
     inputs = [light_matched(x, spec) for x in raw]
@@ -233,7 +233,11 @@ def main(args: argparse.Namespace) -> int:
     if old.guard > 0 and pre.roi == bundle.meta.preprocess.roi:
         # your camera's normal starts must stay below the start guard (the daemon judges a
         # start by it only in the bundle's own region: its absolute scores are of that view)
-        scores = [bundle.meta.scoring.scores(error_maps(scorer, g), mask) for g in guarded]
+        guarded = [
+            np.concatenate([error_maps(scorer, s), m]) if len(s) else m
+            for s, m in zip(stills, start_maps, strict=True)
+        ]
+        scores = [bundle.meta.scoring.scores(g, mask) for g in guarded]
         new = dataclasses.replace(new, guard=guard_for_your_camera(old.guard, scores, n))
     bundle.meta.adaptation = new
     bundle.save_meta()

@@ -71,17 +71,16 @@ def simulate_start(
     )
 
 
-def guarded_starts(x: np.ndarray, spec: Adaptation, start: int) -> np.ndarray:
-    """The frames of a print the daemon's start guard judges (its model inputs as the camera
-    gave them, ``x``): those of every start before ``start`` (``detector.calibration_start``),
-    each learnt again because it did not move (a printer heating), and of the start from
-    ``start`` on; each start matched to its own first frames' light, as the daemon matches a
-    start (``light.start_matched``). The guard is set and checked on these."""
+def still_starts(x: np.ndarray, spec: Adaptation, start: int) -> np.ndarray:
+    """The frames of every start of a print before ``start`` (``detector.calibration_start``),
+    each learnt again because it did not move (a printer heating), as the daemon's start guard
+    judges them (``x``: model inputs as the camera gave them; each start matched to its own
+    first frames' light, ``light.start_matched``). The guard judges these and the start from
+    ``start`` on: it is set and checked on both."""
     n = spec.frames
-    if not n:
+    if not n or not start:
         return x[:0]
-    blocks = [x[b : b + n] for b in range(0, start, n)] + [x[start : start + n]]
-    return np.concatenate([start_matched(b, spec) for b in blocks if len(b)])
+    return np.concatenate([start_matched(x[b : b + n], spec) for b in range(0, start, n)])
 
 
 class NoMovingStart(ValueError):
@@ -185,7 +184,7 @@ def start_guard(
     ``scores``: the absolute scores of normal prints' frames, each print scored by a model that
     never saw it (``light.start_matched``: a print's start is judged before its light is known).
     Each print's highest score among its first ``frames`` (all of them by default: the frames
-    the guard judges, ``guarded_starts``) counts once. The guard is the upper
+    the guard judges: ``still_starts`` and the start) counts once. The guard is the upper
     99% prediction bound of the next print's highest start (log-normal, Student's t: a wide
     bound from few prints, narrowing as prints are added), never below ``margin`` times the
     highest start seen. The spread of highest starts is taken as at least ``GUARD_SPREAD``: a
