@@ -279,7 +279,7 @@ start_service() {
   elif [ "$was_active" = 0 ] && [ "$was_failed" = 0 ]; then
     # stopped by its owner (collecting frames from its camera, say): their choice stands
     say "service $NAME is stopped: left stopped (sudo systemctl start $NAME starts the new version)"
-  elif ! as_service "$VENV/bin/python" -m watchdog check-config --config "$ETC/config.yaml" >/dev/null; then
+  elif ! check_config_as_service >/dev/null; then
     # Restarting would stop the running watchdog for good: keep it until the file is fixed.
     say "warning: the new version refuses $ETC/config.yaml (above); the service was not restarted"
     if [ "$was_active" = 1 ]; then
@@ -301,6 +301,16 @@ as_service() {
   else
     (cd / && env STATE_DIRECTORY="$STATE" "$@")
   fi
+}
+
+# The config as the service will read it: with the variables its unit and drop-ins give it
+# (Environment=, EnvironmentFile=; a config may name ${VAR}), read as root as systemd reads
+# them and handed to the check through a pipe (watchdog/unit_environment.py).
+check_config_as_service() {
+  { systemctl show -p Environment -p EnvironmentFiles "$NAME.service" 2>/dev/null || true; } |
+    (cd / && "$VENV/bin/python" -m watchdog.unit_environment) |
+    as_service "$VENV/bin/python" -m watchdog.unit_environment --exec -- \
+      "$VENV/bin/python" -m watchdog check-config --config "$ETC/config.yaml"
 }
 
 next_steps() {

@@ -520,9 +520,17 @@ case "$*" in
   "is-active --quiet printer-watchdog.service") [ -e "$W/active" ] ;;
   "enable --now printer-watchdog.service") touch "$W/active" ;;
   "disable --now printer-watchdog.service") rm -f "$W/active" ;;
+  # a drop-in's Environment= (quoted as systemctl quotes a value with a space) and its
+  # EnvironmentFile= (root's only, as such a file holding a token usually is)
+  "show -p Environment -p EnvironmentFiles printer-watchdog.service")
+    printf '%s\n' 'Environment=PYTHONUNBUFFERED=1 "GREETING=hello world"' \
+      "EnvironmentFiles=$W/watchdog.env (ignore_errors=no)" \
+      "EnvironmentFiles=$W/absent.env (ignore_errors=yes)" ;;
 esac
 SH
 chmod +x "$W/bin/systemctl"
+printf '# the file of a drop-in: a token kept out of config.yaml\nOCTOPRINT_KEY="0123456789abcdef"\n' > "$W/watchdog.env"
+chmod 600 "$W/watchdog.env"
 export PATH="$W/bin:$PATH" W
 install() { bash "$SCRIPT" --python "$PY" --pip-args "-q --no-compile --no-index --find-links $WHEELS" "$@"; }
 report() {
@@ -540,6 +548,12 @@ mkdir /var/lib/printer-watchdog/outbox; touch /var/lib/printer-watchdog/outbox/m
 install; report rerun
 grep -q 'name: mine' /etc/printer-watchdog/config.yaml && echo "config kept"
 stat -c "%n %U" /var/lib/printer-watchdog/outbox/made-by-root
+cat > /etc/printer-watchdog/config.yaml <<'YAML'
+printers:
+  - name: mine
+    api: {kind: octoprint, url: "http://127.0.0.1:5000", api_key: "${OCTOPRINT_KEY}"}
+YAML
+echo "== from the unit"; install
 echo 'printers: [{name: mine, colour: red}]' > /etc/printer-watchdog/config.yaml
 echo "== refused"; install
 install --uninstall; report uninstall
@@ -571,9 +585,9 @@ def test_root_install_creates_user_and_enables_the_service(
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    install, rerun, refused, uninstall, purge = (
+    install, rerun, from_unit, refused, uninstall, purge = (
         out.split(f"== {step}\n")[1].split("==")[0]
-        for step in ("install", "rerun", "refused", "uninstall", "purge")
+        for step in ("install", "rerun", "from the unit", "refused", "uninstall", "purge")
     )
     assert "printer-watchdog:x:" in install and "/usr/sbin/nologin" in install
     assert "video" in install.splitlines()[1].split()  # supplementary group for /dev/video*
@@ -599,10 +613,17 @@ def test_root_install_creates_user_and_enables_the_service(
         # the re-run upgrades the code: a running service is restarted to load it
         "is-active --quiet printer-watchdog.service",
         "daemon-reload",
+        "show -p Environment -p EnvironmentFiles printer-watchdog.service",
+        "restart printer-watchdog.service",
+        # a config naming ${OCTOPRINT_KEY}, set in the unit's environment file: checked with it
+        "is-active --quiet printer-watchdog.service",
+        "daemon-reload",
+        "show -p Environment -p EnvironmentFiles printer-watchdog.service",
         "restart printer-watchdog.service",
         # a config the new version refuses: the running service is kept, not restarted
         "is-active --quiet printer-watchdog.service",
         "daemon-reload",
+        "show -p Environment -p EnvironmentFiles printer-watchdog.service",
         "disable --now printer-watchdog.service",
         "daemon-reload",
         "disable --now printer-watchdog.service",
@@ -615,4 +636,6 @@ def test_root_install_creates_user_and_enables_the_service(
     # a file root made in the state folder (a command run with plain sudo) is the service's again
     assert "/var/lib/printer-watchdog/outbox/made-by-root printer-watchdog" in rerun
     assert "restarted on the new version" in out
+    assert "restarted on the new version" in from_unit and "refuses" not in from_unit
+    assert "0123456789abcdef" not in out + proc.stderr  # the token is checked, never shown
     assert "colour" in proc.stderr and "was not restarted" in refused, refused
