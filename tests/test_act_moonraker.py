@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.plugins.printers import MoonrakerServer, api_config
+from tests.plugins.printers import MoonrakerServer, api_config, wait_until
 from watchdog.devices.printers import MoonrakerClient, make_printer
 
 pytestmark = pytest.mark.servers
@@ -102,7 +102,8 @@ def test_moonraker_hanging_mid_print(moonraker_server: MoonrakerServer) -> None:
     result = printer.pause()
     assert (result.outcome, result.attempts) == ("failed", 2) and "timeout" in result.detail
     moonraker_server.thaw()
-    assert printer.status().state == "printing"
+    # once the requests it gave up on are served
+    assert wait_until("printing", lambda: printer.status().state == "printing", 15)
 
 
 def test_a_print_klipper_aborts_is_an_error_with_its_message(

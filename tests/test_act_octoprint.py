@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.plugins.printers import BadServer, OctoPrintServer, api_config
+from tests.plugins.printers import BadServer, OctoPrintServer, api_config, wait_until
 from watchdog.devices.printers import OctoPrintClient, make_printer
 
 pytestmark = pytest.mark.servers
@@ -87,7 +87,8 @@ def test_server_hanging_mid_print(octoprint_server: OctoPrintServer) -> None:
     result = printer.pause()
     assert (result.outcome, result.attempts) == ("failed", 2) and "timeout" in result.detail
     octoprint_server.thaw()
-    assert printer.status().state == "printing"  # it answers again, the print went on
+    # it answers again, the print went on (once the requests it gave up on are served)
+    assert wait_until("printing", lambda: printer.status().state == "printing", 15)
 
 
 # --------------------------------------------------------------------------- misbehaving server

@@ -542,7 +542,8 @@ def test_cameras_do_not_leak_file_descriptors(camera_server: CameraServer, opene
             camera_server.set_fault(None)
             read_until(stream, lambda f: f is not None)
     camera_server.set_fault(None)
-    assert open_fds() <= before + 2
+    # the test server's handler threads close their last sockets on their own time
+    wait_until("descriptors back", lambda: open_fds() <= before + 2, 5)
 
 
 def test_bad_frames_are_not_logged_per_frame(camera_server: CameraServer, opened, caplog) -> None:
