@@ -351,7 +351,9 @@ def test_commands_waiting_on_a_hung_camera_never_take_the_whole_web_server(
         token = requests.get(f"{base}/", timeout=5).text.split('name="csrf-token" content="')[1]
         headers = {"X-CSRF-Token": token.split('"')[0]}
         camera_server.set_fault("slow")  # the next frame drips in until the camera's timeout
-        time.sleep(1)
+        asked = camera_server.requests
+        wait_until("the slow frame asked for", lambda: camera_server.requests > asked, 10)
+        time.sleep(0.5)
 
         def click(verb: str) -> None:
             body = {"printer": PRINTER, "verb": verb}
