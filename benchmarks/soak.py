@@ -36,6 +36,7 @@ frames the harness served, and the print is watched for pauses outside anomaly e
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import random
@@ -52,6 +53,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -141,6 +143,10 @@ class Result:
     second_daemons_refused: int = 0
     reloads_refused: int = 0  # bad configs refused, the daemon still running
     reloads_applied: int = 0  # good configs applied after them
+    # what the daemon's descriptors are, after its first frames and before it stops (a
+    # descriptor count that grows says something leaks; these say what)
+    open_files_start: dict[str, int] = field(default_factory=dict)
+    open_files_end: dict[str, int] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -160,6 +166,43 @@ def proc_sample(pid: int) -> tuple[float, int, int]:
             elif line.startswith("Threads:"):
                 threads = int(line.split()[1])
     return rss_kb / 1024, len(os.listdir(f"/proc/{pid}/fd")), threads
+
+
+def _sockets(pid: int, ports: dict[int, str]) -> dict[str, str]:
+    """Socket inode → "tcp to <peer> (<state>)" for the process's TCP sockets, ``ports`` naming
+    the local servers by port."""
+    states = {"01": "established", "06": "time-wait", "08": "close-wait", "0A": "listening"}
+    found: dict[str, str] = {}
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            local, remote, state, inode = f[1], f[2], f[3], f[9]
+            port = int(remote.rsplit(":", 1)[1], 16) or int(local.rsplit(":", 1)[1], 16)
+            peer = ports.get(port, "another port")
+            found[inode] = f"tcp {peer} ({states.get(state, state)})"
+    return found
+
+
+def open_files(pid: int, ports: dict[int, str]) -> dict[str, int]:
+    """How many of each kind of descriptor the process holds: files by path, TCP sockets by the
+    server they talk to and their state, pipes, other sockets and kernel objects by kind."""
+    sockets = _sockets(pid, ports)
+    kinds: collections.Counter[str] = collections.Counter()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            target = sockets.get(target[8:-1], "unix or other socket")
+        elif target.startswith("pipe:["):
+            target = "pipe"
+        kinds[target] += 1
+    return dict(sorted(kinds.items()))
 
 
 _SCORED = re.compile(
@@ -253,6 +296,19 @@ class Soak:
         )
 
     # ---- observation
+
+    def _open_files(self) -> dict[str, int]:
+        assert self.daemon is not None
+        ports = {
+            self.broker.port: "mosquitto",
+            urlsplit(self.moonraker.url).port or 0: "moonraker",
+            urlsplit(self.camera.snapshot_url).port or 0: "camera",
+            self.port: "its own http server",
+        }
+        try:
+            return open_files(self.daemon.proc.pid, ports)
+        except OSError:
+            return {}
 
     def _incidents(self) -> list[Path]:
         folder = self.storage / "incidents" / PRINTER
@@ -504,6 +560,7 @@ class Soak:
         try:
             if not self._wait("the first scored frames", lambda: self._frames() >= 3, 120):
                 raise RuntimeError(f"the daemon never scored a frame; log: {self.daemon.log_path}")
+            res.open_files_start = self._open_files()
             kinds = list(EVENTS)
             self.rng.shuffle(kinds)  # one of each first, so even a short run sees every fault
             while self._frames() < res.target_frames or kinds:
@@ -529,6 +586,7 @@ class Soak:
             )
             n = self._frames()
             self._wait("a few more frames", lambda: self._frames() >= n + 20, 30)
+            res.open_files_end = self._open_files()
         finally:
             self._stop.set()
             monitor.join(10)
@@ -745,6 +803,10 @@ def main(argv: list[str] | None = None) -> int:
         broker.close()
     args.out.write_text(json.dumps(result.to_json(), indent=1))
     print_table(result.summary)
+    kinds = sorted(set(result.open_files_start) | set(result.open_files_end))
+    for kind in kinds:
+        before, after = result.open_files_start.get(kind, 0), result.open_files_end.get(kind, 0)
+        print(f"open at start / end  {before:3d} / {after:3d}  {kind}")
     print(f"result: {args.out}; daemon log: {workdir / 'daemon.log'}")
     return 0 if result.summary["ok"] else 1
 

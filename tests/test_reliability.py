@@ -14,8 +14,10 @@ part alone; here the whole daemon meets the fault, the way a user's night goes:
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -357,6 +359,44 @@ def test_printer_api_stopped_mid_print_is_reported_and_watching_resumes(
         assert "step failed" not in daemon.log, daemon.log  # no traceback: handled, not survived
     finally:
         camera_server.set_frames(normal_frames)
+        rc = daemon.stop()
+        sub.close()
+    assert rc == 0, daemon.log
+
+
+def test_reloads_and_an_api_restart_leave_no_connection_to_the_printer_behind(
+    tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server, printer, normal_frames
+) -> None:
+    """Found by the soak: each reload's old watchers kept their printer client's kept-alive
+    connection open, half-closed once the API restarted (six after six reloads): a daemon
+    reloaded now and then for months would run out of descriptors."""
+    from benchmarks.soak import open_files
+
+    p = unique_prefix
+    sub, daemon, _, _ = start_daemon(
+        tmp_path, tiny_bundle, mosquitto, p, camera_server, normal_frames, printer
+    )
+    api_port = urlsplit(printer.api()["url"]).port or 0
+    try:
+        for n in range(1, 6):
+            daemon.signal(signal.SIGHUP)
+            wait_until(
+                f"reload {n} applied",
+                lambda n=n: daemon.log.count("INFO watchdog.daemon: reloaded ") >= n,
+                30,
+                lambda: daemon.log,
+            )
+            settle(sub, p)  # the new watchers asked the printer
+        printer.stop()  # the API restarts: it closes its end of every connection
+        printer.come_back()
+        settle(sub, p, scores=5)
+        held = {
+            kind: count
+            for kind, count in open_files(daemon.proc.pid, {api_port: "printer API"}).items()
+            if "printer API" in kind
+        }
+        assert sum(held.values()) <= 1, held
+    finally:
         rc = daemon.stop()
         sub.close()
     assert rc == 0, daemon.log

@@ -178,6 +178,7 @@ class Daemon:
         except BaseException:
             for w in watchers.values():  # cameras already opened have threads and sockets
                 w.camera.close()
+                w.printer.close()
             raise
         for name, w in watchers.items():  # the dashboard's timeline outlives a reload
             w.history = self.histories.setdefault(name, History())

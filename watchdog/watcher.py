@@ -814,6 +814,7 @@ class Watcher:
                     break
                 self._drain_commands()
         self.camera.close()
+        self.printer.close()
 
 
 def detector_for(cfg: PrinterConfig, bundle: Bundle) -> Detector:

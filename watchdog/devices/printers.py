@@ -71,6 +71,11 @@ class PrinterClient(Protocol):
 
     def resume(self) -> ActionResult: ...
 
+    def close(self) -> None:
+        """Let go of its connections: its watcher has stopped (a reload's old watchers, a
+        shutdown). A connection kept alive for the next request was otherwise held until
+        the old client was collected, half-closed once the server had closed its end."""
+
 
 # --------------------------------------------------------------------------- failures
 
@@ -286,6 +291,10 @@ class _HttpPrinter:
         """Resume a paused job (the owner's answer to an alert): state checked first."""
         return self._act(Action.RESUME)
 
+    def close(self) -> None:
+        with self._lock:
+            self._http.close()
+
     def _attempt(self, action: Action) -> ActionResult | None:
         """One check-then-command round; a result when settled, _Failure otherwise."""
         st = self._read_status()
@@ -488,6 +497,9 @@ class NoPrinter:
     def resume(self) -> ActionResult:
         return self._skipped(Action.RESUME)
 
+    def close(self) -> None:
+        pass
+
     @staticmethod
     def _skipped(action: Action) -> ActionResult:
         return ActionResult(action, Outcome.SKIPPED, "no printer API configured", 0)
@@ -519,6 +531,9 @@ class SimulatedPrinter:
 
     def cancel(self) -> ActionResult:
         return self._change(Action.CANCEL)
+
+    def close(self) -> None:
+        pass
 
     def _change(self, action: Action) -> ActionResult:
         with self._lock:
