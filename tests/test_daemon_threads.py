@@ -3,8 +3,10 @@ whole generations of watchers, and the config's log_level is honoured."""
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
+import weakref
 from pathlib import Path
 
 import cv2
@@ -120,6 +122,44 @@ def test_a_watcher_stuck_past_a_reload_is_not_doubled_by_its_successor(daemon, m
     wait_until("the new watcher watching", lambda: "new step" in steps, 20)
     assert steps[0] == "old step ended"
     assert new.last_alert == {"incident": "stuck-step-alert"}
+
+
+def test_a_reload_frees_the_old_watchers_at_once(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """A printer API that does not answer leaves each failed request's traceback tied to the
+    watcher's frames in a reference cycle: without a full collection at the reload, every
+    old watcher (its detector, buffers and connections) stayed until Python ran one, rarely
+    on a long-running daemon (the soak saw a megabyte or two per reload)."""
+    frames = _frames(tmp_path / "rec", list(normal_frames[:8]))
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(tiny_adaptive_bundle),
+        storage={"dir": str(tmp_path / "state")},
+        printers=[
+            {
+                "name": "e3",
+                "camera": {"source": str(frames), "interval_s": 0.2},
+                "api": {"kind": "moonraker", "url": f"http://127.0.0.1:{free_port()}"},
+            }
+        ],
+    )
+    d = Daemon(config)
+    d.notifier = Notifier(d.config.mqtt, d.config.storage, ["e3"])
+    d.running = d._start(d._make_watchers(d.config, d.bundle))
+    gc.disable()  # as when Python's own full collection does not come for a long time
+    try:
+        olds = []
+        for _ in range(3):
+            watcher = d.running["e3"].watcher
+            wait_until("the printer asked", lambda w=watcher: w.snapshot.printer_detail, 30)
+            olds.append(weakref.ref(watcher))
+            del watcher
+            d.reload()
+        assert [ref() is None for ref in olds] == [True, True, True]
+    finally:
+        gc.enable()
+        d._stop(d.running)
 
 
 def test_a_reload_swaps_whole_generations_while_readers_read(daemon) -> None:
