@@ -129,8 +129,8 @@ def test_a_reload_frees_the_old_watchers_at_once(
 ) -> None:
     """A printer API that does not answer leaves each failed request's traceback tied to the
     watcher's frames in a reference cycle: without a full collection at the reload, every
-    old watcher (its detector, buffers and connections) stayed until Python ran one, rarely
-    on a long-running daemon (the soak saw a megabyte or two per reload)."""
+    old watcher (its detector and buffers) stayed until Python ran one, rarely on a
+    long-running daemon."""
     frames = _frames(tmp_path / "rec", list(normal_frames[:8]))
     config = write_config(
         tmp_path / "c.yaml",

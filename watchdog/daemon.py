@@ -421,8 +421,9 @@ class Daemon:
                 self._reloads.notify_all()
         # The old watchers (or those a refused reload built) are garbage now, but a failed
         # request's traceback ties their frames into reference cycles that only a full
-        # collection frees, and Python runs one rarely: their models, buffers and sockets
-        # would stay until then (each reload cost a megabyte or two in the soak).
+        # collection frees, and Python runs one rarely on a long-running daemon: their
+        # detectors and buffers would wait until then (their connections are closed when
+        # they stop).
         gc.collect()
 
     def _reload(self) -> str | None:
