@@ -28,7 +28,7 @@ Events, drawn with a seeded RNG (the first ones are one of each kind, in random 
   normal                nothing for 1-5 s
 
 Recorded: RSS, open file descriptors and threads of the daemon (from /proc/<pid>) over
-time; every alert raised (incident folders) vs delivered (MQTT, by incident id); every
+time, and what each descriptor is after the first frames and before the daemon stops; every alert raised (incident folders) vs delivered (MQTT, by incident id); every
 pause, checked against what the camera showed (the incident's frame is compared with the
 frames the harness served, and the print is watched for pauses outside anomaly episodes).
 """
