@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -18,6 +20,31 @@ def client(server: OctoPrintServer | BadServer, **kw) -> OctoPrintClient:
     )
     assert isinstance(printer, OctoPrintClient)
     return printer
+
+
+def test_a_closed_client_closes_its_connection_even_while_its_pool_is_held(
+    octoprint_server: OctoPrintServer,
+) -> None:
+    """A watcher closes its printer client when a reload replaces it. A failed request's
+    traceback can hold the client's connection pool until Python's next full collection: the
+    kept-alive connection must close all the same, not when the pool is collected."""
+    from benchmarks.soak import open_files
+
+    port = urlsplit(octoprint_server.url).port or 0
+
+    def connections() -> int:  # this process's, the test server's own session's included
+        found = open_files(os.getpid(), {port: "OctoPrint"})
+        return sum(n for kind, n in found.items() if kind.startswith("tcp OctoPrint"))
+
+    before = connections()
+    printer = client(octoprint_server)
+    assert printer.status().state == "idle"
+    pools = printer._http._pool.pools
+    held = [pools[key] for key in list(pools.keys())]  # what such a traceback holds
+    assert connections() == before + 1 and held
+    printer.close()
+    assert connections() == before
+    assert printer.status().state == "idle"  # asked again, it connects again
 
 
 def test_status_follows_a_print(octoprint_server: OctoPrintServer) -> None:

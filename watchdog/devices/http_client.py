@@ -250,6 +250,14 @@ class HttpClient:
             _current.deadline = before
 
     def close(self) -> None:
+        """Close its connections now. urllib3's ``PoolManager.clear`` only forgets its pools:
+        a pool still referenced elsewhere (a failed request's traceback holds one until a
+        full garbage collection) kept its kept-alive connection open. A request after this
+        opens a new one; a connection handed back to a closed pool is closed."""
+        pools = self._pool.pools
+        for key in list(pools.keys()):
+            with contextlib.suppress(KeyError):
+                pools[key].close()
         self._pool.clear()
 
     def _tls_for(self, url: str) -> None:
