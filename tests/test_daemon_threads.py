@@ -106,9 +106,11 @@ def test_a_watcher_stuck_past_a_reload_is_not_doubled_by_its_successor(daemon, m
     wait_until("the old step hung", inside.is_set, 10)
     daemon.RELOAD_STOP_S = 0.5
     daemon.reload()
+    waiting = daemon.running["e3"].watcher
     daemon.reload()  # a second save while the first successor still waits: it must wait too
     new = daemon.running["e3"].watcher
-    assert new is not old
+    assert new is not old and new is not waiting
+    assert waiting.camera._closed.is_set()  # the successor that never watched lets go of it
     new_step = new.step
 
     def counted_step() -> None:

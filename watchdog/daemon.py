@@ -96,10 +96,12 @@ class _Running:
     def late(self) -> _Running | None:
         """The watcher of this printer still stepping after its stop: this one, or the
         predecessor it was still waiting for (None: none is)."""
-        if self.thread.is_alive():
-            return self
+        # the predecessor first: this thread may be a successor still waiting for it, which
+        # a stop ends without running (the next watcher must then wait for the predecessor)
         if self.after is not None and self.after.thread.is_alive():
             return self.after
+        if self.thread.is_alive():
+            return self
         return None
 
 
@@ -423,7 +425,7 @@ class Daemon:
         # request's traceback ties their frames into reference cycles that only a full
         # collection frees, and Python runs one rarely on a long-running daemon: their
         # detectors and buffers would wait until then (their connections are closed when
-        # they stop).
+        # they stop: ``HttpClient.close``).
         gc.collect()
 
     def _reload(self) -> str | None:
@@ -479,6 +481,8 @@ class Daemon:
                 late[name] = stepping  # handed over by its successor's thread once it ends
                 if stepping is not r:
                     r.watcher.retire(watchers[name])  # it never watched: only its commands
+                    r.watcher.camera.close()  # nor will it: its camera's reader and client
+                    r.watcher.printer.close()
                 continue
             # read once the old threads are done: nothing they did is lost. Commands still
             # queued, or sent to the old watcher from here on, are carried out by the new one.

@@ -813,8 +813,10 @@ class Watcher:
                 if stop.wait(min(left, 0.2)):
                     break
                 self._drain_commands()
-        self.camera.close()
-        self.printer.close()
+        try:
+            self.camera.close()
+        finally:
+            self.printer.close()
 
 
 def detector_for(cfg: PrinterConfig, bundle: Bundle) -> Detector:

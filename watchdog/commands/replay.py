@@ -170,6 +170,7 @@ def replay(
         pass
     finally:
         watcher.camera.close()
+        watcher.printer.close()
         alerts.stop()
     where = incidents_root(out) / pcfg.name
     summary: dict[str, Any] = {"event": "summary", "frames": clock.frame, "alerts": pauses}
