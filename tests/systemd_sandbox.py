@@ -259,7 +259,11 @@ def drive_daemon(
         assert process.wait(timeout=20) == 0  # the unit's TimeoutStopSec=
     finally:
         if process.poll() is None:
-            process.kill()
+            os.kill(daemon_pid or process.pid, signal.SIGABRT)  # a hung daemon: its stacks
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
         output = process.communicate(timeout=30)[0]
         print(output)  # shown by pytest when the test fails
     for bad in (

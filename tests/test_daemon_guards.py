@@ -151,6 +151,26 @@ def test_a_reload_that_cannot_be_applied_is_refused_and_the_daemon_keeps_watchin
     assert rc == 0, daemon.log
 
 
+def test_a_hung_daemon_killed_by_the_systemd_watchdog_shows_where_each_thread_was(
+    tmp_path: Path, camera_server: CameraServer
+) -> None:
+    """systemd kills a daemon that stopped pinging with SIGABRT (``WatchdogSec=``): the
+    journal must say where it hung, not only that it was killed."""
+    daemon = DaemonProcess(
+        write(tmp_path / "c.yaml", camera_server.snapshot_url), tmp_path / "d.log"
+    )
+    try:
+        wait_until("watching", lambda: "watching 1 printer" in daemon.log, 90, lambda: daemon.log)
+        daemon.signal(signal.SIGABRT)
+        assert daemon.proc.wait(30) == -signal.SIGABRT
+    finally:
+        daemon.stop()
+    log = daemon.log
+    assert "Fatal Python error: Aborted" in log, log
+    assert "Current thread 0x" in log and log.count("\nThread 0x") >= 1, log  # main, watcher
+    assert "watchdog/daemon.py" in log and "watchdog/watcher.py" in log, log
+
+
 def test_a_second_daemon_on_the_same_storage_folder_exits_2_naming_it_and_the_first(
     tmp_path: Path, camera_server: CameraServer
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import faulthandler
 import os
 
 
@@ -41,6 +42,9 @@ def tune_malloc(arenas: int = 2) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    # systemd's watchdog kills a hung daemon with SIGABRT: the journal then shows where each
+    # of its threads was (so does a crash in a native library)
+    faulthandler.enable()
     tune_malloc()
     from watchdog.daemon import Daemon
 
