@@ -41,6 +41,7 @@ from watchdog.frame_gate import FrameGate
 from watchdog.history import History
 from watchdog.incidents import list_incidents, mark_failure, mark_not_failure
 from watchdog.metrics import Metrics
+from watchdog.signals import Signals
 from watchdog.storage_lock import StorageLock, lock_storage
 from watchdog.watcher import Watcher, build_watcher, mask_refused
 
@@ -498,9 +499,7 @@ class Daemon:
     # ----------------------------------------------------------------- main
 
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
-        signal.signal(signal.SIGINT, lambda *_: self.stop_event.set())
-        signal.signal(signal.SIGHUP, lambda *_: self.reload_event.set())
+        signals = Signals(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
         cfg = self.config
         self.storage_lock = lock_storage(cfg.storage.dir)  # StorageInUse → one line, exit 2
         self.notifier = Notifier(
@@ -547,6 +546,10 @@ class Daemon:
         try:
             # a quarter of a second: a save on the page waits for its reload
             while not self.stop_event.wait(0.25):
+                for signum in signals.take():  # taken here, never in the handler
+                    (self.reload_event if signum == signal.SIGHUP else self.stop_event).set()
+                if self.stop_event.is_set():
+                    break
                 if self.reload_event.is_set():
                     self.reload_event.clear()
                     self.reload()
