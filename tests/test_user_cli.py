@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from tests import synth
-from tests.daemon_helpers import free_port, run_cli, write_config
+from tests.daemon_helpers import free_port, run_cli, wait_until, watchdog_cmd, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BUNDLE = ROOT / "watchdog" / "models" / "default"
@@ -132,6 +133,38 @@ def test_collect_copies_a_video_to_its_end_and_stops(tmp_path: Path, write_video
     r = run_cli("collect", "--config", str(config), "--out", str(tmp_path / "out"), timeout=60)
     assert r.returncode == 0, r.stderr
     assert len(list((tmp_path / "out" / "ender3").glob("*.jpg"))) == 9
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_collect_from_a_live_camera_stops_on_sigterm_or_ctrl_c_keeping_its_frames(
+    tmp_path: Path, camera_server, sig: int
+) -> None:
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[
+            {
+                "name": "ender3",
+                "camera": {"source": camera_server.snapshot_url, "interval_s": 0.05},
+                "action": "notify",
+            }
+        ],
+    )
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        watchdog_cmd("collect", "--config", str(config), "--out", str(out)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until("frames saved", lambda: len(list(out.rglob("*.jpg"))) >= 5, 60)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    saved = len(list(out.rglob("*.jpg")))
+    assert saved >= 5 and f"saved {saved} frame(s)" in err, err
 
 
 def test_collect_from_a_camera_that_never_answers_exits_1_naming_host_and_cause(

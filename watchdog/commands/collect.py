@@ -26,6 +26,7 @@ from watchdog.devices.capture import open_camera, redact_url
 from watchdog.devices.printers import make_printer
 from watchdog.errors import UsageError
 from watchdog.printing import PrinterState, PrinterStatus
+from watchdog.signals import Signals
 from watchdog.storage_lock import nearest_existing, refuse_as_root_in_a_users_folder
 
 logger = logging.getLogger(__name__)
@@ -199,12 +200,17 @@ def collect(
     wait_s: float,
     out: Path | None = None,
     min_free_mb: float = 0.0,
+    signals: Signals | None = None,
 ) -> tuple[int, str]:
     """Frames saved, and why collect gave up early ("" when it did not): until stopped, the
     frame budget is spent, every recording is read to its end, a camera never answers, or
-    the disk of ``out`` has less than ``min_free_mb`` left."""
+    the disk of ``out`` has less than ``min_free_mb`` left. ``signals``: SIGTERM or Ctrl-C,
+    taken here (``watchdog.signals``)."""
     saved = 0
     while not stop.is_set() and not (max_frames and saved >= max_frames):
+        if signals is not None and signals.take():
+            stop.set()  # the cameras' and the printers' waits end with it
+            break
         free = None if out is None or not min_free_mb else _free_mb(out)
         if free is not None and free < min_free_mb:
             return saved, (
@@ -231,14 +237,13 @@ def main(args: argparse.Namespace) -> int:
     if not printers:
         raise UsageError(f"--printer {', '.join(args.printer)}: no such printer in {args.config}")
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signals = Signals(signal.SIGTERM, signal.SIGINT)
     out = Path(args.out)
     refuse_as_root_in_a_users_folder(out)  # frames root saved there, the service cannot use
     collectors = [Collector(p, out, stop) for p in printers]
     try:
         saved, gave_up = collect(
-            collectors, stop, args.max_frames, args.wait_s, out, args.min_free_mb
+            collectors, stop, args.max_frames, args.wait_s, out, args.min_free_mb, signals
         )
     finally:
         for c in collectors:
