@@ -181,8 +181,7 @@ class Daemon:
                 )
         except BaseException:
             for w in watchers.values():  # cameras already opened have threads and sockets
-                w.camera.close()
-                w.printer.close()
+                w.close()
             raise
         for name, w in watchers.items():  # the dashboard's timeline outlives a reload
             w.history = self.histories.setdefault(name, History())
@@ -482,8 +481,7 @@ class Daemon:
                 late[name] = stepping  # handed over by its successor's thread once it ends
                 if stepping is not r:
                     r.watcher.retire(watchers[name])  # it never watched: only its commands
-                    r.watcher.camera.close()  # nor will it: its camera's reader and client
-                    r.watcher.printer.close()
+                    r.watcher.close()  # nor will it: its camera's reader and its clients
                 continue
             # read once the old threads are done: nothing they did is lost. Commands still
             # queued, or sent to the old watcher from here on, are carried out by the new one.

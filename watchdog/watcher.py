@@ -813,6 +813,11 @@ class Watcher:
                 if stop.wait(min(left, 0.2)):
                     break
                 self._drain_commands()
+        self.close()
+
+    def close(self) -> None:
+        """Let go of the camera (its reader thread, connection or device) and of the printer
+        client's connections: when its loop ends, or for a watcher that never ran."""
         try:
             self.camera.close()
         finally:

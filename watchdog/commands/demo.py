@@ -103,7 +103,7 @@ def main(args: argparse.Namespace) -> int:
         if alert is not None:
             watcher.step()  # let the simulated printer report "paused"
     finally:
-        watcher.camera.close()
+        watcher.close()
         notifier.stop()
     if alert is None:
         print(

@@ -169,8 +169,7 @@ def replay(
     except KeyboardInterrupt:
         pass
     finally:
-        watcher.camera.close()
-        watcher.printer.close()
+        watcher.close()
         alerts.stop()
     where = incidents_root(out) / pcfg.name
     summary: dict[str, Any] = {"event": "summary", "frames": clock.frame, "alerts": pauses}
