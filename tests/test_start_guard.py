@@ -68,27 +68,27 @@ def test_another_region_than_the_bundles_turns_the_guard_off() -> None:
 
 def test_start_guard_is_a_prediction_bound_that_narrows_as_prints_are_added() -> None:
     highs = [0.18, 0.22, 0.2]
-    three = start_guard([np.array([h, 0.0, 9.0]) for h in highs], frames=2)
-    thirty = start_guard([np.array([h]) for h in highs * 10], frames=1)
+    three = start_guard([np.array([0.0, h]) for h in highs])
+    thirty = start_guard([np.array([h]) for h in highs * 10])
     assert three > 2 * 0.22  # three prints leave a wide bound
     assert 1.2 * 0.22 <= thirty < 1.5 * 0.22  # thirty alike prints, a narrow one
     # prints that start alike still leave room: another part or filament moves the start
-    alike = start_guard([np.array([0.2])] * 3, frames=1)
+    alike = start_guard([np.array([0.2])] * 3)
     assert alike > 1.5 * 0.2
     # two prints say nothing of how starts vary: no guard
-    assert start_guard([np.array([0.2, 0.3]), np.array([0.25])], frames=2) == 0.0
+    assert start_guard([np.array([0.2, 0.3]), np.array([0.25])]) == 0.0
     with pytest.raises(ValueError):
-        start_guard([], frames=2)
+        start_guard([])
 
 
 def test_calibrating_on_own_prints_never_leaves_a_guard_their_starts_reach() -> None:
     low = [np.array([0.1, 0.12]), np.array([0.11])]
-    assert recalibrated_guard(0.5, low, frames=2) == 0.5  # two prints far below: kept
+    assert recalibrated_guard(0.5, low) == 0.5  # two prints far below: kept
     near = [np.array([0.1, 0.45]), np.array([0.11])]
-    assert recalibrated_guard(0.5, near, frames=2) == 0.0  # reached, too few prints: off
+    assert recalibrated_guard(0.5, near) == 0.0  # reached, too few prints: off
     many = [np.array([h]) for h in (0.4, 0.45, 0.42, 0.44)]
-    assert recalibrated_guard(0.5, many, frames=1) > 0.5  # enough prints: raised above them
-    assert recalibrated_guard(0.0, many, frames=1) == 0.0  # a bundle without a guard stays so
+    assert recalibrated_guard(0.5, many) > 0.5  # enough prints: raised above them
+    assert recalibrated_guard(0.0, many) == 0.0  # a bundle without a guard stays so
 
 
 def test_older_bundles_load_with_the_guard_off_and_a_bad_guard_is_refused() -> None:

@@ -176,15 +176,13 @@ def _t99(df: int) -> float:
     return _T99[max(d for d in _T99 if d <= max(df, 1))]
 
 
-def start_guard(
-    scores: list[np.ndarray], frames: int | None = None, margin: float = GUARD_MARGIN
-) -> float:
+def start_guard(scores: list[np.ndarray], margin: float = GUARD_MARGIN) -> float:
     """``Adaptation.guard``: the absolute score a good print's start should not reach (0: none).
 
     ``scores``: the absolute scores of normal prints' frames, each print scored by a model that
     never saw it (``light.start_matched``: a print's start is judged before its light is known).
-    Each print's highest score among its first ``frames`` (all of them by default: the frames
-    the guard judges: ``still_starts`` and the start) counts once. The guard is the upper
+    Each print's highest score (of the frames the guard judges: ``still_starts`` and the
+    start) counts once. The guard is the upper
     99% prediction bound of the next print's highest start (log-normal, Student's t: a wide
     bound from few prints, narrowing as prints are added), never below ``margin`` times the
     highest start seen. The spread of highest starts is taken as at least ``GUARD_SPREAD``: a
@@ -194,7 +192,7 @@ def start_guard(
     Conservative on purpose: a normal print the model has never seen must not be paused in its
     first minutes (docs/decisions/start-guard.md).
     """
-    highs = _highest_starts(scores, frames)
+    highs = _highest_starts(scores)
     if not highs.size:
         raise ValueError("no normal print to set the start guard on")
     if highs.size < GUARD_PRINTS or np.any(highs <= 0):
@@ -205,7 +203,7 @@ def start_guard(
     return max(bound, float(np.max(highs)) * margin)
 
 
-def recalibrated_guard(guard: float, starts: list[np.ndarray], frames: int | None = None) -> float:
+def recalibrated_guard(guard: float, starts: list[np.ndarray]) -> float:
     """The start guard after calibrating on the owner's own normal prints (``starts``: their
     absolute scores, first frames first). From ``GUARD_PRINTS`` prints or more it rises to their
     own bound when that is higher, and never falls. From fewer, it stays, unless one of their
@@ -213,17 +211,16 @@ def recalibrated_guard(guard: float, starts: list[np.ndarray], frames: int | Non
     good starts reach would pause their good prints, and too few prints are known to set another."""
     if guard <= 0 or not starts:
         return guard
-    own = start_guard(starts, frames)
+    own = start_guard(starts)
     if own:
         return max(guard, own)
-    highest = float(np.max(_highest_starts(starts, frames), initial=0.0))
+    highest = float(np.max(_highest_starts(starts), initial=0.0))
     return 0.0 if highest * GUARD_MARGIN > guard else guard
 
 
-def _highest_starts(scores: list[np.ndarray], frames: int | None) -> np.ndarray:
-    """Each print's highest score among its first ``frames`` (all: None; prints without frames
-    left out)."""
-    return np.array([float(np.max(s[:frames])) for s in map(np.asarray, scores) if len(s)])
+def _highest_starts(scores: list[np.ndarray]) -> np.ndarray:
+    """Each print's highest score (prints without frames left out)."""
+    return np.array([float(np.max(s)) for s in map(np.asarray, scores) if len(s)])
 
 
 def calibrate(
