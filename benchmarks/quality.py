@@ -38,7 +38,8 @@ near the nozzle on the held-out print's own later frames, scored the same way; a
 failure material (yellow spaghetti and blobs cut out of the defect frames, see
 ``benchmarks/inscene.py``) pasted into the same frames. And failures that start inside the
 print: each failed print's material, frame by frame in time order, pasted into the held-out
-print from its frame 30 + ``INSCENE_ONSET`` on; frames from that onset to the pause. And a
+print from its frame 30 + ``INSCENE_ONSET`` on; frames from that onset to the pause, and the
+share of its frames above the threshold by how much of the picture the failure changed. And a
 print that fails from its first frame: each Kaggle failed print calibrated on its own first
 frames (the daemon's baseline is then the failure), frames above the threshold and to the pause.
 And a lasting change of the room's light (``LIGHTING``) from frame ``LIGHT_ONSET`` of the
@@ -90,6 +91,10 @@ INTERVAL_S = CameraConfig().interval_s
 THRESHOLD_RULE = "higher of cross-fitted and last frames"  # trainer.crossfit.shipped_threshold
 INSCENE_ONSET = 20  # scored normal frames of the held-out print before a pasted failure starts
 START_ONSET = 12  # frames of a good start (2 minutes at 10 s) before a pasted failure begins
+# How large a pasted failure is: the share of the model input's pixels it changed by more than
+# VISIBLE_LEVEL (0-1) in some colour channel; in-scene frames are counted by these shares.
+VISIBLE_LEVEL = 40 / 255
+SIZE_EDGES = (0.005, 0.015, 0.03, 0.06)
 
 
 def load_dataset(data: Path, pre: Preprocess) -> dict[str, np.ndarray]:
@@ -474,19 +479,39 @@ def inscene_stats(
     frame by frame, pasted from frame ``start`` on): frames from its onset to the pause, and
     the share of its frames above the threshold. ``scores`` maps the whole sequence's error
     maps to the scores of the failure part."""
-    to_pause, above = {}, []
+    to_pause, above, sizes = {}, [], []
     for name, _ in DEFECT_PRINTS:
-        s = scores(np.concatenate([normal[:start], maps["seq_" + name]]))
+        failing = maps["seq_" + name]
+        s = scores(np.concatenate([normal[:start], failing]))
         to_pause[name] = first_pause(s, thr)
         above.append(s > thr)
+        sizes.append(changed_share(normal[start : start + len(failing)], failing))
+    bins = np.digitize(np.concatenate(sizes), SIZE_EDGES)
+    caught = np.concatenate(above)
     return {
         "inscene_onset_frame": start,
         "inscene_frames_to_pause": to_pause,
-        "inscene_recall": float(np.mean(np.concatenate(above))),
+        "inscene_recall": float(np.mean(caught)),
         "inscene_recall_by_print": {
             name: float(np.mean(a)) for (name, _), a in zip(DEFECT_PRINTS, above, strict=True)
         },
+        "inscene_by_size": {
+            "edges": list(SIZE_EDGES),
+            "frames": np.bincount(bins, minlength=len(SIZE_EDGES) + 1).tolist(),
+            "caught": np.bincount(bins, caught, minlength=len(SIZE_EDGES) + 1).astype(int).tolist(),
+        },
+        "inscene_size_by_print": {
+            name: float(np.median(z)) for (name, _), z in zip(DEFECT_PRINTS, sizes, strict=True)
+        },
     }
+
+
+def changed_share(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Per frame, the share of the model input's pixels that ``after`` changed from ``before``
+    by more than ``VISIBLE_LEVEL`` in some channel (both packed maps, ``packed``: the inputs
+    follow the error map): how large a pasted failure is, as the model sees it."""
+    diff = np.abs(after[..., 1:] - before[..., 1:]).max(axis=-1)
+    return np.asarray((diff > VISIBLE_LEVEL).mean(axis=(1, 2)))
 
 
 def inscene_sequences(data: dict[str, np.ndarray], session: str, start: int, seed: int) -> None:
@@ -873,6 +898,8 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                     "inscene_recall": r["inscene_recall"],
                     "inscene_recall_by_print": r["inscene_recall_by_print"],
                     "inscene_frames_to_pause": r["inscene_frames_to_pause"],
+                    "inscene_by_size": r.get("inscene_by_size"),
+                    "inscene_size_by_print": r.get("inscene_size_by_print"),
                     "normal_pauses": fm["with_guard"]["normal_pauses"],
                     "normal_pauses_without_guard": fm["without_guard"]["normal_pauses"],
                     "normal_start_max": fm["with_guard"]["normal_start_max"],
@@ -929,7 +956,26 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     }
     if rows and all("failure_in_start" in r for r in rows):
         out["failure_in_start"] = starts_summary([r["failure_in_start"] for r in rows])
+    if rows and all(r["inscene_by_size"] for r in rows):
+        out["inscene_by_size"] = by_size(rows)
     return out
+
+
+def by_size(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """In-scene frames over every fold-run, by how much of the picture the failure changed:
+    frames, frames above the threshold, and each failed print's median size (mean over the
+    fold-runs)."""
+    frames = np.sum([r["inscene_by_size"]["frames"] for r in rows], axis=0)
+    caught = np.sum([r["inscene_by_size"]["caught"] for r in rows], axis=0)
+    names = rows[0]["inscene_size_by_print"]
+    return {
+        "edges": rows[0]["inscene_by_size"]["edges"],
+        "frames": frames.tolist(),
+        "caught": caught.tolist(),
+        "median_size_by_print": {
+            name: float(np.mean([r["inscene_size_by_print"][name] for r in rows])) for name in names
+        },
+    }
 
 
 def start_only(fold: dict[str, Any]) -> dict[str, Any]:
@@ -1026,7 +1072,25 @@ def summary_tables(summary: dict[str, Any]) -> dict[str, str]:
     }
     if "failure_in_start" in summary:
         tables["failure_in_start"] = failure_in_start_table(summary)
+    if "inscene_by_size" in summary:
+        tables["by_size"] = size_table(summary["inscene_by_size"])
     return tables
+
+
+def size_table(size: dict[str, Any]) -> str:
+    """In-scene frames caught by how much of the picture the failure changed (``by_size``)."""
+    edges = [0.0, *size["edges"], 1.0]
+    lines = [
+        "| pixels of the picture the failure changed | frames | above the threshold |",
+        "|---|---:|---:|",
+    ]
+    for lo, hi, n, k in zip(edges, edges[1:], size["frames"], size["caught"], strict=False):
+        span = f"{lo:.1%} to {hi:.1%}" if hi < 1.0 else f"{lo:.1%} or more"
+        lines.append(f"| {span} | {n} | {k / n:.2f} |" if n else f"| {span} | 0 | - |")
+    typical = ", ".join(
+        f"`{name}` {share:.1%}" for name, share in size["median_size_by_print"].items()
+    )
+    return "\n".join(lines) + f"\n\nMedian share each failed print's material changed: {typical}."
 
 
 def failure_in_start_table(summary: dict[str, Any]) -> str:

@@ -532,7 +532,15 @@ def three_runs(d: Json | None) -> str:
         + failure_in_start(d, t)
         + "**Failures inside a print**, per fold-run (real failure material pasted into the held-out good "
         f"print from frame 50 on):\n\n{t['inscene']}\n\nSpread over the fold-runs:\n\n{t['spread']}\n\n"
-        f"Run: {d['date']}, {d['seconds'] / 60:.0f} minutes on the shared 2-core machine. Command: `{RUNS_CMD}`.\n"
+        + (
+            "The same in-scene frames of every fold-run by how large the failure is as the model "
+            "sees it: the share of the model input's pixels (128x64 of the watched region) the "
+            "pasted material changed by more than 40 grey levels in some colour:\n\n"
+            f"{t['by_size']}\n\n"
+            if "by_size" in t
+            else ""
+        )
+        + f"Run: {d['date']}, {d['seconds'] / 60:.0f} minutes on the shared 2-core machine. Command: `{RUNS_CMD}`.\n"
     )
 
 

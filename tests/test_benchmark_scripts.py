@@ -197,6 +197,40 @@ def test_a_failure_beginning_during_the_start_is_measured_through_the_detector(
     assert "paused within 10 frames: 2 of 4" in q.summary_tables(summary)["failure_in_start"]
 
 
+def test_in_scene_frames_are_counted_by_how_much_of_the_picture_the_failure_changed(
+    monkeypatch,
+) -> None:
+    """quality.py's in-scene failures by size: each pasted frame is counted in the bin of the
+    share of the input it changed (by more than 40 grey levels), and caught where its score is
+    above the threshold; the summary adds the fold-runs and renders a table of them."""
+    import numpy as np
+
+    from benchmarks import quality as q
+
+    monkeypatch.setattr(q, "DEFECT_PRINTS", [("blob", 4)])
+    inputs = np.full((10, 10, 10, 3), 0.5, np.float32)
+    normal = np.concatenate([np.zeros((10, 10, 10, 1), np.float32), inputs], axis=-1)
+    seq = normal[6:].copy()
+    for i, pixels in enumerate((0, 1, 2, 10)):  # 0%, 1%, 2% and 10% of the 100 pixels
+        seq[i, ..., 1].flat[:pixels] = 0.5 + 41 / 255  # changed by more than 40 levels
+        seq[i, ..., 2].flat[50:60] = 0.5 + 39 / 255  # by less: not counted
+    maps = {"seq_blob": seq}
+    scores = lambda m: np.array([0.0, 0.0, 2.0, 2.0])  # noqa: E731  the last two above 1.0
+    out = q.inscene_stats(normal, maps, 6, 1.0, scores)
+    assert out["inscene_by_size"]["frames"] == [1, 1, 1, 0, 1]  # <0.5%, <1.5%, <3%, <6%, more
+    assert out["inscene_by_size"]["caught"] == [0, 0, 1, 0, 1]
+    assert out["inscene_size_by_print"] == {"blob": 0.015}
+    fold = {
+        "inscene_by_size": out["inscene_by_size"],
+        "inscene_size_by_print": out["inscene_size_by_print"],
+    }
+    size = q.by_size([fold, fold])
+    assert (size["frames"], size["caught"]) == ([2, 2, 2, 0, 2], [0, 0, 2, 0, 2])
+    table = q.size_table(size)
+    assert "| 1.5% to 3.0% | 2 | 1.00 |" in table and "| 3.0% to 6.0% | 0 | - |" in table
+    assert "`blob` 1.5%" in table
+
+
 def test_the_start_guard_benchmark_scores_made_up_starts_against_the_bundles_guard(
     tmp_path, synthetic_dataset, tiny_guarded_bundle
 ) -> None:
