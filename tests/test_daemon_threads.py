@@ -110,7 +110,8 @@ def test_a_watcher_stuck_past_a_reload_is_not_doubled_by_its_successor(daemon, m
     daemon.reload()  # a second save while the first successor still waits: it must wait too
     new = daemon.running["e3"].watcher
     assert new is not old and new is not waiting
-    assert waiting.camera._closed.is_set()  # the successor that never watched lets go of it
+    # the successor that never watched lets go of its camera
+    wait_until("the waiting successor closed", waiting.camera._closed.is_set, 5)
     new_step = new.step
 
     def counted_step() -> None:
@@ -124,6 +125,42 @@ def test_a_watcher_stuck_past_a_reload_is_not_doubled_by_its_successor(daemon, m
     wait_until("the new watcher watching", lambda: "new step" in steps, 20)
     assert steps[0] == "old step ended"
     assert new.last_alert == {"incident": "stuck-step-alert"}
+
+
+def test_a_predecessor_ending_after_its_successor_stopped_waiting_hands_over_at_the_reload(
+    daemon,
+) -> None:
+    """A watcher stuck in its step past a reload, its successor waiting for it; a second
+    reload stops the successor while the stuck step still runs, and then the step ends before
+    the reload looks again. The successor that never watched lets go of its camera, and the
+    new watcher carries on from the stuck one: its alert, and the command queued to it."""
+    from watchdog.daemon import _follow, _Running
+
+    daemon._stop(daemon.running)
+    stuck = daemon._make_watchers(daemon.config, daemon.bundle)["e3"]
+    stuck.last_alert = {"incident": "stuck-step-alert"}
+    in_step = threading.Event()
+    stuck_run = _Running(
+        stuck, threading.Thread(target=in_step.wait, args=(30,)), threading.Event()
+    )
+    stuck_run.thread.start()
+    queued = stuck.submit(Command("e3", Verb.DISABLE, source="mqtt"))
+    waiting = daemon._make_watchers(daemon.config, daemon.bundle)["e3"]
+    stopped = threading.Event()
+    stopped.set()  # the second reload stops it while the stuck step still runs
+    follower = threading.Thread(target=_follow, args=(stuck_run, waiting, stopped))
+    follower.start()
+    follower.join(5)
+    assert waiting.camera._closed.is_set()  # it never watches: its camera is let go of
+    in_step.set()  # then the stuck step ends, before the reload looks at the old watchers
+    stuck_run.thread.join(5)
+    daemon.running = {"e3": _Running(waiting, follower, stopped, stuck_run)}
+    daemon.reload()
+    new = daemon.running["e3"].watcher
+    assert new.last_alert == {"incident": "stuck-step-alert"}
+    result = queued.result(20)
+    assert result.ok and "off" in result.detail
+    assert not new.snapshot.enabled
 
 
 def test_a_reload_frees_the_old_watchers_at_once(

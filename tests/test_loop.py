@@ -655,3 +655,26 @@ def test_an_idle_printers_camera_gives_the_page_one_frame_to_draw_on(
     )
     assert len(watcher.history.timeline) == 0  # nothing scored
     watcher.camera.close()
+
+
+def test_closing_a_watcher_never_raises_and_closes_the_printer_when_the_camera_fails(
+    tmp_path, tiny_adaptive_bundle, normal_frames, caplog
+) -> None:
+    """A reload closes the watchers it replaces from the daemon's own thread: a camera that
+    fails to close must not stop the reload half-way nor leave the printer client open."""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:2]))
+    closed: list[str] = []
+
+    class ClosingPrinter(SimulatedPrinter):
+        def close(self) -> None:
+            closed.append("printer")
+
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, ClosingPrinter("a.gcode"))
+
+    def broken_close() -> None:
+        raise OSError("device busy")
+
+    watcher.camera.close = broken_close  # type: ignore[method-assign]
+    watcher.close()
+    assert closed == ["printer"]
+    assert "e3: closing" in caplog.text and "device busy" in caplog.text

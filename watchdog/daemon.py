@@ -110,12 +110,13 @@ def _follow(old: _Running, successor: Watcher, stop: threading.Event) -> None:
     """A successor's thread whose predecessor did not stop in time (a camera or printer that
     hangs past the stop deadline): two watchers of one printer never step side by side (two
     pauses, two alerts), so it waits for the old thread, takes over what it left, then runs.
-    Stopped while still waiting (another reload, the daemon stopping), it takes over nothing:
-    the next watcher follows the old one in its place."""
+    Stopped while still waiting (another reload, the daemon stopping), it takes over nothing
+    and lets go of its camera and clients: the next watcher follows the old one in its place."""
     logger.warning("%s: waiting for the previous watcher to finish its step", successor.name)
     while old.thread.is_alive() and not stop.is_set():
         old.thread.join(0.5)
     if old.thread.is_alive():
+        successor.close()  # it never watches; only its own thread knows when it is done
         return
     old.watcher.retire(successor)
     if not stop.is_set():
@@ -480,12 +481,17 @@ class Daemon:
             if stepping is not None and name in watchers:
                 late[name] = stepping  # handed over by its successor's thread once it ends
                 if stepping is not r:
-                    r.watcher.retire(watchers[name])  # it never watched: only its commands
-                    r.watcher.close()  # nor will it: its camera's reader and its clients
+                    # it never watched (its own thread closes it): only its commands
+                    r.watcher.retire(watchers[name])
                 continue
             # read once the old threads are done: nothing they did is lost. Commands still
             # queued, or sent to the old watcher from here on, are carried out by the new one.
             r.watcher.retire(watchers.get(name))
+            if r.after is not None:
+                # a predecessor whose step ended after its successor stopped waiting for it:
+                # what it knew of the print and its commands go to the new watcher (last, so
+                # that its alert wins over the fresh state of a successor that never watched)
+                r.after.watcher.retire(watchers.get(name))
         self.config, self.bundle = config, bundle
         self._apply_log_level(config)
         self.running = self._prepare(watchers, late)

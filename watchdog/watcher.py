@@ -817,11 +817,14 @@ class Watcher:
 
     def close(self) -> None:
         """Let go of the camera (its reader thread, connection or device) and of the printer
-        client's connections: when its loop ends, or for a watcher that never ran."""
-        try:
-            self.camera.close()
-        finally:
-            self.printer.close()
+        client's connections: when its loop ends, or for a watcher that never ran. Never
+        raises: it is called where a failure would stop a reload or the daemon half-way (a
+        part that fails to close is logged, and the other is still closed)."""
+        for part in (self.camera, self.printer):
+            try:
+                part.close()
+            except Exception:  # noqa: BLE001 - logged; nothing else can be done about it
+                logger.exception("%s: closing %s failed", self.name, type(part).__name__)
 
 
 def detector_for(cfg: PrinterConfig, bundle: Bundle) -> Detector:
