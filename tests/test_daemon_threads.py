@@ -280,7 +280,9 @@ def test_the_status_server_names_every_printer_from_its_first_answer(
         d.stop_event.set()
 
     monkeypatch.setattr(http.StatusServer, "start", start)
-    monkeypatch.setattr(signal, "signal", lambda *_: None)  # run() off the main thread
+    # run() off the main thread, where signals cannot be handled
+    monkeypatch.setattr(signal, "signal", lambda *_: None)
+    monkeypatch.setattr(signal, "set_wakeup_fd", lambda *_, **__: -1)
     runner = threading.Thread(target=d.run)
     runner.start()
     runner.join(60)

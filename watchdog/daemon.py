@@ -503,7 +503,14 @@ class Daemon:
     # ----------------------------------------------------------------- main
 
     def run(self) -> int:
-        signals = Signals(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        # SIGTERM and Ctrl-C set the stop event at once, also while a reload runs
+        signals = Signals(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, stop=self.stop_event)
+        try:
+            return self._serve(signals)
+        finally:
+            signals.close()
+
+    def _serve(self, signals: Signals) -> int:
         cfg = self.config
         self.storage_lock = lock_storage(cfg.storage.dir)  # StorageInUse → one line, exit 2
         self.notifier = Notifier(

@@ -6,21 +6,41 @@ wakes. A handler that calls ``Event.set`` takes that same lock and waits for its
 good: the daemon then neither stops on SIGTERM nor reloads (seen in the sandbox tests, now
 and then, under load). So a handler only records the signal; the loop, which wakes every
 quarter of a second anyway, acts on it.
+
+A stop must not wait for the loop, though: the main thread may be busy for many seconds (a
+reload stopping the old watchers, a collector waiting for its camera). So the stop signals
+also set a ``stop`` event at once, from a thread of their own: Python's C-level handler
+writes each signal's number to a pipe (``signal.set_wakeup_fd``), and that thread, reading
+it, holds no lock of the main thread's.
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import signal
+import threading
+
+STOPPING = (signal.SIGTERM, signal.SIGINT)
 
 
 class Signals:
-    """The signals received since the last ``take``, in order."""
+    """The signals received since the last ``take``, in order; ``stop`` (when given) is set
+    as soon as one of ``STOPPING`` arrives. Made and closed in the main thread."""
 
-    def __init__(self, *signums: int) -> None:
+    def __init__(self, *signums: int, stop: threading.Event | None = None) -> None:
         self._received: collections.deque[int] = collections.deque()
+        self._previous_fd = -1
+        self._write_fd = -1
         for signum in signums:
             signal.signal(signum, self.record)
+        if stop is not None:
+            read_fd, self._write_fd = os.pipe()
+            os.set_blocking(self._write_fd, False)  # the C handler must never block
+            self._previous_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+            threading.Thread(
+                target=_set_on_stop, args=(read_fd, stop), name="signals", daemon=True
+            ).start()
 
     def record(self, signum: int, frame: object = None) -> None:
         """The handler: a deque's append takes no lock the main thread could be holding."""
@@ -31,3 +51,20 @@ class Signals:
         while self._received:
             taken.append(self._received.popleft())
         return taken
+
+    def close(self) -> None:
+        """Give the wake-up pipe back (its thread ends); the handlers stay."""
+        if self._write_fd >= 0:
+            signal.set_wakeup_fd(self._previous_fd)
+            os.close(self._write_fd)
+            self._write_fd = -1
+
+
+def _set_on_stop(read_fd: int, stop: threading.Event) -> None:
+    """Read signal numbers from the wake-up pipe until it is closed; set ``stop`` on a stop."""
+    try:
+        while chunk := os.read(read_fd, 64):
+            if any(signum in STOPPING for signum in chunk):
+                stop.set()
+    finally:
+        os.close(read_fd)

@@ -209,7 +209,7 @@ def collect(
     saved = 0
     while not stop.is_set() and not (max_frames and saved >= max_frames):
         if signals is not None and signals.take():
-            stop.set()  # the cameras' and the printers' waits end with it
+            stop.set()
             break
         free = None if out is None or not min_free_mb else _free_mb(out)
         if free is not None and free < min_free_mb:
@@ -237,7 +237,7 @@ def main(args: argparse.Namespace) -> int:
     if not printers:
         raise UsageError(f"--printer {', '.join(args.printer)}: no such printer in {args.config}")
     stop = threading.Event()
-    signals = Signals(signal.SIGTERM, signal.SIGINT)
+    signals = Signals(signal.SIGTERM, signal.SIGINT, stop=stop)  # the waits end at once
     out = Path(args.out)
     refuse_as_root_in_a_users_folder(out)  # frames root saved there, the service cannot use
     collectors = [Collector(p, out, stop) for p in printers]
@@ -246,6 +246,7 @@ def main(args: argparse.Namespace) -> int:
             collectors, stop, args.max_frames, args.wait_s, out, args.min_free_mb, signals
         )
     finally:
+        signals.close()
         for c in collectors:
             c.camera.close()
     if gave_up:
