@@ -90,3 +90,42 @@ def test_the_check_runs_with_the_variables_and_they_never_reach_a_command_line(
     )
     assert ran.stdout.decode().split(" ", 2)[:2] == ["s3cr$t", "$"]
     assert b"s3cr" not in ran.stdout.split(b" ", 2)[2]  # not in the check's arguments
+
+
+def test_the_edges_of_an_environment_file_as_systemd_reads_them(tmp_path: Path) -> None:
+    """Where systemd's parser differs from a shell's or from Python's idea of whitespace."""
+    env = tmp_path / "watchdog.env"
+    env.write_bytes(
+        "ESCAPED_SPACE=pa\\ \n"  # an escaped trailing space stays, unescaped ones go
+        "NBSP=a\u00a0\n"  # only space, tab and the line ends are whitespace to systemd
+        "CR=one\rNEXT=two\n".encode()  # a carriage return ends a line too
+    )
+    assert read_file(env) == {"ESCAPED_SPACE": "pa ", "NBSP": "a\u00a0", "CR": "one", "NEXT": "two"}
+    for text, value in (
+        ('UNCLOSED="abc', "abc"),  # a quote left open at the end of the file still counts
+        ("UNCLOSED='abc", "abc"),
+        ("ENDS_IN_A_BACKSLASH=foo\\", "foo"),
+    ):
+        env.write_text(text)
+        assert read_file(env) == {text.split("=")[0]: value}, text
+
+
+def test_another_line_separator_inside_a_value_does_not_cut_the_units_variables() -> None:
+    show = 'Environment="A=x\u2028y" B=2\nEnvironmentFiles=\n'
+    assert unit_environment(show)[0] == {"A": "x\u2028y", "B": "2"}
+
+
+def test_the_check_does_not_see_what_the_installers_own_shell_exported() -> None:
+    """A variable the admin exported in their shell is not the service's: the check must not
+    pass on it where the service would fail."""
+    command = [sys.executable, "-c", "import os; print(sorted(os.environ))"]
+    ran = subprocess.run(
+        [*MODULE, "--exec", "--", *command],
+        input=b"FROM_THE_UNIT=1\0",
+        capture_output=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OCTOPRINT_KEY": "exported-by-hand"},
+    )
+    names = ran.stdout.decode()
+    assert "FROM_THE_UNIT" in names and "LANG" in names and "PATH" in names
+    assert "OCTOPRINT_KEY" not in names

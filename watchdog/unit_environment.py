@@ -87,6 +87,19 @@ class _State(Enum):
     COMMENT_ESCAPE = auto()
 
 
+# systemd's whitespace and line ends in environment files (not Python's wider ``isspace``)
+_WHITESPACE = " \t\n\r"
+_NEWLINE = "\n\r"
+_ENDS_WITH_A_VALUE = {
+    _State.PRE_VALUE,
+    _State.VALUE,
+    _State.VALUE_ESCAPE,
+    _State.SINGLE_QUOTED,
+    _State.DOUBLE_QUOTED,
+    _State.DOUBLE_QUOTED_ESCAPE,
+}
+
+
 class _EnvFile:
     """systemd's environment-file parser (its ``env-file.c``), a character at a time: one
     method per state, each taking the next character and returning the next state."""
@@ -95,11 +108,14 @@ class _EnvFile:
         self.found: dict[str, str] = {}
         self.name = ""
         self.text = ""
+        self.trailing: int | None = None  # where the value's unescaped trailing whitespace starts
 
     def parse(self, text: str) -> dict[str, str]:
         state = _State.PRE_KEY
-        for c in text + "\n":
+        for c in text:
             state = getattr(self, f"_{state.name.lower()}")(c)
+        if state in _ENDS_WITH_A_VALUE:  # the last line, unended (even inside quotes) counts
+            self._assign(self._value_text() if state is _State.VALUE else self.text)
         return self.found
 
     def _assign(self, value: str) -> _State:
@@ -107,47 +123,61 @@ class _EnvFile:
             self.found[self.name] = value
         return _State.PRE_KEY
 
+    def _value_text(self) -> str:
+        """The unquoted value without its trailing whitespace (an escaped one stays)."""
+        return self.text if self.trailing is None else self.text[: self.trailing]
+
     def _pre_key(self, c: str) -> _State:
         if c in "#;":
             return _State.COMMENT
-        if c.isspace():
+        if c in _WHITESPACE:
             return _State.PRE_KEY
         self.name = c
         return _State.KEY
 
     def _key(self, c: str) -> _State:
-        if c == "\n":  # a line without '=' says nothing
+        if c in _NEWLINE:  # a line without '=' says nothing
             return _State.PRE_KEY
         if c == "=":
-            self.name, self.text = self.name.strip(), ""
+            self.name, self.text, self.trailing = self.name.rstrip(_WHITESPACE), "", None
             return _State.PRE_VALUE
         self.name += c
         return _State.KEY
 
     def _comment(self, c: str) -> _State:
-        return {"\\": _State.COMMENT_ESCAPE, "\n": _State.PRE_KEY}.get(c, _State.COMMENT)
+        if c == "\\":
+            return _State.COMMENT_ESCAPE
+        return _State.PRE_KEY if c in _NEWLINE else _State.COMMENT
 
     def _comment_escape(self, c: str) -> _State:
         return _State.COMMENT
 
     def _pre_value(self, c: str) -> _State:
         opening = {"'": _State.SINGLE_QUOTED, '"': _State.DOUBLE_QUOTED, "\\": _State.VALUE_ESCAPE}
-        if c == "\n":
+        if c in _NEWLINE:
             return self._assign(self.text)
         if c in opening:
             return opening[c]
-        return _State.PRE_VALUE if c.isspace() else self._value(c)
+        if c in _WHITESPACE:
+            return _State.PRE_VALUE
+        self.text += c
+        return _State.VALUE
 
     def _value(self, c: str) -> _State:
-        if c == "\n":
-            return self._assign(self.text.rstrip())
+        if c in _NEWLINE:
+            return self._assign(self._value_text())
         if c == "\\":
+            self.trailing = None
             return _State.VALUE_ESCAPE
+        if c not in _WHITESPACE:
+            self.trailing = None
+        elif self.trailing is None:
+            self.trailing = len(self.text)
         self.text += c
         return _State.VALUE
 
     def _value_escape(self, c: str) -> _State:
-        self.text += "" if c == "\n" else c  # a line end continues the line
+        self.text += "" if c in _NEWLINE else c  # a line end continues the line
         return _State.VALUE
 
     def _single_quoted(self, c: str) -> _State:
@@ -183,7 +213,7 @@ def unit_environment(show: str) -> tuple[dict[str, str], list[str]]:
     inline: dict[str, str] = {}
     files: dict[str, str] = {}
     unread: list[str] = []
-    for line in show.splitlines():
+    for line in show.split("\n"):  # a value may hold other line separators
         key, _, value = line.partition("=")
         if key == "Environment":
             inline.update(pair for word in show_words(value) if (pair := _assignment(word)))
@@ -199,9 +229,17 @@ def unit_environment(show: str) -> tuple[dict[str, str], list[str]]:
     return inline | files, unread
 
 
+# What a service's process has besides its unit's variables (systemd starts it with a clean
+# environment: PATH, the locale, the user's HOME, USER, LOGNAME and SHELL) and the state folder
+# the installer names. Nothing else of the installer's own environment is kept: a variable
+# exported in the admin's shell would let the check pass where the service fails.
+_SERVICE_HAS = {"PATH", "LANG", "LANGUAGE", "HOME", "USER", "LOGNAME", "SHELL", "STATE_DIRECTORY"}
+
+
 def _exec_with(assignments: bytes, command: list[str]) -> None:
-    """Become ``command`` with ``assignments`` (NUL-ended) added to this environment."""
-    env = dict(os.environ)
+    """Become ``command`` with the environment the service has: ``assignments`` (NUL-ended)
+    over what any service has."""
+    env = {k: v for k, v in os.environ.items() if k in _SERVICE_HAS or k.startswith("LC_")}
     for item in assignments.split(b"\0"):
         pair = _assignment(item.decode("utf-8", "surrogateescape"))
         if pair:
