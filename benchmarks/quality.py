@@ -156,6 +156,11 @@ def write_screen(path: Path | None, started: float, rows: list[dict[str, Any]]) 
         path.write_text(json.dumps(report, indent=2) + "\n")
 
 
+def region(text: str) -> tuple[float, ...]:
+    """``--region``'s numbers: x0,y0,x1,y1 (checked by the preprocessing)."""
+    return tuple(float(x) for x in text.split(","))
+
+
 def first_pause(scores: np.ndarray, thr: float) -> int | None:
     """Frames (1-based) until the daemon's rule (``decide``, default detection settings) fires
     on these scores; None: never."""
@@ -1335,6 +1340,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--batch-size", type=int, help="train with this batch size (an experiment)")
     p.add_argument(
+        "--region",
+        type=region,
+        help="watch x0,y0,x1,y1 (0..1 of the frame) instead of the preset's region: every "
+        "model of the run is fitted, calibrated and judged on it (an experiment)",
+    )
+    p.add_argument(
         "--patience",
         type=int,
         help="stop after this many epochs without progress, 0: never early (an experiment)",
@@ -1370,6 +1381,12 @@ def main(argv: list[str] | None = None) -> int:
         train = dataclasses.replace(get_preset("default").train, **training)
     except ValueError as exc:
         p.error(str(exc))
+    try:
+        watched = dataclasses.replace(
+            get_preset("default").preprocess, roi=args.region or (0, 0, 1, 1)
+        )
+    except ValueError as exc:
+        p.error(f"--region: {exc}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     if not (args.data / "no_defected").is_dir() or not (args.data / "defected").is_dir():
@@ -1400,6 +1417,8 @@ def main(argv: list[str] | None = None) -> int:
             p.error(str(exc))
     # the flags' training (or the preset's own): every model of the run is fitted this way
     default = dataclasses.replace(default, train=train)
+    if args.region is not None:  # another watched region: every frame is cut to it
+        default = dataclasses.replace(default, preprocess=watched)
     switches = {"on": True, "off": False, None: None}
     changes = {
         k: v
@@ -1441,6 +1460,7 @@ def main(argv: list[str] | None = None) -> int:
             "synthetic_parts": default.train.synthetic_parts,
             "threshold_rule": THRESHOLD_RULE,
             "order": args.order,
+            "region": list(default.preprocess.roi),
         },
         "methods": {},
     }

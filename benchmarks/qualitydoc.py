@@ -665,7 +665,7 @@ def frame_order(d: Json | None) -> str:
 VARIANT_CMD = (
     ".venv/bin/python benchmarks/quality.py --seeds 0,1,2 [--scoring-topk K] [--std-floor Q] "
     "[--scoring-window W] [--nearest N] [--pixel-spread on|off] [--print-scale on|off] [--epochs E] [--batch-size B] "
-    "[--patience P] [--denoise S] [--synthetic-parts S] [--clipped-light on|off] [--target-fpr F] --json "
+    "[--patience P] [--denoise S] [--synthetic-parts S] [--clipped-light on|off] [--region X0,Y0,X1,Y1] [--target-fpr F] --json "
     "benchmarks/results/quality-variant-NAME.json"
 )
 # what runs that recorded nothing of it scored and trained with (before runs said so)
@@ -684,6 +684,7 @@ UNRECORDED_VARIANT = {
     "clipped_light": False,
     "threshold_rule": "cross-fitted",
     "order": "file",
+    "region": [0.0, 0.5, 1.0, 1.0],
 }
 
 
@@ -878,7 +879,8 @@ def scoring_experiments(shipped: Json | None) -> str:
         "watched region's highest error values a frame's score averages (smaller finds small "
         "failures); `pixel_spread false`: the change against the print's start is not divided by "
         "each pixel's spread; `print_scale true`: adapted scores are divided by the print's own "
-        "typical one (its calibration frames judged against each other). See "
+        "typical one (its calibration frames judged against each other); `region`: the part "
+        "of the frame (x0, y0, x1, y1) every model is fitted on and judges. See "
         "[decisions/scoring-experiments.md](decisions/scoring-experiments.md) and "
         "[decisions/training-length.md](decisions/training-length.md).\n\n"
         + _table(
