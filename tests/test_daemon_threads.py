@@ -163,6 +163,32 @@ def test_a_predecessor_ending_after_its_successor_stopped_waiting_hands_over_at_
     assert not new.snapshot.enabled
 
 
+def test_a_reload_after_a_slow_handover_keeps_what_the_successor_knows(daemon) -> None:
+    """A successor that waited for a stuck watcher, took over and watched: at the next reload
+    the new watcher carries on from it, not from the stuck one it once waited for (whose
+    alert and state are old by then)."""
+    from watchdog.daemon import _follow, _Running
+
+    daemon._stop(daemon.running)
+    stuck = daemon._make_watchers(daemon.config, daemon.bundle)["e3"]
+    stuck.last_alert = {"incident": "old-alert"}
+    in_step = threading.Event()
+    stuck_run = _Running(
+        stuck, threading.Thread(target=in_step.wait, args=(30,)), threading.Event()
+    )
+    stuck_run.thread.start()
+    successor = daemon._make_watchers(daemon.config, daemon.bundle)["e3"]
+    stop = threading.Event()
+    follower = threading.Thread(target=_follow, args=(stuck_run, successor, stop))
+    follower.start()
+    in_step.set()  # the stuck step ends: the successor takes over and watches
+    wait_until("the successor watching", lambda: successor.snapshot.score is not None, 30)
+    successor.last_alert = {"incident": "newer-alert"}  # what it got to know since
+    daemon.running = {"e3": _Running(successor, follower, stop, stuck_run)}
+    daemon.reload()
+    assert daemon.running["e3"].watcher.last_alert == {"incident": "newer-alert"}
+
+
 def test_a_reload_frees_the_old_watchers_at_once(
     tmp_path, tiny_adaptive_bundle, normal_frames
 ) -> None:

@@ -98,9 +98,17 @@ def test_the_edges_of_an_environment_file_as_systemd_reads_them(tmp_path: Path) 
     env.write_bytes(
         "ESCAPED_SPACE=pa\\ \n"  # an escaped trailing space stays, unescaped ones go
         "NBSP=a\u00a0\n"  # only space, tab and the line ends are whitespace to systemd
-        "CR=one\rNEXT=two\n".encode()  # a carriage return ends a line too
+        "CR=one\rNEXT=two\n"  # a carriage return ends a line too
+        "CONTINUED=x\\\r\nAFTER=y\r\n".encode()  # a backslash before CRLF ends the value there
     )
-    assert read_file(env) == {"ESCAPED_SPACE": "pa ", "NBSP": "a\u00a0", "CR": "one", "NEXT": "two"}
+    assert read_file(env) == {
+        "ESCAPED_SPACE": "pa ",
+        "NBSP": "a\u00a0",
+        "CR": "one",
+        "NEXT": "two",
+        "CONTINUED": "x",
+        "AFTER": "y",
+    }
     for text, value in (
         ('UNCLOSED="abc', "abc"),  # a quote left open at the end of the file still counts
         ("UNCLOSED='abc", "abc"),

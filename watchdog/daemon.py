@@ -487,10 +487,11 @@ class Daemon:
             # read once the old threads are done: nothing they did is lost. Commands still
             # queued, or sent to the old watcher from here on, are carried out by the new one.
             r.watcher.retire(watchers.get(name))
-            if r.after is not None:
-                # a predecessor whose step ended after its successor stopped waiting for it:
-                # what it knew of the print and its commands go to the new watcher (last, so
-                # that its alert wins over the fresh state of a successor that never watched)
+            if r.after is not None and not r.after.watcher.retired:
+                # a predecessor whose step ended after its successor stopped waiting for it
+                # (one that took over has retired it): what it knew of the print and its
+                # commands go to the new watcher (last, so that its alert wins over the fresh
+                # state of a successor that never watched)
                 r.after.watcher.retire(watchers.get(name))
         self.config, self.bundle = config, bundle
         self._apply_log_level(config)

@@ -204,7 +204,8 @@ def read_file(path: Path) -> dict[str, str]:
     lines, ``#`` and ``;`` comment lines, single quotes taken literally, in double quotes a
     backslash escapes only ``"`` ``\\`` ````` ``$`` and a line end, outside quotes any
     character; a backslash before a line end continues the line."""
-    return _EnvFile().parse(path.read_text(encoding="utf-8", errors="surrogateescape"))
+    # bytes decoded as they are: reading as text would turn \r\n and \r into \n first
+    return _EnvFile().parse(path.read_bytes().decode("utf-8", "surrogateescape"))
 
 
 def unit_environment(show: str) -> tuple[dict[str, str], list[str]]:

@@ -245,6 +245,7 @@ class Watcher:
         )
         self._handover = threading.Lock()  # submit against retire
         self._successor: Watcher | None = None  # after a reload: who carries out commands
+        self.retired = False  # handed over to a successor (``retire``): it knows the print now
         self._polled = False  # the printer was asked at least once
         # what the printer's API said of its job at the last poll (``PrinterStatus``)
         self._printed_s: float | None = None
@@ -548,6 +549,7 @@ class Watcher:
             successor._carry_on_from(self)
         with self._handover:
             self._successor = successor
+            self.retired = True
             leftovers = []
             while True:
                 try:

@@ -237,10 +237,10 @@ def main(args: argparse.Namespace) -> int:
     if not printers:
         raise UsageError(f"--printer {', '.join(args.printer)}: no such printer in {args.config}")
     stop = threading.Event()
-    signals = Signals(signal.SIGTERM, signal.SIGINT, stop=stop)  # the waits end at once
     out = Path(args.out)
     refuse_as_root_in_a_users_folder(out)  # frames root saved there, the service cannot use
     collectors = [Collector(p, out, stop) for p in printers]
+    signals = Signals(signal.SIGTERM, signal.SIGINT, stop=stop)  # the waits end at once
     try:
         saved, gave_up = collect(
             collectors, stop, args.max_frames, args.wait_s, out, args.min_free_mb, signals
