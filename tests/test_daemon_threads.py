@@ -127,6 +127,21 @@ def test_a_watcher_stuck_past_a_reload_is_not_doubled_by_its_successor(daemon, m
     assert new.last_alert == {"incident": "stuck-step-alert"}
 
 
+def _stuck_in_its_step(daemon, alert: str):
+    """The daemon's watchers stopped, and a watcher of e3 stuck in its step (a thread that
+    ends when the returned event is set) that got to raise ``alert``: (it, its _Running,
+    the event)."""
+    from watchdog.daemon import _Running
+
+    daemon._stop(daemon.running)
+    stuck = daemon._make_watchers(daemon.config, daemon.bundle)["e3"]
+    stuck.last_alert = {"incident": alert}
+    in_step = threading.Event()
+    running = _Running(stuck, threading.Thread(target=in_step.wait, args=(30,)), threading.Event())
+    running.thread.start()
+    return stuck, running, in_step
+
+
 def test_a_predecessor_ending_after_its_successor_stopped_waiting_hands_over_at_the_reload(
     daemon,
 ) -> None:
@@ -136,14 +151,7 @@ def test_a_predecessor_ending_after_its_successor_stopped_waiting_hands_over_at_
     new watcher carries on from the stuck one: its alert, and the command queued to it."""
     from watchdog.daemon import _follow, _Running
 
-    daemon._stop(daemon.running)
-    stuck = daemon._make_watchers(daemon.config, daemon.bundle)["e3"]
-    stuck.last_alert = {"incident": "stuck-step-alert"}
-    in_step = threading.Event()
-    stuck_run = _Running(
-        stuck, threading.Thread(target=in_step.wait, args=(30,)), threading.Event()
-    )
-    stuck_run.thread.start()
+    stuck, stuck_run, in_step = _stuck_in_its_step(daemon, "stuck-step-alert")
     queued = stuck.submit(Command("e3", Verb.DISABLE, source="mqtt"))
     waiting = daemon._make_watchers(daemon.config, daemon.bundle)["e3"]
     stopped = threading.Event()
@@ -169,14 +177,7 @@ def test_a_reload_after_a_slow_handover_keeps_what_the_successor_knows(daemon) -
     alert and state are old by then)."""
     from watchdog.daemon import _follow, _Running
 
-    daemon._stop(daemon.running)
-    stuck = daemon._make_watchers(daemon.config, daemon.bundle)["e3"]
-    stuck.last_alert = {"incident": "old-alert"}
-    in_step = threading.Event()
-    stuck_run = _Running(
-        stuck, threading.Thread(target=in_step.wait, args=(30,)), threading.Event()
-    )
-    stuck_run.thread.start()
+    _, stuck_run, in_step = _stuck_in_its_step(daemon, "old-alert")
     successor = daemon._make_watchers(daemon.config, daemon.bundle)["e3"]
     stop = threading.Event()
     follower = threading.Thread(target=_follow, args=(stuck_run, successor, stop))
