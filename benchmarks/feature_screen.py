@@ -31,13 +31,11 @@ from benchmarks.inscene import pasted_failures  # noqa: E402
 from benchmarks.quality import (  # noqa: E402
     adapted,
     auroc,
-    load_dataset,
-    packed,
+    screen_error,
     screen_fold_runs,
-    screen_options,
+    screen_start,
     write_screen,
 )
-from trainer.evaluate import error_maps, keras_reconstructor  # noqa: E402
 from watchdog.detection.light import light_matched, light_reference  # noqa: E402
 
 CALIBRATION = 30
@@ -67,17 +65,13 @@ def recall_at(normal: np.ndarray, bad: np.ndarray, fpr: float = 0.01) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = screen_options(__doc__.split("\n\n")[0]).parse_args(argv)
-    if not (args.data / "defected").is_dir():
-        print(f"skipped: no Kaggle data at {args.data}")
+    setup = screen_start(__doc__, argv)
+    if setup is None:
         return 0
     import keras
 
-    from trainer.model import get_preset
-
-    preset = get_preset("default")
+    args, preset, data = setup
     spec, scoring = preset.adaptation, preset.scoring
-    data = load_dataset(args.data, preset.preprocess)
     started, rows = time.perf_counter(), []
     for seed, held, model in screen_fold_runs(data, preset, args.seeds):
         frames = data[held]
@@ -86,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         good = light_matched(frames, spec)
         bad = np.concatenate([good[:CALIBRATION], light_matched(pasted, spec, ref)])
         # the daemon's score: reconstruction error against the print's first frames
-        recon = keras_reconstructor(model)
-        error = packed(lambda x, r=recon: error_maps(r, x, scoring))
+        error = screen_error(model, scoring)
         unit = dataclasses.replace(spec, threshold=1.0)
         pix_good = adapted(unit, scoring, error(good))  # the frames after the first 30
         pix_bad = adapted(unit, scoring, error(bad))

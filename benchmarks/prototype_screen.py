@@ -36,9 +36,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.quality import (  # noqa: E402
     DEFECT_PRINTS,
     auroc,
-    load_dataset,
     screen_fold_runs,
-    screen_options,
+    screen_start,
     write_screen,
 )
 from trainer.evaluate import error_maps, keras_reconstructor  # noqa: E402
@@ -122,16 +121,12 @@ def judge(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = screen_options(__doc__.split("\n\n")[0]).parse_args(argv)
-    if not (args.data / "defected").is_dir():
-        print(f"skipped: no Kaggle data at {args.data}")
+    setup = screen_start(__doc__, argv)
+    if setup is None:
         return 0
     import keras
 
-    from trainer.model import get_preset
-
-    preset = get_preset("default")
-    data = load_dataset(args.data, preset.preprocess)
+    args, preset, data = setup
     fails = failed_prints(data["defects"])
     started, rows = time.perf_counter(), []
     for seed, held, model in screen_fold_runs(data, preset, args.seeds):

@@ -128,6 +128,28 @@ def screen_options(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def screen_start(doc: str, argv: list[str] | None) -> tuple[argparse.Namespace, Any, Any] | None:
+    """A one-off screen's start: its options (``screen_options``, described by the first
+    paragraph of ``doc``), the shipped preset and the Kaggle data; None, after saying so in
+    one line, when the data is not there."""
+    args = screen_options(doc.split("\n\n")[0]).parse_args(argv)
+    if not (args.data / "defected").is_dir():
+        print(f"skipped: no Kaggle data at {args.data}")
+        return None
+    from trainer.model import get_preset
+
+    preset = get_preset("default")
+    return args, preset, load_dataset(args.data, preset.preprocess)
+
+
+def screen_error(model: Any, scoring: Scoring) -> Any:
+    """A fitted model's packed error maps (``packed``): uint8 frames → maps with their inputs."""
+    from trainer.evaluate import keras_reconstructor
+
+    recon = keras_reconstructor(model)
+    return packed(lambda x: error_maps(recon, x, scoring))
+
+
 def screen_fold_runs(data: dict[str, np.ndarray], preset: Any, seeds: list[int]) -> Iterator[Any]:
     """A screen's fold-runs, one training run per seed, leave one print out: (seed, held-out
     print, the preset's model fitted on the other prints)."""

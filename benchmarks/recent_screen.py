@@ -35,13 +35,11 @@ from benchmarks.quality import (  # noqa: E402
     SETTINGS,
     adapted,
     first_pause,
-    load_dataset,
-    packed,
+    screen_error,
     screen_fold_runs,
-    screen_options,
+    screen_start,
     write_screen,
 )
-from trainer.evaluate import error_maps, keras_reconstructor  # noqa: E402
 from watchdog.detection import decide  # noqa: E402
 from watchdog.detection.baseline import change_unit  # noqa: E402
 from watchdog.detection.bundle import Adaptation, Scoring  # noqa: E402
@@ -97,20 +95,15 @@ VARIANTS: dict[str, tuple[int, int, float, float | None]] = {  # (block, lag, ad
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = screen_options(__doc__.split("\n\n")[0]).parse_args(argv)
-    if not (args.data / "defected").is_dir():
-        print(f"skipped: no Kaggle data at {args.data}")
+    setup = screen_start(__doc__, argv)
+    if setup is None:
         return 0
-    from trainer.model import get_preset
-
-    preset = get_preset("default")
+    args, preset, data = setup
     spec, scoring = preset.adaptation, preset.scoring
     unit = dataclasses.replace(spec, threshold=1.0)
-    data = load_dataset(args.data, preset.preprocess)
     started, rows = time.perf_counter(), []
     for seed, held, model in screen_fold_runs(data, preset, args.seeds):
-        recon = keras_reconstructor(model)
-        error = packed(lambda x, r=recon: error_maps(r, x, scoring))
+        error = screen_error(model, scoring)
         frames = data[held]
         orders = {"file": np.arange(len(frames)), "growth": growth_order(frames)}
         thr = 0.0

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +33,15 @@ def test_time_to_pause_skips_in_one_line_without_the_data(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    "script", ["lasting_change.py", "frame_order.py", "feature_screen.py", "growing_prints.py"]
+    "script",
+    [
+        "lasting_change.py",
+        "frame_order.py",
+        "feature_screen.py",
+        "growing_prints.py",
+        "persistence_screen.py",
+        "recent_screen.py",
+    ],
 )
 def test_benchmark_skips_in_one_line_without_the_data(tmp_path, script: str) -> None:
     proc = run_script("--data", str(tmp_path / "absent"), script=ROOT / "benchmarks" / script)
@@ -331,3 +340,22 @@ def test_the_decoding_benchmark_scores_frames_with_the_shipped_model(tmp_path) -
     assert [r["size"] for r in rows][:2] == ["640x480", "1280x720"]
     assert rows[0]["max_abs_score_change_vs_threshold"] == 0.0  # nothing is reduced at 640x480
     assert all(r["frames"] == 2 for r in rows)
+
+
+def test_persistence_keeps_a_change_that_stays_and_drops_one_that_moves() -> None:
+    """The persistence screen's score: material that stays in place (or shifts a pixel)
+    keeps its score over three frames; a change that jumps elsewhere each frame scores 0."""
+    from benchmarks.persistence_screen import persistent_scores
+    from watchdog.detection.bundle import Scoring
+
+    rule = Scoring(error="ssim", reduce="topk", topk=0.02)
+    staying, moving = np.zeros((4, 32, 32), np.float32), np.zeros((4, 32, 32), np.float32)
+    for t in range(4):
+        staying[t, 10:14, 10 + t % 2 : 14 + t % 2] = 5.0  # shifts by a pixel and back
+        moving[t, 4 + 6 * t : 8 + 6 * t, 4:8] = 5.0
+    assert persistent_scores(moving, rule, 1, 1, None).min() > 0  # each frame alone changed
+    assert persistent_scores(moving, rule, 3, 3, None)[2:].max() == 0
+    alone = persistent_scores(staying, rule, 1, 1, None)
+    assert persistent_scores(staying, rule, 3, 3, None) == pytest.approx(alone)
+    # without widening, the pixel-wide shift costs the material its edge
+    assert (persistent_scores(staying, rule, 3, 1, None)[2:] < alone[2:]).all()

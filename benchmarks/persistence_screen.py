@@ -1,0 +1,171 @@
+"""Screen: does asking a pixel to stay changed over consecutive frames tell a small failure
+from a good print's changes better than one frame does?
+
+A failure stays where it is; a toolhead passes and a part's edge moves. Each frame after a
+print's start is reduced to its adapted map (the daemon's ``Detector``, the map its heatmap
+draws); a persistent map keeps, per pixel, the lowest of the last ``n`` frames' maps (each
+earlier map first widened by a ``grow`` x ``grow`` maximum, so material that shifts a pixel or
+two still counts as staying), and is reduced to one score by the bundle's own rule (or its
+top ``topk``). Each held-out good print, one training run per seed, leave one print out,
+replayed in file order and as its part grows (``inscene.growth_order``: neighbouring frames
+alike, the harder case for persistence), alone and with each failed print's material pasted
+frame by frame from frame 50 (``inscene.pasted_sequence``, as the quality benchmark's in-scene
+check). Each variant's threshold is the held-out print's own 99th percentile in the same
+order (1% of its good frames above it: an oracle, the same rule for every variant, which
+ranks ideas and sets nothing).
+
+    .venv/bin/python benchmarks/persistence_screen.py [--seeds 0] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.inscene import growth_order, pasted_sequence  # noqa: E402
+from benchmarks.quality import (  # noqa: E402
+    DEFECT_PRINTS,
+    INSCENE_ONSET,
+    INTERVAL_S,
+    SETTINGS,
+    VISIBLE_LEVEL,
+    first_pause,
+    screen_error,
+    screen_fold_runs,
+    screen_start,
+    write_screen,
+)
+from watchdog.detection import decide  # noqa: E402
+from watchdog.detection.bundle import Adaptation, Scoring  # noqa: E402
+from watchdog.detection.calibration import unit_meta  # noqa: E402
+from watchdog.detection.detector import offline_detector  # noqa: E402
+from watchdog.detection.light import light_matched, print_reference  # noqa: E402
+
+VARIANTS: dict[str, tuple[int, int, float | None]] = {  # (frames, grow, topk; None: shipped)
+    "one frame (shipped)": (1, 1, None),
+    "one frame, top 2%": (1, 1, 0.02),
+    "lowest of 2 frames": (2, 3, None),
+    "lowest of 3 frames": (3, 3, None),
+    "lowest of 3 frames, top 2%": (3, 3, 0.02),
+    "lowest of 3 frames, exact pixel": (3, 1, None),
+    "lowest of 5 frames": (5, 3, None),
+}
+
+
+def adapted_maps(maps: np.ndarray, spec: Adaptation, scoring: Scoring) -> np.ndarray:
+    """The adapted map of every frame after the print's start (packed maps in time order),
+    as the daemon's detector computes it, on the unit scale."""
+    unit = dataclasses.replace(spec, threshold=1.0, early_frames=0)
+    detector = offline_detector(unit_meta(scoring, unit))
+    verdicts = detector.replay(list(maps[..., 0]), list(maps[..., 1:]))
+    return np.stack([np.array(v.error_map) for v in verdicts if not v.calibrating])
+
+
+def persistent_scores(
+    adapted: np.ndarray, scoring: Scoring, frames: int, grow: int, topk: float | None
+) -> np.ndarray:
+    """One score per frame: the lowest, per pixel, of its map and the ``frames - 1`` before it
+    (each widened by a ``grow`` x ``grow`` maximum), reduced by the bundle's rule."""
+    rule = scoring if topk is None else dataclasses.replace(scoring, topk=topk)
+    kernel = np.ones((grow, grow), np.uint8)
+    widened = np.stack([cv2.dilate(m, kernel) for m in adapted]) if grow > 1 else adapted
+    out = []
+    for t in range(len(adapted)):
+        low = adapted[t]
+        for j in range(max(0, t - frames + 1), t):
+            low = np.minimum(low, widened[j])
+        out.append(rule.score(low, None))
+    return np.array(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup = screen_start(__doc__, argv)
+    if setup is None:
+        return 0
+    args, preset, data = setup
+    spec, scoring = preset.adaptation, preset.scoring
+    onset = spec.frames + INSCENE_ONSET
+    started, rows = time.perf_counter(), []
+    for seed, held, model in screen_fold_runs(data, preset, args.seeds):
+        error = screen_error(model, scoring)
+        frames = data[held]
+        orders = {"file": np.arange(len(frames)), "growth": growth_order(frames)}
+        row: dict[str, Any] = {"seed": seed, "held_out": held}
+        for order, idx in orders.items():
+            good = frames[idx]
+            ref = print_reference(good, spec)
+            sets = {"good": adapted_maps(error(light_matched(good, spec, ref)), spec, scoring)}
+            sizes = {}
+            first = 0
+            for name, count in DEFECT_PRINTS:
+                failure = data["defects"][first : first + count]
+                first += count
+                bad = np.concatenate([good[:onset], pasted_sequence(good[onset:], failure, seed)])
+                m = error(light_matched(bad, spec, ref))
+                sets[name] = adapted_maps(m, spec, scoring)[INSCENE_ONSET:]
+                sizes[name] = _share(good[onset : len(bad)], bad[onset:])
+            row[order] = {"failure_share_of_input": sizes}
+            for variant, params in VARIANTS.items():
+                scores = {k: persistent_scores(v, scoring, *params) for k, v in sets.items()}
+                thr = float(np.quantile(scores["good"], 0.99))
+                row[order][variant] = _judged(scores, thr)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    summary = _summary(rows)
+    print(json.dumps(summary, indent=1))
+    write_screen(args.json, started, rows + [{"summary": summary}])
+    return 0
+
+
+def _judged(scores: dict[str, np.ndarray], thr: float) -> dict[str, Any]:
+    """One variant's figures: the good print's frames flagged and pauses; per failed print,
+    its frames above the threshold and frames to its first pause."""
+    good = scores.pop("good")
+    return {
+        "flagged": float(np.mean(good > thr)),
+        "pauses": len(decide.fires(good > thr, SETTINGS, INTERVAL_S)),
+        "recall": {k: float(np.mean(s > thr)) for k, s in scores.items()},
+        "frames_to_pause": {k: first_pause(s, thr) for k, s in scores.items()},
+    }
+
+
+def _share(before: np.ndarray, after: np.ndarray) -> float:
+    """The median share of the model input's pixels the pasted material changed (uint8
+    frames; the quality benchmark's ``changed_share``)."""
+    diff = np.abs(after.astype(np.int16) - before).max(axis=-1)
+    return float(np.median((diff > VISIBLE_LEVEL * 255).mean(axis=(1, 2))))
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per order and variant, over the fold-runs: mean good frames flagged, good pauses, mean
+    in-scene recall, and failed prints paused within 10 frames of their onset."""
+    out: dict[str, Any] = {}
+    for order in ("file", "growth"):
+        for variant in VARIANTS:
+            figures = [r[order][variant] for r in rows]
+            recalls = [np.mean(list(f["recall"].values())) for f in figures]
+            paused = [
+                sum(v is not None and v <= 10 for v in f["frames_to_pause"].values())
+                for f in figures
+            ]
+            out[f"{order}: {variant}"] = {
+                "flagged": round(float(np.mean([f["flagged"] for f in figures])), 4),
+                "good_pauses": sum(f["pauses"] for f in figures),
+                "inscene_recall": round(float(np.mean(recalls)), 3),
+                "paused_within_10": f"{sum(paused)} of {len(DEFECT_PRINTS) * len(figures)}",
+            }
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
