@@ -41,6 +41,7 @@ def test_time_to_pause_skips_in_one_line_without_the_data(tmp_path) -> None:
         "growing_prints.py",
         "persistence_screen.py",
         "recent_screen.py",
+        "prototype_screen.py",
     ],
 )
 def test_benchmark_skips_in_one_line_without_the_data(tmp_path, script: str) -> None:
@@ -359,3 +360,13 @@ def test_persistence_keeps_a_change_that_stays_and_drops_one_that_moves() -> Non
     assert persistent_scores(staying, rule, 3, 3, None) == pytest.approx(alone)
     # without widening, the pixel-wide shift costs the material its edge
     assert (persistent_scores(staying, rule, 3, 1, None)[2:] < alone[2:]).all()
+    # a window of n frames: a change that lasts two frames stays in a window of 2, not of 3
+    brief = np.zeros((3, 32, 32), np.float32)
+    brief[1:, 10:14, 10:14] = 5.0
+    assert persistent_scores(brief, rule, 2, 1, None)[2] == pytest.approx(alone[2])
+    assert persistent_scores(brief, rule, 3, 1, None)[2] == 0
+    # a window holds only the frames there are: the second frame with the first, the first alone
+    assert persistent_scores(brief, rule, 3, 1, None)[1] == 0
+    assert persistent_scores(staying, rule, 3, 3, None)[0] == pytest.approx(alone[0])
+    # a top share of its own replaces the bundle's
+    assert persistent_scores(staying, rule, 3, 3, 0.1)[3] < alone[3]
