@@ -11,7 +11,7 @@ import pytest
 
 from watchdog.detection.baseline import PrintBaseline
 from watchdog.detection.bundle import META_FILE, Adaptation, Bundle, BundleError, Scoring
-from watchdog.detection.calibration import calibrate, simulate, still_starts
+from watchdog.detection.calibration import calibrate, guarded_maps, simulate, still_starts
 from watchdog.detection.detector import calibration_start, learnt_from
 
 SCORING = Scoring(error="l2", reduce="topk", topk=0.05)
@@ -174,6 +174,13 @@ def test_a_start_that_did_not_move_is_learnt_again_and_calibrated_where_the_daem
     # the start guard judges the still start's frames too: they are set and checked with it
     np.testing.assert_array_equal(still_starts(late, spec, 5), late[:5])
     assert len(still_starts(live, spec, 0)) == 0
+    # ...scored before the judged start's maps; a start that moved from the first is its own
+    blank = lambda x: np.zeros((len(x), 8, 8), np.float32)  # noqa: E731
+    guarded = guarded_maps(blank, still_starts(late, spec, 5), live_maps[5:10])
+    assert len(guarded) == 10 and not guarded[:5].any()
+    np.testing.assert_array_equal(guarded[5:], live_maps[5:10])
+    moved = guarded_maps(blank, still_starts(live, spec, 0), live_maps[:5])
+    np.testing.assert_array_equal(moved, live_maps[:5])
 
     calibrated = calibrate(spec, SCORING, [live_maps, live_maps], inputs=[live, frozen])
     assert "normal print 2 of 2 left out: its picture did not move" in caplog.text

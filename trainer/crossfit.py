@@ -28,7 +28,7 @@ from trainer.evaluate import Reconstruct, error_maps, keras_reconstructor
 from trainer.model import Preset, build_autoencoder, compile_autoencoder
 from trainer.train import fit
 from watchdog.detection.bundle import Adaptation
-from watchdog.detection.calibration import calibrate, start_guard, still_starts
+from watchdog.detection.calibration import calibrate, guarded_maps, start_guard, still_starts
 from watchdog.detection.detector import calibration_start
 from watchdog.detection.light import light_matched, start_matched
 
@@ -130,9 +130,7 @@ def scored(preset: Preset, name: str, frames: np.ndarray, recon: Reconstruct) ->
         error_maps(recon, inputs, preset.scoring),
         start,
         start_maps,
-        np.concatenate([error_maps(recon, stills, preset.scoring), start_maps])
-        if len(stills)
-        else start_maps,
+        guarded_maps(lambda x: error_maps(recon, x, preset.scoring), stills, start_maps),
     )
 
 

@@ -24,6 +24,7 @@ from watchdog.detection.bundle import Adaptation, Bundle, BundleMeta, Preprocess
 from watchdog.detection.calibration import (
     GUARD_PRINTS,
     calibrate,
+    guarded_maps,
     recalibrated_guard,
     still_starts,
 )
@@ -161,12 +162,6 @@ def _digest(path: Path) -> str | None:
         return None
 
 
-def guarded_maps(scorer: FrameScorer, stills: np.ndarray, start_maps: np.ndarray) -> np.ndarray:
-    """The error maps of every frame of a print the start guard judges: its still starts'
-    (``still_starts``, scored here) and its judged start's (``start_maps``, already scored)."""
-    return np.concatenate([error_maps(scorer, stills), start_maps]) if len(stills) else start_maps
-
-
 def guard_for_your_camera(guard: float, scores: list[np.ndarray], frames: int) -> float:
     """The start guard after your prints' starts (``scores``: the absolute scores of every
     frame of each print the daemon's guard judges, a heating start's too), and why it is off
@@ -239,7 +234,10 @@ def main(args: argparse.Namespace) -> int:
     if old.guard > 0 and pre.roi == bundle.meta.preprocess.roi:
         # your camera's normal starts must stay below the start guard (the daemon judges a
         # start by it only in the bundle's own region: its absolute scores are of that view)
-        guarded = [guarded_maps(scorer, s, m) for s, m in zip(stills, start_maps, strict=True)]
+        guarded = [
+            guarded_maps(lambda x: error_maps(scorer, x), s, m)
+            for s, m in zip(stills, start_maps, strict=True)
+        ]
         scores = [bundle.meta.scoring.scores(g, mask) for g in guarded]
         new = dataclasses.replace(new, guard=guard_for_your_camera(old.guard, scores, n))
     bundle.meta.adaptation = new

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
@@ -81,6 +82,15 @@ def still_starts(x: np.ndarray, spec: Adaptation, start: int) -> np.ndarray:
     if not n or not start:
         return x[:0]
     return np.concatenate([start_matched(x[b : b + n], spec) for b in range(0, start, n)])
+
+
+def guarded_maps(
+    error_maps: Callable[[np.ndarray], np.ndarray], stills: np.ndarray, start_maps: np.ndarray
+) -> np.ndarray:
+    """The error maps of every frame of a print the start guard judges: its still starts'
+    (``still_starts``, scored here by ``error_maps``) and its judged start's (``start_maps``,
+    already scored). The trainer and ``calibrate`` set and check the guard on these."""
+    return np.concatenate([error_maps(stills), start_maps]) if len(stills) else start_maps
 
 
 class NoMovingStart(ValueError):
