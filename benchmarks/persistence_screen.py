@@ -38,7 +38,7 @@ from benchmarks.quality import (  # noqa: E402
     INSCENE_ONSET,
     INTERVAL_S,
     SETTINGS,
-    VISIBLE_LEVEL,
+    changed_share,
     first_pause,
     screen_error,
     screen_fold_runs,
@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         for order, idx in orders.items():
             good = frames[idx]
             ref = print_reference(good, spec)
-            sets = {"good": adapted_maps(error(light_matched(good, spec, ref)), spec, scoring)}
+            good_maps = error(light_matched(good, spec, ref))
+            sets = {"good": adapted_maps(good_maps, spec, scoring)}
             sizes = {}
             first = 0
             for name, count in DEFECT_PRINTS:
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                 bad = np.concatenate([good[:onset], pasted_sequence(good[onset:], failure, seed)])
                 m = error(light_matched(bad, spec, ref))
                 sets[name] = adapted_maps(m, spec, scoring)  # the frames before it included
-                sizes[name] = _share(good[onset : len(bad)], bad[onset:])
+                share = changed_share(good_maps[onset : len(bad)], m[onset:])
+                sizes[name] = float(np.median(share))
             row[order] = {"failure_share_of_input": sizes}
             for variant, params in VARIANTS.items():
                 # every frame's window reaches back before the onset, as on a real print
@@ -139,14 +141,6 @@ def _judged(scores: dict[str, np.ndarray], thr: float) -> dict[str, Any]:
         "recall": {k: float(np.mean(s > thr)) for k, s in scores.items()},
         "frames_to_pause": {k: first_pause(s, thr) for k, s in scores.items()},
     }
-
-
-def _share(before: np.ndarray, after: np.ndarray) -> float:
-    """The median share of the model input's pixels the pasted material changed by more than
-    ``VISIBLE_LEVEL``: the quality benchmark's ``changed_share``, on the frames as the camera
-    gave them (it compares the light-matched ones), so close to its figures, not equal."""
-    diff = np.abs(after.astype(np.int16) - before).max(axis=-1)
-    return float(np.median((diff > VISIBLE_LEVEL * 255).mean(axis=(1, 2))))
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -69,7 +69,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.inscene import growth_order, pasted_failures, pasted_sequence  # noqa: E402
 from trainer.crossfit import shipped_threshold, split_fit_val  # noqa: E402
 from trainer.data import last_frames  # noqa: E402
-from trainer.evaluate import error_maps  # noqa: E402
+from trainer.evaluate import error_maps, keras_reconstructor  # noqa: E402
 from watchdog.config import CameraConfig, DetectionConfig  # noqa: E402
 from watchdog.detection import decide  # noqa: E402
 from watchdog.detection.bundle import Adaptation, Preprocess, Scoring  # noqa: E402
@@ -144,8 +144,6 @@ def screen_start(doc: str, argv: list[str] | None) -> tuple[argparse.Namespace, 
 
 def screen_error(model: Any, scoring: Scoring) -> Any:
     """A fitted model's packed error maps (``packed``): uint8 frames → maps with their inputs."""
-    from trainer.evaluate import keras_reconstructor
-
     recon = keras_reconstructor(model)
     return packed(lambda x: error_maps(recon, x, scoring))
 
