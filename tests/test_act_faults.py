@@ -152,6 +152,21 @@ def test_moonraker_answer_with_values_of_the_wrong_type_fails_clearly(
     assert result.outcome == "failed" and "answer lacks" in result.detail
 
 
+def test_a_print_time_too_large_for_a_number_is_left_unknown_not_raised(
+    bad_server: BadServer,
+) -> None:
+    """A print time of hundreds of digits (a broken or hostile API) must not raise into the
+    watcher on every poll: the printer is read, its print time unknown."""
+    huge = "9" * 400
+    bad_server.respond(
+        200,
+        '{"result": {"status": {"webhooks": {"state": "ready"}, "print_stats": {"state": '
+        f'"printing", "filename": "a.gcode", "print_duration": {huge}, "total_duration": {huge}}}}}}}}}',
+    )
+    st = client("moonraker", bad_server, retries=0).status()
+    assert st.state == "printing" and st.job == "a.gcode" and st.printed_s is None, st
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_hanging_server_times_out(kind: str, bad_server: BadServer) -> None:
     bad_server.hang()
