@@ -69,6 +69,32 @@ def test_dashboard_settings_are_refused_in_the_same_words_as_the_yaml() -> None:
     )
 
 
+def test_a_mask_too_large_to_have_been_drawn_is_refused_in_one_line() -> None:
+    """A saved mask is read and shown on every poll of the page: its size is bounded."""
+    triangle = [[0, 0], [0.1, 0], [0, 0.1]]
+    assert len(_config(detection={"mask": [triangle] * 32}).printers[0].detection.mask) == 32
+    with pytest.raises(ConfigError) as err:
+        _config(detection={"mask": [triangle] * 13_000})
+    assert str(err.value) == "config: printers.0.detection.mask: takes at most 32 items, got 13000"
+    with pytest.raises(ConfigError) as err:
+        _merge(DetectionConfig(), {"mask": [[[0.5, 0.5]] * 101]}, "printers.p1.detection")
+    assert str(err.value) == "printers.p1.detection.mask.0: takes at most 100 items, got 101"
+
+
+def test_an_api_key_written_as_a_yaml_block_loses_its_line_end_and_one_inside_is_refused() -> None:
+    """``api_key: |`` keeps a line break at its end: no HTTP header can carry one, and the
+    request's error would show the key escaped, past the log's masking."""
+    import yaml
+
+    text = "printers:\n  - name: p1\n    api:\n      kind: octoprint\n      url: http://o\n      api_key: |\n        KEY123\n"
+    config = parse_config(yaml.safe_load(text))
+    assert config.printers[0].api.api_key.get_secret_value() == "KEY123"
+    with pytest.raises(ConfigError) as err:
+        _config(api={"kind": "octoprint", "url": "http://o", "api_key": "KEY\n123"})
+    assert "printers.0.api.api_key: holds a line break" in str(err.value)
+    assert "KEY" not in str(err.value)
+
+
 def test_a_number_too_large_for_a_float_is_a_one_line_error() -> None:
     with pytest.raises(ConfigError, match=r"printers\.0\.camera\.interval_s: must be a finite"):
         _config(camera={"interval_s": 10**400})

@@ -86,6 +86,53 @@ def test_a_command_that_arrives_while_a_reload_stops_the_watcher_is_carried_out_
     assert not daemon.running["e3"].watcher.snapshot.enabled
 
 
+def test_a_command_not_answered_in_time_is_taken_back_and_never_carried_out_later(
+    daemon, monkeypatch
+) -> None:
+    """A watcher slow to answer (its camera or printer hanging): the sender is told nothing was
+    done, and the command does not happen later, when the owner has pressed again (twice) or a
+    pause from Home Assistant would land minutes late on whatever prints then."""
+    monkeypatch.setattr(daemon, "answer_within", lambda watcher: 1.0)
+    daemon._stop(daemon.running)
+    daemon.running = daemon._prepare(daemon._make_watchers(daemon.config, daemon.bundle))
+    watcher = daemon.running["e3"].watcher  # its thread not started: nothing drains its queue
+    late = daemon.dispatch(Command("e3", Verb.DISABLE, source="mqtt"))
+    assert not late.ok and not late.under_way and "nothing was done" in late.detail, late
+    watcher._drain_commands()
+    assert watcher.enabled and watcher._commands.empty()
+
+
+def test_a_command_started_but_not_finished_in_time_is_reported_under_way(
+    daemon, monkeypatch
+) -> None:
+    """Begun by the watcher but slow (a printer API taking its time): it will still happen, and
+    its sender is told so, not that it failed."""
+    monkeypatch.setattr(daemon, "answer_within", lambda watcher: 1.0)
+    daemon._stop(daemon.running)
+    daemon.running = daemon._prepare(daemon._make_watchers(daemon.config, daemon.bundle))
+    watcher = daemon.running["e3"].watcher
+    release = threading.Event()
+    carry_out = watcher._carry_out
+
+    def slow(command: Command):
+        release.wait(30)
+        return carry_out(command)
+
+    watcher._carry_out = slow
+    drain = threading.Thread(
+        target=lambda: (
+            wait_until("queued", lambda: not watcher._commands.empty(), 10),
+            watcher._drain_commands(),
+        )
+    )
+    drain.start()
+    answer = daemon.dispatch(Command("e3", Verb.DISABLE, source="mqtt"))
+    release.set()
+    drain.join(10)
+    assert not answer.ok and answer.under_way and "still carrying out disable" in answer.detail
+    assert not watcher.enabled  # it happened
+
+
 def test_a_watcher_stuck_past_a_reload_is_not_doubled_by_its_successor(daemon, monkeypatch) -> None:
     """A camera or printer hanging past the reload's stop deadline: the new watcher of that
     printer waits for the old one's step to end (two watchers side by side could pause and

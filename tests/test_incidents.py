@@ -148,6 +148,41 @@ def test_a_changed_verdict_takes_its_frames_out_of_the_other_training_folder(
     assert [p.name for p in normal.iterdir()] == [f"{inc.id}.jpg"] and list(failed.iterdir()) == []
 
 
+def test_two_verdicts_at_once_leave_one_readable_answer_and_its_frame_in_its_folder(
+    tmp_path: Path,
+) -> None:
+    """The phone's "Not a failure" and Home Assistant's "Confirm failure" landing together (or
+    a double click): alert.json stays readable and says one of them, and the frame is in that
+    one's folder only."""
+    import threading
+
+    from watchdog.incidents import failures_dir, mark_failure
+
+    store = IncidentStore(tmp_path)
+    normal, failed = false_alarms_dir(tmp_path, "ender3"), failures_dir(tmp_path, "ender3")
+    for round_ in range(40):
+        inc = store.save("ender3", alert(), jpeg(round_), jpeg(round_ + 1))
+        errors: list[BaseException] = []
+        start = threading.Barrier(2)
+
+        def judge(mark, inc_id=inc.id, errors=errors, start=start) -> None:
+            start.wait()
+            try:
+                mark(tmp_path, "ender3", inc_id)
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+        both = [threading.Thread(target=judge, args=(m,)) for m in (mark_failure, mark_not_failure)]
+        for t in both:
+            t.start()
+        for t in both:
+            t.join(10)
+        assert errors == []
+        verdict = json.loads((inc.path / "alert.json").read_text())["verdict"]
+        kept, other = (failed, normal) if verdict == "failure" else (normal, failed)
+        assert (kept / f"{inc.id}.jpg").is_file() and not (other / f"{inc.id}.jpg").exists()
+
+
 @pytest.mark.parametrize("damage", ['{"score": 0.9, "job"', "[" * 100_000], ids=["cut", "nested"])
 def test_a_verdict_on_an_unreadable_alert_is_refused_before_any_frame_is_kept(
     tmp_path: Path, damage: str

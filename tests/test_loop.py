@@ -402,6 +402,44 @@ def test_a_button_of_an_old_alert_never_acts_on_the_print_running_now(
     restarted.camera.close()
 
 
+def test_an_old_alerts_button_never_acts_on_the_same_file_printed_again_while_the_api_was_away(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The printer's API unreachable for a while (Wi-Fi, Moonraker's host rebooting), and the
+    owner meanwhile cancels at the printer and prints the same file again: the watcher never
+    saw the printer idle, so no new print was counted. The old alert's Cancel must not cancel
+    the new print: its print time, far below the alert's, says it is another one."""
+    import dataclasses
+
+    from watchdog.control import Command, Verb
+    from watchdog.printing import PrinterState, PrinterStatus
+
+    class Reprinting(SimulatedPrinter):
+        printed, away = 3000.0, False
+
+        def status(self) -> PrinterStatus:
+            if self.away:
+                return PrinterStatus(PrinterState.OFFLINE, None, "no answer")
+            return dataclasses.replace(super().status(), printed_s=self.printed)
+
+    printer = Reprinting("J.gcode")
+    watcher, _, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    printer.away = True
+    watcher.step()
+    printer.start_print("J.gcode")  # cancelled and started again at the printer
+    printer.printed, printer.away = 20.0, False
+    watcher.step()
+    actions = list(printer.actions)
+    done = watcher.submit(Command("e3", Verb.CANCEL, incident, source="phone"))
+    watcher.step()
+    result = done.result(timeout=5)
+    assert not result.ok and "it is another print" in result.detail, result
+    assert printer.actions == actions and printer.status().state == "printing"
+    watcher.camera.close()
+
+
 def test_after_a_reload_the_alerts_buttons_still_act_and_late_commands_reach_the_new_watcher(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

@@ -72,12 +72,14 @@ def target(url: str, **kw) -> NotifyTarget:
 class Recorder:
     """The daemon's dispatcher stand-in for the token tests (the daemon is tested end to end elsewhere)."""
 
-    def __init__(self, ok: bool = True) -> None:
+    def __init__(self, ok: bool = True, under_way: bool = False) -> None:
         self.commands: list[Command] = []
-        self.ok = ok
+        self.ok, self.under_way = ok, under_way
 
     def dispatch(self, command: Command) -> CommandResult:
         self.commands.append(command)
+        if self.under_way:
+            return CommandResult(False, "e3 is still carrying out resume", under_way=True)
         return CommandResult(
             self.ok, f"{command.verb.value} done" if self.ok else "printer is not paused"
         )
@@ -633,6 +635,47 @@ def test_buttons_survive_a_restart_and_a_refused_command_can_be_pressed_again(tm
     accepting = ActionHandler(ActionTokens(tmp_path), Recorder(ok=True), tmp_path)
     assert accepting.handle_action(token) == (200, "resume done")
     assert accepting.handle_action(token)[0] == 409
+
+
+def test_a_damaged_entry_or_a_moment_unable_to_read_never_ends_the_other_buttons(
+    tmp_path, monkeypatch
+) -> None:
+    """One entry of the button store damaged (a number too large for a float), or the store
+    unreadable for a moment (too many open files): the other buttons still work."""
+    tokens = ActionTokens(tmp_path)
+    token = tokens.issue(PRINTER, "i1", Verb.RESUME, 3600)
+    stored = json.loads(tokens.path.read_text())
+    stored["ab" * 32] = {"printer": PRINTER, "incident": "i0", "verb": "cancel", "expires": 10**400}
+    tokens.path.write_text(json.dumps(stored))
+    assert tokens.peek(token).incident == "i1"
+    assert tokens.issue(PRINTER, "i2", Verb.CANCEL, 3600)
+    real = Path.read_text
+
+    def busy(path, *a, **k):
+        if path == tokens.path:
+            raise OSError(24, "Too many open files")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(Path, "read_text", busy)
+    with pytest.raises(OSError):
+        tokens.issue(PRINTER, "i3", Verb.CANCEL, 3600)  # that alert goes out without buttons
+    monkeypatch.setattr(Path, "read_text", real)
+    assert tokens.redeem(token).incident == "i1"
+
+
+def test_a_press_still_under_way_when_its_answer_is_due_cannot_be_pressed_again(tmp_path) -> None:
+    """A printer slow to answer: the press will still happen, so its button stays used (given
+    back, a second press would resume or cancel twice)."""
+    store = IncidentStore(tmp_path)
+    incident = store.save(PRINTER, alert(), jpeg(1), jpeg(1)).id
+    token = ActionTokens(tmp_path).issue(PRINTER, incident, Verb.RESUME, 3600)
+    slow = Recorder(under_way=True)
+    assert ActionHandler(ActionTokens(tmp_path), slow, tmp_path).handle_action(token) == (
+        202,
+        "e3 is still carrying out resume",
+    )
+    again = ActionHandler(ActionTokens(tmp_path), Recorder(ok=True), tmp_path)
+    assert again.handle_action(token)[0] == 409 and len(slow.commands) == 1
 
 
 # --------------------------------------------------------------------------- config

@@ -271,30 +271,61 @@ def test_sessions_expire_and_limiter_forgets_after_a_minute(monkeypatch) -> None
     now[0] += 3601
     assert sessions.get(token) is None
     limiter = LoginLimiter(2)
-    limiter.failed("10.0.0.9")
-    limiter.failed("10.0.0.9")
-    assert limiter.blocked("10.0.0.9") and not limiter.blocked("10.0.0.8")
+    assert limiter.attempt("10.0.0.9") and limiter.attempt("10.0.0.9")
+    assert not limiter.attempt("10.0.0.9") and limiter.attempt("10.0.0.8")
     now[0] += 61
-    assert not limiter.blocked("10.0.0.9")
+    assert limiter.attempt("10.0.0.9")
+    limiter.succeeded("10.0.0.9")  # the right password: its count starts again
+    assert limiter.attempt("10.0.0.9") and limiter.attempt("10.0.0.9")
 
 
-def test_generated_password_is_printed_once_and_works(tmp_path: Path) -> None:
+def test_a_spray_of_addresses_neither_grows_the_limiter_nor_buys_more_attempts(
+    monkeypatch,
+) -> None:
+    """Beyond loopback: one home IPv6 network has a whole /64, and a bot has many addresses.
+    Each new address must not add memory for ever, nor its own allowance of tries."""
+    now = [1000.0]
+    monkeypatch.setattr("watchdog.web.auth.time.monotonic", lambda: now[0])
+    limiter = LoginLimiter(3, max_clients=100)
+    for i in range(30_000):  # one try a second, each from a new IPv4 address
+        now[0] += 1
+        limiter.attempt(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
+    assert len(limiter._attempts) <= 100
+    # one /64: three tries in all, whichever addresses they come from
+    tries = [limiter.attempt(f"2001:db8:1:2::{i:x}") for i in range(1, 6)]
+    assert tries == [True, True, True, False, False]
+    assert limiter.attempt("2001:db8:1:3::1")  # the next network counts on its own
+    # while the table is full of clients trying right now, a new one waits
+    busy = LoginLimiter(3, max_clients=2)
+    assert busy.attempt("10.1.1.1") and busy.attempt("10.1.1.2")
+    assert not busy.attempt("10.1.1.3")
+    now[0] += 61
+    assert busy.attempt("10.1.1.3")
+
+
+def test_generated_password_is_never_printed_only_written_for_its_owner(tmp_path: Path) -> None:
+    """Under systemd the output is kept in the journal, which others may read: the generated
+    password goes to a file only the service's user can read, and the output says where."""
     port = free_port()
     config = _config(tmp_path, f"0.0.0.0:{port}", generate_password=True)
     daemon = _start(config, tmp_path / "first.log", port)
+    first = tmp_path / "state" / "web" / "first-password"
     try:
         wait_until("the password line", lambda: "dashboard password" in daemon.log, 10)
-        password = re.search(r"dashboard password \(shown once.*\): (\S+)", daemon.log).group(1)
+        password = first.read_text().strip()
+        assert len(password) >= 16 and password not in daemon.log and str(first) in daemon.log
         _, r = _login(f"http://127.0.0.1:{port}", password)
         assert r.status_code == 303
     finally:
         assert daemon.stop() == 0
     stored = (tmp_path / "state" / "web" / "password").read_text()
     assert password not in stored and stored.startswith(("scrypt:", "pbkdf2:"))
-    assert oct((tmp_path / "state" / "web" / "password").stat().st_mode & 0o777) == "0o600"
+    for path in (first, tmp_path / "state" / "web" / "password"):
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
+    first.unlink()  # read and deleted, as the owner is told
     again = _start(config, tmp_path / "second.log", port)
     try:
-        assert "dashboard password" not in again.log
+        assert "dashboard password" not in again.log and not first.exists()
         assert _login(f"http://127.0.0.1:{port}", password)[1].status_code == 303
     finally:
         again.stop()

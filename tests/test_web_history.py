@@ -6,6 +6,7 @@ frames only; both are filled far beyond their size here and must keep the newest
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import cv2
@@ -27,6 +28,16 @@ def test_timeline_ring_keeps_the_newest_points_in_order_and_does_not_grow() -> N
     assert tl._t.nbytes + tl._s.nbytes + tl._th.nbytes + tl._f.nbytes == size
     tl.mark_last(Mark.ACTION)
     assert tl.since(999)["marks"] == [Mark.ACTION]
+
+
+def test_polling_with_the_last_time_given_brings_no_point_twice() -> None:
+    tl = Timeline(points=10)
+    for t in (1767000000.004, 1767000010.006, 1767000020.0049):
+        tl.add(t, 0.1, 0.5, Mark.NONE)
+    got = json.loads(json.dumps(tl.since(0)))["t"]  # as the page receives them
+    assert len(got) == 3
+    assert tl.since(float(str(got[-1])))["t"] == []  # the page asks with the last one it got
+    assert len(tl.since(float(str(got[0])))["t"]) == 2
 
 
 def test_default_timeline_holds_a_day_at_ten_seconds_in_about_150_kb() -> None:

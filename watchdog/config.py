@@ -151,7 +151,7 @@ class HttpConfig(_Model):
     )
     generate_password: bool = Field(
         False,
-        description="no password file: generate one on first start, print it once, keep only its hash in storage.dir",
+        description="no password file: generate one on first start, write it to storage.dir/web/first-password (mode 0600) for you to read and delete, keep its hash",
     )
     session_hours: float = Field(12.0, gt=0, le=24 * 30, description="a login lasts this long")
     login_attempts_per_minute: int = Field(
@@ -252,6 +252,21 @@ class ApiConfig(_Model):
     ca_file: Path | None = Field(None, description="CA certificate for a self-signed https URL")
     insecure: bool = Field(False, description="skip TLS verification of the API (not recommended)")
 
+    @field_validator("api_key")
+    @classmethod
+    def _api_key(cls, v: SecretStr | None) -> SecretStr | None:
+        """Spaces and a line end around the key are dropped (a YAML block keeps its last line
+        break); a control character inside it is refused: no HTTP header can carry it."""
+        if v is None:
+            return None
+        key = v.get_secret_value().strip()
+        if any(ord(c) < 32 or ord(c) == 127 for c in key):
+            raise ValueError(
+                "holds a line break or another control character, which an HTTP request "
+                "cannot carry (the value is not shown: it is a secret)"
+            )
+        return SecretStr(key)
+
     @model_validator(mode="after")
     def _url_needed(self) -> ApiConfig:
         if self.kind != "none":
@@ -277,6 +292,10 @@ def _check_address(url: str) -> None:
         raise ValueError(f"not a valid address ({exc})") from None
 
 
+# a mask is drawn by hand; its size is bounded so a saved one cannot make every poll of the
+# dashboard (which reads and shows it) or every reload slow
+MASK_POLYGONS = 32
+MASK_POINTS = 100
 Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
 
 
@@ -306,8 +325,9 @@ class DetectionConfig(_Model):
         "model has that judgement (the shipped one: frames 11-30 against the first 10); false: "
         "learn the whole start without judging it",
     )
-    mask: list[Annotated[list[Point], Field(min_length=3)]] = Field(
+    mask: list[Annotated[list[Point], Field(min_length=3, max_length=MASK_POINTS)]] = Field(
         default_factory=list,
+        max_length=MASK_POLYGONS,
         description="polygons to ignore, in 0..1 image coordinates [[x, y], ...]",
     )
     region: tuple[float, float, float, float] | None = Field(

@@ -68,6 +68,7 @@ class CommandResult:
 
     ok: bool
     detail: str
+    under_way: bool = False  # not answered in time but started: it will still happen
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from functools import partial
@@ -148,6 +149,9 @@ class Daemon:
         self.running: Mapping[str, _Running] = {}
         self.histories: dict[str, History] = {}  # per printer, kept across reloads
         self._waiting = threading.BoundedSemaphore(COMMANDS_WAITING)
+        # the page's own waits (a frame of an idle printer, a settings save applied) have their
+        # own slot: they never take one a pause or a phone's answer needs
+        self._waiting_page = threading.BoundedSemaphore(1)
         self.frame_gate = FrameGate()  # one frame in process at a time, for all printers
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
@@ -245,6 +249,7 @@ class Daemon:
             )
             return CommandResult(False, f"no printer named {command.printer!r}")
         watcher = running.watcher
+        stored: CommandResult | None = None
         if command.verb in INCIDENT_VERBS:
             command = self._resolve_incident(command, watcher)
             if command.incident is None:
@@ -259,20 +264,50 @@ class Daemon:
             if command.verb is not Verb.NOT_A_FAILURE:
                 watcher.submit(command)  # answered: the failure it stood on is shown off
                 return stored
-        api = watcher.cfg.api
-        wait_s = api.timeout_s * (1 + api.retries) + watcher.cfg.camera.interval_s + 5
-        if not self._waiting.acquire(blocking=False):
+        wait_s = self.answer_within(watcher)
+        slots = self._waiting_page if command.verb is Verb.LOOK else self._waiting
+        if not slots.acquire(blocking=False):
+            if stored is not None:  # the verdict is saved: the watcher must still learn it
+                watcher.submit(command)
+                return CommandResult(True, f"{stored.detail}; the print is learnt again shortly")
             return CommandResult(
                 False,
                 f"busy: {COMMANDS_WAITING} earlier commands are still waiting for a printer or "
                 "camera to answer; try again in a moment",
             )
         try:
-            return watcher.submit(command).result(timeout=wait_s)
-        except FutureTimeout:
-            return CommandResult(False, f"{watcher.name} did not answer within {wait_s:.0f} s")
+            done = watcher.submit(command)
+            try:
+                return done.result(timeout=wait_s)
+            except FutureTimeout:
+                return self._late(watcher.name, command, done, wait_s)
         finally:
-            self._waiting.release()
+            slots.release()
+
+    @staticmethod
+    def answer_within(watcher: Watcher) -> float:
+        """How long a command's sender waits for its watcher: a printer call with its retries
+        and a camera interval (the watcher answers between frames)."""
+        api = watcher.cfg.api
+        return api.timeout_s * (1 + api.retries) + watcher.cfg.camera.interval_s + 5
+
+    @staticmethod
+    def _late(
+        name: str, command: Command, done: Future[CommandResult], wait_s: float
+    ) -> CommandResult:
+        """A command its watcher did not answer in time: taken back while still queued (it must
+        not run minutes later, nor twice once its sender tries again), else still under way."""
+        if done.cancel():
+            return CommandResult(
+                False, f"{name} did not answer within {wait_s:.0f} s: nothing was done"
+            )
+        if done.done():
+            return done.result()
+        return CommandResult(
+            False,
+            f"{name} is still carrying out {command.verb.value} (more than {wait_s:.0f} s)",
+            under_way=True,
+        )
 
     @staticmethod
     def _resolve_incident(command: Command, watcher: Watcher) -> Command:
@@ -343,12 +378,12 @@ class Daemon:
         return overrides.reset(self.config.storage.dir, printer), self._apply()
 
     def _apply(self, timeout: float = 30.0) -> Applied:
-        """Reload and wait for it, at most ``timeout`` and with at most ``COMMANDS_WAITING``
-        waiters (the status server's other requests, /healthz too, keep their threads)."""
+        """Reload and wait for it, at most ``timeout`` and one waiter at a time (the status
+        server's other requests, /healthz and a pause too, keep their threads)."""
         with self._reloads:
             asked = self._reloads_started
         self.reload_event.set()
-        if not self._waiting.acquire(blocking=False):
+        if not self._waiting_page.acquire(blocking=False):
             return Applied(None, "it applies in a few seconds")
         try:
             with self._reloads:
@@ -357,7 +392,7 @@ class Daemon:
                 )
                 number, refusal = self._reload_outcome
         finally:
-            self._waiting.release()
+            self._waiting_page.release()
         if number <= asked:
             return Applied(None, "it applies when the watchdog starts again, or see the log")
         return Applied(True) if refusal is None else Applied(False, refusal)

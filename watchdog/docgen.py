@@ -49,7 +49,7 @@ def _type_name(annotation: Any) -> str:
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
         constraints = ", ".join(c for c in map(_constraints, args[1:]) if c)
-        return _type_name(args[0]) + (f" ({constraints})" if constraints else "")
+        return _constrained(_type_name(args[0]), constraints)
     if origin in (typing.Union, types.UnionType):
         names = [_type_name(a) for a in args if a is not type(None)]
         return " | ".join(names) + (" | null" if type(None) in args else "")
@@ -73,6 +73,16 @@ def _type_name(annotation: Any) -> str:
     return str(annotation)
 
 
+def _constrained(kind: str, constraints: str) -> str:
+    """A type with its bounds; a list's length bounds right after "list" (``list (at most 32
+    entries) of list (at least 3 entries) of ...``), so each reads with the list it bounds."""
+    if not constraints:
+        return kind
+    if kind.startswith("list of "):
+        return f"list ({constraints}) of {kind.removeprefix('list of ')}"
+    return f"{kind} ({constraints})"
+
+
 def _constraints(meta: Any) -> str:
     """A field's bounds and length, as ``≥ 1, ≤ 100``."""
     if not isinstance(meta, FieldInfo):
@@ -81,6 +91,9 @@ def _constraints(meta: Any) -> str:
     if meta.min_length is not None:
         n = meta.min_length
         parts.append(f"at least {n} entr{'y' if n == 1 else 'ies'}")
+    if meta.max_length is not None:
+        n = meta.max_length
+        parts.append(f"at most {n} entr{'y' if n == 1 else 'ies'}")
     return ", ".join(parts)
 
 
@@ -150,9 +163,7 @@ def _section(model: type[Model], path: str, out: list[str]) -> None:
         else:
             description = info.description or ""
         kind = _type_name(info.annotation)
-        constraints = _constraints(info)
-        if constraints:
-            kind += f" ({constraints})"
+        kind = _constrained(kind, _constraints(info))
         out.append(f"| `{key}` | {_cell(kind)} | {_cell(_default(info))} | {_cell(description)} |")
     for sub_model, child in nested:
         _section(sub_model, child, out)

@@ -81,12 +81,15 @@ class Timeline:
                 self._f[i] |= int(marks)
 
     def since(self, t: float = 0.0) -> dict[str, list[float] | list[int]]:
-        """Points newer than ``t`` (epoch seconds), oldest first, as plain JSON lists."""
+        """Points newer than ``t`` (epoch seconds), oldest first, as plain JSON lists.
+
+        Times go out exact: the page asks again with the last one it got, and a rounded time
+        would bring that point back (drawn and counted twice)."""
         with self._lock:
             order = (np.arange(self._count) + self._next - self._count) % self.capacity
             keep = order[self._t[order] > t]
             return {
-                "t": [round(float(v), 2) for v in self._t[keep]],
+                "t": [float(v) for v in self._t[keep]],
                 "score": [float(v) for v in self._s[keep]],
                 "threshold": [float(v) for v in self._th[keep]],
                 "marks": [int(v) for v in self._f[keep]],

@@ -287,8 +287,9 @@ class IncidentStore:
                 if item.frame_jpeg is not None:
                     write_durably(partial / f"{n:02d}-frame.jpg", item.frame_jpeg)
             os.replace(partial, folder)
-            if _read_alert(folder.parent).get("verdict") == "failure":
-                _copy_failure_frames(folder.parent, self.storage_dir, printer, incident_id)
+            with _verdicts:  # not while a verdict changes: its copies follow the last one
+                if _read_alert(folder.parent).get("verdict") == "failure":
+                    _copy_failure_frames(folder.parent, self.storage_dir, printer, incident_id)
         except (OSError, IncidentError) as exc:
             self._throttle(
                 logger,
@@ -385,17 +386,23 @@ class IncidentStore:
         return removed
 
 
+# Verdicts arrive on the callers' threads (the page's workers, MQTT, a phone's button): two at
+# once on one incident must not interleave their read-write of alert.json and their copies.
+_verdicts = threading.RLock()
+
+
 def record_verdict(storage_dir: Path, printer: str, incident_id: str, verdict: str) -> Path:
     """Store the user's verdict in the incident's alert.json; returns that file."""
     if verdict not in VERDICTS:
         raise IncidentError(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
     path = incident_dir(storage_dir, printer, incident_id)
-    alert = _read_alert(path)
-    alert["verdict"] = verdict
-    alert["verdict_time"] = datetime.now(UTC).isoformat(timespec="seconds")
-    tmp = path / f".{ALERT}.tmp"
-    write_durably(tmp, json.dumps(alert, default=_jsonable, indent=2).encode())
-    os.replace(tmp, path / ALERT)
+    with _verdicts:
+        alert = _read_alert(path)
+        alert["verdict"] = verdict
+        alert["verdict_time"] = datetime.now(UTC).isoformat(timespec="seconds")
+        tmp = path / f".{ALERT}.{threading.get_ident()}.tmp"
+        write_durably(tmp, json.dumps(alert, default=_jsonable, indent=2).encode())
+        os.replace(tmp, path / ALERT)
     return path / ALERT
 
 
@@ -406,8 +413,11 @@ def false_alarms_dir(storage_dir: Path, printer: str) -> Path:
 
 def mark_not_failure(storage_dir: Path, printer: str, incident_id: str) -> Path:
     """Record the verdict and copy the incident's frame into the normal set; returns the copy."""
-    path = _judged(storage_dir, printer, incident_id, "not_failure")
-    return _copy_into(path / FRAME, false_alarms_dir(storage_dir, printer), f"{incident_id}.jpg")
+    with _verdicts:
+        path = _judged(storage_dir, printer, incident_id, "not_failure")
+        return _copy_into(
+            path / FRAME, false_alarms_dir(storage_dir, printer), f"{incident_id}.jpg"
+        )
 
 
 def failures_dir(storage_dir: Path, printer: str) -> Path:
@@ -419,8 +429,9 @@ def mark_failure(storage_dir: Path, printer: str, incident_id: str) -> list[Path
     """Record the verdict and copy the incident's frame and its anomalous lead-up frames into
     the failures folder; returns the copies. Lead-up frames still being written when the
     verdict lands are copied by ``IncidentStore.add_lead_up`` once it sees the verdict."""
-    path = _judged(storage_dir, printer, incident_id, "failure")
-    return _copy_failure_frames(path, storage_dir, printer, incident_id)
+    with _verdicts:
+        path = _judged(storage_dir, printer, incident_id, "failure")
+        return _copy_failure_frames(path, storage_dir, printer, incident_id)
 
 
 def _judged(storage_dir: Path, printer: str, incident_id: str, verdict: str) -> Path:

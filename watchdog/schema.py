@@ -110,12 +110,13 @@ class FieldInfo:
         le: float | None = None,
         lt: float | None = None,
         min_length: int | None = None,
+        max_length: int | None = None,
     ) -> None:
         self.default = _MISSING if default is ... else default
         self.default_factory = default_factory
         self.description = description
         self.ge, self.gt, self.le, self.lt = ge, gt, le, lt
-        self.min_length = min_length
+        self.min_length, self.max_length = min_length, max_length
         self.annotation: Any = None  # set when the model class is made
 
     def is_required(self) -> bool:
@@ -140,6 +141,9 @@ class FieldInfo:
         if self.min_length is not None and len(value) < self.min_length:
             items = "item" if self.min_length == 1 else "items"
             raise _Invalid(f"needs at least {self.min_length} {items}, got {len(value)}")
+        if self.max_length is not None and len(value) > self.max_length:
+            items = "item" if self.max_length == 1 else "items"
+            raise _Invalid(f"takes at most {self.max_length} {items}, got {len(value)}")
 
 
 # (symbol in the docs, FieldInfo attribute, words in an error, test the value must pass)

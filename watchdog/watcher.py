@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from watchdog import switches
+from watchdog import overrides, switches
 from watchdog.comms.notifier import Notifier
 from watchdog.config import ConfigError, PrinterConfig
 from watchdog.control import Command, CommandResult, Verb, printer_answers
@@ -559,7 +559,7 @@ class Watcher:
         for command, done in leftovers:
             if successor is not None:
                 successor._hand(command, done)
-            else:
+            elif done.set_running_or_notify_cancel():
                 done.set_result(CommandResult(False, f"no printer named {self.name!r} any more"))
 
     def _carry_on_from(self, old: Watcher) -> None:
@@ -589,6 +589,8 @@ class Watcher:
                 command, done = self._commands.get_nowait()
             except queue.Empty:
                 return
+            if not done.set_running_or_notify_cancel():
+                continue  # its sender gave up waiting and took it back: it must not happen now
             try:
                 result = self._carry_out(command)
                 self.snapshot = self._status(self.snapshot.heartbeat)  # readers see it at once
@@ -661,7 +663,8 @@ class Watcher:
 
         A button (a phone notification's, an incident card's) belongs to one print: pressed a
         day later it must not cancel the print running then. In memory: the alert is this
-        watcher's latest and no print started since. After a restart (none in memory): the
+        watcher's latest, no print started since, and its job was not printed again since
+        (``_printed_again``: a print begun while the API was away). After a restart (none in memory): the
         alert is the newest saved, its job is the job the printer reports now, and that job
         was not printed again since (``_printed_again``)."""
         alert = self.last_alert
@@ -670,6 +673,10 @@ class Watcher:
                 return f"{self.name} has had a newer alert since this one"
             if self._alert_print != self._prints:
                 return f"the print this alert was about has ended on {self.name}"
+            if alert.job is not None and alert.job == self.state.job:
+                # the same file started again while the API was away or between two polls:
+                # no print was counted, but its print time or start time tell
+                return self._printed_again(alert.job, _epoch(alert.time), alert.printed_s)
             return ""
         if not self._polled:  # just started: what does the printer print?
             self._poll_printer(self.clock())
@@ -849,8 +856,9 @@ def detector_for(cfg: PrinterConfig, bundle: Bundle) -> Detector:
 def mask_refused(printer: str, exc: MaskError) -> ConfigError:
     """The one line for a refused mask, wherever it was set."""
     return ConfigError(
-        f"printers.{printer}.detection.mask: {exc} (a mask saved on the dashboard is removed "
-        "by its 'Reset to the config file' button)"
+        f"printers.{printer}.detection.mask: {exc} (a mask saved on the dashboard is kept in "
+        f"{overrides.FILE} in storage.dir: its 'Reset to the config file' button removes it, and "
+        "so does deleting that file while the watchdog is stopped)"
     )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import secrets
 import threading
@@ -69,11 +70,14 @@ class ActionTokens:
         self._lock = threading.Lock()
 
     def _load(self) -> dict[str, Grant]:
+        """The stored grants; a damaged file or entry is left out (its buttons are refused).
+        OSError when the file is there but cannot be read now: writing over it would end
+        every button still out."""
         try:
             raw = json.loads(self.path.read_text())
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:  # RecursionError included
             logger.error(
                 "cannot read %s (%s): notification buttons issued before are refused",
                 self.path,
@@ -83,15 +87,17 @@ class ActionTokens:
         grants = {}
         for digest, g in raw.items() if isinstance(raw, dict) else ():
             try:
-                grants[digest] = Grant(
+                grant = Grant(
                     str(g["printer"]),
                     str(g["incident"]),
                     Verb(g["verb"]),
                     float(g["expires"]),
                     bool(g.get("used", False)),
                 )
-            except (KeyError, ValueError, TypeError):
+            except (KeyError, ValueError, TypeError, OverflowError):
                 continue
+            if math.isfinite(grant.expires):
+                grants[digest] = grant
         return grants
 
     def _save(self, grants: dict[str, Grant]) -> None:
@@ -115,7 +121,16 @@ class ActionTokens:
         if not TOKEN.fullmatch(token):
             raise ActionRefused(HTTPStatus.NOT_FOUND, "no such action")
         with self._lock:
-            return self._valid(self._load().get(_digest(token)))
+            return self._valid(self._grants_or_refuse().get(_digest(token)))
+
+    def _grants_or_refuse(self) -> dict[str, Grant]:
+        try:
+            return self._load()
+        except OSError as exc:
+            raise ActionRefused(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                f"cannot read the buttons: {exc.strerror or exc}; try again in a moment",
+            ) from exc
 
     def _valid(self, grant: Grant | None) -> Grant:
         """The grant if it may still be used; ActionRefused saying why not otherwise."""
@@ -135,7 +150,7 @@ class ActionTokens:
             raise ActionRefused(HTTPStatus.NOT_FOUND, "no such action")
         digest = _digest(token)
         with self._lock:
-            grants = self._load()
+            grants = self._grants_or_refuse()
             grant = self._valid(grants.get(digest))
             grants[digest] = Grant(grant.printer, grant.incident, grant.verb, grant.expires, True)
             try:
@@ -151,16 +166,16 @@ class ActionTokens:
         """The command it carried did not happen: the button may be pressed again."""
         digest = _digest(token)
         with self._lock:
-            grants = self._load()
-            grant = grants.get(digest)
-            if grant is not None and grant.used:
-                grants[digest] = Grant(
-                    grant.printer, grant.incident, grant.verb, grant.expires, False
-                )
-                try:
+            try:
+                grants = self._load()
+                grant = grants.get(digest)
+                if grant is not None and grant.used:
+                    grants[digest] = Grant(
+                        grant.printer, grant.incident, grant.verb, grant.expires, False
+                    )
                     self._save(grants)
-                except OSError:
-                    pass
+            except OSError:
+                pass  # it stays used: the owner acts on the page or the printer instead
 
 
 def latest_incident(storage_dir: Path, printer: str) -> str | None:
@@ -254,6 +269,8 @@ class ActionHandler:
             grant.incident,
             result.detail,
         )
+        if result.under_way:  # it will still happen: the button stays used
+            return int(HTTPStatus.ACCEPTED), result.detail
         if not result.ok:
             self.tokens.give_back(token)
             return int(HTTPStatus.CONFLICT), result.detail

@@ -17,6 +17,7 @@ the browser sends one, an ``Origin`` equal to this server's.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +40,7 @@ from watchdog.web import auth
 STATIC = Path(__file__).parent / "static"
 COOKIE = "watchdog_session"
 LOGIN_COOKIE = "watchdog_login"
+CHECK_WAIT_S = 5.0  # a login waits this long for the password check in progress
 _INCIDENT_FILES = {"frame.jpg", "heatmap.jpg"}
 
 
@@ -78,6 +80,7 @@ class Dashboard:
         )  # prints a generated one once
         self.sessions = auth.Sessions(cfg.session_hours * 3600)
         self.limiter = auth.LoginLimiter(cfg.login_attempts_per_minute)
+        self.checking = threading.BoundedSemaphore(1)
         self.open_csrf = secrets.token_urlsafe(32)  # the page's token when no login is needed
         self.templates = Environment(
             loader=PackageLoader("watchdog.web", "templates"),
@@ -188,14 +191,21 @@ class Dashboard:
         return response
 
     def login(self) -> AnyResponse:
-        address = request.remote_addr or "?"
-        if self.limiter.blocked(address):
-            return self.login_form("Too many attempts: wait a minute.", 429)
         if not self.login_required:
             return redirect("/", 303)
-        if not auth.check_password(self.password_hash or "", request.form.get("password", "")):
-            self.limiter.failed(address)
+        address = request.remote_addr or "?"
+        if not self.limiter.attempt(address):
+            return self.login_form("Too many attempts: wait a minute.", 429)
+        # one check at a time: each costs the hash's memory and CPU (scrypt: 32 MiB)
+        if not self.checking.acquire(timeout=CHECK_WAIT_S):
+            return self.login_form("Busy: try again in a moment.", 429)
+        try:
+            right = auth.check_password(self.password_hash or "", request.form.get("password", ""))
+        finally:
+            self.checking.release()
+        if not right:
             return self.login_form("Wrong password.", 401)
+        self.limiter.succeeded(address)
         token, _ = self.sessions.create()
         response = redirect("/", 303)
         self._cookie(response, COOKIE, token, int(self.cfg.session_hours * 3600))
@@ -322,7 +332,7 @@ class Dashboard:
         return response
 
     def command(self) -> Response:
-        body = request.get_json(silent=True)
+        body = _json_body()
         if not isinstance(body, dict):
             return json_response({"ok": False, "detail": "expected a JSON object"}, 400)
         printer, verb, incident = body.get("printer"), body.get("verb"), body.get("incident")
@@ -337,12 +347,13 @@ class Dashboard:
         ):
             return json_response({"ok": False, "detail": "bad incident id"}, 400)
         result = self.backend.dispatch(Command(printer, verb, incident, source="web"))
-        return json_response({"ok": result.ok, "detail": result.detail}, 200 if result.ok else 409)
+        status = 200 if result.ok else 202 if result.under_way else 409
+        return json_response({"ok": result.ok, "detail": result.detail}, status)
 
     def settings(self, name: str) -> Response:
         if self._printer(name) is None:
             return json_response({"ok": False, "detail": "unknown printer"}, 404)
-        body = request.get_json(silent=True)
+        body = _json_body()
         if not isinstance(body, dict) or not body:
             return json_response({"ok": False, "detail": "expected a JSON object of settings"}, 400)
         try:
@@ -381,6 +392,15 @@ def _what_became(applied: Applied, done: str) -> str:
     if applied.done:
         return f"{done} and applied"
     return f"{done}, but not applied: the watchdog keeps its running settings ({applied.why})"
+
+
+def _json_body() -> Any:
+    """The request's JSON, or None when it is not JSON (nested too deep included: the parser
+    raises RecursionError there, which Flask's silent parse does not catch)."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None
 
 
 def _not_saved(exc: OSError) -> str:

@@ -2,15 +2,16 @@
 
 On loopback the page is open (CSRF tokens and a Host check still guard the buttons against
 other web sites in the owner's browser). Beyond loopback a password is required: read from
-``http.password_file`` (plain or already hashed) or generated on first start, printed once and
-kept only as a hash in ``<storage.dir>/web/password``. Sessions live in memory (a restart logs
-everyone out), expire, and carry their own CSRF token; failed logins are rate-limited per
-client address.
+``http.password_file`` (plain or already hashed) or generated on first start, written for the
+owner to read once (never printed) and kept as a hash in ``<storage.dir>/web/password``.
+Sessions live in memory (a restart logs everyone out), expire, and carry their own CSRF token; failed logins are rate-limited per
+client (an IPv6 client by its /64), and one password is checked at a time.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import secrets
 import sys
@@ -30,13 +31,16 @@ logger = logging.getLogger(__name__)
 
 HASH_PREFIXES = ("scrypt:", "pbkdf2:")
 GENERATED = Path("web") / "password"  # under storage.dir: the hash of a generated password
+FIRST_PASSWORD = Path("web") / "first-password"  # the generated password, for its owner to read
 MAX_SESSIONS = 100
 
 
 def password_hash(cfg: HttpConfig, storage_dir: Path, announce: bool = True) -> str | None:
     """The hash logins are checked against; None when no login is needed (loopback).
 
-    A generated password is printed once, on the start that creates it, to stderr."""
+    A generated password is written once, on the start that creates it, to a file only the
+    service's user can read (``<storage.dir>/web/first-password``): never to the output,
+    which systemd keeps in its journal; the output says where to read it."""
     if cfg.password is not None:
         value = cfg.password.get_secret_value()
         return value if value.startswith(HASH_PREFIXES) else generate_password_hash(value)
@@ -55,16 +59,18 @@ def password_hash(cfg: HttpConfig, storage_dir: Path, announce: bool = True) -> 
         ) from exc
     password = secrets.token_urlsafe(12)
     hashed = generate_password_hash(password)
+    shown = Path(storage_dir) / FIRST_PASSWORD
     try:
+        replace_file(shown, (password + "\n").encode())  # mode 0600
         replace_file(path, (hashed + "\n").encode())
     except OSError as exc:
         raise UsageError(
             f"http.generate_password: cannot write {path}: {exc.strerror or exc}"
         ) from exc
     if announce:
-        # Once, on stderr, never through the logger: delete the file to get a new one.
         print(
-            f"dashboard password (shown once; delete {path} for a new one): {password}",
+            f"dashboard password generated: read it in {shown} (as the service's user or "
+            f"root), then delete that file; delete {path} for a new password",
             file=sys.stderr,
             flush=True,
         )
@@ -115,30 +121,60 @@ class Sessions:
             del self._by_token[token]
 
 
-class LoginLimiter:
-    """At most ``per_minute`` failed logins per client address in any 60 s."""
+MAX_CLIENTS = 10_000  # addresses remembered by the limiter at once
 
-    def __init__(self, per_minute: int) -> None:
+
+def client_key(address: str) -> str:
+    """Who the limiter counts: the address, or for IPv6 its /64 (one home network has a whole
+    /64, so counting single addresses would give each attempt its own allowance)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+class LoginLimiter:
+    """At most ``per_minute`` login attempts per client in any 60 s.
+
+    An attempt is counted before its password is checked, so tries sent in parallel count
+    too; a successful login forgets its client. The table is bounded: clients idle for a
+    minute are forgotten when it fills, and while it is full of active ones a new client is
+    refused (a spray of addresses cannot grow memory or buy more attempts)."""
+
+    def __init__(self, per_minute: int, max_clients: int = MAX_CLIENTS) -> None:
         self.per_minute = per_minute
-        self._failures: dict[str, deque[float]] = {}
+        self.max_clients = max_clients
+        self._attempts: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
-    def blocked(self, address: str) -> bool:
+    def attempt(self, address: str) -> bool:
+        """Count one attempt; False when this client (or the full table) must wait."""
+        key, now = client_key(address), time.monotonic()
         with self._lock:
-            recent = self._recent(address)
-            return len(recent) >= self.per_minute
+            recent = self._attempts.get(key)
+            if recent is None:
+                if len(self._attempts) >= self.max_clients:
+                    self._attempts = {
+                        k: q for k, q in self._attempts.items() if q and now - q[-1] <= 60
+                    }
+                    if len(self._attempts) >= self.max_clients:
+                        return False
+                recent = self._attempts[key] = deque(maxlen=self.per_minute)
+            while recent and now - recent[0] > 60:
+                recent.popleft()
+            if len(recent) >= self.per_minute:
+                return False
+            recent.append(now)
+            return True
 
-    def failed(self, address: str) -> None:
+    def succeeded(self, address: str) -> None:
         with self._lock:
-            self._recent(address).append(time.monotonic())
-            if len(self._failures) > 10_000:  # bounded under a spray of addresses
-                self._failures = {a: q for a, q in self._failures.items() if q}
-
-    def _recent(self, address: str) -> deque[float]:
-        q = self._failures.setdefault(address, deque(maxlen=self.per_minute))
-        while q and time.monotonic() - q[0] > 60:
-            q.popleft()
-        return q
+            self._attempts.pop(client_key(address), None)
 
 
 def same(a: str | None, b: str | None) -> bool:
