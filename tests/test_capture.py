@@ -224,6 +224,22 @@ def test_camera_dripping_its_headers_is_given_up_after_the_timeout(
     read_until(cam, lambda f: f is not None)
 
 
+def test_a_stream_dripping_its_headers_lets_go_of_its_thread_and_socket_on_close(
+    camera_server: CameraServer,
+) -> None:
+    """An MJPEG stream whose headers come a byte at a time, each within the timeout: its reader
+    gives up at camera.timeout_s, so closing the camera (every reload does) ends its thread
+    and its connection instead of leaving them behind."""
+    camera_server.set_fault("slow_headers")
+    url = camera_server.url + "/?action=stream"
+    cam = open_camera(cam_cfg(url, timeout_s=0.5), backoff=FAST)
+    wait_until("the first try given up", lambda: "0.5" in (cam.last_error or ""), 10)
+    assert not cam.online
+    cam.close()
+    assert not cam._thread.is_alive(), "the stream's reader outlived close()"
+    camera_server.set_fault(None)
+
+
 def test_http_error_is_offline(camera_server: CameraServer, opened) -> None:
     camera_server.set_fault("http_500")
     cam = opened(camera_server.snapshot_url)

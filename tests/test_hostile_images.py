@@ -9,6 +9,8 @@ gives back.
 
 from __future__ import annotations
 
+import struct
+
 import cv2
 import numpy as np
 import pytest
@@ -111,8 +113,34 @@ def test_a_progressive_4000x4000_jpeg_is_refused(
     jpeg = cv2.imencode(".jpg", textured(4000, 4000), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[
         1
     ].tobytes()
-    with pytest.raises(capture.BadFrame, match="progressive JPEG is decoded whole"):
+    with pytest.raises(capture.BadFrame, match="progressive or multi-scan JPEG is decoded whole"):
         decode_image(jpeg, 16_000_000, frame_size_needed(DEFAULT_INPUT))
+
+
+def _segment(marker: int, payload: bytes) -> bytes:
+    return b"\xff" + bytes([marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def test_a_baseline_jpeg_scanning_one_colour_at_a_time_is_limited_like_a_progressive_one() -> None:
+    """A first scan of fewer colour components than the frame makes libjpeg keep the whole
+    image's coefficients, even for a reduced decode: 4000x4000 cost about 105 MB."""
+    size = struct.pack(">HH", 4000, 4000)
+    sof = _segment(0xC0, b"\x08" + size + b"\x03" + b"\x01\x11\x00\x02\x11\x00\x03\x11\x00")
+    one_colour = _segment(0xDA, b"\x01\x01\x00\x00\x3f\x00")
+    jpeg = b"\xff\xd8" + sof + one_colour + bytes(1_000_000) + b"\xff\xd9"
+    with pytest.raises(capture.BadFrame, match="progressive or multi-scan JPEG is decoded whole"):
+        decode_image(jpeg, 16_000_000, frame_size_needed(DEFAULT_INPUT))
+    all_colours = _segment(0xDA, b"\x03\x01\x00\x02\x00\x03\x00\x00\x3f\x00")
+    assert not capture.read_header(b"\xff\xd8" + sof + all_colours + b"\x00" * 64).progressive
+
+
+def test_a_picture_too_narrow_to_decode_reduced_is_refused_by_the_daemon() -> None:
+    """16000x200: no side long enough to decode it at a fraction of its size, so whole it would
+    be 10 MB of pixels (and more for the checks on them) from a small file."""
+    jpeg = cv2.imencode(".jpg", textured(16000, 200))[1].tobytes()
+    with pytest.raises(capture.BadFrame, match="16000x200 JPEG: a picture that narrow"):
+        decode_image(jpeg, 16_000_000, frame_size_needed(DEFAULT_INPUT))
+    assert decode_image(jpeg, 16_000_000).shape == (200, 16000, 3)  # replay, collect: no model
 
 
 @pytest.mark.parametrize("size", [(640, 480), (800, 600), (1280, 720)])

@@ -85,3 +85,13 @@ def test_the_trainer_turns_normalisation_on_only_when_asked() -> None:
     assert resolve_preset(Options()).preprocess.normalize is False  # the shipped default: off
     assert resolve_preset(Options(normalize=True)).preprocess.normalize is True
     assert resolve_preset(Options(preset="tiny", normalize=True)).preprocess.normalize is True
+
+
+def test_a_frame_of_a_pixel_or_two_still_gives_a_model_input_whatever_the_region() -> None:
+    """A camera sending a 1x1 or 2x1 picture with the watched region near its bottom or right
+    edge: the region's pixels were empty and every step of the watcher failed on resizing."""
+    for roi in [(0.0, 0.8, 1.0, 1.0), (0.85, 0.85, 1.0, 1.0), (0.0, 0.5, 1.0, 1.0)]:
+        pre = Preprocess(width=16, height=8, channels=3, roi=roi)
+        for h, w in [(1, 1), (1, 2), (2, 1), (3, 3)]:
+            x = pre.apply(np.full((h, w, 3), 90, np.uint8))
+            assert x.shape == (8, 16, 3) and np.allclose(x, 90 / 255)

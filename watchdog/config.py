@@ -286,10 +286,18 @@ _SCHEME_TYPO = re.compile(r"(?i)^(?:https?|rtsps?|rtmps?|rtp|udp|tcp):(?!//)")
 def _check_address(url: str) -> None:
     """A URL whose port or host cannot be parsed is refused here, not at the first request.
     The key names it; the URL itself is not repeated (unparsable, its secrets cannot be masked)."""
+    hint = (
+        "a user name or password holding '/', '?', '#' or '@' must be percent-encoded "
+        "(%2F, %3F, %23, %40)"
+    )
     try:
-        _ = urlsplit(url).port  # reading the port parses it
-    except ValueError as exc:
-        raise ValueError(f"not a valid address ({exc})") from None
+        parts = urlsplit(url)
+        _ = parts.port  # reading the port parses it
+    except ValueError:  # its text may quote a piece of the password
+        raise ValueError(f"not a valid address: its host or port cannot be read; {hint}") from None
+    after_host = url.partition(parts.netloc)[2] if parts.netloc else ""
+    if "@" in after_host:  # http://admin:12#34@cam/: the password cut at '#', the host wrong
+        raise ValueError(f"not a valid address: an '@' after its host; {hint}")
 
 
 # a mask is drawn by hand; its size is bounded so a saved one cannot make every poll of the

@@ -51,7 +51,7 @@ FAULTS = {
     "big_png": "an 8-bit RGB 2000x1500 PNG (over what the daemon decodes whole)",
     "png_1080p": "the frame enlarged to 1920x1080, an 8-bit RGB PNG (the largest PNG the daemon decodes)",
     "slow": "snapshot drips its body a byte every 50 ms (a hung camera that never times out per read)",
-    "slow_headers": "snapshot drips its headers a byte every 50 ms, for up to a minute",
+    "slow_headers": "snapshot or stream drips its headers a byte every 50 ms, for up to a minute",
     "stream_stop": "the MJPEG stream closes after `stop_after` frames",
     "stream_drip": "the MJPEG stream's next part drips in a byte every 50 ms (never whole in time)",
 }
@@ -218,6 +218,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         if parts.path == "/stream" or (parts.path == "/" and action == "stream"):
+            if fault == "slow_headers":
+                self._send_headers_slowly()
+                return
             self._stream(fault)
         elif parts.path == "/snapshot" or (parts.path == "/" and action == "snapshot"):
             self._snapshot(fault)

@@ -143,11 +143,13 @@ class Preprocess:
         return (self.height, self.width, self.channels)
 
     def roi_pixels(self, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-        """The ROI as pixel bounds (x0, y0, x1, y1) of a frame of this shape."""
+        """The ROI as pixel bounds (x0, y0, x1, y1) of a frame of this shape: at least one
+        pixel inside the frame, however small the frame (a camera sending 1-pixel frames)."""
         h, w = frame_shape[:2]
         x0, y0, x1, y1 = self.roi
-        px0, py0 = int(round(x0 * w)), int(round(y0 * h))
-        px1, py1 = max(px0 + 1, int(round(x1 * w))), max(py0 + 1, int(round(y1 * h)))
+        px0, py0 = min(int(round(x0 * w)), w - 1), min(int(round(y0 * h)), h - 1)
+        px1 = min(w, max(px0 + 1, int(round(x1 * w))))
+        py1 = min(h, max(py0 + 1, int(round(y1 * h))))
         return px0, py0, px1, py1
 
     def apply(self, frame: np.ndarray) -> np.ndarray:

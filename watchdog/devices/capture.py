@@ -131,6 +131,7 @@ FULL_DECODE_MAX_PIXELS = (
 DECODE_MARGIN = (
     4  # reduced JPEG decoding keeps at least 4 frame pixels per model-input pixel, each way
 )
+MAX_ASPECT = 8  # no camera's picture is longer than 8 times its other side
 MAX_REDIRECTS = 5
 _REDIRECT_LOOP = (
     f"more than {MAX_REDIRECTS} redirects (a redirect loop?); give the camera's final URL"
@@ -168,7 +169,10 @@ class ImageHeader:
     width: int
     height: int
     bit_depth: int = 8
-    progressive: bool = False  # JPEG: decoded through a whole-image coefficient buffer
+    # JPEG: decoded through a whole-image coefficient buffer (progressive, or scans of fewer
+    # components than the frame)
+    progressive: bool = False
+    components: int = 3  # JPEG: colour components of the frame
     mcu: int = 8  # JPEG: pixels per side of a minimum coded unit (8 or 16)
     blocks: int = 0  # JPEG: 8x8 blocks of all components (each costs at least one bit of scan data)
     scan_start: int = 0  # JPEG: offset of the first byte after the first start-of-scan header
@@ -195,6 +199,7 @@ def _start_of_frame(data: bytes, i: int, marker: int) -> ImageHeader:
         progressive=marker in (0xC2, 0xC6, 0xCA, 0xCE),
         mcu=8 * max(hmax, vmax),
         blocks=blocks,
+        components=count,
     )
 
 
@@ -225,7 +230,12 @@ def read_header(data: bytes) -> ImageHeader:
         if marker == 0xDA:
             if frame is None:
                 break  # start of scan before any frame header
-            return replace(frame, scan_start=i + 2 + length)
+            # a first scan of fewer components than the frame: libjpeg buffers the whole
+            # image's coefficients (as for a progressive JPEG), whatever the reduced size
+            partial = i + 4 < len(data) and data[i + 4] < frame.components
+            return replace(
+                frame, scan_start=i + 2 + length, progressive=frame.progressive or partial
+            )
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             if i + 10 > len(data):
                 break
@@ -288,12 +298,10 @@ def _stops_mid_scan(frame: np.ndarray, mcu: int) -> bool:
         return False  # clipped black or white: what a camera's own flat areas are
     if int(np.abs(last.astype(np.int16) - color).max()) > _FLAT_TOLERANCE:
         return False  # cheap exit for almost every frame: its last row of units is not flat
-    grid = (
-        frame[: rows * mcu, : cols * mcu]
-        .reshape(rows, mcu, cols, mcu, frame.shape[2])
-        .astype(np.int16)
-    )
-    lo, hi = grid.min(axis=(1, 3)), grid.max(axis=(1, 3))
+    # per unit on the frame's own bytes (a whole-frame int16 copy was twice the frame again)
+    grid = frame[: rows * mcu, : cols * mcu].reshape(rows, mcu, cols, mcu, frame.shape[2])
+    lo = grid.min(axis=(1, 3)).astype(np.int16)
+    hi = grid.max(axis=(1, 3)).astype(np.int16)
     flat = ((hi - lo).max(axis=-1) <= _FLAT_TOLERANCE) & (
         np.abs(lo - color).max(axis=-1) <= _FLAT_TOLERANCE
     )
@@ -327,7 +335,7 @@ def decode_image(data: bytes, max_pixels: int, need: tuple[int, int] | None = No
         )
     whole = header.kind == "png" or header.progressive
     if need is not None and whole and width * height > FULL_DECODE_MAX_PIXELS:
-        kind = "PNG" if header.kind == "png" else "progressive JPEG"
+        kind = "PNG" if header.kind == "png" else "progressive or multi-scan JPEG"
         raise BadFrame(
             f"{width}x{height} {kind} is decoded whole: at most {FULL_DECODE_MAX_PIXELS} pixels; send a baseline JPEG"
         )
@@ -338,6 +346,16 @@ def decode_image(data: bytes, max_pixels: int, need: tuple[int, int] | None = No
         if (len(data) - header.scan_start) * 8 < header.blocks:
             raise BadFrame("truncated JPEG (scan data missing)")
         factor = reduction(width, height, need)
+        if (
+            need is not None
+            and factor == 1
+            and width * height > FULL_DECODE_MAX_PIXELS
+            and max(width, height) > MAX_ASPECT * min(width, height)
+        ):
+            raise BadFrame(
+                f"{width}x{height} JPEG: a picture that narrow cannot be decoded reduced, and "
+                f"whole it is more than {FULL_DECODE_MAX_PIXELS} pixels"
+            )
     frame = cv2.imdecode(
         np.frombuffer(data, np.uint8), _DECODE_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION
     )
@@ -363,6 +381,12 @@ def validate(frame: Any, max_pixels: int) -> np.ndarray:
         return to_bgr(frame)
     except ValueError as exc:
         raise BadFrame(str(exc)) from exc
+
+
+def _declared_length(value: str) -> int | None:
+    """A Content-Length header as a number, None when it is not a plain one (digits other
+    than ASCII, or more than a byte count could ever need)."""
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 15 else None
 
 
 def natural_key(name: str) -> list[Any]:
@@ -704,10 +728,10 @@ class SnapshotCamera(_BaseCamera):
                     else ""
                 )
                 raise BadFrame(f"answered {ctype}, not an image{hint}")
-            length = resp.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > cfg.max_bytes:
+            length = _declared_length(resp.headers.get("Content-Length", ""))
+            if length is not None and length > cfg.max_bytes:
                 raise BadFrame(
-                    f"body of {int(length)} bytes, more than camera.max_bytes={cfg.max_bytes}"
+                    f"body of {length} bytes, more than camera.max_bytes={cfg.max_bytes}"
                 )
             body = bytearray()
             for chunk in _arriving(resp):
@@ -930,6 +954,7 @@ def mjpeg_parts(
     """
     buf = bytearray()
     skip = 0
+    searched = 0  # where the search for the end of a part without a length goes on from
     for chunk in chunks:
         buf += chunk
         while True:
@@ -951,7 +976,9 @@ def mjpeg_parts(
                     continue
                 break
             body_start = head_end + 4
-            length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", bytes(buf[start:head_end]))
+            length = re.search(
+                rb"(?im)^content-length:\s*(\d{1,15})\s*$", bytes(buf[start:head_end])
+            )
             if length:
                 size = int(length.group(1))
                 if size > max_bytes:
@@ -967,12 +994,16 @@ def mjpeg_parts(
                 del buf[: body_start + size]
                 yield body
                 continue
-            end = buf.find(delimiter, body_start)
+            # a part arriving in many chunks is searched once, not again from its start
+            end = buf.find(delimiter, max(body_start, searched))
             if end < 0:
+                searched = max(body_start, len(buf) - len(delimiter) + 1)
                 if len(buf) - body_start > max_bytes:
                     yield BadFrame(f"stream part larger than camera.max_bytes={max_bytes}")
                     del buf[:body_start]
+                    searched = 0
                 break
+            searched = 0
             body = bytes(buf[body_start:end])
             del buf[:end]
             yield body[:-2] if body.endswith(b"\r\n") else body
@@ -1031,7 +1062,17 @@ class MjpegCamera(_ThreadedCamera):
 
     def _stream_once(self) -> None:
         t = self.cfg.timeout_s
-        with _open_camera_url(self._http, self.url, t) as resp:
+        # connecting and the headers within the timeout (a server sending them a byte at a
+        # time held this thread, and its socket, past close and every reload); the stream's
+        # body has no end and is bounded per frame below
+        with self._http.deadline(t) as deadline:
+            try:
+                resp = _open_camera_url(self._http, self.url, t)
+            except SourceDown:
+                if deadline.expired:
+                    raise _no_answer(self.url, t) from None
+                raise
+        with resp:
             if resp.status >= 400:
                 raise SourceDown(f"HTTP {resp.status} {resp.reason or ''}".strip())
             ctype = resp.headers.get("Content-Type", "")
@@ -1047,6 +1088,8 @@ class MjpegCamera(_ThreadedCamera):
 
             def timed(chunks: Iterator[bytes]) -> Iterator[bytes]:
                 for chunk in chunks:
+                    if self._halted():  # closed while a part drips in: let go now
+                        return
                     if time.monotonic() - last_part > t:
                         raise SourceDown(f"no whole frame within camera.timeout_s={t:g}")
                     yield chunk

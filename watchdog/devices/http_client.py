@@ -289,8 +289,9 @@ def _origin(url: str) -> tuple[str, str, int | None]:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
-    except ValueError as exc:  # a port out of range or not a number, a broken IPv6 address
-        raise BadUrl(f"not a valid address ({exc})") from None
+    except ValueError:  # a port out of range or not a number, a broken IPv6 address
+        # (not the parser's text: it may quote a piece of a password cut at a '/' or '#')
+        raise BadUrl("not a valid address (its host or port cannot be read)") from None
 
 
 def _same_host(a: tuple[str, str, int | None], b: tuple[str, str, int | None]) -> bool:
