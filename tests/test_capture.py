@@ -387,6 +387,25 @@ def test_stream_fault_parts_are_counted_bad_frames_then_frames_again(
     read_until(cam, lambda f: f is not None)
 
 
+def test_a_stream_of_parts_that_are_no_pictures_is_offline_not_online_for_good(
+    camera_server: CameraServer, opened
+) -> None:
+    """An MJPEG URL answering an error page in every part: nothing is watched, so the owner
+    must see the camera offline (it looked online for good). Once the pictures come back it
+    is online again without a restart."""
+    camera_server.set_fault("html")
+    cam = opened(camera_server.url + "/?action=stream")
+    wait_until("offline", lambda: cam.read() is None and "not pictures" in cam.last_error, 20)
+    assert not cam.online and cam.stats.errors >= 1
+    camera_server.set_fault(None)
+    read_until(cam, lambda f: f is not None)
+    assert cam.online
+    camera_server.set_fault("garbage")  # and junk again, mid-stream
+    wait_until("offline again", lambda: cam.read() is None and not cam.online, 30)
+    camera_server.set_fault(None)
+    read_until(cam, lambda f: f is not None)
+
+
 @pytest.mark.parametrize("channels", [1, 4])
 def test_stream_png_parts_with_1_or_4_channels_become_bgr(
     camera_server: CameraServer, opened, channels: int

@@ -311,17 +311,8 @@ def _stops_mid_scan(frame: np.ndarray, mcu: int) -> bool:
     return bool((not_flat[-1] + 1) % cols)
 
 
-def decode_image(data: bytes, max_pixels: int, need: tuple[int, int] | None = None) -> np.ndarray:
-    """JPEG/PNG bytes → 8-bit BGR frame; everything that costs memory is checked before decoding.
-
-    ``need`` (the daemon: ``frame_size_needed``): the frame size the model needs; a JPEG
-    DECODE_MARGIN times larger is decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's scaled
-    IDCT: a 4000x4000 JPEG costs 8 MB instead of 94 MB), and images that can only be decoded
-    whole (PNG, progressive JPEG) are limited to FULL_DECODE_MAX_PIXELS.
-    """
-    if not data:
-        raise BadFrame("empty body")
-    header = read_header(data)
+def _check_size(header: ImageHeader, max_pixels: int, need: tuple[int, int] | None) -> None:
+    """BadFrame for a picture whose declared size, depth or kind would cost too much decoded."""
     width, height = header.width, header.height
     if width <= 0 or height <= 0:
         raise BadFrame(f"image declares {width}x{height} pixels")
@@ -339,23 +330,44 @@ def decode_image(data: bytes, max_pixels: int, need: tuple[int, int] | None = No
         raise BadFrame(
             f"{width}x{height} {kind} is decoded whole: at most {FULL_DECODE_MAX_PIXELS} pixels; send a baseline JPEG"
         )
-    factor = 1
-    if header.kind == "jpeg":
-        if not ends_jpeg(data):
-            raise BadFrame("truncated JPEG (no end-of-image marker)")
-        if (len(data) - header.scan_start) * 8 < header.blocks:
-            raise BadFrame("truncated JPEG (scan data missing)")
-        factor = reduction(width, height, need)
-        if (
-            need is not None
-            and factor == 1
-            and width * height > FULL_DECODE_MAX_PIXELS
-            and max(width, height) > MAX_ASPECT * min(width, height)
-        ):
-            raise BadFrame(
-                f"{width}x{height} JPEG: a picture that narrow cannot be decoded reduced, and "
-                f"whole it is more than {FULL_DECODE_MAX_PIXELS} pixels"
-            )
+
+
+def _jpeg_reduction(data: bytes, header: ImageHeader, need: tuple[int, int] | None) -> int:
+    """How much smaller a whole, baseline JPEG is decoded (``reduction``); BadFrame for one cut
+    short, or too narrow to be decoded reduced and too large to be decoded whole."""
+    width, height = header.width, header.height
+    if not ends_jpeg(data):
+        raise BadFrame("truncated JPEG (no end-of-image marker)")
+    if (len(data) - header.scan_start) * 8 < header.blocks:
+        raise BadFrame("truncated JPEG (scan data missing)")
+    factor = reduction(width, height, need)
+    if (
+        need is not None
+        and factor == 1
+        and width * height > FULL_DECODE_MAX_PIXELS
+        and max(width, height) > MAX_ASPECT * min(width, height)
+    ):
+        raise BadFrame(
+            f"{width}x{height} JPEG: a picture that narrow cannot be decoded reduced, and "
+            f"whole it is more than {FULL_DECODE_MAX_PIXELS} pixels"
+        )
+    return factor
+
+
+def decode_image(data: bytes, max_pixels: int, need: tuple[int, int] | None = None) -> np.ndarray:
+    """JPEG/PNG bytes → 8-bit BGR frame; everything that costs memory is checked before decoding.
+
+    ``need`` (the daemon: ``frame_size_needed``): the frame size the model needs; a JPEG
+    DECODE_MARGIN times larger is decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's scaled
+    IDCT: a 4000x4000 JPEG costs 8 MB instead of 94 MB), and images that can only be decoded
+    whole (PNG, progressive JPEG) are limited to FULL_DECODE_MAX_PIXELS.
+    """
+    if not data:
+        raise BadFrame("empty body")
+    header = read_header(data)
+    width, height = header.width, header.height
+    _check_size(header, max_pixels, need)
+    factor = _jpeg_reduction(data, header, need) if header.kind == "jpeg" else 1
     frame = cv2.imdecode(
         np.frombuffer(data, np.uint8), _DECODE_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION
     )
@@ -485,6 +497,11 @@ class _BaseCamera:
             )
         if self.bad_run_goes_offline and run >= BAD_RUN_OFFLINE:
             self._down(f"{run} bad frames in a row, last: {message}")
+        elif run == BAD_RUN_OFFLINE:
+            self._bad_run_seen()
+
+    def _bad_run_seen(self) -> None:
+        """BAD_RUN_OFFLINE bad frames in a row from a source that stays connected."""
 
     def _accept(self, frame: Any) -> np.ndarray | None:
         try:
@@ -1009,6 +1026,17 @@ def mjpeg_parts(
             yield body[:-2] if body.endswith(b"\r\n") else body
 
 
+def _not_a_picture(part: bytes | BadFrame) -> str | None:
+    """Why a stream's part is no picture (its first bytes, not decoded), None when it is one."""
+    if isinstance(part, BadFrame):
+        return str(part)
+    try:
+        read_header(part)
+    except BadFrame as exc:
+        return str(exc)
+    return None
+
+
 class MjpegCamera(_ThreadedCamera):
     """An HTTP MJPEG stream read by a thread that keeps only the newest part's bytes.
 
@@ -1033,7 +1061,13 @@ class MjpegCamera(_ThreadedCamera):
         self._latest: bytes | BadFrame | None = None
         self._seq = 0
         self._taken = 0
+        self._reconnect = threading.Event()
         self._thread.start()
+
+    def _bad_run_seen(self) -> None:
+        # the stream stays up while its parts are junk: connecting again checks its first
+        # parts, and a stream of junk goes offline (with its backoff) instead of looking online
+        self._reconnect.set()
 
     def _run(self) -> None:
         try:
@@ -1094,13 +1128,24 @@ class MjpegCamera(_ThreadedCamera):
                         raise SourceDown(f"no whole frame within camera.timeout_s={t:g}")
                     yield chunk
 
+            junk = 0
             for part in mjpeg_parts(timed(_arriving(resp)), delimiter, self.cfg.max_bytes):
                 last_part = time.monotonic()
                 if self._halted():
                     return
                 if not connected:
+                    # online once a part is a picture: a stream of junk parts (an error page
+                    # in each) looked online for good while nothing was watched
+                    if (problem := _not_a_picture(part)) is not None:
+                        junk += 1
+                        if junk >= BAD_RUN_OFFLINE:
+                            raise SourceDown(f"{junk} parts in a row are not pictures: {problem}")
+                        continue
                     self._connected()
                     connected = True
+                if self._reconnect.is_set():  # read() found a run of bad parts: start over
+                    self._reconnect.clear()
+                    raise SourceDown(self.last_error or "bad frames")
                 with self._cond:
                     self._latest = part
                     self._seq += 1
