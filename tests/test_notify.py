@@ -296,6 +296,34 @@ def test_receiver_down_for_a_while_and_across_a_restart_is_delivered_once(
     assert NTFY_PASSWORD not in caplog.text
 
 
+def test_an_alert_left_unsent_by_a_stop_during_its_pause_reaches_the_phone_after_the_restart(
+    phone, ntfy_receiver, tmp_path
+) -> None:
+    """The watcher saves its alert before it asks the printer to pause; if the watchdog stops
+    while the printer's API hangs (a restart, a power cut), that saved alert is all there is.
+    Without MQTT, the phone must still hear of it after the restart, once, as a pause whose
+    end is unknown."""
+    targets = (target(ntfy_receiver.url("t", "bob", NTFY_PASSWORD)),)
+    first = phone(notify=targets)
+    assert first.delivers
+    draft = dict(
+        alert(),
+        action_result={"outcome": "unknown", "detail": "the watchdog stopped before the pause"},
+    )
+    first.store.save(PRINTER, draft, jpeg(1), jpeg(2), pending=first.delivers)  # as the watcher
+    first.stop()  # ... and the pause never returned
+    second = phone(notify=targets)
+    assert second.notifications.flush(60), second.notify_status()
+    [msg] = ntfy_receiver.messages
+    assert msg.title == "ender3: failure, and the pause did NOT happen"
+    assert "the watchdog stopped before the pause" in msg.message and msg.attachment == jpeg(2)
+    second.stop()
+    third = phone(notify=targets)  # told once
+    assert third.notifications.flush(10)
+    third.stop()
+    assert len(ntfy_receiver.messages) == 1
+
+
 def test_a_401_is_reported_once_and_the_other_targets_are_served(
     phone, ntfy_receiver, webhook_receiver, tmp_path, caplog
 ) -> None:

@@ -567,3 +567,19 @@ def test_a_csrf_header_of_any_characters_is_refused_not_an_error(open_daemon) ->
         timeout=10,
     )
     assert r.status_code == 403, r.text
+
+
+def test_a_body_that_is_not_a_json_object_is_a_one_line_400_never_a_server_error(
+    open_daemon,
+) -> None:
+    """JSON nested a hundred thousand deep makes the parser give up with a RecursionError,
+    which Flask's lenient parse lets through: it was a 500 and a traceback in the log."""
+    url, daemon, _ = open_daemon
+    token = requests.get(f"{url}/", timeout=10).text.split('name="csrf-token" content="')[1]
+    headers = {"X-CSRF-Token": token.split('"')[0], "Content-Type": "application/json"}
+    deep = "[" * 100_000 + "]" * 100_000
+    for path in ("/api/command", f"/api/printers/{PRINTER}/settings"):
+        for body in (deep, "not json", "[1, 2]"):
+            r = requests.post(url + path, data=body, headers=headers, timeout=10)
+            assert r.status_code == 400 and "expected a JSON object" in r.json()["detail"], r.text
+    assert "Traceback" not in daemon.log

@@ -458,7 +458,7 @@ class Watcher:
             self._alert(verdict, unknown).to_dict(),
             frame_jpeg,
             heat_jpeg,
-            pending=self.alerts.enabled,
+            pending=self.alerts.delivers,
         )
         outcome = self._ask_printer(self.action)
         if self.state.rearm_at is not None:

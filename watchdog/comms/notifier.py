@@ -24,7 +24,8 @@ from watchdog.comms.notify import Notifications, alert_event, camera_event, prin
 from watchdog.comms.outbox import Outbox
 from watchdog.config import MqttConfig, NotifyTarget, StorageConfig
 from watchdog.control import Dispatcher
-from watchdog.incidents import Incident, IncidentStore, ThrottledLog
+from watchdog.incidents import FRAME, HEATMAP, Incident, IncidentStore, ThrottledLog
+from watchdog.printing import Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -94,12 +95,33 @@ class Notifier:
         self.printers = list(printers)
         self.mqtt.set_printers(self.printers, without_api)
 
+    @property
+    def delivers(self) -> bool:
+        """Someone is told of alerts: MQTT, or a phone notification target."""
+        return self.enabled or bool(self.notifications)
+
     def start(self) -> None:
         """Connect to the broker in the background and start the notification senders."""
         if not self.enabled:
             logger.info("MQTT disabled (no mqtt.host); alerts are saved in %s", self.store.root)
+        self._tell_phones_of_drafts()
         self.mqtt.start(legacy=self.store)
         self.notifications.start()
+
+    def _tell_phones_of_drafts(self) -> None:
+        """Alerts saved before their pause finished and left pending by a watchdog that stopped
+        meanwhile (a restart while the printer's API hung, a power cut): the phones are told
+        now, as an action whose end is unknown. MQTT delivers them from the same marker; with
+        MQTT off the marker is cleared here."""
+        for incident in self.store.pending(self.printers):
+            result = incident.alert.get("action_result")
+            if not isinstance(result, dict) or result.get("outcome") != Outcome.UNKNOWN.value:
+                continue  # an alert the phones were told of, left for the broker
+            if self.notifications:
+                frame, heatmap = (_read(incident, name) for name in (FRAME, HEATMAP))
+                self.notifications.notify(alert_event(incident.alert, frame, heatmap))
+            if not self.enabled:
+                self.store.delivered(incident)
 
     def stop(self, timeout: float = 3.0) -> None:
         self.mqtt.stop(timeout)
@@ -175,3 +197,11 @@ class Notifier:
     def describe_action(self, token: str) -> tuple[int, str]:
         """A notification's link was opened: ``GET /actions/<token>`` asks before it acts."""
         return self.actions.describe(token)
+
+
+def _read(incident: Incident, name: str) -> bytes | None:
+    """One of a saved incident's pictures, None when it is not there."""
+    try:
+        return (incident.path / name).read_bytes() if incident.path is not None else None
+    except OSError:
+        return None
