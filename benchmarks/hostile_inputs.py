@@ -49,6 +49,8 @@ CASES = [
     ("PNG header declaring 30000x30000", "bomb_png", "snapshot", "refuse"),
     ("JPEG header declaring 30000x30000", "bomb_jpeg", "snapshot", "refuse"),
     ("JPEG cut in half, closed with FFD9", "truncated_eoi", "snapshot", "refuse"),
+    ("4000x3000 JPEG, first scan of one colour", "multiscan_jpeg", "snapshot", "refuse"),
+    ("16000x200 JPEG", "narrow_jpeg", "snapshot", "refuse"),
 ]
 _METRIC = r'^printer_watchdog_{}_total\{{printer="{}"\}} ([0-9.e+]+)$'
 
@@ -145,7 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--json", type=Path, default=ROOT / "benchmarks" / "results" / "hostile_inputs.json"
     )
+    ap.add_argument(
+        "--only",
+        default="",
+        metavar="FAULT,...",
+        help="only these camera faults (and the baseline), e.g. multiscan_jpeg,narrow_jpeg",
+    )
     args = ap.parse_args(argv)
+    only = {f for f in args.only.split(",") if f}
+    cases = [c for c in CASES if not only or c[1] is None or c[1] in only]
 
     from tests.plugins.camera import CameraServer
 
@@ -154,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         with tempfile.TemporaryDirectory(prefix="hostile-") as tmp:
-            for name, fault, kind, expected in CASES:
+            for name, fault, kind, expected in cases:
                 row = run_case(camera, Path(tmp), name, fault, kind, args.seconds)
                 row["expected"] = expected
                 rows.append(row)

@@ -395,7 +395,7 @@ def test_a_stream_of_parts_that_are_no_pictures_is_offline_not_online_for_good(
     is online again without a restart."""
     camera_server.set_fault("html")
     cam = opened(camera_server.url + "/?action=stream")
-    wait_until("offline", lambda: cam.read() is None and "not pictures" in cam.last_error, 20)
+    wait_until("offline", lambda: cam.read() is None and "in a row refused" in cam.last_error, 20)
     assert not cam.online and cam.stats.errors >= 1
     camera_server.set_fault(None)
     read_until(cam, lambda f: f is not None)

@@ -95,6 +95,29 @@ def test_an_api_key_written_as_a_yaml_block_loses_its_line_end_and_one_inside_is
     assert "KEY" not in str(err.value)
 
 
+def test_the_mask_editor_stops_at_the_bounds_the_config_takes() -> None:
+    """The page's editor refuses a 33rd mask or a 101st corner as it is drawn, not at Save."""
+    from pathlib import Path
+
+    from watchdog.config import MASK_POINTS, MASK_POLYGONS
+
+    js = (Path(__file__).parents[1] / "watchdog" / "web" / "static" / "app.js").read_text()
+    assert f"const MASK_POLYGONS = {MASK_POLYGONS}, MASK_POINTS = {MASK_POINTS};" in js
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://cam.local/snapshot.cgi?user=admin&pwd=a@b",  # a password in the query
+        "http://cam.local:8080/?action=stream&email=me@x.org",
+        "rtsp://192.168.1.5:554/user=admin&password=p@ss&channel=1",  # a DVR's path
+        "http://admin:p%2Fw%23d@cam.local/snap",  # '/' and '#' percent-encoded
+    ],
+)
+def test_camera_urls_with_an_at_sign_in_a_value_still_load(url: str) -> None:
+    assert _config(camera={"source": url}).printers[0].camera.source == url
+
+
 def test_a_number_too_large_for_a_float_is_a_one_line_error() -> None:
     with pytest.raises(ConfigError, match=r"printers\.0\.camera\.interval_s: must be a finite"):
         _config(camera={"interval_s": 10**400})

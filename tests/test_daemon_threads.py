@@ -10,6 +10,7 @@ import weakref
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from tests.daemon_helpers import DaemonProcess, free_port, wait_until, write_config
@@ -100,6 +101,26 @@ def test_a_command_not_answered_in_time_is_taken_back_and_never_carried_out_late
     assert not late.ok and not late.under_way and "nothing was done" in late.detail, late
     watcher._drain_commands()
     assert watcher.enabled and watcher._commands.empty()
+
+
+def test_a_not_a_failure_answer_its_watcher_is_slow_to_take_is_still_learnt(
+    daemon, monkeypatch
+) -> None:
+    """The verdict is saved (its frame kept for retraining) before the watcher is asked to
+    learn the print's look again: a watcher slow to answer must still learn it, and the owner
+    is told the answer was kept, not that nothing was done."""
+    monkeypatch.setattr(daemon, "answer_within", lambda watcher: 1.0)
+    daemon._stop(daemon.running)
+    daemon.running = daemon._prepare(daemon._make_watchers(daemon.config, daemon.bundle))
+    watcher = daemon.running["e3"].watcher
+    jpeg = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    incident = watcher.alerts.store.save("e3", {"printer": "e3"}, jpeg, jpeg, pending=False)
+    answer = daemon.dispatch(Command("e3", Verb.NOT_A_FAILURE, incident.id, source="phone"))
+    assert answer.ok and "learnt again shortly" in answer.detail, answer
+    carried: list[Verb] = []
+    monkeypatch.setattr(watcher, "_carry_out", lambda command: carried.append(command.verb))
+    watcher._drain_commands()
+    assert carried == [Verb.NOT_A_FAILURE]
 
 
 def test_a_command_started_but_not_finished_in_time_is_reported_under_way(

@@ -228,3 +228,21 @@ def test_a_large_png_that_is_accepted_is_brought_to_the_size_a_jpeg_would_be_dec
     )  # PNG
     frame = daemon_camera(camera_server.snapshot_url).read()
     assert frame is not None and frame.shape == (540, 960, 3)
+
+
+def test_a_stream_of_pictures_the_daemon_refuses_stays_offline_not_flapping(
+    camera_server: CameraServer, daemon_camera
+) -> None:
+    """Progressive 4000x3000 JPEGs on an MJPEG stream: each part's header reads as a picture,
+    but every one is refused. The camera must be offline (and back off), not online again at
+    each reconnection and offline five frames later, at its fastest."""
+    import time
+
+    camera_server.set_fault("progressive_jpeg")
+    cam = daemon_camera(camera_server.stream_url)
+    seen_online = []
+    end = time.monotonic() + 4
+    while time.monotonic() < end:
+        cam.read()
+        seen_online.append(cam.online)
+    assert not any(seen_online) and "decoded whole" in cam.last_error, cam.last_error

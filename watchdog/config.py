@@ -15,7 +15,7 @@ import stat
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import yaml
 
@@ -155,7 +155,10 @@ class HttpConfig(_Model):
     )
     session_hours: float = Field(12.0, gt=0, le=24 * 30, description="a login lasts this long")
     login_attempts_per_minute: int = Field(
-        5, ge=1, le=100, description="failed logins allowed per client address per minute"
+        5,
+        ge=1,
+        le=100,
+        description="login attempts allowed per client per minute (an IPv6 client: its /64); a successful login starts the count again",
     )
     max_connections: int = Field(
         32, ge=2, le=1000, description="connections served at once; more are refused"
@@ -294,10 +297,21 @@ def _check_address(url: str) -> None:
         parts = urlsplit(url)
         _ = parts.port  # reading the port parses it
     except ValueError:  # its text may quote a piece of the password
-        raise ValueError(f"not a valid address: its host or port cannot be read; {hint}") from None
-    after_host = url.partition(parts.netloc)[2] if parts.netloc else ""
-    if "@" in after_host:  # http://admin:12#34@cam/: the password cut at '#', the host wrong
+        why = hint if "@" in url else "check the port after its host (a number up to 65535)"
+        raise ValueError(f"not a valid address: its host or port cannot be read; {why}") from None
+    if "@" not in parts.netloc and _cut_at_userinfo(parts):
         raise ValueError(f"not a valid address: an '@' after its host; {hint}")
+
+
+def _cut_at_userinfo(parts: SplitResult) -> bool:
+    """A URL whose password held an unencoded '/', '?' or '#': the parser ends the host there,
+    so the real host turns up after an '@' in the first path segment or the query, before any
+    '=', or in the fragment. An '@' in a value (``?user=a&pwd=x@y``, or a DVR's
+    ``/user=admin&password=x@y``) is fine."""
+    first_segment = parts.path.lstrip("/").partition("/")[0]
+    return any("@" in text.partition("=")[0] for text in (first_segment, parts.query)) or (
+        "@" in parts.fragment
+    )
 
 
 # a mask is drawn by hand; its size is bounded so a saved one cannot make every poll of the

@@ -280,6 +280,10 @@ class Daemon:
             try:
                 return done.result(timeout=wait_s)
             except FutureTimeout:
+                if stored is not None:  # the verdict is saved: the watcher learns it when it can
+                    return CommandResult(
+                        True, f"{stored.detail}; the print is learnt again shortly"
+                    )
                 return self._late(watcher.name, command, done, wait_s)
         finally:
             slots.release()

@@ -50,6 +50,8 @@ FAULTS = {
     "progressive_jpeg": "the frame enlarged to 4000x3000, a progressive JPEG",
     "big_png": "an 8-bit RGB 2000x1500 PNG (over what the daemon decodes whole)",
     "png_1080p": "the frame enlarged to 1920x1080, an 8-bit RGB PNG (the largest PNG the daemon decodes)",
+    "multiscan_jpeg": "a 4000x3000 baseline JPEG whose first scan holds one colour of three (decoded whole by libjpeg)",
+    "narrow_jpeg": "a 16000x200 JPEG: too narrow to be decoded at a fraction of its size",
     "slow": "snapshot drips its body a byte every 50 ms (a hung camera that never times out per read)",
     "slow_headers": "snapshot or stream drips its headers a byte every 50 ms, for up to a minute",
     "stream_stop": "the MJPEG stream closes after `stop_after` frames",
@@ -366,6 +368,33 @@ def to_bgr3(frame: np.ndarray) -> np.ndarray:
     return frame[..., :3] if frame.dtype == np.uint8 else (frame[..., :3] // 257).astype(np.uint8)
 
 
+def _segment(marker: int, payload: bytes) -> bytes:
+    return b"\xff" + bytes([marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def multiscan_jpeg() -> bytes:
+    """A 4000x3000 baseline JPEG's headers whose first scan covers one colour component of
+    three (then zero-filled scan data): small on the wire, libjpeg keeps every coefficient."""
+    sof = _segment(
+        0xC0, b"\x08" + struct.pack(">HH", 3000, 4000) + b"\x03\x01\x11\x00\x02\x11\x00\x03\x11\x00"
+    )
+    scan = _segment(0xDA, b"\x01\x01\x00\x00\x3f\x00")
+    return b"\xff\xd8" + sof + scan + bytes(600_000) + b"\xff\xd9"
+
+
+def narrow_jpeg() -> bytes:
+    """A 16000x200 JPEG of a smooth texture (about 10 MB of pixels whole)."""
+    if "narrow" not in _NARROW:
+        rng = np.random.default_rng(3)
+        small = rng.integers(0, 255, (25, 2000, 3), dtype=np.uint8)
+        big = cv2.resize(small, (16000, 200), interpolation=cv2.INTER_CUBIC)
+        _NARROW["narrow"] = cv2.imencode(".jpg", big)[1].tobytes()
+    return _NARROW["narrow"]
+
+
+_NARROW: dict[str, bytes] = {}
+
+
 def _jpeg_headers(jpeg: bytes) -> bytes:
     """A JPEG up to and including its start-of-scan header."""
     sos = jpeg.find(b"\xff\xda")
@@ -389,6 +418,8 @@ def _image_or_fault(frame: np.ndarray, fault: str | None) -> tuple[bytes, str]:
         "garbage": (b"\x00\x01 this is not an image " * 50, "image/jpeg"),
         "bomb_png": (bomb_png(), "image/png"),
         "bomb_jpeg": (bomb_jpeg(), "image/jpeg"),
+        "multiscan_jpeg": (multiscan_jpeg(), "image/jpeg"),
+        "narrow_jpeg": (narrow_jpeg(), "image/jpeg"),
     }
     return faulty.get(fault or "", (body, ctype))
 

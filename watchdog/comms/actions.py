@@ -77,7 +77,7 @@ class ActionTokens:
             raw = json.loads(self.path.read_text())
         except FileNotFoundError:
             return {}
-        except ValueError as exc:  # RecursionError included
+        except (ValueError, RecursionError) as exc:
             logger.error(
                 "cannot read %s (%s): notification buttons issued before are refused",
                 self.path,

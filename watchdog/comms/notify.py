@@ -122,7 +122,14 @@ def alert_event(
         else ""
     )
     job = f" ({alert['job']})" if alert.get("job") else ""
-    if action in ("pause", "cancel") and outcome != "done":
+    if action in ("pause", "cancel") and outcome == "unknown":
+        kind = Kind.ACTION_FAILED  # as loud: the owner must look
+        title = f"{printer}: failure; the {action} may not have happened"
+        text = (
+            f"{printer}{job} looks like a failed print ({scored}); whether the {action} "
+            f"happened is unknown: {result.get('detail', '')}."
+        )
+    elif action in ("pause", "cancel") and outcome != "done":
         kind = Kind.ACTION_FAILED
         title = f"{printer}: failure, and the {action} did NOT happen"
         text = (

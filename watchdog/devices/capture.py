@@ -1026,17 +1026,6 @@ def mjpeg_parts(
             yield body[:-2] if body.endswith(b"\r\n") else body
 
 
-def _not_a_picture(part: bytes | BadFrame) -> str | None:
-    """Why a stream's part is no picture (its first bytes, not decoded), None when it is one."""
-    if isinstance(part, BadFrame):
-        return str(part)
-    try:
-        read_header(part)
-    except BadFrame as exc:
-        return str(exc)
-    return None
-
-
 class MjpegCamera(_ThreadedCamera):
     """An HTTP MJPEG stream read by a thread that keeps only the newest part's bytes.
 
@@ -1063,6 +1052,16 @@ class MjpegCamera(_ThreadedCamera):
         self._taken = 0
         self._reconnect = threading.Event()
         self._thread.start()
+
+    def _unusable(self, part: bytes | BadFrame) -> str | None:
+        """Why a part would be refused as a frame (decoded as read() decodes it), or None."""
+        try:
+            if isinstance(part, BadFrame):
+                raise part
+            validate(decode_image(part, self.cfg.max_pixels, self.need), self.cfg.max_pixels)
+        except BadFrame as exc:
+            return str(exc)
+        return None
 
     def _bad_run_seen(self) -> None:
         # the stream stays up while its parts are junk: connecting again checks its first
@@ -1099,6 +1098,7 @@ class MjpegCamera(_ThreadedCamera):
         # connecting and the headers within the timeout (a server sending them a byte at a
         # time held this thread, and its socket, past close and every reload); the stream's
         # body has no end and is bounded per frame below
+        self._reconnect.clear()  # a run of bad frames of an earlier connection is not this one's
         with self._http.deadline(t) as deadline:
             try:
                 resp = _open_camera_url(self._http, self.url, t)
@@ -1134,12 +1134,13 @@ class MjpegCamera(_ThreadedCamera):
                 if self._halted():
                     return
                 if not connected:
-                    # online once a part is a picture: a stream of junk parts (an error page
-                    # in each) looked online for good while nothing was watched
-                    if (problem := _not_a_picture(part)) is not None:
+                    # online once a part decodes (once per connection, here): a stream of junk
+                    # parts (an error page in each) looked online for good while nothing was
+                    # watched, and one of pictures refused would go on and off at its fastest
+                    if (problem := self._unusable(part)) is not None:
                         junk += 1
                         if junk >= BAD_RUN_OFFLINE:
-                            raise SourceDown(f"{junk} parts in a row are not pictures: {problem}")
+                            raise SourceDown(f"{junk} frames in a row refused: {problem}")
                         continue
                     self._connected()
                     connected = True

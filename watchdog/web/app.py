@@ -75,9 +75,8 @@ class Dashboard:
         self.backend = backend
         self.cfg = cfg
         self.storage_dir = Path(storage_dir)
-        self.password_hash = auth.password_hash(
-            cfg, self.storage_dir
-        )  # prints a generated one once
+        # a generated one is written for the owner to read once, never printed
+        self.password_hash = auth.password_hash(cfg, self.storage_dir)
         self.sessions = auth.Sessions(cfg.session_hours * 3600)
         self.limiter = auth.LoginLimiter(cfg.login_attempts_per_minute)
         self.checking = threading.BoundedSemaphore(1)

@@ -17,7 +17,7 @@ import secrets
 import sys
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,29 +142,27 @@ class LoginLimiter:
     """At most ``per_minute`` login attempts per client in any 60 s.
 
     An attempt is counted before its password is checked, so tries sent in parallel count
-    too; a successful login forgets its client. The table is bounded: clients idle for a
-    minute are forgotten when it fills, and while it is full of active ones a new client is
-    refused (a spray of addresses cannot grow memory or buy more attempts)."""
+    too; a successful login forgets its client. The table is bounded: when it is full the
+    client that tried least recently is forgotten, so a spray of addresses cannot grow memory,
+    nor lock the owner out (it buys the sprayer no speed either: one password is checked at a
+    time)."""
 
     def __init__(self, per_minute: int, max_clients: int = MAX_CLIENTS) -> None:
         self.per_minute = per_minute
         self.max_clients = max_clients
-        self._attempts: dict[str, deque[float]] = {}
+        self._attempts: OrderedDict[str, deque[float]] = OrderedDict()  # least recent first
         self._lock = threading.Lock()
 
     def attempt(self, address: str) -> bool:
-        """Count one attempt; False when this client (or the full table) must wait."""
+        """Count one attempt; False when this client must wait."""
         key, now = client_key(address), time.monotonic()
         with self._lock:
             recent = self._attempts.get(key)
             if recent is None:
-                if len(self._attempts) >= self.max_clients:
-                    self._attempts = {
-                        k: q for k, q in self._attempts.items() if q and now - q[-1] <= 60
-                    }
-                    if len(self._attempts) >= self.max_clients:
-                        return False
+                while len(self._attempts) >= self.max_clients:
+                    self._attempts.popitem(last=False)
                 recent = self._attempts[key] = deque(maxlen=self.per_minute)
+            self._attempts.move_to_end(key)
             while recent and now - recent[0] > 60:
                 recent.popleft()
             if len(recent) >= self.per_minute:

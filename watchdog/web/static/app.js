@@ -6,6 +6,7 @@ const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const POLL_MS = 2000;
 const MARK = { ANOMALOUS: 1, CALIBRATING: 2, ACTION: 4, NEW_PRINT: 8 };
 const DAY_S = 24 * 3600;
+const MASK_POLYGONS = 32, MASK_POINTS = 100; // the config's bounds (watchdog/config.py)
 
 const S = {
   printers: [],
@@ -503,7 +504,13 @@ function editorUp(ev) {
       const [fx, fy] = d.current[0];
       if (Math.hypot((fx - pt[0]) * r.width, (fy - pt[1]) * r.height) < 12) { finishPolygon(); return; }
     }
-    d.current.push(pt.map((v) => Math.round(v * 1000) / 1000));
+    if (!d.current.length && d.masks.length >= MASK_POLYGONS) {
+      toast(`At most ${MASK_POLYGONS} masks: remove one first.`, false);
+    } else if (d.current.length >= MASK_POINTS) {
+      toast(`A mask has at most ${MASK_POINTS} corners: click its first corner to close it.`, false);
+    } else {
+      d.current.push(pt.map((v) => Math.round(v * 1000) / 1000));
+    }
   }
   drawEditor();
 }
