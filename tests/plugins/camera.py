@@ -373,13 +373,27 @@ def _segment(marker: int, payload: bytes) -> bytes:
 
 
 def multiscan_jpeg() -> bytes:
-    """A 4000x3000 baseline JPEG's headers whose first scan covers one colour component of
-    three (then zero-filled scan data): small on the wire, libjpeg keeps every coefficient."""
+    """A 4000x3000 baseline JPEG whose first scan covers one colour component of three, its
+    scan data random entropy-coded bits (libjpeg decodes them, with warnings): small on the
+    wire, and libjpeg keeps every coefficient of the whole picture while it decodes."""
+    dqt = _segment(0xDB, b"\x00" + bytes([1] * 64))
     sof = _segment(
         0xC0, b"\x08" + struct.pack(">HH", 3000, 4000) + b"\x03\x01\x11\x00\x02\x11\x00\x03\x11\x00"
     )
+    dc_bits, dc_values = [0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0], bytes(range(12))
+    ac_bits = [0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 0x7D]
+    ac_values = bytes.fromhex(  # the standard luminance AC table (JPEG annex K)
+        "01020300041105122131410613516107227114328191a1082342b1c11552d1f02433627282090a161718"
+        "191a25262728292a3435363738393a434445464748494a535455565758595a636465666768696a737475"
+        "767778797a838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3"
+        "c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9fa"
+    )
+    dht = _segment(
+        0xC4, b"\x00" + bytes(dc_bits) + dc_values + b"\x10" + bytes(ac_bits) + ac_values
+    )
     scan = _segment(0xDA, b"\x01\x01\x00\x00\x3f\x00")
-    return b"\xff\xd8" + sof + scan + bytes(600_000) + b"\xff\xd9"
+    bits = np.random.default_rng(0).integers(0, 255, 4000 * 3000 // 16, dtype=np.uint8)
+    return b"\xff\xd8" + dqt + sof + dht + scan + bits.tobytes() + b"\xff\xd9"
 
 
 def narrow_jpeg() -> bytes:
