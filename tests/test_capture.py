@@ -449,6 +449,26 @@ def test_rtsp_style_ffmpeg_capture_reads_a_real_stream(camera_server: CameraServ
     assert not cam._thread.is_alive()
 
 
+def test_an_ffmpeg_stream_whose_frames_are_all_refused_goes_offline_and_comes_back(
+    camera_server: CameraServer,
+) -> None:
+    """The RTSP/USB path: frames too large for camera.max_pixels, every one refused. The camera
+    must go offline (it stayed online for good, its bad frames only counted) and be online again
+    once its frames are accepted, without a restart."""
+    url = camera_server.url + "/?action=stream"
+    cam = StreamCamera(cam_cfg(url), url, "ffmpeg", None, FAST)
+    try:
+        read_until(cam, lambda f: f is not None)
+        cam.cfg = cam_cfg(url, max_pixels=10_000)  # the stream's 160x120 frames are now too large
+        wait_until("offline", lambda: cam.read() is None and not cam.online, 30)
+        assert "max_pixels" in cam.last_error, cam.last_error
+        cam.cfg = cam_cfg(url)
+        read_until(cam, lambda f: f is not None)
+        assert cam.online
+    finally:
+        cam.close()
+
+
 def test_stream_thread_stops_on_close_and_on_stop_event(camera_server: CameraServer) -> None:
     stop = threading.Event()
     a = open_camera(cam_cfg(camera_server.url + "/?action=stream"), stop, backoff=FAST)

@@ -452,10 +452,11 @@ class _BaseCamera:
                 return
             self._closed.wait(min(left, 0.2))
 
-    def _up(self) -> None:
+    def _up(self, reset_backoff: bool = True) -> None:
         with self._lock:
             self._bad_run = 0
-            self._delay = self._min_backoff
+            if reset_backoff:
+                self._delay = self._min_backoff
             if self.online:
                 return
             self.online = True
@@ -872,7 +873,14 @@ class StreamCamera(_ThreadedCamera):
         self._want = False
         self._frame: np.ndarray | None = None
         self._delivered = False
+        self._reconnect = threading.Event()
+        self._refused_run = False  # the last connection ended in a run of refused frames
         self._thread.start()
+
+    def _bad_run_seen(self) -> None:
+        # frames that are all refused (too large, a broken encoder): offline and connect again,
+        # its backoff growing until a frame is accepted, instead of online for good
+        self._reconnect.set()
 
     def _open_capture(self) -> Any:
         if self.kind == "v4l2 device":
@@ -907,15 +915,18 @@ class StreamCamera(_ThreadedCamera):
                             else "OpenCV error while opening"
                         )
                         continue
-                    self._connected()
+                    self._reconnect.clear()
+                    self._up(reset_backoff=not self._refused_run)  # see _accept
+                    self._first_attempt.set()
                 try:
                     grabbed = cap.grab()
                 except cv2.error:
                     grabbed = False
-                if not grabbed:
+                if not grabbed or self._reconnect.is_set():
                     cap.release()
                     cap = None
-                    self._fail("stream ended or stalled")
+                    self._refused_run = grabbed
+                    self._fail(self.last_error if grabbed else "stream ended or stalled")
                     continue
                 with self._cond:
                     want = self._want
@@ -950,7 +961,10 @@ class StreamCamera(_ThreadedCamera):
         if frame is None:
             self._bad("stream gave an undecodable frame")
             return None
-        return self._accept(frame)
+        accepted = self._accept(frame)
+        if accepted is not None:
+            self._refused_run = False  # its next reconnection starts from the least backoff
+        return accepted
 
 
 def _boundary(content_type: str) -> bytes | None:
