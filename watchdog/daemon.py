@@ -58,6 +58,12 @@ FAILED_STEPS_UNHEALTHY = (
 )
 
 
+def _learnt_later(stored: CommandResult) -> CommandResult:
+    """A saved "not a failure" its watcher has not taken yet: queued, it is learnt when the
+    watcher comes back to its queue."""
+    return CommandResult(True, f"{stored.detail}; the print is learnt again shortly")
+
+
 def load_bundle(config: Config) -> Bundle:
     """The config's bundle, loaded and its model run once (start and reload refuse it otherwise)."""
     bundle = Bundle.load(config.model or default_bundle_path())
@@ -269,7 +275,7 @@ class Daemon:
         if not slots.acquire(blocking=False):
             if stored is not None:  # the verdict is saved: the watcher must still learn it
                 watcher.submit(command)
-                return CommandResult(True, f"{stored.detail}; the print is learnt again shortly")
+                return _learnt_later(stored)
             return CommandResult(
                 False,
                 f"busy: {COMMANDS_WAITING} earlier commands are still waiting for a printer or "
@@ -281,9 +287,7 @@ class Daemon:
                 return done.result(timeout=wait_s)
             except FutureTimeout:
                 if stored is not None:  # the verdict is saved: the watcher learns it when it can
-                    return CommandResult(
-                        True, f"{stored.detail}; the print is learnt again shortly"
-                    )
+                    return _learnt_later(stored)
                 return self._late(watcher.name, command, done, wait_s)
         finally:
             slots.release()

@@ -796,6 +796,7 @@ class _ThreadedCamera(_BaseCamera):
             self.stats = stats
         self._cond = threading.Condition()
         self._first_attempt = threading.Event()
+        self._reconnect = threading.Event()  # set by read(): the reader connects again
         self._thread = threading.Thread(
             target=self._guarded_run, name=f"camera-{label}", daemon=True
         )
@@ -820,6 +821,12 @@ class _ThreadedCamera(_BaseCamera):
     def _connected(self) -> None:
         self._up()
         self._first_attempt.set()
+
+    def _bad_run_seen(self) -> None:
+        # the source stays connected while every frame it sends is refused (junk parts, frames
+        # too large, a broken encoder): its reader connects again, and a source that keeps
+        # sending them goes offline with its backoff instead of looking online for good
+        self._reconnect.set()
 
     def _fail(self, message: str) -> None:
         self._down(message)
@@ -873,14 +880,8 @@ class StreamCamera(_ThreadedCamera):
         self._want = False
         self._frame: np.ndarray | None = None
         self._delivered = False
-        self._reconnect = threading.Event()
         self._refused_run = False  # the last connection ended in a run of refused frames
         self._thread.start()
-
-    def _bad_run_seen(self) -> None:
-        # frames that are all refused (too large, a broken encoder): offline and connect again,
-        # its backoff growing until a frame is accepted, instead of online for good
-        self._reconnect.set()
 
     def _open_capture(self) -> Any:
         if self.kind == "v4l2 device":
@@ -1064,7 +1065,6 @@ class MjpegCamera(_ThreadedCamera):
         self._latest: bytes | BadFrame | None = None
         self._seq = 0
         self._taken = 0
-        self._reconnect = threading.Event()
         self._thread.start()
 
     def _unusable(self, part: bytes | BadFrame) -> str | None:
@@ -1076,11 +1076,6 @@ class MjpegCamera(_ThreadedCamera):
         except BadFrame as exc:
             return str(exc)
         return None
-
-    def _bad_run_seen(self) -> None:
-        # the stream stays up while its parts are junk: connecting again checks its first
-        # parts, and a stream of junk goes offline (with its backoff) instead of looking online
-        self._reconnect.set()
 
     def _run(self) -> None:
         try:
