@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.plugins.models import train_tiny
 from trainer import calibrate, evaluate
 from watchdog.detection.bundle import Bundle
 
@@ -81,6 +82,23 @@ def test_run_folder_has_report_figures_and_model(tiny_run: Path) -> None:
     assert meta.preprocess.width == 64 and meta.preprocess.height == 48
     assert meta.normal_stats.heatmap_scale > 0
     assert meta.data["sessions"]["fit"] == ["print0", "print1"]
+
+
+def test_one_seed_trains_one_model(tiny_run: Path, synthetic_dataset: Path, tmp_path: Path) -> None:
+    """``--seed`` makes a training repeatable: the same seed gives the same model and report (its
+    first weights, its shuffles and augmentation are all drawn from it), another seed another
+    model. Before, the first weights were drawn unseeded and two trainings differed."""
+    again = train_tiny(synthetic_dataset, tmp_path / "again")
+    other = train_tiny(synthetic_dataset, tmp_path / "other", "--seed", "1")
+    first, second, third = (
+        json.loads((run / "report.json").read_text()) for run in (tiny_run, again, other)
+    )
+    for key in ("best_val_loss", "epochs_run", "threshold", "image_auroc"):
+        assert first[key] == second[key], key
+    assert (first["best_val_loss"], first["threshold"]) != (
+        third["best_val_loss"],
+        third["threshold"],
+    )
 
 
 def test_score_cli_on_tiny_bundle(tiny_bundle: Path, tmp_path: Path) -> None:

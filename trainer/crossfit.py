@@ -75,7 +75,7 @@ def crossfit_models(
     for i, left_out in enumerate(buckets, 1):
         fitting = [n for n in names if n not in left_out]
         x_fit, x_val = split_fit_val(prints, fitting)
-        model = build_autoencoder(preset.model, preset.preprocess.shape)
+        model = build_autoencoder(preset.model, preset.preprocess.shape, seed)
         compile_autoencoder(model, preset.train)
         label = f"cross-fit {i}/{len(buckets)} (without {', '.join(left_out)})"
         with tempfile.TemporaryDirectory() as tmp:

@@ -161,10 +161,16 @@ def get_preset(name: str) -> Preset:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None
 
 
-def build_autoencoder(spec: ModelSpec, input_shape: tuple[int, int, int]) -> Any:
-    """A Keras autoencoder (H, W, C) → (H, W, C) with a sigmoid output, as the seed builds it."""
+def build_autoencoder(
+    spec: ModelSpec, input_shape: tuple[int, int, int], seed: int | None = None
+) -> Any:
+    """A Keras autoencoder (H, W, C) → (H, W, C) with a sigmoid output, as the seed builds it;
+    with ``seed`` its first weights are drawn from it, so one seed trains one model."""
     import keras
     from keras import layers
+
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
 
     h, w, c = input_shape
     factor = spec.stride ** len(spec.filters)

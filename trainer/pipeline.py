@@ -278,7 +278,7 @@ def run(options: Options) -> RunResult:
     logger.info("run folder %s", run_dir)
 
     # 2. build and fit
-    model = build_autoencoder(preset.model, pre.shape)
+    model = build_autoencoder(preset.model, pre.shape, options.seed)
     compile_autoencoder(model, preset.train)
     label = "the model to deploy" if options.split == "all" else "the model"
     fitted = fit(

@@ -64,9 +64,10 @@ def make_dataset(
     )
     if augment is not None:
         aug = _augmenter(augment)
+        # one call at a time: the augmentation's random draws come in the same order every run
         ds = ds.map(
             lambda b: tf.clip_by_value(aug(b, training=True), 0.0, 1.0),
-            num_parallel_calls=tf.data.AUTOTUNE,
+            num_parallel_calls=1,
         )
     if synthetic_parts > 0:
         from trainer.synthetic_parts import draw_parts

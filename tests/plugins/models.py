@@ -141,7 +141,7 @@ def tiny_start_judged_bundle(
 def without_start_guard(bundle: Path, into: Path) -> Path:
     """A copy of ``bundle`` whose start guard is off. A model this tiny puts its guard close to
     the synthetic prints' own starts, so which calibration frame crosses it varies from one
-    training to the next; tests of the per-print baseline use this copy, and the guard has its
+    seed (or machine) to the next; tests of the per-print baseline use this copy, and the guard has its
     own tests (test_first_minutes.py, test_start_guard.py)."""
     shutil.copytree(bundle, into)
     meta = json.loads((into / "model.json").read_text())
