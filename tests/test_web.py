@@ -501,6 +501,78 @@ def test_a_broken_overrides_file_is_named_and_reload_keeps_running(open_daemon) 
         stored.unlink()
 
 
+@pytest.mark.parametrize(
+    "saved",
+    [
+        # 40 masks: more than the page can draw (a hand edit, another version)
+        {
+            "printers": {
+                PRINTER: {
+                    "detection": {
+                        "mask": [[[0.1, 0.1], [0.2, 0.1], [0.2, 0.2]]] * 40,
+                        "consecutive": 5,
+                    }
+                }
+            }
+        },
+        "{not json",
+    ],
+    ids=["beyond-the-schema", "unreadable"],
+)
+def test_a_daemon_starts_over_saved_settings_it_cannot_apply_and_says_so(
+    tmp_path: Path, saved: object
+) -> None:
+    """Saved page settings the daemon cannot apply used to stop it from starting (systemd
+    restarting it in a loop, nothing watched, the page that could reset them down). Now the
+    printer watches with the config file's settings, the log and the page name the file and
+    what is wrong, the file is kept as it was, and the page's reset takes it away."""
+    port = free_port()
+    config = _config(tmp_path, f"127.0.0.1:{port}")
+    stored = tmp_path / "state" / "overrides.json"
+    stored.parent.mkdir()
+    body = saved if isinstance(saved, str) else json.dumps(saved)
+    stored.write_text(body)
+    daemon = _start(config, tmp_path / "daemon.log", port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert f"{stored}: " in daemon.log and "watches with the config file's settings" in (
+            daemon.log
+        ), daemon.log
+        printer = requests.get(f"{url}/api/state", timeout=10).json()["printers"][0]
+        assert printer["settings"]["consecutive"] == 3 and printer["settings"]["mask"] == []
+        assert str(stored) in printer["saved"]["error"], printer["saved"]
+        wait_until(
+            "frames watched",
+            lambda: (
+                requests.get(f"{url}/api/state", timeout=10).json()["printers"][0].get("score")
+                is not None
+            ),
+            30,
+            lambda: daemon.log,
+        )
+        assert stored.read_text() == body  # nothing lost
+        # check-config still refuses it: it is the owner's tool to find what is wrong
+        check = run_cli("check-config", "--config", str(config))
+        assert check.returncode == 2 and str(stored) in check.stderr
+        headers = {"X-CSRF-Token": _csrf(requests.get(f"{url}/", timeout=10).text)}
+        r = requests.post(
+            f"{url}/api/printers/{PRINTER}/settings/reset", json={}, headers=headers, timeout=60
+        )
+        assert r.status_code == 200, r.text
+        wait_until(
+            "the reset shown",
+            lambda: (
+                "error"
+                not in requests.get(f"{url}/api/state", timeout=10).json()["printers"][0]["saved"]
+            ),
+            30,
+            lambda: daemon.log,
+        )
+    finally:
+        rc = daemon.stop()
+    assert rc == 0, daemon.log
+
+
 def test_reset_sets_an_unreadable_saved_settings_file_aside_and_the_watcher_comes_back(
     open_daemon,
 ) -> None:

@@ -143,11 +143,13 @@ class Daemon:
 
     def __init__(self, config_path: str | Path, debug: bool = False) -> None:
         self.config_path = Path(config_path)
-        self.config = overrides.load_effective_config(
-            self.config_path
-        )  # ConfigError → exit 2 before anything starts
+        # ConfigError → exit 2 before anything starts; saved page settings it cannot apply
+        # are left out, said below, and kept in their file
+        self.config, refused = overrides.load_starting_config(self.config_path)
         self.debug = debug  # --debug wins over the config's log_level
         self._apply_log_level(self.config)
+        for why in refused:
+            logger.error("%s", why)
         self.bundle = load_bundle(self.config)
         self.metrics = Metrics()
         self.notifier: Notifier | None = None

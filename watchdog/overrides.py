@@ -88,10 +88,50 @@ def _merge(detection: DetectionConfig, changes: dict[str, Any], where: str) -> D
 
 def apply_overrides(config: Config) -> Config:
     """``config`` with the saved dashboard settings on top (a printer no longer in the YAML is
-    skipped with a warning)."""
-    saved = _read(config.storage.dir)
-    if not saved:
-        return config
+    skipped with a warning); ConfigError naming the file when any of them cannot be applied."""
+    return _applied(config, _read(config.storage.dir), strict=True)[0]
+
+
+def load_effective_config(path: str | Path) -> Config:
+    """The config file with the dashboard's saved settings on top (ConfigError naming the file
+    that is wrong)."""
+    return apply_overrides(load_config(path))
+
+
+def load_starting_config(path: str | Path) -> tuple[Config, list[str]]:
+    """What a starting daemon watches with: the config file (ConfigError when it is wrong) and
+    the saved settings on top where they apply, and why each of the others was left out. A
+    saved file the daemon cannot apply (edited by hand, written by another version) must not
+    keep every printer unwatched until someone logs in: those printers start on the config
+    file's settings, the file is kept as it is, and the page says so (``refusal``). A reload
+    still refuses it, keeping the settings in force."""
+    config = load_config(path)
+    try:
+        saved = _read(config.storage.dir)
+    except ConfigError as exc:
+        return config, [f"{exc}; every printer watches with the config file's settings"]
+    return _applied(config, saved, strict=False)
+
+
+def saved_and_refusal(
+    storage_dir: Path, printer: str, detection: DetectionConfig
+) -> tuple[dict[str, Any], str | None]:
+    """``printer``'s saved settings and why they cannot be applied over ``detection`` (its
+    settings in force), or None: what the page shows of them (one read of the file)."""
+    try:
+        saved = dict(_read(storage_dir).get(printer, {}))
+        if saved:
+            _merge(detection, saved, f"{overrides_path(storage_dir)}: printers.{printer}.detection")
+    except ConfigError as exc:
+        return {}, str(exc)
+    return saved, None
+
+
+def _applied(
+    config: Config, saved: dict[str, dict[str, Any]], strict: bool
+) -> tuple[Config, list[str]]:
+    """``config`` with ``saved`` on top, and why each printer's saved settings left out were
+    (``strict``: ConfigError instead)."""
     names = {p.name for p in config.printers}
     for name in sorted(set(saved) - names):
         logger.warning(
@@ -99,20 +139,19 @@ def apply_overrides(config: Config) -> Config:
             overrides_path(config.storage.dir),
             name,
         )
-    printers = []
+    printers, refused = [], []
     for p in config.printers:
         changes = saved.get(p.name)
         if changes:
             where = f"{overrides_path(config.storage.dir)}: printers.{p.name}.detection"
-            p = p.model_copy(update={"detection": _merge(p.detection, changes, where)})
+            try:
+                p = p.model_copy(update={"detection": _merge(p.detection, changes, where)})
+            except ConfigError as exc:
+                if strict:
+                    raise
+                refused.append(f"{exc}; printer {p.name} watches with the config file's settings")
         printers.append(p)
-    return config.model_copy(update={"printers": printers})
-
-
-def load_effective_config(path: str | Path) -> Config:
-    """The config file with the dashboard's saved settings on top (ConfigError naming the file
-    that is wrong)."""
-    return apply_overrides(load_config(path))
+    return config.model_copy(update={"printers": printers}), refused
 
 
 def origins(config: Config) -> list[Origin]:
@@ -123,10 +162,6 @@ def origins(config: Config) -> list[Origin]:
         for name, detection in sorted(_read(config.storage.dir).items())
         for key, value in detection.items()
     ]
-
-
-def saved_for(storage_dir: Path, printer: str) -> dict[str, Any]:
-    return dict(_read(storage_dir).get(printer, {}))
 
 
 def save(

@@ -235,11 +235,10 @@ class Dashboard:
         roi = list(self.backend.bundle.meta.preprocess.roi)
         for p in self.backend.config.printers:
             st = status.get("printers", {}).get(p.name, {})
-            try:
-                saved = overrides.saved_for(self.storage_dir, p.name)
-            except ConfigError as exc:
-                saved = {"error": str(exc)}
             det = p.detection
+            saved, refused = overrides.saved_and_refusal(self.storage_dir, p.name, det)
+            if refused:
+                saved = {"error": refused}
             printers.append(
                 {
                     **st,
