@@ -456,6 +456,67 @@ def test_a_mask_drawn_with_the_mouse_removes_the_failure_from_the_score(
     )
 
 
+def _click_all(browser, canvas, points: list[tuple[float, float]]) -> None:
+    """Click each point (0..1 of the canvas) in one chain of pointer actions."""
+    w, h = canvas.size["width"], canvas.size["height"]
+    chain = ActionChains(browser)
+    for x, y in points:
+        chain.move_to_element_with_offset(canvas, int((x - 0.5) * w), int((y - 0.5) * h)).click()
+    chain.perform()
+
+
+def test_the_mask_editor_stops_where_the_config_does(env, browser) -> None:
+    """The page stops a mask at 100 corners and the masks at 32, saying so, and what it lets
+    the owner draw the watchdog saves: the same bounds as the config file's schema."""
+    from watchdog.config import MASK_POINTS, MASK_POLYGONS
+
+    browser.get(env.url + f"/#/edit/{PRINTER}")
+    browser.refresh()  # a page of its own, whichever page the browser was on
+    wait_until(
+        "the frame to draw on", lambda: image_loaded(browser, "img[data-role=edit-frame]"), 20
+    )
+    canvas = browser.find_element(By.CSS_SELECTOR, "canvas[data-role=edit-canvas]")
+    js(browser, "arguments[0].scrollIntoView({block: 'center'})", canvas)
+    masks = lambda: int(canvas.get_attribute("data-masks"))  # noqa: E731
+    status = browser.find_element(By.CSS_SELECTOR, "[data-role=scored]")
+    toast = browser.find_element(By.ID, "toast")
+    had = masks()
+    # one corner past the bound, on a grid 11 x 10 (corners far apart: none closes the mask)
+    grid = [(0.05 + 0.085 * (i % 11), 0.05 + 0.09 * (i // 11)) for i in range(MASK_POINTS + 1)]
+    _click_all(browser, canvas, grid)
+    assert f"drawing one ({MASK_POINTS} corners)" in status.text, status.text
+    assert f"at most {MASK_POINTS} corners" in toast.text, toast.text
+    _click_all(browser, canvas, grid[:1])  # its first corner closes it
+    assert masks() == had + 1
+    for k in range(MASK_POLYGONS - masks() + 1):  # one more than fits
+        x = 0.06 + 0.028 * k
+        _click_all(browser, canvas, [(x, 0.2), (x + 0.02, 0.5), (x, 0.8), (x, 0.2)])
+    assert masks() == MASK_POLYGONS
+    assert f"At most {MASK_POLYGONS} masks" in toast.text, toast.text
+    browser.find_element(By.CSS_SELECTOR, "[data-role=save]").click()
+    wait_until(
+        "saved", lambda: toast.is_displayed() and "saved" in toast.text, 30, lambda: toast.text
+    )
+    detection = json.loads((env.storage / "overrides.json").read_text())["printers"][PRINTER][
+        "detection"
+    ]
+    assert len(detection["mask"]) == MASK_POLYGONS
+    assert max(len(m) for m in detection["mask"]) == MASK_POINTS
+    # back to the mask drawn before, for the tests after this one
+    detection["mask"] = detection["mask"][:had]
+    saved = requests.post(
+        f"{env.url}/api/printers/{PRINTER}/settings",
+        json={"mask": detection["mask"]},
+        headers={
+            "X-CSRF-Token": js(
+                browser, "return document.querySelector('meta[name=csrf-token]').content"
+            )
+        },
+        timeout=60,
+    )
+    assert saved.status_code == 200, saved.text
+
+
 def test_the_page_fits_a_phone_screen(env, browser) -> None:
     browser.set_window_size(390, 844)
     try:
