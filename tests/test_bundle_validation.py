@@ -71,6 +71,12 @@ BAD = [
     (None, "threshold", 10**400),
     (None, "threshold", "0.172"),
     ("preprocess", "roi", [0.0, 0.5, 1e-9, 1.0]),
+    # a start kept in memory far past the daemon's budget (5000 frames of the shipped
+    # 128x64 input: about 200 MB per printer)
+    ("adaptation", "frames", 5000),
+    # provenance that calibrate reads: not an object was a traceback there
+    (None, "data", []),
+    (None, "extra", "notes"),
 ]
 
 
@@ -165,3 +171,47 @@ print(before == scorer.score(frame))
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "True", proc.stderr[-2000:]
+
+
+def test_a_number_of_thousands_of_digits_is_refused_in_one_line(tmp_path) -> None:
+    """Python refuses to read an integer of more than 4300 digits with a ValueError of its
+    own, which went past the bundle's checks: a traceback at start, in check-config and score."""
+    folder = bundle_with(tmp_path, None, "extra", {})
+    text = (folder / "model.json").read_text()
+    (folder / "model.json").write_text(text.replace('"extra": {}', '"extra": ' + "9" * 5000))
+    with pytest.raises(BundleError) as err:
+        Bundle.load(folder)
+    assert "\n" not in str(err.value) and str(folder / "model.json") in str(err.value)
+
+
+def test_an_unknown_key_holding_a_line_break_cannot_write_a_line_of_its_own(tmp_path) -> None:
+    """The refusal names the key; a key with a line break in it would have forged a second log
+    line ("... INFO watchdog: reloaded")."""
+    folder = bundle_with(tmp_path, "scoring", "x\n2026-12-03 INFO watchdog: reloaded", 1)
+    with pytest.raises(BundleError, match="unknown key") as err:
+        Bundle.load(folder)
+    assert "\n" not in str(err.value), str(err.value)
+
+
+def test_a_model_file_far_too_large_is_refused_before_it_is_read_whole(tmp_path) -> None:
+    """A wrong file copied in as model.tflite (a video, a disk image) was read whole into
+    memory: the systemd unit's memory limit would kill the daemon at every start. The same
+    model padded past the limit is refused by check-config and the daemon, in one line."""
+    from watchdog.detection.bundle import MAX_MODEL_BYTES
+
+    folder = bundle_with(tmp_path, None, "extra", {})
+    with open(folder / "model.tflite", "r+b") as f:
+        f.truncate(MAX_MODEL_BYTES + 1)  # sparse: no disk used
+    config = write_config(
+        tmp_path / "config.yaml",
+        model=str(folder),
+        mqtt={"host": ""},
+        http={"listen": ""},
+        storage={"dir": str(tmp_path / "state")},
+        printers=[{"name": "p1", "camera": {"source": str(tmp_path)}}],
+    )
+    for command in ("check-config", "run"):
+        proc = run_cli(command, "--config", str(config), timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: {folder / 'model.tflite'}: more than 64 MB"), last

@@ -331,6 +331,45 @@ def test_calibrating_for_a_printer_scores_the_frames_with_its_region_and_mask(
     assert r.returncode == 2 and "--printer needs --config" in r.stderr
 
 
+def test_calibrating_for_a_printer_in_another_region_keeps_the_start_guard(
+    tmp_path, tiny_guarded_bundle
+) -> None:
+    """The start guard judges starts only in the bundle's own region. Calibrating for a
+    printer that watches another region used to turn it off, unsaid, for every printer on the
+    bundle; it is kept. The bundle's note on its thresholds then tells calibrate's figures,
+    not the trainer's, and a start too short to learn is refused in one line."""
+    import shutil
+
+    mine = _folder(tmp_path / "mine", [])
+    for p in (2, 3):
+        for i in range(TINY_FRAMES):
+            cv2.imwrite(str(mine / f"print{p}_{i}.jpg"), synth.normal_frame(p, i, TINY_FRAMES))
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_guarded_bundle, bundle)
+    guard = Bundle.load(bundle).meta.adaptation.guard
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(bundle),
+        printers=[{"name": "e3", "detection": {"region": [0.0, 0.3, 1.0, 1.0]}}],
+    )
+    assert Bundle.load(bundle).meta.preprocess.roi != (0.0, 0.3, 1.0, 1.0)
+    r = run_cli("calibrate", str(bundle), "--normal", str(mine), "--config", str(config))
+    assert r.returncode == 0, r.stderr
+    meta = Bundle.load(bundle).meta
+    assert guard > 0 and meta.adaptation.guard == guard, r.stderr
+    assert f"guard={guard:.6g}" in r.stdout
+    rule = meta.extra["adaptation_rule"]
+    assert rule.startswith("set by `watchdog calibrate` on 2 of the owner's good prints"), rule
+    assert f"threshold {meta.adaptation.threshold:.6g}" in rule and f"{guard:.6g}" in rule
+    before = (bundle / "model.json").read_text()
+    for frames in ("0", "1"):
+        r = run_cli("calibrate", str(bundle), "--normal", str(mine), "--frames", frames)
+        assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
+            f"error: --frames {frames}: a print's start needs at least 2 frames to learn from"
+        ), r.stderr
+    assert (bundle / "model.json").read_text() == before
+
+
 def test_the_trainers_report_says_how_the_start_is_judged(tiny_start_judged_run) -> None:
     """The report replays the held-out prints' starts as the daemon judges them, and each known
     failure beginning right after their first frames: what the owner should expect of the

@@ -299,3 +299,28 @@ def test_a_bundle_that_fails_the_parity_check_is_not_left_as_a_bundle(
     [run] = runs.iterdir()
     assert not (run / "bundle").exists()
     assert (run / "bundle-failed-parity" / "model.tflite").is_file()
+
+
+@pytest.mark.parametrize(
+    ("frames", "why"),
+    [
+        ("20000", "--adapt-frames 20000: frames must be an integer in [0, 10000]"),
+        ("5000", "would keep 196 MB per printer at a 128x64 input; at most 1638 frames"),
+    ],
+)
+def test_a_start_longer_than_a_pi_can_keep_is_refused_before_training(
+    synthetic_dataset: Path, tmp_path: Path, frames: str, why: str
+) -> None:
+    """A start the daemon could not keep in memory (or a bundle would not load with) is said
+    in one line at once, not as a traceback, nor after the training when the bundle is
+    refused."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainer", "--data", str(synthetic_dataset)]
+        + ["--out", str(tmp_path), "--adapt-frames", frames],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert why in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
+    assert not any(tmp_path.iterdir())

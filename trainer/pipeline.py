@@ -32,7 +32,7 @@ from trainer.train import fit
 from watchdog import __version__
 from watchdog import frames as frames_contract
 from watchdog.detection import calibration, light
-from watchdog.detection.bundle import Adaptation, BundleMeta, Scoring
+from watchdog.detection.bundle import Adaptation, BundleMeta, Scoring, baseline_memory_refusal
 from watchdog.detection.detector import calibration_start
 
 logger = logging.getLogger(__name__)
@@ -174,17 +174,18 @@ def _adaptation_overrides(preset: Preset, options: Options) -> Preset:
         if options.adapt_frames < 0:
             raise DataError(f"--adapt-frames {options.adapt_frames}: must be >= 0")
         old = preset.adaptation
-        preset = dataclasses.replace(
-            preset,
-            adaptation=dataclasses.replace(
+        try:
+            adaptation = dataclasses.replace(
                 old,
                 frames=options.adapt_frames,
                 threshold=0.0,
                 nearest=min(old.nearest, options.adapt_frames),
                 early_frames=judged_start(old.early_frames, options.adapt_frames),
                 early_threshold=0.0,
-            ),
-        )
+            )
+        except ValueError as exc:
+            raise DataError(f"--adapt-frames {options.adapt_frames}: {exc}") from None
+        preset = dataclasses.replace(preset, adaptation=adaptation)
     if options.adapt_early_frames is not None:
         early, frames = options.adapt_early_frames, preset.adaptation.frames
         if early and not 2 <= early < frames:
@@ -202,6 +203,9 @@ def _adaptation_overrides(preset: Preset, options: Options) -> Preset:
         except ValueError as exc:
             raise DataError(f"--adapt-nearest {options.adapt_nearest}: {exc}") from exc
         preset = dataclasses.replace(preset, adaptation=adaptation)
+    too_much = baseline_memory_refusal(preset.preprocess, preset.adaptation)
+    if too_much:  # said now, not after the training when the bundle would be refused
+        raise DataError(f"--adapt-frames: {too_much}")
     return preset
 
 

@@ -119,6 +119,8 @@ def uncalibrated(old: Adaptation, args: argparse.Namespace) -> Adaptation:
     other setting is kept as it is; the start is judged against as many of its first frames as
     before while that leaves frames to judge."""
     n = args.frames if args.frames is not None else (old.frames or 20)
+    if n < 2:
+        raise UsageError(f"--frames {n}: a print's start needs at least 2 frames to learn from")
     # print_scale judges each calibration frame against its nearest others: fewer than all
     nearest = min(old.nearest, n - 1 if old.print_scale else n)
     if old.print_scale and nearest < 2:
@@ -144,10 +146,12 @@ def trained_on(provenance: dict[str, Any], prints: dict[str, list[Path]]) -> lis
     is called now. Bundles trained before that record are matched by the prints' names
     (``data.sessions.fit``)."""
     recorded = provenance.get("fit_fingerprints")
+    sessions = provenance.get("sessions")
     if isinstance(recorded, list):
         digests = {str(d) for d in recorded}
         return [name for name, paths in prints.items() if paths and _digest(paths[0]) in digests]
-    fitted = [str(s) for s in provenance.get("sessions", {}).get("fit", [])]
+    fit = sessions.get("fit") if isinstance(sessions, dict) else None
+    fitted = [str(s) for s in fit] if isinstance(fit, list) else []
     # the trainer names a print by its folder too only where two folders share its name
     # (``trainer.data``): such a name is matched whole, others by the print's own name
     whole = {s for s in fitted if "/" in s}
@@ -176,6 +180,23 @@ def guard_for_your_camera(guard: float, scores: list[np.ndarray], frames: int) -
             GUARD_PRINTS,
         )
     return new
+
+
+def calibrated_rule(new: Adaptation, prints: int, target_fpr: float) -> str:
+    """The bundle's note on how its per-print thresholds were set, after ``calibrate``: the
+    trainer's note names figures that are no longer the bundle's."""
+    start = (
+        f"the rest of a start judged against its first {new.early_frames} frames above "
+        f"{new.early_threshold:.6g}"
+        if new.judges_start
+        else "the start not judged against its first frames"
+    )
+    guard = f"start guard {new.guard:.6g}" if new.guard > 0 else "no start guard"
+    return (
+        f"set by `watchdog calibrate` on {prints} of the owner's good prints: each learns its "
+        f"first {new.frames} frames; threshold {new.threshold:.6g} leaves {target_fpr:g} of their "
+        f"later frames above it; {start}; {guard}"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -240,7 +261,18 @@ def main(args: argparse.Namespace) -> int:
         ]
         scores = [bundle.meta.scoring.scores(g, mask) for g in guarded]
         new = dataclasses.replace(new, guard=guard_for_your_camera(old.guard, scores, n))
+    elif old.guard > 0:
+        # these frames were watched in another region, where the daemon never judges a start
+        # by the guard; printers watching the bundle's own region still are: it stays as it was
+        logger.info(
+            "the start guard (%.4g) is kept: it judges starts only in the bundle's own region, "
+            "and these frames were scored in %s's",
+            old.guard,
+            args.printer or "the printer",
+        )
+        new = dataclasses.replace(new, guard=old.guard)
     bundle.meta.adaptation = new
+    bundle.meta.extra["adaptation_rule"] = calibrated_rule(new, len(maps), args.target_fpr)
     bundle.save_meta()
     print(
         f"{args.bundle}: adaptation frames={new.frames} std_floor={new.std_floor} match_light={new.match_light} "

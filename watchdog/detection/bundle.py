@@ -44,7 +44,9 @@ def _from_dict(cls: type, data: dict[str, Any], where: str, section: str = "") -
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise BundleError(f"{where}: unknown key(s) {', '.join(key + u for u in unknown)}")
+        # repr: a key holding a line break must not write a second line into the log
+        names = ", ".join(repr(key + u) if not u.isprintable() else key + u for u in unknown)
+        raise BundleError(f"{where}: unknown key(s) {names}")
     kwargs = {}
     for f in fields(cls):
         if f.name in data:
@@ -63,6 +65,10 @@ MAX_SIGMA = (
 MAX_ADAPTATION_FRAMES = (
     10_000  # per-print baseline frames (kept in memory): hours at the usual interval
 )
+# What one printer's learnt start may keep in memory (its frames' model inputs and error
+# maps): the daemon's whole budget is 150 MB, and the shipped bundle keeps about 1.2 MB.
+MAX_BASELINE_BYTES = 64 * 2**20
+MAX_MODEL_BYTES = 64 * 2**20  # model.tflite is read whole; the shipped one is 0.3 MB
 
 
 def check_number(
@@ -592,7 +598,28 @@ class BundleMeta:
                 f"{where}: input_shape {list(meta.input_shape)} does not match preprocess "
                 f"{meta.preprocess.height}x{meta.preprocess.width}x{meta.preprocess.channels}"
             )
+        too_much = baseline_memory_refusal(meta.preprocess, meta.adaptation)
+        if too_much:
+            raise BundleError(f"{where}: {too_much}")
+        for name in ("data", "extra"):
+            if not isinstance(getattr(meta, name), dict):
+                raise BundleError(f"{where}: {name} must be an object")
         return meta
+
+
+def baseline_memory_refusal(pre: Preprocess, ad: Adaptation) -> str | None:
+    """Why each printer's learnt start would not fit ``MAX_BASELINE_BYTES`` (its frames'
+    model inputs, bytes, and error maps, float16, at the model's input size), or None. The
+    trainer asks before it trains; a bundle is refused at load."""
+    per_frame = pre.height * pre.width * (pre.channels + 2)
+    kept = (ad.frames + ad.early_frames) * per_frame
+    if kept <= MAX_BASELINE_BYTES:
+        return None
+    return (
+        f"adaptation.frames {ad.frames} (and early_frames {ad.early_frames}) would keep "
+        f"{kept / 2**20:.0f} MB per printer at a {pre.width}x{pre.height} input; at most "
+        f"{MAX_BASELINE_BYTES // per_frame} frames in all fit"
+    )
 
 
 @dataclass
@@ -628,7 +655,11 @@ class Bundle:
             )
         try:
             raw = json.loads(meta_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (
+            OSError,
+            UnicodeDecodeError,
+            ValueError,
+        ) as exc:  # ValueError: a 5000-digit number too
             raise BundleError(f"{meta_path}: unreadable ({exc})") from exc
         except RecursionError:
             raise BundleError(f"{meta_path}: nested too deeply to be a model.json") from None

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from watchdog.detection.bundle import Bundle, BundleError
+from watchdog.detection.bundle import MAX_MODEL_BYTES, Bundle, BundleError
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +41,15 @@ def load_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
     # Read whole, not mapped: a model file copied over in place while the daemon runs
     # (scp into the bundle's folder) must not change the model under it (a bus error).
     try:
-        content = Path(model_path).read_bytes()
+        with open(model_path, "rb") as f:
+            content = f.read(MAX_MODEL_BYTES + 1)  # a larger file is refused, not held whole
     except OSError as exc:
         raise BundleError(f"{model_path}: cannot read the model ({exc.strerror or exc})") from None
+    if len(content) > MAX_MODEL_BYTES:
+        raise BundleError(
+            f"{model_path}: more than {MAX_MODEL_BYTES // 2**20} MB, far more than a model "
+            "for a Pi needs (the shipped one is under 1 MB)"
+        )
     try:
         interp = Interpreter(model_content=content, num_threads=num_threads)
         interp.allocate_tensors()
