@@ -105,6 +105,18 @@ def test_a_deeply_nested_model_json_is_refused_not_a_crash(tmp_path) -> None:
         Bundle.load(folder)
 
 
+def _config_with(tmp_path: Path, bundle: Path) -> Path:
+    """A config of one printer watching ``bundle``, nothing else on (no MQTT, no page)."""
+    return write_config(
+        tmp_path / "config.yaml",
+        model=str(bundle),
+        mqtt={"host": ""},
+        http={"listen": ""},
+        storage={"dir": str(tmp_path / "state")},
+        printers=[{"name": "p1", "camera": {"source": str(tmp_path)}}],
+    )
+
+
 def fifo_instead_of(path: Path) -> Path:
     path.unlink(missing_ok=True)
     os.mkfifo(path)
@@ -114,14 +126,7 @@ def fifo_instead_of(path: Path) -> Path:
 def test_a_fifo_as_model_json_is_refused_at_once_by_check_config_and_the_daemon(tmp_path) -> None:
     folder = bundle_with(tmp_path, None, "extra", {})
     fifo_instead_of(folder / "model.json")
-    config = write_config(
-        tmp_path / "config.yaml",
-        model=str(folder),
-        mqtt={"host": ""},
-        http={"listen": ""},
-        storage={"dir": str(tmp_path / "state")},
-        printers=[{"name": "p1", "camera": {"source": str(tmp_path)}}],
-    )
+    config = _config_with(tmp_path, folder)
     for command in ("check-config", "run"):
         try:
             proc = run_cli(command, "--config", str(config), timeout=60)
@@ -202,14 +207,7 @@ def test_a_model_file_far_too_large_is_refused_before_it_is_read_whole(tmp_path)
     folder = bundle_with(tmp_path, None, "extra", {})
     with open(folder / "model.tflite", "r+b") as f:
         f.truncate(MAX_MODEL_BYTES + 1)  # sparse: no disk used
-    config = write_config(
-        tmp_path / "config.yaml",
-        model=str(folder),
-        mqtt={"host": ""},
-        http={"listen": ""},
-        storage={"dir": str(tmp_path / "state")},
-        printers=[{"name": "p1", "camera": {"source": str(tmp_path)}}],
-    )
+    config = _config_with(tmp_path, folder)
     for command in ("check-config", "run"):
         proc = run_cli(command, "--config", str(config), timeout=60)
         assert proc.returncode == 2, proc.stderr

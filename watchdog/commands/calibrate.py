@@ -182,6 +182,37 @@ def guard_for_your_camera(guard: float, scores: list[np.ndarray], frames: int) -
     return new
 
 
+def guard_after(
+    bundle: Bundle,
+    pre: Preprocess,
+    mask: np.ndarray | None,
+    scorer: FrameScorer,
+    starts: list[tuple[Any, np.ndarray]],
+    frames: int,
+    printer: str | None,
+) -> float:
+    """The start guard once calibrated: set again after the owner's starts (``starts``: each
+    print's still starts and start maps) where they were scored in the bundle's own region,
+    kept as it was otherwise."""
+    old = bundle.meta.adaptation.guard
+    if old > 0 and pre.roi == bundle.meta.preprocess.roi:
+        # your camera's normal starts must stay below the start guard (the daemon judges a
+        # start by it only in the bundle's own region: its absolute scores are of that view)
+        guarded = [guarded_maps(lambda x: error_maps(scorer, x), s, m) for s, m in starts]
+        scores = [bundle.meta.scoring.scores(g, mask) for g in guarded]
+        return guard_for_your_camera(old, scores, frames)
+    if old > 0:
+        # these frames were watched in another region, where the daemon never judges a start
+        # by the guard; printers watching the bundle's own region still are: it stays as it was
+        logger.info(
+            "the start guard (%.4g) is kept: it judges starts only in the bundle's own region, "
+            "and these frames were scored in %s's",
+            old,
+            printer or "the printer",
+        )
+    return old
+
+
 def calibrated_rule(new: Adaptation, prints: int, target_fpr: float) -> str:
     """The bundle's note on how its per-print thresholds were set, after ``calibrate``: the
     trainer's note names figures that are no longer the bundle's."""
@@ -252,25 +283,12 @@ def main(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    if old.guard > 0 and pre.roi == bundle.meta.preprocess.roi:
-        # your camera's normal starts must stay below the start guard (the daemon judges a
-        # start by it only in the bundle's own region: its absolute scores are of that view)
-        guarded = [
-            guarded_maps(lambda x: error_maps(scorer, x), s, m)
-            for s, m in zip(stills, start_maps, strict=True)
-        ]
-        scores = [bundle.meta.scoring.scores(g, mask) for g in guarded]
-        new = dataclasses.replace(new, guard=guard_for_your_camera(old.guard, scores, n))
-    elif old.guard > 0:
-        # these frames were watched in another region, where the daemon never judges a start
-        # by the guard; printers watching the bundle's own region still are: it stays as it was
-        logger.info(
-            "the start guard (%.4g) is kept: it judges starts only in the bundle's own region, "
-            "and these frames were scored in %s's",
-            old.guard,
-            args.printer or "the printer",
-        )
-        new = dataclasses.replace(new, guard=old.guard)
+    new = dataclasses.replace(
+        new,
+        guard=guard_after(
+            bundle, pre, mask, scorer, list(zip(stills, start_maps, strict=True)), n, args.printer
+        ),
+    )
     bundle.meta.adaptation = new
     bundle.meta.extra["adaptation_rule"] = calibrated_rule(new, len(maps), args.target_fpr)
     bundle.save_meta()
