@@ -89,8 +89,11 @@ def test_calibration_never_takes_a_confirmed_failure_for_a_normal_print(tmp_path
     _write(
         rec / "failures", ["20261202T094320008Z-aabc38-00.jpg", "20261202T094320008Z-aabc38.jpg"]
     )
+    # the owner's own sorting of failures into sub-folders: still failures
+    _write(rec / "failures" / "spaghetti", ["clog_1.jpg", "clog_2.jpg"])
     prints, loose = frames.group_prints([rec])
     assert loose == []
     assert [[p.name for p in paths] for paths in prints.values()] == [
         ["benchy_0.jpg", "benchy_1.jpg", "benchy_2.jpg"]
     ]
+    assert frames.group_prints([rec / "failures"])[0] == {}

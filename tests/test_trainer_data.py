@@ -91,6 +91,8 @@ def test_confirmed_failures_under_a_normal_folder_are_never_fitted(tmp_path: Pat
     failed, kept = (store.save("ender3", {"score": 9.0}, jpeg, jpeg) for _ in range(2))
     mark_failure(tmp_path, "ender3", failed.id)
     mark_not_failure(tmp_path, "ender3", kept.id)
+    # failures the owner sorted into a sub-folder of their own
+    _write(collected / "failures" / "spaghetti" / "mine_1.jpg", synth.anomalous_frame())
     for anomalous in ([], [collected / "failures"]):
         frames = find_frames(normal=[tmp_path / "collected"], anomalous=anomalous)
         labels = {f.path.relative_to(collected).as_posix(): f.label for f in frames}
@@ -98,6 +100,7 @@ def test_confirmed_failures_under_a_normal_folder_are_never_fitted(tmp_path: Pat
             **{f"ender3-20261201T100000_{n}.jpg": NORMAL for n in range(3)},
             f"false_alarms/{kept.id}.jpg": NORMAL,
             f"failures/{failed.id}.jpg": ANOMALOUS,
+            "failures/spaghetti/mine_1.jpg": ANOMALOUS,
         }
 
 

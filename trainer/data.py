@@ -132,23 +132,23 @@ def find_frames(
     pattern = compile_session_pattern(session_pattern)
     normal_dirs, anomalous_dirs = _folders(data, normal, anomalous)
     listed = {
-        label: [p for folder, what in dirs for p in _images_under(folder, what)]
+        label: [(folder, p) for folder, what in dirs for p in _images_under(folder, what)]
         for dirs, label in ((normal_dirs, NORMAL), (anomalous_dirs, ANOMALOUS))
     }
     # What the owner marked a failure is never fitted as normal: a file given as both is a
     # failure, and so is every frame in a ``failures/`` folder (``<storage>/collected/<printer>``
     # holds one beside the recordings and the kept false alarms).
-    failed = {p.resolve() for p in listed[ANOMALOUS]}
+    failed = {p.resolve() for _, p in listed[ANOMALOUS]}
     frames: list[Frame] = []
     seen: set[Path] = set()
     moved = 0
     for label, files in listed.items():
-        for p in files:
+        for folder, p in files:
             key = p.resolve()
             if key in seen:
                 continue
             seen.add(key)
-            is_failure = key in failed or p.parent.name == frames_contract.FAILURES
+            is_failure = key in failed or frames_contract.in_failures(p, folder)
             if label == NORMAL and is_failure:
                 moved += 1
             frames.append(_frame(p, ANOMALOUS if is_failure else label, pattern))

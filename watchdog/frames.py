@@ -117,6 +117,16 @@ def fingerprint(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def in_failures(path: Path, folder: Path) -> bool:
+    """Whether ``path``, found under ``folder``, lies in a ``failures/`` folder at any depth
+    (``failures/spaghetti/x.jpg`` too), ``folder`` itself included."""
+    try:
+        parts = Path(path).relative_to(Path(folder).parent).parts[:-1]
+    except ValueError:
+        parts = (Path(path).parent.name,)
+    return FAILURES in parts
+
+
 def group_prints(
     folders: Iterable[Path], pattern: re.Pattern[str] = _DEFAULT
 ) -> tuple[dict[str, list[Path]], list[Path]]:
@@ -131,7 +141,7 @@ def group_prints(
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"{folder}: frames folder not found")
         for path in images_under(folder):
-            if path.parent.name == FAILURES:
+            if in_failures(path, folder):
                 continue
             name = parse(path, pattern)
             if name.print is None:
