@@ -324,3 +324,22 @@ def test_a_start_longer_than_a_pi_can_keep_is_refused_before_training(
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert why in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
     assert not any(tmp_path.iterdir())
+
+
+def test_a_quantized_bundle_is_reported_with_the_thresholds_it_ships(
+    synthetic_dataset: Path, tmp_path: Path
+) -> None:
+    """``--quantize int8``: the report's headline (the held-out print replayed as the daemon
+    would) is the int8 bundle's, with its own model and thresholds, not the float32 model's;
+    the bundle's note names the thresholds it ships."""
+    run = train_tiny(synthetic_dataset, tmp_path, "--adapt-frames", "4", "--quantize", "int8")
+    rep = json.loads((run / "report.json").read_text())
+    meta = Bundle.load(run / "bundle").meta
+    assert meta.quantization == "int8"
+    assert rep["threshold"] == pytest.approx(meta.threshold)
+    assert rep["daemon"]["threshold"] == pytest.approx(meta.adaptation.threshold)
+    assert rep["daemon"]["held_out_prints"] == 1
+    rule = meta.extra["adaptation_rule"]
+    assert f"the int8 model ships threshold {meta.adaptation.threshold:.4g}" in rule, rule
+    float32 = Bundle.load(run / "bundle-float32").meta
+    assert float32.quantization == "float32"

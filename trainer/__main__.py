@@ -219,9 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--quantize",
         choices=QUANTIZATIONS,
         default="float32",
-        help="the bundle's model; float32 is always exported and compared. The per-print "
-        "thresholds (what decides a pause) are those set with the float32 model: replay a "
-        "recording of yours through a float16 or int8 bundle before you trust it",
+        help="the bundle's model; float32 is always exported and compared. The quantized "
+        "model's thresholds are the float32 model's, raised where its own validation frames "
+        "need more; the report replays the held-out prints through it: replay a recording of "
+        "yours through a float16 or int8 bundle before you trust it",
     )
     p.add_argument(
         "--out",

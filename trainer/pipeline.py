@@ -367,14 +367,20 @@ def run(options: Options) -> RunResult:
     quant: dict[str, dict[str, Any]] = {
         "float32": {"size_bytes": bundle.model_path.stat().st_size, **metrics}
     }
+    plotted = (threshold, stats.heatmap_scale)  # the figures show the float32 model's scores
+    val_false_alarms = float(np.mean(val_scored.scores > threshold))
     if options.quantize != "float32":
         bundle, quant[options.quantize] = _export_quantized(
             model, options, meta, fit_set, val_set, test_n, test_a, run_dir / "bundle", bs
         )
-        # the report's headline numbers describe the shipped model, with its own threshold
+        # the report's headline numbers describe the shipped model, with its own thresholds
         quant["float32"]["threshold"] = threshold
         threshold, stats = bundle.meta.threshold, bundle.meta.normal_stats
+        val_false_alarms = quant[options.quantize].pop("val_false_alarm_rate")
         metrics = {k: quant[options.quantize][k] for k in metrics}
+        judgement, replays = _quantized_judgement(
+            bundle, preset, adaptation_rule, test_n, test_a, has_test_prints, options, judgement
+        ) or (judgement, replays)
 
     # 5. figures and report
     if options.plots:
@@ -388,8 +394,7 @@ def run(options: Options) -> RunResult:
             test_a,
             tn_scores,
             ta_scores,
-            threshold,
-            stats.heatmap_scale,
+            *plotted,
         )
         plots.replay_plot(replays, run_dir / "replay.png")
     rep = report.build(
@@ -406,7 +411,7 @@ def run(options: Options) -> RunResult:
         threshold=threshold,
         threshold_rule=rule,
         target_fpr=options.target_fpr,
-        val_false_alarm_rate=float(np.mean(val_scored.scores > threshold)),
+        val_false_alarm_rate=val_false_alarms,
         f1_best=f1,
         seed_review=review,
         fitted=fitted,
@@ -791,20 +796,57 @@ def _export_quantized(
     bundle.meta.adaptation = _quantized_adaptation(
         bundle.meta, recon, evaluate.keras_reconstructor(model), [fit_set, val_set], options, bs
     )
-    if bundle.meta.adaptation.guard > meta.adaptation.guard and "adaptation_rule" in meta.extra:
+    if "adaptation_rule" in meta.extra:
+        shipped = bundle.meta.adaptation
         bundle.meta.extra = {
             **meta.extra,
-            "adaptation_rule": f"{meta.extra['adaptation_rule']}; the {options.quantize} model's "
-            f"start guard {bundle.meta.adaptation.guard:.4g}: the float32 model's raised as much "
-            "as it scores the prints' starts higher",
+            "adaptation_rule": f"{meta.extra['adaptation_rule']}; the {options.quantize} model "
+            f"ships threshold {shipped.threshold:.4g}, start threshold "
+            f"{shipped.early_threshold:.4g} (the float32 model's, or its own validation "
+            f"frames' where higher) and start guard {shipped.guard:.4g} (the float32 model's "
+            "raised as much as it scores the prints' starts higher)",
         }
     bundle.save_meta()
     metrics = evaluate.image_metrics(tn, ta, threshold)
     return bundle, {
         "size_bytes": bundle.model_path.stat().st_size,
         "threshold": threshold,
+        "val_false_alarm_rate": float(np.mean(val.scores > threshold)),
         **metrics,
     }
+
+
+def _quantized_judgement(
+    bundle: Any,
+    preset: Preset,
+    rule: str,
+    test_n: Loaded,
+    test_a: Loaded,
+    has_test_prints: bool,
+    options: Options,
+    judgement: dict[str, Any],
+) -> tuple[dict[str, Any], list[heldout.Replay]] | None:
+    """What the daemon would do with the quantized bundle: its held-out prints replayed
+    through its own model and thresholds. Without held-out prints the cross-fit's models are
+    float32 ones: the judgement stays theirs and its note says so (None)."""
+    if not has_test_prints:
+        judgement["note"] = (
+            f"{judgement.get('note', '')}; scored by the float32 models of the cross-fit with "
+            f"their thresholds: the {options.quantize} bundle's own are in its model.json"
+        ).lstrip("; ")
+        return None
+    return _daemon_judgement(
+        preset,
+        bundle.meta.adaptation,
+        rule,
+        bundle.meta.threshold,
+        export.tflite_reconstructor(bundle),
+        test_n,
+        test_a,
+        [],
+        has_test_prints,
+        options,
+    )
 
 
 def _plots(
