@@ -154,3 +154,37 @@ def test_a_printer_cannot_take_the_name_of_a_folder_kept_beside_its_recordings(n
         f"config: printers.0.name: '{name}' is the name of a folder the watchdog keeps beside "
         "each printer's recordings: choose another name"
     )
+
+
+@pytest.mark.parametrize(
+    ("mqtt", "key"),
+    [
+        # a wildcard in a topic the daemon subscribes to ended its MQTT thread at connect
+        ({"homeassistant": {"discovery_prefix": "homeassistant/#"}}, "discovery_prefix"),
+        ({"homeassistant": {"discovery_prefix": "home+assistant"}}, "discovery_prefix"),
+        # a URL or a user and password in the host was tried as a host name for ever, and the
+        # password shown in every "cannot connect" line
+        ({"host": "mqtt://broker:1883"}, "mqtt.host"),
+        ({"host": "user:s3cret@broker"}, "mqtt.host"),
+        ({"host": "broker:1883"}, "mqtt.host"),
+        # a password without a user was silently not sent
+        ({"password": "s3cret"}, "password is set without username"),
+    ],
+)
+def test_mqtt_settings_that_could_never_work_are_refused_naming_the_key(
+    mqtt: dict[str, object], key: str
+) -> None:
+    raw = {
+        "printers": [{"name": "e3", "camera": {"source": "/tmp"}}],
+        "mqtt": {"host": "broker", **mqtt},
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw)
+    message = str(err.value)
+    assert key in message and "\n" not in message and "s3cret" not in message, message
+
+
+@pytest.mark.parametrize("host", ["broker.local", "192.168.1.5", "::1", "fe80::1"])
+def test_mqtt_hosts_that_are_host_names_or_addresses_load(host: str) -> None:
+    raw = {"printers": [{"name": "e3", "camera": {"source": "/tmp"}}], "mqtt": {"host": host}}
+    assert parse_config(raw).mqtt.host == host

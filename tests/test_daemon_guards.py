@@ -146,6 +146,14 @@ def test_a_reload_that_cannot_be_applied_is_refused_and_the_daemon_keeps_watchin
         )
         assert saved.status_code == 200, saved.text
         assert (tmp_path / "state" / "overrides.json").is_file() and not moved.exists()
+        # and applied: the reload reads the page's settings from the folder in use (it read
+        # the new folder's, which has none, and dropped them while answering "applied")
+        assert saved.json()["ok"] and "applied" in saved.json()["detail"], saved.text
+        state = requests.get(f"http://{listen}/api/state", timeout=5).json()["printers"][0]
+        assert state["settings"]["consecutive"] == 4, state["settings"]
+        reload_and_wait(daemon, "the same config again")
+        state = requests.get(f"http://{listen}/api/state", timeout=5).json()["printers"][0]
+        assert state["settings"]["consecutive"] == 4, state["settings"]
     finally:
         rc = daemon.stop()
     assert rc == 0, daemon.log

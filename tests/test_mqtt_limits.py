@@ -188,3 +188,39 @@ def test_a_topic_that_is_not_text_is_refused_and_later_commands_still_work(
         broker.close()
     assert [(c.printer, c.verb.value) for c in seen] == [("e3", "disable")]
     assert "Traceback" not in caplog.text
+
+
+def test_a_session_set_up_that_fails_does_not_end_the_mqtt_thread(mosquitto, caplog) -> None:
+    """Raised in paho's connect callback (a subscription paho refuses, a bug in what the
+    daemon sends on connect), an error ended paho's network thread for good: the log said
+    "retrying" and nothing ever did, every alert queued until a restart. Now it is logged, and
+    the connection lives on: messages still go out and the client reconnects."""
+    caplog.set_level(logging.ERROR, "watchdog.comms.transport")
+    connects: list[int] = []
+
+    def on_connected() -> None:
+        connects.append(1)
+        raise ValueError("Invalid subscription filter.")
+
+    transport = MqttTransport(
+        MqttConfig(host="127.0.0.1", port=mosquitto.port, client_id="setup-fails"),
+        on_message=lambda m: None,
+        on_ack=lambda mid: None,
+        on_connected=on_connected,
+        subscriptions=lambda: [],
+        reconnect_delay=(0.2, 0.5),
+    )
+    with mosquitto.subscriber("setup-fails-test/#") as sub:
+        try:
+            transport.start(transport.make_client())
+            deadline = time.monotonic() + 20
+            while not connects and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert connects, "never connected"
+            time.sleep(0.5)
+            assert transport.connected and transport.client._thread.is_alive()
+            transport.publish("setup-fails-test/x", "still here", qos=1)
+            sub.wait_for("setup-fails-test/x", timeout=10)
+        finally:
+            transport.stop(timeout=1)
+    assert any("setting up the session" in r.getMessage() for r in caplog.records)

@@ -379,8 +379,15 @@ def run(options: Options) -> RunResult:
         val_false_alarms = quant[options.quantize].pop("val_false_alarm_rate")
         metrics = {k: quant[options.quantize][k] for k in metrics}
         judgement, replays = _quantized_judgement(
-            bundle, preset, adaptation_rule, test_n, test_a, has_test_prints, options, judgement
-        ) or (judgement, replays)
+            bundle,
+            preset,
+            adaptation_rule,
+            test_n,
+            test_a,
+            has_test_prints,
+            options,
+            (judgement, replays),
+        )
 
     # 5. figures and report
     if options.plots:
@@ -824,17 +831,18 @@ def _quantized_judgement(
     test_a: Loaded,
     has_test_prints: bool,
     options: Options,
-    judgement: dict[str, Any],
-) -> tuple[dict[str, Any], list[heldout.Replay]] | None:
+    float32: tuple[dict[str, Any], list[heldout.Replay]],
+) -> tuple[dict[str, Any], list[heldout.Replay]]:
     """What the daemon would do with the quantized bundle: its held-out prints replayed
     through its own model and thresholds. Without held-out prints the cross-fit's models are
-    float32 ones: the judgement stays theirs and its note says so (None)."""
+    float32 ones: the judgement stays theirs (``float32``) and its note says so."""
     if not has_test_prints:
+        judgement = float32[0]
         judgement["note"] = (
             f"{judgement.get('note', '')}; scored by the float32 models of the cross-fit with "
             f"their thresholds: the {options.quantize} bundle's own are in its model.json"
         ).lstrip("; ")
-        return None
+        return float32
     return _daemon_judgement(
         preset,
         bundle.meta.adaptation,
@@ -844,7 +852,7 @@ def _quantized_judgement(
         test_n,
         test_a,
         [],
-        has_test_prints,
+        True,
         options,
     )
 

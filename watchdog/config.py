@@ -72,6 +72,16 @@ class TlsConfig(_Model):
     )
 
 
+def plain_topic(v: str) -> str:
+    """A topic prefix: levels without wildcards (a wildcard in a topic the daemon subscribes
+    to or publishes on is refused by the MQTT client at connect)."""
+    if not v or any(c in v for c in "#+\0") or v.startswith("/") or v.endswith("/"):
+        raise ValueError(
+            "must be a plain topic level path without wildcards or leading/trailing '/'"
+        )
+    return v
+
+
 class HomeAssistantConfig(_Model):
     """Home Assistant MQTT discovery."""
 
@@ -79,6 +89,11 @@ class HomeAssistantConfig(_Model):
         True, description="publish discovery configs so entities appear by themselves"
     )
     discovery_prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix")
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        return plain_topic(v)
 
 
 class MqttConfig(_Model):
@@ -104,11 +119,27 @@ class MqttConfig(_Model):
     @field_validator("topic_prefix")
     @classmethod
     def _topic(cls, v: str) -> str:
-        if not v or any(c in v for c in "#+") or v.startswith("/") or v.endswith("/"):
+        return plain_topic(v)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        # a URL (mqtt://broker:1883) or user:password@broker was tried as a host name for
+        # ever, and a password in it shown in every "cannot connect" line
+        if any(c in v for c in "/@") or v.count(":") == 1:
             raise ValueError(
-                "must be a plain topic level path without wildcards or leading/trailing '/'"
+                "must be a host name or address only (the port goes in mqtt.port, the user "
+                "in mqtt.username)"
             )
         return v
+
+    @model_validator(mode="after")
+    def _password_needs_user(self) -> MqttConfig:
+        if (self.password is not None or self.password_file is not None) and not self.username:
+            raise ValueError(
+                "password is set without username: it would not be sent; set mqtt.username"
+            )
+        return self
 
     @property
     def enabled(self) -> bool:

@@ -474,22 +474,9 @@ class Daemon:
         # they stop: ``HttpClient.close``).
         gc.collect()
 
-    def _reload(self) -> str | None:
-        systemd.reloading()
-        try:
-            config = overrides.load_effective_config(self.config_path)
-            bundle = load_bundle(config)
-            watchers = self._make_watchers(config, bundle)
-        except (ConfigError, BundleError, UsageError) as exc:
-            logger.error("reload refused, keeping the running config: %s", exc)
-            systemd.ready()
-            return str(exc)
-        except Exception as exc:  # noqa: BLE001 - a reload must never stop a running daemon
-            logger.error(
-                "reload refused, keeping the running config: %s: %s", type(exc).__name__, exc
-            )
-            systemd.ready()
-            return f"{type(exc).__name__}: {exc}"
+    def _restart_only_kept(self, config: Config) -> Config:
+        """``config`` with what only a restart changes (MQTT, storage, notifications) kept as
+        it runs, each change said; the page's own settings wait for the restart too."""
         if (
             config.mqtt != self.config.mqtt
             or config.storage != self.config.storage
@@ -508,12 +495,42 @@ class Daemon:
                     "notify": self.config.notify,
                 }
             )
-        if config.http != self.started_http:
+        if config.http.listen != self.started_http.listen:
             logger.warning(
                 "http.listen changed to %r: it takes effect at the next restart; the status server stays on %r",
                 config.http.listen,
                 self.started_http.listen,
             )
+        others = [
+            f"http.{key}"
+            for key in type(config.http).model_fields
+            if key != "listen" and getattr(config.http, key) != getattr(self.started_http, key)
+        ]
+        if others:
+            logger.warning(
+                "%s changed: the page keeps its settings until the next restart", ", ".join(others)
+            )
+        return config
+
+    def _reload(self) -> str | None:
+        systemd.reloading()
+        try:
+            # the saved page settings of the folder in use: a new storage.dir waits for the
+            # restart, and its settings with it
+            config = overrides.load_effective_config(self.config_path, self.config.storage.dir)
+            bundle = load_bundle(config)
+            watchers = self._make_watchers(config, bundle)
+        except (ConfigError, BundleError, UsageError) as exc:
+            logger.error("reload refused, keeping the running config: %s", exc)
+            systemd.ready()
+            return str(exc)
+        except Exception as exc:  # noqa: BLE001 - a reload must never stop a running daemon
+            logger.error(
+                "reload refused, keeping the running config: %s: %s", type(exc).__name__, exc
+            )
+            systemd.ready()
+            return f"{type(exc).__name__}: {exc}"
+        config = self._restart_only_kept(config)
         old = self.running
         self._stop(old, self.RELOAD_STOP_S)
         if self.notifier is not None:

@@ -86,16 +86,19 @@ def _merge(detection: DetectionConfig, changes: dict[str, Any], where: str) -> D
         raise ConfigError(exc.describe(f"{where}.")) from exc
 
 
-def apply_overrides(config: Config) -> Config:
+def apply_overrides(config: Config, storage_dir: Path | None = None) -> Config:
     """``config`` with the saved dashboard settings on top (a printer no longer in the YAML is
-    skipped with a warning); ConfigError naming the file when any of them cannot be applied."""
-    return _applied(config, _read(config.storage.dir), strict=True)[0]
+    skipped with a warning); ConfigError naming the file when any of them cannot be applied.
+    ``storage_dir``: where they are saved, when not the config's own ``storage.dir`` (a
+    running daemon keeps the folder it started with until it restarts)."""
+    folder = storage_dir if storage_dir is not None else config.storage.dir
+    return _applied(config, _read(folder), strict=True, folder=folder)[0]
 
 
-def load_effective_config(path: str | Path) -> Config:
+def load_effective_config(path: str | Path, storage_dir: Path | None = None) -> Config:
     """The config file with the dashboard's saved settings on top (ConfigError naming the file
     that is wrong)."""
-    return apply_overrides(load_config(path))
+    return apply_overrides(load_config(path), storage_dir)
 
 
 def load_starting_config(path: str | Path) -> tuple[Config, list[str]]:
@@ -110,7 +113,7 @@ def load_starting_config(path: str | Path) -> tuple[Config, list[str]]:
         saved = _read(config.storage.dir)
     except ConfigError as exc:
         return config, [f"{exc}; every printer watches with the config file's settings"]
-    return _applied(config, saved, strict=False)
+    return _applied(config, saved, strict=False, folder=config.storage.dir)
 
 
 def saved_and_refusal(
@@ -128,22 +131,22 @@ def saved_and_refusal(
 
 
 def _applied(
-    config: Config, saved: dict[str, dict[str, Any]], strict: bool
+    config: Config, saved: dict[str, dict[str, Any]], strict: bool, folder: Path
 ) -> tuple[Config, list[str]]:
-    """``config`` with ``saved`` on top, and why each printer's saved settings left out were
-    (``strict``: ConfigError instead)."""
+    """``config`` with ``saved`` (read from ``folder``) on top, and why each printer's saved
+    settings left out were (``strict``: ConfigError instead)."""
     names = {p.name for p in config.printers}
     for name in sorted(set(saved) - names):
         logger.warning(
             "%s: printer %s is no longer in the config; its saved settings are ignored",
-            overrides_path(config.storage.dir),
+            overrides_path(folder),
             name,
         )
     printers, refused = [], []
     for p in config.printers:
         changes = saved.get(p.name)
         if changes:
-            where = f"{overrides_path(config.storage.dir)}: printers.{p.name}.detection"
+            where = f"{overrides_path(folder)}: printers.{p.name}.detection"
             try:
                 p = p.model_copy(update={"detection": _merge(p.detection, changes, where)})
             except ConfigError as exc:

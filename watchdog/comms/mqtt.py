@@ -404,7 +404,7 @@ class MqttCommunicator:
         self._throttle(
             logger,
             logging.WARNING,
-            f"retained:{topic[:200]}",
+            "retained",  # one key: a flood of topics is one line a minute, one table entry
             "ignored a retained MQTT command on %s (commands are never replayed); "
             "cleared it on the broker. Publish commands without the retain flag",
             topic[:200],

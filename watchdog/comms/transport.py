@@ -195,12 +195,16 @@ class MqttTransport:
             return
         self._throttle.reset("connect")
         self._was_connected = True
-        client.publish(self.availability_topic, "online", qos=1, retain=True)
-        # noLocal: what the daemon publishes itself (clearing a retained command) is not echoed.
-        topics = [(t, SubscribeOptions(qos=1, noLocal=True)) for t in self._subscriptions()]
-        if topics:
-            client.subscribe(topics)
-        self._on_connected_cb()
+        try:
+            client.publish(self.availability_topic, "online", qos=1, retain=True)
+            # noLocal: what the daemon publishes itself (clearing a retained command) is not
+            # echoed.
+            topics = [(t, SubscribeOptions(qos=1, noLocal=True)) for t in self._subscriptions()]
+            if topics:
+                client.subscribe(topics)
+            self._on_connected_cb()
+        except Exception:  # noqa: BLE001 - raised here, it would end paho's thread for good
+            logger.exception("MQTT: setting up the session on %s failed", self.address)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         exc = sys.exception()  # paho calls this from inside its `except OSError:`
