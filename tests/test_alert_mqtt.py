@@ -75,7 +75,7 @@ def test_state_score_heatmap_and_alert_topics(
     p = unique_prefix
     with mosquitto.subscriber(f"{p}/#") as sub:
         notifier = notifier_factory(mosquitto, p, storage_dir=tmp_path)
-        assert sub.wait_for(f"{p}/available", lambda m: m.text == "online").text == "online"
+        assert sub.wait_for(f"{p}/available/+", lambda m: m.text == "online").text == "online"
         assert notifier.connected
 
         notifier.publish_state(
@@ -128,8 +128,8 @@ def test_state_score_heatmap_and_alert_topics(
         assert decode(late.wait_for(f"{p}/{PRINTER}/heatmap").payload).shape == (120, 160, 3)
 
     notifier.stop()
-    with mosquitto.subscriber(f"{p}/available") as after:
-        assert after.wait_for(f"{p}/available").text == "offline"
+    with mosquitto.subscriber(f"{p}/available/+") as after:
+        assert after.wait_for(f"{p}/available/+").text == "offline"
 
 
 def test_disabled_state_turns_the_switch_off(mosquitto, unique_prefix, notifier_factory) -> None:
@@ -148,7 +148,7 @@ def test_home_assistant_discovery_and_republish_on_ha_online(
     p = unique_prefix
     dp = f"{p}_ha"
     with mosquitto.subscriber(f"{dp}/#") as sub:
-        notifier_factory(mosquitto, p, printers=("ender3", "voron"))
+        notifier = notifier_factory(mosquitto, p, printers=("ender3", "voron"))
         configs = sub.wait_count(f"{dp}/+/+/+/config", 2 * ENTITIES)
         by_topic = {m.topic: m.json() for m in configs}
         assert len(by_topic) == 2 * ENTITIES
@@ -156,7 +156,7 @@ def test_home_assistant_discovery_and_republish_on_ha_online(
         assert len(set(unique_ids)) == 2 * ENTITIES
         for topic, c in by_topic.items():
             component, node, object_id = topic.split("/")[1:4]
-            assert c["availability_topic"] == f"{p}/available"
+            assert c["availability_topic"] == notifier.mqtt.transport.availability_topic
             assert c["device"]["identifiers"] == [node] and c["device"]["name"]
             assert c["unique_id"] == f"{node}_{object_id}"
 
@@ -340,14 +340,14 @@ def test_last_will_says_offline_when_the_daemon_dies(mosquitto, unique_prefix, t
         n.start()
         time.sleep(60)
     """)
-    with mosquitto.subscriber(f"{p}/available") as sub:
+    with mosquitto.subscriber(f"{p}/available/+") as sub:
         proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parent.parent)
         try:
-            sub.wait_for(f"{p}/available", lambda m: m.text == "online", timeout=30)
+            sub.wait_for(f"{p}/available/+", lambda m: m.text == "online", timeout=30)
         finally:
             proc.kill()
             proc.wait(10)
-        sub.wait_for(f"{p}/available", lambda m: m.text == "offline")
+        sub.wait_for(f"{p}/available/+", lambda m: m.text == "offline")
 
 
 def test_mqtt_disabled_still_saves_incidents(notifier_factory, tmp_path) -> None:
@@ -471,7 +471,7 @@ def test_a_failing_command_handler_does_not_kill_mqtt(
     recorder = Recorder(fail=True)
     notifier = notifier_factory(mosquitto, p, dispatcher=recorder)
     with mosquitto.subscriber(f"{p}/#") as sub:
-        sub.wait_for(f"{p}/available", lambda m: m.text == "online")
+        sub.wait_for(f"{p}/available/+", lambda m: m.text == "online")
         wait_for_commands(mosquitto, p, recorder)
         notifier.publish_score(PRINTER, 0.5)
         sub.wait_for(f"{p}/{PRINTER}/score")
@@ -495,12 +495,12 @@ def test_a_command_the_printer_is_slow_to_carry_out_does_not_drop_the_mqtt_sessi
 
     recorder = SlowPrinter()
     notifier_factory(mosquitto, p, dispatcher=recorder)
-    with mosquitto.subscriber(f"{p}/available") as sub:
-        sub.wait_for(f"{p}/available", lambda m: m.text == "online")
+    with mosquitto.subscriber(f"{p}/available/+") as sub:
+        sub.wait_for(f"{p}/available/+", lambda m: m.text == "online")
         mosquitto.publish(f"{p}/{PRINTER}/command", "pause", qos=1)
         mosquitto.publish(f"{p}/{PRINTER}/enabled/set", "OFF", qos=1)
         time.sleep(16)
-        offline = sub.received(f"{p}/available", lambda m: m.text == "offline")
+        offline = sub.received(f"{p}/available/+", lambda m: m.text == "offline")
         release.set()
         wait_for("both commands", lambda: len(recorder.history) == 2)
     assert offline == [], "the broker dropped the session while the command waited"
@@ -522,8 +522,8 @@ def test_stopping_with_commands_piled_up_behind_a_stuck_printer_does_not_hang(
             return super().dispatch(command)
 
     notifier = notifier_factory(mosquitto, p, dispatcher=StuckPrinter())
-    with mosquitto.subscriber(f"{p}/available") as sub:
-        sub.wait_for(f"{p}/available", lambda m: m.text == "online")
+    with mosquitto.subscriber(f"{p}/available/+") as sub:
+        sub.wait_for(f"{p}/available/+", lambda m: m.text == "online")
         for _ in range(20):
             mosquitto.publish(f"{p}/{PRINTER}/enabled/set", "OFF", qos=1)
         wait_for("a full queue", lambda: notifier.mqtt._commands.full())
@@ -636,3 +636,90 @@ def test_missing_tls_file_is_a_config_error_at_start(notifier_factory, tmp_path)
         notifier_factory(None, "p", host="127.0.0.1", port=1, tls={"ca_file": str(missing)})
     with pytest.raises(ConfigError, match="nope.pem"):
         notifier_factory(None, "p", host="127.0.0.1", port=1, tls={"ca_file": str(missing)})
+
+
+def test_one_daemon_of_a_farm_stopping_leaves_the_others_entities_available(
+    mosquitto, unique_prefix, notifier_factory, tmp_path
+) -> None:
+    """Two daemons on one broker and prefix (one per host, as the README's farm): each marks
+    its own entities available. One stopping (a restart, the demo ending) used to publish
+    offline on the one topic all entities shared, greying out the other's buttons in Home
+    Assistant until it happened to reconnect."""
+    p = unique_prefix
+    with mosquitto.subscriber(f"{p}/available/#", f"{p}_ha/#") as sub:
+        a = notifier_factory(mosquitto, p, printers=("ender3",), storage_dir=tmp_path / "a")
+        b = notifier_factory(mosquitto, p, printers=("voron",), storage_dir=tmp_path / "b")
+        mine, theirs = a.mqtt.transport.availability_topic, b.mqtt.transport.availability_topic
+        assert mine != theirs
+        for topic in (mine, theirs):
+            sub.wait_for(topic, lambda m: m.text == "online")
+        configs = sub.wait_count(f"{p}_ha/+/+/+/config", 2 * ENTITIES)
+        for m in configs:
+            printer = "ender3" if "ender3" in m.topic else "voron"
+            assert m.json()["availability_topic"] == (mine if printer == "ender3" else theirs)
+        a.stop()
+        sub.wait_for(mine, lambda m: m.text == "offline")
+        assert not sub.received(theirs, lambda m: m.text == "offline")
+
+
+def test_turning_discovery_off_removes_the_entities_it_made(
+    mosquitto, unique_prefix, notifier_factory, tmp_path
+) -> None:
+    """An owner turns discovery off to set the entities up by hand: the discovered ones were
+    left in Home Assistant beside theirs, shown available. They are removed at the next start."""
+    p, dp = unique_prefix, f"{unique_prefix}_ha"
+    storage = tmp_path / "state"
+    with mosquitto.subscriber(f"{dp}/#") as sub:
+        first = notifier_factory(mosquitto, p, storage_dir=storage)
+        sub.wait_count(f"{dp}/+/+/+/config", ENTITIES, lambda m: bool(m.payload))
+        first.stop()
+        notifier_factory(
+            mosquitto,
+            p,
+            storage_dir=storage,
+            homeassistant={"enabled": False, "discovery_prefix": dp},
+        )
+        sub.wait_count(f"{dp}/+/+/+/config", ENTITIES, lambda m: not m.payload, timeout=20)
+    with mosquitto.subscriber(f"{dp}/#") as after:  # retained: what a new Home Assistant reads
+        time.sleep(1.0)
+        assert not after.received(f"{dp}/+/+/+/config", lambda m: bool(m.payload))
+
+
+def test_the_demo_beside_a_running_watchdog_leaves_it_available_and_tidies_up(
+    mosquitto, tmp_path
+) -> None:
+    """``python -m watchdog demo --mqtt-host`` on the broker a watchdog uses: it publishes
+    under its own prefix and client id, so the watchdog's entities stay available and its
+    connection is not taken, and the demo's own Home Assistant device goes when it ends."""
+    import socket
+
+    from tests.daemon_helpers import run_cli
+
+    running = f"printer_watchdog/available/printer-watchdog-{socket.gethostname()}"
+    mosquitto.publish(running, "online", retain=True)  # a watchdog on this host, running
+    try:
+        with mosquitto.subscriber(
+            "printer_watchdog/#", "printer_watchdog_demo/#", "homeassistant/#"
+        ) as sub:
+            r = run_cli(
+                "demo",
+                "--out",
+                str(tmp_path / "demo"),
+                "--interval",
+                "0",
+                "--mqtt-host",
+                "127.0.0.1",
+                "--mqtt-port",
+                str(mosquitto.port),
+            )
+            assert r.returncode == 0, r.stderr[-2000:]
+            assert sub.wait_for("printer_watchdog_demo/demo/alert").json()["printer"] == "demo"
+            configs = sub.received("homeassistant/+/+/+/config")
+            assert configs and all("printer_watchdog_demo" in m.topic for m in configs)
+            assert not sub.received(running, lambda m: m.text == "offline")
+        with mosquitto.subscriber("printer_watchdog/#", "homeassistant/#") as after:
+            after.wait_for(running, lambda m: m.text == "online")  # retained, untouched
+            time.sleep(1.0)
+            assert not after.received("homeassistant/+/+/+/config", lambda m: bool(m.payload))
+    finally:
+        mosquitto.publish(running, "", retain=True)

@@ -114,7 +114,7 @@ def test_check_config_masks_secrets(tmp_path, tiny_bundle) -> None:
     config = write_config(
         tmp_path / "c.yaml",
         model=str(tiny_bundle),
-        mqtt={"host": "127.0.0.1", "password": "${PW_FOR_TEST}"},
+        mqtt={"host": "127.0.0.1", "username": "watchdog", "password": "${PW_FOR_TEST}"},
         printers=[
             {
                 "name": "e3",

@@ -131,7 +131,7 @@ def test_pauses_real_printer_on_failure_and_alerts_over_mqtt(
         assert printer_server.state() == "printing", daemon.log
         state = sub.received(f"{prefix}/ender3/state")[-1].json()
         assert state["state"] in ("watching", "anomaly") and state["printer_state"] == "printing"
-        assert sub.wait_for(f"{prefix}/available").text == "online"
+        assert sub.wait_for(f"{prefix}/available/+").text == "online"
 
         health = requests.get(f"http://127.0.0.1:{http_port}/healthz", timeout=5)
         assert health.status_code == 200
@@ -190,7 +190,7 @@ def test_pauses_real_printer_on_failure_and_alerts_over_mqtt(
     finally:
         rc = daemon.stop()
     assert rc == 0, daemon.log
-    assert sub.wait_for(f"{prefix}/available", lambda m: m.text == "offline", timeout=10)
+    assert sub.wait_for(f"{prefix}/available/+", lambda m: m.text == "offline", timeout=10)
 
 
 @pytest.mark.servers
@@ -234,7 +234,7 @@ def test_sigterm_stops_cleanly_and_sighup_reload_keeps_running_on_bad_config(
         rc = daemon.stop(timeout=30)  # a camera request and the MQTT goodbye may be in flight
     assert rc == 0, daemon.log
     assert "stopped" in daemon.log
-    assert sub.wait_for(f"{unique_prefix}/available", lambda m: m.text == "offline", timeout=10)
+    assert sub.wait_for(f"{unique_prefix}/available/+", lambda m: m.text == "offline", timeout=10)
 
 
 @pytest.mark.servers

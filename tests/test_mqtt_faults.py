@@ -83,7 +83,7 @@ def test_broker_down_when_alerts_fire_then_back(
     p = unique_prefix
     with broker.subscriber(f"{p}/#") as sub:
         notifier = notifier_factory(broker, p, storage_dir=tmp_path)
-        sub.wait_for(f"{p}/available", lambda m: m.text == "online")
+        sub.wait_for(f"{p}/available/+", lambda m: m.text == "online")
         broker.stop()
         ids = raise_alerts(notifier, 3)  # never blocks while the broker is away
         assert pending_markers(tmp_path) == sorted(ids)
@@ -142,7 +142,7 @@ def test_alerts_survive_a_daemon_restart_and_a_new_broker_port(
     p = unique_prefix
     with broker.subscriber(f"{p}/#") as sub:
         first = notifier_factory(broker, p, storage_dir=tmp_path)
-        sub.wait_for(f"{p}/available", lambda m: m.text == "online")
+        sub.wait_for(f"{p}/available/+", lambda m: m.text == "online")
         broker.stop()
         ids = raise_alerts(first, 4)
         first.stop()  # the daemon exits with the alerts undelivered

@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import shutil
+import socket
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from watchdog.errors import UsageError
 from watchdog.watcher import build_watcher
 
 DEMO_FRAMES = Path(__file__).resolve().parent.parent / "demo" / "frames"
+DEMO_PREFIX = "printer_watchdog_demo"  # the demo's MQTT topics: apart from a running watchdog's
 
 
 def _seconds(text: str) -> float:
@@ -53,7 +55,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--interval", type=_seconds, default=0.2, help="seconds between frames (default 0.2)"
     )
-    p.add_argument("--mqtt-host", default="", help="also publish to this MQTT broker")
+    p.add_argument(
+        "--mqtt-host",
+        default="",
+        help=f"also publish to this MQTT broker, under {DEMO_PREFIX}/ (its Home Assistant "
+        "entities are removed when the demo ends)",
+    )
     p.add_argument("--mqtt-port", type=_port, default=1883)
     p.add_argument("--model", help="bundle folder (default: the bundled model)")
     p.add_argument("--frames", default=str(DEMO_FRAMES), help=argparse.SUPPRESS)
@@ -83,7 +90,14 @@ def main(args: argparse.Namespace) -> int:
         camera=CameraConfig(source=str(frames), interval_s=args.interval),
         action="pause",
     )
-    mqtt = MqttConfig(host=args.mqtt_host, port=args.mqtt_port)
+    # its own prefix and client: beside a running watchdog on the same broker (and host), the
+    # demo neither takes its connection nor marks its entities unavailable when it ends
+    mqtt = MqttConfig(
+        host=args.mqtt_host,
+        port=args.mqtt_port,
+        topic_prefix=DEMO_PREFIX,
+        client_id=f"printer-watchdog-demo-{socket.gethostname()}",
+    )
     notifier = Notifier(mqtt, StorageConfig(dir=out), [pcfg.name])
     printer = SimulatedPrinter()
     watcher = build_watcher(pcfg, bundle, notifier, printer=printer)
@@ -104,6 +118,8 @@ def main(args: argparse.Namespace) -> int:
             watcher.step()  # let the simulated printer report "paused"
     finally:
         watcher.close()
+        # its Home Assistant entities go with it (a demo device left behind, unavailable)
+        notifier.set_printers([])
         notifier.stop()
     if alert is None:
         print(

@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from watchdog import __version__
+from watchdog.comms.transport import availability_topic
 from watchdog.config import MqttConfig
 from watchdog.control import LATEST_INCIDENT
 
@@ -45,7 +46,7 @@ def discovery_configs(
     base = f"{prefix}/{printer}"
     node = node_id(prefix, printer)
     common = {
-        "availability_topic": f"{prefix}/available",
+        "availability_topic": availability_topic(mqtt_cfg),
         "payload_available": "online",
         "payload_not_available": "offline",
         "has_entity_name": True,

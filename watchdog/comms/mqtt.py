@@ -2,7 +2,8 @@
 
 Topics (``<prefix>`` is ``mqtt.topic_prefix``), after Frigate's conventions:
 
-- ``<prefix>/available``: ``online``/``offline``, retained; ``offline`` is the last will.
+- ``<prefix>/available/<client id>``: ``online``/``offline``, retained; ``offline`` is the
+  last will (one topic per daemon: several may share a prefix).
 - ``<prefix>/<printer>/state``: JSON, retained. ``<prefix>/<printer>/enabled``: ON/OFF, retained.
 - ``<prefix>/<printer>/score``: the score of each frame.
 - ``<prefix>/<printer>/alert``: JSON with the ``incident`` id.
@@ -267,6 +268,7 @@ class MqttCommunicator:
             last = json.loads(self._published.read_text())
             prefix, discovery_prefix = last["topic_prefix"], last["discovery_prefix"]
             printers = [p for p in last["printers"] if isinstance(p, str)]
+            discovered = last.get("discovery", True) is not False  # older records: the default
             if not isinstance(prefix, str) or not isinstance(discovery_prefix, str):
                 raise TypeError
         except FileNotFoundError:
@@ -282,6 +284,16 @@ class MqttCommunicator:
         ]
         if gone:
             self._clear(prefix, discovery_prefix, gone)
+        kept = [p for p in printers if p not in gone]
+        if kept and discovered and not self.discovery.enabled:
+            # discovery turned off (to set the entities up by hand): the discovered ones go
+            for printer in kept:
+                for topic in discovery_configs(self.cfg, printer):
+                    self._publish(topic, b"", retain=True)
+            logger.info(
+                "MQTT: Home Assistant discovery is off; the entities it made are removed (%s)",
+                ", ".join(kept),
+            )
         self._remember()
 
     def _clear(self, prefix: str, discovery_prefix: str, printers: list[str]) -> None:
@@ -309,11 +321,13 @@ class MqttCommunicator:
         record = {
             "topic_prefix": self.prefix,
             "discovery_prefix": self.cfg.homeassistant.discovery_prefix,
+            "discovery": self.discovery.enabled,
             "printers": self.printers,
         }
         try:
             self._published.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._published.with_name(self._published.name + ".tmp")
+            # a reload (main thread) and a connect (paho's) may both write it: a file each
+            tmp = self._published.with_name(f".{self._published.name}.{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps(record))
             tmp.replace(self._published)
         except OSError as exc:

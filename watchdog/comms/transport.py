@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 import socket
 import ssl
 import sys
@@ -28,6 +29,19 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from watchdog.config import ConfigError, MqttConfig
 from watchdog.incidents import ThrottledLog
+
+
+def client_id(cfg: MqttConfig) -> str:
+    """The MQTT client id: ``mqtt.client_id``, else printer-watchdog-<hostname>."""
+    return cfg.client_id or f"printer-watchdog-{socket.gethostname()}"
+
+
+def availability_topic(cfg: MqttConfig) -> str:
+    """This daemon's ``online``/``offline`` topic (retained; its last will), one per client:
+    where several daemons share a prefix (a farm, the demo beside the daemon), one stopping
+    must not mark the others' entities unavailable."""
+    return f"{cfg.topic_prefix}/available/{re.sub(r'[^A-Za-z0-9_.-]', '_', client_id(cfg))}"
+
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +97,7 @@ class MqttTransport:
 
     @property
     def availability_topic(self) -> str:
-        return f"{self.prefix}/available"
+        return availability_topic(self.cfg)
 
     @property
     def address(self) -> str:
@@ -97,9 +111,8 @@ class MqttTransport:
     def make_client(self) -> _BoundedClient:
         """The configured client (ConfigError naming mqtt.tls if the certificates cannot load)."""
         cfg = self.cfg
-        client_id = cfg.client_id or f"printer-watchdog-{socket.gethostname()}"
         client = _BoundedClient(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id(cfg), protocol=mqtt.MQTTv5
         )
         client.max_incoming = self.max_incoming
         if cfg.username:
