@@ -513,7 +513,9 @@ def three_runs(d: Json | None) -> str:
     t = summary_tables(d["summary"])
     return (
         "Three training runs (seeds 0, 1, 2) of the shipped preset, each leave-one-print-out: 9 fold-runs. "
-        "Every print is replayed through the daemon's `Detector` and `decide`.\n\n"
+        "Every print is replayed through the daemon's `Detector` and `decide`. A seed gives the "
+        "same figures again on this machine (seed 0 run alone gave every fold's threshold and "
+        "recall to the last digit); the spread between seeds is the training's.\n\n"
         "**A print that fails from its first frame.** The start guard (the bundle's `adaptation.guard`, "
         "see [decisions/start-guard.md](decisions/start-guard.md)) judges the frames of a print's start "
         "by the absolute score. Per fold-run, the guard, the highest start frame of the held-out good "
