@@ -207,6 +207,7 @@ def test_seed_protocol_random_split_with_contamination(
     assert proc.returncode == 0, proc.stderr[-3000:]
     rep = json.loads((Path(proc.stdout.strip().splitlines()[-1]) / "report.json").read_text())
     assert "optimistic" in rep["protocol"]
+    assert rep["test_normal_from"].startswith("frames held out at random"), rep["test_normal_from"]
     assert rep["n_contamination"] == int((rep["n_train"] - rep["n_contamination"]) * 0.1) > 0
     assert rep["n_test_anomalous"] == 10 - rep["n_contamination"]
     assert rep["seed_review"]["of"] == rep["n_contamination"]

@@ -209,6 +209,17 @@ def _adaptation_overrides(preset: Preset, options: Options) -> Preset:
     return preset
 
 
+def _normal_test_frames(has_test_prints: bool, split: str) -> str:
+    """What the absolute figures' normal frames are, in the report's words: held-out prints;
+    a random split's frames held out of prints whose neighbouring frames were fitted; or (a
+    model fitted on every print) the last frames of fitted prints. The last two flatter it."""
+    if has_test_prints:
+        return "held-out prints"
+    if split == "random":
+        return "frames held out at random from fitted prints, optimistic"
+    return "fitted prints' last frames, optimistic"
+
+
 def judged_start(early_frames: int, frames: int) -> int:
     """How many of a start of ``frames`` frames the rest is judged against: the same
     ``early_frames`` while they leave frames to judge, else none (fewer frames were measured
@@ -313,9 +324,7 @@ def run(options: Options) -> RunResult:
     metrics = evaluate.image_metrics(tn_scores, ta_scores, threshold)
     # what the absolute figures' normal frames are: held-out prints, or (a model fitted on
     # every print) the last frames of fitted prints, which flatter it
-    test_normal_from = (
-        "held-out prints" if has_test_prints else "fitted prints' last frames, optimistic"
-    )
+    test_normal_from = _normal_test_frames(has_test_prints, options.split)
     review = _seed_review(
         model, scoring, fit_set, split.contamination, tn_scores, ta_scores, bs, test_normal_from
     )
