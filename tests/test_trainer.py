@@ -344,3 +344,4 @@ def test_a_quantized_bundle_is_reported_with_the_thresholds_it_ships(
     assert f"the int8 model ships threshold {meta.adaptation.threshold:.4g}" in rule, rule
     float32 = Bundle.load(run / "bundle-float32").meta
     assert float32.quantization == "float32"
+    assert not (run / "bundle.partial").exists()  # written aside, renamed once complete

@@ -32,7 +32,13 @@ from trainer.train import fit
 from watchdog import __version__
 from watchdog import frames as frames_contract
 from watchdog.detection import calibration, light
-from watchdog.detection.bundle import Adaptation, BundleMeta, Scoring, baseline_memory_refusal
+from watchdog.detection.bundle import (
+    Adaptation,
+    Bundle,
+    BundleMeta,
+    Scoring,
+    baseline_memory_refusal,
+)
 from watchdog.detection.detector import calibration_start
 
 logger = logging.getLogger(__name__)
@@ -798,8 +804,11 @@ def _export_quantized(
     rng = np.random.default_rng(options.seed)
     rep_frames = fit_set.x[rng.permutation(len(fit_set.x))[:100]]
     q_meta = dataclasses.replace(meta, quantization=options.quantize, created="")
+    # written aside and renamed when its thresholds are its own: an interrupted or failed
+    # recalibration leaves no bundle/ holding the float32 model's thresholds over this model
+    partial = folder.with_name(f"{folder.name}.partial")
     bundle = export.write_bundle(
-        export.convert(model, options.quantize, rep_frames), folder, q_meta
+        export.convert(model, options.quantize, rep_frames), partial, q_meta
     )
     recon = export.tflite_reconstructor(bundle)
     val = evaluate.score_frames(recon, val_set.x, meta.scoring, bs, seed=options.seed)
@@ -823,6 +832,8 @@ def _export_quantized(
             "raised as much as it scores the prints' starts higher)",
         }
     bundle.save_meta()
+    partial.rename(folder)
+    bundle = Bundle.load(folder)
     metrics = evaluate.image_metrics(tn, ta, threshold)
     return bundle, {
         "size_bytes": bundle.model_path.stat().st_size,
