@@ -345,3 +345,24 @@ def test_a_quantized_bundle_is_reported_with_the_thresholds_it_ships(
     float32 = Bundle.load(run / "bundle-float32").meta
     assert float32.quantization == "float32"
     assert not (run / "bundle.partial").exists()  # written aside, renamed once complete
+
+
+def test_a_start_threshold_set_on_fitted_prints_says_so(
+    synthetic_dataset: Path, tmp_path: Path
+) -> None:
+    """Calibrated on the fitted model's validation frames, the start's threshold comes from
+    the starts of prints the model fitted: the bundle's note says so and that it is likely
+    low, where it said "set the same way" as a held-out figure."""
+    run = train_tiny(
+        synthetic_dataset,
+        tmp_path,
+        "--adapt-frames",
+        "8",
+        "--adapt-early-frames",
+        "3",
+        "--adapt-calibration",
+        "validation",
+    )
+    rule = Bundle.load(run / "bundle").meta.extra["adaptation_rule"]
+    assert rule.startswith("validation frames of the fitted prints"), rule
+    assert "on the fitted prints' own starts" in rule and "likely low" in rule, rule

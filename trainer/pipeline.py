@@ -501,21 +501,33 @@ def _adaptation(
                 + _start_rule(result)
             )
             return result, rule, held
-        return own, f"validation frames of the fitted prints; {fpr}" + _start_rule(own), []
+        return (
+            own,
+            f"validation frames of the fitted prints; {fpr}" + _start_rule(own, fitted=True),
+            [],
+        )
     except ValueError as exc:  # no normal print longer than the calibration frames
         logger.warning("per-print adaptation off: %s", exc)
         return Adaptation(), "", []
 
 
-def _start_rule(result: Adaptation) -> str:
-    """How the rest of a print's start is judged, for the report."""
+def _start_rule(result: Adaptation, fitted: bool = False) -> str:
+    """How the rest of a print's start is judged, for the report (``fitted``: its threshold
+    was set on the starts of prints the model fitted, which it reproduces better than a new
+    print's, so it is likely low: a good start may be flagged more often than the target)."""
     if not result.judges_start:
         return ""
+    where = (
+        "on the fitted prints' own starts (frames the model fitted: likely low, a new print's "
+        "start may be flagged more often)"
+        if fitted
+        else "the same way on the normal prints' starts"
+    )
     return (
         f"; from frame {result.early_frames + 1} to {result.frames} a print's start is judged "
         f"against its first {result.early_frames} frames"
         + (" (matched to their light)" if result.matches_start_light else "")
-        + f", threshold {result.early_threshold:.4g} set the same way on the normal prints' starts"
+        + f", threshold {result.early_threshold:.4g} set {where}"
     )
 
 
