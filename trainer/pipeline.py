@@ -580,6 +580,12 @@ def _daemon_judgement(
         )
     elif options.split == "random":
         note = "random split: no whole print is held out, so nothing can be replayed as the daemon sees it"
+    elif options.adapt_calibration != "cross" or not spec.enabled:
+        note = (
+            "no print was held out of any fit (the per-print thresholds were set without a "
+            "cross-fit, or the adaptation is off), so nothing can be replayed as the daemon "
+            "sees a new print"
+        )
     else:
         note = (
             "no held-out print: record two good prints or more, so that each can be scored by a "
