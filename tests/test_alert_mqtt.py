@@ -715,11 +715,47 @@ def test_the_demo_beside_a_running_watchdog_leaves_it_available_and_tidies_up(
             assert r.returncode == 0, r.stderr[-2000:]
             assert sub.wait_for("printer_watchdog_demo/demo/alert").json()["printer"] == "demo"
             configs = sub.received("homeassistant/+/+/+/config")
-            assert configs and all("printer_watchdog_demo" in m.topic for m in configs)
+            demo = [m for m in configs if "printer_watchdog_demo" in m.topic]
+            assert demo and all(
+                m.json()["availability_topic"].startswith("printer_watchdog_demo/available/")
+                for m in demo
+                if m.payload
+            )
             assert not sub.received(running, lambda m: m.text == "offline")
         with mosquitto.subscriber("printer_watchdog/#", "homeassistant/#") as after:
             after.wait_for(running, lambda m: m.text == "online")  # retained, untouched
             time.sleep(1.0)
-            assert not after.received("homeassistant/+/+/+/config", lambda m: bool(m.payload))
+            left = after.received("homeassistant/+/+/+/config", lambda m: bool(m.payload))
+            assert not [m.topic for m in left if "printer_watchdog_demo" in m.topic]
     finally:
         mosquitto.publish(running, "", retain=True)
+
+
+def test_the_demo_refuses_a_broker_written_as_a_url_in_one_line(tmp_path) -> None:
+    from tests.daemon_helpers import run_cli
+
+    r = run_cli("demo", "--out", str(tmp_path), "--mqtt-host", "user:s3cret@broker:1883")
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(
+        "error: --mqtt-host: give a host name or address only"
+    ), r.stderr
+    assert "s3cret" not in r.stderr + r.stdout
+
+
+def test_the_first_start_after_an_upgrade_clears_the_old_availability_topic(
+    mosquitto, unique_prefix, notifier_factory, tmp_path
+) -> None:
+    """Versions before the availability topic per daemon kept one per prefix: its last
+    retained word (offline after a clean stop) would stay for good. The first start that finds
+    the older record clears it."""
+    p = unique_prefix
+    storage = tmp_path / "state"
+    (storage / "mqtt-printers.json").parent.mkdir(parents=True)
+    old = {"topic_prefix": p, "discovery_prefix": f"{p}_ha", "printers": ["ender3"]}
+    (storage / "mqtt-printers.json").write_text(json.dumps(old))
+    mosquitto.publish(f"{p}/available", "offline", retain=True)
+    notifier_factory(mosquitto, p, storage_dir=storage)
+    with mosquitto.subscriber(f"{p}/available/#") as sub:
+        sub.wait_for(f"{p}/available/+", lambda m: m.text == "online", timeout=20)
+    with mosquitto.subscriber(f"{p}/available") as after:
+        time.sleep(1.0)
+        assert not after.received(f"{p}/available", lambda m: bool(m.payload))

@@ -339,7 +339,7 @@ def test_a_quantized_bundle_is_reported_with_the_thresholds_it_ships(
     assert meta.quantization == "int8"
     assert rep["threshold"] == pytest.approx(meta.threshold)
     assert rep["daemon"]["threshold"] == pytest.approx(meta.adaptation.threshold)
-    assert rep["daemon"]["held_out_prints"] == 1
+    assert rep["daemon"]["held_out_prints"] == 1 and rep["daemon"]["model"] == "int8"
     rule = meta.extra["adaptation_rule"]
     assert f"the int8 model ships threshold {meta.adaptation.threshold:.4g}" in rule, rule
     float32 = Bundle.load(run / "bundle-float32").meta

@@ -350,6 +350,7 @@ def run(options: Options) -> RunResult:
         has_test_prints,
         options,
     )
+    judgement["model"] = "float32"  # which model the replays went through
 
     # 4. export float32, check parity through the daemon's FrameScorer, then the chosen variant
     meta = BundleMeta(
@@ -876,12 +877,14 @@ def _quantized_judgement(
     float32 ones: the judgement stays theirs (``float32``) and its note says so."""
     if not has_test_prints:
         judgement = float32[0]
-        judgement["note"] = (
-            f"{judgement.get('note', '')}; scored by the float32 models of the cross-fit with "
-            f"their thresholds: the {options.quantize} bundle's own are in its model.json"
-        ).lstrip("; ")
+        if judgement.get("held_out_prints"):  # the cross-fit's models replayed them
+            judgement["note"] = (
+                f"{judgement.get('note', '')}; scored by the float32 models of the cross-fit "
+                f"with their thresholds: the {options.quantize} bundle's own are in its "
+                "model.json"
+            ).lstrip("; ")
         return float32
-    return _daemon_judgement(
+    quantized = _daemon_judgement(
         preset,
         bundle.meta.adaptation,
         rule,
@@ -893,6 +896,8 @@ def _quantized_judgement(
         True,
         options,
     )
+    quantized[0]["model"] = options.quantize  # the replays are the shipped model's own
+    return quantized
 
 
 def _plots(

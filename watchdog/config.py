@@ -133,14 +133,6 @@ class MqttConfig(_Model):
             )
         return v
 
-    @model_validator(mode="after")
-    def _password_needs_user(self) -> MqttConfig:
-        if (self.password is not None or self.password_file is not None) and not self.username:
-            raise ValueError(
-                "password is set without username: it would not be sent; set mqtt.username"
-            )
-        return self
-
     @property
     def enabled(self) -> bool:
         return bool(self.host)

@@ -25,7 +25,7 @@ import numpy as np
 
 from watchdog import overrides, systemd
 from watchdog.comms.notifier import Notifier
-from watchdog.config import Config, ConfigError, DetectionConfig, load_config
+from watchdog.config import Config, ConfigError, load_config
 from watchdog.control import (
     INCIDENT_VERBS,
     LATEST_INCIDENT,
@@ -35,7 +35,6 @@ from watchdog.control import (
     Verb,
 )
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
-from watchdog.detection.detector import MaskError, checked_mask, effective_preprocess
 from watchdog.detection.model import FrameScorer
 from watchdog.errors import UsageError
 from watchdog.frame_gate import FrameGate
@@ -44,7 +43,7 @@ from watchdog.incidents import list_incidents, mark_failure, mark_not_failure
 from watchdog.metrics import Metrics
 from watchdog.signals import Signals
 from watchdog.storage_lock import StorageLock, lock_storage
-from watchdog.watcher import Watcher, build_watcher, mask_refused
+from watchdog.watcher import Watcher, build_watcher
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +61,12 @@ def _learnt_later(stored: CommandResult) -> CommandResult:
     """A saved "not a failure" its watcher has not taken yet: queued, it is learnt when the
     watcher comes back to its queue."""
     return CommandResult(True, f"{stored.detail}; the print is learnt again shortly")
+
+
+def _mask_check(config: Config) -> overrides.Check:
+    """``overrides.mask_check`` of the config's model (its model.json only: the model itself is
+    run once later, by ``load_bundle``)."""
+    return overrides.mask_check(Bundle.load(config.model or default_bundle_path()).meta)
 
 
 def load_bundle(config: Config) -> Bundle:
@@ -145,7 +150,7 @@ class Daemon:
         self.config_path = Path(config_path)
         # ConfigError → exit 2 before anything starts; saved page settings it cannot apply
         # are left out, said below, and kept in their file
-        self.config, refused = overrides.load_starting_config(self.config_path)
+        self.config, refused = overrides.load_starting_config(self.config_path, _mask_check)
         self.debug = debug  # --debug wins over the config's log_level
         self._apply_log_level(self.config)
         for why in refused:
@@ -372,15 +377,14 @@ class Daemon:
         p = next((p for p in base.printers if p.name == printer), None)
         if p is None:
             raise ConfigError(f"no printer named {printer!r} in {self.config_path}")
-        meta = self.bundle.meta
-
-        def check(merged: DetectionConfig) -> None:
-            try:
-                checked_mask(merged.mask, effective_preprocess(meta, merged.region))
-            except MaskError as exc:
-                raise mask_refused(printer, exc) from None
-
-        saved = overrides.save(self.config.storage.dir, p.detection, printer, changes, check)
+        check = overrides.mask_check(self.bundle.meta)
+        saved = overrides.save(
+            self.config.storage.dir,
+            p.detection,
+            printer,
+            changes,
+            lambda merged: check(printer, merged),
+        )
         return saved, self._apply()
 
     def reset_settings(self, printer: str) -> tuple[str, Applied]:

@@ -25,6 +25,8 @@ from typing import Any
 import yaml
 
 from watchdog.config import Config, ConfigError, DetectionConfig, load_config
+from watchdog.detection.bundle import BundleMeta
+from watchdog.detection.detector import MaskError, checked_mask, effective_preprocess
 from watchdog.durable import replace_file
 from watchdog.schema import SchemaError
 
@@ -34,6 +36,7 @@ FILE = "overrides.json"
 # the detection keys the page edits
 TUNABLE = ("mask", "region", "sensitivity", "consecutive", "judge_start")
 _lock = threading.Lock()
+Check = Callable[[str, DetectionConfig], None]  # ConfigError: a printer cannot watch so
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,28 @@ class Origin:
     key: str  # e.g. printers.ender3.detection.mask
     value: Any
     file: Path
+
+
+def mask_refused(printer: str, exc: MaskError) -> ConfigError:
+    """The one line for a refused mask, wherever it was set."""
+    return ConfigError(
+        f"printers.{printer}.detection.mask: {exc} (a mask saved on the dashboard is kept in "
+        f"{FILE} in storage.dir: its 'Reset to the config file' button removes it, and "
+        "so does deleting that file while the watchdog is stopped)"
+    )
+
+
+def mask_check(meta: BundleMeta) -> Check:
+    """The check a printer's mask must pass with this model (it must leave some of the watched
+    region): ConfigError naming the key, in the words a watcher's refusal uses."""
+
+    def check(printer: str, detection: DetectionConfig) -> None:
+        try:
+            checked_mask(detection.mask, effective_preprocess(meta, detection.region))
+        except MaskError as exc:
+            raise mask_refused(printer, exc) from None
+
+    return check
 
 
 def overrides_path(storage_dir: Path) -> Path:
@@ -101,37 +126,53 @@ def load_effective_config(path: str | Path, storage_dir: Path | None = None) -> 
     return apply_overrides(load_config(path), storage_dir)
 
 
-def load_starting_config(path: str | Path) -> tuple[Config, list[str]]:
+def load_starting_config(
+    path: str | Path, check_for: Callable[[Config], Check] | None = None
+) -> tuple[Config, list[str]]:
     """What a starting daemon watches with: the config file (ConfigError when it is wrong) and
     the saved settings on top where they apply, and why each of the others was left out. A
-    saved file the daemon cannot apply (edited by hand, written by another version) must not
-    keep every printer unwatched until someone logs in: those printers start on the config
-    file's settings, the file is kept as it is, and the page says so (``refusal``). A reload
-    still refuses it, keeping the settings in force."""
+    saved file the daemon cannot apply (edited by hand, written by another version, a mask
+    that hides the whole region of a model changed since: ``check_for`` the file's config
+    gives that check) must not keep every printer unwatched until someone logs in: those
+    printers start on the config file's settings, the file is kept as it is, and the page
+    says so (``saved_and_refusal``). A reload still refuses it, keeping the settings in
+    force."""
     config = load_config(path)
     try:
         saved = _read(config.storage.dir)
     except ConfigError as exc:
         return config, [f"{exc}; every printer watches with the config file's settings"]
-    return _applied(config, saved, strict=False, folder=config.storage.dir)
+    check = check_for(config) if check_for is not None and saved else None
+    return _applied(config, saved, strict=False, folder=config.storage.dir, check=check)
 
 
 def saved_and_refusal(
-    storage_dir: Path, printer: str, detection: DetectionConfig
+    storage_dir: Path, printer: str, detection: DetectionConfig, check: Check | None = None
 ) -> tuple[dict[str, Any], str | None]:
     """``printer``'s saved settings and why they cannot be applied over ``detection`` (its
-    settings in force), or None: what the page shows of them (one read of the file)."""
+    settings in force) or pass ``check``, or None: what the page shows of them (one read of
+    the file)."""
     try:
         saved = dict(_read(storage_dir).get(printer, {}))
         if saved:
-            _merge(detection, saved, f"{overrides_path(storage_dir)}: printers.{printer}.detection")
+            where = f"{overrides_path(storage_dir)}: printers.{printer}.detection"
+            merged = _merge(detection, saved, where)
+            if check is not None:
+                try:
+                    check(printer, merged)
+                except ConfigError as exc:
+                    return {}, f"{overrides_path(storage_dir)}: {exc}"
     except ConfigError as exc:
         return {}, str(exc)
     return saved, None
 
 
 def _applied(
-    config: Config, saved: dict[str, dict[str, Any]], strict: bool, folder: Path
+    config: Config,
+    saved: dict[str, dict[str, Any]],
+    strict: bool,
+    folder: Path,
+    check: Check | None = None,
 ) -> tuple[Config, list[str]]:
     """``config`` with ``saved`` (read from ``folder``) on top, and why each printer's saved
     settings left out were (``strict``: ConfigError instead)."""
@@ -148,7 +189,13 @@ def _applied(
         if changes:
             where = f"{overrides_path(folder)}: printers.{p.name}.detection"
             try:
-                p = p.model_copy(update={"detection": _merge(p.detection, changes, where)})
+                merged = _merge(p.detection, changes, where)
+                if check is not None:
+                    try:
+                        check(p.name, merged)
+                    except ConfigError as exc:
+                        raise ConfigError(f"{overrides_path(folder)}: {exc}") from None
+                p = p.model_copy(update={"detection": merged})
             except ConfigError as exc:
                 if strict:
                     raise

@@ -28,7 +28,7 @@ import numpy as np
 
 from watchdog import overrides, switches
 from watchdog.comms.notifier import Notifier
-from watchdog.config import ConfigError, PrinterConfig
+from watchdog.config import PrinterConfig
 from watchdog.control import Command, CommandResult, Verb, printer_answers
 from watchdog.detection import decide
 from watchdog.detection.bundle import Bundle, encode_jpeg
@@ -850,16 +850,7 @@ def detector_for(cfg: PrinterConfig, bundle: Bundle) -> Detector:
             judge_start=d.judge_start,
         )
     except MaskError as exc:
-        raise mask_refused(cfg.name, exc) from None
-
-
-def mask_refused(printer: str, exc: MaskError) -> ConfigError:
-    """The one line for a refused mask, wherever it was set."""
-    return ConfigError(
-        f"printers.{printer}.detection.mask: {exc} (a mask saved on the dashboard is kept in "
-        f"{overrides.FILE} in storage.dir: its 'Reset to the config file' button removes it, and "
-        "so does deleting that file while the watchdog is stopped)"
-    )
+        raise overrides.mask_refused(cfg.name, exc) from None
 
 
 def build_watcher(

@@ -20,7 +20,13 @@ import numpy as np
 
 from watchdog import frames, overrides
 from watchdog.commands import pick_printer
-from watchdog.detection.bundle import Adaptation, Bundle, BundleMeta, Preprocess
+from watchdog.detection.bundle import (
+    Adaptation,
+    Bundle,
+    BundleMeta,
+    Preprocess,
+    baseline_memory_refusal,
+)
 from watchdog.detection.calibration import (
     GUARD_PRINTS,
     calibrate,
@@ -38,7 +44,6 @@ from watchdog.detection.light import light_matched, start_matched
 from watchdog.detection.model import FrameScorer
 from watchdog.errors import UsageError
 from watchdog.image_files import UnreadableFrame, read_frame_file
-from watchdog.watcher import mask_refused
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +94,7 @@ def watched_as(args: argparse.Namespace, meta: BundleMeta) -> tuple[Preprocess, 
     try:
         return pre, checked_mask(pcfg.detection.mask, pre)
     except MaskError as exc:
-        raise mask_refused(pcfg.name, exc) from None
+        raise overrides.mask_refused(pcfg.name, exc) from None
 
 
 def model_inputs(pre: Preprocess, paths: list[Path]) -> np.ndarray:
@@ -114,7 +119,7 @@ def error_maps(scorer: FrameScorer, x: np.ndarray) -> np.ndarray:
     return np.stack([scorer.error_map(xi.astype(np.float32) / 255.0) for xi in x])
 
 
-def uncalibrated(old: Adaptation, args: argparse.Namespace) -> Adaptation:
+def uncalibrated(old: Adaptation, args: argparse.Namespace, pre: Preprocess) -> Adaptation:
     """The bundle's adaptation with the options given, its thresholds to be set again: every
     other setting is kept as it is; the start is judged against as many of its first frames as
     before while that leaves frames to judge."""
@@ -126,7 +131,7 @@ def uncalibrated(old: Adaptation, args: argparse.Namespace) -> Adaptation:
     if old.print_scale and nearest < 2:
         raise UsageError(f"--frames {n}: this bundle needs at least 3 frames per print's start")
     try:
-        return dataclasses.replace(
+        spec = dataclasses.replace(
             old,
             frames=n,
             std_floor=args.std_floor if args.std_floor is not None else old.std_floor,
@@ -138,6 +143,10 @@ def uncalibrated(old: Adaptation, args: argparse.Namespace) -> Adaptation:
         )
     except ValueError as exc:
         raise UsageError(f"cannot calibrate with --frames {n}: {exc}") from exc
+    too_much = baseline_memory_refusal(pre, spec)
+    if too_much:  # said before the frames are scored, naming the flag
+        raise UsageError(f"--frames {n}: {too_much}")
+    return spec
 
 
 def trained_on(provenance: dict[str, Any], prints: dict[str, list[Path]]) -> list[str]:
@@ -234,7 +243,7 @@ def main(args: argparse.Namespace) -> int:
     bundle = Bundle.load(args.bundle)
     pre, mask = watched_as(args, bundle.meta)
     old = bundle.meta.adaptation
-    spec = uncalibrated(old, args)
+    spec = uncalibrated(old, args, pre)
     n = spec.frames
     try:
         prints, loose = frames.group_prints(args.normal)
@@ -290,14 +299,15 @@ def main(args: argparse.Namespace) -> int:
         ),
     )
     bundle.meta.adaptation = new
-    bundle.meta.extra["adaptation_rule"] = calibrated_rule(new, len(maps), args.target_fpr)
+    used = sum(len(m) > new.frames for m in maps)  # a print no longer than its start sets none
+    bundle.meta.extra["adaptation_rule"] = calibrated_rule(new, used, args.target_fpr)
     bundle.save_meta()
     print(
         f"{args.bundle}: adaptation frames={new.frames} std_floor={new.std_floor} match_light={new.match_light} "
         f"nearest={new.nearest} pixel_spread={new.pixel_spread} print_scale={new.print_scale} "
         f"threshold={new.threshold:.6g} guard={new.guard:.6g} early_frames={new.early_frames} "
         f"early_threshold={new.early_threshold:.6g} start_light={new.start_light} "
-        f"from {sum(len(m) > new.frames for m in maps)} prints"
+        f"from {used} prints"
     )
     # the threshold above is on the adapted score's own scale; what the owner sees is not
     print(

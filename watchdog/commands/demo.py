@@ -21,6 +21,7 @@ from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConf
 from watchdog.detection.bundle import Bundle, default_bundle_path
 from watchdog.devices.printers import SimulatedPrinter
 from watchdog.errors import UsageError
+from watchdog.schema import SchemaError
 from watchdog.watcher import build_watcher
 
 DEMO_FRAMES = Path(__file__).resolve().parent.parent / "demo" / "frames"
@@ -92,12 +93,18 @@ def main(args: argparse.Namespace) -> int:
     )
     # its own prefix and client: beside a running watchdog on the same broker (and host), the
     # demo neither takes its connection nor marks its entities unavailable when it ends
-    mqtt = MqttConfig(
-        host=args.mqtt_host,
-        port=args.mqtt_port,
-        topic_prefix=DEMO_PREFIX,
-        client_id=f"printer-watchdog-demo-{socket.gethostname()}",
-    )
+    try:
+        mqtt = MqttConfig(
+            host=args.mqtt_host,
+            port=args.mqtt_port,
+            topic_prefix=DEMO_PREFIX,
+            client_id=f"printer-watchdog-demo-{socket.gethostname()}",
+        )
+    except SchemaError:
+        raise UsageError(
+            "--mqtt-host: give a host name or address only, without a scheme, a user or a "
+            "port (the port goes in --mqtt-port)"
+        ) from None
     notifier = Notifier(mqtt, StorageConfig(dir=out), [pcfg.name])
     printer = SimulatedPrinter()
     watcher = build_watcher(pcfg, bundle, notifier, printer=printer)

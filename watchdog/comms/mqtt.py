@@ -271,6 +271,10 @@ class MqttCommunicator:
             discovered = last.get("discovery", True) is not False  # older records: the default
             if not isinstance(prefix, str) or not isinstance(discovery_prefix, str):
                 raise TypeError
+            if "discovery" not in last:
+                # written by a version whose availability topic was one per prefix: its last
+                # retained word there would stay for good, read by entities set up by hand
+                self._publish(f"{prefix}/available", b"", retain=True)
         except FileNotFoundError:
             printers = []
         except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -119,6 +119,11 @@ class MqttTransport:
             client.username_pw_set(
                 cfg.username, cfg.password.get_secret_value() if cfg.password else None
             )
+        elif cfg.password is not None:
+            logger.warning(
+                "mqtt.password is set without mqtt.username: it is not sent (MQTT sends a "
+                "password with a user name only)"
+            )
         if cfg.tls is not None:
             tls = cfg.tls
             try:

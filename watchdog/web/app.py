@@ -236,7 +236,9 @@ class Dashboard:
         for p in self.backend.config.printers:
             st = status.get("printers", {}).get(p.name, {})
             det = p.detection
-            saved, refused = overrides.saved_and_refusal(self.storage_dir, p.name, det)
+            saved, refused = overrides.saved_and_refusal(
+                self.storage_dir, p.name, det, overrides.mask_check(self.backend.bundle.meta)
+            )
             if refused:
                 saved = {"error": refused}
             printers.append(
