@@ -224,3 +224,20 @@ def test_a_session_set_up_that_fails_does_not_end_the_mqtt_thread(mosquitto, cap
         finally:
             transport.stop(timeout=1)
     assert any("setting up the session" in r.getMessage() for r in caplog.records)
+
+
+def test_a_password_without_a_user_is_said_not_sent(caplog) -> None:
+    """MQTT sends a password only with a user name: one set alone was dropped without a word
+    (a broker that needs it then refused every connection). It is said, without the password."""
+    caplog.set_level(logging.WARNING, "watchdog.comms.transport")
+    transport = MqttTransport(
+        MqttConfig(host="127.0.0.1", password="s3cret-pw"),
+        on_message=lambda m: None,
+        on_ack=lambda mid: None,
+        on_connected=lambda: None,
+        subscriptions=lambda: [],
+    )
+    transport.make_client()
+    said = [r.getMessage() for r in caplog.records]
+    assert any("mqtt.password is set without mqtt.username" in m for m in said), said
+    assert not any("s3cret-pw" in m for m in said)
