@@ -264,3 +264,32 @@ def test_replay_skips_and_counts_a_corrupt_frame_never_as_an_anomaly(
     assert [x["frame"] for x in lines] == [f"frame_{i}.jpg" for i in range(4)]
     skipped = [x for x in lines if x["state"] == "frame_skipped"]
     assert [x["frame"] for x in skipped] == ["frame_2.jpg"] and skipped[0]["anomalous"] is None
+
+
+def test_score_never_writes_a_heatmap_over_the_frames_it_scores(tmp_path) -> None:
+    """``score *.jpg --heatmap .`` in the folder of the owner's frames replaced each frame by
+    its heatmap. It is refused before anything is scored, and the frames are as they were."""
+    import hashlib
+    import os
+    import shutil
+
+    demo = Path(__file__).resolve().parents[1] / "watchdog" / "demo" / "frames"
+    for name in ("000_normal.jpg", "001_normal.jpg"):
+        shutil.copy(demo / name, tmp_path / name)
+    before = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
+    r = run_cli(
+        "score",
+        str(tmp_path / "000_normal.jpg"),
+        str(tmp_path / "001_normal.jpg"),
+        "--heatmap",
+        str(tmp_path),
+    )
+    assert r.returncode == 2 and "would be written over the image" in r.stderr, r.stderr
+    after = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
+    assert after == before
+    # a FIFO (or a device) is refused at once rather than read for ever
+    os.mkfifo(tmp_path / "pipe.jpg")
+    r = run_cli("score", str(tmp_path / "pipe.jpg"), timeout=60)
+    assert r.returncode == 1 and f"{tmp_path / 'pipe.jpg'}: not a regular file" in r.stderr
+    r = run_cli("score", str(tmp_path / "000_normal.jpg"), "--threads", "100000")
+    assert r.returncode == 2 and "give a whole number from 1 to 16" in r.stderr

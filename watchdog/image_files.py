@@ -9,6 +9,8 @@ read by Python and the header checked before OpenCV decodes anything, so each ba
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import cv2
@@ -17,6 +19,7 @@ import numpy as np
 from watchdog.devices.capture import BadFrame, ends_jpeg, read_header
 
 MAX_FILE_PIXELS = 50_000_000  # larger than any camera's frame (an 8K one is 33 MP)
+MAX_FILE_BYTES = 100 * 2**20  # an 8K PNG is under half of it
 
 
 class UnreadableFrame(ValueError):
@@ -27,9 +30,18 @@ def read_frame_file(path: Path) -> np.ndarray:
     """The image as OpenCV gives it (grey, BGR or BGRA, any depth)."""
     shown = str(path).encode("utf-8", "backslashreplace").decode()
     try:
-        data = Path(path).read_bytes()
+        # a FIFO or a device would block or never end; a video given by mistake is read no
+        # further than a frame could be
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise UnreadableFrame(f"{shown}: not a regular file")
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise UnreadableFrame(f"{shown}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise UnreadableFrame(
+            f"{shown}: more than {MAX_FILE_BYTES // 2**20} MB, more than a frame (a video?)"
+        )
     if not data:
         raise UnreadableFrame(f"{shown}: empty file")
     try:

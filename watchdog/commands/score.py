@@ -41,9 +41,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="also write a heatmap overlay JPEG per image into DIR",
     )
-    p.add_argument("--threads", type=int, default=1, help="TFLite interpreter threads (default 1)")
+    p.add_argument(
+        "--threads",
+        type=_threads,
+        default=1,
+        help="TFLite interpreter threads, 1 to 16 (default 1)",
+    )
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="JPEG or PNG files")
     p.set_defaults(func=main)
+
+
+def _threads(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 16:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a whole number from 1 to 16")
+    return n
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -64,6 +79,20 @@ def _heatmap_path(folder: Path, image: Path, used: set[Path]) -> Path:
     return out
 
 
+def _refuse_overwriting_inputs(folder: Path, images: list[Path]) -> None:
+    """UsageError when a heatmap would be written over one of the images scored (``--heatmap``
+    the folder the frames are in): the owner's frames are never replaced."""
+    inputs = {p.resolve() for p in images}
+    tried: set[Path] = set()
+    for image in images:
+        out = _heatmap_path(folder, image, tried)
+        if out.resolve() in inputs:
+            raise UsageError(
+                f"--heatmap {folder}: its heatmap would be written over the image {out}; "
+                "give another folder"
+            )
+
+
 def main(args: argparse.Namespace) -> int:
     bundle = Bundle.load(args.model if args.model is not None else default_bundle_path())
     # Still images, each on its own: the absolute score (no print to learn a baseline from).
@@ -77,6 +106,8 @@ def main(args: argparse.Namespace) -> int:
                 f"--heatmap {args.heatmap}: cannot create folder ({exc.strerror or exc})"
             ) from exc
     used: set[Path] = set()
+    if args.heatmap is not None:
+        _refuse_overwriting_inputs(args.heatmap, args.images)
     bad: list[Path] = []
     for path in args.images:
         try:
