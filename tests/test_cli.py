@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import cv2
 import pytest
 
-from tests.daemon_helpers import run_cli, write_config
+from tests.daemon_helpers import run_cli, watchdog_cmd, write_config
 
 SECRET = "k3y-that-must-never-show"
 
@@ -293,3 +294,37 @@ def test_score_never_writes_a_heatmap_over_the_frames_it_scores(tmp_path) -> Non
     assert r.returncode == 1 and f"{tmp_path / 'pipe.jpg'}: not a regular file" in r.stderr
     r = run_cli("score", str(tmp_path / "000_normal.jpg"), "--threads", "100000")
     assert r.returncode == 2 and "give a whole number from 1 to 16" in r.stderr
+
+
+def test_replay_reads_a_folder_named_like_a_camera_and_refuses_an_out_it_cannot_write(
+    tmp_path,
+) -> None:
+    """A recording in a folder called ``0`` was opened as the first USB camera, and replay
+    printed offline lines without end; ``--out`` naming a file ran to the end saying the
+    incidents were kept there."""
+    import shutil
+
+    demo = Path(__file__).resolve().parents[1] / "watchdog" / "demo" / "frames"
+    shutil.copytree(demo, tmp_path / "0")
+    config = write_config(tmp_path / "c.yaml", printers=[{"name": "p1"}])
+    r = subprocess.run(
+        watchdog_cmd("replay", "--config", str(config), "--frames", "0"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout.splitlines()[-1])
+    assert summary["frames"] == len(list(demo.glob("*.jpg"))), summary
+    (tmp_path / "afile").write_text("x")
+    r = run_cli(
+        "replay",
+        "--config",
+        str(config),
+        "--frames",
+        str(tmp_path / "0"),
+        "--out",
+        str(tmp_path / "afile"),
+    )
+    assert r.returncode == 2 and f"--out {tmp_path / 'afile'}: cannot write there" in r.stderr

@@ -61,6 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 WAIT_FOR_PRINT_S = 300  # --api: how long a printer that does not print is waited for
+OFFLINE_STEPS = 10  # a recording offline this many steps in a row is not read further
 
 
 class VirtualClock:
@@ -95,6 +96,15 @@ def main(args: argparse.Namespace) -> int:
     if not frames.exists():
         raise UsageError(f"--frames {frames}: no such folder or video file")
     bundle = load_bundle(config)
+    if args.out:
+        try:  # said now, not as each incident fails to be kept
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=args.out, prefix=".replay-")
+            probe.close()
+        except OSError as exc:
+            raise UsageError(
+                f"--out {args.out}: cannot write there ({exc.strerror or exc})"
+            ) from None
     with contextlib.ExitStack() as stack:
         out = (
             Path(args.out)
@@ -112,6 +122,23 @@ def main(args: argparse.Namespace) -> int:
         )
 
 
+def _waited(pcfg: PrinterConfig, since: float | None) -> float | None:
+    """One wait for a real printer to print (``--api``): when the waiting began, or None once
+    it has waited ``WAIT_FOR_PRINT_S`` (said)."""
+    if since is None:
+        print(f"waiting for {pcfg.name} to print ...", file=sys.stderr, flush=True)
+        since = time.monotonic()
+    elif time.monotonic() - since > WAIT_FOR_PRINT_S:
+        print(
+            f"{pcfg.name} did not print for {WAIT_FOR_PRINT_S // 60} minutes: replay "
+            "stopped (without --api the printer is simulated)",
+            file=sys.stderr,
+        )
+        return None
+    time.sleep(min(pcfg.camera.interval_s, 5.0))
+    return since
+
+
 def replay(
     pcfg: PrinterConfig,
     bundle: Bundle,
@@ -125,7 +152,10 @@ def replay(
     """Step the printer's watcher over the recording; one JSON line per frame and event."""
     # the printer's own camera settings (its limits on frame size and bytes), the recording
     # as its source: frames the daemon would skip are skipped here too
-    camera = CameraConfig.model_validate({**pcfg.camera.model_dump(), "source": str(frames)})
+    # the whole path: a folder named "0" is not the first USB camera
+    camera = CameraConfig.model_validate(
+        {**pcfg.camera.model_dump(), "source": str(frames.resolve())}
+    )
     recording = pcfg.model_copy(update={"camera": camera})
     # The simulated print is named after the recording, so the lines say what was replayed.
     printer = ResumingPrinter(job=frames.name) if simulated else None
@@ -138,7 +168,7 @@ def replay(
     # starts as a new job of the simulated printer, so it is judged against its own start.
     prints = [frames_contract.parse(p).print for p in getattr(watcher.camera, "paths", [])]
     alerts.start()
-    pauses = 0
+    pauses = offline = 0
     waiting_since: float | None = None
     try:
         while not watcher.camera.exhausted:
@@ -154,18 +184,18 @@ def replay(
                 emit(record.line())
                 clock.frame += 1
                 waiting_since = None
-            elif not simulated:  # a real printer that is not printing (or paused by us)
-                if waiting_since is None:
-                    waiting_since = time.monotonic()
-                    print(f"waiting for {pcfg.name} to print ...", file=sys.stderr, flush=True)
-                elif time.monotonic() - waiting_since > WAIT_FOR_PRINT_S:
+                offline = offline + 1 if record.state is Label.CAMERA_OFFLINE else 0
+                if offline > OFFLINE_STEPS:  # a recording does not come back: stop, say so
                     print(
-                        f"{pcfg.name} did not print for {WAIT_FOR_PRINT_S // 60} minutes: replay "
-                        "stopped (without --api the printer is simulated)",
+                        f"{frames}: the recording could not be read for {offline} steps in a "
+                        "row: replay stopped",
                         file=sys.stderr,
                     )
                     break
-                time.sleep(min(pcfg.camera.interval_s, 5.0))
+            elif not simulated:  # a real printer that is not printing (or paused by us)
+                waiting_since = _waited(pcfg, waiting_since)
+                if waiting_since is None:
+                    break
     except KeyboardInterrupt:
         pass
     finally:

@@ -589,10 +589,14 @@ class FolderCamera(_BaseCamera):
         self._next += 1
         if self._next >= len(self.paths):
             self.exhausted = True
+        limit = self.cfg.max_bytes
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as f:  # the folder's files were regular ones when listed
+                data = f.read(limit + 1)
         except OSError as exc:
             raise BadFrame(f"{path}: {exc.strerror or exc}") from exc
+        if len(data) > limit:  # a video or a disk image among the frames: not held whole
+            raise BadFrame(f"{path.name}: larger than camera.max_bytes={limit}")
         try:
             return self._decode(data)
         except BadFrame as exc:
