@@ -66,6 +66,11 @@ def leaks(text: str, *secrets: str) -> list[str]:
             (),
             "http://cam/snap.cgi?loginuse=admin&loginpas=***",
         ),
+        (  # Blue Iris's ?user=...&pw=...
+            "http://nvr/image/cam1?user=admin&pw=BLUEIRISPW",
+            (),
+            "http://nvr/image/cam1?user=admin&pw=***",
+        ),
     ],
 )
 def test_redact_masks_every_kind_of_secret(

@@ -24,8 +24,8 @@ _KEEP_QUERY = {"action"}  # mjpg-streamer's ?action=stream|snapshot says what th
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@'\"<>]*):[^/\s'\"<>]*@")
 # a query key that says secret (``loginpas``: the password key of some IP cameras)
 _SECRET_KEY = (
-    r"[a-z0-9_.-]*(?:token|key|secret|password|passwd|pass|pas|pwd|auth|sig|signature|session"
-    r"|sid|code)"
+    r"[a-z0-9_.-]*(?:token|key|secret|password|passwd|pass|pas|pwd|pw|auth|sig|signature"
+    r"|session|sid|code)"
 )
 # ?key=value or &key=value where the key says secret
 _QUERY_SECRET = re.compile(rf"(?i)([?&;](?:{_SECRET_KEY})=)[^&#\s'\"<>]+")
