@@ -328,3 +328,23 @@ def test_replay_reads_a_folder_named_like_a_camera_and_refuses_an_out_it_cannot_
         str(tmp_path / "afile"),
     )
     assert r.returncode == 2 and f"--out {tmp_path / 'afile'}: cannot write there" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--max-frames", "-1"], "--max-frames: '-1': give a whole number of at least 0"),
+        (["--min-free-mb", "nan"], "--min-free-mb: 'nan': give a number of at least 0"),
+        (["--wait-s", "-5"], "--wait-s: '-5': give a number of at least 1"),
+        (["--printer", "p1", "--printer", "ender3"], "--printer ender3: no such printer"),
+    ],
+)
+def test_collect_refuses_flags_that_would_mislead_or_turn_its_guards_off(
+    tmp_path, flags: list[str], said: str
+) -> None:
+    """``--min-free-mb nan`` turned the full-disk guard off without a word; ``--max-frames
+    -1`` ended in "never reported printing"; a printer name not in the config was ignored."""
+    config = write_config(tmp_path / "c.yaml", printers=[{"name": "p1"}])
+    r = run_cli("collect", "--config", str(config), "--out", str(tmp_path / "o"), *flags)
+    assert r.returncode == 2 and said in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists()

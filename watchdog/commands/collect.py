@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import re
 import shutil
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -53,25 +55,42 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-frames",
-        type=int,
+        type=_at_least(0, int),
         default=0,
         help="stop after this many frames in all (0: until stopped)",
     )
     p.add_argument(
         "--min-free-mb",
-        type=float,
+        type=_at_least(0, float),
         default=500.0,
         help="stop when the disk of --out has less than this many MB free, so that a collect "
         "left running never fills the SD card the watchdog saves its alerts on (default 500)",
     )
     p.add_argument(
         "--wait-s",
-        type=float,
+        type=_at_least(1, float),
         default=60.0,
         help="give up when a printing printer's camera has not answered once in this many seconds "
         "(default 60)",
     )
     p.set_defaults(func=main)
+
+
+def _at_least(lowest: float, kind: type[int] | type[float]) -> Callable[[str], float]:
+    """An argparse type: a finite number of ``kind`` no smaller than ``lowest``."""
+
+    def parse(value: str) -> float:
+        try:
+            number = kind(value)
+        except ValueError:
+            number = float("nan")
+        if not math.isfinite(number) or number < lowest:
+            raise argparse.ArgumentTypeError(
+                f"{value!r}: give a {'whole ' if kind is int else ''}number of at least {lowest:g}"
+            )
+        return number
+
+    return parse
 
 
 def _slug(text: str) -> str:
@@ -112,9 +131,11 @@ class Collector:
         """Save one frame if due and printing; returns frames saved (0 or 1)."""
         if now < self.next_due:
             return 0
-        self.next_due = now if self.recording else now + self.cfg.camera.interval_s
+        self.next_due = now + self.cfg.camera.interval_s
         status = self.printer.status()
         self.last_status = f"{status.state}{': ' + status.detail if status.detail else ''}"
+        if status.state == PrinterState.PRINTING and self.recording:
+            self.next_due = now  # a recording is read at once while the printer prints
         if status.state != PrinterState.PRINTING:
             if status.state not in (PrinterState.PAUSED, PrinterState.OFFLINE):
                 self.session = None  # the print ended: the next one is another print
@@ -224,18 +245,18 @@ def collect(
                 return saved, c.gave_up(wait_s)
         if all(c.finished for c in collectors):
             break
-        if not any(
-            c.recording and not c.finished for c in collectors
-        ):  # a recording is read at once
-            stop.wait(0.2)
+        if not any(c.recording and not c.finished and c.next_due <= now for c in collectors):
+            stop.wait(0.2)  # no recording being read at once (its printer prints)
     return saved, ""
 
 
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    names = {p.name for p in config.printers}
+    unknown = [n for n in args.printer or [] if n not in names]
+    if unknown:
+        raise UsageError(f"--printer {', '.join(unknown)}: no such printer in {args.config}")
     printers = [p for p in config.printers if not args.printer or p.name in args.printer]
-    if not printers:
-        raise UsageError(f"--printer {', '.join(args.printer)}: no such printer in {args.config}")
     stop = threading.Event()
     out = Path(args.out)
     refuse_as_root_in_a_users_folder(out)  # frames root saved there, the service cannot use
