@@ -348,3 +348,26 @@ def test_collect_refuses_flags_that_would_mislead_or_turn_its_guards_off(
     r = run_cli("collect", "--config", str(config), "--out", str(tmp_path / "o"), *flags)
     assert r.returncode == 2 and said in r.stderr, r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_collect_never_writes_a_frame_over_one_there(tmp_path) -> None:
+    """Two collects into one folder took the same print name (checked, then written): the
+    second one's frames replaced the first one's. A frame is now written only where none is."""
+    import threading
+
+    from watchdog.commands.collect import Collector
+    from watchdog.config import load_config
+
+    demo = Path(__file__).resolve().parents[1] / "watchdog" / "demo" / "frames"
+    config = write_config(
+        tmp_path / "c.yaml", printers=[{"name": "p1", "camera": {"source": str(demo)}}]
+    )
+    collector = Collector(load_config(config).printers[0], tmp_path / "o", threading.Event())
+    (tmp_path / "o").mkdir()
+    theirs = tmp_path / "o" / "p1-print_0.jpg"
+    theirs.write_bytes(b"the other collect's frame")
+    frame = cv2.imread(str(demo / "000_normal.jpg"))
+    assert not collector._saved_as(theirs, frame)
+    assert theirs.read_bytes() == b"the other collect's frame"
+    mine = tmp_path / "o" / "p1-print_1.jpg"
+    assert collector._saved_as(mine, frame) and cv2.imread(str(mine)).shape == frame.shape

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from watchdog import frames
 from watchdog.config import PrinterConfig, load_config
@@ -157,14 +158,34 @@ class Collector:
             return 0
         self.answered = True
         self.out.mkdir(parents=True, exist_ok=True)
-        path = frames.frame_path(self.out, self.session, self.count)
-        if not cv2.imwrite(str(path), frame):
-            free = _free_mb(self.out)
-            why = "the disk is full" if free is not None and free < 1 else "is --out writable?"
-            raise UsageError(f"cannot write {path} ({why})")
+        while not self._saved_as(frames.frame_path(self.out, self.session, self.count), frame):
+            # another collect took this print's name between the check and the first frame
+            self.session, self.count = self._new_session(status.job), 0
+            logger.info("%s: collecting session %s", self.cfg.name, self.session)
         self.count += 1
         self.saved += 1
         return 1
+
+    def _saved_as(self, path: Path, frame: np.ndarray) -> bool:
+        """Write ``frame`` at ``path``, never over a file there (False then: another collect
+        took the name). A frame cut by a power cut has no JPEG end, and the trainer skips it."""
+        ok, jpeg = cv2.imencode(".jpg", frame)
+        created = False
+        try:
+            if not ok:
+                raise OSError("not encoded")
+            with open(path, "xb") as f:
+                created = True
+                f.write(jpeg.tobytes())
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if created:  # what was written of it (a full disk) is no frame
+                path.unlink(missing_ok=True)
+            free = _free_mb(self.out)
+            why = "the disk is full" if free is not None and free < 1 else "is --out writable?"
+            raise UsageError(f"cannot write {path} ({why})") from exc
+        return True
 
     def _printed_again(self, status: PrinterStatus) -> bool:
         """The same job started again while this collect did not see it end (the API did not
