@@ -81,6 +81,11 @@ def _read(storage_dir: Path) -> dict[str, dict[str, Any]]:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
+    except PermissionError:
+        raise ConfigError(
+            f"{path}: the dashboard's saved settings cannot be read by this user: run this as "
+            "the watchdog's user (sudo -u printer-watchdog ...)"
+        ) from None
     except (OSError, ValueError, RecursionError) as exc:
         raise ConfigError(
             f"{path}: cannot read the dashboard's saved settings ({exc}); fix or delete the file"

@@ -142,7 +142,7 @@ def uncalibrated(old: Adaptation, args: argparse.Namespace, pre: Preprocess) -> 
             early_threshold=0.0,
         )
     except ValueError as exc:
-        raise UsageError(f"cannot calibrate with --frames {n}: {exc}") from exc
+        raise UsageError(f"cannot calibrate with these options: {exc}") from exc
     too_much = baseline_memory_refusal(pre, spec)
     if too_much:  # said before the frames are scored, naming the flag
         raise UsageError(f"--frames {n}: {too_much}")

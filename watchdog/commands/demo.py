@@ -76,9 +76,14 @@ def demo_sequence(frames: Path, calibration_frames: int, into: Path) -> Path:
     if not normal or not failure:
         raise UsageError(f"{frames}: demo frames (*_normal.jpg, *_failure.jpg) missing")
     rounds = max(1, math.ceil((calibration_frames + len(normal)) / len(normal)))
-    into.mkdir(parents=True, exist_ok=True)
-    for i, path in enumerate(normal * rounds + failure):
-        shutil.copyfile(path, into / f"{i:03d}_{path.name}")
+    try:
+        into.mkdir(parents=True, exist_ok=True)
+        for i, path in enumerate(normal * rounds + failure):
+            shutil.copyfile(path, into / f"{i:03d}_{path.name}")
+    except OSError as exc:  # named after --out, not the package's own frame being copied
+        raise UsageError(
+            f"--out: cannot write the demo's camera frames in {into} ({exc.strerror or exc})"
+        ) from None
     return into
 
 

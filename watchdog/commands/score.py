@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -93,6 +94,18 @@ def _refuse_overwriting_inputs(folder: Path, images: list[Path]) -> None:
             )
 
 
+def _write_whole(path: Path, data: bytes) -> None:
+    """``data`` at ``path``, whole or not at all (a full disk leaves no cut heatmap that looks
+    finished); UsageError naming the file."""
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"--heatmap {path}: cannot write ({exc.strerror or exc})") from None
+
+
 def main(args: argparse.Namespace) -> int:
     bundle = Bundle.load(args.model if args.model is not None else default_bundle_path())
     # Still images, each on its own: the absolute score (no print to learn a baseline from).
@@ -125,7 +138,7 @@ def main(args: argparse.Namespace) -> int:
         }
         if args.heatmap is not None:
             out = _heatmap_path(args.heatmap, path, used)
-            out.write_bytes(encode_jpeg(detector.heatmap(frame, result)))
+            _write_whole(out, encode_jpeg(detector.heatmap(frame, result)))
             line["heatmap"] = str(out)
         print(json.dumps(line), flush=True)
     if bad:
