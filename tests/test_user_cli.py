@@ -102,7 +102,10 @@ def test_collect_stops_before_the_disk_fills_and_says_so(
     [
         (["demo", "--interval", "-1"], "--interval: invalid seconds (0 to 3600) value: '-1'"),
         (["demo", "--mqtt-port", "99999"], "--mqtt-port: invalid port (1 to 65535)"),
-        (["demo", "--out", "/proc/nope"], "error: cannot use /proc/nope: No such file"),
+        (
+            ["demo", "--out", "/proc/nope"],
+            "error: --out: cannot write the demo's camera frames in /proc/nope/camera (No such",
+        ),
         (["collect", "--out", "{file}"], "error: cannot use {file}/ender3: Not a directory"),
     ],
     ids=["negative-interval", "port-out-of-range", "out-not-creatable", "out-a-file"],
