@@ -183,6 +183,38 @@ def test_two_verdicts_at_once_leave_one_readable_answer_and_its_frame_in_its_fol
         assert (kept / f"{inc.id}.jpg").is_file() and not (other / f"{inc.id}.jpg").exists()
 
 
+def test_two_processes_giving_verdicts_at_once_leave_one_answer_and_its_frame_in_its_folder(
+    tmp_path: Path,
+) -> None:
+    """``feedback`` on the command line while the daemon takes the phone's answer: two
+    processes, where a lock in one process cannot see the other. Each incident ends with one
+    readable verdict and its frame in that verdict's folder only."""
+    import subprocess
+    import sys
+
+    from watchdog.incidents import failures_dir
+
+    store = IncidentStore(tmp_path)
+    incidents = [store.save("ender3", alert(), jpeg(n), jpeg(n + 1)) for n in range(40)]
+    script = (
+        "import sys; from pathlib import Path; from watchdog import incidents as i\n"
+        "mark = i.mark_failure if sys.argv[2] == 'failure' else i.mark_not_failure\n"
+        "for inc in sys.argv[3:]:\n"
+        "    for _ in range(4): mark(Path(sys.argv[1]), 'ender3', inc)\n"
+    )
+    ids = [inc.id for inc in incidents]
+    both = [
+        subprocess.Popen([sys.executable, "-c", script, str(tmp_path), verdict, *ids])
+        for verdict in ("failure", "not_failure")
+    ]
+    assert [p.wait(120) for p in both] == [0, 0]
+    normal, failed = false_alarms_dir(tmp_path, "ender3"), failures_dir(tmp_path, "ender3")
+    for inc in incidents:
+        verdict = json.loads((inc.path / "alert.json").read_text())["verdict"]
+        kept, other = (failed, normal) if verdict == "failure" else (normal, failed)
+        assert (kept / f"{inc.id}.jpg").is_file() and not (other / f"{inc.id}.jpg").exists()
+
+
 @pytest.mark.parametrize("damage", ['{"score": 0.9, "job"', "[" * 100_000], ids=["cut", "nested"])
 def test_a_verdict_on_an_unreadable_alert_is_refused_before_any_frame_is_kept(
     tmp_path: Path, damage: str

@@ -19,6 +19,7 @@ copied to ``<storage.dir>/collected/<printer>/failures/``, for the trainer's ``-
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -287,7 +288,7 @@ class IncidentStore:
                 if item.frame_jpeg is not None:
                     write_durably(partial / f"{n:02d}-frame.jpg", item.frame_jpeg)
             os.replace(partial, folder)
-            with _verdicts:  # not while a verdict changes: its copies follow the last one
+            with _verdict_lock(folder.parent):  # its copies follow the last verdict
                 if _read_alert(folder.parent).get("verdict") == "failure":
                     _copy_failure_frames(folder.parent, self.storage_dir, printer, incident_id)
         except (OSError, IncidentError) as exc:
@@ -389,6 +390,22 @@ class IncidentStore:
 # Verdicts arrive on the callers' threads (the page's workers, MQTT, a phone's button): two at
 # once on one incident must not interleave their read-write of alert.json and their copies.
 _verdicts = threading.RLock()
+VERDICT_LOCK = ".verdict.lock"
+
+
+@contextlib.contextmanager
+def _verdict_lock(incident: Path) -> Iterator[None]:
+    """One verdict at a time on an incident: across this process's threads (the page, the
+    phone, Home Assistant) and across processes (``feedback`` beside the daemon), so that its
+    alert.json and its copies follow the last verdict. Not re-entrant across processes: taken
+    once, by the outermost caller."""
+    with _verdicts:
+        fd = os.open(incident / VERDICT_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # lets the lock go
 
 
 def record_verdict(storage_dir: Path, printer: str, incident_id: str, verdict: str) -> Path:
@@ -396,13 +413,18 @@ def record_verdict(storage_dir: Path, printer: str, incident_id: str, verdict: s
     if verdict not in VERDICTS:
         raise IncidentError(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
     path = incident_dir(storage_dir, printer, incident_id)
-    with _verdicts:
-        alert = _read_alert(path)
-        alert["verdict"] = verdict
-        alert["verdict_time"] = datetime.now(UTC).isoformat(timespec="seconds")
-        tmp = path / f".{ALERT}.{threading.get_ident()}.tmp"
-        write_durably(tmp, json.dumps(alert, default=_jsonable, indent=2).encode())
-        os.replace(tmp, path / ALERT)
+    with _verdict_lock(path):
+        return _record(path, verdict)
+
+
+def _record(path: Path, verdict: str) -> Path:
+    """``record_verdict`` under its lock."""
+    alert = _read_alert(path)
+    alert["verdict"] = verdict
+    alert["verdict_time"] = datetime.now(UTC).isoformat(timespec="seconds")
+    tmp = path / f".{ALERT}.{os.getpid()}.{threading.get_ident()}.tmp"
+    write_durably(tmp, json.dumps(alert, default=_jsonable, indent=2).encode())
+    os.replace(tmp, path / ALERT)
     return path / ALERT
 
 
@@ -413,7 +435,7 @@ def false_alarms_dir(storage_dir: Path, printer: str) -> Path:
 
 def mark_not_failure(storage_dir: Path, printer: str, incident_id: str) -> Path:
     """Record the verdict and copy the incident's frame into the normal set; returns the copy."""
-    with _verdicts:
+    with _verdict_lock(incident_dir(storage_dir, printer, incident_id)):
         path = _judged(storage_dir, printer, incident_id, "not_failure")
         return _copy_into(
             path / FRAME, false_alarms_dir(storage_dir, printer), f"{incident_id}.jpg"
@@ -429,7 +451,7 @@ def mark_failure(storage_dir: Path, printer: str, incident_id: str) -> list[Path
     """Record the verdict and copy the incident's frame and its anomalous lead-up frames into
     the failures folder; returns the copies. Lead-up frames still being written when the
     verdict lands are copied by ``IncidentStore.add_lead_up`` once it sees the verdict."""
-    with _verdicts:
+    with _verdict_lock(incident_dir(storage_dir, printer, incident_id)):
         path = _judged(storage_dir, printer, incident_id, "failure")
         return _copy_failure_frames(path, storage_dir, printer, incident_id)
 
@@ -442,7 +464,7 @@ def _judged(storage_dir: Path, printer: str, incident_id: str, verdict: str) -> 
     path = incident_dir(storage_dir, printer, incident_id)
     if not (path / FRAME).is_file():
         raise IncidentError(f"incident {incident_id} of {printer} has no {FRAME} in {path}")
-    record_verdict(storage_dir, printer, incident_id, verdict)
+    _record(path, verdict)
     other = failures_dir if verdict == "not_failure" else false_alarms_dir
     folder = other(storage_dir, printer)
     for copy in (*folder.glob(f"{incident_id}.jpg"), *folder.glob(f"{incident_id}-*.jpg")):
@@ -474,7 +496,7 @@ def _copy_into(src: Path, dest_dir: Path, name: str) -> Path:
     """``src`` as ``dest_dir/name``, whole or not at all (copied beside it, then renamed; the
     temporary name is the thread's own, as the lead-up and a verdict may copy at once)."""
     dest_dir.mkdir(parents=True, exist_ok=True)
-    tmp = dest_dir / f".{name}.{threading.get_ident()}.tmp"
+    tmp = dest_dir / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
     shutil.copyfile(src, tmp)
     os.replace(tmp, dest_dir / name)
     return dest_dir / name
