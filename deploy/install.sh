@@ -319,8 +319,9 @@ next_steps() {
 printer-watchdog is installed. Next:
   1. Edit $ETC/config.yaml: the camera source, the printer API (kind, url) and MQTT.
      ${CREATED_CONFIG:+(It is a fresh copy of the example: the printer API is 'none' and MQTT is off.)}
-  2. Put secrets in their files, never in config.yaml, for example:
-       sudo sh -c 'echo YOUR_OCTOPRINT_API_KEY > $ETC/octoprint.key'
+  2. Put secrets in their files, never in config.yaml (nor on a command line: the shell's
+     history keeps it). For example, paste the key, press Enter, then Ctrl-D:
+       sudo tee $ETC/octoprint.key >/dev/null
      and point the config at them (api_key_file: octoprint.key, password_file: mqtt.password).
   3. Check and apply:
        sudo -u $SERVICE_USER $BIN_LINK check-config --config $ETC/config.yaml

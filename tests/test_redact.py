@@ -261,3 +261,35 @@ def test_the_daemon_survives_config_reload_with_secret_and_masks_it(
         rc = daemon.stop()
     assert rc == 0
     assert leaks(daemon.log, API_KEY) == [], daemon.log
+
+
+def test_check_config_masks_env_values_whose_name_says_secret_in_any_key(
+    tmp_path, monkeypatch
+) -> None:
+    """A token given as the MQTT user name, a camera's key under a query name no pattern knows:
+    both came from ``${NAME}`` named secret, so check-config (and a config error beside them)
+    masks them; a variable named for a host is shown as it is."""
+    monkeypatch.setenv("BROKER_TOKEN", TOKEN)
+    monkeypatch.setenv("CAMERA_SECRET", PASSWORD)
+    monkeypatch.setenv("CAMERA_HOST", "camera-in-the-garage.lan")
+    printers = [
+        {"name": "p1", "camera": {"source": "http://${CAMERA_HOST}/snap?x=${CAMERA_SECRET}"}}
+    ]
+    config = write_config(
+        tmp_path / "config.yaml",
+        mqtt={"host": "127.0.0.1", "username": "${BROKER_TOKEN}"},
+        printers=printers,
+    )
+    proc = run_cli("--debug", "check-config", "--config", str(config), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "http://camera-in-the-garage.lan/snap?x=***" in proc.stdout
+    assert leaks(proc.stdout + proc.stderr, TOKEN, PASSWORD) == [], proc.stdout
+
+    config = write_config(
+        tmp_path / "bad.yaml",
+        mqtt={"host": "127.0.0.1", "username": "${BROKER_TOKEN}", "port": "${BROKER_TOKEN}"},
+        printers=printers,
+    )
+    proc = run_cli("--debug", "check-config", "--config", str(config), timeout=60)
+    assert proc.returncode == 2 and "mqtt.port" in proc.stderr, proc.stderr
+    assert leaks(proc.stdout + proc.stderr, TOKEN, PASSWORD) == [], proc.stderr

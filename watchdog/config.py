@@ -39,6 +39,9 @@ MAX_CONFIG_NODES = (
 )
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ${NAME} whose name says secret: its value is masked wherever it lands (a token given as an
+# MQTT user name, a camera URL's query), as the *_file secrets are
+_SECRET_ENV_NAME = re.compile(r"(?i)token|key|secret|pass|pwd|auth|cred")
 
 
 class ConfigError(Exception):
@@ -591,7 +594,7 @@ class Config(_Model):
 
     def masked(self) -> dict[str, Any]:
         """The resolved config as plain data with secrets masked, for check-config and status."""
-        return _redact_tree(self.model_dump(), self.secrets())
+        return _redact_tree(self.model_dump(), [*self.secrets(), *secret_filter.known()])
 
 
 def _redact_tree(node: Any, secrets: list[str]) -> Any:
@@ -617,6 +620,8 @@ def _expand_env(node: Any, path: str) -> Any:
             name = m.group(1)
             if name not in os.environ:
                 raise ConfigError(f"{path}: environment variable ${{{name}}} is not set")
+            if _SECRET_ENV_NAME.search(name):
+                secret_filter.add([os.environ[name]])  # logs, check-config, errors
             return os.environ[name]
 
         return _ENV_REF.sub(sub, node)
@@ -787,7 +792,8 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
         raise ConfigError(f"{source}: {exc}") from None
     except SchemaError as exc:
         # from None: the chained error would repeat the problems in --debug tracebacks
-        raise ConfigError(redact(f"{source}: {exc.describe()}", _secret_values(data))) from None
+        message = redact(f"{source}: {exc.describe()}", _secret_values(data))
+        raise ConfigError(secret_filter.mask(message)) from None
 
 
 def read_small_file(path: Path, limit: int, what: str, error: type[Exception]) -> str:

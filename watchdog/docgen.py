@@ -36,7 +36,9 @@ and prints it with secrets masked.
 Secrets: a key of type *secret* can be written as `${{ENV_VAR}}` (taken from the environment)
 or, better, left out in favour of its `*_file` twin, a file holding only the secret (mode
 0600; a relative path is relative to the config file's folder). Setting both is an error.
-`${{ENV_VAR}}` works in any string value; an unset variable is an error naming the key.
+`${{ENV_VAR}}` works in any string value; an unset variable is an error naming the key. A
+variable whose name says secret (it holds `TOKEN`, `KEY`, `SECRET`, `PASS`, `PWD`, `AUTH` or
+`CRED`) is masked wherever its value lands, as a secret key's value is.
 
 A key path like `printers[].camera.source` means: the `source` key of the `camera`
 mapping of each entry in the `printers` list.

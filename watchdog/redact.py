@@ -97,6 +97,11 @@ class SecretFilter(logging.Filter):
         with self._lock:
             self._secrets.update(s for s in secrets if s)
 
+    def known(self) -> tuple[str, ...]:
+        """Every secret value added so far (the config's, and ``${ENV}`` values named secret)."""
+        with self._lock:
+            return tuple(self._secrets)
+
     def mask(self, text: str) -> str:
         """``redact`` with every secret known so far."""
         with self._lock:
