@@ -206,6 +206,41 @@ def test_collect_from_a_camera_that_never_answers_exits_1_naming_host_and_cause(
     assert not (tmp_path / "out").exists()
 
 
+def test_collect_gives_up_on_a_camera_that_dies_mid_print_keeping_its_frames(
+    tmp_path: Path, camera_server
+) -> None:
+    """A camera that answered, then went down: collect left overnight used to run on without a
+    frame or a word until the morning; it stops after --wait-s and says so."""
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[
+            {
+                "name": "ender3",
+                "camera": {"source": camera_server.snapshot_url, "interval_s": 0.05},
+                "action": "notify",
+            }
+        ],
+    )
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        watchdog_cmd("collect", "--config", str(config), "--out", str(out), "--wait-s", "2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until("frames saved", lambda: len(list(out.rglob("*.jpg"))) >= 3, 60)
+        camera_server.set_fault("down")
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    saved = len(list(out.rglob("*.jpg")))
+    [line] = [x for x in err.splitlines() if x.startswith("error:")]
+    assert "gave no frame in 2 s after" in line and f"saved {saved} frame(s)" in line, line
+    assert saved >= 3
+
+
 def test_camera_host_that_does_not_resolve_is_said_so(tmp_path: Path) -> None:
     config = write_config(
         tmp_path / "c.yaml",

@@ -71,8 +71,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--wait-s",
         type=_at_least(1, float),
         default=60.0,
-        help="give up when a printing printer's camera has not answered once in this many seconds "
-        "(default 60)",
+        help="give up when a printing printer's camera has given no frame for this many seconds, "
+        "at the start or later (a camera that died in the night; default 60)",
     )
     p.set_defaults(func=main)
 
@@ -120,6 +120,7 @@ class Collector:
         self.saved = 0
         self.next_due = 0.0
         self.printing_since: float | None = None  # when the printer was first seen printing
+        self.waiting_since: float | None = None  # printing since then, and no frame yet
         self.answered = False  # the camera gave at least one frame
         self.last_status = ""
 
@@ -142,9 +143,12 @@ class Collector:
                 self.session = None  # the print ended: the next one is another print
             # paused (by its owner, a filament change, the watchdog) or an API that did not
             # answer once: the same print goes on, as one print for the trainer's split
+            self.waiting_since = None  # a camera is not waited for while nothing prints
             return 0
         if self.printing_since is None:
             self.printing_since = now
+        if self.waiting_since is None:
+            self.waiting_since = now
         if self.session is None or status.job != self.job or self._printed_again(status):
             self.job = status.job
             self.printed_s = None  # the new print's own time from here
@@ -156,7 +160,7 @@ class Collector:
         frame = self.camera.read()
         if frame is None:
             return 0
-        self.answered = True
+        self.answered, self.waiting_since = True, None
         self.out.mkdir(parents=True, exist_ok=True)
         while not self._saved_as(frames.frame_path(self.out, self.session, self.count), frame):
             # another collect took this print's name between the check and the first frame
@@ -206,10 +210,8 @@ class Collector:
         return name
 
     def unanswered_for(self, now: float) -> float:
-        """Seconds this printer has been printing without its camera ever giving a frame."""
-        if self.answered or self.printing_since is None:
-            return 0.0
-        return now - self.printing_since
+        """Seconds this printer has been printing without its camera giving a frame."""
+        return 0.0 if self.waiting_since is None else now - self.waiting_since
 
     def why_nothing(self) -> str:
         """Why this printer saved no frame, in one phrase."""
@@ -221,9 +223,10 @@ class Collector:
         return f"camera of {name} ({source}) gave no usable frame"
 
     def gave_up(self, wait_s: float) -> str:
+        after = f" after {self.saved} frame(s)" if self.answered else ""
         return (
-            f"camera of {self.cfg.name} ({_source(self.cfg)}) gave no frame in {wait_s:g} s (--wait-s): "
-            f"{self.camera.last_error or 'no frame'}"
+            f"camera of {self.cfg.name} ({_source(self.cfg)}) gave no frame in {wait_s:g} s"
+            f"{after} (--wait-s): {self.camera.last_error or 'no frame'}"
         )
 
 
