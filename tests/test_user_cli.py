@@ -138,10 +138,8 @@ def test_collect_copies_a_video_to_its_end_and_stops(tmp_path: Path, write_video
     assert len(list((tmp_path / "out" / "ender3").glob("*.jpg"))) == 9
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_collect_from_a_live_camera_stops_on_sigterm_or_ctrl_c_keeping_its_frames(
-    tmp_path: Path, camera_server, sig: int
-) -> None:
+def _collect_live(tmp_path: Path, camera_server, out: Path, *extra: str) -> subprocess.Popen[str]:
+    """``collect`` of the test camera's snapshots, every 0.05 s, in the background."""
     config = write_config(
         tmp_path / "c.yaml",
         printers=[
@@ -152,13 +150,20 @@ def test_collect_from_a_live_camera_stops_on_sigterm_or_ctrl_c_keeping_its_frame
             }
         ],
     )
-    out = tmp_path / "out"
-    proc = subprocess.Popen(
-        watchdog_cmd("collect", "--config", str(config), "--out", str(out)),
+    return subprocess.Popen(
+        watchdog_cmd("collect", "--config", str(config), "--out", str(out), *extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_collect_from_a_live_camera_stops_on_sigterm_or_ctrl_c_keeping_its_frames(
+    tmp_path: Path, camera_server, sig: int
+) -> None:
+    out = tmp_path / "out"
+    proc = _collect_live(tmp_path, camera_server, out)
     try:
         wait_until("frames saved", lambda: len(list(out.rglob("*.jpg"))) >= 5, 60)
         proc.send_signal(sig)
@@ -211,23 +216,8 @@ def test_collect_gives_up_on_a_camera_that_dies_mid_print_keeping_its_frames(
 ) -> None:
     """A camera that answered, then went down: collect left overnight used to run on without a
     frame or a word until the morning; it stops after --wait-s and says so."""
-    config = write_config(
-        tmp_path / "c.yaml",
-        printers=[
-            {
-                "name": "ender3",
-                "camera": {"source": camera_server.snapshot_url, "interval_s": 0.05},
-                "action": "notify",
-            }
-        ],
-    )
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        watchdog_cmd("collect", "--config", str(config), "--out", str(out), "--wait-s", "2"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _collect_live(tmp_path, camera_server, out, "--wait-s", "2")
     try:
         wait_until("frames saved", lambda: len(list(out.rglob("*.jpg"))) >= 3, 60)
         camera_server.set_fault("down")
