@@ -100,8 +100,11 @@ def test_collect_stops_before_the_disk_fills_and_says_so(
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["demo", "--interval", "-1"], "--interval: invalid seconds (0 to 3600) value: '-1'"),
-        (["demo", "--mqtt-port", "99999"], "--mqtt-port: invalid port (1 to 65535)"),
+        (["demo", "--interval", "-1"], "--interval: '-1': give a number from 0 to 3600"),
+        (
+            ["demo", "--mqtt-port", "99999"],
+            "--mqtt-port: '99999': give a whole number from 1 to 65535",
+        ),
         (
             ["demo", "--out", "/proc/nope"],
             "error: --out: cannot write the demo's camera frames in /proc/nope/camera (No such",

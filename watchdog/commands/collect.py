@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import re
 import shutil
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import cv2
 import numpy as np
 
 from watchdog import frames
+from watchdog.commands import number
 from watchdog.config import PrinterConfig, load_config
 from watchdog.devices.capture import open_camera, redact_url
 from watchdog.devices.printers import make_printer
@@ -56,42 +55,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-frames",
-        type=_at_least(0, int),
+        type=number(int, 0),
         default=0,
         help="stop after this many frames in all (0: until stopped)",
     )
     p.add_argument(
         "--min-free-mb",
-        type=_at_least(0, float),
+        type=number(float, 0.0),
         default=500.0,
         help="stop when the disk of --out has less than this many MB free, so that a collect "
         "left running never fills the SD card the watchdog saves its alerts on (default 500)",
     )
     p.add_argument(
         "--wait-s",
-        type=_at_least(1, float),
+        type=number(float, 1.0),
         default=60.0,
         help="give up when a printing printer's camera has given no frame for this many seconds, "
         "at the start or later (a camera that died in the night; default 60)",
     )
     p.set_defaults(func=main)
-
-
-def _at_least(lowest: float, kind: type[int] | type[float]) -> Callable[[str], float]:
-    """An argparse type: a finite number of ``kind`` no smaller than ``lowest``."""
-
-    def parse(value: str) -> float:
-        try:
-            number = kind(value)
-        except ValueError:
-            number = float("nan")
-        if not math.isfinite(number) or number < lowest:
-            raise argparse.ArgumentTypeError(
-                f"{value!r}: give a {'whole ' if kind is int else ''}number of at least {lowest:g}"
-            )
-        return number
-
-    return parse
 
 
 def _slug(text: str) -> str:

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from watchdog.commands import number
 from watchdog.comms.notifier import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
 from watchdog.detection.bundle import Bundle, default_bundle_path
@@ -28,33 +29,16 @@ DEMO_FRAMES = Path(__file__).resolve().parent.parent / "demo" / "frames"
 DEMO_PREFIX = "printer_watchdog_demo"  # the demo's MQTT topics: apart from a running watchdog's
 
 
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 3600:
-        raise ValueError(text)
-    return value
-
-
-_seconds.__name__ = "seconds (0 to 3600)"  # argparse names the type in its one-line error
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 65535:
-        raise ValueError(text)
-    return value
-
-
-_port.__name__ = "port (1 to 65535)"
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the watchdog on built-in frames and a simulated printer")
     p.add_argument(
         "--out", default="watchdog-demo", help="folder for the incident (default: ./watchdog-demo)"
     )
     p.add_argument(
-        "--interval", type=_seconds, default=0.2, help="seconds between frames (default 0.2)"
+        "--interval",
+        type=number(float, 0.0, 3600.0),
+        default=0.2,
+        help="seconds between frames (default 0.2)",
     )
     p.add_argument(
         "--mqtt-host",
@@ -62,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help=f"also publish to this MQTT broker, under {DEMO_PREFIX}/ (its Home Assistant "
         "entities are removed when the demo ends)",
     )
-    p.add_argument("--mqtt-port", type=_port, default=1883)
+    p.add_argument("--mqtt-port", type=number(int, 1, 65535), default=1883)
     p.add_argument("--model", help="bundle folder (default: the bundled model)")
     p.add_argument("--frames", default=str(DEMO_FRAMES), help=argparse.SUPPRESS)
     p.set_defaults(func=main)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from watchdog.commands import number
 from watchdog.detection.bundle import Adaptation, Bundle, default_bundle_path, encode_jpeg
 from watchdog.detection.detector import Detector
 from watchdog.detection.model import FrameScorer
@@ -44,22 +45,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--threads",
-        type=_threads,
+        type=number(int, 1, 16),
         default=1,
         help="TFLite interpreter threads, 1 to 16 (default 1)",
     )
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="JPEG or PNG files")
     p.set_defaults(func=main)
-
-
-def _threads(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if not 1 <= n <= 16:
-        raise argparse.ArgumentTypeError(f"{value!r}: give a whole number from 1 to 16")
-    return n
 
 
 def read_image(path: Path) -> np.ndarray:
