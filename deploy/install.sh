@@ -55,8 +55,10 @@ while [ $# -gt 0 ]; do
     --uninstall) ACTION=uninstall ;;
     --purge) ACTION=purge ;;
     --no-systemd) SYSTEMD=0 ;;
-    --prefix) [ $# -ge 2 ] || die "--prefix needs a folder"; PREFIX="$2"; shift ;;
-    --prefix=*) PREFIX="${1#*=}" ;;
+    --prefix) [ $# -ge 2 ] || die "--prefix needs a folder"; PREFIX="$2"; shift
+      # an empty one (an unset variable: --prefix "$TESTROOT") would mean the real system
+      [ -n "$PREFIX" ] || die "--prefix needs a folder, got an empty one" ;;
+    --prefix=*) PREFIX="${1#*=}"; [ -n "$PREFIX" ] || die "--prefix needs a folder, got an empty one" ;;
     --python) [ $# -ge 2 ] || die "--python needs an interpreter"; PYTHON="$2"; shift ;;
     --python=*) PYTHON="${1#*=}" ;;
     --runtime) [ $# -ge 2 ] || die "--runtime needs auto, litert or tflite"; RUNTIME="$2"; shift ;;
@@ -128,14 +130,18 @@ create_user() {
     return
   fi
   if ! user_exists; then
-    useradd --system --user-group --home-dir "/var/lib/$NAME" --no-create-home \
+    # the group may outlive an earlier --purge (userdel keeps a group that has other members)
+    local group=(--user-group)
+    ! getent group "$SERVICE_USER" >/dev/null 2>&1 || group=(-g "$SERVICE_USER")
+    useradd --system "${group[@]}" --home-dir "/var/lib/$NAME" --no-create-home \
       --shell /usr/sbin/nologin --comment "printer-watchdog daemon" "$SERVICE_USER"
     say "created system user $SERVICE_USER"
   fi
   if getent group video >/dev/null 2>&1; then
     usermod -a -G video "$SERVICE_USER"
   else
-    say "warning: no 'video' group on this system; the service may not open /dev/video*"
+    say "warning: no 'video' group on this system: the unit asks for it (SupplementaryGroups=video) and"
+    say "  will not start without it; create it (sudo groupadd --system video) or remove that line in a drop-in"
   fi
 }
 
@@ -169,6 +175,12 @@ pip_install() {
     ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} "$@"
 }
 
+# The daemon tries ai-edge-litert first: one left from an earlier install would be used
+# instead of the tflite-runtime asked for.
+drop_litert() {
+  "$VENV/bin/python" -m pip uninstall -y -q --disable-pip-version-check ai-edge-litert >/dev/null 2>&1 || true
+}
+
 install_package() {
   # Build from a clean copy: an in-tree build would leave build/ in the checkout, and stale
   # files there could end up in the wheel.
@@ -184,13 +196,14 @@ install_package() {
   fi
   case "$RUNTIME" in
     litert) pip_install "${src}[pi,notify]" ;;
-    tflite) pip_install "${src}[notify]" "tflite-runtime" "numpy<2" ;;
+    tflite) pip_install "${src}[notify]" "tflite-runtime" "numpy<2"; drop_litert ;;
     auto)
       if ! pip_install "${src}[pi,notify]"; then
         # Usually: no ai-edge-litert wheel for this platform (32-bit Raspberry Pi OS).
         say "pip could not install printer-watchdog[pi] on $(uname -m) (above); retrying with tflite-runtime and numpy<2"
         pip_install "${src}[notify]" "tflite-runtime" "numpy<2" ||
           die "pip failed twice (see above); fix the first error, or choose one with --runtime litert|tflite"
+        drop_litert
       fi ;;
   esac
   rm -rf "$src"
@@ -267,9 +280,12 @@ start_service() {
     return
   fi
   local was_active=0 was_failed=0
-  if systemctl is-active --quiet "$NAME.service"; then
-    was_active=1
-  elif [ "$UPGRADE" = 1 ] && systemctl is-failed --quiet "$NAME.service"; then
+  # activating counts as running: a start waiting for its READY, or systemd restarting it
+  # after a crash (auto-restart), both go on to run the new code
+  case "$(systemctl show -p ActiveState --value "$NAME.service" 2>/dev/null)" in
+    active|reloading|activating) was_active=1 ;;
+  esac
+  if [ "$was_active" = 0 ] && [ "$UPGRADE" = 1 ] && systemctl is-failed --quiet "$NAME.service"; then
     was_failed=1  # systemd gave up on it (start limit): the new version may well start
   fi
   systemctl daemon-reload
@@ -281,12 +297,14 @@ start_service() {
     say "service $NAME is stopped: left stopped (sudo systemctl start $NAME starts the new version)"
   elif ! check_config_as_service >/dev/null; then
     # Restarting would stop the running watchdog for good: keep it until the file is fixed.
-    say "warning: the new version refuses $ETC/config.yaml (above); the service was not restarted"
+    say "error: the new version refuses $ETC/config.yaml (above); the service was not restarted"
     if [ "$was_active" = 1 ]; then
-      say "  and runs the old version until then: fix the file, then: sudo systemctl restart $NAME"
+      say "  and runs the old version only until it next starts (a reboot, a crash): it will then"
+      say "  not start. Fix the file now, then: sudo systemctl restart $NAME"
     else
       say "  (it had failed): fix the file, then: sudo systemctl restart $NAME"
     fi
+    REFUSED=1
   else
     [ "$was_failed" = 0 ] || systemctl reset-failed "$NAME.service"
     systemctl restart "$NAME.service"
@@ -317,7 +335,8 @@ next_steps() {
   cat <<EOF
 
 printer-watchdog is installed. Next:
-  1. Edit $ETC/config.yaml: the camera source, the printer API (kind, url) and MQTT.
+  1. Edit $ETC/config.yaml: the camera source, the printer API (kind, url), action: pause
+     (the example only notifies) and MQTT.
      ${CREATED_CONFIG:+(It is a fresh copy of the example: the printer API is 'none' and MQTT is off.)}
   2. Put secrets in their files, never in config.yaml (nor on a command line: the shell's
      history keeps it). For example, paste the key, press Enter, then Ctrl-D:
@@ -337,6 +356,8 @@ uninstall() {
     systemctl disable --now "$NAME.service" 2>/dev/null || true
   fi
   rm -f "$UNIT" "$BIN_LINK"
+  # the drop-ins of `systemctl edit` may hold a token (Environment=): purged with the secrets
+  [ "$ACTION" != purge ] || rm -rf "$UNIT.d"
   [ "$SYSTEMD" = 0 ] || systemctl daemon-reload
   case "$OPT" in */opt/$NAME) rm -rf "$OPT" ;; *) die "refusing to delete unexpected path $OPT" ;; esac
   say "removed the service, $OPT and the unit"
@@ -345,9 +366,10 @@ uninstall() {
     if [ "$SYSTEMD" = 1 ] && user_exists; then
       userdel "$SERVICE_USER"
     fi
-    say "purged $ETC, $STATE and the user $SERVICE_USER"
+    say "purged $ETC, $STATE, the unit's drop-ins and the user $SERVICE_USER"
   else
     say "kept $ETC (config, secrets) and $STATE (incidents, collected frames, models); --purge deletes them"
+    [ ! -d "$UNIT.d" ] || say "kept the unit's drop-ins in $UNIT.d (systemctl edit); --purge deletes them"
   fi
 }
 
@@ -359,6 +381,7 @@ case "$ACTION" in
       die "$REPO is not a printer-watchdog checkout (run deploy/install.sh from inside one)"
     fi
     CREATED_CONFIG=""
+    REFUSED=0
     UPGRADE=0
     [ ! -e "$UNIT" ] || UPGRADE=1
     check_arch
@@ -368,6 +391,7 @@ case "$ACTION" in
     install_files
     start_service
     next_steps
+    [ "$REFUSED" = 0 ] || exit 1  # installed, but the watchdog will not start as configured
     ;;
   uninstall|purge) uninstall ;;
 esac

@@ -165,6 +165,19 @@ def test_help_and_bad_option() -> None:
     assert proc.returncode == 1 and "unknown option '--frobnicate'" in proc.stderr
 
 
+@pytest.mark.parametrize("prefix", [["--prefix", ""], ["--prefix="]], ids=["separate", "joined"])
+def test_an_empty_prefix_is_refused_not_read_as_the_real_system(prefix: list[str]) -> None:
+    """``--purge --prefix "$TESTROOT"`` with the variable unset purged the real install. The
+    ``--help`` after it keeps this test harmless if the check is ever lost: it then exits 0."""
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "--purge", *prefix, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 1 and "--prefix needs a folder, got an empty one" in proc.stderr
+
+
 @pytest.mark.skipif(
     shutil.which("shellcheck") is None, reason="shellcheck missing: run tests/install-servers.sh"
 )
@@ -517,7 +530,8 @@ cat > "$W/bin/systemctl" <<'SH'
 #!/bin/sh
 echo "$*" >> "$W/systemctl.log"
 case "$*" in
-  "is-active --quiet printer-watchdog.service") [ -e "$W/active" ] ;;
+  "show -p ActiveState --value printer-watchdog.service")
+    if [ -e "$W/active" ]; then echo active; else echo inactive; fi ;;
   "enable --now printer-watchdog.service") touch "$W/active" ;;
   "disable --now printer-watchdog.service") rm -f "$W/active" ;;
   # a drop-in's Environment= (quoted as systemctl quotes a value with a space) and its
@@ -555,9 +569,12 @@ printers:
 YAML
 echo "== from the unit"; install
 echo 'printers: [{name: mine, colour: red}]' > /etc/printer-watchdog/config.yaml
-echo "== refused"; install
+echo "== refused"; install || echo "install exit $?"
 install --uninstall; report uninstall
 install --purge; report purge
+# userdel keeps a group that has other members: a later install makes the user in it
+groupadd --system printer-watchdog
+echo "== group left"; install; report "reinstalled"
 """
 
 
@@ -585,9 +602,17 @@ def test_root_install_creates_user_and_enables_the_service(
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    install, rerun, from_unit, refused, uninstall, purge = (
+    install, rerun, from_unit, refused, uninstall, purge, reinstalled = (
         out.split(f"== {step}\n")[1].split("==")[0]
-        for step in ("install", "rerun", "from the unit", "refused", "uninstall", "purge")
+        for step in (
+            "install",
+            "rerun",
+            "from the unit",
+            "refused",
+            "uninstall",
+            "purge",
+            "reinstalled",
+        )
     )
     assert "printer-watchdog:x:" in install and "/usr/sbin/nologin" in install
     assert "video" in install.splitlines()[1].split()  # supplementary group for /dev/video*
@@ -607,27 +632,30 @@ def test_root_install_creates_user_and_enables_the_service(
     )
     calls = (tmp_path / "systemctl.log").read_text().splitlines()
     assert calls == [
-        "is-active --quiet printer-watchdog.service",
+        "show -p ActiveState --value printer-watchdog.service",
         "daemon-reload",
         "enable --now printer-watchdog.service",
         # the re-run upgrades the code: a running service is restarted to load it
-        "is-active --quiet printer-watchdog.service",
+        "show -p ActiveState --value printer-watchdog.service",
         "daemon-reload",
         "show -p Environment -p EnvironmentFiles printer-watchdog.service",
         "restart printer-watchdog.service",
         # a config naming ${OCTOPRINT_KEY}, set in the unit's environment file: checked with it
-        "is-active --quiet printer-watchdog.service",
+        "show -p ActiveState --value printer-watchdog.service",
         "daemon-reload",
         "show -p Environment -p EnvironmentFiles printer-watchdog.service",
         "restart printer-watchdog.service",
         # a config the new version refuses: the running service is kept, not restarted
-        "is-active --quiet printer-watchdog.service",
+        "show -p ActiveState --value printer-watchdog.service",
         "daemon-reload",
         "show -p Environment -p EnvironmentFiles printer-watchdog.service",
         "disable --now printer-watchdog.service",
         "daemon-reload",
         "disable --now printer-watchdog.service",
         "daemon-reload",
+        "show -p ActiveState --value printer-watchdog.service",
+        "daemon-reload",
+        "enable --now printer-watchdog.service",
     ]
     assert (
         "config kept" in rerun
@@ -639,3 +667,6 @@ def test_root_install_creates_user_and_enables_the_service(
     assert "restarted on the new version" in from_unit and "refuses" not in from_unit
     assert "0123456789abcdef" not in out + proc.stderr  # the token is checked, never shown
     assert "colour" in proc.stderr and "was not restarted" in refused, refused
+    # installed, but it would not start again: said, and the exit status says so too
+    assert "will then" in refused and "install exit 1" in refused, refused
+    assert "printer-watchdog:x:" in reinstalled and "created system user" in out

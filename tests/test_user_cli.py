@@ -277,6 +277,26 @@ def test_check_config_warns_that_pause_needs_a_printer_api(tmp_path: Path) -> No
     )
 
 
+def test_check_config_says_a_printer_api_with_action_notify_never_pauses(tmp_path: Path) -> None:
+    """Following the setup steps (camera, API, MQTT) left the example's action: notify, and
+    check-config said "ok": a watchdog that never pauses, found out on the first failure."""
+    config = write_config(
+        tmp_path / "c.yaml",
+        mqtt={"host": "127.0.0.1"},
+        printers=[
+            {
+                "name": "e3",
+                "action": "notify",
+                "api": {"kind": "octoprint", "url": "http://127.0.0.1:5000"},
+            }
+        ],
+    )
+    r = run_cli("check-config", "--config", str(config))
+    assert r.returncode == 0, r.stderr
+    [warning] = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert "printers.0 (e3): action: notify" in warning and "set action: pause" in warning
+
+
 def test_check_config_warns_when_an_alert_would_reach_nobody(tmp_path: Path) -> None:
     """No MQTT broker and no notification target: a pause still happens where a printer API
     is set, but the owner hears of nothing. check-config said "ok" without a word."""

@@ -51,10 +51,15 @@ def warnings(config: Config) -> list[str]:
                 f"printers.{i} ({p.name}): action: {p.action} needs a printer API, but api.kind is none: "
                 f"it will only notify; set api.kind (octoprint or moonraker) and api.url, or action: notify"
             )
+        elif p.action == "notify" and p.api.kind != "none":
+            out.append(
+                f"printers.{i} ({p.name}): action: notify with a printer API: a failure is "
+                f"reported, never paused; set action: pause to have the print paused"
+            )
     if not config.mqtt.host and not config.notify:
         out.append(
             "mqtt.host is empty and notify lists no target: an alert reaches nobody, it is only "
-            "written to the storage folder (and paused where a printer API is set); set "
+            "written to the storage folder (and paused where action: pause has a printer API); set "
             "mqtt.host or add a notify target to hear of it"
         )
     return out
