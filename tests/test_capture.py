@@ -560,6 +560,7 @@ class FakeV4L2:
 @pytest.mark.parametrize("source", [0, "0", "/dev/video0"])
 def test_v4l2_device_mocked(monkeypatch, source: int | str) -> None:
     monkeypatch.setattr(capture.cv2, "VideoCapture", FakeV4L2)
+    monkeypatch.setattr(capture, "device_problem", lambda path: "")  # the mock is the device
     FakeV4L2.present, FakeV4L2.opened = True, []
     cam = open_camera(cam_cfg(source), backoff=FAST)
     try:
@@ -574,6 +575,17 @@ def test_v4l2_device_mocked(monkeypatch, source: int | str) -> None:
     finally:
         cam.close()
     assert not cam._thread.is_alive()
+
+
+def test_a_usb_camera_that_is_not_there_says_so() -> None:
+    """No mock: a device that does not exist. OpenCV said "cannot open" (and a warning line of
+    its own) for a missing device, a permission problem and a busy one alike."""
+    cam = open_camera(cam_cfg("/dev/video99"), backoff=FAST)
+    try:
+        read_until(cam, lambda f: cam.last_error is not None)
+        assert "/dev/video99 does not exist: unplugged, or another number" in str(cam.last_error)
+    finally:
+        cam.close()
 
 
 def open_fds() -> int:

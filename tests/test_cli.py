@@ -214,6 +214,18 @@ def test_replay_missing_frames_is_a_usage_error(tmp_path, tiny_bundle) -> None:
     assert "--frames" in line
 
 
+def test_replay_of_a_damaged_file_is_an_error_not_an_empty_replay(tmp_path, tiny_bundle) -> None:
+    """A JPEG cut to its header: FFmpeg printed its own lines ("[mjpeg @ 0x...] No JPEG data
+    found") and replay said "replayed 0 frames", exit 0, as if the print were just quiet."""
+    damaged = tmp_path / "frame.jpg"
+    damaged.write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8)
+    config = write_config(tmp_path / "c.yaml", model=str(tiny_bundle), printers=[{"name": "e3"}])
+    r = run_cli("replay", "--config", str(config), "--frames", str(damaged))
+    line = _one_line_error(r)
+    assert f"--frames {damaged}: no frame could be read from it" in line, line
+    assert "mjpeg @" not in r.stderr and "[ WARN" not in r.stderr, r.stderr
+
+
 def test_collect_saves_frames_in_the_trainer_layout(tmp_path, camera_server, normal_frames) -> None:
     camera_server.set_frames(normal_frames)
     config = write_config(

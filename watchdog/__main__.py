@@ -41,10 +41,23 @@ def setup_logging(debug: bool) -> None:
     redact.install()  # secrets masked in every log line, urllib3's request lines kept out
 
 
+def quiet_opencv(debug: bool) -> None:
+    """OpenCV's and FFmpeg's own lines on a camera or file they cannot read ("[ WARN:0@0.16]
+    global cap.cpp:212 open VIDEOIO(V4L2) ...", "[mjpeg @ 0x55...] No JPEG data found") are
+    library jargon beside our own one-line reason; --debug keeps them."""
+    if debug:
+        return
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when FFmpeg is first used
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.debug)
+    quiet_opencv(args.debug)
     try:
         return int(args.func(args) or 0)
     except (ConfigError, BundleError, UsageError) as exc:

@@ -170,6 +170,7 @@ def replay(
     alerts.start()
     pauses = offline = 0
     waiting_since: float | None = None
+    interrupted = False
     try:
         while not watcher.camera.exhausted:
             if printer is not None and 0 < clock.frame < len(prints):
@@ -197,10 +198,15 @@ def replay(
                 if waiting_since is None:
                     break
     except KeyboardInterrupt:
-        pass
+        interrupted = True
     finally:
         watcher.close()
         alerts.stop()
+    if clock.frame == 0 and not interrupted:  # not a quiet print: no recording at all
+        why = (
+            getattr(watcher.camera, "last_error", "") or "a damaged file, or not an image or video"
+        )
+        raise UsageError(f"--frames {frames}: no frame could be read from it ({why})")
     where = incidents_root(out) / pcfg.name
     summary: dict[str, Any] = {"event": "summary", "frames": clock.frame, "alerts": pauses}
     if kept:

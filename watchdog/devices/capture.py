@@ -860,6 +860,16 @@ class _ThreadedCamera(_BaseCamera):
                 )
 
 
+def device_problem(path: str) -> str:
+    """Why a USB camera's device cannot be opened, where that can be told before OpenCV tries
+    (it says "cannot open" for every reason); "" when nothing is known to be wrong."""
+    if not os.path.exists(path):
+        return f"{path} does not exist: unplugged, or another number (ls /dev/video*)"
+    if not os.access(path, os.R_OK | os.W_OK):
+        return f"permission denied on {path}: is this user in the 'video' group?"
+    return ""
+
+
 class StreamCamera(_ThreadedCamera):
     """cv2.VideoCapture (V4L2 device, RTSP) with a grab thread; frames are decoded only when read."""
 
@@ -889,16 +899,23 @@ class StreamCamera(_ThreadedCamera):
 
     def _open_capture(self) -> Any:
         if self.kind == "v4l2 device":
+            path = f"/dev/video{self.target}" if isinstance(self.target, int) else str(self.target)
+            problem = device_problem(path)
+            if problem:
+                raise SourceDown(problem)
             cap = cv2.VideoCapture(self.target, cv2.CAP_V4L2)
-        else:
-            if str(self.target).lower().startswith("rtsp"):
-                os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
-            ms = int(self.cfg.timeout_s * 1000)
-            cap = cv2.VideoCapture(
-                str(self.target),
-                cv2.CAP_FFMPEG,
-                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms],
-            )
+            if not cap.isOpened():
+                cap.release()
+                raise SourceDown("cannot open: held by another program, or not a camera")
+            return cap
+        if str(self.target).lower().startswith("rtsp"):
+            os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+        ms = int(self.cfg.timeout_s * 1000)
+        cap = cv2.VideoCapture(
+            str(self.target),
+            cv2.CAP_FFMPEG,
+            [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms],
+        )
         if not cap.isOpened():
             cap.release()
             raise SourceDown("cannot open")
