@@ -383,3 +383,22 @@ def test_collect_never_writes_a_frame_over_one_there(tmp_path) -> None:
     assert theirs.read_bytes() == b"the other collect's frame"
     mine = tmp_path / "o" / "p1-print_1.jpg"
     assert collector._saved_as(mine, frame) and cv2.imread(str(mine)).shape == frame.shape
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--std-floor", "5"], "--std-floor: '5': give a number from 0 to 1"),
+        (["--target-fpr", "2"], "--target-fpr: '2': give a number from 0 to 0.5"),
+        (["--target-fpr", "abc"], "--target-fpr: 'abc': give a number from 0 to 0.5"),
+    ],
+)
+def test_calibrate_refuses_numbers_out_of_range_before_scoring_a_frame(
+    tmp_path, flags: list[str], said: str
+) -> None:
+    """``--target-fpr 2`` was refused only after every frame was scored, in interval notation
+    ("must be in [0, 1), got 2.0"); now before anything is read, in the other commands' words."""
+    bundle = tmp_path / "bundle"
+    r = run_cli("calibrate", str(bundle), "--normal", str(tmp_path), *flags)
+    assert r.returncode == 2 and said in r.stderr, r.stderr
+    assert not bundle.exists()

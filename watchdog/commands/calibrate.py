@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from watchdog import frames, overrides
-from watchdog.commands import pick_printer
+from watchdog.commands import number, pick_printer
 from watchdog.detection.bundle import (
     Adaptation,
     Bundle,
@@ -68,10 +68,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="calibration frames per print (default: the bundle's, else 20)",
     )
     p.add_argument(
-        "--std-floor", type=float, default=None, help="noise floor quantile (default: the bundle's)"
+        "--std-floor",
+        type=number(float, 0.0, 1.0),
+        default=None,
+        help="noise floor quantile (default: the bundle's)",
     )
     p.add_argument(
-        "--target-fpr", type=float, default=0.01, help="per-frame false-alarm rate (default 0.01)"
+        "--target-fpr",
+        type=number(float, 0.0, 0.5),
+        default=0.01,
+        help="per-frame false-alarm rate (default 0.01)",
     )
     p.add_argument(
         "--config",

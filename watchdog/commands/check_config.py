@@ -20,6 +20,7 @@ from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
 from watchdog.devices.capture import CameraSourceError, open_camera, redact_url
 from watchdog.devices.printers import make_printer
 from watchdog.overrides import load_effective_config, origins
+from watchdog.printing import PrinterState
 from watchdog.watcher import detector_for
 
 PROBE_STATES = ("printing", "paused", "idle")  # a printer API that answers says one of these
@@ -115,6 +116,8 @@ def probe_printer(p: PrinterConfig) -> tuple[bool, str]:
     if p.api.kind == "none":
         return True, "none configured (api.kind: none): nothing to query"
     status = make_printer(p.api, threading.Event()).status()
+    if status.state == PrinterState.OFFLINE:  # no answer at all, or one saying the printer is off
+        return False, f"offline: {status.detail or 'no answer'}"
     detail = f" ({status.detail})" if status.detail else ""
     return status.state in PROBE_STATES, f"{p.api.kind} says {status.state}{detail}"
 
