@@ -62,7 +62,7 @@ bench: $(VENV)/.stamp-dev
 # Detection quality (not in CI; docs/quality.md): three training runs of the default
 # preset, leave-one-print-out on the Kaggle data (first minutes, in-scene failures, Kaggle
 # failures; the start also judged without matching its light, on the same models), then the
-# shipped bundle on other camera framings. About 25 min on 2 cores (measured: 23 + 2).
+# shipped bundle on other camera framings. About 17 min on 2 cores (measured: 16 + 1.5).
 quality: $(VENV)/.stamp-dev
 	mkdir -p benchmarks/results
 	$(BIN)/python benchmarks/quality.py --data $(DATA) --seeds 0,1,2 --json benchmarks/results/quality-detection.json

@@ -40,7 +40,9 @@ SIZES = [(640, 480), (1280, 720), (1920, 1080), (2592, 1944), (4000, 3000)]
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=Path("/work/shared/data/kaggle-3d-printer"))
+    ap.add_argument(
+        "--data", type=Path, default=ROOT.parent / "shared" / "data" / "kaggle-3d-printer"
+    )
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--cut-frames", type=int, default=400, help="frames for the cut-JPEG check")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "decoding.json")
