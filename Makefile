@@ -63,8 +63,14 @@ bench: $(VENV)/.stamp-dev
 # preset, leave-one-print-out on the Kaggle data (first minutes, in-scene failures, Kaggle
 # failures; the start also judged without matching its light, on the same models), then the
 # shipped bundle on other camera framings. About 17 min on 2 cores (measured: 16 + 1.5).
+# The run it replaces is kept as quality-variant-shipped-run-<its date>.json: the decision
+# records quote the run they measured, by its file.
 quality: $(VENV)/.stamp-dev
 	mkdir -p benchmarks/results
+	if [ -f benchmarks/results/quality-detection.json ]; then \
+	  stamp=$$($(BIN)/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["date"][:16].replace(" ", "-").replace(":", ""))' benchmarks/results/quality-detection.json) && \
+	  cp -n benchmarks/results/quality-detection.json benchmarks/results/quality-variant-shipped-run-$$stamp.json; \
+	fi
 	$(BIN)/python benchmarks/quality.py --data $(DATA) --seeds 0,1,2 --json benchmarks/results/quality-detection.json
 	$(BIN)/python benchmarks/framing.py --data $(DATA) --json benchmarks/results/framing.json
 

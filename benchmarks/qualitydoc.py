@@ -120,7 +120,9 @@ def unseen_prints(q: Json) -> str:
         for name, m in q["methods"].items()
     ]
     out.append(
-        "\nEvery method of the same run, on the same folds (worst fold for false alarms and recall):\n"
+        "\nEvery method of the same run, on the same folds (worst fold for false alarms and recall). "
+        "The `pca-` rows take their threshold from their own validation frames alone (no cross-fit), "
+        "which is why one flags nothing and catches nothing:\n"
     )
     out.append(
         _table(
@@ -191,7 +193,8 @@ def first_minutes(q: Json) -> str:
     ]
     return (
         "A print that fails from its first frame: each Kaggle failed print replayed on its own, "
-        "its start learnt as its baseline. Frames to pause (share of frames above the threshold):\n\n"
+        "its start learnt as its baseline. Frames to pause, counted from the end of its start "
+        "(share of the frames after its start above the threshold):\n\n"
         + _table(["model of fold", *names], rows)
         + "\n"
     )
@@ -213,7 +216,9 @@ def inside_a_print(q: Json) -> str:
     ]
     return (
         "Real failure material (cut out of the failed prints) pasted into the held-out good print's own "
-        "frames from the onset frame on, and thin synthetic strings:\n\n"
+        "frames from the onset frame on, and thin synthetic strings. Pasted recall: each of the "
+        "print's later frames with one piece of material of 40 to 1400 pixels of the 128x64 "
+        "input (0.5% to 17%; larger pieces, a whole part, are left out):\n\n"
         + _table(
             [
                 "held-out print",
@@ -515,7 +520,8 @@ def three_runs(d: Json | None) -> str:
         "Three training runs (seeds 0, 1, 2) of the shipped preset, each leave-one-print-out: 9 fold-runs. "
         "Every print is replayed through the daemon's `Detector` and `decide`. A seed gives the "
         "same figures again on this machine (seed 0 run alone gave every fold's threshold and "
-        "recall to the last digit); the spread between seeds is the training's.\n\n"
+        "recall to the last digit; the failure material pasted into the good prints is one draw, "
+        "the same in every run); the spread between seeds is the training's.\n\n"
         "**A print that fails from its first frame.** The start guard (the bundle's `adaptation.guard`, "
         "see [decisions/start-guard.md](decisions/start-guard.md)) judges the frames of a print's start "
         "by the absolute score. Per fold-run, the guard, the highest start frame of the held-out good "
@@ -538,11 +544,26 @@ def three_runs(d: Json | None) -> str:
             "The same in-scene frames of every fold-run by how large the failure is as the model "
             "sees it: the share of the model input's pixels (128x64 of the watched region) the "
             "pasted material changed by more than 40 grey levels in some colour:\n\n"
-            f"{t['by_size']}\n\n"
+            f"{t['by_size']}\n\n" + _visible_recall(d["summary"].get("inscene_by_size"))
             if "by_size" in t
             else ""
         )
         + f"Run: {d['date']}, {d['seconds'] / 60:.0f} minutes on the shared 2-core machine. Command: `{RUNS_CMD}`.\n"
+    )
+
+
+def _visible_recall(sizes: Json | None) -> str:
+    """What the in-scene recall above counts: every frame from the onset on, also those whose
+    pasted material changed almost nothing (a frame of a failed print with little of it)."""
+    if not sizes:
+        return ""
+    frames, caught = sizes["frames"], sizes["caught"]
+    return (
+        f"The in-scene recall above counts every frame from the onset on: {frames[0]} of "
+        f"{sum(frames)} changed less than 0.5% of the input (little or no material visible). "
+        f"Over the others, {sum(caught[1:]) / sum(frames[1:]):.2f} of the frames were above the "
+        f"threshold ({sum(caught) / sum(frames):.2f} of all of them pooled, where the recall above is a mean "
+        "over the fold-runs).\n\n"
     )
 
 
