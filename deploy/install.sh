@@ -251,7 +251,7 @@ install_files() {
     local path="$ETC/$secret"
     if [ -e "$path" ]; then
       if [ -n "$(find "$path" -perm /077)" ]; then
-        say "warning: $path is readable by other users; chown $SERVICE_USER $path && chmod 600 $path"
+        say "warning: $path can be read by others than its owner (mode $(stat -c %a "$path")); chown $SERVICE_USER $path && chmod 600 $path"
       fi
     else
       install -m 0600 /dev/null "$path"

@@ -333,6 +333,27 @@ def test_root_is_refused_in_the_service_users_storage_folder(
         assert "belongs to the user" not in r.stderr and "--incident" in r.stderr, r.stderr
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_root_without_sudo_is_refused_in_the_installed_services_folder(
+    tmp_path, monkeypatch
+) -> None:
+    """``sudo su -`` clears SUDO_UID: a command then run as root wrote root's files into
+    /var/lib/printer-watchdog unrefused. The service user's folder is refused however root
+    came to be; another user's folder still is only under sudo (root by design elsewhere).
+    The machine has no printer-watchdog user: the owner's name stands in for it."""
+    from watchdog import storage_lock
+    from watchdog.errors import UsageError
+
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(state, 65534, 65534)
+    monkeypatch.delenv("SUDO_UID", raising=False)
+    storage_lock.refuse_as_root_in_a_users_folder(state)  # nobody's: root by design may
+    monkeypatch.setattr(storage_lock, "user_name", lambda uid: "printer-watchdog")
+    with pytest.raises(UsageError, match="belongs to the user printer-watchdog"):
+        storage_lock.refuse_as_root_in_a_users_folder(state / "collected")
+
+
 # --------------------------------------------------------------------------- TLS of the printer API
 
 MOONRAKER_PRINTING = {

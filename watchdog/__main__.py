@@ -47,10 +47,13 @@ def quiet_opencv(debug: bool) -> None:
     library jargon beside our own one-line reason; --debug keeps them."""
     if debug:
         return
-    import cv2
-
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when FFmpeg is first used
+    try:  # not in every OpenCV build (the older one beside tflite-runtime): then left as it is
+        from cv2.utils import logging as cv_logging
+
+        cv_logging.setLogLevel(cv_logging.LOG_LEVEL_ERROR)
+    except (ImportError, AttributeError):
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

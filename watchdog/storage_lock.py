@@ -50,21 +50,27 @@ def _other_pid(fd: int) -> str:
     return text if text.isdigit() else "unknown"
 
 
+SERVICE_USER = "printer-watchdog"  # the user deploy/install.sh runs the service as
+
+
 def refuse_as_root_in_a_users_folder(folder: Path) -> None:
     """Root writing into the service user's storage folder leaves files that user cannot
     write (incidents, the outbox, the lock): every later save fails, quietly, and systemd
     does not hand them back. So a command run with plain ``sudo`` is refused, naming the
-    user to run it as (root by design, as in a container, is not: no ``SUDO_UID``). A
-    folder not made yet is judged by the nearest one above it."""
-    if os.geteuid() != 0 or "SUDO_UID" not in os.environ:
+    user to run it as; so is root in the installed service's own folder however it became
+    root (``sudo su -`` clears ``SUDO_UID``). Root by design, as in a container, is not
+    refused elsewhere. A folder not made yet is judged by the nearest one above it."""
+    if os.geteuid() != 0:
         return
     path = nearest_existing(folder)
     try:
         owner = path.stat().st_uid
     except OSError:
         return
-    if owner != 0:
-        user = user_name(owner)
+    if owner == 0:
+        return
+    user = user_name(owner)
+    if "SUDO_UID" in os.environ or user == SERVICE_USER:
         where = f"{folder}" if path == Path(folder).absolute() else f"{folder} (in {path})"
         raise UsageError(
             f"{where} belongs to the user {user}: run this as that user (sudo -u {user} ...), "
