@@ -415,6 +415,11 @@ def test_check_config_probe_passes_on_a_real_camera_and_moonraker(
             "printers:\n  - name: e3\n    camera: {source: 0\n",
             "a bracket or brace opened earlier is not closed",
         ),
+        (  # the docs' one-line api mapping with the key from the environment, unquoted
+            "printers:\n  - name: e3\n    api: {kind: octoprint, api_key: ${KEY}}\n",
+            "line 3 column 38: invalid YAML: a '{' inside a {...} mapping: quote a value that "
+            'holds one, as "${NAME}"',
+        ),
         ("printers: e3\n", "printers: must be a list"),
         (
             "printers:\n  - name: e3\n    detection: {consecutive: x}\n",

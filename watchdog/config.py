@@ -690,6 +690,10 @@ _YAML_PROBLEMS = (  # PyYAML's parser words → what to fix in the file
     ("could not find expected ':'", "a line that is not 'key: value' (missing ':')"),
     ("found undefined alias", "'*' starts a YAML alias: quote the value"),
     ("found unexpected end of stream", "a quote opened and never closed"),
+    (  # api: {kind: octoprint, api_key: ${KEY}}: inside braces, ${ starts another mapping
+        "expected ',' or '}', but got '{'",
+        "a '{' inside a {...} mapping: quote a value that holds one, as \"${NAME}\"",
+    ),
 )
 
 
