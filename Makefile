@@ -69,7 +69,8 @@ quality: $(VENV)/.stamp-dev
 	mkdir -p benchmarks/results
 	if [ -f benchmarks/results/quality-detection.json ]; then \
 	  stamp=$$($(BIN)/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["date"][:16].replace(" ", "-").replace(":", ""))' benchmarks/results/quality-detection.json) && \
-	  cp -n benchmarks/results/quality-detection.json benchmarks/results/quality-variant-shipped-run-$$stamp.json; \
+	  kept=benchmarks/results/quality-variant-shipped-run-$$stamp.json && \
+	  { [ -e "$$kept" ] || cp benchmarks/results/quality-detection.json "$$kept"; }; \
 	fi
 	$(BIN)/python benchmarks/quality.py --data $(DATA) --seeds 0,1,2 --json benchmarks/results/quality-detection.json
 	$(BIN)/python benchmarks/framing.py --data $(DATA) --json benchmarks/results/framing.json

@@ -226,6 +226,32 @@ def test_replay_of_a_damaged_file_is_an_error_not_an_empty_replay(tmp_path, tiny
     assert "mjpeg @" not in r.stderr and "[ WARN" not in r.stderr, r.stderr
 
 
+@pytest.mark.servers
+def test_replay_on_a_real_printer_that_never_prints_stops_saying_so(
+    tmp_path, tiny_bundle, normal_frames, octoprint_server, monkeypatch, capsys
+) -> None:
+    """``--api`` with a printer that does not print: replay waits, then stops and says the
+    printer did not print; the recording is not blamed (it was called damaged, exit 2)."""
+    from watchdog.__main__ import build_parser
+    from watchdog.commands import replay
+
+    monkeypatch.setattr(replay, "WAIT_FOR_PRINT_S", 1)
+    frames = _write_frames(tmp_path / "rec", normal_frames[:3])
+    api = {"kind": "octoprint", "url": octoprint_server.url, "api_key": octoprint_server.api_key}
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(tiny_bundle),
+        printers=[{"name": "e3", "api": api, "camera": {"interval_s": 0.2}}],
+    )
+    args = build_parser().parse_args(
+        ["replay", "--config", str(config), "--frames", str(frames), "--api"]
+    )
+    assert args.func(args) == 0
+    err = capsys.readouterr().err
+    assert "e3 did not print for 0 minutes: replay stopped" in err, err
+    assert "replayed 0 frames" in err and "no frame could be read" not in err, err
+
+
 def test_collect_saves_frames_in_the_trainer_layout(tmp_path, camera_server, normal_frames) -> None:
     camera_server.set_frames(normal_frames)
     config = write_config(

@@ -669,4 +669,6 @@ def test_root_install_creates_user_and_enables_the_service(
     assert "colour" in proc.stderr and "was not restarted" in refused, refused
     # installed, but it would not start again: said, and the exit status says so too
     assert "will then" in refused and "install exit 1" in refused, refused
-    assert "printer-watchdog:x:" in reinstalled and "created system user" in out
+    group_left = out.split("== group left\n")[1].split("== reinstalled")[0]
+    assert "created system user printer-watchdog" in group_left, group_left
+    assert "printer-watchdog:x:" in reinstalled

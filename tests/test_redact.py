@@ -266,14 +266,20 @@ def test_the_daemon_survives_config_reload_with_secret_and_masks_it(
 def test_check_config_masks_env_values_whose_name_says_secret_in_any_key(
     tmp_path, monkeypatch
 ) -> None:
-    """A token given as the MQTT user name, a camera's key under a query name no pattern knows:
-    both came from ``${NAME}`` named secret, so check-config (and a config error beside them)
-    masks them; a variable named for a host is shown as it is."""
+    """A token given as the MQTT user name, a camera's key under a query name no pattern knows,
+    a stream token in a URL's path: all came from ``${NAME}`` named secret, so check-config,
+    its --probe lines and a config error beside them mask them; a variable named for a host is
+    shown as it is."""
     monkeypatch.setenv("BROKER_TOKEN", TOKEN)
     monkeypatch.setenv("CAMERA_SECRET", PASSWORD)
     monkeypatch.setenv("CAMERA_HOST", "camera-in-the-garage.lan")
+    port = free_port()  # nothing listens: the probe fails and names the camera
     printers = [
-        {"name": "p1", "camera": {"source": "http://${CAMERA_HOST}/snap?x=${CAMERA_SECRET}"}}
+        {"name": "p1", "camera": {"source": "http://${CAMERA_HOST}/snap?x=${CAMERA_SECRET}"}},
+        {
+            "name": "p2",
+            "camera": {"source": f"http://127.0.0.1:{port}/${{BROKER_TOKEN}}", "timeout_s": 1},
+        },
     ]
     config = write_config(
         tmp_path / "config.yaml",
@@ -284,12 +290,17 @@ def test_check_config_masks_env_values_whose_name_says_secret_in_any_key(
     assert proc.returncode == 0, proc.stderr
     assert "http://camera-in-the-garage.lan/snap?x=***" in proc.stdout
     assert leaks(proc.stdout + proc.stderr, TOKEN, PASSWORD) == [], proc.stdout
+    proc = run_cli("check-config", "--config", str(config), "--probe", timeout=60)
+    assert proc.returncode == 1 and f"camera http://127.0.0.1:{port}/***: FAILED" in proc.stderr
+    assert leaks(proc.stdout + proc.stderr, TOKEN, PASSWORD) == [], proc.stderr
 
+    api = {"kind": "octoprint", "url": "ftp://printer.lan/${BROKER_TOKEN}"}  # refused, quoted
     config = write_config(
         tmp_path / "bad.yaml",
-        mqtt={"host": "127.0.0.1", "username": "${BROKER_TOKEN}", "port": "${BROKER_TOKEN}"},
-        printers=printers,
+        mqtt={"host": "127.0.0.1", "username": "${BROKER_TOKEN}"},
+        printers=[{**printers[0], "api": api}],
     )
     proc = run_cli("--debug", "check-config", "--config", str(config), timeout=60)
-    assert proc.returncode == 2 and "mqtt.port" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "printers.0.api: url 'ftp://printer.lan/***'" in proc.stderr
+    assert leaks(proc.stdout + proc.stderr, TOKEN, PASSWORD) == [], proc.stderr
     assert leaks(proc.stdout + proc.stderr, TOKEN, PASSWORD) == [], proc.stderr

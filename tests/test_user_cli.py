@@ -234,6 +234,33 @@ def test_collect_gives_up_on_a_camera_that_dies_mid_print_keeping_its_frames(
     assert saved >= 3
 
 
+def test_collect_keeps_collecting_a_live_camera_after_a_recording_beside_it_ended(
+    tmp_path: Path, camera_server, write_video
+) -> None:
+    """A video read to its end gives no more frames (its end is known only when a read finds
+    none): that is not a dead camera, and the live printer beside it goes on until
+    --max-frames; it was given up after --wait-s with "gave no frame"."""
+    video = write_video(tmp_path / "rec.avi", [synth.normal_frame(0, i, 3) for i in range(3)])
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[
+            {"name": "rec", "camera": {"source": str(video)}},
+            {
+                "name": "live",
+                "camera": {"source": camera_server.snapshot_url, "interval_s": 0.1},
+                "action": "notify",
+            },
+        ],
+    )
+    out = tmp_path / "out"
+    r = run_cli(
+        "collect", "--config", str(config), "--out", str(out), "--wait-s", "1", "--max-frames", "40"
+    )
+    assert r.returncode == 0, r.stderr
+    assert len(list((out / "rec").glob("*.jpg"))) == 3
+    assert len(list((out / "live").glob("*.jpg"))) == 37
+
+
 def test_camera_host_that_does_not_resolve_is_said_so(tmp_path: Path) -> None:
     config = write_config(
         tmp_path / "c.yaml",

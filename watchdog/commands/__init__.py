@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from watchdog.config import Config, PrinterConfig
 from watchdog.errors import UsageError
+from watchdog.redact import redact_url, secret_filter
 
 
 def pick_printer(config: Config, name: str | None) -> PrinterConfig:
@@ -21,6 +22,14 @@ def pick_printer(config: Config, name: str | None) -> PrinterConfig:
     raise UsageError(
         f"--printer {name}: no such printer in the config ({', '.join(p.name for p in config.printers)})"
     )
+
+
+def shown_source(p: PrinterConfig) -> str:
+    """A printer's camera source as a command prints it: a URL without its password or query,
+    and every secret the config named masked (a token in the path from a ``${NAME}``)."""
+    s = p.camera.source
+    shown = redact_url(s) if isinstance(s, str) and "://" in s else str(s)
+    return secret_filter.mask(shown)
 
 
 N = TypeVar("N", int, float)

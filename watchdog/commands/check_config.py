@@ -15,12 +15,14 @@ import time
 import numpy as np
 import yaml
 
+from watchdog.commands import shown_source
 from watchdog.config import Config, PrinterConfig
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
 from watchdog.devices.capture import CameraSourceError, open_camera, redact_url
 from watchdog.devices.printers import make_printer
 from watchdog.overrides import load_effective_config, origins
 from watchdog.printing import PrinterState
+from watchdog.redact import secret_filter
 from watchdog.watcher import detector_for
 
 PROBE_STATES = ("printing", "paused", "idle")  # a printer API that answers says one of these
@@ -82,11 +84,6 @@ def run_model(config: Config, bundle: Bundle) -> None:
             ) from exc
 
 
-def _source(p: PrinterConfig) -> str:
-    s = p.camera.source
-    return redact_url(s) if isinstance(s, str) and "://" in s else str(s)
-
-
 def probe_camera(p: PrinterConfig) -> tuple[bool, str]:
     """One frame from the camera within its timeout (plus a few seconds for a stream to open)."""
     stop = threading.Event()
@@ -127,9 +124,12 @@ def probe(config: Config) -> list[str]:
     failed = []
     for p in config.printers:
         api = "printer API" if p.api.kind == "none" else f"{p.api.kind} API {redact_url(p.api.url)}"
-        for what, check in ((f"camera {_source(p)}", probe_camera), (api, probe_printer)):
+        for what, check in ((f"camera {shown_source(p)}", probe_camera), (api, probe_printer)):
             ok, detail = check(p)
-            line = f"printer {p.name}: {what}: {'ok' if ok else 'FAILED'}: {detail}"
+            # masked whole: a secret named by the config may sit anywhere in a URL or a reason
+            line = secret_filter.mask(
+                f"printer {p.name}: {what}: {'ok' if ok else 'FAILED'}: {detail}"
+            )
             print(f"# {line}", file=sys.stderr)
             if not ok:
                 failed.append(line)

@@ -22,9 +22,9 @@ import cv2
 import numpy as np
 
 from watchdog import frames
-from watchdog.commands import number
+from watchdog.commands import number, shown_source
 from watchdog.config import PrinterConfig, load_config
-from watchdog.devices.capture import open_camera, redact_url
+from watchdog.devices.capture import open_camera
 from watchdog.devices.printers import make_printer
 from watchdog.errors import UsageError
 from watchdog.printing import PrinterState, PrinterStatus
@@ -70,19 +70,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--wait-s",
         type=number(float, 1.0),
         default=60.0,
-        help="give up when a printing printer's camera has given no frame for this many seconds, "
-        "at the start or later (a camera that died in the night; default 60)",
+        help="give up when a printing printer's camera has given no frame for this many seconds "
+        "and at least two tries, at the start or later (a camera that died in the night; "
+        "default 60)",
     )
     p.set_defaults(func=main)
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:40] or "print"
-
-
-def _source(pcfg: PrinterConfig) -> str:
-    source = pcfg.camera.source
-    return redact_url(source) if isinstance(source, str) and "://" in source else str(source)
 
 
 class Collector:
@@ -192,12 +188,17 @@ class Collector:
         return name
 
     def unanswered_for(self, now: float) -> float:
-        """Seconds this printer has been printing without its camera giving a frame."""
-        return 0.0 if self.waiting_since is None else now - self.waiting_since
+        """Seconds this printer has been printing without its camera giving a frame, counted
+        once a second try also failed (a camera read every few minutes is not given up after
+        one missed frame); 0 for a recording read to its end."""
+        if self.waiting_since is None or self.finished:
+            return 0.0
+        waited = now - self.waiting_since
+        return waited if waited > self.cfg.camera.interval_s else 0.0
 
     def why_nothing(self) -> str:
         """Why this printer saved no frame, in one phrase."""
-        name, source = self.cfg.name, _source(self.cfg)
+        name, source = self.cfg.name, shown_source(self.cfg)
         if self.printing_since is None:
             return f"printer {name} never reported printing (last status: {self.last_status or 'none'})"
         if not self.answered:
@@ -207,7 +208,7 @@ class Collector:
     def gave_up(self, wait_s: float) -> str:
         after = f" after {self.saved} frame(s)" if self.answered else ""
         return (
-            f"camera of {self.cfg.name} ({_source(self.cfg)}) gave no frame in {wait_s:g} s"
+            f"camera of {self.cfg.name} ({shown_source(self.cfg)}) gave no frame in {wait_s:g} s"
             f"{after} (--wait-s): {self.camera.last_error or 'no frame'}"
         )
 

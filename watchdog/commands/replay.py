@@ -37,7 +37,7 @@ from watchdog.detection.decide import Label
 from watchdog.devices.printers import SimulatedPrinter
 from watchdog.errors import UsageError
 from watchdog.incidents import incidents_root
-from watchdog.watcher import build_watcher
+from watchdog.watcher import Watcher, build_watcher
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -139,6 +139,50 @@ def _waited(pcfg: PrinterConfig, since: float | None) -> float | None:
     return since
 
 
+def _step_through(
+    watcher: Watcher,
+    printer: ResumingPrinter | None,
+    prints: list[str | None],
+    clock: VirtualClock,
+    pcfg: PrinterConfig,
+    frames: Path,
+) -> tuple[int, bool]:
+    """The watcher stepped until the recording ends: alerts raised, and whether it was read
+    to its end (not stopped: Ctrl-C, a recording that could not be read for a while, a real
+    printer that never printed)."""
+    pauses = offline = 0
+    waiting_since: float | None = None
+    try:
+        while not watcher.camera.exhausted:
+            if printer is not None and 0 < clock.frame < len(prints):
+                job, before = prints[clock.frame], prints[clock.frame - 1]
+                if job is not None and before is not None and job != before:
+                    printer.start_print(job)
+            record = watcher.step()
+            for event in record.events:
+                emit(event.to_dict())
+                pauses += event.alert is not None
+            if record.verdict is not None or record.skipped or record.state is Label.CAMERA_OFFLINE:
+                emit(record.line())
+                clock.frame += 1
+                waiting_since = None
+                offline = offline + 1 if record.state is Label.CAMERA_OFFLINE else 0
+                if offline > OFFLINE_STEPS:  # a recording does not come back: stop, say so
+                    print(
+                        f"{frames}: the recording could not be read for {offline} steps in a "
+                        "row: replay stopped",
+                        file=sys.stderr,
+                    )
+                    return pauses, False
+            elif printer is None:  # a real printer that is not printing (or paused by us)
+                waiting_since = _waited(pcfg, waiting_since)
+                if waiting_since is None:
+                    return pauses, False
+    except KeyboardInterrupt:
+        return pauses, False
+    return pauses, True
+
+
 def replay(
     pcfg: PrinterConfig,
     bundle: Bundle,
@@ -168,41 +212,12 @@ def replay(
     # starts as a new job of the simulated printer, so it is judged against its own start.
     prints = [frames_contract.parse(p).print for p in getattr(watcher.camera, "paths", [])]
     alerts.start()
-    pauses = offline = 0
-    waiting_since: float | None = None
-    interrupted = False
     try:
-        while not watcher.camera.exhausted:
-            if printer is not None and 0 < clock.frame < len(prints):
-                job, before = prints[clock.frame], prints[clock.frame - 1]
-                if job is not None and before is not None and job != before:
-                    printer.start_print(job)
-            record = watcher.step()
-            for event in record.events:
-                emit(event.to_dict())
-                pauses += event.alert is not None
-            if record.verdict is not None or record.skipped or record.state is Label.CAMERA_OFFLINE:
-                emit(record.line())
-                clock.frame += 1
-                waiting_since = None
-                offline = offline + 1 if record.state is Label.CAMERA_OFFLINE else 0
-                if offline > OFFLINE_STEPS:  # a recording does not come back: stop, say so
-                    print(
-                        f"{frames}: the recording could not be read for {offline} steps in a "
-                        "row: replay stopped",
-                        file=sys.stderr,
-                    )
-                    break
-            elif not simulated:  # a real printer that is not printing (or paused by us)
-                waiting_since = _waited(pcfg, waiting_since)
-                if waiting_since is None:
-                    break
-    except KeyboardInterrupt:
-        interrupted = True
+        pauses, to_end = _step_through(watcher, printer, prints, clock, pcfg, frames)
     finally:
         watcher.close()
         alerts.stop()
-    if clock.frame == 0 and not interrupted:  # not a quiet print: no recording at all
+    if to_end and clock.frame == 0:  # not a quiet print: no recording at all
         why = (
             getattr(watcher.camera, "last_error", "") or "a damaged file, or not an image or video"
         )
