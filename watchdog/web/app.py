@@ -81,6 +81,8 @@ class Dashboard:
         self.limiter = auth.LoginLimiter(cfg.login_attempts_per_minute)
         self.checking = threading.BoundedSemaphore(1)
         self.open_csrf = secrets.token_urlsafe(32)  # the page's token when no login is needed
+        # this start of the daemon: a page made by an earlier one reloads (its token is stale)
+        self.boot = secrets.token_urlsafe(8)
         self.templates = Environment(
             loader=PackageLoader("watchdog.web", "templates"),
             autoescape=select_autoescape(["html"]),
@@ -180,7 +182,12 @@ class Dashboard:
         return response
 
     def index(self) -> Response:
-        return self._page("index.html", csrf=self._csrf_expected() or "", login=self.login_required)
+        return self._page(
+            "index.html",
+            csrf=self._csrf_expected() or "",
+            login=self.login_required,
+            boot=self.boot,
+        )
 
     def login_form(self, error: str = "", status: int = 200) -> Response:
         token = secrets.token_urlsafe(32)
@@ -262,6 +269,7 @@ class Dashboard:
         return json_response(
             {
                 "now": time.time(),
+                "boot": self.boot,
                 "mqtt_connected": status.get("mqtt_connected"),
                 "mqtt_enabled": self.backend.config.mqtt.enabled,
                 "login": self.login_required,

@@ -3,6 +3,8 @@
 "use strict";
 
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+// the daemon's start this page was made by: another one means its token is stale (reload)
+const BOOT = document.querySelector('meta[name="boot"]').content;
 const POLL_MS = 2000;
 const MARK = { ANOMALOUS: 1, CALIBRATING: 2, ACTION: 4, NEW_PRINT: 8 };
 const DAY_S = 24 * 3600;
@@ -56,16 +58,25 @@ async function getJSON(path) {
   return r.json();
 }
 
+// {ok, detail, underWay}: never throws, so a button is given back and says why
 async function post(path, body) {
-  const r = await fetch(path, {
-    method: "POST",
-    credentials: "same-origin",
-    headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF },
-    body: JSON.stringify(body || {}),
-  });
+  let r, raw;
+  try {
+    r = await fetch(path, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF },
+      body: JSON.stringify(body || {}),
+    });
+    raw = await r.text();
+  } catch (e) {  // no answer (Wi-Fi, the daemon restarting): it may or may not have been done
+    return { ok: false, detail: "no answer from the watchdog (network, or it is restarting): check, then try again" };
+  }
+  let answer;
   // the server's own words when it answers in text (a stale page: "reload it")
-  const raw = await r.text();
-  try { return JSON.parse(raw); } catch (e) { return { ok: false, detail: raw.trim() || `${r.status} ${r.statusText}` }; }
+  try { answer = JSON.parse(raw); } catch (e) { answer = { ok: false, detail: raw.trim() || `${r.status} ${r.statusText}` }; }
+  answer.underWay = r.status === 202;  // started, not finished: not a refusal
+  return answer;
 }
 
 let toastTimer = null;
@@ -111,9 +122,10 @@ async function poll() {
   const conn = document.getElementById("conn");
   try {
     const state = await getJSON("/api/state");
+    if (state.boot !== BOOT) { location.reload(); return; }  // restarted: this page's token is stale
     S.printers = state.printers;
     S.mqtt = state.mqtt_enabled;
-    await Promise.all(state.printers.map(loadTimeline));
+    await Promise.all(state.printers.map((p) => loadTimeline(p, state.now)));
     conn.textContent = `updated ${clock(state.now)}` + (state.mqtt_enabled && !state.mqtt_connected ? " · MQTT offline" : "");
     conn.classList.remove("offline");
     renderPrinters();
@@ -127,12 +139,12 @@ async function poll() {
   }
 }
 
-async function loadTimeline(p) {
+async function loadTimeline(p, now) {
   const tl = S.timelines[p.name] || (S.timelines[p.name] = { t: [], score: [], threshold: [], marks: [] });
   const since = tl.t.length ? tl.t[tl.t.length - 1] : 0;
   const fresh = await getJSON(`/api/printers/${p.name}/timeline?since=${since}`);
   for (const k of ["t", "score", "threshold", "marks"]) tl[k].push(...fresh[k]);
-  const cutoff = Date.now() / 1000 - DAY_S;
+  const cutoff = now - DAY_S;  // the daemon's clock: the browser's may be days apart
   let drop = 0;
   while (drop < tl.t.length && tl.t[drop] < cutoff) drop++;
   if (drop) for (const k of ["t", "score", "threshold", "marks"]) tl[k].splice(0, drop);
@@ -148,8 +160,17 @@ function buildCard(p) {
   c.enabled = el("input", { type: "checkbox", "data-role": "enabled" });
   c.enabled.addEventListener("change", async () => {
     const verb = c.enabled.checked ? "enable" : "disable";
-    const r = await post("/api/command", { printer: p.name, verb });
-    toast(r.detail, r.ok);
+    if (verb === "disable" && !window.confirm(`Stop watching ${p.name}? It stays off, also after a restart, until switched on again.`)) {
+      c.enabled.checked = true;
+      return;
+    }
+    c.enabled.disabled = true;  // the poll leaves it alone until the daemon has answered
+    try {
+      const r = await post("/api/command", { printer: p.name, verb });
+      toast(r.detail, r.ok);
+    } finally {
+      c.enabled.disabled = false;
+    }
   });
   c.overlay = el("input", { type: "checkbox", checked: true, "data-role": "overlay" });
   c.overlay.addEventListener("change", () => { c.imgKey = ""; updateCard(c, S.printers.find((x) => x.name === p.name)); });
@@ -164,7 +185,7 @@ function buildCard(p) {
   c.barFill = el("span");
   c.barMark = el("i");
   c.canvas = el("canvas", { class: "timeline", "data-role": "timeline", "data-points": "0" });
-  c.range = el("select", { "data-role": "range" },
+  c.range = el("select", { "data-role": "range", "aria-label": `timeline of ${p.name}` },
     el("option", { value: "print", text: "this print" }), el("option", { value: "day", text: "24 h" }));
   c.range.addEventListener("change", () => { S.ranges[p.name] = c.range.value; drawTimeline(c.canvas, S.timelines[p.name], c.range.value); });
   attachTooltip(c.canvas);
@@ -187,7 +208,7 @@ function updateCard(c, p) {
   const [cls, label] = stateOf(p);
   c.badge.className = `badge ${cls}`;
   c.badge.textContent = label;
-  c.enabled.checked = p.enabled !== false;
+  if (!c.enabled.disabled) c.enabled.checked = p.enabled !== false;
   const trouble = ["offline", "error"].includes(p.printer_state) && p.printer_detail;
   c.api.textContent = trouble ? `${p.printer_state}: ${p.printer_detail}` : p.printer_state || "unknown";
   c.api.className = trouble ? "bad" : "";
@@ -219,6 +240,13 @@ function renderPrinters() {
   for (const p of S.printers) {
     if (!cards[p.name]) { cards[p.name] = buildCard(p); grid.append(cards[p.name].root); }
     updateCard(cards[p.name], p);
+  }
+  // a printer a reload took out of the config: its card would stay with its last state
+  for (const name of Object.keys(cards)) {
+    if (S.printers.some((p) => p.name === name)) continue;
+    cards[name].root.remove();
+    delete cards[name];
+    delete S.timelines[name];
   }
 }
 
@@ -370,7 +398,7 @@ function incidentCard(i) {
       ev.target.disabled = true;
       const r = await post("/api/command", { printer: i.printer, verb, incident: i.incident });
       ev.target.disabled = false;
-      toast(r.detail || (r.ok ? "done" : "refused"), r.ok);
+      toast(r.detail || (r.ok ? "done" : "refused"), r.ok || r.underWay);
       S.incidentsKey = "";
       loadIncidents();
     },
@@ -406,7 +434,12 @@ function copy(x) { return JSON.parse(JSON.stringify(x)); }
 function openEditor(name) {
   const p = S.printers.find((x) => x.name === name);
   const view = document.getElementById("view-edit");
-  if (!p) { view.replaceChildren(el("p", { class: "empty", text: "loading…" })); S.edit = { name, pending: true }; return; }
+  if (!p) {
+    const known = S.printers.length > 0;  // the state has come: no such printer, not loading
+    view.replaceChildren(el("p", { class: "empty", text: known ? `No printer named ${name} in this watchdog's config.` : "loading…" }));
+    S.edit = known ? null : { name, pending: true };
+    return;
+  }
   const d = S.edit = {
     name,
     region: p.settings.region ? copy(p.settings.region) : null,
@@ -418,7 +451,13 @@ function openEditor(name) {
   };
   d.img = el("img", { alt: `latest frame of ${name}`, "data-role": "edit-frame", src: `/api/printers/${name}/frame.jpg?t=${Date.now()}` });
   d.canvas = el("canvas", { "data-role": "edit-canvas" });
-  d.img.addEventListener("load", drawEditor);
+  d.img.addEventListener("load", () => { d.frameNote.hidden = true; drawEditor(); });
+  d.frameNote = el("p", { class: "bad", "data-role": "edit-frame-note", hidden: true,
+    text: "No frame from the camera yet: trying again every few seconds." });
+  d.img.addEventListener("error", () => {  // a camera offline when the editor opened
+    d.frameNote.hidden = false;
+    setTimeout(() => { if (S.edit === d) d.img.src = `/api/printers/${name}/frame.jpg?t=${Date.now()}`; }, 3000);
+  });
   const mode = (value, label) => el("label", {},
     el("input", { type: "radio", name: "mode", value, checked: value === d.mode, "data-role": `mode-${value}`,
       onchange: () => { d.mode = value; d.current = []; drawEditor(); } }), label);
@@ -442,6 +481,7 @@ function openEditor(name) {
           el("button", { type: "button", "data-role": "clear", onclick: () => { d.masks = []; d.current = []; drawEditor(); } }, "Clear masks"),
           el("button", { type: "button", "data-role": "full", onclick: () => { d.region = null; drawEditor(); } }, "Model's region")),
         el("div", { class: "stage" }, d.img, d.canvas),
+        d.frameNote,
         d.status),
       el("div", {},
         el("fieldset", {}, el("legend", { text: "Settings" }),
@@ -598,7 +638,8 @@ async function resetEditor() {
   if (!window.confirm(`Forget the settings saved for ${d.name} on this page and use the config file's?`)) return;
   const r = await busy(() => post(`/api/printers/${d.name}/settings/reset`, {}));
   toast(r.detail, r.ok);
-  setTimeout(() => { const name = d.name; S.edit = { name, pending: true }; }, 2500);
+  // learnt again from the next state, unless the owner has left this editor meanwhile
+  setTimeout(() => { if (S.edit === d) S.edit = { name: d.name, pending: true }; }, 2500);
 }
 
 // ------------------------------------------------------------------ start
