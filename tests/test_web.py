@@ -238,8 +238,12 @@ def test_posts_need_the_csrf_token(guarded) -> None:
         timeout=10,
     )
     assert r.json()["ok"]
-    # A login form posted without its token (a cross-site login) is refused too.
-    assert requests.post(f"{url}/login", data={"password": PASSWORD}, timeout=10).status_code == 403
+    # A login form posted without its token (a cross-site login) is refused too, and logs
+    # nobody in; a form that expired is shown again with a new token, saying so (it answered
+    # in plain text that the watchdog had restarted).
+    stale = requests.post(f"{url}/login", data={"password": PASSWORD}, timeout=10)
+    assert stale.status_code == 403 and "watchdog_session" not in stale.cookies
+    assert "The form expired" in stale.text and 'name="csrf"' in stale.text, stale.text
 
 
 def test_logout_ends_the_session(guarded) -> None:
@@ -625,11 +629,21 @@ def test_a_save_or_reset_the_daemon_cannot_apply_says_so(open_daemon) -> None:
         assert answer["ok"] is False and "saved, but not applied" in answer["detail"], answer
         assert "no-such-model" in answer["detail"] and "consecutive: 6" in answer["yaml"], answer
         assert in_use()["consecutive"] == 3
+        # said by every poll, not only in the answer to the save: the page shows it until a
+        # reload applies (it went on saying "Saved from this page" once the message was gone)
+        state = requests.get(f"{url}/api/state", timeout=10).json()
+        assert "no-such-model" in (state["reload_refused"] or ""), state
     finally:
         config.write_text(good)
         stored.unlink(missing_ok=True)
         daemon.signal(__import__("signal").SIGHUP)
     wait_until("the file's settings", lambda: in_use()["consecutive"] == 3, 30, lambda: daemon.log)
+    wait_until(
+        "the refusal gone once a reload applies",
+        lambda: requests.get(f"{url}/api/state", timeout=10).json()["reload_refused"] is None,
+        30,
+        lambda: daemon.log,
+    )
 
 
 def test_a_csrf_header_of_any_characters_is_refused_not_an_error(open_daemon) -> None:

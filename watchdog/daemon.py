@@ -421,6 +421,8 @@ class Daemon:
             "mqtt_connected": bool(self.notifier and self.notifier.connected),
             "notify": self.notifier.notify_status() if self.notifier else {},
             "printers": {name: r.watcher.status() for name, r in self.running.items()},
+            # the last reload's refusal (None: applied): the settings before it still run
+            "reload_refused": self._reload_outcome[1],
         }
 
     def summary(self) -> str:

@@ -129,6 +129,14 @@ class Dashboard:
             else:
                 expected = self._csrf_expected()
                 given = request.headers.get("X-CSRF-Token")
+            if not auth.same(given, expected) and path == "/login":
+                # the form's token lasts 10 minutes and another login page replaces it: the
+                # form again, with a new one (nothing is logged in without it)
+                return self.login_form(
+                    "The form expired (open over 10 minutes, or another login page was "
+                    "opened since): enter the password again.",
+                    403,
+                )
             if not auth.same(given, expected):
                 return text(
                     "403 this page is out of date (the watchdog restarted since it was "
@@ -272,6 +280,7 @@ class Dashboard:
                 "boot": self.boot,
                 "mqtt_connected": status.get("mqtt_connected"),
                 "mqtt_enabled": self.backend.config.mqtt.enabled,
+                "reload_refused": status.get("reload_refused"),
                 "login": self.login_required,
                 "printers": printers,
             }

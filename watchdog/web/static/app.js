@@ -124,9 +124,11 @@ async function poll() {
     const state = await getJSON("/api/state");
     if (state.boot !== BOOT) { location.reload(); return; }  // restarted: this page's token is stale
     S.printers = state.printers;
+    S.reloadRefused = state.reload_refused || "";
     S.mqtt = state.mqtt_enabled;
     await Promise.all(state.printers.map((p) => loadTimeline(p, state.now)));
-    conn.textContent = `updated ${clock(state.now)}` + (state.mqtt_enabled && !state.mqtt_connected ? " · MQTT offline" : "");
+    conn.textContent = `updated ${clock(state.now)}` + (state.mqtt_enabled && !state.mqtt_connected ? " · MQTT offline" : "")
+      + (S.reloadRefused ? " · new settings not applied (see a printer's settings)" : "");
     conn.classList.remove("offline");
     renderPrinters();
     if (S.view === "incidents") await loadIncidents();
@@ -508,8 +510,10 @@ function refreshEditor() {
   const p = S.printers.find((x) => x.name === d.name);
   if (!p) return;
   const keys = Object.keys(p.saved || {});
-  d.origin.textContent = p.saved && p.saved.error ? p.saved.error
-    : keys.length ? `Saved from this page: ${keys.join(", ")} (overrides the config file).` : "All settings come from the config file.";
+  d.origin.textContent = (p.saved && p.saved.error ? p.saved.error
+    : keys.length ? `Saved from this page: ${keys.join(", ")} (overrides the config file).` : "All settings come from the config file.")
+    // a refused reload leaves the settings before it running: said until one is applied
+    + (S.reloadRefused ? ` Not applied: the watchdog refused them (${S.reloadRefused}) and runs the settings it had.` : "");
   d.yaml.textContent = p.yaml || "# nothing saved from the page";
 }
 
