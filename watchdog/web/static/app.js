@@ -420,7 +420,7 @@ function incidentCard(i) {
     el("figure", { class: "frame" }, el("img", { src: `${base}/frame.jpg`, alt: "the frame", loading: "lazy", "data-role": "incident-frame" })),
     el("figure", { class: "frame" }, el("img", { src: `${base}/heatmap.jpg`, alt: "its heatmap", loading: "lazy", "data-role": "incident-heatmap" })),
     heat.length ? el("div", { class: "strip", "data-role": "lead-up" },
-      heat.map((f, n) => el("figure", {}, el("img", { src: `${base}/lead_up/${f.split("/").pop()}`, alt: `frame ${n + 1} before` }),
+      heat.map((f, n) => el("figure", {}, el("img", { src: `${base}/lead_up/${f.split("/").pop()}`, alt: `heatmap of the frame ${heat.length - n} before the alert` }),
         el("figcaption", { text: `${heat.length - n} before` })))) : null,
     el("div", { class: "buttons info" },
       act("not_failure", "Not a failure", "good", null),
