@@ -36,16 +36,14 @@ from benchmarks.inscene import growth_order, pasted_sequence  # noqa: E402
 from benchmarks.quality import (  # noqa: E402
     DEFECT_PRINTS,
     INSCENE_ONSET,
-    INTERVAL_S,
-    SETTINGS,
     changed_share,
-    first_pause,
+    failed_prints,
     screen_error,
     screen_fold_runs,
+    screen_judged,
     screen_start,
     write_screen,
 )
-from watchdog.detection import decide  # noqa: E402
 from watchdog.detection.bundle import Adaptation, Scoring  # noqa: E402
 from watchdog.detection.calibration import unit_meta  # noqa: E402
 from watchdog.detection.detector import offline_detector  # noqa: E402
@@ -107,10 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             good_maps = error(light_matched(good, spec, ref))
             sets = {"good": adapted_maps(good_maps, spec, scoring)}
             sizes = {}
-            first = 0
-            for name, count in DEFECT_PRINTS:
-                failure = data["defects"][first : first + count]
-                first += count
+            for name, failure in failed_prints(data["defects"]).items():
                 bad = np.concatenate([good[:onset], pasted_sequence(good[onset:], failure, seed)])
                 m = error(light_matched(bad, spec, ref))
                 sets[name] = adapted_maps(m, spec, scoring)  # the frames before it included
@@ -122,25 +117,13 @@ def main(argv: list[str] | None = None) -> int:
                 scores = {k: persistent_scores(v, scoring, *params) for k, v in sets.items()}
                 scores = {k: v if k == "good" else v[INSCENE_ONSET:] for k, v in scores.items()}
                 thr = float(np.quantile(scores["good"], 0.99))
-                row[order][variant] = _judged(scores, thr)
+                row[order][variant] = screen_judged(scores, thr)
         rows.append(row)
         print(json.dumps(row), flush=True)
     summary = _summary(rows)
     print(json.dumps(summary, indent=1))
     write_screen(args.json, started, rows + [{"summary": summary}])
     return 0
-
-
-def _judged(scores: dict[str, np.ndarray], thr: float) -> dict[str, Any]:
-    """One variant's figures: the good print's frames flagged and pauses; per failed print,
-    its frames above the threshold and frames to its first pause."""
-    good = scores.pop("good")
-    return {
-        "flagged": float(np.mean(good > thr)),
-        "pauses": len(decide.fires(good > thr, SETTINGS, INTERVAL_S)),
-        "recall": {k: float(np.mean(s > thr)) for k, s in scores.items()},
-        "frames_to_pause": {k: first_pause(s, thr) for k, s in scores.items()},
-    }
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.quality import (  # noqa: E402
-    DEFECT_PRINTS,
     auroc,
+    failed_prints,
     screen_fold_runs,
     screen_start,
     write_screen,
@@ -89,14 +89,6 @@ def prototype_scores(normal: np.ndarray, failed: np.ndarray, judged: np.ndarray)
 
     zn, zf, zj = z(normal), z(failed), z(judged)
     return nearest_distance(zj, zn) - nearest_distance(zj, zf)
-
-
-def failed_prints(defects: np.ndarray) -> dict[str, np.ndarray]:
-    out, at = {}, 0
-    for name, n in DEFECT_PRINTS:
-        out[name] = defects[at : at + n]
-        at += n
-    return out
 
 
 def judge(

@@ -192,6 +192,29 @@ def first_pause(scores: np.ndarray, thr: float) -> int | None:
     return fired[0] + 1 if fired else None
 
 
+def failed_prints(defects: np.ndarray) -> dict[str, np.ndarray]:
+    """The Kaggle failed prints' frames (``data["defects"]``, in ``DEFECT_PRINTS`` order), by name."""
+    out, at = {}, 0
+    for name, n in DEFECT_PRINTS:
+        out[name] = defects[at : at + n]
+        at += n
+    return out
+
+
+def screen_judged(scores: dict[str, np.ndarray], thr: float) -> dict[str, Any]:
+    """A screen's figures for one variant (``scores["good"]``: the held-out good print, the
+    rest its pasted failures): the good print's frames flagged and pauses; per failed print,
+    its frames above the threshold and frames to its first pause."""
+    good = scores["good"]
+    failed = {k: s for k, s in scores.items() if k != "good"}
+    return {
+        "flagged": float(np.mean(good > thr)),
+        "pauses": len(decide.fires(good > thr, SETTINGS, INTERVAL_S)),
+        "recall": {k: float(np.mean(s > thr)) for k, s in failed.items()},
+        "frames_to_pause": {k: first_pause(s, thr) for k, s in failed.items()},
+    }
+
+
 def sequence_stats(normal: np.ndarray, defects: np.ndarray, thr: float) -> dict[str, Any]:
     """The decision over time at the default detection settings (``decide``, cooldown and
     re-arm included): firings during the held-out print's scored normal frames, and frames from
