@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from watchdog.commands import number
 from watchdog.detection.bundle import Adaptation, Bundle, default_bundle_path, encode_jpeg
 from watchdog.detection.detector import Detector
 from watchdog.detection.model import FrameScorer
+from watchdog.durable import replace_file
 from watchdog.errors import UsageError
 from watchdog.image_files import UnreadableFrame, read_frame_file
 
@@ -88,12 +88,9 @@ def _refuse_overwriting_inputs(folder: Path, images: list[Path]) -> None:
 def _write_whole(path: Path, data: bytes) -> None:
     """``data`` at ``path``, whole or not at all (a full disk leaves no cut heatmap that looks
     finished); UsageError naming the file."""
-    tmp = path.with_name(f".{path.name}.partial")
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        replace_file(path, data, mode=0o666)  # the owner's umask decides, as for any file
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UsageError(f"--heatmap {path}: cannot write ({exc.strerror or exc})") from None
 
 
