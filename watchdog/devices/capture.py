@@ -904,21 +904,20 @@ class StreamCamera(_ThreadedCamera):
             if problem:
                 raise SourceDown(problem)
             cap = cv2.VideoCapture(self.target, cv2.CAP_V4L2)
-            if not cap.isOpened():
-                cap.release()
-                raise SourceDown("cannot open: held by another program, or not a camera")
-            return cap
-        if str(self.target).lower().startswith("rtsp"):
-            os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
-        ms = int(self.cfg.timeout_s * 1000)
-        cap = cv2.VideoCapture(
-            str(self.target),
-            cv2.CAP_FFMPEG,
-            [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms],
-        )
+            why = "cannot open: held by another program, or not a camera"
+        else:
+            if str(self.target).lower().startswith("rtsp"):
+                os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+            ms = int(self.cfg.timeout_s * 1000)
+            cap = cv2.VideoCapture(
+                str(self.target),
+                cv2.CAP_FFMPEG,
+                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms],
+            )
+            why = "cannot open"
         if not cap.isOpened():
             cap.release()
-            raise SourceDown("cannot open")
+            raise SourceDown(why)
         return cap
 
     def _run(self) -> None:
