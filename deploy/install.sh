@@ -20,8 +20,9 @@ Installs printer-watchdog from this checkout ($REPO):
   - /etc/$NAME/config.yaml from config.example.yaml, only if absent
   - empty secret files in /etc/$NAME (${SECRET_FILES[*]}), mode 0600, only if absent
   - /var/lib/$NAME (incidents, collected frames, queued alerts, saved settings, models)
-  - the unit $NAME.service: enabled and started on the first run; on a re-run restarted if it
-    was running (or had failed) and the new version accepts the config
+  - the unit $NAME.service: enabled and started on the first run; a re-run first checks the
+    config with the new version (and changes nothing if it is refused), then restarts the
+    service if it was running (or had failed)
 
 Options:
   --uninstall        stop and remove the service, the virtualenv and the unit; keep
@@ -75,6 +76,10 @@ if [ -n "$PREFIX" ]; then
   mkdir -p "$PREFIX"
   PREFIX="$(cd "$PREFIX" && pwd)"
   [ "$PREFIX" != / ] || PREFIX=""
+  # the paths land in the unit's ExecStart= and in sed expressions: plain characters only
+  case "$PREFIX" in
+    *[!A-Za-z0-9/._+-]*) die "--prefix '$PREFIX' holds a space or a sign other than . _ + -; use a folder with a plain name" ;;
+  esac
 fi
 
 OPT="$PREFIX/opt/$NAME"
@@ -181,15 +186,35 @@ drop_litert() {
   "$VENV/bin/python" -m pip uninstall -y -q --disable-pip-version-check ai-edge-litert >/dev/null 2>&1 || true
 }
 
-install_package() {
-  # Build from a clean copy: an in-tree build would leave build/ in the checkout, and stale
-  # files there could end up in the wheel.
+# Build from a clean copy: an in-tree build would leave build/ in the checkout, and stale
+# files there could end up in the wheel. Readable by the service user, who checks the config
+# with it before it is installed.
+copy_source() {
   SRC_COPY="$(mktemp -d)"
   trap 'rm -rf "$SRC_COPY"' EXIT
-  local src="$SRC_COPY"
+  chmod 0755 "$SRC_COPY"
   tar -C "$REPO" --exclude=./.git --exclude=./.venv --exclude=./.cache --exclude=./build \
     --exclude=./dist --exclude=./runs --exclude=./research --exclude='*.egg-info' \
-    --exclude=__pycache__ --exclude=.pytest_cache --exclude=.ruff_cache -cf - . | tar -C "$src" -xf -
+    --exclude=__pycache__ --exclude=.pytest_cache --exclude=.ruff_cache -cf - . | tar -C "$SRC_COPY" -xf -
+}
+
+# An upgrade whose new version refuses the config would leave a service that does not start
+# again: checked with the new code (run from its copy, in the virtualenv as it is) before
+# anything is changed. Where the installed libraries cannot run the new code (it needs a new
+# one), the check after installing decides instead, as before.
+precheck_config() {
+  [ "$UPGRADE" = 1 ] && [ "$SYSTEMD" = 1 ] && [ -e "$ETC/config.yaml" ] && [ -x "$VENV/bin/python" ] || return 0
+  local rc=0
+  check_config_as_service env PYTHONPATH="$SRC_COPY" >/dev/null || rc=$?
+  case "$rc" in
+    0) PRECHECKED=1 ;;
+    2) die "the new version refuses $ETC/config.yaml (above): nothing was changed, the installed version stays. Fix the file for the new version (a running service keeps the settings it read), then run install.sh again" ;;
+    *) say "warning: could not check $ETC/config.yaml with the new version before installing it (above); it is checked after" ;;
+  esac
+}
+
+install_package() {
+  local src="$SRC_COPY"
   if ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.maxsize < 2**32)'; then
     say "warning: this is a 32-bit Python; PyPI has no TFLite runtime wheels for it (ai-edge-litert and"
     say "tflite-runtime publish x86_64 and aarch64 only): use a 64-bit OS such as Raspberry Pi OS 64-bit"
@@ -295,7 +320,7 @@ start_service() {
   elif [ "$was_active" = 0 ] && [ "$was_failed" = 0 ]; then
     # stopped by its owner (collecting frames from its camera, say): their choice stands
     say "service $NAME is stopped: left stopped (sudo systemctl start $NAME starts the new version)"
-  elif ! check_config_as_service >/dev/null; then
+  elif [ "$PRECHECKED" = 0 ] && ! check_config_as_service >/dev/null; then
     # Restarting would stop the running watchdog for good: keep it until the file is fixed.
     say "error: the new version refuses $ETC/config.yaml (above); the service was not restarted"
     if [ "$was_active" = 1 ]; then
@@ -324,11 +349,12 @@ as_service() {
 # The config as the service will read it: with the variables its unit and drop-ins give it
 # (Environment=, EnvironmentFile=; a config may name ${VAR}), read as root as systemd reads
 # them and handed to the check through a pipe (watchdog/unit_environment.py).
+# Arguments before the check (env PYTHONPATH=DIR) run it with other code than the installed.
 check_config_as_service() {
   { systemctl show -p Environment -p EnvironmentFiles "$NAME.service" 2>/dev/null || true; } |
     (cd / && "$VENV/bin/python" -m watchdog.unit_environment) |
     as_service "$VENV/bin/python" -m watchdog.unit_environment --exec -- \
-      "$VENV/bin/python" -m watchdog check-config --config "$ETC/config.yaml"
+      "$@" "$VENV/bin/python" -m watchdog check-config --config "$ETC/config.yaml"
 }
 
 next_steps() {
@@ -382,11 +408,14 @@ case "$ACTION" in
     fi
     CREATED_CONFIG=""
     REFUSED=0
+    PRECHECKED=0
     UPGRADE=0
     [ ! -e "$UNIT" ] || UPGRADE=1
     check_arch
     create_user
     make_venv
+    copy_source
+    precheck_config
     install_package
     install_files
     start_service

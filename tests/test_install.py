@@ -178,6 +178,21 @@ def test_an_empty_prefix_is_refused_not_read_as_the_real_system(prefix: list[str
     assert proc.returncode == 1 and "--prefix needs a folder, got an empty one" in proc.stderr
 
 
+@pytest.mark.parametrize("name", ["my printer", "a&b", "c#d"])
+def test_a_prefix_the_unit_cannot_hold_is_refused(tmp_path: Path, name: str) -> None:
+    """A space, ``&`` or ``#`` in the folder broke the rendered unit's paths (sed, ExecStart=):
+    refused before anything is written (``--uninstall`` keeps this harmless if it is not)."""
+    prefix = tmp_path / name
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "--prefix", str(prefix), "--uninstall"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 1 and "use a folder with a plain name" in proc.stderr, proc.stderr
+    assert list(prefix.iterdir()) == []
+
+
 @pytest.mark.skipif(
     shutil.which("shellcheck") is None, reason="shellcheck missing: run tests/install-servers.sh"
 )
@@ -569,7 +584,10 @@ printers:
 YAML
 echo "== from the unit"; install
 echo 'printers: [{name: mine, colour: red}]' > /etc/printer-watchdog/config.yaml
+init=$(/opt/printer-watchdog/venv/bin/python -c 'import watchdog; print(watchdog.__file__)')
+echo '# marker of the installed code' >> "$init"
 echo "== refused"; install || echo "install exit $?"
+grep -h 'marker of the installed code' "$init" || true
 install --uninstall; report uninstall
 install --purge; report purge
 # userdel keeps a group that has other members: a later install makes the user in it
@@ -635,19 +653,18 @@ def test_root_install_creates_user_and_enables_the_service(
         "show -p ActiveState --value printer-watchdog.service",
         "daemon-reload",
         "enable --now printer-watchdog.service",
-        # the re-run upgrades the code: a running service is restarted to load it
+        # the re-run upgrades the code, the config checked by the new code first: a running
+        # service is restarted to load it
+        "show -p Environment -p EnvironmentFiles printer-watchdog.service",
         "show -p ActiveState --value printer-watchdog.service",
         "daemon-reload",
-        "show -p Environment -p EnvironmentFiles printer-watchdog.service",
         "restart printer-watchdog.service",
         # a config naming ${OCTOPRINT_KEY}, set in the unit's environment file: checked with it
-        "show -p ActiveState --value printer-watchdog.service",
-        "daemon-reload",
         "show -p Environment -p EnvironmentFiles printer-watchdog.service",
-        "restart printer-watchdog.service",
-        # a config the new version refuses: the running service is kept, not restarted
         "show -p ActiveState --value printer-watchdog.service",
         "daemon-reload",
+        "restart printer-watchdog.service",
+        # a config the new version refuses: nothing installed, the service left as it runs
         "show -p Environment -p EnvironmentFiles printer-watchdog.service",
         "disable --now printer-watchdog.service",
         "daemon-reload",
@@ -666,9 +683,10 @@ def test_root_install_creates_user_and_enables_the_service(
     assert "restarted on the new version" in out
     assert "restarted on the new version" in from_unit and "refuses" not in from_unit
     assert "0123456789abcdef" not in out + proc.stderr  # the token is checked, never shown
-    assert "colour" in proc.stderr and "was not restarted" in refused, refused
-    # installed, but it would not start again: said, and the exit status says so too
-    assert "will then" in refused and "install exit 1" in refused, refused
+    # checked before anything changed: the new code is not installed, said, exit status 1
+    assert "colour" in proc.stderr and "nothing was changed" in proc.stderr, proc.stderr
+    assert "install exit 1" in refused and "installed printer-watchdog" not in refused, refused
+    assert "marker of the installed code" in refused, refused
     group_left = out.split("== group left\n")[1].split("== reinstalled")[0]
     assert "created system user printer-watchdog" in group_left, group_left
     assert "printer-watchdog:x:" in reinstalled
