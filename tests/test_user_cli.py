@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -232,6 +233,50 @@ def test_collect_gives_up_on_a_camera_that_dies_mid_print_keeping_its_frames(
     [line] = [x for x in err.splitlines() if x.startswith("error:")]
     assert "gave no frame in 2 s after" in line and f"saved {saved} frame(s)" in line, line
     assert saved >= 3
+
+
+def test_collect_does_not_give_up_on_one_missed_frame_of_a_slow_camera(
+    tmp_path: Path, camera_server
+) -> None:
+    """A camera read every few seconds (minutes, overnight) that misses one frame is tried
+    again at its next interval before --wait-s counts: here it is back by then, and collect
+    goes on to --max-frames. Counting from the first miss gave up after 1 s."""
+    camera_server.set_fault("down")
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[
+            {
+                "name": "ender3",
+                "camera": {"source": camera_server.snapshot_url, "interval_s": 3},
+                "action": "notify",
+            }
+        ],
+    )
+    out, log = tmp_path / "out", tmp_path / "collect.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            watchdog_cmd(
+                "collect",
+                "--config",
+                str(config),
+                "--out",
+                str(out),
+                "--wait-s",
+                "1",
+                "--max-frames",
+                "2",
+            ),
+            stderr=err,
+        )
+        try:
+            wait_until("the first try missed", lambda: "offline" in log.read_text(), 30)
+            time.sleep(1.5)  # past --wait-s after the missed try, before the second one
+            camera_server.set_fault(None)
+            proc.wait(timeout=60)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, log.read_text()
+    assert len(list(out.rglob("*.jpg"))) == 2
 
 
 def test_collect_keeps_collecting_a_live_camera_after_a_recording_beside_it_ended(
