@@ -263,6 +263,38 @@ def test_the_daemon_survives_config_reload_with_secret_and_masks_it(
     assert leaks(daemon.log, API_KEY) == [], daemon.log
 
 
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        *[
+            (n, True)
+            for n in (
+                "OCTOPRINT_KEY",
+                "apikey",
+                "loginpas",
+                "MQTT_PASSWORD",
+                "HA_TOKENS",
+                "CAMERA_PW2",
+                "access_token",
+                "X-Auth",
+                "session_id",
+                "MY_CREDENTIAL",
+            )
+        ],
+        *[(n, False) for n in ("CAMERA_HOST", "inside", "signal", "KEYBOARD", "AUTHOR", "action")],
+    ],
+)
+def test_one_rule_says_which_names_are_secret(name: str, secret: bool) -> None:
+    """The same names are secret as a camera URL's query key and as a config's ``${NAME}``;
+    a word that only begins or holds one ("keyboard", "inside") is not, so its value (a host)
+    stays readable in check-config and the logs."""
+    from watchdog.redact import redact, says_secret
+
+    assert says_secret(name) is secret
+    masked = redact(f"http://cam/snap?{name}=Hunter22") == "http://cam/snap?" + name + "=***"
+    assert masked is secret
+
+
 def test_check_config_masks_env_values_whose_name_says_secret_in_any_key(
     tmp_path, monkeypatch
 ) -> None:
@@ -271,11 +303,11 @@ def test_check_config_masks_env_values_whose_name_says_secret_in_any_key(
     its --probe lines and a config error beside them mask them; a variable named for a host is
     shown as it is."""
     monkeypatch.setenv("BROKER_TOKEN", TOKEN)
-    monkeypatch.setenv("CAMERA_SECRET", PASSWORD)
+    monkeypatch.setenv("CAMERA_PW2", PASSWORD)  # named as a camera's query key would be
     monkeypatch.setenv("CAMERA_HOST", "camera-in-the-garage.lan")
     port = free_port()  # nothing listens: the probe fails and names the camera
     printers = [
-        {"name": "p1", "camera": {"source": "http://${CAMERA_HOST}/snap?x=${CAMERA_SECRET}"}},
+        {"name": "p1", "camera": {"source": "http://${CAMERA_HOST}/snap?x=${CAMERA_PW2}"}},
         {
             "name": "p2",
             "camera": {"source": f"http://127.0.0.1:{port}/${{BROKER_TOKEN}}", "timeout_s": 1},

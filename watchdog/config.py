@@ -20,7 +20,7 @@ from urllib.parse import SplitResult, urlsplit
 import yaml
 
 from watchdog.frames import FAILURES, FALSE_ALARMS
-from watchdog.redact import redact, redact_url, secret_filter, url_secrets
+from watchdog.redact import redact, redact_url, says_secret, secret_filter, url_secrets
 from watchdog.schema import (
     Field,
     Model,
@@ -39,9 +39,6 @@ MAX_CONFIG_NODES = (
 )
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-# ${NAME} whose name says secret: its value is masked wherever it lands (a token given as an
-# MQTT user name, a camera URL's query), as the *_file secrets are
-_SECRET_ENV_NAME = re.compile(r"(?i)token|key|secret|pass|pwd|auth|cred")
 
 
 class ConfigError(Exception):
@@ -620,7 +617,7 @@ def _expand_env(node: Any, path: str) -> Any:
             name = m.group(1)
             if name not in os.environ:
                 raise ConfigError(f"{path}: environment variable ${{{name}}} is not set")
-            if _SECRET_ENV_NAME.search(name):
+            if says_secret(name):  # masked wherever it lands (an MQTT user name, a URL's path)
                 secret_filter.add([os.environ[name]])  # logs, check-config, errors
             return os.environ[name]
 

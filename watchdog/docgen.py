@@ -37,8 +37,11 @@ Secrets: a key of type *secret* can be written as `${{ENV_VAR}}` (taken from the
 or, better, left out in favour of its `*_file` twin, a file holding only the secret (mode
 0600; a relative path is relative to the config file's folder). Setting both is an error.
 `${{ENV_VAR}}` works in any string value; an unset variable is an error naming the key. A
-variable whose name says secret (it holds `TOKEN`, `KEY`, `SECRET`, `PASS`, `PWD`, `AUTH` or
-`CRED`) is masked wherever its value lands, as a secret key's value is.
+variable whose name says secret is masked wherever its value lands, as a secret key's value
+is: one of its parts (split at `_`) ends in `TOKEN`, `KEY`, `SECRET`, `PASSWORD`, `PASSWD`,
+`PASS`, `PWD`, `PW`, `AUTH`, `SIG`, `SESSION`, `SID`, `CODE` or `CRED` (also plural or numbered:
+`OCTOPRINT_KEY`, `MQTTPASS`, `HA_TOKENS`, `CAMERA_PW2`), the rule a camera URL's query keys are
+masked by.
 
 A key path like `printers[].camera.source` means: the `source` key of the `camera`
 mapping of each entry in the `printers` list.

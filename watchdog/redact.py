@@ -22,14 +22,23 @@ _KEEP_QUERY = {"action"}  # mjpg-streamer's ?action=stream|snapshot says what th
 # scheme://user:password@host → the password (up to the last @ before the path: a password
 # may hold an @ of its own)
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@'\"<>]*):[^/\s'\"<>]*@")
-# a query key that says secret (``loginpas``: the password key of some IP cameras)
-_SECRET_KEY = (
-    r"[a-z0-9_.-]*(?:token|key|secret|password|passwd|pass|pas|pwd|pw|auth|sig|signature"
-    r"|session|sid|code)"
+# A name that says secret, the one rule for a URL's query keys and the config's ${NAME}s: one
+# of its parts (split at _ . -) ends in a secret word, plural or numbered ("api_key",
+# "loginpas": the password key of some IP cameras, "OCTOPRINT_KEY2", "HA_TOKENS"), so that
+# "inside", "signal" or "keyboard" do not.
+_SECRET_WORDS = (
+    r"token|key|secret|password|passwd|passphrase|pass|pas|pwd|pw|auth|sig|signature"
+    r"|session|sid|code|cred|creds|credential"
 )
+_SECRET_NAME = rf"[a-z0-9_.-]*?(?:{_SECRET_WORDS})s?[0-9]*(?:[_.-][a-z0-9_.-]*)?"
 # ?key=value or &key=value where the key says secret
-_QUERY_SECRET = re.compile(rf"(?i)([?&;](?:{_SECRET_KEY})=)[^&#\s'\"<>]+")
+_QUERY_SECRET = re.compile(rf"(?i)([?&;](?:{_SECRET_NAME})=)[^&#\s'\"<>]+")
 _MIN_SECRET = 4  # shorter "secrets" would mask ordinary words
+
+
+def says_secret(name: str) -> bool:
+    """Whether a query key or a variable's name says its value is a secret."""
+    return re.fullmatch(_SECRET_NAME, name, re.IGNORECASE) is not None
 
 
 def url_secrets(url: str) -> list[str]:
@@ -42,11 +51,7 @@ def url_secrets(url: str) -> list[str]:
     except ValueError:
         return []
     out = [password] if password else []
-    out += [
-        v
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        if v and re.fullmatch(_SECRET_KEY, k, re.IGNORECASE)
-    ]
+    out += [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if v and says_secret(k)]
     return out
 
 
