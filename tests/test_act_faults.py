@@ -11,6 +11,7 @@ import logging
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -235,6 +236,58 @@ def test_stop_event_cuts_retries_short(kind: str, bad_server: BadServer) -> None
     printer = make_printer(api_config(kind, bad_server.url, "k", retries=10), stop, backoff_s=5.0)
     result = printer.pause()
     assert result.outcome == "failed" and result.attempts == 1 and "shutting down" in result.detail
+
+
+IDLE_AFTER_CANCEL = {
+    "octoprint": ("/api/printer", {"state": {"text": "Operational", "flags": {"ready": True}}}),
+    "moonraker": (
+        "/printer/objects/query",
+        {
+            "result": {
+                "status": {"webhooks": {"state": "ready"}, "print_stats": {"state": "cancelled"}}
+            }
+        },
+    ),
+}
+COMMAND_PATH = {"octoprint": "/api/job", "moonraker": "/printer/print/cancel"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_cancel_whose_answer_was_lost_is_done_not_refused(
+    kind: str, bad_server: BadServer
+) -> None:
+    """The printer took the cancel but its answer never came (Wi-Fi): the retry finds it idle.
+    That was "refused: not printing", so the alert said the cancel did NOT happen and offered
+    it again; the print has stopped."""
+    path, printing = PRINTING[kind]
+    bad_server.respond(200, json.dumps(printing), path=path)
+    bad_server.hang(30, path=COMMAND_PATH[kind])
+
+    def printer_cancels() -> None:
+        deadline = time.monotonic() + 20
+        while "/printer/print/cancel" not in bad_server.paths and time.monotonic() < deadline:
+            if kind == "octoprint" and bad_server.paths.count("/api/job") >= 2:
+                break  # the job's name, then the cancel itself
+            time.sleep(0.01)
+        idle_path, idle = IDLE_AFTER_CANCEL[kind]
+        bad_server.respond(200, json.dumps(idle), path=idle_path)
+
+    flip = threading.Thread(target=printer_cancels)
+    flip.start()
+    result = client(kind, bad_server, timeout_s=0.5, retries=2).cancel()
+    flip.join()
+    assert (result.outcome, result.attempts) == ("done", 2), result
+    assert "stopped after the cancel" in result.detail
+
+
+def test_a_print_that_ended_before_any_cancel_went_out_is_still_refused(
+    bad_server: BadServer,
+) -> None:
+    """Only a cancel that went out counts as done when the printer is found idle."""
+    path, idle = IDLE_AFTER_CANCEL["moonraker"]
+    bad_server.respond(200, json.dumps(idle), path=path)
+    result = client("moonraker", bad_server).cancel()
+    assert result.outcome == "refused" and "/printer/print/cancel" not in bad_server.paths
 
 
 def test_moonraker_command_failing_is_retried_then_reported(bad_server: BadServer) -> None:

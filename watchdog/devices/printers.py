@@ -87,6 +87,7 @@ class _Failure(Exception):
         super().__init__(detail)
         self.detail = detail
         self.retryable = retryable
+        self.after_send = False  # failed once the command was on its way: it may have been done
 
 
 class _Conflict(_Failure):
@@ -303,27 +304,35 @@ class _HttpPrinter:
         with self._lock:
             self._http.close()
 
-    def _attempt(self, action: Action) -> ActionResult | None:
-        """One check-then-command round; a result when settled, _Failure otherwise."""
+    def _attempt(self, action: Action, sent: bool) -> ActionResult | None:
+        """One check-then-command round; a result when settled, _Failure otherwise. ``sent``:
+        an earlier round's command went out and its answer was lost."""
         st = self._read_status()
         job = f" {st.job!r}" if st.job else ""
         if ALREADY.get(action) == st.state:
             return ActionResult(action, Outcome.DONE, f"job{job} was already {st.state}", 0)
+        if sent and action is Action.CANCEL and st.state is PrinterState.IDLE:
+            # the cancel arrived though its answer did not: "not printing" would tell the
+            # owner it did not happen, and offer a cancel again
+            return ActionResult(action, Outcome.DONE, "the print stopped after the cancel", 0)
         if st.state in ALLOWED[action]:
             try:
                 self._send(action)
             except _Conflict as exc:
                 return ActionResult(action, Outcome.REFUSED, exc.detail, 0)
+            except _Failure as exc:
+                exc.after_send = True
+                raise
             return ActionResult(
                 action, Outcome.DONE, f"{self.name} accepted {action} of job{job}", 0
             )
         return ActionResult(action, Outcome.REFUSED, refusal(action, st), 0)
 
-    def _guarded_attempt(self, action: Action) -> ActionResult | None:
+    def _guarded_attempt(self, action: Action, sent: bool) -> ActionResult | None:
         """``_attempt``, an unforeseen error included as a failure not worth retrying: it
         never reaches the watcher, and the owner hears the action failed."""
         try:
-            return self._attempt(action)
+            return self._attempt(action, sent)
         except _Failure:
             raise
         except Exception as exc:
@@ -335,11 +344,12 @@ class _HttpPrinter:
     def _act(self, action: Action) -> ActionResult:
         attempts = 1 + self.api.retries
         delay = self._backoff_s
+        sent = False
         for attempt in range(1, attempts + 1):
             try:
-                result = self._guarded_attempt(action)
+                result = self._guarded_attempt(action, sent)
             except _Failure as exc:
-                detail = exc.detail
+                detail, sent = exc.detail, sent or exc.after_send
                 if not exc.retryable or attempt == attempts:
                     logger.error(
                         "%s %s failed after %d attempt(s): %s", self.name, action, attempt, detail
