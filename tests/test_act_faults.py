@@ -290,6 +290,28 @@ def test_a_print_that_ended_before_any_cancel_went_out_is_still_refused(
     assert result.outcome == "refused" and "/printer/print/cancel" not in bad_server.paths
 
 
+def test_a_klipper_shutdown_message_of_several_lines_is_said_on_one(
+    bad_server: BadServer,
+) -> None:
+    """Klipper's shutdown texts run over several lines; the status lands in a log line, an
+    alert and a phone notification, each one line."""
+    message = (
+        "MCU 'mcu' shutdown: Timer too close\nThis often indicates a host error.\n\nOnce fixed"
+    )
+    shutdown = {
+        "result": {
+            "status": {
+                "webhooks": {"state": "shutdown", "state_message": message},
+                "print_stats": {"state": "error"},
+            }
+        }
+    }
+    bad_server.respond(200, json.dumps(shutdown), path="/printer/objects/query")
+    st = client("moonraker", bad_server).status()
+    assert st.state == "error" and "\n" not in st.detail
+    assert "Timer too close This often indicates a host error. Once fixed" in st.detail
+
+
 def test_moonraker_command_failing_is_retried_then_reported(bad_server: BadServer) -> None:
     printing = {
         "result": {"status": {"webhooks": {"state": "ready"}, "print_stats": {"state": "printing"}}}

@@ -190,6 +190,44 @@ def test_a_topic_that_is_not_text_is_refused_and_later_commands_still_work(
     assert "Traceback" not in caplog.text
 
 
+def test_a_topic_cannot_forge_a_log_line(tmp_path) -> None:
+    """Anyone who may publish under the prefix chose a topic level holding a newline and a
+    made-up log line: the journal showed a second, fake ERROR line. Each record is one line."""
+    import io
+
+    from watchdog import redact
+    from watchdog.comms.mqtt import MqttCommunicator
+    from watchdog.comms.outbox import Outbox
+
+    fake = "2030-01-01 00:00:00,000 ERROR watchdog.daemon: e3: printer API offline: FAKE"
+    broker = HostileBroker((_publish(f"p/x\n{fake}/enabled/set".encode(), b"OFF"),))
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    redact.install([handler])
+    log = logging.getLogger("watchdog")
+    log.addHandler(handler)
+    level, log.level = log.level, logging.INFO
+    cfg = MqttConfig(
+        host="127.0.0.1", port=broker.port, topic_prefix="p", homeassistant={"enabled": False}
+    )
+    mqtt = MqttCommunicator(cfg, ["e3"], Outbox(tmp_path / "outbox"), None)
+    try:
+        mqtt.start()
+        deadline = time.monotonic() + 10
+        while "ignored MQTT message" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        mqtt.stop()
+        broker.close()
+        log.removeHandler(handler)
+        log.level = level
+    lines = out.getvalue().splitlines()
+    [ignored] = [x for x in lines if "ignored MQTT message" in x]
+    assert "\\n2030-01-01" in ignored, ignored
+    assert not any(x.startswith("2030-01-01") for x in lines), lines
+
+
 def test_a_session_set_up_that_fails_does_not_end_the_mqtt_thread(mosquitto, caplog) -> None:
     """Raised in paho's connect callback (a subscription paho refuses, a bug in what the
     daemon sends on connect), an error ended paho's network thread for good: the log said

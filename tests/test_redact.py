@@ -140,19 +140,27 @@ def test_check_config_masks_a_camera_url_with_a_password_and_a_token(tmp_path) -
 
 
 @pytest.mark.parametrize("command", ["check-config", "collect", "run"])
+@pytest.mark.parametrize(
+    ("source", "said"),
+    [
+        (f"http:/viewer:{PASSWORD}@192.168.1.20/snapshot.jpg", "'//'"),
+        (f"viewer:{PASSWORD}@192.168.1.20/snapshot.jpg", "needs its scheme"),
+    ],
+    ids=["one-slash", "no-scheme"],
+)
 def test_a_camera_address_missing_a_slash_is_refused_without_its_password(
-    tmp_path, command: str
+    tmp_path, command: str, source: str, said: str
 ) -> None:
-    """``http:/user:pass@host`` (one slash): read as a file name, it was echoed whole, password
-    and all, by run and collect, and shown unmasked by check-config, which said "ok"."""
-    source = f"http:/viewer:{PASSWORD}@192.168.1.20/snapshot.jpg"
+    """``http:/user:pass@host`` (one slash) or ``user:pass@host/...`` (no scheme): read as a
+    file name, it was echoed whole, password and all, by run and collect, and shown unmasked by
+    check-config and the dashboard's refused reload."""
     config = write_config(
         tmp_path / "config.yaml", printers=[{"name": "p1", "camera": {"source": source}}]
     )
     extra = ["--out", str(tmp_path / "out")] if command == "collect" else []
     proc = run_cli("--debug", command, "--config", str(config), *extra, timeout=60)
     assert proc.returncode == 2, proc.stderr
-    assert "printers.0.camera.source" in proc.stderr and "'//'" in proc.stderr
+    assert "printers.0.camera.source" in proc.stderr and said in proc.stderr
     assert leaks(proc.stdout + proc.stderr, PASSWORD) == []
 
 

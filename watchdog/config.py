@@ -259,6 +259,13 @@ class CameraConfig(_Model):
             # http:/user:pass@host: a file name to everything else, its password shown in
             # every message naming the source (the value is not repeated here)
             raise ValueError("an address needs '//' after its scheme (http://, rtsp://)")
+        elif isinstance(v, str) and _USERINFO_NO_SCHEME.match(v):
+            # user:pass@host/snap.jpg: a file name to everything else, its password shown in
+            # every message naming the source
+            raise ValueError(
+                "an address with a user name and password needs its scheme "
+                "(http://user:password@host/..., rtsp://...)"
+            )
         return v
 
 
@@ -307,6 +314,7 @@ class ApiConfig(_Model):
 
 
 _SCHEME_TYPO = re.compile(r"(?i)^(?:https?|rtsps?|rtmps?|rtp|udp|tcp):(?!//)")
+_USERINFO_NO_SCHEME = re.compile(r"^[^/@]*:[^/]*@")  # name:password@ before any '/'
 
 
 def _check_address(url: str) -> None:

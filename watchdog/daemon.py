@@ -41,6 +41,7 @@ from watchdog.frame_gate import FrameGate
 from watchdog.history import History
 from watchdog.incidents import list_incidents, mark_failure, mark_not_failure
 from watchdog.metrics import Metrics
+from watchdog.redact import secret_filter
 from watchdog.signals import Signals
 from watchdog.storage_lock import StorageLock, lock_storage
 from watchdog.watcher import Watcher, build_watcher
@@ -529,13 +530,13 @@ class Daemon:
         except (ConfigError, BundleError, UsageError) as exc:
             logger.error("reload refused, keeping the running config: %s", exc)
             systemd.ready()
-            return str(exc)
+            return secret_filter.mask(str(exc))  # shown on /status and the page
         except Exception as exc:  # noqa: BLE001 - a reload must never stop a running daemon
             logger.error(
                 "reload refused, keeping the running config: %s: %s", type(exc).__name__, exc
             )
             systemd.ready()
-            return f"{type(exc).__name__}: {exc}"
+            return secret_filter.mask(f"{type(exc).__name__}: {exc}")
         config = self._restart_only_kept(config)
         old = self.running
         self._stop(old, self.RELOAD_STOP_S)

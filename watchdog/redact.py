@@ -120,7 +120,7 @@ class SecretFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a broken format string is logging's problem, not ours
             return True
-        record.msg, record.args = redact(message, secrets), None
+        record.msg, record.args = one_line(redact(message, secrets)), None
         if record.exc_info and record.exc_info[0] is not None:
             formatted = logging.Formatter().formatException(record.exc_info)
             record.exc_info, record.exc_text = None, redact(formatted, secrets)
@@ -131,6 +131,13 @@ class SecretFilter(logging.Filter):
         return True
 
 
+def one_line(text: str) -> str:
+    """Control characters written out (``\\n``, ``\\x1b``): a value from outside (an MQTT
+    topic, a printer's message) cannot forge a log line of its own or colour the terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 secret_filter = SecretFilter()
 
 

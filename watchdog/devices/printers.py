@@ -110,7 +110,7 @@ def _server_message(body: bytes, secrets: tuple[str, ...] = ()) -> str:
         if isinstance(err, dict):
             err = err.get("message")
         if isinstance(err, str) and err.strip():
-            return err.strip()[:200]
+            return " ".join(err.split())[:200]  # one line in the log and the alert
     text = re.sub(r"<[^>]*>", " ", text)  # HTML error pages
     return " ".join(text.split())[:200]
 
@@ -486,7 +486,9 @@ class MoonrakerClient(_HttpPrinter):
             ) from None
         if klippy != "ready":
             down = PrinterState.ERROR if klippy in ("shutdown", "error") else PrinterState.OFFLINE
-            return PrinterStatus(down, None, f"Klippy {klippy}: {message}".strip())
+            # Klipper's shutdown texts run over several lines: one line in the log and the alert
+            shown = " ".join(str(message).split())[:300]
+            return PrinterStatus(down, None, f"Klippy {klippy}: {shown}".strip())
         state = {
             "printing": PrinterState.PRINTING,
             "paused": PrinterState.PAUSED,
