@@ -190,6 +190,53 @@ def test_a_topic_that_is_not_text_is_refused_and_later_commands_still_work(
     assert "Traceback" not in caplog.text
 
 
+def test_a_command_that_waited_too_long_behind_another_printer_is_not_carried_out(
+    tmp_path, caplog, monkeypatch
+) -> None:
+    """Commands are carried out one at a time: one printer whose API does not answer holds the
+    next ones up to its timeouts. A cancel that comes out minutes later would stop whatever
+    prints by then: it is dropped and said; a fresh one after it is carried out."""
+    from watchdog.comms import mqtt as mqtt_module
+    from watchdog.comms.mqtt import MqttCommunicator
+    from watchdog.comms.outbox import Outbox
+    from watchdog.control import Command, CommandResult
+
+    monkeypatch.setattr(mqtt_module, "COMMAND_FRESH_S", 0.5)
+    caplog.set_level(logging.INFO, "watchdog.comms")
+    broker = HostileBroker(
+        (
+            _publish(b"p/dead/command", b"pause"),
+            _publish(b"p/e3/command", b"cancel"),
+        )
+    )
+    seen: list[Command] = []
+    later = threading.Event()
+
+    class SlowFirst:
+        def dispatch(self, command: Command) -> CommandResult:
+            seen.append(command)
+            if command.printer == "dead":
+                time.sleep(1.5)  # its API timing out
+                later.set()
+            return CommandResult(True, "ok")
+
+    cfg = MqttConfig(
+        host="127.0.0.1", port=broker.port, topic_prefix="p", homeassistant={"enabled": False}
+    )
+    mqtt = MqttCommunicator(cfg, ["dead", "e3"], Outbox(tmp_path / "outbox"), SlowFirst())
+    try:
+        mqtt.start()
+        assert later.wait(10)
+        deadline = time.monotonic() + 5
+        while "not carried out" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        mqtt.stop()
+        broker.close()
+    assert [(c.printer, c.verb.value) for c in seen] == [("dead", "pause")]
+    assert "e3: MQTT command cancel not carried out: it waited 2 s" in caplog.text, caplog.text
+
+
 def test_a_topic_cannot_forge_a_log_line(tmp_path) -> None:
     """Anyone who may publish under the prefix chose a topic level holding a newline and a
     made-up log line: the journal showed a second, fake ERROR line. Each record is one line."""

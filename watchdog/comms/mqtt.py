@@ -29,6 +29,7 @@ import logging
 import math
 import queue
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Collection
 from pathlib import Path
@@ -48,6 +49,10 @@ logger = logging.getLogger(__name__)
 
 RETAINED = ("state", "enabled", "heatmap")  # a printer's retained topics under <prefix>/<printer>/
 COMMANDS_WAITING = 16  # commands queued for the daemon; more at once are refused (a flood)
+# A command that waited longer behind others (a printer whose API does not answer holds each
+# of its commands up to its timeouts) is not carried out: a cancel minutes late would stop
+# whatever prints by then.
+COMMAND_FRESH_S = 30.0
 
 
 class MqttCommunicator:
@@ -103,7 +108,8 @@ class MqttCommunicator:
         # Commands are carried out by their own thread: the daemon answers a command when the
         # printer has (up to a minute against a slow API), and paho's network thread, which
         # hands messages over, must keep pinging the broker meanwhile or the session drops.
-        self._commands: queue.Queue[Command | None] = queue.Queue(COMMANDS_WAITING)
+        # each command with the monotonic time it came
+        self._commands: queue.Queue[tuple[Command, float] | None] = queue.Queue(COMMANDS_WAITING)
         self._commander: threading.Thread | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -390,7 +396,7 @@ class MqttCommunicator:
         if self.dispatcher is None:
             return
         try:
-            self._commands.put_nowait(command)
+            self._commands.put_nowait((command, time.monotonic()))
         except queue.Full:
             self._throttle(
                 logger,
@@ -405,7 +411,18 @@ class MqttCommunicator:
     def _carry_out_commands(self) -> None:
         """The command thread: one command at a time, in the order they came."""
         assert self.dispatcher is not None
-        while (command := self._commands.get()) is not None:
+        while (queued := self._commands.get()) is not None:
+            command, came = queued
+            waited = time.monotonic() - came
+            if waited > COMMAND_FRESH_S:
+                logger.warning(
+                    "%s: MQTT command %s not carried out: it waited %.0f s behind earlier "
+                    "commands (a printer that did not answer); send it again if still wanted",
+                    command.printer,
+                    command.verb.value,
+                    waited,
+                )
+                continue
             try:
                 result = self.dispatcher.dispatch(command)
             except Exception:  # noqa: BLE001 - one failing command must not end the thread
