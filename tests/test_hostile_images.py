@@ -246,3 +246,31 @@ def test_a_stream_of_pictures_the_daemon_refuses_stays_offline_not_flapping(
         cam.read()
         seen_online.append(cam.online)
     assert not any(seen_online) and "decoded whole" in cam.last_error, cam.last_error
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b"\xff\xd8" + b"\xff" * 10_000_000, "JPEG without frame header"),
+        (b"\xff\xd8" + b"\xff\x01" * 5_000_000, "JPEG header of more than 1000 markers"),
+    ],
+    ids=["fill-bytes", "empty-markers"],
+)
+def test_a_header_of_endless_markers_is_refused_as_a_bad_frame(body: bytes, said: str) -> None:
+    """10 MB of fill bytes or empty markers after a JPEG's start were read a marker at a time
+    in Python, seconds per frame while holding the frame gate every printer shares: refused
+    as a bad frame with the reason."""
+    with pytest.raises(capture.BadFrame, match=said):
+        decode_image(body, 4_000_000, frame_size_needed(DEFAULT_INPUT))
+
+
+def test_a_jpeg_with_many_metadata_markers_is_still_decoded() -> None:
+    """A camera's header of a few hundred segments (EXIF, an ICC profile in pieces, padding)
+    is within the limit."""
+    ok, jpeg = cv2.imencode(".jpg", textured(640, 480))
+    assert ok
+    data = jpeg.tobytes()
+    app = b"\xff\xe2" + struct.pack(">H", 2 + 16) + b"ICC_PROFILE\x00\x01\x01" + b"\x00" * 2
+    padded = data[:2] + app * 300 + b"\xff" * 1000 + data[2:]
+    frame = decode_image(padded, 4_000_000, frame_size_needed(DEFAULT_INPUT))
+    assert frame is not None and frame.shape[1] >= 128

@@ -203,6 +203,13 @@ def _start_of_frame(data: bytes, i: int, marker: int) -> ImageHeader:
     )
 
 
+# A camera's JPEG header holds a few dozen markers (tables, EXIF, an ICC profile in pieces);
+# a body of thousands of empty ones is read in Python a marker at a time, holding the frame
+# gate every printer shares.
+MAX_HEADER_MARKERS = 1000
+_NOT_FILL = re.compile(rb"[^\xff]")
+
+
 def read_header(data: bytes) -> ImageHeader:
     """The JPEG SOF/SOS markers or the PNG IHDR, without decoding; BadFrame if neither."""
     if data[:8] == b"\x89PNG\r\n\x1a\n":
@@ -212,18 +219,33 @@ def read_header(data: bytes) -> ImageHeader:
         return ImageHeader("png", width, height, bit_depth=data[24])
     if data[:2] != b"\xff\xd8":
         raise BadFrame("not a JPEG or PNG image")
+    return _jpeg_header(data)
+
+
+def _past_empty_marker(data: bytes, i: int) -> int | None:
+    """Where the next marker starts when the one at ``i`` has no content: fill bytes (skipped
+    in one search: a body of them cost seconds) and markers without a length; None otherwise."""
+    marker = data[i + 1]
+    if marker == 0xFF:
+        more = _NOT_FILL.search(data, i + 1)
+        return more.start() - 1 if more else len(data)
+    if marker == 0x01 or 0xD0 <= marker <= 0xD8:
+        return i + 2
+    return None
+
+
+def _jpeg_header(data: bytes) -> ImageHeader:
     frame: ImageHeader | None = None
     i = 2
-    while i + 4 <= len(data):
+    for _ in range(MAX_HEADER_MARKERS):
+        if i + 4 > len(data):
+            break
         if data[i] != 0xFF:
             raise BadFrame("corrupt JPEG header")
+        if (after := _past_empty_marker(data, i)) is not None:
+            i = after
+            continue
         marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
-            i += 2
-            continue
         if marker == 0xD9:
             break  # end of image before any scan
         (length,) = struct.unpack(">H", data[i + 2 : i + 4])
@@ -241,6 +263,8 @@ def read_header(data: bytes) -> ImageHeader:
                 break
             frame = _start_of_frame(data, i, marker)
         i += 2 + length
+    else:
+        raise BadFrame(f"JPEG header of more than {MAX_HEADER_MARKERS} markers")
     if frame is None:
         raise BadFrame("JPEG without frame header (truncated)")
     raise BadFrame("JPEG without scan data (truncated)")
