@@ -11,6 +11,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 
 from watchdog.history import History, Mark, Timeline
 
@@ -22,22 +23,47 @@ def test_timeline_ring_keeps_the_newest_points_in_order_and_does_not_grow() -> N
         tl.add(float(i), i / 1000, 0.5, Mark.ANOMALOUS if i % 7 == 0 else Mark.NONE)
     assert len(tl) == 100
     points = tl.since(0)
-    assert points["t"] == [float(i) for i in range(901, 1001)]
+    assert points["t"] == [float(i) for i in range(901, 1001)] and points["seq"] == 1000
     assert points["marks"] == [1 if i % 7 == 0 else 0 for i in range(901, 1001)]
     assert tl.since(990)["t"] == [float(i) for i in range(991, 1001)]  # what the page polls for
+    assert tl.since(1000)["t"] == []
     assert tl._t.nbytes + tl._s.nbytes + tl._th.nbytes + tl._f.nbytes == size
-    tl.mark_last(Mark.ACTION)
-    assert tl.since(999)["marks"] == [Mark.ACTION]
 
 
-def test_polling_with_the_last_time_given_brings_no_point_twice() -> None:
+def test_polling_with_the_last_sequence_number_brings_no_point_twice() -> None:
     tl = Timeline(points=10)
     for t in (1767000000.004, 1767000010.006, 1767000020.0049):
         tl.add(t, 0.1, 0.5, Mark.NONE)
-    got = json.loads(json.dumps(tl.since(0)))["t"]  # as the page receives them
-    assert len(got) == 3
-    assert tl.since(float(str(got[-1])))["t"] == []  # the page asks with the last one it got
-    assert len(tl.since(float(str(got[0])))["t"]) == 2
+    got = json.loads(json.dumps(tl.since(0)))  # as the page receives them
+    assert len(got["t"]) == 3
+    assert tl.since(got["seq"], got["clock"])["t"] == []  # the page asks with the last one
+    tl.add(1767000030.0, 0.2, 0.5, Mark.NONE)
+    assert tl.since(got["seq"], got["clock"])["t"] == [1767000030.0]
+
+
+def test_a_clock_set_back_neither_hides_new_points_nor_breaks_their_order() -> None:
+    """A Pi correcting its time an hour back: asked by time, the page got no new point (nor a
+    new picture) for an hour, and a reload drew the old ones twice. New points still come;
+    the kept ones are shifted onto the new clock and sent again whole, in order."""
+    tl = Timeline(points=10)
+    for t in (10_000.0, 10_010.0, 10_020.0):
+        tl.add(t, 0.1, 0.5, Mark.NONE)
+    page = tl.since(0)
+    tl.add(6_430.0, 0.3, 0.5, Mark.NONE)  # the clock went back an hour
+    tl.add(6_440.0, 0.4, 0.5, Mark.NONE)
+    again = tl.since(page["seq"], page["clock"])
+    assert again["reset"] and again["score"] == pytest.approx([0.1, 0.1, 0.1, 0.3, 0.4])
+    assert again["t"] == sorted(again["t"]) and again["t"][-1] == 6_440.0
+    later = tl.since(again["seq"], again["clock"])
+    assert not later["reset"] and later["t"] == []
+
+
+def test_an_action_is_on_its_point_as_soon_as_the_point_can_be_read() -> None:
+    """The mark was added after the point: a poll between the two never showed the action."""
+    history = History()
+    jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
+    history.record(jpeg, 9.0, 3.0, True, False, False, jpeg, acted=True)
+    assert history.timeline.since(0)["marks"] == [Mark.ANOMALOUS | Mark.ACTION]
 
 
 def test_default_timeline_holds_a_day_at_ten_seconds_in_about_150_kb() -> None:

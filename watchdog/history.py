@@ -51,7 +51,13 @@ class LeadUpFrame:
 
 
 class Timeline:
-    """A fixed-size ring of (time, score, threshold, marks); thread-safe."""
+    """A fixed-size ring of (time, score, threshold, marks); thread-safe.
+
+    Each point has a sequence number, and the page asks for the points after the last one it
+    has: asked by time, a wall clock set back (a Pi correcting its time) hid every new point,
+    and the picture with them. A clock set back shifts the points already kept by the same
+    step, so the timeline stays in order on the new clock; ``clock`` counts such shifts, and a
+    page holding points of another count is sent them all again."""
 
     def __init__(self, points: int = DEFAULT_POINTS) -> None:
         self.capacity = points
@@ -61,6 +67,8 @@ class Timeline:
         self._f = np.zeros(points, np.uint8)
         self._next = 0
         self._count = 0
+        self._added = 0  # points ever added: the newest point's sequence number
+        self._clock = 0  # times the clock was seen set back
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -68,27 +76,30 @@ class Timeline:
 
     def add(self, t: float, score: float, threshold: float, marks: Mark) -> None:
         with self._lock:
+            if self._count:
+                last = self._t[(self._next - 1) % self.capacity]
+                if t < last:
+                    self._t += t - last  # unused slots shift too: they are never read
+                    self._clock += 1
             i = self._next
             self._t[i], self._s[i], self._th[i], self._f[i] = t, score, threshold, int(marks)
             self._next = (i + 1) % self.capacity
             self._count = min(self._count + 1, self.capacity)
+            self._added += 1
 
-    def mark_last(self, marks: Mark) -> None:
-        """Add marks to the newest point (the action is known after the point was added)."""
+    def since(self, after: int = 0, clock: int = 0) -> dict[str, object]:
+        """Points after sequence number ``after``, oldest first, as plain JSON lists; all of
+        them (``reset`` true) when ``clock`` is not the timeline's (the page's are shifted)."""
         with self._lock:
-            if self._count:
-                i = (self._next - 1) % self.capacity
-                self._f[i] |= int(marks)
-
-    def since(self, t: float = 0.0) -> dict[str, list[float] | list[int]]:
-        """Points newer than ``t`` (epoch seconds), oldest first, as plain JSON lists.
-
-        Times go out exact: the page asks again with the last one it got, and a rounded time
-        would bring that point back (drawn and counted twice)."""
-        with self._lock:
+            reset = clock != self._clock or after > self._added  # another daemon's numbers
             order = (np.arange(self._count) + self._next - self._count) % self.capacity
-            keep = order[self._t[order] > t]
+            first = self._added - self._count + 1  # the sequence number of order[0]
+            new = self._added - max(0 if reset else after, first - 1)
+            keep = order[max(0, self._count - new) :] if new > 0 else order[:0]
             return {
+                "seq": self._added,
+                "clock": self._clock,
+                "reset": reset,
                 "t": [float(v) for v in self._t[keep]],
                 "score": [float(v) for v in self._s[keep]],
                 "threshold": [float(v) for v in self._th[keep]],
@@ -114,10 +125,13 @@ class History:
         calibrating: bool,
         new_print: bool,
         heatmap_jpeg: bytes,
+        acted: bool = False,
     ) -> None:
-        """One scored frame (called by the watcher's thread after the frame was decided)."""
+        """One scored frame (called by the watcher's thread after the frame was decided);
+        ``acted``: the watcher paused, cancelled or alerted on it (marked with the point, so a
+        page never reads it without its mark)."""
         now = time.time()
-        marks = Mark.NONE
+        marks = Mark.ACTION if acted else Mark.NONE
         if anomalous:
             marks |= Mark.ANOMALOUS
         if calibrating:
@@ -135,9 +149,6 @@ class History:
         """A camera frame taken while nothing is scored (the page asked for a look)."""
         with self._lock:
             self._frame_jpeg = frame_jpeg
-
-    def acted(self) -> None:
-        self.timeline.mark_last(Mark.ACTION)
 
     def lead_up(self) -> list[LeadUpFrame]:
         """The frames recorded before now, oldest first."""

@@ -327,9 +327,8 @@ class Watcher:
             verdict.calibrating,
             self.state.frames == 1,
             heat_jpeg,
+            acted=action is not None,
         )
-        if action is not None:
-            self.history.acted()
         return StepRecord(
             self._frame_name(),
             self._label(),

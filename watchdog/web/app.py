@@ -1,7 +1,7 @@
 """The dashboard's pages and JSON API, installed on the daemon's HTTP server.
 
 Pages: ``/`` (one page: printers, incidents, where to look; hand-written JS polls the API
-every 2 s), ``/login``. API (JSON): ``/api/state``, ``/api/printers/<p>/timeline?since=``,
+every 2 s), ``/login``. API (JSON): ``/api/state``, ``/api/printers/<p>/timeline?after=&clock=``,
 ``/api/printers/<p>/frame.jpg`` (the latest camera frame, no heatmap), ``/api/incidents``,
 ``/api/incidents/<p>/<id>/<file>`` (its pictures), and the POSTs that change something:
 ``/api/command`` (every button: a ``watchdog.control.Command`` handed to the daemon's
@@ -291,10 +291,11 @@ class Dashboard:
         if history is None:
             return text("404 no such printer", 404)
         try:
-            since = float(request.args.get("since", "0"))
+            after = int(request.args.get("after", "0"))
+            clock = int(request.args.get("clock", "0"))
         except ValueError:
-            return text("400 since must be a number (epoch seconds)", 400)
-        return json_response(history.timeline.since(since))
+            return text("400 after and clock must be whole numbers (from the last answer)", 400)
+        return json_response(history.timeline.since(after, clock))
 
     def frame(self, name: str) -> Response:
         history = self.backend.histories.get(name)

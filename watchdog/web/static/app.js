@@ -142,10 +142,15 @@ async function poll() {
 }
 
 async function loadTimeline(p, now) {
-  const tl = S.timelines[p.name] || (S.timelines[p.name] = { t: [], score: [], threshold: [], marks: [] });
-  const since = tl.t.length ? tl.t[tl.t.length - 1] : 0;
-  const fresh = await getJSON(`/api/printers/${p.name}/timeline?since=${since}`);
-  for (const k of ["t", "score", "threshold", "marks"]) tl[k].push(...fresh[k]);
+  const tl = S.timelines[p.name] || (S.timelines[p.name] = { t: [], score: [], threshold: [], marks: [], seq: 0, clock: 0 });
+  // by sequence number, not time: a clock set back must not hide the new points
+  const fresh = await getJSON(`/api/printers/${p.name}/timeline?after=${tl.seq}&clock=${tl.clock}`);
+  for (const k of ["t", "score", "threshold", "marks"]) {
+    if (fresh.reset) tl[k] = [];  // the daemon's clock was set back: its points come again, shifted
+    tl[k].push(...fresh[k]);
+  }
+  tl.seq = fresh.seq;
+  tl.clock = fresh.clock;
   const cutoff = now - DAY_S;  // the daemon's clock: the browser's may be days apart
   let drop = 0;
   while (drop < tl.t.length && tl.t[drop] < cutoff) drop++;
@@ -224,11 +229,11 @@ function updateCard(c, p) {
     c.barMark.style.left = `${(100 * p.threshold) / full}%`;
   }
   const tl = S.timelines[p.name];
-  const last = tl && tl.t.length ? tl.t[tl.t.length - 1] : 0;
+  const last = tl ? tl.seq : 0;  // the newest point's number: a new picture with each
   const key = `${c.overlay.checked}:${last}`;
   if (key !== c.imgKey && last) {
     c.imgKey = key;
-    c.img.src = c.overlay.checked ? `/printers/${p.name}/latest.jpg?t=${last}` : `/api/printers/${p.name}/frame.jpg?t=${last}`;
+    c.img.src = c.overlay.checked ? `/printers/${p.name}/latest.jpg?n=${last}` : `/api/printers/${p.name}/frame.jpg?n=${last}`;
     c.img.dataset.kind = c.overlay.checked ? "heatmap" : "frame";
   }
   c.range.value = S.ranges[p.name] || "print";
