@@ -519,6 +519,44 @@ def test_the_mask_editor_stops_where_the_config_does(env, browser) -> None:
     assert saved.status_code == 200, saved.text
 
 
+def test_an_editor_left_open_does_not_send_back_a_mask_saved_elsewhere(env, browser) -> None:
+    """An editor opened, then a mask saved from another tab: saving a new number of frames in
+    a row from the first editor sent its stale masks too, undoing the other tab's."""
+    browser.get(env.url + f"/#/edit/{PRINTER}")
+    browser.refresh()
+    wait_until(
+        "the frame to draw on", lambda: image_loaded(browser, "img[data-role=edit-frame]"), 20
+    )
+    stored = lambda: json.loads((env.storage / "overrides.json").read_text())["printers"][  # noqa: E731
+        PRINTER
+    ]["detection"]
+    before = stored()
+    elsewhere = [*before.get("mask", []), [[0.7, 0.1], [0.9, 0.1], [0.9, 0.3]]]
+    token = js(browser, "return document.querySelector('meta[name=csrf-token]').content")
+    other_tab = requests.post(
+        f"{env.url}/api/printers/{PRINTER}/settings",
+        json={"mask": elsewhere},
+        headers={"X-CSRF-Token": token},
+        timeout=60,
+    )
+    assert other_tab.status_code == 200, other_tab.text
+    consecutive = browser.find_element(By.CSS_SELECTOR, "input[data-role=consecutive]")
+    wanted = int(consecutive.get_attribute("value")) + 1
+    consecutive.clear()
+    consecutive.send_keys(str(wanted))
+    browser.find_element(By.CSS_SELECTOR, "[data-role=save]").click()
+    wait_until("saved", lambda: stored().get("consecutive") == wanted, 30, lambda: str(stored()))
+    assert stored()["mask"] == elsewhere
+    # as it was, for the tests after this one
+    back = requests.post(
+        f"{env.url}/api/printers/{PRINTER}/settings",
+        json={"mask": before.get("mask", []), "consecutive": wanted - 1},
+        headers={"X-CSRF-Token": token},
+        timeout=60,
+    )
+    assert back.status_code == 200, back.text
+
+
 def test_the_page_fits_a_phone_screen(env, browser) -> None:
     browser.set_window_size(390, 844)
     try:

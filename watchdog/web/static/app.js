@@ -451,6 +451,9 @@ function openEditor(name) {
     name,
     region: p.settings.region ? copy(p.settings.region) : null,
     masks: copy(p.settings.mask || []),
+    // the settings as this editor found them: a save sends what the owner changed since, so
+    // an editor left open never sends back values changed elsewhere (another tab, the file)
+    base: editorValues(p.settings),
     current: [],
     mode: "mask",
     drag: null,
@@ -616,27 +619,38 @@ async function busy(request) {
   try { return await request(); } finally { buttons.forEach((b) => { b.disabled = false; }); }
 }
 
+function editorValues(settings) {
+  return {
+    mask: JSON.stringify(settings.mask || []),
+    region: JSON.stringify(settings.region ?? null),  // null: the model's region
+    sensitivity: settings.sensitivity,
+    consecutive: settings.consecutive,
+    judge_start: settings.judge_start !== false,
+  };
+}
+
 async function saveEditor() {
   const d = S.edit;
   if (d.current.length >= 3) finishPolygon();
-  // Only what the owner changed (or saved before) becomes a saved setting: the rest keeps
-  // following the config file.
-  const p = S.printers.find((x) => x.name === d.name) || { settings: {}, saved: {} };
-  const saved = p.saved || {};
+  // Only what the owner changed in this editor becomes a saved setting (the daemon keeps
+  // what was saved before): the rest keeps following the config file, or another tab.
+  const now = {
+    mask: JSON.stringify(d.masks),
+    region: JSON.stringify(d.region),
+    // the slider's steps would round a value like 1.23: only a moved slider is a change
+    sensitivity: d.sensMoved ? Number(d.sens.value) : d.base.sensitivity,
+    consecutive: Number(d.cons.value),
+    judge_start: d.judge.checked,
+  };
   const body = {};
-  if (JSON.stringify(d.masks) !== JSON.stringify(p.settings.mask || []) || "mask" in saved) body.mask = d.masks;
-  // the region drawn, or the model's (null), when it differs from the one in force
-  if (JSON.stringify(d.region) !== JSON.stringify(p.settings.region ?? null) || "region" in saved) body.region = d.region;
-  const sens = Number(d.sens.value), cons = Number(d.cons.value);
-  // the slider's steps would round a value like 1.23: only a moved slider is a change
-  if ((d.sensMoved && sens !== p.settings.sensitivity) || "sensitivity" in saved) body.sensitivity = sens;
-  if (cons !== p.settings.consecutive || "consecutive" in saved) body.consecutive = cons;
-  const judge = d.judge.checked;
-  if (judge !== (p.settings.judge_start !== false) || "judge_start" in saved) body.judge_start = judge;
+  for (const k of Object.keys(now)) {
+    if (now[k] !== d.base[k]) body[k] = k === "mask" || k === "region" ? JSON.parse(now[k]) : now[k];
+  }
   if (!Object.keys(body).length) { toast("nothing changed", true); return; }
   const r = await busy(() => post(`/api/printers/${d.name}/settings`, body));
   toast(r.detail, r.ok);
   if (r.saved) {  // saved, applied or not (the toast says which)
+    d.base = { ...d.base, ...now };  // a second save sends only what changed after this one
     d.yaml.textContent = r.yaml;
     d.origin.textContent = `Saved from this page: ${Object.keys(r.saved).join(", ")} (overrides the config file).`;
   }
