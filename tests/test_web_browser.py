@@ -527,9 +527,12 @@ def test_an_editor_left_open_does_not_send_back_a_mask_saved_elsewhere(env, brow
     wait_until(
         "the frame to draw on", lambda: image_loaded(browser, "img[data-role=edit-frame]"), 20
     )
-    stored = lambda: json.loads((env.storage / "overrides.json").read_text())["printers"][  # noqa: E731
-        PRINTER
-    ]["detection"]
+
+    def stored() -> dict:
+        path = env.storage / "overrides.json"  # absent until a first save (the test alone)
+        saved = json.loads(path.read_text()) if path.exists() else {"printers": {}}
+        return saved["printers"].get(PRINTER, {}).get("detection", {})
+
     before = stored()
     elsewhere = [*before.get("mask", []), [[0.7, 0.1], [0.9, 0.1], [0.9, 0.3]]]
     token = js(browser, "return document.querySelector('meta[name=csrf-token]').content")
@@ -540,6 +543,13 @@ def test_an_editor_left_open_does_not_send_back_a_mask_saved_elsewhere(env, brow
         timeout=60,
     )
     assert other_tab.status_code == 200, other_tab.text
+    wait_js(  # the open editor's page has polled the other tab's mask in force
+        browser,
+        "the other tab's mask in force",
+        f"const p = S.printers.find((x) => x.name === '{PRINTER}');"
+        f"return p && (p.settings.mask || []).length === {len(elsewhere)}",
+        timeout=30,
+    )
     consecutive = browser.find_element(By.CSS_SELECTOR, "input[data-role=consecutive]")
     wanted = int(consecutive.get_attribute("value")) + 1
     consecutive.clear()
