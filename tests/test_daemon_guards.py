@@ -270,6 +270,11 @@ def test_an_alert_whose_pause_hangs_through_sigterm_is_delivered_after_the_resta
             lambda: daemon.log,
         )
         time.sleep(0.5)
+        # while the pause is under way its draft is no incident yet: the dashboard said the
+        # watchdog had stopped before the pause finished, and offered to cancel
+        from watchdog.incidents import list_incidents
+
+        assert list_incidents(storage, [PRINTER]) == []
         started = time.monotonic()
         rc = daemon.stop(timeout=40)
         assert rc == 0 and time.monotonic() - started < 30, daemon.log
@@ -304,6 +309,9 @@ def test_an_alert_whose_pause_hangs_through_sigterm_is_delivered_after_the_resta
             wait_until(
                 "delivered", lambda: not (saved[0] / "pending").exists(), 30, lambda: again.log
             )
+            # an incident from this start on: listed, the pause's end unknown
+            [listed] = list_incidents(storage, [PRINTER])
+            assert listed.id == saved[0].name, again.log
         finally:
             assert again.stop() == 0, again.log
     finally:

@@ -43,6 +43,10 @@ FRAME = "frame.jpg"
 HEATMAP = "heatmap.jpg"
 ALERT = "alert.json"
 PENDING = "pending"
+# An alert saved before its action finished, replaced when it does: kept out of the dashboard
+# and of "the latest alert" meanwhile. One left by a watchdog that stopped during the action
+# is settled at the next start (``settle_drafts``) and shown, the action's end unknown.
+DRAFT = "draft"
 LEAD_UP = "lead_up"
 FAILURES = frames.FAILURES  # folder of frames of confirmed failures (the trainer's --anomalous)
 VERDICTS = ("not_failure", "failure")
@@ -206,9 +210,11 @@ class IncidentStore:
         frame_jpeg: bytes,
         heatmap_jpeg: bytes,
         pending: bool = True,
+        draft: bool = False,
     ) -> Incident:
-        """Write a new incident (``pending`` delivery unless told otherwise); on a disk error it
-        comes back unsaved (``path`` None) and the caller keeps it in memory.
+        """Write a new incident (``pending`` delivery unless told otherwise; ``draft``: see
+        DRAFT); on a disk error it comes back unsaved (``path`` None) and the caller keeps it in
+        memory.
 
         ``alert`` is copied and given its ``incident`` id (and ``time``/``printer`` if missing).
         """
@@ -230,6 +236,8 @@ class IncidentStore:
             write_durably(partial / ALERT, json.dumps(alert, default=_jsonable, indent=2).encode())
             if pending:
                 write_durably(partial / PENDING, b"")
+            if draft:
+                write_durably(partial / DRAFT, b"")
             os.replace(partial, final)
             fsync_dir(folder)
         except OSError as exc:
@@ -317,8 +325,30 @@ class IncidentStore:
                 exc.strerror or exc,
             )
 
+    def settle_drafts(self, printers: list[str]) -> None:
+        """Drafts left by a watchdog that stopped during their action (at start, before any
+        watcher acts): incidents from now on, listed and delivered with the action's end
+        unknown."""
+        for printer in printers:
+            if not SAFE_NAME.fullmatch(printer):
+                continue
+            for path in self._incident_dirs(self.root / printer):
+                if (path / DRAFT).exists():
+                    try:
+                        (path / DRAFT).unlink()
+                    except OSError as exc:
+                        logger.error("cannot settle incident %s: %s", path, exc.strerror or exc)
+                        continue
+                    logger.warning(
+                        "%s: incident %s was saved before its action finished and the watchdog "
+                        "stopped meanwhile: listed and sent as is; check the printer",
+                        printer,
+                        path.name,
+                    )
+
     def pending(self, printers: list[str] | None = None) -> list[Incident]:
-        """Saved incidents the broker never acknowledged, oldest first."""
+        """Saved incidents the broker never acknowledged, oldest first (a draft being acted on
+        is not one yet)."""
         found: list[Incident] = []
         try:
             folders = sorted(
@@ -330,7 +360,7 @@ class IncidentStore:
             if printers is not None and folder.name not in printers:
                 continue
             for path in self._incident_dirs(folder):
-                if not (path / PENDING).exists():
+                if not (path / PENDING).exists() or (path / DRAFT).exists():
                     continue
                 try:
                     alert = _read_alert(path)
@@ -516,13 +546,15 @@ class IncidentView:
 def list_incidents(
     storage_dir: Path, printers: Sequence[str], limit: int = 50
 ) -> list[IncidentView]:
-    """Saved incidents of these printers, newest first (a corrupt one is skipped)."""
+    """Saved incidents of these printers, newest first (a corrupt one and drafts skipped)."""
     root = incidents_root(storage_dir)
     found: list[IncidentView] = []
     for printer in printers:
         if not SAFE_NAME.fullmatch(printer):
             continue
         for path in IncidentStore._incident_dirs(root / printer)[-limit:]:
+            if (path / DRAFT).exists():
+                continue  # its action is under way: the final alert replaces it
             try:
                 alert = _read_alert(path)
             except IncidentError:

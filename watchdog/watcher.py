@@ -458,6 +458,7 @@ class Watcher:
             frame_jpeg,
             heat_jpeg,
             pending=self.alerts.delivers,
+            draft=True,
         )
         outcome = self._ask_printer(self.action)
         if self.state.rearm_at is not None:
