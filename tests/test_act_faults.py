@@ -379,3 +379,44 @@ def test_https_clients_share_the_tls_context_that_holds_the_systems_cas() -> Non
     assert context(HttpClient(verify=False)) is not context(verified[0])
     assert context(HttpClient(verify="/etc/ssl/certs/ca-certificates.crt")) is None
     assert context(HttpClient(), "http://camera.lan/snapshot") is None  # made only for https
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_tls_handshake_dripping_in_is_cut_at_the_timeout(kind: str) -> None:
+    """An https API (or a proxy) that sends its handshake a byte at a time, each within the
+    timeout: the request's deadline knows the connection only once its handshake is done, and
+    what ends it here is Python's ssl, which bounds a whole handshake by the socket's timeout.
+    Were that ever lost, the step (and every pause behind it) would wait until systemd's
+    watchdog killed the daemon."""
+    import socket
+    import time
+
+    stop = threading.Event()
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def drip() -> None:
+        conn, _ = server.accept()
+        with conn:
+            # a TLS handshake record announcing 16 KB, then its bytes one every 0.2 s
+            conn.sendall(b"\x16\x03\x03\x40\x00")
+            while not stop.wait(0.2):
+                try:
+                    conn.sendall(b"\x00")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    try:
+        printer = make_printer(
+            api_config(kind, f"https://127.0.0.1:{port}", "KEY", timeout_s=1.0, retries=0)
+        )
+        started = time.monotonic()
+        st = printer.status()
+        waited = time.monotonic() - started
+    finally:
+        stop.set()
+        server.close()
+    assert waited < 10, "the handshake was waited for past the timeout"
+    assert st.state == "offline" and "within 1 s" in st.detail, st
