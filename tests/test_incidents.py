@@ -357,3 +357,19 @@ def test_feedback_cli_bad_input_is_one_line_exit_2(
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert len(err.splitlines()) == 1 and says in err and "Traceback" not in err
+
+
+def test_an_alert_made_with_the_clock_behind_is_still_the_latest(tmp_path: Path) -> None:
+    """A Pi started with its clock behind the incidents it saved before (no real-time clock,
+    its time not set yet): the new alert's id sorted oldest, so its phone buttons were refused
+    as "an older alert", the dashboard listed it last and pruning deleted it first."""
+    from watchdog.comms.actions import latest_incident
+
+    store = IncidentStore(tmp_path, keep=3)
+    ahead = tmp_path / "incidents" / "ender3" / "20991231T235959000Z-abcdef"
+    ahead.mkdir(parents=True)
+    (ahead / "alert.json").write_text(json.dumps({"printer": "ender3", "score": 1.0}))
+    new = store.save("ender3", {"score": 9.0}, jpeg(), jpeg(), pending=False)
+    assert new.id > ahead.name
+    assert latest_incident(tmp_path, "ender3") == new.id
+    assert [i.id for i in list_incidents(tmp_path, ["ender3"])][0] == new.id

@@ -124,20 +124,34 @@ _last_id_time = datetime.min.replace(tzinfo=UTC)
 _id_lock = threading.Lock()
 
 
-def new_incident_id(now: datetime | None = None) -> str:
+def new_incident_id(now: datetime | None = None, after: str | None = None) -> str:
     """A time-sortable, collision-resistant id that is safe as a folder name.
 
     Ids this process makes sort in the order it made them: two made in the same millisecond
     would otherwise order by their random suffix, so the later one takes the next millisecond.
+    ``after``: the newest id already saved, which this one sorts after whatever the clock says
+    (a Pi started with its clock behind, before its time is set, or a clock set back): its
+    alert was refused as "an older alert", listed last and pruned first.
     """
     global _last_id_time
     stamp = now or datetime.now(UTC)
     stamp = stamp.replace(microsecond=stamp.microsecond // 1000 * 1000)
+    if after is not None and (newest := _id_time(after)) is not None:
+        stamp = max(stamp, newest + timedelta(milliseconds=1))
     if now is None:
         with _id_lock:
             stamp = max(stamp, _last_id_time + timedelta(milliseconds=1))
             _last_id_time = stamp
     return f"{stamp:%Y%m%dT%H%M%S}{stamp.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
+
+
+def _id_time(incident_id: str) -> datetime | None:
+    """The time an id sorts by; None for a name of another form."""
+    try:
+        stamp = datetime.strptime(incident_id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+        return stamp + timedelta(milliseconds=int(incident_id[15:18]))
+    except ValueError:
+        return None
 
 
 def check_name(value: str, what: str) -> str:
@@ -219,7 +233,8 @@ class IncidentStore:
         ``alert`` is copied and given its ``incident`` id (and ``time``/``printer`` if missing).
         """
         check_name(printer, "printer")
-        incident_id = new_incident_id()
+        saved = self._incident_dirs(self.root / printer)
+        incident_id = new_incident_id(after=saved[-1].name if saved else None)
         alert = dict(alert)
         alert.setdefault("time", datetime.now(UTC).isoformat(timespec="seconds"))
         alert.setdefault("printer", printer)
