@@ -287,9 +287,14 @@ def test_the_daemon_survives_config_reload_with_secret_and_masks_it(
                 "X-Auth",
                 "session_id",
                 "MY_CREDENTIAL",
+                "HA_AUTHORIZATION",
+                "TOKENFILE",
+                "APIKEYVALUE",
+                "PASSWORT",
+                "MQTTPASSWORDHASH",
             )
         ],
-        *[(n, False) for n in ("CAMERA_HOST", "inside", "signal", "KEYBOARD", "AUTHOR", "action")],
+        *[(n, False) for n in ("CAMERA_HOST", "inside", "signal", "KEYBOARD", "action")],
     ],
 )
 def test_one_rule_says_which_names_are_secret(name: str, secret: bool) -> None:
@@ -301,6 +306,25 @@ def test_one_rule_says_which_names_are_secret(name: str, secret: bool) -> None:
     assert says_secret(name) is secret
     masked = redact(f"http://cam/snap?{name}=Hunter22") == "http://cam/snap?" + name + "=***"
     assert masked is secret
+
+
+def test_a_long_run_of_key_like_text_is_masked_without_hanging() -> None:
+    """Every printer answer is masked before it is read: a 1 MB answer of ``?key_key_key...``
+    (a hostile device, or a proxy's page) took the masking pattern quadratic time, about 45
+    minutes, with no watching meanwhile. It ends at once (bounded here by a thread join, far
+    above the milliseconds it takes), and a secret after it is still masked."""
+    import threading
+
+    from watchdog.devices.printers import _server_message
+
+    text = "?" + "key_" * 250_000 + "&pwd=Hunter22 &action=stream;sid=abcdef"
+    done: list[str] = []
+    worker = threading.Thread(target=lambda: done.append(redact(text)), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert done, "masking a 1 MB answer did not end within a minute"
+    assert done[0].endswith("&pwd=*** &action=stream;sid=***")
+    assert _server_message(text.encode()).startswith("?key_key")
 
 
 def test_check_config_masks_env_values_whose_name_says_secret_in_any_key(

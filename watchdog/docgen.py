@@ -38,10 +38,11 @@ or, better, left out in favour of its `*_file` twin, a file holding only the sec
 0600; a relative path is relative to the config file's folder). Setting both is an error.
 `${{ENV_VAR}}` works in any string value; an unset variable is an error naming the key. A
 variable whose name says secret is masked wherever its value lands, as a secret key's value
-is: one of its parts (split at `_`) ends in `TOKEN`, `KEY`, `SECRET`, `PASSWORD`, `PASSWD`,
-`PASS`, `PWD`, `PW`, `AUTH`, `SIG`, `SESSION`, `SID`, `CODE` or `CRED` (also plural or numbered:
-`OCTOPRINT_KEY`, `MQTTPASS`, `HA_TOKENS`, `CAMERA_PW2`), the rule a camera URL's query keys are
-masked by.
+is: it holds `TOKEN`, `SECRET`, `PASSW`, `PWD`, `AUTH`, `CRED`, `APIKEY`, `ACCESSKEY` or
+`PRIVATEKEY` anywhere, or one of its parts (split at `_`) ends in `KEY`, `PASS`, `PAS`, `PW`,
+`SIG`, `SIGNATURE`, `SESSION`, `SID`, `CODE` or `PASSPHRASE` (also plural or numbered:
+`OCTOPRINT_KEY`, `MQTTPASS`, `HA_TOKENS`, `CAMERA_PW2`); a camera URL's query keys are masked
+by the same rule.
 
 A key path like `printers[].camera.source` means: the `source` key of the `camera`
 mapping of each entry in the `printers` list.

@@ -24,21 +24,40 @@ _KEEP_QUERY = {"action"}  # mjpg-streamer's ?action=stream|snapshot says what th
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@'\"<>]*):[^/\s'\"<>]*@")
 # A name that says secret, the one rule for a URL's query keys and the config's ${NAME}s: one
 # of its parts (split at _ . -) ends in a secret word, plural or numbered ("api_key",
-# "loginpas": the password key of some IP cameras, "OCTOPRINT_KEY2", "HA_TOKENS"), so that
+# "loginpas": the password key of some IP cameras, "OCTOPRINT_KEY2", "HA_TOKENS"), or it holds
+# a word that says secret wherever it stands ("HA_AUTHORIZATION", "TOKENFILE", "APIKEYVALUE");
 # "inside", "signal" or "keyboard" do not.
 _SECRET_WORDS = (
     r"token|key|secret|password|passwd|passphrase|pass|pas|pwd|pw|auth|sig|signature"
     r"|session|sid|code|cred|creds|credential"
 )
-_SECRET_NAME = rf"[a-z0-9_.-]*?(?:{_SECRET_WORDS})s?[0-9]*(?:[_.-][a-z0-9_.-]*)?"
-# ?key=value or &key=value where the key says secret
-_QUERY_SECRET = re.compile(rf"(?i)([?&;](?:{_SECRET_NAME})=)[^&#\s'\"<>]+")
+_SECRET_NAME = re.compile(rf"(?i)[a-z0-9_.-]*?(?:{_SECRET_WORDS})s?[0-9]*(?:[_.-][a-z0-9_.-]*)?")
+_SECRET_ANYWHERE = re.compile(
+    r"(?i)token|secret|passw|pwd|auth|cred|api_?key|access_?key|private_?key"
+)
+# ?key=, &key= or ;key=, then its value; whether the key says secret is decided apart (a
+# pattern holding the rule itself took quadratic time on a long run of key-like text)
+_QUERY_KEY = re.compile(r"(?i)[?&;]([a-z0-9_.-]{1,200})=")
+_QUERY_VALUE = re.compile(r"[^&#\s'\"<>]+")
 _MIN_SECRET = 4  # shorter "secrets" would mask ordinary words
 
 
 def says_secret(name: str) -> bool:
     """Whether a query key or a variable's name says its value is a secret."""
-    return re.fullmatch(_SECRET_NAME, name, re.IGNORECASE) is not None
+    return _SECRET_NAME.fullmatch(name) is not None or _SECRET_ANYWHERE.search(name) is not None
+
+
+def _mask_query_values(text: str) -> str:
+    """The value after every query key that says secret, masked (up to the next & or #)."""
+    out, done = [], 0
+    for key in _QUERY_KEY.finditer(text):
+        if key.start() < done or not says_secret(key[1]):
+            continue  # inside a value masked already (``pwd=a;sid=b``), or not secret
+        value = _QUERY_VALUE.match(text, key.end())
+        if value:
+            out += [text[done : key.end()], MASK]
+            done = value.end()
+    return "".join([*out, text[done:]])
 
 
 def url_secrets(url: str) -> list[str]:
@@ -83,7 +102,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     ):
         text = text.replace(secret, MASK)
     text = _USERINFO.sub(rf"\1:{MASK}@", text)
-    return _QUERY_SECRET.sub(rf"\1{MASK}", text)
+    return _mask_query_values(text)
 
 
 class SecretFilter(logging.Filter):
