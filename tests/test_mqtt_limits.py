@@ -190,51 +190,95 @@ def test_a_topic_that_is_not_text_is_refused_and_later_commands_still_work(
     assert "Traceback" not in caplog.text
 
 
-def test_a_command_that_waited_too_long_behind_another_printer_is_not_carried_out(
-    tmp_path, caplog, monkeypatch
-) -> None:
-    """Commands are carried out one at a time: one printer whose API does not answer holds the
-    next ones up to its timeouts. A cancel that comes out minutes later would stop whatever
-    prints by then: it is dropped and said; a fresh one after it is carried out."""
-    from watchdog.comms import mqtt as mqtt_module
+def _commands_through(tmp_path, publishes: tuple[bytes, ...], dispatch) -> None:
+    """Run an MQTT side with ``dispatch`` as its dispatcher until ``dispatch`` returns True
+    from its ``done`` method (10 s at most)."""
     from watchdog.comms.mqtt import MqttCommunicator
     from watchdog.comms.outbox import Outbox
-    from watchdog.control import Command, CommandResult
 
-    monkeypatch.setattr(mqtt_module, "COMMAND_FRESH_S", 0.5)
-    caplog.set_level(logging.INFO, "watchdog.comms")
-    broker = HostileBroker(
-        (
-            _publish(b"p/dead/command", b"pause"),
-            _publish(b"p/e3/command", b"cancel"),
-        )
-    )
-    seen: list[Command] = []
-    later = threading.Event()
-
-    class SlowFirst:
-        def dispatch(self, command: Command) -> CommandResult:
-            seen.append(command)
-            if command.printer == "dead":
-                time.sleep(1.5)  # its API timing out
-                later.set()
-            return CommandResult(True, "ok")
-
+    broker = HostileBroker(publishes)
     cfg = MqttConfig(
         host="127.0.0.1", port=broker.port, topic_prefix="p", homeassistant={"enabled": False}
     )
-    mqtt = MqttCommunicator(cfg, ["dead", "e3"], Outbox(tmp_path / "outbox"), SlowFirst())
+    mqtt = MqttCommunicator(cfg, ["dead", "e3"], Outbox(tmp_path / "outbox"), dispatch)
     try:
         mqtt.start()
-        assert later.wait(10)
-        deadline = time.monotonic() + 5
-        while "not carried out" not in caplog.text and time.monotonic() < deadline:
+        deadline = time.monotonic() + 10
+        while not dispatch.done() and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         mqtt.stop()
         broker.close()
-    assert [(c.printer, c.verb.value) for c in seen] == [("dead", "pause")]
-    assert "e3: MQTT command cancel not carried out: it waited 2 s" in caplog.text, caplog.text
+
+
+def test_a_printer_whose_api_does_not_answer_does_not_hold_another_printers_commands(
+    tmp_path,
+) -> None:
+    """Commands waited one behind the other for every printer: a pause of a printer whose API
+    did not answer (up to a minute with the default timeouts) held another printer's pause
+    as long. Each printer's commands go in order, printers side by side."""
+    from watchdog.control import Command, CommandResult
+
+    release, dead_answered = threading.Event(), threading.Event()
+
+    class DeadFirst:
+        def __init__(self) -> None:
+            self.seen: list[tuple[str, str, bool]] = []
+
+        def dispatch(self, command: Command) -> CommandResult:
+            self.seen.append((command.printer, command.verb.value, dead_answered.is_set()))
+            if command.printer == "dead":
+                release.wait(8)  # its API timing out
+                dead_answered.set()
+            return CommandResult(True, "ok")
+
+        def done(self) -> bool:
+            if any(p == "e3" for p, _, _ in self.seen):
+                release.set()
+                return True
+            return False
+
+    dispatcher = DeadFirst()
+    _commands_through(
+        tmp_path,
+        (_publish(b"p/dead/command", b"pause"), _publish(b"p/e3/command", b"pause")),
+        dispatcher,
+    )
+    # e3's pause was carried out while the dead printer's was still waiting for its API
+    assert ("e3", "pause", False) in dispatcher.seen, dispatcher.seen
+
+
+def test_a_command_that_waited_too_long_behind_its_printers_earlier_one_is_not_carried_out(
+    tmp_path, caplog, monkeypatch
+) -> None:
+    """A printer's commands go one at a time: a cancel queued behind a pause its API took
+    minutes over would stop whatever prints by then. It is dropped and said."""
+    from watchdog.comms import command_queue
+    from watchdog.control import Command, CommandResult
+
+    monkeypatch.setattr(command_queue, "COMMAND_FRESH_S", 0.5)
+    caplog.set_level(logging.INFO, "watchdog.comms")
+
+    class Slow:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def dispatch(self, command: Command) -> CommandResult:
+            self.seen.append(command.verb.value)
+            time.sleep(1.5)  # its API timing out
+            return CommandResult(True, "ok")
+
+        def done(self) -> bool:
+            return "not carried out" in caplog.text
+
+    dispatcher = Slow()
+    _commands_through(
+        tmp_path,
+        (_publish(b"p/dead/command", b"pause"), _publish(b"p/dead/command", b"cancel")),
+        dispatcher,
+    )
+    assert dispatcher.seen == ["pause"]
+    assert "dead: MQTT command cancel not carried out: it waited 2 s" in caplog.text, caplog.text
 
 
 def test_a_topic_cannot_forge_a_log_line(tmp_path) -> None:

@@ -27,9 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import queue
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Collection
 from pathlib import Path
@@ -37,22 +35,18 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from watchdog.comms.command_queue import COMMANDS_WAITING, PrinterCommands
 from watchdog.comms.commands import COMMAND_TOPICS, CommandError, command_kind, parse_command
 from watchdog.comms.discovery import Discovery, discovery_configs
 from watchdog.comms.outbox import MQTT, Entry, Outbox
 from watchdog.comms.transport import MqttTransport, topic_text
 from watchdog.config import MqttConfig
-from watchdog.control import Command, Dispatcher
+from watchdog.control import Dispatcher
 from watchdog.incidents import Incident, IncidentStore, ThrottledLog, to_json
 
 logger = logging.getLogger(__name__)
 
 RETAINED = ("state", "enabled", "heatmap")  # a printer's retained topics under <prefix>/<printer>/
-COMMANDS_WAITING = 16  # commands queued for the daemon; more at once are refused (a flood)
-# A command that waited longer behind others (a printer whose API does not answer holds each
-# of its commands up to its timeouts) is not carried out: a cancel minutes late would stop
-# whatever prints by then.
-COMMAND_FRESH_S = 30.0
 
 
 class MqttCommunicator:
@@ -108,9 +102,7 @@ class MqttCommunicator:
         # Commands are carried out by their own thread: the daemon answers a command when the
         # printer has (up to a minute against a slow API), and paho's network thread, which
         # hands messages over, must keep pinging the broker meanwhile or the session drops.
-        # each command with the monotonic time it came
-        self._commands: queue.Queue[tuple[Command, float] | None] = queue.Queue(COMMANDS_WAITING)
-        self._commander: threading.Thread | None = None
+        self._commands: PrinterCommands | None = None  # while started, with a dispatcher
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -156,10 +148,7 @@ class MqttCommunicator:
         for entry in sorted(backlog, key=lambda e: e.id):
             self._publish_alert(entry)
         if self.dispatcher is not None:
-            self._commander = threading.Thread(
-                target=self._carry_out_commands, name="mqtt-commands", daemon=True
-            )
-            self._commander.start()
+            self._commands = PrinterCommands(self.dispatcher.dispatch)
         self.transport.start(client)
 
     def _adopt_legacy(self, store: IncidentStore) -> None:
@@ -180,18 +169,12 @@ class MqttCommunicator:
         if self.connected:
             self.flush(timeout)
         self.transport.stop(timeout)
-        if self._commander is not None:
-            dropped = 0
-            while True:  # the watchers have stopped: nobody would carry these out
-                try:
-                    dropped += self._commands.get_nowait() is not None
-                except queue.Empty:
-                    break
+        if self._commands is not None:
+            # the watchers have stopped: nobody would carry out those still waiting
+            dropped = self._commands.close(timeout)
             if dropped:
                 logger.warning("%d MQTT command(s) not carried out: the watchdog stopped", dropped)
-            self._commands.put_nowait(None)
-            self._commander.join(timeout)
-            self._commander = None
+            self._commands = None
         with self._lock:
             self._started = False
             left = list(self._inflight.values())
@@ -393,11 +376,8 @@ class MqttCommunicator:
             command.verb.value,
             f" on incident {command.incident}" if command.incident else "",
         )
-        if self.dispatcher is None:
-            return
-        try:
-            self._commands.put_nowait((command, time.monotonic()))
-        except queue.Full:
+        commands = self._commands
+        if commands is not None and not commands.put(command):
             self._throttle(
                 logger,
                 logging.WARNING,
@@ -407,30 +387,6 @@ class MqttCommunicator:
                 command.verb.value,
                 COMMANDS_WAITING,
             )
-
-    def _carry_out_commands(self) -> None:
-        """The command thread: one command at a time, in the order they came."""
-        assert self.dispatcher is not None
-        while (queued := self._commands.get()) is not None:
-            command, came = queued
-            waited = time.monotonic() - came
-            if waited > COMMAND_FRESH_S:
-                logger.warning(
-                    "%s: MQTT command %s not carried out: it waited %.0f s behind earlier "
-                    "commands (a printer that did not answer); send it again if still wanted",
-                    command.printer,
-                    command.verb.value,
-                    waited,
-                )
-                continue
-            try:
-                result = self.dispatcher.dispatch(command)
-            except Exception:  # noqa: BLE001 - one failing command must not end the thread
-                logger.exception(
-                    "%s: handling MQTT command %s failed", command.printer, command.verb.value
-                )
-                continue
-            (logger.info if result.ok else logger.warning)("%s: %s", command.printer, result.detail)
 
     def _refuse_retained(self, topic: str, size: int) -> None:
         """A retained command would be replayed at every reconnect: never run it, clear it."""

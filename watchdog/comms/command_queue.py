@@ -1,0 +1,99 @@
+"""The owner's commands from MQTT, carried out in order for each printer, printers side by side.
+
+A command waits for its printer's watcher to answer, up to the printer API's timeouts and
+retries (about a minute by default): one printer whose API does not answer must not hold the
+commands of the others, so each printer with commands waiting has a thread of its own, which
+ends when they are done. A command that waited too long behind its printer's earlier ones is
+not carried out: a cancel minutes late would stop whatever prints by then.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from watchdog.control import Command, CommandResult
+
+logger = logging.getLogger(__name__)
+
+COMMANDS_WAITING = 16  # commands waiting, all printers together; more at once are refused (a flood)
+COMMAND_FRESH_S = 30.0  # a command that waited longer is not carried out
+
+
+class PrinterCommands:
+    """Commands queued per printer, each printer's carried out by a thread of its own."""
+
+    def __init__(self, dispatch: Callable[[Command], CommandResult]) -> None:
+        self._dispatch = dispatch
+        self._lock = threading.Lock()
+        self._queues: dict[str, deque[tuple[Command, float]]] = {}
+        self._workers: dict[str, threading.Thread] = {}
+        self._waiting = 0
+        self._closed = False
+
+    def put(self, command: Command) -> bool:
+        """Queue ``command``; False when COMMANDS_WAITING are waiting already, or closed."""
+        with self._lock:
+            if self._closed or self._waiting >= COMMANDS_WAITING:
+                return False
+            self._queues.setdefault(command.printer, deque()).append((command, time.monotonic()))
+            self._waiting += 1
+            if command.printer not in self._workers:
+                worker = threading.Thread(
+                    target=self._carry_out,
+                    args=(command.printer,),
+                    name=f"mqtt-commands-{command.printer}",
+                    daemon=True,
+                )
+                self._workers[command.printer] = worker
+                worker.start()
+        return True
+
+    def full(self) -> bool:
+        with self._lock:
+            return self._waiting >= COMMANDS_WAITING
+
+    def close(self, timeout: float) -> int:
+        """Take no more; drop those waiting (returned: how many) and wait for those under way."""
+        with self._lock:
+            self._closed = True
+            dropped, self._waiting = self._waiting, 0
+            self._queues.clear()
+            workers = list(self._workers.values())
+        deadline = time.monotonic() + timeout
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        return dropped
+
+    def _next(self, printer: str) -> tuple[Command, float] | None:
+        with self._lock:
+            queue = self._queues.get(printer)
+            if not queue:  # done (or closed): the thread ends, the next command starts another
+                self._queues.pop(printer, None)
+                self._workers.pop(printer, None)
+                return None
+            self._waiting -= 1
+            return queue.popleft()
+
+    def _carry_out(self, printer: str) -> None:
+        while (queued := self._next(printer)) is not None:
+            command, came = queued
+            waited = time.monotonic() - came
+            if waited > COMMAND_FRESH_S:
+                logger.warning(
+                    "%s: MQTT command %s not carried out: it waited %.0f s behind the printer's "
+                    "earlier commands (its API did not answer); send it again if still wanted",
+                    printer,
+                    command.verb.value,
+                    waited,
+                )
+                continue
+            try:
+                result = self._dispatch(command)
+            except Exception:  # noqa: BLE001 - one failing command must not end the others
+                logger.exception("%s: handling MQTT command %s failed", printer, command.verb.value)
+                continue
+            (logger.info if result.ok else logger.warning)("%s: %s", printer, result.detail)
