@@ -199,15 +199,15 @@ copy_source() {
 }
 
 # An upgrade whose new version refuses the config would leave a service that does not start
-# again: checked with the new code (run from its copy, in the virtualenv as it is) before
-# anything is changed. Where the installed libraries cannot run the new code (it needs a new
-# one), the check after installing decides instead, as before.
+# again: checked with the new code (run from its copy, in the virtualenv as it is, the model
+# read but not run: the new one may need the new libraries) before anything is changed. Where
+# the installed libraries cannot run the new code, the check after installing decides, alone.
 precheck_config() {
   [ "$UPGRADE" = 1 ] && [ "$SYSTEMD" = 1 ] && [ -e "$ETC/config.yaml" ] && [ -x "$VENV/bin/python" ] || return 0
   local rc=0
-  check_config_as_service env PYTHONPATH="$SRC_COPY" >/dev/null || rc=$?
+  check_config_as_service env PYTHONPATH="$SRC_COPY" -- --no-model-run >/dev/null || rc=$?
   case "$rc" in
-    0) PRECHECKED=1 ;;
+    0) ;;
     2) die "the new version refuses $ETC/config.yaml (above): nothing was changed, the installed version stays. Fix the file for the new version (a running service keeps the settings it read), then run install.sh again" ;;
     *) say "warning: could not check $ETC/config.yaml with the new version before installing it (above); it is checked after" ;;
   esac
@@ -320,7 +320,7 @@ start_service() {
   elif [ "$was_active" = 0 ] && [ "$was_failed" = 0 ]; then
     # stopped by its owner (collecting frames from its camera, say): their choice stands
     say "service $NAME is stopped: left stopped (sudo systemctl start $NAME starts the new version)"
-  elif [ "$PRECHECKED" = 0 ] && ! check_config_as_service >/dev/null; then
+  elif ! check_config_as_service >/dev/null; then
     # Restarting would stop the running watchdog for good: keep it until the file is fixed.
     say "error: the new version refuses $ETC/config.yaml (above); the service was not restarted"
     if [ "$was_active" = 1 ]; then
@@ -349,12 +349,17 @@ as_service() {
 # The config as the service will read it: with the variables its unit and drop-ins give it
 # (Environment=, EnvironmentFile=; a config may name ${VAR}), read as root as systemd reads
 # them and handed to the check through a pipe (watchdog/unit_environment.py).
-# Arguments before the check (env PYTHONPATH=DIR) run it with other code than the installed.
+# Arguments: a prefix for every step (env PYTHONPATH=DIR: other code than the installed), then
+# after "--" options for check-config.
 check_config_as_service() {
+  local prefix=() options=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do prefix+=("$1"); shift; done
+  [ $# -eq 0 ] || { shift; options=("$@"); }
   { systemctl show -p Environment -p EnvironmentFiles "$NAME.service" 2>/dev/null || true; } |
-    (cd / && "$VENV/bin/python" -m watchdog.unit_environment) |
-    as_service "$VENV/bin/python" -m watchdog.unit_environment --exec -- \
-      "$@" "$VENV/bin/python" -m watchdog check-config --config "$ETC/config.yaml"
+    (cd / && ${prefix[@]+"${prefix[@]}"} "$VENV/bin/python" -m watchdog.unit_environment) |
+    as_service ${prefix[@]+"${prefix[@]}"} "$VENV/bin/python" -m watchdog.unit_environment --exec -- \
+      ${prefix[@]+"${prefix[@]}"} "$VENV/bin/python" -m watchdog check-config --config "$ETC/config.yaml" \
+      ${options[@]+"${options[@]}"}
 }
 
 next_steps() {
@@ -408,7 +413,6 @@ case "$ACTION" in
     fi
     CREATED_CONFIG=""
     REFUSED=0
-    PRECHECKED=0
     UPGRADE=0
     [ ! -e "$UNIT" ] || UPGRADE=1
     check_arch

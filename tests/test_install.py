@@ -653,16 +653,18 @@ def test_root_install_creates_user_and_enables_the_service(
         "show -p ActiveState --value printer-watchdog.service",
         "daemon-reload",
         "enable --now printer-watchdog.service",
-        # the re-run upgrades the code, the config checked by the new code first: a running
-        # service is restarted to load it
+        # the re-run upgrades the code, the config checked by the new code before it is
+        # installed and again after: a running service is restarted to load it
         "show -p Environment -p EnvironmentFiles printer-watchdog.service",
         "show -p ActiveState --value printer-watchdog.service",
         "daemon-reload",
+        "show -p Environment -p EnvironmentFiles printer-watchdog.service",
         "restart printer-watchdog.service",
         # a config naming ${OCTOPRINT_KEY}, set in the unit's environment file: checked with it
         "show -p Environment -p EnvironmentFiles printer-watchdog.service",
         "show -p ActiveState --value printer-watchdog.service",
         "daemon-reload",
+        "show -p Environment -p EnvironmentFiles printer-watchdog.service",
         "restart printer-watchdog.service",
         # a config the new version refuses: nothing installed, the service left as it runs
         "show -p Environment -p EnvironmentFiles printer-watchdog.service",

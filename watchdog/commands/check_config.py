@@ -42,6 +42,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="fetch one frame from each camera and query each printer's API; exit 1 naming what failed",
     )
+    p.add_argument(
+        "--no-model-run",
+        action="store_true",
+        help="read the model's model.json but do not run the model (the installer's check of a "
+        "new version against the libraries installed before it)",
+    )
     p.set_defaults(func=main)
 
 
@@ -139,7 +145,8 @@ def probe(config: Config) -> list[str]:
 def main(args: argparse.Namespace) -> int:
     config = load_effective_config(args.config)  # ConfigError → one line, exit 2
     bundle = Bundle.load(config.model or default_bundle_path())  # BundleError → one line, exit 2
-    run_model(config, bundle)
+    if not args.no_model_run:
+        run_model(config, bundle)
     resolved = config.masked()
     resolved["model"] = str(bundle.path)
     yaml.safe_dump(resolved, sys.stdout, sort_keys=False)
@@ -155,8 +162,9 @@ def main(args: argparse.Namespace) -> int:
         if failed:
             print(f"error: {len(failed)} probe(s) failed: {'; '.join(failed)}", file=sys.stderr)
             return 1
+    ran = "read" if args.no_model_run else "loaded and run once"
     print(
-        f"# ok: {len(config.printers)} printer(s); model {bundle.path} loaded and run once, "
+        f"# ok: {len(config.printers)} printer(s); model {bundle.path} {ran}, "
         f"threshold {bundle.meta.threshold:.6g}",
         file=sys.stderr,
     )
