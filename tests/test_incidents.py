@@ -368,8 +368,24 @@ def test_an_alert_made_with_the_clock_behind_is_still_the_latest(tmp_path: Path)
     store = IncidentStore(tmp_path, keep=3)
     ahead = tmp_path / "incidents" / "ender3" / "20991231T235959000Z-abcdef"
     ahead.mkdir(parents=True)
+    (ahead.parent / "backup").mkdir()  # a folder of another name (sorts after every id)
     (ahead / "alert.json").write_text(json.dumps({"printer": "ender3", "score": 1.0}))
     new = store.save("ender3", {"score": 9.0}, jpeg(), jpeg(), pending=False)
     assert new.id > ahead.name
     assert latest_incident(tmp_path, "ender3") == new.id
     assert [i.id for i in list_incidents(tmp_path, ["ender3"])][0] == new.id
+
+
+def test_a_draft_under_way_hides_behind_the_alert_before_it_until_settled(tmp_path: Path) -> None:
+    """While a pause runs, its draft is no incident yet: "the latest alert" (a verdict from
+    Home Assistant) is the one before it, not "no alert"; once a watchdog that stopped during
+    the pause starts again, the draft is an incident, whatever printer it belongs to."""
+    store = IncidentStore(tmp_path)
+    before = store.save("ender3", {"score": 5.0}, jpeg(), jpeg(), pending=False)
+    draft = store.save("ender3", {"score": 9.0}, jpeg(), jpeg(), pending=True, draft=True)
+    other = store.save("gone", {"score": 9.0}, jpeg(), jpeg(), pending=True, draft=True)
+    assert [i.id for i in list_incidents(tmp_path, ["ender3"], limit=1)] == [before.id]
+    assert store.pending() == []
+    store.settle_drafts()
+    assert [i.id for i in list_incidents(tmp_path, ["ender3"], limit=1)] == [draft.id]
+    assert [i.id for i in store.pending()] == [draft.id, other.id]

@@ -145,6 +145,11 @@ def new_incident_id(now: datetime | None = None, after: str | None = None) -> st
     return f"{stamp:%Y%m%dT%H%M%S}{stamp.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
 
 
+def is_incident_id(name: str) -> bool:
+    """Whether a folder name is an incident id (a folder of another name sorts after them)."""
+    return _id_time(name) is not None
+
+
 def _id_time(incident_id: str) -> datetime | None:
     """The time an id sorts by; None for a name of another form."""
     try:
@@ -233,8 +238,8 @@ class IncidentStore:
         ``alert`` is copied and given its ``incident`` id (and ``time``/``printer`` if missing).
         """
         check_name(printer, "printer")
-        saved = self._incident_dirs(self.root / printer)
-        incident_id = new_incident_id(after=saved[-1].name if saved else None)
+        ids = [d.name for d in self._incident_dirs(self.root / printer) if is_incident_id(d.name)]
+        incident_id = new_incident_id(after=max(ids, default=None))
         alert = dict(alert)
         alert.setdefault("time", datetime.now(UTC).isoformat(timespec="seconds"))
         alert.setdefault("printer", printer)
@@ -340,14 +345,13 @@ class IncidentStore:
                 exc.strerror or exc,
             )
 
-    def settle_drafts(self, printers: list[str]) -> None:
+    def settle_drafts(self) -> None:
         """Drafts left by a watchdog that stopped during their action (at start, before any
-        watcher acts): incidents from now on, listed and delivered with the action's end
-        unknown."""
-        for printer in printers:
-            if not SAFE_NAME.fullmatch(printer):
-                continue
-            for path in self._incident_dirs(self.root / printer):
+        watcher acts; every printer's, one the config lacks now included): incidents from now
+        on, listed and delivered with the action's end unknown."""
+        for folder in self._incident_dirs(self.root):
+            printer = folder.name
+            for path in self._incident_dirs(folder):
                 if (path / DRAFT).exists():
                     try:
                         (path / DRAFT).unlink()
@@ -567,9 +571,11 @@ def list_incidents(
     for printer in printers:
         if not SAFE_NAME.fullmatch(printer):
             continue
-        for path in IncidentStore._incident_dirs(root / printer)[-limit:]:
-            if (path / DRAFT).exists():
-                continue  # its action is under way: the final alert replaces it
+        # a draft's action is under way: the final alert replaces it
+        saved = [
+            d for d in IncidentStore._incident_dirs(root / printer) if not (d / DRAFT).exists()
+        ]
+        for path in saved[-limit:]:
             try:
                 alert = _read_alert(path)
             except IncidentError:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from watchdog.control import Command, Dispatcher, Verb
 from watchdog.durable import replace_file
-from watchdog.incidents import SAFE_NAME, incidents_root, stored_job
+from watchdog.incidents import SAFE_NAME, incidents_root, is_incident_id, stored_job
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def latest_incident(storage_dir: Path, printer: str) -> str | None:
         ids = [
             p.name
             for p in (incidents_root(storage_dir) / printer).iterdir()
-            if p.is_dir() and SAFE_NAME.fullmatch(p.name)
+            if p.is_dir() and SAFE_NAME.fullmatch(p.name) and is_incident_id(p.name)
         ]
     except OSError:
         return None

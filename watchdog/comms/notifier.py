@@ -113,7 +113,7 @@ class Notifier:
         meanwhile (a restart while the printer's API hung, a power cut): the phones are told
         now, as an action whose end is unknown. MQTT delivers them from the same marker; with
         MQTT off the marker is cleared here."""
-        self.store.settle_drafts(self.printers)
+        self.store.settle_drafts()
         for incident in self.store.pending(self.printers):
             result = incident.alert.get("action_result")
             if not isinstance(result, dict) or result.get("outcome") != Outcome.UNKNOWN.value:
