@@ -310,6 +310,20 @@ def test_a_klipper_shutdown_message_of_several_lines_is_said_on_one(
     st = client("moonraker", bad_server).status()
     assert st.state == "error" and "\n" not in st.detail
     assert "Timer too close This often indicates a host error. Once fixed" in st.detail
+    stopped = {  # Klipper ready, the print stopped by an error of several lines
+        "result": {
+            "status": {
+                "webhooks": {"state": "ready"},
+                "print_stats": {
+                    "state": "error",
+                    "message": "Move exceeds maximum extrusion\n(1.2mm^2 vs 0.6)",
+                },
+            }
+        }
+    }
+    bad_server.respond(200, json.dumps(stopped), path="/printer/objects/query")
+    st = client("moonraker", bad_server).status()
+    assert st.detail == "Klipper stopped the print: Move exceeds maximum extrusion (1.2mm^2 vs 0.6)"
 
 
 def test_moonraker_command_failing_is_retried_then_reported(bad_server: BadServer) -> None:

@@ -85,6 +85,13 @@ class PrinterStatus:
     printed_s: float | None = None
     started_at: float | None = None
 
+    def __post_init__(self) -> None:
+        # what the printer's API says (Klipper's shutdown and error texts run over several
+        # lines) goes into log lines, alerts and phone notifications: one line each
+        object.__setattr__(self, "detail", " ".join(self.detail.split()))
+        if self.job is not None:
+            object.__setattr__(self, "job", " ".join(self.job.split()))
+
 
 @dataclass(frozen=True)
 class ActionResult:
@@ -94,6 +101,9 @@ class ActionResult:
     outcome: Outcome
     detail: str
     attempts: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "detail", " ".join(self.detail.split()))  # see PrinterStatus
 
     def to_dict(self) -> dict[str, Any]:
         return {

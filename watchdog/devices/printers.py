@@ -83,11 +83,12 @@ class PrinterClient(Protocol):
 class _Failure(Exception):
     """A request that failed; ``detail`` is ready for a log line and an alert."""
 
-    def __init__(self, detail: str, retryable: bool) -> None:
+    def __init__(self, detail: str, retryable: bool, unsent: bool = False) -> None:
         super().__init__(detail)
         self.detail = detail
         self.retryable = retryable
-        self.after_send = False  # failed once the command was on its way: it may have been done
+        self.unsent = unsent  # failed before the request left (no connection, no TLS)
+        self.after_send = False  # a command that may have reached the printer: it may be done
 
 
 class _Conflict(_Failure):
@@ -211,9 +212,18 @@ class _HttpPrinter:
                 f"{shown}: TLS certificate not accepted ({self._scrub(str(exc))[:160]}); "
                 "set api.ca_file, or api.insecure: true",
                 retryable=False,
+                unsent=True,
             ) from None
         except urllib3.exceptions.NewConnectionError as exc:  # before timeouts: a subclass
-            raise _Failure(f"{shown}: {self._connection_problem(exc)}", retryable=True) from None
+            raise _Failure(
+                f"{shown}: {self._connection_problem(exc)}", retryable=True, unsent=True
+            ) from None
+        except urllib3.exceptions.ConnectTimeoutError:
+            raise _Failure(
+                f"{shown}: no connection within {timeout:g} s (timeout)",
+                retryable=True,
+                unsent=True,
+            ) from None
         except (urllib3.exceptions.TimeoutError, TimeoutError):
             raise _Failure(
                 f"{shown}: no answer within {timeout:g} s (timeout)", retryable=True
@@ -321,7 +331,7 @@ class _HttpPrinter:
             except _Conflict as exc:
                 return ActionResult(action, Outcome.REFUSED, exc.detail, 0)
             except _Failure as exc:
-                exc.after_send = True
+                exc.after_send = not exc.unsent
                 raise
             return ActionResult(
                 action, Outcome.DONE, f"{self.name} accepted {action} of job{job}", 0
