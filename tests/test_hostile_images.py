@@ -256,12 +256,20 @@ def test_a_stream_of_pictures_the_daemon_refuses_stays_offline_not_flapping(
     ],
     ids=["fill-bytes", "empty-markers"],
 )
-def test_a_header_of_endless_markers_is_refused_as_a_bad_frame(body: bytes, said: str) -> None:
+def test_a_header_of_endless_markers_is_refused_as_a_bad_frame(
+    body: bytes, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """10 MB of fill bytes or empty markers after a JPEG's start were read a marker at a time
     in Python, seconds per frame while holding the frame gate every printer shares: refused
-    as a bad frame with the reason."""
+    as a bad frame with the reason, after a bounded number of steps (counted, not timed)."""
+    steps = []
+    real = capture._past_empty_marker
+    monkeypatch.setattr(
+        capture, "_past_empty_marker", lambda data, i: steps.append(i) or real(data, i)
+    )
     with pytest.raises(capture.BadFrame, match=said):
         decode_image(body, 4_000_000, frame_size_needed(DEFAULT_INPUT))
+    assert len(steps) <= capture.MAX_HEADER_MARKERS
 
 
 def test_a_jpeg_with_many_metadata_markers_is_still_decoded() -> None:
