@@ -368,3 +368,12 @@ def test_check_config_masks_env_values_whose_name_says_secret_in_any_key(
     assert proc.returncode == 2 and "printers.0.api: url 'ftp://printer.lan/***'" in proc.stderr
     assert leaks(proc.stdout + proc.stderr, TOKEN, PASSWORD) == [], proc.stderr
     assert leaks(proc.stdout + proc.stderr, TOKEN, PASSWORD) == [], proc.stderr
+
+
+def test_a_config_object_shown_in_a_debug_line_masks_its_secrets() -> None:
+    """A config object quoted in a debug line or a traceback (its repr) showed a camera URL's
+    password and token whole."""
+    from watchdog.config import CameraConfig
+
+    shown = repr(CameraConfig(source=f"http://admin:{PASSWORD}@cam.lan/snap?token={TOKEN}"))
+    assert leaks(shown, PASSWORD, TOKEN) == [] and "cam.lan/snap" in shown

@@ -208,6 +208,12 @@ def kind_of(value: Any) -> str:
 # --------------------------------------------------------------------------- models
 
 
+def _masked(value: Any) -> Any:
+    from watchdog.redact import secret_filter  # the schema itself needs nothing of it
+
+    return secret_filter.mask(value) if isinstance(value, str) else value
+
+
 class Model:
     """Base of the config sections: frozen, compared by value, unknown keys refused."""
 
@@ -313,7 +319,9 @@ class Model:
         return hash((type(self), _hashable(self._values())))
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.model_fields)
+        """Text values with secrets masked (a camera URL's password, a known secret): a debug
+        line or a traceback quoting a config object must not show them."""
+        inner = ", ".join(f"{name}={_masked(getattr(self, name))!r}" for name in self.model_fields)
         return f"{type(self).__name__}({inner})"
 
     def model_copy(self: M, *, update: dict[str, Any] | None = None) -> M:
