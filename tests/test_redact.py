@@ -324,6 +324,8 @@ def test_a_long_run_of_key_like_text_is_masked_without_hanging() -> None:
     worker.join(60)
     assert done, "masking a 1 MB answer did not end within a minute"
     assert done[0].endswith("&pwd=*** &action=stream;sid=***")
+    long_key = "?" + "x" * 300 + "_token=SEKRET12"  # a key of any length
+    assert redact(long_key).endswith("_token=***")
     assert _server_message(text.encode()).startswith("?key_key")
 
 

@@ -279,8 +279,16 @@ class Daemon:
                 watcher.submit(command)  # answered: the failure it stood on is shown off
                 return stored
         wait_s = self.answer_within(watcher)
-        slots = self._waiting_page if command.verb is Verb.LOOK else self._waiting
-        if not slots.acquire(blocking=False):
+        # The slots keep the web server's threads from all waiting on printers; MQTT's
+        # commands wait in threads of their own, one per printer (comms/command_queue.py)
+        slots = (
+            None
+            if command.source == "mqtt"
+            else self._waiting_page
+            if command.verb is Verb.LOOK
+            else self._waiting
+        )
+        if slots is not None and not slots.acquire(blocking=False):
             if stored is not None:  # the verdict is saved: the watcher must still learn it
                 watcher.submit(command)
                 return _learnt_later(stored)
@@ -298,7 +306,8 @@ class Daemon:
                     return _learnt_later(stored)
                 return self._late(watcher.name, command, done, wait_s)
         finally:
-            slots.release()
+            if slots is not None:
+                slots.release()
 
     @staticmethod
     def answer_within(watcher: Watcher) -> float:

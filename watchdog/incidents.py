@@ -349,7 +349,11 @@ class IncidentStore:
         """Drafts left by a watchdog that stopped during their action (at start, before any
         watcher acts; every printer's, one the config lacks now included): incidents from now
         on, listed and delivered with the action's end unknown."""
-        for folder in self._incident_dirs(self.root):
+        try:
+            folders = [p for p in self.root.iterdir() if p.is_dir() and SAFE_NAME.fullmatch(p.name)]
+        except OSError:
+            return
+        for folder in folders:
             printer = folder.name
             for path in self._incident_dirs(folder):
                 if (path / DRAFT).exists():
@@ -399,8 +403,10 @@ class IncidentStore:
 
     @staticmethod
     def _incident_dirs(folder: Path) -> list[Path]:
+        """A printer's incidents, oldest first (a folder of another name is none: it would
+        sort after them)."""
         try:
-            return sorted(p for p in folder.iterdir() if p.is_dir() and SAFE_NAME.fullmatch(p.name))
+            return sorted(p for p in folder.iterdir() if p.is_dir() and is_incident_id(p.name))
         except OSError:
             return []
 

@@ -89,8 +89,6 @@ class PrinterStatus:
         # what the printer's API says (Klipper's shutdown and error texts run over several
         # lines) goes into log lines, alerts and phone notifications: one line each
         object.__setattr__(self, "detail", " ".join(self.detail.split()))
-        if self.job is not None:
-            object.__setattr__(self, "job", " ".join(self.job.split()))
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,15 @@ class PrinterCommands:
                     name=f"mqtt-commands-{command.printer}",
                     daemon=True,
                 )
+                try:
+                    worker.start()
+                except RuntimeError:  # no thread to be had (the unit's TasksMax): not queued
+                    self._queues[command.printer].pop()
+                    self._waiting -= 1
+                    if not self._queues[command.printer]:
+                        del self._queues[command.printer]
+                    return False
                 self._workers[command.printer] = worker
-                worker.start()
         return True
 
     def full(self) -> bool:

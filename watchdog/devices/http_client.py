@@ -117,6 +117,12 @@ class Deadline:
             if self.expired:
                 self._shut()
 
+    @property
+    def connected(self) -> bool:
+        """Whether the request got a connection (before it, nothing was sent)."""
+        with self._lock:
+            return self._sock is not None
+
     def expire(self) -> None:
         with self._lock:
             self.expired = True

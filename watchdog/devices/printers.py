@@ -194,7 +194,9 @@ class _HttpPrinter:
             except Exception:
                 if deadline.expired:
                     raise _Failure(
-                        f"{shown}: no whole answer within {timeout:g} s (timeout)", retryable=True
+                        f"{shown}: no whole answer within {timeout:g} s (timeout)",
+                        retryable=True,
+                        unsent=not deadline.connected,
                     ) from None
                 raise
 
