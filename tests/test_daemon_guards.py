@@ -409,3 +409,27 @@ def test_commands_waiting_on_a_hung_camera_never_take_the_whole_web_server(
         rc = daemon.stop()
     assert rc == 0, daemon.log
     assert sorted(answers) == [200, 200, 409, 409], answers
+
+
+def test_an_mqtt_command_is_not_refused_while_the_pages_waits_hold_their_slots(
+    tmp_path: Path, camera_server: CameraServer
+) -> None:
+    """In-process. The two slots keep the web server's threads from all waiting on printers;
+    MQTT's commands wait in threads of their own. With both slots held (two hung printers'
+    clicks), a Home Assistant switch was answered "busy" and dropped."""
+    from watchdog.comms.notifier import Notifier
+    from watchdog.control import Command, Verb
+    from watchdog.daemon import COMMANDS_WAITING, Daemon
+
+    daemon = Daemon(write(tmp_path / "config.yaml", camera_server.snapshot_url))
+    daemon.notifier = Notifier(daemon.config.mqtt, daemon.config.storage, [PRINTER])
+    daemon.running = daemon._start(daemon._make_watchers(daemon.config, daemon.bundle))
+    try:
+        for _ in range(COMMANDS_WAITING):
+            daemon._waiting.acquire()
+        from_page = daemon.dispatch(Command(PRINTER, Verb.DISABLE, source="web"))
+        from_mqtt = daemon.dispatch(Command(PRINTER, Verb.DISABLE, source="mqtt"))
+    finally:
+        daemon._stop(daemon.running)
+    assert not from_page.ok and from_page.detail.startswith("busy"), from_page
+    assert from_mqtt.ok, from_mqtt
