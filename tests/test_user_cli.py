@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -142,14 +143,21 @@ def test_collect_copies_a_video_to_its_end_and_stops(tmp_path: Path, write_video
     assert len(list((tmp_path / "out" / "ender3").glob("*.jpg"))) == 9
 
 
-def _collect_live(tmp_path: Path, camera_server, out: Path, *extra: str) -> subprocess.Popen[str]:
-    """``collect`` of the test camera's snapshots, every 0.05 s, in the background."""
+def _collect_live(
+    tmp_path: Path,
+    camera_server,
+    out: Path,
+    *extra: str,
+    interval_s: float = 0.05,
+    stderr: Any = subprocess.PIPE,
+) -> subprocess.Popen[str]:
+    """``collect`` of the test camera's snapshots, every ``interval_s``, in the background."""
     config = write_config(
         tmp_path / "c.yaml",
         printers=[
             {
                 "name": "ender3",
-                "camera": {"source": camera_server.snapshot_url, "interval_s": 0.05},
+                "camera": {"source": camera_server.snapshot_url, "interval_s": interval_s},
                 "action": "notify",
             }
         ],
@@ -157,7 +165,7 @@ def _collect_live(tmp_path: Path, camera_server, out: Path, *extra: str) -> subp
     return subprocess.Popen(
         watchdog_cmd("collect", "--config", str(config), "--out", str(out), *extra),
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
     )
 
@@ -242,30 +250,17 @@ def test_collect_does_not_give_up_on_one_missed_frame_of_a_slow_camera(
     again at its next interval before --wait-s counts: here it is back by then, and collect
     goes on to --max-frames. Counting from the first miss gave up after 1 s."""
     camera_server.set_fault("down")
-    config = write_config(
-        tmp_path / "c.yaml",
-        printers=[
-            {
-                "name": "ender3",
-                "camera": {"source": camera_server.snapshot_url, "interval_s": 3},
-                "action": "notify",
-            }
-        ],
-    )
     out, log = tmp_path / "out", tmp_path / "collect.log"
     with log.open("w") as err:
-        proc = subprocess.Popen(
-            watchdog_cmd(
-                "collect",
-                "--config",
-                str(config),
-                "--out",
-                str(out),
-                "--wait-s",
-                "1",
-                "--max-frames",
-                "2",
-            ),
+        proc = _collect_live(
+            tmp_path,
+            camera_server,
+            out,
+            "--wait-s",
+            "1",
+            "--max-frames",
+            "2",
+            interval_s=3,
             stderr=err,
         )
         try:
