@@ -233,6 +233,7 @@ def test_a_stream_dripping_its_headers_lets_go_of_its_thread_and_socket_on_close
     camera_server.set_fault("slow_headers")
     url = camera_server.url + "/?action=stream"
     cam = open_camera(cam_cfg(url, timeout_s=0.5), backoff=FAST)
+    assert cam.read() is None
     wait_until("the first try given up", lambda: "0.5" in (cam.last_error or ""), 10)
     assert not cam.online
     cam.close()
@@ -473,7 +474,9 @@ def test_stream_thread_stops_on_close_and_on_stop_event(camera_server: CameraSer
     stop = threading.Event()
     a = open_camera(cam_cfg(camera_server.url + "/?action=stream"), stop, backoff=FAST)
     b = open_camera(cam_cfg(camera_server.url + "/?action=stream"), stop, backoff=FAST)
+    assert not a._thread.is_alive(), "a camera is read from its first read, not when built"
     read_until(a, lambda f: f is not None)
+    read_until(b, lambda f: f is not None)
     a.close()
     assert not a._thread.is_alive()
     stop.set()
@@ -623,3 +626,31 @@ def test_bad_frames_are_not_logged_per_frame(camera_server: CameraServer, opened
         assert cam.read() is not None
     assert cam.stats.bad_frames == 6
     assert sum("bad frame" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_camera_serving_another_reader_is_waited_for_at_first_then_offline(
+    camera_server: CameraServer,
+) -> None:
+    """A camera that serves one stream at a time answers 503 while another reader has it:
+    a first contact tries again for START_GRACE_S (the reader before it, a reload's old
+    watcher, may just have let go), and only then says offline, naming the refusal."""
+    import http.client
+
+    camera_server.one_stream = True
+    other = http.client.HTTPConnection("127.0.0.1", camera_server.port, timeout=10)
+    other.request("GET", "/stream")
+    held = other.getresponse()  # another program reads the stream
+    try:
+        cam = open_camera(cam_cfg(camera_server.url + "/?action=stream"), backoff=FAST)
+        started = time.monotonic()
+        assert cam.read() is None
+        assert time.monotonic() - started >= capture.START_GRACE_S
+        assert not cam.online and "503" in cam.last_error
+        assert camera_server.streams_refused > 1  # tried again, not once
+        held.close()
+        other.close()
+        frame = read_until(cam, lambda f: f is not None)  # the other reader let go
+        assert frame is not None
+        cam.close()
+    finally:
+        other.close()

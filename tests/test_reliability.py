@@ -111,6 +111,19 @@ def settle(sub, prefix: str, scores: int = 3) -> None:
     sub.wait_count(f"{prefix}/{PRINTER}/score", n + scores, timeout=60)
 
 
+def reload_times(daemon: DaemonProcess, sub, prefix: str, times: int) -> None:
+    """SIGHUP ``times`` times, each applied and followed by a few scores of its watcher."""
+    for n in range(1, times + 1):
+        daemon.signal(signal.SIGHUP)
+        wait_until(
+            f"reload {n} applied",
+            lambda n=n: daemon.log.count("INFO watchdog.daemon: reloaded ") >= n,
+            30,
+            lambda: daemon.log,
+        )
+        settle(sub, prefix)
+
+
 def start_daemon(
     tmp_path: Path,
     bundle: Path,
@@ -378,15 +391,7 @@ def test_reloads_and_an_api_restart_leave_no_connection_to_the_printer_behind(
     )
     api_port = urlsplit(printer.api()["url"]).port or 0
     try:
-        for n in range(1, 6):
-            daemon.signal(signal.SIGHUP)
-            wait_until(
-                f"reload {n} applied",
-                lambda n=n: daemon.log.count("INFO watchdog.daemon: reloaded ") >= n,
-                30,
-                lambda: daemon.log,
-            )
-            settle(sub, p)  # the new watchers asked the printer
+        reload_times(daemon, sub, p, 5)  # each new watcher asks the printer
         printer.stop()  # the API restarts: it closes its end of every connection
         printer.come_back()
         settle(sub, p, scores=5)
@@ -396,6 +401,31 @@ def test_reloads_and_an_api_restart_leave_no_connection_to_the_printer_behind(
             if "printer API" in kind
         }
         assert sum(held.values()) <= 1, held
+    finally:
+        rc = daemon.stop()
+        sub.close()
+    assert rc == 0, daemon.log
+
+
+def test_reloads_never_open_a_camera_that_serves_one_stream_twice(
+    tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server, normal_frames
+) -> None:
+    """A camera that serves one stream at a time (an ESP32-CAM; a USB device is the same): a
+    reload's new watcher connected while the old one still read it, was refused, and the
+    camera went "offline" for a backoff at every settings save (and once at the start, when
+    the stream was found by a request the camera had not yet seen go)."""
+    p = unique_prefix
+    sub = mosquitto.subscriber(f"{p}/#")
+    camera_server.set_frames(normal_frames)
+    camera_server.one_stream = True
+    config = daemon_config(tmp_path, tiny_bundle, mosquitto, p, camera_server.stream_url)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        sub.wait_count(f"{p}/{PRINTER}/score", 3, timeout=90)
+        reload_times(daemon, sub, p, 3)  # each new watcher reads the camera
+        # refused for a moment while the camera has not yet seen the old reader go, never
+        # "offline"
+        assert "offline" not in daemon.log, daemon.log
     finally:
         rc = daemon.stop()
         sub.close()

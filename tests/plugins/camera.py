@@ -8,7 +8,9 @@ The server speaks what users' cameras speak (mjpg-streamer / crowsnest / ustream
 Tests switch what it shows while it runs: ``set_frames(list_of_arrays)`` (frames cycle; BGR
 frames go out as JPEG, 1- and 4-channel frames as PNG) and ``set_fault(name)`` for the camera
 faults a camera can have (see ``FAULTS``; image faults apply to snapshots and to every stream part
-while set); ``set_fault(None)`` brings the camera back.
+while set); ``set_fault(None)`` brings the camera back. ``one_stream = True`` makes it a camera
+that serves one stream at a time (an ESP32-CAM): a second reader gets 503 while the first
+reads, counted in ``streams_refused``.
 
 Fixtures: ``camera_server`` (function scope: the session's server, reset to normal frames and
 no fault), ``camera_server_session`` (the same server, for wider-scoped fixtures) and
@@ -149,6 +151,9 @@ class CameraServer:
             self.fps = 25.0
             self.stop_after = 5
             self.requests = 0
+            self.one_stream = False
+            self.streaming = 0  # streams being served now
+            self.streams_refused = 0
             self.oversized_sent = 0  # bytes of an oversized body written before the client hung up
 
     def set_frames(self, frames: Sequence[np.ndarray]) -> None:
@@ -223,7 +228,18 @@ class _Handler(BaseHTTPRequestHandler):
             if fault == "slow_headers":
                 self._send_headers_slowly()
                 return
-            self._stream(fault)
+            with cam._lock:
+                busy = cam.one_stream and cam.streaming > 0
+                cam.streams_refused += busy
+                cam.streaming += not busy
+            if busy:
+                self.send_error(503, "one stream at a time")
+                return
+            try:
+                self._stream(fault)
+            finally:
+                with cam._lock:
+                    cam.streaming -= 1
         elif parts.path == "/snapshot" or (parts.path == "/" and action == "snapshot"):
             self._snapshot(fault)
         else:

@@ -71,6 +71,13 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 BAD_RUN_OFFLINE = 5  # this many bad frames in a row from a network camera count as offline
 BAD_LOG_INTERVAL_S = 60.0  # a bad frame is logged at most once a minute
+# A stream reader's first connection may be refused this long, tried again every
+# START_RETRY_S, before the camera counts as offline: a camera that serves one reader at a
+# time (a USB device, an ESP32-CAM) sees that the previous reader (a reload's old watcher, the
+# daemon before a restart, the request that found the stream) has gone only when its next
+# frame fails to send.
+START_GRACE_S = 2.0
+START_RETRY_S = 0.2
 _CHUNK = 64 * 1024
 
 
@@ -83,7 +90,16 @@ class BadFrame(Exception):
 
 
 class SourceDown(Exception):
-    """The camera cannot be reached or stopped sending."""
+    """The camera cannot be reached or stopped sending; ``busy``: it said it serves another
+    reader (HTTP 503, a device held open), which a first contact tries again (START_GRACE_S)."""
+
+    def __init__(self, message: str, busy: bool = False) -> None:
+        super().__init__(message)
+        self.busy = busy
+
+
+def _http_refusal(status: int, reason: str | None) -> SourceDown:
+    return SourceDown(f"HTTP {status} {reason or ''}".strip(), busy=status == 503)
 
 
 @dataclass
@@ -463,9 +479,20 @@ class _BaseCamera:
         self._bad_run = 0
         self._was_offline_logged = False
         self._bad_logged_at = -BAD_LOG_INTERVAL_S
+        self._contacted = False  # it has answered once, or been found offline
 
     def _halted(self) -> bool:
         return self._closed.is_set() or (self._stop is not None and self._stop.is_set())
+
+    def _in_start_grace(self, since: float, busy: bool) -> bool:
+        """A first contact refused as busy within START_GRACE_S of ``since``: tried again,
+        not offline."""
+        return (
+            busy
+            and not self._contacted
+            and time.monotonic() - since < START_GRACE_S
+            and not self._halted()
+        )
 
     def _halt_wait(self, seconds: float) -> None:
         """Sleep up to ``seconds``, waking at once on close() or the stop event."""
@@ -479,6 +506,7 @@ class _BaseCamera:
     def _up(self, reset_backoff: bool = True) -> None:
         with self._lock:
             self._bad_run = 0
+            self._contacted = True
             if reset_backoff:
                 self._delay = self._min_backoff
             if self.online:
@@ -499,6 +527,7 @@ class _BaseCamera:
             self._delay = min(self._delay * 2, self._max_backoff)
             was_online, self.online = self.online, False
             self._bad_run = 0
+            self._contacted = True
         if was_online or not self._was_offline_logged:
             logger.warning(
                 "camera %s offline: %s; retrying with backoff up to %.0f s",
@@ -544,7 +573,7 @@ class _BaseCamera:
         if self._halted() or self.exhausted or time.monotonic() < self._retry_at:
             return None
         try:
-            raw = self._read_raw()
+            raw = self._read_patiently()
         except BadFrame as exc:
             self._bad(str(exc))
             return None
@@ -558,6 +587,17 @@ class _BaseCamera:
         if raw is None:
             return None
         return self._accept(raw)
+
+    def _read_patiently(self) -> Any:
+        """``_read_raw``; a first contact refused is tried again within START_GRACE_S."""
+        started = time.monotonic()
+        while True:
+            try:
+                return self._read_raw()
+            except SourceDown as exc:
+                if not self._in_start_grace(started, exc.busy):
+                    raise
+                self._halt_wait(START_RETRY_S)
 
     def _read_raw(self) -> Any:
         raise NotImplementedError
@@ -763,7 +803,7 @@ class SnapshotCamera(_BaseCamera):
         resp = _open_camera_url(self._http, self.url, cfg.timeout_s)
         try:
             if resp.status >= 400:
-                raise SourceDown(f"HTTP {resp.status} {resp.reason or ''}".strip())
+                raise _http_refusal(resp.status, resp.reason)
             ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if ctype.startswith("multipart/x-mixed-replace"):
                 raise _StreamDetected
@@ -806,7 +846,10 @@ class _ThreadedCamera(_BaseCamera):
     """A reader thread keeps up with the source so read() gets the newest frame, not a stale one.
 
     The thread connects, reads, and on failure goes offline and reconnects after the backoff;
-    read() never waits through a backoff. close() or the stop event ends the thread.
+    read() never waits through a backoff. close() or the stop event ends the thread. It starts
+    on the first read, not when the camera is built: a reload builds the new watchers while the
+    old ones still hold the camera, and a USB device or a camera that serves one stream at a
+    time refuses a second reader (a "camera offline" at every settings save).
     """
 
     bad_run_goes_offline = False  # the thread knows best whether the source is connected
@@ -828,6 +871,8 @@ class _ThreadedCamera(_BaseCamera):
         self._thread = threading.Thread(
             target=self._guarded_run, name=f"camera-{label}", daemon=True
         )
+        self._started = False
+        self._started_at = 0.0
 
     def _guarded_run(self) -> None:
         try:
@@ -846,8 +891,8 @@ class _ThreadedCamera(_BaseCamera):
             return True
         return False
 
-    def _connected(self) -> None:
-        self._up()
+    def _connected(self, reset_backoff: bool = True) -> None:
+        self._up(reset_backoff)
         self._first_attempt.set()
 
     def _bad_run_seen(self) -> None:
@@ -856,17 +901,25 @@ class _ThreadedCamera(_BaseCamera):
         # sending them goes offline with its backoff instead of looking online for good
         self._reconnect.set()
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, busy: bool = False) -> None:
+        if self._in_start_grace(self._started_at, busy):
+            self._halt_wait(START_RETRY_S)
+            return
         self._down(message)
         self._first_attempt.set()
         with self._cond:
             self._cond.notify_all()
 
     def _ready(self) -> bool:
-        """False while closed or offline; only the first read waits for the first connection."""
+        """False while closed or offline; only the first read starts the reader and waits for
+        its first connection."""
         if self._halted():
             return False
-        self._first_attempt.wait(self.cfg.timeout_s)
+        with self._lock:
+            if not self._started:
+                self._started, self._started_at = True, time.monotonic()
+                self._thread.start()
+        self._first_attempt.wait(self.cfg.timeout_s + START_GRACE_S)
         return self.online
 
     def close(self) -> None:
@@ -919,7 +972,6 @@ class StreamCamera(_ThreadedCamera):
         self._frame: np.ndarray | None = None
         self._delivered = False
         self._refused_run = False  # the last connection ended in a run of refused frames
-        self._thread.start()
 
     def _open_capture(self) -> Any:
         if self.kind == "v4l2 device":
@@ -941,7 +993,7 @@ class StreamCamera(_ThreadedCamera):
             why = "cannot open"
         if not cap.isOpened():
             cap.release()
-            raise SourceDown(why)
+            raise SourceDown(why, busy=self.kind == "v4l2 device")
         return cap
 
     def _run(self) -> None:
@@ -953,16 +1005,14 @@ class StreamCamera(_ThreadedCamera):
                         continue
                     try:
                         cap = self._open_capture()
-                    except (SourceDown, cv2.error) as exc:
-                        self._fail(
-                            str(exc)
-                            if isinstance(exc, SourceDown)
-                            else "OpenCV error while opening"
-                        )
+                    except SourceDown as exc:
+                        self._fail(str(exc), exc.busy)
+                        continue
+                    except cv2.error:
+                        self._fail("OpenCV error while opening")
                         continue
                     self._reconnect.clear()
-                    self._up(reset_backoff=not self._refused_run)  # see _accept
-                    self._first_attempt.set()
+                    self._connected(reset_backoff=not self._refused_run)  # see _accept
                 try:
                     grabbed = cap.grab()
                 except cv2.error:
@@ -1109,7 +1159,6 @@ class MjpegCamera(_ThreadedCamera):
         self._latest: bytes | BadFrame | None = None
         self._seq = 0
         self._taken = 0
-        self._thread.start()
 
     def _unusable(self, part: bytes | BadFrame) -> str | None:
         """Why a part would be refused as a frame (decoded as read() decodes it), or None."""
@@ -1126,11 +1175,12 @@ class MjpegCamera(_ThreadedCamera):
             while not self._halted():
                 if self._in_backoff():
                     continue
+                busy = False
                 try:
                     self._stream_once()
                     message = "stream ended"
                 except SourceDown as exc:
-                    message = str(exc)
+                    message, busy = str(exc), exc.busy
                 except (urllib3.exceptions.HTTPError, OSError) as exc:
                     timeout = timed_out(exc)
                     message = (
@@ -1142,7 +1192,7 @@ class MjpegCamera(_ThreadedCamera):
                     logger.exception("camera %s: unexpected error", self.label)
                     message = f"unexpected error: {type(exc).__name__}"
                 if not self._halted():
-                    self._fail(message)
+                    self._fail(message, busy)
         finally:
             self._http.close()
 
@@ -1161,7 +1211,7 @@ class MjpegCamera(_ThreadedCamera):
                 raise
         with resp:
             if resp.status >= 400:
-                raise SourceDown(f"HTTP {resp.status} {resp.reason or ''}".strip())
+                raise _http_refusal(resp.status, resp.reason)
             ctype = resp.headers.get("Content-Type", "")
             delimiter = _boundary(ctype)
             if delimiter is None:
