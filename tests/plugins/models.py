@@ -1,17 +1,21 @@
 """pytest plugin: models. A tiny bundle trained by the real trainer on synthetic frames.
 
 ``tiny_bundle`` runs ``python -m trainer`` in a subprocess (so TensorFlow never enters the
-test process) once per test session: the ``tiny`` preset (64x48, 25 epochs), about 20-40 s on 2 cores.
+test process) once per test run: the ``tiny`` preset (64x48, 25 epochs), about 20-40 s on 2 cores.
 Sessions print0 and print1 fit the model, print2 validates (sets the threshold), print3 tests.
+The test run's processes (pytest-xdist workers) share the data and each training: whichever
+asks first makes it, the others wait for it (``_made_once``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +29,38 @@ TINY_ANOMALOUS = 10
 TINY_SEED = 0
 
 
+def _made_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], Path]
+) -> Path:
+    """``make(folder)``'s result, made once for the whole test run: the worker processes of a
+    parallel run (pytest-xdist) share one temporary root, and the first to ask makes it while
+    the others wait on a file lock. A training is repeatable (one seed), so this only saves
+    time: each worker training its own would give the same bundle."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's root, above each worker's own folder
+    folder = base / f"shared-{name}"
+    with open(base / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        made = base / f"shared-{name}.made"
+        if made.is_file():
+            return Path(made.read_text())
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        result = make(folder)
+        made.write_text(str(result))
+        return result
+
+
 @pytest.fixture(scope="session")
 def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Kaggle-layout folder of synthetic frames: no_defected/print<S>_<i>.jpg, defected/."""
-    root = tmp_path_factory.mktemp("synthetic-data")
-    return synth.write_kaggle_layout(
-        root, TINY_SESSIONS, TINY_FRAMES, TINY_ANOMALOUS, seed=TINY_SEED
+    return _made_once(
+        tmp_path_factory,
+        "synthetic-data",
+        lambda root: synth.write_kaggle_layout(
+            root, TINY_SESSIONS, TINY_FRAMES, TINY_ANOMALOUS, seed=TINY_SEED
+        ),
     )
 
 
@@ -86,7 +116,7 @@ def train_tiny(data: Path, out: Path, *extra: str) -> Path:
 def tiny_run(synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The run folder of one tiny training (report.json, plots, model.keras, bundle/)."""
     pytest.importorskip("tensorflow")
-    return train_tiny(synthetic_dataset, tmp_path_factory.mktemp("runs"))
+    return _made_once(tmp_path_factory, "runs", lambda out: train_tiny(synthetic_dataset, out))
 
 
 @pytest.fixture(scope="session")
@@ -101,8 +131,10 @@ def tiny_guarded_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempPa
     start guard the trainer sets (what the trainer exports, unchanged)."""
     pytest.importorskip("tensorflow")
     return (
-        train_tiny(
-            synthetic_dataset, tmp_path_factory.mktemp("runs-adaptive"), "--adapt-frames", "4"
+        _made_once(
+            tmp_path_factory,
+            "runs-adaptive",
+            lambda out: train_tiny(synthetic_dataset, out, "--adapt-frames", "4"),
         )
         / "bundle"
     )
@@ -116,14 +148,18 @@ def tiny_start_judged_run(
     against them (``--adapt-early-frames``), matching light as the shipped preset does: its
     run folder."""
     pytest.importorskip("tensorflow")
-    return train_tiny(
-        synthetic_dataset,
-        tmp_path_factory.mktemp("runs-start-judged"),
-        "--adapt-frames",
-        "8",
-        "--adapt-early-frames",
-        "3",
-        "--match-light",
+    return _made_once(
+        tmp_path_factory,
+        "runs-start-judged",
+        lambda out: train_tiny(
+            synthetic_dataset,
+            out,
+            "--adapt-frames",
+            "8",
+            "--adapt-early-frames",
+            "3",
+            "--match-light",
+        ),
     )
 
 
@@ -165,14 +201,18 @@ def tiny_light_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempPath
     ``--adapt-nearest 2`` (each frame compared with the 2 calibration frames most like it)."""
     pytest.importorskip("tensorflow")
     return (
-        train_tiny(
-            synthetic_dataset,
-            tmp_path_factory.mktemp("runs-light"),
-            "--adapt-frames",
-            "4",
-            "--match-light",
-            "--adapt-nearest",
-            "2",
+        _made_once(
+            tmp_path_factory,
+            "runs-light",
+            lambda out: train_tiny(
+                synthetic_dataset,
+                out,
+                "--adapt-frames",
+                "4",
+                "--match-light",
+                "--adapt-nearest",
+                "2",
+            ),
         )
         / "bundle"
     )
