@@ -389,3 +389,20 @@ def test_a_draft_under_way_hides_behind_the_alert_before_it_until_settled(tmp_pa
     store.settle_drafts()
     assert [i.id for i in list_incidents(tmp_path, ["ender3"], limit=1)] == [draft.id]
     assert [i.id for i in store.pending()] == [draft.id, other.id]
+
+
+def test_an_outbox_entry_made_with_the_clock_behind_is_sent_after_those_saved_before(
+    tmp_path: Path,
+) -> None:
+    """Phone notifications wait in the outbox in the order of their ids: one written after
+    the clock was set back (a Pi before its time is set) went out before an older one still
+    waiting (a "resumed" before its "failure")."""
+    from watchdog.comms.outbox import Outbox
+
+    outbox = Outbox(tmp_path)
+    first = outbox.put(
+        "notify-phone", "ender3", {"title": "failure"}, entry_id="20991231T235959000Z-abcdef"
+    )
+    second = outbox.put("notify-phone", "ender3", {"title": "resumed"})
+    assert second.id > first.id
+    assert [e.body["title"] for e in outbox.pending("notify-phone")] == ["failure", "resumed"]
