@@ -636,6 +636,7 @@ def test_a_camera_serving_another_reader_is_waited_for_at_first_then_offline(
     watcher, may just have let go), and only then says offline, naming the refusal."""
     import http.client
 
+    wait_until("earlier readers gone", lambda: camera_server.streaming == 0, 10)
     camera_server.one_stream = True
     other = http.client.HTTPConnection("127.0.0.1", camera_server.port, timeout=10)
     other.request("GET", "/stream")

@@ -417,6 +417,7 @@ def test_reloads_never_open_a_camera_that_serves_one_stream_twice(
     p = unique_prefix
     sub = mosquitto.subscriber(f"{p}/#")
     camera_server.set_frames(normal_frames)
+    wait_until("earlier readers gone", lambda: camera_server.streaming == 0, 10)
     camera_server.one_stream = True
     config = daemon_config(tmp_path, tiny_bundle, mosquitto, p, camera_server.stream_url)
     daemon = DaemonProcess(config, tmp_path / "daemon.log")

@@ -128,6 +128,7 @@ class CameraServer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._closing = threading.Event()
+        self.streaming = 0  # streams being served now (earlier tests' readers included)
         self.reset()
         handler = type("Handler", (_Handler,), {"camera": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -152,7 +153,6 @@ class CameraServer:
             self.stop_after = 5
             self.requests = 0
             self.one_stream = False
-            self.streaming = 0  # streams being served now
             self.streams_refused = 0
             self.oversized_sent = 0  # bytes of an oversized body written before the client hung up
 
