@@ -490,7 +490,8 @@ class _BaseCamera:
         return (
             busy
             and not self._contacted
-            and time.monotonic() - since < START_GRACE_S
+            # the last try starts in time to end (camera.timeout_s) before the first read's wait
+            and time.monotonic() - since + START_RETRY_S < START_GRACE_S
             and not self._halted()
         )
 
