@@ -369,19 +369,27 @@ def test_mqtt_disabled_still_saves_incidents(notifier_factory, tmp_path) -> None
 def wait_for_commands(broker, prefix: str, recorder: Recorder) -> None:
     """The notifier subscribes right after connecting: repeat a harmless command until seen,
     then wait for a last marker (``pause``: one subscriber gets messages in the order the broker
-    took them), so nothing sent before is still on its way; the record starts empty after this."""
+    took them), so nothing sent before is still on its way; the record starts empty after this.
+    Each try waits a moment for the command to be carried out: sent as fast as the broker
+    takes them, they filled the printer's queue of waiting commands on a loaded machine, and
+    the marker was dropped."""
     for _ in range(100):
         broker.publish(f"{prefix}/{PRINTER}/enabled/set", "ON")
+        deadline = time.monotonic() + 0.2
+        while not recorder.commands and time.monotonic() < deadline:
+            time.sleep(0.01)
         if recorder.commands:
             break
     else:
         raise AssertionError("the notifier never received a command")
     broker.publish(f"{prefix}/{PRINTER}/command", "pause")
-    for _ in range(200):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         if recorder.commands and recorder.commands[-1].verb is Verb.PAUSE:
             recorder.commands.clear()
             return
         broker.publish(f"{prefix}/unrelated", "tick")
+        time.sleep(0.01)
     raise AssertionError(f"the marker command never arrived: {recorder.commands}")
 
 
