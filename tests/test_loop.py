@@ -716,3 +716,34 @@ def test_closing_a_watcher_never_raises_and_closes_the_printer_when_the_camera_f
     watcher.close()
     assert closed == ["printer"]
     assert "e3: closing" in caplog.text and "device busy" in caplog.text
+
+
+def test_an_alert_answered_by_a_resume_no_longer_cancels_its_print(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Resumed from the page (no alert named), the alert is answered: its Cancel, pressed
+    later on a phone or in an email copy, does not cancel the print, also after a restart.
+    Paused again through the alert, its Resume acts again."""
+    from watchdog.control import Command, Verb
+
+    printer = SimulatedPrinter("benchy_A.gcode")
+    watcher, frames, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+
+    def press(verb: Verb, on: Watcher, alert: str | None = incident) -> tuple[bool, str]:
+        done = on.submit(Command("e3", verb, alert, source="phone" if alert else "web"))
+        on.step()
+        result = done.result(timeout=5)
+        return result.ok, result.detail
+
+    assert press(Verb.RESUME, watcher, None)[0] and printer.status().state == "printing"
+    ok, detail = press(Verb.CANCEL, watcher)
+    assert not ok and "answered already: the print was resumed" in detail, detail
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    ok, detail = press(Verb.CANCEL, restarted)
+    assert not ok and "answered already" in detail and printer.status().state == "printing"
+    assert press(Verb.PAUSE, restarted)[0] and printer.status().state == "paused"
+    assert press(Verb.RESUME, restarted)[0] and printer.status().state == "printing"
+    watcher.camera.close()
+    restarted.camera.close()

@@ -175,7 +175,8 @@ def test_an_email_link_opens_a_page_that_asks_then_resumes_a_real_print(
     anomalous_frames,
 ) -> None:
     """Email has no buttons: the alert carries links. Opening one (a link preview does the
-    same) only asks; pressing Yes in the browser resumes the real print."""
+    same) only asks; pressing Yes in the browser resumes the real print, and the alert is
+    answered: its Cancel no longer acts."""
     from selenium.webdriver.common.by import By
 
     from tests.browser import chromium, chromium_missing
@@ -235,6 +236,15 @@ def test_an_email_link_opens_a_page_that_asks_then_resumes_a_real_print(
         browser.get(links["Resume"])  # a second time: used
         assert "already used" in browser.find_element(By.TAG_NAME, "body").text
         assert browser.find_elements(By.CSS_SELECTOR, "form") == []
+        # the alert is answered: its Cancel, pressed later (another reader of the mail), does
+        # not cancel the print it resumed
+        browser.get(links["Cancel"])
+        answered = "this alert was answered already: the print was resumed"
+        assert answered in browser.find_element(By.TAG_NAME, "body").text
+        assert browser.find_elements(By.CSS_SELECTOR, "form") == []
+        pressed = requests.post(links["Cancel"], timeout=30)
+        assert pressed.status_code == 409 and answered in pressed.text
+        assert moonraker_server.print_state() == "printing"
     finally:
         daemon.stop()
         browser.quit()

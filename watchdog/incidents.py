@@ -472,15 +472,36 @@ def record_verdict(storage_dir: Path, printer: str, incident_id: str, verdict: s
         return _record(path, verdict)
 
 
-def _record(path: Path, verdict: str) -> Path:
-    """``record_verdict`` under its lock."""
+def _record(path: Path, verdict: str, key: str = "verdict") -> Path:
+    """``record_verdict`` (or ``record_answer``: ``key`` "answer") under its lock."""
     alert = _read_alert(path)
-    alert["verdict"] = verdict
-    alert["verdict_time"] = datetime.now(UTC).isoformat(timespec="seconds")
+    alert[key] = verdict
+    alert[f"{key}_time"] = datetime.now(UTC).isoformat(timespec="seconds")
     tmp = path / f".{ALERT}.{os.getpid()}.{threading.get_ident()}.tmp"
     write_durably(tmp, json.dumps(alert, default=_jsonable, indent=2).encode())
     os.replace(tmp, path / ALERT)
     return path / ALERT
+
+
+def record_answer(storage_dir: Path, printer: str, incident_id: str, answer: str) -> None:
+    """What the print became after its alert ("resumed", "cancelled", "paused"), in its
+    alert.json: resumed or cancelled, the alert is answered, and its other Resume and Cancel
+    buttons refuse (``already_answered``); paused again through it, they act again."""
+    path = incident_dir(storage_dir, printer, incident_id)
+    with _verdict_lock(path):
+        _record(path, answer, "answer")
+
+
+def already_answered(storage_dir: Path, printer: str, incident_id: str) -> str:
+    """Why the alert's Resume and Cancel buttons no longer act ("": they may): the answer
+    ``record_answer`` stored."""
+    try:
+        answer = _read_alert(incident_dir(storage_dir, printer, incident_id)).get("answer")
+    except IncidentError:
+        return ""
+    if answer not in ("resumed", "cancelled"):  # "paused" again through it: it acts again
+        return ""
+    return f"this alert was answered already: the print was {answer}"
 
 
 def false_alarms_dir(storage_dir: Path, printer: str) -> Path:

@@ -38,7 +38,12 @@ from watchdog.devices.capture import Camera, open_camera
 from watchdog.devices.printers import NoPrinter, PrinterClient, make_printer
 from watchdog.frame_gate import FrameGate
 from watchdog.history import History
-from watchdog.incidents import list_incidents
+from watchdog.incidents import (
+    IncidentError,
+    already_answered,
+    list_incidents,
+    record_answer,
+)
 from watchdog.metrics import Metrics
 from watchdog.printing import (
     Action,
@@ -50,6 +55,10 @@ from watchdog.printing import (
 )
 
 logger = logging.getLogger(__name__)
+
+# what a print became when its alert was answered (incidents.record_answer): resumed or
+# cancelled, the alert's Resume and Cancel refuse; paused again through it, they act again
+ANSWERS = {Verb.RESUME: "resumed", Verb.CANCEL: "cancelled", Verb.PAUSE: "paused"}
 
 
 @dataclass(frozen=True)
@@ -620,7 +629,9 @@ class Watcher:
                 self.state = decide.answered(self.state)
             return CommandResult(True, "answered")
         if verb in (Verb.PAUSE, Verb.RESUME, Verb.CANCEL):
-            if command.incident is not None and (why := self._other_print(command.incident)):
+            if command.incident is not None and (
+                why := self._other_print(command.incident) or self._answered(verb, command.incident)
+            ):
                 logger.warning(
                     "%s: %s of alert %s refused (%s): %s",
                     self.name,
@@ -631,8 +642,30 @@ class Watcher:
                 )
                 return CommandResult(False, f"{why}: nothing done")
             result = self._ask_printer(Action(verb.value))
+            if result.outcome == Outcome.DONE and verb in ANSWERS:
+                self._record_answer(verb, command.incident)
             return CommandResult(result.outcome == Outcome.DONE, result.detail)
         return CommandResult(False, f"{verb.value} is not something a watcher does")
+
+    def _answered(self, verb: Verb, incident: str) -> str:
+        """Why a Resume or Cancel of this alert must not act: the alert was answered already
+        ("": it was not). A print resumed from the phone must not be cancelled by the same
+        alert's email link pressed later, nor a cancelled one resumed."""
+        if verb is Verb.PAUSE:
+            return ""
+        return already_answered(self.alerts.store.storage_dir, self.name, incident)
+
+    def _record_answer(self, verb: Verb, incident: str | None) -> None:
+        """A Resume, Cancel or Pause carried out answers the alert it was about: the
+        command's, or (from the page, Home Assistant) the latest alert while its print runs."""
+        if incident is None and self.last_alert is not None and self._alert_print == self._prints:
+            incident = self.last_alert.incident or None
+        if incident is None:
+            return
+        try:
+            record_answer(self.alerts.store.storage_dir, self.name, incident, ANSWERS[verb])
+        except (OSError, IncidentError) as exc:
+            logger.warning("%s: cannot record the answer to alert %s: %s", self.name, incident, exc)
 
     def _still_paused_by_us(self) -> None:
         """Just started, and the printer is paused: if by the newest alert on disk, of this
@@ -645,6 +678,7 @@ class Watcher:
             alert is None
             or raised is None
             or "verdict" in newest[0].alert
+            or newest[0].alert.get("answer") in ("resumed", "cancelled")
             or (alert.action, alert.action_result.outcome) != (Action.PAUSE, Outcome.DONE)
             or self._another_print(newest[0].alert)
         ):

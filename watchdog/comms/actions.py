@@ -9,7 +9,8 @@ Only its SHA-256 is stored, in ``<storage.dir>/action_tokens.json`` (mode 0600),
 buttons keep working across a restart and a copy of the file does not grant anything.
 
 Resume, Cancel and Pause act only while their incident is the printer's latest alert: a
-button from an older alert never resumes a print that has failed again since.
+button from an older alert never resumes a print that has failed again since. An alert is
+answered once: after its print was resumed or cancelled, its Resume and Cancel refuse.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ from pathlib import Path
 
 from watchdog.control import Command, Dispatcher, Verb
 from watchdog.durable import replace_file
-from watchdog.incidents import SAFE_NAME, incidents_root, is_incident_id, stored_job
+from watchdog.incidents import (
+    SAFE_NAME,
+    already_answered,
+    incidents_root,
+    is_incident_id,
+    stored_job,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +230,10 @@ class ActionHandler:
             return int(
                 HTTPStatus.CONFLICT
             ), f"this button belongs to an older alert of {grant.printer}"
+        if grant.verb in (Verb.RESUME, Verb.CANCEL) and (
+            why := already_answered(self.storage_dir, grant.printer, grant.incident)
+        ):
+            return int(HTTPStatus.CONFLICT), why
         question = QUESTIONS.get(grant.verb, f"{grant.verb.value}?")
         job = stored_job(self.storage_dir, grant.printer, grant.incident)
         about = f", job {job}" if job and grant.verb in PRINTER_VERBS else ""
