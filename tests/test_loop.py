@@ -723,7 +723,7 @@ def test_an_alert_answered_by_a_resume_no_longer_cancels_its_print(
 ) -> None:
     """Resumed from the page (no alert named), the alert is answered: its Cancel, pressed
     later on a phone or in an email copy, does not cancel the print, also after a restart.
-    Paused again through the alert, its Resume acts again."""
+    Paused again from the page (after the restart too), its Resume acts again."""
     from watchdog.control import Command, Verb
 
     printer = SimulatedPrinter("benchy_A.gcode")
@@ -743,7 +743,7 @@ def test_an_alert_answered_by_a_resume_no_longer_cancels_its_print(
     restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
     ok, detail = press(Verb.CANCEL, restarted)
     assert not ok and "answered already" in detail and printer.status().state == "printing"
-    assert press(Verb.PAUSE, restarted)[0] and printer.status().state == "paused"
+    assert press(Verb.PAUSE, restarted, None)[0] and printer.status().state == "paused"
     assert press(Verb.RESUME, restarted)[0] and printer.status().state == "printing"
     watcher.camera.close()
     restarted.camera.close()

@@ -657,9 +657,15 @@ class Watcher:
 
     def _record_answer(self, verb: Verb, incident: str | None) -> None:
         """A Resume, Cancel or Pause carried out answers the alert it was about: the
-        command's, or (from the page, Home Assistant) the latest alert while its print runs."""
-        if incident is None and self.last_alert is not None and self._alert_print == self._prints:
-            incident = self.last_alert.incident or None
+        command's, or (from the page, Home Assistant) the latest alert while its print runs
+        (after a restart: the newest saved, if the printer still runs its job)."""
+        if incident is None and self.last_alert is not None:
+            if self._alert_print == self._prints:
+                incident = self.last_alert.incident or None
+        elif incident is None:
+            newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
+            if newest and not self._another_print(newest[0].alert):
+                incident = newest[0].id
         if incident is None:
             return
         try:
