@@ -145,6 +145,21 @@ def new_incident_id(now: datetime | None = None, after: str | None = None) -> st
     return f"{stamp:%Y%m%dT%H%M%S}{stamp.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
 
 
+def id_folders(folder: Path) -> list[Path]:
+    """The folders of ``folder`` named as ids (a printer's incidents, an outbox channel's
+    entries), oldest first; a folder of another name is none: it would sort after them."""
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and is_incident_id(p.name))
+    except OSError:
+        return []
+
+
+def newest_id(folder: Path) -> str | None:
+    """The newest id among ``id_folders(folder)`` (None: none), for ``new_incident_id(after=)``."""
+    found = id_folders(folder)
+    return found[-1].name if found else None
+
+
 def is_incident_id(name: str) -> bool:
     """Whether a folder name is an incident id (a folder of another name sorts after them)."""
     return _id_time(name) is not None
@@ -238,8 +253,7 @@ class IncidentStore:
         ``alert`` is copied and given its ``incident`` id (and ``time``/``printer`` if missing).
         """
         check_name(printer, "printer")
-        ids = [d.name for d in self._incident_dirs(self.root / printer) if is_incident_id(d.name)]
-        incident_id = new_incident_id(after=max(ids, default=None))
+        incident_id = new_incident_id(after=newest_id(self.root / printer))
         alert = dict(alert)
         alert.setdefault("time", datetime.now(UTC).isoformat(timespec="seconds"))
         alert.setdefault("printer", printer)
@@ -355,7 +369,7 @@ class IncidentStore:
             return
         for folder in folders:
             printer = folder.name
-            for path in self._incident_dirs(folder):
+            for path in id_folders(folder):
                 if (path / DRAFT).exists():
                     try:
                         (path / DRAFT).unlink()
@@ -382,7 +396,7 @@ class IncidentStore:
         for folder in folders:
             if printers is not None and folder.name not in printers:
                 continue
-            for path in self._incident_dirs(folder):
+            for path in id_folders(folder):
                 if not (path / PENDING).exists() or (path / DRAFT).exists():
                     continue
                 try:
@@ -401,22 +415,13 @@ class IncidentStore:
         found.sort(key=lambda i: i.id)
         return found
 
-    @staticmethod
-    def _incident_dirs(folder: Path) -> list[Path]:
-        """A printer's incidents, oldest first (a folder of another name is none: it would
-        sort after them)."""
-        try:
-            return sorted(p for p in folder.iterdir() if p.is_dir() and is_incident_id(p.name))
-        except OSError:
-            return []
-
     def prune(self, printer: str) -> int:
         """Delete the oldest delivered incidents beyond ``keep``; pending ones always stay."""
         folder = self.root / printer
         removed = 0
         with self._lock:
             remove_stale_partials(folder)
-            dirs = self._incident_dirs(folder)
+            dirs = id_folders(folder)
             excess = len(dirs) - self.keep
             for path in dirs:  # oldest first
                 if excess <= 0:
@@ -472,10 +477,10 @@ def record_verdict(storage_dir: Path, printer: str, incident_id: str, verdict: s
         return _record(path, verdict)
 
 
-def _record(path: Path, verdict: str, key: str = "verdict") -> Path:
+def _record(path: Path, value: str, key: str = "verdict") -> Path:
     """``record_verdict`` (or ``record_answer``: ``key`` "answer") under its lock."""
     alert = _read_alert(path)
-    alert[key] = verdict
+    alert[key] = value
     alert[f"{key}_time"] = datetime.now(UTC).isoformat(timespec="seconds")
     tmp = path / f".{ALERT}.{os.getpid()}.{threading.get_ident()}.tmp"
     write_durably(tmp, json.dumps(alert, default=_jsonable, indent=2).encode())
@@ -496,9 +501,14 @@ def already_answered(storage_dir: Path, printer: str, incident_id: str) -> str:
     """Why the alert's Resume and Cancel buttons no longer act ("": they may): the answer
     ``record_answer`` stored."""
     try:
-        answer = _read_alert(incident_dir(storage_dir, printer, incident_id)).get("answer")
+        return answered(_read_alert(incident_dir(storage_dir, printer, incident_id)))
     except IncidentError:
         return ""
+
+
+def answered(alert: dict[str, Any]) -> str:
+    """``already_answered`` for an alert.json already read."""
+    answer = alert.get("answer")
     if answer not in ("resumed", "cancelled"):  # "paused" again through it: it acts again
         return ""
     return f"this alert was answered already: the print was {answer}"
@@ -599,9 +609,7 @@ def list_incidents(
         if not SAFE_NAME.fullmatch(printer):
             continue
         # a draft's action is under way: the final alert replaces it
-        saved = [
-            d for d in IncidentStore._incident_dirs(root / printer) if not (d / DRAFT).exists()
-        ]
+        saved = [d for d in id_folders(root / printer) if not (d / DRAFT).exists()]
         for path in saved[-limit:]:
             try:
                 alert = _read_alert(path)

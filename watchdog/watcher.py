@@ -41,6 +41,7 @@ from watchdog.history import History
 from watchdog.incidents import (
     IncidentError,
     already_answered,
+    answered,
     list_incidents,
     record_answer,
 )
@@ -684,7 +685,7 @@ class Watcher:
             alert is None
             or raised is None
             or "verdict" in newest[0].alert
-            or newest[0].alert.get("answer") in ("resumed", "cancelled")
+            or answered(newest[0].alert)
             or (alert.action, alert.action_result.outcome) != (Action.PAUSE, Outcome.DONE)
             or self._another_print(newest[0].alert)
         ):

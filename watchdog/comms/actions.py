@@ -33,8 +33,8 @@ from watchdog.durable import replace_file
 from watchdog.incidents import (
     SAFE_NAME,
     already_answered,
+    id_folders,
     incidents_root,
-    is_incident_id,
     stored_job,
 )
 
@@ -187,15 +187,9 @@ class ActionTokens:
 
 def latest_incident(storage_dir: Path, printer: str) -> str | None:
     """The printer's most recent incident id on disk (ids sort by time), or None."""
-    try:
-        ids = [
-            p.name
-            for p in (incidents_root(storage_dir) / printer).iterdir()
-            if p.is_dir() and SAFE_NAME.fullmatch(p.name) and is_incident_id(p.name)
-        ]
-    except OSError:
-        return None
-    return max(ids) if ids else None
+    folders = id_folders(incidents_root(storage_dir) / printer)
+    ids = [p.name for p in folders if SAFE_NAME.fullmatch(p.name)]
+    return ids[-1] if ids else None
 
 
 # what a link's page asks before its button is pressed

@@ -29,8 +29,8 @@ from watchdog.durable import fsync_dir, write_durably
 from watchdog.incidents import (
     SAFE_NAME,
     ThrottledLog,
-    is_incident_id,
     new_incident_id,
+    newest_id,
     remove_stale_partials,
     to_json,
 )
@@ -93,7 +93,7 @@ class Outbox:
             raise ValueError(f"outbox channel {channel!r} is not a safe folder name")
         # after the channel's newest entry whatever the clock says (a Pi whose clock was set
         # back): entries are delivered in the order of their ids
-        entry_id = entry_id or new_incident_id(after=self._newest(channel))
+        entry_id = entry_id or new_incident_id(after=newest_id(self.root / channel))
         if not SAFE_NAME.fullmatch(entry_id):
             raise ValueError(f"outbox entry id {entry_id!r} is not a safe folder name")
         body = json.loads(
@@ -124,13 +124,6 @@ class Outbox:
             shutil.rmtree(partial, ignore_errors=True)
             return entry
         return replace(entry, path=final, attachment=None)
-
-    def _newest(self, channel: str) -> str | None:
-        try:
-            ids = [p.name for p in (self.root / channel).iterdir() if is_incident_id(p.name)]
-        except OSError:
-            return None
-        return max(ids, default=None)
 
     def done(self, entry: Entry) -> None:
         """Delivered (or given up): remove the entry so it is never sent again."""
