@@ -747,3 +747,53 @@ def test_an_alert_answered_by_a_resume_no_longer_cancels_its_print(
     assert press(Verb.RESUME, restarted)[0] and printer.status().state == "printing"
     watcher.camera.close()
     restarted.camera.close()
+
+
+def _press(watcher: Watcher, verb: Verb, incident: str | None) -> tuple[bool, str]:
+    done = watcher.submit(Command("e3", verb, incident, source="phone" if incident else "web"))
+    watcher.step()
+    result = done.result(timeout=5)
+    return result.ok, result.detail
+
+
+def test_a_print_resumed_at_the_printer_answers_its_alert(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Resumed on the printer's own screen (or in Mainsail, OctoPrint), the alert is answered as
+    by the phone's Resume: its Cancel, pressed later in an email copy, leaves the print running,
+    also after a restart."""
+    printer = SimulatedPrinter("benchy_A.gcode")
+    watcher, frames, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    watcher.step()  # the watcher sees the print paused
+    printer.resume()  # minutes later, at the printer: the watchdog is not asked
+    watcher.step()
+    ok, detail = _press(watcher, Verb.CANCEL, incident)
+    assert not ok and "answered already: the print was resumed" in detail, detail
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    ok, detail = _press(restarted, Verb.CANCEL, incident)
+    assert not ok and "answered already" in detail, detail
+    assert printer.status().state == "printing" and printer.actions == ["pause", "resume"]
+    watcher.camera.close()
+    restarted.camera.close()
+
+
+def test_an_alert_that_only_told_the_owner_keeps_its_cancel_after_a_pause_of_their_own(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """An alert that did not pause (``action: notify``): the owner pauses from the page to look
+    and resumes; the print was not resumed from the alert's pause, so the alert's Cancel,
+    pressed on the phone after a second look, still cancels the print."""
+    printer = SimulatedPrinter("benchy_A.gcode")
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, action="notify")
+    while watcher.last_alert is None:
+        watcher.step()
+    incident = watcher.last_alert.incident
+    assert printer.status().state == "printing"
+    assert _press(watcher, Verb.PAUSE, None)[0] and printer.status().state == "paused"
+    assert _press(watcher, Verb.RESUME, None)[0] and printer.status().state == "printing"
+    ok, detail = _press(watcher, Verb.CANCEL, incident)
+    assert ok and printer.status().state != "printing", detail
+    watcher.camera.close()

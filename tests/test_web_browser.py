@@ -320,6 +320,10 @@ def test_an_alert_offers_only_the_printer_buttons_that_can_act(env, browser) -> 
 
 
 def test_resume_asks_first_and_resumes_the_real_print(env, browser) -> None:
+    """Resumed from its card, the alert is answered: the card says so and offers no Resume or
+    Cancel any more (pressed, they would only refuse)."""
+    card = "return document.querySelector('article.incident button[data-verb=resume]').closest('article').dataset.incident"
+    incident = js(browser, card)
     _press(browser, "resume", accept=False)  # the owner changed their mind: nothing happens
     time.sleep(1.0)
     assert env.octoprint.flags().get("paused")
@@ -329,6 +333,14 @@ def test_resume_asks_first_and_resumes_the_real_print(env, browser) -> None:
     wait_until(
         "OctoPrint printing again", lambda: env.octoprint.flags().get("printing"), 30, env.log
     )
+    answered = f"document.querySelector(\"article.incident[data-incident='{incident}'] [data-role=answered]\")"
+    wait_js(
+        browser,
+        "the card answered",
+        f"const a = {answered}; return a && a.textContent === 'answered: the print was resumed'",
+    )
+    buttons = f"return [...document.querySelectorAll(\"article.incident[data-incident='{incident}'] button\")].map(b => b.dataset.verb)"
+    assert js(browser, buttons) == ["not_failure", "failure"]
 
 
 def _draw_mask(browser) -> None:

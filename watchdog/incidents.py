@@ -508,10 +508,15 @@ def already_answered(storage_dir: Path, printer: str, incident_id: str) -> str:
 
 def answered(alert: dict[str, Any]) -> str:
     """``already_answered`` for an alert.json already read."""
+    answer = closing_answer(alert)
+    return f"this alert was answered already: the print was {answer}" if answer else ""
+
+
+def closing_answer(alert: dict[str, Any]) -> str:
+    """What became of the print that closes its alert ("resumed", "cancelled"; "": open)."""
     answer = alert.get("answer")
-    if answer not in ("resumed", "cancelled"):  # "paused" again through it: it acts again
-        return ""
-    return f"this alert was answered already: the print was {answer}"
+    # "paused" again through it: it acts again
+    return answer if answer in ("resumed", "cancelled") else ""
 
 
 def false_alarms_dir(storage_dir: Path, printer: str) -> Path:

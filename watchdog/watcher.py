@@ -202,6 +202,11 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def _paused_the_print(alert: Alert) -> bool:
+    """The alert paused its print (not only told the owner, nor a pause that failed)."""
+    return (alert.action, alert.action_result.outcome) == (Action.PAUSE, Outcome.DONE)
+
+
 def _epoch(iso: object) -> float | None:
     """An alert's saved time as seconds since the epoch (None: missing or not a time)."""
     try:
@@ -417,6 +422,9 @@ class Watcher:
             # What the camera shows now is accepted: learn the print's look again, or a lasting
             # change (a light, a tool on the bed) would pause again after the cooldown.
             self._relearn(f"resumed after our {self.action}")
+            # Resumed at the printer itself (its screen, Mainsail, OctoPrint) answers the alert
+            # as the phone's Resume does: its Cancel, pressed later, must not stop the print.
+            self._record_answer(Verb.RESUME, None)
         if Event.RESUMED in happened:
             # The owner paused and resumed (a filament change, a look at the print): the
             # print may look different now (another colour, a purge blob) and the owner saw it.
@@ -658,21 +666,30 @@ class Watcher:
 
     def _record_answer(self, verb: Verb, incident: str | None) -> None:
         """A Resume, Cancel or Pause carried out answers the alert it was about: the
-        command's, or (from the page, Home Assistant) the latest alert while its print runs
-        (after a restart: the newest saved, if the printer still runs its job)."""
-        if incident is None and self.last_alert is not None:
-            if self._alert_print == self._prints:
-                incident = self.last_alert.incident or None
-        elif incident is None:
-            newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
-            if newest and not self._another_print(newest[0].alert):
-                incident = newest[0].id
+        command's, or (from the page, Home Assistant, the printer itself) the latest alert
+        while its print runs (after a restart: the newest saved, if the printer still runs its
+        job). A resume answers only an alert that paused the print: after an alert that only
+        told the owner, a pause and resume of their own leaves its Cancel working."""
+        if incident is None:
+            latest = self._latest_of_this_print()
+            if latest is not None and (verb is not Verb.RESUME or _paused_the_print(latest)):
+                incident = latest.incident or None
         if incident is None:
             return
         try:
             record_answer(self.alerts.store.storage_dir, self.name, incident, ANSWERS[verb])
         except (OSError, IncidentError) as exc:
             logger.warning("%s: cannot record the answer to alert %s: %s", self.name, incident, exc)
+
+    def _latest_of_this_print(self) -> Alert | None:
+        """This watcher's latest alert while its print still runs (after a restart: the
+        newest saved, if the printer still runs its job); None where there is none."""
+        if self.last_alert is not None:
+            return self.last_alert if self._alert_print == self._prints else None
+        newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
+        if not newest or self._another_print(newest[0].alert):
+            return None
+        return Alert.from_saved(newest[0].alert)
 
     def _still_paused_by_us(self) -> None:
         """Just started, and the printer is paused: if by the newest alert on disk, of this
@@ -686,7 +703,7 @@ class Watcher:
             or raised is None
             or "verdict" in newest[0].alert
             or answered(newest[0].alert)
-            or (alert.action, alert.action_result.outcome) != (Action.PAUSE, Outcome.DONE)
+            or not _paused_the_print(alert)
             or self._another_print(newest[0].alert)
         ):
             return

@@ -34,7 +34,13 @@ from watchdog.config import Config, ConfigError, HttpConfig, is_loopback_host
 from watchdog.control import Applied, Command, CommandResult, Verb, saved_answers
 from watchdog.detection.bundle import Bundle
 from watchdog.history import History
-from watchdog.incidents import LEAD_UP, SAFE_NAME, incidents_root, list_incidents
+from watchdog.incidents import (
+    LEAD_UP,
+    SAFE_NAME,
+    closing_answer,
+    incidents_root,
+    list_incidents,
+)
 from watchdog.web import auth
 
 STATIC = Path(__file__).parent / "static"
@@ -321,7 +327,12 @@ class Dashboard:
                     "incident": i.id,
                     "delivered": i.delivered and not outbox.waiting(MQTT, i.id),
                     "lead_up": list(i.lead_up),
-                    "answers": [v.value for v in saved_answers(i.alert)],
+                    # answered (resumed or cancelled through the watchdog or at the printer):
+                    # its printer buttons would only refuse, so none is offered
+                    "answers": []
+                    if closing_answer(i.alert)
+                    else [v.value for v in saved_answers(i.alert)],
+                    "answered": closing_answer(i.alert),
                 }
                 for i in found
             ]

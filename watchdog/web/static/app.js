@@ -421,7 +421,9 @@ function incidentCard(i) {
         el("span", { text: `${i.action}: ${result.outcome || "?"}${result.detail ? " (" + result.detail + ")" : ""}` }),
         el("span", { class: "muted", "data-role": "delivery",
           text: S.mqtt === undefined ? "" : !S.mqtt ? "MQTT: not configured" : i.delivered ? "MQTT: delivered" : "MQTT: not delivered yet" })),
-      i.job ? el("div", { class: "row muted", text: `job ${i.job}` }) : null),
+      i.job ? el("div", { class: "row muted", text: `job ${i.job}` }) : null,
+      // resumed or cancelled since (a button, the printer itself): its Resume and Cancel are gone
+      i.answered ? el("div", { class: "row", "data-role": "answered", text: `answered: the print was ${i.answered}` }) : null),
     el("figure", { class: "frame" }, el("img", { src: `${base}/frame.jpg`, alt: "the frame", loading: "lazy", "data-role": "incident-frame" })),
     el("figure", { class: "frame" }, el("img", { src: `${base}/heatmap.jpg`, alt: "its heatmap", loading: "lazy", "data-role": "incident-heatmap" })),
     heat.length ? el("div", { class: "strip", "data-role": "lead-up" },
