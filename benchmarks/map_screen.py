@@ -43,14 +43,14 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.inscene import growth_order, pasted_sequence  # noqa: E402
 from benchmarks.persistence_screen import adapted_maps  # noqa: E402
 from benchmarks.quality import (  # noqa: E402
-    DEFECT_PRINTS,
     INSCENE_ONSET,
     failed_prints,
+    finish_screen,
     screen_error,
     screen_fold_runs,
-    screen_judged,
+    screen_oracle,
     screen_start,
-    write_screen,
+    screen_summary,
 )
 from watchdog.detection.baseline import change_unit, on_grid  # noqa: E402
 from watchdog.detection.bundle import Adaptation, Scoring  # noqa: E402
@@ -151,15 +151,10 @@ def main(argv: list[str] | None = None) -> int:
                     row[order]["shipped_matches_detector"] = bool(
                         np.allclose(scores["good"], theirs, rtol=1e-3, atol=1e-4)
                     )
-                scores = {k: v if k == "good" else v[INSCENE_ONSET:] for k, v in scores.items()}
-                thr = float(np.quantile(scores["good"], 0.99))
-                row[order][variant] = screen_judged(scores, thr)
+                row[order][variant] = screen_oracle(scores)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    summary = _summary(rows)
-    print(json.dumps(summary, indent=1))
-    write_screen(args.json, started, rows + [{"summary": summary}])
-    return 0
+    return finish_screen(args.json, started, rows, _summary(rows))
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -168,22 +163,7 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for order in ("file", "growth"):
         for variant in VARIANTS:
-            figures = [r[order][variant] for r in rows]
-            paused = [
-                sum(v is not None and v <= 10 for v in f["frames_to_pause"].values())
-                for f in figures
-            ]
-            out[f"{order}: {variant}"] = {
-                "good_pauses": sum(f["pauses"] for f in figures),
-                "inscene_recall": round(
-                    float(np.mean([np.mean(list(f["recall"].values())) for f in figures])), 3
-                ),
-                "recall_per_failure": {
-                    name: round(float(np.mean([f["recall"][name] for f in figures])), 3)
-                    for name, _ in DEFECT_PRINTS
-                },
-                "paused_within_10": f"{sum(paused)} of {len(DEFECT_PRINTS) * len(figures)}",
-            }
+            out[f"{order}: {variant}"] = screen_summary([r[order][variant] for r in rows])
         out[f"{order}: shipped variant matches the Detector"] = all(
             r[order]["shipped_matches_detector"] for r in rows
         )

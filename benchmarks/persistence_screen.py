@@ -38,11 +38,11 @@ from benchmarks.quality import (  # noqa: E402
     INSCENE_ONSET,
     changed_share,
     failed_prints,
+    finish_screen,
     screen_error,
     screen_fold_runs,
-    screen_judged,
+    screen_oracle,
     screen_start,
-    write_screen,
 )
 from watchdog.detection.bundle import Adaptation, Scoring  # noqa: E402
 from watchdog.detection.calibration import unit_meta  # noqa: E402
@@ -115,15 +115,10 @@ def main(argv: list[str] | None = None) -> int:
             for variant, params in VARIANTS.items():
                 # every frame's window reaches back before the onset, as on a real print
                 scores = {k: persistent_scores(v, scoring, *params) for k, v in sets.items()}
-                scores = {k: v if k == "good" else v[INSCENE_ONSET:] for k, v in scores.items()}
-                thr = float(np.quantile(scores["good"], 0.99))
-                row[order][variant] = screen_judged(scores, thr)
+                row[order][variant] = screen_oracle(scores)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    summary = _summary(rows)
-    print(json.dumps(summary, indent=1))
-    write_screen(args.json, started, rows + [{"summary": summary}])
-    return 0
+    return finish_screen(args.json, started, rows, _summary(rows))
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -180,6 +180,15 @@ def write_screen(path: Path | None, started: float, rows: list[dict[str, Any]]) 
         path.write_text(json.dumps(report, indent=2) + "\n")
 
 
+def finish_screen(
+    path: Path | None, started: float, rows: list[dict[str, Any]], summary: Any
+) -> int:
+    """A screen's end: its summary printed and, with ``path``, written after its fold-runs."""
+    print(json.dumps(summary, indent=1))
+    write_screen(path, started, rows + [{"summary": summary}])
+    return 0
+
+
 def region(text: str) -> tuple[float, ...]:
     """``--region``'s numbers: x0,y0,x1,y1 (checked by the preprocessing)."""
     return tuple(float(x) for x in text.split(","))
@@ -212,6 +221,33 @@ def screen_judged(scores: dict[str, np.ndarray], thr: float) -> dict[str, Any]:
         "pauses": len(decide.fires(good > thr, SETTINGS, INTERVAL_S)),
         "recall": {k: float(np.mean(s > thr)) for k, s in failed.items()},
         "frames_to_pause": {k: first_pause(s, thr) for k, s in failed.items()},
+    }
+
+
+def screen_oracle(scores: dict[str, np.ndarray]) -> dict[str, Any]:
+    """``screen_judged`` of one variant's scores (the good print's whole, each failure's from
+    frame ``INSCENE_ONSET`` of the judged frames on) at the good print's own 99th percentile:
+    an oracle, the same rule for every variant, which ranks ideas and sets nothing."""
+    scores = {k: v if k == "good" else v[INSCENE_ONSET:] for k, v in scores.items()}
+    return screen_judged(scores, float(np.quantile(scores["good"], 0.99)))
+
+
+def screen_summary(figures: list[dict[str, Any]]) -> dict[str, Any]:
+    """One variant's ``screen_judged`` figures over fold-runs: good pauses, mean in-scene
+    recall (and per failed print), failed prints paused within 10 frames of their onset."""
+    paused = [
+        sum(v is not None and v <= 10 for v in f["frames_to_pause"].values()) for f in figures
+    ]
+    return {
+        "good_pauses": sum(f["pauses"] for f in figures),
+        "inscene_recall": round(
+            float(np.mean([np.mean(list(f["recall"].values())) for f in figures])), 3
+        ),
+        "recall_per_failure": {
+            name: round(float(np.mean([f["recall"][name] for f in figures])), 3)
+            for name, _ in DEFECT_PRINTS
+        },
+        "paused_within_10": f"{sum(paused)} of {len(DEFECT_PRINTS) * len(figures)}",
     }
 
 
