@@ -1,5 +1,5 @@
-"""Screen: several autoencoders fitted from different first weights, their reconstructions
-averaged, against each of them alone.
+"""Screen: several autoencoders fitted with different seeds (first weights, frame order),
+their reconstructions averaged, against each of them alone.
 
 Part of a good frame's error is the model's own (where its fit happens to be loose), and it
 changes from frame to frame as the part grows and the toolhead moves; a failure's error is
@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     if setup is None:
         return 0
     args, preset, data = setup
+    if len(args.seeds) < 2:
+        print("an ensemble needs two members or more: give --seeds 0,1,2", file=sys.stderr)
+        return 2
     spec, scoring = preset.adaptation, preset.scoring
     onset = spec.frames + INSCENE_ONSET
     started, rows = time.perf_counter(), []

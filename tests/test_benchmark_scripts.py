@@ -42,6 +42,8 @@ def test_time_to_pause_skips_in_one_line_without_the_data(tmp_path) -> None:
         "persistence_screen.py",
         "recent_screen.py",
         "prototype_screen.py",
+        "map_screen.py",
+        "ensemble_screen.py",
     ],
 )
 def test_benchmark_skips_in_one_line_without_the_data(tmp_path, script: str) -> None:

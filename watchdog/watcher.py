@@ -668,11 +668,12 @@ class Watcher:
         """A Resume, Cancel or Pause carried out answers the alert it was about: the
         command's, or (from the page, Home Assistant, the printer itself) the latest alert
         while its print runs (after a restart: the newest saved, if the printer still runs its
-        job). A resume answers only an alert that paused the print: after an alert that only
+        job). A resume answers only an alert whose action was a pause: after an alert that only
         told the owner, a pause and resume of their own leaves its Cancel working."""
         if incident is None:
             latest = self._latest_of_this_print()
-            if latest is not None and (verb is not Verb.RESUME or _paused_the_print(latest)):
+            # (a pause whose answer was lost, a timeout after it took, counts as a pause)
+            if latest is not None and (verb is not Verb.RESUME or latest.action is Action.PAUSE):
                 incident = latest.incident or None
         if incident is None:
             return
