@@ -775,6 +775,13 @@ def test_a_print_resumed_at_the_printer_answers_its_alert(
     ok, detail = _press(restarted, Verb.CANCEL, incident)
     assert not ok and "answered already" in detail, detail
     assert printer.status().state == "printing" and printer.actions == ["pause", "resume"]
+    # paused again from the page (the alert acts again), resumed at the printer: answered again
+    assert _press(restarted, Verb.PAUSE, None)[0] and printer.status().state == "paused"
+    printer.resume()
+    restarted.step()
+    ok, detail = _press(restarted, Verb.CANCEL, incident)
+    assert not ok and "answered already" in detail, detail
+    assert printer.status().state == "printing"
     watcher.camera.close()
     restarted.camera.close()
 

@@ -429,6 +429,9 @@ class Watcher:
             # The owner paused and resumed (a filament change, a look at the print): the
             # print may look different now (another colour, a purge blob) and the owner saw it.
             self._relearn("resumed after a pause")
+            # an alert re-opened by a pause through the watchdog is answered again, wherever
+            # the print was resumed (an answer already there is written again, unchanged)
+            self._record_answer(Verb.RESUME, None)
         if Event.PRINT_ENDED in happened:
             self.alerts.print_done(self.name, before.job)
         if Event.PRINT_ERROR in happened:
