@@ -341,6 +341,8 @@ def test_resume_asks_first_and_resumes_the_real_print(env, browser) -> None:
     )
     buttons = f"return [...document.querySelectorAll(\"article.incident[data-incident='{incident}'] button\")].map(b => b.dataset.verb)"
     assert js(browser, buttons) == ["not_failure", "failure"]
+    js(browser, f"{answered}.scrollIntoView({{block: 'center'}})")
+    screenshot(browser, "dashboard-incident-answered.png")
 
 
 def _draw_mask(browser) -> None:
