@@ -167,6 +167,18 @@ def test_events_say_what_the_watcher_must_route() -> None:
     state, _ = feed(state, ".", t0=200)
     _, events = fold_printer(state, PrinterState.PRINTING, "b.gcode", 60, S)
     assert events == (Event.NEW_PRINT,)
+    # A paused print that goes idle was cancelled (a paused print cannot finish), whoever
+    # paused it; a print that ends while printing is not.
+    for paused_by_us in (True, False):
+        state, _ = feed(printing(), "xxx" if paused_by_us else "")
+        state, _ = fold_printer(state, PrinterState.PAUSED, "benchy.gcode", 50, S)
+        ended, events = fold_printer(state, PrinterState.IDLE, None, 60, S)
+        assert events == (Event.CANCELLED_WHILE_PAUSED,) and ended.job == "benchy.gcode"
+        assert fold_printer(ended, PrinterState.IDLE, None, 70, S)[1] == ()  # once
+    assert (
+        Event.CANCELLED_WHILE_PAUSED
+        not in fold_printer(printing(), PrinterState.IDLE, None, 9, S)[1]
+    )
 
 
 def test_home_assistants_problem_sensor_is_on_from_our_action_until_the_owner_answers() -> None:

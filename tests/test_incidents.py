@@ -406,3 +406,25 @@ def test_an_outbox_entry_made_with_the_clock_behind_is_sent_after_those_saved_be
     second = outbox.put("notify-phone", "ender3", {"title": "resumed"})
     assert second.id > first.id
     assert [e.body["title"] for e in outbox.pending("notify-phone")] == ["failure", "resumed"]
+
+
+def test_an_answer_given_twice_keeps_the_first_answers_time(tmp_path: Path) -> None:
+    """The phone's Resume, then the poll that sees the print running, answer the same alert
+    twice: the alert keeps the time of the first (when the owner answered), and its file is
+    not written again for nothing; another answer (paused again through it) is written."""
+    from watchdog.incidents import closing_answer, record_answer
+
+    inc = IncidentStore(tmp_path).save("ender3", alert(), jpeg(1), jpeg(2))
+    record_answer(tmp_path, "ender3", inc.id, "resumed")
+    first = (
+        (inc.path / "alert.json").stat().st_ino,
+        json.loads((inc.path / "alert.json").read_text()),
+    )
+    record_answer(tmp_path, "ender3", inc.id, "resumed")
+    assert (
+        (inc.path / "alert.json").stat().st_ino,
+        json.loads((inc.path / "alert.json").read_text()),
+    ) == first
+    record_answer(tmp_path, "ender3", inc.id, "paused")
+    again = json.loads((inc.path / "alert.json").read_text())
+    assert again["answer"] == "paused" and closing_answer(again) == ""

@@ -13,11 +13,13 @@ import pytest
 from tests import synth
 from tests.daemon_helpers import run_cli, write_config
 from tests.plugins.models import TINY_FRAMES, TINY_SEED
+from tests.plugins.printers import api_config, wait_until
 from watchdog.comms.notifier import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
 from watchdog.control import Command, Verb
 from watchdog.detection.bundle import Bundle
-from watchdog.devices.printers import SimulatedPrinter
+from watchdog.devices.printers import PrinterClient, SimulatedPrinter, make_printer
+from watchdog.incidents import closing_answer, list_incidents
 from watchdog.printing import PrinterState, PrinterStatus
 from watchdog.watcher import Watcher, build_watcher
 
@@ -123,7 +125,7 @@ def _watcher(
     tmp_path: Path,
     bundle_dir: Path,
     frames: Path,
-    printer: SimulatedPrinter,
+    printer: PrinterClient,
     action: str = "pause",
     notifier_class: type[Notifier] = Notifier,
 ) -> Watcher:
@@ -139,7 +141,7 @@ def _watcher(
 
 
 def _paused(
-    tmp_path: Path, bundle_dir: Path, normal_frames, anomalous_frames, printer: SimulatedPrinter
+    tmp_path: Path, bundle_dir: Path, normal_frames, anomalous_frames, printer: PrinterClient
 ) -> tuple[Watcher, Path, str]:
     """A watcher stepped until a lasting failure paused ``printer``: it, its frames, the alert."""
     frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
@@ -784,6 +786,54 @@ def test_a_print_resumed_at_the_printer_answers_its_alert(
     assert printer.status().state == "printing"
     watcher.camera.close()
     restarted.camera.close()
+
+
+def test_a_print_resumed_while_the_watchdog_was_stopped_answers_its_alert(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The watchdog paused the print and was stopped (an update, a power cut); meanwhile the
+    owner resumed at the printer. Started again, it sees the print running, so the alert is
+    answered: its Cancel, pressed later in an email copy, leaves the print running."""
+    printer = SimulatedPrinter("benchy_A.gcode")
+    watcher, frames, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    watcher.close()
+    printer.resume()  # at the printer, while no watchdog runs
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    restarted.step()
+    [saved] = list_incidents(tmp_path / "state", ["e3"])
+    assert closing_answer(saved.alert) == "resumed"
+    ok, detail = _press(restarted, Verb.CANCEL, incident)
+    assert not ok and "answered already: the print was resumed" in detail, detail
+    assert printer.status().state == "printing" and printer.actions == ["pause", "resume"]
+    restarted.close()
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("kind", ["octoprint", "moonraker"])
+def test_a_print_cancelled_at_the_printer_answers_its_alert(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, kind, request
+) -> None:
+    """Paused by the watchdog, then cancelled on the printer's own screen (here through the
+    real OctoPrint's or Moonraker's API, as Mainsail or OctoPrint's page does): the alert is
+    answered, so its card says what became of the print and its Resume says why it does
+    nothing instead of asking a printer that has nothing to resume."""
+    server = request.getfixturevalue(f"{kind}_server")
+    server.start_print()
+    printer = make_printer(api_config(kind, server.url, getattr(server, "api_key", None)))
+    watcher, _, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    watcher.step()  # the watcher sees the print paused
+    server.cancel()
+    wait_until(f"{kind} idle", lambda: printer.status().state == "idle", 30, server.log_path)
+    watcher.step()
+    [saved] = list_incidents(tmp_path / "state", ["e3"])
+    assert closing_answer(saved.alert) == "cancelled"
+    ok, detail = _press(watcher, Verb.RESUME, incident)
+    assert not ok and "answered already: the print was cancelled" in detail, detail
+    watcher.close()
 
 
 def test_an_alert_that_only_told_the_owner_keeps_its_cancel_after_a_pause_of_their_own(

@@ -494,7 +494,10 @@ def record_answer(storage_dir: Path, printer: str, incident_id: str, answer: str
     buttons refuse (``already_answered``); paused again through it, they act again."""
     path = incident_dir(storage_dir, printer, incident_id)
     with _verdict_lock(path):
-        _record(path, answer, "answer")
+        # the same answer seen twice (the phone's Resume, then the poll that sees the print
+        # running) is left as it is: its time stays the first answer's
+        if _read_alert(path).get("answer") != answer:
+            _record(path, answer, "answer")
 
 
 def already_answered(storage_dir: Path, printer: str, incident_id: str) -> str:

@@ -413,8 +413,7 @@ class Watcher:
         )
         if not self._restore_checked and self._printer_known(status):
             self._restore_checked = True  # on the first poll that tells what the printer does
-            if self.state.printer is PrinterState.PAUSED:
-                self._still_paused_by_us()
+            self._after_start()
         if Event.NEW_PRINT in happened:
             self._prints += 1
             self.detector.relearn()
@@ -430,8 +429,14 @@ class Watcher:
             # print may look different now (another colour, a purge blob) and the owner saw it.
             self._relearn("resumed after a pause")
             # an alert re-opened by a pause through the watchdog is answered again, wherever
-            # the print was resumed (an answer already there is written again, unchanged)
+            # the print was resumed
             self._record_answer(Verb.RESUME, None)
+        if Event.CANCELLED_WHILE_PAUSED in happened and self.last_alert is not None:
+            # Cancelled at the printer (or through the watchdog, answered already): the alert's
+            # Resume and Cancel no longer apply, and its card says what became of the print.
+            # Only an alert this watcher knows: the printer idle tells no print time, so a
+            # saved alert of an earlier print of the same file would pass for this print's.
+            self._record_answer(Verb.CANCEL, None)
         if Event.PRINT_ENDED in happened:
             self.alerts.print_done(self.name, before.job)
         if Event.PRINT_ERROR in happened:
@@ -690,26 +695,37 @@ class Watcher:
         newest saved, if the printer still runs its job); None where there is none."""
         if self.last_alert is not None:
             return self.last_alert if self._alert_print == self._prints else None
+        saved = self._newest_saved()
+        return None if saved is None else saved[0]
+
+    def _newest_saved(self) -> tuple[Alert, dict[str, Any]] | None:
+        """The newest alert on disk (and its saved JSON: verdict, answer) if the printer still
+        runs the print it was about; None where there is none."""
         newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
         if not newest or self._another_print(newest[0].alert):
             return None
-        return Alert.from_saved(newest[0].alert)
+        alert = Alert.from_saved(newest[0].alert)
+        return None if alert is None else (alert, newest[0].alert)
 
-    def _still_paused_by_us(self) -> None:
-        """Just started, and the printer is paused: if by the newest alert on disk, of this
-        very print, and nobody answered it, the alert stands (its failure shown, its buttons
-        and Home Assistant's "latest" answer working) and a resume re-learns the print."""
-        newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
-        alert = Alert.from_saved(newest[0].alert) if newest else None
-        raised = None if alert is None else _epoch(alert.time)
-        if (
-            alert is None
-            or raised is None
-            or "verdict" in newest[0].alert
-            or answered(newest[0].alert)
-            or not _paused_the_print(alert)
-            or self._another_print(newest[0].alert)
-        ):
+    def _after_start(self) -> None:
+        """Just started, the printer's state known: the newest alert on disk paused this very
+        print and nobody answered it. Still paused, the alert stands (its failure shown, its
+        buttons and Home Assistant's "latest" answer working) and a resume re-learns the
+        print; printing again, it was resumed while the watchdog was stopped, which answers it
+        (its Cancel, pressed later, must not stop the print)."""
+        if self.state.printer not in (PrinterState.PAUSED, PrinterState.PRINTING):
+            return
+        saved = self._newest_saved()
+        if saved is None or answered(saved[1]) or not _paused_the_print(saved[0]):
+            return
+        alert, raw = saved
+        if _epoch(alert.time) is None:  # cannot tell whether its job was started again since
+            return
+        if self.state.printer is PrinterState.PRINTING:
+            logger.info("%s: alert %s: the print was resumed meanwhile", self.name, alert.incident)
+            self._record_answer(Verb.RESUME, alert.incident)
+            return
+        if "verdict" in raw:
             return
         self.state = decide.paused_by_us(self.state)
         self.last_alert, self._alert_print = alert, self._prints

@@ -35,6 +35,7 @@ class Event(Enum):
     FIRED = "fired"  # enough anomalous frames in a row: act now
     PRINT_ENDED = "print_ended"  # a print we were watching, not acting on, stopped printing
     PRINT_ERROR = "print_error"  # the printer reports an error: the print it was running is over
+    CANCELLED_WHILE_PAUSED = "cancelled_while_paused"  # a paused print ended: it was cancelled
 
 
 class Label(Enum):
@@ -129,6 +130,10 @@ def on_printer(
         # finished (or cancelled at the printer); not after our own action: the alert said that
         ended = replace(state, printer=printer, job=job if job is not None else state.job)
         return ended, (Event.PRINT_ENDED,) if state.armed else ()
+    if printer is PrinterState.IDLE and was is PrinterState.PAUSED:
+        # a paused print cannot finish: it was cancelled (at the printer, or through the watchdog)
+        ended = replace(state, printer=printer, job=job if job is not None else state.job)
+        return ended, (Event.CANCELLED_WHILE_PAUSED,)
     if printer is PrinterState.PAUSED and was is PrinterState.PRINTING and not state.armed:
         return replace(state, printer=printer, rearm_at=None), ()  # our pause took: wait for resume
     return replace(state, printer=printer, job=job if job is not None else state.job), ()
