@@ -810,29 +810,104 @@ def test_a_print_resumed_while_the_watchdog_was_stopped_answers_its_alert(
     restarted.close()
 
 
-@pytest.mark.servers
-@pytest.mark.parametrize("kind", ["octoprint", "moonraker"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "simulated",
+        pytest.param("octoprint", marks=pytest.mark.servers),
+        pytest.param("moonraker", marks=pytest.mark.servers),
+    ],
+)
 def test_a_print_cancelled_at_the_printer_answers_its_alert(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, kind, request
 ) -> None:
-    """Paused by the watchdog, then cancelled on the printer's own screen (here through the
-    real OctoPrint's or Moonraker's API, as Mainsail or OctoPrint's page does): the alert is
-    answered, so its card says what became of the print and its Resume says why it does
-    nothing instead of asking a printer that has nothing to resume."""
-    server = request.getfixturevalue(f"{kind}_server")
-    server.start_print()
-    printer = make_printer(api_config(kind, server.url, getattr(server, "api_key", None)))
+    """Paused by the watchdog, then cancelled on the printer's own screen (with the real
+    OctoPrint and Moonraker through their API, as Mainsail or OctoPrint's page does): the
+    alert is answered, so its card says what became of the print and its Resume says why it
+    does nothing instead of asking a printer that has nothing to resume."""
+    printer: PrinterClient
+    if kind == "simulated":
+        printer = simulated = SimulatedPrinter("benchy_A.gcode")
+        cancel_at_the_printer = simulated.cancel
+    else:
+        server = request.getfixturevalue(f"{kind}_server")
+        server.start_print()
+        printer = make_printer(api_config(kind, server.url, getattr(server, "api_key", None)))
+        cancel_at_the_printer = server.cancel
     watcher, _, incident = _paused(
         tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
     )
     watcher.step()  # the watcher sees the print paused
-    server.cancel()
-    wait_until(f"{kind} idle", lambda: printer.status().state == "idle", 30, server.log_path)
+    cancel_at_the_printer()
+    wait_until(f"{kind} idle", lambda: printer.status().state == "idle", 30)
     watcher.step()
     [saved] = list_incidents(tmp_path / "state", ["e3"])
     assert closing_answer(saved.alert) == "cancelled"
     ok, detail = _press(watcher, Verb.RESUME, incident)
     assert not ok and "answered already: the print was cancelled" in detail, detail
+    watcher.close()
+
+
+def test_a_print_cancelled_after_a_restart_answers_the_alert_that_still_stood(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Restarted while its pause waits (the alert stands), then the print is cancelled at
+    the printer: the standing alert is answered."""
+    printer = SimulatedPrinter("benchy_A.gcode")
+    watcher, frames, _ = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    watcher.close()
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    restarted.step()
+    assert restarted.status()["failure"], "the alert no longer stands after the restart"
+    printer.cancel()
+    restarted.step()
+    [saved] = list_incidents(tmp_path / "state", ["e3"])
+    assert closing_answer(saved.alert) == "cancelled"
+    restarted.close()
+
+
+def test_a_cancel_answers_only_what_the_watcher_saw_and_never_twice(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Paused, the printer's API unreachable for a while, then idle: resumed and finished
+    meanwhile would look the same, so the alert stays open. Answered by a resume, then paused
+    and cancelled at the printer (a filament change given up): the answer stays the first."""
+
+    class Unreachable(SimulatedPrinter):
+        offline = False
+
+        def status(self) -> PrinterStatus:
+            if self.offline:
+                return PrinterStatus(PrinterState.OFFLINE, None, "connection refused")
+            return super().status()
+
+    printer = Unreachable("benchy_A.gcode")
+    watcher, frames, _ = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    watcher.step()
+    printer.offline = True
+    watcher.step()
+    printer.cancel()  # (or resumed and finished: the watchdog cannot tell)
+    printer.offline = False
+    watcher.step()
+    [saved] = list_incidents(tmp_path / "state", ["e3"])
+    assert closing_answer(saved.alert) == ""
+    watcher.close()
+
+    printer = Unreachable("benchy_B.gcode")
+    watcher, _, incident = _paused(
+        tmp_path / "b", tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    assert _press(watcher, Verb.RESUME, None)[0]  # the page's Resume answers the alert
+    printer.pause()  # then a pause of the owner's own at the printer, and a cancel
+    watcher.step()
+    printer.cancel()
+    watcher.step()
+    [saved] = list_incidents(tmp_path / "b" / "state", ["e3"])
+    assert saved.id == incident and closing_answer(saved.alert) == "resumed"
     watcher.close()
 
 

@@ -398,7 +398,7 @@ class Watcher:
     def _poll_printer(self, now: float) -> list[WatchEvent]:
         status = self.printer.status()
         self._polled = True
-        before = self.state
+        before, told_before = self.state, self.api_state
         # One line per change of the API's health, not per change of its error text.
         trouble = status.state in (PrinterState.OFFLINE, PrinterState.ERROR)
         if trouble and status.state != self.api_state:
@@ -431,12 +431,8 @@ class Watcher:
             # an alert re-opened by a pause through the watchdog is answered again, wherever
             # the print was resumed
             self._record_answer(Verb.RESUME, None)
-        if Event.CANCELLED_WHILE_PAUSED in happened and self.last_alert is not None:
-            # Cancelled at the printer (or through the watchdog, answered already): the alert's
-            # Resume and Cancel no longer apply, and its card says what became of the print.
-            # Only an alert this watcher knows: the printer idle tells no print time, so a
-            # saved alert of an earlier print of the same file would pass for this print's.
-            self._record_answer(Verb.CANCEL, None)
+        if Event.CANCELLED_WHILE_PAUSED in happened and told_before == PrinterState.PAUSED:
+            self._cancelled_while_paused()
         if Event.PRINT_ENDED in happened:
             self.alerts.print_done(self.name, before.job)
         if Event.PRINT_ERROR in happened:
@@ -458,6 +454,20 @@ class Watcher:
                 {"from": str(before.printer), "to": str(self.state.printer), "job": self.state.job},
             )
         ]
+
+    def _cancelled_while_paused(self) -> None:
+        """The print went from paused to idle between two polls (not across a poll the API did
+        not answer: resumed and finished meanwhile, it would pass for cancelled): cancelled at
+        the printer, or through the watchdog (answered already). An open alert of this print is
+        answered, so its Resume and Cancel no longer act and its card says what became of the
+        print; an alert answered already keeps its answer. Only an alert this watcher knows:
+        the printer idle tells no print time, so a saved alert of an earlier print of the same
+        file would pass for this print's."""
+        alert = self._latest_of_this_print() if self.last_alert is not None else None
+        if alert is None or not alert.incident:
+            return
+        if not already_answered(self.alerts.store.storage_dir, self.name, alert.incident):
+            self._record_answer(Verb.CANCEL, alert.incident)
 
     def _relearn(self, why: str) -> None:
         self.detector.relearn(accepted=True)
