@@ -40,21 +40,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.inscene import growth_order, pasted_sequence  # noqa: E402
 from benchmarks.persistence_screen import adapted_maps  # noqa: E402
 from benchmarks.quality import (  # noqa: E402
-    INSCENE_ONSET,
-    failed_prints,
     finish_screen,
     screen_error,
     screen_fold_runs,
+    screen_inputs,
     screen_oracle,
     screen_start,
     screen_summary,
 )
 from watchdog.detection.baseline import change_unit, on_grid  # noqa: E402
 from watchdog.detection.bundle import Adaptation, Scoring  # noqa: E402
-from watchdog.detection.light import light_matched, print_reference  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     args, preset, data = setup
     spec, scoring = preset.adaptation, preset.scoring
     assert Variant().ssim_sigma == scoring.ssim_sigma and Variant().blur_sigma == scoring.blur_sigma
-    onset = spec.frames + INSCENE_ONSET
     started, rows = time.perf_counter(), []
     scorings = {
         (v.ssim_sigma, v.blur_sigma): dataclasses.replace(
@@ -129,16 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     for seed, held, model in screen_fold_runs(data, preset, args.seeds):
         errors = {k: screen_error(model, sc) for k, sc in scorings.items()}
-        frames = data[held]
-        orders = {"file": np.arange(len(frames)), "growth": growth_order(frames)}
         row: dict[str, Any] = {"seed": seed, "held_out": held}
-        for order, idx in orders.items():
-            good = frames[idx]
-            ref = print_reference(good, spec)
-            inputs = {"good": light_matched(good, spec, ref)}
-            for name, failure in failed_prints(data["defects"]).items():
-                bad = np.concatenate([good[:onset], pasted_sequence(good[onset:], failure, seed)])
-                inputs[name] = light_matched(bad, spec, ref)
+        for order, inputs in screen_inputs(data, held, spec, seed):
             maps = {k: {n: e(x) for n, x in inputs.items()} for k, e in errors.items()}
             shipped = (scoring.ssim_sigma, scoring.blur_sigma)
             daemon = adapted_maps(maps[shipped]["good"], spec, scoring)

@@ -32,22 +32,20 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.inscene import growth_order, pasted_sequence  # noqa: E402
 from benchmarks.quality import (  # noqa: E402
     DEFECT_PRINTS,
     INSCENE_ONSET,
     changed_share,
-    failed_prints,
     finish_screen,
     screen_error,
     screen_fold_runs,
+    screen_inputs,
     screen_oracle,
     screen_start,
 )
 from watchdog.detection.bundle import Adaptation, Scoring  # noqa: E402
 from watchdog.detection.calibration import unit_meta  # noqa: E402
 from watchdog.detection.detector import offline_detector  # noqa: E402
-from watchdog.detection.light import light_matched, print_reference  # noqa: E402
 
 VARIANTS: dict[str, tuple[int, int, float | None]] = {  # (frames, grow, topk; None: shipped)
     "one frame (shipped)": (1, 1, None),
@@ -96,21 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     started, rows = time.perf_counter(), []
     for seed, held, model in screen_fold_runs(data, preset, args.seeds):
         error = screen_error(model, scoring)
-        frames = data[held]
-        orders = {"file": np.arange(len(frames)), "growth": growth_order(frames)}
         row: dict[str, Any] = {"seed": seed, "held_out": held}
-        for order, idx in orders.items():
-            good = frames[idx]
-            ref = print_reference(good, spec)
-            good_maps = error(light_matched(good, spec, ref))
-            sets = {"good": adapted_maps(good_maps, spec, scoring)}
-            sizes = {}
-            for name, failure in failed_prints(data["defects"]).items():
-                bad = np.concatenate([good[:onset], pasted_sequence(good[onset:], failure, seed)])
-                m = error(light_matched(bad, spec, ref))
-                sets[name] = adapted_maps(m, spec, scoring)  # the frames before it included
-                share = changed_share(good_maps[onset : len(bad)], m[onset:])
-                sizes[name] = float(np.median(share))
+        for order, inputs in screen_inputs(data, held, spec, seed):
+            maps = {k: error(x) for k, x in inputs.items()}
+            # the frames before each failure included
+            sets = {k: adapted_maps(m, spec, scoring) for k, m in maps.items()}
+            sizes = {
+                k: float(np.median(changed_share(maps["good"][onset : len(m)], m[onset:])))
+                for k, m in maps.items()
+                if k != "good"
+            }
             row[order] = {"failure_share_of_input": sizes}
             for variant, params in VARIANTS.items():
                 # every frame's window reaches back before the onset, as on a real print

@@ -169,6 +169,26 @@ def screen_fold_runs(data: dict[str, np.ndarray], preset: Any, seeds: list[int])
             yield seed, held, model
 
 
+def screen_inputs(
+    data: dict[str, np.ndarray], held: str, spec: Adaptation, seed: int
+) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """A screen's model inputs of the held-out good print, in file order and as its part grows
+    (``inscene.growth_order``), each matched to its print's light as the daemon matches them:
+    (order, {"good": the print alone, each failed print's name: the same print with its
+    material pasted frame by frame from ``INSCENE_ONSET`` frames after its start on}).
+    Every failure's sequence keeps the frames before its onset, as on a real print."""
+    frames = data[held]
+    onset = spec.frames + INSCENE_ONSET
+    for order, idx in (("file", np.arange(len(frames))), ("growth", growth_order(frames))):
+        good = frames[idx]
+        ref = print_reference(good, spec)
+        inputs = {"good": light_matched(good, spec, ref)}
+        for name, failure in failed_prints(data["defects"]).items():
+            bad = np.concatenate([good[:onset], pasted_sequence(good[onset:], failure, seed)])
+            inputs[name] = light_matched(bad, spec, ref)
+        yield order, inputs
+
+
 def write_screen(path: Path | None, started: float, rows: list[dict[str, Any]]) -> None:
     """A screen's fold-runs as JSON, with its date and duration (nothing without ``path``)."""
     if path:

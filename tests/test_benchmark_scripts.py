@@ -44,6 +44,7 @@ def test_time_to_pause_skips_in_one_line_without_the_data(tmp_path) -> None:
         "prototype_screen.py",
         "map_screen.py",
         "ensemble_screen.py",
+        "decision_screen.py",
     ],
 )
 def test_benchmark_skips_in_one_line_without_the_data(tmp_path, script: str) -> None:
@@ -372,3 +373,21 @@ def test_persistence_keeps_a_change_that_stays_and_drops_one_that_moves() -> Non
     assert persistent_scores(staying, rule, 3, 3, None)[0] == pytest.approx(alone[0])
     # a top share of its own replaces the bundle's
     assert persistent_scores(staying, rule, 3, 3, 0.1)[3] < alone[3]
+
+
+def test_the_decision_screens_rule_fires_on_k_flagged_frames_among_the_last_n() -> None:
+    """The decision screen's rule: "3 in a row" is the daemon's own (``decide.fires``, its
+    cooldown included); "3 of the last 5" fires on a failure flagged on every other frame,
+    which three in a row never pauses, and starts afresh after its cooldown."""
+    from benchmarks.decision_screen import window_fires
+    from benchmarks.quality import INTERVAL_S, SETTINGS
+    from watchdog.detection import decide
+
+    rng = np.random.default_rng(0)
+    for share in (0.1, 0.4, 0.8):
+        for _ in range(50):
+            flags = list(rng.random(60) < share)
+            assert window_fires(flags, 3, 3) == decide.fires(flags, SETTINGS, INTERVAL_S)
+    every_other = [True, False] * 20
+    assert window_fires(every_other, 3, 3) == []
+    assert window_fires(every_other, 3, 5) == [4, 18, 32]  # 9 frames of cooldown, then afresh
