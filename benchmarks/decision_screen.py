@@ -72,10 +72,9 @@ def window_fires(flags: Iterable[bool], k: int, n: int) -> list[int]:
     return out
 
 
-def judged(scores: dict[str, np.ndarray], k: int, n: int) -> dict[str, Any]:
-    """One rule's figures at the good print's 99th percentile: its pauses; per failed print,
-    frames from its onset to its first pause (the frames before it in the window)."""
-    thr = float(np.quantile(scores["good"], 0.99))
+def judged(scores: dict[str, np.ndarray], thr: float, k: int, n: int) -> dict[str, Any]:
+    """One rule's figures at ``thr``: its pauses of the good print; per failed print, frames
+    from its onset to its first pause (the frames before it in the window)."""
     out: dict[str, Any] = {"pauses": len(window_fires(scores["good"] > thr, k, n))}
     to_pause = {}
     for name, s in scores.items():
@@ -100,12 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         row: dict[str, Any] = {"seed": seed, "held_out": held}
         for order, inputs in screen_inputs(data, held, spec, seed):
             scores = {k: _scores(error(x), spec, scoring) for k, x in inputs.items()}
-            thr = float(np.quantile(scores["good"], 0.99))
+            thr = float(np.quantile(scores["good"], 0.99))  # the oracle, the same for every rule
             # the shipped rule here is the daemon's: the screen's own rule must agree with it
             assert window_fires(scores["good"] > thr, 3, 3) == decide.fires(
                 scores["good"] > thr, SETTINGS, INTERVAL_S
             )
-            row[order] = {rule: judged(scores, *kn) for rule, kn in RULES.items()}
+            row[order] = {rule: judged(scores, thr, *kn) for rule, kn in RULES.items()}
         rows.append(row)
         print(json.dumps(row), flush=True)
     return finish_screen(args.json, started, rows, _summary(rows))

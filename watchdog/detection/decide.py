@@ -126,17 +126,16 @@ def on_printer(
     if printer is PrinterState.PRINTING:
         return _on_printing(state, job, now, s)
     was = state.printer
+    moved = replace(state, printer=printer, job=job if job is not None else state.job)
     if printer is PrinterState.IDLE and was is PrinterState.PRINTING:
         # finished (or cancelled at the printer); not after our own action: the alert said that
-        ended = replace(state, printer=printer, job=job if job is not None else state.job)
-        return ended, (Event.PRINT_ENDED,) if state.armed else ()
+        return moved, (Event.PRINT_ENDED,) if state.armed else ()
     if printer is PrinterState.IDLE and was is PrinterState.PAUSED:
         # a paused print cannot finish: it was cancelled (at the printer, or through the watchdog)
-        ended = replace(state, printer=printer, job=job if job is not None else state.job)
-        return ended, (Event.CANCELLED_WHILE_PAUSED,)
+        return moved, (Event.CANCELLED_WHILE_PAUSED,)
     if printer is PrinterState.PAUSED and was is PrinterState.PRINTING and not state.armed:
         return replace(state, printer=printer, rearm_at=None), ()  # our pause took: wait for resume
-    return replace(state, printer=printer, job=job if job is not None else state.job), ()
+    return moved, ()
 
 
 def _on_printing(state: WatchState, job: str | None, now: float, s: Settings) -> Fold:
