@@ -102,6 +102,74 @@ def test_the_log_filter_masks_messages_arguments_and_tracebacks() -> None:
     assert leaks(shown, API_KEY, TOKEN) == [] and "ValueError: bad ***" in shown
 
 
+def test_a_log_line_whose_arguments_do_not_fit_its_format_shows_none_of_them() -> None:
+    """logging prints a broken record's arguments as they are; the filter gives it the format
+    alone, masked."""
+    record = logging.LogRecord(
+        "x", logging.ERROR, __file__, 1, "camera %s at %d", (f"rtsp://a:{PASSWORD}@h",), None
+    )
+    SecretFilter().filter(record)
+    shown = logging.Formatter().format(record)
+    assert "camera %s at %d" in shown and leaks(shown, PASSWORD) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (f"mqtt:\n  host: b\n  password: !{PASSWORD}\n", "line 3 column 13"),
+        (f"mqtt:\n  host: b\n  password: !!float {PASSWORD}\n", "line 3 column 13"),
+        (f"mqtt: {{host: b, username: me, password:{PASSWORD}}}\n", "mqtt.password:***"),
+        (
+            "printers:\n  - name: p1\n    camera: {source: 0}\n"
+            f"    api: {{kind: octoprint, url: 'admin:{PASSWORD}@octopi.local'}}\n",
+            "printers.0.api: url must start with http://",  # not quoted
+        ),
+    ],
+    ids=["yaml-tag", "not-a-float", "no-space-after-colon", "api-url-without-scheme"],
+)
+def test_a_config_mistake_on_a_secret_names_where_without_the_secret(
+    tmp_path, text: str, said: str
+) -> None:
+    """A secret written as a YAML tag, a key:value without its space, an address without its
+    scheme: each was quoted, secret and all, by the message that refused it."""
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    proc = run_cli("--debug", "check-config", "--config", str(config), timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert said in proc.stderr
+    assert leaks(proc.stdout + proc.stderr, PASSWORD) == [], proc.stderr
+
+
+def test_a_value_that_reads_as_a_bad_date_is_text_not_a_crash(tmp_path) -> None:
+    """YAML reads 2024-13-01 as a date it cannot build: the daemon died with a traceback at
+    start (and systemd restarted it until it gave up). No key is a date: it is text."""
+    config = write_config(
+        tmp_path / "config.yaml",
+        mqtt={"host": "127.0.0.1", "username": "me", "password": "x"},
+        printers=[{"name": "p1", "camera": {"source": str(tmp_path)}}],
+    )
+    config.write_text(config.read_text().replace("password: x", "password: 2024-13-01"))
+    proc = run_cli("check-config", "--config", str(config), "--no-model-run", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "2024-13-01" not in proc.stdout and "password: '**********'" in proc.stdout
+
+
+def test_check_config_shows_a_camera_url_as_every_other_line_shows_it(tmp_path) -> None:
+    """Query values under names no rule calls secret (``psw``, a URL inside a URL) and a token
+    in place of a user name were printed by check-config's YAML, masked in its probe lines."""
+    url = (
+        f"http://{TOKEN}@127.0.0.1:1/snap?usr=admin&psw={PASSWORD}"
+        f"&src=rtsp%3A%2F%2Fadmin%3A{API_KEY}%40cam%2Flive"
+    )
+    config = write_config(
+        tmp_path / "config.yaml", printers=[{"name": "p1", "camera": {"source": url}}]
+    )
+    proc = run_cli("check-config", "--config", str(config), "--no-model-run", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "http://***@127.0.0.1:1/snap?usr=***" in proc.stdout, proc.stdout
+    assert leaks(proc.stdout + proc.stderr, TOKEN, PASSWORD, API_KEY) == []
+
+
 def test_a_config_error_never_shows_the_api_key_read_from_its_file_even_with_debug(
     tmp_path,
 ) -> None:

@@ -306,8 +306,12 @@ class ApiConfig(_Model):
             if not self.url:
                 raise ValueError(f"url is required when kind is {self.kind}")
             if not re.match(r"^https?://[^/\s]+", self.url):
+                # quoted only with a scheme: without one nothing can tell a password in it
+                # apart (octopi:secret@host reads as a path to every URL parser)
+                shown = f" {redact_url(self.url)!r}" if "://" in self.url else ""
                 raise ValueError(
-                    f"url {redact_url(self.url)!r} must start with http:// or https://"
+                    f"url{shown} must start with http:// or https:// (http://octopi.local, "
+                    "http://192.168.1.20:7125)"
                 )
             _check_address(self.url)
         return self
@@ -599,7 +603,13 @@ class Config(_Model):
 
     def masked(self) -> dict[str, Any]:
         """The resolved config as plain data with secrets masked, for check-config and status."""
-        return _redact_tree(self.model_dump(), [*self.secrets(), *secret_filter.known()])
+        data = self.model_dump()
+        for printer in data.get("printers", []):  # shown as every line naming them shows them
+            for section, key in (("camera", "source"), ("api", "url")):
+                value = printer.get(section, {}).get(key)
+                if isinstance(value, str) and "://" in value:
+                    printer[section][key] = redact_url(value)
+        return _redact_tree(data, [*self.secrets(), *secret_filter.known()])
 
 
 def _redact_tree(node: Any, secrets: list[str]) -> Any:
@@ -694,6 +704,10 @@ _YAML_PROBLEMS = (  # PyYAML's parser words → what to fix in the file
     ),
     ("could not find expected ':'", "a line that is not 'key: value' (missing ':')"),
     ("found undefined alias", "'*' starts a YAML alias: quote the value"),
+    (  # password: !secret: PyYAML's words would quote the value
+        "could not determine a constructor for the tag",
+        "'!' starts a YAML tag: quote a value that begins with one",
+    ),
     ("found unexpected end of stream", "a quote opened and never closed"),
     (  # api: {kind: octoprint, api_key: ${KEY}}: inside braces, ${ starts another mapping
         "expected ',' or '}', but got '{'",
@@ -753,9 +767,42 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int]) -> i
     return size
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, whose values cannot fail outside its own error: no key of the
+    config is a date, so what reads as one (``password: 2024-13-01``) stays text, and a
+    number that cannot be one (``!!float abc``) is a YAML error with its line."""
+
+
+def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
+    return str(loader.construct_scalar(node))
+
+
+def _checked(tag: str, build: Any) -> Any:
+    def construct(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+        try:
+            return build(loader, node)
+        except (ValueError, TypeError, KeyError, OverflowError):  # not repeated: a secret?
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"a value marked !!{tag} that is not one: quote it, or drop the !!{tag}",
+                node.start_mark,
+            ) from None
+
+    return construct
+
+
+_ConfigLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+for _tag in ("int", "float", "bool", "binary"):
+    _ConfigLoader.add_constructor(
+        f"tag:yaml.org,2002:{_tag}",
+        _checked(_tag, getattr(yaml.SafeLoader, f"construct_yaml_{_tag}")),
+    )
+
+
 def _safe_load(text: str) -> Any:
     """yaml.safe_load, with the expanded size checked on the node graph before anything is built."""
-    loader = yaml.SafeLoader(text)
+    loader = _ConfigLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -42,7 +42,9 @@ is: it holds `TOKEN`, `SECRET`, `PASSW`, `PWD`, `AUTH`, `CRED`, `APIKEY`, `ACCES
 `PRIVATEKEY` anywhere, or one of its parts (split at `_`) ends in `KEY`, `PASS`, `PAS`, `PW`,
 `SIG`, `SIGNATURE`, `SESSION`, `SID`, `CODE` or `PASSPHRASE` (also plural or numbered:
 `OCTOPRINT_KEY`, `MQTTPASS`, `HA_TOKENS`, `CAMERA_PW2`); a camera URL's query keys are masked
-by the same rule.
+by the same rule, and so is a name alone before a URL's `@` (`http://TOKEN@cam/...`). A
+token in a URL's path (`http://cam/<token>/snapshot.jpg`) cannot be told from the path: write
+it as a `${{NAME}}` whose name says secret (`http://cam/${{CAMERA_TOKEN}}/snapshot.jpg`).
 
 A key path like `printers[].camera.source` means: the `source` key of the `camera`
 mapping of each entry in the `printers` list.

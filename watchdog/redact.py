@@ -22,6 +22,9 @@ _KEEP_QUERY = {"action"}  # mjpg-streamer's ?action=stream|snapshot says what th
 # scheme://user:password@host → the password (up to the last @ before the path: a password
 # may hold an @ of its own)
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@'\"<>]*):[^/\s'\"<>]*@")
+# scheme://token@host: a name alone before the @ is a token as often as a user (a camera's
+# or a service's key in place of a user name), so it is masked whole
+_USER_ONLY = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@'\"<>*]+@")
 # A name that says secret, the one rule for a URL's query keys and the config's ${NAME}s: one
 # of its parts (split at _ . -) ends in a secret word, plural or numbered ("api_key",
 # "loginpas": the password key of some IP cameras, "OCTOPRINT_KEY2", "HA_TOKENS"), or it holds
@@ -86,8 +89,10 @@ def redact_url(url: str) -> str:
         netloc = f"[{netloc}]"
     if port:
         netloc = f"{netloc}:{port}"
-    if parts.username:
+    if parts.password is not None:
         netloc = f"{parts.username}:{MASK}@{netloc}"
+    elif parts.username:  # a name alone may be a token
+        netloc = f"{MASK}@{netloc}"
     query = "&".join(
         f"{k}={v if k in _KEEP_QUERY else MASK}"
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
@@ -102,6 +107,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     ):
         text = text.replace(secret, MASK)
     text = _USERINFO.sub(rf"\1:{MASK}@", text)
+    text = _USER_ONLY.sub(rf"\1{MASK}@", text)
     return _mask_query_values(text)
 
 
@@ -137,8 +143,9 @@ class SecretFilter(logging.Filter):
             secrets = tuple(self._secrets)
         try:
             message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a broken format string is logging's problem, not ours
-            return True
+        except Exception:  # noqa: BLE001 - a format string its arguments do not fit
+            # logging would print the arguments as they are on stderr: the format alone, masked
+            message = f"{record.msg} (a log line whose arguments did not fit it)"
         record.msg, record.args = one_line(redact(message, secrets)), None
         if record.exc_info and record.exc_info[0] is not None:
             formatted = logging.Formatter().formatException(record.exc_info)

@@ -190,6 +190,17 @@ def model_validator(*, mode: str = "after") -> Callable[[T], T]:
     return mark
 
 
+def _unknown(loc: Loc, key: Any) -> Problem:
+    """A key the section does not have. One holding a ':' is a "key:value" missing its space
+    (``{password:hunter2}`` inside braces): what follows the ':' may be a secret, not shown."""
+    if isinstance(key, str) and ":" in key:
+        name = f"{key.split(':', 1)[0]}:***"
+        return Problem(
+            (*loc, name), "unknown key (a ':' between a key and its value needs a space after it)"
+        )
+    return Problem((*loc, key), "unknown key")
+
+
 def kind_of(value: Any) -> str:
     """What a YAML value is, in a user's words (never the value: it may be a secret)."""
     if isinstance(value, bool):
@@ -269,7 +280,7 @@ class Model:
         before = len(problems)
         for key in data:
             if key not in self.model_fields:
-                problems.append(Problem((*loc, key), "unknown key"))
+                problems.append(_unknown(loc, key))
         for name, info in self.model_fields.items():
             if name in data:
                 value = _validate(info.annotation, data[name], (*loc, name), problems, info)
