@@ -213,3 +213,22 @@ def test_a_model_file_far_too_large_is_refused_before_it_is_read_whole(tmp_path)
         assert proc.returncode == 2, proc.stderr
         last = proc.stderr.strip().splitlines()[-1]
         assert last.startswith(f"error: {folder / 'model.tflite'}: more than 64 MB"), last
+
+
+def test_a_bundle_or_camera_folder_this_user_cannot_reach_is_a_one_line_refusal(
+    tmp_path, monkeypatch
+) -> None:
+    """Python 3.11's ``Path.is_dir`` raises on a folder the service's user may not enter (under
+    /home with ProtectHome=yes, or mode 000): the refused reload said ``PermissionError``.
+    Raised here by patching ``is_dir``, as the tests run as root, whom no mode stops."""
+    from watchdog.config import CameraConfig
+    from watchdog.devices.capture import CameraSourceError, open_camera
+
+    def refused(self: Path) -> bool:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "is_dir", refused)
+    with pytest.raises(BundleError, match="not readable by this user.*ProtectHome"):
+        Bundle.load(tmp_path / "bundle")
+    with pytest.raises(CameraSourceError, match="not readable by this user.*ProtectHome"):
+        open_camera(CameraConfig(source=str(tmp_path / "frames")))

@@ -337,6 +337,28 @@ def test_stream_switches_frames_at_run_time(camera_server: CameraServer, opened)
     read_until(cam, lambda f: f is not None and f.mean() > 240)
 
 
+def test_a_stream_whose_reader_could_not_start_starts_it_at_a_later_read(
+    camera_server: CameraServer, opened, monkeypatch
+) -> None:
+    """No thread left once (the unit's task limit): the camera stayed offline for good, every
+    read waiting out its timeout, until a reload."""
+    cam = opened(camera_server.url + "/?action=stream")
+    real_start = threading.Thread.start
+    refusals = []
+
+    def start_once_refused(self: threading.Thread) -> None:
+        if not refusals:
+            refusals.append(self)
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start_once_refused)
+    assert cam.read() is None and not cam.online
+    assert "cannot start its reader" in (cam.last_error or "")
+    got = read_until(cam, lambda f: f is not None)
+    assert got.shape == (120, 160, 3) and cam.online and refusals
+
+
 def test_stream_that_stops_goes_offline_and_comes_back(camera_server: CameraServer, opened) -> None:
     cam = opened(camera_server.url + "/?action=stream")
     read_until(cam, lambda f: f is not None)

@@ -4,6 +4,7 @@ whole generations of watchers, and the config's log_level is honoured."""
 from __future__ import annotations
 
 import gc
+import json
 import signal
 import threading
 import weakref
@@ -121,6 +122,68 @@ def test_a_not_a_failure_answer_its_watcher_is_slow_to_take_is_still_learnt(
     monkeypatch.setattr(watcher, "_carry_out", lambda command: carried.append(command.verb))
     watcher._drain_commands()
     assert carried == [Verb.NOT_A_FAILURE]
+
+
+@pytest.mark.parametrize("verb", [Verb.NOT_A_FAILURE, Verb.CONFIRM_FAILURE])
+def test_an_answer_on_a_full_disk_stands_though_its_frames_are_not_kept(
+    daemon, monkeypatch, verb: Verb
+) -> None:
+    """The frame's copy for retraining fails (a full disk; ``shutil.copyfile`` made to fail,
+    as a full disk cannot be made here): the answer was recorded, but the owner was told it
+    failed, the watcher never learnt it, and a half copy stayed in the retraining folder."""
+    import errno
+    import shutil
+
+    from watchdog import incidents
+
+    monkeypatch.setattr(daemon, "answer_within", lambda watcher: 1.0)
+    daemon._stop(daemon.running)
+    daemon.running = daemon._prepare(daemon._make_watchers(daemon.config, daemon.bundle))
+    watcher = daemon.running["e3"].watcher
+    jpeg = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    incident = watcher.alerts.store.save("e3", {"printer": "e3"}, jpeg, jpeg, pending=False)
+
+    def full(src: object, dst: Path) -> None:
+        Path(dst).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", full)
+    answer = daemon.dispatch(Command("e3", verb, incident.id, source="phone"))
+    assert answer.ok and "could not be kept" in answer.detail, answer
+    assert "No space left on device" in answer.detail
+    storage = daemon.config.storage.dir
+    saved = incidents.incident_dir(storage, "e3", incident.id) / "alert.json"
+    expected = "not_failure" if verb is Verb.NOT_A_FAILURE else "failure"
+    assert json.loads(saved.read_text())["verdict"] == expected
+    assert not list((Path(storage) / "collected").rglob("*.tmp"))
+    carried: list[Verb] = []
+    monkeypatch.setattr(watcher, "_carry_out", lambda command: carried.append(command.verb))
+    watcher._drain_commands()
+    assert carried == [verb]
+
+
+def test_a_reload_whose_watcher_thread_cannot_start_leaves_the_daemon_running_and_unhealthy(
+    daemon, monkeypatch
+) -> None:
+    """No thread left (the unit's task limit) once the old watchers stopped: the reload ended
+    the daemon with a traceback, unwatched until systemd restarted it. It runs on, says what
+    happened, and fails ``healthy`` so that systemd's watchdog restarts it whole."""
+    wait_until("first frame", lambda: daemon.running["e3"].watcher.snapshot.score is not None, 30)
+    real_start = threading.Thread.start
+
+    def refused(self: threading.Thread) -> None:
+        if self.name.startswith("watch"):
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    daemon.reload()
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    assert not daemon.running["e3"].thread.is_alive()
+    assert not daemon.healthy()
+    monkeypatch.setattr(daemon, "_launch", lambda running: (_ for _ in ()).throw(OSError("x")))
+    daemon.reload()  # whatever fails after the point of no return is said, not raised
+    assert daemon.status()["reload_refused"].startswith("the reload stopped unexpectedly: OSError")
 
 
 def test_a_command_started_but_not_finished_in_time_is_reported_under_way(

@@ -39,7 +39,7 @@ from watchdog.detection.model import FrameScorer
 from watchdog.errors import UsageError
 from watchdog.frame_gate import FrameGate
 from watchdog.history import History
-from watchdog.incidents import list_incidents, mark_failure, mark_not_failure
+from watchdog.incidents import FramesNotKept, list_incidents, mark_failure, mark_not_failure
 from watchdog.metrics import Metrics
 from watchdog.redact import secret_filter
 from watchdog.signals import Signals
@@ -224,7 +224,12 @@ class Daemon:
     @staticmethod
     def _launch(running: Mapping[str, _Running]) -> None:
         for r in running.values():
-            r.thread.start()
+            try:
+                r.thread.start()
+            except RuntimeError as exc:  # no thread left (the unit's TasksMax)
+                # the others still start; this one fails ``healthy``: systemd's watchdog
+                # restarts the daemon
+                logger.error("%s: not watched: its thread cannot start (%s)", r.watcher.name, exc)
 
     @classmethod
     def _start(cls, watchers: Mapping[str, Watcher]) -> dict[str, _Running]:
@@ -351,29 +356,28 @@ class Daemon:
     def _store_verdict(self, command: Command) -> CommandResult:
         assert command.incident is not None
         storage, printer, incident = self.config.storage.dir, command.printer, command.incident
-        if command.verb is Verb.NOT_A_FAILURE:
-            path = mark_not_failure(storage, printer, incident)
-            logger.info(
-                "%s: incident %s marked not a failure (%s); frame kept for retraining in %s",
-                printer,
-                incident,
-                command.source,
-                path,
-            )
-            return CommandResult(True, f"frame kept for retraining in {path}")
-        copies = mark_failure(storage, printer, incident)
-        logger.info(
-            "%s: incident %s confirmed as a failure (%s); %d frame(s) kept in %s",
-            printer,
-            incident,
-            command.source,
-            len(copies),
-            copies[0].parent,
+        said = (
+            "marked not a failure"
+            if command.verb is Verb.NOT_A_FAILURE
+            else "confirmed as a failure"
         )
-        return CommandResult(
-            True,
-            f"confirmed as a failure; {len(copies)} frame(s) kept in {copies[0].parent} (--anomalous)",
-        )
+        try:
+            if command.verb is Verb.NOT_A_FAILURE:
+                kept = (
+                    f"frame kept for retraining in {mark_not_failure(storage, printer, incident)}"
+                )
+            else:
+                copies = mark_failure(storage, printer, incident)
+                kept = (  # none: the incident was pruned as the verdict landed
+                    f"{len(copies)} frame(s) kept in {copies[0].parent} (--anomalous)"
+                    if copies
+                    else "its frames were removed meanwhile (the oldest alerts are pruned)"
+                )
+        except FramesNotKept as exc:  # the answer stands: the watcher still learns it
+            logger.warning("%s: incident %s %s, but %s", printer, incident, said, exc)
+            return CommandResult(True, f"{said}, but {exc}")
+        logger.info("%s: incident %s %s (%s); %s", printer, incident, said, command.source, kept)
+        return CommandResult(True, f"{said}; {kept}")
 
     # ----------------------------------------------------------------- dashboard settings
 
@@ -479,6 +483,13 @@ class Daemon:
         refusal: str | None = "the reload stopped unexpectedly"
         try:
             refusal = self._reload()
+        except Exception as exc:  # noqa: BLE001 - past the point where the reload could refuse
+            # (the old watchers stopped): logged whole; a watcher left without its thread fails
+            # ``healthy``, so systemd's watchdog restarts the daemon, which starts them all
+            logger.exception("the reload stopped unexpectedly")
+            refusal = secret_filter.mask(
+                f"the reload stopped unexpectedly: {type(exc).__name__}: {exc}"
+            )
         finally:
             with self._reloads:
                 self._reload_outcome = (number, refusal)

@@ -483,8 +483,12 @@ def _record(path: Path, value: str, key: str = "verdict") -> Path:
     alert[key] = value
     alert[f"{key}_time"] = datetime.now(UTC).isoformat(timespec="seconds")
     tmp = path / f".{ALERT}.{os.getpid()}.{threading.get_ident()}.tmp"
-    write_durably(tmp, json.dumps(alert, default=_jsonable, indent=2).encode())
-    os.replace(tmp, path / ALERT)
+    try:
+        write_durably(tmp, json.dumps(alert, default=_jsonable, indent=2).encode())
+        os.replace(tmp, path / ALERT)
+    except OSError:  # a full disk: the alert as it was, no half file beside it
+        tmp.unlink(missing_ok=True)
+        raise
     return path / ALERT
 
 
@@ -527,13 +531,27 @@ def false_alarms_dir(storage_dir: Path, printer: str) -> Path:
     return Path(storage_dir) / "collected" / check_name(printer, "printer") / frames.FALSE_ALARMS
 
 
+class FramesNotKept(Exception):
+    """The verdict is recorded, but its frames could not be copied for retraining (a full
+    disk): the answer stands, the retraining set lacks them."""
+
+
 def mark_not_failure(storage_dir: Path, printer: str, incident_id: str) -> Path:
-    """Record the verdict and copy the incident's frame into the normal set; returns the copy."""
+    """Record the verdict and copy the incident's frame into the normal set; returns the copy
+    (FramesNotKept: recorded, not copied)."""
     with _verdict_lock(incident_dir(storage_dir, printer, incident_id)):
         path = _judged(storage_dir, printer, incident_id, "not_failure")
-        return _copy_into(
-            path / FRAME, false_alarms_dir(storage_dir, printer), f"{incident_id}.jpg"
-        )
+        folder = false_alarms_dir(storage_dir, printer)
+        try:
+            return _copy_into(path / FRAME, folder, f"{incident_id}.jpg")
+        except OSError as exc:
+            raise _not_kept(folder, exc) from None
+
+
+def _not_kept(folder: Path, exc: OSError) -> FramesNotKept:
+    return FramesNotKept(
+        f"its frame could not be kept for retraining in {folder}: {exc.strerror or exc}"
+    )
 
 
 def failures_dir(storage_dir: Path, printer: str) -> Path:
@@ -547,7 +565,10 @@ def mark_failure(storage_dir: Path, printer: str, incident_id: str) -> list[Path
     verdict lands are copied by ``IncidentStore.add_lead_up`` once it sees the verdict."""
     with _verdict_lock(incident_dir(storage_dir, printer, incident_id)):
         path = _judged(storage_dir, printer, incident_id, "failure")
-        return _copy_failure_frames(path, storage_dir, printer, incident_id)
+        try:
+            return _copy_failure_frames(path, storage_dir, printer, incident_id)
+        except OSError as exc:
+            raise _not_kept(failures_dir(storage_dir, printer), exc) from None
 
 
 def _judged(storage_dir: Path, printer: str, incident_id: str, verdict: str) -> Path:
@@ -591,8 +612,12 @@ def _copy_into(src: Path, dest_dir: Path, name: str) -> Path:
     temporary name is the thread's own, as the lead-up and a verdict may copy at once)."""
     dest_dir.mkdir(parents=True, exist_ok=True)
     tmp = dest_dir / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest_dir / name)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest_dir / name)
+    except OSError:  # a full disk: no half copy left behind
+        tmp.unlink(missing_ok=True)
+        raise
     return dest_dir / name
 
 

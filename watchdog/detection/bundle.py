@@ -637,10 +637,16 @@ class Bundle:
     def load(cls, path: str | Path) -> Bundle:
         path = Path(path)
         meta_path = path / META_FILE
-        if not path.is_dir():
-            raise BundleError(f"{path}: model bundle folder not found")
-        if not (path / MODEL_FILE).is_file():
-            raise BundleError(f"{path / MODEL_FILE}: model file missing")
+        try:
+            if not path.is_dir():
+                raise BundleError(f"{path}: model bundle folder not found")
+            if not (path / MODEL_FILE).is_file():
+                raise BundleError(f"{path / MODEL_FILE}: model file missing")
+        except PermissionError:  # Python 3.11's is_dir: not False, an error
+            raise BundleError(
+                f"{path}: not readable by this user (under /home the service needs "
+                "ProtectHome=read-only: docs/deploy.md)"
+            ) from None
         try:
             st = meta_path.stat()
         except FileNotFoundError as exc:

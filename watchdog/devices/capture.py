@@ -916,10 +916,17 @@ class _ThreadedCamera(_BaseCamera):
         its first connection."""
         if self._halted():
             return False
+        refused = None
         with self._lock:
             if not self._started:
-                self._started, self._started_at = True, time.monotonic()
-                self._thread.start()
+                try:
+                    self._thread.start()
+                    self._started, self._started_at = True, time.monotonic()
+                except RuntimeError as exc:  # no thread left (the unit's TasksMax): next read
+                    refused = exc
+        if refused is not None:
+            self._down(f"cannot start its reader ({refused}); tried again at its next read")
+            return False
         self._first_attempt.wait(self.cfg.timeout_s + START_GRACE_S)
         return self.online
 
@@ -1408,8 +1415,14 @@ def _open(
             cfg, source, label, stop, backoff
         )  # may appear later: retried with backoff
     path = Path(source).expanduser()
-    if path.is_dir():
-        return FolderCamera(cfg, path, label, stop, backoff)
-    if path.is_file():
-        return VideoFileCamera(cfg, path, label, stop, backoff)
+    try:
+        if path.is_dir():
+            return FolderCamera(cfg, path, label, stop, backoff)
+        if path.is_file():
+            return VideoFileCamera(cfg, path, label, stop, backoff)
+    except PermissionError:  # Python 3.11's is_dir: not False, an error
+        raise CameraSourceError(
+            f"camera source {source}: not readable by this user (under /home the service "
+            "needs ProtectHome=read-only: docs/deploy.md)"
+        ) from None
     raise CameraSourceError(f"camera source {source}: no such file, folder, device or URL")
