@@ -104,18 +104,24 @@ def test_a_command_not_answered_in_time_is_taken_back_and_never_carried_out_late
     assert watcher.enabled and watcher._commands.empty()
 
 
+def _an_alert_with_a_waiting_watcher(daemon, monkeypatch):  # noqa: ANN202 - test helper
+    """A saved alert of e3, whose watcher's thread is not running: it answers within 1 s,
+    so a command waits in its queue until the test drains it."""
+    monkeypatch.setattr(daemon, "answer_within", lambda watcher: 1.0)
+    daemon._stop(daemon.running)
+    daemon.running = daemon._prepare(daemon._make_watchers(daemon.config, daemon.bundle))
+    watcher = daemon.running["e3"].watcher
+    jpeg = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    return watcher, watcher.alerts.store.save("e3", {"printer": "e3"}, jpeg, jpeg, pending=False)
+
+
 def test_a_not_a_failure_answer_its_watcher_is_slow_to_take_is_still_learnt(
     daemon, monkeypatch
 ) -> None:
     """The verdict is saved (its frame kept for retraining) before the watcher is asked to
     learn the print's look again: a watcher slow to answer must still learn it, and the owner
     is told the answer was kept, not that nothing was done."""
-    monkeypatch.setattr(daemon, "answer_within", lambda watcher: 1.0)
-    daemon._stop(daemon.running)
-    daemon.running = daemon._prepare(daemon._make_watchers(daemon.config, daemon.bundle))
-    watcher = daemon.running["e3"].watcher
-    jpeg = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
-    incident = watcher.alerts.store.save("e3", {"printer": "e3"}, jpeg, jpeg, pending=False)
+    watcher, incident = _an_alert_with_a_waiting_watcher(daemon, monkeypatch)
     answer = daemon.dispatch(Command("e3", Verb.NOT_A_FAILURE, incident.id, source="phone"))
     assert answer.ok and "learnt again shortly" in answer.detail, answer
     carried: list[Verb] = []
@@ -136,12 +142,7 @@ def test_an_answer_on_a_full_disk_stands_though_its_frames_are_not_kept(
 
     from watchdog import incidents
 
-    monkeypatch.setattr(daemon, "answer_within", lambda watcher: 1.0)
-    daemon._stop(daemon.running)
-    daemon.running = daemon._prepare(daemon._make_watchers(daemon.config, daemon.bundle))
-    watcher = daemon.running["e3"].watcher
-    jpeg = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
-    incident = watcher.alerts.store.save("e3", {"printer": "e3"}, jpeg, jpeg, pending=False)
+    watcher, incident = _an_alert_with_a_waiting_watcher(daemon, monkeypatch)
 
     def full(src: object, dst: Path) -> None:
         Path(dst).write_bytes(b"half")
