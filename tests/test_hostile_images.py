@@ -282,3 +282,38 @@ def test_a_jpeg_with_many_metadata_markers_is_still_decoded() -> None:
     padded = data[:2] + app * 300 + b"\xff" * 1000 + data[2:]
     frame = decode_image(padded, 4_000_000, frame_size_needed(DEFAULT_INPUT))
     assert frame is not None and frame.shape[1] >= 128
+
+
+def test_a_printers_own_small_region_is_decoded_at_the_size_it_needs(
+    camera_server: CameraServer, tmp_path
+) -> None:
+    """The camera decodes a JPEG at the smallest size that still covers the model input: it
+    was sized for the bundle's region, so a printer watching a fifth of the frame
+    (``detection.region``) was scored from a half-size decode (1.5 camera pixels per model
+    pixel, where the trainer's frames had all of theirs)."""
+    import time
+
+    from watchdog.comms.notifier import Notifier
+    from watchdog.config import DetectionConfig, MqttConfig, PrinterConfig, StorageConfig
+    from watchdog.watcher import build_watcher
+
+    camera_server.set_frames([textured(1920, 1080)])
+    shapes = {}
+    for region in (None, (0.4, 0.7, 0.6, 0.9)):
+        cfg = PrinterConfig(
+            name="p1",
+            camera=CameraConfig(source=camera_server.snapshot_url, timeout_s=5.0),
+            detection=DetectionConfig(region=region),
+        )
+        notifier = Notifier(MqttConfig(), StorageConfig(dir=tmp_path / "state"), ["p1"])
+        watcher = build_watcher(cfg, Bundle.load(default_bundle_path()), notifier)
+        try:
+            frame, deadline = None, time.monotonic() + 30
+            while frame is None and time.monotonic() < deadline:
+                frame = watcher.camera.read()
+                watcher.gate.leave()
+        finally:
+            watcher.camera.close()
+        assert frame is not None
+        shapes[region] = frame.shape
+    assert shapes == {None: (540, 960, 3), (0.4, 0.7, 0.6, 0.9): (1080, 1920, 3)}

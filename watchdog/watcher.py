@@ -964,7 +964,8 @@ def build_watcher(
         camera
         if camera is not None
         else open_camera(
-            cfg.camera, stop, name=cfg.name, model_input=bundle.meta.preprocess, gate=gate
+            # the printer's own region: a small one needs more of the camera's pixels
+            cfg.camera, stop, name=cfg.name, model_input=detector.pre, gate=gate
         )
     )
     printer = printer if printer is not None else make_printer(cfg.api, stop)
