@@ -40,3 +40,35 @@ def test_judgement_without_any_replay_says_so() -> None:
     d = judgement([], "rule", "no held-out print")
     assert d["replays"] == [] and d["recall"] is None and d["false_alarm_rate"] is None
     assert d["threshold"] is None
+
+
+def test_a_run_of_flagged_frames_that_begins_in_the_start_pauses_as_in_the_daemon() -> None:
+    """The start's flags (its guard, its own judgement) and the judged frames are one run to
+    ``decide``: two flagged at the start's end and one after it paused the daemon, never the
+    report's replay, which counted only the judged frames."""
+    crossing = Replay(
+        "p", False, 4, np.array([2.0, 0.5, 0.5]), 1.0, 3, np.array([False, False, True, True])
+    )
+    assert crossing.first_pause == 1
+    in_start = Replay("q", False, 4, np.array([0.5] * 5), 1.0, 3, np.array([True] * 4))
+    assert in_start.first_pause is not None and in_start.first_pause <= 0
+    d = judgement([crossing, in_start], "rule", "note")
+    assert d["normal_prints_paused"] == 2
+
+
+def test_a_start_above_the_guard_is_flagged_by_the_daemons_detector() -> None:
+    """``start_flags`` replays the print's start through the daemon's ``Detector``: with the
+    guard below every start frame's absolute score, each is flagged; without guard or start
+    judgement, none is judged."""
+    from trainer.crossfit import HeldOut
+    from trainer.heldout import start_flags
+    from watchdog.detection.bundle import Adaptation, Scoring
+
+    rng = np.random.default_rng(0)
+    maps = rng.uniform(0.1, 0.3, (12, 8, 16)).astype(np.float32)
+    inputs = rng.integers(0, 255, (12, 8, 16, 3), dtype=np.uint8)
+    held = HeldOut("p", lambda x: x, inputs, inputs, maps, inputs[:10], maps[:10], maps[:10])
+    scoring = Scoring(topk=0.1)
+    guarded = Adaptation(frames=10, threshold=1.0, guard=0.01)
+    assert start_flags(held, guarded, scoring).tolist() == [True] * 10
+    assert start_flags(held, Adaptation(frames=10, threshold=1.0), scoring).size == 0

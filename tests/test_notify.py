@@ -566,6 +566,31 @@ def test_undeliverable_notifications_are_dropped_after_max_age(
     assert outbox_entries(tmp_path, "notify-ntfy") == []
 
 
+def test_a_clock_set_forward_or_back_neither_drops_nor_holds_back_a_notification(
+    phone, ntfy_receiver
+) -> None:
+    """A Pi without a clock battery boots on a stale clock, and NTP then sets it days ahead: a
+    notification queued meanwhile was dropped as "not delivered within 24 h" at once. A clock
+    set back held the printer's next alert until the clock caught up with the last send. The
+    target's wall clock is stepped here; the monotonic clock runs as it does."""
+    ntfy_receiver.stop()
+    notifier = phone(notify=(target(ntfy_receiver.url(), coalesce_s=5, max_age_h=1),))
+    [sender] = notifier.notifications.targets
+    notifier.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    wait_for("a failed attempt", lambda: notifier.notify_status()["ntfy"]["failed"] >= 1)
+    sender.wall = lambda: time.time() + 3 * 86400  # NTP: three days ahead
+    failed = notifier.notify_status()["ntfy"]["failed"]
+    wait_for("another attempt", lambda: notifier.notify_status()["ntfy"]["failed"] > failed)
+    status = notifier.notify_status()["ntfy"]
+    assert status["dropped"] == 0 and status["pending"] == 1, status
+    ntfy_receiver.start()
+    assert notifier.notifications.flush(60)
+    sender.wall = lambda: time.time() - 2 * 86400  # set back two days after that send
+    notifier.raise_alert(PRINTER, alert(score=0.95), jpeg(3), jpeg(4))
+    wait_for("the next alert", lambda: len(ntfy_receiver.messages) == 2, timeout=30)
+    assert [m.attachment for m in ntfy_receiver.messages] == [jpeg(2), jpeg(4)]
+
+
 # --------------------------------------------------------------------------- buttons
 
 

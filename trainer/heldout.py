@@ -23,7 +23,8 @@ from trainer.evaluate import error_maps
 from watchdog.config import CameraConfig, DetectionConfig
 from watchdog.detection import decide
 from watchdog.detection.bundle import Adaptation, Scoring
-from watchdog.detection.calibration import simulate, simulate_start
+from watchdog.detection.calibration import simulate, simulate_start, unit_meta
+from watchdog.detection.detector import offline_detector
 from watchdog.detection.light import light_matched, print_reference, start_matched
 
 CONSECUTIVE = DetectionConfig().consecutive  # the daemon's default
@@ -35,10 +36,14 @@ class Replay:
 
     name: str  # "print2", or "print2 then spaghetti" for a failure after print2's calibration
     failure: bool  # the frames after calibration are a known failure
-    calibration: int  # frames at the start that only calibrate (never flagged)
+    calibration: int  # frames at the start that calibrate (judged only as ``start_flags``)
     scores: np.ndarray  # the score each judged frame is compared with (after calibration)
     threshold: float
     consecutive: int
+    # the calibration frames the daemon calls anomalous (its start guard, the start judged
+    # against its first frames): a run of them goes on into the judged frames, as in
+    # ``decide``; empty where the start is not this print's own (a failure after it)
+    start_flags: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, bool))
 
     @property
     def flagged(self) -> np.ndarray:
@@ -47,16 +52,20 @@ class Replay:
 
     @property
     def pauses(self) -> list[int]:
-        """Judged frames (0-based) where the daemon's rule fires: ``decide.fires``, the owner never
-        resuming in between (re-armed ``cooldown_s`` later, at the default camera interval)."""
+        """Judged frames (0-based; below 0: during the start) where the daemon's rule fires:
+        ``decide.fires`` over the start's flags and the judged frames', the owner never resuming
+        in between (re-armed ``cooldown_s`` later, at the default camera interval)."""
         settings = decide.Settings(
             consecutive=self.consecutive, cooldown_s=DetectionConfig().cooldown_s
         )
-        return decide.fires(self.scores > self.threshold, settings, CameraConfig().interval_s)
+        flags = np.concatenate([self.start_flags, self.scores > self.threshold])
+        fired = decide.fires(flags, settings, CameraConfig().interval_s)
+        return [i - len(self.start_flags) for i in fired]
 
     @property
     def first_pause(self) -> int | None:
-        """Judged frames until the daemon pauses (1-based), None when it never does."""
+        """Judged frames until the daemon pauses (1-based; 0 or less: during the start), None
+        when it never does."""
         pauses = self.pauses
         return pauses[0] + 1 if pauses else None
 
@@ -93,6 +102,25 @@ def replay(
     return Replay(name, failure, 0, scoring.scores(maps).astype(np.float64), threshold, consecutive)
 
 
+def start_flags(h: HeldOut, spec: Adaptation, scoring: Scoring) -> np.ndarray:
+    """Which of a print's calibration frames the daemon's ``Detector`` calls anomalous (the
+    start guard, the start judged against its first frames), replayed from its first frame."""
+    if not spec.enabled or not (spec.guard > 0 or spec.judges_start):
+        return np.zeros(0, bool)
+    k = min(spec.frames, len(h.maps))
+
+    def floats(x: np.ndarray) -> list[np.ndarray] | None:
+        return list(x[:k].astype(np.float32) / 255.0) if spec.nearest else None
+
+    detector = offline_detector(
+        dataclasses.replace(unit_meta(scoring, spec), threshold=spec.threshold)
+    )
+    verdicts = detector.replay(
+        list(h.maps[:k]), floats(h.inputs), list(h.start_maps[:k]), floats(h.start_inputs)
+    )
+    return np.array([v.anomalous for v in verdicts], bool)
+
+
 def replays(
     held: Sequence[HeldOut],
     failures: dict[str, np.ndarray],
@@ -110,9 +138,8 @@ def replays(
     for h in held:
         if spec.enabled and len(h.maps) <= spec.frames:
             continue
-        out.append(
-            replay(h.name, spec, scoring, h.maps, h.inputs, threshold, consecutive=consecutive)
-        )
+        good = replay(h.name, spec, scoring, h.maps, h.inputs, threshold, consecutive=consecutive)
+        out.append(dataclasses.replace(good, start_flags=start_flags(h, spec, scoring)))
         # each failure reaches the daemon after this print's first frames: matched to their light
         k = spec.frames if spec.enabled else 0
         ref = print_reference(h.frames, spec)

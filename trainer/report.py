@@ -100,10 +100,13 @@ def _daemon_section(d: dict[str, Any]) -> list[str]:
         "## What the daemon would do on prints the model never saw",
         "",
         f"Each held-out print is replayed frame by frame as the daemon runs it: its first frames "
-        f"calibrate the print's baseline (never flagged), every later frame is flagged above the "
-        f"exported threshold ({d['threshold_rule']}), and {d['consecutive']} flagged frames in a row "
-        f"pause the print. Each known failure is replayed after a held-out print's calibration "
-        f"frames. {d['note'][0].upper() + d['note'][1:]}.",
+        f"calibrate the print's baseline (flagged only by the start guard and the start's own "
+        f"judgement, below), every later frame is flagged above the exported threshold "
+        f"({d['threshold_rule']}), and {d['consecutive']} flagged frames in a row, the start's "
+        f"included, pause the print (the daemon's default rule). Each known failure is replayed "
+        f"after a held-out print's calibration frames, so it is judged against another print's "
+        f"start: a failure inside a print changes its picture less, and is caught less often "
+        f"than its recall here says. {d['note'][0].upper() + d['note'][1:]}.",
         "",
     ]
     if not d["replays"]:
@@ -155,7 +158,8 @@ def _replay_table(replays: list[dict[str, Any]], learnt: str) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for r in replays:
-        pause = "never" if r["frames_to_pause"] is None else f"{r['frames_to_pause']} judged frames"
+        to = r["frames_to_pause"]
+        pause = "never" if to is None else "during its start" if to <= 0 else f"{to} judged frames"
         lines.append(
             f"| {r['print']}{' (failure)' if r['failure'] else ''} | {r['calibration_frames']} | "
             f"{r['judged_frames']} | {r['flagged_frames']} | {pause} |"

@@ -965,7 +965,11 @@ def build_watcher(
         if camera is not None
         else open_camera(
             # the printer's own region: a small one needs more of the camera's pixels
-            cfg.camera, stop, name=cfg.name, model_input=detector.pre, gate=gate
+            cfg.camera,
+            stop,
+            name=cfg.name,
+            model_input=detector.pre,
+            gate=gate,
         )
     )
     printer = printer if printer is not None else make_printer(cfg.api, stop)

@@ -351,6 +351,12 @@ class TargetSender:
         self._last_kind: dict[tuple[str, str], str] = {}
         # entry id → when its buttons were issued, and their (label, URL), reused on retries
         self._buttons: dict[str, tuple[float, list[tuple[str, str]]]] = {}
+        # The wall clock (epoch seconds, as the outbox saves times), and per queued entry
+        # (monotonic, its age) when first seen: its age counts on the monotonic clock from
+        # then, so a clock set forward (a Pi without a clock battery meeting NTP) does not drop
+        # what waits
+        self.wall: Callable[[], float] = time.time
+        self._seen: dict[str, tuple[float, float]] = {}
         self.sent = self.failed = self.dropped = self.coalesced = 0
         self.rejected = False
         self.last_error: str | None = None
@@ -386,7 +392,7 @@ class TargetSender:
             self.cfg.attach
         ]
         group = _GROUP[event.kind]
-        now = time.time()
+        now = self.wall()
         with self._cond:
             waiting = [
                 e
@@ -461,7 +467,7 @@ class TargetSender:
             last, previous = now, str(sending.body.get("kind"))  # on its way right now
         if event.kind is Kind.CAMERA_ONLINE and previous == Kind.CAMERA_OFFLINE.value:
             return 0.0  # "back online" answers the "offline" that was sent: no waiting
-        if last is not None and now - last < self.cfg.coalesce_s:
+        if last is not None and 0 <= now - last < self.cfg.coalesce_s:  # < 0: clock set back
             return last + self.cfg.coalesce_s
         return 0.0
 
@@ -502,26 +508,37 @@ class TargetSender:
             self._cond.notify_all()
 
     def _next_due(self) -> tuple[Entry | None, float]:
-        now = time.time()
+        now = self.wall()
         for entry in list(self._queue):
-            if now - entry.created > self.cfg.max_age_h * 3600:
+            if self._age(entry, now) > self.cfg.max_age_h * 3600:
                 self._drop(entry)
         wait = self._next_try - time.monotonic()
         if wait > 0:
             return None, wait
         ids = {e.id for e in self._queue}
         self._failures = {k: n for k, n in self._failures.items() if k in ids}
+        self._seen = {k: seen for k, seen in self._seen.items() if k in ids}
         # Oldest first within a printer's kind of news (the phone must end on the latest);
         # between them, the fewest failed attempts first: one notification the service keeps
         # refusing (too large, say) does not hold back every other printer's alerts.
         heads: dict[tuple[str, str], Entry] = {}
         for e in sorted(self._queue, key=lambda e: e.id):
             heads.setdefault((e.printer, str(e.body.get("group"))), e)
-        due = [e for e in heads.values() if _not_before(e) <= now]
+        # further ahead than any window can put it: the clock was set back since: due now
+        longest = max(self.cfg.coalesce_s, self.cfg.camera_offline_after_s) + 1.0
+        due = [e for e in heads.values() if not 0 < _not_before(e) - now <= longest]
         if due:
             return min(due, key=lambda e: (self._failures.get(e.id, 0), e.id)), 0.0
         later = [_not_before(e) - now for e in heads.values()]
         return None, min(later) if later else 60.0
+
+    def _age(self, entry: Entry, now: float) -> float:
+        """Seconds since ``entry`` was created: by the wall clock when first seen (what an
+        earlier run left), by the monotonic clock since."""
+        seen = self._seen.get(entry.id)
+        if seen is None:
+            seen = self._seen[entry.id] = (time.monotonic(), max(0.0, now - entry.created))
+        return seen[1] + time.monotonic() - seen[0]
 
     def _drop(self, entry: Entry) -> None:
         self._queue.remove(entry)
@@ -653,7 +670,7 @@ class TargetSender:
         if result.get("ok"):
             self.outbox.done(entry)
             self.meters.outcomes.labels(self.name, "sent").inc()
-            now = time.time()
+            now = self.wall()
             with self._cond:  # status() reads these from other threads
                 self._buttons.pop(entry.id, None)
                 self.sent += 1
