@@ -66,6 +66,11 @@ def leaks(text: str, *secrets: str) -> list[str]:
             (),
             "http://cam/snap.cgi?loginuse=admin&loginpas=***",
         ),
+        (  # ?usr=...&psw=..., and a camera's address inside a proxy's
+            "http://proxy/snap?usr=admin&psw=Hunter22x&src=rtsp%3A%2F%2Fadmin%3ANested99x%40cam",
+            ("Nested99x",),
+            "http://proxy/snap?usr=admin&psw=***&src=rtsp%3A%2F%2Fadmin%3A***%40cam",
+        ),
         (  # Blue Iris's ?user=...&pw=...
             "http://nvr/image/cam1?user=admin&pw=BLUEIRISPW",
             (),
@@ -446,3 +451,14 @@ def test_a_config_object_shown_in_a_debug_line_masks_its_secrets() -> None:
 
     shown = repr(CameraConfig(source=f"http://admin:{PASSWORD}@cam.lan/snap?token={TOKEN}"))
     assert leaks(shown, PASSWORD, TOKEN) == [] and "cam.lan/snap" in shown
+
+
+def test_a_password_of_a_camera_address_inside_another_is_a_known_secret() -> None:
+    """A proxy's ``?src=`` holding the camera's own address, password and all, percent-encoded:
+    the password is masked wherever it lands, encoded or not (a log line, an error)."""
+    from watchdog.redact import url_secrets
+
+    url = f"http://proxy/snap?src=rtsp%3A%2F%2Fadmin%3A{PASSWORD}%40cam%2Flive"
+    secrets = url_secrets(url)
+    assert PASSWORD in secrets
+    assert leaks(redact(f"GET {url} and rtsp://cam/{PASSWORD}", secrets), PASSWORD) == []

@@ -39,7 +39,7 @@ or, better, left out in favour of its `*_file` twin, a file holding only the sec
 `${{ENV_VAR}}` works in any string value; an unset variable is an error naming the key. A
 variable whose name says secret is masked wherever its value lands, as a secret key's value
 is: it holds `TOKEN`, `SECRET`, `PASSW`, `PWD`, `AUTH`, `CRED`, `APIKEY`, `ACCESSKEY` or
-`PRIVATEKEY` anywhere, or one of its parts (split at `_`) ends in `KEY`, `PASS`, `PAS`, `PW`,
+`PRIVATEKEY` anywhere, or one of its parts (split at `_`) ends in `KEY`, `PASS`, `PAS`, `PSW`, `PW`,
 `SIG`, `SIGNATURE`, `SESSION`, `SID`, `CODE` or `PASSPHRASE` (also plural or numbered:
 `OCTOPRINT_KEY`, `MQTTPASS`, `HA_TOKENS`, `CAMERA_PW2`); a camera URL's query keys are masked
 by the same rule, and so is a name alone before a URL's `@` (`http://TOKEN@cam/...`). A

@@ -14,7 +14,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterable
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 MASK = "***"
 _KEEP_QUERY = {"action"}  # mjpg-streamer's ?action=stream|snapshot says what the URL is
@@ -31,7 +31,7 @@ _USER_ONLY = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@'\"<>*]+@")
 # a word that says secret wherever it stands ("HA_AUTHORIZATION", "TOKENFILE", "APIKEYVALUE");
 # "inside", "signal" or "keyboard" do not.
 _SECRET_WORDS = (
-    r"token|key|secret|password|passwd|passphrase|pass|pas|pwd|pw|auth|sig|signature"
+    r"token|key|secret|password|passwd|passphrase|pass|pas|pwd|psw|pw|auth|sig|signature"
     r"|session|sid|code|cred|creds|credential"
 )
 _SECRET_NAME = re.compile(rf"(?i)[a-z0-9_.-]*?(?:{_SECRET_WORDS})s?[0-9]*(?:[_.-][a-z0-9_.-]*)?")
@@ -73,7 +73,12 @@ def url_secrets(url: str) -> list[str]:
     except ValueError:
         return []
     out = [password] if password else []
-    out += [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if v and says_secret(k)]
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if value and says_secret(key):
+            out.append(value)
+        elif "://" in value:  # a camera proxied by another: ?src=rtsp%3A%2F%2Fuser%3Apw%40cam
+            nested = url_secrets(value)
+            out += nested + [quote(n, safe="") for n in nested]
     return out
 
 
