@@ -765,6 +765,7 @@ def test_notify_config_reads_secrets_and_masks_them(tmp_path, monkeypatch) -> No
     assert [e.value for e in hook.events] == [
         "failure",
         "action_failed",
+        "camera_offline",  # a camera dead in the night is told by default
     ] and hook.attach == "heatmap"
     shown = json.dumps(config.masked())
     assert NTFY_PASSWORD not in shown and HOOK_PASSWORD not in shown and "bob" not in shown

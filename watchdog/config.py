@@ -465,8 +465,14 @@ class NotifyTarget(_Model):
     )
     url_file: Path | None = Field(None, description="file holding the Apprise URL (mode 0600)")
     events: list[NotifyEvent] = Field(
-        default_factory=lambda: [NotifyEvent.FAILURE, NotifyEvent.ACTION_FAILED],
-        description="any of failure, action_failed, camera_offline, print_done (default: failure, action_failed)",
+        # camera_offline by default: a camera that dies during a print leaves it unwatched
+        default_factory=lambda: [
+            NotifyEvent.FAILURE,
+            NotifyEvent.ACTION_FAILED,
+            NotifyEvent.CAMERA_OFFLINE,
+        ],
+        description="any of failure, action_failed, camera_offline, print_done (default: "
+        "failure, action_failed, camera_offline)",
     )
     printers: list[str] | None = Field(
         None, description="printer names to notify about; default: all"
