@@ -23,7 +23,7 @@ from tests.plugins.receivers import WebhookReceiver, wait_for
 from watchdog.comms.actions import ActionHandler, ActionTokens
 from watchdog.comms.http import StatusServer, action_page
 from watchdog.comms.notifier import Notifier
-from watchdog.config import MqttConfig, NotifyTarget, StorageConfig, parse_config
+from watchdog.config import ConfigError, MqttConfig, NotifyTarget, StorageConfig, parse_config
 from watchdog.control import Command, CommandResult, Verb, printer_answers
 from watchdog.incidents import IncidentStore
 from watchdog.printing import Action, Outcome
@@ -755,6 +755,7 @@ def test_notify_config_reads_secrets_and_masks_them(tmp_path, monkeypatch) -> No
                 },
                 {"url": "${HOOK_URL}"},
             ],
+            "http": {"generate_password": True},
         }
     )
     ntfy, hook = config.notify
@@ -772,6 +773,24 @@ def test_notify_config_reads_secrets_and_masks_them(tmp_path, monkeypatch) -> No
     assert any(NTFY_PASSWORD in s for s in config.secrets()) and any(
         HOOK_PASSWORD in s for s in config.secrets()
     )
+
+
+def test_buttons_for_a_phone_behind_a_proxy_on_this_machine_need_the_dashboards_password() -> None:
+    """With http.listen on loopback the page needs no login: a proxy on the Pi, the way a
+    phone reaches the buttons then, made every request this machine's, and opened the
+    dashboard (the camera, Cancel) to everyone it served."""
+    notify = [{"url": "ntfy://h/t", "actions_url": "http://pi.lan:8787"}]
+    with pytest.raises(ConfigError, match="http.generate_password"):
+        parse_config({"printers": [{"name": PRINTER}], "notify": notify})
+    assert (
+        parse_config(
+            {"printers": [{"name": PRINTER}], "notify": notify, "http": {"generate_password": True}}
+        )
+        .notify[0]
+        .actions_url
+    )
+    local = [{"url": "ntfy://h/t", "actions_url": "http://127.0.0.1:8787"}]  # no phone: no proxy
+    assert parse_config({"printers": [{"name": PRINTER}], "notify": local}).notify
 
 
 @pytest.mark.parametrize(

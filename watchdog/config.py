@@ -586,6 +586,20 @@ class Config(_Model):
                     "notify: actions_url is set but http.listen is empty: the buttons have no server to call"
                 )
             elif is_loopback(self.http.listen):
+                phone = [
+                    t.actions_url
+                    for t in self.notify
+                    if t.actions_url
+                    and not is_loopback_host(urlsplit(t.actions_url).hostname or "")
+                ]
+                if phone and not (self.http.password or self.http.generate_password):
+                    # the proxy's requests come from this machine: to the daemon, the owner
+                    raise ValueError(
+                        f"notify: actions_url {redact_url(phone[0])!r} needs the daemon reachable from "
+                        f"the phone, but http.listen is {self.http.listen} without a password: a "
+                        "proxy on this machine would open the dashboard (camera, Cancel) to everyone "
+                        "it serves; set http.password_file or http.generate_password: true"
+                    )
                 logger.warning(
                     "notify: actions_url is set but http.listen is %s: a phone reaches the buttons only "
                     "through a proxy on this machine",
