@@ -287,3 +287,28 @@ def test_alerts_left_pending_by_an_earlier_version_are_delivered_once(
     assert (
         list((tmp_path / "incidents").glob("*/*/pending")) == [] and pending_markers(tmp_path) == []
     )
+
+
+def test_an_alert_the_broker_refuses_is_kept_said_and_sent_once_it_is_allowed(
+    mosquitto_factory, unique_prefix, notifier_factory, tmp_path, caplog
+) -> None:
+    """A broker whose ACL does not let the watchdog write its alert topic answers the PUBACK
+    with "Not authorized": the alert was logged as delivered and taken out of the outbox, and
+    Home Assistant never heard of it."""
+    caplog.set_level(logging.INFO, "watchdog")
+    p = unique_prefix
+    broker = mosquitto_factory()
+    broker.acl = f"topic deny {p}/+/alert\ntopic readwrite #"
+    broker.restart()
+    with broker.subscriber(f"{p}/#") as sub:
+        notifier = notifier_factory(broker, p, storage_dir=tmp_path)
+        wait_connected(notifier)
+        ids = raise_alerts(notifier, 1)
+        line = wait_log(caplog, "refused alert")
+        assert "Not authorized" in line and p in line
+        assert notifier.undelivered() == 1 and pending_markers(tmp_path) == ids
+        assert not [r for r in caplog.records if "delivered" in r.getMessage()]
+        broker.acl = None  # the owner fixes the ACL; the broker restarts
+        broker.restart()
+        assert_delivered_exactly(sub, notifier, p, ids)
+        assert pending_markers(tmp_path) == []

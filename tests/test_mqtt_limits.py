@@ -121,7 +121,7 @@ def test_a_broker_ignoring_the_limit_cannot_make_the_client_read_a_huge_packet(c
     transport = MqttTransport(
         MqttConfig(host="127.0.0.1", port=broker.port, client_id="limit-test"),
         on_message=lambda m: pytest.fail("a 100 MB message was handed over"),
-        on_ack=lambda mid: None,
+        on_ack=lambda mid, refused: None,
         on_connected=lambda: None,
         subscriptions=lambda: ["p/+/enabled/set"],
         reconnect_delay=(0.2, 0.5),
@@ -334,7 +334,7 @@ def test_a_session_set_up_that_fails_does_not_end_the_mqtt_thread(mosquitto, cap
     transport = MqttTransport(
         MqttConfig(host="127.0.0.1", port=mosquitto.port, client_id="setup-fails"),
         on_message=lambda m: None,
-        on_ack=lambda mid: None,
+        on_ack=lambda mid, refused: None,
         on_connected=on_connected,
         subscriptions=lambda: [],
         reconnect_delay=(0.2, 0.5),
@@ -362,7 +362,7 @@ def test_a_password_without_a_user_is_said_not_sent(caplog) -> None:
     transport = MqttTransport(
         MqttConfig(host="127.0.0.1", password="s3cret-pw"),
         on_message=lambda m: None,
-        on_ack=lambda mid: None,
+        on_ack=lambda mid, refused: None,
         on_connected=lambda: None,
         subscriptions=lambda: [],
     )

@@ -299,6 +299,7 @@ class Broker:
     auth: bool = False
     tls: TlsFiles | None = None
     require_certificate: bool = False
+    acl: str | None = None  # mosquitto ACL lines (``topic deny x/+/alert``), None: no ACL
     process: subprocess.Popen[bytes] | None = None
     subscribers: list[Subscriber] = field(default_factory=list)
 
@@ -347,6 +348,10 @@ class Broker:
                     timeout=30,
                 )
             lines.append(f"password_file {pwfile}")
+        if self.acl is not None:
+            acl = self.workdir / "acl"
+            acl.write_text(self.acl + "\n")
+            lines.append(f"acl_file {acl}")
         if self.tls:
             lines += [
                 f"cafile {self.tls.ca_file}",

@@ -96,7 +96,9 @@ class MqttCommunicator:
         self._started = False
         self._inflight: dict[int, Entry] = {}  # mid → alert waiting for its PUBACK
         self._unsent: dict[str, Entry] = {}  # alerts with no client yet (not started / stopped)
-        self._early_acks: OrderedDict[int, None] = OrderedDict()  # PUBACKs that beat publish()
+        # PUBACKs that beat publish(): "" for a message taken, the broker's reason if refused
+        self._early_acks: OrderedDict[int, str] = OrderedDict()
+        self._refused: dict[str, Entry] = {}  # alerts the broker refused: sent again at connect
         self._clearing = 0  # acknowledged alerts whose outbox entry is not removed yet
         self._retained: dict[str, bytes] = {}  # latest state/heatmap/enabled, re-sent on connect
         # Commands are carried out by their own thread: the daemon answers a command when the
@@ -177,8 +179,9 @@ class MqttCommunicator:
             self._commands = None
         with self._lock:
             self._started = False
-            left = list(self._inflight.values())
+            left = [*self._inflight.values(), *self._refused.values()]
             self._inflight.clear()
+            self._refused.clear()
             self._early_acks.clear()
             lost = [e for e in left if e.path is None]
             for entry in lost:  # a later start() on this object still sends them
@@ -197,7 +200,7 @@ class MqttCommunicator:
     def undelivered(self) -> int:
         """Alerts raised or found pending that the broker has not acknowledged yet."""
         with self._lock:
-            return len(self._inflight) + len(self._unsent)
+            return len(self._inflight) + len(self._unsent) + len(self._refused)
 
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until every alert is acknowledged; True if so."""
@@ -216,8 +219,10 @@ class MqttCommunicator:
 
     def _on_connected(self) -> None:
         with self._lock:
-            waiting = len(self._inflight)
+            waiting = len(self._inflight) + len(self._refused)
             retained = list(self._retained.items())
+            refused = list(self._refused.values())
+            self._refused.clear()
         logger.info(
             "MQTT connected to %s%s",
             self.address,
@@ -228,6 +233,8 @@ class MqttCommunicator:
             self.discovery.publish_all()
         for topic, payload in retained:
             self._publish(topic, payload, retain=True)
+        for entry in refused:  # the broker's mind may have changed (its ACL edited)
+            self._publish_alert(entry)
 
     def set_printers(self, printers: list[str], without_api: Collection[str] = ()) -> None:
         """A reload changed the printers: commands for the added ones are taken, their Home
@@ -326,17 +333,43 @@ class MqttCommunicator:
         except OSError as exc:
             logger.warning("%s: cannot write (%s)", self._published, exc)
 
-    def _on_ack(self, mid: int) -> None:
+    def _on_ack(self, mid: int, refused: str = "") -> None:
         with self._lock:
             entry = self._inflight.pop(mid, None)
-            if entry is not None:
-                self._clearing += 1  # flush() waits until _delivered has removed the entry
-            else:
-                self._early_acks[mid] = None
+            if entry is None:
+                self._early_acks[mid] = refused
                 while len(self._early_acks) > 256:
                     self._early_acks.popitem(last=False)
-        if entry is not None:
+            elif not refused:
+                self._clearing += 1  # flush() waits until _delivered has removed the entry
+        if entry is None:
+            if refused:  # a state, picture or discovery message: said, not kept
+                self._say_refused("a state, picture or Home Assistant discovery message", refused)
+        elif refused:
+            self._refused_alert(entry, refused)
+        else:
             self._delivered(entry)
+
+    def _refused_alert(self, entry: Entry, why: str) -> None:
+        """The broker refused the alert: it stays in the outbox, and is sent again at the next
+        connection (or start); it is not delivered, whatever its PUBACK arrived as."""
+        with self._lock:
+            self._refused[entry.id] = entry
+            self._lock.notify_all()
+        self._say_refused(f"alert {entry.id} of {entry.printer}", why)
+
+    def _say_refused(self, what: str, why: str) -> None:
+        self._throttle(
+            logger,
+            logging.ERROR,
+            "refused",
+            "MQTT broker %s refused %s: %s (does its ACL let this client write %s/# and the "
+            "discovery topics?); alerts are kept on disk and sent again at the next connection",
+            self.address,
+            what,
+            why,
+            self.prefix,
+        )
 
     def _delivered(self, entry: Entry) -> None:
         """Called once per acknowledged alert, after ``_clearing`` was counted up for it."""
@@ -469,10 +502,12 @@ class MqttCommunicator:
                 self._unsent[entry.id] = entry
             return
         with self._lock:
-            acked = self._early_acks.pop(info.mid, "no") is None
-            if acked:
+            early = self._early_acks.pop(info.mid, None)
+            if early == "":
                 self._clearing += 1
-            else:
+            elif early is None:
                 self._inflight[info.mid] = entry
-        if acked:
+        if early == "":
             self._delivered(entry)
+        elif early is not None:
+            self._refused_alert(entry, early)

@@ -75,7 +75,7 @@ class MqttTransport:
         self,
         cfg: MqttConfig,
         on_message: MessageHandler,
-        on_ack: Callable[[int], None],
+        on_ack: Callable[[int, str], None],
         on_connected: Callable[[], None],
         subscriptions: Callable[[], list[str]],
         *,
@@ -268,7 +268,10 @@ class MqttTransport:
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any
     ) -> None:
-        self._on_ack_cb(mid)
+        # an MQTT 5 PUBACK at or above 0x80 is the broker refusing the message (its ACL, a
+        # quota): not delivered; "" for a message it took
+        refused = str(reason) if getattr(reason, "is_failure", False) else ""
+        self._on_ack_cb(mid, refused)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
