@@ -25,7 +25,7 @@ from watchdog.incidents import VERDICTS
 pytestmark = pytest.mark.servers
 
 PRINTER = "ender3"
-ENTITIES = 9  # per printer: problem, score, heatmap, switch, 5 buttons
+ENTITIES = 10  # per printer: problem, state, score, heatmap, switch, 5 buttons
 
 
 def jpeg(h: int = 60, w: int = 80) -> bytes:
@@ -172,10 +172,15 @@ def test_home_assistant_discovery_and_republish_on_ha_online(
 
         binary = entity("binary_sensor", "ender3")
         assert binary["device_class"] == "problem" and binary["state_topic"] == f"{p}/ender3/state"
-        sensor = entity("sensor", "ender3")
+        sensor = entity("sensor", "ender3", "score")
         assert (
             sensor["state_class"] == "measurement" and sensor["state_topic"] == f"{p}/ender3/score"
         )
+        # Home Assistant drops a "state" key from JSON attributes: the watcher's state is a
+        # sensor of its own, every state it can take among its options
+        state = entity("sensor", "ender3", "state")
+        assert state["state_topic"] == f"{p}/ender3/state" and state["device_class"] == "enum"
+        assert {"watching", "calibrating", "camera_offline", "disabled"} <= set(state["options"])
         image = entity("image", "voron")
         assert (
             image["image_topic"] == f"{p}/voron/heatmap" and image["content_type"] == "image/jpeg"

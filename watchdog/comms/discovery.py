@@ -1,6 +1,6 @@
 """Home Assistant MQTT discovery: the configs that make a printer's entities appear by themselves.
 
-Per printer, one device with: a problem binary sensor, the score, the heatmap image, the
+Per printer, one device with: a problem binary sensor, the watcher's state, the score, the heatmap image, the
 Watching switch, and buttons: Not a failure and Confirm failure (feedback on the latest
 alert), Pause, Resume and Cancel (through the printer's API; taken away from a printer
 without one). Every button's press is a command the daemon accepts
@@ -20,6 +20,7 @@ from watchdog import __version__
 from watchdog.comms.transport import availability_topic
 from watchdog.config import MqttConfig
 from watchdog.control import LATEST_INCIDENT
+from watchdog.detection.decide import Label
 
 # Each Home Assistant "online" asks for the configs again; a flapping or hostile publisher
 # must not turn that into a flood of retained messages.
@@ -68,6 +69,16 @@ def discovery_configs(
             # one anomalous frame, nor for a pause the owner made (a filament change)
             "value_template": "{{ 'ON' if value_json.failure | default(false) else 'OFF' }}",
             "json_attributes_topic": f"{base}/state",
+        },
+        # the watcher's own state (watching, calibrating, camera_offline, ...): Home Assistant
+        # drops a "state" key from an entity's JSON attributes, so it is an entity of its own
+        ("sensor", "state"): {
+            "name": "Watchdog state",
+            "state_topic": f"{base}/state",
+            "value_template": "{{ value_json.state }}",
+            "device_class": "enum",
+            "options": [label.value for label in Label],
+            "icon": "mdi:eye-check-outline",
         },
         ("sensor", "score"): {
             "name": "Failure score",
