@@ -698,17 +698,33 @@ def test_turning_discovery_off_removes_the_entities_it_made(
         assert not after.received(f"{dp}/+/+/+/config", lambda m: bool(m.payload))
 
 
+def test_two_pis_of_one_name_get_client_ids_of_their_own(tmp_path, monkeypatch) -> None:
+    """Every Pi is called raspberrypi (or octopi) until renamed: two daemons with the default
+    id took the broker's session from each other in turn, their entities flapping."""
+    from watchdog.comms import transport
+    from watchdog.config import MqttConfig
+
+    ids = []
+    for machine in ("3f2a9c0d11e24b8f9a7c", "b81e44c2a0f94d1e8b3a"):
+        (tmp_path / "machine-id").write_text(machine + "\n")
+        monkeypatch.setattr(transport, "MACHINE_ID", tmp_path / "machine-id")
+        monkeypatch.setattr(transport.socket, "gethostname", lambda: "raspberrypi")
+        ids.append(transport.client_id(MqttConfig()))
+    assert ids == ["printer-watchdog-raspberrypi-3f2a9c", "printer-watchdog-raspberrypi-b81e44"]
+    assert transport.client_id(MqttConfig(client_id="farm-1")) == "farm-1"
+
+
 def test_the_demo_beside_a_running_watchdog_leaves_it_available_and_tidies_up(
     mosquitto, tmp_path
 ) -> None:
     """``python -m watchdog demo --mqtt-host`` on the broker a watchdog uses: it publishes
     under its own prefix and client id, so the watchdog's entities stay available and its
     connection is not taken, and the demo's own Home Assistant device goes when it ends."""
-    import socket
-
     from tests.daemon_helpers import run_cli
+    from watchdog.comms.transport import availability_topic
+    from watchdog.config import MqttConfig
 
-    running = f"printer_watchdog/available/printer-watchdog-{socket.gethostname()}"
+    running = availability_topic(MqttConfig())  # a watchdog on this host, its default id
     mosquitto.publish(running, "online", retain=True)  # a watchdog on this host, running
     try:
         with mosquitto.subscriber(

@@ -111,7 +111,9 @@ class MqttConfig(_Model):
     )
     topic_prefix: str = Field("printer_watchdog", description="first level of every topic")
     client_id: str | None = Field(
-        None, description="MQTT client id; default printer-watchdog-<hostname>"
+        None,
+        description="MQTT client id; default printer-watchdog-<hostname>-<first 6 characters "
+        "of /etc/machine-id>",
     )
     keepalive_s: int = Field(60, ge=5, le=3600, description="MQTT keepalive")
     homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from watchdog.commands import number
 from watchdog.comms.notifier import Notifier
+from watchdog.comms.transport import machine_suffix
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
 from watchdog.detection.bundle import Bundle, default_bundle_path
 from watchdog.devices.printers import SimulatedPrinter
@@ -87,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
             host=args.mqtt_host,
             port=args.mqtt_port,
             topic_prefix=DEMO_PREFIX,
-            client_id=f"printer-watchdog-demo-{socket.gethostname()}",
+            client_id=f"printer-watchdog-demo-{socket.gethostname()}{machine_suffix()}",
         )
     except SchemaError:
         raise UsageError(

@@ -20,6 +20,7 @@ import socket
 import ssl
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -30,10 +31,24 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from watchdog.config import ConfigError, MqttConfig
 from watchdog.incidents import ThrottledLog
 
+MACHINE_ID = Path("/etc/machine-id")
+
 
 def client_id(cfg: MqttConfig) -> str:
-    """The MQTT client id: ``mqtt.client_id``, else printer-watchdog-<hostname>."""
-    return cfg.client_id or f"printer-watchdog-{socket.gethostname()}"
+    """The MQTT client id: ``mqtt.client_id``, else printer-watchdog-<hostname>-<machine>.
+    The host name alone collided: every Pi is ``raspberrypi`` or ``octopi`` until renamed, and
+    two daemons with one id take the broker's session from each other in turn. The first 6
+    characters of /etc/machine-id (set at an OS's first boot) tell them apart."""
+    return cfg.client_id or f"printer-watchdog-{socket.gethostname()}{machine_suffix()}"
+
+
+def machine_suffix() -> str:
+    """``-`` and 6 characters of this machine's id, or "" where it has none to read."""
+    try:
+        machine = MACHINE_ID.read_text(errors="replace").strip()[:6]
+    except OSError:
+        return ""
+    return f"-{machine}" if re.fullmatch(r"[0-9a-f]{6}", machine) else ""
 
 
 def availability_topic(cfg: MqttConfig) -> str:
