@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import socket
 import threading
 from collections import OrderedDict
 from collections.abc import Collection
@@ -271,6 +272,7 @@ class MqttCommunicator:
                 # written by a version whose availability topic was one per prefix: its last
                 # retained word there would stay for good, read by entities set up by hand
                 self._publish(f"{prefix}/available", b"", retain=True)
+            self._forget_availability(last, prefix)
         except FileNotFoundError:
             printers = []
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -315,6 +317,17 @@ class MqttCommunicator:
                 self._publish(topic, b"", retain=True)
         logger.info("MQTT: removed printer(s) %s taken off the broker", ", ".join(printers))
 
+    def _forget_availability(self, last: dict[str, Any], prefix: str) -> None:
+        """Clear the availability topic an earlier start used, when this one differs (a new
+        client id; the default's machine part, new in this version): its last retained word
+        would stay there for good."""
+        old = last.get("available")
+        if old is None and "discovery" in last and not self.cfg.client_id:
+            # written before the record kept it: the default was printer-watchdog-<hostname>
+            old = f"{prefix}/available/printer-watchdog-{socket.gethostname()}"
+        if isinstance(old, str) and old and old != self.transport.availability_topic:
+            self._publish(old, b"", retain=True)
+
     def _remember(self) -> None:
         if self._published is None:
             return
@@ -323,6 +336,7 @@ class MqttCommunicator:
             "discovery_prefix": self.cfg.homeassistant.discovery_prefix,
             "discovery": self.discovery.enabled,
             "printers": self.printers,
+            "available": self.transport.availability_topic,
         }
         try:
             self._published.parent.mkdir(parents=True, exist_ok=True)
