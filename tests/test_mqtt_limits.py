@@ -370,3 +370,37 @@ def test_a_password_without_a_user_is_said_not_sent(caplog) -> None:
     said = [r.getMessage() for r in caplog.records]
     assert any("mqtt.password is set without mqtt.username" in m for m in said), said
     assert not any("s3cret-pw" in m for m in said)
+
+
+@pytest.mark.parametrize("acks", [(2, 1), (1, 2)], ids=["stale-lands-last", "in-order"])
+def test_a_retained_value_resent_after_a_reconnect_behind_a_newer_one_is_corrected(
+    tmp_path, acks: tuple[int, int]
+) -> None:
+    """A lost connection left "OFF" in flight; the owner switched watching on again meanwhile;
+    the connect sent "ON", and paho then sent "OFF" again, which the broker keeps: the switch
+    showed OFF for good (the daemon sends only changes). The order of the PUBACKs tells it:
+    the latest value is sent again. Driven on the bookkeeping with a recording transport (a
+    half-open link cannot be made on demand)."""
+    from types import SimpleNamespace
+
+    from watchdog.comms.mqtt import MqttCommunicator
+    from watchdog.comms.outbox import Outbox
+
+    comm = MqttCommunicator(MqttConfig(host="127.0.0.1"), ["ender3"], Outbox(tmp_path))
+    sent: list[tuple[str, bytes]] = []
+
+    def publish(topic: str, payload: bytes, retain: bool = False, qos: int = 1):
+        sent.append((topic, payload))
+        return SimpleNamespace(mid=len(sent))
+
+    comm.transport.publish = publish  # type: ignore[method-assign]
+    topic = f"{comm.prefix}/ender3/enabled"
+    for value in (b"OFF", b"ON"):  # mid 1 ("OFF", in flight when the link died), then 2
+        comm._retained[topic] = value
+        comm._publish(topic, value, retain=True)
+    for mid in acks:
+        comm._on_ack(mid)
+    if acks == (2, 1):
+        assert sent[2:] == [(topic, b"ON")]
+        comm._on_ack(3)
+    assert len(sent) == (3 if acks == (2, 1) else 2) and not comm._unacked_retained

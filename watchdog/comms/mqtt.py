@@ -102,6 +102,10 @@ class MqttCommunicator:
         self._refused: dict[str, Entry] = {}  # alerts the broker refused: sent again at connect
         self._clearing = 0  # acknowledged alerts whose outbox entry is not removed yet
         self._retained: dict[str, bytes] = {}  # latest state/heatmap/enabled, re-sent on connect
+        # retained values sent and not acknowledged yet, by message id: paho sends a value left
+        # in flight by a lost connection again after the connect, behind the newer one the
+        # connect sent; its PUBACK, last, says that the broker now keeps the older value
+        self._unacked_retained: OrderedDict[int, tuple[str, bytes]] = OrderedDict()
         # Commands are carried out by their own thread: the daemon answers a command when the
         # printer has (up to a minute against a slow API), and paho's network thread, which
         # hands messages over, must keep pinging the broker meanwhile or the session drops.
@@ -348,6 +352,7 @@ class MqttCommunicator:
             logger.warning("%s: cannot write (%s)", self._published, exc)
 
     def _on_ack(self, mid: int, refused: str = "") -> None:
+        self._retained_landed(mid)
         with self._lock:
             entry = self._inflight.pop(mid, None)
             if entry is None:
@@ -455,7 +460,28 @@ class MqttCommunicator:
         info = self.transport.publish(topic, payload, retain=retain)
         if info is not None:
             with self._lock:
-                self._early_acks.pop(info.mid, None)
+                landed = self._early_acks.pop(info.mid, None) is not None
+                if retain and payload and not landed:
+                    value = payload.encode() if isinstance(payload, str) else bytes(payload)
+                    self._unacked_retained[info.mid] = (topic, value)
+                    while len(self._unacked_retained) > 1024:  # never acknowledged: let go
+                        self._unacked_retained.popitem(last=False)
+
+    def _retained_landed(self, mid: int) -> None:
+        """A retained value reached the broker: where it is older than the daemon's latest of
+        its topic and nothing newer is still on its way, the broker now keeps the older one
+        (the Watching switch showed OFF for good while the printer was watched): the latest
+        is sent again."""
+        with self._lock:
+            sent = self._unacked_retained.pop(mid, None)
+            if sent is None:
+                return
+            topic, value = sent
+            latest = self._retained.get(topic)
+            newer_on_its_way = any(t == topic for t, _ in self._unacked_retained.values())
+            if latest is None or latest == value or newer_on_its_way:
+                return
+        self._publish(topic, latest, retain=True)
 
     def _retain(self, printer: str, name: str, payload: bytes, only_changes: bool = False) -> None:
         """Publish a printer's retained value now if connected; the latest one is re-sent on
