@@ -312,3 +312,32 @@ def test_an_alert_the_broker_refuses_is_kept_said_and_sent_once_it_is_allowed(
         broker.restart()
         assert_delivered_exactly(sub, notifier, p, ids)
         assert pending_markers(tmp_path) == []
+
+
+def test_a_heatmap_larger_than_the_broker_takes_is_left_out_and_alerts_still_arrive(
+    mosquitto_factory, unique_prefix, notifier_factory, tmp_path, caplog
+) -> None:
+    """A broker with ``max_packet_size`` (its CONNACK says it) ends the connection of a client
+    that sends more: a large camera's heatmap did so at every connect, before the queued alert
+    went out, and no alert ever arrived."""
+    caplog.set_level(logging.INFO, "watchdog")
+    p = unique_prefix
+    broker = mosquitto_factory()
+    broker.max_packet_size = 64 * 1024
+    broker.restart()
+    big = np.random.default_rng(0).integers(0, 255, (600, 800, 3), dtype=np.uint8)
+    huge = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    assert len(huge) > 64 * 1024
+    with broker.subscriber(f"{p}/#") as sub:
+        notifier = notifier_factory(broker, p, storage_dir=tmp_path)
+        wait_connected(notifier)
+        notifier.publish_heatmap(PRINTER, huge)
+        ids = raise_alerts(notifier, 1)
+        assert_delivered_exactly(sub, notifier, p, ids)
+        line = wait_log(caplog, "takes messages up to")
+        assert f"{p}/{PRINTER}/heatmap" in line and "max_packet_size" in line
+        assert not [
+            r
+            for r in caplog.records
+            if "connection to" in r.getMessage() and "lost" in r.getMessage()
+        ]

@@ -300,6 +300,7 @@ class Broker:
     tls: TlsFiles | None = None
     require_certificate: bool = False
     acl: str | None = None  # mosquitto ACL lines (``topic deny x/+/alert``), None: no ACL
+    max_packet_size: int | None = None  # the largest packet it takes (and says in CONNACK)
     process: subprocess.Popen[bytes] | None = None
     subscribers: list[Subscriber] = field(default_factory=list)
 
@@ -348,6 +349,8 @@ class Broker:
                     timeout=30,
                 )
             lines.append(f"password_file {pwfile}")
+        if self.max_packet_size is not None:
+            lines.append(f"max_packet_size {self.max_packet_size}")
         if self.acl is not None:
             acl = self.workdir / "acl"
             acl.write_text(self.acl + "\n")

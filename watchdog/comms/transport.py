@@ -34,6 +34,9 @@ from watchdog.incidents import ThrottledLog
 MACHINE_ID = Path("/etc/machine-id")
 
 
+PUBLISH_OVERHEAD = 64  # a PUBLISH packet's header, packet id and properties, at most
+
+
 def client_id(cfg: MqttConfig) -> str:
     """The MQTT client id: ``mqtt.client_id``, else printer-watchdog-<hostname>-<machine>.
     The host name alone collided: every Pi is ``raspberrypi`` or ``octopi`` until renamed, and
@@ -109,6 +112,9 @@ class MqttTransport:
         self._throttle = throttle or ThrottledLog(60.0)
         self.client: _BoundedClient | None = None
         self._was_connected = False
+        # the largest packet the broker takes (CONNACK's Maximum Packet Size; None: no limit
+        # said): a bigger one ends the connection, and paho sends it again at every connect
+        self.max_outgoing: int | None = None
 
     @property
     def availability_topic(self) -> str:
@@ -187,6 +193,21 @@ class MqttTransport:
         client = self.client
         if client is None:
             return None
+        size = len(payload.encode() if isinstance(payload, str) else payload)
+        limit = self.max_outgoing
+        if limit is not None and size + len(topic.encode()) + PUBLISH_OVERHEAD > limit:
+            self._throttle(
+                logger,
+                logging.WARNING,
+                f"too-large:{topic}",
+                "MQTT broker %s takes messages up to %d bytes: %s (%d bytes) not published "
+                "(raise the broker's max_packet_size, or lower the camera's resolution)",
+                self.address,
+                limit,
+                topic[:200],
+                size,
+            )
+            return None
         return client.publish(topic, payload, qos=qos, retain=retain)
 
     def stop(self, timeout: float = 3.0) -> None:
@@ -228,6 +249,8 @@ class MqttTransport:
             return
         self._throttle.reset("connect")
         self._was_connected = True
+        limit = getattr(props, "MaximumPacketSize", None)
+        self.max_outgoing = limit if isinstance(limit, int) and limit > 0 else None
         try:
             client.publish(self.availability_topic, "online", qos=1, retain=True)
             # noLocal: what the daemon publishes itself (clearing a retained command) is not
