@@ -398,7 +398,10 @@ def test_the_phone_ends_on_the_cameras_latest_state_after_a_refused_offline(
     assert notifier.notifications.flush(60), notifier.notify_status()
     titles = [post["title"] for post in webhook_receiver.posts]
     assert titles and titles[-1] == "ender3: camera back online", titles
-    assert "1 earlier" in webhook_receiver.posts[-1]["message"], "the outage is not hidden"
+    # the outage is not hidden: summed up in the last news, or sent before it (when the
+    # "back online" came while the sender was retrying the "offline", as on a busy machine)
+    told = "1 earlier" in webhook_receiver.posts[-1]["message"]
+    assert told or "ender3: camera offline" in titles[:-1], titles
 
 
 @pytest.mark.parametrize("offset", [0, 236, 243, 250])
