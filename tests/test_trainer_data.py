@@ -241,6 +241,35 @@ def test_session_split_never_shares_a_session(kaggle: Path) -> None:
     assert len(split.test_anomalous) == 4
 
 
+def test_a_prints_part_after_a_resume_stays_on_its_prints_side(tmp_path: Path) -> None:
+    """``collect`` writes a print paused and resumed as two parts (``<print>+resumed1``),
+    each replayed from its own first frames as the daemon learns the print again at a resume;
+    a split or a cross-fit that put them apart would test a part on its near-copy."""
+    from trainer.crossfit import leave_out_groups
+
+    for name in ("a", "a+resumed1", "a+resumed2", "b", "c", "c+resumed1"):
+        for i in range(5):
+            _write(tmp_path / "n" / f"{name}_{i}.jpg", synth.normal_frame(0, i))
+    frames = find_frames(normal=[tmp_path / "n"])
+    assert {f.session for f in frames} == {"a", "a+resumed1", "a+resumed2", "b", "c", "c+resumed1"}
+    for seed in range(6):
+        split = split_frames(frames, split="session", seed=seed)
+        sides = [{s.split("+")[0] for s in split.sessions[k]} for k in ("fit", "val", "test")]
+        assert sum(len(side) for side in sides) == 3, (seed, split.sessions)
+    named = split_frames(frames, split="session", test_sessions=["c"], val_sessions=["b"])
+    assert named.sessions["test"] == ["c", "c+resumed1"] and named.sessions["fit"] == [
+        "a",
+        "a+resumed1",
+        "a+resumed2",
+    ]
+    assert leave_out_groups(["a", "a+resumed1", "b", "c+resumed1", "c"], 2) == [
+        ["a", "a+resumed1", "c", "c+resumed1"],
+        ["b"],
+    ]
+    with pytest.raises(ValueError, match="two normal prints"):
+        leave_out_groups(["a", "a+resumed1"], 4)
+
+
 def test_named_sessions_and_unknown_session(kaggle: Path) -> None:
     frames = find_frames(kaggle)
     split = split_frames(frames, val_sessions=["print0"], test_sessions=["print2"])

@@ -31,6 +31,7 @@ from watchdog.detection.bundle import Adaptation
 from watchdog.detection.calibration import calibrate, guarded_maps, start_guard, still_starts
 from watchdog.detection.detector import calibration_start
 from watchdog.detection.light import light_matched, start_matched
+from watchdog.frames import print_of
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,17 @@ def prints_by_set(sets: Iterable[Loaded]) -> dict[str, tuple[np.ndarray, np.ndar
     return out
 
 
+def leave_out_groups(names: list[str], groups: int) -> list[list[str]]:
+    """The prints each cross-fitted model leaves out: at most ``groups`` groups, a print's
+    parts after a resume (``frames.print_of``) in one group: they are near-copies of it.
+    ValueError for fewer than two prints."""
+    whole = sorted({print_of(n) for n in names})
+    if len(whole) < 2:
+        raise ValueError("cross-fitted calibration needs at least two normal prints")
+    k = min(groups, len(whole))
+    return [[n for n in sorted(names) if print_of(n) in whole[i::k]] for i in range(k)]
+
+
 def crossfit_models(
     preset: Preset,
     prints: dict[str, np.ndarray],
@@ -68,9 +80,7 @@ def crossfit_models(
     (ValueError otherwise); with more than ``groups`` prints they are left out in groups.
     """
     names = sorted(prints)
-    if len(names) < 2:
-        raise ValueError("cross-fitted calibration needs at least two normal prints")
-    buckets = [names[i :: min(groups, len(names))] for i in range(min(groups, len(names)))]
+    buckets = leave_out_groups(names, groups)
     out = []
     for i, left_out in enumerate(buckets, 1):
         fitting = [n for n in names if n not in left_out]

@@ -314,17 +314,23 @@ def _split_by_session(
     rng: np.random.Generator,
     notes: list[str],
 ) -> _Sides:
-    """Whole prints to one side: named, or one tests and (with 3+) one validates."""
-    rest = [s for s in sessions if s not in val_sessions and s not in test_sessions]
+    """Whole prints to one side: named, or one tests and (with 3+) one validates. A print's
+    parts after a resume (``frames.print_of``) go with it: they are near-copies of it."""
+    of = frames_contract.print_of
+    named_val = {of(s) for s in val_sessions}
+    named_test = {of(s) for s in test_sessions}
+    printed = sorted({of(s) for s in sessions})
+    rest = [p for p in printed if p not in named_val and p not in named_test]
     rest = [rest[i] for i in rng.permutation(len(rest))]
-    test_s = list(test_sessions)
-    val_s = list(val_sessions)
-    if not test_s and not val_s:
+    test_p, val_p = sorted(named_test), sorted(named_val)
+    if not test_p and not val_p:
         if len(rest) >= 3:
-            test_s, val_s = [rest.pop()], [rest.pop()]
-        else:  # two sessions: test one, validate on frames of the other
-            test_s = [rest.pop()]
-    fit_s = rest
+            test_p, val_p = [rest.pop()], [rest.pop()]
+        else:  # two prints: test one, validate on frames of the other
+            test_p = [rest.pop()]
+    fit_s = [s for s in sessions if of(s) in rest]
+    test_s = [s for s in sessions if of(s) in test_p]
+    val_s = [s for s in sessions if of(s) in val_p]
     if not fit_s:
         raise DataError(
             "no normal session left to fit the model on; name fewer --val/--test sessions"
@@ -404,7 +410,8 @@ def split_frames(
     notes: list[str] = []
     _check_split(split, val_sessions, test_sessions, normal_sessions)
 
-    if split == "session" and len(normal_sessions) < 2 and not (val_sessions or test_sessions):
+    one_print = len({frames_contract.print_of(s) for s in normal_sessions}) < 2
+    if split == "session" and one_print and not (val_sessions or test_sessions):
         notes.append(f"only one normal session ({normal_sessions[0]}): fell back to a random split")
         split = "random"
 

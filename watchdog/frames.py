@@ -16,6 +16,10 @@ One module owns it, because ``collect``, the incident store, the trainer and
   incident is one failed print. Frames in a ``failures/`` folder are never normal.
 - Another naming can be given as a regular expression with a ``session`` group (and
   optionally an ``n`` group); without ``n``, the digits at the end of the name order frames.
+- A print paused and resumed goes on as a *part* of it, ``<print>+resumed<k>``: the daemon
+  learns a print's look again at a resume, so a part is replayed from its own first frames
+  (a baseline of its own), while a print's parts stay on one side of the trainer's split
+  (``print_of``): they are near-duplicates of each other.
 """
 
 from __future__ import annotations
@@ -36,6 +40,19 @@ _TRAILING_DIGITS = re.compile(r"(\d+)$")
 # incident is one failed print; its alert frame comes after its lead-up.
 _FAILURE_COPY = re.compile(r"^(?P<incident>\d{8}T\d{9}Z-[0-9a-f]+)(?:-(?P<n>\d+))?$")
 _ALERT_FRAME = 1_000_000
+
+
+_RESUMED_PART = re.compile(r"\+resumed\d+$")
+
+
+def resumed_part(print_name: str, k: int) -> str:
+    """The name of print ``print_name``'s ``k``-th part after a resume (``collect``)."""
+    return f"{print_name}+resumed{k}"
+
+
+def print_of(session: str) -> str:
+    """The print a session belongs to: itself, or the print a resumed part goes on."""
+    return _RESUMED_PART.sub("", session)
 
 
 class FramesError(ValueError):

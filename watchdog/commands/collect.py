@@ -82,8 +82,8 @@ def _slug(text: str) -> str:
 
 
 class Collector:
-    """One printer: a new session name per print (a pause does not end one), a frame per
-    interval while printing."""
+    """One printer: a new session name per print (after a pause, a part of it: frames'
+    contract), a frame per interval while printing."""
 
     def __init__(self, pcfg: PrinterConfig, out: Path, stop: threading.Event) -> None:
         self.cfg = pcfg
@@ -92,6 +92,9 @@ class Collector:
         self.printer = make_printer(pcfg.api, stop)
         self.recording = getattr(self.camera, "kind", "") in RECORDINGS
         self.session: str | None = None
+        self.print_name: str | None = None  # the print the session is, or is a part of
+        self.parts = 0  # parts after a resume so far
+        self.paused = False  # paused since the last frame: a resume starts a part
         self.job: str | None = None
         self.printed_s: float | None = None  # the job's print time at the last frame
         self.count = 0
@@ -119,8 +122,10 @@ class Collector:
         if status.state != PrinterState.PRINTING:
             if status.state not in (PrinterState.PAUSED, PrinterState.OFFLINE):
                 self.session = None  # the print ended: the next one is another print
-            # paused (by its owner, a filament change, the watchdog) or an API that did not
-            # answer once: the same print goes on, as one print for the trainer's split
+            # paused (by its owner, a filament change, the watchdog): the same print goes on
+            # after the resume as a part of it (frames.resumed_part), which the daemon judges
+            # against a look learnt again; an API that did not answer once: the same part
+            self.paused = self.paused or status.state == PrinterState.PAUSED
             self.waiting_since = None  # a camera is not waited for while nothing prints
             return 0
         if self.printing_since is None:
@@ -130,9 +135,14 @@ class Collector:
         if self.session is None or status.job != self.job or self._printed_again(status):
             self.job = status.job
             self.printed_s = None  # the new print's own time from here
-            self.session = self._new_session(status.job)
-            self.count = 0
+            self.session = self.print_name = self._new_session(status.job)
+            self.count, self.parts, self.paused = 0, 0, False
             logger.info("%s: collecting session %s", self.cfg.name, self.session)
+        elif self.paused and self.print_name is not None:
+            self.parts += 1
+            self.session = frames.resumed_part(self.print_name, self.parts)
+            self.count, self.paused = 0, False
+            logger.info("%s: resumed: collecting its part %s", self.cfg.name, self.session)
         if status.printed_s is not None:  # not said (a job just started): the last one said stays
             self.printed_s = status.printed_s
         frame = self.camera.read()
