@@ -283,6 +283,17 @@ def test_sessions_expire_and_limiter_forgets_after_a_minute(monkeypatch) -> None
     assert limiter.attempt("10.0.0.9") and limiter.attempt("10.0.0.9")
 
 
+def test_a_login_outlives_a_clock_set_forward_and_not_one_set_back(monkeypatch) -> None:
+    """A Pi's clock set by NTP after its boot (days ahead) ended every login at once; one set
+    back stretched them. Sessions live in memory: their time is the monotonic clock's."""
+    wall = [1_800_000_000.0]
+    monkeypatch.setattr("watchdog.web.auth.time.time", lambda: wall[0])
+    sessions = Sessions(lifetime_s=3600)
+    token, _ = sessions.create()
+    wall[0] += 3 * 86400
+    assert sessions.get(token) is not None
+
+
 def test_a_spray_of_addresses_neither_grows_the_limiter_nor_buys_more_attempts(
     monkeypatch,
 ) -> None:

@@ -80,7 +80,7 @@ def password_hash(cfg: HttpConfig, storage_dir: Path, announce: bool = True) -> 
 @dataclass
 class Session:
     csrf: str
-    expires: float
+    expires: float  # time.monotonic()
 
 
 class Sessions:
@@ -93,7 +93,9 @@ class Sessions:
 
     def create(self) -> tuple[str, Session]:
         token = secrets.token_urlsafe(32)
-        session = Session(secrets.token_urlsafe(32), time.time() + self.lifetime_s)
+        # monotonic: sessions live in memory only, and a clock set (NTP at a Pi's boot) must
+        # neither end them at once nor stretch them
+        session = Session(secrets.token_urlsafe(32), time.monotonic() + self.lifetime_s)
         with self._lock:
             self._expire()
             while len(self._by_token) >= MAX_SESSIONS:  # the oldest goes
@@ -106,7 +108,7 @@ class Sessions:
             return None
         with self._lock:
             session = self._by_token.get(token)
-            if session is None or session.expires < time.time():
+            if session is None or session.expires < time.monotonic():
                 self._by_token.pop(token, None)
                 return None
             return session
@@ -116,7 +118,7 @@ class Sessions:
             self._by_token.pop(token or "", None)
 
     def _expire(self) -> None:
-        now = time.time()
+        now = time.monotonic()
         for token in [t for t, s in self._by_token.items() if s.expires < now]:
             del self._by_token[token]
 
