@@ -243,3 +243,37 @@ def test_a_printer_error_ends_the_print_and_printing_again_is_a_new_print() -> N
     # an error while nothing printed is no print's end; an API that does not answer is no error
     assert fold_printer(WatchState(), PrinterState.ERROR, None, 0.0, S)[1] == ()
     assert fold_printer(printing(), PrinterState.OFFLINE, None, 0.0, S) == (printing(), ())
+
+
+def test_another_job_first_seen_paused_is_a_new_print_not_a_resume() -> None:
+    """A runout sensor or a PAUSE in its start G-code pauses print B before the first poll:
+    it passed for a resume of print A (A's failure left on, its alert's Cancel acting on B)."""
+    alerted, fired = feed(printing("a.gcode"), "xxx")
+    assert fired and alerted.failure
+    ended = on_printer(alerted, "idle", None, 100, S)
+    paused, events = fold_printer(ended, PrinterState.PAUSED, "b.gcode", 110, S)
+    assert events == (Event.NEW_PRINT,) and not paused.failure and paused.armed
+    resumed, events = fold_printer(paused, PrinterState.PRINTING, "b.gcode", 120, S)
+    assert Event.NEW_PRINT not in events and resumed.triggers == 0 and not resumed.failure
+    # from another job's own pause, through an API outage too
+    away = on_printer(printing("a.gcode"), "offline", None, 10, S)
+    assert fold_printer(away, PrinterState.PAUSED, "b.gcode", 20, S)[1] == (Event.NEW_PRINT,)
+
+
+def test_a_run_of_anomalous_frames_does_not_span_a_gap() -> None:
+    """Two anomalous frames, the camera offline for an hour (or watching switched off), then
+    one: it fired on a single fresh frame where three are needed."""
+    from watchdog.detection.decide import after_a_gap
+
+    state, _ = feed(printing(), "xx")
+    state, fired = feed(after_a_gap(state), "x", t0=3600)
+    assert not fired and state.consecutive == 1
+
+
+def test_a_print_resumed_while_the_watchdog_was_stopped_waits_out_the_cooldown() -> None:
+    from watchdog.detection.decide import resumed_while_stopped
+
+    state = resumed_while_stopped(printing(), 1000.0, S)
+    assert state.label is Label.COOLDOWN and not state.failure
+    state, fired = feed(state, "xxxxxxxx", t0=1000.0)  # 80 s: inside the 90 s cooldown
+    assert not fired

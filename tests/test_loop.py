@@ -804,6 +804,10 @@ def test_a_print_resumed_while_the_watchdog_was_stopped_answers_its_alert(
     restarted.step()
     [saved] = list_incidents(tmp_path / "state", ["e3"])
     assert closing_answer(saved.alert) == "resumed"
+    # as a resume seen live: the cooldown, and the view accepted (no start guard): what
+    # paused it is still in view, and it paused again half a minute after the resume
+    assert restarted.state.cooling and not restarted.state.armed
+    assert restarted.detector.guard == 0.0
     ok, detail = _press(restarted, Verb.CANCEL, incident)
     assert not ok and "answered already: the print was resumed" in detail, detail
     assert printer.status().state == "printing" and printer.actions == ["pause", "resume"]
@@ -929,3 +933,23 @@ def test_an_alert_that_only_told_the_owner_keeps_its_cancel_after_a_pause_of_the
     ok, detail = _press(watcher, Verb.CANCEL, incident)
     assert ok and printer.status().state != "printing", detail
     watcher.camera.close()
+
+
+def test_a_reload_keeps_what_the_camera_and_the_api_were(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """A reload (every settings save) started each printer's camera as "not known yet": a
+    camera down before it was told offline again at each save, and one the save fixed was
+    never told back online; a cancel seen at the next poll was not taken for one."""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]))
+    printer = SimulatedPrinter("benchy_A.gcode")
+    old = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    old.step()
+    old.camera_online = False  # as after its camera went down
+    new = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    old.retire(new)
+    assert new.camera_online is False and new.api_state == old.api_state == "printing"
+    record = new.step()  # the camera gives frames again: told back online, once
+    assert [e.event for e in record.events] == ["camera_online"]
+    old.close()
+    new.close()

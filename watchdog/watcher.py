@@ -369,6 +369,8 @@ class Watcher:
                 log = logger.info if online else logger.warning
                 log("%s: camera %s", self.name, "back online" if online else "offline: no frame")
                 self._camera_change = online
+            if online and self.camera_online is False:
+                self.state = decide.after_a_gap(self.state)
             self.camera_online = online
         return frame
 
@@ -411,12 +413,12 @@ class Watcher:
         self.state, happened = decide.on_printer(
             self.state, PrinterState(status.state), status.job, now, self.settings
         )
-        if not self._restore_checked and self._printer_known(status):
-            self._restore_checked = True  # on the first poll that tells what the printer does
-            self._after_start()
         if Event.NEW_PRINT in happened:
             self._prints += 1
             self.detector.relearn()
+        if not self._restore_checked and self._printer_known(status):
+            self._restore_checked = True  # on the first poll that tells what the printer does
+            self._after_start(now)
         if Event.RESUMED_AFTER_ACTION in happened:
             # What the camera shows now is accepted: learn the print's look again, or a lasting
             # change (a light, a tool on the bed) would pause again after the cooldown.
@@ -609,6 +611,10 @@ class Watcher:
         )
         self._polled = old._polled
         self._printed_s, self._job_started = old._printed_s, old._job_started
+        # what the camera and the API were last: a camera down before the reload is not told
+        # again, one fixed by it is told back; a cancel seen at the next poll is one
+        self.camera_online, self.api_state = old.camera_online, old.api_state
+        self.printer_detail = old.printer_detail
         self._restore_checked = old._restore_checked
         if self.cfg.camera == old.cfg.camera and self.detector.same_setup(old.detector):
             # A reload (every settings save) that changed nothing of this printer's camera or
@@ -638,6 +644,8 @@ class Watcher:
     def _carry_out(self, command: Command) -> CommandResult:
         verb = command.verb
         if verb in (Verb.ENABLE, Verb.DISABLE):
+            if verb is Verb.ENABLE and not self.enabled:
+                self.state = decide.after_a_gap(self.state)
             self.enabled = verb is Verb.ENABLE
             switches.remember(self.alerts.store.storage_dir, self.name, self.enabled)
             logger.info(
@@ -717,7 +725,7 @@ class Watcher:
         alert = Alert.from_saved(newest[0].alert)
         return None if alert is None else (alert, newest[0].alert)
 
-    def _after_start(self) -> None:
+    def _after_start(self, now: float) -> None:
         """Just started, the printer's state known: the newest alert on disk paused this very
         print and nobody answered it. Still paused, the alert stands (its failure shown, its
         buttons and Home Assistant's "latest" answer working) and a resume re-learns the
@@ -734,6 +742,9 @@ class Watcher:
         if self.state.printer is PrinterState.PRINTING:
             logger.info("%s: alert %s: the print was resumed meanwhile", self.name, alert.incident)
             self._record_answer(Verb.RESUME, alert.incident)
+            # as a resume seen live: the cooldown, and what the camera shows now accepted
+            self.state = decide.resumed_while_stopped(self.state, now, self.settings)
+            self._relearn("resumed while the watchdog was stopped")
             return
         if "verdict" in raw:
             return
@@ -761,6 +772,11 @@ class Watcher:
                 return f"{self.name} has had a newer alert since this one"
             if self._alert_print != self._prints:
                 return f"the print this alert was about has ended on {self.name}"
+            if alert.job is not None and self.state.job not in (None, alert.job):
+                return (
+                    f"this alert was about job {alert.job}, and {self.name} reports job "
+                    f"{self.state.job}"
+                )
             if alert.job is not None and alert.job == self.state.job:
                 # the same file started again while the API was away or between two polls:
                 # no print was counted, but its print time or start time tell

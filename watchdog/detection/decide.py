@@ -125,6 +125,10 @@ def on_printer(
         return state, ()
     if printer is PrinterState.PRINTING:
         return _on_printing(state, job, now, s)
+    if printer is PrinterState.PAUSED and job is not None and state.job not in (None, job):
+        # another job, first seen paused (a runout sensor or a PAUSE in its start G-code, the
+        # API away at its start): a new print, not a resume of the last one when it prints
+        return WatchState(printer=printer, job=job), (Event.NEW_PRINT,)
     was = state.printer
     moved = replace(state, printer=printer, job=job if job is not None else state.job)
     if printer is PrinterState.IDLE and was is PrinterState.PRINTING:
@@ -196,6 +200,25 @@ def paused_by_us(state: WatchState) -> WatchState:
     """After a restart, the printer is still paused by our alert (nobody answered it): as it
     was left, so a resume re-learns the print and Home Assistant still shows the failure."""
     return replace(state, armed=False, rearm_at=None, failure=True, triggers=max(1, state.triggers))
+
+
+def after_a_gap(state: WatchState) -> WatchState:
+    """Frames stopped coming for a while (the camera offline, watching switched off): a run
+    of anomalous frames does not span the gap; three in a row are three fresh ones."""
+    return replace(state, consecutive=0)
+
+
+def resumed_while_stopped(state: WatchState, now: float, s: Settings) -> WatchState:
+    """After a restart, the print our alert paused prints again: resumed while the watchdog
+    was stopped, as a resume it waits out the cooldown (what paused it is still in view)."""
+    return replace(
+        state,
+        armed=False,
+        consecutive=0,
+        rearm_at=now + s.cooldown_s,
+        cooling=True,
+        failure=False,
+    )
 
 
 def answered(state: WatchState) -> WatchState:
