@@ -271,9 +271,9 @@ def test_a_run_of_anomalous_frames_does_not_span_a_gap() -> None:
 
 
 def test_a_print_resumed_while_the_watchdog_was_stopped_waits_out_the_cooldown() -> None:
-    from watchdog.detection.decide import resumed_while_stopped
+    from watchdog.detection.decide import resumed_after_action
 
-    state = resumed_while_stopped(printing(), 1000.0, S)
+    state = resumed_after_action(printing(), 1000.0, S)
     assert state.label is Label.COOLDOWN and not state.failure
     state, fired = feed(state, "xxxxxxxx", t0=1000.0)  # 80 s: inside the 90 s cooldown
     assert not fired

@@ -743,7 +743,7 @@ class Watcher:
             logger.info("%s: alert %s: the print was resumed meanwhile", self.name, alert.incident)
             self._record_answer(Verb.RESUME, alert.incident)
             # as a resume seen live: the cooldown, and what the camera shows now accepted
-            self.state = decide.resumed_while_stopped(self.state, now, self.settings)
+            self.state = decide.resumed_after_action(self.state, now, self.settings)
             self._relearn("resumed while the watchdog was stopped")
             return
         if "verdict" in raw:

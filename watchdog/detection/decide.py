@@ -152,14 +152,7 @@ def _on_printing(state: WatchState, job: str | None, now: float, s: Settings) ->
         if not resumed:
             return WatchState(printer=printing, job=job), (Event.NEW_PRINT,)
         if not state.armed:
-            cooling = replace(
-                state,
-                printer=printing,
-                consecutive=0,
-                rearm_at=now + s.cooldown_s,
-                cooling=True,
-                failure=False,
-            )
+            cooling = resumed_after_action(replace(state, printer=printing), now, s)
             return cooling, (Event.RESUMED_AFTER_ACTION,)
         return replace(state, printer=printing, consecutive=0), (Event.RESUMED,)
     if job is not None and state.job is not None and job != state.job:
@@ -208,9 +201,10 @@ def after_a_gap(state: WatchState) -> WatchState:
     return replace(state, consecutive=0)
 
 
-def resumed_while_stopped(state: WatchState, now: float, s: Settings) -> WatchState:
-    """After a restart, the print our alert paused prints again: resumed while the watchdog
-    was stopped, as a resume it waits out the cooldown (what paused it is still in view)."""
+def resumed_after_action(state: WatchState, now: float, s: Settings) -> WatchState:
+    """Resumed after our action (seen live, or after a restart: resumed while the watchdog
+    was stopped): the cooldown is waited out (what paused it is still in view) and the
+    failure is answered."""
     return replace(
         state,
         armed=False,
