@@ -196,6 +196,9 @@ copy_source() {
   tar -C "$REPO" --exclude=./.git --exclude=./.venv --exclude=./.cache --exclude=./build \
     --exclude=./dist --exclude=./runs --exclude=./research --exclude='*.egg-info' \
     --exclude=__pycache__ --exclude=.pytest_cache --exclude=.ruff_cache -cf - . | tar -C "$SRC_COPY" -xf -
+  # tar gives the copy the checkout's own modes (a clone made under umask 077): the service
+  # user must read it, or its check runs the installed old code instead, without a word
+  chmod -R a+rX "$SRC_COPY"
 }
 
 # An upgrade whose new version refuses the config would leave a service that does not start

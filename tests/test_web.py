@@ -568,9 +568,11 @@ def test_a_daemon_starts_over_saved_settings_it_cannot_apply_and_says_so(
             lambda: daemon.log,
         )
         assert stored.read_text() == body  # nothing lost
-        # check-config still refuses it: it is the owner's tool to find what is wrong
+        # check-config names it as the daemon does, a warning: it runs what the daemon runs
+        # (the installer's check of a new version refused an upgrade the daemon would start)
         check = run_cli("check-config", "--config", str(config))
-        assert check.returncode == 2 and "overrides.json" in check.stderr, check.stderr
+        assert check.returncode == 0, check.stderr
+        assert "warning:" in check.stderr and "overrides.json" in check.stderr, check.stderr
         headers = {"X-CSRF-Token": _csrf(requests.get(f"{url}/", timeout=10).text)}
         r = requests.post(
             f"{url}/api/printers/{PRINTER}/settings/reset", json={}, headers=headers, timeout=60

@@ -16,11 +16,11 @@ import numpy as np
 import yaml
 
 from watchdog.commands import shown_source
-from watchdog.config import Config, PrinterConfig
+from watchdog.config import Config, ConfigError, PrinterConfig
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
 from watchdog.devices.capture import CameraSourceError, open_camera, redact_url
 from watchdog.devices.printers import make_printer
-from watchdog.overrides import load_effective_config, origins
+from watchdog.overrides import Check, load_starting_config, mask_check, origins
 from watchdog.printing import PrinterState
 from watchdog.redact import secret_filter
 from watchdog.watcher import detector_for
@@ -142,15 +142,28 @@ def probe(config: Config) -> list[str]:
     return failed
 
 
+def _mask_check(config: Config) -> Check:
+    return mask_check(Bundle.load(config.model or default_bundle_path()).meta)
+
+
 def main(args: argparse.Namespace) -> int:
-    config = load_effective_config(args.config)  # ConfigError → one line, exit 2
+    # as the daemon starts: the config file (ConfigError → one line, exit 2) and the page's
+    # saved settings where they apply; those it would leave out are warnings, not a refusal
+    # (the installer's check of a new version must not refuse what the daemon would run)
+    config, left_out = load_starting_config(args.config, _mask_check)
+    for why in left_out:
+        print(f"warning: {secret_filter.mask(why)}", file=sys.stderr)
     bundle = Bundle.load(config.model or default_bundle_path())  # BundleError → one line, exit 2
     if not args.no_model_run:
         run_model(config, bundle)
     resolved = config.masked()
     resolved["model"] = str(bundle.path)
     yaml.safe_dump(resolved, sys.stdout, sort_keys=False)
-    for origin in origins(config):
+    try:
+        from_the_page = origins(config)
+    except ConfigError:  # the saved settings' file unreadable: said above, not applied
+        from_the_page = []
+    for origin in from_the_page:
         print(
             f'# {origin.key}: from the dashboard ({origin.file}); "reset to the config file" there removes it',
             file=sys.stderr,
