@@ -503,9 +503,10 @@ def test_a_broken_overrides_file_is_named_and_reload_keeps_running(open_daemon) 
     stored.write_text('{"printers": {"ender3": {"detection": {"sensitivity": "very"}}}}')
     try:
         check = run_cli("check-config", "--config", str(tmp / "config.yaml"))
-        assert (
-            check.returncode == 2 and str(stored) in check.stderr and "sensitivity" in check.stderr
-        )
+        # a warning, as the daemon starting on it would leave it out; not said to be in force
+        assert check.returncode == 0 and "warning:" in check.stderr, check.stderr
+        assert str(stored) in check.stderr and "sensitivity" in check.stderr
+        assert "from the dashboard" not in check.stderr
         daemon.signal(__import__("signal").SIGHUP)
         wait_until(
             "the reload refused", lambda: "reload refused" in daemon.log, 20, lambda: daemon.log

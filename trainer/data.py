@@ -305,17 +305,15 @@ def _split_random(
     )
 
 
-def _split_by_session(
-    normal: list[Frame],
+def _sides_of_prints(
     sessions: list[str],
     val_sessions: Sequence[str],
     test_sessions: Sequence[str],
-    val_fraction: float,
     rng: np.random.Generator,
-    notes: list[str],
-) -> _Sides:
-    """Whole prints to one side: named, or one tests and (with 3+) one validates. A print's
-    parts after a resume (``frames.print_of``) go with it: they are near-copies of it."""
+) -> tuple[list[str], list[str], list[str]]:
+    """The sessions that fit, validate and test: named, or one print tests and (with 3+) one
+    validates. A print's parts after a resume (``frames.print_of``) go with it: they are
+    near-copies of it."""
     of = frames_contract.print_of
     named_val = {of(s) for s in val_sessions}
     named_test = {of(s) for s in test_sessions}
@@ -328,9 +326,24 @@ def _split_by_session(
             test_p, val_p = [rest.pop()], [rest.pop()]
         else:  # two prints: test one, validate on frames of the other
             test_p = [rest.pop()]
-    fit_s = [s for s in sessions if of(s) in rest]
-    test_s = [s for s in sessions if of(s) in test_p]
-    val_s = [s for s in sessions if of(s) in val_p]
+
+    def of_prints(chosen: list[str]) -> list[str]:
+        return [s for s in sessions if of(s) in chosen]
+
+    return of_prints(rest), of_prints(val_p), of_prints(test_p)
+
+
+def _split_by_session(
+    normal: list[Frame],
+    sessions: list[str],
+    val_sessions: Sequence[str],
+    test_sessions: Sequence[str],
+    val_fraction: float,
+    rng: np.random.Generator,
+    notes: list[str],
+) -> _Sides:
+    """Whole prints to one side: named, or one tests and (with 3+) one validates."""
+    fit_s, val_s, test_s = _sides_of_prints(sessions, val_sessions, test_sessions, rng)
     if not fit_s:
         raise DataError(
             "no normal session left to fit the model on; name fewer --val/--test sessions"

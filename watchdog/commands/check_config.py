@@ -8,6 +8,7 @@ its model.json (it is loaded and run on one frame), an action the printer cannot
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import threading
 import time
@@ -20,7 +21,7 @@ from watchdog.config import Config, ConfigError, PrinterConfig
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
 from watchdog.devices.capture import CameraSourceError, open_camera, redact_url
 from watchdog.devices.printers import make_printer
-from watchdog.overrides import Check, load_starting_config, mask_check, origins
+from watchdog.overrides import Check, Origin, load_starting_config, mask_check, origins
 from watchdog.printing import PrinterState
 from watchdog.redact import secret_filter
 from watchdog.watcher import detector_for
@@ -142,6 +143,31 @@ def probe(config: Config) -> list[str]:
     return failed
 
 
+def applied_origins(config: Config) -> list[Origin]:
+    """The page's saved settings in force: a printer's left out (warned of) are not."""
+    try:
+        saved = origins(config)
+    except ConfigError:  # the file unreadable: said above, nothing of it applied
+        return []
+    in_force = {
+        f"printers.{p.name}.detection.{key}": _canonical(value)
+        for p in config.printers
+        for key, value in p.detection.model_dump().items()
+    }
+    return [o for o in saved if in_force.get(o.key) == _canonical(o.value)]
+
+
+def _canonical(value: object) -> str:
+    """A setting as JSON, numbers as floats: the file's 1 is the schema's 1.0."""
+
+    def floats(v: object) -> object:
+        if isinstance(v, (list, tuple)):
+            return [floats(x) for x in v]
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    return json.dumps(floats(value), sort_keys=True)
+
+
 def _mask_check(config: Config) -> Check:
     return mask_check(Bundle.load(config.model or default_bundle_path()).meta)
 
@@ -159,11 +185,7 @@ def main(args: argparse.Namespace) -> int:
     resolved = config.masked()
     resolved["model"] = str(bundle.path)
     yaml.safe_dump(resolved, sys.stdout, sort_keys=False)
-    try:
-        from_the_page = origins(config)
-    except ConfigError:  # the saved settings' file unreadable: said above, not applied
-        from_the_page = []
-    for origin in from_the_page:
+    for origin in applied_origins(config):
         print(
             f'# {origin.key}: from the dashboard ({origin.file}); "reset to the config file" there removes it',
             file=sys.stderr,
