@@ -197,8 +197,9 @@ copy_source() {
     --exclude=./dist --exclude=./runs --exclude=./research --exclude='*.egg-info' \
     --exclude=__pycache__ --exclude=.pytest_cache --exclude=.ruff_cache -cf - . | tar -C "$SRC_COPY" -xf -
   # tar gives the copy the checkout's own modes (a clone made under umask 077): the service
-  # user must read it, or its check runs the installed old code instead, without a word
-  chmod -R a+rX "$SRC_COPY"
+  # user must read the package, or its check runs the installed old code instead, without a
+  # word; nothing else of the checkout (a config or a secret kept there) is opened to all
+  chmod -R a+rX "$SRC_COPY/watchdog"
 }
 
 # An upgrade whose new version refuses the config would leave a service that does not start

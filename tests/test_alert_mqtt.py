@@ -791,30 +791,26 @@ def test_the_first_start_after_an_upgrade_clears_the_old_availability_topic(
 
 
 def test_a_new_client_id_clears_the_availability_topic_of_the_old_one(
-    mosquitto, unique_prefix, notifier_factory, tmp_path, monkeypatch
+    mosquitto, unique_prefix, notifier_factory, tmp_path
 ) -> None:
-    """The default client id gained the machine's part: the availability topic of the one
-    before (``printer-watchdog-<hostname>``, offline after its clean stop) would stay for good
-    beside the new one."""
-    import socket
-
-    from watchdog.comms import transport
-
-    (tmp_path / "machine-id").write_text("0123456789abcdef0123456789abcdef\n")
-    monkeypatch.setattr(transport, "MACHINE_ID", tmp_path / "machine-id")
+    """A daemon given another client id: the availability topic of the one before (offline
+    after its clean stop) would stay for good beside the new one. One recorded before the
+    record kept it is left alone: it may be a daemon's of the same host name still running."""
     p = unique_prefix
     storage = tmp_path / "state"
     storage.mkdir()
+    before, unknown = f"{p}/available/farm-1", f"{p}/available/printer-watchdog-raspberrypi"
     record = {"topic_prefix": p, "discovery_prefix": f"{p}_ha", "discovery": True}
-    (storage / "mqtt-printers.json").write_text(json.dumps({**record, "printers": ["ender3"]}))
-    before = f"{p}/available/printer-watchdog-{socket.gethostname()}"
+    record |= {"printers": ["ender3"], "available": before}
+    (storage / "mqtt-printers.json").write_text(json.dumps(record))
     mosquitto.publish(before, "offline", retain=True)
-    notifier = notifier_factory(mosquitto, p, storage_dir=storage, client_id=None)
+    mosquitto.publish(unknown, "online", retain=True)
+    notifier = notifier_factory(mosquitto, p, storage_dir=storage, client_id="farm-2")
+    now = notifier.mqtt.transport.availability_topic
     with mosquitto.subscriber(f"{p}/available/#") as sub:
-        now = notifier.mqtt.transport.availability_topic
         sub.wait_for(now, lambda m: m.text == "online", timeout=20)
     time.sleep(1.0)
     with mosquitto.subscriber(f"{p}/available/#") as after:
         time.sleep(1.0)
         left = {m.topic for m in after.received(f"{p}/available/#", lambda m: bool(m.payload))}
-    assert left == {now} and now != before
+    assert left == {now, unknown}

@@ -268,6 +268,8 @@ def test_a_prints_part_after_a_resume_stays_on_its_prints_side(tmp_path: Path) -
     ]
     with pytest.raises(ValueError, match="two normal prints"):
         leave_out_groups(["a", "a+resumed1"], 4)
+    with pytest.raises(DataError, match="both name print 'a'"):
+        split_frames(frames, split="session", val_sessions=["a"], test_sessions=["a+resumed1"])
 
 
 def test_named_sessions_and_unknown_session(kaggle: Path) -> None:

@@ -286,12 +286,16 @@ def test_sessions_expire_and_limiter_forgets_after_a_minute(monkeypatch) -> None
 def test_a_login_outlives_a_clock_set_forward_and_not_one_set_back(monkeypatch) -> None:
     """A Pi's clock set by NTP after its boot (days ahead) ended every login at once; one set
     back stretched them. Sessions live in memory: their time is the monotonic clock's."""
-    wall = [1_800_000_000.0]
+    wall, steady = [1_800_000_000.0], [1000.0]
     monkeypatch.setattr("watchdog.web.auth.time.time", lambda: wall[0])
+    monkeypatch.setattr("watchdog.web.auth.time.monotonic", lambda: steady[0])
     sessions = Sessions(lifetime_s=3600)
     token, _ = sessions.create()
     wall[0] += 3 * 86400
     assert sessions.get(token) is not None
+    wall[0] -= 30 * 86400  # and set back: the hour still ends when it ends
+    steady[0] += 3601
+    assert sessions.get(token) is None
 
 
 def test_a_spray_of_addresses_neither_grows_the_limiter_nor_buys_more_attempts(

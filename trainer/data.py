@@ -373,6 +373,12 @@ def _check_split(
     for name in (*val_sessions, *test_sessions):
         if name not in sessions:
             raise DataError(f"session {name!r} not found among normal sessions {sessions}")
+    of = frames_contract.print_of
+    both = sorted({of(s) for s in val_sessions} & {of(s) for s in test_sessions})
+    if both:  # a print and its parts after a resume go to one side
+        raise DataError(
+            f"--val-sessions and --test-sessions both name print {both[0]!r} (or a part of it)"
+        )
 
 
 def _contaminate(

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import socket
 import threading
 from collections import OrderedDict
 from collections.abc import Collection
@@ -188,6 +187,7 @@ class MqttCommunicator:
             self._inflight.clear()
             self._refused.clear()
             self._early_acks.clear()
+            self._unacked_retained.clear()  # a new client numbers its messages from 1
             lost = [e for e in left if e.path is None]
             for entry in lost:  # a later start() on this object still sends them
                 self._unsent[entry.id] = entry
@@ -276,7 +276,7 @@ class MqttCommunicator:
                 # written by a version whose availability topic was one per prefix: its last
                 # retained word there would stay for good, read by entities set up by hand
                 self._publish(f"{prefix}/available", b"", retain=True)
-            self._forget_availability(last, prefix)
+            self._forget_availability(last)
         except FileNotFoundError:
             printers = []
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -321,14 +321,12 @@ class MqttCommunicator:
                 self._publish(topic, b"", retain=True)
         logger.info("MQTT: removed printer(s) %s taken off the broker", ", ".join(printers))
 
-    def _forget_availability(self, last: dict[str, Any], prefix: str) -> None:
+    def _forget_availability(self, last: dict[str, Any]) -> None:
         """Clear the availability topic an earlier start used, when this one differs (a new
-        client id; the default's machine part, new in this version): its last retained word
-        would stay there for good."""
+        client id): its last retained word would stay there for good."""
         old = last.get("available")
-        if old is None and "discovery" in last and not self.cfg.client_id:
-            # written before the record kept it: the default was printer-watchdog-<hostname>
-            old = f"{prefix}/available/printer-watchdog-{socket.gethostname()}"
+        # a record from before it kept the topic is left alone: the old default's topic may
+        # be another daemon's of the same host name, not upgraded yet, still in use
         if isinstance(old, str) and old and old != self.transport.availability_topic:
             self._publish(old, b"", retain=True)
 
