@@ -73,8 +73,12 @@ from trainer.evaluate import error_maps, keras_reconstructor  # noqa: E402
 from watchdog.config import CameraConfig, DetectionConfig  # noqa: E402
 from watchdog.detection import decide  # noqa: E402
 from watchdog.detection.bundle import Adaptation, Preprocess, Scoring  # noqa: E402
-from watchdog.detection.calibration import calibrate, simulate, unit_meta  # noqa: E402
-from watchdog.detection.detector import Verdict, offline_detector  # noqa: E402
+from watchdog.detection.calibration import (  # noqa: E402
+    calibrate,
+    replayed_verdicts,
+    simulate,
+)
+from watchdog.detection.detector import Verdict  # noqa: E402
 from watchdog.detection.light import light_matched, print_reference, start_matched  # noqa: E402
 
 KAGGLE = ROOT.parent / "shared" / "data" / "kaggle-3d-printer"
@@ -294,11 +298,9 @@ def replay_verdicts(
     ``maps`` (light-matched as the daemon matches them), ``thr`` the adapted threshold,
     ``start`` the packed maps of the print's first frames as ``start_matched`` gives them
     (what the start guard and the start's own judgement see)."""
-    meta = dataclasses.replace(
-        unit_meta(scoring, dataclasses.replace(spec, threshold=thr)), threshold=thr
-    )
-    detector = offline_detector(meta)
-    return detector.replay(
+    return replayed_verdicts(
+        dataclasses.replace(spec, threshold=thr),
+        scoring,
         list(maps[..., 0]),
         list(maps[..., 1:]) if spec.nearest else None,
         None if start is None else list(start[..., 0]),

@@ -23,8 +23,7 @@ from trainer.evaluate import error_maps
 from watchdog.config import CameraConfig, DetectionConfig
 from watchdog.detection import decide
 from watchdog.detection.bundle import Adaptation, Scoring
-from watchdog.detection.calibration import simulate, simulate_start, unit_meta
-from watchdog.detection.detector import offline_detector
+from watchdog.detection.calibration import replayed_verdicts, simulate, simulate_start
 from watchdog.detection.light import light_matched, print_reference, start_matched
 
 CONSECUTIVE = DetectionConfig().consecutive  # the daemon's default
@@ -112,11 +111,13 @@ def start_flags(h: HeldOut, spec: Adaptation, scoring: Scoring) -> np.ndarray:
     def floats(x: np.ndarray) -> list[np.ndarray] | None:
         return list(x[:k].astype(np.float32) / 255.0) if spec.nearest else None
 
-    detector = offline_detector(
-        dataclasses.replace(unit_meta(scoring, spec), threshold=spec.threshold)
-    )
-    verdicts = detector.replay(
-        list(h.maps[:k]), floats(h.inputs), list(h.start_maps[:k]), floats(h.start_inputs)
+    verdicts = replayed_verdicts(
+        spec,
+        scoring,
+        list(h.maps[:k]),
+        floats(h.inputs),
+        list(h.start_maps[:k]),
+        floats(h.start_inputs),
     )
     return np.array([v.anomalous for v in verdicts], bool)
 

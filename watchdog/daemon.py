@@ -64,12 +64,6 @@ def _learnt_later(stored: CommandResult) -> CommandResult:
     return CommandResult(True, f"{stored.detail}; the print is learnt again shortly")
 
 
-def _mask_check(config: Config) -> overrides.Check:
-    """``overrides.mask_check`` of the config's model (its model.json only: the model itself is
-    run once later, by ``load_bundle``)."""
-    return overrides.mask_check(Bundle.load(config.model or default_bundle_path()).meta)
-
-
 def load_bundle(config: Config) -> Bundle:
     """The config's bundle, loaded and its model run once (start and reload refuse it otherwise)."""
     bundle = Bundle.load(config.model or default_bundle_path())
@@ -151,7 +145,10 @@ class Daemon:
         self.config_path = Path(config_path)
         # ConfigError → exit 2 before anything starts; saved page settings it cannot apply
         # are left out, said below, and kept in their file
-        self.config, refused = overrides.load_starting_config(self.config_path, _mask_check)
+        # (the model itself is run once below, by ``load_bundle``)
+        self.config, refused = overrides.load_starting_config(
+            self.config_path, overrides.config_mask_check
+        )
         self.debug = debug  # --debug wins over the config's log_level
         self._apply_log_level(self.config)
         for why in refused:

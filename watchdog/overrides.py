@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from watchdog.config import Config, ConfigError, DetectionConfig, load_config
-from watchdog.detection.bundle import BundleMeta
+from watchdog.detection.bundle import Bundle, BundleMeta, default_bundle_path
 from watchdog.detection.detector import MaskError, checked_mask, effective_preprocess
 from watchdog.durable import replace_file
 from watchdog.schema import SchemaError
@@ -55,6 +55,12 @@ def mask_refused(printer: str, exc: MaskError) -> ConfigError:
         f"{FILE} in storage.dir: its 'Reset to the config file' button removes it, and "
         "so does deleting that file while the watchdog is stopped)"
     )
+
+
+def config_mask_check(config: Config) -> Check:
+    """``mask_check`` of the config's model (its model.json only): what a starting daemon and
+    check-config hold the saved masks to."""
+    return mask_check(Bundle.load(config.model or default_bundle_path()).meta)
 
 
 def mask_check(meta: BundleMeta) -> Check:

@@ -772,16 +772,16 @@ class Watcher:
                 return f"{self.name} has had a newer alert since this one"
             if self._alert_print != self._prints:
                 return f"the print this alert was about has ended on {self.name}"
-            if alert.job is not None and self.state.job not in (None, alert.job):
+            if alert.job is None or self.state.job is None:
+                return ""
+            if alert.job != self.state.job:
                 return (
                     f"this alert was about job {alert.job}, and {self.name} reports job "
                     f"{self.state.job}"
                 )
-            if alert.job is not None and alert.job == self.state.job:
-                # the same file started again while the API was away or between two polls:
-                # no print was counted, but its print time or start time tell
-                return self._printed_again(alert.job, _epoch(alert.time), alert.printed_s)
-            return ""
+            # the same file started again while the API was away or between two polls: no
+            # print was counted, but its print time or start time tell
+            return self._printed_again(alert.job, _epoch(alert.time), alert.printed_s)
         if not self._polled:  # just started: what does the printer print?
             self._poll_printer(self.clock())
         newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)

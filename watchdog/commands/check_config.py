@@ -21,7 +21,7 @@ from watchdog.config import Config, ConfigError, PrinterConfig
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
 from watchdog.devices.capture import CameraSourceError, open_camera, redact_url
 from watchdog.devices.printers import make_printer
-from watchdog.overrides import Check, Origin, load_starting_config, mask_check, origins
+from watchdog.overrides import Origin, config_mask_check, load_starting_config, origins
 from watchdog.printing import PrinterState
 from watchdog.redact import secret_filter
 from watchdog.watcher import detector_for
@@ -168,15 +168,11 @@ def _canonical(value: object) -> str:
     return json.dumps(floats(value), sort_keys=True)
 
 
-def _mask_check(config: Config) -> Check:
-    return mask_check(Bundle.load(config.model or default_bundle_path()).meta)
-
-
 def main(args: argparse.Namespace) -> int:
     # as the daemon starts: the config file (ConfigError → one line, exit 2) and the page's
     # saved settings where they apply; those it would leave out are warnings, not a refusal
     # (the installer's check of a new version must not refuse what the daemon would run)
-    config, left_out = load_starting_config(args.config, _mask_check)
+    config, left_out = load_starting_config(args.config, config_mask_check)
     for why in left_out:
         print(f"warning: {secret_filter.mask(why)}", file=sys.stderr)
     bundle = Bundle.load(config.model or default_bundle_path())  # BundleError → one line, exit 2

@@ -193,8 +193,10 @@ class MqttTransport:
         client = self.client
         if client is None:
             return None
-        size = len(payload.encode() if isinstance(payload, str) else payload)
         limit = self.max_outgoing
+        size = (
+            0 if limit is None else len(payload.encode() if isinstance(payload, str) else payload)
+        )
         if limit is not None and size + len(topic.encode()) + PUBLISH_OVERHEAD > limit:
             self._throttle(
                 logger,

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from watchdog.detection.bundle import Adaptation, BundleMeta, NormalStats, Preprocess, Scoring
-from watchdog.detection.detector import offline_detector
+from watchdog.detection.detector import Verdict, offline_detector
 from watchdog.detection.light import start_matched
 
 logger = logging.getLogger(__name__)
@@ -136,6 +136,23 @@ def unit_meta(scoring: Scoring, spec: Adaptation) -> BundleMeta:
         output_shape=(),
         adaptation=spec,
     )
+
+
+def replayed_verdicts(
+    spec: Adaptation,
+    scoring: Scoring,
+    maps: Sequence[np.ndarray],
+    inputs: Sequence[np.ndarray] | None = None,
+    start_maps: Sequence[np.ndarray] | None = None,
+    start_inputs: Sequence[np.ndarray] | None = None,
+) -> list[Verdict]:
+    """The daemon's ``Detector``'s verdicts on one print replayed from its first frame, from
+    error maps computed elsewhere (``Detector.replay``: light-matched ``maps``, the start's
+    own ``start_maps``), judged at ``spec.threshold``: what the benchmark and the trainer's
+    report replay a print through."""
+    meta = unit_meta(scoring, spec)
+    detector = offline_detector(dataclasses.replace(meta, threshold=spec.threshold))
+    return detector.replay(maps, inputs, start_maps, start_inputs)
 
 
 def threshold_for_fpr(scores: np.ndarray, target_fpr: float = 0.01) -> float:
