@@ -26,6 +26,11 @@ def test_status_follows_a_print(moonraker_server: MoonrakerServer) -> None:
     moonraker_server.start_print("benchy.gcode")
     st = printer.status()
     assert (st.state, st.job) == ("printing", "benchy.gcode")
+    # how long the job has run, which tells a reprint of the same file (decide.JobClock)
+    time.sleep(1.1)
+    later = printer.status()
+    assert st.elapsed_s is not None and later.elapsed_s is not None
+    assert later.elapsed_s >= st.elapsed_s + 1 and later.printed_s is not None
 
 
 def test_pause_pauses_the_real_printer(moonraker_server: MoonrakerServer) -> None:

@@ -277,3 +277,40 @@ def test_a_print_resumed_while_the_watchdog_was_stopped_waits_out_the_cooldown()
     assert state.label is Label.COOLDOWN and not state.failure
     state, fired = feed(state, "xxxxxxxx", t0=1000.0)  # 80 s: inside the 90 s cooldown
     assert not fired
+
+
+def test_the_same_file_started_again_unseen_is_a_new_print() -> None:
+    """The API away across a print's end (Wi-Fi, Moonraker's host rebooting) or a reprint
+    between two polls: the same file printing again was judged against the last print's
+    learnt look (a new print's start looks changed on nearly every frame: a good print
+    paused), and a paused one resumed was an answer to the last print's alert. Its print
+    time going back (OctoPrint, Klipper) or its start moving later (Klipper) tells."""
+    from watchdog.detection.decide import JobClock
+
+    def status(state, printer, now, printed=None, elapsed=None):
+        clock = JobClock(printed, elapsed)
+        return fold_printer(state, PrinterState(printer), "a.gcode", now, S, clock)
+
+    state, _ = status(WatchState(), "printing", 1000.0, printed=900.0, elapsed=1000.0)
+    state, events = status(state, "printing", 1010.0, printed=910.0, elapsed=1010.0)
+    assert events == ()  # the same print, its own time grows
+    # paused by its owner for an hour, resumed: the same print (its start did not move)
+    state, events = status(state, "paused", 2000.0, printed=1200.0, elapsed=2000.0)
+    state, events = status(state, "printing", 5600.0, printed=1200.0, elapsed=5600.0)
+    assert events == (Event.RESUMED,)
+    # OctoPrint: the print time alone, gone back
+    again, events = status(state, "printing", 9000.0, printed=30.0)
+    assert events == (Event.NEW_PRINT,) and again.printed_s == 30.0
+    # Klipper: started 20 minutes ago, after the last status: the print time is no help
+    later, events = status(state, "printing", 9000.0, printed=1300.0, elapsed=1200.0)
+    assert events == (Event.NEW_PRINT,)
+    # our pause, then cancelled and started again at the printer, first seen paused
+    alerted, fired = feed(state, "xxx", t0=5610.0)
+    paused = status(alerted, "paused", 5700.0, printed=1300.0, elapsed=5700.0)[0]
+    new, events = status(paused, "paused", 9000.0, printed=5.0, elapsed=60.0)
+    assert fired and events == (Event.NEW_PRINT,) and not new.failure and new.armed
+    # and first seen printing: no resume answering the last print's alert
+    assert status(paused, "printing", 9000.0, printed=5.0)[1] == (Event.NEW_PRINT,)
+    assert status(paused, "printing", 9000.0, printed=1300.0)[1] == (Event.RESUMED_AFTER_ACTION,)
+    # a status without the times (an answer that lacks them) is no evidence either way
+    assert status(state, "printing", 9000.0)[1] == ()

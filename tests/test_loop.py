@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -404,6 +405,17 @@ def test_a_button_of_an_old_alert_never_acts_on_the_print_running_now(
     restarted.camera.close()
 
 
+class _Reprinting(SimulatedPrinter):
+    """A printer whose API can be away, and whose job's print time a test sets."""
+
+    printed, away = 3000.0, False
+
+    def status(self) -> PrinterStatus:
+        if self.away:
+            return PrinterStatus(PrinterState.OFFLINE, None, "no answer")
+        return dataclasses.replace(super().status(), printed_s=self.printed)
+
+
 def test_an_old_alerts_button_never_acts_on_the_same_file_printed_again_while_the_api_was_away(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
@@ -411,20 +423,9 @@ def test_an_old_alerts_button_never_acts_on_the_same_file_printed_again_while_th
     owner meanwhile cancels at the printer and prints the same file again: the watcher never
     saw the printer idle, so no new print was counted. The old alert's Cancel must not cancel
     the new print: its print time, far below the alert's, says it is another one."""
-    import dataclasses
-
     from watchdog.control import Command, Verb
-    from watchdog.printing import PrinterState, PrinterStatus
 
-    class Reprinting(SimulatedPrinter):
-        printed, away = 3000.0, False
-
-        def status(self) -> PrinterStatus:
-            if self.away:
-                return PrinterStatus(PrinterState.OFFLINE, None, "no answer")
-            return dataclasses.replace(super().status(), printed_s=self.printed)
-
-    printer = Reprinting("J.gcode")
+    printer = _Reprinting("J.gcode")
     watcher, _, incident = _paused(
         tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
     )
@@ -437,7 +438,8 @@ def test_an_old_alerts_button_never_acts_on_the_same_file_printed_again_while_th
     done = watcher.submit(Command("e3", Verb.CANCEL, incident, source="phone"))
     watcher.step()
     result = done.result(timeout=5)
-    assert not result.ok and "it is another print" in result.detail, result
+    # the reprint was seen as a new print: the alert's print has ended
+    assert not result.ok and "has ended" in result.detail, result
     assert printer.actions == actions and printer.status().state == "printing"
     watcher.camera.close()
 
@@ -953,3 +955,27 @@ def test_a_reload_keeps_what_the_camera_and_the_api_were(
     assert [e.event for e in record.events] == ["camera_online"]
     old.close()
     new.close()
+
+
+def test_the_same_file_printed_again_while_the_api_was_away_is_learnt_afresh(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The owner cancels and starts the same file again while the printer's API does not
+    answer (or between two polls): the watcher never saw the printer idle. The new print's
+    start, judged against the last print's learnt look, paused a good print; its print time,
+    gone back, says it is another print, learnt afresh."""
+    printer = _Reprinting("J.gcode")
+    # the new print's start looks nothing like the last print's (what a failure looks like)
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + list(anomalous_frames[:12]))
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    for _ in range(6):
+        watcher.step()
+    assert not watcher.status()["calibrating"]
+    printer.away = True
+    watcher.step()
+    printer.start_print("J.gcode")  # cancelled and started again at the printer
+    printer.printed, printer.away = 20.0, False
+    records = [watcher.step() for _ in range(11)]
+    assert not any(r.action for r in records), [(r.score, r.state) for r in records]
+    assert printer.actions == [] and printer.status().state == "printing"
+    watcher.camera.close()

@@ -77,13 +77,15 @@ class PrinterStatus:
     state: PrinterState
     job: str | None = None  # file name of the current job, if known
     detail: str = ""  # human-readable, e.g. "HTTP 503 from http://…: Klippy Host not connected"
-    # Tell a print started again from the same file from the one an old alert was about
-    # (None: the API does not say). ``printed_s``: seconds the job has printed, its pauses
+    # Tell a print started again from the same file from the one watched (its look is learnt
+    # again) and from the one an old alert was about (None: the API does not say). ``printed_s``: seconds the job has printed, its pauses
     # left out (OctoPrint's print time, Klipper's print duration): it only grows within one
     # print. ``started_at``: when the job started (wall clock), where the API counts its
-    # pauses too (Klipper's total duration; OctoPrint's print time would put it later).
+    # pauses too (Klipper's total duration; OctoPrint's print time would put it later), and
+    # ``elapsed_s`` the same as a duration, which no wall clock's step moves.
     printed_s: float | None = None
     started_at: float | None = None
+    elapsed_s: float | None = None
 
     def __post_init__(self) -> None:
         # what the printer's API says (Klipper's shutdown and error texts run over several

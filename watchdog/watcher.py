@@ -411,7 +411,12 @@ class Watcher:
         self.printer_detail = status.detail
         self._printed_s, self._job_started = status.printed_s, status.started_at
         self.state, happened = decide.on_printer(
-            self.state, PrinterState(status.state), status.job, now, self.settings
+            self.state,
+            PrinterState(status.state),
+            status.job,
+            now,
+            self.settings,
+            decide.JobClock(status.printed_s, status.elapsed_s),
         )
         if Event.NEW_PRINT in happened:
             self._prints += 1

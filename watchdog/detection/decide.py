@@ -88,6 +88,10 @@ class WatchState:
     # anomalous frame nor a pause the owner made is a failure; a cancel or a notify-only alert
     # stays one until it is answered or another print starts.
     failure: bool = False
+    # How long this job had run at the last status that said so: a print of the same file
+    # started again between two polls (the API away across its end) runs for less.
+    printed_s: float | None = None  # ``JobClock.printed_s``
+    began: float | None = None  # on the clock of ``now``: ``now - JobClock.elapsed_s``
 
     @property
     def watching(self) -> bool:
@@ -107,25 +111,85 @@ class WatchState:
 
 Fold = tuple[WatchState, tuple[Event, ...]]
 
+# A job's start read from its elapsed time moves by the poll's own delay; a print of the same
+# file started this much later is another print.
+STARTED_AGAIN_S = 60.0
+
+
+@dataclass(frozen=True)
+class JobClock:
+    """How long the printer's job has run, as its API says (None: it does not say)."""
+
+    printed_s: float | None = None  # its pauses left out: only grows within one print
+    elapsed_s: float | None = None  # since it started, its pauses included
+
 
 def on_printer(
-    state: WatchState, printer: PrinterState, job: str | None, now: float, s: Settings
+    state: WatchState,
+    printer: PrinterState,
+    job: str | None,
+    now: float,
+    s: Settings,
+    clock: JobClock = JobClock(),
 ) -> Fold:
     """Fold a printer status into the state: new prints reset, resumes start the cooldown.
 
     An unknown status (the API offline) changes nothing: a blip must neither re-arm a disarmed
     watcher nor pass for a new print. An error the printer itself reports (OctoPrint's error
     state, Klipper's shutdown or a print it aborted) ends the print it was running: it is not
-    watched on, and printing again is a new print, even of the same file.
+    watched on, and printing again is a new print, even of the same file. So is the same file
+    whose job ran for less than it had (``clock``): it was started again while the API was
+    away, or between two polls.
     """
+    state, events = _on_status(state, printer, job, now, s, clock)
+    if printer not in (PrinterState.PRINTING, PrinterState.PAUSED) or state.job != job:
+        return state, events
+    return replace(
+        state,
+        printed_s=clock.printed_s if clock.printed_s is not None else state.printed_s,
+        began=now - clock.elapsed_s if clock.elapsed_s is not None else state.began,
+    ), events
+
+
+def started_again(state: WatchState, job: str | None, now: float, clock: JobClock) -> bool:
+    """The printer runs the file it ran, but a job of it started since the last status: its
+    print time went back, or its start moved later."""
+    if job is None or job != state.job:
+        return False
+    went_back = (
+        clock.printed_s is not None
+        and state.printed_s is not None
+        and clock.printed_s + 1 < state.printed_s  # whole seconds on OctoPrint
+    )
+    later = (
+        clock.elapsed_s is not None
+        and state.began is not None
+        and now - clock.elapsed_s > state.began + STARTED_AGAIN_S
+    )
+    return went_back or later
+
+
+def _on_status(
+    state: WatchState,
+    printer: PrinterState,
+    job: str | None,
+    now: float,
+    s: Settings,
+    clock: JobClock,
+) -> Fold:
     if printer is PrinterState.ERROR:
         running = state.printer in (PrinterState.PRINTING, PrinterState.PAUSED)
         return replace(state, printer=printer), (Event.PRINT_ERROR,) if running else ()
     if printer not in (PrinterState.PRINTING, PrinterState.PAUSED, PrinterState.IDLE):
         return state, ()
+    again = started_again(state, job, now, clock)
     if printer is PrinterState.PRINTING:
-        return _on_printing(state, job, now, s)
-    if printer is PrinterState.PAUSED and job is not None and state.job not in (None, job):
+        return _on_printing(state, job, now, s, again)
+    if (
+        printer is PrinterState.PAUSED
+        and job is not None
+        and (again or state.job not in (None, job))
+    ):
         # another job, first seen paused (a runout sensor or a PAUSE in its start G-code, the
         # API away at its start): a new print, not a resume of the last one when it prints
         return WatchState(printer=printer, job=job), (Event.NEW_PRINT,)
@@ -142,12 +206,14 @@ def on_printer(
     return moved, ()
 
 
-def _on_printing(state: WatchState, job: str | None, now: float, s: Settings) -> Fold:
+def _on_printing(state: WatchState, job: str | None, now: float, s: Settings, again: bool) -> Fold:
     """The printer reports printing: a new print, a resume, or more of the same print."""
     printing = PrinterState.PRINTING
     if state.printer is not printing:
-        resumed = state.printer is PrinterState.PAUSED and (
-            job is None or state.job is None or job == state.job
+        resumed = (
+            state.printer is PrinterState.PAUSED
+            and not again
+            and (job is None or state.job is None or job == state.job)
         )
         if not resumed:
             return WatchState(printer=printing, job=job), (Event.NEW_PRINT,)
@@ -155,7 +221,7 @@ def _on_printing(state: WatchState, job: str | None, now: float, s: Settings) ->
             cooling = resumed_after_action(replace(state, printer=printing), now, s)
             return cooling, (Event.RESUMED_AFTER_ACTION,)
         return replace(state, printer=printing, consecutive=0), (Event.RESUMED,)
-    if job is not None and state.job is not None and job != state.job:
+    if again or (job is not None and state.job is not None and job != state.job):
         return WatchState(printer=printing, job=job), (Event.NEW_PRINT,)  # the job changed under us
     return replace(state, job=job if job is not None else state.job), ()
 

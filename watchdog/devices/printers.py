@@ -513,7 +513,9 @@ class MoonrakerClient(_HttpPrinter):
         job = job if job and isinstance(job, str) else None
         total = seconds(stats.get("total_duration"))
         started = None if total is None else time.time() - total
-        return PrinterStatus(state, job, detail, seconds(stats.get("print_duration")), started)
+        return PrinterStatus(
+            state, job, detail, seconds(stats.get("print_duration")), started, total
+        )
 
     def _send(self, action: Action) -> None:
         path = f"/printer/print/{action}"
