@@ -386,9 +386,26 @@ EOF
 }
 
 # ----------------------------------------------------------------------------- uninstall
+# The processes of the service user, by PID (a `collect` in another terminal): userdel refuses
+# while one runs, so --purge says so before it deletes anything.
+user_processes() {
+  local uid d pids=""
+  uid=$(id -u "$SERVICE_USER" 2>/dev/null) || return 0
+  for d in /proc/[0-9]*; do
+    [ "$(stat -c %u "$d" 2>/dev/null)" != "$uid" ] || pids="$pids ${d#/proc/}"
+  done
+  printf '%s' "${pids# }"
+}
+
 uninstall() {
   if [ "$SYSTEMD" = 1 ]; then
     systemctl disable --now "$NAME.service" 2>/dev/null || true
+  fi
+  if [ "$ACTION" = purge ] && [ "$SYSTEMD" = 1 ] && user_exists; then
+    local running
+    running=$(user_processes)
+    [ -z "$running" ] ||
+      die "--purge: the user $SERVICE_USER still runs a process (PID $running; see ps -fu $SERVICE_USER): stop it, then run --purge again. The service is stopped; nothing was deleted"
   fi
   rm -f "$UNIT" "$BIN_LINK"
   # the drop-ins of `systemctl edit` may hold a token (Environment=): purged with the secrets
@@ -397,10 +414,10 @@ uninstall() {
   case "$OPT" in */opt/$NAME) rm -rf "$OPT" ;; *) die "refusing to delete unexpected path $OPT" ;; esac
   say "removed the service, $OPT and the unit"
   if [ "$ACTION" = purge ]; then
-    rm -rf "$ETC" "$STATE"
     if [ "$SYSTEMD" = 1 ] && user_exists; then
-      userdel "$SERVICE_USER"
+      userdel "$SERVICE_USER" || die "userdel $SERVICE_USER failed (above): $ETC and $STATE are kept; run --purge again"
     fi
+    rm -rf "$ETC" "$STATE"
     say "purged $ETC, $STATE, the unit's drop-ins and the user $SERVICE_USER"
   else
     say "kept $ETC (config, secrets) and $STATE (incidents, collected frames, models); --purge deletes them"

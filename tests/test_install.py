@@ -589,6 +589,12 @@ echo '# marker of the installed code' >> "$init"
 echo "== refused"; install || echo "install exit $?"
 grep -h 'marker of the installed code' "$init" || true
 install --uninstall; report uninstall
+# a process of the service user (a collect left running in another terminal): nothing purged
+setpriv --reuid printer-watchdog --regid printer-watchdog --clear-groups sleep 300 &
+sleeper=$!
+sleep 0.5
+rc=0; install --purge || rc=$?; report "purge refused"; echo "purge exit $rc"
+kill "$sleeper"; wait "$sleeper" || true
 install --purge; report purge
 # userdel keeps a group that has other members: a later install makes the user in it
 groupadd --system printer-watchdog
@@ -620,7 +626,7 @@ def test_root_install_creates_user_and_enables_the_service(
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    install, rerun, from_unit, refused, uninstall, purge, reinstalled = (
+    install, rerun, from_unit, refused, uninstall, purge_refused, purge, reinstalled = (
         out.split(f"== {step}\n")[1].split("==")[0]
         for step in (
             "install",
@@ -628,6 +634,7 @@ def test_root_install_creates_user_and_enables_the_service(
             "from the unit",
             "refused",
             "uninstall",
+            "purge refused",
             "purge",
             "reinstalled",
         )
@@ -643,6 +650,9 @@ def test_root_install_creates_user_and_enables_the_service(
     assert "keeping existing /etc/printer-watchdog/config.yaml" in out
     assert "/opt/printer-watchdog/venv absent" in uninstall and "printer-watchdog:x:" in uninstall
     assert "/etc/printer-watchdog/config.yaml printer-watchdog:printer-watchdog 600" in uninstall
+    assert "purge exit 1" in purge_refused and "printer-watchdog:x:" in purge_refused
+    assert "/etc/printer-watchdog/config.yaml printer-watchdog:printer-watchdog 600" in purge_refused
+    assert "still runs a process (PID " in proc.stderr and "nothing was deleted" in proc.stderr
     assert (
         "no user" in purge
         and "/etc/printer-watchdog absent" in purge
@@ -670,6 +680,7 @@ def test_root_install_creates_user_and_enables_the_service(
         "show -p Environment -p EnvironmentFiles printer-watchdog.service",
         "disable --now printer-watchdog.service",
         "daemon-reload",
+        "disable --now printer-watchdog.service",  # the purge refused: a process of the user
         "disable --now printer-watchdog.service",
         "daemon-reload",
         "show -p ActiveState --value printer-watchdog.service",
