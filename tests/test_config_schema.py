@@ -186,3 +186,15 @@ def test_mqtt_settings_that_could_never_work_are_refused_naming_the_key(
 def test_mqtt_hosts_that_are_host_names_or_addresses_load(host: str) -> None:
     raw = {"printers": [{"name": "e3", "camera": {"source": "/tmp"}}], "mqtt": {"host": host}}
     assert parse_config(raw).mqtt.host == host
+
+
+def test_a_trusted_proxy_is_an_address_or_a_network_named_where_it_is_not() -> None:
+    """A host name would have to be resolved for every request (and resolves differently
+    tomorrow): the one-line error names the key and the value."""
+    raw = {"printers": [{"name": "e3"}], "http": {"trusted_proxies": ["10.0.0.0/8", "::1"]}}
+    assert parse_config(raw).http.trusted_proxies == ["10.0.0.0/8", "::1"]
+    raw["http"] = {"trusted_proxies": ["127.0.0.1", "my-proxy.lan"]}
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw)
+    message = str(err.value)
+    assert "http.trusted_proxies" in message and "'my-proxy.lan'" in message, message

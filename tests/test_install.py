@@ -651,7 +651,9 @@ def test_root_install_creates_user_and_enables_the_service(
     assert "/opt/printer-watchdog/venv absent" in uninstall and "printer-watchdog:x:" in uninstall
     assert "/etc/printer-watchdog/config.yaml printer-watchdog:printer-watchdog 600" in uninstall
     assert "purge exit 1" in purge_refused and "printer-watchdog:x:" in purge_refused
-    assert "/etc/printer-watchdog/config.yaml printer-watchdog:printer-watchdog 600" in purge_refused
+    assert (
+        "/etc/printer-watchdog/config.yaml printer-watchdog:printer-watchdog 600" in purge_refused
+    )
     assert "still runs a process (PID " in proc.stderr and "nothing was deleted" in proc.stderr
     assert (
         "no user" in purge

@@ -94,13 +94,18 @@ def _csrf(page: str) -> str:
     return m.group(1)
 
 
-def _login(url: str, password: str = PASSWORD) -> tuple[requests.Session, requests.Response]:
+def _login(
+    url: str, password: str = PASSWORD, headers: dict[str, str] | None = None
+) -> tuple[requests.Session, requests.Response]:
     s = requests.Session()
-    form = s.get(f"{url}/login", timeout=10)
+    form = s.get(f"{url}/login", headers=headers, timeout=10)
     token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
     r = s.post(
         f"{url}/login",
         data={"csrf": token, "password": password},
+        headers=headers,
+        # as a browser sends them to the proxy over HTTPS (a Secure cookie too)
+        cookies=dict(form.cookies),
         timeout=10,
         allow_redirects=False,
     )
@@ -262,7 +267,53 @@ def test_failed_logins_are_rate_limited(guarded) -> None:
     assert codes == [401, 401, 401]
     s, r = _login(url)  # the right password, but too many failures from this address
     assert r.status_code == 429 and "watchdog_session" not in s.cookies
+    # naming another client is believed from a trusted proxy only (http.trusted_proxies)
+    assert _login(url, headers={"X-Forwarded-For": "198.51.100.7"})[1].status_code == 429
     assert "wrong" not in daemon.log
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_own_login_limit_and_a_secure_cookie(
+    tmp_path: Path,
+) -> None:
+    """Behind a reverse proxy every request comes from the proxy: a stranger's wrong guesses
+    kept the owner out too, and the login cookie was never Secure though the browser spoke
+    HTTPS. With the proxy's address in ``http.trusted_proxies`` the client and the scheme
+    are the proxy's word (X-Forwarded-For read from its right end, X-Forwarded-Proto)."""
+    secret = tmp_path / "dashboard.password"
+    secret.write_text(PASSWORD + "\n")
+    secret.chmod(0o600)
+    port = free_port()
+    config = _config(
+        tmp_path,
+        f"127.0.0.1:{port}",
+        password_file=str(secret),
+        login_attempts_per_minute=2,
+        trusted_proxies=["127.0.0.0/8"],
+    )
+    daemon = _start(config, tmp_path / "daemon.log", port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        stranger = {"X-Forwarded-For": "203.0.113.5", "X-Forwarded-Proto": "https"}
+        codes = [_login(url, "wrong", stranger)[1].status_code for _ in range(3)]
+        assert codes == [401, 401, 429]
+        # the stranger writing another address at the left: the proxy appended the real one
+        spoofed = {"X-Forwarded-For": "198.51.100.7, 203.0.113.5"}
+        assert _login(url, "wrong", spoofed)[1].status_code == 429
+        owner = {"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https"}
+        s, r = _login(url, headers=owner)
+        assert r.status_code == 303 and "Secure" in r.headers["Set-Cookie"]
+        plain = _login(url, headers={"X-Forwarded-For": "198.51.100.8"})[1]
+        assert plain.status_code == 303 and "Secure" not in plain.headers["Set-Cookie"]
+    finally:
+        daemon.stop()
+    from watchdog.web.auth import Proxies
+
+    proxies = Proxies(["10.0.0.0/8", "::1"])
+    assert proxies.client("10.1.2.3", "198.51.100.7, 10.9.9.9") == "198.51.100.7"
+    assert proxies.client("::ffff:10.1.2.3", "2001:db8::1") == "2001:db8::1"
+    assert proxies.client("10.1.2.3", "not an address") == "10.1.2.3"  # the proxy's, shared
+    assert proxies.client("192.0.2.1", "198.51.100.7") == "192.0.2.1"  # not a proxy: ignored
+    assert not proxies.https("192.0.2.1", "https") and proxies.https("::1", "http, https")
 
 
 def test_sessions_expire_and_limiter_forgets_after_a_minute(monkeypatch) -> None:

@@ -191,6 +191,11 @@ class HttpConfig(_Model):
     request_timeout_s: float = Field(
         10.0, gt=0, le=300, description="a client must send its request within this time"
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description='reverse proxies in front of the dashboard, by address or network ("10.0.0.0/8"): from them the client is read from X-Forwarded-For (its own login limit) and HTTPS from X-Forwarded-Proto (the login cookie then Secure)',
+    )
 
     @model_validator(mode="after")
     def _auth_beyond_loopback(self) -> HttpConfig:
@@ -204,6 +209,18 @@ class HttpConfig(_Model):
                 "stop prints, so set http.password_file (or http.generate_password: true), or listen on 127.0.0.1"
             )
         return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f'{item!r} is not an IP address or network (e.g. "127.0.0.1", "10.0.0.0/8")'
+                ) from None
+        return v
 
     @field_validator("listen")
     @classmethod

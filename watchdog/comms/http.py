@@ -298,7 +298,8 @@ class StatusServer:
             max_request_body_size=MAX_BODY_BYTES,
             ident="printer-watchdog",
             expose_tracebacks=False,
-            clear_untrusted_proxy_headers=True,
+            # X-Forwarded-*: kept for the dashboard's own check of http.trusted_proxies
+            clear_untrusted_proxy_headers=not (self.dashboard and self.dashboard.proxies.networks),
             asyncore_use_poll=True,
         )
         # Adjustments casts these to whole seconds; the server only compares them with clocks.

@@ -85,6 +85,7 @@ class Dashboard:
         self.password_hash = auth.password_hash(cfg, self.storage_dir)
         self.sessions = auth.Sessions(cfg.session_hours * 3600)
         self.limiter = auth.LoginLimiter(cfg.login_attempts_per_minute)
+        self.proxies = auth.Proxies(cfg.trusted_proxies)
         self.checking = threading.BoundedSemaphore(1)
         self.open_csrf = secrets.token_urlsafe(32)  # the page's token when no login is needed
         # this start of the daemon: a page made by an earlier one reloads (its token is stale)
@@ -159,7 +160,10 @@ class Dashboard:
             httponly=True,
             samesite="Strict",
             path="/",
-            secure=request.is_secure,
+            secure=request.is_secure
+            or self.proxies.https(
+                request.remote_addr or "", request.headers.get("X-Forwarded-Proto")
+            ),
         )
 
     # ----------------------------------------------------------------- routes
@@ -213,7 +217,9 @@ class Dashboard:
     def login(self) -> AnyResponse:
         if not self.login_required:
             return redirect("/", 303)
-        address = request.remote_addr or "?"
+        address = self.proxies.client(
+            request.remote_addr or "?", request.headers.get("X-Forwarded-For")
+        )
         if not self.limiter.attempt(address):
             return self.login_form("Too many attempts: wait a minute.", 429)
         # one check at a time: each costs the hash's memory and CPU (scrypt: 32 MiB)

@@ -5,7 +5,8 @@ other web sites in the owner's browser). Beyond loopback a password is required:
 ``http.password_file`` (plain or already hashed) or generated on first start, written for the
 owner to read once (never printed) and kept as a hash in ``<storage.dir>/web/password``.
 Sessions live in memory (a restart logs everyone out), expire, and carry their own CSRF token; failed logins are rate-limited per
-client (an IPv6 client by its /64), and one password is checked at a time.
+client (an IPv6 client by its /64; behind a trusted reverse proxy, the client it names), and one
+password is checked at a time.
 """
 
 from __future__ import annotations
@@ -124,6 +125,47 @@ class Sessions:
 
 
 MAX_CLIENTS = 10_000  # addresses remembered by the limiter at once
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+class Proxies:
+    """The reverse proxies (``http.trusted_proxies``) whose word on the client is taken:
+    behind one, every request comes from the proxy, so its login limit would be everyone's
+    (a stranger's wrong guesses keep the owner out) and its cookie never ``Secure``. From
+    anyone else the headers are ignored: a client cannot name itself another client."""
+
+    def __init__(self, entries: list[str]) -> None:
+        self.networks = [ipaddress.ip_network(entry, strict=False) for entry in entries]
+
+    def trusted(self, address: str | None) -> bool:
+        ip = _ip(address or "")
+        return ip is not None and any(ip in network for network in self.networks)
+
+    def client(self, peer: str, forwarded_for: str | None) -> str:
+        """The address the nearest untrusted hop connected from: X-Forwarded-For read from
+        its right end (each proxy appends the address it saw; a client writes the left)."""
+        if not forwarded_for or not self.trusted(peer):
+            return peer
+        hops = forwarded_for.split(",")
+        for hop in reversed(hops):
+            if not self.trusted(hop):
+                return str(ip) if (ip := _ip(hop)) is not None else peer
+        return str(ip) if (ip := _ip(hops[0])) is not None else peer
+
+    def https(self, peer: str, forwarded_proto: str | None) -> bool:
+        """The browser reached the nearest trusted proxy over HTTPS."""
+        if not forwarded_proto or not self.trusted(peer):
+            return False
+        return forwarded_proto.split(",")[-1].strip().lower() == "https"
 
 
 def client_key(address: str) -> str:
