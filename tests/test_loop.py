@@ -979,3 +979,46 @@ def test_the_same_file_printed_again_while_the_api_was_away_is_learnt_afresh(
     assert not any(r.action for r in records), [(r.score, r.state) for r in records]
     assert printer.actions == [] and printer.status().state == "printing"
     watcher.camera.close()
+
+
+def test_a_slow_poll_of_a_klipper_print_is_no_new_print(
+    tmp_path, tiny_adaptive_bundle, normal_frames, monkeypatch, caplog
+) -> None:
+    """Klipper says how long its job has run; a job whose start moved later is the same file
+    printed again. The step's time is taken before its commands and the printer's answer
+    (a pause retried against a slow API takes minutes): the job's time is counted back to
+    it, or a slow poll followed by a quick one passed for a reprint, and the print's learnt
+    look was thrown away. The margin is shortened here to what a test can wait."""
+    import time
+
+    monkeypatch.setattr("watchdog.detection.decide.STARTED_AGAIN_S", 1.0)
+
+    class Klipper(SimulatedPrinter):
+        started, slow = time.monotonic(), 0.0
+
+        def status(self) -> PrinterStatus:
+            time.sleep(self.slow)
+            elapsed = time.monotonic() - self.started
+            return dataclasses.replace(super().status(), printed_s=elapsed, elapsed_s=elapsed)
+
+    printer = Klipper("J.gcode")
+    frames = _folder(tmp_path / "rec", list(normal_frames[:10]))
+    notifier = Notifier(MqttConfig(), StorageConfig(dir=tmp_path / "state"), ["e3"])
+    cfg = PrinterConfig(name="e3", camera=CameraConfig(source=str(frames), interval_s=0))
+    watcher = build_watcher(
+        cfg, Bundle.load(tiny_adaptive_bundle), notifier, printer=printer, clock=time.monotonic
+    )
+    for _ in range(CALIBRATION + 2):
+        watcher.step()
+    assert not watcher.status()["calibrating"]
+    printer.slow = 1.5
+    watcher.step()
+    printer.slow = 0.0
+    watcher.step()
+    assert not watcher.status()["calibrating"] and "another print" not in caplog.text
+    # a reprint is told, and learnt afresh
+    printer.started = time.monotonic()
+    with caplog.at_level("INFO", logger="watchdog.watcher"):
+        watcher.step()
+    assert watcher.status()["calibrating"] and "another print of J.gcode" in caplog.text
+    watcher.camera.close()

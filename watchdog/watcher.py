@@ -276,9 +276,9 @@ class Watcher:
 
     def step(self) -> StepRecord:
         """Poll the printer, and if it prints, judge one frame and act on the verdict."""
-        now = self.clock()
+        now, since = self.clock(), time.monotonic()
         self._drain_commands()
-        events = self._poll_printer(now)
+        events = self._poll_printer(now, since)
         try:
             record = self._watch(now, events) if self.enabled and self.state.watching else None
         finally:
@@ -397,8 +397,11 @@ class Watcher:
 
     # ----------------------------------------------------------------- printer and decisions
 
-    def _poll_printer(self, now: float) -> list[WatchEvent]:
+    def _poll_printer(self, now: float, since: float) -> list[WatchEvent]:
+        """``since``: the monotonic clock at ``now`` (the step's commands may have taken a
+        while: a job's elapsed time is counted back to ``now``)."""
         status = self.printer.status()
+        lag = time.monotonic() - since
         self._polled = True
         before, told_before = self.state, self.api_state
         # One line per change of the API's health, not per change of its error text.
@@ -416,11 +419,21 @@ class Watcher:
             status.job,
             now,
             self.settings,
-            decide.JobClock(status.printed_s, status.elapsed_s),
+            decide.JobClock(
+                status.printed_s,
+                None if status.elapsed_s is None else max(0.0, status.elapsed_s - lag),
+            ),
         )
         if Event.NEW_PRINT in happened:
             self._prints += 1
             self.detector.relearn()
+            if before.printer == self.state.printer:  # no change of state to say it below
+                logger.info(
+                    "%s: another print of %s started, not seen between two polls: its look "
+                    "is learnt afresh",
+                    self.name,
+                    self.state.job or "a job without a name",
+                )
         if not self._restore_checked and self._printer_known(status):
             self._restore_checked = True  # on the first poll that tells what the printer does
             self._after_start(now)
@@ -788,7 +801,7 @@ class Watcher:
             # print was counted, but its print time or start time tell
             return self._printed_again(alert.job, _epoch(alert.time), alert.printed_s)
         if not self._polled:  # just started: what does the printer print?
-            self._poll_printer(self.clock())
+            self._poll_printer(self.clock(), time.monotonic())
         newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
         if newest and newest[0].id != incident:
             return f"{self.name} has had a newer alert since this one"
