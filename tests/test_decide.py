@@ -294,9 +294,11 @@ def test_the_same_file_started_again_unseen_is_a_new_print() -> None:
     state, _ = status(WatchState(), "printing", 1000.0, printed=900.0, elapsed=1000.0)
     state, events = status(state, "printing", 1010.0, printed=910.0, elapsed=1010.0)
     assert events == ()  # the same print, its own time grows
-    # paused by its owner for an hour, resumed: the same print (its start did not move)
+    # paused by its owner for an hour, resumed: the same print (its start did not move);
+    # OctoPrint's print time of an SD print grows during the pause and drops at the resume
     state, events = status(state, "paused", 2000.0, printed=1200.0, elapsed=2000.0)
-    state, events = status(state, "printing", 5600.0, printed=1200.0, elapsed=5600.0)
+    state, events = status(state, "paused", 5000.0, printed=4200.0, elapsed=5000.0)
+    state, events = status(state, "printing", 5600.0, printed=1210.0, elapsed=5600.0)
     assert events == (Event.RESUMED,)
     # OctoPrint: the print time alone, gone back
     again, events = status(state, "printing", 9000.0, printed=30.0)

@@ -120,7 +120,7 @@ STARTED_AGAIN_S = 60.0
 class JobClock:
     """How long the printer's job has run, as its API says (None: it does not say)."""
 
-    printed_s: float | None = None  # its pauses left out: only grows within one print
+    printed_s: float | None = None  # its pauses left out: only grows while it prints
     elapsed_s: float | None = None  # since it started, its pauses included
 
 
@@ -144,9 +144,12 @@ def on_printer(
     state, events = _on_status(state, printer, job, now, s, clock)
     if printer not in (PrinterState.PRINTING, PrinterState.PAUSED) or state.job != job:
         return state, events
+    # OctoPrint's print time can grow during a pause (an SD print's status reports) and take
+    # the pause back at the resume: only a printing job's own time is kept
+    printed = clock.printed_s if printer is PrinterState.PRINTING else None
     return replace(
         state,
-        printed_s=clock.printed_s if clock.printed_s is not None else state.printed_s,
+        printed_s=printed if printed is not None else state.printed_s,
         began=now - clock.elapsed_s if clock.elapsed_s is not None else state.began,
     ), events
 
