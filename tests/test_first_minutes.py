@@ -329,6 +329,12 @@ def test_calibrating_for_a_printer_scores_the_frames_with_its_region_and_mask(
     assert r.returncode == 2 and "printers.e3.detection.mask" in r.stderr, r.stderr
     r = run_cli("calibrate", str(tmp_path / "bundle0"), "--normal", str(mine), "--printer", "e3")
     assert r.returncode == 2 and "--printer needs --config" in r.stderr
+    # a config of several printers: whose view these frames are is not guessed (the first's)
+    r = run_cli(
+        "calibrate", str(tmp_path / "bundle0"), "--normal", str(mine), "--config", str(config)
+    )
+    assert r.returncode == 2 and "name the one these frames are from with --printer" in r.stderr
+    assert "other, e3" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_calibrating_for_a_printer_in_another_region_keeps_the_start_guard(

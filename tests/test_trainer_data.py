@@ -322,6 +322,21 @@ def test_one_session_falls_back_to_random_and_says_so(tmp_path: Path) -> None:
     assert "optimistic" in split.protocol and split.notes
 
 
+def test_frames_named_as_no_print_are_not_held_out_one_frame_a_print(tmp_path: Path) -> None:
+    """A folder of snapshots (no ``<print>_<n>`` names) split by session made each frame a
+    print of its own: one frame held out as "a print", its neighbours fitted, and the report
+    called that a held-out print. It is a random split, labelled optimistic."""
+    for i in range(12):
+        _write(tmp_path / "n" / f"frame{chr(97 + i)}.jpg", synth.normal_frame(0, i))
+    split = split_frames(find_frames(normal=[tmp_path / "n"]), split="session")
+    assert "optimistic" in split.protocol and any("named as a print" in n for n in split.notes)
+    # and nothing but failures is one line, whatever the split
+    for i in range(3):
+        _write(tmp_path / "c" / "failures" / f"bad_{i}.jpg", synth.anomalous_frame())
+    with pytest.raises(DataError, match="every frame given is a failure"):
+        split_frames(find_frames(normal=[tmp_path / "c"]), split="session")
+
+
 def test_contamination_is_seeded_and_counted(kaggle: Path) -> None:
     frames = find_frames(kaggle)
     a = split_frames(frames, split="random", contamination=0.3, seed=7)
@@ -354,16 +369,19 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["--data", "DATA", "--preset", "huge"], "huge"),
         (["--data", "DATA", "--test-sessions", "printX"], "printX"),
         (["--data", "DATA", "--split", "random", "--test-sessions", "print1"], "--split session"),
+        # found before the frames are loaded and an hour of training, not after
+        (["--data", "DATA", "--out", "FILE"], "is a file, not a folder"),
+        (["--normal", "DATA/no_defected", "--use-f1-threshold"], "--use-f1-threshold"),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(
     tmp_path: Path, kaggle: Path, args: list[str], needle: str
 ) -> None:
     (tmp_path / "empty").mkdir()
-    args = [
-        str(tmp_path / "empty") if a == "EMPTY" else str(kaggle) if a == "DATA" else a for a in args
-    ]
-    proc = _cli(*args, "--out", str(tmp_path / "runs"))
+    (tmp_path / "file").write_text("not a folder")
+    named = {"EMPTY": tmp_path / "empty", "FILE": tmp_path / "file"}
+    args = [str(named[a]) if a in named else a.replace("DATA", str(kaggle)) for a in args]
+    proc = _cli("--out", str(tmp_path / "runs"), *args)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr

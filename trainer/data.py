@@ -422,15 +422,27 @@ def split_frames(
     # Loose frames (kept false alarms) are not prints: they may only teach the model.
     loose = [f for f in frames if f.label == NORMAL and f.loose]
     normal = [f for f in frames if f.label == NORMAL and not f.loose]
-    if not normal:  # nothing but loose frames: there are no prints to split by
+    named = bool(normal)
+    if not named:  # nothing but loose frames: there are no prints to split by
         normal, loose = loose, []
+    if not normal:
+        raise DataError(
+            "no normal frames: every frame given is a failure (--anomalous, or a failures/ folder)"
+        )
     anomalous = [f for f in frames if f.label == ANOMALOUS]
     normal_sessions = _sessions(normal)
     notes: list[str] = []
     _check_split(split, val_sessions, test_sessions, normal_sessions)
 
     one_print = len({frames_contract.print_of(s) for s in normal_sessions}) < 2
-    if split == "session" and one_print and not (val_sessions or test_sessions):
+    if split == "session" and not named:
+        # each loose frame would be a "print" of its own: one frame held out as a print
+        notes.append(
+            "no frame is named as a print's (<print>_<n>.jpg, or --session-pattern): fell back "
+            "to a random split"
+        )
+        split = "random"
+    elif split == "session" and one_print and not (val_sessions or test_sessions):
         notes.append(f"only one normal session ({normal_sessions[0]}): fell back to a random split")
         split = "random"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -233,6 +234,23 @@ def judged_start(early_frames: int, frames: int) -> int:
     return early_frames if early_frames < frames else 0
 
 
+F1_NEEDS = "--use-f1-threshold needs anomalous test frames (--anomalous or defected/)"
+
+
+def _check_out(out: Path) -> None:
+    """``--out`` is a folder this user can write in: said before the frames are loaded and
+    the model fitted, not after."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"--out {out}: cannot make the folder ({exc.strerror or exc})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise DataError(f"--out {out}: this user cannot write in it")
+
+
 def _run_dir(out: Path) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     path = Path(out) / stamp
@@ -240,7 +258,10 @@ def _run_dir(out: Path) -> Path:
     while path.exists():
         n += 1
         path = Path(out) / f"{stamp}-{n}"
-    path.mkdir(parents=True)
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise DataError(f"--out {out}: cannot make {path.name} ({exc.strerror or exc})") from None
     return path
 
 
@@ -260,6 +281,7 @@ def _check_options(o: Options) -> None:
 def run(options: Options) -> RunResult:
     """Train, evaluate and export one model; see the module docstring for the steps."""
     _check_options(options)
+    _check_out(options.out)
     preset = resolve_preset(options)
     pre, scoring = preset.preprocess, preset.scoring
 
@@ -273,6 +295,8 @@ def run(options: Options) -> RunResult:
         contamination=options.contamination,
         seed=options.seed,
     )
+    if options.use_f1_threshold and not split.test_anomalous:  # before an hour of training
+        raise DataError(F1_NEEDS)
     for note in split.notes:  # the model to deploy is meant to fit everything: no warning for that
         logger.log(logging.INFO if options.split == "all" else logging.WARNING, "%s", note)
     logger.info("loading %d frames at %dx%d", len(frames), pre.width, pre.height)
@@ -669,9 +693,7 @@ def _choose_threshold(
     )
     if options.use_f1_threshold:
         if f1 is None:
-            raise DataError(
-                "--use-f1-threshold needs anomalous test frames (--anomalous or defected/)"
-            )
+            raise DataError(F1_NEEDS)
         return max(
             float(f1["threshold"]), 1e-9
         ), "f1-best on test frames (optimistic: chosen on the test set)"

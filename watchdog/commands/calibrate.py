@@ -84,7 +84,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="score the frames with a printer's own region and mask from this config (and the "
         "dashboard's saved settings)",
     )
-    p.add_argument("--printer", help="with --config: which printer (default: the first)")
+    p.add_argument("--printer", help="with --config: which printer (needed when it names several)")
     p.set_defaults(func=main)
 
 
@@ -95,7 +95,21 @@ def watched_as(args: argparse.Namespace, meta: BundleMeta) -> tuple[Preprocess, 
         if args.printer is not None:
             raise UsageError("--printer needs --config (the file that names the printer)")
         return meta.preprocess, None
-    pcfg = pick_printer(overrides.load_effective_config(args.config), args.printer)
+    config = overrides.load_effective_config(args.config)
+    if args.printer is None and len(config.printers) > 1:
+        # one model for the whole daemon: its thresholds are set through one printer's view
+        raise UsageError(
+            f"--config {args.config} names {len(config.printers)} printers "
+            f"({', '.join(p.name for p in config.printers)}): name the one these frames are "
+            "from with --printer (the thresholds set apply to every printer of this model)"
+        )
+    pcfg = pick_printer(config, args.printer)
+    logger.info(
+        "scoring as %s's camera sees them: region %s, %d mask polygon(s)",
+        pcfg.name,
+        list(pcfg.detection.region or meta.preprocess.roi),
+        len(pcfg.detection.mask),
+    )
     pre = effective_preprocess(meta, pcfg.detection.region)
     try:
         return pre, checked_mask(pcfg.detection.mask, pre)
