@@ -91,8 +91,13 @@ def test_a_print_that_ends_by_itself_is_told_once_and_ours_is_not() -> None:
     assert events == (Event.PRINT_ENDED,) and ended.job == "benchy.gcode"
     assert fold_printer(ended, PrinterState.IDLE, None, 110, S)[1] == ()  # once
     # we cancelled it: the alert already said so
+    from watchdog.detection.decide import cancelled_by_us
+
     state, _ = feed(printing(), "xxx")
-    assert fold_printer(state, PrinterState.IDLE, None, 40, S)[1] == ()
+    assert fold_printer(cancelled_by_us(state), PrinterState.IDLE, None, 40, S)[1] == ()
+    # an alert that only told the owner (or a pause resumed), the print then finishing within
+    # the cooldown: it ended by itself, and is told (it was not, while disarmed)
+    assert fold_printer(state, PrinterState.IDLE, None, 40, S)[1] == (Event.PRINT_ENDED,)
     # an API blip is not an end
     assert fold_printer(printing(), PrinterState.OFFLINE, None, 10, S)[1] == ()
 

@@ -1022,3 +1022,50 @@ def test_a_slow_poll_of_a_klipper_print_is_no_new_print(
         watcher.step()
     assert watcher.status()["calibrating"] and "another print of J.gcode" in caplog.text
     watcher.camera.close()
+
+
+def test_a_print_that_ends_with_its_camera_offline_withdraws_the_waiting_offline_notice(
+    tmp_path, tiny_adaptive_bundle, normal_frames, monkeypatch
+) -> None:
+    """The camera's "offline" waits a minute before it is sent (a hiccup is not worth one):
+    when the print ends first, or watching is switched off, it is withdrawn."""
+    from watchdog.control import Command, Verb
+
+    printer = SimulatedPrinter("J.gcode")
+    frames = _folder(tmp_path / "rec", list(normal_frames[:4]))
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    unwatched: list[str] = []
+    monkeypatch.setattr(watcher.alerts, "camera_unwatched", unwatched.append)
+    watcher.step()
+    watcher.camera_online = False  # as a camera that stopped answering leaves it
+    printer.cancel()
+    watcher.step()
+    assert unwatched == ["e3"]
+    printer.start_print("K.gcode")
+    watcher.step()
+    watcher.camera_online = False
+    done = watcher.submit(Command("e3", Verb.DISABLE, source="page"))
+    watcher.step()
+    assert done.result(timeout=5).ok and unwatched == ["e3", "e3"]
+    watcher.camera.close()
+
+
+@pytest.mark.parametrize(("action", "told"), [("notify", 1), ("cancel", 0)])
+def test_a_print_that_ends_soon_after_an_alert_is_told_unless_the_watchdog_cancelled_it(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, action: str, told: int
+) -> None:
+    """After an alert that only told the owner, a print that finished (or was stopped at the
+    printer) within the cooldown was never told "print ended": the watcher was disarmed. One
+    the watchdog cancelled is told by its alert, not again."""
+    printer = SimulatedPrinter("J.gcode")
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, action=action)
+    ended: list[str | None] = []
+    watcher.alerts.print_done = lambda name, job, error=None: ended.append(job)
+    while watcher.status()["last_alert"] is None:
+        watcher.step()
+    if printer.status().state == "printing":
+        printer.cancel()  # at the printer, 10 s after the alert
+    watcher.step()
+    assert ended == ["J.gcode"] * told
+    watcher.camera.close()

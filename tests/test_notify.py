@@ -327,6 +327,30 @@ def test_an_alert_left_unsent_by_a_stop_during_its_pause_reaches_the_phone_after
     assert len(ntfy_receiver.messages) == 1
 
 
+def test_a_damaged_saved_alert_left_by_a_stop_does_not_stop_the_next_start(
+    phone, ntfy_receiver
+) -> None:
+    """The alert file a stopped watchdog left is read back at the next start: a value in it
+    that is no number (a damaged disk, an edit) raised at every start, and systemd restarted
+    the daemon into the same crash. The phone is told what can be read."""
+    targets = (target(ntfy_receiver.url("t", "bob", NTFY_PASSWORD)),)
+    first = phone(notify=targets)
+    draft = dict(
+        alert(),
+        score="n/a",
+        threshold=[1],
+        incident=7,
+        action_result={"outcome": "unknown", "detail": "the watchdog stopped before the pause"},
+    )
+    first.store.save(PRINTER, draft, jpeg(1), jpeg(2), pending=first.delivers)
+    first.stop()
+    second = phone(notify=targets)
+    assert second.notifications.flush(60), second.notify_status()
+    [msg] = ntfy_receiver.messages
+    assert msg.title == "ender3: failure; the pause may not have happened"
+    second.stop()
+
+
 def test_a_401_is_reported_once_and_the_other_targets_are_served(
     phone, ntfy_receiver, webhook_receiver, tmp_path, caplog
 ) -> None:
@@ -537,6 +561,25 @@ def test_a_camera_is_reported_offline_only_after_a_while_and_then_back(
         "ender3: camera offline",
         "ender3: camera back online",
     ]
+
+
+def test_a_camera_offline_just_before_its_print_ended_is_not_sent(
+    phone, ntfy_receiver, tmp_path
+) -> None:
+    """The camera drops 20 s before the print ends (end G-code cutting a USB hub's power):
+    its "offline" waited out camera_offline_after_s and was sent after the print had ended,
+    saying the print was not watched, and a "back online" came at the next print."""
+    notifier = phone(
+        notify=(
+            target(ntfy_receiver.url(), events=["camera_offline"], camera_offline_after_s=1.5),
+        ),
+    )
+    notifier.camera_changed(PRINTER, online=False)
+    notifier.camera_unwatched(PRINTER)  # the print ended while it waited
+    notifier.camera_changed(PRINTER, online=True)  # the next print: the camera is back
+    time.sleep(2.0)
+    assert notifier.notifications.flush(10) and ntfy_receiver.messages == []
+    assert outbox_entries(tmp_path, "notify-ntfy") == []
 
 
 def test_undeliverable_notifications_are_dropped_after_max_age(
@@ -877,3 +920,23 @@ def test_a_notification_delivered_after_long_retries_carries_links_that_still_wo
     assert len(tokens) == 3
     grants = [ActionTokens(tmp_path, clock=clock).peek(t) for t in tokens]
     assert all(g.expires - clock.now > 23 * 3600 for g in grants)
+
+
+def test_a_token_in_a_urls_host_part_is_masked_as_written() -> None:
+    """Python lowercases a URL's host name: a token written there in capitals (Pushover's
+    ``pover://user@TOKEN``) was masked only together with its user."""
+    from watchdog.comms.notify import mask, secret_fragments
+
+    url = "pover://uKey1234@AbCdEfGhIj123"
+    said = "Pushover refused token AbCdEfGhIj123 for this app"
+    assert "AbCdEfGhIj123" not in mask(said, secret_fragments(url))
+
+
+def test_made_up_button_tokens_posted_in_a_loop_do_not_flood_the_log(tmp_path, caplog) -> None:
+    """The buttons' route needs no login (each token is its own key): anyone who reaches it
+    could write a journal line per request. Refusals are said once a minute, counted."""
+    handler = ActionHandler(ActionTokens(tmp_path), None, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="watchdog.comms.actions"):
+        answers = [handler.handle_action(f"made-up-token-{i:06d}-AAAA") for i in range(50)]
+    assert all(status >= 400 for status, _ in answers)
+    assert len([r for r in caplog.records if "button refused" in r.getMessage()]) == 1

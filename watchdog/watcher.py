@@ -458,6 +458,8 @@ class Watcher:
         if Event.PRINT_ERROR in happened:
             logger.warning("%s: the print stopped by a printer error: %s", self.name, status.detail)
             self.alerts.print_done(self.name, before.job, status.detail or "printer error")
+        if before.watching and not self.state.watching and self.camera_online is False:
+            self.alerts.camera_unwatched(self.name)
         if before.printer == self.state.printer:
             return []
         logger.info(
@@ -517,6 +519,8 @@ class Watcher:
             draft=True,
         )
         outcome = self._ask_printer(self.action)
+        if self.action is Action.CANCEL and outcome.outcome in (Outcome.DONE, Outcome.UNKNOWN):
+            self.state = decide.cancelled_by_us(self.state)
         if self.state.rearm_at is not None:
             # The cooldown runs from the end of the action: retries against a dead API must not
             # use it up, or the next frames raise a second alert at once.
@@ -665,6 +669,8 @@ class Watcher:
             if verb is Verb.ENABLE and not self.enabled:
                 self.state = decide.after_a_gap(self.state)
             self.enabled = verb is Verb.ENABLE
+            if not self.enabled and self.camera_online is False:
+                self.alerts.camera_unwatched(self.name)
             switches.remember(self.alerts.store.storage_dir, self.name, self.enabled)
             logger.info(
                 "%s: watching %s (%s)",
@@ -695,6 +701,8 @@ class Watcher:
                 )
                 return CommandResult(False, f"{why}: nothing done")
             result = self._ask_printer(Action(verb.value))
+            if verb is Verb.CANCEL and result.outcome in (Outcome.DONE, Outcome.UNKNOWN):
+                self.state = decide.cancelled_by_us(self.state)
             if result.outcome == Outcome.DONE and verb in ANSWERS:
                 self._record_answer(verb, command.incident)
             return CommandResult(result.outcome == Outcome.DONE, result.detail)

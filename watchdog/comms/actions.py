@@ -32,6 +32,7 @@ from watchdog.control import Command, Dispatcher, Verb
 from watchdog.durable import replace_file
 from watchdog.incidents import (
     SAFE_NAME,
+    ThrottledLog,
     already_answered,
     id_folders,
     incidents_root,
@@ -213,6 +214,8 @@ class ActionHandler:
         self.tokens = tokens
         self.dispatcher = dispatcher
         self.storage_dir = Path(storage_dir)
+        # the route needs no login: anyone who reaches it may post made-up tokens in a loop
+        self._refusals = ThrottledLog(60.0)
 
     def describe(self, token: str) -> tuple[int, str]:
         """(200, the question for this token's printer and verb), or the refusal it would get."""
@@ -244,7 +247,9 @@ class ActionHandler:
         try:
             grant = self.tokens.redeem(token)
         except ActionRefused as exc:
-            logger.warning("notification button refused: %s", exc)
+            self._refusals(
+                logger, logging.WARNING, str(exc.status), "notification button refused: %s", exc
+            )
             return int(exc.status), str(exc)
         if self._older_alert(grant):
             logger.warning(

@@ -20,7 +20,13 @@ from prometheus_client import CollectorRegistry
 
 from watchdog.comms.actions import ActionHandler, ActionTokens
 from watchdog.comms.mqtt import MqttCommunicator
-from watchdog.comms.notify import Notifications, alert_event, camera_event, print_done_event
+from watchdog.comms.notify import (
+    Kind,
+    Notifications,
+    alert_event,
+    camera_event,
+    print_done_event,
+)
 from watchdog.comms.outbox import Outbox
 from watchdog.config import MqttConfig, NotifyTarget, StorageConfig
 from watchdog.control import Dispatcher
@@ -178,6 +184,12 @@ class Notifier:
         """The camera went offline, or came back: one notification each (``camera_offline``)."""
         if self.notifications:
             self.notifications.notify(camera_event(printer, online))
+
+    def camera_unwatched(self, printer: str) -> None:
+        """The print stopped being watched with the camera offline (it ended, paused, or
+        watching was switched off): an "offline" still waiting is no longer worth sending."""
+        if self.notifications:
+            self.notifications.withdraw(printer, Kind.CAMERA_OFFLINE)
 
     def print_done(self, printer: str, job: str | None, error: str | None = None) -> None:
         """A watched print stopped printing without our action (``print_done``); ``error``:

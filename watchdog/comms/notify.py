@@ -107,17 +107,30 @@ class Event:
     answers: tuple[Verb, ...] = ()  # the printer buttons an alert offers besides Not a failure
 
 
+def _number(value: object) -> float | None:
+    """A score as a number (numpy's too), or None for what a damaged file may hold there."""
+    if isinstance(value, bool | str | bytes) or not hasattr(value, "__float__"):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def alert_event(
     alert: dict[str, Any], frame_jpeg: bytes | None, heatmap_jpeg: bytes | None
 ) -> Event:
     """The event of one alert: ``action_failed`` when the pause/cancel did not happen."""
     printer = str(alert.get("printer", "?"))
     action = str(alert.get("action", "notify"))
-    result = alert.get("action_result") or {}
+    # read back from disk after a restart: a damaged file must not stop the daemon's start
+    result = alert.get("action_result")
+    result = result if isinstance(result, dict) else {}
     outcome = str(result.get("outcome", "done"))
-    score, threshold = alert.get("score"), alert.get("threshold")
+    score, threshold = _number(alert.get("score")), _number(alert.get("threshold"))
     scored = (
-        f"score {float(score):.3g} over {float(threshold):.3g}"
+        f"score {score:.3g} over {threshold:.3g}"
         if score is not None and threshold is not None
         else ""
     )
@@ -146,7 +159,7 @@ def alert_event(
         printer,
         title,
         text,
-        alert.get("incident"),
+        incident if isinstance(incident := alert.get("incident"), str) else None,
         heatmap_jpeg,
         frame_jpeg,
         saved_answers(alert),
@@ -212,6 +225,8 @@ def secret_fragments(url: str) -> list[str]:
     try:
         split = urlsplit(url)
         parts |= {split.netloc, split.username or "", split.password or "", split.hostname or ""}
+        # the host as written: hostname is lowercased (a token in the host part, pover://u@TOKEN)
+        parts.add(split.netloc.rsplit("@", 1)[-1].rsplit(":", 1)[0])
         parts |= set(split.path.split("/"))
         parts |= {kv.split("=", 1)[-1] for kv in split.query.split("&")}
     except ValueError:
@@ -406,6 +421,8 @@ class TargetSender:
                     self.outbox.done(old)
                 self._gauge()
                 return
+            if self._answers_nothing(event, waiting, group):
+                return  # its "offline" was withdrawn (the print ended first) or never sent
             body: dict[str, Any] = {
                 "kind": event.kind.value,
                 "group": group,
@@ -441,6 +458,32 @@ class TargetSender:
             self._queue.append(entry)
             self._gauge()
             self._cond.notify_all()
+
+    def withdraw(self, printer: str, kind: Kind) -> None:
+        """Drop the notifications of ``kind`` that still wait to be due: a camera that went
+        offline just before its print ended is not worth "the print is not watched"."""
+        now = self.wall()
+        with self._cond:
+            for entry in [
+                e
+                for e in self._queue
+                if e.printer == printer
+                and e.body.get("kind") == kind.value
+                and _not_before(e) > now
+            ]:
+                self._queue.remove(entry)
+                self.outbox.done(entry)
+            self._gauge()
+
+    def _answers_nothing(self, event: Event, waiting: list[Entry], group: str) -> bool:
+        """A camera back online when no "offline" of it was sent or waits."""
+        if event.kind is not Kind.CAMERA_ONLINE or waiting:
+            return False
+        sending = self._sending
+        if sending is not None and sending.printer == event.printer:
+            if sending.body.get("group") == group:
+                return False
+        return self._last_kind.get((event.printer, group)) != Kind.CAMERA_OFFLINE.value
 
     @staticmethod
     def _is_hiccup(event: Event, waiting: list[Entry], now: float) -> bool:
@@ -817,6 +860,10 @@ class Notifications:
         for target in self.targets:
             if target.wants(event):
                 target.enqueue(event)
+
+    def withdraw(self, printer: str, kind: Kind) -> None:
+        for target in self.targets:
+            target.withdraw(printer, kind)
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Per target: sent, failed, pending, dropped, rejected, last error (masked)."""

@@ -33,7 +33,7 @@ class Event(Enum):
     RESUMED_AFTER_ACTION = "resumed_after_action"  # the owner resumed after our pause
     RESUMED = "resumed"  # a pause of the owner's own ended (a filament change): accept the view
     FIRED = "fired"  # enough anomalous frames in a row: act now
-    PRINT_ENDED = "print_ended"  # a print we were watching, not acting on, stopped printing
+    PRINT_ENDED = "print_ended"  # a print we were watching stopped printing, not by our cancel
     PRINT_ERROR = "print_error"  # the printer reports an error: the print it was running is over
     CANCELLED_WHILE_PAUSED = "cancelled_while_paused"  # a paused print ended: it was cancelled
 
@@ -88,6 +88,9 @@ class WatchState:
     # anomalous frame nor a pause the owner made is a failure; a cancel or a notify-only alert
     # stays one until it is answered or another print starts.
     failure: bool = False
+    # The watchdog cancelled this print (its alert's action, or the owner's Cancel through it):
+    # its end was told by the alert or asked for, so it is no "print ended" notice.
+    cancelled: bool = False
     # How long this job had run at the last status that said so: a print of the same file
     # started again between two polls (the API away across its end) runs for less.
     printed_s: float | None = None  # ``JobClock.printed_s``
@@ -199,8 +202,8 @@ def _on_status(
     was = state.printer
     moved = replace(state, printer=printer, job=job if job is not None else state.job)
     if printer is PrinterState.IDLE and was is PrinterState.PRINTING:
-        # finished (or cancelled at the printer); not after our own action: the alert said that
-        return moved, (Event.PRINT_ENDED,) if state.armed else ()
+        # finished (or cancelled at the printer); not after our own cancel: the alert said that
+        return moved, () if state.cancelled else (Event.PRINT_ENDED,)
     if printer is PrinterState.IDLE and was is PrinterState.PAUSED:
         # a paused print cannot finish: it was cancelled (at the printer, or through the watchdog)
         return moved, (Event.CANCELLED_WHILE_PAUSED,)
@@ -282,6 +285,11 @@ def resumed_after_action(state: WatchState, now: float, s: Settings) -> WatchSta
         cooling=True,
         failure=False,
     )
+
+
+def cancelled_by_us(state: WatchState) -> WatchState:
+    """The printer took (or may have taken: no answer in time) a cancel the watchdog sent."""
+    return replace(state, cancelled=True)
 
 
 def answered(state: WatchState) -> WatchState:
