@@ -396,6 +396,15 @@ def _contaminate(
     )
 
 
+def _no_prints_to_split(named: bool, sessions: Sequence[str]) -> str:
+    """Why a split by print cannot hold a print out ("": it can)."""
+    if not named:  # each loose frame would be a "print" of its own: one frame held out
+        return "no frame is named as a print's (<print>_<n>.jpg, or --session-pattern)"
+    if len({frames_contract.print_of(s) for s in sessions}) < 2:
+        return f"only one normal session ({sessions[0]})"
+    return ""
+
+
 def split_frames(
     frames: Sequence[Frame],
     split: str = "session",
@@ -434,16 +443,9 @@ def split_frames(
     notes: list[str] = []
     _check_split(split, val_sessions, test_sessions, normal_sessions)
 
-    one_print = len({frames_contract.print_of(s) for s in normal_sessions}) < 2
-    if split == "session" and not named:
-        # each loose frame would be a "print" of its own: one frame held out as a print
-        notes.append(
-            "no frame is named as a print's (<print>_<n>.jpg, or --session-pattern): fell back "
-            "to a random split"
-        )
-        split = "random"
-    elif split == "session" and one_print and not (val_sessions or test_sessions):
-        notes.append(f"only one normal session ({normal_sessions[0]}): fell back to a random split")
+    why = _no_prints_to_split(named, normal_sessions) if split == "session" else ""
+    if why and not (named and (val_sessions or test_sessions)):  # a print named: split as asked
+        notes.append(f"{why}: fell back to a random split")
         split = "random"
 
     if split == "all":  # a final model for shipping: every session fits, nothing held out

@@ -23,6 +23,7 @@ from trainer.data import (
     DataError,
     Frame,
     Loaded,
+    Split,
     find_frames,
     load_frames,
     split_frames,
@@ -237,6 +238,14 @@ def judged_start(early_frames: int, frames: int) -> int:
 F1_NEEDS = "--use-f1-threshold needs anomalous test frames (--anomalous or defected/)"
 
 
+def _say_split(options: Options, split: Split) -> None:
+    """The split's notes, and what it cannot give: said before an hour of training."""
+    if options.use_f1_threshold and not split.test_anomalous:
+        raise DataError(F1_NEEDS)
+    for note in split.notes:  # the model to deploy is meant to fit everything: no warning for that
+        logger.log(logging.INFO if options.split == "all" else logging.WARNING, "%s", note)
+
+
 def _check_out(out: Path) -> None:
     """``--out`` is a folder this user can write in: said before the frames are loaded and
     the model fitted, not after."""
@@ -295,10 +304,7 @@ def run(options: Options) -> RunResult:
         contamination=options.contamination,
         seed=options.seed,
     )
-    if options.use_f1_threshold and not split.test_anomalous:  # before an hour of training
-        raise DataError(F1_NEEDS)
-    for note in split.notes:  # the model to deploy is meant to fit everything: no warning for that
-        logger.log(logging.INFO if options.split == "all" else logging.WARNING, "%s", note)
+    _say_split(options, split)
     logger.info("loading %d frames at %dx%d", len(frames), pre.width, pre.height)
     fit_set = load_frames(split.fit + split.contamination, pre)
     val_set = load_frames(split.val, pre)

@@ -404,15 +404,7 @@ class Watcher:
         lag = time.monotonic() - since
         self._polled = True
         before, told_before = self.state, self.api_state
-        # One line per change of the API's health, not per change of its error text.
-        trouble = status.state in (PrinterState.OFFLINE, PrinterState.ERROR)
-        if trouble and status.state != self.api_state:
-            logger.warning("%s: printer API %s: %s", self.name, status.state, status.detail)
-        elif not trouble and self.api_state in (PrinterState.OFFLINE, PrinterState.ERROR):
-            logger.info("%s: printer API answers again (%s)", self.name, status.state)
-        self.api_state = status.state
-        self.printer_detail = status.detail
-        self._printed_s, self._job_started = status.printed_s, status.started_at
+        self._note_api_health(status)
         self.state, happened = decide.on_printer(
             self.state,
             PrinterState(status.state),
@@ -476,6 +468,18 @@ class Watcher:
                 {"from": str(before.printer), "to": str(self.state.printer), "job": self.state.job},
             )
         ]
+
+    def _note_api_health(self, status: PrinterStatus) -> None:
+        """What the printer's API said, kept for the page and the buttons; one log line per
+        change of its health, not per change of its error text."""
+        trouble = status.state in (PrinterState.OFFLINE, PrinterState.ERROR)
+        if trouble and status.state != self.api_state:
+            logger.warning("%s: printer API %s: %s", self.name, status.state, status.detail)
+        elif not trouble and self.api_state in (PrinterState.OFFLINE, PrinterState.ERROR):
+            logger.info("%s: printer API answers again (%s)", self.name, status.state)
+        self.api_state = status.state
+        self.printer_detail = status.detail
+        self._printed_s, self._job_started = status.printed_s, status.started_at
 
     def _cancelled_while_paused(self) -> None:
         """The print went from paused to idle between two polls (not across a poll the API did
