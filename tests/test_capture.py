@@ -197,13 +197,16 @@ def test_camera_down_backs_off_without_blocking_and_comes_back(
     assert any("back online" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("fault", ["slow", "slow_unsized"])
 def test_camera_dripping_bytes_is_given_up_after_the_timeout(
-    camera_server: CameraServer, opened
+    camera_server: CameraServer, opened, fault: str
 ) -> None:
+    """Without a Content-Length the socket shut at the deadline read as the body's end: the
+    camera was said to send corrupt frames (five reads to go offline), not to be too slow."""
     cam = opened(camera_server.snapshot_url, timeout_s=0.5)
-    camera_server.set_fault("slow")
+    camera_server.set_fault(fault)
     assert cam.read() is None
-    assert not cam.online and "timeout_s" in cam.last_error
+    assert not cam.online and "timeout_s" in cam.last_error, cam.last_error
     camera_server.set_fault(None)
     read_until(cam, lambda f: f is not None)
 
@@ -677,3 +680,15 @@ def test_a_camera_serving_another_reader_is_waited_for_at_first_then_offline(
     finally:
         cam.close()
         other.close()
+
+
+def test_an_https_camera_whose_certificate_is_not_trusted_says_so(bad_tls_server) -> None:
+    """A camera behind https with a self-signed certificate was "connection failed or
+    dropped": the owner looked for a network fault."""
+    bad_tls_server.respond(200, b"not used", "image/jpeg")
+    cam = open_camera(cam_cfg(bad_tls_server.url + "/snapshot", timeout_s=2), backoff=FAST)
+    try:
+        assert cam.read() is None
+        assert "TLS certificate is not trusted" in cam.last_error, cam.last_error
+    finally:
+        cam.close()

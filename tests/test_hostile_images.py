@@ -317,3 +317,15 @@ def test_a_printers_own_small_region_is_decoded_at_the_size_it_needs(
         assert frame is not None
         shapes[region] = frame.shape
     assert shapes == {None: (540, 960, 3), (0.4, 0.7, 0.6, 0.9): (1080, 1920, 3)}
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding() -> None:
+    """Each scan of a progressive JPEG is decoded over the whole picture: thousands of tiny
+    ones held the frame gate every printer shares for minutes. A camera's has about ten."""
+    frame = np.random.default_rng(2).integers(0, 255, (240, 320, 3), np.uint8)
+    progressive = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    assert decode_image(progressive, 16_000_000).shape == (240, 320, 3)
+    scan = _segment(0xDA, b"\x01\x01\x00\x01\x3f\x00") + b"\x00"
+    many = progressive[:-2] + scan * 500 + b"\xff\xd9"
+    with pytest.raises(capture.BadFrame, match="JPEG of 5.. scans"):
+        decode_image(many, 16_000_000)

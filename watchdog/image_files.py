@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from watchdog.devices.capture import BadFrame, ends_jpeg, read_header
+from watchdog.devices.capture import BadFrame, check_scans, ends_jpeg, read_header
 
 MAX_FILE_PIXELS = 50_000_000  # larger than any camera's frame (an 8K one is 33 MP)
 MAX_FILE_BYTES = 100 * 2**20  # an 8K PNG is under half of it
@@ -57,7 +57,10 @@ def read_frame_file(path: Path) -> np.ndarray:
         # OpenCV decodes a cut-off JPEG silently, its missing rows grey
         raise UnreadableFrame(f"{shown}: truncated JPEG (no end-of-image marker)")
     try:
+        check_scans(data, header)
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except BadFrame as exc:
+        raise UnreadableFrame(f"{shown}: {exc}") from None
     except cv2.error:
         img = None
     if img is None or img.size == 0:

@@ -55,6 +55,7 @@ FAULTS = {
     "multiscan_jpeg": "a 4000x3000 baseline JPEG whose first scan holds one colour of three (decoded whole by libjpeg)",
     "narrow_jpeg": "a 16000x200 JPEG: too narrow to be decoded at a fraction of its size",
     "slow": "snapshot drips its body a byte every 50 ms (a hung camera that never times out per read)",
+    "slow_unsized": "snapshot drips its body a byte every 50 ms without a Content-Length (it ends when the connection does)",
     "slow_headers": "snapshot or stream drips its headers a byte every 50 ms, for up to a minute",
     "stream_stop": "the MJPEG stream closes after `stop_after` frames",
     "stream_drip": "the MJPEG stream's next part drips in a byte every 50 ms (never whole in time)",
@@ -257,17 +258,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(b"camera error", "text/plain", 500)
         elif fault in ("oversized", "oversized_stream"):
             self._send_oversized(declare=fault == "oversized")
-        elif fault == "slow":
-            self._send_slowly(encode(self.camera.next_frame())[0])
+        elif fault in ("slow", "slow_unsized"):
+            self._send_slowly(encode(self.camera.next_frame())[0], sized=fault == "slow")
         elif fault == "slow_headers":
             self._send_headers_slowly()
         else:
             self._send(*_image_or_fault(self.camera.next_frame(), fault))
 
-    def _send_slowly(self, body: bytes) -> None:
+    def _send_slowly(self, body: bytes, sized: bool = True) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "image/jpeg")
-        self.send_header("Content-Length", str(len(body)))
+        if sized:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         try:
             for i in range(len(body)):  # bounded by the body; ends early when the client hangs up

@@ -226,6 +226,21 @@ MAX_HEADER_MARKERS = 1000
 _NOT_FILL = re.compile(rb"[^\xff]")
 
 
+# A progressive JPEG has about ten scans; each one is decoded over the whole picture, so a
+# body of many tiny ones keeps the decoder busy for minutes under the shared frame gate.
+MAX_JPEG_SCANS = 100
+
+
+def check_scans(data: bytes, header: ImageHeader) -> None:
+    """BadFrame for a JPEG of more scans than a camera makes (its header alone is checked by
+    ``read_header``: the scans follow it)."""
+    if header.kind == "jpeg":
+        # 0xFF in a scan's data is always followed by 0x00 or a restart marker: FF DA is a scan
+        scans = data.count(b"\xff\xda")
+        if scans > MAX_JPEG_SCANS:
+            raise BadFrame(f"JPEG of {scans} scans (a camera's has at most a dozen)")
+
+
 def read_header(data: bytes) -> ImageHeader:
     """The JPEG SOF/SOS markers or the PNG IHDR, without decoding; BadFrame if neither."""
     if data[:8] == b"\x89PNG\r\n\x1a\n":
@@ -407,6 +422,7 @@ def decode_image(data: bytes, max_pixels: int, need: tuple[int, int] | None = No
     header = read_header(data)
     width, height = header.width, header.height
     _check_size(header, max_pixels, need)
+    check_scans(data, header)
     factor = _jpeg_reduction(data, header, need) if header.kind == "jpeg" else 1
     frame = cv2.imdecode(
         np.frombuffer(data, np.uint8), _DECODE_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION
@@ -789,15 +805,17 @@ class SnapshotCamera(_BaseCamera):
     def _fetch(self) -> bytes:
         """The snapshot's bytes, within camera.timeout_s from connecting to the last byte (a
         camera dripping its headers or body a byte at a time held the watcher for good)."""
+        late = SourceDown(f"snapshot took longer than camera.timeout_s={self.cfg.timeout_s:g}")
         with self._http.deadline(self.cfg.timeout_s) as deadline:
             try:
-                return self._fetch_within()
+                body = self._fetch_within()
             except (SourceDown, BadFrame):
                 if deadline.expired:
-                    raise SourceDown(
-                        f"snapshot took longer than camera.timeout_s={self.cfg.timeout_s:g}"
-                    ) from None
+                    raise late from None
                 raise
+            if deadline.expired:  # the socket shut at the deadline reads as the body's end
+                raise late
+            return body
 
     def _fetch_within(self) -> bytes:
         cfg = self.cfg

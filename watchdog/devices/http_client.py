@@ -56,6 +56,11 @@ _CONNECTION_CAUSES = (
         ),
         "host name not found (DNS)",
     ),
+    (
+        ("CERTIFICATE_VERIFY_FAILED",),
+        "its TLS certificate is not trusted here (self-signed, or from a private CA)",
+    ),
+    (("WRONG_VERSION_NUMBER",), "TLS failed: does it speak http, not https?"),
     (("refused",), "connection refused (nothing listens on that port)"),
     (("timed out", "Timeout"), "no answer (timed out)"),
     (("No route to host", "unreachable"), "host unreachable (network)"),
