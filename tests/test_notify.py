@@ -940,3 +940,26 @@ def test_made_up_button_tokens_posted_in_a_loop_do_not_flood_the_log(tmp_path, c
         answers = [handler.handle_action(f"made-up-token-{i:06d}-AAAA") for i in range(50)]
     assert all(status >= 400 for status, _ in answers)
     assert len([r for r in caplog.records if "button refused" in r.getMessage()]) == 1
+
+
+def test_a_removed_targets_waiting_notifications_never_go_to_the_next_one(
+    phone, ntfy_receiver, tmp_path, caplog
+) -> None:
+    """Two unnamed ntfy targets, Alice's (down for the day) and Bob's (failures only). The
+    owner removes Alice's: Bob's takes its place in the list, and so its queue folder, and
+    Alice's waiting notifications (her camera news too) went to Bob."""
+    from tests.plugins.mosquitto import free_port
+
+    alice = target(f"ntfy://127.0.0.1:{free_port()}/alice", camera_offline_after_s=0)
+    bob = target(ntfy_receiver.url("bob"), events=["failure"])
+    first = phone(notify=(alice, bob))
+    first.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    first.camera_changed(PRINTER, online=False)
+    wait_for("Bob's alert", lambda: len(ntfy_receiver.messages) == 1)
+    assert first.notify_status()["ntfy"]["pending"] >= 1  # Alice's, waiting
+    first.stop()
+    second = phone(notify=(bob,))
+    assert second.notifications.flush(10), second.notify_status()
+    second.stop()
+    assert [m.topic for m in ntfy_receiver.messages] == ["bob"]
+    assert "left for another target" in caplog.text

@@ -19,6 +19,7 @@ before it POSTs.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -43,6 +44,7 @@ from watchdog.comms.actions import ActionTokens
 from watchdog.comms.outbox import Entry, Outbox
 from watchdog.config import NotifyEvent, NotifyTarget
 from watchdog.control import Verb, saved_answers
+from watchdog.durable import replace_file
 from watchdog.incidents import ThrottledLog
 
 logger = logging.getLogger(__name__)
@@ -218,6 +220,27 @@ def target_names(targets: Sequence[NotifyTarget]) -> list[str]:
     return names
 
 
+def target_identity(what: str, outbox_root: Path) -> str | None:
+    """A short keyed hash of a target's name or URL, so a queued notification is sent only to
+    the target it was queued for. Keyed with a random key kept beside the outbox: the URL (a
+    token in it) cannot be guessed back from the hash. None when the key cannot be kept."""
+    key_file = outbox_root / ".target-key"
+    try:
+        key = key_file.read_bytes()
+        if len(key) != 32:
+            raise FileNotFoundError
+    except FileNotFoundError:
+        key = os.urandom(32)
+        try:
+            outbox_root.mkdir(parents=True, exist_ok=True)
+            replace_file(key_file, key)
+        except OSError:
+            return None
+    except OSError:
+        return None
+    return hashlib.blake2b(what.encode(), key=key, digest_size=8).hexdigest()
+
+
 def secret_fragments(url: str) -> list[str]:
     """Every part of an Apprise URL that may be a secret (user, password, host, path, query
     values), longest first, for masking anything a service or Apprise says back."""
@@ -356,6 +379,9 @@ class TargetSender:
         self._throttle = throttle
         self._url = cfg.url.get_secret_value().strip()
         self.fragments = secret_fragments(self._url)
+        # what its queued entries are marked with: an unnamed target's channel is its place in
+        # the list, so after a target is removed the next one takes its channel (and its queue)
+        self.identity = target_identity(cfg.name or self._url, outbox.root)
         self._cond = threading.Condition()
         self._queue: list[Entry] = []
         self._failures: dict[str, int] = {}  # failed attempts of each queued entry
@@ -391,8 +417,20 @@ class TargetSender:
         return _EVENT[event.kind] in wanted
 
     def load(self) -> None:
+        entries = sorted(self.outbox.pending(self.channel), key=lambda e: e.id)
+        theirs = [e for e in entries if not self._ours(e)]
+        for entry in theirs:
+            self.outbox.done(entry)
+        if theirs:
+            logger.warning(
+                "notify %s: %d notification(s) left for another target (one removed, or this "
+                "one's URL changed; a target's name: keeps its queue) or for events it no "
+                "longer takes are not sent",
+                self.name,
+                len(theirs),
+            )
         with self._cond:
-            self._queue = sorted(self.outbox.pending(self.channel), key=lambda e: e.id)
+            self._queue = [e for e in entries if self._ours(e)]
             self._gauge()
         if self._queue:
             logger.info(
@@ -400,6 +438,18 @@ class TargetSender:
                 self.name,
                 len(self._queue),
             )
+
+    def _ours(self, entry: Entry) -> bool:
+        """A saved entry this target would send today: queued for it (entries saved before
+        they were marked pass), of an event and a printer it takes."""
+        marked = entry.body.get("target")
+        if marked is not None and marked != self.identity:
+            return False
+        try:
+            kind = Kind(entry.body.get("kind"))
+        except ValueError:
+            return True  # a damaged entry: sent as it is, as before
+        return self.wants(Event(kind, entry.printer, "", ""))
 
     def enqueue(self, event: Event) -> None:
         """Write the notification to the outbox (coalesced with an earlier one) and wake the sender."""
@@ -434,6 +484,7 @@ class TargetSender:
                 "not_before": 0.0,
                 "attachment_name": f"{self.cfg.attach}.jpg",
                 "answers": [v.value for v in event.answers],
+                "target": self.identity,
             }
             if waiting:
                 old = waiting[-1]
