@@ -4,6 +4,7 @@ coalescing; expiry; the buttons' capability tokens through the real status serve
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -963,3 +964,35 @@ def test_a_removed_targets_waiting_notifications_never_go_to_the_next_one(
     second.stop()
     assert [m.topic for m in ntfy_receiver.messages] == ["bob"]
     assert "left for another target" in caplog.text
+
+
+def test_an_alert_told_at_start_on_a_full_disk_is_not_lost_by_the_outbox_load(
+    phone, ntfy_receiver, monkeypatch
+) -> None:
+    """At start the phones are told of an alert a stopped watchdog left (its pause's end
+    unknown) before the outbox's waiting notifications are loaded; on a full disk that one is
+    in memory only, and the load replaced it. The full disk is made by the outbox's own
+    answer to one (an entry not saved): a disk cannot be filled here without root mounts."""
+    from watchdog.comms.outbox import Outbox
+
+    targets = (target(ntfy_receiver.url("t", "bob", NTFY_PASSWORD)),)
+    first = phone(notify=targets)
+    draft = dict(alert(), action_result={"outcome": "unknown", "detail": "stopped"})
+    first.store.save(PRINTER, draft, jpeg(1), jpeg(2), pending=first.delivers)
+    first.stop()
+    real_put = Outbox.put
+
+    def full(self, channel, printer, body, attachment=None, entry_id=None):
+        entry = real_put(self, channel, printer, body, attachment, entry_id)
+        if entry.path is not None:  # as put answers a full disk: unsaved, in memory
+            self.done(entry)
+            entry = dataclasses.replace(entry, path=None, attachment=attachment)
+        return entry
+
+    monkeypatch.setattr(Outbox, "put", full)
+    second = phone(notify=targets)
+    assert second.notifications.flush(30), second.notify_status()
+    assert [m.title for m in ntfy_receiver.messages] == [
+        "ender3: failure; the pause may not have happened"
+    ]
+    second.stop()

@@ -430,7 +430,9 @@ class TargetSender:
                 len(theirs),
             )
         with self._cond:
-            self._queue = [e for e in entries if self._ours(e)]
+            # queued before the load and never saved (a full disk): kept, after what was left
+            unsaved = [e for e in self._queue if e.path is None]
+            self._queue = [e for e in entries if self._ours(e)] + unsaved
             self._gauge()
         if self._queue:
             logger.info(
