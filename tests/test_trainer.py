@@ -213,6 +213,11 @@ def test_seed_protocol_random_split_with_contamination(
     assert rep["seed_review"]["of"] == rep["n_contamination"]
     assert "training frames" in rep["seed_review"]["on"]
     assert "0.98" in rep["threshold_rule"]
+    # no figure drawn: report.md names none (it pointed to five files that were not there)
+    run_dir = Path(proc.stdout.strip().splitlines()[-1])
+    assert not list(run_dir.glob("*.png"))
+    md = (run_dir / "report.md").read_text()
+    assert ".png" not in md and "No figures (--no-plots)." in md
 
 
 # --------------------------------------------------------------------------- pure numpy parts

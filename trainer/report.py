@@ -94,7 +94,7 @@ def _pct(v: Any) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
-def _daemon_section(d: dict[str, Any]) -> list[str]:
+def _daemon_section(d: dict[str, Any], figures: set[str]) -> list[str]:
     """What the daemon would do on the held-out prints: the report's headline."""
     lines = [
         "## What the daemon would do on prints the model never saw",
@@ -119,13 +119,12 @@ def _daemon_section(d: dict[str, Any]) -> list[str]:
         "",
         *_replay_table(d["replays"], "calibration frames"),
     ]
-    return [
-        *lines,
-        "",
-        "Figure: replay.png (calibration shaded, flagged frames in red, the pause as a line).",
-        "",
-        *_start_section(d.get("start")),
-    ]
+    figure = (
+        ["", "Figure: replay.png (calibration shaded, flagged frames in red, the pause as a line)."]
+        if "replay.png" in figures
+        else []
+    )
+    return [*lines, *figure, "", *_start_section(d.get("start"))]
 
 
 def _start_section(s: dict[str, Any] | None) -> list[str]:
@@ -167,14 +166,30 @@ def _replay_table(replays: list[dict[str, Any]], learnt: str) -> list[str]:
     return lines
 
 
-def markdown(rep: dict[str, Any]) -> str:
-    """A short human summary of report.json: the daemon's judgement first, absolute figures after."""
+FIGURES = {
+    "replay.png": "replay.png (the daemon's replays)",
+    "loss.png": "loss.png",
+    "reconstructions.png": "reconstructions.png",
+    "anomalies.png": "anomalies.png (absolute)",
+    "scores.png": "scores.png (absolute)",
+}
+
+
+def _figures_line(figures: set[str]) -> str:
+    shown = [text for name, text in FIGURES.items() if name in figures]
+    return f"Figures: {', '.join(shown)}." if shown else "No figures (--no-plots)."
+
+
+def markdown(rep: dict[str, Any], figures: set[str] | None = None) -> str:
+    """A short human summary of report.json: the daemon's judgement first, absolute figures
+    after; ``figures``: the pictures the run drew, which it names (None: all of them)."""
+    figures = set(FIGURES) if figures is None else figures
     s = rep["sessions"]
     r = rep["seed_review"]
     lines = [
         f"# Training run: preset `{rep['preset']}`",
         "",
-        *_daemon_section(rep["daemon"]),
+        *_daemon_section(rep["daemon"], figures),
         "## Data",
         "",
         f"- Protocol: **{rep['protocol']}**",
@@ -231,8 +246,7 @@ def markdown(rep: dict[str, Any]) -> str:
         f"Keras, {p['frames']} frames): max relative score difference {p['max_relative_score_difference']:.2g}, "
         f"max pixel difference {p['max_pixel_difference']:.2g}.",
         "",
-        "Figures: replay.png (the daemon's replays), loss.png, reconstructions.png, anomalies.png "
-        "(absolute), scores.png (absolute). Bundle: bundle/.",
+        f"{_figures_line(figures)} Bundle: bundle/.",
         "",
     ]
     return "\n".join(lines)
@@ -242,4 +256,5 @@ def write(rep: dict[str, Any], run_dir: Path) -> None:
     """Write report.json and report.md into the run folder."""
     (run_dir / "report.json").write_text(json.dumps(_plain(rep), indent=2) + "\n")
     # a print's name is a file name, which need not be UTF-8
-    (run_dir / "report.md").write_text(markdown(rep), errors="backslashreplace")
+    drawn = {p.name for p in run_dir.glob("*.png")}
+    (run_dir / "report.md").write_text(markdown(rep, drawn), errors="backslashreplace")
