@@ -1028,19 +1028,29 @@ def test_a_print_that_ends_with_its_camera_offline_withdraws_the_waiting_offline
     tmp_path, tiny_adaptive_bundle, normal_frames, monkeypatch
 ) -> None:
     """The camera's "offline" waits a minute before it is sent (a hiccup is not worth one):
-    when the print ends first, or watching is switched off, it is withdrawn."""
+    when the print ends first, or watching is switched off, it is withdrawn, and the camera
+    is judged afresh at the next print (still offline: told then)."""
     from watchdog.control import Command, Verb
 
     printer = SimulatedPrinter("J.gcode")
     frames = _folder(tmp_path / "rec", list(normal_frames[:4]))
     watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
     unwatched: list[str] = []
-    monkeypatch.setattr(watcher.alerts, "camera_unwatched", unwatched.append)
+
+    def withdrawn(name: str) -> bool:  # one was still waiting: the owner was told nothing
+        unwatched.append(name)
+        return True
+
+    monkeypatch.setattr(watcher.alerts, "camera_unwatched", withdrawn)
     watcher.step()
     watcher.camera_online = False  # as a camera that stopped answering leaves it
+    printer.pause()  # a pause is no end: its outage is still told
+    watcher.step()
+    assert unwatched == []
     printer.cancel()
     watcher.step()
-    assert unwatched == ["e3"]
+    # judged afresh at the next print: told then if it is still offline
+    assert unwatched == ["e3"] and watcher.camera_online is None
     printer.start_print("K.gcode")
     watcher.step()
     watcher.camera_online = False

@@ -576,7 +576,7 @@ def test_a_camera_offline_just_before_its_print_ended_is_not_sent(
         ),
     )
     notifier.camera_changed(PRINTER, online=False)
-    notifier.camera_unwatched(PRINTER)  # the print ended while it waited
+    assert notifier.camera_unwatched(PRINTER)  # the print ended while it waited
     notifier.camera_changed(PRINTER, online=True)  # the next print: the camera is back
     time.sleep(2.0)
     assert notifier.notifications.flush(10) and ntfy_receiver.messages == []

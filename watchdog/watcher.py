@@ -450,8 +450,9 @@ class Watcher:
         if Event.PRINT_ERROR in happened:
             logger.warning("%s: the print stopped by a printer error: %s", self.name, status.detail)
             self.alerts.print_done(self.name, before.job, status.detail or "printer error")
-        if before.watching and not self.state.watching and self.camera_online is False:
-            self.alerts.camera_unwatched(self.name)
+        running = (PrinterState.PRINTING, PrinterState.PAUSED)
+        if before.printer in running and self.state.printer not in running:
+            self._camera_unwatched()  # the print ended (a pause is no end: its outage is told)
         if before.printer == self.state.printer:
             return []
         logger.info(
@@ -468,6 +469,13 @@ class Watcher:
                 {"from": str(before.printer), "to": str(self.state.printer), "job": self.state.job},
             )
         ]
+
+    def _camera_unwatched(self) -> None:
+        """The print ended or watching was switched off: a camera outage not told yet is not
+        told, and the camera is judged afresh at the next watched print (offline then: told
+        then; online: no "back online" for an outage never told)."""
+        if self.camera_online is False and self.alerts.camera_unwatched(self.name):
+            self.camera_online = None
 
     def _note_api_health(self, status: PrinterStatus) -> None:
         """What the printer's API said, kept for the page and the buttons; one log line per
@@ -673,8 +681,8 @@ class Watcher:
             if verb is Verb.ENABLE and not self.enabled:
                 self.state = decide.after_a_gap(self.state)
             self.enabled = verb is Verb.ENABLE
-            if not self.enabled and self.camera_online is False:
-                self.alerts.camera_unwatched(self.name)
+            if not self.enabled:
+                self._camera_unwatched()
             switches.remember(self.alerts.store.storage_dir, self.name, self.enabled)
             logger.info(
                 "%s: watching %s (%s)",

@@ -185,11 +185,14 @@ class Notifier:
         if self.notifications:
             self.notifications.notify(camera_event(printer, online))
 
-    def camera_unwatched(self, printer: str) -> None:
-        """The print stopped being watched with the camera offline (it ended, paused, or
-        watching was switched off): an "offline" still waiting is no longer worth sending."""
-        if self.notifications:
-            self.notifications.withdraw(printer, Kind.CAMERA_OFFLINE)
+    def camera_unwatched(self, printer: str) -> bool:
+        """The print ended, or watching was switched off, with the camera offline: an
+        "offline" still waiting is no longer worth sending. True when one was withdrawn (the
+        owner was told nothing of this outage)."""
+        return (
+            bool(self.notifications)
+            and self.notifications.withdraw(printer, Kind.CAMERA_OFFLINE) > 0
+        )
 
     def print_done(self, printer: str, job: str | None, error: str | None = None) -> None:
         """A watched print stopped printing without our action (``print_done``); ``error``:

@@ -512,21 +512,24 @@ class TargetSender:
             self._gauge()
             self._cond.notify_all()
 
-    def withdraw(self, printer: str, kind: Kind) -> None:
-        """Drop the notifications of ``kind`` that still wait to be due: a camera that went
-        offline just before its print ended is not worth "the print is not watched"."""
+    def withdraw(self, printer: str, kind: Kind) -> int:
+        """Drop the notifications of ``kind`` that still wait to be due (how many): a camera
+        that went offline just before its print ended is not worth "the print is not
+        watched"."""
         now = self.wall()
         with self._cond:
-            for entry in [
+            waiting = [
                 e
                 for e in self._queue
                 if e.printer == printer
                 and e.body.get("kind") == kind.value
                 and _not_before(e) > now
-            ]:
+            ]
+            for entry in waiting:
                 self._queue.remove(entry)
                 self.outbox.done(entry)
             self._gauge()
+        return len(waiting)
 
     def _answers_nothing(self, event: Event, waiting: list[Entry], group: str) -> bool:
         """A camera back online when no "offline" of it was sent or waits."""
@@ -914,9 +917,8 @@ class Notifications:
             if target.wants(event):
                 target.enqueue(event)
 
-    def withdraw(self, printer: str, kind: Kind) -> None:
-        for target in self.targets:
-            target.withdraw(printer, kind)
+    def withdraw(self, printer: str, kind: Kind) -> int:
+        return sum(target.withdraw(printer, kind) for target in self.targets)
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Per target: sent, failed, pending, dropped, rejected, last error (masked)."""
