@@ -247,17 +247,18 @@ def _say_split(options: Options, split: Split) -> None:
 
 
 def _check_out(out: Path) -> None:
-    """``--out`` is a folder this user can write in: said before the frames are loaded and
-    the model fitted, not after."""
+    """``--out`` is, or can be made, a folder this user writes in: said before the frames are
+    loaded and the model fitted, not after (and nothing is made before the run's checks)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"--out {out}: cannot make the folder ({exc.strerror or exc})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise DataError(f"--out {out}: this user cannot write in it")
+    existing = out.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DataError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DataError(f"--out {out}: this user cannot write in {existing}")
 
 
 def _run_dir(out: Path) -> Path:
