@@ -692,3 +692,40 @@ def test_an_https_camera_whose_certificate_is_not_trusted_says_so(bad_tls_server
         assert "TLS certificate is not trusted" in cam.last_error, cam.last_error
     finally:
         cam.close()
+
+
+@pytest.mark.parametrize("kind", ["snapshot", "stream"])
+def test_a_camera_serving_the_same_picture_goes_offline_until_it_changes(
+    camera_server: CameraServer, opened, kind: str
+) -> None:
+    """ustreamer serves a stand-in picture when its USB camera goes (a frozen camera serves
+    its last frame): the stream stays up and every frame decodes, so the print was watched on
+    a picture that never changed, and nobody was told. The very same bytes for
+    camera.frozen_after_s are offline; a changing picture is online again."""
+    url = camera_server.snapshot_url if kind == "snapshot" else camera_server.stream_url
+    camera_server.set_frames([synthetic_frame(i) for i in range(1, 5)])
+    cam = opened(url, frozen_after_s=1.0)
+    started = time.monotonic()
+    while time.monotonic() - started < 2.0:  # a live picture stays online
+        cam.read()
+        assert cam.online, cam.last_error
+        time.sleep(0.1)
+    camera_server.set_frames([synthetic_frame(3)])  # frozen
+    wait_until("frozen: offline", lambda: cam.read() is None and not cam.online, 20)
+    assert "the very same picture for" in cam.last_error
+    assert "camera.frozen_after_s" in cam.last_error
+    assert cam.read() is None  # offline while it stays frozen
+    camera_server.set_frames([synthetic_frame(4), synthetic_frame(5)])
+    read_until(cam, lambda f: f is not None)
+    assert cam.online
+
+
+def test_a_still_picture_is_online_when_frozen_pictures_are_not_looked_for(
+    camera_server: CameraServer, opened
+) -> None:
+    camera_server.set_frames([synthetic_frame(3)])
+    cam = opened(camera_server.snapshot_url, frozen_after_s=0)
+    for _ in range(5):
+        assert cam.read() is not None
+        time.sleep(0.05)
+    assert cam.online

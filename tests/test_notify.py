@@ -996,3 +996,54 @@ def test_an_alert_told_at_start_on_a_full_disk_is_not_lost_by_the_outbox_load(
         "ender3: failure; the pause may not have happened"
     ]
     second.stop()
+
+
+def test_a_frozen_camera_mid_print_is_told_offline_with_why_and_back_when_it_moves(
+    phone, webhook_receiver, camera_server, tiny_adaptive_bundle
+) -> None:
+    """A USB camera gone from behind ustreamer leaves its stand-in picture: every frame
+    decoded, so the print was watched on a picture that never changed and the owner was told
+    nothing. A real snapshot camera, the real watcher, Apprise to a local webhook."""
+    from tests.plugins.camera import synthetic_frame
+    from watchdog.config import CameraConfig, PrinterConfig
+    from watchdog.detection.bundle import Bundle
+    from watchdog.detection.decide import Label
+    from watchdog.devices.printers import SimulatedPrinter
+    from watchdog.watcher import build_watcher
+
+    notifier = phone(
+        notify=(
+            target(
+                webhook_receiver.url("hook"),
+                events=["camera_offline"],
+                coalesce_s=0,
+                camera_offline_after_s=0,
+            ),
+        ),
+    )
+    camera_server.set_frames([synthetic_frame(i) for i in range(4)])
+    camera = CameraConfig(
+        source=camera_server.snapshot_url, interval_s=0, timeout_s=5, frozen_after_s=1.0
+    )
+    watcher = build_watcher(
+        PrinterConfig(name=PRINTER, camera=camera),
+        Bundle.load(tiny_adaptive_bundle),
+        notifier,
+        printer=SimulatedPrinter("J.gcode"),
+        clock=time.monotonic,
+    )
+    try:
+        for _ in range(3):
+            assert watcher.step().verdict is not None  # a live picture is scored
+        camera_server.set_frames([synthetic_frame(7)])  # the stand-in picture
+        wait_for("offline", lambda: watcher.step().state is Label.CAMERA_OFFLINE, 30)
+        assert notifier.notifications.flush(60), notifier.notify_status()
+        [offline] = webhook_receiver.posts
+        assert offline["title"] == f"{PRINTER}: camera offline"
+        assert "the very same picture" in offline["message"], offline["message"]
+        camera_server.set_frames([synthetic_frame(i) for i in range(4)])
+        wait_for("back", lambda: watcher.step().verdict is not None, 30)
+        assert notifier.notifications.flush(60), notifier.notify_status()
+        assert webhook_receiver.posts[-1]["title"] == f"{PRINTER}: camera back online"
+    finally:
+        watcher.camera.close()

@@ -264,6 +264,12 @@ class CameraConfig(_Model):
     max_pixels: int = Field(
         16_000_000, ge=10_000, description="largest frame (width x height) accepted"
     )
+    frozen_after_s: float = Field(
+        60.0,
+        ge=0.0,
+        description="an http camera serving the very same picture this long is offline (a "
+        "frozen camera, or its stand-in picture when a USB camera is gone); 0: never",
+    )
 
     @field_validator("source")
     @classmethod

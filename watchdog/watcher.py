@@ -240,7 +240,9 @@ class Watcher:
         self.clock = clock
         # the daemon's, shared by its watchers (frame_gate.py); the one the camera enters, if any
         self.gate = gate or getattr(camera, "gate", None) or FrameGate()
-        self._camera_change: bool | None = None  # went online (True) or offline, not told yet
+        # went online (True) or offline, not told yet, and why it went offline
+        self._camera_change: bool | None = None
+        self._camera_why = ""
         self.settings = decide.Settings.from_config(cfg.detection)
         self.action = Action(cfg.action)
         self.state = decide.WatchState()
@@ -367,8 +369,9 @@ class Watcher:
                     WatchEvent("camera_online" if online else "camera_offline", self.name)
                 )
                 log = logger.info if online else logger.warning
+                why = "" if online else self.camera.last_error
                 log("%s: camera %s", self.name, "back online" if online else "offline: no frame")
-                self._camera_change = online
+                self._camera_change, self._camera_why = online, why
             if online and self.camera_online is False:
                 self.state = decide.after_a_gap(self.state)
             self.camera_online = online
@@ -377,7 +380,7 @@ class Watcher:
     def _tell_camera_change(self) -> None:
         if self._camera_change is not None:
             online, self._camera_change = self._camera_change, None
-            self.alerts.camera_changed(self.name, online)
+            self.alerts.camera_changed(self.name, online, self._camera_why)
 
     def _frame_name(self) -> str | None:
         """The file the last frame came from (folder cameras: replay, demo), else None."""

@@ -180,10 +180,11 @@ class Notifier:
         if self.notifications:
             self.notifications.notify(alert_event(incident.alert, frame_jpeg, heatmap_jpeg))
 
-    def camera_changed(self, printer: str, online: bool) -> None:
-        """The camera went offline, or came back: one notification each (``camera_offline``)."""
+    def camera_changed(self, printer: str, online: bool, why: str = "") -> None:
+        """The camera went offline (``why``: its error), or came back: one notification
+        each (``camera_offline``)."""
         if self.notifications:
-            self.notifications.notify(camera_event(printer, online))
+            self.notifications.notify(camera_event(printer, online, why))
 
     def camera_unwatched(self, printer: str) -> bool:
         """The print ended, or watching was switched off, with the camera offline: an

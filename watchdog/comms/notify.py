@@ -168,7 +168,8 @@ def alert_event(
     )
 
 
-def camera_event(printer: str, online: bool) -> Event:
+def camera_event(printer: str, online: bool, why: str = "") -> Event:
+    """``why``: the camera's own error when it went offline (one line, no secrets)."""
     if online:
         return Event(
             Kind.CAMERA_ONLINE,
@@ -180,7 +181,8 @@ def camera_event(printer: str, online: bool) -> Event:
         Kind.CAMERA_OFFLINE,
         printer,
         f"{printer}: camera offline",
-        f"The camera of {printer} gives no frames: the print is not watched until it is back.",
+        f"The camera of {printer} {f'is offline ({why})' if why else 'gives no frames'}: "
+        "the print is not watched until it is back.",
     )
 
 

@@ -26,6 +26,9 @@ Sources, chosen from ``CameraConfig.source``:
 Everything from the network is size-limited before decoding: at most ``max_bytes`` per
 snapshot or MJPEG part are read, HTML is refused, and the JPEG/PNG header's dimensions are
 checked against ``max_pixels`` before anything is decoded (decompression bombs are refused).
+An http camera (snapshot or MJPEG) that serves the very same bytes for
+``frozen_after_s`` is offline (``frozen.py``): a frozen camera, or a streamer's stand-in
+picture once its USB camera is gone.
 
 Folders and videos are finite (``replay``, ``demo``): they do not loop, and ``exhausted``
 becomes True after the last frame. Every frame is validated: grey and BGRA become BGR
@@ -55,6 +58,7 @@ import urllib3
 
 from watchdog.config import CameraConfig
 from watchdog.detection.bundle import Preprocess, to_bgr
+from watchdog.devices.frozen import FrozenPicture, frozen_message
 from watchdog.devices.http_client import (
     BadUrl,
     HttpClient,
@@ -496,6 +500,7 @@ class _BaseCamera:
         self._was_offline_logged = False
         self._bad_logged_at = -BAD_LOG_INTERVAL_S
         self._contacted = False  # it has answered once, or been found offline
+        self._frozen = FrozenPicture(cfg.frozen_after_s)
 
     def _halted(self) -> bool:
         return self._closed.is_set() or (self._stop is not None and self._stop.is_set())
@@ -622,6 +627,12 @@ class _BaseCamera:
     def _enter_gate(self) -> None:
         if self.gate is not None:
             self.gate.enter()
+
+    def _frozen_problem(self, data: bytes) -> str | None:
+        """Why a network camera's picture is not live (the same bytes for
+        camera.frozen_after_s), or None."""
+        seconds = self._frozen.frozen_for(data, time.monotonic())
+        return None if seconds is None else frozen_message(seconds)
 
     def _decode(self, data: bytes) -> np.ndarray:
         """``decode_image`` for this camera, inside the frame gate (frame_gate.py)."""
@@ -797,7 +808,10 @@ class SnapshotCamera(_BaseCamera):
 
     def _read_raw(self) -> np.ndarray | None:
         try:
-            return self._decode(self._fetch())
+            data = self._fetch()
+            if (frozen := self._frozen_problem(data)) is not None:
+                raise SourceDown(frozen)
+            return self._decode(data)
         except _StreamDetected:
             self.stream_detected = True  # AutoHttpCamera switches to a StreamCamera
             return None
@@ -1271,6 +1285,8 @@ class MjpegCamera(_ThreadedCamera):
                         if junk >= BAD_RUN_OFFLINE:
                             raise SourceDown(f"{junk} frames in a row refused: {problem}")
                         continue
+                    if isinstance(part, bytes) and (frozen := self._frozen_problem(part)):
+                        raise SourceDown(frozen)  # the same picture again: not online for it
                     self._connected()
                     connected = True
                 if self._reconnect.is_set():  # read() found a run of bad parts: start over
@@ -1293,6 +1309,11 @@ class MjpegCamera(_ThreadedCamera):
             if self._seq <= self._taken or not self.online:
                 return None
             self._taken, part = self._seq, self._latest
+        if isinstance(part, bytes) and (frozen := self._frozen_problem(part)) is not None:
+            # the reader connects again (offline with its backoff until the picture changes)
+            self.last_error = frozen
+            self._reconnect.set()
+            return None
         try:
             if isinstance(part, BadFrame):
                 raise part

@@ -1,0 +1,53 @@
+"""A network camera that serves the very same picture over and over watches nothing.
+
+ustreamer serves its "no signal" picture (or the last frame, ``--last-as-blank``) when its
+USB camera goes, and a camera's firmware can hang on one frame: the stream stays up and
+every frame decodes, so nothing else notices, and the print is watched on a picture that
+never changes. A live sensor's noise makes two JPEGs of one still scene differ in their
+bytes, so the same bytes read again and again are a picture that is not live (or a room so
+dark that the camera sends black, where nothing is watched either).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+MIN_REPEATS = 3  # reads of the same picture, at least, before it counts as frozen
+
+
+class FrozenPicture:
+    """How long a camera has served one picture, byte for byte (thread-safe: a stream's
+    reader thread and the watcher's reads both ask)."""
+
+    def __init__(self, after_s: float) -> None:
+        self.after_s = after_s  # 0: never frozen
+        self._lock = threading.Lock()
+        self._digest = b""
+        self._since = 0.0
+        self._repeats = 0
+
+    def frozen_for(self, data: bytes, now: float) -> float | None:
+        """Seconds ``data`` has been the picture served, once that is ``after_s`` or more
+        (and it was read at least MIN_REPEATS times); None while the picture is live.
+        ``now``: the monotonic clock."""
+        if self.after_s <= 0:
+            return None
+        digest = hashlib.blake2b(data, digest_size=16).digest()
+        with self._lock:
+            if digest != self._digest:
+                self._digest, self._since, self._repeats = digest, now, 1
+                return None
+            self._repeats += 1
+            repeats, same_for = self._repeats, now - self._since
+        if repeats >= MIN_REPEATS and same_for >= self.after_s:
+            return same_for
+        return None
+
+
+def frozen_message(seconds: float) -> str:
+    """The camera's error while its picture is frozen (one line, the config key named)."""
+    return (
+        f"the very same picture for {seconds:.0f} s (camera.frozen_after_s): a frozen camera, "
+        "its stand-in picture (a USB camera gone from ustreamer), or a room too dark to see"
+    )
