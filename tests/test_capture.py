@@ -682,16 +682,43 @@ def test_a_camera_serving_another_reader_is_waited_for_at_first_then_offline(
         other.close()
 
 
-def test_an_https_camera_whose_certificate_is_not_trusted_says_so(bad_tls_server) -> None:
+def test_an_https_camera_whose_certificate_is_not_trusted_says_so_and_takes_a_ca_file(
+    bad_tls_server, self_signed_cert
+) -> None:
     """A camera behind https with a self-signed certificate was "connection failed or
-    dropped": the owner looked for a network fault."""
-    bad_tls_server.respond(200, b"not used", "image/jpeg")
-    cam = open_camera(cam_cfg(bad_tls_server.url + "/snapshot", timeout_s=2), backoff=FAST)
+    dropped": the owner looked for a network fault, and could not tell the daemon to trust
+    it (only the printer's API took a CA file)."""
+    frame = synthetic_frame(2)
+    bad_tls_server.respond(200, cv2.imencode(".jpg", frame)[1].tobytes(), "image/jpeg")
+    url = bad_tls_server.url + "/snapshot"
+    cam = open_camera(cam_cfg(url, timeout_s=2), backoff=FAST)
+    trusted = open_camera(cam_cfg(url, timeout_s=2, ca_file=self_signed_cert[0]), backoff=FAST)
     try:
         assert cam.read() is None
         assert "TLS certificate is not trusted" in cam.last_error, cam.last_error
+        assert "set camera.ca_file" in cam.last_error
+        got = trusted.read()
+        assert got is not None and got.shape == frame.shape, trusted.last_error
     finally:
         cam.close()
+        trusted.close()
+
+
+def test_a_missing_ca_file_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    from watchdog.config import ConfigError, parse_config
+
+    missing = tmp_path / "ca.pem"
+    for where in ("camera", "api"):
+        section = {"source": "https://cam.lan/snap.jpg"} if where == "camera" else {}
+        printer: dict[str, object] = {"name": "p", "camera": section}
+        if where == "api":
+            printer["api"] = {"kind": "moonraker", "url": "https://pi.lan"}
+        printer[where] = {**printer[where], "ca_file": str(missing)}  # type: ignore[dict-item]
+        with pytest.raises(ConfigError) as err:
+            parse_config({"printers": [printer]})
+        assert f"printers.0.{where}.ca_file" in str(err.value) and "no such file" in str(
+            err.value
+        ), err.value
 
 
 @pytest.mark.parametrize("kind", ["snapshot", "stream"])

@@ -249,6 +249,14 @@ class StorageConfig(_Model):
     )
 
 
+def _existing_ca(path: Path | None) -> Path | None:
+    """A CA file or folder that is there: a missing one failed at every request as a TLS
+    or connection error, far from the key that named it."""
+    if path is not None and not (path.is_file() or path.is_dir()):
+        raise ValueError(f"{path}: no such file or folder (a CA certificate in PEM)")
+    return path
+
+
 class CameraConfig(_Model):
     """Where frames come from."""
 
@@ -264,12 +272,22 @@ class CameraConfig(_Model):
     max_pixels: int = Field(
         16_000_000, ge=10_000, description="largest frame (width x height) accepted"
     )
+    ca_file: Path | None = Field(
+        None,
+        description="CA certificate (PEM file, or a hashed folder of them) for an https camera "
+        "with a self-signed certificate",
+    )
     frozen_after_s: float = Field(
         60.0,
         ge=0.0,
         description="an http camera serving the very same picture this long is offline (a "
         "frozen camera, or its stand-in picture when a USB camera is gone); 0: never",
     )
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, v: Path | None) -> Path | None:
+        return _existing_ca(v)
 
     @field_validator("source")
     @classmethod
@@ -309,6 +327,11 @@ class ApiConfig(_Model):
     )
     ca_file: Path | None = Field(None, description="CA certificate for a self-signed https URL")
     insecure: bool = Field(False, description="skip TLS verification of the API (not recommended)")
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, v: Path | None) -> Path | None:
+        return _existing_ca(v)
 
     @field_validator("api_key")
     @classmethod

@@ -60,6 +60,7 @@ from watchdog.config import CameraConfig
 from watchdog.detection.bundle import Preprocess, to_bgr
 from watchdog.devices.frozen import FrozenPicture, frozen_message
 from watchdog.devices.http_client import (
+    UNTRUSTED_CERTIFICATE,
     BadUrl,
     HttpClient,
     TooManyRedirects,
@@ -178,7 +179,14 @@ def url_host(url: str) -> str:
 def connection_problem(url: str, exc: BaseException) -> str:
     """Why an http(s) camera could not be reached, naming its host: DNS, refused, timeout, dropped."""
     cause = connection_cause(exc, "camera") or "connection failed or dropped"
+    if cause == UNTRUSTED_CERTIFICATE:
+        cause += "; set camera.ca_file to the CA that signed it"
     return f"cannot connect to {url_host(url)}: {cause}"
+
+
+def _verify(cfg: CameraConfig) -> bool | str:
+    """TLS verification of an https camera: the system's CAs, or camera.ca_file."""
+    return str(cfg.ca_file) if cfg.ca_file is not None else True
 
 
 @dataclass(frozen=True)
@@ -803,7 +811,9 @@ class SnapshotCamera(_BaseCamera):
         self.url = url
         self.stream_detected = False
         self._http = HttpClient(
-            {"Accept": "image/jpeg, image/png;q=0.9, */*;q=0.1"}, max_redirects=MAX_REDIRECTS
+            {"Accept": "image/jpeg, image/png;q=0.9, */*;q=0.1"},
+            verify=_verify(cfg),
+            max_redirects=MAX_REDIRECTS,
         )
 
     def _read_raw(self) -> np.ndarray | None:
@@ -1195,7 +1205,7 @@ class MjpegCamera(_ThreadedCamera):
     ) -> None:
         super().__init__(cfg, label, stop, backoff, stats)
         self.url = url
-        self._http = HttpClient(max_redirects=MAX_REDIRECTS)
+        self._http = HttpClient(verify=_verify(cfg), max_redirects=MAX_REDIRECTS)
         self._latest: bytes | BadFrame | None = None
         self._seq = 0
         self._taken = 0

@@ -44,6 +44,9 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 # words in urllib3's nested errors → the cause in a user's words ({peer}: who closed it)
+UNTRUSTED_CERTIFICATE = (
+    "its TLS certificate is not trusted here (self-signed, or from a private CA)"
+)
 _CONNECTION_CAUSES = (
     (
         (
@@ -56,10 +59,7 @@ _CONNECTION_CAUSES = (
         ),
         "host name not found (DNS)",
     ),
-    (
-        ("CERTIFICATE_VERIFY_FAILED",),
-        "its TLS certificate is not trusted here (self-signed, or from a private CA)",
-    ),
+    (("CERTIFICATE_VERIFY_FAILED",), UNTRUSTED_CERTIFICATE),
     (("WRONG_VERSION_NUMBER",), "TLS failed: does it speak http, not https?"),
     (("refused",), "connection refused (nothing listens on that port)"),
     (("timed out", "Timeout"), "no answer (timed out)"),
