@@ -237,6 +237,9 @@ def test_recalibrating_on_ones_own_prints_sets_the_start_threshold_from_their_st
             cv2.imwrite(str(mine / f"print{p}_{i}.jpg"), synth.normal_frame(p, i, TINY_FRAMES))
     r = run_cli("calibrate", str(bundle), "--normal", str(mine))
     assert r.returncode == 0, r.stderr
+    # the runtime's own start-up line ("INFO: Created TensorFlow Lite XNNPACK delegate") is
+    # not the owner's business: nothing but calibrate's own output
+    assert "XNNPACK" not in r.stderr + r.stdout, r.stderr
     after = Bundle.load(bundle).meta.adaptation
     assert after.early_frames == 3 and after.early_threshold > 0
     assert after.early_threshold != before.early_threshold
@@ -252,6 +255,24 @@ def test_recalibrating_on_ones_own_prints_sets_the_start_threshold_from_their_st
     assert r.returncode == 0, r.stderr
     shortest = Bundle.load(bundle).meta.adaptation
     assert (shortest.early_frames, shortest.early_threshold) == (0, 0.0)  # nothing left to judge
+
+
+def test_calibrating_on_a_folder_without_prints_says_so_in_one_line(
+    tmp_path, tiny_start_judged_bundle
+) -> None:
+    """An empty folder, or one of frames not named as a print's, was "no normal print longer
+    than 30 frames whose start moves" after the model was loaded."""
+    empty = _folder(tmp_path / "empty", [])
+    r = run_cli("calibrate", str(tiny_start_judged_bundle), "--normal", str(empty))
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"error: --normal {empty}: no frame named <print>_<number>.jpg (a print's frames, as "
+        "collect records them)"
+    ]
+    loose = _folder(tmp_path / "loose", [])
+    cv2.imwrite(str(loose / "frame.jpg"), synth.normal_frame(2, 0, TINY_FRAMES))
+    r = run_cli("calibrate", str(tiny_start_judged_bundle), "--normal", str(loose))
+    assert r.returncode == 2 and "1 frame(s), none named <print>_<number>.jpg" in r.stderr
 
 
 def test_calibrating_on_the_prints_the_model_was_trained_on_is_warned_against(

@@ -10,10 +10,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import shutil
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,29 +78,9 @@ def write_bundle(tflite: bytes, folder: Path, meta: BundleMeta) -> Bundle:
     return Bundle.load(folder)  # what the daemon will read, validated
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """The TFLite runtime prints "Created TensorFlow Lite XNNPACK delegate" from C++ straight to
-    file descriptor 2; a training run shows only its own lines."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def frame_scorer(bundle: Bundle, num_threads: int = 2) -> FrameScorer:
-    """The daemon's FrameScorer on this bundle, without the runtime's start-up line."""
-    sys.stderr.flush()
-    with _native_stderr_silenced():
-        return FrameScorer(bundle, num_threads=num_threads)
+    """The daemon's FrameScorer on this bundle (the runtime's start-up line dropped there)."""
+    return FrameScorer(bundle, num_threads=num_threads)
 
 
 def tflite_reconstructor(bundle: Bundle, num_threads: int = 2) -> Reconstruct:

@@ -269,6 +269,12 @@ def main(args: argparse.Namespace) -> int:
         prints, loose = frames.group_prints(args.normal)
     except FileNotFoundError as exc:
         raise UsageError(f"--normal {exc}") from exc
+    if not prints:
+        found = f"{len(loose)} frame(s), none named" if loose else "no frame named"
+        raise UsageError(
+            f"--normal {', '.join(map(str, args.normal))}: {found} <print>_<number>.jpg "
+            "(a print's frames, as collect records them)"
+        )
     if loose:
         logger.warning(
             "%d frame(s) not named <print>_<number>.jpg are not part of a print and are left out "

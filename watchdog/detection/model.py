@@ -6,12 +6,16 @@ The interpreter comes from ``ai_edge_litert`` (the maintained LiteRT wheel), els
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
+import sys
+import tempfile
 import threading
 import typing
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +26,42 @@ from watchdog.detection.bundle import MAX_MODEL_BYTES, Bundle, BundleError
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+RUNTIME_BANNER = b"Created TensorFlow Lite XNNPACK delegate for CPU."
+
+
+@contextlib.contextmanager
+def _runtime_banner_dropped() -> Iterator[None]:
+    """The runtime writes "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to the
+    process's stderr itself, past Python's logging, and no setting turns it off: a command's
+    output (calibrate's one-line error, score's figures) began with it. The process's stderr
+    goes to a file meanwhile; all else written there (another thread's log line, the
+    runtime's own error) is passed on."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        sink = tempfile.TemporaryFile()
+    except (OSError, ValueError):  # no descriptor or file to spare: the line is shown
+        yield
+        return
+    try:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+        sink.seek(0)
+        kept = b"".join(
+            line for line in sink.read().splitlines(keepends=True) if RUNTIME_BANNER not in line
+        )
+        if kept:
+            os.write(2, kept)
+    finally:
+        os.close(saved)
+        sink.close()
 
 
 def load_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
@@ -51,8 +91,9 @@ def load_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
             "for a Pi needs (the shipped one is under 1 MB)"
         )
     try:
-        interp = Interpreter(model_content=content, num_threads=num_threads)
-        interp.allocate_tensors()
+        with _runtime_banner_dropped():
+            interp = Interpreter(model_content=content, num_threads=num_threads)
+            interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise BundleError(f"{model_path}: not a loadable TFLite model ({exc})") from exc
     return interp
