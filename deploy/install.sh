@@ -303,17 +303,23 @@ install_files() {
   say "installed $UNIT"
 }
 
+# activating counts as running: a start waiting for its READY, or systemd restarting it after
+# a crash (auto-restart)
+service_running() {
+  case "$(systemctl show -p ActiveState --value "$NAME.service" 2>/dev/null)" in
+    active|reloading|activating) return 0 ;;
+  esac
+  return 1
+}
+
 start_service() {
   if [ "$SYSTEMD" = 0 ]; then
     say "skipping systemctl (--no-systemd)"
     return
   fi
   local was_active=0 was_failed=0
-  # activating counts as running: a start waiting for its READY, or systemd restarting it
-  # after a crash (auto-restart), both go on to run the new code
-  case "$(systemctl show -p ActiveState --value "$NAME.service" 2>/dev/null)" in
-    active|reloading|activating) was_active=1 ;;
-  esac
+  # a service starting or restarting after a crash goes on to run the new code too
+  ! service_running || was_active=1
   if [ "$was_active" = 0 ] && [ "$UPGRADE" = 1 ] && systemctl is-failed --quiet "$NAME.service"; then
     was_failed=1  # systemd gave up on it (start limit): the new version may well start
   fi
@@ -398,15 +404,21 @@ user_processes() {
 }
 
 uninstall() {
+  local was_active=0
   if [ "$SYSTEMD" = 1 ]; then
-    systemctl disable --now "$NAME.service" 2>/dev/null || true
+    ! service_running || was_active=1
+    systemctl stop "$NAME.service" 2>/dev/null || true
   fi
   if [ "$ACTION" = purge ] && [ "$SYSTEMD" = 1 ] && user_exists; then
     local running
     running=$(user_processes)
-    [ -z "$running" ] ||
-      die "--purge: the user $SERVICE_USER still runs a process (PID $running; see ps -fu $SERVICE_USER): stop it, then run --purge again. The service is stopped; nothing was deleted"
+    if [ -n "$running" ]; then
+      # refused: the watchdog goes on as it was (a refusal that left it off lost the watching)
+      [ "$was_active" = 0 ] || systemctl start "$NAME.service" 2>/dev/null || true
+      die "--purge: the user $SERVICE_USER still runs a process (PID $running; see ps -fu $SERVICE_USER): stop it, then run --purge again. Nothing was deleted or disabled"
+    fi
   fi
+  [ "$SYSTEMD" = 0 ] || systemctl disable "$NAME.service" 2>/dev/null || true
   rm -f "$UNIT" "$BIN_LINK"
   # the drop-ins of `systemctl edit` may hold a token (Environment=): purged with the secrets
   [ "$ACTION" != purge ] || rm -rf "$UNIT.d"

@@ -683,7 +683,7 @@ def test_a_camera_serving_another_reader_is_waited_for_at_first_then_offline(
 
 
 def test_an_https_camera_whose_certificate_is_not_trusted_says_so_and_takes_a_ca_file(
-    bad_tls_server, self_signed_cert
+    bad_tls_server, self_signed_cert, opened
 ) -> None:
     """A camera behind https with a self-signed certificate was "connection failed or
     dropped": the owner looked for a network fault, and could not tell the daemon to trust
@@ -699,6 +699,12 @@ def test_an_https_camera_whose_certificate_is_not_trusted_says_so_and_takes_a_ca
         assert "set camera.ca_file" in cam.last_error
         got = trusted.read()
         assert got is not None and got.shape == frame.shape, trusted.last_error
+        # trusted, but for another name: no advice to set a CA file
+        other_name = url.replace("127.0.0.1", "localhost")
+        named = opened(other_name, timeout_s=2, ca_file=self_signed_cert[0])
+        assert named.read() is None
+        assert "certificate names another host" in named.last_error, named.last_error
+        assert "ca_file" not in named.last_error
     finally:
         cam.close()
         trusted.close()

@@ -547,8 +547,8 @@ echo "$*" >> "$W/systemctl.log"
 case "$*" in
   "show -p ActiveState --value printer-watchdog.service")
     if [ -e "$W/active" ]; then echo active; else echo inactive; fi ;;
-  "enable --now printer-watchdog.service") touch "$W/active" ;;
-  "disable --now printer-watchdog.service") rm -f "$W/active" ;;
+  "enable --now printer-watchdog.service"|"start printer-watchdog.service") touch "$W/active" ;;
+  "stop printer-watchdog.service") rm -f "$W/active" ;;
   # a drop-in's Environment= (quoted as systemctl quotes a value with a space) and its
   # EnvironmentFile= (root's only, as such a file holding a token usually is)
   "show -p Environment -p EnvironmentFiles printer-watchdog.service")
@@ -588,13 +588,15 @@ init=$(/opt/printer-watchdog/venv/bin/python -c 'import watchdog; print(watchdog
 echo '# marker of the installed code' >> "$init"
 echo "== refused"; install || echo "install exit $?"
 grep -h 'marker of the installed code' "$init" || true
-install --uninstall; report uninstall
-# a process of the service user (a collect left running in another terminal): nothing purged
+# a process of the service user (a collect left running in another terminal): nothing purged,
+# and the watchdog goes on watching
 setpriv --reuid printer-watchdog --regid printer-watchdog --clear-groups sleep 300 &
 sleeper=$!
 sleep 0.5
 rc=0; install --purge || rc=$?; report "purge refused"; echo "purge exit $rc"
+[ ! -e "$W/active" ] || echo "the service runs"
 kill "$sleeper"; wait "$sleeper" || true
+install --uninstall; report uninstall
 install --purge; report purge
 # userdel keeps a group that has other members: a later install makes the user in it
 groupadd --system printer-watchdog
@@ -626,15 +628,15 @@ def test_root_install_creates_user_and_enables_the_service(
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    install, rerun, from_unit, refused, uninstall, purge_refused, purge, reinstalled = (
+    install, rerun, from_unit, refused, purge_refused, uninstall, purge, reinstalled = (
         out.split(f"== {step}\n")[1].split("==")[0]
         for step in (
             "install",
             "rerun",
             "from the unit",
             "refused",
-            "uninstall",
             "purge refused",
+            "uninstall",
             "purge",
             "reinstalled",
         )
@@ -654,7 +656,10 @@ def test_root_install_creates_user_and_enables_the_service(
     assert (
         "/etc/printer-watchdog/config.yaml printer-watchdog:printer-watchdog 600" in purge_refused
     )
-    assert "still runs a process (PID " in proc.stderr and "nothing was deleted" in proc.stderr
+    assert "/etc/systemd/system/printer-watchdog.service root:root 644" in purge_refused
+    assert "the service runs" in purge_refused  # refused: still enabled and running
+    assert "still runs a process (PID " in proc.stderr
+    assert "Nothing was deleted or disabled" in proc.stderr
     assert (
         "no user" in purge
         and "/etc/printer-watchdog absent" in purge
@@ -680,10 +685,18 @@ def test_root_install_creates_user_and_enables_the_service(
         "restart printer-watchdog.service",
         # a config the new version refuses: nothing installed, the service left as it runs
         "show -p Environment -p EnvironmentFiles printer-watchdog.service",
-        "disable --now printer-watchdog.service",
+        # the purge refused (a process of the user): the service stopped to look, started again
+        "show -p ActiveState --value printer-watchdog.service",
+        "stop printer-watchdog.service",
+        "start printer-watchdog.service",
+        # uninstall, then purge
+        "show -p ActiveState --value printer-watchdog.service",
+        "stop printer-watchdog.service",
+        "disable printer-watchdog.service",
         "daemon-reload",
-        "disable --now printer-watchdog.service",  # the purge refused: a process of the user
-        "disable --now printer-watchdog.service",
+        "show -p ActiveState --value printer-watchdog.service",
+        "stop printer-watchdog.service",
+        "disable printer-watchdog.service",
         "daemon-reload",
         "show -p ActiveState --value printer-watchdog.service",
         "daemon-reload",

@@ -252,7 +252,13 @@ class StorageConfig(_Model):
 def _existing_ca(path: Path | None) -> Path | None:
     """A CA file or folder that is there: a missing one failed at every request as a TLS
     or connection error, far from the key that named it."""
-    if path is not None and not (path.is_file() or path.is_dir()):
+    if path is None:
+        return None
+    try:
+        there = path.is_file() or path.is_dir()
+    except OSError as exc:  # a folder on the way that this user cannot enter
+        raise ValueError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if not there:
         raise ValueError(f"{path}: no such file or folder (a CA certificate in PEM)")
     return path
 

@@ -59,6 +59,11 @@ _CONNECTION_CAUSES = (
         ),
         "host name not found (DNS)",
     ),
+    (("certificate has expired",), "its TLS certificate has expired (or this clock is wrong)"),
+    (
+        ("Hostname mismatch", "IP address mismatch"),
+        "its TLS certificate names another host than the address does",
+    ),
     (("CERTIFICATE_VERIFY_FAILED",), UNTRUSTED_CERTIFICATE),
     (("WRONG_VERSION_NUMBER",), "TLS failed: does it speak http, not https?"),
     (("refused",), "connection refused (nothing listens on that port)"),
