@@ -70,6 +70,11 @@ def target(url: str, **kw) -> NotifyTarget:
     return NotifyTarget(url=url, **kw)
 
 
+def camera_target(url: str, after_s: float, **kw) -> NotifyTarget:
+    """A target of camera news only, sent ``after_s`` after the camera went offline."""
+    return NotifyTarget(url=url, events=["camera_offline"], camera_offline_after_s=after_s, **kw)
+
+
 class Recorder:
     """The daemon's dispatcher stand-in for the token tests (the daemon is tested end to end elsewhere)."""
 
@@ -407,14 +412,7 @@ def test_the_phone_ends_on_the_cameras_latest_state_after_a_refused_offline(
     notification of a printer's kind of news go out after a newer one)."""
     webhook_receiver.refuse_containing(b"camera offline", 503)
     notifier = phone(
-        notify=(
-            target(
-                webhook_receiver.url("hook"),
-                events=["camera_offline"],
-                coalesce_s=0,
-                camera_offline_after_s=0,
-            ),
-        ),
+        notify=(camera_target(webhook_receiver.url("hook"), 0, coalesce_s=0),),
     )
     notifier.camera_changed(PRINTER, online=False)
     wait_for("a refusal", lambda: notifier.notify_status()["json"]["failed"] >= 1)
@@ -485,9 +483,7 @@ def test_a_damaged_camera_notification_on_disk_does_not_break_the_next_camera_ne
 ) -> None:
     """A "camera offline" waiting in the outbox across a restart, its file damaged: the
     camera's next news is still taken (it was a ValueError inside the watcher's step)."""
-    targets = (
-        target(webhook_receiver.url("hook"), events=["camera_offline"], camera_offline_after_s=60),
-    )
+    targets = (camera_target(webhook_receiver.url("hook"), 60),)
     first = phone(notify=targets)
     first.camera_changed(PRINTER, False)  # waits out camera_offline_after_s
     first.stop()
@@ -546,9 +542,7 @@ def test_a_camera_is_reported_offline_only_after_a_while_and_then_back(
     phone, ntfy_receiver, tmp_path
 ) -> None:
     notifier = phone(
-        notify=(
-            target(ntfy_receiver.url(), events=["camera_offline"], camera_offline_after_s=1.5),
-        ),
+        notify=(camera_target(ntfy_receiver.url(), 1.5),),
     )
     notifier.camera_changed(PRINTER, online=False)  # a hiccup: back within the grace time
     notifier.camera_changed(PRINTER, online=True)
@@ -571,9 +565,7 @@ def test_a_camera_offline_just_before_its_print_ended_is_not_sent(
     its "offline" waited out camera_offline_after_s and was sent after the print had ended,
     saying the print was not watched, and a "back online" came at the next print."""
     notifier = phone(
-        notify=(
-            target(ntfy_receiver.url(), events=["camera_offline"], camera_offline_after_s=1.5),
-        ),
+        notify=(camera_target(ntfy_receiver.url(), 1.5),),
     )
     notifier.camera_changed(PRINTER, online=False)
     assert notifier.camera_unwatched(PRINTER)  # the print ended while it waited
@@ -581,6 +573,50 @@ def test_a_camera_offline_just_before_its_print_ended_is_not_sent(
     time.sleep(2.0)
     assert notifier.notifications.flush(10) and ntfy_receiver.messages == []
     assert outbox_entries(tmp_path, "notify-ntfy") == []
+
+
+def test_an_offline_one_target_sent_is_answered_there_when_another_target_withdrew_it(
+    phone, ntfy_receiver, webhook_receiver
+) -> None:
+    """Each target waits its own camera_offline_after_s: when the print ends, one may have
+    sent "offline" while another still waits. Withdrawn at the second, the camera was judged
+    afresh, and the first target's owner never got "back online"."""
+    notifier = phone(
+        notify=(
+            camera_target(ntfy_receiver.url(), 0),
+            camera_target(webhook_receiver.url("hook"), 300),
+        ),
+    )
+    notifier.camera_changed(PRINTER, online=False)
+    wait_for("ntfy's offline", lambda: len(ntfy_receiver.messages) == 1, timeout=30)
+    assert not notifier.camera_unwatched(PRINTER)  # ntfy told it: the outage is not forgotten
+    notifier.camera_changed(PRINTER, online=True)
+    wait_for("ntfy's back online", lambda: len(ntfy_receiver.messages) == 2, timeout=30)
+    assert notifier.notifications.flush(10)
+    assert [m.title for m in ntfy_receiver.messages] == [
+        "ender3: camera offline",
+        "ender3: camera back online",
+    ]
+    assert webhook_receiver.posts == []  # withdrawn there, and nothing to answer
+
+
+def test_a_notice_that_sums_up_others_is_not_withdrawn(phone, webhook_receiver) -> None:
+    """The service refused the "offline" (retried with backoff), the camera came back and
+    dropped again: one notification sums the three up. Withdrawn at the print's end, the
+    owner's last news would have stayed the first "offline"."""
+    webhook_receiver.refuse_containing(b"camera", 503)
+    notifier = phone(
+        notify=(camera_target(webhook_receiver.url("hook"), 1.0, coalesce_s=0),),
+    )
+    notifier.camera_changed(PRINTER, online=False)
+    wait_for("a refusal", lambda: notifier.notify_status()["json"]["failed"] >= 1, timeout=30)
+    notifier.camera_changed(PRINTER, online=True)
+    notifier.camera_changed(PRINTER, online=False)
+    assert not notifier.camera_unwatched(PRINTER)
+    webhook_receiver.refused_bodies = None
+    assert notifier.notifications.flush(60), notifier.notify_status()
+    [post] = webhook_receiver.posts
+    assert post["title"] == "ender3: camera offline" and "2 earlier" in post["message"], post
 
 
 def test_undeliverable_notifications_are_dropped_after_max_age(
@@ -1012,14 +1048,7 @@ def test_a_frozen_camera_mid_print_is_told_offline_with_why_and_back_when_it_mov
     from watchdog.watcher import build_watcher
 
     notifier = phone(
-        notify=(
-            target(
-                webhook_receiver.url("hook"),
-                events=["camera_offline"],
-                coalesce_s=0,
-                camera_offline_after_s=0,
-            ),
-        ),
+        notify=(camera_target(webhook_receiver.url("hook"), 0, coalesce_s=0),),
     )
     camera_server.set_frames([synthetic_frame(i) for i in range(4)])
     camera = CameraConfig(

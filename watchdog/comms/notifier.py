@@ -188,11 +188,10 @@ class Notifier:
 
     def camera_unwatched(self, printer: str) -> bool:
         """The print ended, or watching was switched off, with the camera offline: an
-        "offline" still waiting is no longer worth sending. True when one was withdrawn (the
-        owner was told nothing of this outage)."""
-        return (
-            bool(self.notifications)
-            and self.notifications.withdraw(printer, Kind.CAMERA_OFFLINE) > 0
+        "offline" still waiting is no longer worth sending. True when one was withdrawn and
+        no target told the owner of this outage (its "back online" is then worth nothing)."""
+        return bool(self.notifications) and self.notifications.withdraw(
+            printer, Kind.CAMERA_OFFLINE
         )
 
     def print_done(self, printer: str, job: str | None, error: str | None = None) -> None:

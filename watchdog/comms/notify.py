@@ -514,24 +514,36 @@ class TargetSender:
             self._gauge()
             self._cond.notify_all()
 
-    def withdraw(self, printer: str, kind: Kind) -> int:
-        """Drop the notifications of ``kind`` that still wait to be due (how many): a camera
-        that went offline just before its print ended is not worth "the print is not
-        watched"."""
+    def withdraw(self, printer: str, kind: Kind) -> tuple[int, bool]:
+        """Drop the notifications of ``kind`` that still wait to be due: a camera that went
+        offline just before its print ended is not worth "the print is not watched". How many
+        were dropped, and whether this target told the owner of it all the same (sent, on its
+        way, or due and waiting for a retry). One that sums up others (a "back online" in it)
+        is kept: the owner's last news must stay true."""
         now = self.wall()
+        group = _GROUP[kind]
         with self._cond:
+            matching = [
+                e for e in self._queue if e.printer == printer and e.body.get("kind") == kind.value
+            ]
             waiting = [
-                e
-                for e in self._queue
-                if e.printer == printer
-                and e.body.get("kind") == kind.value
-                and _not_before(e) > now
+                e for e in matching if _not_before(e) > now and not _count(e.body.get("coalesced"))
             ]
             for entry in waiting:
                 self._queue.remove(entry)
                 self.outbox.done(entry)
             self._gauge()
-        return len(waiting)
+            sending = self._sending
+            told = (
+                len(matching) > len(waiting)
+                or (
+                    sending is not None
+                    and sending.printer == printer
+                    and sending.body.get("kind") == kind.value
+                )
+                or self._last_kind.get((printer, group)) == kind.value
+            )
+        return len(waiting), told
 
     def _answers_nothing(self, event: Event, waiting: list[Entry], group: str) -> bool:
         """A camera back online when no "offline" of it was sent or waits."""
@@ -919,8 +931,12 @@ class Notifications:
             if target.wants(event):
                 target.enqueue(event)
 
-    def withdraw(self, printer: str, kind: Kind) -> int:
-        return sum(target.withdraw(printer, kind) for target in self.targets)
+    def withdraw(self, printer: str, kind: Kind) -> bool:
+        """True when a waiting notification of ``kind`` was withdrawn and no target told the
+        owner of it: each target has its own delay (``camera_offline_after_s``), and one may
+        have sent it already (its "back online" must follow then)."""
+        results = [target.withdraw(printer, kind) for target in self.targets]
+        return any(n for n, _ in results) and not any(told for _, told in results)
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Per target: sent, failed, pending, dropped, rejected, last error (masked)."""
