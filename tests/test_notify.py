@@ -992,14 +992,77 @@ def test_a_removed_targets_waiting_notifications_never_go_to_the_next_one(
     first = phone(notify=(alice, bob))
     first.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
     first.camera_changed(PRINTER, online=False)
-    wait_for("Bob's alert", lambda: len(ntfy_receiver.messages) == 1)
+    wait_for("Bob's alert", lambda: first.notify_status()["ntfy-2"]["sent"] == 1)
     assert first.notify_status()["ntfy"]["pending"] >= 1  # Alice's, waiting
     first.stop()
     second = phone(notify=(bob,))
     assert second.notifications.flush(10), second.notify_status()
     second.stop()
     assert [m.topic for m in ntfy_receiver.messages] == ["bob"]
-    assert "left for another target" in caplog.text
+    assert "left for a target removed since" in caplog.text
+
+
+def test_a_target_whose_url_was_fixed_in_its_place_keeps_its_queue(
+    phone, ntfy_receiver, tmp_path, caplog
+) -> None:
+    """The service refused the token; the log said the notifications are kept while the
+    owner checks the URL. The owner fixed it and restarted: the queue (the alert too) was
+    dropped as another target's."""
+    caplog.set_level(logging.INFO, logger="watchdog.comms.notify")
+    ntfy_receiver.refuse(403, "forbidden: bad token")
+    first = phone(notify=(target(ntfy_receiver.url("alerts", "bob", "wrong-password")),))
+    first.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    wait_for("the refusal", lambda: first.notify_status()["ntfy"]["failed"] >= 1)
+    first.stop()
+    ntfy_receiver.refuse(None)
+    second = phone(notify=(target(ntfy_receiver.url("alerts", "bob", NTFY_PASSWORD)),))
+    assert second.notifications.flush(30), second.notify_status()
+    second.stop()
+    assert [m.title for m in ntfy_receiver.messages] == [f"{PRINTER}: print failure, paused"]
+    assert "its URL changed since the last run" in caplog.text
+
+
+def test_queued_notifications_are_sent_when_the_targets_key_cannot_be_read(
+    phone, ntfy_receiver, tmp_path
+) -> None:
+    """Without its key a target cannot tell its entries from another's: it sends those of
+    its own queue rather than drop them all (an alert among them)."""
+    ntfy_receiver.refuse(500, "down")
+    first = phone(notify=(target(ntfy_receiver.url("alerts")),))
+    first.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    wait_for("the refusal", lambda: first.notify_status()["ntfy"]["failed"] >= 1)
+    first.stop()
+    key = tmp_path / "outbox" / ".target-key"
+    key.unlink()
+    key.mkdir()  # unreadable as a file, whoever runs the test
+    ntfy_receiver.refuse(None)
+    second = phone(notify=(target(ntfy_receiver.url("alerts")),))
+    assert second.notifications.flush(30), second.notify_status()
+    second.stop()
+    assert [m.title for m in ntfy_receiver.messages] == [f"{PRINTER}: print failure, paused"]
+
+
+def test_two_unnamed_targets_swapped_in_the_list_each_keep_their_own_queue(
+    phone, ntfy_receiver
+) -> None:
+    """Channels follow the place in the list; the queues follow the targets."""
+    ntfy_receiver.refuse(500, "down")
+    alice = target(ntfy_receiver.url("alice"), events=["failure"])
+    bob = target(ntfy_receiver.url("bob"), events=["camera_offline"], camera_offline_after_s=0)
+    first = phone(notify=(alice, bob))
+    first.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    first.camera_changed(PRINTER, online=False)
+    wait_for("both refused", lambda: all(s["failed"] for s in first.notify_status().values()))
+    first.stop()
+    ntfy_receiver.refuse(None)
+    second = phone(notify=(bob, alice))
+    assert second.notifications.flush(30), second.notify_status()
+    second.stop()
+    got = sorted((m.topic, m.title) for m in ntfy_receiver.messages)
+    assert got == [
+        ("alice", f"{PRINTER}: print failure, paused"),
+        ("bob", f"{PRINTER}: camera offline"),
+    ], got
 
 
 def test_an_alert_told_at_start_on_a_full_disk_is_not_lost_by_the_outbox_load(

@@ -243,6 +243,53 @@ def target_identity(what: str, outbox_root: Path) -> str | None:
     return hashlib.blake2b(what.encode(), key=key, digest_size=8).hexdigest()
 
 
+class TargetOwners:
+    """Which target each notify channel belonged to at the last run (``.target-owners.json``
+    beside the outbox, identities only), and the targets there are now.
+
+    An unnamed target's channel is its place in the list: after one is removed the next
+    takes its channel, and must not send what was queued for the other (another person). A
+    target whose URL was edited (a token fixed after the service refused it) has a new
+    identity in the same place: what waited for it is still its own."""
+
+    FILE = ".target-owners.json"
+
+    def __init__(self, outbox_root: Path, targets: Sequence[TargetSender]) -> None:
+        self.path = outbox_root / self.FILE
+        self.before = self._read()
+        self.current = frozenset(t.identity for t in targets if t.identity is not None)
+        self._now = {t.channel: t.identity for t in targets if t.identity is not None}
+
+    def _read(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError, RecursionError):
+            return {}  # none yet (a first run), or damaged: no queue is handed over
+        if not isinstance(data, dict):
+            return {}
+        return {str(k): v for k, v in data.items() if isinstance(v, str)}
+
+    def replaced_by(self, target: TargetSender) -> str | None:
+        """The identity whose queue ``target`` takes over: its channel's owner at the last
+        run, gone now, where ``target`` itself is new (an edited URL); None otherwise."""
+        old = self.before.get(target.channel)
+        if (
+            old is None
+            or target.identity is None
+            or old == target.identity
+            or old in self.current
+            or target.identity in self.before.values()
+        ):
+            return None
+        return old
+
+    def save(self) -> None:
+        try:
+            replace_file(self.path, json.dumps(self._now).encode())
+        except OSError as exc:
+            logger.warning("notify: cannot record the targets' outbox channels: %s", exc)
+
+
 def secret_fragments(url: str) -> list[str]:
     """Every part of an Apprise URL that may be a secret (user, password, host, path, query
     values), longest first, for masking anything a service or Apprise says back."""
@@ -418,23 +465,43 @@ class TargetSender:
             return bool(wanted & {NotifyEvent.ACTION_FAILED, NotifyEvent.FAILURE})
         return _EVENT[event.kind] in wanted
 
-    def load(self) -> None:
-        entries = sorted(self.outbox.pending(self.channel), key=lambda e: e.id)
-        theirs = [e for e in entries if not self._ours(e)]
+    def load(self, left: Sequence[Entry] | None = None, owners: TargetOwners | None = None) -> None:
+        """Take what earlier runs left for this target. ``left``: the entries of every notify
+        channel (this one's own when None): a target's entries are found wherever its place
+        in the list put them. ``owners``: who the channels belonged to, to tell a target whose
+        URL was edited (its queue kept) from one removed (its queue not sent to the next)."""
+        if left is None:
+            left = self.outbox.pending(self.channel)
+        adopted = owners.replaced_by(self) if owners is not None else None
+        entries: list[Entry] = []
+        theirs: list[Entry] = []
+        for entry in sorted(left, key=lambda e: e.id):
+            marked = entry.body.get("target")
+            if marked is not None and marked == adopted and entry.channel == self.channel:
+                entry = self.outbox.remark(entry, {**entry.body, "target": self.identity})
+                marked = self.identity
+            if not self._for_me(entry, marked, owners):
+                continue
+            (entries if self._takes(entry) else theirs).append(entry)
         for entry in theirs:
             self.outbox.done(entry)
         if theirs:
             logger.warning(
-                "notify %s: %d notification(s) left for another target (one removed, or this "
-                "one's URL changed; a target's name: keeps its queue) or for events it no "
-                "longer takes are not sent",
+                "notify %s: %d notification(s) left for a target removed since, or for events "
+                "or printers this one no longer takes, are not sent",
                 self.name,
                 len(theirs),
+            )
+        if adopted is not None:
+            logger.info(
+                "notify %s: its URL changed since the last run; what was queued before is "
+                "sent with the new one",
+                self.name,
             )
         with self._cond:
             # queued before the load and never saved (a full disk): kept, after what was left
             unsaved = [e for e in self._queue if e.path is None]
-            self._queue = [e for e in entries if self._ours(e)] + unsaved
+            self._queue = entries + unsaved
             self._gauge()
         if self._queue:
             logger.info(
@@ -443,11 +510,25 @@ class TargetSender:
                 len(self._queue),
             )
 
-    def _ours(self, entry: Entry) -> bool:
-        """A saved entry this target would send today: queued for it (entries saved before
-        they were marked pass), of an event and a printer it takes."""
+    def queued(self) -> list[Entry]:
+        with self._cond:
+            return list(self._queue)
+
+    def _for_me(self, entry: Entry, marked: Any, owners: TargetOwners | None) -> bool:
+        """A saved entry queued for this target: marked with it, wherever it lies; in this
+        target's channel, unmarked (saved before entries were marked, or the key could not be
+        kept) or marked for a target that is gone (dropped then, as ``_takes`` refuses it)."""
+        if self.identity is None or marked == self.identity:
+            return entry.channel == self.channel or self.identity is not None
+        if entry.channel != self.channel:
+            return False
+        return marked is None or owners is None or marked not in owners.current
+
+    def _takes(self, entry: Entry) -> bool:
+        """A saved entry this target would send today: queued for it (or unmarked), of an
+        event and a printer it takes."""
         marked = entry.body.get("target")
-        if marked is not None and marked != self.identity:
+        if marked is not None and self.identity is not None and marked != self.identity:
             return False
         try:
             kind = Kind(entry.body.get("kind"))
@@ -895,18 +976,24 @@ class Notifications:
                 "notify: Apprise is not installed (pip install 'printer-watchdog[notify]', which "
                 "deploy/install.sh does); notifications are kept in the outbox until it is"
             )
+        left = {ch: self.outbox.pending(ch) for ch in self.outbox.channels("notify-")}
+        everything = [e for entries in left.values() for e in entries]
+        owners = TargetOwners(self.outbox.root, self.targets)
+        for target in self.targets:  # every load before any sender runs: they share channels
+            target.load(everything, owners)
+        owners.save()
         known = {t.channel for t in self.targets}
-        for channel in self.outbox.channels("notify-"):
-            left = len(self.outbox.pending(channel))
-            if channel not in known and left:
+        claimed = {e.path for t in self.targets for e in t.queued()}
+        for channel, entries in left.items():
+            unclaimed = [e for e in entries if e.path not in claimed]
+            if channel not in known and unclaimed:
                 logger.warning(
                     "%d notification(s) in %s are for a notify target no longer configured; "
                     "they are kept but not sent",
-                    left,
+                    len(unclaimed),
                     self.outbox.root / channel,
                 )
         for target in self.targets:
-            target.load()
             target.thread = threading.Thread(
                 target=target.run, args=(self._stop,), name=f"notify-{target.name}"
             )

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from watchdog.durable import fsync_dir, write_durably
+from watchdog.durable import fsync_dir, replace_file, write_durably
 from watchdog.incidents import (
     SAFE_NAME,
     ThrottledLog,
@@ -142,6 +142,26 @@ class Outbox:
                 entry.path,
                 exc.strerror or exc,
             )
+
+    def remark(self, entry: Entry, body: dict[str, Any]) -> Entry:
+        """The entry with ``body`` in place of its own, on disk too (at once: a restart reads
+        either); kept in memory alone on a disk error."""
+        entry = replace(entry, body=json.loads(to_json(body)))
+        if entry.path is None:
+            return entry
+        record = {"printer": entry.printer, "created": entry.created, "body": entry.body}
+        try:
+            replace_file(entry.path / ENTRY, to_json(record))
+        except OSError as exc:
+            self._throttle(
+                logger,
+                logging.ERROR,
+                f"remark:{entry.channel}",
+                "cannot rewrite outbox entry %s: %s",
+                entry.path,
+                exc.strerror or exc,
+            )
+        return entry
 
     def waiting(self, channel: str, entry_id: str) -> bool:
         """An entry of ``channel`` is saved and not yet done (delivered or given up)."""
