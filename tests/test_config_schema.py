@@ -191,10 +191,20 @@ def test_mqtt_hosts_that_are_host_names_or_addresses_load(host: str) -> None:
 def test_a_trusted_proxy_is_an_address_or_a_network_named_where_it_is_not() -> None:
     """A host name would have to be resolved for every request (and resolves differently
     tomorrow): the one-line error names the key and the value."""
-    raw = {"printers": [{"name": "e3"}], "http": {"trusted_proxies": ["10.0.0.0/8", "::1"]}}
+    http = {"trusted_proxies": ["10.0.0.0/8", "::1"], "generate_password": True}
+    raw = {"printers": [{"name": "e3"}], "http": http}
     assert parse_config(raw).http.trusted_proxies == ["10.0.0.0/8", "::1"]
-    raw["http"] = {"trusted_proxies": ["127.0.0.1", "my-proxy.lan"]}
+    raw["http"] = {**http, "trusted_proxies": ["127.0.0.1", "my-proxy.lan"]}
     with pytest.raises(ConfigError) as err:
         parse_config(raw)
     message = str(err.value)
     assert "http.trusted_proxies" in message and "'my-proxy.lan'" in message, message
+
+
+def test_a_trusted_proxy_needs_a_dashboard_password() -> None:
+    """Through a proxy on this machine every request comes from this machine, which needs no
+    login: whoever reached the proxy reached the dashboard."""
+    raw = {"printers": [{"name": "e3"}], "http": {"trusted_proxies": ["127.0.0.1"]}}
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw)
+    assert "http.trusted_proxies" in str(err.value) and "password" in str(err.value)

@@ -304,6 +304,13 @@ def test_behind_a_trusted_proxy_each_client_has_its_own_login_limit_and_a_secure
         assert r.status_code == 303 and "Secure" in r.headers["Set-Cookie"]
         plain = _login(url, headers={"X-Forwarded-For": "198.51.100.8"})[1]
         assert plain.status_code == 303 and "Secure" not in plain.headers["Set-Cookie"]
+        # a host inside a trusted network writing a new client at each try: the proxy's
+        # clients together get ten times one client's limit (6 attempts so far)
+        fresh = [
+            _login(url, "wrong", {"X-Forwarded-For": f"198.51.100.{100 + i}"})[1].status_code
+            for i in range(15)
+        ]
+        assert fresh == [401] * 14 + [429], fresh
     finally:
         daemon.stop()
     from watchdog.web.auth import Proxies

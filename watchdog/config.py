@@ -194,7 +194,7 @@ class HttpConfig(_Model):
     trusted_proxies: list[str] = Field(
         default_factory=list,
         max_length=32,
-        description='reverse proxies in front of the dashboard, by address or network ("10.0.0.0/8"): from them the client is read from X-Forwarded-For (its own login limit) and HTTPS from X-Forwarded-Proto (the login cookie then Secure)',
+        description='reverse proxies in front of the dashboard, by address ("127.0.0.1") or a network only proxies are in: from them the client is read from X-Forwarded-For (its own login limit) and HTTPS from X-Forwarded-Proto (the login cookie then Secure); needs a password',
     )
 
     @model_validator(mode="after")
@@ -208,6 +208,14 @@ class HttpConfig(_Model):
                 f"http.listen {self.listen!r} is not a loopback address: the dashboard shows your camera and can "
                 "stop prints, so set http.password_file (or http.generate_password: true), or listen on 127.0.0.1"
             )
+        if self.trusted_proxies and not (self.password or self.generate_password):
+            # through a proxy on this machine every request is this machine's, which needs
+            # no login: the dashboard would be open to whoever reaches the proxy
+            raise ValueError(
+                "http.trusted_proxies names a proxy in front of the dashboard: set "
+                "http.password_file (or http.generate_password: true), or whoever reaches the "
+                "proxy reaches the dashboard without a login"
+            )
         return self
 
     @field_validator("trusted_proxies")
@@ -218,7 +226,7 @@ class HttpConfig(_Model):
                 ipaddress.ip_network(item, strict=False)
             except ValueError:
                 raise ValueError(
-                    f'{item!r} is not an IP address or network (e.g. "127.0.0.1", "10.0.0.0/8")'
+                    f'{item!r} is not an IP address or network (e.g. "127.0.0.1", "172.18.0.0/16")'
                 ) from None
         return v
 

@@ -85,6 +85,9 @@ class Dashboard:
         self.password_hash = auth.password_hash(cfg, self.storage_dir)
         self.sessions = auth.Sessions(cfg.session_hours * 3600)
         self.limiter = auth.LoginLimiter(cfg.login_attempts_per_minute)
+        self.proxy_limiter = auth.LoginLimiter(
+            cfg.login_attempts_per_minute * auth.PROXY_LIMIT_FACTOR
+        )
         self.proxies = auth.Proxies(cfg.trusted_proxies)
         self.checking = threading.BoundedSemaphore(1)
         self.open_csrf = secrets.token_urlsafe(32)  # the page's token when no login is needed
@@ -217,10 +220,13 @@ class Dashboard:
     def login(self) -> AnyResponse:
         if not self.login_required:
             return redirect("/", 303)
-        address = self.proxies.client(
-            request.remote_addr or "?", request.headers.get("X-Forwarded-For")
-        )
-        if not self.limiter.attempt(address):
+        peer = request.remote_addr or "?"
+        address = self.proxies.client(peer, request.headers.get("X-Forwarded-For"))
+        # through a proxy each client has its own limit, and the proxy PROXY_LIMIT_FACTOR
+        # times that for all: a host sharing a trusted network, writing a new client into
+        # X-Forwarded-For at each try, is held to that
+        through = address != peer and not self.proxy_limiter.attempt(peer)
+        if through or not self.limiter.attempt(address):
             return self.login_form("Too many attempts: wait a minute.", 429)
         # one check at a time: each costs the hash's memory and CPU (scrypt: 32 MiB)
         if not self.checking.acquire(timeout=CHECK_WAIT_S):

@@ -125,6 +125,7 @@ class Sessions:
 
 
 MAX_CLIENTS = 10_000  # addresses remembered by the limiter at once
+PROXY_LIMIT_FACTOR = 10  # a trusted proxy's login attempts, all its clients together
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
