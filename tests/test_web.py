@@ -304,13 +304,18 @@ def test_behind_a_trusted_proxy_each_client_has_its_own_login_limit_and_a_secure
         assert r.status_code == 303 and "Secure" in r.headers["Set-Cookie"]
         plain = _login(url, headers={"X-Forwarded-For": "198.51.100.8"})[1]
         assert plain.status_code == 303 and "Secure" not in plain.headers["Set-Cookie"]
+        # one stranger hammering takes nothing from the others: only the tries its own limit
+        # lets through count towards the proxy's
+        for _ in range(30):
+            assert _login(url, "wrong", stranger)[1].status_code == 429
+        assert _login(url, headers={"X-Forwarded-For": "198.51.100.9"})[1].status_code == 303
         # a host inside a trusted network writing a new client at each try: the proxy's
-        # clients together get ten times one client's limit (6 attempts so far)
+        # clients together get ten times one client's limit (5 let through so far)
         fresh = [
             _login(url, "wrong", {"X-Forwarded-For": f"198.51.100.{100 + i}"})[1].status_code
-            for i in range(15)
+            for i in range(17)
         ]
-        assert fresh == [401] * 14 + [429], fresh
+        assert fresh == [401] * 15 + [429] * 2, fresh
     finally:
         daemon.stop()
     from watchdog.web.auth import Proxies

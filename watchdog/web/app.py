@@ -223,10 +223,12 @@ class Dashboard:
         peer = request.remote_addr or "?"
         address = self.proxies.client(peer, request.headers.get("X-Forwarded-For"))
         # through a proxy each client has its own limit, and the proxy PROXY_LIMIT_FACTOR
-        # times that for all: a host sharing a trusted network, writing a new client into
-        # X-Forwarded-For at each try, is held to that
-        through = address != peer and not self.proxy_limiter.attempt(peer)
-        if through or not self.limiter.attempt(address):
+        # times that for all the tries their own limits let through: a host sharing a
+        # trusted network, writing a new client into X-Forwarded-For at each try, is held to
+        # that (one client's refused tries take nothing from the others)
+        if not self.limiter.attempt(address) or (
+            address != peer and not self.proxy_limiter.attempt(peer)
+        ):
             return self.login_form("Too many attempts: wait a minute.", 429)
         # one check at a time: each costs the hash's memory and CPU (scrypt: 32 MiB)
         if not self.checking.acquire(timeout=CHECK_WAIT_S):
