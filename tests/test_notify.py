@@ -1022,6 +1022,67 @@ def test_a_target_whose_url_was_fixed_in_its_place_keeps_its_queue(
     assert "its URL changed since the last run" in caplog.text
 
 
+def test_another_persons_target_put_in_a_removed_ones_place_does_not_take_its_queue(
+    phone, ntfy_receiver, caplog
+) -> None:
+    """Alice's target removed and Bob's added in its place at one restart: Bob's is new to
+    the outbox, as an edited URL would be, but it sends to another topic."""
+    ntfy_receiver.refuse(500, "down")
+    first = phone(notify=(target(ntfy_receiver.url("alice")),))
+    first.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    wait_for("the refusal", lambda: first.notify_status()["ntfy"]["failed"] >= 1)
+    first.stop()
+    ntfy_receiver.refuse(None)
+    second = phone(notify=(target(ntfy_receiver.url("bob")),))
+    assert second.notifications.flush(10), second.notify_status()
+    second.stop()
+    assert ntfy_receiver.messages == []
+    assert "left for a target removed since" in caplog.text
+
+
+def test_two_targets_with_one_url_each_send_their_own_queue_once(phone, ntfy_receiver) -> None:
+    """One topic twice, for two printers: both targets had one identity, so after a restart
+    each took (and sent, or deleted as not its printer's) the other's notifications."""
+    ntfy_receiver.refuse(500, "down")
+    url = ntfy_receiver.url("shared")
+    targets = (target(url, printers=[PRINTER]), target(url, printers=["voron"]))
+    first = phone(notify=targets, printers=(PRINTER, "voron"))
+    first.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    first.raise_alert("voron", {**alert(), "printer": "voron"}, jpeg(3), jpeg(4))
+    wait_for("both refused", lambda: all(s["failed"] for s in first.notify_status().values()))
+    first.stop()
+    ntfy_receiver.refuse(None)
+    second = phone(notify=targets, printers=(PRINTER, "voron"))
+    assert second.notifications.flush(30), second.notify_status()
+    second.stop()
+    sent = sorted((m.title, m.attachment) for m in ntfy_receiver.messages)
+    assert sent == [  # each with its heatmap (one deleted from disk lost its picture)
+        (f"{PRINTER}: print failure, paused", jpeg(2)),
+        ("voron: print failure, paused", jpeg(4)),
+    ], [title for title, _ in sent]
+
+
+def test_a_queued_notification_with_a_damaged_mark_is_sent_not_a_crash(
+    phone, ntfy_receiver, tmp_path
+) -> None:
+    """An entry.json edited by hand or damaged ("target": a list) raised at start: systemd
+    restarted the daemon into the same crash, no printer watched."""
+    ntfy_receiver.refuse(500, "down")
+    first = phone(notify=(target(ntfy_receiver.url("alerts")),))
+    first.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    wait_for("the refusal", lambda: first.notify_status()["ntfy"]["failed"] >= 1)
+    first.stop()
+    [entry] = outbox_entries(tmp_path, "notify-ntfy")
+    record = json.loads(entry.read_text())
+    record["body"]["target"] = ["not", "a", "mark"]
+    entry.write_text(json.dumps(record))
+    ntfy_receiver.refuse(None)
+    second = phone(notify=(target(ntfy_receiver.url("alerts")),))
+    assert second.notifications.flush(30), second.notify_status()
+    second.stop()
+    assert [m.title for m in ntfy_receiver.messages] == [f"{PRINTER}: print failure, paused"]
+
+
 def test_queued_notifications_are_sent_when_the_targets_key_cannot_be_read(
     phone, ntfy_receiver, tmp_path
 ) -> None:

@@ -258,27 +258,43 @@ class TargetOwners:
         self.path = outbox_root / self.FILE
         self.before = self._read()
         self.current = frozenset(t.identity for t in targets if t.identity is not None)
-        self._now = {t.channel: t.identity for t in targets if t.identity is not None}
+        self._now = {
+            t.channel: {"identity": t.identity, "place": t.place}
+            for t in targets
+            if t.identity is not None
+        }
 
-    def _read(self) -> dict[str, str]:
+    def _read(self) -> dict[str, tuple[str, str | None]]:
+        """Channel → (identity, place) at the last run."""
         try:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError, RecursionError):
             return {}  # none yet (a first run), or damaged: no queue is handed over
         if not isinstance(data, dict):
             return {}
-        return {str(k): v for k, v in data.items() if isinstance(v, str)}
+        owners = {}
+        for channel, owner in data.items():
+            if isinstance(owner, dict) and isinstance(owner.get("identity"), str):
+                place = owner.get("place")
+                owners[str(channel)] = (
+                    owner["identity"],
+                    place if isinstance(place, str) else None,
+                )
+        return owners
 
     def replaced_by(self, target: TargetSender) -> str | None:
         """The identity whose queue ``target`` takes over: its channel's owner at the last
-        run, gone now, where ``target`` itself is new (an edited URL); None otherwise."""
-        old = self.before.get(target.channel)
+        run, gone now, where ``target`` itself is new and sends to the same place (scheme,
+        host and path: a token or password fixed in the URL); None otherwise."""
+        old, place = self.before.get(target.channel, (None, None))
         if (
             old is None
             or target.identity is None
             or old == target.identity
             or old in self.current
-            or target.identity in self.before.values()
+            or place is None
+            or place != target.place
+            or target.identity in {identity for identity, _ in self.before.values()}
         ):
             return None
         return old
@@ -288,6 +304,24 @@ class TargetOwners:
             replace_file(self.path, json.dumps(self._now).encode())
         except OSError as exc:
             logger.warning("notify: cannot record the targets' outbox channels: %s", exc)
+
+
+def target_place(url: str) -> str:
+    """Where a URL sends, without what a fixed token or password changes: its scheme, host,
+    port and path (the user, password and query left out)."""
+    try:
+        split = urlsplit(url)
+        host = split.netloc.rsplit("@", 1)[-1]
+        return f"{split.scheme.lower()}://{host}{split.path}"
+    except ValueError:
+        return url
+
+
+def _mark(entry: Entry) -> str | None:
+    """The target an entry was queued for; None when unmarked (or the mark is damaged: sent
+    as it is, as an unmarked one)."""
+    marked = entry.body.get("target")
+    return marked if isinstance(marked, str) else None
 
 
 def secret_fragments(url: str) -> list[str]:
@@ -415,7 +449,9 @@ class TargetSender:
         sender: Sender,
         backoff: tuple[float, float],
         throttle: ThrottledLog,
+        twin: int = 0,
     ) -> None:
+        """``twin``: how many targets before this one in the list have its name or URL."""
         assert cfg.url is not None
         self.cfg = cfg
         self.name = name
@@ -430,7 +466,10 @@ class TargetSender:
         self.fragments = secret_fragments(self._url)
         # what its queued entries are marked with: an unnamed target's channel is its place in
         # the list, so after a target is removed the next one takes its channel (and its queue)
-        self.identity = target_identity(cfg.name or self._url, outbox.root)
+        # two unnamed targets with one URL (other printers, other events) are two targets
+        what = cfg.name or self._url
+        self.identity = target_identity(f"{what}#{twin}" if twin else what, outbox.root)
+        self.place = target_identity(target_place(self._url), outbox.root)
         self._cond = threading.Condition()
         self._queue: list[Entry] = []
         self._failures: dict[str, int] = {}  # failed attempts of each queued entry
@@ -476,7 +515,7 @@ class TargetSender:
         entries: list[Entry] = []
         theirs: list[Entry] = []
         for entry in sorted(left, key=lambda e: e.id):
-            marked = entry.body.get("target")
+            marked = _mark(entry)
             if marked is not None and marked == adopted and entry.channel == self.channel:
                 entry = self.outbox.remark(entry, {**entry.body, "target": self.identity})
                 marked = self.identity
@@ -514,7 +553,7 @@ class TargetSender:
         with self._cond:
             return list(self._queue)
 
-    def _for_me(self, entry: Entry, marked: Any, owners: TargetOwners | None) -> bool:
+    def _for_me(self, entry: Entry, marked: str | None, owners: TargetOwners | None) -> bool:
         """A saved entry queued for this target: marked with it, wherever it lies; in this
         target's channel, unmarked (saved before entries were marked, or the key could not be
         kept) or marked for a target that is gone (dropped then, as ``_takes`` refuses it)."""
@@ -527,7 +566,7 @@ class TargetSender:
     def _takes(self, entry: Entry) -> bool:
         """A saved entry this target would send today: queued for it (or unmarked), of an
         event and a printer it takes."""
-        marked = entry.body.get("target")
+        marked = _mark(entry)
         if marked is not None and self.identity is not None and marked != self.identity:
             return False
         try:
@@ -956,9 +995,12 @@ class Notifications:
         )
         send = sender or subprocess_sender(self._stop)
         throttle = throttle or ThrottledLog(60.0)
+        keys = [t.name or (t.url.get_secret_value().strip() if t.url else "") for t in targets]
         self.targets = [
-            TargetSender(t, n, outbox, tokens, meters, send, backoff, throttle)
-            for t, n in zip(targets, target_names(targets), strict=True)
+            TargetSender(
+                t, n, outbox, tokens, meters, send, backoff, throttle, twin=keys[:i].count(keys[i])
+            )
+            for i, (t, n) in enumerate(zip(targets, target_names(targets), strict=True))
         ]
         self._started = False
 
@@ -980,7 +1022,10 @@ class Notifications:
         everything = [e for entries in left.values() for e in entries]
         owners = TargetOwners(self.outbox.root, self.targets)
         for target in self.targets:  # every load before any sender runs: they share channels
-            target.load(everything, owners)
+            try:
+                target.load(everything, owners)
+            except Exception:  # noqa: BLE001 - a damaged outbox must not stop the daemon
+                logger.exception("notify %s: loading its waiting notifications failed", target.name)
         owners.save()
         known = {t.channel for t in self.targets}
         claimed = {e.path for t in self.targets for e in t.queued()}
