@@ -102,3 +102,35 @@ def test_a_refused_frame_is_not_kept_alive_by_the_model_thread() -> None:
         assert kept() is None
     finally:
         gc.enable()
+
+
+def test_the_runtimes_banner_is_dropped_and_all_else_on_stderr_passed_on(
+    capfd, monkeypatch
+) -> None:
+    """Commands drop the runtime's own "Created TensorFlow Lite XNNPACK delegate" line (it
+    began calibrate's output); what else reaches the process's stderr meanwhile (the
+    runtime's error on a bad model, another thread's log line) is passed on, a failed load
+    too. The daemon never redirects its stderr."""
+    import os
+
+    import pytest
+
+    from watchdog.detection import model
+
+    def loads(fail: bool) -> None:
+        with model._runtime_banner_dropped():
+            os.write(2, b"INFO: " + model.RUNTIME_BANNER + b"\nERROR: Didn't find op X\n")
+            if fail:
+                raise RuntimeError("no op X")
+
+    monkeypatch.setitem(model._banner, "dropped", False)  # the daemon's way
+    loads(fail=False)
+    assert model.RUNTIME_BANNER.decode() in capfd.readouterr().err
+    model.drop_runtime_banner()  # the commands' way
+    loads(fail=False)
+    assert capfd.readouterr().err == "ERROR: Didn't find op X\n"
+    with pytest.raises(RuntimeError):
+        loads(fail=True)
+    assert capfd.readouterr().err == "ERROR: Didn't find op X\n"
+    os.write(2, b"stderr is its own again\n")
+    assert capfd.readouterr().err == "stderr is its own again\n"

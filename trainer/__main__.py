@@ -20,6 +20,7 @@ from trainer.data import DEFAULT_SESSION_PATTERN, SPLITS
 from trainer.export import QUANTIZATIONS, ParityError
 from trainer.model import PRESETS
 from watchdog.detection.bundle import BundleError
+from watchdog.detection.model import drop_runtime_banner
 from watchdog.errors import UsageError
 
 logger = logging.getLogger("trainer")
@@ -259,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    drop_runtime_banner()  # the TFLite runtime's own start-up line, at each parity check
     missing = missing_train_extra()
     if missing:
         print(

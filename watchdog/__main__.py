@@ -12,6 +12,7 @@ from watchdog import __version__, redact
 from watchdog.commands import calibrate, check_config, collect, demo, feedback, replay, run, score
 from watchdog.config import ConfigError
 from watchdog.detection.bundle import BundleError
+from watchdog.detection.model import drop_runtime_banner
 from watchdog.errors import UsageError
 
 logger = logging.getLogger("watchdog")
@@ -61,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.debug)
     quiet_opencv(args.debug)
+    if args.command != "run":
+        drop_runtime_banner()
     try:
         return int(args.func(args) or 0)
     except (ConfigError, BundleError, UsageError) as exc:

@@ -29,39 +29,51 @@ T = TypeVar("T")
 
 
 RUNTIME_BANNER = b"Created TensorFlow Lite XNNPACK delegate for CPU."
+_banner = {"dropped": False}  # set by the commands (drop_runtime_banner), never by the daemon
+_redirect_lock = threading.Lock()
+
+
+def drop_runtime_banner() -> None:
+    """From now on the runtime's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+    is kept out of this process's output. For commands (calibrate, score, replay, the
+    trainer), whose output began with it; the daemon keeps its stderr as it is (other threads
+    write there, and a crash while it pointed elsewhere would lose its last words)."""
+    _banner["dropped"] = True
 
 
 @contextlib.contextmanager
 def _runtime_banner_dropped() -> Iterator[None]:
-    """The runtime writes "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to the
-    process's stderr itself, past Python's logging, and no setting turns it off: a command's
-    output (calibrate's one-line error, score's figures) began with it. The process's stderr
-    goes to a file meanwhile; all else written there (another thread's log line, the
-    runtime's own error) is passed on."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        sink = tempfile.TemporaryFile()
-    except (OSError, ValueError):  # no descriptor or file to spare: the line is shown
+    """The runtime writes its banner to the process's stderr itself, past Python's logging,
+    and no setting turns it off: stderr goes to a file meanwhile, and all else written there
+    (the runtime's own error on a bad model) is passed on, whatever happens."""
+    if not _banner["dropped"]:
         yield
         return
-    try:
-        os.dup2(sink.fileno(), 2)
+    with _redirect_lock:
         try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+            sink = tempfile.TemporaryFile()
+        except (OSError, ValueError):  # no descriptor or file to spare: the line is shown
+            yield
+            return
+        try:
+            os.dup2(sink.fileno(), 2)
             yield
         finally:
             with contextlib.suppress(OSError, ValueError):
                 sys.stderr.flush()
             os.dup2(saved, 2)
-        sink.seek(0)
-        kept = b"".join(
-            line for line in sink.read().splitlines(keepends=True) if RUNTIME_BANNER not in line
-        )
-        if kept:
-            os.write(2, kept)
-    finally:
-        os.close(saved)
-        sink.close()
+            os.close(saved)
+            with sink:
+                sink.seek(0)
+                kept = b"".join(
+                    line
+                    for line in sink.read().splitlines(keepends=True)
+                    if RUNTIME_BANNER not in line
+                )
+            if kept:
+                os.write(2, kept)
 
 
 def load_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
