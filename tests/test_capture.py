@@ -762,3 +762,21 @@ def test_a_still_picture_is_online_when_frozen_pictures_are_not_looked_for(
         assert cam.read() is not None
         time.sleep(0.05)
     assert cam.online
+
+
+def test_a_still_scene_across_the_idle_time_between_prints_is_no_freeze() -> None:
+    """The camera is read only while a print is watched: the last frame of one print and
+    the first of the next may well be the same picture, hours apart. Counted as one
+    picture served all along, the next print's camera went "offline" at its third read."""
+    from watchdog.devices.frozen import FrozenPicture
+
+    still = b"the same JPEG bytes"
+    frozen = FrozenPicture(after_s=60)
+    assert [frozen.frozen_for(still, t) for t in (0, 10, 20, 30, 40, 50)] == [None] * 6
+    assert frozen.frozen_for(still, 60) == 60  # served a minute, read 7 times: frozen
+    frozen = FrozenPicture(after_s=60)
+    for t in (0, 10, 20):  # the end of a print
+        frozen.frozen_for(still, t)
+    later = [frozen.frozen_for(still, 3600 + t) for t in range(0, 60, 10)]  # the next print
+    assert later == [None] * 6
+    assert frozen.frozen_for(still, 3660) == 60

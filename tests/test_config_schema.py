@@ -4,6 +4,8 @@ settings), defaults never shared between printers, secrets never printed."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from watchdog.config import Config, ConfigError, DetectionConfig, parse_config
@@ -208,3 +210,25 @@ def test_a_trusted_proxy_needs_a_dashboard_password() -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(raw)
     assert "http.trusted_proxies" in str(err.value) and "password" in str(err.value)
+
+
+def test_relative_certificate_paths_are_read_from_the_configs_folder(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """As the secrets' ``*_file`` are: check-config run in /etc/printer-watchdog found
+    ``ca_file: camera-ca.pem``; the daemon, whose working folder is /, refused to start."""
+    from watchdog.config import load_config
+
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "camera-ca.pem").write_text("not checked here\n")
+    (folder / "config.yaml").write_text(
+        "printers:\n"
+        "  - name: e3\n"
+        "    camera: {source: 'https://cam.lan/snap.jpg', ca_file: camera-ca.pem}\n"
+        "    api: {kind: moonraker, url: 'https://pi.lan', ca_file: camera-ca.pem}\n"
+    )
+    monkeypatch.chdir(tmp_path)  # elsewhere, as the daemon is
+    printer = load_config(folder / "config.yaml").printers[0]
+    assert printer.camera.ca_file == folder / "camera-ca.pem"
+    assert printer.api.ca_file == folder / "camera-ca.pem"

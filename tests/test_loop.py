@@ -496,9 +496,11 @@ def test_a_reload_mid_print_keeps_what_was_learnt_of_the_print_unless_its_detect
     for _ in range(CALIBRATION):
         new.step()
 
-    def rebuilt(**detection: object) -> Watcher:
+    def rebuilt(camera: dict[str, object] | None = None, **detection: object) -> Watcher:
         pcfg = PrinterConfig(
-            name="e3", camera=CameraConfig(source=str(failing), interval_s=0), detection=detection
+            name="e3",
+            camera=CameraConfig(source=str(failing), **(camera or {"interval_s": 0})),
+            detection=detection,
         )
         return build_watcher(pcfg, Bundle.load(tiny_adaptive_bundle), new.alerts, printer=printer)
 
@@ -506,8 +508,13 @@ def test_a_reload_mid_print_keeps_what_was_learnt_of_the_print_unless_its_detect
     new.retire(keener)  # only the sensitivity saved: the learnt print stays, judged keener
     assert not keener.status()["calibrating"]
     assert keener.detector.threshold == pytest.approx(before / 2)
+    # the same camera read at another pace, with other limits: the same view
+    timing = {"interval_s": 5, "timeout_s": 3, "frozen_after_s": 0, "max_bytes": 20_000}
+    paced = rebuilt(timing, sensitivity=2.0)
+    keener.retire(paced)
+    assert not paced.status()["calibrating"]
     changed = rebuilt(region=[0.0, 0.3, 1.0, 1.0])
-    keener.retire(changed)
+    paced.retire(changed)
     assert changed.status()["calibrating"] and changed.status()["calibration"] == f"0/{CALIBRATION}"
     for _ in range(6):
         changed.step()
@@ -516,7 +523,7 @@ def test_a_reload_mid_print_keeps_what_was_learnt_of_the_print_unless_its_detect
     )
     changed.retire(other)  # the same detection, another camera
     assert other.status()["calibrating"]
-    for w in (old, new, keener, changed, other):
+    for w in (old, new, keener, paced, changed, other):
         w.camera.close()
 
 

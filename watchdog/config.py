@@ -289,7 +289,7 @@ class CameraConfig(_Model):
     ca_file: Path | None = Field(
         None,
         description="CA certificate (PEM file, or a hashed folder of them) for an https camera "
-        "with a self-signed certificate",
+        "with a self-signed certificate; a relative path is read from the config's folder",
     )
     frozen_after_s: float = Field(
         60.0,
@@ -339,7 +339,10 @@ class ApiConfig(_Model):
     retries: int = Field(
         3, ge=0, le=10, description="retries of a failed pause/cancel, with backoff"
     )
-    ca_file: Path | None = Field(None, description="CA certificate for a self-signed https URL")
+    ca_file: Path | None = Field(
+        None,
+        description="CA certificate for a self-signed https URL (relative: from the config's folder)",
+    )
     insecure: bool = Field(False, description="skip TLS verification of the API (not recommended)")
 
     @field_validator("ca_file")
@@ -744,6 +747,19 @@ def _warn_if_readable(path: Path, what: str) -> None:
         )
 
 
+def _paths_from(data: dict[str, Any], keys: tuple[str, ...], base: Path) -> dict[str, Any]:
+    """``data`` (copied) with its relative file paths at ``keys`` taken from ``base``, the
+    config's folder, as the secrets' ``*_file`` are: under systemd the daemon's working
+    folder is /, where check-config, run from the config's folder, had found them."""
+    data = dict(data)
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            path = Path(value).expanduser()
+            data[key] = str(path if path.is_absolute() else base / path)
+    return data
+
+
 def _read_secret(data: dict[str, Any], key: str, file_key: str, path: str, base: Path) -> None:
     """Move the content of ``file_key`` into ``key`` (both set is an error)."""
     file_value = data.get(file_key)
@@ -915,10 +931,16 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
         if isinstance(http, dict):
             http = data["http"] = dict(http)
             _read_secret(http, "password", "password_file", "http", base)
+        if isinstance(mqtt, dict) and isinstance(mqtt.get("tls"), dict):
+            mqtt["tls"] = _paths_from(mqtt["tls"], ("ca_file", "cert_file", "key_file"), base)
         printers = data.get("printers")
         for i, printer in enumerate(printers if isinstance(printers, list) else []):
-            if isinstance(printer, dict) and isinstance(printer.get("api"), dict):
-                printer["api"] = dict(printer["api"])
+            if not isinstance(printer, dict):
+                continue
+            for section in ("camera", "api"):
+                if isinstance(printer.get(section), dict):
+                    printer[section] = _paths_from(printer[section], ("ca_file",), base)
+            if isinstance(printer.get("api"), dict):
                 _read_secret(printer["api"], "api_key", "api_key_file", f"printers.{i}.api", base)
         if isinstance(data.get("notify"), list):
             data["notify"] = [dict(t) if isinstance(t, dict) else t for t in data["notify"]]

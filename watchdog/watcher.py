@@ -653,10 +653,12 @@ class Watcher:
         self.camera_online, self.api_state = old.camera_online, old.api_state
         self.printer_detail = old.printer_detail
         self._restore_checked = old._restore_checked
-        if self.cfg.camera == old.cfg.camera and self.detector.same_setup(old.detector):
+        same_camera = self.cfg.camera.source == old.cfg.camera.source
+        if same_camera and self.detector.same_setup(old.detector):
             # A reload (every settings save) that changed nothing of this printer's camera or
             # detection keeps what was learnt of the print: learning it again mid-print would
-            # take what the camera shows now, a failure included, as the print's look.
+            # take what the camera shows now, a failure included, as the print's look. The
+            # camera's pace and limits (interval, timeouts, sizes) change nothing of its view.
             self.detector = self.detector.carry_on(old.detector)
         elif self.state.printer in (PrinterState.PRINTING, PrinterState.PAUSED):
             self._relearn("its camera or detection settings changed")

@@ -1320,8 +1320,11 @@ class MjpegCamera(_ThreadedCamera):
                 return None
             self._taken, part = self._seq, self._latest
         if isinstance(part, bytes) and (frozen := self._frozen_problem(part)) is not None:
-            # the reader connects again (offline with its backoff until the picture changes)
-            self.last_error = frozen
+            # the reader connects again (offline with its backoff until the picture changes);
+            # a reader that went down meanwhile keeps its own reason
+            with self._lock:
+                if self.online:
+                    self.last_error = frozen
             self._reconnect.set()
             return None
         try:

@@ -14,6 +14,9 @@ import hashlib
 import threading
 
 MIN_REPEATS = 3  # reads of the same picture, at least, before it counts as frozen
+# reads further apart than this (the printer idle between prints: the camera is read only
+# while a print is watched) start the count again: a still scene across them is no freeze
+MIN_GAP_S = 300.0
 
 
 class FrozenPicture:
@@ -26,6 +29,7 @@ class FrozenPicture:
         self._digest = b""
         self._since = 0.0
         self._repeats = 0
+        self._last = 0.0
 
     def frozen_for(self, data: bytes, now: float) -> float | None:
         """Seconds ``data`` has been the picture served, once that is ``after_s`` or more
@@ -35,7 +39,9 @@ class FrozenPicture:
             return None
         digest = hashlib.blake2b(data, digest_size=16).digest()
         with self._lock:
-            if digest != self._digest:
+            gap = now - self._last > max(2 * self.after_s, MIN_GAP_S)
+            self._last = now
+            if digest != self._digest or gap:
                 self._digest, self._since, self._repeats = digest, now, 1
                 return None
             self._repeats += 1

@@ -59,7 +59,10 @@ _CONNECTION_CAUSES = (
         ),
         "host name not found (DNS)",
     ),
-    (("certificate has expired",), "its TLS certificate has expired (or this clock is wrong)"),
+    (
+        ("certificate has expired", "certificate is not yet valid"),
+        "its TLS certificate is not valid now (expired, or this machine's clock is wrong)",
+    ),
     (
         ("Hostname mismatch", "IP address mismatch"),
         "its TLS certificate names another host than the address does",
