@@ -61,7 +61,9 @@ class TlsConfig(_Model):
     """TLS towards the MQTT broker; the certificate is verified unless ``insecure``."""
 
     ca_file: Path | None = Field(
-        None, description="CA certificate (PEM) that signed the broker's certificate"
+        None,
+        description="CA certificate (PEM) that signed the broker's certificate (a relative "
+        "path is read from the config's folder, as cert_file and key_file are)",
     )
     cert_file: Path | None = Field(
         None, description="client certificate (PEM), for brokers that require one"
@@ -183,7 +185,7 @@ class HttpConfig(_Model):
         5,
         ge=1,
         le=100,
-        description="login attempts allowed per client per minute (an IPv6 client: its /64); a successful login starts the count again",
+        description="login attempts allowed per client per minute (an IPv6 client: its /64); a successful login starts the count again; the clients of one trusted proxy get ten times this together",
     )
     max_connections: int = Field(
         32, ge=2, le=1000, description="connections served at once; more are refused"
@@ -288,8 +290,9 @@ class CameraConfig(_Model):
     )
     ca_file: Path | None = Field(
         None,
-        description="CA certificate (PEM file, or a hashed folder of them) for an https camera "
-        "with a self-signed certificate; a relative path is read from the config's folder",
+        description="CA certificate (PEM file, or a folder of them prepared with openssl rehash) "
+        "for an https camera with a self-signed certificate; a relative path is read from the "
+        "config's folder",
     )
     frozen_after_s: float = Field(
         60.0,
