@@ -763,6 +763,15 @@ def _paths_from(data: dict[str, Any], keys: tuple[str, ...], base: Path) -> dict
     return data
 
 
+def _printer_files(printer: dict[str, Any], path: str, base: Path) -> None:
+    """A printer's files from the config's folder: its CA files' paths, its API key."""
+    for section in ("camera", "api"):
+        if isinstance(printer.get(section), dict):
+            printer[section] = _paths_from(printer[section], ("ca_file",), base)
+    if isinstance(printer.get("api"), dict):
+        _read_secret(printer["api"], "api_key", "api_key_file", f"{path}.api", base)
+
+
 def _read_secret(data: dict[str, Any], key: str, file_key: str, path: str, base: Path) -> None:
     """Move the content of ``file_key`` into ``key`` (both set is an error)."""
     file_value = data.get(file_key)
@@ -938,13 +947,8 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
             mqtt["tls"] = _paths_from(mqtt["tls"], ("ca_file", "cert_file", "key_file"), base)
         printers = data.get("printers")
         for i, printer in enumerate(printers if isinstance(printers, list) else []):
-            if not isinstance(printer, dict):
-                continue
-            for section in ("camera", "api"):
-                if isinstance(printer.get(section), dict):
-                    printer[section] = _paths_from(printer[section], ("ca_file",), base)
-            if isinstance(printer.get("api"), dict):
-                _read_secret(printer["api"], "api_key", "api_key_file", f"printers.{i}.api", base)
+            if isinstance(printer, dict):
+                _printer_files(printer, f"printers.{i}", base)
         if isinstance(data.get("notify"), list):
             data["notify"] = [dict(t) if isinstance(t, dict) else t for t in data["notify"]]
             for i, target in enumerate(data["notify"]):
