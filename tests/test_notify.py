@@ -75,6 +75,17 @@ def camera_target(url: str, after_s: float, **kw) -> NotifyTarget:
     return NotifyTarget(url=url, events=["camera_offline"], camera_offline_after_s=after_s, **kw)
 
 
+def alert_left_queued(phone, ntfy_receiver, url: str, **kw) -> None:
+    """A run whose one target (at ``url``) the service refuses: its alert waits in the
+    outbox for the next run; the service takes notifications again after it."""
+    ntfy_receiver.refuse(500, "down")
+    run = phone(notify=(target(url, **kw),))
+    run.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    wait_for("the refusal", lambda: run.notify_status()[kw.get("name", "ntfy")]["failed"] >= 1)
+    run.stop()
+    ntfy_receiver.refuse(None)
+
+
 class Recorder:
     """The daemon's dispatcher stand-in for the token tests (the daemon is tested end to end elsewhere)."""
 
@@ -1019,7 +1030,38 @@ def test_a_target_whose_url_was_fixed_in_its_place_keeps_its_queue(
     assert second.notifications.flush(30), second.notify_status()
     second.stop()
     assert [m.title for m in ntfy_receiver.messages] == [f"{PRINTER}: print failure, paused"]
-    assert "its URL changed since the last run" in caplog.text
+    assert "queued before its URL or name changed" in caplog.text
+
+
+def test_a_target_renamed_or_named_for_the_first_time_keeps_its_queue(phone, ntfy_receiver) -> None:
+    """A name moves a target to another outbox channel: what waited under the old name (or
+    under none) was kept on disk and never sent."""
+    url = ntfy_receiver.url("alerts")
+    alert_left_queued(phone, ntfy_receiver, url)
+    ntfy_receiver.refuse(500, "down")
+    named = phone(notify=(target(url, name="phone"),))  # still refused: kept
+    wait_for("refused again", lambda: named.notify_status()["phone"]["failed"] >= 1)
+    named.stop()
+    ntfy_receiver.refuse(None)
+    renamed = phone(notify=(target(url, name="alice-phone"),))
+    assert renamed.notifications.flush(30), renamed.notify_status()
+    renamed.stop()
+    assert [(m.title, m.attachment) for m in ntfy_receiver.messages] == [
+        (f"{PRINTER}: print failure, paused", jpeg(2))
+    ]
+
+
+def test_a_queue_left_in_another_targets_channel_goes_to_the_target_that_took_it_over(
+    phone, ntfy_receiver
+) -> None:
+    """Alice's unnamed target given a name, and Bob's unnamed one added first in the list:
+    Bob's takes Alice's old channel, Alice's queue waits there for her named target."""
+    alice = ntfy_receiver.url("alice")
+    alert_left_queued(phone, ntfy_receiver, alice)
+    second = phone(notify=(target(ntfy_receiver.url("bob")), target(alice, name="alice")))
+    assert second.notifications.flush(30), second.notify_status()
+    second.stop()
+    assert [(m.topic, m.attachment) for m in ntfy_receiver.messages] == [("alice", jpeg(2))]
 
 
 def test_another_persons_target_put_in_a_removed_ones_place_does_not_take_its_queue(
@@ -1027,12 +1069,7 @@ def test_another_persons_target_put_in_a_removed_ones_place_does_not_take_its_qu
 ) -> None:
     """Alice's target removed and Bob's added in its place at one restart: Bob's is new to
     the outbox, as an edited URL would be, but it sends to another topic."""
-    ntfy_receiver.refuse(500, "down")
-    first = phone(notify=(target(ntfy_receiver.url("alice")),))
-    first.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
-    wait_for("the refusal", lambda: first.notify_status()["ntfy"]["failed"] >= 1)
-    first.stop()
-    ntfy_receiver.refuse(None)
+    alert_left_queued(phone, ntfy_receiver, ntfy_receiver.url("alice"))
     second = phone(notify=(target(ntfy_receiver.url("bob")),))
     assert second.notifications.flush(10), second.notify_status()
     second.stop()
@@ -1052,7 +1089,8 @@ def test_two_targets_with_one_url_each_send_their_own_queue_once(phone, ntfy_rec
     wait_for("both refused", lambda: all(s["failed"] for s in first.notify_status().values()))
     first.stop()
     ntfy_receiver.refuse(None)
-    second = phone(notify=targets, printers=(PRINTER, "voron"))
+    swapped = targets[::-1]  # whatever their order in the list
+    second = phone(notify=swapped, printers=(PRINTER, "voron"))
     assert second.notifications.flush(30), second.notify_status()
     second.stop()
     sent = sorted((m.title, m.attachment) for m in ntfy_receiver.messages)
@@ -1067,16 +1105,11 @@ def test_a_queued_notification_with_a_damaged_mark_is_sent_not_a_crash(
 ) -> None:
     """An entry.json edited by hand or damaged ("target": a list) raised at start: systemd
     restarted the daemon into the same crash, no printer watched."""
-    ntfy_receiver.refuse(500, "down")
-    first = phone(notify=(target(ntfy_receiver.url("alerts")),))
-    first.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
-    wait_for("the refusal", lambda: first.notify_status()["ntfy"]["failed"] >= 1)
-    first.stop()
+    alert_left_queued(phone, ntfy_receiver, ntfy_receiver.url("alerts"))
     [entry] = outbox_entries(tmp_path, "notify-ntfy")
     record = json.loads(entry.read_text())
     record["body"]["target"] = ["not", "a", "mark"]
     entry.write_text(json.dumps(record))
-    ntfy_receiver.refuse(None)
     second = phone(notify=(target(ntfy_receiver.url("alerts")),))
     assert second.notifications.flush(30), second.notify_status()
     second.stop()
@@ -1088,19 +1121,25 @@ def test_queued_notifications_are_sent_when_the_targets_key_cannot_be_read(
 ) -> None:
     """Without its key a target cannot tell its entries from another's: it sends those of
     its own queue rather than drop them all (an alert among them)."""
-    ntfy_receiver.refuse(500, "down")
-    first = phone(notify=(target(ntfy_receiver.url("alerts")),))
-    first.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
-    wait_for("the refusal", lambda: first.notify_status()["ntfy"]["failed"] >= 1)
-    first.stop()
+    alert_left_queued(phone, ntfy_receiver, ntfy_receiver.url("alerts"))
     key = tmp_path / "outbox" / ".target-key"
     key.unlink()
     key.mkdir()  # unreadable as a file, whoever runs the test
-    ntfy_receiver.refuse(None)
     second = phone(notify=(target(ntfy_receiver.url("alerts")),))
     assert second.notifications.flush(30), second.notify_status()
     second.stop()
     assert [m.title for m in ntfy_receiver.messages] == [f"{PRINTER}: print failure, paused"]
+    # deleted, or emptied: a new key cannot check the old marks either
+    for damage in ("deleted", "emptied"):
+        key.rmdir() if key.is_dir() else key.unlink()
+        alert_left_queued(phone, ntfy_receiver, ntfy_receiver.url("alerts"))
+        key.unlink()
+        if damage == "emptied":
+            key.write_bytes(b"")
+        fourth = phone(notify=(target(ntfy_receiver.url("alerts")),))
+        assert fourth.notifications.flush(30), fourth.notify_status()
+        fourth.stop()
+        assert len(ntfy_receiver.messages) == (3 if damage == "emptied" else 2), damage
 
 
 def test_two_unnamed_targets_swapped_in_the_list_each_keep_their_own_queue(

@@ -750,6 +750,15 @@ def _warn_if_readable(path: Path, what: str) -> None:
         )
 
 
+def _home_expanded(path: Path) -> Path:
+    """``~`` and ``~user`` expanded; as written where there is no such home (an unknown
+    user, no HOME): then the file is not found, said in one line naming the key."""
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        return path
+
+
 def _paths_from(data: dict[str, Any], keys: tuple[str, ...], base: Path) -> dict[str, Any]:
     """``data`` (copied) with its relative file paths at ``keys`` taken from ``base``, the
     config's folder, as the secrets' ``*_file`` are: under systemd the daemon's working
@@ -758,7 +767,7 @@ def _paths_from(data: dict[str, Any], keys: tuple[str, ...], base: Path) -> dict
     for key in keys:
         value = data.get(key)
         if isinstance(value, str) and value:
-            path = Path(value).expanduser()
+            path = _home_expanded(Path(value))
             data[key] = str(path if path.is_absolute() else base / path)
     return data
 
@@ -779,7 +788,7 @@ def _read_secret(data: dict[str, Any], key: str, file_key: str, path: str, base:
         return
     if data.get(key):
         raise ConfigError(f"{path}.{file_key}: set either {key} or {file_key}, not both")
-    secret_path = Path(str(file_value)).expanduser()
+    secret_path = _home_expanded(Path(str(file_value)))
     if not secret_path.is_absolute():
         secret_path = base / secret_path
     try:

@@ -222,15 +222,35 @@ def target_names(targets: Sequence[NotifyTarget]) -> list[str]:
     return names
 
 
+KEY_FILE = ".target-key"
+
+
+def identity_texts(targets: Sequence[NotifyTarget]) -> list[str]:
+    """What each target's identity is made of: its name, else its URL; two with one URL (one
+    topic for two printers) also by what they take, whatever their order in the list, and
+    two alike in everything by their order among themselves."""
+    texts = [t.name or (t.url.get_secret_value().strip() if t.url else "") for t in targets]
+    texts = [
+        text
+        if texts.count(text) == 1
+        else f"{text}\0{json.dumps([sorted(t.printers or []), sorted(t.events)])}"
+        for text, t in zip(texts, targets, strict=True)
+    ]
+    return [
+        text if texts.count(text) == 1 else f"{text}\0{texts[:i].count(text)}"
+        for i, text in enumerate(texts)
+    ]
+
+
 def target_identity(what: str, outbox_root: Path) -> str | None:
     """A short keyed hash of a target's name or URL, so a queued notification is sent only to
     the target it was queued for. Keyed with a random key kept beside the outbox: the URL (a
     token in it) cannot be guessed back from the hash. None when the key cannot be kept."""
-    key_file = outbox_root / ".target-key"
+    key_file = outbox_root / KEY_FILE
     try:
         key = key_file.read_bytes()
         if len(key) != 32:
-            raise FileNotFoundError
+            return None  # damaged: what it marked cannot be told apart (sent by folder)
     except FileNotFoundError:
         key = os.urandom(32)
         try:
@@ -245,12 +265,14 @@ def target_identity(what: str, outbox_root: Path) -> str | None:
 
 class TargetOwners:
     """Which target each notify channel belonged to at the last run (``.target-owners.json``
-    beside the outbox, identities only), and the targets there are now.
+    beside the outbox: keyed hashes of its identity and of where it sends), and the targets
+    there are now.
 
     An unnamed target's channel is its place in the list: after one is removed the next
     takes its channel, and must not send what was queued for the other (another person). A
-    target whose URL was edited (a token fixed after the service refused it) has a new
-    identity in the same place: what waited for it is still its own."""
+    target that is gone leaves its queue to the one new target that sends to the same place
+    (scheme, host, port and path): its URL edited (a token fixed after the service refused
+    it), or its name changed."""
 
     FILE = ".target-owners.json"
 
@@ -263,6 +285,14 @@ class TargetOwners:
             for t in targets
             if t.identity is not None
         }
+        known = {identity for identity, _ in self.before.values()}
+        newcomers = [t for t in targets if t.identity is not None and t.identity not in known]
+        self._heirs: dict[str, set[str]] = {}  # a newcomer's identity → the gone ones it takes
+        for identity, place in self.before.values():
+            takers = [t.identity for t in newcomers if t.identity and t.place == place]
+            if identity not in self.current and place and len(takers) == 1:  # two: who?
+                self._heirs.setdefault(takers[0], set()).add(identity)
+        self.taken = frozenset(i for gone in self._heirs.values() for i in gone)
 
     def _read(self) -> dict[str, tuple[str, str | None]]:
         """Channel → (identity, place) at the last run."""
@@ -282,22 +312,11 @@ class TargetOwners:
                 )
         return owners
 
-    def replaced_by(self, target: TargetSender) -> str | None:
-        """The identity whose queue ``target`` takes over: its channel's owner at the last
-        run, gone now, where ``target`` itself is new and sends to the same place (scheme,
-        host and path: a token or password fixed in the URL); None otherwise."""
-        old, place = self.before.get(target.channel, (None, None))
-        if (
-            old is None
-            or target.identity is None
-            or old == target.identity
-            or old in self.current
-            or place is None
-            or place != target.place
-            or target.identity in {identity for identity, _ in self.before.values()}
-        ):
-            return None
-        return old
+    def taken_over_by(self, target: TargetSender) -> frozenset[str]:
+        """The gone targets whose queues ``target`` takes over."""
+        if target.identity is None:
+            return frozenset()
+        return frozenset(self._heirs.get(target.identity, ()))
 
     def save(self) -> None:
         try:
@@ -449,9 +468,9 @@ class TargetSender:
         sender: Sender,
         backoff: tuple[float, float],
         throttle: ThrottledLog,
-        twin: int = 0,
+        known_as: str | None = None,
     ) -> None:
-        """``twin``: how many targets before this one in the list have its name or URL."""
+        """``known_as``: what its identity is made of (``identity_texts``; its name or URL)."""
         assert cfg.url is not None
         self.cfg = cfg
         self.name = name
@@ -466,9 +485,7 @@ class TargetSender:
         self.fragments = secret_fragments(self._url)
         # what its queued entries are marked with: an unnamed target's channel is its place in
         # the list, so after a target is removed the next one takes its channel (and its queue)
-        # two unnamed targets with one URL (other printers, other events) are two targets
-        what = cfg.name or self._url
-        self.identity = target_identity(f"{what}#{twin}" if twin else what, outbox.root)
+        self.identity = target_identity(known_as or cfg.name or self._url, outbox.root)
         self.place = target_identity(target_place(self._url), outbox.root)
         self._cond = threading.Condition()
         self._queue: list[Entry] = []
@@ -506,22 +523,24 @@ class TargetSender:
 
     def load(self, left: Sequence[Entry] | None = None, owners: TargetOwners | None = None) -> None:
         """Take what earlier runs left for this target. ``left``: the entries of every notify
-        channel (this one's own when None): a target's entries are found wherever its place
-        in the list put them. ``owners``: who the channels belonged to, to tell a target whose
-        URL was edited (its queue kept) from one removed (its queue not sent to the next)."""
+        channel; None: this one's own, whatever their marks (the key that made them is gone).
+        ``owners``: who the channels belonged to, to tell a target whose URL or name changed
+        (its queue kept) from one removed (its queue not sent to the next)."""
+        trust_marks = left is not None
         if left is None:
             left = self.outbox.pending(self.channel)
-        adopted = owners.replaced_by(self) if owners is not None else None
+        heir_of = owners.taken_over_by(self) if owners is not None else frozenset()
         entries: list[Entry] = []
         theirs: list[Entry] = []
+        inherited = 0
         for entry in sorted(left, key=lambda e: e.id):
-            marked = _mark(entry)
-            if marked is not None and marked == adopted and entry.channel == self.channel:
+            marked = _mark(entry) if trust_marks else None
+            if marked is not None and marked in heir_of:
                 entry = self.outbox.remark(entry, {**entry.body, "target": self.identity})
-                marked = self.identity
+                marked, inherited = self.identity, inherited + 1
             if not self._for_me(entry, marked, owners):
                 continue
-            (entries if self._takes(entry) else theirs).append(entry)
+            (entries if self._takes(entry, marked) else theirs).append(entry)
         for entry in theirs:
             self.outbox.done(entry)
         if theirs:
@@ -531,11 +550,12 @@ class TargetSender:
                 self.name,
                 len(theirs),
             )
-        if adopted is not None:
+        if inherited:
             logger.info(
-                "notify %s: its URL changed since the last run; what was queued before is "
-                "sent with the new one",
+                "notify %s: %d notification(s) queued before its URL or name changed (the same "
+                "service and address) are sent with it",
                 self.name,
+                inherited,
             )
         with self._cond:
             # queued before the load and never saved (a full disk): kept, after what was left
@@ -561,12 +581,12 @@ class TargetSender:
             return entry.channel == self.channel or self.identity is not None
         if entry.channel != self.channel:
             return False
-        return marked is None or owners is None or marked not in owners.current
+        # one left for a target that is gone, unless another target takes its queue over
+        return marked is None or owners is None or marked not in owners.current | owners.taken
 
-    def _takes(self, entry: Entry) -> bool:
+    def _takes(self, entry: Entry, marked: str | None) -> bool:
         """A saved entry this target would send today: queued for it (or unmarked), of an
         event and a printer it takes."""
-        marked = _mark(entry)
         if marked is not None and self.identity is not None and marked != self.identity:
             return False
         try:
@@ -995,12 +1015,11 @@ class Notifications:
         )
         send = sender or subprocess_sender(self._stop)
         throttle = throttle or ThrottledLog(60.0)
-        keys = [t.name or (t.url.get_secret_value().strip() if t.url else "") for t in targets]
+        # a key made now (deleted, or a first run): the marks left cannot be checked
+        self._new_key = not (outbox.root / KEY_FILE).exists()
         self.targets = [
-            TargetSender(
-                t, n, outbox, tokens, meters, send, backoff, throttle, twin=keys[:i].count(keys[i])
-            )
-            for i, (t, n) in enumerate(zip(targets, target_names(targets), strict=True))
+            TargetSender(t, n, outbox, tokens, meters, send, backoff, throttle, known_as=k)
+            for t, n, k in zip(targets, target_names(targets), identity_texts(targets), strict=True)
         ]
         self._started = False
 
@@ -1023,7 +1042,7 @@ class Notifications:
         owners = TargetOwners(self.outbox.root, self.targets)
         for target in self.targets:  # every load before any sender runs: they share channels
             try:
-                target.load(everything, owners)
+                target.load(None if self._new_key else everything, owners)
             except Exception:  # noqa: BLE001 - a damaged outbox must not stop the daemon
                 logger.exception("notify %s: loading its waiting notifications failed", target.name)
         owners.save()
