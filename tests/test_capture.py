@@ -780,3 +780,6 @@ def test_a_still_scene_across_the_idle_time_between_prints_is_no_freeze() -> Non
     later = [frozen.frozen_for(still, 3600 + t) for t in range(0, 60, 10)]  # the next print
     assert later == [None] * 6
     assert frozen.frozen_for(still, 3660) == 60
+    # a camera read every 10 minutes: its reads are no idle gaps
+    slow = FrozenPicture(after_s=60, interval_s=600)
+    assert [slow.frozen_for(still, t) for t in (0, 600, 1200)] == [None, None, 1200]

@@ -508,7 +508,7 @@ class _BaseCamera:
         self._was_offline_logged = False
         self._bad_logged_at = -BAD_LOG_INTERVAL_S
         self._contacted = False  # it has answered once, or been found offline
-        self._frozen = FrozenPicture(cfg.frozen_after_s)
+        self._frozen = FrozenPicture(cfg.frozen_after_s, cfg.interval_s)
 
     def _halted(self) -> bool:
         return self._closed.is_set() or (self._stop is not None and self._stop.is_set())

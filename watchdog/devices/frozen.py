@@ -23,8 +23,10 @@ class FrozenPicture:
     """How long a camera has served one picture, byte for byte (thread-safe: a stream's
     reader thread and the watcher's reads both ask)."""
 
-    def __init__(self, after_s: float) -> None:
+    def __init__(self, after_s: float, interval_s: float = 0.0) -> None:
         self.after_s = after_s  # 0: never frozen
+        # reads further apart than the camera's pace allows: the printer was idle between
+        self._gap_s = max(2 * after_s, MIN_GAP_S, 3 * interval_s)
         self._lock = threading.Lock()
         self._digest = b""
         self._since = 0.0
@@ -39,7 +41,7 @@ class FrozenPicture:
             return None
         digest = hashlib.blake2b(data, digest_size=16).digest()
         with self._lock:
-            gap = now - self._last > max(2 * self.after_s, MIN_GAP_S)
+            gap = now - self._last > self._gap_s
             self._last = now
             if digest != self._digest or gap:
                 self._digest, self._since, self._repeats = digest, now, 1
