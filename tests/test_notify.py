@@ -1064,6 +1064,49 @@ def test_a_queue_left_in_another_targets_channel_goes_to_the_target_that_took_it
     assert [(m.topic, m.attachment) for m in ntfy_receiver.messages] == [("alice", jpeg(2))]
 
 
+def test_a_second_target_on_the_same_topic_takes_its_printers_queued_alert(
+    phone, ntfy_receiver
+) -> None:
+    """One topic, then a second target on it for another printer: the first's identity
+    changed (two with one URL are told apart by what they take) and its alert was dropped."""
+    url = ntfy_receiver.url("shop")
+    alert_left_queued(phone, ntfy_receiver, url)
+    twins = (target(url, printers=["voron"]), target(url, printers=[PRINTER]))
+    second = phone(notify=twins, printers=(PRINTER, "voron"))
+    assert second.notifications.flush(30), second.notify_status()
+    second.stop()
+    assert [(m.title, m.attachment) for m in ntfy_receiver.messages] == [
+        (f"{PRINTER}: print failure, paused", jpeg(2))
+    ]
+
+
+def test_where_a_target_sends_is_its_url_but_for_its_password_and_tokens() -> None:
+    """A queue is taken over by a new target sending to the same place: a fixed password or
+    token is the same place; another recipient (mail's user or to=, Pushover's user key)
+    is another person."""
+    from watchdog.comms.notify import target_place
+
+    assert target_place("ntfys://bob:old@ntfy.sh/shop") == target_place(
+        "ntfys://bob:new@ntfy.sh/shop"
+    )
+    assert target_place("ntfy://ntfy.sh/shop?token=tk_1") == target_place(
+        "ntfy://ntfy.sh/shop?token=tk_2"
+    )
+    assert target_place("json://h.lan/hook?auth=a&x=1") == target_place(
+        "json://h.lan/hook?x=1&auth=b"
+    )
+    for one, other in [
+        ("mailto://alice:pw@smtp.example.com", "mailto://bob:pw@smtp.example.com"),
+        (
+            "mailto://me:pw@smtp.example.com?to=alice@x.org",
+            "mailto://me:pw@smtp.example.com?to=bob@x.org",
+        ),
+        ("pover://ALICEKEY@apptoken", "pover://BOBKEY@apptoken"),
+        ("ntfy://ntfy.sh/alice", "ntfy://ntfy.sh/bob"),
+    ]:
+        assert target_place(one) != target_place(other), one
+
+
 def test_another_persons_target_put_in_a_removed_ones_place_does_not_take_its_queue(
     phone, ntfy_receiver, caplog
 ) -> None:
@@ -1129,17 +1172,25 @@ def test_queued_notifications_are_sent_when_the_targets_key_cannot_be_read(
     assert second.notifications.flush(30), second.notify_status()
     second.stop()
     assert [m.title for m in ntfy_receiver.messages] == [f"{PRINTER}: print failure, paused"]
-    # deleted, or emptied: a new key cannot check the old marks either
+    # deleted, or emptied: a new key cannot check the old marks either, at its first run or
+    # at the next (the service still down at the first)
     for damage in ("deleted", "emptied"):
         key.rmdir() if key.is_dir() else key.unlink()
         alert_left_queued(phone, ntfy_receiver, ntfy_receiver.url("alerts"))
         key.unlink()
         if damage == "emptied":
             key.write_bytes(b"")
+        else:  # a run with the new key, the service still down
+            ntfy_receiver.refuse(500, "down")
+            down = phone(notify=(target(ntfy_receiver.url("alerts")),))
+            wait_for("refused", lambda d=down: d.notify_status()["ntfy"]["failed"] >= 1)
+            down.stop()
+            ntfy_receiver.refuse(None)
         fourth = phone(notify=(target(ntfy_receiver.url("alerts")),))
         assert fourth.notifications.flush(30), fourth.notify_status()
         fourth.stop()
-        assert len(ntfy_receiver.messages) == (3 if damage == "emptied" else 2), damage
+        told = [m.title for m in ntfy_receiver.messages]
+        assert len(told) == (2 if damage == "deleted" else 3), (damage, told)
 
 
 def test_two_unnamed_targets_swapped_in_the_list_each_keep_their_own_queue(

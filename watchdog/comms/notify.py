@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -36,7 +37,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -270,9 +271,10 @@ class TargetOwners:
 
     An unnamed target's channel is its place in the list: after one is removed the next
     takes its channel, and must not send what was queued for the other (another person). A
-    target that is gone leaves its queue to the one new target that sends to the same place
-    (scheme, host, port and path): its URL edited (a token fixed after the service refused
-    it), or its name changed."""
+    target that is gone leaves its queue to the new targets that send to the same place (the
+    URL but for its password and secret query values): its URL edited (a token fixed after
+    the service refused it), or its name changed. Where two do (one topic for two printers),
+    each entry goes to the first that takes it."""
 
     FILE = ".target-owners.json"
 
@@ -287,12 +289,13 @@ class TargetOwners:
         }
         known = {identity for identity, _ in self.before.values()}
         newcomers = [t for t in targets if t.identity is not None and t.identity not in known]
-        self._heirs: dict[str, set[str]] = {}  # a newcomer's identity → the gone ones it takes
+        # a gone identity → the new targets sending where it sent, in the list's order
+        self._heirs: dict[str, list[TargetSender]] = {}
         for identity, place in self.before.values():
-            takers = [t.identity for t in newcomers if t.identity and t.place == place]
-            if identity not in self.current and place and len(takers) == 1:  # two: who?
-                self._heirs.setdefault(takers[0], set()).add(identity)
-        self.taken = frozenset(i for gone in self._heirs.values() for i in gone)
+            takers = [t for t in newcomers if place and t.place == place]
+            if identity not in self.current and takers:
+                self._heirs[identity] = takers
+        self.taken = frozenset(self._heirs)
 
     def _read(self) -> dict[str, tuple[str, str | None]]:
         """Channel → (identity, place) at the last run."""
@@ -312,26 +315,41 @@ class TargetOwners:
                 )
         return owners
 
-    def taken_over_by(self, target: TargetSender) -> frozenset[str]:
-        """The gone targets whose queues ``target`` takes over."""
-        if target.identity is None:
-            return frozenset()
-        return frozenset(self._heirs.get(target.identity, ()))
+    def heir(self, marked: str | None, entry: Entry) -> TargetSender | None:
+        """The target that takes over ``entry``, left for a gone target: the first new one
+        sending to its place that takes it (else the first, which drops it as not taken)."""
+        takers = self._heirs.get(marked or "", [])
+        wanting = [t for t in takers if t.takes(entry, None)]
+        chosen = wanting or takers
+        return chosen[0] if chosen else None
 
     def save(self) -> None:
+        if not self._now:  # no identity to record (the key unreadable): the last run's stays
+            return
         try:
             replace_file(self.path, json.dumps(self._now).encode())
         except OSError as exc:
             logger.warning("notify: cannot record the targets' outbox channels: %s", exc)
 
 
+# query keys whose values are credentials (a fixed one is the same target); others (to=,
+# priority=) say where or how a notification goes
+_SECRET_QUERY = re.compile(r"(?i)token|key|pass|pwd|secret|auth|sig")
+
+
 def target_place(url: str) -> str:
-    """Where a URL sends, without what a fixed token or password changes: its scheme, host,
-    port and path (the user, password and query left out)."""
+    """Where a URL sends, without what a fixed password or token changes: all of it but its
+    password and the values of its credential query keys (the user stays: for mail it is
+    the recipient, for Pushover the person)."""
     try:
         split = urlsplit(url)
+        user = split.netloc.rsplit("@", 1)[0].split(":", 1)[0] if "@" in split.netloc else ""
         host = split.netloc.rsplit("@", 1)[-1]
-        return f"{split.scheme.lower()}://{host}{split.path}"
+        query = sorted(
+            (k, "" if _SECRET_QUERY.search(k) else v)
+            for k, v in parse_qsl(split.query, keep_blank_values=True)
+        )
+        return f"{split.scheme.lower()}://{user}@{host}{split.path}?{query}"
     except ValueError:
         return url
 
@@ -529,18 +547,22 @@ class TargetSender:
         trust_marks = left is not None
         if left is None:
             left = self.outbox.pending(self.channel)
-        heir_of = owners.taken_over_by(self) if owners is not None else frozenset()
         entries: list[Entry] = []
         theirs: list[Entry] = []
         inherited = 0
         for entry in sorted(left, key=lambda e: e.id):
             marked = _mark(entry) if trust_marks else None
-            if marked is not None and marked in heir_of:
-                entry = self.outbox.remark(entry, {**entry.body, "target": self.identity})
+            if owners is not None and marked in owners.taken and owners.heir(marked, entry) is self:
                 marked, inherited = self.identity, inherited + 1
             if not self._for_me(entry, marked, owners):
                 continue
-            (entries if self._takes(entry, marked) else theirs).append(entry)
+            if not self.takes(entry, marked):
+                theirs.append(entry)
+                continue
+            if self.identity is not None and _mark(entry) != self.identity:
+                # taken over, unmarked, or its mark unknowable (a new key): this target's now
+                entry = self.outbox.remark(entry, {**entry.body, "target": self.identity})
+            entries.append(entry)
         for entry in theirs:
             self.outbox.done(entry)
         if theirs:
@@ -584,7 +606,7 @@ class TargetSender:
         # one left for a target that is gone, unless another target takes its queue over
         return marked is None or owners is None or marked not in owners.current | owners.taken
 
-    def _takes(self, entry: Entry, marked: str | None) -> bool:
+    def takes(self, entry: Entry, marked: str | None) -> bool:
         """A saved entry this target would send today: queued for it (or unmarked), of an
         event and a printer it takes."""
         if marked is not None and self.identity is not None and marked != self.identity:
