@@ -750,13 +750,16 @@ def _warn_if_readable(path: Path, what: str) -> None:
         )
 
 
-def _home_expanded(path: Path) -> Path:
-    """``~`` and ``~user`` expanded; as written where there is no such home (an unknown
-    user, no HOME): then the file is not found, said in one line naming the key."""
+def _in_config_folder(value: str, base: Path) -> Path:
+    """A file the config names: ``~`` and ``~user`` expanded (left as written where there is
+    no such home, an unknown user or no HOME: then the file is not found, said in one line
+    naming the key), a relative path taken from ``base``, the config's folder."""
+    path = Path(value)
     try:
-        return path.expanduser()
+        path = path.expanduser()
     except RuntimeError:
-        return path
+        pass
+    return path if path.is_absolute() else base / path
 
 
 def _paths_from(data: dict[str, Any], keys: tuple[str, ...], base: Path) -> dict[str, Any]:
@@ -767,8 +770,7 @@ def _paths_from(data: dict[str, Any], keys: tuple[str, ...], base: Path) -> dict
     for key in keys:
         value = data.get(key)
         if isinstance(value, str) and value:
-            path = _home_expanded(Path(value))
-            data[key] = str(path if path.is_absolute() else base / path)
+            data[key] = str(_in_config_folder(value, base))
     return data
 
 
@@ -788,9 +790,7 @@ def _read_secret(data: dict[str, Any], key: str, file_key: str, path: str, base:
         return
     if data.get(key):
         raise ConfigError(f"{path}.{file_key}: set either {key} or {file_key}, not both")
-    secret_path = _home_expanded(Path(str(file_value)))
-    if not secret_path.is_absolute():
-        secret_path = base / secret_path
+    secret_path = _in_config_folder(str(file_value), base)
     try:
         value = read_small_file(secret_path, 65536, "secret file", ValueError).strip()
     except ValueError as exc:

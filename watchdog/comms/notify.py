@@ -243,23 +243,32 @@ def identity_texts(targets: Sequence[NotifyTarget]) -> list[str]:
     ]
 
 
-def target_identity(what: str, outbox_root: Path) -> str | None:
-    """A short keyed hash of a target's name or URL, so a queued notification is sent only to
-    the target it was queued for. Keyed with a random key kept beside the outbox: the URL (a
-    token in it) cannot be guessed back from the hash. None when the key cannot be kept."""
+def target_key(outbox_root: Path) -> tuple[bytes | None, bool]:
+    """The random key the targets' identities are hashed with, kept beside the outbox (a URL,
+    a token in it, cannot be guessed back from its hash), and whether it was made now (a first
+    run, or the key deleted: the marks left cannot be checked). None when it cannot be read,
+    is damaged, or cannot be kept."""
     key_file = outbox_root / KEY_FILE
     try:
         key = key_file.read_bytes()
-        if len(key) != 32:
-            return None  # damaged: what it marked cannot be told apart (sent by folder)
     except FileNotFoundError:
         key = os.urandom(32)
         try:
             outbox_root.mkdir(parents=True, exist_ok=True)
             replace_file(key_file, key)
         except OSError:
-            return None
+            return None, True
+        return key, True
     except OSError:
+        return None, False
+    # damaged: what it marked cannot be told apart (sent by folder)
+    return (key if len(key) == 32 else None), False
+
+
+def target_identity(what: str, key: bytes | None) -> str | None:
+    """A short keyed hash of a target's name or URL (or where it sends), so a queued
+    notification is sent only to the target it was queued for; None without a key."""
+    if key is None:
         return None
     return hashlib.blake2b(what.encode(), key=key, digest_size=8).hexdigest()
 
@@ -487,8 +496,10 @@ class TargetSender:
         backoff: tuple[float, float],
         throttle: ThrottledLog,
         known_as: str | None = None,
+        key: bytes | None = None,
     ) -> None:
-        """``known_as``: what its identity is made of (``identity_texts``; its name or URL)."""
+        """``known_as``: what its identity is made of (``identity_texts``; its name or URL);
+        ``key``: the outbox's (``target_key``), which its identity is hashed with."""
         assert cfg.url is not None
         self.cfg = cfg
         self.name = name
@@ -503,8 +514,8 @@ class TargetSender:
         self.fragments = secret_fragments(self._url)
         # what its queued entries are marked with: an unnamed target's channel is its place in
         # the list, so after a target is removed the next one takes its channel (and its queue)
-        self.identity = target_identity(known_as or cfg.name or self._url, outbox.root)
-        self.place = target_identity(target_place(self._url), outbox.root)
+        self.identity = target_identity(known_as or cfg.name or self._url, key)
+        self.place = target_identity(target_place(self._url), key)
         self._cond = threading.Condition()
         self._queue: list[Entry] = []
         self._failures: dict[str, int] = {}  # failed attempts of each queued entry
@@ -1038,9 +1049,9 @@ class Notifications:
         send = sender or subprocess_sender(self._stop)
         throttle = throttle or ThrottledLog(60.0)
         # a key made now (deleted, or a first run): the marks left cannot be checked
-        self._new_key = not (outbox.root / KEY_FILE).exists()
+        key, self._new_key = target_key(outbox.root) if targets else (None, False)
         self.targets = [
-            TargetSender(t, n, outbox, tokens, meters, send, backoff, throttle, known_as=k)
+            TargetSender(t, n, outbox, tokens, meters, send, backoff, throttle, known_as=k, key=key)
             for t, n, k in zip(targets, target_names(targets), identity_texts(targets), strict=True)
         ]
         self._started = False
