@@ -534,8 +534,6 @@ class Watcher:
             draft=True,
         )
         outcome = self._ask_printer(self.action)
-        if self.action is Action.CANCEL and outcome.outcome in (Outcome.DONE, Outcome.UNKNOWN):
-            self.state = decide.cancelled_by_us(self.state)
         if self.state.rearm_at is not None:
             # The cooldown runs from the end of the action: retries against a dead API must not
             # use it up, or the next frames raise a second alert at once.
@@ -593,7 +591,11 @@ class Watcher:
         if action is Action.PAUSE:
             return self.printer.pause()
         if action is Action.CANCEL:
-            return self.printer.cancel()
+            result = self.printer.cancel()
+            if result.outcome in (Outcome.DONE, Outcome.UNKNOWN):
+                # its end is told by the alert or the owner's answer, not as "print ended"
+                self.state = decide.cancelled_by_us(self.state)
+            return result
         if action is Action.RESUME:
             return self.printer.resume()
         return ActionResult(Action.NOTIFY, Outcome.DONE, "notify only", 0)
@@ -718,8 +720,6 @@ class Watcher:
                 )
                 return CommandResult(False, f"{why}: nothing done")
             result = self._ask_printer(Action(verb.value))
-            if verb is Verb.CANCEL and result.outcome in (Outcome.DONE, Outcome.UNKNOWN):
-                self.state = decide.cancelled_by_us(self.state)
             if result.outcome == Outcome.DONE and verb in ANSWERS:
                 self._record_answer(verb, command.incident)
             return CommandResult(result.outcome == Outcome.DONE, result.detail)
