@@ -182,8 +182,8 @@ def camera_event(printer: str, online: bool, why: str = "") -> Event:
         Kind.CAMERA_OFFLINE,
         printer,
         f"{printer}: camera offline",
-        f"The camera of {printer} {f'is offline ({why})' if why else 'gives no frames'}: "
-        "the print is not watched until it is back.",
+        f"The camera of {printer} {'is offline' if why else 'gives no frames'}: the print is "
+        f"not watched until it is back.{f' Why: {why}.' if why else ''}",
     )
 
 

@@ -56,6 +56,7 @@ class FrozenPicture:
 def frozen_message(seconds: float) -> str:
     """The camera's error while its picture is frozen (one line, the config key named)."""
     return (
-        f"the very same picture for {seconds:.0f} s (camera.frozen_after_s): a frozen camera, "
-        "its stand-in picture (a USB camera gone from ustreamer), or a room too dark to see"
+        f"the very same picture for {seconds:.0f} s: a frozen camera, a streamer's stand-in "
+        "picture after its USB camera was unplugged, or a room too dark to see "
+        "(camera.frozen_after_s)"
     )
