@@ -764,6 +764,23 @@ def test_a_still_picture_is_online_when_frozen_pictures_are_not_looked_for(
     assert cam.online
 
 
+def test_a_camera_found_frozen_stays_offline_across_the_idle_time_and_a_reload() -> None:
+    """ustreamer's stand-in picture found frozen at the end of a print is still the stand-in
+    picture at the next print, an hour later, and after a settings save rebuilds the camera:
+    counted afresh, the next print's first read was "back online" (a push to the owner) and
+    the stand-in picture was learnt as the print's look. Only a new picture ends it."""
+    from watchdog.devices.frozen import FrozenPicture
+
+    stand_in = b"ustreamer's NO SIGNAL picture"
+    frozen = FrozenPicture(after_s=60)
+    assert [frozen.frozen_for(stand_in, t) for t in range(0, 70, 10)][-1] == 60
+    assert frozen.frozen_for(stand_in, 3600) == 3600  # the next print: still offline
+    rebuilt = FrozenPicture(after_s=60)
+    rebuilt.carry_on(frozen)
+    assert rebuilt.frozen_for(stand_in, 3610) == 3610
+    assert rebuilt.frozen_for(b"a live picture", 3620) is None
+
+
 def test_a_still_scene_across_the_idle_time_between_prints_is_no_freeze() -> None:
     """The camera is read only while a print is watched: the last frame of one print and
     the first of the next may well be the same picture, hours apart. Counted as one

@@ -1259,7 +1259,7 @@ def test_a_frozen_camera_mid_print_is_told_offline_with_why_and_back_when_it_mov
     from watchdog.detection.bundle import Bundle
     from watchdog.detection.decide import Label
     from watchdog.devices.printers import SimulatedPrinter
-    from watchdog.watcher import build_watcher
+    from watchdog.watcher import Watcher, build_watcher
 
     notifier = phone(
         notify=(camera_target(webhook_receiver.url("hook"), 0, coalesce_s=0),),
@@ -1268,13 +1268,14 @@ def test_a_frozen_camera_mid_print_is_told_offline_with_why_and_back_when_it_mov
     camera = CameraConfig(
         source=camera_server.snapshot_url, interval_s=0, timeout_s=5, frozen_after_s=1.0
     )
-    watcher = build_watcher(
-        PrinterConfig(name=PRINTER, camera=camera),
-        Bundle.load(tiny_adaptive_bundle),
-        notifier,
-        printer=SimulatedPrinter("J.gcode"),
-        clock=time.monotonic,
-    )
+    printer = SimulatedPrinter("J.gcode")
+
+    def built() -> Watcher:
+        cfg = PrinterConfig(name=PRINTER, camera=camera)
+        bundle = Bundle.load(tiny_adaptive_bundle)
+        return build_watcher(cfg, bundle, notifier, printer=printer, clock=time.monotonic)
+
+    watcher = built()
     try:
         for _ in range(3):
             assert watcher.step().verdict is not None  # a live picture is scored
@@ -1284,6 +1285,13 @@ def test_a_frozen_camera_mid_print_is_told_offline_with_why_and_back_when_it_mov
         [offline] = webhook_receiver.posts
         assert offline["title"] == f"{PRINTER}: camera offline"
         assert "the very same picture" in offline["message"], offline["message"]
+        # a settings save rebuilds the camera: the stand-in picture is no camera back online
+        old, watcher = watcher, built()
+        old.retire(watcher)
+        old.camera.close()
+        assert all(watcher.step().state is Label.CAMERA_OFFLINE for _ in range(3))
+        assert notifier.notifications.flush(60), notifier.notify_status()
+        assert len(webhook_receiver.posts) == 1, webhook_receiver.posts
         camera_server.set_frames([synthetic_frame(i) for i in range(4)])
         wait_for("back", lambda: watcher.step().verdict is not None, 30)
         assert notifier.notifications.flush(60), notifier.notify_status()

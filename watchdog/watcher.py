@@ -656,6 +656,8 @@ class Watcher:
         self.printer_detail = old.printer_detail
         self._restore_checked = old._restore_checked
         same_camera = self.cfg.camera.source == old.cfg.camera.source
+        if same_camera:  # a picture found frozen stays so: not told "back online" by a reload
+            self.camera.frozen.carry_on(old.camera.frozen)
         if same_camera and self.detector.same_setup(old.detector):
             # A reload (every settings save) that changed nothing of this printer's camera or
             # detection keeps what was learnt of the print: learning it again mid-print would

@@ -130,6 +130,9 @@ class Camera(Protocol):
     def stats(self) -> CameraStats: ...
 
     @property
+    def frozen(self) -> FrozenPicture: ...  # how long it has served one picture (http only)
+
+    @property
     def exhausted(
         self,
     ) -> bool: ...  # folders and video files: True after the last frame (others: always False)
@@ -508,7 +511,7 @@ class _BaseCamera:
         self._was_offline_logged = False
         self._bad_logged_at = -BAD_LOG_INTERVAL_S
         self._contacted = False  # it has answered once, or been found offline
-        self._frozen = FrozenPicture(cfg.frozen_after_s, cfg.interval_s)
+        self.frozen = FrozenPicture(cfg.frozen_after_s, cfg.interval_s)
 
     def _halted(self) -> bool:
         return self._closed.is_set() or (self._stop is not None and self._stop.is_set())
@@ -639,7 +642,7 @@ class _BaseCamera:
     def _frozen_problem(self, data: bytes) -> str | None:
         """Why a network camera's picture is not live (the same bytes for
         camera.frozen_after_s), or None."""
-        seconds = self._frozen.frozen_for(data, time.monotonic())
+        seconds = self.frozen.frozen_for(data, time.monotonic())
         return None if seconds is None else frozen_message(seconds)
 
     def _decode(self, data: bytes) -> np.ndarray:
@@ -1368,6 +1371,10 @@ class AutoHttpCamera:
         return self.inner.stats
 
     @property
+    def frozen(self) -> FrozenPicture:
+        return self.inner.frozen
+
+    @property
     def exhausted(self) -> bool:
         return False
 
@@ -1383,6 +1390,7 @@ class AutoHttpCamera:
             inner.close()
             self.inner = MjpegCamera(cfg, url, label, stop, backoff, stats=inner.stats)
             self.inner.need, self.inner.gate = inner.need, inner.gate
+            self.inner.frozen = inner.frozen
             return self.inner.read()
         return frame
 

@@ -32,25 +32,34 @@ class FrozenPicture:
         self._since = 0.0
         self._repeats = 0
         self._last = 0.0
+        self._told = False  # frozen_for said frozen: only a new picture ends it, not a gap
 
     def frozen_for(self, data: bytes, now: float) -> float | None:
         """Seconds ``data`` has been the picture served, once that is ``after_s`` or more
         (and it was read at least MIN_REPEATS times); None while the picture is live.
-        ``now``: the monotonic clock."""
+        ``now``: the monotonic clock. A picture found frozen stays frozen across the idle
+        time between prints: the next print must not start on it as a live camera."""
         if self.after_s <= 0:
             return None
         digest = hashlib.blake2b(data, digest_size=16).digest()
         with self._lock:
             gap = now - self._last > self._gap_s
             self._last = now
-            if digest != self._digest or gap:
-                self._digest, self._since, self._repeats = digest, now, 1
+            if digest != self._digest or (gap and not self._told):
+                self._digest, self._since, self._repeats, self._told = digest, now, 1, False
                 return None
             self._repeats += 1
-            repeats, same_for = self._repeats, now - self._since
-        if repeats >= MIN_REPEATS and same_for >= self.after_s:
-            return same_for
-        return None
+            same_for = now - self._since
+            self._told = self._repeats >= MIN_REPEATS and same_for >= self.after_s
+            return same_for if self._told else None
+
+    def carry_on(self, old: FrozenPicture) -> None:
+        """Count on from ``old``, the count of the same source before a reload rebuilt its
+        camera (a camera found frozen would otherwise be told back online at once)."""
+        with old._lock:
+            state = (old._digest, old._since, old._repeats, old._last, old._told)
+        with self._lock:
+            self._digest, self._since, self._repeats, self._last, self._told = state
 
 
 def frozen_message(seconds: float) -> str:
