@@ -377,6 +377,37 @@ def test_self_signed_tls_needs_a_ca_file_or_insecure(
     assert "TLS certificate verification is off" in caplog.text
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_tls_handshake_cut_short_is_tried_again_not_taken_for_a_certificate(kind: str) -> None:
+    """The https API (or the proxy before it) closes the connection mid-handshake, as one
+    restarting does: that was "TLS certificate not accepted; set api.ca_file" and a pause
+    was not tried again."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def hang_up() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+            conn.shutdown(socket.SHUT_WR)  # no handshake: the end of the stream
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    url = f"https://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        result = make_printer(api_config(kind, url, "k", retries=1), backoff_s=0.01).pause()
+    finally:
+        server.close()
+        for conn in accepted:
+            conn.close()
+    assert result.outcome == "failed" and result.attempts == 2, result
+    assert "certificate" not in result.detail and "ca_file" not in result.detail, result.detail
+
+
 def test_https_clients_share_the_tls_context_that_holds_the_systems_cas() -> None:
     """A TLS context with the system's CAs is about 0.9 MB, and urllib3 makes one per connection
     by default: every printer and camera on https cost that much (benchmarks: 0.85 MB per

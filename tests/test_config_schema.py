@@ -4,6 +4,7 @@ settings), defaults never shared between printers, secrets never printed."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -213,7 +214,7 @@ def test_a_trusted_proxy_needs_a_dashboard_password() -> None:
 
 
 def test_relative_certificate_paths_are_read_from_the_configs_folder(
-    tmp_path: Path, monkeypatch
+    tmp_path: Path, monkeypatch, self_signed_cert: tuple[Path, Path]
 ) -> None:
     """As the secrets' ``*_file`` are: check-config run in /etc/printer-watchdog found
     ``ca_file: camera-ca.pem``; the daemon, whose working folder is /, refused to start."""
@@ -221,7 +222,7 @@ def test_relative_certificate_paths_are_read_from_the_configs_folder(
 
     folder = tmp_path / "etc"
     folder.mkdir()
-    (folder / "camera-ca.pem").write_text("not checked here\n")
+    shutil.copy(self_signed_cert[0], folder / "camera-ca.pem")
     (folder / "config.yaml").write_text(
         "printers:\n"
         "  - name: e3\n"
@@ -232,3 +233,23 @@ def test_relative_certificate_paths_are_read_from_the_configs_folder(
     printer = load_config(folder / "config.yaml").printers[0]
     assert printer.camera.ca_file == folder / "camera-ca.pem"
     assert printer.api.ca_file == folder / "camera-ca.pem"
+
+
+@pytest.mark.parametrize("key", ["camera", "api"])
+def test_a_ca_file_without_a_pem_certificate_is_refused_naming_the_key(
+    tmp_path: Path, key: str
+) -> None:
+    """A certificate saved as DER (binary), or the wrong file: the key passed, and every
+    request then failed as "cannot connect", far from it."""
+    der = tmp_path / "camera-ca.crt"
+    der.write_bytes(b"0\x82\x03\x1d0\x82\x02\x05\xa0\x03\x02\x01\x02")
+    section = (
+        {"camera": {"source": "https://cam.lan/snap.jpg", "ca_file": str(der)}}
+        if key == "camera"
+        else {"api": {"kind": "moonraker", "url": "https://pi.lan", "ca_file": str(der)}}
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config({"printers": [{"name": "e3", **section}]})
+    message = str(err.value)
+    assert f"{key}.ca_file" in message and "no certificate in PEM" in message, message
+    assert "\n" not in message.strip()

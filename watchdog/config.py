@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import os
 import re
+import ssl
 import stat
 from enum import StrEnum
 from pathlib import Path
@@ -260,16 +261,28 @@ class StorageConfig(_Model):
 
 
 def _existing_ca(path: Path | None) -> Path | None:
-    """A CA file or folder that is there: a missing one failed at every request as a TLS
-    or connection error, far from the key that named it."""
+    """A CA file (or hashed folder) that is there and readable, a file holding a certificate
+    in PEM: else every request failed as a TLS or connection error, far from the key."""
     if path is None:
         return None
     try:
-        there = path.is_file() or path.is_dir()
+        if path.is_dir():
+            os.listdir(path)
+            return path
+        there = path.is_file()
     except OSError as exc:  # a folder on the way that this user cannot enter
         raise ValueError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if not there:
         raise ValueError(f"{path}: no such file or folder (a CA certificate in PEM)")
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError:
+        raise ValueError(
+            f"{path}: holds no certificate in PEM (a DER certificate converts with "
+            "'openssl x509 -inform der -in FILE -out FILE.pem')"
+        ) from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     return path
 
 

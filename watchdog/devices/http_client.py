@@ -47,6 +47,21 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 UNTRUSTED_CERTIFICATE = (
     "its TLS certificate is not trusted here (self-signed, or from a private CA)"
 )
+_CERTIFICATE_CAUSES = (  # what trying again cannot mend
+    (
+        ("certificate has expired", "certificate is not yet valid"),
+        "its TLS certificate is not valid now (expired, or this machine's clock is wrong)",
+    ),
+    (
+        ("Hostname mismatch", "IP address mismatch"),
+        "its TLS certificate names another host than the address does",
+    ),
+    (
+        ("NO_CERTIFICATE_OR_CRL_FOUND", "FileNotFoundError", "PEM lib"),
+        "the CA file set for it (ca_file) cannot be read or holds no certificate in PEM",
+    ),
+    (("CERTIFICATE_VERIFY_FAILED",), UNTRUSTED_CERTIFICATE),
+)
 _CONNECTION_CAUSES = (
     (
         (
@@ -59,15 +74,7 @@ _CONNECTION_CAUSES = (
         ),
         "host name not found (DNS)",
     ),
-    (
-        ("certificate has expired", "certificate is not yet valid"),
-        "its TLS certificate is not valid now (expired, or this machine's clock is wrong)",
-    ),
-    (
-        ("Hostname mismatch", "IP address mismatch"),
-        "its TLS certificate names another host than the address does",
-    ),
-    (("CERTIFICATE_VERIFY_FAILED",), UNTRUSTED_CERTIFICATE),
+    *_CERTIFICATE_CAUSES,
     (("WRONG_VERSION_NUMBER",), "TLS failed: does it speak http, not https?"),
     (("refused",), "connection refused (nothing listens on that port)"),
     (("timed out", "Timeout"), "no answer (timed out)"),
@@ -84,6 +91,13 @@ def timed_out(exc: BaseException) -> bool:
     return isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError) and not isinstance(
         exc, urllib3.exceptions.NewConnectionError
     )
+
+
+def certificate_refused(exc: BaseException) -> bool:
+    """A TLS error that trying again cannot mend (a certificate not trusted, expired or of
+    another host; the CA file unreadable), not a handshake cut short (a proxy restarting)."""
+    text = f"{exc!r} {exc}"
+    return any(n in text for needles, _ in _CERTIFICATE_CAUSES for n in needles)
 
 
 def connection_cause(exc: BaseException, peer: str) -> str | None:

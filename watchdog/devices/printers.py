@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import urllib3
 
 from watchdog.config import ApiConfig
-from watchdog.devices.http_client import HttpClient, connection_cause
+from watchdog.devices.http_client import HttpClient, certificate_refused, connection_cause
 from watchdog.printing import (
     AFTER,
     ALLOWED,
@@ -210,6 +210,10 @@ class _HttpPrinter:
         try:
             resp, raw = self._exchange(method, url, payload, timeout, shown)
         except urllib3.exceptions.SSLError as exc:
+            if not certificate_refused(exc):  # a handshake cut short: the next try may pass
+                raise _Failure(
+                    f"{shown}: {self._connection_problem(exc)}", retryable=True, unsent=True
+                ) from None
             raise _Failure(
                 f"{shown}: TLS certificate not accepted ({self._scrub(str(exc))[:160]}); "
                 "set api.ca_file, or api.insecure: true",
