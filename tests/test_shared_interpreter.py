@@ -134,3 +134,24 @@ def test_the_runtimes_banner_is_dropped_and_all_else_on_stderr_passed_on(
     assert capfd.readouterr().err == "ERROR: Didn't find op X\n"
     os.write(2, b"stderr is its own again\n")
     assert capfd.readouterr().err == "stderr is its own again\n"
+
+
+def test_a_command_started_with_stderr_closed_still_scores() -> None:
+    """``2>&-`` (a cron line, a script): Python's sys.stderr is None, and the banner's
+    redirection raised where it flushed it, before the model was loaded."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    frame = Path(__file__).resolve().parents[1] / "watchdog/demo/frames/000_normal.jpg"
+    cmd = [sys.executable, "-m", "watchdog", "score", str(frame)]
+    r = subprocess.run(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=None,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: __import__("os").close(2),
+    )
+    assert r.returncode == 0, r.stdout
+    assert "000_normal.jpg" in r.stdout, r.stdout

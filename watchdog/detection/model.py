@@ -50,11 +50,14 @@ def _runtime_banner_dropped() -> Iterator[None]:
         yield
         return
     with _redirect_lock:
+        saved = None
         try:
-            sys.stderr.flush()
+            _flush_stderr()
             saved = os.dup(2)
             sink = tempfile.TemporaryFile()
         except (OSError, ValueError):  # no descriptor or file to spare: the line is shown
+            if saved is not None:
+                os.close(saved)
             yield
             return
         try:
@@ -62,7 +65,7 @@ def _runtime_banner_dropped() -> Iterator[None]:
             yield
         finally:
             with contextlib.suppress(OSError, ValueError):
-                sys.stderr.flush()
+                _flush_stderr()
             os.dup2(saved, 2)
             os.close(saved)
             with sink:
@@ -74,6 +77,11 @@ def _runtime_banner_dropped() -> Iterator[None]:
                 )
             if kept:
                 os.write(2, kept)
+
+
+def _flush_stderr() -> None:
+    if sys.stderr is not None:  # None: the command was started with stderr closed (2>&-)
+        sys.stderr.flush()
 
 
 def load_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
