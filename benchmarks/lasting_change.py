@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/lasting_change.py [--data DIR] [--bundle DIR] [--onset 100] [--json FILE]
 
 The camera is nudged (the picture moves 12 px right and 8 px down), a light is switched on
-(every pixel +40), daylight brightens the room (x1.4) or a light is switched off (x0.6) at
+(every pixel +40), daylight brightens the room (x1.4), a light is switched off (x0.6) or
+sunlight falls on the printer (x2.5: about half the picture pure white) at
 frame ``--onset`` of each Kaggle normal print, and stays so. The
 adapted score flags that, as it should: "this looks different from how the print started".
 What matters to a user is what happens next. ``python -m watchdog replay`` with its
@@ -49,6 +50,7 @@ CHANGES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "light switched on": lambda im: cv2.convertScaleAbs(im, alpha=1.0, beta=40),
     "daylight (x1.4)": lambda im: cv2.convertScaleAbs(im, alpha=1.4, beta=0),
     "light switched off (x0.6)": lambda im: cv2.convertScaleAbs(im, alpha=0.6, beta=0),
+    "glare (x2.5, much of it white)": lambda im: cv2.convertScaleAbs(im, alpha=2.5, beta=0),
 }
 
 

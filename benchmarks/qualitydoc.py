@@ -266,15 +266,22 @@ def lighting(q: Json, lasting: Json | None, in_start: Json | None = None) -> str
             _lasting_table(in_start),
             f"\nCommand: `{LASTING_START_CMD}`",
         ]
+    if any(r["change"].startswith("glare") for r in (lasting or {"rows": []})["rows"]):
+        out.append(
+            "\nGlare (x2.5) drives about half of the picture to pure white: what is lost there "
+            "no light matching brings back, and where the print's look had detail in it, the "
+            "print can be paused once (the owner's resume learns the new view)."
+        )
     return "\n".join(out) + "\n"
 
 
 STILL_CMD = ".venv/bin/python benchmarks/still_start.py --json benchmarks/results/still_start.json"
 
 
-def still_start(now: Json | None, before: Json | None) -> str:
+def still_start(now: Json | None, before: Json | None, dim_before: Json | None = None) -> str:
     """Pauses of good prints whose start the camera showed without movement, with the daemon
-    before a start that did not move was learnt again (the same script, an earlier commit)."""
+    before a start that did not move was learnt again (the same script, an earlier commit);
+    and failures after a dim start, with the daemon before a dim look was matched."""
     if now is None:
         return _missing("a start without movement", STILL_CMD)
 
@@ -286,25 +293,97 @@ def still_start(now: Json | None, before: Json | None) -> str:
     rows = [
         [p, case, at(now, (p, case)), at(before, (p, case)) if before else "–"] for p, case in keys
     ]
+    out = [
+        "Each good print through `python -m watchdog replay` with the shipped bundle (its "
+        "simulated owner resumes after each pause: every pause is a good print stopped), its "
+        "first 30 frames (or 12) replaced by what a camera shows without movement: a stuck "
+        "feed, a black picture, or a live camera's noise on a printer still heating. A start "
+        "in which nothing but the camera's noise moved is learnt again until the camera shows "
+        "a moving print ([decisions/still-start.md](decisions/still-start.md)); before, it "
+        "was learnt as the print's look, and the first live picture after it paused the "
+        "print:\n",
+        _table(
+            ["print", "start", "pauses (at frame)", "before (learnt as the print's look)"], rows
+        ),
+    ]
+    dim = [r for r in (dim_before or {"rows": []})["rows"] if r["case"].startswith("dim")]
+    if dim:
+        out.append(
+            "\nA dim start (x0.3: the room's light switched on after it) is matched to the lit "
+            "room: a gain below what a light switched on needs is allowed to a picture with "
+            "almost no pure white ([decisions/light-matching.md](decisions/light-matching.md)). "
+            "Before, it paused each print once when the light came on (at frames "
+            f"{', '.join(str(r['paused_at'][0]) for r in dim if r['paused_at'])}; "
+            "`benchmarks/results/still_start_before_dim_look.json`)."
+        )
+    out.append(
+        f"\nBundle trained {now['bundle_created']}. Command: `{STILL_CMD}` (the before column: "
+        "the same script at the commit before a still start was learnt again, and for the "
+        "heating rows at the commit before the camera's noise was told from movement, "
+        "`benchmarks/results/still_start_before.json`).\n"
+    )
+    if now.get("failures"):
+        out.append(_failures_after_start(now, dim_before))
+    return "\n".join(out)
+
+
+def _failures_after_start(now: Json, before: Json | None) -> str:
+    """Frames to pause failures pasted after a start as recorded and after a dim one."""
+    names = sorted({r["failure"] for r in now["failures"]})
+
+    def cells(doc: Json | None, session: str, start: str) -> tuple[str, str]:
+        found = {
+            r["failure"]: r
+            for r in (doc or {}).get("failures", [])
+            if (r["print"], r["start"]) == (session, start)
+        }
+        if not found:
+            return "–", "–"
+        good = max(sum(1 for p in r["paused_at"] if p < r["onset"]) for r in found.values())
+        frames = []
+        for n in names:
+            after = [p for p in found[n]["paused_at"] if p >= found[n]["onset"]]
+            frames.append(str(after[0] - found[n]["onset"] + 1) if after else "never")
+        return ", ".join(frames), str(good)
+
+    rows: list[list[str]] = []
+    caught: dict[str, list[int]] = {}
+    for session, start in dict.fromkeys((r["print"], r["start"]) for r in now["failures"]):
+        frames, good = cells(now, session, start)
+        frames_before, good_before = cells(before, session, start)
+        count = caught.setdefault(start, [0, 0, 0])
+        count[0] += sum(f != "never" for f in frames.split(", "))
+        count[1] += sum(f not in ("never", "–") for f in frames_before.split(", "))
+        count[2] += len(names)
+        rows.append([session, start, frames, good, frames_before, good_before])
+    totals = "; ".join(
+        f"{start}: {n} of {of} (before: {b})" for start, (n, b, of) in caught.items()
+    )
+    onset = now["failures"][0]["onset"]
     return "\n".join(
         [
-            "Each good print through `python -m watchdog replay` with the shipped bundle (its "
-            "simulated owner resumes after each pause: every pause is a good print stopped), its "
-            "first 30 frames (or 12) replaced by what a camera shows without movement: a stuck "
-            "feed, a black picture, or a live camera's noise on a printer still heating. A start "
-            "in which nothing but the camera's noise moved is learnt again until the camera shows "
-            "a moving print ([decisions/still-start.md](decisions/still-start.md)); before, it "
-            "was learnt as the print's look, and the first live picture after it paused the "
-            "print:\n",
+            f"**A failure after a dim start.** Each failed print's material pasted into the "
+            f"watched half of the good print from frame {onset} on, after its start as recorded "
+            "and after a dim one; frames from the failure's first frame to its pause (the "
+            "simulated owner resumes each pause, so a good print paused before the failure "
+            "learns its look again), now and before a dim look was matched:\n",
             _table(
-                ["print", "start", "pauses (at frame)", "before (learnt as the print's look)"], rows
+                [
+                    "print",
+                    "start",
+                    f"frames to pause ({', '.join(names)})",
+                    "good print paused before it",
+                    "before: frames to pause",
+                    "before: good print paused before it",
+                ],
+                rows,
             ),
-            "\nA dim start (the room's light switched on after it, x0.3) still pauses the print: "
-            "its pictures move, so it is learnt, and matching the light does not undo a change "
-            f"that large. Bundle trained {now['bundle_created']}. Command: `{STILL_CMD}` (the "
-            "before column: the same script at the commit before a still start was learnt again, "
-            "and for the heating rows at the commit before the camera's noise was told from "
-            "movement, `benchmarks/results/still_start_before.json`).\n",
+            f"\nFailures paused after a start {totals}. "
+            "Matched to a dim look, a failure in the lit room is seen as dim as that look, and "
+            "a failure that a normal start would pause can be missed; before, the pause at the "
+            "light and the owner's resume learnt the lit room, with the failure's first frames "
+            "in that new start. The shipped bundle saw these prints: compare the rows, not the "
+            "figures with held-out ones.\n",
         ]
     )
 
@@ -987,7 +1066,11 @@ def render() -> str:
             ),
             (
                 "A camera that shows no movement during the start",
-                lambda: still_start(_load("still_start.json"), _load("still_start_before.json")),
+                lambda: still_start(
+                    _load("still_start.json"),
+                    _load("still_start_before.json"),
+                    _load("still_start_before_dim_look.json"),
+                ),
             ),
         ]
     sections.append(

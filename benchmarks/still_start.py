@@ -10,7 +10,10 @@ the printer heats (its sensor noise, different in each frame; also for the first
 only), a black picture (lights off, lens covered), a dim one (x0.3: the room's light switched
 on after the start); and a feed stuck on one picture for 30 frames in the middle of the print
 (from frame 60). Every pause is a good print
-stopped. Default bundle: the shipped one (it saw these prints: this measures what the daemon
+stopped. Then whether a failure is still caught after a dim start: each failed print's
+material pasted frame by frame (``inscene.pasted_sequence``, in the watched bottom half) into
+the good print from frame 60 on, after its start as recorded and after a dim start; frames
+from the failure's first frame to the pause. Default bundle: the shipped one (it saw these prints: this measures what the daemon
 does with such a start, not detection quality). Skips (exit 0) when the data folder is absent.
 """
 
@@ -27,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.inscene import pasted_sequence  # noqa: E402
 from benchmarks.time_to_pause import (  # noqa: E402
     bundle_replay_options,
     no_kaggle_data,
@@ -40,6 +44,7 @@ from watchdog.image_files import read_bgr_file  # noqa: E402
 
 START = 30  # frames: the start the default bundle learns
 STUCK_AT = 60  # the mid-print freeze begins here
+FAILURE_AT = 60  # a failure's material is pasted from here on
 
 Edit = Callable[[list[np.ndarray]], list[np.ndarray]]
 
@@ -71,11 +76,55 @@ CASES: dict[str, Edit] = {
 }
 
 
+FAILURE_STARTS = ("as recorded", "dim (x0.3) for its start")
+
+
+def with_failure(frames: list[np.ndarray], failure: list[np.ndarray]) -> list[np.ndarray]:
+    """The print's BGR frames up to ``FAILURE_AT``, then as many more as the failed print has
+    frames with its material pasted into their bottom half (the bundle's watched region)."""
+    good = np.stack(frames)
+    half = good.shape[1] // 2
+    bottom = np.ascontiguousarray(good[FAILURE_AT:, half:, :, ::-1])  # RGB, as inscene reads
+    material = np.ascontiguousarray(np.stack(failure)[:, half:, :, ::-1])
+    pasted = pasted_sequence(bottom, material, seed=0)
+    out = good[: FAILURE_AT + len(pasted)].copy()
+    out[FAILURE_AT:, half:] = pasted[..., ::-1]
+    return list(out)
+
+
+def failure_rows(
+    normal: dict[str, list[Path]], failed: dict[str, list[Path]], bundle: Path, tmp: Path
+) -> list[dict[str, object]]:
+    """Frames to pause a failure from ``FAILURE_AT`` after each start of ``FAILURE_STARTS``."""
+    rows: list[dict[str, object]] = []
+    failures = {name: [read_bgr_file(p) for p in paths] for name, paths in sorted(failed.items())}
+    print("\n| print | start | failure | pauses (at frame) |\n|---|---|---|---|")
+    for session, paths in sorted(normal.items()):
+        frames = [read_bgr_file(path) for path in paths]
+        for start in FAILURE_STARTS:
+            for name, failure in failures.items():
+                work = tmp / f"{session}-failure-{len(rows)}"
+                files = write_frames(with_failure(CASES[start](frames), failure), work / "src")
+                paused = paused_at(replay(bundle, files, work))
+                rows.append(
+                    {
+                        "print": session,
+                        "start": start,
+                        "failure": name,
+                        "onset": FAILURE_AT,
+                        "paused_at": paused,
+                    }
+                )
+                at = ", ".join(map(str, paused)) or "-"
+                print(f"| {session} | {start} | {name} | {len(paused)} ({at}) |", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = bundle_replay_options(__doc__.splitlines()[0]).parse_args(argv)
     if no_kaggle_data(args.data):
         return 0
-    normal, _ = sessions_in_time_order(args.data)
+    normal, failed = sessions_in_time_order(args.data)
     rows: list[dict[str, object]] = []
     print("| print | start | pauses (at frame) |")
     print("|---|---|---|")
@@ -95,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"| {session} ({len(frames)} frames) | {name} | {len(paused)} ({at}) |",
                     flush=True,
                 )
+        failures = failure_rows(normal, failed, args.bundle, Path(tmp))
     if args.json:
-        write_bundle_rows(args.json, args.bundle, rows)
+        write_bundle_rows(args.json, args.bundle, rows, failures=failures)
     return 0
 
 

@@ -167,11 +167,13 @@ def write_frames(frames: list[Any], folder: Path) -> list[Path]:
     return out
 
 
-def write_bundle_rows(path: Path, bundle: Path, rows: list[dict[str, Any]]) -> None:
-    """A replay benchmark's rows as JSON, with which training of the bundle made them (a
-    retrained bundle keeps its path)."""
+def write_bundle_rows(
+    path: Path, bundle: Path, rows: list[dict[str, Any]], **more: list[dict[str, Any]]
+) -> None:
+    """A replay benchmark's rows (and ``more`` tables of them) as JSON, with which training of
+    the bundle made them (a retrained bundle keeps its path)."""
     created = Bundle.load(bundle).meta.created
-    document = {"bundle": str(bundle), "bundle_created": created, "rows": rows}
+    document = {"bundle": str(bundle), "bundle_created": created, "rows": rows, **more}
     path.write_text(json.dumps(document, indent=2) + "\n")
 
 

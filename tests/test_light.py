@@ -62,6 +62,43 @@ def _with_wall(frame: np.ndarray) -> np.ndarray:
     return out
 
 
+@pytest.mark.parametrize("clipped", [False, True])
+def test_a_print_started_in_a_dim_room_is_matched_once_the_light_comes_on(clipped: bool) -> None:
+    """The print's look was taken with the room's light off (x0.3); the light comes on. A gain
+    that low is allowed only to a picture with almost no pure white in it (a glare's white has
+    no detail left to match), and a failure in the lit room still stands out."""
+    ref = light_reference(
+        _inputs([_relit(synth.normal_frame(0, i, 16), 0.3, 0.0) for i in range(4)]), clipped
+    )
+    frame = synth.normal_frame(0, 5, 16)
+    dim = PRE.apply(_relit(frame, 0.3, 0.0))
+    assert np.abs(PRE.apply(frame) - dim).mean() > 0.1
+    assert np.abs(match_light(PRE.apply(frame), ref) - dim).mean() < 0.005  # bound 0.5: 0.013
+    failure = PRE.apply(_relit(synth.anomalous_frame(100), 0.3, 0.0))
+    changed = np.abs(failure - dim).max(axis=-1) > 0.1  # where the spaghetti is
+    matched = match_light(PRE.apply(synth.anomalous_frame(100)), ref)
+    assert changed.mean() > 0.01
+    assert np.abs(matched - dim).max(axis=-1)[changed].mean() > 0.1
+
+
+@pytest.mark.parametrize("clipped", [False, True])
+def test_glare_that_whitens_much_of_the_picture_keeps_the_usual_bound(clipped: bool) -> None:
+    """Sunlight on the printer (x2.5) drives much of the picture to white: its gain stays at
+    least that of a light switched on (0.5), the bound a dim look's may go below."""
+    ref = light_reference(
+        _inputs([_with_wall(synth.normal_frame(0, i, 16)) for i in range(4)]), clipped
+    )
+    glare = PRE.apply(_relit(_with_wall(synth.normal_frame(0, 5, 16)), 2.5, 0.0))
+    u = glare.reshape(-1, glare.shape[-1])[ref.still.ravel()]
+    assert (u >= 1.0).any(axis=-1).mean() > 0.1
+    out = match_light(glare, ref).reshape(-1, glare.shape[-1])[ref.still.ravel()]
+    for c in range(u.shape[-1]):  # the gain each channel was given: the slope of out on u
+        on_line = (u[:, c] > 0.05) & (u[:, c] < 0.95) & (out[:, c] > 0.01) & (out[:, c] < 0.99)
+        assert on_line.sum() > 20
+        slope = np.polyfit(u[on_line, c], out[on_line, c], 1)[0]
+        assert slope > 0.48, (c, slope)
+
+
 def test_daylight_that_saturates_part_of_the_picture_is_undone_with_clipped_light() -> None:
     """Daylight drives the bright wall to white: without ``clipped_light`` the white pixels
     pull the fit and stay white; with it the fit reads the rest and the white still pixels

@@ -16,6 +16,11 @@ from watchdog.detection.bundle import Adaptation
 from watchdog.detection.quantile import quantile
 
 _GAIN = (0.5, 2.0)  # a light switched on or off; a covered lens or a dark room stays visible
+# A picture about 3x brighter than the print's look with almost no pure white in it: the look
+# was taken in a dim room and the light came on (a real over-exposure drives a large share of
+# the picture to white, whose detail no gain brings back: the usual bound holds for it)
+_DIM_LOOK_GAIN = 0.25
+_FEW_WHITE = 0.05  # share of still pixels: good frames 0-2.5%, daylight (x1.4) ~18%, glare ~50%
 _OFFSET = 0.25
 _STILL = 0.5  # the fit looks at the half of the pixels that moved least during calibration
 _KEEP = 0.8  # and refits on those it fits best: a moving part or a failure cannot pull it
@@ -98,8 +103,9 @@ def match_light(x: np.ndarray, reference: LightReference) -> np.ndarray:
     kth = max(0, int(_KEEP * u.shape[1]) - 1)
     in_range = (u < _CLIP_HI) & (v < _CLIP_HI) if reference.clipped else np.ones(u.shape, bool)
     keep = in_range
+    lowest = _lowest_gain(u)
     for _ in range(2):
-        gain, offset = _fit_line(u, v, keep)
+        gain, offset = _fit_line(u, v, keep, lowest)
         resid = np.abs(gain * u + offset - v)
         if reference.clipped:  # the best 80% of the pixels in range
             resid = np.where(in_range, resid, np.inf)
@@ -137,8 +143,18 @@ def _show_look_where_white(
         out[i, columns[white[i]]] = reference.still_mean[white[i]]
 
 
-def _fit_line(u: np.ndarray, v: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame and channel, the bounded gain and offset of v ≈ gain * u + offset on ``keep``."""
+def _lowest_gain(u: np.ndarray) -> np.ndarray:
+    """Per frame of still pixels ``u`` (N, pixels, C), the lowest gain a fit may take, (N, 1, 1):
+    lower than a light switched on needs only where the picture has almost no pure white."""
+    white = (u >= _CLIP_HI).any(axis=-1).mean(axis=1)
+    return np.where(white <= _FEW_WHITE, _DIM_LOOK_GAIN, _GAIN[0])[:, None, None]
+
+
+def _fit_line(
+    u: np.ndarray, v: np.ndarray, keep: np.ndarray, lowest: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame and channel, the bounded gain and offset of v ≈ gain * u + offset on ``keep``;
+    ``lowest``: each frame's lowest gain (``_lowest_gain``)."""
     w = keep.astype(np.float32)
     count = np.maximum(w.sum(axis=1, keepdims=True), 1.0)
     mu = (w * u).sum(axis=1, keepdims=True) / count
@@ -146,7 +162,7 @@ def _fit_line(u: np.ndarray, v: np.ndarray, keep: np.ndarray) -> tuple[np.ndarra
     var = (w * (u - mu) ** 2).sum(axis=1, keepdims=True)
     cov = (w * (u - mu) * (v - mv)).sum(axis=1, keepdims=True)
     flat = var <= 1e-6 * count  # a black, white or covered picture: nothing to fit, left as it is
-    gain = np.where(flat, 1.0, np.clip(cov / np.maximum(var, 1e-12), *_GAIN))
+    gain = np.where(flat, 1.0, np.clip(cov / np.maximum(var, 1e-12), lowest, _GAIN[1]))
     offset = np.where(flat, 0.0, np.clip(mv - gain * mu, -_OFFSET, _OFFSET))
     return gain, offset
 
