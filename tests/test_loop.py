@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import cv2
@@ -423,7 +425,6 @@ def test_an_old_alerts_button_never_acts_on_the_same_file_printed_again_while_th
     owner meanwhile cancels at the printer and prints the same file again: the watcher never
     saw the printer idle, so no new print was counted. The old alert's Cancel must not cancel
     the new print: its print time, far below the alert's, says it is another one."""
-    from watchdog.control import Command, Verb
 
     printer = _Reprinting("J.gcode")
     watcher, _, incident = _paused(
@@ -434,14 +435,47 @@ def test_an_old_alerts_button_never_acts_on_the_same_file_printed_again_while_th
     printer.start_print("J.gcode")  # cancelled and started again at the printer
     printer.printed, printer.away = 20.0, False
     watcher.step()
-    actions = list(printer.actions)
-    done = watcher.submit(Command("e3", Verb.CANCEL, incident, source="phone"))
-    watcher.step()
-    result = done.result(timeout=5)
     # the reprint was seen as a new print: the alert's print has ended
-    assert not result.ok and "has ended" in result.detail, result
-    assert printer.actions == actions and printer.status().state == "printing"
+    assert "has ended" in _cancel_refused(watcher, printer, incident)
     watcher.camera.close()
+
+
+def _cancel_refused(on: Watcher, printer: SimulatedPrinter, incident: str) -> str:
+    """The alert's Cancel pressed on the phone, carried out by ``on``: refused, nothing sent
+    to the printer, which still prints; the reason it gave."""
+    actions = list(printer.actions)
+    done = on.submit(Command("e3", Verb.CANCEL, incident, source="phone"))
+    on.step()
+    result = done.result(timeout=5)
+    assert not result.ok, result
+    assert printer.actions == actions and printer.status().state == "printing"
+    return result.detail
+
+
+def test_an_alert_whose_print_ended_never_acts_on_a_reprint_after_a_restart(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """An alert that only told the owner (or a pause that failed): the owner cancels at
+    OctoPrint, the Pi is switched off for the night, and the same file is printed again the
+    next day. The notification is still on the phone; its Cancel, pressed once the reprint
+    has printed longer than the old print had at the alert, cancelled the reprint: after the
+    restart nothing but the saved alert was known, and OctoPrint tells no start time."""
+    printer = _Reprinting("J.gcode")
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, "notify")
+    while watcher.status()["last_alert"] is None:
+        watcher.step()
+    incident = watcher.status()["last_alert"]["incident"]
+    printer.cancel()  # at the printer: the watcher sees the print end
+    watcher.step()
+    watcher.camera.close()
+
+    printer.start_print("J.gcode")
+    printer.printed = 4000.0  # past the alert's print time (3000 s)
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, "notify")
+    restarted.step()
+    assert "print has ended" in _cancel_refused(restarted, printer, incident)
+    restarted.camera.close()
 
 
 def test_after_a_reload_the_alerts_buttons_still_act_and_late_commands_reach_the_new_watcher(
@@ -462,6 +496,44 @@ def test_after_a_reload_the_alerts_buttons_still_act_and_late_commands_reach_the
     new.step()
     assert late.result(timeout=5).ok and printer.status().state == "printing"
     assert new.status()["last_alert"]["incident"] == incident
+    old.camera.close()
+    new.camera.close()
+
+
+def test_commands_queued_at_a_reload_keep_their_order_before_one_sent_meanwhile(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """A Pause queued before a settings save, a Resume sent while the reload hands the queue
+    over: the Resume went straight to the new watcher, ran first, and the print stayed
+    paused. The new watcher runs them as they were sent."""
+    from watchdog.control import Command, Verb
+
+    printer = SimulatedPrinter("benchy.gcode")
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]))
+    old = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    new = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    old.submit(Command("e3", Verb.PAUSE, None, source="page"))
+    hand = new._hand
+    late: list[threading.Thread] = []
+
+    def handing(command: Command, done: Future) -> None:
+        if not late:  # the reload is handing the queue over: the owner sends a Resume now
+            late.append(
+                threading.Thread(
+                    target=old.submit, args=(Command("e3", Verb.RESUME, None, source="page"),)
+                )
+            )
+            late[0].start()
+            late[0].join(0.5)
+        hand(command, done)
+
+    new._hand = handing  # type: ignore[method-assign]
+    old.retire(new)
+    late[0].join(5)
+    queued = []
+    while not new._commands.empty():
+        queued.append(new._commands.get_nowait()[0].verb)
+    assert queued == [Verb.PAUSE, Verb.RESUME], queued
     old.camera.close()
     new.camera.close()
 

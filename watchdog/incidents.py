@@ -493,7 +493,7 @@ def _record(path: Path, value: str, key: str = "verdict") -> Path:
 
 
 def record_answer(storage_dir: Path, printer: str, incident_id: str, answer: str) -> None:
-    """What the print became after its alert ("resumed", "cancelled", "paused"), in its
+    """What the print became after its alert ("resumed", "cancelled", "paused", "ended"), in its
     alert.json: resumed or cancelled, the alert is answered, and its other Resume and Cancel
     buttons refuse (``already_answered``); paused again through it, they act again."""
     path = incident_dir(storage_dir, printer, incident_id)
@@ -513,17 +513,25 @@ def already_answered(storage_dir: Path, printer: str, incident_id: str) -> str:
         return ""
 
 
+# the answer of an alert whose print ended without one (finished, cancelled at the printer,
+# stopped by an error, another print started)
+PRINT_OVER = "ended"
+
+
 def answered(alert: dict[str, Any]) -> str:
     """``already_answered`` for an alert.json already read."""
     answer = closing_answer(alert)
+    if answer == PRINT_OVER:
+        return "this alert's print has ended"
     return f"this alert was answered already: the print was {answer}" if answer else ""
 
 
 def closing_answer(alert: dict[str, Any]) -> str:
-    """What became of the print that closes its alert ("resumed", "cancelled"; "": open)."""
+    """What became of the print that closes its alert ("resumed", "cancelled", "ended";
+    "": open)."""
     answer = alert.get("answer")
     # "paused" again through it: it acts again
-    return answer if answer in ("resumed", "cancelled") else ""
+    return answer if answer in ("resumed", "cancelled", PRINT_OVER) else ""
 
 
 def false_alarms_dir(storage_dir: Path, printer: str) -> Path:

@@ -39,6 +39,7 @@ from watchdog.devices.printers import NoPrinter, PrinterClient, make_printer
 from watchdog.frame_gate import FrameGate
 from watchdog.history import History
 from watchdog.incidents import (
+    PRINT_OVER,
     IncidentError,
     already_answered,
     answered,
@@ -419,6 +420,8 @@ class Watcher:
                 None if status.elapsed_s is None else max(0.0, status.elapsed_s - lag),
             ),
         )
+        if {Event.NEW_PRINT, Event.PRINT_ENDED, Event.PRINT_ERROR}.intersection(happened):
+            self._alert_print_over()
         if Event.NEW_PRINT in happened:
             self._prints += 1
             self.detector.relearn()
@@ -491,6 +494,25 @@ class Watcher:
         self.api_state = status.state
         self.printer_detail = status.detail
         self._printed_s, self._job_started = status.printed_s, status.started_at
+
+    def _alert_print_over(self) -> None:
+        """The print of this watcher's latest alert ended (finished, cancelled at the printer,
+        a printer error, another print started): its alert is answered so, on disk, so that
+        its Resume and Cancel never act on a later print, after a restart too, when nothing
+        but the saved alert is known of it (OctoPrint tells no job start time). Only an alert
+        this watcher knows: after a restart the newest saved one may be of the print that
+        still runs."""
+        alert = self._latest_of_this_print() if self.last_alert is not None else None
+        if alert is None or not alert.incident:
+            return
+        storage = self.alerts.store.storage_dir
+        try:
+            if not already_answered(storage, self.name, alert.incident):
+                record_answer(storage, self.name, alert.incident, PRINT_OVER)
+        except (OSError, IncidentError) as exc:
+            logger.warning(
+                "%s: cannot record that alert %s's print ended: %s", self.name, alert.incident, exc
+            )
 
     def _cancelled_while_paused(self) -> None:
         """The print went from paused to idle between two polls (not across a poll the API did
@@ -633,10 +655,14 @@ class Watcher:
                     leftovers.append(self._commands.get_nowait())
                 except queue.Empty:
                     break
-        for command, done in leftovers:
             if successor is not None:
-                successor._hand(command, done)
-            elif done.set_running_or_notify_cancel():
+                # handed on before a command sent meanwhile can pass them (a Resume after a
+                # Pause must not run first); locks are taken old then new, never the other way
+                for command, done in leftovers:
+                    successor._hand(command, done)
+                return
+        for _, done in leftovers:
+            if done.set_running_or_notify_cancel():
                 done.set_result(CommandResult(False, f"no printer named {self.name!r} any more"))
 
     def _carry_on_from(self, old: Watcher) -> None:

@@ -423,7 +423,7 @@ function incidentCard(i) {
           text: S.mqtt === undefined ? "" : !S.mqtt ? "MQTT: not configured" : i.delivered ? "MQTT: delivered" : "MQTT: not delivered yet" })),
       i.job ? el("div", { class: "row muted", text: `job ${i.job}` }) : null,
       // resumed or cancelled since (a button, the printer itself): its Resume and Cancel are gone
-      i.answered ? el("div", { class: "row", "data-role": "answered", text: `answered: the print was ${i.answered}` }) : null),
+      i.answered ? el("div", { class: "row", "data-role": "answered", text: i.answered === "ended" ? "its print has ended" : `answered: the print was ${i.answered}` }) : null),
     el("figure", { class: "frame" }, el("img", { src: `${base}/frame.jpg`, alt: "the frame", loading: "lazy", "data-role": "incident-frame" })),
     el("figure", { class: "frame" }, el("img", { src: `${base}/heatmap.jpg`, alt: "its heatmap", loading: "lazy", "data-role": "incident-heatmap" })),
     heat.length ? el("div", { class: "strip", "data-role": "lead-up" },
