@@ -737,6 +737,23 @@ def test_a_printer_switched_off_stays_off_after_a_restart(
     again.camera.close()
 
 
+def test_a_switch_kept_beside_an_unreadable_switch_file_sets_that_file_aside() -> None:
+    """The switches' file left damaged (or unreadable: a manual run as root): switching a
+    printer wrote over it, and the other printers switched off in it were watched (and could
+    be paused) after the next restart. It is set aside, for the owner to read back."""
+    import tempfile
+
+    from watchdog import switches
+
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp)
+        (state / switches.FILE).write_text('["voron", "prusa"')  # cut short
+        switches.remember(state, "ender", watching=False)
+        assert switches.switched_off(state) == {"ender"}
+        [aside] = state.glob(f"{switches.FILE}.unreadable-*")
+        assert aside.read_text() == '["voron", "prusa"'
+
+
 def test_an_alert_without_a_printer_api_offers_no_printer_buttons(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

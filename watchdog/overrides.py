@@ -27,7 +27,7 @@ import yaml
 from watchdog.config import Config, ConfigError, DetectionConfig, load_config
 from watchdog.detection.bundle import Bundle, BundleMeta, default_bundle_path
 from watchdog.detection.detector import MaskError, checked_mask, effective_preprocess
-from watchdog.durable import replace_file
+from watchdog.durable import fsync_dir, replace_file
 from watchdog.schema import SchemaError
 
 logger = logging.getLogger(__name__)
@@ -266,6 +266,7 @@ def reset(storage_dir: Path, printer: str, keys: tuple[str, ...] = TUNABLE) -> s
             path = overrides_path(storage_dir)
             aside = path.with_name(f"{FILE}.unreadable-{int(time.time())}")
             os.replace(path, aside)
+            fsync_dir(path.parent)
             logger.warning("%s; set aside as %s, every printer is on its config file", exc, aside)
             return f"the saved settings could not be read; set aside as {aside}"
         mine = {k: v for k, v in saved.get(printer, {}).items() if k not in keys}
@@ -282,6 +283,7 @@ def _write(storage_dir: Path, saved: dict[str, dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not saved:
         path.unlink(missing_ok=True)
+        fsync_dir(path.parent)  # a power cut must not bring back what was reset
         return
     body = {"printers": {name: {"detection": d} for name, d in sorted(saved.items())}}
     replace_file(path, json.dumps(body, indent=2).encode(), mode=0o644)
