@@ -541,7 +541,9 @@ class Daemon:
         try:
             # the saved page settings of the folder in use: a new storage.dir waits for the
             # restart, and its settings with it
-            config = overrides.load_effective_config(self.config_path, self.config.storage.dir)
+            config, left_out = overrides.load_starting_config(
+                self.config_path, overrides.config_mask_check, self.config.storage.dir
+            )
             bundle = load_bundle(config)
             watchers = self._make_watchers(config, bundle)
         except (ConfigError, BundleError, UsageError) as exc:
@@ -584,6 +586,8 @@ class Daemon:
         self.running = self._prepare(watchers, late)
         self._launch(self.running)
         logger.info("reloaded %s (model %s)", self.config_path, bundle.path)
+        for why in left_out:  # as at the start: kept in their file, shown on the page
+            logger.error("%s", why)
         systemd.ready()
         return None
 

@@ -5,8 +5,8 @@ the start is judged, on the
 page; those edits land in ``<storage.dir>/overrides.json`` (not in the config file, which may
 be read-only, templated or kept in git) and are validated by the same schema as the
 YAML: a value the YAML would refuse is refused here too, with the same words. The daemon
-(start and reload) and ``check-config`` read the config through ``load_effective_config``, so
-they survive a restart, are listed with their origin by ``check-config``, and are removed with
+(start and reload: ``load_starting_config``) and ``check-config`` read the config with them
+on top, so they survive a restart, are listed with their origin by ``check-config``, and are removed with
 "reset to the config file" on the page (or by deleting the file).
 """
 
@@ -138,23 +138,27 @@ def load_effective_config(path: str | Path, storage_dir: Path | None = None) -> 
 
 
 def load_starting_config(
-    path: str | Path, check_for: Callable[[Config], Check] | None = None
+    path: str | Path,
+    check_for: Callable[[Config], Check] | None = None,
+    storage_dir: Path | None = None,
 ) -> tuple[Config, list[str]]:
-    """What a starting daemon watches with: the config file (ConfigError when it is wrong) and
-    the saved settings on top where they apply, and why each of the others was left out. A
-    saved file the daemon cannot apply (edited by hand, written by another version, a mask
-    that hides the whole region of a model changed since: ``check_for`` the file's config
-    gives that check) must not keep every printer unwatched until someone logs in: those
-    printers start on the config file's settings, the file is kept as it is, and the page
-    says so (``saved_and_refusal``). A reload still refuses it, keeping the settings in
-    force."""
+    """What a starting (or reloading) daemon watches with: the config file (ConfigError when
+    it is wrong) and the saved settings on top where they apply, and why each of the others
+    was left out. A saved file the daemon cannot apply (edited by hand, written by another
+    version, a mask that hides the whole region of a model changed since: ``check_for`` the
+    file's config gives that check) must not keep every printer unwatched until someone logs
+    in, nor refuse every later reload (the config file edited, another printer's settings
+    saved): those printers watch with the config file's settings, the file is kept as it is,
+    and the page says so (``saved_and_refusal``). ``storage_dir``: where the settings are
+    saved, when not the config's own (a running daemon keeps its folder until it restarts)."""
     config = load_config(path)
+    folder = storage_dir if storage_dir is not None else config.storage.dir
     try:
-        saved = _read(config.storage.dir)
+        saved = _read(folder)
     except ConfigError as exc:
         return config, [f"{exc}; every printer watches with the config file's settings"]
     check = check_for(config) if check_for is not None and saved else None
-    return _applied(config, saved, strict=False, folder=config.storage.dir, check=check)
+    return _applied(config, saved, strict=False, folder=folder, check=check)
 
 
 def saved_and_refusal(
