@@ -513,29 +513,40 @@ def test_commands_queued_at_a_reload_keep_their_order_before_one_sent_meanwhile(
     old = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
     new = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
     old.submit(Command("e3", Verb.PAUSE, None, source="page"))
-    hand = new._hand
+    hand = new._hand_first
     late: list[threading.Thread] = []
 
-    def handing(command: Command, done: Future) -> None:
-        if not late:  # the reload is handing the queue over: the owner sends a Resume now
-            late.append(
-                threading.Thread(
-                    target=old.submit, args=(Command("e3", Verb.RESUME, None, source="page"),)
-                )
-            )
-            late[0].start()
-            late[0].join(0.5)
-        hand(command, done)
+    def handing(older: list[tuple[Command, Future]]) -> None:
+        # the reload is handing the queue over: the owner sends a Resume now
+        resume = Command("e3", Verb.RESUME, None, source="page")
+        late.append(threading.Thread(target=old.submit, args=(resume,)))
+        late[0].start()
+        late[0].join(0.5)
+        hand(older)
 
-    new._hand = handing  # type: ignore[method-assign]
+    new._hand_first = handing  # type: ignore[method-assign]
     old.retire(new)
     late[0].join(5)
+    assert _queued(new) == [Verb.PAUSE, Verb.RESUME]
+
+    # an old watcher still in its step (a pause retried against a hung API) retires late,
+    # after the owner's next command went to the new watcher already
+    late_one = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    late_one.submit(Command("e3", Verb.PAUSE, None, source="page"))
+    newest = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    newest.submit(Command("e3", Verb.RESUME, None, source="page"))
+    late_one.retire(newest)
+    assert _queued(newest) == [Verb.PAUSE, Verb.RESUME]
+    for w in (old, new, late_one, newest):
+        w.camera.close()
+
+
+def _queued(watcher: Watcher) -> list[Verb]:
+    """The commands waiting for ``watcher``'s thread, in the order it will carry them out."""
     queued = []
-    while not new._commands.empty():
-        queued.append(new._commands.get_nowait()[0].verb)
-    assert queued == [Verb.PAUSE, Verb.RESUME], queued
-    old.camera.close()
-    new.camera.close()
+    while not watcher._commands.empty():
+        queued.append(watcher._commands.get_nowait()[0].verb)
+    return queued
 
 
 def test_a_reload_mid_print_keeps_what_was_learnt_of_the_print_unless_its_detection_changed(

@@ -639,6 +639,27 @@ class Watcher:
             successor = self._successor
         successor._hand(command, done)
 
+    def _taken_commands(self) -> list[tuple[Command, Future[CommandResult]]]:
+        """Every command queued here, in order, the queue left empty (under ``_handover``)."""
+        taken = []
+        while True:
+            try:
+                taken.append(self._commands.get_nowait())
+            except queue.Empty:
+                return taken
+
+    def _hand_first(self, older: list[tuple[Command, Future[CommandResult]]]) -> None:
+        """Commands sent to a watcher this one replaced, ahead of any sent to this one since:
+        a predecessor still in its step at the reload retires late, after the owner's next
+        command reached this one (its Resume must not run before the Pause sent earlier)."""
+        with self._handover:
+            if self._successor is None:
+                for item in (*older, *self._taken_commands()):
+                    self._commands.put(item)
+                return
+            successor = self._successor
+        successor._hand_first(older)
+
     def retire(self, successor: Watcher | None) -> None:
         """This watcher's thread has stopped (a reload): ``successor`` replaces it, knowing
         what it knew of the print (its alert, so the alert's buttons still act), and carries
@@ -649,17 +670,11 @@ class Watcher:
         with self._handover:
             self._successor = successor
             self.retired = True
-            leftovers = []
-            while True:
-                try:
-                    leftovers.append(self._commands.get_nowait())
-                except queue.Empty:
-                    break
+            leftovers = self._taken_commands()
             if successor is not None:
                 # handed on before a command sent meanwhile can pass them (a Resume after a
                 # Pause must not run first); locks are taken old then new, never the other way
-                for command, done in leftovers:
-                    successor._hand(command, done)
+                successor._hand_first(leftovers)
                 return
         for _, done in leftovers:
             if done.set_running_or_notify_cancel():
