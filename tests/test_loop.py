@@ -23,7 +23,7 @@ from watchdog.control import Command, Verb
 from watchdog.detection.bundle import Bundle
 from watchdog.devices.printers import PrinterClient, SimulatedPrinter, make_printer
 from watchdog.incidents import closing_answer, list_incidents
-from watchdog.printing import PrinterState, PrinterStatus
+from watchdog.printing import Action, ActionResult, Outcome, PrinterState, PrinterStatus
 from watchdog.watcher import Watcher, build_watcher
 
 CALIBRATION = 4  # tiny_adaptive_bundle's --adapt-frames
@@ -150,6 +150,18 @@ def _paused(
     frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
     watcher = _watcher(tmp_path, bundle_dir, frames, printer)
     while printer.status().state != "paused":
+        watcher.step()
+    return watcher, frames, watcher.status()["last_alert"]["incident"]
+
+
+def _told(
+    tmp_path: Path, bundle_dir: Path, normal_frames, anomalous_frames, printer: PrinterClient
+) -> tuple[Watcher, Path, str]:
+    """A notify-only watcher stepped until a lasting failure was told: it, its frames, the
+    alert."""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
+    watcher = _watcher(tmp_path, bundle_dir, frames, printer, "notify")
+    while watcher.status()["last_alert"] is None:
         watcher.step()
     return watcher, frames, watcher.status()["last_alert"]["incident"]
 
@@ -461,17 +473,45 @@ def test_an_alert_whose_print_ended_never_acts_on_a_reprint_after_a_restart(
     has printed longer than the old print had at the alert, cancelled the reprint: after the
     restart nothing but the saved alert was known, and OctoPrint tells no start time."""
     printer = _Reprinting("J.gcode")
-    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
-    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, "notify")
-    while watcher.status()["last_alert"] is None:
-        watcher.step()
-    incident = watcher.status()["last_alert"]["incident"]
+    watcher, frames, incident = _told(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
     printer.cancel()  # at the printer: the watcher sees the print end
     watcher.step()
     watcher.camera.close()
 
     printer.start_print("J.gcode")
     printer.printed = 4000.0  # past the alert's print time (3000 s)
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, "notify")
+    restarted.step()
+    assert "print has ended" in _cancel_refused(restarted, printer, incident)
+    restarted.camera.close()
+
+
+class _LosingAnswers(_Reprinting):
+    """A printer that cancels but whose answer to the cancel is lost (Wi-Fi)."""
+
+    def cancel(self) -> ActionResult:
+        super().cancel()
+        return ActionResult(Action.CANCEL, Outcome.UNKNOWN, "no answer (timed out)", 4)
+
+
+def test_an_alert_whose_cancel_was_lost_on_the_way_back_is_answered_when_the_print_ends(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The phone's Cancel reached the printer but its answer did not: the alert stayed open,
+    and after a restart its Cancel acted on the same file printed again."""
+    printer = _LosingAnswers("J.gcode")
+    watcher, frames, incident = _told(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    done = watcher.submit(Command("e3", Verb.CANCEL, incident, source="phone"))
+    watcher.step()
+    assert done.result(timeout=5).detail == "no answer (timed out)"
+    watcher.step()  # the printer idle
+    watcher.camera.close()
+
+    printer.start_print("J.gcode")
     restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, "notify")
     restarted.step()
     assert "print has ended" in _cancel_refused(restarted, printer, incident)
@@ -985,7 +1025,8 @@ def test_a_cancel_answers_only_what_the_watcher_saw_and_never_twice(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
     """Paused, the printer's API unreachable for a while, then idle: resumed and finished
-    meanwhile would look the same, so the alert stays open. Answered by a resume, then paused
+    meanwhile would look the same, so the alert is not answered "cancelled", only "its print
+    has ended" (its buttons never act on a later print). Answered by a resume, then paused
     and cancelled at the printer (a filament change given up): the answer stays the first."""
 
     class Unreachable(SimulatedPrinter):
@@ -1007,7 +1048,7 @@ def test_a_cancel_answers_only_what_the_watcher_saw_and_never_twice(
     printer.offline = False
     watcher.step()
     [saved] = list_incidents(tmp_path / "state", ["e3"])
-    assert closing_answer(saved.alert) == ""
+    assert closing_answer(saved.alert) == "ended"
     watcher.close()
 
     printer = Unreachable("benchy_B.gcode")

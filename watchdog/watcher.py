@@ -420,9 +420,8 @@ class Watcher:
                 None if status.elapsed_s is None else max(0.0, status.elapsed_s - lag),
             ),
         )
-        if {Event.NEW_PRINT, Event.PRINT_ENDED, Event.PRINT_ERROR}.intersection(happened):
-            self._alert_print_over()
         if Event.NEW_PRINT in happened:
+            self._alert_print_over()
             self._prints += 1
             self.detector.relearn()
             if before.printer == self.state.printer:  # no change of state to say it below
@@ -458,7 +457,10 @@ class Watcher:
             self.alerts.print_done(self.name, before.job, status.detail or "printer error")
         running = (PrinterState.PRINTING, PrinterState.PAUSED)
         if before.printer in running and self.state.printer not in running:
-            self._camera_unwatched()  # the print ended (a pause is no end: its outage is told)
+            # the print ended (a pause is no end: its outage is told), also by a cancel of
+            # ours whose answer was lost (its alert was left open)
+            self._alert_print_over()
+            self._camera_unwatched()
         if before.printer == self.state.printer:
             return []
         logger.info(
