@@ -464,18 +464,24 @@ def _cancel_refused(on: Watcher, printer: SimulatedPrinter, incident: str) -> st
     return result.detail
 
 
+@pytest.mark.parametrize("restarted_mid_print", [False, True])
 def test_an_alert_whose_print_ended_never_acts_on_a_reprint_after_a_restart(
-    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, restarted_mid_print: bool
 ) -> None:
     """An alert that only told the owner (or a pause that failed): the owner cancels at
     OctoPrint, the Pi is switched off for the night, and the same file is printed again the
     next day. The notification is still on the phone; its Cancel, pressed once the reprint
     has printed longer than the old print had at the alert, cancelled the reprint: after the
-    restart nothing but the saved alert was known, and OctoPrint tells no start time."""
+    restart nothing but the saved alert was known, and OctoPrint tells no start time. Also
+    when the daemon restarted during that print (a notify-only alert is not restored)."""
     printer = _Reprinting("J.gcode")
     watcher, frames, incident = _told(
         tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
     )
+    if restarted_mid_print:
+        watcher.camera.close()
+        watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, "notify")
+        watcher.step()
     printer.cancel()  # at the printer: the watcher sees the print end
     watcher.step()
     watcher.camera.close()

@@ -421,7 +421,7 @@ class Watcher:
             ),
         )
         if Event.NEW_PRINT in happened:
-            self._alert_print_over()
+            self._alert_print_over(nothing_runs=False)
             self._prints += 1
             self.detector.relearn()
             if before.printer == self.state.printer:  # no change of state to say it below
@@ -459,7 +459,7 @@ class Watcher:
         if before.printer in running and self.state.printer not in running:
             # the print ended (a pause is no end: its outage is told), also by a cancel of
             # ours whose answer was lost (its alert was left open)
-            self._alert_print_over()
+            self._alert_print_over(nothing_runs=True)
             self._camera_unwatched()
         if before.printer == self.state.printer:
             return []
@@ -497,23 +497,31 @@ class Watcher:
         self.printer_detail = status.detail
         self._printed_s, self._job_started = status.printed_s, status.started_at
 
-    def _alert_print_over(self) -> None:
+    def _alert_print_over(self, nothing_runs: bool) -> None:
         """The print of this watcher's latest alert ended (finished, cancelled at the printer,
         a printer error, another print started): its alert is answered so, on disk, so that
         its Resume and Cancel never act on a later print, after a restart too, when nothing
-        but the saved alert is known of it (OctoPrint tells no job start time). Only an alert
-        this watcher knows: after a restart the newest saved one may be of the print that
-        still runs."""
-        alert = self._latest_of_this_print() if self.last_alert is not None else None
-        if alert is None or not alert.incident:
-            return
+        but the saved alert is known of it (OctoPrint tells no job start time). An alert
+        this watcher does not know (after a restart only a pause that took is restored) only
+        when ``nothing_runs`` (the printer left printing and paused): the newest saved one
+        may otherwise be of the print that runs now."""
         storage = self.alerts.store.storage_dir
+        if self.last_alert is not None:
+            alert = self._latest_of_this_print()
+            incident = alert.incident if alert is not None else ""
+        elif nothing_runs:
+            newest = list_incidents(storage, [self.name], limit=1)
+            incident = newest[0].id if newest else ""
+        else:
+            return
+        if not incident:
+            return
         try:
-            if not already_answered(storage, self.name, alert.incident):
-                record_answer(storage, self.name, alert.incident, PRINT_OVER)
+            if not already_answered(storage, self.name, incident):
+                record_answer(storage, self.name, incident, PRINT_OVER)
         except (OSError, IncidentError) as exc:
             logger.warning(
-                "%s: cannot record that alert %s's print ended: %s", self.name, alert.incident, exc
+                "%s: cannot record that alert %s's print ended: %s", self.name, incident, exc
             )
 
     def _cancelled_while_paused(self) -> None:

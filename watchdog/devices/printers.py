@@ -210,9 +210,10 @@ class _HttpPrinter:
         try:
             resp, raw = self._exchange(method, url, payload, timeout, shown)
         except urllib3.exceptions.SSLError as exc:
-            if not certificate_refused(exc):  # a handshake cut short: the next try may pass
+            if not certificate_refused(exc):  # cut short: the next try may pass
+                # (urllib3 says SSLError also for an answer cut short: the request may be sent)
                 raise _Failure(
-                    f"{shown}: {self._connection_problem(exc)}", retryable=True, unsent=True
+                    f"{shown}: {self._connection_problem(exc)}", retryable=True
                 ) from None
             raise _Failure(
                 f"{shown}: TLS certificate not accepted ({self._scrub(str(exc))[:160]}); "
