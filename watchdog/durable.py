@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,3 +50,12 @@ def replace_file(
         raise
     with contextlib.suppress(OSError):
         fsync_dir(path.parent)
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a file that cannot be read out of the way (``<name>.unreadable-<time>``), so a
+    new one can be written without losing what it held; returns the new name."""
+    aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
+    os.replace(path, aside)
+    fsync_dir(path.parent)
+    return aside

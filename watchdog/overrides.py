@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ import yaml
 from watchdog.config import Config, ConfigError, DetectionConfig, load_config
 from watchdog.detection.bundle import Bundle, BundleMeta, default_bundle_path
 from watchdog.detection.detector import MaskError, checked_mask, effective_preprocess
-from watchdog.durable import fsync_dir, replace_file
+from watchdog.durable import fsync_dir, replace_file, set_aside
 from watchdog.schema import SchemaError
 
 logger = logging.getLogger(__name__)
@@ -268,9 +266,7 @@ def reset(storage_dir: Path, printer: str, keys: tuple[str, ...] = TUNABLE) -> s
             saved = _read(storage_dir)
         except ConfigError as exc:
             path = overrides_path(storage_dir)
-            aside = path.with_name(f"{FILE}.unreadable-{int(time.time())}")
-            os.replace(path, aside)
-            fsync_dir(path.parent)
+            aside = set_aside(path)
             logger.warning("%s; set aside as %s, every printer is on its config file", exc, aside)
             return f"the saved settings could not be read; set aside as {aside}"
         mine = {k: v for k, v in saved.get(printer, {}).items() if k not in keys}

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
-import time
 from pathlib import Path
 
-from watchdog.durable import replace_file
+from watchdog.durable import replace_file, set_aside
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +49,7 @@ def remember(storage_dir: Path, printer: str, watching: bool) -> None:
         read = _read(path)
         try:
             if read is None:
-                aside = path.with_name(f"{FILE}.unreadable-{int(time.time())}")
-                os.replace(path, aside)
+                aside = set_aside(path)
                 logger.warning("%s set aside as %s: its switches are not read", path, aside)
             off = set(read or ())
             (off.discard if watching else off.add)(printer)
