@@ -24,7 +24,7 @@ import requests
 
 from tests.browser import chromium, chromium_missing
 from tests.daemon_helpers import DaemonProcess, free_port, wait_until, write_config
-from watchdog.incidents import IncidentStore, list_incidents
+from watchdog.incidents import PRINT_OVER, IncidentStore, list_incidents, record_answer
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
@@ -317,6 +317,41 @@ def test_an_alert_offers_only_the_printer_buttons_that_can_act(env, browser) -> 
         f"return document.querySelector(\"article.incident[data-incident='{unanswerable.id}']\") !== null",
     )
     assert js(browser, shown, unanswerable.id) == ["not_failure", "failure"]
+
+
+def test_an_alert_whose_print_ended_says_so_and_offers_no_printer_buttons(env, browser) -> None:
+    """An alert whose print ended (finished, cancelled at the printer, another print) is
+    answered so on disk by the daemon; its card says it in words, and its Resume and Cancel
+    are gone (they would act on whatever prints next)."""
+    paused_by_us = "return document.querySelector('article.incident button[data-verb=resume]').closest('article').dataset.incident"
+    incident = js(browser, paused_by_us)
+    saved = env.storage / "incidents" / PRINTER / incident
+    ended = IncidentStore(env.storage, 100).save(
+        PRINTER,
+        json.loads((saved / "alert.json").read_text()),
+        (saved / "frame.jpg").read_bytes(),
+        (saved / "heatmap.jpg").read_bytes(),
+        pending=False,
+    )
+    shown = "return [...document.querySelectorAll(`article.incident[data-incident='${arguments[0]}'] button`)].map(b => b.dataset.verb)"
+    browser.refresh()
+    wait_js(
+        browser,
+        "the copied incident",
+        f"return document.querySelector(\"article.incident[data-incident='{ended.id}']\") !== null",
+    )
+    assert js(browser, shown, ended.id) == ["not_failure", "failure", "resume", "cancel"]
+    record_answer(env.storage, PRINTER, ended.id, PRINT_OVER)  # as the watcher records it
+    browser.refresh()
+    answered = f"document.querySelector(\"article.incident[data-incident='{ended.id}'] [data-role=answered]\")"
+    wait_js(
+        browser,
+        "the card says its print ended",
+        f"const a = {answered}; return a && a.textContent === 'its print has ended'",
+    )
+    assert js(browser, shown, ended.id) == ["not_failure", "failure"]
+    js(browser, f"{answered}.scrollIntoView({{block: 'center'}})")
+    screenshot(browser, "dashboard-incident-ended.png")
 
 
 def test_resume_asks_first_and_resumes_the_real_print(env, browser) -> None:
