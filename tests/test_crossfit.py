@@ -79,3 +79,12 @@ def test_every_print_is_scored_by_a_model_that_never_fitted_it(caplog) -> None:
 def test_one_print_is_not_enough_to_cross_fit() -> None:
     with pytest.raises(ValueError, match="at least two normal prints"):
         crossfit_adaptation(_preset(), {"only": _print(0)}, target_fpr=0.01)
+
+
+def test_a_print_and_its_parts_after_a_resume_count_as_one_print_for_the_start_guard() -> None:
+    """Two prints, each paused and resumed once, are two prints, not four: too few to know how
+    far a good start varies, so no start guard is set (three whole prints set one)."""
+    parts = {name: _print(i) for i, name in enumerate(("a", "a+resumed1", "b", "b+resumed1"))}
+    assert crossfit_adaptation(_preset(), parts, target_fpr=0.0, seed=0).guard == 0
+    whole = {name: _print(i) for i, name in enumerate(("a", "b", "c"))}
+    assert crossfit_adaptation(_preset(), whole, target_fpr=0.0, seed=0).guard > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -252,6 +253,7 @@ def test_image_metrics() -> None:
 
 SEED_MODEL = """
 import json
+import os
 from trainer.model import build_autoencoder, compile_autoencoder, get_preset
 p = get_preset("seed")
 m = compile_autoencoder(build_autoencoder(p.model, p.preprocess.shape), p.train)
@@ -371,3 +373,33 @@ def test_a_start_threshold_set_on_fitted_prints_says_so(
     rule = Bundle.load(run / "bundle").meta.extra["adaptation_rule"]
     assert rule.startswith("validation frames of the fitted prints"), rule
     assert "on the fitted prints' own starts" in rule and "likely low" in rule, rule
+
+
+def test_one_print_paused_and_resumed_keeps_its_per_print_adaptation(tmp_path: Path) -> None:
+    """One good print with a filament change is recorded as a print and its part after the
+    resume: still one print, too few to cross-fit, so its threshold comes from the validation
+    frames, as for one print without a pause. The cross-fit refusing one print used to switch
+    the adaptation off altogether: a bundle judging by the absolute score alone."""
+    import cv2
+
+    from tests import synth
+
+    own = tmp_path / "collected"
+    own.mkdir()
+    for i in range(24):
+        cv2.imwrite(str(own / f"p-1_{i}.jpg"), synth.normal_frame(0, i, 48, 0))
+        cv2.imwrite(str(own / f"p-1+resumed1_{i}.jpg"), synth.normal_frame(0, 24 + i, 48, 0))
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainer", "--normal", str(own), "--out", str(tmp_path / "runs")]
+        + ["--preset", "tiny", "--seed", "0", "--adapt-frames", "8"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "adaptation off" not in proc.stderr
+    meta = Bundle.load(Path(proc.stdout.strip().splitlines()[-1]) / "bundle").meta
+    assert meta.adaptation.enabled and meta.adaptation.frames == 8
+    assert meta.extra["adaptation_rule"].startswith("validation frames of the fitted prints")

@@ -167,8 +167,12 @@ def calibrate_on(preset: Preset, held: list[HeldOut], target_fpr: float) -> Adap
         starts=start_maps,
         start_inputs=[h.start_inputs for h in held],
     )
-    # every frame the guard judges counts: a start learnt again is judged by it too
-    starts = [preset.scoring.scores(h.guarded_maps) for h in held]
+    # every frame the guard judges counts: a start learnt again is judged by it too; a print's
+    # parts after a resume are one print (its count decides whether a guard is set at all)
+    judged: dict[str, list[np.ndarray]] = {}
+    for h in held:
+        judged.setdefault(print_of(h.name), []).append(preset.scoring.scores(h.guarded_maps))
+    starts = [np.concatenate(parts) for parts in judged.values()]
     result = dataclasses.replace(result, guard=start_guard(starts))
     logger.info(
         "per-print adaptation: %d calibration frames, threshold %.4g cross-fitted on %d prints; "

@@ -509,38 +509,44 @@ def _adaptation(
     if not preset.adaptation.enabled:
         return preset.adaptation, "", []
     prints = crossfit.print_frames(sets)
+    # a print's parts after a resume are near-copies of it: they count as one print
+    whole = len({frames_contract.print_of(name) for name in prints})
     fpr = f"{options.target_fpr:g} of frames above"
     try:
         own = _validation_adaptation(
             preset.adaptation, preset.scoring, recon, sets, options.target_fpr, bs
         )
-        if options.adapt_calibration == "cross" and len(prints) >= 2:
-            models = crossfit.crossfit_models(preset, prints, options.seed, verbose=options.verbose)
-            held = crossfit.held_out(preset, prints, models)
-            crossed = crossfit.calibrate_on(preset, held, options.target_fpr)
-            result = dataclasses.replace(
-                crossed,
-                threshold=crossfit.shipped_threshold(crossed.threshold, own.threshold),
-                early_threshold=crossfit.shipped_threshold(
-                    crossed.early_threshold, own.early_threshold
-                ),
-            )
-            rule = (
-                f"cross-fitted: {len(prints)} prints each scored by a model fitted without it "
-                f"({crossed.threshold:.6g}), or the fitted model's validation frames "
-                f"({own.threshold:.6g}) when higher; {fpr}"
-                + _guard_rule(result, len(prints))
-                + _start_rule(result)
-            )
-            return result, rule, held
-        return (
-            own,
-            f"validation frames of the fitted prints; {fpr}" + _start_rule(own, fitted=True),
-            [],
-        )
     except ValueError as exc:  # no normal print longer than the calibration frames
         logger.warning("per-print adaptation off: %s", exc)
         return Adaptation(), "", []
+    none_held: list[crossfit.HeldOut] = []
+    fitted = (
+        own,
+        f"validation frames of the fitted prints; {fpr}" + _start_rule(own, fitted=True),
+        none_held,
+    )
+    if options.adapt_calibration != "cross" or whole < 2:
+        return fitted
+    try:
+        models = crossfit.crossfit_models(preset, prints, options.seed, verbose=options.verbose)
+        held = crossfit.held_out(preset, prints, models)
+        crossed = crossfit.calibrate_on(preset, held, options.target_fpr)
+    except ValueError as exc:  # no held-out print longer than the calibration frames
+        logger.warning("threshold from the validation frames only (no cross-fit: %s)", exc)
+        return fitted
+    result = dataclasses.replace(
+        crossed,
+        threshold=crossfit.shipped_threshold(crossed.threshold, own.threshold),
+        early_threshold=crossfit.shipped_threshold(crossed.early_threshold, own.early_threshold),
+    )
+    rule = (
+        f"cross-fitted: {whole} prints each scored by a model fitted without it "
+        f"({crossed.threshold:.6g}), or the fitted model's validation frames "
+        f"({own.threshold:.6g}) when higher; {fpr}"
+        + _guard_rule(result, whole)
+        + _start_rule(result)
+    )
+    return result, rule, held
 
 
 def _start_rule(result: Adaptation, fitted: bool = False) -> str:
