@@ -163,6 +163,32 @@ def test_an_answer_on_a_full_disk_stands_though_its_frames_are_not_kept(
     assert carried == [verb]
 
 
+def test_a_not_a_failure_on_a_full_disk_says_its_frame_was_not_kept_when_the_watcher_answers(
+    daemon, monkeypatch
+) -> None:
+    """The watcher takes the answer at once (its thread runs): the page's toast was the
+    watcher's own "kept for retraining; learning the print's look again", though the frame's
+    copy had failed (a full disk, made so through ``shutil.copyfile``)."""
+    import errno
+    import shutil
+
+    watcher = daemon.running["e3"].watcher
+    jpeg = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    incident = watcher.alerts.store.save("e3", {"printer": "e3"}, jpeg, jpeg, pending=False)
+
+    def full(src: object, dst: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", full)
+    answer = daemon.dispatch(Command("e3", Verb.NOT_A_FAILURE, incident.id, source="web"))
+    assert "could not be kept" in answer.detail and "No space left" in answer.detail, answer
+    assert "shortly" not in answer.detail, "the watcher answered, not queued for later"
+    monkeypatch.undo()
+    again = watcher.alerts.store.save("e3", {"printer": "e3"}, jpeg, jpeg, pending=False)
+    kept = daemon.dispatch(Command("e3", Verb.NOT_A_FAILURE, again.id, source="web"))
+    assert kept.ok and "frame kept for retraining in" in kept.detail, kept
+
+
 def test_a_reload_whose_watcher_thread_cannot_start_leaves_the_daemon_running_and_unhealthy(
     daemon, monkeypatch
 ) -> None:

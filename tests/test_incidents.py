@@ -428,3 +428,26 @@ def test_an_answer_given_twice_keeps_the_first_answers_time(tmp_path: Path) -> N
     record_answer(tmp_path, "ender3", inc.id, "paused")
     again = json.loads((inc.path / "alert.json").read_text())
     assert again["answer"] == "paused" and closing_answer(again) == ""
+
+
+@pytest.mark.parametrize("verdict", ["not_failure", "failure"])
+def test_feedback_cli_whose_frames_cannot_be_kept_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], verdict: str
+) -> None:
+    """The retraining folder cannot take the frame (here a file stands where its folder goes):
+    the verdict is recorded, and the owner is told in one line that the frames are not kept
+    (it was a traceback)."""
+    cfg = write_config(tmp_path)
+    inc = IncidentStore(tmp_path / "state").save("ender3", alert(), jpeg(), jpeg())
+    collected = tmp_path / "state" / "collected" / "ender3"
+    collected.mkdir(parents=True)
+    (collected / ("false_alarms" if verdict == "not_failure" else "failures")).write_text("")
+    rc = cli(
+        ["feedback", "--config", str(cfg), "--printer", "ender3", "--incident", inc.id]
+        + ["--verdict", verdict]
+    )
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.count("\n") == 1 and "verdict recorded, but" in err, err
+    assert "could not be kept" in err, err
+    assert json.loads((inc.path / "alert.json").read_text())["verdict"] == verdict

@@ -64,6 +64,12 @@ def _learnt_later(stored: CommandResult) -> CommandResult:
     return CommandResult(True, f"{stored.detail}; the print is learnt again shortly")
 
 
+def _with_verdict(stored: CommandResult, learnt: CommandResult) -> CommandResult:
+    """A "not a failure" its watcher took: the saved verdict (its frame kept, or not) and what
+    the watcher learnt."""
+    return CommandResult(stored.ok and learnt.ok, f"{stored.detail}; {learnt.detail}")
+
+
 def load_bundle(config: Config) -> Bundle:
     """The config's bundle, loaded and its model run once (start and reload refuse it otherwise)."""
     bundle = Bundle.load(config.model or default_bundle_path())
@@ -302,7 +308,9 @@ class Daemon:
         try:
             done = watcher.submit(command)
             try:
-                return done.result(timeout=wait_s)
+                learnt = done.result(timeout=wait_s)
+                # what became of the frame is the saved verdict's to say (a full disk)
+                return learnt if stored is None else _with_verdict(stored, learnt)
             except FutureTimeout:
                 if stored is not None:  # the verdict is saved: the watcher learns it when it can
                     return _learnt_later(stored)

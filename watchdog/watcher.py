@@ -945,13 +945,11 @@ class Watcher:
         """The owner says the latest alert of this print was not a failure: learn the print's
         look again, so the same view does not alert again after the cooldown."""
         if not self._is_latest(incident):
-            return CommandResult(
-                True, "kept for retraining; not the current print's latest alert, nothing re-learnt"
-            )
+            return CommandResult(True, "not the current print's latest alert: nothing re-learnt")
         self.state = decide.answered(self.state)
         if self.detector.baseline.enabled:
             self._relearn("the last alert was marked not a failure")
-        return CommandResult(True, "kept for retraining; learning the print's look again")
+        return CommandResult(True, "learning the print's look again")
 
     # ----------------------------------------------------------------- status
 

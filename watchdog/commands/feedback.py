@@ -11,10 +11,17 @@ for ``--anomalous``, as the dashboard's and MQTT's "Confirm failure" do.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from watchdog.config import load_config
 from watchdog.errors import UsageError
-from watchdog.incidents import VERDICTS, IncidentError, mark_failure, mark_not_failure
+from watchdog.incidents import (
+    VERDICTS,
+    FramesNotKept,
+    IncidentError,
+    mark_failure,
+    mark_not_failure,
+)
 from watchdog.storage_lock import refuse_as_root_in_a_users_folder
 
 
@@ -52,11 +59,24 @@ def main(args: argparse.Namespace) -> int:
             print(f"retrain with: python -m trainer --normal {frame.parent.parent} ...")
         else:
             copies = mark_failure(storage, args.printer, args.incident)
+            if not copies:  # the daemon pruned the incident as the verdict landed
+                print(
+                    f"incident {args.incident} of {args.printer} marked a real failure, but its "
+                    "frames were removed meanwhile (the oldest alerts are pruned)",
+                    file=sys.stderr,
+                )
+                return 1
             print(
                 f"incident {args.incident} of {args.printer} marked a real failure; "
                 f"{len(copies)} frame(s) in {copies[0].parent}"
             )
             print(f"retrain with: python -m trainer --anomalous {copies[0].parent} ...")
+    except FramesNotKept as exc:  # the verdict stands; the retraining set lacks its frames
+        print(
+            f"incident {args.incident} of {args.printer}: verdict recorded, but {exc}",
+            file=sys.stderr,
+        )
+        return 1
     except IncidentError as exc:
         raise UsageError(f"--incident: {exc}") from exc
     except OSError as exc:
