@@ -24,7 +24,7 @@ from watchdog.detection.bundle import Bundle
 from watchdog.devices.printers import PrinterClient, SimulatedPrinter, make_printer
 from watchdog.incidents import closing_answer, list_incidents
 from watchdog.printing import Action, ActionResult, Outcome, PrinterState, PrinterStatus
-from watchdog.watcher import Watcher, build_watcher
+from watchdog.watcher import LOOK_FRESH_S, Watcher, build_watcher
 
 CALIBRATION = 4  # tiny_adaptive_bundle's --adapt-frames
 
@@ -850,6 +850,52 @@ def test_an_idle_printers_camera_gives_the_page_one_frame_to_draw_on(
     )
     assert len(watcher.history.timeline) == 0  # nothing scored
     watcher.camera.close()
+
+
+def test_an_idle_printers_frame_for_the_mask_editor_is_of_now_not_of_the_last_print(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The latest frame of an idle printer was its last print's (spaghetti on the bed, a
+    camera moved since): the editor's masks were drawn on a picture hours old. Once the
+    latest is a few seconds old, a look takes a new one; requests meanwhile share it."""
+    printer = SimulatedPrinter("benchy.gcode")
+    camera = _folder(tmp_path / "cam", [anomalous_frames[0], normal_frames[0], normal_frames[1]])
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, camera, printer)
+    watcher.step()  # the print's last frame: a failure
+    last_print = watcher.history.latest_frame_jpeg()
+    printer.cancel()
+    watcher.step()  # idle: the camera is not read
+
+    def look() -> bytes | None:
+        done = watcher.submit(Command("e3", Verb.LOOK, source="web"))
+        watcher.step()
+        assert done.result(5).ok, done.result(5)
+        return watcher.history.latest_frame_jpeg()
+
+    watcher.history._frame_at -= LOOK_FRESH_S  # the print ended a while ago
+    now = look()
+    assert now is not None and now != last_print
+    assert look() == now, "a second request within seconds shares the frame just taken"
+    watcher.camera.close()
+
+
+def test_a_reload_keeps_an_idle_printers_picture_and_score_on_the_page(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """Every settings save reloads every printer's watcher: an idle printer's page then said
+    "no frame yet" and "score -", its heatmap gone, until its next print."""
+    printer = SimulatedPrinter("benchy.gcode")
+    camera = _folder(tmp_path / "cam", normal_frames[:3])
+    old = _watcher(tmp_path, tiny_adaptive_bundle, camera, printer)
+    old.step()
+    printer.cancel()
+    old.step()
+    new = _watcher(tmp_path, tiny_adaptive_bundle, camera, printer)
+    old.retire(new)
+    assert new.latest_jpeg is not None and new.latest_jpeg == old.latest_jpeg
+    assert new.status()["score"] == old.status()["score"] is not None
+    old.camera.close()
+    new.camera.close()
 
 
 def test_closing_a_watcher_never_raises_and_closes_the_printer_when_the_camera_fails(

@@ -18,6 +18,7 @@ and hands them the same history, so the timeline survives a change of masks or s
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -115,6 +116,7 @@ class History:
         self._recent: deque[LeadUpFrame] = deque(maxlen=lead_up)
         self._lock = threading.Lock()
         self._frame_jpeg: bytes | None = None  # the latest camera frame
+        self._frame_at = -math.inf  # when it was taken (monotonic clock)
 
     def record(
         self,
@@ -143,12 +145,12 @@ class History:
             self._recent.append(
                 LeadUpFrame(now, score, heatmap_jpeg, frame_jpeg if anomalous else None)
             )
-            self._frame_jpeg = frame_jpeg
+            self._frame_jpeg, self._frame_at = frame_jpeg, time.monotonic()
 
     def saw(self, frame_jpeg: bytes) -> None:
         """A camera frame taken while nothing is scored (the page asked for a look)."""
         with self._lock:
-            self._frame_jpeg = frame_jpeg
+            self._frame_jpeg, self._frame_at = frame_jpeg, time.monotonic()
 
     def lead_up(self) -> list[LeadUpFrame]:
         """The frames recorded before now, oldest first."""
@@ -159,3 +161,8 @@ class History:
         """The latest camera frame without the heatmap."""
         with self._lock:
             return self._frame_jpeg
+
+    def frame_age_s(self) -> float:
+        """Seconds since the latest camera frame was taken (infinite: none yet)."""
+        with self._lock:
+            return time.monotonic() - self._frame_at

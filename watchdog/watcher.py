@@ -61,6 +61,9 @@ logger = logging.getLogger(__name__)
 # what a print became when its alert was answered (incidents.record_answer): resumed or
 # cancelled, the alert's Resume and Cancel refuse; paused again through it, they act again
 ANSWERS = {Verb.RESUME: "resumed", Verb.CANCEL: "cancelled", Verb.PAUSE: "paused"}
+# an idle printer's frame the page asked for is taken again once older than this: the mask
+# editor's picture is of the camera now, a few seconds' worth of requests share one read
+LOOK_FRESH_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -709,6 +712,8 @@ class Watcher:
         same_camera = self.cfg.camera.source == old.cfg.camera.source
         if same_camera:  # a picture found frozen stays so: not told "back online" by a reload
             self.camera.frozen.carry_on(old.camera.frozen)
+            # the page's picture and score of an idle printer (every settings save reloads)
+            self.latest_jpeg, self.last_verdict = old.latest_jpeg, old.last_verdict
         if same_camera and self.detector.same_setup(old.detector):
             # A reload (every settings save) that changed nothing of this printer's camera or
             # detection keeps what was learnt of the print: learning it again mid-print would
@@ -918,12 +923,15 @@ class Watcher:
         return ""
 
     def _look(self) -> CommandResult:
-        """One camera frame for the page (where to look, masks) while the printer is idle:
-        the camera is read only while a print is watched, so there would be none to draw on."""
-        if self.history.latest_frame_jpeg() is not None:
-            return CommandResult(True, "the latest frame is there")
+        """A camera frame of now for the page (where to look, masks): the camera is read only
+        while a print is watched, so an idle printer's latest frame is of its last print (the
+        bed as it was then, a camera moved since) or there is none to draw on."""
         if self.enabled and self.state.watching:  # its next step reads one (a recording too)
+            if self.history.latest_frame_jpeg() is not None:
+                return CommandResult(True, "watching: the latest frame is the camera's")
             return CommandResult(False, "watching: the next frame is on its way")
+        if self.history.frame_age_s() < LOOK_FRESH_S:
+            return CommandResult(True, "the latest frame is fresh")
         try:
             frame = self.camera.read()
         finally:

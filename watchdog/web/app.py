@@ -322,8 +322,14 @@ class Dashboard:
         if history is None:
             return text("404 no such printer", 404)
         jpeg = history.latest_frame_jpeg()
-        if not jpeg:  # an idle printer's camera is not read: one frame, taken for the page
-            self.backend.dispatch(Command(name, Verb.LOOK, source="web"))
+        # An idle printer's camera is not read: one frame is taken for the page where there is
+        # none, and for the mask editor (``fresh``) where the latest is not of now: masks drawn
+        # on the last print's picture would land where the camera no longer looks.
+        fresh = request.args.get("fresh") == "1"
+        if not jpeg or fresh:
+            looked = self.backend.dispatch(Command(name, Verb.LOOK, source="web"))
+            if fresh and not looked.ok:
+                return text(f"404 no frame of now: {looked.detail}", 404)
             jpeg = history.latest_frame_jpeg()
         if not jpeg:
             return text("404 no frame yet for this printer", 404)
