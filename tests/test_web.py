@@ -451,6 +451,27 @@ def test_loopback_page_is_open_but_posts_need_the_token_and_the_host(open_daemon
     )
 
 
+def test_another_site_cannot_embed_the_cameras_pictures_or_read_the_data(open_daemon) -> None:
+    """Any web page the owner visits could load ``<img src="http://localhost:8787/api/printers
+    /<p>/frame.jpg">`` (a camera read on an idle printer) and learn the printers' names. The
+    browser says where a request comes from (Fetch Metadata): another site's, or another port's
+    of this host, is refused; the page's own and a followed link are not."""
+    url, _, _ = open_daemon
+    frame = f"{url}/api/printers/{PRINTER}/frame.jpg"
+    embedded = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}
+    for site in ("cross-site", "same-site"):
+        for path in (frame, f"{url}/api/state", f"{url}/api/incidents"):
+            refused = requests.get(path, headers={**embedded, "Sec-Fetch-Site": site}, timeout=30)
+            assert refused.status_code == 403, (site, path, refused.status_code)
+    own = requests.get(frame, headers={**embedded, "Sec-Fetch-Site": "same-origin"}, timeout=30)
+    assert own.status_code == 200 and own.headers["Content-Type"] == "image/jpeg"
+    # a browser without Fetch Metadata still keeps the picture from another site's page
+    assert own.headers["Cross-Origin-Resource-Policy"] == "same-origin"
+    link = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+    assert requests.get(f"{url}/", headers=link, timeout=10).status_code == 200
+    assert requests.get(f"{url}/api/state", timeout=10).status_code == 200  # curl, a script
+
+
 def test_the_page_opens_on_any_loopback_address_it_listens_on(tmp_path: Path) -> None:
     """127.0.1.1 (Debian's address for the machine's own name) is this machine as much as
     127.0.0.1: the config took it without a password, but every request was refused (403).

@@ -121,6 +121,8 @@ class Dashboard:
         # 127.0.0.1 would read the page from the owner's browser)
         if not self.login_required and not is_loopback_host(_host_name(request.host)):
             return text("403 this page answers to a loopback address or localhost only", 403)
+        if path.startswith("/api/") and _embedded_by_another_site():
+            return text("403 cross-site request refused", 403)
         if (
             self.login_required
             and path not in ("/login", "/static/style.css")
@@ -173,6 +175,7 @@ class Dashboard:
 
     def install(self, app: Flask) -> None:
         app.before_request(self.guard)
+        app.after_request(_own_pages_only)
         app.add_url_rule("/", "index", self.index)
         app.add_url_rule("/login", "login_form", self.login_form, methods=["GET"])
         app.add_url_rule("/login", "login", self.login, methods=["POST"])
@@ -457,6 +460,25 @@ def _not_saved(exc: OSError) -> str:
     return (
         f"cannot save the settings in {exc.filename or 'the storage folder'}: {exc.strerror or exc}"
     )
+
+
+def _embedded_by_another_site() -> bool:
+    """A page of another site (or another port of this host) loads the dashboard's data or
+    pictures (an ``<img>``, a script's fetch): refused before it costs a camera read. The
+    browser says so (Fetch Metadata); a link followed to the dashboard is a navigation, let
+    through, and a client that sends no such header (curl, Home Assistant) is not a page."""
+    site = request.headers.get("Sec-Fetch-Site")
+    return (
+        site in ("cross-site", "same-site") and request.headers.get("Sec-Fetch-Mode") != "navigate"
+    )
+
+
+def _own_pages_only(response: Response) -> Response:
+    """The dashboard's data and pictures are for its own pages: a browser that sent no Fetch
+    Metadata still keeps another site from using them."""
+    if request.path.startswith("/api/"):
+        response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
+    return response
 
 
 def _same_site(origin: str, host: str) -> bool:
