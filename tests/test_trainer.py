@@ -403,3 +403,14 @@ def test_one_print_paused_and_resumed_keeps_its_per_print_adaptation(tmp_path: P
     meta = Bundle.load(Path(proc.stdout.strip().splitlines()[-1]) / "bundle").meta
     assert meta.adaptation.enabled and meta.adaptation.frames == 8
     assert meta.extra["adaptation_rule"].startswith("validation frames of the fitted prints")
+
+
+def test_the_report_says_when_the_f1_best_threshold_is_the_one_used(
+    synthetic_dataset: Path, tmp_path: Path
+) -> None:
+    """With --use-f1-threshold the report's threshold row is the F1-best one; its F1 row said
+    "not used" all the same."""
+    run = train_tiny(synthetic_dataset, tmp_path, "--use-f1-threshold")
+    md = (run / "report.md").read_text()
+    assert "f1-best on test frames" in md
+    assert "F1-best threshold (on test frames, used: optimistic)" in md and "not used" not in md

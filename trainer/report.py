@@ -223,8 +223,10 @@ def markdown(rep: dict[str, Any], figures: set[str] | None = None) -> str:
     ]
     if rep.get("f1_best"):
         f1 = rep["f1_best"]
+        # --use-f1-threshold: the threshold above is this one
+        used = "used: optimistic" if rep["threshold_rule"].startswith("f1-best") else "not used"
         lines.append(
-            f"| F1-best threshold (on test frames, not used) | {f1['threshold']:.6g}: F1 {f1['f1']:.3f}, "
+            f"| F1-best threshold (on test frames, {used}) | {f1['threshold']:.6g}: F1 {f1['f1']:.3f}, "
             f"recall {f1['recall']:.3f}, precision {f1['precision']:.3f} |"
         )
     lines += [
