@@ -111,7 +111,10 @@ def test_collect_stops_before_the_disk_fills_and_says_so(
             ["demo", "--out", "/proc/nope"],
             "error: --out: cannot write the demo's camera frames in /proc/nope/camera (No such",
         ),
-        (["collect", "--out", "{file}"], "error: cannot use {file}/ender3: Not a directory"),
+        (
+            ["collect", "--out", "{file}"],
+            "error: --out {file}: cannot save frames in {file}/ender3: Not a directory",
+        ),
     ],
     ids=["negative-interval", "port-out-of-range", "out-not-creatable", "out-a-file"],
 )
@@ -130,6 +133,26 @@ def test_bad_command_line_values_are_one_line_not_a_traceback(
     r = run_cli(*args, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert expected.format(file=afile) in r.stderr
+
+
+def test_collect_refuses_an_unusable_out_folder_before_waiting_for_a_print(
+    tmp_path: Path,
+) -> None:
+    """collect waits for the printer to print (here its API never answers: nothing prints);
+    an --out it cannot save in was found at the print's first frame, hours later, and that
+    print was lost. It is said at once."""
+    afile = tmp_path / "a-file"
+    afile.write_text("not a folder")
+    api = {"kind": "octoprint", "url": "http://127.0.0.1:1", "api_key": "k" * 32, "timeout_s": 1}
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[
+            {"name": "ender3", "camera": {"source": str(_frames(tmp_path / "rec", 2))}, "api": api}
+        ],
+    )
+    r = run_cli("collect", "--config", str(config), "--out", str(afile / "frames"), timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"error: --out {afile}/frames: cannot save frames in {afile}/frames/ender3" in r.stderr
 
 
 def test_collect_copies_a_video_to_its_end_and_stops(tmp_path: Path, write_video) -> None:

@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from datetime import datetime
@@ -267,6 +268,21 @@ def collect(
     return saved, ""
 
 
+def _check_out(out: Path, printers: list[str]) -> None:
+    """Each printer's folder under ``--out`` is made, and writable, before waiting for a print:
+    found at its first frame, hours later, the print was lost."""
+    for name in printers:
+        folder = out / name
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+                pass
+        except OSError as exc:
+            raise UsageError(
+                f"--out {out}: cannot save frames in {folder}: {exc.strerror or exc}"
+            ) from exc
+
+
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     names = {p.name for p in config.printers}
@@ -277,6 +293,7 @@ def main(args: argparse.Namespace) -> int:
     stop = threading.Event()
     out = Path(args.out)
     refuse_as_root_in_a_users_folder(out)  # frames root saved there, the service cannot use
+    _check_out(out, [p.name for p in printers])
     collectors = [Collector(p, out, stop) for p in printers]
     signals = Signals(signal.SIGTERM, signal.SIGINT, stop=stop)  # the waits end at once
     try:
