@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from tests.daemon_helpers import DaemonProcess, free_port, run_cli, wait_until, write_config
 from tests.plugins.camera import CameraServer
@@ -223,6 +224,34 @@ def test_a_second_daemon_on_the_same_storage_folder_exits_2_naming_it_and_the_fi
 
 
 @pytest.mark.servers
+def test_a_daemon_whose_dashboard_address_is_taken_exits_2_with_notifications_configured(
+    tmp_path: Path, camera_server: CameraServer
+) -> None:
+    """The notification senders were started before the dashboard's address was bound: once
+    it was found in use, the error was printed and the process never ended (their threads
+    held its exit, SIGTERM only recorded), MQTT telling Home Assistant it watched."""
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    config = write(tmp_path / "c.yaml", camera_server.snapshot_url, listen=f"127.0.0.1:{port}")
+    data = yaml.safe_load(config.read_text())
+    data["notify"] = [{"url": "json://127.0.0.1:9/hook", "name": "phone"}]
+    config.write_text(yaml.safe_dump(data))
+    try:
+        r = run_cli("run", "--config", str(config), timeout=60)
+    finally:
+        taken.close()
+    assert r.returncode == 2, r.stderr
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: http.listen 127.0.0.1:{port}: cannot listen")
+    ), r.stderr
+
+
 def test_an_alert_whose_pause_hangs_through_sigterm_is_delivered_after_the_restart(
     tmp_path: Path,
     tiny_bundle: Path,

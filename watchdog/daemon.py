@@ -622,38 +622,40 @@ class Daemon:
             without_api=_without_api(cfg),
         )
         watchers = self._make_watchers(cfg, self.bundle)
-        self.notifier.start()
-        # Listed before the status server answers (its first /status names every printer),
-        # started after it is up (an address in use stops the daemon before any watching).
-        self.running = self._prepare(watchers)
-        if cfg.http.listen:
-            from watchdog.comms.http import StatusServer
-            from watchdog.web.app import Dashboard
-
-            self.http = StatusServer(
-                cfg.http.listen,
-                self.status,
-                self.metrics.registry,
-                self.latest_jpeg,
-                self.healthy,
-                request_timeout_s=cfg.http.request_timeout_s,
-                max_connections=cfg.http.max_connections,
-                dashboard=Dashboard(self, cfg.http, cfg.storage.dir),
-                actions=self.notifier.handle_action,
-                describe_action=self.notifier.describe_action,
-            )
-            self.http.start()
-        self._launch(self.running)
-        logger.info(
-            "watching %d printer(s) with model %s (threshold %.4g)",
-            len(watchers),
-            self.bundle.path,
-            self.bundle.meta.threshold,
-        )
-        systemd.ready()
-        ping_every = min(systemd.watchdog_interval_s() or 10.0, 10.0) / 2
-        next_ping = 0.0
+        # from here a failure (http.listen in use) stops what was started: the notifier's
+        # threads would keep the process from exiting, and MQTT telling Home Assistant "online"
         try:
+            self.notifier.start()
+            # Listed before the status server answers (its first /status names every printer),
+            # started after it is up (an address in use stops the daemon before any watching).
+            self.running = self._prepare(watchers)
+            if cfg.http.listen:
+                from watchdog.comms.http import StatusServer
+                from watchdog.web.app import Dashboard
+
+                self.http = StatusServer(
+                    cfg.http.listen,
+                    self.status,
+                    self.metrics.registry,
+                    self.latest_jpeg,
+                    self.healthy,
+                    request_timeout_s=cfg.http.request_timeout_s,
+                    max_connections=cfg.http.max_connections,
+                    dashboard=Dashboard(self, cfg.http, cfg.storage.dir),
+                    actions=self.notifier.handle_action,
+                    describe_action=self.notifier.describe_action,
+                )
+                self.http.start()
+            self._launch(self.running)
+            logger.info(
+                "watching %d printer(s) with model %s (threshold %.4g)",
+                len(watchers),
+                self.bundle.path,
+                self.bundle.meta.threshold,
+            )
+            systemd.ready()
+            ping_every = min(systemd.watchdog_interval_s() or 10.0, 10.0) / 2
+            next_ping = 0.0
             # a quarter of a second: a save on the page waits for its reload
             while not self.stop_event.wait(0.25):
                 for signum in signals.take():  # taken here, never in the handler

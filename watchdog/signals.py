@@ -32,8 +32,9 @@ class Signals:
         self._received: collections.deque[int] = collections.deque()
         self._previous_fd = -1
         self._write_fd = -1
-        for signum in signums:
-            signal.signal(signum, self.record)
+        # given back at close: a process whose exit is held up (a thread that does not end)
+        # must still stop on SIGTERM and Ctrl-C, not have them recorded for a loop that is gone
+        self._handlers = {signum: signal.signal(signum, self.record) for signum in signums}
         if stop is not None:
             read_fd, self._write_fd = os.pipe()
             os.set_blocking(self._write_fd, False)  # the C handler must never block
@@ -53,7 +54,10 @@ class Signals:
         return taken
 
     def close(self) -> None:
-        """Give the wake-up pipe back (its thread ends); the handlers stay."""
+        """Give the wake-up pipe back (its thread ends) and the handlers that were before."""
+        for signum, handler in self._handlers.items():
+            signal.signal(signum, handler)
+        self._handlers = {}
         if self._write_fd >= 0:
             signal.set_wakeup_fd(self._previous_fd)
             os.close(self._write_fd)

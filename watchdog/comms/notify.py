@@ -1092,7 +1092,11 @@ class Notifications:
                 )
         for target in self.targets:
             target.thread = threading.Thread(
-                target=target.run, args=(self._stop,), name=f"notify-{target.name}"
+                # a daemon thread: its queue is on disk, and an exit must never wait on a send
+                target=target.run,
+                args=(self._stop,),
+                name=f"notify-{target.name}",
+                daemon=True,
             )
             target.thread.start()
 
