@@ -10,6 +10,7 @@ import json
 import logging
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -125,6 +126,32 @@ def test_hostile_answers_fail_clearly(
     bad_server.respond(500, body)  # the error message is looked for in the body too
     result = client(kind, bad_server, retries=0).pause()
     assert result.outcome == "failed" and "HTTP 500" in result.detail
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("body", ["a." * 400_000, "<" * 800_000], ids=["word-boundaries", "lt"])
+def test_a_large_answer_of_odd_text_is_read_in_moments_not_for_an_hour(
+    kind: str, body: str, bad_server: BadServer
+) -> None:
+    """Looking for the error message (and masking secrets in it), the whole body went through
+    patterns that took quadratic time on such text: 800 KB of "a.a.a." held every thread of
+    the daemon (the regex engine keeps the GIL) for about an hour, systemd's watchdog killed
+    it, and the next poll did the same. A minute is far more than it takes now."""
+    bad_server.respond(500, body)
+    # in a process of its own: a regex holding the GIL would hold this test's clock too
+    pause = (
+        "import sys; from tests.plugins.printers import api_config;"
+        "from watchdog.devices.printers import make_printer;"
+        "print(make_printer(api_config(*sys.argv[1:4], retries=0)).pause().detail[:80])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", pause, kind, bad_server.url, bad_server.api_key],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert "HTTP 500" in done.stdout, done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("kind", KINDS)

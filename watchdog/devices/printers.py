@@ -98,9 +98,19 @@ class _Conflict(_Failure):
         super().__init__(detail, retryable=False)
 
 
+_MESSAGE_BYTES = 16_384  # of an answer's body read for its error message
+_CUT_MARGIN = 1_024  # dropped where the body is cut: longer than a secret or a URL with one
+
+
 def _server_message(body: bytes, secrets: tuple[str, ...] = ()) -> str:
     """The error message in an answer body: OctoPrint, Moonraker, or the start of the text;
-    secrets are masked before it is cut, so no part of one survives the cut."""
+    secrets are masked before it is cut, so no part of one survives the cut. Only the body's
+    start is read (a message is its first 200 characters): a large answer, a hostile one
+    included, costs each poll a few milliseconds, not seconds of every thread's time. Where it
+    is cut, its last ``_CUT_MARGIN`` characters go too: a secret or URL cut in two there would
+    escape the masking."""
+    if len(body) > _MESSAGE_BYTES:
+        body = body[: _MESSAGE_BYTES - _CUT_MARGIN]
     text = redact(body.decode("utf-8", "replace"), secrets)
     try:
         data = json.loads(text)
@@ -112,7 +122,7 @@ def _server_message(body: bytes, secrets: tuple[str, ...] = ()) -> str:
             err = err.get("message")
         if isinstance(err, str) and err.strip():
             return " ".join(err.split())[:200]  # one line in the log and the alert
-    text = re.sub(r"<[^>]*>", " ", text)  # HTML error pages
+    text = re.sub(r"<[^<>]*>", " ", text)  # HTML error pages (linear: a run of "<" too)
     return " ".join(text.split())[:200]
 
 
