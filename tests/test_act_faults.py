@@ -492,3 +492,32 @@ def test_a_tls_handshake_dripping_in_is_cut_at_the_timeout(kind: str) -> None:
         server.close()
     assert waited < 10, "the handshake was waited for past the timeout"
     assert st.state == "offline" and "within 1 s" in st.detail, st
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("hung", ["every request", "the command"])
+def test_the_daemons_health_allows_for_a_pause_retried_against_a_hung_api(
+    kind: str, hung: str, bad_server: BadServer
+) -> None:
+    """The daemon's health check allows a watcher's step ``longest_action_s`` for its pause
+    or cancel: less had systemd's watchdog kill a daemon retrying a pause (api.retries: 10)
+    part-way through. That allowance counts three requests an attempt (two for OctoPrint's
+    status, the command), each cut at the API's timeout (the tests above), and the waits
+    between attempts: the real client, against an API that hangs, makes no more."""
+    from watchdog.devices.printers import longest_action_s
+
+    printing = {
+        "state": {"text": "Printing", "flags": {"printing": True}},
+        "job": {"file": {"name": "a.gcode"}},
+        "progress": {"printTime": 5},
+        "result": {"status": {"print_stats": {"state": "printing", "filename": "a.gcode"}}},
+    }
+    bad_server.respond(200, json.dumps(printing))
+    command = {"octoprint": "/api/job", "moonraker": "/printer/print/pause"}[kind]
+    bad_server.hang(5, None if hung == "every request" else command)
+    api = api_config(kind, bad_server.url, bad_server.api_key, timeout_s=0.3, retries=2)
+    result = make_printer(api, backoff_s=0.05).pause()
+    assert result.outcome == "failed" and result.attempts == 3, result
+    assert 3 <= bad_server.requests <= 3 * 3, bad_server.paths
+    # the allowance for the defaults' pause: 4 attempts of 20 s, 7 s of waits
+    assert longest_action_s(api_config(kind, bad_server.url, timeout_s=10, retries=3)) == 87

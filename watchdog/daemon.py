@@ -36,6 +36,7 @@ from watchdog.control import (
 )
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
 from watchdog.detection.model import FrameScorer
+from watchdog.devices.printers import longest_action_s
 from watchdog.errors import UsageError
 from watchdog.frame_gate import FrameGate
 from watchdog.history import History
@@ -471,8 +472,10 @@ class Daemon:
             snap = r.watcher.snapshot  # the watcher's thread owns the rest of its state
             if snap.failing_steps >= FAILED_STEPS_UNHEALTHY:
                 return False  # alive, but every step raises: nothing is watched
-            cam = r.watcher.cfg.camera
-            budget = cam.interval_s + cam.timeout_s + r.watcher.cfg.api.timeout_s * 2 + 30
+            cam, api = r.watcher.cfg.camera, r.watcher.cfg.api
+            # a step: a frame, a status poll, and a pause or cancel retried against a hung API
+            budget = cam.interval_s + cam.timeout_s + api.timeout_s * 2 + 30
+            budget += longest_action_s(api)
             if not r.thread.is_alive() or now - snap.heartbeat > budget:
                 return False
         return True

@@ -734,7 +734,9 @@ class Watcher:
                 continue  # its sender gave up waiting and took it back: it must not happen now
             try:
                 result = self._carry_out(command)
-                self.snapshot = self._status(self.snapshot.heartbeat)  # readers see it at once
+                # readers see it at once; a command done is a sign of life: commands queued
+                # one after another (a Pause, then a Cancel, each retried) are not a hang
+                self.snapshot = self._status(time.monotonic())
                 done.set_result(result)
             except Exception as exc:  # a command must never end the loop
                 logger.exception("%s: command %s failed", self.name, command.verb.value)

@@ -613,6 +613,21 @@ class SimulatedPrinter:
             return ActionResult(action, Outcome.DONE, f"simulated printer is {self._state}", 1)
 
 
+def longest_action_s(
+    api: ApiConfig, *, backoff_s: float = 1.0, max_backoff_s: float = 10.0
+) -> float:
+    """The longest a pause or cancel can take against an API that never answers: every
+    attempt's status check (two requests on OctoPrint) and command time out, with the waits
+    between attempts. The daemon's health allows for it: a pause retried against a hung API
+    must not pass for a hung watcher (systemd would kill it part-way through)."""
+    if api.kind == "none":
+        return 0.0
+    attempts = 1 + api.retries
+    per_attempt = 2 * min(api.timeout_s, STATUS_TIMEOUT_S) + api.timeout_s
+    waits = sum(min(backoff_s * 2**k, max_backoff_s) for k in range(attempts - 1))
+    return attempts * per_attempt + waits
+
+
 def make_printer(
     api: ApiConfig, stop: threading.Event | None = None, *, backoff_s: float = 1.0
 ) -> PrinterClient:
