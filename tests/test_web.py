@@ -758,6 +758,43 @@ def test_a_save_or_reset_the_daemon_cannot_apply_says_so(open_daemon) -> None:
     )
 
 
+def test_a_save_over_a_model_changed_since_the_last_reload_says_it_was_not_applied(
+    open_daemon,
+) -> None:
+    """The config now names a retrained model that watches another region (not reloaded yet):
+    a mask saved on the page passes the running model's check, but hides the whole region of
+    the new one, so the reload the save triggers leaves it out. The answer said "saved and
+    applied" while the printer watched with the file's settings."""
+    import shutil
+
+    url, daemon, tmp = open_daemon
+    config = tmp / "config.yaml"
+    good = config.read_text()
+    retrained = tmp / "retrained"
+    shutil.copytree(MODEL, retrained)
+    meta = json.loads((retrained / "model.json").read_text())
+    meta["preprocess"]["roi"] = [0.0, 0.0, 0.2, 0.2]  # the top-left corner only
+    (retrained / "model.json").write_text(json.dumps(meta))
+    headers = {"X-CSRF-Token": _csrf(requests.get(f"{url}/", timeout=10).text)}
+    settings = f"{url}/api/printers/{PRINTER}/settings"
+    corner = [[0.0, 0.0], [0.3, 0.0], [0.3, 0.3], [0.0, 0.3]]  # none of the bottom half
+    try:
+        config.write_text(good.replace(str(MODEL), str(retrained)))
+        answer = requests.post(settings, json={"mask": [corner]}, headers=headers, timeout=60)
+        assert answer.json()["ok"] is False, answer.json()
+        assert "mask" in answer.json()["detail"], answer.json()
+    finally:
+        config.write_text(good)
+        (tmp / "state" / "overrides.json").unlink(missing_ok=True)
+        daemon.signal(__import__("signal").SIGHUP)
+    wait_until(
+        "the file's model again",
+        lambda: requests.get(f"{url}/status", timeout=10).json()["model"] == str(MODEL),
+        30,
+        lambda: daemon.log,
+    )
+
+
 def test_a_csrf_header_of_any_characters_is_refused_not_an_error(open_daemon) -> None:
     url, _, _ = open_daemon
     r = requests.post(

@@ -42,6 +42,7 @@ from watchdog.frame_gate import FrameGate
 from watchdog.history import History
 from watchdog.incidents import FramesNotKept, list_incidents, mark_failure, mark_not_failure
 from watchdog.metrics import Metrics
+from watchdog.overrides import mask_check
 from watchdog.redact import secret_filter
 from watchdog.signals import Signals
 from watchdog.storage_lock import StorageLock, lock_storage
@@ -397,7 +398,7 @@ class Daemon:
         p = next((p for p in base.printers if p.name == printer), None)
         if p is None:
             raise ConfigError(f"no printer named {printer!r} in {self.config_path}")
-        check = overrides.mask_check(self.bundle.meta)
+        check = mask_check(self.bundle.meta)
         saved = overrides.save(
             self.config.storage.dir,
             p.detection,
@@ -405,7 +406,16 @@ class Daemon:
             changes,
             lambda merged: check(printer, merged),
         )
-        return saved, self._apply()
+        applied = self._apply()
+        if applied.done:
+            # checked against the running model, applied against the one the config names
+            # now (a bundle replaced without a reload): a reload leaves out what that refuses
+            _, why = overrides.saved_and_refusal(
+                self.config.storage.dir, printer, p.detection, mask_check(self.bundle.meta)
+            )
+            if why:
+                applied = Applied(False, why)
+        return saved, applied
 
     def reset_settings(self, printer: str) -> tuple[str, Applied]:
         load_config(self.config_path)  # ConfigError: the config file alone would not load
