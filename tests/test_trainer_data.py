@@ -140,14 +140,37 @@ def test_each_confirmed_failure_is_one_failed_print_in_the_order_it_was_seen(
 def test_prints_of_the_same_name_in_two_folders_stay_two_prints(tmp_path: Path) -> None:
     """Two recordings whose frames are both ``print_<n>.jpg``: two prints, as the daemon's
     ``calibrate`` groups them, never one print of interleaved frames."""
-    for folder in ("a", "b"):
+    for session, folder in enumerate(("a", "b")):
         for n in range(3):
-            _write(tmp_path / folder / f"print_{n}.jpg", synth.normal_frame())
+            _write(tmp_path / folder / f"print_{n}.jpg", synth.normal_frame(session, n, 3))
     frames = find_frames(normal=[tmp_path / "a", tmp_path / "b"])
     assert {f.session: f.path.parent.name for f in frames} == {
         f"{tmp_path / 'a'}/print": "a",
         f"{tmp_path / 'b'}/print": "b",
     }
+
+
+def test_a_copy_of_a_print_given_twice_is_one_print(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The collected folder copied in May and again in June (June's still holding May's
+    prints), both given: May's print was two prints, one fitted and its twin "held out", the
+    report's held-out figures flattered and the cross-fitted threshold too low. A copy (the
+    same first frame) is used once; a print of the same name with other frames stays a print."""
+    import shutil
+
+    for n in range(3):
+        _write(tmp_path / "may" / f"p-0501_{n}.jpg", synth.normal_frame(0, n, 3))
+        _write(tmp_path / "other" / f"p-0501_{n}.jpg", synth.normal_frame(2, n, 3))
+    shutil.copytree(tmp_path / "may", tmp_path / "june")
+    for n in range(3):
+        _write(tmp_path / "june" / f"p-0601_{n}.jpg", synth.normal_frame(1, n, 3))
+    with caplog.at_level(logging.WARNING, logger="trainer.data"):
+        frames = find_frames(normal=[tmp_path / d for d in ("may", "june", "other")])
+    prints = {(f.path.parent.name, f.path.name.split("_")[0]) for f in frames}
+    assert prints == {("may", "p-0501"), ("june", "p-0601"), ("other", "p-0501")}, prints
+    assert len(frames) == 9
+    assert any("is a copy of p-0501" in r.getMessage() for r in caplog.records)
 
 
 def test_missing_and_empty_folders_are_errors(tmp_path: Path) -> None:

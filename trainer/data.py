@@ -162,7 +162,49 @@ def find_frames(
     warning = frames_contract.loose_warning([f.path for f in frames if f.loose], pattern)
     if warning:
         logger.warning("%s (--session-pattern)", warning)
-    return _apart_by_folder(frames)
+    return _apart_by_folder(_copies_left_out(frames))
+
+
+def _copies_left_out(frames: list[Frame]) -> list[Frame]:
+    """A print found twice (a copy of the collected folder given beside the folder itself:
+    ``--normal may --normal june`` where june still holds May's prints) is used once: two
+    copies would be split apart as two prints, and each scored "held out" by a model that
+    fitted its twin (a threshold set too low, flattering figures). A copy has the print's name
+    in another folder and its first frame's bytes (``frames.fingerprint``): no two frames of a
+    live camera are the same."""
+    first: dict[tuple[Path, str], Frame] = {}
+    for f in frames:
+        if f.loose:
+            continue
+        key = (f.path.parent, f.session)
+        if key not in first or f.number < first[key].number:
+            first[key] = f
+    folders: dict[str, int] = {}
+    for _, name in first:
+        folders[name] = folders.get(name, 0) + 1
+    kept: dict[tuple[str, str], tuple[Path, str]] = {}
+    copies: set[tuple[Path, str]] = set()
+    for key, f in first.items():  # in the order the folders were given: the first copy stays
+        if folders[key[1]] < 2:
+            continue  # a print's name found once: no copy of it was given
+        try:
+            print_id = (key[1], frames_contract.fingerprint(f.path))
+        except OSError:
+            continue  # unreadable: said where the frame is read
+        if print_id in kept:
+            copies.add(key)
+            logger.warning(
+                "print %s in %s is a copy of %s in %s (the same first frame): used once",
+                key[1],
+                key[0],
+                kept[print_id][1],
+                kept[print_id][0],
+            )
+        else:
+            kept[print_id] = key
+    if not copies:
+        return frames
+    return [f for f in frames if f.loose or (f.path.parent, f.session) not in copies]
 
 
 def _apart_by_folder(frames: list[Frame]) -> list[Frame]:
