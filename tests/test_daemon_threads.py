@@ -509,3 +509,25 @@ def test_hung_watchers_are_given_one_stop_deadline_in_all(monkeypatch, caplog) -
     assert sum(waited) == pytest.approx(15.0) and clock[0] == pytest.approx(115.0)
     assert all(r.stop.is_set() for r in running.values())
     assert caplog.text.count("did not stop within 15 s") == 3
+
+
+def test_a_settings_save_is_told_it_applied_while_the_page_waits_for_a_frame(daemon) -> None:
+    """The editor asked a slow camera for a frame (its one waiting slot taken): a save shared
+    that slot, answered "it applies in a few seconds" at once, and a reload that then refused
+    it was shown only in the page's header."""
+    daemon._waiting_page.acquire()  # the frame asked of a slow camera, under way
+
+    def main_loop() -> None:  # the daemon's loop: a save's reload runs there
+        if daemon.reload_event.wait(30):
+            daemon.reload_event.clear()
+            daemon.reload()
+
+    loop = threading.Thread(target=main_loop)
+    loop.start()
+    try:
+        saved, applied = daemon.save_settings("e3", {"consecutive": 4})
+    finally:
+        daemon._waiting_page.release()
+        loop.join(60)
+    assert saved == {"consecutive": 4} and applied.done is True, applied
+    assert daemon.running["e3"].watcher.cfg.detection.consecutive == 4

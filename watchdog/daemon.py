@@ -169,8 +169,10 @@ class Daemon:
         self.histories: dict[str, History] = {}  # per printer, kept across reloads
         self._waiting = threading.BoundedSemaphore(COMMANDS_WAITING)
         # the page's own waits (a frame of an idle printer, a settings save applied) have their
-        # own slot: they never take one a pause or a phone's answer needs
+        # own slots: they never take one a pause or a phone's answer needs, and a save is told
+        # whether it applied while a frame is awaited from a slow camera
         self._waiting_page = threading.BoundedSemaphore(1)
+        self._waiting_save = threading.BoundedSemaphore(1)
         self.frame_gate = FrameGate()  # one frame in process at a time, for all printers
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
@@ -427,7 +429,7 @@ class Daemon:
         with self._reloads:
             asked = self._reloads_started
         self.reload_event.set()
-        if not self._waiting_page.acquire(blocking=False):
+        if not self._waiting_save.acquire(blocking=False):
             return Applied(None, "it applies in a few seconds")
         try:
             with self._reloads:
@@ -436,9 +438,13 @@ class Daemon:
                 )
                 number, refusal = self._reload_outcome
         finally:
-            self._waiting_page.release()
+            self._waiting_save.release()
         if number <= asked:
-            return Applied(None, "it applies when the watchdog starts again, or see the log")
+            if self.stop_event.is_set():
+                return Applied(None, "it applies when the watchdog starts again")
+            return Applied(
+                None, "still being applied (a camera or printer slow to stop?): see the log"
+            )
         return Applied(True) if refusal is None else Applied(False, refusal)
 
     # ----------------------------------------------------------------- status
