@@ -155,6 +155,25 @@ def test_a_large_answer_of_odd_text_is_read_in_moments_not_for_an_hour(
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("before", ["spaces", "tags"])
+def test_a_key_where_a_large_answer_is_cut_never_reaches_the_message(
+    kind: str, before: str, bad_server: BadServer
+) -> None:
+    """The error message is looked for in the answer's first 16 KB: a key or a URL's password
+    cut in two there escapes the masking (neither its value nor a URL pattern matches half of
+    it). Whatever stands before it collapses to nothing (blanks, HTML tags), none of it shows."""
+    key = "SECRETKEY" * 4
+    for cut in range(15_300, 16_400, 9):  # wherever the reading stops, around 16 KB
+        for label in (" X-Api-Key: ", " https://viewer:"):
+            size = cut - len(label) - 10  # the key's first 10 characters before the cut
+            lead = " " * size if before == "spaces" else "<p></p>" * (size // 7) + " " * (size % 7)
+            bad_server.respond(500, lead + label + key + "@host/x" + " more" * 2000)
+            printer = make_printer(api_config(kind, bad_server.url, key, retries=0))
+            detail = printer.pause().detail
+            assert not any(key[i : i + 6] in detail for i in range(len(key) - 5)), (cut, detail)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_json_of_the_wrong_shape_fails_clearly(kind: str, bad_server: BadServer) -> None:
     bad_server.respond(200, '{"result": {"status": {}}, "state": "what"}')
     result = client(kind, bad_server, retries=0).pause()

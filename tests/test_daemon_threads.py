@@ -531,3 +531,12 @@ def test_a_settings_save_is_told_it_applied_while_the_page_waits_for_a_frame(dae
         loop.join(60)
     assert saved == {"consecutive": 4} and applied.done is True, applied
     assert daemon.running["e3"].watcher.cfg.detection.consecutive == 4
+
+
+def test_the_daemons_waits_always_leave_the_web_server_a_thread() -> None:
+    """Commands waiting on printers, the editor's frame and a save each hold a web server
+    thread while they wait: at least one is left for /healthz and the page's polls."""
+    from watchdog.comms.http import WORKER_THREADS
+    from watchdog.daemon import COMMANDS_WAITING
+
+    assert COMMANDS_WAITING + 2 < WORKER_THREADS

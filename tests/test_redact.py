@@ -462,3 +462,20 @@ def test_a_password_of_a_camera_address_inside_another_is_a_known_secret() -> No
     secrets = url_secrets(url)
     assert PASSWORD in secrets
     assert leaks(redact(f"GET {url} and rtsp://cam/{PASSWORD}", secrets), PASSWORD) == []
+
+
+@pytest.mark.parametrize("run", ["a.", "a-", "x+"])
+def test_a_long_run_of_scheme_like_text_is_masked_without_hanging(run: str) -> None:
+    """Every log line and printer answer is masked: 800 KB of ``a.a.a.`` made the URL
+    patterns try a scheme from every letter to the end of the run, about an hour with every
+    thread held (the regex engine keeps the GIL, so this runs in a process of its own, which
+    the test stops after a minute), and a password after it is still masked."""
+    import subprocess
+    import sys
+
+    text = run * 400_000 + " rtsp://viewer:Hunter22@cam/s"
+    code = "import sys; from watchdog.redact import redact; print(redact(sys.stdin.read())[-40:])"
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=text, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip().endswith("rtsp://viewer:***@cam/s"), done.stderr[-2000:]

@@ -170,7 +170,24 @@ def test_a_copy_of_a_print_given_twice_is_one_print(
     prints = {(f.path.parent.name, f.path.name.split("_")[0]) for f in frames}
     assert prints == {("may", "p-0501"), ("june", "p-0601"), ("other", "p-0501")}, prints
     assert len(frames) == 9
-    assert any("is a copy of p-0501" in r.getMessage() for r in caplog.records)
+    assert any("is a copy of the one in" in r.getMessage() for r in caplog.records)
+
+
+def test_the_copy_kept_is_the_one_marked_a_failure_else_the_longest(tmp_path: Path) -> None:
+    """June's copy has the print moved into ``failures/`` (the owner marked it failed since):
+    that copy is kept, never fitted as a good print. A copy made while the print was still
+    recorded is shorter: the whole print is kept."""
+    for n in range(4):
+        _write(tmp_path / "may" / f"p1_{n}.jpg", synth.normal_frame(0, n, 4))
+        _write(tmp_path / "june" / "failures" / f"p1_{n}.jpg", synth.normal_frame(0, n, 4))
+        _write(tmp_path / "june" / f"p2_{n}.jpg", synth.normal_frame(1, n, 4))
+    for n in range(2):  # copied mid-print
+        _write(tmp_path / "may" / f"p2_{n}.jpg", synth.normal_frame(1, n, 4))
+    frames = find_frames(normal=[tmp_path / "may", tmp_path / "june"])
+    p1 = [f for f in frames if f.path.name.startswith("p1_")]
+    p2 = [f for f in frames if f.path.name.startswith("p2_")]
+    assert len(p1) == 4 and all(f.label == ANOMALOUS and "failures" in str(f.path) for f in p1)
+    assert len(p2) == 4 and all(f.path.parent.name == "june" for f in p2)
 
 
 def test_missing_and_empty_folders_are_errors(tmp_path: Path) -> None:

@@ -171,37 +171,39 @@ def _copies_left_out(frames: list[Frame]) -> list[Frame]:
     copies would be split apart as two prints, and each scored "held out" by a model that
     fitted its twin (a threshold set too low, flattering figures). A copy has the print's name
     in another folder and its first frame's bytes (``frames.fingerprint``): no two frames of a
-    live camera are the same."""
-    first: dict[tuple[Path, str], Frame] = {}
+    live camera are the same. The copy kept is one the owner marked a failure (in a
+    ``failures/`` folder: never fitted), else the longest (another was copied mid-print)."""
+    per_copy: dict[tuple[Path, str], list[Frame]] = {}
     for f in frames:
-        if f.loose:
-            continue
-        key = (f.path.parent, f.session)
-        if key not in first or f.number < first[key].number:
-            first[key] = f
-    folders: dict[str, int] = {}
-    for _, name in first:
-        folders[name] = folders.get(name, 0) + 1
-    kept: dict[tuple[str, str], tuple[Path, str]] = {}
-    copies: set[tuple[Path, str]] = set()
-    for key, f in first.items():  # in the order the folders were given: the first copy stays
-        if folders[key[1]] < 2:
+        if not f.loose:
+            per_copy.setdefault((f.path.parent, f.session), []).append(f)
+    names: dict[str, int] = {}
+    for _, name in per_copy:
+        names[name] = names.get(name, 0) + 1
+    same: dict[tuple[str, str], list[tuple[Path, str]]] = {}
+    for key, its in per_copy.items():
+        if names[key[1]] < 2:
             continue  # a print's name found once: no copy of it was given
         try:
-            print_id = (key[1], frames_contract.fingerprint(f.path))
+            start = frames_contract.fingerprint(min(its, key=lambda f: f.number).path)
         except OSError:
             continue  # unreadable: said where the frame is read
-        if print_id in kept:
-            copies.add(key)
-            logger.warning(
-                "print %s in %s is a copy of %s in %s (the same first frame): used once",
-                key[1],
-                key[0],
-                kept[print_id][1],
-                kept[print_id][0],
-            )
-        else:
-            kept[print_id] = key
+        same.setdefault((key[1], start), []).append(key)
+    copies: set[tuple[Path, str]] = set()
+    for group in same.values():
+        kept = max(
+            group,
+            key=lambda k: (per_copy[k][0].label == ANOMALOUS, len(per_copy[k])),
+        )
+        for key in group:
+            if key != kept:
+                copies.add(key)
+                logger.warning(
+                    "print %s in %s is a copy of the one in %s (the same first frame): used once",
+                    key[1],
+                    key[0],
+                    kept[0],
+                )
     if not copies:
         return frames
     return [f for f in frames if f.loose or (f.path.parent, f.session) not in copies]

@@ -223,8 +223,16 @@ def markdown(rep: dict[str, Any], figures: set[str] | None = None) -> str:
     ]
     if rep.get("f1_best"):
         f1 = rep["f1_best"]
-        # --use-f1-threshold: the threshold above is this one
-        used = "used: optimistic" if rep["threshold_rule"].startswith("f1-best") else "not used"
+        # --use-f1-threshold: the threshold above is this one, or (a quantized bundle) its own
+        # model's F1-best, where this row is the float32 model's
+        used = "not used"
+        if rep["threshold_rule"].startswith("f1-best"):
+            same = abs(rep["threshold"] - f1["threshold"]) <= 1e-9 * max(1.0, f1["threshold"])
+            used = (
+                "used: optimistic"
+                if same
+                else "the float32 model's: the threshold above is the shipped model's own"
+            )
         lines.append(
             f"| F1-best threshold (on test frames, {used}) | {f1['threshold']:.6g}: F1 {f1['f1']:.3f}, "
             f"recall {f1['recall']:.3f}, precision {f1['precision']:.3f} |"

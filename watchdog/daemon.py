@@ -54,7 +54,7 @@ logger = logging.getLogger(__name__)
 # Owner's commands waiting on watchers at once (a watcher answers between frames, up to a
 # minute when its camera or printer is slow). More are answered "busy" at once: waiting, they
 # would hold every thread of the web server, and /healthz and the page with them.
-COMMANDS_WAITING = 2
+COMMANDS_WAITING = 2  # with the page's two waits (a frame, a save), fewer than WORKER_THREADS
 FAILED_STEPS_UNHEALTHY = (
     5  # a printer whose step failed this many times in a row makes /healthz fail
 )

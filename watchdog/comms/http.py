@@ -65,7 +65,10 @@ logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 MAX_HEAD_BYTES = 8192
 MAX_BODY_BYTES = 256 * 1024
-WORKER_THREADS = 4
+# The daemon's own waits can hold up to four (two commands waiting on printers, the mask
+# editor's frame, a settings save waiting for its reload): one more is left for /healthz,
+# /status and the page's polls
+WORKER_THREADS = 5
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}")  # a phone button's capability token
 

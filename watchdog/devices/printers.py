@@ -109,9 +109,9 @@ def _server_message(body: bytes, secrets: tuple[str, ...] = ()) -> str:
     included, costs each poll a few milliseconds, not seconds of every thread's time. Where it
     is cut, its last ``_CUT_MARGIN`` characters go too: a secret or URL cut in two there would
     escape the masking."""
+    text = redact(body[:_MESSAGE_BYTES].decode("utf-8", "replace"), secrets)
     if len(body) > _MESSAGE_BYTES:
-        body = body[: _MESSAGE_BYTES - _CUT_MARGIN]
-    text = redact(body.decode("utf-8", "replace"), secrets)
+        text = text[:-_CUT_MARGIN]  # masked as far as it could be: a secret cut there is not
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: hostile "[[[[…" nesting
