@@ -268,19 +268,35 @@ def collect(
     return saved, ""
 
 
-def _check_out(out: Path, printers: list[str]) -> None:
+def _check_out(out: Path, printers: list[str]) -> list[Path]:
     """Each printer's folder under ``--out`` is made, and writable, before waiting for a print:
-    found at its first frame, hours later, the print was lost."""
+    found at its first frame, hours later, the print was lost. Returns the folders it made,
+    deepest last, for ``_tidy`` to take away again where nothing was saved in them."""
+    made: list[Path] = []
     for name in printers:
         folder = out / name
+        missing = [d for d in (folder, *folder.parents) if not d.exists()]
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            made += reversed(missing)
             with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
                 pass
         except OSError as exc:
+            _tidy(made)
             raise UsageError(
                 f"--out {out}: cannot save frames in {folder}: {exc.strerror or exc}"
             ) from exc
+    return made
+
+
+def _tidy(made: list[Path]) -> None:
+    """Remove the folders ``_check_out`` made that stayed empty (nothing collected: no
+    folders left behind to puzzle over)."""
+    for folder in reversed(made):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # frames in it, or not ours to remove any more
 
 
 def main(args: argparse.Namespace) -> int:
@@ -293,7 +309,7 @@ def main(args: argparse.Namespace) -> int:
     stop = threading.Event()
     out = Path(args.out)
     refuse_as_root_in_a_users_folder(out)  # frames root saved there, the service cannot use
-    _check_out(out, [p.name for p in printers])
+    made = _check_out(out, [p.name for p in printers])
     collectors = [Collector(p, out, stop) for p in printers]
     signals = Signals(signal.SIGTERM, signal.SIGINT, stop=stop)  # the waits end at once
     try:
@@ -304,6 +320,7 @@ def main(args: argparse.Namespace) -> int:
         signals.close()
         for c in collectors:
             c.camera.close()
+        _tidy(made)
     if gave_up:
         print(f"error: {gave_up}; saved {saved} frame(s)", file=sys.stderr)
         return 1
