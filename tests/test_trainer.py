@@ -414,3 +414,16 @@ def test_the_report_says_when_the_f1_best_threshold_is_the_one_used(
     md = (run / "report.md").read_text()
     assert "f1-best on test frames" in md
     assert "F1-best threshold (on test frames, used: optimistic)" in md and "not used" not in md
+
+
+def test_a_quantized_bundles_f1_row_is_said_to_be_the_float32_models(
+    synthetic_dataset: Path, tmp_path: Path
+) -> None:
+    """``--use-f1-threshold --quantize int8``: the threshold shipped is the int8 model's own
+    F1-best; the report's F1 row (the float32 model's) said it was the one used."""
+    run = train_tiny(synthetic_dataset, tmp_path, "--use-f1-threshold", "--quantize", "int8")
+    rep = json.loads((run / "report.json").read_text())
+    assert rep["threshold"] != pytest.approx(rep["f1_best"]["threshold"])
+    md = (run / "report.md").read_text()
+    assert "F1-best threshold (on test frames, the float32 model's" in md
+    assert "used: optimistic" not in md
