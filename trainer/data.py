@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,9 +178,7 @@ def _copies_left_out(frames: list[Frame]) -> list[Frame]:
     for f in frames:
         if not f.loose:
             per_copy.setdefault((f.path.parent, f.session), []).append(f)
-    names: dict[str, int] = {}
-    for _, name in per_copy:
-        names[name] = names.get(name, 0) + 1
+    names = Counter(name for _, name in per_copy)
     same: dict[tuple[str, str], list[tuple[Path, str]]] = {}
     for key, its in per_copy.items():
         if names[key[1]] < 2:

@@ -519,11 +519,10 @@ def _adaptation(
     except ValueError as exc:  # no normal print longer than the calibration frames
         logger.warning("per-print adaptation off: %s", exc)
         return Adaptation(), "", []
-    none_held: list[crossfit.HeldOut] = []
-    fitted = (
+    fitted: tuple[Adaptation, str, list[crossfit.HeldOut]] = (
         own,
         f"validation frames of the fitted prints; {fpr}" + _start_rule(own, fitted=True),
-        none_held,
+        [],
     )
     if options.adapt_calibration != "cross" or whole < 2:
         return fitted

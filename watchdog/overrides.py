@@ -120,19 +120,17 @@ def _merge(detection: DetectionConfig, changes: dict[str, Any], where: str) -> D
         raise ConfigError(exc.describe(f"{where}.")) from exc
 
 
-def apply_overrides(config: Config, storage_dir: Path | None = None) -> Config:
+def apply_overrides(config: Config) -> Config:
     """``config`` with the saved dashboard settings on top (a printer no longer in the YAML is
-    skipped with a warning); ConfigError naming the file when any of them cannot be applied.
-    ``storage_dir``: where they are saved, when not the config's own ``storage.dir`` (a
-    running daemon keeps the folder it started with until it restarts)."""
-    folder = storage_dir if storage_dir is not None else config.storage.dir
+    skipped with a warning); ConfigError naming the file when any of them cannot be applied."""
+    folder = config.storage.dir
     return _applied(config, _read(folder), strict=True, folder=folder)[0]
 
 
-def load_effective_config(path: str | Path, storage_dir: Path | None = None) -> Config:
+def load_effective_config(path: str | Path) -> Config:
     """The config file with the dashboard's saved settings on top (ConfigError naming the file
     that is wrong)."""
-    return apply_overrides(load_config(path), storage_dir)
+    return apply_overrides(load_config(path))
 
 
 def load_starting_config(

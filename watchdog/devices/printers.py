@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 MAX_ANSWER_BYTES = 1_000_000  # an API answer is a few kB; anything bigger is refused
 STATUS_TIMEOUT_S = 5.0  # status() runs every frame: keep it short whatever api.timeout_s says
+# the wait before a retry, doubled each time up to the most
+BACKOFF_S, MAX_BACKOFF_S = 1.0, 10.0
 
 
 def refusal(action: Action, st: PrinterStatus) -> str:
@@ -139,8 +141,8 @@ class _HttpPrinter:
         api: ApiConfig,
         stop: threading.Event | None = None,
         *,
-        backoff_s: float = 1.0,
-        max_backoff_s: float = 10.0,
+        backoff_s: float = BACKOFF_S,
+        max_backoff_s: float = MAX_BACKOFF_S,
     ) -> None:
         self.api = api
         self.base_url = api.url.rstrip("/")
@@ -614,7 +616,7 @@ class SimulatedPrinter:
 
 
 def longest_action_s(
-    api: ApiConfig, *, backoff_s: float = 1.0, max_backoff_s: float = 10.0
+    api: ApiConfig, *, backoff_s: float = BACKOFF_S, max_backoff_s: float = MAX_BACKOFF_S
 ) -> float:
     """The longest a pause or cancel can take against an API that never answers: every
     attempt's status check (two requests on OctoPrint) and command time out, with the waits
@@ -629,7 +631,7 @@ def longest_action_s(
 
 
 def make_printer(
-    api: ApiConfig, stop: threading.Event | None = None, *, backoff_s: float = 1.0
+    api: ApiConfig, stop: threading.Event | None = None, *, backoff_s: float = BACKOFF_S
 ) -> PrinterClient:
     """The client for ``api.kind``; ``stop`` cuts retry waits short at shutdown."""
     if api.kind == "octoprint":

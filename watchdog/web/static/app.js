@@ -461,14 +461,16 @@ function openEditor(name) {
     drag: null,
     modelRegion: p.model_region,
   };
-  d.img = el("img", { alt: `latest frame of ${name}`, "data-role": "edit-frame", src: `/api/printers/${name}/frame.jpg?fresh=1&t=${Date.now()}` });
+  // a frame of now, not the last print's: the masks land where the camera looks
+  const frameOfNow = () => `/api/printers/${name}/frame.jpg?fresh=1&t=${Date.now()}`;
+  d.img = el("img", { alt: `latest frame of ${name}`, "data-role": "edit-frame", src: frameOfNow() });
   d.canvas = el("canvas", { "data-role": "edit-canvas" });
   d.img.addEventListener("load", () => { d.frameNote.hidden = true; drawEditor(); });
   d.frameNote = el("p", { class: "bad", "data-role": "edit-frame-note", hidden: true,
     text: "No frame from the camera yet: trying again every few seconds." });
   d.img.addEventListener("error", () => {  // a camera offline when the editor opened
     d.frameNote.hidden = false;
-    setTimeout(() => { if (S.edit === d) d.img.src = `/api/printers/${name}/frame.jpg?fresh=1&t=${Date.now()}`; }, 3000);
+    setTimeout(() => { if (S.edit === d) d.img.src = frameOfNow(); }, 3000);
   });
   const mode = (value, label) => el("label", {},
     el("input", { type: "radio", name: "mode", value, checked: value === d.mode, "data-role": `mode-${value}`,
