@@ -964,9 +964,12 @@ class _ThreadedCamera(_BaseCamera):
         refused = None
         with self._lock:
             if not self._started:
+                # set before the thread runs: a first refusal (503, the old reader not yet
+                # gone) read against 0 had no start grace and went offline at once
+                self._started_at = time.monotonic()
                 try:
                     self._thread.start()
-                    self._started, self._started_at = True, time.monotonic()
+                    self._started = True
                 except RuntimeError as exc:  # no thread left (the unit's TasksMax): next read
                     refused = exc
         if refused is not None:
