@@ -605,6 +605,30 @@ def test_v4l2_device_mocked(monkeypatch, source: int | str) -> None:
     assert not cam._thread.is_alive()
 
 
+class BlackV4L2(FakeV4L2):
+    """A USB camera (mocked: no /dev/video* here) sending black, the same pixels every frame:
+    a lens cap, a pitch-dark room, a sensor hung on one frame."""
+
+    def retrieve(self) -> tuple[bool, np.ndarray]:
+        return True, np.zeros((48, 64), np.uint8)
+
+
+def test_a_usb_camera_sending_the_same_picture_goes_offline(monkeypatch) -> None:
+    monkeypatch.setattr(capture.cv2, "VideoCapture", BlackV4L2)
+    monkeypatch.setattr(capture, "device_problem", lambda path: "")  # the mock is the device
+    BlackV4L2.present, BlackV4L2.opened = True, []
+    cam = open_camera(cam_cfg(0, frozen_after_s=0.5), backoff=FAST)
+    try:
+        read_until(cam, lambda f: f is not None)
+        read_until(cam, lambda f: f is None and not cam.online)
+        assert "the very same picture for" in cam.last_error
+        for _ in range(20):  # reconnected through its backoff: still offline
+            assert cam.read() is None and not cam.online
+            time.sleep(0.02)
+    finally:
+        cam.close()
+
+
 def test_a_usb_camera_that_is_not_there_says_so() -> None:
     """No mock: a device that does not exist. OpenCV said "cannot open" (and a warning line of
     its own) for a missing device, a permission problem and a busy one alike."""

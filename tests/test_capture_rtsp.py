@@ -3,6 +3,8 @@ send) or RTP/JPEG, and the watchdog reads it through OpenCV's FFmpeg, as on a us
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -54,6 +56,37 @@ def test_rtsp_camera_goes_offline_and_comes_back_when_the_camera_restarts(rtsp_c
         assert cam.online and frame.shape == (240, 320, 3)
     finally:
         cam.close()
+
+
+def test_an_rtsp_camera_frozen_on_one_picture_goes_offline_and_stays_so(rtsp_camera) -> None:
+    """An IP camera whose firmware hangs, or an RTSP server repeating its last frame, keeps the
+    stream up and every frame decodes: the print was watched on a picture that never changed,
+    and nobody was told. The very same decoded picture for camera.frozen_after_s is offline,
+    and stays offline (not "back online" at each reconnection); a live camera stays online."""
+    live = open_camera(cam_cfg(rtsp_camera(quadrant_image()).url, frozen_after_s=1.0), backoff=FAST)
+    frozen = open_camera(
+        cam_cfg(rtsp_camera(quadrant_image(), still=True).url, frozen_after_s=1.0), backoff=FAST
+    )
+    try:
+        read_until(live, lambda f: f is not None)
+        read_until(frozen, lambda f: f is not None)
+        started = time.monotonic()
+        while time.monotonic() - started < 3.0:  # a live picture stays online
+            live.read()
+            assert live.online, live.last_error
+            time.sleep(0.1)
+        read_until(frozen, lambda f: f is None and not frozen.online)
+        assert "the very same picture for" in frozen.last_error
+        assert "camera.frozen_after_s" in frozen.last_error
+        was_online = []
+        started = time.monotonic()
+        while time.monotonic() - started < 12.0:  # reconnections (~5 s each) through the backoff
+            was_online.append(frozen.read() is not None or frozen.online)
+            time.sleep(0.05)
+        assert not any(was_online), "a frozen camera was back online at a reconnection"
+    finally:
+        live.close()
+        frozen.close()
 
 
 @pytest.mark.servers

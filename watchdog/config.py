@@ -310,8 +310,9 @@ class CameraConfig(_Model):
     frozen_after_s: float = Field(
         60.0,
         ge=0.0,
-        description="an http camera serving the very same picture this long is offline (a "
-        "frozen camera, or its stand-in picture when a USB camera is gone); 0: never",
+        description="a camera serving the very same picture this long is offline (a frozen "
+        "camera, a streamer's stand-in picture when its USB camera is gone, a pitch-dark room); "
+        "0: never",
     )
 
     @field_validator("ca_file")

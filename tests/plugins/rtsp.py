@@ -1,6 +1,7 @@
 """pytest plugin: a real RTSP camera on 127.0.0.1 (GStreamer's RTSP server, ``tests/servers/rtsp_camera.py``).
 
-Fixture ``rtsp_camera``: a factory ``rtsp_camera(image, codec="h264")`` → ``RtspCamera`` with
+Fixture ``rtsp_camera``: a factory ``rtsp_camera(image, codec="h264", still=False)`` →
+``RtspCamera`` (a live picture; ``still``: the very same picture every frame) with
 ``url``, ``stop()`` and ``start()`` (the same URL again: a camera that reboots). Every server
 is stopped at the end of the test. Skips when the system's GStreamer RTSP server bindings are
 missing (``tests/install-servers.sh`` installs them).
@@ -38,11 +39,14 @@ def rtsp_server_available() -> bool:
 
 
 class RtspCamera:
-    """One RTSP server process serving a still image as a live stream."""
+    """One RTSP server process serving an image as a live stream (or frozen: ``still``)."""
 
-    def __init__(self, image_path: Path, codec: str) -> None:
+    def __init__(self, image_path: Path, codec: str, still: bool = False) -> None:
+        image = cv2.imread(str(image_path))
+        self.size = f"{image.shape[1]}x{image.shape[0]}"  # a live picture's noise is its size
         self.image_path = image_path
         self.codec = codec
+        self.still = still
         self.port = free_port()
         self.url = f"rtsp://{HOST}:{self.port}/cam"
         self._proc: subprocess.Popen[str] | None = None
@@ -59,6 +63,9 @@ class RtspCamera:
                 str(self.image_path),
                 "--codec",
                 self.codec,
+                "--size",
+                self.size,
+                *(["--still"] if self.still else []),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -92,10 +99,10 @@ def rtsp_camera(tmp_path: Path) -> Iterator[Callable[..., RtspCamera]]:
         pytest.skip("GStreamer's RTSP server is not installed (run tests/install-servers.sh)")
     started: list[RtspCamera] = []
 
-    def make(image: np.ndarray, codec: str = "h264") -> RtspCamera:
+    def make(image: np.ndarray, codec: str = "h264", still: bool = False) -> RtspCamera:
         path = tmp_path / f"rtsp-{len(started)}.jpg"
         cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        cam = RtspCamera(path, codec)
+        cam = RtspCamera(path, codec, still)
         started.append(cam)
         cam.start()
         return cam

@@ -5,9 +5,11 @@ Run with the SYSTEM python (the GObject bindings come from Debian's ``python3-gi
 
     /usr/bin/python3 tests/servers/rtsp_camera.py --port 8554 --image frame.jpg --codec h264
 
-serves ``rtsp://127.0.0.1:<port>/cam``: the image, over and over at 5 frames a second,
-encoded as H.264 (what IP cameras send) or as JPEG (RTP/JPEG, what cheap cameras and
-mjpg-streamer's RTSP plug-in send). Prints ``ready`` on stdout once it listens; SIGTERM stops
+serves ``rtsp://127.0.0.1:<port>/cam``: the image at 5 frames a second, encoded as H.264
+(what IP cameras send) or as JPEG (RTP/JPEG, what cheap cameras and mjpg-streamer's RTSP
+plug-in send). A live camera's picture is never the same twice (its sensor's noise, the
+toolhead): faint noise, as a sensor's, is laid over it (``--size``: the image's, WxH).
+``--still`` serves the very same picture over and over: a camera frozen on one frame. Prints ``ready`` on stdout once it listens; SIGTERM stops
 it. ``tests/plugins/rtsp.py`` starts and stops it.
 """
 
@@ -34,12 +36,25 @@ def main() -> int:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--image", required=True, help="JPEG file to serve")
     ap.add_argument("--codec", choices=sorted(ENCODERS), default="h264")
+    ap.add_argument("--size", required=True, help="the image's WIDTHxHEIGHT")
+    ap.add_argument("--still", action="store_true", help="the very same picture every frame")
     args = ap.parse_args()
     Gst.init(None)
-    launch = (
-        f"( filesrc location={args.image} ! jpegdec ! videoconvert ! imagefreeze is-live=true "
-        f"! video/x-raw,framerate=5/1 ! videoconvert ! video/x-raw,format=I420 ! {ENCODERS[args.codec]} )"
+    image = (
+        f"filesrc location={args.image} ! jpegdec ! videoconvert ! imagefreeze is-live=true "
+        "! video/x-raw,framerate=5/1"
     )
+    out = f"videoconvert ! video/x-raw,format=I420 ! {ENCODERS[args.codec]}"
+    if args.still:
+        launch = f"( {image} ! {out} )"
+    else:
+        width, height = (int(v) for v in args.size.split("x"))
+        launch = (  # a sensor's noise: a few grey levels, different in every frame
+            f"( compositor name=mix sink_1::alpha=0.03 ! video/x-raw,framerate=5/1 ! {out} "
+            f"{image} ! mix.sink_0 "
+            "videotestsrc pattern=snow is-live=true "
+            f"! video/x-raw,width={width},height={height},framerate=5/1 ! mix.sink_1 )"
+        )
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(launch)
     factory.set_shared(True)

@@ -26,9 +26,9 @@ Sources, chosen from ``CameraConfig.source``:
 Everything from the network is size-limited before decoding: at most ``max_bytes`` per
 snapshot or MJPEG part are read, HTML is refused, and the JPEG/PNG header's dimensions are
 checked against ``max_pixels`` before anything is decoded (decompression bombs are refused).
-An http camera (snapshot or MJPEG) that serves the very same bytes for
-``frozen_after_s`` is offline (``frozen.py``): a frozen camera, or a streamer's stand-in
-picture once its USB camera is gone.
+A network or USB camera that serves the very same picture for ``frozen_after_s`` is
+offline (``frozen.py``): a frozen camera, or a streamer's stand-in picture once its USB camera
+is gone. An http camera's bytes are compared, an RTSP or USB camera's decoded pixels.
 
 Folders and videos are finite (``replay``, ``demo``): they do not loop, and ``exhausted``
 becomes True after the last frame. Every frame is validated: grey and BGRA become BGR
@@ -130,7 +130,7 @@ class Camera(Protocol):
     def stats(self) -> CameraStats: ...
 
     @property
-    def frozen(self) -> FrozenPicture: ...  # how long it has served one picture (http only)
+    def frozen(self) -> FrozenPicture: ...  # how long it has served one picture
 
     @property
     def exhausted(
@@ -639,8 +639,8 @@ class _BaseCamera:
         if self.gate is not None:
             self.gate.enter()
 
-    def _frozen_problem(self, data: bytes) -> str | None:
-        """Why a network camera's picture is not live (the same bytes for
+    def _frozen_problem(self, data: bytes | np.ndarray) -> str | None:
+        """Why a camera's picture is not live (the same bytes, or decoded pixels, for
         camera.frozen_after_s), or None."""
         seconds = self.frozen.frozen_for(data, time.monotonic())
         return None if seconds is None else frozen_message(seconds)
@@ -1068,6 +1068,13 @@ class StreamCamera(_ThreadedCamera):
                         self._fail("OpenCV error while opening")
                         continue
                     self._reconnect.clear()
+                    if (frozen := self._first_frame_frozen(cap)) is not None:
+                        # the same picture again: not online for it (else it would be told
+                        # "back online" at every reconnection, and offline at the next read)
+                        cap.release()
+                        cap = None
+                        self._fail(frozen)
+                        continue
                     self._connected(reset_backoff=not self._refused_run)  # see _accept
                 try:
                     grabbed = cap.grab()
@@ -1095,6 +1102,15 @@ class StreamCamera(_ThreadedCamera):
             if cap is not None:
                 cap.release()
 
+    def _first_frame_frozen(self, cap: Any) -> str | None:
+        """Why a source just opened is not live (its first picture the one found frozen), or
+        None; a first frame it cannot give is left to the grab that follows."""
+        try:
+            ok, frame = cap.retrieve() if cap.grab() else (False, None)
+        except cv2.error:
+            return None
+        return self._frozen_problem(frame) if ok and isinstance(frame, np.ndarray) else None
+
     def read(self) -> np.ndarray | None:
         """The next frame the thread grabs (waits at most timeout_s while online)."""
         if not self._ready():
@@ -1111,6 +1127,13 @@ class StreamCamera(_ThreadedCamera):
             return None
         if frame is None:
             self._bad("stream gave an undecodable frame")
+            return None
+        if (frozen := self._frozen_problem(frame)) is not None:
+            # the reader connects again, offline with its backoff until the picture changes
+            with self._lock:
+                if self.online:
+                    self.last_error = frozen
+            self._reconnect.set()
             return None
         accepted = self._accept(frame)
         if accepted is not None:

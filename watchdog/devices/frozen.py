@@ -1,17 +1,22 @@
-"""A network camera that serves the very same picture over and over watches nothing.
+"""A camera that serves the very same picture over and over watches nothing.
 
 ustreamer serves its "no signal" picture (or the last frame, ``--last-as-blank``) when its
-USB camera goes, and a camera's firmware can hang on one frame: the stream stays up and
-every frame decodes, so nothing else notices, and the print is watched on a picture that
-never changes. A live sensor's noise makes two JPEGs of one still scene differ in their
-bytes, so the same bytes read again and again are a picture that is not live (or a room so
-dark that the camera sends black, where nothing is watched either).
+USB camera goes, an IP camera's firmware can hang on one frame and an RTSP server repeat the
+last one it had: the stream stays up and every frame decodes, so nothing else notices, and
+the print is watched on a picture that never changes. A live sensor's noise makes two JPEGs
+of one still scene differ in their bytes, and two decoded frames in their pixels (an H.264
+stream of a still scene still codes a new picture at each key frame, seconds apart), so the
+same bytes or pixels read again and again are a picture that is not live (or a room so dark
+that the camera sends black, where nothing is watched either). An http camera's bytes are
+compared, an RTSP or USB camera's decoded pixels.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+
+import numpy as np
 
 MIN_REPEATS = 3  # reads of the same picture, at least, before it counts as frozen
 # reads further apart than this (the printer idle between prints: the camera is read only
@@ -34,14 +39,15 @@ class FrozenPicture:
         self._last = 0.0
         self._told = False  # frozen_for said frozen: only a new picture ends it, not a gap
 
-    def frozen_for(self, data: bytes, now: float) -> float | None:
-        """Seconds ``data`` has been the picture served, once that is ``after_s`` or more
+    def frozen_for(self, data: bytes | np.ndarray, now: float) -> float | None:
+        """Seconds ``data`` (bytes, or a decoded frame) has been the picture served, once that is ``after_s`` or more
         (and it was read at least MIN_REPEATS times); None while the picture is live.
         ``now``: the monotonic clock. A picture found frozen stays frozen across the idle
         time between prints: the next print must not start on it as a live camera."""
         if self.after_s <= 0:
             return None
-        digest = hashlib.blake2b(data, digest_size=16).digest()
+        picture = np.ascontiguousarray(data).data if isinstance(data, np.ndarray) else data
+        digest = hashlib.blake2b(picture, digest_size=16).digest()
         with self._lock:
             gap = now - self._last > self._gap_s
             self._last = now
