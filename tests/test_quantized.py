@@ -4,6 +4,7 @@ model decides, with per-print thresholds its own frames were judged by."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,6 +47,14 @@ def test_an_int8_bundle_pauses_a_failure_and_not_a_print_it_never_saw(
     meta = Bundle.load(bundle).meta
     assert meta.quantization == "int8"
     assert meta.adaptation.enabled and meta.adaptation.threshold > 0
+    # the report's replays of the held-out print are the int8 model's: their rule names its
+    # thresholds, not the float32 model's
+    daemon = json.loads((run / "report.json").read_text())["daemon"]
+    assert daemon["model"] == "int8"
+    assert (
+        f"the int8 model ships threshold {meta.adaptation.threshold:.4g}"
+        in (daemon["threshold_rule"])
+    ), daemon["threshold_rule"]
     # a good print of a session it never saw: never paused
     good = [synth.normal_frame(9, i, TINY_FRAMES, TINY_SEED) for i in range(TINY_FRAMES)]
     lines = _replay(tmp_path, bundle, "good", good)

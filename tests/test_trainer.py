@@ -17,6 +17,22 @@ from watchdog.detection.bundle import Bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+def _train_own(own: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """The trainer CLI on the owner's collected folder ``own`` (preset tiny), checked to exit 0."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainer", "--normal", str(own), "--out", str(out)]
+        + ["--preset", "tiny", "--seed", "0", *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 LITE_CHECK = """
 import json, sys
 from tests import synth
@@ -375,6 +391,65 @@ def test_a_start_threshold_set_on_fitted_prints_says_so(
     assert "on the fitted prints' own starts" in rule and "likely low" in rule, rule
 
 
+def test_a_bundle_without_adaptation_because_prints_were_short_says_so_in_the_report(
+    tmp_path: Path,
+) -> None:
+    """Good prints no longer than the per-print calibration frames cannot calibrate the
+    adaptation: the bundle judges by the absolute score alone, which misses most failures on a
+    new print. The report's headline said "no per-print adaptation" as if it had been chosen;
+    it says why, and what to record."""
+    import cv2
+
+    from tests import synth
+
+    own = tmp_path / "collected"
+    own.mkdir()
+    for p in range(3):
+        for i in range(6):
+            cv2.imwrite(str(own / f"p-{p}_{i}.jpg"), synth.normal_frame(p, i, 48, 0))
+    proc = _train_own(own, tmp_path / "runs", "--adapt-frames", "8")
+    run = Path(proc.stdout.strip().splitlines()[-1])
+    assert not Bundle.load(run / "bundle").meta.adaptation.enabled
+    headline = (run / "report.md").read_text().split("## Data")[0]
+    assert "**Per-print adaptation is off: it could not be calibrated" in headline, headline
+    assert "record good prints longer than its 8 calibration frames" in headline, headline
+
+
+def test_a_false_alarm_of_the_held_out_print_is_left_out_of_the_fit_and_said(
+    tmp_path: Path,
+) -> None:
+    """The trainer CLI with a false alarm kept from the print it holds out: the report's
+    held-out figures come from a model that did not fit it, and its notes say so."""
+    import cv2
+
+    from tests import synth
+
+    own = tmp_path / "collected"
+    (own / "false_alarms").mkdir(parents=True)
+    for p in range(4):
+        for i in range(12):
+            cv2.imwrite(str(own / f"p-{p}_{i}.jpg"), synth.normal_frame(p, i, 12, 0))
+    alarm = own / "false_alarms" / "20261204T101500000Z-aa.jpg"
+    cv2.imwrite(str(alarm), synth.normal_frame(3, 15, 24, 0))
+    proc = _train_own(
+        own,
+        tmp_path / "runs",
+        "--adapt-frames",
+        "4",
+        "--split",
+        "session",
+        "--val-sessions",
+        "p-2",
+        "--test-sessions",
+        "p-3",
+    )
+    rep = json.loads((Path(proc.stdout.strip().splitlines()[-1]) / "report.json").read_text())
+    assert rep["n_train"] == 24, rep["n_train"]  # prints 0 and 1, not the false alarm
+    assert any(
+        "1 kept false alarm(s) look most like held-out print(s) (p-3)" in n for n in rep["notes"]
+    )
+
+
 def test_one_print_paused_and_resumed_keeps_its_per_print_adaptation(tmp_path: Path) -> None:
     """One good print with a filament change is recorded as a print and its part after the
     resume: still one print, too few to cross-fit, so its threshold comes from the validation
@@ -389,16 +464,7 @@ def test_one_print_paused_and_resumed_keeps_its_per_print_adaptation(tmp_path: P
     for i in range(24):
         cv2.imwrite(str(own / f"p-1_{i}.jpg"), synth.normal_frame(0, i, 48, 0))
         cv2.imwrite(str(own / f"p-1+resumed1_{i}.jpg"), synth.normal_frame(0, 24 + i, 48, 0))
-    proc = subprocess.run(
-        [sys.executable, "-m", "trainer", "--normal", str(own), "--out", str(tmp_path / "runs")]
-        + ["--preset", "tiny", "--seed", "0", "--adapt-frames", "8"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _train_own(own, tmp_path / "runs", "--adapt-frames", "8")
     assert "adaptation off" not in proc.stderr
     meta = Bundle.load(Path(proc.stdout.strip().splitlines()[-1]) / "bundle").meta
     assert meta.adaptation.enabled and meta.adaptation.frames == 8

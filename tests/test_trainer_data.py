@@ -426,3 +426,29 @@ def test_cli_errors_are_one_line_exit_2(
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_false_alarm_kept_from_a_held_out_print_is_not_fitted(tmp_path: Path) -> None:
+    """The owner answered "not a failure" during print 3, and that frame was kept for
+    retraining. ``--split session --test-sessions p-3``: the frame was fitted all the same,
+    and print 3 "held out" was judged by a model that had seen its hardest moment. A kept
+    false alarm nearest to a held-out print's frames is left out of the fit; one of a fitted
+    print stays."""
+    from trainer.data import without_loose_of_held_out
+
+    for p in range(4):
+        for n in range(8):
+            _write(tmp_path / f"p-{p}_{n}.jpg", synth.normal_frame(p, n, 8))
+    alarms = tmp_path / "false_alarms"
+    # the daemon's frames, taken between two of collect's: another moment of the same print
+    _write(alarms / "20261204T101500000Z-aa.jpg", synth.normal_frame(3, 11, 16))
+    _write(alarms / "20261204T081500000Z-bb.jpg", synth.normal_frame(0, 9, 16))
+    split = split_frames(find_frames(normal=[tmp_path]), "session", ["p-2"], ["p-3"], seed=0)
+    pre = Preprocess(width=64, height=32)
+    fit, held = load_frames(split.fit, pre), load_frames(split.test_normal, pre)
+    assert sum(f.loose for f in fit.frames) == 2
+    kept, went = without_loose_of_held_out(fit, held)
+    assert went == {"p-3": 1}
+    assert [f.path.name for f in kept.frames if f.loose] == ["20261204T081500000Z-bb.jpg"]
+    assert len(kept.x) == len(kept.frames) == len(fit.frames) - 1
+    assert without_loose_of_held_out(fit, load_frames([], pre))[1] == {}  # nothing held out

@@ -515,3 +515,58 @@ def split_frames(
     if not fit:
         raise DataError("no normal frames left to fit the model on")
     return Split(protocol, fit, val, test, anomalous, contaminated, sess, notes)
+
+
+# --------------------------------------------------------------------------- kept false alarms
+
+THUMB_BLOCKS = 16  # a frame's thumbnail: its mean colour in up to 16x16 blocks
+
+
+def _thumbnails(x: np.ndarray) -> np.ndarray:
+    """Preprocessed frames (N, H, W, C) as flat block means: what tells one print's picture
+    from another's (the object, its height, the light), at a cost small for thousands."""
+    n, h, w, c = x.shape
+    bh, bw = max(1, h // THUMB_BLOCKS), max(1, w // THUMB_BLOCKS)
+    cut = x[:, : h // bh * bh, : w // bw * bw].astype(np.float32)
+    return cut.reshape(n, h // bh, bh, w // bw, bw, c).mean(axis=(2, 4)).reshape(n, -1)
+
+
+def _nearest(queries: np.ndarray, among: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each query, the index of its nearest row of ``among`` and the squared distance."""
+    index = np.empty(len(queries), np.int64)
+    dist = np.empty(len(queries), np.float64)
+    for i, q in enumerate(queries):
+        d = ((among - q) ** 2).sum(axis=1)
+        index[i] = int(np.argmin(d))
+        dist[i] = float(d[index[i]])
+    return index, dist
+
+
+def without_loose_of_held_out(fit: Loaded, held_out: Loaded) -> tuple[Loaded, Counter[str]]:
+    """``fit`` without its loose frames (kept false alarms) that look more like a held-out
+    print's frames than any fitted print's, and how many went per held-out print.
+
+    A false alarm is kept from a print the owner recorded, and a file name cannot say which:
+    fitted while its print is held out (``--split session``), it flatters that print's
+    figures (the model has seen its hardest moment). Its nearest frame tells: the same print,
+    seconds apart, or one so alike that holding it out holds the false alarm out too."""
+    loose = [i for i, f in enumerate(fit.frames) if f.loose and f.label == NORMAL]
+    recorded = [i for i, f in enumerate(fit.frames) if not f.loose and f.label == NORMAL]
+    if not loose or not len(held_out.x):
+        return fit, Counter()
+    queries = _thumbnails(fit.x[loose])
+    near_held, to_held = _nearest(queries, _thumbnails(held_out.x))
+    to_fitted = (
+        _nearest(queries, _thumbnails(fit.x[recorded]))[1]
+        if recorded
+        else np.full(len(loose), np.inf)
+    )
+    drop = {loose[i] for i in np.flatnonzero(to_held < to_fitted)}
+    if not drop:
+        return fit, Counter()
+    went = Counter(
+        held_out.frames[near_held[i]].session for i in np.flatnonzero(to_held < to_fitted)
+    )
+    keep = [i for i in range(len(fit.frames)) if i not in drop]
+    kept = Loaded([fit.frames[i] for i in keep], fit.x[keep], fit.skipped)
+    return kept, went

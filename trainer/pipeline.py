@@ -28,6 +28,7 @@ from trainer.data import (
     load_frames,
     split_frames,
     to_float,
+    without_loose_of_held_out,
 )
 from trainer.model import Preset, build_autoencoder, compile_autoencoder, get_preset
 from trainer.train import fit
@@ -246,6 +247,20 @@ def _say_split(options: Options, split: Split) -> None:
         logger.log(logging.INFO if options.split == "all" else logging.WARNING, "%s", note)
 
 
+def _held_out_false_alarms_left_out(fit_set: Loaded, test_n: Loaded, split: Split) -> Loaded:
+    """The fit without the kept false alarms of held-out prints (``without_loose_of_held_out``),
+    said in the split's notes."""
+    fit_set, went = without_loose_of_held_out(fit_set, test_n)
+    if went:
+        split.notes.append(
+            f"{sum(went.values())} kept false alarm(s) look most like held-out print(s) "
+            f"({', '.join(sorted(went))}): left out of the fit, so that no held-out print is "
+            "judged by a model that fitted its hardest frames"
+        )
+        logger.warning("%s", split.notes[-1])
+    return fit_set
+
+
 def _check_out(out: Path) -> None:
     """``--out`` is, or can be made, a folder this user writes in: said before the frames are
     loaded and the model fitted, not after (and nothing is made before the run's checks)."""
@@ -313,6 +328,8 @@ def run(options: Options) -> RunResult:
     has_test_prints = (
         split.protocol == "session" and len(test_n.x) > 0
     )  # whole prints no model fitted
+    if has_test_prints:
+        fit_set = _held_out_false_alarms_left_out(fit_set, test_n, split)
     test_a = load_frames(split.test_anomalous, pre)
     skipped = fit_set.skipped + val_set.skipped + test_n.skipped + test_a.skipped
     if len(fit_set.x) == 0 or len(val_set.x) == 0:
@@ -428,7 +445,8 @@ def run(options: Options) -> RunResult:
         judgement, replays = _quantized_judgement(
             bundle,
             preset,
-            adaptation_rule,
+            # the rule that names the thresholds the quantized model ships, not the float32 ones
+            bundle.meta.extra.get("adaptation_rule", adaptation_rule),
             test_n,
             test_a,
             has_test_prints,
@@ -504,7 +522,8 @@ def _adaptation(
     daemon will (the quality benchmark calibrates the same way). With two prints or more the
     threshold is the higher of the cross-fitted one (``trainer.crossfit``) and the one the
     validation frames of the fitted model give (``crossfit.shipped_threshold``); otherwise, or
-    with ``adapt_calibration="validation"``, it is the validation frames' alone.
+    with ``adapt_calibration="validation"``, it is the validation frames' alone. An adaptation
+    that cannot be calibrated is off, and its rule says why (for the report's headline).
     """
     if not preset.adaptation.enabled:
         return preset.adaptation, "", []
@@ -517,8 +536,14 @@ def _adaptation(
             preset.adaptation, preset.scoring, recon, sets, options.target_fpr, bs
         )
     except ValueError as exc:  # no normal print longer than the calibration frames
-        logger.warning("per-print adaptation off: %s", exc)
-        return Adaptation(), "", []
+        why = (
+            f"it could not be calibrated ({exc}): record good prints longer than its "
+            f"{preset.adaptation.frames} calibration frames (--adapt-frames), or this bundle "
+            "judges every frame by the absolute score alone, which misses most failures on a "
+            "print it never saw"
+        )
+        logger.warning("per-print adaptation off: %s", why)
+        return Adaptation(), why, []
     fitted: tuple[Adaptation, str, list[crossfit.HeldOut]] = (
         own,
         f"validation frames of the fitted prints; {fpr}" + _start_rule(own, fitted=True),
@@ -636,6 +661,8 @@ def _daemon_judgement(
     summary = heldout.judgement(
         runs, rule if spec.enabled else "absolute threshold (no per-print adaptation)", note
     )
+    if not spec.enabled and rule:  # the preset's adaptation could not be calibrated: why
+        summary["adaptation_off"] = rule
     summary["start"] = heldout.start_judgement(
         heldout.start_replays(held, failures, spec, preset.scoring)
     )

@@ -96,9 +96,11 @@ def _pct(v: Any) -> str:
 
 def _daemon_section(d: dict[str, Any], figures: set[str]) -> list[str]:
     """What the daemon would do on the held-out prints: the report's headline."""
+    off = d.get("adaptation_off")
     lines = [
         "## What the daemon would do on prints the model never saw",
         "",
+        *([f"**Per-print adaptation is off: {off}.**", ""] if off else []),
         f"Each held-out print is replayed frame by frame as the daemon runs it: its first frames "
         f"calibrate the print's baseline (flagged only by the start guard and the start's own "
         f"judgement, below), every later frame is flagged above the exported threshold "
