@@ -433,7 +433,7 @@ def test_a_false_alarm_kept_from_a_held_out_print_is_not_fitted(tmp_path: Path) 
     retraining. ``--split session --test-sessions p-3``: the frame was fitted all the same,
     and print 3 "held out" was judged by a model that had seen its hardest moment. A kept
     false alarm nearest to a held-out print's frames is left out of the fit; one of a fitted
-    print stays."""
+    print, or of the validation print, stays."""
     from trainer.data import without_loose_of_held_out
 
     for p in range(4):
@@ -443,12 +443,17 @@ def test_a_false_alarm_kept_from_a_held_out_print_is_not_fitted(tmp_path: Path) 
     # the daemon's frames, taken between two of collect's: another moment of the same print
     _write(alarms / "20261204T101500000Z-aa.jpg", synth.normal_frame(3, 11, 16))
     _write(alarms / "20261204T081500000Z-bb.jpg", synth.normal_frame(0, 9, 16))
+    _write(alarms / "20261204T091500000Z-cc.jpg", synth.normal_frame(2, 9, 16))  # validation's
     split = split_frames(find_frames(normal=[tmp_path]), "session", ["p-2"], ["p-3"], seed=0)
     pre = Preprocess(width=64, height=32)
     fit, held = load_frames(split.fit, pre), load_frames(split.test_normal, pre)
-    assert sum(f.loose for f in fit.frames) == 2
-    kept, went = without_loose_of_held_out(fit, held)
+    val = load_frames(split.val, pre)
+    assert sum(f.loose for f in fit.frames) == 3
+    kept, went = without_loose_of_held_out(fit, held, val)
     assert went == {"p-3": 1}
-    assert [f.path.name for f in kept.frames if f.loose] == ["20261204T081500000Z-bb.jpg"]
+    assert sorted(f.path.name for f in kept.frames if f.loose) == [
+        "20261204T081500000Z-bb.jpg",
+        "20261204T091500000Z-cc.jpg",
+    ]
     assert len(kept.x) == len(kept.frames) == len(fit.frames) - 1
     assert without_loose_of_held_out(fit, load_frames([], pre))[1] == {}  # nothing held out

@@ -520,21 +520,31 @@ def split_frames(
 # --------------------------------------------------------------------------- kept false alarms
 
 THUMB_BLOCKS = 16  # a frame's thumbnail: its mean colour in up to 16x16 blocks
+THUMB_CHUNK = 256  # frames made thumbnails at once: the fit set is never copied whole
 
 
-def _thumbnails(x: np.ndarray) -> np.ndarray:
-    """Preprocessed frames (N, H, W, C) as flat block means: what tells one print's picture
-    from another's (the object, its height, the light), at a cost small for thousands."""
-    n, h, w, c = x.shape
+def _thumbnails(x: np.ndarray, rows: Sequence[int]) -> np.ndarray:
+    """Preprocessed frames ``x[rows]`` (uint8 N, H, W, C) as flat block means: what tells one
+    print's picture from another's (the object, its height, the light), a chunk at a time."""
+    _, h, w, c = x.shape
     bh, bw = max(1, h // THUMB_BLOCKS), max(1, w // THUMB_BLOCKS)
-    cut = x[:, : h // bh * bh, : w // bw * bw].astype(np.float32)
-    return cut.reshape(n, h // bh, bh, w // bw, bw, c).mean(axis=(2, 4)).reshape(n, -1)
+    out = np.empty((len(rows), (h // bh) * (w // bw) * c), np.float32)
+    for at in range(0, len(rows), THUMB_CHUNK):
+        chunk = x[list(rows[at : at + THUMB_CHUNK]), : h // bh * bh, : w // bw * bw]
+        blocks = chunk.reshape(len(chunk), h // bh, bh, w // bw, bw, c)
+        out[at : at + len(chunk)] = blocks.mean(axis=(2, 4), dtype=np.float32).reshape(
+            len(chunk), -1
+        )
+    return out
 
 
 def _nearest(queries: np.ndarray, among: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each query, the index of its nearest row of ``among`` and the squared distance."""
-    index = np.empty(len(queries), np.int64)
-    dist = np.empty(len(queries), np.float64)
+    """For each query, the index of its nearest row of ``among`` and the squared distance
+    (inf where ``among`` is empty)."""
+    index = np.zeros(len(queries), np.int64)
+    dist = np.full(len(queries), np.inf)
+    if not len(among):
+        return index, dist
     for i, q in enumerate(queries):
         d = ((among - q) ** 2).sum(axis=1)
         index[i] = int(np.argmin(d))
@@ -542,9 +552,15 @@ def _nearest(queries: np.ndarray, among: np.ndarray) -> tuple[np.ndarray, np.nda
     return index, dist
 
 
-def without_loose_of_held_out(fit: Loaded, held_out: Loaded) -> tuple[Loaded, Counter[str]]:
+def _all_rows(loaded: Loaded) -> list[int]:
+    return list(range(len(loaded.x)))
+
+
+def without_loose_of_held_out(
+    fit: Loaded, held_out: Loaded, validation: Loaded | None = None
+) -> tuple[Loaded, Counter[str]]:
     """``fit`` without its loose frames (kept false alarms) that look more like a held-out
-    print's frames than any fitted print's, and how many went per held-out print.
+    print's frames than any fitted or validation frame, and how many went per held-out print.
 
     A false alarm is kept from a print the owner recorded, and a file name cannot say which:
     fitted while its print is held out (``--split session``), it flatters that print's
@@ -554,19 +570,18 @@ def without_loose_of_held_out(fit: Loaded, held_out: Loaded) -> tuple[Loaded, Co
     recorded = [i for i, f in enumerate(fit.frames) if not f.loose and f.label == NORMAL]
     if not loose or not len(held_out.x):
         return fit, Counter()
-    queries = _thumbnails(fit.x[loose])
-    near_held, to_held = _nearest(queries, _thumbnails(held_out.x))
-    to_fitted = (
-        _nearest(queries, _thumbnails(fit.x[recorded]))[1]
-        if recorded
-        else np.full(len(loose), np.inf)
-    )
-    drop = {loose[i] for i in np.flatnonzero(to_held < to_fitted)}
-    if not drop:
+    queries = _thumbnails(fit.x, loose)
+    near_held, to_held = _nearest(queries, _thumbnails(held_out.x, _all_rows(held_out)))
+    to_kept = _nearest(queries, _thumbnails(fit.x, recorded))[1]
+    if validation is not None:
+        to_kept = np.minimum(
+            to_kept, _nearest(queries, _thumbnails(validation.x, _all_rows(validation)))[1]
+        )
+    nearer = np.flatnonzero(to_held < to_kept)
+    if not len(nearer):
         return fit, Counter()
-    went = Counter(
-        held_out.frames[near_held[i]].session for i in np.flatnonzero(to_held < to_fitted)
-    )
+    drop = {loose[i] for i in nearer}
+    went = Counter(held_out.frames[near_held[i]].session for i in nearer)
     keep = [i for i in range(len(fit.frames)) if i not in drop]
     kept = Loaded([fit.frames[i] for i in keep], fit.x[keep], fit.skipped)
     return kept, went

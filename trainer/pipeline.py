@@ -247,15 +247,18 @@ def _say_split(options: Options, split: Split) -> None:
         logger.log(logging.INFO if options.split == "all" else logging.WARNING, "%s", note)
 
 
-def _held_out_false_alarms_left_out(fit_set: Loaded, test_n: Loaded, split: Split) -> Loaded:
+def _held_out_false_alarms_left_out(
+    fit_set: Loaded, val_set: Loaded, test_n: Loaded, split: Split
+) -> Loaded:
     """The fit without the kept false alarms of held-out prints (``without_loose_of_held_out``),
     said in the split's notes."""
-    fit_set, went = without_loose_of_held_out(fit_set, test_n)
+    fit_set, went = without_loose_of_held_out(fit_set, test_n, val_set)
     if went:
+        per_print = ", ".join(f"{n} nearest to {name}" for name, n in sorted(went.items()))
         split.notes.append(
-            f"{sum(went.values())} kept false alarm(s) look most like held-out print(s) "
-            f"({', '.join(sorted(went))}): left out of the fit, so that no held-out print is "
-            "judged by a model that fitted its hardest frames"
+            f"of those loose frames, {sum(went.values())} kept false alarm(s) look most like a "
+            f"held-out print's frames ({per_print}): left out of the fit, so that no held-out "
+            "print is judged by a model that fitted its hardest moment"
         )
         logger.warning("%s", split.notes[-1])
     return fit_set
@@ -329,7 +332,7 @@ def run(options: Options) -> RunResult:
         split.protocol == "session" and len(test_n.x) > 0
     )  # whole prints no model fitted
     if has_test_prints:
-        fit_set = _held_out_false_alarms_left_out(fit_set, test_n, split)
+        fit_set = _held_out_false_alarms_left_out(fit_set, val_set, test_n, split)
     test_a = load_frames(split.test_anomalous, pre)
     skipped = fit_set.skipped + val_set.skipped + test_n.skipped + test_a.skipped
     if len(fit_set.x) == 0 or len(val_set.x) == 0:
