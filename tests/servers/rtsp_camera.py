@@ -3,7 +3,7 @@
 Run with the SYSTEM python (the GObject bindings come from Debian's ``python3-gi`` and
 ``gir1.2-gst-rtsp-server-1.0``, not from PyPI)::
 
-    /usr/bin/python3 tests/servers/rtsp_camera.py --port 8554 --image frame.jpg --codec h264
+    /usr/bin/python3 tests/servers/rtsp_camera.py --port 8554 --image frame.jpg --size 640x480 --codec h264
 
 serves ``rtsp://127.0.0.1:<port>/cam``: the image at 5 frames a second, encoded as H.264
 (what IP cameras send) or as JPEG (RTP/JPEG, what cheap cameras and mjpg-streamer's RTSP
