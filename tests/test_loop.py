@@ -452,6 +452,23 @@ def test_an_old_alerts_button_never_acts_on_the_same_file_printed_again_while_th
     watcher.camera.close()
 
 
+def test_an_old_alerts_cancel_pressed_before_the_next_poll_never_cancels_the_next_print(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The owner cancels the paused print at the printer and starts the next one; the old
+    alert's Cancel, pressed on the phone seconds later, is carried out before the watcher's
+    next poll. Judged against the printer of the last poll (the paused print), it cancelled
+    the new print."""
+    printer = SimulatedPrinter("benchy_A.gcode")
+    watcher, _, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    printer.cancel()
+    printer.start_print("vase_B.gcode")  # between two of the watcher's polls
+    assert "has ended" in _cancel_refused(watcher, printer, incident)
+    watcher.camera.close()
+
+
 def _cancel_refused(on: Watcher, printer: SimulatedPrinter, incident: str) -> str:
     """The alert's Cancel pressed on the phone, carried out by ``on``: refused, nothing sent
     to the printer, which still prints; the reason it gave."""

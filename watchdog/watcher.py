@@ -767,6 +767,11 @@ class Watcher:
                 self.state = decide.answered(self.state)
             return CommandResult(True, "answered")
         if verb in (Verb.PAUSE, Verb.RESUME, Verb.CANCEL):
+            if command.incident is not None:
+                # an alert's button judged against what the printer does now, not at the last
+                # poll (up to camera.interval_s ago): the owner may have cancelled at the
+                # printer and started the next print since, which this Cancel must not stop
+                self._poll_printer(self.clock(), time.monotonic())
             if command.incident is not None and (
                 why := self._other_print(command.incident) or self._answered(verb, command.incident)
             ):
