@@ -489,6 +489,25 @@ def test_a_damaged_outbox_entry_does_not_stop_the_notifications(
     assert not cut.exists() and writing.exists()  # left-overs do not fill the card
 
 
+def test_a_camera_offline_still_waiting_at_a_restart_is_not_sent_by_the_next_run(
+    phone, webhook_receiver, tmp_path
+) -> None:
+    """A "camera offline" waits out camera_offline_after_s in the outbox; the daemon restarts
+    meanwhile (an upgrade, a crash). The next run sent it when due, though its camera may be
+    fine, and no "back online" ever followed: the phone said the print was not watched while
+    it was. The camera is judged afresh by the next run instead."""
+    targets = (camera_target(webhook_receiver.url("hook"), 60),)
+    first = phone(notify=targets)
+    first.camera_changed(PRINTER, False)  # waits out camera_offline_after_s
+    first.stop()
+    assert len(outbox_entries(tmp_path, "notify-json")) == 1
+    second = phone(notify=targets)
+    assert outbox_entries(tmp_path, "notify-json") == []
+    assert second.notifications.flush(10) and not webhook_receiver.posts
+    second.camera_changed(PRINTER, False)  # still offline in this run: told in its time
+    assert len(outbox_entries(tmp_path, "notify-json")) == 1
+
+
 def test_a_damaged_camera_notification_on_disk_does_not_break_the_next_camera_news(
     phone, webhook_receiver, tmp_path
 ) -> None:

@@ -574,7 +574,8 @@ class TargetSender:
                 # taken over, unmarked, or its mark unknowable (a new key): this target's now
                 entry = self.outbox.remark(entry, {**entry.body, "target": self.identity})
             entries.append(entry)
-        for entry in theirs:
+        entries, stale = self._camera_news_judged_afresh(entries)
+        for entry in theirs + stale:
             self.outbox.done(entry)
         if theirs:
             logger.warning(
@@ -601,6 +602,28 @@ class TargetSender:
                 self.name,
                 len(self._queue),
             )
+
+    def _camera_news_judged_afresh(self, entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
+        """The entries to send, and the "camera offline" notifications an earlier run left
+        waiting out ``camera_offline_after_s``: they said what that run's camera did, and this
+        run's watchers judge the camera afresh (no "back online" would ever follow one sent
+        now). One that sums up others, or already due (a retry), is the owner's news: kept."""
+        now = self.wall()
+        stale = [
+            e
+            for e in entries
+            if e.body.get("kind") == Kind.CAMERA_OFFLINE.value
+            and _not_before(e) > now
+            and not _count(e.body.get("coalesced"))
+        ]
+        if stale:
+            logger.info(
+                'notify %s: %d "camera offline" left waiting by the last run not sent: the '
+                "camera is judged afresh, and told again if it is still offline",
+                self.name,
+                len(stale),
+            )
+        return [e for e in entries if e not in stale], stale
 
     def queued(self) -> list[Entry]:
         with self._cond:
