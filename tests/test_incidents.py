@@ -408,6 +408,31 @@ def test_an_outbox_entry_made_with_the_clock_behind_is_sent_after_those_saved_be
     assert [e.body["title"] for e in outbox.pending("notify-phone")] == ["failure", "resumed"]
 
 
+def test_a_delivered_notification_cut_off_mid_delete_is_never_sent_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power cut while a delivered notification's folder was being deleted left its
+    entry.json without its picture: after the restart it was sent again, picture-less (or its
+    picture alone, a "damaged entry" at every start). It leaves the listing in one step first."""
+    from watchdog.comms import outbox as outbox_module
+    from watchdog.comms.outbox import Outbox
+
+    outbox = Outbox(tmp_path)
+    sent = outbox.put("notify-phone", "ender3", {"title": "failure"}, jpeg(1))
+    kept = outbox.put("notify-phone", "ender3", {"title": "resumed"}, jpeg(2))
+
+    def cut_off(path: Path, *args: object, **kw: object) -> None:
+        for child in sorted(Path(path).iterdir()):  # the picture goes, then the power
+            child.unlink()
+            raise OSError(5, "power cut")
+
+    monkeypatch.setattr(outbox_module.shutil, "rmtree", cut_off)
+    outbox.done(sent)
+    monkeypatch.undo()
+    assert [e.body["title"] for e in Outbox(tmp_path).pending("notify-phone")] == ["resumed"]
+    assert kept.path is not None and kept.path.is_dir()
+
+
 def test_an_answer_given_twice_keeps_the_first_answers_time(tmp_path: Path) -> None:
     """The phone's Resume, then the poll that sees the print running, answer the same alert
     twice: the alert keeps the time of the first (when the owner answered), and its file is

@@ -126,11 +126,17 @@ class Outbox:
         return replace(entry, path=final, attachment=None)
 
     def done(self, entry: Entry) -> None:
-        """Delivered (or given up): remove the entry so it is never sent again."""
+        """Delivered (or given up): remove the entry so it is never sent again. Renamed out of
+        the listing first, in one step: a power cut part-way through the delete left its
+        entry.json without its picture (sent again, picture-less) or its picture alone (a
+        "damaged entry" at every start); a left-over is cleared as a stale partial write."""
         if entry.path is None:
             return
+        doomed = entry.path.with_name(f".{entry.path.name}.partial")
         try:
-            shutil.rmtree(entry.path)
+            os.replace(entry.path, doomed)
+            fsync_dir(entry.path.parent)
+            shutil.rmtree(doomed)
         except FileNotFoundError:
             pass
         except OSError as exc:
