@@ -344,6 +344,41 @@ def test_an_alert_left_unsent_by_a_stop_during_its_pause_reaches_the_phone_after
     assert len(ntfy_receiver.messages) == 1
 
 
+def test_an_alert_left_by_a_stop_is_told_to_the_phone_once_across_starts_that_fail(
+    notifier_factory, ntfy_receiver, tmp_path
+) -> None:
+    """With MQTT on, a draft left by a stop stays pending until the broker's client is made;
+    a start that failed there (a client certificate that cannot be loaded: exit 2, and
+    systemd starts it again) had already queued the phone's "the pause may not have happened",
+    and every start queued one more copy."""
+    from tests.plugins.mosquitto import free_port
+    from watchdog.config import ConfigError
+
+    targets = (target(ntfy_receiver.url("t", "bob", NTFY_PASSWORD)),)
+    mqtt = {"host": "127.0.0.1", "port": free_port()}
+    first = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets, **mqtt)
+    draft = dict(
+        alert(),
+        action_result={"outcome": "unknown", "detail": "the watchdog stopped before the pause"},
+    )
+    first.store.save(PRINTER, draft, jpeg(1), jpeg(2), pending=first.delivers)
+    first.stop()
+    garbage = tmp_path / "client.pem"
+    garbage.write_text("not a certificate")
+    tls = {"tls": {"cert_file": str(garbage), "key_file": str(garbage)}}
+    for _ in range(3):  # three starts refused at the certificate
+        failing = notifier_factory(
+            None, "p", storage_dir=tmp_path, notify=targets, start=False, **mqtt, **tls
+        )
+        with pytest.raises(ConfigError, match="mqtt.tls"):
+            failing.start()
+        failing.stop()
+    fixed = notifier_factory(None, "p", storage_dir=tmp_path, notify=targets, **mqtt)
+    assert fixed.notifications.flush(60), fixed.notify_status()
+    titles = [m.title for m in ntfy_receiver.messages]
+    assert titles == ["ender3: failure; the pause may not have happened"], titles
+
+
 def test_a_damaged_saved_alert_left_by_a_stop_does_not_stop_the_next_start(
     phone, ntfy_receiver
 ) -> None:

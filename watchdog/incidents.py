@@ -48,6 +48,9 @@ PENDING = "pending"
 # is settled at the next start (``settle_drafts``) and shown, the action's end unknown.
 DRAFT = "draft"
 LEAD_UP = "lead_up"
+# A settled draft's phone notification is queued: a later start must not queue it again while
+# the broker has still not taken its alert (the pending marker stays for MQTT)
+PHONES_TOLD = "phones_told"
 FAILURES = frames.FAILURES  # folder of frames of confirmed failures (the trainer's --anomalous)
 VERDICTS = ("not_failure", "failure")
 
@@ -355,6 +358,29 @@ class IncidentStore:
                 logging.ERROR,
                 "delivered",
                 "cannot clear the pending marker of incident %s (%s): it may be sent again after a restart",
+                incident.id,
+                exc.strerror or exc,
+            )
+
+    def phones_told(self, incident: Incident) -> bool:
+        """The phones were told of this settled draft by an earlier start."""
+        return incident.path is not None and (incident.path / PHONES_TOLD).exists()
+
+    def mark_phones_told(self, incident: Incident) -> None:
+        """Its phone notification is queued (in the outbox, on disk): not again at the next
+        start (a broker away for days, a start failing at its TLS files and restarted by
+        systemd, each queued one more copy)."""
+        if incident.path is None:
+            return
+        try:
+            write_durably(incident.path / PHONES_TOLD, b"")
+        except OSError as exc:
+            self._throttle(
+                logger,
+                logging.ERROR,
+                "phones_told",
+                "cannot mark incident %s as told to the phones (%s): it may be told again "
+                "after a restart",
                 incident.id,
                 exc.strerror or exc,
             )

@@ -124,9 +124,10 @@ class Notifier:
             result = incident.alert.get("action_result")
             if not isinstance(result, dict) or result.get("outcome") != Outcome.UNKNOWN.value:
                 continue  # an alert the phones were told of, left for the broker
-            if self.notifications:
+            if self.notifications and not self.store.phones_told(incident):
                 frame, heatmap = (_read(incident, name) for name in (FRAME, HEATMAP))
                 self.notifications.notify(alert_event(incident.alert, frame, heatmap))
+                self.store.mark_phones_told(incident)
             if not self.enabled:
                 self.store.delivered(incident)
 
