@@ -326,6 +326,39 @@ def test_a_cancel_whose_answer_was_lost_is_done_not_refused(
     assert "stopped after the cancel" in result.detail
 
 
+@pytest.mark.parametrize("text", ["Starting to send file to SD", "Sending file to SD"])
+def test_an_upload_to_the_sd_card_is_no_print_to_watch_or_pause(
+    bad_server: BadServer, text: str
+) -> None:
+    """OctoPrint copying a file onto the printer's SD card says "printing" in its flags: the
+    camera was watched on an idle bed for the upload's minutes, and a pause was "accepted"
+    (OctoPrint takes it and does nothing) and reported done."""
+    answer = {"state": {"text": text, "flags": {"printing": True, "operational": True}}}
+    bad_server.respond(200, json.dumps(answer), path="/api/printer")
+    printer = client("octoprint", bad_server)
+    status = printer.status()
+    assert (status.state, status.detail) == ("idle", f"OctoPrint: {text}")
+    result = printer.pause()
+    assert result.outcome == "refused" and "/api/job" not in bad_server.paths, result
+
+
+def test_a_pause_while_octoprint_finishes_the_print_is_said_not_to_have_happened(
+    bad_server: BadServer,
+) -> None:
+    """Its last moves queued, OctoPrint takes a pause and does nothing: reported done, the
+    owner was told the print was paused while it went on to its end."""
+    answer = {"state": {"text": "Finishing", "flags": {"printing": True, "finishing": True}}}
+    bad_server.respond(200, json.dumps(answer), path="/api/printer")
+    bad_server.respond(200, json.dumps({"job": {"file": {"name": "a.gcode"}}}), path="/api/job")
+    printer = client("octoprint", bad_server)
+    assert printer.status().state == "printing"  # still watched to its end
+    result = printer.pause()
+    assert result.outcome == "refused", result
+    assert "cannot be paused: OctoPrint: Finishing" in result.detail, result
+    # the job's name read at each status, no command sent
+    assert bad_server.paths.count("/api/job") == 2, bad_server.paths
+
+
 def test_a_print_that_ended_before_any_cancel_went_out_is_still_refused(
     bad_server: BadServer,
 ) -> None:

@@ -86,6 +86,9 @@ class PrinterStatus:
     printed_s: float | None = None
     started_at: float | None = None
     elapsed_s: float | None = None
+    # False where the API would take a pause and do nothing (OctoPrint finishing a print:
+    # its last moves queued), so that a pause there is said not to have happened
+    pausable: bool = True
 
     def __post_init__(self) -> None:
         # what the printer's API says (Klipper's shutdown and error texts run over several

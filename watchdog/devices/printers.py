@@ -100,6 +100,9 @@ class _Conflict(_Failure):
         super().__init__(detail, retryable=False)
 
 
+# OctoPrint's state text while it copies a file onto the printer's SD card ("Starting to send
+# file to SD", "Sending file to SD"): its flags say printing
+_SENDING_TO_SD = re.compile(r"send(?:ing)? file to SD", re.IGNORECASE)
 _MESSAGE_BYTES = 16_384  # of an answer's body read for its error message
 _CUT_MARGIN = 1_024  # dropped where the body is cut: longer than a secret or a URL with one
 
@@ -344,6 +347,9 @@ class _HttpPrinter:
             # the cancel arrived though its answer did not: "not printing" would tell the
             # owner it did not happen, and offer a cancel again
             return ActionResult(action, Outcome.DONE, "the print stopped after the cancel", 0)
+        if action is Action.PAUSE and st.state is PrinterState.PRINTING and not st.pausable:
+            why = st.detail or f"{self.name} cannot pause it now"
+            return ActionResult(action, Outcome.REFUSED, f"job{job} cannot be paused: {why}", 0)
         if st.state in ALLOWED[action]:
             try:
                 self._send(action)
@@ -438,6 +444,11 @@ class OctoPrintClient(_HttpPrinter):
         if flags.get("cancelling"):
             # OctoPrint still says printing, but ignores a pause: it is ending
             state = PrinterState.IDLE
+        elif flags.get("printing") and _SENDING_TO_SD.search(text):
+            # copying a file onto the printer's SD card: "printing" to OctoPrint's flags, but
+            # nothing is printed (the camera watched an idle bed for the upload's minutes) and
+            # a pause is taken and does nothing
+            state = PrinterState.IDLE
         elif flags.get("paused") or flags.get("pausing"):
             state = PrinterState.PAUSED
         elif flags.get("printing") or flags.get("resuming") or flags.get("finishing"):
@@ -449,7 +460,14 @@ class OctoPrintClient(_HttpPrinter):
         job, printed = (
             self._job() if state in (PrinterState.PRINTING, PrinterState.PAUSED) else (None, None)
         )
-        return PrinterStatus(state, job, f"OctoPrint: {text}" if text else "", printed)
+        return PrinterStatus(
+            state,
+            job,
+            f"OctoPrint: {text}" if text else "",
+            printed,
+            # its last moves queued, OctoPrint takes a pause and does nothing
+            pausable=not flags.get("finishing"),
+        )
 
     def _error_state(self) -> str | None:
         """OctoPrint's error state and message, when its printer is in one (``/api/job``
