@@ -469,6 +469,26 @@ def test_an_old_alerts_cancel_pressed_before_the_next_poll_never_cancels_the_nex
     watcher.camera.close()
 
 
+def test_a_resume_carried_out_before_the_next_poll_is_a_resume(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Our pause, then the owner's Resume from Home Assistant or the page, carried out before
+    the watcher's next poll: that poll saw the printer printing, as before the pause, so no
+    resume happened to it. The view the owner accepted was not learnt again, the failure
+    stayed on, and the same view paused the print again after the cooldown."""
+    printer = SimulatedPrinter("benchy_A.gcode")
+    watcher, _, _ = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    assert watcher.status()["failure"] and not watcher.status()["calibrating"]
+    done = watcher.submit(Command("e3", Verb.RESUME, None, source="mqtt"))
+    watcher.step()
+    assert done.result(timeout=5).ok and printer.status().state == "printing"
+    assert watcher.status()["calibrating"]  # the view the owner accepted is learnt again
+    assert not watcher.status()["failure"]
+    watcher.camera.close()
+
+
 def _cancel_refused(on: Watcher, printer: SimulatedPrinter, incident: str) -> str:
     """The alert's Cancel pressed on the phone, carried out by ``on``: refused, nothing sent
     to the printer, which still prints; the reason it gave."""

@@ -767,11 +767,10 @@ class Watcher:
                 self.state = decide.answered(self.state)
             return CommandResult(True, "answered")
         if verb in (Verb.PAUSE, Verb.RESUME, Verb.CANCEL):
-            if command.incident is not None:
-                # an alert's button judged against what the printer does now, not at the last
-                # poll (up to camera.interval_s ago): the owner may have cancelled at the
-                # printer and started the next print since, which this Cancel must not stop
-                self._poll_printer(self.clock(), time.monotonic())
+            # judged against what the printer does now, not at the last poll (up to
+            # camera.interval_s ago): an alert's Cancel must not stop the print the owner has
+            # started at the printer since, and a Resume is seen as one (below)
+            self._poll_printer(self.clock(), time.monotonic())
             if command.incident is not None and (
                 why := self._other_print(command.incident) or self._answered(verb, command.incident)
             ):
@@ -787,6 +786,11 @@ class Watcher:
             result = self._ask_printer(Action(verb.value))
             if result.outcome == Outcome.DONE and verb in ANSWERS:
                 self._record_answer(verb, command.incident)
+            if result.outcome == Outcome.DONE:
+                # the printer's change seen now: a Resume carried out and the print running
+                # again before the next poll was no resume to it (PRINTING, then PRINTING),
+                # and the view the owner accepted paused the print again after the cooldown
+                self._poll_printer(self.clock(), time.monotonic())
             return CommandResult(result.outcome == Outcome.DONE, result.detail)
         return CommandResult(False, f"{verb.value} is not something a watcher does")
 
