@@ -70,3 +70,26 @@ def test_ordinary_anchors_still_work(tmp_path: Path) -> None:
         loaded.printers[1].camera == loaded.printers[0].camera
         and loaded.printers[1].camera.interval_s == 5
     )
+
+
+def test_a_key_given_twice_is_refused_with_its_lines(tmp_path: Path) -> None:
+    """The README says to repeat a printer's block for a second printer; repeated with its
+    `printers:` heading, YAML kept the last one without a word: check-config said "ok: 1
+    printer(s)" and the first printer was never watched."""
+    config = tmp_path / "twice.yaml"
+    config.write_text(
+        "printers:\n  - name: ender3\n    action: notify\n"
+        "printers:\n  - name: prusa\n    action: notify\n"
+    )
+    proc = run_cli("check-config", "--config", str(config), timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {config}: line 4: 'printers' is given twice (first on line 1): the second "
+        "would replace the first; merge them"
+    )
+    nested = tmp_path / "nested.yaml"
+    nested.write_text(
+        "printers:\n  - name: p1\n    detection: {consecutive: 3}\n    detection: {consecutive: 5}\n"
+    )
+    with pytest.raises(ConfigError, match="line 4: 'detection' is given twice"):
+        load_config(nested)

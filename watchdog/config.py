@@ -933,14 +933,40 @@ for _tag in ("int", "float", "bool", "binary"):
     )
 
 
+def _no_key_twice(node: yaml.Node, seen: set[int]) -> None:
+    """ConfigError for a mapping that gives a key twice: YAML keeps the last one without a
+    word, so a second ``printers:`` (a printer's block repeated with its heading) left the
+    first printers unwatched while the config checked "ok"."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                line = key.start_mark.line + 1
+                if key.value in first:
+                    raise ConfigError(
+                        f"line {line}: {key.value!r} is given twice (first on line "
+                        f"{first[key.value]}): the second would replace the first; merge them"
+                    )
+                first[key.value] = line
+            _no_key_twice(value, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _no_key_twice(item, seen)
+
+
 def _safe_load(text: str) -> Any:
-    """yaml.safe_load, with the expanded size checked on the node graph before anything is built."""
+    """yaml.safe_load, with the expanded size checked on the node graph before anything is
+    built, and no key given twice in a mapping."""
     loader = _ConfigLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
         _expanded_size(node, {}, set())
+        _no_key_twice(node, set())
         return loader.construct_document(node)
     finally:
         loader.dispose()
