@@ -197,6 +197,41 @@ def test_replay_prints_a_line_per_frame_and_pauses_after_consecutive_anomalies(
     assert len(list(Path(lines[-1]["incidents"]).glob("*/alert.json"))) == 1
 
 
+def test_replay_never_writes_into_a_daemons_storage_folder(
+    tmp_path, tiny_bundle, normal_frames, anomalous_frames
+) -> None:
+    """`replay --out` pointed at the daemon's storage folder kept storage.keep_incidents
+    incidents there, the replay's newest: the real alerts were deleted to make room."""
+    from watchdog.incidents import IncidentStore
+
+    frames = _write_frames(tmp_path / "rec", list(normal_frames[:6]) + list(anomalous_frames[:5]))
+    storage = tmp_path / "state"
+    real = IncidentStore(storage).save("e3", {"score": 9.0}, b"jpeg", b"jpeg")
+    (storage / "daemon.lock").touch()  # the daemon's lock file, as it leaves it
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(tiny_bundle),
+        storage={"dir": str(storage), "keep_incidents": 1},
+        printers=[{"name": "e3", "detection": {"consecutive": 3}}],
+    )
+    for out in (storage, tmp_path / "copy"):
+        if out != storage:  # a copy of it (no lock file): its incidents are real too
+            import shutil
+
+            shutil.copytree(storage / "incidents", out / "incidents")
+        r = run_cli("replay", "--config", str(config), "--frames", str(frames), "--out", str(out))
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.strip().splitlines()[-1] == (
+            f"error: --out {out}: a watchdog's storage folder (its real alerts would be pruned "
+            "to make room for the replay's): give an empty folder, or one replay made"
+        )
+    assert real.path is not None and (real.path / "alert.json").is_file()
+    again = tmp_path / "replays"
+    for _ in range(2):  # a folder replay made takes the next replay
+        r = run_cli("replay", "--config", str(config), "--frames", str(frames), "--out", str(again))
+        assert r.returncode == 0, r.stderr
+
+
 def test_replay_reads_a_video_file(tmp_path, tiny_bundle, normal_frames, write_video) -> None:
     video = write_video(tmp_path / "rec.avi", normal_frames[:5])
     config = write_config(tmp_path / "c.yaml", model=str(tiny_bundle), printers=[{"name": "e3"}])

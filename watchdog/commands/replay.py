@@ -37,6 +37,7 @@ from watchdog.detection.decide import Label
 from watchdog.devices.printers import SimulatedPrinter
 from watchdog.errors import UsageError
 from watchdog.incidents import incidents_root
+from watchdog.storage_lock import LOCK_FILE
 from watchdog.watcher import Watcher, build_watcher
 
 
@@ -97,14 +98,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--frames {frames}: no such folder or video file")
     bundle = load_bundle(config)
     if args.out:
-        try:  # said now, not as each incident fails to be kept
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=args.out, prefix=".replay-")
-            probe.close()
-        except OSError as exc:
-            raise UsageError(
-                f"--out {args.out}: cannot write there ({exc.strerror or exc})"
-            ) from None
+        _check_out(Path(args.out))
     with contextlib.ExitStack() as stack:
         out = (
             Path(args.out)
@@ -120,6 +114,27 @@ def main(args: argparse.Namespace) -> int:
             keep_incidents=config.storage.keep_incidents,
             kept=bool(args.out),
         )
+
+
+REPLAY_MARK = ".watchdog-replay"  # a folder of replayed incidents: its own may be pruned
+
+
+def _check_out(out: Path) -> None:
+    """``--out`` is a folder replay may write and prune (it keeps storage.keep_incidents):
+    never a daemon's storage folder, whose real alerts it would delete; said now, not as
+    each incident fails to be kept."""
+    if (out / LOCK_FILE).exists() or (
+        incidents_root(out).is_dir() and not (out / REPLAY_MARK).exists()
+    ):
+        raise UsageError(
+            f"--out {out}: a watchdog's storage folder (its real alerts would be pruned to "
+            "make room for the replay's): give an empty folder, or one replay made"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / REPLAY_MARK).touch()
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
 
 
 def _waited(pcfg: PrinterConfig, since: float | None) -> float | None:
