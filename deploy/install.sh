@@ -324,7 +324,14 @@ start_service() {
     was_failed=1  # systemd gave up on it (start limit): the new version may well start
   fi
   systemctl daemon-reload
-  if [ "$UPGRADE" = 0 ]; then
+  if [ "$UPGRADE" = 0 ] && [ -z "$CREATED_CONFIG" ] && ! check_config_as_service >/dev/null; then
+    # a config kept from an earlier install (--uninstall keeps it) that this version refuses:
+    # started, the service would fail now and at every boot, with systemd's line alone
+    systemctl enable "$NAME.service"
+    say "error: this version refuses $ETC/config.yaml, kept from an earlier install (above);"
+    say "  the service is enabled, not started. Fix the file, then: sudo systemctl start $NAME"
+    REFUSED=1
+  elif [ "$UPGRADE" = 0 ]; then
     systemctl enable --now "$NAME.service"
     say "service $NAME enabled and started"
   elif [ "$was_active" = 0 ] && [ "$was_failed" = 0 ]; then

@@ -597,6 +597,8 @@ rc=0; install --purge || rc=$?; report "purge refused"; echo "purge exit $rc"
 [ ! -e "$W/active" ] || echo "the service runs"
 kill "$sleeper"; wait "$sleeper" || true
 install --uninstall; report uninstall
+# installed again over the config --uninstall kept, which this version refuses
+echo "== reinstall refused"; install || echo "install exit $?"
 install --purge; report purge
 # userdel keeps a group that has other members: a later install makes the user in it
 groupadd --system printer-watchdog
@@ -694,6 +696,11 @@ def test_root_install_creates_user_and_enables_the_service(
         "stop printer-watchdog.service",
         "disable printer-watchdog.service",
         "daemon-reload",
+        # installed again over the kept config, which it refuses: enabled, not started
+        "show -p ActiveState --value printer-watchdog.service",
+        "daemon-reload",
+        "show -p Environment -p EnvironmentFiles printer-watchdog.service",
+        "enable printer-watchdog.service",
         "show -p ActiveState --value printer-watchdog.service",
         "stop printer-watchdog.service",
         "disable printer-watchdog.service",
@@ -715,6 +722,9 @@ def test_root_install_creates_user_and_enables_the_service(
     assert "colour" in proc.stderr and "nothing was changed" in proc.stderr, proc.stderr
     assert "install exit 1" in refused and "installed printer-watchdog" not in refused, refused
     assert "marker of the installed code" in refused, refused
+    reinstall_refused = out.split("== reinstall refused\n")[1].split("== purge")[0]
+    assert "install exit 1" in reinstall_refused, reinstall_refused
+    assert "enabled, not started" in reinstall_refused, reinstall_refused
     group_left = out.split("== group left\n")[1].split("== reinstalled")[0]
     assert "created system user printer-watchdog" in group_left, group_left
     assert "printer-watchdog:x:" in reinstalled
