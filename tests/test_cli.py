@@ -232,6 +232,39 @@ def test_replay_never_writes_into_a_daemons_storage_folder(
         assert r.returncode == 0, r.stderr
 
 
+def test_replay_stopped_by_ctrl_c_says_so_and_exits_130(
+    tmp_path, tiny_bundle, normal_frames
+) -> None:
+    """Ctrl-C part-way through a long recording exited 0 with a summary that read as a whole
+    run: what was replayed is still summed up, marked interrupted, exit 130."""
+    import signal
+
+    frames = _write_frames(tmp_path / "rec", list(normal_frames) * 60)  # 600 frames
+    config = write_config(tmp_path / "c.yaml", model=str(tiny_bundle), printers=[{"name": "e3"}])
+    proc = subprocess.Popen(
+        watchdog_cmd("replay", "--config", str(config), "--frames", str(frames)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        replayed = 0
+        while replayed < 5:  # a few frames replayed
+            line = proc.stdout.readline()
+            assert line, "replay ended before a few frames"
+            replayed += '"frame"' in line
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["event"] == "summary" and summary["interrupted"] is True
+    assert 5 <= summary["frames"] < 600
+    assert err.strip().splitlines()[-1].startswith("replay interrupted after "), err
+
+
 def test_replay_reads_a_video_file(tmp_path, tiny_bundle, normal_frames, write_video) -> None:
     video = write_video(tmp_path / "rec.avi", normal_frames[:5])
     config = write_config(tmp_path / "c.yaml", model=str(tiny_bundle), printers=[{"name": "e3"}])

@@ -18,6 +18,7 @@ import json
 import sys
 import tempfile
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,14 @@ def _waited(pcfg: PrinterConfig, since: float | None) -> float | None:
     return since
 
 
+class Ended(Enum):
+    """How a replay ended."""
+
+    READ = "read to its end"
+    STOPPED = "stopped"  # said why on stderr
+    INTERRUPTED = "interrupted"  # Ctrl-C: what was replayed is summed up, exit 130
+
+
 def _step_through(
     watcher: Watcher,
     printer: ResumingPrinter | None,
@@ -161,10 +170,10 @@ def _step_through(
     clock: VirtualClock,
     pcfg: PrinterConfig,
     frames: Path,
-) -> tuple[int, bool]:
-    """The watcher stepped until the recording ends: alerts raised, and whether it was read
-    to its end (not stopped: Ctrl-C, a recording that could not be read for a while, a real
-    printer that never printed)."""
+) -> tuple[int, Ended]:
+    """The watcher stepped until the recording ends: alerts raised, and how it ended (read to
+    its end; stopped: a recording that could not be read for a while, a real printer that
+    never printed; interrupted: Ctrl-C)."""
     pauses = offline = 0
     waiting_since: float | None = None
     try:
@@ -188,14 +197,14 @@ def _step_through(
                         "row: replay stopped",
                         file=sys.stderr,
                     )
-                    return pauses, False
+                    return pauses, Ended.STOPPED
             elif printer is None:  # a real printer that is not printing (or paused by us)
                 waiting_since = _waited(pcfg, waiting_since)
                 if waiting_since is None:
-                    return pauses, False
+                    return pauses, Ended.STOPPED
     except KeyboardInterrupt:
-        return pauses, False
-    return pauses, True
+        return pauses, Ended.INTERRUPTED
+    return pauses, Ended.READ
 
 
 def replay(
@@ -228,22 +237,25 @@ def replay(
     prints = [frames_contract.parse(p).print for p in getattr(watcher.camera, "paths", [])]
     alerts.start()
     try:
-        pauses, to_end = _step_through(watcher, printer, prints, clock, pcfg, frames)
+        pauses, ended = _step_through(watcher, printer, prints, clock, pcfg, frames)
     finally:
         watcher.close()
         alerts.stop()
-    if to_end and clock.frame == 0:  # not a quiet print: no recording at all
+    if ended is Ended.READ and clock.frame == 0:  # not a quiet print: no recording at all
         why = (
             getattr(watcher.camera, "last_error", "") or "a damaged file, or not an image or video"
         )
         raise UsageError(f"--frames {frames}: no frame could be read from it ({why})")
     where = incidents_root(out) / pcfg.name
     summary: dict[str, Any] = {"event": "summary", "frames": clock.frame, "alerts": pauses}
+    if ended is Ended.INTERRUPTED:
+        summary["interrupted"] = True
     if kept:
         summary["incidents"] = str(where)
     emit(summary)
     said = (
         f"; incidents in {where}" if kept else " (incidents not kept: give --out DIR to keep them)"
     )
-    print(f"replayed {clock.frame} frames: {pauses} alert(s){said}", file=sys.stderr)
-    return 0
+    done = "replay interrupted after" if ended is Ended.INTERRUPTED else "replayed"
+    print(f"{done} {clock.frame} frames: {pauses} alert(s){said}", file=sys.stderr)
+    return 130 if ended is Ended.INTERRUPTED else 0
