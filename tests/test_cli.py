@@ -109,6 +109,27 @@ def test_missing_secret_file_is_named(tmp_path) -> None:
     assert "printers.0.api.api_key_file" in line and "missing.key" in line
 
 
+def test_check_config_says_when_the_storage_folder_cannot_be_used(tmp_path, tiny_bundle) -> None:
+    """storage.dir naming a file (a typo, a path that is a file on this machine): the config
+    checked "ok" and the daemon kept no incident, no queued alert, no saved setting."""
+    afile = tmp_path / "state"
+    afile.write_text("")
+    one = [{"name": "e3"}]
+    config = write_config(
+        tmp_path / "c.yaml", model=str(tiny_bundle), storage={"dir": str(afile)}, printers=one
+    )
+    r = run_cli("check-config", "--config", str(config))
+    assert r.returncode == 0, r.stderr  # the print is still watched: a warning, not a refusal
+    assert (
+        f"warning: storage.dir {afile}: not a folder: incidents, queued alerts and saved "
+        "settings would not be kept (the print is still watched and paused)"
+    ) in r.stderr.splitlines(), r.stderr
+    good = write_config(
+        tmp_path / "g.yaml", model=str(tiny_bundle), storage={"dir": str(tmp_path / "new")}
+    )
+    assert "storage.dir" not in run_cli("check-config", "--config", str(good)).stderr
+
+
 def test_check_config_masks_secrets(tmp_path, tiny_bundle) -> None:
     (tmp_path / "octo.key").write_text(SECRET + "\n")
     (tmp_path / "octo.key").chmod(0o600)
