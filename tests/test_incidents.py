@@ -455,6 +455,30 @@ def test_an_answer_given_twice_keeps_the_first_answers_time(tmp_path: Path) -> N
     assert again["answer"] == "paused" and closing_answer(again) == ""
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_feedback_whose_output_cannot_be_written_does_not_blame_the_storage(tmp_path: Path) -> None:
+    """`feedback ... > /dev/full`: the verdict was recorded, and the error said the storage
+    folder could not record it."""
+    import subprocess
+
+    from tests.daemon_helpers import watchdog_cmd
+
+    cfg = write_config(tmp_path)
+    inc = IncidentStore(tmp_path / "state").save("ender3", alert(), jpeg(), jpeg())
+    args = ["--config", str(cfg), "--printer", "ender3", "--incident", inc.id]
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            watchdog_cmd("feedback", *args, "--verdict", "failure"),
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode != 0
+    assert "cannot record the verdict" not in proc.stderr, proc.stderr
+    assert json.loads((inc.path / "alert.json").read_text())["verdict"] == "failure"
+
+
 @pytest.mark.parametrize("verdict", ["not_failure", "failure"])
 def test_feedback_cli_whose_frames_cannot_be_kept_says_so_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], verdict: str

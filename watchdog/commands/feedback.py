@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from watchdog.config import load_config
 from watchdog.errors import UsageError
@@ -50,27 +51,10 @@ def main(args: argparse.Namespace) -> int:
         )
     storage = config.storage.dir
     refuse_as_root_in_a_users_folder(storage)
+    # said after the verdict is recorded, outside its try: a standard output that cannot be
+    # written (a closed pipe, a full disk) is not the storage folder failing
     try:
-        if args.verdict == "not_failure":
-            frame = mark_not_failure(storage, args.printer, args.incident)
-            print(
-                f"incident {args.incident} of {args.printer} marked not a failure; its frame is in {frame}"
-            )
-            print(f"retrain with: python -m trainer --normal {frame.parent.parent} ...")
-        else:
-            copies = mark_failure(storage, args.printer, args.incident)
-            if not copies:  # the daemon pruned the incident as the verdict landed
-                print(
-                    f"incident {args.incident} of {args.printer} marked a real failure, but its "
-                    "frames were removed meanwhile (the oldest alerts are pruned)",
-                    file=sys.stderr,
-                )
-                return 1
-            print(
-                f"incident {args.incident} of {args.printer} marked a real failure; "
-                f"{len(copies)} frame(s) in {copies[0].parent}"
-            )
-            print(f"retrain with: python -m trainer --anomalous {copies[0].parent} ...")
+        said = _judge(storage, args.printer, args.incident, args.verdict)
     except FramesNotKept as exc:  # the verdict stands; the retraining set lacks its frames
         print(
             f"incident {args.incident} of {args.printer}: verdict recorded, but {exc}",
@@ -81,4 +65,31 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--incident: {exc}") from exc
     except OSError as exc:
         raise UsageError(f"{storage}: cannot record the verdict: {exc.strerror or exc}") from exc
+    if said is None:  # the daemon pruned the incident as the verdict landed
+        print(
+            f"incident {args.incident} of {args.printer} marked a real failure, but its "
+            "frames were removed meanwhile (the oldest alerts are pruned)",
+            file=sys.stderr,
+        )
+        return 1
+    print(said)
     return 0
+
+
+def _judge(storage: Path, printer: str, incident: str, verdict: str) -> str | None:
+    """Record the verdict and keep its frames; what to tell the owner (None: a failure whose
+    frames were pruned meanwhile)."""
+    if verdict == "not_failure":
+        frame = mark_not_failure(storage, printer, incident)
+        return (
+            f"incident {incident} of {printer} marked not a failure; its frame is in {frame}\n"
+            f"retrain with: python -m trainer --normal {frame.parent.parent} ..."
+        )
+    copies = mark_failure(storage, printer, incident)
+    if not copies:
+        return None
+    return (
+        f"incident {incident} of {printer} marked a real failure; "
+        f"{len(copies)} frame(s) in {copies[0].parent}\n"
+        f"retrain with: python -m trainer --anomalous {copies[0].parent} ..."
+    )
