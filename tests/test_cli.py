@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+import yaml
 
 from tests.daemon_helpers import run_cli, watchdog_cmd, write_config
 
@@ -128,6 +129,32 @@ def test_check_config_says_when_the_storage_folder_cannot_be_used(tmp_path, tiny
         tmp_path / "g.yaml", model=str(tiny_bundle), storage={"dir": str(tmp_path / "new")}
     )
     assert "storage.dir" not in run_cli("check-config", "--config", str(good)).stderr
+
+
+def test_a_relative_model_and_storage_folder_are_read_from_the_configs_folder(
+    tmp_path, tiny_bundle
+) -> None:
+    """check-config run from the config's folder found `model: my-bundle`; the service, whose
+    working folder is /, did not, and failed to start (the *_file keys were already read from
+    the config's folder)."""
+    etc = tmp_path / "etc"
+    shutil.copytree(tiny_bundle, etc / "my-bundle")
+    config = write_config(
+        etc / "config.yaml", model="my-bundle", storage={"dir": "state"}, printers=[{"name": "e3"}]
+    )
+    proc = subprocess.run(
+        watchdog_cmd("check-config", "--config", str(config)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+    )
+    assert proc.returncode == 0, proc.stderr
+    resolved = yaml.safe_load(proc.stdout)
+    assert (resolved["model"], resolved["storage"]["dir"]) == (
+        str(etc / "my-bundle"),
+        str(etc / "state"),
+    )
 
 
 def test_check_config_masks_secrets(tmp_path, tiny_bundle) -> None:

@@ -253,7 +253,8 @@ class StorageConfig(_Model):
 
     dir: Path = Field(
         default_factory=_default_state_dir,
-        description="state folder ($STATE_DIRECTORY under systemd)",
+        description="state folder ($STATE_DIRECTORY under systemd; a relative path is read "
+        "from the config's folder)",
     )
     keep_incidents: int = Field(
         100, ge=1, description="newest incidents kept; older ones are deleted"
@@ -630,7 +631,9 @@ class Config(_Model):
     """The whole configuration file."""
 
     model: Path | None = Field(
-        None, description="model bundle folder; default: the bundled default model"
+        None,
+        description="model bundle folder (a relative path is read from the config's folder); "
+        "default: the bundled default model",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="logging level"
@@ -984,6 +987,12 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
     data: Any = raw
     try:
         data = _expand_env(raw, "")
+        # the model and the storage folder from the config's folder too (the daemon's
+        # working folder under systemd is /): check-config, run from the config's folder,
+        # found a relative model the service then could not
+        data = _paths_from(data, ("model",), base)
+        if isinstance(data.get("storage"), dict):
+            data["storage"] = _paths_from(data["storage"], ("dir",), base)
         mqtt = data.get("mqtt")
         if isinstance(mqtt, dict):
             mqtt = data["mqtt"] = dict(mqtt)
