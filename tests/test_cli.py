@@ -544,3 +544,15 @@ def test_calibrate_refuses_numbers_out_of_range_before_scoring_a_frame(
     r = run_cli("calibrate", str(bundle), "--normal", str(tmp_path), *flags)
     assert r.returncode == 2 and said in r.stderr, r.stderr
     assert not bundle.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("score", "--threads", "0", "x.jpg"), ("bogus",), ("replay", "--config")],
+)
+def test_a_wrong_flag_is_one_line_naming_the_help(args: tuple[str, ...]) -> None:
+    """argparse printed its whole usage block (4 to 6 lines) before the error."""
+    r = run_cli(*args)
+    assert r.returncode == 2 and r.stdout == "", r
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("error: ") and "--help)" in r.stderr, r.stderr

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from watchdog import __version__, redact
 from watchdog.commands import calibrate, check_config, collect, demo, feedback, replay, run, score
@@ -20,8 +21,18 @@ logger = logging.getLogger("watchdog")
 COMMANDS = (run, check_config, score, replay, collect, demo, feedback, calibrate)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Its commands' parsers too (argparse makes them of their parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        """One line and exit code 2, naming the help to read (argparse prints its whole usage
+        block otherwise: 4 to 6 lines for one wrong flag)."""
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m watchdog", description=__doc__)
+    parser = _Parser(prog="python -m watchdog", description=__doc__)
     parser.add_argument("--version", action="version", version=f"printer-watchdog {__version__}")
     parser.add_argument(
         "--debug", action="store_true", help="debug logging and tracebacks on errors"
