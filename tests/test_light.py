@@ -358,6 +358,10 @@ def test_recalibrating_a_light_matching_bundle_on_ones_own_prints(
     )
     assert r.returncode == 2 and "nowhere: frames folder not found" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+    afile = tmp_path / "frames.txt"  # a file given for the folder: not "not found"
+    afile.write_text("")
+    r = subprocess.run([*cmd[:-1], str(afile)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "frames.txt: not a folder of frames" in r.stderr, r.stderr
 
 
 def test_the_reference_spread_is_numpys_to_the_last_bit() -> None:

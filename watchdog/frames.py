@@ -156,7 +156,8 @@ def group_prints(
     loose: list[Path] = []
     for folder in folders:
         if not Path(folder).is_dir():
-            raise FileNotFoundError(f"{folder}: frames folder not found")
+            what = "not a folder of frames" if Path(folder).exists() else "frames folder not found"
+            raise FileNotFoundError(f"{folder}: {what}")
         for path in images_under(folder):
             if in_failures(path, folder):
                 continue

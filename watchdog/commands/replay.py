@@ -35,6 +35,7 @@ from watchdog.config import (
 from watchdog.daemon import load_bundle
 from watchdog.detection.bundle import Bundle
 from watchdog.detection.decide import Label
+from watchdog.devices.capture import CameraSourceError
 from watchdog.devices.printers import SimulatedPrinter
 from watchdog.errors import UsageError
 from watchdog.incidents import incidents_root
@@ -106,15 +107,18 @@ def main(args: argparse.Namespace) -> int:
             if args.out
             else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="watchdog-replay-")))
         )
-        return replay(
-            pcfg,
-            bundle,
-            frames,
-            out,
-            simulated=not args.api or pcfg.api.kind == "none",
-            keep_incidents=config.storage.keep_incidents,
-            kept=bool(args.out),
-        )
+        try:
+            return replay(
+                pcfg,
+                bundle,
+                frames,
+                out,
+                simulated=not args.api or pcfg.api.kind == "none",
+                keep_incidents=config.storage.keep_incidents,
+                kept=bool(args.out),
+            )
+        except CameraSourceError as exc:  # the recording is the flag's, not a camera's
+            raise UsageError(f"--frames {frames}: {exc.problem}") from None
 
 
 REPLAY_MARK = ".watchdog-replay"  # a folder of replayed incidents: its own may be pruned

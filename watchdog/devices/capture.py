@@ -87,7 +87,13 @@ _CHUNK = 64 * 1024
 
 
 class CameraSourceError(UsageError):
-    """A camera source that can never work (missing file, unreadable video): one line."""
+    """A camera source that can never work (missing file, unreadable video): one line.
+    ``problem`` is the line without the source, for a command that names it its own way
+    (``replay --frames``)."""
+
+    def __init__(self, source: object, problem: str) -> None:
+        super().__init__(f"camera source {source}: {problem}")
+        self.problem = problem
 
 
 class BadFrame(Exception):
@@ -677,9 +683,7 @@ class FolderCamera(_BaseCamera):
             key=lambda p: natural_key(p.name),
         )
         if not self.paths:
-            raise CameraSourceError(
-                f"camera source {path}: no {'/'.join(IMAGE_SUFFIXES)} frames in this folder"
-            )
+            raise CameraSourceError(path, f"no {'/'.join(IMAGE_SUFFIXES)} frames in this folder")
         self._next = 0
         self.online = True
         self.current: Path | None = None  # the file the last read() came from
@@ -724,9 +728,7 @@ class VideoFileCamera(_BaseCamera):
         self._cap = cv2.VideoCapture(str(path))
         if not self._cap.isOpened():
             self._cap.release()
-            raise CameraSourceError(
-                f"camera source {path}: not a video OpenCV can read (nor a folder of frames)"
-            )
+            raise CameraSourceError(path, "not a video OpenCV can read (nor a folder of frames)")
         w, h = (
             int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
             int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
@@ -734,7 +736,7 @@ class VideoFileCamera(_BaseCamera):
         if w * h > cfg.max_pixels:
             self._cap.release()
             raise CameraSourceError(
-                f"camera source {path}: {w}x{h} frames exceed camera.max_pixels={cfg.max_pixels}"
+                path, f"{w}x{h} frames exceed camera.max_pixels={cfg.max_pixels}"
             )
         self.online = True
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -1488,9 +1490,7 @@ def _open(
     if "://" in source:
         scheme = urlsplit(source).scheme.lower()
         if scheme not in ("http", "https", "rtsp", "rtsps", "rtmp"):
-            raise CameraSourceError(
-                f"camera source {redact_url(source)}: unsupported scheme {scheme!r}"
-            )
+            raise CameraSourceError(redact_url(source), f"unsupported scheme {scheme!r}")
         if scheme in ("rtsp", "rtsps", "rtmp"):
             return StreamCamera(cfg, source, label, stop, backoff)
         if _is_stream_url(source):
@@ -1508,7 +1508,8 @@ def _open(
             return VideoFileCamera(cfg, path, label, stop, backoff)
     except PermissionError:  # Python 3.11's is_dir: not False, an error
         raise CameraSourceError(
-            f"camera source {source}: not readable by this user (under /home the service "
-            "needs ProtectHome=read-only: docs/deploy.md)"
+            source,
+            "not readable by this user (under /home the service "
+            "needs ProtectHome=read-only: docs/deploy.md)",
         ) from None
-    raise CameraSourceError(f"camera source {source}: no such file, folder, device or URL")
+    raise CameraSourceError(source, "no such file, folder, device or URL")
