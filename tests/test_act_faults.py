@@ -359,6 +359,28 @@ def test_a_pause_while_octoprint_finishes_the_print_is_said_not_to_have_happened
     assert bad_server.paths.count("/api/job") == 2, bad_server.paths
 
 
+@pytest.mark.parametrize(("text", "then"), [("Printing from SD", "offline"), ("Printing", "idle")])
+def test_octoprint_losing_its_printer_during_an_sd_print_is_not_the_prints_end(
+    bad_server: BadServer, text: str, then: str
+) -> None:
+    """OctoPrint restarted (an update, a plugin) or lost its serial link: a print it streamed
+    has stopped (idle), but a printer printing from its SD card goes on, and "idle" ended the
+    print to the watcher: its alert's buttons refused, "print done" told."""
+    printing = {"state": {"text": text, "flags": {"printing": True}}}
+    bad_server.respond(200, json.dumps(printing), path="/api/printer")
+    bad_server.respond(200, json.dumps({"job": {"file": {"name": "a.gcode"}}}), path="/api/job")
+    printer = client("octoprint", bad_server)
+    assert printer.status().state == "printing"
+    bad_server.respond(
+        409, json.dumps({"error": "Printer is not operational"}), path="/api/printer"
+    )
+    bad_server.respond(200, json.dumps({"state": "Offline", "job": {}}), path="/api/job")
+    lost = printer.status()
+    assert lost.state == then, lost
+    if then == "offline":
+        assert "printing from its SD card and may still be" in lost.detail, lost
+
+
 def test_a_print_that_ended_before_any_cancel_went_out_is_still_refused(
     bad_server: BadServer,
 ) -> None:

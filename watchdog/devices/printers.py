@@ -418,6 +418,9 @@ class OctoPrintClient(_HttpPrinter):
     """OctoPrint's REST API: state from ``/api/printer`` flags, commands to ``/api/job``."""
 
     name = "OctoPrint"
+    # the last status was of a print from the printer's SD card ("Printing from SD"), or of
+    # one paused since: a printer that prints from its card goes on without OctoPrint
+    _from_sd = False
 
     def _read_status(self) -> PrinterStatus:
         try:
@@ -430,7 +433,18 @@ class OctoPrintClient(_HttpPrinter):
             # OctoPrint answers 409 whenever no printer is operational: disconnected, or in
             # its error state, which ends a print (a thermal runaway, a lost connection)
             if error := self._error_state():
+                self._from_sd = False
                 return PrinterStatus(PrinterState.ERROR, None, f"OctoPrint: {error}")
+            if self._from_sd:
+                # OctoPrint restarted (an update, a plugin) or lost its serial link: a print
+                # it streamed has stopped, one from the SD card goes on. Not its end: the
+                # print's alert and its buttons stay, and no "print done" is told
+                return PrinterStatus(
+                    PrinterState.OFFLINE,
+                    None,
+                    "OctoPrint has lost the printer, which was printing from its SD card and "
+                    f"may still be ({exc.detail})",
+                )
             return PrinterStatus(
                 PrinterState.IDLE, None, f"no printer connected to OctoPrint ({exc.detail})"
             )
@@ -457,6 +471,10 @@ class OctoPrintClient(_HttpPrinter):
             state = PrinterState.ERROR
         else:
             state = PrinterState.IDLE
+        if state is PrinterState.PRINTING:
+            self._from_sd = "from SD" in text
+        elif state is not PrinterState.PAUSED:
+            self._from_sd = False
         job, printed = (
             self._job() if state in (PrinterState.PRINTING, PrinterState.PAUSED) else (None, None)
         )
