@@ -284,6 +284,26 @@ def test_a_print_resumed_while_the_watchdog_was_stopped_waits_out_the_cooldown()
     assert not fired
 
 
+def test_a_print_time_still_counting_the_pause_at_the_resume_is_no_new_print() -> None:
+    """OctoPrint's progress is cached until an SD print's next status report: the first poll
+    after a resume may carry the print time of the pause, and the right one after it looked
+    like the print time going back: a new print mid-print, its alert closed, its look learnt
+    again with the failure in view."""
+    from watchdog.detection.decide import JobClock
+
+    def status(state, printer, now, printed):
+        return fold_printer(state, PrinterState(printer), "a.gcode", now, S, JobClock(printed))
+
+    state, _ = status(WatchState(), "printing", 1000.0, 1000.0)
+    state, _ = status(state, "paused", 1010.0, 1000.0)
+    state, _ = status(state, "paused", 1300.0, 1290.0)  # the card's reports during the pause
+    state, events = status(state, "printing", 1310.0, 1300.0)  # cached: the pause still in it
+    assert events == (Event.RESUMED,)
+    state, events = status(state, "printing", 1320.0, 1005.0)  # the card's next report
+    assert events == (), events
+    assert status(state, "printing", 1330.0, 20.0)[1] == (Event.NEW_PRINT,)  # a real restart
+
+
 def test_the_same_file_started_again_unseen_is_a_new_print() -> None:
     """The API away across a print's end (Wi-Fi, Moonraker's host rebooting) or a reprint
     between two polls: the same file printing again was judged against the last print's

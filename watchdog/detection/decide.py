@@ -148,8 +148,11 @@ def on_printer(
     if printer not in (PrinterState.PRINTING, PrinterState.PAUSED) or state.job != job:
         return state, events
     # OctoPrint's print time can grow during a pause (an SD print's status reports) and take
-    # the pause back at the resume: only a printing job's own time is kept
-    printed = clock.printed_s if printer is PrinterState.PRINTING else None
+    # the pause back at the resume: only a printing job's own time is kept, and not the first
+    # one after a resume (OctoPrint's progress is cached until the card's next report: with
+    # the pause still in it, the right time after it had gone back, "a new print")
+    resumed = Event.RESUMED in events or Event.RESUMED_AFTER_ACTION in events
+    printed = clock.printed_s if printer is PrinterState.PRINTING and not resumed else None
     return replace(
         state,
         printed_s=printed if printed is not None else state.printed_s,
