@@ -567,3 +567,20 @@ def test_replay_of_an_empty_folder_names_the_frames_flag(tmp_path, tiny_bundle) 
     assert (
         _one_line_error(r) == f"error: --frames {empty}: no .jpg/.jpeg/.png frames in this folder"
     )
+
+
+def test_a_command_whose_standard_output_is_closed_says_so(tmp_path) -> None:
+    """`check-config ... >&-` exited 0 and every result was dropped without a word."""
+    proc = subprocess.run(
+        watchdog_cmd("check-config", "--config", "config.example.yaml"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+        preexec_fn=lambda: os.close(1),
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: standard output is closed: nothing could be written"
+    )

@@ -75,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_opencv(args.debug)
     if args.command != "run":
         drop_runtime_banner()
+        if sys.stdout is None:  # started with >&-: print() drops every result without a word
+            print("error: standard output is closed: nothing could be written", file=sys.stderr)
+            return 2
     try:
         return int(args.func(args) or 0)
     except (ConfigError, BundleError, UsageError) as exc:
