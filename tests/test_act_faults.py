@@ -379,6 +379,10 @@ def test_octoprint_losing_its_printer_during_an_sd_print_is_not_the_prints_end(
     assert lost.state == then, lost
     if then == "offline":
         assert "printing from its SD card and may still be" in lost.detail, lost
+    # a settings save meanwhile builds a new client: it knows what the old one knew
+    rebuilt = client("octoprint", bad_server)
+    rebuilt.carry_on(printer)
+    assert rebuilt.status().state == then
 
 
 def test_a_print_that_ended_before_any_cancel_went_out_is_still_refused(

@@ -263,10 +263,8 @@ def test_replay_never_writes_into_a_daemons_storage_folder(
         printers=[{"name": "e3", "detection": {"consecutive": 3}}],
     )
     for out in (storage, tmp_path / "copy"):
-        if out != storage:  # a copy of it (no lock file): its incidents are real too
-            import shutil
-
-            shutil.copytree(storage / "incidents", out / "incidents")
+        if out != storage:  # a copy of it: its incidents are real too
+            shutil.copytree(storage, out)
         r = run_cli("replay", "--config", str(config), "--frames", str(frames), "--out", str(out))
         assert r.returncode == 2, r.stderr
         assert r.stderr.strip().splitlines()[-1] == (
@@ -275,6 +273,7 @@ def test_replay_never_writes_into_a_daemons_storage_folder(
         )
     assert real.path is not None and (real.path / "alert.json").is_file()
     again = tmp_path / "replays"
+    (again / "incidents" / "e3").mkdir(parents=True)  # as replays before this check left it
     for _ in range(2):  # a folder replay made takes the next replay
         r = run_cli("replay", "--config", str(config), "--frames", str(frames), "--out", str(again))
         assert r.returncode == 0, r.stderr

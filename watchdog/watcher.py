@@ -35,7 +35,7 @@ from watchdog.detection.bundle import Bundle, encode_jpeg
 from watchdog.detection.decide import Event, Label
 from watchdog.detection.detector import Detector, MaskError, Verdict
 from watchdog.devices.capture import Camera, open_camera
-from watchdog.devices.printers import NoPrinter, PrinterClient, make_printer
+from watchdog.devices.printers import NoPrinter, OctoPrintClient, PrinterClient, make_printer
 from watchdog.frame_gate import FrameGate
 from watchdog.history import History
 from watchdog.incidents import (
@@ -708,6 +708,12 @@ class Watcher:
         # again, one fixed by it is told back; a cancel seen at the next poll is one
         self.camera_online, self.api_state = old.camera_online, old.api_state
         self.printer_detail = old.printer_detail
+        if (
+            isinstance(self.printer, OctoPrintClient)
+            and isinstance(old.printer, OctoPrintClient)
+            and self.cfg.api.url == old.cfg.api.url
+        ):
+            self.printer.carry_on(old.printer)
         self._restore_checked = old._restore_checked
         same_camera = self.cfg.camera.source == old.cfg.camera.source
         if same_camera:  # a picture found frozen stays so: not told "back online" by a reload
@@ -769,7 +775,9 @@ class Watcher:
         if verb in (Verb.PAUSE, Verb.RESUME, Verb.CANCEL):
             # judged against what the printer does now, not at the last poll (up to
             # camera.interval_s ago): an alert's Cancel must not stop the print the owner has
-            # started at the printer since, and a Resume is seen as one (below)
+            # started at the printer since; and our pause seen before a Resume, or the next
+            # poll saw printing, then printing: no resume, the view the owner accepted not
+            # learnt again, and the print paused again by it after the cooldown
             self._poll_printer(self.clock(), time.monotonic())
             if command.incident is not None and (
                 why := self._other_print(command.incident) or self._answered(verb, command.incident)
@@ -786,11 +794,6 @@ class Watcher:
             result = self._ask_printer(Action(verb.value))
             if result.outcome == Outcome.DONE and verb in ANSWERS:
                 self._record_answer(verb, command.incident)
-            if result.outcome == Outcome.DONE:
-                # the printer's change seen now: a Resume carried out and the print running
-                # again before the next poll was no resume to it (PRINTING, then PRINTING),
-                # and the view the owner accepted paused the print again after the cooldown
-                self._poll_printer(self.clock(), time.monotonic())
             return CommandResult(result.outcome == Outcome.DONE, result.detail)
         return CommandResult(False, f"{verb.value} is not something a watcher does")
 

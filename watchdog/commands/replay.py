@@ -121,23 +121,22 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError(f"--frames {frames}: {exc.problem}") from None
 
 
-REPLAY_MARK = ".watchdog-replay"  # a folder of replayed incidents: its own may be pruned
+# what a daemon leaves in its storage folder, and replay never makes (a copy has them too)
+DAEMON_FILES = (LOCK_FILE, "outbox", "collected", "overrides.json")
 
 
 def _check_out(out: Path) -> None:
     """``--out`` is a folder replay may write and prune (it keeps storage.keep_incidents):
     never a daemon's storage folder, whose real alerts it would delete; said now, not as
     each incident fails to be kept."""
-    if (out / LOCK_FILE).exists() or (
-        incidents_root(out).is_dir() and not (out / REPLAY_MARK).exists()
-    ):
+    if any((out / name).exists() for name in DAEMON_FILES):
         raise UsageError(
             f"--out {out}: a watchdog's storage folder (its real alerts would be pruned to "
             "make room for the replay's): give an empty folder, or one replay made"
         )
-    try:
+    try:  # made and tried now: an unusable folder said before the replay, not at its alerts
         out.mkdir(parents=True, exist_ok=True)
-        (out / REPLAY_MARK).touch()
+        tempfile.NamedTemporaryFile(dir=out, prefix=".replay-").close()
     except OSError as exc:
         raise UsageError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
 

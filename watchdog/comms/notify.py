@@ -605,20 +605,20 @@ class TargetSender:
 
     def _camera_news_judged_afresh(self, entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
         """The entries to send, and the "camera offline" notifications an earlier run left
-        waiting out ``camera_offline_after_s``: they said what that run's camera did, and this
-        run's watchers judge the camera afresh (no "back online" would ever follow one sent
-        now). One that sums up others, or already due (a retry), is the owner's news: kept."""
-        now = self.wall()
+        unsent (waiting out ``camera_offline_after_s``, due while the daemon was down, or
+        failing): they said what that run's camera did, and this run's watchers judge the
+        camera afresh, telling it again if it is still offline (no "back online" would ever
+        follow one sent now). One that sums up others (a "back online" in it) is the owner's
+        news: kept."""
         stale = [
             e
             for e in entries
             if e.body.get("kind") == Kind.CAMERA_OFFLINE.value
-            and _not_before(e) > now
             and not _count(e.body.get("coalesced"))
         ]
         if stale:
             logger.info(
-                'notify %s: %d "camera offline" left waiting by the last run not sent: the '
+                'notify %s: %d "camera offline" left unsent by the last run dropped: the '
                 "camera is judged afresh, and told again if it is still offline",
                 self.name,
                 len(stale),

@@ -422,6 +422,11 @@ class OctoPrintClient(_HttpPrinter):
     # one paused since: a printer that prints from its card goes on without OctoPrint
     _from_sd = False
 
+    def carry_on(self, old: OctoPrintClient) -> None:
+        """What ``old``, the client before a reload, knew of the print (a settings save while
+        OctoPrint had lost its printer mid-print must not end that print to the watcher)."""
+        self._from_sd = old._from_sd
+
     def _read_status(self) -> PrinterStatus:
         try:
             data = self._request(
@@ -436,9 +441,10 @@ class OctoPrintClient(_HttpPrinter):
                 self._from_sd = False
                 return PrinterStatus(PrinterState.ERROR, None, f"OctoPrint: {error}")
             if self._from_sd:
-                # OctoPrint restarted (an update, a plugin) or lost its serial link: a print
-                # it streamed has stopped, one from the SD card goes on. Not its end: the
-                # print's alert and its buttons stay, and no "print done" is told
+                # OctoPrint restarted (an update, a plugin) or was disconnected from the
+                # printer: a print it streamed has stopped, one from the SD card goes on. Not
+                # its end: the print's alert and its buttons stay, no "print done" is told. (A
+                # serial link lost is OctoPrint's "Offline after error": an error, above)
                 return PrinterStatus(
                     PrinterState.OFFLINE,
                     None,
