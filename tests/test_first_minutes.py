@@ -396,9 +396,10 @@ def test_calibrating_for_a_printer_in_another_region_keeps_the_start_guard(
         ), r.stderr
     r = run_cli("calibrate", str(bundle), "--normal", str(mine), "--std-floor", "nan")
     last = r.stderr.strip().splitlines()[-1]
-    assert r.returncode == 2 and last.endswith("--std-floor: 'nan': give a number from 0 to 1"), (
-        last
-    )
+    assert r.returncode == 2 and last == (
+        "error: argument --std-floor: 'nan': give a number from 0 to 1 "
+        "(see python -m watchdog calibrate --help)"
+    ), last
     r = run_cli("calibrate", str(bundle), "--normal", str(mine), "--frames", "5000")
     last = r.stderr.strip().splitlines()[-1]
     assert r.returncode == 2 and last.startswith("error: --frames 5000: adaptation.frames"), last

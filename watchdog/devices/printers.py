@@ -414,6 +414,25 @@ class _HttpPrinter:
         raise AssertionError("unreachable")  # the loop always returns
 
 
+def _octoprint_state(flags: dict[str, Any], text: str) -> PrinterState:
+    """The printer's state from OctoPrint's ``state.flags`` and its text."""
+    if flags.get("cancelling"):
+        # OctoPrint still says printing, but ignores a pause: it is ending
+        return PrinterState.IDLE
+    if flags.get("printing") and _SENDING_TO_SD.search(text):
+        # copying a file onto the printer's SD card: "printing" to OctoPrint's flags, but
+        # nothing is printed (the camera watched an idle bed for the upload's minutes) and a
+        # pause is taken and does nothing
+        return PrinterState.IDLE
+    if flags.get("paused") or flags.get("pausing"):
+        return PrinterState.PAUSED
+    if flags.get("printing") or flags.get("resuming") or flags.get("finishing"):
+        return PrinterState.PRINTING
+    if flags.get("error") or flags.get("closedOrError"):
+        return PrinterState.ERROR
+    return PrinterState.IDLE
+
+
 class OctoPrintClient(_HttpPrinter):
     """OctoPrint's REST API: state from ``/api/printer`` flags, commands to ``/api/job``."""
 
@@ -435,25 +454,7 @@ class OctoPrintClient(_HttpPrinter):
                 timeout=min(self.api.timeout_s, STATUS_TIMEOUT_S),
             )
         except _Conflict as exc:
-            # OctoPrint answers 409 whenever no printer is operational: disconnected, or in
-            # its error state, which ends a print (a thermal runaway, a lost connection)
-            if error := self._error_state():
-                self._from_sd = False
-                return PrinterStatus(PrinterState.ERROR, None, f"OctoPrint: {error}")
-            if self._from_sd:
-                # OctoPrint restarted (an update, a plugin) or was disconnected from the
-                # printer: a print it streamed has stopped, one from the SD card goes on. Not
-                # its end: the print's alert and its buttons stay, no "print done" is told. (A
-                # serial link lost is OctoPrint's "Offline after error": an error, above)
-                return PrinterStatus(
-                    PrinterState.OFFLINE,
-                    None,
-                    "OctoPrint has lost the printer, which was printing from its SD card and "
-                    f"may still be ({exc.detail})",
-                )
-            return PrinterStatus(
-                PrinterState.IDLE, None, f"no printer connected to OctoPrint ({exc.detail})"
-            )
+            return self._not_operational(exc.detail)
         state_obj = data.get("state") if isinstance(data, dict) else None
         flags = state_obj.get("flags") if isinstance(state_obj, dict) else None
         if not isinstance(state_obj, dict) or not isinstance(flags, dict):
@@ -461,22 +462,7 @@ class OctoPrintClient(_HttpPrinter):
                 f"GET {self._shown_base}/api/printer: answer has no state.flags", retryable=True
             )
         text = str(state_obj.get("text", ""))
-        if flags.get("cancelling"):
-            # OctoPrint still says printing, but ignores a pause: it is ending
-            state = PrinterState.IDLE
-        elif flags.get("printing") and _SENDING_TO_SD.search(text):
-            # copying a file onto the printer's SD card: "printing" to OctoPrint's flags, but
-            # nothing is printed (the camera watched an idle bed for the upload's minutes) and
-            # a pause is taken and does nothing
-            state = PrinterState.IDLE
-        elif flags.get("paused") or flags.get("pausing"):
-            state = PrinterState.PAUSED
-        elif flags.get("printing") or flags.get("resuming") or flags.get("finishing"):
-            state = PrinterState.PRINTING
-        elif flags.get("error") or flags.get("closedOrError"):
-            state = PrinterState.ERROR
-        else:
-            state = PrinterState.IDLE
+        state = _octoprint_state(flags, text)
         if state is PrinterState.PRINTING:
             self._from_sd = "from SD" in text
         elif state is not PrinterState.PAUSED:
@@ -491,6 +477,27 @@ class OctoPrintClient(_HttpPrinter):
             printed,
             # its last moves queued, OctoPrint takes a pause and does nothing
             pausable=not flags.get("finishing"),
+        )
+
+    def _not_operational(self, detail: str) -> PrinterStatus:
+        """OctoPrint's 409, whenever no printer is operational: disconnected, or in its error
+        state, which ends a print (a thermal runaway, a lost connection)."""
+        if error := self._error_state():
+            self._from_sd = False
+            return PrinterStatus(PrinterState.ERROR, None, f"OctoPrint: {error}")
+        if self._from_sd:
+            # OctoPrint restarted (an update, a plugin) or was disconnected from the printer:
+            # a print it streamed has stopped, one from the SD card goes on. Not its end: the
+            # print's alert and its buttons stay, no "print done" is told. (A serial link lost
+            # is OctoPrint's "Offline after error": an error, above)
+            return PrinterStatus(
+                PrinterState.OFFLINE,
+                None,
+                "OctoPrint has lost the printer, which was printing from its SD card and may "
+                f"still be ({detail})",
+            )
+        return PrinterStatus(
+            PrinterState.IDLE, None, f"no printer connected to OctoPrint ({detail})"
         )
 
     def _error_state(self) -> str | None:
