@@ -583,3 +583,25 @@ def test_a_command_whose_standard_output_is_closed_says_so(tmp_path) -> None:
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: standard output is closed: nothing could be written"
     )
+
+
+def test_check_config_refuses_mqtt_certificates_the_daemon_could_not_load(
+    tmp_path, tiny_bundle
+) -> None:
+    """A client certificate that is no certificate: check-config said "ok", and the daemon
+    exited 2 at its start, restarted by systemd again and again (the installer's check said
+    nothing either). Said in the user's words, not OpenSSL's ("[SSL] PEM lib")."""
+    garbage = tmp_path / "client.pem"
+    garbage.write_text("not a certificate")
+    tls = {"cert_file": str(garbage), "key_file": str(garbage)}
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(tiny_bundle),
+        mqtt={"host": "127.0.0.1", "tls": tls},
+        printers=[{"name": "e3"}],
+    )
+    r = run_cli("check-config", "--config", str(config))
+    assert _one_line_error(r) == (
+        f"error: {config}: mqtt.tls: cannot load the certificates ({garbage}, {garbage}): a "
+        "file that is not a PEM certificate or key"
+    )

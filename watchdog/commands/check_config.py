@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from watchdog.commands import shown_source
+from watchdog.comms.transport import check_tls
 from watchdog.config import Config, ConfigError, PrinterConfig
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
 from watchdog.devices.capture import CameraSourceError, open_camera, redact_url
@@ -197,6 +198,10 @@ def main(args: argparse.Namespace) -> int:
     config, left_out = load_starting_config(args.config, config_mask_check)
     for why in left_out:
         print(f"warning: {secret_filter.mask(why)}", file=sys.stderr)
+    try:
+        check_tls(config.mqtt)
+    except ConfigError as exc:  # one line, exit 2: the daemon would not start on them
+        raise ConfigError(f"{args.config}: {exc}") from None
     bundle = Bundle.load(config.model or default_bundle_path())  # BundleError → one line, exit 2
     if not args.no_model_run:
         run_model(config, bundle)

@@ -28,7 +28,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from watchdog.config import ConfigError, MqttConfig
+from watchdog.config import ConfigError, MqttConfig, TlsConfig
 from watchdog.incidents import ThrottledLog
 
 MACHINE_ID = Path("/etc/machine-id")
@@ -84,6 +84,37 @@ class _BoundedClient(mqtt.Client):
             self.oversize = bufsize
             raise OSError(errno.EMSGSIZE, f"incoming packet of {bufsize} bytes")
         return super()._sock_recv(bufsize)
+
+
+def _set_tls(client: mqtt.Client, tls: TlsConfig) -> None:
+    """``client`` set to TLS with ``tls``'s files; ConfigError naming mqtt.tls when they cannot
+    be loaded (a certificate that is no certificate, a key that is not its certificate's)."""
+    try:
+        client.tls_set(
+            ca_certs=str(tls.ca_file) if tls.ca_file else None,
+            certfile=str(tls.cert_file) if tls.cert_file else None,
+            keyfile=str(tls.key_file) if tls.key_file else None,
+            cert_reqs=ssl.CERT_NONE if tls.insecure else ssl.CERT_REQUIRED,
+        )
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        files = ", ".join(str(f) for f in (tls.ca_file, tls.cert_file, tls.key_file) if f)
+        if isinstance(exc, ssl.SSLError):  # OpenSSL's words ("[SSL] PEM lib"): the user's
+            why = (
+                "the key is not the certificate's"
+                if exc.reason == "KEY_VALUES_MISMATCH"
+                else "a file that is not a PEM certificate or key"
+            )
+        else:
+            why = exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
+        raise ConfigError(f"mqtt.tls: cannot load the certificates ({files}): {why}") from exc
+
+
+def check_tls(cfg: MqttConfig) -> None:
+    """ConfigError naming mqtt.tls where the daemon's start would fail on its certificates
+    (``check-config``: said before the service is started on them, not by a start that exits
+    2 and is restarted by systemd)."""
+    if cfg.host and cfg.tls is not None:
+        _set_tls(mqtt.Client(mqtt.CallbackAPIVersion.VERSION2), cfg.tls)
 
 
 class MqttTransport:
@@ -146,20 +177,8 @@ class MqttTransport:
                 "password with a user name only)"
             )
         if cfg.tls is not None:
-            tls = cfg.tls
-            try:
-                client.tls_set(
-                    ca_certs=str(tls.ca_file) if tls.ca_file else None,
-                    certfile=str(tls.cert_file) if tls.cert_file else None,
-                    keyfile=str(tls.key_file) if tls.key_file else None,
-                    cert_reqs=ssl.CERT_NONE if tls.insecure else ssl.CERT_REQUIRED,
-                )
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                files = ", ".join(str(f) for f in (tls.ca_file, tls.cert_file, tls.key_file) if f)
-                raise ConfigError(
-                    f"mqtt.tls: cannot load the certificates ({files}): {exc}"
-                ) from exc
-            if tls.insecure:
+            _set_tls(client, cfg.tls)
+            if cfg.tls.insecure:
                 client.tls_insecure_set(True)
                 logger.warning("mqtt.tls.insecure: the broker's certificate is not verified")
         client.will_set(self.availability_topic, "offline", qos=1, retain=True)
