@@ -267,7 +267,6 @@ class Watcher:
         self._handover = threading.Lock()  # submit against retire
         self._successor: Watcher | None = None  # after a reload: who carries out commands
         self.retired = False  # handed over to a successor (``retire``): it knows the print now
-        self._polled = False  # the printer was asked at least once
         # what the printer's API said of its job at the last poll (``PrinterStatus``)
         self._printed_s: float | None = None
         self._job_started: float | None = None
@@ -409,7 +408,6 @@ class Watcher:
         while: a job's elapsed time is counted back to ``now``)."""
         status = self.printer.status()
         lag = time.monotonic() - since
-        self._polled = True
         before, told_before = self.state, self.api_state
         self._note_api_health(status)
         self.state, happened = decide.on_printer(
@@ -702,7 +700,6 @@ class Watcher:
             old._prints,
             old._alert_print,
         )
-        self._polled = old._polled
         self._printed_s, self._job_started = old._printed_s, old._job_started
         # what the camera and the API were last: a camera down before the reload is not told
         # again, one fixed by it is told back; a cancel seen at the next poll is one
@@ -880,7 +877,8 @@ class Watcher:
         watcher's latest, no print started since, and its job was not printed again since
         (``_printed_again``: a print begun while the API was away). After a restart (none in memory): the
         alert is the newest saved, its job is the job the printer reports now, and that job
-        was not printed again since (``_printed_again``)."""
+        was not printed again since (``_printed_again``). The printer was polled just before
+        (``_carry_out``)."""
         alert = self.last_alert
         if alert is not None:
             if alert.incident != incident:
@@ -897,8 +895,6 @@ class Watcher:
             # the same file started again while the API was away or between two polls: no
             # print was counted, but its print time or start time tell
             return self._printed_again(alert.job, _epoch(alert.time), alert.printed_s)
-        if not self._polled:  # just started: what does the printer print?
-            self._poll_printer(self.clock(), time.monotonic())
         newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
         if newest and newest[0].id != incident:
             return f"{self.name} has had a newer alert since this one"
