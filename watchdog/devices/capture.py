@@ -949,6 +949,15 @@ class _ThreadedCamera(_BaseCamera):
         # sending them goes offline with its backoff instead of looking online for good
         self._reconnect.set()
 
+    def _reconnect_frozen(self, frozen: str) -> None:
+        """read() found the picture frozen: the reader connects again, and is offline with its
+        backoff until the picture changes (it looks at a new connection's first picture); a
+        reader that went down meanwhile keeps its own reason."""
+        with self._lock:
+            if self.online:
+                self.last_error = frozen
+        self._reconnect.set()
+
     def _fail(self, message: str, busy: bool = False) -> None:
         if self._in_start_grace(self._started_at, busy):
             self._halt_wait(START_RETRY_S)
@@ -1131,11 +1140,7 @@ class StreamCamera(_ThreadedCamera):
             self._bad("stream gave an undecodable frame")
             return None
         if (frozen := self._frozen_problem(frame)) is not None:
-            # the reader connects again, offline with its backoff until the picture changes
-            with self._lock:
-                if self.online:
-                    self.last_error = frozen
-            self._reconnect.set()
+            self._reconnect_frozen(frozen)
             return None
         accepted = self._accept(frame)
         if accepted is not None:
@@ -1351,12 +1356,7 @@ class MjpegCamera(_ThreadedCamera):
                 return None
             self._taken, part = self._seq, self._latest
         if isinstance(part, bytes) and (frozen := self._frozen_problem(part)) is not None:
-            # the reader connects again (offline with its backoff until the picture changes);
-            # a reader that went down meanwhile keeps its own reason
-            with self._lock:
-                if self.online:
-                    self.last_error = frozen
-            self._reconnect.set()
+            self._reconnect_frozen(frozen)
             return None
         try:
             if isinstance(part, BadFrame):

@@ -40,8 +40,9 @@ class FrozenPicture:
         self._told = False  # frozen_for said frozen: only a new picture ends it, not a gap
 
     def frozen_for(self, data: bytes | np.ndarray, now: float) -> float | None:
-        """Seconds ``data`` (bytes, or a decoded frame) has been the picture served, once that is ``after_s`` or more
-        (and it was read at least MIN_REPEATS times); None while the picture is live.
+        """Seconds ``data`` (bytes, or a decoded frame) has been the picture served, once that
+        is ``after_s`` or more (and it was read at least MIN_REPEATS times); None while the
+        picture is live.
         ``now``: the monotonic clock. A picture found frozen stays frozen across the idle
         time between prints: the next print must not start on it as a live camera."""
         if self.after_s <= 0:
