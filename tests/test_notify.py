@@ -524,6 +524,20 @@ def test_a_damaged_outbox_entry_does_not_stop_the_notifications(
     assert not cut.exists() and writing.exists()  # left-overs do not fill the card
 
 
+def _camera_offline_left_by_a_stop(phone, webhook_receiver, tmp_path, **body: object) -> tuple:
+    """A run whose "camera offline" waits out camera_offline_after_s when it stops, its saved
+    entry's body then given ``body``; the camera-news target, for the next run."""
+    targets = (camera_target(webhook_receiver.url("hook"), 60),)
+    first = phone(notify=targets)
+    first.camera_changed(PRINTER, False)  # waits out camera_offline_after_s
+    first.stop()
+    [saved] = outbox_entries(tmp_path, "notify-json")
+    record = json.loads(saved.read_text())
+    record["body"].update(body)
+    saved.write_text(json.dumps(record))
+    return targets
+
+
 def test_a_camera_offline_still_waiting_at_a_restart_is_not_sent_by_the_next_run(
     phone, webhook_receiver, tmp_path
 ) -> None:
@@ -531,14 +545,8 @@ def test_a_camera_offline_still_waiting_at_a_restart_is_not_sent_by_the_next_run
     meanwhile (an upgrade, a crash). The next run sent it when due, though its camera may be
     fine, and no "back online" ever followed: the phone said the print was not watched while
     it was. The camera is judged afresh by the next run instead."""
-    targets = (camera_target(webhook_receiver.url("hook"), 60),)
-    first = phone(notify=targets)
-    first.camera_changed(PRINTER, False)  # waits out camera_offline_after_s
-    first.stop()
-    [saved] = outbox_entries(tmp_path, "notify-json")
-    record = json.loads(saved.read_text())
-    record["body"]["not_before"] = 0.0  # due while the daemon was down: the same
-    saved.write_text(json.dumps(record))
+    # due while the daemon was down: the same
+    targets = _camera_offline_left_by_a_stop(phone, webhook_receiver, tmp_path, not_before=0.0)
     second = phone(notify=targets)
     assert outbox_entries(tmp_path, "notify-json") == []
     assert second.notifications.flush(10) and not webhook_receiver.posts
@@ -552,14 +560,9 @@ def test_a_damaged_camera_notification_on_disk_does_not_break_the_next_camera_ne
     """Camera news waiting in the outbox across a restart (an "offline" that sums up
     others: kept), its file damaged: the camera's next news is still taken (it was a
     ValueError inside the watcher's step)."""
-    targets = (camera_target(webhook_receiver.url("hook"), 60),)
-    first = phone(notify=targets)
-    first.camera_changed(PRINTER, False)  # waits out camera_offline_after_s
-    first.stop()
-    [saved] = outbox_entries(tmp_path, "notify-json")
-    record = json.loads(saved.read_text())
-    record["body"].update(not_before="later", since=[], coalesced=2)
-    saved.write_text(json.dumps(record))
+    targets = _camera_offline_left_by_a_stop(
+        phone, webhook_receiver, tmp_path, not_before="later", since=[], coalesced=2
+    )
 
     second = phone(notify=targets)
     second.camera_changed(PRINTER, True)
