@@ -122,7 +122,7 @@ def test_check_config_says_when_the_storage_folder_cannot_be_used(tmp_path, tiny
     r = run_cli("check-config", "--config", str(config))
     assert r.returncode == 0, r.stderr  # the print is still watched: a warning, not a refusal
     assert (
-        f"warning: storage.dir {afile}: not a folder: incidents, queued alerts and saved "
+        f"warning: storage.dir {afile}: a file, not a folder: incidents, queued alerts and saved "
         "settings would not be kept (the print is still watched and paused)"
     ) in r.stderr.splitlines(), r.stderr
     good = write_config(

@@ -410,7 +410,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["--data", "DATA", "--test-sessions", "printX"], "printX"),
         (["--data", "DATA", "--split", "random", "--test-sessions", "print1"], "--split session"),
         # found before the frames are loaded and an hour of training, not after
-        (["--data", "DATA", "--out", "FILE"], "is a file, not a folder"),
+        (["--data", "DATA", "--out", "FILE"], ": a file, not a folder"),
         (["--normal", "DATA/no_defected", "--use-f1-threshold"], "--use-f1-threshold"),
     ],
 )

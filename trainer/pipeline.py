@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +42,7 @@ from watchdog.detection.bundle import (
     baseline_memory_refusal,
 )
 from watchdog.detection.detector import calibration_start
+from watchdog.storage_lock import why_unwritable
 
 logger = logging.getLogger(__name__)
 
@@ -267,16 +267,8 @@ def _held_out_false_alarms_left_out(
 def _check_out(out: Path) -> None:
     """``--out`` is, or can be made, a folder this user writes in: said before the frames are
     loaded and the model fitted, not after (and nothing is made before the run's checks)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out} is a file, not a folder")
-    existing = out.absolute()
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise DataError(f"--out {out}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise DataError(f"--out {out}: this user cannot write in {existing}")
+    if (why := why_unwritable(Path(out))) is not None:
+        raise DataError(f"--out {out}: {why}")
 
 
 def _run_dir(out: Path) -> Path:

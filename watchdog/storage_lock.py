@@ -78,6 +78,23 @@ def refuse_as_root_in_a_users_folder(folder: Path) -> None:
         )
 
 
+def why_unwritable(folder: Path) -> str | None:
+    """Why this user could not keep files in ``folder`` (made where missing), or None.
+    Judged without making or writing anything, so a check run before a long job leaves no
+    trace; the wording follows "<folder>: "."""
+    path = Path(folder)
+    if path.exists():
+        if not path.is_dir():
+            return "a file, not a folder"
+        return None if os.access(path, os.W_OK | os.X_OK) else "this user cannot write in it"
+    parent = nearest_existing(path)
+    if not parent.is_dir():
+        return f"cannot be made: {parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot be made: this user cannot write in {parent}"
+    return None
+
+
 def nearest_existing(folder: Path) -> Path:
     """``folder``, or the nearest folder above it that exists (where it would be made)."""
     path = Path(folder).absolute()

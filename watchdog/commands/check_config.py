@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import yaml
@@ -27,7 +25,7 @@ from watchdog.devices.printers import make_printer
 from watchdog.overrides import Origin, config_mask_check, load_starting_config, origins
 from watchdog.printing import PrinterState
 from watchdog.redact import secret_filter
-from watchdog.storage_lock import nearest_existing
+from watchdog.storage_lock import why_unwritable
 from watchdog.watcher import detector_for
 
 PROBE_STATES = ("printing", "paused", "idle")  # a printer API that answers says one of these
@@ -70,7 +68,7 @@ def warnings(config: Config) -> list[str]:
                 f"printers.{i} ({p.name}): action: notify with a printer API: a failure is "
                 f"reported, never paused; set action: pause to have the print paused"
             )
-    if (why := _storage_problem(config.storage.dir)) is not None:
+    if (why := why_unwritable(config.storage.dir)) is not None:
         out.append(
             f"storage.dir {config.storage.dir}: {why}: incidents, queued alerts and saved "
             "settings would not be kept (the print is still watched and paused)"
@@ -82,20 +80,6 @@ def warnings(config: Config) -> list[str]:
             "mqtt.host or add a notify target to hear of it"
         )
     return out
-
-
-def _storage_problem(folder: Path) -> str | None:
-    """Why the daemon could not keep anything in ``folder`` (as this user), or None."""
-    if folder.exists():
-        if not folder.is_dir():
-            return "not a folder"
-        return None if os.access(folder, os.W_OK | os.X_OK) else "this user cannot write in it"
-    parent = nearest_existing(folder)
-    if not parent.is_dir():
-        return f"cannot be made: {parent} is not a folder"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"cannot be made: this user cannot write in {parent}"
-    return None
 
 
 def run_model(config: Config, bundle: Bundle) -> None:
