@@ -458,7 +458,7 @@ def test_an_answer_given_twice_keeps_the_first_answers_time(tmp_path: Path) -> N
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
 def test_feedback_whose_output_cannot_be_written_does_not_blame_the_storage(tmp_path: Path) -> None:
     """`feedback ... > /dev/full`: the verdict was recorded, and the error said the storage
-    folder could not record it."""
+    folder could not record it; then it named no file at all. It names the output now."""
     import subprocess
 
     from tests.daemon_helpers import watchdog_cmd
@@ -476,6 +476,9 @@ def test_feedback_whose_output_cannot_be_written_does_not_blame_the_storage(tmp_
         )
     assert proc.returncode != 0
     assert "cannot record the verdict" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: cannot use the standard output: No space left on device"
+    ], proc.stderr
     assert json.loads((inc.path / "alert.json").read_text())["verdict"] == "failure"
 
 

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn, TextIO
 
 from watchdog import __version__, redact
 from watchdog.commands import calibrate, check_config, collect, demo, feedback, replay, run, score
@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sys.stdout is None:  # started with >&-: print() drops every result without a word
             print("error: standard output is closed: nothing could be written", file=sys.stderr)
             return 2
+        sys.stdout = _NamedOutput(sys.stdout)
     try:
         return int(args.func(args) or 0)
     except (ConfigError, BundleError, UsageError) as exc:
@@ -99,6 +100,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        if isinstance(sys.stdout, _NamedOutput):
+            sys.stdout = sys.stdout.stream
+
+
+class _NamedOutput:
+    """A command's standard output whose failures say it is the output that failed
+    (``> /dev/full``, a full disk): Python's error names no file, and "cannot use: No space
+    left on device" left the owner guessing which of the command's files it was."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except OSError as exc:
+            raise _named(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as exc:
+            raise _named(exc) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _named(exc: OSError) -> OSError:
+    if exc.filename is not None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror, "the standard output")
 
 
 if __name__ == "__main__":
