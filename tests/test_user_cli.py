@@ -789,3 +789,41 @@ def test_each_fit_draws_one_progress_line_on_a_terminal(tmp_path: Path) -> None:
         "epoch 3/3" in line.split("\r")[-1] for line in lines
     )  # redrawn in place, one line per fit
     assert "Epoch 1/" not in text and "ms/step" not in text, "Keras' own per-epoch display"
+
+
+@pytest.mark.parametrize("url", ["snapshot_url", "stream_url"])
+def test_ctrl_c_during_collect_does_not_wait_out_a_camera_that_does_not_answer(
+    tmp_path: Path, camera_server, url: str
+) -> None:
+    """The camera answers a byte at a time (a hung camera; camera.timeout_s 60): Ctrl-C
+    waited the whole timeout before collect ended. It ends at once, and says the camera had
+    not given a frame yet, not that it never answers."""
+    camera_server.set_fault("slow_headers")
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[
+            {
+                "name": "ender3",
+                "camera": {"source": getattr(camera_server, url), "timeout_s": 60},
+                "action": "notify",
+            }
+        ],
+    )
+    proc = subprocess.Popen(
+        watchdog_cmd("collect", "--config", str(config), "--out", str(tmp_path / "out")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until("the camera asked", lambda: camera_server.requests >= 1, 60)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)  # far less than the camera's 60 s
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err, err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        f"error: nothing saved: stopped: camera of ender3 ({getattr(camera_server, url)}) "
+        "had not given a frame yet"
+    ], err

@@ -207,9 +207,14 @@ class Collector:
         waited = now - self.waiting_since
         return waited if waited > self.cfg.camera.interval_s else 0.0
 
-    def why_nothing(self) -> str:
-        """Why this printer saved no frame, in one phrase."""
+    def why_nothing(self, stopped: bool = False) -> str:
+        """Why this printer saved no frame, in one phrase; ``stopped``: collect was stopped
+        (Ctrl-C), which may have cut the camera's first answer short."""
         name, source = self.cfg.name, shown_source(self.cfg)
+        if stopped and self.printing_since is None:
+            return f"printer {name} had not reported printing (last status: {self.last_status or 'none'})"
+        if stopped and not self.answered:
+            return f"camera of {name} ({source}) had not given a frame yet"
         if self.printing_since is None:
             return f"printer {name} never reported printing (last status: {self.last_status or 'none'})"
         if not self.answered:
@@ -325,8 +330,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {gave_up}; saved {saved} frame(s)", file=sys.stderr)
         return 1
     if saved == 0:
+        stopped = stop.is_set()
         print(
-            f"error: nothing saved: {'; '.join(c.why_nothing() for c in collectors)}",
+            f"error: nothing saved{': stopped' if stopped else ''}: "
+            f"{'; '.join(c.why_nothing(stopped) for c in collectors)}",
             file=sys.stderr,
         )
         return 1

@@ -46,7 +46,7 @@ import re
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -613,11 +613,13 @@ class _BaseCamera:
             return None
         try:
             raw = self._read_patiently()
-        except BadFrame as exc:
-            self._bad(str(exc))
-            return None
-        except SourceDown as exc:
-            self._down(str(exc))
+        except (BadFrame, SourceDown) as exc:
+            if self._halted():  # cut short by close() or the stop event: no camera's fault
+                return None
+            if isinstance(exc, BadFrame):
+                self._bad(str(exc))
+            else:
+                self._down(str(exc))
             return None
         except Exception as exc:  # noqa: BLE001 - the contract is "never raises": a bug must not stop the daemon
             logger.exception("camera %s: unexpected error", self.label)
@@ -835,7 +837,7 @@ class SnapshotCamera(_BaseCamera):
         """The snapshot's bytes, within camera.timeout_s from connecting to the last byte (a
         camera dripping its headers or body a byte at a time held the watcher for good)."""
         late = SourceDown(f"snapshot took longer than camera.timeout_s={self.cfg.timeout_s:g}")
-        with self._http.deadline(self.cfg.timeout_s) as deadline:
+        with self._http.deadline(self.cfg.timeout_s, self._stop) as deadline:
             try:
                 body = self._fetch_within()
             except (SourceDown, BadFrame):
@@ -926,10 +928,29 @@ class _ThreadedCamera(_BaseCamera):
         try:
             self._run()
         finally:
-            self._first_attempt.set()
+            self._attempted()
 
     def _run(self) -> None:
         raise NotImplementedError
+
+    def _attempted(self) -> None:
+        """The reader's first connection was tried (up, or failed): the first read goes on."""
+        self._first_attempt.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def _until(self, done: Callable[[], bool], seconds: float) -> None:
+        """Wait up to ``seconds`` for ``done()`` (the reader notifies ``_cond``), waking on
+        close() or the stop event too: Ctrl-C or a shutdown does not wait out a camera that
+        does not answer (nothing notifies when the stop event is set, so it is looked at five
+        times a second). Called with ``_cond`` held or not."""
+        ends = time.monotonic() + seconds
+        with self._cond:
+            while not done() and not self._halted():
+                left = ends - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(min(left, 0.2))
 
     def _in_backoff(self) -> bool:
         """Sleep through the backoff (waking on close/stop); True if the caller should re-check."""
@@ -941,7 +962,7 @@ class _ThreadedCamera(_BaseCamera):
 
     def _connected(self, reset_backoff: bool = True) -> None:
         self._up(reset_backoff)
-        self._first_attempt.set()
+        self._attempted()
 
     def _bad_run_seen(self) -> None:
         # the source stays connected while every frame it sends is refused (junk parts, frames
@@ -963,9 +984,7 @@ class _ThreadedCamera(_BaseCamera):
             self._halt_wait(START_RETRY_S)
             return
         self._down(message)
-        self._first_attempt.set()
-        with self._cond:
-            self._cond.notify_all()
+        self._attempted()  # and a read() waiting for a frame sees it offline
 
     def _ready(self) -> bool:
         """False while closed or offline; only the first read starts the reader and waits for
@@ -986,8 +1005,8 @@ class _ThreadedCamera(_BaseCamera):
         if refused is not None:
             self._down(f"cannot start its reader ({refused}); tried again at its next read")
             return False
-        self._first_attempt.wait(self.cfg.timeout_s + START_GRACE_S)
-        return self.online
+        self._until(self._first_attempt.is_set, self.cfg.timeout_s + START_GRACE_S)
+        return self.online and not self._halted()
 
     def close(self) -> None:
         """Stop the thread; it is joined for a few seconds (a stalled source ends within timeout_s)."""
@@ -1128,10 +1147,7 @@ class StreamCamera(_ThreadedCamera):
             return None
         with self._cond:
             self._want, self._delivered, self._frame = True, False, None
-            self._cond.wait_for(
-                lambda: self._delivered or not self.online or self._halted(),
-                timeout=self.cfg.timeout_s,
-            )
+            self._until(lambda: self._delivered or not self.online, self.cfg.timeout_s)
             delivered, frame = self._delivered, self._frame
             self._want, self._frame = False, None
         if not delivered:
@@ -1288,7 +1304,7 @@ class MjpegCamera(_ThreadedCamera):
         # time held this thread, and its socket, past close and every reload); the stream's
         # body has no end and is bounded per frame below
         self._reconnect.clear()  # a run of bad frames of an earlier connection is not this one's
-        with self._http.deadline(t) as deadline:
+        with self._http.deadline(t, self._stop) as deadline:
             try:
                 resp = _open_camera_url(self._http, self.url, t)
             except SourceDown:

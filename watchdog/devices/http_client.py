@@ -25,6 +25,7 @@ import os
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
@@ -40,6 +41,7 @@ from watchdog.redact import redact_url
 
 REDIRECT_CODES = frozenset((301, 302, 303, 307, 308))
 USER_AGENT = f"printer-watchdog/{__version__}"
+STOP_POLL_S = 0.2  # how soon a request sees its stop event
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -267,19 +269,22 @@ class HttpClient:
         raise TooManyRedirects(f"more than {self._max_redirects} redirects")
 
     @contextlib.contextmanager
-    def deadline(self, seconds: float) -> Iterator[Deadline]:
+    def deadline(self, seconds: float, stop: threading.Event | None = None) -> Iterator[Deadline]:
         """Requests made in this block by this thread, their bodies read included, end within
-        ``seconds`` (see ``Deadline``)."""
+        ``seconds`` (see ``Deadline``), or as soon as ``stop`` is set: a Ctrl-C or a shutdown
+        does not wait out a camera that does not answer."""
         deadline = Deadline()
-        timer = threading.Timer(seconds, deadline.expire)
-        timer.daemon = True
+        done = threading.Event()
+        watcher = threading.Thread(
+            target=_expire_when, args=(deadline, done, seconds, stop), daemon=True
+        )
         before = getattr(_current, "deadline", None)
         _current.deadline = deadline
-        timer.start()
+        watcher.start()
         try:
             yield deadline
         finally:
-            timer.cancel()
+            done.set()
             _current.deadline = before
 
     def close(self) -> None:
@@ -299,6 +304,22 @@ class HttpClient:
         kw = self._pool.connection_pool_kw
         if self._shared_tls is not None and "ssl_context" not in kw and url[:6].lower() == "https:":
             kw["ssl_context"] = _shared_tls_context(self._shared_tls)
+
+
+def _expire_when(
+    deadline: Deadline, done: threading.Event, seconds: float, stop: threading.Event | None
+) -> None:
+    """``deadline`` expires after ``seconds``, or once ``stop`` is set (looked at five times a
+    second), unless ``done`` comes first."""
+    ends = time.monotonic() + seconds
+    while not (stop is not None and stop.is_set()):
+        left = ends - time.monotonic()
+        if left <= 0:
+            break
+        if done.wait(left if stop is None else min(left, STOP_POLL_S)):
+            return
+    if not done.is_set():  # a connection handed back to its pool is not shut
+        deadline.expire()
 
 
 @functools.cache

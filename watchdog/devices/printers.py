@@ -187,7 +187,10 @@ class _HttpPrinter:
         """The answer and its body (at most MAX_ANSWER_BYTES + 1), all within ``timeout``: an
         API (or a proxy) sending its answer a byte at a time held the watcher, and every pause
         queued behind it, far past the timeout of each wait."""
-        with self._lock, self._http.deadline(timeout) as deadline:
+        # a status poll is cut short at a stop (Ctrl-C, a shutdown); a command never is: one
+        # cut mid-way might have reached the printer or not
+        cut_by = self._stop if method == "GET" else None
+        with self._lock, self._http.deadline(timeout, cut_by) as deadline:
             try:
                 resp = self._http.open(
                     method,
