@@ -503,3 +503,29 @@ def test_feedback_cli_whose_frames_cannot_be_kept_says_so_in_one_line(
     assert err.count("\n") == 1 and "verdict recorded, but" in err, err
     assert "could not be kept" in err, err
     assert json.loads((inc.path / "alert.json").read_text())["verdict"] == verdict
+
+
+def test_a_folder_that_cannot_be_synced_does_not_make_a_saved_alert_look_unsaved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failing SD card refuses to sync a folder after the rename put the entry in place
+    (mocked: such a card cannot be made here). The entry was treated as unsaved: sent from
+    memory, never marked done, so sent again at every start; the incident was off the page
+    and its answers refused."""
+    from watchdog import incidents as incidents_module
+    from watchdog.comms import outbox as outbox_module
+    from watchdog.comms.outbox import Outbox
+
+    def failing_card(path: Path) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(outbox_module, "fsync_dir", failing_card)
+    monkeypatch.setattr(incidents_module, "fsync_dir", failing_card)
+    outbox = Outbox(tmp_path)
+    entry = outbox.put("mqtt", "ender3", {"title": "failure"})
+    assert entry.path is not None
+    outbox.done(entry)
+    assert outbox.pending("mqtt") == []  # not sent again after a restart
+    incident = IncidentStore(tmp_path).save("ender3", alert(), jpeg(), jpeg(), pending=False)
+    assert incident.path is not None
+    assert [i.id for i in list_incidents(tmp_path, ["ender3"])] == [incident.id]

@@ -17,12 +17,19 @@ from tests import synth
 from tests.daemon_helpers import run_cli, write_config
 from tests.plugins.models import TINY_FRAMES, TINY_SEED
 from tests.plugins.printers import api_config, wait_until
+from watchdog.comms.actions import latest_incident
 from watchdog.comms.notifier import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
 from watchdog.control import Command, Verb
 from watchdog.detection.bundle import Bundle
 from watchdog.devices.printers import PrinterClient, SimulatedPrinter, make_printer
-from watchdog.incidents import closing_answer, list_incidents
+from watchdog.incidents import (
+    Incident,
+    closing_answer,
+    list_incidents,
+    new_incident_id,
+    record_verdict,
+)
 from watchdog.printing import Action, ActionResult, Outcome, PrinterState, PrinterStatus
 from watchdog.watcher import LOOK_FRESH_S, Watcher, build_watcher
 
@@ -131,9 +138,12 @@ def _watcher(
     printer: PrinterClient,
     action: str = "pause",
     notifier_class: type[Notifier] = Notifier,
+    mqtt: MqttConfig | None = None,
+    keep_incidents: int = 100,
 ) -> Watcher:
     """A watcher on a folder camera whose clock advances 10 s per step (the default interval)."""
-    notifier = notifier_class(MqttConfig(), StorageConfig(dir=tmp_path / "state"), ["e3"])
+    storage = StorageConfig(dir=tmp_path / "state", keep_incidents=keep_incidents)
+    notifier = notifier_class(mqtt or MqttConfig(), storage, ["e3"])
     cfg = PrinterConfig(
         name="e3", camera=CameraConfig(source=str(frames), interval_s=0), action=action
     )
@@ -1316,3 +1326,53 @@ def test_a_print_that_ends_soon_after_an_alert_is_told_unless_the_watchdog_cance
     watcher.step()
     assert ended == ["J.gcode"] * told
     watcher.camera.close()
+
+
+def test_with_one_incident_kept_the_alert_is_listed_and_answered(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """``storage.keep_incidents: 1`` with MQTT on: the draft saved before the pause (pending)
+    made the final alert one too many, and it was deleted as it was saved; the page listed
+    nothing, and every answer to the alert was refused as an older alert's. (The broker is
+    never connected here: the alert waits in the outbox.)"""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
+    printer = SimulatedPrinter("benchy.gcode")
+    mqtt = MqttConfig(host="127.0.0.1", port=1)
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, mqtt=mqtt, keep_incidents=1)
+    while printer.status().state != "paused":
+        watcher.step()
+    alert = watcher.status()["last_alert"]
+    [saved] = list_incidents(tmp_path / "state", ["e3"])
+    assert saved.id == alert["incident"] and saved.alert["action_result"]["outcome"] == "done"
+    # the phone's Resume and Cancel buttons are this alert's, not an older one's
+    assert latest_incident(tmp_path / "state", "e3") == saved.id
+    assert record_verdict(tmp_path / "state", "e3", saved.id, "failure").is_file()
+
+
+class _FullDiskNotifier(Notifier):
+    """The final alert comes back unsaved, as ``IncidentStore.save`` returns it on a disk
+    error (a full disk cannot be made here); the draft before it was saved."""
+
+    def save_alert(self, printer, alert, frame_jpeg, heatmap_jpeg):
+        return Incident(printer, new_incident_id(), dict(alert), None)
+
+
+def test_an_alert_that_cannot_be_saved_is_written_into_its_draft(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The disk filled between the draft saved before the pause and the final alert: the
+    draft was thrown away all the same, so the alert was on no page, and its answers were
+    refused. The draft, whose frames are on disk, becomes the alert, with the pause's end."""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
+    printer = SimulatedPrinter("benchy.gcode")
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, "pause", _FullDiskNotifier)
+    while printer.status().state != "paused":
+        watcher.step()
+    [saved] = list_incidents(tmp_path / "state", ["e3"])
+    assert saved.id == watcher.status()["last_alert"]["incident"]
+    assert saved.alert["action_result"]["outcome"] == "done", saved.alert
+    assert saved.delivered  # nothing left to send after a restart
+    assert not (tmp_path / "state" / "incidents" / "e3" / saved.id / "draft").exists()
+    # the phone's Resume and Cancel buttons are this alert's, not an older one's
+    assert latest_incident(tmp_path / "state", "e3") == saved.id
+    assert record_verdict(tmp_path / "state", "e3", saved.id, "failure").is_file()

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from watchdog import frames
-from watchdog.durable import fsync_dir, write_durably
+from watchdog.durable import fsync_dir, replace_file, write_durably
 
 logger = logging.getLogger(__name__)
 
@@ -276,7 +276,6 @@ class IncidentStore:
             if draft:
                 write_durably(partial / DRAFT, b"")
             os.replace(partial, final)
-            fsync_dir(folder)
         except OSError as exc:
             self._throttle(
                 logger,
@@ -289,9 +288,37 @@ class IncidentStore:
             )
             shutil.rmtree(partial, ignore_errors=True)
             return incident
-        incident.path = final
-        self.prune(printer)
+        incident.path = final  # in place: a folder that cannot be synced does not undo that
+        with contextlib.suppress(OSError):
+            fsync_dir(folder)
+        self.prune(printer, saved=incident_id)
         return incident
+
+    def settle(self, draft: Incident, alert: dict[str, Any]) -> Incident:
+        """The final ``alert`` written into its ``draft``, where it could not be saved as an
+        incident of its own (a full disk): the draft was thrown away all the same, and the
+        alert was on no page, its answers refused as an older alert's. The draft's frames
+        stay, and its pending marker until the alert is handed on (``delivered``); on an
+        error the draft stays as it is, settled at the next start."""
+        if draft.path is None:
+            return Incident(draft.printer, draft.id, dict(alert, incident=draft.id), None)
+        alert = dict(alert, incident=draft.id)
+        try:
+            replace_file(
+                draft.path / ALERT, json.dumps(alert, default=_jsonable, indent=2).encode(), 0o644
+            )
+            (draft.path / DRAFT).unlink()
+            fsync_dir(draft.path)
+        except OSError as exc:
+            logger.error(
+                "%s: cannot write the alert into incident %s (%s): it is listed after the "
+                "next start, its action's end unknown",
+                draft.printer,
+                draft.id,
+                exc.strerror or exc,
+            )
+            return Incident(draft.printer, draft.id, alert, None)
+        return Incident(draft.printer, draft.id, alert, draft.path)
 
     def discard(self, incident: Incident) -> None:
         """Delete a saved incident (a draft replaced by the final alert).
@@ -441,18 +468,20 @@ class IncidentStore:
         found.sort(key=lambda i: i.id)
         return found
 
-    def prune(self, printer: str) -> int:
-        """Delete the oldest delivered incidents beyond ``keep``; pending ones always stay."""
+    def prune(self, printer: str, saved: str | None = None) -> int:
+        """Delete the oldest delivered incidents beyond ``keep``; pending ones always stay, so
+        does the one just ``saved``. A draft is not counted (its final alert replaces it): with
+        ``keep: 1`` the draft made the final alert one too many, and it was deleted at once."""
         folder = self.root / printer
         removed = 0
         with self._lock:
             remove_stale_partials(folder)
-            dirs = id_folders(folder)
+            dirs = [d for d in id_folders(folder) if not (d / DRAFT).exists()]
             excess = len(dirs) - self.keep
             for path in dirs:  # oldest first
                 if excess <= 0:
                     break
-                if (path / PENDING).exists():
+                if (path / PENDING).exists() or path.name == saved:
                     continue
                 try:
                     shutil.rmtree(path)
@@ -515,6 +544,8 @@ def _record(path: Path, value: str, key: str = "verdict") -> Path:
     except OSError:  # a full disk: the alert as it was, no half file beside it
         tmp.unlink(missing_ok=True)
         raise
+    with contextlib.suppress(OSError):  # the verdict survives a power cut, as its copies do
+        fsync_dir(path)
     return path / ALERT
 
 
@@ -647,11 +678,13 @@ def _copy_into(src: Path, dest_dir: Path, name: str) -> Path:
     dest_dir.mkdir(parents=True, exist_ok=True)
     tmp = dest_dir / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        shutil.copyfile(src, tmp)
+        write_durably(tmp, src.read_bytes())  # not back as an empty file after a power cut
         os.replace(tmp, dest_dir / name)
     except OSError:  # a full disk: no half copy left behind
         tmp.unlink(missing_ok=True)
         raise
+    with contextlib.suppress(OSError):
+        fsync_dir(dest_dir)
     return dest_dir / name
 
 

@@ -575,13 +575,19 @@ class Watcher:
         alert = self._alert(verdict, outcome)
         (logger.warning if outcome.outcome == Outcome.DONE else logger.error)("%s", alert.message)
         incident = self.alerts.save_alert(self.name, alert.to_dict(), frame_jpeg, heat_jpeg)
+        settled = incident.path is None  # not saved (a full disk): the draft becomes it
+        if settled:
+            incident = store.settle(draft, alert.to_dict())
         alert = replace(alert, incident=incident.id)
         # Recorded before it is sent: an answer to "the latest alert" (Home Assistant's button,
         # an automation) that comes back at once must land on this alert, not the one before.
         self.last_alert, self._alert_print = alert, self._prints
         self.snapshot = self._status(self.snapshot.heartbeat)
         self.alerts.send_alert(incident, frame_jpeg, heat_jpeg)
-        store.discard(draft)  # the final alert replaces it
+        if settled:  # handed on now, as a final alert is (one saved is never pending)
+            store.delivered(incident)
+        else:
+            store.discard(draft)  # the final alert replaces it
         # the frames that led to it, for the dashboard's picture strip
         store.add_lead_up(self.name, incident.id, self.history.lead_up())
         return WatchEvent("alert", self.name, alert=alert)

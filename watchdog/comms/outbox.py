@@ -15,6 +15,7 @@ at most once a minute) and the caller keeps it in memory until it is delivered.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -111,7 +112,6 @@ class Outbox:
                 write_durably(partial / ATTACHMENT, attachment)
             write_durably(partial / ENTRY, to_json(record))
             os.replace(partial, final)
-            fsync_dir(folder)
         except OSError as exc:
             self._throttle(
                 logger,
@@ -123,6 +123,10 @@ class Outbox:
             )
             shutil.rmtree(partial, ignore_errors=True)
             return entry
+        # in place from here: a folder that cannot be synced (a failing card) must not make a
+        # saved entry look unsaved, sent from memory, never marked done, sent at every start
+        with contextlib.suppress(OSError):
+            fsync_dir(folder)
         return replace(entry, path=final, attachment=None)
 
     def done(self, entry: Entry) -> None:
