@@ -539,13 +539,43 @@ def test_stopping_with_commands_piled_up_behind_a_stuck_printer_does_not_hang(
         sub.wait_for(f"{p}/available/+", lambda m: m.text == "online")
         for _ in range(20):
             mosquitto.publish(f"{p}/{PRINTER}/enabled/set", "OFF", qos=1)
-        wait_for("a full queue", lambda: notifier.mqtt._commands.full())
+        wait_for("a full queue", lambda: notifier.mqtt._commands.full(PRINTER))
     stopping = threading.Thread(target=notifier.stop)
     stopping.start()
     stopping.join(15)
     release.set()
     assert not stopping.is_alive(), "the stop waited on commands nobody would carry out"
     assert "not carried out: the watchdog stopped" in caplog.text
+
+
+def test_commands_piled_up_behind_one_stuck_printer_do_not_refuse_another_printers(
+    mosquitto, unique_prefix, notifier_factory
+) -> None:
+    """Sixteen commands waiting behind a printer whose API hangs: the pause pressed for
+    another printer was ignored too ("16 commands are already waiting"), for minutes. The
+    limit is each printer's own."""
+    p = unique_prefix
+    release = threading.Event()
+
+    class StuckEnder(Recorder):
+        def dispatch(self, command: Command) -> CommandResult:
+            if command.printer == PRINTER:
+                release.wait(60)
+            return super().dispatch(command)
+
+    recorder = StuckEnder()
+    notifier = notifier_factory(mosquitto, p, printers=(PRINTER, "voron"), dispatcher=recorder)
+    try:
+        with mosquitto.subscriber(f"{p}/available/+") as sub:
+            sub.wait_for(f"{p}/available/+", lambda m: m.text == "online")
+            for _ in range(20):
+                mosquitto.publish(f"{p}/{PRINTER}/enabled/set", "OFF", qos=1)
+            wait_for("a full queue", lambda: notifier.mqtt._commands.full(PRINTER))
+            mosquitto.publish(f"{p}/voron/command", "pause", qos=1)
+            wait_for("the other printer's pause", lambda: len(recorder.history) == 1)
+        assert recorder.history == [Command("voron", Verb.PAUSE)]
+    finally:
+        release.set()
 
 
 # --------------------------------------------------------------------------- parse_command (pure)

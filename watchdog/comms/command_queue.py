@@ -19,7 +19,9 @@ from watchdog.control import Command, CommandResult
 
 logger = logging.getLogger(__name__)
 
-COMMANDS_WAITING = 16  # commands waiting, all printers together; more at once are refused (a flood)
+# commands waiting for one printer; more at once are refused (a flood). Each printer its own:
+# sixteen piled up behind one whose API hangs refused every other printer's for minutes
+COMMANDS_WAITING = 16
 COMMAND_FRESH_S = 30.0  # a command that waited longer is not carried out
 
 
@@ -31,16 +33,16 @@ class PrinterCommands:
         self._lock = threading.Lock()
         self._queues: dict[str, deque[tuple[Command, float]]] = {}
         self._workers: dict[str, threading.Thread] = {}
-        self._waiting = 0
         self._closed = False
 
     def put(self, command: Command) -> bool:
-        """Queue ``command``; False when COMMANDS_WAITING are waiting already, or closed."""
+        """Queue ``command``; False when COMMANDS_WAITING are waiting already for its printer,
+        or closed."""
         with self._lock:
-            if self._closed or self._waiting >= COMMANDS_WAITING:
+            queue = self._queues.get(command.printer)
+            if self._closed or (queue is not None and len(queue) >= COMMANDS_WAITING):
                 return False
             self._queues.setdefault(command.printer, deque()).append((command, time.monotonic()))
-            self._waiting += 1
             if command.printer not in self._workers:
                 worker = threading.Thread(
                     target=self._carry_out,
@@ -52,22 +54,21 @@ class PrinterCommands:
                     worker.start()
                 except RuntimeError:  # no thread to be had (the unit's TasksMax): not queued
                     self._queues[command.printer].pop()
-                    self._waiting -= 1
                     if not self._queues[command.printer]:
                         del self._queues[command.printer]
                     return False
                 self._workers[command.printer] = worker
         return True
 
-    def full(self) -> bool:
+    def full(self, printer: str) -> bool:
         with self._lock:
-            return self._waiting >= COMMANDS_WAITING
+            return len(self._queues.get(printer, ())) >= COMMANDS_WAITING
 
     def close(self, timeout: float) -> int:
         """Take no more; drop those waiting (returned: how many) and wait for those under way."""
         with self._lock:
             self._closed = True
-            dropped, self._waiting = self._waiting, 0
+            dropped = sum(len(queue) for queue in self._queues.values())
             self._queues.clear()
             workers = list(self._workers.values())
         deadline = time.monotonic() + timeout
@@ -82,7 +83,6 @@ class PrinterCommands:
                 self._queues.pop(printer, None)
                 self._workers.pop(printer, None)
                 return None
-            self._waiting -= 1
             return queue.popleft()
 
     def _carry_out(self, printer: str) -> None:

@@ -432,7 +432,7 @@ class MqttCommunicator:
                 logger,
                 logging.WARNING,
                 "commands-full",
-                "%s: MQTT command %s ignored: %d commands are already waiting",
+                "%s: MQTT command %s ignored: %d commands are already waiting for this printer",
                 command.printer,
                 command.verb.value,
                 COMMANDS_WAITING,
