@@ -190,7 +190,7 @@ def measure(
 
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| framing | region | FPR@thr (mean of 3 prints) | pauses of normal prints (by the start guard) | recall@thr (mean) "
+        "| framing | region | FPR@thr (mean of 3 prints) | pauses of normal prints (in the start) | recall@thr (mean, first 40 frames of the failed prints) "
         "| failed prints paused after a normal start (median frames) | failed from their first frame: frames to pause |",
         "|---|---|---:|---:|---:|---|---|",
     ]

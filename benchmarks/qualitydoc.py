@@ -253,8 +253,9 @@ def lighting(q: Json, lasting: Json | None, in_start: Json | None = None) -> str
     ]
     if lasting is not None:
         out += [
-            "\nThrough `python -m watchdog replay` with the shipped bundle; the simulated owner resumes "
-            "after each pause, which re-learns the print's look:\n",
+            "\nThrough `python -m watchdog replay` with the shipped bundle (fitted on these "
+            "very prints: optimistic); the simulated owner resumes after each pause, which "
+            "re-learns the print's look:\n",
             _lasting_table(lasting),
             f"\nCommand: `{LASTING_CMD}`",
         ]
@@ -807,8 +808,9 @@ def _variant_label(d: Json, base: Json) -> str:
     if changed and d["_name"].startswith("quality-variant-shipped-"):
         # the preset shipped at the time, since changed: which run it was matters
         return f"{', '.join(changed)} (shipped then, run {d['date']})"
-    # the same settings measured again: the spread between runs is the training's own noise
-    return ", ".join(changed) or f"as shipped, another run ({d['date']})"
+    # the same settings and seeds measured again (training here is deterministic): figures
+    # that differ say the code changed between the runs, not the training's noise
+    return ", ".join(changed) or f"as shipped, run again with the same seeds ({d['date']})"
 
 
 GROWTH_FILE = "quality-variant-growth-order.json"
@@ -914,7 +916,7 @@ def growing_prints(shipped: Json | None, growth: Json | None, bundle: Json | Non
                 "frames above the threshold, mean (worst)",
                 "pauses of good prints (no resume between them)",
                 "recall on Kaggle failures",
-                "in-scene recall mean (min-max)",
+                "in-scene recall, frames pooled: mean (min-max)",
                 "in-scene failures paused within 10 frames",
                 "run",
             ],
@@ -925,8 +927,8 @@ def growing_prints(shipped: Json | None, growth: Json | None, bundle: Json | Non
         )
         + "\n\nWhat it says: a print whose look moves far from its first five minutes (a part "
         "much taller or wider than its start showed) is judged as changed, and a good print can "
-        "be paused. Where the fitting prints grow that way too, the threshold cross-fitted on "
-        "them rises out of reach and failures are missed (recall). Resuming a pause (or "
+        "be paused. Where the fitting prints grow that way too, the threshold (the higher of "
+        "the one cross-fitted on them and the one their own last frames give) rises out of reach and failures are missed (recall). Resuming a pause (or "
         "marking the alert not a failure) learns the print's look again. See "
         "[decisions/growing-prints.md](decisions/growing-prints.md). "
         f"Command: `{GROWTH_CMD}`.\n\n" + _shipped_growing(bundle)
@@ -971,7 +973,9 @@ def scoring_experiments(shipped: Json | None) -> str:
     return (
         "Other ways to score or to train the shipped preset, each three training runs, "
         "leave-one-print-out (9 fold-runs), the threshold set as the trainer sets it. Each "
-        "row names what it changed. `epochs`, `batch_size`, `patience`: how each model is fitted "
+        "row names what it changed; a row \"run again with the same seeds\" changed nothing but "
+        "the code at its date (training here is deterministic: its figures differ from the "
+        "shipped row's by the code, not by the training's noise). `epochs`, `batch_size`, `patience`: how each model is fitted "
         "(a smaller batch makes more updates per epoch); `denoise`: the share of training frames "
         "with a foreign blob pasted, the model asked for the clean frame back; "
         "`synthetic_parts`: the share of training frames with clean parts of other shapes, "
@@ -992,17 +996,34 @@ def scoring_experiments(shipped: Json | None) -> str:
                 "FPR@thr mean (max)",
                 "pauses of good prints",
                 "recall@thr",
-                "in-scene recall mean (min-max)",
+                "in-scene recall, frames pooled: mean (min-max)",
                 f"in-scene recall by category ({names})",
                 "in-scene failures paused within 10 frames",
             ],
             rows,
         )
-        + "\n\nPauses of good prints stay 0 even where several percent of a print's frames are above the "
-        'threshold: in this data\'s weak time order ("Is file order time?") such frames seldom '
-        "come three in a row, as they would on a real print.\n\n"
-        f"Command: `{VARIANT_CMD}`.\n"
+        + "\n\n"
+        + _pauses_note(runs)
+        + f"Command: `{VARIANT_CMD}`.\n"
     )
+
+
+def _pauses_note(runs: list[tuple[str, Json]]) -> str:
+    """What the pauses of good prints say beside their frames above the threshold, from the
+    runs themselves (a fixed sentence said 0 where a run paused good prints)."""
+    pausing = [
+        f"{label} ({sum(r['false_pauses'] for r in _folds(d))})"
+        for label, d in runs
+        if sum(r["false_pauses"] for r in _folds(d))
+    ]
+    said = (
+        "Few good prints are paused even where several percent of a print's frames are above "
+        'the threshold: in this data\'s weak time order ("Is file order time?") such frames '
+        "seldom come three in a row, as they would on a real print. "
+    )
+    if pausing:
+        return said + "Runs that paused good prints: " + "; ".join(pausing) + ".\n\n"
+    return said + "No run paused a good print.\n\n"
 
 
 # --------------------------------------------------------------------------- the page

@@ -53,8 +53,19 @@ def test_runs_of_settings_shipped_earlier_are_told_apart_by_their_date() -> None
         "clipped_light false (shipped then, run 2026-12-01 13:04 UTC)"
     )
     assert (
-        qualitydoc._variant_label(again, base) == "as shipped, another run (2026-12-01 13:04 UTC)"
+        qualitydoc._variant_label(again, base)
+        == "as shipped, run again with the same seeds (2026-12-01 13:04 UTC)"
     )
+
+
+def test_the_scoring_experiments_name_the_runs_that_paused_good_prints() -> None:
+    """The page said "pauses of good prints stay 0" under a table whose region row paused
+    four: the sentence is the runs' own now."""
+    calm = {"runs": {"0": [{"false_pauses": 0}], "1": [{"false_pauses": 0}]}}
+    pausing = {"runs": {"0": [{"false_pauses": 3}], "1": [{"false_pauses": 1}]}}
+    note = qualitydoc._pauses_note([("shipped", calm), ("region [0.0, 0.65, 1.0, 1.0]", pausing)])
+    assert "Runs that paused good prints: region [0.0, 0.65, 1.0, 1.0] (4)." in note
+    assert "No run paused a good print." in qualitydoc._pauses_note([("shipped", calm)])
 
 
 def test_the_growth_order_table_compares_the_shipped_settings_only() -> None:
