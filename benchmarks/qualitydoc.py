@@ -973,7 +973,7 @@ def scoring_experiments(shipped: Json | None) -> str:
     return (
         "Other ways to score or to train the shipped preset, each three training runs, "
         "leave-one-print-out (9 fold-runs), the threshold set as the trainer sets it. Each "
-        "row names what it changed; a row \"run again with the same seeds\" changed nothing but "
+        'row names what it changed; a row "run again with the same seeds" changed nothing but '
         "the code at its date (training here is deterministic: its figures differ from the "
         "shipped row's by the code, not by the training's noise). `epochs`, `batch_size`, `patience`: how each model is fitted "
         "(a smaller batch makes more updates per epoch); `denoise`: the share of training frames "
