@@ -135,7 +135,7 @@ def test_a_fifo_as_model_json_is_refused_at_once_by_check_config_and_the_daemon(
         assert proc.returncode == 2, proc.stderr
         assert (
             proc.stderr.strip().splitlines()[-1]
-            == f"error: {folder / 'model.json'}: not a regular file"
+            == f"error: {config}: model: {folder / 'model.json'}: not a regular file"
         )
 
 

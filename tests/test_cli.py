@@ -191,8 +191,8 @@ def test_missing_and_corrupt_bundles_fail_at_start(tmp_path, tiny_bundle) -> Non
     config = write_config(
         tmp_path / "c.yaml", model=str(tmp_path / "nowhere"), printers=[{"name": "e3"}]
     )
-    assert "model bundle folder not found" in _one_line_error(
-        run_cli("run", "--config", str(config))
+    assert _one_line_error(run_cli("run", "--config", str(config))) == (
+        f"error: {config}: model: {tmp_path / 'nowhere'}: model bundle folder not found"
     )
 
     broken = tmp_path / "broken"

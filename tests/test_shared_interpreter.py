@@ -155,3 +155,36 @@ def test_a_command_started_with_stderr_closed_still_scores() -> None:
     )
     assert r.returncode == 0, r.stdout
     assert "000_normal.jpg" in r.stdout, r.stdout
+
+
+def test_ctrl_c_while_the_model_judges_a_frame_waits_for_that_frame() -> None:
+    """Ctrl-C during `replay` came while the model's thread was still in the model: the
+    process ended under it and the runtime aborted it ("terminate called without an active
+    exception", exit 134, in about one run of ten) instead of its summary and exit 130. The
+    interrupted caller lets the frame end first (here a job of half a second, and Ctrl-C
+    made by a timer signal a tenth of a second in)."""
+    import signal
+    import time
+
+    scorer = FrameScorer(Bundle.load(default_bundle_path()))
+    finished: list[float] = []
+
+    def judging() -> None:
+        time.sleep(0.5)
+        finished.append(time.monotonic())
+
+    def ctrl_c(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGALRM, ctrl_c)
+    signal.setitimer(signal.ITIMER_REAL, 0.1)
+    try:
+        scorer._shared.call(judging)
+    except KeyboardInterrupt:
+        interrupted = time.monotonic()
+    else:
+        raise AssertionError("the timer's Ctrl-C did not reach the caller")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+    assert finished and finished[0] <= interrupted

@@ -72,11 +72,22 @@ def _with_verdict(stored: CommandResult, learnt: CommandResult) -> CommandResult
     return CommandResult(stored.ok and learnt.ok, f"{stored.detail}; {learnt.detail}")
 
 
-def load_bundle(config: Config) -> Bundle:
+def load_bundle(config: Config, source: str | Path = "config") -> Bundle:
     """The config's bundle, loaded and its model run once (start and reload refuse it otherwise)."""
-    bundle = Bundle.load(config.model or default_bundle_path())
+    bundle = configured_bundle(config, source)
     try_model_once(bundle)
     return bundle
+
+
+def configured_bundle(config: Config, source: str | Path = "config") -> Bundle:
+    """The bundle ``model:`` names (the shipped one without it); a bundle that cannot be
+    loaded is said as the config file's ``model:``, where the owner fixes it."""
+    if config.model is None:
+        return Bundle.load(default_bundle_path())
+    try:
+        return Bundle.load(config.model)
+    except BundleError as exc:
+        raise BundleError(f"{source}: model: {exc}") from None
 
 
 def try_model_once(bundle: Bundle) -> None:
@@ -161,7 +172,7 @@ class Daemon:
         self._apply_log_level(self.config)
         for why in refused:
             logger.error("%s", why)
-        self.bundle = load_bundle(self.config)
+        self.bundle = load_bundle(self.config, self.config_path)
         self.metrics = Metrics()
         self.notifier: Notifier | None = None
         self.http: Any = None
@@ -571,7 +582,7 @@ class Daemon:
             config, left_out = overrides.load_starting_config(
                 self.config_path, overrides.config_mask_check, self.config.storage.dir
             )
-            bundle = load_bundle(config)
+            bundle = load_bundle(config, self.config_path)
             watchers = self._make_watchers(config, bundle)
         except (ConfigError, BundleError, UsageError) as exc:
             logger.error("reload refused, keeping the running config: %s", exc)

@@ -678,7 +678,9 @@ def _copy_into(src: Path, dest_dir: Path, name: str) -> Path:
     dest_dir.mkdir(parents=True, exist_ok=True)
     tmp = dest_dir / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        write_durably(tmp, src.read_bytes())  # not back as an empty file after a power cut
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb") as f:  # on the card: not back as an empty file after a power cut
+            os.fsync(f.fileno())
         os.replace(tmp, dest_dir / name)
     except OSError:  # a full disk: no half copy left behind
         tmp.unlink(missing_ok=True)

@@ -19,7 +19,8 @@ import yaml
 from watchdog.commands import shown_source
 from watchdog.comms.transport import check_tls
 from watchdog.config import Config, ConfigError, PrinterConfig
-from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
+from watchdog.daemon import configured_bundle
+from watchdog.detection.bundle import Bundle, BundleError
 from watchdog.devices.capture import CameraSourceError, open_camera, redact_url
 from watchdog.devices.printers import make_printer
 from watchdog.overrides import Origin, config_mask_check, load_starting_config, origins
@@ -186,7 +187,7 @@ def main(args: argparse.Namespace) -> int:
         check_tls(config.mqtt)
     except ConfigError as exc:  # one line, exit 2: the daemon would not start on them
         raise ConfigError(f"{args.config}: {exc}") from None
-    bundle = Bundle.load(config.model or default_bundle_path())  # BundleError → one line, exit 2
+    bundle = configured_bundle(config, args.config)  # BundleError → one line, exit 2
     if not args.no_model_run:
         run_model(config, bundle)
     resolved = config.masked()

@@ -98,7 +98,7 @@ def main(args: argparse.Namespace) -> int:
     frames = Path(args.frames)
     if not frames.exists():
         raise UsageError(f"--frames {frames}: no such folder or video file")
-    bundle = load_bundle(config)
+    bundle = load_bundle(config, args.config)
     if args.out:
         _check_out(Path(args.out))
     with contextlib.ExitStack() as stack:

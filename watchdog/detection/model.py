@@ -119,6 +119,9 @@ def load_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
     return interp
 
 
+JOB_END_WAIT_S = 10.0  # a frame's judging takes milliseconds; never a hang at Ctrl-C
+
+
 class SharedInterpreter:
     """One interpreter for all of a daemon's printers, run by one thread of its own.
 
@@ -143,7 +146,14 @@ class SharedInterpreter:
             return fn(*args)
         job = _Job(fn, args)
         self._jobs.put(job)
-        job.done.wait()
+        try:
+            job.done.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C (replay, score): the process ends next, and the runtime torn down while
+            # its thread is still in the model aborts it ("terminate called", exit 134)
+            # instead of the command's own summary and exit code; its one frame ends first
+            job.done.wait(JOB_END_WAIT_S)
+            raise
         result, error = job.result, job.error
         del job  # with the error raised below, it would keep the frame alive in a cycle
         if error is not None:
