@@ -1376,3 +1376,76 @@ def test_an_alert_that_cannot_be_saved_is_written_into_its_draft(
     # the phone's Resume and Cancel buttons are this alert's, not an older one's
     assert latest_incident(tmp_path / "state", "e3") == saved.id
     assert record_verdict(tmp_path / "state", "e3", saved.id, "failure").is_file()
+
+
+class _PrintingFor(SimulatedPrinter):
+    """The simulated printer, its API saying how long the job has printed (a real printer's
+    print time; an hour of it cannot be waited for here)."""
+
+    def __init__(self, printed_s: float) -> None:
+        super().__init__("benchy.gcode")
+        self.printed_s = printed_s
+
+    def status(self) -> PrinterStatus:
+        return dataclasses.replace(super().status(), printed_s=self.printed_s)
+
+
+@pytest.mark.parametrize(("printed_s", "paused"), [(3600.0, False), (20.0, True)])
+def test_a_print_first_seen_an_hour_in_is_not_judged_by_the_start_guard(
+    tmp_path, tiny_guarded_bundle, anomalous_frames, printed_s: float, paused: bool
+) -> None:
+    """The daemon restarted (or the API, the camera or watching came back) an hour into a
+    print: its look, a part half printed, was learnt as a start and judged by the start guard
+    set on prints' first minutes, which such a part scores above: a good print paused as
+    "abnormal from its start" after every restart. A print seen from its start still is
+    (here frames of spaghetti, which the guard pauses from the first frame)."""
+    frames = _folder(tmp_path / "rec", list(anomalous_frames[:6]))
+    printer = _PrintingFor(printed_s)
+    watcher = _watcher(tmp_path, tiny_guarded_bundle, frames, printer)
+    records = [watcher.step() for _ in range(6)]
+    assert ("pause" in printer.actions) is paused, [(r.score, r.state) for r in records]
+
+
+def test_a_settings_save_during_a_start_keeps_it_judged_by_the_start_guard(
+    tmp_path, tiny_guarded_bundle, anomalous_frames
+) -> None:
+    """A mask drawn and saved on the page while a print starts (a reload: the look is learnt
+    again under the new mask) turned the start guard off for the rest of that start, as if
+    the owner had accepted the view: a print failing from its first layer went unjudged.
+    A settings save accepts nothing."""
+    frames = _folder(tmp_path / "rec", list(anomalous_frames[:6]))
+    printer = SimulatedPrinter("benchy.gcode")
+    first = _watcher(tmp_path, tiny_guarded_bundle, frames, printer)
+    first.step()  # the print's first frame, its start learnt from here
+    mask = [[[0.0, 0.0], [0.1, 0.0], [0.1, 0.1]]]  # a small corner left out
+    cfg = first.cfg.model_copy(
+        update={"detection": first.cfg.detection.model_copy(update={"mask": mask})}
+    )
+    clock = iter(range(100, 100_000, 10))
+    second = build_watcher(
+        cfg,
+        Bundle.load(tiny_guarded_bundle),
+        first.alerts,
+        camera=first.camera,
+        printer=printer,
+        clock=lambda: float(next(clock)),
+    )
+    first.retire(second)
+    records = [second.step() for _ in range(5)]
+    assert "pause" in printer.actions, [(r.score, r.state) for r in records]
+
+
+def test_not_a_failure_says_so_where_the_model_learns_no_look_of_the_print(
+    tmp_path, tiny_bundle, normal_frames, anomalous_frames
+) -> None:
+    """A bundle without a per-print baseline: "not a failure" answered "learning the print's
+    look again", nothing was learnt, and the same view alerted again after the cooldown."""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:2]) + held(anomalous_frames[0], 8))
+    watcher = _watcher(tmp_path, tiny_bundle, frames, SimulatedPrinter("benchy.gcode"), "notify")
+    while watcher.status()["last_alert"] is None:
+        watcher.step()
+    incident = watcher.status()["last_alert"]["incident"]
+    answer = watcher.submit(Command("e3", Verb.NOT_A_FAILURE, incident))
+    watcher.step()
+    detail = answer.result(0).detail
+    assert "learning the print's look again" not in detail and "alerts again" in detail, detail

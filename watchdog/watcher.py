@@ -64,6 +64,9 @@ ANSWERS = {Verb.RESUME: "resumed", Verb.CANCEL: "cancelled", Verb.PAUSE: "paused
 # an idle printer's frame the page asked for is taken again once older than this: the mask
 # editor's picture is of the camera now, a few seconds' worth of requests share one read
 LOOK_FRESH_S = 5.0
+# A print whose job has printed longer than its start (and at least the default start's
+# five minutes) when its look is learnt was not seen from its start: not judged by the guard
+START_AT_LEAST_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -307,6 +310,14 @@ class Watcher:
                 name, self._label(), self.state.consecutive, events=tuple(events), skipped=skipped
             )
         self.gate.enter()  # device and RTSP streams decode in their own thread
+        if self.detector.calibrating and self.detector.guard and self._past_its_start():
+            self.detector.past_the_start()
+            logger.info(
+                "%s: first seen %.0f min into its print: its look is learnt without the start "
+                "guard, set on prints' first minutes",
+                self.name,
+                (self.state.printed_s or 0.0) / 60,
+            )
         still = self.detector.still_start
         try:
             verdict = self.detector.observe(frame)
@@ -539,8 +550,17 @@ class Watcher:
         if not already_answered(self.alerts.store.storage_dir, self.name, alert.incident):
             self._record_answer(Verb.CANCEL, alert.incident)
 
-    def _relearn(self, why: str) -> None:
-        self.detector.relearn(accepted=True)
+    def _past_its_start(self) -> bool:
+        """The job's own clock says the print is past its start: the daemon restarted
+        mid-print, or the printer's API, the camera or watching were away through its start.
+        A half-printed part scores above the guard set on prints' starts (a good print paused
+        as "abnormal from its start" after every restart). An API that does not say: False."""
+        printed = self.state.printed_s
+        start = self.detector.calibration_frames * self.cfg.camera.interval_s
+        return printed is not None and printed > max(start, START_AT_LEAST_S)
+
+    def _relearn(self, why: str, accepted: bool = True) -> None:
+        self.detector.relearn(accepted=accepted)
         logger.info(
             "%s: %s: learning the print's look again (%d frames)",
             self.name,
@@ -730,7 +750,10 @@ class Watcher:
             # camera's pace and limits (interval, timeouts, sizes) change nothing of its view.
             self.detector = self.detector.carry_on(old.detector)
         elif self.state.printer in (PrinterState.PRINTING, PrinterState.PAUSED):
-            self._relearn("its camera or detection settings changed")
+            # a settings save is no owner's acceptance of the view: a start still judged by
+            # the guard stays so
+            at_start = old.detector.calibrating and old.detector.guard > 0
+            self._relearn("its camera or detection settings changed", accepted=not at_start)
         self.snapshot = self._status(time.monotonic())
 
     def _drain_commands(self) -> None:
@@ -971,8 +994,13 @@ class Watcher:
         if not self._is_latest(incident):
             return CommandResult(True, "not the current print's latest alert: nothing re-learnt")
         self.state = decide.answered(self.state)
-        if self.detector.baseline.enabled:
-            self._relearn("the last alert was marked not a failure")
+        if not self.detector.baseline.enabled:  # said as it is: the same view alerts again
+            return CommandResult(
+                True,
+                "answered; this model judges every frame on its own (no per-print look to "
+                "learn again): the same view alerts again after the cooldown",
+            )
+        self._relearn("the last alert was marked not a failure")
         return CommandResult(True, "learning the print's look again")
 
     # ----------------------------------------------------------------- status

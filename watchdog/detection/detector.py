@@ -335,6 +335,12 @@ class Detector:
         self._first_still = False
         self._low = self._high = None
 
+    def past_the_start(self) -> None:
+        """The print is known to be past its start (its job's print time): its look is learnt
+        without the guard, set on the empty beds of prints' starts, which a part printed for
+        an hour scores above. Still judged against its own first frames, as any start is."""
+        self.guard = 0.0
+
     @property
     def calibrating(self) -> bool:
         """The next frame still goes into learning the print's start."""
