@@ -68,6 +68,26 @@ def test_pause_pauses_the_real_printer(octoprint_server: OctoPrintServer) -> Non
     assert octoprint_server.wait_flag("paused")["paused"]
 
 
+def test_a_pause_asked_for_as_the_watchdog_stops_is_still_sent(
+    octoprint_server: OctoPrintServer,
+) -> None:
+    """The failure's pause comes in the step a shutdown (an upgrade's restart) interrupts:
+    the stop cuts a status poll short, and the status read before the pause was cut too, so
+    the pause was never sent ("not retried: shutting down"). A command, and the read before
+    it, are never cut."""
+    import threading
+
+    octoprint_server.start_print()
+    stop = threading.Event()
+    stop.set()
+    printer = make_printer(
+        api_config("octoprint", octoprint_server.url, octoprint_server.api_key), stop
+    )
+    result = printer.pause()
+    assert result.outcome == "done", result
+    assert octoprint_server.wait_flag("paused")["paused"]
+
+
 def test_cancel_ends_the_print(octoprint_server: OctoPrintServer) -> None:
     octoprint_server.start_print()
     result = client(octoprint_server).cancel()

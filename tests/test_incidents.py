@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -466,6 +467,7 @@ def test_feedback_whose_output_cannot_be_written_does_not_blame_the_storage(tmp_
     cfg = write_config(tmp_path)
     inc = IncidentStore(tmp_path / "state").save("ender3", alert(), jpeg(), jpeg())
     args = ["--config", str(cfg), "--printer", "ender3", "--incident", inc.id]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a shell's
     with open("/dev/full", "w") as full:
         proc = subprocess.run(
             watchdog_cmd("feedback", *args, "--verdict", "failure"),
@@ -473,6 +475,7 @@ def test_feedback_whose_output_cannot_be_written_does_not_blame_the_storage(tmp_
             stderr=subprocess.PIPE,
             text=True,
             timeout=60,
+            env=env,
         )
     assert proc.returncode != 0
     assert "cannot record the verdict" not in proc.stderr, proc.stderr
@@ -529,3 +532,29 @@ def test_a_folder_that_cannot_be_synced_does_not_make_a_saved_alert_look_unsaved
     incident = IncidentStore(tmp_path).save("ender3", alert(), jpeg(), jpeg(), pending=False)
     assert incident.path is not None
     assert [i.id for i in list_incidents(tmp_path, ["ender3"])] == [incident.id]
+
+
+def test_an_alert_that_fits_neither_its_own_folder_nor_its_draft_is_not_sent_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk is full: the final alert is not saved, nor can it be written into its draft
+    (``replace_file`` made to fail, as a full disk cannot be made here). It is sent from
+    memory; the draft left pending was sent again after the next start, as "the watchdog
+    stopped before the pause finished"."""
+    import errno
+
+    from watchdog import incidents as incidents_module
+
+    store = IncidentStore(tmp_path)
+    draft = store.save("ender3", alert(), jpeg(), jpeg(), pending=True, draft=True)
+
+    def full(*args: object, **kw: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(incidents_module, "replace_file", full)
+    settled = store.settle(draft, {**alert(), "message": "Pause done"})
+    monkeypatch.undo()
+    assert settled.path is None and settled.alert["message"] == "Pause done"
+    after_restart = IncidentStore(tmp_path)
+    after_restart.settle_drafts()
+    assert after_restart.pending() == []

@@ -1382,12 +1382,14 @@ class _PrintingFor(SimulatedPrinter):
     """The simulated printer, its API saying how long the job has printed (a real printer's
     print time; an hour of it cannot be waited for here)."""
 
-    def __init__(self, printed_s: float) -> None:
+    def __init__(self, printed_s: float, step_s: float = 0.0) -> None:
         super().__init__("benchy.gcode")
-        self.printed_s = printed_s
+        self.printed_s, self.step_s = printed_s, step_s
 
     def status(self) -> PrinterStatus:
-        return dataclasses.replace(super().status(), printed_s=self.printed_s)
+        status = dataclasses.replace(super().status(), printed_s=self.printed_s)
+        self.printed_s += self.step_s  # each poll later in the print
+        return status
 
 
 @pytest.mark.parametrize(("printed_s", "paused"), [(3600.0, False), (20.0, True)])
@@ -1449,3 +1451,16 @@ def test_not_a_failure_says_so_where_the_model_learns_no_look_of_the_print(
     watcher.step()
     detail = answer.result(0).detail
     assert "learning the print's look again" not in detail and "alerts again" in detail, detail
+
+
+def test_a_start_watched_from_its_beginning_keeps_its_guard_however_long_it_takes(
+    tmp_path, tiny_guarded_bundle, anomalous_frames
+) -> None:
+    """A print seen from its first seconds whose start outlasts five minutes of print time
+    (a bed heating, frames skipped: here each poll three minutes later): its guard was
+    dropped part-way, and a print failing from its first layer went unjudged."""
+    frames = _folder(tmp_path / "rec", list(anomalous_frames[:6]))
+    printer = _PrintingFor(20.0, step_s=180.0)
+    watcher = _watcher(tmp_path, tiny_guarded_bundle, frames, printer)
+    records = [watcher.step() for _ in range(6)]
+    assert "pause" in printer.actions, [(r.score, r.state) for r in records]

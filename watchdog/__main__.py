@@ -80,7 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         sys.stdout = _NamedOutput(sys.stdout)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        if isinstance(sys.stdout, _NamedOutput):  # written now, where its failure is said:
+            sys.stdout.flush()  # at exit Python would only print its traceback (exit 120)
+        return code
     except (ConfigError, BundleError, UsageError) as exc:
         if args.debug:
             logger.exception("fatal")
@@ -97,12 +100,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             redact.secret_filter.mask(f"error: cannot use{where}: {exc.strerror or exc}"),
             file=sys.stderr,
         )
+        if exc.filename == STANDARD_OUTPUT:  # not tried again, with a traceback, at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 2
     except KeyboardInterrupt:
         return 130
     finally:
         if isinstance(sys.stdout, _NamedOutput):
             sys.stdout = sys.stdout.stream
+
+
+STANDARD_OUTPUT = "the standard output"
 
 
 class _NamedOutput:
@@ -132,7 +140,7 @@ class _NamedOutput:
 def _named(exc: OSError) -> OSError:
     if exc.filename is not None:
         return exc
-    return type(exc)(exc.errno, exc.strerror, "the standard output")
+    return type(exc)(exc.errno, exc.strerror, STANDARD_OUTPUT)
 
 
 if __name__ == "__main__":

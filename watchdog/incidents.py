@@ -298,8 +298,9 @@ class IncidentStore:
         """The final ``alert`` written into its ``draft``, where it could not be saved as an
         incident of its own (a full disk): the draft was thrown away all the same, and the
         alert was on no page, its answers refused as an older alert's. The draft's frames
-        stay, and its pending marker until the alert is handed on (``delivered``); on an
-        error the draft stays as it is, settled at the next start."""
+        stay, and its pending marker until the alert is handed on (``delivered``). On an
+        error the draft goes, as before: kept, it was sent again after the next start, its
+        action's end unknown, beside the alert sent from memory."""
         if draft.path is None:
             return Incident(draft.printer, draft.id, dict(alert, incident=draft.id), None)
         alert = dict(alert, incident=draft.id)
@@ -308,16 +309,17 @@ class IncidentStore:
                 draft.path / ALERT, json.dumps(alert, default=_jsonable, indent=2).encode(), 0o644
             )
             (draft.path / DRAFT).unlink()
-            fsync_dir(draft.path)
         except OSError as exc:
             logger.error(
-                "%s: cannot write the alert into incident %s (%s): it is listed after the "
-                "next start, its action's end unknown",
+                "%s: cannot save alert %s either (%s): it is sent, and kept in memory only",
                 draft.printer,
                 draft.id,
                 exc.strerror or exc,
             )
+            self.discard(draft)
             return Incident(draft.printer, draft.id, alert, None)
+        with contextlib.suppress(OSError):  # in place: a folder not synced does not undo that
+            fsync_dir(draft.path)
         return Incident(draft.printer, draft.id, alert, draft.path)
 
     def discard(self, incident: Incident) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from watchdog.config import Config, ConfigError, DetectionConfig, load_config
-from watchdog.detection.bundle import Bundle, BundleMeta, default_bundle_path
+from watchdog.detection.bundle import Bundle, BundleError, BundleMeta, default_bundle_path
 from watchdog.detection.detector import MaskError, checked_mask, effective_preprocess
 from watchdog.durable import fsync_dir, replace_file, set_aside
 from watchdog.schema import SchemaError
@@ -153,7 +153,10 @@ def load_starting_config(
         saved = _read(folder)
     except ConfigError as exc:
         return config, [f"{exc}; every printer watches with the config file's settings"]
-    check = check_for(config) if check_for is not None and saved else None
+    try:
+        check = check_for(config) if check_for is not None and saved else None
+    except BundleError as exc:  # the config's model: said as the start's own load says it
+        raise BundleError(f"{path}: model: {exc}") from None
     return _applied(config, saved, strict=False, folder=folder, check=check)
 
 

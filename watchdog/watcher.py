@@ -310,7 +310,9 @@ class Watcher:
                 name, self._label(), self.state.consecutive, events=tuple(events), skipped=skipped
             )
         self.gate.enter()  # device and RTSP streams decode in their own thread
-        if self.detector.calibrating and self.detector.guard and self._past_its_start():
+        # judged once, at the start's first frame: a start watched from its beginning keeps
+        # its guard however long it takes (a bed heating for minutes, frames skipped)
+        if self.detector.learning_begins and self.detector.guard and self._past_its_start():
             self.detector.past_the_start()
             logger.info(
                 "%s: first seen %.0f min into its print: its look is learnt without the start "

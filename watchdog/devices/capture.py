@@ -1364,11 +1364,8 @@ class MjpegCamera(_ThreadedCamera):
         if not self._ready():
             return None
         with self._cond:
-            self._cond.wait_for(
-                lambda: self._seq > self._taken or not self.online or self._halted(),
-                timeout=self.cfg.timeout_s,
-            )
-            if self._seq <= self._taken or not self.online:
+            self._until(lambda: self._seq > self._taken or not self.online, self.cfg.timeout_s)
+            if self._seq <= self._taken or not self.online or self._halted():
                 return None
             self._taken, part = self._seq, self._latest
         if isinstance(part, bytes) and (frozen := self._frozen_problem(part)) is not None:

@@ -155,6 +155,7 @@ class _HttpPrinter:
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
         self._lock = threading.Lock()  # one request at a time, in order
+        self._polling = threading.local()  # ``cut``: this thread's requests are a status poll
         self._last_status_problem: str | None = None
         headers = {"X-Api-Key": self._key} if self._key else {}  # with HttpClient's User-Agent
         verify: bool | str = True
@@ -187,9 +188,9 @@ class _HttpPrinter:
         """The answer and its body (at most MAX_ANSWER_BYTES + 1), all within ``timeout``: an
         API (or a proxy) sending its answer a byte at a time held the watcher, and every pause
         queued behind it, far past the timeout of each wait."""
-        # a status poll is cut short at a stop (Ctrl-C, a shutdown); a command never is: one
-        # cut mid-way might have reached the printer or not
-        cut_by = self._stop if method == "GET" else None
+        # a status poll is cut short at a stop (Ctrl-C, a shutdown); a command never is, nor the
+        # status read before it: one cut mid-way might have reached the printer or not
+        cut_by = self._stop if getattr(self._polling, "cut", False) else None
         with self._lock, self._http.deadline(timeout, cut_by) as deadline:
             try:
                 resp = self._http.open(
@@ -299,6 +300,7 @@ class _HttpPrinter:
 
     def status(self) -> PrinterStatus:
         """The printer's state; ``offline`` with the reason when the API cannot tell."""
+        self._polling.cut = True
         try:
             st = self._read_status()
         except _Failure as exc:
@@ -311,6 +313,8 @@ class _HttpPrinter:
             )
             if st.detail != self._last_status_problem:
                 logger.warning("%s: %s", self.name, st.detail, exc_info=True)
+        finally:
+            self._polling.cut = False
         # The watcher logs status changes with the printer's name; here only for debugging.
         problem = st.detail if st.state in (PrinterState.OFFLINE, PrinterState.ERROR) else None
         if problem != self._last_status_problem:
