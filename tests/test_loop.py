@@ -1414,9 +1414,10 @@ def test_a_settings_save_during_a_start_keeps_it_judged_by_the_start_guard(
     """A mask drawn and saved on the page while a print starts (a reload: the look is learnt
     again under the new mask) turned the start guard off for the rest of that start, as if
     the owner had accepted the view: a print failing from its first layer went unjudged.
-    A settings save accepts nothing."""
+    A settings save accepts nothing, nor does the start it learns again count as a print
+    first seen past its start."""
     frames = _folder(tmp_path / "rec", list(anomalous_frames[:6]))
-    printer = SimulatedPrinter("benchy.gcode")
+    printer = _PrintingFor(20.0, step_s=400.0)  # a start that outlasts five minutes of it
     first = _watcher(tmp_path, tiny_guarded_bundle, frames, printer)
     first.step()  # the print's first frame, its start learnt from here
     mask = [[[0.0, 0.0], [0.1, 0.0], [0.1, 0.1]]]  # a small corner left out

@@ -156,6 +156,8 @@ def load_starting_config(
     try:
         check = check_for(config) if check_for is not None and saved else None
     except BundleError as exc:  # the config's model: said as the start's own load says it
+        if config.model is None:
+            raise
         raise BundleError(f"{path}: model: {exc}") from None
     return _applied(config, saved, strict=False, folder=folder, check=check)
 

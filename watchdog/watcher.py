@@ -274,6 +274,7 @@ class Watcher:
         self._printed_s: float | None = None
         self._job_started: float | None = None
         self._restore_checked = False  # an unanswered pause of ours looked for after a start
+        self._first_frame_seen = False  # of the print now running (``_judge_where_first_seen``)
         self.latest_jpeg: bytes | None = None  # the last heatmap overlay (bytes: immutable)
         self.history = (
             History()
@@ -310,16 +311,8 @@ class Watcher:
                 name, self._label(), self.state.consecutive, events=tuple(events), skipped=skipped
             )
         self.gate.enter()  # device and RTSP streams decode in their own thread
-        # judged once, at the start's first frame: a start watched from its beginning keeps
-        # its guard however long it takes (a bed heating for minutes, frames skipped)
-        if self.detector.learning_begins and self.detector.guard and self._past_its_start():
-            self.detector.past_the_start()
-            logger.info(
-                "%s: first seen %.0f min into its print: its look is learnt without the start "
-                "guard, set on prints' first minutes",
-                self.name,
-                (self.state.printed_s or 0.0) / 60,
-            )
+        if not self._first_frame_seen:
+            self._judge_where_first_seen()
         still = self.detector.still_start
         try:
             verdict = self.detector.observe(frame)
@@ -437,6 +430,7 @@ class Watcher:
         if Event.NEW_PRINT in happened:
             self._alert_print_over(nothing_runs=False)
             self._prints += 1
+            self._first_frame_seen = False
             self.detector.relearn()
             if before.printer == self.state.printer:  # no change of state to say it below
                 logger.info(
@@ -551,6 +545,21 @@ class Watcher:
             return
         if not already_answered(self.alerts.store.storage_dir, self.name, alert.incident):
             self._record_answer(Verb.CANCEL, alert.incident)
+
+    def _judge_where_first_seen(self) -> None:
+        """At a print's first frame, once: a print first seen past its start is learnt
+        without the start guard. Once, not at every frame of the start: a start watched from
+        its beginning keeps its guard however long it takes (a bed heating for minutes,
+        frames skipped, a settings save or a model error learning it again)."""
+        self._first_frame_seen = True
+        if self.detector.guard and self.detector.calibrating and self._past_its_start():
+            self.detector.past_the_start()
+            logger.info(
+                "%s: first seen %.0f min into its print: its look is learnt without the start "
+                "guard, set on prints' first minutes",
+                self.name,
+                (self.state.printed_s or 0.0) / 60,
+            )
 
     def _past_its_start(self) -> bool:
         """The job's own clock says the print is past its start: the daemon restarted
@@ -740,6 +749,7 @@ class Watcher:
         ):
             self.printer.carry_on(old.printer)
         self._restore_checked = old._restore_checked
+        self._first_frame_seen = old._first_frame_seen
         same_camera = self.cfg.camera.source == old.cfg.camera.source
         if same_camera:  # a picture found frozen stays so: not told "back online" by a reload
             self.camera.frozen.carry_on(old.camera.frozen)

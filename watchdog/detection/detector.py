@@ -342,12 +342,6 @@ class Detector:
         self.guard = 0.0
 
     @property
-    def learning_begins(self) -> bool:
-        """Nothing of the print's look learnt yet: the next frame is its start's first (a
-        still start learnt again is not: its guard stays, ``still_start``)."""
-        return self._seen == 0 and not self.still_start
-
-    @property
     def calibrating(self) -> bool:
         """The next frame still goes into learning the print's start."""
         return self._seen < self.calibration_frames
