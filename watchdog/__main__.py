@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {redact.secret_filter.mask(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the output's reader went away (`replay ... | head`): not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _drop_unwritten_output()
         return 141
     except OSError as exc:  # a folder or file given on the command line: missing, not writable
         if args.debug:
@@ -100,14 +100,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             redact.secret_filter.mask(f"error: cannot use{where}: {exc.strerror or exc}"),
             file=sys.stderr,
         )
-        if exc.filename == STANDARD_OUTPUT:  # not tried again, with a traceback, at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if exc.filename == STANDARD_OUTPUT:
+            _drop_unwritten_output()
         return 2
     except KeyboardInterrupt:
         return 130
     finally:
         if isinstance(sys.stdout, _NamedOutput):
             sys.stdout = sys.stdout.stream
+
+
+def _drop_unwritten_output() -> None:
+    """What the standard output could not take is dropped: Python would try it again at exit
+    and print a traceback over the one line already said."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 STANDARD_OUTPUT = "the standard output"

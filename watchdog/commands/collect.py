@@ -211,12 +211,11 @@ class Collector:
         """Why this printer saved no frame, in one phrase; ``stopped``: collect was stopped
         (Ctrl-C), which may have cut the camera's first answer short."""
         name, source = self.cfg.name, shown_source(self.cfg)
-        if stopped and self.printing_since is None:
-            return f"printer {name} had not reported printing (last status: {self.last_status or 'none'})"
+        if self.printing_since is None:
+            said = "had not reported" if stopped else "never reported"
+            return f"printer {name} {said} printing (last status: {self.last_status or 'none'})"
         if stopped and not self.answered:
             return f"camera of {name} ({source}) had not given a frame yet"
-        if self.printing_since is None:
-            return f"printer {name} never reported printing (last status: {self.last_status or 'none'})"
         if not self.answered:
             return f"camera of {name} ({source}) never answered: {self.camera.last_error or 'no frame'}"
         return f"camera of {name} ({source}) gave no usable frame"
