@@ -25,7 +25,7 @@ from watchdog.incidents import VERDICTS
 pytestmark = pytest.mark.servers
 
 PRINTER = "ender3"
-ENTITIES = 10  # per printer: problem, state, score, heatmap, switch, 5 buttons
+ENTITIES = 11  # per printer: problem, state, score, heatmap, switch, 6 buttons
 
 
 def jpeg(h: int = 60, w: int = 80) -> bytes:
@@ -140,6 +140,11 @@ def test_disabled_state_turns_the_switch_off(mosquitto, unique_prefix, notifier_
         assert sub.wait_for(f"{p}/{PRINTER}/enabled").text == "OFF"
         notifier.publish_state(PRINTER, {"state": "idle", "enabled": True})
         assert sub.wait_for(f"{p}/{PRINTER}/enabled", lambda m: m.text == "ON")
+        # a print skipped: off, so that switching it on in Home Assistant watches it again
+        notifier.publish_state(
+            PRINTER, {"state": "skipping_print", "enabled": True, "skipping_print": True}
+        )
+        assert sub.wait_for(f"{p}/{PRINTER}/enabled", lambda m: m.text == "OFF")
 
 
 def test_home_assistant_discovery_and_republish_on_ha_online(
@@ -196,6 +201,7 @@ def test_home_assistant_discovery_and_republish_on_ha_online(
             "pause": Command("voron", Verb.PAUSE),
             "resume": Command("voron", Verb.RESUME),
             "cancel": Command("voron", Verb.CANCEL),
+            "skip_print": Command("voron", Verb.SKIP_PRINT),
         }
         for object_id, command in expected.items():
             button = entity("button", "voron", object_id)
@@ -279,7 +285,7 @@ def test_a_printer_without_an_api_gets_no_printer_buttons_in_home_assistant(
 
     notifier = notifier_factory(mosquitto, p, printers=("ender3", "mk3"), without_api=("mk3",))
     wait_for("the entities", lambda: buttons("ender3") and buttons("mk3"))
-    everything = {"not_failure", "confirm_failure", "pause", "resume", "cancel"}
+    everything = {"not_failure", "confirm_failure", "pause", "resume", "cancel", "skip_print"}
     assert buttons("ender3") == everything
     assert buttons("mk3") == {"not_failure", "confirm_failure"}
 
@@ -288,7 +294,7 @@ def test_a_printer_without_an_api_gets_no_printer_buttons_in_home_assistant(
     notifier.set_printers(["ender3", "mk3"], without_api=("mk3",))  # and took it away
     wait_for(
         "mk3's printer buttons gone",
-        lambda: buttons("mk3") == everything - {"pause", "resume", "cancel"},
+        lambda: buttons("mk3") == everything - {"pause", "resume", "cancel", "skip_print"},
     )
     assert buttons("ender3") == everything
 

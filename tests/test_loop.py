@@ -22,7 +22,7 @@ from watchdog.comms.notifier import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
 from watchdog.control import Command, Verb
 from watchdog.detection.bundle import Bundle
-from watchdog.devices.printers import PrinterClient, SimulatedPrinter, make_printer
+from watchdog.devices.printers import NoPrinter, PrinterClient, SimulatedPrinter, make_printer
 from watchdog.incidents import (
     Incident,
     closing_answer,
@@ -839,6 +839,91 @@ def test_a_printer_switched_off_stays_off_after_a_restart(
     again = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
     assert again.status()["enabled"]
     again.camera.close()
+
+
+def test_a_print_its_owner_stops_watching_is_left_alone_and_the_next_print_is_watched(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """ "Stop watching this print" (a print the owner watches themselves, or one that keeps
+    being paused for a look it keeps changing): nothing of it is judged or paused, and the
+    next print is watched without the owner having to remember to switch anything on."""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 40))
+    printer = SimulatedPrinter("benchy.gcode")
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    for _ in range(6):
+        watcher.step()
+    done = watcher.submit(Command("e3", Verb.SKIP_PRINT, source="web"))
+    watcher.step()
+    assert done.result(5).ok, done.result(5).detail
+    status = watcher.status()
+    assert status["state"] == "skipping_print" and status["skipping_print"]
+    assert status["enabled"], "skipping one print switched watching off for good"
+    records = [watcher.step() for _ in range(5)]
+    new = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    watcher.retire(new)  # a settings save reloads the watchers: the print stays skipped
+    watcher.camera.close()
+    watcher = new
+    records += [watcher.step() for _ in range(5)]
+    assert watcher.status()["skipping_print"]
+    assert not any(r.action for r in records) and printer.status().state == "printing"
+    assert not any(r.frame for r in records), "frames of the skipped print were judged"
+
+    printer.cancel()  # the print ends; the next one starts
+    watcher.step()
+    assert watcher.status()["state"] == "idle" and not watcher.status()["skipping_print"]
+    printer.start_print("next.gcode")
+    record = watcher.step()
+    assert record.frame and watcher.status()["state"] == "calibrating"
+    assert not (tmp_path / "state" / "switched-off.json").exists()
+    watcher.camera.close()
+
+
+def test_watching_switched_on_during_a_skipped_print_watches_it_again(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The owner changed their mind (Watching on, from the page or Home Assistant, whose
+    switch shows off while a print is skipped): that very print is watched, and its failure
+    paused."""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 40))
+    printer = SimulatedPrinter("benchy.gcode")
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    for _ in range(6):
+        watcher.step()
+    watcher.submit(Command("e3", Verb.SKIP_PRINT, source="mqtt"))
+    for _ in range(3):
+        watcher.step()
+    assert watcher.status()["skipping_print"]
+    done = watcher.submit(Command("e3", Verb.ENABLE, source="mqtt"))
+    records = [watcher.step() for _ in range(5)]
+    assert done.result(5).ok and not watcher.status()["skipping_print"]
+    assert any(r.action for r in records) and printer.status().state == "paused"
+    watcher.camera.close()
+
+
+def test_a_print_is_not_skipped_where_its_end_cannot_be_told(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """Without a printer API the watchdog cannot tell when a print ends (it would never be
+    watched again), and with nothing printing there is no print to skip: both refused, said."""
+    frames = _folder(tmp_path / "rec", normal_frames[:6])
+    no_api = _watcher(tmp_path, tiny_adaptive_bundle, frames, NoPrinter())
+    done = no_api.submit(Command("e3", Verb.SKIP_PRINT, source="web"))
+    no_api.step()
+    assert not done.result(5).ok and "switch Watching off instead" in done.result(5).detail
+    assert no_api.status()["state"] != "skipping_print"
+    no_api.camera.close()
+
+    printer = SimulatedPrinter("benchy.gcode")
+    printer.cancel()
+    idle = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    idle.step()
+    done = idle.submit(Command("e3", Verb.SKIP_PRINT, source="web"))
+    idle.step()
+    assert not done.result(5).ok and "not printing" in done.result(5).detail
+    printer.start_print("benchy.gcode")
+    idle.step()
+    assert idle.status()["state"] == "calibrating"
+    idle.camera.close()
 
 
 def test_a_switch_kept_beside_an_unreadable_switch_file_sets_that_file_aside() -> None:

@@ -640,6 +640,55 @@ def test_an_editor_for_a_printer_the_config_lacks_says_so(env, browser) -> None:
     wait_until("the answer", lambda: "No printer named no_such_printer" in view.text, 20)
 
 
+def test_a_print_left_unwatched_from_its_card_is_watched_again_by_the_switch(env, browser) -> None:
+    """ "Stop watching this print" asks first; then the print goes on unwatched, the card says
+    so with its Watching switch off, and switching it on watches that print again."""
+    flags = env.octoprint.flags()
+    if flags.get("paused"):
+        env.octoprint.post("/api/job", {"command": "pause", "action": "resume"})
+    elif not flags.get("printing"):
+        env.octoprint.start_print()
+    wait_until("printing", lambda: env.status()["printer_state"] == "printing", 30, env.log)
+    browser.get(env.url + "/")
+    button = card("[data-role=skip-print]")
+    wait_js(
+        browser,
+        "the button",
+        f"const b = document.querySelector('{button}'); return b && !b.hidden",
+    )
+    browser.find_element(By.CSS_SELECTOR, button).click()
+    wait_until("the confirmation", lambda: _alert(browser), 5).dismiss()  # changed their mind
+    time.sleep(1.0)
+    assert not env.status()["skipping_print"]
+    browser.find_element(By.CSS_SELECTOR, button).click()
+    wait_until("the confirmation", lambda: _alert(browser), 5).accept()
+    toast = browser.find_element(By.ID, "toast")
+    wait_until(
+        "the answer", lambda: "not watching this print" in toast.text, 30, lambda: toast.text
+    )
+    badge = card("[data-role=state]")
+    wait_js(
+        browser,
+        "the card says so",
+        f"return document.querySelector('{badge}').textContent === 'not watching this print'",
+    )
+    assert not js(
+        browser, f"return document.querySelector('{card('[data-role=enabled]')}').checked"
+    )
+    assert js(browser, f"return document.querySelector('{button}').hidden")
+    assert env.status()["skipping_print"] and env.octoprint.printing()
+    assert env.status()["enabled"], "skipping the print switched watching off for good"
+
+    browser.find_element(By.CSS_SELECTOR, card("[data-role=enabled]")).click()
+    wait_until("watched again", lambda: not env.status()["skipping_print"], 30, env.log)
+    wait_js(
+        browser,
+        "the card says so",
+        f"return document.querySelector('{badge}').textContent !== 'not watching this print'",
+    )
+    assert env.octoprint.printing()
+
+
 def test_sigterm_still_stops_the_daemon_with_the_page_open(env, browser) -> None:
     browser.get(env.url + "/")
     wait_js(browser, "the card", f"return document.querySelector('{card()}') !== null")

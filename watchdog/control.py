@@ -21,6 +21,8 @@ LATEST_INCIDENT = "latest"  # the printer's most recent alert (the Home Assistan
 class Verb(Enum):
     ENABLE = "enable"  # start watching again
     DISABLE = "disable"  # stop watching (no frame is scored, nothing is paused)
+    # stop watching the print under way only: watched again from the next print (ENABLE: now)
+    SKIP_PRINT = "skip_print"
     NOT_A_FAILURE = "not_failure"  # keep the incident's frame for retraining, re-learn the print
     CONFIRM_FAILURE = "failure"  # keep the incident's frames as labelled failures
     PAUSE = "pause"  # through the printer API

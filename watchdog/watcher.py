@@ -190,7 +190,8 @@ class WatcherStatus:
     camera_online: bool | None
     calibrating: bool
     calibration: str  # "12/30" while learning the print's look, else ""
-    enabled: bool
+    enabled: bool  # the Watching switch (kept across restarts)
+    skipping_print: bool  # the print under way is not watched: its owner said so (Verb.SKIP_PRINT)
     failure: bool  # acted on a failure of this print, not answered yet (``WatchState.failure``)
     last_alert: Alert | None
     heartbeat: float  # time.monotonic() of the last step
@@ -275,6 +276,8 @@ class Watcher:
         self._job_started: float | None = None
         self._restore_checked = False  # an unanswered pause of ours looked for after a start
         self._first_frame_seen = False  # of the print now running (``_judge_where_first_seen``)
+        # which of ``_prints`` its owner asked not to watch (Verb.SKIP_PRINT); None: none
+        self._skipped_print: int | None = None
         self.latest_jpeg: bytes | None = None  # the last heatmap overlay (bytes: immutable)
         self.history = (
             History()
@@ -289,7 +292,7 @@ class Watcher:
         self._drain_commands()
         events = self._poll_printer(now, since)
         try:
-            record = self._watch(now, events) if self.enabled and self.state.watching else None
+            record = self._watch(now, events) if self._watching_now else None
         finally:
             self.gate.leave()  # entered by the camera to decode; left early on the usual path
             self._tell_camera_change()  # outside the gate: it writes to the outbox
@@ -400,12 +403,24 @@ class Watcher:
         """The one state shown everywhere (MQTT, /status, the page, replay)."""
         if not self.enabled:
             return Label.DISABLED
+        if self.skipping_print:
+            return Label.SKIPPING_PRINT
         label = self.state.label
         if self.state.watching and self.camera_online is False:
             return Label.CAMERA_OFFLINE
         if label is Label.WATCHING and self.detector.calibrating:
             return Label.CALIBRATING
         return label
+
+    @property
+    def skipping_print(self) -> bool:
+        """The print under way is not watched, at its owner's word: until it ends."""
+        return self._skipped_print is not None and self._skipped_print == self._prints
+
+    @property
+    def _watching_now(self) -> bool:
+        """Frames are read and judged now: switched on, a print runs, not one its owner skips."""
+        return self.enabled and not self.skipping_print and self.state.watching
 
     # ----------------------------------------------------------------- printer and decisions
 
@@ -469,6 +484,9 @@ class Watcher:
             # ours whose answer was lost (its alert was left open)
             self._alert_print_over(nothing_runs=True)
             self._camera_unwatched()
+            if self.skipping_print:
+                logger.info("%s: the print not watched has ended: the next one is", self.name)
+            self._skipped_print = None
         if before.printer == self.state.printer:
             return []
         logger.info(
@@ -750,6 +768,7 @@ class Watcher:
             self.printer.carry_on(old.printer)
         self._restore_checked = old._restore_checked
         self._first_frame_seen = old._first_frame_seen
+        self._skipped_print = old._skipped_print  # counted in ``_prints``, carried above
         same_camera = self.cfg.camera.source == old.cfg.camera.source
         if same_camera:  # a picture found frozen stays so: not told "back online" by a reload
             self.camera.frozen.carry_on(old.camera.frozen)
@@ -788,9 +807,12 @@ class Watcher:
 
     def _carry_out(self, command: Command) -> CommandResult:
         verb = command.verb
+        if verb is Verb.SKIP_PRINT:
+            return self._skip_print(command.source)
         if verb in (Verb.ENABLE, Verb.DISABLE):
-            if verb is Verb.ENABLE and not self.enabled:
+            if verb is Verb.ENABLE and (not self.enabled or self.skipping_print):
                 self.state = decide.after_a_gap(self.state)
+            self._skipped_print = None  # switched on: this print too; off: every print
             self.enabled = verb is Verb.ENABLE
             if not self.enabled:
                 self._camera_unwatched()
@@ -973,11 +995,41 @@ class Watcher:
             return f"{self.name} started {job} again after this alert: it is another print"
         return ""
 
+    def _skip_print(self, source: str) -> CommandResult:
+        """Stop watching the print under way only (a print the owner watches themselves, or
+        one paused again and again for a look it keeps changing): the next print is watched,
+        whatever the owner remembers. Known from the last poll: a print that ended or was
+        replaced since ends the skip at the next poll (watched: the safe side)."""
+        if isinstance(self.printer, NoPrinter):
+            return CommandResult(
+                False,
+                f"{self.name} has no printer API, so the watchdog cannot tell when a print "
+                "ends: switch Watching off instead",
+            )
+        if not self.enabled:
+            return CommandResult(False, f"watching {self.name} is switched off already")
+        if self.state.printer not in (PrinterState.PRINTING, PrinterState.PAUSED):
+            return CommandResult(False, f"{self.name} is not printing")
+        if self.skipping_print:
+            return CommandResult(True, f"this print of {self.name} is not watched already")
+        self._skipped_print = self._prints
+        self.state = decide.after_a_gap(self.state)
+        self._camera_unwatched()
+        logger.info(
+            "%s: not watching this print (%s), %s: watched again from the next print",
+            self.name,
+            self.state.job or "a job without a name",
+            source,
+        )
+        return CommandResult(
+            True, f"not watching this print of {self.name}: watched again from the next one"
+        )
+
     def _look(self) -> CommandResult:
         """A camera frame of now for the page (where to look, masks): the camera is read only
         while a print is watched, so an idle printer's latest frame is of its last print (the
         bed as it was then, a camera moved since) or there is none to draw on."""
-        if self.enabled and self.state.watching:  # its next step reads one (a recording too)
+        if self._watching_now:  # its next step reads one (a recording too)
             if self.history.latest_frame_jpeg() is not None:
                 return CommandResult(True, "watching: the latest frame is the camera's")
             return CommandResult(False, "watching: the next frame is on its way")
@@ -1039,6 +1091,7 @@ class Watcher:
             calibrating=calibrating,
             calibration=self.detector.progress if calibrating else "",
             enabled=self.enabled,
+            skipping_print=self.skipping_print,
             failure=self.state.failure,
             last_alert=self.last_alert,
             heartbeat=heartbeat,

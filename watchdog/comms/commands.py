@@ -4,7 +4,8 @@ Command topics (``<prefix>`` is ``mqtt.topic_prefix``):
 
 - ``<prefix>/<printer>/enabled/set``: ``ON`` | ``OFF`` (the Home Assistant switch);
 - ``<prefix>/<printer>/feedback``: ``{"incident": id | "latest", "verdict": "not_failure" | "failure"}``;
-- ``<prefix>/<printer>/command``: ``pause`` | ``resume`` | ``cancel`` (through the printer's API).
+- ``<prefix>/<printer>/command``: ``pause`` | ``resume`` | ``cancel`` (through the printer's API)
+  | ``skip_print`` (stop watching the print under way; the next one is watched).
 
 Pure functions, so they are fuzzed directly. Only these shapes pass.
 """
@@ -20,7 +21,12 @@ from watchdog.incidents import SAFE_NAME
 MAX_COMMAND_BYTES = 1024
 COMMAND_TOPICS = ("+/enabled/set", "+/feedback", "+/command")  # under <prefix>/
 VERDICT_VERBS = {"not_failure": Verb.NOT_A_FAILURE, "failure": Verb.CONFIRM_FAILURE}
-ACTION_VERBS = {"pause": Verb.PAUSE, "resume": Verb.RESUME, "cancel": Verb.CANCEL}
+ACTION_VERBS = {
+    "pause": Verb.PAUSE,
+    "resume": Verb.RESUME,
+    "cancel": Verb.CANCEL,
+    "skip_print": Verb.SKIP_PRINT,
+}
 
 
 class CommandError(ValueError):

@@ -2,8 +2,8 @@
 
 Per printer, one device with: a problem binary sensor, the watcher's state, the score, the heatmap image, the
 Watching switch, and buttons: Not a failure and Confirm failure (feedback on the latest
-alert), Pause, Resume and Cancel (through the printer's API; taken away from a printer
-without one). Every button's press is a command the daemon accepts
+alert), Pause, Resume and Cancel (through the printer's API) and Stop watching this print
+(the printer's API tells when it ends); the last four taken away from a printer without an API. Every button's press is a command the daemon accepts
 (``watchdog.comms.commands``).
 """
 
@@ -35,7 +35,8 @@ def _feedback(verdict: str) -> str:
     return json.dumps({"incident": LATEST_INCIDENT, "verdict": verdict})
 
 
-PRINTER_BUTTONS = ("pause", "resume", "cancel")
+# buttons of a printer API (a print's end, for skip_print): taken away from a printer without one
+PRINTER_BUTTONS = ("pause", "resume", "cancel", "skip_print")
 
 
 def discovery_configs(
@@ -131,6 +132,13 @@ def discovery_configs(
             "command_topic": f"{base}/command",
             "payload_press": "cancel",
             "icon": "mdi:stop",
+        },
+        # the print under way is not watched; the next one is (Watching on watches it again)
+        ("button", "skip_print"): {
+            "name": "Stop watching this print",
+            "command_topic": f"{base}/command",
+            "payload_press": "skip_print",
+            "icon": "mdi:eye-off-outline",
         },
     }
     dp = mqtt_cfg.homeassistant.discovery_prefix

@@ -496,14 +496,15 @@ class MqttCommunicator:
             self._publish(topic, payload, retain=True)
 
     def publish_state(self, printer: str, state: dict[str, Any]) -> None:
-        """Retained JSON state; also the ``enabled`` switch state (from ``enabled`` or ``disabled``)."""
+        """Retained JSON state; also the ``enabled`` switch state (from ``enabled`` or ``disabled``):
+        off while the print under way is skipped too, so that switching it on watches it."""
         if not self.enabled:
             return
         self._retain(printer, "state", to_json({**state, "printer": printer}))
         enabled = state.get("enabled")
         if enabled is None:
             enabled = state.get("state") != "disabled"
-        self.publish_enabled(printer, bool(enabled))
+        self.publish_enabled(printer, bool(enabled) and not state.get("skipping_print"))
 
     def publish_enabled(self, printer: str, enabled: bool) -> None:
         """Retained ON/OFF of the Home Assistant switch."""

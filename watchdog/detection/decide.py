@@ -49,6 +49,7 @@ class Label(Enum):
     COOLDOWN = "cooldown"
     CAMERA_OFFLINE = "camera_offline"
     DISABLED = "disabled"
+    SKIPPING_PRINT = "skipping_print"  # the owner stopped watching the print under way
 
 
 @dataclass(frozen=True)

@@ -284,6 +284,7 @@ class Dashboard:
                     **st,
                     "name": p.name,
                     "action": p.action,
+                    "api": p.api.kind != "none",  # a print's end is known: it can be skipped
                     "needed": det.consecutive,
                     "settings": {
                         "mask": det.mask,

@@ -97,6 +97,7 @@ function stateOf(p) {
   if (s === "anomaly" && p.failure && !p.consecutive) return [s, "alerted, not stopped"];
   if (s === "anomaly") return [s, `anomaly ${p.consecutive}/${p.needed}`];
   if (s === "camera_offline") return [s, "camera offline"];
+  if (s === "skipping_print") return [s, "not watching this print"];
   return [s, s];
 }
 
@@ -167,7 +168,7 @@ function buildCard(p) {
   c.enabled = el("input", { type: "checkbox", "data-role": "enabled" });
   c.enabled.addEventListener("change", async () => {
     const verb = c.enabled.checked ? "enable" : "disable";
-    if (verb === "disable" && !window.confirm(`Stop watching ${p.name}? It stays off, also after a restart, until switched on again.`)) {
+    if (verb === "disable" && !window.confirm(`Stop watching ${p.name}? It stays off, also after a restart, until switched on again. (To leave only the print under way unwatched: Stop watching this print.)`)) {
       c.enabled.checked = true;
       return;
     }
@@ -177,6 +178,18 @@ function buildCard(p) {
       toast(r.detail, r.ok);
     } finally {
       c.enabled.disabled = false;
+    }
+  });
+  // the print under way only: the next one is watched without anyone having to remember it
+  c.skip = el("button", { type: "button", "data-role": "skip-print", hidden: true }, "Stop watching this print");
+  c.skip.addEventListener("click", async () => {
+    if (!window.confirm(`Stop watching this print of ${p.name}? Nothing is judged or paused until it ends; the next print is watched. Switching Watching on watches it again.`)) return;
+    c.skip.disabled = true;
+    try {
+      const r = await post("/api/command", { printer: p.name, verb: "skip_print" });
+      toast(r.detail, r.ok);
+    } finally {
+      c.skip.disabled = false;
     }
   });
   c.overlay = el("input", { type: "checkbox", checked: true, "data-role": "overlay" });
@@ -201,7 +214,7 @@ function buildCard(p) {
       el("label", { class: "switch" }, c.enabled, "watching")),
     el("div", { class: "frame" }, c.img, c.noimg),
     el("div", { class: "row" }, el("label", {}, c.overlay, " heatmap"),
-      el("a", { href: `#/edit/${p.name}`, class: "button", "data-role": "edit" }, "Where to look & settings")),
+      el("a", { href: `#/edit/${p.name}`, class: "button", "data-role": "edit" }, "Where to look & settings"), c.skip),
     el("div", { class: "row" }, el("span", {}, "Printer: ", c.api), c.job),
     el("div", { class: "row" }, c.score, el("div", { class: "scorebar" }, c.barFill, c.barMark)),
     el("div", { class: "tl-head" }, el("span", { text: "Score timeline" }), c.range),
@@ -215,7 +228,9 @@ function updateCard(c, p) {
   const [cls, label] = stateOf(p);
   c.badge.className = `badge ${cls}`;
   c.badge.textContent = label;
-  if (!c.enabled.disabled) c.enabled.checked = p.enabled !== false;
+  // off while the print under way is skipped: switching it on watches that print again
+  if (!c.enabled.disabled) c.enabled.checked = p.enabled !== false && !p.skipping_print;
+  c.skip.hidden = !(p.api && p.enabled !== false && !p.skipping_print && ["printing", "paused"].includes(p.printer_state));
   const trouble = ["offline", "error"].includes(p.printer_state) && p.printer_detail;
   c.api.textContent = trouble ? `${p.printer_state}: ${p.printer_detail}` : p.printer_state || "unknown";
   c.api.className = trouble ? "bad" : "";
