@@ -882,9 +882,12 @@ def test_watching_switched_on_during_a_skipped_print_watches_it_again(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
     """The owner changed their mind (Watching on, from the page or Home Assistant, whose
-    switch shows off while a print is skipped): that very print is watched, and its failure
-    paused."""
-    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 40))
+    switch shows off while a print is skipped): that very print is watched, its look learnt
+    from what the camera shows then (the print grew while unwatched: judged against its start,
+    it was paused again at once), and a failure after it paused."""
+    grown = held(anomalous_frames[0], 6)  # what the print looks like when switched on
+    later = held(anomalous_frames[-1], 20)  # a failure of it after that
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + grown + later)
     printer = SimulatedPrinter("benchy.gcode")
     watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
     for _ in range(6):
@@ -894,10 +897,41 @@ def test_watching_switched_on_during_a_skipped_print_watches_it_again(
         watcher.step()
     assert watcher.status()["skipping_print"]
     done = watcher.submit(Command("e3", Verb.ENABLE, source="mqtt"))
-    records = [watcher.step() for _ in range(5)]
+    watcher.step()
     assert done.result(5).ok and not watcher.status()["skipping_print"]
+    assert watcher.status()["state"] == "calibrating"
+    records = [watcher.step() for _ in range(len(grown) - 1)]
+    assert not any(r.action for r in records), "the look it grew into paused it again"
+    records = [watcher.step() for _ in range(6)]
     assert any(r.action for r in records) and printer.status().state == "paused"
     watcher.camera.close()
+
+
+def test_a_print_skipped_while_the_watchdog_paused_it_answers_the_alert_and_shows_the_pause(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Skipping the print is the owner's answer to its open alert (Home Assistant's problem
+    sensor goes off), and our pause still holding it is what the state says until it is
+    resumed."""
+    printer = SimulatedPrinter("benchy.gcode")
+    watcher, frames, _ = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    assert watcher.status()["failure"]
+    done = watcher.submit(Command("e3", Verb.SKIP_PRINT, source="web"))
+    watcher.step()
+    assert done.result(5).ok
+    status = watcher.status()
+    assert status["state"] == "paused" and status["skipping_print"] and not status["failure"]
+    printer.resume()
+    watcher.step()
+    assert watcher.status()["state"] == "skipping_print"
+    # a reload that takes the printer's API away: no print would ever end the skip
+    new = _watcher(tmp_path, tiny_adaptive_bundle, frames, NoPrinter())
+    watcher.retire(new)
+    assert not new.status()["skipping_print"] and new.status()["state"] != "skipping_print"
+    watcher.camera.close()
+    new.camera.close()
 
 
 def test_a_print_is_not_skipped_where_its_end_cannot_be_told(

@@ -403,9 +403,9 @@ class Watcher:
         """The one state shown everywhere (MQTT, /status, the page, replay)."""
         if not self.enabled:
             return Label.DISABLED
-        if self.skipping_print:
-            return Label.SKIPPING_PRINT
         label = self.state.label
+        if self.skipping_print:  # our pause still holding the print says more
+            return label if label is Label.PAUSED else Label.SKIPPING_PRINT
         if self.state.watching and self.camera_online is False:
             return Label.CAMERA_OFFLINE
         if label is Label.WATCHING and self.detector.calibrating:
@@ -768,7 +768,8 @@ class Watcher:
             self.printer.carry_on(old.printer)
         self._restore_checked = old._restore_checked
         self._first_frame_seen = old._first_frame_seen
-        self._skipped_print = old._skipped_print  # counted in ``_prints``, carried above
+        if not isinstance(self.printer, NoPrinter):  # without an API no print would end it
+            self._skipped_print = old._skipped_print  # counted in ``_prints``, carried above
         same_camera = self.cfg.camera.source == old.cfg.camera.source
         if same_camera:  # a picture found frozen stays so: not told "back online" by a reload
             self.camera.frozen.carry_on(old.camera.frozen)
@@ -810,10 +811,20 @@ class Watcher:
         if verb is Verb.SKIP_PRINT:
             return self._skip_print(command.source)
         if verb in (Verb.ENABLE, Verb.DISABLE):
-            if verb is Verb.ENABLE and (not self.enabled or self.skipping_print):
-                self.state = decide.after_a_gap(self.state)
+            switched_on = verb is Verb.ENABLE and (not self.enabled or self.skipping_print)
             self._skipped_print = None  # switched on: this print too; off: every print
             self.enabled = verb is Verb.ENABLE
+            if switched_on:
+                self.state = decide.after_a_gap(self.state)
+                if self.state.printer in (PrinterState.PRINTING, PrinterState.PAUSED):
+                    # What the camera shows now, the owner has let print unwatched: judged
+                    # against the look of its start, a print that grew since (why it was
+                    # switched off, often) would be paused again within a few frames. A start
+                    # not learnt yet stays judged by the guard (as at a settings save).
+                    at_start = self.detector.calibrating and self.detector.guard > 0
+                    self._relearn(
+                        f"watching switched on mid-print ({command.source})", accepted=not at_start
+                    )
             if not self.enabled:
                 self._camera_unwatched()
             switches.remember(self.alerts.store.storage_dir, self.name, self.enabled)
@@ -1013,7 +1024,8 @@ class Watcher:
         if self.skipping_print:
             return CommandResult(True, f"this print of {self.name} is not watched already")
         self._skipped_print = self._prints
-        self.state = decide.after_a_gap(self.state)
+        # the owner's answer to an open alert of this print (Home Assistant's problem sensor)
+        self.state = decide.answered(decide.after_a_gap(self.state))
         self._camera_unwatched()
         logger.info(
             "%s: not watching this print (%s), %s: watched again from the next print",
