@@ -131,6 +131,29 @@ def test_check_config_says_when_the_storage_folder_cannot_be_used(tmp_path, tiny
     assert "storage.dir" not in run_cli("check-config", "--config", str(good)).stderr
 
 
+def test_check_config_says_which_printers_are_switched_off(tmp_path, tiny_bundle) -> None:
+    """A Watching switch turned off on the page or in Home Assistant is kept across restarts:
+    a config that checked "ok" left that printer's prints unwatched, with nothing to say so
+    but an info line in the daemon's log."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "switched-off.json").write_text('["voron"]')
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(tiny_bundle),
+        storage={"dir": str(state)},
+        printers=[{"name": "e3"}, {"name": "voron"}],
+    )
+    r = run_cli("check-config", "--config", str(config))
+    assert r.returncode == 0, r.stderr
+    assert (
+        "warning: printers.1 (voron): not watched: its Watching switch was turned off on the "
+        f"dashboard or in Home Assistant (kept in {state / 'switched-off.json'}); turn it on "
+        "there to have its prints watched"
+    ) in r.stderr.splitlines(), r.stderr
+    assert "(e3): not watched" not in r.stderr
+
+
 def test_a_relative_model_and_storage_folder_are_read_from_the_configs_folder(
     tmp_path, tiny_bundle
 ) -> None:

@@ -16,6 +16,7 @@ import time
 import numpy as np
 import yaml
 
+from watchdog import switches
 from watchdog.commands import shown_source
 from watchdog.comms.transport import check_tls
 from watchdog.config import Config, ConfigError, PrinterConfig
@@ -58,7 +59,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def warnings(config: Config) -> list[str]:
     """Settings that validate but cannot do what they say, one line each."""
     out = []
+    unusable = why_unwritable(config.storage.dir)
+    off = switches.switched_off(config.storage.dir) if unusable is None else frozenset()
     for i, p in enumerate(config.printers):
+        if p.name in off:
+            out.append(
+                f"printers.{i} ({p.name}): not watched: its Watching switch was turned off on the "
+                f"dashboard or in Home Assistant (kept in {config.storage.dir / switches.FILE}); "
+                "turn it on there to have its prints watched"
+            )
         if p.action in ("pause", "cancel") and p.api.kind == "none":
             out.append(
                 f"printers.{i} ({p.name}): action: {p.action} needs a printer API, but api.kind is none: "
@@ -69,9 +78,9 @@ def warnings(config: Config) -> list[str]:
                 f"printers.{i} ({p.name}): action: notify with a printer API: a failure is "
                 f"reported, never paused; set action: pause to have the print paused"
             )
-    if (why := why_unwritable(config.storage.dir)) is not None:
+    if unusable is not None:
         out.append(
-            f"storage.dir {config.storage.dir}: {why}: incidents, queued alerts and saved "
+            f"storage.dir {config.storage.dir}: {unusable}: incidents, queued alerts and saved "
             "settings would not be kept (the print is still watched and paused)"
         )
     if not config.mqtt.host and not config.notify:
