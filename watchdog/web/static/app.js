@@ -168,7 +168,7 @@ function buildCard(p) {
   c.enabled = el("input", { type: "checkbox", "data-role": "enabled" });
   c.enabled.addEventListener("change", async () => {
     const verb = c.enabled.checked ? "enable" : "disable";
-    const only = cards[p.name] && !cards[p.name].skip.hidden ? " (To leave only the print under way unwatched: Stop watching this print.)" : "";
+    const only = !c.skip.hidden ? " (To leave only the print under way unwatched: Stop watching this print.)" : "";
     if (verb === "disable" && !window.confirm(`Stop watching ${p.name}? It stays off, also after a restart, until switched on again.${only}`)) {
       c.enabled.checked = true;
       return;
