@@ -28,6 +28,17 @@ def _frames(folder: Path, frames) -> Path:
     return folder
 
 
+def _served(tmp_path: Path, bundle: Path, frames: Path, interval_s: float) -> Path:
+    """A config of one printer on a folder camera, with the status server and page on."""
+    return write_config(
+        tmp_path / "c.yaml",
+        model=str(bundle),
+        storage={"dir": str(tmp_path / "state")},
+        http={"listen": f"127.0.0.1:{free_port()}"},
+        printers=[{"name": "e3", "camera": {"source": str(frames), "interval_s": interval_s}}],
+    )
+
+
 @pytest.fixture
 def daemon(tmp_path, tiny_adaptive_bundle, normal_frames):
     """The daemon in-process with one watcher thread on a looping HTTP-less folder camera."""
@@ -386,6 +397,44 @@ def test_a_reload_frees_the_old_watchers_at_once(
         d._stop(d.running)
 
 
+def test_reloads_of_the_running_daemon_leave_no_old_watcher_behind(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """Every settings save on the page reloads the watchers. The daemon's main loop kept the
+    first ones, and each retired watcher points at its successor: every watcher a reload
+    retired stayed, with its camera (measured: 97 MB, then 143 MB after 50 reloads, rising in
+    a straight line)."""
+    frames = _frames(tmp_path / "rec", list(normal_frames[:8]))
+    config = _served(tmp_path, tiny_adaptive_bundle, frames, interval_s=0.2)
+    d = Daemon(config)
+    olds: list[weakref.ref] = []
+    failed: list[BaseException] = []
+
+    def drive() -> None:  # the main thread runs the daemon: its signal handlers need it
+        try:
+            for _ in range(3):
+                wait_until("watching", lambda: "e3" in d.running, 30)
+                watcher = d.running["e3"].watcher
+                olds.append(weakref.ref(watcher))
+                d.reload_event.set()  # as SIGHUP and a settings save do
+                wait_until("reloaded", lambda w=watcher: d.running["e3"].watcher is not w, 30)
+                del watcher
+            gc.collect()
+            gone.extend(ref() is None for ref in olds)  # while the daemon still runs
+        except BaseException as exc:  # noqa: BLE001 - said after the daemon stopped
+            failed.append(exc)
+        finally:
+            d.stop_event.set()
+
+    gone: list[bool] = []
+    driver = threading.Thread(target=drive)
+    driver.start()
+    assert d.run() == 0
+    driver.join(30)
+    assert not failed, failed
+    assert gone == [True, True, True]
+
+
 def test_a_reload_swaps_whole_generations_while_readers_read(daemon) -> None:
     """Readers (HTTP, MQTT) never see a half-built set of watchers during a reload."""
     seen: list[set[str]] = []
@@ -446,13 +495,7 @@ def test_the_status_server_names_every_printer_from_its_first_answer(
     printer (not yet healthy), never an empty list; and no watcher runs before the server
     could bind its address."""
     frames = _frames(tmp_path / "rec", list(normal_frames[:4]))
-    config = write_config(
-        tmp_path / "c.yaml",
-        model=str(tiny_adaptive_bundle),
-        storage={"dir": str(tmp_path / "state")},
-        http={"listen": f"127.0.0.1:{free_port()}"},
-        printers=[{"name": "e3", "camera": {"source": str(frames), "interval_s": 0.5}}],
-    )
+    config = _served(tmp_path, tiny_adaptive_bundle, frames, interval_s=0.5)
     d = Daemon(config)
     seen: dict[str, object] = {}
     real_start = http.StatusServer.start

@@ -659,6 +659,10 @@ class Daemon:
             # Listed before the status server answers (its first /status names every printer),
             # started after it is up (an address in use stops the daemon before any watching).
             self.running = self._prepare(watchers)
+            # From here the running watchers are ``self.running``'s. Kept in this frame, the
+            # first ones would hold every watcher a reload retires, each its successor's
+            # (``Watcher.retire``): a settings save leaked one generation, for good.
+            del watchers
             if cfg.http.listen:
                 from watchdog.comms.http import StatusServer
                 from watchdog.web.app import Dashboard
@@ -679,7 +683,7 @@ class Daemon:
             self._launch(self.running)
             logger.info(
                 "watching %d printer(s) with model %s (threshold %.4g)",
-                len(watchers),
+                len(self.running),
                 self.bundle.path,
                 self.bundle.meta.threshold,
             )

@@ -811,30 +811,7 @@ class Watcher:
         if verb is Verb.SKIP_PRINT:
             return self._skip_print(command.source)
         if verb in (Verb.ENABLE, Verb.DISABLE):
-            switched_on = verb is Verb.ENABLE and (not self.enabled or self.skipping_print)
-            self._skipped_print = None  # switched on: this print too; off: every print
-            self.enabled = verb is Verb.ENABLE
-            if switched_on:
-                self.state = decide.after_a_gap(self.state)
-                if self.state.printer in (PrinterState.PRINTING, PrinterState.PAUSED):
-                    # What the camera shows now, the owner has let print unwatched: judged
-                    # against the look of its start, a print that grew since (why it was
-                    # switched off, often) would be paused again within a few frames. A start
-                    # not learnt yet stays judged by the guard (as at a settings save).
-                    at_start = self.detector.calibrating and self.detector.guard > 0
-                    self._relearn(
-                        f"watching switched on mid-print ({command.source})", accepted=not at_start
-                    )
-            if not self.enabled:
-                self._camera_unwatched()
-            switches.remember(self.alerts.store.storage_dir, self.name, self.enabled)
-            logger.info(
-                "%s: watching %s (%s)",
-                self.name,
-                "enabled" if self.enabled else "disabled",
-                command.source,
-            )
-            return CommandResult(True, f"watching {self.name} {'on' if self.enabled else 'off'}")
+            return self._switch(command)
         if verb is Verb.NOT_A_FAILURE:
             return self._accept_view(command.incident)
         if verb is Verb.LOOK:
@@ -1005,6 +982,34 @@ class Watcher:
         if self._job_started is not None and raised is not None and self._job_started > raised + 1:
             return f"{self.name} started {job} again after this alert: it is another print"
         return ""
+
+    def _switch(self, command: Command) -> CommandResult:
+        """The Watching switch: on (this print too, if it was skipped) or off (every print)."""
+        verb = command.verb
+        switched_on = verb is Verb.ENABLE and (not self.enabled or self.skipping_print)
+        self._skipped_print = None  # switched on: this print too; off: every print
+        self.enabled = verb is Verb.ENABLE
+        if switched_on:
+            self.state = decide.after_a_gap(self.state)
+            if self.state.printer in (PrinterState.PRINTING, PrinterState.PAUSED):
+                # What the camera shows now, the owner has let print unwatched: judged
+                # against the look of its start, a print that grew since (why it was
+                # switched off, often) would be paused again within a few frames. A start
+                # not learnt yet stays judged by the guard (as at a settings save).
+                at_start = self.detector.calibrating and self.detector.guard > 0
+                self._relearn(
+                    f"watching switched on mid-print ({command.source})", accepted=not at_start
+                )
+        if not self.enabled:
+            self._camera_unwatched()
+        switches.remember(self.alerts.store.storage_dir, self.name, self.enabled)
+        logger.info(
+            "%s: watching %s (%s)",
+            self.name,
+            "enabled" if self.enabled else "disabled",
+            command.source,
+        )
+        return CommandResult(True, f"watching {self.name} {'on' if self.enabled else 'off'}")
 
     def _skip_print(self, source: str) -> CommandResult:
         """Stop watching the print under way only (a print the owner watches themselves, or
