@@ -481,6 +481,18 @@ def test_retained_commands_are_never_run_and_are_cleared(
     notifier_factory(mosquitto, p, dispatcher=second)
     wait_for_commands(mosquitto, p, second)
     assert not {Verb.DISABLE, Verb.CANCEL} & {c.verb for c in second.history}
+    # nor one published retained while the daemon is connected: the broker took the retain
+    # flag off on the way, so the cancel was carried out and stayed on the broker
+    mosquitto.publish(f"{p}/{PRINTER}/command", "cancel", retain=True)
+    mosquitto.publish(f"{p}/{PRINTER}/enabled/set", "OFF", retain=True)
+    wait_for_commands(mosquitto, p, second)
+    assert not {Verb.DISABLE, Verb.CANCEL} & {c.verb for c in second.history}, (
+        "a command published retained was run"
+    )
+    with mosquitto.subscriber(f"{p}/{PRINTER}/command", f"{p}/{PRINTER}/enabled/set") as late:
+        mosquitto.publish(f"{p}/{PRINTER}/command", "tick")  # not retained: a round trip
+        late.wait_for(f"{p}/{PRINTER}/command", lambda m: m.text == "tick")
+        assert [m for m in late.received(f"{p}/{PRINTER}/#") if m.retain and m.payload] == []
 
 
 def test_a_failing_command_handler_does_not_kill_mqtt(

@@ -275,8 +275,11 @@ class MqttTransport:
         try:
             client.publish(self.availability_topic, "online", qos=1, retain=True)
             # noLocal: what the daemon publishes itself (clearing a retained command) is not
-            # echoed.
-            topics = [(t, SubscribeOptions(qos=1, noLocal=True)) for t in self._subscriptions()]
+            # echoed. retainAsPublished: a command published retained while the daemon is
+            # connected keeps its flag (the broker takes it off live messages otherwise), so
+            # it is refused and cleared, as one found at the connection is.
+            options = SubscribeOptions(qos=1, noLocal=True, retainAsPublished=True)
+            topics = [(t, options) for t in self._subscriptions()]
             if topics:
                 client.subscribe(topics)
             self._on_connected_cb()
