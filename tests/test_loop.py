@@ -977,6 +977,36 @@ def test_a_switch_kept_beside_an_unreadable_switch_file_sets_that_file_aside() -
         assert aside.read_text() == '["voron", "prusa"'
 
 
+def test_a_switch_file_damaged_while_the_daemon_runs_keeps_the_switches_it_held() -> None:
+    """Damaged while the daemon ran (another program, a full disk), the file was rewritten at
+    the next switch with that printer alone: every other printer switched off was watched
+    after the next restart. The switches known from before are kept and written back; each
+    damaged file is set aside under its own name (two in one second shared one); a file far
+    larger than a list of names is not read."""
+    import tempfile
+
+    from watchdog import switches
+
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp)
+        path = state / switches.FILE
+        assert switches.remember(state, "voron", watching=False) is None
+        path.write_text("garbage")
+        assert switches.switched_off(state) == {"voron"}
+        switches.remember(state, "ender", watching=False)
+        assert json.loads(path.read_text()) == ["ender", "voron"]
+        path.write_text("garbage 2")
+        switches.remember(state, "prusa", watching=False)
+        asides = sorted(p.read_text() for p in state.glob(f"{switches.FILE}.unreadable-*"))
+        assert asides == ["garbage", "garbage 2"]
+        path.write_text(json.dumps(["x"] * 300_000))
+        assert switches.switched_off(state) == {"ender", "voron", "prusa"}
+        afile = state / "a-file"
+        afile.write_text("")
+        unkept = switches.remember(afile, "voron", watching=True)
+        assert unkept and unkept.startswith("not kept for after a restart: cannot write"), unkept
+
+
 def test_an_alert_without_a_printer_api_offers_no_printer_buttons(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

@@ -711,6 +711,47 @@ def test_reset_sets_an_unreadable_saved_settings_file_aside_and_the_watcher_come
     aside.unlink()
 
 
+def test_a_saved_settings_file_the_page_never_wrote_is_refused_and_set_aside_each_time(
+    open_daemon,
+) -> None:
+    """A saved-settings file the page never wrote (24 MB of mask corners: the page polled a
+    state that took 18 s to answer and gigabytes to make), a mask of more corners than the
+    page saves, or a FIFO (a read that never ends: the page hung) is refused in one line
+    naming the file; the
+    "back to the config file" button sets each aside under its own name (two in one second
+    took the same name: the second was lost, or could not be set aside)."""
+    import os
+
+    url, daemon, tmp = open_daemon
+    stored = tmp / "state" / "overrides.json"
+    headers = {"X-CSRF-Token": _csrf(requests.get(f"{url}/", timeout=10).text)}
+    corners = [[0.5, 0.5]] * 400_000
+    huge_mask = {"printers": {PRINTER: {"detection": {"mask": [corners]}}}}
+    cases = [
+        (json.dumps(huge_mask), "detection.mask"),
+        (
+            '{"printers": {}, "pad": "' + "x" * (9 * 2**20) + '"}',
+            "larger than the watchdog ever writes it",
+        ),
+        (None, "not a regular file"),
+    ]
+    for body, said in cases:
+        if body is None:
+            os.mkfifo(stored)
+        else:
+            stored.write_text(body)
+        state = requests.get(f"{url}/api/state", timeout=30).json()
+        error = state["printers"][0]["saved"]["error"]
+        assert str(stored) in error and said in error and "fix or delete the file" in error, error
+        r = requests.post(
+            f"{url}/api/printers/{PRINTER}/settings/reset", json={}, headers=headers, timeout=60
+        )
+        assert r.status_code == 200 and "set aside" in r.json()["detail"], r.text
+        assert not stored.exists()
+    assert len(list(stored.parent.glob("overrides.json.unreadable-*"))) == 3
+    assert daemon.alive()
+
+
 def test_a_save_or_reset_the_daemon_cannot_apply_says_so(open_daemon) -> None:
     """The config file broken meanwhile: a reset answered "back to the config file's
     settings" and deleted them while the reload was refused; a save into a config whose

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,10 +53,29 @@ def replace_file(
         fsync_dir(path.parent)
 
 
+def read_small(path: Path, limit: int) -> str:
+    """The text of one of the daemon's own small state files, read only if it is a plain file
+    of at most ``limit`` bytes: one grown by something else (gigabytes of JSON to parse at
+    every look of the page) or a FIFO (a read that never ends) is a ValueError naming why.
+    FileNotFoundError and other OSErrors as ``open`` raises them."""
+    with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError("not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than the watchdog ever writes it ({limit / 2**20:g} MB at most)")
+    return data.decode("utf-8", "replace")
+
+
 def set_aside(path: Path) -> Path:
-    """Rename a file that cannot be read out of the way (``<name>.unreadable-<time>``), so a
-    new one can be written without losing what it held; returns the new name."""
-    aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
+    """Rename a file that cannot be read out of the way (``<name>.unreadable-<time>``, with a
+    number after it when that name is taken), so a new one can be written without losing what
+    it held, or what an earlier one held; returns the new name."""
+    base = f"{path.name}.unreadable-{int(time.time())}"
+    aside, n = path.with_name(base), 1
+    while aside.exists() or aside.is_symlink():
+        n += 1
+        aside = path.with_name(f"{base}-{n}")
     os.replace(path, aside)
     fsync_dir(path.parent)
     return aside

@@ -22,15 +22,25 @@ from typing import Any
 
 import yaml
 
-from watchdog.config import Config, ConfigError, DetectionConfig, load_config
+from watchdog.config import (
+    MASK_POINTS,
+    MASK_POLYGONS,
+    Config,
+    ConfigError,
+    DetectionConfig,
+    load_config,
+)
 from watchdog.detection.bundle import Bundle, BundleError, BundleMeta, default_bundle_path
 from watchdog.detection.detector import MaskError, checked_mask, effective_preprocess
-from watchdog.durable import fsync_dir, replace_file, set_aside
+from watchdog.durable import fsync_dir, read_small, replace_file, set_aside
 from watchdog.schema import SchemaError
 
 logger = logging.getLogger(__name__)
 
 FILE = "overrides.json"
+# what the page saves for 60 printers, each with the most masks at full precision: a larger
+# file was not written by the watchdog, and parsing it at every look of the page stalls it
+MAX_FILE_BYTES = 8 * 2**20
 # the detection keys the page edits
 TUNABLE = ("mask", "region", "sensitivity", "consecutive", "judge_start")
 _lock = threading.Lock()
@@ -82,7 +92,7 @@ def _read(storage_dir: Path) -> dict[str, dict[str, Any]]:
     """printer → {detection key: value}; ConfigError naming the file when it is unusable."""
     path = overrides_path(storage_dir)
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(read_small(path, MAX_FILE_BYTES))
     except FileNotFoundError:
         return {}
     except PermissionError:
@@ -105,6 +115,15 @@ def _read(storage_dir: Path) -> dict[str, dict[str, Any]]:
         if not isinstance(detection, dict) or set(detection) - set(TUNABLE):
             raise ConfigError(
                 f"{path}: printers.{name}: only detection.{'/'.join(TUNABLE)} may be saved here"
+            )
+        mask = detection.get("mask")
+        if isinstance(mask, list) and (
+            len(mask) > MASK_POLYGONS
+            or any(isinstance(m, list) and len(m) > MASK_POINTS for m in mask)
+        ):  # said before the schema weighs millions of corners, at every look of the page
+            raise ConfigError(
+                f"{path}: printers.{name}: detection.mask: more than the page saves "
+                f"({MASK_POLYGONS} masks of {MASK_POINTS} corners at most); fix or delete the file"
             )
         out[str(name)] = detection
     return out

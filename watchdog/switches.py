@@ -9,41 +9,57 @@ import logging
 import threading
 from pathlib import Path
 
-from watchdog.durable import replace_file, set_aside
+from watchdog.durable import read_small, replace_file, set_aside
 
 logger = logging.getLogger(__name__)
 
 FILE = "switched-off.json"
+MAX_FILE_BYTES = 1 * 2**20  # a list of printer names: thousands of them
 _lock = threading.Lock()  # watchers of one daemon switch from their own threads
+# the switches last read or written in each file: a file damaged while the daemon runs
+# (another program, a full disk) does not turn printers switched off back on, nor lose them
+# when the next switch is written
+_known: dict[Path, frozenset[str]] = {}
 
 
 def switched_off(storage_dir: Path) -> frozenset[str]:
-    """The printers switched off; none when the file is missing or unreadable (said once
-    per reading: watching is the safe side)."""
-    off = _read(Path(storage_dir) / FILE)
-    return frozenset() if off is None else off
+    """The printers switched off; when the file is unreadable (said once per reading), those
+    known from before, else none (watching is the safe side)."""
+    path = Path(storage_dir) / FILE
+    with _lock:
+        off = _read(path)
+        return _known.get(path, frozenset()) if off is None else off
 
 
 def _read(path: Path) -> frozenset[str] | None:
     """The switched-off printers in ``path`` (none when it is missing); None, said in the
     log, when it cannot be read."""
+    before = _known.get(path)
+    kept = (
+        "every printer is watched"
+        if before is None
+        else f"the switches read before are kept ({', '.join(sorted(before)) or 'none off'})"
+    )
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_small(path, MAX_FILE_BYTES))
     except FileNotFoundError:
+        _known[path] = frozenset()
         return frozenset()
     except (OSError, ValueError, RecursionError) as exc:
-        logger.warning("%s: unreadable, every printer is watched (%s)", path, exc)
+        logger.warning("%s: unreadable, %s (%s)", path, kept, exc)
         return None
     if not isinstance(data, list):
-        logger.warning("%s: not a list of printers, every printer is watched", path)
+        logger.warning("%s: not a list of printers, %s", path, kept)
         return None
-    return frozenset(p for p in data if isinstance(p, str))
+    _known[path] = frozenset(p for p in data if isinstance(p, str))
+    return _known[path]
 
 
-def remember(storage_dir: Path, printer: str, watching: bool) -> None:
-    """Keep the switch of ``printer``; a disk error is said, the switch still holds until the
-    next restart. An unreadable file is set aside first, not written over: the other
-    printers' switches in it are not lost for good."""
+def remember(storage_dir: Path, printer: str, watching: bool) -> str | None:
+    """Keep the switch of ``printer``; a disk error is said (and returned, in the owner's
+    words), the switch still holds until the next restart. An unreadable file is set aside
+    first, not written over, and the switches known from before are written with this one:
+    the other printers' switches are not lost."""
     path = Path(storage_dir) / FILE
     with _lock:
         read = _read(path)
@@ -51,13 +67,16 @@ def remember(storage_dir: Path, printer: str, watching: bool) -> None:
             if read is None:
                 aside = set_aside(path)
                 logger.warning("%s set aside as %s: its switches are not read", path, aside)
-            off = set(read or ())
+            off = set(_known.get(path, frozenset()) if read is None else read)
             (off.discard if watching else off.add)(printer)
             replace_file(path, json.dumps(sorted(off)).encode(), mode=0o644)
+            _known[path] = frozenset(off)
         except OSError as exc:
             logger.error(
-                "cannot keep the Watching switch of %s in %s (%s): after a restart it is on",
+                "cannot keep the Watching switch of %s in %s (%s): a restart will not know it",
                 printer,
                 storage_dir,
                 exc.strerror or exc,
             )
+            return f"not kept for after a restart: cannot write {path} ({exc.strerror or exc})"
+    return None

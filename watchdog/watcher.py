@@ -1002,14 +1002,15 @@ class Watcher:
                 )
         if not self.enabled:
             self._camera_unwatched()
-        switches.remember(self.alerts.store.storage_dir, self.name, self.enabled)
+        unkept = switches.remember(self.alerts.store.storage_dir, self.name, self.enabled)
         logger.info(
             "%s: watching %s (%s)",
             self.name,
             "enabled" if self.enabled else "disabled",
             command.source,
         )
-        return CommandResult(True, f"watching {self.name} {'on' if self.enabled else 'off'}")
+        done = f"watching {self.name} {'on' if self.enabled else 'off'}"
+        return CommandResult(True, f"{done}; {unkept}" if unkept else done)
 
     def _skip_print(self, source: str) -> CommandResult:
         """Stop watching the print under way only (a print the owner watches themselves, or
