@@ -556,7 +556,7 @@ def test_stopping_with_commands_piled_up_behind_a_stuck_printer_does_not_hang(
     with mosquitto.subscriber(f"{p}/available/+") as sub:
         sub.wait_for(f"{p}/available/+", lambda m: m.text == "online")
         for _ in range(20):
-            mosquitto.publish(f"{p}/{PRINTER}/enabled/set", "OFF", qos=1)
+            mosquitto.publish(f"{p}/{PRINTER}/command", "pause", qos=1)
         wait_for("a full queue", lambda: notifier.mqtt._commands.full(PRINTER))
     stopping = threading.Thread(target=notifier.stop)
     stopping.start()
@@ -587,7 +587,7 @@ def test_commands_piled_up_behind_one_stuck_printer_do_not_refuse_another_printe
         with mosquitto.subscriber(f"{p}/available/+") as sub:
             sub.wait_for(f"{p}/available/+", lambda m: m.text == "online")
             for _ in range(20):
-                mosquitto.publish(f"{p}/{PRINTER}/enabled/set", "OFF", qos=1)
+                mosquitto.publish(f"{p}/{PRINTER}/command", "pause", qos=1)
             wait_for("a full queue", lambda: notifier.mqtt._commands.full(PRINTER))
             mosquitto.publish(f"{p}/voron/command", "pause", qos=1)
             wait_for("the other printer's pause", lambda: len(recorder.history) == 1)

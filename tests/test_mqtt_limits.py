@@ -281,6 +281,36 @@ def test_a_command_that_waited_too_long_behind_its_printers_earlier_one_is_not_c
     assert "dead: MQTT command cancel not carried out: it waited" in caplog.text, caplog.text
 
 
+def test_a_flood_of_watching_switches_ends_as_its_last_word_says() -> None:
+    """ON and OFF sent faster than a printer takes them (a flapping automation): the queue
+    filled, its newest were refused, and the printer was left off though the last word was
+    on. A switch waiting is replaced by the newer one; other commands keep their turn."""
+    from watchdog.comms.command_queue import COMMANDS_WAITING, PrinterCommands
+    from watchdog.control import Command, CommandResult, Verb
+
+    release = threading.Event()
+    seen: list[Verb] = []
+
+    def dispatch(command: Command) -> CommandResult:
+        seen.append(command.verb)
+        if len(seen) == 1:
+            release.wait(10)  # the first one holds the printer while the flood comes
+        return CommandResult(True, "ok")
+
+    commands = PrinterCommands(dispatch)
+    assert commands.put(Command("e3", Verb.PAUSE))
+    flood = [Verb.DISABLE, Verb.ENABLE] * (2 * COMMANDS_WAITING)
+    taken = [commands.put(Command("e3", verb)) for verb in flood]
+    assert commands.put(Command("e3", Verb.RESUME))
+    release.set()
+    deadline = time.monotonic() + 10
+    while len(seen) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    commands.close(5)
+    assert all(taken), "a switch was refused"
+    assert seen == [Verb.PAUSE, Verb.ENABLE, Verb.RESUME]
+
+
 def test_a_topic_cannot_forge_a_log_line(tmp_path) -> None:
     """Anyone who may publish under the prefix chose a topic level holding a newline and a
     made-up log line: the journal showed a second, fake ERROR line. Each record is one line."""

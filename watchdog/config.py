@@ -748,6 +748,11 @@ def _expand_env(node: Any, path: str) -> Any:
     return node
 
 
+# each file found readable, as it was then: said once, not at every reload (every settings
+# save on the page is one), and again once it changes
+_said_readable: set[tuple[str, int, int, int]] = set()
+
+
 def _warn_if_readable(path: Path, what: str) -> None:
     """Say how to close it; owned by another user (a file made with sudo), chmod 600 alone
     would leave this process unable to read it at the next start."""
@@ -755,7 +760,9 @@ def _warn_if_readable(path: Path, what: str) -> None:
         st = path.stat()
     except OSError:
         return
-    if st.st_mode & (stat.S_IRGRP | stat.S_IROTH):
+    seen = (str(path), st.st_ino, st.st_mode, st.st_uid)
+    if st.st_mode & (stat.S_IRGRP | stat.S_IROTH) and seen not in _said_readable:
+        _said_readable.add(seen)
         me = user_name(os.geteuid())
         fix = f"chmod 600 {path}"
         if os.geteuid() == 0 and st.st_uid == 0:  # root reads it; the service may not

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from watchdog.control import Command, CommandResult
+from watchdog.control import Command, CommandResult, Verb
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 # sixteen piled up behind one whose API hangs refused every other printer's for minutes
 COMMANDS_WAITING = 16
 COMMAND_FRESH_S = 30.0  # a command that waited longer is not carried out
+SWITCH = (Verb.ENABLE, Verb.DISABLE)  # a state, not an act: only the newest one counts
 
 
 class PrinterCommands:
@@ -37,9 +38,13 @@ class PrinterCommands:
 
     def put(self, command: Command) -> bool:
         """Queue ``command``; False when COMMANDS_WAITING are waiting already for its printer,
-        or closed."""
+        or closed. A Watching switch replaces one still waiting: a flood of ON and OFF ends
+        as its last word says (the newest were refused, the printer left off)."""
         with self._lock:
             queue = self._queues.get(command.printer)
+            if queue is not None and command.verb in SWITCH:
+                for waiting in [w for w in queue if w[0].verb in SWITCH]:
+                    queue.remove(waiting)
             if self._closed or (queue is not None and len(queue) >= COMMANDS_WAITING):
                 return False
             self._queues.setdefault(command.printer, deque()).append((command, time.monotonic()))

@@ -420,12 +420,6 @@ class MqttCommunicator:
                 exc,
             )
             return
-        logger.info(
-            "%s: MQTT command %s%s",
-            command.printer,
-            command.verb.value,
-            f" on incident {command.incident}" if command.incident else "",
-        )
         commands = self._commands
         if commands is not None and not commands.put(command):
             self._throttle(
@@ -437,6 +431,13 @@ class MqttCommunicator:
                 command.verb.value,
                 COMMANDS_WAITING,
             )
+            return
+        logger.info(  # once taken: a flood refused is the throttled line above, not one each
+            "%s: MQTT command %s%s",
+            command.printer,
+            command.verb.value,
+            f" on incident {command.incident}" if command.incident else "",
+        )
 
     def _refuse_retained(self, topic: str, size: int) -> None:
         """A retained command would be replayed at every reconnect: never run it, clear it."""
