@@ -403,6 +403,19 @@ def test_a_damaged_saved_alert_left_by_a_stop_does_not_stop_the_next_start(
     second.stop()
 
 
+def test_a_service_slow_to_answer_gets_each_notification_once(phone, webhook_receiver) -> None:
+    """A service that takes the notification and answers 6 s later (a busy self-hosted ntfy,
+    a webhook doing its work first): Apprise gave up reading after 4 s, so each notification
+    was sent again, with backoff, until one answer came in time (4 copies seen). The daemon
+    asks Apprise to wait 30 s for an answer (a URL's own ``rto`` wins)."""
+    webhook_receiver.answer_after_s = 6.0
+    notifier = phone(notify=(target(webhook_receiver.url(), name="hook"),))
+    notifier.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    wait_for("the delivery", lambda: notifier.notify_status()["hook"]["sent"] >= 1, 60)
+    assert len(webhook_receiver.posts) == 1
+    assert notifier.notify_status()["hook"]["failed"] == 0
+
+
 def test_a_401_is_reported_once_and_the_other_targets_are_served(
     phone, ntfy_receiver, webhook_receiver, tmp_path, caplog
 ) -> None:

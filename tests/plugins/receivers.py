@@ -84,6 +84,7 @@ class _Recorder:
         self.error = "unauthorized"
         self.refused_bodies: tuple[bytes, int] | None = None  # refuse_containing
         self.requests = 0
+        self.answer_after_s = 0.0  # a slow service: it takes the request, answers this late
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -110,6 +111,7 @@ class _Recorder:
                 body = self.rfile.read(length) if length else b""
                 with recorder._lock:
                     recorder.requests += 1
+                time.sleep(recorder.answer_after_s)
                 status = recorder.status
                 if recorder.refused_bodies is not None and recorder.refused_bodies[0] in body:
                     status = recorder.refused_bodies[1]

@@ -31,6 +31,9 @@ PERMANENT = re.compile(
     re.IGNORECASE,
 )
 NTFY_SCHEMES = ("ntfy", "ntfys")
+# Apprise reads an answer for 4 s: a service that took the notification and answers later (a
+# busy self-hosted server) was sent it again and again. Within the child's SEND_TIMEOUT_S.
+READ_TIMEOUT_S = 30
 
 
 class _Capture(logging.Handler):
@@ -50,8 +53,14 @@ def with_ntfy_options(url: str, options: dict[str, str]) -> str:
     if url.split("://", 1)[0].lower() not in NTFY_SCHEMES:
         return url
     for key, value in options.items():
-        if value and not re.search(rf"[?&]{key}=", url):
-            url += ("&" if "?" in url else "?") + f"{key}={quote(value, safe='')}"
+        url = with_option(url, key, value)
+    return url
+
+
+def with_option(url: str, key: str, value: str) -> str:
+    """``url`` with the query option ``key`` added, unless it is set already (or empty)."""
+    if value and not re.search(rf"[?&]{key}=", url):
+        url += ("&" if "?" in url else "?") + f"{key}={quote(value, safe='')}"
     return url
 
 
@@ -75,6 +84,7 @@ def send(request: dict[str, Any]) -> dict[str, Any]:
     capture = _Capture()
     log.addHandler(capture)
     url = with_ntfy_options(str(request["url"]).strip(), dict(request.get("ntfy") or {}))
+    url = with_option(url, "rto", str(READ_TIMEOUT_S))
     ap = apprise.Apprise()
     if not ap.add(url):
         return {
