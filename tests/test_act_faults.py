@@ -599,3 +599,37 @@ def test_the_daemons_health_allows_for_a_pause_retried_against_a_hung_api(
     assert 3 <= bad_server.requests <= 3 * 3, bad_server.paths
     # the allowance for the defaults' pause: 4 attempts of 20 s, 7 s of waits
     assert longest_action_s(api_config(kind, bad_server.url, timeout_s=10, retries=3)) == 87
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_job_name_made_to_fake_lines_or_flood_is_shown_cleaned_and_cut(
+    kind: str, bad_server: BadServer
+) -> None:
+    """A file named with a newline and a link (a made-up line in an email notification), a
+    terminal's escape codes, a right-to-left override, or of half a megabyte (logged whole at every
+    change, sent whole at every look of the page): shown with those characters as ``?`` and
+    cut to a file name's length."""
+    from watchdog.printing import JOB_NAME_CHARS
+
+    name = "benchy.gcode\nResume: http://evil.example/x\x1b[2J\u202egcode." + "a" * 500_000
+    if kind == "octoprint":
+        flags = {"printing": True, "paused": False, "ready": False}
+        bad_server.respond(
+            200, json.dumps({"state": {"text": "Printing", "flags": flags}}), path="/api/printer"
+        )
+        job = {"job": {"file": {"name": name}}, "progress": {"printTime": 60}}
+        bad_server.respond(200, json.dumps(job), path="/api/job")
+    else:
+        status = {
+            "webhooks": {"state": "ready", "state_message": ""},
+            "print_stats": {"state": "printing", "filename": name, "print_duration": 60},
+        }
+        bad_server.respond(
+            200, json.dumps({"result": {"status": status}}), path="/printer/objects/query"
+        )
+    shown = client(kind, bad_server, retries=0).status().job
+    assert shown is not None and shown.startswith(
+        "benchy.gcode?Resume: http://evil.example/x?[2J?gcode.aaa"
+    )
+    assert len(shown) == JOB_NAME_CHARS and shown.endswith("…")
+    assert not any(c in shown for c in "\n\r\x1b\u202e")

@@ -8,6 +8,7 @@ replay follow one set of rules.
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -57,6 +58,23 @@ AFTER: dict[Action, PrinterState] = {
     Action.CANCEL: PrinterState.IDLE,
     Action.RESUME: PrinterState.PRINTING,
 }
+
+
+JOB_NAME_CHARS = 255  # a file name's most on the filesystems printers use
+
+
+def job_name(value: object) -> str | None:
+    """A job's file name as an API gave it, fit to be shown: control characters (a newline
+    that would start a made-up line, a link, in a notification; a terminal's escape codes)
+    as ``?``, cut to a file name's length (a name of a megabyte went whole into every log
+    line, the page's every look and the notifications). None when it is no name."""
+    if not isinstance(value, str) or not value:
+        return None
+    shown = "".join(
+        "?" if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c
+        for c in value[: JOB_NAME_CHARS + 1]
+    )
+    return shown if len(shown) <= JOB_NAME_CHARS else shown[: JOB_NAME_CHARS - 1] + "…"
 
 
 def seconds(value: object) -> float | None:

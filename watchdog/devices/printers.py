@@ -43,6 +43,7 @@ from watchdog.printing import (
     Outcome,
     PrinterState,
     PrinterStatus,
+    job_name,
     seconds,
 )
 from watchdog.redact import redact, redact_url
@@ -539,7 +540,7 @@ class OctoPrintClient(_HttpPrinter):
             printed = data["progress"]["printTime"]
         except (TypeError, KeyError):
             printed = None
-        return (name if isinstance(name, str) else None), seconds(printed)
+        return job_name(name), seconds(printed)
 
     def _send(self, action: str) -> None:
         # Always an explicit "action": without it OctoPrint toggles pause and resume.
@@ -583,7 +584,7 @@ class MoonrakerClient(_HttpPrinter):
         detail = f"Klipper print_stats.state: {job_state}"
         if state is PrinterState.ERROR and isinstance(why, str) and why:
             detail = f"Klipper stopped the print: {why[:300]}"
-        job = job if job and isinstance(job, str) else None
+        job = job_name(job)
         total = seconds(stats.get("total_duration"))
         started = None if total is None else time.time() - total
         return PrinterStatus(
