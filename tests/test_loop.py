@@ -960,6 +960,29 @@ def test_a_print_is_not_skipped_where_its_end_cannot_be_told(
     idle.camera.close()
 
 
+def test_a_key_rejected_after_an_outage_is_said_in_the_log(
+    tmp_path, tiny_adaptive_bundle, normal_frames, bad_server, caplog
+) -> None:
+    """The printer's API down (HTTP 500), then up but refusing the key (a key regenerated in
+    OctoPrint meanwhile): one log line, the 500's, and the README's "a 403 in the log means
+    the key is wrong" found nothing to go by; the page's detail alone said it."""
+    import logging
+
+    caplog.set_level(logging.WARNING, "watchdog.watcher")
+    frames = _folder(tmp_path / "rec", normal_frames[:4])
+    api = api_config("octoprint", bad_server.url, bad_server.api_key, retries=0)
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, make_printer(api, None))
+    bad_server.respond(500, "<html><h1>Internal Server Error</h1></html>")
+    watcher.step()
+    bad_server.respond(403, '{"error": "Invalid API key"}')
+    watcher.step()
+    said = [r.getMessage() for r in caplog.records if "printer API offline" in r.getMessage()]
+    assert len(said) == 2 and "HTTP 500" in said[0] and "API key rejected" in said[1], said
+    watcher.step()  # still refused: not said again at every poll
+    assert len([r for r in caplog.records if "printer API offline" in r.getMessage()]) == 2
+    watcher.camera.close()
+
+
 def test_a_switch_kept_beside_an_unreadable_switch_file_sets_that_file_aside() -> None:
     """The switches' file left damaged (or unreadable: a manual run as root): switching a
     printer wrote over it, and the other printers switched off in it were watched (and could

@@ -35,7 +35,13 @@ from watchdog.detection.bundle import Bundle, encode_jpeg
 from watchdog.detection.decide import Event, Label
 from watchdog.detection.detector import Detector, MaskError, Verdict
 from watchdog.devices.capture import Camera, open_camera
-from watchdog.devices.printers import NoPrinter, OctoPrintClient, PrinterClient, make_printer
+from watchdog.devices.printers import (
+    KEY_REJECTED,
+    NoPrinter,
+    OctoPrintClient,
+    PrinterClient,
+    make_printer,
+)
 from watchdog.frame_gate import FrameGate
 from watchdog.history import History
 from watchdog.incidents import (
@@ -260,6 +266,7 @@ class Watcher:
         self.camera_online: bool | None = None
         self.printer_detail = ""
         self.api_state = ""
+        self._key_refused = False  # the API's last answer refused the key (``_note_api_health``)
         self.last_verdict: Verdict | None = None
         self.last_alert: Alert | None = None
         self._prints = 0  # prints started since this watcher began (NEW_PRINT events)
@@ -515,11 +522,15 @@ class Watcher:
         """What the printer's API said, kept for the page and the buttons; one log line per
         change of its health, not per change of its error text."""
         trouble = status.state in (PrinterState.OFFLINE, PrinterState.ERROR)
-        if trouble and status.state != self.api_state:
+        # a key rejected is a trouble of its own: the owner must act, and the README sends them
+        # to the log for it (an API down, then refusing the key, was one line: the first)
+        refused = KEY_REJECTED in status.detail
+        if trouble and (status.state != self.api_state or refused != self._key_refused):
             logger.warning("%s: printer API %s: %s", self.name, status.state, status.detail)
         elif not trouble and self.api_state in (PrinterState.OFFLINE, PrinterState.ERROR):
             logger.info("%s: printer API answers again (%s)", self.name, status.state)
         self.api_state = status.state
+        self._key_refused = refused
         self.printer_detail = status.detail
         self._printed_s, self._job_started = status.printed_s, status.started_at
 
@@ -759,6 +770,7 @@ class Watcher:
         # what the camera and the API were last: a camera down before the reload is not told
         # again, one fixed by it is told back; a cancel seen at the next poll is one
         self.camera_online, self.api_state = old.camera_online, old.api_state
+        self._key_refused = old._key_refused
         self.printer_detail = old.printer_detail
         if (
             isinstance(self.printer, OctoPrintClient)

@@ -83,6 +83,9 @@ class PrinterClient(Protocol):
 # --------------------------------------------------------------------------- failures
 
 
+KEY_REJECTED = "API key rejected"  # in a status's detail: the owner must fix the key
+
+
 class _Failure(Exception):
     """A request that failed; ``detail`` is ready for a log line and an alert."""
 
@@ -269,7 +272,7 @@ class _HttpPrinter:
         message = _server_message(raw, (self._key,))
         if code in (401, 403):
             raise _Failure(
-                f"{shown}: HTTP {code}: API key rejected, check api.api_key ({message})",
+                f"{shown}: HTTP {code}: {KEY_REJECTED}, check api.api_key ({message})",
                 retryable=False,
             )
         if code == 409:
