@@ -43,8 +43,9 @@ def _read(path: Path) -> frozenset[str] | None:
     try:
         data = json.loads(read_small(path, MAX_FILE_BYTES))
     except FileNotFoundError:
-        _known[path] = frozenset()
-        return frozenset()
+        # none switched off; or, while the daemon runs, one set aside whose replacement could
+        # not be written (a full disk): the switches known from before still hold
+        return _known.setdefault(path, frozenset())
     except (OSError, ValueError, RecursionError) as exc:
         logger.warning("%s: unreadable, %s (%s)", path, kept, exc)
         return None
