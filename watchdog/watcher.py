@@ -581,7 +581,7 @@ class Watcher:
         its beginning keeps its guard however long it takes (a bed heating for minutes,
         frames skipped, a settings save or a model error learning it again)."""
         self._first_frame_seen = True
-        if self.detector.guard and self.detector.calibrating and self._past_its_start():
+        if self.detector.guarding_start and self._past_its_start():
             self.detector.past_the_start()
             logger.info(
                 "%s: first seen %.0f min into its print: its look is learnt without the start "
@@ -796,8 +796,10 @@ class Watcher:
         elif self.state.printer in (PrinterState.PRINTING, PrinterState.PAUSED):
             # a settings save is no owner's acceptance of the view: a start still judged by
             # the guard stays so
-            at_start = old.detector.calibrating and old.detector.guard > 0
-            self._relearn("its camera or detection settings changed", accepted=not at_start)
+            self._relearn(
+                "its camera or detection settings changed",
+                accepted=not old.detector.guarding_start,
+            )
         self.snapshot = self._status(time.monotonic())
 
     def _drain_commands(self) -> None:
@@ -1008,9 +1010,9 @@ class Watcher:
                 # against the look of its start, a print that grew since (why it was
                 # switched off, often) would be paused again within a few frames. A start
                 # not learnt yet stays judged by the guard (as at a settings save).
-                at_start = self.detector.calibrating and self.detector.guard > 0
                 self._relearn(
-                    f"watching switched on mid-print ({command.source})", accepted=not at_start
+                    f"watching switched on mid-print ({command.source})",
+                    accepted=not self.detector.guarding_start,
                 )
         if not self.enabled:
             self._camera_unwatched()

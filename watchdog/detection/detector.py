@@ -347,6 +347,11 @@ class Detector:
         return self._seen < self.calibration_frames
 
     @property
+    def guarding_start(self) -> bool:
+        """The print's start is being learnt and judged by the start guard."""
+        return self.calibrating and self.guard > 0
+
+    @property
     def progress(self) -> str:
         """How much of the print's start is learnt, for people: "12/30"."""
         learnt = f"{min(self._seen, self.calibration_frames)}/{self.calibration_frames}"
