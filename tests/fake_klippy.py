@@ -10,7 +10,10 @@ status pushed as ``{"method": <response_template method>, "params": {"eventtime"
 What it models: webhooks ready/shutdown, print_stats standby → printing → paused →
 printing → cancelled, started by ``SDCARD_PRINT_FILE`` (the file must exist),
 paused/resumed/cancelled by ``pause_resume/*`` or the PAUSE/RESUME/CANCEL_PRINT G-codes.
-Like real Klipper, PAUSE does not fail when nothing prints. ``emergency_stop`` puts it in
+Like real Klipper, PAUSE does not fail when nothing prints. ``TEST_PAUSE_MACRO PAUSES=0`` (a
+command of this stand-in only) stands for a printer.cfg whose PAUSE macro does not pause (it
+never calls PAUSE_BASE): PAUSE, through either path, answers "ok" and the print goes on, as
+Klipper's webhooks run the PAUSE macro for ``pause_resume/pause`` too; ``PAUSES=1`` mends it. ``emergency_stop`` puts it in
 shutdown; ``FIRMWARE_RESTART``/``RESTART`` make it ready again.
 
 Run: ``python tests/fake_klippy.py SOCKET --data DIR`` (Moonraker's data folder: G-code
@@ -62,6 +65,7 @@ class FakeKlippy:
     def __init__(self, gcodes: Path, klipper_path: Path, config_file: Path) -> None:
         self.gcodes, self.klipper_path, self.config_file = gcodes, klipper_path, config_file
         self.started = 0.0  # when the current job started
+        self.pause_macro_pauses = True  # False: a PAUSE macro that forgets PAUSE_BASE
         self.clients: set[asyncio.StreamWriter] = set()
         self.writers: dict[
             asyncio.StreamWriter, tuple[dict[str, Any], str]
@@ -146,6 +150,8 @@ class FakeKlippy:
         self.update("idle_timeout", state="Printing")
 
     def pause(self) -> None:
+        if not self.pause_macro_pauses:
+            return
         if self.objects["pause_resume"]["is_paused"]:
             return  # Klipper: "Print already paused", not an error
         self.update("pause_resume", is_paused=True)
@@ -197,6 +203,8 @@ class FakeKlippy:
                 self.start_print((m.group(1) or m.group(2)).replace('\\"', '"'))
             elif cmd == "PAUSE":
                 self.pause()
+            elif cmd == "TEST_PAUSE_MACRO":
+                self.pause_macro_pauses = "PAUSES=0" not in line.upper()
             elif cmd == "RESUME":
                 self.resume()
             elif cmd == "CANCEL_PRINT":

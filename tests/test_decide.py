@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watchdog.detection.decide import Event, Label, Settings, WatchState, on_frame
+from watchdog.detection.decide import Event, Label, Settings, WatchState, on_frame, stop_sent
 from watchdog.detection.decide import on_printer as fold_printer
 from watchdog.printing import PrinterState
 
@@ -341,3 +341,30 @@ def test_the_same_file_started_again_unseen_is_a_new_print() -> None:
     assert status(paused, "printing", 9000.0, printed=1300.0)[1] == (Event.RESUMED_AFTER_ACTION,)
     # a status without the times (an answer that lacks them) is no evidence either way
     assert status(state, "printing", 9000.0)[1] == ()
+
+
+def test_a_pause_taken_but_never_seen_is_said_once_when_due_and_an_api_away_delays_it() -> None:
+    state, fired = feed(printing(), "xxx")
+    state = stop_sent(state, due=60.0)
+
+    def poll(state: WatchState, printer: str, now: float) -> tuple[WatchState, tuple[Event, ...]]:
+        return fold_printer(state, PrinterState(printer), "benchy.gcode", now, S)
+
+    state, events = poll(state, "printing", 30.0)  # not due yet: the printer may be slow
+    assert Event.NOT_STOPPED not in events
+    state, events = poll(state, "offline", 70.0)  # the API away tells nothing
+    assert Event.NOT_STOPPED not in events
+    state, events = poll(state, "printing", 80.0)
+    assert Event.NOT_STOPPED in events and state.label is Label.ANOMALY
+    state, events = poll(state, "printing", 90.0)  # said once
+    assert Event.NOT_STOPPED not in events
+
+
+def test_a_pause_or_cancel_seen_carried_out_is_never_said_not_to_have_happened() -> None:
+    for seen in ("paused", "idle", "error"):
+        state, _ = feed(printing(), "xxx")
+        state = stop_sent(state, due=60.0)
+        state = on_printer(state, seen, "benchy.gcode", 20.0, S)
+        # resumed by its owner, then printing past the time the pause was due: no complaint
+        state, events = fold_printer(state, PrinterState.PRINTING, "benchy.gcode", 90.0, S)
+        assert Event.NOT_STOPPED not in events, seen

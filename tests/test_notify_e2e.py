@@ -107,10 +107,14 @@ def _config(
     kind: str,
     server: Any,
     notify: list[dict[str, Any]],
+    mqtt: dict[str, Any] | None = None,
+    **api: Any,
 ) -> Path:
-    """One printer on a real camera and a real printer API, pausing on a failure."""
+    """One printer on a real camera and a real printer API, pausing on a failure; ``api``:
+    more of its api settings."""
     return write_config(
         tmp_path / "config.yaml",
+        **({"mqtt": mqtt} if mqtt else {}),
         model=str(bundle),
         http={"listen": f"127.0.0.1:{http_port}"},
         storage={"dir": str(tmp_path / "state")},
@@ -124,6 +128,7 @@ def _config(
                     "api_key": server.api_key,
                     "timeout_s": 3,
                     "retries": 2,
+                    **api,
                 },
                 "detection": {"consecutive": 3, "cooldown_s": 600},
                 "action": "pause",
@@ -131,6 +136,81 @@ def _config(
         ],
         notify=notify,
     )
+
+
+def test_a_pause_the_printer_took_but_never_made_is_told_to_the_phone_at_once(
+    tmp_path,
+    tiny_bundle,
+    camera_server,
+    ntfy_receiver,
+    moonraker_server,
+    mosquitto,
+    unique_prefix,
+    anomalous_frames,
+) -> None:
+    """Klipper's API says "ok" to a pause whose PAUSE macro does not pause (it forgets
+    PAUSE_BASE): the print goes on. The alert said "paused"; once the printer is seen still
+    printing ``api.confirm_s`` later, the phone hears at once (no coalescing window) that the
+    pause did NOT happen, with Cancel (no Resume), Home Assistant gets the alert corrected,
+    the saved alert says so, and its Cancel stops the real print."""
+    topic = f"{unique_prefix}/ender3/alert"
+    sub = mosquitto.subscriber(topic)
+    http_port = free_port()
+    notify = [
+        {"url": ntfy_receiver.url("printers"), "actions_url": f"http://127.0.0.1:{http_port}"}
+    ]
+    config = _config(
+        tmp_path,
+        tiny_bundle,
+        http_port,
+        camera_server,
+        "moonraker",
+        moonraker_server,
+        notify,
+        mosquitto.mqtt_settings(topic_prefix=unique_prefix),
+        confirm_s=5,
+    )
+    moonraker_server.post("/printer/gcode/script", {"script": "TEST_PAUSE_MACRO PAUSES=0"})
+    camera_server.set_frames(anomalous_frames)
+    moonraker_server.start_print()
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        first, corrected = wait_until(
+            "the alert and its correction",
+            lambda: ntfy_receiver.messages if len(ntfy_receiver.messages) >= 2 else None,
+            120,
+            lambda: daemon.log,
+        )
+        assert first.title == "ender3: print failure, paused"
+        assert moonraker_server.print_state() == "printing"
+        assert corrected.title == "ender3: failure, and the pause did NOT happen"
+        assert corrected.priority == "max" and "still printing 5 s later" in corrected.message
+        assert corrected.attachment and corrected.attachment[:2] == b"\xff\xd8"
+        buttons = {a["label"]: a for a in corrected.actions}
+        assert set(buttons) == {"Not a failure", "Cancel"}
+        [saved] = (tmp_path / "state" / "incidents" / "ender3").glob("*/alert.json")
+        alert = json.loads(saved.read_text())
+        assert alert["action_result"]["outcome"] == "failed" and alert["answers"] == ["cancel"]
+        assert "pause failed: the printer's API took the pause" in alert["message"]
+        said = wait_until(
+            "the corrected alert over MQTT", lambda: sub.received(topic)[1:], 30, lambda: daemon.log
+        )
+        assert [m.json()["action_result"]["outcome"] for m in sub.received(topic)] == [
+            "done",
+            "failed",
+        ]
+        assert said[0].json()["incident"] == alert["incident"]
+        answer = requests.post(buttons["Cancel"]["url"], timeout=30)
+        assert answer.status_code == 200, answer.text
+        wait_until(
+            "the real print cancelled",
+            lambda: moonraker_server.print_state() == "cancelled",
+            30,
+            lambda: daemon.log,
+        )
+    finally:
+        daemon.stop()
+    assert "the printer was still printing 5 s later" in daemon.log
 
 
 def _get(url: str) -> int:

@@ -357,6 +357,13 @@ class ApiConfig(_Model):
     retries: int = Field(
         3, ge=0, le=10, description="retries of a failed pause/cancel, with backoff"
     )
+    confirm_s: float = Field(
+        90.0,
+        ge=5,
+        le=3600,
+        description="how long the printer may take to show a pause or cancel its API took; "
+        "still printing then, the alert is corrected: it did not happen",
+    )
     ca_file: Path | None = Field(
         None,
         description="CA certificate for a self-signed https URL (relative: from the config's folder)",

@@ -342,6 +342,26 @@ class IncidentStore:
                 fsync_dir(incident.path.parent)
         shutil.rmtree(doomed, ignore_errors=True)
 
+    def correct(self, printer: str, alert: dict[str, Any]) -> Incident:
+        """A saved alert found wrong since (its pause did not happen): its action's result,
+        message and buttons written over, its verdict and answer kept. ``path`` None where it
+        cannot be (gone, a full disk): the correction is sent all the same."""
+        incident_id = str(alert["incident"])
+        path = incident_dir(self.storage_dir, printer, incident_id)
+        changed = {k: alert[k] for k in ("action_result", "message", "answers")}
+        try:
+            with _verdict_lock(path):
+                _update(path, changed)
+                return Incident(printer, incident_id, _read_alert(path), path)
+        except (OSError, IncidentError) as exc:
+            logger.error(
+                "%s: cannot correct alert %s on disk (%s): it is sent corrected all the same",
+                printer,
+                incident_id,
+                getattr(exc, "strerror", None) or exc,
+            )
+            return Incident(printer, incident_id, alert, None)
+
     def add_lead_up(self, printer: str, incident_id: str, lead_up: Sequence[Any]) -> None:
         """Save the frames before the trigger (``history.LeadUpFrame``s) in ``lead_up/``.
 
@@ -536,9 +556,14 @@ def record_verdict(storage_dir: Path, printer: str, incident_id: str, verdict: s
 
 def _record(path: Path, value: str, key: str = "verdict") -> Path:
     """``record_verdict`` (or ``record_answer``: ``key`` "answer") under its lock."""
-    alert = _read_alert(path)
-    alert[key] = value
-    alert[f"{key}_time"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return _update(
+        path, {key: value, f"{key}_time": datetime.now(UTC).isoformat(timespec="seconds")}
+    )
+
+
+def _update(path: Path, changes: dict[str, Any]) -> Path:
+    """Some keys of a saved alert.json changed, the others as they are (under its lock)."""
+    alert = _read_alert(path) | changes
     tmp = path / f".{ALERT}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
         write_durably(tmp, json.dumps(alert, default=_jsonable, indent=2).encode())

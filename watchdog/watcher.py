@@ -480,6 +480,8 @@ class Watcher:
             self._record_answer(Verb.RESUME, None)
         if Event.CANCELLED_WHILE_PAUSED in happened and told_before == PrinterState.PAUSED:
             self._cancelled_while_paused()
+        if Event.NOT_STOPPED in happened:
+            self._not_carried_out()
         if Event.PRINT_ENDED in happened:
             self.alerts.print_done(self.name, before.job)
         if Event.PRINT_ERROR in happened:
@@ -561,6 +563,33 @@ class Watcher:
                 "%s: cannot record that alert %s's print ended: %s", self.name, incident, exc
             )
 
+    def _not_carried_out(self) -> None:
+        """The printer's API took our pause or cancel (or did not say), and the printer still
+        prints ``api.confirm_s`` later (a PAUSE macro that does not pause, a firmware that
+        ignores it): the alert said the print was stopped. It is corrected where the owner
+        reads it (its card, Home Assistant, the phones: as loud as a pause that failed), its
+        Resume gone; the watcher re-arms after the cooldown, as after a failed pause."""
+        alert = self.last_alert
+        if alert is None or not alert.incident or self._alert_print != self._prints:
+            return
+        action = alert.action
+        detail = (
+            f"the printer's API took the {action}, but the printer was still printing "
+            f"{self.cfg.api.confirm_s:.0f} s later"
+        )
+        result = ActionResult(action, Outcome.FAILED, detail, alert.action_result.attempts)
+        corrected = replace(
+            alert,
+            action_result=result,
+            message=f"{alert.message.partition(f'; {action} ')[0]}; {action} {result.outcome}: "
+            f"{detail}",
+            answers=printer_answers(action, Outcome.FAILED, api=True),
+        )
+        logger.error("%s", corrected.message)
+        self.metrics.observe_action(self.name, str(action), "not_carried_out")
+        self.last_alert = corrected
+        self.alerts.correct_alert(self.name, corrected.to_dict())
+
     def _cancelled_while_paused(self) -> None:
         """The print went from paused to idle between two polls (not across a poll the API did
         not answer: resumed and finished meanwhile, it would pass for cancelled): cancelled at
@@ -627,6 +656,11 @@ class Watcher:
             draft=True,
         )
         outcome = self._ask_printer(self.action)
+        if self.action in (Action.PAUSE, Action.CANCEL) and outcome.outcome in (
+            Outcome.DONE,
+            Outcome.UNKNOWN,
+        ):
+            self.state = decide.stop_sent(self.state, self.clock() + self.cfg.api.confirm_s)
         if self.state.rearm_at is not None:
             # The cooldown runs from the end of the action: retries against a dead API must not
             # use it up, or the next frames raise a second alert at once.

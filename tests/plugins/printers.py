@@ -701,6 +701,7 @@ class MoonrakerServer(_ServerControl):
                 30,
                 self.log_path,
             )
+        self.post("/printer/gcode/script", {"script": "TEST_PAUSE_MACRO PAUSES=1"})
         if self.print_state() in ("printing", "paused"):
             self.cancel()
             wait_until(

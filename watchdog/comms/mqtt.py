@@ -521,11 +521,14 @@ class MqttCommunicator:
         """The frame with its heatmap overlay as raw JPEG bytes, retained."""
         self._retain(printer, "heatmap", bytes(jpeg))
 
-    def send_alert(self, incident: Incident) -> None:
-        """Write the alert to the outbox, then publish it at QoS 1."""
+    def send_alert(self, incident: Incident, again: bool = False) -> None:
+        """Write the alert to the outbox, then publish it at QoS 1. ``again``: corrected since
+        it was sent (its entry may still wait in the outbox: this one is another)."""
         if not self.enabled:
             return
-        entry = self.outbox.put(MQTT, incident.printer, incident.alert, entry_id=incident.id)
+        entry = self.outbox.put(
+            MQTT, incident.printer, incident.alert, entry_id=None if again else incident.id
+        )
         with self._lock:
             if not self._started:
                 self._unsent[entry.id] = entry

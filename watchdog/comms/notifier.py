@@ -181,6 +181,16 @@ class Notifier:
         if self.notifications:
             self.notifications.notify(alert_event(incident.alert, frame_jpeg, heatmap_jpeg))
 
+    def correct_alert(self, printer: str, alert: dict[str, Any]) -> None:
+        """An alert sent already turned out wrong (its pause did not happen): saved over, and
+        sent again where the first went (Home Assistant, the phones: "did NOT happen")."""
+        incident = self.store.correct(printer, alert)
+        if self.enabled:
+            self.mqtt.send_alert(incident, again=True)
+        if self.notifications:
+            frame, heatmap = _read(incident, FRAME), _read(incident, HEATMAP)
+            self.notifications.notify(alert_event(incident.alert, frame, heatmap, corrects=True))
+
     def camera_changed(self, printer: str, online: bool, why: str = "") -> None:
         """The camera went offline (``why``: its error), or came back: one notification
         each (``camera_offline``)."""

@@ -108,6 +108,7 @@ class Event:
     heatmap: bytes | None = field(default=None, repr=False)
     frame: bytes | None = field(default=None, repr=False)
     answers: tuple[Verb, ...] = ()  # the printer buttons an alert offers besides Not a failure
+    corrects: bool = False  # an alert sent already, found wrong since: it waits for no window
 
 
 def _number(value: object) -> float | None:
@@ -122,9 +123,13 @@ def _number(value: object) -> float | None:
 
 
 def alert_event(
-    alert: dict[str, Any], frame_jpeg: bytes | None, heatmap_jpeg: bytes | None
+    alert: dict[str, Any],
+    frame_jpeg: bytes | None,
+    heatmap_jpeg: bytes | None,
+    corrects: bool = False,
 ) -> Event:
-    """The event of one alert: ``action_failed`` when the pause/cancel did not happen."""
+    """The event of one alert: ``action_failed`` when the pause/cancel did not happen.
+    ``corrects``: the alert was sent, and is sent again corrected (``Event.corrects``)."""
     printer = str(alert.get("printer", "?"))
     action = str(alert.get("action", "notify"))
     # read back from disk after a restart: a damaged file must not stop the daemon's start
@@ -166,6 +171,7 @@ def alert_event(
         heatmap_jpeg,
         frame_jpeg,
         saved_answers(alert),
+        corrects,
     )
 
 
@@ -776,6 +782,8 @@ class TargetSender:
             last, previous = now, str(sending.body.get("kind"))  # on its way right now
         if event.kind is Kind.CAMERA_ONLINE and previous == Kind.CAMERA_OFFLINE.value:
             return 0.0  # "back online" answers the "offline" that was sent: no waiting
+        if event.corrects:
+            return 0.0  # "the pause did NOT happen" of an alert sent: the owner must act now
         if last is not None and 0 <= now - last < self.cfg.coalesce_s:  # < 0: clock set back
             return last + self.cfg.coalesce_s
         return 0.0

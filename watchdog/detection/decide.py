@@ -36,6 +36,8 @@ class Event(Enum):
     PRINT_ENDED = "print_ended"  # a print we were watching stopped printing, not by our cancel
     PRINT_ERROR = "print_error"  # the printer reports an error: the print it was running is over
     CANCELLED_WHILE_PAUSED = "cancelled_while_paused"  # a paused print ended: it was cancelled
+    # our pause or cancel, taken by the printer's API, did not happen: the printer prints on
+    NOT_STOPPED = "not_stopped"
 
 
 class Label(Enum):
@@ -96,6 +98,9 @@ class WatchState:
     # started again between two polls (the API away across its end) runs for less.
     printed_s: float | None = None  # ``JobClock.printed_s``
     began: float | None = None  # on the clock of ``now``: ``now - JobClock.elapsed_s``
+    # Our pause or cancel was taken by the printer's API: by then (on the clock of ``now``)
+    # the printer shows it (paused, or no longer printing), or it did not happen.
+    stop_due: float | None = None
 
     @property
     def watching(self) -> bool:
@@ -146,6 +151,7 @@ def on_printer(
     away, or between two polls.
     """
     state, events = _on_status(state, printer, job, now, s, clock)
+    state, events = _stop_followed(state, printer, now, events)
     if printer not in (PrinterState.PRINTING, PrinterState.PAUSED) or state.job != job:
         return state, events
     # OctoPrint's print time can grow during a pause (an SD print's status reports) and take
@@ -159,6 +165,22 @@ def on_printer(
         printed_s=printed if printed is not None else state.printed_s,
         began=now - clock.elapsed_s if clock.elapsed_s is not None else state.began,
     ), events
+
+
+def _stop_followed(
+    state: WatchState, printer: PrinterState, now: float, events: tuple[Event, ...]
+) -> Fold:
+    """Our pause or cancel seen carried out, or still printing when it was due: an API that
+    says "ok" is not a printer that stopped (a PAUSE macro that does not pause). An API that
+    does not answer tells nothing: the next answer decides."""
+    if state.stop_due is None:
+        return state, events
+    if printer in (PrinterState.PAUSED, PrinterState.IDLE, PrinterState.ERROR):
+        return replace(state, stop_due=None), events
+    if printer is PrinterState.PRINTING and now >= state.stop_due:
+        # not cancelled after all: its end is a "print ended" again
+        return replace(state, stop_due=None, cancelled=False), (*events, Event.NOT_STOPPED)
+    return state, events
 
 
 def started_again(state: WatchState, job: str | None, now: float, clock: JobClock) -> bool:
@@ -289,6 +311,12 @@ def resumed_after_action(state: WatchState, now: float, s: Settings) -> WatchSta
         cooling=True,
         failure=False,
     )
+
+
+def stop_sent(state: WatchState, due: float) -> WatchState:
+    """The printer's API took (or may have taken) our pause or cancel: the printer must show
+    it by ``due`` (``Event.NOT_STOPPED`` otherwise)."""
+    return replace(state, stop_due=due)
 
 
 def cancelled_by_us(state: WatchState) -> WatchState:
