@@ -1028,6 +1028,18 @@ def test_a_switch_file_damaged_while_the_daemon_runs_keeps_the_switches_it_held(
         afile.write_text("")
         unkept = switches.remember(afile, "voron", watching=True)
         assert unkept and unkept.startswith("not kept for after a restart: cannot write"), unkept
+        # damaged again, and its replacement not written once it was set aside (a full disk:
+        # made to fail here, a disk cannot be filled in a test): the file is gone, and the
+        # printers switched off are still the ones known, at once and at the next switch
+        path.write_text("garbage 3")
+        disk_full = OSError(28, "No space left on device")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(switches, "replace_file", lambda *a, **k: (_ for _ in ()).throw(disk_full))
+            assert "No space left on device" in (switches.remember(state, "x", False) or "")
+        assert not path.exists()
+        assert switches.switched_off(state) == {"ender", "voron", "prusa"}
+        switches.remember(state, "mk4", watching=False)
+        assert json.loads(path.read_text()) == ["ender", "mk4", "prusa", "voron"]
 
 
 def test_an_alert_without_a_printer_api_offers_no_printer_buttons(
