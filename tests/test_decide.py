@@ -368,3 +368,19 @@ def test_a_pause_or_cancel_seen_carried_out_is_never_said_not_to_have_happened()
         # resumed by its owner, then printing past the time the pause was due: no complaint
         state, events = fold_printer(state, PrinterState.PRINTING, "benchy.gcode", 90.0, S)
         assert Event.NOT_STOPPED not in events, seen
+
+
+def test_no_second_alert_before_the_first_pause_is_seen_or_corrected() -> None:
+    """A cooldown shorter than ``api.confirm_s``: the failure still in view must not fire
+    again before the printer has shown the first pause or it was found not to have happened
+    (each new alert moved the deadline: the correction never came, a "paused" every minute)."""
+    state, fired = feed(printing(), "xxx")  # fired at t=20, re-arms by the cooldown at 110
+    state = stop_sent(state, due=320.0)
+    state = stop_sent(state, due=400.0)  # a later one does not move the first one's deadline
+    assert state.stop_due == 320.0
+    state, fired = feed(state, "x" * 19, t0=120.0)  # until t=300
+    assert fired == []
+    state, events = fold_printer(state, PrinterState.PRINTING, "benchy.gcode", 320.0, S)
+    assert Event.NOT_STOPPED in events
+    state, fired = feed(state, "xxx", t0=330.0)
+    assert fired == [2]  # corrected: the failure in view fires (pauses) again

@@ -623,6 +623,47 @@ def test_a_printers_repeated_events_are_coalesced_never_a_storm(
     )
 
 
+def test_a_pause_found_not_to_have_happened_is_told_at_once_unless_its_owner_answered(
+    phone, ntfy_receiver, tmp_path
+) -> None:
+    """The correction of an alert ("the pause did NOT happen") waits for no coalescing window,
+    also where an alert of the printer is waiting one out (it replaces it: the newest truth);
+    an alert its owner has answered already (resumed, not a failure) is corrected on its card
+    only: they decided what becomes of the print."""
+    from watchdog.incidents import record_answer
+
+    notifier = phone(notify=(target(ntfy_receiver.url(), coalesce_s=600),))
+
+    def corrected(incident: str) -> dict:
+        failed = {"action": "pause", "outcome": "failed", "detail": "still printing", "attempts": 1}
+        return alert() | {
+            "incident": incident,
+            "action_result": failed,
+            "answers": ["cancel"],
+            "message": "pause failed",
+        }
+
+    notifier.raise_alert(PRINTER, alert(), jpeg(1), jpeg(1))
+    wait_for("the first alert", lambda: len(ntfy_receiver.messages) == 1, timeout=30)
+    second = notifier.raise_alert(PRINTER, alert(), jpeg(2), jpeg(2))  # waits out the window
+    notifier.correct_alert(PRINTER, corrected(second))
+    wait_for("the correction", lambda: len(ntfy_receiver.messages) == 2, timeout=30)
+    told = ntfy_receiver.messages[1]
+    assert told.title == "ender3: failure, and the pause did NOT happen", told.title
+    assert told.attachment == jpeg(2)
+    saved = json.loads((tmp_path / "incidents" / PRINTER / second / "alert.json").read_text())
+    assert saved["action_result"]["outcome"] == "failed" and saved["answers"] == ["cancel"]
+
+    third = notifier.raise_alert(PRINTER, alert(), jpeg(3), jpeg(3))
+    record_answer(tmp_path, PRINTER, third, "resumed")
+    notifier.correct_alert(PRINTER, corrected(third))
+    saved = json.loads((tmp_path / "incidents" / PRINTER / third / "alert.json").read_text())
+    assert saved["action_result"]["outcome"] == "failed" and saved["answer"] == "resumed"
+    time.sleep(2)
+    pending = notifier.notify_status()["ntfy"]["pending"]
+    assert len(ntfy_receiver.messages) == 2 and pending == 1  # the third alert waits its window
+
+
 def test_a_camera_is_reported_offline_only_after_a_while_and_then_back(
     phone, ntfy_receiver, tmp_path
 ) -> None:

@@ -200,6 +200,11 @@ def test_a_pause_the_printer_took_but_never_made_is_told_to_the_phone_at_once(
             "failed",
         ]
         assert said[0].json()["incident"] == alert["incident"]
+        # the first notification's Resume, pressed now, would answer the alert (the print
+        # "resumed") and refuse the Cancel that can still stop it
+        stale = {a["label"]: a for a in first.actions}["Resume"]
+        refused = requests.post(stale["url"], timeout=30)
+        assert refused.status_code == 409 and "paused nothing" in refused.text, refused.text
         answer = requests.post(buttons["Cancel"]["url"], timeout=30)
         assert answer.status_code == 200, answer.text
         wait_until(

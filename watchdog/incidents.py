@@ -588,6 +588,14 @@ def record_answer(storage_dir: Path, printer: str, incident_id: str, answer: str
             _record(path, answer, "answer")
 
 
+def saved_alert(storage_dir: Path, printer: str, incident_id: str) -> dict[str, Any]:
+    """An incident's alert.json as saved ({}: none that can be read)."""
+    try:
+        return _read_alert(incident_dir(storage_dir, printer, incident_id))
+    except IncidentError:
+        return {}
+
+
 def already_answered(storage_dir: Path, printer: str, incident_id: str) -> str:
     """Why the alert's Resume and Cancel buttons no longer act ("": they may): the answer
     ``record_answer`` stored."""

@@ -29,7 +29,7 @@ import numpy as np
 from watchdog import overrides, switches
 from watchdog.comms.notifier import Notifier
 from watchdog.config import PrinterConfig
-from watchdog.control import Command, CommandResult, Verb, printer_answers
+from watchdog.control import Command, CommandResult, Verb, printer_answers, saved_answers
 from watchdog.detection import decide
 from watchdog.detection.bundle import Bundle, encode_jpeg
 from watchdog.detection.decide import Event, Label
@@ -51,6 +51,7 @@ from watchdog.incidents import (
     answered,
     list_incidents,
     record_answer,
+    saved_alert,
 )
 from watchdog.metrics import Metrics
 from watchdog.printing import (
@@ -568,15 +569,20 @@ class Watcher:
         prints ``api.confirm_s`` later (a PAUSE macro that does not pause, a firmware that
         ignores it): the alert said the print was stopped. It is corrected where the owner
         reads it (its card, Home Assistant, the phones: as loud as a pause that failed), its
-        Resume gone; the watcher re-arms after the cooldown, as after a failed pause."""
+        Resume gone; the watcher re-arms then, as after a failed pause. Not after a reload
+        took the printer's API away: without one the printer always "prints"."""
         alert = self.last_alert
         if alert is None or not alert.incident or self._alert_print != self._prints:
             return
+        if isinstance(self.printer, NoPrinter):
+            return
         action = alert.action
-        detail = (
-            f"the printer's API took the {action}, but the printer was still printing "
-            f"{self.cfg.api.confirm_s:.0f} s later"
+        sent = (
+            f"the printer's API took the {action}"
+            if alert.action_result.outcome is Outcome.DONE
+            else f"the {action} was sent (no answer in time)"
         )
+        detail = f"{sent}, but the printer was still printing {self.cfg.api.confirm_s:.0f} s later"
         result = ActionResult(action, Outcome.FAILED, detail, alert.action_result.attempts)
         corrected = replace(
             alert,
@@ -899,7 +905,14 @@ class Watcher:
         alert's email link pressed later, nor a cancelled one resumed."""
         if verb is Verb.PAUSE:
             return ""
-        return already_answered(self.alerts.store.storage_dir, self.name, incident)
+        storage = self.alerts.store.storage_dir
+        if verb is Verb.RESUME and Verb.RESUME not in saved_answers(
+            saved_alert(storage, self.name, incident)
+        ):
+            # its pause did not happen (corrected since its notification offered Resume): a
+            # Resume of a print that kept printing would answer the alert, its Cancel refused
+            return "this alert paused nothing (its pause did not happen): nothing of it to resume"
+        return already_answered(storage, self.name, incident)
 
     def _record_answer(self, verb: Verb, incident: str | None) -> None:
         """A Resume, Cancel or Pause carried out answers the alert it was about: the

@@ -30,7 +30,7 @@ from watchdog.comms.notify import (
 from watchdog.comms.outbox import Outbox
 from watchdog.config import MqttConfig, NotifyTarget, StorageConfig
 from watchdog.control import Dispatcher
-from watchdog.incidents import FRAME, HEATMAP, Incident, IncidentStore, ThrottledLog
+from watchdog.incidents import FRAME, HEATMAP, Incident, IncidentStore, ThrottledLog, answered
 from watchdog.printing import Outcome
 
 logger = logging.getLogger(__name__)
@@ -183,11 +183,14 @@ class Notifier:
 
     def correct_alert(self, printer: str, alert: dict[str, Any]) -> None:
         """An alert sent already turned out wrong (its pause did not happen): saved over, and
-        sent again where the first went (Home Assistant, the phones: "did NOT happen")."""
+        sent again where the first went (Home Assistant, the phones: "did NOT happen"). Not
+        to the phones where its owner has answered it already (resumed, cancelled, not a
+        failure): they decided what becomes of the print; its card and the log say it."""
         incident = self.store.correct(printer, alert)
         if self.enabled:
             self.mqtt.send_alert(incident, again=True)
-        if self.notifications:
+        decided = answered(incident.alert) or incident.alert.get("verdict") == "not_failure"
+        if self.notifications and not decided:
             frame, heatmap = _read(incident, FRAME), _read(incident, HEATMAP)
             self.notifications.notify(alert_event(incident.alert, frame, heatmap, corrects=True))
 

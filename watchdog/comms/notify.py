@@ -697,7 +697,7 @@ class TargetSender:
                 body.update(
                     coalesced=_count(old.body.get("coalesced")) + 1,
                     since=old.body.get("since", old.created),
-                    not_before=_not_before(old),
+                    not_before=0.0 if event.corrects else _not_before(old),
                 )
             else:
                 body["not_before"] = self._window_end(event, group, now)

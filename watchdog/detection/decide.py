@@ -264,7 +264,10 @@ def on_frame(state: WatchState, anomalous: bool, now: float, s: Settings) -> Fol
         return state, ()
     frames = state.frames + 1
     if not state.armed:
-        if state.rearm_at is not None and now >= state.rearm_at:
+        # not while our pause or cancel may still show: a second alert must not come before
+        # the first one is known to have stopped the print, or corrected
+        unsettled = state.stop_due is not None and now < state.stop_due
+        if state.rearm_at is not None and now >= state.rearm_at and not unsettled:
             state = replace(state, armed=True, rearm_at=None, consecutive=0, cooling=False)
         else:
             return replace(state, frames=frames, consecutive=0), ()
@@ -315,8 +318,8 @@ def resumed_after_action(state: WatchState, now: float, s: Settings) -> WatchSta
 
 def stop_sent(state: WatchState, due: float) -> WatchState:
     """The printer's API took (or may have taken) our pause or cancel: the printer must show
-    it by ``due`` (``Event.NOT_STOPPED`` otherwise)."""
-    return replace(state, stop_due=due)
+    it by ``due`` (``Event.NOT_STOPPED`` otherwise); an earlier one still due stands."""
+    return replace(state, stop_due=due if state.stop_due is None else min(due, state.stop_due))
 
 
 def cancelled_by_us(state: WatchState) -> WatchState:
