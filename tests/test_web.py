@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,6 +172,34 @@ def test_login_gives_a_session_cookie_that_opens_the_pages(guarded) -> None:
     for path in PROTECTED:
         assert s.get(url + path, timeout=10).status_code == 200, path
     assert PASSWORD not in daemon.log
+
+
+def test_the_owner_logs_in_from_a_real_browser(guarded) -> None:
+    """The login form typed into and sent by Chromium, as the owner does. Under the
+    "no-referrer" policy every page carried, a browser sends a form post with "Origin: null":
+    the right password was refused as a cross-site request, and nobody could log in."""
+    from selenium.webdriver.common.by import By
+
+    from tests.browser import chromium, chromium_missing
+
+    if why := chromium_missing():
+        pytest.skip(why)
+    url, daemon, _ = guarded
+    browser = chromium()
+    try:
+        browser.get(f"{url}/")
+        browser.find_element(By.ID, "password").send_keys(PASSWORD)
+        browser.find_element(By.ID, "login-button").click()
+        wait_until(
+            "the dashboard after the login",
+            lambda: browser.find_elements(By.CSS_SELECTOR, "[data-printer]"),
+            30,
+            lambda: browser.page_source[:2000] + daemon.log,
+        )
+        assert browser.current_url.rstrip("/") == url
+    finally:
+        browser.quit()
+        shutil.rmtree(browser._profile, ignore_errors=True)
 
 
 def test_a_login_through_a_tls_reverse_proxy_works_and_other_sites_are_still_refused(
@@ -460,13 +489,17 @@ def test_another_site_cannot_embed_the_cameras_pictures_or_read_the_data(open_da
     frame = f"{url}/api/printers/{PRINTER}/frame.jpg"
     embedded = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}
     for site in ("cross-site", "same-site"):
-        for path in (frame, f"{url}/api/state", f"{url}/api/incidents"):
+        heatmap = f"{url}/printers/{PRINTER}/latest.jpg"
+        for path in (frame, heatmap, f"{url}/api/state", f"{url}/api/incidents"):
             refused = requests.get(path, headers={**embedded, "Sec-Fetch-Site": site}, timeout=30)
             assert refused.status_code == 403, (site, path, refused.status_code)
     own = requests.get(frame, headers={**embedded, "Sec-Fetch-Site": "same-origin"}, timeout=30)
     assert own.status_code == 200 and own.headers["Content-Type"] == "image/jpeg"
     # a browser without Fetch Metadata still keeps the picture from another site's page
     assert own.headers["Cross-Origin-Resource-Policy"] == "same-origin"
+    wait_until("a heatmap", lambda: requests.get(heatmap, timeout=10).status_code == 200, 60)
+    latest = requests.get(heatmap, timeout=10)
+    assert latest.headers["Cross-Origin-Resource-Policy"] == "same-origin"
     link = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
     assert requests.get(f"{url}/", headers=link, timeout=10).status_code == 200
     assert requests.get(f"{url}/api/state", timeout=10).status_code == 200  # curl, a script

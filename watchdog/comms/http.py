@@ -274,7 +274,9 @@ class StatusServer:
             response.headers.setdefault("Cache-Control", "no-store")
             response.headers["X-Content-Type-Options"] = "nosniff"
             response.headers["X-Frame-Options"] = "DENY"
-            response.headers["Referrer-Policy"] = "no-referrer"
+            # nothing to other sites; not "no-referrer": under it a browser sends its form
+            # posts with "Origin: null", and the login form was refused as cross-site
+            response.headers["Referrer-Policy"] = "same-origin"
             return response
 
         if self.dashboard is not None:

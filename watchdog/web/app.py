@@ -121,7 +121,7 @@ class Dashboard:
         # 127.0.0.1 would read the page from the owner's browser)
         if not self.login_required and not is_loopback_host(_host_name(request.host)):
             return text("403 this page answers to a loopback address or localhost only", 403)
-        if path.startswith("/api/") and _embedded_by_another_site():
+        if path.startswith(OWN_PAGES_ONLY) and _embedded_by_another_site():
             return text("403 cross-site request refused", 403)
         if (
             self.login_required
@@ -463,6 +463,10 @@ def _not_saved(exc: OSError) -> str:
     )
 
 
+# the dashboard's data and pictures, and the status server's heatmaps
+OWN_PAGES_ONLY = ("/api/", "/printers/")
+
+
 def _embedded_by_another_site() -> bool:
     """A page of another site (or another port of this host) loads the dashboard's data or
     pictures (an ``<img>``, a script's fetch): refused before it costs a camera read. The
@@ -477,7 +481,7 @@ def _embedded_by_another_site() -> bool:
 def _own_pages_only(response: Response) -> Response:
     """The dashboard's data and pictures are for its own pages: a browser that sent no Fetch
     Metadata still keeps another site from using them."""
-    if request.path.startswith("/api/"):
+    if request.path.startswith(OWN_PAGES_ONLY):
         response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
     return response
 
