@@ -364,6 +364,27 @@ def test_replay_of_a_damaged_file_is_an_error_not_an_empty_replay(tmp_path, tiny
     assert "mjpeg @" not in r.stderr and "[ WARN" not in r.stderr, r.stderr
 
 
+def test_replay_of_frames_none_of_which_can_be_read_is_an_error_and_a_bad_last_one_is_said(
+    tmp_path, tiny_bundle, normal_frames
+) -> None:
+    """Two empty files: "replayed 1 frames: 0 alert(s)", exit 0, as if the print were quiet
+    (only a single bad file was an error). A last file that cannot be read went unsaid: the
+    recording ended with the file before it."""
+    config = write_config(tmp_path / "c.yaml", model=str(tiny_bundle), printers=[{"name": "e3"}])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for name in ("a_1.jpg", "a_2.jpg"):
+        (empty / name).write_bytes(b"")
+    line = _one_line_error(run_cli("replay", "--config", str(config), "--frames", str(empty)))
+    assert f"--frames {empty}: no frame could be read from it" in line, line
+    frames = _write_frames(tmp_path / "rec", normal_frames[:2])
+    (frames / "zz_last.jpg").write_bytes(b"not a picture")
+    r = run_cli("replay", "--config", str(config), "--frames", str(frames))
+    assert r.returncode == 0, r.stderr
+    said = [json.loads(x) for x in r.stdout.splitlines() if "zz_last.jpg" in x]
+    assert said and said[0]["state"] == "frame_skipped", r.stdout
+
+
 @pytest.mark.servers
 def test_replay_on_a_real_printer_that_never_prints_stops_saying_so(
     tmp_path, tiny_bundle, normal_frames, octoprint_server, monkeypatch, capsys

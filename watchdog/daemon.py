@@ -35,7 +35,7 @@ from watchdog.control import (
     Verb,
 )
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
-from watchdog.detection.model import FrameScorer
+from watchdog.detection.model import FrameScorer, ModelFailure
 from watchdog.devices.printers import longest_action_s
 from watchdog.errors import UsageError
 from watchdog.frame_gate import FrameGate
@@ -91,21 +91,30 @@ def configured_bundle(config: Config, source: str | Path = "config") -> Bundle:
 
 
 def try_model_once(bundle: Bundle) -> None:
-    """Run the model on a blank frame, so a model that loads but cannot score is refused
-    at start or reload rather than failing every frame afterwards."""
+    """Run the model on a blank frame and on a busy one (noise: a model that fails only on
+    frames with something in them passed a blank one), so a model that loads but cannot
+    score is refused at start, at reload and by check-config, rather than failing every frame
+    afterwards."""
     pre = bundle.meta.preprocess
-    try:
-        score = FrameScorer(bundle).score(np.zeros((pre.height, pre.width, 3), np.uint8))
-    except BundleError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure here means the model cannot be used
-        raise BundleError(
-            f"{bundle.path}: the model fails on a blank frame ({type(exc).__name__}: {exc})"
-        ) from exc
-    if not math.isfinite(score):
-        raise BundleError(
-            f"{bundle.path}: the model scores a blank frame {score} (not a finite number)"
-        )
+    shape = (pre.height, pre.width, 3)
+    busy = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    scorer = None
+    for what, frame in (("a blank frame", np.zeros(shape, np.uint8)), ("a busy frame", busy)):
+        try:
+            scorer = scorer or FrameScorer(bundle)
+            score = scorer.score(frame)
+        except ModelFailure as exc:
+            raise BundleError(f"{exc}: tried on {what}") from None
+        except BundleError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure here means the model cannot be used
+            raise BundleError(
+                f"{bundle.path}: the model fails on {what} ({type(exc).__name__}: {exc})"
+            ) from exc
+        if not math.isfinite(score):
+            raise BundleError(
+                f"{bundle.path}: the model scores {what} {score} (not a finite number)"
+            )
 
 
 def _without_api(config: Config) -> list[str]:

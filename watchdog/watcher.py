@@ -34,6 +34,7 @@ from watchdog.detection import decide
 from watchdog.detection.bundle import Bundle, encode_jpeg
 from watchdog.detection.decide import Event, Label
 from watchdog.detection.detector import Detector, MaskError, Verdict
+from watchdog.detection.model import ModelFailure
 from watchdog.devices.capture import Camera, open_camera
 from watchdog.devices.printers import (
     KEY_REJECTED,
@@ -273,6 +274,7 @@ class Watcher:
         self._prints = 0  # prints started since this watcher began (NEW_PRINT events)
         self._alert_print = -1  # which of them ``last_alert`` was about
         self.failing_steps = 0
+        self.model_failure = ""  # why the model could not judge the last frame ("": it could)
         self._commands: queue.SimpleQueue[tuple[Command, Future[CommandResult]]] = (
             queue.SimpleQueue()
         )
@@ -333,9 +335,18 @@ class Watcher:
             logger.warning("%s: frame skipped: %s", self.name, exc)
             self.metrics.error(self.name, "frame")
             return None
+        except ModelFailure as exc:  # the bundle's model itself: said once, not every frame
+            self.metrics.error(self.name, "model")
+            if not self.model_failure:
+                logger.error("%s: frames not judged: %s", self.name, exc)
+            self.model_failure = str(exc)
+            return None
         finally:
             del frame  # from here on the frame is its JPEG: nothing frame-sized outlives the gate
             self.gate.leave()
+        if self.model_failure:
+            logger.info("%s: the model judges frames again", self.name)
+            self.model_failure = ""
         if self.detector.still_start and not still:
             logger.warning(
                 "%s: the camera's picture did not move during the print's start (the printer "

@@ -20,7 +20,7 @@ from watchdog import switches
 from watchdog.commands import shown_source
 from watchdog.comms.transport import check_tls
 from watchdog.config import Config, ConfigError, PrinterConfig
-from watchdog.daemon import configured_bundle
+from watchdog.daemon import configured_bundle, try_model_once
 from watchdog.detection.bundle import Bundle, BundleError
 from watchdog.devices.capture import CameraSourceError, open_camera, redact_url
 from watchdog.devices.printers import make_printer
@@ -93,8 +93,10 @@ def warnings(config: Config) -> list[str]:
 
 
 def run_model(config: Config, bundle: Bundle) -> None:
-    """Build each printer's detector as its watcher will (``detector_for``: a refused mask is a
-    ConfigError naming its key) and score one frame."""
+    """The model tried as the daemon tries it at start (``try_model_once``: what one passes,
+    the other passes), then each printer's detector built as its watcher will (``detector_for``:
+    a refused mask is a ConfigError naming its key) and one frame scored."""
+    try_model_once(bundle)
     pre = bundle.meta.preprocess
     frame = np.full((max(pre.height, 64) * 2, max(pre.width, 64) * 2, 3), 128, np.uint8)
     for p in config.printers:

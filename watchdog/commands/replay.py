@@ -173,11 +173,11 @@ def _step_through(
     clock: VirtualClock,
     pcfg: PrinterConfig,
     frames: Path,
-) -> tuple[int, Ended]:
-    """The watcher stepped until the recording ends: alerts raised, and how it ended (read to
+) -> tuple[int, Ended, int]:
+    """The watcher stepped until the recording ends: alerts raised, how it ended (read to
     its end; stopped: a recording that could not be read for a while, a real printer that
-    never printed; interrupted: Ctrl-C)."""
-    pauses = offline = 0
+    never printed; interrupted: Ctrl-C), and how many frames were judged."""
+    pauses = offline = judged = 0
     waiting_since: float | None = None
     try:
         while not watcher.camera.exhausted:
@@ -186,6 +186,7 @@ def _step_through(
                 if job is not None and before is not None and job != before:
                     printer.start_print(job)
             record = watcher.step()
+            judged += record.verdict is not None
             for event in record.events:
                 emit(event.to_dict())
                 pauses += event.alert is not None
@@ -200,14 +201,14 @@ def _step_through(
                         "row: replay stopped",
                         file=sys.stderr,
                     )
-                    return pauses, Ended.STOPPED
+                    return pauses, Ended.STOPPED, judged
             elif printer is None:  # a real printer that is not printing (or paused by us)
                 waiting_since = _waited(pcfg, waiting_since)
                 if waiting_since is None:
-                    return pauses, Ended.STOPPED
+                    return pauses, Ended.STOPPED, judged
     except KeyboardInterrupt:
-        return pauses, Ended.INTERRUPTED
-    return pauses, Ended.READ
+        return pauses, Ended.INTERRUPTED, judged
+    return pauses, Ended.READ, judged
 
 
 def replay(
@@ -240,11 +241,16 @@ def replay(
     prints = [frames_contract.parse(p).print for p in getattr(watcher.camera, "paths", [])]
     alerts.start()
     try:
-        pauses, ended = _step_through(watcher, printer, prints, clock, pcfg, frames)
+        pauses, ended, judged = _step_through(watcher, printer, prints, clock, pcfg, frames)
     finally:
         watcher.close()
         alerts.stop()
-    if ended is Ended.READ and clock.frame == 0:  # not a quiet print: no recording at all
+    if ended is Ended.READ and not judged:
+        # not a quiet print: no recording at all, or none of it the model could judge
+        if watcher.model_failure:
+            raise UsageError(
+                f"--frames {frames}: no frame could be judged: {watcher.model_failure}"
+            )
         why = (
             getattr(watcher.camera, "last_error", "") or "a damaged file, or not an image or video"
         )

@@ -223,6 +223,11 @@ def shared_interpreter(model_path: str | Path, num_threads: int = 1) -> SharedIn
         return holder
 
 
+class ModelFailure(BundleError):
+    """The model ran into an error on a frame, or gave back no number (NaN, infinity): a
+    damaged or hand-made model that passed its check at start. The frame is not judged."""
+
+
 class FrameScorer:
     """The bundle's TFLite model: model input → reconstruction → error map.
 
@@ -267,7 +272,14 @@ class FrameScorer:
         if inp["dtype"] != np.float32:  # int8 model with quantised I/O
             scale, zero = inp["quantization"]
             batch = np.clip(np.round(batch / scale + zero), -128, 127).astype(inp["dtype"])
-        out = self._shared.run(inp["index"], self._out["index"], batch)[0]
+        try:
+            out = self._shared.run(inp["index"], self._out["index"], batch)[0]
+        except RuntimeError as exc:  # the runtime's own words, on one line, cut (its error
+            # text grows by the same words at every failed run)
+            why = " ".join(str(exc).split())[:160]
+            raise ModelFailure(
+                f"{self.bundle.model_path}: the model failed on a frame ({why})"
+            ) from None
         if self._out["dtype"] != np.float32:
             scale, zero = self._out["quantization"]
             out = (out.astype(np.float32) - zero) * scale
@@ -278,8 +290,17 @@ class FrameScorer:
         return self._shared.call(fn, *args)
 
     def error_map(self, x: np.ndarray) -> np.ndarray:
-        """The error map of one model input (H, W, C) in [0, 1]."""
-        return self.scoring.error_map(x, self.reconstruct(x))
+        """The error map of one model input (H, W, C) in [0, 1]; ModelFailure where the model
+        gave back no number (NaN, or values so large their error is infinite): such a frame
+        scored NaN (never anomalous: a blind watchdog) or infinite (a good print paused)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            emap = self.scoring.error_map(x, self.reconstruct(x))
+        if not np.isfinite(emap).all():
+            raise ModelFailure(
+                f"{self.bundle.model_path}: the model gave back no usable number (NaN or "
+                "infinity) for a frame"
+            )
+        return emap
 
     def score(self, frame: np.ndarray) -> float:
         """The absolute score of one camera frame with the bundle's own region (no baseline)."""

@@ -703,10 +703,10 @@ class FolderCamera(_BaseCamera):
         if self._next >= len(self.paths):
             self.exhausted = True
             return None
+        # ended at the next read, not with the last file: a last file that cannot be read is
+        # a bad frame, skipped and said, as any other (as the end, it went unsaid)
         path = self.current = self.paths[self._next]
         self._next += 1
-        if self._next >= len(self.paths):
-            self.exhausted = True
         limit = self.cfg.max_bytes
         try:
             with open(path, "rb") as f:  # the folder's files were regular ones when listed

@@ -1,0 +1,106 @@
+"""Models that load but cannot judge frames: damaged, or hand-made. Each is refused in one
+line by every command alike (start, reload and check-config try it on the same frames), and
+one that fails only later, on the camera's frames, leaves the daemon running, saying so once.
+
+The models are real TFLite files, converted by TensorFlow in a child process (TensorFlow never
+enters the test process), each the trainer's tiny bundle with its model swapped."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.daemon_helpers import run_cli, write_config
+from tests.test_loop import _folder, _watcher
+from watchdog.devices.printers import SimulatedPrinter
+
+# (name, a TensorFlow expression of the input x): each fails on a frame with something in it
+# and passes a blank one, as the check at start did alone
+HOSTILE = {
+    # infinity where the frame is not black
+    "infinite": "tf.where(tf.reduce_max(x) > 0.0, x / 0.0, x)",
+    # an index out of range where the frame is not black: the runtime's own error at invoke
+    "failing": "x * tf.gather(tf.constant([1.0, 2.0]), tf.cast(tf.reduce_sum(x) * 1e6, tf.int32))",
+}
+
+
+@pytest.fixture(scope="module")
+def hostile(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    pytest.importorskip("tensorflow")
+    root = tmp_path_factory.mktemp("hostile-models")
+    shape = json.loads((tiny_bundle / "model.json").read_text())["input_shape"]
+    made: dict[str, Path] = {}
+    for name, expression in HOSTILE.items():
+        folder = root / name
+        shutil.copytree(tiny_bundle, folder)
+        script = f"""
+import os
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf
+fn = tf.function(lambda x: {expression})
+spec = tf.TensorSpec({list(shape)}, tf.float32)
+conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function(spec)], fn)
+open({str(folder / "model.tflite")!r}, "wb").write(conv.convert())
+"""
+        proc = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        made[name] = folder
+    return made
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_a_model_that_cannot_judge_a_busy_frame_is_refused_alike_by_run_and_check_config(
+    tmp_path, hostile, name
+) -> None:
+    """check-config said "ok, model loaded and run once" of a model that scores every frame
+    with something in it infinite, and ``run`` started with it: blind, each score null."""
+    config = write_config(tmp_path / "c.yaml", model=str(hostile[name]), printers=[{"name": "e3"}])
+    said = []
+    for command in ("check-config", "run"):
+        r = run_cli(command, "--config", str(config), timeout=120)
+        assert r.returncode == 2, (command, r.returncode, r.stdout, r.stderr)
+        lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "a busy frame" in lines[0] and str(hostile[name]) in lines[0], lines[0]
+        said.append(lines[0])
+    assert said[0] == said[1]
+
+
+def test_score_of_a_model_failing_on_a_frame_is_one_line(tmp_path, hostile, normal_frames) -> None:
+    import cv2
+
+    image = tmp_path / "frame.jpg"
+    cv2.imwrite(str(image), normal_frames[0])
+    r = run_cli("score", "--model", str(hostile["failing"]), str(image), timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    [line] = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert "the model failed on a frame" in line and "\n" not in line, line
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_a_running_watcher_whose_model_fails_on_the_cameras_frames_says_so_once(
+    tmp_path, hostile, normal_frames, caplog, name
+) -> None:
+    """A model that passed its check at start and fails on the camera's frames: the loop logged
+    a 30-line traceback at every frame (or scored them NaN and judged nothing, silently).
+    Now each frame is skipped, the reason said once, and counted."""
+    caplog.set_level(logging.INFO)
+    frames = _folder(tmp_path / "rec", list(normal_frames[:5]))
+    watcher = _watcher(tmp_path, hostile[name], frames, SimulatedPrinter())
+    records = [watcher.step() for _ in range(5)]
+    assert all(r.verdict is None for r in records)
+    said = [r for r in caplog.records if "frames not judged" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.ERROR, caplog.text
+    assert str(hostile[name]) in said[0].getMessage() and "\n" not in said[0].getMessage()
+    assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
+    assert 'printer_watchdog_errors_total{kind="model",printer="e3"} 5.0' in (
+        watcher.metrics.text().decode()
+    )
