@@ -10,6 +10,7 @@ gives back.
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -351,3 +352,31 @@ def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding() -> None:
     many = progressive[:-2] + scan * 500 + b"\xff\xd9"
     with pytest.raises(capture.BadFrame, match="JPEG of 5.. scans"):
         decode_image(many, 16_000_000)
+
+
+def test_recorded_frames_cut_and_closed_with_ffd9_are_refused_as_the_cameras_are(
+    tmp_path: Path,
+) -> None:
+    """The trainer, ``calibrate`` and ``score`` read recorded frames through their own reader,
+    which passed these frames: a trainer fitted on the grey-filled rest of a cut frame learnt
+    it as normal, and ``score`` scored it. One frames contract: refused as the camera refuses
+    them, in one line naming the file; the whole frame still read."""
+    from watchdog.commands.demo import DEMO_FRAMES
+    from watchdog.image_files import UnreadableFrame, read_frame_file
+
+    passed = []
+    for path in sorted(DEMO_FRAMES.glob("*.jpg")):
+        frame = cv2.resize(cv2.imread(str(path)), (640, 480))
+        jpeg = cv2.imencode(".jpg", frame)[1].tobytes()
+        whole = tmp_path / f"{path.stem}.jpg"
+        whole.write_bytes(jpeg)
+        assert read_frame_file(whole).shape == (480, 640, 3)
+        for cut in (0.3, 0.45, 0.6, 0.75, 0.9):
+            cut_file = tmp_path / f"{path.stem}-{cut}.jpg"
+            cut_file.write_bytes(jpeg[: int(len(jpeg) * cut)] + b"\xff\xd9")
+            try:
+                read_frame_file(cut_file)
+                passed.append(cut_file.name)
+            except UnreadableFrame as exc:
+                assert str(cut_file) in str(exc) and "truncated JPEG" in str(exc), exc
+    assert passed == []

@@ -16,7 +16,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from watchdog.devices.capture import BadFrame, check_scans, ends_jpeg, read_header
+from watchdog.devices.capture import (
+    BadFrame,
+    check_scans,
+    ends_jpeg,
+    read_header,
+    stops_mid_scan,
+)
 
 MAX_FILE_PIXELS = 50_000_000  # larger than any camera's frame (an 8K one is 33 MP)
 MAX_FILE_BYTES = 100 * 2**20  # an 8K PNG is under half of it
@@ -65,6 +71,12 @@ def read_frame_file(path: Path) -> np.ndarray:
         img = None
     if img is None or img.size == 0:
         raise UnreadableFrame(f"{shown}: not a readable JPEG or PNG image")
+    if header.kind == "jpeg" and stops_mid_scan(img, max(1, header.mcu)):
+        # refused by the cameras' reader too: one frames contract for the daemon, the trainer,
+        # calibrate and score (a trainer fitted on such grey-filled frames learnt them normal)
+        raise UnreadableFrame(
+            f"{shown}: truncated JPEG (its data stops in the middle of the picture)"
+        )
     return img
 
 

@@ -353,7 +353,7 @@ def ends_jpeg(data: bytes) -> bool:
     return b"\xff\xd9" in data.rstrip(b"\r\n\x00 ")[-64:]
 
 
-def _stops_mid_scan(frame: np.ndarray, mcu: int) -> bool:
+def stops_mid_scan(frame: np.ndarray, mcu: int) -> bool:
     """True when the decoded JPEG ends in the flat run libjpeg fills in after its data ran out.
 
     A JPEG cut short and closed with FFD9 decodes without an error: every block after the cut
@@ -463,7 +463,7 @@ def decode_image(data: bytes, max_pixels: int, need: tuple[int, int] | None = No
         # decoded whole, then brought to the size a JPEG would have been decoded at: the
         # heatmap, the incident frame and the dashboard's copies are made from this one
         frame = cv2.resize(frame, (width // shrink, height // shrink), interpolation=cv2.INTER_AREA)
-    if header.kind == "jpeg" and _stops_mid_scan(frame, max(1, header.mcu // factor)):
+    if header.kind == "jpeg" and stops_mid_scan(frame, max(1, header.mcu // factor)):
         raise BadFrame("truncated JPEG (its data stops in the middle of the picture)")
     return frame
 
