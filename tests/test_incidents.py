@@ -133,6 +133,34 @@ def test_not_failure_copies_frame_for_retraining_and_records_verdict(tmp_path: P
     assert json.loads((inc.path / "alert.json").read_text())["verdict"] == "not_failure"
 
 
+def test_a_frame_that_is_a_link_or_empty_is_not_copied_into_the_training_set(
+    tmp_path: Path,
+) -> None:
+    """``frame.jpg`` replaced by a link to a private file elsewhere (something else able to
+    write in the storage folder): "not a failure" copied that file into the normal set, readable
+    by all; an empty one was copied too. The verdict is kept; the copy is refused, said."""
+    from watchdog.incidents import FramesNotKept
+
+    secret = tmp_path / "elsewhere" / "private.key"
+    secret.parent.mkdir()
+    secret.write_bytes(b"not a picture")
+    secret.chmod(0o600)
+    store = IncidentStore(tmp_path / "state")
+    for name, make in (
+        ("link", lambda frame: frame.symlink_to(secret)),
+        ("empty", lambda frame: frame.write_bytes(b"")),
+    ):
+        inc = store.save("ender3", alert(), jpeg(7), jpeg(8))
+        assert inc.path is not None
+        (inc.path / "frame.jpg").unlink()
+        make(inc.path / "frame.jpg")
+        with pytest.raises(FramesNotKept, match="not a picture it saved"):
+            mark_not_failure(tmp_path / "state", "ender3", inc.id)
+        assert json.loads((inc.path / "alert.json").read_text())["verdict"] == "not_failure", name
+    folder = false_alarms_dir(tmp_path / "state", "ender3")
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
 def test_a_changed_verdict_takes_its_frames_out_of_the_other_training_folder(
     tmp_path: Path,
 ) -> None:

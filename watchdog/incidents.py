@@ -19,6 +19,7 @@ copied to ``<storage.dir>/collected/<printer>/failures/``, for the trainer's ``-
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -26,6 +27,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -707,15 +709,36 @@ def _copy_failure_frames(
     ]
 
 
+# a picture the watchdog saved is a camera frame's JPEG (camera.max_bytes is at most 64 MB)
+MAX_PICTURE_BYTES = 64 * 2**20
+
+
+def _picture(src: Path) -> bytes:
+    """The bytes of a picture the watchdog saved in an incident: a plain, non-empty file of
+    the incident's own, never a link (something else able to write in the storage folder
+    would have a file of its choosing copied into the training set, readable by all)."""
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.EINVAL, f"{src.name} is a link, not a picture it saved") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or not 0 < st.st_size <= MAX_PICTURE_BYTES:
+            raise OSError(errno.EINVAL, f"{src.name} is not a picture it saved")
+        return f.read(MAX_PICTURE_BYTES)
+
+
 def _copy_into(src: Path, dest_dir: Path, name: str) -> Path:
     """``src`` as ``dest_dir/name``, whole or not at all (copied beside it, then renamed; the
     temporary name is the thread's own, as the lead-up and a verdict may copy at once)."""
+    data = _picture(src)
     dest_dir.mkdir(parents=True, exist_ok=True)
     tmp = dest_dir / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        shutil.copyfile(src, tmp)
-        with open(tmp, "rb") as f:  # on the card: not back as an empty file after a power cut
-            os.fsync(f.fileno())
+        # on the card: not back as an empty file after a power cut
+        write_durably(tmp, data)
         os.replace(tmp, dest_dir / name)
     except OSError:  # a full disk: no half copy left behind
         tmp.unlink(missing_ok=True)
