@@ -80,8 +80,24 @@ BAD = [
 ]
 
 
+# values of the wrong kind: refused in the owner's words, not Python's ("'int' object is not
+# iterable", "object of type 'NoneType' has no len()", "invalid literal for int()")
+WRONG_KIND = [
+    (None, "input_shape", 5),
+    (None, "input_shape", "1,64,128,3"),
+    (None, "input_shape", [1, 64.7, 128, 3]),
+    (None, "output_shape", [[1, 64], [128, 3]]),
+    (None, "output_shape", [1, 64, True, 3]),
+    ("preprocess", "roi", None),
+    ("preprocess", "roi", "0 0 1 1"),
+]
+PYTHONS_WORDS = ("object", "iterable", "NoneType", "int()", "literal", "np.", "argument")
+
+
 @pytest.mark.parametrize(
-    ("section", "key", "value"), BAD, ids=[f"{s or ''}.{k}={v!r}" for s, k, v in BAD]
+    ("section", "key", "value"),
+    BAD + WRONG_KIND,
+    ids=[f"{s or ''}.{k}={v!r}" for s, k, v in BAD + WRONG_KIND],
 )
 def test_out_of_range_or_non_finite_values_are_refused_naming_the_key(
     tmp_path, section, key, value
@@ -92,6 +108,26 @@ def test_out_of_range_or_non_finite_values_are_refused_naming_the_key(
     message = str(err.value)
     assert "\n" not in message and str(folder / "model.json") in message
     assert (f"{section}.{key}" if section else key) in message, message
+    if (section, key, value) in WRONG_KIND:
+        assert not any(word in message for word in PYTHONS_WORDS), message
+
+
+@pytest.mark.parametrize("kind", ["empty", "fifo", "folder"])
+def test_a_model_file_that_is_empty_or_not_a_file_says_so(tmp_path, kind) -> None:
+    """An empty model.tflite was "`model_path` or `model_content` must be specified" (the
+    runtime's words); a FIFO or a folder in its place "model file missing"."""
+    folder = bundle_with(tmp_path, None, "extra", {})
+    model = folder / "model.tflite"
+    model.unlink()
+    {
+        "empty": lambda: model.write_bytes(b""),
+        "fifo": lambda: os.mkfifo(model),
+        "folder": model.mkdir,
+    }[kind]()
+    with pytest.raises(BundleError) as err:
+        Bundle.load(folder)
+    said = {"empty": "empty file", "fifo": "not a regular file", "folder": "not a regular file"}
+    assert str(err.value).startswith(f"{model}: {said[kind]}"), str(err.value)
 
 
 def test_the_shipped_bundle_still_loads() -> None:

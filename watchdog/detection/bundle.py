@@ -130,8 +130,11 @@ class Preprocess:
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         check_number("width", self.width, 8, MAX_INPUT_SIDE, integer=True)
         check_number("height", self.height, 8, MAX_INPUT_SIDE, integer=True)
-        if len(self.roi) != 4:
-            raise ValueError(f"roi must be [x0, y0, x1, y1], got {list(self.roi)}")
+        if not isinstance(self.roi, tuple) or len(self.roi) != 4:
+            shown = list(self.roi) if isinstance(self.roi, tuple) else self.roi
+            raise ValueError(
+                f"roi must be [x0, y0, x1, y1] between 0 and 1, got {json.dumps(shown)[:60]}"
+            )
         for i, v in enumerate(self.roi):
             check_number(f"roi[{i}]", v, 0.0, 1.0)
         if not isinstance(self.normalize, bool):
@@ -580,8 +583,8 @@ class BundleMeta:
             d["adaptation"] = _from_dict(Adaptation, d.get("adaptation", {}), where, "adaptation")
             check_threshold("threshold", d["threshold"])
             d["threshold"] = float(d["threshold"])
-            d["input_shape"] = tuple(int(v) for v in d["input_shape"])
-            d["output_shape"] = tuple(int(v) for v in d["output_shape"])
+            d["input_shape"] = _shape("input_shape", d["input_shape"])
+            d["output_shape"] = _shape("output_shape", d["output_shape"])
         except KeyError as exc:
             raise BundleError(f"{where}: missing key {exc.args[0]!r}") from exc
         except (TypeError, ValueError, OverflowError) as exc:
@@ -605,6 +608,20 @@ class BundleMeta:
             if not isinstance(getattr(meta, name), dict):
                 raise BundleError(f"{where}: {name} must be an object")
         return meta
+
+
+def _shape(name: str, value: Any) -> tuple[int, ...]:
+    """A tensor shape as model.json keeps it: a list of whole numbers, [1, 64, 128, 3]."""
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= 8
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        shown = json.dumps(value)[:60] if isinstance(value, list | int | str | float) else "?"
+        raise ValueError(
+            f"{name} must be a list of whole numbers above 0, such as [1, 64, 128, 3]; got {shown}"
+        )
+    return tuple(value)
 
 
 def baseline_memory_refusal(pre: Preprocess, ad: Adaptation) -> str | None:
@@ -640,8 +657,13 @@ class Bundle:
         try:
             if not path.is_dir():
                 raise BundleError(f"{path}: model bundle folder not found")
-            if not (path / MODEL_FILE).is_file():
-                raise BundleError(f"{path / MODEL_FILE}: model file missing")
+            model = path / MODEL_FILE
+            if not model.exists():
+                raise BundleError(f"{model}: model file missing")
+            if not model.is_file():  # a FIFO would block its reader; a device never ends
+                raise BundleError(f"{model}: not a regular file (a model is one file)")
+            if model.stat().st_size == 0:
+                raise BundleError(f"{model}: empty file (a copy that did not finish?)")
         except PermissionError:  # Python 3.11's is_dir: not False, an error
             raise BundleError(
                 f"{path}: not readable by this user (under /home the service needs "

@@ -246,12 +246,12 @@ class FrameScorer:
         out = self.interp.get_output_details()[0]
         if tuple(inp["shape"][1:]) != self.pre.shape:
             raise BundleError(
-                f"{bundle.model_path}: model input {list(inp['shape'])} does not match "
+                f"{bundle.model_path}: model input {[int(v) for v in inp['shape']]} does not match "
                 f"model.json preprocess {list(self.pre.shape)}"
             )
         if tuple(out["shape"][1:]) != self.pre.shape:
             raise BundleError(
-                f"{bundle.model_path}: model output {list(out['shape'])} is not a reconstruction "
+                f"{bundle.model_path}: model output {[int(v) for v in out['shape']]} is not a reconstruction "
                 f"of the input {list(self.pre.shape)}"
             )
         self._in, self._out = inp, out

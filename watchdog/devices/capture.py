@@ -715,6 +715,8 @@ class FolderCamera(_BaseCamera):
             raise BadFrame(f"{path}: {exc.strerror or exc}") from exc
         if len(data) > limit:  # a video or a disk image among the frames: not held whole
             raise BadFrame(f"{path.name}: larger than camera.max_bytes={limit}")
+        if not data:  # (what decode_image calls an "empty body": a camera's answer)
+            raise BadFrame(f"{path.name}: empty file")
         try:
             return self._decode(data)
         except BadFrame as exc:
