@@ -20,13 +20,17 @@ from tests.daemon_helpers import run_cli, write_config
 from tests.test_loop import _folder, _watcher
 from watchdog.devices.printers import SimulatedPrinter
 
-# (name, a TensorFlow expression of the input x): each fails on a frame with something in it
-# and passes a blank one, as the check at start did alone
+# name: a TensorFlow function of the input x (of y too: a second input); the first two fail
+# on a frame with something in it and pass a blank one, as the check at start did alone
 HOSTILE = {
     # infinity where the frame is not black
-    "infinite": "tf.where(tf.reduce_max(x) > 0.0, x / 0.0, x)",
+    "infinite": "lambda x: tf.where(tf.reduce_max(x) > 0.0, x / 0.0, x)",
     # an index out of range where the frame is not black: the runtime's own error at invoke
-    "failing": "x * tf.gather(tf.constant([1.0, 2.0]), tf.cast(tf.reduce_sum(x) * 1e6, tf.int32))",
+    "failing": "lambda x: x * tf.gather(tf.constant([1.0, 2.0]), "
+    "tf.cast(tf.reduce_sum(x) * 1e6, tf.int32))",
+    # not a model of a frame: two inputs; whole numbers out, without a scale
+    "two_inputs": "lambda x, y: x * 1.0 + y",
+    "integer_output": "lambda x: tf.cast(x * 255.0, tf.int32)",
 }
 
 
@@ -43,9 +47,10 @@ def hostile(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
 import os
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import tensorflow as tf
-fn = tf.function(lambda x: {expression})
+fn = tf.function({expression})
 spec = tf.TensorSpec({list(shape)}, tf.float32)
-conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function(spec)], fn)
+specs = [spec] * fn.python_function.__code__.co_argcount
+conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function(*specs)], fn)
 open({str(folder / "model.tflite")!r}, "wb").write(conv.convert())
 """
         proc = subprocess.run(
@@ -56,7 +61,7 @@ open({str(folder / "model.tflite")!r}, "wb").write(conv.convert())
     return made
 
 
-@pytest.mark.parametrize("name", list(HOSTILE))
+@pytest.mark.parametrize("name", ["infinite", "failing"])
 def test_a_model_that_cannot_judge_a_busy_frame_is_refused_alike_by_run_and_check_config(
     tmp_path, hostile, name
 ) -> None:
@@ -85,7 +90,7 @@ def test_score_of_a_model_failing_on_a_frame_is_one_line(tmp_path, hostile, norm
     assert "the model failed on a frame" in line and "\n" not in line, line
 
 
-@pytest.mark.parametrize("name", list(HOSTILE))
+@pytest.mark.parametrize("name", ["infinite", "failing"])
 def test_a_running_watcher_whose_model_fails_on_the_cameras_frames_says_so_once(
     tmp_path, hostile, normal_frames, caplog, name
 ) -> None:
@@ -104,3 +109,22 @@ def test_a_running_watcher_whose_model_fails_on_the_cameras_frames_says_so_once(
     assert 'printer_watchdog_errors_total{kind="model",printer="e3"} 5.0' in (
         watcher.metrics.text().decode()
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("two_inputs", "the model takes 2 input(s) and gives 1 output(s)"),
+        ("integer_output", "model output of int32 values without a scale"),
+    ],
+)
+def test_a_model_that_is_not_a_frames_reconstruction_is_refused_in_one_line(
+    tmp_path, hostile, name, said
+) -> None:
+    """Accepted before: a second input left unset, or whole numbers read as a reconstruction,
+    gave scores of nothing (an 8-bit input without a scale paused a normal print in replay)."""
+    config = write_config(tmp_path / "c.yaml", model=str(hostile[name]), printers=[{"name": "e3"}])
+    r = run_cli("check-config", "--config", str(config), timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    [line] = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert said in line and str(hostile[name]) in line, line

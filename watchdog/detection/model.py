@@ -223,6 +223,12 @@ def shared_interpreter(model_path: str | Path, num_threads: int = 1) -> SharedIn
         return holder
 
 
+def _quantised(tensor: dict[str, Any]) -> bool:
+    """An 8-bit tensor with its scale (the trainer's int8 export): values mean something."""
+    scale, _ = tensor.get("quantization", (0.0, 0))
+    return tensor["dtype"] in (np.int8, np.uint8) and float(scale) > 0
+
+
 class ModelFailure(BundleError):
     """The model ran into an error on a frame, or gave back no number (NaN, infinity): a
     damaged or hand-made model that passed its check at start. The frame is not judged."""
@@ -242,18 +248,26 @@ class FrameScorer:
         self.scoring = meta.scoring
         self._shared = shared_interpreter(bundle.model_path, num_threads)
         self.interp = self._shared.interp
-        inp = self.interp.get_input_details()[0]
-        out = self.interp.get_output_details()[0]
-        if tuple(inp["shape"][1:]) != self.pre.shape:
+        inputs, outputs = self.interp.get_input_details(), self.interp.get_output_details()
+        where = bundle.model_path
+        if len(inputs) != 1 or len(outputs) != 1:
             raise BundleError(
-                f"{bundle.model_path}: model input {[int(v) for v in inp['shape']]} does not match "
-                f"model.json preprocess {list(self.pre.shape)}"
+                f"{where}: the model takes {len(inputs)} input(s) and gives {len(outputs)} "
+                "output(s); a bundle's model takes one frame and gives its reconstruction"
             )
-        if tuple(out["shape"][1:]) != self.pre.shape:
-            raise BundleError(
-                f"{bundle.model_path}: model output {[int(v) for v in out['shape']]} is not a reconstruction "
-                f"of the input {list(self.pre.shape)}"
-            )
+        inp, out = inputs[0], outputs[0]
+        for name, tensor in (("input", inp), ("output", out)):
+            shape = [int(v) for v in tensor["shape"]]
+            if tuple(shape[1:]) != self.pre.shape:
+                raise BundleError(
+                    f"{where}: model {name} {shape} does not match the frame size model.json's "
+                    f"preprocess gives {list(self.pre.shape)}"
+                )
+            if tensor["dtype"] != np.float32 and not _quantised(tensor):
+                raise BundleError(
+                    f"{where}: model {name} of {np.dtype(tensor['dtype']).name} values without "
+                    "a scale: neither a float model nor a quantised one the trainer exports"
+                )
         self._in, self._out = inp, out
 
     @property
@@ -271,7 +285,8 @@ class FrameScorer:
         batch = x[None, ...].astype(np.float32)
         if inp["dtype"] != np.float32:  # int8 model with quantised I/O
             scale, zero = inp["quantization"]
-            batch = np.clip(np.round(batch / scale + zero), -128, 127).astype(inp["dtype"])
+            info = np.iinfo(inp["dtype"])
+            batch = np.clip(np.round(batch / scale + zero), info.min, info.max).astype(inp["dtype"])
         try:
             out = self._shared.run(inp["index"], self._out["index"], batch)[0]
         except RuntimeError as exc:  # the runtime's own words, on one line, cut (its error
