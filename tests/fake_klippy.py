@@ -13,7 +13,9 @@ paused/resumed/cancelled by ``pause_resume/*`` or the PAUSE/RESUME/CANCEL_PRINT 
 Like real Klipper, PAUSE does not fail when nothing prints. ``TEST_PAUSE_MACRO PAUSES=0`` (a
 command of this stand-in only) stands for a printer.cfg whose PAUSE macro does not pause (it
 never calls PAUSE_BASE): PAUSE, through either path, answers "ok" and the print goes on, as
-Klipper's webhooks run the PAUSE macro for ``pause_resume/pause`` too; ``PAUSES=1`` mends it. ``emergency_stop`` puts it in
+Klipper's webhooks run the PAUSE macro for ``pause_resume/pause`` too; ``PAUSES=1`` mends it.
+``TEST_PAUSE_MACRO DELAY=S`` stands for a PAUSE that waits S seconds behind a long command (a
+heat-up, a bed mesh) before it pauses; ``DELAY=0`` pauses at once again. ``emergency_stop`` puts it in
 shutdown; ``FIRMWARE_RESTART``/``RESTART`` make it ready again.
 
 Run: ``python tests/fake_klippy.py SOCKET --data DIR`` (Moonraker's data folder: G-code
@@ -66,6 +68,7 @@ class FakeKlippy:
         self.gcodes, self.klipper_path, self.config_file = gcodes, klipper_path, config_file
         self.started = 0.0  # when the current job started
         self.pause_macro_pauses = True  # False: a PAUSE macro that forgets PAUSE_BASE
+        self.pause_delay_s = 0.0  # a PAUSE queued behind a long command
         self.clients: set[asyncio.StreamWriter] = set()
         self.writers: dict[
             asyncio.StreamWriter, tuple[dict[str, Any], str]
@@ -152,6 +155,12 @@ class FakeKlippy:
     def pause(self) -> None:
         if not self.pause_macro_pauses:
             return
+        if self.pause_delay_s:
+            asyncio.get_running_loop().call_later(self.pause_delay_s, self._pause_now)
+            return
+        self._pause_now()
+
+    def _pause_now(self) -> None:
         if self.objects["pause_resume"]["is_paused"]:
             return  # Klipper: "Print already paused", not an error
         self.update("pause_resume", is_paused=True)
@@ -204,7 +213,11 @@ class FakeKlippy:
             elif cmd == "PAUSE":
                 self.pause()
             elif cmd == "TEST_PAUSE_MACRO":
-                self.pause_macro_pauses = "PAUSES=0" not in line.upper()
+                m = re.search(r"DELAY=([0-9.]+)", line, re.IGNORECASE)
+                if m:
+                    self.pause_delay_s = float(m.group(1))
+                else:
+                    self.pause_macro_pauses = "PAUSES=0" not in line.upper()
             elif cmd == "RESUME":
                 self.resume()
             elif cmd == "CANCEL_PRINT":

@@ -384,3 +384,15 @@ def test_no_second_alert_before_the_first_pause_is_seen_or_corrected() -> None:
     assert Event.NOT_STOPPED in events
     state, fired = feed(state, "xxx", t0=330.0)
     assert fired == [2]  # corrected: the failure in view fires (pauses) again
+
+
+def test_a_pause_seen_after_it_was_said_not_to_have_happened_is_a_late_pause_once() -> None:
+    state, _ = feed(printing(), "xxx")
+    state = stop_sent(state, due=60.0)
+    state, events = fold_printer(state, PrinterState.PRINTING, "benchy.gcode", 70.0, S)
+    assert Event.NOT_STOPPED in events
+    state, events = fold_printer(state, PrinterState.PAUSED, "benchy.gcode", 80.0, S)
+    assert Event.PAUSED_LATE in events and state.label is Label.PAUSED
+    state, events = fold_printer(state, PrinterState.PRINTING, "benchy.gcode", 90.0, S)
+    state, events = fold_printer(state, PrinterState.PAUSED, "benchy.gcode", 100.0, S)
+    assert Event.PAUSED_LATE not in events  # the owner's own pause, later: nothing of ours

@@ -218,6 +218,57 @@ def test_a_pause_the_printer_took_but_never_made_is_told_to_the_phone_at_once(
     assert "the printer was still printing 5 s later" in daemon.log
 
 
+def test_a_pause_that_comes_late_is_told_as_paused_after_all(
+    tmp_path, tiny_bundle, camera_server, ntfy_receiver, moonraker_server, anomalous_frames
+) -> None:
+    """Klipper's PAUSE waits behind a long command (a heat-up, a bed mesh) longer than
+    ``api.confirm_s``: the phone is told the pause did NOT happen, then, when the printer shows
+    it paused, that it is paused after all, with its Resume back (on the card too), which
+    resumes the real print."""
+    http_port = free_port()
+    notify = [{"url": ntfy_receiver.url("late"), "actions_url": f"http://127.0.0.1:{http_port}"}]
+    config = _config(
+        tmp_path,
+        tiny_bundle,
+        http_port,
+        camera_server,
+        "moonraker",
+        moonraker_server,
+        notify,
+        confirm_s=5,
+    )
+    moonraker_server.post("/printer/gcode/script", {"script": "TEST_PAUSE_MACRO DELAY=12"})
+    camera_server.set_frames(anomalous_frames)
+    moonraker_server.start_print()
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        first, missed, late = wait_until(
+            "the alert, its correction and the late pause",
+            lambda: ntfy_receiver.messages if len(ntfy_receiver.messages) >= 3 else None,
+            120,
+            lambda: daemon.log,
+        )
+        assert moonraker_server.print_state() == "paused"
+        assert missed.title == "ender3: failure, and the pause did NOT happen", missed.title
+        assert late.title == "ender3: print failure, paused", late.title
+        buttons = {a["label"]: a for a in late.actions}
+        assert set(buttons) == {"Not a failure", "Resume", "Cancel"}
+        [saved] = (tmp_path / "state" / "incidents" / "ender3").glob("*/alert.json")
+        alert = json.loads(saved.read_text())
+        assert alert["action_result"]["outcome"] == "done" and "resume" in alert["answers"]
+        assert "paused after all" in alert["message"]
+        answer = requests.post(buttons["Resume"]["url"], timeout=30)
+        assert answer.status_code == 200, answer.text
+        wait_until(
+            "the real print resumed",
+            lambda: moonraker_server.print_state() == "printing",
+            30,
+            lambda: daemon.log,
+        )
+    finally:
+        daemon.stop()
+
+
 def _get(url: str) -> int:
     try:
         return requests.get(url, timeout=2).status_code

@@ -476,29 +476,7 @@ class Watcher:
         if not self._restore_checked and self._printer_known(status):
             self._restore_checked = True  # on the first poll that tells what the printer does
             self._after_start(now)
-        if Event.RESUMED_AFTER_ACTION in happened:
-            # What the camera shows now is accepted: learn the print's look again, or a lasting
-            # change (a light, a tool on the bed) would pause again after the cooldown.
-            self._relearn(f"resumed after our {self.action}")
-            # Resumed at the printer itself (its screen, Mainsail, OctoPrint) answers the alert
-            # as the phone's Resume does: its Cancel, pressed later, must not stop the print.
-            self._record_answer(Verb.RESUME, None)
-        if Event.RESUMED in happened:
-            # The owner paused and resumed (a filament change, a look at the print): the
-            # print may look different now (another colour, a purge blob) and the owner saw it.
-            self._relearn("resumed after a pause")
-            # an alert re-opened by a pause through the watchdog is answered again, wherever
-            # the print was resumed
-            self._record_answer(Verb.RESUME, None)
-        if Event.CANCELLED_WHILE_PAUSED in happened and told_before == PrinterState.PAUSED:
-            self._cancelled_while_paused()
-        if Event.NOT_STOPPED in happened:
-            self._not_carried_out()
-        if Event.PRINT_ENDED in happened:
-            self.alerts.print_done(self.name, before.job)
-        if Event.PRINT_ERROR in happened:
-            logger.warning("%s: the print stopped by a printer error: %s", self.name, status.detail)
-            self.alerts.print_done(self.name, before.job, status.detail or "printer error")
+        self._after_events(happened, before.job, told_before, status)
         running = (PrinterState.PRINTING, PrinterState.PAUSED)
         if before.printer in running and self.state.printer not in running:
             # the print ended (a pause is no end: its outage is told), also by a cancel of
@@ -524,6 +502,41 @@ class Watcher:
                 {"from": str(before.printer), "to": str(self.state.printer), "job": self.state.job},
             )
         ]
+
+    def _after_events(
+        self,
+        happened: tuple[Event, ...],
+        job_before: str | None,
+        told_before: str,
+        status: PrinterStatus,
+    ) -> None:
+        """What each printer event asks of the watcher (``decide.on_printer``'s); ``job_before``
+        and ``told_before``: the job and API state of the poll before."""
+        if Event.RESUMED_AFTER_ACTION in happened:
+            # What the camera shows now is accepted: learn the print's look again, or a lasting
+            # change (a light, a tool on the bed) would pause again after the cooldown.
+            self._relearn(f"resumed after our {self.action}")
+            # Resumed at the printer itself (its screen, Mainsail, OctoPrint) answers the alert
+            # as the phone's Resume does: its Cancel, pressed later, must not stop the print.
+            self._record_answer(Verb.RESUME, None)
+        if Event.RESUMED in happened:
+            # The owner paused and resumed (a filament change, a look at the print): the
+            # print may look different now (another colour, a purge blob) and the owner saw it.
+            self._relearn("resumed after a pause")
+            # an alert re-opened by a pause through the watchdog is answered again, wherever
+            # the print was resumed
+            self._record_answer(Verb.RESUME, None)
+        if Event.CANCELLED_WHILE_PAUSED in happened and told_before == PrinterState.PAUSED:
+            self._cancelled_while_paused()
+        if Event.NOT_STOPPED in happened:
+            self._not_carried_out()
+        if Event.PAUSED_LATE in happened:
+            self._paused_late()
+        if Event.PRINT_ENDED in happened:
+            self.alerts.print_done(self.name, job_before)
+        if Event.PRINT_ERROR in happened:
+            logger.warning("%s: the print stopped by a printer error: %s", self.name, status.detail)
+            self.alerts.print_done(self.name, job_before, status.detail or "printer error")
 
     def _camera_unwatched(self) -> None:
         """The print ended or watching was switched off: a camera outage not told yet is not
@@ -582,30 +595,51 @@ class Watcher:
         reads it (its card, Home Assistant, the phones: as loud as a pause that failed), its
         Resume gone; the watcher re-arms then, as after a failed pause. Not after a reload
         took the printer's API away: without one the printer always "prints"."""
-        alert = self.last_alert
-        if alert is None or not alert.incident or self._alert_print != self._prints:
+        alert = self._alert_to_correct()
+        if alert is None:
             return
-        if isinstance(self.printer, NoPrinter):
-            return
-        action = alert.action
         sent = (
-            f"the printer's API took the {action}"
+            f"the printer's API took the {alert.action}"
             if alert.action_result.outcome is Outcome.DONE
-            else f"the {action} was sent (no answer in time)"
+            else f"the {alert.action} was sent (no answer in time)"
         )
         detail = f"{sent}, but the printer was still printing {self.cfg.api.confirm_s:.0f} s later"
-        result = ActionResult(action, Outcome.FAILED, detail, alert.action_result.attempts)
+        logger.error("%s", self._correct(alert, Outcome.FAILED, detail).message)
+        self.metrics.observe_action(self.name, str(alert.action), "not_carried_out")
+
+    def _paused_late(self) -> None:
+        """Told not to have paused, the print shows paused now: a PAUSE queued behind a long
+        command (a heat-up, a bed mesh), or its owner paused it at the printer. The alert says
+        paused again, with its Resume; the phones hear it at once."""
+        alert = self._alert_to_correct()
+        if alert is None or alert.action is not Action.PAUSE:
+            return
+        detail = (
+            f"the printer is paused after all: later than the {self.cfg.api.confirm_s:.0f} s "
+            "it was given (a PAUSE waiting behind a long command?), or paused at the printer"
+        )
+        logger.warning("%s", self._correct(alert, Outcome.DONE, detail).message)
+
+    def _alert_to_correct(self) -> Alert | None:
+        """This print's latest alert, where its printer API can tell what became of it."""
+        alert = self.last_alert
+        if alert is None or not alert.incident or self._alert_print != self._prints:
+            return None
+        return None if isinstance(self.printer, NoPrinter) else alert
+
+    def _correct(self, alert: Alert, outcome: Outcome, detail: str) -> Alert:
+        """``alert`` with its action's result put right, saved and sent again."""
+        action = alert.action
+        result = ActionResult(action, outcome, detail, alert.action_result.attempts)
         corrected = replace(
             alert,
             action_result=result,
-            message=f"{alert.message.partition(f'; {action} ')[0]}; {action} {result.outcome}: "
-            f"{detail}",
-            answers=printer_answers(action, Outcome.FAILED, api=True),
+            message=f"{alert.message.partition(f'; {action} ')[0]}; {action} {outcome}: {detail}",
+            answers=printer_answers(action, outcome, api=True),
         )
-        logger.error("%s", corrected.message)
-        self.metrics.observe_action(self.name, str(action), "not_carried_out")
         self.last_alert = corrected
         self.alerts.correct_alert(self.name, corrected.to_dict())
+        return corrected
 
     def _cancelled_while_paused(self) -> None:
         """The print went from paused to idle between two polls (not across a poll the API did

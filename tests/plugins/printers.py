@@ -701,7 +701,8 @@ class MoonrakerServer(_ServerControl):
                 30,
                 self.log_path,
             )
-        self.post("/printer/gcode/script", {"script": "TEST_PAUSE_MACRO PAUSES=1"})
+        for mend in ("PAUSES=1", "DELAY=0"):
+            self.post("/printer/gcode/script", {"script": f"TEST_PAUSE_MACRO {mend}"})
         if self.print_state() in ("printing", "paused"):
             self.cancel()
             wait_until(

@@ -38,6 +38,9 @@ class Event(Enum):
     CANCELLED_WHILE_PAUSED = "cancelled_while_paused"  # a paused print ended: it was cancelled
     # our pause or cancel, taken by the printer's API, did not happen: the printer prints on
     NOT_STOPPED = "not_stopped"
+    # the printer shows a pause after all, after it was said not to have happened (a PAUSE
+    # queued behind a long command, or paused at the printer since)
+    PAUSED_LATE = "paused_late"
 
 
 class Label(Enum):
@@ -101,6 +104,7 @@ class WatchState:
     # Our pause or cancel was taken by the printer's API: by then (on the clock of ``now``)
     # the printer shows it (paused, or no longer printing), or it did not happen.
     stop_due: float | None = None
+    stop_missed: bool = False  # it did not show by then (``Event.NOT_STOPPED`` was told)
 
     @property
     def watching(self) -> bool:
@@ -172,14 +176,18 @@ def _stop_followed(
 ) -> Fold:
     """Our pause or cancel seen carried out, or still printing when it was due: an API that
     says "ok" is not a printer that stopped (a PAUSE macro that does not pause). An API that
-    does not answer tells nothing: the next answer decides."""
+    does not answer tells nothing: the next answer decides. Paused after it was told not to
+    have happened, the print is paused after all (``Event.PAUSED_LATE``)."""
     if state.stop_due is None:
+        if state.stop_missed and printer is PrinterState.PAUSED:
+            return replace(state, stop_missed=False), (*events, Event.PAUSED_LATE)
         return state, events
     if printer in (PrinterState.PAUSED, PrinterState.IDLE, PrinterState.ERROR):
-        return replace(state, stop_due=None), events
+        return replace(state, stop_due=None, stop_missed=False), events
     if printer is PrinterState.PRINTING and now >= state.stop_due:
         # not cancelled after all: its end is a "print ended" again
-        return replace(state, stop_due=None, cancelled=False), (*events, Event.NOT_STOPPED)
+        missed = replace(state, stop_due=None, stop_missed=True, cancelled=False)
+        return missed, (*events, Event.NOT_STOPPED)
     return state, events
 
 
@@ -318,8 +326,10 @@ def resumed_after_action(state: WatchState, now: float, s: Settings) -> WatchSta
 
 def stop_sent(state: WatchState, due: float) -> WatchState:
     """The printer's API took (or may have taken) our pause or cancel: the printer must show
-    it by ``due`` (``Event.NOT_STOPPED`` otherwise); an earlier one still due stands."""
-    return replace(state, stop_due=due if state.stop_due is None else min(due, state.stop_due))
+    it by ``due`` (``Event.NOT_STOPPED`` otherwise); an earlier one still due stands, one
+    missed is the older alert's (this one is followed now)."""
+    due = due if state.stop_due is None else min(due, state.stop_due)
+    return replace(state, stop_due=due, stop_missed=False)
 
 
 def cancelled_by_us(state: WatchState) -> WatchState:
