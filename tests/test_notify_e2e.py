@@ -138,6 +138,38 @@ def _config(
     )
 
 
+def _failing_print_behind_a_pause_macro(
+    tmp_path: Path,
+    bundle: Path,
+    camera_server: Any,
+    moonraker: Any,
+    frames: list,
+    ntfy_url: str,
+    macro: str,
+    mqtt: dict[str, Any] | None = None,
+) -> Path:
+    """A real Moonraker print whose PAUSE macro is ``TEST_PAUSE_MACRO <macro>`` (tests/
+    fake_klippy.py), failing in view from its start; the config of a daemon that pauses it,
+    checking the pause 5 s later (``api.confirm_s``), its phone buttons on its own port."""
+    http_port = free_port()
+    notify = [{"url": ntfy_url, "actions_url": f"http://127.0.0.1:{http_port}"}]
+    config = _config(
+        tmp_path,
+        bundle,
+        http_port,
+        camera_server,
+        "moonraker",
+        moonraker,
+        notify,
+        mqtt,
+        confirm_s=5,
+    )
+    moonraker.post("/printer/gcode/script", {"script": f"TEST_PAUSE_MACRO {macro}"})
+    camera_server.set_frames(frames)
+    moonraker.start_print()
+    return config
+
+
 def test_a_pause_the_printer_took_but_never_made_is_told_to_the_phone_at_once(
     tmp_path,
     tiny_bundle,
@@ -155,24 +187,16 @@ def test_a_pause_the_printer_took_but_never_made_is_told_to_the_phone_at_once(
     the saved alert says so, and its Cancel stops the real print."""
     topic = f"{unique_prefix}/ender3/alert"
     sub = mosquitto.subscriber(topic)
-    http_port = free_port()
-    notify = [
-        {"url": ntfy_receiver.url("printers"), "actions_url": f"http://127.0.0.1:{http_port}"}
-    ]
-    config = _config(
+    config = _failing_print_behind_a_pause_macro(
         tmp_path,
         tiny_bundle,
-        http_port,
         camera_server,
-        "moonraker",
         moonraker_server,
-        notify,
+        anomalous_frames,
+        ntfy_receiver.url("printers"),
+        "PAUSES=0",
         mosquitto.mqtt_settings(topic_prefix=unique_prefix),
-        confirm_s=5,
     )
-    moonraker_server.post("/printer/gcode/script", {"script": "TEST_PAUSE_MACRO PAUSES=0"})
-    camera_server.set_frames(anomalous_frames)
-    moonraker_server.start_print()
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
     try:
         first, corrected = wait_until(
@@ -225,21 +249,15 @@ def test_a_pause_that_comes_late_is_told_as_paused_after_all(
     ``api.confirm_s``: the phone is told the pause did NOT happen, then, when the printer shows
     it paused, that it is paused after all, with its Resume back (on the card too), which
     resumes the real print."""
-    http_port = free_port()
-    notify = [{"url": ntfy_receiver.url("late"), "actions_url": f"http://127.0.0.1:{http_port}"}]
-    config = _config(
+    config = _failing_print_behind_a_pause_macro(
         tmp_path,
         tiny_bundle,
-        http_port,
         camera_server,
-        "moonraker",
         moonraker_server,
-        notify,
-        confirm_s=5,
+        anomalous_frames,
+        ntfy_receiver.url("late"),
+        "DELAY=12",
     )
-    moonraker_server.post("/printer/gcode/script", {"script": "TEST_PAUSE_MACRO DELAY=12"})
-    camera_server.set_frames(anomalous_frames)
-    moonraker_server.start_print()
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
     try:
         first, missed, late = wait_until(
