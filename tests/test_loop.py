@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 import threading
 from concurrent.futures import Future
@@ -1649,3 +1650,17 @@ def test_a_start_watched_from_its_beginning_keeps_its_guard_however_long_it_take
     watcher = _watcher(tmp_path, tiny_guarded_bundle, frames, printer)
     records = [watcher.step() for _ in range(6)]
     assert "pause" in printer.actions, [(r.score, r.state) for r in records]
+
+
+def test_a_recording_read_to_its_end_is_said_once(
+    tmp_path, tiny_adaptive_bundle, normal_frames, caplog
+) -> None:
+    """``run`` on a folder camera (a recording, to try a config) went silent at its last
+    frame, its state left as it was: nothing said the recording had ended."""
+    caplog.set_level(logging.INFO)
+    frames = _folder(tmp_path / "rec", list(normal_frames[:2]))
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, SimulatedPrinter())
+    for _ in range(5):
+        watcher.step()
+    said = [r for r in caplog.records if "read to its end" in r.getMessage()]
+    assert len(said) == 1 and said[0].getMessage().startswith("e3: "), caplog.text

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from watchdog import __version__, redact
@@ -32,7 +33,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m watchdog", description=__doc__)
+    # as it was called: the installed command, or the module
+    called = Path(sys.argv[0]).name
+    prog = "printer-watchdog" if called == "printer-watchdog" else "python -m watchdog"
+    parser = _Parser(prog=prog, description=__doc__)
     parser.add_argument("--version", action="version", version=f"printer-watchdog {__version__}")
     parser.add_argument(
         "--debug", action="store_true", help="debug logging and tracebacks on errors"

@@ -275,6 +275,7 @@ class Watcher:
         self._alert_print = -1  # which of them ``last_alert`` was about
         self.failing_steps = 0
         self.model_failure = ""  # why the model could not judge the last frame ("": it could)
+        self._recording_ended = False  # a folder or video camera read to its end (said once)
         self._commands: queue.SimpleQueue[tuple[Command, Future[CommandResult]]] = (
             queue.SimpleQueue()
         )
@@ -317,6 +318,9 @@ class Watcher:
         if frame is None:
             self.gate.leave()
             if self.camera.exhausted:  # a recording (replay, demo) that has ended
+                if not self._recording_ended:  # `run` on a recording goes on: said, once
+                    self._recording_ended = True
+                    logger.info("%s: its recording was read to its end: no frame comes", self.name)
                 return StepRecord(None, Label.IDLE, self.state.consecutive, events=tuple(events))
             skipped = bool(self.camera_online)  # a bad frame, not the camera going offline
             name = self._frame_name() if skipped else None
