@@ -25,6 +25,7 @@ from watchdog.web.auth import LoginLimiter, Sessions
 DEMO_FRAMES = Path(__file__).resolve().parents[1] / "watchdog" / "demo" / "frames"
 MODEL = Path(__file__).resolve().parents[1] / "watchdog" / "models" / "default"
 PASSWORD = "correct horse battery staple"
+SCRAPE_TOKEN = "prometheus-7f3a9c2e41d8b605"
 PRINTER = "ender3"
 PROTECTED = [
     "/",
@@ -70,8 +71,17 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Dae
     secret = tmp / "dashboard.password"
     secret.write_text(PASSWORD + "\n")
     secret.chmod(0o600)
+    token = tmp / "scrape.token"
+    token.write_text(SCRAPE_TOKEN + "\n")
+    token.chmod(0o600)
     port = free_port()
-    config = _config(tmp, f"0.0.0.0:{port}", password_file=str(secret), login_attempts_per_minute=3)
+    config = _config(
+        tmp,
+        f"0.0.0.0:{port}",
+        password_file=str(secret),
+        login_attempts_per_minute=3,
+        scrape_token_file=str(token),
+    )
     daemon = _start(config, tmp / "daemon.log", port)
     yield f"http://127.0.0.1:{port}", daemon, tmp
     daemon.stop()
@@ -153,6 +163,50 @@ def test_every_page_needs_the_login_but_healthz(guarded) -> None:
             ).status_code
             == 401
         )
+
+
+def test_a_scrape_token_opens_status_and_metrics_and_nothing_else(guarded) -> None:
+    """Behind a password, /status and /metrics needed the page's login, which Prometheus and
+    Home Assistant's REST sensor cannot do. ``http.scrape_token`` as a bearer opens them (and a
+    printer's latest heatmap) to GET, and nothing else: not the dashboard's data, not a
+    command; a wrong token, or the right one in the URL, opens nothing."""
+    url, daemon, _ = guarded
+    bearer = {"Authorization": f"Bearer {SCRAPE_TOKEN}"}
+    metrics = requests.get(f"{url}/metrics", headers=bearer, timeout=10)
+    assert metrics.status_code == 200 and "printer_watchdog_frames_total" in metrics.text
+    status = requests.get(f"{url}/status", headers=bearer, timeout=10)
+    assert status.status_code == 200 and PRINTER in status.json()["printers"]
+    wait_until(
+        "a heatmap",
+        lambda: (
+            requests.get(
+                f"{url}/printers/{PRINTER}/latest.jpg", headers=bearer, timeout=10
+            ).status_code
+            == 200
+        ),
+        60,
+    )
+    for path in ("/", "/api/state", f"/api/printers/{PRINTER}/frame.jpg", "/api/incidents"):
+        r = requests.get(url + path, headers=bearer, timeout=10, allow_redirects=False)
+        assert r.status_code in (303, 401), (path, r.status_code)
+    command = requests.post(
+        f"{url}/api/command",
+        json={"printer": PRINTER, "verb": "disable"},
+        headers=bearer,
+        timeout=10,
+    )
+    assert command.status_code == 401
+    wrong = {"Authorization": f"Bearer {SCRAPE_TOKEN[:-1]}x"}
+    assert requests.get(f"{url}/metrics", headers=wrong, timeout=10).status_code == 401
+    assert requests.get(f"{url}/metrics?token={SCRAPE_TOKEN}", timeout=10).status_code == 401
+    assert SCRAPE_TOKEN not in daemon.log
+
+
+def test_a_scrape_token_anyone_could_guess_is_refused(tmp_path) -> None:
+    config = _config(tmp_path, "127.0.0.1:8787", scrape_token="k3y9q")
+    r = run_cli("check-config", "--config", str(config))
+    assert r.returncode == 2 and "http.scrape_token" in r.stderr and "16" in r.stderr, r.stderr
+    assert "k3y9q" not in r.stderr
 
 
 def test_login_gives_a_session_cookie_that_opens_the_pages(guarded) -> None:

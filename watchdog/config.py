@@ -182,6 +182,13 @@ class HttpConfig(_Model):
         description="no password file: generate one on first start, write it to storage.dir/web/first-password (mode 0600) for you to read and delete, keep its hash",
     )
     session_hours: float = Field(12.0, gt=0, le=24 * 30, description="a login lasts this long")
+    scrape_token: SecretStr | None = Field(
+        None, description="token for /status and /metrics without a login (prefer scrape_token_file)"
+    )
+    scrape_token_file: Path | None = Field(
+        None,
+        description="file holding a token (16 characters or more, mode 0600) that opens GET /status, /metrics and /printers/<name>/latest.jpg, sent as 'Authorization: Bearer <token>' (Prometheus, Home Assistant's REST sensor) where a password guards the dashboard",
+    )
     login_attempts_per_minute: int = Field(
         5,
         ge=1,
@@ -210,6 +217,11 @@ class HttpConfig(_Model):
             raise ValueError(
                 f"http.listen {self.listen!r} is not a loopback address: the dashboard shows your camera and can "
                 "stop prints, so set http.password_file (or http.generate_password: true), or listen on 127.0.0.1"
+            )
+        if self.scrape_token is not None and len(self.scrape_token.get_secret_value()) < 16:
+            raise ValueError(
+                "http.scrape_token is shorter than 16 characters: anyone on the network could "
+                "guess it (make one with: openssl rand -hex 16)"
             )
         if self.trusted_proxies and not (self.password or self.generate_password):
             # through a proxy on this machine every request is this machine's, which needs
@@ -706,6 +718,8 @@ class Config(_Model):
             out.append(self.mqtt.password.get_secret_value())
         if self.http.password:
             out.append(self.http.password.get_secret_value())
+        if self.http.scrape_token:
+            out.append(self.http.scrape_token.get_secret_value())
         out += [p.api.api_key.get_secret_value() for p in self.printers if p.api.api_key]
         out += [t.url.get_secret_value() for t in self.notify if t.url]
         for p in self.printers:  # a camera's or the printer API's own user:password@, ?pwd=
@@ -1015,6 +1029,7 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
         if isinstance(http, dict):
             http = data["http"] = dict(http)
             _read_secret(http, "password", "password_file", "http", base)
+            _read_secret(http, "scrape_token", "scrape_token_file", "http", base)
         if isinstance(mqtt, dict) and isinstance(mqtt.get("tls"), dict):
             mqtt["tls"] = _paths_from(mqtt["tls"], ("ca_file", "cert_file", "key_file"), base)
         printers = data.get("printers")

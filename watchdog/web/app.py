@@ -16,6 +16,7 @@ the browser sends one, an ``Origin`` equal to this server's.
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import time
@@ -107,6 +108,19 @@ class Dashboard:
     def _session(self) -> auth.Session | None:
         return self.sessions.get(request.cookies.get(COOKIE))
 
+    def _scraper(self) -> bool:
+        """A GET of the status, metrics or a latest heatmap with ``http.scrape_token`` as its
+        bearer: a Prometheus or a Home Assistant that cannot log in through the page's form."""
+        token = self.cfg.scrape_token
+        if token is None or request.method not in ("GET", "HEAD"):
+            return False
+        path = request.path
+        if not (path in ("/status", "/metrics") or SCRAPED_PICTURE.fullmatch(path)):
+            return False
+        given = request.headers.get("Authorization", "")
+        scheme, _, value = given.partition(" ")
+        return scheme.lower() == "bearer" and auth.same(value.strip(), token.get_secret_value())
+
     def _csrf_expected(self) -> str | None:
         if not self.login_required:
             return self.open_csrf
@@ -127,6 +141,7 @@ class Dashboard:
             self.login_required
             and path not in ("/login", "/static/style.css")
             and self._session() is None
+            and not self._scraper()
         ):
             if request.method == "GET" and path == "/":
                 return redirect("/login", 303)
@@ -462,6 +477,9 @@ def _not_saved(exc: OSError) -> str:
         f"cannot save the settings in {exc.filename or 'the storage folder'}: {exc.strerror or exc}"
     )
 
+
+# the latest heatmap of a printer, which a scrape token opens as it opens /status
+SCRAPED_PICTURE = re.compile(r"/printers/[A-Za-z0-9_-]{1,64}/latest\.jpg")
 
 # the dashboard's data and pictures, and the status server's heatmaps
 OWN_PAGES_ONLY = ("/api/", "/printers/")
