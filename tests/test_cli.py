@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import cv2
 import pytest
@@ -385,30 +387,50 @@ def test_replay_of_frames_none_of_which_can_be_read_is_an_error_and_a_bad_last_o
     assert said and said[0]["state"] == "frame_skipped", r.stdout
 
 
+def _replay_on(tmp_path: Path, bundle: Path, frames: list, octoprint: Any) -> argparse.Namespace:
+    """``replay --api`` of ``frames`` with the real OctoPrint as the printer, parsed."""
+    from watchdog.__main__ import build_parser
+
+    folder = _write_frames(tmp_path / "rec", frames)
+    api = {"kind": "octoprint", "url": octoprint.url, "api_key": octoprint.api_key}
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(bundle),
+        printers=[{"name": "e3", "api": api, "camera": {"interval_s": 0.2}}],
+    )
+    return build_parser().parse_args(
+        ["replay", "--config", str(config), "--frames", str(folder), "--api"]
+    )
+
+
 @pytest.mark.servers
 def test_replay_on_a_real_printer_that_never_prints_stops_saying_so(
     tmp_path, tiny_bundle, normal_frames, octoprint_server, monkeypatch, capsys
 ) -> None:
     """``--api`` with a printer that does not print: replay waits, then stops and says the
     printer did not print; the recording is not blamed (it was called damaged, exit 2)."""
-    from watchdog.__main__ import build_parser
     from watchdog.commands import replay
 
     monkeypatch.setattr(replay, "WAIT_FOR_PRINT_S", 1)
-    frames = _write_frames(tmp_path / "rec", normal_frames[:3])
-    api = {"kind": "octoprint", "url": octoprint_server.url, "api_key": octoprint_server.api_key}
-    config = write_config(
-        tmp_path / "c.yaml",
-        model=str(tiny_bundle),
-        printers=[{"name": "e3", "api": api, "camera": {"interval_s": 0.2}}],
-    )
-    args = build_parser().parse_args(
-        ["replay", "--config", str(config), "--frames", str(frames), "--api"]
-    )
+    args = _replay_on(tmp_path, tiny_bundle, normal_frames[:3], octoprint_server)
     assert args.func(args) == 0
     err = capsys.readouterr().err
     assert "e3 did not print for 0 minutes: replay stopped" in err, err
     assert "replayed 0 frames" in err and "no frame could be read" not in err, err
+
+
+@pytest.mark.servers
+def test_replay_on_a_real_printer_that_prints_ends_with_its_recording(
+    tmp_path, tiny_bundle, normal_frames, octoprint_server, capsys
+) -> None:
+    """At the end of the recording replay stepped once more and, the printer still printing,
+    said "waiting for e3 to print ..." and waited before it noticed the end."""
+    args = _replay_on(tmp_path, tiny_bundle, normal_frames[:3], octoprint_server)
+    octoprint_server.start_print()
+    assert args.func(args) == 0
+    err = capsys.readouterr().err
+    assert "replayed 3 frames" in err and "waiting for" not in err, err
+    assert "read to its end" not in err, err
 
 
 def test_collect_saves_frames_in_the_trainer_layout(tmp_path, camera_server, normal_frames) -> None:

@@ -145,21 +145,20 @@ def test_a_not_a_failure_answer_its_watcher_is_slow_to_take_is_still_learnt(
 def test_an_answer_on_a_full_disk_stands_though_its_frames_are_not_kept(
     daemon, monkeypatch, verb: Verb
 ) -> None:
-    """The frame's copy for retraining fails (a full disk; ``shutil.copyfile`` made to fail,
-    as a full disk cannot be made here): the answer was recorded, but the owner was told it
+    """The frame's copy for retraining fails (a full disk; its write made to fail, as a full
+    disk under the daemon's own storage folder is not made here): the answer was recorded, but the owner was told it
     failed, the watcher never learnt it, and a half copy stayed in the retraining folder."""
     import errno
-    import shutil
 
     from watchdog import incidents
 
     watcher, incident = _an_alert_with_a_waiting_watcher(daemon, monkeypatch)
 
-    def full(src: object, dst: Path) -> None:
-        Path(dst).write_bytes(b"half")
+    def full(dst: Path, data: bytes) -> None:
+        Path(dst).write_bytes(data[:10])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(shutil, "copyfile", full)
+    monkeypatch.setattr(incidents, "_write_copy", full)
     answer = daemon.dispatch(Command("e3", verb, incident.id, source="phone"))
     assert answer.ok and "could not be kept" in answer.detail, answer
     assert "No space left on device" in answer.detail
@@ -179,18 +178,19 @@ def test_a_not_a_failure_on_a_full_disk_says_its_frame_was_not_kept_when_the_wat
 ) -> None:
     """The watcher takes the answer at once (its thread runs): the page's toast was the
     watcher's own "kept for retraining; learning the print's look again", though the frame's
-    copy had failed (a full disk, made so through ``shutil.copyfile``)."""
+    copy had failed (a full disk, made so through its write)."""
     import errno
-    import shutil
+
+    from watchdog import incidents
 
     watcher = daemon.running["e3"].watcher
     jpeg = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
     incident = watcher.alerts.store.save("e3", {"printer": "e3"}, jpeg, jpeg, pending=False)
 
-    def full(src: object, dst: Path) -> None:
+    def full(dst: Path, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(shutil, "copyfile", full)
+    monkeypatch.setattr(incidents, "_write_copy", full)
     answer = daemon.dispatch(Command("e3", Verb.NOT_A_FAILURE, incident.id, source="web"))
     assert "could not be kept" in answer.detail and "No space left" in answer.detail, answer
     assert "shortly" not in answer.detail, "the watcher answered, not queued for later"

@@ -396,3 +396,12 @@ def test_a_pause_seen_after_it_was_said_not_to_have_happened_is_a_late_pause_onc
     state, events = fold_printer(state, PrinterState.PRINTING, "benchy.gcode", 90.0, S)
     state, events = fold_printer(state, PrinterState.PAUSED, "benchy.gcode", 100.0, S)
     assert Event.PAUSED_LATE not in events  # the owner's own pause, later: nothing of ours
+    # told not to have happened, and no pause for an hour: a pause then is a filament change
+    state, _ = feed(
+        fold_printer(state, PrinterState.PRINTING, "benchy.gcode", 110.0, S)[0], "xxx", t0=500.0
+    )
+    state = stop_sent(state, due=600.0)
+    state, events = fold_printer(state, PrinterState.PRINTING, "benchy.gcode", 610.0, S)
+    assert Event.NOT_STOPPED in events
+    state, events = fold_printer(state, PrinterState.PAUSED, "benchy.gcode", 610.0 + 3600, S)
+    assert Event.PAUSED_LATE not in events

@@ -128,3 +128,29 @@ def test_a_model_that_is_not_a_frames_reconstruction_is_refused_in_one_line(
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     [line] = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert said in line and str(hostile[name]) in line, line
+
+
+def test_a_watcher_whose_model_cannot_judge_its_frames_is_unhealthy(
+    tmp_path, hostile, normal_frames, caplog
+) -> None:
+    """Frames skipped by a model that fails on them counted as steps that went well: the
+    daemon's /healthz stayed 200 while it watched nothing (it went 503 when such a model
+    raised out of the step, before the failure was said once)."""
+    import threading
+    import time
+
+    frames = _folder(tmp_path / "rec", list(normal_frames[:3]))
+    watcher = _watcher(tmp_path, hostile["failing"], frames, SimulatedPrinter())
+    watcher.clock = time.monotonic  # the helper's counted clock runs out in a loop this fast
+    stop = threading.Event()
+    loop = threading.Thread(target=watcher.run, args=(stop,))
+    loop.start()
+    try:
+        deadline = time.monotonic() + 60
+        while watcher.snapshot.failing_steps < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        loop.join(30)
+    assert watcher.snapshot.failing_steps >= 5
+    assert not [r for r in caplog.records if r.exc_info], "no step failed otherwise"

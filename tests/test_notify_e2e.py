@@ -287,6 +287,42 @@ def test_a_pause_that_comes_late_is_told_as_paused_after_all(
         daemon.stop()
 
 
+def test_an_email_link_stops_watching_the_print_it_was_about(
+    tmp_path, tiny_bundle, camera_server, smtp_receiver, moonraker_server, anomalous_frames
+) -> None:
+    """Email (links, not three buttons) offers "Stop watching this print" besides the answers:
+    opened, it only asks; posted, the print under way goes unwatched (the next one is
+    watched), as the page's button does; used twice, it is refused."""
+    http_port = free_port()
+    base = f"http://127.0.0.1:{http_port}"
+    notify = [{"url": smtp_receiver.url("owner@example.com"), "actions_url": base}]
+    config = _config(
+        tmp_path, tiny_bundle, http_port, camera_server, "moonraker", moonraker_server, notify
+    )
+    camera_server.set_frames(anomalous_frames)
+    moonraker_server.start_print()
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        [mail] = wait_until("the email", lambda: smtp_receiver.mails, 120, lambda: daemon.log)
+        text = mail.get_body(("plain",)).get_content()
+        [link] = re.findall(r"^Stop watching this print: (\S+)\r?$", text, re.M)
+        asked = requests.get(link, timeout=30)
+        assert "ender3, job watchdog-test.gcode: Stop watching this print?" in asked.text
+        assert not _status(base)["skipping_print"]
+        done = requests.post(link, timeout=30)
+        assert done.status_code == 200, done.text
+        assert "watched again from the next one" in done.text
+        assert _status(base)["skipping_print"]
+        again = requests.post(link, timeout=30)
+        assert again.status_code == 409 and "already used" in again.text
+    finally:
+        daemon.stop()
+
+
+def _status(base: str) -> dict[str, Any]:
+    return requests.get(f"{base}/status", timeout=10).json()["printers"]["ender3"]
+
+
 def _get(url: str) -> int:
     try:
         return requests.get(url, timeout=2).status_code

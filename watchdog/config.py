@@ -183,7 +183,8 @@ class HttpConfig(_Model):
     )
     session_hours: float = Field(12.0, gt=0, le=24 * 30, description="a login lasts this long")
     scrape_token: SecretStr | None = Field(
-        None, description="token for /status and /metrics without a login (prefer scrape_token_file)"
+        None,
+        description="token for GET /status, /metrics and latest.jpg without a login (prefer scrape_token_file)",
     )
     scrape_token_file: Path | None = Field(
         None,
@@ -220,8 +221,9 @@ class HttpConfig(_Model):
             )
         if self.scrape_token is not None and len(self.scrape_token.get_secret_value()) < 16:
             raise ValueError(
-                "http.scrape_token is shorter than 16 characters: anyone on the network could "
-                "guess it (make one with: openssl rand -hex 16)"
+                "http.scrape_token (or the file scrape_token_file names) is shorter than 16 "
+                "characters: anyone on the network could guess it (make one with: openssl rand "
+                "-hex 16)"
             )
         if self.trusted_proxies and not (self.password or self.generate_password):
             # through a proxy on this machine every request is this machine's, which needs

@@ -730,6 +730,12 @@ def _picture(src: Path) -> bytes:
         return f.read(MAX_PICTURE_BYTES)
 
 
+def _write_copy(path: Path, data: bytes) -> None:
+    """A frame's copy for retraining, on the card (not back as an empty file after a power
+    cut); where a full disk refuses it (the tests make it fail here)."""
+    write_durably(path, data)
+
+
 def _copy_into(src: Path, dest_dir: Path, name: str) -> Path:
     """``src`` as ``dest_dir/name``, whole or not at all (copied beside it, then renamed; the
     temporary name is the thread's own, as the lead-up and a verdict may copy at once)."""
@@ -737,8 +743,7 @@ def _copy_into(src: Path, dest_dir: Path, name: str) -> Path:
     dest_dir.mkdir(parents=True, exist_ok=True)
     tmp = dest_dir / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        # on the card: not back as an empty file after a power cut
-        write_durably(tmp, data)
+        _write_copy(tmp, data)
         os.replace(tmp, dest_dir / name)
     except OSError:  # a full disk: no half copy left behind
         tmp.unlink(missing_ok=True)

@@ -318,9 +318,6 @@ class Watcher:
         if frame is None:
             self.gate.leave()
             if self.camera.exhausted:  # a recording (replay, demo) that has ended
-                if not self._recording_ended:  # `run` on a recording goes on: said, once
-                    self._recording_ended = True
-                    logger.info("%s: its recording was read to its end: no frame comes", self.name)
                 return StepRecord(None, Label.IDLE, self.state.consecutive, events=tuple(events))
             skipped = bool(self.camera_online)  # a bad frame, not the camera going offline
             name = self._frame_name() if skipped else None
@@ -912,6 +909,10 @@ class Watcher:
     def _carry_out(self, command: Command) -> CommandResult:
         verb = command.verb
         if verb is Verb.SKIP_PRINT:
+            if command.incident is not None:  # an alert's link: only while its print runs
+                self._poll_printer(self.clock(), time.monotonic())
+                if why := self._other_print(command.incident):
+                    return CommandResult(False, f"{why}: nothing done")
             return self._skip_print(command.source)
         if verb in (Verb.ENABLE, Verb.DISABLE):
             return self._switch(command)
@@ -1248,9 +1249,13 @@ class Watcher:
             started = time.monotonic()
             try:
                 self.step()
-                if self.failing_steps:  # healthy again: said at once, not a step later
+                if self.model_failure:  # its frames are not judged: as unhealthy as a failing step
+                    self.failing_steps += 1
+                    self.snapshot = replace(self.snapshot, failing_steps=self.failing_steps)
+                elif self.failing_steps:  # healthy again: said at once, not a step later
                     self.failing_steps = 0
                     self.snapshot = replace(self.snapshot, failing_steps=0)
+                self._say_recording_ended()
             except Exception:  # the loop must outlive any one bad step; counted and logged
                 logger.exception("%s: step failed", self.name)
                 self.metrics.error(self.name, "step")
@@ -1266,6 +1271,13 @@ class Watcher:
                     break
                 self._drain_commands()
         self.close()
+
+    def _say_recording_ended(self) -> None:
+        """``run`` on a recording (a folder or video camera, to try a config) goes on after its
+        last frame: said once, as replay and the demo say it in their summary."""
+        if self.camera.exhausted and not self._recording_ended:
+            self._recording_ended = True
+            logger.info("%s: its recording was read to its end: no frame comes", self.name)
 
     def close(self) -> None:
         """Let go of the camera (its reader thread, connection or device) and of the printer

@@ -110,7 +110,8 @@ def main(args: argparse.Namespace) -> int:
             if record.verdict is not None:
                 print(json.dumps(record.line()), flush=True)
             alert = record.alert
-            time.sleep(args.interval)
+            if not watcher.camera.exhausted:
+                time.sleep(args.interval)
         if alert is not None:
             watcher.step()  # let the simulated printer report "paused"
     finally:

@@ -190,6 +190,8 @@ def _step_through(
             for event in record.events:
                 emit(event.to_dict())
                 pauses += event.alert is not None
+            if watcher.camera.exhausted and record.verdict is None and not record.skipped:
+                break  # the read after the last frame: the end, not a printer to wait for
             if record.verdict is not None or record.skipped or record.state is Label.CAMERA_OFFLINE:
                 emit(record.line())
                 clock.frame += 1

@@ -42,7 +42,8 @@ from watchdog.incidents import (
 logger = logging.getLogger(__name__)
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}")
-PRINTER_VERBS = frozenset({Verb.PAUSE, Verb.RESUME, Verb.CANCEL})
+# verbs that act on the print an alert was about: refused once a newer alert came
+PRINTER_VERBS = frozenset({Verb.PAUSE, Verb.RESUME, Verb.CANCEL, Verb.SKIP_PRINT})
 FILE_NAME = "action_tokens.json"
 
 
@@ -201,6 +202,8 @@ QUESTIONS = {
     Verb.PAUSE: "Pause the print?",
     Verb.RESUME: "Resume the print?",
     Verb.CANCEL: "Cancel the print? It cannot be resumed after that.",
+    Verb.SKIP_PRINT: "Stop watching this print? It goes on, judged by nothing and never paused; "
+    "the next print is watched.",
 }
 
 

@@ -92,6 +92,9 @@ _NTFY_PRIORITY = {
     Kind.PRINT_DONE: "low",
 }
 BUTTONS = ((Verb.NOT_A_FAILURE, "Not a failure"), (Verb.RESUME, "Resume"), (Verb.CANCEL, "Cancel"))
+# a link besides them where the answers are links in the text (ntfy shows three buttons at most),
+# for an alert of a printer with an API (none tells the watchdog when the print ends)
+SKIP_LINK = (Verb.SKIP_PRINT, "Stop watching this print")
 
 Sender = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -874,7 +877,8 @@ class TargetSender:
         )
 
     def _action_links(self, entry: Entry) -> list[tuple[str, str]]:
-        """(label, URL) of the alert's Not a failure, Resume and Cancel; none without
+        """(label, URL) of the alert's Not a failure, Resume and Cancel (and Stop watching this
+        print, where they are links in the text); none without
         ``actions_url`` or for other events. Issued once per notification: its retries reuse
         them until half their lifetime is gone (a notification delivered after hours of
         retries gets links that still work for hours)."""
@@ -892,8 +896,9 @@ class TargetSender:
             now = self.tokens.clock()
             links = []
             offered = saved_answers(entry.body)
-            for verb, label in BUTTONS:
-                if verb is not Verb.NOT_A_FAILURE and verb not in offered:
+            skip = offered and not self._has_buttons()
+            for verb, label in (*BUTTONS, SKIP_LINK) if skip else BUTTONS:
+                if verb not in (Verb.NOT_A_FAILURE, Verb.SKIP_PRINT) and verb not in offered:
                     continue
                 try:
                     token = self.tokens.issue(entry.printer, incident, verb, ttl)

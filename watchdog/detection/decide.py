@@ -104,7 +104,9 @@ class WatchState:
     # Our pause or cancel was taken by the printer's API: by then (on the clock of ``now``)
     # the printer shows it (paused, or no longer printing), or it did not happen.
     stop_due: float | None = None
-    stop_missed: bool = False  # it did not show by then (``Event.NOT_STOPPED`` was told)
+    # it did not show by then (``Event.NOT_STOPPED`` was told): a pause seen before this time
+    # is ours, late (``Event.PAUSED_LATE``); a later one is another (a filament change)
+    late_until: float | None = None
 
     @property
     def watching(self) -> bool:
@@ -123,6 +125,10 @@ class WatchState:
 
 
 Fold = tuple[WatchState, tuple[Event, ...]]
+
+# A pause seen this long after ours was told not to have happened is ours, late (a PAUSE queued
+# behind a heat-up or a bed mesh); one later is another pause (a filament change, a runout)
+PAUSED_LATE_WITHIN_S = 900.0
 
 # A job's start read from its elapsed time moves by the poll's own delay; a print of the same
 # file started this much later is another print.
@@ -179,14 +185,16 @@ def _stop_followed(
     does not answer tells nothing: the next answer decides. Paused after it was told not to
     have happened, the print is paused after all (``Event.PAUSED_LATE``)."""
     if state.stop_due is None:
-        if state.stop_missed and printer is PrinterState.PAUSED:
-            return replace(state, stop_missed=False), (*events, Event.PAUSED_LATE)
+        if state.late_until is not None and printer is PrinterState.PAUSED:
+            late = now <= state.late_until
+            return replace(state, late_until=None), (*events, Event.PAUSED_LATE) if late else events
         return state, events
     if printer in (PrinterState.PAUSED, PrinterState.IDLE, PrinterState.ERROR):
-        return replace(state, stop_due=None, stop_missed=False), events
+        return replace(state, stop_due=None, late_until=None), events
     if printer is PrinterState.PRINTING and now >= state.stop_due:
         # not cancelled after all: its end is a "print ended" again
-        missed = replace(state, stop_due=None, stop_missed=True, cancelled=False)
+        until = now + PAUSED_LATE_WITHIN_S
+        missed = replace(state, stop_due=None, late_until=until, cancelled=False)
         return missed, (*events, Event.NOT_STOPPED)
     return state, events
 
@@ -329,7 +337,7 @@ def stop_sent(state: WatchState, due: float) -> WatchState:
     it by ``due`` (``Event.NOT_STOPPED`` otherwise); an earlier one still due stands, one
     missed is the older alert's (this one is followed now)."""
     due = due if state.stop_due is None else min(due, state.stop_due)
-    return replace(state, stop_due=due, stop_missed=False)
+    return replace(state, stop_due=due, late_until=None)
 
 
 def cancelled_by_us(state: WatchState) -> WatchState:
