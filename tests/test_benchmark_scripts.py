@@ -299,7 +299,11 @@ def test_frame_order_tells_a_timeline_from_shuffled_frames(monkeypatch) -> None:
         ("--batch-size", "0", "--batch-size must be at least 1, got 0"),
         ("--epochs", "-3", "--epochs must be at least 1, got -3"),
         ("--patience", "-1", "--patience must be 0 (never stop early) or more, got -1"),
-        ("--region", "0,0.6,1", "--region: roi must be [x0, y0, x1, y1], got [0.0, 0.6, 1.0]"),
+        (
+            "--region",
+            "0,0.6,1",
+            "--region: roi must be [x0, y0, x1, y1] between 0 and 1, got [0.0, 0.6, 1.0]",
+        ),
         (
             "--region",
             "0,0.9,1,0.5",

@@ -47,8 +47,9 @@ def test_kaggle_layout_sessions_and_labels(kaggle: Path) -> None:
 
 
 def test_kaggle_names_split_at_the_final_number(tmp_path: Path) -> None:
-    for name in ("scratch_3.jpg", "scratch_2_17.jpg", "scratch_3_4.jpg", "nested/scratch_3_5.png"):
-        _write(tmp_path / "no_defected" / name, synth.normal_frame())
+    names = ("scratch_3.jpg", "scratch_2_17.jpg", "scratch_3_4.jpg", "nested/scratch_3_5.png")
+    for i, name in enumerate(names):  # each its own picture, as two prints' frames are
+        _write(tmp_path / "no_defected" / name, synth.normal_frame(0, i))
     sessions = sorted({f.session for f in find_frames(tmp_path)})
     # the one in a folder of its own is another print of that name: the two are kept apart
     top, nested = tmp_path / "no_defected", tmp_path / "no_defected" / "nested"
@@ -56,8 +57,8 @@ def test_kaggle_names_split_at_the_final_number(tmp_path: Path) -> None:
 
 
 def test_session_pattern_is_configurable(tmp_path: Path) -> None:
-    for name in ("2026-11-01T10-00-00-cam1.jpg", "2026-11-02T10-00-00-cam1.jpg"):
-        _write(tmp_path / "mine" / name, synth.normal_frame())
+    for i, name in enumerate(("2026-11-01T10-00-00-cam1.jpg", "2026-11-02T10-00-00-cam1.jpg")):
+        _write(tmp_path / "mine" / name, synth.normal_frame(0, i))
     frames = find_frames(
         normal=[tmp_path / "mine"], session_pattern=r"^(?P<session>\d{4}-\d\d-\d\d)T"
     )
@@ -86,9 +87,10 @@ def test_confirmed_failures_under_a_normal_folder_are_never_fitted(tmp_path: Pat
     collected = tmp_path / "collected" / "ender3"
     for n in range(3):
         _write(collected / f"ender3-20261201T100000_{n}.jpg", synth.normal_frame())
-    jpeg = cv2.imencode(".jpg", synth.anomalous_frame())[1].tobytes()
+    # two alerts, two pictures (a false alarm whose very frame is a failure is a failure)
+    jpegs = [cv2.imencode(".jpg", synth.anomalous_frame(i))[1].tobytes() for i in range(2)]
     store = IncidentStore(tmp_path)
-    failed, kept = (store.save("ender3", {"score": 9.0}, jpeg, jpeg) for _ in range(2))
+    failed, kept = (store.save("ender3", {"score": 9.0}, jpeg, jpeg) for jpeg in jpegs)
     mark_failure(tmp_path, "ender3", failed.id)
     mark_not_failure(tmp_path, "ender3", kept.id)
     # failures the owner sorted into a sub-folder of their own
@@ -116,10 +118,10 @@ def test_each_confirmed_failure_is_one_failed_print_in_the_order_it_was_seen(
     collected = tmp_path / "collected" / "ender3"
     for n in range(3):
         _write(collected / f"ender3-20261201T100000_{n}.jpg", synth.normal_frame())
-    jpeg = cv2.imencode(".jpg", synth.anomalous_frame())[1].tobytes()
+    jpegs = [cv2.imencode(".jpg", synth.anomalous_frame(i))[1].tobytes() for i in range(2)]
     store = IncidentStore(tmp_path)
-    incidents = [store.save("ender3", {"score": 9.0}, jpeg, jpeg) for _ in range(2)]
-    for inc in incidents:
+    incidents = [store.save("ender3", {"score": 9.0}, jpeg, jpeg) for jpeg in jpegs]
+    for inc, jpeg in zip(incidents, jpegs, strict=True):
         lead_up = [LeadUpFrame(float(t), 5.0, jpeg, jpeg) for t in range(3)]
         store.add_lead_up("ender3", inc.id, lead_up)
         mark_failure(tmp_path, "ender3", inc.id)
@@ -170,7 +172,26 @@ def test_a_copy_of_a_print_given_twice_is_one_print(
     prints = {(f.path.parent.name, f.path.name.split("_")[0]) for f in frames}
     assert prints == {("may", "p-0501"), ("june", "p-0601"), ("other", "p-0501")}, prints
     assert len(frames) == 9
-    assert any("is a copy of the one in" in r.getMessage() for r in caplog.records)
+    assert any("is a copy of print p-0501 in" in r.getMessage() for r in caplog.records)
+
+
+def test_one_recording_collected_twice_under_two_names_is_one_print(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``collect`` run twice over the same recording names its print twice (by the time it
+    ran): the same frames under two names were two prints, the second "held out" from a model
+    that fitted its twin, and a start guard was set "from 3 prints" where two prints were
+    recorded (two are too few for one)."""
+    for n in range(3):
+        frame = synth.normal_frame(0, n, 3)
+        _write(tmp_path / "p1" / f"p1-20261205T073531-rec_{n}.jpg", frame)
+        _write(tmp_path / "p1" / f"p1-20261205T073532-rec_{n}.jpg", frame)
+        _write(tmp_path / "p1" / f"p1-20261205T090000-other_{n}.jpg", synth.normal_frame(1, n, 3))
+    with caplog.at_level(logging.WARNING, logger="trainer.data"):
+        frames = find_frames(normal=[tmp_path / "p1"])
+    assert len({f.session for f in frames}) == 2 and len(frames) == 6
+    [said] = [r.getMessage() for r in caplog.records if "is a copy of" in r.getMessage()]
+    assert "p1-20261205T073532-rec" in said and "p1-20261205T073531-rec" in said, said
 
 
 def test_the_copy_kept_is_the_one_marked_a_failure_else_the_longest(tmp_path: Path) -> None:
@@ -233,7 +254,7 @@ def test_frame_files_opencv_would_crash_on_are_skipped_and_odd_names_load(
     good = _write(folder / "p_1.jpg", synth.normal_frame())
     (folder / "p_2.png").write_bytes(bomb_png(50_000, 50_000))
     odd = Path(os.fsdecode(bytes(folder) + b"/caf\xe9_3.jpg"))
-    odd.write_bytes(good.read_bytes())
+    odd.write_bytes(cv2.imencode(".jpg", synth.normal_frame(0, 1))[1].tobytes())
     loaded = load_frames(find_frames(normal=[folder]), PRE)
     assert sorted(f.path.name for f in loaded.frames) == sorted(["p_1.jpg", odd.name])
     assert [Path(p).name for p in loaded.skipped] == ["p_2.png"]
@@ -287,9 +308,9 @@ def test_a_prints_part_after_a_resume_stays_on_its_prints_side(tmp_path: Path) -
     a split or a cross-fit that put them apart would test a part on its near-copy."""
     from trainer.crossfit import leave_out_groups
 
-    for name in ("a", "a+resumed1", "a+resumed2", "b", "c", "c+resumed1"):
-        for i in range(5):
-            _write(tmp_path / "n" / f"{name}_{i}.jpg", synth.normal_frame(0, i))
+    for k, name in enumerate(("a", "a+resumed1", "a+resumed2", "b", "c", "c+resumed1")):
+        for i in range(5):  # each part its own frames, as a camera's are
+            _write(tmp_path / "n" / f"{name}_{i}.jpg", synth.normal_frame(0, i, seed=k))
     frames = find_frames(normal=[tmp_path / "n"])
     assert {f.session for f in frames} == {"a", "a+resumed1", "a+resumed2", "b", "c", "c+resumed1"}
     for seed in range(6):
@@ -457,3 +478,26 @@ def test_a_false_alarm_kept_from_a_held_out_print_is_not_fitted(tmp_path: Path) 
     ]
     assert len(kept.x) == len(kept.frames) == len(fit.frames) - 1
     assert without_loose_of_held_out(fit, load_frames([], pre))[1] == {}  # nothing held out
+
+
+def test_a_false_alarm_confirmed_a_failure_since_is_not_fitted_as_a_good_frame(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--normal may --normal june``: May's copy kept the incident's frame as a false alarm,
+    June's holds it as a confirmed failure (the verdict changed). It was fitted as a good frame
+    and replayed as the failure: the model learnt what it is asked to catch."""
+    incident = "20261205T101010000Z-abc123"
+    failure = cv2.imencode(".jpg", synth.anomalous_frame(0))[1].tobytes()
+    for month in ("may", "june"):
+        for n in range(3):
+            frame = synth.normal_frame(0 if month == "may" else 1, n, 3)
+            _write(tmp_path / month / "p1" / f"p1-2026{month}-print_{n}.jpg", frame)
+    (tmp_path / "may" / "p1" / "false_alarms").mkdir()
+    (tmp_path / "may" / "p1" / "false_alarms" / f"{incident}.jpg").write_bytes(failure)
+    (tmp_path / "june" / "p1" / "failures").mkdir()
+    (tmp_path / "june" / "p1" / "failures" / f"{incident}.jpg").write_bytes(failure)
+    with caplog.at_level(logging.WARNING, logger="trainer.data"):
+        frames = find_frames(normal=[tmp_path / "may", tmp_path / "june"])
+    labels = {f.path.parent.name: f.label for f in frames if f.path.name == f"{incident}.jpg"}
+    assert labels == {"failures": ANOMALOUS}, labels
+    assert any("is also a confirmed failure" in r.getMessage() for r in caplog.records)

@@ -7,6 +7,7 @@ the file-name prefix before the final ``_<number>`` (the Kaggle names work this 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
@@ -163,31 +164,57 @@ def find_frames(
     warning = frames_contract.loose_warning([f.path for f in frames if f.loose], pattern)
     if warning:
         logger.warning("%s (--session-pattern)", warning)
-    return _apart_by_folder(_copies_left_out(frames))
+    return _apart_by_folder(_copies_left_out(_failures_not_fitted(frames)))
+
+
+def _failures_not_fitted(frames: list[Frame]) -> list[Frame]:
+    """A kept false alarm whose very frame is a confirmed failure elsewhere in what was given
+    (the owner's verdict changed between two copies of the collected folder: May's
+    ``false_alarms/<incident>.jpg``, June's ``failures/<incident>.jpg``) is not fitted as a
+    good frame: the model would learn the failure it is asked to catch. Kept as the failure."""
+    alarms = [f for f in frames if f.loose and f.label == NORMAL]
+    if not alarms or not any(f.label == ANOMALOUS for f in frames):
+        return frames
+    failed: set[str] = set()
+    for f in frames:
+        if f.label == ANOMALOUS:
+            with contextlib.suppress(OSError):  # unreadable: said where the frame is read
+                failed.add(frames_contract.fingerprint(f.path))
+    dropped: set[Path] = set()
+    for f in alarms:
+        with contextlib.suppress(OSError):
+            if frames_contract.fingerprint(f.path) in failed:
+                dropped.add(f.path)
+                logger.warning(
+                    "%s is also a confirmed failure in what was given: used as the failure, "
+                    "not fitted as a good frame",
+                    f.path,
+                )
+    return [f for f in frames if f.path not in dropped] if dropped else frames
 
 
 def _copies_left_out(frames: list[Frame]) -> list[Frame]:
     """A print found twice (a copy of the collected folder given beside the folder itself:
-    ``--normal may --normal june`` where june still holds May's prints) is used once: two
-    copies would be split apart as two prints, and each scored "held out" by a model that
-    fitted its twin (a threshold set too low, flattering figures). A copy has the print's name
-    in another folder and its first frame's bytes (``frames.fingerprint``): no two frames of a
-    live camera are the same. The copy kept is one the owner marked a failure (in a
+    ``--normal may --normal june`` where june still holds May's prints; one recording
+    collected twice into one folder, under two names) is used once: two copies would be split apart as two
+    prints, and each scored "held out" by a model that fitted its twin (a threshold set too
+    low, flattering figures, a start guard from one print more than there is). A copy has its
+    first frame's bytes (``frames.fingerprint``) and its name in another folder, or another
+    name in its folder: no two frames of a live camera are the same. The copy kept is one the owner marked a failure (in a
     ``failures/`` folder: never fitted), else the longest (another was copied mid-print)."""
     per_copy: dict[tuple[Path, str], list[Frame]] = {}
     for f in frames:
         if not f.loose:
             per_copy.setdefault((f.path.parent, f.session), []).append(f)
-    names = Counter(name for _, name in per_copy)
     same: dict[tuple[str, str], list[tuple[Path, str]]] = {}
     for key, its in per_copy.items():
-        if names[key[1]] < 2:
-            continue  # a print's name found once: no copy of it was given
         try:
             start = frames_contract.fingerprint(min(its, key=lambda f: f.number).path)
         except OSError:
             continue  # unreadable: said where the frame is read
-        same.setdefault((key[1], start), []).append(key)
+        # the same print under its name in another folder, or under another name in its folder
+        same.setdefault((f"name:{key[1]}", start), []).append(key)
+        same.setdefault((f"folder:{key[0]}", start), []).append(key)
     copies: set[tuple[Path, str]] = set()
     for group in same.values():
         kept = max(
@@ -195,12 +222,13 @@ def _copies_left_out(frames: list[Frame]) -> list[Frame]:
             key=lambda k: (per_copy[k][0].label == ANOMALOUS, len(per_copy[k])),
         )
         for key in group:
-            if key != kept:
+            if key != kept and key not in copies and kept not in copies:
                 copies.add(key)
                 logger.warning(
-                    "print %s in %s is a copy of the one in %s (the same first frame): used once",
+                    "print %s in %s is a copy of print %s in %s (the same first frame): used once",
                     key[1],
                     key[0],
+                    kept[1],
                     kept[0],
                 )
     if not copies:
