@@ -39,25 +39,26 @@ def hostile(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     pytest.importorskip("tensorflow")
     root = tmp_path_factory.mktemp("hostile-models")
     shape = json.loads((tiny_bundle / "model.json").read_text())["input_shape"]
-    made: dict[str, Path] = {}
-    for name, expression in HOSTILE.items():
-        folder = root / name
-        shutil.copytree(tiny_bundle, folder)
-        script = f"""
-import os
-os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-import tensorflow as tf
-fn = tf.function({expression})
-spec = tf.TensorSpec({list(shape)}, tf.float32)
-specs = [spec] * fn.python_function.__code__.co_argcount
-conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function(*specs)], fn)
-open({str(folder / "model.tflite")!r}, "wb").write(conv.convert())
-"""
-        proc = subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
-        )
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        made[name] = folder
+    made = {name: root / name for name in HOSTILE}
+    lines = [
+        "import os",
+        'os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"',
+        "import tensorflow as tf",
+        f"spec = tf.TensorSpec({list(shape)}, tf.float32)",
+    ]
+    for name, expression in HOSTILE.items():  # one TensorFlow start for them all (seconds each)
+        shutil.copytree(tiny_bundle, made[name])
+        lines += [
+            f"fn = tf.function({expression})",
+            "specs = [spec] * fn.python_function.__code__.co_argcount",
+            "conv = tf.lite.TFLiteConverter.from_concrete_functions("
+            "[fn.get_concrete_function(*specs)], fn)",
+            f"open({str(made[name] / 'model.tflite')!r}, 'wb').write(conv.convert())",
+        ]
+    proc = subprocess.run(
+        [sys.executable, "-c", "\n".join(lines)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
     return made
 
 
