@@ -275,6 +275,7 @@ class Watcher:
         self._alert_print = -1  # which of them ``last_alert`` was about
         self.failing_steps = 0
         self.model_failure = ""  # why the model could not judge the last frame ("": it could)
+        self.model_failures = 0  # frames it could not judge (each step's is a failing step)
         self._recording_ended = False  # a folder or video camera read to its end (said once)
         self._commands: queue.SimpleQueue[tuple[Command, Future[CommandResult]]] = (
             queue.SimpleQueue()
@@ -338,6 +339,7 @@ class Watcher:
             return None
         except ModelFailure as exc:  # the bundle's model itself: said once, not every frame
             self.metrics.error(self.name, "model")
+            self.model_failures += 1
             if not self.model_failure:
                 logger.error("%s: frames not judged: %s", self.name, exc)
             self.model_failure = str(exc)
@@ -1248,8 +1250,9 @@ class Watcher:
         while not stop.is_set():
             started = time.monotonic()
             try:
+                failed_before = self.model_failures
                 self.step()
-                if self.model_failure:  # its frames are not judged: as unhealthy as a failing step
+                if self.model_failures > failed_before:  # its frame not judged: a failing step
                     self.failing_steps += 1
                     self.snapshot = replace(self.snapshot, failing_steps=self.failing_steps)
                 elif self.failing_steps:  # healthy again: said at once, not a step later
