@@ -501,3 +501,16 @@ def test_a_false_alarm_confirmed_a_failure_since_is_not_fitted_as_a_good_frame(
     labels = {f.path.parent.name: f.label for f in frames if f.path.name == f"{incident}.jpg"}
     assert labels == {"failures": ANOMALOUS}, labels
     assert any("is also a confirmed failure" in r.getMessage() for r in caplog.records)
+
+
+def test_prints_that_start_on_the_same_black_frame_are_not_copies(tmp_path: Path) -> None:
+    """A camera that sees a black bed until the start G-code turns the light on gives every
+    print the same first frame (``collect`` re-encodes it to the same bytes): only a print
+    whose every frame is the same is a copy, not prints that only start alike."""
+    black = np.zeros_like(synth.normal_frame())
+    for k, name in enumerate(("p1-20261201T100000-a", "p1-20261202T100000-b", "p1-20261203-c")):
+        _write(tmp_path / "p1" / f"{name}_0.jpg", black)
+        for n in range(1, 3 + k):
+            _write(tmp_path / "p1" / f"{name}_{n}.jpg", synth.normal_frame(k, n, 6))
+    frames = find_frames(normal=[tmp_path / "p1"])
+    assert len({f.session for f in frames}) == 3

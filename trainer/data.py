@@ -210,11 +210,14 @@ def _copies_left_out(frames: list[Frame]) -> list[Frame]:
     for key, its in per_copy.items():
         try:
             start = frames_contract.fingerprint(min(its, key=lambda f: f.number).path)
+            end = frames_contract.fingerprint(max(its, key=lambda f: f.number).path)
         except OSError:
             continue  # unreadable: said where the frame is read
-        # the same print under its name in another folder, or under another name in its folder
+        # the same print under its name in another folder (copied, maybe mid-print: shorter),
+        # or under another name in its folder: then every frame the same, not only the first
+        # (prints that start on a black bed before the light comes on share their first)
         same.setdefault((f"name:{key[1]}", start), []).append(key)
-        same.setdefault((f"folder:{key[0]}", start), []).append(key)
+        same.setdefault((f"folder:{key[0]}", f"{start}-{end}-{len(its)}"), []).append(key)
     copies: set[tuple[Path, str]] = set()
     for group in same.values():
         kept = max(

@@ -202,8 +202,8 @@ QUESTIONS = {
     Verb.PAUSE: "Pause the print?",
     Verb.RESUME: "Resume the print?",
     Verb.CANCEL: "Cancel the print? It cannot be resumed after that.",
-    Verb.SKIP_PRINT: "Stop watching this print? It goes on, judged by nothing and never paused; "
-    "the next print is watched.",
+    Verb.SKIP_PRINT: "Stop watching this print? Until it ends the watchdog judges nothing of it "
+    "and never pauses it (a pause holding it now stays); the next print is watched.",
 }
 
 
