@@ -911,11 +911,9 @@ class Watcher:
     def _carry_out(self, command: Command) -> CommandResult:
         verb = command.verb
         if verb is Verb.SKIP_PRINT:
-            if command.incident is not None:  # an alert's link: only while its print runs
-                self._poll_printer(self.clock(), time.monotonic())
-                if why := self._other_print(command.incident):
-                    return CommandResult(False, f"{why}: nothing done")
-            return self._skip_print(command.source)
+            # an alert's link acts only while its print runs; the page's button on what runs
+            refused = self._refused_for_its_alert(command) if command.incident else None
+            return refused or self._skip_print(command.source)
         if verb in (Verb.ENABLE, Verb.DISABLE):
             return self._switch(command)
         if verb is Verb.NOT_A_FAILURE:
@@ -932,30 +930,41 @@ class Watcher:
             # started at the printer since; and our pause seen before a Resume, or the next
             # poll saw printing, then printing: no resume, the view the owner accepted not
             # learnt again, and the print paused again by it after the cooldown
-            self._poll_printer(self.clock(), time.monotonic())
-            if command.incident is not None and (
-                why := self._other_print(command.incident) or self._answered(verb, command.incident)
-            ):
-                logger.warning(
-                    "%s: %s of alert %s refused (%s): %s",
-                    self.name,
-                    verb.value,
-                    command.incident,
-                    command.source,
-                    why,
-                )
-                return CommandResult(False, f"{why}: nothing done")
+            if refused := self._refused_for_its_alert(command):
+                return refused
             result = self._ask_printer(Action(verb.value))
             if result.outcome == Outcome.DONE and verb in ANSWERS:
                 self._record_answer(verb, command.incident)
             return CommandResult(result.outcome == Outcome.DONE, result.detail)
         return CommandResult(False, f"{verb.value} is not something a watcher does")
 
+    def _refused_for_its_alert(self, command: Command) -> CommandResult | None:
+        """The printer polled now, then why this command of an alert (a button of its card,
+        its notification) must not act on what the printer does now: another print, or the
+        alert answered already (None: it may act, or it names no alert)."""
+        self._poll_printer(self.clock(), time.monotonic())
+        incident = command.incident
+        if incident is None:
+            return None
+        why = self._other_print(incident) or self._answered(command.verb, incident)
+        if not why:
+            return None
+        logger.warning(
+            "%s: %s of alert %s refused (%s): %s",
+            self.name,
+            command.verb.value,
+            incident,
+            command.source,
+            why,
+        )
+        return CommandResult(False, f"{why}: nothing done")
+
     def _answered(self, verb: Verb, incident: str) -> str:
         """Why a Resume or Cancel of this alert must not act: the alert was answered already
         ("": it was not). A print resumed from the phone must not be cancelled by the same
-        alert's email link pressed later, nor a cancelled one resumed."""
-        if verb is Verb.PAUSE:
+        alert's email link pressed later, nor a cancelled one resumed. A Pause or Stop watching
+        acts whatever the answer."""
+        if verb in (Verb.PAUSE, Verb.SKIP_PRINT):
             return ""
         storage = self.alerts.store.storage_dir
         if verb is Verb.RESUME and Verb.RESUME not in saved_answers(
