@@ -138,6 +138,15 @@ def _config(
     )
 
 
+def _press(button: dict[str, Any], moonraker: Any, state: str, daemon: DaemonProcess) -> None:
+    """A notification's button pressed, taken, and the real print then in ``state``."""
+    answer = requests.post(button["url"], timeout=30)
+    assert answer.status_code == 200, answer.text
+    wait_until(
+        f"the real print {state}", lambda: moonraker.print_state() == state, 30, lambda: daemon.log
+    )
+
+
 def _failing_print_behind_a_pause_macro(
     tmp_path: Path,
     bundle: Path,
@@ -229,14 +238,7 @@ def test_a_pause_the_printer_took_but_never_made_is_told_to_the_phone_at_once(
         stale = {a["label"]: a for a in first.actions}["Resume"]
         refused = requests.post(stale["url"], timeout=30)
         assert refused.status_code == 409 and "paused nothing" in refused.text, refused.text
-        answer = requests.post(buttons["Cancel"]["url"], timeout=30)
-        assert answer.status_code == 200, answer.text
-        wait_until(
-            "the real print cancelled",
-            lambda: moonraker_server.print_state() == "cancelled",
-            30,
-            lambda: daemon.log,
-        )
+        _press(buttons["Cancel"], moonraker_server, "cancelled", daemon)
     finally:
         daemon.stop()
     assert "the printer was still printing 5 s later" in daemon.log
@@ -275,14 +277,7 @@ def test_a_pause_that_comes_late_is_told_as_paused_after_all(
         alert = json.loads(saved.read_text())
         assert alert["action_result"]["outcome"] == "done" and "resume" in alert["answers"]
         assert "paused after all" in alert["message"]
-        answer = requests.post(buttons["Resume"]["url"], timeout=30)
-        assert answer.status_code == 200, answer.text
-        wait_until(
-            "the real print resumed",
-            lambda: moonraker_server.print_state() == "printing",
-            30,
-            lambda: daemon.log,
-        )
+        _press(buttons["Resume"], moonraker_server, "printing", daemon)
     finally:
         daemon.stop()
 
