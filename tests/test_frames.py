@@ -35,6 +35,20 @@ def test_frames_sort_by_their_number_not_as_text(tmp_path: Path) -> None:
     ]
 
 
+def test_a_recording_linked_into_a_data_folder_is_read_and_a_link_loop_ends(tmp_path: Path) -> None:
+    """An owner who links a recording into their data folder means it to count: it was left
+    out without a word, the trainer and ``calibrate`` fitting one print fewer."""
+    _write(tmp_path / "elsewhere" / "benchy", [f"benchy_{n}.jpg" for n in range(3)])
+    _write(tmp_path / "data" / "own", [f"own_{n}.jpg" for n in range(2)], seed=1)
+    (tmp_path / "data" / "benchy").symlink_to(tmp_path / "elsewhere" / "benchy")
+    (tmp_path / "data" / "own" / "up").symlink_to(tmp_path / "data")  # a loop
+    prints, loose = frames.group_prints([tmp_path / "data"])
+    assert loose == []
+    assert sorted(len(paths) for paths in prints.values()) == [2, 3]
+    found = find_frames(normal=[tmp_path / "data"])
+    assert sorted({f.session for f in found}) == ["benchy", "own"]
+
+
 def test_another_session_pattern_keeps_time_order_for_per_print_calibration(tmp_path: Path) -> None:
     """With --session-pattern the trainer's per-print calibration used the text order of the
     file names (1, 10, 11, 2): the "first" frames it calibrated on were not the print's first."""

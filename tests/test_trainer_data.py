@@ -16,8 +16,10 @@ from trainer.data import (
     ANOMALOUS,
     NORMAL,
     DataError,
+    Loaded,
     find_frames,
     load_frames,
+    mixed_sizes,
     split_frames,
 )
 from watchdog.detection.bundle import Preprocess
@@ -233,8 +235,40 @@ def test_corrupt_and_truncated_files_are_skipped_and_counted(
         loaded = load_frames(find_frames(normal=[tmp_path / "n"]), PRE)
     assert [f.path.name for f in loaded.frames] == ["p_1.jpg"]
     assert sorted(Path(p).name for p in loaded.skipped) == ["p_2.jpg", "p_3.jpg", "p_4.png"]
-    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warned = sorted(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     assert len(warned) == 3 and all("skipping" in w for w in warned)
+    # each line says why, so the owner knows whether to re-record or ignore it
+    assert "p_2.jpg: truncated JPEG" in warned[0]
+    assert "p_3.jpg: " in warned[1] and "p_4.png: empty file" in warned[2]
+
+
+def test_a_print_whose_frames_change_size_is_said_and_still_loaded(tmp_path: Path) -> None:
+    """A second camera's frames, or a resolution changed mid-print, went into a print without
+    a word, though the print is judged against its own start."""
+    bgr = synth.normal_frame()
+    d = tmp_path / "n"
+    for n in range(1, 4):
+        _write(d / f"benchy_{n}.jpg", bgr)
+    _write(d / "benchy_4.jpg", cv2.resize(bgr, (640, 480)))
+    for n in range(1, 3):
+        _write(d / f"other_{n}.jpg", bgr)
+    loaded = load_frames(find_frames(normal=[d]), PRE)
+    assert len(loaded.frames) == 6
+    h, w = bgr.shape[:2]
+    assert mixed_sizes([loaded]) == [
+        f"print benchy: frames of more than one size (3 of {w}x{h}, 1 of 640x480): another "
+        "camera or setting within one print looks like a change to it"
+    ]
+    # a print split between the fit and the validation frames is still one print
+    first = [i for i, f in enumerate(loaded.frames) if f.number < 4]
+    part = Loaded(
+        [loaded.frames[i] for i in first], loaded.x[first], [], [loaded.sizes[i] for i in first]
+    )
+    rest = [i for i in range(6) if i not in first]
+    other = Loaded(
+        [loaded.frames[i] for i in rest], loaded.x[rest], [], [loaded.sizes[i] for i in rest]
+    )
+    assert mixed_sizes([part]) == [] and len(mixed_sizes([part, other])) == 1
 
 
 def test_frame_files_opencv_would_crash_on_are_skipped_and_odd_names_load(

@@ -69,6 +69,7 @@ class Loaded:
     frames: list[Frame]
     x: np.ndarray
     skipped: list[str]
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # each frame's file, width x height
 
 
 # --------------------------------------------------------------------------- finding frames
@@ -279,25 +280,48 @@ def read_frame(path: Path) -> np.ndarray | None:
 def load_frames(frames: Iterable[Frame], pre: Preprocess) -> Loaded:
     """Read and preprocess frames with the daemon's own ``Preprocess``; skip unreadable ones.
 
-    Each skipped file gets one warning line and is listed in ``Loaded.skipped``.
+    Each skipped file gets one warning line saying why, and is listed in ``Loaded.skipped``.
     """
     kept: list[Frame] = []
     arrays: list[np.ndarray] = []
     skipped: list[str] = []
+    sizes: list[tuple[int, int]] = []
     for fr in frames:
-        img = read_frame(fr.path)
         try:
-            x = pre.apply(img) if img is not None else None
-        except ValueError:
-            x = None
-        if x is None:
-            logger.warning("skipping unreadable or truncated image: %s", fr.path)
+            img = read_frame_file(fr.path)
+            x = pre.apply(img)
+        except (UnreadableFrame, ValueError) as exc:
+            # UnreadableFrame names the file; the preprocessing's refusal does not
+            why = str(exc) if isinstance(exc, UnreadableFrame) else f"{fr.path}: {exc}"
+            logger.warning("skipping a frame: %s", why)
             skipped.append(str(fr.path))
             continue
         kept.append(fr)
         arrays.append(np.round(x * 255.0).astype(np.uint8))
+        sizes.append((img.shape[1], img.shape[0]))
     x_all = np.stack(arrays) if arrays else np.zeros((0, *pre.shape), np.uint8)
-    return Loaded(kept, x_all, skipped)
+    return Loaded(kept, x_all, skipped, sizes)
+
+
+def mixed_sizes(sets: Iterable[Loaded]) -> list[str]:
+    """One line per recorded print whose frames are not all of one size: another camera or
+    setting within a print. A print is judged against its own start, so such frames look
+    changed to it; they are used as they are, and said (the owner knows which recording)."""
+    by_print: dict[str, Counter[tuple[int, int]]] = {}
+    for loaded in sets:
+        for fr, size in zip(loaded.frames, loaded.sizes, strict=True):
+            if not fr.loose:
+                by_print.setdefault(fr.session, Counter())[size] += 1
+    lines = []
+    for name, counts in sorted(by_print.items()):
+        if len(counts) > 1:
+            (common, n), *others = counts.most_common()
+            odd = ", ".join(f"{c} of {w}x{h}" for (w, h), c in others)
+            lines.append(
+                f"print {name}: frames of more than one size ({n} of {common[0]}x{common[1]}, "
+                f"{odd}): another camera or setting within one print looks like a change to it"
+            )
+    return lines
 
 
 def to_float(x: np.ndarray) -> np.ndarray:
@@ -614,5 +638,10 @@ def without_loose_of_held_out(
     drop = {loose[i] for i in nearer}
     went = Counter(held_out.frames[near_held[i]].session for i in nearer)
     keep = [i for i in range(len(fit.frames)) if i not in drop]
-    kept = Loaded([fit.frames[i] for i in keep], fit.x[keep], fit.skipped)
+    kept = Loaded(
+        [fit.frames[i] for i in keep],
+        fit.x[keep],
+        fit.skipped,
+        [fit.sizes[i] for i in keep] if fit.sizes else [],
+    )
     return kept, went

@@ -25,6 +25,7 @@ from trainer.data import (
     Split,
     find_frames,
     load_frames,
+    mixed_sizes,
     split_frames,
     to_float,
     without_loose_of_held_out,
@@ -327,6 +328,9 @@ def run(options: Options) -> RunResult:
         fit_set = _held_out_false_alarms_left_out(fit_set, val_set, test_n, split)
     test_a = load_frames(split.test_anomalous, pre)
     skipped = fit_set.skipped + val_set.skipped + test_n.skipped + test_a.skipped
+    for line in mixed_sizes((fit_set, val_set, test_n)):
+        split.notes.append(line)
+        logger.warning("%s", line)
     if len(fit_set.x) == 0 or len(val_set.x) == 0:
         raise DataError("no readable frames left to fit or validate on (all skipped)")
     if len(test_n.x) == 0:  # all sessions fit or validate (a final model): measure on validation
@@ -558,11 +562,24 @@ def _adaptation(
         threshold=crossfit.shipped_threshold(crossed.threshold, own.threshold),
         early_threshold=crossfit.shipped_threshold(crossed.early_threshold, own.early_threshold),
     )
+    counted, later = crossfit.judged_later(held, preset.adaptation.frames)
+    guarded = len(
+        {
+            frames_contract.print_of(h.name)
+            for h in crossfit.with_whole_start(held, preset.adaptation.frames)
+        }
+    )
+    short = (
+        f" ({whole - counted} more too short to count: no frame after their first "
+        f"{preset.adaptation.frames})"
+        if whole > counted
+        else ""
+    )
     rule = (
-        f"cross-fitted: {whole} prints each scored by a model fitted without it "
+        f"cross-fitted: {counted} prints{short} each scored by a model fitted without it "
         f"({crossed.threshold:.6g}), or the fitted model's validation frames "
-        f"({own.threshold:.6g}) when higher; {fpr}"
-        + _guard_rule(result, whole)
+        f"({own.threshold:.6g}) when higher; {fpr} ({later} frames after the prints' starts)"
+        + _guard_rule(result, guarded)
         + _start_rule(result)
     )
     return result, rule, held

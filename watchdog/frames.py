@@ -25,6 +25,7 @@ One module owns it, because ``collect``, the incident store, the trainer and
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -116,10 +117,24 @@ def frame_path(folder: Path, print_name: str, number: int, suffix: str = ".jpg")
 
 
 def images_under(folder: Path) -> list[Path]:
-    """Image files below ``folder`` (sub-folders too), in a stable order."""
-    return sorted(
-        p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    """Image files below ``folder`` (sub-folders too), in a stable order.
+
+    A folder linked in is followed: an owner who links a recording into a data folder means
+    it to count. Each real folder is read once, so a link back up the tree ends there."""
+    found: list[Path] = []
+    read: set[str] = set()
+    for root, subfolders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in read:
+            subfolders.clear()
+            continue
+        read.add(real)
+        found += (
+            path
+            for path in (Path(root) / name for name in files)
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+        )
+    return sorted(found)
 
 
 def in_time_order(paths: Iterable[Path], pattern: re.Pattern[str] = _DEFAULT) -> list[Path]:
