@@ -88,3 +88,14 @@ def test_a_print_and_its_parts_after_a_resume_count_as_one_print_for_the_start_g
     assert crossfit_adaptation(_preset(), parts, target_fpr=0.0, seed=0).guard == 0
     whole = {name: _print(i) for i, name in enumerate(("a", "b", "c"))}
     assert crossfit_adaptation(_preset(), whole, target_fpr=0.0, seed=0).guard > 0
+
+
+def test_a_recording_that_ends_within_its_start_sets_neither_threshold_nor_guard(caplog) -> None:
+    """A print shorter than its start counted among the "3 prints" a start guard was set from,
+    its highest start taken from fewer frames than a start has: two whole prints and a stub set
+    a guard no two prints can set."""
+    prints = {"a": _print(0), "b": _print(1), "stub": _print(2, n=2)}
+    with caplog.at_level("INFO", logger="trainer.crossfit"):
+        result = crossfit_adaptation(_preset(frames=3), prints, target_fpr=0.0, seed=0)
+    assert result.guard == 0
+    assert "cross-fitted on 2 prints" in caplog.text

@@ -9,7 +9,13 @@ from trainer.heldout import Replay, judgement
 
 def _replay(name: str, scores: list[float], failure: bool = False) -> Replay:
     return Replay(
-        name, failure, calibration=4, scores=np.array(scores), threshold=1.0, consecutive=3
+        name,
+        failure,
+        calibration=4,
+        scores=np.array(scores),
+        threshold=1.0,
+        consecutive=3,
+        failed_print=name.split(" then ")[-1] if failure else "",
     )
 
 
@@ -34,6 +40,26 @@ def test_judgement_counts_frames_and_prints_separately_for_good_prints_and_failu
     assert d["recall"] == 4 / 8 and d["failures_paused"] == 1
     assert [r["frames_to_pause"] for r in d["replays"]] == [None, 4, None, None]
     assert d["threshold"] == 1.0 and d["consecutive"] == 3
+
+
+def test_the_report_says_failure_replays_are_not_failed_prints() -> None:
+    """One failed print replayed after two held-out prints read "failures paused 2 of 2", as if
+    two failures had been caught."""
+    from trainer.report import _daemon_section
+
+    runs = [
+        _replay("a", [0.1] * 10),
+        _replay("a then f", [2.0] * 4, failure=True),
+        _replay("b", [0.1] * 10),
+        _replay("b then f", [2.0] * 4, failure=True),
+    ]
+    d = judgement(runs, "rule", "note")
+    assert d["failures_paused"] == 2 and d["failed_prints"] == 1
+    text = "\n".join(_daemon_section(d, set()))
+    assert (
+        "failures paused: **2 of 2** replays (1 failed print, each after each of 2 held-out prints)"
+        in text
+    )
 
 
 def test_judgement_without_any_replay_says_so() -> None:

@@ -158,7 +158,10 @@ def test_readme_retrain_loop_collect_train_replay(tmp_path: Path) -> None:
     assert rep["n_train"] + rep["n_val"] == 2 * FRAMES, (
         "every frame of both prints fits or validates"
     )
-    assert "cross-fitted: 2 prints" in rep["daemon"]["threshold_rule"]
+    assert "cross-fitted: 2 prints each scored" in rep["daemon"]["threshold_rule"]
+    # how many frames the 1% target rests on (two prints' frames after their starts)
+    later = 2 * (FRAMES - rep["daemon"]["replays"][0]["calibration_frames"])
+    assert f"({later} frames after the prints' starts)" in rep["daemon"]["threshold_rule"]
     # the absolute threshold's frames are the fitted prints' own last ones, and it says so
     assert rep["threshold_rule"].endswith("on the last frames of the fitted prints (optimistic)")
     bundle = yaml.safe_load((run / "bundle" / "model.json").read_text())
@@ -187,6 +190,7 @@ def test_readme_retrain_loop_collect_train_replay(tmp_path: Path) -> None:
     assert d["held_out_prints"] == 2 and d["failures_replayed"] == 2  # the failure after each print
     assert f"Failure frames flagged (recall): {100 * d['recall']:.1f}%" in md
     assert d["recall"] > 0.5 and d["failures_paused"] == 2
+    assert "**2 of 2** replays (1 failed print, each after each of 2 held-out prints)" in md
     assert d["normal_prints_paused"] == 0
     assert (run / "replay.png").stat().st_size > 10_000
 

@@ -81,6 +81,18 @@ def test_start_guard_is_a_prediction_bound_that_narrows_as_prints_are_added() ->
         start_guard([])
 
 
+def test_a_recording_that_ends_within_its_start_is_no_print_for_the_guard_but_stays_below_it() -> (
+    None
+):
+    whole = [np.array([h]) for h in (0.18, 0.22)]
+    # two whole prints and a stub: too few prints to know how far a good start varies
+    assert start_guard(whole, partial=[np.array([0.2])]) == 0.0
+    three = [*whole, np.array([0.2])]
+    high_stub = start_guard(three, partial=[np.array([0.1, 0.6])])
+    assert high_stub == pytest.approx(1.2 * 0.6)  # a good start seen stays below the guard
+    assert start_guard(three, partial=[np.array([0.05])]) == start_guard(three)
+
+
 def test_calibrating_on_own_prints_never_leaves_a_guard_their_starts_reach() -> None:
     low = [np.array([0.1, 0.12]), np.array([0.11])]
     assert recalibrated_guard(0.5, low) == 0.5  # two prints far below: kept

@@ -153,6 +153,29 @@ def held_out(
     ]
 
 
+def _starts_by_print(preset: Preset, held: list[HeldOut]) -> list[np.ndarray]:
+    """The absolute scores of every frame the start guard judges, one array per print."""
+    judged: dict[str, list[np.ndarray]] = {}
+    for h in held:
+        judged.setdefault(print_of(h.name), []).append(preset.scoring.scores(h.guarded_maps))
+    return [np.concatenate(parts) for parts in judged.values()]
+
+
+def with_whole_start(held: list[HeldOut], frames: int) -> list[HeldOut]:
+    """The held-out prints (each with its parts after a resume) one part of which is as long as
+    a start: a recording that ends within its start has seen less of a start's variation, so
+    its highest start would pull the start guard down towards a good start's own frames."""
+    whole = {print_of(h.name) for h in held if len(h.frames) >= frames}
+    return [h for h in held if print_of(h.name) in whole]
+
+
+def judged_later(held: list[HeldOut], frames: int) -> tuple[int, int]:
+    """(prints, frames) the adapted threshold is set on: each print's frames after its start
+    (a print's parts after a resume are one print); a print no longer than its start has none."""
+    later = [h for h in held if len(h.maps) > frames]
+    return len({print_of(h.name) for h in later}), sum(len(h.maps) - frames for h in later)
+
+
 def calibrate_on(preset: Preset, held: list[HeldOut], target_fpr: float) -> Adaptation:
     """``preset.adaptation`` with its threshold set on held-out prints replayed as the daemon
     would, and its start guard above their starts (``calibration.start_guard``)."""
@@ -169,17 +192,17 @@ def calibrate_on(preset: Preset, held: list[HeldOut], target_fpr: float) -> Adap
     )
     # every frame the guard judges counts: a start learnt again is judged by it too; a print's
     # parts after a resume are one print (its count decides whether a guard is set at all)
-    judged: dict[str, list[np.ndarray]] = {}
-    for h in held:
-        judged.setdefault(print_of(h.name), []).append(preset.scoring.scores(h.guarded_maps))
-    starts = [np.concatenate(parts) for parts in judged.values()]
-    result = dataclasses.replace(result, guard=start_guard(starts))
+    whole = with_whole_start(held, spec.frames)
+    starts = _starts_by_print(preset, whole)
+    counted = {print_of(h.name) for h in whole}
+    stubs = _starts_by_print(preset, [h for h in held if print_of(h.name) not in counted])
+    result = dataclasses.replace(result, guard=start_guard(starts, partial=stubs))
     logger.info(
         "per-print adaptation: %d calibration frames, threshold %.4g cross-fitted on %d prints; "
         "start guard %.4g; start judged after %d frames, threshold %.4g",
         result.frames,
         result.threshold,
-        len(held),
+        judged_later(held, spec.frames)[0],
         result.guard,
         result.early_frames,
         result.early_threshold,

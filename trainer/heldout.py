@@ -43,6 +43,7 @@ class Replay:
     # against its first frames): a run of them goes on into the judged frames, as in
     # ``decide``; empty where the start is not this print's own (a failure after it)
     start_flags: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, bool))
+    failed_print: str = ""  # the failure replayed (each is replayed after every held-out print)
 
     @property
     def flagged(self) -> np.ndarray:
@@ -148,18 +149,17 @@ def replays(
             x_in = light_matched(x, spec, ref)
             maps = np.concatenate([h.maps[:k], error_maps(h.reconstruct, x_in, scoring)])
             seq = np.concatenate([h.inputs[:k], x_in])
-            out.append(
-                replay(
-                    f"{h.name} then {fname}",
-                    spec,
-                    scoring,
-                    maps,
-                    seq,
-                    threshold,
-                    failure=True,
-                    consecutive=consecutive,
-                )
+            run = replay(
+                f"{h.name} then {fname}",
+                spec,
+                scoring,
+                maps,
+                seq,
+                threshold,
+                failure=True,
+                consecutive=consecutive,
             )
+            out.append(dataclasses.replace(run, failed_print=fname))
     return out
 
 
@@ -190,7 +190,17 @@ def start_replays(
             seq_maps = np.concatenate([maps[:early], error_maps(h.reconstruct, failing, scoring)])
             scores = simulate_start(spec, scoring, seq_maps, inputs=seq)
             name = f"{h.name} then {fname}"
-            out.append(Replay(name, True, early, scores, spec.early_threshold, consecutive))
+            out.append(
+                Replay(
+                    name,
+                    True,
+                    early,
+                    scores,
+                    spec.early_threshold,
+                    consecutive,
+                    failed_print=fname,
+                )
+            )
     return out
 
 
@@ -210,9 +220,18 @@ def start_judgement(runs: Sequence[Replay]) -> dict[str, Any] | None:
         else None,
         "good_starts_paused": sum(r.first_pause is not None for r in normal),
         "good_starts": len(normal),
+        **_failures_paused(failed),
+        "replays": [r.summary() for r in runs],
+    }
+
+
+def _failures_paused(failed: Sequence[Replay]) -> dict[str, int]:
+    """Failure replays paused, of how many, and of how many failed prints: each failed print is
+    replayed after every held-out print, so replays are not failures (3 of 3 may be one)."""
+    return {
         "failures_paused": sum(r.first_pause is not None for r in failed),
         "failures_replayed": len(failed),
-        "replays": [r.summary() for r in runs],
+        "failed_prints": len({r.failed_print for r in failed}),
     }
 
 
@@ -232,7 +251,6 @@ def judgement(runs: Sequence[Replay], threshold_rule: str, note: str) -> dict[st
         "recall": float(np.mean(f_scores > threshold)) if f_scores.size else None,
         "false_alarm_rate": float(np.mean(n_scores > threshold)) if n_scores.size else None,
         "normal_prints_paused": sum(r.first_pause is not None for r in normal),
-        "failures_paused": sum(r.first_pause is not None for r in failed),
-        "failures_replayed": len(failed),
+        **_failures_paused(failed),
         "replays": [r.summary() for r in runs],
     }

@@ -115,7 +115,7 @@ def _daemon_section(d: dict[str, Any], figures: set[str]) -> list[str]:
         return [*lines, "No print could be replayed.", ""]
     lines += [
         f"- **Failure frames flagged (recall): {_pct(d['recall'])}**; failures paused: "
-        f"**{d['failures_paused']} of {d['failures_replayed']}**",
+        f"**{d['failures_paused']} of {d['failures_replayed']}** replays{_replays_of(d)}",
         f"- **Normal frames flagged (false alarms): {_pct(d['false_alarm_rate'])}**; good prints paused "
         f"by mistake: **{d['normal_prints_paused']} of {d['held_out_prints']}**",
         "",
@@ -144,12 +144,24 @@ def _start_section(s: dict[str, Any] | None) -> list[str]:
         f"- Good starts: **{_pct(s['good_frames_flagged'])}** of their judged frames flagged; "
         f"starts paused by mistake: **{s['good_starts_paused']} of {s['good_starts']}**",
         f"- Failures beginning during the start paused: **{s['failures_paused']} of "
-        f"{s['failures_replayed']}**",
+        f"{s['failures_replayed']}** replays{_replays_of(s)}",
         "",
         *_replay_table(s["replays"], "first frames"),
         "",
     ]
     return lines
+
+
+def _replays_of(d: dict[str, Any]) -> str:
+    """What the failure replays are: each failed print after each held-out print's start (a
+    report of older runs has no count of failed prints)."""
+    failed, held = d.get("failed_prints"), d.get("held_out_prints", d.get("good_starts"))
+    if not failed or not held:
+        return ""
+    return (
+        f" ({failed} failed print{'s' if failed != 1 else ''}, each after each of {held} "
+        f"held-out print{'s' if held != 1 else ''})"
+    )
 
 
 def _replay_table(replays: list[dict[str, Any]], learnt: str) -> list[str]:

@@ -203,7 +203,9 @@ def _t99(df: int) -> float:
     return _T99[max(d for d in _T99 if d <= max(df, 1))]
 
 
-def start_guard(scores: list[np.ndarray], margin: float = GUARD_MARGIN) -> float:
+def start_guard(
+    scores: list[np.ndarray], margin: float = GUARD_MARGIN, partial: Sequence[np.ndarray] = ()
+) -> float:
     """``Adaptation.guard``: the absolute score a good print's start should not reach (0: none).
 
     ``scores``: the absolute scores of normal prints' frames, each print scored by a model that
@@ -216,18 +218,23 @@ def start_guard(scores: list[np.ndarray], margin: float = GUARD_MARGIN) -> float
     few prints that happen to start alike say little of how far a new part, filament or bed
     position moves the start. Fewer than ``GUARD_PRINTS`` prints set no guard.
 
+    ``partial``: the starts of prints that ended within their start. Their highest frame is
+    lower than a whole start's would be, so they are not among the prints counted or the bound
+    is set on; but they are good starts, and the guard stays ``margin`` above them too.
+
     Conservative on purpose: a normal print the model has never seen must not be paused in its
     first minutes (docs/decisions/start-guard.md).
     """
     highs = _highest_starts(scores)
-    if not highs.size:
+    if not highs.size and not len(partial):
         raise ValueError("no normal print to set the start guard on")
     if highs.size < GUARD_PRINTS or np.any(highs <= 0):
         return 0.0
     logs = np.log(highs)
     spread = max(float(np.std(logs, ddof=1)), GUARD_SPREAD) * np.sqrt(1.0 + 1.0 / highs.size)
     bound = float(np.exp(np.mean(logs) + _t99(highs.size - 1) * spread))
-    return max(bound, float(np.max(highs)) * margin)
+    seen = float(np.max(np.concatenate([highs, _highest_starts(list(partial))])))
+    return max(bound, seen * margin)
 
 
 def recalibrated_guard(guard: float, starts: list[np.ndarray]) -> float:
