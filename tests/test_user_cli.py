@@ -404,6 +404,12 @@ def test_example_config_is_coherent(tmp_path: Path) -> None:
     warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "an alert reaches nobody" in warnings[0], r.stderr
     assert "loaded and run once" in r.stderr
+    # the threshold shown is on the scale the dashboard's scores are, measured against the
+    # print's own start (a bare number read as a frame's own score)
+    assert (
+        "on the scale of the dashboard's scores (each print judged against its own first 30 frames)"
+        in r.stderr
+    )
 
 
 def test_check_config_runs_the_model_and_refuses_one_that_disagrees_with_model_json(

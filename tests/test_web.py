@@ -16,6 +16,8 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import requests
 
@@ -334,14 +336,36 @@ def test_posts_need_the_csrf_token(guarded) -> None:
     assert "The form expired" in stale.text and 'name="csrf"' in stale.text, stale.text
 
 
-def test_logout_ends_the_session(guarded) -> None:
-    url, _, _ = guarded
+def test_logout_ends_the_session_and_leaves_no_picture_in_the_browser(guarded) -> None:
+    """An incident's pictures were kept an hour in the browser's cache: the next person at a
+    shared computer saw them after the owner logged out. The browser must ask again each time;
+    while logged in the answer is "not modified" (no second download)."""
+    from watchdog.incidents import IncidentStore
+
+    url, _, tmp = guarded
+    jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
+    incident = IncidentStore(tmp / "state").save(PRINTER, {"score": 9.0}, jpeg, jpeg, pending=False)
     s, _ = _login(url)
     token = _csrf(s.get(f"{url}/", timeout=10).text)
+    picture = f"{url}/api/incidents/{PRINTER}/{incident.id}/frame.jpg"
+    first = s.get(picture, timeout=10)
+    assert first.status_code == 200 and first.content == jpeg
+    assert first.headers["Cache-Control"] == "private, no-cache"
+    again = s.get(picture, headers={"If-None-Match": first.headers["ETag"]}, timeout=10)
+    assert again.status_code == 304
+    for live in (f"{url}/api/state", f"{url}/api/printers/{PRINTER}/frame.jpg"):
+        assert "no-store" in s.get(live, timeout=30).headers["Cache-Control"], live
     cookie = s.cookies.get("watchdog_session")
     assert s.post(f"{url}/logout", headers={"X-CSRF-Token": token}, timeout=10).status_code == 200
     stale = requests.get(f"{url}/api/state", cookies={"watchdog_session": cookie}, timeout=10)
     assert stale.status_code == 401
+    asked = requests.get(
+        picture,
+        cookies={"watchdog_session": cookie},
+        headers={"If-None-Match": first.headers["ETag"]},
+        timeout=10,
+    )
+    assert asked.status_code == 401 and asked.content != jpeg
 
 
 def test_failed_logins_are_rate_limited(guarded) -> None:

@@ -21,7 +21,7 @@ from watchdog.commands import shown_source
 from watchdog.comms.transport import check_tls
 from watchdog.config import Config, ConfigError, PrinterConfig
 from watchdog.daemon import configured_bundle, try_model_once
-from watchdog.detection.bundle import Bundle, BundleError
+from watchdog.detection.bundle import Bundle, BundleError, BundleMeta
 from watchdog.devices.capture import CameraSourceError, open_camera, redact_url
 from watchdog.devices.printers import make_printer
 from watchdog.overrides import Origin, config_mask_check, load_starting_config, origins
@@ -219,7 +219,19 @@ def main(args: argparse.Namespace) -> int:
     ran = "read" if args.no_model_run else "loaded and run once"
     print(
         f"# ok: {len(config.printers)} printer(s); model {bundle.path} {ran}, "
-        f"threshold {bundle.meta.threshold:.6g}",
+        f"{_how_judged(bundle.meta)}",
         file=sys.stderr,
     )
     return 0
+
+
+def _how_judged(meta: BundleMeta) -> str:
+    """The threshold as the owner sees it (the dashboard's and replay's scores are on the
+    bundle's scale), and what it is measured against: a print's own start, where it is."""
+    adaptation = meta.adaptation
+    if not adaptation.enabled:
+        return f"threshold {meta.threshold:.6g} (each frame on its own)"
+    return (
+        f"threshold {meta.threshold:.6g} on the scale of the dashboard's scores (each print "
+        f"judged against its own first {adaptation.frames} frames)"
+    )

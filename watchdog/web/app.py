@@ -395,8 +395,8 @@ class Dashboard:
         path = folder / file
         if not path.is_file():
             return text("404 Not Found", 404)
-        response = send_from_directory(folder, file, mimetype="image/jpeg", max_age=3600)
-        response.headers["Cache-Control"] = "private, max-age=3600"
+        response = send_from_directory(folder, file, mimetype="image/jpeg", max_age=0)
+        response.headers["Cache-Control"] = "private, no-cache"
         return response
 
     def command(self) -> Response:
@@ -498,9 +498,12 @@ def _embedded_by_another_site() -> bool:
 
 def _own_pages_only(response: Response) -> Response:
     """The dashboard's data and pictures are for its own pages: a browser that sent no Fetch
-    Metadata still keeps another site from using them."""
+    Metadata still keeps another site from using them, and keeps none of them where the next
+    person at the browser could see them after a logout (an incident's picture, which never
+    changes, is asked for again and answered "not modified" while logged in)."""
     if request.path.startswith(OWN_PAGES_ONLY):
         response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
+        response.headers.setdefault("Cache-Control", "private, no-store")
     return response
 
 
