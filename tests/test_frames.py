@@ -10,7 +10,7 @@ import numpy as np
 
 from tests import synth
 from trainer.crossfit import prints_by_set
-from trainer.data import find_frames, load_frames, split_frames
+from trainer.data import Split, find_frames, load_frames, split_frames
 from watchdog import frames
 from watchdog.detection.bundle import Preprocess
 from watchdog.incidents import false_alarms_dir
@@ -47,6 +47,27 @@ def test_a_recording_linked_into_a_data_folder_is_read_and_a_link_loop_ends(tmp_
     assert sorted(len(paths) for paths in prints.values()) == [2, 3]
     found = find_frames(normal=[tmp_path / "data"])
     assert sorted({f.session for f in found}) == ["benchy", "own"]
+
+
+def test_calibrate_knows_a_print_trained_on_whose_first_file_does_not_decode(
+    tmp_path: Path,
+) -> None:
+    """The trainer named a print by its first frame it could decode, ``calibrate`` by its first
+    file: a print whose first frame was cut short was not recognised, and the model's own
+    print set its thresholds too low without a word."""
+    from trainer.pipeline import _first_frame_fingerprints
+    from watchdog.commands.calibrate import trained_on
+
+    _write(tmp_path / "rec", [f"benchy_{n}.jpg" for n in range(1, 5)])
+    first = tmp_path / "rec" / "benchy_1.jpg"
+    first.write_bytes(first.read_bytes()[:200])  # cut short: the trainer skips it
+    found = find_frames(normal=[tmp_path / "rec"])
+    loaded = load_frames(found, Preprocess(width=16, height=16))
+    assert [f.number for f in loaded.frames] == [2, 3, 4]
+    split = Split("session", fit=found, val=[], test_normal=[], test_anomalous=[])
+    digests = _first_frame_fingerprints(loaded.frames, split)
+    prints, _ = frames.group_prints([tmp_path / "rec"])
+    assert trained_on({"fit_fingerprints": digests}, prints) == list(prints)
 
 
 def test_another_session_pattern_keeps_time_order_for_per_print_calibration(tmp_path: Path) -> None:

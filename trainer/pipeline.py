@@ -786,19 +786,26 @@ def _seed_review(
     return out
 
 
-def _first_frame_fingerprints(fitted: list[Frame], others: list[Frame]) -> list[str]:
+def _first_frame_fingerprints(fitted: list[Frame], split: Split) -> list[str]:
     """The digest of the first frame of each print the model fitted frames of
-    (``watchdog.frames.fingerprint``); that frame may have gone to ``others`` (a random split)."""
+    (``watchdog.frames.first_fingerprint``), from every frame of it the split holds: that frame
+    may have gone to another set (a random split), or not decode (skipped, but ``calibrate``
+    names the print by it all the same)."""
     sessions = {f.session for f in fitted if f.label == NORMAL and not f.loose}
-    first: dict[str, Frame] = {}
-    for f in fitted + others:
+    paths: dict[str, list[Frame]] = {}
+    for f in split.fit + split.val + split.test_normal:
         if f.session in sessions and f.label == NORMAL and not f.loose:
-            if f.session not in first or f.number < first[f.session].number:
-                first[f.session] = f
-    return sorted(frames_contract.fingerprint(f.path) for f in first.values())
+            paths.setdefault(f.session, []).append(f)
+    digests = (
+        frames_contract.first_fingerprint(
+            f.path for f in sorted(frames, key=lambda f: (f.number, str(f.path)))
+        )
+        for frames in paths.values()
+    )
+    return sorted(d for d in digests if d is not None)
 
 
-def _data_summary(options: Options, split: Any, *sets: Any) -> dict[str, Any]:
+def _data_summary(options: Options, split: Split, *sets: Any) -> dict[str, Any]:
     fit_set, val_set, test_n, test_a, skipped = sets
     return {
         "sources": {
@@ -808,9 +815,7 @@ def _data_summary(options: Options, split: Any, *sets: Any) -> dict[str, Any]:
         },
         "protocol": split.protocol,
         "sessions": split.sessions,
-        "fit_fingerprints": _first_frame_fingerprints(
-            fit_set.frames, val_set.frames + test_n.frames
-        ),
+        "fit_fingerprints": _first_frame_fingerprints(fit_set.frames, split),
         "n_fit": len(fit_set.x),
         "n_val": len(val_set.x),
         "n_test_normal": len(test_n.x),

@@ -149,6 +149,18 @@ def fingerprint(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def first_fingerprint(paths: Iterable[Path]) -> str | None:
+    """The ``fingerprint`` of a print's first frame whose file can be read (``paths`` in time
+    order), None when none can. Whether it decodes does not matter: the trainer, which fits
+    only the frames it decodes, and ``calibrate`` must name a print by the same file."""
+    for path in paths:
+        try:
+            return fingerprint(path)
+        except OSError:
+            continue
+    return None
+
+
 def in_failures(path: Path, folder: Path) -> bool:
     """Whether ``path``, found under ``folder``, lies in a ``failures/`` folder at any depth
     (``failures/spaghetti/x.jpg`` too), ``folder`` itself included."""

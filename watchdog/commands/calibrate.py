@@ -178,7 +178,9 @@ def trained_on(provenance: dict[str, Any], prints: dict[str, list[Path]]) -> lis
     sessions = provenance.get("sessions")
     if isinstance(recorded, list):
         digests = {str(d) for d in recorded}
-        return [name for name, paths in prints.items() if paths and _digest(paths[0]) in digests]
+        return [
+            name for name, paths in prints.items() if frames.first_fingerprint(paths) in digests
+        ]
     fit = sessions.get("fit") if isinstance(sessions, dict) else None
     fitted = [str(s) for s in fit] if isinstance(fit, list) else []
     # the trainer names a print by its folder too only where two folders share its name
@@ -186,13 +188,6 @@ def trained_on(provenance: dict[str, Any], prints: dict[str, list[Path]]) -> lis
     whole = {s for s in fitted if "/" in s}
     names = {s for s in fitted if "/" not in s}
     return [p for p in prints if p in whole or p.rsplit("/", 1)[-1] in names]
-
-
-def _digest(path: Path) -> str | None:
-    try:
-        return frames.fingerprint(path)
-    except OSError:  # unreadable: calibrate says so when it reads the print
-        return None
 
 
 def guard_for_your_camera(guard: float, scores: list[np.ndarray], frames: int) -> float:
