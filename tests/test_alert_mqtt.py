@@ -255,7 +255,14 @@ def test_printers_added_or_removed_follow_in_home_assistant(
     mosquitto.publish(f"{p}/v2/enabled/set", "OFF")
     wait_for("v2's command", lambda: Command("v2", Verb.DISABLE) in recorder.commands)
     second.publish_state("v2", {"state": "watching"})
-    second.set_printers(["ender3"])  # and removed it
+    with mosquitto.subscriber(f"{dp}/#", f"{p}/v2/#") as removal:
+        second.set_printers(["ender3"])  # and removed it
+        removal.wait_for(f"{p}/v2/state", lambda m: m.payload == b"")
+        # its entities go before their state is emptied: an entity left reads an empty state
+        # as its value (Home Assistant logged a template error for each)
+        emptied = [m.topic for m in removal.received("#") if m.payload == b"" and "v2" in m.topic]
+        configs = [i for i, t in enumerate(emptied) if t.endswith("/config")]
+        assert len(configs) == ENTITIES and configs == list(range(ENTITIES)), emptied
     second.publish_state("v2", {"state": "watching"})  # its watcher's last step, after that
     second.publish_state("ender3", {"state": "marker"})  # sent after it, on the same session
     wait_for(
@@ -338,6 +345,11 @@ def test_discovery_is_republished_on_ha_online_but_not_flooded(
         assert len(configs) == 2 * ENTITIES, (
             "30 'online' messages within a minute re-publish discovery once"
         )
+        # Home Assistant's birth topic stays homeassistant/status when only its discovery
+        # prefix is changed: that "online" was never heard
+        notifier.mqtt.discovery._last -= 3600
+        mosquitto.publish("homeassistant/status", "online")
+        sub.wait_count(f"{dp}/+/+/+/config", 3 * ENTITIES)
 
 
 def test_last_will_says_offline_when_the_daemon_dies(mosquitto, unique_prefix, tmp_path) -> None:
@@ -799,11 +811,16 @@ def test_the_demo_beside_a_running_watchdog_leaves_it_available_and_tidies_up(
                 if m.payload
             )
             assert not sub.received(running, lambda m: m.text == "offline")
-        with mosquitto.subscriber("printer_watchdog/#", "homeassistant/#") as after:
+        with mosquitto.subscriber(
+            "printer_watchdog/#", "printer_watchdog_demo/#", "homeassistant/#"
+        ) as after:
             after.wait_for(running, lambda m: m.text == "online")  # retained, untouched
             time.sleep(1.0)
             left = after.received("homeassistant/+/+/+/config", lambda m: bool(m.payload))
             assert not [m.topic for m in left if "printer_watchdog_demo" in m.topic]
+            # nor its "offline", retained for ever, one more for each host that ran it
+            kept = after.received("printer_watchdog_demo/#", lambda m: m.retain and bool(m.payload))
+            assert not [m.topic for m in kept if "/available/" in m.topic], kept
     finally:
         mosquitto.publish(running, "", retain=True)
 

@@ -99,6 +99,31 @@ def test_a_command_that_arrives_while_a_reload_stops_the_watcher_is_carried_out_
     assert not daemon.running["e3"].watcher.snapshot.enabled
 
 
+def test_a_switch_pressed_in_home_assistant_shows_there_when_done_not_at_the_next_frame(
+    daemon, monkeypatch
+) -> None:
+    """The watcher switched off at once, but its state reached MQTT only at its next step (a
+    camera interval later): Home Assistant's Watching switch flipped back, then over again."""
+    daemon._stop(daemon.running)
+    daemon.running = daemon._prepare(daemon._make_watchers(daemon.config, daemon.bundle))
+    watcher = daemon.running["e3"].watcher  # its thread not started: no step publishes
+    published: list[dict] = []
+    monkeypatch.setattr(watcher.alerts, "publish_state", lambda _p, state: published.append(state))
+    results = {}
+
+    def ask() -> None:
+        results["off"] = daemon.dispatch(Command("e3", Verb.DISABLE, source="mqtt"))
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    wait_until("the command queued", lambda: not watcher._commands.empty(), 5)
+    watcher._drain_commands()
+    asker.join(10)
+    assert results["off"].ok, results
+    assert published and published[-1]["enabled"] is False, published
+    assert published[-1]["state"] == "disabled"
+
+
 def test_a_command_not_answered_in_time_is_taken_back_and_never_carried_out_later(
     daemon, monkeypatch
 ) -> None:

@@ -228,6 +228,44 @@ def test_home_assistants_problem_sensor_is_on_from_our_action_until_the_owner_an
     assert old == "OFF"
 
 
+def test_home_assistants_failure_sensor_keeps_its_attributes_from_frame_to_frame() -> None:
+    """Its attributes were the whole state, a new score at every frame: Home Assistant's
+    recorder wrote the sensor again every ten seconds of every print."""
+    import json
+
+    import jinja2
+
+    from watchdog.comms.discovery import discovery_configs
+    from watchdog.config import MqttConfig
+
+    [template] = [
+        c["json_attributes_template"]
+        for topic, c in discovery_configs(MqttConfig(host="broker"), "ender3").items()
+        if "/binary_sensor/" in topic
+    ]
+    frame = {
+        "state": "calibrating",
+        "printer_state": "printing",
+        "job": "benchy.gcode",
+        "camera_online": True,
+        "enabled": True,
+        "skipping_print": False,
+        "failure": False,
+        "calibration": "3/30",
+        "consecutive": 0,
+        "score": 0.02,
+        "threshold": 0.05,
+    }
+    nxt = {**frame, "state": "watching", "calibration": "", "consecutive": 1, "score": 0.07}
+
+    def attributes(published: dict) -> dict:
+        return json.loads(jinja2.Environment().from_string(template).render(value_json=published))
+
+    assert attributes(frame) == attributes(nxt)
+    assert attributes(frame)["job"] == "benchy.gcode"
+    assert attributes({**frame, "printer_state": "paused"})["printer_state"] == "paused"
+
+
 def test_a_pause_of_the_owners_own_ends_with_the_view_accepted() -> None:
     """A filament change (the owner's pause, or the printer's own M600): the print resumes
     looking different (another colour, a purge blob) and the owner has seen it, so its look is

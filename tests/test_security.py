@@ -411,6 +411,8 @@ def test_daemon_verifies_the_printer_apis_certificate_unless_given_its_ca(
 
     refused, log = run("default", lambda st: "TLS" in st["printer_detail"], linger_s=1.5)
     assert refused["printer_state"] == "offline" and refused["frames_this_print"] == 0, refused
+    # shown as such, where "idle" hid a print that may go on unwatched
+    assert refused["state"] == "printer_offline", refused
     assert "TLS certificate not accepted" in refused["printer_detail"]
     assert log.count("TLS certificate not accepted") == 1, log
     trusted, log = run(

@@ -430,6 +430,8 @@ class Watcher:
             return label if label is Label.PAUSED else Label.SKIPPING_PRINT
         if self.state.watching and self.camera_online is False:
             return Label.CAMERA_OFFLINE
+        if label is Label.IDLE and self.api_state == PrinterState.OFFLINE:
+            return Label.PRINTER_OFFLINE
         if label is Label.WATCHING and self.detector.calibrating:
             return Label.CALIBRATING
         return label
@@ -907,6 +909,11 @@ class Watcher:
             except Exception as exc:  # a command must never end the loop
                 logger.exception("%s: command %s failed", self.name, command.verb.value)
                 done.set_result(CommandResult(False, f"{command.verb.value} failed: {exc}"))
+                continue
+            try:  # and MQTT (Home Assistant's switch flipped back until the next step said it)
+                self._publish_state(self._label())
+            except Exception:  # done all the same: the next step publishes again
+                logger.exception("%s: state after %s not published", self.name, command.verb.value)
 
     def _carry_out(self, command: Command) -> CommandResult:
         verb = command.verb

@@ -116,9 +116,10 @@ def main(args: argparse.Namespace) -> int:
             watcher.step()  # let the simulated printer report "paused"
     finally:
         watcher.close()
-        # its Home Assistant entities go with it (a demo device left behind, unavailable)
+        # its Home Assistant entities go with it (a demo device left behind, unavailable), and
+        # its availability (a retained "offline" for each host that ran it)
         notifier.set_printers([])
-        notifier.stop()
+        notifier.stop(for_good=True)
     if alert is None:
         print(
             "demo: the print was never paused: the model did not flag the failure frames",

@@ -22,6 +22,9 @@ from watchdog.config import MqttConfig
 from watchdog.control import LATEST_INCIDENT
 from watchdog.detection.decide import Label
 
+# Home Assistant's default birth topic, whatever its discovery prefix
+HA_BIRTH_TOPIC = "homeassistant/status"
+
 # Each Home Assistant "online" asks for the configs again; a flapping or hostile publisher
 # must not turn that into a flood of retained messages.
 REPUBLISH_MIN_INTERVAL_S = 60.0
@@ -34,6 +37,17 @@ def node_id(prefix: str, printer: str) -> str:
 def _feedback(verdict: str) -> str:
     return json.dumps({"incident": LATEST_INCIDENT, "verdict": verdict})
 
+
+# The failure sensor's attributes: a score, threshold or count that changes at every frame
+# would make Home Assistant record the sensor again every ten seconds of every print.
+_STABLE_ATTRIBUTES = (
+    "{{ {"
+    + ", ".join(
+        f"'{key}': value_json.get('{key}')"
+        for key in ("printer_state", "job", "camera_online", "enabled", "skipping_print")
+    )
+    + "} | tojson }}"
+)
 
 # buttons of a printer API (a print's end, for skip_print): taken away from a printer without one
 PRINTER_BUTTONS = ("pause", "resume", "cancel", "skip_print")
@@ -70,6 +84,9 @@ def discovery_configs(
             # one anomalous frame, nor for a pause the owner made (a filament change)
             "value_template": "{{ 'ON' if value_json.failure | default(false) else 'OFF' }}",
             "json_attributes_topic": f"{base}/state",
+            # the state's fields that change with the print, not with every frame: Home
+            # Assistant's recorder writes a row for each change of an entity's attributes
+            "json_attributes_template": _STABLE_ATTRIBUTES,
         },
         # the watcher's own state (watching, calibrating, camera_offline, ...): Home Assistant
         # drops a "state" key from an entity's JSON attributes, so it is an entity of its own
@@ -179,8 +196,11 @@ class Discovery:
         return self.cfg.homeassistant.enabled
 
     @property
-    def status_topic(self) -> str:
-        return f"{self.cfg.homeassistant.discovery_prefix}/status"
+    def status_topics(self) -> tuple[str, ...]:
+        """Where Home Assistant says it came online: its birth topic stays
+        ``homeassistant/status`` when the discovery prefix is changed, unless set too."""
+        own = f"{self.cfg.homeassistant.discovery_prefix}/status"
+        return (own,) if own == HA_BIRTH_TOPIC else (own, HA_BIRTH_TOPIC)
 
     def set_printers(
         self, printers: list[str], publish: bool, without_api: Collection[str] = ()

@@ -168,13 +168,14 @@ class MqttCommunicator:
                     continue  # stays marked; tried again at the next start
             store.delivered(incident)
 
-    def stop(self, timeout: float = 3.0) -> None:
-        """Let in-flight alerts finish briefly, publish offline, disconnect, join the thread."""
+    def stop(self, timeout: float = 3.0, for_good: bool = False) -> None:
+        """Let in-flight alerts finish briefly, publish offline (``for_good``: clear the
+        availability instead), disconnect, join the thread."""
         if not self._started:
             return
         if self.connected:
             self.flush(timeout)
-        self.transport.stop(timeout)
+        self.transport.stop(timeout, for_good)
         if self._commands is not None:
             # the watchers have stopped: nobody would carry out those still waiting
             dropped = self._commands.close(timeout)
@@ -219,7 +220,7 @@ class MqttCommunicator:
     def _subscriptions(self) -> list[str]:
         topics = [f"{self.prefix}/{t}" for t in COMMAND_TOPICS]
         if self.discovery.enabled:
-            topics.append(self.discovery.status_topic)
+            topics += self.discovery.status_topics
         return topics
 
     def _on_connected(self) -> None:
@@ -315,8 +316,10 @@ class MqttCommunicator:
             }
         )
         for printer in printers:
-            topics = [f"{prefix}/{printer}/{name}" for name in RETAINED]
-            topics += list(discovery_configs(cfg, printer))
+            # the entities first: an entity still there when its state is emptied reads the
+            # empty state as its value (Home Assistant logs a template error for each)
+            topics = list(discovery_configs(cfg, printer))
+            topics += [f"{prefix}/{printer}/{name}" for name in RETAINED]
             for topic in topics:
                 self._publish(topic, b"", retain=True)
         logger.info("MQTT: removed printer(s) %s taken off the broker", ", ".join(printers))
@@ -398,7 +401,7 @@ class MqttCommunicator:
 
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         topic = topic_text(msg)
-        if self.discovery.enabled and topic == self.discovery.status_topic:
+        if self.discovery.enabled and topic in self.discovery.status_topics:
             if self.discovery.on_status(bytes(msg.payload)):
                 logger.info("Home Assistant is online: re-published discovery")
             return

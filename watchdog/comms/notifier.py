@@ -131,8 +131,10 @@ class Notifier:
             if not self.enabled:
                 self.store.delivered(incident)
 
-    def stop(self, timeout: float = 3.0) -> None:
-        self.mqtt.stop(timeout)
+    def stop(self, timeout: float = 3.0, for_good: bool = False) -> None:
+        """``for_good``: nothing of this client stays on the broker (the demo), not even its
+        "offline", which would be retained there for ever."""
+        self.mqtt.stop(timeout, for_good)
         self.notifications.stop()
 
     def undelivered(self) -> int:

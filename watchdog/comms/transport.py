@@ -231,13 +231,15 @@ class MqttTransport:
             return None
         return client.publish(topic, payload, qos=qos, retain=retain)
 
-    def stop(self, timeout: float = 3.0) -> None:
-        """Publish ``offline``, disconnect, join paho's thread."""
+    def stop(self, timeout: float = 3.0, for_good: bool = False) -> None:
+        """Publish ``offline`` (``for_good``: empty the availability topic, a client that will
+        not come back), disconnect, join paho's thread."""
         client = self.client
         if client is None:
             return
         if client.is_connected():
-            info = client.publish(self.availability_topic, "offline", qos=1, retain=True)
+            word = "" if for_good else "offline"
+            info = client.publish(self.availability_topic, word, qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError) as exc:

@@ -55,6 +55,9 @@ class Label(Enum):
     CAMERA_OFFLINE = "camera_offline"
     DISABLED = "disabled"
     SKIPPING_PRINT = "skipping_print"  # the owner stopped watching the print under way
+    # the printer's API cannot be reached (or refuses the key) and no print is being watched:
+    # "idle" would hide a print going on unwatched
+    PRINTER_OFFLINE = "printer_offline"
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,7 @@ function stateOf(p) {
   if (s === "anomaly" && p.failure && !p.consecutive) return [s, "alerted, not stopped"];
   if (s === "anomaly") return [s, `anomaly ${p.consecutive}/${p.needed}`];
   if (s === "camera_offline") return [s, "camera offline"];
+  if (s === "printer_offline") return [s, "printer unreachable"];
   if (s === "skipping_print") return [s, "not watching this print"];
   return [s, s];
 }
