@@ -238,6 +238,44 @@ def test_action_failed_is_loud_and_events_go_only_where_asked(
     assert webhook_receiver.posts[0]["title"] == "voron: failure, and the pause did NOT happen"
 
 
+def test_a_url_of_two_recipients_one_refusing_is_not_sent_again_to_the_other(
+    phone, ntfy_receiver, caplog
+) -> None:
+    """``ntfy://host/printers/family`` where the family topic refuses: the whole send counted
+    as failed and was retried for a day, the printers topic getting the same notice each time.
+    It is sent once, and the refusal is said."""
+    ntfy_receiver.refuse_containing(b'"topic": "family"', 403)
+    notifier = phone(notify=(camera_target(ntfy_receiver.url("printers/family"), 0),))
+    notifier.camera_changed(PRINTER, online=False)
+    assert notifier.notifications.flush(60), notifier.notify_status()
+    assert [m.topic for m in ntfy_receiver.messages] == ["printers"]
+    assert notifier.notify_status()["ntfy"]["pending"] == 0
+    [said] = [
+        r.getMessage() for r in caplog.records if "some of the URL's recipients" in r.getMessage()
+    ]
+    assert "refused it" in said and "not sent again" in said
+
+
+def test_a_print_a_printer_error_stopped_is_told_loud_not_as_a_quiet_success(
+    phone, ntfy_receiver, webhook_receiver
+) -> None:
+    """A thermal runaway reached the phone at ntfy's low priority (no sound) and as Apprise's
+    "success" (green); a print that simply ended stays quiet (low, success)."""
+    notifier = phone(
+        notify=(
+            target(ntfy_receiver.url("done"), events=["print_done"]),
+            target(webhook_receiver.url(), events=["print_done"]),
+        ),
+    )
+    notifier.print_done(PRINTER, "benchy.gcode", "Heater extruder not heating at expected rate")
+    assert notifier.notifications.flush(60)
+    [stopped] = ntfy_receiver.messages
+    assert stopped.title == "ender3: print stopped by a printer error"
+    assert stopped.priority == "high" and "not heating" in stopped.message
+    wait_for("the webhook's notice", lambda: webhook_receiver.posts)
+    assert webhook_receiver.posts[0]["type"] == "warning"
+
+
 @pytest.mark.parametrize(
     ("action", "outcome", "api", "labels"),
     [
@@ -265,6 +303,11 @@ def test_a_phone_alert_offers_only_the_printer_buttons_that_can_act(
     assert notifier.notifications.flush(60)
     [msg] = ntfy_receiver.messages
     assert [a["label"] for a in msg.actions] == labels
+    # a button that ends the matter clears the notification; Not a failure leaves a paused
+    # print paused, and its Resume at hand
+    assert [a.get("clear") for a in msg.actions] == [
+        None if label == "Not a failure" else "true" for label in labels
+    ]
     [post] = webhook_receiver.posts
     links = labels + (["Stop watching this print"] if "Cancel" in labels else [])
     assert re.findall(r"^([A-Z][a-z ]+): http://pi\.lan", post["message"], re.M) == links
@@ -287,6 +330,24 @@ def test_a_failure_on_a_full_disk_still_reaches_the_phone_without_its_picture(
     assert msg.title == "ender3: print failure, paused" and msg.attachment is None
     assert "cannot write the picture" in caplog.text
     assert not list(full_storage.glob("watchdog-notify-*")), "temporary pictures left behind"
+
+
+def test_a_ntfy_server_that_takes_no_pictures_still_gets_every_failure_alert(
+    phone, ntfy_receiver, caplog
+) -> None:
+    """A ntfy server of one's own takes no attachments until its server.yml says where to keep
+    them: every failure alert (with its heatmap) was refused, retried for a day and dropped,
+    while the camera notices, without a picture, arrived. The alert goes as text, once, and
+    the owner is told why its picture is missing and how to have it."""
+    ntfy_receiver.takes_pictures = False
+    run = phone(notify=(target(ntfy_receiver.url("own")),))
+    run.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    assert run.notifications.flush(60), run.notify_status()
+    [msg] = ntfy_receiver.messages
+    assert msg.title == "ender3: print failure, paused" and msg.attachment is None
+    assert run.notify_status()["ntfy"]["sent"] == 1
+    [said] = [r.getMessage() for r in caplog.records if "refused the picture" in r.getMessage()]
+    assert "attachments not allowed" in said and "attachment-cache-dir" in said
 
 
 def test_receiver_down_for_a_while_and_across_a_restart_is_delivered_once(
@@ -618,6 +679,9 @@ def test_a_printers_repeated_events_are_coalesced_never_a_storm(
         return total
 
     assert counted(alerts) == 6 and counted(camera) == 4
+    # since when, in the machine's own clock time (it read as a UTC timestamp)
+    summed = next(m.message for m in ntfy_receiver.messages if "earlier" in m.message)
+    assert re.search(r" since \d\d:\d\d, summed up here\)", summed), summed
     assert alerts[-1].attachment == jpeg(5), "the latest picture is the one sent"
     assert camera[-1].title == "ender3: camera back online", "the last state wins"
     status = notifier.notify_status()["ntfy"]

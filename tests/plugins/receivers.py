@@ -159,6 +159,9 @@ class _Recorder:
 class NtfyReceiver(_Recorder):
     def __init__(self) -> None:
         self.messages: list[NtfyMessage] = []
+        # a server whose server.yml sets no attachment-cache-dir (ntfy's own default) answers
+        # a notification with a picture as ntfy does: 400, code 40014
+        self.takes_pictures = True
         super().__init__()
 
     def url(
@@ -181,6 +184,20 @@ class NtfyReceiver(_Recorder):
             topic, attachment = data.get("topic", ""), None
             title, message, filename = data.get("title", ""), data.get("message", ""), None
         else:
+            if not self.takes_pictures:
+                refusal = {
+                    "code": 40014,
+                    "http": 400,
+                    "error": "invalid request: attachments not allowed",
+                    "link": "https://ntfy.sh/docs/config/#attachments",
+                }
+                data = json.dumps(refusal).encode()
+                handler.send_response(400)
+                handler.send_header("Content-Type", "application/json")
+                handler.send_header("Content-Length", str(len(data)))
+                handler.end_headers()
+                handler.wfile.write(data)
+                return
             topic, attachment = split.path.strip("/"), body
             title = query.get("title", headers.get("x-title", ""))
             message, filename = query.get("message", ""), query.get("filename")

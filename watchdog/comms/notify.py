@@ -60,6 +60,7 @@ class Kind(Enum):
     CAMERA_OFFLINE = "camera_offline"
     CAMERA_ONLINE = "camera_online"
     PRINT_DONE = "print_done"
+    PRINT_ERROR = "print_error"  # a watched print stopped by the printer's own error
 
 
 # Which config event a kind belongs to, which kinds coalesce together, how loud it is.
@@ -69,6 +70,7 @@ _EVENT = {
     Kind.CAMERA_OFFLINE: NotifyEvent.CAMERA_OFFLINE,
     Kind.CAMERA_ONLINE: NotifyEvent.CAMERA_OFFLINE,
     Kind.PRINT_DONE: NotifyEvent.PRINT_DONE,
+    Kind.PRINT_ERROR: NotifyEvent.PRINT_DONE,
 }
 _GROUP = {
     Kind.FAILURE: "alert",
@@ -76,6 +78,7 @@ _GROUP = {
     Kind.CAMERA_OFFLINE: "camera",
     Kind.CAMERA_ONLINE: "camera",
     Kind.PRINT_DONE: "print_done",
+    Kind.PRINT_ERROR: "print_done",
 }
 _TYPE = {
     Kind.FAILURE: "failure",
@@ -83,6 +86,8 @@ _TYPE = {
     Kind.CAMERA_OFFLINE: "warning",
     Kind.CAMERA_ONLINE: "info",
     Kind.PRINT_DONE: "success",
+    # a thermal runaway or a lost printer was told as a quiet success (green, no sound)
+    Kind.PRINT_ERROR: "warning",
 }
 _NTFY_PRIORITY = {
     Kind.FAILURE: "high",
@@ -90,6 +95,7 @@ _NTFY_PRIORITY = {
     Kind.CAMERA_OFFLINE: "default",
     Kind.CAMERA_ONLINE: "low",
     Kind.PRINT_DONE: "low",
+    Kind.PRINT_ERROR: "high",
 }
 BUTTONS = ((Verb.NOT_A_FAILURE, "Not a failure"), (Verb.RESUME, "Resume"), (Verb.CANCEL, "Cancel"))
 # a link besides them where the answers are links in the text (ntfy shows three buttons at most),
@@ -201,7 +207,7 @@ def print_done_event(printer: str, job: str | None, error: str | None = None) ->
     it stopped because of one (a thermal runaway, a move out of range, a lost connection)."""
     if error:
         return Event(
-            Kind.PRINT_DONE,
+            Kind.PRINT_ERROR,
             printer,
             f"{printer}: print stopped by a printer error",
             f"{job or 'The print'} on {printer} stopped: {error}",
@@ -481,6 +487,17 @@ class _Meters:
             namespace="printer_watchdog",
             registry=registry,
         )
+
+
+def _local(ts: object) -> str:
+    """A time kept in an outbox entry, for the owner to read: the machine's own clock time, the
+    day too where it is not today ("an unknown time" for what a damaged file holds)."""
+    try:
+        when = datetime.fromtimestamp(float(ts))  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "an unknown time"
+    today = datetime.now().date()
+    return when.strftime("%H:%M" if when.date() == today else "%Y-%m-%d %H:%M")
 
 
 def _iso(ts: object) -> str | None:
@@ -918,10 +935,14 @@ class TargetSender:
         return self.cfg.scheme in ("ntfy", "ntfys")
 
     def _actions_header(self, entry: Entry) -> str:
+        """ntfy's buttons; a button that ends the matter clears the notification once pressed.
+        Not a failure does not: a print our pause holds stays paused, and its Resume must stay
+        at hand (it was gone with the notification)."""
         if not self._has_buttons():
             return ""
+        keeps = dict(BUTTONS)[Verb.NOT_A_FAILURE]
         return "; ".join(
-            f"http, {label}, {url}, method=POST, clear=true"
+            f"http, {label}, {url}, method=POST" + ("" if label == keeps else ", clear=true")
             for label, url in self._action_links(entry)
         )
 
@@ -929,7 +950,7 @@ class TargetSender:
         text = str(entry.body.get("message", ""))
         n = _count(entry.body.get("coalesced"))
         if n:
-            text += f"\n({n} earlier {entry.body.get('group')} event(s) on {entry.printer} since {_iso(entry.body.get('since'))}, summed up here)"
+            text += f"\n({n} earlier {entry.body.get('group')} event(s) on {entry.printer} since {_local(entry.body.get('since'))}, summed up here)"
         links = [] if self._has_buttons() else self._action_links(entry)
         if links:  # each opens a page on the daemon that asks before it acts
             text += "\n\nAnswer (the link opens a page on the watchdog; it asks first):\n"
@@ -965,6 +986,21 @@ class TargetSender:
             return False
         return self._settle(entry, result)
 
+    def _say_picture_refused(self, complaint: str) -> None:
+        """The service took the notification only without its picture (said once a minute at
+        most, like every recurring trouble)."""
+        self._throttle(
+            logger,
+            logging.WARNING,
+            f"notify-picture-refused:{self.name}",
+            "notify %s (%s://): the service refused the picture (%s), so notifications go "
+            "without it; a ntfy server of your own takes pictures once its server.yml sets "
+            "attachment-cache-dir and base-url",
+            self.name,
+            self.cfg.scheme,
+            mask(complaint, self.fragments).strip().rstrip(".")[:300],
+        )
+
     def _picture_file(self, picture: bytes) -> str | None:
         """The picture of an alert the outbox could not keep, in a temporary file for the
         sender; None (sent without it) when that cannot be written either: a full disk must
@@ -990,6 +1026,21 @@ class TargetSender:
 
     def _settle(self, entry: Entry, result: dict[str, Any]) -> bool:
         if result.get("ok"):
+            if result.get("picture_refused"):
+                self._say_picture_refused(str(result["picture_refused"]))
+            if result.get("partly_refused"):
+                self._throttle(
+                    logger,
+                    logging.ERROR,
+                    f"notify-partly:{self.name}",
+                    "notify %s (%s://): some of the URL's recipients took the %s notification "
+                    "and some refused it (%s); not sent again, or those that took it would get "
+                    "it at every retry: check the URL's recipients",
+                    self.name,
+                    self.cfg.scheme,
+                    entry.body.get("kind"),
+                    mask(str(result["partly_refused"]), self.fragments).strip().rstrip(".")[:300],
+                )
             self.outbox.done(entry)
             self.meters.outcomes.labels(self.name, "sent").inc()
             now = self.wall()

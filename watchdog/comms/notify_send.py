@@ -30,6 +30,11 @@ PERMANENT = re.compile(
     r"invalid (credentials|token|api key)",
     re.IGNORECASE,
 )
+# a service that refuses a notification for its picture: ntfy's codes and words for it
+PICTURE_REFUSED = re.compile(
+    r"\berror=400(12|14)\b|attachments? (are )?not allowed|attachment (is )?too large",
+    re.IGNORECASE,
+)
 NTFY_SCHEMES = ("ntfy", "ntfys")
 # Apprise reads an answer for 4 s: a service that took the notification and answers later (a
 # busy self-hosted server) was sent it again and again. Within the child's SEND_TIMEOUT_S.
@@ -103,8 +108,9 @@ def send(request: dict[str, Any]) -> dict[str, Any]:
         "warning": apprise.NotifyType.WARNING,
         "failure": apprise.NotifyType.FAILURE,
     }.get(str(request.get("type")), apprise.NotifyType.INFO)
-    try:
-        ok = bool(
+
+    def notify(attach: Any) -> bool:
+        return bool(
             ap.notify(
                 body=str(request["body"]),
                 title=str(request.get("title") or ""),
@@ -113,11 +119,26 @@ def send(request: dict[str, Any]) -> dict[str, Any]:
                 attach=attach,
             )
         )
+
+    try:
+        ok = notify(attach)
+        refused = _picture_refused(capture) if attach is not None and not ok else ""
+        if refused:
+            # the alert matters more than its picture: a server that takes no attachments
+            # (ntfy's own default) refused every failure alert, retried until dropped
+            capture.lines.clear()
+            ok = notify(None)
     except Exception as exc:  # noqa: BLE001 - a plugin bug is a failed attempt, not a crash
         return {"ok": False, "permanent": False, "detail": f"{type(exc).__name__}: {exc}"}
     if ok:
-        return {"ok": True, "permanent": False, "detail": ""}
+        return {"ok": True, "permanent": False, "detail": "", "picture_refused": refused}
     complaints = [msg for level, msg in capture.lines if level >= logging.WARNING]
+    if complaints and any(
+        level == logging.INFO and msg.startswith("Sent ") for level, msg in capture.lines
+    ):
+        # one URL of several recipients, some of which took it (Apprise says "Sent ..." of
+        # each): sent again, those would get it again at every retry, for a day
+        return {"ok": True, "permanent": False, "detail": "", "partly_refused": complaints[-1]}
     everything = " ".join(msg for _, msg in capture.lines)
     return {
         "ok": False,
@@ -126,6 +147,13 @@ def send(request: dict[str, Any]) -> dict[str, Any]:
         # leave half a secret that no mask recognises)
         "detail": complaints[-1] if complaints else "the service did not accept the notification",
     }
+
+
+def _picture_refused(capture: _Capture) -> str:
+    """The service's complaint where it refused the notification for its attachment (ntfy:
+    attachments not allowed, 40014, or too large, 40012), else ""."""
+    complaints = [msg for level, msg in capture.lines if level >= logging.WARNING]
+    return next((msg for msg in reversed(complaints) if PICTURE_REFUSED.search(msg)), "")
 
 
 def main() -> int:
