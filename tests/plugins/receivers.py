@@ -147,9 +147,11 @@ class _Recorder:
             self._server = None
 
     @staticmethod
-    def reply_json(handler: BaseHTTPRequestHandler, data: dict[str, Any]) -> None:
+    def reply_json(
+        handler: BaseHTTPRequestHandler, data: dict[str, Any], status: int = 200
+    ) -> None:
         body = json.dumps(data).encode()
-        handler.send_response(200)
+        handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
@@ -191,12 +193,7 @@ class NtfyReceiver(_Recorder):
                     "error": "invalid request: attachments not allowed",
                     "link": "https://ntfy.sh/docs/config/#attachments",
                 }
-                data = json.dumps(refusal).encode()
-                handler.send_response(400)
-                handler.send_header("Content-Type", "application/json")
-                handler.send_header("Content-Length", str(len(data)))
-                handler.end_headers()
-                handler.wfile.write(data)
+                self.reply_json(handler, refusal, 400)
                 return
             topic, attachment = split.path.strip("/"), body
             title = query.get("title", headers.get("x-title", ""))
