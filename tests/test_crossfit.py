@@ -99,3 +99,10 @@ def test_a_recording_that_ends_within_its_start_sets_neither_threshold_nor_guard
         result = crossfit_adaptation(_preset(frames=3), prints, target_fpr=0.0, seed=0)
     assert result.guard == 0
     assert "cross-fitted on 2 prints" in caplog.text
+    # nor one whose picture never moved (a frozen recording): the threshold leaves it out
+    frozen = {"a": _print(0), "b": _print(1), "frozen": np.repeat(_print(2)[:1], 8, axis=0)}
+    caplog.clear()
+    with caplog.at_level("INFO", logger="trainer.crossfit"):
+        result = crossfit_adaptation(_preset(frames=3), frozen, target_fpr=0.0, seed=0)
+    assert result.guard == 0
+    assert "cross-fitted on 2 prints" in caplog.text

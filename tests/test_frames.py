@@ -47,6 +47,17 @@ def test_a_recording_linked_into_a_data_folder_is_read_and_a_link_loop_ends(tmp_
     assert sorted(len(paths) for paths in prints.values()) == [2, 3]
     found = find_frames(normal=[tmp_path / "data"])
     assert sorted({f.session for f in found}) == ["benchy", "own"]
+    # a folder both there and linked in elsewhere under the same folder is read by its own
+    # path, whatever order the file system lists them in: here a link under failures/ (which
+    # sorts first) would have made a good recording a failure
+    # (eight such folders: the order a file system lists names in is its own)
+    for x in "abcdefgh":
+        data = tmp_path / f"data-{x}"
+        _write(data / f"rec{x}", [f"rec{x}_{n}.jpg" for n in range(2)], seed=2)
+        (data / "failures").mkdir()
+        (data / "failures" / "spaghetti").symlink_to(data / f"rec{x}")
+        prints, _ = frames.group_prints([data])
+        assert [len(paths) for paths in prints.values()] == [2], x
 
 
 def test_calibrate_knows_a_print_trained_on_whose_first_file_does_not_decode(

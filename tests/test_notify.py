@@ -256,6 +256,48 @@ def test_a_url_of_two_recipients_one_refusing_is_not_sent_again_to_the_other(
     assert "refused it" in said and "not sent again" in said
 
 
+def test_one_recipients_text_refused_after_its_picture_was_taken_is_tried_again(
+    monkeypatch, tmp_path
+) -> None:
+    """Telegram sends a long alert's picture first (``content=after``), then its text: the
+    picture taken and the text refused (rate-limited) read as "some recipients took it", and
+    the alert was marked sent with no text and no answer links. Telegram cannot be reached
+    from here: its answers come from a stand-in for ``requests.post``, inside Apprise."""
+    import requests
+
+    from watchdog.comms.notify_send import send
+
+    class Answer:
+        def __init__(self, status: int) -> None:
+            self.status_code, self.headers = status, {}
+            self.content = json.dumps({"ok": status == 200}).encode()
+            self.text = self.content.decode()
+
+        def json(self) -> dict:
+            return json.loads(self.content)
+
+    asked: list[str] = []
+
+    def telegram(url: str, *args: object, **kwargs: object) -> Answer:
+        asked.append(url.rsplit("/", 1)[-1])
+        return Answer(429 if url.endswith("sendMessage") else 200)
+
+    monkeypatch.setattr(requests, "post", telegram)
+    picture = tmp_path / "heatmap.jpg"
+    picture.write_bytes(jpeg(1))
+    result = send(
+        {
+            "url": "tgram://123456789:abcdefg_hijklmnop/12345/?content=after",
+            "body": "x" * 1100,
+            "title": "ender3: print failure, paused",
+            "type": "failure",
+            "attachment": str(picture),
+        }
+    )
+    assert asked == ["sendPhoto", "sendMessage"]
+    assert not result["ok"] and "error=429" in result["detail"], result
+
+
 def test_a_print_a_printer_error_stopped_is_told_loud_not_as_a_quiet_success(
     phone, ntfy_receiver, webhook_receiver
 ) -> None:

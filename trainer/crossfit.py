@@ -161,40 +161,40 @@ def _starts_by_print(preset: Preset, held: list[HeldOut]) -> list[np.ndarray]:
     return [np.concatenate(parts) for parts in judged.values()]
 
 
-def with_whole_start(held: list[HeldOut], frames: int) -> list[HeldOut]:
-    """The held-out prints (each with its parts after a resume) one part of which is as long as
-    a start: a recording that ends within its start has seen less of a start's variation, so
-    its highest start would pull the start guard down towards a good start's own frames."""
-    whole = {print_of(h.name) for h in held if len(h.frames) >= frames}
-    return [h for h in held if print_of(h.name) in whole]
+@dataclass(frozen=True)
+class CrossFitted:
+    """The adaptation set on held-out prints, and what it rests on (for the report)."""
+
+    adaptation: Adaptation
+    prints: int  # prints the threshold and the start guard were set on
+    frames: int  # their frames after the start, which the threshold's target share is of
 
 
-def judged_later(held: list[HeldOut], frames: int) -> tuple[int, int]:
-    """(prints, frames) the adapted threshold is set on: each print's frames after its start
-    (a print's parts after a resume are one print); a print no longer than its start has none."""
-    later = [h for h in held if len(h.maps) > frames]
-    return len({print_of(h.name) for h in later}), sum(len(h.maps) - frames for h in later)
-
-
-def calibrate_on(preset: Preset, held: list[HeldOut], target_fpr: float) -> Adaptation:
+def calibrate_on(preset: Preset, held: list[HeldOut], target_fpr: float) -> CrossFitted:
     """``preset.adaptation`` with its threshold set on held-out prints replayed as the daemon
-    would, and its start guard above their starts (``calibration.start_guard``)."""
+    would, and its start guard above their starts (``calibration.start_guard``).
+
+    The prints the threshold is set on (longer than their start, a start that moves) are the
+    prints the guard counts; a recording that ends within its start, or never moves, has seen
+    less of a start's variation (its highest frame would pull the bound down), so it only keeps
+    the guard above its own frames."""
     spec = preset.adaptation
-    start_maps = [h.start_maps for h in held]
+    used: list[int] = []
     result = calibrate(
         spec,
         preset.scoring,
         [h.maps for h in held],
         target_fpr,
         inputs=[h.inputs for h in held],
-        starts=start_maps,
+        starts=[h.start_maps for h in held],
         start_inputs=[h.start_inputs for h in held],
+        used=used,
     )
+    judged = [held[i] for i in used]
     # every frame the guard judges counts: a start learnt again is judged by it too; a print's
     # parts after a resume are one print (its count decides whether a guard is set at all)
-    whole = with_whole_start(held, spec.frames)
-    starts = _starts_by_print(preset, whole)
-    counted = {print_of(h.name) for h in whole}
+    counted = {print_of(h.name) for h in judged}
+    starts = _starts_by_print(preset, [h for h in held if print_of(h.name) in counted])
     stubs = _starts_by_print(preset, [h for h in held if print_of(h.name) not in counted])
     result = dataclasses.replace(result, guard=start_guard(starts, partial=stubs))
     logger.info(
@@ -202,12 +202,13 @@ def calibrate_on(preset: Preset, held: list[HeldOut], target_fpr: float) -> Adap
         "start guard %.4g; start judged after %d frames, threshold %.4g",
         result.frames,
         result.threshold,
-        judged_later(held, spec.frames)[0],
+        len(counted),
         result.guard,
         result.early_frames,
         result.early_threshold,
     )
-    return result
+    later = sum(len(h.maps) - spec.frames for h in judged)
+    return CrossFitted(result, len(counted), later)
 
 
 def shipped_threshold(cross_fitted: float, validation: float) -> float:
@@ -238,7 +239,7 @@ def crossfit_adaptation(
     compares adaptation variants on the same models).
     """
     models = crossfit_models(preset, prints, seed, groups) if models is None else models
-    return calibrate_on(preset, held_out(preset, prints, models), target_fpr)
+    return calibrate_on(preset, held_out(preset, prints, models), target_fpr).adaptation
 
 
 def split_fit_val(prints: dict[str, np.ndarray], names: list[str]) -> tuple[np.ndarray, np.ndarray]:

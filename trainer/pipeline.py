@@ -553,34 +553,27 @@ def _adaptation(
     try:
         models = crossfit.crossfit_models(preset, prints, options.seed, verbose=options.verbose)
         held = crossfit.held_out(preset, prints, models)
-        crossed = crossfit.calibrate_on(preset, held, options.target_fpr)
+        cross = crossfit.calibrate_on(preset, held, options.target_fpr)
     except ValueError as exc:  # no held-out print longer than the calibration frames
         logger.warning("threshold from the validation frames only (no cross-fit: %s)", exc)
         return fitted
+    crossed = cross.adaptation
     result = dataclasses.replace(
         crossed,
         threshold=crossfit.shipped_threshold(crossed.threshold, own.threshold),
         early_threshold=crossfit.shipped_threshold(crossed.early_threshold, own.early_threshold),
     )
-    counted, later = crossfit.judged_later(held, preset.adaptation.frames)
-    guarded = len(
-        {
-            frames_contract.print_of(h.name)
-            for h in crossfit.with_whole_start(held, preset.adaptation.frames)
-        }
-    )
-    short = (
-        f" ({whole - counted} more too short to count: no frame after their first "
-        f"{preset.adaptation.frames})"
-        if whole > counted
+    left_out = (
+        f" ({whole - cross.prints} more left out: no frame after their first "
+        f"{preset.adaptation.frames}, or a picture that never moved)"
+        if whole > cross.prints
         else ""
     )
     rule = (
-        f"cross-fitted: {counted} prints{short} each scored by a model fitted without it "
-        f"({crossed.threshold:.6g}), or the fitted model's validation frames "
-        f"({own.threshold:.6g}) when higher; {fpr} ({later} frames after the prints' starts)"
-        + _guard_rule(result, guarded)
-        + _start_rule(result)
+        f"cross-fitted: {cross.prints} prints{left_out} each scored by a model fitted without "
+        f"it ({crossed.threshold:.6g}), or the fitted model's validation frames "
+        f"({own.threshold:.6g}) when higher; {fpr} ({cross.frames} frames after the prints' "
+        "starts)" + _guard_rule(result, cross.prints) + _start_rule(result)
     )
     return result, rule, held
 

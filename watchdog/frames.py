@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,21 +120,35 @@ def images_under(folder: Path) -> list[Path]:
     """Image files below ``folder`` (sub-folders too), in a stable order.
 
     A folder linked in is followed: an owner who links a recording into a data folder means
-    it to count. Each real folder is read once, so a link back up the tree ends there."""
+    it to count. Each real folder is read once, by its own path where it lies under
+    ``folder`` (its path says what it is: a print's name, a ``failures/`` folder), else by
+    the first link to it in name order; a link back up the tree ends there."""
     found: list[Path] = []
     read: set[str] = set()
-    for root, subfolders, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(root)
-        if real in read:
-            subfolders.clear()
-            continue
-        read.add(real)
-        found += (
-            path
-            for path in (Path(root) / name for name in files)
-            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-        )
+    links: list[Path] = []
+    for top in _walk_order(Path(folder), links):
+        for root, subfolders, files in os.walk(top):
+            real = os.path.realpath(root)
+            if real in read:
+                subfolders.clear()
+                continue
+            read.add(real)
+            subfolders.sort()
+            links += sorted(Path(root) / d for d in subfolders if (Path(root) / d).is_symlink())
+            found += (
+                path
+                for path in (Path(root) / name for name in files)
+                if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+            )
     return sorted(found)
+
+
+def _walk_order(folder: Path, links: list[Path]) -> Iterator[Path]:
+    """``folder``, then each folder linked in below it as the walks find them (``links``
+    grows while they run): every real folder before any link to it."""
+    yield folder
+    while links:
+        yield links.pop(0)
 
 
 def in_time_order(paths: Iterable[Path], pattern: re.Pattern[str] = _DEFAULT) -> list[Path]:

@@ -133,11 +133,15 @@ def send(request: dict[str, Any]) -> dict[str, Any]:
     if ok:
         return {"ok": True, "permanent": False, "detail": "", "picture_refused": refused}
     complaints = [msg for level, msg in capture.lines if level >= logging.WARNING]
-    if complaints and any(
-        level == logging.INFO and msg.startswith("Sent ") for level, msg in capture.lines
+    if (
+        complaints
+        and _recipients(ap[0]) > 1
+        and any(level == logging.INFO and msg.startswith("Sent ") for level, msg in capture.lines)
     ):
         # one URL of several recipients, some of which took it (Apprise says "Sent ..." of
-        # each): sent again, those would get it again at every retry, for a day
+        # each): sent again, those would get it again at every retry, for a day. Only where
+        # the URL has several: one recipient's picture sent and its text refused (Telegram's
+        # picture first, a long text in parts) is a failed send, tried again.
         return {"ok": True, "permanent": False, "detail": "", "partly_refused": complaints[-1]}
     everything = " ".join(msg for _, msg in capture.lines)
     return {
@@ -147,6 +151,15 @@ def send(request: dict[str, Any]) -> dict[str, Any]:
         # leave half a secret that no mask recognises)
         "detail": complaints[-1] if complaints else "the service did not accept the notification",
     }
+
+
+def _recipients(service: Any) -> int:
+    """How many recipients an Apprise URL names (topics, chats, addresses); 1 where the
+    service does not say."""
+    try:
+        return max(1, len(service))
+    except TypeError:
+        return 1
 
 
 def _picture_refused(capture: _Capture) -> str:

@@ -267,6 +267,7 @@ def calibrate(
     inputs: list[np.ndarray] | None = None,
     starts: list[np.ndarray] | None = None,
     start_inputs: list[np.ndarray] | None = None,
+    used: list[int] | None = None,
 ) -> Adaptation:
     """``spec`` with its threshold set from normal prints (error maps of each, in time order;
     of the ``light_matched`` frames when ``spec.match_light``).
@@ -280,6 +281,9 @@ def calibrate(
     With ``spec.early_frames``, ``starts`` (each print's first frames, ``light.start_matched``,
     ``start_inputs`` their model inputs) set ``early_threshold`` the same way
     (``early_threshold``); without them it is left as it is.
+
+    ``used``, when given, is filled with the index of each print the threshold was set on (the
+    others were no longer than their start, or never moved): what the threshold rests on.
     """
     unit = dataclasses.replace(spec.without_light_matching(), threshold=1.0, guard=0.0)
     scores: list[np.ndarray] = []
@@ -300,6 +304,8 @@ def calibrate(
             )
             continue
         scores.append(s)
+        if used is not None:
+            used.append(i)
         if held_out is not None:
             kept.append(s[np.asarray(held_out[i], dtype=bool)[spec.frames :]])
     if not scores:
