@@ -64,6 +64,11 @@ def test_another_region_than_the_bundles_turns_the_guard_off() -> None:
     model = lambda x: np.zeros((8, 16), np.float32)  # noqa: E731
     assert Detector(meta, model, region=meta.preprocess.roi).start_guard == 0.5
     assert Detector(meta, model, region=(0.0, 0.0, 1.0, 0.5)).start_guard == 0.0
+    # the model's region as a hand draws it on the page (rounded, a pixel off) is its own: it
+    # turned the guard off without a word
+    x0, y0, x1, y1 = meta.preprocess.roi
+    drawn = (x0, y0 + 0.004, x1, y1 - 0.001)
+    assert Detector(meta, model, region=drawn).start_guard == 0.5
 
 
 def test_start_guard_is_a_prediction_bound_that_narrows_as_prints_are_added() -> None:

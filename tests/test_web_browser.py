@@ -516,6 +516,21 @@ def _click_all(browser, canvas, points: list[tuple[float, float]]) -> None:
     chain.perform()
 
 
+def _save_settings(env: Env, token: str, settings: dict) -> None:
+    """Settings saved as another tab or a phone would (the test's own, or put back after it)."""
+    r = requests.post(
+        f"{env.url}/api/printers/{PRINTER}/settings",
+        json=settings,
+        headers={"X-CSRF-Token": token},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+
+
+def _csrf_of(browser) -> str:
+    return js(browser, "return document.querySelector('meta[name=csrf-token]').content")
+
+
 def test_the_mask_editor_stops_where_the_config_does(env, browser) -> None:
     """The page stops a mask at 100 corners and the masks at 32, saying so, and what it lets
     the owner draw the watchdog saves: the same bounds as the config file's schema."""
@@ -554,18 +569,7 @@ def test_the_mask_editor_stops_where_the_config_does(env, browser) -> None:
     assert len(detection["mask"]) == MASK_POLYGONS
     assert max(len(m) for m in detection["mask"]) == MASK_POINTS
     # back to the mask drawn before, for the tests after this one
-    detection["mask"] = detection["mask"][:had]
-    saved = requests.post(
-        f"{env.url}/api/printers/{PRINTER}/settings",
-        json={"mask": detection["mask"]},
-        headers={
-            "X-CSRF-Token": js(
-                browser, "return document.querySelector('meta[name=csrf-token]').content"
-            )
-        },
-        timeout=60,
-    )
-    assert saved.status_code == 200, saved.text
+    _save_settings(env, _csrf_of(browser), {"mask": detection["mask"][:had]})
 
 
 def test_an_editor_left_open_does_not_send_back_a_mask_saved_elsewhere(env, browser) -> None:
@@ -584,14 +588,8 @@ def test_an_editor_left_open_does_not_send_back_a_mask_saved_elsewhere(env, brow
 
     before = stored()
     elsewhere = [*before.get("mask", []), [[0.7, 0.1], [0.9, 0.1], [0.9, 0.3]]]
-    token = js(browser, "return document.querySelector('meta[name=csrf-token]').content")
-    other_tab = requests.post(
-        f"{env.url}/api/printers/{PRINTER}/settings",
-        json={"mask": elsewhere},
-        headers={"X-CSRF-Token": token},
-        timeout=60,
-    )
-    assert other_tab.status_code == 200, other_tab.text
+    token = _csrf_of(browser)
+    _save_settings(env, token, {"mask": elsewhere})
     wait_js(  # the open editor's page has polled the other tab's mask in force
         browser,
         "the other tab's mask in force",
@@ -607,13 +605,73 @@ def test_an_editor_left_open_does_not_send_back_a_mask_saved_elsewhere(env, brow
     wait_until("saved", lambda: stored().get("consecutive") == wanted, 30, lambda: str(stored()))
     assert stored()["mask"] == elsewhere
     # as it was, for the tests after this one
-    back = requests.post(
-        f"{env.url}/api/printers/{PRINTER}/settings",
-        json={"mask": before.get("mask", []), "consecutive": wanted - 1},
-        headers={"X-CSRF-Token": token},
-        timeout=60,
+    _save_settings(env, token, {"mask": before.get("mask", []), "consecutive": wanted - 1})
+
+
+def test_a_mask_drawn_in_an_editor_left_open_does_not_undo_one_saved_elsewhere(
+    env, browser
+) -> None:
+    """An editor opened, a mask saved from a phone, then a mask drawn in the first editor and
+    saved: it sent its whole stale list, and the phone's mask was gone without a word. Now
+    refused, said, and the editor shows what is in force to draw again on."""
+    state = requests.get(f"{env.url}/api/state", timeout=10).json()
+    in_force = state["printers"][0]["settings"]["mask"] or []
+    browser.get(env.url + "/#/")
+    browser.refresh()
+    wait_js(  # the page knows the masks in force, and opens its editor on them
+        browser,
+        "the page on the masks in force",
+        f"return S.printers.length && JSON.stringify(S.printers[0].settings.mask || []) === "
+        f"'{json.dumps(in_force, separators=(',', ':'))}'",
     )
-    assert back.status_code == 200, back.text
+    browser.get(env.url + f"/#/edit/{PRINTER}")
+    wait_until(
+        "the frame to draw on", lambda: image_loaded(browser, "img[data-role=edit-frame]"), 20
+    )
+    token = _csrf_of(browser)
+    phone = [*in_force, [[0.6, 0.15], [0.8, 0.15], [0.8, 0.35]]]
+    _save_settings(env, token, {"mask": phone})
+    canvas = browser.find_element(By.CSS_SELECTOR, "canvas[data-role=edit-canvas]")
+    js(browser, "arguments[0].scrollIntoView({block: 'center'})", canvas)
+    _click_all(browser, canvas, [(0.1, 0.6), (0.3, 0.6), (0.3, 0.8), (0.1, 0.6)])
+    browser.find_element(By.CSS_SELECTOR, "[data-role=save]").click()
+    toast = browser.find_element(By.ID, "toast")
+    wait_until("refused", lambda: "changed elsewhere" in toast.text, 30, lambda: toast.text)
+    path = env.storage / "overrides.json"
+    assert json.loads(path.read_text())["printers"][PRINTER]["detection"]["mask"] == phone
+    wait_js(
+        browser,
+        "the editor showing the phone's mask",
+        f"return S.edit && S.edit.masks && S.edit.masks.length === {len(phone)}",
+    )
+    _save_settings(env, token, {"mask": in_force})
+
+
+def test_the_editor_says_a_region_of_its_own_leaves_a_first_frame_failure_uncaught(
+    env, browser
+) -> None:
+    """The start guard judges the model's own region only: a region drawn elsewhere turned it
+    off while "Watch a print's first minutes too" stayed ticked, unsaid. (With a model that
+    has a start guard: the test's small model is told it has one.)"""
+    browser.get(env.url + f"/#/edit/{PRINTER}")
+    browser.refresh()
+    wait_until(
+        "the frame to draw on", lambda: image_loaded(browser, "img[data-role=edit-frame]"), 20
+    )
+    note = browser.find_element(By.CSS_SELECTOR, "[data-role=guard-note]")
+    js(browser, "S.edit.modelGuard = true; S.edit.region = null; drawEditor();")
+    assert not note.is_displayed()
+    roi = js(browser, "return S.edit.modelRegion")
+    js(
+        browser,
+        f"S.edit.region = [{roi[0]}, {roi[1] + 0.004}, {roi[2]}, {roi[3] - 0.001}]; drawEditor();",
+    )
+    assert not note.is_displayed(), "the model's region as a hand draws it"
+    js(browser, "S.edit.region = [0, 0.2, 1, 1]; drawEditor();")
+    assert note.is_displayed() and "not caught" in note.text
+    js(browser, "S.edit.modelGuard = false; drawEditor();")
+    assert not note.is_displayed(), "a model without a start guard loses nothing"
+    browser.get(env.url + "/#/")
 
 
 def test_the_page_fits_a_phone_screen(env, browser) -> None:

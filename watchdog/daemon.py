@@ -420,7 +420,7 @@ class Daemon:
         p = next((p for p in base.printers if p.name == printer), None)
         if p is None:
             raise ConfigError(f"no printer named {printer!r} in {self.config_path}")
-        check = mask_check(self.bundle.meta)
+        check = mask_check(self.bundle.meta, saving=True)
         saved = overrides.save(
             self.config.storage.dir,
             p.detection,

@@ -56,8 +56,14 @@ class Origin:
     file: Path
 
 
-def mask_refused(printer: str, exc: MaskError) -> ConfigError:
-    """The one line for a refused mask, wherever it was set."""
+def mask_refused(printer: str, exc: MaskError, saving: bool = False) -> ConfigError:
+    """The one line for a refused mask, wherever it was set; ``saving``: one the page is
+    saving, which nothing stores (Reset would throw away the printer's other saved settings)."""
+    if saving:
+        return ConfigError(
+            f"printers.{printer}.detection.mask: {exc}; not saved: draw a smaller mask, or a "
+            "larger watched region"
+        )
     return ConfigError(
         f"printers.{printer}.detection.mask: {exc} (a mask saved on the dashboard is kept in "
         f"{FILE} in storage.dir: its 'Reset to the config file' button removes it, and "
@@ -71,15 +77,16 @@ def config_mask_check(config: Config) -> Check:
     return mask_check(Bundle.load(config.model or default_bundle_path()).meta)
 
 
-def mask_check(meta: BundleMeta) -> Check:
+def mask_check(meta: BundleMeta, saving: bool = False) -> Check:
     """The check a printer's mask must pass with this model (it must leave some of the watched
-    region): ConfigError naming the key, in the words a watcher's refusal uses."""
+    region): ConfigError naming the key, in the words a watcher's refusal uses (``saving``:
+    of settings the page is saving, refused unsaved)."""
 
     def check(printer: str, detection: DetectionConfig) -> None:
         try:
             checked_mask(detection.mask, effective_preprocess(meta, detection.region))
         except MaskError as exc:
-            raise mask_refused(printer, exc) from None
+            raise mask_refused(printer, exc, saving) from None
 
     return check
 

@@ -39,6 +39,7 @@ from watchdog.detection.detector import (
     calibration_start,
     checked_mask,
     effective_preprocess,
+    same_region,
 )
 from watchdog.detection.light import light_matched, start_matched
 from watchdog.detection.model import FrameScorer
@@ -219,7 +220,7 @@ def guard_after(
     print's still starts and start maps) where they were scored in the bundle's own region,
     kept as it was otherwise."""
     old = bundle.meta.adaptation.guard
-    if old > 0 and pre.roi == bundle.meta.preprocess.roi:
+    if old > 0 and same_region(pre.roi, bundle.meta.preprocess.roi):
         # your camera's normal starts must stay below the start guard (the daemon judges a
         # start by it only in the bundle's own region: its absolute scores are of that view)
         guarded = [guarded_maps(lambda x: error_maps(scorer, x), s, m) for s, m in starts]

@@ -122,6 +122,16 @@ def learnt_from(inputs: np.ndarray, frames: int, mask: np.ndarray | None = None)
     return start
 
 
+# A region drawn on the page within this share of the frame of the model's own on every side
+# is the model's own view (a drag rounded to 0.999 turned the start guard off, unsaid).
+SAME_REGION = 0.01
+
+
+def same_region(region: Sequence[float], roi: Sequence[float]) -> bool:
+    """Whether ``region`` is the bundle's own ``roi``, as far as a hand can draw it."""
+    return all(abs(a - b) <= SAME_REGION for a, b in zip(region, roi, strict=True))
+
+
 def calibration_start(inputs: np.ndarray, frames: int, mask: np.ndarray | None = None) -> int:
     """Where offline calibration starts a print: ``learnt_from``, or 0 where no start of the
     print moves before its end (replayed whole, it is then left out, saying so:
@@ -208,7 +218,7 @@ class Detector:
         # The start of a print is judged on the absolute score, against a conservative guard
         # learnt on the bundle's own region: another region is a view whose absolute scores the
         # bundle does not know (a normal start scores far above the guard), so it is not judged.
-        own_region = region is None or tuple(region) == tuple(meta.preprocess.roi)
+        own_region = region is None or same_region(region, meta.preprocess.roi)
         self.start_guard = (
             meta.adaptation.guard / sensitivity if self.baseline.enabled and own_region else 0.0
         )

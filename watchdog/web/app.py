@@ -16,6 +16,7 @@ the browser sends one, an ``Origin`` equal to this server's.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import threading
@@ -309,6 +310,8 @@ class Dashboard:
                         "judge_start": det.judge_start,
                     },
                     "model_region": roi,
+                    # a region other than the model's turns it off (the page says so)
+                    "model_guard": self.backend.bundle.meta.adaptation.guard > 0,
                     "saved": saved,
                     "yaml": overrides.yaml_snippet(p.name, saved) if "error" not in saved else "",
                 }
@@ -424,6 +427,26 @@ class Dashboard:
         body = _json_body()
         if not isinstance(body, dict) or not body:
             return json_response({"ok": False, "detail": "expected a JSON object of settings"}, 400)
+        was = body.pop("was", {})
+        if not isinstance(was, dict) or set(was) - set(DRAWN):
+            return json_response(
+                {"ok": False, "detail": f"'was' holds the {' or '.join(DRAWN)} the page drew on"},
+                400,
+            )
+        changed = self._changed_since(name, was)
+        if changed:
+            return json_response(
+                {
+                    "ok": False,
+                    "stale": True,
+                    "detail": f"not saved: the {changed} was changed elsewhere (another tab, a "
+                    "phone, a reset) since this page showed it; the page shows it now: draw "
+                    "again and save",
+                },
+                409,
+            )
+        if not body:
+            return json_response({"ok": False, "detail": "expected a JSON object of settings"}, 400)
         try:
             saved, applied = self.backend.save_settings(name, body)
         except ConfigError as exc:
@@ -438,6 +461,17 @@ class Dashboard:
                 "detail": _what_became(applied, "saved"),
             }
         )
+
+    def _changed_since(self, name: str, was: dict[str, Any]) -> str:
+        """The drawn setting (``DRAWN``) that is no longer what the page drew on: an editor
+        left open would send back its whole stale mask, undoing another tab's ("" if none)."""
+        det = self._printer(name).detection
+        for key, seen in was.items():
+            # as the page got it: JSON (tuples as lists), no mask as an empty list
+            now = getattr(det, key)
+            if json.loads(json.dumps(now if now is not None or key != "mask" else [])) != seen:
+                return key
+        return ""
 
     def reset(self, name: str) -> Response:
         if self._printer(name) is None:
@@ -480,6 +514,9 @@ def _not_saved(exc: OSError) -> str:
 
 # the latest heatmap of a printer, which a scrape token opens as it opens /status
 SCRAPED_PICTURE = re.compile(r"/printers/[A-Za-z0-9_-]{1,64}/latest\.jpg")
+
+# the settings drawn on the page whole (a save replaces them): saved only over what it drew on
+DRAWN = ("mask", "region")
 
 # the dashboard's data and pictures, and the status server's heatmaps
 OWN_PAGES_ONLY = ("/api/", "/printers/")

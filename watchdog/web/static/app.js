@@ -9,11 +9,13 @@ const POLL_MS = 2000;
 const MARK = { ANOMALOUS: 1, CALIBRATING: 2, ACTION: 4, NEW_PRINT: 8 };
 const DAY_S = 24 * 3600;
 const MASK_POLYGONS = 32, MASK_POINTS = 100; // the config's bounds (watchdog/config.py)
+const SAME_REGION = 0.01;  // a region this close to the model's is its own (detection/detector.py)
 
 const S = {
   printers: [],
-  timelines: {},     // name -> {t, score, threshold, marks} (arrays, oldest first)
-  ranges: {},        // name -> "print" | "day"
+  // keyed by printer name: no prototype, so a printer called "constructor" is a printer
+  timelines: Object.create(null),  // name -> {t, score, threshold, marks} (oldest first)
+  ranges: Object.create(null),     // name -> "print" | "day"
   incidentsKey: "",
   view: "printers",
   edit: null,        // the mask editor's draft
@@ -161,7 +163,7 @@ async function loadTimeline(p, now) {
 
 // ------------------------------------------------------------------ printers overview
 
-const cards = {};
+const cards = Object.create(null);  // by printer name (see S.timelines)
 
 function buildCard(p) {
   const c = {};
@@ -477,6 +479,7 @@ function openEditor(name) {
     mode: "mask",
     drag: null,
     modelRegion: p.model_region,
+    modelGuard: p.model_guard,
   };
   // a frame of now, not the last print's: the masks land where the camera looks
   const frameOfNow = () => `/api/printers/${name}/frame.jpg?fresh=1&t=${Date.now()}`;
@@ -502,6 +505,11 @@ function openEditor(name) {
   d.yaml = el("pre", { class: "yaml", "data-role": "yaml" });
   d.origin = el("p", { class: "origin muted", "data-role": "origin" });
   d.status = el("p", { class: "muted", "data-role": "scored" });
+  // the start guard judges a print's first frames by the model's own scores, of its own view
+  d.guardNote = el("p", { class: "muted", "data-role": "guard-note", hidden: true,
+    text: "With a region other than the model's, a print that looks wrong from its very first "
+      + "frame is not caught: the model's start guard knows its own region only. \"Model's "
+      + "region\" turns it back on." });
   view.replaceChildren(el("div", { class: "card" },
     el("div", { class: "card-head" }, el("h2", { text: `Where to look: ${name}` }), el("a", { href: "#/", class: "button" }, "Back")),
     el("div", { class: "editor" },
@@ -518,7 +526,8 @@ function openEditor(name) {
         el("fieldset", {}, el("legend", { text: "Settings" }),
           el("label", {}, "Sensitivity", d.sens, d.sensOut),
           el("label", {}, "Anomalous frames in a row", d.cons),
-          el("label", {}, d.judge, "Watch a print's first minutes too (against its first frames)")),
+          el("label", {}, d.judge, "Watch a print's first minutes too (against its first frames)"),
+          d.guardNote),
         el("div", { class: "buttons" },
           el("button", { class: "primary", type: "button", "data-role": "save", onclick: saveEditor }, "Save"),
           el("button", { type: "button", "data-role": "reset", onclick: resetEditor }, "Reset to the config file")),
@@ -607,6 +616,8 @@ function drawEditor() {
   g.clearRect(0, 0, w, h);
   const region = d.drag ? [Math.min(d.drag[0], d.dragTo[0]), Math.min(d.drag[1], d.dragTo[1]), Math.max(d.drag[0], d.dragTo[0]), Math.max(d.drag[1], d.dragTo[1])]
     : d.region || d.modelRegion || [0, 0, 1, 1];
+  const model = d.modelRegion || [0, 0, 1, 1];
+  d.guardNote.hidden = !d.modelGuard || region.every((v, i) => Math.abs(v - model[i]) <= SAME_REGION);
   // Everything outside the region is not scored: dark; masks inside are not scored: red.
   g.fillStyle = "rgba(0, 0, 0, 0.6)";
   g.beginPath();
@@ -668,8 +679,18 @@ async function saveEditor() {
     if (now[k] !== d.base[k]) body[k] = k === "mask" || k === "region" ? JSON.parse(now[k]) : now[k];
   }
   if (!Object.keys(body).length) { toast("nothing changed", true); return; }
+  // a mask or region is sent whole: saved only over what this page drew on, so that an
+  // editor left open does not undo another tab's (the daemon answers "stale" otherwise)
+  const drawn = ["mask", "region"].filter((k) => k in body);
+  if (drawn.length) body.was = Object.fromEntries(drawn.map((k) => [k, JSON.parse(d.base[k])]));
   const r = await busy(() => post(`/api/printers/${d.name}/settings`, body));
   toast(r.detail, r.ok);
+  if (r.stale) {  // shown again as it is in force now, to draw on again
+    try { S.printers = (await getJSON("/api/state")).printers; } catch (e) { /* the next poll's */ }
+    S.edit = { name: d.name, pending: true };
+    refreshEditor();
+    return;
+  }
   if (r.saved) {  // saved, applied or not (the toast says which)
     d.base = { ...d.base, ...now };  // a second save sends only what changed after this one
     d.yaml.textContent = r.yaml;
