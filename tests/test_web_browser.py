@@ -190,6 +190,18 @@ def test_overview_shows_the_printer_its_state_and_a_heatmap(env, browser) -> Non
         "return i.dataset.kind === 'frame' && i.complete && i.naturalWidth > 0;",
     )
     browser.find_element(By.CSS_SELECTOR, card("[data-role=overlay]")).click()
+    # what the page keeps by printer name has no inherited names: a printer called
+    # "constructor" (a name the config takes) found one there, and no card was drawn at all
+    inherited = ("constructor", "toString", "valueOf", "hasOwnProperty")
+    assert (
+        js(
+            browser,
+            "return arguments[0].filter((n) => cards[n] !== undefined || S.timelines[n] !== undefined"
+            " || S.ranges[n] !== undefined)",
+            list(inherited),
+        )
+        == []
+    )
 
 
 def test_failure_pauses_and_the_timeline_marks_it(env, browser, anomalous_frames) -> None:
