@@ -122,6 +122,14 @@ def test_a_switch_pressed_in_home_assistant_shows_there_when_done_not_at_the_nex
     assert results["off"].ok, results
     assert published and published[-1]["enabled"] is False, published
     assert published[-1]["state"] == "disabled"
+    # a frame taken for the page's editor changes nothing: not told to the broker each time
+    published.clear()
+    looked = threading.Thread(target=lambda: daemon.dispatch(Command("e3", Verb.LOOK)))
+    looked.start()
+    wait_until("the look queued", lambda: not watcher._commands.empty(), 5)
+    watcher._drain_commands()
+    looked.join(10)
+    assert published == []
 
 
 def test_a_command_not_answered_in_time_is_taken_back_and_never_carried_out_later(

@@ -910,6 +910,8 @@ class Watcher:
                 logger.exception("%s: command %s failed", self.name, command.verb.value)
                 done.set_result(CommandResult(False, f"{command.verb.value} failed: {exc}"))
                 continue
+            if command.verb is Verb.LOOK:  # a frame for the page: nothing changed to say
+                continue
             try:  # and MQTT (Home Assistant's switch flipped back until the next step said it)
                 self._publish_state(self._label())
             except Exception:  # done all the same: the next step publishes again
