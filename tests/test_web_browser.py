@@ -626,15 +626,27 @@ def test_a_mask_drawn_in_an_editor_left_open_does_not_undo_one_saved_elsewhere(
     """An editor opened, a mask saved from a phone, then a mask drawn in the first editor and
     saved: it sent its whole stale list, and the phone's mask was gone without a word. Now
     refused, said, and the editor shows what is in force to draw again on."""
-    state = requests.get(f"{env.url}/api/state", timeout=10).json()
-    in_force = state["printers"][0]["settings"]["mask"] or []
     browser.get(env.url + "/#/")
     browser.refresh()
-    wait_js(  # the page knows the masks in force, and opens its editor on them
-        browser,
+
+    def page_on_the_masks_in_force() -> tuple[list] | None:
+        """The masks in force, once the page knows them (compared as JavaScript writes
+        numbers: a corner at 1.0 is "1" there); the editor then opens on them."""
+        state = requests.get(f"{env.url}/api/state", timeout=10).json()
+        now = state["printers"][0]["settings"]["mask"] or []
+        same = js(
+            browser,
+            "return S.printers.length > 0 && "
+            "JSON.stringify(S.printers[0].settings.mask || []) === JSON.stringify(arguments[0])",
+            now,
+        )
+        return (now,) if same else None
+
+    (in_force,) = wait_until(
         "the page on the masks in force",
-        f"return S.printers.length && JSON.stringify(S.printers[0].settings.mask || []) === "
-        f"'{json.dumps(in_force, separators=(',', ':'))}'",
+        page_on_the_masks_in_force,
+        30,
+        lambda: str(js(browser, "return JSON.stringify(S.printers.map((p) => p.settings))")),
     )
     browser.get(env.url + f"/#/edit/{PRINTER}")
     wait_until(
