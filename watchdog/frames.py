@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,30 +125,22 @@ def images_under(folder: Path) -> list[Path]:
     the first link to it in name order; a link back up the tree ends there."""
     found: list[Path] = []
     read: set[str] = set()
-    links: list[Path] = []
-    for top in _walk_order(Path(folder), links):
-        for root, subfolders, files in os.walk(top):
+    tops = [Path(folder)]  # then each folder linked in, as the walks find them
+    while tops:
+        for root, subfolders, files in os.walk(tops.pop(0)):
             real = os.path.realpath(root)
             if real in read:
                 subfolders.clear()
                 continue
             read.add(real)
             subfolders.sort()
-            links += sorted(Path(root) / d for d in subfolders if (Path(root) / d).is_symlink())
+            tops += sorted(Path(root) / d for d in subfolders if (Path(root) / d).is_symlink())
             found += (
                 path
                 for path in (Path(root) / name for name in files)
                 if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
             )
     return sorted(found)
-
-
-def _walk_order(folder: Path, links: list[Path]) -> Iterator[Path]:
-    """``folder``, then each folder linked in below it as the walks find them (``links``
-    grows while they run): every real folder before any link to it."""
-    yield folder
-    while links:
-        yield links.pop(0)
 
 
 def in_time_order(paths: Iterable[Path], pattern: re.Pattern[str] = _DEFAULT) -> list[Path]:

@@ -986,6 +986,11 @@ class TargetSender:
             return False
         return self._settle(entry, result)
 
+    def _shown(self, said: object) -> str:
+        """A service's words as the log and ``/status`` show them: the URL's secrets masked
+        first, then cut (a cut first could leave half a secret that no mask recognises)."""
+        return mask(str(said), self.fragments).strip().rstrip(".")[:300]
+
     def _say_picture_refused(self, complaint: str) -> None:
         """The service took the notification only without its picture (said once a minute at
         most, like every recurring trouble)."""
@@ -998,7 +1003,7 @@ class TargetSender:
             "attachment-cache-dir and base-url",
             self.name,
             self.cfg.scheme,
-            mask(complaint, self.fragments).strip().rstrip(".")[:300],
+            self._shown(complaint),
         )
 
     def _picture_file(self, picture: bytes) -> str | None:
@@ -1039,7 +1044,7 @@ class TargetSender:
                     self.name,
                     self.cfg.scheme,
                     entry.body.get("kind"),
-                    mask(str(result["partly_refused"]), self.fragments).strip().rstrip(".")[:300],
+                    self._shown(result["partly_refused"]),
                 )
             self.outbox.done(entry)
             self.meters.outcomes.labels(self.name, "sent").inc()
@@ -1063,7 +1068,7 @@ class TargetSender:
                 entry.printer,
             )
             return True
-        detail = mask(str(result.get("detail", "")), self.fragments).strip().rstrip(".")[:300]
+        detail = self._shown(result.get("detail", ""))
         with self._cond:
             self.last_error = detail
             self.failed += 1

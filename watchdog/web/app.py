@@ -425,9 +425,9 @@ class Dashboard:
         if self._printer(name) is None:
             return json_response({"ok": False, "detail": "unknown printer"}, 404)
         body = _json_body()
+        was = body.pop("was", {}) if isinstance(body, dict) else {}
         if not isinstance(body, dict) or not body:
             return json_response({"ok": False, "detail": "expected a JSON object of settings"}, 400)
-        was = body.pop("was", {})
         if not isinstance(was, dict) or set(was) - set(DRAWN):
             return json_response(
                 {"ok": False, "detail": f"'was' holds the {' or '.join(DRAWN)} the page drew on"},
@@ -445,8 +445,6 @@ class Dashboard:
                 },
                 409,
             )
-        if not body:
-            return json_response({"ok": False, "detail": "expected a JSON object of settings"}, 400)
         try:
             saved, applied = self.backend.save_settings(name, body)
         except ConfigError as exc:
@@ -467,9 +465,7 @@ class Dashboard:
         left open would send back its whole stale mask, undoing another tab's ("" if none)."""
         det = self._printer(name).detection
         for key, seen in was.items():
-            # as the page got it: JSON (tuples as lists), no mask as an empty list
-            now = getattr(det, key)
-            if json.loads(json.dumps(now if now is not None or key != "mask" else [])) != seen:
+            if json.loads(json.dumps(getattr(det, key))) != seen:  # as the page got it: JSON
                 return key
         return ""
 
