@@ -318,6 +318,21 @@ def test_a_print_a_printer_error_stopped_is_told_loud_not_as_a_quiet_success(
     assert webhook_receiver.posts[0]["type"] == "warning"
 
 
+def test_a_failure_left_printing_by_a_notify_only_printer_is_as_loud_as_a_pause_that_failed(
+    phone, ntfy_receiver, webhook_receiver
+) -> None:
+    """With `action: notify` nothing stops the print: the owner is the only one who can, so
+    the alert comes at the highest priority, not at a paused print's high one."""
+    notifier = phone(notify=(target(ntfy_receiver.url("all")), target(webhook_receiver.url())))
+    notifier.raise_alert(PRINTER, alert(action="notify"), jpeg(1), jpeg(2))
+    assert notifier.notifications.flush(60)
+    [going_on] = ntfy_receiver.messages
+    assert going_on.title == "ender3: print failure, not stopped (notify only)"
+    assert going_on.priority == "max" and going_on.attachment is not None
+    wait_for("the webhook's alert", lambda: webhook_receiver.posts)
+    assert webhook_receiver.posts[0]["type"] == "failure"
+
+
 @pytest.mark.parametrize(
     ("action", "outcome", "api", "labels"),
     [

@@ -56,6 +56,8 @@ REJECTED_RETRY_S = 600.0  # a target that refused the credentials is tried again
 
 class Kind(Enum):
     FAILURE = "failure"
+    # an alert of a printer set to `action: notify`: nothing stops the print, the owner must
+    FAILURE_GOING_ON = "failure_going_on"
     ACTION_FAILED = "action_failed"
     CAMERA_OFFLINE = "camera_offline"
     CAMERA_ONLINE = "camera_online"
@@ -66,6 +68,7 @@ class Kind(Enum):
 # Which config event a kind belongs to, which kinds coalesce together, how loud it is.
 _EVENT = {
     Kind.FAILURE: NotifyEvent.FAILURE,
+    Kind.FAILURE_GOING_ON: NotifyEvent.FAILURE,
     Kind.ACTION_FAILED: NotifyEvent.ACTION_FAILED,
     Kind.CAMERA_OFFLINE: NotifyEvent.CAMERA_OFFLINE,
     Kind.CAMERA_ONLINE: NotifyEvent.CAMERA_OFFLINE,
@@ -74,6 +77,7 @@ _EVENT = {
 }
 _GROUP = {
     Kind.FAILURE: "alert",
+    Kind.FAILURE_GOING_ON: "alert",
     Kind.ACTION_FAILED: "alert",
     Kind.CAMERA_OFFLINE: "camera",
     Kind.CAMERA_ONLINE: "camera",
@@ -82,6 +86,7 @@ _GROUP = {
 }
 _TYPE = {
     Kind.FAILURE: "failure",
+    Kind.FAILURE_GOING_ON: "failure",
     Kind.ACTION_FAILED: "failure",
     Kind.CAMERA_OFFLINE: "warning",
     Kind.CAMERA_ONLINE: "info",
@@ -91,6 +96,8 @@ _TYPE = {
 }
 _NTFY_PRIORITY = {
     Kind.FAILURE: "high",
+    # as loud as a pause that did not happen: in both the print goes on failing
+    Kind.FAILURE_GOING_ON: "max",
     Kind.ACTION_FAILED: "max",
     Kind.CAMERA_OFFLINE: "default",
     Kind.CAMERA_ONLINE: "low",
@@ -167,7 +174,7 @@ def alert_event(
             f"{result.get('detail', '')}. Check the printer now."
         )
     else:
-        kind = Kind.FAILURE
+        kind = Kind.FAILURE if action in ("pause", "cancel") else Kind.FAILURE_GOING_ON
         did = {"pause": "paused", "cancel": "cancelled"}.get(action, "not stopped (notify only)")
         title = f"{printer}: print failure, {did}"
         text = f"{printer}{job} looks like a failed print ({scored}); the print was {did}."
