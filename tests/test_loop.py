@@ -1111,11 +1111,12 @@ def test_an_idle_printers_frame_for_the_mask_editor_is_of_now_not_of_the_last_pr
     watcher.camera.close()
 
 
-def test_a_reload_keeps_an_idle_printers_picture_and_score_on_the_page(
+def test_a_reload_keeps_an_idle_printers_picture_and_score_on_the_page_while_they_hold(
     tmp_path, tiny_adaptive_bundle, normal_frames
 ) -> None:
     """Every settings save reloads every printer's watcher: an idle printer's page then said
-    "no frame yet" and "score -", its heatmap gone, until its next print."""
+    "no frame yet" and "score -", its heatmap gone, until its next print. They stay while
+    they are of what is watched, with the threshold in force."""
     printer = SimulatedPrinter("benchy.gcode")
     camera = _folder(tmp_path / "cam", normal_frames[:3])
     old = _watcher(tmp_path, tiny_adaptive_bundle, camera, printer)
@@ -1126,8 +1127,27 @@ def test_a_reload_keeps_an_idle_printers_picture_and_score_on_the_page(
     old.retire(new)
     assert new.latest_jpeg is not None and new.latest_jpeg == old.latest_jpeg
     assert new.status()["score"] == old.status()["score"] is not None
-    old.camera.close()
-    new.camera.close()
+
+    def saved(**detection: object) -> Watcher:
+        """The watcher a settings save makes of ``new``."""
+        cfg = new.cfg.model_copy(
+            update={"detection": new.cfg.detection.model_copy(update=detection)}
+        )
+        return build_watcher(cfg, Bundle.load(tiny_adaptive_bundle), new.alerts, printer=printer)
+
+    # A sensitivity saved while idle: the page showed the threshold of before until the next
+    # print. The picture stays (it shows what is still watched).
+    louder = saved(sensitivity=2.0)
+    new.retire(louder)
+    assert louder.status()["threshold"] == pytest.approx(new.status()["threshold"] / 2)
+    assert louder.latest_jpeg == new.latest_jpeg and louder.status()["score"] is not None
+    # A region drawn while idle: the heatmap and the score were of the region no longer watched.
+    elsewhere = saved(region=(0.0, 0.0, 1.0, 0.5))
+    louder.retire(elsewhere)
+    assert elsewhere.latest_jpeg is None and elsewhere.status()["score"] is None
+    assert elsewhere.status()["threshold"] == pytest.approx(louder.status()["threshold"] * 2)
+    for watcher in (old, new, louder, elsewhere):
+        watcher.camera.close()
 
 
 def test_closing_a_watcher_never_raises_and_closes_the_printer_when_the_camera_fails(

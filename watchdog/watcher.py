@@ -194,7 +194,7 @@ class WatcherStatus:
     frames_this_print: int
     consecutive: int
     score: float | None
-    threshold: float | None
+    threshold: float
     camera_online: bool | None
     calibrating: bool
     calibration: str  # "12/30" while learning the print's look, else ""
@@ -875,14 +875,15 @@ class Watcher:
         same_camera = self.cfg.camera.source == old.cfg.camera.source
         if same_camera:  # a picture found frozen stays so: not told "back online" by a reload
             self.camera.frozen.carry_on(old.camera.frozen)
-            # the page's picture and score of an idle printer (every settings save reloads)
-            self.latest_jpeg, self.last_verdict = old.latest_jpeg, old.last_verdict
         if same_camera and self.detector.same_setup(old.detector):
             # A reload (every settings save) that changed nothing of this printer's camera or
             # detection keeps what was learnt of the print: learning it again mid-print would
             # take what the camera shows now, a failure included, as the print's look. The
             # camera's pace and limits (interval, timeouts, sizes) change nothing of its view.
             self.detector = self.detector.carry_on(old.detector)
+            # and the page's heatmap and score of an idle printer; after a change of region,
+            # mask or model they were of what is no longer watched
+            self.latest_jpeg, self.last_verdict = old.latest_jpeg, old.last_verdict
         elif self.state.printer in (PrinterState.PRINTING, PrinterState.PAUSED):
             # a settings save is no owner's acceptance of the view: a start still judged by
             # the guard stays so
@@ -1235,7 +1236,8 @@ class Watcher:
             frames_this_print=self.state.frames,
             consecutive=self.state.consecutive,
             score=None if v is None else v.score,
-            threshold=None if v is None else v.threshold,
+            # the one in force: a sensitivity saved while idle moves it before the next frame
+            threshold=self.detector.threshold,
             camera_online=self.camera_online,
             calibrating=calibrating,
             calibration=self.detector.progress if calibrating else "",

@@ -249,9 +249,11 @@ function updateCard(c, p) {
   }
   const tl = S.timelines[p.name];
   const last = tl ? tl.seq : 0;  // the newest point's number: a new picture with each
-  const key = `${c.overlay.checked}:${last}`;
+  // no score: none since the region, mask or model changed, and its heatmap is gone with it
+  const key = `${c.overlay.checked}:${last}:${p.score === null}`;
   if (key !== c.imgKey && last) {
     c.imgKey = key;
+    c.noimg.textContent = c.overlay.checked ? "no heatmap of the watched region yet" : "no frame yet";
     c.img.src = c.overlay.checked ? `/printers/${p.name}/latest.jpg?n=${last}` : `/api/printers/${p.name}/frame.jpg?n=${last}`;
     c.img.dataset.kind = c.overlay.checked ? "heatmap" : "frame";
   }
