@@ -12,6 +12,7 @@ the client's network thread.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import threading
 import time
@@ -281,10 +282,12 @@ def test_a_command_that_waited_too_long_behind_its_printers_earlier_one_is_not_c
     assert "dead: MQTT command cancel not carried out: it waited" in caplog.text, caplog.text
 
 
-def test_a_flood_of_watching_switches_ends_as_its_last_word_says() -> None:
+def test_a_flood_of_watching_switches_ends_as_its_last_word_says(caplog) -> None:
     """ON and OFF sent faster than a printer takes them (a flapping automation): the queue
     filled, its newest were refused, and the printer was left off though the last word was
-    on. A switch waiting is replaced by the newer one; other commands keep their turn."""
+    on. A switch waiting is replaced by the newer one; other commands keep their turn. The
+    log, which said each one taken, says which were dropped."""
+    caplog.set_level(logging.INFO, "watchdog.comms.command_queue")
     from watchdog.comms.command_queue import COMMANDS_WAITING, PrinterCommands
     from watchdog.control import Command, CommandResult, Verb
 
@@ -309,6 +312,8 @@ def test_a_flood_of_watching_switches_ends_as_its_last_word_says() -> None:
     commands.close(5)
     assert all(taken), "a switch was refused"
     assert seen == [Verb.PAUSE, Verb.ENABLE, Verb.RESUME]
+    dropped = re.findall(r"e3: MQTT command (\w+) dropped before it was carried out", caplog.text)
+    assert len(dropped) == len(flood) - 1 and dropped[-1] == "disable", dropped[-3:]
 
 
 def test_a_topic_cannot_forge_a_log_line(tmp_path) -> None:

@@ -45,6 +45,13 @@ class PrinterCommands:
             if queue is not None and command.verb in SWITCH:
                 for waiting in [w for w in queue if w[0].verb in SWITCH]:
                     queue.remove(waiting)
+                    # it was logged as taken: the log must not leave it looking carried out
+                    logger.info(
+                        "%s: MQTT command %s dropped before it was carried out: %s came after it",
+                        command.printer,
+                        waiting[0].verb.value,
+                        command.verb.value,
+                    )
             if self._closed or (queue is not None and len(queue) >= COMMANDS_WAITING):
                 return False
             self._queues.setdefault(command.printer, deque()).append((command, time.monotonic()))
