@@ -76,6 +76,16 @@ def leaks(text: str, *secrets: str) -> list[str]:
             (),
             "http://nvr/image/cam1?user=admin&pw=***",
         ),
+        (  # a short password inside an ordinary word is that word: the key to fix stays legible
+            "set http.password_file or generate_password; pass: x:pass@h %3Apass%40cam",
+            ("pass",),
+            "set http.password_file or generate_password; ***: x:***@h %3A***%40cam",
+        ),
+        (  # a long one is masked wherever it stands (a bot token after "bot" in an API URL)
+            "POST https://api.telegram.org/bot123456:ABCdef-gh/sendPhoto",
+            ("123456:ABCdef-gh",),
+            "POST https://api.telegram.org/bot***/sendPhoto",
+        ),
     ],
 )
 def test_redact_masks_every_kind_of_secret(

@@ -43,6 +43,11 @@ _SECRET_ANYWHERE = re.compile(
 _QUERY_KEY = re.compile(r"(?i)[?&;]([a-z0-9_.-]+)=")  # linear: a key holds no ?, & or ;
 _QUERY_VALUE = re.compile(r"[^&#\s'\"<>]+")
 _MIN_SECRET = 4  # shorter "secrets" would mask ordinary words
+# A secret shorter than this is masked where it stands on its own only: "pass" inside
+# "password" made the line naming the key to fix unreadable. Beside a letter or a digit it is
+# part of another word; after a %XX (a URL quoted inside another) it is still itself.
+_WHOLE_WORD_BELOW = 8
+_ALONE = r"(?:(?<![A-Za-z0-9])|(?<=%[0-9A-Fa-f]{{2}})){}(?![A-Za-z0-9])"
 
 
 def says_secret(name: str) -> bool:
@@ -110,7 +115,10 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in sorted(
         {s for s in secrets if s and len(s) >= _MIN_SECRET}, key=len, reverse=True
     ):
-        text = text.replace(secret, MASK)
+        if len(secret) >= _WHOLE_WORD_BELOW:
+            text = text.replace(secret, MASK)
+        else:
+            text = re.sub(_ALONE.format(re.escape(secret)), MASK, text)
     text = _USERINFO.sub(rf"\1:{MASK}@", text)
     text = _USER_ONLY.sub(rf"\1{MASK}@", text)
     return _mask_query_values(text)
