@@ -671,6 +671,69 @@ def test_a_mask_drawn_in_an_editor_left_open_does_not_undo_one_saved_elsewhere(
     _save_settings(env, token, {"mask": in_force})
 
 
+def test_an_unsaved_drawing_outlives_the_page_reloading_itself_until_saved_or_left(
+    env, browser
+) -> None:
+    """The page reloads itself when the watchdog restarts (and goes to the login page when
+    the login expires): a mask drawn and not yet saved was gone. It is kept in the tab until
+    it is saved, or the owner leaves the editor."""
+    path = env.storage / "overrides.json"
+
+    def stored() -> dict:
+        saved = json.loads(path.read_text()) if path.exists() else {"printers": {}}
+        return saved["printers"].get(PRINTER, {}).get("detection", {})
+
+    def editor() -> tuple:
+        browser.get(env.url + f"/#/edit/{PRINTER}")
+        browser.refresh()
+        wait_until(
+            "the frame to draw on", lambda: image_loaded(browser, "img[data-role=edit-frame]"), 20
+        )
+        canvas = browser.find_element(By.CSS_SELECTOR, "canvas[data-role=edit-canvas]")
+        js(browser, "arguments[0].scrollIntoView({block: 'center'})", canvas)
+        return canvas, browser.find_element(By.CSS_SELECTOR, "input[data-role=consecutive]")
+
+    before = stored()
+    canvas, consecutive = editor()
+    masks = int(canvas.get_attribute("data-masks"))
+    frames = int(consecutive.get_attribute("value"))
+    _click_all(browser, canvas, [(0.1, 0.6), (0.3, 0.6), (0.3, 0.8), (0.1, 0.6)])
+    consecutive.clear()
+    consecutive.send_keys(str(frames + 2))
+    assert not browser.find_element(By.CSS_SELECTOR, "[data-role=draft-note]").is_displayed()
+
+    browser.refresh()  # what the page does when the watchdog has restarted
+    wait_until(
+        "the frame to draw on", lambda: image_loaded(browser, "img[data-role=edit-frame]"), 20
+    )
+    canvas = browser.find_element(By.CSS_SELECTOR, "canvas[data-role=edit-canvas]")
+    assert int(canvas.get_attribute("data-masks")) == masks + 1
+    consecutive = browser.find_element(By.CSS_SELECTOR, "input[data-role=consecutive]")
+    assert consecutive.get_attribute("value") == str(frames + 2)
+    note = browser.find_element(By.CSS_SELECTOR, "[data-role=draft-note]")
+    assert note.is_displayed() and "unsaved changes are back" in note.text
+    browser.find_element(By.CSS_SELECTOR, "[data-role=save]").click()
+    wait_until(
+        "saved", lambda: stored().get("consecutive") == frames + 2, 30, lambda: str(stored())
+    )
+    assert len(stored()["mask"]) == masks + 1 and not note.is_displayed()
+    assert js(browser, "return sessionStorage.length") == 0, "kept after it was saved"
+
+    # a drawing the owner walks away from ("Back") is not brought back
+    _click_all(browser, canvas, [(0.6, 0.6), (0.8, 0.6), (0.8, 0.8), (0.6, 0.6)])
+    browser.find_element(By.CSS_SELECTOR, "#view-edit a.button").click()
+    wait_js(browser, "the overview", "return S.view === 'printers' && sessionStorage.length === 0")
+    canvas, _ = editor()
+    assert int(canvas.get_attribute("data-masks")) == masks + 1
+    assert not browser.find_element(By.CSS_SELECTOR, "[data-role=draft-note]").is_displayed()
+    _save_settings(
+        env,
+        _csrf_of(browser),
+        {"mask": before.get("mask", []), "consecutive": before.get("consecutive", frames)},
+    )
+    browser.get(env.url + "/#/")
+
+
 def test_the_editor_says_a_region_of_its_own_leaves_a_first_frame_failure_uncaught(
     env, browser
 ) -> None:

@@ -116,7 +116,7 @@ function route() {
   document.getElementById("nav-printers").classList.toggle("active", S.view === "printers");
   document.getElementById("nav-incidents").classList.toggle("active", S.view === "incidents");
   if (S.view === "edit") openEditor(m[1]);
-  else S.edit = null;
+  else if (S.edit) { dropDraft(S.edit.name); S.edit = null; }  // left unsaved, as the owner chose
   if (S.view === "incidents") { S.incidentsKey = ""; loadIncidents(); }
 }
 
@@ -501,9 +501,11 @@ function openEditor(name) {
   const sens = p.settings.sensitivity;
   d.sens = el("input", { type: "range", min: String(Math.min(0.5, sens)), max: String(Math.max(2, sens)), step: "0.05", value: String(sens), "data-role": "sensitivity" });
   d.sensOut = el("output", { text: String(sens) });
-  d.sens.addEventListener("input", () => { d.sensOut.textContent = d.sens.value; d.sensMoved = true; });
+  d.sens.addEventListener("input", () => { d.sensOut.textContent = d.sens.value; d.sensMoved = true; keepDraft(); });
   d.cons = el("input", { type: "number", min: "1", max: "100", step: "1", value: String(p.settings.consecutive), "data-role": "consecutive" });
   d.judge = el("input", { type: "checkbox", checked: p.settings.judge_start !== false, "data-role": "judge-start" });
+  d.cons.addEventListener("input", keepDraft);
+  d.judge.addEventListener("change", keepDraft);
   d.yaml = el("pre", { class: "yaml", "data-role": "yaml" });
   d.origin = el("p", { class: "origin muted", "data-role": "origin" });
   d.status = el("p", { class: "muted", "data-role": "scored" });
@@ -512,6 +514,8 @@ function openEditor(name) {
     text: "With a region other than the model's, a print that looks wrong from its very first "
       + "frame is not caught: the model's start guard knows its own region only. \"Model's "
       + "region\" turns it back on." });
+  d.draftNote = el("p", { class: "muted", "data-role": "draft-note", hidden: !restoreDraft(d),
+    text: "Your unsaved changes are back (the page had reloaded): Save applies them." });
   view.replaceChildren(el("div", { class: "card" },
     el("div", { class: "card-head" }, el("h2", { text: `Where to look: ${name}` }), el("a", { href: "#/", class: "button" }, "Back")),
     el("div", { class: "editor" },
@@ -523,7 +527,8 @@ function openEditor(name) {
           el("button", { type: "button", "data-role": "full", onclick: () => { d.region = null; drawEditor(); } }, "Model's region")),
         el("div", { class: "stage" }, d.img, d.canvas),
         d.frameNote,
-        d.status),
+        d.status,
+        d.draftNote),
       el("div", {},
         el("fieldset", {}, el("legend", { text: "Settings" }),
           el("label", {}, "Sensitivity", d.sens, d.sensOut),
@@ -609,6 +614,7 @@ function finishPolygon() {
 function drawEditor() {
   const d = S.edit;
   if (!d || !d.canvas) return;
+  keepDraft();  // every change to the drawing comes through here
   const c = d.canvas, dpr = window.devicePixelRatio || 1;
   const w = c.clientWidth, h = c.clientHeight;
   if (!w || !h) return;
@@ -663,12 +669,12 @@ function editorValues(settings) {
   };
 }
 
-async function saveEditor() {
-  const d = S.edit;
-  if (d.current.length >= 3) finishPolygon();
-  // Only what the owner changed in this editor becomes a saved setting (the daemon keeps
-  // what was saved before): the rest keeps following the config file, or another tab.
-  const now = {
+// An unsaved change in the editor outlives the page reloading itself (the watchdog restarted)
+// and a login that expired: kept in this tab until it is saved, reset, or the editor is left.
+const draftKey = (name) => `watchdog-editor:${name}`;
+
+function editorNow(d) {
+  return {
     mask: JSON.stringify(d.masks),
     region: JSON.stringify(d.region),
     // the slider's steps would round a value like 1.23: only a moved slider is a change
@@ -676,6 +682,52 @@ async function saveEditor() {
     consecutive: Number(d.cons.value),
     judge_start: d.judge.checked,
   };
+}
+
+function keepDraft() {
+  const d = S.edit;
+  if (!d || !d.cons) return;
+  const now = editorNow(d);
+  const unsaved = d.current.length > 0 || Object.keys(now).some((k) => now[k] !== d.base[k]);
+  try {
+    if (!unsaved) sessionStorage.removeItem(draftKey(d.name));
+    else sessionStorage.setItem(draftKey(d.name), JSON.stringify({ base: d.base, now, current: d.current, moved: !!d.sensMoved }));
+  } catch (e) { /* storage full or off: the draft lives as long as the page */ }
+}
+
+function dropDraft(name) {
+  try { sessionStorage.removeItem(draftKey(name)); } catch (e) { /* storage off */ }
+}
+
+// Whether a draft of this printer was put back into ``d``: only over the settings it was drawn
+// on (changed elsewhere since, it would undo that change: dropped, and said).
+function restoreDraft(d) {
+  let draft = null;
+  try { draft = JSON.parse(sessionStorage.getItem(draftKey(d.name)) || "null"); } catch (e) { draft = null; }
+  if (!draft || typeof draft !== "object" || !draft.now || !Array.isArray(draft.current)) return false;
+  if (JSON.stringify(draft.base) !== JSON.stringify(d.base)) {
+    dropDraft(d.name);
+    toast("Your unsaved changes to this printer were dropped: its settings were changed elsewhere since.", false);
+    return false;
+  }
+  let masks = null, region = null;
+  try { masks = JSON.parse(draft.now.mask); region = JSON.parse(draft.now.region); } catch (e) { masks = null; }
+  if (!Array.isArray(masks) || !(region === null || Array.isArray(region))) { dropDraft(d.name); return false; }
+  d.masks = masks;
+  d.region = region;
+  d.current = draft.current;
+  if (draft.moved) { d.sens.value = String(draft.now.sensitivity); d.sensOut.textContent = d.sens.value; d.sensMoved = true; }
+  d.cons.value = String(draft.now.consecutive);
+  d.judge.checked = draft.now.judge_start !== false;
+  return true;
+}
+
+async function saveEditor() {
+  const d = S.edit;
+  if (d.current.length >= 3) finishPolygon();
+  // Only what the owner changed in this editor becomes a saved setting (the daemon keeps
+  // what was saved before): the rest keeps following the config file, or another tab.
+  const now = editorNow(d);
   const body = {};
   for (const k of Object.keys(now)) {
     if (now[k] !== d.base[k]) body[k] = k === "mask" || k === "region" ? JSON.parse(now[k]) : now[k];
@@ -688,6 +740,7 @@ async function saveEditor() {
   const r = await busy(() => post(`/api/printers/${d.name}/settings`, body));
   toast(r.detail, r.ok);
   if (r.stale) {  // shown again as it is in force now, to draw on again
+    dropDraft(d.name);
     try { S.printers = (await getJSON("/api/state")).printers; } catch (e) { /* the next poll's */ }
     S.edit = { name: d.name, pending: true };
     refreshEditor();
@@ -695,6 +748,8 @@ async function saveEditor() {
   }
   if (r.saved) {  // saved, applied or not (the toast says which)
     d.base = { ...d.base, ...now };  // a second save sends only what changed after this one
+    keepDraft();  // nothing unsaved any more
+    d.draftNote.hidden = true;
     d.yaml.textContent = r.yaml;
     d.origin.textContent = `Saved from this page: ${Object.keys(r.saved).join(", ")} (overrides the config file).`;
   }
@@ -705,6 +760,7 @@ async function resetEditor() {
   if (!window.confirm(`Forget the settings saved for ${d.name} on this page and use the config file's?`)) return;
   const r = await busy(() => post(`/api/printers/${d.name}/settings/reset`, {}));
   toast(r.detail, r.ok);
+  if (r.ok) dropDraft(d.name);
   // learnt again from the next state, unless the owner has left this editor meanwhile
   setTimeout(() => { if (S.edit === d) S.edit = { name: d.name, pending: true }; }, 2500);
 }
@@ -714,6 +770,10 @@ async function resetEditor() {
 window.addEventListener("hashchange", route);
 window.addEventListener("resize", () => { renderPrinters(); drawEditor(); });
 const logout = document.getElementById("logout");
-if (logout) logout.addEventListener("click", async () => { await post("/logout", {}); location.href = "/login"; });
+if (logout) logout.addEventListener("click", async () => {
+  await post("/logout", {});
+  try { sessionStorage.clear(); } catch (e) { /* storage off: nothing was kept */ }
+  location.href = "/login";
+});
 route();
 poll();
