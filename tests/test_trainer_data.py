@@ -196,6 +196,23 @@ def test_one_recording_collected_twice_under_two_names_is_one_print(
     assert "p1-20261205T073532-rec" in said and "p1-20261205T073531-rec" in said, said
 
 
+def test_a_copy_of_a_copy_is_the_same_print(tmp_path: Path) -> None:
+    """May's print copied into june/, where ``collect`` also saved it under a second name:
+    june's first copy was found May's and its second june's first, and with the one between
+    them left out the second stayed, a twin "held out" from a model that fitted May's."""
+    import shutil
+
+    for n in range(3):
+        _write(tmp_path / "may" / f"p-0501_{n}.jpg", synth.normal_frame(0, n, 3))
+        _write(tmp_path / "may" / f"p-0502_{n}.jpg", synth.normal_frame(1, n, 3))
+    shutil.copytree(tmp_path / "may", tmp_path / "june")
+    for n in range(3):
+        shutil.copy(tmp_path / "june" / f"p-0501_{n}.jpg", tmp_path / "june" / f"p-0601_{n}.jpg")
+    frames = find_frames(normal=[tmp_path / "may", tmp_path / "june"])
+    kept = sorted({(f.path.parent.name, f.path.name.split("_")[0]) for f in frames})
+    assert kept == [("may", "p-0501"), ("may", "p-0502")] and len(frames) == 6, kept
+
+
 def test_the_copy_kept_is_the_one_marked_a_failure_else_the_longest(tmp_path: Path) -> None:
     """June's copy has the print moved into ``failures/`` (the owner marked it failed since):
     that copy is kept, never fitted as a good print. A copy made while the print was still

@@ -219,14 +219,27 @@ def _copies_left_out(frames: list[Frame]) -> list[Frame]:
         # (prints that start on a black bed before the light comes on share their first)
         same.setdefault((f"name:{key[1]}", start), []).append(key)
         same.setdefault((f"folder:{key[0]}", f"{start}-{end}-{len(its)}"), []).append(key)
-    copies: set[tuple[Path, str]] = set()
+    # copies of copies are one print: A in may/ and june/ by its name, june's A also saved
+    # under another name there; each set of copies joined whole (union-find), one kept
+    root: dict[tuple[Path, str], tuple[Path, str]] = {}
+
+    def find(key: tuple[Path, str]) -> tuple[Path, str]:
+        while root.setdefault(key, key) != key:
+            key = root[key] = root[root[key]]
+        return key
+
     for group in same.values():
-        kept = max(
-            group,
-            key=lambda k: (per_copy[k][0].label == ANOMALOUS, len(per_copy[k])),
-        )
+        for key in group[1:]:
+            root[find(key)] = find(group[0])
+    joined: dict[tuple[Path, str], list[tuple[Path, str]]] = {}
+    for key in per_copy:  # in the order given: of equals, the first given is kept
+        if key in root:
+            joined.setdefault(find(key), []).append(key)
+    copies: set[tuple[Path, str]] = set()
+    for group in joined.values():
+        kept = max(group, key=lambda k: (per_copy[k][0].label == ANOMALOUS, len(per_copy[k])))
         for key in group:
-            if key != kept and key not in copies and kept not in copies:
+            if key != kept:
                 copies.add(key)
                 logger.warning(
                     "print %s in %s is a copy of print %s in %s (the same first frame): used once",
