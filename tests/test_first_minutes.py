@@ -257,6 +257,28 @@ def test_recalibrating_on_ones_own_prints_sets_the_start_threshold_from_their_st
     assert (shortest.early_frames, shortest.early_threshold) == (0, 0.0)  # nothing left to judge
 
 
+def test_calibrate_counts_a_print_resumed_once_and_a_stub_not_at_all(
+    tmp_path, tiny_start_judged_bundle
+) -> None:
+    """A print's part after a resume (``collect`` names it ``<print>+resumed<k>``) is the same
+    print, and a recording that ends within its start is none: "from 4 prints" was said of two
+    prints, and the start guard counted them as four (three set one)."""
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_start_judged_bundle, bundle)
+    mine = _folder(tmp_path / "mine", [])
+    for name, look, frames in (("a", 2, TINY_FRAMES), ("b", 3, TINY_FRAMES), ("stub", 5, 3)):
+        for i in range(frames):
+            cv2.imwrite(str(mine / f"{name}_{i}.jpg"), synth.normal_frame(look, i, TINY_FRAMES))
+    for i in range(TINY_FRAMES):
+        cv2.imwrite(str(mine / f"b+resumed1_{i}.jpg"), synth.normal_frame(4, i, TINY_FRAMES))
+    r = run_cli("calibrate", str(bundle), "--normal", str(mine))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].endswith("from 2 prints"), r.stdout
+    assert "on 2 of the owner's good prints" in Bundle.load(bundle).meta.extra["adaptation_rule"]
+
+
 def test_calibrating_on_a_folder_without_prints_says_so_in_one_line(
     tmp_path, tiny_start_judged_bundle
 ) -> None:

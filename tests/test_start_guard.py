@@ -106,6 +106,12 @@ def test_calibrating_on_own_prints_never_leaves_a_guard_their_starts_reach() -> 
     many = [np.array([h]) for h in (0.4, 0.45, 0.42, 0.44)]
     assert recalibrated_guard(0.5, many) > 0.5  # enough prints: raised above them
     assert recalibrated_guard(0.0, many) == 0.0  # a bundle without a guard stays so
+    # a recording that ended within its start is no print: two prints and it are too few to
+    # set a guard, and its start reaching the guard turns it off (counted, it raised it)
+    whole, stub = [np.array([0.1]), np.array([0.12])], [np.array([0.45])]
+    assert recalibrated_guard(0.5, [*whole, *stub]) > 0.5
+    assert recalibrated_guard(0.5, whole, partial=stub) == 0.0
+    assert recalibrated_guard(0.5, whole, partial=[np.array([0.2])]) == 0.5
 
 
 def test_older_bundles_load_with_the_guard_off_and_a_bad_guard_is_refused() -> None:

@@ -44,6 +44,7 @@ from watchdog.detection.detector import (
 from watchdog.detection.light import light_matched, start_matched
 from watchdog.detection.model import FrameScorer
 from watchdog.errors import UsageError
+from watchdog.frames import print_of
 from watchdog.image_files import UnreadableFrame, read_frame_file
 
 logger = logging.getLogger(__name__)
@@ -191,11 +192,14 @@ def trained_on(provenance: dict[str, Any], prints: dict[str, list[Path]]) -> lis
     return [p for p in prints if p in whole or p.rsplit("/", 1)[-1] in names]
 
 
-def guard_for_your_camera(guard: float, scores: list[np.ndarray], frames: int) -> float:
+def guard_for_your_camera(
+    guard: float, scores: list[np.ndarray], frames: int, partial: list[np.ndarray] | None = None
+) -> float:
     """The start guard after your prints' starts (``scores``: the absolute scores of every
-    frame of each print the daemon's guard judges, a heating start's too), and why it is off
-    when it is."""
-    new = recalibrated_guard(guard, scores)
+    frame of each print the daemon's guard judges, a heating start's too; ``partial``: those
+    of recordings that end within their start or never move, which are not counted), and why
+    it is off when it is."""
+    new = recalibrated_guard(guard, scores, partial or [])
     if new == 0:
         logger.warning(
             "the start guard is off: your prints' first %d frames come close to it, and "
@@ -212,20 +216,30 @@ def guard_after(
     pre: Preprocess,
     mask: np.ndarray | None,
     scorer: FrameScorer,
-    starts: list[tuple[Any, np.ndarray]],
+    starts: dict[str, tuple[Any, np.ndarray]],
     frames: int,
     printer: str | None,
+    counted: set[str],
 ) -> float:
     """The start guard once calibrated: set again after the owner's starts (``starts``: each
-    print's still starts and start maps) where they were scored in the bundle's own region,
-    kept as it was otherwise."""
+    recording's still starts and start maps, by its name) where they were scored in the
+    bundle's own region, kept as it was otherwise. ``counted``: the recordings the threshold
+    was set on; a print's parts after a resume are one print, and a recording that is not
+    counted only keeps the guard above its own frames (``calibration.start_guard``)."""
     old = bundle.meta.adaptation.guard
     if old > 0 and same_region(pre.roi, bundle.meta.preprocess.roi):
         # your camera's normal starts must stay below the start guard (the daemon judges a
         # start by it only in the bundle's own region: its absolute scores are of that view)
-        guarded = [guarded_maps(lambda x: error_maps(scorer, x), s, m) for s, m in starts]
-        scores = [bundle.meta.scoring.scores(g, mask) for g in guarded]
-        return guard_for_your_camera(old, scores, frames)
+        by_print: dict[str, list[np.ndarray]] = {}
+        for name, (still, start) in starts.items():
+            guarded = guarded_maps(lambda x: error_maps(scorer, x), still, start)
+            by_print.setdefault(print_of(name), []).append(
+                bundle.meta.scoring.scores(guarded, mask)
+            )
+        whole = {print_of(name) for name in counted}
+        scores = [np.concatenate(s) for p, s in by_print.items() if p in whole]
+        partial = [np.concatenate(s) for p, s in by_print.items() if p not in whole]
+        return guard_for_your_camera(old, scores, frames, partial)
     if old > 0:
         # these frames were watched in another region, where the daemon never judges a start
         # by the guard; printers watching the bundle's own region still are: it stays as it was
@@ -289,7 +303,9 @@ def main(args: argparse.Namespace) -> int:
         )
     scorer = FrameScorer(bundle)  # the model only: the baseline is what is being calibrated
     # a print without a readable frame has nothing to calibrate on (calibrate would skip it)
-    raw = [x for x in (model_inputs(pre, paths) for paths in prints.values()) if len(x)]
+    inputs_of = {name: model_inputs(pre, paths) for name, paths in prints.items()}
+    names = [name for name, x in inputs_of.items() if len(x)]
+    raw = [inputs_of[name] for name in names]
     # each from the start the daemon would judge it against (a start showing a printer heat,
     # or a frozen or dark picture, is learnt again: its light and its look are not the print's);
     # the start guard judges the frames of such starts too
@@ -301,6 +317,7 @@ def main(args: argparse.Namespace) -> int:
     start_inputs = [start_matched(x[:n], spec) for x in raw]
     maps = [error_maps(scorer, x) for x in inputs]
     start_maps = [error_maps(scorer, x) for x in start_inputs]
+    used: list[int] = []  # the prints the threshold was set on, which the start guard counts
     try:
         new = calibrate(
             spec,
@@ -311,25 +328,34 @@ def main(args: argparse.Namespace) -> int:
             inputs=inputs,
             starts=start_maps,
             start_inputs=start_inputs,
+            used=used,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     new = dataclasses.replace(
         new,
         guard=guard_after(
-            bundle, pre, mask, scorer, list(zip(stills, start_maps, strict=True)), n, args.printer
+            bundle,
+            pre,
+            mask,
+            scorer,
+            dict(zip(names, zip(stills, start_maps, strict=True), strict=True)),
+            n,
+            args.printer,
+            {names[i] for i in used},
         ),
     )
     bundle.meta.adaptation = new
-    used = sum(len(m) > new.frames for m in maps)  # a print no longer than its start sets none
-    bundle.meta.extra["adaptation_rule"] = calibrated_rule(new, used, args.target_fpr)
+    # a recording that ended within its start or never moved sets none; parts are one print
+    counted = len({print_of(names[i]) for i in used})
+    bundle.meta.extra["adaptation_rule"] = calibrated_rule(new, counted, args.target_fpr)
     bundle.save_meta()
     print(
         f"{args.bundle}: adaptation frames={new.frames} std_floor={new.std_floor} match_light={new.match_light} "
         f"nearest={new.nearest} pixel_spread={new.pixel_spread} print_scale={new.print_scale} "
         f"threshold={new.threshold:.6g} guard={new.guard:.6g} early_frames={new.early_frames} "
         f"early_threshold={new.early_threshold:.6g} start_light={new.start_light} "
-        f"from {used} prints"
+        f"from {counted} prints"
     )
     # the threshold above is on the adapted score's own scale; what the owner sees is not
     print(

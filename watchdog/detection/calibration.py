@@ -237,18 +237,22 @@ def start_guard(
     return max(bound, seen * margin)
 
 
-def recalibrated_guard(guard: float, starts: list[np.ndarray]) -> float:
+def recalibrated_guard(
+    guard: float, starts: list[np.ndarray], partial: Sequence[np.ndarray] = ()
+) -> float:
     """The start guard after calibrating on the owner's own normal prints (``starts``: their
-    absolute scores, first frames first). From ``GUARD_PRINTS`` prints or more it rises to their
-    own bound when that is higher, and never falls. From fewer, it stays, unless one of their
-    starts comes within ``GUARD_MARGIN`` of it: then it is off (0), since a guard the owner's
-    good starts reach would pause their good prints, and too few prints are known to set another."""
-    if guard <= 0 or not starts:
+    absolute scores, first frames first; ``partial``: recordings that end within their start,
+    not counted, as ``start_guard`` takes them). From ``GUARD_PRINTS`` prints or more it rises
+    to their own bound when that is higher, and never falls. From fewer, it stays, unless one
+    of their starts comes within ``GUARD_MARGIN`` of it: then it is off (0), since a guard the
+    owner's good starts reach would pause their good prints, and too few prints are known to
+    set another."""
+    if guard <= 0 or not (starts or len(partial)):
         return guard
-    own = start_guard(starts)
+    own = start_guard(starts, partial=partial)
     if own:
         return max(guard, own)
-    highest = float(np.max(_highest_starts(starts), initial=0.0))
+    highest = float(np.max(_highest_starts([*starts, *partial]), initial=0.0))
     return 0.0 if highest * GUARD_MARGIN > guard else guard
 
 
