@@ -1140,6 +1140,10 @@ def test_buttons_for_a_phone_behind_a_proxy_on_this_machine_need_the_dashboards_
         ),
         ({"url": "ntfy://h/t", "attach": "video"}, "notify.0.attach"),
         ({"url": "ntfy://h/t", "actions_url": "pi.lan:8787"}, "notify.0.actions_url"),
+        (  # the target's own URL pasted where the watchdog's address goes: its token not shown
+            {"url": "ntfy://h/t", "actions_url": f"tgram://987654321:{NTFY_PASSWORD}/55555"},
+            "notify.0.actions_url: must be this watchdog's own address",
+        ),
         ({"events": ["failure"]}, "url or url_file is required"),
         (
             {"url_file": "/nonexistent/ntfy.url"},

@@ -228,15 +228,18 @@ def test_check_config_masks_a_camera_url_with_a_password_and_a_token(tmp_path) -
     [
         (f"http:/viewer:{PASSWORD}@192.168.1.20/snapshot.jpg", "'//'"),
         (f"viewer:{PASSWORD}@192.168.1.20/snapshot.jpg", "needs its scheme"),
+        (f"rtsp//viewer:{PASSWORD}@192.168.1.20:554/stream1", "':' after its scheme"),
+        (f"htp//viewer:{PASSWORD}@192.168.1.20/snapshot.jpg", "':' after its scheme"),
     ],
-    ids=["one-slash", "no-scheme"],
+    ids=["one-slash", "no-scheme", "no-colon", "no-colon-typo"],
 )
 def test_a_camera_address_missing_a_slash_is_refused_without_its_password(
     tmp_path, command: str, source: str, said: str
 ) -> None:
-    """``http:/user:pass@host`` (one slash) or ``user:pass@host/...`` (no scheme): read as a
-    file name, it was echoed whole, password and all, by run and collect, and shown unmasked by
-    check-config and the dashboard's refused reload."""
+    """``http:/user:pass@host`` (one slash), ``user:pass@host/...`` (no scheme) or
+    ``rtsp//user:pass@host`` (no colon): read as a file name, it was echoed whole, password and
+    all, by run and collect, and shown unmasked by check-config and the dashboard's refused
+    reload."""
     config = write_config(
         tmp_path / "config.yaml", printers=[{"name": "p1", "camera": {"source": source}}]
     )

@@ -348,6 +348,11 @@ class CameraConfig(_Model):
             # http:/user:pass@host: a file name to everything else, its password shown in
             # every message naming the source (the value is not repeated here)
             raise ValueError("an address needs '//' after its scheme (http://, rtsp://)")
+        elif isinstance(v, str) and (
+            _SCHEME_NO_COLON.match(v) or _USERINFO_AFTER_SLASHES.search(v)
+        ):
+            # rtsp//user:pass@host: the same, its ':' missing
+            raise ValueError("an address needs ':' after its scheme (http://, rtsp://)")
         elif isinstance(v, str) and _USERINFO_NO_SCHEME.match(v):
             # user:pass@host/snap.jpg: a file name to everything else, its password shown in
             # every message naming the source
@@ -423,6 +428,8 @@ class ApiConfig(_Model):
 
 _SCHEME_TYPO = re.compile(r"(?i)^(?:https?|rtsps?|rtmps?|rtp|udp|tcp):(?!//)")
 _USERINFO_NO_SCHEME = re.compile(r"^[^/@]*:[^/]*@")  # name:password@ before any '/'
+_SCHEME_NO_COLON = re.compile(r"(?i)^(?:https?|rtsps?|rtmps?|rtp|udp|tcp)//")
+_USERINFO_AFTER_SLASHES = re.compile(r"//[^/@\s]*:[^/\s]*@")  # //name:password@ in no URL
 
 
 def _check_address(url: str) -> None:
@@ -633,7 +640,12 @@ class NotifyTarget(_Model):
     @classmethod
     def _actions_url(cls, v: str) -> str:
         if v and not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError(f"{v!r} must start with http:// or https://")
+            # not quoted: an Apprise URL pasted here by mistake carries its token in its host
+            raise ValueError(
+                "must be this watchdog's own address as a phone reaches it, starting with "
+                "http:// or https:// (http://printerpi.lan:8787; the value is not shown: it may "
+                "hold a secret)"
+            )
         return v.rstrip("/")
 
     @model_validator(mode="after")
