@@ -86,6 +86,52 @@ def mismatched_bundle(folder: Path) -> Path:
     return folder
 
 
+def _catches_sighup(pid: int) -> bool:
+    """Whether the process has a handler of its own for SIGHUP (``SigCgt`` in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGHUP - 1)))
+
+
+def test_a_reload_asked_for_while_the_daemon_starts_is_carried_out_once_it_runs(
+    tmp_path: Path, camera_server: CameraServer
+) -> None:
+    """SIGHUP ended the daemon when it came before its handler was in place, after its
+    config and model had loaded (``kill -HUP`` by hand, a script reloading after an edit):
+    it is held from the first lines of ``run`` and carried out once the daemon runs."""
+    listen = f"127.0.0.1:{free_port()}"
+    config = write(tmp_path / "config.yaml", camera_server.snapshot_url, listen=listen)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        wait_until("SIGHUP caught", lambda: _catches_sighup(daemon.proc.pid), 30, lambda: "")
+        daemon.signal(signal.SIGHUP)  # the config and the model are still loading by now
+        daemon.wait_up(f"http://{listen}")
+        wait_until("the reload", lambda: "reloaded " in daemon.log, 30, lambda: daemon.log)
+        assert daemon.alive()
+    finally:
+        assert daemon.stop() == 0, daemon.log
+    # only the daemon holds a reload: another command still ends on a hangup
+    code = (
+        "import signal, sys; sys.argv = ['watchdog', '{}', '--config', 'c.yaml']; "
+        "import watchdog.__main__; print(signal.getsignal(signal.SIGHUP) is signal.SIG_DFL)"
+    )
+    for command, default in (("run", "False"), ("collect", "True")):
+        shown = run_cli_python(code.format(command))
+        assert shown == default, (command, shown)
+
+
+def run_cli_python(code: str) -> str:
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.strip()
+
+
 def test_a_reload_that_cannot_be_applied_is_refused_and_the_daemon_keeps_watching(
     tmp_path: Path, camera_server: CameraServer
 ) -> None:

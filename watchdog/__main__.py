@@ -10,7 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from watchdog import __version__, redact
+from watchdog import signals
+
+# before the heavy imports below: a reload asked for while the daemon starts is kept for it
+if next((a for a in sys.argv[1:] if not a.startswith("-")), None) == "run":
+    signals.hold_reloads()
+
+from watchdog import __version__, redact  # noqa: E402 - after the handler, on purpose
 from watchdog.commands import calibrate, check_config, collect, demo, feedback, replay, run, score
 from watchdog.config import ConfigError
 from watchdog.detection.bundle import BundleError

@@ -44,7 +44,7 @@ from watchdog.incidents import FramesNotKept, list_incidents, mark_failure, mark
 from watchdog.metrics import Metrics
 from watchdog.overrides import mask_check
 from watchdog.redact import secret_filter
-from watchdog.signals import Signals
+from watchdog.signals import Signals, held_reloads
 from watchdog.storage_lock import StorageLock, lock_storage
 from watchdog.watcher import Watcher, build_watcher
 
@@ -643,6 +643,8 @@ class Daemon:
     def run(self) -> int:
         # SIGTERM and Ctrl-C set the stop event at once, also while a reload runs
         signals = Signals(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, stop=self.stop_event)
+        if held_reloads():  # asked for while the config and the model were loading
+            signals.record(signal.SIGHUP)
         try:
             return self._serve(signals)
         finally:

@@ -64,6 +64,23 @@ class Signals:
             self._write_fd = -1
 
 
+_held: collections.deque[int] = collections.deque()
+
+
+def hold_reloads() -> None:
+    """Until the daemon's own handlers are in place (``Signals``), a SIGHUP is kept, not
+    obeyed: its default action ends the process, and ``systemctl reload`` or a hand's
+    ``kill -HUP`` can come while the daemon is still loading its config and model."""
+    signal.signal(signal.SIGHUP, lambda signum, frame: _held.append(signum))
+
+
+def held_reloads() -> bool:
+    """Whether a SIGHUP came while held (taken: asked once)."""
+    came = bool(_held)
+    _held.clear()
+    return came
+
+
 def _set_on_stop(read_fd: int, stop: threading.Event) -> None:
     """Read signal numbers from the wake-up pipe until it is closed; set ``stop`` on a stop."""
     try:
