@@ -76,10 +76,15 @@ def leaks(text: str, *secrets: str) -> list[str]:
             (),
             "http://nvr/image/cam1?user=admin&pw=***",
         ),
-        (  # a short password inside an ordinary word is that word: the key to fix stays legible
+        (  # a password inside a key's name is that name: the key to fix stays legible
             "set http.password_file or generate_password; pass: x:pass@h %3Apass%40cam",
             ("pass",),
             "set http.password_file or generate_password; ***: x:***@h %3A***%40cam",
+        ),
+        (  # inside any other word it is the secret: quoted twice, escaped by repr or JSON
+            "src=admin%253Apa55%2540cam 'user\\tpa55' \"\\u00e9pa55\" passpa55",
+            ("pa55",),
+            "src=admin%253A***%2540cam 'user\\t***' \"\\u00e9***\" pass***",
         ),
         (  # a long one is masked wherever it stands (a bot token after "bot" in an API URL)
             "POST https://api.telegram.org/bot123456:ABCdef-gh/sendPhoto",

@@ -21,7 +21,14 @@ from urllib.parse import SplitResult, urlsplit
 import yaml
 
 from watchdog.frames import FAILURES, FALSE_ALARMS
-from watchdog.redact import redact, redact_url, says_secret, secret_filter, url_secrets
+from watchdog.redact import (
+    add_key_names,
+    redact,
+    redact_url,
+    says_secret,
+    secret_filter,
+    url_secrets,
+)
 from watchdog.schema import (
     Field,
     Model,
@@ -750,6 +757,17 @@ class Config(_Model):
                 if isinstance(value, str) and "://" in value:
                     printer[section][key] = redact_url(value)
         return _redact_tree(data, [*self.secrets(), *secret_filter.known()])
+
+
+# every key of the schema, so that a short password found inside one's name ("pass" in
+# "password_file") leaves the name legible in the line that names it
+add_key_names(
+    name
+    for model in (TlsConfig, HomeAssistantConfig, MqttConfig, HttpConfig, StorageConfig)
+    + (CameraConfig, ApiConfig, DetectionConfig, PrinterConfig, NotifyTarget, Config)
+    for field in model.model_fields
+    for name in (field, *field.split("_"))
+)
 
 
 def _redact_tree(node: Any, secrets: list[str]) -> Any:

@@ -43,11 +43,28 @@ _SECRET_ANYWHERE = re.compile(
 _QUERY_KEY = re.compile(r"(?i)[?&;]([a-z0-9_.-]+)=")  # linear: a key holds no ?, & or ;
 _QUERY_VALUE = re.compile(r"[^&#\s'\"<>]+")
 _MIN_SECRET = 4  # shorter "secrets" would mask ordinary words
-# A secret shorter than this is masked where it stands on its own only: "pass" inside
-# "password" made the line naming the key to fix unreadable. Beside a letter or a digit it is
-# part of another word; after a %XX (a URL quoted inside another) it is still itself.
-_WHOLE_WORD_BELOW = 8
-_ALONE = r"(?:(?<![A-Za-z0-9])|(?<=%[0-9A-Fa-f]{{2}})){}(?![A-Za-z0-9])"
+# The config's own key names (``add_key_names``: the config's schema gives them). A secret
+# found inside one of them is that key's name, not the secret: the password "pass" made
+# "set http.password_file" unreadable in the very line that names the key to fix. Anywhere
+# else (inside "%253Apass", "\tpass" or any other word) it is masked.
+_KEY_NAMES: set[str] = set()
+_WORD = re.compile(r"[A-Za-z0-9_]+")
+
+
+def add_key_names(names: Iterable[str]) -> None:
+    _KEY_NAMES.update(n.lower() for n in names)
+
+
+def _mask_words(text: str, secret: str) -> str:
+    """``secret`` (letters, digits, _) masked in every word of ``text`` but a key's name."""
+
+    def masked(word: re.Match[str]) -> str:
+        w = word.group()
+        if secret not in w or (w != secret and w.lower() in _KEY_NAMES):
+            return w
+        return w.replace(secret, MASK)
+
+    return _WORD.sub(masked, text)
 
 
 def says_secret(name: str) -> bool:
@@ -115,10 +132,12 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in sorted(
         {s for s in secrets if s and len(s) >= _MIN_SECRET}, key=len, reverse=True
     ):
-        if len(secret) >= _WHOLE_WORD_BELOW:
+        if secret not in text:
+            continue
+        if _WORD.fullmatch(secret):
+            text = _mask_words(text, secret)
+        else:  # a secret of other characters too is part of no key's name
             text = text.replace(secret, MASK)
-        else:
-            text = re.sub(_ALONE.format(re.escape(secret)), MASK, text)
     text = _USERINFO.sub(rf"\1:{MASK}@", text)
     text = _USER_ONLY.sub(rf"\1{MASK}@", text)
     return _mask_query_values(text)
