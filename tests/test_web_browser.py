@@ -716,7 +716,8 @@ def test_an_unsaved_drawing_outlives_the_page_reloading_itself_until_saved_or_le
     wait_until(
         "saved", lambda: stored().get("consecutive") == frames + 2, 30, lambda: str(stored())
     )
-    assert len(stored()["mask"]) == masks + 1 and not note.is_displayed()
+    assert len(stored()["mask"]) == masks + 1
+    wait_until("the page told it is saved", lambda: not note.is_displayed(), 30)
     assert js(browser, "return sessionStorage.length") == 0, "kept after it was saved"
 
     # a drawing the owner walks away from ("Back") is not brought back
@@ -726,12 +727,42 @@ def test_an_unsaved_drawing_outlives_the_page_reloading_itself_until_saved_or_le
     canvas, _ = editor()
     assert int(canvas.get_attribute("data-masks")) == masks + 1
     assert not browser.find_element(By.CSS_SELECTOR, "[data-role=draft-note]").is_displayed()
+    # nor one left for another printer's editor (a bookmark, the browser's history)
+    _click_all(browser, canvas, [(0.6, 0.6), (0.8, 0.6), (0.8, 0.8), (0.6, 0.6)])
+    browser.get(env.url + "/#/edit/another")
+    wait_js(browser, "the other editor", "return location.hash === '#/edit/another'")
+    assert js(browser, "return sessionStorage.length") == 0
+    # nor one the owner reset, whatever the reset answers
+    canvas, _ = editor()
+    _click_all(browser, canvas, [(0.6, 0.6), (0.8, 0.6), (0.8, 0.8), (0.6, 0.6)])
+    assert js(browser, "return sessionStorage.length") == 1
+    browser.find_element(By.CSS_SELECTOR, "[data-role=reset]").click()
+    browser.switch_to.alert.accept()
+    wait_js(browser, "the draft forgotten", "return sessionStorage.length === 0")
+    wait_until("the reset done", lambda: not stored(), 30, lambda: str(stored()))
     _save_settings(
         env,
         _csrf_of(browser),
         {"mask": before.get("mask", []), "consecutive": before.get("consecutive", frames)},
     )
     browser.get(env.url + "/#/")
+
+
+def test_a_cards_heatmap_gone_with_a_new_region_is_not_shown_from_the_cache(env, browser) -> None:
+    """An idle printer's card after a region, mask or model save: the daemon drops the heatmap
+    and the score, but the card kept the picture it had (the same address, from the browser's
+    cache) and its score bar full and red."""
+    browser.get(env.url + "/#/")
+    browser.refresh()
+    wait_until("the heatmap", lambda: image_loaded(browser, card("img[data-role=frame]")), 60)
+    shown = js(
+        browser,
+        f"const c = cards['{PRINTER}'];"
+        f"updateCard(c, {{...S.printers.find((p) => p.name === '{PRINTER}'), score: null}});"
+        "return [c.img.hidden, c.noimg.hidden, c.noimg.textContent, c.barFill.style.width,"
+        " c.barFill.className];",
+    )
+    assert shown == [True, False, "no heatmap of the watched region yet", "0%", ""], shown
 
 
 def test_the_editor_says_a_region_of_its_own_leaves_a_first_frame_failure_uncaught(

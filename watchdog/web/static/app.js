@@ -115,7 +115,10 @@ function route() {
   document.getElementById("view-edit").hidden = S.view !== "edit";
   document.getElementById("nav-printers").classList.toggle("active", S.view === "printers");
   document.getElementById("nav-incidents").classList.toggle("active", S.view === "incidents");
-  if (S.view === "edit") openEditor(m[1]);
+  if (S.view === "edit") {
+    if (S.edit && S.edit.name !== m[1]) dropDraft(S.edit.name);  // straight to another's editor
+    openEditor(m[1]);
+  }
   else if (S.edit) { dropDraft(S.edit.name); S.edit = null; }  // left unsaved, as the owner chose
   if (S.view === "incidents") { S.incidentsKey = ""; loadIncidents(); }
 }
@@ -246,15 +249,21 @@ function updateCard(c, p) {
     c.barFill.style.width = `${Math.min(100, (100 * p.score) / full)}%`;
     c.barFill.className = p.score > p.threshold ? "over" : "";
     c.barMark.style.left = `${(100 * p.threshold) / full}%`;
+  } else {  // no score (none yet, or none since the watched region changed): an empty bar
+    c.barFill.style.width = "0%";
+    c.barFill.className = "";
   }
   const tl = S.timelines[p.name];
   const last = tl ? tl.seq : 0;  // the newest point's number: a new picture with each
   // no score: none since the region, mask or model changed, and its heatmap is gone with it
-  const key = `${c.overlay.checked}:${last}:${p.score === null}`;
+  // (an idle printer's point number stays: the browser would show its picture from cache)
+  const gone = c.overlay.checked && p.score === null;
+  const key = `${c.overlay.checked}:${last}:${gone}`;
   if (key !== c.imgKey && last) {
     c.imgKey = key;
-    c.noimg.textContent = c.overlay.checked ? "no heatmap of the watched region yet" : "no frame yet";
-    c.img.src = c.overlay.checked ? `/printers/${p.name}/latest.jpg?n=${last}` : `/api/printers/${p.name}/frame.jpg?n=${last}`;
+    c.noimg.textContent = gone ? "no heatmap of the watched region yet" : "no frame yet";
+    if (gone) { c.img.hidden = true; c.noimg.hidden = false; c.img.removeAttribute("src"); }
+    else c.img.src = c.overlay.checked ? `/printers/${p.name}/latest.jpg?n=${last}` : `/api/printers/${p.name}/frame.jpg?n=${last}`;
     c.img.dataset.kind = c.overlay.checked ? "heatmap" : "frame";
   }
   c.range.value = S.ranges[p.name] || "print";
@@ -758,9 +767,9 @@ async function saveEditor() {
 async function resetEditor() {
   const d = S.edit;
   if (!window.confirm(`Forget the settings saved for ${d.name} on this page and use the config file's?`)) return;
+  dropDraft(d.name);  // the owner chose the config file's, whatever the reset answers
   const r = await busy(() => post(`/api/printers/${d.name}/settings/reset`, {}));
   toast(r.detail, r.ok);
-  if (r.ok) dropDraft(d.name);
   // learnt again from the next state, unless the owner has left this editor meanwhile
   setTimeout(() => { if (S.edit === d) S.edit = { name: d.name, pending: true }; }, 2500);
 }
