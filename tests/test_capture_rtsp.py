@@ -10,7 +10,7 @@ import pytest
 
 from tests.daemon_helpers import DaemonProcess, free_port, wait_until, write_config
 from tests.test_capture import FAST, cam_cfg, read_until
-from watchdog.devices.capture import open_camera
+from watchdog.devices.capture import open_camera, url_host
 
 # (row, column) centre of each quadrant → its BGR colour
 QUADRANTS = {
@@ -50,7 +50,14 @@ def test_rtsp_camera_goes_offline_and_comes_back_when_the_camera_restarts(rtsp_c
         read_until(cam, lambda f: f is not None)
         server.stop()
         read_until(cam, lambda f: f is None and not cam.online)
-        assert cam.last_error
+        # which camera (host and port, never a password): OpenCV says "cannot open" only
+        wait_until(
+            "a reopen refused",
+            lambda: cam.read() is None and cam.last_error.startswith("cannot open"),
+            30,
+            lambda: cam.last_error,
+        )
+        assert cam.last_error == f"cannot open {url_host(server.url)}", cam.last_error
         server.start()
         frame = read_until(cam, lambda f: f is not None)
         assert cam.online and frame.shape == (240, 320, 3)

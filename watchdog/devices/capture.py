@@ -109,8 +109,13 @@ class SourceDown(Exception):
         self.busy = busy
 
 
-def _http_refusal(status: int, reason: str | None) -> SourceDown:
-    return SourceDown(f"HTTP {status} {reason or ''}".strip(), busy=status == 503)
+def _http_refusal(url: str, status: int, reason: str | None) -> SourceDown:
+    """The camera's refusal, naming the camera (its host: never its password) and, where the
+    camera refused the login, saying so."""
+    said = f"HTTP {status} {reason or ''}".strip()
+    if status in (401, 403):
+        said += ": the camera refused its user name or password"
+    return SourceDown(f"{url_host(url)}: {said}", busy=status == 503)
 
 
 @dataclass
@@ -864,7 +869,7 @@ class SnapshotCamera(_BaseCamera):
         resp = _open_camera_url(self._http, self.url, cfg.timeout_s)
         try:
             if resp.status >= 400:
-                raise _http_refusal(resp.status, resp.reason)
+                raise _http_refusal(self.url, resp.status, resp.reason)
             ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if ctype.startswith("multipart/x-mixed-replace"):
                 raise _StreamDetected
@@ -1087,7 +1092,12 @@ class StreamCamera(_ThreadedCamera):
                 cv2.CAP_FFMPEG,
                 [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms],
             )
-            why = "cannot open"
+            # OpenCV says no more than that: the address at least (its host, never its password)
+            why = (
+                f"cannot open {url_host(str(self.target))}"
+                if "://" in str(self.target)
+                else "cannot open"
+            )
         if not cap.isOpened():
             cap.release()
             raise SourceDown(why, busy=self.kind == "v4l2 device")
@@ -1324,7 +1334,7 @@ class MjpegCamera(_ThreadedCamera):
                 raise
         with resp:
             if resp.status >= 400:
-                raise _http_refusal(resp.status, resp.reason)
+                raise _http_refusal(self.url, resp.status, resp.reason)
             ctype = resp.headers.get("Content-Type", "")
             delimiter = _boundary(ctype)
             if delimiter is None:
