@@ -219,6 +219,12 @@ def test_missing_and_corrupt_bundles_fail_at_start(tmp_path, tiny_bundle) -> Non
     assert _one_line_error(run_cli("run", "--config", str(config))) == (
         f"error: {config}: model: {tmp_path / 'nowhere'}: model bundle folder not found"
     )
+    zipped = tmp_path / "bundle.zip"  # there, but a file: "not found" sent the owner looking
+    zipped.write_bytes(b"PK\x03\x04")
+    config = write_config(tmp_path / "c.yaml", model=str(zipped), printers=[{"name": "e3"}])
+    assert "a file, not a model bundle folder" in _one_line_error(
+        run_cli("run", "--config", str(config))
+    )
 
     broken = tmp_path / "broken"
     shutil.copytree(tiny_bundle, broken)

@@ -655,6 +655,11 @@ class Bundle:
         path = Path(path)
         meta_path = path / META_FILE
         try:
+            if path.exists() and not path.is_dir():  # a zip or the .tflite alone
+                raise BundleError(
+                    f"{path}: a file, not a model bundle folder (the folder holding "
+                    f"{MODEL_FILE} and {META_FILE}; unpack a zipped one)"
+                )
             if not path.is_dir():
                 raise BundleError(f"{path}: model bundle folder not found")
             model = path / MODEL_FILE
