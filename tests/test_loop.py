@@ -1325,6 +1325,37 @@ def test_a_print_cancelled_after_a_restart_answers_the_alert_that_still_stood(
     restarted.close()
 
 
+def test_a_restart_before_the_pause_had_to_show_still_checks_it(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The API took the pause, the printer never paused (a PAUSE macro that does not), and the
+    watchdog restarted within ``api.confirm_s``: the printer printing was taken for a resume
+    while it was stopped, the alert answered "resumed", and the failure went on unsaid."""
+
+    class Deaf(SimulatedPrinter):
+        def pause(self) -> ActionResult:
+            return ActionResult(Action.PAUSE, Outcome.DONE, "ok", 1)
+
+    printer = Deaf("benchy_A.gcode")
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    while watcher.status()["last_alert"] is None:
+        watcher.step()
+    incident = watcher.status()["last_alert"]["incident"]
+    watcher.close()
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    restarted.step()
+    [saved] = list_incidents(tmp_path / "state", ["e3"])
+    assert not closing_answer(saved.alert), "taken for a resume"
+    assert restarted.status()["failure"]
+    for _ in range(12):  # 10 s a step: past the 90 s the pause had
+        restarted.step()
+    [saved] = [i for i in list_incidents(tmp_path / "state", ["e3"]) if i.id == incident]
+    assert saved.alert["action_result"]["outcome"] == "failed", saved.alert
+    assert "still printing" in saved.alert["action_result"]["detail"]
+    restarted.close()
+
+
 def test_a_cancel_answers_only_what_the_watcher_saw_and_never_twice(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

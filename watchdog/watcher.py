@@ -1024,15 +1024,31 @@ class Watcher:
         """Just started, the printer's state known: the newest alert on disk paused this very
         print and nobody answered it. Still paused, the alert stands (its failure shown, its
         buttons and Home Assistant's "latest" answer working) and a resume re-learns the
-        print; printing again, it was resumed while the watchdog was stopped, which answers it
-        (its Cancel, pressed later, must not stop the print)."""
+        print; printing within ``api.confirm_s`` of the alert, the pause has not shown yet and
+        is still checked (``stop_due_after_restart``); printing after it, it was resumed while
+        the watchdog was stopped, which answers it (its Cancel, pressed later, must not stop
+        the print)."""
         if self.state.printer not in (PrinterState.PAUSED, PrinterState.PRINTING):
             return
         saved = self._newest_saved()
         if saved is None or answered(saved[1]) or not _paused_the_print(saved[0]):
             return
         alert, raw = saved
-        if _epoch(alert.time) is None:  # cannot tell whether its job was started again since
+        raised = _epoch(alert.time)
+        if raised is None:  # cannot tell whether its job was started again since
+            return
+        left = raised + self.cfg.api.confirm_s - time.time()
+        if self.state.printer is PrinterState.PRINTING and left > 0:
+            self.state = decide.stop_due_after_restart(self.state, now + left, now, self.settings)
+            self.last_alert, self._alert_print = alert, self._prints
+            logger.info(
+                "%s: alert %s paused the print %.0f s ago and the printer still prints: it has "
+                "%.0f s more to show the pause",
+                self.name,
+                alert.incident,
+                time.time() - raised,
+                left,
+            )
             return
         if self.state.printer is PrinterState.PRINTING:
             logger.info("%s: alert %s: the print was resumed meanwhile", self.name, alert.incident)

@@ -315,6 +315,13 @@ def paused_by_us(state: WatchState) -> WatchState:
     return replace(state, armed=False, rearm_at=None, failure=True, triggers=max(1, state.triggers))
 
 
+def stop_due_after_restart(state: WatchState, due: float, now: float, s: Settings) -> WatchState:
+    """After a restart inside the time our pause had to show (``stop_sent``), the printer still
+    printing: the alert stands, and the printer must still show the pause by ``due`` (taken
+    for a resume, a PAUSE macro that does not pause went on unsaid)."""
+    return replace(paused_by_us(state), rearm_at=now + s.cooldown_s, stop_due=due)
+
+
 def after_a_gap(state: WatchState) -> WatchState:
     """Frames stopped coming for a while (the camera offline, watching switched off): a run
     of anomalous frames does not span the gap; three in a row are three fresh ones."""
