@@ -105,8 +105,8 @@ _NTFY_PRIORITY = {
     Kind.PRINT_ERROR: "high",
 }
 BUTTONS = ((Verb.NOT_A_FAILURE, "Not a failure"), (Verb.RESUME, "Resume"), (Verb.CANCEL, "Cancel"))
-# a link besides them where the answers are links in the text (ntfy shows three buttons at most),
-# for an alert of a printer with an API (none tells the watchdog when the print ends)
+# a link besides them, in the text (ntfy shows three buttons at most), for an alert of a
+# printer with an API (none tells the watchdog when the print ends)
 SKIP_LINK = (Verb.SKIP_PRINT, "Stop watching this print")
 
 Sender = Callable[[dict[str, Any]], dict[str, Any]]
@@ -920,8 +920,7 @@ class TargetSender:
             now = self.tokens.clock()
             links = []
             offered = saved_answers(entry.body)
-            skip = offered and not self._has_buttons()
-            for verb, label in (*BUTTONS, SKIP_LINK) if skip else BUTTONS:
+            for verb, label in (*BUTTONS, SKIP_LINK) if offered else BUTTONS:
                 if verb not in (Verb.NOT_A_FAILURE, Verb.SKIP_PRINT) and verb not in offered:
                     continue
                 try:
@@ -951,6 +950,7 @@ class TargetSender:
         return "; ".join(
             f"http, {label}, {url}, method=POST" + ("" if label == keeps else ", clear=true")
             for label, url in self._action_links(entry)
+            if label != SKIP_LINK[1]  # a fourth: a link in the text (three buttons at most)
         )
 
     def _message(self, entry: Entry) -> str:
@@ -958,7 +958,9 @@ class TargetSender:
         n = _count(entry.body.get("coalesced"))
         if n:
             text += f"\n({n} earlier {entry.body.get('group')} event(s) on {entry.printer} since {_local(entry.body.get('since'))}, summed up here)"
-        links = [] if self._has_buttons() else self._action_links(entry)
+        links = self._action_links(entry)
+        if self._has_buttons():  # the rest are buttons
+            links = [(label, url) for label, url in links if label == SKIP_LINK[1]]
         if links:  # each opens a page on the daemon that asks before it acts
             text += "\n\nAnswer (the link opens a page on the watchdog; it asks first):\n"
             text += "\n".join(f"{label}: {url}" for label, url in links)
