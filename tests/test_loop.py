@@ -1356,6 +1356,32 @@ def test_a_restart_before_the_pause_had_to_show_still_checks_it(
     restarted.close()
 
 
+def test_a_pause_answered_too_late_is_told_done_once_the_printer_shows_it(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Moonraker answers a PAUSE once Klipper has run it: behind a heat-up, after the API's
+    timeout. That was "the pause did NOT happen", sent twice more, and never put right when
+    the printer showed paused; now its end is unknown, then told done when it shows."""
+
+    class Late(SimulatedPrinter):
+        def pause(self) -> ActionResult:
+            return ActionResult(Action.PAUSE, Outcome.UNKNOWN, "no answer within 10 s", 3)
+
+    printer = Late("benchy_A.gcode")
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    while watcher.status()["last_alert"] is None:
+        watcher.step()
+    assert watcher.status()["last_alert"]["action_result"]["outcome"] == "unknown"
+    SimulatedPrinter.pause(printer)  # the PAUSE runs, its heat-up done
+    watcher.step()
+    [saved] = list_incidents(tmp_path / "state", ["e3"])
+    assert saved.alert["action_result"]["outcome"] == "done", saved.alert
+    assert "shows it paused" in saved.alert["action_result"]["detail"]
+    assert saved.alert["answers"] == ["resume", "cancel"]
+    watcher.close()
+
+
 def test_a_cancel_answers_only_what_the_watcher_saw_and_never_twice(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

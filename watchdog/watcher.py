@@ -533,6 +533,8 @@ class Watcher:
             self._record_answer(Verb.RESUME, None)
         if Event.CANCELLED_WHILE_PAUSED in happened and told_before == PrinterState.PAUSED:
             self._cancelled_while_paused()
+        if Event.STOP_SHOWN in happened:
+            self._stop_shown(status.state)
         if Event.NOT_STOPPED in happened:
             self._not_carried_out()
         if Event.PAUSED_LATE in happened:
@@ -611,6 +613,22 @@ class Watcher:
         detail = f"{sent}, but the printer was still printing {self.cfg.api.confirm_s:.0f} s later"
         logger.error("%s", self._correct(alert, Outcome.FAILED, detail).message)
         self.metrics.observe_action(self.name, str(alert.action), "not_carried_out")
+
+    def _stop_shown(self, now: PrinterState) -> None:
+        """Our pause or cancel, sent but not answered in time (its end unknown: the alert said
+        it may not have happened), shows on the printer: the alert says it happened, with its
+        Resume (a Klipper PAUSE is answered only once run, after a heat-up it waits behind)."""
+        alert = self._alert_to_correct()
+        if alert is None or alert.action_result.outcome is not Outcome.UNKNOWN:
+            return
+        if (alert.action, now) not in (
+            (Action.PAUSE, PrinterState.PAUSED),
+            (Action.CANCEL, PrinterState.IDLE),
+        ):
+            return
+        shown = "paused" if alert.action is Action.PAUSE else "no longer printing"
+        detail = f"the printer shows it {shown} (its API's answer came too late)"
+        logger.warning("%s", self._correct(alert, Outcome.DONE, detail).message)
 
     def _paused_late(self) -> None:
         """Told not to have paused, the print shows paused now: a PAUSE queued behind a long

@@ -41,6 +41,8 @@ class Event(Enum):
     # the printer shows a pause after all, after it was said not to have happened (a PAUSE
     # queued behind a long command, or paused at the printer since)
     PAUSED_LATE = "paused_late"
+    # the printer shows our pause or cancel within the time it had (whatever its API said)
+    STOP_SHOWN = "stop_shown"
 
 
 class Label(Enum):
@@ -193,7 +195,7 @@ def _stop_followed(
             return replace(state, late_until=None), (*events, Event.PAUSED_LATE) if late else events
         return state, events
     if printer in (PrinterState.PAUSED, PrinterState.IDLE, PrinterState.ERROR):
-        return replace(state, stop_due=None, late_until=None), events
+        return replace(state, stop_due=None, late_until=None), (*events, Event.STOP_SHOWN)
     if printer is PrinterState.PRINTING and now >= state.stop_due:
         # not cancelled after all: its end is a "print ended" again
         until = now + PAUSED_LATE_WITHIN_S

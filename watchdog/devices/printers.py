@@ -89,11 +89,14 @@ KEY_REJECTED = "API key rejected"  # in a status's detail: the owner must fix th
 class _Failure(Exception):
     """A request that failed; ``detail`` is ready for a log line and an alert."""
 
-    def __init__(self, detail: str, retryable: bool, unsent: bool = False) -> None:
+    def __init__(
+        self, detail: str, retryable: bool, unsent: bool = False, answered: bool = False
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.retryable = retryable
         self.unsent = unsent  # failed before the request left (no connection, no TLS)
+        self.answered = answered  # the server answered it with an error: it was not done
         self.after_send = False  # a command that may have reached the printer: it may be done
 
 
@@ -101,7 +104,7 @@ class _Conflict(_Failure):
     """HTTP 409: the server refuses the command in the printer's current state."""
 
     def __init__(self, detail: str) -> None:
-        super().__init__(detail, retryable=False)
+        super().__init__(detail, retryable=False, answered=True)
 
 
 # OctoPrint's state text while it copies a file onto the printer's SD card ("Starting to send
@@ -274,6 +277,7 @@ class _HttpPrinter:
             raise _Failure(
                 f"{shown}: HTTP {code}: {KEY_REJECTED}, check api.api_key ({message})",
                 retryable=False,
+                answered=True,
             )
         if code == 409:
             raise _Conflict(f"{shown}: HTTP 409: {message}")
@@ -282,9 +286,10 @@ class _HttpPrinter:
             raise _Failure(
                 f"{shown}: HTTP {code} redirect to {where}; set api.url to the final address",
                 retryable=False,
+                answered=True,
             )
         if code >= 400:
-            raise _Failure(f"{shown}: HTTP {code}: {message}", retryable=code >= 500)
+            raise _Failure(f"{shown}: HTTP {code}: {message}", retryable=code >= 500, answered=True)
         if not raw.strip():
             return None
         try:
@@ -367,7 +372,7 @@ class _HttpPrinter:
             except _Conflict as exc:
                 return ActionResult(action, Outcome.REFUSED, exc.detail, 0)
             except _Failure as exc:
-                exc.after_send = not exc.unsent
+                exc.after_send = not exc.unsent and not exc.answered
                 raise
             return ActionResult(
                 action, Outcome.DONE, f"{self.name} accepted {action} of job{job}", 0
@@ -400,6 +405,17 @@ class _HttpPrinter:
                     logger.error(
                         "%s %s failed after %d attempt(s): %s", self.name, action, attempt, detail
                     )
+                    if sent:
+                        # a command that left and got no answer may still be carried out
+                        # (Moonraker answers a PAUSE once Klipper has run it: after a heat-up
+                        # it waits behind): not "did not happen", which no pause seen corrects
+                        return ActionResult(
+                            action,
+                            Outcome.UNKNOWN,
+                            f"{detail}; the {action} was sent and not answered: whether it "
+                            "happens is not known yet",
+                            attempt,
+                        )
                     return ActionResult(action, Outcome.FAILED, detail, attempt)
                 logger.warning(
                     "%s %s attempt %d/%d failed: %s; retrying in %g s",
