@@ -1325,6 +1325,28 @@ def test_a_print_cancelled_after_a_restart_answers_the_alert_that_still_stood(
     restarted.close()
 
 
+class _PausedOnlySaid(SimulatedPrinter):
+    """A printer whose API answers a pause (``outcome``) that the printer does not make."""
+
+    def __init__(self, job: str, outcome: Outcome) -> None:
+        super().__init__(job)
+        self.outcome = outcome
+
+    def pause(self) -> ActionResult:
+        return ActionResult(Action.PAUSE, self.outcome, "no answer within 10 s", 3)
+
+
+def _alerted(
+    tmp_path: Path, bundle_dir: Path, normal_frames, anomalous_frames, printer: PrinterClient
+) -> tuple[Watcher, Path]:
+    """A watcher stepped until a lasting failure raised its alert: it, and its frames."""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
+    watcher = _watcher(tmp_path, bundle_dir, frames, printer)
+    while watcher.status()["last_alert"] is None:
+        watcher.step()
+    return watcher, frames
+
+
 def test_a_restart_before_the_pause_had_to_show_still_checks_it(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
@@ -1332,15 +1354,10 @@ def test_a_restart_before_the_pause_had_to_show_still_checks_it(
     watchdog restarted within ``api.confirm_s``: the printer printing was taken for a resume
     while it was stopped, the alert answered "resumed", and the failure went on unsaid."""
 
-    class Deaf(SimulatedPrinter):
-        def pause(self) -> ActionResult:
-            return ActionResult(Action.PAUSE, Outcome.DONE, "ok", 1)
-
-    printer = Deaf("benchy_A.gcode")
-    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
-    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
-    while watcher.status()["last_alert"] is None:
-        watcher.step()
+    printer = _PausedOnlySaid("benchy_A.gcode", Outcome.DONE)
+    watcher, frames = _alerted(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
     incident = watcher.status()["last_alert"]["incident"]
     watcher.close()
     restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
@@ -1363,15 +1380,8 @@ def test_a_pause_answered_too_late_is_told_done_once_the_printer_shows_it(
     timeout. That was "the pause did NOT happen", sent twice more, and never put right when
     the printer showed paused; now its end is unknown, then told done when it shows."""
 
-    class Late(SimulatedPrinter):
-        def pause(self) -> ActionResult:
-            return ActionResult(Action.PAUSE, Outcome.UNKNOWN, "no answer within 10 s", 3)
-
-    printer = Late("benchy_A.gcode")
-    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
-    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
-    while watcher.status()["last_alert"] is None:
-        watcher.step()
+    printer = _PausedOnlySaid("benchy_A.gcode", Outcome.UNKNOWN)
+    watcher, _ = _alerted(tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer)
     assert watcher.status()["last_alert"]["action_result"]["outcome"] == "unknown"
     SimulatedPrinter.pause(printer)  # the PAUSE runs, its heat-up done
     watcher.step()
