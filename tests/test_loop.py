@@ -1373,6 +1373,36 @@ def test_a_restart_before_the_pause_had_to_show_still_checks_it(
     restarted.close()
 
 
+def test_an_alerts_button_after_a_restart_with_the_api_away_says_so_and_acts_once_back(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Restarted while the printer's API was away, an alert's Resume said "ender3 reports no
+    job": the API had told nothing at all."""
+
+    class Away(SimulatedPrinter):
+        away = False
+
+        def status(self) -> PrinterStatus:
+            if self.away:
+                return PrinterStatus(PrinterState.OFFLINE, None, "connection refused")
+            return super().status()
+
+    printer = Away("benchy_A.gcode")
+    watcher, frames, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    watcher.close()
+    printer.away = True
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    restarted.step()
+    ok, detail = _press(restarted, Verb.RESUME, incident)
+    assert not ok and "API does not answer (connection refused)" in detail, detail
+    printer.away = False
+    ok, detail = _press(restarted, Verb.RESUME, incident)
+    assert ok and printer.status().state == "printing", detail
+    restarted.close()
+
+
 def test_a_pause_answered_too_late_is_told_done_once_the_printer_shows_it(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

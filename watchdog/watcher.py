@@ -1115,6 +1115,9 @@ class Watcher:
         newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
         if newest and newest[0].id != incident:
             return f"{self.name} has had a newer alert since this one"
+        if self.api_state == PrinterState.OFFLINE:  # it tells no job: not "no job"
+            why = f" ({self.printer_detail})" if self.printer_detail else ""
+            return f"the printer's API does not answer{why}: try again when it does"
         return self._another_print(newest[0].alert if newest else {})
 
     def _another_print(self, saved: dict[str, Any]) -> str:
