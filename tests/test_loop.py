@@ -1325,6 +1325,17 @@ def test_a_print_cancelled_after_a_restart_answers_the_alert_that_still_stood(
     restarted.close()
 
 
+class _Unreachable(SimulatedPrinter):
+    """A printer whose API a test takes away (``offline``) and gives back."""
+
+    offline = False
+
+    def status(self) -> PrinterStatus:
+        if self.offline:
+            return PrinterStatus(PrinterState.OFFLINE, None, "connection refused")
+        return super().status()
+
+
 class _PausedOnlySaid(SimulatedPrinter):
     """A printer whose API answers a pause (``outcome``) that the printer does not make."""
 
@@ -1379,25 +1390,17 @@ def test_an_alerts_button_after_a_restart_with_the_api_away_says_so_and_acts_onc
     """Restarted while the printer's API was away, an alert's Resume said "ender3 reports no
     job": the API had told nothing at all."""
 
-    class Away(SimulatedPrinter):
-        away = False
-
-        def status(self) -> PrinterStatus:
-            if self.away:
-                return PrinterStatus(PrinterState.OFFLINE, None, "connection refused")
-            return super().status()
-
-    printer = Away("benchy_A.gcode")
+    printer = _Unreachable("benchy_A.gcode")
     watcher, frames, incident = _paused(
         tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
     )
     watcher.close()
-    printer.away = True
+    printer.offline = True
     restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
     restarted.step()
     ok, detail = _press(restarted, Verb.RESUME, incident)
     assert not ok and "API does not answer (connection refused)" in detail, detail
-    printer.away = False
+    printer.offline = False
     ok, detail = _press(restarted, Verb.RESUME, incident)
     assert ok and printer.status().state == "printing", detail
     restarted.close()
@@ -1430,15 +1433,7 @@ def test_a_cancel_answers_only_what_the_watcher_saw_and_never_twice(
     has ended" (its buttons never act on a later print). Answered by a resume, then paused
     and cancelled at the printer (a filament change given up): the answer stays the first."""
 
-    class Unreachable(SimulatedPrinter):
-        offline = False
-
-        def status(self) -> PrinterStatus:
-            if self.offline:
-                return PrinterStatus(PrinterState.OFFLINE, None, "connection refused")
-            return super().status()
-
-    printer = Unreachable("benchy_A.gcode")
+    printer = _Unreachable("benchy_A.gcode")
     watcher, frames, _ = _paused(
         tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
     )
@@ -1452,7 +1447,7 @@ def test_a_cancel_answers_only_what_the_watcher_saw_and_never_twice(
     assert closing_answer(saved.alert) == "ended"
     watcher.close()
 
-    printer = Unreachable("benchy_B.gcode")
+    printer = _Unreachable("benchy_B.gcode")
     watcher, _, incident = _paused(
         tmp_path / "b", tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
     )
