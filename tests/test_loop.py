@@ -1604,6 +1604,35 @@ def test_a_print_that_ends_with_its_camera_offline_withdraws_the_waiting_offline
     watcher.camera.close()
 
 
+def test_a_print_that_ends_while_its_api_is_away_is_told_as_maybe_lost(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """OctoPrint updated (or Klipper restarted) mid-print: the print is gone, and once the API
+    was back the printer was idle, told as a quiet "finished, or cancelled at the printer"."""
+    printer = _Unreachable("benchy.gcode")
+    watcher = _watcher(
+        tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "rec", normal_frames), printer
+    )
+    told = []
+    watcher.alerts.print_done = lambda name, job, error=None, unseen=False: told.append(
+        (job, unseen)
+    )
+    for _ in range(3):
+        watcher.step()
+    printer.offline = True
+    watcher.step()
+    printer.cancel()  # gone with the restart
+    printer.offline = False
+    watcher.step()
+    assert told == [("benchy.gcode", True)]
+    printer.start_print("next.gcode")
+    watcher.step()
+    printer.cancel()  # seen: an end the printer told
+    watcher.step()
+    assert told[-1] == ("next.gcode", False)
+    watcher.camera.close()
+
+
 @pytest.mark.parametrize(("action", "told"), [("notify", 1), ("cancel", 0)])
 def test_a_print_that_ends_soon_after_an_alert_is_told_unless_the_watchdog_cancelled_it(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, action: str, told: int

@@ -322,6 +322,19 @@ def test_a_print_a_printer_error_stopped_is_told_loud_not_as_a_quiet_success(
     assert webhook_receiver.posts[0]["type"] == "warning"
 
 
+def test_a_print_that_ended_while_its_printer_was_unreachable_is_told_loud(
+    phone, ntfy_receiver
+) -> None:
+    """Seen printing, then idle once the API was back: a restart of OctoPrint or Klipper ends
+    a print as quietly as one that finished."""
+    notifier = phone(notify=(target(ntfy_receiver.url("done"), events=["print_done"]),))
+    notifier.print_done(PRINTER, "benchy.gcode", unseen=True)
+    assert notifier.notifications.flush(60)
+    [unseen] = ntfy_receiver.messages
+    assert unseen.title == "ender3: print ended while the printer could not be reached"
+    assert unseen.priority == "high" and "it was lost" in unseen.message
+
+
 def test_a_failure_left_printing_by_a_notify_only_printer_is_as_loud_as_a_pause_that_failed(
     phone, ntfy_receiver, webhook_receiver
 ) -> None:

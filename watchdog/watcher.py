@@ -539,7 +539,15 @@ class Watcher:
             self._not_carried_out()
         if Event.PAUSED_LATE in happened:
             self._paused_late()
-        if Event.PRINT_ENDED in happened:
+        if Event.PRINT_ENDED in happened and told_before == PrinterState.OFFLINE:
+            # seen printing, then idle once the API was back: a restart of OctoPrint or
+            # Klipper (an update, a crash) ends a print as "finished" would
+            logger.warning(
+                "%s: the print ended while its printer could not be reached: finished, or lost",
+                self.name,
+            )
+            self.alerts.print_done(self.name, job_before, unseen=True)
+        elif Event.PRINT_ENDED in happened:
             self.alerts.print_done(self.name, job_before)
         if Event.PRINT_ERROR in happened:
             logger.warning("%s: the print stopped by a printer error: %s", self.name, status.detail)

@@ -210,11 +210,13 @@ class Notifier:
             printer, Kind.CAMERA_OFFLINE
         )
 
-    def print_done(self, printer: str, job: str | None, error: str | None = None) -> None:
+    def print_done(
+        self, printer: str, job: str | None, error: str | None = None, unseen: bool = False
+    ) -> None:
         """A watched print stopped printing without our action (``print_done``); ``error``:
-        the printer's error that stopped it."""
+        the printer's error that stopped it; ``unseen``: it ended while the API was away."""
         if self.notifications:
-            self.notifications.notify(print_done_event(printer, job, error))
+            self.notifications.notify(print_done_event(printer, job, error, unseen))
 
     # ----------------------------------------------------------------- status and commands
 

@@ -209,9 +209,22 @@ def camera_event(printer: str, online: bool, why: str = "") -> Event:
     )
 
 
-def print_done_event(printer: str, job: str | None, error: str | None = None) -> Event:
+def print_done_event(
+    printer: str, job: str | None, error: str | None = None, unseen: bool = False
+) -> Event:
     """A watched print stopped without our action; ``error``: the printer's own error, when
-    it stopped because of one (a thermal runaway, a move out of range, a lost connection)."""
+    it stopped because of one (a thermal runaway, a move out of range, a lost connection);
+    ``unseen``: it ended while the printer's API could not be reached (finished, or lost when
+    OctoPrint or Klipper restarted: told as loud as an error, the owner must look)."""
+    if unseen:
+        return Event(
+            Kind.PRINT_ERROR,
+            printer,
+            f"{printer}: print ended while the printer could not be reached",
+            f"{job or 'The print'} on {printer} ended while its printer's API did not answer: "
+            "it finished, or it was lost (a restart of OctoPrint or Klipper ends a print). "
+            "Check the printer.",
+        )
     if error:
         return Event(
             Kind.PRINT_ERROR,
