@@ -13,6 +13,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import Future
 from pathlib import Path
 
 import cv2
@@ -92,11 +93,14 @@ class Recorder:
     def __init__(self, ok: bool = True, under_way: bool = False) -> None:
         self.commands: list[Command] = []
         self.ok, self.under_way = ok, under_way
+        self.later: Future[CommandResult] = Future()  # what an under-way command comes to
 
     def dispatch(self, command: Command) -> CommandResult:
         self.commands.append(command)
         if self.under_way:
-            return CommandResult(False, "e3 is still carrying out resume", under_way=True)
+            return CommandResult(
+                False, "e3 is still carrying out resume", under_way=True, later=self.later
+            )
         return CommandResult(
             self.ok, f"{command.verb.value} done" if self.ok else "printer is not paused"
         )
@@ -1084,6 +1088,20 @@ def test_a_press_still_under_way_when_its_answer_is_due_cannot_be_pressed_again(
     )
     again = ActionHandler(ActionTokens(tmp_path), Recorder(ok=True), tmp_path)
     assert again.handle_action(token)[0] == 409 and len(slow.commands) == 1
+
+
+def test_a_press_under_way_that_fails_in_the_end_can_be_pressed_again(tmp_path, caplog) -> None:
+    """The printer's API hung through every try: the phone heard "still carrying out", the
+    resume failed, nothing said so, and the button stayed used ("already used")."""
+    store = IncidentStore(tmp_path)
+    incident = store.save(PRINTER, alert(), jpeg(1), jpeg(1)).id
+    token = ActionTokens(tmp_path).issue(PRINTER, incident, Verb.RESUME, 3600)
+    slow = Recorder(under_way=True)
+    assert ActionHandler(ActionTokens(tmp_path), slow, tmp_path).handle_action(token)[0] == 202
+    slow.later.set_result(CommandResult(False, "OctoPrint resume failed: no answer within 10 s"))
+    assert "failed after it was said under way: OctoPrint resume failed" in caplog.text
+    again = ActionHandler(ActionTokens(tmp_path), Recorder(ok=True), tmp_path)
+    assert again.handle_action(token) == (200, "resume done")
 
 
 # --------------------------------------------------------------------------- config

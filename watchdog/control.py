@@ -9,7 +9,8 @@ So a button on the page and a button on the phone do exactly what the MQTT comma
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
@@ -71,6 +72,9 @@ class CommandResult:
     ok: bool
     detail: str
     under_way: bool = False  # not answered in time but started: it will still happen
+    # under way: what it comes to, once done (its sender may still act on it: a phone's button
+    # that failed in the end works again)
+    later: Future[CommandResult] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

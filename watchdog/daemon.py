@@ -366,6 +366,7 @@ class Daemon:
             False,
             f"{name} is still carrying out {command.verb.value} (more than {wait_s:.0f} s)",
             under_way=True,
+            later=done,
         )
 
     @staticmethod

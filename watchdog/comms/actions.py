@@ -24,11 +24,12 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
 from pathlib import Path
 
-from watchdog.control import Command, Dispatcher, Verb
+from watchdog.control import Command, CommandResult, Dispatcher, Verb
 from watchdog.durable import replace_file
 from watchdog.incidents import (
     SAFE_NAME,
@@ -282,9 +283,34 @@ class ActionHandler:
             grant.incident,
             result.detail,
         )
-        if result.under_way:  # it will still happen: the button stays used
+        if result.under_way:  # it will still happen: the button stays used, unless it fails
+            if result.later is not None:
+                result.later.add_done_callback(lambda done: self._settled(token, grant, done))
             return int(HTTPStatus.ACCEPTED), result.detail
         if not result.ok:
             self.tokens.give_back(token)
             return int(HTTPStatus.CONFLICT), result.detail
         return int(HTTPStatus.OK), result.detail
+
+    def _settled(self, token: str, grant: Grant, done: Future[CommandResult]) -> None:
+        """A button's command answered "still carrying out" has ended: failed, its button
+        works again (it said it would still happen), and the log says what became of it."""
+        result = None if done.cancelled() or done.exception() else done.result()
+        if result is not None and result.ok:
+            logger.info(
+                "%s: phone button %s on alert %s, done late: %s",
+                grant.printer,
+                grant.verb.value,
+                grant.incident,
+                result.detail,
+            )
+            return
+        self.tokens.give_back(token)
+        logger.error(
+            "%s: phone button %s on alert %s failed after it was said under way: %s; the button "
+            "works again",
+            grant.printer,
+            grant.verb.value,
+            grant.incident,
+            result.detail if result is not None else "it was not carried out",
+        )
