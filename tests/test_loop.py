@@ -1406,6 +1406,30 @@ def test_an_alerts_button_after_a_restart_with_the_api_away_says_so_and_acts_onc
     restarted.close()
 
 
+def test_an_alerts_cancel_after_its_print_ended_in_a_printer_error_says_it_ended(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Paused, then Klipper shut down (an emergency stop) and restarted: the printer idle,
+    its print time back at 0 under the same job name, the alert's Cancel said "it is another
+    print" where nothing printed."""
+
+    class Restarted(SimulatedPrinter):
+        printed = 600.0
+
+        def status(self) -> PrinterStatus:
+            return dataclasses.replace(super().status(), printed_s=self.printed)
+
+    printer = Restarted("benchy_A.gcode")
+    watcher, _, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    printer.cancel()  # the firmware restart ends it: Klipper's print time is 0 again
+    printer.printed = 0.0
+    ok, detail = _press(watcher, Verb.CANCEL, incident)
+    assert not ok and "the print this alert was about has ended" in detail, detail
+    watcher.close()
+
+
 def test_a_pause_answered_too_late_is_told_done_once_the_printer_shows_it(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

@@ -1108,7 +1108,10 @@ class Watcher:
         if alert is not None:
             if alert.incident != incident:
                 return f"{self.name} has had a newer alert since this one"
-            if self._alert_print != self._prints:
+            running = self.state.printer in (PrinterState.PRINTING, PrinterState.PAUSED)
+            if self._alert_print != self._prints or not running:
+                # (nothing runs: the job name kept from the print is no print, its print time
+                # gone back to 0 after a firmware restart no other print)
                 return f"the print this alert was about has ended on {self.name}"
             if alert.job is None or self.state.job is None:
                 return ""
