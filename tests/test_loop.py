@@ -1430,6 +1430,22 @@ def test_an_alerts_cancel_after_its_print_ended_in_a_printer_error_says_it_ended
     watcher.close()
 
 
+def test_not_a_failure_on_a_paused_print_says_it_stays_paused(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """ "Not a failure" answers the alert; it does not resume the print. The page said
+    "learning the print's look again" and the owner waited for a print that stayed paused."""
+    printer = SimulatedPrinter("benchy_A.gcode")
+    watcher, _, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    watcher.step()  # the pause seen (the owner answers seconds later at the soonest)
+    ok, detail = _press(watcher, Verb.NOT_A_FAILURE, incident)
+    assert ok and detail.endswith("the print stays paused: Resume it when ready"), detail
+    assert printer.status().state == "paused"
+    watcher.close()
+
+
 def test_a_pause_answered_too_late_is_told_done_once_the_printer_shows_it(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

@@ -763,6 +763,8 @@ def test_a_cards_heatmap_gone_with_a_new_region_is_not_shown_from_the_cache(env,
         " c.barFill.className];",
     )
     assert shown == [True, False, "no heatmap of the watched region yet", "0%", ""], shown
+    # after an alert or its resume the badge said "cooldown", unexplained
+    assert js(browser, "return stateOf({state: 'cooldown'})[1]") == "cooldown: no new alert for now"
 
 
 def test_the_editor_says_a_region_of_its_own_leaves_a_first_frame_failure_uncaught(

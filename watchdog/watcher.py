@@ -1256,14 +1256,20 @@ class Watcher:
         if not self._is_latest(incident):
             return CommandResult(True, "not the current print's latest alert: nothing re-learnt")
         self.state = decide.answered(self.state)
+        # the answer does not resume: said, or the owner waits for a print that stays paused
+        paused = (
+            "; the print stays paused: Resume it when ready"
+            if self.state.printer is PrinterState.PAUSED
+            else ""
+        )
         if not self.detector.baseline.enabled:  # said as it is: the same view alerts again
             return CommandResult(
                 True,
                 "answered; this model judges every frame on its own (no per-print look to "
-                "learn again): the same view alerts again after the cooldown",
+                f"learn again): the same view alerts again after the cooldown{paused}",
             )
         self._relearn("the last alert was marked not a failure")
-        return CommandResult(True, "learning the print's look again")
+        return CommandResult(True, f"learning the print's look again{paused}")
 
     # ----------------------------------------------------------------- status
 

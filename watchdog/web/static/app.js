@@ -101,6 +101,8 @@ function stateOf(p) {
   if (s === "camera_offline") return [s, "camera offline"];
   if (s === "printer_offline") return [s, "printer unreachable"];
   if (s === "skipping_print") return [s, "not watching this print"];
+  // after an alert, or a resume of the print it paused: no new alert until it ends
+  if (s === "cooldown") return [s, "cooldown: no new alert for now"];
   return [s, s];
 }
 
