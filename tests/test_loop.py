@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import threading
+import time
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -20,7 +21,13 @@ from tests.plugins.models import TINY_FRAMES, TINY_SEED
 from tests.plugins.printers import api_config, wait_until
 from watchdog.comms.actions import latest_incident
 from watchdog.comms.notifier import Notifier
-from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
+from watchdog.config import (
+    ApiConfig,
+    CameraConfig,
+    MqttConfig,
+    PrinterConfig,
+    StorageConfig,
+)
 from watchdog.control import Command, Verb
 from watchdog.detection.bundle import Bundle
 from watchdog.devices.printers import NoPrinter, PrinterClient, SimulatedPrinter, make_printer
@@ -141,12 +148,16 @@ def _watcher(
     notifier_class: type[Notifier] = Notifier,
     mqtt: MqttConfig | None = None,
     keep_incidents: int = 100,
+    confirm_s: float = 90.0,
 ) -> Watcher:
     """A watcher on a folder camera whose clock advances 10 s per step (the default interval)."""
     storage = StorageConfig(dir=tmp_path / "state", keep_incidents=keep_incidents)
     notifier = notifier_class(mqtt or MqttConfig(), storage, ["e3"])
     cfg = PrinterConfig(
-        name="e3", camera=CameraConfig(source=str(frames), interval_s=0), action=action
+        name="e3",
+        camera=CameraConfig(source=str(frames), interval_s=0),
+        action=action,
+        api=ApiConfig(confirm_s=confirm_s),
     )
     clock = iter(range(0, 100_000, 10))
     return build_watcher(
@@ -1253,7 +1264,10 @@ def test_a_print_resumed_while_the_watchdog_was_stopped_answers_its_alert(
     )
     watcher.close()
     printer.resume()  # at the printer, while no watchdog runs
-    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    # started again after the time the pause had to show (within it, a print that prints is
+    # one whose pause is still expected: test_a_restart_before_the_pause_had_to_show_...)
+    time.sleep(5.1)
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, confirm_s=5)
     restarted.step()
     [saved] = list_incidents(tmp_path / "state", ["e3"])
     assert closing_answer(saved.alert) == "resumed"
@@ -1426,7 +1440,7 @@ def test_an_alerts_cancel_after_its_print_ended_in_a_printer_error_says_it_ended
     printer.cancel()  # the firmware restart ends it: Klipper's print time is 0 again
     printer.printed = 0.0
     ok, detail = _press(watcher, Verb.CANCEL, incident)
-    assert not ok and "the print this alert was about has ended" in detail, detail
+    assert not ok and "this alert's print has ended" in detail, detail
     watcher.close()
 
 

@@ -1108,11 +1108,12 @@ class Watcher:
         if alert is not None:
             if alert.incident != incident:
                 return f"{self.name} has had a newer alert since this one"
-            running = self.state.printer in (PrinterState.PRINTING, PrinterState.PAUSED)
-            if self._alert_print != self._prints or not running:
-                # (nothing runs: the job name kept from the print is no print, its print time
-                # gone back to 0 after a firmware restart no other print)
+            if self._alert_print != self._prints:
                 return f"the print this alert was about has ended on {self.name}"
+            if self.state.printer not in (PrinterState.PRINTING, PrinterState.PAUSED):
+                # nothing runs: the job name kept from its print is no other print (its print
+                # time back at 0 after a firmware restart); what became of it is the answer's
+                return ""
             if alert.job is None or self.state.job is None:
                 return ""
             if alert.job != self.state.job:
