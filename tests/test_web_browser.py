@@ -751,7 +751,8 @@ def test_an_unsaved_drawing_outlives_the_page_reloading_itself_until_saved_or_le
 def test_a_cards_heatmap_gone_with_a_new_region_is_not_shown_from_the_cache(env, browser) -> None:
     """An idle printer's card after a region, mask or model save: the daemon drops the heatmap
     and the score, but the card kept the picture it had (the same address, from the browser's
-    cache) and its score bar full and red."""
+    cache) and its score bar full and red. An idle card's last picture and score are said to
+    be of then."""
     browser.get(env.url + "/#/")
     browser.refresh()
     wait_until("the heatmap", lambda: image_loaded(browser, card("img[data-role=frame]")), 60)
@@ -763,6 +764,16 @@ def test_a_cards_heatmap_gone_with_a_new_region_is_not_shown_from_the_cache(env,
         " c.barFill.className];",
     )
     assert shown == [True, False, "no heatmap of the watched region yet", "0%", ""], shown
+    # an idle printer's last picture and score were shown as if live, its failure included
+    idle = js(
+        browser,
+        f"const c = cards['{PRINTER}'];"
+        f"updateCard(c, {{...S.printers.find((p) => p.name === '{PRINTER}'), state: 'idle'}});"
+        "return [c.root.classList.contains('stale'), c.score.textContent,"
+        " getComputedStyle(c.img).opacity];",
+    )
+    assert idle[0] and idle[1].startswith("last score ") and " at " in idle[1], idle
+    assert float(idle[2]) < 0.5, idle
     # after an alert or its resume the badge said "cooldown", unexplained
     assert js(browser, "return stateOf({state: 'cooldown'})[1]") == "cooldown: no new alert for now"
 

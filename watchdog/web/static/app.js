@@ -9,7 +9,9 @@ const POLL_MS = 2000;
 const MARK = { ANOMALOUS: 1, CALIBRATING: 2, ACTION: 4, NEW_PRINT: 8 };
 const DAY_S = 24 * 3600;
 const MASK_POLYGONS = 32, MASK_POINTS = 100; // the config's bounds (watchdog/config.py)
-const SAME_REGION = 0.01;  // a region this close to the model's is its own (detection/detector.py)
+const SAME_REGION = 0.01;
+// the states in which the card's picture and score are of now (watchdog.detection.decide.Label)
+const WATCHED_NOW = new Set(["calibrating", "watching", "anomaly", "paused", "cooldown", "camera_offline"]);  // a region this close to the model's is its own (detection/detector.py)
 
 const S = {
   printers: [],
@@ -245,7 +247,14 @@ function updateCard(c, p) {
   c.api.className = trouble ? "bad" : "";
   c.api.title = p.printer_detail || "";
   c.job.textContent = p.job ? `job ${p.job}` : "";
-  c.score.textContent = `score ${fmt(p.score)} / threshold ${fmt(p.threshold)}`;
+  // not watched now (idle, off, this print skipped, the API away): the last picture and score
+  // are of then, said and dimmed, not shown as if live
+  const tl0 = S.timelines[p.name];
+  const stale = p.score !== null && !WATCHED_NOW.has(p.state) && tl0 && tl0.t.length;
+  c.root.classList.toggle("stale", !!stale);
+  c.score.textContent = stale
+    ? `last score ${fmt(p.score)} at ${clock(tl0.t[tl0.t.length - 1])} / threshold ${fmt(p.threshold)}`
+    : `score ${fmt(p.score)} / threshold ${fmt(p.threshold)}`;
   if (p.score !== null && p.threshold) {
     const full = Math.max(p.threshold * 2, p.score);
     c.barFill.style.width = `${Math.min(100, (100 * p.score) / full)}%`;
@@ -772,8 +781,10 @@ async function resetEditor() {
   dropDraft(d.name);  // the owner chose the config file's, whatever the reset answers
   const r = await busy(() => post(`/api/printers/${d.name}/settings/reset`, {}));
   toast(r.detail, r.ok);
-  // learnt again from the next state, unless the owner has left this editor meanwhile
-  setTimeout(() => { if (S.edit === d) S.edit = { name: d.name, pending: true }; }, 2500);
+  // shown at once as the reset left it (answered once applied): the old drawing stayed for
+  // a poll beside "All settings come from the config file", and what was drawn then was lost
+  try { S.printers = (await getJSON("/api/state")).printers; } catch (e) { /* the next poll's */ }
+  if (S.edit === d) { S.edit = { name: d.name, pending: true }; refreshEditor(); }
 }
 
 // ------------------------------------------------------------------ start
