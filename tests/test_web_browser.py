@@ -291,6 +291,13 @@ def test_incident_shows_frames_and_its_answers_keep_frames_for_the_trainer(env, 
         ),
         20,
     )
+    # every one in view, the one just before the alert too (cut off at 22% a frame)
+    spill = js(
+        browser,
+        "const s = document.querySelector('article.incident [data-role=lead-up]');"
+        "return s.scrollWidth - s.clientWidth;",
+    )
+    assert spill <= 1, spill
     screenshot(browser, "dashboard-incident.png")
 
     assert "kept" in _press(browser, "not_failure")
