@@ -331,6 +331,16 @@ function drawTimeline(canvas, tl, range) {
   for (let i = start; i < tl.t.length; i++) ymax = Math.max(ymax, tl.score[i], tl.threshold[i] * 1.5);
   ymax = ymax || 1;
   const X = (t) => L + ((t - t0) / (t1 - t0)) * (w - L - R);
+  // no line across a time nothing was scored (paused, off, the camera away): it drew a slope
+  // as if the score had fallen slowly; a gap is three usual steps, a minute at least
+  const steps = [];
+  for (let i = start + 1; i < tl.t.length; i++) steps.push(tl.t[i] - tl.t[i - 1]);
+  steps.sort((a, b) => a - b);
+  const gap = Math.max(60, 3 * (steps.length ? steps[steps.length >> 1] : 0));
+  const joins = (i) => i > start && tl.t[i] - tl.t[i - 1] <= gap;
+  let gaps = 0;
+  for (let i = start + 1; i < tl.t.length; i++) if (!joins(i)) gaps++;
+  canvas.dataset.gaps = String(gaps);
   const Y = (s) => T + (1 - Math.min(s, ymax) / ymax) * (h - T - B);
   // calibration windows, shaded
   g.fillStyle = "rgba(36, 87, 197, 0.12)";
@@ -361,7 +371,7 @@ function drawTimeline(canvas, tl, range) {
   g.beginPath();
   for (let i = start; i < tl.t.length; i++) {
     const x = X(tl.t[i]), y = Y(tl.threshold[i]);
-    if (i === start) g.moveTo(x, y); else g.lineTo(x, y);
+    if (joins(i)) g.lineTo(x, y); else g.moveTo(x, y);
   }
   g.stroke(); g.setLineDash([]);
   // scores
@@ -369,7 +379,7 @@ function drawTimeline(canvas, tl, range) {
   g.beginPath();
   for (let i = start; i < tl.t.length; i++) {
     const x = X(tl.t[i]), y = Y(tl.score[i]);
-    if (i === start) g.moveTo(x, y); else g.lineTo(x, y);
+    if (joins(i)) g.lineTo(x, y); else g.moveTo(x, y);
   }
   g.stroke();
   let anomalous = 0, actions = 0;
