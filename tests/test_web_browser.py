@@ -842,6 +842,18 @@ def test_the_page_fits_a_phone_screen(env, browser) -> None:
                 browser, "return document.documentElement.scrollWidth - window.innerWidth"
             )
             assert overflow <= 0, f"{view} is {overflow} px wider than the phone"
+        # a timeline point's tooltip at the card's right edge stays on the screen (it ran
+        # 230 px past it)
+        browser.get(env.url + "/#/")
+        canvas = browser.find_element(By.CSS_SELECTOR, card("[data-role=timeline]"))
+        js(browser, "arguments[0].scrollIntoView({block: 'center'})", canvas)
+        ActionChains(browser).move_to_element_with_offset(
+            canvas, canvas.size["width"] // 2 - 4, 0
+        ).perform()
+        tip = browser.find_element(By.ID, "tooltip")
+        wait_until("the tooltip", lambda: tip.is_displayed() and "score" in tip.text, 5)
+        right = js(browser, "return arguments[0].getBoundingClientRect().right", tip)
+        assert right <= js(browser, "return window.innerWidth"), right
     finally:
         browser.set_window_size(1280, 1000)
 

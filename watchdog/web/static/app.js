@@ -418,13 +418,19 @@ function attachTooltip(canvas) {
     if (best.m & MARK.ANOMALOUS) marks.push("anomalous");
     if (best.m & MARK.ACTION) marks.push("action taken");
     tip.textContent = `${clock(best.t)} · score ${fmt(best.s)} (threshold ${fmt(best.th)})${marks.length ? " · " + marks.join(", ") : ""}`;
-    tip.style.left = `${Math.min(ev.clientX + 12, window.innerWidth - 260)}px`;
-    tip.style.top = `${ev.clientY + 14}px`;
     tip.hidden = false;
+    // within the window, whatever its width (a phone's cut it off past its right edge)
+    const room = document.documentElement.clientWidth;
+    tip.style.left = `${Math.max(4, Math.min(ev.clientX + 12, room - tip.offsetWidth - 4))}px`;
+    tip.style.top = `${ev.clientY + 14}px`;
   };
+  const hide = () => { tip.hidden = true; };
   canvas.addEventListener("pointermove", show);
   canvas.addEventListener("pointerdown", show);
-  canvas.addEventListener("pointerleave", () => { tip.hidden = true; });
+  // a tap shows it until the page scrolls or is touched elsewhere: none is left behind
+  for (const end of ["pointerleave", "pointercancel"]) canvas.addEventListener(end, hide);
+  window.addEventListener("scroll", hide, { passive: true });
+  document.addEventListener("pointerdown", (ev) => { if (ev.target !== canvas) hide(); });
 }
 
 // ------------------------------------------------------------------ incidents
