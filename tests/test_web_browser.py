@@ -217,13 +217,7 @@ def test_failure_pauses_and_the_timeline_marks_it(env, browser, anomalous_frames
     )
     assert int(js(browser, f"return document.querySelector('{timeline}').dataset.anomalous")) >= 3
     # Hovering a point shows its time and score.
-    canvas = browser.find_element(By.CSS_SELECTOR, timeline)
-    js(browser, "arguments[0].scrollIntoView({block: 'center'})", canvas)
-    ActionChains(browser).move_to_element_with_offset(
-        canvas, canvas.size["width"] // 2 - 12, 0
-    ).perform()
-    tip = browser.find_element(By.ID, "tooltip")
-    wait_until("the tooltip", lambda: tip.is_displayed() and "score" in tip.text, 5)
+    tip = _hover_timeline(browser, 12)
     assert ":" in tip.text.split("·")[0]  # a time of day
     wait_js(
         browser,
@@ -235,6 +229,18 @@ def test_failure_pauses_and_the_timeline_marks_it(env, browser, anomalous_frames
     ).perform()  # tooltip away
     js(browser, "window.scrollTo(0, 0)")
     screenshot(browser, "dashboard-overview.png")
+
+
+def _hover_timeline(browser, from_right: int):
+    """The tooltip of the timeline's point ``from_right`` px from its right end, once shown."""
+    canvas = browser.find_element(By.CSS_SELECTOR, card("[data-role=timeline]"))
+    js(browser, "arguments[0].scrollIntoView({block: 'center'})", canvas)
+    ActionChains(browser).move_to_element_with_offset(
+        canvas, canvas.size["width"] // 2 - from_right, 0
+    ).perform()
+    tip = browser.find_element(By.ID, "tooltip")
+    wait_until("the tooltip", lambda: tip.is_displayed() and "score" in tip.text, 5)
+    return tip
 
 
 def _open_incident(browser) -> str:
@@ -845,13 +851,7 @@ def test_the_page_fits_a_phone_screen(env, browser) -> None:
         # a timeline point's tooltip at the card's right edge stays on the screen (it ran
         # 230 px past it)
         browser.get(env.url + "/#/")
-        canvas = browser.find_element(By.CSS_SELECTOR, card("[data-role=timeline]"))
-        js(browser, "arguments[0].scrollIntoView({block: 'center'})", canvas)
-        ActionChains(browser).move_to_element_with_offset(
-            canvas, canvas.size["width"] // 2 - 4, 0
-        ).perform()
-        tip = browser.find_element(By.ID, "tooltip")
-        wait_until("the tooltip", lambda: tip.is_displayed() and "score" in tip.text, 5)
+        tip = _hover_timeline(browser, 4)
         right = js(browser, "return arguments[0].getBoundingClientRect().right", tip)
         assert right <= js(browser, "return window.innerWidth"), right
     finally:
