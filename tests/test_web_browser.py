@@ -307,6 +307,14 @@ def test_incident_shows_frames_and_its_answers_keep_frames_for_the_trainer(env, 
     screenshot(browser, "dashboard-incident.png")
 
     assert "kept" in _press(browser, "not_failure")
+    # the cards drawn anew: the keyboard stays on this incident (it was thrown to the page's top)
+    wait_js(
+        browser,
+        "the focus kept on the incident",
+        "const a = document.activeElement;"
+        f"return a.tagName === 'BUTTON' && a.closest('article').dataset.incident === '{incident}'",
+        timeout=10,
+    )
     kept = env.storage / "collected" / PRINTER / "false_alarms" / f"{incident}.jpg"
     assert kept.is_file()  # where `python -m trainer --normal <storage>/collected/<printer>` reads
     wait_js(

@@ -464,7 +464,11 @@ function incidentCard(i) {
       ev.target.disabled = false;
       toast(r.detail || (r.ok ? "done" : "refused"), r.ok || r.underWay);
       S.incidentsKey = "";
-      loadIncidents();
+      await loadIncidents();
+      // the cards are drawn anew: the keyboard stays on this incident, not thrown to the top
+      const again = document.querySelector(`article.incident[data-incident="${i.incident}"]`);
+      const target = again && (again.querySelector(`button[data-verb="${verb}"]`) || again.querySelector("button"));
+      if (target) target.focus();
     },
   }, label);
   return el("article", { class: "card incident", "data-incident": i.incident, "data-printer": i.printer },
