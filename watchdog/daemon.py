@@ -721,6 +721,11 @@ class Daemon:
             logger.info("stopping")
             systemd.stopping()
             self._stop(self.running)
+            # a settings save waiting for its reload (``_apply``) is told now, not after its
+            # 30 s: the web server's stop waits for it, and systemd would kill the daemon
+            self.stop_event.set()
+            with self._reloads:
+                self._reloads.notify_all()
             if self.http is not None:
                 self.http.stop()
             self.notifier.stop()
