@@ -224,6 +224,9 @@ def test_failure_pauses_and_the_timeline_marks_it(env, browser, anomalous_frames
         "the paused state",
         f"return document.querySelector('{card('[data-role=state]')}').textContent === 'paused'",
     )
+    # the paused card leads to the alert (its Resume and Cancel): it offered no way there
+    see = browser.find_element(By.CSS_SELECTOR, card("[data-role=see-alert]"))
+    assert see.is_displayed() and see.get_attribute("href").endswith("#/incidents")
     ActionChains(browser).move_to_element(
         browser.find_element(By.TAG_NAME, "h1")
     ).perform()  # tooltip away
@@ -718,6 +721,12 @@ def test_an_unsaved_drawing_outlives_the_page_reloading_itself_until_saved_or_le
     canvas, consecutive = editor()
     masks = int(canvas.get_attribute("data-masks"))
     frames = int(consecutive.get_attribute("value"))
+    # an emptied number box was saved as 0 and refused in the config file's words
+    consecutive.clear()
+    browser.find_element(By.CSS_SELECTOR, "[data-role=save]").click()
+    toast = browser.find_element(By.ID, "toast")
+    wait_until("said", lambda: "a whole number from 1 to 100" in toast.text, 10, lambda: toast.text)
+    assert stored() == before
     _click_all(browser, canvas, [(0.1, 0.6), (0.3, 0.6), (0.3, 0.8), (0.1, 0.6)])
     consecutive.clear()
     consecutive.send_keys(str(frames + 2))

@@ -210,6 +210,8 @@ function buildCard(p) {
   c.noimg = el("div", { class: "noimg", text: "no frame yet" });
   c.img.addEventListener("load", () => { c.noimg.hidden = true; c.img.hidden = false; });
   c.img.addEventListener("error", () => { c.noimg.hidden = false; c.img.hidden = true; });
+  // a failure standing (a paused print): the way to its incident and its buttons
+  c.seeAlert = el("a", { href: "#/incidents", class: "button danger", "data-role": "see-alert", hidden: true }, "See the alert");
   c.api = el("span", { "data-role": "printer-state" });
   c.job = el("span", { class: "muted", "data-role": "job" });
   c.score = el("span", { "data-role": "score" });
@@ -225,7 +227,7 @@ function buildCard(p) {
       el("label", { class: "switch" }, c.enabled, "watching")),
     el("div", { class: "frame" }, c.img, c.noimg),
     el("div", { class: "row" }, el("label", {}, c.overlay, " heatmap"),
-      el("a", { href: `#/edit/${p.name}`, class: "button", "data-role": "edit" }, "Where to look & settings"), c.skip),
+      el("a", { href: `#/edit/${p.name}`, class: "button", "data-role": "edit" }, "Where to look & settings"), c.skip, c.seeAlert),
     el("div", { class: "row" }, el("span", {}, "Printer: ", c.api), c.job),
     el("div", { class: "row" }, c.score, el("div", { class: "scorebar" }, c.barFill, c.barMark)),
     el("div", { class: "tl-head" }, el("span", { text: "Score timeline" }), c.range),
@@ -241,6 +243,7 @@ function updateCard(c, p) {
   c.badge.textContent = label;
   // off while the print under way is skipped: switching it on watches that print again
   if (!c.enabled.disabled) c.enabled.checked = p.enabled !== false && !p.skipping_print;
+  c.seeAlert.hidden = !(p.failure && p.last_alert);
   c.skip.hidden = !(p.api && p.enabled !== false && !p.skipping_print && ["printing", "paused"].includes(p.printer_state));
   const trouble = ["offline", "error"].includes(p.printer_state) && p.printer_detail;
   c.api.textContent = trouble ? `${p.printer_state}: ${p.printer_detail}` : p.printer_state || "unknown";
@@ -571,7 +574,7 @@ function openEditor(name) {
         d.draftNote),
       el("div", {},
         el("fieldset", {}, el("legend", { text: "Settings" }),
-          el("label", {}, "Sensitivity", d.sens, d.sensOut),
+          el("label", {}, "Sensitivity (higher: more alerts)", d.sens, d.sensOut),
           el("label", {}, "Anomalous frames in a row", d.cons),
           el("label", {}, d.judge, "Watch a print's first minutes too (against its first frames)"),
           d.guardNote),
@@ -768,6 +771,10 @@ async function saveEditor() {
   // Only what the owner changed in this editor becomes a saved setting (the daemon keeps
   // what was saved before): the rest keeps following the config file, or another tab.
   const now = editorNow(d);
+  if (!Number.isInteger(now.consecutive) || now.consecutive < 1 || now.consecutive > 100) {
+    toast("Anomalous frames in a row: a whole number from 1 to 100. Nothing was saved.", false);
+    return;
+  }
   const body = {};
   for (const k of Object.keys(now)) {
     if (now[k] !== d.base[k]) body[k] = k === "mask" || k === "region" ? JSON.parse(now[k]) : now[k];
