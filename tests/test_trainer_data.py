@@ -213,6 +213,21 @@ def test_a_copy_of_a_copy_is_the_same_print(tmp_path: Path) -> None:
     assert kept == [("may", "p-0501"), ("may", "p-0502")] and len(frames) == 6, kept
 
 
+def test_copies_chained_through_four_folders_are_one_print(tmp_path: Path) -> None:
+    """One print copied into four folders, under other names too: each copy is joined to the
+    next by its name or its folder, a chain several deep, and every one of them is the print
+    kept first (a set cut in two kept a twin "held out" from a model that fitted it)."""
+    names = {"f1": ["p-0709"], "f2": ["p-0702", "p-0709"], "f3": ["p-0703", "p-0709"]}
+    names["f4"] = ["p-0709"]
+    for folder, prints in names.items():
+        for name in prints:
+            for n in range(3):
+                _write(tmp_path / folder / f"{name}_{n}.jpg", synth.normal_frame(0, n, 3))
+    frames = find_frames(normal=[tmp_path / f for f in names])
+    kept = sorted({(f.path.parent.name, f.path.name.split("_")[0]) for f in frames})
+    assert kept == [("f1", "p-0709")] and len(frames) == 3, kept
+
+
 def test_the_copy_kept_is_the_one_marked_a_failure_else_the_longest(tmp_path: Path) -> None:
     """June's copy has the print moved into ``failures/`` (the owner marked it failed since):
     that copy is kept, never fitted as a good print. A copy made while the print was still

@@ -225,7 +225,8 @@ def _copies_left_out(frames: list[Frame]) -> list[Frame]:
 
     def find(key: tuple[Path, str]) -> tuple[Path, str]:
         while root.setdefault(key, key) != key:
-            key = root[key] = root[root[key]]
+            root[key] = root[root[key]]  # halved on the way: chains stay short
+            key = root[key]
         return key
 
     for group in same.values():
