@@ -219,6 +219,15 @@ def test_failure_pauses_and_the_timeline_marks_it(env, browser, anomalous_frames
     # Hovering a point shows its time and score.
     tip = _hover_timeline(browser, 12)
     assert ":" in tip.text.split("·")[0]  # a time of day
+    # a click (a tap) on it keeps it, with a second printer's timeline on the page too (each
+    # card's own listener hid the tooltip another had shown)
+    js(
+        browser,
+        "const c = el('canvas', {class: 'timeline'}); document.body.append(c); attachTooltip(c);",
+    )
+    ActionChains(browser).click(browser.find_element(By.CSS_SELECTOR, timeline)).perform()
+    wait_until("the tooltip after a click", lambda: tip.is_displayed(), 5)
+    js(browser, "document.querySelectorAll('body > canvas.timeline').forEach((c) => c.remove())")
     wait_js(
         browser,
         "the paused state",

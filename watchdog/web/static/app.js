@@ -427,14 +427,20 @@ function attachTooltip(canvas) {
     tip.style.left = `${Math.max(4, Math.min(ev.clientX + 12, room - tip.offsetWidth - 4))}px`;
     tip.style.top = `${ev.clientY + 14}px`;
   };
-  const hide = () => { tip.hidden = true; };
   canvas.addEventListener("pointermove", show);
   canvas.addEventListener("pointerdown", show);
-  // a tap shows it until the page scrolls or is touched elsewhere: none is left behind
-  for (const end of ["pointerleave", "pointercancel"]) canvas.addEventListener(end, hide);
-  window.addEventListener("scroll", hide, { passive: true });
-  document.addEventListener("pointerdown", (ev) => { if (ev.target !== canvas) hide(); });
+  // a finger lifted leaves it shown (Chromium says the pointer left then): a mouse that left
+  // hides it; a scroll or a touch outside every timeline does (hideTooltip)
+  canvas.addEventListener("pointerleave", (ev) => { if (ev.pointerType !== "touch") tip.hidden = true; });
 }
+
+// one listener for every card's timeline (each card's own hid the tooltip another showed)
+function hideTooltip(ev) {
+  if (ev && ev.target instanceof Element && ev.target.closest("canvas.timeline")) return;
+  document.getElementById("tooltip").hidden = true;
+}
+window.addEventListener("scroll", () => hideTooltip(), { passive: true });
+document.addEventListener("pointerdown", hideTooltip);
 
 // ------------------------------------------------------------------ incidents
 
