@@ -1460,6 +1460,32 @@ def test_not_a_failure_on_a_paused_print_says_it_stays_paused(
     watcher.close()
 
 
+def test_a_cancel_never_answered_nor_done_leaves_the_prints_end_told(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """The owner's Cancel, sent and not answered, never happened: the print was marked
+    cancelled by the watchdog for good, and its finish later was told to nobody."""
+
+    class Unanswered(SimulatedPrinter):
+        def cancel(self) -> ActionResult:
+            return ActionResult(Action.CANCEL, Outcome.UNKNOWN, "no answer within 10 s", 3)
+
+    printer = Unanswered("J.gcode")
+    watcher = _watcher(
+        tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "rec", normal_frames), printer
+    )
+    told: list[str | None] = []
+    watcher.alerts.print_done = lambda name, job, error=None, unseen=False: told.append(job)
+    watcher.step()
+    ok, detail = _press(watcher, Verb.CANCEL, None)  # the page's Cancel
+    assert not ok, detail
+    watcher.step()
+    SimulatedPrinter.cancel(printer)  # the print ends as any print does
+    watcher.step()
+    assert told == ["J.gcode"]
+    watcher.close()
+
+
 def test_a_pause_answered_too_late_is_told_done_once_the_printer_shows_it(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

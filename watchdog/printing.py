@@ -38,7 +38,9 @@ class Outcome(StrEnum):
     REFUSED = "refused"  # the printer's state did not allow it
     FAILED = "failed"  # the API could not be reached or answered badly
     SKIPPED = "skipped"  # no printer API configured
-    UNKNOWN = "unknown"  # the watchdog stopped before the printer answered
+    # sent, and not answered: the watchdog stopped first, or the API's timeout and retries ran
+    # out (it may still happen: Moonraker answers a PAUSE once Klipper has run it)
+    UNKNOWN = "unknown"
 
 
 # Asked for the state the printer is already in: done, nothing is sent.

@@ -742,6 +742,10 @@ class Watcher:
             Outcome.DONE,
             Outcome.UNKNOWN,
         ):
+            if self.action is Action.CANCEL:
+                # may be done: its end is the alert's to tell (a cancel seen not to have
+                # happened by the check below is a print ending as any other again)
+                self.state = decide.cancelled_by_us(self.state)
             self.state = decide.stop_sent(self.state, self.clock() + self.cfg.api.confirm_s)
         if self.state.rearm_at is not None:
             # The cooldown runs from the end of the action: retries against a dead API must not
@@ -807,7 +811,7 @@ class Watcher:
             return self.printer.pause()
         if action is Action.CANCEL:
             result = self.printer.cancel()
-            if result.outcome in (Outcome.DONE, Outcome.UNKNOWN):
+            if result.outcome is Outcome.DONE:
                 # its end is told by the alert or the owner's answer, not as "print ended"
                 self.state = decide.cancelled_by_us(self.state)
             return result
