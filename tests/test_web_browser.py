@@ -813,24 +813,33 @@ def test_a_cards_heatmap_gone_with_a_new_region_is_not_shown_from_the_cache(env,
     )
     assert idle[0] and idle[1].startswith("last score ") and " at " in idle[1], idle
     assert float(idle[2]) < 0.5, idle
+    offline = js(
+        browser,
+        f"const c = cards['{PRINTER}'];"
+        f"updateCard(c, {{...S.printers.find((p) => p.name === '{PRINTER}'), state: 'camera_offline'}});"
+        "return c.root.classList.contains('stale');",
+    )
+    assert offline, "a camera offline gives no picture of now"
     # after an alert or its resume the badge said "cooldown", unexplained
     assert js(browser, "return stateOf({state: 'cooldown'})[1]") == "cooldown: no new alert for now"
 
 
 def test_the_timeline_leaves_a_gap_where_nothing_was_scored(env, browser) -> None:
     """A pause of a minute between two scored runs was drawn as a slope, as if the score had
-    fallen slowly across it."""
+    fallen slowly across it. A point alone between two gaps is drawn as a dot."""
     browser.get(env.url + "/#/")
     browser.refresh()
     wait_js(browser, "the card", f"return !!cards['{PRINTER}']")
     gaps = js(
         browser,
         "const c = document.createElement('canvas'); document.body.append(c);"
-        "const tl = {t: [1000, 1010, 1020, 1200, 1210], score: [0.1, 0.2, 0.9, 0.1, 0.1],"
-        " threshold: [0.5, 0.5, 0.5, 0.5, 0.5], marks: [0, 0, 0, 0, 0], seq: 5, clock: 0};"
-        "drawTimeline(c, tl, 'day'); const n = c.dataset.gaps; c.remove(); return n;",
+        "const tl = {t: [1000, 1010, 1020, 1200, 1210, 1500],"
+        " score: [0.1, 0.2, 0.9, 0.1, 0.1, 0.3], threshold: [0.5, 0.5, 0.5, 0.5, 0.5, 0.5],"
+        " marks: [0, 0, 0, 0, 0, 0], seq: 6, clock: 0};"
+        "drawTimeline(c, tl, 'day'); const n = [c.dataset.gaps, c.dataset.lone]; c.remove();"
+        "return n;",
     )
-    assert gaps == "1", gaps
+    assert gaps == ["2", "1"], gaps  # and the point alone after the second gap is a dot
 
 
 def test_the_editor_says_a_region_of_its_own_leaves_a_first_frame_failure_uncaught(

@@ -9,9 +9,10 @@ const POLL_MS = 2000;
 const MARK = { ANOMALOUS: 1, CALIBRATING: 2, ACTION: 4, NEW_PRINT: 8 };
 const DAY_S = 24 * 3600;
 const MASK_POLYGONS = 32, MASK_POINTS = 100; // the config's bounds (watchdog/config.py)
-const SAME_REGION = 0.01;
-// the states in which the card's picture and score are of now (watchdog.detection.decide.Label)
-const WATCHED_NOW = new Set(["calibrating", "watching", "anomaly", "paused", "cooldown", "camera_offline"]);  // a region this close to the model's is its own (detection/detector.py)
+const SAME_REGION = 0.01;  // a region this close to the model's is its own (detection/detector.py)
+// the states in which the card's picture and score are of now (watchdog.detection.decide.Label;
+// paused: the print stands still as the picture shows it; a camera offline gives no picture)
+const WATCHED_NOW = new Set(["calibrating", "watching", "anomaly", "paused", "cooldown"]);
 
 const S = {
   printers: [],
@@ -385,6 +386,15 @@ function drawTimeline(canvas, tl, range) {
     if (joins(i)) g.lineTo(x, y); else g.moveTo(x, y);
   }
   g.stroke();
+  // a point joined to neither side (alone between two gaps) is a dot: a line shows none
+  g.fillStyle = "#2457c5";
+  let lone = 0;
+  for (let i = start; i < tl.t.length; i++) {
+    if (joins(i) || (i + 1 < tl.t.length && joins(i + 1))) continue;
+    lone++;
+    g.beginPath(); g.arc(X(tl.t[i]), Y(tl.score[i]), 2.5, 0, 2 * Math.PI); g.fill();
+  }
+  canvas.dataset.lone = String(lone);
   let anomalous = 0, actions = 0;
   for (let i = start; i < tl.t.length; i++) {
     const x = X(tl.t[i]), y = Y(tl.score[i]), m = tl.marks[i];
