@@ -28,7 +28,13 @@ from trainer.evaluate import Reconstruct, error_maps, keras_reconstructor
 from trainer.model import Preset, build_autoencoder, compile_autoencoder
 from trainer.train import fit
 from watchdog.detection.bundle import Adaptation
-from watchdog.detection.calibration import calibrate, guarded_maps, start_guard, still_starts
+from watchdog.detection.calibration import (
+    calibrate,
+    guarded_maps,
+    start_guard,
+    starts_by_print,
+    still_starts,
+)
 from watchdog.detection.detector import calibration_start
 from watchdog.detection.light import light_matched, start_matched
 from watchdog.frames import print_of
@@ -153,14 +159,6 @@ def held_out(
     ]
 
 
-def _starts_by_print(preset: Preset, held: list[HeldOut]) -> list[np.ndarray]:
-    """The absolute scores of every frame the start guard judges, one array per print."""
-    judged: dict[str, list[np.ndarray]] = {}
-    for h in held:
-        judged.setdefault(print_of(h.name), []).append(preset.scoring.scores(h.guarded_maps))
-    return [np.concatenate(parts) for parts in judged.values()]
-
-
 @dataclass(frozen=True)
 class CrossFitted:
     """The adaptation set on held-out prints, and what it rests on (for the report)."""
@@ -194,8 +192,9 @@ def calibrate_on(preset: Preset, held: list[HeldOut], target_fpr: float) -> Cros
     # every frame the guard judges counts: a start learnt again is judged by it too; a print's
     # parts after a resume are one print (its count decides whether a guard is set at all)
     counted = {print_of(h.name) for h in judged}
-    starts = _starts_by_print(preset, [h for h in held if print_of(h.name) in counted])
-    stubs = _starts_by_print(preset, [h for h in held if print_of(h.name) not in counted])
+    starts, stubs = starts_by_print(
+        [(h.name, preset.scoring.scores(h.guarded_maps)) for h in held], [h.name for h in judged]
+    )
     result = dataclasses.replace(result, guard=start_guard(starts, partial=stubs))
     logger.info(
         "per-print adaptation: %d calibration frames, threshold %.4g cross-fitted on %d prints; "

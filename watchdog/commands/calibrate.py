@@ -32,6 +32,7 @@ from watchdog.detection.calibration import (
     calibrate,
     guarded_maps,
     recalibrated_guard,
+    starts_by_print,
     still_starts,
 )
 from watchdog.detection.detector import (
@@ -230,15 +231,13 @@ def guard_after(
     if old > 0 and same_region(pre.roi, bundle.meta.preprocess.roi):
         # your camera's normal starts must stay below the start guard (the daemon judges a
         # start by it only in the bundle's own region: its absolute scores are of that view)
-        by_print: dict[str, list[np.ndarray]] = {}
-        for name, (still, start) in starts.items():
-            guarded = guarded_maps(lambda x: error_maps(scorer, x), still, start)
-            by_print.setdefault(print_of(name), []).append(
-                bundle.meta.scoring.scores(guarded, mask)
-            )
-        whole = {print_of(name) for name in counted}
-        scores = [np.concatenate(s) for p, s in by_print.items() if p in whole]
-        partial = [np.concatenate(s) for p, s in by_print.items() if p not in whole]
+        judged = {
+            name: guarded_maps(lambda x: error_maps(scorer, x), still, start)
+            for name, (still, start) in starts.items()
+        }
+        scores, partial = starts_by_print(
+            [(name, bundle.meta.scoring.scores(m, mask)) for name, m in judged.items()], counted
+        )
         return guard_for_your_camera(old, scores, frames, partial)
     if old > 0:
         # these frames were watched in another region, where the daemon never judges a start

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
 from watchdog.detection.bundle import Adaptation, BundleMeta, NormalStats, Preprocess, Scoring
 from watchdog.detection.detector import Verdict, offline_detector
 from watchdog.detection.light import start_matched
+from watchdog.frames import print_of
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +236,23 @@ def start_guard(
     bound = float(np.exp(np.mean(logs) + _t99(highs.size - 1) * spread))
     seen = float(np.max(np.concatenate([highs, _highest_starts(list(partial))])))
     return max(bound, seen * margin)
+
+
+def starts_by_print(
+    scores: Sequence[tuple[str, np.ndarray]], counted: Iterable[str]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The start guard's scores one array per print, a print's parts after a resume joined
+    (``frames.print_of``; ``scores``: (recording, scores) pairs), split into the prints of the
+    ``counted`` recordings (the threshold's: ``calibrate``'s ``used``) and the rest, which
+    ``start_guard`` takes as ``partial``."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for name, s in scores:
+        parts.setdefault(print_of(name), []).append(np.asarray(s))
+    whole = {print_of(name) for name in counted}
+    joined = {p: np.concatenate(s) for p, s in parts.items()}
+    return [s for p, s in joined.items() if p in whole], [
+        s for p, s in joined.items() if p not in whole
+    ]
 
 
 def recalibrated_guard(
