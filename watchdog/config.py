@@ -759,12 +759,11 @@ class Config(_Model):
         return _redact_tree(data, [*self.secrets(), *secret_filter.known()])
 
 
-# every key of the schema, so that a short password found inside one's name ("pass" in
-# "password_file") leaves the name legible in the line that names it
+# every key of the schema (each of its sections is a _Model: none can be left out), so that a
+# short password found inside one's name ("pass" in "password_file") leaves the name legible
 add_key_names(
     name
-    for model in (TlsConfig, HomeAssistantConfig, MqttConfig, HttpConfig, StorageConfig)
-    + (CameraConfig, ApiConfig, DetectionConfig, PrinterConfig, NotifyTarget, Config)
+    for model in _Model.__subclasses__()
     for field in model.model_fields
     for name in (field, *field.split("_"))
 )
