@@ -742,9 +742,9 @@ class Watcher:
             Outcome.DONE,
             Outcome.UNKNOWN,
         ):
-            if self.action is Action.CANCEL:
-                # may be done: its end is the alert's to tell (a cancel seen not to have
-                # happened by the check below is a print ending as any other again)
+            if self.action is Action.CANCEL and outcome.outcome is Outcome.UNKNOWN:
+                # may be done (one done is marked by ``_ask_printer``): its end is the alert's
+                # to tell; one the check below finds not done ends as any print again
                 self.state = decide.cancelled_by_us(self.state)
             self.state = decide.stop_sent(self.state, self.clock() + self.cfg.api.confirm_s)
         if self.state.rearm_at is not None:
