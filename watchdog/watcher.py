@@ -1067,7 +1067,8 @@ class Watcher:
         raised = _epoch(alert.time)
         if raised is None:  # cannot tell whether its job was started again since
             return
-        left = raised + self.cfg.api.confirm_s - time.time()
+        age = time.time() - raised
+        left = self.cfg.api.confirm_s - age
         if self.state.printer is PrinterState.PRINTING and left > 0:
             self.state = decide.stop_due_after_restart(self.state, now + left, now, self.settings)
             self.last_alert, self._alert_print = alert, self._prints
@@ -1076,7 +1077,7 @@ class Watcher:
                 "%.0f s more to show the pause",
                 self.name,
                 alert.incident,
-                time.time() - raised,
+                age,
                 left,
             )
             return
