@@ -253,11 +253,11 @@ function updateCard(c, p) {
   c.job.textContent = p.job ? `job ${p.job}` : "";
   // not watched now (idle, off, this print skipped, the API away): the last picture and score
   // are of then, said and dimmed, not shown as if live
-  const tl0 = S.timelines[p.name];
-  const stale = p.score !== null && !WATCHED_NOW.has(p.state) && tl0 && tl0.t.length;
+  const tl = S.timelines[p.name];
+  const stale = p.score !== null && !WATCHED_NOW.has(p.state) && tl && tl.t.length;
   c.root.classList.toggle("stale", !!stale);
   c.score.textContent = stale
-    ? `last score ${fmt(p.score)} at ${clock(tl0.t[tl0.t.length - 1])} / threshold ${fmt(p.threshold)}`
+    ? `last score ${fmt(p.score)} at ${clock(tl.t[tl.t.length - 1])} / threshold ${fmt(p.threshold)}`
     : `score ${fmt(p.score)} / threshold ${fmt(p.threshold)}`;
   if (p.score !== null && p.threshold) {
     const full = Math.max(p.threshold * 2, p.score);
@@ -268,7 +268,6 @@ function updateCard(c, p) {
     c.barFill.style.width = "0%";
     c.barFill.className = "";
   }
-  const tl = S.timelines[p.name];
   const last = tl ? tl.seq : 0;  // the newest point's number: a new picture with each
   // no score: none since the region, mask or model changed, and its heatmap is gone with it
   // (an idle printer's point number stays: the browser would show its picture from cache)
