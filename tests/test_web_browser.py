@@ -425,6 +425,19 @@ def test_resume_asks_first_and_resumes_the_real_print(env, browser) -> None:
     screenshot(browser, "dashboard-incident-answered.png")
 
 
+def _frame_to_draw_on(browser) -> None:
+    wait_until(
+        "the frame to draw on", lambda: image_loaded(browser, "img[data-role=edit-frame]"), 20
+    )
+
+
+def _open_editor(browser, env: Env) -> None:
+    """The printer's editor as a page of its own, whichever page the browser was on."""
+    browser.get(env.url + f"/#/edit/{PRINTER}")
+    browser.refresh()
+    _frame_to_draw_on(browser)
+
+
 def _draw_mask(browser) -> None:
     canvas = browser.find_element(By.CSS_SELECTOR, "canvas[data-role=edit-canvas]")
     js(browser, "arguments[0].scrollIntoView({block: 'center'})", canvas)
@@ -500,9 +513,7 @@ def test_a_mask_drawn_with_the_mouse_removes_the_failure_from_the_score(
         env.octoprint.wait_flag("printing")
 
     browser.get(env.url + f"/#/edit/{PRINTER}")
-    wait_until(
-        "the frame to draw on", lambda: image_loaded(browser, "img[data-role=edit-frame]"), 20
-    )
+    _frame_to_draw_on(browser)
     _draw_mask(browser)
     browser.find_element(By.CSS_SELECTOR, "[data-role=save]").click()
     toast = browser.find_element(By.ID, "toast")
@@ -581,11 +592,7 @@ def test_the_mask_editor_stops_where_the_config_does(env, browser) -> None:
     the owner draw the watchdog saves: the same bounds as the config file's schema."""
     from watchdog.config import MASK_POINTS, MASK_POLYGONS
 
-    browser.get(env.url + f"/#/edit/{PRINTER}")
-    browser.refresh()  # a page of its own, whichever page the browser was on
-    wait_until(
-        "the frame to draw on", lambda: image_loaded(browser, "img[data-role=edit-frame]"), 20
-    )
+    _open_editor(browser, env)
     canvas = browser.find_element(By.CSS_SELECTOR, "canvas[data-role=edit-canvas]")
     js(browser, "arguments[0].scrollIntoView({block: 'center'})", canvas)
     masks = lambda: int(canvas.get_attribute("data-masks"))  # noqa: E731
@@ -620,11 +627,7 @@ def test_the_mask_editor_stops_where_the_config_does(env, browser) -> None:
 def test_an_editor_left_open_does_not_send_back_a_mask_saved_elsewhere(env, browser) -> None:
     """An editor opened, then a mask saved from another tab: saving a new number of frames in
     a row from the first editor sent its stale masks too, undoing the other tab's."""
-    browser.get(env.url + f"/#/edit/{PRINTER}")
-    browser.refresh()
-    wait_until(
-        "the frame to draw on", lambda: image_loaded(browser, "img[data-role=edit-frame]"), 20
-    )
+    _open_editor(browser, env)
 
     def stored() -> dict:
         path = env.storage / "overrides.json"  # absent until a first save (the test alone)
@@ -682,9 +685,7 @@ def test_a_mask_drawn_in_an_editor_left_open_does_not_undo_one_saved_elsewhere(
         lambda: str(js(browser, "return JSON.stringify(S.printers.map((p) => p.settings))")),
     )
     browser.get(env.url + f"/#/edit/{PRINTER}")
-    wait_until(
-        "the frame to draw on", lambda: image_loaded(browser, "img[data-role=edit-frame]"), 20
-    )
+    _frame_to_draw_on(browser)
     token = _csrf_of(browser)
     phone = [*in_force, [[0.6, 0.15], [0.8, 0.15], [0.8, 0.35]]]
     _save_settings(env, token, {"mask": phone})
@@ -717,11 +718,7 @@ def test_an_unsaved_drawing_outlives_the_page_reloading_itself_until_saved_or_le
         return saved["printers"].get(PRINTER, {}).get("detection", {})
 
     def editor() -> tuple:
-        browser.get(env.url + f"/#/edit/{PRINTER}")
-        browser.refresh()
-        wait_until(
-            "the frame to draw on", lambda: image_loaded(browser, "img[data-role=edit-frame]"), 20
-        )
+        _open_editor(browser, env)
         canvas = browser.find_element(By.CSS_SELECTOR, "canvas[data-role=edit-canvas]")
         js(browser, "arguments[0].scrollIntoView({block: 'center'})", canvas)
         return canvas, browser.find_element(By.CSS_SELECTOR, "input[data-role=consecutive]")
@@ -742,9 +739,7 @@ def test_an_unsaved_drawing_outlives_the_page_reloading_itself_until_saved_or_le
     assert not browser.find_element(By.CSS_SELECTOR, "[data-role=draft-note]").is_displayed()
 
     browser.refresh()  # what the page does when the watchdog has restarted
-    wait_until(
-        "the frame to draw on", lambda: image_loaded(browser, "img[data-role=edit-frame]"), 20
-    )
+    _frame_to_draw_on(browser)
     canvas = browser.find_element(By.CSS_SELECTOR, "canvas[data-role=edit-canvas]")
     assert int(canvas.get_attribute("data-masks")) == masks + 1
     consecutive = browser.find_element(By.CSS_SELECTOR, "input[data-role=consecutive]")
@@ -848,11 +843,7 @@ def test_the_editor_says_a_region_of_its_own_leaves_a_first_frame_failure_uncaug
     """The start guard judges the model's own region only: a region drawn elsewhere turned it
     off while "Watch a print's first minutes too" stayed ticked, unsaid. (With a model that
     has a start guard: the test's small model is told it has one.)"""
-    browser.get(env.url + f"/#/edit/{PRINTER}")
-    browser.refresh()
-    wait_until(
-        "the frame to draw on", lambda: image_loaded(browser, "img[data-role=edit-frame]"), 20
-    )
+    _open_editor(browser, env)
     note = browser.find_element(By.CSS_SELECTOR, "[data-role=guard-note]")
     js(browser, "S.edit.modelGuard = true; S.edit.region = null; drawEditor();")
     assert not note.is_displayed()
