@@ -165,12 +165,22 @@ def _watcher(
     )
 
 
+def _alerted(
+    tmp_path: Path, bundle_dir: Path, normal_frames, anomalous_frames, printer: PrinterClient
+) -> tuple[Watcher, Path]:
+    """A watcher stepped until a lasting failure raised its alert: it, and its frames."""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
+    watcher = _watcher(tmp_path, bundle_dir, frames, printer)
+    while watcher.status()["last_alert"] is None:
+        watcher.step()
+    return watcher, frames
+
+
 def _paused(
     tmp_path: Path, bundle_dir: Path, normal_frames, anomalous_frames, printer: PrinterClient
 ) -> tuple[Watcher, Path, str]:
     """A watcher stepped until a lasting failure paused ``printer``: it, its frames, the alert."""
-    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
-    watcher = _watcher(tmp_path, bundle_dir, frames, printer)
+    watcher, frames = _alerted(tmp_path, bundle_dir, normal_frames, anomalous_frames, printer)
     while printer.status().state != "paused":
         watcher.step()
     return watcher, frames, watcher.status()["last_alert"]["incident"]
@@ -1359,17 +1369,6 @@ class _PausedOnlySaid(SimulatedPrinter):
 
     def pause(self) -> ActionResult:
         return ActionResult(Action.PAUSE, self.outcome, "no answer within 10 s", 3)
-
-
-def _alerted(
-    tmp_path: Path, bundle_dir: Path, normal_frames, anomalous_frames, printer: PrinterClient
-) -> tuple[Watcher, Path]:
-    """A watcher stepped until a lasting failure raised its alert: it, and its frames."""
-    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
-    watcher = _watcher(tmp_path, bundle_dir, frames, printer)
-    while watcher.status()["last_alert"] is None:
-        watcher.step()
-    return watcher, frames
 
 
 def test_a_restart_before_the_pause_had_to_show_still_checks_it(
