@@ -412,8 +412,8 @@ class _HttpPrinter:
                         return ActionResult(
                             action,
                             Outcome.UNKNOWN,
-                            f"{detail}; the {action} was sent and not answered: whether it "
-                            "happens is not known yet",
+                            f"{detail}; the {action} was sent and not answered (it may "
+                            "still happen)",
                             attempt,
                         )
                     return ActionResult(action, Outcome.FAILED, detail, attempt)
