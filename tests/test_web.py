@@ -253,6 +253,33 @@ def test_the_owner_logs_in_from_a_real_browser(guarded) -> None:
             lambda: browser.page_source[:2000] + daemon.log,
         )
         assert browser.current_url.rstrip("/") == url
+
+        # The owner's view is kept across a login: an editor opened from a bookmark, and one
+        # whose login ran out while it was open, came back as the overview.
+        def log_in(password: str = PASSWORD) -> None:
+            wait_until("the login form", lambda: browser.find_elements(By.ID, "password"), 30)
+            browser.find_element(By.ID, "password").send_keys(password)
+            browser.find_element(By.ID, "login-button").click()
+
+        def in_editor() -> bool:
+            return bool(
+                browser.execute_script(
+                    f"return typeof S !== 'undefined' && S.view === 'edit'"
+                    f" && location.hash === '#/edit/{PRINTER}'"
+                    " && !document.getElementById('view-edit').hidden"
+                )
+            )
+
+        browser.delete_all_cookies()
+        browser.get(f"{url}/#/edit/{PRINTER}")
+        log_in("wrong")
+        wait_until("refused", lambda: browser.find_elements(By.ID, "login-error"), 30)
+        log_in()
+        wait_until("the editor after the login", in_editor, 30, lambda: browser.current_url)
+        browser.delete_all_cookies()  # the login runs out with the editor open
+        wait_until("the login page", lambda: "/login" in browser.current_url, 30)
+        log_in()
+        wait_until("the editor again", in_editor, 30, lambda: browser.current_url)
     finally:
         browser.quit()
         shutil.rmtree(browser._profile, ignore_errors=True)

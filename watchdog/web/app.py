@@ -140,7 +140,7 @@ class Dashboard:
             return text("403 cross-site request refused", 403)
         if (
             self.login_required
-            and path not in ("/login", "/static/style.css")
+            and path not in ("/login", "/static/style.css", "/static/login.js")
             and self._session() is None
             and not self._scraper()
         ):
@@ -272,7 +272,7 @@ class Dashboard:
         return response
 
     def static_file(self, name: str) -> Response:
-        if name not in {"app.js", "style.css"}:
+        if name not in {"app.js", "login.js", "style.css"}:
             return text("404 Not Found", 404)
         response = send_from_directory(STATIC, name, max_age=0)
         response.headers["Cache-Control"] = "no-cache"

@@ -58,7 +58,8 @@ function when(iso) {
 
 async function getJSON(path) {
   const r = await fetch(path, { credentials: "same-origin", cache: "no-store" });
-  if (r.status === 401) { location.href = "/login"; throw new Error("logged out"); }
+  // the login brings the owner back to this view (static/login.js)
+  if (r.status === 401) { location.href = "/login" + location.hash; throw new Error("logged out"); }
   if (!r.ok) throw new Error(`${path}: ${r.status}`);
   return r.json();
 }
