@@ -30,6 +30,7 @@ webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 pytestmark = pytest.mark.servers
 
@@ -228,6 +229,25 @@ def test_failure_pauses_and_the_timeline_marks_it(env, browser, anomalous_frames
     ActionChains(browser).click(browser.find_element(By.CSS_SELECTOR, timeline)).perform()
     wait_until("the tooltip after a click", lambda: tip.is_displayed(), 5)
     js(browser, "document.querySelectorAll('body > canvas.timeline').forEach((c) => c.remove())")
+    # A keyboard reads it too (a slider: a screen reader says each frame's words): it could
+    # not be reached without a mouse or a finger.
+    canvas = browser.find_element(By.CSS_SELECTOR, timeline)
+    assert canvas.get_attribute("role") == "slider", canvas.get_attribute("outerHTML")
+    canvas.send_keys(Keys.END)
+    wait_until("the newest frame's tooltip", lambda: tip.is_displayed(), 5)
+    points = int(canvas.get_attribute("data-points"))
+    assert canvas.get_attribute("aria-valuenow") == str(points - 1)
+    assert tip.text == canvas.get_attribute("aria-valuetext") and "score" in tip.text
+    read = [tip.text]
+    while "action taken" not in read[-1] and len(read) < points:
+        canvas.send_keys(Keys.ARROW_LEFT)
+        read.append(canvas.get_attribute("aria-valuetext"))
+    assert "action taken" in read[-1] and "anomalous" in read[-1], read
+    assert tip.text == read[-1] and len(set(read)) == len(read), read
+    canvas.send_keys(Keys.HOME)
+    assert canvas.get_attribute("aria-valuenow") == "0"
+    canvas.send_keys(Keys.ESCAPE)
+    wait_until("the tooltip put away", lambda: not tip.is_displayed(), 5)
     wait_js(
         browser,
         "the paused state",

@@ -219,7 +219,11 @@ function buildCard(p) {
   c.score = el("span", { "data-role": "score" });
   c.barFill = el("span");
   c.barMark = el("i");
-  c.canvas = el("canvas", { class: "timeline", "data-role": "timeline", "data-points": "0" });
+  // a slider to a keyboard and a screen reader: the arrows read the frames one by one
+  c.canvas = el("canvas", {
+    class: "timeline", "data-role": "timeline", "data-points": "0", tabindex: "0", role: "slider",
+    "aria-label": `score timeline of ${p.name}`, "aria-valuemin": "0",
+  });
   c.range = el("select", { "data-role": "range", "aria-label": `timeline of ${p.name}` },
     el("option", { value: "print", text: "this print" }), el("option", { value: "day", text: "24 h" }));
   c.range.addEventListener("change", () => { S.ranges[p.name] = c.range.value; drawTimeline(c.canvas, S.timelines[p.name], c.range.value); });
@@ -323,6 +327,7 @@ function drawTimeline(canvas, tl, range) {
   canvas._pts = [];
   if (!tl || !tl.t.length) {
     canvas.dataset.points = "0";
+    settleCursor(canvas);
     g.fillStyle = "#5d6677"; g.font = "12px sans-serif";
     g.fillText("no scored frames yet", 10, h / 2);
     return;
@@ -413,9 +418,56 @@ function drawTimeline(canvas, tl, range) {
     }
   }
   canvas.dataset.points = String(n);
+  settleCursor(canvas);
   canvas.dataset.anomalous = String(anomalous);
   canvas.dataset.actions = String(actions);
 }
+
+function describePoint(p) {
+  const marks = [];
+  if (p.m & MARK.CALIBRATING) marks.push("calibrating");
+  if (p.m & MARK.ANOMALOUS) marks.push("anomalous");
+  if (p.m & MARK.ACTION) marks.push("action taken");
+  return `${clock(p.t)} · score ${fmt(p.s)} (threshold ${fmt(p.th)})${marks.length ? " · " + marks.join(", ") : ""}`;
+}
+
+function showTip(text, x, y) {
+  const tip = document.getElementById("tooltip");
+  tip.textContent = text;
+  tip.hidden = false;
+  // within the window, whatever its width (a phone's cut it off past its right edge)
+  const room = document.documentElement.clientWidth;
+  tip.style.left = `${Math.max(4, Math.min(x + 12, room - tip.offsetWidth - 4))}px`;
+  tip.style.top = `${y + 14}px`;
+}
+
+// The keyboard's point (canvas._cursor, the time of the frame read; null: the newest) after
+// each drawing: its words for a screen reader, and the tooltip over it while it has focus.
+function settleCursor(canvas) {
+  const pts = canvas._pts || [];
+  if (!pts.length) {
+    canvas.setAttribute("aria-valuemax", "0");
+    canvas.setAttribute("aria-valuenow", "0");
+    canvas.setAttribute("aria-valuetext", "no scored frames yet");
+    return;
+  }
+  let i = pts.length - 1;
+  if (canvas._cursor != null) {
+    // the same frame while it is shown; one before the range shown now: its first
+    i = pts.findIndex((p) => p.t >= canvas._cursor);
+    if (i < 0) i = pts.length - 1;
+  }
+  const p = pts[i];
+  canvas.setAttribute("aria-valuemax", String(pts.length - 1));
+  canvas.setAttribute("aria-valuenow", String(i));
+  canvas.setAttribute("aria-valuetext", describePoint(p));
+  if (canvas._cursor != null && document.activeElement === canvas) {
+    const rect = canvas.getBoundingClientRect();
+    showTip(describePoint(p), rect.left + p.x, rect.top + p.y);
+  }
+}
+
+const TIMELINE_KEYS = { ArrowLeft: -1, ArrowDown: -1, ArrowRight: 1, ArrowUp: 1, PageDown: -10, PageUp: 10 };
 
 function attachTooltip(canvas) {
   const tip = document.getElementById("tooltip");
@@ -426,22 +478,25 @@ function attachTooltip(canvas) {
     const x = ev.clientX - rect.left;
     let best = pts[0];
     for (const p of pts) if (Math.abs(p.x - x) < Math.abs(best.x - x)) best = p;
-    const marks = [];
-    if (best.m & MARK.CALIBRATING) marks.push("calibrating");
-    if (best.m & MARK.ANOMALOUS) marks.push("anomalous");
-    if (best.m & MARK.ACTION) marks.push("action taken");
-    tip.textContent = `${clock(best.t)} · score ${fmt(best.s)} (threshold ${fmt(best.th)})${marks.length ? " · " + marks.join(", ") : ""}`;
-    tip.hidden = false;
-    // within the window, whatever its width (a phone's cut it off past its right edge)
-    const room = document.documentElement.clientWidth;
-    tip.style.left = `${Math.max(4, Math.min(ev.clientX + 12, room - tip.offsetWidth - 4))}px`;
-    tip.style.top = `${ev.clientY + 14}px`;
+    showTip(describePoint(best), ev.clientX, ev.clientY);
   };
   canvas.addEventListener("pointermove", show);
   canvas.addEventListener("pointerdown", show);
   // a finger lifted leaves it shown (Chromium says the pointer left then): a mouse that left
   // hides it; a scroll or a touch outside every timeline does (hideTooltip)
   canvas.addEventListener("pointerleave", (ev) => { if (ev.pointerType !== "touch") tip.hidden = true; });
+  canvas.addEventListener("keydown", (ev) => {
+    const pts = canvas._pts || [];
+    if (ev.key === "Escape") { canvas._cursor = null; tip.hidden = true; settleCursor(canvas); return; }
+    if (!pts.length || !(ev.key in TIMELINE_KEYS || ev.key === "Home" || ev.key === "End")) return;
+    ev.preventDefault();  // the arrows would scroll the page
+    const now = Number(canvas.getAttribute("aria-valuenow"));
+    const to = ev.key === "Home" ? 0 : ev.key === "End" ? pts.length - 1 : now + TIMELINE_KEYS[ev.key];
+    canvas._cursor = pts[Math.max(0, Math.min(pts.length - 1, to))].t;
+    settleCursor(canvas);
+  });
+  // focus left: the newest frame again, and no tooltip over a timeline nobody reads
+  canvas.addEventListener("blur", () => { canvas._cursor = null; tip.hidden = true; settleCursor(canvas); });
 }
 
 // one listener for every card's timeline (each card's own hid the tooltip another showed)
