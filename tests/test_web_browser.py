@@ -256,6 +256,7 @@ def test_failure_pauses_and_the_timeline_marks_it(env, browser, anomalous_frames
     # the paused card leads to the alert (its Resume and Cancel): it offered no way there
     see = browser.find_element(By.CSS_SELECTOR, card("[data-role=see-alert]"))
     assert see.is_displayed() and see.get_attribute("href").endswith("#/incidents")
+    assert see.value_of_css_property("color") == "rgba(198, 40, 40, 1)"  # red, as alerts are
     ActionChains(browser).move_to_element(
         browser.find_element(By.TAG_NAME, "h1")
     ).perform()  # tooltip away
