@@ -1104,6 +1104,34 @@ def test_a_press_under_way_that_fails_in_the_end_can_be_pressed_again(tmp_path, 
     assert again.handle_action(token) == (200, "resume done")
 
 
+def test_a_press_under_way_that_fails_in_the_end_is_told_to_the_phone_with_its_buttons(
+    phone, ntfy_receiver
+) -> None:
+    """The phone's Resume heard "still carrying out" and ntfy cleared the alert; the resume
+    failed in the end, and only the daemon's log said so: the owner went to bed thinking the
+    print resumed, with no button left to try again. The phone is told at once, with the
+    alert's buttons."""
+    slow = Recorder(under_way=True)
+    notifier = phone(
+        notify=(target(ntfy_receiver.url("t"), actions_url="http://pi.lan:8787"),),
+        dispatcher=slow,
+    )
+    notifier.raise_alert(PRINTER, {**alert(), "answers": ["resume", "cancel"]}, jpeg(1), jpeg(2))
+    assert notifier.notifications.flush(60)
+    [first] = ntfy_receiver.messages
+    resume = {a["label"]: a["url"] for a in first.actions}["Resume"]
+    assert notifier.handle_action(resume.rsplit("/", 1)[1])[0] == 202
+    slow.later.set_result(CommandResult(False, "OctoPrint resume failed: no answer within 10 s"))
+    wait_for("the phone told", lambda: len(ntfy_receiver.messages) == 2)
+    told = ntfy_receiver.messages[1]
+    assert told.title == "ender3: your Resume was not done", told.title
+    assert "OctoPrint resume failed: no answer within 10 s" in told.message
+    assert [a["label"] for a in told.actions] == ["Not a failure", "Resume", "Cancel"]
+    slow.under_way = False  # the printer answers again: the new Resume resumes
+    again = {a["label"]: a["url"] for a in told.actions}["Resume"]
+    assert notifier.handle_action(again.rsplit("/", 1)[1]) == (200, "resume done")
+
+
 # --------------------------------------------------------------------------- config
 
 

@@ -562,7 +562,8 @@ class NotifyEvent(StrEnum):
     """What a notification target can be told about."""
 
     FAILURE = "failure"  # the alert: printer, score, action and its result, heatmap attached
-    ACTION_FAILED = "action_failed"  # the pause or cancel did not happen
+    # the pause or cancel did not happen; a phone button said under way failed in the end
+    ACTION_FAILED = "action_failed"
     CAMERA_OFFLINE = "camera_offline"  # once when it goes, once more when it is back
     PRINT_DONE = "print_done"
 

@@ -213,11 +213,18 @@ class ActionHandler:
     ``describe(token)``: what a link's page asks, acting on nothing."""
 
     def __init__(
-        self, tokens: ActionTokens, dispatcher: Dispatcher | None, storage_dir: Path
+        self,
+        tokens: ActionTokens,
+        dispatcher: Dispatcher | None,
+        storage_dir: Path,
+        failed_late: Callable[[Grant, str], None] | None = None,
     ) -> None:
+        """``failed_late(grant, why)``: told when a press answered "still carrying out" fails
+        in the end (the owner heard it would happen)."""
         self.tokens = tokens
         self.dispatcher = dispatcher
         self.storage_dir = Path(storage_dir)
+        self.failed_late = failed_late
         # the route needs no login: anyone who reaches it may post made-up tokens in a loop
         self._refusals = ThrottledLog(60.0)
 
@@ -294,7 +301,8 @@ class ActionHandler:
 
     def _settled(self, token: str, grant: Grant, done: Future[CommandResult]) -> None:
         """A button's command answered "still carrying out" has ended: failed, its button
-        works again (it said it would still happen), and the log says what became of it."""
+        works again (it said it would still happen), the log says what became of it, and the
+        phone is told (``failed_late``)."""
         result = None if done.cancelled() or done.exception() else done.result()
         if result is not None and result.ok:
             logger.info(
@@ -306,11 +314,17 @@ class ActionHandler:
             )
             return
         self.tokens.give_back(token)
+        why = result.detail if result is not None else "it was not carried out"
         logger.error(
             "%s: phone button %s on alert %s failed after it was said under way: %s; the button "
             "works again",
             grant.printer,
             grant.verb.value,
             grant.incident,
-            result.detail if result is not None else "it was not carried out",
+            why,
         )
+        if self.failed_late is not None:
+            try:
+                self.failed_late(grant, why)
+            except Exception:  # noqa: BLE001 - the command's thread must not die of the telling
+                logger.exception("%s: cannot tell the phone of its failed button", grant.printer)

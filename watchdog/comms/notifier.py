@@ -18,19 +18,30 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from watchdog.comms.actions import ActionHandler, ActionTokens
+from watchdog.comms.actions import ActionHandler, ActionTokens, Grant
 from watchdog.comms.mqtt import MqttCommunicator
 from watchdog.comms.notify import (
+    BUTTONS,
+    SKIP_LINK,
     Kind,
     Notifications,
     alert_event,
+    answer_failed_event,
     camera_event,
     print_done_event,
 )
 from watchdog.comms.outbox import Outbox
 from watchdog.config import MqttConfig, NotifyTarget, StorageConfig
-from watchdog.control import Dispatcher
-from watchdog.incidents import FRAME, HEATMAP, Incident, IncidentStore, ThrottledLog, answered
+from watchdog.control import Dispatcher, saved_answers
+from watchdog.incidents import (
+    FRAME,
+    HEATMAP,
+    Incident,
+    IncidentStore,
+    ThrottledLog,
+    answered,
+    saved_alert,
+)
 from watchdog.printing import Outcome
 
 logger = logging.getLogger(__name__)
@@ -70,7 +81,9 @@ class Notifier:
             without_api=without_api,
         )
         self.tokens = ActionTokens(storage.dir)
-        self.actions = ActionHandler(self.tokens, dispatcher, storage.dir)
+        self.actions = ActionHandler(
+            self.tokens, dispatcher, storage.dir, failed_late=self._answer_failed
+        )
         self.notifications = Notifications(
             notify,
             self.outbox,
@@ -195,6 +208,19 @@ class Notifier:
         if self.notifications and not decided:
             frame, heatmap = _read(incident, FRAME), _read(incident, HEATMAP)
             self.notifications.notify(alert_event(incident.alert, frame, heatmap, corrects=True))
+
+    def _answer_failed(self, grant: Grant, why: str) -> None:
+        """A phone button the owner was told is under way failed in the end: the phones are
+        told, with the alert's buttons again (ntfy cleared the alert when it was pressed)."""
+        if not self.notifications:
+            return
+        alert = saved_alert(self.store.storage_dir, grant.printer, grant.incident)
+        button = dict((*BUTTONS, SKIP_LINK)).get(grant.verb, grant.verb.value)
+        self.notifications.notify(
+            answer_failed_event(
+                grant.printer, grant.incident, button, why, saved_answers(alert) if alert else ()
+            )
+        )
 
     def camera_changed(self, printer: str, online: bool, why: str = "") -> None:
         """The camera went offline (``why``: its error), or came back: one notification

@@ -59,6 +59,8 @@ class Kind(Enum):
     # an alert of a printer set to `action: notify`: nothing stops the print, the owner must
     FAILURE_GOING_ON = "failure_going_on"
     ACTION_FAILED = "action_failed"
+    # a phone button's command said to be under way that failed in the end
+    ANSWER_FAILED = "answer_failed"
     CAMERA_OFFLINE = "camera_offline"
     CAMERA_ONLINE = "camera_online"
     PRINT_DONE = "print_done"
@@ -70,6 +72,7 @@ _EVENT = {
     Kind.FAILURE: NotifyEvent.FAILURE,
     Kind.FAILURE_GOING_ON: NotifyEvent.FAILURE,
     Kind.ACTION_FAILED: NotifyEvent.ACTION_FAILED,
+    Kind.ANSWER_FAILED: NotifyEvent.ACTION_FAILED,
     Kind.CAMERA_OFFLINE: NotifyEvent.CAMERA_OFFLINE,
     Kind.CAMERA_ONLINE: NotifyEvent.CAMERA_OFFLINE,
     Kind.PRINT_DONE: NotifyEvent.PRINT_DONE,
@@ -79,6 +82,8 @@ _GROUP = {
     Kind.FAILURE: "alert",
     Kind.FAILURE_GOING_ON: "alert",
     Kind.ACTION_FAILED: "alert",
+    # the alert's news, with its buttons again (ntfy cleared the alert when one was pressed)
+    Kind.ANSWER_FAILED: "alert",
     Kind.CAMERA_OFFLINE: "camera",
     Kind.CAMERA_ONLINE: "camera",
     Kind.PRINT_DONE: "print_done",
@@ -88,6 +93,7 @@ _TYPE = {
     Kind.FAILURE: "failure",
     Kind.FAILURE_GOING_ON: "failure",
     Kind.ACTION_FAILED: "failure",
+    Kind.ANSWER_FAILED: "failure",
     Kind.CAMERA_OFFLINE: "warning",
     Kind.CAMERA_ONLINE: "info",
     Kind.PRINT_DONE: "success",
@@ -99,6 +105,7 @@ _NTFY_PRIORITY = {
     # as loud as a pause that did not happen: in both the print goes on failing
     Kind.FAILURE_GOING_ON: "max",
     Kind.ACTION_FAILED: "max",
+    Kind.ANSWER_FAILED: "high",
     Kind.CAMERA_OFFLINE: "default",
     Kind.CAMERA_ONLINE: "low",
     Kind.PRINT_DONE: "low",
@@ -188,6 +195,25 @@ def alert_event(
         frame_jpeg,
         saved_answers(alert),
         corrects,
+    )
+
+
+def answer_failed_event(
+    printer: str, incident: str, button: str, detail: str, answers: tuple[Verb, ...]
+) -> Event:
+    """The owner pressed ``button`` on an alert, was told it was still being carried out,
+    and it failed in the end (``detail``: the printer's answer): said, with the alert's
+    buttons again (``answers``: the printer buttons it offers)."""
+    return Event(
+        Kind.ANSWER_FAILED,
+        printer,
+        f"{printer}: your {button} was not done",
+        f"The {button} you pressed for {printer} was still being carried out when the phone "
+        f"was answered, and it ended without being done: {detail}. Check the printer; the "
+        f"alert's buttons work again.",
+        incident,
+        answers=answers,
+        corrects=True,  # the answer to a press: now, not after the alert's coalesce window
     )
 
 
@@ -592,7 +618,9 @@ class TargetSender:
         if self.cfg.printers is not None and event.printer not in self.cfg.printers:
             return False
         wanted = set(self.cfg.events)
-        if event.kind is Kind.ACTION_FAILED:  # a failure whose action failed is still a failure
+        if event.kind in (Kind.ACTION_FAILED, Kind.ANSWER_FAILED):
+            # a failure whose action failed is still a failure; a button's answer goes to
+            # whoever was sent the buttons
             return bool(wanted & {NotifyEvent.ACTION_FAILED, NotifyEvent.FAILURE})
         return _EVENT[event.kind] in wanted
 
