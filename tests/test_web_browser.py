@@ -203,6 +203,14 @@ def test_overview_shows_the_printer_its_state_and_a_heatmap(env, browser) -> Non
         )
         == []
     )
+    # a printer without an API was said to be "printing": nothing tells the watchdog that
+    shown = js(
+        browser,
+        f"const c = cards['{PRINTER}'], p = S.printers.find((p) => p.name === '{PRINTER}');"
+        "updateCard(c, {...p, api: false}); const said = c.api.textContent;"
+        "updateCard(c, p); return said;",
+    )
+    assert shown == "no printer API (watched all the time)", shown
 
 
 def test_failure_pauses_and_the_timeline_marks_it(env, browser, anomalous_frames) -> None:
@@ -972,3 +980,12 @@ def test_sigterm_still_stops_the_daemon_with_the_page_open(env, browser) -> None
         "post('/api/command', {printer: arguments[0], verb: 'enable'}).then(arguments[1])", PRINTER
     )
     assert not answer["ok"] and "no answer from the watchdog" in answer["detail"], answer
+    # the cards said "printing", the score and "watching" as if live, a small grey note the
+    # only sign: the page says the watchdog is away, and each card that it is of then
+    banner = browser.find_element(By.ID, "down")
+    wait_until("the banner", lambda: banner.is_displayed(), 15)
+    assert "not answering" in banner.text and "nothing here can act" in banner.text
+    badge = browser.find_element(By.CSS_SELECTOR, card("[data-role=state]"))
+    assert badge.text == "watchdog not answering"
+    assert "stale" in browser.find_element(By.CSS_SELECTOR, card()).get_attribute("class")
+    assert "(at " in browser.find_element(By.CSS_SELECTOR, card("[data-role=printer-state]")).text

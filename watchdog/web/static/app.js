@@ -22,6 +22,8 @@ const S = {
   incidentsKey: "",
   view: "printers",
   edit: null,        // the mask editor's draft
+  down: 0,           // polls in a row the daemon did not answer
+  lastUpdate: null,  // the daemon's clock at its last answer
 };
 
 // ------------------------------------------------------------------ helpers
@@ -137,19 +139,28 @@ async function poll() {
     const state = await getJSON("/api/state");
     if (state.boot !== BOOT) { location.reload(); return; }  // restarted: this page's token is stale
     S.printers = state.printers;
+    S.lastUpdate = state.now;
     S.reloadRefused = state.reload_refused || "";
     S.mqtt = state.mqtt_enabled;
     await Promise.all(state.printers.map((p) => loadTimeline(p, state.now)));
     conn.textContent = `updated ${clock(state.now)}` + (state.mqtt_enabled && !state.mqtt_connected ? " · MQTT offline" : "")
       + (S.reloadRefused ? " · new settings not applied (see a printer's settings)" : "");
     conn.classList.remove("offline");
+    S.down = 0;
     renderPrinters();
     if (S.view === "incidents") await loadIncidents();
     if (S.view === "edit") refreshEditor();
   } catch (e) {
     conn.textContent = "daemon not answering";
     conn.classList.add("offline");
+    // twice in a row (one lost answer is Wi-Fi): every card says so, not as if live
+    if (++S.down === 2) renderPrinters();
   } finally {
+    const down = document.getElementById("down");
+    down.hidden = S.down < 2;
+    if (!down.hidden && !down.textContent) {
+      down.textContent = `The watchdog is not answering (stopped, restarting, or the network): what the cards show is of ${S.lastUpdate ? clock(S.lastUpdate) : "before"}, and nothing here can act until it answers.`;
+    } else if (down.hidden) down.textContent = "";
     setTimeout(poll, POLL_MS);
   }
 }
@@ -244,7 +255,7 @@ function buildCard(p) {
 }
 
 function updateCard(c, p) {
-  const [cls, label] = stateOf(p);
+  const [cls, label] = S.down >= 2 ? ["offline", "watchdog not answering"] : stateOf(p);
   c.badge.className = `badge ${cls}`;
   c.badge.textContent = label;
   // off while the print under way is skipped: switching it on watches that print again
@@ -253,13 +264,17 @@ function updateCard(c, p) {
   c.skip.hidden = !(p.api && p.enabled !== false && !p.skipping_print && ["printing", "paused"].includes(p.printer_state));
   const trouble = ["offline", "error"].includes(p.printer_state) && p.printer_detail;
   c.api.textContent = trouble ? `${p.printer_state}: ${p.printer_detail}` : p.printer_state || "unknown";
+  // without an API nothing tells whether it prints: "printing" was the watchdog's assumption
+  if (!p.api) c.api.textContent = "no printer API (watched all the time)";
+  if (S.down >= 2) c.api.textContent += ` (at ${clock(S.lastUpdate)})`;
   c.api.className = trouble ? "bad" : "";
   c.api.title = p.printer_detail || "";
   c.job.textContent = p.job ? `job ${p.job}` : "";
   // not watched now (idle, off, this print skipped, the API away): the last picture and score
   // are of then, said and dimmed, not shown as if live
   const tl = S.timelines[p.name];
-  const stale = p.score !== null && !WATCHED_NOW.has(p.state) && tl && tl.t.length;
+  // the daemon not answering: nothing on the card is live
+  const stale = (S.down >= 2 || (p.score !== null && !WATCHED_NOW.has(p.state))) && tl && tl.t.length;
   c.root.classList.toggle("stale", !!stale);
   c.score.textContent = stale
     ? `last score ${fmt(p.score)} at ${clock(tl.t[tl.t.length - 1])} / threshold ${fmt(p.threshold)}`
