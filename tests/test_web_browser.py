@@ -268,7 +268,7 @@ def test_failure_pauses_and_the_timeline_marks_it(env, browser, anomalous_frames
     ActionChains(browser).move_to_element(
         browser.find_element(By.TAG_NAME, "h1")
     ).perform()  # tooltip away
-    js(browser, "window.scrollTo(0, 0)")
+    js(browser, "window.scrollTo(0, 0); document.activeElement.blur()")
     screenshot(browser, "dashboard-overview.png")
 
 
@@ -651,6 +651,25 @@ def test_the_mask_editor_stops_where_the_config_does(env, browser) -> None:
     assert max(len(m) for m in detection["mask"]) == MASK_POINTS
     # back to the mask drawn before, for the tests after this one
     _save_settings(env, _csrf_of(browser), {"mask": detection["mask"][:had]})
+
+
+def test_a_finger_swiped_over_the_mask_editor_scrolls_and_sets_no_corner(env, browser) -> None:
+    """On a phone the picture fills the screen's width: a swipe over it to scroll the page
+    scrolled nothing and set a mask corner where the finger lifted. A tap still sets one."""
+    _open_editor(browser, env)
+    swipe = """
+      const c = document.querySelector('canvas[data-role=edit-canvas]');
+      const r = c.getBoundingClientRect(), before = S.edit.current.length;
+      const at = (type, y) => c.dispatchEvent(new PointerEvent(type, {clientX: r.left +
+        r.width * 0.3, clientY: r.top + r.height * y, pointerId: 7, pointerType: 'touch',
+        bubbles: true}));
+      at('pointerdown', 0.2); at('pointermove', arguments[0]); at('pointerup', arguments[0]);
+      return [S.edit.mode, c.style.touchAction, S.edit.current.length - before];
+    """
+    assert js(browser, swipe, 0.8) == ["mask", "pan-y", 0]
+    assert js(browser, swipe, 0.2) == ["mask", "pan-y", 1]  # a tap
+    browser.find_element(By.CSS_SELECTOR, "#view-edit a.button").click()  # left unsaved
+    wait_js(browser, "the overview", "return S.view === 'printers' && sessionStorage.length === 0")
 
 
 def test_an_editor_left_open_does_not_send_back_a_mask_saved_elsewhere(env, browser) -> None:

@@ -699,6 +699,7 @@ function norm(ev) {
 
 function editorDown(ev) {
   const d = S.edit;
+  d.down = [ev.clientX, ev.clientY];
   if (d.mode === "region") { d.drag = norm(ev); d.dragTo = d.drag; d.canvas.setPointerCapture(ev.pointerId); }
 }
 
@@ -717,6 +718,11 @@ function editorUp(ev) {
       d.region = [Math.min(x0, x1), Math.min(y0, y1), Math.max(x0, x1), Math.max(y0, y1)].map((v) => Math.round(v * 1000) / 1000);
     }
   } else if (d.mode === "mask") {
+    // a finger that moved was scrolling past the picture (on a phone it fills the screen's
+    // width), not setting a corner where it lifted
+    const moved = d.down ? Math.hypot(ev.clientX - d.down[0], ev.clientY - d.down[1]) : 0;
+    d.down = null;
+    if (moved > 10) return;
     const r = d.canvas.getBoundingClientRect();
     if (d.current.length >= 3) {
       const [fx, fy] = d.current[0];
@@ -745,6 +751,8 @@ function drawEditor() {
   if (!d || !d.canvas) return;
   keepDraft();  // every change to the drawing comes through here
   const c = d.canvas, dpr = window.devicePixelRatio || 1;
+  // a region is dragged, so the finger must not scroll then; masks are tapped: it may
+  c.style.touchAction = d.mode === "region" ? "none" : "pan-y";
   const w = c.clientWidth, h = c.clientHeight;
   if (!w || !h) return;
   c.width = Math.round(w * dpr); c.height = Math.round(h * dpr);
