@@ -693,15 +693,43 @@ def test_an_editor_left_open_does_not_send_back_a_mask_saved_elsewhere(env, brow
         f"return p && (p.settings.mask || []).length === {len(elsewhere)}",
         timeout=30,
     )
+    # and shows it: the editor kept the masks, and the numbers, it had opened on (a config
+    # file reloaded, another tab), which were not in force any more
+    wait_js(
+        browser,
+        "the editor showing the other tab's mask",
+        f"return S.edit.masks.length === {len(elsewhere)}"
+        f" && document.querySelector('canvas[data-role=edit-canvas]').dataset.masks === '{len(elsewhere)}'",
+    )
     consecutive = browser.find_element(By.CSS_SELECTOR, "input[data-role=consecutive]")
-    wanted = int(consecutive.get_attribute("value")) + 1
+    opened_on = int(consecutive.get_attribute("value"))
+    _save_settings(env, token, {"consecutive": opened_on + 3})
+    wait_until(
+        "the editor showing the other tab's number",
+        lambda: consecutive.get_attribute("value") == str(opened_on + 3),
+        30,
+        lambda: consecutive.get_attribute("value"),
+    )
+    wanted = opened_on + 1
     consecutive.clear()
     consecutive.send_keys(str(wanted))
     browser.find_element(By.CSS_SELECTOR, "[data-role=save]").click()
     wait_until("saved", lambda: stored().get("consecutive") == wanted, 30, lambda: str(stored()))
     assert stored()["mask"] == elsewhere
+    # the owner's own number stays while another tab changes it (and is what is saved)
+    _save_settings(env, token, {"consecutive": opened_on + 5})
+    wait_js(
+        browser,
+        "the page polled it",
+        f"return S.printers.find((x) => x.name === '{PRINTER}').settings.consecutive === {opened_on + 5}",
+    )
+    consecutive.clear()
+    consecutive.send_keys(str(wanted + 1))
+    _save_settings(env, token, {"consecutive": opened_on + 6})
+    time.sleep(2.5)  # a poll at least
+    assert consecutive.get_attribute("value") == str(wanted + 1)
     # as it was, for the tests after this one
-    _save_settings(env, token, {"mask": before.get("mask", []), "consecutive": wanted - 1})
+    _save_settings(env, token, {"mask": before.get("mask", []), "consecutive": opened_on})
 
 
 def test_a_mask_drawn_in_an_editor_left_open_does_not_undo_one_saved_elsewhere(

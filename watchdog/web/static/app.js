@@ -682,13 +682,39 @@ function refreshEditor() {
   if (!d) return;
   if (d.pending) { if (S.printers.length) openEditor(d.name); return; }
   const p = S.printers.find((x) => x.name === d.name);
-  if (!p) return;
+  if (!p) {  // a reload took the printer out of the config: nothing here can be saved now
+    if (S.printers.length) { dropDraft(d.name); openEditor(d.name); }
+    return;
+  }
+  adoptSettings(d, p.settings);
   const keys = Object.keys(p.saved || {});
   d.origin.textContent = (p.saved && p.saved.error ? p.saved.error
     : keys.length ? `Saved from this page: ${keys.join(", ")} (overrides the config file).` : "All settings come from the config file.")
     // a refused reload leaves the settings before it running: said until one is applied
     + (S.reloadRefused ? ` Not applied: the watchdog refused them (${S.reloadRefused}) and runs the settings it had.` : "");
   d.yaml.textContent = p.yaml || "# nothing saved from the page";
+}
+
+// Settings changed elsewhere while the editor is open (the config file reloaded, another
+// tab): each one the owner has not changed here is shown as it is in force now; the owner's
+// own changes stay, and a save still sends only those.
+function adoptSettings(d, settings) {
+  const fresh = editorValues(settings), now = editorNow(d);
+  let drawn = false;
+  for (const k of Object.keys(fresh)) {
+    if (fresh[k] === d.base[k] || now[k] !== d.base[k]) continue;
+    d.base[k] = fresh[k];
+    if (k === "mask") { d.masks = JSON.parse(fresh.mask); drawn = true; }
+    else if (k === "region") { d.region = JSON.parse(fresh.region); drawn = true; }
+    else if (k === "sensitivity") {
+      d.sens.min = String(Math.min(0.5, fresh.sensitivity));
+      d.sens.max = String(Math.max(2, fresh.sensitivity));
+      d.sens.value = String(fresh.sensitivity);
+      d.sensOut.textContent = String(fresh.sensitivity);
+    } else if (k === "consecutive") d.cons.value = String(fresh.consecutive);
+    else if (k === "judge_start") d.judge.checked = fresh.judge_start;
+  }
+  if (drawn) drawEditor(); else keepDraft();
 }
 
 function norm(ev) {
