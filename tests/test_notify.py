@@ -560,6 +560,23 @@ def test_a_service_slow_to_answer_gets_each_notification_once(phone, webhook_rec
     assert notifier.notify_status()["hook"]["failed"] == 0
 
 
+def test_a_service_that_never_answers_in_time_is_not_sent_each_notification_all_day(
+    phone, webhook_receiver, caplog
+) -> None:
+    """A relay that takes each notification and answers after Apprise stopped reading: every
+    retry (backing off up to 5 min, for a day) delivered the same alert again, and /status
+    said it could not connect. Sent twice unanswered, it is taken as delivered, and said so."""
+    webhook_receiver.answer_after_s = 2.5
+    notifier = phone(notify=(target(webhook_receiver.url() + "?rto=1", name="hook"),))
+    notifier.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    wait_for("taken as delivered", lambda: notifier.notify_status()["hook"]["sent"] == 1, 60)
+    status = notifier.notify_status()["hook"]
+    assert status["pending"] == 0 and "gave no answer in time" in status["last_error"], status
+    assert "taken as delivered" in caplog.text
+    time.sleep(3)  # more than the test backoff's longest wait: no copy after that
+    assert len(webhook_receiver.posts) == 2
+
+
 def test_a_401_is_reported_once_and_the_other_targets_are_served(
     phone, ntfy_receiver, webhook_receiver, tmp_path, caplog
 ) -> None:

@@ -51,6 +51,10 @@ from watchdog.incidents import ThrottledLog
 logger = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 90.0
+# A service that takes a notification and never answers in time (a slow relay) most likely
+# delivered it: sent this many times, it is taken as delivered, not sent at every retry for a
+# day.
+UNANSWERED_SENDS = 2
 REJECTED_RETRY_S = 600.0  # a target that refused the credentials is tried again this often
 
 
@@ -604,6 +608,7 @@ class TargetSender:
         # what waits
         self.wall: Callable[[], float] = time.time
         self._seen: dict[str, tuple[float, float]] = {}
+        self._unanswered: dict[str, int] = {}  # by entry: sends the service never answered
         self.sent = self.failed = self.dropped = self.coalesced = 0
         self.rejected = False
         self.last_error: str | None = None
@@ -903,6 +908,7 @@ class TargetSender:
         ids = {e.id for e in self._queue}
         self._failures = {k: n for k, n in self._failures.items() if k in ids}
         self._seen = {k: seen for k, seen in self._seen.items() if k in ids}
+        self._unanswered = {k: n for k, n in self._unanswered.items() if k in ids}
         # Oldest first within a printer's kind of news (the phone must end on the latest);
         # between them, the fewest failed attempts first: one notification the service keeps
         # refusing (too large, say) does not hold back every other printer's alerts.
@@ -1080,7 +1086,22 @@ class TargetSender:
         return temp
 
     def _settle(self, entry: Entry, result: dict[str, Any]) -> bool:
+        if result.get("unanswered"):
+            sends = self._unanswered[entry.id] = self._unanswered.get(entry.id, 0) + 1
+            if sends >= UNANSWERED_SENDS:
+                logger.warning(
+                    "notify %s (%s://): the service took the %s notification about %s and gave "
+                    "no answer in time, %d times: taken as delivered (sent again, it would "
+                    "arrive at every retry)",
+                    self.name,
+                    self.cfg.scheme,
+                    entry.body.get("kind"),
+                    entry.printer,
+                    sends,
+                )
+                result = {"ok": True}
         if result.get("ok"):
+            self._unanswered.pop(entry.id, None)
             if result.get("picture_refused"):
                 self._say_picture_refused(str(result["picture_refused"]))
             if result.get("partly_refused"):

@@ -9,11 +9,12 @@ The request comes as JSON on stdin (never in argv, where the URL's secret would 
     in:  {"url", "title", "body", "type": info|success|warning|failure, "attachment": path|null,
           "attachment_name": "heatmap.jpg",
           "ntfy": {"priority": ..., "actions": "http, Resume, https://..., method=POST; ..."}}
-    out: {"ok": bool, "permanent": bool, "detail": "..."}
+    out: {"ok": bool, "permanent": bool, "detail": "...", "unanswered": bool}
 
 ``permanent`` is true when the service refused the credentials (HTTP 401/403, SMTP 535): trying
 again will not help until the user fixes the URL. ``detail`` is Apprise's last complaint; the
-daemon masks secrets in it again before logging it.
+daemon masks secrets in it again before logging it. ``unanswered``: the service took the
+request and gave no answer within ``READ_TIMEOUT_S`` (it may well have delivered it).
 """
 
 from __future__ import annotations
@@ -144,6 +145,13 @@ def send(request: dict[str, Any]) -> dict[str, Any]:
         # picture first, a long text in parts) is a failed send, tried again.
         return {"ok": True, "permanent": False, "detail": "", "partly_refused": complaints[-1]}
     everything = " ".join(msg for _, msg in capture.lines)
+    if "read timed out" in everything.lower():
+        return {
+            "ok": False,
+            "permanent": False,
+            "unanswered": True,
+            "detail": "the service took the notification and gave no answer in time",
+        }
     return {
         "ok": False,
         "permanent": bool(PERMANENT.search(" ".join(complaints) or everything)),
