@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import Future
+from datetime import datetime
 from pathlib import Path
 
 import cv2
@@ -575,6 +576,49 @@ def test_a_service_that_never_answers_in_time_is_not_sent_each_notification_all_
     assert "taken as delivered" in caplog.text
     time.sleep(3)  # more than the test backoff's longest wait: no copy after that
     assert len(webhook_receiver.posts) == 2
+
+
+def test_an_alert_held_back_says_what_became_of_its_print_since_and_offers_no_resume(
+    phone, ntfy_receiver, tmp_path
+) -> None:
+    """A second alert held back by ``coalesce_s`` (or by a service that was down), its print
+    cancelled meanwhile: it arrived minutes later saying "paused", with Resume and Cancel
+    buttons that only answered "answered already"."""
+    from watchdog.incidents import record_answer
+
+    notifier = phone(
+        notify=(target(ntfy_receiver.url("t"), actions_url="http://pi.lan:8787", coalesce_s=3),)
+    )
+    answers = {"answers": ["resume", "cancel"]}
+    notifier.raise_alert(PRINTER, {**alert(), **answers}, jpeg(1), jpeg(2))
+    wait_for("the first alert", lambda: len(ntfy_receiver.messages) == 1)
+    second = notifier.raise_alert(PRINTER, {**alert(), **answers}, jpeg(3), jpeg(4))
+    record_answer(tmp_path, PRINTER, second, "cancelled")  # at the printer, before it was sent
+    wait_for("the second alert", lambda: len(ntfy_receiver.messages) == 2, 30)
+    first, held = ntfy_receiver.messages
+    assert [a["label"] for a in first.actions] == ["Not a failure", "Resume", "Cancel"]
+    assert held.title == "ender3: print failure, paused · since cancelled", held.title
+    assert "Since then: cancelled." in held.message
+    assert [a["label"] for a in held.actions] == ["Not a failure"]
+
+
+def test_an_alert_delivered_long_after_it_says_when_it_happened(
+    phone, ntfy_receiver, tmp_path
+) -> None:
+    """An alert kept while its service was down (here: queued ten minutes before this run)
+    arrived with no time in it, read as happening now."""
+    url = ntfy_receiver.url("t")
+    alert_left_queued(phone, ntfy_receiver, url)
+    [entry] = (tmp_path / "outbox").glob("notify-*/*/entry.json")
+    record = json.loads(entry.read_text())
+    record["body"]["since"] -= 600
+    entry.write_text(json.dumps(record))
+    later = phone(notify=(target(url),))
+    assert later.notifications.flush(30), later.notify_status()
+    [msg] = ntfy_receiver.messages
+    at = datetime.fromtimestamp(record["body"]["since"])
+    when = at.strftime("%H:%M" if at.date() == datetime.now().date() else "%Y-%m-%d %H:%M")
+    assert msg.message.splitlines()[1] == f"(at {when})", msg.message
 
 
 def test_a_401_is_reported_once_and_the_other_targets_are_served(

@@ -40,6 +40,7 @@ from watchdog.incidents import (
     IncidentStore,
     ThrottledLog,
     answered,
+    closing_answer,
     saved_alert,
 )
 from watchdog.printing import Outcome
@@ -91,6 +92,9 @@ class Notifier:
             registry=registry,
             backoff=notify_backoff,
             throttle=self._throttle,
+            closing=lambda printer, incident: closing_answer(
+                saved_alert(storage.dir, printer, incident)
+            ),
         )
 
     # ----------------------------------------------------------------- lifecycle

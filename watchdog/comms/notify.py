@@ -121,6 +121,12 @@ BUTTONS = ((Verb.NOT_A_FAILURE, "Not a failure"), (Verb.RESUME, "Resume"), (Verb
 SKIP_LINK = (Verb.SKIP_PRINT, "Stop watching this print")
 
 Sender = Callable[[dict[str, Any]], dict[str, Any]]
+# (printer, incident) -> what became of the alert's print since: "resumed", "cancelled",
+# "ended", or "" while it stands (``watchdog.incidents.closing_answer``)
+Closing = Callable[[str, str], str]
+SINCE = {"resumed": "resumed", "cancelled": "cancelled", "ended": "its print ended"}
+# a notification sent this long after its event says when that was
+LATE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -573,10 +579,13 @@ class TargetSender:
         throttle: ThrottledLog,
         known_as: str | None = None,
         key: bytes | None = None,
+        closing: Closing | None = None,
     ) -> None:
         """``known_as``: what its identity is made of (``identity_texts``; its name or URL);
-        ``key``: the outbox's (``target_key``), which its identity is hashed with."""
+        ``key``: the outbox's (``target_key``), which its identity is hashed with;
+        ``closing``: what became of an alert's print since (``Closing``)."""
         assert cfg.url is not None
+        self.closing = closing
         self.cfg = cfg
         self.name = name
         self.channel = f"notify-{name}"
@@ -987,7 +996,25 @@ class TargetSender:
         """ntfy shows buttons that call a URL; other services get the links in the text."""
         return self.cfg.scheme in ("ntfy", "ntfys")
 
-    def _actions_header(self, entry: Entry) -> str:
+    def _closed(self, entry: Entry) -> str:
+        """What became of an alert's print since it was queued ("": it stands, or not an
+        alert): one held back by ``coalesce_s`` or a service that was down must not arrive
+        saying "paused", with a Resume, about a print cancelled since."""
+        incident = entry.body.get("incident")
+        if self.closing is None or entry.body.get("group") != "alert" or not incident:
+            return ""
+        try:
+            return self.closing(entry.printer, str(incident))
+        except Exception:  # noqa: BLE001 - an unreadable incident: sent as it was queued
+            return ""
+
+    def _links(self, entry: Entry, closed: str) -> list[tuple[str, str]]:
+        """The alert's answers; once its print was answered or ended, its verdict only."""
+        links = self._action_links(entry)
+        keeps = dict(BUTTONS)[Verb.NOT_A_FAILURE]
+        return [(label, url) for label, url in links if not closed or label == keeps]
+
+    def _actions_header(self, entry: Entry, closed: str = "") -> str:
         """ntfy's buttons; a button that ends the matter clears the notification once pressed.
         Not a failure does not: a print our pause holds stays paused, and its Resume must stay
         at hand (it was gone with the notification)."""
@@ -996,16 +1023,22 @@ class TargetSender:
         keeps = dict(BUTTONS)[Verb.NOT_A_FAILURE]
         return "; ".join(
             f"http, {label}, {url}, method=POST" + ("" if label == keeps else ", clear=true")
-            for label, url in self._action_links(entry)
+            for label, url in self._links(entry, closed)
             if label != SKIP_LINK[1]  # a fourth: a link in the text (three buttons at most)
         )
 
-    def _message(self, entry: Entry) -> str:
+    def _message(self, entry: Entry, closed: str = "") -> str:
         text = str(entry.body.get("message", ""))
         n = _count(entry.body.get("coalesced"))
         if n:
             text += f"\n({n} earlier {entry.body.get('group')} event(s) on {entry.printer} since {_local(entry.body.get('since'))}, summed up here)"
-        links = self._action_links(entry)
+        elif (since := _number(entry.body.get("since"))) is not None and (
+            self.wall() - since > LATE_S
+        ):
+            text += f"\n(at {_local(entry.body.get('since'))})"  # held back, or retried
+        if closed:
+            text += f"\nSince then: {SINCE.get(closed, closed)}."
+        links = self._links(entry, closed)
         if self._has_buttons():  # the rest are buttons
             links = [(label, url) for label, url in links if label == SKIP_LINK[1]]
         if links:  # each opens a page on the daemon that asks before it acts
@@ -1024,14 +1057,19 @@ class TargetSender:
             picture_path = str(entry.path / "attachment.jpg")
         elif entry.attachment is not None:
             temp = picture_path = self._picture_file(entry.attachment)
+        closed = self._closed(entry)
+        title = str(entry.body.get("title", ""))
         request = {
             "url": self._url,
-            "title": entry.body.get("title", ""),
-            "body": self._message(entry),
+            "title": f"{title} · since {SINCE.get(closed, closed)}" if closed else title,
+            "body": self._message(entry, closed),
             "type": _TYPE[kind],
             "attachment": picture_path,
             "attachment_name": entry.body.get("attachment_name", "picture.jpg"),
-            "ntfy": {"priority": _NTFY_PRIORITY[kind], "actions": self._actions_header(entry)},
+            "ntfy": {
+                "priority": _NTFY_PRIORITY[kind],
+                "actions": self._actions_header(entry, closed),
+            },
         }
         try:
             result = self.sender(request)
@@ -1203,6 +1241,7 @@ class Notifications:
         sender: Sender | None = None,
         backoff: tuple[float, float] = (5.0, 300.0),
         throttle: ThrottledLog | None = None,
+        closing: Closing | None = None,
     ) -> None:
         self._stop = threading.Event()
         self.outbox = outbox
@@ -1214,7 +1253,19 @@ class Notifications:
         # a key made now (deleted, or a first run): the marks left cannot be checked
         key, self._new_key = target_key(outbox.root) if targets else (None, False)
         self.targets = [
-            TargetSender(t, n, outbox, tokens, meters, send, backoff, throttle, known_as=k, key=key)
+            TargetSender(
+                t,
+                n,
+                outbox,
+                tokens,
+                meters,
+                send,
+                backoff,
+                throttle,
+                known_as=k,
+                key=key,
+                closing=closing,
+            )
             for t, n, k in zip(targets, target_names(targets), identity_texts(targets), strict=True)
         ]
         self._started = False
