@@ -103,6 +103,20 @@ def test_error_answers_fail_clearly(
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_a_failed_pause_names_the_printers_address_without_its_user_name(
+    kind: str, bad_server: BadServer
+) -> None:
+    """The alert on the phone quoted the API's URL with its user name ("mruser:***@"): the
+    address is enough to find it."""
+    bad_server.respond(500, "down")
+    url = bad_server.url.replace("http://", "http://printeradmin:hunter22@")
+    printer = make_printer(api_config(kind, url, bad_server.api_key, retries=0), None)
+    result = printer.pause()
+    assert result.outcome == "failed" and bad_server.url in result.detail, result.detail
+    assert "printeradmin" not in result.detail and "hunter22" not in result.detail
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_garbage_json_fails_clearly(kind: str, bad_server: BadServer) -> None:
     bad_server.garbage()
     printer = client(kind, bad_server, retries=1)

@@ -104,6 +104,17 @@ def url_secrets(url: str) -> list[str]:
     return out
 
 
+def address_of(url: str) -> str:
+    """Where a URL points, for the owner to read: its scheme, host, port and path, without
+    its user name, password or query (a printer's API in an alert)."""
+    shown = redact_url(url)
+    scheme, sep, rest = shown.partition("://")
+    if not sep:
+        return shown
+    netloc, slash, path = rest.partition("/")
+    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path.partition('?')[0]}"
+
+
 def redact_url(url: str) -> str:
     """The URL without password or query values (tokens), for logs and errors."""
     try:

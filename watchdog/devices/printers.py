@@ -46,7 +46,7 @@ from watchdog.printing import (
     job_name,
     seconds,
 )
-from watchdog.redact import redact, redact_url
+from watchdog.redact import address_of, redact, redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,8 @@ class _HttpPrinter:
     ) -> None:
         self.api = api
         self.base_url = api.url.rstrip("/")
-        self._shown_base = redact_url(self.base_url)
+        # no user name either: it is said in alerts, on the phone
+        self._shown_base = address_of(self.base_url)
         self._key = api.api_key.get_secret_value() if api.api_key else ""
         self._stop = stop or threading.Event()
         self._backoff_s = backoff_s
