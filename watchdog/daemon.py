@@ -391,23 +391,25 @@ class Daemon:
             if command.verb is Verb.NOT_A_FAILURE
             else "confirmed as a failure"
         )
+        # the answer goes to a phone or the page: where the frames went is the log's
         try:
             if command.verb is Verb.NOT_A_FAILURE:
-                kept = (
-                    f"frame kept for retraining in {mark_not_failure(storage, printer, incident)}"
-                )
+                where = mark_not_failure(storage, printer, incident)
+                told = "its frame is kept for retraining"
+                kept = f"frame kept for retraining in {where}"
             else:
                 copies = mark_failure(storage, printer, incident)
-                kept = (  # none: the incident was pruned as the verdict landed
-                    f"{len(copies)} frame(s) kept in {copies[0].parent} (--anomalous)"
+                told = (  # none: the incident was pruned as the verdict landed
+                    f"{len(copies)} frame(s) kept for retraining"
                     if copies
                     else "its frames were removed meanwhile (the oldest alerts are pruned)"
                 )
+                kept = f"{told} in {copies[0].parent} (--anomalous)" if copies else told
         except FramesNotKept as exc:  # the answer stands: the watcher still learns it
             logger.warning("%s: incident %s %s, but %s", printer, incident, said, exc)
-            return CommandResult(True, f"{said}, but {exc}")
+            return CommandResult(True, f"{said}, but {exc.told}")
         logger.info("%s: incident %s %s (%s); %s", printer, incident, said, command.source, kept)
-        return CommandResult(True, f"{said}; {kept}")
+        return CommandResult(True, f"{said}; {told}")
 
     # ----------------------------------------------------------------- dashboard settings
 

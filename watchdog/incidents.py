@@ -635,7 +635,12 @@ def false_alarms_dir(storage_dir: Path, printer: str) -> Path:
 
 class FramesNotKept(Exception):
     """The verdict is recorded, but its frames could not be copied for retraining (a full
-    disk): the answer stands, the retraining set lacks them."""
+    disk): the answer stands, the retraining set lacks them. ``told``: the same without the
+    folder, for the owner's phone or page."""
+
+    def __init__(self, folder: Path, why: str) -> None:
+        self.told = f"its frame could not be kept for retraining: {why}"
+        super().__init__(f"its frame could not be kept for retraining in {folder}: {why}")
 
 
 def mark_not_failure(storage_dir: Path, printer: str, incident_id: str) -> Path:
@@ -651,9 +656,7 @@ def mark_not_failure(storage_dir: Path, printer: str, incident_id: str) -> Path:
 
 
 def _not_kept(folder: Path, exc: OSError) -> FramesNotKept:
-    return FramesNotKept(
-        f"its frame could not be kept for retraining in {folder}: {exc.strerror or exc}"
-    )
+    return FramesNotKept(folder, str(exc.strerror or exc))
 
 
 def failures_dir(storage_dir: Path, printer: str) -> Path:
