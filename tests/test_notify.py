@@ -349,7 +349,8 @@ def test_a_failure_left_printing_by_a_notify_only_printer_is_as_loud_as_a_pause_
     notifier.raise_alert(PRINTER, alert(action="notify"), jpeg(1), jpeg(2))
     assert notifier.notifications.flush(60)
     [going_on] = ntfy_receiver.messages
-    assert going_on.title == "ender3: print failure, not stopped (notify only)"
+    assert going_on.title == "ender3: print failure, still printing"
+    assert "it is still printing" in going_on.message
     assert going_on.priority == "max" and going_on.attachment is not None
     wait_for("the webhook's alert", lambda: webhook_receiver.posts)
     assert webhook_receiver.posts[0]["type"] == "failure"

@@ -190,11 +190,18 @@ def alert_event(
             f"{printer}{job} looks like a failed print ({scored}) but the {action} {outcome}: "
             f"{result.get('detail', '')}. Check the printer now."
         )
-    else:
-        kind = Kind.FAILURE if action in ("pause", "cancel") else Kind.FAILURE_GOING_ON
-        did = {"pause": "paused", "cancel": "cancelled"}.get(action, "not stopped (notify only)")
+    elif action in ("pause", "cancel"):
+        kind = Kind.FAILURE
+        did = {"pause": "paused", "cancel": "cancelled"}[action]
         title = f"{printer}: print failure, {did}"
         text = f"{printer}{job} looks like a failed print ({scored}); the print was {did}."
+    else:  # `action: notify`, or no printer API: only the owner can stop it
+        kind = Kind.FAILURE_GOING_ON
+        title = f"{printer}: print failure, still printing"
+        text = (
+            f"{printer}{job} looks like a failed print ({scored}); it is still printing: the "
+            "watchdog only tells you, as its settings say. Check the printer now."
+        )
     return Event(
         kind,
         printer,
