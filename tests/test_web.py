@@ -274,10 +274,19 @@ def test_the_owner_logs_in_from_a_real_browser(guarded) -> None:
         browser.get(f"{url}/#/edit/{PRINTER}")
         log_in("wrong")
         wait_until("refused", lambda: browser.find_elements(By.ID, "login-error"), 30)
+        # said to a screen reader too, and tied to the field
+        assert browser.find_element(By.ID, "login-error").get_attribute("role") == "alert"
+        field = browser.find_element(By.ID, "password")
+        assert field.get_attribute("aria-invalid") == "true"
+        assert not browser.find_element(By.ID, "login-expired").is_displayed()
         log_in()
         wait_until("the editor after the login", in_editor, 30, lambda: browser.current_url)
         browser.delete_all_cookies()  # the login runs out with the editor open
         wait_until("the login page", lambda: "/login" in browser.current_url, 30)
+        # why the page changed: a login page appeared with no word of it
+        wait_until(
+            "said why", lambda: browser.find_element(By.ID, "login-expired").is_displayed(), 10
+        )
         log_in()
         wait_until("the editor again", in_editor, 30, lambda: browser.current_url)
     finally:

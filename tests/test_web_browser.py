@@ -261,15 +261,32 @@ def test_failure_pauses_and_the_timeline_marks_it(env, browser, anomalous_frames
         "the paused state",
         f"return document.querySelector('{card('[data-role=state]')}').textContent === 'paused'",
     )
+    # and a screen reader hears it, with the printer's name (no badge change was said)
+    wait_js(
+        browser,
+        "the pause said",
+        f"return document.getElementById('said').textContent.startsWith('{PRINTER}: paused')",
+    )
     # the paused card leads to the alert (its Resume and Cancel): it offered no way there
     see = browser.find_element(By.CSS_SELECTOR, card("[data-role=see-alert]"))
-    assert see.is_displayed() and see.get_attribute("href").endswith("#/incidents")
+    incident = js(
+        browser, f"return S.printers.find((p) => p.name === '{PRINTER}').last_alert.incident"
+    )
+    # to this alert, not the list's top (another printer's alert came first there)
+    assert see.is_displayed() and see.get_attribute("href").endswith(f"#/incidents/{incident}")
     assert see.value_of_css_property("color") == "rgba(198, 40, 40, 1)"  # red, as alerts are
     ActionChains(browser).move_to_element(
         browser.find_element(By.TAG_NAME, "h1")
     ).perform()  # tooltip away
     js(browser, "window.scrollTo(0, 0); document.activeElement.blur()")
     screenshot(browser, "dashboard-overview.png")
+    see.send_keys(Keys.ENTER)  # the keyboard lands on the alert itself
+    wait_js(
+        browser,
+        "the alert in focus",
+        f"return document.activeElement.dataset.incident === '{incident}'",
+    )
+    assert js(browser, "return document.title") == "Printer watchdog: incidents"
 
 
 def _hover_timeline(browser, from_right: int):
@@ -1013,6 +1030,58 @@ def test_a_print_left_unwatched_from_its_card_is_watched_again_by_the_switch(env
         f"return document.querySelector('{badge}').textContent !== 'not watching this print'",
     )
     assert env.octoprint.printing()
+
+
+def test_the_keyboard_stays_on_what_it_pressed_and_starts_each_view_at_its_top(
+    env, browser
+) -> None:
+    """A control disabled while its answer came threw the keyboard to the page's top (the
+    watching switch, Save, an incident redrawn by the poll), and a view opened by a link left
+    it on the link, hidden now."""
+    browser.get(env.url + "/#/")
+    browser.refresh()
+    switch = browser.find_element(By.CSS_SELECTOR, card("[data-role=enabled]"))
+    wait_until("the switch on", lambda: switch.is_selected(), 30)
+    toast = browser.find_element(By.ID, "toast")
+
+    def answered(expect: str) -> None:
+        wait_until("the answer", lambda: expect in toast.text, 30, lambda: toast.text)
+        js(browser, "document.getElementById('toast').textContent = ''")
+
+    switch.send_keys(Keys.SPACE)
+    wait_until("the question", lambda: _alert(browser), 5).accept()
+    answered(f"watching {PRINTER} off")
+    assert js(browser, "return document.activeElement === arguments[0]", switch)
+    switch.send_keys(Keys.SPACE)  # on again
+    answered(f"watching {PRINTER} on")
+    assert js(browser, "return document.activeElement === arguments[0]", switch)
+
+    browser.find_element(By.CSS_SELECTOR, card("[data-role=edit]")).send_keys(Keys.ENTER)
+    wait_js(
+        browser, "the editor's view in focus", "return document.activeElement.id === 'view-edit'"
+    )
+    assert js(browser, "return document.title") == f"Printer watchdog: where to look, {PRINTER}"
+    _frame_to_draw_on(browser)
+    consecutive = browser.find_element(By.CSS_SELECTOR, "input[data-role=consecutive]")
+    frames = int(consecutive.get_attribute("value"))
+    consecutive.clear()
+    consecutive.send_keys(str(frames + 1))
+    save = browser.find_element(By.CSS_SELECTOR, "[data-role=save]")
+    save.send_keys(Keys.ENTER)
+    answered("saved")
+    assert js(browser, "return document.activeElement === arguments[0]", save)
+    _save_settings(env, _csrf_of(browser), {"consecutive": frames})
+
+    incident = _open_incident(browser)
+    button = browser.find_element(By.CSS_SELECTOR, "article.incident button[data-verb=failure]")
+    redrawn = browser.execute_async_script(  # as the poll does when an incident changes
+        "const [b, done] = arguments; b.focus(); S.incidentsKey = '';"
+        "loadIncidents().then(() => { const a = document.activeElement;"
+        " done([a !== b, a.dataset.verb, a.closest('article.incident')?.dataset.incident]); });",
+        button,
+    )
+    assert redrawn == [True, "failure", incident], redrawn
+    browser.get(env.url + "/#/")
 
 
 def test_sigterm_still_stops_the_daemon_with_the_page_open(env, browser) -> None:

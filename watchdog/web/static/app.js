@@ -61,7 +61,7 @@ function when(iso) {
 async function getJSON(path) {
   const r = await fetch(path, { credentials: "same-origin", cache: "no-store" });
   // the login brings the owner back to this view (static/login.js)
-  if (r.status === 401) { location.href = "/login" + location.hash; throw new Error("logged out"); }
+  if (r.status === 401) { location.href = "/login?expired" + location.hash; throw new Error("logged out"); }
   if (!r.ok) throw new Error(`${path}: ${r.status}`);
   return r.json();
 }
@@ -87,12 +87,34 @@ async function post(path, body) {
   return answer;
 }
 
+// A control disabled while its request runs: the browser moved the keyboard's focus to the
+// page's top (a disabled element cannot hold it); given back to it, or to ``fallback`` when
+// the answer hid it.
+async function hold(controls, work, fallback = null) {
+  const focused = controls.find((c) => c === document.activeElement);
+  controls.forEach((c) => { c.disabled = true; });
+  try { return await work(); } finally {
+    controls.forEach((c) => { c.disabled = false; });
+    if (focused && (document.activeElement === document.body || document.activeElement === null)) {
+      (focused.hidden || !focused.isConnected ? fallback : focused)?.focus();
+    }
+  }
+}
+
+// What a screen reader should hear as it happens (a printer paused, the daemon away): the
+// page's one polite live region, not each badge (it would not say which printer).
+function say(text) {
+  const said = document.getElementById("said");
+  said.textContent = said.textContent === text ? `${text}.` : text;
+}
+
 let toastTimer = null;
 function toast(message, ok = true) {
   const t = document.getElementById("toast");
-  t.textContent = message;
   t.className = ok ? "" : "bad";
+  t.textContent = message;
   t.hidden = false;
+  say(message);  // the page's live region, there from the start: read by every screen reader
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => { t.hidden = true; }, 6000);
 }
@@ -114,10 +136,17 @@ function stateOf(p) {
 
 // ------------------------------------------------------------------ routing
 
-function route() {
+const VIEW_NAMES = { printers: "printers", incidents: "incidents", edit: "where to look" };
+
+// ``ev``: the owner went to another view (a link, Back): the keyboard and a screen reader
+// start at that view, not wherever the focus was left (the page's top).
+function route(ev) {
   const hash = location.hash || "#/";
   const m = hash.match(/^#\/edit\/([A-Za-z0-9_-]+)$/);
-  S.view = m ? "edit" : hash === "#/incidents" ? "incidents" : "printers";
+  const incidents = hash.match(/^#\/incidents(?:\/([A-Za-z0-9_-]+))?$/);
+  S.view = m ? "edit" : incidents ? "incidents" : "printers";
+  S.showIncident = incidents ? incidents[1] || null : null;  // a card's "See the alert"
+  document.title = `Printer watchdog: ${VIEW_NAMES[S.view]}${m ? ", " + m[1] : ""}`;
   document.getElementById("view-printers").hidden = S.view !== "printers";
   document.getElementById("view-incidents").hidden = S.view !== "incidents";
   document.getElementById("view-edit").hidden = S.view !== "edit";
@@ -129,6 +158,7 @@ function route() {
   }
   else if (S.edit) { dropDraft(S.edit.name); S.edit = null; }  // left unsaved, as the owner chose
   if (S.view === "incidents") { S.incidentsKey = ""; loadIncidents(); }
+  if (ev) document.getElementById(`view-${S.view}`).focus();
 }
 
 // ------------------------------------------------------------------ polling
@@ -188,7 +218,7 @@ const cards = Object.create(null);  // by printer name (see S.timelines)
 function buildCard(p) {
   const c = {};
   c.badge = el("span", { class: "badge", "data-role": "state" });
-  c.enabled = el("input", { type: "checkbox", "data-role": "enabled" });
+  c.enabled = el("input", { type: "checkbox", "data-role": "enabled", "aria-label": `watching ${p.name}` });
   c.enabled.addEventListener("change", async () => {
     const verb = c.enabled.checked ? "enable" : "disable";
     const only = !c.skip.hidden ? " (To leave only the print under way unwatched: Stop watching this print.)" : "";
@@ -196,27 +226,25 @@ function buildCard(p) {
       c.enabled.checked = true;
       return;
     }
-    c.enabled.disabled = true;  // the poll leaves it alone until the daemon has answered
-    try {
+    // disabled: the poll leaves it alone until the daemon has answered
+    await hold([c.enabled], async () => {
       const r = await post("/api/command", { printer: p.name, verb });
       toast(r.detail, r.ok);
-    } finally {
-      c.enabled.disabled = false;
-    }
+    });
   });
   // the print under way only: the next one is watched without anyone having to remember it
-  c.skip = el("button", { type: "button", "data-role": "skip-print", hidden: true }, "Stop watching this print");
+  c.skip = el("button", { type: "button", "data-role": "skip-print", hidden: true, "aria-label": `stop watching this print of ${p.name}` }, "Stop watching this print");
   c.skip.addEventListener("click", async () => {
     if (!window.confirm(`Stop watching this print of ${p.name}? Nothing is judged or paused until it ends; the next print is watched. Switching Watching on watches it again.`)) return;
-    c.skip.disabled = true;
-    try {
+    await hold([c.skip], async () => {
       const r = await post("/api/command", { printer: p.name, verb: "skip_print" });
       toast(r.detail, r.ok);
-    } finally {
-      c.skip.disabled = false;
-    }
+      // hidden now, not at the next poll: the keyboard goes on to the switch beside it
+      const now = S.printers.find((x) => x.name === p.name);
+      if (r.ok && now) updateCard(c, { ...now, skipping_print: true });
+    }, c.enabled);
   });
-  c.overlay = el("input", { type: "checkbox", checked: true, "data-role": "overlay" });
+  c.overlay = el("input", { type: "checkbox", checked: true, "data-role": "overlay", "aria-label": `heatmap over ${p.name}'s frame` });
   c.overlay.addEventListener("change", () => { c.imgKey = ""; updateCard(c, S.printers.find((x) => x.name === p.name)); });
   // hidden until a frame has loaded: before the first one its broken-image text showed
   c.img = el("img", { alt: `latest frame of ${p.name}`, "data-role": "frame", hidden: true });
@@ -224,7 +252,7 @@ function buildCard(p) {
   c.img.addEventListener("load", () => { c.noimg.hidden = true; c.img.hidden = false; });
   c.img.addEventListener("error", () => { c.noimg.hidden = false; c.img.hidden = true; });
   // a failure standing (a paused print): the way to its incident and its buttons
-  c.seeAlert = el("a", { href: "#/incidents", class: "button danger", "data-role": "see-alert", hidden: true }, "See the alert");
+  c.seeAlert = el("a", { href: "#/incidents", class: "button danger", "data-role": "see-alert", hidden: true, "aria-label": `see the alert of ${p.name}` }, "See the alert");
   c.api = el("span", { "data-role": "printer-state" });
   c.job = el("span", { class: "muted", "data-role": "job" });
   c.score = el("span", { "data-role": "score" });
@@ -244,7 +272,7 @@ function buildCard(p) {
       el("label", { class: "switch" }, c.enabled, "watching")),
     el("div", { class: "frame" }, c.img, c.noimg),
     el("div", { class: "row" }, el("label", {}, c.overlay, " heatmap"),
-      el("a", { href: `#/edit/${p.name}`, class: "button", "data-role": "edit" }, "Where to look & settings"), c.skip, c.seeAlert),
+      el("a", { href: `#/edit/${p.name}`, class: "button", "data-role": "edit", "aria-label": `where to look and settings of ${p.name}` }, "Where to look & settings"), c.skip, c.seeAlert),
     el("div", { class: "row" }, el("span", {}, "Printer: ", c.api), c.job),
     el("div", { class: "row" }, c.score, el("div", { class: "scorebar" }, c.barFill, c.barMark)),
     el("div", { class: "tl-head" }, el("span", { text: "Score timeline" }), c.range),
@@ -257,10 +285,12 @@ function buildCard(p) {
 function updateCard(c, p) {
   const [cls, label] = S.down >= 2 ? ["offline", "watchdog not answering"] : stateOf(p);
   c.badge.className = `badge ${cls}`;
+  if (c.badge.textContent && c.badge.textContent !== label) say(`${p.name}: ${label}`);
   c.badge.textContent = label;
   // off while the print under way is skipped: switching it on watches that print again
   if (!c.enabled.disabled) c.enabled.checked = p.enabled !== false && !p.skipping_print;
   c.seeAlert.hidden = !(p.failure && p.last_alert);
+  if (!c.seeAlert.hidden) c.seeAlert.href = `#/incidents/${p.last_alert.incident}`;
   c.skip.hidden = !(p.api && p.enabled !== false && !p.skipping_print && ["printing", "paused"].includes(p.printer_state));
   const trouble = ["offline", "error"].includes(p.printer_state) && p.printer_detail;
   c.api.textContent = trouble ? `${p.printer_state}: ${p.printer_detail}` : p.printer_state || "unknown";
@@ -531,11 +561,25 @@ async function loadIncidents() {
   if (key === S.incidentsKey) return;
   S.incidentsKey = key;
   const view = document.getElementById("view-incidents");
+  // drawn anew (an answer elsewhere, a new alert): the keyboard stays where it was
+  const had = document.activeElement && view.contains(document.activeElement) ? document.activeElement : null;
+  const was = had && had.closest("article.incident");
+  const keep = was && [was.dataset.incident, had.dataset.verb];
   view.replaceChildren();
   if (!list.length) { view.append(el("p", { class: "empty", text: "No incidents: nothing has been paused or alerted." })); return; }
   const grid = el("div", { class: "grid" });
   for (const i of list) grid.append(incidentCard(i));
   view.append(grid);
+  if (keep) {
+    const again = view.querySelector(`article.incident[data-incident="${keep[0]}"]`);
+    const target = again && ((keep[1] && again.querySelector(`button[data-verb="${keep[1]}"]`)) || again);
+    if (target) target.focus();
+  } else if (had) view.focus();
+  if (S.showIncident) {
+    const asked = view.querySelector(`article.incident[data-incident="${S.showIncident}"]`);
+    S.showIncident = null;
+    if (asked) { asked.scrollIntoView({ block: "start" }); asked.focus(); }
+  }
 }
 
 function incidentCard(i) {
@@ -545,7 +589,7 @@ function incidentCard(i) {
   const verdict = i.verdict === "failure" ? "confirmed failure" : i.verdict === "not_failure" ? "not a failure" : "";
   const onWhat = `${i.printer}${i.job ? " (job " + i.job + ")" : ""}`;
   const act = (verb, label, cls, question) => el("button", {
-    class: cls, "data-verb": verb,
+    class: cls, "data-verb": verb, "aria-label": `${label}, ${onWhat}`,
     onclick: async (ev) => {
       if (question && !window.confirm(question)) return;
       ev.target.disabled = true;
@@ -560,7 +604,8 @@ function incidentCard(i) {
       if (target) target.focus();
     },
   }, label);
-  return el("article", { class: "card incident", "data-incident": i.incident, "data-printer": i.printer },
+  return el("article", { class: "card incident", "data-incident": i.incident, "data-printer": i.printer,
+    tabindex: "-1", "aria-label": `alert of ${i.printer} at ${when(i.time)}` },
     el("div", { class: "info" },
       el("div", { class: "card-head" }, el("h2", { text: `${i.printer}: ${i.action || "alert"}` }),
         el("span", { class: "muted", text: when(i.time) }),
@@ -574,8 +619,8 @@ function incidentCard(i) {
       i.job ? el("div", { class: "row muted", text: `job ${i.job}` }) : null,
       // resumed or cancelled since (a button, the printer itself): its Resume and Cancel are gone
       i.answered ? el("div", { class: "row", "data-role": "answered", text: i.answered === "ended" ? "its print has ended" : `answered: the print was ${i.answered}` }) : null),
-    el("figure", { class: "frame" }, el("img", { src: `${base}/frame.jpg`, alt: "the frame", loading: "lazy", "data-role": "incident-frame" })),
-    el("figure", { class: "frame" }, el("img", { src: `${base}/heatmap.jpg`, alt: "its heatmap", loading: "lazy", "data-role": "incident-heatmap" })),
+    el("figure", { class: "frame" }, el("img", { src: `${base}/frame.jpg`, alt: `frame of the alert of ${i.printer}`, loading: "lazy", "data-role": "incident-frame" })),
+    el("figure", { class: "frame" }, el("img", { src: `${base}/heatmap.jpg`, alt: `heatmap of the alert of ${i.printer}`, loading: "lazy", "data-role": "incident-heatmap" })),
     heat.length ? el("div", { class: "strip", "data-role": "lead-up" },
       heat.map((f, n) => el("figure", {}, el("img", { src: `${base}/lead_up/${f.split("/").pop()}`, alt: `heatmap of the frame ${heat.length - n} before the alert` }),
         el("figcaption", { text: `${heat.length - n} before` })))) : null,
@@ -817,9 +862,7 @@ function drawEditor() {
 
 // Save and Reset wait for the watchdog to apply them (seconds): one at a time.
 async function busy(request) {
-  const buttons = document.querySelectorAll("[data-role=save], [data-role=reset]");
-  buttons.forEach((b) => { b.disabled = true; });
-  try { return await request(); } finally { buttons.forEach((b) => { b.disabled = false; }); }
+  return hold([...document.querySelectorAll("[data-role=save], [data-role=reset]")], request);
 }
 
 function editorValues(settings) {
@@ -936,7 +979,7 @@ async function resetEditor() {
 
 // ------------------------------------------------------------------ start
 
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", (ev) => route(ev));
 window.addEventListener("resize", () => { renderPrinters(); drawEditor(); });
 const logout = document.getElementById("logout");
 if (logout) logout.addEventListener("click", async () => {

@@ -3,3 +3,8 @@
 // fragment of its own keeps the request's).
 const form = document.querySelector("form.login-card");
 if (form && /^#\/[A-Za-z0-9_\/-]*$/.test(location.hash)) form.action = "/login" + location.hash;
+// sent here by the dashboard when the login ran out: said, not a page that just appeared
+const expired = document.getElementById("login-expired");
+if (expired && /(^\?|&)expired(&|=|$)/.test(location.search) && !document.getElementById("login-error")) {
+  expired.hidden = false;
+}
