@@ -559,6 +559,29 @@ def test_generated_password_is_never_printed_only_written_for_its_owner(tmp_path
 # --------------------------------------------------------------------------- loopback
 
 
+def test_an_alert_whose_correction_waits_for_the_broker_is_not_said_delivered(open_daemon) -> None:
+    """An alert delivered, then corrected (its pause found done, or not, after all) while the
+    broker was away: its card said "MQTT: delivered", while Home Assistant still had the
+    first word."""
+    from watchdog.comms.outbox import MQTT, Outbox
+    from watchdog.incidents import IncidentStore
+
+    url, _, tmp = open_daemon
+    jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    alert = {"printer": PRINTER, "action": "pause", "time": "2026-12-05T10:00:00+00:00"}
+    incident = IncidentStore(tmp / "state").save(PRINTER, alert, jpeg, jpeg, pending=False)
+
+    def delivered() -> bool:
+        found = requests.get(f"{url}/api/incidents", timeout=10).json()
+        return next(i["delivered"] for i in found if i["incident"] == incident.id)
+
+    assert delivered()
+    correction = Outbox(tmp / "state").put(MQTT, PRINTER, {**incident.alert, "answers": []})
+    assert not delivered()
+    Outbox(tmp / "state").done(correction)
+    assert delivered()
+
+
 def test_loopback_page_is_open_but_posts_need_the_token_and_the_host(open_daemon) -> None:
     url, _, _ = open_daemon
     page = requests.get(f"{url}/", timeout=10)

@@ -360,14 +360,16 @@ class Dashboard:
     def incidents(self) -> Response:
         names = [p.name for p in self.backend.config.printers]
         found = list_incidents(self.storage_dir, names, limit=50)
-        outbox = Outbox(self.storage_dir)  # an MQTT alert waits there until the broker has it
+        # an MQTT alert waits in the outbox until the broker has it; so does its correction
+        # (the pause found done or not since), under an entry of its own
+        waiting = {str(e.body.get("incident")) for e in Outbox(self.storage_dir).pending(MQTT)}
         return json_response(
             [
                 {
                     **i.alert,
                     "printer": i.printer,
                     "incident": i.id,
-                    "delivered": i.delivered and not outbox.waiting(MQTT, i.id),
+                    "delivered": i.delivered and i.id not in waiting,
                     "lead_up": list(i.lead_up),
                     # answered (resumed or cancelled through the watchdog or at the printer):
                     # its printer buttons would only refuse, so none is offered
