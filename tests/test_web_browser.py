@@ -211,6 +211,15 @@ def test_overview_shows_the_printer_its_state_and_a_heatmap(env, browser) -> Non
         "updateCard(c, p); return said;",
     )
     assert shown == "no printer API (watched all the time)", shown
+    # a recording (a folder of frames, a video file) read to its end: nothing on it is live
+    ended = js(
+        browser,
+        f"const c = cards['{PRINTER}'], p = S.printers.find((p) => p.name === '{PRINTER}');"
+        "updateCard(c, {...p, recording_ended: true});"
+        "const said = [c.badge.textContent, c.root.classList.contains('stale')];"
+        "updateCard(c, p); return said;",
+    )
+    assert ended == ["recording read to its end", True], ended
 
 
 def test_failure_pauses_and_the_timeline_marks_it(env, browser, anomalous_frames) -> None:

@@ -204,6 +204,7 @@ class WatcherStatus:
     last_alert: Alert | None
     heartbeat: float  # time.monotonic() of the last step
     failing_steps: int = 0  # steps in a row that raised
+    recording_ended: bool = False  # a folder or video camera read to its end: nothing is live
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -1307,6 +1308,7 @@ class Watcher:
             last_alert=self.last_alert,
             heartbeat=heartbeat,
             failing_steps=self.failing_steps,
+            recording_ended=self._recording_ended,
         )
 
     def _publish_state(self, label: Label) -> None:
@@ -1360,6 +1362,7 @@ class Watcher:
         last frame: said once, as replay and the demo say it in their summary."""
         if self.camera.exhausted and not self._recording_ended:
             self._recording_ended = True
+            self.snapshot = replace(self.snapshot, recording_ended=True)  # the page says so
             logger.info("%s: its recording was read to its end: no frame comes", self.name)
 
     def close(self) -> None:

@@ -283,7 +283,8 @@ function buildCard(p) {
 }
 
 function updateCard(c, p) {
-  const [cls, label] = S.down >= 2 ? ["offline", "watchdog not answering"] : stateOf(p);
+  const [cls, label] = S.down >= 2 ? ["offline", "watchdog not answering"]
+    : p.recording_ended ? ["idle", "recording read to its end"] : stateOf(p);
   c.badge.className = `badge ${cls}`;
   if (c.badge.textContent && c.badge.textContent !== label) say(`${p.name}: ${label}`);
   c.badge.textContent = label;
@@ -304,7 +305,7 @@ function updateCard(c, p) {
   // are of then, said and dimmed, not shown as if live
   const tl = S.timelines[p.name];
   // the daemon not answering: nothing on the card is live
-  const stale = (S.down >= 2 || (p.score !== null && !WATCHED_NOW.has(p.state))) && tl && tl.t.length;
+  const stale = (S.down >= 2 || p.recording_ended || (p.score !== null && !WATCHED_NOW.has(p.state))) && tl && tl.t.length;
   c.root.classList.toggle("stale", !!stale);
   c.score.textContent = stale
     ? `last score ${fmt(p.score)} at ${clock(tl.t[tl.t.length - 1])} / threshold ${fmt(p.threshold)}`
