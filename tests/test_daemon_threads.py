@@ -233,6 +233,9 @@ def test_a_not_a_failure_on_a_full_disk_says_its_frame_was_not_kept_when_the_wat
     assert kept.ok and "its frame is kept for retraining" in kept.detail, kept
     # said on a phone or the page: where on the Pi is the log's (a full path was shown)
     assert str(daemon.config.storage.dir) not in kept.detail + answer.detail
+    gone = daemon.dispatch(Command("e3", Verb.NOT_A_FAILURE, "20200101T000000000Z-abcdef"))
+    assert not gone.ok and "no alert 20200101T000000000Z-abcdef of e3" in gone.detail, gone
+    assert str(daemon.config.storage.dir) not in gone.detail
 
 
 def test_a_reload_whose_watcher_thread_cannot_start_leaves_the_daemon_running_and_unhealthy(

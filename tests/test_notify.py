@@ -1194,6 +1194,35 @@ def test_a_press_under_way_that_fails_in_the_end_is_told_to_the_phone_with_its_b
     assert notifier.handle_action(again.rsplit("/", 1)[1]) == (200, "resume done")
 
 
+def test_a_press_under_way_never_answered_by_the_printer_is_told_as_maybe_done(
+    phone, ntfy_receiver
+) -> None:
+    """The printer took the resume and never answered (a Klipper macro reheating): "your
+    Resume was not done" with a Resume to press again was untrue, and a second press could
+    resume twice. Told as maybe done, without the printer's buttons; its button stays used."""
+    slow = Recorder(under_way=True)
+    notifier = phone(
+        notify=(target(ntfy_receiver.url("t"), actions_url="http://pi.lan:8787"),),
+        dispatcher=slow,
+    )
+    notifier.raise_alert(PRINTER, {**alert(), "answers": ["resume", "cancel"]}, jpeg(1), jpeg(2))
+    assert notifier.notifications.flush(60)
+    [first] = ntfy_receiver.messages
+    token = {a["label"]: a["url"] for a in first.actions}["Resume"].rsplit("/", 1)[1]
+    assert notifier.handle_action(token)[0] == 202
+    slow.later.set_result(
+        CommandResult(
+            False, "resume sent, no answer within 10 s: it may still happen", unknown=True
+        )
+    )
+    wait_for("the phone told", lambda: len(ntfy_receiver.messages) == 2)
+    told = ntfy_receiver.messages[1]
+    assert told.title == "ender3: your Resume may not have happened", told.title
+    assert [a["label"] for a in told.actions] == ["Not a failure"]
+    slow.under_way = False
+    assert notifier.handle_action(token)[0] == 409  # used: it may have resumed
+
+
 # --------------------------------------------------------------------------- config
 
 

@@ -72,6 +72,7 @@ class CommandResult:
     ok: bool
     detail: str
     under_way: bool = False  # not answered in time but started: it will still happen
+    unknown: bool = False  # sent to the printer and not answered: it may have happened
     # under way: what it comes to, once done (its sender may still act on it: a phone's button
     # that failed in the end works again)
     later: Future[CommandResult] | None = field(default=None, compare=False, repr=False)

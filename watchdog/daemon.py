@@ -40,7 +40,13 @@ from watchdog.devices.printers import longest_action_s
 from watchdog.errors import UsageError
 from watchdog.frame_gate import FrameGate
 from watchdog.history import History
-from watchdog.incidents import FramesNotKept, list_incidents, mark_failure, mark_not_failure
+from watchdog.incidents import (
+    FramesNotKept,
+    IncidentError,
+    list_incidents,
+    mark_failure,
+    mark_not_failure,
+)
 from watchdog.metrics import Metrics
 from watchdog.overrides import mask_check
 from watchdog.redact import secret_filter
@@ -306,7 +312,11 @@ class Daemon:
                 logger.warning(
                     "%s: verdict on incident %s failed: %s", command.printer, command.incident, exc
                 )
-                return CommandResult(False, str(exc))
+                # the log says where; the phone or the page, what
+                told = exc.told if isinstance(exc, IncidentError) else None
+                if isinstance(exc, OSError):
+                    told = f"the answer could not be stored ({exc.strerror or 'a disk error'})"
+                return CommandResult(False, told or str(exc))
             if command.verb is not Verb.NOT_A_FAILURE:
                 watcher.submit(command)  # answered: the failure it stood on is shown off
                 return stored

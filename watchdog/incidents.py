@@ -61,7 +61,12 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class IncidentError(ValueError):
-    """An incident that does not exist or cannot be used; the message says which and where."""
+    """An incident that does not exist or cannot be used; the message says which and where.
+    ``told``: the same without where on disk, for the owner's phone or page."""
+
+    def __init__(self, message: str, told: str | None = None) -> None:
+        super().__init__(message)
+        self.told = told or message
 
 
 class ThrottledLog:
@@ -196,7 +201,10 @@ def incident_dir(storage_dir: Path, printer: str, incident_id: str) -> Path:
     check_name(incident_id, "incident id")
     path = incidents_root(storage_dir) / printer / incident_id
     if not (path / ALERT).is_file():
-        raise IncidentError(f"no incident {incident_id} for printer {printer} in {path.parent}")
+        raise IncidentError(
+            f"no incident {incident_id} for printer {printer} in {path.parent}",
+            f"no alert {incident_id} of {printer} (the oldest alerts are removed)",
+        )
     return path
 
 
@@ -213,9 +221,13 @@ def _read_alert(path: Path) -> dict[str, Any]:
     try:
         data = json.loads((path / ALERT).read_text())
     except (OSError, ValueError, RecursionError) as exc:
-        raise IncidentError(f"{path / ALERT}: cannot read: {exc}") from exc
+        raise IncidentError(
+            f"{path / ALERT}: cannot read: {exc}", f"alert {path.name} cannot be read (see the log)"
+        ) from exc
     if not isinstance(data, dict):
-        raise IncidentError(f"{path / ALERT}: not a JSON object")
+        raise IncidentError(
+            f"{path / ALERT}: not a JSON object", f"alert {path.name} cannot be read (see the log)"
+        )
     return data
 
 
@@ -638,8 +650,8 @@ class FramesNotKept(Exception):
     disk): the answer stands, the retraining set lacks them. ``told``: the same without the
     folder, for the owner's phone or page."""
 
-    def __init__(self, folder: Path, why: str) -> None:
-        self.told = f"its frame could not be kept for retraining: {why}"
+    def __init__(self, folder: Path, why: str, told: str) -> None:
+        self.told = f"its frame could not be kept for retraining: {told}"
         super().__init__(f"its frame could not be kept for retraining in {folder}: {why}")
 
 
@@ -656,7 +668,8 @@ def mark_not_failure(storage_dir: Path, printer: str, incident_id: str) -> Path:
 
 
 def _not_kept(folder: Path, exc: OSError) -> FramesNotKept:
-    return FramesNotKept(folder, str(exc.strerror or exc))
+    # strerror names no file; the whole error may (told on the phone: no path there)
+    return FramesNotKept(folder, str(exc.strerror or exc), exc.strerror or "a disk error")
 
 
 def failures_dir(storage_dir: Path, printer: str) -> Path:
@@ -683,7 +696,10 @@ def _judged(storage_dir: Path, printer: str, incident_id: str, verdict: str) -> 
     failure and a normal frame to the trainer. Returns the incident's folder."""
     path = incident_dir(storage_dir, printer, incident_id)
     if not (path / FRAME).is_file():
-        raise IncidentError(f"incident {incident_id} of {printer} has no {FRAME} in {path}")
+        raise IncidentError(
+            f"incident {incident_id} of {printer} has no {FRAME} in {path}",
+            f"alert {incident_id} of {printer} has no frame left to keep",
+        )
     _record(path, verdict)
     other = failures_dir if verdict == "not_failure" else false_alarms_dir
     folder = other(storage_dir, printer)

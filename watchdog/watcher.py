@@ -976,7 +976,11 @@ class Watcher:
             result = self._ask_printer(Action(verb.value))
             if result.outcome == Outcome.DONE and verb in ANSWERS:
                 self._record_answer(verb, command.incident)
-            return CommandResult(result.outcome == Outcome.DONE, result.detail)
+            return CommandResult(
+                result.outcome == Outcome.DONE,
+                result.detail,
+                unknown=result.outcome == Outcome.UNKNOWN,
+            )
         return CommandResult(False, f"{verb.value} is not something a watcher does")
 
     def _refused_for_its_alert(self, command: Command) -> CommandResult | None:

@@ -217,10 +217,11 @@ class ActionHandler:
         tokens: ActionTokens,
         dispatcher: Dispatcher | None,
         storage_dir: Path,
-        failed_late: Callable[[Grant, str], None] | None = None,
+        failed_late: Callable[[Grant, str, bool], None] | None = None,
     ) -> None:
-        """``failed_late(grant, why)``: told when a press answered "still carrying out" fails
-        in the end (the owner heard it would happen)."""
+        """``failed_late(grant, why, unknown)``: told when a press answered "still carrying
+        out" fails in the end (the owner heard it would happen); ``unknown``: sent to the
+        printer and never answered, it may have happened."""
         self.tokens = tokens
         self.dispatcher = dispatcher
         self.storage_dir = Path(storage_dir)
@@ -313,18 +314,20 @@ class ActionHandler:
                 result.detail,
             )
             return
-        self.tokens.give_back(token)
+        unknown = result is not None and result.unknown
+        if not unknown:  # it may have happened: pressed again, it could happen twice
+            self.tokens.give_back(token)
         why = result.detail if result is not None else "it was not carried out"
         logger.error(
-            "%s: phone button %s on alert %s failed after it was said under way: %s; the button "
-            "works again",
+            "%s: phone button %s on alert %s failed after it was said under way: %s; %s",
             grant.printer,
             grant.verb.value,
             grant.incident,
             why,
+            "it may have happened" if unknown else "the button works again",
         )
         if self.failed_late is not None:
             try:
-                self.failed_late(grant, why)
+                self.failed_late(grant, why, unknown)
             except Exception:  # noqa: BLE001 - the command's thread must not die of the telling
                 logger.exception("%s: cannot tell the phone of its failed button", grant.printer)

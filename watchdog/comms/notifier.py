@@ -213,17 +213,17 @@ class Notifier:
             frame, heatmap = _read(incident, FRAME), _read(incident, HEATMAP)
             self.notifications.notify(alert_event(incident.alert, frame, heatmap, corrects=True))
 
-    def _answer_failed(self, grant: Grant, why: str) -> None:
+    def _answer_failed(self, grant: Grant, why: str, unknown: bool) -> None:
         """A phone button the owner was told is under way failed in the end: the phones are
-        told, with the alert's buttons again (ntfy cleared the alert when it was pressed)."""
+        told, with the alert's buttons again (ntfy cleared the alert when it was pressed);
+        ``unknown``: it may have happened, so without them (pressed again, twice)."""
         if not self.notifications:
             return
         alert = saved_alert(self.store.storage_dir, grant.printer, grant.incident)
         button = dict((*BUTTONS, SKIP_LINK)).get(grant.verb, grant.verb.value)
+        answers = saved_answers(alert) if alert and not unknown else ()
         self.notifications.notify(
-            answer_failed_event(
-                grant.printer, grant.incident, button, why, saved_answers(alert) if alert else ()
-            )
+            answer_failed_event(grant.printer, grant.incident, button, why, answers, unknown)
         )
 
     def camera_changed(self, printer: str, online: bool, why: str = "") -> None:

@@ -216,18 +216,35 @@ def alert_event(
 
 
 def answer_failed_event(
-    printer: str, incident: str, button: str, detail: str, answers: tuple[Verb, ...]
+    printer: str,
+    incident: str,
+    button: str,
+    detail: str,
+    answers: tuple[Verb, ...],
+    unknown: bool = False,
 ) -> Event:
     """The owner pressed ``button`` on an alert, was told it was still being carried out,
     and it failed in the end (``detail``: the printer's answer): said, with the alert's
-    buttons again (``answers``: the printer buttons it offers)."""
+    buttons again (``answers``: the printer buttons it offers). ``unknown``: sent to the
+    printer and never answered: it may have happened (no buttons: it could happen twice)."""
+    if unknown:
+        title = f"{printer}: your {button} may not have happened"
+        text = (
+            f"The {button} you pressed for {printer} was sent to the printer, which did not "
+            f"answer: {detail}. Check the printer."
+        )
+    else:
+        title = f"{printer}: your {button} was not done"
+        text = (
+            f"The {button} you pressed for {printer} was still being carried out when the "
+            f"phone was answered, and it ended without being done: {detail}. Check the "
+            "printer; the alert's buttons work again."
+        )
     return Event(
         Kind.ANSWER_FAILED,
         printer,
-        f"{printer}: your {button} was not done",
-        f"The {button} you pressed for {printer} was still being carried out when the phone "
-        f"was answered, and it ended without being done: {detail}. Check the printer; the "
-        f"alert's buttons work again.",
+        title,
+        text,
         incident,
         answers=answers,
         corrects=True,  # the answer to a press: now, not after the alert's coalesce window
