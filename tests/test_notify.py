@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import Future
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -350,7 +350,7 @@ def test_a_failure_left_printing_by_a_notify_only_printer_is_as_loud_as_a_pause_
     assert notifier.notifications.flush(60)
     [going_on] = ntfy_receiver.messages
     assert going_on.title == "ender3: print failure, still printing"
-    assert "it is still printing" in going_on.message
+    assert "it was left printing" in going_on.message
     assert going_on.priority == "max" and going_on.attachment is not None
     wait_for("the webhook's alert", lambda: webhook_receiver.posts)
     assert webhook_receiver.posts[0]["type"] == "failure"
@@ -571,8 +571,9 @@ def test_a_service_that_never_answers_in_time_is_not_sent_each_notification_all_
     webhook_receiver.answer_after_s = 2.5
     notifier = phone(notify=(target(webhook_receiver.url() + "?rto=1", name="hook"),))
     notifier.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
-    wait_for("taken as delivered", lambda: notifier.notify_status()["hook"]["sent"] == 1, 60)
+    wait_for("taken as delivered", lambda: notifier.notify_status()["hook"]["unconfirmed"] == 1, 60)
     status = notifier.notify_status()["hook"]
+    assert status["sent"] == 0, status  # not said delivered: the service never said so
     assert status["pending"] == 0 and "gave no answer in time" in status["last_error"], status
     assert "taken as delivered" in caplog.text
     time.sleep(3)  # more than the test backoff's longest wait: no copy after that
@@ -593,14 +594,28 @@ def test_an_alert_held_back_says_what_became_of_its_print_since_and_offers_no_re
     answers = {"answers": ["resume", "cancel"]}
     notifier.raise_alert(PRINTER, {**alert(), **answers}, jpeg(1), jpeg(2))
     wait_for("the first alert", lambda: len(ntfy_receiver.messages) == 1)
-    second = notifier.raise_alert(PRINTER, {**alert(), **answers}, jpeg(3), jpeg(4))
+    # a printer told only (``action: notify``): "still printing" was said of a cancelled print
+    second = notifier.raise_alert(PRINTER, {**alert(action="notify"), **answers}, jpeg(3), jpeg(4))
     record_answer(tmp_path, PRINTER, second, "cancelled")  # at the printer, before it was sent
     wait_for("the second alert", lambda: len(ntfy_receiver.messages) == 2, 30)
     first, held = ntfy_receiver.messages
     assert [a["label"] for a in first.actions] == ["Not a failure", "Resume", "Cancel"]
-    assert held.title == "ender3: print failure, paused · since cancelled", held.title
+    assert held.title == "ender3: print failure · since cancelled", held.title
+    assert "still printing" not in held.message
     assert "Since then: cancelled." in held.message
     assert [a["label"] for a in held.actions] == ["Not a failure"]
+
+
+def test_an_alert_told_after_a_restart_says_when_it_happened(phone, ntfy_receiver) -> None:
+    """An alert raised before a restart (a pause whose end the restart cut short, told by the
+    next start): it arrived with no time in it, read as happening now."""
+    then = datetime.now().astimezone() - timedelta(minutes=10)
+    notifier = phone(notify=(target(ntfy_receiver.url("t")),))
+    notifier.raise_alert(PRINTER, {**alert(), "time": then.isoformat()}, jpeg(1), jpeg(2))
+    assert notifier.notifications.flush(30)
+    [msg] = ntfy_receiver.messages
+    when = then.strftime("%H:%M" if then.date() == datetime.now().date() else "%Y-%m-%d %H:%M")
+    assert msg.message.splitlines()[1] == f"(at {when})", msg.message
 
 
 def test_an_alert_delivered_long_after_it_says_when_it_happened(
@@ -1192,6 +1207,35 @@ def test_a_press_under_way_that_fails_in_the_end_is_told_to_the_phone_with_its_b
     slow.under_way = False  # the printer answers again: the new Resume resumes
     again = {a["label"]: a["url"] for a in told.actions}["Resume"]
     assert notifier.handle_action(again.rsplit("/", 1)[1]) == (200, "resume done")
+
+
+def test_a_failed_press_told_never_replaces_an_alert_still_waiting_for_another_target(
+    phone, ntfy_receiver, webhook_receiver
+) -> None:
+    """ntfy had the alert, the webhook was down; the Resume pressed on ntfy failed late: its
+    "not done" was summed up with the alert still waiting for the webhook, whose owner never
+    got the alert itself, nor its picture."""
+    slow = Recorder(under_way=True)
+    webhook_receiver.refuse(500, "down")
+    notifier = phone(
+        notify=(
+            target(ntfy_receiver.url("t"), actions_url="http://pi.lan:8787"),
+            target(webhook_receiver.url(), name="hook", actions_url="http://pi.lan:8787"),
+        ),
+        dispatcher=slow,
+    )
+    notifier.raise_alert(PRINTER, {**alert(), "answers": ["resume", "cancel"]}, jpeg(1), jpeg(2))
+    wait_for("the ntfy alert", lambda: ntfy_receiver.messages)
+    wait_for("the webhook refused", lambda: notifier.notify_status()["hook"]["failed"] >= 1)
+    resume = {a["label"]: a["url"] for a in ntfy_receiver.messages[0].actions}["Resume"]
+    assert notifier.handle_action(resume.rsplit("/", 1)[1])[0] == 202
+    slow.later.set_result(CommandResult(False, "OctoPrint resume failed: HTTP 409"))
+    wait_for("the phone told", lambda: len(ntfy_receiver.messages) == 2)
+    webhook_receiver.refuse(None)
+    wait_for("both on the webhook", lambda: len(webhook_receiver.posts) == 2, 30)
+    titles = [p["title"] for p in webhook_receiver.posts]
+    assert titles == ["ender3: print failure, paused", "ender3: your Resume was not done"], titles
+    assert webhook_receiver.posts[0].get("attachments"), "the alert's picture"
 
 
 def test_a_press_under_way_never_answered_by_the_printer_is_told_as_maybe_done(

@@ -111,8 +111,8 @@ def address_of(url: str) -> str:
     scheme, sep, rest = shown.partition("://")
     if not sep:
         return shown
-    netloc, slash, path = rest.partition("/")
-    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path.partition('?')[0]}"
+    netloc, slash, path = rest.partition("?")[0].partition("/")
+    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"
 
 
 def redact_url(url: str) -> str:

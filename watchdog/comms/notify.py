@@ -86,8 +86,9 @@ _GROUP = {
     Kind.FAILURE: "alert",
     Kind.FAILURE_GOING_ON: "alert",
     Kind.ACTION_FAILED: "alert",
-    # the alert's news, with its buttons again (ntfy cleared the alert when one was pressed)
-    Kind.ANSWER_FAILED: "alert",
+    # with the alert's buttons again (ntfy cleared the alert when one was pressed), but never
+    # summed up with a failure alert still waiting for a target (its picture would be lost)
+    Kind.ANSWER_FAILED: "answer",
     Kind.CAMERA_OFFLINE: "camera",
     Kind.CAMERA_ONLINE: "camera",
     Kind.PRINT_DONE: "print_done",
@@ -125,6 +126,8 @@ Sender = Callable[[dict[str, Any]], dict[str, Any]]
 # "ended", or "" while it stands (``watchdog.incidents.closing_answer``)
 Closing = Callable[[str, str], str]
 SINCE = {"resumed": "resumed", "cancelled": "cancelled", "ended": "its print ended"}
+# the groups whose notifications are about an alert: its buttons, what became of its print
+ALERT_GROUPS = ("alert", "answer")
 # a notification sent this long after its event says when that was
 LATE_S = 60.0
 
@@ -142,6 +145,16 @@ class Event:
     frame: bytes | None = field(default=None, repr=False)
     answers: tuple[Verb, ...] = ()  # the printer buttons an alert offers besides Not a failure
     corrects: bool = False  # an alert sent already, found wrong since: it waits for no window
+    # when it happened (epoch seconds; None: now): an alert told after a restart is old
+    at: float | None = None
+
+
+def _epoch(iso: object) -> float | None:
+    """An alert's saved time (ISO 8601) as epoch seconds; None for what is not one."""
+    try:
+        return datetime.fromisoformat(str(iso)).timestamp() if isinstance(iso, str) else None
+    except ValueError:
+        return None
 
 
 def _number(value: object) -> float | None:
@@ -199,7 +212,7 @@ def alert_event(
         kind = Kind.FAILURE_GOING_ON
         title = f"{printer}: print failure, still printing"
         text = (
-            f"{printer}{job} looks like a failed print ({scored}); it is still printing: the "
+            f"{printer}{job} looks like a failed print ({scored}); it was left printing: the "
             "watchdog only tells you, as its settings say. Check the printer now."
         )
     return Event(
@@ -212,6 +225,7 @@ def alert_event(
         frame_jpeg,
         saved_answers(alert),
         corrects,
+        _epoch(alert.get("time")),
     )
 
 
@@ -643,11 +657,12 @@ class TargetSender:
         self._seen: dict[str, tuple[float, float]] = {}
         self._unanswered: dict[str, int] = {}  # by entry: sends the service never answered
         self.sent = self.failed = self.dropped = self.coalesced = 0
+        self.unconfirmed = 0  # taken as delivered: the service never answered (UNANSWERED_SENDS)
         self.rejected = False
         self.last_error: str | None = None
         self.last_sent_at: float | None = None
         self.thread: threading.Thread | None = None
-        for metric in ("sent", "failed", "dropped", "coalesced"):
+        for metric in ("sent", "unconfirmed", "failed", "dropped", "coalesced"):
             meters.outcomes.labels(name, metric)
 
     # ----------------------------------------------------------------- queueing
@@ -792,7 +807,7 @@ class TargetSender:
                 "message": event.message,
                 "incident": event.incident,
                 "coalesced": 0,
-                "since": now,
+                "since": event.at if event.at is not None else now,
                 "not_before": 0.0,
                 "attachment_name": f"{self.cfg.attach}.jpg",
                 "answers": [v.value for v in event.answers],
@@ -945,9 +960,11 @@ class TargetSender:
         # Oldest first within a printer's kind of news (the phone must end on the latest);
         # between them, the fewest failed attempts first: one notification the service keeps
         # refusing (too large, say) does not hold back every other printer's alerts.
+        # (an answer to an alert's button waits behind the alert, as it came after it)
         heads: dict[tuple[str, str], Entry] = {}
         for e in sorted(self._queue, key=lambda e: e.id):
-            heads.setdefault((e.printer, str(e.body.get("group"))), e)
+            group = str(e.body.get("group"))
+            heads.setdefault((e.printer, "alert" if group in ALERT_GROUPS else group), e)
         # further ahead than any window can put it: the clock was set back since: due now
         longest = max(self.cfg.coalesce_s, self.cfg.camera_offline_after_s) + 1.0
         due = [e for e in heads.values() if not 0 < _not_before(e) - now <= longest]
@@ -990,7 +1007,7 @@ class TargetSender:
             not self.cfg.actions_url
             or self.tokens is None
             or not entry.body.get("incident")
-            or entry.body.get("group") != "alert"
+            or entry.body.get("group") not in ALERT_GROUPS
         ):
             return []
         ttl = self.cfg.actions_expire_h * 3600
@@ -1025,12 +1042,23 @@ class TargetSender:
         alert): one held back by ``coalesce_s`` or a service that was down must not arrive
         saying "paused", with a Resume, about a print cancelled since."""
         incident = entry.body.get("incident")
-        if self.closing is None or entry.body.get("group") != "alert" or not incident:
+        if self.closing is None or entry.body.get("group") not in ALERT_GROUPS or not incident:
             return ""
         try:
             return self.closing(entry.printer, str(incident))
         except Exception:  # noqa: BLE001 - an unreadable incident: sent as it was queued
             return ""
+
+    @staticmethod
+    def _closed_title(entry: Entry, kind: Kind, title: str, closed: str) -> str:
+        """The title, once the alert's print was answered or ended: what it said of the print
+        then ("paused", "still printing") is not true now."""
+        if not closed:
+            return title
+        now = SINCE.get(closed, closed)
+        if kind in (Kind.FAILURE, Kind.FAILURE_GOING_ON, Kind.ACTION_FAILED):
+            return f"{entry.printer}: print failure · since {now}"
+        return f"{title} · since {now}"
 
     def _links(self, entry: Entry, closed: str) -> list[tuple[str, str]]:
         """The alert's answers; once its print was answered or ended, its verdict only."""
@@ -1085,7 +1113,7 @@ class TargetSender:
         title = str(entry.body.get("title", ""))
         request = {
             "url": self._url,
-            "title": f"{title} · since {SINCE.get(closed, closed)}" if closed else title,
+            "title": self._closed_title(entry, kind, title, closed),
             "body": self._message(entry, closed),
             "type": _TYPE[kind],
             "attachment": picture_path,
@@ -1161,7 +1189,7 @@ class TargetSender:
                     entry.printer,
                     sends,
                 )
-                result = {"ok": True}
+                result = {"ok": True, "unconfirmed": True}
         if result.get("ok"):
             self._unanswered.pop(entry.id, None)
             if result.get("picture_refused"):
@@ -1180,11 +1208,15 @@ class TargetSender:
                     self._shown(result["partly_refused"]),
                 )
             self.outbox.done(entry)
-            self.meters.outcomes.labels(self.name, "sent").inc()
+            unconfirmed = bool(result.get("unconfirmed"))
+            self.meters.outcomes.labels(self.name, "unconfirmed" if unconfirmed else "sent").inc()
             now = self.wall()
             with self._cond:  # status() reads these from other threads
                 self._buttons.pop(entry.id, None)
-                self.sent += 1
+                if unconfirmed:
+                    self.unconfirmed += 1
+                else:
+                    self.sent += 1
                 self.last_sent_at = now
                 self._last_sent[(entry.printer, str(entry.body.get("group")))] = now
                 self._last_kind[(entry.printer, str(entry.body.get("group")))] = str(
@@ -1242,6 +1274,7 @@ class TargetSender:
                 "service": self.cfg.scheme,
                 "events": [e.value for e in self.cfg.events],
                 "sent": self.sent,
+                "unconfirmed": self.unconfirmed,
                 "failed": self.failed,
                 "pending": len(self._queue) + (1 if self._sending else 0),
                 "dropped": self.dropped,
