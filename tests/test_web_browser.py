@@ -1093,6 +1093,42 @@ def test_the_keyboard_stays_on_what_it_pressed_and_starts_each_view_at_its_top(
     browser.get(env.url + "/#/")
 
 
+def test_an_open_editor_keeps_what_was_saved_from_it_and_counts_are_not_said(env, browser) -> None:
+    """Found by reading the page's code, checked on the page itself with the state it polls
+    made up: a save whose reload was refused (the settings in force still the old ones)
+    had the editor put the old value back over the one just saved, as did a poll asked
+    before the save's answer; and a screen reader heard "calibrating 12/30" at every frame."""
+    _open_editor(browser, env)
+    _frame_to_draw_on(browser)
+    shown = js(
+        browser,
+        f"""const d = S.edit, p = S.printers.find((x) => x.name === '{PRINTER}');
+        const was = p.settings.consecutive, out = [];
+        d.cons.value = String(was + 4); d.base.consecutive = was + 4;  // as a save leaves them
+        p.saved = {{...(p.saved || {{}}), consecutive: was + 4}};  // saved, not in force
+        refreshEditor(); out.push(d.cons.value);
+        delete p.saved.consecutive; d.savedAt = performance.now();
+        refreshEditor(d.savedAt - 1); out.push(d.cons.value);  // a poll asked before it
+        refreshEditor(); out.push(d.cons.value);  // a poll after: what is in force now
+        return [was, out];""",
+    )
+    was, out = shown
+    assert out == [str(was + 4), str(was + 4), str(was)], shown
+    browser.find_element(By.CSS_SELECTOR, "#view-edit a.button").click()
+    wait_js(browser, "the overview", "return S.view === 'printers'")
+    said = js(
+        browser,
+        f"""const c = cards['{PRINTER}'], p = S.printers.find((x) => x.name === '{PRINTER}');
+        const out = [];
+        for (const [state, calibration] of [['calibrating', '1/30'], ['calibrating', '2/30'],
+                                            ['watching', '']]) {{
+          S.toSay = []; updateCard(c, {{...p, state, calibration}}); out.push([...S.toSay]);
+        }}
+        updateCard(c, p); return out;""",
+    )
+    assert said[1:] == [[], [f"{PRINTER}: watching"]], said
+
+
 def test_sigterm_still_stops_the_daemon_with_the_page_open(env, browser) -> None:
     browser.get(env.url + "/")
     wait_js(browser, "the card", f"return document.querySelector('{card()}') !== null")

@@ -23,6 +23,7 @@ const S = {
   view: "printers",
   edit: null,        // the mask editor's draft
   down: 0,           // polls in a row the daemon did not answer
+  toSay: [],         // state changes a render found, said together
   lastUpdate: null,  // the daemon's clock at its last answer
 };
 
@@ -166,20 +167,22 @@ function route(ev) {
 async function poll() {
   const conn = document.getElementById("conn");
   try {
+    const asked = performance.now();  // settings saved after this are newer than its answer
     const state = await getJSON("/api/state");
     if (state.boot !== BOOT) { location.reload(); return; }  // restarted: this page's token is stale
     S.printers = state.printers;
     S.lastUpdate = state.now;
     S.reloadRefused = state.reload_refused || "";
     S.mqtt = state.mqtt_enabled;
-    await Promise.all(state.printers.map((p) => loadTimeline(p, state.now)));
+    // one printer's timeline not read this time is not the daemon gone: drawn at the next poll
+    await Promise.all(state.printers.map((p) => loadTimeline(p, state.now).catch(() => {})));
     conn.textContent = `updated ${clock(state.now)}` + (state.mqtt_enabled && !state.mqtt_connected ? " · MQTT offline" : "")
       + (S.reloadRefused ? " · new settings not applied (see a printer's settings)" : "");
     conn.classList.remove("offline");
     S.down = 0;
     renderPrinters();
     if (S.view === "incidents") await loadIncidents();
-    if (S.view === "edit") refreshEditor();
+    if (S.view === "edit") refreshEditor(asked);
   } catch (e) {
     conn.textContent = "daemon not answering";
     conn.classList.add("offline");
@@ -286,7 +289,10 @@ function updateCard(c, p) {
   const [cls, label] = S.down >= 2 ? ["offline", "watchdog not answering"]
     : p.recording_ended ? ["idle", "recording read to its end"] : stateOf(p);
   c.badge.className = `badge ${cls}`;
-  if (c.badge.textContent && c.badge.textContent !== label) say(`${p.name}: ${label}`);
+  // said when the state changes, not its counts ("calibrating 12/30"); renderPrinters says
+  // every printer's at once (the live region keeps only its last words)
+  if (c.cls && c.cls !== cls) S.toSay.push(`${p.name}: ${label}`);
+  c.cls = cls;
   c.badge.textContent = label;
   // off while the print under way is skipped: switching it on watches that print again
   if (!c.enabled.disabled) c.enabled.checked = p.enabled !== false && !p.skipping_print;
@@ -304,11 +310,12 @@ function updateCard(c, p) {
   // not watched now (idle, off, this print skipped, the API away): the last picture and score
   // are of then, said and dimmed, not shown as if live
   const tl = S.timelines[p.name];
-  // the daemon not answering: nothing on the card is live
-  const stale = (S.down >= 2 || p.recording_ended || (p.score !== null && !WATCHED_NOW.has(p.state))) && tl && tl.t.length;
+  const lastT = tl && tl.t.length ? tl.t[tl.t.length - 1] : null;
+  // the daemon not answering: nothing on the card is live, whatever it shows
+  const stale = S.down >= 2 || (lastT !== null && (p.recording_ended || (p.score !== null && !WATCHED_NOW.has(p.state))));
   c.root.classList.toggle("stale", !!stale);
-  c.score.textContent = stale
-    ? `last score ${fmt(p.score)} at ${clock(tl.t[tl.t.length - 1])} / threshold ${fmt(p.threshold)}`
+  c.score.textContent = stale && lastT !== null
+    ? `last score ${fmt(p.score)} at ${clock(lastT)} / threshold ${fmt(p.threshold)}`
     : `score ${fmt(p.score)} / threshold ${fmt(p.threshold)}`;
   if (p.score !== null && p.threshold) {
     const full = Math.max(p.threshold * 2, p.score);
@@ -339,10 +346,12 @@ function renderPrinters() {
   const view = document.getElementById("view-printers");
   let grid = view.querySelector(".grid");
   if (!grid) { grid = el("div", { class: "grid" }); view.append(grid); }
+  S.toSay = [];
   for (const p of S.printers) {
     if (!cards[p.name]) { cards[p.name] = buildCard(p); grid.append(cards[p.name].root); }
     updateCard(cards[p.name], p);
   }
+  if (S.toSay.length) say(S.toSay.join(". "));
   // a printer a reload took out of the config: its card would stay with its last state
   for (const name of Object.keys(cards)) {
     if (S.printers.some((p) => p.name === name)) continue;
@@ -723,7 +732,9 @@ function openEditor(name) {
   drawEditor();
 }
 
-function refreshEditor() {
+// ``asked``: when the poll asked for the state (performance.now()): one asked before a save
+// was answered shows the settings from before it, not changes made elsewhere.
+function refreshEditor(asked = Infinity) {
   const d = S.edit;
   if (!d) return;
   if (d.pending) { if (S.printers.length) openEditor(d.name); return; }
@@ -732,7 +743,10 @@ function refreshEditor() {
     if (S.printers.length) { dropDraft(d.name); openEditor(d.name); }
     return;
   }
-  adoptSettings(d, p.settings);
+  // saved from here and not in force (a reload refused, or still to come): the editor shows
+  // what is saved, as its origin line and YAML do
+  const saved = p.saved && !p.saved.error ? p.saved : {};
+  if (!(asked < (d.savedAt || 0))) adoptSettings(d, { ...p.settings, ...saved });
   const keys = Object.keys(p.saved || {});
   d.origin.textContent = (p.saved && p.saved.error ? p.saved.error
     : keys.length ? `Saved from this page: ${keys.join(", ")} (overrides the config file).` : "All settings come from the config file.")
@@ -958,7 +972,10 @@ async function saveEditor() {
     return;
   }
   if (r.saved) {  // saved, applied or not (the toast says which)
-    d.base = { ...d.base, ...now };  // a second save sends only what changed after this one
+    // a second save sends only what changed after this one; what it did not send keeps the
+    // base it has (adopted from elsewhere meanwhile, perhaps)
+    for (const k of Object.keys(now)) if (k in body) d.base[k] = now[k];
+    d.savedAt = performance.now();
     keepDraft();  // nothing unsaved any more
     d.draftNote.hidden = true;
     d.yaml.textContent = r.yaml;
