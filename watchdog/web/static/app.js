@@ -969,6 +969,7 @@ async function saveEditor() {
     try { S.printers = (await getJSON("/api/state")).printers; } catch (e) { /* the next poll's */ }
     S.edit = { name: d.name, pending: true };
     refreshEditor();
+    document.getElementById("view-edit").focus();  // drawn anew: the keyboard at its top
     return;
   }
   if (r.saved) {  // saved, applied or not (the toast says which)
@@ -992,7 +993,11 @@ async function resetEditor() {
   // shown at once as the reset left it (answered once applied): the old drawing stayed for
   // a poll beside "All settings come from the config file", and what was drawn then was lost
   try { S.printers = (await getJSON("/api/state")).printers; } catch (e) { /* the next poll's */ }
-  if (S.edit === d) { S.edit = { name: d.name, pending: true }; refreshEditor(); }
+  if (S.edit === d) {
+    S.edit = { name: d.name, pending: true };
+    refreshEditor();
+    document.getElementById("view-edit").focus();  // drawn anew: the keyboard at its top
+  }
 }
 
 // ------------------------------------------------------------------ start
