@@ -559,21 +559,6 @@ def test_generated_password_is_never_printed_only_written_for_its_owner(tmp_path
 # --------------------------------------------------------------------------- loopback
 
 
-def test_a_recording_read_to_its_end_is_said_so_not_shown_as_live(open_daemon) -> None:
-    """A folder camera (a config tried on a recording) read to its end: the page showed its
-    last state and score as if live, the camera online, for as long as the daemon ran."""
-    url, _, _ = open_daemon
-    wait_until(
-        "the recording's end",
-        lambda: (
-            requests.get(f"{url}/api/state", timeout=10)
-            .json()["printers"][0]
-            .get("recording_ended")
-        ),
-        60,
-    )
-
-
 def test_an_alert_whose_correction_waits_for_the_broker_is_not_said_delivered(open_daemon) -> None:
     """An alert delivered, then corrected (its pause found done, or not, after all) while the
     broker was away: its card said "MQTT: delivered", while Home Assistant still had the
@@ -1074,3 +1059,19 @@ def test_a_body_that_is_not_a_json_object_is_a_one_line_400_never_a_server_error
             r = requests.post(url + path, data=body, headers=headers, timeout=10)
             assert r.status_code == 400 and "expected a JSON object" in r.json()["detail"], r.text
     assert "Traceback" not in daemon.log
+
+
+def test_a_recording_read_to_its_end_is_said_so_not_shown_as_live(open_daemon) -> None:
+    """A folder camera (a config tried on a recording) read to its end: the page showed its
+    last state and score as if live, the camera online, for as long as the daemon ran. Last
+    of the tests on this daemon: the others need its recording still playing."""
+    url, _, _ = open_daemon
+    wait_until(
+        "the recording's end",
+        lambda: (
+            requests.get(f"{url}/api/state", timeout=10)
+            .json()["printers"][0]
+            .get("recording_ended")
+        ),
+        60,
+    )
