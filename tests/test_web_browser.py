@@ -698,6 +698,31 @@ def test_a_finger_swiped_over_the_mask_editor_scrolls_and_sets_no_corner(env, br
     wait_js(browser, "the overview", "return S.view === 'printers' && sessionStorage.length === 0")
 
 
+def test_a_mask_and_the_watched_region_are_drawn_from_the_keyboard(env, browser) -> None:
+    """Masks and the region could be drawn with a mouse or a finger only: the picture was
+    skipped by Tab. The arrows move a cross over it, Enter sets a corner there."""
+    _open_editor(browser, env)
+    _frame_to_draw_on(browser)
+    canvas = browser.find_element(By.CSS_SELECTOR, "canvas[data-role=edit-canvas]")
+    masks = int(canvas.get_attribute("data-masks"))
+    shift = (Keys.SHIFT, Keys.ARROW_RIGHT)
+    canvas.send_keys(Keys.ENTER)  # the cross starts in the middle
+    canvas.send_keys(*shift, Keys.ENTER)
+    canvas.send_keys(Keys.SHIFT, Keys.ARROW_DOWN, Keys.ENTER)
+    assert js(browser, "return S.edit.current") == [[0.5, 0.5], [0.6, 0.5], [0.6, 0.6]]
+    assert "corner 3 at 60% across, 60% down" in js(
+        browser, "return document.getElementById('said').textContent"
+    )
+    browser.find_element(By.CSS_SELECTOR, "[data-role=finish]").click()
+    assert int(canvas.get_attribute("data-masks")) == masks + 1
+    browser.find_element(By.CSS_SELECTOR, "[data-role=mode-region]").click()
+    canvas.send_keys(Keys.SHIFT, Keys.ARROW_UP, Keys.ARROW_UP, Keys.ENTER)  # (0.6, 0.4)
+    canvas.send_keys(Keys.SHIFT, *([Keys.ARROW_RIGHT] * 2), *([Keys.ARROW_DOWN] * 3), Keys.ENTER)
+    assert js(browser, "return S.edit.region") == [0.6, 0.4, 0.8, 0.7]
+    browser.find_element(By.CSS_SELECTOR, "#view-edit a.button").click()  # left unsaved
+    wait_js(browser, "the overview", "return S.view === 'printers' && sessionStorage.length === 0")
+
+
 def test_an_editor_left_open_does_not_send_back_a_mask_saved_elsewhere(env, browser) -> None:
     """An editor opened, then a mask saved from another tab: saving a new number of frames in
     a row from the first editor sent its stale masks too, undoing the other tab's."""

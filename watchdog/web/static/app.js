@@ -670,7 +670,11 @@ function openEditor(name) {
   // a frame of now, not the last print's: the masks land where the camera looks
   const frameOfNow = () => `/api/printers/${name}/frame.jpg?fresh=1&t=${Date.now()}`;
   d.img = el("img", { alt: `latest frame of ${name}`, "data-role": "edit-frame", src: frameOfNow() });
-  d.canvas = el("canvas", { "data-role": "edit-canvas" });
+  d.canvas = el("canvas", {
+    "data-role": "edit-canvas", tabindex: "0", role: "application",
+    "aria-label": `picture of ${name} to draw on: the arrow keys move a cross, Enter sets a corner there`,
+  });
+  d.cursor = [0.5, 0.5];  // the keyboard's cross (editorKey)
   d.img.addEventListener("load", () => { d.frameNote.hidden = true; drawEditor(); });
   d.frameNote = el("p", { class: "bad", "data-role": "edit-frame-note", hidden: true,
     text: "No frame from the camera yet: trying again every few seconds." });
@@ -680,7 +684,7 @@ function openEditor(name) {
   });
   const mode = (value, label) => el("label", {},
     el("input", { type: "radio", name: "mode", value, checked: value === d.mode, "data-role": `mode-${value}`,
-      onchange: () => { d.mode = value; d.current = []; drawEditor(); } }), label);
+      onchange: () => { d.mode = value; d.current = []; d.drag = null; drawEditor(); } }), label);
   // the range holds the value set in the config file (up to 10), which the slider must not clip
   const sens = p.settings.sensitivity;
   d.sens = el("input", { type: "range", min: String(Math.min(0.5, sens)), max: String(Math.max(2, sens)), step: "0.05", value: String(sens), "data-role": "sensitivity" });
@@ -728,6 +732,9 @@ function openEditor(name) {
   d.canvas.addEventListener("pointerdown", editorDown);
   d.canvas.addEventListener("pointermove", editorMove);
   d.canvas.addEventListener("pointerup", editorUp);
+  d.canvas.addEventListener("keydown", editorKey);
+  d.canvas.addEventListener("focus", drawEditor);  // the cross, shown while it has the keyboard
+  d.canvas.addEventListener("blur", drawEditor);
   refreshEditor();
   drawEditor();
 }
@@ -794,34 +801,78 @@ function editorMove(ev) {
   if (d.mode === "region" && d.drag) { d.dragTo = norm(ev); drawEditor(); }
 }
 
+const round3 = (v) => Math.round(v * 1000) / 1000;
+
+// The region between two corners, when it is more than a sliver.
+function setRegion(d, [x0, y0], [x1, y1]) {
+  d.drag = null;
+  if (Math.abs(x1 - x0) > 0.02 && Math.abs(y1 - y0) > 0.02) {
+    d.region = [Math.min(x0, x1), Math.min(y0, y1), Math.max(x0, x1), Math.max(y0, y1)].map(round3);
+  }
+}
+
+// A mask's corner at ``pt``; on its first corner (within 12 px) it closes the mask.
+function addCorner(d, pt) {
+  const r = d.canvas.getBoundingClientRect();
+  if (d.current.length >= 3) {
+    const [fx, fy] = d.current[0];
+    if (Math.hypot((fx - pt[0]) * r.width, (fy - pt[1]) * r.height) < 12) { finishPolygon(); return; }
+  }
+  if (!d.current.length && d.masks.length >= MASK_POLYGONS) {
+    toast(`At most ${MASK_POLYGONS} masks: remove one first.`, false);
+  } else if (d.current.length >= MASK_POINTS) {
+    toast(`A mask has at most ${MASK_POINTS} corners: click its first corner to close it.`, false);
+  } else {
+    d.current.push(pt.map(round3));
+  }
+}
+
 function editorUp(ev) {
   const d = S.edit;
   const pt = norm(ev);
   if (d.mode === "region" && d.drag) {
-    const [x0, y0] = d.drag, [x1, y1] = pt;
-    d.drag = null;
-    if (Math.abs(x1 - x0) > 0.02 && Math.abs(y1 - y0) > 0.02) {
-      d.region = [Math.min(x0, x1), Math.min(y0, y1), Math.max(x0, x1), Math.max(y0, y1)].map((v) => Math.round(v * 1000) / 1000);
-    }
+    setRegion(d, d.drag, pt);
   } else if (d.mode === "mask") {
     // a finger that moved was scrolling past the picture (on a phone it fills the screen's
     // width), not setting a corner where it lifted
     const moved = d.down ? Math.hypot(ev.clientX - d.down[0], ev.clientY - d.down[1]) : 0;
     d.down = null;
     if (moved > 10) return;
-    const r = d.canvas.getBoundingClientRect();
-    if (d.current.length >= 3) {
-      const [fx, fy] = d.current[0];
-      if (Math.hypot((fx - pt[0]) * r.width, (fy - pt[1]) * r.height) < 12) { finishPolygon(); return; }
-    }
-    if (!d.current.length && d.masks.length >= MASK_POLYGONS) {
-      toast(`At most ${MASK_POLYGONS} masks: remove one first.`, false);
-    } else if (d.current.length >= MASK_POINTS) {
-      toast(`A mask has at most ${MASK_POINTS} corners: click its first corner to close it.`, false);
-    } else {
-      d.current.push(pt.map((v) => Math.round(v * 1000) / 1000));
-    }
+    addCorner(d, pt);
   }
+  drawEditor();
+}
+
+// The keyboard draws too: the arrows move a cross over the picture (Shift: ten times as
+// far), Enter or Space sets a mask's corner there (Finish polygon closes it), or the watched
+// region's two corners one after the other; Escape drops what is half drawn.
+function editorKey(ev) {
+  const d = S.edit;
+  const step = ev.shiftKey ? 0.1 : 0.01;
+  const moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
+  const at = () => `${Math.round(d.cursor[0] * 100)}% across, ${Math.round(d.cursor[1] * 100)}% down`;
+  if (ev.key in moves) {
+    const [dx, dy] = moves[ev.key];
+    d.cursor = [d.cursor[0] + dx, d.cursor[1] + dy].map((v) => round3(Math.max(0, Math.min(1, v))));
+    if (d.drag) d.dragTo = d.cursor;
+    say(at());
+  } else if (ev.key === "Enter" || ev.key === " ") {
+    if (d.mode === "mask") {
+      const before = d.current.length;
+      addCorner(d, d.cursor);
+      if (d.current.length > before) say(`corner ${d.current.length} at ${at()}`);
+    } else if (!d.drag) {
+      d.drag = d.dragTo = d.cursor;
+      say(`region's first corner at ${at()}: move to the opposite corner, then Enter`);
+    } else {
+      setRegion(d, d.drag, d.cursor);
+      say("region set");
+    }
+  } else if (ev.key === "Escape") {
+    d.drag = null;
+    d.current = [];
+  } else return;
+  ev.preventDefault();  // the arrows would scroll the page, Space too
   drawEditor();
 }
 
@@ -869,6 +920,11 @@ function drawEditor() {
     d.current.forEach(([x, y], i) => (i ? g.lineTo(x * w, y * h) : g.moveTo(x * w, y * h)));
     g.stroke();
     for (const [x, y] of d.current) { g.beginPath(); g.arc(x * w, y * h, 4, 0, 2 * Math.PI); g.fill(); }
+  }
+  if (document.activeElement === c) {  // the keyboard's cross
+    const [x, y] = [d.cursor[0] * w, d.cursor[1] * h];
+    g.strokeStyle = "#ffffff"; g.lineWidth = 1.5;
+    g.beginPath(); g.moveTo(x - 9, y); g.lineTo(x + 9, y); g.moveTo(x, y - 9); g.lineTo(x, y + 9); g.stroke();
   }
   d.status.textContent = `Scored: the clear part inside the green rectangle. ${d.masks.length} mask(s)` +
     (d.current.length ? `, drawing one (${d.current.length} corners)` : "") + ".";
