@@ -154,7 +154,9 @@ function route(ev) {
   document.getElementById("nav-printers").classList.toggle("active", S.view === "printers");
   document.getElementById("nav-incidents").classList.toggle("active", S.view === "incidents");
   if (S.view === "edit") {
-    if (S.edit && S.edit.name !== m[1]) dropDraft(S.edit.name);  // straight to another's editor
+    // straight to another's editor: this one's draft dropped, and the editor let go first (its
+    // picture, losing the keyboard as it goes, would draw and keep the draft again)
+    if (S.edit && S.edit.name !== m[1]) { dropDraft(S.edit.name); S.edit = null; }
     openEditor(m[1]);
   }
   else if (S.edit) { dropDraft(S.edit.name); S.edit = null; }  // left unsaved, as the owner chose
@@ -733,8 +735,10 @@ function openEditor(name) {
   d.canvas.addEventListener("pointermove", editorMove);
   d.canvas.addEventListener("pointerup", editorUp);
   d.canvas.addEventListener("keydown", editorKey);
-  d.canvas.addEventListener("focus", drawEditor);  // the cross, shown while it has the keyboard
-  d.canvas.addEventListener("blur", drawEditor);
+  // the cross, shown while the picture has the keyboard (this editor's, while it is open)
+  const cross = () => { if (S.edit === d) drawEditor(); };
+  d.canvas.addEventListener("focus", cross);
+  d.canvas.addEventListener("blur", cross);
   refreshEditor();
   drawEditor();
 }
