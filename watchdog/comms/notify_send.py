@@ -133,10 +133,15 @@ def send(request: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "permanent": False, "detail": f"{type(exc).__name__}: {exc}"}
     if ok:
         return {"ok": True, "permanent": False, "detail": "", "picture_refused": refused}
+    return _refusal(ap[0], capture)
+
+
+def _refusal(service: Any, capture: _Capture) -> dict[str, Any]:
+    """The answer for a notification Apprise did not deliver, from what it logged."""
     complaints = [msg for level, msg in capture.lines if level >= logging.WARNING]
     if (
         complaints
-        and _recipients(ap[0]) > 1
+        and _recipients(service) > 1
         and any(level == logging.INFO and msg.startswith("Sent ") for level, msg in capture.lines)
     ):
         # one URL of several recipients, some of which took it (Apprise says "Sent ..." of
