@@ -195,7 +195,7 @@ def test_home_assistants_problem_sensor_is_on_from_our_action_until_the_owner_an
 
     from watchdog.comms.discovery import discovery_configs
     from watchdog.config import MqttConfig
-    from watchdog.detection.decide import answered
+    from watchdog.detection.decide import answered, cancelled_by_us
 
     [template] = [
         c["value_template"]
@@ -219,8 +219,11 @@ def test_home_assistants_problem_sensor_is_on_from_our_action_until_the_owner_an
     assert sensor(on_printer(paused, "printing", "benchy.gcode", 80.0, S)) == "OFF"  # resumed
     assert sensor(answered(paused)) == "OFF"
     assert sensor(on_printer(paused, "printing", "next.gcode", 80.0, S)) == "OFF"  # a new print
-    # not answered, it stays on: a cancelled print, an alert only (the watcher re-arms)
-    assert sensor(on_printer(paused, "idle", None, 80.0, S)) == "ON"
+    # cancelled at the printer while our pause held it: answered (it stayed on until the
+    # next restart); cancelled by our own alert, it stays on until the owner answers
+    assert sensor(on_printer(paused, "idle", None, 80.0, S)) == "OFF"
+    assert sensor(on_printer(cancelled_by_us(paused), "idle", None, 80.0, S)) == "ON"
+    # not answered, it stays on: an alert only (the watcher re-arms)
     rearmed, _ = feed(state, "." * 20, t0=60.0)  # notify: the printer never paused
     assert rearmed.armed and sensor(rearmed) == "ON"
     # a state published before the field existed (retained on the broker) reads as no failure

@@ -1897,3 +1897,58 @@ def test_a_recording_read_to_its_end_is_said_once(
         loop.join(30)
     said = [r for r in caplog.records if "read to its end" in r.getMessage()]
     assert len(said) == 1 and said[0].getMessage().startswith("e3: "), caplog.text
+
+
+def test_a_resume_while_the_pause_never_showed_is_refused_and_answers_nothing(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """A PAUSE macro that does not pause, then Home Assistant's Resume: the printer's "was
+    already printing" was taken for a resume that answered the alert, so its "the pause did
+    NOT happen" never reached the phones, and their Cancel was refused as answered."""
+    printer = _PausedOnlySaid("benchy_A.gcode", Outcome.DONE)
+    watcher, _ = _alerted(tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer)
+    done = watcher.submit(Command("e3", Verb.RESUME, None, source="mqtt"))
+    watcher.step()
+    result = done.result(timeout=5)
+    assert not result.ok and "printing, not paused" in result.detail, result
+    [saved] = list_incidents(tmp_path / "state", ["e3"])
+    assert closing_answer(saved.alert) == "", saved.alert
+    assert Action.RESUME not in printer.actions, printer.actions
+    watcher.close()
+
+
+def test_the_owners_cancel_answers_the_failure_at_once(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Our pause, then Cancel from Home Assistant: the failure sensor stayed on with the printer
+    idle, and went off only at the next restart."""
+    printer = SimulatedPrinter("benchy_A.gcode")
+    watcher, _, _ = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    assert watcher.status()["failure"]
+    done = watcher.submit(Command("e3", Verb.CANCEL, None, source="mqtt"))
+    watcher.step()
+    assert done.result(timeout=5).ok and printer.status().state == "idle"
+    assert not watcher.status()["failure"]
+    watcher.step()
+    assert not watcher.status()["failure"]
+    watcher.close()
+
+
+def test_a_printer_api_away_during_a_print_is_the_state_shown(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """Moonraker unreachable mid-print: the state said "watching", so an automation on
+    ``printer_offline`` never fired while a pause could not reach the printer. Its frames are
+    still judged (``watched``)."""
+    printer = _Unreachable("benchy_A.gcode")
+    frames = _folder(tmp_path / "rec", list(normal_frames[:8]))
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    watcher.step()
+    assert watcher.status()["state"] in ("calibrating", "watching")
+    printer.offline = True
+    watcher.step()
+    status = watcher.status()
+    assert status["state"] == "printer_offline" and status["watched"], status
+    watcher.close()

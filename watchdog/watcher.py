@@ -205,6 +205,7 @@ class WatcherStatus:
     heartbeat: float  # time.monotonic() of the last step
     failing_steps: int = 0  # steps in a row that raised
     recording_ended: bool = False  # a folder or video camera read to its end: nothing is live
+    watched: bool = False  # frames are read and judged now (its state may say why not fully)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -431,7 +432,9 @@ class Watcher:
             return label if label is Label.PAUSED else Label.SKIPPING_PRINT
         if self.state.watching and self.camera_online is False:
             return Label.CAMERA_OFFLINE
-        if label is Label.IDLE and self.api_state == PrinterState.OFFLINE:
+        if label in (Label.IDLE, Label.WATCHING) and self.api_state == PrinterState.OFFLINE:
+            # during a print too: a pause could not reach it (frames are still judged: the
+            # page reads ``watched``)
             return Label.PRINTER_OFFLINE
         if label is Label.WATCHING and self.detector.calibrating:
             return Label.CALIBRATING
@@ -973,9 +976,17 @@ class Watcher:
             # learnt again, and the print paused again by it after the cooldown
             if refused := self._refused_for_its_alert(command):
                 return refused
+            if verb is Verb.RESUME and self.state.printer is PrinterState.PRINTING:
+                # the printer's "already printing" is no resume: taken for an answer, it hid
+                # a pause that did not happen (its alert never corrected on the phones)
+                return CommandResult(False, f"{self.name} is printing, not paused: nothing resumed")
             result = self._ask_printer(Action(verb.value))
             if result.outcome == Outcome.DONE and verb in ANSWERS:
                 self._record_answer(verb, command.incident)
+            if result.outcome == Outcome.DONE and verb is Verb.CANCEL:
+                # the owner's cancel answers the failure (Home Assistant's sensor stayed on
+                # with the printer idle); the watchdog's own cancel waits for an answer
+                self.state = decide.answered(self.state)
             return CommandResult(
                 result.outcome == Outcome.DONE,
                 result.detail,
@@ -1313,6 +1324,7 @@ class Watcher:
             heartbeat=heartbeat,
             failing_steps=self.failing_steps,
             recording_ended=self._recording_ended,
+            watched=self._watching_now,
         )
 
     def _publish_state(self, label: Label) -> None:

@@ -248,6 +248,10 @@ def _on_status(
         return WatchState(printer=printer, job=job), (Event.NEW_PRINT,)
     was = state.printer
     moved = replace(state, printer=printer, job=job if job is not None else state.job)
+    if printer is PrinterState.IDLE and was in (PrinterState.PRINTING, PrinterState.PAUSED):
+        # its print over, its failure is answered (Home Assistant's sensor went off only at the
+        # next restart), unless our own cancel ended it: that alert waits for the owner
+        moved = replace(moved, failure=moved.failure and state.cancelled)
     if printer is PrinterState.IDLE and was is PrinterState.PRINTING:
         # finished (or cancelled at the printer); not after our own cancel: the alert said that
         return moved, () if state.cancelled else (Event.PRINT_ENDED,)

@@ -314,7 +314,8 @@ function updateCard(c, p) {
   const tl = S.timelines[p.name];
   const lastT = tl && tl.t.length ? tl.t[tl.t.length - 1] : null;
   // the daemon not answering: nothing on the card is live, whatever it shows
-  const stale = S.down >= 2 || (lastT !== null && (p.recording_ended || (p.score !== null && !WATCHED_NOW.has(p.state))));
+  const watched = WATCHED_NOW.has(p.state) || (p.state === "printer_offline" && p.watched);
+  const stale = S.down >= 2 || (lastT !== null && (p.recording_ended || (p.score !== null && !watched)));
   c.root.classList.toggle("stale", !!stale);
   c.score.textContent = stale && lastT !== null
     ? `last score ${fmt(p.score)} at ${clock(lastT)} / threshold ${fmt(p.threshold)}`
