@@ -451,14 +451,19 @@ def test_commands_valid_ones_reach_the_daemon_junk_is_ignored(
     )
     mosquitto.publish(f"{p}/{PRINTER}/command", "resume")
     mosquitto.publish(f"{p}/{PRINTER}/enabled/set", "OFF")
+    mosquitto.publish(
+        f"{p}/{PRINTER}/command",
+        json.dumps({"command": "cancel", "incident": "20260101T000000000Z-abc123"}),
+    )
     for _ in range(100):
-        if len(recorder.commands) >= 3:
+        if len(recorder.commands) >= 4:
             break
         mosquitto.publish(f"{p}/unrelated", "tick")  # a round trip, not a sleep
     assert recorder.commands == [
         Command(PRINTER, Verb.NOT_A_FAILURE, "20260101T000000000Z-abc123"),
         Command(PRINTER, Verb.RESUME),
         Command(PRINTER, Verb.DISABLE),
+        Command(PRINTER, Verb.CANCEL, "20260101T000000000Z-abc123"),  # bound to its alert
     ]
     ignored = [r.getMessage() for r in caplog.records if "ignored MQTT message" in r.getMessage()]
     assert ignored, "junk commands must be logged"
@@ -630,6 +635,11 @@ def test_parse_command_accepts_exactly_the_documented_shapes() -> None:
         assert parse_command(
             PREFIX, PRINTERS, f"{PREFIX}/voron-2/command", word.encode()
         ) == Command("voron-2", verb)
+    # naming its alert: a phone's answer acts on that alert's print only, as a button's does
+    bound = json.dumps({"command": "cancel", "incident": "20260101T000000000Z-abc123"}).encode()
+    assert parse_command(PREFIX, PRINTERS, f"{PREFIX}/ender3/command", bound) == Command(
+        "ender3", Verb.CANCEL, "20260101T000000000Z-abc123"
+    )
     for topic, payload in [
         (f"{PREFIX}/ender3/enabled/set", b"on"),
         (f"{PREFIX}/ender3/enabled", b"ON"),
@@ -639,6 +649,10 @@ def test_parse_command_accepts_exactly_the_documented_shapes() -> None:
         (f"{PREFIX}/ender3/feedback", b'{"incident": "a"}'),
         (f"{PREFIX}/ender3/feedback", b" " * (MAX_COMMAND_BYTES + 1)),
         (f"{PREFIX}/ender3/command", b"enable"),
+        (f"{PREFIX}/ender3/command", b'{"command": "cancel"}'),
+        (f"{PREFIX}/ender3/command", b'{"command": "enable", "incident": "a"}'),
+        (f"{PREFIX}/ender3/command", b'{"command": "cancel", "incident": "../x"}'),
+        (f"{PREFIX}/ender3/command", b'{"verdict": "failure", "incident": "a"}'),
         (f"{PREFIX}/ender3/command/set", b"pause"),
     ]:
         with pytest.raises(CommandError):
@@ -687,8 +701,13 @@ def check_result(topic: str, payload: bytes) -> None:
         assert (command.verb is Verb.ENABLE) == (
             payload.strip() == b"ON"
         ) and command.incident is None
-    elif command.verb in (Verb.PAUSE, Verb.RESUME, Verb.CANCEL):
-        assert topic.endswith("/command") and payload.strip().decode() == command.verb.value
+    elif command.verb in (Verb.PAUSE, Verb.RESUME, Verb.CANCEL, Verb.SKIP_PRINT):
+        assert topic.endswith("/command")
+        if command.incident is None:
+            assert payload.strip().decode() == command.verb.value
+        else:
+            data = json.loads(payload)
+            assert data == {"command": command.verb.value, "incident": command.incident}
     else:
         assert topic.endswith("/feedback") and command.verb.value in VERDICTS
         incident = command.incident or ""

@@ -68,22 +68,33 @@ def parse_command(prefix: str, printers: Iterable[str], topic: str, payload: byt
         if value not in (b"ON", b"OFF"):
             raise CommandError(kind, "payload must be ON or OFF")
         return Command(printer, Verb.ENABLE if value == b"ON" else Verb.DISABLE, source="mqtt")
-    if kind == "command":
+    if kind == "command" and not payload.lstrip().startswith(b"{"):
         verb = ACTION_VERBS.get(payload.strip().decode("ascii", "replace"))
         if verb is None:
             raise CommandError(kind, f"payload must be one of {', '.join(ACTION_VERBS)}")
         return Command(printer, verb, source="mqtt")
+    # a command naming its alert ({"command", "incident"}: it acts only while that alert is
+    # the printer's latest and its print runs, as a phone's button), or a verdict
+    keys = ("command", "incident") if kind == "command" else ("incident", "verdict")
+    data = _json_object(kind, payload, keys)
+    incident, word = data["incident"], data[keys[0] if kind == "command" else keys[1]]
+    if not isinstance(incident, str) or not SAFE_NAME.fullmatch(incident):
+        raise CommandError(kind, "incident must be an incident id (letters, digits, '_' or '-')")
+    verbs = ACTION_VERBS if kind == "command" else VERDICT_VERBS
+    if not isinstance(word, str) or word not in verbs:
+        name = "command" if kind == "command" else "verdict"
+        raise CommandError(kind, f"{name} must be one of {', '.join(verbs)}")
+    return Command(printer, verbs[word], incident=incident, source="mqtt")
+
+
+def _json_object(kind: str, payload: bytes, keys: tuple[str, str]) -> dict[str, object]:
+    """The payload as a JSON object with exactly ``keys``, or CommandError."""
     try:
         data = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CommandError(kind, f"payload is not JSON: {str(exc)[:80]}") from None
     if not isinstance(data, dict):
         raise CommandError(kind, "payload must be a JSON object")
-    if set(data) != {"incident", "verdict"}:
-        raise CommandError(kind, 'payload must have exactly the keys "incident" and "verdict"')
-    incident, verdict = data["incident"], data["verdict"]
-    if not isinstance(incident, str) or not SAFE_NAME.fullmatch(incident):
-        raise CommandError(kind, "incident must be an incident id (letters, digits, '_' or '-')")
-    if not isinstance(verdict, str) or verdict not in VERDICT_VERBS:
-        raise CommandError(kind, f"verdict must be one of {', '.join(VERDICT_VERBS)}")
-    return Command(printer, VERDICT_VERBS[verdict], incident=incident, source="mqtt")
+    if set(data) != set(keys):
+        raise CommandError(kind, f'payload must have exactly the keys "{keys[0]}" and "{keys[1]}"')
+    return data
