@@ -542,7 +542,7 @@ def test_an_alert_whose_print_ended_never_acts_on_a_reprint_after_a_restart(
     next day. The notification is still on the phone; its Cancel, pressed once the reprint
     has printed longer than the old print had at the alert, cancelled the reprint: after the
     restart nothing but the saved alert was known, and OctoPrint tells no start time. Also
-    when the daemon restarted during that print (a notify-only alert is not restored)."""
+    when the daemon restarted during that print."""
     printer = _Reprinting("J.gcode")
     watcher, frames, incident = _told(
         tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
@@ -1952,3 +1952,21 @@ def test_a_printer_api_away_during_a_print_is_the_state_shown(
     status = watcher.status()
     assert status["state"] == "printer_offline" and status["watched"], status
     watcher.close()
+
+
+def test_a_failure_told_and_unanswered_still_stands_after_a_restart_mid_print(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """A notify-only alert (or a pause that failed), nobody answering, the print running on:
+    a restart of the watchdog turned Home Assistant's failure sensor off."""
+    printer = SimulatedPrinter("benchy_A.gcode")
+    watcher, frames, incident = _told(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    assert watcher.status()["failure"]
+    watcher.close()
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, "notify")
+    restarted.step()
+    status = restarted.status()
+    assert status["failure"] and status["last_alert"]["incident"] == incident, status
+    restarted.close()

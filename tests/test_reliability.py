@@ -343,7 +343,9 @@ def test_printer_api_stopped_mid_print_is_reported_and_watching_resumes(
         )
         settle(sub, p, scores=5)  # still watching: the print was running when the API went away
         st = status(port)
-        assert st["state"] in ("watching", "anomaly") and st["printer_state"] == "offline", st
+        # said as the state (an automation on printer_offline), its frames still judged
+        assert st["state"] in ("printer_offline", "anomaly") and st["watched"], st
+        assert st["printer_state"] == "offline", st
         assert "connection refused" in st["printer_detail"], st  # what the page shows
 
         camera_server.set_frames(anomalous_frames)

@@ -1077,7 +1077,14 @@ class Watcher:
         if self.state.printer not in (PrinterState.PAUSED, PrinterState.PRINTING):
             return
         saved = self._newest_saved()
-        if saved is None or answered(saved[1]) or not _paused_the_print(saved[0]):
+        if saved is None or answered(saved[1]):
+            return
+        if not _paused_the_print(saved[0]):
+            # it only told the owner (notify, or a pause that failed) and this print runs on:
+            # the failure stands until answered (Home Assistant's sensor went off at a restart)
+            if self.state.printer is PrinterState.PRINTING and "verdict" not in saved[1]:
+                self.state = decide.still_failing(self.state)
+                self.last_alert, self._alert_print = saved[0], self._prints
             return
         alert, raw = saved
         raised = _epoch(alert.time)

@@ -321,6 +321,12 @@ def paused_by_us(state: WatchState) -> WatchState:
     return replace(state, armed=False, rearm_at=None, failure=True, triggers=max(1, state.triggers))
 
 
+def still_failing(state: WatchState) -> WatchState:
+    """After a restart, the print our alert only told of (``action: notify``, or a pause that
+    failed) still runs and nobody answered it: its failure stands."""
+    return replace(state, failure=True)
+
+
 def stop_due_after_restart(state: WatchState, due: float, now: float, s: Settings) -> WatchState:
     """After a restart inside the time our pause had to show (``stop_sent``), the printer still
     printing: the alert stands, and the printer must still show the pause by ``due`` (taken
