@@ -249,18 +249,22 @@ def _on_status(
     was = state.printer
     moved = replace(state, printer=printer, job=job if job is not None else state.job)
     if printer is PrinterState.IDLE and was in (PrinterState.PRINTING, PrinterState.PAUSED):
-        # its print over, its failure is answered (Home Assistant's sensor went off only at the
-        # next restart), unless our own cancel ended it: that alert waits for the owner
-        moved = replace(moved, failure=moved.failure and state.cancelled)
-    if printer is PrinterState.IDLE and was is PrinterState.PRINTING:
-        # finished (or cancelled at the printer); not after our own cancel: the alert said that
-        return moved, () if state.cancelled else (Event.PRINT_ENDED,)
-    if printer is PrinterState.IDLE and was is PrinterState.PAUSED:
-        # a paused print cannot finish: it was cancelled (at the printer, or through the watchdog)
-        return moved, (Event.CANCELLED_WHILE_PAUSED,)
+        return _print_over(state, moved)
     if printer is PrinterState.PAUSED and was is PrinterState.PRINTING and not state.armed:
         return replace(state, printer=printer, rearm_at=None), ()  # our pause took: wait for resume
     return moved, ()
+
+
+def _print_over(state: WatchState, moved: WatchState) -> Fold:
+    """The printer idle after printing or paused: its print is over. Its failure is answered
+    (Home Assistant's sensor went off only at the next restart), unless our own cancel ended
+    it: that alert waits for the owner."""
+    moved = replace(moved, failure=moved.failure and state.cancelled)
+    if state.printer is PrinterState.PAUSED:
+        # a paused print cannot finish: it was cancelled (at the printer, or through the watchdog)
+        return moved, (Event.CANCELLED_WHILE_PAUSED,)
+    # finished (or cancelled at the printer); not after our own cancel: the alert said that
+    return moved, () if state.cancelled else (Event.PRINT_ENDED,)
 
 
 def _on_printing(state: WatchState, job: str | None, now: float, s: Settings, again: bool) -> Fold:
