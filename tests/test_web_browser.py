@@ -302,6 +302,11 @@ def _hover_timeline(browser, from_right: int):
     """The tooltip of the timeline's point ``from_right`` px from its right end, once shown."""
     canvas = browser.find_element(By.CSS_SELECTOR, card("[data-role=timeline]"))
     js(browser, "arguments[0].scrollIntoView({block: 'center'})", canvas)
+    # the scroll's event (which puts the tooltip away) dispatched before the pointer comes
+    browser.execute_async_script(
+        "const done = arguments[0]; requestAnimationFrame(() => requestAnimationFrame(done))"
+    )
+    wait_js(browser, "points drawn", "return arguments[0].dataset.points !== '0'", 30, canvas)
     ActionChains(browser).move_to_element_with_offset(
         canvas, canvas.size["width"] // 2 - from_right, 0
     ).perform()
@@ -1074,6 +1079,7 @@ def test_the_keyboard_stays_on_what_it_pressed_and_starts_each_view_at_its_top(
     it on the link, hidden now."""
     browser.get(env.url + "/#/")
     browser.refresh()
+    wait_js(browser, "the printer's card", f"return document.querySelector('{card()}') !== null")
     switch = browser.find_element(By.CSS_SELECTOR, card("[data-role=enabled]"))
     wait_until("the switch on", lambda: switch.is_selected(), 30)
     toast = browser.find_element(By.ID, "toast")
