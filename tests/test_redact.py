@@ -24,7 +24,7 @@ from tests.daemon_helpers import (
 from tests.plugins.camera import CameraServer
 from tests.plugins.printers import BadServer, api_config
 from watchdog.devices.printers import make_printer
-from watchdog.redact import SecretFilter, redact, redact_url
+from watchdog.redact import SecretFilter, address_of, redact, redact_url
 
 API_KEY = "K3yFromAFile0123456789abcdef"
 TOKEN = "T0kenInTheUrl9876543210"
@@ -497,3 +497,22 @@ def test_a_long_run_of_scheme_like_text_is_masked_without_hanging(run: str) -> N
         [sys.executable, "-c", code], input=text, capture_output=True, text=True, timeout=60
     )
     assert done.stdout.strip().endswith("rtsp://viewer:***@cam/s"), done.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://mruser:hunter22@127.0.0.1:7125", "http://127.0.0.1:7125"),
+        ("http://127.0.0.1:7125?api_key=hunter22", "http://127.0.0.1:7125"),
+        (
+            "https://tok3n@octopi.local/octoprint/?apikey=hunter22",
+            "https://octopi.local/octoprint/",
+        ),
+        ("http://[::1]:5000/api", "http://[::1]:5000/api"),
+    ],
+)
+def test_a_printers_address_is_said_without_its_user_name_password_or_query(
+    url: str, shown: str
+) -> None:
+    """What an alert on the phone says of the printer's API: where it is, nothing more."""
+    assert address_of(url) == shown
