@@ -1181,13 +1181,9 @@ def test_a_press_under_way_that_fails_in_the_end_can_be_pressed_again(tmp_path, 
     assert again.handle_action(token) == (200, "resume done")
 
 
-def test_a_press_under_way_that_fails_in_the_end_is_told_to_the_phone_with_its_buttons(
-    phone, ntfy_receiver
-) -> None:
-    """The phone's Resume heard "still carrying out" and ntfy cleared the alert; the resume
-    failed in the end, and only the daemon's log said so: the owner went to bed thinking the
-    print resumed, with no button left to try again. The phone is told at once, with the
-    alert's buttons."""
+def _resume_left_under_way(phone, ntfy_receiver):
+    """An alert on ntfy whose Resume was pressed and answered "still carrying out": the
+    notifier, its printer's stand-in (``later`` ends the press) and the pressed token."""
     slow = Recorder(under_way=True)
     notifier = phone(
         notify=(target(ntfy_receiver.url("t"), actions_url="http://pi.lan:8787"),),
@@ -1196,8 +1192,19 @@ def test_a_press_under_way_that_fails_in_the_end_is_told_to_the_phone_with_its_b
     notifier.raise_alert(PRINTER, {**alert(), "answers": ["resume", "cancel"]}, jpeg(1), jpeg(2))
     assert notifier.notifications.flush(60)
     [first] = ntfy_receiver.messages
-    resume = {a["label"]: a["url"] for a in first.actions}["Resume"]
-    assert notifier.handle_action(resume.rsplit("/", 1)[1])[0] == 202
+    token = {a["label"]: a["url"] for a in first.actions}["Resume"].rsplit("/", 1)[1]
+    assert notifier.handle_action(token)[0] == 202
+    return notifier, slow, token
+
+
+def test_a_press_under_way_that_fails_in_the_end_is_told_to_the_phone_with_its_buttons(
+    phone, ntfy_receiver
+) -> None:
+    """The phone's Resume heard "still carrying out" and ntfy cleared the alert; the resume
+    failed in the end, and only the daemon's log said so: the owner went to bed thinking the
+    print resumed, with no button left to try again. The phone is told at once, with the
+    alert's buttons."""
+    notifier, slow, _ = _resume_left_under_way(phone, ntfy_receiver)
     slow.later.set_result(CommandResult(False, "OctoPrint resume failed: no answer within 10 s"))
     wait_for("the phone told", lambda: len(ntfy_receiver.messages) == 2)
     told = ntfy_receiver.messages[1]
@@ -1244,16 +1251,7 @@ def test_a_press_under_way_never_answered_by_the_printer_is_told_as_maybe_done(
     """The printer took the resume and never answered (a Klipper macro reheating): "your
     Resume was not done" with a Resume to press again was untrue, and a second press could
     resume twice. Told as maybe done, without the printer's buttons; its button stays used."""
-    slow = Recorder(under_way=True)
-    notifier = phone(
-        notify=(target(ntfy_receiver.url("t"), actions_url="http://pi.lan:8787"),),
-        dispatcher=slow,
-    )
-    notifier.raise_alert(PRINTER, {**alert(), "answers": ["resume", "cancel"]}, jpeg(1), jpeg(2))
-    assert notifier.notifications.flush(60)
-    [first] = ntfy_receiver.messages
-    token = {a["label"]: a["url"] for a in first.actions}["Resume"].rsplit("/", 1)[1]
-    assert notifier.handle_action(token)[0] == 202
+    notifier, slow, token = _resume_left_under_way(phone, ntfy_receiver)
     slow.later.set_result(
         CommandResult(
             False, "resume sent, no answer within 10 s: it may still happen", unknown=True

@@ -624,6 +624,17 @@ def already_answered(storage_dir: Path, printer: str, incident_id: str) -> str:
 PRINT_OVER = "ended"
 
 
+def alert_epoch(iso: object) -> float | None:
+    """An alert's saved time (ISO 8601) as seconds since the epoch; None for what is not one
+    (missing, or what a damaged file holds there)."""
+    if not isinstance(iso, str) or not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        return None
+
+
 def answered(alert: dict[str, Any]) -> str:
     """``already_answered`` for an alert.json already read."""
     answer = closing_answer(alert)

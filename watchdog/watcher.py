@@ -48,6 +48,7 @@ from watchdog.history import History
 from watchdog.incidents import (
     PRINT_OVER,
     IncidentError,
+    alert_epoch,
     already_answered,
     answered,
     list_incidents,
@@ -223,14 +224,6 @@ def _now_iso() -> str:
 def _paused_the_print(alert: Alert) -> bool:
     """The alert paused its print (not only told the owner, nor a pause that failed)."""
     return (alert.action, alert.action_result.outcome) == (Action.PAUSE, Outcome.DONE)
-
-
-def _epoch(iso: object) -> float | None:
-    """An alert's saved time as seconds since the epoch (None: missing or not a time)."""
-    try:
-        return datetime.fromisoformat(str(iso)).timestamp() if iso else None
-    except ValueError:
-        return None
 
 
 class Watcher:
@@ -1079,15 +1072,15 @@ class Watcher:
         saved = self._newest_saved()
         if saved is None or answered(saved[1]):
             return
-        if not _paused_the_print(saved[0]):
+        alert, raw = saved
+        if not _paused_the_print(alert):
             # it only told the owner (notify, or a pause that failed) and this print runs on:
             # the failure stands until answered (Home Assistant's sensor went off at a restart)
-            if self.state.printer is PrinterState.PRINTING and "verdict" not in saved[1]:
+            if self.state.printer is PrinterState.PRINTING and "verdict" not in raw:
                 self.state = decide.still_failing(self.state)
-                self.last_alert, self._alert_print = saved[0], self._prints
+                self.last_alert, self._alert_print = alert, self._prints
             return
-        alert, raw = saved
-        raised = _epoch(alert.time)
+        raised = alert_epoch(alert.time)
         if raised is None:  # cannot tell whether its job was started again since
             return
         age = time.time() - raised
@@ -1151,7 +1144,7 @@ class Watcher:
                 )
             # the same file started again while the API was away or between two polls: no
             # print was counted, but its print time or start time tell
-            return self._printed_again(alert.job, _epoch(alert.time), alert.printed_s)
+            return self._printed_again(alert.job, alert_epoch(alert.time), alert.printed_s)
         newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
         if newest and newest[0].id != incident:
             return f"{self.name} has had a newer alert since this one"
@@ -1168,7 +1161,9 @@ class Watcher:
             now = f"job {self.state.job}" if self.state.job else "no job"
             was = f"job {job}" if job else "a job without a name"
             return f"this alert was about {was}, and {self.name} reports {now}"
-        return self._printed_again(job, _epoch(saved.get("time")), seconds(saved.get("printed_s")))
+        return self._printed_again(
+            job, alert_epoch(saved.get("time")), seconds(saved.get("printed_s"))
+        )
 
     @staticmethod
     def _printer_known(status: PrinterStatus) -> bool:

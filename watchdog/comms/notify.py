@@ -46,7 +46,7 @@ from watchdog.comms.outbox import Entry, Outbox
 from watchdog.config import NotifyEvent, NotifyTarget
 from watchdog.control import Verb, saved_answers
 from watchdog.durable import replace_file
-from watchdog.incidents import ThrottledLog
+from watchdog.incidents import ThrottledLog, alert_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,8 @@ BUTTONS = ((Verb.NOT_A_FAILURE, "Not a failure"), (Verb.RESUME, "Resume"), (Verb
 # a link besides them, in the text (ntfy shows three buttons at most), for an alert of a
 # printer with an API (none tells the watchdog when the print ends)
 SKIP_LINK = (Verb.SKIP_PRINT, "Stop watching this print")
+# the verdict's button: it leaves a paused print paused, and stays once its print is answered
+VERDICT_LABEL = dict(BUTTONS)[Verb.NOT_A_FAILURE]
 
 Sender = Callable[[dict[str, Any]], dict[str, Any]]
 # (printer, incident) -> what became of the alert's print since: "resumed", "cancelled",
@@ -147,14 +149,6 @@ class Event:
     corrects: bool = False  # an alert sent already, found wrong since: it waits for no window
     # when it happened (epoch seconds; None: now): an alert told after a restart is old
     at: float | None = None
-
-
-def _epoch(iso: object) -> float | None:
-    """An alert's saved time (ISO 8601) as epoch seconds; None for what is not one."""
-    try:
-        return datetime.fromisoformat(str(iso)).timestamp() if isinstance(iso, str) else None
-    except ValueError:
-        return None
 
 
 def _number(value: object) -> float | None:
@@ -225,7 +219,7 @@ def alert_event(
         frame_jpeg,
         saved_answers(alert),
         corrects,
-        _epoch(alert.get("time")),
+        alert_epoch(alert.get("time")),
     )
 
 
@@ -1063,8 +1057,7 @@ class TargetSender:
     def _links(self, entry: Entry, closed: str) -> list[tuple[str, str]]:
         """The alert's answers; once its print was answered or ended, its verdict only."""
         links = self._action_links(entry)
-        keeps = dict(BUTTONS)[Verb.NOT_A_FAILURE]
-        return [(label, url) for label, url in links if not closed or label == keeps]
+        return [(label, url) for label, url in links if not closed or label == VERDICT_LABEL]
 
     def _actions_header(self, entry: Entry, closed: str = "") -> str:
         """ntfy's buttons; a button that ends the matter clears the notification once pressed.
@@ -1072,9 +1065,9 @@ class TargetSender:
         at hand (it was gone with the notification)."""
         if not self._has_buttons():
             return ""
-        keeps = dict(BUTTONS)[Verb.NOT_A_FAILURE]
         return "; ".join(
-            f"http, {label}, {url}, method=POST" + ("" if label == keeps else ", clear=true")
+            f"http, {label}, {url}, method=POST"
+            + ("" if label == VERDICT_LABEL else ", clear=true")
             for label, url in self._links(entry, closed)
             if label != SKIP_LINK[1]  # a fourth: a link in the text (three buttons at most)
         )

@@ -173,13 +173,6 @@ class Outbox:
             )
         return entry
 
-    def waiting(self, channel: str, entry_id: str) -> bool:
-        """An entry of ``channel`` is saved and not yet done (delivered or given up)."""
-        return (
-            SAFE_NAME.fullmatch(entry_id) is not None
-            and (self.root / channel / entry_id / ENTRY).is_file()
-        )
-
     def pending(self, channel: str) -> list[Entry]:
         """Saved entries of ``channel``, oldest first (left by an earlier run or not yet done)."""
         folder = self.root / channel

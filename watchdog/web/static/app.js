@@ -1027,10 +1027,7 @@ async function saveEditor() {
   toast(r.detail, r.ok);
   if (r.stale) {  // shown again as it is in force now, to draw on again
     dropDraft(d.name);
-    try { S.printers = (await getJSON("/api/state")).printers; } catch (e) { /* the next poll's */ }
-    S.edit = { name: d.name, pending: true };
-    refreshEditor();
-    document.getElementById("view-edit").focus();  // drawn anew: the keyboard at its top
+    await editorAnew(d);
     return;
   }
   if (r.saved) {  // saved, applied or not (the toast says which)
@@ -1053,12 +1050,17 @@ async function resetEditor() {
   toast(r.detail, r.ok);
   // shown at once as the reset left it (answered once applied): the old drawing stayed for
   // a poll beside "All settings come from the config file", and what was drawn then was lost
+  await editorAnew(d);
+}
+
+// The editor ``d`` drawn again on the settings in force now (after a reset, or a save refused
+// as out of date), the keyboard at its top; not if the owner left it meanwhile.
+async function editorAnew(d) {
   try { S.printers = (await getJSON("/api/state")).printers; } catch (e) { /* the next poll's */ }
-  if (S.edit === d) {
-    S.edit = { name: d.name, pending: true };
-    refreshEditor();
-    document.getElementById("view-edit").focus();  // drawn anew: the keyboard at its top
-  }
+  if (S.edit !== d) return;
+  S.edit = { name: d.name, pending: true };
+  refreshEditor();
+  document.getElementById("view-edit").focus();
 }
 
 // ------------------------------------------------------------------ start
