@@ -9,9 +9,12 @@ import sys
 import textwrap
 import threading
 import time
+from concurrent.futures import Future
+from datetime import datetime
 from pathlib import Path
 
 import cv2
+import jinja2.sandbox
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,7 +28,7 @@ from watchdog.incidents import VERDICTS
 pytestmark = pytest.mark.servers
 
 PRINTER = "ender3"
-ENTITIES = 11  # per printer: problem, state, score, heatmap, switch, 6 buttons
+ENTITIES = 12  # per printer: problem, state, score, last command, heatmap, switch, 6 buttons
 
 
 def jpeg(h: int = 60, w: int = 80) -> bytes:
@@ -186,6 +189,26 @@ def test_home_assistant_discovery_and_republish_on_ha_online(
         state = entity("sensor", "ender3", "state")
         assert state["state_topic"] == f"{p}/ender3/state" and state["device_class"] == "enum"
         assert {"watching", "calibrating", "camera_offline", "disabled"} <= set(state["options"])
+        # what became of the last command: its words as the state, rendered as Home
+        # Assistant renders it (Jinja), cut to the 255 characters a state may hold
+        answer = entity("sensor", "ender3", "answer")
+        assert answer["state_topic"] == answer["json_attributes_topic"] == f"{p}/ender3/answer"
+        said = {
+            "command": "resume",
+            "ok": False,
+            "under_way": False,
+            "time": "t",
+            "text": "R" * 300,
+        }
+        env = jinja2.sandbox.SandboxedEnvironment()
+        assert env.from_string(answer["value_template"]).render(value_json=said) == "R" * 255
+        attributes = env.from_string(answer["json_attributes_template"]).render(value_json=said)
+        assert json.loads(attributes) == {
+            "command": "resume",
+            "ok": False,
+            "under_way": False,
+            "time": "t",
+        }
         image = entity("image", "voron")
         assert (
             image["image_topic"] == f"{p}/voron/heatmap" and image["content_type"] == "image/jpeg"
@@ -469,6 +492,68 @@ def test_commands_valid_ones_reach_the_daemon_junk_is_ignored(
     assert ignored, "junk commands must be logged"
     assert len(ignored) <= 4, "junk is logged at most once a minute per kind"
     assert notifier.connected
+
+
+def test_each_command_is_answered_on_the_answer_topic_in_the_owners_words(
+    mosquitto, unique_prefix, notifier_factory
+) -> None:
+    """A Home Assistant button's press gets no reply of its own: the answer topic (the *Last
+    command* sensor) says what became of it, a command still under way again when it ends."""
+    p = unique_prefix
+    ended: Future[CommandResult] = Future()
+
+    class Printer(Recorder):
+        def dispatch(self, command: Command) -> CommandResult:
+            super().dispatch(command)
+            if command.verb is Verb.RESUME:
+                return CommandResult(False, "refused: the print is not paused")
+            if command.verb is Verb.CANCEL:
+                ended.set_running_or_notify_cancel()
+                return CommandResult(
+                    False, "still carrying out cancel", under_way=True, later=ended
+                )
+            return CommandResult(True, f"did {command.verb.value}")
+
+    recorder = Printer()
+    notifier_factory(mosquitto, p, dispatcher=recorder)
+    wait_for_commands(mosquitto, p, recorder)
+    with mosquitto.subscriber(f"{p}/{PRINTER}/answer") as sub:
+        mosquitto.publish(f"{p}/{PRINTER}/command", "resume")
+        refused = sub.wait_for(f"{p}/{PRINTER}/answer", lambda m: m.json()["command"] == "resume")
+        body = refused.json()
+        assert body["ok"] is False and body["text"] == "Resume: refused: the print is not paused"
+        assert datetime.fromisoformat(body["time"]).tzinfo is not None
+
+        mosquitto.publish(f"{p}/{PRINTER}/command", "cancel")
+        first = sub.wait_for(f"{p}/{PRINTER}/answer", lambda m: m.json()["command"] == "cancel")
+        assert first.json()["under_way"] is True
+        ended.set_result(CommandResult(False, "the printer refused the cancel"))
+        last = sub.wait_for(
+            f"{p}/{PRINTER}/answer", lambda m: m.json()["text"].endswith("refused the cancel")
+        ).json()
+        assert last["command"] == "cancel" and last["ok"] is False and not last["under_way"]
+    # retained: Home Assistant started later still shows the last answer
+    with mosquitto.subscriber(f"{p}/{PRINTER}/answer") as late:
+        assert late.wait_for(f"{p}/{PRINTER}/answer").json()["text"] == (
+            "Cancel: the printer refused the cancel"
+        )
+
+
+def test_a_restart_shows_the_latest_alerts_heatmap_again_on_a_broker_that_lost_it(
+    mosquitto, unique_prefix, notifier_factory, tmp_path
+) -> None:
+    """mosquitto without persistence forgets retained messages when it restarts: Home
+    Assistant's Heatmap stayed empty until the next anomalous frame, days away when idle."""
+    p = unique_prefix
+    first = notifier_factory(mosquitto, p, storage_dir=tmp_path)
+    first.raise_alert(PRINTER, dict(ALERT), jpeg(), jpeg(120, 160))
+    assert first.flush(10)
+    first.stop()
+    mosquitto.publish(f"{p}/{PRINTER}/heatmap", b"", retain=True)  # the broker lost it
+    with mosquitto.subscriber(f"{p}/{PRINTER}/heatmap") as sub:
+        notifier_factory(mosquitto, p, storage_dir=tmp_path)
+        shown = sub.wait_for(f"{p}/{PRINTER}/heatmap", lambda m: bool(m.payload))
+        assert decode(shown.payload).shape == (120, 160, 3)
 
 
 def test_retained_commands_are_never_run_and_are_cleared(

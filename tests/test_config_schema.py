@@ -185,6 +185,24 @@ def test_mqtt_settings_that_could_never_work_are_refused_naming_the_key(
     assert key in message and "\n" not in message and "s3cret" not in message, message
 
 
+@pytest.mark.parametrize(("first", "second"), [("ender3", "Ender3"), ("a-b", "a_b"), ("x", "x_")])
+def test_printers_home_assistant_would_name_alike_are_refused(first: str, second: str) -> None:
+    """Home Assistant makes entity ids from the device's name lower case, every run of other
+    characters one ``_``: the second printer's entities became ``..._2``, which an automation
+    written for one never names. Without discovery the names are told apart everywhere."""
+    raw = {"printers": [{"name": first}, {"name": second}], "mqtt": {"host": "broker"}}
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw)
+    slug = first.lower().replace("-", "_")
+    assert str(err.value) == (
+        f"config: (top level): printers: {first!r} and {second!r} would be one name in Home "
+        f"Assistant (print_watchdog_{slug}_...): rename one"
+    )
+    raw["mqtt"] = {"host": "broker", "homeassistant": {"enabled": False}}
+    assert [p.name for p in parse_config(raw).printers] == [first, second]
+    assert len(parse_config({"printers": raw["printers"]}).printers) == 2  # no MQTT at all
+
+
 @pytest.mark.parametrize("host", ["broker.local", "192.168.1.5", "::1", "fe80::1"])
 def test_mqtt_hosts_that_are_host_names_or_addresses_load(host: str) -> None:
     raw = {"printers": [{"name": "e3", "camera": {"source": "/tmp"}}], "mqtt": {"host": host}}

@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from tests.daemon_helpers import DaemonProcess, free_port, wait_until, write_config
+from watchdog.incidents import raised_at
 
 NORMAL_SCORES_BEFORE_FAILURE = 8
 
@@ -351,6 +352,11 @@ def test_a_restart_keeps_an_unanswered_pause_and_an_old_alert_never_cancels_a_re
             30,
             lambda: daemon.log,
         )
+        # Home Assistant's Last command sensor says which alert "the latest" was
+        answer = sub.wait_for(f"{prefix}/ender3/answer", timeout=30).json()
+        assert answer["ok"] and answer["text"].startswith(
+            f"Confirm failure: the alert of {raised_at(incident)} confirmed as a failure"
+        ), answer
     finally:
         assert daemon.stop(timeout=30) == 0, daemon.log
 

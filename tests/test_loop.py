@@ -36,6 +36,7 @@ from watchdog.incidents import (
     closing_answer,
     list_incidents,
     new_incident_id,
+    raised_at,
     record_verdict,
 )
 from watchdog.printing import Action, ActionResult, Outcome, PrinterState, PrinterStatus
@@ -317,21 +318,25 @@ def _daemon_of_one_watcher(tmp_path: Path, bundle: Path, frames: Path, action: s
     return daemon, watcher
 
 
-def _answer(daemon, watcher, verb: Verb) -> None:
+def _answer(daemon, watcher, verb: Verb) -> str:
     """Home Assistant's button: feedback on the incident "latest"; the daemon waits for the
-    watcher's thread, stepped here by hand."""
+    watcher's thread, stepped here by hand. Returns the answer's words."""
     import threading
 
     from watchdog.control import LATEST_INCIDENT
 
+    said: list[str] = []
     answer = threading.Thread(
-        target=daemon.dispatch, args=(Command("e3", verb, LATEST_INCIDENT, "mqtt"),)
+        target=lambda: said.append(
+            daemon.dispatch(Command("e3", verb, LATEST_INCIDENT, "mqtt")).detail
+        )
     )
     answer.start()
     while answer.is_alive():
         watcher.step()
         answer.join(0.05)
     watcher.step()  # a command sent without waiting is carried out by the next step
+    return said[0]
 
 
 def test_the_not_a_failure_button_marks_the_latest_alert_and_relearns(
@@ -350,7 +355,9 @@ def test_the_not_a_failure_button_marks_the_latest_alert_and_relearns(
     assert [r.action for r in records].count("notify") == 1
     incident = watcher.status()["last_alert"]["incident"]
     assert watcher.status()["failure"]
-    _answer(daemon, watcher, Verb.NOT_A_FAILURE)
+    said = _answer(daemon, watcher, Verb.NOT_A_FAILURE)
+    # pressed during a later print, "the latest" is the last print's alert: it is said which
+    assert said.startswith(f"the alert of {raised_at(incident)} marked not a failure"), said
     assert (tmp_path / "state" / "collected" / "e3" / "false_alarms" / f"{incident}.jpg").is_file()
     assert watcher.status()["calibrating"]  # learning the accepted view
     assert not watcher.status()["failure"]

@@ -534,7 +534,8 @@ class PrinterConfig(_Model):
     name: str = Field(
         ...,
         description="short name used in topics and URLs ([A-Za-z0-9_-]; not failures or "
-        "false_alarms, the folders kept beside its recordings)",
+        "false_alarms, the folders kept beside its recordings; with Home Assistant discovery, "
+        "not one that differs from another only in case or in - and _)",
     )
     camera: CameraConfig = Field(default_factory=CameraConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
@@ -695,6 +696,24 @@ class Config(_Model):
         if dupes:
             raise ValueError(f"printer names must be unique, repeated: {', '.join(dupes)}")
         return v
+
+    @model_validator(mode="after")
+    def _apart_in_home_assistant(self) -> Config:
+        """Home Assistant names entities after the device's name made lower case, every run of
+        other characters one ``_``: two printers alike there got ``_2`` entity ids, which an
+        automation written for one never names."""
+        if not (self.mqtt.enabled and self.mqtt.homeassistant.enabled):
+            return self
+        seen: dict[str, str] = {}
+        for p in self.printers:
+            slug = re.sub(r"[^a-z0-9]+", "_", p.name.lower()).strip("_")
+            if slug in seen:
+                raise ValueError(
+                    f"printers: {seen[slug]!r} and {p.name!r} would be one name in Home "
+                    f"Assistant (print_watchdog_{slug}_...): rename one"
+                )
+            seen[slug] = p.name
+        return self
 
     @model_validator(mode="after")
     def _notify_printers(self) -> Config:

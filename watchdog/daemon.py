@@ -46,6 +46,7 @@ from watchdog.incidents import (
     list_incidents,
     mark_failure,
     mark_not_failure,
+    raised_at,
 )
 from watchdog.metrics import Metrics
 from watchdog.overrides import mask_check
@@ -303,11 +304,13 @@ class Daemon:
         watcher = running.watcher
         stored: CommandResult | None = None
         if command.verb in INCIDENT_VERBS:
+            # "the latest": which one is said (pressed during a later print, it is the last's)
+            named = command.incident not in (None, LATEST_INCIDENT)
             command = self._resolve_incident(command, watcher)
             if command.incident is None:
                 return CommandResult(False, "no alert to answer")
             try:
-                stored = self._store_verdict(command)
+                stored = self._store_verdict(command, say_which=not named)
             except (OSError, ValueError) as exc:  # IncidentError is a ValueError
                 logger.warning(
                     "%s: verdict on incident %s failed: %s", command.printer, command.incident, exc
@@ -393,7 +396,8 @@ class Daemon:
             return replace(command, incident=None)
         return replace(command, incident=newest[0].id)
 
-    def _store_verdict(self, command: Command) -> CommandResult:
+    def _store_verdict(self, command: Command, say_which: bool = False) -> CommandResult:
+        """``say_which``: the answer names the alert by its time (the sender said "the latest")."""
         assert command.incident is not None
         storage, printer, incident = self.config.storage.dir, command.printer, command.incident
         said = (
@@ -401,6 +405,7 @@ class Daemon:
             if command.verb is Verb.NOT_A_FAILURE
             else "confirmed as a failure"
         )
+        which = f"the alert of {raised_at(incident)} " if say_which else ""
         # the answer goes to a phone or the page: where the frames went is the log's
         try:
             if command.verb is Verb.NOT_A_FAILURE:
@@ -417,9 +422,9 @@ class Daemon:
                 kept = f"{told} in {copies[0].parent} (--anomalous)" if copies else told
         except FramesNotKept as exc:  # the answer stands: the watcher still learns it
             logger.warning("%s: incident %s %s, but %s", printer, incident, said, exc)
-            return CommandResult(True, f"{said}, but {exc.told}")
+            return CommandResult(True, f"{which}{said}, but {exc.told}")
         logger.info("%s: incident %s %s (%s); %s", printer, incident, said, command.source, kept)
-        return CommandResult(True, f"{said}; {told}")
+        return CommandResult(True, f"{which}{said}; {told}")
 
     # ----------------------------------------------------------------- dashboard settings
 

@@ -175,6 +175,21 @@ def is_incident_id(name: str) -> bool:
     return _id_time(name) is not None
 
 
+def local_time(when: datetime) -> str:
+    """A time for the owner to read: the machine's own clock time, the day too where it is
+    not today."""
+    local = when.astimezone() if when.tzinfo is not None else when  # naive: local already
+    today = datetime.now().date()
+    return local.strftime("%H:%M" if local.date() == today else "%Y-%m-%d %H:%M")
+
+
+def raised_at(incident_id: str) -> str:
+    """When the alert of ``incident_id`` was raised, for the owner ("an unknown time" for an
+    id of another form)."""
+    stamp = _id_time(incident_id)
+    return "an unknown time" if stamp is None else local_time(stamp)
+
+
 def _id_time(incident_id: str) -> datetime | None:
     """The time an id sorts by; None for a name of another form."""
     try:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 
 from watchdog.control import Command, CommandResult, Verb
 
@@ -26,11 +27,21 @@ COMMAND_FRESH_S = 30.0  # a command that waited longer is not carried out
 SWITCH = (Verb.ENABLE, Verb.DISABLE)  # a state, not an act: only the newest one counts
 
 
-class PrinterCommands:
-    """Commands queued per printer, each printer's carried out by a thread of its own."""
+Answered = Callable[[Command, CommandResult], None]
 
-    def __init__(self, dispatch: Callable[[Command], CommandResult]) -> None:
+
+class PrinterCommands:
+    """Commands queued per printer, each printer's carried out by a thread of its own.
+
+    ``answered`` is told what became of each command taken (done, refused, not carried out;
+    a command still under way when its wait ran out, again once it ends): the sender (Home
+    Assistant) has no other way to learn it."""
+
+    def __init__(
+        self, dispatch: Callable[[Command], CommandResult], answered: Answered | None = None
+    ) -> None:
         self._dispatch = dispatch
+        self._answered = answered
         self._lock = threading.Lock()
         self._queues: dict[str, deque[tuple[Command, float]]] = {}
         self._workers: dict[str, threading.Thread] = {}
@@ -109,10 +120,42 @@ class PrinterCommands:
                     command.verb.value,
                     waited,
                 )
+                self._answer(
+                    command,
+                    CommandResult(
+                        False,
+                        f"not carried out: it waited {waited:.0f} s behind earlier commands "
+                        "(the printer did not answer); send it again if still wanted",
+                    ),
+                )
                 continue
             try:
                 result = self._dispatch(command)
             except Exception:  # noqa: BLE001 - one failing command must not end the others
                 logger.exception("%s: handling MQTT command %s failed", printer, command.verb.value)
+                self._answer(command, CommandResult(False, "failed: see the watchdog's log"))
                 continue
             (logger.info if result.ok else logger.warning)("%s: %s", printer, result.detail)
+            self._answer(command, result)
+
+    def _answer(self, command: Command, result: CommandResult) -> None:
+        """Tell the sender; a command under way is told again when it ends."""
+        if self._answered is None:
+            return
+        self._answered(command, result)
+        later, answered = result.later, self._answered
+        if result.under_way and later is not None:
+
+            def ended(done: Future[CommandResult]) -> None:
+                if done.cancelled():
+                    final = CommandResult(False, "it was not carried out")
+                elif done.exception() is not None:  # the watcher logged it
+                    final = CommandResult(False, "failed: see the watchdog's log")
+                else:
+                    final = done.result()
+                (logger.info if final.ok else logger.warning)(
+                    "%s: %s (after it was under way)", command.printer, final.detail
+                )
+                answered(command, final)
+
+            later.add_done_callback(ended)

@@ -1,7 +1,7 @@
 """Home Assistant MQTT discovery: the configs that make a printer's entities appear by themselves.
 
-Per printer, one device with: a problem binary sensor, the watcher's state, the score, the heatmap image, the
-Watching switch, and buttons: Not a failure and Confirm failure (feedback on the latest
+Per printer, one device with: a problem binary sensor, the watcher's state, the score, the
+answer to the last command, the heatmap image, the Watching switch, and buttons: Not a failure and Confirm failure (feedback on the latest
 alert), Pause, Resume and Cancel (through the printer's API) and Stop watching this print
 (the printer's API tells when it ends); the last four taken away from a printer without an API. Every button's press is a command the daemon accepts
 (``watchdog.comms.commands``).
@@ -104,6 +104,19 @@ def discovery_configs(
             "state_class": "measurement",
             "suggested_display_precision": 3,
             "icon": "mdi:printer-3d-nozzle-alert",
+        },
+        # what became of the latest button pressed or command sent (a refused Resume, which
+        # alert "Not a failure" marked): a sensor's state holds 255 characters at most
+        ("sensor", "answer"): {
+            "name": "Last command",
+            "state_topic": f"{base}/answer",
+            "value_template": "{{ value_json.text[:255] }}",
+            "json_attributes_topic": f"{base}/answer",
+            "json_attributes_template": (
+                "{{ {'command': value_json.command, 'ok': value_json.ok, "
+                "'under_way': value_json.under_way, 'time': value_json.time} | tojson }}"
+            ),
+            "icon": "mdi:message-reply-text-outline",
         },
         ("image", "heatmap"): {
             "name": "Heatmap",

@@ -8,6 +8,8 @@ Topics (``<prefix>`` is ``mqtt.topic_prefix``), after Frigate's conventions:
 - ``<prefix>/<printer>/score``: the score of each frame.
 - ``<prefix>/<printer>/alert``: JSON with the ``incident`` id.
 - ``<prefix>/<printer>/heatmap``: raw JPEG bytes, retained.
+- ``<prefix>/<printer>/answer``: JSON, retained: what became of the latest command taken on
+  the command topics (its ``text`` says it in the owner's words, ``ok`` whether it was done).
 - Commands in (``watchdog.comms.commands``): ``enabled/set``, ``feedback`` and ``command``.
   Each becomes a ``watchdog.control.Command`` handed to the dispatcher. Anything else is
   logged and ignored, never executed. A *retained* command is never executed either (it would
@@ -30,6 +32,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Collection
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +44,26 @@ from watchdog.comms.discovery import Discovery, discovery_configs
 from watchdog.comms.outbox import MQTT, Entry, Outbox
 from watchdog.comms.transport import MqttTransport, topic_text
 from watchdog.config import MqttConfig
-from watchdog.control import Dispatcher
+from watchdog.control import Command, CommandResult, Dispatcher, Verb
 from watchdog.incidents import Incident, IncidentStore, ThrottledLog, to_json
 
 logger = logging.getLogger(__name__)
 
-RETAINED = ("state", "enabled", "heatmap")  # a printer's retained topics under <prefix>/<printer>/
+# a printer's retained topics under <prefix>/<printer>/
+RETAINED = ("state", "enabled", "heatmap", "answer")
+
+# how the answer to a command names it (Home Assistant's button and switch names)
+COMMAND_NAMES = {
+    Verb.ENABLE: "Watching on",
+    Verb.DISABLE: "Watching off",
+    Verb.SKIP_PRINT: "Stop watching this print",
+    Verb.NOT_A_FAILURE: "Not a failure",
+    Verb.CONFIRM_FAILURE: "Confirm failure",
+    Verb.PAUSE: "Pause",
+    Verb.RESUME: "Resume",
+    Verb.CANCEL: "Cancel",
+    Verb.LOOK: "Look",
+}
 
 
 class MqttCommunicator:
@@ -154,7 +171,7 @@ class MqttCommunicator:
         for entry in sorted(backlog, key=lambda e: e.id):
             self._publish_alert(entry)
         if self.dispatcher is not None:
-            self._commands = PrinterCommands(self.dispatcher.dispatch)
+            self._commands = PrinterCommands(self.dispatcher.dispatch, self.publish_answer)
         self.transport.start(client)
 
     def _adopt_legacy(self, store: IncidentStore) -> None:
@@ -434,6 +451,8 @@ class MqttCommunicator:
                 command.verb.value,
                 COMMANDS_WAITING,
             )
+            refused = f"ignored: {COMMANDS_WAITING} earlier commands are still waiting"
+            self.publish_answer(command, CommandResult(False, refused))
             return
         logger.info(  # once taken: a flood refused is the throttled line above, not one each
             "%s: MQTT command %s%s",
@@ -519,6 +538,22 @@ class MqttCommunicator:
         if not self.connected or not math.isfinite(score):
             return
         self._publish(f"{self.prefix}/{printer}/score", f"{float(score):.6g}")
+
+    def publish_answer(self, command: Command, result: CommandResult) -> None:
+        """What became of an owner's MQTT command, retained on ``<prefix>/<printer>/answer``
+        (Home Assistant's "Last command" sensor): a button pressed there has no other way to
+        learn that its Resume was refused, or which alert its Not a failure marked."""
+        name = COMMAND_NAMES[command.verb]
+        answer = {
+            "command": command.verb.value,
+            "incident": command.incident,
+            "ok": result.ok,
+            "under_way": result.under_way,
+            "unknown": result.unknown,
+            "text": f"{name}: {result.detail}",
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        self._retain(command.printer, "answer", to_json(answer))
 
     def publish_heatmap(self, printer: str, jpeg: bytes) -> None:
         """The frame with its heatmap overlay as raw JPEG bytes, retained."""

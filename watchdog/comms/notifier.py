@@ -41,6 +41,8 @@ from watchdog.incidents import (
     ThrottledLog,
     answered,
     closing_answer,
+    incident_dir,
+    list_incidents,
     saved_alert,
 )
 from watchdog.printing import Outcome
@@ -128,6 +130,7 @@ class Notifier:
         if not self.enabled:
             logger.info("MQTT disabled (no mqtt.host); alerts are saved in %s", self.store.root)
         self._tell_phones_of_drafts()
+        self._keep_last_heatmaps()
         self.mqtt.start(legacy=self.store)
         self.notifications.start()
 
@@ -147,6 +150,22 @@ class Notifier:
                 self.store.mark_phones_told(incident)
             if not self.enabled:
                 self.store.delivered(incident)
+
+    def _keep_last_heatmaps(self) -> None:
+        """Each printer's latest alert's heatmap, sent at the connection: a broker that kept no
+        retained messages across a restart (mosquitto without persistence) left Home
+        Assistant's Heatmap empty until the next anomalous frame, maybe days away."""
+        if not self.enabled:
+            return
+        for printer in self.printers:
+            newest = list_incidents(self.store.storage_dir, [printer], limit=1)
+            if not newest:
+                continue
+            try:
+                folder = incident_dir(self.store.storage_dir, printer, newest[0].id)
+                self.mqtt.publish_heatmap(printer, (folder / HEATMAP).read_bytes())
+            except (OSError, ValueError):
+                continue  # pruned meanwhile, or never written: nothing to show
 
     def stop(self, timeout: float = 3.0, for_good: bool = False) -> None:
         """``for_good``: nothing of this client stays on the broker (the demo), not even its

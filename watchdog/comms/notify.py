@@ -46,7 +46,7 @@ from watchdog.comms.outbox import Entry, Outbox
 from watchdog.config import NotifyEvent, NotifyTarget
 from watchdog.control import Verb, saved_answers
 from watchdog.durable import replace_file
-from watchdog.incidents import ThrottledLog, alert_epoch
+from watchdog.incidents import ThrottledLog, alert_epoch, local_time
 
 logger = logging.getLogger(__name__)
 
@@ -584,8 +584,7 @@ def _local(ts: object) -> str:
         when = datetime.fromtimestamp(float(ts))  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError, OSError):
         return "an unknown time"
-    today = datetime.now().date()
-    return when.strftime("%H:%M" if when.date() == today else "%Y-%m-%d %H:%M")
+    return local_time(when)
 
 
 def _iso(ts: object) -> str | None:
