@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.plugins.receivers import wait_for
+from watchdog.comms.command_queue import PrinterCommands
 from watchdog.comms.commands import MAX_COMMAND_BYTES, CommandError, parse_command
 from watchdog.control import Command, CommandResult, Verb
 from watchdog.incidents import VERDICTS
@@ -195,20 +196,17 @@ def test_home_assistant_discovery_and_republish_on_ha_online(
         assert answer["state_topic"] == answer["json_attributes_topic"] == f"{p}/ender3/answer"
         said = {
             "command": "resume",
+            "incident": None,
             "ok": False,
             "under_way": False,
+            "unknown": False,
             "time": "t",
             "text": "R" * 300,
         }
         env = jinja2.sandbox.SandboxedEnvironment()
         assert env.from_string(answer["value_template"]).render(value_json=said) == "R" * 255
         attributes = env.from_string(answer["json_attributes_template"]).render(value_json=said)
-        assert json.loads(attributes) == {
-            "command": "resume",
-            "ok": False,
-            "under_way": False,
-            "time": "t",
-        }
+        assert json.loads(attributes) == {k: v for k, v in said.items() if k != "text"}
         image = entity("image", "voron")
         assert (
             image["image_topic"] == f"{p}/voron/heatmap" and image["content_type"] == "image/jpeg"
@@ -539,6 +537,27 @@ def test_each_command_is_answered_on_the_answer_topic_in_the_owners_words(
         )
 
 
+def test_a_failure_to_tell_an_answer_does_not_stop_the_printers_next_commands() -> None:
+    """Publishing can fail (paho's socket closed by a reconnect at that moment): the printer's
+    command thread must go on, or every later button of that printer waits for ever."""
+    done: list[Verb] = []
+
+    def dispatch(command: Command) -> CommandResult:
+        done.append(command.verb)
+        return CommandResult(True, "ok")
+
+    def answered(command: Command, result: CommandResult) -> None:
+        if command.verb is Verb.PAUSE:
+            raise OSError("Bad file descriptor")
+
+    commands = PrinterCommands(dispatch, answered)
+    assert commands.put(Command(PRINTER, Verb.PAUSE))
+    wait_for("the pause", lambda: done == [Verb.PAUSE])
+    assert commands.put(Command(PRINTER, Verb.RESUME))
+    wait_for("the resume after it", lambda: done == [Verb.PAUSE, Verb.RESUME])
+    commands.close(5)
+
+
 def test_a_restart_shows_the_latest_alerts_heatmap_again_on_a_broker_that_lost_it(
     mosquitto, unique_prefix, notifier_factory, tmp_path
 ) -> None:
@@ -554,6 +573,30 @@ def test_a_restart_shows_the_latest_alerts_heatmap_again_on_a_broker_that_lost_i
         notifier_factory(mosquitto, p, storage_dir=tmp_path)
         shown = sub.wait_for(f"{p}/{PRINTER}/heatmap", lambda m: bool(m.payload))
         assert decode(shown.payload).shape == (120, 160, 3)
+
+
+def test_a_restart_leaves_a_newer_heatmap_than_the_alerts_on_a_broker_that_kept_it(
+    mosquitto, unique_prefix, notifier_factory, tmp_path
+) -> None:
+    """An anomalous frame after the alert published a newer heatmap, which a broker with
+    persistence keeps: a restart must not hand it the older alert's picture instead."""
+    p = unique_prefix
+    first = notifier_factory(mosquitto, p, storage_dir=tmp_path)
+    first.raise_alert(PRINTER, dict(ALERT), jpeg(), jpeg(120, 160))
+    assert first.flush(10)
+    with mosquitto.subscriber(f"{p}/{PRINTER}/heatmap") as sub:
+        first.publish_heatmap(PRINTER, jpeg(240, 320))  # a later anomalous frame's
+        sub.wait_for(f"{p}/{PRINTER}/heatmap", lambda m: decode(m.payload).shape == (240, 320, 3))
+    first.stop()
+    with mosquitto.subscriber(f"{p}/{PRINTER}/heatmap") as sub:
+        sub.wait_for(f"{p}/{PRINTER}/heatmap", lambda m: m.retain)  # what the broker keeps
+        second = notifier_factory(mosquitto, p, storage_dir=tmp_path)
+        sent = sub.wait_for(f"{p}/{PRINTER}/heatmap", lambda m: not m.retain, timeout=10)
+        assert decode(sent.payload).shape == (240, 320, 3)  # not the alert's 120x160
+    second.stop()
+    with mosquitto.subscriber(f"{p}/{PRINTER}/heatmap") as late:
+        kept = late.wait_for(f"{p}/{PRINTER}/heatmap", lambda m: bool(m.payload))
+        assert decode(kept.payload).shape == (240, 320, 3)
 
 
 def test_retained_commands_are_never_run_and_are_cleared(

@@ -354,7 +354,8 @@ def test_a_restart_keeps_an_unanswered_pause_and_an_old_alert_never_cancels_a_re
         )
         # Home Assistant's Last command sensor says which alert "the latest" was
         answer = sub.wait_for(f"{prefix}/ender3/answer", timeout=30).json()
-        assert answer["ok"] and answer["text"].startswith(
+        assert answer["ok"] and answer["incident"] == incident, answer
+        assert answer["text"].startswith(
             f"Confirm failure: the alert of {raised_at(incident)} confirmed as a failure"
         ), answer
     finally:

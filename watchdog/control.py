@@ -73,6 +73,7 @@ class CommandResult:
     detail: str
     under_way: bool = False  # not answered in time but started: it will still happen
     unknown: bool = False  # sent to the printer and not answered: it may have happened
+    incident: str | None = None  # the alert a verdict marked (its command may say "latest")
     # under way: what it comes to, once done (its sender may still act on it: a phone's button
     # that failed in the end works again)
     later: Future[CommandResult] | None = field(default=None, compare=False, repr=False)

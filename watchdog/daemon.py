@@ -70,13 +70,13 @@ FAILED_STEPS_UNHEALTHY = (
 def _learnt_later(stored: CommandResult) -> CommandResult:
     """A saved "not a failure" its watcher has not taken yet: queued, it is learnt when the
     watcher comes back to its queue."""
-    return CommandResult(True, f"{stored.detail}; the print is learnt again shortly")
+    return replace(stored, detail=f"{stored.detail}; the print is learnt again shortly")
 
 
 def _with_verdict(stored: CommandResult, learnt: CommandResult) -> CommandResult:
     """A "not a failure" its watcher took: the saved verdict (its frame kept, or not) and what
     the watcher learnt."""
-    return CommandResult(stored.ok and learnt.ok, f"{stored.detail}; {learnt.detail}")
+    return replace(stored, ok=stored.ok and learnt.ok, detail=f"{stored.detail}; {learnt.detail}")
 
 
 def load_bundle(config: Config, source: str | Path = "config") -> Bundle:
@@ -422,9 +422,9 @@ class Daemon:
                 kept = f"{told} in {copies[0].parent} (--anomalous)" if copies else told
         except FramesNotKept as exc:  # the answer stands: the watcher still learns it
             logger.warning("%s: incident %s %s, but %s", printer, incident, said, exc)
-            return CommandResult(True, f"{which}{said}, but {exc.told}")
+            return CommandResult(True, f"{which}{said}, but {exc.told}", incident=incident)
         logger.info("%s: incident %s %s (%s); %s", printer, incident, said, command.source, kept)
-        return CommandResult(True, f"{which}{said}; {told}")
+        return CommandResult(True, f"{which}{said}; {told}", incident=incident)
 
     # ----------------------------------------------------------------- dashboard settings
 

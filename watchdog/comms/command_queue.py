@@ -139,10 +139,17 @@ class PrinterCommands:
             self._answer(command, result)
 
     def _answer(self, command: Command, result: CommandResult) -> None:
-        """Tell the sender; a command under way is told again when it ends."""
+        """Tell the sender; a command under way is told again when it ends. A failure to tell
+        must not end the printer's thread: its later commands would never be carried out."""
         if self._answered is None:
             return
-        self._answered(command, result)
+        try:
+            self._answered(command, result)
+        except Exception:  # noqa: BLE001 - the answer is lost, the commands go on
+            logger.exception(
+                "%s: cannot tell what became of %s", command.printer, command.verb.value
+            )
+            return
         later, answered = result.later, self._answered
         if result.under_way and later is not None:
 

@@ -113,8 +113,9 @@ def discovery_configs(
             "value_template": "{{ value_json.text[:255] }}",
             "json_attributes_topic": f"{base}/answer",
             "json_attributes_template": (
-                "{{ {'command': value_json.command, 'ok': value_json.ok, "
-                "'under_way': value_json.under_way, 'time': value_json.time} | tojson }}"
+                "{{ {'command': value_json.command, 'incident': value_json.incident, "
+                "'ok': value_json.ok, 'under_way': value_json.under_way, "
+                "'unknown': value_json.unknown, 'time': value_json.time} | tojson }}"
             ),
             "icon": "mdi:message-reply-text-outline",
         },

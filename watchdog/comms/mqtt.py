@@ -451,7 +451,11 @@ class MqttCommunicator:
                 command.verb.value,
                 COMMANDS_WAITING,
             )
-            refused = f"ignored: {COMMANDS_WAITING} earlier commands are still waiting"
+            refused = (
+                f"ignored: {COMMANDS_WAITING} earlier commands are still waiting"
+                if commands.full(command.printer)
+                else "not carried out: the watchdog could not take it (see its log)"
+            )
             self.publish_answer(command, CommandResult(False, refused))
             return
         logger.info(  # once taken: a flood refused is the throttled line above, not one each
@@ -546,7 +550,7 @@ class MqttCommunicator:
         name = COMMAND_NAMES[command.verb]
         answer = {
             "command": command.verb.value,
-            "incident": command.incident,
+            "incident": result.incident or command.incident,
             "ok": result.ok,
             "under_way": result.under_way,
             "unknown": result.unknown,
@@ -554,6 +558,15 @@ class MqttCommunicator:
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         self._retain(command.printer, "answer", to_json(answer))
+
+    def heatmaps(self) -> dict[str, bytes]:
+        """Each printer's latest heatmap (published, or waiting for the connection)."""
+        with self._lock:
+            return {
+                p: jpeg
+                for p in self.printers
+                if (jpeg := self._retained.get(f"{self.prefix}/{p}/heatmap"))
+            }
 
     def publish_heatmap(self, printer: str, jpeg: bytes) -> None:
         """The frame with its heatmap overlay as raw JPEG bytes, retained."""

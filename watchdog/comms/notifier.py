@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -33,6 +34,7 @@ from watchdog.comms.notify import (
 from watchdog.comms.outbox import Outbox
 from watchdog.config import MqttConfig, NotifyTarget, StorageConfig
 from watchdog.control import Dispatcher, saved_answers
+from watchdog.durable import read_bytes_small, replace_file
 from watchdog.incidents import (
     FRAME,
     HEATMAP,
@@ -48,6 +50,9 @@ from watchdog.incidents import (
 from watchdog.printing import Outcome
 
 logger = logging.getLogger(__name__)
+
+HEATMAPS = "mqtt-heatmaps"  # under storage.dir: each printer's last heatmap at a clean stop
+MAX_HEATMAP_BYTES = 4 << 20  # far over any the watcher makes: a file grown by another is left
 
 
 class Notifier:
@@ -152,25 +157,59 @@ class Notifier:
                 self.store.delivered(incident)
 
     def _keep_last_heatmaps(self) -> None:
-        """Each printer's latest alert's heatmap, sent at the connection: a broker that kept no
-        retained messages across a restart (mosquitto without persistence) left Home
-        Assistant's Heatmap empty until the next anomalous frame, maybe days away."""
+        """Each printer's last heatmap, sent at the connection: a broker that kept no retained
+        messages across a restart (mosquitto without persistence) left Home Assistant's
+        Heatmap empty until the next anomalous frame, maybe days away."""
         if not self.enabled:
             return
         for printer in self.printers:
-            newest = list_incidents(self.store.storage_dir, [printer], limit=1)
-            if not newest:
-                continue
+            shown = self._last_heatmap(printer)
+            if shown:
+                self.mqtt.publish_heatmap(printer, shown)
+
+    def _last_heatmap(self, printer: str) -> bytes | None:
+        """The newer of the heatmap published last before a clean stop and the latest alert's
+        (an anomalous frame after that alert published a newer one; a broker that kept it
+        must not be handed the older alert's at every restart). After a crash, the alert's."""
+        found: list[tuple[float, Path]] = []
+        places = [self._saved_heatmap(printer)]
+        newest = list_incidents(self.store.storage_dir, [printer], limit=1)
+        if newest:
+            places.append(incident_dir(self.store.storage_dir, printer, newest[0].id) / HEATMAP)
+        for path in places:
             try:
-                folder = incident_dir(self.store.storage_dir, printer, newest[0].id)
-                self.mqtt.publish_heatmap(printer, (folder / HEATMAP).read_bytes())
+                found.append((path.stat().st_mtime, path))
+            except OSError:
+                continue  # none saved, or pruned meanwhile
+        for _, path in sorted(found, reverse=True):
+            try:
+                data = read_bytes_small(path, MAX_HEATMAP_BYTES)
             except (OSError, ValueError):
-                continue  # pruned meanwhile, or never written: nothing to show
+                continue
+            if data:
+                return data
+        return None
+
+    def _saved_heatmap(self, printer: str) -> Path:
+        return self.store.storage_dir / HEATMAPS / f"{printer}.jpg"
+
+    def _save_heatmaps(self) -> None:
+        """The heatmap each printer showed last, for the next start (see ``_last_heatmap``):
+        written once, at a clean stop, not at every anomalous frame (an SD card)."""
+        for printer, jpeg in self.mqtt.heatmaps().items():
+            try:
+                replace_file(self._saved_heatmap(printer), jpeg)
+            except OSError as exc:
+                logger.warning(
+                    "%s: cannot keep its last heatmap for the next start: %s", printer, exc
+                )
 
     def stop(self, timeout: float = 3.0, for_good: bool = False) -> None:
         """``for_good``: nothing of this client stays on the broker (the demo), not even its
         "offline", which would be retained there for ever."""
         self.mqtt.stop(timeout, for_good)
+        if self.enabled and not for_good:
+            self._save_heatmaps()
         self.notifications.stop()
 
     def undelivered(self) -> int:
