@@ -599,6 +599,24 @@ def test_a_restart_leaves_a_newer_heatmap_than_the_alerts_on_a_broker_that_kept_
         assert decode(kept.payload).shape == (240, 320, 3)
 
 
+def test_an_alert_saved_while_stopping_is_the_heatmap_shown_after_the_restart(
+    mosquitto, unique_prefix, notifier_factory, tmp_path
+) -> None:
+    """A pause that outlasts the stop: its alert is saved (a draft, sent after the restart)
+    while the heatmap last shown is an earlier frame's. The earlier one, kept at the stop,
+    must not pass for the newer (its file's time is when it was shown, not the stop's)."""
+    p = unique_prefix
+    first = notifier_factory(mosquitto, p, storage_dir=tmp_path)
+    first.publish_heatmap(PRINTER, jpeg(240, 320))  # an anomalous frame before the alert
+    time.sleep(0.05)
+    first.save_alert(PRINTER, dict(ALERT), jpeg(), jpeg(120, 160))  # not sent yet
+    first.stop()
+    with mosquitto.subscriber(f"{p}/{PRINTER}/heatmap") as sub:
+        notifier_factory(mosquitto, p, storage_dir=tmp_path)
+        sent = sub.wait_for(f"{p}/{PRINTER}/heatmap", lambda m: not m.retain, timeout=10)
+        assert decode(sent.payload).shape == (120, 160, 3)
+
+
 def test_retained_commands_are_never_run_and_are_cleared(
     mosquitto, unique_prefix, notifier_factory, caplog
 ) -> None:

@@ -319,7 +319,7 @@ class Daemon:
                 told = exc.told if isinstance(exc, IncidentError) else None
                 if isinstance(exc, OSError):
                     told = f"the answer could not be stored ({exc.strerror or 'a disk error'})"
-                return CommandResult(False, told or str(exc))
+                return CommandResult(False, told or str(exc), incident=command.incident)
             if command.verb is not Verb.NOT_A_FAILURE:
                 watcher.submit(command)  # answered: the failure it stood on is shown off
                 return stored

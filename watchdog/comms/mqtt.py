@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Collection
 from datetime import UTC, datetime
@@ -118,6 +119,7 @@ class MqttCommunicator:
         self._refused: dict[str, Entry] = {}  # alerts the broker refused: sent again at connect
         self._clearing = 0  # acknowledged alerts whose outbox entry is not removed yet
         self._retained: dict[str, bytes] = {}  # latest state/heatmap/enabled, re-sent on connect
+        self._heatmap_shown: dict[str, float] = {}  # printer → when its latest heatmap was made
         # retained values sent and not acknowledged yet, by message id: paho sends a value left
         # in flight by a lost connection again after the connect, behind the newer one the
         # connect sent; its PUBACK, last, says that the broker now keeps the older value
@@ -454,7 +456,7 @@ class MqttCommunicator:
             refused = (
                 f"ignored: {COMMANDS_WAITING} earlier commands are still waiting"
                 if commands.full(command.printer)
-                else "not carried out: the watchdog could not take it (see its log)"
+                else "not carried out: the watchdog is stopping or short of threads; send it again"
             )
             self.publish_answer(command, CommandResult(False, refused))
             return
@@ -559,17 +561,21 @@ class MqttCommunicator:
         }
         self._retain(command.printer, "answer", to_json(answer))
 
-    def heatmaps(self) -> dict[str, bytes]:
-        """Each printer's latest heatmap (published, or waiting for the connection)."""
+    def heatmaps(self) -> dict[str, tuple[bytes, float]]:
+        """Each printer's latest heatmap (published, or waiting for the connection) and when
+        it was first shown (the epoch)."""
         with self._lock:
             return {
-                p: jpeg
+                p: (jpeg, self._heatmap_shown.get(p, 0.0))
                 for p in self.printers
                 if (jpeg := self._retained.get(f"{self.prefix}/{p}/heatmap"))
             }
 
-    def publish_heatmap(self, printer: str, jpeg: bytes) -> None:
-        """The frame with its heatmap overlay as raw JPEG bytes, retained."""
+    def publish_heatmap(self, printer: str, jpeg: bytes, shown_at: float | None = None) -> None:
+        """The frame with its heatmap overlay as raw JPEG bytes, retained. ``shown_at``: when
+        it was first shown (one shown before a restart), else now."""
+        with self._lock:
+            self._heatmap_shown[printer] = time.time() if shown_at is None else shown_at
         self._retain(printer, "heatmap", bytes(jpeg))
 
     def send_alert(self, incident: Incident, again: bool = False) -> None:

@@ -13,6 +13,7 @@ publish calls do nothing.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ from watchdog.printing import Outcome
 logger = logging.getLogger(__name__)
 
 HEATMAPS = "mqtt-heatmaps"  # under storage.dir: each printer's last heatmap at a clean stop
-MAX_HEATMAP_BYTES = 4 << 20  # far over any the watcher makes: a file grown by another is left
+MAX_HEATMAP_BYTES = 64 << 20  # over a 16 MP camera's: a file grown by another is left
 
 
 class Notifier:
@@ -164,13 +165,14 @@ class Notifier:
             return
         for printer in self.printers:
             shown = self._last_heatmap(printer)
-            if shown:
-                self.mqtt.publish_heatmap(printer, shown)
+            if shown is not None:
+                self.mqtt.publish_heatmap(printer, *shown)
 
-    def _last_heatmap(self, printer: str) -> bytes | None:
+    def _last_heatmap(self, printer: str) -> tuple[bytes, float] | None:
         """The newer of the heatmap published last before a clean stop and the latest alert's
         (an anomalous frame after that alert published a newer one; a broker that kept it
-        must not be handed the older alert's at every restart). After a crash, the alert's."""
+        must not be handed the older alert's at every restart), and when it was made (the
+        saved one's file time is set to it, not to the stop's)."""
         found: list[tuple[float, Path]] = []
         places = [self._saved_heatmap(printer)]
         newest = list_incidents(self.store.storage_dir, [printer], limit=1)
@@ -181,13 +183,13 @@ class Notifier:
                 found.append((path.stat().st_mtime, path))
             except OSError:
                 continue  # none saved, or pruned meanwhile
-        for _, path in sorted(found, reverse=True):
+        for when, path in sorted(found, reverse=True):
             try:
                 data = read_bytes_small(path, MAX_HEATMAP_BYTES)
             except (OSError, ValueError):
                 continue
             if data:
-                return data
+                return data, when
         return None
 
     def _saved_heatmap(self, printer: str) -> Path:
@@ -196,9 +198,11 @@ class Notifier:
     def _save_heatmaps(self) -> None:
         """The heatmap each printer showed last, for the next start (see ``_last_heatmap``):
         written once, at a clean stop, not at every anomalous frame (an SD card)."""
-        for printer, jpeg in self.mqtt.heatmaps().items():
+        for printer, (jpeg, shown_at) in self.mqtt.heatmaps().items():
+            path = self._saved_heatmap(printer)
             try:
-                replace_file(self._saved_heatmap(printer), jpeg)
+                replace_file(path, jpeg)
+                os.utime(path, (shown_at, shown_at))  # an alert saved later is newer
             except OSError as exc:
                 logger.warning(
                     "%s: cannot keep its last heatmap for the next start: %s", printer, exc
