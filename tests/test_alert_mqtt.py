@@ -17,6 +17,7 @@ import cv2
 import jinja2.sandbox
 import numpy as np
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -615,6 +616,67 @@ def test_an_alert_saved_while_stopping_is_the_heatmap_shown_after_the_restart(
         notifier_factory(mosquitto, p, storage_dir=tmp_path)
         sent = sub.wait_for(f"{p}/{PRINTER}/heatmap", lambda m: not m.retain, timeout=10)
         assert decode(sent.payload).shape == (120, 160, 3)
+
+
+def _readme_automations(prefix: str) -> list[dict]:
+    """The README's Home Assistant automations, on this test's topic prefix."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("Two automations send each alert to your phone", 1)[1]
+    block = block.split("```yaml\n", 1)[1].split("```", 1)[0]
+    return yaml.safe_load(block.replace("printer_watchdog/", f"{prefix}/"))["automation"]
+
+
+def _render(template: str, **context: object) -> str:
+    """A template as Home Assistant renders it: Jinja, sandboxed, ``tojson`` plain JSON."""
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment()
+    env.filters["tojson"] = json.dumps
+    return env.from_string(template).render(**context)
+
+
+def test_the_readmes_phone_automation_answers_the_alert_it_was_sent_for(
+    mosquitto, unique_prefix, notifier_factory
+) -> None:
+    """The README's two automations, rendered as Home Assistant renders them: the alert's
+    message and buttons, then each button's press published to the real broker. Each press
+    must reach the daemon bound to its alert (a generic button pressed late cancelled the
+    print running then, whatever it was)."""
+    p = unique_prefix
+    to_phone, answer = _readme_automations(p)
+    recorder = Recorder()
+    notifier = notifier_factory(mosquitto, p, dispatcher=recorder)
+    wait_for_commands(mosquitto, p, recorder)
+    [trigger] = to_phone["trigger"]
+    assert trigger["platform"] == "mqtt"
+    with mosquitto.subscriber(trigger["topic"]) as sub:
+        incident = notifier.raise_alert(
+            PRINTER, {**ALERT, "message": "Paused ender3"}, jpeg(), jpeg()
+        )
+        alert = sub.wait_for(trigger["topic"]).json()
+    assert alert["incident"] == incident
+    [notify] = to_phone["action"]
+    data = notify["data"]
+    seen = {"payload_json": alert}
+    assert _render(data["title"], trigger=seen) == f"Print failure on {PRINTER}"
+    assert _render(data["message"], trigger=seen) == "Paused ender3"
+    assert _render(data["data"]["tag"], trigger=seen) == f"watchdog-{incident}"
+    pressed = [_render(a["action"], trigger=seen) for a in data["data"]["actions"]]
+
+    [publish] = answer["action"]
+    assert publish["service"] == "mqtt.publish"
+    for action in pressed:
+        event = {"event": {"data": {"action": action}}}
+        assert _render(answer["condition"], trigger=event) == "True"
+        topic = _render(publish["data"]["topic"], trigger=event)
+        mosquitto.publish(topic, _render(publish["data"]["payload"], trigger=event))
+    wait_for("the three answers", lambda: len(recorder.commands) >= 3)
+    assert recorder.commands == [
+        Command(PRINTER, Verb.NOT_A_FAILURE, incident),
+        Command(PRINTER, Verb.RESUME, incident),
+        Command(PRINTER, Verb.CANCEL, incident),
+    ]
+    # another automation's action is left alone
+    other = {"event": {"data": {"action": "OPEN_GARAGE"}}}
+    assert _render(answer["condition"], trigger=other) == "False"
 
 
 def test_retained_commands_are_never_run_and_are_cleared(
