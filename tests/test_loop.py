@@ -381,6 +381,24 @@ def test_confirming_the_failure_answers_it(
     watcher.camera.close()
 
 
+def test_a_verdict_sent_over_mqtt_names_its_alert_by_its_time(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The README's phone automation names the alert; its answer reaches Home Assistant's
+    Last command sensor, away from the notification, so it says which alert it marked. The
+    page and the phone show the answer on the alert itself: there it is not repeated."""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
+    daemon, watcher = _daemon_of_one_watcher(tmp_path, tiny_adaptive_bundle, frames, "notify")
+    [watcher.step() for _ in range(10)]
+    incident = watcher.status()["last_alert"]["incident"]
+    on_page = daemon.dispatch(Command("e3", Verb.CONFIRM_FAILURE, incident, "web"))
+    assert on_page.ok and on_page.detail.startswith("confirmed as a failure"), on_page
+    over_mqtt = daemon.dispatch(Command("e3", Verb.CONFIRM_FAILURE, incident, "mqtt"))
+    assert over_mqtt.ok and over_mqtt.incident == incident, over_mqtt
+    assert over_mqtt.detail.startswith(f"the alert of {raised_at(incident)} confirmed"), over_mqtt
+    watcher.camera.close()
+
+
 def test_an_answer_to_the_latest_alert_sent_back_at_once_lands_on_that_alert(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
@@ -1366,6 +1384,11 @@ class _Unreachable(SimulatedPrinter):
             return PrinterStatus(PrinterState.OFFLINE, None, "connection refused")
         return super().status()
 
+    def resume(self) -> ActionResult:
+        if self.offline:
+            return ActionResult(Action.RESUME, Outcome.FAILED, "connection refused", 1)
+        return super().resume()
+
 
 class _PausedOnlySaid(SimulatedPrinter):
     """A printer whose API answers a pause (``outcome``) that the printer does not make."""
@@ -1958,6 +1981,26 @@ def test_a_printer_api_away_during_a_print_is_the_state_shown(
     watcher.step()
     status = watcher.status()
     assert status["state"] == "printer_offline" and status["watched"], status
+    watcher.close()
+
+
+def test_a_resume_while_the_printer_api_is_away_says_so_not_printing(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """The API unreachable (the owner may have paused at the printer's own screen meanwhile):
+    a Resume was refused as "is printing, not paused", from the last poll that answered, while
+    the state beside it said printer_offline. The printer's own answer is told."""
+    printer = _Unreachable("benchy_A.gcode")
+    frames = _folder(tmp_path / "rec", list(normal_frames[:8]))
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    watcher.step()
+    printer.offline = True
+    watcher.step()
+    done = watcher.submit(Command("e3", Verb.RESUME, None, source="mqtt"))
+    watcher.step()
+    result = done.result(timeout=5)
+    assert not result.ok and "connection refused" in result.detail, result
+    assert "printing" not in result.detail, result
     watcher.close()
 
 

@@ -304,13 +304,14 @@ class Daemon:
         watcher = running.watcher
         stored: CommandResult | None = None
         if command.verb in INCIDENT_VERBS:
-            # "the latest": which one is said (pressed during a later print, it is the last's)
-            named = command.incident not in (None, LATEST_INCIDENT)
+            # which alert is said where the sender may not show it: "the latest" (pressed
+            # during a later print, it is the last's), and Home Assistant's Last command
+            say_which = command.source == "mqtt" or command.incident in (None, LATEST_INCIDENT)
             command = self._resolve_incident(command, watcher)
             if command.incident is None:
                 return CommandResult(False, "no alert to answer")
             try:
-                stored = self._store_verdict(command, say_which=not named)
+                stored = self._store_verdict(command, say_which=say_which)
             except (OSError, ValueError) as exc:  # IncidentError is a ValueError
                 logger.warning(
                     "%s: verdict on incident %s failed: %s", command.printer, command.incident, exc
@@ -397,7 +398,7 @@ class Daemon:
         return replace(command, incident=newest[0].id)
 
     def _store_verdict(self, command: Command, say_which: bool = False) -> CommandResult:
-        """``say_which``: the answer names the alert by its time (the sender said "the latest")."""
+        """``say_which``: the answer names the alert by its time."""
         assert command.incident is not None
         storage, printer, incident = self.config.storage.dir, command.printer, command.incident
         said = (

@@ -969,7 +969,11 @@ class Watcher:
             # learnt again, and the print paused again by it after the cooldown
             if refused := self._refused_for_its_alert(command):
                 return refused
-            if verb is Verb.RESUME and self.state.printer is PrinterState.PRINTING:
+            if (
+                verb is Verb.RESUME
+                and self.state.printer is PrinterState.PRINTING
+                and self.api_state == PrinterState.PRINTING  # polled just now, not remembered
+            ):
                 # the printer's "already printing" is no resume: taken for an answer, it hid
                 # a pause that did not happen (its alert never corrected on the phones)
                 return CommandResult(False, f"{self.name} is printing, not paused: nothing resumed")
