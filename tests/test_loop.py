@@ -2004,6 +2004,46 @@ def test_a_resume_while_the_printer_api_is_away_says_so_not_printing(
     watcher.close()
 
 
+def test_the_owners_pause_the_api_took_and_the_printer_never_showed_is_told_not_done(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """Home Assistant's Pause print, a PAUSE macro that does not pause: the API's "accepted"
+    was the answer, ok, never put right, while the print went on. It is under way now, and
+    not done once the printer still prints ``api.confirm_s`` later."""
+    printer = _PausedOnlySaid("benchy_A.gcode", Outcome.DONE)
+    frames = _folder(tmp_path / "rec", list(normal_frames[:12]))
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    watcher.step()
+    done = watcher.submit(Command("e3", Verb.PAUSE, None, source="mqtt"))
+    watcher.step()
+    first = done.result(timeout=5)
+    assert first.under_way and not first.ok and first.later is not None, first
+    assert "not shown by the printer yet" in first.detail, first
+    for _ in range(10):  # ten steps of the camera's interval: past api.confirm_s
+        watcher.step()
+        if first.later.done():
+            break
+    final = first.later.result(timeout=0)
+    assert not final.ok and "still printing" in final.detail and "did NOT pause" in final.detail
+    watcher.close()
+
+
+def test_the_owners_pause_the_printer_shows_at_once_is_done_at_once(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """Moonraker answers a pause once the macro has run: the printer shows it paused at the
+    poll that follows, and the owner is answered done there and then."""
+    printer = SimulatedPrinter("benchy_A.gcode")
+    frames = _folder(tmp_path / "rec", list(normal_frames[:4]))
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    watcher.step()
+    done = watcher.submit(Command("e3", Verb.PAUSE, None, source="mqtt"))
+    watcher.step()
+    result = done.result(timeout=5)
+    assert result.ok and not result.under_way and result.detail.endswith("e3 is paused"), result
+    watcher.close()
+
+
 def test_a_failure_told_and_unanswered_still_stands_after_a_restart_mid_print(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

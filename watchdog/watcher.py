@@ -64,6 +64,7 @@ from watchdog.printing import (
     PrinterStatus,
     seconds,
 )
+from watchdog.shown_checks import ShownChecks
 
 logger = logging.getLogger(__name__)
 
@@ -263,6 +264,8 @@ class Watcher:
         self.camera_online: bool | None = None
         self.printer_detail = ""
         self.api_state = ""
+        # the owner's pauses and cancels the API took, until the printer shows them
+        self.shown = ShownChecks(self.name, cfg.api.confirm_s)
         self._key_refused = False  # the API's last answer refused the key (``_note_api_health``)
         self.last_verdict: Verdict | None = None
         self.last_alert: Alert | None = None
@@ -452,6 +455,7 @@ class Watcher:
         lag = time.monotonic() - since
         before, told_before = self.state, self.api_state
         self._note_api_health(status)
+        self.shown.on_status(status.state, now)
         self.state, happened = decide.on_printer(
             self.state,
             PrinterState(status.state),
@@ -984,12 +988,27 @@ class Watcher:
                 # the owner's cancel answers the failure (Home Assistant's sensor stayed on
                 # with the printer idle); the watchdog's own cancel waits for an answer
                 self.state = decide.answered(self.state)
+            if result.outcome == Outcome.DONE and verb in (Verb.PAUSE, Verb.CANCEL):
+                return self._until_shown(Action(verb.value), result.detail)
             return CommandResult(
                 result.outcome == Outcome.DONE,
                 result.detail,
                 unknown=result.outcome == Outcome.UNKNOWN,
             )
         return CommandResult(False, f"{verb.value} is not something a watcher does")
+
+    def _until_shown(self, action: Action, taken: str) -> CommandResult:
+        """An owner's pause or cancel the API took: done once the printer shows it (polled at
+        once: Moonraker answers when the macro has run), else under way until it does or
+        ``api.confirm_s`` passes with the printer still printing (``ShownChecks``)."""
+        later = self.shown.follow(action, self.clock())
+        self._poll_printer(self.clock(), time.monotonic())
+        if later.done():
+            shown = later.result()
+            return replace(shown, detail=f"{taken}; {shown.detail}")
+        return CommandResult(
+            False, f"{taken}; not shown by the printer yet", under_way=True, later=later
+        )
 
     def _refused_for_its_alert(self, command: Command) -> CommandResult | None:
         """The printer polled now, then why this command of an alert (a button of its card,
@@ -1392,6 +1411,7 @@ class Watcher:
         client's connections: when its loop ends, or for a watcher that never ran. Never
         raises: it is called where a failure would stop a reload or the daemon half-way (a
         part that fails to close is logged, and the other is still closed)."""
+        self.shown.close()
         for part in (self.camera, self.printer):
             try:
                 part.close()
