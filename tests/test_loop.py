@@ -28,7 +28,7 @@ from watchdog.config import (
     PrinterConfig,
     StorageConfig,
 )
-from watchdog.control import Command, Verb
+from watchdog.control import Command, CommandResult, Verb
 from watchdog.detection.bundle import Bundle
 from watchdog.devices.printers import NoPrinter, PrinterClient, SimulatedPrinter, make_printer
 from watchdog.incidents import (
@@ -2004,6 +2004,17 @@ def test_a_resume_while_the_printer_api_is_away_says_so_not_printing(
     watcher.close()
 
 
+def _owner_pauses(
+    tmp_path: Path, bundle: Bundle, frames: list, printer: SimulatedPrinter
+) -> tuple[Watcher, CommandResult]:
+    """A print watched for a step, then Home Assistant's Pause print: the answer."""
+    watcher = _watcher(tmp_path, bundle, _folder(tmp_path / "rec", list(frames)), printer)
+    watcher.step()
+    done = watcher.submit(Command("e3", Verb.PAUSE, None, source="mqtt"))
+    watcher.step()
+    return watcher, done.result(timeout=5)
+
+
 def test_the_owners_pause_the_api_took_and_the_printer_never_showed_is_told_not_done(
     tmp_path, tiny_adaptive_bundle, normal_frames
 ) -> None:
@@ -2011,12 +2022,7 @@ def test_the_owners_pause_the_api_took_and_the_printer_never_showed_is_told_not_
     was the answer, ok, never put right, while the print went on. It is under way now, and
     not done once the printer still prints ``api.confirm_s`` later."""
     printer = _PausedOnlySaid("benchy_A.gcode", Outcome.DONE)
-    frames = _folder(tmp_path / "rec", list(normal_frames[:12]))
-    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
-    watcher.step()
-    done = watcher.submit(Command("e3", Verb.PAUSE, None, source="mqtt"))
-    watcher.step()
-    first = done.result(timeout=5)
+    watcher, first = _owner_pauses(tmp_path, tiny_adaptive_bundle, normal_frames[:12], printer)
     assert first.under_way and not first.ok and first.later is not None, first
     assert "not shown by the printer yet" in first.detail, first
     for _ in range(10):  # ten steps of the camera's interval: past api.confirm_s
@@ -2034,12 +2040,7 @@ def test_the_owners_pause_the_printer_shows_at_once_is_done_at_once(
     """Moonraker answers a pause once the macro has run: the printer shows it paused at the
     poll that follows, and the owner is answered done there and then."""
     printer = SimulatedPrinter("benchy_A.gcode")
-    frames = _folder(tmp_path / "rec", list(normal_frames[:4]))
-    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
-    watcher.step()
-    done = watcher.submit(Command("e3", Verb.PAUSE, None, source="mqtt"))
-    watcher.step()
-    result = done.result(timeout=5)
+    watcher, result = _owner_pauses(tmp_path, tiny_adaptive_bundle, normal_frames[:4], printer)
     assert result.ok and not result.under_way and result.detail.endswith("e3 is paused"), result
     watcher.close()
 
