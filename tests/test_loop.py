@@ -1386,6 +1386,7 @@ class _Unreachable(SimulatedPrinter):
 
     def resume(self) -> ActionResult:
         if self.offline:
+            self.actions.append(Action.RESUME)
             return ActionResult(Action.RESUME, Outcome.FAILED, "connection refused", 1)
         return super().resume()
 
@@ -2000,7 +2001,7 @@ def test_a_resume_while_the_printer_api_is_away_says_so_not_printing(
     watcher.step()
     result = done.result(timeout=5)
     assert not result.ok and "connection refused" in result.detail, result
-    assert "printing" not in result.detail, result
+    assert "is printing" not in result.detail and Action.RESUME not in printer.actions, result
     watcher.close()
 
 
@@ -2031,6 +2032,95 @@ def test_the_owners_pause_the_api_took_and_the_printer_never_showed_is_told_not_
             break
     final = first.later.result(timeout=0)
     assert not final.ok and "still printing" in final.detail and "did NOT pause" in final.detail
+    watcher.close()
+
+
+class _CancelOnlySaid(SimulatedPrinter):
+    """A printer whose API answers a cancel done that the printer does not make."""
+
+    def cancel(self) -> ActionResult:
+        return ActionResult(Action.CANCEL, Outcome.DONE, "accepted cancel", 1)
+
+
+def _until_decided(watcher: Watcher, answer: CommandResult) -> CommandResult:
+    """The watcher stepped (its camera's interval each) until an under-way answer ends."""
+    assert answer.under_way and answer.later is not None, answer
+    for _ in range(12):  # past api.confirm_s
+        watcher.step()
+        if answer.later.done():
+            break
+    return answer.later.result(timeout=0)
+
+
+def test_the_owners_cancel_not_shown_leaves_its_alert_open_and_its_cancel_working(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """A phone's Cancel the API took and the printer never made: the alert was marked
+    cancelled at once, so the Cancel pressed again was refused as answered, Home Assistant's
+    failure went off with the print running, and the print's end was never told."""
+    printer = _CancelOnlySaid("benchy_A.gcode")
+    watcher, _, incident = _told(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    done = watcher.submit(Command("e3", Verb.CANCEL, incident, source="phone"))
+    watcher.step()
+    final = _until_decided(watcher, done.result(timeout=5))
+    assert not final.ok and "did NOT cancel" in final.detail, final
+    assert watcher.status()["failure"] and not watcher.state.cancelled
+    again = watcher.submit(Command("e3", Verb.CANCEL, incident, source="phone"))
+    watcher.step()
+    assert "answered already" not in again.result(timeout=5).detail
+    watcher.close()
+
+
+def test_the_owners_cancel_of_a_paused_print_that_stays_paused_is_not_done(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """A paused print is no cancelled one: "accepted cancel; e3 is paused" was answered done."""
+    printer = _CancelOnlySaid("benchy_A.gcode")
+    printer.pause()
+    watcher = _watcher(
+        tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "rec", list(normal_frames)), printer
+    )
+    watcher.step()
+    done = watcher.submit(Command("e3", Verb.CANCEL, None, source="mqtt"))
+    watcher.step()
+    final = _until_decided(watcher, done.result(timeout=5))
+    assert not final.ok and "still paused" in final.detail, final
+    watcher.close()
+
+
+def test_a_pause_late_to_its_watcher_and_not_shown_yet_is_told_its_end(
+    tmp_path, tiny_adaptive_bundle, normal_frames, monkeypatch
+) -> None:
+    """A pause whose API answered after the sender's wait (under way), the printer not
+    showing it yet (under way again): Home Assistant's Last command and the phone took the
+    second "under way" for the end, the phone was told the pause failed, and its real end was
+    never told."""
+    from watchdog.daemon import Daemon
+
+    class SlowToAnswer(_PausedOnlySaid):
+        def pause(self) -> ActionResult:
+            time.sleep(0.6)
+            return super().pause()
+
+    frames = _folder(tmp_path / "rec", list(normal_frames[:30]))
+    daemon, watcher = _daemon_of_one_watcher(tmp_path, tiny_adaptive_bundle, frames, "pause")
+    watcher.printer = SlowToAnswer("benchy.gcode", Outcome.DONE)
+    monkeypatch.setattr(Daemon, "answer_within", staticmethod(lambda w: 0.2))
+    watcher.step()
+    answer: list[CommandResult] = []
+    sender = threading.Thread(
+        target=lambda: answer.append(daemon.dispatch(Command("e3", Verb.PAUSE, None, "mqtt")))
+    )
+    sender.start()
+    while sender.is_alive():
+        watcher.step()
+        sender.join(0.05)
+    later = time.time() + 1000  # past api.confirm_s
+    watcher.clock = lambda: later
+    final = _until_decided(watcher, answer[0])
+    assert not final.under_way and "did NOT pause" in final.detail, final
     watcher.close()
 
 

@@ -79,6 +79,27 @@ class CommandResult:
     later: Future[CommandResult] | None = field(default=None, compare=False, repr=False)
 
 
+def settled(done: Future[CommandResult]) -> Future[CommandResult]:
+    """What a command comes to in the end, past any "under way" it is answered first: a
+    command late to its watcher whose watcher then answers "under way" (a pause the printer
+    has not shown yet) ends when that does, not with that answer."""
+    end: Future[CommandResult] = Future()
+    end.set_running_or_notify_cancel()
+
+    def follow(step: Future[CommandResult]) -> None:
+        if step.cancelled():
+            end.set_result(CommandResult(False, "it was not carried out"))
+        elif (exc := step.exception()) is not None:
+            end.set_exception(exc)
+        elif (result := step.result()).under_way and result.later is not None:
+            result.later.add_done_callback(follow)
+        else:
+            end.set_result(result)
+
+    done.add_done_callback(follow)
+    return end
+
+
 @dataclass(frozen=True)
 class Applied:
     """What became of a settings change saved on the page: in force (``done`` True), refused

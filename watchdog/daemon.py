@@ -33,6 +33,7 @@ from watchdog.control import (
     Command,
     CommandResult,
     Verb,
+    settled,
 )
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
 from watchdog.detection.model import FrameScorer, ModelFailure
@@ -380,7 +381,7 @@ class Daemon:
             False,
             f"{name} is still carrying out {command.verb.value} (more than {wait_s:.0f} s)",
             under_way=True,
-            later=done,
+            later=settled(done),
         )
 
     @staticmethod

@@ -973,23 +973,13 @@ class Watcher:
             # learnt again, and the print paused again by it after the cooldown
             if refused := self._refused_for_its_alert(command):
                 return refused
-            if (
-                verb is Verb.RESUME
-                and self.state.printer is PrinterState.PRINTING
-                and self.api_state == PrinterState.PRINTING  # polled just now, not remembered
-            ):
-                # the printer's "already printing" is no resume: taken for an answer, it hid
-                # a pause that did not happen (its alert never corrected on the phones)
-                return CommandResult(False, f"{self.name} is printing, not paused: nothing resumed")
+            if verb is Verb.RESUME and (refused := self._no_resume()):
+                return refused
             result = self._ask_printer(Action(verb.value))
+            if result.outcome == Outcome.DONE and verb in (Verb.PAUSE, Verb.CANCEL):
+                return self._until_shown(verb, command.incident, result.detail)
             if result.outcome == Outcome.DONE and verb in ANSWERS:
                 self._record_answer(verb, command.incident)
-            if result.outcome == Outcome.DONE and verb is Verb.CANCEL:
-                # the owner's cancel answers the failure (Home Assistant's sensor stayed on
-                # with the printer idle); the watchdog's own cancel waits for an answer
-                self.state = decide.answered(self.state)
-            if result.outcome == Outcome.DONE and verb in (Verb.PAUSE, Verb.CANCEL):
-                return self._until_shown(Action(verb.value), result.detail)
             return CommandResult(
                 result.outcome == Outcome.DONE,
                 result.detail,
@@ -997,18 +987,53 @@ class Watcher:
             )
         return CommandResult(False, f"{verb.value} is not something a watcher does")
 
-    def _until_shown(self, action: Action, taken: str) -> CommandResult:
+    def _no_resume(self) -> CommandResult | None:
+        """Why a Resume is refused before the printer is asked (None: ask it), from the poll
+        just made: the printer's "already printing" is no resume (taken for an answer, it hid
+        a pause that did not happen); an API that does not answer would hold the watcher
+        through its retries for a resume that cannot reach the printer."""
+        if self.api_state in (PrinterState.OFFLINE, PrinterState.ERROR):
+            why = f" ({self.printer_detail})" if self.printer_detail else ""
+            return CommandResult(
+                False, f"{self.name}'s printer API does not answer{why}: nothing resumed"
+            )
+        if self.state.printer is PrinterState.PRINTING:
+            return CommandResult(False, f"{self.name} is printing, not paused: nothing resumed")
+        return None
+
+    def _until_shown(self, verb: Verb, incident: str | None, taken: str) -> CommandResult:
         """An owner's pause or cancel the API took: done once the printer shows it (polled at
         once: Moonraker answers when the macro has run), else under way until it does or
-        ``api.confirm_s`` passes with the printer still printing (``ShownChecks``)."""
-        later = self.shown.follow(action, self.clock())
-        self._poll_printer(self.clock(), time.monotonic())
+        ``api.confirm_s`` passes without it (``ShownChecks``). Its alert is answered only
+        then: a cancel that did not happen must leave the alert's Cancel working."""
+        action = Action(verb.value)
+        later = self.shown.follow(
+            action,
+            self.clock(),
+            shown=lambda: self._owner_stop_shown(verb, incident),
+            missed=lambda: self._owner_stop_missed(verb),
+        )
+        try:
+            self._poll_printer(self.clock(), time.monotonic())
+        except Exception:  # noqa: BLE001 - the API took it: the next step's poll decides
+            logger.exception("%s: polling the printer after the %s failed", self.name, action)
         if later.done():
             shown = later.result()
             return replace(shown, detail=f"{taken}; {shown.detail}")
         return CommandResult(
             False, f"{taken}; not shown by the printer yet", under_way=True, later=later
         )
+
+    def _owner_stop_shown(self, verb: Verb, incident: str | None) -> None:
+        self._record_answer(verb, incident)
+        if verb is Verb.CANCEL:
+            # the owner's cancel answers the failure (Home Assistant's sensor stayed on with
+            # the printer idle); the watchdog's own cancel waits for an answer
+            self.state = decide.answered(self.state)
+
+    def _owner_stop_missed(self, verb: Verb) -> None:
+        if verb is Verb.CANCEL:  # not cancelled after all: its end is a "print ended" again
+            self.state = replace(self.state, cancelled=False)
 
     def _refused_for_its_alert(self, command: Command) -> CommandResult | None:
         """The printer polled now, then why this command of an alert (a button of its card,
