@@ -520,7 +520,9 @@ def test_each_command_is_answered_on_the_answer_topic_in_the_owners_words(
         mosquitto.publish(f"{p}/{PRINTER}/command", "resume")
         refused = sub.wait_for(f"{p}/{PRINTER}/answer", lambda m: m.json()["command"] == "resume")
         body = refused.json()
-        assert body["ok"] is False and body["text"] == "Resume: refused: the print is not paused"
+        assert (
+            body["ok"] is False and body["text"] == "Resume print: refused: the print is not paused"
+        )
         assert datetime.fromisoformat(body["time"]).tzinfo is not None
 
         mosquitto.publish(f"{p}/{PRINTER}/command", "cancel")
@@ -534,7 +536,7 @@ def test_each_command_is_answered_on_the_answer_topic_in_the_owners_words(
     # retained: Home Assistant started later still shows the last answer
     with mosquitto.subscriber(f"{p}/{PRINTER}/answer") as late:
         assert late.wait_for(f"{p}/{PRINTER}/answer").json()["text"] == (
-            "Cancel: the printer refused the cancel"
+            "Cancel print: the printer refused the cancel"
         )
 
 

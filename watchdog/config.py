@@ -21,6 +21,7 @@ from urllib.parse import SplitResult, urlsplit
 import yaml
 
 from watchdog.frames import FAILURES, FALSE_ALARMS
+from watchdog.ha_names import entity_slug
 from watchdog.redact import (
     add_key_names,
     redact,
@@ -706,11 +707,11 @@ class Config(_Model):
             return self
         seen: dict[str, str] = {}
         for p in self.printers:
-            slug = re.sub(r"[^a-z0-9]+", "_", p.name.lower()).strip("_")
+            slug = entity_slug(p.name)
             if slug in seen:
                 raise ValueError(
                     f"printers: {seen[slug]!r} and {p.name!r} would be one name in Home "
-                    f"Assistant (print_watchdog_{slug}_...): rename one"
+                    f"Assistant ({slug}_...): rename one"
                 )
             seen[slug] = p.name
         return self

@@ -62,7 +62,9 @@ class Command:
     printer: str
     verb: Verb
     incident: str | None = None
-    source: str = "mqtt"  # where it came from, for the log line: mqtt | web | phone | cli
+    # where it came from (mqtt | web | phone | cli): for the log line, and for what its answer
+    # must say (Home Assistant shows it away from the alert: which alert a verdict marked)
+    source: str = "mqtt"
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,9 @@ class CommandResult:
 
     ok: bool
     detail: str
-    under_way: bool = False  # not answered in time but started: it will still happen
+    # started, not ended: told again through ``later`` (not answered in time; a pause or
+    # cancel the printer has not shown yet, which may still end "did NOT pause")
+    under_way: bool = False
     unknown: bool = False  # sent to the printer and not answered: it may have happened
     incident: str | None = None  # the alert a verdict marked (its command may say "latest")
     # under way: what it comes to, once done (its sender may still act on it: a phone's button

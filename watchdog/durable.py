@@ -58,18 +58,13 @@ def read_small(path: Path, limit: int) -> str:
     of at most ``limit`` bytes: one grown by something else (gigabytes of JSON to parse at
     every look of the page) or a FIFO (a read that never ends) is a ValueError naming why.
     FileNotFoundError and other OSErrors as ``open`` raises them."""
-    return read_bytes_small(path, limit).decode("utf-8", "replace")
-
-
-def read_bytes_small(path: Path, limit: int) -> bytes:
-    """``read_small``'s bytes, for a picture."""
     with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise ValueError("not a regular file")
         data = f.read(limit + 1)
     if len(data) > limit:
         raise ValueError(f"larger than the watchdog ever writes it ({limit / 2**20:g} MB at most)")
-    return data
+    return data.decode("utf-8", "replace")
 
 
 def set_aside(path: Path) -> Path:

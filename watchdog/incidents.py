@@ -758,7 +758,7 @@ def _copy_failure_frames(
 MAX_PICTURE_BYTES = 64 * 2**20
 
 
-def _picture(src: Path) -> bytes:
+def read_picture(src: Path) -> bytes:
     """The bytes of a picture the watchdog saved in an incident: a plain, non-empty file of
     the incident's own, never a link (something else able to write in the storage folder
     would have a file of its choosing copied into the training set, readable by all)."""
@@ -784,7 +784,7 @@ def _write_copy(path: Path, data: bytes) -> None:
 def _copy_into(src: Path, dest_dir: Path, name: str) -> Path:
     """``src`` as ``dest_dir/name``, whole or not at all (copied beside it, then renamed; the
     temporary name is the thread's own, as the lead-up and a verdict may copy at once)."""
-    data = _picture(src)
+    data = read_picture(src)
     dest_dir.mkdir(parents=True, exist_ok=True)
     tmp = dest_dir / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:

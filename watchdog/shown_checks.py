@@ -28,72 +28,73 @@ SHOWN = {
 
 
 @dataclass(frozen=True)
-class _Waiting:
+class OwnerStop:
+    """One stop being followed: ``incident`` is the alert it answers, if it names one."""
+
     action: Action
+    incident: str | None
     due: float  # the watcher's clock
     done: Future[CommandResult]
-    shown: Callable[[], None]  # the watcher's own part, before its sender is told
-    missed: Callable[[], None]
+
+
+Decided = Callable[[OwnerStop], None]
 
 
 class ShownChecks:
-    """The owner's stops waiting to be shown by the printer's status."""
+    """The owner's stops waiting to be shown by the printer's status. A reload hands them
+    to the new watcher (``take_over``); a watcher that goes for good answers them unknown."""
 
     def __init__(self, printer: str, confirm_s: float) -> None:
         self.printer = printer
         self.confirm_s = confirm_s
-        self._waiting: list[_Waiting] = []
+        self._waiting: list[OwnerStop] = []
 
-    def follow(
-        self,
-        action: Action,
-        now: float,
-        shown: Callable[[], None],
-        missed: Callable[[], None],
-    ) -> Future[CommandResult]:
-        """A pause or cancel the API took at ``now``: its end, once the printer tells it.
-        ``shown`` or ``missed`` is called on the watcher's thread as it is decided."""
+    def follow(self, action: Action, incident: str | None, now: float) -> Future[CommandResult]:
+        """A pause or cancel the API took (or may have) at ``now``: its end, once the printer
+        tells it."""
         done: Future[CommandResult] = Future()
         done.set_running_or_notify_cancel()
-        self._waiting.append(_Waiting(action, now + self.confirm_s, done, shown, missed))
+        self._waiting.append(OwnerStop(action, incident, now + self.confirm_s, done))
         return done
 
-    def on_status(self, printer: PrinterState, now: float) -> None:
+    def take_over(self, old: ShownChecks) -> None:
+        """A reload: the stops the old watcher followed are this one's now."""
+        self._waiting, old._waiting = old._waiting + self._waiting, []
+
+    def on_status(self, state: PrinterState, now: float, shown: Decided, missed: Decided) -> None:
         """A status the printer answered: stops it shows are done, those it still does not
-        show past their time are not. An API that does not answer tells nothing."""
+        show past their time are not (``shown`` or ``missed`` is the watcher's part, done
+        before the sender is told). An API that does not answer tells nothing."""
         still = []
-        for w in self._waiting:
-            if printer in SHOWN[w.action]:
-                w.shown()
-                said = (
-                    "paused"
-                    if printer is PrinterState.PAUSED
-                    else f"no longer printing ({printer})"
-                )
-                logger.info("%s: the owner's %s is shown: %s", self.printer, w.action, said)
-                w.done.set_result(CommandResult(True, f"{self.printer} is {said}"))
-            elif printer in (PrinterState.PRINTING, PrinterState.PAUSED) and now >= w.due:
-                w.missed()
-                still_doing = "printing" if printer is PrinterState.PRINTING else "paused"
+        for stop in self._waiting:
+            if state in SHOWN[stop.action]:
+                shown(stop)
+                said = "paused" if state is PrinterState.PAUSED else f"no longer printing ({state})"
+                logger.info("%s: the owner's %s is shown: %s", self.printer, stop.action, said)
+                stop.done.set_result(CommandResult(True, f"{self.printer} is {said}"))
+            elif state in (PrinterState.PRINTING, PrinterState.PAUSED) and now >= stop.due:
+                missed(stop)
+                doing = "printing" if state is PrinterState.PRINTING else "paused"
                 why = (
-                    f"the printer took the {w.action} but was still {still_doing} "
-                    f"{self.confirm_s:.0f} s later: it did NOT {w.action} (does its "
-                    f"{w.action.upper()} macro stop the print?)"
+                    f"the printer took the {stop.action} but was still {doing} "
+                    f"{self.confirm_s:.0f} s later: it did NOT {stop.action} (does its "
+                    f"{stop.action.upper()} macro stop the print?)"
                 )
                 logger.warning("%s: %s", self.printer, why)
-                w.done.set_result(CommandResult(False, why))
+                stop.done.set_result(CommandResult(False, why))
             else:
-                still.append(w)
+                still.append(stop)
         self._waiting = still
 
     def close(self) -> None:
-        """The watcher stops: what was not seen yet may still happen."""
-        for w in self._waiting:
-            w.done.set_result(
+        """The watcher goes for good (its printer removed): what was not seen yet may still
+        happen."""
+        for stop in self._waiting:
+            stop.done.set_result(
                 CommandResult(
                     False,
-                    f"the watchdog stopped following the {w.action} (a reload or a stop) "
-                    "before the printer showed it: it may have happened",
+                    f"the watchdog stopped following the {stop.action} before the printer "
+                    "showed it: it may have happened",
                     unknown=True,
                 )
             )

@@ -64,7 +64,7 @@ from watchdog.printing import (
     PrinterStatus,
     seconds,
 )
-from watchdog.shown_checks import ShownChecks
+from watchdog.shown_checks import OwnerStop, ShownChecks
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ class Watcher:
         self.printer_detail = ""
         self.api_state = ""
         # the owner's pauses and cancels the API took, until the printer shows them
-        self.shown = ShownChecks(self.name, cfg.api.confirm_s)
+        self.owner_stops = ShownChecks(self.name, cfg.api.confirm_s)
         self._key_refused = False  # the API's last answer refused the key (``_note_api_health``)
         self.last_verdict: Verdict | None = None
         self.last_alert: Alert | None = None
@@ -455,7 +455,9 @@ class Watcher:
         lag = time.monotonic() - since
         before, told_before = self.state, self.api_state
         self._note_api_health(status)
-        self.shown.on_status(status.state, now)
+        self.owner_stops.on_status(
+            status.state, now, self._owner_stop_shown, self._owner_stop_missed
+        )
         self.state, happened = decide.on_printer(
             self.state,
             PrinterState(status.state),
@@ -865,6 +867,8 @@ class Watcher:
         is gone from the config; their senders are told so."""
         if successor is not None:
             successor._carry_on_from(self)
+        else:
+            self.owner_stops.close()  # the printer is gone: nobody will see them shown
         with self._handover:
             self._successor = successor
             self.retired = True
@@ -893,6 +897,7 @@ class Watcher:
         self.camera_online, self.api_state = old.camera_online, old.api_state
         self._key_refused = old._key_refused
         self.printer_detail = old.printer_detail
+        self.owner_stops.take_over(old.owner_stops)  # a Pause pressed before a settings save
         if (
             isinstance(self.printer, OctoPrintClient)
             and isinstance(old.printer, OctoPrintClient)
@@ -976,8 +981,9 @@ class Watcher:
             if verb is Verb.RESUME and (refused := self._no_resume()):
                 return refused
             result = self._ask_printer(Action(verb.value))
-            if result.outcome == Outcome.DONE and verb in (Verb.PAUSE, Verb.CANCEL):
-                return self._until_shown(verb, command.incident, result.detail)
+            sent = result.outcome in (Outcome.DONE, Outcome.UNKNOWN)  # it may have happened
+            if sent and verb in (Verb.PAUSE, Verb.CANCEL):
+                return self._until_shown(verb, command.incident, result)
             if result.outcome == Outcome.DONE and verb in ANSWERS:
                 self._record_answer(verb, command.incident)
             return CommandResult(
@@ -992,47 +998,50 @@ class Watcher:
         just made: the printer's "already printing" is no resume (taken for an answer, it hid
         a pause that did not happen); an API that does not answer would hold the watcher
         through its retries for a resume that cannot reach the printer."""
-        if self.api_state in (PrinterState.OFFLINE, PrinterState.ERROR):
-            why = f" ({self.printer_detail})" if self.printer_detail else ""
+        why = f" ({self.printer_detail})" if self.printer_detail else ""
+        if self.api_state == PrinterState.OFFLINE:
             return CommandResult(
                 False, f"{self.name}'s printer API does not answer{why}: nothing resumed"
             )
+        if self.api_state == PrinterState.ERROR:
+            return CommandResult(False, f"{self.name} reports an error{why}: nothing resumed")
         if self.state.printer is PrinterState.PRINTING:
             return CommandResult(False, f"{self.name} is printing, not paused: nothing resumed")
         return None
 
-    def _until_shown(self, verb: Verb, incident: str | None, taken: str) -> CommandResult:
-        """An owner's pause or cancel the API took: done once the printer shows it (polled at
-        once: Moonraker answers when the macro has run), else under way until it does or
-        ``api.confirm_s`` passes without it (``ShownChecks``). Its alert is answered only
-        then: a cancel that did not happen must leave the alert's Cancel working."""
+    def _until_shown(self, verb: Verb, incident: str | None, sent: ActionResult) -> CommandResult:
+        """An owner's pause or cancel the API took, or may have (no answer): done once the
+        printer shows it (polled at once: Moonraker answers when the macro has run), else
+        under way until it does or ``api.confirm_s`` passes without it (``ShownChecks``). Its
+        alert is answered only then: a cancel that did not happen leaves its Cancel working."""
         action = Action(verb.value)
-        later = self.shown.follow(
-            action,
-            self.clock(),
-            shown=lambda: self._owner_stop_shown(verb, incident),
-            missed=lambda: self._owner_stop_missed(verb),
-        )
+        later = self.owner_stops.follow(action, incident, self.clock())
         try:
             self._poll_printer(self.clock(), time.monotonic())
-        except Exception:  # noqa: BLE001 - the API took it: the next step's poll decides
+        except Exception:  # noqa: BLE001 - it was sent: the next step's poll decides
             logger.exception("%s: polling the printer after the %s failed", self.name, action)
         if later.done():
-            shown = later.result()
-            return replace(shown, detail=f"{taken}; {shown.detail}")
+            end = later.result()
+            return replace(end, detail=f"{sent.detail}; {end.detail}")
         return CommandResult(
-            False, f"{taken}; not shown by the printer yet", under_way=True, later=later
+            False,
+            f"{sent.detail}; not shown by the printer yet",
+            under_way=True,
+            unknown=sent.outcome == Outcome.UNKNOWN,
+            later=later,
         )
 
-    def _owner_stop_shown(self, verb: Verb, incident: str | None) -> None:
-        self._record_answer(verb, incident)
+    def _owner_stop_shown(self, stop: OwnerStop) -> None:
+        verb = Verb(stop.action.value)
+        self._record_answer(verb, stop.incident)
         if verb is Verb.CANCEL:
             # the owner's cancel answers the failure (Home Assistant's sensor stayed on with
-            # the printer idle); the watchdog's own cancel waits for an answer
+            # the printer idle); the watchdog's own cancel waits for an answer. One the API
+            # never answered may not be what ended the print: its end is still told
             self.state = decide.answered(self.state)
 
-    def _owner_stop_missed(self, verb: Verb) -> None:
-        if verb is Verb.CANCEL:  # not cancelled after all: its end is a "print ended" again
+    def _owner_stop_missed(self, stop: OwnerStop) -> None:
+        if stop.action is Action.CANCEL:  # not cancelled after all: its end is told again
             self.state = replace(self.state, cancelled=False)
 
     def _refused_for_its_alert(self, command: Command) -> CommandResult | None:
@@ -1436,7 +1445,6 @@ class Watcher:
         client's connections: when its loop ends, or for a watcher that never ran. Never
         raises: it is called where a failure would stop a reload or the daemon half-way (a
         part that fails to close is logged, and the other is still closed)."""
-        self.shown.close()
         for part in (self.camera, self.printer):
             try:
                 part.close()

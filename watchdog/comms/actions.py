@@ -291,7 +291,7 @@ class ActionHandler:
             grant.incident,
             result.detail,
         )
-        if result.under_way:  # it will still happen: the button stays used, unless it fails
+        if result.under_way:  # not ended yet: the button stays used, unless it fails
             if result.later is not None:
                 result.later.add_done_callback(lambda done: self._settled(token, grant, done))
             return int(HTTPStatus.ACCEPTED), result.detail

@@ -19,8 +19,9 @@ from typing import Any
 from watchdog import __version__
 from watchdog.comms.transport import availability_topic
 from watchdog.config import MqttConfig
-from watchdog.control import LATEST_INCIDENT
+from watchdog.control import LATEST_INCIDENT, Verb
 from watchdog.detection.decide import Label
+from watchdog.ha_names import device_name
 
 # Home Assistant's default birth topic, whatever its discovery prefix
 HA_BIRTH_TOPIC = "homeassistant/status"
@@ -52,6 +53,18 @@ _STABLE_ATTRIBUTES = (
 # buttons of a printer API (a print's end, for skip_print): taken away from a printer without one
 PRINTER_BUTTONS = ("pause", "resume", "cancel", "skip_print")
 
+# each command as the entity that sends it is named (the answer to it says so)
+COMMAND_NAMES = {
+    Verb.ENABLE: "Watching on",
+    Verb.DISABLE: "Watching off",
+    Verb.SKIP_PRINT: "Stop watching this print",
+    Verb.NOT_A_FAILURE: "Not a failure",
+    Verb.CONFIRM_FAILURE: "Confirm failure",
+    Verb.PAUSE: "Pause print",
+    Verb.RESUME: "Resume print",
+    Verb.CANCEL: "Cancel print",
+}
+
 
 def discovery_configs(
     mqtt_cfg: MqttConfig, printer: str, api: bool = True
@@ -68,7 +81,7 @@ def discovery_configs(
         "has_entity_name": True,
         "device": {
             "identifiers": [node],
-            "name": f"Print watchdog {printer}",
+            "name": device_name(printer),
             "manufacturer": "printer-watchdog",
             "model": "autoencoder failure detector",
             "sw_version": __version__,
@@ -135,38 +148,38 @@ def discovery_configs(
         # The latest alert was a false alarm: its frame is kept for retraining and the watcher
         # re-learns the print's look, as after a resume.
         ("button", "not_failure"): {
-            "name": "Not a failure",
+            "name": COMMAND_NAMES[Verb.NOT_A_FAILURE],
             "command_topic": f"{base}/feedback",
             "payload_press": _feedback("not_failure"),
             "icon": "mdi:check-circle-outline",
         },
         ("button", "confirm_failure"): {
-            "name": "Confirm failure",
+            "name": COMMAND_NAMES[Verb.CONFIRM_FAILURE],
             "command_topic": f"{base}/feedback",
             "payload_press": _feedback("failure"),
             "icon": "mdi:alert-octagon-outline",
         },
         ("button", "pause"): {
-            "name": "Pause print",
+            "name": COMMAND_NAMES[Verb.PAUSE],
             "command_topic": f"{base}/command",
             "payload_press": "pause",
             "icon": "mdi:pause",
         },
         ("button", "resume"): {
-            "name": "Resume print",
+            "name": COMMAND_NAMES[Verb.RESUME],
             "command_topic": f"{base}/command",
             "payload_press": "resume",
             "icon": "mdi:play",
         },
         ("button", "cancel"): {
-            "name": "Cancel print",
+            "name": COMMAND_NAMES[Verb.CANCEL],
             "command_topic": f"{base}/command",
             "payload_press": "cancel",
             "icon": "mdi:stop",
         },
         # the print under way is not watched; the next one is (Watching on watches it again)
         ("button", "skip_print"): {
-            "name": "Stop watching this print",
+            "name": COMMAND_NAMES[Verb.SKIP_PRINT],
             "command_topic": f"{base}/command",
             "payload_press": "skip_print",
             "icon": "mdi:eye-off-outline",

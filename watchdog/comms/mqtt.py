@@ -41,30 +41,17 @@ import paho.mqtt.client as mqtt
 
 from watchdog.comms.command_queue import COMMANDS_WAITING, PrinterCommands
 from watchdog.comms.commands import COMMAND_TOPICS, CommandError, command_kind, parse_command
-from watchdog.comms.discovery import Discovery, discovery_configs
+from watchdog.comms.discovery import COMMAND_NAMES, Discovery, discovery_configs
 from watchdog.comms.outbox import MQTT, Entry, Outbox
 from watchdog.comms.transport import MqttTransport, topic_text
 from watchdog.config import MqttConfig
-from watchdog.control import Command, CommandResult, Dispatcher, Verb
+from watchdog.control import Command, CommandResult, Dispatcher
 from watchdog.incidents import Incident, IncidentStore, ThrottledLog, to_json
 
 logger = logging.getLogger(__name__)
 
 # a printer's retained topics under <prefix>/<printer>/
 RETAINED = ("state", "enabled", "heatmap", "answer")
-
-# how the answer to a command names it (Home Assistant's button and switch names)
-COMMAND_NAMES = {
-    Verb.ENABLE: "Watching on",
-    Verb.DISABLE: "Watching off",
-    Verb.SKIP_PRINT: "Stop watching this print",
-    Verb.NOT_A_FAILURE: "Not a failure",
-    Verb.CONFIRM_FAILURE: "Confirm failure",
-    Verb.PAUSE: "Pause",
-    Verb.RESUME: "Resume",
-    Verb.CANCEL: "Cancel",
-    Verb.LOOK: "Look",
-}
 
 
 class MqttCommunicator:
@@ -444,21 +431,22 @@ class MqttCommunicator:
             return
         commands = self._commands
         if commands is not None and not commands.put(command):
-            self._throttle(
-                logger,
-                logging.WARNING,
-                "commands-full",
-                "%s: MQTT command %s ignored: %d commands are already waiting for this printer",
-                command.printer,
-                command.verb.value,
-                COMMANDS_WAITING,
-            )
             refused = (
                 f"ignored: {COMMANDS_WAITING} earlier commands are still waiting"
                 if commands.full(command.printer)
                 else "not carried out: the watchdog is stopping or short of threads; send it again"
             )
-            self.publish_answer(command, CommandResult(False, refused))
+            # a flood is one log line and one retained answer a minute, not one each
+            if self._throttle(
+                logger,
+                logging.WARNING,
+                "commands-full",
+                "%s: MQTT command %s %s",
+                command.printer,
+                command.verb.value,
+                refused,
+            ):
+                self.publish_answer(command, CommandResult(False, refused))
             return
         logger.info(  # once taken: a flood refused is the throttled line above, not one each
             "%s: MQTT command %s%s",
@@ -549,7 +537,7 @@ class MqttCommunicator:
         """What became of an owner's MQTT command, retained on ``<prefix>/<printer>/answer``
         (Home Assistant's "Last command" sensor): a button pressed there has no other way to
         learn that its Resume was refused, or which alert its Not a failure marked."""
-        name = COMMAND_NAMES[command.verb]
+        name = COMMAND_NAMES.get(command.verb, command.verb.value)
         answer = {
             "command": command.verb.value,
             "incident": result.incident or command.incident,

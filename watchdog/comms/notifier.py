@@ -35,7 +35,7 @@ from watchdog.comms.notify import (
 from watchdog.comms.outbox import Outbox
 from watchdog.config import MqttConfig, NotifyTarget, StorageConfig
 from watchdog.control import Dispatcher, saved_answers
-from watchdog.durable import read_bytes_small, replace_file
+from watchdog.durable import replace_file
 from watchdog.incidents import (
     FRAME,
     HEATMAP,
@@ -46,6 +46,7 @@ from watchdog.incidents import (
     closing_answer,
     incident_dir,
     list_incidents,
+    read_picture,
     saved_alert,
 )
 from watchdog.printing import Outcome
@@ -53,7 +54,6 @@ from watchdog.printing import Outcome
 logger = logging.getLogger(__name__)
 
 HEATMAPS = "mqtt-heatmaps"  # under storage.dir: each printer's last heatmap at a clean stop
-MAX_HEATMAP_BYTES = 64 << 20  # over a 16 MP camera's: a file grown by another is left
 
 
 class Notifier:
@@ -136,7 +136,7 @@ class Notifier:
         if not self.enabled:
             logger.info("MQTT disabled (no mqtt.host); alerts are saved in %s", self.store.root)
         self._tell_phones_of_drafts()
-        self._keep_last_heatmaps()
+        self._republish_last_heatmaps()
         self.mqtt.start(legacy=self.store)
         self.notifications.start()
 
@@ -157,7 +157,7 @@ class Notifier:
             if not self.enabled:
                 self.store.delivered(incident)
 
-    def _keep_last_heatmaps(self) -> None:
+    def _republish_last_heatmaps(self) -> None:
         """Each printer's last heatmap, sent at the connection: a broker that kept no retained
         messages across a restart (mosquitto without persistence) left Home Assistant's
         Heatmap empty until the next anomalous frame, maybe days away."""
@@ -185,11 +185,9 @@ class Notifier:
                 continue  # none saved, or pruned meanwhile
         for when, path in sorted(found, reverse=True):
             try:
-                data = read_bytes_small(path, MAX_HEATMAP_BYTES)
-            except (OSError, ValueError):
+                return read_picture(path), when  # a plain file of its own, never a link
+            except OSError:
                 continue
-            if data:
-                return data, when
         return None
 
     def _saved_heatmap(self, printer: str) -> Path:
