@@ -35,6 +35,7 @@ class OwnerStop:
     incident: str | None
     due: float  # the watcher's clock
     done: Future[CommandResult]
+    sure: bool  # the API answered it done (else sent without an answer: it may still come)
 
 
 Decided = Callable[[OwnerStop], None]
@@ -49,12 +50,14 @@ class ShownChecks:
         self.confirm_s = confirm_s
         self._waiting: list[OwnerStop] = []
 
-    def follow(self, action: Action, incident: str | None, now: float) -> Future[CommandResult]:
-        """A pause or cancel the API took (or may have) at ``now``: its end, once the printer
-        tells it."""
+    def follow(
+        self, action: Action, incident: str | None, now: float, sure: bool
+    ) -> Future[CommandResult]:
+        """A pause or cancel the API took (``sure``), or may have, at ``now``: its end, once
+        the printer tells it."""
         done: Future[CommandResult] = Future()
         done.set_running_or_notify_cancel()
-        self._waiting.append(OwnerStop(action, incident, now + self.confirm_s, done))
+        self._waiting.append(OwnerStop(action, incident, now + self.confirm_s, done, sure))
         return done
 
     def take_over(self, old: ShownChecks) -> None:
@@ -65,26 +68,38 @@ class ShownChecks:
         """A status the printer answered: stops it shows are done, those it still does not
         show past their time are not (``shown`` or ``missed`` is the watcher's part, done
         before the sender is told). An API that does not answer tells nothing."""
-        still = []
-        for stop in self._waiting:
+        waiting, self._waiting = self._waiting, []
+        for stop in waiting:
             if state in SHOWN[stop.action]:
-                shown(stop)
                 said = "paused" if state is PrinterState.PAUSED else f"no longer printing ({state})"
                 logger.info("%s: the owner's %s is shown: %s", self.printer, stop.action, said)
-                stop.done.set_result(CommandResult(True, f"{self.printer} is {said}"))
+                self._decide(stop, shown, CommandResult(True, f"{self.printer} is {said}"))
             elif state in (PrinterState.PRINTING, PrinterState.PAUSED) and now >= stop.due:
-                missed(stop)
                 doing = "printing" if state is PrinterState.PRINTING else "paused"
-                why = (
-                    f"the printer took the {stop.action} but was still {doing} "
-                    f"{self.confirm_s:.0f} s later: it did NOT {stop.action} (does its "
-                    f"{stop.action.upper()} macro stop the print?)"
-                )
+                later = f"was still {doing} {self.confirm_s:.0f} s later"
+                if stop.sure:
+                    why = (
+                        f"the printer took the {stop.action} but {later}: it did NOT "
+                        f"{stop.action} (does its {stop.action.upper()} macro stop the print?)"
+                    )
+                else:  # Moonraker answers a PAUSE queued behind a heat-up only once it ran
+                    why = (
+                        f"the {stop.action}, sent without an answer, had not happened: the "
+                        f"printer {later} (it may still, if it waits behind a heat-up)"
+                    )
                 logger.warning("%s: %s", self.printer, why)
-                stop.done.set_result(CommandResult(False, why))
+                self._decide(stop, missed, CommandResult(False, why, unknown=not stop.sure))
             else:
-                still.append(stop)
-        self._waiting = still
+                self._waiting.append(stop)
+
+    def _decide(self, stop: OwnerStop, part: Decided, end: CommandResult) -> None:
+        """The watcher's part, then the sender told: a part that fails is logged, and the
+        stop is decided all the same (never decided twice, nor left for the next poll)."""
+        try:
+            part(stop)
+        except Exception:  # noqa: BLE001 - the sender is told what the printer showed
+            logger.exception("%s: recording the owner's %s failed", self.printer, stop.action)
+        stop.done.set_result(end)
 
     def close(self) -> None:
         """The watcher goes for good (its printer removed): what was not seen yet may still

@@ -1015,7 +1015,9 @@ class Watcher:
         under way until it does or ``api.confirm_s`` passes without it (``ShownChecks``). Its
         alert is answered only then: a cancel that did not happen leaves its Cancel working."""
         action = Action(verb.value)
-        later = self.owner_stops.follow(action, incident, self.clock())
+        later = self.owner_stops.follow(
+            action, incident, self.clock(), sure=sent.outcome == Outcome.DONE
+        )
         try:
             self._poll_printer(self.clock(), time.monotonic())
         except Exception:  # noqa: BLE001 - it was sent: the next step's poll decides
@@ -1041,7 +1043,9 @@ class Watcher:
             self.state = decide.answered(self.state)
 
     def _owner_stop_missed(self, stop: OwnerStop) -> None:
-        if stop.action is Action.CANCEL:  # not cancelled after all: its end is told again
+        if stop.action is Action.CANCEL and stop.sure:
+            # taken for done when the API said so (``_ask_printer``); not cancelled after all:
+            # its end is told again
             self.state = replace(self.state, cancelled=False)
 
     def _refused_for_its_alert(self, command: Command) -> CommandResult | None:
