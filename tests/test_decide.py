@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from watchdog.detection import decide
 from watchdog.detection.decide import Event, Label, Settings, WatchState, on_frame, stop_sent
 from watchdog.detection.decide import on_printer as fold_printer
 from watchdog.printing import PrinterState
@@ -409,6 +410,17 @@ def test_a_pause_or_cancel_seen_carried_out_is_never_said_not_to_have_happened()
         # resumed by its owner, then printing past the time the pause was due: no complaint
         state, events = fold_printer(state, PrinterState.PRINTING, "benchy.gcode", 90.0, S)
         assert Event.NOT_STOPPED not in events, seen
+
+
+def test_our_cancel_is_not_shown_by_a_printer_that_shows_paused() -> None:
+    """A cancel the API took and the printer only paused (a cancel macro that pauses): taken
+    as done, the print resumed later ran on marked cancelled, and its end was never told."""
+    state, _ = feed(printing(), "xxx")
+    state = stop_sent(decide.cancelled_by_us(state), due=60.0)
+    state, events = fold_printer(state, PrinterState.PAUSED, "benchy.gcode", 20.0, S)
+    assert Event.STOP_SHOWN not in events and state.stop_due == 60.0
+    state, events = fold_printer(state, PrinterState.PRINTING, "benchy.gcode", 90.0, S)
+    assert Event.NOT_STOPPED in events and not state.cancelled
 
 
 def test_no_second_alert_before_the_first_pause_is_seen_or_corrected() -> None:

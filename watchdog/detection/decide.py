@@ -194,7 +194,10 @@ def _stop_followed(
             late = now <= state.late_until
             return replace(state, late_until=None), (*events, Event.PAUSED_LATE) if late else events
         return state, events
-    if printer in (PrinterState.PAUSED, PrinterState.IDLE, PrinterState.ERROR):
+    # a paused print is no cancelled one (a cancel macro that pauses, then a resume: the
+    # print ran on, marked cancelled, its end never told)
+    shown = (PrinterState.IDLE, PrinterState.ERROR)
+    if printer in shown or (printer is PrinterState.PAUSED and not state.cancelled):
         return replace(state, stop_due=None, late_until=None), (*events, Event.STOP_SHOWN)
     if printer is PrinterState.PRINTING and now >= state.stop_due:
         # not cancelled after all: its end is a "print ended" again
