@@ -16,15 +16,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from watchdog.control import CommandResult
+from watchdog.detection.decide import shows_stop
 from watchdog.printing import Action, PrinterState
 
 logger = logging.getLogger(__name__)
-
-# what the printer shows once it has done it: a paused print is no cancelled one
-SHOWN = {
-    Action.PAUSE: (PrinterState.PAUSED, PrinterState.IDLE, PrinterState.ERROR),
-    Action.CANCEL: (PrinterState.IDLE, PrinterState.ERROR),
-}
 
 
 @dataclass(frozen=True)
@@ -70,7 +65,7 @@ class ShownChecks:
         before the sender is told). An API that does not answer tells nothing."""
         waiting, self._waiting = self._waiting, []
         for stop in waiting:
-            if state in SHOWN[stop.action]:
+            if shows_stop(state, cancel=stop.action is Action.CANCEL):
                 said = "paused" if state is PrinterState.PAUSED else f"no longer printing ({state})"
                 logger.info("%s: the owner's %s is shown: %s", self.printer, stop.action, said)
                 self._decide(stop, shown, CommandResult(True, f"{self.printer} is {said}"))

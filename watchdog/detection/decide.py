@@ -182,6 +182,15 @@ def on_printer(
     ), events
 
 
+def shows_stop(printer: PrinterState, cancel: bool) -> bool:
+    """The printer shows a pause or cancel carried out (the watchdog's or the owner's). A
+    paused print is no cancelled one (a cancel macro that pauses, then a resume: the print
+    ran on, marked cancelled, its end never told)."""
+    if printer in (PrinterState.IDLE, PrinterState.ERROR):
+        return True
+    return printer is PrinterState.PAUSED and not cancel
+
+
 def _stop_followed(
     state: WatchState, printer: PrinterState, now: float, events: tuple[Event, ...]
 ) -> Fold:
@@ -194,10 +203,7 @@ def _stop_followed(
             late = now <= state.late_until
             return replace(state, late_until=None), (*events, Event.PAUSED_LATE) if late else events
         return state, events
-    # a paused print is no cancelled one (a cancel macro that pauses, then a resume: the
-    # print ran on, marked cancelled, its end never told)
-    shown = (PrinterState.IDLE, PrinterState.ERROR)
-    if printer in shown or (printer is PrinterState.PAUSED and not state.cancelled):
+    if shows_stop(printer, cancel=state.cancelled):
         return replace(state, stop_due=None, late_until=None), (*events, Event.STOP_SHOWN)
     if printer is PrinterState.PRINTING and now >= state.stop_due:
         # not cancelled after all: its end is a "print ended" again
