@@ -382,3 +382,38 @@ def test_a_restart_keeps_an_unanswered_pause_and_an_old_alert_never_cancels_a_re
         assert _printer_status(port)["failure"] is False
     finally:
         assert daemon.stop(timeout=30) == 0, daemon.log
+
+
+@pytest.mark.servers
+def test_an_owners_pause_still_followed_when_the_daemon_stops_is_not_left_under_way(
+    tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server, moonraker_server, normal_frames
+) -> None:
+    """Home Assistant's Pause print, a real Moonraker whose PAUSE macro does not pause, and
+    the daemon stopped before ``api.confirm_s`` decided it: the Last command sensor stayed
+    "under way" for good (retained). It says now that nobody follows it any more, and that
+    the pause may have happened."""
+    prefix = unique_prefix
+    sub = mosquitto.subscriber(f"{prefix}/#")
+    camera_server.set_frames(normal_frames)
+    moonraker_server.post("/printer/gcode/script", {"script": "TEST_PAUSE_MACRO PAUSES=0"})
+    moonraker_server.start_print()
+    api = _Moonraker(moonraker_server).api() | {"confirm_s": 600}
+    config = _config(
+        tmp_path, tiny_bundle, mosquitto, prefix, camera_server.snapshot_url, api, free_port()
+    )
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        sub.wait_count(f"{prefix}/ender3/score", 2, timeout=90)
+        mosquitto.publish(f"{prefix}/ender3/command", "pause")
+        first = sub.wait_for(f"{prefix}/ender3/answer", timeout=30).json()
+        assert first["under_way"] and not first["ok"], first
+        assert moonraker_server.print_state() == "printing"
+    finally:
+        assert daemon.stop(timeout=30) == 0, daemon.log
+    kept = mosquitto.subscriber(f"{prefix}/ender3/answer")  # what Home Assistant reads now
+    answer = kept.wait_for(f"{prefix}/ender3/answer", timeout=10).json()
+    assert not answer["under_way"] and not answer["ok"] and answer["unknown"], answer
+    assert answer["text"].startswith("Pause print: "), answer
+    assert answer["text"].endswith(
+        "the watchdog stopped before the printer showed the pause: it may have happened"
+    ), answer

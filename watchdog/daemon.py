@@ -740,6 +740,9 @@ class Daemon:
             logger.info("stopping")
             systemd.stopping()
             self._stop(self.running)
+            for r in self.running.values():
+                if not r.thread.is_alive():  # its state is no other thread's now
+                    r.watcher.owner_stops.close("the watchdog stopped")
             # a settings save waiting for its reload (``_apply``) is told now, not after its
             # 30 s: the web server's stop waits for it, and systemd would kill the daemon
             self.stop_event.set()

@@ -96,15 +96,15 @@ class ShownChecks:
             logger.exception("%s: recording the owner's %s failed", self.printer, stop.action)
         stop.done.set_result(end)
 
-    def close(self) -> None:
-        """The watcher goes for good (its printer removed): what was not seen yet may still
-        happen."""
+    def close(self, why: str) -> None:
+        """The watcher goes for good (``why``: its printer removed, the daemon stopping): what
+        was not seen yet may still happen, and its sender (Home Assistant's Last command, the
+        page, a phone) is told so rather than left "under way" for ever."""
         for stop in self._waiting:
             stop.done.set_result(
                 CommandResult(
                     False,
-                    f"the watchdog stopped following the {stop.action} before the printer "
-                    "showed it: it may have happened",
+                    f"{why} before the printer showed the {stop.action}: it may have happened",
                     unknown=True,
                 )
             )

@@ -868,7 +868,8 @@ class Watcher:
         if successor is not None:
             successor._carry_on_from(self)
         else:
-            self.owner_stops.close()  # the printer is gone: nobody will see them shown
+            # the printer is gone: nobody will see them shown
+            self.owner_stops.close(f"{self.name} was taken out of the settings")
         with self._handover:
             self._successor = successor
             self.retired = True
