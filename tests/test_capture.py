@@ -829,3 +829,26 @@ def test_a_still_scene_across_the_idle_time_between_prints_is_no_freeze() -> Non
     # a camera read every 10 minutes: its reads are no idle gaps
     slow = FrozenPicture(after_s=60, interval_s=600)
     assert [slow.frozen_for(still, t) for t in (0, 600, 1200)] == [None, None, 1200]
+
+
+def test_an_ffmpeg_stream_starting_on_flat_frames_is_read_from_its_first_picture(
+    camera_server: CameraServer,
+) -> None:
+    """The RTSP/USB path: FFmpeg may hand over flat grey frames before an RTSP stream's first
+    whole picture (seen with RTP/JPEG), a USB camera black ones while it wakes. Delivered, such
+    a frame was one of those the print's start is learnt from. Here a real MJPEG stream read
+    through FFmpeg starts on 1.2 s of them (FFmpeg's opening reads the first three at once)."""
+    url = camera_server.url + "/?action=stream"
+    grey = np.full((120, 160, 3), 128, np.uint8)
+    picture = np.zeros((120, 160, 3), np.uint8)
+    picture[:, 80:] = (40, 200, 90)
+    camera_server.fps = 5.0
+    cam = StreamCamera(cam_cfg(url), url, "ffmpeg", None, FAST)
+    try:
+        camera_server.set_frames([grey] * 6 + [picture] * 40)
+        first = read_until(cam, lambda f: f is not None)
+        assert int(np.ptp(first)) > 100, "a flat frame was delivered"
+        camera_server.set_frames([grey] * 40)  # later flat frames are the camera's picture
+        read_until(cam, lambda f: f is not None and int(np.ptp(f)) <= 2)
+    finally:
+        cam.close()

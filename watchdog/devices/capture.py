@@ -76,6 +76,9 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 BAD_RUN_OFFLINE = 5  # this many bad frames in a row from a network camera count as offline
 BAD_LOG_INTERVAL_S = 60.0  # a bad frame is logged at most once a minute
+# FFmpeg may hand over flat grey frames before an RTSP stream's first whole picture, and a
+# USB camera black ones while it wakes: flat frames this long after connecting are read past
+STAND_IN_S = 2.0
 # A stream reader's first connection may be refused this long, tried again every
 # START_RETRY_S, before the camera counts as offline: a camera that serves one reader at a
 # time (a USB device, an ESP32-CAM) sees that the previous reader (a reload's old watcher, the
@@ -1074,6 +1077,7 @@ class StreamCamera(_ThreadedCamera):
         self._frame: np.ndarray | None = None
         self._delivered = False
         self._refused_run = False  # the last connection ended in a run of refused frames
+        self._stand_ins_until = 0.0  # flat frames are read past until then (monotonic)
 
     def _open_capture(self) -> Any:
         if self.kind == "v4l2 device":
@@ -1126,6 +1130,8 @@ class StreamCamera(_ThreadedCamera):
                         cap = None
                         self._fail(frozen)
                         continue
+                    with self._cond:
+                        self._stand_ins_until = time.monotonic() + STAND_IN_S
                     self._connected(reset_backoff=not self._refused_run)  # see _accept
                 try:
                     grabbed = cap.grab()
@@ -1153,6 +1159,18 @@ class StreamCamera(_ThreadedCamera):
             if cap is not None:
                 cap.release()
 
+    def _stand_in(self, frame: np.ndarray | None) -> bool:
+        """A flat frame within STAND_IN_S of connecting, before any picture: a decoder's or a
+        waking camera's stand-in, no picture of the print (judged, it would be one of the
+        frames the print's start is learnt from). Later flat frames are delivered: a covered
+        lens or a dark room is told by the frozen-picture check. Called with ``_cond`` held."""
+        if time.monotonic() >= self._stand_ins_until or frame is None or not frame.size:
+            return False
+        if int(np.ptp(frame)) <= _FLAT_TOLERANCE:
+            return True
+        self._stand_ins_until = 0.0  # the stream's pictures have begun
+        return False
+
     def _first_frame_frozen(self, cap: Any) -> str | None:
         """Why a source just opened is not live (its first picture the one found frozen), or
         None; a first frame it cannot give is left to the grab that follows."""
@@ -1166,11 +1184,16 @@ class StreamCamera(_ThreadedCamera):
         """The next frame the thread grabs (waits at most timeout_s while online)."""
         if not self._ready():
             return None
-        with self._cond:
-            self._want, self._delivered, self._frame = True, False, None
-            self._until(lambda: self._delivered or not self.online, self.cfg.timeout_s)
-            delivered, frame = self._delivered, self._frame
-            self._want, self._frame = False, None
+        while True:
+            with self._cond:
+                self._want, self._delivered, self._frame = True, False, None
+                self._until(lambda: self._delivered or not self.online, self.cfg.timeout_s)
+                delivered, frame = self._delivered, self._frame
+                self._want, self._frame = False, None
+                stand_in = delivered and self._stand_in(frame)
+            if not stand_in:
+                break
+            logger.debug("camera %s: a flat frame at the connection's start read past", self.label)
         if not delivered:
             return None
         if frame is None:
