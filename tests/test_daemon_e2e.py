@@ -417,3 +417,54 @@ def test_an_owners_pause_still_followed_when_the_daemon_stops_is_not_left_under_
     assert answer["text"].endswith(
         "the watchdog stopped before the printer showed the pause: it may have happened"
     ), answer
+
+
+@pytest.mark.servers
+def test_the_page_keeps_what_became_of_a_pause_that_was_under_way(
+    tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server, moonraker_server, normal_frames
+) -> None:
+    """The page's Pause, a real Moonraker whose PAUSE macro does not pause: its toast said
+    "not shown by the printer yet", and the page never learnt that the pause did NOT happen
+    (Home Assistant and a phone were told). The printer's last command, in the page's state,
+    goes from under way to that end."""
+    camera_server.set_frames(normal_frames)
+    moonraker_server.post("/printer/gcode/script", {"script": "TEST_PAUSE_MACRO PAUSES=0"})
+    moonraker_server.start_print()
+    port = free_port()
+    api = _Moonraker(moonraker_server).api() | {"confirm_s": 5}
+    config = _config(
+        tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server.snapshot_url, api, port
+    )
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        daemon.wait_up(url)
+        session = requests.Session()
+        page = session.get(f"{url}/", timeout=10).text
+        token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+
+        def last_command() -> dict:
+            state = session.get(f"{url}/api/state", timeout=10).json()
+            [printer] = state["printers"]
+            return printer["last_command"]
+
+        answer = session.post(
+            f"{url}/api/command",
+            json={"printer": "ender3", "verb": "pause"},
+            headers={"X-CSRF-Token": token},
+            timeout=60,
+        )
+        assert answer.status_code == 202, answer.text
+        first = last_command()
+        assert first["under_way"] and first["source"] == "this page", first
+        assert first["text"].startswith("Pause print: ") and "not shown" in first["text"]
+        end = wait_until(
+            "the pause's end",
+            lambda: (c := last_command())["under_way"] is False and c,
+            60,
+            lambda: daemon.log,
+        )
+        assert not end["ok"] and "did NOT pause" in end["text"], end
+        assert moonraker_server.print_state() == "printing"
+    finally:
+        assert daemon.stop(timeout=30) == 0, daemon.log

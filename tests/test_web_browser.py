@@ -481,6 +481,16 @@ def test_resume_asks_first_and_resumes_the_real_print(env, browser) -> None:
     )
     buttons = f"return [...document.querySelectorAll(\"article.incident[data-incident='{incident}'] button\")].map(b => b.dataset.verb)"
     assert js(browser, buttons) == ["not_failure", "failure"]
+    # the printer's card keeps what became of it, as Home Assistant's Last command does
+    last = wait_js(
+        browser,
+        "the card's last command",
+        f"const l = document.querySelector('article.printer[data-printer={PRINTER}] "
+        "[data-role=last-command]'); "
+        "return l && !l.parentElement.hidden && l.textContent.includes('Resume') && l.textContent",
+    )
+    assert last.startswith("Last command (this page, ") and "): Resume print: " in last, last
+    assert "accepted resume" in last, last
     js(browser, f"{answered}.scrollIntoView({{block: 'center'}})")
     screenshot(browser, "dashboard-incident-answered.png")
 

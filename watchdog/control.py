@@ -34,6 +34,19 @@ class Verb(Enum):
 
 INCIDENT_VERBS = frozenset({Verb.NOT_A_FAILURE, Verb.CONFIRM_FAILURE})
 
+# each command as the button that sends it is named (Home Assistant's entities; its answer,
+# there and on the page, says so)
+COMMAND_NAMES = {
+    Verb.ENABLE: "Watching on",
+    Verb.DISABLE: "Watching off",
+    Verb.SKIP_PRINT: "Stop watching this print",
+    Verb.NOT_A_FAILURE: "Not a failure",
+    Verb.CONFIRM_FAILURE: "Confirm failure",
+    Verb.PAUSE: "Pause print",
+    Verb.RESUME: "Resume print",
+    Verb.CANCEL: "Cancel print",
+}
+
 
 def printer_answers(action: Action, outcome: Outcome, api: bool) -> tuple[Verb, ...]:
     """The printer buttons an alert offers its owner (phone, page): Resume only where our
@@ -81,6 +94,16 @@ class CommandResult:
     # under way: what it comes to, once done (its sender may still act on it: a phone's button
     # that failed in the end works again)
     later: Future[CommandResult] | None = field(default=None, compare=False, repr=False)
+
+
+def outcome_of(done: Future[CommandResult]) -> CommandResult:
+    """What a command's future, done, comes to in the owner's words: taken back before it ran,
+    or failed in its watcher (which logged it), is said so."""
+    if done.cancelled():
+        return CommandResult(False, "it was not carried out")
+    if done.exception() is not None:
+        return CommandResult(False, "failed: see the watchdog's log")
+    return done.result()
 
 
 def settled(done: Future[CommandResult]) -> Future[CommandResult]:

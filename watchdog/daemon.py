@@ -49,6 +49,7 @@ from watchdog.incidents import (
     mark_not_failure,
     raised_at,
 )
+from watchdog.last_commands import LastCommands
 from watchdog.metrics import Metrics
 from watchdog.overrides import mask_check
 from watchdog.redact import secret_filter
@@ -195,6 +196,7 @@ class Daemon:
         self.http: Any = None
         self.running: Mapping[str, _Running] = {}
         self.histories: dict[str, History] = {}  # per printer, kept across reloads
+        self.last_commands = LastCommands()  # per printer, for the page; kept across reloads
         self._waiting = threading.BoundedSemaphore(COMMANDS_WAITING)
         # the page's own waits (a frame of an idle printer, a settings save applied) have their
         # own slots: they never take one a pause or a phone's answer needs, and a save is told
@@ -289,9 +291,15 @@ class Daemon:
     # ----------------------------------------------------------------- commands
 
     def dispatch(self, command: Command) -> CommandResult:
-        """Route an owner's command (MQTT, the web page, a phone button) and say what became of it.
+        """Route an owner's command (MQTT, the web page, a phone button) and say what became of
+        it, kept as the printer's last command for the page (its end too, when under way)."""
+        result = self._dispatch(command)
+        if command.printer in self.running:
+            self.last_commands.record(command, result)
+        return result
 
-        Verdicts on an incident are stored here; everything a watcher does is queued to its
+    def _dispatch(self, command: Command) -> CommandResult:
+        """Verdicts on an incident are stored here; everything a watcher does is queued to its
         own thread, and this waits (bounded by the printer API's timeout) for the answer."""
         running = self.running.get(command.printer)
         if running is None:
@@ -496,7 +504,10 @@ class Daemon:
             "threshold": self.bundle.meta.threshold,
             "mqtt_connected": bool(self.notifier and self.notifier.connected),
             "notify": self.notifier.notify_status() if self.notifier else {},
-            "printers": {name: r.watcher.status() for name, r in self.running.items()},
+            "printers": {
+                name: r.watcher.status() | {"last_command": self.last_commands.of(name)}
+                for name, r in self.running.items()
+            },
             # the last reload's refusal (None: applied): the settings before it still run
             "reload_refused": self._reload_outcome[1],
         }

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from watchdog.control import Command, CommandResult, Verb
+from watchdog.control import Command, CommandResult, Verb, outcome_of
 
 logger = logging.getLogger(__name__)
 
@@ -154,12 +154,7 @@ class PrinterCommands:
         if result.under_way and later is not None:
 
             def ended(done: Future[CommandResult]) -> None:
-                if done.cancelled():
-                    final = CommandResult(False, "it was not carried out")
-                elif done.exception() is not None:  # the watcher logged it
-                    final = CommandResult(False, "failed: see the watchdog's log")
-                else:
-                    final = done.result()
+                final = outcome_of(done)
                 (logger.info if final.ok else logger.warning)(
                     "%s: %s (after it was under way)", command.printer, final.detail
                 )

@@ -19,7 +19,7 @@ from typing import Any
 from watchdog import __version__
 from watchdog.comms.transport import availability_topic
 from watchdog.config import MqttConfig
-from watchdog.control import LATEST_INCIDENT, Verb
+from watchdog.control import COMMAND_NAMES, LATEST_INCIDENT, Verb
 from watchdog.detection.decide import Label
 from watchdog.ha_names import device_name
 
@@ -52,18 +52,6 @@ _STABLE_ATTRIBUTES = (
 
 # buttons of a printer API (a print's end, for skip_print): taken away from a printer without one
 PRINTER_BUTTONS = ("pause", "resume", "cancel", "skip_print")
-
-# each command as the entity that sends it is named (the answer to it says so)
-COMMAND_NAMES = {
-    Verb.ENABLE: "Watching on",
-    Verb.DISABLE: "Watching off",
-    Verb.SKIP_PRINT: "Stop watching this print",
-    Verb.NOT_A_FAILURE: "Not a failure",
-    Verb.CONFIRM_FAILURE: "Confirm failure",
-    Verb.PAUSE: "Pause print",
-    Verb.RESUME: "Resume print",
-    Verb.CANCEL: "Cancel print",
-}
 
 
 def discovery_configs(

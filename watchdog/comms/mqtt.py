@@ -41,11 +41,11 @@ import paho.mqtt.client as mqtt
 
 from watchdog.comms.command_queue import COMMANDS_WAITING, PrinterCommands
 from watchdog.comms.commands import COMMAND_TOPICS, CommandError, command_kind, parse_command
-from watchdog.comms.discovery import COMMAND_NAMES, Discovery, discovery_configs
+from watchdog.comms.discovery import Discovery, discovery_configs
 from watchdog.comms.outbox import MQTT, Entry, Outbox
 from watchdog.comms.transport import MqttTransport, topic_text
 from watchdog.config import MqttConfig
-from watchdog.control import Command, CommandResult, Dispatcher
+from watchdog.control import COMMAND_NAMES, Command, CommandResult, Dispatcher
 from watchdog.incidents import Incident, IncidentStore, ThrottledLog, to_json
 
 logger = logging.getLogger(__name__)

@@ -258,6 +258,10 @@ function buildCard(p) {
   c.img.addEventListener("error", () => { c.noimg.hidden = false; c.img.hidden = true; });
   // a failure standing (a paused print): the way to its incident and its buttons
   c.seeAlert = el("a", { href: "#/incidents", class: "button danger", "data-role": "see-alert", hidden: true, "aria-label": `see the alert of ${p.name}` }, "See the alert");
+  // what became of the last command, from here, Home Assistant or a phone: the toast said its
+  // first answer only, and a Cancel "under way" may end "did NOT cancel" a minute later
+  c.lastCmd = el("span", { "data-role": "last-command" });
+  c.lastCmdRow = el("div", { class: "row", hidden: true }, c.lastCmd);
   c.api = el("span", { "data-role": "printer-state" });
   c.job = el("span", { class: "muted", "data-role": "job" });
   c.score = el("span", { "data-role": "score" });
@@ -279,6 +283,7 @@ function buildCard(p) {
     el("div", { class: "row" }, el("label", {}, c.overlay, " heatmap"),
       el("a", { href: `#/edit/${p.name}`, class: "button", "data-role": "edit", "aria-label": `where to look and settings of ${p.name}` }, "Where to look & settings"), c.skip, c.seeAlert),
     el("div", { class: "row" }, el("span", {}, "Printer: ", c.api), c.job),
+    c.lastCmdRow,
     el("div", { class: "row" }, c.score, el("div", { class: "scorebar" }, c.barFill, c.barMark)),
     el("div", { class: "tl-head" }, el("span", { text: "Score timeline" }), c.range),
     c.canvas,
@@ -309,6 +314,7 @@ function updateCard(c, p) {
   c.api.className = trouble ? "bad" : "";
   c.api.title = p.printer_detail || "";
   c.job.textContent = p.job ? `job ${p.job}` : "";
+  showLastCommand(c, p);
   // not watched now (idle, off, this print skipped, the API away): the last picture and score
   // are of then, said and dimmed, not shown as if live
   const tl = S.timelines[p.name];
@@ -343,6 +349,23 @@ function updateCard(c, p) {
   }
   c.range.value = S.ranges[p.name] || "print";
   drawTimeline(c.canvas, tl, c.range.value);
+}
+
+function showLastCommand(c, p) {
+  const lc = p.last_command;
+  c.lastCmdRow.hidden = !lc;
+  if (!lc) { c.lastCmdSeen = { key: "", underWay: false }; return; }
+  const state = lc.under_way ? " (under way)" : lc.unknown ? " (its end unknown)" : "";
+  c.lastCmd.textContent = `Last command (${lc.source}, ${clock(lc.time)}): ${lc.text}${state}`;
+  c.lastCmd.className = lc.ok || lc.under_way ? "" : "bad";
+  // said when it ends after "under way" (the toast said only that), or when it came from
+  // elsewhere (Home Assistant, a phone); not at the page's first drawing
+  const key = `${lc.time}|${lc.text}`;
+  const before = c.lastCmdSeen;
+  c.lastCmdSeen = { key, underWay: lc.under_way };
+  if (before && before.key !== key && ((before.underWay && !lc.under_way) || lc.source !== "this page")) {
+    S.toSay.push(`${p.name}: ${lc.text}`);
+  }
 }
 
 function renderPrinters() {

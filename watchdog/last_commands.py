@@ -1,0 +1,76 @@
+"""Each printer's last command and what became of it, for the page.
+
+The page's toast says a command's first answer only: a Cancel "under way" (the printer has not
+shown it yet) that ends "did NOT cancel" a minute later was told to Home Assistant's Last
+command sensor and to a phone, never to the page, whose owner took the toast for done. Every
+command goes through ``Daemon.dispatch`` whatever sent it; its answer, and its end when it was
+under way, are kept here, as Home Assistant's sensor keeps them (an end told after a later
+command's answer replaces it too: it is the newest news of the printer).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass
+
+from watchdog.control import COMMAND_NAMES, Command, CommandResult, Verb, outcome_of
+
+# who pressed it, in the owner's words
+SOURCES = {
+    "mqtt": "Home Assistant",
+    "web": "this page",
+    "phone": "a phone",
+    "cli": "the command line",
+}
+
+
+@dataclass(frozen=True)
+class LastCommand:
+    """One command's answer, as the page shows it (``text``: "Cancel print: ...")."""
+
+    command: str
+    source: str
+    ok: bool
+    under_way: bool
+    unknown: bool
+    text: str
+    time: float  # the epoch, when this answer was given
+
+
+class LastCommands:
+    """Thread-safe: the command threads, the web server's and a watcher's (an end) record, the
+    page's status reads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[str, LastCommand] = {}
+
+    def record(self, command: Command, result: CommandResult) -> None:
+        """``result``, the answer given to ``command``; one under way is recorded again when it
+        ends. The page's frame refresh (LOOK) is no command of the owner's."""
+        if command.verb is Verb.LOOK:
+            return
+        self._keep(command, result)
+        if result.under_way and result.later is not None:
+            result.later.add_done_callback(lambda done: self.record(command, outcome_of(done)))
+
+    def _keep(self, command: Command, result: CommandResult) -> None:
+        name = COMMAND_NAMES.get(command.verb, command.verb.value)
+        last = LastCommand(
+            command=command.verb.value,
+            source=SOURCES.get(command.source, command.source),
+            ok=result.ok,
+            under_way=result.under_way,
+            unknown=result.unknown,
+            text=f"{name}: {result.detail}",
+            time=time.time(),
+        )
+        with self._lock:
+            self._last[command.printer] = last
+
+    def of(self, printer: str) -> dict[str, object] | None:
+        """The printer's last command as JSON for the page, None before any."""
+        with self._lock:
+            last = self._last.get(printer)
+        return None if last is None else asdict(last)
