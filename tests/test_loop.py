@@ -2076,6 +2076,39 @@ def test_the_owners_cancel_not_shown_leaves_its_alert_open_and_its_cancel_workin
     watcher.close()
 
 
+def test_a_cancel_pressed_again_before_the_printer_shows_the_first_is_not_sent_twice(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """Cancel pressed twice (the page, then Home Assistant) while the printer has not shown
+    the first yet: the second was sent too, and a printer busy cancelling may refuse it
+    (OctoPrint answers 409 once its job is neither printing nor paused), read as the cancel
+    failing. It is answered with the first's end."""
+
+    class Counting(_CancelOnlySaid):
+        sent = 0
+
+        def cancel(self) -> ActionResult:
+            self.sent += 1
+            return super().cancel()
+
+    printer = Counting("benchy_A.gcode")
+    watcher = _watcher(
+        tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "rec", list(normal_frames)), printer
+    )
+    watcher.step()
+    first = watcher.submit(Command("e3", Verb.CANCEL, None, source="web"))
+    watcher.step()
+    second = watcher.submit(Command("e3", Verb.CANCEL, None, source="mqtt"))
+    watcher.step()
+    again = second.result(timeout=5)
+    assert again.under_way and "not sent again" in again.detail, again
+    assert printer.sent == 1
+    final = _until_decided(watcher, first.result(timeout=5))
+    assert not final.ok and "did NOT cancel" in final.detail, final
+    assert again.later is not None and again.later.result(timeout=0) == final
+    watcher.close()
+
+
 def test_the_owners_cancel_of_a_paused_print_that_stays_paused_is_not_done(
     tmp_path, tiny_adaptive_bundle, normal_frames
 ) -> None:

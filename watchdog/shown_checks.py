@@ -55,6 +55,12 @@ class ShownChecks:
         self._waiting.append(OwnerStop(action, incident, now + self.confirm_s, done, sure))
         return done
 
+    def waiting_for(self, action: Action) -> OwnerStop | None:
+        """The stop of ``action`` the API took that the printer has not shown yet, if any:
+        pressed again, it would only be sent again (OctoPrint answers a cancel 409 once its
+        job is neither printing nor paused, and the refusal read as the cancel failing)."""
+        return next((s for s in self._waiting if s.action is action and s.sure), None)
+
     def take_over(self, old: ShownChecks) -> None:
         """A reload: the stops the old watcher followed are this one's now."""
         self._waiting, old._waiting = old._waiting + self._waiting, []

@@ -981,6 +981,8 @@ class Watcher:
                 return refused
             if verb is Verb.RESUME and (refused := self._no_resume()):
                 return refused
+            if verb in (Verb.PAUSE, Verb.CANCEL) and (first := self._sent_already(verb)):
+                return first
             result = self._ask_printer(Action(verb.value))
             sent = result.outcome in (Outcome.DONE, Outcome.UNKNOWN)  # it may have happened
             if sent and verb in (Verb.PAUSE, Verb.CANCEL):
@@ -993,6 +995,21 @@ class Watcher:
                 unknown=result.outcome == Outcome.UNKNOWN,
             )
         return CommandResult(False, f"{verb.value} is not something a watcher does")
+
+    def _sent_already(self, verb: Verb) -> CommandResult | None:
+        """A Pause or Cancel pressed again while the one the API took is not shown yet: not
+        sent twice; this sender is told the first one's end with it (None: send it)."""
+        first = self.owner_stops.waiting_for(Action(verb.value))
+        if first is None:
+            return None
+        ago = max(0.0, self.clock() - (first.due - self.owner_stops.confirm_s))
+        return CommandResult(
+            False,
+            f"the {verb.value} sent {ago:.0f} s ago is not shown by the printer yet: not sent "
+            "again",
+            under_way=True,
+            later=first.done,
+        )
 
     def _no_resume(self) -> CommandResult | None:
         """Why a Resume is refused before the printer is asked (None: ask it), from the poll
