@@ -584,7 +584,9 @@ class FakeV4L2:
         return self._open and FakeV4L2.present
 
     def retrieve(self) -> tuple[bool, np.ndarray]:
-        return True, np.full((48, 64), self._n % 256, np.uint8)  # a grey (YUYV Y-plane) frame
+        # a grey (YUYV Y-plane) picture, a new one each frame
+        row = (self._n + np.arange(64)) % 256
+        return True, np.tile(row.astype(np.uint8), (48, 1))
 
     def release(self) -> None:
         self._open = False
@@ -632,6 +634,42 @@ def test_a_usb_camera_sending_the_same_picture_goes_offline(monkeypatch) -> None
             time.sleep(0.02)
     finally:
         cam.close()
+
+
+class WakingFrozenV4L2(FakeV4L2):
+    """A USB camera (mocked: no /dev/video* here) hung on one picture, whose every opening
+    starts with black frames while it wakes (FFmpeg's grey at an RTSP stream's start alike)."""
+
+    def retrieve(self) -> tuple[bool, np.ndarray]:
+        if self._n <= 3:
+            return True, np.zeros((48, 64), np.uint8)
+        return True, np.tile(np.arange(64, dtype=np.uint8), (48, 1))
+
+
+def test_a_frozen_camera_whose_openings_start_black_stays_offline(monkeypatch, caplog) -> None:
+    """Each reconnection's black first frame was a new picture to the frozen check: the camera
+    was told back online at every reconnection and its frozen picture judged as a print."""
+    monkeypatch.setattr(capture.cv2, "VideoCapture", WakingFrozenV4L2)
+    monkeypatch.setattr(capture, "device_problem", lambda path: "")  # the mock is the device
+    FakeV4L2.present, FakeV4L2.opened = True, []  # every mock's openings are counted there
+    caplog.set_level(logging.INFO, logger="watchdog.devices.capture")
+    cam = open_camera(cam_cfg(0, frozen_after_s=0.5), backoff=FAST)
+    try:
+        first = read_until(cam, lambda f: f is not None)
+        assert int(np.ptp(first)) > 0, "a black wake-up frame was delivered"
+        read_until(cam, lambda f: f is None and not cam.online)
+        assert "the very same picture for" in cam.last_error
+        opened = len(FakeV4L2.opened)
+        delivered = 0
+        end = time.monotonic() + 3
+        while time.monotonic() < end:  # reconnected through its backoff, time and again
+            delivered += cam.read() is not None
+            time.sleep(0.02)
+        assert len(FakeV4L2.opened) > opened + 2, "it was not opened again"
+        assert delivered == 0 and not cam.online, delivered
+    finally:
+        cam.close()
+    assert not [r for r in caplog.records if "back online" in r.getMessage()]
 
 
 def test_a_usb_camera_that_is_not_there_says_so() -> None:

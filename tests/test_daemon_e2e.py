@@ -398,8 +398,9 @@ def test_an_owners_pause_still_followed_when_the_daemon_stops_is_not_left_under_
     moonraker_server.post("/printer/gcode/script", {"script": "TEST_PAUSE_MACRO PAUSES=0"})
     moonraker_server.start_print()
     api = _Moonraker(moonraker_server).api() | {"confirm_s": 600}
+    port = free_port()
     config = _config(
-        tmp_path, tiny_bundle, mosquitto, prefix, camera_server.snapshot_url, api, free_port()
+        tmp_path, tiny_bundle, mosquitto, prefix, camera_server.snapshot_url, api, port
     )
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
     try:
@@ -408,6 +409,9 @@ def test_an_owners_pause_still_followed_when_the_daemon_stops_is_not_left_under_
         first = sub.wait_for(f"{prefix}/ender3/answer", timeout=30).json()
         assert first["under_way"] and not first["ok"], first
         assert moonraker_server.print_state() == "printing"
+        # the page shows it too, as Home Assistant's
+        shown = _printer_status(port)["last_command"]
+        assert shown["source"] == "Home Assistant" and shown["text"] == first["text"], shown
     finally:
         assert daemon.stop(timeout=30) == 0, daemon.log
     kept = mosquitto.subscriber(f"{prefix}/ender3/answer")  # what Home Assistant reads now
@@ -456,7 +460,7 @@ def test_the_page_keeps_what_became_of_a_pause_that_was_under_way(
         )
         assert answer.status_code == 202, answer.text
         first = last_command()
-        assert first["under_way"] and first["source"] == "this page", first
+        assert first["under_way"] and first["source"] == "the page", first
         assert first["text"].startswith("Pause print: ") and "not shown" in first["text"]
         end = wait_until(
             "the pause's end",

@@ -191,9 +191,9 @@ def test_a_topic_that_is_not_text_is_refused_and_later_commands_still_work(
     assert "Traceback" not in caplog.text
 
 
-def _commands_through(tmp_path, publishes: tuple[bytes, ...], dispatch) -> None:
+def _commands_through(tmp_path, publishes: tuple[bytes, ...], dispatch, answered=None) -> None:
     """Run an MQTT side with ``dispatch`` as its dispatcher until ``dispatch`` returns True
-    from its ``done`` method (10 s at most)."""
+    from its ``done`` method (10 s at most); ``answered`` is told each answer it publishes."""
     from watchdog.comms.mqtt import MqttCommunicator
     from watchdog.comms.outbox import Outbox
 
@@ -201,7 +201,9 @@ def _commands_through(tmp_path, publishes: tuple[bytes, ...], dispatch) -> None:
     cfg = MqttConfig(
         host="127.0.0.1", port=broker.port, topic_prefix="p", homeassistant={"enabled": False}
     )
-    mqtt = MqttCommunicator(cfg, ["dead", "e3"], Outbox(tmp_path / "outbox"), dispatch)
+    mqtt = MqttCommunicator(
+        cfg, ["dead", "e3"], Outbox(tmp_path / "outbox"), dispatch, answered=answered
+    )
     try:
         mqtt.start()
         deadline = time.monotonic() + 10
@@ -253,7 +255,8 @@ def test_a_command_that_waited_too_long_behind_its_printers_earlier_one_is_not_c
     tmp_path, caplog, monkeypatch
 ) -> None:
     """A printer's commands go one at a time: a cancel queued behind a pause its API took
-    minutes over would stop whatever prints by then. It is dropped and said."""
+    minutes over would stop whatever prints by then. It is dropped and said, to Home Assistant
+    and to the page (which learns MQTT's answers where they are published)."""
     from watchdog.comms import command_queue
     from watchdog.control import Command, CommandResult
 
@@ -273,13 +276,17 @@ def test_a_command_that_waited_too_long_behind_its_printers_earlier_one_is_not_c
             return "not carried out" in caplog.text
 
     dispatcher = Slow()
+    told: list[tuple[str, str]] = []
     _commands_through(
         tmp_path,
         (_publish(b"p/dead/command", b"pause"), _publish(b"p/dead/command", b"cancel")),
         dispatcher,
+        answered=lambda command, result: told.append((command.verb.value, result.detail)),
     )
     assert dispatcher.seen == ["pause"]
     assert "dead: MQTT command cancel not carried out: it waited" in caplog.text, caplog.text
+    assert [verb for verb, _ in told] == ["pause", "cancel"], told
+    assert told[1][1].startswith("not carried out: it waited"), told
 
 
 def test_a_flood_of_watching_switches_ends_as_its_last_word_says(caplog) -> None:

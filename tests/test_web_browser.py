@@ -489,7 +489,7 @@ def test_resume_asks_first_and_resumes_the_real_print(env, browser) -> None:
         "[data-role=last-command]'); "
         "return l && !l.parentElement.hidden && l.textContent.includes('Resume') && l.textContent",
     )
-    assert last.startswith("Last command (this page, ") and "): Resume print: " in last, last
+    assert last.startswith("Last command (the page, ") and "): Resume print: " in last, last
     assert "accepted resume" in last, last
     js(browser, f"{answered}.scrollIntoView({{block: 'center'}})")
     screenshot(browser, "dashboard-incident-answered.png")
@@ -1168,6 +1168,42 @@ def test_an_open_editor_keeps_what_was_saved_from_it_and_counts_are_not_said(env
         updateCard(c, p); return out;""",
     )
     assert said[1:] == [[], [f"{PRINTER}: watching"]], said
+
+
+def test_a_screen_reader_hears_a_commands_late_end_and_those_sent_from_elsewhere(
+    env, browser
+) -> None:
+    """Checked on the page with the state it polls made up: the end of the page's Pause that
+    was under way is said (its toast said only "under way"), even after another command of the
+    page's was answered meanwhile; the page's own answers, which its toasts said, are not said
+    twice; a command from Home Assistant is said."""
+    browser.get(env.url + "/")
+    wait_js(browser, "the card", f"return document.querySelector('{card()}') !== null")
+    said = js(
+        browser,
+        f"""const c = cards['{PRINTER}'], p = S.printers.find((x) => x.name === '{PRINTER}');
+        const cmd = (time, source, text, under_way, told_again) =>
+          ({{command: "x", source, ok: false, under_way, unknown: false, text, time, told_again}});
+        const out = [];
+        for (const lc of [cmd(1, 'the page', 'Pause print: not shown yet', true, false),
+                          cmd(2, 'the page', 'Stop watching this print: skipped', false, false),
+                          cmd(3, 'the page', 'Pause print: did NOT pause', false, true),
+                          cmd(4, 'Home Assistant', 'Resume print: resumed', false, false)]) {{
+          S.toSay = []; updateCard(c, {{...p, last_command: lc}}); out.push([...S.toSay]);
+        }}
+        const row = c.root.querySelector("[data-role=last-command]").textContent;
+        updateCard(c, p); return [out, row];""",
+    )
+    out, row = said
+    assert out == [
+        [],
+        [],
+        [f"{PRINTER}: Pause print: did NOT pause"],
+        [f"{PRINTER}: Resume print: resumed"],
+    ], out
+    assert row.startswith("Last command (Home Assistant, ") and row.endswith(
+        ": Resume print: resumed"
+    )
 
 
 def test_sigterm_still_stops_the_daemon_with_the_page_open(env, browser) -> None:

@@ -8,7 +8,7 @@ So a button on the page and a button on the phone do exactly what the MQTT comma
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import Enum
@@ -134,6 +134,15 @@ class Applied:
 
     done: bool | None
     why: str = ""
+
+
+def answer_text(command: Command, result: CommandResult) -> str:
+    """An answer in the owner's words, named as the button that sent it ("Pause print: ...")."""
+    return f"{COMMAND_NAMES.get(command.verb, command.verb.value)}: {result.detail}"
+
+
+# told what became of a command (its sender's path gave it: MQTT's refusals of its own)
+Answered = Callable[[Command, CommandResult], None]
 
 
 class Dispatcher(Protocol):

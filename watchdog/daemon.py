@@ -294,7 +294,8 @@ class Daemon:
         """Route an owner's command (MQTT, the web page, a phone button) and say what became of
         it, kept as the printer's last command for the page (its end too, when under way)."""
         result = self._dispatch(command)
-        if command.printer in self.running:
+        # MQTT's answers are kept where they are published, with those it gives itself
+        if command.printer in self.running and command.source != "mqtt":
             self.last_commands.record(command, result)
         return result
 
@@ -692,6 +693,7 @@ class Daemon:
             notify=cfg.notify,
             registry=self.metrics.registry,
             without_api=_without_api(cfg),
+            answered=self.last_commands.keep,
         )
         watchers = self._make_watchers(cfg, self.bundle)
         # from here a failure (http.listen in use) stops what was started: the notifier's
@@ -752,8 +754,11 @@ class Daemon:
             systemd.stopping()
             self._stop(self.running)
             for r in self.running.values():
-                if not r.thread.is_alive():  # its state is no other thread's now
-                    r.watcher.owner_stops.close("the watchdog stopped")
+                # a hung watcher's too (its thread still in its step), and a predecessor's
+                # that a successor never took over
+                for left in (r, r.after):
+                    if left is not None:
+                        left.watcher.owner_stops.close("the watchdog stopped")
             # a settings save waiting for its reload (``_apply``) is told now, not after its
             # 30 s: the web server's stop waits for it, and systemd would kill the daemon
             self.stop_event.set()

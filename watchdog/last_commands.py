@@ -14,12 +14,12 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-from watchdog.control import COMMAND_NAMES, Command, CommandResult, Verb, outcome_of
+from watchdog.control import Command, CommandResult, Verb, answer_text, outcome_of
 
 # who pressed it, in the owner's words
 SOURCES = {
     "mqtt": "Home Assistant",
-    "web": "this page",
+    "web": "the page",
     "phone": "a phone",
     "cli": "the command line",
 }
@@ -36,6 +36,7 @@ class LastCommand:
     unknown: bool
     text: str
     time: float  # the epoch, when this answer was given
+    told_again: bool  # the end of one answered "under way" (the page's toast said only that)
 
 
 class LastCommands:
@@ -46,25 +47,31 @@ class LastCommands:
         self._lock = threading.Lock()
         self._last: dict[str, LastCommand] = {}
 
-    def record(self, command: Command, result: CommandResult) -> None:
-        """``result``, the answer given to ``command``; one under way is recorded again when it
-        ends. The page's frame refresh (LOOK) is no command of the owner's."""
+    def record(self, command: Command, result: CommandResult, again: bool = False) -> None:
+        """``result``, the answer given to ``command`` (``again``: its end, after "under way");
+        one under way is recorded again when it ends. The page's frame refresh (LOOK) is no
+        command of the owner's."""
         if command.verb is Verb.LOOK:
             return
-        self._keep(command, result)
+        self.keep(command, result, again)
         if result.under_way and result.later is not None:
-            result.later.add_done_callback(lambda done: self.record(command, outcome_of(done)))
+            result.later.add_done_callback(
+                lambda done: self.record(command, outcome_of(done), again=True)
+            )
 
-    def _keep(self, command: Command, result: CommandResult) -> None:
-        name = COMMAND_NAMES.get(command.verb, command.verb.value)
+    def keep(self, command: Command, result: CommandResult, again: bool = False) -> None:
+        """``result`` as the printer's last command, as it is: MQTT's answers (``Notifier``'s
+        ``answered``), ends included, are each told here by the MQTT side, which also answers
+        commands that never reach the daemon (too late, a flood)."""
         last = LastCommand(
             command=command.verb.value,
             source=SOURCES.get(command.source, command.source),
             ok=result.ok,
             under_way=result.under_way,
             unknown=result.unknown,
-            text=f"{name}: {result.detail}",
+            text=answer_text(command, result),
             time=time.time(),
+            told_again=again,
         )
         with self._lock:
             self._last[command.printer] = last

@@ -11,6 +11,7 @@ the printer, or not shown ``api.confirm_s`` later. Owned by the watcher's thread
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -38,11 +39,14 @@ Decided = Callable[[OwnerStop], None]
 
 class ShownChecks:
     """The owner's stops waiting to be shown by the printer's status. A reload hands them
-    to the new watcher (``take_over``); a watcher that goes for good answers them unknown."""
+    to the new watcher (``take_over``); a watcher that goes for good answers them unknown.
+    The watcher's thread follows them; ``close`` may come from the daemon's main thread while
+    a hung watcher's thread is still in its step, hence the lock."""
 
     def __init__(self, printer: str, confirm_s: float) -> None:
         self.printer = printer
         self.confirm_s = confirm_s
+        self._lock = threading.RLock()  # re-entered by a sender's callback on this thread
         self._waiting: list[OwnerStop] = []
 
     def follow(
@@ -52,23 +56,30 @@ class ShownChecks:
         the printer tells it."""
         done: Future[CommandResult] = Future()
         done.set_running_or_notify_cancel()
-        self._waiting.append(OwnerStop(action, incident, now + self.confirm_s, done, sure))
+        with self._lock:
+            self._waiting.append(OwnerStop(action, incident, now + self.confirm_s, done, sure))
         return done
 
     def waiting_for(self, action: Action) -> OwnerStop | None:
         """The stop of ``action`` the API took that the printer has not shown yet, if any:
         pressed again, it would only be sent again (OctoPrint answers a cancel 409 once its
         job is neither printing nor paused, and the refusal read as the cancel failing)."""
-        return next((s for s in self._waiting if s.action is action and s.sure), None)
+        with self._lock:
+            return next((s for s in self._waiting if s.action is action and s.sure), None)
 
     def take_over(self, old: ShownChecks) -> None:
         """A reload: the stops the old watcher followed are this one's now."""
-        self._waiting, old._waiting = old._waiting + self._waiting, []
+        with old._lock, self._lock:
+            self._waiting, old._waiting = old._waiting + self._waiting, []
 
     def on_status(self, state: PrinterState, now: float, shown: Decided, missed: Decided) -> None:
         """A status the printer answered: stops it shows are done, those it still does not
         show past their time are not (``shown`` or ``missed`` is the watcher's part, done
         before the sender is told). An API that does not answer tells nothing."""
+        with self._lock:
+            self._on_status(state, now, shown, missed)
+
+    def _on_status(self, state: PrinterState, now: float, shown: Decided, missed: Decided) -> None:
         waiting, self._waiting = self._waiting, []
         for stop in waiting:
             if shows_stop(state, cancel=stop.action is Action.CANCEL):
@@ -106,12 +117,13 @@ class ShownChecks:
         """The watcher goes for good (``why``: its printer removed, the daemon stopping): what
         was not seen yet may still happen, and its sender (Home Assistant's Last command, the
         page, a phone) is told so rather than left "under way" for ever."""
-        for stop in self._waiting:
-            stop.done.set_result(
-                CommandResult(
-                    False,
-                    f"{why} before the printer showed the {stop.action}: it may have happened",
-                    unknown=True,
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+            for stop in waiting:
+                stop.done.set_result(
+                    CommandResult(
+                        False,
+                        f"{why} before the printer showed the {stop.action}: it may have happened",
+                        unknown=True,
+                    )
                 )
-            )
-        self._waiting = []

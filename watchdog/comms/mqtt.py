@@ -45,7 +45,7 @@ from watchdog.comms.discovery import Discovery, discovery_configs
 from watchdog.comms.outbox import MQTT, Entry, Outbox
 from watchdog.comms.transport import MqttTransport, topic_text
 from watchdog.config import MqttConfig
-from watchdog.control import COMMAND_NAMES, Command, CommandResult, Dispatcher
+from watchdog.control import Answered, Command, CommandResult, Dispatcher, answer_text
 from watchdog.incidents import Incident, IncidentStore, ThrottledLog, to_json
 
 logger = logging.getLogger(__name__)
@@ -71,16 +71,19 @@ class MqttCommunicator:
         throttle: ThrottledLog | None = None,
         published: Path | None = None,
         without_api: Collection[str] = (),
+        answered: Answered | None = None,
     ) -> None:
         """``published``: a file remembering which printers were last published, so that one
         removed from the config while the daemon was stopped is taken off the broker;
-        ``without_api``: printers whose Home Assistant device gets no printer buttons."""
+        ``without_api``: printers whose Home Assistant device gets no printer buttons;
+        ``answered``: told each answer published (the page shows it too)."""
         self.cfg = cfg
         self.prefix = cfg.topic_prefix
         self.printers = list(printers)
         self._published = published
         self.outbox = outbox
         self.dispatcher = dispatcher
+        self._answered = answered
         self._throttle = throttle or ThrottledLog(60.0)
         self.discovery = Discovery(
             cfg,
@@ -537,17 +540,18 @@ class MqttCommunicator:
         """What became of an owner's MQTT command, retained on ``<prefix>/<printer>/answer``
         (Home Assistant's "Last command" sensor): a button pressed there has no other way to
         learn that its Resume was refused, or which alert its Not a failure marked."""
-        name = COMMAND_NAMES.get(command.verb, command.verb.value)
         answer = {
             "command": command.verb.value,
             "incident": result.incident or command.incident,
             "ok": result.ok,
             "under_way": result.under_way,
             "unknown": result.unknown,
-            "text": f"{name}: {result.detail}",
+            "text": answer_text(command, result),
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         self._retain(command.printer, "answer", to_json(answer))
+        if self._answered is not None:
+            self._answered(command, result)
 
     def heatmaps(self) -> dict[str, tuple[bytes, float]]:
         """Each printer's latest heatmap (published, or waiting for the connection) and when

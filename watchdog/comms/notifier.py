@@ -34,7 +34,7 @@ from watchdog.comms.notify import (
 )
 from watchdog.comms.outbox import Outbox
 from watchdog.config import MqttConfig, NotifyTarget, StorageConfig
-from watchdog.control import Dispatcher, saved_answers
+from watchdog.control import Answered, Dispatcher, saved_answers
 from watchdog.durable import replace_file
 from watchdog.incidents import (
     FRAME,
@@ -71,9 +71,10 @@ class Notifier:
         reconnect_delay: tuple[float, float] = (1, 30),
         notify_backoff: tuple[float, float] = (5.0, 300.0),
         without_api: Collection[str] = (),
+        answered: Answered | None = None,
     ) -> None:
         """``without_api``: printers with no printer API (Home Assistant shows them no printer
-        buttons)."""
+        buttons); ``answered``: told each answer to an MQTT command (the page shows them)."""
         self.cfg = mqtt
         self.printers = list(printers)
         self._throttle = ThrottledLog(60.0)
@@ -88,6 +89,7 @@ class Notifier:
             throttle=self._throttle,
             published=storage.dir / "mqtt-printers.json",
             without_api=without_api,
+            answered=answered,
         )
         self.tokens = ActionTokens(storage.dir)
         self.actions = ActionHandler(

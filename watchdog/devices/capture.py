@@ -1123,6 +1123,8 @@ class StreamCamera(_ThreadedCamera):
                         self._fail("OpenCV error while opening")
                         continue
                     self._reconnect.clear()
+                    with self._cond:
+                        self._stand_ins_until = time.monotonic() + STAND_IN_S
                     if (frozen := self._first_frame_frozen(cap)) is not None:
                         # the same picture again: not online for it (else it would be told
                         # "back online" at every reconnection, and offline at the next read)
@@ -1130,8 +1132,6 @@ class StreamCamera(_ThreadedCamera):
                         cap = None
                         self._fail(frozen)
                         continue
-                    with self._cond:
-                        self._stand_ins_until = time.monotonic() + STAND_IN_S
                     self._connected(reset_backoff=not self._refused_run)  # see _accept
                 try:
                     grabbed = cap.grab()
@@ -1173,12 +1173,20 @@ class StreamCamera(_ThreadedCamera):
 
     def _first_frame_frozen(self, cap: Any) -> str | None:
         """Why a source just opened is not live (its first picture the one found frozen), or
-        None; a first frame it cannot give is left to the grab that follows."""
-        try:
-            ok, frame = cap.retrieve() if cap.grab() else (False, None)
-        except cv2.error:
-            return None
-        return self._frozen_problem(frame) if ok and isinstance(frame, np.ndarray) else None
+        None; a first frame it cannot give is left to the grab that follows. Its stand-ins
+        are read past first: FFmpeg's grey at each reconnection would otherwise be a new
+        picture, and a camera frozen on one told back online every time."""
+        while True:
+            try:
+                ok, frame = cap.retrieve() if cap.grab() else (False, None)
+            except cv2.error:
+                return None
+            if not ok or not isinstance(frame, np.ndarray):
+                return None
+            with self._cond:
+                stand_in = self._stand_in(frame)
+            if not stand_in:
+                return self._frozen_problem(frame)
 
     def read(self) -> np.ndarray | None:
         """The next frame the thread grabs (waits at most timeout_s while online)."""

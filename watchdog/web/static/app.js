@@ -354,16 +354,16 @@ function updateCard(c, p) {
 function showLastCommand(c, p) {
   const lc = p.last_command;
   c.lastCmdRow.hidden = !lc;
-  if (!lc) { c.lastCmdSeen = { key: "", underWay: false }; return; }
+  if (!lc) { c.lastCmdSeen = ""; return; }
   const state = lc.under_way ? " (under way)" : lc.unknown ? " (its end unknown)" : "";
   c.lastCmd.textContent = `Last command (${lc.source}, ${clock(lc.time)}): ${lc.text}${state}`;
   c.lastCmd.className = lc.ok || lc.under_way ? "" : "bad";
-  // said when it ends after "under way" (the toast said only that), or when it came from
-  // elsewhere (Home Assistant, a phone); not at the page's first drawing
+  // said when it is the end of one answered "under way" (the toast said only that), or when
+  // it came from elsewhere (Home Assistant, a phone); not at the page's first drawing
   const key = `${lc.time}|${lc.text}`;
   const before = c.lastCmdSeen;
-  c.lastCmdSeen = { key, underWay: lc.under_way };
-  if (before && before.key !== key && ((before.underWay && !lc.under_way) || lc.source !== "this page")) {
+  c.lastCmdSeen = key;
+  if (before !== undefined && before !== key && (lc.told_again || lc.source !== "the page")) {
     S.toSay.push(`${p.name}: ${lc.text}`);
   }
 }
