@@ -2189,6 +2189,30 @@ def test_a_pause_followed_across_a_reload_is_told_when_the_new_watcher_sees_it(
     new.close()
 
 
+def test_a_pause_followed_across_a_reload_to_another_printer_api_is_of_unknown_end(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """A settings save that points the printer at another API: what the old one took tells
+    nothing of the new one (a Pause pressed again would have been taken for the old one's,
+    and never sent to the new printer)."""
+    printer = _PausesLate("benchy_A.gcode")
+    old, first = _owner_pauses(tmp_path, tiny_adaptive_bundle, normal_frames[:12], printer)
+    assert first.under_way and first.later is not None, first
+    new = _watcher(tmp_path, tiny_adaptive_bundle, tmp_path / "rec", printer)
+    new.cfg = PrinterConfig(
+        name="e3",
+        camera=new.cfg.camera,
+        action=new.cfg.action,
+        api=ApiConfig(confirm_s=90.0, url="http://192.0.2.7"),
+    )
+    old.close()
+    old.retire(new)
+    end = first.later.result(timeout=0)
+    assert end.unknown and "e3's printer API changed in the settings" in end.detail, end
+    assert new.owner_stops.waiting_for(Action.PAUSE, None) is None
+    new.close()
+
+
 def test_a_pause_sent_without_an_answer_is_told_done_once_the_printer_shows_it(
     tmp_path, tiny_adaptive_bundle, normal_frames
 ) -> None:

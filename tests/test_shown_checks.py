@@ -53,3 +53,56 @@ def test_a_stop_is_not_decided_before_its_time_nor_by_an_api_that_does_not_answe
     assert not stop.done()
     checks.on_status(PrinterState.IDLE, 501.0, _nothing, _nothing)
     assert stop.result(0).ok
+
+
+def test_a_stop_pressed_again_is_the_first_only_for_the_same_alert() -> None:
+    """A Cancel of another alert than the pending one was answered with the first's end and
+    never sent: its alert was never marked answered. Pressed for the same alert, or for none
+    (the print's latest), it is the first; one the API never answered is sent again."""
+    checks = ShownChecks("e3", 90)
+    checks.follow(Action.CANCEL, "A", 0.0, sure=True)
+    assert checks.waiting_for(Action.CANCEL, "A") is not None
+    assert checks.waiting_for(Action.CANCEL, None) is not None
+    assert checks.waiting_for(Action.CANCEL, "B") is None
+    assert checks.waiting_for(Action.PAUSE, "A") is None
+    latest = ShownChecks("e3", 90)
+    latest.follow(Action.PAUSE, None, 0.0, sure=True)  # answers the print's latest alert
+    assert latest.waiting_for(Action.PAUSE, "B") is not None
+    unsure = ShownChecks("e3", 90)
+    unsure.follow(Action.PAUSE, None, 0.0, sure=False)
+    assert unsure.waiting_for(Action.PAUSE, None) is None
+
+
+def test_closing_from_another_thread_never_waits_for_the_watchers_part() -> None:
+    """The daemon stopping closes a hung watcher's checks from its main thread: it waited for
+    as long as the watcher's part of a shown stop took (its answer written to a dying SD
+    card), past systemd's stop timeout. A stop followed after the close is answered at once."""
+    import threading
+
+    checks = ShownChecks("e3", 90)
+    shown = checks.follow(Action.PAUSE, None, 0.0, sure=True)
+    pending = checks.follow(Action.CANCEL, None, 0.0, sure=True)
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(stop: OwnerStop) -> None:
+        inside.set()
+        release.wait(10)
+
+    watcher = threading.Thread(
+        target=checks.on_status, args=(PrinterState.PAUSED, 1.0, slow, _nothing)
+    )
+    watcher.start()
+    assert inside.wait(5)
+    closer = threading.Thread(target=checks.close, args=("the watchdog stopped",))
+    closer.start()
+    closer.join(2)
+    try:
+        assert not closer.is_alive(), "close waited for the watcher's part"
+        end = pending.result(0)
+        assert end.unknown and end.detail.startswith("the watchdog stopped before"), end
+        late = checks.follow(Action.PAUSE, None, 2.0, sure=True)
+        assert late.result(0).unknown
+    finally:
+        release.set()
+        watcher.join(5)
+    assert shown.result(0).ok  # the paused printer's pause, decided by the watcher

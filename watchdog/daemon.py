@@ -756,7 +756,7 @@ class Daemon:
             for r in self.running.values():
                 # a hung watcher's too (its thread still in its step), and a predecessor's
                 # that a successor never took over
-                for left in (r, r.after):
+                for left in (r.after, r):  # the predecessor first: a successor takes over
                     if left is not None:
                         left.watcher.owner_stops.close("the watchdog stopped")
             # a settings save waiting for its reload (``_apply``) is told now, not after its

@@ -36,7 +36,9 @@ class LastCommand:
     unknown: bool
     text: str
     time: float  # the epoch, when this answer was given
-    told_again: bool  # the end of one answered "under way" (the page's toast said only that)
+    # the end of one of the page's or a phone's commands answered "under way" (the page's
+    # toast said only that); MQTT's ends come as answers of their own (``keep``)
+    told_again: bool
 
 
 class LastCommands:

@@ -41,13 +41,15 @@ class ShownChecks:
     """The owner's stops waiting to be shown by the printer's status. A reload hands them
     to the new watcher (``take_over``); a watcher that goes for good answers them unknown.
     The watcher's thread follows them; ``close`` may come from the daemon's main thread while
-    a hung watcher's thread is still in its step, hence the lock."""
+    a hung watcher's thread is still in its step: the lock guards the list only, never the
+    watcher's part or a sender's callbacks (disk, MQTT), so a stop is never held by them."""
 
     def __init__(self, printer: str, confirm_s: float) -> None:
         self.printer = printer
         self.confirm_s = confirm_s
-        self._lock = threading.RLock()  # re-entered by a sender's callback on this thread
+        self._lock = threading.Lock()
         self._waiting: list[OwnerStop] = []
+        self._closed = ""  # why it was closed: a stop followed after it is answered so at once
 
     def follow(
         self, action: Action, incident: str | None, now: float, sure: bool
@@ -56,53 +58,84 @@ class ShownChecks:
         the printer tells it."""
         done: Future[CommandResult] = Future()
         done.set_running_or_notify_cancel()
+        stop = OwnerStop(action, incident, now + self.confirm_s, done, sure)
         with self._lock:
-            self._waiting.append(OwnerStop(action, incident, now + self.confirm_s, done, sure))
+            closed = self._closed
+            if not closed:
+                self._waiting.append(stop)
+        if closed:
+            self._answer_unknown([stop], closed)
         return done
 
-    def waiting_for(self, action: Action) -> OwnerStop | None:
-        """The stop of ``action`` the API took that the printer has not shown yet, if any:
-        pressed again, it would only be sent again (OctoPrint answers a cancel 409 once its
-        job is neither printing nor paused, and the refusal read as the cancel failing)."""
+    def waiting_for(self, action: Action, incident: str | None) -> OwnerStop | None:
+        """The stop of ``action`` the API took that the printer has not shown yet, for the
+        same alert (None: the print's latest), if any: pressed again, it would only be sent
+        again (OctoPrint answers a cancel 409 once its job is neither printing nor paused, and
+        the refusal read as the cancel failing)."""
         with self._lock:
-            return next((s for s in self._waiting if s.action is action and s.sure), None)
+            return next(
+                (
+                    s
+                    for s in self._waiting
+                    if s.action is action
+                    and s.sure
+                    and (s.incident is None or incident in (None, s.incident))
+                ),
+                None,
+            )
 
     def take_over(self, old: ShownChecks) -> None:
         """A reload: the stops the old watcher followed are this one's now."""
-        with old._lock, self._lock:
-            self._waiting, old._waiting = old._waiting + self._waiting, []
+        with old._lock:
+            taken, old._waiting = old._waiting, []
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._waiting = taken + self._waiting
+        if closed:  # the daemon stopping meanwhile
+            self._answer_unknown(taken, closed)
 
     def on_status(self, state: PrinterState, now: float, shown: Decided, missed: Decided) -> None:
         """A status the printer answered: stops it shows are done, those it still does not
         show past their time are not (``shown`` or ``missed`` is the watcher's part, done
         before the sender is told). An API that does not answer tells nothing."""
         with self._lock:
-            self._on_status(state, now, shown, missed)
-
-    def _on_status(self, state: PrinterState, now: float, shown: Decided, missed: Decided) -> None:
-        waiting, self._waiting = self._waiting, []
+            waiting, self._waiting = self._waiting, []
+        decided: list[tuple[OwnerStop, Decided, CommandResult]] = []
+        kept: list[OwnerStop] = []
         for stop in waiting:
             if shows_stop(state, cancel=stop.action is Action.CANCEL):
                 said = "paused" if state is PrinterState.PAUSED else f"no longer printing ({state})"
                 logger.info("%s: the owner's %s is shown: %s", self.printer, stop.action, said)
-                self._decide(stop, shown, CommandResult(True, f"{self.printer} is {said}"))
+                decided.append((stop, shown, CommandResult(True, f"{self.printer} is {said}")))
             elif state in (PrinterState.PRINTING, PrinterState.PAUSED) and now >= stop.due:
-                doing = "printing" if state is PrinterState.PRINTING else "paused"
-                later = f"was still {doing} {self.confirm_s:.0f} s later"
-                if stop.sure:
-                    why = (
-                        f"the printer took the {stop.action} but {later}: it did NOT "
-                        f"{stop.action} (does its {stop.action.upper()} macro stop the print?)"
-                    )
-                else:  # Moonraker answers a PAUSE queued behind a heat-up only once it ran
-                    why = (
-                        f"the {stop.action}, sent without an answer, had not happened: the "
-                        f"printer {later} (it may still, if it waits behind a heat-up)"
-                    )
+                why = self._not_shown(stop, state)
                 logger.warning("%s: %s", self.printer, why)
-                self._decide(stop, missed, CommandResult(False, why, unknown=not stop.sure))
+                decided.append((stop, missed, CommandResult(False, why, unknown=not stop.sure)))
             else:
-                self._waiting.append(stop)
+                kept.append(stop)
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._waiting = kept + self._waiting
+        if closed:  # closed meanwhile from another thread: what was not decided is unknown
+            self._answer_unknown(kept, closed)
+        for stop, part, end in decided:
+            self._decide(stop, part, end)
+
+    def _not_shown(self, stop: OwnerStop, state: PrinterState) -> str:
+        doing = "printing" if state is PrinterState.PRINTING else "paused"
+        later = f"was still {doing} {self.confirm_s:.0f} s later"
+        if stop.sure:
+            return (
+                f"the printer took the {stop.action} but {later}: it did NOT "
+                f"{stop.action} (does its {stop.action.upper()} macro stop the print?)"
+            )
+        # Moonraker answers a PAUSE queued behind a heat-up only once it ran
+        return (
+            f"the {stop.action}, sent without an answer, had not happened: the "
+            f"printer {later} (it may still, if it waits behind a heat-up)"
+        )
 
     def _decide(self, stop: OwnerStop, part: Decided, end: CommandResult) -> None:
         """The watcher's part, then the sender told: a part that fails is logged, and the
@@ -119,11 +152,16 @@ class ShownChecks:
         page, a phone) is told so rather than left "under way" for ever."""
         with self._lock:
             waiting, self._waiting = self._waiting, []
-            for stop in waiting:
-                stop.done.set_result(
-                    CommandResult(
-                        False,
-                        f"{why} before the printer showed the {stop.action}: it may have happened",
-                        unknown=True,
-                    )
+            self._closed = why
+        self._answer_unknown(waiting, why)
+
+    @staticmethod
+    def _answer_unknown(stops: list[OwnerStop], why: str) -> None:
+        for stop in stops:
+            stop.done.set_result(
+                CommandResult(
+                    False,
+                    f"{why} before the printer showed the {stop.action}: it may have happened",
+                    unknown=True,
                 )
+            )

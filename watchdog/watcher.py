@@ -898,7 +898,10 @@ class Watcher:
         self.camera_online, self.api_state = old.camera_online, old.api_state
         self._key_refused = old._key_refused
         self.printer_detail = old.printer_detail
-        self.owner_stops.take_over(old.owner_stops)  # a Pause pressed before a settings save
+        if (self.cfg.api.kind, self.cfg.api.url) == (old.cfg.api.kind, old.cfg.api.url):
+            self.owner_stops.take_over(old.owner_stops)  # a Pause pressed before a settings save
+        else:  # what the old printer's API took tells nothing of the new one's
+            old.owner_stops.close(f"{self.name}'s printer API changed in the settings")
         if (
             isinstance(self.printer, OctoPrintClient)
             and isinstance(old.printer, OctoPrintClient)
@@ -981,7 +984,7 @@ class Watcher:
                 return refused
             if verb is Verb.RESUME and (refused := self._no_resume()):
                 return refused
-            if verb in (Verb.PAUSE, Verb.CANCEL) and (first := self._sent_already(verb)):
+            if verb in (Verb.PAUSE, Verb.CANCEL) and (first := self._sent_already(command)):
                 return first
             result = self._ask_printer(Action(verb.value))
             sent = result.outcome in (Outcome.DONE, Outcome.UNKNOWN)  # it may have happened
@@ -996,10 +999,12 @@ class Watcher:
             )
         return CommandResult(False, f"{verb.value} is not something a watcher does")
 
-    def _sent_already(self, verb: Verb) -> CommandResult | None:
-        """A Pause or Cancel pressed again while the one the API took is not shown yet: not
-        sent twice; this sender is told the first one's end with it (None: send it)."""
-        first = self.owner_stops.waiting_for(Action(verb.value))
+    def _sent_already(self, command: Command) -> CommandResult | None:
+        """A Pause or Cancel pressed again, for the same alert, while the one the API took is
+        not shown yet: not sent twice; this sender is told the first one's end with it (None:
+        send it)."""
+        verb = command.verb
+        first = self.owner_stops.waiting_for(Action(verb.value), command.incident)
         if first is None:
             return None
         ago = max(0.0, self.clock() - (first.due - self.owner_stops.confirm_s))
