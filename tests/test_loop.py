@@ -1260,6 +1260,23 @@ def _press(watcher: Watcher, verb: Verb, incident: str | None) -> tuple[bool, st
     return result.ok, result.detail
 
 
+def test_a_resume_of_an_alert_that_only_told_says_so(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """A notify-only alert's Resume (the README's phone automation offers it on every alert),
+    pressed after the owner paused at the printer, was refused as "its pause did not happen":
+    no pause was ever tried."""
+    printer = SimulatedPrinter("benchy_A.gcode")
+    watcher, _, incident = _told(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    printer.pause()  # the owner, at the printer
+    ok, detail = _press(watcher, Verb.RESUME, incident)
+    assert not ok and detail.startswith("this alert only told you of the failure"), detail
+    assert "did not happen" not in detail and printer.status().state == "paused"
+    watcher.close()
+
+
 def test_a_print_resumed_at_the_printer_answers_its_alert(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
@@ -2106,6 +2123,33 @@ def test_a_cancel_pressed_again_before_the_printer_shows_the_first_is_not_sent_t
     final = _until_decided(watcher, first.result(timeout=5))
     assert not final.ok and "did NOT cancel" in final.detail, final
     assert again.later is not None and again.later.result(timeout=0) == final
+    watcher.close()
+
+
+def test_a_cancel_pressed_again_once_the_first_showed_is_not_a_failure(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """The second of two Cancels pressed in a row reached a printer already cancelling:
+    OctoPrint answers 409 "not printing", and "Cancel print: not printing" in red replaced the
+    first's "no longer printing" on the page and in Home Assistant."""
+
+    class Counting(SimulatedPrinter):
+        sent = 0
+
+        def cancel(self) -> ActionResult:
+            self.sent += 1
+            return super().cancel()
+
+    printer = Counting("benchy_A.gcode")
+    watcher = _watcher(
+        tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "rec", list(normal_frames)), printer
+    )
+    watcher.step()
+    ok, first = _press(watcher, Verb.CANCEL, None)
+    assert ok and "no longer printing" in first, first
+    ok, second = _press(watcher, Verb.CANCEL, None)
+    assert ok and second == "e3 is not printing (idle): nothing to cancel", second
+    assert printer.sent == 1
     watcher.close()
 
 

@@ -986,6 +986,8 @@ class Watcher:
                 return refused
             if verb in (Verb.PAUSE, Verb.CANCEL) and (first := self._sent_already(command)):
                 return first
+            if verb is Verb.CANCEL and (ended := self._nothing_to_cancel()):
+                return ended
             result = self._ask_printer(Action(verb.value))
             sent = result.outcome in (Outcome.DONE, Outcome.UNKNOWN)  # it may have happened
             if sent and verb in (Verb.PAUSE, Verb.CANCEL):
@@ -1015,6 +1017,14 @@ class Watcher:
             under_way=True,
             later=first.done,
         )
+
+    def _nothing_to_cancel(self) -> CommandResult | None:
+        """A Cancel of a print the printer, polled just now, no longer runs (a second press
+        once the first showed: OctoPrint answers 409 "not printing", and that refusal, read as
+        the cancel failing, replaced the first press's answer). None: send it."""
+        if self.api_state != PrinterState.IDLE or self.state.printer != PrinterState.IDLE:
+            return None  # printing, or the printer's own answer says why
+        return CommandResult(True, f"{self.name} is not printing (idle): nothing to cancel")
 
     def _no_resume(self) -> CommandResult | None:
         """Why a Resume is refused before the printer is asked (None: ask it), from the poll
@@ -1100,12 +1110,14 @@ class Watcher:
         if verb in (Verb.PAUSE, Verb.SKIP_PRINT):
             return ""
         storage = self.alerts.store.storage_dir
-        if verb is Verb.RESUME and Verb.RESUME not in saved_answers(
-            saved_alert(storage, self.name, incident)
-        ):
-            # its pause did not happen (corrected since its notification offered Resume): a
-            # Resume of a print that kept printing would answer the alert, its Cancel refused
-            return "this alert paused nothing (its pause did not happen): nothing of it to resume"
+        alert = saved_alert(storage, self.name, incident) if verb is Verb.RESUME else {}
+        if verb is Verb.RESUME and Verb.RESUME not in saved_answers(alert):
+            # its pause did not happen (corrected since its notification offered Resume), or
+            # it only told: a Resume of a print that kept printing would answer the alert, its
+            # Cancel refused
+            if alert.get("action") == Action.PAUSE.value:
+                return "this alert's pause did not happen: it paused nothing to resume"
+            return "this alert only told you of the failure: it paused nothing to resume"
         return already_answered(storage, self.name, incident)
 
     def _record_answer(self, verb: Verb, incident: str | None) -> None:
