@@ -2062,6 +2062,21 @@ class _CancelOnlySaid(SimulatedPrinter):
         return ActionResult(Action.CANCEL, Outcome.DONE, "accepted cancel", 1)
 
 
+class _CancelsCounted(SimulatedPrinter):
+    """A printer that counts the cancels sent to it; ``make``: False, its API answers them
+    done and the printer does not make them."""
+
+    def __init__(self, job: str, make: bool) -> None:
+        super().__init__(job)
+        self.make, self.sent = make, 0
+
+    def cancel(self) -> ActionResult:
+        self.sent += 1
+        if self.make:
+            return super().cancel()
+        return ActionResult(Action.CANCEL, Outcome.DONE, "accepted cancel", 1)
+
+
 def _until_decided(watcher: Watcher, answer: CommandResult) -> CommandResult:
     """The watcher stepped (its camera's interval each) until an under-way answer ends."""
     assert answer.under_way and answer.later is not None, answer
@@ -2101,14 +2116,7 @@ def test_a_cancel_pressed_again_before_the_printer_shows_the_first_is_not_sent_t
     (OctoPrint answers 409 once its job is neither printing nor paused), read as the cancel
     failing. It is answered with the first's end."""
 
-    class Counting(_CancelOnlySaid):
-        sent = 0
-
-        def cancel(self) -> ActionResult:
-            self.sent += 1
-            return super().cancel()
-
-    printer = Counting("benchy_A.gcode")
+    printer = _CancelsCounted("benchy_A.gcode", make=False)
     watcher = _watcher(
         tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "rec", list(normal_frames)), printer
     )
@@ -2133,14 +2141,7 @@ def test_a_cancel_pressed_again_once_the_first_showed_is_not_a_failure(
     OctoPrint answers 409 "not printing", and "Cancel print: not printing" in red replaced the
     first's "no longer printing" on the page and in Home Assistant."""
 
-    class Counting(SimulatedPrinter):
-        sent = 0
-
-        def cancel(self) -> ActionResult:
-            self.sent += 1
-            return super().cancel()
-
-    printer = Counting("benchy_A.gcode")
+    printer = _CancelsCounted("benchy_A.gcode", make=True)
     watcher = _watcher(
         tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "rec", list(normal_frames)), printer
     )

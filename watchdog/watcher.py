@@ -975,31 +975,35 @@ class Watcher:
                 self.state = decide.answered(self.state)
             return CommandResult(True, "answered")
         if verb in (Verb.PAUSE, Verb.RESUME, Verb.CANCEL):
-            # judged against what the printer does now, not at the last poll (up to
-            # camera.interval_s ago): an alert's Cancel must not stop the print the owner has
-            # started at the printer since; and our pause seen before a Resume, or the next
-            # poll saw printing, then printing: no resume, the view the owner accepted not
-            # learnt again, and the print paused again by it after the cooldown
-            if refused := self._refused_for_its_alert(command):
-                return refused
-            if verb is Verb.RESUME and (refused := self._no_resume()):
-                return refused
-            if verb in (Verb.PAUSE, Verb.CANCEL) and (first := self._sent_already(command)):
-                return first
-            if verb is Verb.CANCEL and (ended := self._nothing_to_cancel()):
-                return ended
-            result = self._ask_printer(Action(verb.value))
-            sent = result.outcome in (Outcome.DONE, Outcome.UNKNOWN)  # it may have happened
-            if sent and verb in (Verb.PAUSE, Verb.CANCEL):
-                return self._until_shown(verb, command.incident, result)
-            if result.outcome == Outcome.DONE and verb in ANSWERS:
-                self._record_answer(verb, command.incident)
-            return CommandResult(
-                result.outcome == Outcome.DONE,
-                result.detail,
-                unknown=result.outcome == Outcome.UNKNOWN,
-            )
+            return self._printer_command(command)
         return CommandResult(False, f"{verb.value} is not something a watcher does")
+
+    def _printer_command(self, command: Command) -> CommandResult:
+        """A Pause, Resume or Cancel, judged against what the printer does now, not at the
+        last poll (up to camera.interval_s ago): an alert's Cancel must not stop the print the
+        owner has started at the printer since; and our pause seen before a Resume, or the
+        next poll saw printing, then printing: no resume, the view the owner accepted not
+        learnt again, and the print paused again by it after the cooldown."""
+        verb = command.verb
+        if refused := self._refused_for_its_alert(command):
+            return refused
+        if verb is Verb.RESUME and (refused := self._no_resume()):
+            return refused
+        if verb in (Verb.PAUSE, Verb.CANCEL) and (first := self._sent_already(command)):
+            return first
+        if verb is Verb.CANCEL and (ended := self._nothing_to_cancel()):
+            return ended
+        result = self._ask_printer(Action(verb.value))
+        sent = result.outcome in (Outcome.DONE, Outcome.UNKNOWN)  # it may have happened
+        if sent and verb in (Verb.PAUSE, Verb.CANCEL):
+            return self._until_shown(verb, command.incident, result)
+        if result.outcome == Outcome.DONE and verb in ANSWERS:
+            self._record_answer(verb, command.incident)
+        return CommandResult(
+            result.outcome == Outcome.DONE,
+            result.detail,
+            unknown=result.outcome == Outcome.UNKNOWN,
+        )
 
     def _sent_already(self, command: Command) -> CommandResult | None:
         """A Pause or Cancel pressed again, for the same alert, while the one the API took is
