@@ -92,6 +92,29 @@ class _Moonraker:
         return self.s.print_state()
 
 
+@pytest.fixture
+def moonraker_printing(
+    tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server, moonraker_server, normal_frames
+):
+    """``start(macro, confirm_s)``: a real Moonraker printing behind ``TEST_PAUSE_MACRO
+    <macro>`` (tests/fake_klippy.py), the camera on normal frames, and the daemon started on
+    it (MQTT on ``unique_prefix``), its pauses checked ``confirm_s`` later: the daemon and its
+    page's port."""
+
+    def start(macro: str, confirm_s: float) -> tuple[DaemonProcess, int]:
+        camera_server.set_frames(normal_frames)
+        moonraker_server.post("/printer/gcode/script", {"script": f"TEST_PAUSE_MACRO {macro}"})
+        moonraker_server.start_print()
+        api = _Moonraker(moonraker_server).api() | {"confirm_s": confirm_s}
+        port = free_port()
+        config = _config(
+            tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server.snapshot_url, api, port
+        )
+        return DaemonProcess(config, tmp_path / "daemon.log"), port
+
+    return start
+
+
 @pytest.fixture(params=["octoprint", "moonraker"])
 def printer_server(request):
     if request.param == "octoprint":
@@ -386,7 +409,7 @@ def test_a_restart_keeps_an_unanswered_pause_and_an_old_alert_never_cancels_a_re
 
 @pytest.mark.servers
 def test_an_owners_pause_still_followed_when_the_daemon_stops_is_not_left_under_way(
-    tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server, moonraker_server, normal_frames
+    moonraker_printing, mosquitto, unique_prefix, moonraker_server
 ) -> None:
     """Home Assistant's Pause print, a real Moonraker whose PAUSE macro does not pause, and
     the daemon stopped before ``api.confirm_s`` decided it: the Last command sensor stayed
@@ -394,15 +417,7 @@ def test_an_owners_pause_still_followed_when_the_daemon_stops_is_not_left_under_
     the pause may have happened."""
     prefix = unique_prefix
     sub = mosquitto.subscriber(f"{prefix}/#")
-    camera_server.set_frames(normal_frames)
-    moonraker_server.post("/printer/gcode/script", {"script": "TEST_PAUSE_MACRO PAUSES=0"})
-    moonraker_server.start_print()
-    api = _Moonraker(moonraker_server).api() | {"confirm_s": 600}
-    port = free_port()
-    config = _config(
-        tmp_path, tiny_bundle, mosquitto, prefix, camera_server.snapshot_url, api, port
-    )
-    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    daemon, port = moonraker_printing("PAUSES=0", confirm_s=600)
     try:
         sub.wait_count(f"{prefix}/ender3/score", 2, timeout=90)
         mosquitto.publish(f"{prefix}/ender3/command", "pause")
@@ -425,21 +440,13 @@ def test_an_owners_pause_still_followed_when_the_daemon_stops_is_not_left_under_
 
 @pytest.mark.servers
 def test_the_page_keeps_what_became_of_a_pause_that_was_under_way(
-    tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server, moonraker_server, normal_frames
+    moonraker_printing, moonraker_server
 ) -> None:
     """The page's Pause, a real Moonraker whose PAUSE macro does not pause: its toast said
     "not shown by the printer yet", and the page never learnt that the pause did NOT happen
     (Home Assistant and a phone were told). The printer's last command, in the page's state,
     goes from under way to that end."""
-    camera_server.set_frames(normal_frames)
-    moonraker_server.post("/printer/gcode/script", {"script": "TEST_PAUSE_MACRO PAUSES=0"})
-    moonraker_server.start_print()
-    port = free_port()
-    api = _Moonraker(moonraker_server).api() | {"confirm_s": 5}
-    config = _config(
-        tmp_path, tiny_bundle, mosquitto, unique_prefix, camera_server.snapshot_url, api, port
-    )
-    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    daemon, port = moonraker_printing("PAUSES=0", confirm_s=5)
     url = f"http://127.0.0.1:{port}"
     try:
         daemon.wait_up(url)
@@ -470,5 +477,29 @@ def test_the_page_keeps_what_became_of_a_pause_that_was_under_way(
         )
         assert not end["ok"] and "did NOT pause" in end["text"], end
         assert moonraker_server.print_state() == "printing"
+    finally:
+        assert daemon.stop(timeout=30) == 0, daemon.log
+
+
+@pytest.mark.servers
+def test_an_owners_pause_told_not_done_is_put_right_when_the_printer_pauses_late(
+    moonraker_printing, mosquitto, unique_prefix, moonraker_server
+) -> None:
+    """Home Assistant's Pause, a real Moonraker whose PAUSE waits behind a long command (a
+    heat-up) past ``api.confirm_s``: the answer said "did NOT pause" and stayed so, on the
+    broker and on the page, with the printer paused. It is put right when the printer pauses."""
+    prefix = unique_prefix
+    sub = mosquitto.subscriber(f"{prefix}/ender3/answer")
+    daemon, port = moonraker_printing("DELAY=10", confirm_s=5)
+    try:
+        daemon.wait_up(f"http://127.0.0.1:{port}")
+        mosquitto.publish(f"{prefix}/ender3/command", "pause")
+        right = sub.wait_for(f"{prefix}/ender3/answer", lambda m: m.json()["ok"], timeout=60).json()
+        said = [m.json()["text"] for m in sub.received(f"{prefix}/ender3/answer")]
+        assert any("did NOT pause" in text for text in said), said
+        assert right["text"].startswith("Pause print: ender3 is paused after all, "), right
+        assert moonraker_server.print_state() == "paused"
+        shown = _printer_status(port)["last_command"]
+        assert shown["ok"] and shown["text"] == right["text"], shown
     finally:
         assert daemon.stop(timeout=30) == 0, daemon.log

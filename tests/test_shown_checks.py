@@ -106,3 +106,33 @@ def test_closing_from_another_thread_never_waits_for_the_watchers_part() -> None
         release.set()
         watcher.join(5)
     assert shown.result(0).ok  # the paused printer's pause, decided by the watcher
+
+
+def test_a_pause_told_not_done_that_the_printer_shows_later_is_put_right() -> None:
+    """A PAUSE queued behind a heat-up longer than ``api.confirm_s``: Home Assistant's Last
+    command and the page kept "did NOT pause (does its PAUSE macro stop the print?)" with the
+    printer paused, and an automation acting on it could cancel a print that had paused. The
+    watchdog's own pause was put right so; the owner's is now (within the same 15 minutes),
+    its alert answered then. A cancel is not: a print ending tells no cancel from a finish."""
+    checks = ShownChecks("e3", 90)
+    pause = checks.follow(Action.PAUSE, None, 0.0, sure=True)
+    cancel = checks.follow(Action.CANCEL, None, 0.0, sure=True)
+    checks.on_status(PrinterState.PRINTING, 91.0, _nothing, _nothing)
+    told, cancel_told = pause.result(0), cancel.result(0)
+    assert not told.ok and "did NOT pause" in told.detail and told.correction is not None
+    assert cancel_told.correction is None
+    shown: list[OwnerStop] = []
+    checks.on_status(PrinterState.PRINTING, 100.0, shown.append, _nothing)
+    assert not told.correction.done()
+    checks.on_status(PrinterState.PAUSED, 130.0, shown.append, _nothing)
+    right = told.correction.result(0)
+    assert right.ok and right.detail == "e3 is paused after all, 130 s after it was sent", right
+    assert [s.action for s in shown] == [Action.PAUSE]
+
+    too_late = ShownChecks("e3", 90)
+    told = too_late.follow(Action.PAUSE, None, 0.0, sure=True)
+    too_late.on_status(PrinterState.PRINTING, 91.0, _nothing, _nothing)
+    too_late.on_status(PrinterState.PRINTING, 91.0 + 901, _nothing, _nothing)
+    too_late.on_status(PrinterState.PAUSED, 91.0 + 902, _nothing, _nothing)  # another pause
+    correction = told.result(0).correction
+    assert correction is not None and not correction.done()

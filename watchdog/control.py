@@ -94,6 +94,9 @@ class CommandResult:
     # under way: what it comes to, once done (its sender may still act on it: a phone's button
     # that failed in the end works again)
     later: Future[CommandResult] | None = field(default=None, compare=False, repr=False)
+    # an end that may still be put right: a Pause told "did NOT pause" that the printer shows
+    # paused later (behind a heat-up) sets it; never set where it is not
+    correction: Future[CommandResult] | None = field(default=None, compare=False, repr=False)
 
 
 def outcome_of(done: Future[CommandResult]) -> CommandResult:

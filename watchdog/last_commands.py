@@ -56,10 +56,12 @@ class LastCommands:
         if command.verb is Verb.LOOK:
             return
         self.keep(command, result, again)
-        if result.under_way and result.later is not None:
-            result.later.add_done_callback(
-                lambda done: self.record(command, outcome_of(done), again=True)
-            )
+        later = result.later if result.under_way else None
+        for news in (later, result.correction):  # its end; an end put right later
+            if news is not None:
+                news.add_done_callback(
+                    lambda done: self.record(command, outcome_of(done), again=True)
+                )
 
     def keep(self, command: Command, result: CommandResult, again: bool = False) -> None:
         """``result`` as the printer's last command, as it is: MQTT's answers (``Notifier``'s

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from watchdog.control import CommandResult
-from watchdog.detection.decide import shows_stop
+from watchdog.detection.decide import PAUSED_LATE_WITHIN_S, shows_stop
 from watchdog.printing import Action, PrinterState
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,16 @@ class OwnerStop:
     due: float  # the watcher's clock
     done: Future[CommandResult]
     sure: bool  # the API answered it done (else sent without an answer: it may still come)
+
+
+@dataclass(frozen=True)
+class LatePause:
+    """A pause told not to have happened, still looked for until ``until``: one the printer
+    shows paused by then is put right (``correction``), as the watchdog's own pause is."""
+
+    stop: OwnerStop
+    until: float  # the watcher's clock
+    correction: Future[CommandResult]
 
 
 Decided = Callable[[OwnerStop], None]
@@ -49,6 +59,7 @@ class ShownChecks:
         self.confirm_s = confirm_s
         self._lock = threading.Lock()
         self._waiting: list[OwnerStop] = []
+        self._late: list[LatePause] = []
         self._closed = ""  # why it was closed: a stop followed after it is answered so at once
 
     def follow(
@@ -88,10 +99,12 @@ class ShownChecks:
         """A reload: the stops the old watcher followed are this one's now."""
         with old._lock:
             taken, old._waiting = old._waiting, []
+            late, old._late = old._late, []
         with self._lock:
             closed = self._closed
             if not closed:
                 self._waiting = taken + self._waiting
+                self._late = late + self._late
         if closed:  # the daemon stopping meanwhile
             self._answer_unknown(taken, closed)
 
@@ -101,8 +114,16 @@ class ShownChecks:
         before the sender is told). An API that does not answer tells nothing."""
         with self._lock:
             waiting, self._waiting = self._waiting, []
+            late, self._late = self._late, []
         decided: list[tuple[OwnerStop, Decided, CommandResult]] = []
         kept: list[OwnerStop] = []
+        still_late: list[LatePause] = []
+        corrected: list[LatePause] = []
+        for pause in late:
+            if state is PrinterState.PAUSED:
+                corrected.append(pause)
+            elif now <= pause.until and state is PrinterState.PRINTING:
+                still_late.append(pause)
         for stop in waiting:
             if shows_stop(state, cancel=stop.action is Action.CANCEL):
                 said = "paused" if state is PrinterState.PAUSED else f"no longer printing ({state})"
@@ -111,17 +132,31 @@ class ShownChecks:
             elif state in (PrinterState.PRINTING, PrinterState.PAUSED) and now >= stop.due:
                 why = self._not_shown(stop, state)
                 logger.warning("%s: %s", self.printer, why)
-                decided.append((stop, missed, CommandResult(False, why, unknown=not stop.sure)))
+                correction = None
+                if stop.action is Action.PAUSE:
+                    correction = Future[CommandResult]()
+                    correction.set_running_or_notify_cancel()
+                    still_late.append(LatePause(stop, now + PAUSED_LATE_WITHIN_S, correction))
+                end = CommandResult(False, why, unknown=not stop.sure, correction=correction)
+                decided.append((stop, missed, end))
             else:
                 kept.append(stop)
         with self._lock:
             closed = self._closed
             if not closed:
                 self._waiting = kept + self._waiting
+                self._late = still_late + self._late
         if closed:  # closed meanwhile from another thread: what was not decided is unknown
             self._answer_unknown(kept, closed)
         for stop, part, end in decided:
             self._decide(stop, part, end)
+        for pause in corrected:  # after its "did NOT pause", when both come in one poll
+            sent = pause.stop.due - self.confirm_s
+            logger.info("%s: the owner's pause is shown after all", self.printer)
+            after_all = CommandResult(
+                True, f"{self.printer} is paused after all, {now - sent:.0f} s after it was sent"
+            )
+            self._decide(pause.stop, shown, after_all, pause.correction)
 
     def _not_shown(self, stop: OwnerStop, state: PrinterState) -> str:
         doing = "printing" if state is PrinterState.PRINTING else "paused"
@@ -137,14 +172,21 @@ class ShownChecks:
             f"printer {later} (it may still, if it waits behind a heat-up)"
         )
 
-    def _decide(self, stop: OwnerStop, part: Decided, end: CommandResult) -> None:
-        """The watcher's part, then the sender told: a part that fails is logged, and the
-        stop is decided all the same (never decided twice, nor left for the next poll)."""
+    def _decide(
+        self,
+        stop: OwnerStop,
+        part: Decided,
+        end: CommandResult,
+        told: Future[CommandResult] | None = None,
+    ) -> None:
+        """The watcher's part, then the sender told (``told``: its correction, else its end):
+        a part that fails is logged, and the stop is decided all the same (never decided
+        twice, nor left for the next poll)."""
         try:
             part(stop)
         except Exception:  # noqa: BLE001 - the sender is told what the printer showed
             logger.exception("%s: recording the owner's %s failed", self.printer, stop.action)
-        stop.done.set_result(end)
+        (stop.done if told is None else told).set_result(end)
 
     def close(self, why: str) -> None:
         """The watcher goes for good (``why``: its printer removed, the daemon stopping): what
@@ -152,6 +194,7 @@ class ShownChecks:
         page, a phone) is told so rather than left "under way" for ever."""
         with self._lock:
             waiting, self._waiting = self._waiting, []
+            self._late = []  # told already; nobody will see them paused now
             self._closed = why
         self._answer_unknown(waiting, why)
 

@@ -139,8 +139,9 @@ class PrinterCommands:
             self._answer(command, result)
 
     def _answer(self, command: Command, result: CommandResult) -> None:
-        """Tell the sender; a command under way is told again when it ends. A failure to tell
-        must not end the printer's thread: its later commands would never be carried out."""
+        """Tell the sender; a command under way is told again when it ends, and an end put
+        right later (a pause paused after all) when it is. A failure to tell must not end the
+        printer's thread: its later commands would never be carried out."""
         if self._answered is None:
             return
         try:
@@ -150,14 +151,14 @@ class PrinterCommands:
                 "%s: cannot tell what became of %s", command.printer, command.verb.value
             )
             return
-        later, answered = result.later, self._answered
-        if result.under_way and later is not None:
+        later = result.later if result.under_way else None
+        for news in (later, result.correction):
+            if news is not None:
+                news.add_done_callback(lambda done: self._told_again(command, done))
 
-            def ended(done: Future[CommandResult]) -> None:
-                final = outcome_of(done)
-                (logger.info if final.ok else logger.warning)(
-                    "%s: %s (after it was under way)", command.printer, final.detail
-                )
-                answered(command, final)
-
-            later.add_done_callback(ended)
+    def _told_again(self, command: Command, done: Future[CommandResult]) -> None:
+        final = outcome_of(done)
+        (logger.info if final.ok else logger.warning)(
+            "%s: %s (after an earlier answer)", command.printer, final.detail
+        )
+        self._answer(command, final)
