@@ -2149,8 +2149,24 @@ def test_a_cancel_pressed_again_once_the_first_showed_is_not_a_failure(
     ok, first = _press(watcher, Verb.CANCEL, None)
     assert ok and "no longer printing" in first, first
     ok, second = _press(watcher, Verb.CANCEL, None)
-    assert ok and second == "e3 is not printing (idle): nothing to cancel", second
+    assert ok and second.startswith("e3 is not printing: the cancel before this one was done")
     assert printer.sent == 1
+    watcher.close()
+
+
+def test_a_cancel_of_an_idle_printer_nobody_cancelled_says_why(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """Idle for a reason of its own (OctoPrint without its printer, between two prints): a
+    Cancel is no "done", whatever printer answers; the printer's client says why."""
+    printer = SimulatedPrinter("benchy_A.gcode")
+    printer.cancel()  # ended before the watchdog started
+    watcher = _watcher(
+        tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "rec", list(normal_frames)), printer
+    )
+    watcher.step()
+    ok, detail = _press(watcher, Verb.CANCEL, None)
+    assert not ok and "not printing" in detail, detail
     watcher.close()
 
 

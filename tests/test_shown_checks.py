@@ -136,3 +136,33 @@ def test_a_pause_told_not_done_that_the_printer_shows_later_is_put_right() -> No
     too_late.on_status(PrinterState.PAUSED, 91.0 + 902, _nothing, _nothing)  # another pause
     correction = told.result(0).correction
     assert correction is not None and not correction.done()
+
+
+def test_a_late_pause_is_only_the_owners_within_its_window_and_its_print() -> None:
+    """A status poll that times out dropped the pause looked for (a slow printer behind a
+    heat-up is when polls time out); a pause hours later, or of the next print, was taken for
+    the owner's, its alert marked paused."""
+
+    def told_not_done(job: str | None = "benchy.gcode") -> tuple[ShownChecks, OwnerStop]:
+        checks = ShownChecks("e3", 90)
+        checks.follow(Action.PAUSE, None, 0.0, sure=True, job=job)
+        missed: list[OwnerStop] = []
+        checks.on_status(PrinterState.PRINTING, 91.0, _nothing, missed.append, job)
+        return checks, missed[0]
+
+    def corrected(checks: ShownChecks, stop: OwnerStop) -> bool:
+        correction = stop.done.result(0).correction
+        assert correction is not None
+        return correction.done()
+
+    checks, stop = told_not_done()
+    checks.on_status(PrinterState.OFFLINE, 100.0, _nothing, _nothing)
+    checks.on_status(PrinterState.PAUSED, 130.0, _nothing, _nothing, "benchy.gcode")
+    assert corrected(checks, stop)
+    checks, stop = told_not_done()
+    checks.on_status(PrinterState.PAUSED, 91.0 + 5000, _nothing, _nothing, "benchy.gcode")
+    assert not corrected(checks, stop)
+    checks, stop = told_not_done()
+    checks.on_status(PrinterState.PAUSED, 130.0, _nothing, _nothing, "next.gcode")
+    checks.on_status(PrinterState.PAUSED, 140.0, _nothing, _nothing, "benchy.gcode")
+    assert not corrected(checks, stop)

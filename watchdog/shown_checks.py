@@ -32,6 +32,7 @@ class OwnerStop:
     due: float  # the watcher's clock
     done: Future[CommandResult]
     sure: bool  # the API answered it done (else sent without an answer: it may still come)
+    job: str | None = None  # the print it was sent to stop, where the printer names it
 
 
 @dataclass(frozen=True)
@@ -60,16 +61,17 @@ class ShownChecks:
         self._lock = threading.Lock()
         self._waiting: list[OwnerStop] = []
         self._late: list[LatePause] = []
+        self._shown_at: dict[Action, float] = {}  # when an owner's stop of each kind last showed
         self._closed = ""  # why it was closed: a stop followed after it is answered so at once
 
     def follow(
-        self, action: Action, incident: str | None, now: float, sure: bool
+        self, action: Action, incident: str | None, now: float, sure: bool, job: str | None = None
     ) -> Future[CommandResult]:
-        """A pause or cancel the API took (``sure``), or may have, at ``now``: its end, once
-        the printer tells it."""
+        """A pause or cancel of the print ``job`` the API took (``sure``), or may have, at
+        ``now``: its end, once the printer tells it."""
         done: Future[CommandResult] = Future()
         done.set_running_or_notify_cancel()
-        stop = OwnerStop(action, incident, now + self.confirm_s, done, sure)
+        stop = OwnerStop(action, incident, now + self.confirm_s, done, sure, job)
         with self._lock:
             closed = self._closed
             if not closed:
@@ -95,12 +97,21 @@ class ShownChecks:
                 None,
             )
 
+    def shown_since(self, action: Action, now: float) -> float | None:
+        """Seconds since an owner's stop of ``action`` was last shown by the printer (None:
+        none was)."""
+        with self._lock:
+            at = self._shown_at.get(action)
+        return None if at is None else now - at
+
     def take_over(self, old: ShownChecks) -> None:
         """A reload: the stops the old watcher followed are this one's now."""
         with old._lock:
             taken, old._waiting = old._waiting, []
             late, old._late = old._late, []
+            shown_at = dict(old._shown_at)
         with self._lock:
+            self._shown_at = shown_at | self._shown_at
             closed = self._closed
             if not closed:
                 self._waiting = taken + self._waiting
@@ -108,10 +119,18 @@ class ShownChecks:
         if closed:  # the daemon stopping meanwhile
             self._answer_unknown(taken, closed)
 
-    def on_status(self, state: PrinterState, now: float, shown: Decided, missed: Decided) -> None:
-        """A status the printer answered: stops it shows are done, those it still does not
-        show past their time are not (``shown`` or ``missed`` is the watcher's part, done
-        before the sender is told). An API that does not answer tells nothing."""
+    def on_status(
+        self,
+        state: PrinterState,
+        now: float,
+        shown: Decided,
+        missed: Decided,
+        job: str | None = None,
+    ) -> None:
+        """A status the printer answered (``job``: the print it names): stops it shows are
+        done, those it still does not show past their time are not (``shown`` or ``missed``
+        is the watcher's part, done before the sender is told). An API that does not answer
+        tells nothing."""
         with self._lock:
             waiting, self._waiting = self._waiting, []
             late, self._late = self._late, []
@@ -120,9 +139,11 @@ class ShownChecks:
         still_late: list[LatePause] = []
         corrected: list[LatePause] = []
         for pause in late:
+            if now > pause.until or (pause.stop.job and job and job != pause.stop.job):
+                continue  # a pause now is another one (a filament change), or another print's
             if state is PrinterState.PAUSED:
                 corrected.append(pause)
-            elif now <= pause.until and state is PrinterState.PRINTING:
+            elif state in (PrinterState.PRINTING, PrinterState.OFFLINE):  # offline: tells nothing
                 still_late.append(pause)
         for stop in waiting:
             if shows_stop(state, cancel=stop.action is Action.CANCEL):
@@ -142,6 +163,9 @@ class ShownChecks:
             else:
                 kept.append(stop)
         with self._lock:
+            for stop, part, _ in decided:
+                if part is shown:
+                    self._shown_at[stop.action] = now
             closed = self._closed
             if not closed:
                 self._waiting = kept + self._waiting

@@ -456,7 +456,7 @@ class Watcher:
         before, told_before = self.state, self.api_state
         self._note_api_health(status)
         self.owner_stops.on_status(
-            status.state, now, self._owner_stop_shown, self._owner_stop_missed
+            status.state, now, self._owner_stop_shown, self._owner_stop_missed, status.job
         )
         self.state, happened = decide.on_printer(
             self.state,
@@ -1023,12 +1023,20 @@ class Watcher:
         )
 
     def _nothing_to_cancel(self) -> CommandResult | None:
-        """A Cancel of a print the printer, polled just now, no longer runs (a second press
-        once the first showed: OctoPrint answers 409 "not printing", and that refusal, read as
-        the cancel failing, replaced the first press's answer). None: send it."""
-        if self.api_state != PrinterState.IDLE or self.state.printer != PrinterState.IDLE:
-            return None  # printing, or the printer's own answer says why
-        return CommandResult(True, f"{self.name} is not printing (idle): nothing to cancel")
+        """A Cancel pressed again once the owner's first showed (the printer, polled just now,
+        no longer printing): OctoPrint answers 409 "not printing", and that refusal, read as
+        the cancel failing, replaced the first press's answer. None: send it (an idle printer
+        for another reason, OctoPrint without its printer, is the client's to say)."""
+        now = self.clock()
+        if self.state.printer != PrinterState.IDLE:
+            return None
+        ago = self.owner_stops.shown_since(Action.CANCEL, now)
+        if ago is None or ago > self.owner_stops.confirm_s:
+            return None
+        return CommandResult(
+            True,
+            f"{self.name} is not printing: the cancel before this one was done {ago:.0f} s ago",
+        )
 
     def _no_resume(self) -> CommandResult | None:
         """Why a Resume is refused before the printer is asked (None: ask it), from the poll
@@ -1053,7 +1061,7 @@ class Watcher:
         alert is answered only then: a cancel that did not happen leaves its Cancel working."""
         action = Action(verb.value)
         later = self.owner_stops.follow(
-            action, incident, self.clock(), sure=sent.outcome == Outcome.DONE
+            action, incident, self.clock(), sure=sent.outcome == Outcome.DONE, job=self.state.job
         )
         try:
             self._poll_printer(self.clock(), time.monotonic())
@@ -1121,6 +1129,8 @@ class Watcher:
             # Cancel refused
             if alert.get("action") == Action.PAUSE.value:
                 return "this alert's pause did not happen: it paused nothing to resume"
+            if alert.get("action") == Action.CANCEL.value:
+                return "this alert cancelled the print: nothing to resume"
             return "this alert only told you of the failure: it paused nothing to resume"
         return already_answered(storage, self.name, incident)
 
