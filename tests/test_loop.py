@@ -1277,6 +1277,34 @@ def test_a_resume_of_an_alert_that_only_told_says_so(
     watcher.close()
 
 
+@pytest.mark.parametrize("cancelled", [True, False])
+def test_a_resume_of_a_cancelling_alert_says_what_its_cancel_did(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, cancelled: bool
+) -> None:
+    """A Resume of an alert whose action was a cancel (an automation offers Resume on every
+    alert): "it only told you" was wrong, and "it cancelled the print" is wrong too where its
+    cancel failed and the print may still run."""
+
+    class CancelRefused(SimulatedPrinter):
+        def cancel(self) -> ActionResult:
+            return ActionResult(Action.CANCEL, Outcome.FAILED, "refused: 409", 1)
+
+    printer = (SimulatedPrinter if cancelled else CancelRefused)("benchy_A.gcode")
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, "cancel")
+    while watcher.status()["last_alert"] is None:
+        watcher.step()
+    incident = watcher.status()["last_alert"]["incident"]
+    ok, detail = _press(watcher, Verb.RESUME, incident)
+    said = (
+        "this alert cancelled the print"
+        if cancelled
+        else "this alert's action was a cancel, not a pause"
+    )
+    assert not ok and detail.startswith(said), detail
+    watcher.close()
+
+
 def test_a_print_resumed_at_the_printer_answers_its_alert(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

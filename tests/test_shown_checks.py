@@ -166,3 +166,15 @@ def test_a_late_pause_is_only_the_owners_within_its_window_and_its_print() -> No
     checks.on_status(PrinterState.PAUSED, 130.0, _nothing, _nothing, "next.gcode")
     checks.on_status(PrinterState.PAUSED, 140.0, _nothing, _nothing, "benchy.gcode")
     assert not corrected(checks, stop)
+
+
+def test_a_late_pause_is_not_looked_for_in_the_next_print_of_the_same_file() -> None:
+    """The same file printed again (cancelled at the printer and restarted between polls
+    that timed out): its name does not tell the prints apart, the watcher's new print does."""
+    checks = ShownChecks("e3", 90)
+    pause = checks.follow(Action.PAUSE, None, 0.0, sure=True, job="benchy.gcode")
+    checks.on_status(PrinterState.PRINTING, 91.0, _nothing, _nothing, "benchy.gcode")
+    checks.new_print()
+    checks.on_status(PrinterState.PAUSED, 130.0, _nothing, _nothing, "benchy.gcode")
+    correction = pause.result(0).correction
+    assert correction is not None and not correction.done()

@@ -104,6 +104,12 @@ class ShownChecks:
             at = self._shown_at.get(action)
         return None if at is None else now - at
 
+    def new_print(self) -> None:
+        """Another print started (the same file printed again included, which its name does
+        not tell): a pause from now on is not one told "did NOT pause" before."""
+        with self._lock:
+            self._late = []
+
     def take_over(self, old: ShownChecks) -> None:
         """A reload: the stops the old watcher followed are this one's now."""
         with old._lock:

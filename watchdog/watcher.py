@@ -471,6 +471,7 @@ class Watcher:
         )
         if Event.NEW_PRINT in happened:
             self._alert_print_over(nothing_runs=False)
+            self.owner_stops.new_print()  # a pause from now on is none of the last print's
             self._prints += 1
             self._first_frame_seen = False
             self.detector.relearn()
@@ -1129,8 +1130,12 @@ class Watcher:
             # Cancel refused
             if alert.get("action") == Action.PAUSE.value:
                 return "this alert's pause did not happen: it paused nothing to resume"
-            if alert.get("action") == Action.CANCEL.value:
+            result = alert.get("action_result")
+            cancelled = isinstance(result, dict) and result.get("outcome") == Outcome.DONE.value
+            if alert.get("action") == Action.CANCEL.value and cancelled:
                 return "this alert cancelled the print: nothing to resume"
+            if alert.get("action") == Action.CANCEL.value:  # its cancel failed or is unknown
+                return "this alert's action was a cancel, not a pause: nothing to resume"
             return "this alert only told you of the failure: it paused nothing to resume"
         return already_answered(storage, self.name, incident)
 
