@@ -109,6 +109,16 @@ def outcome_of(done: Future[CommandResult]) -> CommandResult:
     return done.result()
 
 
+def on_news(result: CommandResult, told: Callable[[CommandResult], None]) -> None:
+    """``told`` each later word on ``result`` once it comes: its end when it was under way,
+    and its correction when it is put right (a pause paused after all), in the owner's words
+    (``outcome_of``). Every sender told again (Home Assistant, the page) follows the same."""
+    later = result.later if result.under_way else None
+    for news in (later, result.correction):
+        if news is not None:
+            news.add_done_callback(lambda done: told(outcome_of(done)))
+
+
 def settled(done: Future[CommandResult]) -> Future[CommandResult]:
     """What a command comes to in the end, past any "under way" it is answered first: a
     command late to its watcher whose watcher then answers "under way" (a pause the printer

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-from watchdog.control import Command, CommandResult, Verb, answer_text, outcome_of
+from watchdog.control import Command, CommandResult, Verb, answer_text, on_news
 
 # who pressed it, in the owner's words
 SOURCES = {
@@ -56,12 +56,7 @@ class LastCommands:
         if command.verb is Verb.LOOK:
             return
         self.keep(command, result, again)
-        later = result.later if result.under_way else None
-        for news in (later, result.correction):  # its end; an end put right later
-            if news is not None:
-                news.add_done_callback(
-                    lambda done: self.record(command, outcome_of(done), again=True)
-                )
+        on_news(result, lambda final: self.record(command, final, again=True))
 
     def keep(self, command: Command, result: CommandResult, again: bool = False) -> None:
         """``result`` as the printer's last command, as it is: MQTT's answers (``Notifier``'s

@@ -1128,13 +1128,14 @@ class Watcher:
             # its pause did not happen (corrected since its notification offered Resume), or
             # it only told: a Resume of a print that kept printing would answer the alert, its
             # Cancel refused
-            if alert.get("action") == Action.PAUSE.value:
+            action, result = alert.get("action"), alert.get("action_result")
+            if action == Action.PAUSE.value:
                 return "this alert's pause did not happen: it paused nothing to resume"
-            result = alert.get("action_result")
-            cancelled = isinstance(result, dict) and result.get("outcome") == Outcome.DONE.value
-            if alert.get("action") == Action.CANCEL.value and cancelled:
-                return "this alert cancelled the print: nothing to resume"
-            if alert.get("action") == Action.CANCEL.value:  # its cancel failed or is unknown
+            if action == Action.CANCEL.value:
+                done = isinstance(result, dict) and result.get("outcome") == Outcome.DONE.value
+                if done:
+                    return "this alert cancelled the print: nothing to resume"
+                # its cancel failed or is of unknown end: the print may still run
                 return "this alert's action was a cancel, not a pause: nothing to resume"
             return "this alert only told you of the failure: it paused nothing to resume"
         return already_answered(storage, self.name, incident)

@@ -14,9 +14,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
 
-from watchdog.control import Command, CommandResult, Verb, outcome_of
+from watchdog.control import Command, CommandResult, Verb, on_news
 
 logger = logging.getLogger(__name__)
 
@@ -151,13 +150,9 @@ class PrinterCommands:
                 "%s: cannot tell what became of %s", command.printer, command.verb.value
             )
             return
-        later = result.later if result.under_way else None
-        for news in (later, result.correction):
-            if news is not None:
-                news.add_done_callback(lambda done: self._told_again(command, done))
+        on_news(result, lambda final: self._told_again(command, final))
 
-    def _told_again(self, command: Command, done: Future[CommandResult]) -> None:
-        final = outcome_of(done)
+    def _told_again(self, command: Command, final: CommandResult) -> None:
         (logger.info if final.ok else logger.warning)(
             "%s: %s (after an earlier answer)", command.printer, final.detail
         )
