@@ -2182,6 +2182,35 @@ def test_a_cancel_pressed_again_once_the_first_showed_is_not_a_failure(
     watcher.close()
 
 
+def test_a_cancel_pressed_again_minutes_later_still_says_the_first_was_done(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """Cancel pressed again long after the first showed (Home Assistant's button, the page
+    left open), nothing printed since: OctoPrint's 409 "not printing" read as the cancel
+    failing. Once another print started and ended, a Cancel is the printer's to answer."""
+
+    printer = _CancelsCounted("benchy_A.gcode", make=True)
+    watcher = _watcher(
+        tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "rec", list(normal_frames)), printer
+    )
+    watcher.step()
+    assert _press(watcher, Verb.CANCEL, None)[0]
+    for _ in range(30):  # five minutes of its 10 s steps, well past api.confirm_s
+        watcher.step()
+    ok, later = _press(watcher, Verb.CANCEL, None)
+    said = r"e3 is not printing: the cancel before this one was done \d min ago"
+    assert ok and re.fullmatch(said, later), later
+    assert printer.sent == 1
+    printer.start_print("benchy_B.gcode")
+    watcher.step()
+    printer.cancel()  # at the printer
+    watcher.step()
+    ok, other = _press(watcher, Verb.CANCEL, None)
+    assert not ok and "not printing" in other and "before this one" not in other, other
+    assert printer.sent == 3
+    watcher.close()
+
+
 def test_a_cancel_of_an_idle_printer_nobody_cancelled_says_why(
     tmp_path, tiny_adaptive_bundle, normal_frames
 ) -> None:

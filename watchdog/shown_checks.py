@@ -98,17 +98,19 @@ class ShownChecks:
             )
 
     def shown_since(self, action: Action, now: float) -> float | None:
-        """Seconds since an owner's stop of ``action`` was last shown by the printer (None:
-        none was)."""
+        """Seconds since an owner's stop of ``action`` was last shown by the printer in this
+        print (None: none was)."""
         with self._lock:
             at = self._shown_at.get(action)
         return None if at is None else now - at
 
     def new_print(self) -> None:
         """Another print started (the same file printed again included, which its name does
-        not tell): a pause from now on is not one told "did NOT pause" before."""
+        not tell): a pause from now on is not one told "did NOT pause" before, and a stop
+        shown before was the last print's."""
         with self._lock:
             self._late = []
+            self._shown_at = {}
 
     def take_over(self, old: ShownChecks) -> None:
         """A reload: the stops the old watcher followed are this one's now."""

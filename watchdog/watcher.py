@@ -222,6 +222,15 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def _ago(seconds: float) -> str:
+    """A time past as the owner reads it: seconds, then minutes, then hours."""
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
 def _paused_the_print(alert: Alert) -> bool:
     """The alert paused its print (not only told the owner, nor a pause that failed)."""
     return (alert.action, alert.action_result.outcome) == (Action.PAUSE, Outcome.DONE)
@@ -1025,18 +1034,18 @@ class Watcher:
 
     def _nothing_to_cancel(self) -> CommandResult | None:
         """A Cancel pressed again once the owner's first showed (the printer, polled just now,
-        no longer printing): OctoPrint answers 409 "not printing", and that refusal, read as
-        the cancel failing, replaced the first press's answer. None: send it (an idle printer
-        for another reason, OctoPrint without its printer, is the client's to say)."""
+        no longer printing, no print started since): OctoPrint answers 409 "not printing", and
+        that refusal, read as the cancel failing, replaced the first press's answer, pressed
+        a second or an hour later. None: send it (an idle printer for another reason,
+        OctoPrint without its printer, is the client's to say)."""
         now = self.clock()
         if self.state.printer != PrinterState.IDLE:
             return None
         ago = self.owner_stops.shown_since(Action.CANCEL, now)
-        if ago is None or ago > self.owner_stops.confirm_s:
+        if ago is None:
             return None
         return CommandResult(
-            True,
-            f"{self.name} is not printing: the cancel before this one was done {ago:.0f} s ago",
+            True, f"{self.name} is not printing: the cancel before this one was done {_ago(ago)}"
         )
 
     def _no_resume(self) -> CommandResult | None:
