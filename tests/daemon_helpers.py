@@ -43,6 +43,7 @@ class DaemonProcess:
     """`python -m watchdog run` in the background, its log in a file."""
 
     def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
         self.log_path = log
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         env = dict(os.environ, PYTHONUNBUFFERED="1")

@@ -21,6 +21,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.plugins.mosquitto import free_port
 from tests.plugins.receivers import wait_for
 from watchdog.comms.command_queue import PrinterCommands
 from watchdog.comms.commands import MAX_COMMAND_BYTES, CommandError, parse_command
@@ -600,6 +601,83 @@ def test_a_restart_leaves_a_newer_heatmap_than_the_alerts_on_a_broker_that_kept_
     with mosquitto.subscriber(f"{p}/{PRINTER}/heatmap") as late:
         kept = late.wait_for(f"{p}/{PRINTER}/heatmap", lambda m: bool(m.payload))
         assert decode(kept.payload).shape == (240, 320, 3)
+
+
+def _under_way_answer() -> dict:
+    """An answer as the broker keeps it while the command is under way."""
+    return {
+        "command": "pause",
+        "incident": None,
+        "ok": False,
+        "under_way": True,
+        "unknown": False,
+        "text": "Pause print: accepted; not shown by the printer yet",
+        "time": "2026-12-06T01:00:00+00:00",
+    }
+
+
+def test_an_answer_given_while_the_broker_was_away_reaches_home_assistant_at_the_next_start(
+    mosquitto, unique_prefix, notifier_factory, tmp_path
+) -> None:
+    """An owner's Pause answered "under way", then the broker unreachable when its end came
+    (the daemon stopping, or the printer not pausing): the broker kept "under way", and Home
+    Assistant's Last command said so for good. The end is sent at the next start."""
+    p = unique_prefix
+    topic = f"{p}/{PRINTER}/answer"
+    mosquitto.publish(topic, json.dumps(_under_way_answer()), retain=True)  # what it kept
+    away = notifier_factory(mosquitto, p, storage_dir=tmp_path, port=free_port())
+    pause = Command(PRINTER, Verb.PAUSE, None, source="mqtt")
+    away.mqtt.publish_answer(pause, CommandResult(False, "the printer did NOT pause"))
+    away.stop()
+    with mosquitto.subscriber(topic) as sub:
+        assert sub.wait_for(topic).json()["under_way"]  # still, on the broker
+        notifier_factory(mosquitto, p, storage_dir=tmp_path)
+        end = sub.wait_for(topic, lambda m: not m.json()["under_way"], timeout=10).json()
+    assert end["text"] == "Pause print: the printer did NOT pause" and not end["ok"], end
+
+
+def test_an_answer_cut_off_under_way_is_told_of_unknown_end_at_the_next_start(
+    mosquitto, unique_prefix, notifier_factory, tmp_path
+) -> None:
+    """The daemon killed (a power cut) while an owner's Pause was under way: nothing ended
+    it, and Home Assistant's Last command said "under way" for good."""
+    p = unique_prefix
+    topic = f"{p}/{PRINTER}/answer"
+    first = notifier_factory(mosquitto, p, storage_dir=tmp_path)
+    pause = Command(PRINTER, Verb.PAUSE, None, source="mqtt")
+    still = Future[CommandResult]()
+    with mosquitto.subscriber(topic) as sub:
+        first.mqtt.publish_answer(
+            pause, CommandResult(False, "accepted", under_way=True, later=still)
+        )
+        assert sub.wait_for(topic).json()["under_way"]
+    first.stop()  # its end never told, as after a kill
+    with mosquitto.subscriber(topic) as sub:
+        notifier_factory(mosquitto, p, storage_dir=tmp_path)
+        end = sub.wait_for(topic, lambda m: not m.json()["under_way"], timeout=10).json()
+    assert end["unknown"] and not end["ok"], end
+    assert end["text"] == (
+        "Pause print: accepted; the watchdog stopped before its end was known: it may have happened"
+    ), end
+
+
+def test_a_damaged_answers_file_is_said_and_replaced(
+    mosquitto, unique_prefix, notifier_factory, tmp_path, caplog
+) -> None:
+    """The kept answers damaged (a power cut on an old SD card, another program): the daemon
+    says so, naming the file, and goes on; the next answer replaces it."""
+    p = unique_prefix
+    kept = tmp_path / "mqtt-answers.json"
+    kept.write_text('{"ender3": {"text": ')
+    with caplog.at_level(logging.WARNING):
+        notifier = notifier_factory(mosquitto, p, storage_dir=tmp_path)
+    assert f"last command answers in {kept} not read" in caplog.text
+    topic = f"{p}/{PRINTER}/answer"
+    with mosquitto.subscriber(topic) as sub:
+        resume = Command(PRINTER, Verb.RESUME, None, source="mqtt")
+        notifier.mqtt.publish_answer(resume, CommandResult(True, "resumed"))
+        assert sub.wait_for(topic).json()["text"] == "Resume print: resumed"
+    assert json.loads(kept.read_text())[PRINTER]["text"] == "Resume print: resumed"
 
 
 def test_an_alert_saved_while_stopping_is_the_heatmap_shown_after_the_restart(

@@ -409,12 +409,12 @@ def test_a_restart_keeps_an_unanswered_pause_and_an_old_alert_never_cancels_a_re
 
 @pytest.mark.servers
 def test_an_owners_pause_still_followed_when_the_daemon_stops_is_not_left_under_way(
-    moonraker_printing, mosquitto, unique_prefix, moonraker_server
+    moonraker_printing, mosquitto, unique_prefix, moonraker_server, tmp_path
 ) -> None:
     """Home Assistant's Pause print, a real Moonraker whose PAUSE macro does not pause, and
     the daemon stopped before ``api.confirm_s`` decided it: the Last command sensor stayed
     "under way" for good (retained). It says now that nobody follows it any more, and that
-    the pause may have happened."""
+    the pause may have happened; the page, which forgot it at the restart, shows it too."""
     prefix = unique_prefix
     sub = mosquitto.subscriber(f"{prefix}/#")
     daemon, port = moonraker_printing("PAUSES=0", confirm_s=600)
@@ -436,6 +436,15 @@ def test_an_owners_pause_still_followed_when_the_daemon_stops_is_not_left_under_
     assert answer["text"].endswith(
         "the watchdog stopped before the printer showed the pause: it may have happened"
     ), answer
+    # started again, the page shows that end, as Home Assistant does (it forgot it)
+    again = DaemonProcess(daemon.config, tmp_path / "daemon-again.log")
+    try:
+        again.wait_up(f"http://127.0.0.1:{port}")
+        shown = _printer_status(port)["last_command"]
+        assert shown["source"] == "Home Assistant" and shown["text"] == answer["text"], shown
+        assert not shown["under_way"] and shown["unknown"], shown
+    finally:
+        assert again.stop(timeout=30) == 0, again.log
 
 
 @pytest.mark.servers

@@ -269,8 +269,9 @@ class HttpConfig(_Model):
 class StorageConfig(_Model):
     """The daemon's state folder: incidents (frame, heatmap, alert JSON), collected frames,
     queued alerts (outbox/), the page's saved settings (overrides.json), the Watching switches
-    (switched-off.json), the printers last published to MQTT (mqtt-printers.json) and their
-    last heatmaps (mqtt-heatmaps/), the phone buttons' token hashes (action_tokens.json), a
+    (switched-off.json), the printers last published to MQTT (mqtt-printers.json), their
+    last heatmaps (mqtt-heatmaps/) and command answers (mqtt-answers.json, last-commands.json),
+    the phone buttons' token hashes (action_tokens.json), a
     generated dashboard password (web/) and the one-daemon lock (daemon.lock)."""
 
     dir: Path = Field(

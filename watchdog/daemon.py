@@ -685,6 +685,7 @@ class Daemon:
     def _serve(self, signals: Signals) -> int:
         cfg = self.config
         self.storage_lock = lock_storage(cfg.storage.dir)  # StorageInUse → one line, exit 2
+        self.last_commands.keep_in(cfg.storage.dir / "last-commands.json")
         self.notifier = Notifier(
             cfg.mqtt,
             cfg.storage,

@@ -5,16 +5,19 @@ shown it yet) that ends "did NOT cancel" a minute later was told to Home Assista
 command sensor and to a phone, never to the page, whose owner took the toast for done. Every
 command goes through ``Daemon.dispatch`` whatever sent it; its answer, and its end when it was
 under way, are kept here, as Home Assistant's sensor keeps them (an end told after a later
-command's answer replaces it too: it is the newest news of the printer).
+command's answer replaces it too: it is the newest news of the printer), and in the storage
+folder for the next start (``keep_in``).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 from watchdog.control import Command, CommandResult, Verb, answer_text, on_news
+from watchdog.kept_answers import Answer, KeptAnswers
 
 # who pressed it, in the owner's words
 SOURCES = {
@@ -48,6 +51,16 @@ class LastCommands:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last: dict[str, LastCommand] = {}
+        self._kept: KeptAnswers | None = None
+
+    def keep_in(self, path: Path) -> None:
+        """Keep each printer's last command in ``path`` from now on, and show the ones the
+        last run kept (once the storage folder is the daemon's: its lock held)."""
+        kept = KeptAnswers(path)
+        loaded = {p: c for p, a in kept.load().items() if (c := _from_json(a)) is not None}
+        with self._lock:
+            self._last = loaded | self._last
+            self._kept = kept
 
     def record(self, command: Command, result: CommandResult, again: bool = False) -> None:
         """``result``, the answer given to ``command`` (``again``: its end, after "under way");
@@ -74,9 +87,24 @@ class LastCommands:
         )
         with self._lock:
             self._last[command.printer] = last
+            kept = self._kept
+        if kept is not None:
+            kept.keep(command.printer, asdict(last))
 
     def of(self, printer: str) -> dict[str, object] | None:
         """The printer's last command as JSON for the page, None before any."""
         with self._lock:
             last = self._last.get(printer)
         return None if last is None else asdict(last)
+
+
+def _from_json(answer: Answer) -> LastCommand | None:
+    """A kept command as the page shows it (None: not one this version wrote)."""
+    kinds: dict[str, type | tuple[type, ...]] = {"time": (int, float)}
+    kinds |= dict.fromkeys(("command", "source", "text"), str)
+    kinds |= dict.fromkeys(("ok", "under_way", "unknown", "told_again"), bool)
+    if set(answer) != {f.name for f in fields(LastCommand)}:
+        return None
+    if not all(isinstance(answer[k], kind) for k, kind in kinds.items()):
+        return None
+    return LastCommand(**answer)  # type: ignore[arg-type]

@@ -47,6 +47,7 @@ from watchdog.comms.transport import MqttTransport, topic_text
 from watchdog.config import MqttConfig
 from watchdog.control import Answered, Command, CommandResult, Dispatcher, answer_text
 from watchdog.incidents import Incident, IncidentStore, ThrottledLog, to_json
+from watchdog.kept_answers import KeptAnswers
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +73,13 @@ class MqttCommunicator:
         published: Path | None = None,
         without_api: Collection[str] = (),
         answered: Answered | None = None,
+        answers: Path | None = None,
     ) -> None:
         """``published``: a file remembering which printers were last published, so that one
         removed from the config while the daemon was stopped is taken off the broker;
         ``without_api``: printers whose Home Assistant device gets no printer buttons;
-        ``answered``: told each answer published (the page shows it too)."""
+        ``answered``: told each answer published (the page shows it too); ``answers``: a file
+        keeping each printer's last answer, sent again at the next start."""
         self.cfg = cfg
         self.prefix = cfg.topic_prefix
         self.printers = list(printers)
@@ -84,6 +87,7 @@ class MqttCommunicator:
         self.outbox = outbox
         self.dispatcher = dispatcher
         self._answered = answered
+        self._kept = None if answers is None else KeptAnswers(answers)
         self._throttle = throttle or ThrottledLog(60.0)
         self.discovery = Discovery(
             cfg,
@@ -164,7 +168,21 @@ class MqttCommunicator:
             self._publish_alert(entry)
         if self.dispatcher is not None:
             self._commands = PrinterCommands(self.dispatcher.dispatch, self.publish_answer)
+        self._restore_answers()
         self.transport.start(client)
+
+    def _restore_answers(self) -> None:
+        """Each printer's last answer, sent at the connection: one the last run ended while
+        the broker was away (Home Assistant's Last command kept "under way" for good), or one
+        a broker without persistence forgot. One still under way was cut off (a power cut)."""
+        if self._kept is None:
+            return
+        for printer, answer in self._kept.load().items():
+            topic = f"{self.prefix}/{printer}/answer"
+            with self._lock:
+                newer = topic in self._retained
+            if printer in self.printers and not newer:
+                self._retain(printer, "answer", to_json(answer))
 
     def _adopt_legacy(self, store: IncidentStore) -> None:
         have = {e.id for e in self.outbox.pending(MQTT)}
@@ -550,6 +568,8 @@ class MqttCommunicator:
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         self._retain(command.printer, "answer", to_json(answer))
+        if self._kept is not None and command.printer in self.printers:
+            self._kept.keep(command.printer, answer)
         if self._answered is not None:
             self._answered(command, result)
 

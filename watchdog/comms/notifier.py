@@ -88,6 +88,7 @@ class Notifier:
             reconnect_delay=reconnect_delay,
             throttle=self._throttle,
             published=storage.dir / "mqtt-printers.json",
+            answers=storage.dir / "mqtt-answers.json",
             without_api=without_api,
             answered=answered,
         )
