@@ -14,6 +14,7 @@ import shutil
 import socket
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 from watchdog.commands import number
@@ -96,7 +97,10 @@ def main(args: argparse.Namespace) -> int:
             "port (the port goes in --mqtt-port)"
         ) from None
     notifier = Notifier(mqtt, StorageConfig(dir=out), [pcfg.name])
-    printer = SimulatedPrinter()
+    # each run is a print of its own: the same job name, its alert kept in ``--out`` from the
+    # last run, made a paused print "resumed while the watchdog was stopped", and the
+    # cooldown after a resume covered the whole demo
+    printer = SimulatedPrinter(f"demo-{datetime.now():%Y%m%d-%H%M%S-%f}.gcode")
     watcher = build_watcher(pcfg, bundle, notifier, printer=printer)
     print(
         f"demo: model {bundle.path} (threshold {bundle.meta.threshold:.4g}), camera {frames}",
@@ -104,11 +108,13 @@ def main(args: argparse.Namespace) -> int:
     )
     notifier.start()
     alert = None
+    flagged = 0  # frames the model judged anomalous
     try:
         while not watcher.camera.exhausted and alert is None:
             record = watcher.step()
             if record.verdict is not None:
                 print(json.dumps(record.line()), flush=True)
+                flagged += bool(record.verdict.anomalous)
             alert = record.alert
             if not watcher.camera.exhausted:
                 time.sleep(args.interval)
@@ -121,10 +127,13 @@ def main(args: argparse.Namespace) -> int:
         notifier.set_printers([])
         notifier.stop(for_good=True)
     if alert is None:
-        print(
-            "demo: the print was never paused: the model did not flag the failure frames",
-            file=sys.stderr,
+        why = (
+            f"{flagged} frame(s) were flagged, not enough in a row, or not while watching "
+            "(see each line's state)"
+            if flagged
+            else "the model did not flag the failure frames"
         )
+        print(f"demo: the print was never paused: {why}", file=sys.stderr)
         return 1
     incident = out / "incidents" / "demo" / alert.incident
     print(f"demo: {alert.message}", file=sys.stderr)
