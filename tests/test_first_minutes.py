@@ -445,6 +445,13 @@ def test_the_trainers_report_says_how_the_start_is_judged(tiny_start_judged_run)
     text = (tiny_start_judged_run / "report.md").read_text()
     assert "### The start of a print" in text and "starts paused by mistake" in text
     assert report["test_normal_from"] == "held-out prints"  # it kept prints out of the fit
+    # the thresholds as the page and replay show them: the bundle's, not the per-print one
+    bundle = Bundle.load(tiny_start_judged_run / "bundle").meta
+    assert (
+        f"changed {bundle.adaptation.threshold:.4g} from its print's start, the per-print "
+        f"threshold above, shows as {bundle.threshold:.4g}, and so is a start frame's against "
+        f"the start's threshold ({bundle.adaptation.early_threshold:.4g}"
+    ) in " ".join(text.split()), text
 
 
 def test_recalibrating_onto_a_full_disk_leaves_the_bundle_as_it_was(

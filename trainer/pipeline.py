@@ -671,6 +671,13 @@ def _daemon_judgement(
     summary["start"] = heldout.start_judgement(
         heldout.start_replays(held, failures, spec, preset.scoring)
     )
+    if spec.enabled:  # what the daemon shows for these thresholds (``PrintBaseline.gain``)
+        summary["shown"] = {
+            "threshold": threshold,
+            "adapted": spec.threshold,
+            "guard": spec.guard,
+            "frames": spec.frames,
+        }
     return summary, runs
 
 

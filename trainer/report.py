@@ -126,7 +126,37 @@ def _daemon_section(d: dict[str, Any], figures: set[str]) -> list[str]:
         if "replay.png" in figures
         else []
     )
-    return [*lines, *figure, "", *_start_section(d.get("start"))]
+    return [*lines, *figure, "", *_shown_section(d), *_start_section(d.get("start"))]
+
+
+def _shown_section(d: dict[str, Any]) -> list[str]:
+    """The thresholds above as the daemon shows them: its page, Home Assistant, ``replay``
+    and log put every judged score on the bundle threshold's scale, so the report's per-print
+    threshold never appears there, and an owner comparing the two read it as another model."""
+    shown = d.get("shown")
+    if not shown:
+        return []
+    start = d.get("start") or {}
+    of_start = (
+        f", and so is a start frame's against the start's threshold ({start['threshold']:.4g}, "
+        "below)"
+        if start.get("threshold") is not None
+        else ""
+    )
+    guard = (
+        f" A frame of a print's first {shown['frames']} shows its absolute score, against the "
+        f"start guard ({shown['guard']:.4g})."
+        if shown["guard"] > 0
+        else ""
+    )
+    return [
+        f"**The scores the daemon shows.** The page, Home Assistant, `replay` and the daemon's "
+        f"log show a judged frame's score scaled so that the threshold is the bundle's, "
+        f"**{shown['threshold']:.4g}** (the absolute threshold below): a frame that changed "
+        f"{shown['adapted']:.4g} from its print's start, the per-print threshold above, shows "
+        f"as {shown['threshold']:.4g}{of_start}.{guard}",
+        "",
+    ]
 
 
 def _start_section(s: dict[str, Any] | None) -> list[str]:
