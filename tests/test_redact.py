@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -516,3 +518,67 @@ def test_a_printers_address_is_said_without_its_user_name_password_or_query(
 ) -> None:
     """What an alert on the phone says of the printer's API: where it is, nothing more."""
     assert address_of(url) == shown
+
+
+USER_TOKEN = "UserOnlyT0ken5550123"
+
+
+class _EchoingCamera:
+    """A camera that refuses its login in a reason phrase echoing the login and the URL's
+    token back (some cameras' firmware does): the daemon's words about it carry them."""
+
+    def __init__(self, login: str) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - stdlib name
+                self.send_response(401, f"Unauthorized token={TOKEN} user {login}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("login", ["token", "password"])
+def test_a_camera_echoing_its_login_reaches_no_phone_or_log_with_it(
+    tmp_path, ntfy_receiver, login: str
+) -> None:
+    """A camera whose 401 reason phrase echoed its password and token: the log masked them,
+    the phone's "camera offline" said them in clear ("Why: ... HTTP 401 Unauthorized
+    token=..."). A name alone before the @ (a token) was masked in neither."""
+    auth, secret = (
+        (USER_TOKEN, USER_TOKEN) if login == "token" else (f"viewer:{PASSWORD}", PASSWORD)
+    )
+    camera = _EchoingCamera(auth)
+    url = f"http://{auth}@127.0.0.1:{camera.port}/snap?token={TOKEN}"
+    config = write_config(
+        tmp_path / "config.yaml",
+        mqtt={"host": ""},
+        http={"listen": ""},
+        storage={"dir": str(tmp_path / "state")},
+        printers=[{"name": "p1", "camera": {"source": url, "interval_s": 0.2}, "action": "notify"}],
+        notify=[
+            {
+                "url": ntfy_receiver.url("cam"),
+                "events": ["camera_offline"],
+                "camera_offline_after_s": 0,
+            }
+        ],
+    )
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        wait_until("the phone told", lambda: ntfy_receiver.messages, 60, lambda: daemon.log)
+    finally:
+        assert daemon.stop(timeout=30) == 0, daemon.log
+        camera.close()
+    [told] = ntfy_receiver.messages
+    assert "HTTP 401 Unauthorized" in told.message, told.message
+    assert leaks(told.message + told.title, TOKEN, secret) == [], told.message
+    assert leaks(daemon.log, TOKEN, secret) == [], daemon.log[-3000:]

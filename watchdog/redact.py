@@ -86,15 +86,16 @@ def _mask_query_values(text: str) -> str:
 
 
 def url_secrets(url: str) -> list[str]:
-    """The password and secret query values of one URL, to be masked wherever they appear
-    (also where no pattern would find them: a password with a quote in it, a log line that
-    cut the URL)."""
+    """The password (or a name alone) and secret query values of one URL, to be masked
+    wherever they appear (also where no pattern would find them: a password with a quote in
+    it, a log line that cut the URL)."""
     try:
         parts = urlsplit(url.strip())
         password = parts.password
     except ValueError:
         return []
-    out = [password] if password else []
+    # a name alone before the @ is a token as often as a user (``_USER_ONLY``)
+    out = [password] if password else [parts.username] if parts.username else []
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if value and says_secret(key):
             out.append(value)

@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -47,6 +47,7 @@ from watchdog.config import NotifyEvent, NotifyTarget
 from watchdog.control import Verb, saved_answers
 from watchdog.durable import replace_file
 from watchdog.incidents import ThrottledLog, alert_epoch, local_time
+from watchdog.redact import secret_filter
 
 logger = logging.getLogger(__name__)
 
@@ -1378,6 +1379,10 @@ class Notifications:
         self._started = False
 
     def notify(self, event: Event) -> None:
+        """``event`` to every target that wants it, masked of every known secret first: its
+        words may carry a camera's or a printer's own (a reason phrase echoing a login)."""
+        title, message = secret_filter.mask(event.title), secret_filter.mask(event.message)
+        event = replace(event, title=title, message=message)
         for target in self.targets:
             if target.wants(event):
                 target.enqueue(event)

@@ -69,7 +69,7 @@ from watchdog.devices.http_client import (
 )
 from watchdog.errors import UsageError
 from watchdog.frame_gate import FrameGate
-from watchdog.redact import redact_url
+from watchdog.redact import redact_url, secret_filter
 
 logger = logging.getLogger(__name__)
 
@@ -575,6 +575,7 @@ class _BaseCamera:
             logger.info("camera %s online (%s)", self.label, self.kind)
 
     def _down(self, message: str) -> None:
+        message = secret_filter.mask(message)  # a camera's own words may echo its login
         with self._lock:
             self.stats.errors += 1
             self.last_error = message
@@ -594,6 +595,7 @@ class _BaseCamera:
             self._was_offline_logged = True
 
     def _bad(self, message: str) -> None:
+        message = secret_filter.mask(message)
         with self._lock:
             self.stats.bad_frames += 1
             self.last_error = message
@@ -873,7 +875,8 @@ class SnapshotCamera(_BaseCamera):
         try:
             if resp.status >= 400:
                 raise _http_refusal(self.url, resp.status, resp.reason)
-            ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            said = resp.headers.get("Content-Type", "").split(";")[0].strip()[:80]
+            ctype = said.lower()
             if ctype.startswith("multipart/x-mixed-replace"):
                 raise _StreamDetected
             if ctype.startswith("text/") or "html" in ctype or "json" in ctype:
@@ -882,7 +885,7 @@ class SnapshotCamera(_BaseCamera):
                     if "html" in ctype
                     else ""
                 )
-                raise BadFrame(f"answered {ctype}, not an image{hint}")
+                raise BadFrame(f"answered {said}, not an image{hint}")
             length = _declared_length(resp.headers.get("Content-Length", ""))
             if length is not None and length > cfg.max_bytes:
                 raise BadFrame(
