@@ -85,6 +85,33 @@ def test_an_address_with_a_bad_port_is_refused_at_load(tmp_path, printer, key) -
     assert "hunter2" not in line and "hunt" not in line and "4821" not in line
 
 
+@pytest.mark.parametrize(
+    ("source", "said"),
+    [
+        ("192.168.1.50:8080/?action=snapshot", "a camera's address starts with http://"),
+        ("{tmp}/frames-not-there", "no such file, folder, device or URL"),
+    ],
+)
+def test_a_camera_source_the_daemon_would_refuse_is_refused_by_check_config(
+    tmp_path, source, said
+) -> None:
+    """check-config said "ok" for a source the daemon then refused at start (an address
+    without http://, a folder not made yet): the installer's check, then a restart that
+    failed. Both say so, naming the key to fix."""
+    config = write_config(
+        tmp_path / "c.yaml",
+        storage={"dir": str(tmp_path / "state")},
+        http={"listen": ""},
+        mqtt={"host": ""},
+        printers=[{"name": "e3", "camera": {"source": source.format(tmp=tmp_path)}}],
+    )
+    for command in ("check-config", "run"):
+        r = run_cli(command, "--config", str(config))
+        line = _one_line_error(r)
+        assert r.returncode == 2 and f"{config}: printers.0.camera.source: " in line, line
+        assert said in line, line
+
+
 def test_invalid_yaml_and_missing_file(tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("printers: [\n  - name: e3\n    camera: {source: 0\n")

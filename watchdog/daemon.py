@@ -37,6 +37,7 @@ from watchdog.control import (
 )
 from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
 from watchdog.detection.model import FrameScorer, ModelFailure
+from watchdog.devices.capture import CameraSourceError
 from watchdog.devices.printers import longest_action_s
 from watchdog.errors import UsageError
 from watchdog.frame_gate import FrameGate
@@ -226,15 +227,18 @@ class Daemon:
         assert self.notifier is not None
         watchers: dict[str, Watcher] = {}
         try:
-            for p in config.printers:
-                watchers[p.name] = build_watcher(
-                    p,
-                    bundle,
-                    self.notifier,
-                    stop=self.stop_event,
-                    metrics=self.metrics,
-                    gate=self.frame_gate,
-                )
+            for i, p in enumerate(config.printers):
+                try:
+                    watchers[p.name] = build_watcher(
+                        p,
+                        bundle,
+                        self.notifier,
+                        stop=self.stop_event,
+                        metrics=self.metrics,
+                        gate=self.frame_gate,
+                    )
+                except CameraSourceError as exc:  # named after the key to fix
+                    raise exc.at(f"{self.config_path}: printers.{i}.camera.source") from None
         except BaseException:
             for w in watchers.values():  # cameras already opened have threads and sockets
                 w.close()

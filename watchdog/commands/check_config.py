@@ -22,7 +22,7 @@ from watchdog.comms.transport import check_tls
 from watchdog.config import Config, ConfigError, PrinterConfig
 from watchdog.daemon import configured_bundle, try_model_once
 from watchdog.detection.bundle import Bundle, BundleError, BundleMeta
-from watchdog.devices.capture import CameraSourceError, open_camera, redact_url
+from watchdog.devices.capture import CameraSourceError, open_camera, redact_url, source_problem
 from watchdog.devices.printers import make_printer
 from watchdog.overrides import Origin, config_mask_check, load_starting_config, origins
 from watchdog.printing import PrinterState
@@ -198,6 +198,10 @@ def main(args: argparse.Namespace) -> int:
         check_tls(config.mqtt)
     except ConfigError as exc:  # one line, exit 2: the daemon would not start on them
         raise ConfigError(f"{args.config}: {exc}") from None
+    for i, p in enumerate(config.printers):  # refused by the daemon at start: exit 2 here too
+        if problem := source_problem(p.camera.source):
+            where = f"{args.config}: printers.{i}.camera.source"
+            raise CameraSourceError(p.camera.source, problem).at(where)
     bundle = configured_bundle(config, args.config)  # BundleError → one line, exit 2
     if not args.no_model_run:
         run_model(config, bundle)

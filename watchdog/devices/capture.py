@@ -94,9 +94,14 @@ class CameraSourceError(UsageError):
     ``problem`` is the line without the source, for a command that names it its own way
     (``replay --frames``)."""
 
-    def __init__(self, source: object, problem: str) -> None:
-        super().__init__(f"camera source {source}: {problem}")
-        self.problem = problem
+    def __init__(self, source: object, problem: str, where: str = "camera source") -> None:
+        super().__init__(f"{where} {source}: {problem}")
+        self.source, self.problem = source, problem
+
+    def at(self, where: str) -> CameraSourceError:
+        """The same error named after the config key it came from (``config.yaml:
+        printers.0.camera.source:``), for the owner to find what to fix."""
+        return CameraSourceError(self.source, self.problem, f"{where}:")
 
 
 class BadFrame(Exception):
@@ -1568,16 +1573,38 @@ def _open(
         return StreamCamera(
             cfg, source, label, stop, backoff
         )  # may appear later: retried with backoff
+    if problem := source_problem(source):
+        raise CameraSourceError(source, problem)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return FolderCamera(cfg, path, label, stop, backoff)
+    return VideoFileCamera(cfg, path, label, stop, backoff)
+
+
+# an address without its scheme: "192.168.1.50:8080/?action=snapshot", "octopi.local:8080"
+_HOST_PORT = re.compile(r"^[\w.-]+:\d+(/|$)")
+
+
+def source_problem(source: str | int) -> str | None:
+    """Why a camera source can never work, as the daemon would refuse it at start (None: it
+    may; a URL or a device is tried, and retried, when watching): what ``check-config`` says
+    before a restart the daemon would not survive."""
+    if isinstance(source, int) or source.strip().isdigit() or source.startswith("/dev/"):
+        return None
+    if "://" in source:
+        scheme = urlsplit(source).scheme.lower()
+        if scheme not in ("http", "https", "rtsp", "rtsps", "rtmp"):
+            return f"unsupported scheme {scheme!r}"
+        return None
     path = Path(source).expanduser()
     try:
-        if path.is_dir():
-            return FolderCamera(cfg, path, label, stop, backoff)
-        if path.is_file():
-            return VideoFileCamera(cfg, path, label, stop, backoff)
+        if path.is_dir() or path.is_file():
+            return None
     except PermissionError:  # Python 3.11's is_dir: not False, an error
-        raise CameraSourceError(
-            source,
-            "not readable by this user (under /home the service "
-            "needs ProtectHome=read-only: docs/deploy.md)",
-        ) from None
-    raise CameraSourceError(source, "no such file, folder, device or URL")
+        return (
+            "not readable by this user (under /home the service needs ProtectHome=read-only: "
+            "docs/deploy.md)"
+        )
+    if _HOST_PORT.match(source):
+        return "no such file or folder; a camera's address starts with http://, https:// or rtsp://"
+    return "no such file, folder, device or URL"
