@@ -684,6 +684,9 @@ def test_settings_are_validated_saved_shown_by_check_config_and_reset(open_daemo
     settings = f"{url}/api/printers/{PRINTER}/settings"
     bad = requests.post(settings, json={"sensitivity": 50}, headers=headers, timeout=10)
     assert bad.status_code == 400 and "sensitivity" in bad.json()["detail"]
+    # so low that no frame could ever pass the threshold: detection silently off
+    bad = requests.post(settings, json={"sensitivity": 1e-300}, headers=headers, timeout=10)
+    assert bad.status_code == 400 and "sensitivity" in bad.json()["detail"]
     bad = requests.post(
         settings, json={"region": [0.8, 0.1, 0.2, 0.9]}, headers=headers, timeout=10
     )

@@ -494,7 +494,11 @@ class DetectionConfig(_Model):
         90.0, ge=0.0, description="after a resume, seconds before the watchdog re-arms"
     )
     sensitivity: float = Field(
-        1.0, gt=0.0, le=10.0, description="threshold divisor: 1.2 is more sensitive, 0.8 less"
+        1.0,
+        ge=0.1,
+        le=10.0,
+        description="threshold divisor: 1.2 is more sensitive, 0.8 less (0.1 to 10: below, no "
+        "frame would ever pass the threshold)",
     )
     judge_start: bool = Field(
         True,

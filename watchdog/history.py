@@ -31,6 +31,9 @@ DEFAULT_POINTS = 8640  # 24 h at 10 s
 LEAD_UP_FRAMES = 5
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
 class Mark(IntFlag):
     """What happened at one point of the timeline."""
 
@@ -83,6 +86,8 @@ class Timeline:
                     self._t += t - last  # unused slots shift too: they are never read
                     self._clock += 1
             i = self._next
+            # kept as float32: a value beyond its range is its largest, not an overflow warning
+            score, threshold = (float(np.clip(v, -_F32_MAX, _F32_MAX)) for v in (score, threshold))
             self._t[i], self._s[i], self._th[i], self._f[i] = t, score, threshold, int(marks)
             self._next = (i + 1) % self.capacity
             self._count = min(self._count + 1, self.capacity)
