@@ -945,6 +945,11 @@ def test_parse_command_accepts_exactly_the_documented_shapes() -> None:
     ]:
         with pytest.raises(CommandError):
             parse_command(PREFIX, PRINTERS, topic, payload)
+    # feedback's "latest" in a command was taken for an alert's id, and refused as "a newer
+    # alert since this one" when there was none
+    latest = b'{"command": "resume", "incident": "latest"}'
+    with pytest.raises(CommandError, match='incident "latest" is for feedback'):
+        parse_command(PREFIX, PRINTERS, f"{PREFIX}/ender3/command", latest)
 
 
 command_topics = st.sampled_from(

@@ -1260,6 +1260,29 @@ def _press(watcher: Watcher, verb: Verb, incident: str | None) -> tuple[bool, st
     return result.ok, result.detail
 
 
+def test_a_button_of_an_alert_that_is_not_there_says_so(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """A mistyped alert id (or one removed with the oldest alerts) was refused as "e3 has had
+    a newer alert since this one", or as another job's, when there was no such alert."""
+    printer = SimulatedPrinter("benchy_A.gcode")
+    quiet = _watcher(
+        tmp_path / "quiet", tiny_adaptive_bundle, _folder(tmp_path / "q", normal_frames), printer
+    )
+    quiet.step()
+    ok, detail = _press(quiet, Verb.PAUSE, "nosuchincident")
+    assert not ok and detail.startswith("no alert nosuchincident of e3"), detail
+    quiet.close()
+    watcher, _, incident = _told(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    before = printer.status().state
+    ok, detail = _press(watcher, Verb.CANCEL, "nosuchincident")
+    assert not ok and detail.startswith("no alert nosuchincident of e3"), detail
+    assert printer.status().state == before
+    watcher.close()
+
+
 def test_a_resume_of_an_alert_that_only_told_says_so(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

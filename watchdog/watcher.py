@@ -51,6 +51,7 @@ from watchdog.incidents import (
     alert_epoch,
     already_answered,
     answered,
+    incident_dir,
     list_incidents,
     record_answer,
     saved_alert,
@@ -1251,6 +1252,11 @@ class Watcher:
         was not printed again since (``_printed_again``). The printer was polled just before
         (``_carry_out``)."""
         alert = self.last_alert
+        if alert is None or alert.incident != incident:
+            try:  # a mistyped id, or one removed with the oldest alerts: not "a newer alert"
+                incident_dir(self.alerts.store.storage_dir, self.name, incident)
+            except IncidentError as exc:
+                return exc.told
         if alert is not None:
             if alert.incident != incident:
                 return f"{self.name} has had a newer alert since this one"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from watchdog.control import Command, Verb
+from watchdog.control import LATEST_INCIDENT, Command, Verb
 from watchdog.incidents import SAFE_NAME
 
 MAX_COMMAND_BYTES = 1024
@@ -80,6 +80,12 @@ def parse_command(prefix: str, printers: Iterable[str], topic: str, payload: byt
     incident, word = data["incident"], data[keys[0] if kind == "command" else keys[1]]
     if not isinstance(incident, str) or not SAFE_NAME.fullmatch(incident):
         raise CommandError(kind, "incident must be an incident id (letters, digits, '_' or '-')")
+    if kind == "command" and incident == LATEST_INCIDENT:  # feedback's word, not a command's
+        raise CommandError(
+            kind,
+            f'incident "{LATEST_INCIDENT}" is for feedback: a command names its alert\'s id, '
+            f"or is sent alone ({', '.join(ACTION_VERBS)}) for the print running now",
+        )
     verbs = ACTION_VERBS if kind == "command" else VERDICT_VERBS
     if not isinstance(word, str) or word not in verbs:
         name = "command" if kind == "command" else "verdict"
