@@ -280,6 +280,13 @@ def test_marking_the_alert_not_a_failure_relearns_the_print_in_notify_mode(
     assert "learning the print's look again" in accepted.result(0).detail
     assert not any(r.action for r in records), [(r.score, r.state) for r in records]
     assert printer.actions == []
+    # pressed again later (a second phone, a late tap): the look learnt then is kept, not
+    # learnt afresh mid-print, where whatever went wrong since would be taken in as normal
+    assert not watcher.detector.calibrating
+    again = watcher.submit(Command("e3", Verb.NOT_A_FAILURE, incident))
+    watcher.step()
+    assert "already marked not a failure" in again.result(0).detail
+    assert not watcher.detector.calibrating
 
 
 def test_without_feedback_a_lasting_change_alerts_again_after_the_cooldown_in_notify_mode(

@@ -281,6 +281,7 @@ class Watcher:
         self.last_alert: Alert | None = None
         self._prints = 0  # prints started since this watcher began (NEW_PRINT events)
         self._alert_print = -1  # which of them ``last_alert`` was about
+        self._accepted: str | None = None  # the alert marked not a failure, its look learnt
         self.failing_steps = 0
         self.model_failure = ""  # why the model could not judge the last frame ("": it could)
         self.model_failures = 0  # frames it could not judge (each step's is a failing step)
@@ -903,6 +904,7 @@ class Watcher:
             old._prints,
             old._alert_print,
         )
+        self._accepted = old._accepted
         self._printed_s, self._job_started = old._printed_s, old._job_started
         # what the camera and the API were last: a camera down before the reload is not told
         # again, one fixed by it is told back; a cancel seen at the next poll is one
@@ -1410,6 +1412,13 @@ class Watcher:
         look again, so the same view does not alert again after the cooldown."""
         if not self._is_latest(incident):
             return CommandResult(True, "not the current print's latest alert: nothing re-learnt")
+        if incident == self._accepted:
+            # pressed again (a second device, a late tap): learnt again now, the print's look
+            # would take in whatever went wrong since the first
+            return CommandResult(
+                True,
+                "already marked not a failure: the print's look was learnt again then, not now",
+            )
         self.state = decide.answered(self.state)
         # the answer does not resume: said, or the owner waits for a print that stays paused
         paused = (
@@ -1424,6 +1433,7 @@ class Watcher:
                 f"learn again): the same view alerts again after the cooldown{paused}",
             )
         self._relearn("the last alert was marked not a failure")
+        self._accepted = incident
         return CommandResult(True, f"learning the print's look again{paused}")
 
     # ----------------------------------------------------------------- status
