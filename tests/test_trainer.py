@@ -368,6 +368,11 @@ def test_a_quantized_bundle_is_reported_with_the_thresholds_it_ships(
     float32 = Bundle.load(run / "bundle-float32").meta
     assert float32.quantization == "float32"
     assert not (run / "bundle.partial").exists()  # written aside, renamed once complete
+    # the parity checked is the float32 export's, said as such: read as the int8 model's, a
+    # difference of 1e-7 claimed an int8 model that scores as Keras does
+    text = " ".join((run / "report.md").read_text().split())
+    assert "Parity (the float32 export (bundle-float32/), not the bundle's own model," in text
+    assert f"the threshold is the bundle's, **{meta.threshold:.4g}**" in text, text
 
 
 def test_a_start_threshold_set_on_fitted_prints_says_so(

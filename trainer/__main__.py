@@ -222,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="float32",
         help="the bundle's model; float32 is always exported and compared. The quantized "
         "model's thresholds are the float32 model's, raised where its own validation frames "
-        "need more; the report replays the held-out prints through it: replay a recording of "
+        "need more; the report replays held-out test prints (--split session) through it, "
+        "and otherwise the cross-fit's float32 models (it says so): replay a recording of "
         "yours through a float16 or int8 bundle before you trust it",
     )
     p.add_argument(

@@ -672,13 +672,18 @@ def _daemon_judgement(
         heldout.start_replays(held, failures, spec, preset.scoring)
     )
     if spec.enabled:  # what the daemon shows for these thresholds (``PrintBaseline.gain``)
-        summary["shown"] = {
-            "threshold": threshold,
-            "adapted": spec.threshold,
-            "guard": spec.guard,
-            "frames": spec.frames,
-        }
+        summary["shown"] = _shown(threshold, spec)
     return summary, runs
+
+
+def _shown(threshold: float, spec: Adaptation) -> dict[str, float]:
+    """A bundle's thresholds as the report explains the daemon's scale with them."""
+    return {
+        "threshold": threshold,
+        "adapted": spec.threshold,
+        "guard": spec.guard,
+        "frames": spec.frames,
+    }
 
 
 def _failure_prints(test_a: Loaded) -> dict[str, np.ndarray]:
@@ -961,6 +966,8 @@ def _quantized_judgement(
                 f"with their thresholds: the {options.quantize} bundle's own are in its "
                 "model.json"
             ).lstrip("; ")
+        if "shown" in judgement:  # what the daemon shows is the bundle's own thresholds
+            judgement["shown"] = _shown(bundle.meta.threshold, bundle.meta.adaptation)
         return float32
     quantized = _daemon_judgement(
         preset,
