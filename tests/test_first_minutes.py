@@ -248,6 +248,13 @@ def test_recalibrating_on_ones_own_prints_sets_the_start_threshold_from_their_st
     assert "until it reloads (sudo systemctl reload printer-watchdog)" in r.stdout
     shown = Bundle.load(bundle).meta.threshold  # what replay and the dashboard compare with
     assert f"a frame above {shown:.6g} there is above this threshold" in r.stdout
+    # two prints of 16 frames, 8 learnt each: 16 later frames cannot set a 1% threshold, and
+    # the owner is told so, in the output and in the bundle's note
+    judged = 2 * (TINY_FRAMES - after.frames)
+    assert f"from 2 prints ({judged} frames after their starts)" in r.stdout, r.stdout
+    assert f"warning: only {judged} frames, too few for that rate (it needs 100)" in r.stderr
+    rule = Bundle.load(bundle).meta.extra["adaptation_rule"]
+    assert f"only {judged} frames, too few for that rate" in rule, rule
     r = run_cli("calibrate", str(bundle), "--normal", str(mine), "--frames", "6")
     assert r.returncode == 0, r.stderr
     assert Bundle.load(bundle).meta.adaptation.early_frames == 3  # still 3 of a start of 6
@@ -445,6 +452,8 @@ def test_the_trainers_report_says_how_the_start_is_judged(tiny_start_judged_run)
     text = (tiny_start_judged_run / "report.md").read_text()
     assert "### The start of a print" in text and "starts paused by mistake" in text
     assert report["test_normal_from"] == "held-out prints"  # it kept prints out of the fit
+    # a handful of frames set the 1% threshold: the report says how many, and what it means
+    assert "frames, too few for that rate (it needs 100)" in report["daemon"]["threshold_rule"]
     # the thresholds as the page and replay show them: the bundle's, not the per-print one
     bundle = Bundle.load(tiny_start_judged_run / "bundle").meta
     assert (

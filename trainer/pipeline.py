@@ -531,7 +531,7 @@ def _adaptation(
     whole = len({frames_contract.print_of(name) for name in prints})
     fpr = f"{options.target_fpr:g} of frames above"
     try:
-        own = _validation_adaptation(
+        own, judged = _validation_adaptation(
             preset.adaptation, preset.scoring, recon, sets, options.target_fpr, bs
         )
     except ValueError as exc:  # no normal print longer than the calibration frames
@@ -545,7 +545,9 @@ def _adaptation(
         return Adaptation(), why, []
     fitted: tuple[Adaptation, str, list[crossfit.HeldOut]] = (
         own,
-        f"validation frames of the fitted prints; {fpr}" + _start_rule(own, fitted=True),
+        f"validation frames of the fitted prints ({judged} frames after their starts); {fpr}"
+        + calibration.few_frames(judged, options.target_fpr)
+        + _start_rule(own, fitted=True),
         [],
     )
     if options.adapt_calibration != "cross" or whole < 2:
@@ -573,7 +575,10 @@ def _adaptation(
         f"cross-fitted: {cross.prints} prints{left_out} each scored by a model fitted without "
         f"it ({crossed.threshold:.6g}), or the fitted model's validation frames "
         f"({own.threshold:.6g}) when higher; {fpr} ({cross.frames} frames after the prints' "
-        "starts)" + _guard_rule(result, cross.prints) + _start_rule(result)
+        "starts)"
+        + calibration.few_frames(cross.frames, options.target_fpr)
+        + _guard_rule(result, cross.prints)
+        + _start_rule(result)
     )
     return result, rule, held
 
@@ -704,9 +709,10 @@ def _pct(v: float | None) -> str:
 
 def _validation_adaptation(
     spec: Adaptation, scoring: Scoring, recon: Any, sets: list[Loaded], target_fpr: float, bs: int
-) -> Adaptation:
+) -> tuple[Adaptation, int]:
     """The threshold on the validation frames (``sets[1]``) of every print, each replayed from
-    its start by ``recon`` (the Keras model, or a quantized bundle's)."""
+    its start by ``recon`` (the Keras model, or a quantized bundle's), and how many frames
+    after the prints' starts set it."""
     maps, masks, inputs, starts, start_inputs = [], [], [], [], []
     k = spec.frames
     for x, from_set in crossfit.prints_by_set(sets).values():  # sets = [fit, val]
@@ -728,13 +734,16 @@ def _validation_adaptation(
         starts=starts,
         start_inputs=start_inputs,
     )
+    judged = sum(int(m[result.frames :].sum()) for m in masks)
     logger.info(
-        "per-print adaptation: %d calibration frames, threshold %.4g on %d prints' validation frames",
+        "per-print adaptation: %d calibration frames, threshold %.4g on %d prints' validation "
+        "frames (%d after their starts)",
         result.frames,
         result.threshold,
         len(maps),
+        judged,
     )
-    return result
+    return result, judged
 
 
 def _choose_threshold(
@@ -845,7 +854,7 @@ def _quantized_adaptation(
     if not spec.enabled:
         return spec
     try:
-        own = _validation_adaptation(spec, meta.scoring, recon, sets, options.target_fpr, bs)
+        own, _ = _validation_adaptation(spec, meta.scoring, recon, sets, options.target_fpr, bs)
     except ValueError:  # no print longer than the calibration frames: as the float model
         return spec
     # the higher of two estimates, as the float model's own thresholds were chosen (a start

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from watchdog.detection.bundle import (
 from watchdog.detection.calibration import (
     GUARD_PRINTS,
     calibrate,
+    few_frames,
     guarded_maps,
     recalibrated_guard,
     starts_by_print,
@@ -251,7 +253,7 @@ def guard_after(
     return old
 
 
-def calibrated_rule(new: Adaptation, prints: int, target_fpr: float) -> str:
+def calibrated_rule(new: Adaptation, prints: int, target_fpr: float, frames: int) -> str:
     """The bundle's note on how its per-print thresholds were set, after ``calibrate``: the
     trainer's note names figures that are no longer the bundle's."""
     start = (
@@ -264,7 +266,7 @@ def calibrated_rule(new: Adaptation, prints: int, target_fpr: float) -> str:
     return (
         f"set by `watchdog calibrate` on {prints} of the owner's good prints: each learns its "
         f"first {new.frames} frames; threshold {new.threshold:.6g} leaves {target_fpr:g} of their "
-        f"later frames above it; {start}; {guard}"
+        f"{frames} later frames above it{few_frames(frames, target_fpr)}; {start}; {guard}"
     )
 
 
@@ -347,15 +349,18 @@ def main(args: argparse.Namespace) -> int:
     bundle.meta.adaptation = new
     # a recording that ended within its start or never moved sets none; parts are one print
     counted = len({print_of(names[i]) for i in used})
-    bundle.meta.extra["adaptation_rule"] = calibrated_rule(new, counted, args.target_fpr)
+    judged = sum(max(0, len(inputs[i]) - new.frames) for i in used)
+    bundle.meta.extra["adaptation_rule"] = calibrated_rule(new, counted, args.target_fpr, judged)
     bundle.save_meta()
     print(
         f"{args.bundle}: adaptation frames={new.frames} std_floor={new.std_floor} match_light={new.match_light} "
         f"nearest={new.nearest} pixel_spread={new.pixel_spread} print_scale={new.print_scale} "
         f"threshold={new.threshold:.6g} guard={new.guard:.6g} early_frames={new.early_frames} "
         f"early_threshold={new.early_threshold:.6g} start_light={new.start_light} "
-        f"from {counted} prints"
+        f"from {counted} prints ({judged} frames after their starts)"
     )
+    if caution := few_frames(judged, args.target_fpr):
+        print(f"warning: {caution.lstrip('; ')}", file=sys.stderr)
     # the threshold above is on the adapted score's own scale; what the owner sees is not
     print(
         f"scores in replay, score and the dashboard stay on the bundle's scale (at sensitivity "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -169,6 +170,19 @@ def threshold_for_fpr(scores: np.ndarray, target_fpr: float = 0.01) -> float:
         raise ValueError(f"target false-alarm rate must be in [0, 1), got {target_fpr}")
     allowed = int(np.floor(target_fpr * s.size))  # frames allowed above the threshold
     return max(float(s[s.size - 1 - allowed]), 1e-9)
+
+
+def few_frames(frames: int, target_fpr: float) -> str:
+    """A caution where too few frames set a threshold for its false-alarm rate to mean
+    anything ("": enough): with fewer than 1/rate of them, it is the highest score seen, and
+    how often a new print's good frames pass it is not known."""
+    if target_fpr <= 0 or frames * target_fpr >= 1:
+        return ""
+    return (
+        f"; only {frames} frames, too few for that rate (it needs {math.ceil(1 / target_fpr)}): "
+        "the threshold is the highest score among them, and how often a good frame of a new "
+        "print passes it is unknown: record longer prints, or more of them"
+    )
 
 
 # the guard sits at least this far above the highest start of a normal print seen
