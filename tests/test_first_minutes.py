@@ -282,7 +282,7 @@ def test_calibrate_counts_a_print_resumed_once_and_a_stub_not_at_all(
         cv2.imwrite(str(mine / f"b+resumed1_{i}.jpg"), synth.normal_frame(4, i, TINY_FRAMES))
     r = run_cli("calibrate", str(bundle), "--normal", str(mine))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines()[0].endswith("from 2 prints"), r.stdout
+    assert " from 2 prints (" in r.stdout.splitlines()[0], r.stdout
     assert "on 2 of the owner's good prints" in Bundle.load(bundle).meta.extra["adaptation_rule"]
 
 

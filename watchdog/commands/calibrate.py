@@ -276,32 +276,7 @@ def main(args: argparse.Namespace) -> int:
     old = bundle.meta.adaptation
     spec = uncalibrated(old, args, pre)
     n = spec.frames
-    try:
-        prints, loose = frames.group_prints(args.normal)
-    except FileNotFoundError as exc:
-        raise UsageError(f"--normal {exc}") from exc
-    if not prints:
-        found = f"{len(loose)} frame(s), none named" if loose else "no frame named"
-        raise UsageError(
-            f"--normal {', '.join(map(str, args.normal))}: {found} <print>_<number>.jpg "
-            "(a print's frames, as collect records them)"
-        )
-    if loose:
-        logger.warning(
-            "%d frame(s) not named <print>_<number>.jpg are not part of a print and are left out "
-            "(e.g. %s)",
-            len(loose),
-            loose[0],
-        )
-    trained = trained_on(bundle.meta.data, prints)
-    if trained:
-        logger.warning(
-            "%d of these %d prints trained this model (e.g. %s): judged on the prints it was "
-            "fitted on, a model sets its thresholds too low; calibrate on prints recorded since",
-            len(trained),
-            len(prints),
-            trained[0],
-        )
+    prints = _owners_prints(args, bundle)
     scorer = FrameScorer(bundle)  # the model only: the baseline is what is being calibrated
     # a print without a readable frame has nothing to calibrate on (calibrate would skip it)
     inputs_of = {name: model_inputs(pre, paths) for name, paths in prints.items()}
@@ -352,6 +327,13 @@ def main(args: argparse.Namespace) -> int:
     judged = sum(max(0, len(inputs[i]) - new.frames) for i in used)
     bundle.meta.extra["adaptation_rule"] = calibrated_rule(new, counted, args.target_fpr, judged)
     bundle.save_meta()
+    _say_calibrated(args, bundle, counted, judged)
+    return 0
+
+
+def _say_calibrated(args: argparse.Namespace, bundle: Bundle, counted: int, judged: int) -> None:
+    """What was set, on which scale the owner will see it, and when it takes effect."""
+    new = bundle.meta.adaptation
     print(
         f"{args.bundle}: adaptation frames={new.frames} std_floor={new.std_floor} match_light={new.match_light} "
         f"nearest={new.nearest} pixel_spread={new.pixel_spread} print_scale={new.print_scale} "
@@ -372,4 +354,35 @@ def main(args: argparse.Namespace) -> int:
         "a running watchdog keeps its old threshold until it reloads "
         "(sudo systemctl reload printer-watchdog)"
     )
-    return 0
+
+
+def _owners_prints(args: argparse.Namespace, bundle: Bundle) -> dict[str, list[Path]]:
+    """The good prints of ``--normal`` by name, refused when there is none; frames that are
+    no print's and prints that trained this model are said."""
+    try:
+        prints, loose = frames.group_prints(args.normal)
+    except FileNotFoundError as exc:
+        raise UsageError(f"--normal {exc}") from exc
+    if not prints:
+        found = f"{len(loose)} frame(s), none named" if loose else "no frame named"
+        raise UsageError(
+            f"--normal {', '.join(map(str, args.normal))}: {found} <print>_<number>.jpg "
+            "(a print's frames, as collect records them)"
+        )
+    if loose:
+        logger.warning(
+            "%d frame(s) not named <print>_<number>.jpg are not part of a print and are left out "
+            "(e.g. %s)",
+            len(loose),
+            loose[0],
+        )
+    trained = trained_on(bundle.meta.data, prints)
+    if trained:
+        logger.warning(
+            "%d of these %d prints trained this model (e.g. %s): judged on the prints it was "
+            "fitted on, a model sets its thresholds too low; calibrate on prints recorded since",
+            len(trained),
+            len(prints),
+            trained[0],
+        )
+    return prints
