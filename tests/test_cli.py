@@ -112,6 +112,38 @@ def test_a_camera_source_the_daemon_would_refuse_is_refused_by_check_config(
         assert said in line, line
 
 
+def test_check_config_warns_of_a_bundle_made_to_evaluate_and_refuses_an_old_one(
+    tmp_path,
+) -> None:
+    """A bundle of `--split session` (the README: do not ship it) loaded without a word, in
+    check-config and in the daemon; one of an older trainer was "not a printer-watchdog
+    bundle (format=None)"."""
+    import shutil
+
+    from watchdog.detection.bundle import default_bundle_path
+
+    shipped = tmp_path / "shipped"
+    shutil.copytree(default_bundle_path(), shipped)
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(shipped),
+        storage={"dir": str(tmp_path / "state")},
+        printers=[{"name": "e3"}],
+    )
+    r = run_cli("check-config", "--config", str(config))
+    assert r.returncode == 0 and "warning: model" not in r.stderr, r.stderr
+    meta = json.loads((shipped / "model.json").read_text())
+    meta["data"]["protocol"] = "session (held-out prints: scratch_3)"
+    (shipped / "model.json").write_text(json.dumps(meta))
+    r = run_cli("check-config", "--config", str(config))
+    assert r.returncode == 0, r.stderr
+    assert f"warning: model {shipped}: trained to evaluate (--split session)" in r.stderr
+    del meta["format"]
+    (shipped / "model.json").write_text(json.dumps(meta))
+    line = _one_line_error(run_cli("check-config", "--config", str(config)))
+    assert "a bundle of an older trainer (it names no format): retrain it" in line, line
+
+
 def test_invalid_yaml_and_missing_file(tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("printers: [\n  - name: e3\n    camera: {source: 0\n")

@@ -68,7 +68,7 @@ def test_dashboard_settings_are_refused_in_the_same_words_as_the_yaml() -> None:
         _merge(DetectionConfig(), {"sensitivity": 0, "consecutive": 1.5}, "printers.p1.detection")
     assert str(err.value) == (
         "printers.p1.detection.consecutive: must be a whole number, got a number; "
-        "printers.p1.detection.sensitivity: must be greater than 0"
+        "printers.p1.detection.sensitivity: must be greater than or equal to 0.1"
     )
 
 

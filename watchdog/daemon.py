@@ -86,6 +86,8 @@ def load_bundle(config: Config, source: str | Path = "config") -> Bundle:
     """The config's bundle, loaded and its model run once (start and reload refuse it otherwise)."""
     bundle = configured_bundle(config, source)
     try_model_once(bundle)
+    for caution in bundle.meta.cautions():
+        logger.warning("model %s: %s", bundle.path, caution)
     return bundle
 
 

@@ -215,6 +215,8 @@ def main(args: argparse.Namespace) -> int:
         )
     for line in warnings(config):
         print(f"warning: {line}", file=sys.stderr)
+    for caution in bundle.meta.cautions():
+        print(f"warning: model {bundle.path}: {caution}", file=sys.stderr)
     if args.probe:
         failed = probe(config)
         if failed:

@@ -552,6 +552,28 @@ class BundleMeta:
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
+    def cautions(self) -> list[str]:
+        """Why this bundle is not one to watch prints with, though it loads (none: it is):
+        a bundle made to evaluate, or one that judges every frame on its own. The daemon
+        runs it all the same (the owner may be trying it); it says so at start and reload,
+        and check-config warns."""
+        out = []
+        protocol = str(self.data.get("protocol", ""))
+        if protocol.startswith(("session", "random")):
+            out.append(
+                f"trained to evaluate (--split {protocol.split()[0]}): prints were held out of "
+                "its fit; retrain with the default --split all before relying on it"
+            )
+        if self.extra.get("preset") == "tiny":
+            out.append("the test suite's tiny preset: a toy model, not one to watch prints with")
+        if not self.adaptation.enabled:
+            out.append(
+                "no per-print adaptation: every frame is judged on its own, which misses most "
+                "failures on a print the model never saw; retrain on prints longer than its "
+                "calibration frames"
+            )
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["preprocess"]["roi"] = list(self.preprocess.roi)
@@ -563,6 +585,11 @@ class BundleMeta:
     def from_dict(cls, d: dict[str, Any], where: str = META_FILE) -> BundleMeta:
         if not isinstance(d, dict):
             raise BundleError(f"{where}: expected a JSON object")
+        if "format" not in d and {"preprocess", "threshold"} <= set(d):
+            raise BundleError(
+                f"{where}: a bundle of an older trainer (it names no format): retrain it with "
+                "this version"
+            )
         if d.get("format") != FORMAT:
             raise BundleError(
                 f"{where}: not a printer-watchdog bundle (format={d.get('format')!r})"
