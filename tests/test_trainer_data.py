@@ -580,3 +580,15 @@ def test_prints_that_start_on_the_same_black_frame_are_not_copies(tmp_path: Path
             _write(tmp_path / "p1" / f"{name}_{n}.jpg", synth.normal_frame(k, n, 6))
     frames = find_frames(normal=[tmp_path / "p1"])
     assert len({f.session for f in frames}) == 3
+
+
+def test_too_few_frames_to_fit_says_how_many_were_found(tmp_path: Path) -> None:
+    """One frame given (a folder of text files named .jpg but one): "no normal frames left to
+    fit the model on" said nothing of why; it says how many were found and where they went."""
+    _write(tmp_path / "frames" / "print1_0.jpg", synth.normal_frame())
+    frames = find_frames(normal=[tmp_path / "frames"])
+    with pytest.raises(DataError) as err:
+        split_frames(frames, "all")
+    said = str(err.value)
+    assert "of the 1 normal frame(s) found, 1 validate and 0 test" in said, said
+    assert "give more frames" in said

@@ -681,6 +681,8 @@ def test_frames_without_a_print_number_get_a_warning_with_the_naming(tmp_path: P
         and "print1_7.jpg" in warnings[0]
     )
     assert "--session-pattern" in warnings[0]
+    # they are all there is: they set the threshold too (they "only teach the model" said not)
+    assert "a random part of them sets the threshold" in warnings[0], warnings[0]
 
 
 # --------------------------------------------------------------------------- help and README

@@ -162,7 +162,8 @@ def find_frames(
             moved,
             frames_contract.FAILURES,
         )
-    warning = frames_contract.loose_warning([f.path for f in frames if f.loose], pattern)
+    only = not any(f.label == NORMAL and not f.loose for f in frames)  # no good print named
+    warning = frames_contract.loose_warning([f.path for f in frames if f.loose], pattern, only)
     if warning:
         logger.warning("%s (--session-pattern)", warning)
     return _apart_by_folder(_copies_left_out(_failures_not_fitted(frames)))
@@ -582,7 +583,11 @@ def split_frames(
             f"{len(loose)} loose frame(s) (not part of a recorded print, e.g. kept false alarms) fit only"
         )
     if not fit:
-        raise DataError("no normal frames left to fit the model on")
+        raise DataError(
+            f"no normal frames left to fit the model on: of the {len(normal)} normal frame(s) "
+            f"found, {len(val)} validate and {len(test)} test; give more frames (a few hundred "
+            "of good prints)"
+        )
     return Split(protocol, fit, val, test, anomalous, contaminated, sess, notes)
 
 

@@ -202,16 +202,25 @@ def group_prints(
     return {k: in_time_order(v, pattern) for k, v in prints.items()}, loose
 
 
-def loose_warning(loose: list[Path], pattern: re.Pattern[str] = _DEFAULT) -> str | None:
+def loose_warning(
+    loose: list[Path], pattern: re.Pattern[str] = _DEFAULT, only: bool = False
+) -> str | None:
     """One line for frames that do not name a print (outside ``false_alarms/``): what the
-    naming is, an example of each, and what happens to them; None when there are none."""
+    naming is, an example of each, and what happens to them (``only``: no good frame names
+    a print, so they are all there is); None when there are none."""
     stray = [p for p in loose if Path(p).parent.name != FALSE_ALARMS]
     if not stray:
         return None
     example = Path(stray[0])
+    happens = (
+        "no print can be told, so a random part of them sets the threshold, no print is "
+        "replayed as the daemon would see it, and no per-print adaptation can be calibrated"
+        if only
+        else "they are not grouped into prints (they only teach the model, and no "
+        "print-by-print figure uses them)"
+    )
     return (
         f"{len(stray)} frame(s) such as {example} are not named <print>_<n>{example.suffix} like "
         f"{frame_path(example.parent, 'print1', 7, example.suffix).name} (pattern {pattern.pattern}): "
-        "they are not grouped into prints (they only teach the model, and no print-by-print figure "
-        "uses them); rename them or give the naming as a pattern"
+        f"{happens}; rename them or give the naming as a pattern"
     )
