@@ -536,6 +536,20 @@ def test_folder_in_natural_order_once(tmp_path: Path) -> None:
     assert natural_key("frame_9.jpg") < natural_key("frame_10.jpg")
 
 
+def test_a_folder_of_several_prints_is_read_print_by_print(tmp_path: Path) -> None:
+    """The Kaggle set's names: print ``scratch`` is ``scratch_<n>.jpg`` and print
+    ``scratch_2`` is ``scratch_2_<n>.jpg``. In name order ``scratch_2.jpg`` and
+    ``scratch_3.jpg`` fell among the other print's frames, and ``replay`` judged one print in
+    three pieces, each learnt afresh, where the trainer grouped it whole."""
+    names = [f"scratch_{i}" for i in range(5)] + [f"scratch_2_{i}" for i in range(3)]
+    for name in names:
+        cv2.imwrite(str(tmp_path / f"{name}.jpg"), np.full((24, 32), 128, np.uint8))
+    cam = open_camera(cam_cfg(str(tmp_path)))
+    order = [p.stem for p in cam.paths]
+    assert order == names, order
+    cam.close()
+
+
 @pytest.mark.parametrize("suffix", [".avi", ".mp4"])
 def test_video_file_plays_once(tmp_path: Path, write_video, suffix: str) -> None:
     frames = [synthetic_frame(i) for i in range(6)]

@@ -20,7 +20,8 @@ Sources, chosen from ``CameraConfig.source``:
   thread reads the parts and keeps only the newest one's bytes; read() decodes it, so a
   30 fps stream read every 10 s costs almost nothing and is never seconds stale;
 - any other ``http(s)://`` URL: a snapshot, fetched per ``read()``;
-- a folder: its .jpg/.jpeg/.png frames in natural name order (frame_9 before frame_10);
+- a folder: its .jpg/.jpeg/.png frames print by print, each in frame order (the frames
+  contract: `scratch_2.jpg` is frame 2 of print `scratch`), others in natural name order;
 - any other file: a video (``cv2.VideoCapture``).
 
 Everything from the network is size-limited before decoding: at most ``max_bytes`` per
@@ -56,6 +57,7 @@ import cv2
 import numpy as np
 import urllib3
 
+from watchdog import frames as frames_contract
 from watchdog.config import CameraConfig
 from watchdog.detection.bundle import Preprocess, to_bgr
 from watchdog.devices.frozen import FrozenPicture, frozen_message
@@ -689,8 +691,19 @@ class _BaseCamera:
 # --------------------------------------------------------------------------- files
 
 
+def recording_order(path: Path) -> tuple[list[Any], int, list[Any]]:
+    """Sort key of a recording's frames: by print, then by frame number, as the trainer
+    groups them (the frames contract); frames that name no print by their natural name. In
+    plain name order the Kaggle set's ``scratch_2.jpg`` (print ``scratch``, frame 2) fell
+    among ``scratch_2_<n>.jpg`` (print ``scratch_2``), and one print was replayed in pieces."""
+    name = frames_contract.parse(path)
+    if name.print is None:
+        return natural_key(path.name), 0, []
+    return natural_key(name.print), name.number, natural_key(path.name)
+
+
 class FolderCamera(_BaseCamera):
-    """Frames from a folder, in natural name order, once."""
+    """Frames from a folder, print by print in frame order (``recording_order``), once."""
 
     kind = "folder"
     bad_run_goes_offline = False  # local files: a bad file is skipped, never "offline"
@@ -706,7 +719,7 @@ class FolderCamera(_BaseCamera):
         super().__init__(cfg, label, stop, backoff)
         self.paths = sorted(
             (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-            key=lambda p: natural_key(p.name),
+            key=recording_order,
         )
         if not self.paths:
             raise CameraSourceError(path, f"no {'/'.join(IMAGE_SUFFIXES)} frames in this folder")
