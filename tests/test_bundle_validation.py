@@ -248,7 +248,8 @@ def test_a_model_file_far_too_large_is_refused_before_it_is_read_whole(tmp_path)
         proc = run_cli(command, "--config", str(config), timeout=60)
         assert proc.returncode == 2, proc.stderr
         last = proc.stderr.strip().splitlines()[-1]
-        assert last.startswith(f"error: {folder / 'model.tflite'}: more than 64 MB"), last
+        said = f"error: {config}: model: {folder / 'model.tflite'}: more than 64 MB"
+        assert last.startswith(said), last
 
 
 def test_a_bundle_or_camera_folder_this_user_cannot_reach_is_a_one_line_refusal(

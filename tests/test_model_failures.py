@@ -76,6 +76,8 @@ def test_a_model_that_cannot_judge_a_busy_frame_is_refused_alike_by_run_and_chec
         lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
         assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
         assert "a busy frame" in lines[0] and str(hostile[name]) in lines[0], lines[0]
+        # named as the config's key, as a bundle that does not load is
+        assert lines[0].startswith(f"error: {config}: model: "), lines[0]
         said.append(lines[0])
     assert said[0] == said[1]
 

@@ -685,6 +685,15 @@ def test_frames_without_a_print_number_get_a_warning_with_the_naming(tmp_path: P
     assert "a random part of them sets the threshold" in warnings[0], warnings[0]
 
 
+def test_a_bad_session_pattern_names_the_flag_to_fix(tmp_path: Path) -> None:
+    """It named a flag that does not exist ("--session pattern ...")."""
+    data = _frames(tmp_path / "frames", 2, name="print1_{}.jpg")
+    r = _trainer("--normal", str(data), "--session-pattern", "(", "--out", str(tmp_path / "r"))
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --session-pattern: session pattern '(' is not a valid"), last
+
+
 # --------------------------------------------------------------------------- help and README
 
 

@@ -79,7 +79,7 @@ def compile_session_pattern(pattern: str) -> re.Pattern[str]:
     try:
         return frames_contract.compile_pattern(pattern)
     except frames_contract.FramesError as exc:
-        raise DataError(f"--{exc}") from exc
+        raise DataError(f"--session-pattern: {exc}") from exc
 
 
 def _frame(path: Path, label: str, pattern: re.Pattern[str]) -> Frame:

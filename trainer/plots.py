@@ -160,6 +160,7 @@ def replay_plot(replays: Sequence[Any], path: Path) -> None:
         2 if has_failures else 1,
         figsize=(12 if has_failures else 7, 2.6 * len(rows)),
         squeeze=False,
+        layout="constrained",  # long titles: tight_layout warned on every run, and overlapped
     )
     for (normal, failures), row in zip(rows, axes, strict=True):
         _replay_axis(row[0], [normal], f"{normal.name}: a good print")
@@ -170,7 +171,6 @@ def replay_plot(replays: Sequence[Any], path: Path) -> None:
                 else "no failure to replay"
             )
             _replay_axis(row[1], failures, title)
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

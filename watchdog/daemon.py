@@ -85,7 +85,7 @@ def _with_verdict(stored: CommandResult, learnt: CommandResult) -> CommandResult
 def load_bundle(config: Config, source: str | Path = "config") -> Bundle:
     """The config's bundle, loaded and its model run once (start and reload refuse it otherwise)."""
     bundle = configured_bundle(config, source)
-    try_model_once(bundle)
+    try_model_once(bundle, f"{source}: model: " if config.model is not None else "")
     for caution in bundle.meta.cautions():
         logger.warning("model %s: %s", bundle.path, caution)
     return bundle
@@ -102,11 +102,19 @@ def configured_bundle(config: Config, source: str | Path = "config") -> Bundle:
         raise BundleError(f"{source}: model: {exc}") from None
 
 
-def try_model_once(bundle: Bundle) -> None:
+def try_model_once(bundle: Bundle, where: str = "") -> None:
     """Run the model on a blank frame and on a busy one (noise: a model that fails only on
     frames with something in them passed a blank one), so a model that loads but cannot
     score is refused at start, at reload and by check-config, rather than failing every frame
-    afterwards."""
+    afterwards. ``where``: the config's ``model:`` key, said first as for a bundle that does
+    not load."""
+    try:
+        _score_twice(bundle)
+    except BundleError as exc:
+        raise BundleError(f"{where}{exc}") from None
+
+
+def _score_twice(bundle: Bundle) -> None:
     pre = bundle.meta.preprocess
     shape = (pre.height, pre.width, 3)
     busy = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)

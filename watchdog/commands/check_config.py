@@ -12,6 +12,7 @@ import json
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import yaml
@@ -92,11 +93,11 @@ def warnings(config: Config) -> list[str]:
     return out
 
 
-def run_model(config: Config, bundle: Bundle) -> None:
+def run_model(config: Config, bundle: Bundle, source: str | Path = "config") -> None:
     """The model tried as the daemon tries it at start (``try_model_once``: what one passes,
     the other passes), then each printer's detector built as its watcher will (``detector_for``:
     a refused mask is a ConfigError naming its key) and one frame scored."""
-    try_model_once(bundle)
+    try_model_once(bundle, f"{source}: model: " if config.model is not None else "")
     pre = bundle.meta.preprocess
     frame = np.full((max(pre.height, 64) * 2, max(pre.width, 64) * 2, 3), 128, np.uint8)
     for p in config.printers:
@@ -204,7 +205,7 @@ def main(args: argparse.Namespace) -> int:
             raise CameraSourceError(p.camera.source, problem).at(where)
     bundle = configured_bundle(config, args.config)  # BundleError → one line, exit 2
     if not args.no_model_run:
-        run_model(config, bundle)
+        run_model(config, bundle, args.config)
     resolved = config.masked()
     resolved["model"] = str(bundle.path)
     yaml.safe_dump(resolved, sys.stdout, sort_keys=False)
