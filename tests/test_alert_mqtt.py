@@ -946,10 +946,11 @@ def test_parse_command_accepts_exactly_the_documented_shapes() -> None:
         with pytest.raises(CommandError):
             parse_command(PREFIX, PRINTERS, topic, payload)
     # feedback's "latest" in a command was taken for an alert's id, and refused as "a newer
-    # alert since this one" when there was none
+    # alert since this one" when there was none: it is the bare command
     latest = b'{"command": "resume", "incident": "latest"}'
-    with pytest.raises(CommandError, match='incident "latest" is for feedback'):
-        parse_command(PREFIX, PRINTERS, f"{PREFIX}/ender3/command", latest)
+    assert parse_command(PREFIX, PRINTERS, f"{PREFIX}/ender3/command", latest) == Command(
+        "ender3", Verb.RESUME
+    )
 
 
 command_topics = st.sampled_from(

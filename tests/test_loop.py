@@ -2241,6 +2241,28 @@ def test_a_cancel_pressed_again_minutes_later_still_says_the_first_was_done(
     watcher.close()
 
 
+def test_a_cancel_pressed_again_while_the_api_is_away_is_sent_not_answered_done(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """The owner's first Cancel showed; then the API went away (OctoPrint lost its serial
+    link) and a print may have started at the printer: the idle the watcher kept is the API's
+    last word, not what the printer does. A Cancel then was answered "done" unasked."""
+    printer = _Unreachable("benchy_A.gcode")
+    watcher = _watcher(
+        tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "rec", list(normal_frames)), printer
+    )
+    watcher.step()
+    assert _press(watcher, Verb.CANCEL, None)[0]
+    printer.offline = True
+    printer.start_print("benchy_B.gcode")
+    for _ in range(3):
+        watcher.step()
+    ok, said = _press(watcher, Verb.CANCEL, None)  # sent: the printer's API is asked
+    assert not ok and "before this one" not in said, said
+    assert printer.actions.count(Action.CANCEL) == 2
+    watcher.close()
+
+
 def test_a_cancel_of_an_idle_printer_nobody_cancelled_says_why(
     tmp_path, tiny_adaptive_bundle, normal_frames
 ) -> None:

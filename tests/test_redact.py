@@ -582,3 +582,17 @@ def test_a_camera_echoing_its_login_reaches_no_phone_or_log_with_it(
     assert "HTTP 401 Unauthorized" in told.message, told.message
     assert leaks(told.message + told.title, TOKEN, secret) == [], told.message
     assert leaks(daemon.log, TOKEN, secret) == [], daemon.log[-3000:]
+
+
+def test_a_user_name_alone_is_masked_in_urls_and_a_token_everywhere() -> None:
+    """A name alone before the @ registered as a secret cut ordinary words everywhere:
+    "admin" of ``rtsp://admin:@cam`` (an empty password) made "administrator" "***istrator",
+    "camera" made "camera offline" "*** offline". A token there is masked wherever it lands."""
+    from watchdog.redact import url_secrets
+
+    assert url_secrets("rtsp://admin:@192.168.1.64/stream1") == []
+    assert url_secrets("http://camera@cam.local/snap.jpg") == []
+    assert url_secrets(f"http://{USER_TOKEN}@cam.local/snap.jpg") == [USER_TOKEN]
+    text = "camera offline: http://camera@cam.local/snap.jpg, administrator"
+    shown = redact(text, url_secrets("http://camera@cam.local/snap.jpg"))
+    assert shown == "camera offline: http://***@cam.local/snap.jpg, administrator", shown

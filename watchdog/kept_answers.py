@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from watchdog.durable import read_small, replace_file
@@ -57,9 +57,14 @@ class KeptAnswers:
             self._answers = answers | self._answers
             return dict(self._answers)
 
-    def keep(self, printer: str, answer: Mapping[str, object]) -> None:
-        """``answer`` as ``printer``'s last; a disk that refuses it is said in the log."""
+    def keep(self, printer: str, latest: Callable[[], Mapping[str, object] | None]) -> None:
+        """``printer``'s last answer, as ``latest`` gives it when it is written (the caller's
+        record, updated before: two answers given at once by two threads are written in
+        either order, each time the newest); a disk that refuses it is said in the log."""
         with self._writing:
+            answer = latest()
+            if answer is None:
+                return
             with self._lock:
                 self._answers[printer] = dict(answer)
                 data = json.dumps(self._answers, sort_keys=True).encode()

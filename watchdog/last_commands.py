@@ -89,7 +89,7 @@ class LastCommands:
             self._last[command.printer] = last
             kept = self._kept
         if kept is not None:
-            kept.keep(command.printer, asdict(last))
+            kept.keep(command.printer, lambda: self.of(command.printer))
 
     def of(self, printer: str) -> dict[str, object] | None:
         """The printer's last command as JSON for the page, None before any."""

@@ -94,8 +94,9 @@ def url_secrets(url: str) -> list[str]:
         password = parts.password
     except ValueError:
         return []
-    # a name alone before the @ is a token as often as a user (``_USER_ONLY``)
-    out = [password] if password else [parts.username] if parts.username else []
+    out = [password] if password else []
+    if parts.password is None and parts.username and _looks_like_token(parts.username):
+        out.append(parts.username)  # a name alone: masked in URLs always (``_USER_ONLY``)
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if value and says_secret(key):
             out.append(value)
@@ -103,6 +104,14 @@ def url_secrets(url: str) -> list[str]:
             nested = url_secrets(value)
             out += nested + [quote(n, safe="") for n in nested]
     return out
+
+
+def _looks_like_token(name: str) -> bool:
+    """A name alone before a URL's @ that is a token, to be masked wherever it lands (a
+    camera's refusal echoing it): long, letters and digits mixed. A user name ("admin",
+    "camera", "octoprint") is masked inside URLs only: masked everywhere, it cut ordinary
+    words ("***istrator", "*** offline")."""
+    return len(name) >= 12 and any(c.isdigit() for c in name) and any(c.isalpha() for c in name)
 
 
 def address_of(url: str) -> str:

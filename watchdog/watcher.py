@@ -1042,7 +1042,10 @@ class Watcher:
         a second or an hour later. None: send it (an idle printer for another reason,
         OctoPrint without its printer, is the client's to say)."""
         now = self.clock()
-        if self.state.printer != PrinterState.IDLE:
+        if self.state.printer != PrinterState.IDLE or self.api_state in (
+            PrinterState.OFFLINE,
+            PrinterState.ERROR,
+        ):  # an API away tells nothing: the idle is its last word, a print may run since
             return None
         ago = self.owner_stops.shown_since(Action.CANCEL, now)
         if ago is None:

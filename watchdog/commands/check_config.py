@@ -200,7 +200,7 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as exc:  # one line, exit 2: the daemon would not start on them
         raise ConfigError(f"{args.config}: {exc}") from None
     for i, p in enumerate(config.printers):  # refused by the daemon at start: exit 2 here too
-        if problem := source_problem(p.camera.source):
+        if problem := source_problem(p.camera):
             where = f"{args.config}: printers.{i}.camera.source"
             raise CameraSourceError(p.camera.source, problem).at(where)
     bundle = configured_bundle(config, args.config)  # BundleError → one line, exit 2

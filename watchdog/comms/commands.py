@@ -5,7 +5,9 @@ Command topics (``<prefix>`` is ``mqtt.topic_prefix``):
 - ``<prefix>/<printer>/enabled/set``: ``ON`` | ``OFF`` (the Home Assistant switch);
 - ``<prefix>/<printer>/feedback``: ``{"incident": id | "latest", "verdict": "not_failure" | "failure"}``;
 - ``<prefix>/<printer>/command``: ``pause`` | ``resume`` | ``cancel`` (through the printer's API)
-  | ``skip_print`` (stop watching the print under way; the next one is watched).
+  | ``skip_print`` (stop watching the print under way; the next one is watched), or
+  ``{"command": ..., "incident": id}``: acts only on that alert's print (``"latest"``: on the
+  print running now, as the bare word).
 
 Pure functions, so they are fuzzed directly. Only these shapes pass.
 """
@@ -80,12 +82,10 @@ def parse_command(prefix: str, printers: Iterable[str], topic: str, payload: byt
     incident, word = data["incident"], data[keys[0] if kind == "command" else keys[1]]
     if not isinstance(incident, str) or not SAFE_NAME.fullmatch(incident):
         raise CommandError(kind, "incident must be an incident id (letters, digits, '_' or '-')")
-    if kind == "command" and incident == LATEST_INCIDENT:  # feedback's word, not a command's
-        raise CommandError(
-            kind,
-            f'incident "{LATEST_INCIDENT}" is for feedback: a command names its alert\'s id, '
-            f"or is sent alone ({', '.join(ACTION_VERBS)}) for the print running now",
-        )
+    if kind == "command" and incident == LATEST_INCIDENT:
+        # feedback's word: a command bound to no alert, as the bare word is (it was taken for
+        # an alert's id, and refused as "a newer alert since this one")
+        incident = None
     verbs = ACTION_VERBS if kind == "command" else VERDICT_VERBS
     if not isinstance(word, str) or word not in verbs:
         name = "command" if kind == "command" else "verdict"

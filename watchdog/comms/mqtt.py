@@ -568,10 +568,20 @@ class MqttCommunicator:
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         self._retain(command.printer, "answer", to_json(answer))
-        if self._kept is not None and command.printer in self.printers:
-            self._kept.keep(command.printer, answer)
-        if self._answered is not None:
+        if self._answered is not None:  # the page told first: the disk below may be slow
             self._answered(command, result)
+        if self._kept is not None and command.printer in self.printers:
+            self._kept.keep(command.printer, lambda: self._retained_json(command.printer, "answer"))
+
+    def _retained_json(self, printer: str, name: str) -> dict[str, Any] | None:
+        """A printer's latest retained JSON value (None: none, or not JSON)."""
+        with self._lock:
+            payload = self._retained.get(f"{self.prefix}/{printer}/{name}")
+        try:
+            value = None if payload is None else json.loads(payload)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
 
     def heatmaps(self) -> dict[str, tuple[bytes, float]]:
         """Each printer's latest heatmap (published, or waiting for the connection) and when

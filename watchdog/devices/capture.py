@@ -1586,7 +1586,7 @@ def _open(
         return StreamCamera(
             cfg, source, label, stop, backoff
         )  # may appear later: retried with backoff
-    if problem := source_problem(source):
+    if problem := _path_problem(source):
         raise CameraSourceError(source, problem)
     path = Path(source).expanduser()
     if path.is_dir():
@@ -1598,10 +1598,12 @@ def _open(
 _HOST_PORT = re.compile(r"^[\w.-]+:\d+(/|$)")
 
 
-def source_problem(source: str | int) -> str | None:
+def source_problem(cfg: CameraConfig) -> str | None:
     """Why a camera source can never work, as the daemon would refuse it at start (None: it
     may; a URL or a device is tried, and retried, when watching): what ``check-config`` says
-    before a restart the daemon would not survive."""
+    before a restart the daemon would not survive. A recording (a folder of frames, a video)
+    is opened as the daemon opens it, and closed."""
+    source = cfg.source
     if isinstance(source, int) or source.strip().isdigit() or source.startswith("/dev/"):
         return None
     if "://" in source:
@@ -1609,6 +1611,17 @@ def source_problem(source: str | int) -> str | None:
         if scheme not in ("http", "https", "rtsp", "rtsps", "rtmp"):
             return f"unsupported scheme {scheme!r}"
         return None
+    if problem := _path_problem(source):
+        return problem
+    try:
+        _open(cfg, threading.Event(), "", (1.0, 1.0)).close()
+    except CameraSourceError as exc:  # an empty folder, a file that is no video
+        return exc.problem
+    return None
+
+
+def _path_problem(source: str) -> str | None:
+    """Why a file or folder source is none the daemon can open (None: it is there)."""
     path = Path(source).expanduser()
     try:
         if path.is_dir() or path.is_file():
