@@ -13,6 +13,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from tests.daemon_helpers import (
@@ -171,6 +173,7 @@ def test_a_value_that_reads_as_a_bad_date_is_text_not_a_crash(tmp_path) -> None:
         printers=[{"name": "p1", "camera": {"source": str(tmp_path)}}],
     )
     config.write_text(config.read_text().replace("password: x", "password: 2024-13-01"))
+    cv2.imwrite(str(tmp_path / "frame_0.jpg"), np.zeros((24, 32, 3), np.uint8))  # a recording
     proc = run_cli("check-config", "--config", str(config), "--no-model-run", timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "2024-13-01" not in proc.stdout and "password: '**********'" in proc.stdout

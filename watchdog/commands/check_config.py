@@ -199,13 +199,14 @@ def main(args: argparse.Namespace) -> int:
         check_tls(config.mqtt)
     except ConfigError as exc:  # one line, exit 2: the daemon would not start on them
         raise ConfigError(f"{args.config}: {exc}") from None
+    bundle = configured_bundle(config, args.config)  # BundleError → one line, exit 2
+    if not args.no_model_run:
+        run_model(config, bundle, args.config)
+    # after the model, as the daemon opens the cameras after loading it: the same first error
     for i, p in enumerate(config.printers):  # refused by the daemon at start: exit 2 here too
         if problem := source_problem(p.camera):
             where = f"{args.config}: printers.{i}.camera.source"
             raise CameraSourceError(p.camera.source, problem).at(where)
-    bundle = configured_bundle(config, args.config)  # BundleError → one line, exit 2
-    if not args.no_model_run:
-        run_model(config, bundle, args.config)
     resolved = config.masked()
     resolved["model"] = str(bundle.path)
     yaml.safe_dump(resolved, sys.stdout, sort_keys=False)
