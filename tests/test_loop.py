@@ -595,6 +595,51 @@ def test_an_alert_whose_print_ended_never_acts_on_a_reprint_after_a_restart(
     restarted.camera.close()
 
 
+def test_an_old_alerts_cancel_never_acts_on_another_pause_after_a_restart(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The alert paused the print; the daemon stopped; at the printer the owner cancelled it,
+    printed the same file again, and paused that one (a filament change) once it had printed
+    longer than the first had at the alert. Restarted, the watcher took the pause for the
+    alert's, still standing: the old notification's Cancel cancelled the new print."""
+    printer = _Reprinting("J.gcode")
+    watcher, frames, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    watcher.camera.close()  # the daemon stopped
+    printer.cancel()
+    printer.start_print("J.gcode")
+    printer.printed = 3000.0 + 600  # printed on, well past the alert's print time
+    printer.pause()  # at the printer
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    restarted.step()
+    assert not restarted.status()["failure"], "the old alert stood for another pause"
+    done = restarted.submit(Command("e3", Verb.CANCEL, incident, source="phone"))
+    restarted.step()
+    result = done.result(timeout=5)
+    assert not result.ok and printer.status().state == "paused", result
+    restarted.camera.close()
+
+
+def test_an_alerts_pause_still_holding_after_a_restart_stands(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The counterpart: still paused by the alert (its print time where it stopped), the
+    alert stands after a restart and its Cancel acts."""
+    printer = _Reprinting("J.gcode")
+    watcher, frames, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    watcher.camera.close()
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    restarted.step()
+    assert restarted.status()["failure"]
+    done = restarted.submit(Command("e3", Verb.CANCEL, incident, source="phone"))
+    restarted.step()
+    assert done.result(timeout=5).ok and printer.status().state == "idle"
+    restarted.camera.close()
+
+
 class _LosingAnswers(_Reprinting):
     """A printer that cancels but whose answer to the cancel is lost (Wi-Fi)."""
 

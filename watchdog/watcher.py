@@ -1228,8 +1228,18 @@ class Watcher:
                 left,
             )
             return
-        if self.state.printer is PrinterState.PRINTING:
-            logger.info("%s: alert %s: the print was resumed meanwhile", self.name, alert.incident)
+        if self.state.printer is PrinterState.PRINTING or self._ran_on(alert):
+            # paused now though it printed on since the alert paused it: resumed and paused
+            # again (a filament change), or the same file printed again; its Cancel pressed
+            # later would stop that print
+            logger.info(
+                "%s: alert %s: the print was resumed meanwhile%s",
+                self.name,
+                alert.incident,
+                ""
+                if self.state.printer is PrinterState.PRINTING
+                else " (or printed again), and is paused now for another reason",
+            )
             self._record_answer(Verb.RESUME, alert.incident)
             # as a resume seen live: the cooldown, and what the camera shows now accepted
             self.state = decide.resumed_after_action(self.state, now, self.settings)
@@ -1245,6 +1255,13 @@ class Watcher:
             alert.incident,
             alert.time,
         )
+
+    def _ran_on(self, alert: Alert) -> bool:
+        """The printer's job printed on after ``alert`` paused it: a print the alert paused
+        stops counting print time by ``api.confirm_s`` after it at the latest (a second of
+        slack: OctoPrint's whole seconds)."""
+        then, now = alert.printed_s, self._printed_s
+        return then is not None and now is not None and now > then + self.cfg.api.confirm_s + 1
 
     def _other_print(self, incident: str) -> str:
         """Why a button of this alert must not act on what the printer does now ("": it may).
