@@ -888,6 +888,27 @@ def test_a_pause_found_not_to_have_happened_is_told_at_once_unless_its_owner_ans
     assert len(ntfy_receiver.messages) == 2 and pending == 1  # the third alert waits its window
 
 
+def test_an_alert_after_the_last_one_was_answered_waits_for_no_window(
+    phone, ntfy_receiver, tmp_path
+) -> None:
+    """The owner cancelled the print of an alert from the phone and started another, which
+    failed and was paused a minute later: its alert waited out the last one's coalesce window,
+    the printer paused with nobody told. An answered alert's window holds nothing back; an
+    open one's still sums a storm up."""
+    from watchdog.incidents import record_answer
+
+    notifier = phone(notify=(target(ntfy_receiver.url(), coalesce_s=600),))
+    first = notifier.raise_alert(PRINTER, alert(), jpeg(1), jpeg(1))
+    wait_for("the first alert", lambda: len(ntfy_receiver.messages) == 1, timeout=30)
+    record_answer(tmp_path, PRINTER, first, "cancelled")  # from the phone
+    notifier.raise_alert(PRINTER, alert(), jpeg(2), jpeg(2))  # the next print's
+    wait_for("the next print's alert", lambda: len(ntfy_receiver.messages) == 2, timeout=30)
+    assert ntfy_receiver.messages[1].attachment == jpeg(2)
+    notifier.raise_alert(PRINTER, alert(), jpeg(3), jpeg(3))  # the same print's, unanswered
+    time.sleep(2)
+    assert len(ntfy_receiver.messages) == 2 and notifier.notify_status()["ntfy"]["pending"] == 1
+
+
 def test_a_camera_is_reported_offline_only_after_a_while_and_then_back(
     phone, ntfy_receiver, tmp_path
 ) -> None:

@@ -641,6 +641,7 @@ class TargetSender:
         self._delay = 0.0
         self._last_sent: dict[tuple[str, str], float] = {}
         self._last_kind: dict[tuple[str, str], str] = {}
+        self._last_incident: dict[tuple[str, str], str] = {}  # the alert last sent, if one
         # entry id → when its buttons were issued, and their (label, URL), reused on retries
         self._buttons: dict[str, tuple[float, list[tuple[str, str]]]] = {}
         # The wall clock (epoch seconds, as the outbox saves times), and per queued entry
@@ -888,6 +889,7 @@ class TargetSender:
         """When a new event may be sent: after coalesce_s since the last one of its group."""
         last = self._last_sent.get((event.printer, group))
         previous = self._last_kind.get((event.printer, group))
+        incident = self._last_incident.get((event.printer, group))
         sending = self._sending
         if (
             sending is not None
@@ -895,13 +897,28 @@ class TargetSender:
             and sending.body.get("group") == group
         ):
             last, previous = now, str(sending.body.get("kind"))  # on its way right now
+            incident = str(sending.body.get("incident") or "")
         if event.kind is Kind.CAMERA_ONLINE and previous == Kind.CAMERA_OFFLINE.value:
             return 0.0  # "back online" answers the "offline" that was sent: no waiting
         if event.corrects:
             return 0.0  # "the pause did NOT happen" of an alert sent: the owner must act now
+        if self._answered_since(event.printer, group, incident):
+            # the owner answered the last alert (cancelled its print, resumed it): this one
+            # is news, no storm (a new print paused waited out the last alert's window)
+            return 0.0
         if last is not None and 0 <= now - last < self.cfg.coalesce_s:  # < 0: clock set back
             return last + self.cfg.coalesce_s
         return 0.0
+
+    def _answered_since(self, printer: str, group: str, incident: str | None) -> bool:
+        """The alert this target sent last for ``printer`` (``incident``) was answered since,
+        or its print ended."""
+        if not incident or self.closing is None or group not in ALERT_GROUPS:
+            return False
+        try:
+            return bool(self.closing(printer, incident))
+        except Exception:  # noqa: BLE001 - an unreadable incident: the window holds
+            return False
 
     def _gauge(self) -> None:
         self.meters.pending.labels(self.name).set(len(self._queue) + (1 if self._sending else 0))
@@ -1214,6 +1231,9 @@ class TargetSender:
                 self._last_sent[(entry.printer, str(entry.body.get("group")))] = now
                 self._last_kind[(entry.printer, str(entry.body.get("group")))] = str(
                     entry.body.get("kind")
+                )
+                self._last_incident[(entry.printer, str(entry.body.get("group")))] = str(
+                    entry.body.get("incident") or ""
                 )
             if self.rejected or self._delay:
                 logger.info("notify %s: delivering again", self.name)
