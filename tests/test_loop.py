@@ -621,6 +621,28 @@ def test_an_old_alerts_cancel_never_acts_on_another_pause_after_a_restart(
     restarted.camera.close()
 
 
+def test_an_answered_alert_offers_no_buttons_in_the_status(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Resumed from the phone, the alert's incident offered no buttons, but ``/status`` (Home
+    Assistant's REST sensors, scripts) still listed Resume and Cancel; a Pause through it
+    opens it again."""
+    printer = SimulatedPrinter("J.gcode")
+    watcher, _, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    assert watcher.status()["last_alert"]["answers"] == ["resume", "cancel"]
+    assert _press(watcher, Verb.RESUME, incident)[0]
+    assert watcher.status()["last_alert"]["answers"] == []
+    assert _press(watcher, Verb.PAUSE, incident)[0]
+    assert watcher.status()["last_alert"]["answers"] == ["resume", "cancel"]
+    # cancelled, then marked not a failure: no print to learn again, and none is said
+    assert _press(watcher, Verb.CANCEL, incident)[0]
+    ok, said = _press(watcher, Verb.NOT_A_FAILURE, incident)
+    assert ok and said == "answered; its print has ended: the next print learns its own look"
+    watcher.camera.close()
+
+
 def test_an_alerts_pause_still_holding_after_a_restart_stands(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

@@ -282,6 +282,8 @@ class Watcher:
         self._prints = 0  # prints started since this watcher began (NEW_PRINT events)
         self._alert_print = -1  # which of them ``last_alert`` was about
         self._accepted: str | None = None  # the alert marked not a failure, its look learnt
+        # what became of this watcher's alerts' prints, as recorded ("": open again)
+        self._closed_answers: dict[str, str] = {}
         self.failing_steps = 0
         self.model_failure = ""  # why the model could not judge the last frame ("": it could)
         self.model_failures = 0  # frames it could not judge (each step's is a failing step)
@@ -613,6 +615,7 @@ class Watcher:
         try:
             if not already_answered(storage, self.name, incident):
                 record_answer(storage, self.name, incident, PRINT_OVER)
+                self._closed_answers[incident] = PRINT_OVER
         except (OSError, IncidentError) as exc:
             logger.warning(
                 "%s: cannot record that alert %s's print ended: %s", self.name, incident, exc
@@ -905,6 +908,7 @@ class Watcher:
             old._alert_print,
         )
         self._accepted = old._accepted
+        self._closed_answers = dict(old._closed_answers)
         self._printed_s, self._job_started = old._printed_s, old._job_started
         # what the camera and the API were last: a camera down before the reload is not told
         # again, one fixed by it is told back; a cancel seen at the next poll is one
@@ -1155,6 +1159,14 @@ class Watcher:
             return "this alert only told you of the failure: it paused nothing to resume"
         return already_answered(storage, self.name, incident)
 
+    def _alert_as_it_stands(self) -> Alert | None:
+        """The latest alert for ``/status`` and MQTT: once answered (its print resumed,
+        cancelled or ended), it offers no printer buttons any more, as its incident says."""
+        alert = self.last_alert
+        if alert is None or self._closed_answers.get(alert.incident, "") == "":
+            return alert
+        return replace(alert, answers=())
+
     def _record_answer(self, verb: Verb, incident: str | None) -> None:
         """A Resume, Cancel or Pause carried out answers the alert it was about: the
         command's, or (from the page, Home Assistant, the printer itself) the latest alert
@@ -1172,6 +1184,11 @@ class Watcher:
             record_answer(self.alerts.store.storage_dir, self.name, incident, ANSWERS[verb])
         except (OSError, IncidentError) as exc:
             logger.warning("%s: cannot record the answer to alert %s: %s", self.name, incident, exc)
+            return
+        # "paused" again through it: it acts again (``closing_answer``)
+        self._closed_answers[incident] = "" if verb is Verb.PAUSE else ANSWERS[verb]
+        while len(self._closed_answers) > 16:  # the latest alert's is the one shown
+            del self._closed_answers[next(iter(self._closed_answers))]
 
     def _latest_of_this_print(self) -> Alert | None:
         """This watcher's latest alert while its print still runs (after a restart: the
@@ -1440,6 +1457,11 @@ class Watcher:
                 "already marked not a failure: the print's look was learnt again then, not now",
             )
         self.state = decide.answered(self.state)
+        if self.state.printer not in (PrinterState.PRINTING, PrinterState.PAUSED):
+            # its print ended (cancelled from the phone, finished): nothing to learn again
+            return CommandResult(
+                True, "answered; its print has ended: the next print learns its own look"
+            )
         # the answer does not resume: said, or the owner waits for a print that stays paused
         paused = (
             "; the print stays paused: Resume it when ready"
@@ -1483,7 +1505,7 @@ class Watcher:
             enabled=self.enabled,
             skipping_print=self.skipping_print,
             failure=self.state.failure,
-            last_alert=self.last_alert,
+            last_alert=self._alert_as_it_stands(),
             heartbeat=heartbeat,
             failing_steps=self.failing_steps,
             recording_ended=self._recording_ended,
