@@ -19,6 +19,16 @@ from watchdog.comms import http
 from watchdog.comms.notifier import Notifier
 from watchdog.control import Command, Verb
 from watchdog.daemon import Daemon
+from watchdog.printing import Action, ActionResult, Outcome
+from watchdog.watcher import Alert
+
+
+def _alert(incident: str) -> Alert:
+    """An alert as a watcher keeps it, named ``incident``."""
+    done = ActionResult(Action.NOTIFY, Outcome.DONE, "notify only", 0)
+    return Alert(
+        "2026-12-06T00:00:00.000+00:00", "e3", None, 1.0, 0.5, 3, Action.NOTIFY, done, "", incident
+    )
 
 
 def _frames(folder: Path, frames) -> Path:
@@ -306,7 +316,7 @@ def test_a_watcher_stuck_past_a_reload_is_not_doubled_by_its_successor(daemon, m
     def hung_step() -> None:
         inside.set()
         release.wait(30)
-        old.last_alert = {"incident": "stuck-step-alert"}  # what the step got to do
+        old.last_alert = _alert("stuck-step-alert")  # what the step got to do
         steps.append("old step ended")
 
     monkeypatch.setattr(old, "step", hung_step)
@@ -331,7 +341,7 @@ def test_a_watcher_stuck_past_a_reload_is_not_doubled_by_its_successor(daemon, m
     release.set()
     wait_until("the new watcher watching", lambda: "new step" in steps, 20)
     assert steps[0] == "old step ended"
-    assert new.last_alert == {"incident": "stuck-step-alert"}
+    assert new.last_alert == _alert("stuck-step-alert")
 
 
 def _stuck_in_its_step(daemon, alert: str):
@@ -342,7 +352,7 @@ def _stuck_in_its_step(daemon, alert: str):
 
     daemon._stop(daemon.running)
     stuck = daemon._make_watchers(daemon.config, daemon.bundle)["e3"]
-    stuck.last_alert = {"incident": alert}
+    stuck.last_alert = _alert(alert)
     in_step = threading.Event()
     running = _Running(stuck, threading.Thread(target=in_step.wait, args=(30,)), threading.Event())
     running.thread.start()
@@ -372,7 +382,7 @@ def test_a_predecessor_ending_after_its_successor_stopped_waiting_hands_over_at_
     daemon.running = {"e3": _Running(waiting, follower, stopped, stuck_run)}
     daemon.reload()
     new = daemon.running["e3"].watcher
-    assert new.last_alert == {"incident": "stuck-step-alert"}
+    assert new.last_alert == _alert("stuck-step-alert")
     result = queued.result(20)
     assert result.ok and "off" in result.detail
     assert not new.snapshot.enabled
@@ -391,10 +401,10 @@ def test_a_reload_after_a_slow_handover_keeps_what_the_successor_knows(daemon) -
     follower.start()
     in_step.set()  # the stuck step ends: the successor takes over and watches
     wait_until("the successor watching", lambda: successor.snapshot.score is not None, 30)
-    successor.last_alert = {"incident": "newer-alert"}  # what it got to know since
+    successor.last_alert = _alert("newer-alert")  # what it got to know since
     daemon.running = {"e3": _Running(successor, follower, stop, stuck_run)}
     daemon.reload()
-    assert daemon.running["e3"].watcher.last_alert == {"incident": "newer-alert"}
+    assert daemon.running["e3"].watcher.last_alert == _alert("newer-alert")
 
 
 def test_a_reload_frees_the_old_watchers_at_once(
