@@ -282,8 +282,9 @@ class Watcher:
         self._prints = 0  # prints started since this watcher began (NEW_PRINT events)
         self._alert_print = -1  # which of them ``last_alert`` was about
         self._accepted: str | None = None  # the alert marked not a failure, its look learnt
-        # what became of this watcher's alerts' prints, as recorded ("": open again)
-        self._closed_answers: dict[str, str] = {}
+        # ``last_alert``'s incident once answered by a resume, a cancel or its print's end,
+        # and that answer ("": opened again by a pause through it)
+        self._closed: tuple[str, str] = ("", "")
         self.failing_steps = 0
         self.model_failure = ""  # why the model could not judge the last frame ("": it could)
         self.model_failures = 0  # frames it could not judge (each step's is a failing step)
@@ -615,7 +616,7 @@ class Watcher:
         try:
             if not already_answered(storage, self.name, incident):
                 record_answer(storage, self.name, incident, PRINT_OVER)
-                self._closed_answers[incident] = PRINT_OVER
+                self._closed = (incident, PRINT_OVER)  # shown in /status when it is last_alert
         except (OSError, IncidentError) as exc:
             logger.warning(
                 "%s: cannot record that alert %s's print ended: %s", self.name, incident, exc
@@ -908,7 +909,7 @@ class Watcher:
             old._alert_print,
         )
         self._accepted = old._accepted
-        self._closed_answers = dict(old._closed_answers)
+        self._closed = old._closed
         self._printed_s, self._job_started = old._printed_s, old._job_started
         # what the camera and the API were last: a camera down before the reload is not told
         # again, one fixed by it is told back; a cancel seen at the next poll is one
@@ -1163,7 +1164,8 @@ class Watcher:
         """The latest alert for ``/status`` and MQTT: once answered (its print resumed,
         cancelled or ended), it offers no printer buttons any more, as its incident says."""
         alert = self.last_alert
-        if alert is None or self._closed_answers.get(alert.incident, "") == "":
+        incident, answer = self._closed
+        if alert is None or alert.incident != incident or not answer:
             return alert
         return replace(alert, answers=())
 
@@ -1185,10 +1187,9 @@ class Watcher:
         except (OSError, IncidentError) as exc:
             logger.warning("%s: cannot record the answer to alert %s: %s", self.name, incident, exc)
             return
-        # "paused" again through it: it acts again (``closing_answer``)
-        self._closed_answers[incident] = "" if verb is Verb.PAUSE else ANSWERS[verb]
-        while len(self._closed_answers) > 16:  # the latest alert's is the one shown
-            del self._closed_answers[next(iter(self._closed_answers))]
+        if self.last_alert is not None and self.last_alert.incident == incident:
+            # shown in /status; "paused" again through it, it acts again (``closing_answer``)
+            self._closed = (incident, "" if verb is Verb.PAUSE else ANSWERS[verb])
 
     def _latest_of_this_print(self) -> Alert | None:
         """This watcher's latest alert while its print still runs (after a restart: the

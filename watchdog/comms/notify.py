@@ -639,9 +639,8 @@ class TargetSender:
         self._sending: Entry | None = None
         self._next_try = 0.0  # monotonic
         self._delay = 0.0
-        self._last_sent: dict[tuple[str, str], float] = {}
-        self._last_kind: dict[tuple[str, str], str] = {}
-        self._last_incident: dict[tuple[str, str], str] = {}  # the alert last sent, if one
+        # (printer, group) → when its last notification was sent, and that notification's body
+        self._last_sent: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         # entry id → when its buttons were issued, and their (label, URL), reused on retries
         self._buttons: dict[str, tuple[float, list[tuple[str, str]]]] = {}
         # The wall clock (epoch seconds, as the outbox saves times), and per queued entry
@@ -859,7 +858,7 @@ class TargetSender:
                     and sending.printer == printer
                     and sending.body.get("kind") == kind.value
                 )
-                or self._last_kind.get((printer, group)) == kind.value
+                or self._last_body(printer, group).get("kind") == kind.value
             )
         return len(waiting), told
 
@@ -871,7 +870,12 @@ class TargetSender:
         if sending is not None and sending.printer == event.printer:
             if sending.body.get("group") == group:
                 return False
-        return self._last_kind.get((event.printer, group)) != Kind.CAMERA_OFFLINE.value
+        return self._last_body(event.printer, group).get("kind") != Kind.CAMERA_OFFLINE.value
+
+    def _last_body(self, printer: str, group: str) -> dict[str, Any]:
+        """The body of the last notification of ``printer``'s ``group`` sent ({}: none)."""
+        sent = self._last_sent.get((printer, group))
+        return {} if sent is None else sent[1]
 
     @staticmethod
     def _is_hiccup(event: Event, waiting: list[Entry], now: float) -> bool:
@@ -887,17 +891,16 @@ class TargetSender:
 
     def _window_end(self, event: Event, group: str, now: float) -> float:
         """When a new event may be sent: after coalesce_s since the last one of its group."""
-        last = self._last_sent.get((event.printer, group))
-        previous = self._last_kind.get((event.printer, group))
-        incident = self._last_incident.get((event.printer, group))
+        sent = self._last_sent.get((event.printer, group))
+        last, body = (None, {}) if sent is None else sent
         sending = self._sending
         if (
             sending is not None
             and sending.printer == event.printer
             and sending.body.get("group") == group
         ):
-            last, previous = now, str(sending.body.get("kind"))  # on its way right now
-            incident = str(sending.body.get("incident") or "")
+            last, body = now, sending.body  # on its way right now
+        previous, incident = str(body.get("kind")), str(body.get("incident") or "")
         if event.kind is Kind.CAMERA_ONLINE and previous == Kind.CAMERA_OFFLINE.value:
             return 0.0  # "back online" answers the "offline" that was sent: no waiting
         if event.corrects:
@@ -910,7 +913,7 @@ class TargetSender:
             return last + self.cfg.coalesce_s
         return 0.0
 
-    def _answered_since(self, printer: str, group: str, incident: str | None) -> bool:
+    def _answered_since(self, printer: str, group: str, incident: str) -> bool:
         """The alert this target sent last for ``printer`` (``incident``) was answered since,
         or its print ended."""
         if not incident or self.closing is None or group not in ALERT_GROUPS:
@@ -1228,13 +1231,7 @@ class TargetSender:
                 else:
                     self.sent += 1
                 self.last_sent_at = now
-                self._last_sent[(entry.printer, str(entry.body.get("group")))] = now
-                self._last_kind[(entry.printer, str(entry.body.get("group")))] = str(
-                    entry.body.get("kind")
-                )
-                self._last_incident[(entry.printer, str(entry.body.get("group")))] = str(
-                    entry.body.get("incident") or ""
-                )
+                self._last_sent[(entry.printer, str(entry.body.get("group")))] = (now, entry.body)
             if self.rejected or self._delay:
                 logger.info("notify %s: delivering again", self.name)
             self._throttle.reset(f"notify:{self.name}")
