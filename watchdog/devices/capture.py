@@ -1601,21 +1601,12 @@ _HOST_PORT = re.compile(r"^[\w.-]+:\d+(/|$)")
 def source_problem(cfg: CameraConfig) -> str | None:
     """Why a camera source can never work, as the daemon would refuse it at start (None: it
     may; a URL or a device is tried, and retried, when watching): what ``check-config`` says
-    before a restart the daemon would not survive. A recording (a folder of frames, a video)
-    is opened as the daemon opens it, and closed."""
-    source = cfg.source
-    if isinstance(source, int) or source.strip().isdigit() or source.startswith("/dev/"):
-        return None
-    if "://" in source:
-        scheme = urlsplit(source).scheme.lower()
-        if scheme not in ("http", "https", "rtsp", "rtsps", "rtmp"):
-            return f"unsupported scheme {scheme!r}"
-        return None
-    if problem := _path_problem(source):
-        return problem
+    before a restart the daemon would not survive. The camera is built as the daemon builds
+    it, and closed: nothing is read (a reader thread starts at the first read), a recording
+    (a folder of frames, a video) is opened."""
     try:
         _open(cfg, threading.Event(), "", (1.0, 1.0)).close()
-    except CameraSourceError as exc:  # an empty folder, a file that is no video
+    except CameraSourceError as exc:  # a missing or empty folder, a scheme it cannot read
         return exc.problem
     return None
 
