@@ -85,7 +85,7 @@ def _with_verdict(stored: CommandResult, learnt: CommandResult) -> CommandResult
 def load_bundle(config: Config, source: str | Path = "config") -> Bundle:
     """The config's bundle, loaded and its model run once (start and reload refuse it otherwise)."""
     bundle = configured_bundle(config, source)
-    try_model_once(bundle, f"{source}: model: " if config.model is not None else "")
+    try_model_once(bundle, model_key(config, source))
     for caution in bundle.meta.cautions():
         logger.warning("model %s: %s", bundle.path, caution)
     return bundle
@@ -99,7 +99,13 @@ def configured_bundle(config: Config, source: str | Path = "config") -> Bundle:
     try:
         return Bundle.load(config.model)
     except BundleError as exc:
-        raise BundleError(f"{source}: model: {exc}") from None
+        raise BundleError(f"{model_key(config, source)}{exc}") from None
+
+
+def model_key(config: Config, source: str | Path) -> str:
+    """Where a bundle's error is said: the config file's ``model:`` key ("": the shipped
+    bundle, which no key names)."""
+    return f"{source}: model: " if config.model is not None else ""
 
 
 def try_model_once(bundle: Bundle, where: str = "") -> None:

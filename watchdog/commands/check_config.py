@@ -21,7 +21,7 @@ from watchdog import switches
 from watchdog.commands import shown_source
 from watchdog.comms.transport import check_tls
 from watchdog.config import Config, ConfigError, PrinterConfig
-from watchdog.daemon import configured_bundle, try_model_once
+from watchdog.daemon import configured_bundle, model_key, try_model_once
 from watchdog.detection.bundle import Bundle, BundleError, BundleMeta
 from watchdog.devices.capture import CameraSourceError, open_camera, redact_url, source_problem
 from watchdog.devices.printers import make_printer
@@ -97,7 +97,7 @@ def run_model(config: Config, bundle: Bundle, source: str | Path = "config") -> 
     """The model tried as the daemon tries it at start (``try_model_once``: what one passes,
     the other passes), then each printer's detector built as its watcher will (``detector_for``:
     a refused mask is a ConfigError naming its key) and one frame scored."""
-    try_model_once(bundle, f"{source}: model: " if config.model is not None else "")
+    try_model_once(bundle, model_key(config, source))
     pre = bundle.meta.preprocess
     frame = np.full((max(pre.height, 64) * 2, max(pre.width, 64) * 2, 3), 128, np.uint8)
     for p in config.printers:
