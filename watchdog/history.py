@@ -87,7 +87,7 @@ class Timeline:
                     self._clock += 1
             i = self._next
             # kept as float32: a value beyond its range is its largest, not an overflow warning
-            score, threshold = (float(np.clip(v, -_F32_MAX, _F32_MAX)) for v in (score, threshold))
+            score, threshold = (min(max(v, -_F32_MAX), _F32_MAX) for v in (score, threshold))
             self._t[i], self._s[i], self._th[i], self._f[i] = t, score, threshold, int(marks)
             self._next = (i + 1) % self.capacity
             self._count = min(self._count + 1, self.capacity)
