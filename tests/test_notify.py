@@ -1136,6 +1136,28 @@ def test_a_button_works_once_for_its_own_incident_until_it_expires(action_server
     assert oct((tmp_path / "action_tokens.json").stat().st_mode & 0o777) == "0o600"
 
 
+def test_a_link_opened_after_its_print_ended_offers_no_pause_or_stop_watching(
+    action_server, tmp_path
+) -> None:
+    """An email's "Stop watching this print" opened once the print is over asked Yes anyway;
+    pressed, it was refused. Its page says why at once. A resumed print runs on: Pause asks."""
+    from watchdog.incidents import record_answer
+
+    server, tokens, recorder, _ = action_server
+    incident = IncidentStore(tmp_path).save(PRINTER, alert(), jpeg(1), jpeg(1)).id
+    skip = tokens.issue(PRINTER, incident, Verb.SKIP_PRINT, 3600)
+    pause = tokens.issue(PRINTER, incident, Verb.PAUSE, 3600)
+    record_answer(tmp_path, PRINTER, incident, "resumed")
+    status, page = post(f"{server.url}/actions/{pause}", "GET")
+    assert status == 200 and "Pause the print?" in page and "<form" in page
+    for answer, said in (("cancelled", "the print was cancelled"), ("ended", "print has ended")):
+        record_answer(tmp_path, PRINTER, incident, answer)
+        for token in (skip, pause):
+            status, page = post(f"{server.url}/actions/{token}", "GET")
+            assert status == 409 and said in page and "<form" not in page
+    assert recorder.commands == []
+
+
 def test_buttons_survive_a_restart_and_a_refused_command_can_be_pressed_again(tmp_path) -> None:
     store = IncidentStore(tmp_path)
     incident = store.save(PRINTER, alert(), jpeg(1), jpeg(1)).id

@@ -666,6 +666,13 @@ def closing_answer(alert: dict[str, Any]) -> str:
     return answer if answer in ("resumed", "cancelled", PRINT_OVER) else ""
 
 
+def print_gone(storage_dir: Path, printer: str, incident_id: str) -> str:
+    """Why the alert's print can no longer be paused or left unwatched ("": it may): it was
+    cancelled or has ended. A resumed print runs on, so its Pause still acts."""
+    alert = saved_alert(storage_dir, printer, incident_id)
+    return answered(alert) if closing_answer(alert) in ("cancelled", PRINT_OVER) else ""
+
+
 def false_alarms_dir(storage_dir: Path, printer: str) -> Path:
     """Where frames of false alarms go: part of the collected normal set for retraining."""
     return Path(storage_dir) / "collected" / check_name(printer, "printer") / frames.FALSE_ALARMS

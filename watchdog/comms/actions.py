@@ -37,6 +37,7 @@ from watchdog.incidents import (
     already_answered,
     id_folders,
     incidents_root,
+    print_gone,
     stored_job,
 )
 
@@ -241,6 +242,10 @@ class ActionHandler:
             ), f"this button belongs to an older alert of {grant.printer}"
         if grant.verb in (Verb.RESUME, Verb.CANCEL) and (
             why := already_answered(self.storage_dir, grant.printer, grant.incident)
+        ):
+            return int(HTTPStatus.CONFLICT), why
+        if grant.verb in (Verb.PAUSE, Verb.SKIP_PRINT) and (
+            why := print_gone(self.storage_dir, grant.printer, grant.incident)
         ):
             return int(HTTPStatus.CONFLICT), why
         question = QUESTIONS.get(grant.verb, f"{grant.verb.value}?")
