@@ -30,6 +30,7 @@ from watchdog.config import (
 )
 from watchdog.control import Command, CommandResult, Verb
 from watchdog.detection.bundle import Bundle
+from watchdog.detection.decide import Label
 from watchdog.devices.printers import NoPrinter, PrinterClient, SimulatedPrinter, make_printer
 from watchdog.incidents import (
     Incident,
@@ -38,6 +39,7 @@ from watchdog.incidents import (
     new_incident_id,
     raised_at,
     record_verdict,
+    saved_alert,
 )
 from watchdog.printing import Action, ActionResult, Outcome, PrinterState, PrinterStatus
 from watchdog.watcher import LOOK_FRESH_S, Watcher, build_watcher
@@ -2230,6 +2232,30 @@ def test_the_owners_cancel_not_shown_leaves_its_alert_open_and_its_cancel_workin
     again = watcher.submit(Command("e3", Verb.CANCEL, incident, source="phone"))
     watcher.step()
     assert "answered already" not in again.result(timeout=5).detail
+    watcher.close()
+
+
+def test_the_owners_cancel_told_not_done_that_the_printer_makes_later_is_put_right(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """A cancel macro slower than ``api.confirm_s``: the owner was told "did NOT cancel" and
+    never heard that it stopped after all. A print that finished looks the same, so its alert
+    is answered by the print's end ("ended"), and the end is told as the print's."""
+    printer = _CancelOnlySaid("benchy_A.gcode")
+    watcher, _, incident = _told(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    done = watcher.submit(Command("e3", Verb.CANCEL, incident, source="phone"))
+    watcher.step()
+    final = _until_decided(watcher, done.result(timeout=5))
+    assert not final.ok and final.correction is not None, final
+    SimulatedPrinter.cancel(printer)  # the macro's cancel comes through at last
+    record = watcher.step()
+    right = final.correction.result(timeout=0)
+    assert right.ok and "cancelled late, or its print finished" in right.detail, right
+    latest = watcher.status()["last_alert"]["incident"]  # of the print (re-armed since)
+    assert saved_alert(tmp_path / "state", "e3", latest)["answer"] == "ended"
+    assert not watcher.status()["failure"] and record.state is Label.IDLE
     watcher.close()
 
 

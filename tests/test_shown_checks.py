@@ -113,14 +113,12 @@ def test_a_pause_told_not_done_that_the_printer_shows_later_is_put_right() -> No
     command and the page kept "did NOT pause (does its PAUSE macro stop the print?)" with the
     printer paused, and an automation acting on it could cancel a print that had paused. The
     watchdog's own pause was put right so; the owner's is now (within the same 15 minutes),
-    its alert answered then. A cancel is not: a print ending tells no cancel from a finish."""
+    its alert answered then."""
     checks = ShownChecks("e3", 90)
     pause = checks.follow(Action.PAUSE, None, 0.0, sure=True)
-    cancel = checks.follow(Action.CANCEL, None, 0.0, sure=True)
     checks.on_status(PrinterState.PRINTING, 91.0, _nothing, _nothing)
-    told, cancel_told = pause.result(0), cancel.result(0)
+    told = pause.result(0)
     assert not told.ok and "did NOT pause" in told.detail and told.correction is not None
-    assert cancel_told.correction is None
     shown: list[OwnerStop] = []
     checks.on_status(PrinterState.PRINTING, 100.0, shown.append, _nothing)
     assert not told.correction.done()
@@ -135,6 +133,35 @@ def test_a_pause_told_not_done_that_the_printer_shows_later_is_put_right() -> No
     too_late.on_status(PrinterState.PRINTING, 91.0 + 901, _nothing, _nothing)
     too_late.on_status(PrinterState.PAUSED, 91.0 + 902, _nothing, _nothing)  # another pause
     correction = told.result(0).correction
+    assert correction is not None and not correction.done()
+
+
+def test_a_cancel_told_not_done_that_the_printer_shows_later_is_put_right() -> None:
+    """A cancel macro that waits for the moves queued before it: the owner was told "did NOT
+    cancel" and never heard that the print stopped after all. A finished print looks the
+    same, so the correction says both and leaves the alert's answer to the print's end; a
+    pause of the print meanwhile (a cancel macro that pauses first) is no cancel yet."""
+    checks = ShownChecks("e3", 90)
+    cancel = checks.follow(Action.CANCEL, None, 0.0, sure=True, job="benchy.gcode")
+    checks.on_status(PrinterState.PRINTING, 91.0, _nothing, _nothing, "benchy.gcode")
+    told = cancel.result(0)
+    assert not told.ok and "did NOT cancel" in told.detail and told.correction is not None
+    recorded: list[OwnerStop] = []
+    checks.on_status(PrinterState.PAUSED, 100.0, recorded.append, _nothing, "benchy.gcode")
+    assert not told.correction.done()
+    checks.on_status(PrinterState.IDLE, 150.0, recorded.append, _nothing, "benchy.gcode")
+    right = told.correction.result(0)
+    assert right.ok and right.detail == (
+        "e3 is no longer printing (idle), 150 s after the cancel was sent: cancelled late, "
+        "or its print finished"
+    ), right
+    assert recorded == []  # the print's end answers its alert
+
+    other = ShownChecks("e3", 90)
+    cancel = other.follow(Action.CANCEL, None, 0.0, sure=True, job="benchy.gcode")
+    other.on_status(PrinterState.PRINTING, 91.0, _nothing, _nothing, "benchy.gcode")
+    other.on_status(PrinterState.IDLE, 120.0, _nothing, _nothing, "cube.gcode")  # another's
+    correction = cancel.result(0).correction
     assert correction is not None and not correction.done()
 
 

@@ -36,9 +36,11 @@ class OwnerStop:
 
 
 @dataclass(frozen=True)
-class LatePause:
-    """A pause told not to have happened, still looked for until ``until``: one the printer
-    shows paused by then is put right (``correction``), as the watchdog's own pause is."""
+class LateStop:
+    """A pause or cancel told not to have happened, still looked for until ``until``: one the
+    printer shows by then (paused; no longer printing) is put right (``correction``), as the
+    watchdog's own pause is. A cancel macro that waits for the moves queued before it, or a
+    pause queued behind a heat-up, ends after its sender was told it did not."""
 
     stop: OwnerStop
     until: float  # the watcher's clock
@@ -60,7 +62,7 @@ class ShownChecks:
         self.confirm_s = confirm_s
         self._lock = threading.Lock()
         self._waiting: list[OwnerStop] = []
-        self._late: list[LatePause] = []
+        self._late: list[LateStop] = []
         self._shown_at: dict[Action, float] = {}  # when an owner's stop of each kind last showed
         self._closed = ""  # why it was closed: a stop followed after it is answered so at once
 
@@ -144,15 +146,7 @@ class ShownChecks:
             late, self._late = self._late, []
         decided: list[tuple[OwnerStop, Decided, CommandResult]] = []
         kept: list[OwnerStop] = []
-        still_late: list[LatePause] = []
-        corrected: list[LatePause] = []
-        for pause in late:
-            if now > pause.until or (pause.stop.job and job and job != pause.stop.job):
-                continue  # a pause now is another one (a filament change), or another print's
-            if state is PrinterState.PAUSED:
-                corrected.append(pause)
-            elif state in (PrinterState.PRINTING, PrinterState.OFFLINE):  # offline: tells nothing
-                still_late.append(pause)
+        still_late, corrected = _sort_late(late, state, now, job)
         for stop in waiting:
             if shows_stop(state, cancel=stop.action is Action.CANCEL):
                 said = "paused" if state is PrinterState.PAUSED else f"no longer printing ({state})"
@@ -161,11 +155,9 @@ class ShownChecks:
             elif state in (PrinterState.PRINTING, PrinterState.PAUSED) and now >= stop.due:
                 why = self._not_shown(stop, state)
                 logger.warning("%s: %s", self.printer, why)
-                correction = None
-                if stop.action is Action.PAUSE:
-                    correction = Future[CommandResult]()
-                    correction.set_running_or_notify_cancel()
-                    still_late.append(LatePause(stop, now + PAUSED_LATE_WITHIN_S, correction))
+                correction = Future[CommandResult]()
+                correction.set_running_or_notify_cancel()
+                still_late.append(LateStop(stop, now + PAUSED_LATE_WITHIN_S, correction))
                 end = CommandResult(False, why, unknown=not stop.sure, correction=correction)
                 decided.append((stop, missed, end))
             else:
@@ -182,13 +174,24 @@ class ShownChecks:
             self._answer_unknown(kept, closed)
         for stop, part, end in decided:
             self._decide(stop, part, end)
-        for pause in corrected:  # after its "did NOT pause", when both come in one poll
-            sent = pause.stop.due - self.confirm_s
-            logger.info("%s: the owner's pause is shown after all", self.printer)
-            after_all = CommandResult(
-                True, f"{self.printer} is paused after all, {now - sent:.0f} s after it was sent"
-            )
-            self._decide(pause.stop, shown, after_all, pause.correction)
+        for later in corrected:  # after its "did NOT pause", when both come in one poll
+            self._put_right(later, state, now, shown)
+
+    def _put_right(self, later: LateStop, state: PrinterState, now: float, shown: Decided) -> None:
+        """A stop told not to have happened that the printer shows now: its senders are told."""
+        sent = later.stop.due - self.confirm_s
+        logger.info("%s: the owner's %s is shown after all", self.printer, later.stop.action)
+        if later.stop.action is Action.PAUSE:
+            said = f"{self.printer} is paused after all, {now - sent:.0f} s after it was sent"
+            self._decide(later.stop, shown, CommandResult(True, said), later.correction)
+            return
+        # a print that finished looks the same: its end is told as the print's, and its alert
+        # answered "ended", not "cancelled"
+        said = (
+            f"{self.printer} is no longer printing ({state}), {now - sent:.0f} s after "
+            "the cancel was sent: cancelled late, or its print finished"
+        )
+        self._decide(later.stop, _no_part, CommandResult(True, said), later.correction)
 
     def _not_shown(self, stop: OwnerStop, state: PrinterState) -> str:
         doing = "printing" if state is PrinterState.PRINTING else "paused"
@@ -226,7 +229,7 @@ class ShownChecks:
         page, a phone) is told so rather than left "under way" for ever."""
         with self._lock:
             waiting, self._waiting = self._waiting, []
-            self._late = []  # told already; nobody will see them paused now
+            self._late = []  # told already; nobody will see them shown now
             self._closed = why
         self._answer_unknown(waiting, why)
 
@@ -240,3 +243,35 @@ class ShownChecks:
                     unknown=True,
                 )
             )
+
+
+def _sort_late(
+    late: list[LateStop], state: PrinterState, now: float, job: str | None
+) -> tuple[list[LateStop], list[LateStop]]:
+    """The stops told not to have happened, as a status (``job``: the print it names) leaves
+    them: (still looked for, shown now). Those past their time, or of another print, go."""
+    still_late: list[LateStop] = []
+    corrected: list[LateStop] = []
+    for later in late:
+        stop = later.stop
+        if now > later.until or (stop.job and job and job != stop.job):
+            continue  # a pause now is another one (a filament change), or another print's
+        if _shown_late(stop.action, state):
+            corrected.append(later)
+        elif state in (PrinterState.PRINTING, PrinterState.OFFLINE) or (
+            stop.action is Action.CANCEL and state is PrinterState.PAUSED
+        ):  # offline: tells nothing
+            still_late.append(later)
+    return still_late, corrected
+
+
+def _no_part(stop: OwnerStop) -> None:
+    """A stop whose showing is not the watcher's to record."""
+
+
+def _shown_late(action: Action, state: PrinterState) -> bool:
+    """A stop told not to have happened, shown now: a pause by a paused print (one that ended
+    since is none), a cancel by a printer no longer printing or paused."""
+    if action is Action.PAUSE:
+        return state is PrinterState.PAUSED
+    return shows_stop(state, cancel=True)
