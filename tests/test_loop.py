@@ -2214,20 +2214,29 @@ def _until_decided(watcher: Watcher, answer: CommandResult) -> CommandResult:
     return answer.later.result(timeout=0)
 
 
+def _cancel_not_shown(
+    tmp_path: Path, bundle_dir: Path, normal_frames, anomalous_frames
+) -> tuple[Watcher, _CancelOnlySaid, str, CommandResult]:
+    """A phone's Cancel of an alert that the API took and the printer did not make: the
+    watcher, its printer, the alert, the Cancel's end ("did NOT cancel")."""
+    printer = _CancelOnlySaid("benchy_A.gcode")
+    watcher, _, incident = _told(tmp_path, bundle_dir, normal_frames, anomalous_frames, printer)
+    done = watcher.submit(Command("e3", Verb.CANCEL, incident, source="phone"))
+    watcher.step()
+    final = _until_decided(watcher, done.result(timeout=5))
+    assert not final.ok and "did NOT cancel" in final.detail, final
+    return watcher, printer, incident, final
+
+
 def test_the_owners_cancel_not_shown_leaves_its_alert_open_and_its_cancel_working(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
     """A phone's Cancel the API took and the printer never made: the alert was marked
     cancelled at once, so the Cancel pressed again was refused as answered, Home Assistant's
     failure went off with the print running, and the print's end was never told."""
-    printer = _CancelOnlySaid("benchy_A.gcode")
-    watcher, _, incident = _told(
-        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    watcher, _, incident, _ = _cancel_not_shown(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
     )
-    done = watcher.submit(Command("e3", Verb.CANCEL, incident, source="phone"))
-    watcher.step()
-    final = _until_decided(watcher, done.result(timeout=5))
-    assert not final.ok and "did NOT cancel" in final.detail, final
     assert watcher.status()["failure"] and not watcher.state.cancelled
     again = watcher.submit(Command("e3", Verb.CANCEL, incident, source="phone"))
     watcher.step()
@@ -2241,14 +2250,10 @@ def test_the_owners_cancel_told_not_done_that_the_printer_makes_later_is_put_rig
     """A cancel macro slower than ``api.confirm_s``: the owner was told "did NOT cancel" and
     never heard that it stopped after all. A print that finished looks the same, so its alert
     is answered by the print's end ("ended"), and the end is told as the print's."""
-    printer = _CancelOnlySaid("benchy_A.gcode")
-    watcher, _, incident = _told(
-        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    watcher, printer, _, final = _cancel_not_shown(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
     )
-    done = watcher.submit(Command("e3", Verb.CANCEL, incident, source="phone"))
-    watcher.step()
-    final = _until_decided(watcher, done.result(timeout=5))
-    assert not final.ok and final.correction is not None, final
+    assert final.correction is not None, final
     SimulatedPrinter.cancel(printer)  # the macro's cancel comes through at last
     record = watcher.step()
     right = final.correction.result(timeout=0)
