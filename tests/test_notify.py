@@ -1224,9 +1224,10 @@ def test_a_press_under_way_that_fails_in_the_end_can_be_pressed_again(tmp_path, 
     assert again.handle_action(token) == (200, "resume done")
 
 
-def _resume_left_under_way(phone, ntfy_receiver):
-    """An alert on ntfy whose Resume was pressed and answered "still carrying out": the
-    notifier, its printer's stand-in (``later`` ends the press) and the pressed token."""
+def _resume_left_under_way(phone, ntfy_receiver, button: str = "Resume"):
+    """An alert on ntfy whose Resume (``button``) was pressed and answered "still carrying
+    out": the notifier, its printer's stand-in (``later`` ends the press) and the pressed
+    token."""
     slow = Recorder(under_way=True)
     notifier = phone(
         notify=(target(ntfy_receiver.url("t"), actions_url="http://pi.lan:8787"),),
@@ -1235,7 +1236,7 @@ def _resume_left_under_way(phone, ntfy_receiver):
     notifier.raise_alert(PRINTER, {**alert(), "answers": ["resume", "cancel"]}, jpeg(1), jpeg(2))
     assert notifier.notifications.flush(60)
     [first] = ntfy_receiver.messages
-    token = {a["label"]: a["url"] for a in first.actions}["Resume"].rsplit("/", 1)[1]
+    token = {a["label"]: a["url"] for a in first.actions}[button].rsplit("/", 1)[1]
     assert notifier.handle_action(token)[0] == 202
     return notifier, slow, token
 
@@ -1257,6 +1258,24 @@ def test_a_press_under_way_that_fails_in_the_end_is_told_to_the_phone_with_its_b
     slow.under_way = False  # the printer answers again: the new Resume resumes
     again = {a["label"]: a["url"] for a in told.actions}["Resume"]
     assert notifier.handle_action(again.rsplit("/", 1)[1]) == (200, "resume done")
+
+
+def test_a_press_told_not_done_that_the_printer_makes_later_is_told_to_the_phone(
+    phone, ntfy_receiver
+) -> None:
+    """A cancel macro slower than ``api.confirm_s``: the phone heard "your Cancel was not
+    done" and the page and Home Assistant were put right when the printer stopped; the phone
+    never was, and its owner went to the printer for nothing."""
+    notifier, slow, _ = _resume_left_under_way(phone, ntfy_receiver, "Cancel")
+    correction: Future[CommandResult] = Future()
+    slow.later.set_result(CommandResult(False, "it did NOT cancel", correction=correction))
+    wait_for("the phone told", lambda: len(ntfy_receiver.messages) == 2)
+    late = "ender3 is no longer printing (idle), 150 s after the cancel was sent"
+    correction.set_result(CommandResult(True, late))
+    wait_for("the phone told again", lambda: len(ntfy_receiver.messages) == 3)
+    told = ntfy_receiver.messages[2]
+    assert told.title == "ender3: your Cancel came through after all", told.title
+    assert late in told.message and "told it was not done" in told.message
 
 
 def test_a_failed_press_told_never_replaces_an_alert_still_waiting_for_another_target(

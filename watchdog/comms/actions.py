@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from http import HTTPStatus
 from pathlib import Path
 
-from watchdog.control import Command, CommandResult, Dispatcher, Verb
+from watchdog.control import Command, CommandResult, Dispatcher, Verb, outcome_of
 from watchdog.durable import replace_file
 from watchdog.incidents import (
     SAFE_NAME,
@@ -219,14 +219,17 @@ class ActionHandler:
         dispatcher: Dispatcher | None,
         storage_dir: Path,
         failed_late: Callable[[Grant, str, bool], None] | None = None,
+        done_late: Callable[[Grant, str], None] | None = None,
     ) -> None:
         """``failed_late(grant, why, unknown)``: told when a press answered "still carrying
         out" fails in the end (the owner heard it would happen); ``unknown``: sent to the
-        printer and never answered, it may have happened."""
+        printer and never answered, it may have happened. ``done_late(grant, what)``: told
+        when the printer makes such a failed press after all (``what`` it shows now)."""
         self.tokens = tokens
         self.dispatcher = dispatcher
         self.storage_dir = Path(storage_dir)
         self.failed_late = failed_late
+        self.done_late = done_late
         # the route needs no login: anyone who reaches it may post made-up tokens in a loop
         self._refusals = ThrottledLog(60.0)
 
@@ -336,3 +339,23 @@ class ActionHandler:
                 self.failed_late(grant, why, unknown)
             except Exception:  # noqa: BLE001 - the command's thread must not die of the telling
                 logger.exception("%s: cannot tell the phone of its failed button", grant.printer)
+        if result is not None and result.correction is not None:
+            result.correction.add_done_callback(lambda late: self._came_late(grant, late))
+
+    def _came_late(self, grant: Grant, late: Future[CommandResult]) -> None:
+        """A press told "was not done" that the printer made after all: the phone is told."""
+        result = outcome_of(late)
+        if not result.ok:
+            return
+        logger.info(
+            "%s: phone button %s on alert %s came through after all: %s",
+            grant.printer,
+            grant.verb.value,
+            grant.incident,
+            result.detail,
+        )
+        if self.done_late is not None:
+            try:
+                self.done_late(grant, result.detail)
+            except Exception:  # noqa: BLE001 - the watcher's thread must not die of the telling
+                logger.exception("%s: cannot tell the phone its button came through", grant.printer)

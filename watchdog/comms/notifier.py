@@ -29,6 +29,7 @@ from watchdog.comms.notify import (
     Notifications,
     alert_event,
     answer_failed_event,
+    answer_late_event,
     camera_event,
     print_done_event,
 )
@@ -94,7 +95,11 @@ class Notifier:
         )
         self.tokens = ActionTokens(storage.dir)
         self.actions = ActionHandler(
-            self.tokens, dispatcher, storage.dir, failed_late=self._answer_failed
+            self.tokens,
+            dispatcher,
+            storage.dir,
+            failed_late=self._answer_failed,
+            done_late=self._answer_late,
         )
         self.notifications = Notifications(
             notify,
@@ -287,6 +292,18 @@ class Notifier:
         answers = saved_answers(alert) if alert and not unknown else ()
         self.notifications.notify(
             answer_failed_event(grant.printer, grant.incident, button, why, answers, unknown)
+        )
+
+    def _answer_late(self, grant: Grant, what: str) -> None:
+        """A phone button told "was not done" that the printer made after all (a PAUSE
+        behind a heat-up): the phones are told, with the alert's buttons."""
+        if not self.notifications:
+            return
+        alert = saved_alert(self.store.storage_dir, grant.printer, grant.incident)
+        button = dict((*BUTTONS, SKIP_LINK)).get(grant.verb, grant.verb.value)
+        answers = saved_answers(alert) if alert else ()
+        self.notifications.notify(
+            answer_late_event(grant.printer, grant.incident, button, what, answers)
         )
 
     def camera_changed(self, printer: str, online: bool, why: str = "") -> None:

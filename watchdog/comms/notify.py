@@ -66,6 +66,8 @@ class Kind(Enum):
     ACTION_FAILED = "action_failed"
     # a phone button's command said to be under way that failed in the end
     ANSWER_FAILED = "answer_failed"
+    # one of those that the printer made after all, a while later (a PAUSE behind a heat-up)
+    ANSWER_LATE = "answer_late"
     CAMERA_OFFLINE = "camera_offline"
     CAMERA_ONLINE = "camera_online"
     PRINT_DONE = "print_done"
@@ -78,6 +80,7 @@ _EVENT = {
     Kind.FAILURE_GOING_ON: NotifyEvent.FAILURE,
     Kind.ACTION_FAILED: NotifyEvent.ACTION_FAILED,
     Kind.ANSWER_FAILED: NotifyEvent.ACTION_FAILED,
+    Kind.ANSWER_LATE: NotifyEvent.ACTION_FAILED,  # where its "was not done" went
     Kind.CAMERA_OFFLINE: NotifyEvent.CAMERA_OFFLINE,
     Kind.CAMERA_ONLINE: NotifyEvent.CAMERA_OFFLINE,
     Kind.PRINT_DONE: NotifyEvent.PRINT_DONE,
@@ -90,6 +93,7 @@ _GROUP = {
     # with the alert's buttons again (ntfy cleared the alert when one was pressed), but never
     # summed up with a failure alert still waiting for a target (its picture would be lost)
     Kind.ANSWER_FAILED: "answer",
+    Kind.ANSWER_LATE: "answer",
     Kind.CAMERA_OFFLINE: "camera",
     Kind.CAMERA_ONLINE: "camera",
     Kind.PRINT_DONE: "print_done",
@@ -100,6 +104,7 @@ _TYPE = {
     Kind.FAILURE_GOING_ON: "failure",
     Kind.ACTION_FAILED: "failure",
     Kind.ANSWER_FAILED: "failure",
+    Kind.ANSWER_LATE: "info",
     Kind.CAMERA_OFFLINE: "warning",
     Kind.CAMERA_ONLINE: "info",
     Kind.PRINT_DONE: "success",
@@ -112,6 +117,7 @@ _NTFY_PRIORITY = {
     Kind.FAILURE_GOING_ON: "max",
     Kind.ACTION_FAILED: "max",
     Kind.ANSWER_FAILED: "high",
+    Kind.ANSWER_LATE: "default",
     Kind.CAMERA_OFFLINE: "default",
     Kind.CAMERA_ONLINE: "low",
     Kind.PRINT_DONE: "low",
@@ -257,6 +263,24 @@ def answer_failed_event(
         incident,
         answers=answers,
         corrects=True,  # the answer to a press: now, not after the alert's coalesce window
+    )
+
+
+def answer_late_event(
+    printer: str, incident: str, button: str, detail: str, answers: tuple[Verb, ...]
+) -> Event:
+    """The owner's ``button`` told "was not done" that the printer made after all
+    (``detail``: what it shows now): said at once, with the alert's buttons (a print paused
+    late is resumed or cancelled from here)."""
+    return Event(
+        Kind.ANSWER_LATE,
+        printer,
+        f"{printer}: your {button} came through after all",
+        f"The {button} you pressed for {printer}, told it was not done, came through later: "
+        f"{detail}.",
+        incident,
+        answers=answers,
+        corrects=True,
     )
 
 
