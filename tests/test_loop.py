@@ -2214,6 +2214,43 @@ def _until_decided(watcher: Watcher, answer: CommandResult) -> CommandResult:
     return answer.later.result(timeout=0)
 
 
+class _StopsOnlySaid(SimulatedPrinter):
+    """A printer whose API answers a pause and a cancel done that it does not make (yet)."""
+
+    def pause(self) -> ActionResult:
+        return ActionResult(Action.PAUSE, Outcome.DONE, "accepted pause", 1)
+
+    def cancel(self) -> ActionResult:
+        return ActionResult(Action.CANCEL, Outcome.DONE, "accepted cancel", 1)
+
+
+def test_the_owners_cancel_shown_after_the_watchdogs_own_pause_failed_is_no_print_ended(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The watchdog's pause did not happen while the owner's Cancel was on its way: that
+    "did NOT pause" took the Cancel for not done too, so when the printer did cancel, the
+    owner, told "e3 is no longer printing", also heard "print ended" as if it had finished."""
+    printer = _StopsOnlySaid("benchy_A.gcode")
+    watcher, _ = _alerted(tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer)
+    ended: list[str | None] = []
+    watcher.alerts.print_done = lambda name, job, error=None, unseen=False: ended.append(job)
+    answer = watcher.submit(Command("e3", Verb.CANCEL, None, source="phone"))
+    watcher.step()
+    cancel = answer.result(timeout=5)
+    assert cancel.under_way and cancel.later is not None, cancel
+    for _ in range(12):
+        if watcher.state.late_until is not None:  # the watchdog's own pause: did NOT pause
+            break
+        watcher.step()
+    assert watcher.state.late_until is not None and not cancel.later.done()
+    SimulatedPrinter.cancel(printer)  # the owner's cancel happens
+    watcher.step()
+    shown = cancel.later.result(timeout=0)
+    assert shown.ok and "no longer printing" in shown.detail, shown
+    assert ended == []
+    watcher.close()
+
+
 def _cancel_not_shown(
     tmp_path: Path, bundle_dir: Path, normal_frames, anomalous_frames
 ) -> tuple[Watcher, _CancelOnlySaid, str, CommandResult]:

@@ -1107,6 +1107,9 @@ class Watcher:
             # the printer idle); the watchdog's own cancel waits for an answer. One the API
             # never answered may not be what ended the print: its end is still told
             self.state = decide.answered(self.state)
+            if stop.sure:  # its end is this answer, not a "print ended" (a "did NOT pause"
+                # of the watchdog's own, meanwhile, took it for not done)
+                self.state = decide.cancelled_by_us(self.state)
 
     def _owner_stop_missed(self, stop: OwnerStop) -> None:
         if stop.action is Action.CANCEL and stop.sure:
