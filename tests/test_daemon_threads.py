@@ -17,10 +17,12 @@ import pytest
 from tests.daemon_helpers import DaemonProcess, free_port, wait_until, write_config
 from watchdog.comms import http
 from watchdog.comms.notifier import Notifier
+from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
 from watchdog.control import Command, Verb
 from watchdog.daemon import Daemon
+from watchdog.detection.bundle import Bundle
 from watchdog.printing import Action, ActionResult, Outcome
-from watchdog.watcher import Alert
+from watchdog.watcher import Alert, build_watcher
 
 
 def _alert(incident: str) -> Alert:
@@ -631,3 +633,29 @@ def test_the_daemons_waits_always_leave_the_web_server_a_thread() -> None:
     from watchdog.daemon import COMMANDS_WAITING
 
     assert COMMANDS_WAITING + 2 < WORKER_THREADS
+
+
+def test_a_stop_during_a_reload_starts_no_new_watcher_and_tells_no_camera_offline(
+    tmp_path, tiny_adaptive_bundle, daemon
+) -> None:
+    """SIGTERM a moment after SIGHUP: the new watchers were started after the stop, their
+    first camera read was cut short by it, and each printer's last state on the broker and
+    in the log became "camera offline" for cameras that were fine."""
+    daemon.stop_event.set()  # SIGTERM while the reload prepares the new watchers
+    assert daemon._reload() is None
+    [new] = daemon.running.values()
+    assert new.thread.ident is None  # never started
+    daemon._stop(daemon.running)
+
+    # a watcher stepping as the stop comes: its cut-short read is no camera outage
+    stop = threading.Event()
+    cfg = PrinterConfig(
+        name="e3", camera=CameraConfig(source=f"http://127.0.0.1:{free_port()}/snapshot.jpg")
+    )
+    alerts = Notifier(MqttConfig(), StorageConfig(dir=tmp_path / "other"), ["e3"])
+    watcher = build_watcher(cfg, Bundle.load(tiny_adaptive_bundle), alerts, stop=stop)
+    stop.set()
+    record = watcher.step()
+    watcher.close()
+    assert "camera_offline" not in [e.event for e in record.events], record
+    assert watcher.camera_online is None and record.state.value != "camera_offline"

@@ -302,8 +302,9 @@ class Daemon:
             r.stop.set()
         deadline = time.monotonic() + timeout
         for r in running.values():
-            if r.thread.ident is None:
-                continue  # never started
+            if r.thread.ident is None:  # never started: it lets go of its camera here
+                r.watcher.close()
+                continue
             r.thread.join(max(0.0, deadline - time.monotonic()))
             if r.thread.is_alive():
                 logger.error("watcher %s did not stop within %.0f s", r.watcher.name, timeout)
@@ -683,6 +684,9 @@ class Daemon:
         self.config, self.bundle = config, bundle
         self._apply_log_level(config)
         self.running = self._prepare(watchers, late)
+        if self.stop_event.is_set():  # stopped meanwhile: the new watchers never watch
+            logger.info("reload of %s cut short: the watchdog is stopping", self.config_path)
+            return None
         self._launch(self.running)
         logger.info("reloaded %s (model %s)", self.config_path, bundle.path)
         for why in left_out:  # as at the start: kept in their file, shown on the page

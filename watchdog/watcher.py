@@ -250,9 +250,12 @@ class Watcher:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         gate: FrameGate | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.cfg = cfg
         self.name = cfg.name
+        # the daemon's stop: a camera read it cuts short is no camera going offline
+        self.stopping = stopping
         self.detector = detector
         self.camera = camera
         self.printer = printer
@@ -405,7 +408,9 @@ class Watcher:
         """The next frame, or None; a camera going offline or back is an event, once."""
         frame = self.camera.read()
         self.metrics.observe_camera(self.name, self.camera)
-        if frame is None and self.camera.exhausted:
+        if frame is None and (
+            self.camera.exhausted or (self.stopping is not None and self.stopping.is_set())
+        ):
             return None
         # A bad frame (skipped and counted by the camera) is not the camera going offline.
         online = frame is not None or self.camera.online
@@ -1631,4 +1636,4 @@ def build_watcher(
         )
     )
     printer = printer if printer is not None else make_printer(cfg.api, stop)
-    return Watcher(cfg, detector, camera, printer, alerts, metrics, clock, gate)
+    return Watcher(cfg, detector, camera, printer, alerts, metrics, clock, gate, stop)
