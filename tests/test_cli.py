@@ -743,3 +743,13 @@ def test_check_config_refuses_mqtt_certificates_the_daemon_could_not_load(
         f"error: {config}: mqtt.tls: cannot load the certificates ({garbage}, {garbage}): a "
         "file that is not a PEM certificate or key"
     )
+    fifo = tmp_path / "ca.fifo"  # hung check-config and the start without a word
+    os.mkfifo(fifo)
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(tiny_bundle),
+        mqtt={"host": "127.0.0.1", "tls": {"ca_file": str(fifo)}},
+        printers=[{"name": "e3"}],
+    )
+    r = run_cli("check-config", "--config", str(config), timeout=60)
+    assert "mqtt.tls.ca_file" in _one_line_error(r) and f"{fifo}: not a regular file" in r.stderr

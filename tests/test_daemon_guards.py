@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import threading
@@ -38,12 +39,13 @@ def write(
     model: Path | None = None,
     listen: str = "",
     storage: Path | None = None,
+    mqtt: dict[str, Any] | None = None,
     **printer: Any,
 ) -> Path:
     return write_config(
         config,
         model=str(model or default_bundle_path()),
-        mqtt={"host": ""},
+        mqtt=mqtt or {"host": ""},
         http={"listen": listen},
         storage={"dir": str(storage or config.parent / "state")},
         printers=[
@@ -201,6 +203,18 @@ def test_a_reload_that_cannot_be_applied_is_refused_and_the_daemon_keeps_watchin
         reload_and_wait(daemon, "the same config again")
         state = requests.get(f"http://{listen}/api/state", timeout=5).json()["printers"][0]
         assert state["settings"]["consecutive"] == 4, state["settings"]
+
+        # MQTT's certificates wait for the restart, which would exit 2 on these: refused
+        # now, as check-config refuses them (a FIFO hung the start without a word)
+        garbage, fifo = tmp_path / "ca.pem", tmp_path / "ca.fifo"
+        garbage.write_text("not a certificate")
+        os.mkfifo(fifo)
+        for ca, said in ((garbage, "cannot load the certificates"), (fifo, "not a regular")):
+            tls = {"host": "127.0.0.1", "port": free_port(), "tls": {"ca_file": str(ca)}}
+            write(config, camera_server.snapshot_url, listen=listen, mqtt=tls)
+            reload_and_wait(daemon, f"an MQTT CA file {ca.name}")
+            assert said in refused_lines(daemon.log)[-1] and "mqtt.tls" in daemon.log
+        assert daemon.alive()
     finally:
         rc = daemon.stop()
     assert rc == 0, daemon.log

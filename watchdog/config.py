@@ -82,6 +82,24 @@ class TlsConfig(_Model):
         False, description="skip certificate verification (self-signed test setups only)"
     )
 
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _plain_file(cls, v: Path | None) -> Path | None:
+        """A FIFO or a device here hung the start without a word (reading it blocks until
+        something writes); a missing file is said where the session would load it."""
+        if v is not None and _not_a_file(v):
+            raise ValueError(f"{v}: not a regular file (a PEM file)")
+        return v
+
+
+def _not_a_file(path: Path) -> bool:
+    """``path`` is there and is neither a plain file nor a folder (a FIFO, a device)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False  # missing or unreadable: said by whoever opens it
+    return not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode))
+
 
 def plain_topic(v: str) -> str:
     """A topic prefix: levels without wildcards (a wildcard in a topic the daemon subscribes
@@ -297,7 +315,8 @@ def _existing_ca(path: Path | None) -> Path | None:
     except OSError as exc:  # a folder on the way that this user cannot enter
         raise ValueError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if not there:
-        raise ValueError(f"{path}: no such file or folder (a CA certificate in PEM)")
+        what = "not a regular file" if _not_a_file(path) else "no such file or folder"
+        raise ValueError(f"{path}: {what} (a CA certificate in PEM)")
     try:
         ssl.create_default_context(cafile=str(path))
     except ssl.SSLError:

@@ -25,6 +25,7 @@ import numpy as np
 
 from watchdog import overrides, systemd
 from watchdog.comms.notifier import Notifier
+from watchdog.comms.transport import check_tls
 from watchdog.config import Config, ConfigError, load_config
 from watchdog.control import (
     INCIDENT_VERBS,
@@ -207,6 +208,7 @@ class Daemon:
         self._apply_log_level(self.config)
         for why in refused:
             logger.error("%s", why)
+        check_tls(self.config.mqtt, self.config_path)
         self.bundle = load_bundle(self.config, self.config_path)
         self.metrics = Metrics()
         self.notifier: Notifier | None = None
@@ -644,6 +646,7 @@ class Daemon:
             config, left_out = overrides.load_starting_config(
                 self.config_path, overrides.config_mask_check, self.config.storage.dir
             )
+            check_tls(config.mqtt, self.config_path)  # kept until the restart, which needs it
             bundle = load_bundle(config, self.config_path)
             watchers = self._make_watchers(config, bundle)
         except (ConfigError, BundleError, UsageError) as exc:

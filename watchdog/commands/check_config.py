@@ -195,10 +195,7 @@ def main(args: argparse.Namespace) -> int:
     config, left_out = load_starting_config(args.config, config_mask_check)
     for why in left_out:
         print(f"warning: {secret_filter.mask(why)}", file=sys.stderr)
-    try:
-        check_tls(config.mqtt)
-    except ConfigError as exc:  # one line, exit 2: the daemon would not start on them
-        raise ConfigError(f"{args.config}: {exc}") from None
+    check_tls(config.mqtt, args.config)  # one line, exit 2: the daemon would not start on them
     bundle = configured_bundle(config, args.config)  # BundleError → one line, exit 2
     if not args.no_model_run:
         run_model(config, bundle, args.config)

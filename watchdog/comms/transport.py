@@ -109,12 +109,15 @@ def _set_tls(client: mqtt.Client, tls: TlsConfig) -> None:
         raise ConfigError(f"mqtt.tls: cannot load the certificates ({files}): {why}") from exc
 
 
-def check_tls(cfg: MqttConfig) -> None:
-    """ConfigError naming mqtt.tls where the daemon's start would fail on its certificates
-    (``check-config``: said before the service is started on them, not by a start that exits
-    2 and is restarted by systemd)."""
+def check_tls(cfg: MqttConfig, config_path: str | Path) -> None:
+    """ConfigError naming the config file and mqtt.tls where the MQTT session would fail on
+    its certificates: said by ``check-config`` and at the start before anything starts, and
+    by a reload (it keeps the running session, and the next start would exit 2)."""
     if cfg.host and cfg.tls is not None:
-        _set_tls(mqtt.Client(mqtt.CallbackAPIVersion.VERSION2), cfg.tls)
+        try:
+            _set_tls(mqtt.Client(mqtt.CallbackAPIVersion.VERSION2), cfg.tls)
+        except ConfigError as exc:
+            raise ConfigError(f"{config_path}: {exc}") from None
 
 
 class MqttTransport:
