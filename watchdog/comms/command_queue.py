@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 
 from watchdog.control import Command, CommandResult, Verb, on_news
+from watchdog.incidents import ThrottledLog
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class PrinterCommands:
         self._queues: dict[str, deque[tuple[Command, float]]] = {}
         self._workers: dict[str, threading.Thread] = {}
         self._closed = False
+        self._drops = ThrottledLog(60.0)
 
     def put(self, command: Command) -> bool:
         """Queue ``command``; False when COMMANDS_WAITING are waiting already for its printer,
@@ -55,8 +57,12 @@ class PrinterCommands:
             if queue is not None and command.verb in SWITCH:
                 for waiting in [w for w in queue if w[0].verb in SWITCH]:
                     queue.remove(waiting)
-                    # it was logged as taken: the log must not leave it looking carried out
-                    logger.info(
+                    # it may have been logged as taken: the log must not leave it looking
+                    # carried out (a flood: one line a minute, the rest counted)
+                    self._drops(
+                        logger,
+                        logging.INFO,
+                        command.printer,
                         "%s: MQTT command %s dropped before it was carried out: %s came after it",
                         command.printer,
                         waiting[0].verb.value,

@@ -469,7 +469,12 @@ class MqttCommunicator:
             ):
                 self.publish_answer(command, CommandResult(False, refused))
             return
-        logger.info(  # once taken: a flood refused is the throttled line above, not one each
+        # taken: one line a minute per printer (each one carried out logs its end), so a
+        # flood taken, as one refused, is not a line per message
+        self._throttle(
+            logger,
+            logging.INFO,
+            f"taken:{command.printer}",
             "%s: MQTT command %s%s",
             command.printer,
             command.verb.value,
