@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 from tests.daemon_helpers import DaemonProcess, free_port, wait_until, write_config
 from watchdog.comms import http
@@ -659,3 +660,17 @@ def test_a_stop_during_a_reload_starts_no_new_watcher_and_tells_no_camera_offlin
     watcher.close()
     assert "camera_offline" not in [e.event for e in record.events], record
     assert watcher.camera_online is None and record.state.value != "camera_offline"
+
+
+def test_a_reload_that_leaves_a_printer_without_notifications_until_the_restart_says_which(
+    tmp_path, daemon, caplog
+) -> None:
+    """A printer renamed by a reload, its new name written in the notify target's list: the
+    running targets (kept until the restart) name the old one, so its alerts reached no
+    phone, and the log said only that notify changes need a restart."""
+    config = yaml.safe_load(daemon.config_path.read_text())
+    config["printers"][0]["name"] = "voron"
+    config["notify"] = [{"url": "json://127.0.0.1:9/hook", "printers": ["voron"]}]
+    write_config(daemon.config_path, **config)
+    assert daemon._reload() is None
+    assert "no notification reaches the phones for voron" in caplog.text, caplog.text

@@ -26,7 +26,7 @@ import numpy as np
 from watchdog import overrides, systemd
 from watchdog.comms.notifier import Notifier
 from watchdog.comms.transport import check_tls
-from watchdog.config import Config, ConfigError, load_config
+from watchdog.config import Config, ConfigError, NotifyTarget, load_config
 from watchdog.control import (
     INCIDENT_VERBS,
     LATEST_INCIDENT,
@@ -166,6 +166,20 @@ class _Running:
         if self.thread.is_alive():
             return self
         return None
+
+
+def _unheard_until_restart(config: Config, running: list[NotifyTarget]) -> list[str]:
+    """The printers of ``config`` its notify targets tell of and the ``running`` ones (kept
+    until the restart) do not: a printer renamed by a reload, a target's list changed."""
+
+    def heard(name: str, targets: list[NotifyTarget]) -> bool:
+        return any(t.printers is None or name in t.printers for t in targets)
+
+    return [
+        p.name
+        for p in config.printers
+        if heard(p.name, config.notify) and not heard(p.name, running)
+    ]
 
 
 def _follow(old: _Running, successor: Watcher, stop: threading.Event) -> None:
@@ -612,6 +626,12 @@ class Daemon:
                 "mqtt/storage/notify changes need a restart; keeping the running MQTT session, "
                 "storage folder and notifications"
             )
+            if unheard := _unheard_until_restart(config, self.config.notify):
+                logger.warning(
+                    "until the restart, no notification reaches the phones for %s (the "
+                    "notify targets running until then do not include it)",
+                    ", ".join(unheard),
+                )
             # Kept whole until the restart: half of the daemon on the new storage folder
             # (verdicts, saved settings) and half on the old (incidents, outbox) loses answers.
             config = config.model_copy(
