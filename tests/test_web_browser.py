@@ -1206,6 +1206,28 @@ def test_a_screen_reader_hears_a_commands_late_end_and_those_sent_from_elsewhere
     )
 
 
+def test_an_idle_printers_job_is_said_to_be_its_last(env, browser) -> None:
+    """A print ended: the card read "Printer: idle" beside "job part2.gcode", as if it ran."""
+    browser.get(env.url + "/")
+    wait_js(browser, "the card", f"return document.querySelector('{card()}') !== null")
+    jobs = js(
+        browser,
+        f"""const c = cards['{PRINTER}'], p = S.printers.find((x) => x.name === '{PRINTER}');
+        const out = [];
+        for (const printer_state of ['printing', 'paused', 'idle', 'offline']) {{
+          updateCard(c, {{...p, printer_state, job: 'part2.gcode'}});
+          out.push(c.root.querySelector('[data-role=job]').textContent);
+        }}
+        updateCard(c, p); return out;""",
+    )
+    assert jobs == [
+        "job part2.gcode",
+        "job part2.gcode",
+        "last job part2.gcode",
+        "last job part2.gcode",
+    ], jobs
+
+
 def test_sigterm_still_stops_the_daemon_with_the_page_open(env, browser) -> None:
     browser.get(env.url + "/")
     wait_js(browser, "the card", f"return document.querySelector('{card()}') !== null")
@@ -1227,3 +1249,22 @@ def test_sigterm_still_stops_the_daemon_with_the_page_open(env, browser) -> None
     assert badge.text == "watchdog not answering"
     assert "stale" in browser.find_element(By.CSS_SELECTOR, card()).get_attribute("class")
     assert "(at " in browser.find_element(By.CSS_SELECTOR, card("[data-role=printer-state]")).text
+    # the switch turned off now did nothing: it stayed off, though the printer is watched
+    switch = browser.find_element(By.CSS_SELECTOR, card("[data-role=enabled]"))
+    assert switch.is_selected()
+    js(browser, "window.confirm = () => true")
+    switch.click()
+    wait_until("the switch back on", lambda: switch.is_selected() and switch.is_enabled(), 20)
+
+    # started again with the printer idle: the card showed "no frame yet" for good (no
+    # point on its timeline), though the camera answers
+    env.octoprint.cancel()
+    env.octoprint.wait_flag("printing", False)
+    env.octoprint.wait_flag("ready")
+    env.start()
+    browser.get(env.url + "/")
+    wait_js(browser, "the card", f"return document.querySelector('{card()}') !== null")
+    browser.find_element(By.CSS_SELECTOR, card("[data-role=overlay]")).click()
+    wait_until("the idle printer's frame", lambda: image_loaded(browser, card("img")), 30)
+    src = browser.find_element(By.CSS_SELECTOR, card("img")).get_attribute("src")
+    assert "/frame.jpg" in src, src

@@ -235,6 +235,9 @@ function buildCard(p) {
     await hold([c.enabled], async () => {
       const r = await post("/api/command", { printer: p.name, verb });
       toast(r.detail, r.ok);
+      // not done (refused, or no answer: the daemon away): the switch shows what still holds
+      const now = S.printers.find((x) => x.name === p.name);
+      if (!r.ok && now) c.enabled.checked = now.enabled !== false && !now.skipping_print;
     });
   });
   // the print under way only: the next one is watched without anyone having to remember it
@@ -313,7 +316,9 @@ function updateCard(c, p) {
   if (S.down >= 2) c.api.textContent += ` (at ${clock(S.lastUpdate)})`;
   c.api.className = trouble ? "bad" : "";
   c.api.title = p.printer_detail || "";
-  c.job.textContent = p.job ? `job ${p.job}` : "";
+  // the job an idle printer names is the one it ran last (kept to tell it printed again)
+  const running = ["printing", "paused"].includes(p.printer_state) || !p.api;
+  c.job.textContent = p.job ? `${running ? "job" : "last job"} ${p.job}` : "";
   showLastCommand(c, p);
   // not watched now (idle, off, this print skipped, the API away): the last picture and score
   // are of then, said and dimmed, not shown as if live
@@ -340,7 +345,8 @@ function updateCard(c, p) {
   // (an idle printer's point number stays: the browser would show its picture from cache)
   const gone = c.overlay.checked && p.score === null;
   const key = `${c.overlay.checked}:${last}:${gone}`;
-  if (key !== c.imgKey && last) {
+  // no point yet (an idle printer since the start): its picture is taken for the page
+  if (key !== c.imgKey && (last || !c.overlay.checked || gone)) {
     c.imgKey = key;
     c.noimg.textContent = gone ? "no heatmap of the watched region yet" : "no frame yet";
     if (gone) { c.img.hidden = true; c.noimg.hidden = false; c.img.removeAttribute("src"); }
