@@ -91,6 +91,7 @@ def test_an_address_with_a_bad_port_is_refused_at_load(tmp_path, printer, key) -
         ("192.168.1.50:8080/?action=snapshot", "a camera's address starts with http://"),
         ("{tmp}/frames-not-there", "no such file, folder, device or URL"),
         ("{tmp}/empty", "no .jpg/.jpeg/.png frames in this folder"),  # collect has not run yet
+        ("{tmp}/fifo", "not a folder of frames or a video file"),  # was "no such file"
     ],
 )
 def test_a_camera_source_the_daemon_would_refuse_is_refused_by_check_config(
@@ -100,6 +101,7 @@ def test_a_camera_source_the_daemon_would_refuse_is_refused_by_check_config(
     without http://, a folder not made yet): the installer's check, then a restart that
     failed. Both say so, naming the key to fix."""
     (tmp_path / "empty").mkdir()
+    os.mkfifo(tmp_path / "fifo")
     config = write_config(
         tmp_path / "c.yaml",
         storage={"dir": str(tmp_path / "state")},

@@ -1624,4 +1624,6 @@ def _path_problem(source: str) -> str | None:
         )
     if _HOST_PORT.match(source):
         return "no such file or folder; a camera's address starts with http://, https:// or rtsp://"
+    if os.path.lexists(path):  # a FIFO, a socket, a link to nothing
+        return "not a folder of frames or a video file"
     return "no such file, folder, device or URL"
