@@ -1236,6 +1236,28 @@ def test_an_idle_printers_frame_for_the_mask_editor_is_of_now_not_of_the_last_pr
     watcher.camera.close()
 
 
+def test_the_mask_editor_gets_no_picture_of_before_an_outage_as_one_of_now(
+    tmp_path, tiny_adaptive_bundle, camera_server
+) -> None:
+    """A watched print's camera went offline: the editor asked for a frame of now and got the
+    last one from before the outage, without a word (a mask drawn on a camera moved since)."""
+    watcher = _watcher(
+        tmp_path, tiny_adaptive_bundle, camera_server.snapshot_url, SimulatedPrinter("a.gcode")
+    )
+    watcher.step()
+    assert watcher.history.latest_frame_jpeg() is not None
+    camera_server.set_fault("down")
+    for _ in range(5):
+        if watcher.camera_online is False:
+            break
+        watcher.step()
+    done = watcher.submit(Command("e3", Verb.LOOK, source="web"))
+    watcher.step()
+    looked = done.result(5)
+    assert not looked.ok and looked.detail.startswith("the camera of e3 is offline: "), looked
+    watcher.close()
+
+
 def test_a_reload_keeps_an_idle_printers_picture_and_score_on_the_page_while_they_hold(
     tmp_path, tiny_adaptive_bundle, normal_frames
 ) -> None:

@@ -1431,6 +1431,9 @@ class Watcher:
         while a print is watched, so an idle printer's latest frame is of its last print (the
         bed as it was then, a camera moved since) or there is none to draw on."""
         if self._watching_now:  # its next step reads one (a recording too)
+            if self.camera_online is False:  # the latest is of before the outage
+                why = self.camera.last_error or "no frame"
+                return CommandResult(False, f"the camera of {self.name} is offline: {why}")
             if self.history.latest_frame_jpeg() is not None:
                 return CommandResult(True, "watching: the latest frame is the camera's")
             return CommandResult(False, "watching: the next frame is on its way")
