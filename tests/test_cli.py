@@ -337,6 +337,22 @@ def test_replay_prints_a_line_per_frame_and_pauses_after_consecutive_anomalies(
     assert lines[-1]["event"] == "summary" and lines[-1]["alerts"] == 1
     # the summary names the folder where the incident actually is
     assert len(list(Path(lines[-1]["incidents"]).glob("*/alert.json"))) == 1
+    assert "more than one size" not in r.stderr
+
+
+def test_replay_says_a_print_recorded_at_two_sizes(tmp_path, tiny_bundle, normal_frames) -> None:
+    """Another camera or setting within one recording looks like a change to its print, and
+    the alerts it brings say nothing of the model: the trainer said so, replay did not."""
+    bigger = [cv2.resize(f, (320, 240)) for f in normal_frames[6:8]]
+    frames = _write_frames(tmp_path / "rec", list(normal_frames[:6]) + bigger)
+    config = write_config(tmp_path / "c.yaml", model=str(tiny_bundle), printers=[{"name": "e3"}])
+    r = run_cli("replay", "--config", str(config), "--frames", str(frames))
+    assert r.returncode == 0, r.stderr
+    h, w = normal_frames[0].shape[:2]
+    assert (
+        f"{frames}: print frame: frames of more than one size (6 of {w}x{h}, 2 of 320x240): "
+        "another camera or setting within one print looks like a change to it"
+    ) in r.stderr, r.stderr
 
 
 def test_replay_never_writes_into_a_daemons_storage_folder(

@@ -18,6 +18,7 @@ import json
 import sys
 import tempfile
 import time
+from collections import Counter
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from watchdog.config import (
 from watchdog.daemon import load_bundle
 from watchdog.detection.bundle import Bundle
 from watchdog.detection.decide import Label
-from watchdog.devices.capture import CameraSourceError
+from watchdog.devices.capture import BadFrame, CameraSourceError, image_size
 from watchdog.devices.printers import SimulatedPrinter
 from watchdog.errors import UsageError
 from watchdog.incidents import incidents_root
@@ -213,6 +214,36 @@ def _step_through(
     return pauses, Ended.READ, judged
 
 
+# enough of a frame file for its JPEG frame header or PNG IHDR, past most EXIF blocks
+HEADER_BYTES = 65536
+
+
+def mixed_sizes(paths: list[Path], prints: list[str | None]) -> list[str]:
+    """One line per print of the recording whose frames are not all of one size, as the
+    trainer says it: a print is judged against its own start, so another camera or setting
+    within it looks like a change (an alert that says nothing of the model). Read from the
+    files' headers, nothing decoded; a file without one is left to the replay to skip."""
+    by_print: dict[str, Counter[tuple[int, int]]] = {}
+    for path, name in zip(paths, prints, strict=True):
+        try:
+            with open(path, "rb") as f:
+                size = image_size(f.read(HEADER_BYTES))
+        except (OSError, BadFrame):
+            continue
+        by_print.setdefault(name or "", Counter())[size] += 1
+    lines = []
+    for name, counts in sorted(by_print.items()):
+        if len(counts) > 1:
+            (common, n), *others = counts.most_common()
+            odd = ", ".join(f"{c} of {w}x{h}" for (w, h), c in others)
+            which = f"print {name}" if name else "frames that name no print"
+            lines.append(
+                f"{which}: frames of more than one size ({n} of {common[0]}x{common[1]}, "
+                f"{odd}): another camera or setting within one print looks like a change to it"
+            )
+    return lines
+
+
 def replay(
     pcfg: PrinterConfig,
     bundle: Bundle,
@@ -240,7 +271,10 @@ def replay(
     watcher = build_watcher(recording, bundle, alerts, printer=printer, clock=clock)
     # A folder may hold several prints (``collect`` keeps a printer's prints together): each
     # starts as a new job of the simulated printer, so it is judged against its own start.
-    prints = [frames_contract.parse(p).print for p in getattr(watcher.camera, "paths", [])]
+    paths: list[Path] = list(getattr(watcher.camera, "paths", []))
+    prints = [frames_contract.parse(p).print for p in paths]
+    for line in mixed_sizes(paths, prints):
+        print(f"{frames}: {line}", file=sys.stderr)
     alerts.start()
     try:
         pauses, ended, judged = _step_through(watcher, printer, prints, clock, pcfg, frames)
