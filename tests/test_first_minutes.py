@@ -458,7 +458,7 @@ def test_the_trainers_report_says_how_the_start_is_judged(tiny_start_judged_run)
     bundle = Bundle.load(tiny_start_judged_run / "bundle").meta
     assert (
         f"changed {bundle.adaptation.threshold:.4g} from its print's start, the per-print "
-        f"threshold above, shows as {bundle.threshold:.4g}, and so is a start frame's against "
+        f"threshold above, shows as {bundle.threshold:.4g}; so does a start frame that reaches "
         f"the start's threshold ({bundle.adaptation.early_threshold:.4g}"
     ) in " ".join(text.split()), text
 

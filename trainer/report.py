@@ -138,7 +138,7 @@ def _shown_section(d: dict[str, Any]) -> list[str]:
         return []
     start = d.get("start") or {}
     of_start = (
-        f", and so is a start frame's against the start's threshold ({start['threshold']:.4g}, "
+        f"; so does a start frame that reaches the start's threshold ({start['threshold']:.4g}, "
         "below)"
         if start.get("threshold") is not None
         else ""
