@@ -92,6 +92,7 @@ def test_an_address_with_a_bad_port_is_refused_at_load(tmp_path, printer, key) -
         ("{tmp}/frames-not-there", "no such file, folder, device or URL"),
         ("{tmp}/empty", "no .jpg/.jpeg/.png frames in this folder"),  # collect has not run yet
         ("{tmp}/fifo", "not a folder of frames or a video file"),  # was "no such file"
+        ("{tmp}/usb", "a link to /media/usb-not-mounted, which is not there"),
     ],
 )
 def test_a_camera_source_the_daemon_would_refuse_is_refused_by_check_config(
@@ -102,6 +103,7 @@ def test_a_camera_source_the_daemon_would_refuse_is_refused_by_check_config(
     failed. Both say so, naming the key to fix."""
     (tmp_path / "empty").mkdir()
     os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "usb").symlink_to("/media/usb-not-mounted")
     config = write_config(
         tmp_path / "c.yaml",
         storage={"dir": str(tmp_path / "state")},

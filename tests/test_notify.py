@@ -13,6 +13,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from tests.plugins.receivers import WebhookReceiver, wait_for
+from tests.plugins.receivers import NtfyReceiver, WebhookReceiver, wait_for
 from watchdog.comms.actions import ActionHandler, ActionTokens
 from watchdog.comms.http import StatusServer, action_page
 from watchdog.comms.notifier import Notifier
@@ -1224,7 +1225,9 @@ def test_a_press_under_way_that_fails_in_the_end_can_be_pressed_again(tmp_path, 
     assert again.handle_action(token) == (200, "resume done")
 
 
-def _resume_left_under_way(phone, ntfy_receiver, button: str = "Resume"):
+def _resume_left_under_way(
+    phone: Callable[..., Notifier], ntfy_receiver: NtfyReceiver, button: str = "Resume"
+) -> tuple[Notifier, Recorder, str]:
     """An alert on ntfy whose Resume (``button``) was pressed and answered "still carrying
     out": the notifier, its printer's stand-in (``later`` ends the press) and the pressed
     token."""
@@ -1270,12 +1273,18 @@ def test_a_press_told_not_done_that_the_printer_makes_later_is_told_to_the_phone
     correction: Future[CommandResult] = Future()
     slow.later.set_result(CommandResult(False, "it did NOT cancel", correction=correction))
     wait_for("the phone told", lambda: len(ntfy_receiver.messages) == 2)
-    late = "ender3 is no longer printing (idle), 150 s after the cancel was sent"
+    late = (
+        "ender3 is no longer printing (idle), 150 s after the cancel was sent: cancelled "
+        "late, or its print finished"
+    )
     correction.set_result(CommandResult(True, late))
     wait_for("the phone told again", lambda: len(ntfy_receiver.messages) == 3)
     told = ntfy_receiver.messages[2]
-    assert told.title == "ender3: your Cancel came through after all", told.title
-    assert late in told.message and "told it was not done" in told.message
+    assert told.title == "ender3: news of your Cancel", told.title
+    assert told.message.startswith(
+        f"The Cancel you pressed for ender3 was told not done; since then: {late}."
+    ), told.message
+    assert [a["label"] for a in told.actions] == ["Not a failure"]  # no print left to act on
 
 
 def test_a_failed_press_told_never_replaces_an_alert_still_waiting_for_another_target(

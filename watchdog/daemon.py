@@ -708,6 +708,8 @@ class Daemon:
         self._apply_log_level(config)
         self.running = self._prepare(watchers, late)
         if self.stop_event.is_set():  # stopped meanwhile: the new watchers never watch
+            # (``_stop`` closes them); a page's save waiting is answered applied, and the
+            # daemon stops: no READY=1 for systemd, which is stopping it
             logger.info("reload of %s cut short: the watchdog is stopping", self.config_path)
             return None
         self._launch(self.running)

@@ -174,7 +174,7 @@ class ShownChecks:
             self._answer_unknown(kept, closed)
         for stop, part, end in decided:
             self._decide(stop, part, end)
-        for later in corrected:  # after its "did NOT pause", when both come in one poll
+        for later in corrected:  # after its "did NOT pause/cancel", when both come in one poll
             self._put_right(later, state, now, shown)
 
     def _put_right(self, later: LateStop, state: PrinterState, now: float, shown: Decided) -> None:
@@ -186,7 +186,10 @@ class ShownChecks:
             self._decide(later.stop, shown, CommandResult(True, said), later.correction)
             return
         # a print that finished looks the same: its end is told as the print's, and its alert
-        # answered "ended", not "cancelled"
+        # answered "ended", not "cancelled"; a Cancel pressed again is answered done, not sent
+        # (OctoPrint's 409 on an idle printer read as the cancel failing)
+        with self._lock:
+            self._shown_at[Action.CANCEL] = now
         said = (
             f"{self.printer} is no longer printing ({state}), {now - sent:.0f} s after "
             "the cancel was sent: cancelled late, or its print finished"
@@ -255,7 +258,7 @@ def _sort_late(
     for later in late:
         stop = later.stop
         if now > later.until or (stop.job and job and job != stop.job):
-            continue  # a pause now is another one (a filament change), or another print's
+            continue  # a stop now is another one (a filament change), or another print's
         if _shown_late(stop.action, state):
             corrected.append(later)
         elif state in (PrinterState.PRINTING, PrinterState.OFFLINE) or (
@@ -271,7 +274,8 @@ def _no_part(stop: OwnerStop) -> None:
 
 def _shown_late(action: Action, state: PrinterState) -> bool:
     """A stop told not to have happened, shown now: a pause by a paused print (one that ended
-    since is none), a cancel by a printer no longer printing or paused."""
+    since is none), a cancel by an idle printer (a printer's error is its own end, told as
+    such, no cancel)."""
     if action is Action.PAUSE:
         return state is PrinterState.PAUSED
-    return shows_stop(state, cancel=True)
+    return state is PrinterState.IDLE

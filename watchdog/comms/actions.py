@@ -343,7 +343,7 @@ class ActionHandler:
             result.correction.add_done_callback(lambda late: self._came_late(grant, late))
 
     def _came_late(self, grant: Grant, late: Future[CommandResult]) -> None:
-        """A press told "was not done" that the printer made after all: the phone is told."""
+        """A press told "was not done" whose stop the printer shows later: the phone is told."""
         result = outcome_of(late)
         if not result.ok:
             return

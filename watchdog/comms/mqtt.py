@@ -469,12 +469,13 @@ class MqttCommunicator:
             ):
                 self.publish_answer(command, CommandResult(False, refused))
             return
-        # taken: one line a minute per printer (each one carried out logs its end), so a
-        # flood taken, as one refused, is not a line per message
+        # taken: one line a minute per printer and command (each one carried out logs its
+        # end), so a flood taken, as one refused, is not a line per message, and a rare
+        # command (a cancel) is never hidden behind a flood of others
         self._throttle(
             logger,
             logging.INFO,
-            f"taken:{command.printer}",
+            f"taken:{command.printer}:{command.verb.value}",
             "%s: MQTT command %s%s",
             command.printer,
             command.verb.value,

@@ -35,7 +35,7 @@ from watchdog.comms.notify import (
 )
 from watchdog.comms.outbox import Outbox
 from watchdog.config import MqttConfig, NotifyTarget, StorageConfig
-from watchdog.control import Answered, Dispatcher, saved_answers
+from watchdog.control import Answered, Dispatcher, Verb, saved_answers
 from watchdog.durable import replace_file
 from watchdog.incidents import (
     FRAME,
@@ -295,13 +295,14 @@ class Notifier:
         )
 
     def _answer_late(self, grant: Grant, what: str) -> None:
-        """A phone button told "was not done" that the printer made after all (a PAUSE
-        behind a heat-up): the phones are told, with the alert's buttons."""
+        """A phone button told "was not done" whose stop the printer shows a while later (a
+        cancel macro slow to run): the phones are told; a print no longer running has no
+        printer button left to offer."""
         if not self.notifications:
             return
         alert = saved_alert(self.store.storage_dir, grant.printer, grant.incident)
         button = dict((*BUTTONS, SKIP_LINK)).get(grant.verb, grant.verb.value)
-        answers = saved_answers(alert) if alert else ()
+        answers = saved_answers(alert) if alert and grant.verb is not Verb.CANCEL else ()
         self.notifications.notify(
             answer_late_event(grant.printer, grant.incident, button, what, answers)
         )

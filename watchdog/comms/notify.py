@@ -66,7 +66,7 @@ class Kind(Enum):
     ACTION_FAILED = "action_failed"
     # a phone button's command said to be under way that failed in the end
     ANSWER_FAILED = "answer_failed"
-    # one of those that the printer made after all, a while later (a PAUSE behind a heat-up)
+    # one of those that the printer shows made, a while later (a cancel macro slow to run)
     ANSWER_LATE = "answer_late"
     CAMERA_OFFLINE = "camera_offline"
     CAMERA_ONLINE = "camera_online"
@@ -269,15 +269,14 @@ def answer_failed_event(
 def answer_late_event(
     printer: str, incident: str, button: str, detail: str, answers: tuple[Verb, ...]
 ) -> Event:
-    """The owner's ``button`` told "was not done" that the printer made after all
-    (``detail``: what it shows now): said at once, with the alert's buttons (a print paused
-    late is resumed or cancelled from here)."""
+    """The printer shows, a while later, what the owner's ``button`` told "was not done"
+    asked for (``detail``: what it shows, in words that say what it may be: a cancel late, or
+    a print that finished): said at once, with the alert's buttons that may still act."""
     return Event(
         Kind.ANSWER_LATE,
         printer,
-        f"{printer}: your {button} came through after all",
-        f"The {button} you pressed for {printer}, told it was not done, came through later: "
-        f"{detail}.",
+        f"{printer}: news of your {button}",
+        f"The {button} you pressed for {printer} was told not done; since then: {detail}.",
         incident,
         answers=answers,
         corrects=True,

@@ -1624,6 +1624,8 @@ def _path_problem(source: str) -> str | None:
         )
     if _HOST_PORT.match(source):
         return "no such file or folder; a camera's address starts with http://, https:// or rtsp://"
-    if os.path.lexists(path):  # a FIFO, a socket, a link to nothing
+    if path.is_symlink() and not path.exists():  # a drive not mounted, a folder moved
+        return f"a link to {os.readlink(path)}, which is not there"
+    if os.path.lexists(path):  # a FIFO, a socket
         return "not a folder of frames or a video file"
     return "no such file, folder, device or URL"

@@ -316,9 +316,10 @@ function updateCard(c, p) {
   if (S.down >= 2) c.api.textContent += ` (at ${clock(S.lastUpdate)})`;
   c.api.className = trouble ? "bad" : "";
   c.api.title = p.printer_detail || "";
-  // the job an idle printer names is the one it ran last (kept to tell it printed again)
-  const running = ["printing", "paused"].includes(p.printer_state) || !p.api;
-  c.job.textContent = p.job ? `${running ? "job" : "last job"} ${p.job}` : "";
+  // the job an idle printer names is the one it ran last (kept to tell it printed again);
+  // an API away mid-print tells nothing of its end
+  const ended = p.api && ["idle", "error"].includes(p.printer_state);
+  c.job.textContent = p.job ? `${ended ? "last job" : "job"} ${p.job}` : "";
   showLastCommand(c, p);
   // not watched now (idle, off, this print skipped, the API away): the last picture and score
   // are of then, said and dimmed, not shown as if live
