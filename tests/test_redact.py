@@ -528,12 +528,15 @@ USER_TOKEN = "UserOnlyT0ken5550123"
 
 class _EchoingCamera:
     """A camera that refuses its login in a reason phrase echoing the login and the URL's
-    token back (some cameras' firmware does): the daemon's words about it carry them."""
+    token back (some cameras' firmware does): the daemon's words about it carry them. Its
+    phrase also paints the terminal red and runs on for kilobytes."""
 
     def __init__(self, login: str) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - stdlib name
-                self.send_response(401, f"Unauthorized token={TOKEN} user {login}")
+                self.send_response(
+                    401, f"Unauthorized token={TOKEN} user {login} \x1b[31mred\x08" + "x" * 4000
+                )
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -584,6 +587,9 @@ def test_a_camera_echoing_its_login_reaches_no_phone_or_log_with_it(
     [told] = ntfy_receiver.messages
     assert "HTTP 401 Unauthorized" in told.message, told.message
     assert leaks(told.message + told.title, TOKEN, secret) == [], told.message
+    # the camera's own words reach the phone written out, and cut (they arrived raw)
+    assert "\x1b" not in told.message and "\\x1b[31mred" in told.message, told.message
+    assert len(told.message) < 600, len(told.message)
     assert leaks(daemon.log, TOKEN, secret) == [], daemon.log[-3000:]
 
 

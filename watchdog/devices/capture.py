@@ -71,7 +71,7 @@ from watchdog.devices.http_client import (
 )
 from watchdog.errors import UsageError
 from watchdog.frame_gate import FrameGate
-from watchdog.redact import redact_url, secret_filter
+from watchdog.redact import one_line, redact_url, secret_filter
 
 logger = logging.getLogger(__name__)
 
@@ -510,6 +510,18 @@ def natural_key(name: str) -> list[Any]:
 # --------------------------------------------------------------------------- common behaviour
 
 
+# the most of a camera's own words kept in its error (a header or reason phrase of any length)
+SAID_CHARS = 300
+
+
+def _said(message: str) -> str:
+    """A camera's error as the owner reads it (log, page, phone): its login masked (its own
+    words may echo it), its control characters written out (a reason phrase with escape codes
+    reached phones raw), and cut to SAID_CHARS."""
+    message = one_line(secret_filter.mask(message))
+    return message if len(message) <= SAID_CHARS else message[: SAID_CHARS - 1] + "…"
+
+
 class _BaseCamera:
     """Counters, online state, backoff and once-only logging shared by every source."""
 
@@ -582,7 +594,7 @@ class _BaseCamera:
             logger.info("camera %s online (%s)", self.label, self.kind)
 
     def _down(self, message: str) -> None:
-        message = secret_filter.mask(message)  # a camera's own words may echo its login
+        message = _said(message)
         with self._lock:
             self.stats.errors += 1
             self.last_error = message
@@ -602,7 +614,7 @@ class _BaseCamera:
             self._was_offline_logged = True
 
     def _bad(self, message: str) -> None:
-        message = secret_filter.mask(message)
+        message = _said(message)
         with self._lock:
             self.stats.bad_frames += 1
             self.last_error = message
@@ -1391,7 +1403,8 @@ class MjpegCamera(_ThreadedCamera):
             delimiter = _boundary(ctype)
             if delimiter is None:
                 raise SourceDown(
-                    f"answered {ctype.split(';')[0] or 'no Content-Type'}, not an MJPEG stream"
+                    f"answered {ctype.split(';')[0].strip()[:80] or 'no Content-Type'}, not an "
+                    "MJPEG stream"
                 )
             connected = False
             # A stream that keeps sending bytes but no whole frame (a stalled encoder, a
