@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -1226,14 +1227,17 @@ def test_a_press_under_way_that_fails_in_the_end_can_be_pressed_again(tmp_path, 
 
 
 def _resume_left_under_way(
-    phone: Callable[..., Notifier], ntfy_receiver: NtfyReceiver, button: str = "Resume"
+    phone: Callable[..., Notifier],
+    ntfy_receiver: NtfyReceiver,
+    button: str = "Resume",
+    **kw: Any,
 ) -> tuple[Notifier, Recorder, str]:
     """An alert on ntfy whose Resume (``button``) was pressed and answered "still carrying
     out": the notifier, its printer's stand-in (``later`` ends the press) and the pressed
     token."""
     slow = Recorder(under_way=True)
     notifier = phone(
-        notify=(target(ntfy_receiver.url("t"), actions_url="http://pi.lan:8787"),),
+        notify=(target(ntfy_receiver.url("t"), actions_url="http://pi.lan:8787", **kw),),
         dispatcher=slow,
     )
     notifier.raise_alert(PRINTER, {**alert(), "answers": ["resume", "cancel"]}, jpeg(1), jpeg(2))
@@ -1269,7 +1273,8 @@ def test_a_press_told_not_done_that_the_printer_makes_later_is_told_to_the_phone
     """A cancel macro slower than ``api.confirm_s``: the phone heard "your Cancel was not
     done" and the page and Home Assistant were put right when the printer stopped; the phone
     never was, and its owner went to the printer for nothing."""
-    notifier, slow, _ = _resume_left_under_way(phone, ntfy_receiver, "Cancel")
+    # a target of failures only: it was sent the "not done", so it hears the news too
+    notifier, slow, _ = _resume_left_under_way(phone, ntfy_receiver, "Cancel", events=["failure"])
     correction: Future[CommandResult] = Future()
     slow.later.set_result(CommandResult(False, "it did NOT cancel", correction=correction))
     wait_for("the phone told", lambda: len(ntfy_receiver.messages) == 2)

@@ -688,9 +688,9 @@ class TargetSender:
         if self.cfg.printers is not None and event.printer not in self.cfg.printers:
             return False
         wanted = set(self.cfg.events)
-        if event.kind in (Kind.ACTION_FAILED, Kind.ANSWER_FAILED):
-            # a failure whose action failed is still a failure; a button's answer goes to
-            # whoever was sent the buttons
+        if event.kind in (Kind.ACTION_FAILED, Kind.ANSWER_FAILED, Kind.ANSWER_LATE):
+            # a failure whose action failed is still a failure; a button's answer (and its
+            # news, later) goes to whoever was sent the buttons
             return bool(wanted & {NotifyEvent.ACTION_FAILED, NotifyEvent.FAILURE})
         return _EVENT[event.kind] in wanted
 
