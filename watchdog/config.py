@@ -693,6 +693,10 @@ class NotifyTarget(_Model):
         assert self.url is not None
         return self.url.get_secret_value().split("://", 1)[0].lower()
 
+    def tells_of(self, printer: str) -> bool:
+        """This target is sent ``printer``'s news (``printers`` unset: every printer's)."""
+        return self.printers is None or printer in self.printers
+
 
 class Config(_Model):
     """The whole configuration file."""

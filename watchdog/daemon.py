@@ -171,14 +171,11 @@ class _Running:
 def _unheard_until_restart(config: Config, running: list[NotifyTarget]) -> list[str]:
     """The printers of ``config`` its notify targets tell of and the ``running`` ones (kept
     until the restart) do not: a printer renamed by a reload, a target's list changed."""
-
-    def heard(name: str, targets: list[NotifyTarget]) -> bool:
-        return any(t.printers is None or name in t.printers for t in targets)
-
     return [
         p.name
         for p in config.printers
-        if heard(p.name, config.notify) and not heard(p.name, running)
+        if any(t.tells_of(p.name) for t in config.notify)
+        and not any(t.tells_of(p.name) for t in running)
     ]
 
 

@@ -685,7 +685,7 @@ class TargetSender:
     # ----------------------------------------------------------------- queueing
 
     def wants(self, event: Event) -> bool:
-        if self.cfg.printers is not None and event.printer not in self.cfg.printers:
+        if not self.cfg.tells_of(event.printer):
             return False
         wanted = set(self.cfg.events)
         if event.kind in (Kind.ACTION_FAILED, Kind.ANSWER_FAILED, Kind.ANSWER_LATE):
