@@ -288,7 +288,7 @@ class Notifier:
         if not self.notifications:
             return
         alert = saved_alert(self.store.storage_dir, grant.printer, grant.incident)
-        button = dict((*BUTTONS, SKIP_LINK)).get(grant.verb, grant.verb.value)
+        button = _button_label(grant.verb)
         answers = saved_answers(alert) if alert and not unknown else ()
         self.notifications.notify(
             answer_failed_event(grant.printer, grant.incident, button, why, answers, unknown)
@@ -301,7 +301,7 @@ class Notifier:
         if not self.notifications:
             return
         alert = saved_alert(self.store.storage_dir, grant.printer, grant.incident)
-        button = dict((*BUTTONS, SKIP_LINK)).get(grant.verb, grant.verb.value)
+        button = _button_label(grant.verb)
         answers = saved_answers(alert) if alert and grant.verb is not Verb.CANCEL else ()
         self.notifications.notify(
             answer_late_event(grant.printer, grant.incident, button, what, answers)
@@ -350,3 +350,8 @@ def _read(incident: Incident, name: str) -> bytes | None:
         return (incident.path / name).read_bytes() if incident.path is not None else None
     except OSError:
         return None
+
+
+def _button_label(verb: Verb) -> str:
+    """What a notification's button (or link) for ``verb`` reads, as the owner pressed it."""
+    return dict((*BUTTONS, SKIP_LINK)).get(verb, verb.value)
