@@ -237,7 +237,7 @@ function buildCard(p) {
       toast(r.detail, r.ok);
       // not done (refused, or no answer: the daemon away): the switch shows what still holds
       const now = S.printers.find((x) => x.name === p.name);
-      if (!r.ok && now) c.enabled.checked = now.enabled !== false && !now.skipping_print;
+      if (!r.ok && now) c.enabled.checked = switchedOn(now);
     });
   });
   // the print under way only: the next one is watched without anyone having to remember it
@@ -305,7 +305,7 @@ function updateCard(c, p) {
   c.cls = cls;
   c.badge.textContent = label;
   // off while the print under way is skipped: switching it on watches that print again
-  if (!c.enabled.disabled) c.enabled.checked = p.enabled !== false && !p.skipping_print;
+  if (!c.enabled.disabled) c.enabled.checked = switchedOn(p);
   c.seeAlert.hidden = !(p.failure && p.last_alert);
   if (!c.seeAlert.hidden) c.seeAlert.href = `#/incidents/${p.last_alert.incident}`;
   c.skip.hidden = !(p.api && p.enabled !== false && !p.skipping_print && ["printing", "paused"].includes(p.printer_state));
@@ -356,6 +356,11 @@ function updateCard(c, p) {
   }
   c.range.value = S.ranges[p.name] || "print";
   drawTimeline(c.canvas, tl, c.range.value);
+}
+
+// the card's watching switch: on unless watching is off or the print under way is skipped
+function switchedOn(p) {
+  return p.enabled !== false && !p.skipping_print;
 }
 
 function showLastCommand(c, p) {
