@@ -327,16 +327,7 @@ def mixed_sizes(sets: Iterable[Loaded]) -> list[str]:
         for fr, size in zip(loaded.frames, loaded.sizes, strict=True):
             if not fr.loose:
                 by_print.setdefault(fr.session, Counter())[size] += 1
-    lines = []
-    for name, counts in sorted(by_print.items()):
-        if len(counts) > 1:
-            (common, n), *others = counts.most_common()
-            odd = ", ".join(f"{c} of {w}x{h}" for (w, h), c in others)
-            lines.append(
-                f"print {name}: frames of more than one size ({n} of {common[0]}x{common[1]}, "
-                f"{odd}): another camera or setting within one print looks like a change to it"
-            )
-    return lines
+    return frames_contract.mixed_sizes_said(by_print)
 
 
 def to_float(x: np.ndarray) -> np.ndarray:

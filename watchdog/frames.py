@@ -27,7 +27,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,3 +225,21 @@ def loose_warning(
         f"{frame_path(example.parent, 'print1', 7, example.suffix).name} (pattern {pattern.pattern}): "
         f"{happens}; rename them or give the naming as a pattern"
     )
+
+
+def mixed_sizes_said(by_print: Mapping[str, Counter[tuple[int, int]]]) -> list[str]:
+    """One line per print (its name: "" for frames that name none) whose frames, counted by
+    (width, height), are not all of one size: a print is judged against its own start, so
+    another camera or setting within it looks like a change. Said so by the trainer and by
+    ``replay``, in the same words."""
+    lines = []
+    for name, counts in sorted(by_print.items()):
+        if len(counts) > 1:
+            (common, n), *others = counts.most_common()
+            odd = ", ".join(f"{c} of {w}x{h}" for (w, h), c in others)
+            which = f"print {name}" if name else "frames that name no print"
+            lines.append(
+                f"{which}: frames of more than one size ({n} of {common[0]}x{common[1]}, "
+                f"{odd}): another camera or setting within one print looks like a change to it"
+            )
+    return lines

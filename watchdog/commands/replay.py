@@ -231,17 +231,7 @@ def mixed_sizes(paths: list[Path], prints: list[str | None]) -> list[str]:
         except (OSError, BadFrame):
             continue
         by_print.setdefault(name or "", Counter())[size] += 1
-    lines = []
-    for name, counts in sorted(by_print.items()):
-        if len(counts) > 1:
-            (common, n), *others = counts.most_common()
-            odd = ", ".join(f"{c} of {w}x{h}" for (w, h), c in others)
-            which = f"print {name}" if name else "frames that name no print"
-            lines.append(
-                f"{which}: frames of more than one size ({n} of {common[0]}x{common[1]}, "
-                f"{odd}): another camera or setting within one print looks like a change to it"
-            )
-    return lines
+    return frames_contract.mixed_sizes_said(by_print)
 
 
 def replay(
