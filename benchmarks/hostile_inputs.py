@@ -51,6 +51,7 @@ CASES = [
     ("JPEG cut in half, closed with FFD9", "truncated_eoi", "snapshot", "refuse"),
     ("4000x3000 JPEG, first scan of one colour", "multiscan_jpeg", "snapshot", "refuse"),
     ("16000x200 JPEG", "narrow_jpeg", "snapshot", "refuse"),
+    ("8184x1023 JPEG", "long_jpeg", "snapshot", "score (decoded at 1/2)"),
 ]
 _METRIC = r'^printer_watchdog_{}_total\{{printer="{}"\}} ([0-9.e+]+)$'
 

@@ -139,9 +139,18 @@ def test_a_picture_too_narrow_to_decode_reduced_is_refused_by_the_daemon() -> No
     """16000x200: no side long enough to decode it at a fraction of its size, so whole it would
     be 10 MB of pixels (and more for the checks on them) from a small file."""
     jpeg = cv2.imencode(".jpg", textured(16000, 200))[1].tobytes()
-    with pytest.raises(capture.BadFrame, match="16000x200 JPEG: a picture that narrow"):
+    with pytest.raises(capture.BadFrame, match="16000x200 JPEG: a picture of that shape"):
         decode_image(jpeg, 16_000_000, frame_size_needed(DEFAULT_INPUT))
     assert decode_image(jpeg, 16_000_000).shape == (200, 16000, 3)  # replay, collect: no model
+
+
+def test_a_long_picture_just_short_of_reducing_with_margin_is_decoded_smaller_not_whole() -> None:
+    """8184x1023 (1023 a pixel short of being halved with the margin): whole it is 8.4 MP,
+    66 MB more than a normal frame in the daemon. It is decoded at half its size (2.1 MP),
+    which still covers the model's input (128x128 needed) pixel for pixel."""
+    jpeg = cv2.imencode(".jpg", textured(8184, 1023))[1].tobytes()
+    frame = decode_image(jpeg, 16_000_000, frame_size_needed(DEFAULT_INPUT))
+    assert frame.shape == (512, 4092, 3)
 
 
 @pytest.mark.parametrize("size", [(640, 480), (800, 600), (1280, 720)])

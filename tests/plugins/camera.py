@@ -54,6 +54,7 @@ FAULTS = {
     "png_1080p": "the frame enlarged to 1920x1080, an 8-bit RGB PNG (the largest PNG the daemon decodes)",
     "multiscan_jpeg": "a 4000x3000 baseline JPEG whose first scan holds one colour of three (decoded whole by libjpeg)",
     "narrow_jpeg": "a 16000x200 JPEG: too narrow to be decoded at a fraction of its size",
+    "long_jpeg": "an 8184x1023 JPEG: 8.4 MP, a pixel short of halving with the decoding margin",
     "slow": "snapshot drips its body a byte every 50 ms (a hung camera that never times out per read)",
     "slow_unsized": "snapshot drips its body a byte every 50 ms without a Content-Length (it ends when the connection does)",
     "slow_headers": "snapshot or stream drips its headers a byte every 50 ms, for up to a minute",
@@ -414,17 +415,17 @@ def multiscan_jpeg() -> bytes:
     return b"\xff\xd8" + dqt + sof + dht + scan + bits.tobytes() + b"\xff\xd9"
 
 
-def narrow_jpeg() -> bytes:
-    """A 16000x200 JPEG of a smooth texture (about 10 MB of pixels whole)."""
-    if "narrow" not in _NARROW:
+def long_jpeg(width: int, height: int) -> bytes:
+    """A JPEG of a smooth texture, long and thin (16000x200 is about 10 MB of pixels whole)."""
+    if (width, height) not in _LONG:
         rng = np.random.default_rng(3)
-        small = rng.integers(0, 255, (25, 2000, 3), dtype=np.uint8)
-        big = cv2.resize(small, (16000, 200), interpolation=cv2.INTER_CUBIC)
-        _NARROW["narrow"] = cv2.imencode(".jpg", big)[1].tobytes()
-    return _NARROW["narrow"]
+        small = rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8)
+        big = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+        _LONG[width, height] = cv2.imencode(".jpg", big)[1].tobytes()
+    return _LONG[width, height]
 
 
-_NARROW: dict[str, bytes] = {}
+_LONG: dict[tuple[int, int], bytes] = {}
 
 
 def _jpeg_headers(jpeg: bytes) -> bytes:
@@ -451,7 +452,8 @@ def _image_or_fault(frame: np.ndarray, fault: str | None) -> tuple[bytes, str]:
         "bomb_png": (bomb_png(), "image/png"),
         "bomb_jpeg": (bomb_jpeg(), "image/jpeg"),
         "multiscan_jpeg": (multiscan_jpeg(), "image/jpeg"),
-        "narrow_jpeg": (narrow_jpeg(), "image/jpeg"),
+        "narrow_jpeg": (long_jpeg(16000, 200), "image/jpeg"),
+        "long_jpeg": (long_jpeg(8184, 1023), "image/jpeg"),
     }
     return faulty.get(fault or "", (body, ctype))
 

@@ -176,7 +176,6 @@ FULL_DECODE_MAX_PIXELS = (
 DECODE_MARGIN = (
     4  # reduced JPEG decoding keeps at least 4 frame pixels per model-input pixel, each way
 )
-MAX_ASPECT = 8  # no camera's picture is longer than 8 times its other side
 MAX_REDIRECTS = 5
 _REDIRECT_LOOP = (
     f"more than {MAX_REDIRECTS} redirects (a redirect loop?); give the camera's final URL"
@@ -433,25 +432,28 @@ def _check_size(header: ImageHeader, max_pixels: int, need: tuple[int, int] | No
 
 
 def _jpeg_reduction(data: bytes, header: ImageHeader, need: tuple[int, int] | None) -> int:
-    """How much smaller a whole, baseline JPEG is decoded (``reduction``); BadFrame for one cut
-    short, or too narrow to be decoded reduced and too large to be decoded whole."""
+    """How much smaller a whole, baseline JPEG is decoded (``reduction``, or more where that
+    would still be over FULL_DECODE_MAX_PIXELS); BadFrame for one cut short, or one no
+    reduction brings within that and the model's need."""
     width, height = header.width, header.height
     if not ends_jpeg(data):
         raise BadFrame("truncated JPEG (no end-of-image marker)")
     if (len(data) - header.scan_start) * 8 < header.blocks:
         raise BadFrame("truncated JPEG (scan data missing)")
     factor = reduction(width, height, need)
-    if (
-        need is not None
-        and factor == 1
-        and width * height > FULL_DECODE_MAX_PIXELS
-        and max(width, height) > MAX_ASPECT * min(width, height)
-    ):
-        raise BadFrame(
-            f"{width}x{height} JPEG: a picture that narrow cannot be decoded reduced, and "
-            f"whole it is more than {FULL_DECODE_MAX_PIXELS} pixels"
-        )
-    return factor
+    if need is None or (width // factor) * (height // factor) <= FULL_DECODE_MAX_PIXELS:
+        return factor
+    # Too long and thin to keep the margin at a fraction of its size (8184x1023 decoded whole
+    # cost 66 MB more than a normal frame): decoded smaller, as long as it still covers the
+    # model's input pixel for pixel, else refused; no camera's picture is that shape.
+    for larger in (2, 4, 8):
+        w, h = width // larger, height // larger
+        if larger > factor and w >= need[0] and h >= need[1] and w * h <= FULL_DECODE_MAX_PIXELS:
+            return larger
+    raise BadFrame(
+        f"{width}x{height} JPEG: a picture of that shape cannot be decoded small enough for "
+        f"the model (over {FULL_DECODE_MAX_PIXELS} pixels); set the camera to a usual size"
+    )
 
 
 def decode_image(data: bytes, max_pixels: int, need: tuple[int, int] | None = None) -> np.ndarray:
