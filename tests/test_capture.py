@@ -416,6 +416,24 @@ def test_stream_fault_parts_are_counted_bad_frames_then_frames_again(
     read_until(cam, lambda f: f is not None)
 
 
+def test_a_stream_with_a_part_too_large_between_pictures_gives_the_pictures_and_stays_online(
+    camera_server: CameraServer, opened
+) -> None:
+    """A part over camera.max_bytes between every two pictures (an encoder's burst): each one
+    took the place of the picture before it, so reads found mostly refusals and the stream
+    went offline and online again every few seconds. The pictures are read; the parts too
+    large are counted when no picture comes instead."""
+    cam = opened(camera_server.url + "/?action=stream", max_bytes=200_000)
+    read_until(cam, lambda f: f is not None)
+    camera_server.set_fault("oversized_between")
+    frames = [cam.read() for _ in range(30)]
+    assert sum(f is not None for f in frames) == 30, cam.last_error
+    assert cam.online and cam.stats.errors == 0
+    camera_server.set_fault("oversized")  # and nothing but parts too large: each is refused
+    read_until(cam, lambda f: cam.stats.bad_frames >= 2)
+    assert "max_bytes" in cam.last_error
+
+
 def test_a_stream_of_parts_that_are_no_pictures_is_offline_not_online_for_good(
     camera_server: CameraServer, opened
 ) -> None:

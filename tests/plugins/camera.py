@@ -44,6 +44,7 @@ FAULTS = {
     "no_scan": "a JPEG's headers and its end-of-image marker, without the scan data",
     "garbage": "bytes that are no image",
     "oversized": "snapshot: declares a 1 GB body and streams until the client hangs up; stream: 2 MB parts",
+    "oversized_between": "stream: a 2 MB part between every two pictures",
     "oversized_stream": "snapshot: streams up to 1 GB without a Content-Length",
     "bomb_png": "a small PNG whose header declares 30000x30000 pixels",
     "bomb_jpeg": "a small JPEG whose SOF marker declares 30000x30000 pixels",
@@ -332,7 +333,7 @@ class _Handler(BaseHTTPRequestHandler):
                         self.wfile.write(body[i : i + 1])
                         self.wfile.flush()
                     break
-                if fault == "oversized":
+                if fault == "oversized" or (fault == "oversized_between" and sent % 2):
                     body, ctype = b"\xff\xd8" + b"\x00" * (2 << 20), "image/jpeg"  # a 2 MB part
                 else:
                     body, ctype = _image_or_fault(cam.next_frame(), fault)

@@ -1345,9 +1345,15 @@ class MjpegCamera(_ThreadedCamera):
         super().__init__(cfg, label, stop, backoff, stats)
         self.url = url
         self._http = HttpClient(verify=_verify(cfg), max_redirects=MAX_REDIRECTS)
-        self._latest: bytes | BadFrame | None = None
+        # the newest part and the newest part refused unread (too large): a refused part does
+        # not take the place of the picture before it (one between every two pictures left
+        # reads finding mostly refusals, the stream going offline and online every second)
+        self._latest: bytes | None = None
         self._seq = 0
         self._taken = 0
+        self._refused: BadFrame | None = None
+        self._refused_seq = 0
+        self._refused_taken = 0
 
     def _unusable(self, part: bytes | BadFrame) -> str | None:
         """Why a part would be refused as a frame (decoded as read() decodes it), or None."""
@@ -1443,26 +1449,47 @@ class MjpegCamera(_ThreadedCamera):
                     self._reconnect.clear()
                     raise SourceDown(self.last_error or "bad frames")
                 with self._cond:
-                    self._latest = part
-                    self._seq += 1
+                    if isinstance(part, BadFrame):
+                        self._refused, self._refused_seq = part, self._refused_seq + 1
+                    else:
+                        self._latest, self._seq = part, self._seq + 1
                     self._cond.notify_all()
 
+    def _arrived(self) -> bytes | BadFrame | None:
+        """The newest picture not read before, else the refusal of a part that came instead,
+        else None; called with ``_cond`` held."""
+        part = self._latest if self._seq > self._taken else None
+        if part is None and self._refused_seq > self._refused_taken:
+            part = self._refused
+        self._taken, self._refused_taken = self._seq, self._refused_seq
+        return part
+
     def read(self) -> np.ndarray | None:
-        """The newest part not read before, decoded now (waits at most timeout_s for one)."""
+        """The newest part not read before, decoded now (waits at most timeout_s for one; a
+        part refused unread is told only when a second one, or nothing else, follows it)."""
         if not self._ready():
             return None
         with self._cond:
-            self._until(lambda: self._seq > self._taken or not self.online, self.cfg.timeout_s)
-            if self._seq <= self._taken or not self.online or self._halted():
+            self._until(
+                lambda: (
+                    self._seq > self._taken
+                    or self._refused_seq > self._refused_taken + 1
+                    or not self.online
+                ),
+                self.cfg.timeout_s,
+            )
+            if not self.online or self._halted():
                 return None
-            self._taken, part = self._seq, self._latest
+            part = self._arrived()
+        if part is None:
+            return None
         if isinstance(part, bytes) and (frozen := self._frozen_problem(part)) is not None:
             self._reconnect_frozen(frozen)
             return None
         try:
             if isinstance(part, BadFrame):
                 raise part
-            frame = self._decode(part or b"")
+            frame = self._decode(part)
         except BadFrame as exc:
             self._bad(str(exc))
             return None
