@@ -1458,7 +1458,7 @@ class MjpegCamera(_ThreadedCamera):
     def _arrived(self) -> bytes | BadFrame | None:
         """The newest picture not read before, else the refusal of a part that came instead,
         else None; called with ``_cond`` held."""
-        part = self._latest if self._seq > self._taken else None
+        part: bytes | BadFrame | None = self._latest if self._seq > self._taken else None
         if part is None and self._refused_seq > self._refused_taken:
             part = self._refused
         self._taken, self._refused_taken = self._seq, self._refused_seq
