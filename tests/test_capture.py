@@ -211,6 +211,22 @@ def test_camera_dripping_bytes_is_given_up_after_the_timeout(
     read_until(cam, lambda f: f is not None)
 
 
+@pytest.mark.parametrize("path", ["/snapshot", "/?action=stream"])
+def test_a_camera_answering_in_one_byte_chunks_is_offline_for_that_not_read_to_its_timeout(
+    camera_server: CameraServer, opened, path: str
+) -> None:
+    """An endless chunked reply of 1-byte chunks: each chunk a turn of Python, it kept a core
+    busy for each attempt's whole camera.timeout_s, and was then said to be slow. It is given
+    up after a few thousand such pieces, offline with backoff, for what it does."""
+    camera_server.set_fault("crumbs")
+    cam = opened(camera_server.url + path, timeout_s=5.0)
+    assert cam.read() is None
+    wait_until("offline", lambda: not cam.online and cam.last_error, 10)
+    assert "a few bytes at a time" in cam.last_error, cam.last_error
+    camera_server.set_fault(None)
+    read_until(cam, lambda f: f is not None)
+
+
 def test_camera_dripping_its_headers_is_given_up_after_the_timeout(
     camera_server: CameraServer, opened
 ) -> None:

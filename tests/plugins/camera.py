@@ -59,6 +59,7 @@ FAULTS = {
     "slow": "snapshot drips its body a byte every 50 ms (a hung camera that never times out per read)",
     "slow_unsized": "snapshot drips its body a byte every 50 ms without a Content-Length (it ends when the connection does)",
     "slow_headers": "snapshot or stream drips its headers a byte every 50 ms, for up to a minute",
+    "crumbs": "snapshot or stream: an endless chunked reply of 1-byte chunks, as fast as it goes",
     "stream_stop": "the MJPEG stream closes after `stop_after` frames",
     "stream_drip": "the MJPEG stream's next part drips in a byte every 50 ms (never whole in time)",
 }
@@ -231,6 +232,9 @@ class _Handler(BaseHTTPRequestHandler):
             if fault == "slow_headers":
                 self._send_headers_slowly()
                 return
+            if fault == "crumbs":
+                self._send_crumbs(f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+                return
             with cam._lock:
                 busy = cam.one_stream and cam.streaming > 0
                 cam.streams_refused += busy
@@ -264,6 +268,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_slowly(encode(self.camera.next_frame())[0], sized=fault == "slow")
         elif fault == "slow_headers":
             self._send_headers_slowly()
+        elif fault == "crumbs":
+            self._send_crumbs("image/jpeg")
         else:
             self._send(*_image_or_fault(self.camera.next_frame(), fault))
 
@@ -281,6 +287,20 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
         except OSError:
             pass
+
+    def _send_crumbs(self, ctype: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for _ in range(10_000):  # bounded: 10 million chunks at most
+                if self.camera._closing.is_set():
+                    break
+                self.wfile.write(b"1\r\nx\r\n" * 1000)
+        except OSError:
+            pass  # the client hung up
+        self.close_connection = True
 
     def _send_headers_slowly(self) -> None:
         head = b"HTTP/1.1 200 OK\r\nX-Padding: " + b"a" * 1200  # a minute at 50 ms a byte

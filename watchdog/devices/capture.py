@@ -89,6 +89,11 @@ STAND_IN_S = 2.0
 START_GRACE_S = 2.0
 START_RETRY_S = 0.2
 _CHUNK = 64 * 1024
+# A body arriving in pieces of under _CRUMB_BYTES on average, _CRUMBS at a time, is refused:
+# each piece costs a turn of Python, and an endless reply of 1-byte chunks kept a core busy
+# for each attempt's whole camera.timeout_s. A camera's pieces are a network packet or more.
+_CRUMBS = 4096
+_CRUMB_BYTES = 64
 
 
 class CameraSourceError(UsageError):
@@ -820,6 +825,7 @@ def _arriving(resp: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
     server that drips bytes.
     """
     read1 = getattr(resp, "read1", None)  # urllib3 >= 2.3
+    pieces = received = 0
     while True:
         data = (
             read1(_CHUNK, decode_content=True)
@@ -828,6 +834,14 @@ def _arriving(resp: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
         )
         if not data:
             return
+        pieces += 1
+        received += len(data)
+        if pieces == _CRUMBS:
+            if received < _CRUMBS * _CRUMB_BYTES:
+                raise SourceDown(
+                    f"sends its data a few bytes at a time ({received} bytes in {pieces} pieces)"
+                )
+            pieces = received = 0
         yield data
 
 
