@@ -300,11 +300,18 @@ def test_credentials_in_the_url_are_sent_and_kept_across_a_redirect_on_the_same_
     for path in ("/private", "/moved"):
         cam = opened(f"http://{user}:{password}@{host}{path}")
         assert cam.read() is not None, cam.last_error
+    wrong = opened(f"http://{user}:nope@{host}/private")
+    assert wrong.read() is None
+    # which camera, and what to fix (the offline notice says it): "HTTP 401" alone said neither
+    assert wrong.last_error == (
+        f"{host}: HTTP 401 Unauthorized: the camera refused its user name or password"
+    ), wrong.last_error
+    # none given: it was said to refuse a user name and password that were never set
     refused = opened(camera_server.url + "/private")
     assert refused.read() is None
-    # which camera, and what to fix (the offline notice says it): "HTTP 401" alone said neither
     assert refused.last_error == (
-        f"{host}: HTTP 401 Unauthorized: the camera refused its user name or password"
+        f"{host}: HTTP 401 Unauthorized: the camera asks for a user name and password; "
+        "give them in its URL, before the host"
     ), refused.last_error
 
 
@@ -319,6 +326,9 @@ def test_credentials_in_the_url_never_follow_a_redirect_to_another_server(
         cam = opened(f"http://{user}:{password}@{host}/away?to={to}")
         assert cam.read() is None
         assert "HTTP 401" in cam.last_error and other.requests == 1
+        # the server that refused is named, not the one configured (which answered)
+        other_host = other.url.split("://", 1)[1]
+        assert cam.last_error.startswith(f"{other_host}: HTTP 401"), cam.last_error
     finally:
         other.close()
 

@@ -63,6 +63,7 @@ from watchdog.detection.bundle import Preprocess, to_bgr
 from watchdog.devices.frozen import FrozenPicture, frozen_message
 from watchdog.devices.http_client import (
     UNTRUSTED_CERTIFICATE,
+    Answer,
     BadUrl,
     HttpClient,
     TooManyRedirects,
@@ -124,13 +125,18 @@ class SourceDown(Exception):
         self.busy = busy
 
 
-def _http_refusal(url: str, status: int, reason: str | None) -> SourceDown:
-    """The camera's refusal, naming the camera (its host: never its password) and, where the
-    camera refused the login, saying so."""
-    said = f"HTTP {status} {reason or ''}".strip()
-    if status in (401, 403):
+def _http_refusal(answer: Answer) -> SourceDown:
+    """The camera's refusal, naming the host that refused (after a redirect, not the one
+    configured; never a password) and what a refused login means."""
+    status, resp = answer.response.status, answer.response
+    said = f"HTTP {status} {resp.reason or ''}".strip()
+    if status in (401, 403) and answer.authenticated:
         said += ": the camera refused its user name or password"
-    return SourceDown(f"{url_host(url)}: {said}", busy=status == 503)
+    elif status == 401:
+        said += (
+            ": the camera asks for a user name and password; give them in its URL, before the host"
+        )
+    return SourceDown(f"{url_host(answer.url)}: {said}", busy=status == 503)
 
 
 @dataclass
@@ -849,7 +855,7 @@ def _no_answer(url: str, timeout: float) -> SourceDown:
     return SourceDown(f"no answer from {url_host(url)} within {timeout:g} s (timed out)")
 
 
-def _open_camera_url(http: HttpClient, url: str, timeout: float) -> urllib3.BaseHTTPResponse:
+def _open_camera_url(http: HttpClient, url: str, timeout: float) -> Answer:
     """GET a camera URL: its answer, body unread; SourceDown in the user's words when the
     camera cannot be reached."""
     try:
@@ -917,10 +923,11 @@ class SnapshotCamera(_BaseCamera):
 
     def _fetch_within(self) -> bytes:
         cfg = self.cfg
-        resp = _open_camera_url(self._http, self.url, cfg.timeout_s)
+        answer = _open_camera_url(self._http, self.url, cfg.timeout_s)
+        resp = answer.response
         try:
             if resp.status >= 400:
-                raise _http_refusal(self.url, resp.status, resp.reason)
+                raise _http_refusal(answer)
             said = resp.headers.get("Content-Type", "").split(";")[0].strip()[:80]
             ctype = said.lower()
             if ctype.startswith("multipart/x-mixed-replace"):
@@ -1413,14 +1420,14 @@ class MjpegCamera(_ThreadedCamera):
         self._reconnect.clear()  # a run of bad frames of an earlier connection is not this one's
         with self._http.deadline(t, self._stop) as deadline:
             try:
-                resp = _open_camera_url(self._http, self.url, t)
+                answer = _open_camera_url(self._http, self.url, t)
             except SourceDown:
                 if deadline.expired:
                     raise _no_answer(self.url, t) from None
                 raise
-        with resp:
+        with answer.response as resp:
             if resp.status >= 400:
-                raise _http_refusal(self.url, resp.status, resp.reason)
+                raise _http_refusal(answer)
             ctype = resp.headers.get("Content-Type", "")
             delimiter = _boundary(ctype)
             if delimiter is None:

@@ -27,6 +27,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
@@ -204,6 +205,15 @@ class _DeadlineTlsPool(_PoolUnderDeadline, HTTPSConnectionPool):
     ConnectionCls = _DeadlineTlsConnection
 
 
+@dataclass(frozen=True)
+class Answer:
+    """An answer whose body is not read yet, and the address that gave it (after redirects)."""
+
+    response: urllib3.BaseHTTPResponse
+    url: str
+    authenticated: bool  # a user name and password were sent to that address
+
+
 class HttpClient:
     """One camera's or printer's connections: its headers, TLS settings and redirect limit."""
 
@@ -238,10 +248,11 @@ class HttpClient:
         timeout: float,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> urllib3.BaseHTTPResponse:
+    ) -> Answer:
         """The answer with its body not read yet: read it (``read``, ``read1``), then
-        ``close`` it. ``timeout`` bounds connecting and each wait for data. BadUrl for an
-        address that is not a valid URL."""
+        ``close`` it; with the address that gave it after redirects and whether a user name
+        and password went there (a refusal names the host that refused). ``timeout`` bounds
+        connecting and each wait for data. BadUrl for an address that is not a valid URL."""
         origin = _origin(url)
         auth = _basic_auth(url)
         for _ in range(self._max_redirects + 1):
@@ -258,7 +269,7 @@ class HttpClient:
             )
             location = resp.headers.get("Location")
             if self._max_redirects == 0 or resp.status not in REDIRECT_CODES or not location:
-                return resp
+                return Answer(resp, url, bool(auth))
             resp.close()
             try:
                 url = urljoin(url, location)

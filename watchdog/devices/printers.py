@@ -207,7 +207,7 @@ class _HttpPrinter:
                     timeout=timeout,
                     body=payload,
                     headers={"Content-Type": "application/json"} if payload is not None else None,
-                )
+                ).response
                 try:
                     return resp, resp.read(MAX_ANSWER_BYTES + 1, decode_content=True)
                 finally:
