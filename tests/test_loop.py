@@ -1251,6 +1251,10 @@ def test_the_mask_editor_gets_no_picture_of_before_an_outage_as_one_of_now(
         if watcher.camera_online is False:
             break
         watcher.step()
+    # /status and the page say why (they said "camera offline" and no more)
+    status = watcher.status()
+    host = camera_server.url.split("://", 1)[1]
+    assert status["camera_online"] is False and host in status["camera_problem"], status
     done = watcher.submit(Command("e3", Verb.LOOK, source="web"))
     watcher.step()
     looked = done.result(5)

@@ -1230,6 +1230,29 @@ def test_an_idle_printers_job_is_said_to_be_its_last(env, browser) -> None:
     ], jobs
 
 
+def test_a_camera_offline_says_why_on_its_card(env, browser) -> None:
+    """The badge said "camera offline" and nothing more: a refused password or a wrong
+    address looked like a camera unplugged. The card says the camera's own reason while it
+    is offline, and nothing once it is back."""
+    browser.get(env.url + "/")
+    wait_js(browser, "the card", f"return document.querySelector('{card()}') !== null")
+    problem = browser.find_element(By.CSS_SELECTOR, card("[data-role=camera-problem]"))
+    assert not problem.is_displayed()
+    host = env.camera.url.split("://", 1)[1]
+    env.camera.set_fault("http_500")
+    try:
+        wait_until(
+            "the camera's reason",
+            lambda: problem.is_displayed() and "HTTP 500" in problem.text,
+            30,
+            lambda: problem.text,
+        )
+        assert problem.text == f"offline: {host}: HTTP 500 Internal Server Error", problem.text
+    finally:
+        env.camera.set_fault(None)
+    wait_until("the camera back", lambda: not problem.is_displayed(), 90, lambda: problem.text)
+
+
 def test_sigterm_still_stops_the_daemon_with_the_page_open(env, browser) -> None:
     browser.get(env.url + "/")
     wait_js(browser, "the card", f"return document.querySelector('{card()}') !== null")

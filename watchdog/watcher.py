@@ -199,6 +199,7 @@ class WatcherStatus:
     score: float | None
     threshold: float
     camera_online: bool | None
+    camera_problem: str  # why the camera is offline, in its words ("" while online)
     calibrating: bool
     calibration: str  # "12/30" while learning the print's look, else ""
     enabled: bool  # the Watching switch (kept across restarts)
@@ -1512,6 +1513,9 @@ class Watcher:
             # the one in force: a sensitivity saved while idle moves it before the next frame
             threshold=self.detector.threshold,
             camera_online=self.camera_online,
+            camera_problem=(self.camera.last_error or "no frame")
+            if self.camera_online is False
+            else "",
             calibrating=calibrating,
             calibration=self.detector.progress if calibrating else "",
             enabled=self.enabled,

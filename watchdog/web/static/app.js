@@ -266,6 +266,9 @@ function buildCard(p) {
   c.lastCmd = el("span", { "data-role": "last-command" });
   c.lastCmdRow = el("div", { class: "row", hidden: true }, c.lastCmd);
   c.api = el("span", { "data-role": "printer-state" });
+  // why the camera is offline (a refused password, a wrong address): the badge said only that
+  c.camera = el("span", { class: "bad", "data-role": "camera-problem" });
+  c.cameraRow = el("div", { class: "row", hidden: true }, el("span", {}, "Camera: ", c.camera));
   c.job = el("span", { class: "muted", "data-role": "job" });
   c.score = el("span", { "data-role": "score" });
   c.barFill = el("span");
@@ -286,6 +289,7 @@ function buildCard(p) {
     el("div", { class: "row" }, el("label", {}, c.overlay, " heatmap"),
       el("a", { href: `#/edit/${p.name}`, class: "button", "data-role": "edit", "aria-label": `where to look and settings of ${p.name}` }, "Where to look & settings"), c.skip, c.seeAlert),
     el("div", { class: "row" }, el("span", {}, "Printer: ", c.api), c.job),
+    c.cameraRow,
     c.lastCmdRow,
     el("div", { class: "row" }, c.score, el("div", { class: "scorebar" }, c.barFill, c.barMark)),
     el("div", { class: "tl-head" }, el("span", { text: "Score timeline" }), c.range),
@@ -316,6 +320,8 @@ function updateCard(c, p) {
   if (S.down >= 2) c.api.textContent += ` (at ${clock(S.lastUpdate)})`;
   c.api.className = trouble ? "bad" : "";
   c.api.title = p.printer_detail || "";
+  c.cameraRow.hidden = p.camera_online !== false;
+  c.camera.textContent = p.camera_online === false ? `offline: ${p.camera_problem || "no frame"}` : "";
   // the job an idle printer names is the one it ran last (kept to tell it printed again);
   // an API away mid-print tells nothing of its end
   const ended = p.api && ["idle", "error"].includes(p.printer_state);
