@@ -10,6 +10,7 @@ gives back.
 from __future__ import annotations
 
 import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -151,6 +152,33 @@ def test_a_long_picture_just_short_of_reducing_with_margin_is_decoded_smaller_no
     jpeg = cv2.imencode(".jpg", textured(8184, 1023))[1].tobytes()
     frame = decode_image(jpeg, 16_000_000, frame_size_needed(DEFAULT_INPUT))
     assert frame.shape == (512, 4092, 3)
+
+
+def _png_chunk(kind: bytes, data: bytes, crc: int | None = None) -> bytes:
+    crc = zlib.crc32(kind + data) if crc is None else crc
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_a_png_with_odd_extra_chunks_decodes_the_same_without_a_word_to_stderr(
+    capfd: pytest.CaptureFixture[str], channels: int
+) -> None:
+    """A camera whose PNGs carry a broken colour profile, or a text chunk with a bad
+    checksum: libpng wrote a warning to stderr for each frame, a line in the journal every
+    few seconds for good. Those chunks make no pixel; the picture is the same without them."""
+    picture = textured(64, 48)
+    if channels == 4:
+        picture = np.dstack([picture, np.full(picture.shape[:2], 200, np.uint8)])
+    png = cv2.imencode(".png", picture)[1].tobytes()
+    odd = (
+        _png_chunk(b"iCCP", b"cam\x00\x00" + zlib.compress(b"not a profile"))
+        + _png_chunk(b"tEXt", b"Comment\x00hello", crc=1)
+        + _png_chunk(b"tIME", b"\x07\xea\x0c\x06\x00\x00\x00")
+    )
+    odd_png = png[:33] + odd + png[33:]  # after the signature and IHDR
+    got = decode_image(odd_png, 16_000_000, frame_size_needed(DEFAULT_INPUT))
+    assert np.array_equal(got, decode_image(png, 16_000_000, frame_size_needed(DEFAULT_INPUT)))
+    assert "libpng" not in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("size", [(640, 480), (800, 600), (1280, 720)])

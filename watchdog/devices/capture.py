@@ -299,6 +299,24 @@ def read_header(data: bytes) -> ImageHeader:
     return _jpeg_header(data)
 
 
+def png_pixels_only(data: bytes) -> bytes:
+    """A PNG without its ancillary chunks (colour profile, text, time...) save transparency:
+    libpng writes a line to stderr for each odd one (a camera's bad colour profile was a line
+    in the journal every frame), and OpenCV makes no pixel of them."""
+    kept, i, dropped = [data[:8]], 8, False
+    while i + 12 <= len(data):
+        end = i + 12 + struct.unpack(">I", data[i : i + 4])[0]
+        kind = data[i + 4 : i + 8]
+        if end > len(data):
+            break
+        if kind[:1].isupper() or kind == b"tRNS":
+            kept.append(data[i:end])
+        else:
+            dropped = True
+        i = end
+    return b"".join([*kept, data[i:]]) if dropped else data
+
+
 def _past_empty_marker(data: bytes, i: int) -> int | None:
     """Where the next marker starts when the one at ``i`` has no content: fill bytes (skipped
     in one search: a body of them cost seconds) and markers without a length; None otherwise."""
@@ -482,6 +500,8 @@ def decode_image(data: bytes, max_pixels: int, need: tuple[int, int] | None = No
     _check_size(header, max_pixels, need)
     check_scans(data, header)
     factor = _jpeg_reduction(data, header, need) if header.kind == "jpeg" else 1
+    if header.kind == "png":
+        data = png_pixels_only(data)
     frame = cv2.imdecode(
         np.frombuffer(data, np.uint8), _DECODE_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION
     )
