@@ -34,6 +34,7 @@ from watchdog.detection.decide import Label
 from watchdog.devices.printers import NoPrinter, PrinterClient, SimulatedPrinter, make_printer
 from watchdog.incidents import (
     Incident,
+    already_answered,
     closing_answer,
     list_incidents,
     new_incident_id,
@@ -620,6 +621,31 @@ def test_an_old_alerts_cancel_never_acts_on_another_pause_after_a_restart(
     restarted.step()
     result = done.result(timeout=5)
     assert not result.ok and printer.status().state == "paused", result
+    restarted.camera.close()
+
+
+def test_a_paused_print_cancelled_and_printed_again_during_a_restart_is_not_said_resumed(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The alert paused the print; the daemon stopped; at the printer the owner cancelled it
+    and printed the same file again. Restarted, the watcher left the old alert open: its
+    page offered buttons that refused, without saying why. The reprint's print time, below
+    the alert's, says it is another print: the alert's print has ended, on disk, and the new
+    print is watched from its start, with no failure standing and no cooldown."""
+    printer = _Reprinting("J.gcode")
+    watcher, frames, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    watcher.camera.close()  # the daemon stopped
+    printer.cancel()
+    printer.start_print("J.gcode")
+    printer.printed = 120.0  # the alert's print had 3000 s
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    restarted.step()
+    storage = restarted.alerts.store.storage_dir
+    assert already_answered(storage, "e3", incident) == "this alert's print has ended"
+    assert restarted.status()["state"] != "cooldown", restarted.status()
+    assert not restarted.status()["failure"]
     restarted.camera.close()
 
 

@@ -617,8 +617,12 @@ class Watcher:
             incident = newest[0].id if newest else ""
         else:
             return
-        if not incident:
-            return
+        if incident:
+            self._answer_print_over(incident)
+
+    def _answer_print_over(self, incident: str) -> None:
+        """The alert's print is over, on disk: its buttons refuse, after a restart too."""
+        storage = self.alerts.store.storage_dir
         try:
             if not already_answered(storage, self.name, incident):
                 record_answer(storage, self.name, incident, PRINT_OVER)
@@ -1208,6 +1212,20 @@ class Watcher:
         saved = self._newest_saved()
         return None if saved is None else saved[0]
 
+    def _close_an_ended_prints_alert(self) -> None:
+        """Just started: the newest alert on disk, open, was about a print that has ended
+        since (cancelled, and another job or the same file printed again while the watchdog
+        was stopped). It is answered so: it stood open, its buttons refusing, its page not
+        saying why."""
+        newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
+        if not newest or answered(newest[0].alert) or self.state.job is None:
+            return
+        if isinstance(newest[0].alert.get("job"), str) and (
+            other := self._another_print(newest[0].alert)
+        ):
+            logger.info("%s: alert %s: its print has ended (%s)", self.name, newest[0].id, other)
+            self._answer_print_over(newest[0].id)
+
     def _newest_saved(self) -> tuple[Alert, dict[str, Any]] | None:
         """The newest alert on disk (and its saved JSON: verdict, answer) if the printer still
         runs the print it was about; None where there is none."""
@@ -1227,6 +1245,7 @@ class Watcher:
         the print)."""
         if self.state.printer not in (PrinterState.PAUSED, PrinterState.PRINTING):
             return
+        self._close_an_ended_prints_alert()
         saved = self._newest_saved()
         if saved is None or answered(saved[1]):
             return
