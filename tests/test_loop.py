@@ -598,6 +598,30 @@ def test_an_alert_whose_print_ended_never_acts_on_a_reprint_after_a_restart(
     restarted.camera.close()
 
 
+def _reprinted_while_stopped(
+    tmp_path: Path,
+    bundle: Path,
+    normal_frames: list[np.ndarray],
+    anomalous_frames: list[np.ndarray],
+    printed_s: float,
+    pause: bool = False,
+) -> tuple[Watcher, _Reprinting, str]:
+    """An alert paused J.gcode at 3000 s; the daemon stopped; at the printer the owner
+    cancelled it and printed J.gcode again (``printed_s`` so far; paused at the printer with
+    ``pause``). The restarted watcher after its first step, the printer, the alert's id."""
+    printer = _Reprinting("J.gcode")
+    watcher, frames, incident = _paused(tmp_path, bundle, normal_frames, anomalous_frames, printer)
+    watcher.camera.close()  # the daemon stopped
+    printer.cancel()
+    printer.start_print("J.gcode")
+    printer.printed = printed_s
+    if pause:
+        printer.pause()
+    restarted = _watcher(tmp_path, bundle, frames, printer)
+    restarted.step()
+    return restarted, printer, incident
+
+
 def test_an_old_alerts_cancel_never_acts_on_another_pause_after_a_restart(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
@@ -605,17 +629,9 @@ def test_an_old_alerts_cancel_never_acts_on_another_pause_after_a_restart(
     printed the same file again, and paused that one (a filament change) once it had printed
     longer than the first had at the alert. Restarted, the watcher took the pause for the
     alert's, still standing: the old notification's Cancel cancelled the new print."""
-    printer = _Reprinting("J.gcode")
-    watcher, frames, incident = _paused(
-        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
-    )
-    watcher.camera.close()  # the daemon stopped
-    printer.cancel()
-    printer.start_print("J.gcode")
-    printer.printed = 3000.0 + 600  # printed on, well past the alert's print time
-    printer.pause()  # at the printer
-    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
-    restarted.step()
+    restarted, printer, incident = _reprinted_while_stopped(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, 3000.0 + 600, pause=True
+    )  # printed on, well past the alert's print time, then paused at the printer
     assert not restarted.status()["failure"], "the old alert stood for another pause"
     done = restarted.submit(Command("e3", Verb.CANCEL, incident, source="phone"))
     restarted.step()
@@ -624,7 +640,7 @@ def test_an_old_alerts_cancel_never_acts_on_another_pause_after_a_restart(
     restarted.camera.close()
 
 
-def test_a_paused_print_cancelled_and_printed_again_during_a_restart_is_not_said_resumed(
+def test_a_paused_print_cancelled_and_printed_again_during_a_restart_has_its_alert_ended(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
     """The alert paused the print; the daemon stopped; at the printer the owner cancelled it
@@ -632,16 +648,9 @@ def test_a_paused_print_cancelled_and_printed_again_during_a_restart_is_not_said
     page offered buttons that refused, without saying why. The reprint's print time, below
     the alert's, says it is another print: the alert's print has ended, on disk, and the new
     print is watched from its start, with no failure standing and no cooldown."""
-    printer = _Reprinting("J.gcode")
-    watcher, frames, incident = _paused(
-        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
-    )
-    watcher.camera.close()  # the daemon stopped
-    printer.cancel()
-    printer.start_print("J.gcode")
-    printer.printed = 120.0  # the alert's print had 3000 s
-    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
-    restarted.step()
+    restarted, _, incident = _reprinted_while_stopped(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, 120.0
+    )  # the alert's print had 3000 s
     storage = restarted.alerts.store.storage_dir
     assert already_answered(storage, "e3", incident) == "this alert's print has ended"
     assert restarted.status()["state"] != "cooldown", restarted.status()
