@@ -222,7 +222,8 @@ def test_a_camera_answering_in_one_byte_chunks_is_offline_for_that_not_read_to_i
     cam = opened(camera_server.url + path, timeout_s=5.0)
     assert cam.read() is None
     wait_until("offline", lambda: not cam.online and cam.last_error, 10)
-    assert "a few bytes at a time" in cam.last_error, cam.last_error
+    host = camera_server.url.split("://", 1)[1]
+    assert f"{host} sends its data a few bytes at a time" in cam.last_error, cam.last_error
     camera_server.set_fault(None)
     read_until(cam, lambda f: f is not None)
 
@@ -326,9 +327,16 @@ def test_credentials_in_the_url_never_follow_a_redirect_to_another_server(
         cam = opened(f"http://{user}:{password}@{host}/away?to={to}")
         assert cam.read() is None
         assert "HTTP 401" in cam.last_error and other.requests == 1
-        # the server that refused is named, not the one configured (which answered)
+        # the server that refused is named, not the one configured (which answered), and
+        # the user is not told to add the password the URL already has
         other_host = other.url.split("://", 1)[1]
         assert cam.last_error.startswith(f"{other_host}: HTTP 401"), cam.last_error
+        assert "never follow a redirect to another host" in cam.last_error, cam.last_error
+        # sent away and back: the camera's own host gets its password again
+        back = quote(camera_server.url + "/private", safe="")
+        there_and_back = quote(f"{other.url}/away?to={back}", safe="")
+        cam = opened(f"http://{user}:{password}@{host}/away?to={there_and_back}")
+        assert cam.read() is not None, cam.last_error
     finally:
         other.close()
 

@@ -181,6 +181,23 @@ def test_a_png_with_odd_extra_chunks_decodes_the_same_without_a_word_to_stderr(
     assert "libpng" not in capfd.readouterr().err
 
 
+def test_a_png_in_tens_of_thousands_of_chunks_is_refused_before_decoding() -> None:
+    """Each chunk is a turn of Python and of libpng: 330,000 empty ones doubled a frame's
+    decoding cost. No camera's picture comes in more than a few thousand."""
+    png = cv2.imencode(".png", textured(64, 48))[1].tobytes()
+    many = png[:33] + _png_chunk(b"tEXt", b"a\x00b") * 25_000 + png[33:]
+    with pytest.raises(capture.BadFrame, match="PNG in more than 20000 chunks"):
+        decode_image(many, 16_000_000, frame_size_needed(DEFAULT_INPUT))
+
+
+def test_a_camera_shaped_picture_keeps_the_decoding_margin_however_large() -> None:
+    """4608x2592 (a Pi camera's full size) for a model needing 256x256: decoded at half its
+    size, four frame pixels per model pixel, as always; only a shape no camera has (longer
+    than 4 times its other side) gives up the margin to stay within 2.1 MP."""
+    jpeg = cv2.imencode(".jpg", textured(4608, 2592))[1].tobytes()
+    assert decode_image(jpeg, 16_000_000, (256, 256)).shape == (1296, 2304, 3)
+
+
 @pytest.mark.parametrize("size", [(640, 480), (800, 600), (1280, 720)])
 def test_normal_size_frames_are_decoded_exactly_as_before(size: tuple[int, int]) -> None:
     """Reduced decoding starts at 4x the model's need: the default model's input from a 640x480

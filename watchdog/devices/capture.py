@@ -125,18 +125,24 @@ class SourceDown(Exception):
         self.busy = busy
 
 
-def _http_refusal(answer: Answer) -> SourceDown:
+def _http_refusal(answer: Answer, configured: str) -> SourceDown:
     """The camera's refusal, naming the host that refused (after a redirect, not the one
     configured; never a password) and what a refused login means."""
     status, resp = answer.response.status, answer.response
     said = f"HTTP {status} {resp.reason or ''}".strip()
+    host = url_host(answer.url)
     if status in (401, 403) and answer.authenticated:
         said += ": the camera refused its user name or password"
+    elif status == 401 and host != url_host(configured):
+        said += (
+            ": it asks for a user name and password, which never follow a redirect to "
+            "another host: give its own address, with them, as the camera's URL"
+        )
     elif status == 401:
         said += (
             ": the camera asks for a user name and password; give them in its URL, before the host"
         )
-    return SourceDown(f"{url_host(answer.url)}: {said}", busy=status == 503)
+    return SourceDown(f"{host}: {said}", busy=status == 503)
 
 
 @dataclass
@@ -181,12 +187,16 @@ class Camera(Protocol):
 # --------------------------------------------------------------------------- decoding
 
 
+PNG_MAX_CHUNKS = 20_000  # a 6 MB picture in libpng's 8 KB chunks is 750
 FULL_DECODE_MAX_PIXELS = (
     2_100_000  # PNG and progressive JPEG are decoded whole: about 1920x1080 at most
 )
 DECODE_MARGIN = (
     4  # reduced JPEG decoding keeps at least 4 frame pixels per model-input pixel, each way
 )
+# longer than 4 times its other side (32:9 is 3.6) is no camera's picture: past the decoding
+# budget it loses the margin, or is refused
+ODD_ASPECT = 4
 MAX_REDIRECTS = 5
 _REDIRECT_LOOP = (
     f"more than {MAX_REDIRECTS} redirects (a redirect loop?); give the camera's final URL"
@@ -304,7 +314,9 @@ def png_pixels_only(data: bytes) -> bytes:
     libpng writes a line to stderr for each odd one (a camera's bad colour profile was a line
     in the journal every frame), and OpenCV makes no pixel of them."""
     kept, i, dropped = [data[:8]], 8, False
-    while i + 12 <= len(data):
+    for _ in range(PNG_MAX_CHUNKS + 1):
+        if i + 12 > len(data):
+            break
         end = i + 12 + struct.unpack(">I", data[i : i + 4])[0]
         kind = data[i + 4 : i + 8]
         if end > len(data):
@@ -314,6 +326,8 @@ def png_pixels_only(data: bytes) -> bytes:
         else:
             dropped = True
         i = end
+    else:  # each chunk a turn of Python (and of libpng)
+        raise BadFrame(f"PNG in more than {PNG_MAX_CHUNKS} chunks")
     return b"".join([*kept, data[i:]]) if dropped else data
 
 
@@ -470,8 +484,12 @@ def _jpeg_reduction(data: bytes, header: ImageHeader, need: tuple[int, int] | No
     if (len(data) - header.scan_start) * 8 < header.blocks:
         raise BadFrame("truncated JPEG (scan data missing)")
     factor = reduction(width, height, need)
-    if need is None or (width // factor) * (height // factor) <= FULL_DECODE_MAX_PIXELS:
-        return factor
+    if (
+        need is None
+        or max(width, height) <= ODD_ASPECT * min(width, height)
+        or (width // factor) * (height // factor) <= FULL_DECODE_MAX_PIXELS
+    ):
+        return factor  # a camera's shape keeps the margin, whatever it costs (measured)
     # Too long and thin to keep the margin at a fraction of its size (8184x1023 decoded whole
     # cost 66 MB more than a normal frame): decoded smaller, as long as it still covers the
     # model's input pixel for pixel, else refused; no camera's picture is that shape.
@@ -844,7 +862,7 @@ class VideoFileCamera(_BaseCamera):
 # --------------------------------------------------------------------------- HTTP snapshot
 
 
-def _arriving(resp: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+def _arriving(resp: urllib3.BaseHTTPResponse, url: str) -> Iterator[bytes]:
     """The body as it arrives, so limits and deadlines are checked per arrival.
 
     A read of a fixed size would wait for all of it: seconds of MJPEG frames, or forever from a
@@ -865,7 +883,8 @@ def _arriving(resp: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
         if pieces == _CRUMBS:
             if received < _CRUMBS * _CRUMB_BYTES:
                 raise SourceDown(
-                    f"sends its data a few bytes at a time ({received} bytes in {pieces} pieces)"
+                    f"{url_host(url)} sends its data a few bytes at a time ({received} bytes "
+                    f"in {pieces} pieces)"
                 )
             pieces = received = 0
         yield data
@@ -947,7 +966,7 @@ class SnapshotCamera(_BaseCamera):
         resp = answer.response
         try:
             if resp.status >= 400:
-                raise _http_refusal(answer)
+                raise _http_refusal(answer, self.url)
             said = resp.headers.get("Content-Type", "").split(";")[0].strip()[:80]
             ctype = said.lower()
             if ctype.startswith("multipart/x-mixed-replace"):
@@ -965,7 +984,7 @@ class SnapshotCamera(_BaseCamera):
                     f"body of {length} bytes, more than camera.max_bytes={cfg.max_bytes}"
                 )
             body = bytearray()
-            for chunk in _arriving(resp):
+            for chunk in _arriving(resp, self.url):
                 body += chunk
                 if len(body) > cfg.max_bytes:
                     raise BadFrame(f"body larger than camera.max_bytes={cfg.max_bytes}")
@@ -1447,7 +1466,7 @@ class MjpegCamera(_ThreadedCamera):
                 raise
         with answer.response as resp:
             if resp.status >= 400:
-                raise _http_refusal(answer)
+                raise _http_refusal(answer, self.url)
             ctype = resp.headers.get("Content-Type", "")
             delimiter = _boundary(ctype)
             if delimiter is None:
@@ -1469,7 +1488,9 @@ class MjpegCamera(_ThreadedCamera):
                     yield chunk
 
             junk = 0
-            for part in mjpeg_parts(timed(_arriving(resp)), delimiter, self.cfg.max_bytes):
+            for part in mjpeg_parts(
+                timed(_arriving(resp, self.url)), delimiter, self.cfg.max_bytes
+            ):
                 last_part = time.monotonic()
                 if self._halted():
                     return

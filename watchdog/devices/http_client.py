@@ -254,7 +254,7 @@ class HttpClient:
         and password went there (a refusal names the host that refused). ``timeout`` bounds
         connecting and each wait for data. BadUrl for an address that is not a valid URL."""
         origin = _origin(url)
-        auth = _basic_auth(url)
+        auth = first_auth = _basic_auth(url)
         for _ in range(self._max_redirects + 1):
             self._tls_for(url)
             resp = self._pool.request(
@@ -275,8 +275,8 @@ class HttpClient:
                 url = urljoin(url, location)
             except ValueError:
                 raise BadUrl(f"redirect to an invalid address {redact_url(location)}") from None
-            if not _same_host(origin, _origin(url)):
-                auth = _basic_auth(url)  # never the first host's credentials to another host
+            # never the first host's credentials to another host, and back with them to it
+            auth = first_auth if _same_host(origin, _origin(url)) else _basic_auth(url)
         raise TooManyRedirects(f"more than {self._max_redirects} redirects")
 
     @contextlib.contextmanager
