@@ -960,6 +960,9 @@ def test_a_cards_heatmap_gone_with_a_new_region_is_not_shown_from_the_cache(env,
     assert offline, "a camera offline gives no picture of now"
     # after an alert or its resume the badge said "cooldown", unexplained
     assert js(browser, "return stateOf({state: 'cooldown'})[1]") == "cooldown: no new alert for now"
+    # re-learning the print's look during it (resumed with watching switched on again)
+    learning = "return stateOf({state: 'cooldown', calibrating: true, calibration: '3/30'})[1]"
+    assert js(browser, learning) == "cooldown, learning the print 3/30"
 
 
 def test_the_timeline_leaves_a_gap_where_nothing_was_scored(env, browser) -> None:

@@ -131,7 +131,8 @@ function stateOf(p) {
   if (s === "printer_offline") return [s, "printer unreachable"];
   if (s === "skipping_print") return [s, "not watching this print"];
   // after an alert, or a resume of the print it paused: no new alert until it ends
-  if (s === "cooldown") return [s, "cooldown: no new alert for now"];
+  // learning the print's look again meanwhile (a resume, watching switched on): said too
+  if (s === "cooldown") return [s, p.calibrating && p.calibration ? `cooldown, learning the print ${p.calibration}` : "cooldown: no new alert for now"];
   return [s, s];
 }
 
