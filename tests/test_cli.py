@@ -431,6 +431,9 @@ def test_replay_reads_a_video_file(tmp_path, tiny_bundle, normal_frames, write_v
     assert r.returncode == 0, r.stderr
     scored = [json.loads(x) for x in r.stdout.splitlines() if '"score"' in x]
     assert len(scored) == 5
+    # which frame of the video each line is (it said "frame": null: an alert could not be
+    # found in the recording)
+    assert [line["frame"] for line in scored] == [f"rec.avi#{i}" for i in range(5)]
 
 
 def test_replay_missing_frames_is_a_usage_error(tmp_path, tiny_bundle) -> None:
