@@ -28,8 +28,31 @@ def watchdog_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "watchdog", *args]
 
 
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(watchdog_cmd(*args), capture_output=True, text=True, timeout=timeout)
+def run_cli(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        watchdog_cmd(*args), capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+# An install without the notify extra, as ``make demo`` makes (Apprise is in this venv, so an
+# import hook stands in for its absence: the one thing here not as a user has it).
+_NO_APPRISE = """import importlib.abc, sys
+class _NoApprise(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "apprise" or name.startswith("apprise."):
+            raise ModuleNotFoundError("No module named 'apprise'", name="apprise")
+        return None
+sys.meta_path.insert(0, _NoApprise())
+"""
+
+
+def without_apprise(folder: Path) -> str:
+    """A PYTHONPATH under which Python cannot import Apprise (a sitecustomize in ``folder``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(_NO_APPRISE)
+    return os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH", "")) if p)
 
 
 def replayed(config: Path, frames: Path) -> list[dict[str, Any]]:

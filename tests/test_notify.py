@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from tests.daemon_helpers import without_apprise
 from tests.plugins.receivers import NtfyReceiver, WebhookReceiver, wait_for
 from watchdog.comms.actions import ActionHandler, ActionTokens
 from watchdog.comms.http import StatusServer, action_page
@@ -1528,6 +1529,24 @@ def test_a_removed_targets_waiting_notifications_never_go_to_the_next_one(
     second.stop()
     assert [m.topic for m in ntfy_receiver.messages] == ["bob"]
     assert "left for a target removed since" in caplog.text
+
+
+def test_a_notification_apprise_is_missing_for_blames_neither_the_service_nor_its_url(
+    phone, ntfy_receiver, tmp_path, monkeypatch, caplog
+) -> None:
+    """Installed without the notify extra: the log said "the service refused the
+    notification" and to check the URL's credentials, sending the owner after a password that
+    was right. It says the notification cannot be sent here, and why."""
+    monkeypatch.setenv("PYTHONPATH", without_apprise(tmp_path / "site"))
+    caplog.set_level(logging.ERROR, logger="watchdog.comms.notify")
+    sender = phone(notify=(target(ntfy_receiver.url("alerts")),))
+    sender.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    wait_for("the failure", lambda: sender.notify_status()["ntfy"]["failed"] >= 1)
+    sender.stop()
+    said = [r.getMessage() for r in caplog.records if "Apprise" in r.getMessage()]
+    assert any("cannot send here: Apprise is not installed" in line for line in said), said
+    assert not any("refused" in line or "credentials" in line for line in said), said
+    assert ntfy_receiver.messages == []
 
 
 def test_a_target_whose_url_was_fixed_in_its_place_keeps_its_queue(

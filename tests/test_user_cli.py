@@ -19,7 +19,14 @@ import numpy as np
 import pytest
 
 from tests import synth
-from tests.daemon_helpers import free_port, run_cli, wait_until, watchdog_cmd, write_config
+from tests.daemon_helpers import (
+    free_port,
+    run_cli,
+    wait_until,
+    watchdog_cmd,
+    without_apprise,
+    write_config,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BUNDLE = ROOT / "watchdog" / "models" / "default"
@@ -395,6 +402,26 @@ def test_check_config_warns_when_an_alert_would_reach_nobody(tmp_path: Path) -> 
     assert r.returncode == 0, r.stderr
     [warning] = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
     assert "an alert reaches nobody" in warning and "mqtt.host" in warning
+
+
+def test_check_config_says_notifications_cannot_go_out_without_apprise(tmp_path: Path) -> None:
+    """Installed as ``make demo`` installs (the Pi's packages, not the notify extra), with a
+    phone target: check-config said "ok", and the daemon then blamed the service and the
+    URL's credentials for each notification it could not send."""
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[{"name": "e3", "action": "notify"}],
+        notify=[{"url": "ntfys://bob:s3cret@ntfy.example/printer-alerts"}],
+    )
+    env = {**os.environ, "PYTHONPATH": without_apprise(tmp_path / "site")}
+    r = run_cli("check-config", "--config", str(config), env=env)
+    assert r.returncode == 0, r.stderr
+    [warning] = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert "notify lists 1 target(s), but Apprise is not installed" in warning, warning
+    assert "pip install 'printer-watchdog[notify]'" in warning and "s3cret" not in r.stderr
+    # installed (this venv): no such warning
+    r = run_cli("check-config", "--config", str(config))
+    assert "Apprise" not in r.stderr, r.stderr
 
 
 def test_example_config_is_coherent(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ its model.json (it is loaded and run on one frame), an action the printer cannot
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import threading
@@ -19,6 +20,7 @@ import yaml
 
 from watchdog import switches
 from watchdog.commands import shown_source
+from watchdog.comms.notify import APPRISE_MISSING
 from watchdog.comms.transport import check_tls
 from watchdog.config import Config, ConfigError, PrinterConfig
 from watchdog.daemon import configured_bundle, model_key, try_model_once
@@ -84,6 +86,11 @@ def warnings(config: Config) -> list[str]:
             f"storage.dir {config.storage.dir}: {unusable}: incidents, queued alerts and saved "
             "settings would not be kept (the print is still watched and paused)"
         )
+    if config.notify and not _installed("apprise"):
+        out.append(
+            f"notify lists {len(config.notify)} target(s), but {APPRISE_MISSING}; until it is, "
+            "notifications wait in the storage folder's outbox"
+        )
     if not config.mqtt.host and not config.notify:
         out.append(
             "mqtt.host is empty and notify lists no target: an alert reaches nobody, it is only "
@@ -91,6 +98,14 @@ def warnings(config: Config) -> list[str]:
             "mqtt.host or add a notify target to hear of it"
         )
     return out
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported here (an import hook may refuse it outright)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def run_model(config: Config, bundle: Bundle, source: str | Path = "config") -> None:

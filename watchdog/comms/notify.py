@@ -56,6 +56,9 @@ SEND_TIMEOUT_S = 90.0
 # delivered it: sent this many times, it is taken as delivered, not sent at every retry for a
 # day.
 UNANSWERED_SENDS = 2
+APPRISE_MISSING = (
+    "Apprise is not installed: pip install 'printer-watchdog[notify]' (deploy/install.sh does)"
+)
 REJECTED_RETRY_S = 600.0  # a target that refused the credentials is tried again this often
 
 
@@ -571,7 +574,8 @@ def subprocess_sender(stop: threading.Event) -> Sender:
                 return {
                     "ok": False,
                     "permanent": True,
-                    "detail": "Apprise is not installed: pip install 'printer-watchdog[notify]'",
+                    "detail": APPRISE_MISSING,
+                    "here": True,  # nothing of the service's: not its refusal, not the URL's
                 }
             return {
                 "ok": False,
@@ -1274,11 +1278,14 @@ class TargetSender:
         if result.get("permanent"):
             if not self.rejected:
                 logger.error(
-                    "notify %s (%s://): the service refused the notification: %s. Check the URL's "
-                    "credentials; its notifications are kept for %g h and tried again every %.0f min",
+                    "notify %s (%s://): %s; its notifications are kept for %g h and tried again "
+                    "every %.0f min",
                     self.name,
                     self.cfg.scheme,
-                    detail,
+                    f"cannot send here: {detail}"
+                    if result.get("here")
+                    else f"the service refused the notification: {detail}. Check the URL's "
+                    "credentials",
                     self.cfg.max_age_h,
                     REJECTED_RETRY_S / 60,
                 )
@@ -1371,8 +1378,7 @@ class Notifications:
         self._stop.clear()
         if importlib.util.find_spec("apprise") is None:
             logger.error(
-                "notify: Apprise is not installed (pip install 'printer-watchdog[notify]', which "
-                "deploy/install.sh does); notifications are kept in the outbox until it is"
+                "notify: %s; notifications are kept in the outbox until it is", APPRISE_MISSING
             )
         left = {ch: self.outbox.pending(ch) for ch in self.outbox.channels("notify-")}
         everything = [e for entries in left.values() for e in entries]
