@@ -360,11 +360,15 @@ def test_camera_host_that_does_not_resolve_is_said_so(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- check-config
 
 
+# a camera that check-config does not try (without --probe): its other warnings stand alone
+CAMERA = {"source": "http://127.0.0.1:9/snapshot"}
+
+
 def test_check_config_warns_that_pause_needs_a_printer_api(tmp_path: Path) -> None:
     config = write_config(
         tmp_path / "c.yaml",
         mqtt={"host": "127.0.0.1"},
-        printers=[{"name": "e3", "action": "pause"}],
+        printers=[{"name": "e3", "action": "pause", "camera": CAMERA}],
     )
     r = run_cli("check-config", "--config", str(config))
     assert r.returncode == 0, r.stderr
@@ -384,6 +388,7 @@ def test_check_config_says_a_printer_api_with_action_notify_never_pauses(tmp_pat
             {
                 "name": "e3",
                 "action": "notify",
+                "camera": CAMERA,
                 "api": {"kind": "octoprint", "url": "http://127.0.0.1:5000"},
             }
         ],
@@ -397,11 +402,33 @@ def test_check_config_says_a_printer_api_with_action_notify_never_pauses(tmp_pat
 def test_check_config_warns_when_an_alert_would_reach_nobody(tmp_path: Path) -> None:
     """No MQTT broker and no notification target: a pause still happens where a printer API
     is set, but the owner hears of nothing. check-config said "ok" without a word."""
-    config = write_config(tmp_path / "c.yaml", printers=[{"name": "e3", "action": "notify"}])
+    config = write_config(
+        tmp_path / "c.yaml", printers=[{"name": "e3", "action": "notify", "camera": CAMERA}]
+    )
     r = run_cli("check-config", "--config", str(config))
     assert r.returncode == 0, r.stderr
     [warning] = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
     assert "an alert reaches nobody" in warning and "mqtt.host" in warning
+
+
+def test_check_config_warns_of_a_printer_whose_camera_was_left_out(tmp_path: Path) -> None:
+    """A printer block without its camera line watches the first USB camera: check-config
+    said "ok" on a Pi with none, and the daemon then said "camera offline" all night."""
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[
+            {"name": "e3", "action": "notify"},
+            {"name": "mk4", "action": "notify", "camera": CAMERA},
+        ],
+        mqtt={"host": "127.0.0.1"},
+    )
+    r = run_cli("check-config", "--config", str(config))
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: printers.0 (e3): camera.source not set: the first USB camera (/dev/video0) "
+        "is watched; give its URL, device or folder there"
+    ], r.stderr
 
 
 def test_check_config_says_notifications_cannot_go_out_without_apprise(tmp_path: Path) -> None:
@@ -410,7 +437,7 @@ def test_check_config_says_notifications_cannot_go_out_without_apprise(tmp_path:
     URL's credentials for each notification it could not send."""
     config = write_config(
         tmp_path / "c.yaml",
-        printers=[{"name": "e3", "action": "notify"}],
+        printers=[{"name": "e3", "action": "notify", "camera": CAMERA}],
         notify=[{"url": "ntfys://bob:s3cret@ntfy.example/printer-alerts"}],
     )
     env = {**os.environ, "PYTHONPATH": without_apprise(tmp_path / "site")}

@@ -231,6 +231,7 @@ class Model:
     model_fields: typing.ClassVar[dict[str, FieldInfo]] = {}
     _field_checks: typing.ClassVar[dict[str, list[Callable[..., Any]]]] = {}
     _model_checks: typing.ClassVar[list[Callable[..., Any]]] = []
+    _given: frozenset[str] = frozenset()  # the keys the data set (the rest are defaults)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -292,6 +293,7 @@ class Model:
             else:
                 value = info.make_default()
             object.__setattr__(self, name, value)
+        object.__setattr__(self, "_given", frozenset(n for n in self.model_fields if n in data))
         if len(problems) == before:
             for check in self._model_checks:
                 try:
@@ -343,7 +345,13 @@ class Model:
         copy = object.__new__(type(self))
         for name in self.model_fields:
             object.__setattr__(copy, name, (update or {}).get(name, getattr(self, name)))
+        object.__setattr__(copy, "_given", self._given | frozenset(update or {}))
         return copy
+
+    def given(self, name: str) -> bool:
+        """Whether the data set ``name`` (a key in the config file), not its default: a
+        setting left out may deserve a word (a camera that is then the first USB one)."""
+        return name in self._given
 
     def model_dump(self) -> dict[str, Any]:
         """Plain JSON-able data: paths as text, secrets as ``**********``, tuples as lists."""

@@ -71,6 +71,11 @@ def warnings(config: Config) -> list[str]:
                 f"dashboard or in Home Assistant (kept in {config.storage.dir / switches.FILE}); "
                 "turn it on there to have its prints watched"
             )
+        if not p.camera.given("source"):
+            out.append(
+                f"printers.{i} ({p.name}): camera.source not set: the first USB camera "
+                "(/dev/video0) is watched; give its URL, device or folder there"
+            )
         if p.action in ("pause", "cancel") and p.api.kind == "none":
             out.append(
                 f"printers.{i} ({p.name}): action: {p.action} needs a printer API, but api.kind is none: "
