@@ -350,7 +350,8 @@ class Model:
 
     def given(self, name: str) -> bool:
         """Whether the data set ``name`` (a key in the config file), not its default: a
-        setting left out may deserve a word (a camera that is then the first USB one)."""
+        setting left out may deserve a word (a camera that is then the first USB one). Only
+        for a model read from a file: ``model_copy`` counts every key it is given as set."""
         return name in self._given
 
     def model_dump(self) -> dict[str, Any]:

@@ -94,7 +94,8 @@ def warnings(config: Config) -> list[str]:
     if config.notify and not _installed("apprise"):
         out.append(
             f"notify lists {len(config.notify)} target(s), but {APPRISE_MISSING}; until it is, "
-            "notifications wait in the storage folder's outbox"
+            "each notification waits in the storage folder's outbox, for its target's "
+            "max_age_h (24 h by default)"
         )
     if not config.mqtt.host and not config.notify:
         out.append(
