@@ -8,7 +8,6 @@ its model.json (it is loaded and run on one frame), an action the printer cannot
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import threading
@@ -20,7 +19,7 @@ import yaml
 
 from watchdog import switches
 from watchdog.commands import shown_source
-from watchdog.comms.notify import APPRISE_MISSING
+from watchdog.comms.notify import APPRISE_MISSING, apprise_installed
 from watchdog.comms.transport import check_tls
 from watchdog.config import Config, ConfigError, PrinterConfig
 from watchdog.daemon import configured_bundle, model_key, try_model_once
@@ -91,7 +90,7 @@ def warnings(config: Config) -> list[str]:
             f"storage.dir {config.storage.dir}: {unusable}: incidents, queued alerts and saved "
             "settings would not be kept (the print is still watched and paused)"
         )
-    if config.notify and not _installed("apprise"):
+    if config.notify and not apprise_installed():
         out.append(
             f"notify lists {len(config.notify)} target(s), but {APPRISE_MISSING}; until it is, "
             "each notification waits in the storage folder's outbox, for its target's "
@@ -104,14 +103,6 @@ def warnings(config: Config) -> list[str]:
             "mqtt.host or add a notify target to hear of it"
         )
     return out
-
-
-def _installed(module: str) -> bool:
-    """Whether ``module`` can be imported here (an import hook may refuse it outright)."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def run_model(config: Config, bundle: Bundle, source: str | Path = "config") -> None:

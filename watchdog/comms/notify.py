@@ -523,6 +523,15 @@ def mask(text: str, fragments: Sequence[str]) -> str:
     return text
 
 
+def apprise_installed() -> bool:
+    """Whether Apprise can be imported here (the sender's child runs this interpreter); an
+    import hook may refuse it outright."""
+    try:
+        return importlib.util.find_spec("apprise") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def subprocess_sender(stop: threading.Event) -> Sender:
     """Run ``watchdog.comms.notify_send`` in a child process, killed on timeout or stop."""
     package_root = str(Path(__file__).resolve().parents[2])
@@ -1376,7 +1385,7 @@ class Notifications:
             return
         self._started = True
         self._stop.clear()
-        if importlib.util.find_spec("apprise") is None:
+        if not apprise_installed():
             logger.error(
                 "notify: %s; notifications are kept in the outbox until it is", APPRISE_MISSING
             )

@@ -844,7 +844,7 @@ class VideoFileCamera(_BaseCamera):
             )
         self.online = True
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        self._name, self._read = path.name, 0
+        self._name, self._frames_read = path.name, 0
         # the last frame read, named as a folder's file would be: replay's lines say which
         # frame of the video each one is ("print.mp4#12", counted from 0)
         self.current: Path | None = None
@@ -856,8 +856,8 @@ class VideoFileCamera(_BaseCamera):
             self.exhausted = True
             self._cap.release()
             return None
-        self.current = Path(f"{self._name}#{self._read}")
-        self._read += 1
+        self.current = Path(f"{self._name}#{self._frames_read}")
+        self._frames_read += 1
         return frame
 
     def close(self) -> None:

@@ -313,7 +313,7 @@ function updateCard(c, p) {
   if (!c.enabled.disabled) c.enabled.checked = switchedOn(p);
   c.seeAlert.hidden = !(p.failure && p.last_alert);
   if (!c.seeAlert.hidden) c.seeAlert.href = `#/incidents/${p.last_alert.incident}`;
-  c.skip.hidden = !(p.api && p.enabled !== false && !p.skipping_print && ["printing", "paused"].includes(p.printer_state));
+  c.skip.hidden = !(p.api && switchedOn(p) && ["printing", "paused"].includes(p.printer_state));
   const trouble = ["offline", "error"].includes(p.printer_state) && p.printer_detail;
   c.api.textContent = trouble ? `${p.printer_state}: ${p.printer_detail}` : p.printer_state || "unknown";
   // without an API nothing tells whether it prints: "printing" was the watchdog's assumption
@@ -322,7 +322,7 @@ function updateCard(c, p) {
   c.api.className = trouble ? "bad" : "";
   c.api.title = p.printer_detail || "";
   c.cameraRow.hidden = p.camera_online !== false;
-  c.camera.textContent = p.camera_online === false ? `offline: ${p.camera_problem || "no frame"}` : "";
+  c.camera.textContent = p.camera_online === false ? `offline: ${p.camera_problem}` : "";
   // the job an idle printer names is the one it ran last (kept to tell it printed again);
   // an API away mid-print tells nothing of its end
   const ended = p.api && ["idle", "error"].includes(p.printer_state);
