@@ -10,11 +10,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from tests import synth
 from tests.daemon_helpers import replayed, write_config
-from tests.plugins.models import TINY_FRAMES, TINY_SEED, train_tiny
+from tests.plugins.models import TINY_FRAMES, TINY_SEED
 from trainer.data import NORMAL, Frame, Loaded
 from trainer.model import get_preset
 from trainer.pipeline import _quantized_guard
@@ -31,18 +30,9 @@ def _replay(tmp_path: Path, bundle: Path, name: str, frames: list) -> list[dict]
 
 
 def test_an_int8_bundle_pauses_a_failure_and_not_a_print_it_never_saw(
-    tmp_path: Path, synthetic_dataset: Path
+    tmp_path: Path, tiny_int8_run: Path
 ) -> None:
-    pytest.importorskip("tensorflow")
-    run = train_tiny(
-        synthetic_dataset,
-        tmp_path / "runs",
-        "--adapt-frames",
-        "8",
-        "--match-light",
-        "--quantize",
-        "int8",
-    )
+    run = tiny_int8_run
     bundle = run / "bundle"
     meta = Bundle.load(bundle).meta
     assert meta.quantization == "int8"

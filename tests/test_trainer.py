@@ -350,13 +350,11 @@ def test_a_start_longer_than_a_pi_can_keep_is_refused_before_training(
     assert not any(tmp_path.iterdir())
 
 
-def test_a_quantized_bundle_is_reported_with_the_thresholds_it_ships(
-    synthetic_dataset: Path, tmp_path: Path
-) -> None:
+def test_a_quantized_bundle_is_reported_with_the_thresholds_it_ships(tiny_int8_run: Path) -> None:
     """``--quantize int8``: the report's headline (the held-out print replayed as the daemon
     would) is the int8 bundle's, with its own model and thresholds, not the float32 model's;
     the bundle's note names the thresholds it ships."""
-    run = train_tiny(synthetic_dataset, tmp_path, "--adapt-frames", "4", "--quantize", "int8")
+    run = tiny_int8_run
     rep = json.loads((run / "report.json").read_text())
     meta = Bundle.load(run / "bundle").meta
     assert meta.quantization == "int8"

@@ -216,3 +216,24 @@ def tiny_light_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempPath
         )
         / "bundle"
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_int8_run(synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny training quantized to int8 (``--quantize int8``), with an 8-frame start and its
+    light matched: its run folder (report, ``bundle/`` int8, ``bundle-float32/``). One
+    training serves every test of a quantized bundle: it is the slowest the suite makes."""
+    pytest.importorskip("tensorflow")
+    return _made_once(
+        tmp_path_factory,
+        "runs-int8",
+        lambda out: train_tiny(
+            synthetic_dataset,
+            out,
+            "--adapt-frames",
+            "8",
+            "--match-light",
+            "--quantize",
+            "int8",
+        ),
+    )
