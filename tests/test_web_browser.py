@@ -1251,6 +1251,15 @@ def test_a_camera_offline_says_why_on_its_card(env, browser) -> None:
             lambda: problem.text,
         )
         assert problem.text == f"offline: {host}: HTTP 500 Internal Server Error", problem.text
+        # a camera offline before its first picture: the picture's place says so, where it
+        # said "no heatmap of the watched region yet" as if the camera were fine
+        shown = js(
+            browser,
+            f"""const c = cards['{PRINTER}'], p = S.printers.find((x) => x.name === '{PRINTER}');
+            updateCard(c, {{...p, score: null}});
+            return [c.noimg.hidden, c.noimg.textContent];""",
+        )
+        assert shown == [False, "no picture: the camera is offline"], shown
     finally:
         env.camera.set_fault(None)
     wait_until("the camera back", lambda: not problem.is_displayed(), 90, lambda: problem.text)

@@ -352,11 +352,14 @@ function updateCard(c, p) {
   // no score: none since the region, mask or model changed, and its heatmap is gone with it
   // (an idle printer's point number stays: the browser would show its picture from cache)
   const gone = c.overlay.checked && p.score === null;
-  const key = `${c.overlay.checked}:${last}:${gone}`;
+  // a camera offline from the start has no picture to show: the place says why
+  const offline = p.camera_online === false;
+  const key = `${c.overlay.checked}:${last}:${gone}:${offline}`;
   // no point yet (an idle printer since the start): its picture is taken for the page
-  if (key !== c.imgKey && (last || !c.overlay.checked || gone)) {
+  if (key !== c.imgKey && (last || !c.overlay.checked || gone || offline)) {
     c.imgKey = key;
-    c.noimg.textContent = gone ? "no heatmap of the watched region yet" : "no frame yet";
+    c.noimg.textContent = offline ? "no picture: the camera is offline"
+      : gone ? "no heatmap of the watched region yet" : "no frame yet";
     if (gone) { c.img.hidden = true; c.noimg.hidden = false; c.img.removeAttribute("src"); }
     else c.img.src = c.overlay.checked ? `/printers/${p.name}/latest.jpg?n=${last}` : `/api/printers/${p.name}/frame.jpg?n=${last}`;
     c.img.dataset.kind = c.overlay.checked ? "heatmap" : "frame";
