@@ -3,10 +3,13 @@ calibration agree on which frames make a print and in what order they were taken
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from tests import synth
 from trainer.crossfit import prints_by_set
@@ -58,6 +61,36 @@ def test_a_recording_linked_into_a_data_folder_is_read_and_a_link_loop_ends(tmp_
         (data / "failures" / "spaghetti").symlink_to(data / f"rec{x}")
         prints, _ = frames.group_prints([data])
         assert [len(paths) for paths in prints.values()] == [2], x
+
+
+def test_a_folder_that_cannot_be_read_is_named_not_left_out(tmp_path: Path) -> None:
+    """A sub-folder its owner cannot read, or a recording linked in from a disk not mounted
+    now: the trainer trained without its prints and said nothing, or named the folder above
+    as having no frames. The unreadable folder is read by a process without root's power to
+    read anything (the tests run as root), as ``setpriv`` makes one."""
+    from trainer.data import DataError
+
+    _write(tmp_path / "data" / "own", [f"own_{n}.jpg" for n in range(2)])
+    _write(tmp_path / "data" / "secret", [f"secret_{n}.jpg" for n in range(2)])
+    (tmp_path / "data" / "secret").chmod(0)
+    no_root = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    no_root += ["--inh-caps=-dac_override,-dac_read_search", sys.executable, "-c"]
+    code = "from trainer.data import find_frames; find_frames(normal=[sys.argv[1]])"
+    proc = subprocess.run(
+        [*no_root, f"import sys; {code}", str(tmp_path / "data")], capture_output=True, text=True
+    )
+    secret = tmp_path / "data" / "secret"
+    assert (
+        f"DataError: --normal folder {tmp_path / 'data'}: cannot read {secret}: Permission "
+        "denied" in proc.stderr
+    ), proc.stderr[-2000:]
+    (tmp_path / "data" / "secret").chmod(0o755)
+    gone = tmp_path / "data" / "usb"
+    gone.symlink_to(tmp_path / "unmounted" / "rec")
+    with pytest.raises(DataError, match=f"cannot read {gone}: it links to .*which is not there"):
+        find_frames(normal=[tmp_path / "data"])
+    with pytest.raises(frames.UnreadableFolder, match=f"cannot read {gone}"):
+        frames.group_prints([tmp_path / "data"])
 
 
 def test_calibrate_knows_a_print_trained_on_whose_first_file_does_not_decode(

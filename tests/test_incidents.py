@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 from pathlib import Path
 
@@ -177,6 +178,30 @@ def test_a_changed_verdict_takes_its_frames_out_of_the_other_training_folder(
     assert [p.name for p in normal.iterdir()] == [f"{inc.id}.jpg"] and list(failed.iterdir()) == []
 
 
+def test_feedback_that_cannot_take_back_the_verdict_befores_frame_leaves_the_verdict_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ "Not a failure", then "failure" where the frame kept by the first cannot be removed
+    (here a folder stands at its name: the tests run as root, whom a read-only folder does
+    not stop). The failure verdict was recorded and the frame left among the normal frames:
+    the next training fitted a confirmed failure as normal, and the owner read "cannot record
+    the verdict". Now the verdict is as it was, and the one line says why."""
+    cfg = write_config(tmp_path)
+    inc = IncidentStore(tmp_path / "state").save("ender3", alert(), jpeg(), jpeg())
+    argv = ["feedback", "--config", str(cfg), "--printer", "ender3", "--incident", inc.id]
+    assert cli([*argv, "--verdict", "not_failure"]) == 0
+    copy = false_alarms_dir(tmp_path / "state", "ender3") / f"{inc.id}.jpg"
+    copy.unlink()
+    (copy / "stuck").mkdir(parents=True)
+    capsys.readouterr()
+    assert cli([*argv, "--verdict", "failure"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "verdict not changed: cannot remove" in err, err
+    assert str(copy) in err, err
+    assert json.loads((inc.path / "alert.json").read_text())["verdict"] == "not_failure"
+    assert not (tmp_path / "state" / "collected" / "ender3" / "failures").exists()
+
+
 def test_two_verdicts_at_once_leave_one_readable_answer_and_its_frame_in_its_folder(
     tmp_path: Path,
 ) -> None:
@@ -331,6 +356,22 @@ def test_feedback_cli_not_failure(tmp_path: Path, capsys: pytest.CaptureFixture[
     copy = tmp_path / "state" / "collected" / "ender3" / "false_alarms" / f"{inc.id}.jpg"
     assert copy.read_bytes() == frame
     assert str(copy) in capsys.readouterr().out
+
+
+def test_feedback_cli_names_a_folder_with_spaces_as_a_shell_takes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The "retrain with" line is pasted into a shell: a storage folder with a space in its
+    name ran the trainer on half the path."""
+    cfg = tmp_path / "config.yaml"
+    state = tmp_path / "my state"
+    cfg.write_text(f"storage: {{dir: '{state}'}}\nprinters:\n  - name: ender3\n")
+    inc = IncidentStore(state).save("ender3", alert(), jpeg(), jpeg())
+    argv = ["feedback", "--config", str(cfg), "--printer", "ender3", "--incident", inc.id]
+    assert cli([*argv, "--verdict", "not_failure"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert shlex.split(line)[:5] == ["retrain", "with:", "python", "-m", "trainer"], line
+    assert shlex.split(line)[6] == str(state / "collected" / "ender3"), line
 
 
 def test_feedback_cli_failure_verdict(tmp_path: Path) -> None:

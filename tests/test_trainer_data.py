@@ -592,3 +592,27 @@ def test_too_few_frames_to_fit_says_how_many_were_found(tmp_path: Path) -> None:
     said = str(err.value)
     assert "of the 1 normal frame(s) found, 1 validate and 0 test" in said, said
     assert "give more frames" in said
+
+
+def test_the_absolute_thresholds_rule_calls_held_out_only_frames_of_prints_never_fitted() -> None:
+    """Two prints split by session: one tests, the other fits and gives a random share of its
+    own frames to set the threshold. The report called them "held-out normal frames", beside a
+    validation false-alarm rate of 0 and 0.78 on the print really held out. And a threshold
+    set on a handful of frames says that its rate means nothing, as the per-print one does."""
+    from trainer.data import NORMAL, Frame, Split
+    from trainer.pipeline import Options, _choose_threshold, _threshold_frames
+
+    def frames(session: str, n: int, start: int = 0) -> list[Frame]:
+        return [Frame(Path(f"{session}_{i}.jpg"), NORMAL, session, i) for i in range(start, n)]
+
+    session = Options(split="session")
+    same = Split("session", frames("a", 8), frames("a", 10, 8), [], [])
+    other = Split("session", frames("a", 8), frames("b", 2), [], [])
+    assert "left out of the fitted prints (optimistic" in _threshold_frames(session, same)
+    assert _threshold_frames(session, other) == "held-out normal frames"
+    assert "fitted prints (optimistic)" in _threshold_frames(Options(split="all"), other)
+    scores = np.linspace(0.1, 0.2, 12)
+    _, rule = _choose_threshold(session, scores, None, _threshold_frames(session, other))
+    assert "only 12 frames, too few for that rate (it needs 100)" in rule, rule
+    _, rule = _choose_threshold(session, np.linspace(0.1, 0.2, 100), None, "held-out frames")
+    assert rule == "target false-alarm rate 0.01 on held-out frames", rule

@@ -197,8 +197,10 @@ def calibrate_on(preset: Preset, held: list[HeldOut], target_fpr: float) -> Cros
     )
     result = dataclasses.replace(result, guard=start_guard(starts, partial=stubs))
     logger.info(
-        "per-print adaptation: %d calibration frames, threshold %.4g cross-fitted on %d prints; "
-        "start guard %.4g; start judged after %d frames, threshold %.4g",
+        "cross-fit: %d calibration frames, threshold %.4g cross-fitted on %d prints; start "
+        "guard %.4g; "
+        "start judged after %d frames, threshold %.4g (the bundle takes the fitted model's "
+        "own when higher)",
         result.frames,
         result.threshold,
         len(counted),

@@ -94,7 +94,10 @@ def _images_under(folder: Path, what: str) -> list[Path]:
         raise DataError(f"{what} folder not found: {folder}")
     if not folder.is_dir():
         raise DataError(f"{what} is not a folder: {folder}")
-    files = frames_contract.images_under(folder)
+    try:
+        files = frames_contract.images_under(folder)
+    except frames_contract.UnreadableFolder as exc:
+        raise DataError(f"{what} folder {folder}: {exc}") from None
     if not files:
         raise DataError(f"{what} folder has no JPEG or PNG frames: {folder}")
     return files

@@ -372,7 +372,9 @@ def run(options: Options) -> RunResult:
         if len(tn_scores) and len(ta_scores)
         else None
     )
-    threshold, rule = _choose_threshold(options, val_scored.scores, f1)
+    threshold, rule = _choose_threshold(
+        options, val_scored.scores, f1, _threshold_frames(options, split)
+    )
     stats = calibrate.normal_stats(val_scored.scores, val_scored.pixel_sample)
     metrics = evaluate.image_metrics(tn_scores, ta_scores, threshold)
     # what the absolute figures' normal frames are: held-out prints, or (a model fitted on
@@ -565,6 +567,11 @@ def _adaptation(
         threshold=crossfit.shipped_threshold(crossed.threshold, own.threshold),
         early_threshold=crossfit.shipped_threshold(crossed.early_threshold, own.early_threshold),
     )
+    logger.info(
+        "per-print adaptation shipped: threshold %.4g%s",
+        result.threshold,
+        f", the start's {result.early_threshold:.4g}" if result.judges_start else "",
+    )
     left_out = (
         f" ({whole - cross.prints} more left out: no frame after their first "
         f"{preset.adaptation.frames}, or a picture that never moved)"
@@ -746,16 +753,25 @@ def _validation_adaptation(
     return result, judged
 
 
+def _threshold_frames(options: Options, split: Split) -> str:
+    """The normal frames the absolute threshold is set on, as its rule names them: held out
+    only where no frame of their prints was fitted. The final model's (``--split all``) are
+    the last frames of prints it fitted; a split of too few prints, or a random one, takes a
+    random share of the fitted prints' frames, whose neighbouring frames were fitted: both
+    flatter it."""
+    if options.split == "all":
+        return "the last frames of the fitted prints (optimistic)"
+    fitted = {f.session for f in split.fit}
+    if any(f.session in fitted for f in split.val):
+        return "frames left out of the fitted prints (optimistic: their neighbours were fitted)"
+    return "held-out normal frames"
+
+
 def _choose_threshold(
-    options: Options, val_scores: np.ndarray, f1: dict | None
+    options: Options, val_scores: np.ndarray, f1: dict | None, normal: str
 ) -> tuple[float, str]:
-    """The absolute threshold and its rule, naming the normal frames it was set on: the final
-    model's (``--split all``) are the last frames of prints it fitted, which flatter it."""
-    normal = (
-        "the last frames of the fitted prints (optimistic)"
-        if options.split == "all"
-        else "held-out normal frames"
-    )
+    """The absolute threshold and its rule, naming the ``normal`` frames it was set on
+    (``_threshold_frames``)."""
     if options.use_f1_threshold:
         if f1 is None:
             raise DataError(F1_NEEDS)
@@ -768,7 +784,10 @@ def _choose_threshold(
             val_scores, q
         ), f"quantile {q} of the scores of {normal} (seed rule)"
     t = calibrate.threshold_for_fpr(val_scores, options.target_fpr)
-    return t, f"target false-alarm rate {options.target_fpr} on {normal}"
+    few = calibration.few_frames(len(val_scores), options.target_fpr)
+    if few and normal:
+        logger.warning("absolute threshold: %s", few.removeprefix("; "))
+    return t, f"target false-alarm rate {options.target_fpr} on {normal}{few}"
 
 
 def _seed_review(
@@ -926,7 +945,7 @@ def _export_quantized(
     tn = evaluate.score_frames(recon, test_n.x, meta.scoring, bs).scores
     ta = evaluate.score_frames(recon, test_a.x, meta.scoring, bs).scores
     f1 = calibrate.f1_best_threshold(tn, ta) if len(tn) and len(ta) else None
-    threshold, _ = _choose_threshold(options, val.scores, f1)
+    threshold, _ = _choose_threshold(options, val.scores, f1, "")  # its rule: the float32's
     bundle.meta.threshold = threshold
     bundle.meta.normal_stats = calibrate.normal_stats(val.scores, val.pixel_sample)
     bundle.meta.adaptation = _quantized_adaptation(

@@ -44,6 +44,7 @@ from watchdog.errors import UsageError
 from watchdog.frame_gate import FrameGate
 from watchdog.history import History
 from watchdog.incidents import (
+    CopyNotTakenBack,
     FramesNotKept,
     IncidentError,
     list_incidents,
@@ -465,6 +466,9 @@ class Daemon:
                     else "its frames were removed meanwhile (the oldest alerts are pruned)"
                 )
                 kept = f"{told} in {copies[0].parent} (--anomalous)" if copies else told
+        except CopyNotTakenBack as exc:  # the verdict before stands
+            logger.warning("%s: incident %s not %s: %s", printer, incident, said, exc)
+            return CommandResult(False, f"{which}not {said}: {exc.told}", incident=incident)
         except FramesNotKept as exc:  # the answer stands: the watcher still learns it
             logger.warning("%s: incident %s %s, but %s", printer, incident, said, exc)
             return CommandResult(True, f"{which}{said}, but {exc.told}", incident=incident)

@@ -117,18 +117,28 @@ def frame_path(folder: Path, print_name: str, number: int, suffix: str = ".jpg")
     return Path(folder) / f"{print_name}_{number}{suffix}"
 
 
+class UnreadableFolder(OSError):
+    """A folder of frames that cannot be listed; the message names it and why."""
+
+
+def _unreadable(exc: OSError) -> None:
+    raise UnreadableFolder(f"cannot read {exc.filename}: {exc.strerror or exc}")
+
+
 def images_under(folder: Path) -> list[Path]:
     """Image files below ``folder`` (sub-folders too), in a stable order.
 
     A folder linked in is followed: an owner who links a recording into a data folder means
     it to count. Each real folder is read once, by its own path where it lies under
     ``folder`` (its path says what it is: a print's name, a ``failures/`` folder), else by
-    the first link to it in name order; a link back up the tree ends there."""
+    the first link to it in name order; a link back up the tree ends there. A folder that
+    cannot be read raises ``UnreadableFolder``: its prints left out without a word were a
+    training or a calibration on less than the owner gave."""
     found: list[Path] = []
     read: set[str] = set()
     tops = [Path(folder)]  # then each folder linked in, as the walks find them
     while tops:
-        for root, subfolders, files in os.walk(tops.pop(0)):
+        for root, subfolders, files in os.walk(tops.pop(0), onerror=_unreadable):
             real = os.path.realpath(root)
             if real in read:
                 subfolders.clear()
@@ -136,6 +146,11 @@ def images_under(folder: Path) -> list[Path]:
             read.add(real)
             subfolders.sort()
             tops += sorted(Path(root) / d for d in subfolders if (Path(root) / d).is_symlink())
+            for gone in (Path(root) / n for n in files if not os.path.exists(Path(root) / n)):
+                # a link to what is not there (a recording on a disk not mounted now)
+                raise UnreadableFolder(
+                    f"cannot read {gone}: it links to {os.readlink(gone)}, which is not there"
+                )
             found += (
                 path
                 for path in (Path(root) / name for name in files)

@@ -688,6 +688,17 @@ class FramesNotKept(Exception):
         super().__init__(f"its frame could not be kept for retraining in {folder}: {why}")
 
 
+class CopyNotTakenBack(Exception):
+    """A changed verdict whose earlier verdict's copy could not be removed from the other
+    training folder (a folder made read-only): the verdict is left as it was, or the trainer
+    would fit a confirmed failure as a normal frame. ``told``: without the path, for the
+    owner's phone or page."""
+
+    def __init__(self, copy: Path, why: str) -> None:
+        self.told = f"the frame kept by the verdict before could not be removed ({why})"
+        super().__init__(f"cannot remove {copy}, kept by the verdict before: {why}")
+
+
 def mark_not_failure(storage_dir: Path, printer: str, incident_id: str) -> Path:
     """Record the verdict and copy the incident's frame into the normal set; returns the copy
     (FramesNotKept: recorded, not copied)."""
@@ -725,19 +736,25 @@ def mark_failure(storage_dir: Path, printer: str, incident_id: str) -> list[Path
 def _judged(storage_dir: Path, printer: str, incident_id: str, verdict: str) -> Path:
     """Record ``verdict`` on an incident that has its frame, before any frame is copied (an
     alert.json that cannot be read refuses it with nothing kept), and take back the copies a
-    verdict given before (a misclick) left in the other folder: a frame is never both a
-    failure and a normal frame to the trainer. Returns the incident's folder."""
+    verdict given before (a misclick) left in the other folder, before the new verdict is
+    recorded: a frame is never both a failure and a normal frame to the trainer, and a copy
+    that cannot be removed leaves the verdict as it was (``CopyNotTakenBack``). Returns the
+    incident's folder."""
     path = incident_dir(storage_dir, printer, incident_id)
     if not (path / FRAME).is_file():
         raise IncidentError(
             f"incident {incident_id} of {printer} has no {FRAME} in {path}",
             f"alert {incident_id} of {printer} has no frame left to keep",
         )
-    _record(path, verdict)
+    _read_alert(path)  # an alert.json that cannot be read: refused before anything changes
     other = failures_dir if verdict == "not_failure" else false_alarms_dir
     folder = other(storage_dir, printer)
     for copy in (*folder.glob(f"{incident_id}.jpg"), *folder.glob(f"{incident_id}-*.jpg")):
-        copy.unlink(missing_ok=True)
+        try:
+            copy.unlink(missing_ok=True)
+        except OSError as exc:
+            raise CopyNotTakenBack(copy, exc.strerror or str(exc)) from None
+    _record(path, verdict)
     return path
 
 

@@ -361,7 +361,7 @@ def _owners_prints(args: argparse.Namespace, bundle: Bundle) -> dict[str, list[P
     no print's and prints that trained this model are said."""
     try:
         prints, loose = frames.group_prints(args.normal)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, frames.UnreadableFolder) as exc:
         raise UsageError(f"--normal {exc}") from exc
     if not prints:
         found = f"{len(loose)} frame(s), none named" if loose else "no frame named"

@@ -11,6 +11,7 @@ for ``--anomalous``, as the dashboard's and MQTT's "Confirm failure" do.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from watchdog.config import load_config
 from watchdog.errors import UsageError
 from watchdog.incidents import (
     VERDICTS,
+    CopyNotTakenBack,
     FramesNotKept,
     IncidentError,
     mark_failure,
@@ -61,6 +63,12 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    except CopyNotTakenBack as exc:
+        print(
+            f"incident {args.incident} of {args.printer}: verdict not changed: {exc}",
+            file=sys.stderr,
+        )
+        return 1
     except IncidentError as exc:
         raise UsageError(f"--incident: {exc}") from exc
     except OSError as exc:
@@ -83,7 +91,7 @@ def _judge(storage: Path, printer: str, incident: str, verdict: str) -> str | No
         frame = mark_not_failure(storage, printer, incident)
         return (
             f"incident {incident} of {printer} marked not a failure; its frame is in {frame}\n"
-            f"retrain with: python -m trainer --normal {frame.parent.parent} ..."
+            f"retrain with: python -m trainer --normal {shlex.quote(str(frame.parent.parent))} ..."
         )
     copies = mark_failure(storage, printer, incident)
     if not copies:
@@ -91,5 +99,5 @@ def _judge(storage: Path, printer: str, incident: str, verdict: str) -> str | No
     return (
         f"incident {incident} of {printer} marked a real failure; "
         f"{len(copies)} frame(s) in {copies[0].parent}\n"
-        f"retrain with: python -m trainer --anomalous {copies[0].parent} ..."
+        f"retrain with: python -m trainer --anomalous {shlex.quote(str(copies[0].parent))} ..."
     )
