@@ -16,7 +16,9 @@ from trainer.data import (
     ANOMALOUS,
     NORMAL,
     DataError,
+    Frame,
     Loaded,
+    Split,
     find_frames,
     load_frames,
     mixed_sizes,
@@ -474,6 +476,15 @@ def test_contamination_is_seeded_and_counted(kaggle: Path) -> None:
     assert not {f.path for f in a.contamination} & {f.path for f in a.test_anomalous}
 
 
+def test_contamination_without_failure_frames_says_it_does_nothing() -> None:
+    """``--contamination 0.5`` with no failure frames to put in the fit trained on good frames
+    only and said nothing: the robustness experiment looked run."""
+    frames = [Frame(Path(f"p{s}_{i}.jpg"), NORMAL, f"p{s}", i) for s in range(3) for i in range(9)]
+    split = split_frames(frames, split="session", contamination=0.5)
+    assert split.contamination == []
+    assert any("--contamination 0.5 asks for failure frames" in n for n in split.notes), split.notes
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "trainer", *args],
@@ -599,7 +610,6 @@ def test_the_absolute_thresholds_rule_calls_held_out_only_frames_of_prints_never
     own frames to set the threshold. The report called them "held-out normal frames", beside a
     validation false-alarm rate of 0 and 0.78 on the print really held out. And a threshold
     set on a handful of frames says that its rate means nothing, as the per-print one does."""
-    from trainer.data import NORMAL, Frame, Split
     from trainer.pipeline import Options, _choose_threshold, _threshold_frames
 
     def frames(session: str, n: int, start: int = 0) -> list[Frame]:

@@ -321,6 +321,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: export failed the parity check: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print(
+            "interrupted: no bundle was written (a run folder named above is unfinished)",
+            file=sys.stderr,
+        )
         return 130
     except OSError as exc:  # a full disk, a folder that went away under the run
         where = f"{exc.filename}: " if exc.filename else ""

@@ -569,6 +569,12 @@ def split_frames(
             normal, normal_sessions, val_sessions, test_sessions, val_fraction, rng, notes
         )
 
+    if contamination > 0 and not anomalous:
+        notes.append(
+            f"--contamination {contamination:g} asks for failure frames in the fit, but there "
+            "are none (--anomalous, or the data's defected/ folder): the model fits good frames "
+            "only"
+        )
     anomalous, contaminated = _contaminate(anomalous, len(fit), contamination, rng)
     sess["anomalous"] = _sessions(anomalous)
     if loose:

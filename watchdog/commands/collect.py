@@ -258,7 +258,7 @@ def collect(
         if free is not None and free < min_free_mb:
             return saved, (
                 f"the disk of {out} has {free:.0f} MB free, less than --min-free-mb "
-                f"{min_free_mb:g}: stopped before it fills; free some space or pick another --out"
+                f"{min_free_mb:.10g}: stopped before it fills; free some space or pick another --out"
             )
         now = time.monotonic()
         for c in collectors:
