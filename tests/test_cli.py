@@ -579,6 +579,8 @@ def test_replay_skips_and_counts_a_corrupt_frame_never_as_an_anomaly(
     assert [x["frame"] for x in lines] == [f"frame_{i}.jpg" for i in range(4)]
     skipped = [x for x in lines if x["state"] == "frame_skipped"]
     assert [x["frame"] for x in skipped] == ["frame_2.jpg"] and skipped[0]["anomalous"] is None
+    # the last line counts it apart: "replayed 4 frames" read as four frames scored
+    assert "replayed 4 frames (1 unreadable, skipped): 0 alert(s)" in r.stderr, r.stderr
 
 
 def test_score_never_writes_a_heatmap_over_the_frames_it_scores(tmp_path) -> None:

@@ -336,5 +336,7 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    logger.info("saved %d frame(s) under %s", saved, out)
+    bad = sum(c.camera.stats.bad_frames for c in collectors)
+    skipped = f" ({bad} unreadable frame(s) skipped)" if bad else ""
+    logger.info("saved %d frame(s) under %s%s", saved, out, skipped)
     return 0

@@ -292,5 +292,7 @@ def replay(
         f"; incidents in {where}" if kept else " (incidents not kept: give --out DIR to keep them)"
     )
     done = "replay interrupted after" if ended is Ended.INTERRUPTED else "replayed"
-    print(f"{done} {clock.frame} frames: {pauses} alert(s){said}", file=sys.stderr)
+    bad = watcher.camera.stats.bad_frames
+    skipped = f" ({bad} unreadable, skipped)" if bad else ""
+    print(f"{done} {clock.frame} frames{skipped}: {pauses} alert(s){said}", file=sys.stderr)
     return 130 if ended is Ended.INTERRUPTED else 0
