@@ -373,6 +373,27 @@ def test_a_pause_while_octoprint_finishes_the_print_is_said_not_to_have_happened
     assert bad_server.paths.count("/api/job") == 2, bad_server.paths
 
 
+def test_a_resume_while_octoprint_is_still_pausing_is_refused_not_told_done(
+    bad_server: BadServer,
+) -> None:
+    """A Resume pressed as soon as the phone showed the pause, OctoPrint still "Pausing" (its
+    queued moves): OctoPrint takes it and does nothing, the print then stays paused. It was
+    told done and answered the alert, whose buttons went away with the print paused."""
+    answer = {"state": {"text": "Pausing", "flags": {"printing": True, "pausing": True}}}
+    bad_server.respond(200, json.dumps(answer), path="/api/printer")
+    bad_server.respond(200, json.dumps({"job": {"file": {"name": "a.gcode"}}}), path="/api/job")
+    printer = client("octoprint", bad_server)
+    assert printer.status().state == "paused"
+    result = printer.resume()
+    assert result.outcome == "refused", result
+    assert result.detail == (
+        "job 'a.gcode' is still pausing (OctoPrint: Pausing): nothing resumed; resume it once "
+        "it shows paused"
+    ), result
+    # the job's name read at each status, no command sent
+    assert bad_server.paths.count("/api/job") == 2, bad_server.paths
+
+
 @pytest.mark.parametrize(("text", "then"), [("Printing from SD", "offline"), ("Printing", "idle")])
 def test_octoprint_losing_its_printer_during_an_sd_print_is_not_the_prints_end(
     bad_server: BadServer, text: str, then: str

@@ -109,6 +109,9 @@ class PrinterStatus:
     # False where the API would take a pause and do nothing (OctoPrint finishing a print:
     # its last moves queued), so that a pause there is said not to have happened
     pausable: bool = True
+    # False where the API would take a resume and do nothing (OctoPrint still pausing: its
+    # queued moves), so that a resume there is refused, not told done with the print paused
+    resumable: bool = True
 
     def __post_init__(self) -> None:
         # what the printer's API says (Klipper's shutdown and error texts run over several

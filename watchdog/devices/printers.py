@@ -367,6 +367,14 @@ class _HttpPrinter:
         if action is Action.PAUSE and st.state is PrinterState.PRINTING and not st.pausable:
             why = st.detail or f"{self.name} cannot pause it now"
             return ActionResult(action, Outcome.REFUSED, f"job{job} cannot be paused: {why}", 0)
+        if action is Action.RESUME and st.state is PrinterState.PAUSED and not st.resumable:
+            why = f" ({st.detail})" if st.detail else ""
+            return ActionResult(
+                action,
+                Outcome.REFUSED,
+                f"job{job} is still pausing{why}: nothing resumed; resume it once it shows paused",
+                0,
+            )
         if st.state in ALLOWED[action]:
             try:
                 self._send(action)
@@ -505,6 +513,8 @@ class OctoPrintClient(_HttpPrinter):
             printed,
             # its last moves queued, OctoPrint takes a pause and does nothing
             pausable=not flags.get("finishing"),
+            # still pausing, OctoPrint takes a resume and does nothing: the print stays paused
+            resumable=not flags.get("pausing"),
         )
 
     def _not_operational(self, detail: str) -> PrinterStatus:
