@@ -451,6 +451,27 @@ def test_check_config_says_notifications_cannot_go_out_without_apprise(tmp_path:
     assert "Apprise" not in r.stderr, r.stderr
 
 
+def test_check_config_says_a_notify_url_apprise_does_not_understand(tmp_path: Path) -> None:
+    """A mistyped scheme (``ntfyy://``) passed check-config and the daemon's start; the first
+    failure alert was then never sent. Named by its place, its secret not shown."""
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[{"name": "e3", "action": "notify", "camera": CAMERA}],
+        notify=[
+            {"url": "ntfys://bob:s3cret@ntfy.example/printer-alerts"},
+            {"url": "ntfyy://bob:s3cret@ntfy.example/printer-alerts", "name": "phone"},
+        ],
+    )
+    r = run_cli("check-config", "--config", str(config))
+    assert r.returncode == 0, r.stderr
+    [warning] = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert warning == (
+        "warning: notify.1.url (phone): the URL is not one Apprise understands (check its "
+        "scheme and form): its notifications would never be sent"
+    ), r.stderr
+    assert "s3cret" not in r.stderr + r.stdout
+
+
 def test_example_config_is_coherent(tmp_path: Path) -> None:
     r = run_cli("check-config", "--config", str(ROOT / "config.example.yaml"))
     assert r.returncode == 0, r.stderr

@@ -20,6 +20,7 @@ import yaml
 from watchdog import switches
 from watchdog.commands import shown_source
 from watchdog.comms.notify import APPRISE_MISSING, apprise_installed
+from watchdog.comms.notify_send import NOT_UNDERSTOOD, understood
 from watchdog.comms.transport import check_tls
 from watchdog.config import Config, ConfigError, PrinterConfig
 from watchdog.daemon import configured_bundle, model_key, try_model_once
@@ -96,6 +97,13 @@ def warnings(config: Config) -> list[str]:
             "each notification waits in the storage folder's outbox, for its target's "
             "max_age_h (24 h by default)"
         )
+    elif config.notify:
+        out += [
+            f"notify.{i}.url ({t.name or t.scheme}): {NOT_UNDERSTOOD}: its notifications would "
+            "never be sent"
+            for i, t in enumerate(config.notify)
+            if t.url is not None and not understood(t.url.get_secret_value())
+        ]
     if not config.mqtt.host and not config.notify:
         out.append(
             "mqtt.host is empty and notify lists no target: an alert reaches nobody, it is only "

@@ -80,6 +80,22 @@ def _body_format(service: Any, apprise: Any) -> Any:
     return apprise.NotifyFormat.TEXT if any(f in plain for f in formats) else None
 
 
+NOT_UNDERSTOOD = "the URL is not one Apprise understands (check its scheme and form)"
+
+
+def understood(url: str) -> bool:
+    """Whether Apprise takes ``url`` (a scheme it knows, in its form), asked by check-config
+    before any alert depends on it. Nothing of Apprise's is logged: its complaint names the
+    URL, secret and all. Apprise must be installed."""
+    import apprise
+
+    log = logging.getLogger("apprise")
+    log.propagate = False
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
+    return bool(apprise.Apprise().add(url.strip()))
+
+
 def send(request: dict[str, Any]) -> dict[str, Any]:
     """One notification to one URL; never raises."""
     import apprise
@@ -96,7 +112,7 @@ def send(request: dict[str, Any]) -> dict[str, Any]:
         return {
             "ok": False,
             "permanent": True,
-            "detail": "the URL is not one Apprise understands (check its scheme and form)",
+            "detail": NOT_UNDERSTOOD,
         }
     attach = None
     if request.get("attachment"):
