@@ -185,7 +185,10 @@ def test_a_reload_that_cannot_be_applied_is_refused_and_the_daemon_keeps_watchin
         moved = tmp_path / "moved-state"
         write(config, camera_server.snapshot_url, listen=listen, storage=moved)
         reload_and_wait(daemon, "a new storage.dir")
-        assert "changes need a restart" in daemon.log
+        assert "storage changed in the config file: applied at the next restart" in daemon.log
+        # said where the owner looks too, not only in the journal
+        status = requests.get(f"http://{listen}/status", timeout=5).json()
+        assert status["waiting_for_restart"] == ["storage"], status
         page = requests.get(f"http://{listen}/", timeout=5).text
         token = page.split('name="csrf-token" content="')[1].split('"')[0]
         saved = requests.post(

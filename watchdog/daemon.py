@@ -244,6 +244,9 @@ class Daemon:
         self._reload_outcome: tuple[int, str | None] = (0, None)
         self.started = time.monotonic()
         self.started_http = self.config.http  # the status server's address is fixed until a restart
+        # settings of the config file that wait for a restart (MQTT, storage, notify, http),
+        # as the last reload found them: on /status and the page, not only in the journal
+        self.waiting_for_restart: tuple[str, ...] = ()
         self.storage_lock: StorageLock | None = None
 
     def _apply_log_level(self, config: Config) -> None:
@@ -549,6 +552,8 @@ class Daemon:
             },
             # the last reload's refusal (None: applied): the settings before it still run
             "reload_refused": self._reload_outcome[1],
+            # config file settings a reload could not apply: they wait for a restart
+            "waiting_for_restart": list(self.waiting_for_restart),
         }
 
     def summary(self) -> str:
@@ -617,15 +622,19 @@ class Daemon:
 
     def _restart_only_kept(self, config: Config) -> Config:
         """``config`` with what only a restart changes (MQTT, storage, notifications) kept as
-        it runs, each change said; the page's own settings wait for the restart too."""
-        if (
-            config.mqtt != self.config.mqtt
-            or config.storage != self.config.storage
-            or config.notify != self.config.notify
-        ):
+        it runs, each change said (and kept in ``waiting_for_restart``); the page's own
+        settings wait for the restart too."""
+        changed = [
+            key
+            for key in ("mqtt", "storage", "notify")
+            if getattr(config, key) != getattr(self.config, key)
+        ]
+        if changed:
             logger.warning(
-                "mqtt/storage/notify changes need a restart; keeping the running MQTT session, "
-                "storage folder and notifications"
+                "%s changed in the config file: applied at the next restart (systemctl restart "
+                "printer-watchdog); until then the running MQTT session, storage folder and "
+                "notifications are kept",
+                ", ".join(changed),
             )
             if unheard := _unheard_until_restart(config, self.config.notify):
                 logger.warning(
@@ -657,6 +666,8 @@ class Daemon:
             logger.warning(
                 "%s changed: the page keeps its settings until the next restart", ", ".join(others)
             )
+        listen = ["http.listen"] if config.http.listen != self.started_http.listen else []
+        self.waiting_for_restart = (*changed, *listen, *others)
         return config
 
     def _reload(self) -> str | None:

@@ -323,6 +323,7 @@ class Dashboard:
                 "mqtt_connected": status.get("mqtt_connected"),
                 "mqtt_enabled": self.backend.config.mqtt.enabled,
                 "reload_refused": status.get("reload_refused"),
+                "waiting_for_restart": status.get("waiting_for_restart") or [],
                 "login": self.login_required,
                 "printers": printers,
             }

@@ -176,11 +176,13 @@ async function poll() {
     S.printers = state.printers;
     S.lastUpdate = state.now;
     S.reloadRefused = state.reload_refused || "";
+    const waiting = state.waiting_for_restart || [];
     S.mqtt = state.mqtt_enabled;
     // one printer's timeline not read this time is not the daemon gone: drawn at the next poll
     await Promise.all(state.printers.map((p) => loadTimeline(p, state.now).catch(() => {})));
     conn.textContent = `updated ${clock(state.now)}` + (state.mqtt_enabled && !state.mqtt_connected ? " · MQTT offline" : "")
-      + (S.reloadRefused ? " · new settings not applied (see a printer's settings)" : "");
+      + (S.reloadRefused ? " · new settings not applied (see a printer's settings)" : "")
+      + (waiting.length ? ` · ${waiting.join(", ")} changed: applied at the next restart` : "");
     conn.classList.remove("offline");
     S.down = 0;
     renderPrinters();
