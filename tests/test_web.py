@@ -332,13 +332,15 @@ def test_posts_need_the_csrf_token(guarded) -> None:
     s, _ = _login(url)
     token = _csrf(s.get(f"{url}/", timeout=10).text)
     body = {"printer": PRINTER, "verb": "disable"}
-    assert s.post(f"{url}/api/command", json=body, timeout=10).status_code == 403
-    assert (
-        s.post(
-            f"{url}/api/command", json=body, headers={"X-CSRF-Token": "forged"}, timeout=10
-        ).status_code
-        == 403
+    # a request sent without the token is told so: "this page is out of date" sent a script
+    # author to reload a page they never had
+    none = s.post(f"{url}/api/command", json=body, timeout=10)
+    assert (none.status_code, none.text.strip()) == (
+        403,
+        "403 no page token (X-CSRF-Token): send it as the page does",
     )
+    forged = s.post(f"{url}/api/command", json=body, headers={"X-CSRF-Token": "forged"}, timeout=10)
+    assert forged.status_code == 403 and "out of date" in forged.text, forged.text
     other, _ = _login(url)  # another session's token is not this one's
     other_token = _csrf(other.get(f"{url}/", timeout=10).text)
     assert (
@@ -674,6 +676,34 @@ def test_an_idle_printers_frame_is_taken_for_the_page(tmp_path: Path) -> None:
         frame = requests.get(f"{url}/api/printers/{PRINTER}/frame.jpg", timeout=30)
         assert frame.status_code == 200 and frame.headers["Content-Type"] == "image/jpeg"
         assert frame.content.startswith(b"\xff\xd8")
+    finally:
+        daemon.stop()
+
+
+def test_a_frame_of_now_a_camera_cannot_give_is_unavailable_not_missing(tmp_path: Path) -> None:
+    """The mask editor asks for a frame of now; a camera that cannot give one (offline, or
+    busy with earlier requests) was answered 404, "not found", as if the printer were not
+    there: 503, try again, with the camera's reason."""
+    port = free_port()
+    config = write_config(
+        tmp_path / "config.yaml",
+        model=str(MODEL),
+        http={"listen": f"127.0.0.1:{port}"},
+        storage={"dir": str(tmp_path / "state")},
+        printers=[
+            {
+                "name": PRINTER,
+                "camera": {"source": "http://127.0.0.1:1/snapshot", "timeout_s": 1},
+                "api": {"kind": "none"},
+            }
+        ],
+    )
+    daemon = _start(config, tmp_path / "d.log", port)
+    try:
+        url = f"http://127.0.0.1:{port}/api/printers/{PRINTER}/frame.jpg?fresh=1"
+        frame = requests.get(url, timeout=30)
+        assert frame.status_code == 503, frame.text
+        assert frame.text.startswith("503 no frame of now: ") and "127.0.0.1:1" in frame.text
     finally:
         daemon.stop()
 

@@ -1030,6 +1030,23 @@ def test_the_page_fits_a_phone_screen(env, browser) -> None:
         browser.set_window_size(1280, 1000)
 
 
+def test_the_menu_on_a_phone_keeps_the_header_in_sight(env, browser) -> None:
+    """The menu opens a view with the header, the menu and its clock still in sight: the view
+    taking the keyboard's focus scrolled them away on a phone."""
+    browser.set_window_size(390, 844)
+    try:
+        browser.get(env.url + "/#/incidents")
+        wait_js(browser, "the alerts", "return !document.getElementById('view-incidents').hidden")
+        browser.find_element(By.ID, "nav-printers").click()
+        wait_js(browser, "the printers", "return !document.getElementById('view-printers').hidden")
+        wait_js(browser, "a card", f"return document.querySelector('{card()}') !== null")
+        assert js(browser, "return window.scrollY") == 0
+        focused = js(browser, "return document.activeElement.id")
+        assert focused == "view-printers", focused  # where a screen reader goes on
+    finally:
+        browser.set_window_size(1280, 1000)
+
+
 def test_an_editor_for_a_printer_the_config_lacks_says_so(env, browser) -> None:
     browser.get(env.url + "/#/edit/no_such_printer")
     view = browser.find_element(By.ID, "view-edit")

@@ -165,6 +165,8 @@ class Dashboard:
                     "opened since): enter the password again.",
                     403,
                 )
+            if not given:  # no page of ours sends a request without it
+                return text("403 no page token (X-CSRF-Token): send it as the page does", 403)
             if not auth.same(given, expected):
                 return text(
                     "403 this page is out of date (the watchdog restarted since it was "
@@ -351,8 +353,8 @@ class Dashboard:
         fresh = request.args.get("fresh") == "1"
         if not jpeg or fresh:
             looked = self.backend.dispatch(Command(name, Verb.LOOK, source="web"))
-            if fresh and not looked.ok:
-                return text(f"404 no frame of now: {looked.detail}", 404)
+            if fresh and not looked.ok:  # a camera busy or offline: try again later
+                return text(f"503 no frame of now: {looked.detail}", 503)
             jpeg = history.latest_frame_jpeg()
         if not jpeg:
             return text("404 no frame yet for this printer", 404)

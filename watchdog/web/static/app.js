@@ -162,7 +162,9 @@ function route(ev) {
   }
   else if (S.edit) { dropDraft(S.edit.name); S.edit = null; }  // left unsaved, as the owner chose
   if (S.view === "incidents") { S.incidentsKey = ""; loadIncidents(); }
-  if (ev) document.getElementById(`view-${S.view}`).focus();
+  // the view takes the keyboard (and a screen reader's place) without scrolling the header,
+  // its menu and its clock away: on a phone the focus scrolled the page past them
+  if (ev) { document.getElementById(`view-${S.view}`).focus({ preventScroll: true }); window.scrollTo(0, 0); }
 }
 
 // ------------------------------------------------------------------ polling
