@@ -43,7 +43,11 @@ PROTECTED = [
 
 
 def _config(
-    tmp_path: Path, listen: str, api: dict[str, object] | None = None, **http: object
+    tmp_path: Path,
+    listen: str,
+    api: dict[str, object] | None = None,
+    camera: dict[str, object] | None = None,
+    **http: object,
 ) -> Path:
     return write_config(
         tmp_path / "config.yaml",
@@ -53,7 +57,7 @@ def _config(
         printers=[
             {
                 "name": PRINTER,
-                "camera": {"source": str(DEMO_FRAMES), "interval_s": 0.5},
+                "camera": camera or {"source": str(DEMO_FRAMES), "interval_s": 0.5},
                 "api": api or {"kind": "none"},
             }
         ],
@@ -685,20 +689,10 @@ def test_a_frame_of_now_a_camera_cannot_give_is_unavailable_not_missing(tmp_path
     busy with earlier requests) was answered 404, "not found", as if the printer were not
     there: 503, try again, with the camera's reason."""
     port = free_port()
-    config = write_config(
-        tmp_path / "config.yaml",
-        model=str(MODEL),
-        http={"listen": f"127.0.0.1:{port}"},
-        storage={"dir": str(tmp_path / "state")},
-        printers=[
-            {
-                "name": PRINTER,
-                "camera": {"source": "http://127.0.0.1:1/snapshot", "timeout_s": 1},
-                "api": {"kind": "none"},
-            }
-        ],
+    offline = {"source": "http://127.0.0.1:1/snapshot", "timeout_s": 1}
+    daemon = _start(
+        _config(tmp_path, f"127.0.0.1:{port}", camera=offline), tmp_path / "d.log", port
     )
-    daemon = _start(config, tmp_path / "d.log", port)
     try:
         url = f"http://127.0.0.1:{port}/api/printers/{PRINTER}/frame.jpg?fresh=1"
         frame = requests.get(url, timeout=30)
