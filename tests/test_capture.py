@@ -352,6 +352,20 @@ def test_a_redirect_to_an_invalid_address_is_a_camera_error_that_is_retried(
     assert "not a valid address" in cam.last_error and not cam.online
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_redirect_to_a_host_that_cannot_be_reached_names_that_host(
+    camera_server: CameraServer, opened, stream: bool
+) -> None:
+    """The camera answers with a redirect to a port where nothing listens: the owner was sent
+    to the camera that answered ("cannot connect to <camera>: connection refused")."""
+    to = quote("http://127.0.0.1:9/snap", safe="")
+    cam = opened(camera_server.url + f"/away?to={to}" + ("&action=stream" if stream else ""))
+    wait_until("a failed attempt", lambda: cam.read() is None and cam.stats.errors >= 1, 10)
+    assert cam.last_error.startswith("cannot connect to 127.0.0.1:9: connection refused"), (
+        cam.last_error
+    )
+
+
 # --------------------------------------------------------------------------- MJPEG streams
 
 

@@ -67,6 +67,7 @@ from watchdog.devices.http_client import (
     BadUrl,
     HttpClient,
     TooManyRedirects,
+    Unreached,
     connection_cause,
     timed_out,
 )
@@ -909,6 +910,10 @@ def _open_camera_url(http: HttpClient, url: str, timeout: float) -> Answer:
         raise SourceDown(_REDIRECT_LOOP) from exc
     except BadUrl as exc:
         raise SourceDown(f"{url_host(url)}: {exc}") from exc
+    except Unreached as exc:  # named by the host a redirect led to: the camera's answered
+        if timed_out(exc.cause):
+            raise _no_answer(exc.url, timeout) from exc
+        raise SourceDown(connection_problem(exc.url, exc.cause)) from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         if timed_out(exc):
             raise _no_answer(url, timeout) from exc

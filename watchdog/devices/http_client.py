@@ -117,6 +117,16 @@ class TooManyRedirects(HTTPError):
     """More redirects than the client follows (a redirect loop?)."""
 
 
+class Unreached(HTTPError):
+    """The address a redirect led to could not be reached: ``url`` is that address (the
+    first host answered, with the redirect), ``cause`` urllib3's error for it."""
+
+    def __init__(self, url: str, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.url = url
+        self.cause = cause
+
+
 class BadUrl(HTTPError):
     """An address that is not a valid URL (a port out of range, a broken IPv6 address), as
     given or as a redirect's Location; the message names it with its secrets masked."""
@@ -255,18 +265,23 @@ class HttpClient:
         connecting and each wait for data. BadUrl for an address that is not a valid URL."""
         origin = _origin(url)
         auth = first_auth = _basic_auth(url)
-        for _ in range(self._max_redirects + 1):
+        for hop in range(self._max_redirects + 1):
             self._tls_for(url)
-            resp = self._pool.request(
-                method,
-                _without_userinfo(url),
-                body=body,
-                headers={**self._headers, **(headers or {}), **auth},
-                timeout=urllib3.Timeout(connect=timeout, read=timeout),
-                preload_content=False,
-                redirect=False,
-                retries=False,
-            )
+            try:
+                resp = self._pool.request(
+                    method,
+                    _without_userinfo(url),
+                    body=body,
+                    headers={**self._headers, **(headers or {}), **auth},
+                    timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                    preload_content=False,
+                    redirect=False,
+                    retries=False,
+                )
+            except (HTTPError, OSError) as exc:
+                if hop:  # the host that failed is the redirect's, not the one configured
+                    raise Unreached(url, exc) from exc
+                raise
             location = resp.headers.get("Location")
             if self._max_redirects == 0 or resp.status not in REDIRECT_CODES or not location:
                 return Answer(resp, url, bool(auth))
