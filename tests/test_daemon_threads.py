@@ -662,6 +662,41 @@ def test_a_stop_during_a_reload_starts_no_new_watcher_and_tells_no_camera_offlin
     assert watcher.camera_online is None and record.state.value != "camera_offline"
 
 
+def test_a_printer_renamed_with_its_alert_unanswered_is_said_in_the_log(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, caplog
+) -> None:
+    """A printer renamed in the config while its failure alert stood: its Home Assistant
+    sensor and buttons went with the old name, the new one came up watching, and nothing
+    said the failure was never answered."""
+    frames = _frames(tmp_path / "rec", list(normal_frames[:8]) + list(anomalous_frames) * 8)
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(tiny_adaptive_bundle),
+        storage={"dir": str(tmp_path / "state")},
+        printers=[{"name": "e3", "camera": {"source": str(frames), "interval_s": 0.2}}],
+    )
+    d = Daemon(config)
+    d.notifier = Notifier(d.config.mqtt, d.config.storage, ["e3"])
+    d.running = d._start(d._make_watchers(d.config, d.bundle))
+    try:
+        wait_until("an alert", lambda: d.running["e3"].watcher.snapshot.last_alert is not None, 60)
+        incident = d.running["e3"].watcher.snapshot.last_alert.incident
+        renamed = yaml.safe_load(config.read_text())
+        renamed["printers"][0]["name"] = "voron"
+        write_config(config, **renamed)
+        assert d._reload() is None
+        said = [
+            r.getMessage() for r in caplog.records if "no longer in the config" in r.getMessage()
+        ]
+        assert said == [
+            f"e3 is no longer in the config, and its alert {incident} stands unanswered (pause "
+            "skipped): look at the print at the printer itself; a printer renamed is a "
+            "new printer to the watchdog"
+        ], said
+    finally:
+        d._stop(d.running)
+
+
 def test_a_reload_that_leaves_a_printer_without_notifications_until_the_restart_says_which(
     tmp_path, daemon, caplog
 ) -> None:

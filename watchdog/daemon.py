@@ -145,6 +145,20 @@ def _score_twice(bundle: Bundle) -> None:
             )
 
 
+def _say_unanswered(watcher: Watcher) -> None:
+    """A printer taken out of the config (or renamed: to the watchdog another printer) whose
+    failure alert stands unanswered: its sensor and buttons go with it, so the log says it."""
+    alert = watcher.last_alert
+    if watcher.state.failure and alert is not None:
+        logger.warning(
+            "%s is no longer in the config, and its alert %s stands unanswered (%s): look at "
+            "the print at the printer itself; a printer renamed is a new printer to the watchdog",
+            watcher.name,
+            alert.incident,
+            f"{alert.action.value} {alert.action_result.outcome.value}",
+        )
+
+
 def _without_api(config: Config) -> list[str]:
     """Printers with no printer API: Home Assistant offers them no printer buttons."""
     return [p.name for p in config.printers if p.api.kind == "none"]
@@ -707,6 +721,8 @@ class Daemon:
                     # it never watched (its own thread closes it): only its commands
                     r.watcher.retire(watchers[name])
                 continue
+            if name not in watchers:
+                _say_unanswered(r.watcher)
             # read once the old threads are done: nothing they did is lost. Commands still
             # queued, or sent to the old watcher from here on, are carried out by the new one.
             r.watcher.retire(watchers.get(name))
