@@ -62,11 +62,17 @@ def daemon(tmp_path, tiny_adaptive_bundle, normal_frames):
         storage={"dir": str(tmp_path / "state")},
         printers=[{"name": "e3", "camera": {"source": str(frames), "interval_s": 0.5}}],
     )
-    d = Daemon(config)
-    d.notifier = Notifier(d.config.mqtt, d.config.storage, ["e3"])
-    d.running = d._start(d._make_watchers(d.config, d.bundle))
+    d = _in_process(config)
     yield d
     d._stop(d.running)
+
+
+def _in_process(config: Path) -> Daemon:
+    """A daemon in this process, its watchers' threads running (no status server, no MQTT)."""
+    d = Daemon(config)
+    d.notifier = Notifier(d.config.mqtt, d.config.storage, [p.name for p in d.config.printers])
+    d.running = d._start(d._make_watchers(d.config, d.bundle))
+    return d
 
 
 def test_a_command_from_another_thread_is_carried_out_by_the_watcher_between_frames(daemon) -> None:
@@ -675,9 +681,7 @@ def test_a_printer_renamed_with_its_alert_unanswered_is_said_in_the_log(
         storage={"dir": str(tmp_path / "state")},
         printers=[{"name": "e3", "camera": {"source": str(frames), "interval_s": 0.2}}],
     )
-    d = Daemon(config)
-    d.notifier = Notifier(d.config.mqtt, d.config.storage, ["e3"])
-    d.running = d._start(d._make_watchers(d.config, d.bundle))
+    d = _in_process(config)
     try:
         wait_until("an alert", lambda: d.running["e3"].watcher.snapshot.last_alert is not None, 60)
         incident = d.running["e3"].watcher.snapshot.last_alert.incident
