@@ -8,6 +8,7 @@ mocked (there is no /dev/video* and no v4l2loopback on the test machines).
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -356,14 +357,24 @@ def test_a_redirect_to_an_invalid_address_is_a_camera_error_that_is_retried(
 def test_a_redirect_to_a_host_that_cannot_be_reached_names_that_host(
     camera_server: CameraServer, opened, stream: bool
 ) -> None:
-    """The camera answers with a redirect to a port where nothing listens: the owner was sent
-    to the camera that answered ("cannot connect to <camera>: connection refused")."""
+    """The camera answers with a redirect to a port where nothing listens, or to a host that
+    takes the connection and never answers: the owner was sent to the camera that answered
+    ("cannot connect to <camera>: connection refused", "no answer from <camera>")."""
     to = quote("http://127.0.0.1:9/snap", safe="")
     cam = opened(camera_server.url + f"/away?to={to}" + ("&action=stream" if stream else ""))
     wait_until("a failed attempt", lambda: cam.read() is None and cam.stats.errors >= 1, 10)
     assert cam.last_error.startswith("cannot connect to 127.0.0.1:9: connection refused"), (
         cam.last_error
     )
+    with socket.socket() as silent:  # its connections wait, never accepted, never answered
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        host = f"127.0.0.1:{silent.getsockname()[1]}"
+        to = quote(f"http://{host}/snap", safe="")
+        url = camera_server.url + f"/away?to={to}" + ("&action=stream" if stream else "")
+        cam = opened(url, timeout_s=1.0)
+        wait_until("a failed attempt", lambda: cam.read() is None and cam.stats.errors >= 1, 10)
+        assert cam.last_error == f"no answer from {host} within 1 s (timed out)", cam.last_error
 
 
 # --------------------------------------------------------------------------- MJPEG streams

@@ -194,6 +194,40 @@ def test_a_not_a_failure_answer_its_watcher_is_slow_to_take_is_still_learnt(
 
 
 @pytest.mark.parametrize("verb", [Verb.NOT_A_FAILURE, Verb.CONFIRM_FAILURE])
+def test_a_changed_verdict_that_cannot_take_its_frame_back_changes_nothing(
+    daemon, monkeypatch, verb: Verb
+) -> None:
+    """The frame the verdict before kept cannot be removed from its training folder (a folder
+    stands at its name: root, whom the tests run as, is stopped by no permission): the
+    verdict stays as it was, the owner is told so, and the watcher is not told either (it
+    answered the alert, or learnt the print's look, for a verdict that never changed)."""
+    from watchdog import incidents
+
+    watcher, incident = _an_alert_with_a_waiting_watcher(daemon, monkeypatch)
+    storage = daemon.config.storage.dir
+    before = Verb.CONFIRM_FAILURE if verb is Verb.NOT_A_FAILURE else Verb.NOT_A_FAILURE
+    mark = incidents.mark_failure if before is Verb.CONFIRM_FAILURE else incidents.mark_not_failure
+    mark(storage, "e3", incident.id)
+    folder = (
+        incidents.failures_dir if before is Verb.CONFIRM_FAILURE else incidents.false_alarms_dir
+    )(storage, "e3")
+    (folder / f"{incident.id}.jpg").unlink()
+    (folder / f"{incident.id}.jpg" / "stuck").mkdir(parents=True)
+    answer = daemon.dispatch(Command("e3", verb, incident.id, source="phone"))
+    assert not answer.ok, answer
+    assert answer.detail.startswith(
+        "the verdict is as it was: the frame kept by the verdict before could not be removed"
+    ), answer
+    saved = incidents.incident_dir(storage, "e3", incident.id) / "alert.json"
+    expected = "failure" if before is Verb.CONFIRM_FAILURE else "not_failure"
+    assert json.loads(saved.read_text())["verdict"] == expected
+    carried: list[Verb] = []
+    monkeypatch.setattr(watcher, "_carry_out", lambda command: carried.append(command.verb))
+    watcher._drain_commands()
+    assert carried == []
+
+
+@pytest.mark.parametrize("verb", [Verb.NOT_A_FAILURE, Verb.CONFIRM_FAILURE])
 def test_an_answer_on_a_full_disk_stands_though_its_frames_are_not_kept(
     daemon, monkeypatch, verb: Verb
 ) -> None:

@@ -91,6 +91,10 @@ def test_a_folder_that_cannot_be_read_is_named_not_left_out(tmp_path: Path) -> N
         find_frames(normal=[tmp_path / "data"])
     with pytest.raises(frames.UnreadableFolder, match=f"cannot read {gone}"):
         frames.group_prints([tmp_path / "data"])
+    # a link that is no frame's nor folder's is no recording left out
+    gone.unlink()
+    (tmp_path / "data" / "notes.txt").symlink_to(tmp_path / "unmounted" / "notes.txt")
+    assert len(find_frames(normal=[tmp_path / "data"])) == 4
 
 
 def test_calibrate_knows_a_print_trained_on_whose_first_file_does_not_decode(

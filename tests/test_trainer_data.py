@@ -482,7 +482,13 @@ def test_contamination_without_failure_frames_says_it_does_nothing() -> None:
     frames = [Frame(Path(f"p{s}_{i}.jpg"), NORMAL, f"p{s}", i) for s in range(3) for i in range(9)]
     split = split_frames(frames, split="session", contamination=0.5)
     assert split.contamination == []
-    assert any("--contamination 0.5 asks for failure frames" in n for n in split.notes), split.notes
+    said = "--contamination 0.5 puts no failure frame in the fit (there are none"
+    assert any(said in n for n in split.notes), split.notes
+    # nor where the share of the fit is less than one frame
+    failed = [Frame(Path(f"f_{i}.jpg"), ANOMALOUS, "f", i) for i in range(5)]
+    split = split_frames(frames + failed, split="session", contamination=0.01)
+    said = "--contamination 0.01 puts no failure frame in the fit (0.01 of its 9 frames is less"
+    assert any(said in n for n in split.notes), split.notes
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -621,6 +627,10 @@ def test_the_absolute_thresholds_rule_calls_held_out_only_frames_of_prints_never
     assert "left out of the fitted prints (optimistic" in _threshold_frames(session, same)
     assert _threshold_frames(session, other) == "held-out normal frames"
     assert "fitted prints (optimistic)" in _threshold_frames(Options(split="all"), other)
+    # frames that name no print, split at random: each its own "session", none of them fitted
+    loose = [Frame(Path(f"IMG_{i}.jpg"), NORMAL, f"IMG_{i}", 0, loose=True) for i in range(9)]
+    randomly = Split("random (optimistic)", loose[:6], loose[6:], [], [])
+    assert "optimistic" in _threshold_frames(session, randomly)
     scores = np.linspace(0.1, 0.2, 12)
     _, rule = _choose_threshold(session, scores, None, _threshold_frames(session, other))
     assert "only 12 frames, too few for that rate (it needs 100)" in rule, rule

@@ -322,7 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print(
-            "interrupted: no bundle was written (a run folder named above is unfinished)",
+            "interrupted: the run did not finish (a run folder named above may lack its "
+            "bundle or its report: train again)",
             file=sys.stderr,
         )
         return 130

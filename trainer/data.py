@@ -489,13 +489,20 @@ def _check_split(
 
 
 def _contaminate(
-    anomalous: list[Frame], n_fit: int, contamination: float, rng: np.random.Generator
+    anomalous: list[Frame],
+    n_fit: int,
+    contamination: float,
+    rng: np.random.Generator,
+    notes: list[str],
 ) -> tuple[list[Frame], list[Frame]]:
     """(anomalous frames left, those that fit the model as if normal): a seeded
-    ``contamination`` fraction of the fitting frames' count, for the robustness experiment."""
+    ``contamination`` fraction of the fitting frames' count, for the robustness experiment;
+    where it comes to none, ``notes`` says why (the experiment looked run)."""
+    n = min(len(anomalous), int(n_fit * contamination))
+    if contamination > 0 and n == 0:
+        notes.append(_no_contamination(contamination, n_fit, bool(anomalous)))
     if not (contamination > 0 and anomalous):
         return anomalous, []
-    n = min(len(anomalous), int(n_fit * contamination))
     pick = set(rng.permutation(len(anomalous))[:n].tolist())
     return (
         [a for i, a in enumerate(anomalous) if i not in pick],
@@ -510,6 +517,19 @@ def _no_prints_to_split(named: bool, sessions: Sequence[str]) -> str:
     if len({frames_contract.print_of(s) for s in sessions}) < 2:
         return f"only one normal session ({sessions[0]})"
     return ""
+
+
+def _no_contamination(contamination: float, n_fit: int, failures: bool) -> str:
+    """Why ``--contamination`` put no failure frame in the fit (the experiment looked run)."""
+    why = (
+        f"{contamination:g} of its {n_fit} frames is less than one"
+        if failures
+        else "there are none: --anomalous, or the data's defected/ folder"
+    )
+    return (
+        f"--contamination {contamination:g} puts no failure frame in the fit ({why}): the "
+        "model fits good frames only"
+    )
 
 
 def split_frames(
@@ -569,13 +589,7 @@ def split_frames(
             normal, normal_sessions, val_sessions, test_sessions, val_fraction, rng, notes
         )
 
-    if contamination > 0 and not anomalous:
-        notes.append(
-            f"--contamination {contamination:g} asks for failure frames in the fit, but there "
-            "are none (--anomalous, or the data's defected/ folder): the model fits good frames "
-            "only"
-        )
-    anomalous, contaminated = _contaminate(anomalous, len(fit), contamination, rng)
+    anomalous, contaminated = _contaminate(anomalous, len(fit), contamination, rng, notes)
     sess["anomalous"] = _sessions(anomalous)
     if loose:
         fit = fit + loose

@@ -762,7 +762,9 @@ def _threshold_frames(options: Options, split: Split) -> str:
     if options.split == "all":
         return "the last frames of the fitted prints (optimistic)"
     fitted = {f.session for f in split.fit}
-    if any(f.session in fitted for f in split.val):
+    # frames that name no print are each a "session" of their own: split at random
+    random = split.protocol.startswith("random") or any(f.loose for f in split.val)
+    if random or any(f.session in fitted for f in split.val):
         return "frames left out of the fitted prints (optimistic: their neighbours were fitted)"
     return "held-out normal frames"
 

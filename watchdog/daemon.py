@@ -145,6 +145,16 @@ def _score_twice(bundle: Bundle) -> None:
             )
 
 
+def _verdict_not_stored(exc: Exception) -> str:
+    """Why a verdict was not stored, for the phone or the page (the log says where)."""
+    if isinstance(exc, IncidentError | CopyNotTakenBack):
+        told = exc.told
+        return f"the verdict is as it was: {told}" if isinstance(exc, CopyNotTakenBack) else told
+    if isinstance(exc, OSError):
+        return f"the answer could not be stored ({exc.strerror or 'a disk error'})"
+    return str(exc)
+
+
 def _say_unanswered(watcher: Watcher) -> None:
     """A printer taken out of the config (or renamed: to the watchdog another printer) whose
     failure alert stands unanswered: its sensor and buttons go with it, so the log says it."""
@@ -374,15 +384,13 @@ class Daemon:
                 return CommandResult(False, "no alert to answer")
             try:
                 stored = self._store_verdict(command, say_which=say_which)
-            except (OSError, ValueError) as exc:  # IncidentError is a ValueError
+            except (OSError, ValueError, CopyNotTakenBack) as exc:  # IncidentError: ValueError
+                # nothing stored: the watcher is not told either (it would answer the alert,
+                # or learn the print's look, for a verdict that did not change)
                 logger.warning(
                     "%s: verdict on incident %s failed: %s", command.printer, command.incident, exc
                 )
-                # the log says where; the phone or the page, what
-                told = exc.told if isinstance(exc, IncidentError) else None
-                if isinstance(exc, OSError):
-                    told = f"the answer could not be stored ({exc.strerror or 'a disk error'})"
-                return CommandResult(False, told or str(exc), incident=command.incident)
+                return CommandResult(False, _verdict_not_stored(exc), incident=command.incident)
             if command.verb is not Verb.NOT_A_FAILURE:
                 watcher.submit(command)  # answered: the failure it stood on is shown off
                 return stored
@@ -483,9 +491,6 @@ class Daemon:
                     else "its frames were removed meanwhile (the oldest alerts are pruned)"
                 )
                 kept = f"{told} in {copies[0].parent} (--anomalous)" if copies else told
-        except CopyNotTakenBack as exc:  # the verdict before stands
-            logger.warning("%s: incident %s not %s: %s", printer, incident, said, exc)
-            return CommandResult(False, f"{which}not {said}: {exc.told}", incident=incident)
         except FramesNotKept as exc:  # the answer stands: the watcher still learns it
             logger.warning("%s: incident %s %s, but %s", printer, incident, said, exc)
             return CommandResult(True, f"{which}{said}, but {exc.told}", incident=incident)

@@ -125,6 +125,14 @@ def _unreadable(exc: OSError) -> None:
     raise UnreadableFolder(f"cannot read {exc.filename}: {exc.strerror or exc}")
 
 
+def _dangling(path: Path) -> bool:
+    """A link to what is not there (False for a file gone since it was listed)."""
+    try:
+        return path.is_symlink() and not path.exists()
+    except OSError:
+        return False
+
+
 def images_under(folder: Path) -> list[Path]:
     """Image files below ``folder`` (sub-folders too), in a stable order.
 
@@ -146,11 +154,13 @@ def images_under(folder: Path) -> list[Path]:
             read.add(real)
             subfolders.sort()
             tops += sorted(Path(root) / d for d in subfolders if (Path(root) / d).is_symlink())
-            for gone in (Path(root) / n for n in files if not os.path.exists(Path(root) / n)):
-                # a link to what is not there (a recording on a disk not mounted now)
-                raise UnreadableFolder(
-                    f"cannot read {gone}: it links to {os.readlink(gone)}, which is not there"
-                )
+            for gone in (Path(root) / n for n in files):
+                # a link to a recording or a frame that is not there (a disk not mounted now);
+                # a file gone since the listing is not one (a writer's temporary file renamed)
+                if gone.suffix.lower() in ("", *IMAGE_SUFFIXES) and _dangling(gone):
+                    raise UnreadableFolder(
+                        f"cannot read {gone}: it links to {os.readlink(gone)}, which is not there"
+                    )
             found += (
                 path
                 for path in (Path(root) / name for name in files)

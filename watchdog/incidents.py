@@ -749,7 +749,8 @@ def _judged(storage_dir: Path, printer: str, incident_id: str, verdict: str) -> 
     _read_alert(path)  # an alert.json that cannot be read: refused before anything changes
     other = failures_dir if verdict == "not_failure" else false_alarms_dir
     folder = other(storage_dir, printer)
-    for copy in (*folder.glob(f"{incident_id}.jpg"), *folder.glob(f"{incident_id}-*.jpg")):
+    # the frame itself last: one that cannot be removed leaves the verdict before its frame
+    for copy in (*folder.glob(f"{incident_id}-*.jpg"), *folder.glob(f"{incident_id}.jpg")):
         try:
             copy.unlink(missing_ok=True)
         except OSError as exc:

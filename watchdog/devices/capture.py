@@ -901,6 +901,12 @@ def _no_answer(url: str, timeout: float) -> SourceDown:
     return SourceDown(f"no answer from {url_host(url)} within {timeout:g} s (timed out)")
 
 
+def _redirected_to(exc: BaseException) -> str | None:
+    """The address a redirect led to, where reaching it failed (None: the camera's own)."""
+    cause = exc.__cause__
+    return cause.url if isinstance(cause, Unreached) else None
+
+
 def _open_camera_url(http: HttpClient, url: str, timeout: float) -> Answer:
     """GET a camera URL: its answer, body unread; SourceDown in the user's words when the
     camera cannot be reached."""
@@ -963,7 +969,9 @@ class SnapshotCamera(_BaseCamera):
         with self._http.deadline(self.cfg.timeout_s, self._stop) as deadline:
             try:
                 body = self._fetch_within()
-            except (SourceDown, BadFrame):
+            except (SourceDown, BadFrame) as exc:
+                if deadline.expired and (hop := _redirected_to(exc)):
+                    raise _no_answer(hop, self.cfg.timeout_s) from None
                 if deadline.expired:
                     raise late from None
                 raise
@@ -1471,9 +1479,9 @@ class MjpegCamera(_ThreadedCamera):
         with self._http.deadline(t, self._stop) as deadline:
             try:
                 answer = _open_camera_url(self._http, self.url, t)
-            except SourceDown:
+            except SourceDown as exc:
                 if deadline.expired:
-                    raise _no_answer(self.url, t) from None
+                    raise _no_answer(_redirected_to(exc) or self.url, t) from None
                 raise
         with answer.response as resp:
             if resp.status >= 400:

@@ -147,32 +147,35 @@ class Dashboard:
             if request.method == "GET" and path == "/":
                 return redirect("/login", 303)
             return text("401 log in first: /login", 401)
-        if request.method == "POST":
-            origin = request.headers.get("Origin")
-            if origin is not None and not _same_site(origin, request.host):
-                return text("403 cross-site request refused", 403)
-            if path == "/login":
-                expected = request.cookies.get(LOGIN_COOKIE)
-                given = request.form.get("csrf")
-            else:
-                expected = self._csrf_expected()
-                given = request.headers.get("X-CSRF-Token")
-            if not auth.same(given, expected) and path == "/login":
-                # the form's token lasts 10 minutes and another login page replaces it: the
-                # form again, with a new one (nothing is logged in without it)
-                return self.login_form(
-                    "The form expired (open over 10 minutes, or another login page was "
-                    "opened since): enter the password again.",
-                    403,
-                )
-            if not given:  # no page of ours sends a request without it
-                return text("403 no page token (X-CSRF-Token): send it as the page does", 403)
-            if not auth.same(given, expected):
-                return text(
-                    "403 this page is out of date (the watchdog restarted since it was "
-                    "opened?): reload it",
-                    403,
-                )
+        return self._post_guard(path) if request.method == "POST" else None
+
+    def _post_guard(self, path: str) -> AnyResponse | None:
+        """A POST from this site's own page, with its token (None: let it through)."""
+        origin = request.headers.get("Origin")
+        if origin is not None and not _same_site(origin, request.host):
+            return text("403 cross-site request refused", 403)
+        if path == "/login":
+            expected = request.cookies.get(LOGIN_COOKIE)
+            given = request.form.get("csrf")
+        else:
+            expected = self._csrf_expected()
+            given = request.headers.get("X-CSRF-Token")
+        if not auth.same(given, expected) and path == "/login":
+            # the form's token lasts 10 minutes and another login page replaces it: the
+            # form again, with a new one (nothing is logged in without it)
+            return self.login_form(
+                "The form expired (open over 10 minutes, or another login page was "
+                "opened since): enter the password again.",
+                403,
+            )
+        if not given:  # no page of ours sends a request without it
+            return text("403 no page token (X-CSRF-Token): send it as the page does", 403)
+        if not auth.same(given, expected):
+            return text(
+                "403 this page is out of date (the watchdog restarted since it was "
+                "opened?): reload it",
+                403,
+            )
         return None
 
     def _cookie(self, response: AnyResponse, name: str, value: str, max_age: int | None) -> None:
