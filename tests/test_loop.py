@@ -1779,22 +1779,52 @@ def test_a_cancel_answers_only_what_the_watcher_saw_and_never_twice(
     watcher.close()
 
 
+def _told_only(
+    tmp_path: Path, bundle: Path, normal_frames, anomalous_frames, failing: int = 10
+) -> tuple[Watcher, SimulatedPrinter]:
+    """A watcher set to notify (``action: notify``) stepped until its first alert, the print
+    failing for ``failing`` frames in all: it, and its simulated printer, still printing."""
+    printer = SimulatedPrinter("benchy_A.gcode")
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], failing))
+    watcher = _watcher(tmp_path, bundle, frames, printer, action="notify")
+    while watcher.last_alert is None:
+        watcher.step()
+    return watcher, printer
+
+
 def test_an_alert_that_only_told_the_owner_keeps_its_cancel_after_a_pause_of_their_own(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
     """An alert that did not pause (``action: notify``): the owner pauses from the page to look
     and resumes; the print was not resumed from the alert's pause, so the alert's Cancel,
     pressed on the phone after a second look, still cancels the print."""
-    printer = SimulatedPrinter("benchy_A.gcode")
-    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
-    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, action="notify")
-    while watcher.last_alert is None:
-        watcher.step()
+    watcher, printer = _told_only(tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames)
     incident = watcher.last_alert.incident
     assert printer.status().state == "printing"
     assert _press(watcher, Verb.PAUSE, None)[0] and printer.status().state == "paused"
     assert _press(watcher, Verb.RESUME, None)[0] and printer.status().state == "printing"
     ok, detail = _press(watcher, Verb.CANCEL, incident)
+    assert ok and printer.status().state != "printing", detail
+    watcher.camera.close()
+
+
+def test_an_earlier_alert_of_a_print_left_failing_still_cancels_it(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """A printer set to notify alerts again each cooldown while its print fails on; the phone
+    shows the alert it got, the next one not sent yet (coalesced). Its Cancel was refused,
+    "this button belongs to an older alert", and the failing print went on. It cancels that
+    print now; its Resume (not offered by such an alert) would still be refused."""
+    watcher, printer = _told_only(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, failing=40
+    )
+    first = watcher.last_alert.incident
+    while watcher.last_alert.incident == first:
+        watcher.step()
+    assert printer.status().state == "printing"
+    ok, detail = _press(watcher, Verb.RESUME, first)
+    assert not ok and "newer alert" in detail, detail
+    ok, detail = _press(watcher, Verb.CANCEL, first)
     assert ok and printer.status().state != "printing", detail
     watcher.camera.close()
 

@@ -1093,6 +1093,7 @@ def test_a_button_works_once_for_its_own_incident_until_it_expires(action_server
     store = IncidentStore(tmp_path)
     old = store.save(PRINTER, alert(), jpeg(1), jpeg(1)).id
     resume_old = tokens.issue(PRINTER, old, Verb.RESUME, 3600)
+    cancel_old = tokens.issue(PRINTER, old, Verb.CANCEL, 3600)
     not_failure_old = tokens.issue(PRINTER, old, Verb.NOT_A_FAILURE, 3600)
     new = store.save(PRINTER, alert(), jpeg(2), jpeg(2)).id
     resume = tokens.issue(PRINTER, new, Verb.RESUME, 3600)
@@ -1120,6 +1121,10 @@ def test_a_button_works_once_for_its_own_incident_until_it_expires(action_server
     # its "Not a failure" still applies to its own incident
     assert post(f"{server.url}/actions/{not_failure_old}")[0] == 200
     assert recorder.commands[-1] == Command(PRINTER, Verb.NOT_A_FAILURE, old, source="phone")
+    # its Cancel is the watcher's to judge (an earlier alert of the same print still cancels
+    # it; one of another print is refused there)
+    assert post(f"{server.url}/actions/{cancel_old}")[0] == 200
+    assert recorder.commands[-1] == Command(PRINTER, Verb.CANCEL, old, source="phone")
     # unknown and malformed tokens
     assert post(f"{server.url}/actions/{'x' * 32}")[0] == 404
     assert post(f"{server.url}/actions/../../etc/passwd")[0] in (
@@ -1132,7 +1137,7 @@ def test_a_button_works_once_for_its_own_incident_until_it_expires(action_server
     assert status == 410 and "expired" in page and "<form" not in page
     status, text = post(f"{server.url}/actions/{cancel}")
     assert status == 410 and "expired" in text
-    assert [c.verb for c in recorder.commands] == [Verb.RESUME, Verb.NOT_A_FAILURE]
+    assert [c.verb for c in recorder.commands] == [Verb.RESUME, Verb.NOT_A_FAILURE, Verb.CANCEL]
     stored = (tmp_path / "action_tokens.json").read_text()
     for token in (resume, resume_old, not_failure_old, cancel):
         assert token not in stored

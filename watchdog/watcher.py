@@ -285,6 +285,9 @@ class Watcher:
         self.last_alert: Alert | None = None
         self._prints = 0  # prints started since this watcher began (NEW_PRINT events)
         self._alert_print = -1  # which of them ``last_alert`` was about
+        # the alerts raised during that print (one each cooldown where nothing pauses it): an
+        # earlier one's Cancel still answers that print (``_other_print``)
+        self._print_alerts: frozenset[str] = frozenset()
         self._accepted: str | None = None  # the alert marked not a failure, its look learnt
         # ``last_alert``'s incident once answered by a resume, a cancel or its print's end,
         # and that answer ("": opened again by a pause through it)
@@ -790,6 +793,8 @@ class Watcher:
         alert = replace(alert, incident=incident.id)
         # Recorded before it is sent: an answer to "the latest alert" (Home Assistant's button,
         # an automation) that comes back at once must land on this alert, not the one before.
+        same = self._alert_print == self._prints
+        self._print_alerts = (self._print_alerts if same else frozenset()) | {alert.incident}
         self.last_alert, self._alert_print = alert, self._prints
         self.snapshot = self._status(self.snapshot.heartbeat)
         self.alerts.send_alert(incident, frame_jpeg, heat_jpeg)
@@ -913,10 +918,11 @@ class Watcher:
         """Before this watcher's thread starts: the print as ``old`` left it."""
         self.enabled = old.snapshot.enabled
         self.state = old.state
-        self.last_alert, self._prints, self._alert_print = (
+        self.last_alert, self._prints, self._alert_print, self._print_alerts = (
             old.last_alert,
             old._prints,
             old._alert_print,
+            old._print_alerts,
         )
         self._accepted = old._accepted
         self._closed = old._closed
@@ -1135,7 +1141,7 @@ class Watcher:
         incident = command.incident
         if incident is None:
             return None
-        why = self._other_print(incident) or self._answered(command.verb, incident)
+        why = self._other_print(incident, command.verb) or self._answered(command.verb, incident)
         if not why:
             return None
         logger.warning(
@@ -1309,7 +1315,7 @@ class Watcher:
         then, now = alert.printed_s, self._printed_s
         return then is not None and now is not None and now > then + self.cfg.api.confirm_s + 1
 
-    def _other_print(self, incident: str) -> str:
+    def _other_print(self, incident: str, verb: Verb) -> str:
         """Why a button of this alert must not act on what the printer does now ("": it may).
 
         A button (a phone notification's, an incident card's) belongs to one print: pressed a
@@ -1318,8 +1324,18 @@ class Watcher:
         (``_printed_again``: a print begun while the API was away). After a restart (none in memory): the
         alert is the newest saved, its job is the job the printer reports now, and that job
         was not printed again since (``_printed_again``). The printer was polled just before
-        (``_carry_out``)."""
+        (``_carry_out``). An earlier alert of the print the latest is about (a printer set to
+        notify alerts again each cooldown, and the phone shows the one it got) answers that
+        print as the latest would, but for its Resume: that would resume a pause the owner has
+        not seen."""
         alert = self.last_alert
+        if (
+            alert is not None
+            and verb is not Verb.RESUME
+            and incident in self._print_alerts
+            and self._alert_print == self._prints
+        ):
+            incident = alert.incident
         if alert is None or alert.incident != incident:
             try:  # a mistyped id, or one removed with the oldest alerts: not "a newer alert"
                 incident_dir(self.alerts.store.storage_dir, self.name, incident)

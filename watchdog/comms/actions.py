@@ -257,9 +257,11 @@ class ActionHandler:
         return int(HTTPStatus.OK), f"{grant.printer}{about}: {question}"
 
     def _older_alert(self, grant: Grant) -> bool:
-        """A printer verb of an alert that is no longer the printer's latest: it must not act."""
+        """A Resume of an alert that is no longer the printer's latest: it must not act (it
+        would resume a pause the owner has not seen). Its other printer buttons are the
+        watcher's to judge: an earlier alert of the same print may still cancel it."""
         return (
-            grant.verb in PRINTER_VERBS
+            grant.verb is Verb.RESUME
             and latest_incident(self.storage_dir, grant.printer) != grant.incident
         )
 
