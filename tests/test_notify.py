@@ -583,6 +583,23 @@ def test_a_service_that_never_answers_in_time_is_not_sent_each_notification_all_
     assert len(webhook_receiver.posts) == 2
 
 
+def test_a_pause_that_failed_names_the_printer_not_the_request_the_log_names() -> None:
+    """The phone read "the pause failed: GET http://127.0.0.1:43311/api/printer?exclude=
+    temperature,sd: no whole answer within 3 s (timeout)": the request is the log's."""
+    from watchdog.comms.notify import alert_event
+
+    failed = alert(outcome="failed")
+    failed["action_result"]["detail"] = (
+        "GET http://127.0.0.1:43311/api/printer?exclude=temperature,sd: no whole answer "
+        "within 3 s (timeout)"
+    )
+    event = alert_event(failed, jpeg(1), jpeg(2))
+    assert "but the pause failed: 127.0.0.1:43311: no whole answer within 3 s (timeout). " in (
+        event.message
+    ), event.message
+    assert "GET" not in event.message and "/api/" not in event.message
+
+
 def test_an_alert_held_back_says_what_became_of_its_print_since_and_offers_no_resume(
     phone, ntfy_receiver, tmp_path
 ) -> None:
@@ -606,6 +623,9 @@ def test_an_alert_held_back_says_what_became_of_its_print_since_and_offers_no_re
     assert held.title == "ender3: print failure · since cancelled", held.title
     assert "still printing" not in held.message
     assert "Since then: cancelled." in held.message
+    # news of the past: it woke the owner at the highest priority, "Check the printer now"
+    assert (held.priority, first.priority) == ("default", "high"), (held.priority, first.priority)
+    assert "Check the printer now" not in held.message, held.message
     assert [a["label"] for a in held.actions] == ["Not a failure"]
 
 
@@ -841,9 +861,11 @@ def test_a_printers_repeated_events_are_coalesced_never_a_storm(
     assert counted(alerts) == 6 and counted(camera) == 4
     # since when, in the machine's own clock time (it read as a UTC timestamp)
     summed = next(m.message for m in ntfy_receiver.messages if "earlier" in m.message)
-    assert re.search(r" since \d\d:\d\d, summed up here\)", summed), summed
+    assert re.search(r" since \d\d:\d\d, summed up here[;)]", summed), summed
     assert alerts[-1].attachment == jpeg(5), "the latest picture is the one sent"
     assert camera[-1].title == "ender3: camera back online", "the last state wins"
+    # its "offline" summed up in it: that the print went unwatched is said
+    assert "; the print was not watched while the camera was offline)" in camera[-1].message
     status = notifier.notify_status()["ntfy"]
     assert status["coalesced"] == 10 - len(ntfy_receiver.messages) and status["sent"] == len(
         ntfy_receiver.messages

@@ -138,6 +138,12 @@ Sender = Callable[[dict[str, Any]], dict[str, Any]]
 # "ended", or "" while it stands (``watchdog.incidents.closing_answer``)
 Closing = Callable[[str, str], str]
 SINCE = {"resumed": "resumed", "cancelled": "cancelled", "ended": "its print ended"}
+# what a failure alert asks of the owner: dropped once its print was answered or ended
+CHECK_NOW = " Check the printer now."
+# an alert answered or ended before it was sent is news of the past: not loud any more
+CLOSED_PRIORITY = "default"
+# a printer API's request as the log names it ("GET http://host:port/api/printer?...: ")
+_REQUEST = re.compile(r"\b(?:GET|POST|PUT|DELETE) https?://([^/\s]+)\S*: ")
 # the groups whose notifications are about an alert: its buttons, what became of its print
 ALERT_GROUPS = ("alert", "answer")
 # a notification sent this long after its event says when that was
@@ -198,14 +204,14 @@ def alert_event(
         title = f"{printer}: failure; the {action} may not have happened"
         text = (
             f"{printer}{job} looks like a failed print ({scored}); whether the {action} "
-            f"happened is unknown: {result.get('detail', '')}."
+            f"happened is unknown: {_for_phone(str(result.get('detail', '')))}."
         )
     elif action in ("pause", "cancel") and outcome != "done":
         kind = Kind.ACTION_FAILED
         title = f"{printer}: failure, and the {action} did NOT happen"
         text = (
             f"{printer}{job} looks like a failed print ({scored}) but the {action} {outcome}: "
-            f"{result.get('detail', '')}. Check the printer now."
+            f"{_for_phone(str(result.get('detail', '')))}.{CHECK_NOW}"
         )
     elif action in ("pause", "cancel"):
         kind = Kind.FAILURE
@@ -217,7 +223,7 @@ def alert_event(
         title = f"{printer}: print failure, still printing"
         text = (
             f"{printer}{job} looks like a failed print ({scored}); it was left printing: the "
-            "watchdog only tells you, as its settings say. Check the printer now."
+            f"watchdog only tells you, as its settings say.{CHECK_NOW}"
         )
     return Event(
         kind,
@@ -302,6 +308,12 @@ def camera_event(printer: str, online: bool, why: str = "") -> Event:
         f"The camera of {printer} {'is offline' if why else 'gives no frames'}: the print is "
         f"not watched until it is back.{f' Why: {why}.' if why else ''}",
     )
+
+
+def _for_phone(detail: str) -> str:
+    """A printer API's failure as the phone shows it: its host, not the request the log names
+    ("127.0.0.1:5000: no whole answer within 3 s", not "GET http://...?exclude=...: ...")."""
+    return _REQUEST.sub(r"\1: ", detail)
 
 
 def print_done_event(
@@ -1132,13 +1144,17 @@ class TargetSender:
         text = str(entry.body.get("message", ""))
         n = _count(entry.body.get("coalesced"))
         if n:
-            text += f"\n({n} earlier {entry.body.get('group')} event(s) on {entry.printer} since {_local(entry.body.get('since'))}, summed up here)"
+            text += f"\n({n} earlier {entry.body.get('group')} event(s) on {entry.printer} since {_local(entry.body.get('since'))}, summed up here"
+            if entry.body.get("kind") == Kind.CAMERA_ONLINE.value:
+                # its "offline" was never sent alone (held back, or the service down)
+                text += "; the print was not watched while the camera was offline"
+            text += ")"
         elif (since := _number(entry.body.get("since"))) is not None and (
             self.wall() - since > LATE_S
         ):
             text += f"\n(at {_local(entry.body.get('since'))})"  # held back, or retried
-        if closed:
-            text += f"\nSince then: {SINCE.get(closed, closed)}."
+        if closed:  # nothing left to check: its print was answered or ended
+            text = text.replace(CHECK_NOW, "") + f"\nSince then: {SINCE.get(closed, closed)}."
         links = self._links(entry, closed)
         if self._has_buttons():  # the rest are buttons
             links = [(label, url) for label, url in links if label == SKIP_LINK[1]]
@@ -1168,7 +1184,7 @@ class TargetSender:
             "attachment": picture_path,
             "attachment_name": entry.body.get("attachment_name", "picture.jpg"),
             "ntfy": {
-                "priority": _NTFY_PRIORITY[kind],
+                "priority": CLOSED_PRIORITY if closed else _NTFY_PRIORITY[kind],
                 "actions": self._actions_header(entry, closed),
             },
         }
