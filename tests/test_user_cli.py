@@ -64,6 +64,7 @@ def _frames(folder: Path, n: int, name: str = "frame_{}.jpg") -> Path:
 
 def test_collect_copies_a_folder_recording_to_its_end_and_stops(tmp_path: Path) -> None:
     rec = _frames(tmp_path / "rec", 7)
+    (rec / "frame_7.jpg").write_bytes(b"\xff\xd8 not a picture")  # skipped, and counted
     config = write_config(
         tmp_path / "c.yaml",
         printers=[
@@ -72,6 +73,7 @@ def test_collect_copies_a_folder_recording_to_its_end_and_stops(tmp_path: Path) 
     )
     r = run_cli("collect", "--config", str(config), "--out", str(tmp_path / "out"), timeout=60)
     assert r.returncode == 0, r.stderr
+    assert "saved 7 frame(s) under" in r.stderr and "(1 unreadable frame(s) skipped)" in r.stderr
     files = sorted((tmp_path / "out" / "ender3").glob("*.jpg"))
     assert (
         len(files) == 7

@@ -325,8 +325,10 @@ def main(args: argparse.Namespace) -> int:
         for c in collectors:
             c.camera.close()
         _tidy(made)
+    bad = sum(c.camera.stats.bad_frames for c in collectors)
+    skipped = f" ({bad} unreadable frame(s) skipped)" if bad else ""
     if gave_up:
-        print(f"error: {gave_up}; saved {saved} frame(s)", file=sys.stderr)
+        print(f"error: {gave_up}; saved {saved} frame(s){skipped}", file=sys.stderr)
         return 1
     if saved == 0:
         stopped = stop.is_set()
@@ -336,7 +338,5 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    bad = sum(c.camera.stats.bad_frames for c in collectors)
-    skipped = f" ({bad} unreadable frame(s) skipped)" if bad else ""
     logger.info("saved %d frame(s) under %s%s", saved, out, skipped)
     return 0
