@@ -83,7 +83,13 @@ def metric(port: int, name: str) -> int:
 
 
 def run_case(
-    camera: Any, workdir: Path, name: str, fault: str | None, kind: str, seconds: float
+    camera: Any,
+    workdir: Path,
+    name: str,
+    fault: str | None,
+    kind: str,
+    seconds: float,
+    printers: int = 1,
 ) -> dict[str, Any]:
     port = free_port()
     url = camera.stream_url if kind == "stream" else camera.snapshot_url
@@ -94,12 +100,13 @@ def run_case(
         mqtt={"host": ""},
         http={"listen": f"127.0.0.1:{port}"},
         storage={"dir": str(case_dir / "state")},
-        printers=[
+        printers=[  # ``printers`` cameras sending the same pictures at once
             {
-                "name": PRINTER,
+                "name": PRINTER if i == 0 else f"{PRINTER}-{i + 1}",
                 "camera": {"source": url, "interval_s": 0, "timeout_s": 10},
                 "action": "notify",
             }
+            for i in range(printers)
         ],
     )
     camera.set_fault(fault)
@@ -139,6 +146,7 @@ def run_case(
         "bad_frames": bad,
         "first_refusal": last_error,
         "daemon_exit": rc,
+        "printers": printers,
     }
 
 
@@ -154,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FAULT,...",
         help="only these camera faults (and the baseline), e.g. multiscan_jpeg,narrow_jpeg",
     )
+    ap.add_argument(
+        "--printers",
+        type=int,
+        default=1,
+        help="printers in the daemon, each with a camera sending the case's pictures at once "
+        "(default 1; their figures are the first printer's)",
+    )
     args = ap.parse_args(argv)
     only = {f for f in args.only.split(",") if f}
     cases = [c for c in CASES if not only or c[1] is None or c[1] in only]
@@ -166,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="hostile-") as tmp:
             for name, fault, kind, expected in cases:
-                row = run_case(camera, Path(tmp), name, fault, kind, args.seconds)
+                row = run_case(camera, Path(tmp), name, fault, kind, args.seconds, args.printers)
                 row["expected"] = expected
                 rows.append(row)
                 print(
@@ -183,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, OpenCV {cv2.__version__}",
         "seconds_per_case": args.seconds,
+        "printers": args.printers,
         "budget_mb": BUDGET_MB,
         "cases": rows,
     }
