@@ -39,6 +39,7 @@ from watchdog.incidents import (
     list_incidents,
     new_incident_id,
     raised_at,
+    record_answer,
     record_verdict,
     saved_alert,
 )
@@ -1780,11 +1781,16 @@ def test_a_cancel_answers_only_what_the_watcher_saw_and_never_twice(
 
 
 def _told_only(
-    tmp_path: Path, bundle: Path, normal_frames, anomalous_frames, failing: int = 10
+    tmp_path: Path,
+    bundle: Path,
+    normal_frames,
+    anomalous_frames,
+    failing: int = 10,
+    printer: SimulatedPrinter | None = None,
 ) -> tuple[Watcher, SimulatedPrinter]:
     """A watcher set to notify (``action: notify``) stepped until its first alert, the print
     failing for ``failing`` frames in all: it, and its simulated printer, still printing."""
-    printer = SimulatedPrinter("benchy_A.gcode")
+    printer = printer or SimulatedPrinter("benchy_A.gcode")
     frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], failing))
     watcher = _watcher(tmp_path, bundle, frames, printer, action="notify")
     while watcher.last_alert is None:
@@ -1821,11 +1827,49 @@ def test_an_earlier_alert_of_a_print_left_failing_still_cancels_it(
     first = watcher.last_alert.incident
     while watcher.last_alert.incident == first:
         watcher.step()
+    latest = watcher.last_alert.incident
     assert printer.status().state == "printing"
     ok, detail = _press(watcher, Verb.RESUME, first)
     assert not ok and "newer alert" in detail, detail
     ok, detail = _press(watcher, Verb.CANCEL, first)
     assert ok and printer.status().state != "printing", detail
+    # answered as the latest alert (its notification, Home Assistant): "cancelled", not "ended"
+    answers = {i.id: closing_answer(i.alert) for i in list_incidents(tmp_path / "state", ["e3"])}
+    assert answers[latest] == "cancelled", answers
+    watcher.camera.close()
+
+
+def test_an_earlier_alert_never_acts_where_the_latest_was_answered_or_the_api_was_away(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Its Cancel answers the print as the latest alert would: refused once the latest was
+    answered (its print resumed from the phone); and refused where the printer's API was away
+    between the two alerts (the same file may have been printed again meanwhile: OctoPrint
+    tells no start time, and a longer print time tells nothing)."""
+    watcher, printer = _told_only(
+        tmp_path,
+        tiny_adaptive_bundle,
+        normal_frames,
+        anomalous_frames,
+        failing=60,
+        printer=_Reprinting("benchy_A.gcode"),
+    )
+    first = watcher.last_alert.incident
+    while watcher.last_alert.incident == first:
+        watcher.step()
+    latest = watcher.last_alert.incident
+    record_answer(tmp_path / "state", "e3", latest, "resumed")  # its Resume pressed
+    ok, detail = _press(watcher, Verb.CANCEL, first)
+    assert not ok and "answered already" in detail, detail
+    assert printer.status().state == "printing"
+    printer.away = True
+    watcher.step()
+    printer.away, printer.printed = False, 5000.0  # back, printing longer than before
+    while watcher.last_alert.incident == latest:
+        watcher.step()
+    ok, detail = _press(watcher, Verb.CANCEL, latest)
+    assert not ok and "newer alert" in detail, detail
+    assert printer.status().state == "printing"
     watcher.camera.close()
 
 

@@ -285,9 +285,11 @@ class Watcher:
         self.last_alert: Alert | None = None
         self._prints = 0  # prints started since this watcher began (NEW_PRINT events)
         self._alert_print = -1  # which of them ``last_alert`` was about
-        # the alerts raised during that print (one each cooldown where nothing pauses it): an
-        # earlier one's Cancel still answers that print (``_other_print``)
-        self._print_alerts: frozenset[str] = frozenset()
+        # the alerts raised during that print (one each cooldown where nothing pauses it) and
+        # their jobs, since the printer's API last failed to answer (the file may have been
+        # printed again unseen meanwhile): an earlier one's Cancel still answers that print
+        # (``_for_its_print``)
+        self._print_alerts: dict[str, str | None] = {}
         self._accepted: str | None = None  # the alert marked not a failure, its look learnt
         # ``last_alert``'s incident once answered by a resume, a cancel or its print's end,
         # and that answer ("": opened again by a pause through it)
@@ -477,6 +479,8 @@ class Watcher:
         status = self.printer.status()
         lag = time.monotonic() - since
         before, told_before = self.state, self.api_state
+        if status.state is PrinterState.OFFLINE:  # unseen meanwhile: the file printed again?
+            self._print_alerts = {}
         self._note_api_health(status)
         self.owner_stops.on_status(
             status.state, now, self._owner_stop_shown, self._owner_stop_missed, status.job
@@ -793,8 +797,8 @@ class Watcher:
         alert = replace(alert, incident=incident.id)
         # Recorded before it is sent: an answer to "the latest alert" (Home Assistant's button,
         # an automation) that comes back at once must land on this alert, not the one before.
-        same = self._alert_print == self._prints
-        self._print_alerts = (self._print_alerts if same else frozenset()) | {alert.incident}
+        earlier = self._print_alerts if self._alert_print == self._prints else {}
+        self._print_alerts = {**earlier, alert.incident: alert.job}
         self.last_alert, self._alert_print = alert, self._prints
         self.snapshot = self._status(self.snapshot.heartbeat)
         self.alerts.send_alert(incident, frame_jpeg, heat_jpeg)
@@ -996,6 +1000,7 @@ class Watcher:
         verb = command.verb
         if verb is Verb.SKIP_PRINT:
             # an alert's link acts only while its print runs; the page's button on what runs
+            command = self._for_its_print(command)
             refused = self._refused_for_its_alert(command) if command.incident else None
             return refused or self._skip_print(command.source)
         if verb in (Verb.ENABLE, Verb.DISABLE):
@@ -1012,6 +1017,28 @@ class Watcher:
             return self._printer_command(command)
         return CommandResult(False, f"{verb.value} is not something a watcher does")
 
+    def _for_its_print(self, command: Command) -> Command:
+        """An earlier alert's Cancel, Pause or Stop watching, where it and the latest alert are
+        of one print (a printer set to notify alerts again each cooldown, and the phone shows
+        the one it got): the latest alert's, so that every check (answered already, another
+        print since, pressed twice) and the answer are the latest's. One print: no new print
+        counted since, the same job, and the printer's API answering all along (``_poll_printer``
+        forgets the earlier alerts when it does not). Never a Resume: it would resume a pause
+        the owner has not seen."""
+        latest, incident = self.last_alert, command.incident
+        if (
+            latest is None
+            or incident is None
+            or incident == latest.incident
+            or command.verb is Verb.RESUME
+            or incident not in self._print_alerts
+            or self._alert_print != self._prints
+        ):
+            return command
+        if self._print_alerts[incident] != latest.job:
+            return command
+        return replace(command, incident=latest.incident)
+
     def _printer_command(self, command: Command) -> CommandResult:
         """A Pause, Resume or Cancel, judged against what the printer does now, not at the
         last poll (up to camera.interval_s ago): an alert's Cancel must not stop the print the
@@ -1019,6 +1046,7 @@ class Watcher:
         next poll saw printing, then printing: no resume, the view the owner accepted not
         learnt again, and the print paused again by it after the cooldown."""
         verb = command.verb
+        command = self._for_its_print(command)
         if refused := self._refused_for_its_alert(command):
             return refused
         if verb is Verb.RESUME and (refused := self._no_resume()):
@@ -1141,7 +1169,7 @@ class Watcher:
         incident = command.incident
         if incident is None:
             return None
-        why = self._other_print(incident, command.verb) or self._answered(command.verb, incident)
+        why = self._other_print(incident) or self._answered(command.verb, incident)
         if not why:
             return None
         logger.warning(
@@ -1315,7 +1343,7 @@ class Watcher:
         then, now = alert.printed_s, self._printed_s
         return then is not None and now is not None and now > then + self.cfg.api.confirm_s + 1
 
-    def _other_print(self, incident: str, verb: Verb) -> str:
+    def _other_print(self, incident: str) -> str:
         """Why a button of this alert must not act on what the printer does now ("": it may).
 
         A button (a phone notification's, an incident card's) belongs to one print: pressed a
@@ -1324,18 +1352,8 @@ class Watcher:
         (``_printed_again``: a print begun while the API was away). After a restart (none in memory): the
         alert is the newest saved, its job is the job the printer reports now, and that job
         was not printed again since (``_printed_again``). The printer was polled just before
-        (``_carry_out``). An earlier alert of the print the latest is about (a printer set to
-        notify alerts again each cooldown, and the phone shows the one it got) answers that
-        print as the latest would, but for its Resume: that would resume a pause the owner has
-        not seen."""
+        (``_carry_out``)."""
         alert = self.last_alert
-        if (
-            alert is not None
-            and verb is not Verb.RESUME
-            and incident in self._print_alerts
-            and self._alert_print == self._prints
-        ):
-            incident = alert.incident
         if alert is None or alert.incident != incident:
             try:  # a mistyped id, or one removed with the oldest alerts: not "a newer alert"
                 incident_dir(self.alerts.store.storage_dir, self.name, incident)
