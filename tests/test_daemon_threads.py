@@ -56,19 +56,20 @@ def _served(tmp_path: Path, bundle: Path, frames: Path, interval_s: float) -> Pa
 def daemon(tmp_path, tiny_adaptive_bundle, normal_frames):
     """The daemon in-process with one watcher thread on a looping HTTP-less folder camera."""
     frames = _frames(tmp_path / "rec", list(normal_frames[:8]) * 5)
-    config = write_config(
-        tmp_path / "c.yaml",
-        model=str(tiny_adaptive_bundle),
-        storage={"dir": str(tmp_path / "state")},
-        printers=[{"name": "e3", "camera": {"source": str(frames), "interval_s": 0.5}}],
-    )
-    d = _in_process(config)
+    d = _in_process(tmp_path, tiny_adaptive_bundle, frames, 0.5)
     yield d
     d._stop(d.running)
 
 
-def _in_process(config: Path) -> Daemon:
-    """A daemon in this process, its watchers' threads running (no status server, no MQTT)."""
+def _in_process(tmp_path: Path, bundle: Path, frames: Path, interval_s: float) -> Daemon:
+    """A daemon in this process with one printer, e3, on a folder camera, its watcher's thread
+    running (no status server, no MQTT); its config is ``tmp_path / "c.yaml"``."""
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(bundle),
+        storage={"dir": str(tmp_path / "state")},
+        printers=[{"name": "e3", "camera": {"source": str(frames), "interval_s": interval_s}}],
+    )
     d = Daemon(config)
     d.notifier = Notifier(d.config.mqtt, d.config.storage, [p.name for p in d.config.printers])
     d.running = d._start(d._make_watchers(d.config, d.bundle))
@@ -709,13 +710,8 @@ def test_a_printer_renamed_with_its_alert_unanswered_is_said_in_the_log(
     sensor and buttons went with the old name, the new one came up watching, and nothing
     said the failure was never answered."""
     frames = _frames(tmp_path / "rec", list(normal_frames[:8]) + list(anomalous_frames) * 8)
-    config = write_config(
-        tmp_path / "c.yaml",
-        model=str(tiny_adaptive_bundle),
-        storage={"dir": str(tmp_path / "state")},
-        printers=[{"name": "e3", "camera": {"source": str(frames), "interval_s": 0.2}}],
-    )
-    d = _in_process(config)
+    d = _in_process(tmp_path, tiny_adaptive_bundle, frames, 0.2)
+    config = d.config_path
     try:
         wait_until("an alert", lambda: d.running["e3"].watcher.snapshot.last_alert is not None, 60)
         incident = d.running["e3"].watcher.snapshot.last_alert.incident

@@ -147,9 +147,10 @@ def _score_twice(bundle: Bundle) -> None:
 
 def _verdict_not_stored(exc: Exception) -> str:
     """Why a verdict was not stored, for the phone or the page (the log says where)."""
-    if isinstance(exc, IncidentError | CopyNotTakenBack):
-        told = exc.told
-        return f"the verdict is as it was: {told}" if isinstance(exc, CopyNotTakenBack) else told
+    if isinstance(exc, CopyNotTakenBack):
+        return f"the verdict is as it was: {exc.told}"
+    if isinstance(exc, IncidentError):
+        return exc.told
     if isinstance(exc, OSError):
         return f"the answer could not be stored ({exc.strerror or 'a disk error'})"
     return str(exc)
@@ -670,7 +671,8 @@ class Daemon:
                     "notify": self.config.notify,
                 }
             )
-        if config.http.listen != self.started_http.listen:
+        listen = ["http.listen"] if config.http.listen != self.started_http.listen else []
+        if listen:
             logger.warning(
                 "http.listen changed to %r: it takes effect at the next restart; the status server stays on %r",
                 config.http.listen,
@@ -685,7 +687,6 @@ class Daemon:
             logger.warning(
                 "%s changed: the page keeps its settings until the next restart", ", ".join(others)
             )
-        listen = ["http.listen"] if config.http.listen != self.started_http.listen else []
         self.waiting_for_restart = (*changed, *listen, *others)
         return config
 

@@ -199,19 +199,20 @@ def alert_event(
         else ""
     )
     job = f" ({alert['job']})" if alert.get("job") else ""
+    detail = _for_phone(str(result.get("detail", "")))  # why the pause or cancel failed
     if action in ("pause", "cancel") and outcome == "unknown":
         kind = Kind.ACTION_FAILED  # as loud: the owner must look
         title = f"{printer}: failure; the {action} may not have happened"
         text = (
             f"{printer}{job} looks like a failed print ({scored}); whether the {action} "
-            f"happened is unknown: {_for_phone(str(result.get('detail', '')))}."
+            f"happened is unknown: {detail}."
         )
     elif action in ("pause", "cancel") and outcome != "done":
         kind = Kind.ACTION_FAILED
         title = f"{printer}: failure, and the {action} did NOT happen"
         text = (
             f"{printer}{job} looks like a failed print ({scored}) but the {action} {outcome}: "
-            f"{_for_phone(str(result.get('detail', '')))}.{CHECK_NOW}"
+            f"{detail}.{CHECK_NOW}"
         )
     elif action in ("pause", "cancel"):
         kind = Kind.FAILURE
