@@ -4,7 +4,8 @@
 
 Each case starts ``python -m watchdog run`` (the shipped default model, ``interval_s: 0``:
 as many frames as the step allows) on the HTTP test camera from tests/plugins/camera.py,
-which sends the case's image for every snapshot or stream part. The baseline case, in the
+which sends the case's image for every snapshot or stream part, or on an H.264 RTSP camera
+(GStreamer's RTSP server, tests/plugins/rtsp.py) of the case's size. The baseline case, in the
 same run, sends ordinary 640x480 JPEGs. Recorded per case: the daemon's peak RSS (VmHWM
 from /proc, start-up included), its RSS at the end, frames scored and refused (from
 /metrics), and the peak as a ratio of the baseline's. The budget is 150 MB (MemoryMax=300M
@@ -36,7 +37,7 @@ from tests.daemon_helpers import DaemonProcess, free_port, write_config  # noqa:
 
 PRINTER = "p1"
 BUDGET_MB = 150.0
-# (case, camera fault served, snapshot or stream, what the daemon should do with it)
+# (case, camera fault served, snapshot, stream or rtsp, what the daemon should do with it)
 CASES = [
     ("baseline 640x480 JPEG", None, "snapshot", "score"),
     ("4000x3000 JPEG", "huge_jpeg", "snapshot", "score (decoded at 1/4)"),
@@ -51,8 +52,13 @@ CASES = [
     ("JPEG cut in half, closed with FFD9", "truncated_eoi", "snapshot", "refuse"),
     ("4000x3000 JPEG, first scan of one colour", "multiscan_jpeg", "snapshot", "refuse"),
     ("16000x200 JPEG", "narrow_jpeg", "snapshot", "refuse"),
-    ("8184x1023 JPEG", "long_jpeg", "snapshot", "score (decoded at 1/2)"),
+    ("8184x1023 JPEG", "long_jpeg", "snapshot", "score (decoded at 1/4)"),
+    # an IP camera's main stream, H.264 over RTSP (GStreamer's server, tests/plugins/rtsp.py):
+    # FFmpeg decodes every frame in the camera's grab thread, whatever the interval
+    ("1920x1080 H.264 RTSP stream", "rtsp_1080p", "rtsp", "score (shrunk to 1/2)"),
+    ("3840x2160 H.264 RTSP stream", "rtsp_2160p", "rtsp", "score (shrunk to 1/4)"),
 ]
+RTSP_SIZES = {"rtsp_1080p": (1920, 1080), "rtsp_2160p": (3840, 2160)}
 _METRIC = r'^printer_watchdog_{}_total\{{printer="{}"\}} ([0-9.e+]+)$'
 
 
@@ -92,7 +98,18 @@ def run_case(
     printers: int = 1,
 ) -> dict[str, Any]:
     port = free_port()
-    url = camera.stream_url if kind == "stream" else camera.snapshot_url
+    rtsp = None
+    if kind == "rtsp":
+        assert fault is not None
+        from tests.plugins.rtsp import RtspCamera
+
+        picture = workdir / f"{fault}.jpg"
+        cv2.imwrite(str(picture), textured(*RTSP_SIZES[fault], seed=1))
+        rtsp = RtspCamera(picture, "h264")
+        rtsp.start()
+        url = rtsp.url
+    else:
+        url = camera.stream_url if kind == "stream" else camera.snapshot_url
     case_dir = workdir / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     case_dir.mkdir(parents=True, exist_ok=True)
     config = write_config(
@@ -109,7 +126,7 @@ def run_case(
             for i in range(printers)
         ],
     )
-    camera.set_fault(fault)
+    camera.set_fault(None if rtsp else fault)
     camera.fps = 5.0  # stream parts of several MB: what a struggling camera would send
     daemon = DaemonProcess(config, case_dir / "daemon.log")
     rss_max = 0
@@ -128,6 +145,8 @@ def run_case(
     finally:
         rc = daemon.stop()
         camera.set_fault(None)
+        if rtsp is not None:
+            rtsp.stop()
     lines = daemon.log.splitlines()
     refusals = [ln for ln in lines if "bad frame:" in ln] or [
         ln for ln in lines if "offline:" in ln

@@ -10,6 +10,7 @@ import pytest
 
 from tests.daemon_helpers import DaemonProcess, free_port, wait_until, write_config
 from tests.test_capture import FAST, cam_cfg, read_until
+from watchdog.detection.bundle import Preprocess
 from watchdog.devices.capture import open_camera, url_host
 
 # (row, column) centre of each quadrant → its BGR colour
@@ -43,6 +44,45 @@ def test_rtsp_camera_delivers_the_picture_with_its_colours(rtsp_camera, codec: s
     for (y, x), colour in QUADRANTS.items():  # BGR order kept, nothing cropped or scaled
         patch = frame[y - 30 : y + 30, x - 40 : x + 40].reshape(-1, 3).mean(0)
         assert np.abs(patch - colour).max() < 25, (codec, (y, x), patch.round(), colour)
+
+
+def test_an_rtsp_frame_larger_than_the_model_needs_is_brought_to_a_snapshots_size(
+    rtsp_camera,
+) -> None:
+    """A stream's frames are decoded whole; carried through the watcher at that size a
+    1080p stream's heatmap, incident frame and page copies cost what a snapshot camera's
+    never do (its JPEGs are decoded smaller). A stream's frame four times what the model needs
+    each way is brought to the size a JPEG of its size is decoded at, its picture kept."""
+    model_input = Preprocess(width=16, height=8, roi=(0.0, 0.5, 1.0, 1.0))  # needs 16x16
+    cam = open_camera(
+        cam_cfg(rtsp_camera(quadrant_image()).url), backoff=FAST, model_input=model_input
+    )
+    try:
+        frame = read_until(cam, lambda f: f is not None and float(f.std()) > 20)
+    finally:
+        cam.close()
+    assert frame is not None and frame.shape == (120, 160, 3)  # 320x240 at half
+    for (y, x), colour in QUADRANTS.items():
+        patch = frame[y // 2 - 15 : y // 2 + 15, x // 2 - 20 : x // 2 + 20].reshape(-1, 3).mean(0)
+        assert np.abs(patch - colour).max() < 25, ((y, x), patch.round(), colour)
+
+
+def test_an_rtsp_stream_too_large_to_decode_on_a_pi_is_refused_naming_its_size(rtsp_camera) -> None:
+    """FFmpeg decodes every frame of a stream whole: a 3840x2160 camera took the daemon to
+    254 MB, over its 150 MB budget, for pictures a 128x64 model needs none of. A stream over
+    about 1920x1080 is refused, the camera offline with its size and what to do."""
+    cam = open_camera(
+        cam_cfg(rtsp_camera(np.full((1440, 2560, 3), 90, np.uint8)).url), backoff=FAST
+    )
+    try:
+        read_until(cam, lambda f: f is None and "its video is" in cam.last_error, 60)
+        assert not cam.online
+        assert cam.last_error == (
+            "its video is 2560x1440, more than the watchdog decodes (about 1920x1080, "
+            "2100000 pixels): give the camera's sub-stream, or set it to a smaller size"
+        )
+    finally:
+        cam.close()
 
 
 def test_rtsp_camera_goes_offline_and_comes_back_when_the_camera_restarts(rtsp_camera) -> None:

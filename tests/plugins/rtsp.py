@@ -43,6 +43,7 @@ class RtspCamera:
 
     def __init__(self, image_path: Path, codec: str, still: bool = False) -> None:
         image = cv2.imread(str(image_path))
+        assert image is not None, f"{image_path}: not a picture"
         self.size = f"{image.shape[1]}x{image.shape[0]}"  # a live picture's noise is its size
         self.image_path = image_path
         self.codec = codec

@@ -405,6 +405,17 @@ def reduction(width: int, height: int, need: tuple[int, int] | None) -> int:
     return 1
 
 
+def fit_to_need(frame: np.ndarray, need: tuple[int, int] | None) -> np.ndarray:
+    """A frame much larger than the model needs, brought to the size a JPEG of its size is
+    decoded at (``reduction``): every source's frames are then alike, and the heatmap, the
+    incident frame and the page's copies made from a 4K stream's frame cost a sixteenth."""
+    height, width = frame.shape[:2]
+    factor = reduction(width, height, need)
+    if factor == 1:
+        return frame
+    return cv2.resize(frame, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
+
+
 def ends_jpeg(data: bytes) -> bool:
     """Whether a JPEG's bytes end with its end-of-image marker: after it only padding (line
     ends, zeros, spaces, as some cameras and file copies add) or a few bytes of trailer."""
@@ -492,9 +503,10 @@ def _jpeg_reduction(data: bytes, header: ImageHeader, need: tuple[int, int] | No
     ):
         return factor  # a camera's shape keeps the margin, whatever it costs (measured)
     # Too long and thin to keep the margin at a fraction of its size (8184x1023 decoded whole
-    # cost 66 MB more than a normal frame): decoded smaller, as long as it still covers the
-    # model's input pixel for pixel, else refused; no camera's picture is that shape.
-    for larger in (2, 4, 8):
+    # cost 66 MB more than a normal frame, at half its size 2.1 MP to carry through the
+    # watcher): decoded as small as still covers the model's input pixel for pixel, else
+    # refused; no camera's picture is that shape.
+    for larger in (8, 4, 2):  # the smallest picture that does: its heatmap and copies too
         w, h = width // larger, height // larger
         if larger > factor and w >= need[0] and h >= need[1] and w * h <= FULL_DECODE_MAX_PIXELS:
             return larger
@@ -515,7 +527,6 @@ def decode_image(data: bytes, max_pixels: int, need: tuple[int, int] | None = No
     if not data:
         raise BadFrame("empty body")
     header = read_header(data)
-    width, height = header.width, header.height
     _check_size(header, max_pixels, need)
     check_scans(data, header)
     factor = _jpeg_reduction(data, header, need) if header.kind == "jpeg" else 1
@@ -526,10 +537,8 @@ def decode_image(data: bytes, max_pixels: int, need: tuple[int, int] | None = No
     )
     if frame is None:
         raise BadFrame("undecodable image")
-    if header.kind == "png" and (shrink := reduction(width, height, need)) > 1:
-        # decoded whole, then brought to the size a JPEG would have been decoded at: the
-        # heatmap, the incident frame and the dashboard's copies are made from this one
-        frame = cv2.resize(frame, (width // shrink, height // shrink), interpolation=cv2.INTER_AREA)
+    if header.kind == "png":
+        frame = fit_to_need(frame, need)  # decoded whole: brought to a JPEG's decoded size
     if header.kind == "jpeg" and stops_mid_scan(frame, max(1, header.mcu // factor)):
         raise BadFrame("truncated JPEG (its data stops in the middle of the picture)")
     return frame
@@ -688,7 +697,7 @@ class _BaseCamera:
 
     def _accept(self, frame: Any) -> np.ndarray | None:
         try:
-            bgr = validate(frame, self.cfg.max_pixels)
+            bgr = fit_to_need(validate(frame, self.cfg.max_pixels), self.need)
         except BadFrame as exc:
             self._bad(str(exc))
             return None
@@ -1166,6 +1175,26 @@ def device_problem(path: str) -> str:
     return ""
 
 
+# FFmpeg decodes a video stream with this many threads, each holding frames of its own:
+# OpenCV's default is one per core (a Pi 4's four cost 11 MB more at 1080p than two)
+FFMPEG_THREADS = 2
+
+
+def _stream_too_large(cap: Any) -> str:
+    """Why a video stream just opened is refused for its size, or "". FFmpeg decodes every
+    frame whole, whatever the interval: a 3840x2160 H.264 stream cost the daemon 2.5 times a
+    normal camera's memory, 254 MB, its decoder most of it (benchmarks/hostile_inputs.py)."""
+    width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+    height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    if width * height <= FULL_DECODE_MAX_PIXELS:
+        return ""
+    return (
+        f"its video is {width}x{height}, more than the watchdog decodes (about 1920x1080, "
+        f"{FULL_DECODE_MAX_PIXELS} pixels): give the camera's sub-stream, or set it to a "
+        "smaller size"
+    )
+
+
 class StreamCamera(_ThreadedCamera):
     """cv2.VideoCapture (V4L2 device, RTSP) with a grab thread; frames are decoded only when read."""
 
@@ -1208,7 +1237,14 @@ class StreamCamera(_ThreadedCamera):
             cap = cv2.VideoCapture(
                 str(self.target),
                 cv2.CAP_FFMPEG,
-                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms],
+                [
+                    cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                    ms,
+                    cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                    ms,
+                    cv2.CAP_PROP_N_THREADS,
+                    FFMPEG_THREADS,
+                ],
             )
             # OpenCV says no more than that: the address at least (its host, never its password)
             why = (
@@ -1219,6 +1255,9 @@ class StreamCamera(_ThreadedCamera):
         if not cap.isOpened():
             cap.release()
             raise SourceDown(why, busy=self.kind == "v4l2 device")
+        if self.kind == "stream" and (too_large := _stream_too_large(cap)):
+            cap.release()
+            raise SourceDown(too_large)
         return cap
 
     def _run(self) -> None:
