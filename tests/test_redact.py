@@ -6,12 +6,14 @@ Each test uses a real secret value and greps everything the user or the journal 
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import cv2
 import numpy as np
@@ -28,7 +30,7 @@ from tests.daemon_helpers import (
 from tests.plugins.camera import CameraServer
 from tests.plugins.printers import BadServer, api_config
 from watchdog.devices.printers import make_printer
-from watchdog.redact import SecretFilter, address_of, redact, redact_url
+from watchdog.redact import SecretFilter, address_of, redact, redact_url, url_secrets
 
 API_KEY = "K3yFromAFile0123456789abcdef"
 TOKEN = "T0kenInTheUrl9876543210"
@@ -143,19 +145,40 @@ def test_a_log_line_whose_arguments_do_not_fit_its_format_shows_none_of_them() -
         (f"mqtt:\n  host: b\n  password: !{PASSWORD}\n", "line 3 column 13"),
         (f"mqtt:\n  host: b\n  password: !!float {PASSWORD}\n", "line 3 column 13"),
         (f"mqtt: {{host: b, username: me, password:{PASSWORD}}}\n", "mqtt.password:***"),
+        (f"mqtt: {{host: b, username: me, password={PASSWORD}}}\n", "mqtt.password=***"),
+        (f"mqtt: {{host: b, username: me, password {PASSWORD}}}\n", "mqtt.password ***"),
         (
             "printers:\n  - name: p1\n    camera: {source: 0}\n"
             f"    api: {{kind: octoprint, url: 'admin:{PASSWORD}@octopi.local'}}\n",
             "printers.0.api: url must start with http://",  # not quoted
         ),
+        (  # the secret itself where the path of a file holding it goes
+            f"mqtt: {{host: b, username: me, password_file: {PASSWORD}}}\n",
+            "mqtt.password_file: no such file",
+        ),
+        (
+            "printers:\n  - name: p1\n    camera: {source: 0}\n"
+            f"    api: {{kind: octoprint, url: 'http://o', api_key_file: 'k/{PASSWORD}'}}\n",
+            "printers.0.api.api_key_file: no such file",
+        ),
     ],
-    ids=["yaml-tag", "not-a-float", "no-space-after-colon", "api-url-without-scheme"],
+    ids=[
+        "yaml-tag",
+        "not-a-float",
+        "no-space-after-colon",
+        "equals-sign",
+        "space-without-colon",
+        "api-url-without-scheme",
+        "secret-as-password-file",
+        "secret-as-api-key-file",
+    ],
 )
 def test_a_config_mistake_on_a_secret_names_where_without_the_secret(
     tmp_path, text: str, said: str
 ) -> None:
-    """A secret written as a YAML tag, a key:value without its space, an address without its
-    scheme: each was quoted, secret and all, by the message that refused it."""
+    """A secret written as a YAML tag, a key:value without its space (or with '=', or a space
+    alone), an address without its scheme, the secret itself given as a secret file's path:
+    each was quoted, secret and all, by the message that refused it."""
     config = tmp_path / "config.yaml"
     config.write_text(text)
     proc = run_cli("--debug", "check-config", "--config", str(config), timeout=60)
@@ -274,13 +297,11 @@ def test_check_config_masks_camera_passwords_no_pattern_finds(tmp_path, url: str
     the log filter, given the same secrets) shows none of it."""
     import yaml
 
-    from watchdog.redact import url_secrets
-
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"printers": [{"name": "p1", "camera": {"source": url}}]}))
     proc = run_cli("--debug", "check-config", "--config", str(config), timeout=60)
     assert proc.returncode == 0, proc.stderr
-    [password] = url_secrets(url)
+    password = url_secrets(url)[0]  # as written (then as sent: decoded, Basic auth's form)
     assert leaks(proc.stdout + proc.stderr, password) == [], proc.stdout
 
 
@@ -330,6 +351,29 @@ def test_an_error_body_is_masked_before_it_is_cut(bad_server: BadServer, offset:
     assert leaks(status.detail, API_KEY) == [], status.detail
     result = client.pause()
     assert leaks(str(result.to_dict()), API_KEY) == []
+
+
+def test_an_error_message_escaped_in_json_is_masked_once_read(bad_server: BadServer) -> None:
+    """An API answering 403 with its key in a JSON message, written as \\u escapes (as some
+    servers write every character past ASCII, or ``\\/`` for a slash): the body was masked
+    before its JSON was read, the message read from it was not, and /status and the page
+    showed the key."""
+    escaped = "".join(f"\\u{ord(c):04x}" for c in API_KEY)
+    bad_server.respond(403, f'{{"error": "Invalid key {escaped}"}}', "application/json")
+    client = make_printer(api_config("octoprint", bad_server.url, api_key=API_KEY, retries=0))
+    status = client.status()
+    assert "HTTP 403" in status.detail and "Invalid key ***" in status.detail, status.detail
+    assert leaks(status.detail, API_KEY) == [], status.detail
+
+
+def test_a_url_password_is_masked_as_written_as_sent_and_as_its_basic_auth_header() -> None:
+    """``url_secrets`` gave the password as written (%-encoded) only: a server echoing what it
+    was sent (decoded, or the Basic auth header) was shown in clear."""
+    url = f"http://viewer:{quote(ODD_PASSWORD, safe='')}@cam.local/snap.jpg"
+    basic = base64.b64encode(f"viewer:{ODD_PASSWORD}".encode()).decode()
+    text = f"HTTP 401 user viewer:{ODD_PASSWORD} header Basic {basic}"
+    shown = redact(text, url_secrets(url))
+    assert shown == "HTTP 401 user viewer:*** header Basic ***", shown
 
 
 def test_the_daemon_survives_config_reload_with_secret_and_masks_it(
@@ -479,7 +523,6 @@ def test_a_config_object_shown_in_a_debug_line_masks_its_secrets() -> None:
 def test_a_password_of_a_camera_address_inside_another_is_a_known_secret() -> None:
     """A proxy's ``?src=`` holding the camera's own address, password and all, percent-encoded:
     the password is masked wherever it lands, encoded or not (a log line, an error)."""
-    from watchdog.redact import url_secrets
 
     url = f"http://proxy/snap?src=rtsp%3A%2F%2Fadmin%3A{PASSWORD}%40cam%2Flive"
     secrets = url_secrets(url)
@@ -534,8 +577,11 @@ class _EchoingCamera:
     def __init__(self, login: str) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - stdlib name
+                sent = self.headers.get("Authorization", "")  # what it was sent, echoed
                 self.send_response(
-                    401, f"Unauthorized token={TOKEN} user {login} \x1b[31mred\x08" + "x" * 4000
+                    401,
+                    f"Unauthorized token={TOKEN} user {unquote(login)} with {sent} "
+                    "\x1b[31mred\x08" + "x" * 4000,
                 )
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -552,16 +598,24 @@ class _EchoingCamera:
         self.server.server_close()
 
 
-@pytest.mark.parametrize("login", ["token", "password"])
+ODD_PASSWORD = f"p@ss/{PASSWORD}"  # written %-encoded in the URL, sent decoded
+
+
+@pytest.mark.parametrize("login", ["token", "password", "encoded-password"])
 def test_a_camera_echoing_its_login_reaches_no_phone_or_log_with_it(
     tmp_path, ntfy_receiver, login: str
 ) -> None:
     """A camera whose 401 reason phrase echoed its password and token: the log masked them,
     the phone's "camera offline" said them in clear ("Why: ... HTTP 401 Unauthorized
-    token=..."). A name alone before the @ (a token) was masked in neither."""
-    auth, secret = (
-        (USER_TOKEN, USER_TOKEN) if login == "token" else (f"viewer:{PASSWORD}", PASSWORD)
-    )
+    token=..."). A name alone before the @ (a token) was masked in neither. A password
+    written %-encoded was masked as written only: echoed as sent (decoded, or the Basic auth
+    header's base64 of it) it reached the log, the page and the phone."""
+    auth, secret = {
+        "token": (USER_TOKEN, USER_TOKEN),
+        "password": (f"viewer:{PASSWORD}", PASSWORD),
+        "encoded-password": (f"viewer:{quote(ODD_PASSWORD, safe='')}", PASSWORD),
+    }[login]
+    basic = base64.b64encode(f"viewer:{unquote(auth.partition(':')[2])}".encode()).decode()
     camera = _EchoingCamera(auth)
     url = f"http://{auth}@127.0.0.1:{camera.port}/snap?token={TOKEN}"
     config = write_config(
@@ -587,17 +641,18 @@ def test_a_camera_echoing_its_login_reaches_no_phone_or_log_with_it(
     [told] = ntfy_receiver.messages
     assert "HTTP 401 Unauthorized" in told.message, told.message
     assert leaks(told.message + told.title, TOKEN, secret) == [], told.message
+    assert login == "token" or basic[:-4] not in told.message, told.message
     # the camera's own words reach the phone written out, and cut (they arrived raw)
     assert "\x1b" not in told.message and "\\x1b[31mred" in told.message, told.message
     assert len(told.message) < 600, len(told.message)
     assert leaks(daemon.log, TOKEN, secret) == [], daemon.log[-3000:]
+    assert login == "token" or basic[:-4] not in daemon.log, daemon.log[-3000:]
 
 
 def test_a_user_name_alone_is_masked_in_urls_and_a_token_everywhere() -> None:
     """A name alone before the @ registered as a secret cut ordinary words everywhere:
     "admin" of ``rtsp://admin:@cam`` (an empty password) made "administrator" "***istrator",
     "camera" made "camera offline" "*** offline". A token there is masked wherever it lands."""
-    from watchdog.redact import url_secrets
 
     assert url_secrets("rtsp://admin:@192.168.1.64/stream1") == []
     assert url_secrets("http://camera@cam.local/snap.jpg") == []

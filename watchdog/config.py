@@ -916,6 +916,12 @@ def _read_secret(data: dict[str, Any], key: str, file_key: str, path: str, base:
     if data.get(key):
         raise ConfigError(f"{path}.{file_key}: set either {key} or {file_key}, not both")
     secret_path = _in_config_folder(str(file_value), base)
+    if not os.path.lexists(secret_path):
+        # its path is not shown: a secret written where its file's path goes would be
+        raise ConfigError(
+            f"{path}.{file_key}: no such file (the value is not shown: it may be the secret "
+            "itself, where the path of a file holding it belongs)"
+        )
     try:
         value = read_small_file(secret_path, 65536, "secret file", ValueError).strip()
     except ValueError as exc:

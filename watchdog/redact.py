@@ -10,11 +10,12 @@ cut before masking can keep the first half of a key.
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import threading
 from collections.abc import Iterable
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 MASK = "***"
 _KEEP_QUERY = {"action"}  # mjpg-streamer's ?action=stream|snapshot says what the URL is
@@ -95,6 +96,12 @@ def url_secrets(url: str) -> list[str]:
     except ValueError:
         return []
     out = [password] if password else []
+    if password and parts.username is not None:
+        # the forms sent, which a server may echo back: decoded, and HTTP Basic auth's
+        # base64 of user:password (http_client._basic_auth)
+        user, plain = unquote(parts.username), unquote(password)
+        token = base64.b64encode(f"{user}:{plain}".encode()).decode("ascii")
+        out += [plain, token, token.rstrip("=")]
     if parts.password is None and parts.username and _looks_like_token(parts.username):
         out.append(parts.username)  # a name alone: masked in URLs always (``_USER_ONLY``)
     for key, value in parse_qsl(parts.query, keep_blank_values=True):

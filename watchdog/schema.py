@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import math
 import operator
+import re
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -190,13 +191,20 @@ def model_validator(*, mode: str = "after") -> Callable[[T], T]:
     return mark
 
 
+# where a key written with its value ends: ``password:x`` (no space after the ':', inside
+# braces), ``api_key=x``, ``password x``
+_KEY_END = re.compile(r"[:=\s]")
+
+
 def _unknown(loc: Loc, key: Any) -> Problem:
-    """A key the section does not have. One holding a ':' is a "key:value" missing its space
-    (``{password:hunter2}`` inside braces): what follows the ':' may be a secret, not shown."""
-    if isinstance(key, str) and ":" in key:
-        name = f"{key.split(':', 1)[0]}:***"
+    """A key the section does not have. One holding a ':', '=' or a space is a key written
+    with its value (``{password:hunter2}``, ``api_key=hunter2``): what follows may be a
+    secret, not shown."""
+    if isinstance(key, str) and (end := _KEY_END.search(key.strip())) is not None:
+        name = f"{key.strip()[: end.start()]}{end.group().strip() or ' '}***"
         return Problem(
-            (*loc, name), "unknown key (a ':' between a key and its value needs a space after it)"
+            (*loc, name),
+            "unknown key (a key and its value are written 'key: value', a space after the ':')",
         )
     return Problem((*loc, key), "unknown key")
 

@@ -46,7 +46,7 @@ from watchdog.printing import (
     job_name,
     seconds,
 )
-from watchdog.redact import address_of, redact, redact_url
+from watchdog.redact import address_of, redact, redact_url, secret_filter
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,8 @@ def _server_message(body: bytes, secrets: tuple[str, ...] = ()) -> str:
         if isinstance(err, dict):
             err = err.get("message")
         if isinstance(err, str) and err.strip():
-            return " ".join(err.split())[:200]  # one line in the log and the alert
+            # masked again: JSON's escapes (\\u0041, \\/) hid a secret from the first pass
+            return redact(" ".join(err.split()), secrets)[:200]  # one line in log and alert
     text = re.sub(r"<[^<>]*>", " ", text)  # HTML error pages (linear: a run of "<" too)
     return " ".join(text.split())[:200]
 
@@ -182,8 +183,14 @@ class _HttpPrinter:
 
     # ---- one request
 
+    def _secrets(self) -> tuple[str, ...]:
+        """Its key and every secret the config holds: a server echoing the request back
+        (its URL's password, decoded, or the Basic auth header it became) reaches /status and
+        the page without the log's filter."""
+        return (self._key, *secret_filter.known())
+
     def _scrub(self, text: str) -> str:
-        return redact(text, (self._key,))
+        return redact(text, self._secrets())
 
     def _connection_problem(self, exc: BaseException) -> str:
         """A short phrase for urllib3's nested connection errors."""
@@ -273,7 +280,7 @@ class _HttpPrinter:
             raise _Failure(
                 f"{shown}: HTTP {code} answer larger than {MAX_ANSWER_BYTES} bytes", retryable=False
             )
-        message = _server_message(raw, (self._key,))
+        message = _server_message(raw, self._secrets())
         if code in (401, 403):
             raise _Failure(
                 f"{shown}: HTTP {code}: {KEY_REJECTED}, check api.api_key ({message})",
