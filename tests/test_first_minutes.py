@@ -27,11 +27,16 @@ def _folder(path: Path, frames: list[np.ndarray]) -> Path:
 
 
 def _replay(
-    tmp_path: Path, bundle: Path, frames: Path, log: list[str] | None = None, **detection: object
+    tmp_path: Path,
+    bundle: Path,
+    frames: Path,
+    log: list[str] | None = None,
+    action: str = "pause",
+    **detection: object,
 ) -> list[dict]:
     """``python -m watchdog replay`` of ``frames``: its JSON line per scored frame (its log
     appended to ``log`` when given)."""
-    printer: dict[str, object] = {"name": "e3"}
+    printer: dict[str, object] = {"name": "e3", "action": action}
     if detection:
         printer["detection"] = detection
     config = write_config(
@@ -91,6 +96,22 @@ def test_a_print_failing_from_its_first_frame_is_paused_during_calibration(
     assert paused[0]["frame"] == "f_2.jpg"  # 3 in a row (consecutive: 3), during calibration
     assert all(x["anomalous"] for x in lines[:3])
     assert "this print looks abnormal from its start" in log[0]
+
+
+def test_a_failure_from_the_first_frame_alerts_again_while_its_alert_stands(
+    tmp_path, tiny_guarded_bundle, anomalous_frames
+) -> None:
+    """Spaghetti from the first layer, and the pause does not happen (``action: notify``, or
+    the printer's API away): the failing frames went on being learnt as the print's look while
+    the alert stood, the start once learnt was the failure, and no alert came again. While an
+    alert of the print stands unanswered, its start is judged but not learnt: after the
+    cooldown the failure alerts again."""
+    frames = _folder(tmp_path / "rec", list(anomalous_frames[:6]) * 2)
+    lines = _replay(tmp_path, tiny_guarded_bundle, frames, action="notify", cooldown_s=20)
+    alerts = [x["frame"] for x in lines if x["action"]]
+    assert len(alerts) >= 2, [(x["frame"], x["score"], x["anomalous"]) for x in lines]
+    assert alerts[0] == "f_2.jpg"
+    assert all(x["anomalous"] for x in lines), [(x["frame"], x["anomalous"]) for x in lines]
 
 
 def test_a_normal_print_with_a_hand_passing_the_lens_is_not_paused(

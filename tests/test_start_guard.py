@@ -42,6 +42,21 @@ def test_a_start_above_the_guard_is_anomalous_while_calibrating() -> None:
     assert not any(v.anomalous for v in verdicts[FRAMES:])
 
 
+def test_a_start_held_while_its_alert_stands_is_judged_but_not_learnt() -> None:
+    """The watcher holds the start while an alert of the print stands unanswered (its pause
+    failed, or the printer only notifies): the failing frames are judged by the guard however
+    many come, and learnt only once the hold ends."""
+    detector = offline_detector(_meta(guard=0.5))
+    first = [detector.judge(None, m) for m in _maps([0.9] * 2)]
+    detector.start_held = True
+    held = [detector.judge(None, m) for m in _maps([0.9] * (3 * FRAMES), seed=1)]
+    assert all(v.anomalous and v.calibrating for v in first + held)
+    assert {v.calibrated for v in held} == {2} and detector.calibrating
+    detector.start_held = False
+    rest = [detector.judge(None, m) for m in _maps([0.9] * (FRAMES + 1), seed=2)]
+    assert [v.calibrating for v in rest] == [True] * (FRAMES - 2) + [False] * 3
+
+
 def test_a_normal_start_and_a_bundle_without_a_guard_are_not_judged() -> None:
     normal = offline_detector(_meta(guard=0.5)).replay(_maps([0.2] * FRAMES))
     assert not any(v.anomalous for v in normal)

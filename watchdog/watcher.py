@@ -350,6 +350,7 @@ class Watcher:
         if not self._first_frame_seen:
             self._judge_where_first_seen()
         still = self.detector.still_start
+        self.detector.start_held = self.state.failure
         try:
             verdict = self.detector.observe(frame)
             frame_jpeg = encode_jpeg(frame)

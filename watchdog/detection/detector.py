@@ -239,6 +239,10 @@ class Detector:
         self._low: np.ndarray | None = None  # the start's least and greatest input values
         self._high: np.ndarray | None = None
         self._first_still = False  # the start's first frames did not move: not judged by them
+        # Set by the watcher while an alert of this print stands unanswered: the frames the
+        # alert was about go on being judged (by the start guard) but are not learnt as the
+        # print's look, else a failure from the first minutes is normal once the start is in.
+        self.start_held = False
         self.model_key = model_key
 
     @classmethod
@@ -400,6 +404,8 @@ class Detector:
         light-matched offline replays score the start apart."""
         raw_map, raw_x = start if start is not None else (error_map, x)
         absolute = self.meta.scoring.score(raw_map, self.mask)
+        if self.start_held and self.calibrating:
+            return self._judged_unlearnt(absolute, raw_map)
         self._seen += 1
         warming = self._seen <= self.calibration_frames
         score, calibrating, early, early_map = self._observed(
@@ -425,6 +431,24 @@ class Detector:
             heatmap_scale=scale,
             guard=guard,
             early_score=early,
+        )
+
+    def _judged_unlearnt(self, absolute: float, error_map: np.ndarray) -> Verdict:
+        """A start frame while ``start_held``: judged by the start guard alone, counted
+        nowhere, learnt into no baseline."""
+        emap, scale = self._heatmap_map(True, None, error_map)
+        return Verdict(
+            score=absolute,
+            absolute_score=absolute,
+            threshold=self.threshold,
+            anomalous=0.0 < self.guard < absolute,
+            calibrating=True,
+            calibrated=self._seen,
+            calibration_frames=self.calibration_frames,
+            error_map=emap,
+            heatmap_scale=scale,
+            guard=self.guard,
+            early_score=None,
         )
 
     def _observed(
