@@ -15,7 +15,10 @@ command of this stand-in only) stands for a printer.cfg whose PAUSE macro does n
 never calls PAUSE_BASE): PAUSE, through either path, answers "ok" and the print goes on, as
 Klipper's webhooks run the PAUSE macro for ``pause_resume/pause`` too; ``PAUSES=1`` mends it.
 ``TEST_PAUSE_MACRO DELAY=S`` stands for a PAUSE that waits S seconds behind a long command (a
-heat-up, a bed mesh) before it pauses; ``DELAY=0`` pauses at once again. ``emergency_stop`` puts it in
+heat-up, a bed mesh) before it pauses; ``DELAY=0`` pauses at once again. ``TEST_RESUME_MACRO
+RESUMES=0`` stands for a RESUME macro that refuses without an error (mainsail-config's when
+the nozzle is not hot: it only says so): RESUME answers "ok" and the print stays paused;
+``RESUMES=1`` mends it. ``emergency_stop`` puts it in
 shutdown; ``FIRMWARE_RESTART``/``RESTART`` make it ready again.
 
 Run: ``python tests/fake_klippy.py SOCKET --data DIR`` (Moonraker's data folder: G-code
@@ -66,6 +69,7 @@ class FakeKlippy:
 
     def __init__(self, gcodes: Path, klipper_path: Path, config_file: Path) -> None:
         self.gcodes, self.klipper_path, self.config_file = gcodes, klipper_path, config_file
+        self.resume_macro_resumes = True  # False: a RESUME macro that refuses, saying why
         self.started = 0.0  # when the current job started
         self.pause_macro_pauses = True  # False: a PAUSE macro that forgets PAUSE_BASE
         self.pause_delay_s = 0.0  # a PAUSE queued behind a long command
@@ -171,6 +175,8 @@ class FakeKlippy:
     def resume(self) -> None:
         if not self.objects["pause_resume"]["is_paused"]:
             raise KlippyError("Print is not paused, resume aborted")
+        if not self.resume_macro_resumes:
+            return
         self.update("pause_resume", is_paused=False)
         if self.objects["print_stats"]["state"] == "paused":
             self.update("virtual_sdcard", is_active=True)
@@ -218,6 +224,8 @@ class FakeKlippy:
                     self.pause_delay_s = float(m.group(1))
                 else:
                     self.pause_macro_pauses = "PAUSES=0" not in line.upper()
+            elif cmd == "TEST_RESUME_MACRO":
+                self.resume_macro_resumes = "RESUMES=0" not in line.upper()
             elif cmd == "RESUME":
                 self.resume()
             elif cmd == "CANCEL_PRINT":

@@ -512,3 +512,43 @@ def test_an_owners_pause_told_not_done_is_put_right_when_the_printer_pauses_late
         assert shown["ok"] and shown["text"] == right["text"], shown
     finally:
         assert daemon.stop(timeout=30) == 0, daemon.log
+
+
+@pytest.mark.servers
+def test_a_resume_the_printer_takes_but_does_not_carry_out_leaves_the_alert_open(
+    moonraker_printing, moonraker_server, camera_server, anomalous_frames
+) -> None:
+    """The page's Resume of a paused alert, a real Moonraker whose RESUME macro refuses
+    without an error (mainsail-config's, the nozzle not hot): recorded as resumed, the alert
+    lost its buttons and its Cancel was refused ("answered already"), the print still paused.
+    The answer says the printer still shows paused, and the alert's Cancel still cancels."""
+    daemon, port = moonraker_printing("PAUSES=1", confirm_s=5)
+    moonraker_server.post("/printer/gcode/script", {"script": "TEST_RESUME_MACRO RESUMES=0"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        daemon.wait_up(url)
+        camera_server.set_frames(anomalous_frames)
+        incident = wait_until(
+            "the alert", lambda: _printer_status(port)["last_alert"], 90, lambda: daemon.log
+        )["incident"]
+        wait_until("the pause", lambda: moonraker_server.print_state() == "paused", 30)
+        session = requests.Session()
+        page = session.get(f"{url}/", timeout=10).text
+        token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+
+        def press(verb: str) -> dict:
+            return session.post(
+                f"{url}/api/command",
+                json={"printer": "ender3", "verb": verb, "incident": incident},
+                headers={"X-CSRF-Token": token},
+                timeout=60,
+            ).json()
+
+        resumed = press("resume")
+        assert "the printer still shows paused" in resumed["detail"], resumed
+        assert moonraker_server.print_state() == "paused"
+        cancelled = press("cancel")
+        assert "answered already" not in cancelled["detail"], cancelled
+        wait_until("the cancel", lambda: moonraker_server.print_state() == "cancelled", 30)
+    finally:
+        assert daemon.stop(timeout=30) == 0, daemon.log

@@ -292,6 +292,18 @@ def test_a_printer_error_ends_the_print_and_printing_again_is_a_new_print() -> N
     assert fold_printer(printing(), PrinterState.OFFLINE, None, 0.0, S) == (printing(), ())
 
 
+def test_a_printer_error_ends_its_prints_failure_as_an_idle_printer_does() -> None:
+    """A Klippy shutdown (an emergency stop) after an alert: the print was over, and its
+    failure stayed on (Home Assistant's problem sensor, the page) until the next print."""
+    alerted, fired = feed(printing("a.gcode"), "xxx")
+    assert fired and alerted.failure
+    for stopped in (alerted, on_printer(alerted, "paused", "a.gcode", 50, S)):
+        ended, events = fold_printer(stopped, PrinterState.ERROR, None, 100.0, S)
+        assert events == (Event.PRINT_ERROR,) and not ended.failure
+        idle, _ = fold_printer(ended, PrinterState.IDLE, None, 110.0, S)
+        assert not idle.failure
+
+
 def test_another_job_first_seen_paused_is_a_new_print_not_a_resume() -> None:
     """A runout sensor or a PAUSE in its start G-code pauses print B before the first poll:
     it passed for a resume of print A (A's failure left on, its alert's Cancel acting on B)."""

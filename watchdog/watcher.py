@@ -1060,6 +1060,8 @@ class Watcher:
         sent = result.outcome in (Outcome.DONE, Outcome.UNKNOWN)  # it may have happened
         if sent and verb in (Verb.PAUSE, Verb.CANCEL):
             return self._until_shown(verb, command.incident, result)
+        if result.outcome == Outcome.DONE and verb is Verb.RESUME:
+            return self._resume_shown(command.incident, result)
         if result.outcome == Outcome.DONE and verb in ANSWERS:
             self._record_answer(verb, command.incident)
         return CommandResult(
@@ -1142,6 +1144,27 @@ class Watcher:
             under_way=True,
             unknown=sent.outcome == Outcome.UNKNOWN,
             later=later,
+        )
+
+    def _resume_shown(self, incident: str | None, sent: ActionResult) -> CommandResult:
+        """A Resume the API took answers its alert once the printer shows the print going on
+        (polled at once: Moonraker answers when the macro has run). Moonraker answers a RESUME
+        macro that refuses (the nozzle not hot, no filament) as done, and the print stays
+        paused: recorded as resumed, the alert lost its buttons and its Cancel was refused.
+        Resumed later, the poll that sees it answers the alert (``_after_events``)."""
+        try:
+            self._poll_printer(self.clock(), time.monotonic())
+        except Exception:  # noqa: BLE001 - it was sent: the next step's poll decides
+            logger.exception("%s: polling the printer after the resume failed", self.name)
+        if self.state.printer is PrinterState.PRINTING:
+            self._record_answer(Verb.RESUME, incident)
+            return CommandResult(True, sent.detail)
+        shown = self.state.printer.value
+        logger.warning("%s: resume taken by the printer's API, but it shows %s", self.name, shown)
+        return CommandResult(
+            True,
+            f"{sent.detail}; the printer still shows {shown}: the alert keeps its buttons "
+            "until the print goes on",
         )
 
     def _owner_stop_shown(self, stop: OwnerStop) -> None:

@@ -701,8 +701,12 @@ class MoonrakerServer(_ServerControl):
                 30,
                 self.log_path,
             )
-        for mend in ("PAUSES=1", "DELAY=0"):
-            self.post("/printer/gcode/script", {"script": f"TEST_PAUSE_MACRO {mend}"})
+        for mend in (
+            "TEST_PAUSE_MACRO PAUSES=1",
+            "TEST_PAUSE_MACRO DELAY=0",
+            "TEST_RESUME_MACRO RESUMES=1",
+        ):
+            self.post("/printer/gcode/script", {"script": mend})
         if self.print_state() in ("printing", "paused"):
             self.cancel()
             wait_until(

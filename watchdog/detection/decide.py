@@ -241,7 +241,12 @@ def _on_status(
 ) -> Fold:
     if printer is PrinterState.ERROR:
         running = state.printer in (PrinterState.PRINTING, PrinterState.PAUSED)
-        return replace(state, printer=printer), (Event.PRINT_ERROR,) if running else ()
+        if not running:
+            return replace(state, printer=printer), ()
+        # its print is over, as at an idle printer: its failure answered (Home Assistant's
+        # problem sensor stayed on through a Klippy shutdown until the next print)
+        over = replace(state, printer=printer, failure=state.failure and state.cancelled)
+        return over, (Event.PRINT_ERROR,)
     if printer not in (PrinterState.PRINTING, PrinterState.PAUSED, PrinterState.IDLE):
         return state, ()
     again = started_again(state, job, now, clock)
