@@ -623,6 +623,26 @@ def _reprinted_while_stopped(
     return restarted, printer, incident
 
 
+def test_a_paused_print_cancelled_during_a_restart_has_its_alert_ended(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The alert paused the print; the daemon stopped; the owner cancelled it at the printer.
+    Restarted on an idle printer, the watcher left the alert open: its Resume and Cancel
+    answered "it is another print" with nothing printing."""
+    printer = _Reprinting("J.gcode")
+    watcher, frames, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    watcher.camera.close()  # the daemon stopped
+    printer.cancel()
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    restarted.step()
+    storage = restarted.alerts.store.storage_dir
+    assert already_answered(storage, "e3", incident) == "this alert's print has ended"
+    assert not restarted.status()["failure"]
+    restarted.camera.close()
+
+
 def test_an_old_alerts_cancel_never_acts_on_another_pause_after_a_restart(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

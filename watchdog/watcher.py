@@ -1284,6 +1284,19 @@ class Watcher:
             logger.info("%s: alert %s: its print has ended (%s)", self.name, newest[0].id, other)
             self._answer_print_over(newest[0].id)
 
+    def _close_an_idle_printers_alert(self) -> None:
+        """Just started, the printer idle: the newest alert on disk, open, was about a print
+        cancelled or finished while the watchdog was stopped. It stood open, its Resume and
+        Cancel refusing ("another print") with nothing printing."""
+        newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
+        if newest and not answered(newest[0].alert):
+            logger.info(
+                "%s: alert %s: its print ended while the watchdog was stopped (the printer is idle)",
+                self.name,
+                newest[0].id,
+            )
+            self._answer_print_over(newest[0].id)
+
     def _newest_saved(self) -> tuple[Alert, dict[str, Any]] | None:
         """The newest alert on disk (and its saved JSON: verdict, answer) if the printer still
         runs the print it was about; None where there is none."""
@@ -1300,7 +1313,10 @@ class Watcher:
         print; printing within ``api.confirm_s`` of the alert, the pause has not shown yet and
         is still checked (``stop_due_after_restart``); printing after it, it was resumed while
         the watchdog was stopped, which answers it (its Cancel, pressed later, must not stop
-        the print)."""
+        the print). Idle, the print of an alert still open ended while it was stopped."""
+        if self.state.printer is PrinterState.IDLE:
+            self._close_an_idle_printers_alert()
+            return
         if self.state.printer not in (PrinterState.PAUSED, PrinterState.PRINTING):
             return
         self._close_an_ended_prints_alert()
