@@ -219,6 +219,9 @@ def test_a_changed_verdict_that_cannot_take_its_frame_back_changes_nothing(
     assert answer.detail.startswith(
         "the verdict is as it was: the frame kept by the verdict before could not be removed"
     ), answer
+    # its owner counted on the view being learnt: it is not, and they are told so
+    unlearnt = "what the camera shows is not learnt either: the same view may alert again"
+    assert (unlearnt in answer.detail) is (verb is Verb.NOT_A_FAILURE), answer
     saved = incidents.incident_dir(storage, "e3", incident.id) / "alert.json"
     expected = "failure" if before is Verb.CONFIRM_FAILURE else "not_failure"
     assert json.loads(saved.read_text())["verdict"] == expected

@@ -145,10 +145,16 @@ def _score_twice(bundle: Bundle) -> None:
             )
 
 
-def _verdict_not_stored(exc: Exception) -> str:
+def _verdict_not_stored(exc: Exception, verb: Verb) -> str:
     """Why a verdict was not stored, for the phone or the page (the log says where)."""
     if isinstance(exc, CopyNotTakenBack):
-        return f"the verdict is as it was: {exc.told}"
+        # nor is the view learnt, which the owner of a "Not a failure" counts on
+        unlearnt = (
+            "; what the camera shows is not learnt either: the same view may alert again"
+            if verb is Verb.NOT_A_FAILURE
+            else ""
+        )
+        return f"the verdict is as it was: {exc.told}{unlearnt}"
     if isinstance(exc, IncidentError):
         return exc.told
     if isinstance(exc, OSError):
@@ -391,7 +397,9 @@ class Daemon:
                 logger.warning(
                     "%s: verdict on incident %s failed: %s", command.printer, command.incident, exc
                 )
-                return CommandResult(False, _verdict_not_stored(exc), incident=command.incident)
+                return CommandResult(
+                    False, _verdict_not_stored(exc, command.verb), incident=command.incident
+                )
             if command.verb is not Verb.NOT_A_FAILURE:
                 watcher.submit(command)  # answered: the failure it stood on is shown off
                 return stored
