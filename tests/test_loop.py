@@ -1141,6 +1141,19 @@ def test_a_print_is_not_skipped_where_its_end_cannot_be_told(
     assert idle.status()["state"] == "calibrating"
     idle.camera.close()
 
+    # an API that does not answer (a key rejected) says nothing of what prints: it was told
+    # "not printing", though it may well print
+    away = _Unreachable("benchy.gcode")
+    away.offline = True
+    unknown = _watcher(tmp_path, tiny_adaptive_bundle, frames, away)
+    unknown.step()
+    done = unknown.submit(Command("e3", Verb.SKIP_PRINT, source="web"))
+    unknown.step()
+    said = done.result(5).detail
+    assert not done.result(5).ok and "not printing" not in said, said
+    assert "printer API does not say what it prints (connection refused)" in said, said
+    unknown.camera.close()
+
 
 def test_a_key_rejected_after_an_outage_is_said_in_the_log(
     tmp_path, tiny_adaptive_bundle, normal_frames, bad_server, caplog

@@ -1503,6 +1503,14 @@ class Watcher:
         if not self.enabled:
             return CommandResult(False, f"watching {self.name} is switched off already")
         if self.state.printer not in (PrinterState.PRINTING, PrinterState.PAUSED):
+            if self.api_state in (PrinterState.OFFLINE, PrinterState.ERROR):
+                # its last word, not what it does now (a key rejected: it may well print)
+                why = f" ({self.printer_detail})" if self.printer_detail else ""
+                return CommandResult(
+                    False,
+                    f"{self.name}'s printer API does not say what it prints{why}: nothing "
+                    "changed; switch Watching off instead",
+                )
             return CommandResult(False, f"{self.name} is not printing")
         if self.skipping_print:
             return CommandResult(True, f"this print of {self.name} is not watched already")
