@@ -50,7 +50,9 @@ def test_cancel_ends_the_print(moonraker_server: MoonrakerServer) -> None:
     moonraker_server.start_print()
     assert client(moonraker_server).cancel().outcome == "done"
     moonraker_server.wait_state("cancelled")
-    assert client(moonraker_server).status().state == "idle"
+    ended = client(moonraker_server).status()
+    # Klipper says how the print ended: the owner's notice says "cancelled", not "ended"
+    assert ended.state == "idle" and ended.ended == "cancelled", ended
 
 
 def test_pause_when_not_printing_is_refused(moonraker_server: MoonrakerServer) -> None:

@@ -330,6 +330,27 @@ def test_a_print_a_printer_error_stopped_is_told_loud_not_as_a_quiet_success(
     assert webhook_receiver.posts[0]["type"] == "warning"
 
 
+@pytest.mark.parametrize(
+    ("ended", "title", "text"),
+    [
+        ("finished", "ender3: print finished", "benchy.gcode on ender3 has finished."),
+        (
+            "cancelled",
+            "ender3: print cancelled",
+            "benchy.gcode on ender3 was cancelled at the printer.",
+        ),
+        ("", "ender3: print ended", "benchy.gcode on ender3 has ended (finished, or cancelled"),
+    ],
+)
+def test_a_print_ended_says_how_where_the_printer_tells(ended: str, title: str, text: str) -> None:
+    """Klipper says whether a print finished or was cancelled: "has ended (finished, or
+    cancelled at the printer)" left the owner to guess; OctoPrint cannot tell."""
+    from watchdog.comms.notify import print_done_event
+
+    event = print_done_event(PRINTER, "benchy.gcode", ended=ended)
+    assert event.title == title and event.message.startswith(text), event
+
+
 def test_a_print_that_ended_while_its_printer_was_unreachable_is_told_loud(
     phone, ntfy_receiver
 ) -> None:

@@ -112,6 +112,9 @@ class PrinterStatus:
     # False where the API would take a resume and do nothing (OctoPrint still pausing: its
     # queued moves), so that a resume there is refused, not told done with the print paused
     resumable: bool = True
+    # how the last print ended, where the API says (Klipper's print_stats: "finished",
+    # "cancelled"); "" where it cannot tell (OctoPrint)
+    ended: str = ""
 
     def __post_init__(self) -> None:
         # what the printer's API says (Klipper's shutdown and error texts run over several

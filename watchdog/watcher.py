@@ -580,7 +580,7 @@ class Watcher:
             )
             self.alerts.print_done(self.name, job_before, unseen=True)
         elif Event.PRINT_ENDED in happened:
-            self.alerts.print_done(self.name, job_before)
+            self.alerts.print_done(self.name, job_before, ended=status.ended)
         if Event.PRINT_ERROR in happened:
             logger.warning("%s: the print stopped by a printer error: %s", self.name, status.detail)
             self.alerts.print_done(self.name, job_before, status.detail or "printer error")

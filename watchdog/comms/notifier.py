@@ -322,12 +322,18 @@ class Notifier:
         )
 
     def print_done(
-        self, printer: str, job: str | None, error: str | None = None, unseen: bool = False
+        self,
+        printer: str,
+        job: str | None,
+        error: str | None = None,
+        unseen: bool = False,
+        ended: str = "",
     ) -> None:
         """A watched print stopped printing without our action (``print_done``); ``error``:
-        the printer's error that stopped it; ``unseen``: it ended while the API was away."""
+        the printer's error that stopped it; ``unseen``: it ended while the API was away;
+        ``ended``: how, where the API says (``PrinterStatus.ended``)."""
         if self.notifications:
-            self.notifications.notify(print_done_event(printer, job, error, unseen))
+            self.notifications.notify(print_done_event(printer, job, error, unseen, ended))
 
     # ----------------------------------------------------------------- status and commands
 

@@ -318,12 +318,17 @@ def _for_phone(detail: str) -> str:
 
 
 def print_done_event(
-    printer: str, job: str | None, error: str | None = None, unseen: bool = False
+    printer: str,
+    job: str | None,
+    error: str | None = None,
+    unseen: bool = False,
+    ended: str = "",
 ) -> Event:
     """A watched print stopped without our action; ``error``: the printer's own error, when
     it stopped because of one (a thermal runaway, a move out of range, a lost connection);
     ``unseen``: it ended while the printer's API could not be reached (finished, or lost when
-    OctoPrint or Klipper restarted: told as loud as an error, the owner must look)."""
+    OctoPrint or Klipper restarted: told as loud as an error, the owner must look);
+    ``ended``: "finished" or "cancelled" where the printer's API says which (Klipper)."""
     if unseen:
         return Event(
             Kind.PRINT_ERROR,
@@ -340,11 +345,12 @@ def print_done_event(
             f"{printer}: print stopped by a printer error",
             f"{job or 'The print'} on {printer} stopped: {error}",
         )
+    title, text = {
+        "finished": ("print finished", "has finished."),
+        "cancelled": ("print cancelled", "was cancelled at the printer."),
+    }.get(ended, ("print ended", "has ended (finished, or cancelled at the printer)."))
     return Event(
-        Kind.PRINT_DONE,
-        printer,
-        f"{printer}: print ended",
-        f"{job or 'The print'} on {printer} has ended (finished, or cancelled at the printer).",
+        Kind.PRINT_DONE, printer, f"{printer}: {title}", f"{job or 'The print'} on {printer} {text}"
     )
 
 

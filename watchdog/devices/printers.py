@@ -625,7 +625,13 @@ class MoonrakerClient(_HttpPrinter):
         total = seconds(stats.get("total_duration"))
         started = None if total is None else time.time() - total
         return PrinterStatus(
-            state, job, detail, seconds(stats.get("print_duration")), started, total
+            state,
+            job,
+            detail,
+            seconds(stats.get("print_duration")),
+            started,
+            total,
+            ended={"complete": "finished", "cancelled": "cancelled"}.get(job_state, ""),
         )
 
     def _send(self, action: Action) -> None:
