@@ -63,6 +63,22 @@ def test_every_problem_is_listed_with_its_key_in_one_line() -> None:
     )
 
 
+def test_a_key_of_two_words_is_named_whole_a_secrets_name_and_value_is_not() -> None:
+    """A key with a space is a mistyped key (``judge start``), shown whole; a secret's name
+    and a space before its value (``password hunter2``) hides the value."""
+    with pytest.raises(ConfigError) as err:
+        parse_config(
+            {
+                "mqtt": {"password hunter22": None},
+                "printers": [{"name": "p1", "detection": {"judge start": True}}],
+            },
+            "c.yaml",
+        )
+    said = str(err.value)
+    assert "printers.0.detection.judge start: unknown key;" in said + ";", said
+    assert "mqtt.password ***: unknown key" in said and "hunter22" not in said, said
+
+
 def test_dashboard_settings_are_refused_in_the_same_words_as_the_yaml() -> None:
     with pytest.raises(ConfigError) as err:
         _merge(DetectionConfig(), {"sensitivity": 0, "consecutive": 1.5}, "printers.p1.detection")

@@ -545,7 +545,8 @@ def test_a_resume_the_printer_takes_but_does_not_carry_out_leaves_the_alert_open
             ).json()
 
         resumed = press("resume")
-        assert "the printer still shows paused" in resumed["detail"], resumed
+        assert not resumed["ok"] and "the printer still shows paused" in resumed["detail"], resumed
+        assert resumed["detail"].endswith("the alert keeps its buttons"), resumed
         assert moonraker_server.print_state() == "paused"
         cancelled = press("cancel")
         assert "answered already" not in cancelled["detail"], cancelled

@@ -55,6 +55,12 @@ def test_a_start_held_while_its_alert_stands_is_judged_but_not_learnt() -> None:
     detector.start_held = False
     rest = [detector.judge(None, m) for m in _maps([0.9] * (FRAMES + 1), seed=2)]
     assert [v.calibrating for v in rest] == [True] * (FRAMES - 2) + [False] * 3
+    # without a guard (a look the owner accepted, a print known past its start) nothing
+    # would judge the frames held: the print went unwatched to its end. Learnt, as before.
+    detector.relearn(accepted=True)
+    detector.start_held = True
+    accepted = [detector.judge(None, m) for m in _maps([0.9] * (FRAMES + 1), seed=3)]
+    assert [v.calibrating for v in accepted] == [True] * FRAMES + [False]
 
 
 def test_a_normal_start_and_a_bundle_without_a_guard_are_not_judged() -> None:

@@ -197,10 +197,14 @@ _KEY_END = re.compile(r"[:=\s]")
 
 
 def _unknown(loc: Loc, key: Any) -> Problem:
-    """A key the section does not have. One holding a ':', '=' or a space is a key written
-    with its value (``{password:hunter2}``, ``api_key=hunter2``): what follows may be a
-    secret, not shown."""
-    if isinstance(key, str) and (end := _KEY_END.search(key.strip())) is not None:
+    """A key the section does not have. One holding a ':' or '=', or a secret's name and a
+    space, is a key written with its value (``{password:hunter2}``, ``api_key=hunter2``,
+    ``password hunter2``): what follows may be a secret, not shown. A key of two words
+    (``judge start``) is shown whole."""
+    from watchdog.redact import says_secret  # the schema itself needs nothing of it
+
+    end = _KEY_END.search(key.strip()) if isinstance(key, str) else None
+    if end is not None and (end.group() in ":=" or says_secret(key.strip()[: end.start()])):
         name = f"{key.strip()[: end.start()]}{end.group().strip() or ' '}***"
         return Problem(
             (*loc, name),

@@ -1159,12 +1159,20 @@ class Watcher:
         if self.state.printer is PrinterState.PRINTING:
             self._record_answer(Verb.RESUME, incident)
             return CommandResult(True, sent.detail)
+        if self.api_state in (PrinterState.OFFLINE, PrinterState.ERROR):
+            return CommandResult(
+                False,
+                f"{sent.detail}; then the printer's API did not answer: whether it resumed is "
+                "not known yet",
+                unknown=True,
+            )
         shown = self.state.printer.value
         logger.warning("%s: resume taken by the printer's API, but it shows %s", self.name, shown)
+        alert = incident is not None or self._latest_of_this_print() is not None
         return CommandResult(
-            True,
-            f"{sent.detail}; the printer still shows {shown}: the alert keeps its buttons "
-            "until the print goes on",
+            False,
+            f"{sent.detail}, but the printer still shows {shown} (a RESUME macro that "
+            f"refused? see the printer's console){': the alert keeps its buttons' if alert else ''}",
         )
 
     def _owner_stop_shown(self, stop: OwnerStop) -> None:

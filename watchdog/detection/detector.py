@@ -240,8 +240,9 @@ class Detector:
         self._high: np.ndarray | None = None
         self._first_still = False  # the start's first frames did not move: not judged by them
         # Set by the watcher while an alert of this print stands unanswered: the frames the
-        # alert was about go on being judged (by the start guard) but are not learnt as the
-        # print's look, else a failure from the first minutes is normal once the start is in.
+        # alert was about go on being judged (by the start guard, where there is one) but are
+        # not learnt as the print's look, else a failure from the first minutes is normal once
+        # the start is in.
         self.start_held = False
         self.model_key = model_key
 
@@ -404,7 +405,9 @@ class Detector:
         light-matched offline replays score the start apart."""
         raw_map, raw_x = start if start is not None else (error_map, x)
         absolute = self.meta.scoring.score(raw_map, self.mask)
-        if self.start_held and self.calibrating:
+        if self.start_held and self.calibrating and self.guard > 0:
+            # (no guard, as for a look the owner accepted: nothing would judge the frames
+            # held, and the print would go unwatched to its end; learnt, as before)
             return self._judged_unlearnt(absolute, raw_map)
         self._seen += 1
         warming = self._seen <= self.calibration_frames
