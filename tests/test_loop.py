@@ -962,7 +962,7 @@ def test_a_print_stopped_by_a_printer_error_is_told_with_its_reason_and_a_reprin
         tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "rec", normal_frames), printer
     )
     told = []
-    watcher.alerts.print_done = lambda name, job, error=None: told.append((name, job, error))
+    watcher.alerts.print_done = lambda name, job, error=None, **_: told.append((name, job, error))
     for _ in range(6):
         watcher.step()
     assert not watcher.status()["calibrating"]
@@ -1747,7 +1747,7 @@ def test_a_cancel_never_answered_nor_done_leaves_the_prints_end_told(
         tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "rec", normal_frames), printer
     )
     told: list[str | None] = []
-    watcher.alerts.print_done = lambda name, job, error=None, unseen=False: told.append(job)
+    watcher.alerts.print_done = lambda name, job, error=None, **_: told.append(job)
     watcher.step()
     ok, detail = _press(watcher, Verb.CANCEL, None)  # the page's Cancel
     assert not ok, detail
@@ -2039,7 +2039,7 @@ def test_a_print_that_ends_while_its_api_is_away_is_told_as_maybe_lost(
         tmp_path, tiny_adaptive_bundle, _folder(tmp_path / "rec", normal_frames), printer
     )
     told = []
-    watcher.alerts.print_done = lambda name, job, error=None, unseen=False: told.append(
+    watcher.alerts.print_done = lambda name, job, error=None, unseen=False, **_: told.append(
         (job, unseen)
     )
     for _ in range(3):
@@ -2069,7 +2069,7 @@ def test_a_print_that_ends_soon_after_an_alert_is_told_unless_the_watchdog_cance
     frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
     watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, action=action)
     ended: list[str | None] = []
-    watcher.alerts.print_done = lambda name, job, error=None: ended.append(job)
+    watcher.alerts.print_done = lambda name, job, error=None, **_: ended.append(job)
     while watcher.status()["last_alert"] is None:
         watcher.step()
     if printer.status().state == "printing":
@@ -2401,7 +2401,7 @@ def test_the_owners_cancel_shown_after_the_watchdogs_own_pause_failed_is_no_prin
     printer = _StopsOnlySaid("benchy_A.gcode")
     watcher, _ = _alerted(tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer)
     ended: list[str | None] = []
-    watcher.alerts.print_done = lambda name, job, error=None, unseen=False: ended.append(job)
+    watcher.alerts.print_done = lambda name, job, error=None, **_: ended.append(job)
     answer = watcher.submit(Command("e3", Verb.CANCEL, None, source="phone"))
     watcher.step()
     cancel = answer.result(timeout=5)
