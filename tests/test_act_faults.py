@@ -394,13 +394,17 @@ def test_a_resume_while_octoprint_is_still_pausing_is_refused_not_told_done(
     assert bad_server.paths.count("/api/job") == 2, bad_server.paths
 
 
-@pytest.mark.parametrize(("text", "then"), [("Printing from SD", "offline"), ("Printing", "idle")])
+@pytest.mark.parametrize(
+    ("text", "then", "after"),
+    [("Printing from SD", "offline", "offline"), ("Printing", "error", "idle")],
+)
 def test_octoprint_losing_its_printer_during_an_sd_print_is_not_the_prints_end(
-    bad_server: BadServer, text: str, then: str
+    bad_server: BadServer, text: str, then: str, after: str
 ) -> None:
     """OctoPrint restarted (an update, a plugin) or lost its serial link: a print it streamed
-    has stopped (idle), but a printer printing from its SD card goes on, and "idle" ended the
-    print to the watcher: its alert's buttons refused, "print done" told."""
+    is lost (an end by an error, told once; then an idle printer), but a printer printing from
+    its SD card goes on, and "idle" ended the print to the watcher: its alert's buttons
+    refused, "print done" told."""
     printing = {"state": {"text": text, "flags": {"printing": True}}}
     bad_server.respond(200, json.dumps(printing), path="/api/printer")
     bad_server.respond(200, json.dumps({"job": {"file": {"name": "a.gcode"}}}), path="/api/job")
@@ -414,10 +418,12 @@ def test_octoprint_losing_its_printer_during_an_sd_print_is_not_the_prints_end(
     assert lost.state == then, lost
     if then == "offline":
         assert "printing from its SD card and may still be" in lost.detail, lost
+    else:
+        assert "OctoPrint lost its printer during the print" in lost.detail, lost
     # a settings save meanwhile builds a new client: it knows what the old one knew
     rebuilt = client("octoprint", bad_server)
     rebuilt.carry_on(printer)
-    assert rebuilt.status().state == then
+    assert rebuilt.status().state == after
 
 
 def test_a_print_that_ended_before_any_cancel_went_out_is_still_refused(

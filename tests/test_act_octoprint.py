@@ -97,11 +97,31 @@ def test_a_pause_asked_for_as_the_watchdog_stops_is_still_sent(
 
 def test_cancel_ends_the_print(octoprint_server: OctoPrintServer) -> None:
     octoprint_server.start_print()
-    result = client(octoprint_server).cancel()
+    printer = client(octoprint_server)
+    assert printer.status().state == "printing"
+    result = printer.cancel()
     assert result.outcome == "done"
     octoprint_server.wait_flag("printing", False)
     octoprint_server.wait_flag("cancelling", False)
-    assert client(octoprint_server).status().state == "idle"
+    ended = printer.status()
+    # its job short of 100%: the owner's notice says "cancelled", not "ended"
+    assert ended.state == "idle" and ended.ended == "cancelled", ended
+
+
+def test_a_finished_print_is_told_finished(octoprint_server: OctoPrintServer) -> None:
+    """OctoPrint's job at 100% once the print is done: "print finished", not "ended
+    (finished, or cancelled at the printer)"."""
+    import time
+
+    octoprint_server.start_print(lines=10)  # two seconds of waiting
+    printer = client(octoprint_server)
+    seen = [printer.status()]
+    deadline = time.monotonic() + 60
+    while seen[-1].state != "idle" and time.monotonic() < deadline:
+        time.sleep(0.3)
+        seen.append(printer.status())
+    assert seen[-1].state == "idle" and seen[-1].ended == "finished", seen[-3:]
+    assert printer.status().ended == ""  # told once, at the end
 
 
 def test_pause_when_not_printing_is_refused(octoprint_server: OctoPrintServer) -> None:
@@ -122,6 +142,7 @@ def test_printer_disconnected_is_idle_and_pause_refused(octoprint_server: OctoPr
 def test_server_stopped_mid_print(octoprint_server: OctoPrintServer) -> None:
     octoprint_server.start_print()
     printer = client(octoprint_server, retries=2)
+    assert printer.status().state == "printing"
     octoprint_server.stop()
     st = printer.status()
     assert st.state == "offline" and "connection refused" in st.detail
@@ -129,7 +150,28 @@ def test_server_stopped_mid_print(octoprint_server: OctoPrintServer) -> None:
     assert result.outcome == "failed" and result.attempts == 3
     assert "connection refused" in result.detail and octoprint_server.url in result.detail
     octoprint_server.start()
-    assert printer.status().state == "idle"  # back, with the printer to connect again
+    # back, without its printer: the print it streamed is lost, an end by an error; then idle
+    lost = printer.status()
+    assert lost.state == "error" and "OctoPrint lost its printer during the print" in lost.detail
+    assert printer.status().state == "idle"
+
+
+def test_a_printer_disconnected_mid_print_has_lost_the_print(
+    octoprint_server: OctoPrintServer,
+) -> None:
+    """OctoPrint disconnected from its printer while the alert held the print paused: taken
+    for an idle printer, the paused print's end was recorded as the owner's cancel (the
+    alert's buttons refused "the print was cancelled"), a printing one's as "finished, or
+    cancelled". OctoPrint streams the print: it is lost, an end by an error."""
+    octoprint_server.start_print()
+    printer = client(octoprint_server)
+    assert printer.pause().outcome == "done"
+    octoprint_server.wait_flag("paused", True)
+    assert printer.status().state == "paused"
+    octoprint_server.post("/api/connection", {"command": "disconnect"})
+    lost = printer.status()
+    assert lost.state == "error" and "lost its printer during the print" in lost.detail, lost
+    assert printer.status().state == "idle"  # told once; then a printer not connected
 
 
 def test_server_hanging_mid_print(octoprint_server: OctoPrintServer) -> None:

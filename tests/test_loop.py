@@ -643,6 +643,31 @@ def test_a_paused_print_cancelled_during_a_restart_has_its_alert_ended(
     restarted.camera.close()
 
 
+def test_an_alert_whose_printer_failed_during_a_restart_has_its_alert_ended(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The alert paused the print; the daemon stopped; the printer went into an error (a
+    thermal runaway, OctoPrint's "Offline after error"). Restarted, the watcher waited for a
+    printer state it knew: the alert stood open, its buttons refusing, until the owner
+    reconnected the printer."""
+
+    class Failed(_Reprinting):
+        def status(self) -> PrinterStatus:
+            return PrinterStatus(PrinterState.ERROR, None, "OctoPrint: Offline after error")
+
+    printer = Failed("J.gcode")
+    watcher, frames, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, _Reprinting("J.gcode")
+    )
+    watcher.camera.close()  # the daemon stopped
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    restarted.step()
+    storage = restarted.alerts.store.storage_dir
+    assert already_answered(storage, "e3", incident) == "this alert's print has ended"
+    assert not restarted.status()["failure"]
+    restarted.camera.close()
+
+
 def test_an_old_alerts_cancel_never_acts_on_another_pause_after_a_restart(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

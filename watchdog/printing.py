@@ -112,8 +112,8 @@ class PrinterStatus:
     # False where the API would take a resume and do nothing (OctoPrint still pausing: its
     # queued moves), so that a resume there is refused, not told done with the print paused
     resumable: bool = True
-    # how the last print ended, where the API says (Klipper's print_stats: "finished",
-    # "cancelled"); "" where it cannot tell (OctoPrint)
+    # how the print just ended ended, where the API says: "finished" or "cancelled" (Klipper's
+    # print_stats; OctoPrint's job progress); "" where it cannot tell
     ended: str = ""
 
     def __post_init__(self) -> None:

@@ -1293,9 +1293,10 @@ class Watcher:
             self._answer_print_over(newest[0].id)
 
     def _close_an_idle_printers_alert(self) -> None:
-        """Just started, the printer idle: the newest alert on disk, open, was about a print
-        cancelled or finished while the watchdog was stopped. It stood open, its Resume and
-        Cancel refusing ("another print") with nothing printing."""
+        """Just started, the printer idle or in an error: the newest alert on disk, open, was
+        about a print cancelled, finished or stopped by an error while the watchdog was
+        stopped. It stood open, its Resume and Cancel refusing ("another print") with nothing
+        printing (after a thermal runaway, until the owner reconnected the printer)."""
         newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
         if newest and not answered(newest[0].alert):
             logger.info(
@@ -1322,7 +1323,7 @@ class Watcher:
         is still checked (``stop_due_after_restart``); printing after it, it was resumed while
         the watchdog was stopped, which answers it (its Cancel, pressed later, must not stop
         the print). Idle, the print of an alert still open ended while it was stopped."""
-        if self.state.printer is PrinterState.IDLE:
+        if self.state.printer in (PrinterState.IDLE, PrinterState.ERROR):
             self._close_an_idle_printers_alert()
             return
         if self.state.printer not in (PrinterState.PAUSED, PrinterState.PRINTING):
@@ -1451,7 +1452,7 @@ class Watcher:
         """The API told what the printer does (and which job, when paused)."""
         if status.state is PrinterState.PAUSED:
             return status.job is not None
-        return status.state in (PrinterState.PRINTING, PrinterState.IDLE)
+        return status.state in (PrinterState.PRINTING, PrinterState.IDLE, PrinterState.ERROR)
 
     def _printed_again(self, job: str, raised: float | None, printed_then: float | None) -> str:
         """Why the job the printer runs now is not the one of an alert raised at ``raised``

@@ -328,7 +328,7 @@ def print_done_event(
     it stopped because of one (a thermal runaway, a move out of range, a lost connection);
     ``unseen``: it ended while the printer's API could not be reached (finished, or lost when
     OctoPrint or Klipper restarted: told as loud as an error, the owner must look);
-    ``ended``: "finished" or "cancelled" where the printer's API says which (Klipper)."""
+    ``ended``: "finished" or "cancelled" where the printer's API says which."""
     if unseen:
         return Event(
             Kind.PRINT_ERROR,

@@ -483,11 +483,14 @@ class OctoPrintClient(_HttpPrinter):
     # the last status was of a print from the printer's SD card ("Printing from SD"), or of
     # one paused since: a printer that prints from its card goes on without OctoPrint
     _from_sd = False
+    # the last status OctoPrint gave was of a print (printing or paused): a printer lost
+    # since (disconnected, OctoPrint restarted) has lost that print
+    _in_print = False
 
     def carry_on(self, old: OctoPrintClient) -> None:
         """What ``old``, the client before a reload, knew of the print (a settings save while
         OctoPrint had lost its printer mid-print must not end that print to the watcher)."""
-        self._from_sd = old._from_sd
+        self._from_sd, self._in_print = old._from_sd, old._in_print
 
     def _read_status(self) -> PrinterStatus:
         try:
@@ -510,9 +513,12 @@ class OctoPrintClient(_HttpPrinter):
             self._from_sd = "from SD" in text
         elif state is not PrinterState.PAUSED:
             self._from_sd = False
+        was_in_print = self._in_print
+        self._in_print = state in (PrinterState.PRINTING, PrinterState.PAUSED)
         job, printed = (
             self._job() if state in (PrinterState.PRINTING, PrinterState.PAUSED) else (None, None)
         )
+        ended = self._how_it_ended() if was_in_print and state is PrinterState.IDLE else ""
         return PrinterStatus(
             state,
             job,
@@ -522,11 +528,27 @@ class OctoPrintClient(_HttpPrinter):
             pausable=not flags.get("finishing"),
             # still pausing, OctoPrint takes a resume and does nothing: the print stays paused
             resumable=not flags.get("pausing"),
+            ended=ended,
         )
+
+    def _how_it_ended(self) -> str:
+        """How the print just seen ending ended: "finished" (its job's progress at 100%),
+        "cancelled" (short of it), "" where OctoPrint does not say."""
+        try:
+            data = self._request(
+                "GET", "/api/job", timeout=min(self.api.timeout_s, STATUS_TIMEOUT_S)
+            )
+            done = data["progress"]["completion"]
+        except (_Failure, TypeError, KeyError):
+            return ""
+        if done is None or isinstance(done, int | float) and not isinstance(done, bool):
+            return "finished" if done is not None and done >= 100 else "cancelled"
+        return ""
 
     def _not_operational(self, detail: str) -> PrinterStatus:
         """OctoPrint's 409, whenever no printer is operational: disconnected, or in its error
         state, which ends a print (a thermal runaway, a lost connection)."""
+        in_print, self._in_print = self._in_print, False
         if error := self._error_state():
             self._from_sd = False
             return PrinterStatus(PrinterState.ERROR, None, f"OctoPrint: {error}")
@@ -540,6 +562,15 @@ class OctoPrintClient(_HttpPrinter):
                 None,
                 "OctoPrint has lost the printer, which was printing from its SD card and may "
                 f"still be ({detail})",
+            )
+        if in_print:
+            # OctoPrint streamed the print: disconnected from its printer (or restarted), the
+            # print is lost. An end by an error, told as loud; it was a paused print's "cancel",
+            # and a printing one's "finished, or cancelled"
+            return PrinterStatus(
+                PrinterState.ERROR,
+                None,
+                f"OctoPrint lost its printer during the print: no printer connected ({detail})",
             )
         return PrinterStatus(
             PrinterState.IDLE, None, f"no printer connected to OctoPrint ({detail})"
