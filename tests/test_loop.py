@@ -623,44 +623,29 @@ def _reprinted_while_stopped(
     return restarted, printer, incident
 
 
-def test_a_paused_print_cancelled_during_a_restart_has_its_alert_ended(
-    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+class _Failed(_Reprinting):
+    """A printer in an error (a thermal runaway, OctoPrint's "Offline after error")."""
+
+    def status(self) -> PrinterStatus:
+        return PrinterStatus(PrinterState.ERROR, None, "OctoPrint: Offline after error")
+
+
+@pytest.mark.parametrize("then", ["cancelled", "failed"])
+def test_a_paused_print_that_ended_during_a_restart_has_its_alert_ended(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, then: str
 ) -> None:
-    """The alert paused the print; the daemon stopped; the owner cancelled it at the printer.
-    Restarted on an idle printer, the watcher left the alert open: its Resume and Cancel
-    answered "it is another print" with nothing printing."""
+    """The alert paused the print; the daemon stopped; the owner cancelled it at the printer,
+    or the printer went into an error. Restarted on an idle printer, the watcher left the
+    alert open: its Resume and Cancel answered "it is another print" with nothing printing;
+    on a printer in an error it waited for a state it knew, until the owner reconnected it."""
     printer = _Reprinting("J.gcode")
     watcher, frames, incident = _paused(
         tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
     )
     watcher.camera.close()  # the daemon stopped
     printer.cancel()
-    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
-    restarted.step()
-    storage = restarted.alerts.store.storage_dir
-    assert already_answered(storage, "e3", incident) == "this alert's print has ended"
-    assert not restarted.status()["failure"]
-    restarted.camera.close()
-
-
-def test_an_alert_whose_printer_failed_during_a_restart_has_its_alert_ended(
-    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
-) -> None:
-    """The alert paused the print; the daemon stopped; the printer went into an error (a
-    thermal runaway, OctoPrint's "Offline after error"). Restarted, the watcher waited for a
-    printer state it knew: the alert stood open, its buttons refusing, until the owner
-    reconnected the printer."""
-
-    class Failed(_Reprinting):
-        def status(self) -> PrinterStatus:
-            return PrinterStatus(PrinterState.ERROR, None, "OctoPrint: Offline after error")
-
-    printer = Failed("J.gcode")
-    watcher, frames, incident = _paused(
-        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, _Reprinting("J.gcode")
-    )
-    watcher.camera.close()  # the daemon stopped
-    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    after = printer if then == "cancelled" else _Failed("J.gcode")
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, after)
     restarted.step()
     storage = restarted.alerts.store.storage_dir
     assert already_answered(storage, "e3", incident) == "this alert's print has ended"
