@@ -169,6 +169,9 @@ def test_a_printer_disconnected_mid_print_has_lost_the_print(
     octoprint_server.wait_flag("paused", True)
     assert printer.status().state == "paused"
     octoprint_server.post("/api/connection", {"command": "disconnect"})
+    # the owner's Resume pressed at once, before the watcher's poll: its check read the
+    # printer too, and took the news the poll is told once
+    assert printer.resume().outcome != "done"
     lost = printer.status()
     assert lost.state == "error" and "lost its printer during the print" in lost.detail, lost
     assert printer.status().state == "idle"  # told once; then a printer not connected

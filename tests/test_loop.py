@@ -653,6 +653,29 @@ def test_a_paused_print_that_ended_during_a_restart_has_its_alert_ended(
     restarted.camera.close()
 
 
+def test_an_alert_stands_after_a_restart_while_octoprint_sees_no_printer(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The host restarted mid-print (a print from the printer's SD card goes on) and
+    OctoPrint has not connected to the printer again: it answers, idle, seeing no printer.
+    Taken for an idle printer, the alert of the print still running was closed as ended."""
+
+    class Unseen(_Reprinting):
+        def status(self) -> PrinterStatus:
+            return PrinterStatus(
+                PrinterState.IDLE, None, "no printer connected to OctoPrint", sees_printer=False
+            )
+
+    watcher, frames, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, _Reprinting("J.gcode")
+    )
+    watcher.camera.close()  # the daemon stopped
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, Unseen("J.gcode"))
+    restarted.step()
+    assert already_answered(restarted.alerts.store.storage_dir, "e3", incident) == ""
+    restarted.camera.close()
+
+
 def test_an_old_alerts_cancel_never_acts_on_another_pause_after_a_restart(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

@@ -917,9 +917,8 @@ def _read_secret(data: dict[str, Any], key: str, file_key: str, path: str, base:
         raise ConfigError(f"{path}.{file_key}: set either {key} or {file_key}, not both")
     secret_path = _in_config_folder(str(file_value), base)
     if not os.path.lexists(secret_path):
-        if _written_as_a_path(str(file_value)):
-            raise ConfigError(f"{path}.{file_key}: {secret_path}: no such file")
-        # not shown: a secret written where its file's path goes would be
+        # not shown: a secret written where its file's path goes would be (no test of the
+        # text tells a path from a password such as "Sup3rS3cret.2024")
         raise ConfigError(
             f"{path}.{file_key}: no such file (the value is not shown: it may be the secret "
             "itself, where the path of a file holding it belongs)"
@@ -933,18 +932,6 @@ def _read_secret(data: dict[str, Any], key: str, file_key: str, path: str, base:
     _warn_if_readable(secret_path, "secret file")
     secret_filter.add([value])  # masked in every log line from now on, tracebacks included
     data[key] = value
-
-
-def _written_as_a_path(value: str) -> bool:
-    """Whether a ``*_file`` value reads as a file's path (``/etc/pw/mqtt.key``, ``mqtt.key``,
-    ``./key``), shown when the file is missing, rather than a secret pasted where the path goes
-    (a token, ``tgram://bot:token/chat``, a JWT's dotted parts)."""
-    if any(c in value for c in ":@ \t"):
-        return False
-    name = Path(value).name
-    return value.startswith(("/", "./", "../", "~/")) or bool(
-        re.fullmatch(r"[^.]+\.[A-Za-z0-9]{1,5}", name)
-    )
 
 
 _YAML_PROBLEMS = (  # PyYAML's parser words → what to fix in the file

@@ -115,6 +115,9 @@ class PrinterStatus:
     # how the print just ended ended, where the API says: "finished" or "cancelled" (Klipper's
     # print_stats; OctoPrint's job progress); "" where it cannot tell
     ended: str = ""
+    # False where the API answers but does not see the printer (OctoPrint connected to none:
+    # a printer printing from its SD card may still print): what it does is not known
+    sees_printer: bool = True
 
     def __post_init__(self) -> None:
         # what the printer's API says (Klipper's shutdown and error texts run over several

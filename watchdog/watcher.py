@@ -1159,13 +1159,16 @@ class Watcher:
         if self.state.printer is PrinterState.PRINTING:
             self._record_answer(Verb.RESUME, incident)
             return CommandResult(True, sent.detail)
-        if self.api_state in (PrinterState.OFFLINE, PrinterState.ERROR):
+        if self.api_state == PrinterState.OFFLINE:
             return CommandResult(
                 False,
                 f"{sent.detail}; then the printer's API did not answer: whether it resumed is "
                 "not known yet",
                 unknown=True,
             )
+        if self.api_state == PrinterState.ERROR:
+            why = f": {self.printer_detail}" if self.printer_detail else ""
+            return CommandResult(False, f"{sent.detail}; then the printer reported an error{why}")
         shown = self.state.printer.value
         logger.warning("%s: resume taken by the printer's API, but it shows %s", self.name, shown)
         alert = incident is not None or self._latest_of_this_print() is not None
@@ -1449,7 +1452,11 @@ class Watcher:
 
     @staticmethod
     def _printer_known(status: PrinterStatus) -> bool:
-        """The API told what the printer does (and which job, when paused)."""
+        """The API told what the printer does (and which job, when paused). OctoPrint without
+        its printer does not: an open alert of a print from the SD card, still running after a
+        restart of the host, was closed as ended."""
+        if not status.sees_printer:
+            return False
         if status.state is PrinterState.PAUSED:
             return status.job is not None
         return status.state in (PrinterState.PRINTING, PrinterState.IDLE, PrinterState.ERROR)

@@ -360,10 +360,27 @@ class _HttpPrinter:
         with self._lock:
             self._http.close()
 
+    def _memory(self) -> tuple[bool, ...]:
+        """What the client remembers from one status to the next (none here)."""
+        return ()
+
+    def _recall(self, memory: tuple[bool, ...]) -> None:
+        """Put back what ``_memory`` gave."""
+
+    def _checked_status(self) -> PrinterStatus:
+        """The status a command is checked against; what the watcher's polls are told once
+        (a print lost, how it ended) is left for them: a Cancel pressed just after OctoPrint
+        lost its printer took that news, and the paused print's end became the owner's cancel."""
+        memory = self._memory()
+        try:
+            return self._read_status()
+        finally:
+            self._recall(memory)
+
     def _attempt(self, action: Action, sent: bool) -> ActionResult | None:
         """One check-then-command round; a result when settled, _Failure otherwise. ``sent``:
         an earlier round's command went out and its answer was lost."""
-        st = self._read_status()
+        st = self._checked_status()
         job = f" {st.job!r}" if st.job else ""
         if ALREADY.get(action) == st.state:
             return ActionResult(action, Outcome.DONE, f"job{job} was already {st.state}", 0)
@@ -492,6 +509,12 @@ class OctoPrintClient(_HttpPrinter):
         OctoPrint had lost its printer mid-print must not end that print to the watcher)."""
         self._from_sd, self._in_print = old._from_sd, old._in_print
 
+    def _memory(self) -> tuple[bool, ...]:
+        return self._from_sd, self._in_print
+
+    def _recall(self, memory: tuple[bool, ...]) -> None:
+        self._from_sd, self._in_print = memory
+
     def _read_status(self) -> PrinterStatus:
         try:
             data = self._request(
@@ -573,7 +596,10 @@ class OctoPrintClient(_HttpPrinter):
                 f"OctoPrint lost its printer during the print: no printer connected ({detail})",
             )
         return PrinterStatus(
-            PrinterState.IDLE, None, f"no printer connected to OctoPrint ({detail})"
+            PrinterState.IDLE,
+            None,
+            f"no printer connected to OctoPrint ({detail})",
+            sees_printer=False,
         )
 
     def _error_state(self) -> str | None:
