@@ -346,7 +346,9 @@ def test_a_print_that_ends_is_told_to_the_phone_when_asked(
         )
     finally:
         daemon.stop()
-    assert message.title == "ender3: print ended" and "benchy.gcode" in message.message
+    # OctoPrint's job at 100%: finished, not "ended (finished, or cancelled at the printer)"
+    assert message.title == "ender3: print finished", message.title
+    assert message.message == "benchy.gcode on ender3 has finished.", message.message
     assert message.priority == "low" and not message.actions
 
 
