@@ -1283,31 +1283,21 @@ class Watcher:
 
     def _close_an_ended_prints_alert(self) -> None:
         """Just started: the newest alert on disk, open, was about a print that has ended
-        since (cancelled, and another job or the same file printed again while the watchdog
-        was stopped). It is answered so: it stood open, its buttons refusing, its page not
-        saying why."""
+        since: the printer idle or in an error (cancelled, finished, stopped by an error while
+        the watchdog was stopped), or another job or the same file printed again. It is
+        answered so: it stood open, its buttons refusing ("another print") with nothing
+        printing or another print running, its page not saying why."""
         newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
-        if not newest or answered(newest[0].alert) or self.state.job is None:
+        if not newest or answered(newest[0].alert):
             return
-        if isinstance(newest[0].alert.get("job"), str) and (
-            other := self._another_print(newest[0].alert)
-        ):
-            logger.info("%s: alert %s: its print has ended (%s)", self.name, newest[0].id, other)
-            self._answer_print_over(newest[0].id)
-
-    def _close_an_idle_printers_alert(self) -> None:
-        """Just started, the printer idle or in an error: the newest alert on disk, open, was
-        about a print cancelled, finished or stopped by an error while the watchdog was
-        stopped. It stood open, its Resume and Cancel refusing ("another print") with nothing
-        printing (after a thermal runaway, until the owner reconnected the printer)."""
-        newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
-        if newest and not answered(newest[0].alert):
-            logger.info(
-                "%s: alert %s: its print ended while the watchdog was stopped (the printer is idle)",
-                self.name,
-                newest[0].id,
-            )
-            self._answer_print_over(newest[0].id)
+        if self.state.printer in (PrinterState.IDLE, PrinterState.ERROR):
+            other = f"the printer is {self.state.printer.value}"
+        elif self.state.job is None or not isinstance(newest[0].alert.get("job"), str):
+            return
+        elif not (other := self._another_print(newest[0].alert)):
+            return
+        logger.info("%s: alert %s: its print has ended (%s)", self.name, newest[0].id, other)
+        self._answer_print_over(newest[0].id)
 
     def _newest_saved(self) -> tuple[Alert, dict[str, Any]] | None:
         """The newest alert on disk (and its saved JSON: verdict, answer) if the printer still
@@ -1326,12 +1316,9 @@ class Watcher:
         is still checked (``stop_due_after_restart``); printing after it, it was resumed while
         the watchdog was stopped, which answers it (its Cancel, pressed later, must not stop
         the print). Idle, the print of an alert still open ended while it was stopped."""
-        if self.state.printer in (PrinterState.IDLE, PrinterState.ERROR):
-            self._close_an_idle_printers_alert()
-            return
+        self._close_an_ended_prints_alert()
         if self.state.printer not in (PrinterState.PAUSED, PrinterState.PRINTING):
             return
-        self._close_an_ended_prints_alert()
         saved = self._newest_saved()
         if saved is None or answered(saved[1]):
             return

@@ -360,22 +360,10 @@ class _HttpPrinter:
         with self._lock:
             self._http.close()
 
-    def _memory(self) -> tuple[bool, ...]:
-        """What the client remembers from one status to the next (none here)."""
-        return ()
-
-    def _recall(self, memory: tuple[bool, ...]) -> None:
-        """Put back what ``_memory`` gave."""
-
     def _checked_status(self) -> PrinterStatus:
-        """The status a command is checked against; what the watcher's polls are told once
-        (a print lost, how it ended) is left for them: a Cancel pressed just after OctoPrint
-        lost its printer took that news, and the paused print's end became the owner's cancel."""
-        memory = self._memory()
-        try:
-            return self._read_status()
-        finally:
-            self._recall(memory)
+        """The status a command is checked against (a client that remembers what the
+        watcher's polls are told once leaves it to them: ``OctoPrintClient``)."""
+        return self._read_status()
 
     def _attempt(self, action: Action, sent: bool) -> ActionResult | None:
         """One check-then-command round; a result when settled, _Failure otherwise. ``sent``:
@@ -509,11 +497,15 @@ class OctoPrintClient(_HttpPrinter):
         OctoPrint had lost its printer mid-print must not end that print to the watcher)."""
         self._from_sd, self._in_print = old._from_sd, old._in_print
 
-    def _memory(self) -> tuple[bool, ...]:
-        return self._from_sd, self._in_print
-
-    def _recall(self, memory: tuple[bool, ...]) -> None:
-        self._from_sd, self._in_print = memory
+    def _checked_status(self) -> PrinterStatus:
+        """What the watcher's polls are told once (a print lost, how it ended) is left for
+        them: a Cancel pressed just after OctoPrint lost its printer took that news, and the
+        paused print's end became the owner's cancel."""
+        kept = self._from_sd, self._in_print
+        try:
+            return super()._checked_status()
+        finally:
+            self._from_sd, self._in_print = kept
 
     def _read_status(self) -> PrinterStatus:
         try:
@@ -564,9 +556,11 @@ class OctoPrintClient(_HttpPrinter):
             done = data["progress"]["completion"]
         except (_Failure, TypeError, KeyError):
             return ""
-        if done is None or isinstance(done, int | float) and not isinstance(done, bool):
-            return "finished" if done is not None and done >= 100 else "cancelled"
-        return ""
+        if done is None:  # OctoPrint resets the job's progress at a cancel
+            return "cancelled"
+        if isinstance(done, bool) or not isinstance(done, int | float):
+            return ""
+        return "finished" if done >= 100 else "cancelled"
 
     def _not_operational(self, detail: str) -> PrinterStatus:
         """OctoPrint's 409, whenever no printer is operational: disconnected, or in its error
