@@ -351,6 +351,24 @@ def test_a_print_ended_says_how_where_the_printer_tells(ended: str, title: str, 
     assert event.title == title and event.message.startswith(text), event
 
 
+def test_a_printer_error_names_the_printers_host_not_the_request() -> None:
+    """OctoPrint losing its printer mid-print reached the phone as "... (GET
+    http://octopi.local/api/printer?exclude=temperature,sd: HTTP 409: ...)": the host is
+    what the owner needs, as in a failed pause's alert."""
+    from watchdog.comms.notify import print_done_event
+
+    error = (
+        "OctoPrint lost its printer during the print: no printer connected (GET "
+        "http://octopi.local/api/printer?exclude=temperature,sd: HTTP 409: Printer is not "
+        "operational)"
+    )
+    event = print_done_event(PRINTER, "benchy.gcode", error)
+    assert event.message == (
+        "benchy.gcode on ender3 stopped: OctoPrint lost its printer during the print: no "
+        "printer connected (octopi.local: HTTP 409: Printer is not operational)"
+    ), event.message
+
+
 def test_a_print_that_ended_while_its_printer_was_unreachable_is_told_loud(
     phone, ntfy_receiver
 ) -> None:

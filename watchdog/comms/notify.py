@@ -343,7 +343,7 @@ def print_done_event(
             Kind.PRINT_ERROR,
             printer,
             f"{printer}: print stopped by a printer error",
-            f"{job or 'The print'} on {printer} stopped: {error}",
+            f"{job or 'The print'} on {printer} stopped: {_for_phone(error)}",
         )
     title, text = {
         "finished": ("print finished", "has finished."),
