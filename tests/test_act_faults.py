@@ -60,7 +60,7 @@ def client(kind: str, server: BadServer, stop: threading.Event | None = None, **
         (
             503,
             '{"error": {"code": 503, "message": "Klippy Host not connected"}}',
-            "HTTP 503: Klippy Host not connected",
+            "Klippy Host not connected",  # Moonraker's words, explained there
             3,
         ),
         (
@@ -480,7 +480,8 @@ def test_moonraker_command_failing_is_retried_then_reported(bad_server: BadServe
     bad_server.respond(503, '{"error": {"code": 503, "message": "Klippy Disconnected"}}')
     result = client("moonraker", bad_server, retries=2).pause()
     assert (result.outcome, result.attempts) == ("failed", 3)
-    assert "/printer/print/pause: HTTP 503: Klippy Disconnected" in result.detail
+    assert "/printer/print/pause: HTTP 503: Klipper is not running" in result.detail
+    assert "(Klippy Disconnected)" in result.detail
 
 
 # --------------------------------------------------------------------------- TLS

@@ -80,6 +80,9 @@ def test_klippy_gone_is_offline_then_back(moonraker_server: MoonrakerServer) -> 
     assert st.state == "offline" and "503" in st.detail and "Klippy" in st.detail
     result = printer.pause()
     assert (result.outcome, result.attempts) == ("failed", 3)
+    # said in words an owner knows, Moonraker's own kept for the forums
+    assert "Klipper is not running or not connected to Moonraker" in result.detail, result
+    assert "Klipper is not running" in printer.cancel().detail
     moonraker_server.start_klippy()
     assert printer.status().state == "idle"
 

@@ -19,7 +19,7 @@ from tests.daemon_helpers import DaemonProcess, free_port, wait_until, write_con
 from watchdog.comms import http
 from watchdog.comms.notifier import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
-from watchdog.control import Command, Verb
+from watchdog.control import Command, CommandResult, Verb
 from watchdog.daemon import Daemon
 from watchdog.detection.bundle import Bundle
 from watchdog.printing import Action, ActionResult, Outcome
@@ -746,3 +746,23 @@ def test_a_reload_that_leaves_a_printer_without_notifications_until_the_restart_
     write_config(daemon.config_path, **config)
     assert daemon._reload() is None
     assert "no notification reaches the phones for voron" in caplog.text, caplog.text
+
+
+@pytest.mark.parametrize(("discovery", "named"), [(True, "Home Assistant"), (False, "MQTT")])
+def test_the_page_names_who_sent_a_command_over_mqtt(
+    tmp_path, tiny_adaptive_bundle, discovery, named
+) -> None:
+    """A command over MQTT was shown on the page as Home Assistant's even where discovery is
+    off and the owner's own script sent it: the page names MQTT then."""
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(tiny_adaptive_bundle),
+        storage={"dir": str(tmp_path / "state")},
+        mqtt={"host": "127.0.0.1", "homeassistant": {"enabled": discovery}},
+        printers=[{"name": "e3", "camera": {"source": str(tmp_path)}}],
+    )
+    d = Daemon(config)
+    d.last_commands.record(Command("e3", Verb.PAUSE, source="mqtt"), CommandResult(True, "paused"))
+    d.last_commands.record(Command("e4", Verb.PAUSE, source="web"), CommandResult(True, "paused"))
+    assert d.last_commands.of("e3")["source"] == named
+    assert d.last_commands.of("e4")["source"] == "the page"

@@ -13,6 +13,7 @@ import numpy as np
 from tests import synth
 from tests.daemon_helpers import run_cli, write_config
 from tests.plugins.models import TINY_FRAMES, TINY_SEED
+from watchdog.comms.notify import alert_event
 from watchdog.detection.bundle import Bundle
 
 CALIBRATION = 4  # tiny_guarded_bundle's --adapt-frames
@@ -32,10 +33,11 @@ def _replay(
     frames: Path,
     log: list[str] | None = None,
     action: str = "pause",
+    out: Path | None = None,
     **detection: object,
 ) -> list[dict]:
     """``python -m watchdog replay`` of ``frames``: its JSON line per scored frame (its log
-    appended to ``log`` when given)."""
+    appended to ``log`` when given; its incidents kept in ``out`` when given)."""
     printer: dict[str, object] = {"name": "e3", "action": action}
     if detection:
         printer["detection"] = detection
@@ -44,7 +46,8 @@ def _replay(
         model=str(bundle),
         printers=[printer],
     )
-    r = run_cli("replay", "--config", str(config), "--frames", str(frames))
+    kept = ["--out", str(out)] if out is not None else []
+    r = run_cli("replay", "--config", str(config), "--frames", str(frames), *kept)
     assert r.returncode == 0, r.stderr
     if log is not None:
         log.append(r.stderr)
@@ -90,12 +93,20 @@ def test_a_print_failing_from_its_first_frame_is_paused_during_calibration(
     start guard pauses it before the calibration ends, and says so."""
     frames = _folder(tmp_path / "rec", list(anomalous_frames[:6]) * 2)
     log: list[str] = []
-    lines = _replay(tmp_path, tiny_guarded_bundle, frames, log)
+    lines = _replay(tmp_path, tiny_guarded_bundle, frames, log, out=tmp_path / "out")
     paused = [x for x in lines if x["action"]]
     assert paused, [(x["score"], x["anomalous"]) for x in lines]
     assert paused[0]["frame"] == "f_2.jpg"  # 3 in a row (consecutive: 3), during calibration
     assert all(x["anomalous"] for x in lines[:3])
     assert "this print looks abnormal from its start" in log[0]
+    # the alert names the level the start crossed, its guard: the phone said "score 0.4 over
+    # 2.6", the guard's score against the later threshold, a failure below its own level
+    [saved] = (tmp_path / "out").rglob("alert.json")
+    alert = json.loads(saved.read_text())
+    guard = Bundle.load(tiny_guarded_bundle).meta.adaptation.guard
+    assert alert["threshold"] == guard and alert["score"] > guard, alert
+    said = alert_event(alert, None, None).message
+    assert f"({alert['score'] / guard:.1f} times the alert level)" in said, said
 
 
 def test_a_failure_from_the_first_frame_alerts_again_while_its_alert_stands(

@@ -148,7 +148,7 @@ def test_failure_reaches_ntfy_webhook_and_email_once_with_the_heatmap(
 
     [msg] = ntfy_receiver.messages
     assert msg.topic == "printers" and msg.title == "ender3: print failure, paused"
-    assert "score 0.91 over 0.5" in msg.message and "benchy.gcode" in msg.message
+    assert "(1.8 times the alert level)" in msg.message and "benchy.gcode" in msg.message
     assert msg.priority == "high"
     assert msg.attachment == heat and decode(msg.attachment).shape == (120, 160, 3)
     assert msg.filename == "heatmap.jpg"

@@ -258,7 +258,10 @@ class Daemon:
         self.http: Any = None
         self.running: Mapping[str, _Running] = {}
         self.histories: dict[str, History] = {}  # per printer, kept across reloads
-        self.last_commands = LastCommands()  # per printer, for the page; kept across reloads
+        # per printer, for the page; kept across reloads (MQTT's settings wait for a restart)
+        self.last_commands = LastCommands(
+            "Home Assistant" if self.config.mqtt.homeassistant.enabled else "MQTT"
+        )
         self._waiting = threading.BoundedSemaphore(COMMANDS_WAITING)
         # the page's own waits (a frame of an idle printer, a settings save applied) have their
         # own slots: they never take one a pause or a phone's answer needs, and a save is told

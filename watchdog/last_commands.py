@@ -19,9 +19,8 @@ from pathlib import Path
 from watchdog.control import Command, CommandResult, Verb, answer_text, on_news
 from watchdog.kept_answers import Answer, KeptAnswers
 
-# who pressed it, in the owner's words
+# who pressed it, in the owner's words (MQTT's: ``LastCommands.mqtt_sender``)
 SOURCES = {
-    "mqtt": "Home Assistant",
     "web": "the page",
     "phone": "a phone",
     "cli": "the command line",
@@ -48,7 +47,10 @@ class LastCommands:
     """Thread-safe: the command threads, the web server's and a watcher's (an end) record, the
     page's status reads."""
 
-    def __init__(self) -> None:
+    def __init__(self, mqtt_sender: str = "Home Assistant") -> None:
+        # commands over MQTT come from Home Assistant where its discovery made the buttons;
+        # without discovery, from whatever the owner scripted: "MQTT", not a name it is not
+        self._mqtt_sender = mqtt_sender
         self._lock = threading.Lock()
         self._last: dict[str, LastCommand] = {}
         self._kept: KeptAnswers | None = None
@@ -77,7 +79,9 @@ class LastCommands:
         commands that never reach the daemon (too late, a flood)."""
         last = LastCommand(
             command=command.verb.value,
-            source=SOURCES.get(command.source, command.source),
+            source=self._mqtt_sender
+            if command.source == "mqtt"
+            else SOURCES.get(command.source, command.source),
             ok=result.ok,
             under_way=result.under_way,
             unknown=result.unknown,

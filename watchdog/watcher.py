@@ -813,7 +813,11 @@ class Watcher:
 
     def _alert(self, verdict: Verdict, outcome: ActionResult) -> Alert:
         verb = {Action.PAUSE: "Pause", Action.CANCEL: "Cancel"}.get(self.action, "Alert")
+        # the score and the level it crossed: a start judged by its guard crossed the guard,
+        # on the absolute scale (its ``score`` and ``threshold`` are of another)
+        score, level = verdict.score, verdict.threshold
         if verdict.abnormal_start:
+            score, level = verdict.absolute_score, verdict.guard
             why = (
                 f"this print looks abnormal from its start (score {verdict.absolute_score:.4g} "
                 f"> start guard {verdict.guard:.4g})"
@@ -833,8 +837,8 @@ class Watcher:
             _now_iso(),
             self.name,
             self.state.job,
-            verdict.score,
-            verdict.threshold,
+            score,
+            level,
             self.state.consecutive,
             self.action,
             outcome,

@@ -194,9 +194,11 @@ def alert_event(
     outcome = str(result.get("outcome", "done"))
     score, threshold = _number(alert.get("score")), _number(alert.get("threshold"))
     scored = (
-        f"score {score:.3g} over {threshold:.3g}"
-        if score is not None and threshold is not None
+        f"{score / threshold:.1f} times the alert level"  # bare scores mean nothing to an owner
+        if score is not None and threshold is not None and threshold > 0
         else ""
+        if score is None
+        else f"score {score:.3g}"
     )
     job = f" ({alert['job']})" if alert.get("job") else ""
     detail = _for_phone(str(result.get("detail", "")))  # why the pause or cancel failed

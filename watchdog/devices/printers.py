@@ -297,6 +297,7 @@ class _HttpPrinter:
                 answered=True,
             )
         if code >= 400:
+            message = self._explained(code, message)
             raise _Failure(f"{shown}: HTTP {code}: {message}", retryable=code >= 500, answered=True)
         if not raw.strip():
             return None
@@ -308,6 +309,10 @@ class _HttpPrinter:
             ) from None
 
     # ---- the interface
+
+    def _explained(self, code: int, message: str) -> str:
+        """A server's error message in the owner's words, where its own are jargon."""
+        return message
 
     def _read_status(self) -> PrinterStatus:
         raise NotImplementedError
@@ -642,6 +647,13 @@ class MoonrakerClient(_HttpPrinter):
     """Moonraker's API: ``print_stats`` and ``webhooks`` objects, ``/printer/print/<action>``."""
 
     name = "Moonraker"
+
+    def _explained(self, code: int, message: str) -> str:
+        """Moonraker answers 503 "Klippy Host not connected" while Klipper is stopped or
+        restarting: an owner reads "Klippy Host" as nothing they know."""
+        if code == 503 and "klippy" in message.lower():
+            return f"Klipper is not running or not connected to Moonraker ({message})"
+        return message
 
     def _read_status(self) -> PrinterStatus:
         path = "/printer/objects/query?print_stats&webhooks"
