@@ -29,6 +29,7 @@ from tests.plugins.receivers import NtfyReceiver, WebhookReceiver, wait_for
 from watchdog.comms.actions import ActionHandler, ActionTokens
 from watchdog.comms.http import StatusServer, action_page
 from watchdog.comms.notifier import Notifier
+from watchdog.comms.notify_send import with_mail_priority
 from watchdog.config import ConfigError, MqttConfig, NotifyTarget, StorageConfig, parse_config
 from watchdog.control import Command, CommandResult, Verb, printer_answers
 from watchdog.incidents import IncidentStore
@@ -180,6 +181,7 @@ def test_failure_reaches_ntfy_webhook_and_email_once_with_the_heatmap(
     [mail] = smtp_receiver.mails
     assert mail["Subject"] == msg.title and mail["To"] == "owner@example.com"
     assert "/actions/" not in mail.get_body(("plain",)).get_content()  # no actions_url: no links
+    assert (mail["X-Priority"], mail["Importance"]) == ("2", "high")  # marked, as on ntfy
     [picture] = list(mail.iter_attachments())
     assert picture.get_content_type() == "image/jpeg" and picture.get_content() == heat
 
@@ -1900,3 +1902,11 @@ def test_a_frozen_camera_mid_print_is_told_offline_with_why_and_back_when_it_mov
         assert webhook_receiver.posts[-1]["title"] == f"{PRINTER}: camera back online"
     finally:
         watcher.camera.close()
+
+
+def test_an_emails_priority_is_its_own_where_its_url_sets_it() -> None:
+    """An owner who wants alerts as plain mail sets the header in the URL: it is kept."""
+    own = with_mail_priority("mailtos://u:p@mail.example.com?to=a@b.c&+X-Priority=3", "max")
+    assert own.count("X-Priority") == 1 and "+X-Priority=3" in own and "+Importance=high" in own
+    assert with_mail_priority("ntfys://ntfy.sh/printers", "max") == "ntfys://ntfy.sh/printers"
+    assert with_mail_priority("mailto://u:p@example.com", "default") == "mailto://u:p@example.com"

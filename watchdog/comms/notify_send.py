@@ -63,9 +63,23 @@ def with_ntfy_options(url: str, options: dict[str, str]) -> str:
     return url
 
 
+MAIL_SCHEMES = ("mailto", "mailtos")
+# an email's X-Priority (1 highest, 3 normal) and Importance, by the ntfy priority of its kind:
+# a failure left printing came as any newsletter does
+MAIL_PRIORITY = {"max": ("1", "high"), "high": ("2", "high"), "low": ("5", "low")}
+
+
+def with_mail_priority(url: str, priority: str) -> str:
+    """An email URL with the headers that mark ``priority`` (Apprise's ``+Header=value``)."""
+    if url.split("://", 1)[0].lower() not in MAIL_SCHEMES or priority not in MAIL_PRIORITY:
+        return url
+    level, importance = MAIL_PRIORITY[priority]
+    return with_option(with_option(url, "+X-Priority", level), "+Importance", importance)
+
+
 def with_option(url: str, key: str, value: str) -> str:
     """``url`` with the query option ``key`` added, unless it is set already (or empty)."""
-    if value and not re.search(rf"[?&]{key}=", url):
+    if value and not re.search(rf"[?&]{re.escape(key)}=", url):
         url += ("&" if "?" in url else "?") + f"{key}={quote(value, safe='')}"
     return url
 
@@ -105,7 +119,9 @@ def send(request: dict[str, Any]) -> dict[str, Any]:
     log.setLevel(logging.DEBUG)
     capture = _Capture()
     log.addHandler(capture)
-    url = with_ntfy_options(str(request["url"]).strip(), dict(request.get("ntfy") or {}))
+    ntfy = dict(request.get("ntfy") or {})
+    url = with_ntfy_options(str(request["url"]).strip(), ntfy)
+    url = with_mail_priority(url, str(ntfy.get("priority", "")))
     url = with_option(url, "rto", str(READ_TIMEOUT_S))
     ap = apprise.Apprise()
     if not ap.add(url):
