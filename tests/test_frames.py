@@ -180,3 +180,31 @@ def test_calibration_never_takes_a_confirmed_failure_for_a_normal_print(tmp_path
         ["benchy_0.jpg", "benchy_1.jpg", "benchy_2.jpg"]
     ]
     assert frames.group_prints([rec / "failures"])[0] == {}
+
+
+def test_a_large_frame_is_trained_on_as_the_daemon_decodes_it(tmp_path: Path) -> None:
+    """A 1080p camera's JPEG is decoded by the daemon at half its size (what the model needs
+    is a fraction of it); the trainer, ``calibrate`` and ``score`` read it whole. The model was
+    fitted and its thresholds set on other pixels than it judges (up to 9 grey levels apart).
+    One frames contract: each reads it as the daemon's camera does."""
+    from watchdog.commands.calibrate import model_inputs
+    from watchdog.commands.score import read_image
+    from watchdog.devices.capture import decode_image, frame_size_needed
+
+    rng = np.random.default_rng(0)
+    img = cv2.resize(rng.integers(0, 255, (270, 480, 3), np.uint8), (1920, 1080))
+    img = cv2.GaussianBlur(img, (0, 0), 1.5)  # fine detail, as a camera's
+    path = tmp_path / "rec" / "benchy_1.jpg"
+    path.parent.mkdir()
+    path.write_bytes(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+    pre = Preprocess(width=128, height=64, roi=(0.0, 0.5, 1.0, 1.0))
+    need = frame_size_needed(pre)
+    served = decode_image(path.read_bytes(), 10_000_000, need)
+    assert served.shape[:2] == (540, 960)  # the daemon's camera: decoded at half
+    daemons = np.round(pre.apply(served) * 255.0).astype(np.uint8)
+    [trainers] = load_frames(find_frames(normal=[path.parent]), pre).x
+    whole = np.round(pre.apply(cv2.imread(str(path))) * 255.0).astype(np.uint8)
+    assert np.abs(whole.astype(int) - daemons).max() > 2  # the difference is real
+    np.testing.assert_array_equal(trainers, daemons)
+    np.testing.assert_array_equal(model_inputs(pre, [path])[0], daemons)
+    assert read_image(path, need).shape == served.shape

@@ -20,8 +20,9 @@ import numpy as np
 
 from watchdog import frames as frames_contract
 from watchdog.detection.bundle import Preprocess
+from watchdog.devices.capture import frame_size_needed
 from watchdog.errors import UsageError
-from watchdog.image_files import UnreadableFrame, read_frame_file
+from watchdog.image_files import UnreadableFrame, read_frame_file, read_sized_frame_file
 
 logger = logging.getLogger(__name__)
 
@@ -304,9 +305,10 @@ def load_frames(frames: Iterable[Frame], pre: Preprocess) -> Loaded:
     arrays: list[np.ndarray] = []
     skipped: list[str] = []
     sizes: list[tuple[int, int]] = []
+    need = frame_size_needed(pre)  # a large frame read as the daemon's cameras decode it
     for fr in frames:
         try:
-            img = read_frame_file(fr.path)
+            img, size = read_sized_frame_file(fr.path, need)
             x = pre.apply(img)
         except (UnreadableFrame, ValueError) as exc:
             # UnreadableFrame names the file; the preprocessing's refusal does not
@@ -316,7 +318,7 @@ def load_frames(frames: Iterable[Frame], pre: Preprocess) -> Loaded:
             continue
         kept.append(fr)
         arrays.append(np.round(x * 255.0).astype(np.uint8))
-        sizes.append((img.shape[1], img.shape[0]))
+        sizes.append(size)
     x_all = np.stack(arrays) if arrays else np.zeros((0, *pre.shape), np.uint8)
     return Loaded(kept, x_all, skipped, sizes)
 

@@ -17,9 +17,12 @@ import cv2
 import numpy as np
 
 from watchdog.devices.capture import (
+    DECODE_FLAGS,
     BadFrame,
     check_scans,
     ends_jpeg,
+    fit_to_need,
+    jpeg_reduction,
     read_header,
     stops_mid_scan,
 )
@@ -32,8 +35,19 @@ class UnreadableFrame(ValueError):
     """An image file that cannot be used as a frame; the message names the file and why."""
 
 
-def read_frame_file(path: Path) -> np.ndarray:
-    """The image as OpenCV gives it (grey, BGR or BGRA, any depth)."""
+def read_frame_file(path: Path, need: tuple[int, int] | None = None) -> np.ndarray:
+    """The image as OpenCV gives it (grey, BGR or BGRA, any depth). ``need`` (the model's
+    ``frame_size_needed``): a frame much larger than it is read at the size the daemon's
+    cameras decode it at (``decode_image``), so that a model is fitted, calibrated and judged
+    on the pixels the daemon will score, whatever the recording's size."""
+    return read_sized_frame_file(path, need)[0]
+
+
+def read_sized_frame_file(
+    path: Path, need: tuple[int, int] | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """``read_frame_file``'s image, and the file's own size (width, height): a frame read
+    smaller still tells which camera setting recorded it."""
     shown = str(path).encode("utf-8", "backslashreplace").decode()
     try:
         # a FIFO or a device would block or never end; a video given by mistake is read no
@@ -62,27 +76,35 @@ def read_frame_file(path: Path) -> np.ndarray:
     if header.kind == "jpeg" and not ends_jpeg(data):
         # OpenCV decodes a cut-off JPEG silently, its missing rows grey
         raise UnreadableFrame(f"{shown}: truncated JPEG (no end-of-image marker)")
+    factor = 1
     try:
         check_scans(data, header)
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if header.kind == "jpeg" and need is not None:
+            factor = jpeg_reduction(data, header, need)
+        flags = DECODE_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION
+        img = cv2.imdecode(
+            np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED if factor == 1 else flags
+        )
     except BadFrame as exc:
         raise UnreadableFrame(f"{shown}: {exc}") from None
     except cv2.error:
         img = None
     if img is None or img.size == 0:
         raise UnreadableFrame(f"{shown}: not a readable JPEG or PNG image")
-    if header.kind == "jpeg" and stops_mid_scan(img, max(1, header.mcu)):
+    if header.kind != "jpeg":
+        img = fit_to_need(img, need)  # decoded whole: brought to a JPEG's decoded size
+    if header.kind == "jpeg" and stops_mid_scan(img, max(1, header.mcu // factor)):
         # refused by the cameras' reader too: one frames contract for the daemon, the trainer,
         # calibrate and score (a trainer fitted on such grey-filled frames learnt them normal)
         raise UnreadableFrame(
             f"{shown}: truncated JPEG (its data stops in the middle of the picture)"
         )
-    return img
+    return img, (header.width, header.height)
 
 
-def read_bgr_file(path: Path) -> np.ndarray:
+def read_bgr_file(path: Path, need: tuple[int, int] | None = None) -> np.ndarray:
     """The image as 3-channel BGR, as the model's preprocessing takes it (the benchmarks'
-    reader: the same checks as the trainer's)."""
+    reader: the same checks as the trainer's; ``need`` as ``read_frame_file``'s)."""
     from watchdog.detection.bundle import to_bgr
 
-    return to_bgr(read_frame_file(path))
+    return to_bgr(read_frame_file(path, need))

@@ -46,6 +46,7 @@ from watchdog.detection.detector import (
 )
 from watchdog.detection.light import light_matched, start_matched
 from watchdog.detection.model import FrameScorer
+from watchdog.devices.capture import frame_size_needed
 from watchdog.errors import UsageError
 from watchdog.frames import print_of
 from watchdog.image_files import UnreadableFrame, read_frame_file
@@ -126,9 +127,10 @@ def model_inputs(pre: Preprocess, paths: list[Path]) -> np.ndarray:
     """One print's frames as the model's uint8 inputs, in order (unreadable images skipped and
     said): read once, then matched as the daemon matches the whole print and its start."""
     inputs = []
+    need = frame_size_needed(pre)  # a large frame read as the daemon's cameras decode it
     for path in paths:
         try:
-            img = read_frame_file(path)
+            img = read_frame_file(path, need)
         except UnreadableFrame as exc:
             logger.warning("skipping %s", exc)
             continue

@@ -20,6 +20,7 @@ from watchdog.commands import number
 from watchdog.detection.bundle import Adaptation, Bundle, default_bundle_path, encode_jpeg
 from watchdog.detection.detector import Detector
 from watchdog.detection.model import FrameScorer
+from watchdog.devices.capture import frame_size_needed
 from watchdog.durable import replace_file
 from watchdog.errors import UsageError
 from watchdog.image_files import UnreadableFrame, read_frame_file
@@ -53,10 +54,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
-def read_image(path: Path) -> np.ndarray:
-    """An image file as OpenCV gives it (grey, BGR or BGRA); UsageError naming the file otherwise."""
+def read_image(path: Path, need: tuple[int, int] | None = None) -> np.ndarray:
+    """An image file as OpenCV gives it (grey, BGR or BGRA), at the size the daemon decodes it
+    at (``need``: ``read_frame_file``); UsageError naming the file otherwise."""
     try:
-        return read_frame_file(path)
+        return read_frame_file(path, need)
     except UnreadableFrame as exc:
         raise UsageError(str(exc)) from None
 
@@ -112,7 +114,7 @@ def main(args: argparse.Namespace) -> int:
     bad: list[Path] = []
     for path in args.images:
         try:
-            frame = read_image(path)
+            frame = read_image(path, frame_size_needed(bundle.meta.preprocess))
         except UsageError as exc:  # one bad file is reported; the others are still scored
             print(f"error: {exc}", file=sys.stderr)
             bad.append(path)

@@ -203,7 +203,7 @@ _REDIRECT_LOOP = (
     f"more than {MAX_REDIRECTS} redirects (a redirect loop?); give the camera's final URL"
 )
 _FLAT_TOLERANCE = 2  # colour steps within a "flat" block (YCbCr → BGR rounding, chroma upsampling)
-_DECODE_FLAGS = {
+DECODE_FLAGS = {
     1: cv2.IMREAD_COLOR,
     2: cv2.IMREAD_REDUCED_COLOR_2,
     4: cv2.IMREAD_REDUCED_COLOR_4,
@@ -486,7 +486,7 @@ def _check_size(header: ImageHeader, max_pixels: int, need: tuple[int, int] | No
         )
 
 
-def _jpeg_reduction(data: bytes, header: ImageHeader, need: tuple[int, int] | None) -> int:
+def jpeg_reduction(data: bytes, header: ImageHeader, need: tuple[int, int] | None) -> int:
     """How much smaller a whole, baseline JPEG is decoded (``reduction``, or more where that
     would still be over FULL_DECODE_MAX_PIXELS); BadFrame for one cut short, or one no
     reduction brings within that and the model's need."""
@@ -529,11 +529,11 @@ def decode_image(data: bytes, max_pixels: int, need: tuple[int, int] | None = No
     header = read_header(data)
     _check_size(header, max_pixels, need)
     check_scans(data, header)
-    factor = _jpeg_reduction(data, header, need) if header.kind == "jpeg" else 1
+    factor = jpeg_reduction(data, header, need) if header.kind == "jpeg" else 1
     if header.kind == "png":
         data = png_pixels_only(data)
     frame = cv2.imdecode(
-        np.frombuffer(data, np.uint8), _DECODE_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION
+        np.frombuffer(data, np.uint8), DECODE_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION
     )
     if frame is None:
         raise BadFrame("undecodable image")
