@@ -779,3 +779,51 @@ def test_check_config_refuses_mqtt_certificates_the_daemon_could_not_load(
     )
     r = run_cli("check-config", "--config", str(config), timeout=60)
     assert "mqtt.tls.ca_file" in _one_line_error(r) and f"{fifo}: not a regular file" in r.stderr
+
+
+def test_a_bundle_whose_thresholds_no_frame_can_reach_is_refused_and_check_config_names_them(
+    tmp_path,
+) -> None:
+    """model.json edited by hand: ``adaptation.threshold: 1e29`` loaded as any bundle, and
+    check-config's "# ok" showed the unchanged display threshold: every alert was off without a
+    word. A threshold no frame can reach is refused; the ones that decide are shown."""
+    import shutil
+
+    from watchdog.detection.bundle import default_bundle_path
+
+    shipped = tmp_path / "shipped"
+    shutil.copytree(default_bundle_path(), shipped)
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(shipped),
+        storage={"dir": str(tmp_path / "state")},
+        printers=[{"name": "e3"}],
+    )
+    meta = json.loads((shipped / "model.json").read_text())
+    r = run_cli("check-config", "--config", str(config))
+    shown = meta["adaptation"]
+    assert f"adaptation.threshold {shown['threshold']:.4g}" in r.stderr, r.stderr
+    assert f"adaptation.guard {shown['guard']:.4g}" in r.stderr, r.stderr
+    for key, value in [
+        ("threshold", 1e29),
+        ("early_threshold", 1e29),
+        ("guard", 2.0),
+    ]:
+        edited = json.loads(json.dumps(meta))
+        edited["adaptation"][key] = value
+        (shipped / "model.json").write_text(json.dumps(edited))
+        line = _one_line_error(run_cli("check-config", "--config", str(config)))
+        assert f"adaptation.{key} {value:g} is above any score a frame can reach" in line, line
+        assert "model.json" in line, line
+    edited = json.loads(json.dumps(meta))
+    edited["threshold"] = 1e29
+    (shipped / "model.json").write_text(json.dumps(edited))
+    line = _one_line_error(run_cli("check-config", "--config", str(config)))
+    assert "threshold 1e+29 is above any score a frame can reach (1)" in line, line
+    # a bundle without a start guard (fewer than three prints) says what that leaves unwatched
+    edited = json.loads(json.dumps(meta))
+    edited["adaptation"]["guard"] = 0.0
+    (shipped / "model.json").write_text(json.dumps(edited))
+    r = run_cli("check-config", "--config", str(config))
+    assert r.returncode == 0 and "no start guard" in r.stderr, r.stderr
+    assert "a print that fails from its first frame is learnt as its normal" in r.stderr

@@ -256,7 +256,21 @@ def _how_judged(meta: BundleMeta) -> str:
     adaptation = meta.adaptation
     if not adaptation.enabled:
         return f"threshold {meta.threshold:.6g} (each frame on its own)"
+    # the thresholds that decide, each named as in model.json: an edit to one of them was
+    # not seen anywhere (the scale above stays whatever they are)
+    start = (
+        f", its frames {adaptation.early_frames + 1}-{adaptation.frames} against its first "
+        f"{adaptation.early_frames} at adaptation.early_threshold {adaptation.early_threshold:.4g}"
+        if adaptation.judges_start
+        else ", its start learnt without being judged"
+    )
+    guard = (
+        f", its start guarded at adaptation.guard {adaptation.guard:.4g}"
+        if adaptation.guard > 0
+        else ", no start guard"
+    )
     return (
         f"threshold {meta.threshold:.6g} on the scale of the dashboard's scores (each print "
-        f"judged against its own first {adaptation.frames} frames)"
+        f"judged against its own first {adaptation.frames} frames at adaptation.threshold "
+        f"{adaptation.threshold:.4g}{start}{guard})"
     )

@@ -88,14 +88,29 @@ def check_number(
         raise ValueError(f"{name} must be {kind} in {left}{lo:g}, {hi:g}], got {str(value)[:40]}")
 
 
-def check_threshold(name: str, value: Any) -> None:
-    """A threshold: 0 (not set) or a number a score can be divided by without overflowing."""
+def check_threshold(name: str, value: Any, most: float) -> None:
+    """A threshold: 0 (not set) or a number a score can be divided by, below ``most``: a
+    threshold no frame can reach (a model.json edited by hand, ``1e29``) would have switched
+    every alert off without a word."""
     check_number(name, value, 0.0, MAX_THRESHOLD)
     if 0 < value < MIN_THRESHOLD:
         raise ValueError(f"{name} must be 0 (not set) or at least {MIN_THRESHOLD:g}, got {value!r}")
+    if value >= most:
+        raise ValueError(
+            f"{name} {value:g} is above any score a frame can reach ({most:g}): no print would "
+            "ever alert; retrain or calibrate the model (to make it alert less, set "
+            "detection.sensitivity below 1)"
+        )
 
 
 MIN_THRESHOLD, MAX_THRESHOLD = 1e-9, 1e30  # a set threshold outside these is no calibration
+# The highest score a frame can have: the model's output is a sigmoid, its input in [0, 1], so
+# every error map (l1, l2, SSIM's) is at most 1, and so is any reduction of it.
+MAX_SCORE = 1.0
+# A per-print (adapted) threshold: each pixel's change divided by its spread over the print's
+# start. The trainer's are 2-5; this is a frame whose highest tenth changed ten thousand times
+# its own spread: no calibration ends there.
+MAX_ADAPTED_THRESHOLD = 1e4
 MIN_ROI_AREA = 0.01  # the watched region's least share of the frame (as the config's region)
 
 # --------------------------------------------------------------------------- preprocessing
@@ -462,13 +477,13 @@ class Adaptation:
     def __post_init__(self) -> None:
         check_number("frames", self.frames, 0, MAX_ADAPTATION_FRAMES, integer=True)
         check_number("std_floor", self.std_floor, 0.0, 1.0)
-        check_threshold("threshold", self.threshold)
+        check_threshold("threshold", self.threshold, MAX_ADAPTED_THRESHOLD)
         check_number("nearest", self.nearest, 0, MAX_ADAPTATION_FRAMES, integer=True)
         if not isinstance(self.match_light, bool):
             raise ValueError(f"match_light must be true or false, got {self.match_light!r}")
         if not 0 <= self.nearest <= self.frames:
             raise ValueError(f"nearest must be in [0, frames={self.frames}], got {self.nearest}")
-        check_threshold("guard", self.guard)
+        check_threshold("guard", self.guard, MAX_SCORE)  # on the absolute score
         for name in ("pixel_spread", "print_scale", "start_light", "clipped_light"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -478,7 +493,7 @@ class Adaptation:
                 "each calibration frame is judged against its nearest others"
             )
         check_number("early_frames", self.early_frames, 0, MAX_ADAPTATION_FRAMES, integer=True)
-        check_threshold("early_threshold", self.early_threshold)
+        check_threshold("early_threshold", self.early_threshold, MAX_ADAPTED_THRESHOLD)
         if self.early_frames and not 2 <= self.early_frames < self.frames:
             raise ValueError(
                 f"early_frames must be 0 or in [2, frames={self.frames}), got {self.early_frames}: "
@@ -572,6 +587,19 @@ class BundleMeta:
                 "failures on a print the model never saw; retrain on prints longer than its "
                 "calibration frames"
             )
+        sessions = self.data.get("sessions")
+        fitted = sessions.get("fit") if isinstance(sessions, dict) else None
+        if isinstance(fitted, list) and len(fitted) == 1:
+            out.append(
+                "fitted on one print: its thresholds were set on that print's own frames, and "
+                "how often a new print's good frames cross them is unknown; retrain with two "
+                "good prints or more"
+            )
+        elif self.adaptation.enabled and self.adaptation.guard <= 0:
+            out.append(
+                "no start guard (the trainer sets one from three good prints or more): a print "
+                "that fails from its first frame is learnt as its normal"
+            )
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -608,7 +636,7 @@ class BundleMeta:
                 NormalStats, d.get("normal_stats", {}), where, "normal_stats"
             )
             d["adaptation"] = _from_dict(Adaptation, d.get("adaptation", {}), where, "adaptation")
-            check_threshold("threshold", d["threshold"])
+            check_threshold("threshold", d["threshold"], MAX_SCORE)
             d["threshold"] = float(d["threshold"])
             d["input_shape"] = _shape("input_shape", d["input_shape"])
             d["output_shape"] = _shape("output_shape", d["output_shape"])
