@@ -118,13 +118,8 @@ def test_a_camera_source_the_daemon_would_refuse_is_refused_by_check_config(
         assert said in line, line
 
 
-def test_check_config_warns_of_a_bundle_made_to_evaluate_and_refuses_an_old_one(
-    tmp_path,
-) -> None:
-    """A bundle of `--split session` (the README: do not ship it) loaded without a word, in
-    check-config and in the daemon; one of an older trainer was "not a printer-watchdog
-    bundle (format=None)"."""
-    import shutil
+def _shipped_copy(tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the shipped bundle, and a config of one printer that uses it."""
 
     from watchdog.detection.bundle import default_bundle_path
 
@@ -136,6 +131,16 @@ def test_check_config_warns_of_a_bundle_made_to_evaluate_and_refuses_an_old_one(
         storage={"dir": str(tmp_path / "state")},
         printers=[{"name": "e3"}],
     )
+    return shipped, config
+
+
+def test_check_config_warns_of_a_bundle_made_to_evaluate_and_refuses_an_old_one(
+    tmp_path,
+) -> None:
+    """A bundle of `--split session` (the README: do not ship it) loaded without a word, in
+    check-config and in the daemon; one of an older trainer was "not a printer-watchdog
+    bundle (format=None)"."""
+    shipped, config = _shipped_copy(tmp_path)
     r = run_cli("check-config", "--config", str(config))
     assert r.returncode == 0 and "warning: model" not in r.stderr, r.stderr
     meta = json.loads((shipped / "model.json").read_text())
@@ -787,18 +792,7 @@ def test_a_bundle_whose_thresholds_no_frame_can_reach_is_refused_and_check_confi
     """model.json edited by hand: ``adaptation.threshold: 1e29`` loaded as any bundle, and
     check-config's "# ok" showed the unchanged display threshold: every alert was off without a
     word. A threshold no frame can reach is refused; the ones that decide are shown."""
-    import shutil
-
-    from watchdog.detection.bundle import default_bundle_path
-
-    shipped = tmp_path / "shipped"
-    shutil.copytree(default_bundle_path(), shipped)
-    config = write_config(
-        tmp_path / "c.yaml",
-        model=str(shipped),
-        storage={"dir": str(tmp_path / "state")},
-        printers=[{"name": "e3"}],
-    )
+    shipped, config = _shipped_copy(tmp_path)
     meta = json.loads((shipped / "model.json").read_text())
     r = run_cli("check-config", "--config", str(config))
     shown = meta["adaptation"]
