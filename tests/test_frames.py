@@ -208,3 +208,34 @@ def test_a_large_frame_is_trained_on_as_the_daemon_decodes_it(tmp_path: Path) ->
     np.testing.assert_array_equal(trainers, daemons)
     np.testing.assert_array_equal(model_inputs(pre, [path])[0], daemons)
     assert read_image(path, need).shape == served.shape
+
+
+def test_a_state_folder_a_run_or_the_kaggle_layout_given_as_good_prints_fits_none_of_their_failures(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--normal`` given the Pi's whole state folder fitted its alerts' frames and heatmaps as
+    good prints; given the Kaggle layout, its failed prints; given a folder that holds the
+    trainer's own ``--out``, the last run's plots."""
+    state = tmp_path / "state"
+    _write(state / "collected" / "e3", [f"e3-20261206-1500_{n}.jpg" for n in range(1, 4)])
+    _write(state / "incidents" / "e3" / "20261206T150000000Z-ab12", ["frame.jpg", "heatmap.jpg"])
+    run = state / "collected" / "runs" / "20261206-154201"
+    _write(run, ["anomalies.png", "replay.png"])
+    (run / "report.md").write_text("# report\n")
+    (run / "bundle").mkdir()
+    kaggle = tmp_path / "kag"
+    _write(kaggle / "no_defected", [f"scratch_{n}.jpg" for n in range(1, 4)])
+    _write(kaggle / "defected", [f"no_support_{n}.jpg" for n in range(1, 4)])
+    with caplog.at_level("WARNING"):
+        found = find_frames(normal=[state, kaggle])
+    fitted = sorted(f.path.name for f in found if f.label == "normal")
+    assert fitted == [f"e3-20261206-1500_{n}.jpg" for n in range(1, 4)] + [
+        f"scratch_{n}.jpg" for n in range(1, 4)
+    ]
+    assert sorted(f.path.name for f in found if f.label != "normal") == [
+        f"no_support_{n}.jpg" for n in range(1, 4)
+    ]
+    assert "the watchdog's alerts" in caplog.text and "a training run's" in caplog.text
+    # a folder merely named defected, with no Kaggle layout around it, is the owner's own
+    _write(tmp_path / "mine" / "defected", [f"benchy_{n}.jpg" for n in range(1, 4)])
+    assert {f.label for f in find_frames(normal=[tmp_path / "mine"])} == {"normal"}

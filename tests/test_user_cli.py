@@ -484,9 +484,9 @@ def test_example_config_is_coherent(tmp_path: Path) -> None:
     # the threshold shown is on the scale the dashboard's scores are, measured against the
     # print's own start (a bare number read as a frame's own score)
     assert (
-        "on the scale of the dashboard's scores (each print judged against its own first 30 frames)"
-        in r.stderr
-    )
+        "on the scale of the dashboard's scores (each print judged against its own first 30 "
+        "frames at adaptation.threshold "
+    ) in r.stderr
 
 
 def test_check_config_runs_the_model_and_refuses_one_that_disagrees_with_model_json(

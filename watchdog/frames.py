@@ -25,6 +25,7 @@ One module owns it, because ``collect``, the incident store, the trainer and
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from collections import Counter
@@ -36,6 +37,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 DEFAULT_PATTERN = r"^(?P<session>.+)_(?P<n>\d+)$"
 FALSE_ALARMS = "false_alarms"  # folder of loose frames kept from false alarms
 FAILURES = "failures"  # folder of frames of confirmed failures: never normal, wherever found
+INCIDENTS = "incidents"  # the daemon's alerts (``incidents.incidents_root``): no recording
+# the Kaggle layout's failed prints, ``defected/`` beside ``no_defected/``: never normal
+KAGGLE_FAILED, KAGGLE_NORMAL = "defected", "no_defected"
 _TRAILING_DIGITS = re.compile(r"(\d+)$")
 # A confirmed failure's copies in ``failures/`` (``incidents.mark_failure``): ``<incident>.jpg``,
 # the alert's frame, and ``<incident>-<NN>.jpg``, its anomalous lead-up, oldest first. One
@@ -45,6 +49,8 @@ _ALERT_FRAME = 1_000_000
 
 
 _RESUMED_PART = re.compile(r"\+resumed\d+$")
+
+logger = logging.getLogger(__name__)
 
 
 def resumed_part(print_name: str, k: int) -> str:
@@ -133,8 +139,24 @@ def _dangling(path: Path) -> bool:
         return False
 
 
+def not_recordings(folder: Path) -> str:
+    """Why the images under ``folder`` are no recording of a print ("": they may be): the
+    daemon's alerts (their frames, heatmaps and lead-up, failures or not), or a training
+    run's folder (its plots). A state folder or a run's ``--out`` given as frames had them
+    fitted as good prints."""
+    if folder.name == INCIDENTS:
+        return (
+            "the watchdog's alerts (their frames and heatmaps, failures or not); those "
+            "answered Not a failure or Confirm failure are kept under collected/<printer>/"
+        )
+    if (folder / "report.md").is_file() and (folder / "bundle").is_dir():
+        return "a training run's report, plots and model"
+    return ""
+
+
 def images_under(folder: Path) -> list[Path]:
-    """Image files below ``folder`` (sub-folders too), in a stable order.
+    """Image files below ``folder`` (sub-folders too), in a stable order, but those of
+    sub-folders that hold no recording (``not_recordings``: said in the log).
 
     A folder linked in is followed: an owner who links a recording into a data folder means
     it to count. Each real folder is read once, by its own path where it lies under
@@ -152,6 +174,10 @@ def images_under(folder: Path) -> list[Path]:
                 subfolders.clear()
                 continue
             read.add(real)
+            for name in list(subfolders):
+                if why := not_recordings(Path(root) / name):
+                    logger.warning("left out %s: %s", Path(root) / name, why)
+                    subfolders.remove(name)
             subfolders.sort()
             tops += sorted(Path(root) / d for d in subfolders if (Path(root) / d).is_symlink())
             for gone in (Path(root) / n for n in files):
@@ -195,12 +221,20 @@ def first_fingerprint(paths: Iterable[Path]) -> str | None:
 
 def in_failures(path: Path, folder: Path) -> bool:
     """Whether ``path``, found under ``folder``, lies in a ``failures/`` folder at any depth
-    (``failures/spaghetti/x.jpg`` too), ``folder`` itself included."""
+    (``failures/spaghetti/x.jpg`` too), ``folder`` itself included, or in the Kaggle layout's
+    ``defected/`` beside its ``no_defected/``."""
+    base = Path(folder).parent
     try:
-        parts = Path(path).relative_to(Path(folder).parent).parts[:-1]
+        parts = Path(path).relative_to(base).parts[:-1]
     except ValueError:
-        parts = (Path(path).parent.name,)
-    return FAILURES in parts
+        base, parts = Path(path).parent.parent, (Path(path).parent.name,)
+    for i, part in enumerate(parts):
+        if part == FAILURES:
+            return True
+        beside = base.joinpath(*parts[:i], KAGGLE_NORMAL)
+        if part == KAGGLE_FAILED and beside.is_dir():
+            return True
+    return False
 
 
 def group_prints(
