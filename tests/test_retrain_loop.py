@@ -194,6 +194,13 @@ def test_readme_retrain_loop_collect_train_replay(tmp_path: Path) -> None:
     assert d["recall"] > 0.5 and d["failures_paused"] == 2
     assert "**2 of 2** replays (1 failed print, each after each of 2 held-out prints)" in md
     assert d["normal_prints_paused"] == 0
+    # those false alarms are counted on the frames that set the threshold: each print judged
+    # with the threshold the other one set, as a print of tomorrow is, is said beside them
+    unseen = d["unseen"]
+    assert unseen["prints"] == 2 and 0.0 <= unseen["false_alarm_rate"] <= 1.0, unseen
+    said = " ".join(md.split())
+    assert f"{100 * unseen['false_alarm_rate']:.1f}% of its good frames flagged" in said
+    assert "each print is judged with the threshold the other prints set" in said
     assert (run / "replay.png").stat().st_size > 10_000
 
     # 4. replay a third print and a failure through the new bundle, as the README says: the same

@@ -384,7 +384,7 @@ def run(options: Options) -> RunResult:
         model, scoring, fit_set, split.contamination, tn_scores, ta_scores, bs, test_normal_from
     )
 
-    adaptation, adaptation_rule, crossfitted = _adaptation(
+    adaptation, adaptation_rule, crossfitted, validation = _adaptation(
         preset, recon, [fit_set, val_set], options, bs
     )
     judgement, replays = _daemon_judgement(
@@ -398,6 +398,9 @@ def run(options: Options) -> RunResult:
         crossfitted,
         has_test_prints,
         options,
+    )
+    judgement["unseen"] = _unseen(
+        preset, adaptation, crossfitted, validation, options, has_test_prints
     )
     judgement["model"] = "float32"  # which model the replays went through
 
@@ -498,9 +501,10 @@ def run(options: Options) -> RunResult:
     )
     report.write(rep, run_dir)
     d = judgement
+    unseen = d.get("unseen")
     logger.info(
         "done: %s; on %d held-out print(s) the daemon would flag %s of failure frames and %s of normal "
-        "frames, pausing %d of %d failures and %d of %d good prints (report.md)",
+        "frames, pausing %d of %d failures and %d of %d good prints%s (report.md)",
         run_dir,
         d["held_out_prints"],
         _pct(d["recall"]),
@@ -509,15 +513,21 @@ def run(options: Options) -> RunResult:
         d["failures_replayed"],
         d["normal_prints_paused"],
         d["held_out_prints"],
+        ""
+        if not unseen
+        else f"; a new print's good frames, each print judged with the threshold the others "
+        f"set: {_pct(unseen['false_alarm_rate'])} flagged, {unseen['normal_prints_paused']} of "
+        f"{unseen['prints']} paused",
     )
     return RunResult(run_dir, bundle.path, rep)
 
 
 def _adaptation(
     preset: Preset, recon: Any, sets: list[Loaded], options: Options, bs: int
-) -> tuple[Adaptation, str, list[crossfit.HeldOut]]:
-    """The preset's per-print adaptation with its threshold set on the normal prints seen, and
-    those prints as models that never fitted them score them (empty without a cross-fit).
+) -> tuple[Adaptation, str, list[crossfit.HeldOut], float]:
+    """The preset's per-print adaptation with its threshold set on the normal prints seen,
+    those prints as models that never fitted them score them (empty without a cross-fit), and
+    the threshold the fitted model's validation frames gave (0: none).
 
     Each print is replayed in frame-number order through ``watchdog.detection`` exactly as the
     daemon will (the quality benchmark calibrates the same way). With two prints or more the
@@ -527,7 +537,7 @@ def _adaptation(
     that cannot be calibrated is off, and its rule says why (for the report's headline).
     """
     if not preset.adaptation.enabled:
-        return preset.adaptation, "", []
+        return preset.adaptation, "", [], 0.0
     prints = crossfit.print_frames(sets)
     # a print's parts after a resume are near-copies of it: they count as one print
     whole = len({frames_contract.print_of(name) for name in prints})
@@ -544,13 +554,14 @@ def _adaptation(
             "print it never saw"
         )
         logger.warning("per-print adaptation off: %s", why)
-        return Adaptation(), why, []
-    fitted: tuple[Adaptation, str, list[crossfit.HeldOut]] = (
+        return Adaptation(), why, [], 0.0
+    fitted: tuple[Adaptation, str, list[crossfit.HeldOut], float] = (
         own,
         f"validation frames of the fitted prints ({judged} frames after their starts); {fpr}"
         + calibration.few_frames(judged, options.target_fpr)
         + _start_rule(own, fitted=True),
         [],
+        own.threshold,
     )
     if options.adapt_calibration != "cross" or whole < 2:
         return fitted
@@ -587,7 +598,51 @@ def _adaptation(
         + _guard_rule(result, cross.prints)
         + _start_rule(result)
     )
-    return result, rule, held
+    return result, rule, held, own.threshold
+
+
+def _unseen(
+    preset: Preset,
+    adaptation: Adaptation,
+    held: list[crossfit.HeldOut],
+    validation: float,
+    options: Options,
+    has_test_prints: bool,
+) -> dict[str, Any] | None:
+    """What the report's false alarms cannot say after a cross-fit: the threshold was set on
+    the very frames they are counted on (0% by construction where they are fewer than the
+    target asks for). Each print is judged here with the threshold the other prints set (and
+    the validation frames', as shipped), as a print no threshold was set on: how often a new
+    print's good frames would be flagged. None with fewer than two prints, no adaptation, or
+    test prints (which chose no threshold: their false alarms are a new print's already)."""
+    names = sorted({frames_contract.print_of(h.name) for h in held})
+    if len(names) < 2 or not adaptation.enabled or has_test_prints:
+        return None
+    flagged: list[np.ndarray] = []
+    paused = judged = 0
+    for name in names:
+        parts = [h for h in held if frames_contract.print_of(h.name) == name]
+        others = [h for h in held if frames_contract.print_of(h.name) != name]
+        try:
+            cross = crossfit.calibrate_on(preset, others, options.target_fpr).adaptation
+        except ValueError:  # the others are too short to set one: this print is not judged
+            continue
+        spec = dataclasses.replace(
+            adaptation, threshold=crossfit.shipped_threshold(cross.threshold, validation)
+        )
+        runs = heldout.replays(parts, {}, spec, preset.scoring, spec.threshold)
+        if not runs:
+            continue
+        judged += 1
+        flagged += [r.scores > r.threshold for r in runs]
+        paused += any(r.first_pause is not None for r in runs)
+    if not judged:
+        return None
+    return {
+        "false_alarm_rate": float(np.mean(np.concatenate(flagged))),
+        "normal_prints_paused": paused,
+        "prints": judged,
+    }
 
 
 def _start_rule(result: Adaptation, fitted: bool = False) -> str:
@@ -615,8 +670,9 @@ def _guard_rule(result: Adaptation, prints: int) -> str:
     if result.guard <= 0:
         return (
             f"; no start guard: {prints} prints are too few to know how far a good start "
-            f"varies (needs {calibration.GUARD_PRINTS}); each print's first {result.frames} "
-            "frames are learnt, not judged"
+            f"varies (needs {calibration.GUARD_PRINTS}); a print's first {result.frames} frames "
+            "are not judged against other prints' starts, so a print that fails from its first "
+            "frame is learnt as its normal"
         )
     return (
         f"; start guard {result.guard:.4g}: the 99% prediction bound of a good print's highest "

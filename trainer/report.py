@@ -97,13 +97,21 @@ def _pct(v: Any) -> str:
 def _daemon_section(d: dict[str, Any], figures: set[str]) -> list[str]:
     """What the daemon would do on the held-out prints: the report's headline."""
     off = d.get("adaptation_off")
+    guarded = (d.get("shown") or {}).get("guard", 0) > 0
+    judged_by = " ".join(
+        [
+            "the start guard" if guarded else "",
+            "and" if guarded and d.get("start") else "",
+            "the start's own judgement, below" if d.get("start") else "",
+        ]
+    ).strip()
+    start = f"flagged only by {judged_by}" if judged_by else "never flagged: no start guard"
     lines = [
         "## What the daemon would do on prints the model never saw",
         "",
         *([f"**Per-print adaptation is off: {off}.**", ""] if off else []),
         f"Each held-out print is replayed frame by frame as the daemon runs it: its first frames "
-        f"calibrate the print's baseline (flagged only by the start guard and the start's own "
-        f"judgement, below), every later frame is flagged above the exported threshold "
+        f"calibrate the print's baseline ({start}), every later frame is flagged above the exported threshold "
         f"({d['threshold_rule']}), and {d['consecutive']} flagged frames in a row, the start's "
         f"included, pause the print (the daemon's default rule). Each known failure is replayed "
         f"after a held-out print's calibration frames, so it is judged against another print's "
@@ -118,6 +126,7 @@ def _daemon_section(d: dict[str, Any], figures: set[str]) -> list[str]:
         f"**{d['failures_paused']} of {d['failures_replayed']}** replays{_replays_of(d)}",
         f"- **Normal frames flagged (false alarms): {_pct(d['false_alarm_rate'])}**; good prints paused "
         f"by mistake: **{d['normal_prints_paused']} of {d['held_out_prints']}**",
+        *_unseen_line(d.get("unseen")),
         "",
         *_replay_table(d["replays"], "calibration frames"),
     ]
@@ -127,6 +136,21 @@ def _daemon_section(d: dict[str, Any], figures: set[str]) -> list[str]:
         else []
     )
     return [*lines, *figure, "", *_shown_section(d), *_start_section(d.get("start"))]
+
+
+def _unseen_line(u: dict[str, Any] | None) -> list[str]:
+    """The false alarms of a print no threshold was set on (``pipeline._unseen``): the line
+    above counts them on the frames that set the threshold, at most the target by design."""
+    if not u:
+        return []
+    return [
+        "- **A new print, as far as these prints tell: "
+        f"{_pct(u['false_alarm_rate'])} of its good frames flagged**; good prints paused "
+        f"by mistake: **{u['normal_prints_paused']} of {u['prints']}**. The line above counts "
+        "false alarms on the frames that set the threshold (low by construction); here each "
+        "print is judged with the threshold the other prints set, as a print of tomorrow is. "
+        "Few prints make it a rough figure: more recorded prints make both better."
+    ]
 
 
 def _shown_section(d: dict[str, Any]) -> list[str]:

@@ -636,7 +636,10 @@ class BundleMeta:
                 NormalStats, d.get("normal_stats", {}), where, "normal_stats"
             )
             d["adaptation"] = _from_dict(Adaptation, d.get("adaptation", {}), where, "adaptation")
-            check_threshold("threshold", d["threshold"], MAX_SCORE)
+            # with a per-print adaptation it is the scale adapted scores are shown on, which any
+            # number can be; alone it judges the absolute score, which cannot pass MAX_SCORE
+            absolute = not d["adaptation"].enabled
+            check_threshold("threshold", d["threshold"], MAX_SCORE if absolute else MAX_THRESHOLD)
             d["threshold"] = float(d["threshold"])
             d["input_shape"] = _shape("input_shape", d["input_shape"])
             d["output_shape"] = _shape("output_shape", d["output_shape"])
