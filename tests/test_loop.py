@@ -1725,6 +1725,42 @@ def test_an_alerts_button_after_a_restart_with_the_api_away_says_so_and_acts_onc
     restarted.close()
 
 
+def test_an_alert_still_stands_after_a_restart_while_the_printer_cannot_be_reached(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Restarted while the printer's API was away (a power blip, OctoPrint hung): the page
+    and Home Assistant's problem sensor showed no failure and no alert, the print paused on
+    with nobody told, until the API answered again. The unanswered alert is shown standing
+    meanwhile; once the printer tells, what became of its print decides, as before."""
+    printer = _Unreachable("benchy_A.gcode")
+    watcher, frames, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    watcher.close()
+    printer.offline = True
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    restarted.step()
+    status = restarted.status()
+    assert status["printer_state"] == "offline", status
+    assert status["failure"] and status["last_alert"]["incident"] == incident, status
+    printer.offline = False
+    restarted.step()
+    status = restarted.status()
+    assert status["failure"] and status["last_alert"]["incident"] == incident, status
+    # cancelled at the printer while the watchdog could not see it: the alert is closed then
+    printer.offline = True
+    restarted.close()
+    printer.cancel()
+    again = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    again.step()
+    assert again.status()["failure"], "not known yet: the alert still stands"
+    printer.offline = False
+    again.step()
+    status = again.status()
+    assert not status["failure"] and status["last_alert"] is None, status
+    again.close()
+
+
 def test_an_alerts_cancel_after_its_print_ended_in_a_printer_error_says_it_ended(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

@@ -1303,6 +1303,22 @@ class Watcher:
         logger.info("%s: alert %s: its print has ended (%s)", self.name, newest[0].id, other)
         self._answer_print_over(newest[0].id)
 
+    def _standing_until_known(self) -> Alert | None:
+        """Just started, the printer not known yet (its API unreachable, its key refused): the
+        newest alert on disk that nobody answered, shown as standing until the printer tells
+        what became of its print (``_after_start``). A restart while the printer could not be
+        reached turned Home Assistant's problem sensor and the page's alert off, the print
+        paused or failing on. Shown only: nothing is decided on it."""
+        if self._restore_checked or self.last_alert is not None:
+            return None
+        newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
+        if not newest or answered(newest[0].alert):
+            return None
+        alert = Alert.from_saved(newest[0].alert)
+        if alert is None or not (_paused_the_print(alert) or "verdict" not in newest[0].alert):
+            return None  # a failure only told, then judged by the owner: no longer standing
+        return alert
+
     def _newest_saved(self) -> tuple[Alert, dict[str, Any]] | None:
         """The newest alert on disk (and its saved JSON: verdict, answer) if the printer still
         runs the print it was about; None where there is none."""
@@ -1604,6 +1620,7 @@ class Watcher:
     def _status(self, heartbeat: float) -> WatcherStatus:
         v = self.last_verdict
         calibrating = self.state.watching and self.detector.calibrating
+        standing = self._standing_until_known()
         return WatcherStatus(
             state=self._label(),
             # the API unreachable (or its key refused) is said as such, not as the last state
@@ -1628,8 +1645,8 @@ class Watcher:
             calibration=self.detector.progress if calibrating else "",
             enabled=self.enabled,
             skipping_print=self.skipping_print,
-            failure=self.state.failure,
-            last_alert=self._alert_as_it_stands(),
+            failure=self.state.failure or standing is not None,
+            last_alert=self._alert_as_it_stands() or standing,
             heartbeat=heartbeat,
             failing_steps=self.failing_steps,
             recording_ended=self._recording_ended,
