@@ -1703,20 +1703,29 @@ def test_a_restart_before_the_pause_had_to_show_still_checks_it(
     restarted.close()
 
 
+def _restarted_with_the_api_away(
+    tmp_path, bundle, normal_frames, anomalous_frames
+) -> tuple[_Unreachable, Path, str, Watcher]:
+    """A print paused by an alert, then the watchdog restarted while the printer's API is
+    away: the printer, the frames, the alert's incident and the new watcher, stepped once."""
+    printer = _Unreachable("benchy_A.gcode")
+    watcher, frames, incident = _paused(tmp_path, bundle, normal_frames, anomalous_frames, printer)
+    watcher.close()
+    printer.offline = True
+    restarted = _watcher(tmp_path, bundle, frames, printer)
+    restarted.step()
+    return printer, frames, incident, restarted
+
+
 def test_an_alerts_button_after_a_restart_with_the_api_away_says_so_and_acts_once_back(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
     """Restarted while the printer's API was away, an alert's Resume said "ender3 reports no
     job": the API had told nothing at all."""
 
-    printer = _Unreachable("benchy_A.gcode")
-    watcher, frames, incident = _paused(
-        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    printer, frames, incident, restarted = _restarted_with_the_api_away(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
     )
-    watcher.close()
-    printer.offline = True
-    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
-    restarted.step()
     ok, detail = _press(restarted, Verb.RESUME, incident)
     assert not ok and "API does not answer (connection refused)" in detail, detail
     printer.offline = False
@@ -1732,14 +1741,9 @@ def test_an_alert_still_stands_after_a_restart_while_the_printer_cannot_be_reach
     and Home Assistant's problem sensor showed no failure and no alert, the print paused on
     with nobody told, until the API answered again. The unanswered alert is shown standing
     meanwhile; once the printer tells, what became of its print decides, as before."""
-    printer = _Unreachable("benchy_A.gcode")
-    watcher, frames, incident = _paused(
-        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    printer, frames, incident, restarted = _restarted_with_the_api_away(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
     )
-    watcher.close()
-    printer.offline = True
-    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
-    restarted.step()
     status = restarted.status()
     assert status["printer_state"] == "offline", status
     assert status["failure"] and status["last_alert"]["incident"] == incident, status
