@@ -963,6 +963,15 @@ def test_a_cards_heatmap_gone_with_a_new_region_is_not_shown_from_the_cache(env,
     # re-learning the print's look during it (resumed with watching switched on again)
     learning = "return stateOf({state: 'cooldown', calibrating: true, calibration: '3/30'})[1]"
     assert js(browser, learning) == "cooldown, learning the print 3/30"
+    # an alert that did not stop the print stands until answered: the badge said "watching"
+    # in green once its cooldown was over (or "calibrating" after a restart)
+    for state in ("watching", "calibrating", "cooldown", "anomaly"):
+        shown = js(browser, f"return stateOf({{state: '{state}', failure: true, consecutive: 0}})")
+        assert shown == ["anomaly", "alerted, not stopped"], (state, shown)
+    # a new run of anomalous frames is counted, and a paused print says paused
+    run = "return stateOf({state: 'anomaly', failure: true, consecutive: 2, needed: 3})[1]"
+    assert js(browser, run) == "anomaly 2/3"
+    assert js(browser, "return stateOf({state: 'paused', failure: true})[1]") == "paused"
 
 
 def test_the_timeline_leaves_a_gap_where_nothing_was_scored(env, browser) -> None:

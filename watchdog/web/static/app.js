@@ -121,11 +121,17 @@ function toast(message, ok = true) {
 }
 
 // The watcher's state label (watchdog.detection.decide.Label) with its progress, in words.
+// the states of a print going on: after an alert that did not stop it (notify only, or a
+// pause that failed), that alert stands until answered, through its cooldown, the next
+// print's look learnt and a restart; the badge said "watching" over it in green
+const GOING_ON = ["watching", "calibrating", "cooldown", "anomaly"];
+
 function stateOf(p) {
   const s = p.state || "starting";
+  if (p.failure && GOING_ON.includes(s) && !(s === "anomaly" && p.consecutive)) {
+    return ["anomaly", "alerted, not stopped"];
+  }
   if (s === "calibrating") return [s, p.calibration ? `calibrating ${p.calibration}` : s];
-  // after an alert that did not stop the print (notify only, or a failed pause): its cooldown
-  if (s === "anomaly" && p.failure && !p.consecutive) return [s, "alerted, not stopped"];
   if (s === "anomaly") return [s, `anomaly ${p.consecutive}/${p.needed}`];
   if (s === "camera_offline") return [s, "camera offline"];
   if (s === "printer_offline") return [s, "printer unreachable"];
