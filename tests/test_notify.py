@@ -486,6 +486,7 @@ def test_receiver_down_for_a_while_and_across_a_restart_is_delivered_once(
     first.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
     wait_for("two failed attempts", lambda: first.notify_status()["ntfy"]["failed"] >= 2)
     assert first.notify_status()["ntfy"]["pending"] == 1
+    assert first.notify_status()["ntfy"]["failing"]  # for the page's banner
     warnings = [r.getMessage() for r in caplog.records if "cannot deliver" in r.getMessage()]
     assert len(warnings) == 1, "retries are logged once a minute, not at every attempt"
     first.stop()  # the daemon exits with the notification undelivered
@@ -495,6 +496,7 @@ def test_receiver_down_for_a_while_and_across_a_restart_is_delivered_once(
     second = phone(notify=targets)
     assert second.notifications.flush(60), second.notify_status()
     assert len(ntfy_receiver.messages) == 1 and ntfy_receiver.messages[0].attachment == jpeg(2)
+    assert not second.notify_status()["ntfy"]["failing"]
     second.stop()
     third = phone(notify=targets)  # nothing left to send
     assert third.notify_status()["ntfy"]["pending"] == 0

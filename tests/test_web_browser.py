@@ -972,6 +972,16 @@ def test_a_cards_heatmap_gone_with_a_new_region_is_not_shown_from_the_cache(env,
     run = "return stateOf({state: 'anomaly', failure: true, consecutive: 2, needed: 3})[1]"
     assert js(browser, run) == "anomaly 2/3"
     assert js(browser, "return stateOf({state: 'paused', failure: true})[1]") == "paused"
+    # phone notifications that do not get through: only /status said so
+    banner = (
+        "sayNotifyFailing(%s); const b = document.getElementById('notify-failing');"
+        " return [b.hidden, b.textContent];"
+    )
+    failing = [{"target": "ntfy", "waiting": 2, "error": "cannot connect to 127.0.0.1:9"}]
+    hidden, said = js(browser, banner % json.dumps(failing))
+    assert not hidden and said.startswith("Phone notifications are not getting through: "), said
+    assert "ntfy (2 waiting): cannot connect to 127.0.0.1:9" in said, said
+    assert js(browser, banner % "[]")[0], "delivered again: the banner goes"
 
 
 def test_the_timeline_leaves_a_gap_where_nothing_was_scored(env, browser) -> None:

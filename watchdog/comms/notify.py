@@ -1355,6 +1355,8 @@ class TargetSender:
                 "coalesced": self.coalesced,
                 "rejected": self.rejected,
                 "last_error": self.last_error,
+                # its last try failed: it waits to try again (the page says so)
+                "failing": bool(self.rejected or self._delay),
                 "last_sent": _iso(self.last_sent_at),
             }
 

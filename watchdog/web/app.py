@@ -329,6 +329,12 @@ class Dashboard:
                 "mqtt_enabled": self.backend.config.mqtt.enabled,
                 "reload_refused": status.get("reload_refused"),
                 "waiting_for_restart": status.get("waiting_for_restart") or [],
+                # phone notifications whose last try failed: only /status said so
+                "notify_failing": [
+                    {"target": name, "waiting": s["pending"], "error": s["last_error"]}
+                    for name, s in (status.get("notify") or {}).items()
+                    if s.get("failing")
+                ],
                 "login": self.login_required,
                 "printers": printers,
             }

@@ -192,6 +192,7 @@ async function poll() {
       + (S.reloadRefused ? " · new settings not applied (see a printer's settings)" : "")
       + (waiting.length ? ` · ${waiting.join(", ")} changed: applied at the next restart` : "");
     conn.classList.remove("offline");
+    sayNotifyFailing(state.notify_failing || []);
     S.down = 0;
     renderPrinters();
     if (S.view === "incidents") await loadIncidents();
@@ -209,6 +210,19 @@ async function poll() {
     } else if (down.hidden) down.textContent = "";
     setTimeout(poll, POLL_MS);
   }
+}
+
+// Phone notifications whose last try failed (a service down, a token refused): the alert is
+// kept and retried, but the owner away from the page thinks the phone would ring.
+function sayNotifyFailing(failing) {
+  const box = document.getElementById("notify-failing");
+  const text = failing.length
+    ? "Phone notifications are not getting through: " + failing.map((f) =>
+      `${f.target}${f.waiting ? ` (${f.waiting} waiting)` : ""}: ${f.error || "failed"}`).join("; ")
+      + ". They are kept and tried again; see the watchdog's log."
+    : "";
+  if (box.textContent !== text) box.textContent = text;  // said once, not at every poll
+  box.hidden = !text;
 }
 
 async function loadTimeline(p, now) {
