@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -790,6 +791,32 @@ def test_settings_are_validated_saved_shown_by_check_config_and_reset(open_daemo
         mask,
         corner,
     ]
+    # two tabs save over the same drawing at the same moment: both were answered "saved", the
+    # first one's mask lost without a word; one is saved, the other told it was stale
+    answers: list[requests.Response] = []
+
+    def save(extra: list[list[float]]) -> None:
+        answers.append(
+            requests.post(
+                settings,
+                json={"mask": [mask, corner, extra], "was": {"mask": [mask, corner]}},
+                headers=headers,
+                timeout=60,
+            )
+        )
+
+    tabs = [
+        threading.Thread(target=save, args=([[0.1, 0.5], [0.2, 0.5], [0.2, 0.6]],)),
+        threading.Thread(target=save, args=([[0.5, 0.5], [0.6, 0.5], [0.6, 0.6]],)),
+    ]
+    for tab in tabs:
+        tab.start()
+    for tab in tabs:
+        tab.join(120)
+    assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+    [kept] = [a for a in answers if a.status_code == 200]
+    stored_mask = json.loads(stored.read_text())["printers"][PRINTER]["detection"]["mask"]
+    assert stored_mask == kept.json()["saved"]["mask"]
 
     r = requests.post(f"{settings}/reset", json={}, headers=headers, timeout=60)
     assert r.status_code == 200 and r.json()["ok"] and not stored.exists(), r.text

@@ -92,6 +92,9 @@ class Dashboard:
         )
         self.proxies = auth.Proxies(cfg.trusted_proxies)
         self.checking = threading.BoundedSemaphore(1)
+        # one settings save at a time, checked against what the one before it applied: two
+        # tabs saving at once were both answered "saved" over the same drawing, one lost
+        self.saving = threading.Lock()
         self.open_csrf = secrets.token_urlsafe(32)  # the page's token when no login is needed
         # this start of the daemon: a page made by an earlier one reloads (its token is stale)
         self.boot = secrets.token_urlsafe(8)
@@ -447,6 +450,11 @@ class Dashboard:
                 {"ok": False, "detail": f"'was' holds the {' or '.join(DRAWN)} the page drew on"},
                 400,
             )
+        with self.saving:
+            return self._save(name, body, was)
+
+    def _save(self, name: str, body: dict[str, Any], was: dict[str, Any]) -> Response:
+        """``settings``, once no other save is under way."""
         changed = self._changed_since(name, was)
         if changed:
             return json_response(
@@ -487,7 +495,8 @@ class Dashboard:
         if self._printer(name) is None:
             return json_response({"ok": False, "detail": "unknown printer"}, 404)
         try:
-            done, applied = self.backend.reset_settings(name)
+            with self.saving:
+                done, applied = self.backend.reset_settings(name)
         except ConfigError as exc:
             return json_response({"ok": False, "detail": f"nothing changed: {exc}"}, 400)
         except OSError as exc:
