@@ -982,6 +982,15 @@ def test_a_cards_heatmap_gone_with_a_new_region_is_not_shown_from_the_cache(env,
     assert not hidden and said.startswith("Phone notifications are not getting through: "), said
     assert "ntfy (2 waiting): cannot connect to 127.0.0.1:9" in said, said
     assert js(browser, banner % "[]")[0], "delivered again: the banner goes"
+    # the config file's edit refused, the page's own saved settings in force: they were said
+    # "not applied" and the owner saved them again for nothing
+    note = (
+        "return refusedNote({sensitivity: 1.5}, {sensitivity: %s, consecutive: 3}, 'invalid YAML')"
+    )
+    said = js(browser, note % "1.5")
+    assert said.startswith(" A change of the config file was refused (invalid YAML)"), said
+    assert said.endswith("the settings it had, these included.") and "Not applied" not in said
+    assert js(browser, note % "1.0").startswith(" Not applied: the watchdog refused them")
 
 
 def test_the_timeline_leaves_a_gap_where_nothing_was_scored(env, browser) -> None:

@@ -831,9 +831,20 @@ function refreshEditor(asked = Infinity) {
   const keys = Object.keys(p.saved || {});
   d.origin.textContent = (p.saved && p.saved.error ? p.saved.error
     : keys.length ? `Saved from this page: ${keys.join(", ")} (overrides the config file).` : "All settings come from the config file.")
-    // a refused reload leaves the settings before it running: said until one is applied
-    + (S.reloadRefused ? ` Not applied: the watchdog refused them (${S.reloadRefused}) and runs the settings it had.` : "");
+    + refusedNote(saved, p.settings, S.reloadRefused);
   d.yaml.textContent = p.yaml || "# nothing saved from the page";
+}
+
+// A refused reload leaves the settings before it running: said until one is applied. The
+// page's own settings already in force were said "not applied" where the config file's edit
+// was what was refused, and the owner saved them again for nothing.
+function refusedNote(saved, inForce, why) {
+  if (!why) return "";
+  const keys = Object.keys(saved);
+  if (keys.every((k) => JSON.stringify(saved[k]) === JSON.stringify(inForce[k]))) {
+    return ` A change of the config file was refused (${why}): the watchdog runs the settings it had${keys.length ? ", these included" : ""}.`;
+  }
+  return ` Not applied: the watchdog refused them (${why}) and runs the settings it had.`;
 }
 
 // Settings changed elsewhere while the editor is open (the config file reloaded, another
