@@ -941,6 +941,16 @@ def test_a_cards_heatmap_gone_with_a_new_region_is_not_shown_from_the_cache(env,
         " c.barFill.className];",
     )
     assert shown == [True, False, "no heatmap of the watched region yet", "0%", ""], shown
+    # a print paused by an alert, after a restart: not watched, so nothing scored, and the
+    # card showed a black box; the alert's own heatmap is its picture
+    src = js(
+        browser,
+        f"const c = cards['{PRINTER}'];"
+        f"updateCard(c, {{...S.printers.find((p) => p.name === '{PRINTER}'), score: null,"
+        " failure: true, last_alert: {incident: '20261206T155450584Z-fc5f2f'}});"
+        "return c.img.getAttribute('src');",
+    )
+    assert src == f"/api/incidents/{PRINTER}/20261206T155450584Z-fc5f2f/heatmap.jpg", src
     # an idle printer's last picture and score were shown as if live, its failure included
     idle = js(
         browser,
@@ -991,6 +1001,16 @@ def test_a_cards_heatmap_gone_with_a_new_region_is_not_shown_from_the_cache(env,
     assert said.startswith(" A change of the config file was refused (invalid YAML)"), said
     assert said.endswith("the settings it had, these included.") and "Not applied" not in said
     assert js(browser, note % "1.0").startswith(" Not applied: the watchdog refused them")
+    # a refused Resume of an earlier alert, in red beside the alert that stands now, read as
+    # this one's answer
+    shown = js(
+        browser,
+        "const c = {lastCmdRow: {}, lastCmd: {}}; showLastCommand(c, {name: 'x', failure: true,"
+        " last_alert: {time: '2026-12-06T15:54:50+00:00'}, last_command: {source: 'a phone',"
+        " time: Date.parse('2026-12-06T15:31:52Z') / 1000, ok: false, text: 'Resume print: "
+        "this alert was answered already'}}); return [c.lastCmd.className, c.lastCmd.textContent];",
+    )
+    assert shown[0] == "muted" and "; before the alert of " in shown[1], shown
 
 
 def test_the_timeline_leaves_a_gap_where_nothing_was_scored(env, browser) -> None:

@@ -375,16 +375,21 @@ function updateCard(c, p) {
   const last = tl ? tl.seq : 0;  // the newest point's number: a new picture with each
   // no score: none since the region, mask or model changed, and its heatmap is gone with it
   // (an idle printer's point number stays: the browser would show its picture from cache)
+  // ... but an alert that stands (a print paused by it, after a restart or a settings save:
+  // not watched, so not scored) has its own heatmap: shown, not a black box
+  const alerted = p.failure && p.last_alert && p.last_alert.incident
+    ? `/api/incidents/${p.name}/${p.last_alert.incident}/heatmap.jpg` : "";
   const gone = c.overlay.checked && p.score === null;
   // a camera offline from the start has no picture to show: the place says why
   const offline = p.camera_online === false;
-  const key = `${c.overlay.checked}:${last}:${gone}:${offline}`;
+  const key = `${c.overlay.checked}:${last}:${gone}:${offline}:${alerted}`;
   // no point yet (an idle printer since the start): its picture is taken for the page
   if (key !== c.imgKey && (last || !c.overlay.checked || gone || offline)) {
     c.imgKey = key;
     c.noimg.textContent = offline ? "no picture: the camera is offline"
       : gone ? "no heatmap of the watched region yet" : "no frame yet";
-    if (gone) { c.img.hidden = true; c.noimg.hidden = false; c.img.removeAttribute("src"); }
+    if (gone && alerted) c.img.src = alerted;
+    else if (gone) { c.img.hidden = true; c.noimg.hidden = false; c.img.removeAttribute("src"); }
     else c.img.src = c.overlay.checked ? `/printers/${p.name}/latest.jpg?n=${last}` : `/api/printers/${p.name}/frame.jpg?n=${last}`;
     c.img.dataset.kind = c.overlay.checked ? "heatmap" : "frame";
   }
@@ -402,8 +407,12 @@ function showLastCommand(c, p) {
   c.lastCmdRow.hidden = !lc;
   if (!lc) { c.lastCmdSeen = ""; return; }
   const state = lc.under_way ? " (under way)" : lc.unknown ? " (its end unknown)" : "";
-  c.lastCmd.textContent = `Last command (${lc.source}, ${clock(lc.time)}): ${lc.text}${state}`;
-  c.lastCmd.className = lc.ok || lc.under_way ? "" : "bad";
+  // older than the alert that stands: about an earlier alert or print (a Resume "answered
+  // already" in red beside a new alert read as this one's answer)
+  const raised = p.failure && p.last_alert ? Date.parse(p.last_alert.time) / 1000 : NaN;
+  const older = raised > lc.time ? `; before the alert of ${clock(raised)}` : "";
+  c.lastCmd.textContent = `Last command (${lc.source}, ${clock(lc.time)}${older}): ${lc.text}${state}`;
+  c.lastCmd.className = older ? "muted" : lc.ok || lc.under_way ? "" : "bad";
   // said when it is the end of one answered "under way" (the toast said only that), or when
   // it came from elsewhere (Home Assistant, a phone); not at the page's first drawing
   const key = `${lc.time}|${lc.text}`;
