@@ -287,3 +287,23 @@ def test_a_ca_file_without_a_pem_certificate_is_refused_naming_the_key(
     message = str(err.value)
     assert f"{key}.ca_file" in message and "no certificate in PEM" in message, message
     assert "\n" not in message.strip()
+
+
+def test_a_warning_about_the_config_is_said_once_however_often_it_is_loaded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every settings save on the page loads the config again: a batch of saves logged the
+    same "actions_url is set but http.listen is ..." line dozens of times."""
+    raw = {
+        "http": {"listen": "127.0.0.1:8787"},
+        "notify": [{"url": "ntfys://ntfy.sh/printers", "actions_url": "http://127.0.0.1:8787"}],
+        "printers": [{"name": "e3"}],
+    }
+    from watchdog import config
+
+    config._said.clear()  # as in a fresh process (another test may have said it)
+    with caplog.at_level("WARNING", "watchdog.config"):
+        for _ in range(3):
+            parse_config(raw)
+    said = [r.getMessage() for r in caplog.records if "actions_url is set" in r.getMessage()]
+    assert len(said) == 1 and "through a proxy on this machine" in said[0], said

@@ -718,6 +718,20 @@ def test_settings_are_validated_saved_shown_by_check_config_and_reset(open_daemo
     assert bad.status_code == 400 and "region" in bad.json()["detail"]
     bad = requests.post(settings, json={"judge_start": "maybe"}, headers=headers, timeout=10)
     assert bad.status_code == 400 and "judge_start" in bad.json()["detail"]
+    # what YAML would read as a number or a boolean is, sent as JSON, a mistake: "no" saved
+    # judge_start off, "1.2" a sensitivity, true a consecutive of 1
+    for key, loose in [
+        ("judge_start", "no"),
+        ("judge_start", 0),
+        ("sensitivity", "1.2"),
+        ("sensitivity", True),
+        ("consecutive", "2"),
+        ("consecutive", 2.5),
+        ("consecutive", True),
+    ]:
+        bad = requests.post(settings, json={key: loose}, headers=headers, timeout=10)
+        assert bad.status_code == 400, (key, loose, bad.text)
+        assert bad.json()["detail"].startswith(f"printers.{PRINTER}.detection.{key}: expected")
     bad = requests.post(settings, json={"api": {"url": "http://x"}}, headers=headers, timeout=10)
     assert bad.status_code == 400
     everything = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]  # would silence detection

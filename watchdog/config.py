@@ -41,6 +41,17 @@ from watchdog.schema import (
 from watchdog.storage_lock import user_name
 
 logger = logging.getLogger(__name__)
+# warnings about the config already said: every settings save on the page loads it again (a
+# batch of saves repeated the same line dozens of times)
+_said: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Log ``message`` at warning level, once per process for each text."""
+    if message not in _said:
+        _said.add(message)
+        logger.warning("%s", message)
+
 
 MAX_CONFIG_BYTES = 1_000_000  # a config is a few KB; more is a mistake or an attack
 MAX_CONFIG_NODES = (
@@ -756,7 +767,7 @@ class Config(_Model):
             raise ValueError("notify: target names must be unique")
         if any(t.actions_url for t in self.notify):
             if not self.http.listen:
-                logger.warning(
+                _warn_once(
                     "notify: actions_url is set but http.listen is empty: the buttons have no server to call"
                 )
             elif is_loopback(self.http.listen):
@@ -774,10 +785,9 @@ class Config(_Model):
                         "proxy on this machine would open the dashboard (camera, Cancel) to everyone "
                         "it serves; set http.password_file or http.generate_password: true"
                     )
-                logger.warning(
-                    "notify: actions_url is set but http.listen is %s: a phone reaches the buttons only "
-                    "through a proxy on this machine",
-                    self.http.listen,
+                _warn_once(
+                    f"notify: actions_url is set but http.listen is {self.http.listen}: a phone "
+                    "reaches the buttons only through a proxy on this machine"
                 )
         return self
 

@@ -455,6 +455,8 @@ class Dashboard:
 
     def _save(self, name: str, body: dict[str, Any], was: dict[str, Any]) -> Response:
         """``settings``, once no other save is under way."""
+        if wrong := _not_of_its_type(name, body):
+            return json_response({"ok": False, "detail": wrong}, 400)
         changed = self._changed_since(name, was)
         if changed:
             return json_response(
@@ -536,6 +538,28 @@ SCRAPED_PICTURE = re.compile(r"/printers/[A-Za-z0-9_-]{1,64}/latest\.jpg")
 
 # the settings drawn on the page whole (a save replaces them): saved only over what it drew on
 DRAWN = ("mask", "region")
+# what the page sends for each setting: JSON's own types. The config's schema reads YAML,
+# whose "no" and "1.2" it takes as a boolean and a number; sent as JSON they are a mistake
+_JSON_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "sensitivity": ((int, float), "a number"),
+    "consecutive": ((int,), "a whole number"),
+    "judge_start": ((bool,), "true or false"),
+    "region": ((list, type(None)), "a list of four numbers, or null"),
+    "mask": ((list,), "a list of polygons"),
+}
+
+
+def _not_of_its_type(name: str, body: dict[str, Any]) -> str:
+    """Why a setting sent is not of the JSON type the page sends ("": each is)."""
+    for key, (kinds, said) in _JSON_TYPES.items():
+        value = body.get(key)
+        if key in body and (
+            not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
+        ):
+            shown = json.dumps(value)[:40]
+            return f"printers.{name}.detection.{key}: expected {said}, got {shown}; nothing saved"
+    return ""
+
 
 # the dashboard's data and pictures, and the status server's heatmaps
 OWN_PAGES_ONLY = ("/api/", "/printers/")
