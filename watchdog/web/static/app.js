@@ -320,7 +320,10 @@ function buildCard(p) {
     el("div", { class: "tl-head" }, el("span", { text: "Score timeline" }), c.range),
     c.canvas,
     el("div", { class: "legend muted" },
-      "— score, - - threshold, shaded: calibration, red: anomalous, ▲ action"));
+      "— score, - - threshold, shaded: calibration, red: anomalous, ▲ action"),
+    // a bare number told a first visitor nothing
+    el("div", { class: "legend muted", "data-role": "score-meaning" },
+      "The score: how far the watched region is from this print's own first frames (its normal); a frame above the threshold is anomalous."));
   return c;
 }
 
