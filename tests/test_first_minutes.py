@@ -276,6 +276,13 @@ def test_recalibrating_on_ones_own_prints_sets_the_start_threshold_from_their_st
     assert after.early_frames == 3 and after.early_threshold > 0
     assert after.early_threshold != before.early_threshold
     assert f"early_frames=3 early_threshold={after.early_threshold:.6g}" in r.stdout
+    # beside what it was: a threshold that moved a lot (a failed print among the good ones)
+    # was nowhere to be seen
+    assert f"threshold={after.threshold:.6g} (was {before.threshold:.6g})" in r.stdout
+    assert f"(was {before.early_threshold:.6g})" in r.stdout
+    moved = after.threshold / before.threshold
+    said = "warning: the threshold moved from " in r.stderr
+    assert said == (not 0.5 <= moved <= 2.0), (moved, r.stderr)
     # the owner learns that a running watchdog keeps the old threshold until it reloads
     assert "until it reloads (sudo systemctl reload printer-watchdog)" in r.stdout
     shown = Bundle.load(bundle).meta.threshold  # what replay and the dashboard compare with

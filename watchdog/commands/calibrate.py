@@ -323,28 +323,55 @@ def main(args: argparse.Namespace) -> int:
             {names[i] for i in used},
         ),
     )
+    was = bundle.meta.adaptation
     bundle.meta.adaptation = new
     # a recording that ended within its start or never moved sets none; parts are one print
     counted = len({print_of(names[i]) for i in used})
     judged = sum(max(0, len(inputs[i]) - new.frames) for i in used)
     bundle.meta.extra["adaptation_rule"] = calibrated_rule(new, counted, args.target_fpr, judged)
     bundle.save_meta()
-    _say_calibrated(args, bundle, counted, judged)
+    _say_calibrated(args, bundle, counted, judged, was)
     return 0
 
 
-def _say_calibrated(args: argparse.Namespace, bundle: Bundle, counted: int, judged: int) -> None:
-    """What was set, on which scale the owner will see it, and when it takes effect."""
+# a threshold moved by more than this factor either way is said: a failed print among the
+# "good" ones raises it, a handful of still frames lowers it, and nothing else showed it
+MOVED_FACTOR = 2.0
+
+
+def _say_calibrated(
+    args: argparse.Namespace, bundle: Bundle, counted: int, judged: int, was: Adaptation
+) -> None:
+    """What was set (beside what it was), on which scale the owner will see it, and when it
+    takes effect."""
     new = bundle.meta.adaptation
     print(
         f"{args.bundle}: adaptation frames={new.frames} std_floor={new.std_floor} match_light={new.match_light} "
         f"nearest={new.nearest} pixel_spread={new.pixel_spread} print_scale={new.print_scale} "
-        f"threshold={new.threshold:.6g} guard={new.guard:.6g} early_frames={new.early_frames} "
-        f"early_threshold={new.early_threshold:.6g} start_light={new.start_light} "
-        f"from {counted} prints ({judged} frames after their starts)"
+        f"threshold={new.threshold:.6g} (was {was.threshold:.6g}) guard={new.guard:.6g} (was "
+        f"{was.guard:.6g}) early_frames={new.early_frames} "
+        f"early_threshold={new.early_threshold:.6g} (was {was.early_threshold:.6g}) "
+        f"start_light={new.start_light} from {counted} prints ({judged} frames after their "
+        "starts)"
     )
     if caution := few_frames(judged, args.target_fpr):
         print(f"warning: {caution.lstrip('; ')}", file=sys.stderr)
+    if counted == 1:
+        print(
+            "warning: one print set these thresholds: how often another print's good frames "
+            "cross them is unknown; calibrate on two good prints or more",
+            file=sys.stderr,
+        )
+    if was.threshold > 0 and not (
+        1 / MOVED_FACTOR <= new.threshold / was.threshold <= MOVED_FACTOR
+    ):
+        print(
+            f"warning: the threshold moved from {was.threshold:.4g} to {new.threshold:.4g} "
+            f"({new.threshold / was.threshold:.2g} times): check that every print given was a "
+            "good one (a failed print raises it: failures then pass unseen) and long enough "
+            "(a few frames lower it: good prints then alert)",
+            file=sys.stderr,
+        )
     # the threshold above is on the adapted score's own scale; what the owner sees is not
     print(
         f"scores in replay, score and the dashboard stay on the bundle's scale (at sensitivity "
