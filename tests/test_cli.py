@@ -296,6 +296,13 @@ def test_missing_and_corrupt_bundles_fail_at_start(tmp_path, tiny_bundle) -> Non
     assert "a file, not a model bundle folder" in _one_line_error(
         run_cli("run", "--config", str(config))
     )
+    # the trainer's run folder instead of its bundle/: "model.tflite: model file missing"
+    run = tmp_path / "runs" / "20261206-154105"
+    shutil.copytree(tiny_bundle, run / "bundle")
+    config = write_config(tmp_path / "c.yaml", model=str(run), printers=[{"name": "e3"}])
+    assert _one_line_error(run_cli("run", "--config", str(config))).endswith(
+        f"{run}: a training run's folder, not its model bundle: give {run / 'bundle'}"
+    )
 
     broken = tmp_path / "broken"
     shutil.copytree(tiny_bundle, broken)

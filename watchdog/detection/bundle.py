@@ -721,6 +721,10 @@ class Bundle:
             if not path.is_dir():
                 raise BundleError(f"{path}: model bundle folder not found")
             model = path / MODEL_FILE
+            if not model.exists() and (path / "bundle" / MODEL_FILE).is_file():
+                raise BundleError(
+                    f"{path}: a training run's folder, not its model bundle: give {path / 'bundle'}"
+                )
             if not model.exists():
                 raise BundleError(f"{model}: model file missing")
             if not model.is_file():  # a FIFO would block its reader; a device never ends
