@@ -1765,6 +1765,24 @@ def test_an_alert_still_stands_after_a_restart_while_the_printer_cannot_be_reach
     again.close()
 
 
+def test_an_alert_judged_before_a_restart_with_the_api_away_does_not_stand_again(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """A verdict ends an alert's failure: shown standing again after a restart while the
+    printer could not be reached, it went off once the printer answered, the print paused."""
+    printer = _Unreachable("benchy_A.gcode")
+    watcher, frames, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    watcher.close()
+    assert record_verdict(tmp_path / "state", "e3", incident, "failure").is_file()
+    printer.offline = True
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    restarted.step()
+    assert not restarted.status()["failure"], restarted.status()
+    restarted.close()
+
+
 def test_an_alerts_cancel_after_its_print_ended_in_a_printer_error_says_it_ended(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

@@ -170,3 +170,15 @@ def test_trainer_cli_refuses_a_bad_region_in_one_line(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "x0,y0,x1,y1" in r.stderr
+
+
+def test_a_guard_no_score_can_reach_is_none_and_training_goes_on() -> None:
+    """Three good prints whose starts differ a lot set a bound above the highest score a
+    frame can have: a bundle with it is refused as edited by hand, and the trainer and
+    calibrate stopped with that refusal. Such a guard guards nothing: none is set."""
+    starts = [np.array([0.01, 0.02]), np.array([0.03]), np.array([0.05])]
+    assert start_guard(starts) == 0.0
+    assert recalibrated_guard(0.5, starts) == 0.5  # the owner's prints set none: it stays
+    wide = [np.array([0.2]), np.array([0.6]), np.array([0.9])]
+    assert recalibrated_guard(0.95, wide) == 0.0
+    Adaptation(frames=FRAMES, threshold=2.0, guard=start_guard(starts))  # loads

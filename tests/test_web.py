@@ -828,6 +828,7 @@ def test_settings_are_validated_saved_shown_by_check_config_and_reset(open_daemo
     for tab in tabs:
         tab.join(120)
     assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+    assert "was changed elsewhere" in next(a for a in answers if a.status_code == 409).text
     [kept] = [a for a in answers if a.status_code == 200]
     stored_mask = json.loads(stored.read_text())["printers"][PRINTER]["detection"]["mask"]
     assert stored_mask == kept.json()["saved"]["mask"]

@@ -974,7 +974,7 @@ def _quantized_guard(
         floats = scoring.scores(evaluate.error_maps(float_recon, start, scoring, bs)).max()
         if floats > 0:
             ratio = max(ratio, float(own / floats))
-    return spec.guard * ratio
+    return calibration.reachable_guard(spec.guard * ratio)
 
 
 def _export_quantized(

@@ -512,11 +512,12 @@ class Daemon:
     # ----------------------------------------------------------------- dashboard settings
 
     def save_settings(
-        self, printer: str, changes: dict[str, Any]
+        self, printer: str, changes: dict[str, Any], drawn_on: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], Applied]:
         """Store the dashboard's settings for ``printer`` and rebuild the watchers through the
         reload path: the saved settings, and what became of them; ConfigError (nothing
-        saved) when the schema refuses them."""
+        saved) when the schema refuses them, ``overrides.ChangedElsewhere`` when what the page
+        drew on (``drawn_on``) was changed since."""
         base = load_config(self.config_path)  # the file alone: what the saved settings change
         p = next((p for p in base.printers if p.name == printer), None)
         if p is None:
@@ -528,6 +529,7 @@ class Daemon:
             printer,
             changes,
             lambda merged: check(printer, merged),
+            drawn_on,
         )
         applied = self._apply()
         if applied.done:

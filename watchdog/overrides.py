@@ -256,16 +256,30 @@ def origins(config: Config) -> list[Origin]:
     ]
 
 
+class ChangedElsewhere(Exception):
+    """A setting the page drew on (``key``) was changed since by another save or a reset."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
 def save(
     storage_dir: Path,
     base: DetectionConfig,
     printer: str,
     changes: dict[str, Any],
     check: Callable[[DetectionConfig], None] = lambda merged: None,
+    drawn_on: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate ``changes`` against ``base`` (the printer's YAML settings) and store them with
     what was saved before; returns the printer's saved settings. ConfigError when refused, by
-    the schema or by ``check`` (what only the running daemon knows: the model's region)."""
+    the schema or by ``check`` (what only the running daemon knows: the model's region).
+
+    ``drawn_on``: each drawn setting as the page showed it (JSON), checked against what is
+    saved (else the file's) in the same lock as the write: ChangedElsewhere when another save
+    or a reset changed it since. Two tabs saving at once were both answered "saved", one of
+    their drawings lost; a check against the settings in force let both through."""
     unknown = set(changes) - set(TUNABLE)
     if unknown:
         raise ConfigError(
@@ -273,7 +287,13 @@ def save(
         )
     with _lock:
         saved = _read(storage_dir)
-        mine = {**saved.get(printer, {}), **changes}
+        before = saved.get(printer, {})
+        shown = base.model_dump()
+        for key, seen in (drawn_on or {}).items():
+            now = before[key] if key in before else shown.get(key)
+            if json.loads(json.dumps(now)) != seen:
+                raise ChangedElsewhere(key)
+        mine = {**before, **changes}
         merged = _merge(base, mine, f"printers.{printer}.detection")
         check(merged)
         # Store what the schema made of it (tuples as lists, numbers as numbers).

@@ -1312,12 +1312,9 @@ class Watcher:
         if self._restore_checked or self.last_alert is not None:
             return None
         newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
-        if not newest or answered(newest[0].alert):
-            return None
-        alert = Alert.from_saved(newest[0].alert)
-        if alert is None or not (_paused_the_print(alert) or "verdict" not in newest[0].alert):
-            return None  # a failure only told, then judged by the owner: no longer standing
-        return alert
+        if not newest or answered(newest[0].alert) or "verdict" in newest[0].alert:
+            return None  # answered, or judged by the owner (a verdict ends the failure)
+        return Alert.from_saved(newest[0].alert)
 
     def _newest_saved(self) -> tuple[Alert, dict[str, Any]] | None:
         """The newest alert on disk (and its saved JSON: verdict, answer) if the printer still

@@ -14,7 +14,14 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from watchdog.detection.bundle import Adaptation, BundleMeta, NormalStats, Preprocess, Scoring
+from watchdog.detection.bundle import (
+    MAX_SCORE,
+    Adaptation,
+    BundleMeta,
+    NormalStats,
+    Preprocess,
+    Scoring,
+)
 from watchdog.detection.detector import Verdict, offline_detector
 from watchdog.detection.light import start_matched
 from watchdog.frames import print_of
@@ -249,7 +256,14 @@ def start_guard(
     spread = max(float(np.std(logs, ddof=1)), GUARD_SPREAD) * np.sqrt(1.0 + 1.0 / highs.size)
     bound = float(np.exp(np.mean(logs) + _t99(highs.size - 1) * spread))
     seen = float(np.max(np.concatenate([highs, _highest_starts(list(partial))])))
-    return max(bound, seen * margin)
+    return reachable_guard(max(bound, seen * margin))
+
+
+def reachable_guard(guard: float) -> float:
+    """``guard``, or 0 (none) where no frame's score can reach it: the bound from a few prints
+    whose starts differ a lot can pass ``MAX_SCORE``, and a guard there guards nothing (a
+    bundle that says it has one is refused as edited by hand)."""
+    return guard if guard < MAX_SCORE else 0.0
 
 
 def starts_by_print(
@@ -283,7 +297,7 @@ def recalibrated_guard(
         return guard
     own = start_guard(starts, partial=partial)
     if own:
-        return max(guard, own)
+        return reachable_guard(max(guard, own))
     highest = float(np.max(_highest_starts([*starts, *partial]), initial=0.0))
     return 0.0 if highest * GUARD_MARGIN > guard else guard
 

@@ -64,7 +64,7 @@ class Backend(Protocol):
     def dispatch(self, command: Command) -> CommandResult: ...
 
     def save_settings(
-        self, printer: str, changes: dict[str, Any]
+        self, printer: str, changes: dict[str, Any], drawn_on: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], Applied]: ...
 
     def reset_settings(self, printer: str) -> tuple[str, Applied]: ...
@@ -92,9 +92,6 @@ class Dashboard:
         )
         self.proxies = auth.Proxies(cfg.trusted_proxies)
         self.checking = threading.BoundedSemaphore(1)
-        # one settings save at a time, checked against what the one before it applied: two
-        # tabs saving at once were both answered "saved" over the same drawing, one lost
-        self.saving = threading.Lock()
         self.open_csrf = secrets.token_urlsafe(32)  # the page's token when no login is needed
         # this start of the daemon: a page made by an earlier one reloads (its token is stale)
         self.boot = secrets.token_urlsafe(8)
@@ -450,27 +447,21 @@ class Dashboard:
                 {"ok": False, "detail": f"'was' holds the {' or '.join(DRAWN)} the page drew on"},
                 400,
             )
-        with self.saving:
-            return self._save(name, body, was)
-
-    def _save(self, name: str, body: dict[str, Any], was: dict[str, Any]) -> Response:
-        """``settings``, once no other save is under way."""
         if wrong := _not_of_its_type(name, body):
             return json_response({"ok": False, "detail": wrong}, 400)
-        changed = self._changed_since(name, was)
-        if changed:
+        try:
+            saved, applied = self.backend.save_settings(name, body, was)
+        except overrides.ChangedElsewhere as exc:
             return json_response(
                 {
                     "ok": False,
                     "stale": True,
-                    "detail": f"not saved: the {changed} was changed elsewhere (another tab, a "
+                    "detail": f"not saved: the {exc.key} was changed elsewhere (another tab, a "
                     "phone, a reset) since this page showed it; the page shows it now: draw "
                     "again and save",
                 },
                 409,
             )
-        try:
-            saved, applied = self.backend.save_settings(name, body)
         except ConfigError as exc:
             return json_response({"ok": False, "detail": str(exc)}, 400)
         except OSError as exc:
@@ -484,21 +475,11 @@ class Dashboard:
             }
         )
 
-    def _changed_since(self, name: str, was: dict[str, Any]) -> str:
-        """The drawn setting (``DRAWN``) that is no longer what the page drew on: an editor
-        left open would send back its whole stale mask, undoing another tab's ("" if none)."""
-        det = self._printer(name).detection
-        for key, seen in was.items():
-            if json.loads(json.dumps(getattr(det, key))) != seen:  # as the page got it: JSON
-                return key
-        return ""
-
     def reset(self, name: str) -> Response:
         if self._printer(name) is None:
             return json_response({"ok": False, "detail": "unknown printer"}, 404)
         try:
-            with self.saving:
-                done, applied = self.backend.reset_settings(name)
+            done, applied = self.backend.reset_settings(name)
         except ConfigError as exc:
             return json_response({"ok": False, "detail": f"nothing changed: {exc}"}, 400)
         except OSError as exc:
