@@ -106,7 +106,7 @@ def test_a_print_failing_from_its_first_frame_is_paused_during_calibration(
     guard = Bundle.load(tiny_guarded_bundle).meta.adaptation.guard
     assert alert["threshold"] == guard and alert["score"] > guard, alert
     said = alert_event(alert, None, None).message
-    assert f"({alert['score'] / guard:.1f} times the alert level)" in said, said
+    assert f"({alert['score'] / guard:.2f} times the alert level)" in said, said
 
 
 def test_a_failure_from_the_first_frame_alerts_again_while_its_alert_stands(

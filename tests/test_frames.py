@@ -13,7 +13,7 @@ import pytest
 
 from tests import synth
 from trainer.crossfit import prints_by_set
-from trainer.data import Split, find_frames, load_frames, split_frames
+from trainer.data import DataError, Split, find_frames, load_frames, split_frames
 from watchdog import frames
 from watchdog.detection.bundle import Preprocess
 from watchdog.incidents import false_alarms_dir
@@ -236,6 +236,9 @@ def test_a_state_folder_a_run_or_the_kaggle_layout_given_as_good_prints_fits_non
         f"no_support_{n}.jpg" for n in range(1, 4)
     ]
     assert "the watchdog's alerts" in caplog.text and "a training run's" in caplog.text
+    # given itself: said, not fitted
+    with pytest.raises(DataError, match="a training run's report, plots and model"):
+        find_frames(normal=[run])
     # a folder merely named defected, with no Kaggle layout around it, is the owner's own
     _write(tmp_path / "mine" / "defected", [f"benchy_{n}.jpg" for n in range(1, 4)])
     assert {f.label for f in find_frames(normal=[tmp_path / "mine"])} == {"normal"}

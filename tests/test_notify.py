@@ -149,7 +149,7 @@ def test_failure_reaches_ntfy_webhook_and_email_once_with_the_heatmap(
 
     [msg] = ntfy_receiver.messages
     assert msg.topic == "printers" and msg.title == "ender3: print failure, paused"
-    assert "(1.8 times the alert level)" in msg.message and "benchy.gcode" in msg.message
+    assert "(1.82 times the alert level)" in msg.message and "benchy.gcode" in msg.message
     assert msg.priority == "high"
     assert msg.attachment == heat and decode(msg.attachment).shape == (120, 160, 3)
     assert msg.filename == "heatmap.jpg"
@@ -1910,5 +1910,7 @@ def test_an_emails_priority_is_its_own_where_its_url_sets_it() -> None:
     """An owner who wants alerts as plain mail sets the header in the URL: it is kept."""
     own = with_mail_priority("mailtos://u:p@mail.example.com?to=a@b.c&+X-Priority=3", "max")
     assert own.count("X-Priority") == 1 and "+X-Priority=3" in own and "+Importance=high" in own
+    lower = with_mail_priority("mailto://u:p@example.com?+x-priority=3", "max")
+    assert lower.lower().count("x-priority") == 1, lower
     assert with_mail_priority("ntfys://ntfy.sh/printers", "max") == "ntfys://ntfy.sh/printers"
     assert with_mail_priority("mailto://u:p@example.com", "default") == "mailto://u:p@example.com"

@@ -1011,6 +1011,12 @@ def test_a_cards_heatmap_gone_with_a_new_region_is_not_shown_from_the_cache(env,
         "this alert was answered already'}}); return [c.lastCmd.className, c.lastCmd.textContent];",
     )
     assert shown[0] == "muted" and "; before the alert of " in shown[1], shown
+    # the score's meaning under the card, as the model judges: its print's start, or alone
+    per_print, meaning = js(browser, f"return [S.perPrint, cards['{PRINTER}'].meaning.textContent]")
+    assert per_print is False, "the tests' tiny bundle judges each frame on its own"
+    assert "each frame on its own" in meaning and "first frames" not in meaning, meaning
+    adapted = js(browser, "return scoreMeaning(true)")
+    assert adapted.startswith("The score: how far the watched region is from this print's")
 
 
 def test_the_timeline_leaves_a_gap_where_nothing_was_scored(env, browser) -> None:

@@ -95,6 +95,8 @@ def _images_under(folder: Path, what: str) -> list[Path]:
         raise DataError(f"{what} folder not found: {folder}")
     if not folder.is_dir():
         raise DataError(f"{what} is not a folder: {folder}")
+    if why := frames_contract.not_recordings(folder):
+        raise DataError(f"{what} {folder}: {why}, not recordings of prints")
     try:
         files = frames_contract.images_under(folder)
     except frames_contract.UnreadableFolder as exc:

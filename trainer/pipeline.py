@@ -384,7 +384,7 @@ def run(options: Options) -> RunResult:
         model, scoring, fit_set, split.contamination, tn_scores, ta_scores, bs, test_normal_from
     )
 
-    adaptation, adaptation_rule, crossfitted, validation = _adaptation(
+    adaptation, adaptation_rule, crossfitted = _adaptation(
         preset, recon, [fit_set, val_set], options, bs
     )
     judgement, replays = _daemon_judgement(
@@ -399,9 +399,7 @@ def run(options: Options) -> RunResult:
         has_test_prints,
         options,
     )
-    judgement["unseen"] = _unseen(
-        preset, adaptation, crossfitted, validation, options, has_test_prints
-    )
+    judgement["unseen"] = _unseen(preset, adaptation, crossfitted, options, has_test_prints)
     judgement["model"] = "float32"  # which model the replays went through
 
     # 4. export float32, check parity through the daemon's FrameScorer, then the chosen variant
@@ -524,10 +522,9 @@ def run(options: Options) -> RunResult:
 
 def _adaptation(
     preset: Preset, recon: Any, sets: list[Loaded], options: Options, bs: int
-) -> tuple[Adaptation, str, list[crossfit.HeldOut], float]:
-    """The preset's per-print adaptation with its threshold set on the normal prints seen,
-    those prints as models that never fitted them score them (empty without a cross-fit), and
-    the threshold the fitted model's validation frames gave (0: none).
+) -> tuple[Adaptation, str, list[crossfit.HeldOut]]:
+    """The preset's per-print adaptation with its threshold set on the normal prints seen, and
+    those prints as models that never fitted them score them (empty without a cross-fit).
 
     Each print is replayed in frame-number order through ``watchdog.detection`` exactly as the
     daemon will (the quality benchmark calibrates the same way). With two prints or more the
@@ -537,7 +534,7 @@ def _adaptation(
     that cannot be calibrated is off, and its rule says why (for the report's headline).
     """
     if not preset.adaptation.enabled:
-        return preset.adaptation, "", [], 0.0
+        return preset.adaptation, "", []
     prints = crossfit.print_frames(sets)
     # a print's parts after a resume are near-copies of it: they count as one print
     whole = len({frames_contract.print_of(name) for name in prints})
@@ -554,14 +551,13 @@ def _adaptation(
             "print it never saw"
         )
         logger.warning("per-print adaptation off: %s", why)
-        return Adaptation(), why, [], 0.0
-    fitted: tuple[Adaptation, str, list[crossfit.HeldOut], float] = (
+        return Adaptation(), why, []
+    fitted: tuple[Adaptation, str, list[crossfit.HeldOut]] = (
         own,
         f"validation frames of the fitted prints ({judged} frames after their starts); {fpr}"
         + calibration.few_frames(judged, options.target_fpr)
         + _start_rule(own, fitted=True),
         [],
-        own.threshold,
     )
     if options.adapt_calibration != "cross" or whole < 2:
         return fitted
@@ -598,22 +594,22 @@ def _adaptation(
         + _guard_rule(result, cross.prints)
         + _start_rule(result)
     )
-    return result, rule, held, own.threshold
+    return result, rule, held
 
 
 def _unseen(
     preset: Preset,
     adaptation: Adaptation,
     held: list[crossfit.HeldOut],
-    validation: float,
     options: Options,
     has_test_prints: bool,
 ) -> dict[str, Any] | None:
     """What the report's false alarms cannot say after a cross-fit: the threshold was set on
     the very frames they are counted on (0% by construction where they are fewer than the
-    target asks for). Each print is judged here with the threshold the other prints set (and
-    the validation frames', as shipped), as a print no threshold was set on: how often a new
-    print's good frames would be flagged. None with fewer than two prints, no adaptation, or
+    target asks for). Each print is judged here with the threshold the other prints alone set
+    (cross-fitted; the shipped rule also takes the fitted model's validation frames' when
+    higher, but those include this print), as a print no threshold was set on: how often a
+    new print's good frames would be flagged, if anything too often. None with fewer than two prints, no adaptation, or
     test prints (which chose no threshold: their false alarms are a new print's already)."""
     names = sorted({frames_contract.print_of(h.name) for h in held})
     if len(names) < 2 or not adaptation.enabled or has_test_prints:
@@ -627,9 +623,7 @@ def _unseen(
             cross = crossfit.calibrate_on(preset, others, options.target_fpr).adaptation
         except ValueError:  # the others are too short to set one: this print is not judged
             continue
-        spec = dataclasses.replace(
-            adaptation, threshold=crossfit.shipped_threshold(cross.threshold, validation)
-        )
+        spec = dataclasses.replace(adaptation, threshold=cross.threshold)
         runs = heldout.replays(parts, {}, spec, preset.scoring, spec.threshold)
         if not runs:
             continue

@@ -148,8 +148,9 @@ def _unseen_line(u: dict[str, Any] | None) -> list[str]:
         f"{_pct(u['false_alarm_rate'])} of its good frames flagged**; good prints paused "
         f"by mistake: **{u['normal_prints_paused']} of {u['prints']}**. The line above counts "
         "false alarms on the frames that set the threshold (low by construction); here each "
-        "print is judged with the threshold the other prints set, as a print of tomorrow is. "
-        "Few prints make it a rough figure: more recorded prints make both better."
+        "print is judged with the threshold the other prints set, as a print of tomorrow is "
+        "(if anything too often: the shipped threshold may be higher). Few prints make it a "
+        "rough figure: more recorded prints make both better."
     ]
 
 

@@ -166,6 +166,9 @@ def images_under(folder: Path) -> list[Path]:
     training or a calibration on less than the owner gave."""
     found: list[Path] = []
     read: set[str] = set()
+    if why := not_recordings(Path(folder)):  # given itself: its images are none either
+        logger.warning("left out %s: %s", folder, why)
+        return found
     tops = [Path(folder)]  # then each folder linked in, as the walks find them
     while tops:
         for root, subfolders, files in os.walk(tops.pop(0), onerror=_unreadable):

@@ -362,8 +362,11 @@ def _say_calibrated(
             "cross them is unknown; calibrate on two good prints or more",
             file=sys.stderr,
         )
-    if was.threshold > 0 and not (
-        1 / MOVED_FACTOR <= new.threshold / was.threshold <= MOVED_FACTOR
+    same_scale = (was.frames, was.std_floor) == (new.frames, new.std_floor)  # the options'
+    if (
+        same_scale
+        and was.threshold > 0
+        and not 1 / MOVED_FACTOR <= new.threshold / was.threshold <= MOVED_FACTOR
     ):
         print(
             f"warning: the threshold moved from {was.threshold:.4g} to {new.threshold:.4g} "

@@ -194,7 +194,7 @@ def alert_event(
     outcome = str(result.get("outcome", "done"))
     score, threshold = _number(alert.get("score")), _number(alert.get("threshold"))
     scored = (
-        f"{score / threshold:.1f} times the alert level"  # bare scores mean nothing to an owner
+        f"{score / threshold:.2f} times the alert level"  # bare scores mean nothing to an owner
         if score is not None and threshold is not None and threshold > 0
         else ""
         if score is None

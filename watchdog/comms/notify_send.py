@@ -79,7 +79,8 @@ def with_mail_priority(url: str, priority: str) -> str:
 
 def with_option(url: str, key: str, value: str) -> str:
     """``url`` with the query option ``key`` added, unless it is set already (or empty)."""
-    if value and not re.search(rf"[?&]{re.escape(key)}=", url):
+    # a header's name in any case is the same header (``+x-priority``)
+    if value and not re.search(rf"[?&]{re.escape(key)}=", url, re.IGNORECASE):
         url += ("&" if "?" in url else "?") + f"{key}={quote(value, safe='')}"
     return url
 

@@ -327,6 +327,8 @@ class Dashboard:
                 "boot": self.boot,
                 "mqtt_connected": status.get("mqtt_connected"),
                 "mqtt_enabled": self.backend.config.mqtt.enabled,
+                # each print judged against its own start (else each frame on its own)
+                "per_print": self.backend.bundle.meta.adaptation.enabled,
                 "reload_refused": status.get("reload_refused"),
                 "waiting_for_restart": status.get("waiting_for_restart") or [],
                 # phone notifications whose last try failed: only /status said so

@@ -186,6 +186,7 @@ async function poll() {
     S.reloadRefused = state.reload_refused || "";
     const waiting = state.waiting_for_restart || [];
     S.mqtt = state.mqtt_enabled;
+    S.perPrint = state.per_print;
     // one printer's timeline not read this time is not the daemon gone: drawn at the next poll
     await Promise.all(state.printers.map((p) => loadTimeline(p, state.now).catch(() => {})));
     conn.textContent = `updated ${clock(state.now)}` + (state.mqtt_enabled && !state.mqtt_connected ? " · MQTT offline" : "")
@@ -322,12 +323,20 @@ function buildCard(p) {
     el("div", { class: "legend muted" },
       "— score, - - threshold, shaded: calibration, red: anomalous, ▲ action"),
     // a bare number told a first visitor nothing
-    el("div", { class: "legend muted", "data-role": "score-meaning" },
-      "The score: how far the watched region is from this print's own first frames (its normal); a frame above the threshold is anomalous."));
+    c.meaning = el("div", { class: "legend muted", "data-role": "score-meaning" }));
   return c;
 }
 
+// what the score is, by the model: one judging each print against its own start, or one
+// judging each frame on its own
+function scoreMeaning(perPrint) {
+  return perPrint
+    ? "The score: how far the watched region is from this print's own first frames (its normal); a frame above the threshold is anomalous."
+    : "The score: how unlike the normal prints the model learnt the watched region is (each frame on its own); a frame above the threshold is anomalous.";
+}
+
 function updateCard(c, p) {
+  c.meaning.textContent = scoreMeaning(S.perPrint !== false);
   const [cls, label] = S.down >= 2 ? ["offline", "watchdog not answering"]
     : p.recording_ended ? ["idle", "recording read to its end"] : stateOf(p);
   c.badge.className = `badge ${cls}`;
