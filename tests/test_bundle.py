@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.detection.bundle import META_FILE, MODEL_FILE, Bundle, BundleError
+from watchdog.detection.bundle import (
+    META_FILE,
+    MODEL_FILE,
+    Bundle,
+    BundleError,
+    default_bundle_path,
+)
 from watchdog.detection.model import FrameScorer
 
 
@@ -107,3 +113,13 @@ def test_garbage_model_file(bundle_copy: Path) -> None:
     (bundle_copy / MODEL_FILE).write_bytes(b"\x00" * 64)
     with pytest.raises(BundleError, match="not a loadable TFLite model"):
         FrameScorer(Bundle.load(bundle_copy))
+
+
+def test_a_bundle_fitted_on_one_print_says_so_its_resumed_part_included() -> None:
+    """A print paused and resumed is one print in two recordings: a bundle fitted on it was
+    taken for one of two prints, its thresholds set on its own frames without a word."""
+    meta = Bundle.load(default_bundle_path()).meta
+    assert meta.cautions() == []
+    meta.data = {**meta.data, "sessions": {"fit": ["benchy", "benchy+resumed1"]}}
+    [caution] = meta.cautions()
+    assert caution.startswith("fitted on one print: its thresholds were set on that print's")

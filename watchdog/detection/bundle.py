@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from watchdog.durable import replace_file
+from watchdog.frames import print_of
 
 FORMAT = "printer-watchdog-bundle"
 FORMAT_VERSION = 1
@@ -589,7 +590,8 @@ class BundleMeta:
             )
         sessions = self.data.get("sessions")
         fitted = sessions.get("fit") if isinstance(sessions, dict) else None
-        if isinstance(fitted, list) and len(fitted) == 1:
+        # a print's parts after a resume are one print
+        if isinstance(fitted, list) and len({print_of(str(f)) for f in fitted}) == 1:
             out.append(
                 "fitted on one print: its thresholds were set on that print's own frames, and "
                 "how often a new print's good frames cross them is unknown; retrain with two "
