@@ -149,8 +149,11 @@ def not_recordings(folder: Path) -> str:
             "the watchdog's alerts (their frames and heatmaps, failures or not); those "
             "answered Not a failure or Confirm failure are kept under collected/<printer>/"
         )
-    if (folder / "report.md").is_file() and (folder / "bundle").is_dir():
-        return "a training run's report, plots and model"
+    try:
+        if (folder / "report.md").is_file() and (folder / "bundle").is_dir():
+            return "a training run's report, plots and model"
+    except OSError:  # a folder this user cannot read: the walk names it (``UnreadableFolder``)
+        pass
     return ""
 
 
