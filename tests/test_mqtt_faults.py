@@ -96,7 +96,10 @@ def test_broker_down_when_alerts_fire_then_back(
         wait_connected(notifier)
         notifier.publish_score(PRINTER, 9.0)
         sub.wait_for(f"{p}/{PRINTER}/score", lambda m: m.text == "9")
-        assert len(sub.received(f"{p}/{PRINTER}/alert")) == 3
+        # the watchdog's own sends: the broker may send this subscriber again what it had
+        # not seen acknowledged when it restarted (a busy machine), flagged as such
+        sent = [m for m in sub.received(f"{p}/{PRINTER}/alert") if not m.dup]
+        assert len(sent) == 3, sub.received(f"{p}/{PRINTER}/alert")
 
 
 def test_broker_dies_with_the_alert_in_flight(

@@ -76,11 +76,14 @@ def test_a_quantized_models_start_guard_is_on_its_own_scale() -> None:
     """Its start guard rises by as much as the quantized model scores the prints' starts higher
     than the float32 model did (its rounding must not pause a good start); it never falls."""
     preset = get_preset("tiny")
-    spec = dataclasses.replace(preset.adaptation, frames=8, nearest=0, early_frames=0, guard=0.3)
+    spec = dataclasses.replace(preset.adaptation, frames=8, nearest=0, early_frames=0, guard=0.1)
     sets = _prints(3, 10, preset.preprocess.shape)
     scoring = preset.scoring
     rougher = _quantized_guard(spec, scoring, _blurring(0.4), _blurring(0.2), sets, 8)
-    assert rougher > spec.guard * 1.2
+    assert spec.guard * 1.2 < rougher < 1.0
+    # risen past any score a frame can have, it guards nothing: none
+    high = dataclasses.replace(spec, guard=0.9)
+    assert _quantized_guard(high, scoring, _blurring(0.4), _blurring(0.2), sets, 8) == 0.0
     closer = _quantized_guard(spec, scoring, _blurring(0.1), _blurring(0.2), sets, 8)
     assert closer == spec.guard
     none = dataclasses.replace(spec, guard=0.0)

@@ -157,6 +157,9 @@ class Message:
     payload: bytes
     retain: bool
     qos: int
+    # the broker sent it again (QoS 1, its acknowledgement lost: a restart of the broker with
+    # this session's messages in flight); not a publisher's second send
+    dup: bool = False
 
     @property
     def text(self) -> str:
@@ -216,7 +219,9 @@ class Subscriber:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self._cond:
-            self.messages.append(Message(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos))
+            self.messages.append(
+                Message(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos, bool(msg.dup))
+            )
             self._cond.notify_all()
 
     def follow(self) -> None:
