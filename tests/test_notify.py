@@ -1113,6 +1113,25 @@ def test_a_clock_set_forward_or_back_neither_drops_nor_holds_back_a_notification
     assert [m.attachment for m in ntfy_receiver.messages] == [jpeg(2), jpeg(4)]
 
 
+def test_a_late_notification_summing_up_others_says_when_its_latest_happened(
+    phone, ntfy_receiver
+) -> None:
+    """A failure summed up with an earlier one and sent minutes late (its service down) said
+    "since 15:50, summed up here" but not when the latest happened, as one sent alone late
+    does ("(at 15:52)")."""
+    ntfy_receiver.stop()
+    notifier = phone(notify=(target(ntfy_receiver.url(), coalesce_s=60),))
+    [sender] = notifier.notifications.targets
+    notifier.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    wait_for("a failed attempt", lambda: notifier.notify_status()["ntfy"]["failed"] >= 1)
+    notifier.raise_alert(PRINTER, alert(score=0.95), jpeg(3), jpeg(4))
+    sender.wall = lambda: time.time() + 300  # five minutes on, the service back
+    ntfy_receiver.start()
+    assert notifier.notifications.flush(60)
+    [msg] = ntfy_receiver.messages
+    assert re.search(r"summed up here; the latest at \d\d:\d\d\)", msg.message), msg.message
+
+
 # --------------------------------------------------------------------------- buttons
 
 

@@ -859,6 +859,8 @@ class TargetSender:
                 "incident": event.incident,
                 "coalesced": 0,
                 "since": event.at if event.at is not None else now,
+                # this event's own time: the one a message summing up others is about
+                "latest": event.at if event.at is not None else now,
                 "not_before": 0.0,
                 "attachment_name": f"{self.cfg.attach}.jpg",
                 "answers": [v.value for v in event.answers],
@@ -1154,6 +1156,10 @@ class TargetSender:
         n = _count(entry.body.get("coalesced"))
         if n:
             text += f"\n({n} earlier {entry.body.get('group')} event(s) on {entry.printer} since {_local(entry.body.get('since'))}, summed up here"
+            latest = _number(entry.body.get("latest"))
+            if latest is not None and self.wall() - latest > LATE_S:
+                # sent late (held back, or retried): when the latest happened, as one alone
+                text += f"; the latest at {_local(latest)}"
             if entry.body.get("kind") == Kind.CAMERA_ONLINE.value:
                 # its "offline" was never sent alone (held back, or the service down)
                 text += "; the print was not watched while the camera was offline"
