@@ -120,7 +120,6 @@ def test_a_camera_source_the_daemon_would_refuse_is_refused_by_check_config(
 
 def _shipped_copy(tmp_path: Path) -> tuple[Path, Path]:
     """A copy of the shipped bundle, and a config of one printer that uses it."""
-
     from watchdog.detection.bundle import default_bundle_path
 
     shipped = tmp_path / "shipped"

@@ -609,8 +609,9 @@ def _unseen(
     target asks for). Each print is judged here with the threshold the other prints alone set
     (cross-fitted; the shipped rule also takes the fitted model's validation frames' when
     higher, but those include this print), as a print no threshold was set on: how often a
-    new print's good frames would be flagged, if anything too often. None with fewer than two prints, no adaptation, or
-    test prints (which chose no threshold: their false alarms are a new print's already)."""
+    new print's good frames would be flagged, if anything too often. None with fewer than
+    two prints, no adaptation, or test prints (which chose no threshold: their false alarms
+    are a new print's already)."""
     names = sorted({frames_contract.print_of(h.name) for h in held})
     if len(names) < 2 or not adaptation.enabled or has_test_prints:
         return None

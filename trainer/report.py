@@ -97,15 +97,11 @@ def _pct(v: Any) -> str:
 def _daemon_section(d: dict[str, Any], figures: set[str]) -> list[str]:
     """What the daemon would do on the held-out prints: the report's headline."""
     off = d.get("adaptation_off")
-    guarded = (d.get("shown") or {}).get("guard", 0) > 0
-    judged_by = " ".join(
-        [
-            "the start guard" if guarded else "",
-            "and" if guarded and d.get("start") else "",
-            "the start's own judgement, below" if d.get("start") else "",
-        ]
-    ).strip()
-    start = f"flagged only by {judged_by}" if judged_by else "never flagged: no start guard"
+    judges = [
+        *(["the start guard"] if (d.get("shown") or {}).get("guard", 0) > 0 else []),
+        *(["the start's own judgement, below"] if d.get("start") else []),
+    ]
+    start = f"flagged only by {' and '.join(judges)}" if judges else "never flagged: no start guard"
     lines = [
         "## What the daemon would do on prints the model never saw",
         "",

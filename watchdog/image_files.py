@@ -81,10 +81,13 @@ def read_sized_frame_file(
         check_scans(data, header)
         if header.kind == "jpeg" and need is not None:
             factor = jpeg_reduction(data, header, need)
-        flags = DECODE_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION
-        img = cv2.imdecode(
-            np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED if factor == 1 else flags
+        # whole, as it always was; smaller, as the daemon's camera decodes it
+        flags = (
+            cv2.IMREAD_UNCHANGED
+            if factor == 1
+            else DECODE_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION
         )
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except BadFrame as exc:
         raise UnreadableFrame(f"{shown}: {exc}") from None
     except cv2.error:

@@ -48,6 +48,7 @@ from watchdog.history import History
 from watchdog.incidents import (
     PRINT_OVER,
     IncidentError,
+    IncidentView,
     alert_epoch,
     already_answered,
     answered,
@@ -616,13 +617,12 @@ class Watcher:
         this watcher does not know (after a restart only a pause that took is restored) only
         when ``nothing_runs`` (the printer left printing and paused): the newest saved one
         may otherwise be of the print that runs now."""
-        storage = self.alerts.store.storage_dir
         if self.last_alert is not None:
             alert = self._latest_of_this_print()
             incident = alert.incident if alert is not None else ""
         elif nothing_runs:
-            newest = list_incidents(storage, [self.name], limit=1)
-            incident = newest[0].id if newest else ""
+            newest = self._newest_incident()
+            incident = newest.id if newest else ""
         else:
             return
         if incident:
@@ -1291,17 +1291,17 @@ class Watcher:
         the watchdog was stopped), or another job or the same file printed again. It is
         answered so: it stood open, its buttons refusing ("another print") with nothing
         printing or another print running, its page not saying why."""
-        newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
-        if not newest or answered(newest[0].alert):
+        newest = self._newest_incident()
+        if newest is None or answered(newest.alert):
             return
         if self.state.printer in (PrinterState.IDLE, PrinterState.ERROR):
             other = f"the printer is {self.state.printer.value}"
-        elif self.state.job is None or not isinstance(newest[0].alert.get("job"), str):
+        elif self.state.job is None or not isinstance(newest.alert.get("job"), str):
             return
-        elif not (other := self._another_print(newest[0].alert)):
+        elif not (other := self._another_print(newest.alert)):
             return
-        logger.info("%s: alert %s: its print has ended (%s)", self.name, newest[0].id, other)
-        self._answer_print_over(newest[0].id)
+        logger.info("%s: alert %s: its print has ended (%s)", self.name, newest.id, other)
+        self._answer_print_over(newest.id)
 
     def _standing_until_known(self) -> Alert | None:
         """Just started, the printer not known yet (its API unreachable, its key refused): the
@@ -1311,19 +1311,24 @@ class Watcher:
         paused or failing on. Shown only: nothing is decided on it."""
         if self._restore_checked or self.last_alert is not None:
             return None
-        newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
-        if not newest or answered(newest[0].alert) or "verdict" in newest[0].alert:
+        newest = self._newest_incident()
+        if newest is None or answered(newest.alert) or "verdict" in newest.alert:
             return None  # answered, or judged by the owner (a verdict ends the failure)
-        return Alert.from_saved(newest[0].alert)
+        return Alert.from_saved(newest.alert)
+
+    def _newest_incident(self) -> IncidentView | None:
+        """This printer's newest alert on disk, None before any."""
+        newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
+        return newest[0] if newest else None
 
     def _newest_saved(self) -> tuple[Alert, dict[str, Any]] | None:
         """The newest alert on disk (and its saved JSON: verdict, answer) if the printer still
         runs the print it was about; None where there is none."""
-        newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
-        if not newest or self._another_print(newest[0].alert):
+        newest = self._newest_incident()
+        if newest is None or self._another_print(newest.alert):
             return None
-        alert = Alert.from_saved(newest[0].alert)
-        return None if alert is None else (alert, newest[0].alert)
+        alert = Alert.from_saved(newest.alert)
+        return None if alert is None else (alert, newest.alert)
 
     def _after_start(self, now: float) -> None:
         """Just started, the printer's state known: the newest alert on disk paused this very
@@ -1434,13 +1439,13 @@ class Watcher:
             # the same file started again while the API was away or between two polls: no
             # print was counted, but its print time or start time tell
             return self._printed_again(alert.job, alert_epoch(alert.time), alert.printed_s)
-        newest = list_incidents(self.alerts.store.storage_dir, [self.name], limit=1)
-        if newest and newest[0].id != incident:
+        newest = self._newest_incident()
+        if newest is not None and newest.id != incident:
             return f"{self.name} has had a newer alert since this one"
         if self.api_state == PrinterState.OFFLINE:  # it tells no job: not "no job"
             why = f" ({self.printer_detail})" if self.printer_detail else ""
             return f"the printer's API does not answer{why}: try again when it does"
-        return self._another_print(newest[0].alert if newest else {})
+        return self._another_print(newest.alert if newest is not None else {})
 
     def _another_print(self, saved: dict[str, Any]) -> str:
         """Why what the printer runs now is not the print of this saved alert ("": nothing

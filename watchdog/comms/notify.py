@@ -193,13 +193,12 @@ def alert_event(
     result = result if isinstance(result, dict) else {}
     outcome = str(result.get("outcome", "done"))
     score, threshold = _number(alert.get("score")), _number(alert.get("threshold"))
-    scored = (
-        f"{score / threshold:.2f} times the alert level"  # bare scores mean nothing to an owner
-        if score is not None and threshold is not None and threshold > 0
-        else ""
-        if score is None
-        else f"score {score:.3g}"
-    )
+    if score is None:  # read back from a damaged file
+        scored = ""
+    elif threshold is not None and threshold > 0:  # bare scores mean nothing to an owner
+        scored = f"{score / threshold:.2f} times the alert level"
+    else:
+        scored = f"score {score:.3g}"
     job = f" ({alert['job']})" if alert.get("job") else ""
     detail = _for_phone(str(result.get("detail", "")))  # why the pause or cancel failed
     if action in ("pause", "cancel") and outcome == "unknown":

@@ -297,7 +297,7 @@ def recalibrated_guard(
         return guard
     own = start_guard(starts, partial=partial)
     if own:
-        return reachable_guard(max(guard, own))
+        return max(guard, own)  # each below any score a frame can reach already
     highest = float(np.max(_highest_starts([*starts, *partial]), initial=0.0))
     return 0.0 if highest * GUARD_MARGIN > guard else guard
 
