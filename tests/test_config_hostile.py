@@ -93,3 +93,25 @@ def test_a_key_given_twice_is_refused_with_its_lines(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="line 4: 'detection' is given twice"):
         load_config(nested)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "key"),
+    [
+        ('model: ""\n', "model"),
+        ("storage: {dir: '  '}\n", "storage.dir"),
+        ("mqtt: {host: h, tls: {ca_file: ''}}\n", "mqtt.tls.ca_file"),
+    ],
+)
+def test_an_empty_path_is_refused_not_taken_as_the_working_folder(
+    tmp_path: Path, yaml_text: str, key: str
+) -> None:
+    """``model: ""`` read as the config's folder (or / under systemd), not as the shipped
+    model its writer meant: the daemon then refused a bundle it never named."""
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml_text + "printers: [{name: p1, camera: {source: 'http://cam/s.jpg'}}]\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(config)
+    assert str(err.value) == (
+        f"{config}: {key}: empty: leave the key out for its default, or give a path"
+    )

@@ -897,14 +897,22 @@ def _in_config_folder(value: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _paths_from(data: dict[str, Any], keys: tuple[str, ...], base: Path) -> dict[str, Any]:
+def _paths_from(
+    data: dict[str, Any], keys: tuple[str, ...], base: Path, where: str = ""
+) -> dict[str, Any]:
     """``data`` (copied) with its relative file paths at ``keys`` taken from ``base``, the
     config's folder, as the secrets' ``*_file`` are: under systemd the daemon's working
-    folder is /, where check-config, run from the config's folder, had found them."""
+    folder is /, where check-config, run from the config's folder, had found them. An empty
+    path is refused: it would be the working folder (the config's folder here, / under
+    systemd), not "none" or "the default" as its writer meant."""
     data = dict(data)
     for key in keys:
         value = data.get(key)
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and not value.strip():
+            raise ConfigError(
+                f"{where}{key}: empty: leave the key out for its default, or give a path"
+            )
+        if isinstance(value, str):
             data[key] = str(_in_config_folder(value, base))
     return data
 
@@ -913,7 +921,9 @@ def _printer_files(printer: dict[str, Any], path: str, base: Path) -> None:
     """A printer's files from the config's folder: its CA files' paths, its API key."""
     for section in ("camera", "api"):
         if isinstance(printer.get(section), dict):
-            printer[section] = _paths_from(printer[section], ("ca_file",), base)
+            printer[section] = _paths_from(
+                printer[section], ("ca_file",), base, f"{path}.{section}."
+            )
     if isinstance(printer.get("api"), dict):
         _read_secret(printer["api"], "api_key", "api_key_file", f"{path}.api", base)
 
@@ -1117,7 +1127,7 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
         # found a relative model the service then could not
         data = _paths_from(data, ("model",), base)
         if isinstance(data.get("storage"), dict):
-            data["storage"] = _paths_from(data["storage"], ("dir",), base)
+            data["storage"] = _paths_from(data["storage"], ("dir",), base, "storage.")
         mqtt = data.get("mqtt")
         if isinstance(mqtt, dict):
             mqtt = data["mqtt"] = dict(mqtt)
@@ -1128,7 +1138,9 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
             _read_secret(http, "password", "password_file", "http", base)
             _read_secret(http, "scrape_token", "scrape_token_file", "http", base)
         if isinstance(mqtt, dict) and isinstance(mqtt.get("tls"), dict):
-            mqtt["tls"] = _paths_from(mqtt["tls"], ("ca_file", "cert_file", "key_file"), base)
+            mqtt["tls"] = _paths_from(
+                mqtt["tls"], ("ca_file", "cert_file", "key_file"), base, "mqtt.tls."
+            )
         printers = data.get("printers")
         for i, printer in enumerate(printers if isinstance(printers, list) else []):
             if isinstance(printer, dict):
