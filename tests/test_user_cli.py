@@ -86,6 +86,32 @@ def test_collect_copies_a_folder_recording_to_its_end_and_stops(tmp_path: Path) 
     assert len({f.stem.rsplit("_", 1)[0] for f in (tmp_path / "out" / "ender3").glob("*.jpg")}) == 2
 
 
+def test_collect_keeps_a_folder_of_several_prints_apart(tmp_path: Path) -> None:
+    """A folder holding two prints and a resumed part of the first (what ``collect`` itself
+    writes, what ``replay`` replays print by print) was saved as one print: the trainer then
+    calibrated and judged two prints as one."""
+    rec = tmp_path / "rec"
+    _frames(rec, 4, "benchy_{}.jpg")
+    _frames(rec, 2, "benchy+resumed1_{}.jpg")
+    _frames(rec, 3, "gear_{}.jpg")
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[{"name": "ender3", "camera": {"source": str(rec)}, "action": "notify"}],
+    )
+    r = run_cli("collect", "--config", str(config), "--out", str(tmp_path / "out"), timeout=60)
+    assert r.returncode == 0, r.stderr
+    sessions: dict[str, int] = {}
+    for f in (tmp_path / "out" / "ender3").glob("*.jpg"):
+        session = f.stem.rsplit("_", 1)[0]
+        sessions[session] = sessions.get(session, 0) + 1
+    assert sorted(sessions.values()) == [2, 3, 4], sessions
+    parts = [s for s in sessions if s.endswith("+resumed1")]
+    assert len(parts) == 1 and sessions[parts[0]] == 2
+    first = parts[0].removesuffix("+resumed1")
+    assert sessions[first] == 4 and first.endswith("-rec")  # the first named after the folder
+    assert any(s.endswith("-gear") and n == 3 for s, n in sessions.items())
+
+
 @pytest.mark.parametrize(
     ("min_free", "rc", "expected"),
     [

@@ -46,8 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "collect",
         help="save frames of running prints for retraining (trainer --normal DIR)",
         description="Save a frame every camera.interval_s while a printer prints, as OUT/<printer>/<print>_<n>.jpg. "
-        "A camera that is a folder or video (a recording) is copied frame by frame and collect stops "
-        "at its end. Exits 1 with the reason when nothing was saved.",
+        "A camera that is a folder or video (a recording) is copied frame by frame (a folder's "
+        "prints kept apart by their frames' names) and collect stops at its end. Exits 1 with the reason when nothing was saved.",
     )
     p.add_argument("--config", required=True, help="YAML config file")
     p.add_argument("--out", required=True, help="folder to save frames into")
@@ -97,6 +97,9 @@ class Collector:
         self.parts = 0  # parts after a resume so far
         self.paused = False  # paused since the last frame: a resume starts a part
         self.job: str | None = None
+        # the print the recording's last frame belonged to (a folder may hold several, as
+        # ``collect`` itself keeps them and ``replay`` splits them): the next one starts a print
+        self.recorded: str | None = None
         self.printed_s: float | None = None  # the job's print time at the last frame
         self.count = 0
         self.saved = 0
@@ -149,6 +152,7 @@ class Collector:
         frame = self.camera.read()
         if frame is None:
             return 0
+        self._follow_the_recording()
         self.answered, self.waiting_since = True, None
         self.out.mkdir(parents=True, exist_ok=True)
         while not self._saved_as(frames.frame_path(self.out, self.session, self.count), frame):
@@ -158,6 +162,26 @@ class Collector:
         self.count += 1
         self.saved += 1
         return 1
+
+    def _follow_the_recording(self) -> None:
+        """A folder's next print (the frames contract's name) is a new session, a resumed part
+        of its print a part of this one: one recording of several prints was saved as one
+        print, which the trainer then fitted and judged as one."""
+        current = getattr(self.camera, "current", None)
+        if current is None:
+            return
+        recorded = frames.parse(current).print or ""
+        before, self.recorded = self.recorded, recorded
+        if before is None or recorded == before or self.print_name is None:
+            return
+        if frames.print_of(recorded) == frames.print_of(before):
+            self.parts += 1
+            self.session = frames.resumed_part(self.print_name, self.parts)
+        else:
+            self.session = self.print_name = self._new_session(frames.print_of(recorded) or None)
+            self.parts = 0
+        self.count = 0
+        logger.info("%s: the recording's next print: collecting %s", self.cfg.name, self.session)
 
     def _saved_as(self, path: Path, frame: np.ndarray) -> bool:
         """Write ``frame`` at ``path``, never over a file there (False then: another collect
