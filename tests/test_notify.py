@@ -977,6 +977,28 @@ def test_an_alert_after_the_last_one_was_answered_waits_for_no_window(
     assert len(ntfy_receiver.messages) == 2 and notifier.notify_status()["ntfy"]["pending"] == 1
 
 
+def test_a_print_that_ends_while_an_alert_waits_its_window_is_told_after_the_alert(
+    phone, ntfy_receiver
+) -> None:
+    """A second alert held back by ``coalesce_s``, then the print ended: "print done" went at
+    once and the alert minutes after it, read as a failure of the next print. The end is
+    told after the alert, and the alert no longer waits: its print is over."""
+    notifier = phone(
+        notify=(target(ntfy_receiver.url(), coalesce_s=600, events=["failure", "print_done"]),)
+    )
+    notifier.raise_alert(PRINTER, alert(action="notify"), jpeg(1), jpeg(1))
+    wait_for("the first alert", lambda: len(ntfy_receiver.messages) == 1, timeout=30)
+    notifier.raise_alert(PRINTER, alert(action="notify", score=0.95), jpeg(2), jpeg(2))
+    time.sleep(1)
+    assert len(ntfy_receiver.messages) == 1  # the second waits out the first's window
+    notifier.print_done(PRINTER, "benchy.gcode")
+    wait_for("the alert and the end", lambda: len(ntfy_receiver.messages) == 3, timeout=30)
+    held, done = ntfy_receiver.messages[1:]
+    assert held.attachment == jpeg(2) and "print failure" in held.title, held.title
+    assert done.title.startswith(f"{PRINTER}: print"), done.title
+    assert "failure" not in done.title
+
+
 def test_a_camera_is_reported_offline_only_after_a_while_and_then_back(
     phone, ntfy_receiver, tmp_path
 ) -> None:

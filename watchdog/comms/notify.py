@@ -1039,11 +1039,32 @@ class TargetSender:
             heads.setdefault((e.printer, "alert" if group in ALERT_GROUPS else group), e)
         # further ahead than any window can put it: the clock was set back since: due now
         longest = max(self.cfg.coalesce_s, self.cfg.camera_offline_after_s) + 1.0
-        due = [e for e in heads.values() if not 0 < _not_before(e) - now <= longest]
+        due = [
+            e
+            for e in heads.values()
+            if not 0 < _not_before(e) - now <= longest or self._ended_after(e, heads)
+        ]
+        # a print's end waits behind the alerts queued before it
+        due = [
+            e
+            for e in due
+            if e.body.get("group") != _GROUP[Kind.PRINT_DONE]
+            or not self._ended_after(heads.get((e.printer, "alert")), heads)
+        ]
         if due:
             return min(due, key=lambda e: (self._failures.get(e.id, 0), e.id)), 0.0
         later = [_not_before(e) - now for e in heads.values()]
         return None, min(later) if later else 60.0
+
+    @staticmethod
+    def _ended_after(entry: Entry | None, heads: dict[tuple[str, str], Entry]) -> bool:
+        """``entry`` is an alert whose print's end is queued after it: its window is over
+        (the print is), and the end must not go first. The phone was told "print done" and
+        then, minutes later, of a failure before it, read as the next print's."""
+        if entry is None or entry.body.get("group") not in ALERT_GROUPS:
+            return False
+        done = heads.get((entry.printer, _GROUP[Kind.PRINT_DONE]))
+        return done is not None and done.id > entry.id
 
     def _age(self, entry: Entry, now: float) -> float:
         """Seconds since ``entry`` was created: by the wall clock when first seen (what an
