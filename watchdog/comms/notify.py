@@ -1029,6 +1029,14 @@ class TargetSender:
         self._failures = {k: n for k, n in self._failures.items() if k in ids}
         self._seen = {k: seen for k, seen in self._seen.items() if k in ids}
         self._unanswered = {k: n for k, n in self._unanswered.items() if k in ids}
+        heads, due = self._heads_due(now)
+        if due:
+            return min(due, key=lambda e: (self._failures.get(e.id, 0), e.id)), 0.0
+        later = [_not_before(e) - now for e in heads.values()]
+        return None, min(later) if later else 60.0
+
+    def _heads_due(self, now: float) -> tuple[dict[tuple[str, str], Entry], list[Entry]]:
+        """Each printer's oldest notification of each kind of news, and those due now."""
         # Oldest first within a printer's kind of news (the phone must end on the latest);
         # between them, the fewest failed attempts first: one notification the service keeps
         # refusing (too large, say) does not hold back every other printer's alerts.
@@ -1051,10 +1059,7 @@ class TargetSender:
             if e.body.get("group") != _GROUP[Kind.PRINT_DONE]
             or not self._ended_after(heads.get((e.printer, "alert")), heads)
         ]
-        if due:
-            return min(due, key=lambda e: (self._failures.get(e.id, 0), e.id)), 0.0
-        later = [_not_before(e) - now for e in heads.values()]
-        return None, min(later) if later else 60.0
+        return heads, due
 
     @staticmethod
     def _ended_after(entry: Entry | None, heads: dict[tuple[str, str], Entry]) -> bool:
