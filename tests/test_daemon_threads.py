@@ -391,6 +391,42 @@ def test_a_watcher_stuck_past_a_reload_is_not_doubled_by_its_successor(daemon, m
     assert new.last_alert == _alert("stuck-step-alert")
 
 
+def test_a_reload_with_one_printer_hung_leaves_the_others_watched(
+    tmp_path, tiny_adaptive_bundle, normal_frames, monkeypatch
+) -> None:
+    """A reload waited for every old watcher's step, one deadline for all: one printer's API
+    hanging left every printer unwatched for the whole 15 s. The hung one's successor waits
+    for it; the others watch again at once."""
+    frames = _frames(tmp_path / "rec", list(normal_frames[:8]) * 5)
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(tiny_adaptive_bundle),
+        storage={"dir": str(tmp_path / "state")},
+        printers=[
+            {"name": name, "camera": {"source": str(frames), "interval_s": 0.5}}
+            for name in ("e3", "mk4")
+        ],
+    )
+    d = Daemon(config)
+    d.notifier = Notifier(d.config.mqtt, d.config.storage, [p.name for p in d.config.printers])
+    d.running = d._start(d._make_watchers(d.config, d.bundle))
+    hung = d.running["e3"].watcher
+    inside, release = threading.Event(), threading.Event()
+    try:
+        wait_until("first frames", lambda: hung.snapshot.score is not None, 30)
+        monkeypatch.setattr(hung, "step", lambda: (inside.set(), release.wait(60)))
+        wait_until("the step hung", inside.is_set, 10)
+        reload = threading.Thread(target=d.reload)
+        reload.start()
+        wait_until("the reload done", lambda: not reload.is_alive(), 10)
+        other = d.running["mk4"].watcher
+        wait_until("the other printer watched", lambda: other.snapshot.score is not None, 10)
+        assert not release.is_set() and d.running["e3"].watcher is not hung
+    finally:
+        release.set()
+        d._stop(d.running)
+
+
 def _stuck_in_its_step(daemon, alert: str):
     """The daemon's watchers stopped, and a watcher of e3 stuck in its step (a thread that
     ends when the returned event is set) that got to raise ``alert``: (it, its _Running,

@@ -237,7 +237,11 @@ class Daemon:
     always see one complete generation of watchers.
     """
 
-    RELOAD_STOP_S = 15.0  # a reload waits this long for the old watchers to finish their step
+    # A reload waits this long for the old watchers to finish their step (a frame, a poll:
+    # milliseconds); one still in a step then (a printer's API or a camera hanging) is
+    # followed by its successor once it ends (``_follow``), and the others watch again at
+    # once. Fifteen seconds for all of them left every printer unwatched behind one hung API.
+    RELOAD_STOP_S = 2.0
 
     def __init__(self, config_path: str | Path, debug: bool = False) -> None:
         self.config_path = Path(config_path)
