@@ -108,6 +108,27 @@ def test_cancel_ends_the_print(octoprint_server: OctoPrintServer) -> None:
     assert ended.state == "idle" and ended.ended == "cancelled", ended
 
 
+def test_a_print_lost_to_an_octoprint_restart_between_two_polls_is_not_told_cancelled(
+    octoprint_server: OctoPrintServer,
+) -> None:
+    """OctoPrint restarted (an update, a plugin) and connected to its printer again between
+    two polls: the print it sent is gone, which the owner was told as their own cancel ("was
+    cancelled at the printer", quietly). A cancel leaves its job selected; a restart does not."""
+    from watchdog.comms.notify import Kind, print_done_event
+
+    printer = client(octoprint_server)
+    octoprint_server.start_print(name="benchy.gcode")
+    assert printer.status().state == "printing"
+    octoprint_server.stop()
+    octoprint_server.start()
+    octoprint_server.connect()
+    ended = printer.status()
+    assert ended.state == "idle" and ended.ended == "lost", ended
+    event = print_done_event("ender3", "benchy.gcode", ended=ended.ended)
+    assert event.kind is Kind.PRINT_ERROR and event.title == "ender3: print lost"
+    assert "OctoPrint restarted" in event.message
+
+
 def test_a_finished_print_is_told_finished(octoprint_server: OctoPrintServer) -> None:
     """OctoPrint's job at 100% once the print is done: "print finished", not "ended
     (finished, or cancelled at the printer)"."""

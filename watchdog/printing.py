@@ -113,7 +113,8 @@ class PrinterStatus:
     # queued moves), so that a resume there is refused, not told done with the print paused
     resumable: bool = True
     # how the print just ended ended, where the API says: "finished" or "cancelled" (Klipper's
-    # print_stats; OctoPrint's job progress); "" where it cannot tell
+    # print_stats; OctoPrint's job progress), "lost" (OctoPrint restarted between two polls:
+    # no job selected any more); "" where it cannot tell
     ended: str = ""
     # False where the API answers but does not see the printer (OctoPrint connected to none:
     # a printer printing from its SD card may still print): what it does is not known

@@ -329,7 +329,16 @@ def print_done_event(
     it stopped because of one (a thermal runaway, a move out of range, a lost connection);
     ``unseen``: it ended while the printer's API could not be reached (finished, or lost when
     OctoPrint or Klipper restarted: told as loud as an error, the owner must look);
-    ``ended``: "finished" or "cancelled" where the printer's API says which."""
+    ``ended``: "finished" or "cancelled" where the printer's API says which, "lost" where it
+    restarted between two polls (told as loud as ``unseen``)."""
+    if ended == "lost":
+        return Event(
+            Kind.PRINT_ERROR,
+            printer,
+            f"{printer}: print lost",
+            f"{job or 'The print'} on {printer} has stopped: OctoPrint restarted, or lost its "
+            "printer and connected again, which ends a print it sends. Check the printer.",
+        )
     if unseen:
         return Event(
             Kind.PRINT_ERROR,

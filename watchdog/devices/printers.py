@@ -533,12 +533,14 @@ class OctoPrintClient(_HttpPrinter):
             self._from_sd = "from SD" in text
         elif state is not PrinterState.PAUSED:
             self._from_sd = False
-        was_in_print = self._in_print
+        was_in_print, was_from_sd = self._in_print, self._from_sd and state is PrinterState.IDLE
         self._in_print = state in (PrinterState.PRINTING, PrinterState.PAUSED)
         job, printed = (
             self._job() if state in (PrinterState.PRINTING, PrinterState.PAUSED) else (None, None)
         )
-        ended = self._how_it_ended() if was_in_print and state is PrinterState.IDLE else ""
+        ended = (
+            self._how_it_ended(was_from_sd) if was_in_print and state is PrinterState.IDLE else ""
+        )
         return PrinterStatus(
             state,
             job,
@@ -551,16 +553,22 @@ class OctoPrintClient(_HttpPrinter):
             ended=ended,
         )
 
-    def _how_it_ended(self) -> str:
+    def _how_it_ended(self, from_sd: bool) -> str:
         """How the print just seen ending ended: "finished" (its job's progress at 100%),
-        "cancelled" (short of it), "" where OctoPrint does not say."""
+        "cancelled" (short of it), "lost" (OctoPrint restarted, or was disconnected from its
+        printer and connected again, between two polls: it has no job selected any more, which
+        a cancel leaves selected), "" where OctoPrint does not say."""
         try:
             data = self._request(
                 "GET", "/api/job", timeout=min(self.api.timeout_s, STATUS_TIMEOUT_S)
             )
             done = data["progress"]["completion"]
+            selected = data["job"]["file"]["name"]
         except (_Failure, TypeError, KeyError):
             return ""
+        if done is None and selected is None:
+            # a print the printer reads from its SD card may go on: not said to be lost
+            return "" if from_sd else "lost"
         if done is None:  # OctoPrint resets the job's progress at a cancel
             return "cancelled"
         if isinstance(done, bool) or not isinstance(done, int | float):
