@@ -589,6 +589,29 @@ def test_an_alert_whose_correction_waits_for_the_broker_is_not_said_delivered(op
     assert delivered()
 
 
+def test_a_renamed_printers_alerts_stay_on_the_incidents_page_without_buttons(
+    open_daemon,
+) -> None:
+    """A printer renamed (or removed) in the config: its alerts vanished from the page, though
+    kept on disk. Listed, said to be of a printer no longer in the config, their pictures
+    shown; a folder that is no printer's name is not."""
+    from watchdog.incidents import IncidentStore
+
+    url, _, tmp = open_daemon
+    jpeg = cv2.imencode(".jpg", np.full((8, 8, 3), 70, np.uint8))[1].tobytes()
+    alert = {"printer": "old-name", "action": "pause", "time": "2026-12-05T10:00:00+00:00"}
+    incident = IncidentStore(tmp / "state").save("old-name", alert, jpeg, jpeg, pending=False)
+    (tmp / "state" / "incidents" / "not a name").mkdir()
+    found = requests.get(f"{url}/api/incidents", timeout=10).json()
+    [earlier] = [i for i in found if i["incident"] == incident.id]
+    assert earlier["printer"] == "old-name" and earlier["earlier_printer"] is True
+    assert not any(i["earlier_printer"] for i in found if i["printer"] == PRINTER)
+    picture = requests.get(f"{url}/api/incidents/old-name/{incident.id}/frame.jpg", timeout=10)
+    assert picture.status_code == 200 and picture.content == jpeg
+    nowhere = requests.get(f"{url}/api/incidents/nobody/{incident.id}/frame.jpg", timeout=10)
+    assert nowhere.status_code == 404
+
+
 def test_loopback_page_is_open_but_posts_need_the_token_and_the_host(open_daemon) -> None:
     url, _, _ = open_daemon
     page = requests.get(f"{url}/", timeout=10)

@@ -422,6 +422,23 @@ def test_an_alert_offers_only_the_printer_buttons_that_can_act(env, browser) -> 
         f"return document.querySelector(\"article.incident[data-incident='{unanswerable.id}']\") !== null",
     )
     assert js(browser, shown, unanswerable.id) == ["not_failure", "failure"]
+    # a printer renamed in the config since: its alert stays in view, with no button
+    renamed = IncidentStore(env.storage, 100).save(
+        "old-name", {**alert, "printer": "old-name"}, b"", b"", pending=False
+    )
+    browser.refresh()
+    wait_js(
+        browser,
+        "the renamed printer's incident",
+        f"return document.querySelector(\"article.incident[data-incident='{renamed.id}']\") !== null",
+    )
+    assert js(browser, shown, renamed.id) == []
+    said = js(
+        browser,
+        f"return document.querySelector(\"article.incident[data-incident='{renamed.id}'] "
+        '[data-role=earlier-printer]").textContent',
+    )
+    assert said.startswith("old-name is no longer in the config"), said
 
 
 def test_an_alert_whose_print_ended_says_so_and_offers_no_printer_buttons(env, browser) -> None:

@@ -834,6 +834,16 @@ class IncidentView:
     lead_up: tuple[str, ...]  # file names under lead_up/, oldest first
 
 
+def printers_on_disk(storage_dir: Path) -> list[str]:
+    """The printers with an incidents folder, whatever the config names now: a printer
+    renamed or removed keeps its alerts (and the page shows them)."""
+    try:
+        found = incidents_root(storage_dir).iterdir()
+        return sorted(p.name for p in found if p.is_dir() and SAFE_NAME.fullmatch(p.name))
+    except OSError:
+        return []
+
+
 def list_incidents(
     storage_dir: Path, printers: Sequence[str], limit: int = 50
 ) -> list[IncidentView]:

@@ -42,6 +42,7 @@ from watchdog.incidents import (
     closing_answer,
     incidents_root,
     list_incidents,
+    printers_on_disk,
 )
 from watchdog.web import auth
 
@@ -373,7 +374,10 @@ class Dashboard:
 
     def incidents(self) -> Response:
         names = [p.name for p in self.backend.config.printers]
-        found = list_incidents(self.storage_dir, names, limit=50)
+        # a printer renamed or removed in the config: its alerts shown, no button (no watcher
+        # of that name would carry one out)
+        earlier = [n for n in printers_on_disk(self.storage_dir) if n not in names]
+        found = list_incidents(self.storage_dir, [*names, *earlier], limit=50)
         # an MQTT alert waits in the outbox until the broker has it; so does its correction
         # (the pause found done or not since), under an entry of its own
         waiting = {str(e.body.get("incident")) for e in Outbox(self.storage_dir).pending(MQTT)}
@@ -391,6 +395,7 @@ class Dashboard:
                     if closing_answer(i.alert)
                     else [v.value for v in saved_answers(i.alert)],
                     "answered": closing_answer(i.alert),
+                    "earlier_printer": i.printer in earlier,
                 }
                 for i in found
             ]
@@ -407,7 +412,9 @@ class Dashboard:
             allowed
             and SAFE_NAME.fullmatch(printer)
             and SAFE_NAME.fullmatch(incident)
-            and self._printer(printer) is not None
+            and (
+                self._printer(printer) is not None or printer in printers_on_disk(self.storage_dir)
+            )
         ):
             return text("404 Not Found", 404)
         folder = incidents_root(self.storage_dir) / printer / incident

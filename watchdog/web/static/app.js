@@ -721,13 +721,15 @@ function incidentCard(i) {
           text: S.mqtt === undefined ? "" : !S.mqtt ? "MQTT: not configured" : i.delivered ? "MQTT: delivered" : "MQTT: not delivered yet" })),
       i.job ? el("div", { class: "row muted", text: `job ${i.job}` }) : null,
       // resumed or cancelled since (a button, the printer itself): its Resume and Cancel are gone
-      i.answered ? el("div", { class: "row", "data-role": "answered", text: i.answered === "ended" ? "its print has ended" : `answered: the print was ${i.answered}` }) : null),
+      i.answered ? el("div", { class: "row", "data-role": "answered", text: i.answered === "ended" ? "its print has ended" : `answered: the print was ${i.answered}` }) : null,
+      // renamed or removed in the config since: nothing watches a printer of that name
+      i.earlier_printer ? el("div", { class: "row muted", "data-role": "earlier-printer", text: `${i.printer} is no longer in the config: this alert is kept, and nothing can be done on it here` }) : null),
     el("figure", { class: "frame" }, el("img", { src: `${base}/frame.jpg`, alt: `frame of the alert of ${i.printer}`, loading: "lazy", "data-role": "incident-frame" })),
     el("figure", { class: "frame" }, el("img", { src: `${base}/heatmap.jpg`, alt: `heatmap of the alert of ${i.printer}`, loading: "lazy", "data-role": "incident-heatmap" })),
     heat.length ? el("div", { class: "strip", "data-role": "lead-up" },
       heat.map((f, n) => el("figure", {}, el("img", { src: `${base}/lead_up/${f.split("/").pop()}`, alt: `heatmap of the frame ${heat.length - n} before the alert` }),
         el("figcaption", { text: `${heat.length - n} before` })))) : null,
-    el("div", { class: "buttons info" },
+    i.earlier_printer ? null : el("div", { class: "buttons info" },
       act("not_failure", "Not a failure", "good", null),
       act("failure", "Confirm failure", "danger", null),
       (i.answers || []).includes("resume") ? act("resume", "Resume print", "", `Resume the print on ${onWhat}?`) : null,
