@@ -391,40 +391,140 @@ def test_a_watcher_stuck_past_a_reload_is_not_doubled_by_its_successor(daemon, m
     assert new.last_alert == _alert("stuck-step-alert")
 
 
-def test_a_reload_with_one_printer_hung_leaves_the_others_watched(
-    tmp_path, tiny_adaptive_bundle, normal_frames, monkeypatch
-) -> None:
+class TwoPrinters:
+    """A daemon in this process watching e3 and mk4, each on a looping folder camera, e3
+    past its first frame; ``hang`` makes e3's next step hang."""
+
+    def __init__(self, tmp_path: Path, bundle: Path, normal_frames, monkeypatch) -> None:
+        frames = _frames(tmp_path / "rec", list(normal_frames[:8]) * 5)
+        self.config = write_config(
+            tmp_path / "c.yaml",
+            model=str(bundle),
+            storage={"dir": str(tmp_path / "state")},
+            printers=[
+                {"name": name, "camera": {"source": str(frames), "interval_s": 0.5}}
+                for name in ("e3", "mk4")
+            ],
+        )
+        self.both = self.config.read_text()
+        self.d = d = Daemon(self.config)
+        d.notifier = Notifier(d.config.mqtt, d.config.storage, [p.name for p in d.config.printers])
+        d.running = d._start(d._make_watchers(d.config, d.bundle))
+        self.old = d.running["e3"].watcher
+        self.released = threading.Event()
+        self.monkeypatch = monkeypatch
+        wait_until("first frames", lambda: self.old.snapshot.score is not None, 30)
+
+    def hang(self, then=None) -> None:
+        """e3's next step hangs until ``released`` is set, then does ``then``."""
+        inside = threading.Event()
+
+        def hung_step() -> None:
+            inside.set()
+            self.released.wait(60)
+            if then is not None:
+                then()
+
+        self.monkeypatch.setattr(self.old, "step", hung_step)
+        wait_until("the step hung", inside.is_set, 10)
+
+    def without_e3(self) -> None:
+        config = yaml.safe_load(self.both)
+        config["printers"] = [p for p in config["printers"] if p["name"] == "mk4"]
+        self.config.write_text(yaml.safe_dump(config))
+
+
+@pytest.fixture
+def two(tmp_path, tiny_adaptive_bundle, normal_frames, monkeypatch):
+    printers = TwoPrinters(tmp_path, tiny_adaptive_bundle, normal_frames, monkeypatch)
+    yield printers
+    printers.released.set()
+    printers.d._stop(printers.d.running)
+
+
+def test_a_reload_with_one_printer_hung_leaves_the_others_watched(two) -> None:
     """A reload waited for every old watcher's step, one deadline for all: one printer's API
     hanging left every printer unwatched for the whole 15 s. The hung one's successor waits
     for it; the others watch again at once."""
-    frames = _frames(tmp_path / "rec", list(normal_frames[:8]) * 5)
-    config = write_config(
-        tmp_path / "c.yaml",
-        model=str(tiny_adaptive_bundle),
-        storage={"dir": str(tmp_path / "state")},
-        printers=[
-            {"name": name, "camera": {"source": str(frames), "interval_s": 0.5}}
-            for name in ("e3", "mk4")
-        ],
+    d = two.d
+    two.hang()
+    reload = threading.Thread(target=d.reload)
+    reload.start()
+    wait_until("the reload done", lambda: not reload.is_alive(), 10)
+    other = d.running["mk4"].watcher
+    wait_until("the other printer watched", lambda: other.snapshot.score is not None, 10)
+    assert not two.released.is_set() and d.running["e3"].watcher is not two.old
+
+
+def test_a_printer_whose_successor_waits_is_shown_as_its_old_watcher_left_it(two) -> None:
+    """A reload while a printer's step hangs (its API slow to take a pause): the page showed
+    the printer idle, no job, no score, for as long as the step hung, from the successor that
+    knows nothing yet. Shown as the old watcher left it until the successor takes over."""
+    d, old = two.d, two.old
+    two.hang()
+    before = old.status()
+    d.reload()
+    assert d.running["e3"].watcher is not old
+    shown = d.status()["printers"]["e3"]
+    assert shown["score"] == before["score"] is not None
+    assert shown["frames_this_print"] == before["frames_this_print"] > 0
+    assert d.latest_jpeg("e3") == old.latest_jpeg is not None
+
+
+def test_a_printer_taken_out_mid_step_says_its_unanswered_alert_once_the_step_ends(
+    two, caplog
+) -> None:
+    """A printer taken out of the config while its pause was under way: its alert, raised when
+    the step ended, was never said to stand unanswered (read before it was there), and a
+    command queued to it was never answered."""
+    from dataclasses import replace
+
+    d, old = two.d, two.old
+
+    def alerted() -> None:
+        old.last_alert = _alert("mid-step-alert")
+        old.state = replace(old.state, failure=True)
+
+    two.hang(alerted)
+    queued = old.submit(Command("e3", Verb.DISABLE, source="mqtt"))
+    two.without_e3()
+    d.reload()
+    assert list(d.running) == ["mk4"]
+    two.released.set()
+    wait_until(
+        "the alert said unanswered",
+        lambda: "its alert mid-step-alert stands unanswered" in caplog.text,
+        10,
     )
-    d = Daemon(config)
-    d.notifier = Notifier(d.config.mqtt, d.config.storage, [p.name for p in d.config.printers])
-    d.running = d._start(d._make_watchers(d.config, d.bundle))
-    hung = d.running["e3"].watcher
-    inside, release = threading.Event(), threading.Event()
-    try:
-        wait_until("first frames", lambda: hung.snapshot.score is not None, 30)
-        monkeypatch.setattr(hung, "step", lambda: (inside.set(), release.wait(60)))
-        wait_until("the step hung", inside.is_set, 10)
-        reload = threading.Thread(target=d.reload)
-        reload.start()
-        wait_until("the reload done", lambda: not reload.is_alive(), 10)
-        other = d.running["mk4"].watcher
-        wait_until("the other printer watched", lambda: other.snapshot.score is not None, 10)
-        assert not release.is_set() and d.running["e3"].watcher is not hung
-    finally:
-        release.set()
-        d._stop(d.running)
+    answer = queued.result(10)
+    assert not answer.ok and "no printer named 'e3'" in answer.detail
+
+
+def test_a_printer_put_back_while_its_old_step_hangs_is_not_watched_twice(two, monkeypatch) -> None:
+    """Taken out of the config and put back while its old watcher was still in its step:
+    the new watcher stepped beside the old one (two pauses, two alerts could follow), and
+    knew nothing of the alert that step ended with."""
+    d, old = two.d, two.old
+    steps: list[str] = []
+
+    def alerted() -> None:
+        old.last_alert = _alert("old-step-alert")
+        steps.append("old step ended")
+
+    two.hang(alerted)
+    two.without_e3()
+    d.reload()
+    two.config.write_text(two.both)
+    d.reload()
+    new = d.running["e3"].watcher
+    new_step = new.step
+    monkeypatch.setattr(new, "step", lambda: (steps.append("new step"), new_step())[1])
+    threading.Event().wait(2.0)
+    assert steps == [], "the put-back watcher stepped while the old one was in its step"
+    two.released.set()
+    wait_until("the new watcher watching", lambda: "new step" in steps, 20)
+    assert steps[0] == "old step ended"
+    assert new.last_alert == _alert("old-step-alert")
 
 
 def _stuck_in_its_step(daemon, alert: str):

@@ -199,6 +199,15 @@ class _Running:
             return self
         return None
 
+    @property
+    def shown(self) -> Watcher:
+        """The watcher whose state is the printer's: a predecessor still in its step until
+        its successor takes over (the successor, waiting, knows nothing of the print yet: the
+        page showed a printing printer idle, mid-pause, for as long as the step hung)."""
+        if self.after is not None and self.after.thread.is_alive():
+            return self.after.shown
+        return self.watcher
+
 
 def _unheard_until_restart(config: Config, running: list[NotifyTarget]) -> list[str]:
     """The printers of ``config`` its notify targets tell of and the ``running`` ones (kept
@@ -278,6 +287,10 @@ class Daemon:
         # Reloads started and the last one's outcome (its number, why it was refused or None),
         # so that a save on the page can say whether it was applied.
         self._reloads = threading.Condition()
+        # printers taken out of the config while their watcher was still in its step: said
+        # and retired once it ends, or followed by a watcher of the same name put back meanwhile
+        self._removed: dict[str, _Running] = {}
+        self._removed_lock = threading.Lock()
         self._reloads_started = 0
         self._reload_outcome: tuple[int, str | None] = (0, None)
         self.started = time.monotonic()
@@ -584,7 +597,7 @@ class Daemon:
             "mqtt_connected": bool(self.notifier and self.notifier.connected),
             "notify": self.notifier.notify_status() if self.notifier else {},
             "printers": {
-                name: r.watcher.status() | {"last_command": self.last_commands.of(name)}
+                name: r.shown.status() | {"last_command": self.last_commands.of(name)}
                 for name, r in self.running.items()
             },
             # the last reload's refusal (None: applied): the settings before it still run
@@ -597,7 +610,7 @@ class Daemon:
         """One line for `systemctl status`: each printer's state and last score."""
         parts = []
         for name, r in self.running.items():
-            st = r.watcher.snapshot
+            st = r.shown.snapshot
             score = (
                 ""
                 if st.score is None or st.threshold is None
@@ -608,7 +621,7 @@ class Daemon:
 
     def latest_jpeg(self, printer: str) -> bytes | None:
         r = self.running.get(printer)
-        return r.watcher.latest_jpeg if r else None
+        return r.shown.latest_jpeg if r else None
 
     def healthy(self) -> bool:
         """Every watcher thread alive and stepping (a hung loop stops the systemd watchdog pings)."""
@@ -617,7 +630,7 @@ class Daemon:
             return False
         now = time.monotonic()
         for r in running.values():
-            snap = r.watcher.snapshot  # the watcher's thread owns the rest of its state
+            snap = r.shown.snapshot  # the watcher's thread owns the rest of its state
             if snap.failing_steps >= FAILED_STEPS_UNHEALTHY:
                 return False  # alive, but every step raises: nothing is watched
             cam, api = r.watcher.cfg.camera, r.watcher.cfg.api
@@ -735,10 +748,15 @@ class Daemon:
             # after the old watchers' last step: a removed printer's last state is not
             # published again once it is taken off the broker
             self.notifier.set_printers(list(watchers), _without_api(config))
-        late = {}
+        late = self._put_back(watchers)
         for name, r in old.items():
             stepping = r.late()
-            if stepping is not None and name in watchers:
+            if stepping is not None and name not in watchers:
+                if stepping is not r:
+                    r.watcher.retire(None)  # it never watched: only its commands
+                self._retire_when_done(name, stepping)
+                continue
+            if stepping is not None:
                 late[name] = stepping  # handed over by its successor's thread once it ends
                 if stepping is not r:
                     # it never watched (its own thread closes it): only its commands
@@ -769,6 +787,36 @@ class Daemon:
             logger.error("%s", why)
         systemd.ready()
         return None
+
+    def _put_back(self, watchers: Mapping[str, Watcher]) -> dict[str, _Running]:
+        """Printers taken out of the config and put back while their old watcher is still in
+        its step: the new one follows it (two watchers of one printer side by side would
+        pause and alert twice)."""
+        late = {}
+        with self._removed_lock:
+            for name in watchers:
+                gone = self._removed.get(name)
+                if gone is not None and gone.thread.is_alive():
+                    late[name] = self._removed.pop(name)
+        return late
+
+    def _retire_when_done(self, name: str, stepping: _Running) -> None:
+        """A printer taken out of the config while its watcher is in its step (a pause the
+        printer's API takes its time over): what that step ends with (its alert) is said and
+        its commands answered once it ends, not read before it is there."""
+        with self._removed_lock:
+            self._removed[name] = stepping
+
+        def when_done() -> None:
+            stepping.thread.join()
+            with self._removed_lock:
+                if self._removed.get(name) is not stepping:
+                    return  # put back in the config meanwhile: its successor took over
+                del self._removed[name]
+            _say_unanswered(stepping.watcher)
+            stepping.watcher.retire(None)
+
+        threading.Thread(target=when_done, name=f"retire-{name}", daemon=True).start()
 
     # ----------------------------------------------------------------- main
 
