@@ -129,6 +129,28 @@ def test_a_print_lost_to_an_octoprint_restart_between_two_polls_is_not_told_canc
     assert "OctoPrint restarted" in event.message
 
 
+def test_a_print_from_the_sd_card_is_not_told_lost_at_a_restart(bad_server: BadServer) -> None:
+    """OctoPrint restarted while the printer printed from its own SD card: the print may go
+    on, so it is not told lost (OctoPrint's answers as it gives them, from a test server: the
+    virtual printer's SD prints end with the restart, a real printer's do not)."""
+    import json as _json
+
+    def answer(body: dict) -> tuple[int, bytes, str]:
+        return (200, _json.dumps(body).encode(), "application/json")
+
+    printing = {"state": {"text": "Printing from SD", "flags": {"printing": True}}}
+    bad_server.routes["/api/printer"] = answer(printing)
+    bad_server.routes["/api/job"] = answer({"job": {"file": {"name": "benchy.gcode"}}})
+    printer = client(bad_server)
+    assert printer.status().state == "printing"
+    idle = {"state": {"text": "Operational", "flags": {"operational": True, "ready": True}}}
+    bad_server.routes["/api/printer"] = answer(idle)
+    restarted = {"job": {"file": {"name": None}}, "progress": {"completion": None}}
+    bad_server.routes["/api/job"] = answer(restarted)
+    ended = printer.status()
+    assert ended.state == "idle" and ended.ended == "", ended
+
+
 def test_a_finished_print_is_told_finished(octoprint_server: OctoPrintServer) -> None:
     """OctoPrint's job at 100% once the print is done: "print finished", not "ended
     (finished, or cancelled at the printer)"."""

@@ -529,11 +529,11 @@ class OctoPrintClient(_HttpPrinter):
             )
         text = str(state_obj.get("text", ""))
         state = _octoprint_state(flags, text)
+        was_in_print, was_from_sd = self._in_print, self._from_sd
         if state is PrinterState.PRINTING:
             self._from_sd = "from SD" in text
         elif state is not PrinterState.PAUSED:
             self._from_sd = False
-        was_in_print, was_from_sd = self._in_print, self._from_sd and state is PrinterState.IDLE
         self._in_print = state in (PrinterState.PRINTING, PrinterState.PAUSED)
         job, printed = (
             self._job() if state in (PrinterState.PRINTING, PrinterState.PAUSED) else (None, None)
