@@ -1176,8 +1176,13 @@ def device_problem(path: str) -> str:
 
 
 # FFmpeg decodes a video stream with this many threads, each holding frames of its own:
-# OpenCV's default is one per core (a Pi 4's four cost 11 MB more at 1080p than two)
-FFMPEG_THREADS = 2
+# OpenCV's default is one per core (a Pi 4's four cost 11 MB more at 1080p than two, and two
+# 6.7 MB more a 1080p printer than one: benchmarks/hostile_inputs.py)
+FFMPEG_THREADS = 1
+
+# A stream's frame is converted to BGR whole (6.2 MB at 1920x1080) before it is shrunk: one
+# such frame in the process at a time, however many printers
+_FULL_FRAME = threading.Lock()
 
 
 def _stream_too_large(cap: Any) -> str:
@@ -1299,10 +1304,7 @@ class StreamCamera(_ThreadedCamera):
                 with self._cond:
                     want = self._want
                 if want:
-                    try:
-                        ok, frame = cap.retrieve()
-                    except cv2.error:
-                        ok, frame = False, None
+                    ok, frame = self._retrieve(cap)
                     with self._cond:
                         self._frame = frame if ok else None
                         self._delivered = True
@@ -1312,12 +1314,38 @@ class StreamCamera(_ThreadedCamera):
             if cap is not None:
                 cap.release()
 
+    def _retrieve(self, cap: Any) -> tuple[bool, Any]:
+        """The frame just grabbed, validated and brought to the model's need here, under
+        _FULL_FRAME (a BadFrame is handed to read() as it is)."""
+        with _FULL_FRAME:
+            try:
+                ok, frame = cap.retrieve()
+            except cv2.error:
+                return False, None
+            if not ok or not isinstance(frame, np.ndarray):
+                return ok, frame
+            try:
+                return True, fit_to_need(validate(frame, self.cfg.max_pixels), self.need)
+            except BadFrame as exc:
+                return True, exc
+
+    def _accept(self, frame: Any) -> np.ndarray | None:
+        """A frame _retrieve already validated and shrank."""
+        with self._lock:
+            self.stats.frames += 1
+        self._up()
+        return frame
+
     def _stand_in(self, frame: np.ndarray | None) -> bool:
         """A flat frame within STAND_IN_S of connecting, before any picture: a decoder's or a
         waking camera's stand-in, no picture of the print (judged, it would be one of the
         frames the print's start is learnt from). Later flat frames are delivered: a covered
         lens or a dark room is told by the frozen-picture check. Called with ``_cond`` held."""
-        if time.monotonic() >= self._stand_ins_until or frame is None or not frame.size:
+        if (
+            time.monotonic() >= self._stand_ins_until
+            or not isinstance(frame, np.ndarray)
+            or not frame.size
+        ):
             return False
         if int(np.ptp(frame)) <= _FLAT_TOLERANCE:
             return True
@@ -1331,7 +1359,7 @@ class StreamCamera(_ThreadedCamera):
         picture, and a camera frozen on one told back online every time."""
         while True:
             try:
-                ok, frame = cap.retrieve() if cap.grab() else (False, None)
+                ok, frame = self._retrieve(cap) if cap.grab() else (False, None)
             except cv2.error:
                 return None
             if not ok or not isinstance(frame, np.ndarray):
@@ -1359,6 +1387,9 @@ class StreamCamera(_ThreadedCamera):
             return None
         if frame is None:
             self._bad("stream gave an undecodable frame")
+            return None
+        if isinstance(frame, BadFrame):
+            self._bad(str(frame))
             return None
         if (frozen := self._frozen_problem(frame)) is not None:
             self._reconnect_frozen(frozen)
