@@ -450,6 +450,8 @@ def test_a_reload_with_one_printer_hung_leaves_the_others_watched(two) -> None:
     two.hang()
     reload = threading.Thread(target=d.reload)
     reload.start()
+    threading.Event().wait(1.0)  # within the reload's wait for the hung step
+    assert reload.is_alive() and d.healthy()  # /healthz answered 503 through each reload
     wait_until("the reload done", lambda: not reload.is_alive(), 10)
     other = d.running["mk4"].watcher
     wait_until("the other printer watched", lambda: other.snapshot.score is not None, 10)

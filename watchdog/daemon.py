@@ -637,7 +637,9 @@ class Daemon:
             # a step: a frame, a status poll, and a pause or cancel retried against a hung API
             budget = cam.interval_s + cam.timeout_s + api.timeout_s * 2 + 30
             budget += longest_action_s(api)
-            if not r.thread.is_alive() or now - snap.heartbeat > budget:
+            # a thread stopped on purpose (a reload replacing it) is not a dead one: /healthz
+            # answered 503 through every reload
+            if (not r.thread.is_alive() and not r.stop.is_set()) or now - snap.heartbeat > budget:
                 return False
         return True
 
