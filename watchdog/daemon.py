@@ -794,12 +794,15 @@ class Daemon:
         """Printers taken out of the config and put back while their old watcher is still in
         its step: the new one follows it (two watchers of one printer side by side would
         pause and alert twice)."""
-        late = {}
+        late: dict[str, _Running] = {}
+        ended: dict[str, _Running] = {}
         with self._removed_lock:
             for name in watchers:
-                gone = self._removed.get(name)
-                if gone is not None and gone.thread.is_alive():
-                    late[name] = self._removed.pop(name)
+                gone = self._removed.pop(name, None)
+                if gone is not None:
+                    (late if gone.thread.is_alive() else ended)[name] = gone
+        for name, gone in ended.items():  # its step ended just now: carried on from, as any
+            gone.watcher.retire(watchers[name])
         return late
 
     def _retire_when_done(self, name: str, stepping: _Running) -> None:
