@@ -1191,11 +1191,6 @@ def _stream_too_large(cap: Any) -> str:
     normal camera's memory, 254 MB, its decoder most of it (benchmarks/hostile_inputs.py)."""
     width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
     height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
-    return _video_too_large(width, height)
-
-
-def _video_too_large(width: int, height: int) -> str:
-    """Why a video of this size is refused, or ""."""
     if width * height <= FULL_DECODE_MAX_PIXELS:
         return ""
     return (
@@ -1329,11 +1324,6 @@ class StreamCamera(_ThreadedCamera):
                 return False, None
             if not ok or not isinstance(frame, np.ndarray):
                 return ok, frame
-            # checked at the stream's opening, but a camera's settings may change its size
-            # since: refused frame by frame, the stream goes offline and is refused at opening
-            height, width = frame.shape[:2]
-            if self.kind == "stream" and (too_large := _video_too_large(width, height)):
-                return True, BadFrame(too_large)
             try:
                 return True, fit_to_need(validate(frame, self.cfg.max_pixels), self.need)
             except BadFrame as exc:
