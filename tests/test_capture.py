@@ -575,6 +575,33 @@ def test_an_ffmpeg_stream_whose_frames_are_all_refused_goes_offline_and_comes_ba
         cam.close()
 
 
+def test_an_unexpected_error_reducing_a_streams_frame_does_not_end_its_grab_thread(
+    camera_server: CameraServer, monkeypatch
+) -> None:
+    """A stream's frame is reduced in the camera's grab thread: an error there (injected:
+    no stream here makes OpenCV's resize fail) ended the thread for good, the camera online
+    and every read waiting on it. It is a bad frame, and the next ones are read."""
+    from watchdog.devices import capture
+
+    url = camera_server.url + "/?action=stream"
+    cam = StreamCamera(cam_cfg(url), url, "ffmpeg", None, FAST)
+    reduce = capture.fit_to_need
+    failures = [RuntimeError("resize failed")]
+
+    def failing_once(frame, need):
+        if failures:
+            raise failures.pop()
+        return reduce(frame, need)
+
+    try:
+        read_until(cam, lambda f: f is not None)
+        monkeypatch.setattr(capture, "fit_to_need", failing_once)
+        read_until(cam, lambda f: not failures and f is not None)
+        assert cam.stats.bad_frames >= 1 and cam._thread.is_alive()
+    finally:
+        cam.close()
+
+
 def test_stream_thread_stops_on_close_and_on_stop_event(camera_server: CameraServer) -> None:
     stop = threading.Event()
     a = open_camera(cam_cfg(camera_server.url + "/?action=stream"), stop, backoff=FAST)

@@ -1328,6 +1328,9 @@ class StreamCamera(_ThreadedCamera):
                 return True, fit_to_need(validate(frame, self.cfg.max_pixels), self.need)
             except BadFrame as exc:
                 return True, exc
+            except Exception as exc:  # noqa: BLE001 - the grab thread must not end: every read would wait on it
+                logger.exception("camera %s: unexpected error reducing a frame", self.label)
+                return True, BadFrame(f"unexpected error: {type(exc).__name__}")
 
     def _accept(self, frame: Any) -> np.ndarray | None:
         """A frame _retrieve already validated and shrank."""
