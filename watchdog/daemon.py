@@ -753,16 +753,14 @@ class Daemon:
         late = self._put_back(watchers)
         for name, r in old.items():
             stepping = r.late()
-            if stepping is not None and name not in watchers:
-                if stepping is not r:
-                    r.watcher.retire(None)  # it never watched: only its commands
-                self._retire_when_done(name, stepping)
-                continue
             if stepping is not None:
-                late[name] = stepping  # handed over by its successor's thread once it ends
                 if stepping is not r:
                     # it never watched (its own thread closes it): only its commands
-                    r.watcher.retire(watchers[name])
+                    r.watcher.retire(watchers.get(name))
+                if name in watchers:
+                    late[name] = stepping  # handed over by its successor's thread once it ends
+                else:
+                    self._retire_when_done(name, stepping)
                 continue
             if name not in watchers:
                 _say_unanswered(r.watcher)

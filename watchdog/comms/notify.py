@@ -844,6 +844,7 @@ class TargetSender:
         ]
         group = _GROUP[event.kind]
         now = self.wall()
+        at = event.at if event.at is not None else now
         with self._cond:
             waiting = [
                 e
@@ -866,9 +867,8 @@ class TargetSender:
                 "message": event.message,
                 "incident": event.incident,
                 "coalesced": 0,
-                "since": event.at if event.at is not None else now,
-                # this event's own time: the one a message summing up others is about
-                "latest": event.at if event.at is not None else now,
+                "since": at,
+                "latest": at,  # this event's own time: the one a message summing up others is about
                 "not_before": 0.0,
                 "attachment_name": f"{self.cfg.attach}.jpg",
                 "answers": [v.value for v in event.answers],

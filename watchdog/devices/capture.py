@@ -701,10 +701,14 @@ class _BaseCamera:
         except BadFrame as exc:
             self._bad(str(exc))
             return None
+        return self._counted(bgr)
+
+    def _counted(self, frame: np.ndarray) -> np.ndarray:
+        """A frame accepted: counted, and the camera online."""
         with self._lock:
             self.stats.frames += 1
         self._up()
-        return bgr
+        return frame
 
     def read(self) -> np.ndarray | None:
         """A BGR frame or None; None at once while closed, stopped, exhausted or in backoff."""
@@ -1334,10 +1338,7 @@ class StreamCamera(_ThreadedCamera):
 
     def _accept(self, frame: Any) -> np.ndarray | None:
         """A frame _retrieve already validated and shrank."""
-        with self._lock:
-            self.stats.frames += 1
-        self._up()
-        return frame
+        return self._counted(frame)
 
     def _stand_in(self, frame: np.ndarray | None) -> bool:
         """A flat frame within STAND_IN_S of connecting, before any picture: a decoder's or a
