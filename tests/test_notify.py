@@ -1080,6 +1080,36 @@ def test_a_notice_that_sums_up_others_is_not_withdrawn(phone, webhook_receiver) 
     assert post["title"] == "ender3: camera offline" and "2 earlier" in post["message"], post
 
 
+@pytest.mark.parametrize("back_online_only", [True, False])
+def test_news_that_came_while_a_refused_notification_was_on_its_way_sums_it_up(
+    phone, webhook_receiver, back_online_only
+) -> None:
+    """The camera came back (and dropped again) while its refused "offline" was still on its
+    way to a slow service: the refused one went back to the queue beside the newer news. The
+    phone then got two notifications, or one that counted one earlier event where it summed up
+    two."""
+    webhook_receiver.refuse_containing(b"camera", 503)
+    webhook_receiver.answer_after_s = 1.5
+    notifier = phone(
+        notify=(camera_target(webhook_receiver.url("hook"), 0.2, coalesce_s=0),),
+    )
+    notifier.camera_changed(PRINTER, online=False)
+    wait_for("the offline on its way", lambda: webhook_receiver.requests >= 1, timeout=30)
+    notifier.camera_changed(PRINTER, online=True)
+    if not back_online_only:
+        notifier.camera_changed(PRINTER, online=False)
+    assert notifier.notify_status()["json"]["failed"] == 0  # still on its way
+    wait_for("the refusal", lambda: notifier.notify_status()["json"]["failed"] >= 1, timeout=30)
+    if back_online_only:
+        notifier.camera_changed(PRINTER, online=False)
+    webhook_receiver.answer_after_s = 0.0
+    webhook_receiver.refused_bodies = None
+    assert notifier.notifications.flush(60), notifier.notify_status()
+    [post] = webhook_receiver.posts
+    assert post["title"] == "ender3: camera offline" and "2 earlier" in post["message"], post
+    assert notifier.notify_status()["json"]["coalesced"] == 2
+
+
 def test_undeliverable_notifications_are_dropped_after_max_age(
     ntfy_receiver, tmp_path, caplog
 ) -> None:

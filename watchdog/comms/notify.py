@@ -875,12 +875,9 @@ class TargetSender:
                 "target": self.identity,
             }
             if waiting:
-                old = waiting[-1]
-                body.update(
-                    coalesced=_count(old.body.get("coalesced")) + 1,
-                    since=old.body.get("since", old.created),
-                    not_before=0.0 if event.corrects else _not_before(old),
-                )
+                body.update(_summing_up(waiting))
+                if event.corrects:
+                    body["not_before"] = 0.0
             else:
                 body["not_before"] = self._window_end(event, group, now)
             if event.kind is Kind.CAMERA_OFFLINE:
@@ -889,14 +886,39 @@ class TargetSender:
                 )
             entry = self.outbox.put(self.channel, event.printer, body, picture)
             for old in waiting:
-                self._queue.remove(old)
-                self.outbox.done(old)
-                self._buttons.pop(old.id, None)
-                self.coalesced += 1
-                self.meters.outcomes.labels(self.name, "coalesced").inc()
+                self._summed_up(old)
             self._queue.append(entry)
             self._gauge()
             self._cond.notify_all()
+
+    def _summed_up(self, old: Entry) -> None:
+        """``old`` is told by a later notification that sums it up: it is not sent."""
+        if old in self._queue:
+            self._queue.remove(old)
+        self.outbox.done(old)
+        self._buttons.pop(old.id, None)
+        self.coalesced += 1
+        self.meters.outcomes.labels(self.name, "coalesced").inc()
+
+    def _put_back(self, entry: Entry) -> None:
+        """A notification the service did not take goes back first in line, to be tried again;
+        where news of the same kind came while it was on its way, that one sums it up instead:
+        the phone gets one notification, counting it."""
+        group = entry.body.get("group")
+        later = [
+            e for e in self._queue if e.printer == entry.printer and e.body.get("group") == group
+        ]
+        if not later:
+            self._queue.insert(0, entry)
+            self._failures[entry.id] = self._failures.get(entry.id, 0) + 1
+            return
+        *between, newest = later
+        told = _summing_up([entry, *between])
+        told["coalesced"] += _count(newest.body.get("coalesced"))
+        told["not_before"] = min(told["not_before"], _not_before(newest))
+        for old in (entry, *between):
+            self._summed_up(old)
+        self._queue[self._queue.index(newest)] = self.outbox.remark(newest, {**newest.body, **told})
 
     def withdraw(self, printer: str, kind: Kind) -> tuple[int, bool]:
         """Drop the notifications of ``kind`` that still wait to be due: a camera that went
@@ -1018,8 +1040,7 @@ class TargetSender:
             with self._cond:
                 self._sending = None
                 if not ok:
-                    self._queue.insert(0, entry)
-                    self._failures[entry.id] = self._failures.get(entry.id, 0) + 1
+                    self._put_back(entry)
                 self._gauge()
 
     def wake(self) -> None:
@@ -1538,6 +1559,17 @@ def _not_before(entry: Entry) -> float:
     except (TypeError, ValueError):
         return 0.0
     return value if math.isfinite(value) else 0.0
+
+
+def _summing_up(waiting: list[Entry]) -> dict[str, Any]:
+    """What a notification replacing ``waiting`` (of one printer's kind of news) keeps of
+    them: how many it stands for, since when, and when it may go (the soonest of theirs)."""
+    oldest = min(waiting, key=lambda e: e.id)
+    return {
+        "coalesced": sum(_count(e.body.get("coalesced")) + 1 for e in waiting),
+        "since": oldest.body.get("since", oldest.created),
+        "not_before": min(_not_before(e) for e in waiting),
+    }
 
 
 def _count(value: object) -> int:
