@@ -999,6 +999,36 @@ def test_a_print_that_ends_while_an_alert_waits_its_window_is_told_after_the_ale
     assert "failure" not in done.title
 
 
+@pytest.mark.parametrize("on_its_way", [False, True])
+def test_a_refused_alert_is_never_summed_up_with_the_next_prints_after_the_end(
+    phone, ntfy_receiver, on_its_way
+) -> None:
+    """A print's alert the service refused (waiting for its retry, or on its way to a slow
+    service), the print's end, then the next print's alert: that alert summed up the first,
+    after the end, and the phone was told "print ended" then the earlier print's failure as the
+    next print's, its picture lost."""
+    ntfy_receiver.refuse(503, "busy")
+    if on_its_way:
+        ntfy_receiver.answer_after_s = 1.5
+    notifier = phone(
+        notify=(target(ntfy_receiver.url(), coalesce_s=0, events=["failure", "print_done"]),)
+    )
+    notifier.raise_alert(PRINTER, alert(action="notify"), jpeg(1), jpeg(1))
+    if on_its_way:
+        wait_for("the alert on its way", lambda: ntfy_receiver.requests >= 1, timeout=30)
+    else:
+        wait_for("a refusal", lambda: notifier.notify_status()["ntfy"]["failed"] >= 1, timeout=30)
+    notifier.print_done(PRINTER, "benchy.gcode")
+    notifier.raise_alert(PRINTER, alert(action="notify", score=0.95), jpeg(2), jpeg(2))
+    ntfy_receiver.answer_after_s = 0.0
+    ntfy_receiver.refuse(None)
+    assert notifier.notifications.flush(60), notifier.notify_status()
+    first, done, second = ntfy_receiver.messages
+    assert first.attachment == jpeg(1) and "failure" in first.title, first.title
+    assert done.title.startswith(f"{PRINTER}: print") and "failure" not in done.title
+    assert second.attachment == jpeg(2) and "earlier" not in second.message, second.message
+
+
 def test_a_camera_is_reported_offline_only_after_a_while_and_then_back(
     phone, ntfy_receiver, tmp_path
 ) -> None:

@@ -846,11 +846,7 @@ class TargetSender:
         now = self.wall()
         at = event.at if event.at is not None else now
         with self._cond:
-            waiting = [
-                e
-                for e in self._queue
-                if e.printer == event.printer and e.body.get("group") == group
-            ]
+            waiting = self._same_news(event.printer, group)
             if self._is_hiccup(event, waiting, now):
                 # back before camera_offline_after_s: not worth a notification either way
                 for old in waiting:
@@ -900,14 +896,33 @@ class TargetSender:
         self.coalesced += 1
         self.meters.outcomes.labels(self.name, "coalesced").inc()
 
+    def _same_news(self, printer: str, group: str, after: str = "") -> list[Entry]:
+        """``printer``'s notifications of ``group`` waiting (those queued after the id
+        ``after``), oldest first, that a new one of that group may sum up: an alert is never
+        summed up with one of a print whose end is queued since (the phone would be told the
+        end first, then the earlier print's failure as the next print's)."""
+        waiting = [
+            e
+            for e in self._queue
+            if e.printer == printer and e.body.get("group") == group and e.id > after
+        ]
+        if group not in ALERT_GROUPS:
+            return waiting
+        ends = [
+            e.id
+            for e in self._queue
+            if e.printer == printer and e.body.get("group") == _GROUP[Kind.PRINT_DONE]
+        ]
+        last_end = max(ends, default="")
+        if after and last_end > after:
+            return []
+        return [e for e in waiting if e.id > last_end]
+
     def _put_back(self, entry: Entry) -> None:
         """A notification the service did not take goes back first in line, to be tried again;
         where news of the same kind came while it was on its way, that one sums it up instead:
         the phone gets one notification, counting it."""
-        group = entry.body.get("group")
-        later = [
-            e for e in self._queue if e.printer == entry.printer and e.body.get("group") == group
-        ]
+        later = self._same_news(entry.printer, str(entry.body.get("group")), after=entry.id)
         if not later:
             self._queue.insert(0, entry)
             self._failures[entry.id] = self._failures.get(entry.id, 0) + 1
@@ -916,9 +931,12 @@ class TargetSender:
         told = _summing_up([entry, *between])
         told["coalesced"] += _count(newest.body.get("coalesced"))
         told["not_before"] = min(told["not_before"], _not_before(newest))
+        if newest.body.get("kind") == Kind.CAMERA_OFFLINE.value:
+            told["not_before"] = _not_before(newest)  # it waits out camera_offline_after_s
+        # the summing one written first: a restart in between finds it, or both
+        self._queue[self._queue.index(newest)] = self.outbox.remark(newest, {**newest.body, **told})
         for old in (entry, *between):
             self._summed_up(old)
-        self._queue[self._queue.index(newest)] = self.outbox.remark(newest, {**newest.body, **told})
 
     def withdraw(self, printer: str, kind: Kind) -> tuple[int, bool]:
         """Drop the notifications of ``kind`` that still wait to be due: a camera that went
