@@ -541,6 +541,53 @@ def test_each_command_is_answered_on_the_answer_topic_in_the_owners_words(
         )
 
 
+def test_a_command_that_ends_as_the_watchdog_stops_is_told_before_it_disconnects(
+    mosquitto, unique_prefix, notifier_factory
+) -> None:
+    """A pause under way whose end came as the watchdog stopped (its watcher gone: "it may
+    have happened"), while the command's own thread was still telling its first answer (the
+    page's record, slow on the disk): that thread told the end after the broker connection had
+    closed, and Home Assistant's Last command stayed "under way" for good."""
+    p = unique_prefix
+    ended: Future[CommandResult] = Future()
+
+    class PauseUnderWay(Recorder):
+        under_way = False  # not for the commands that wait for the subscription
+
+        def dispatch(self, command: Command) -> CommandResult:
+            done = super().dispatch(command)
+            if not self.under_way:
+                return done
+            return CommandResult(False, "not shown by the printer yet", under_way=True, later=ended)
+
+    recorder = PauseUnderWay()
+    notifier = notifier_factory(mosquitto, p, dispatcher=recorder)
+    wait_for_commands(mosquitto, p, recorder)
+    recorder.under_way = True
+    on_disk, release = threading.Event(), threading.Event()
+
+    def slow_disk(command: Command, result: CommandResult) -> None:
+        on_disk.set()
+        release.wait(10)
+
+    notifier.mqtt._answered = slow_disk  # the page's record of each answer
+    mosquitto.publish(f"{p}/{PRINTER}/command", "pause")
+    assert on_disk.wait(20)
+    ended.set_result(
+        CommandResult(False, "the watchdog stopped before the printer showed it", unknown=True)
+    )
+    stopping = threading.Thread(target=notifier.stop)
+    stopping.start()
+    stopping.join(1.0)  # the stop goes on meanwhile (to its end, before)
+    release.set()
+    stopping.join(15)
+    assert not stopping.is_alive()
+    with mosquitto.subscriber(f"{p}/{PRINTER}/answer") as late:
+        kept = late.wait_for(f"{p}/{PRINTER}/answer").json()
+    assert not kept["under_way"] and kept["unknown"], kept
+    assert kept["text"] == "Pause print: the watchdog stopped before the printer showed it", kept
+
+
 def test_a_failure_to_tell_an_answer_does_not_stop_the_printers_next_commands() -> None:
     """Publishing can fail (paho's socket closed by a reconnect at that moment): the printer's
     command thread must go on, or every later button of that printer waits for ever."""

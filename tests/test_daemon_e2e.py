@@ -431,7 +431,7 @@ def test_an_owners_pause_still_followed_when_the_daemon_stops_is_not_left_under_
         assert daemon.stop(timeout=30) == 0, daemon.log
     kept = mosquitto.subscriber(f"{prefix}/ender3/answer")  # what Home Assistant reads now
     answer = kept.wait_for(f"{prefix}/ender3/answer", timeout=10).json()
-    assert not answer["under_way"] and not answer["ok"] and answer["unknown"], answer
+    assert not answer["under_way"] and not answer["ok"] and answer["unknown"], (answer, daemon.log)
     assert answer["text"].startswith("Pause print: "), answer
     assert answer["text"].endswith(
         "the watchdog stopped before the printer showed the pause: it may have happened"

@@ -200,15 +200,18 @@ class MqttCommunicator:
         availability instead), disconnect, join the thread."""
         if not self._started:
             return
-        if self.connected:
-            self.flush(timeout)
-        self.transport.stop(timeout, for_good)
         if self._commands is not None:
-            # the watchers have stopped: nobody would carry out those still waiting
+            # the watchers have stopped: nobody would carry out those still waiting. Those
+            # under way are waited for while the broker is still there: one whose end came
+            # as the watchers stopped tells it from its own thread (Home Assistant's Last
+            # command stayed "under way" for good when that came after the disconnection)
             dropped = self._commands.close(timeout)
             if dropped:
                 logger.warning("%d MQTT command(s) not carried out: the watchdog stopped", dropped)
             self._commands = None
+        if self.connected:
+            self.flush(timeout)
+        self.transport.stop(timeout, for_good)
         with self._lock:
             self._started = False
             left = [*self._inflight.values(), *self._refused.values()]
