@@ -33,6 +33,10 @@ def _train_own(own: Path, out: Path, *extra: str) -> subprocess.CompletedProcess
     return proc
 
 
+# Where a test reads what a run says of itself (its report, its bundle's notes), not how well
+# its model scores: two epochs make the same run, in a fraction of the time
+WORDS_ONLY = ("--epochs", "2")
+
 LITE_CHECK = """
 import json, sys
 from tests import synth
@@ -101,14 +105,16 @@ def test_run_folder_has_report_figures_and_model(tiny_run: Path) -> None:
     assert meta.data["sessions"]["fit"] == ["print0", "print1"]
 
 
-def test_one_seed_trains_one_model(tiny_run: Path, synthetic_dataset: Path, tmp_path: Path) -> None:
+def test_one_seed_trains_one_model(synthetic_dataset: Path, tmp_path: Path) -> None:
     """``--seed`` makes a training repeatable: the same seed gives the same model and report (its
     first weights, its shuffles and augmentation are all drawn from it), another seed another
     model. Before, the first weights were drawn unseeded and two trainings differed."""
-    again = train_tiny(synthetic_dataset, tmp_path / "again")
-    other = train_tiny(synthetic_dataset, tmp_path / "other", "--seed", "1")
+    short = ("--epochs", "3")  # a few epochs show it as well as a whole training
+    first_run = train_tiny(synthetic_dataset, tmp_path / "first", *short)
+    again = train_tiny(synthetic_dataset, tmp_path / "again", *short)
+    other = train_tiny(synthetic_dataset, tmp_path / "other", *short, "--seed", "1")
     first, second, third = (
-        json.loads((run / "report.json").read_text()) for run in (tiny_run, again, other)
+        json.loads((run / "report.json").read_text()) for run in (first_run, again, other)
     )
     for key in ("best_val_loss", "epochs_run", "threshold", "image_auroc"):
         assert first[key] == second[key], key
@@ -317,6 +323,7 @@ def test_a_bundle_that_fails_the_parity_check_is_not_left_as_a_bundle(
         [
             "--data", str(synthetic_dataset), "--out", str(runs), "--preset", "tiny",
             "--val-sessions", "print2", "--test-sessions", "print3", "--seed", str(TINY_SEED),
+            "--epochs", "2",
         ]
     )  # fmt: skip
     assert rc == 1  # the trainer's own failure, not the user's input
@@ -388,6 +395,7 @@ def test_a_start_threshold_set_on_fitted_prints_says_so(
         "3",
         "--adapt-calibration",
         "validation",
+        *WORDS_ONLY,
     )
     rule = Bundle.load(run / "bundle").meta.extra["adaptation_rule"]
     assert rule.startswith("validation frames of the fitted prints"), rule
@@ -410,7 +418,7 @@ def test_a_bundle_without_adaptation_because_prints_were_short_says_so_in_the_re
     for p in range(3):
         for i in range(6):
             cv2.imwrite(str(own / f"p-{p}_{i}.jpg"), synth.normal_frame(p, i, 48, 0))
-    proc = _train_own(own, tmp_path / "runs", "--adapt-frames", "8")
+    proc = _train_own(own, tmp_path / "runs", "--adapt-frames", "8", *WORDS_ONLY)
     run = Path(proc.stdout.strip().splitlines()[-1])
     assert not Bundle.load(run / "bundle").meta.adaptation.enabled
     headline = (run / "report.md").read_text().split("## Data")[0]
@@ -445,6 +453,7 @@ def test_a_false_alarm_of_the_held_out_print_is_left_out_of_the_fit_and_said(
         "p-2",
         "--test-sessions",
         "p-3",
+        *WORDS_ONLY,
     )
     rep = json.loads((Path(proc.stdout.strip().splitlines()[-1]) / "report.json").read_text())
     assert rep["n_train"] == 24, rep["n_train"]  # prints 0 and 1, not the false alarm
@@ -468,7 +477,7 @@ def test_one_print_paused_and_resumed_keeps_its_per_print_adaptation(tmp_path: P
     for i in range(24):
         cv2.imwrite(str(own / f"p-1_{i}.jpg"), synth.normal_frame(0, i, 48, 0))
         cv2.imwrite(str(own / f"p-1+resumed1_{i}.jpg"), synth.normal_frame(0, 24 + i, 48, 0))
-    proc = _train_own(own, tmp_path / "runs", "--adapt-frames", "8")
+    proc = _train_own(own, tmp_path / "runs", "--adapt-frames", "8", *WORDS_ONLY)
     assert "adaptation off" not in proc.stderr
     meta = Bundle.load(Path(proc.stdout.strip().splitlines()[-1]) / "bundle").meta
     assert meta.adaptation.enabled and meta.adaptation.frames == 8
@@ -480,7 +489,7 @@ def test_the_report_says_when_the_f1_best_threshold_is_the_one_used(
 ) -> None:
     """With --use-f1-threshold the report's threshold row is the F1-best one; its F1 row said
     "not used" all the same."""
-    run = train_tiny(synthetic_dataset, tmp_path, "--use-f1-threshold")
+    run = train_tiny(synthetic_dataset, tmp_path, "--use-f1-threshold", *WORDS_ONLY)
     md = (run / "report.md").read_text()
     assert "f1-best on test frames" in md
     assert "F1-best threshold (on test frames, used: optimistic)" in md and "not used" not in md
@@ -491,7 +500,9 @@ def test_a_quantized_bundles_f1_row_is_said_to_be_the_float32_models(
 ) -> None:
     """``--use-f1-threshold --quantize int8``: the threshold shipped is the int8 model's own
     F1-best; the report's F1 row (the float32 model's) said it was the one used."""
-    run = train_tiny(synthetic_dataset, tmp_path, "--use-f1-threshold", "--quantize", "int8")
+    run = train_tiny(
+        synthetic_dataset, tmp_path, "--use-f1-threshold", "--quantize", "int8", *WORDS_ONLY
+    )
     rep = json.loads((run / "report.json").read_text())
     assert rep["threshold"] != pytest.approx(rep["f1_best"]["threshold"])
     md = (run / "report.md").read_text()
