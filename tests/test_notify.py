@@ -999,6 +999,26 @@ def test_a_print_that_ends_while_an_alert_waits_its_window_is_told_after_the_ale
     assert "failure" not in done.title
 
 
+def _refused_or_on_its_way(notifier, ntfy_receiver, on_its_way: bool) -> None:
+    """Until the refusing service refused the first notification, or (``on_its_way``, a slow
+    service) took it and has not answered yet."""
+    if on_its_way:
+        wait_for("the first on its way", lambda: ntfy_receiver.requests >= 1, timeout=30)
+    else:
+        wait_for("a refusal", lambda: notifier.notify_status()["ntfy"]["failed"] >= 1, timeout=30)
+
+
+def _taken_after_the_refusal(notifier, ntfy_receiver, on_its_way: bool) -> None:
+    """The first notification refused (the news since came while it was on its way), then
+    the service takes them all."""
+    if on_its_way:
+        assert notifier.notify_status()["ntfy"]["failed"] == 0  # still on its way
+        wait_for("the refusal", lambda: notifier.notify_status()["ntfy"]["failed"] >= 1, timeout=30)
+    ntfy_receiver.answer_after_s = 0.0
+    ntfy_receiver.refuse(None)
+    assert notifier.notifications.flush(60), notifier.notify_status()
+
+
 @pytest.mark.parametrize("on_its_way", [False, True])
 def test_a_refused_alert_is_never_summed_up_with_the_next_prints_after_the_end(
     phone, ntfy_receiver, on_its_way
@@ -1014,19 +1034,38 @@ def test_a_refused_alert_is_never_summed_up_with_the_next_prints_after_the_end(
         notify=(target(ntfy_receiver.url(), coalesce_s=0, events=["failure", "print_done"]),)
     )
     notifier.raise_alert(PRINTER, alert(action="notify"), jpeg(1), jpeg(1))
-    if on_its_way:
-        wait_for("the alert on its way", lambda: ntfy_receiver.requests >= 1, timeout=30)
-    else:
-        wait_for("a refusal", lambda: notifier.notify_status()["ntfy"]["failed"] >= 1, timeout=30)
+    _refused_or_on_its_way(notifier, ntfy_receiver, on_its_way)
     notifier.print_done(PRINTER, "benchy.gcode")
     notifier.raise_alert(PRINTER, alert(action="notify", score=0.95), jpeg(2), jpeg(2))
-    ntfy_receiver.answer_after_s = 0.0
-    ntfy_receiver.refuse(None)
-    assert notifier.notifications.flush(60), notifier.notify_status()
+    _taken_after_the_refusal(notifier, ntfy_receiver, on_its_way)
     first, done, second = ntfy_receiver.messages
     assert first.attachment == jpeg(1) and "failure" in first.title, first.title
     assert done.title.startswith(f"{PRINTER}: print") and "failure" not in done.title
     assert second.attachment == jpeg(2) and "earlier" not in second.message, second.message
+
+
+@pytest.mark.parametrize("on_its_way", [False, True])
+def test_a_refused_print_end_is_never_summed_up_with_the_next_prints_end(
+    phone, ntfy_receiver, on_its_way
+) -> None:
+    """A print's end the service refused, the next print's failure, then that print's end:
+    the second end summed up the first, and the phone was told the failure first, then both
+    ends after it."""
+    ntfy_receiver.refuse(503, "busy")
+    if on_its_way:
+        ntfy_receiver.answer_after_s = 1.5
+    notifier = phone(
+        notify=(target(ntfy_receiver.url(), coalesce_s=0, events=["failure", "print_done"]),)
+    )
+    notifier.print_done(PRINTER, "first.gcode")
+    _refused_or_on_its_way(notifier, ntfy_receiver, on_its_way)
+    notifier.raise_alert(PRINTER, alert(action="notify", score=0.95), jpeg(2), jpeg(2))
+    notifier.print_done(PRINTER, "second.gcode")
+    _taken_after_the_refusal(notifier, ntfy_receiver, on_its_way)
+    first, failure, second = ntfy_receiver.messages
+    assert "first.gcode" in first.message and "earlier" not in first.message, first.message
+    assert "failure" in failure.title and failure.attachment == jpeg(2), failure.title
+    assert "second.gcode" in second.message and "earlier" not in second.message, second.message
 
 
 def test_a_camera_is_reported_offline_only_after_a_while_and_then_back(

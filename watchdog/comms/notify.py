@@ -146,6 +146,11 @@ CLOSED_PRIORITY = "default"
 _REQUEST = re.compile(r"\b(?:GET|POST|PUT|DELETE) https?://([^/\s]+)\S*: ")
 # the groups whose notifications are about an alert: its buttons, what became of its print
 ALERT_GROUPS = ("alert", "answer")
+# news of a print's that, queued after earlier news of its kind, says a print lies between
+_ANOTHER_PRINT = {
+    **{group: (_GROUP[Kind.PRINT_DONE],) for group in ALERT_GROUPS},
+    _GROUP[Kind.PRINT_DONE]: ALERT_GROUPS,
+}
 # a notification sent this long after its event says when that was
 LATE_S = 60.0
 
@@ -898,25 +903,19 @@ class TargetSender:
 
     def _same_news(self, printer: str, group: str, after: str = "") -> list[Entry]:
         """``printer``'s notifications of ``group`` waiting (those queued after the id
-        ``after``), oldest first, that a new one of that group may sum up: an alert is never
-        summed up with one of a print whose end is queued since (the phone would be told the
-        end first, then the earlier print's failure as the next print's)."""
-        waiting = [
-            e
-            for e in self._queue
-            if e.printer == printer and e.body.get("group") == group and e.id > after
-        ]
-        if group not in ALERT_GROUPS:
+        ``after``), oldest first, that a new one of that group may sum up: never one of an
+        earlier print. An alert is not summed up across its print's end queued since (the phone
+        was told the end, then the earlier print's failure as the next print's), nor a print's
+        end across the next print's alert (told that failure, then both ends)."""
+        mine = [e for e in self._queue if e.printer == printer]
+        waiting = [e for e in mine if e.body.get("group") == group and e.id > after]
+        between = _ANOTHER_PRINT.get(group)
+        if between is None:
             return waiting
-        ends = [
-            e.id
-            for e in self._queue
-            if e.printer == printer and e.body.get("group") == _GROUP[Kind.PRINT_DONE]
-        ]
-        last_end = max(ends, default="")
-        if after and last_end > after:
+        last = max((e.id for e in mine if e.body.get("group") in between), default="")
+        if after and last > after:
             return []
-        return [e for e in waiting if e.id > last_end]
+        return [e for e in waiting if e.id > last]
 
     def _put_back(self, entry: Entry) -> None:
         """A notification the service did not take goes back first in line, to be tried again;
@@ -1107,6 +1106,14 @@ class TargetSender:
             if e.body.get("group") != _GROUP[Kind.PRINT_DONE]
             or not self._ended_after(heads.get((e.printer, "alert")), heads)
         ]
+        # and the next print's alert behind the end: a printer's news of its prints goes in
+        # the order it came, however often the service refused one of them
+        prints = (*ALERT_GROUPS, _GROUP[Kind.PRINT_DONE])
+        oldest: dict[str, str] = {}
+        for e in due:
+            if e.body.get("group") in prints:
+                oldest[e.printer] = min(oldest.get(e.printer, e.id), e.id)
+        due = [e for e in due if e.body.get("group") not in prints or oldest[e.printer] == e.id]
         return heads, due
 
     @staticmethod
