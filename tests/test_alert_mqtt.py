@@ -588,6 +588,33 @@ def test_a_command_that_ends_as_the_watchdog_stops_is_told_before_it_disconnects
     assert kept["text"] == "Pause print: the watchdog stopped before the printer showed it", kept
 
 
+def test_a_command_that_comes_while_the_watchdog_disconnects_is_answered(
+    mosquitto, unique_prefix, notifier_factory
+) -> None:
+    """A command that came while the stop waited for an alert's acknowledgement (the broker
+    still connected) was logged as taken, never carried out, never answered: Home
+    Assistant's Last command kept the one before."""
+    p = unique_prefix
+    recorder = Recorder()
+    notifier = notifier_factory(mosquitto, p, dispatcher=recorder)
+    wait_for_commands(mosquitto, p, recorder)
+    mqtt = notifier.mqtt
+    acknowledged = mqtt.flush
+
+    def an_alert_still_unacknowledged(timeout: float) -> bool:
+        mosquitto.publish(f"{p}/{PRINTER}/command", "cancel")
+        time.sleep(1.0)
+        return acknowledged(timeout)
+
+    mqtt.flush = an_alert_still_unacknowledged  # type: ignore[method-assign]
+    notifier.stop()
+    with mosquitto.subscriber(f"{p}/{PRINTER}/answer") as late:
+        kept = late.wait_for(f"{p}/{PRINTER}/answer").json()
+    assert kept["command"] == "cancel" and not kept["ok"], kept
+    assert "the watchdog is stopping" in kept["text"], kept
+    assert not [c for c in recorder.commands if c.verb is Verb.CANCEL]
+
+
 def test_a_failure_to_tell_an_answer_does_not_stop_the_printers_next_commands() -> None:
     """Publishing can fail (paho's socket closed by a reconnect at that moment): the printer's
     command thread must go on, or every later button of that printer waits for ever."""

@@ -208,10 +208,12 @@ class MqttCommunicator:
             dropped = self._commands.close(timeout)
             if dropped:
                 logger.warning("%d MQTT command(s) not carried out: the watchdog stopped", dropped)
-            self._commands = None
         if self.connected:
             self.flush(timeout)
         self.transport.stop(timeout, for_good)
+        # kept, closed, until the connection is gone: a command that comes meanwhile is
+        # answered "not carried out" (it was logged as taken and never answered)
+        self._commands = None
         with self._lock:
             self._started = False
             left = [*self._inflight.values(), *self._refused.values()]
