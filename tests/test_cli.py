@@ -743,6 +743,26 @@ def test_replay_of_an_empty_folder_names_the_frames_flag(tmp_path, tiny_bundle) 
     )
 
 
+def test_replay_of_collects_folder_names_the_printers_folder_inside_it(
+    tmp_path, tiny_bundle
+) -> None:
+    """``collect --out DIR`` keeps each printer's frames in ``DIR/<printer>/``; given ``DIR``,
+    replay said only that it held no frames."""
+    import cv2
+
+    from tests import synth
+
+    out = tmp_path / "collected"
+    (out / "ender3").mkdir(parents=True)
+    cv2.imwrite(str(out / "ender3" / "p-1_0.jpg"), synth.normal_frame(0, 0, 4, 0))
+    config = write_config(tmp_path / "c.yaml", model=str(tiny_bundle), printers=[{"name": "e3"}])
+    r = run_cli("replay", "--config", str(config), "--frames", str(out))
+    assert _one_line_error(r) == (
+        f"error: --frames {out}: no .jpg/.jpeg/.png frames in this folder; frames are in ender3/ "
+        "inside it (collect keeps each printer's apart): give that folder"
+    )
+
+
 def test_a_command_whose_standard_output_is_closed_says_so(tmp_path) -> None:
     """`check-config ... >&-` exited 0 and every result was dropped without a word."""
     proc = subprocess.run(

@@ -779,6 +779,23 @@ def recording_order(path: Path) -> tuple[list[Any], int, list[Any]]:
     return natural_key(name.print), name.number, natural_key(path.name)
 
 
+def _no_frames_in(path: Path) -> str:
+    """Why a folder gives no frame, naming the subfolders that hold some: ``collect --out
+    DIR`` saves each printer's frames in ``DIR/<printer>/``, and the owner gives ``DIR``."""
+    said = f"no {'/'.join(IMAGE_SUFFIXES)} frames in this folder"
+    holding = []
+    for sub in sorted(path.iterdir()):
+        try:
+            if sub.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in sub.iterdir()):
+                holding.append(f"{sub.name}/")
+        except OSError:
+            continue  # a subfolder it cannot read holds none it could replay
+    if not holding:
+        return said
+    shown = ", ".join(holding[:5]) + (", ..." if len(holding) > 5 else "")
+    return f"{said}; frames are in {shown} inside it (collect keeps each printer's apart): give that folder"
+
+
 class FolderCamera(_BaseCamera):
     """Frames from a folder, print by print in frame order (``recording_order``), once."""
 
@@ -799,7 +816,7 @@ class FolderCamera(_BaseCamera):
             key=recording_order,
         )
         if not self.paths:
-            raise CameraSourceError(path, f"no {'/'.join(IMAGE_SUFFIXES)} frames in this folder")
+            raise CameraSourceError(path, _no_frames_in(path))
         self._next = 0
         self.online = True
         self.current: Path | None = None  # the file the last read() came from
