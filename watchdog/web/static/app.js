@@ -331,7 +331,7 @@ function buildCard(p) {
 // judging each frame on its own
 function scoreMeaning(perPrint) {
   return perPrint
-    ? "The score: how far the watched region is from this print's own first frames (its normal); a frame above the threshold is anomalous."
+    ? "The score: how far the watched region is from this print's own first frames (its normal); after its start (shaded, judged by the start's own rules), a frame above the threshold is anomalous."
     : "The score: how unlike the normal prints the model learnt the watched region is (each frame on its own); a frame above the threshold is anomalous.";
 }
 
