@@ -439,6 +439,20 @@ def test_check_config_warns_when_an_alert_would_reach_nobody(tmp_path: Path) -> 
     assert "an alert reaches nobody" in warning and "mqtt.host" in warning
 
 
+def test_check_config_warns_of_an_mqtt_password_without_a_user_name(tmp_path: Path) -> None:
+    """The daemon warns that such a password is not sent; check-config said "ok"."""
+    config = write_config(
+        tmp_path / "c.yaml",
+        mqtt={"host": "127.0.0.1", "password": "hunter2-secret"},
+        printers=[{"name": "e3", "action": "notify", "camera": CAMERA}],
+    )
+    r = run_cli("check-config", "--config", str(config))
+    assert r.returncode == 0, r.stderr
+    [warning] = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert "mqtt.password is set without mqtt.username: it is not sent" in warning, warning
+    assert "hunter2-secret" not in r.stderr + r.stdout
+
+
 def test_check_config_warns_of_a_printer_whose_camera_was_left_out(tmp_path: Path) -> None:
     """A printer block without its camera line watches the first USB camera: check-config
     said "ok" on a Pi with none, and the daemon then said "camera offline" all night."""

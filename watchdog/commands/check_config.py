@@ -61,9 +61,45 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def warnings(config: Config) -> list[str]:
     """Settings that validate but cannot do what they say, one line each."""
-    out = []
     unusable = why_unwritable(config.storage.dir)
     off = switches.switched_off(config.storage.dir) if unusable is None else frozenset()
+    out = _printer_warnings(config, off)
+    if unusable is not None:
+        out.append(
+            f"storage.dir {config.storage.dir}: {unusable}: incidents, queued alerts and saved "
+            "settings would not be kept (the print is still watched and paused)"
+        )
+    if config.notify and not apprise_installed():
+        out.append(
+            f"notify lists {len(config.notify)} target(s), but {APPRISE_MISSING}; until it is, "
+            "each notification waits in the storage folder's outbox, for its target's "
+            "max_age_h (24 h by default)"
+        )
+    elif config.notify:
+        out += [
+            f"notify.{i}.url ({t.name or t.scheme}): {NOT_UNDERSTOOD}: its notifications would "
+            "never be sent"
+            for i, t in enumerate(config.notify)
+            if t.url is not None and not understood(t.url.get_secret_value())
+        ]
+    if config.mqtt.host and config.mqtt.password is not None and not config.mqtt.username:
+        out.append(
+            "mqtt.password is set without mqtt.username: it is not sent (MQTT sends a password "
+            "with a user name only); set mqtt.username, or leave the password out"
+        )
+    if not config.mqtt.host and not config.notify:
+        out.append(
+            "mqtt.host is empty and notify lists no target: an alert reaches nobody, it is only "
+            "written to the storage folder (and paused where action: pause has a printer API); set "
+            "mqtt.host or add a notify target to hear of it"
+        )
+    return out
+
+
+def _printer_warnings(config: Config, off: frozenset[str]) -> list[str]:
+    """Each printer's settings that validate but cannot do what they say (``off``: the
+    printers whose Watching switch is off)."""
+    out = []
     for i, p in enumerate(config.printers):
         if p.name in off:
             out.append(
@@ -86,30 +122,6 @@ def warnings(config: Config) -> list[str]:
                 f"printers.{i} ({p.name}): action: notify with a printer API: a failure is "
                 f"reported, never paused; set action: pause to have the print paused"
             )
-    if unusable is not None:
-        out.append(
-            f"storage.dir {config.storage.dir}: {unusable}: incidents, queued alerts and saved "
-            "settings would not be kept (the print is still watched and paused)"
-        )
-    if config.notify and not apprise_installed():
-        out.append(
-            f"notify lists {len(config.notify)} target(s), but {APPRISE_MISSING}; until it is, "
-            "each notification waits in the storage folder's outbox, for its target's "
-            "max_age_h (24 h by default)"
-        )
-    elif config.notify:
-        out += [
-            f"notify.{i}.url ({t.name or t.scheme}): {NOT_UNDERSTOOD}: its notifications would "
-            "never be sent"
-            for i, t in enumerate(config.notify)
-            if t.url is not None and not understood(t.url.get_secret_value())
-        ]
-    if not config.mqtt.host and not config.notify:
-        out.append(
-            "mqtt.host is empty and notify lists no target: an alert reaches nobody, it is only "
-            "written to the storage folder (and paused where action: pause has a printer API); set "
-            "mqtt.host or add a notify target to hear of it"
-        )
     return out
 
 
