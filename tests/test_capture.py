@@ -208,6 +208,8 @@ def test_camera_dripping_bytes_is_given_up_after_the_timeout(
     camera_server.set_fault(fault)
     assert cam.read() is None
     assert not cam.online and "timeout_s" in cam.last_error, cam.last_error
+    host = camera_server.url.split("://", 1)[1]  # which camera, among a farm's
+    assert cam.last_error.startswith(f"{host}: the snapshot took longer"), cam.last_error
     camera_server.set_fault(None)
     read_until(cam, lambda f: f is not None)
 

@@ -995,7 +995,10 @@ class SnapshotCamera(_BaseCamera):
     def _fetch(self) -> bytes:
         """The snapshot's bytes, within camera.timeout_s from connecting to the last byte (a
         camera dripping its headers or body a byte at a time held the watcher for good)."""
-        late = SourceDown(f"snapshot took longer than camera.timeout_s={self.cfg.timeout_s:g}")
+        late = SourceDown(
+            f"{url_host(self.url)}: the snapshot took longer than camera.timeout_s="
+            f"{self.cfg.timeout_s:g}"
+        )
         with self._http.deadline(self.cfg.timeout_s, self._stop) as deadline:
             try:
                 body = self._fetch_within()
