@@ -580,6 +580,7 @@ def test_check_config_probe_names_what_failed(
     )
     [summary] = _errors(r)
     assert summary.startswith("error: 2 probe(s) failed")
+    assert "retrying" not in r.stderr, r.stderr  # one try, told once
 
 
 def test_check_config_probe_passes_on_a_real_camera_and_moonraker(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import threading
 import time
@@ -151,6 +152,11 @@ def probe_camera(p: PrinterConfig) -> tuple[bool, str]:
     except CameraSourceError as exc:
         return False, str(exc)
     deadline = time.monotonic() + p.camera.timeout_s + 5.0
+    # the probe's own line says why it failed; the camera's "offline ...; retrying with
+    # backoff" said, beside it, that it goes on trying
+    said = logging.getLogger("watchdog.devices.capture")
+    level = said.level
+    said.setLevel(logging.ERROR)
     try:
         while time.monotonic() < deadline:
             frame = camera.read()
@@ -163,6 +169,7 @@ def probe_camera(p: PrinterConfig) -> tuple[bool, str]:
             time.sleep(0.2)
         return False, camera.last_error or f"no frame within {p.camera.timeout_s:g} s"
     finally:
+        said.setLevel(level)
         stop.set()
         camera.close()
 
