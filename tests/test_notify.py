@@ -1062,10 +1062,32 @@ def test_a_refused_print_end_is_never_summed_up_with_the_next_prints_end(
     notifier.raise_alert(PRINTER, alert(action="notify", score=0.95), jpeg(2), jpeg(2))
     notifier.print_done(PRINTER, "second.gcode")
     _taken_after_the_refusal(notifier, ntfy_receiver, on_its_way)
-    first, failure, second = ntfy_receiver.messages
-    assert "first.gcode" in first.message and "earlier" not in first.message, first.message
-    assert "failure" in failure.title and failure.attachment == jpeg(2), failure.title
-    assert "second.gcode" in second.message and "earlier" not in second.message, second.message
+    told = [(m.title, m.message) for m in ntfy_receiver.messages]
+    assert len(told) == 3 and not any("earlier" in text for _, text in told), told
+    ends = [text for title, text in told if "failure" not in title]
+    assert "first.gcode" in ends[0] and "second.gcode" in ends[1], told
+    assert "failure" not in told[-1][0], told  # the second end waits behind its print's alert
+
+
+def test_a_print_end_waiting_its_window_is_never_summed_up_across_the_next_prints_alert(
+    phone, ntfy_receiver
+) -> None:
+    """Two prints ending within ``coalesce_s``, the second's end waiting out the window, then
+    a third print's failure sent and its end: that end summed up the second's across the
+    failure, and the phone read both ends as after it."""
+    notifier = phone(
+        notify=(target(ntfy_receiver.url(), coalesce_s=3, events=["failure", "print_done"]),)
+    )
+    notifier.print_done(PRINTER, "one.gcode")
+    wait_for("the first end", lambda: len(ntfy_receiver.messages) == 1, timeout=30)
+    notifier.print_done(PRINTER, "two.gcode")  # within the window: it waits
+    notifier.raise_alert(PRINTER, alert(action="notify", score=0.95), jpeg(2), jpeg(2))
+    wait_for("the failure", lambda: len(ntfy_receiver.messages) == 2, timeout=30)
+    notifier.print_done(PRINTER, "three.gcode")
+    assert notifier.notifications.flush(60), notifier.notify_status()
+    told = [(m.title, m.message) for m in ntfy_receiver.messages]
+    assert len(told) == 4 and not any("earlier" in text for _, text in told), told
+    assert "two.gcode" in told[2][1] and "three.gcode" in told[3][1], told
 
 
 def test_a_camera_is_reported_offline_only_after_a_while_and_then_back(

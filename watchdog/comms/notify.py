@@ -711,6 +711,9 @@ class TargetSender:
         self._delay = 0.0
         # (printer, group) → when its last notification was sent, and that notification's body
         self._last_sent: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        # the id of the latest notification sent of each printer's kind of news: news of an
+        # earlier print is never summed up across another print's that went meanwhile
+        self._print_news_sent: dict[tuple[str, str], str] = {}
         # entry id → when its buttons were issued, and their (label, URL), reused on retries
         self._buttons: dict[str, tuple[float, list[tuple[str, str]]]] = {}
         # The wall clock (epoch seconds, as the outbox saves times), and per queued entry
@@ -912,7 +915,11 @@ class TargetSender:
         between = _ANOTHER_PRINT.get(group)
         if between is None:
             return waiting
-        last = max((e.id for e in mine if e.body.get("group") in between), default="")
+        sending = self._sending
+        on_its_way = [sending] if sending is not None and sending.printer == printer else []
+        told = (e.id for e in (*mine, *on_its_way) if e.body.get("group") in between)
+        sent = (self._print_news_sent.get((printer, g), "") for g in between)
+        last = max((*told, *sent), default="")
         if after and last > after:
             return []
         return [e for e in waiting if e.id > last]
@@ -1106,14 +1113,6 @@ class TargetSender:
             if e.body.get("group") != _GROUP[Kind.PRINT_DONE]
             or not self._ended_after(heads.get((e.printer, "alert")), heads)
         ]
-        # and the next print's alert behind the end: a printer's news of its prints goes in
-        # the order it came, however often the service refused one of them
-        prints = (*ALERT_GROUPS, _GROUP[Kind.PRINT_DONE])
-        oldest: dict[str, str] = {}
-        for e in due:
-            if e.body.get("group") in prints:
-                oldest[e.printer] = min(oldest.get(e.printer, e.id), e.id)
-        due = [e for e in due if e.body.get("group") not in prints or oldest[e.printer] == e.id]
         return heads, due
 
     @staticmethod
@@ -1378,7 +1377,9 @@ class TargetSender:
                 else:
                     self.sent += 1
                 self.last_sent_at = now
-                self._last_sent[(entry.printer, str(entry.body.get("group")))] = (now, entry.body)
+                news = (entry.printer, str(entry.body.get("group")))
+                self._last_sent[news] = (now, entry.body)
+                self._print_news_sent[news] = max(entry.id, self._print_news_sent.get(news, ""))
             if self.rejected or self._delay:
                 logger.info("notify %s: delivering again", self.name)
             self._throttle.reset(f"notify:{self.name}")
