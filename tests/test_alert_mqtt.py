@@ -64,6 +64,18 @@ class Recorder:
         return CommandResult(True, f"did {command.verb.value}")
 
 
+class Stuck(Recorder):
+    """A dispatcher whose printers' APIs hang until ``release`` is set."""
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__()
+        self.release = release
+
+    def dispatch(self, command: Command) -> CommandResult:
+        self.release.wait(60)
+        return super().dispatch(command)
+
+
 ALERT = {
     "time": "2026-01-01T00:00:00+00:00",
     "printer": PRINTER,
@@ -925,13 +937,7 @@ def test_stopping_with_commands_piled_up_behind_a_stuck_printer_does_not_hang(
     stop timeout instead of waiting on them."""
     p = unique_prefix
     release = threading.Event()
-
-    class StuckPrinter(Recorder):
-        def dispatch(self, command: Command) -> CommandResult:
-            release.wait(60)
-            return super().dispatch(command)
-
-    notifier = notifier_factory(mosquitto, p, dispatcher=StuckPrinter())
+    notifier = notifier_factory(mosquitto, p, dispatcher=Stuck(release))
     with mosquitto.subscriber(f"{p}/available/+") as sub:
         sub.wait_for(f"{p}/available/+", lambda m: m.text == "online")
         for _ in range(20):
@@ -943,6 +949,31 @@ def test_stopping_with_commands_piled_up_behind_a_stuck_printer_does_not_hang(
     release.set()
     assert not stopping.is_alive(), "the stop waited on commands nobody would carry out"
     assert "not carried out: the watchdog stopped" in caplog.text
+    # each dropped one answered so (they were logged as taken, never answered)
+    with mosquitto.subscriber(f"{p}/{PRINTER}/answer") as late:
+        kept = late.wait_for(f"{p}/{PRINTER}/answer").json()
+    assert kept["text"] == "Pause print: not carried out: the watchdog stopped", kept
+
+
+def test_a_printers_refused_command_is_answered_whatever_another_printer_was_refused(
+    mosquitto, unique_prefix, notifier_factory
+) -> None:
+    """Refusals are answered once a minute, not one each in a flood: that minute was every
+    printer's, so after one printer's refusal another's refused command was never answered."""
+    p = unique_prefix
+    release = threading.Event()
+    with mosquitto.subscriber(f"{p}/available/+") as up:
+        notifier_factory(mosquitto, p, printers=(PRINTER, "voron"), dispatcher=Stuck(release))
+        up.wait_for(f"{p}/available/+", lambda m: m.text == "online")
+    try:
+        with mosquitto.subscriber(f"{p}/+/answer") as sub:
+            for printer in (PRINTER, "voron"):
+                for _ in range(24):  # one under way, 16 waiting, the rest refused
+                    mosquitto.publish(f"{p}/{printer}/command", "pause", qos=1)
+                refused = sub.wait_for(f"{p}/{printer}/answer", timeout=20).json()
+                assert "16 earlier commands are still waiting" in refused["text"], refused
+    finally:
+        release.set()
 
 
 def test_commands_piled_up_behind_one_stuck_printer_do_not_refuse_another_printers(

@@ -93,16 +93,19 @@ class PrinterCommands:
             return len(self._queues.get(printer, ())) >= COMMANDS_WAITING
 
     def close(self, timeout: float) -> int:
-        """Take no more; drop those waiting (returned: how many) and wait for those under way."""
+        """Take no more; drop those waiting (returned: how many), each answered so, and wait
+        for those under way."""
         with self._lock:
             self._closed = True
-            dropped = sum(len(queue) for queue in self._queues.values())
+            dropped = [command for queue in self._queues.values() for command, _ in queue]
             self._queues.clear()
             workers = list(self._workers.values())
+        for command in dropped:  # logged as taken: its sender must not wait for it for good
+            self._answer(command, CommandResult(False, "not carried out: the watchdog stopped"))
         deadline = time.monotonic() + timeout
         for worker in workers:
             worker.join(max(0.0, deadline - time.monotonic()))
-        return dropped
+        return len(dropped)
 
     def _next(self, printer: str) -> tuple[Command, float] | None:
         with self._lock:

@@ -462,11 +462,12 @@ class MqttCommunicator:
                 if commands.full(command.printer)
                 else "not carried out: the watchdog is stopping or short of threads; send it again"
             )
-            # a flood is one log line and one retained answer a minute, not one each
+            # a flood is one log line and one retained answer a minute, not one each (each
+            # printer's: another's refusal left this one's Last command unanswered)
             if self._throttle(
                 logger,
                 logging.WARNING,
-                "commands-full",
+                f"commands-full:{command.printer}",
                 "%s: MQTT command %s %s",
                 command.printer,
                 command.verb.value,
