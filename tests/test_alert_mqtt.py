@@ -70,8 +70,10 @@ class Stuck(Recorder):
     def __init__(self, release: threading.Event) -> None:
         super().__init__()
         self.release = release
+        self.under_way = threading.Event()  # a command is being carried out
 
     def dispatch(self, command: Command) -> CommandResult:
+        self.under_way.set()
         self.release.wait(60)
         return super().dispatch(command)
 
@@ -953,6 +955,30 @@ def test_stopping_with_commands_piled_up_behind_a_stuck_printer_does_not_hang(
     with mosquitto.subscriber(f"{p}/{PRINTER}/answer") as late:
         kept = late.wait_for(f"{p}/{PRINTER}/answer").json()
     assert kept["text"] == "Pause print: not carried out: the watchdog stopped", kept
+
+
+def test_the_command_dropped_at_shutdown_stays_the_last_answer(
+    mosquitto, unique_prefix, notifier_factory, caplog
+) -> None:
+    """A Cancel waiting behind a Pause the printer was slow to carry out when the watchdog
+    stopped: the Cancel's "not carried out" was told first, then the Pause's end, and Home
+    Assistant's Last command said the pause, the Cancel's fate lost."""
+    caplog.set_level(logging.INFO, "watchdog")
+    p = unique_prefix
+    release = threading.Event()
+    stuck = Stuck(release)
+    with mosquitto.subscriber(f"{p}/available/+") as up:
+        notifier = notifier_factory(mosquitto, p, dispatcher=stuck)
+        up.wait_for(f"{p}/available/+", lambda m: m.text == "online")
+    mosquitto.publish(f"{p}/{PRINTER}/command", "pause", qos=1)
+    assert stuck.under_way.wait(20)
+    mosquitto.publish(f"{p}/{PRINTER}/command", "cancel", qos=1)
+    wait_for("the cancel taken", lambda: "MQTT command cancel" in caplog.text)
+    threading.Timer(1.0, release.set).start()  # the pause ends within the stop's wait
+    notifier.stop()
+    with mosquitto.subscriber(f"{p}/{PRINTER}/answer") as late:
+        kept = late.wait_for(f"{p}/{PRINTER}/answer").json()
+    assert kept["text"] == "Cancel print: not carried out: the watchdog stopped", kept
 
 
 def test_a_printers_refused_command_is_answered_whatever_another_printer_was_refused(

@@ -1069,6 +1069,30 @@ def test_a_refused_print_end_is_never_summed_up_with_the_next_prints_end(
     assert "failure" not in told[-1][0], told  # the second end waits behind its print's alert
 
 
+def test_a_print_end_left_queued_at_a_restart_is_never_summed_up_with_the_next_prints(
+    phone, ntfy_receiver
+) -> None:
+    """A print's end the service kept refusing, the next print's failure told, a restart, then
+    that print's end: it summed up the first (what was sent before the restart is not known)."""
+    ntfy_receiver.refuse_containing(b"has ended", 503)
+    ntfy_receiver.error = "busy"  # not a refusal of the credentials: the others go through
+    kw = {"coalesce_s": 0, "events": ["failure", "print_done"]}
+    first = phone(notify=(target(ntfy_receiver.url(), **kw),))
+    first.print_done(PRINTER, "one.gcode")
+    wait_for("a refusal", lambda: first.notify_status()["ntfy"]["failed"] >= 1, timeout=30)
+    first.raise_alert(PRINTER, alert(action="notify", score=0.95), jpeg(2), jpeg(2))
+    wait_for("the failure", lambda: first.notify_status()["ntfy"]["sent"] == 1, timeout=30)
+    first.stop()
+    second = phone(notify=(target(ntfy_receiver.url(), **kw),))
+    second.print_done(PRINTER, "two.gcode")  # the first still refused, queued beside it
+    wait_for("a refusal", lambda: second.notify_status()["ntfy"]["failed"] >= 1, timeout=30)
+    ntfy_receiver.refused_bodies = None
+    assert second.notifications.flush(60), second.notify_status()
+    told = [(m.title, m.message) for m in ntfy_receiver.messages]
+    assert len(told) == 3 and not any("earlier" in text for _, text in told), told
+    assert "one.gcode" in told[1][1] and "two.gcode" in told[2][1], told
+
+
 def test_a_print_end_waiting_its_window_is_never_summed_up_across_the_next_prints_alert(
     phone, ntfy_receiver
 ) -> None:

@@ -93,19 +93,22 @@ class PrinterCommands:
             return len(self._queues.get(printer, ())) >= COMMANDS_WAITING
 
     def close(self, timeout: float) -> int:
-        """Take no more; drop those waiting (returned: how many), each answered so, and wait
-        for those under way."""
+        """Take no more; drop those waiting (returned: how many), wait for those under way,
+        then answer each printer's last dropped one: they were logged as taken, and the
+        sender's Last command must not stay on an earlier one (answered after, it is the last;
+        one answer a printer, as only the last is kept)."""
         with self._lock:
             self._closed = True
-            dropped = [command for queue in self._queues.values() for command, _ in queue]
+            last = {printer: queue[-1][0] for printer, queue in self._queues.items() if queue}
+            dropped = sum(len(queue) for queue in self._queues.values())
             self._queues.clear()
             workers = list(self._workers.values())
-        for command in dropped:  # logged as taken: its sender must not wait for it for good
-            self._answer(command, CommandResult(False, "not carried out: the watchdog stopped"))
         deadline = time.monotonic() + timeout
         for worker in workers:
             worker.join(max(0.0, deadline - time.monotonic()))
-        return len(dropped)
+        for command in last.values():
+            self._answer(command, CommandResult(False, "not carried out: the watchdog stopped"))
+        return dropped
 
     def _next(self, printer: str) -> tuple[Command, float] | None:
         with self._lock:

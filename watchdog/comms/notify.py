@@ -146,6 +146,7 @@ CLOSED_PRIORITY = "default"
 _REQUEST = re.compile(r"\b(?:GET|POST|PUT|DELETE) https?://([^/\s]+)\S*: ")
 # the groups whose notifications are about an alert: its buttons, what became of its print
 ALERT_GROUPS = ("alert", "answer")
+_PRINT_NEWS = (*ALERT_GROUPS, _GROUP[Kind.PRINT_DONE])
 # news of a print's that, queued after earlier news of its kind, says a print lies between
 _ANOTHER_PRINT = {
     **{group: (_GROUP[Kind.PRINT_DONE],) for group in ALERT_GROUPS},
@@ -789,6 +790,15 @@ class TargetSender:
             # queued before the load and never saved (a full disk): kept, after what was left
             unsaved = [e for e in self._queue if e.path is None]
             self._queue = entries + unsaved
+            # what was sent before the restart is not known: news of a print left queued is
+            # summed up with no later news of a print (it may be another's, told meanwhile),
+            # as if news had been sent just after it ("~" sorts after an id's characters)
+            for e in entries:
+                for group in _PRINT_NEWS:
+                    told = (e.printer, group)
+                    self._print_news_sent[told] = max(
+                        self._print_news_sent.get(told, ""), f"{e.id}~"
+                    )
             self._gauge()
         if self._queue:
             logger.info(
