@@ -779,6 +779,11 @@ def recording_order(path: Path) -> tuple[list[Any], int, list[Any]]:
     return natural_key(name.print), name.number, natural_key(path.name)
 
 
+def _frames_in(folder: Path) -> Iterator[Path]:
+    """The image files directly in ``folder``."""
+    return (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 def _no_frames_in(path: Path) -> str:
     """Why a folder gives no frame, naming the subfolders that hold some: ``collect --out
     DIR`` saves each printer's frames in ``DIR/<printer>/``, and the owner gives ``DIR``."""
@@ -786,7 +791,7 @@ def _no_frames_in(path: Path) -> str:
     holding = []
     for sub in sorted(path.iterdir()):
         try:
-            if sub.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in sub.iterdir()):
+            if sub.is_dir() and any(_frames_in(sub)):
                 holding.append(f"{sub.name}/")
         except OSError:
             continue  # a subfolder it cannot read holds none it could replay
@@ -811,10 +816,7 @@ class FolderCamera(_BaseCamera):
         backoff: tuple[float, float],
     ) -> None:
         super().__init__(cfg, label, stop, backoff)
-        self.paths = sorted(
-            (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-            key=recording_order,
-        )
+        self.paths = sorted(_frames_in(path), key=recording_order)
         if not self.paths:
             raise CameraSourceError(path, _no_frames_in(path))
         self._next = 0
