@@ -999,6 +999,17 @@ def test_a_print_that_ends_while_an_alert_waits_its_window_is_told_after_the_ale
     assert "failure" not in done.title
 
 
+def _refusing_print_news(phone, ntfy_receiver, on_its_way: bool):
+    """A notifier of failures and print ends whose service refuses them for now (``on_its_way``:
+    answering each 1.5 s late), with no window between them."""
+    ntfy_receiver.refuse(503, "busy")
+    if on_its_way:
+        ntfy_receiver.answer_after_s = 1.5
+    return phone(
+        notify=(target(ntfy_receiver.url(), coalesce_s=0, events=["failure", "print_done"]),)
+    )
+
+
 def _refused_or_on_its_way(notifier, ntfy_receiver, on_its_way: bool) -> None:
     """Until the refusing service refused the first notification, or (``on_its_way``, a slow
     service) took it and has not answered yet."""
@@ -1027,12 +1038,7 @@ def test_a_refused_alert_is_never_summed_up_with_the_next_prints_after_the_end(
     service), the print's end, then the next print's alert: that alert summed up the first,
     after the end, and the phone was told "print ended" then the earlier print's failure as the
     next print's, its picture lost."""
-    ntfy_receiver.refuse(503, "busy")
-    if on_its_way:
-        ntfy_receiver.answer_after_s = 1.5
-    notifier = phone(
-        notify=(target(ntfy_receiver.url(), coalesce_s=0, events=["failure", "print_done"]),)
-    )
+    notifier = _refusing_print_news(phone, ntfy_receiver, on_its_way)
     notifier.raise_alert(PRINTER, alert(action="notify"), jpeg(1), jpeg(1))
     _refused_or_on_its_way(notifier, ntfy_receiver, on_its_way)
     notifier.print_done(PRINTER, "benchy.gcode")
@@ -1051,12 +1057,7 @@ def test_a_refused_print_end_is_never_summed_up_with_the_next_prints_end(
     """A print's end the service refused, the next print's failure, then that print's end:
     the second end summed up the first, and the phone was told the failure first, then both
     ends after it."""
-    ntfy_receiver.refuse(503, "busy")
-    if on_its_way:
-        ntfy_receiver.answer_after_s = 1.5
-    notifier = phone(
-        notify=(target(ntfy_receiver.url(), coalesce_s=0, events=["failure", "print_done"]),)
-    )
+    notifier = _refusing_print_news(phone, ntfy_receiver, on_its_way)
     notifier.print_done(PRINTER, "first.gcode")
     _refused_or_on_its_way(notifier, ntfy_receiver, on_its_way)
     notifier.raise_alert(PRINTER, alert(action="notify", score=0.95), jpeg(2), jpeg(2))
