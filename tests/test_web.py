@@ -955,8 +955,14 @@ def test_a_daemon_starts_over_saved_settings_it_cannot_apply_and_says_so(
         # for them: it leaves them out again, as the start did
         daemon.signal(signal.SIGHUP)
         wait_until("reloaded", lambda: "reloaded" in daemon.log, 30, lambda: daemon.log)
+        # said after "reloaded": waited for, not read at the moment that line is in the log
+        wait_until(
+            "the settings left out again",
+            lambda: daemon.log.count("watches with the config file's settings") == 2,
+            30,
+            lambda: daemon.log,
+        )
         assert "reload refused" not in daemon.log, daemon.log
-        assert daemon.log.count("watches with the config file's settings") == 2, daemon.log
         # check-config names it as the daemon does, a warning: it runs what the daemon runs
         # (the installer's check of a new version refused an upgrade the daemon would start)
         check = run_cli("check-config", "--config", str(config))
