@@ -299,6 +299,9 @@ def test_collect_gives_up_on_a_camera_that_dies_mid_print_keeping_its_frames(
     [line] = [x for x in err.splitlines() if x.startswith("error:")]
     assert "gave no frame in 2 s after" in line and f"saved {saved} frame(s)" in line, line
     assert saved >= 3
+    # the camera's own line names a retry collect makes, not the daemon's minute
+    [offline] = [x for x in err.splitlines() if "offline" in x]
+    assert offline.endswith("retrying with backoff up to 2 s"), offline
 
 
 def test_collect_does_not_give_up_on_one_missed_frame_of_a_slow_camera(

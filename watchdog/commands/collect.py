@@ -25,7 +25,7 @@ import numpy as np
 from watchdog import frames
 from watchdog.commands import number, shown_source
 from watchdog.config import PrinterConfig, load_config
-from watchdog.devices.capture import open_camera
+from watchdog.devices.capture import MAX_BACKOFF_S, open_camera
 from watchdog.devices.printers import make_printer
 from watchdog.errors import UsageError
 from watchdog.printing import PrinterState, PrinterStatus
@@ -86,10 +86,15 @@ class Collector:
     """One printer: a new session name per print (after a pause, a part of it: frames'
     contract), a frame per interval while printing."""
 
-    def __init__(self, pcfg: PrinterConfig, out: Path, stop: threading.Event) -> None:
+    def __init__(
+        self, pcfg: PrinterConfig, out: Path, stop: threading.Event, wait_s: float = 0.0
+    ) -> None:
         self.cfg = pcfg
         self.out = out / pcfg.name
-        self.camera = open_camera(pcfg.camera, stop, name=pcfg.name)
+        # a camera is retried no less often than collect waits for it (``--wait-s``), so
+        # that its "retrying with backoff up to" line names a wait collect will make
+        largest = min(MAX_BACKOFF_S, wait_s) if wait_s else MAX_BACKOFF_S
+        self.camera = open_camera(pcfg.camera, stop, name=pcfg.name, backoff=(1.0, largest))
         self.printer = make_printer(pcfg.api, stop)
         self.recording = getattr(self.camera, "kind", "") in RECORDINGS
         self.session: str | None = None
@@ -338,7 +343,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     refuse_as_root_in_a_users_folder(out)  # frames root saved there, the service cannot use
     made = _check_out(out, [p.name for p in printers])
-    collectors = [Collector(p, out, stop) for p in printers]
+    collectors = [Collector(p, out, stop, args.wait_s) for p in printers]
     signals = Signals(signal.SIGTERM, signal.SIGINT, stop=stop)  # the waits end at once
     try:
         saved, gave_up = collect(

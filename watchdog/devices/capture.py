@@ -1758,12 +1758,15 @@ def _is_stream_url(url: str) -> bool:
     return parts.path.lower().endswith((".mjpg", ".mjpeg"))
 
 
+MAX_BACKOFF_S = 60.0  # a camera that fails is retried after 1 s, 2 s, 4 s ... up to this
+
+
 def open_camera(
     cfg: CameraConfig,
     stop: threading.Event | None = None,
     *,
     name: str = "",
-    backoff: tuple[float, float] = (1.0, 60.0),
+    backoff: tuple[float, float] = (1.0, MAX_BACKOFF_S),
     model_input: Preprocess | None = None,
     gate: FrameGate | None = None,
 ) -> Camera:
