@@ -905,6 +905,8 @@ def test_a_printers_repeated_events_are_coalesced_never_a_storm(
     # since when, in the machine's own clock time (it read as a UTC timestamp)
     summed = next(m.message for m in ntfy_receiver.messages if "earlier" in m.message)
     assert re.search(r" since \d\d:\d\d, summed up here[;)]", summed), summed
+    # in the owner's words, not the notifier's name for the group ("camera event(s)")
+    assert re.search(r"\(\d earlier (alerts?|camera changes?) on ender3 since", summed), summed
     assert alerts[-1].attachment == jpeg(5), "the latest picture is the one sent"
     assert camera[-1].title == "ender3: camera back online", "the last state wins"
     # its "offline" summed up in it: that the print went unwatched is said
@@ -1068,6 +1070,33 @@ def test_a_refused_print_end_is_never_summed_up_with_the_next_prints_end(
     ends = [text for title, text in told if "failure" not in title]
     assert "first.gcode" in ends[0] and "second.gcode" in ends[1], told
     assert "failure" not in told[-1][0], told  # the second end waits behind its print's alert
+
+
+@pytest.mark.parametrize("refused", [True, False])
+def test_a_printers_error_is_never_summed_up_with_the_next_prints_end(
+    phone, ntfy_receiver, refused
+) -> None:
+    """A print stopped by the printer's error (refused by the service, or waiting out the
+    window of an end told just before), then the next print's end: the error was summed up
+    into "print cancelled", at its low priority, and the phone never heard of it."""
+    if refused:
+        ntfy_receiver.refuse(503, "busy")
+    kw = {"coalesce_s": 0 if refused else 2, "events": ["print_done"]}
+    notifier = phone(notify=(target(ntfy_receiver.url(), **kw),))
+    if not refused:
+        notifier.print_done(PRINTER, "zero.gcode")
+        wait_for("the first end", lambda: notifier.notify_status()["ntfy"]["sent"] == 1, 30)
+    notifier.print_done(PRINTER, "bracket.gcode", "Heater extruder not heating at expected rate")
+    if refused:
+        wait_for("a refusal", lambda: notifier.notify_status()["ntfy"]["failed"] >= 1, 30)
+    notifier.print_done(PRINTER, "benchy.gcode")
+    ntfy_receiver.refuse(None)
+    assert notifier.notifications.flush(60), notifier.notify_status()
+    told = [(m.title, m.message, m.priority) for m in ntfy_receiver.messages][-2:]
+    assert len(told) == 2 and not any("earlier" in text for _, text, _ in told), told
+    (_, error, loud), (_, end, _) = told
+    assert "bracket.gcode" in error and "not heating" in error and loud == "high", told
+    assert "benchy.gcode" in end, told
 
 
 def test_a_print_end_left_queued_at_a_restart_is_never_summed_up_with_the_next_prints(

@@ -138,6 +138,13 @@ Sender = Callable[[dict[str, Any]], dict[str, Any]]
 # "ended", or "" while it stands (``watchdog.incidents.closing_answer``)
 Closing = Callable[[str, str], str]
 SINCE = {"resumed": "resumed", "cancelled": "cancelled", "ended": "its print ended"}
+# what a notification summing up others calls them, by group ("2 earlier alerts")
+_SUMMED = {
+    "alert": ("alert", "alerts"),
+    "answer": ("word on an answer", "words on answers"),
+    "camera": ("camera change", "camera changes"),
+    "print_done": ("print end", "print ends"),
+}
 # what a failure alert asks of the owner: dropped once its print was answered or ended
 CHECK_NOW = " Check the printer now."
 # an alert answered or ended before it was sent is news of the past: not loud any more
@@ -917,9 +924,14 @@ class TargetSender:
     def _same_news(self, printer: str, group: str, after: str = "") -> list[Entry]:
         """``printer``'s notifications of ``group`` waiting (those queued after the id
         ``after``), oldest first, that a new one of that group may sum up: never one of an
-        earlier print. An alert is not summed up across its print's end queued since (the phone
+        earlier print, nor a print's end (each is its own print's). An alert is not summed up
+        across its print's end queued since (the phone
         was told the end, then the earlier print's failure as the next print's), nor a print's
         end across the next print's alert (told that failure, then both ends)."""
+        if group == _GROUP[Kind.PRINT_DONE]:
+            # each is the end of a print of its own: summed up with the next, a printer's error
+            # was told as the next print's quiet "finished", or not told at all
+            return []
         mine = [e for e in self._queue if e.printer == printer]
         waiting = [e for e in mine if e.body.get("group") == group and e.id > after]
         between = _ANOTHER_PRINT.get(group)
@@ -1244,7 +1256,8 @@ class TargetSender:
         text = str(entry.body.get("message", ""))
         n = _count(entry.body.get("coalesced"))
         if n:
-            text += f"\n({n} earlier {entry.body.get('group')} event(s) on {entry.printer} since {_local(entry.body.get('since'))}, summed up here"
+            one, many = _SUMMED.get(str(entry.body.get("group")), ("event", "events"))
+            text += f"\n({n} earlier {one if n == 1 else many} on {entry.printer} since {_local(entry.body.get('since'))}, summed up here"
             latest = _number(entry.body.get("latest"))
             if latest is not None and self.wall() - latest > LATE_S:
                 # sent late (held back, or retried): when the latest happened, as one alone
