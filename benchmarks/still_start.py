@@ -13,7 +13,11 @@ on after the start); and a feed stuck on one picture for 30 frames in the middle
 stopped. Then whether a failure is still caught after a dim start: each failed print's
 material pasted frame by frame (``inscene.pasted_sequence``, in the watched bottom half) into
 the good print from frame 60 on, after its start as recorded and after a dim start; frames
-from the failure's first frame to the pause. Default bundle: the shipped one (it saw these prints: this measures what the daemon
+from the failure's first frame to the pause. And whether a failure during the print's start
+is caught after the printer heated: the material pasted from frame 12 of the print as
+recorded (its first 10 frames the start's yardstick), and from frame 24 after its first
+picture live for 12 frames (two minutes of heating, then 12 frames of printing): frames from
+the failure's first frame to the pause (``--start-failures-only``: these rows alone). Default bundle: the shipped one (it saw these prints: this measures what the daemon
 does with such a start, not detection quality). Skips (exit 0) when the data folder is absent.
 """
 
@@ -59,15 +63,15 @@ def _noisy(frame: np.ndarray, i: int, sigma: float = 2.0) -> np.ndarray:
     return np.clip(frame.astype(np.float32) + noise, 0, 255).astype(np.uint8)
 
 
+HEATING = "its first picture, live, for its first 12 frames (2 minutes heating)"
+
 CASES: dict[str, Edit] = {
     "as recorded": lambda frames: frames,
     "stuck on its first picture for its start": lambda frames: [frames[0]] * START + frames[START:],
     "its first picture, live (sensor noise), for its start: heating": lambda frames: (
         [_noisy(frames[0], i) for i in range(START)] + frames[START:]
     ),
-    "its first picture, live, for its first 12 frames (2 minutes heating)": lambda frames: (
-        [_noisy(frames[0], i) for i in range(12)] + frames[12:]
-    ),
+    HEATING: lambda frames: [_noisy(frames[0], i) for i in range(12)] + frames[12:],
     "black for its start": _start(np.zeros_like),
     "dim (x0.3) for its start": _start(lambda f: cv2.convertScaleAbs(f, alpha=0.3, beta=0)),
     "stuck on one picture mid-print (30 frames)": lambda frames: (
@@ -77,54 +81,78 @@ CASES: dict[str, Edit] = {
 
 
 FAILURE_STARTS = ("as recorded", "dim (x0.3) for its start")
+AFTER_START = tuple((start, FAILURE_AT) for start in FAILURE_STARTS)
+# a failure during the start: (the start, the failure's first frame): 2 minutes of printing in
+START_FAILURES = (("as recorded", 12), (HEATING, 24))
 
 
-def with_failure(frames: list[np.ndarray], failure: list[np.ndarray]) -> list[np.ndarray]:
-    """The print's BGR frames up to ``FAILURE_AT``, then as many more as the failed print has
+def with_failure(
+    frames: list[np.ndarray], failure: list[np.ndarray], onset: int = FAILURE_AT
+) -> list[np.ndarray]:
+    """The print's BGR frames up to ``onset``, then as many more as the failed print has
     frames with its material pasted into their bottom half (the bundle's watched region)."""
     good = np.stack(frames)
     half = good.shape[1] // 2
-    bottom = np.ascontiguousarray(good[FAILURE_AT:, half:, :, ::-1])  # RGB, as inscene reads
+    bottom = np.ascontiguousarray(good[onset:, half:, :, ::-1])  # RGB, as inscene reads
     material = np.ascontiguousarray(np.stack(failure)[:, half:, :, ::-1])
     pasted = pasted_sequence(bottom, material, seed=0)
-    out = good[: FAILURE_AT + len(pasted)].copy()
-    out[FAILURE_AT:, half:] = pasted[..., ::-1]
+    out = good[: onset + len(pasted)].copy()
+    out[onset:, half:] = pasted[..., ::-1]
     return list(out)
 
 
 def failure_rows(
-    normal: dict[str, list[Path]], failed: dict[str, list[Path]], bundle: Path, tmp: Path
+    normal: dict[str, list[Path]],
+    failed: dict[str, list[Path]],
+    bundle: Path,
+    tmp: Path,
+    starts: tuple[tuple[str, int], ...] = AFTER_START,
 ) -> list[dict[str, object]]:
-    """Frames to pause a failure from ``FAILURE_AT`` after each start of ``FAILURE_STARTS``."""
+    """Frames to pause each failure from its onset after its start: ``starts`` holds (a case
+    of ``CASES``, the failure's first frame)."""
     rows: list[dict[str, object]] = []
     failures = {name: [read_bgr_file(p) for p in paths] for name, paths in sorted(failed.items())}
-    print("\n| print | start | failure | pauses (at frame) |\n|---|---|---|---|")
+    print("\n| print | start | failure | onset | pauses (at frame) |\n|---|---|---|---|---|")
     for session, paths in sorted(normal.items()):
         frames = [read_bgr_file(path) for path in paths]
-        for start in FAILURE_STARTS:
+        for start, onset in starts:
             for name, failure in failures.items():
-                work = tmp / f"{session}-failure-{len(rows)}"
-                files = write_frames(with_failure(CASES[start](frames), failure), work / "src")
-                paused = paused_at(replay(bundle, files, work))
+                work = tmp / f"{session}-failure-{onset}-{len(rows)}"
+                edited = with_failure(CASES[start](frames), failure, onset)
+                paused = paused_at(replay(bundle, write_frames(edited, work / "src"), work))
                 rows.append(
                     {
                         "print": session,
                         "start": start,
                         "failure": name,
-                        "onset": FAILURE_AT,
+                        "onset": onset,
                         "paused_at": paused,
                     }
                 )
                 at = ", ".join(map(str, paused)) or "-"
-                print(f"| {session} | {start} | {name} | {len(paused)} ({at}) |", flush=True)
+                print(
+                    f"| {session} | {start} | {name} | {onset} | {len(paused)} ({at}) |", flush=True
+                )
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = bundle_replay_options(__doc__.splitlines()[0]).parse_args(argv)
+    parser = bundle_replay_options(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--start-failures-only",
+        action="store_true",
+        help="only the failures during the start (the rows compared with an earlier commit)",
+    )
+    args = parser.parse_args(argv)
     if no_kaggle_data(args.data):
         return 0
     normal, failed = sessions_in_time_order(args.data)
+    if args.start_failures_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            during = failure_rows(normal, failed, args.bundle, Path(tmp), START_FAILURES)
+        if args.json:
+            write_bundle_rows(args.json, args.bundle, [], start_failures=during)
+        return 0
     rows: list[dict[str, object]] = []
     print("| print | start | pauses (at frame) |")
     print("|---|---|---|")
@@ -145,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
         failures = failure_rows(normal, failed, args.bundle, Path(tmp))
+        during = failure_rows(normal, failed, args.bundle, Path(tmp), START_FAILURES)
     if args.json:
-        write_bundle_rows(args.json, args.bundle, rows, failures=failures)
+        write_bundle_rows(args.json, args.bundle, rows, failures=failures, start_failures=during)
     return 0
 
 

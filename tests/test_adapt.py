@@ -182,6 +182,15 @@ def test_a_start_that_did_not_move_is_learnt_again_and_calibrated_where_the_daem
     moved = guarded_maps(blank, still_starts(live, spec, 0), live_maps[:5])
     np.testing.assert_array_equal(moved, live_maps[:5])
 
+    # where the start is judged against its first 2 frames, 2 still ones are enough to learn
+    # it again (a printer heating for less than a whole start); 5 still frames then a live one:
+    # two starts learnt again, the third moved
+    judged = Adaptation(frames=5, early_frames=2, early_threshold=1.0, threshold=1.0)
+    heating = np.concatenate([frozen[:5], live[5:]])
+    assert judged.still_first_frames == 2
+    assert learnt_from(heating, 5, early=2) == calibration_start(heating, 5, early=2) == 4
+    np.testing.assert_array_equal(still_starts(heating, judged, 4), heating[:4])
+
     calibrated = calibrate(spec, SCORING, [live_maps, live_maps], inputs=[live, frozen])
     assert "normal print 2 of 2 left out: its picture did not move" in caplog.text
     alone = calibrate(spec, SCORING, [live_maps], inputs=[live])

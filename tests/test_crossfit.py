@@ -106,3 +106,14 @@ def test_a_recording_that_ends_within_its_start_sets_neither_threshold_nor_guard
         result = crossfit_adaptation(_preset(frames=3), frozen, target_fpr=0.0, seed=0)
     assert result.guard == 0
     assert "cross-fitted on 2 prints" in caplog.text
+
+
+def test_the_report_says_why_three_prints_set_no_start_guard() -> None:
+    """Three good prints whose starts give a bound no frame can reach set no guard: the report
+    said "3 prints are too few (needs 3)", telling the owner to do what they had done."""
+    from trainer.pipeline import _guard_rule
+
+    none = Adaptation(frames=30, threshold=1.0)
+    assert "2 prints are too few" in _guard_rule(none, 2)
+    three = _guard_rule(none, 3)
+    assert "too few" not in three and "beyond any score a frame reaches" in three, three

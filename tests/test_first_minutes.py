@@ -228,6 +228,34 @@ def test_a_start_whose_first_frames_did_not_move_is_not_judged_against_them(
     assert not any(x["action"] for x in lines), [(x["frame"], x["score"]) for x in lines]
 
 
+def _heating(frame: np.ndarray, n: int) -> list[np.ndarray]:
+    """``n`` frames of a printer heating before it prints: ``frame``, still, as a live camera
+    shows it (its sensor noise new in each frame)."""
+    rng = np.random.default_rng(7)
+    return [
+        np.clip(frame + rng.normal(0.0, 2.0, frame.shape), 0, 255).astype(np.uint8)
+        for _ in range(n)
+    ]
+
+
+def test_a_failure_just_after_the_printer_heated_is_paused_during_the_start(
+    tmp_path, tiny_start_judged_bundle
+) -> None:
+    """A real print begins with its heaters: OctoPrint and Klipper say "printing" while the
+    camera shows a still bed. Those first frames were the yardstick of the rest of the start,
+    then not judged against at all, since they did not move: a failure in the print's first
+    minutes after it heated was learnt as its look. The start is learnt again after them, so
+    the print's first moving frames judge the rest of its start."""
+    clean = [synth.normal_frame(UNSEEN, i, TINY_FRAMES, TINY_SEED) for i in range(TINY_FRAMES)]
+    heat = _heating(clean[0], 3)
+    failing = heat + clean[:4] + [_spaghetti(f, 6 + i, i) for i, f in enumerate(clean[4:])]
+    lines = _replay(tmp_path, tiny_start_judged_bundle, _folder(tmp_path / "rec", failing))
+    paused = [i for i, x in enumerate(lines) if x["action"]]
+    assert paused and paused[0] < 3 + 8, [(x["frame"], x["score"], x["anomalous"]) for x in lines]
+    good = _replay(tmp_path, tiny_start_judged_bundle, _folder(tmp_path / "clean", heat + clean))
+    assert not any(x["action"] for x in good), [(x["frame"], x["anomalous"]) for x in good]
+
+
 def _relit(frame: np.ndarray, gain: float, offset: float) -> np.ndarray:
     return np.clip(frame.astype(np.float32) * gain + offset, 0, 255).round().astype(np.uint8)
 

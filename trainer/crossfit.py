@@ -132,7 +132,7 @@ def scored(preset: Preset, name: str, frames: np.ndarray, recon: Reconstruct) ->
     """One print as ``recon`` scores it, the way the daemon feeds it to the model, from the
     start the daemon would judge it against (``detector.calibration_start``)."""
     spec = preset.adaptation
-    first = calibration_start(frames, spec.frames)
+    first = calibration_start(frames, spec.frames, early=spec.still_first_frames)
     stills = still_starts(frames, spec, first)
     frames = frames[first:]
     inputs = light_matched(frames, spec)

@@ -663,9 +663,16 @@ def _start_rule(result: Adaptation, fitted: bool = False) -> str:
 def _guard_rule(result: Adaptation, prints: int) -> str:
     """How the start guard was set, for the report."""
     if result.guard <= 0:
+        why = (
+            f"{prints} prints are too few to know how far a good start varies (needs "
+            f"{calibration.GUARD_PRINTS})"
+            if prints < calibration.GUARD_PRINTS
+            else f"the bound the {prints} prints' starts give is beyond any score a frame "
+            "reaches (their first frames score high for this model, or differ a lot: more "
+            "good prints, or a longer training, bring it within reach)"
+        )
         return (
-            f"; no start guard: {prints} prints are too few to know how far a good start "
-            f"varies (needs {calibration.GUARD_PRINTS}); a print's first {result.frames} frames "
+            f"; no start guard: {why}; a print's first {result.frames} frames "
             "are not judged against other prints' starts, so a print that fails from its first "
             "frame is learnt as its normal"
         )
@@ -774,7 +781,8 @@ def _validation_adaptation(
     maps, masks, inputs, starts, start_inputs = [], [], [], [], []
     k = spec.frames
     for x, from_set in crossfit.prints_by_set(sets).values():  # sets = [fit, val]
-        start = calibration_start(x, k)  # where the daemon's judged start begins (a heating start)
+        # where the daemon's judged start begins (after a start that heated)
+        start = calibration_start(x, k, early=spec.still_first_frames)
         x, from_set = x[start:], from_set[start:]
         inputs.append(light.light_matched(x, spec))
         maps.append(evaluate.error_maps(recon, inputs[-1], scoring, bs))
@@ -963,7 +971,7 @@ def _quantized_guard(
         return spec.guard
     ratio = 1.0
     for x, _ in crossfit.prints_by_set(sets).values():
-        x = x[calibration_start(x, spec.frames) :]
+        x = x[calibration_start(x, spec.frames, early=spec.still_first_frames) :]
         start = light.start_matched(x[: spec.frames], spec)
         own = scoring.scores(evaluate.error_maps(recon, start, scoring, bs)).max()
         floats = scoring.scores(evaluate.error_maps(float_recon, start, scoring, bs)).max()

@@ -287,8 +287,8 @@ def main(args: argparse.Namespace) -> int:
     # each from the start the daemon would judge it against (a start showing a printer heat,
     # or a frozen or dark picture, is learnt again: its light and its look are not the print's);
     # the start guard judges the frames of such starts too
-    firsts = [calibration_start(x, n, mask) for x in raw]
-    stills = [still_starts(x, spec, first) for x, first in zip(raw, firsts, strict=True)]
+    firsts = [calibration_start(x, n, mask, spec.still_first_frames) for x in raw]
+    stills = [still_starts(x, spec, first, mask) for x, first in zip(raw, firsts, strict=True)]
     raw = [x[first:] for x, first in zip(raw, firsts, strict=True)]
     # each print light-matched as the daemon matches it, and its start as the daemon judges it
     inputs = [light_matched(x, spec) for x in raw]

@@ -522,6 +522,14 @@ class Adaptation:
         return self.enabled and self.early_frames > 0 and self.early_threshold > 0
 
     @property
+    def still_first_frames(self) -> int:
+        """A start whose first this many frames did not move (a printer heating) is learnt
+        again from the next frame, offline, as the daemon does where it judges the start (0:
+        only a whole start that did not move). The trainer calls it before it sets
+        ``early_threshold``: ``early_frames`` says the start will be judged."""
+        return self.early_frames if self.enabled else 0
+
+    @property
     def matches_start_light(self) -> bool:
         """A start's frames after its first ``early_frames`` are matched to their light before
         they are scored (``light.start_matched``): for the start's judgement and its guard,
@@ -599,8 +607,9 @@ class BundleMeta:
             )
         elif self.adaptation.enabled and self.adaptation.guard <= 0:
             out.append(
-                "no start guard (the trainer sets one from three good prints or more): a print "
-                "that fails from its first frame is learnt as its normal"
+                "no start guard (the trainer sets one from three good prints or more, whose "
+                "starts it can bound: its report says why there is none): a print that fails "
+                "from its first frame is learnt as its normal"
             )
         return out
 

@@ -22,7 +22,7 @@ from watchdog.detection.bundle import (
     Preprocess,
     Scoring,
 )
-from watchdog.detection.detector import Verdict, offline_detector
+from watchdog.detection.detector import Verdict, offline_detector, still_start_spans
 from watchdog.detection.light import start_matched
 from watchdog.frames import print_of
 
@@ -81,16 +81,18 @@ def simulate_start(
     )
 
 
-def still_starts(x: np.ndarray, spec: Adaptation, start: int) -> np.ndarray:
+def still_starts(
+    x: np.ndarray, spec: Adaptation, start: int, mask: np.ndarray | None = None
+) -> np.ndarray:
     """The frames of every start of a print before ``start`` (``detector.calibration_start``),
-    each learnt again because it did not move (a printer heating), as the daemon's start guard
-    judges them (``x``: model inputs as the camera gave them; each start matched to its own
-    first frames' light, ``light.start_matched``). The guard judges these and the start from
-    ``start`` on: it is set and checked on both."""
-    n = spec.frames
-    if not n or not start:
-        return x[:0]
-    return np.concatenate([start_matched(x[b : b + n], spec) for b in range(0, start, n)])
+    each learnt again because it did not move (a printer heating:
+    ``detector.still_start_spans``), as the daemon's start guard judges them (``x``: model
+    inputs as the camera gave them; each start matched to its own first frames' light,
+    ``light.start_matched``). The guard judges these and the start from ``start`` on: it is
+    set and checked on both."""
+    spans = still_start_spans(x, spec.frames, mask, spec.still_first_frames)
+    kept = [start_matched(x[b:e], spec) for b, e in spans if e <= start]
+    return np.concatenate(kept) if kept else x[:0]
 
 
 def guarded_maps(

@@ -105,21 +105,41 @@ def did_not_move(span: np.ndarray, mask: np.ndarray | None = None) -> bool:
     return share < STILL_SHARE and noise <= STILL_NOISE_MAX
 
 
-def learnt_from(inputs: np.ndarray, frames: int, mask: np.ndarray | None = None) -> int:
-    """The first frame of the start the daemon judges a print against: 0, or a multiple of
-    ``frames`` where the print's first starts did not move (``did_not_move``: a printer
-    heating, a frozen or dark picture, each learnt again from the frame after it). ``inputs``:
-    the print's model inputs as the camera gave them (uint8 or floats in [0, 1]), in time
-    order. Offline calibration starts each print there, so that its light and its start are
-    the daemon's."""
+def still_start_spans(
+    inputs: np.ndarray, frames: int, mask: np.ndarray | None = None, early: int = 0
+) -> list[tuple[int, int]]:
+    """The starts of a print the daemon learns again because they did not move
+    (``did_not_move``: a printer heating, a frozen or dark picture), as (first, end) frames in
+    time order: a start's first ``early`` frames where it judges the start against them
+    (``Adaptation.still_first_frames``), else or then its whole ``frames``. ``inputs``: the
+    print's model inputs as the camera gave them (uint8 or floats in [0, 1]), in time order."""
+    starts: list[tuple[int, int]] = []
     start = 0
-    while frames and start + frames <= len(inputs):
-        block = np.stack([on_grid(x).reshape(np.shape(x)) for x in inputs[start : start + frames]])
-        span = block.max(axis=0).astype(np.int16) - block.min(axis=0)
-        if not did_not_move(span, mask):
-            return start
-        start += frames
-    return start
+    while frames:
+        for n in (early, frames):
+            if n and start + n <= len(inputs) and _did_not_move(inputs[start : start + n], mask):
+                starts.append((start, start + n))
+                start += n
+                break
+        else:
+            return starts
+    return starts
+
+
+def _did_not_move(inputs: np.ndarray, mask: np.ndarray | None) -> bool:
+    block = np.stack([on_grid(x).reshape(np.shape(x)) for x in inputs])
+    return did_not_move(block.max(axis=0).astype(np.int16) - block.min(axis=0), mask)
+
+
+def learnt_from(
+    inputs: np.ndarray, frames: int, mask: np.ndarray | None = None, early: int = 0
+) -> int:
+    """The first frame of the start the daemon judges a print against: 0, or the end of the
+    print's first starts that did not move (``still_start_spans``), each learnt again from the
+    frame after it. Offline calibration starts each print there, so that its light and its
+    start are the daemon's."""
+    starts = still_start_spans(inputs, frames, mask, early)
+    return starts[-1][1] if starts else 0
 
 
 # A region drawn on the page within this share of the frame of the model's own on every side
@@ -132,11 +152,13 @@ def same_region(region: Sequence[float], roi: Sequence[float]) -> bool:
     return all(abs(a - b) <= SAME_REGION for a, b in zip(region, roi, strict=True))
 
 
-def calibration_start(inputs: np.ndarray, frames: int, mask: np.ndarray | None = None) -> int:
+def calibration_start(
+    inputs: np.ndarray, frames: int, mask: np.ndarray | None = None, early: int = 0
+) -> int:
     """Where offline calibration starts a print: ``learnt_from``, or 0 where no start of the
     print moves before its end (replayed whole, it is then left out, saying so:
     ``calibration.calibrate``), so that no print is cut to nothing."""
-    start = learnt_from(inputs, frames, mask)
+    start = learnt_from(inputs, frames, mask, early)
     return start if start + frames < len(inputs) else 0
 
 
@@ -238,7 +260,6 @@ class Detector:
         self.still_start = False
         self._low: np.ndarray | None = None  # the start's least and greatest input values
         self._high: np.ndarray | None = None
-        self._first_still = False  # the start's first frames did not move: not judged by them
         # Set by the watcher while an alert of this print stands unanswered: the frames the
         # alert was about go on being judged (by the start guard, where there is one) but are
         # not learnt as the print's look, else a failure from the first minutes is normal once
@@ -347,7 +368,6 @@ class Detector:
         self._seen = 0
         self.guard = 0.0 if accepted else self.start_guard
         self.still_start = False
-        self._first_still = False
         self._low = self._high = None
 
     def past_the_start(self) -> None:
@@ -415,7 +435,7 @@ class Detector:
             absolute, (error_map, x), (raw_map, raw_x), warming
         )
         if warming and self._start_did_not_move(x):
-            calibrating, early, early_map = self._still(calibrating)
+            calibrating, early, early_map = self._still()
         emap, scale = self._heatmap_map(calibrating, early_map, error_map)
         guard = self.guard if warming else 0.0
         if warming:
@@ -469,7 +489,7 @@ class Detector:
             score, calibrating = self.baseline.observe(absolute, *scored)
             if warming and self.start_baseline is not None:
                 judged, learning = self.start_baseline.observe(absolute, *start)
-                if not learning and not self._first_still:
+                if not learning:
                     early, early_map = judged, self.start_baseline.last_map
         except BaseException:
             # A baseline that failed half-way (the model failing while the start is rescored)
@@ -481,18 +501,16 @@ class Detector:
             raise
         return score, calibrating, early, early_map
 
-    def _still(self, calibrating: bool) -> tuple[bool, None, None]:
+    def _still(self) -> tuple[bool, None, None]:
         """The start's first frames, or the whole start, just ended without moving:
-        (calibrating, no judgement of the start, no map) for this frame."""
-        if self._seen < self.calibration_frames:
-            # The start's first frames did not move: the rest of the start is not judged
-            # against them (a camera coming back would look changed beyond measure); the
-            # whole start is still learnt, and learnt again if it did not move either.
-            self._first_still = True
-            return calibrating, None, None
-        # The start just learnt did not move (a frozen feed, a black picture): it says nothing
-        # of the print, and any later picture would look changed beyond measure. It is learnt
-        # again until the camera shows a moving print.
+        (calibrating, no judgement of the start, no map) for this frame.
+
+        They say nothing of the print (a printer heating, a frozen feed, a black picture), and
+        any later picture would look changed beyond measure against them: the start is learnt
+        again from the next frame until the camera shows a moving print. The first frames
+        alone are enough to learn it again where the rest of the start is judged against them:
+        a print whose heating outlasts them is judged from its first moving frames, instead of
+        learnt blind to the end of a start that began with its heaters."""
         guard = self.guard
         self.relearn()
         self.guard, self.still_start = guard, True
