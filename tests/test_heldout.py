@@ -62,6 +62,24 @@ def test_the_report_says_failure_replays_are_not_failed_prints() -> None:
     )
 
 
+def test_the_report_says_how_a_start_is_judged_from_the_bundle_even_with_no_print_replayed() -> (
+    None
+):
+    """One print fitted, none held out: the report said a print's first frames were "never
+    flagged: no start guard" where the bundle judged its start against its first frames and
+    flagged them; with no adaptation at all, that they calibrated a baseline there was not."""
+    from trainer.report import _daemon_section
+
+    d = judgement([], "rule", "no held-out print")
+    shown = {"threshold": 1.0, "adapted": 2.0, "guard": 0.0, "frames": 30}
+    judged = "\n".join(_daemon_section({**d, "shown": {**shown, "early_threshold": 1.8}}, set()))
+    assert "baseline (flagged only by the start's own judgement)" in judged, judged
+    blind = "\n".join(_daemon_section({**d, "shown": {**shown, "early_threshold": 0.0}}, set()))
+    assert "baseline (never flagged: no start guard)" in blind, blind
+    off = "\n".join(_daemon_section(d, set()))
+    assert "baseline" not in off and "every frame, its first ones included, is flagged" in off
+
+
 def test_judgement_without_any_replay_says_so() -> None:
     d = judgement([], "rule", "no held-out print")
     assert d["replays"] == [] and d["recall"] is None and d["false_alarm_rate"] is None

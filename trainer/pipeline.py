@@ -753,6 +753,7 @@ def _shown(threshold: float, spec: Adaptation) -> dict[str, float]:
         "adapted": spec.threshold,
         "guard": spec.guard,
         "frames": spec.frames,
+        "early_threshold": spec.early_threshold if spec.judges_start else 0.0,
     }
 
 

@@ -97,17 +97,27 @@ def _pct(v: Any) -> str:
 def _daemon_section(d: dict[str, Any], figures: set[str]) -> list[str]:
     """What the daemon would do on the held-out prints: the report's headline."""
     off = d.get("adaptation_off")
+    shown = d.get("shown") or {}  # none: the bundle has no per-print adaptation
+    # from the bundle's own keys: a report with no print replayed still says what the daemon does
     judges = [
-        *(["the start guard"] if (d.get("shown") or {}).get("guard", 0) > 0 else []),
-        *(["the start's own judgement, below"] if d.get("start") else []),
+        *(["the start guard"] if shown.get("guard", 0) > 0 else []),
+        *(
+            ["the start's own judgement" + (", below" if d.get("start") else "")]
+            if d.get("start") or shown.get("early_threshold", 0) > 0
+            else []
+        ),
     ]
     start = f"flagged only by {' and '.join(judges)}" if judges else "never flagged: no start guard"
+    first = (
+        f"its first frames calibrate the print's baseline ({start}), every later frame"
+        if shown
+        else "every frame, its first ones included,"
+    )
     lines = [
         "## What the daemon would do on prints the model never saw",
         "",
         *([f"**Per-print adaptation is off: {off}.**", ""] if off else []),
-        f"Each held-out print is replayed frame by frame as the daemon runs it: its first frames "
-        f"calibrate the print's baseline ({start}), every later frame is flagged above the exported threshold "
+        f"Each held-out print is replayed frame by frame as the daemon runs it: {first} is flagged above the exported threshold "
         f"({d['threshold_rule']}), and {d['consecutive']} flagged frames in a row, the start's "
         f"included, pause the print (the daemon's default rule). Each known failure is replayed "
         f"after a held-out print's calibration frames, so it is judged against another print's "
