@@ -88,3 +88,24 @@ def test_a_quantized_models_start_guard_is_on_its_own_scale() -> None:
     assert closer == spec.guard
     none = dataclasses.replace(spec, guard=0.0)
     assert _quantized_guard(none, scoring, _blurring(0.4), _blurring(0.2), sets, 8) == 0.0
+
+
+def test_an_int8_export_says_nothing_of_the_converters_own(capfd) -> None:
+    """``--quantize int8`` showed the owner TensorFlow's converter settings ("fully_quantize:
+    0, inference_type: 6, ...", printed natively) and a warning about statistics only a model
+    with integer inputs needs; float16 said nothing. Both are the converter's, not the run's."""
+    import warnings
+
+    import tensorflow as tf
+
+    from trainer.export import convert
+
+    inputs = tf.keras.Input((8, 8, 1))
+    model = tf.keras.Model(inputs, tf.keras.layers.Conv2D(1, 3, padding="same")(inputs))
+    frames = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1)).astype(np.uint8)
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        assert convert(model, "int8", frames)
+    out, err = capfd.readouterr()
+    assert "fully_quantize" not in err + out, err
+    assert not [w for w in warned if "Statistics" in str(w.message)], [str(w) for w in warned]

@@ -11,6 +11,7 @@ import contextlib
 import io
 import logging
 import shutil
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 from trainer.data import read_frame
 from trainer.evaluate import Reconstruct
 from watchdog.detection.bundle import MODEL_FILE, Bundle, BundleMeta
-from watchdog.detection.model import FrameScorer
+from watchdog.detection.model import FrameScorer, native_lines_dropped
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,14 @@ def convert(
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = gen
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints a SavedModel summary
+    # the converter prints a SavedModel summary, and for int8 its settings (natively) and a
+    # warning on statistics that only a model with integer inputs would need: not the owner's
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        warnings.catch_warnings(),
+        native_lines_dropped(b"fully_quantize:"),
+    ):
+        warnings.filterwarnings("ignore", "Statistics for quantized inputs", UserWarning)
         return conv.convert()
 
 

@@ -44,11 +44,20 @@ def drop_runtime_banner() -> None:
 @contextlib.contextmanager
 def _runtime_banner_dropped() -> Iterator[None]:
     """The runtime writes its banner to the process's stderr itself, past Python's logging,
-    and no setting turns it off: stderr goes to a file meanwhile, and all else written there
-    (the runtime's own error on a bad model) is passed on, whatever happens."""
+    and no setting turns it off (``native_lines_dropped``)."""
     if not _banner["dropped"]:
         yield
         return
+    with native_lines_dropped(RUNTIME_BANNER):
+        yield
+
+
+@contextlib.contextmanager
+def native_lines_dropped(*needles: bytes) -> Iterator[None]:
+    """Lines holding one of ``needles`` that native code writes to the process's stderr
+    meanwhile are dropped: stderr goes to a file, and all else written there (the runtime's
+    own error on a bad model) is passed on, whatever happens. Not for the daemon, whose other
+    threads write there."""
     with _redirect_lock:
         saved = None
         try:
@@ -73,7 +82,7 @@ def _runtime_banner_dropped() -> Iterator[None]:
                 kept = b"".join(
                     line
                     for line in sink.read().splitlines(keepends=True)
-                    if RUNTIME_BANNER not in line
+                    if not any(needle in line for needle in needles)
                 )
             if kept:
                 os.write(2, kept)
