@@ -2017,6 +2017,27 @@ def test_a_reload_keeps_what_the_camera_and_the_api_were(
     new.close()
 
 
+def test_a_reload_to_another_camera_does_not_call_it_online_before_it_gave_a_frame(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """A settings save that points an idle printer at another camera (a typo in its URL) kept
+    the old camera's "online" on the page and in Home Assistant, though the new one was never
+    read: an automation on the camera going offline stayed quiet until the next print."""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]))
+    printer = SimulatedPrinter("benchy_A.gcode")
+    old = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    old.step()
+    assert old.camera_online is True
+    moved = _folder(tmp_path / "other", list(normal_frames[:6]))
+    new = _watcher(tmp_path, tiny_adaptive_bundle, moved, printer)
+    old.retire(new)
+    assert new.camera_online is None and new.status()["camera_online"] is None
+    record = new.step()  # the new camera's first frame: online, nothing to tell back
+    assert new.camera_online is True and not [e for e in record.events if "camera" in e.event]
+    old.close()
+    new.close()
+
+
 def test_the_same_file_printed_again_while_the_api_was_away_is_learnt_afresh(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

@@ -956,6 +956,10 @@ class Watcher:
         if not isinstance(self.printer, NoPrinter):  # without an API no print would end it
             self._skipped_print = old._skipped_print  # counted in ``_prints``, carried above
         same_camera = self.cfg.camera.source == old.cfg.camera.source
+        if not same_camera and self.camera_online:
+            # another camera, not tried yet (an idle printer's is not read): not known to be
+            # online; one offline before stays so until it gives a frame, then is told back
+            self.camera_online = None
         if same_camera:  # a picture found frozen stays so: not told "back online" by a reload
             self.camera.frozen.carry_on(old.camera.frozen)
         if same_camera and self.detector.same_setup(old.detector):
