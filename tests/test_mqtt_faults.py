@@ -344,3 +344,33 @@ def test_a_heatmap_larger_than_the_broker_takes_is_left_out_and_alerts_still_arr
             for r in caplog.records
             if "connection to" in r.getMessage() and "lost" in r.getMessage()
         ]
+
+
+def test_another_client_with_the_same_client_id_is_named_not_a_storm_of_reconnects(
+    mosquitto, unique_prefix, notifier_factory, caplog, tmp_path
+) -> None:
+    """A second watchdog (or a copied ``mqtt.client_id``) knocks this one off the broker at
+    each of its connections: the log said "connected" every two seconds with no word of why,
+    and Home Assistant was sent every entity again at each connection."""
+    caplog.set_level(logging.DEBUG, logger="watchdog.comms")
+    twin = f"twin-{unique_prefix}"
+    with mosquitto.subscriber(f"{unique_prefix}_ha/#") as ha:
+        first = notifier_factory(mosquitto, unique_prefix, client_id=twin)
+        wait_connected(first)
+        time.sleep(1.0)
+        entities = len(ha.received(f"{unique_prefix}_ha/#"))
+        assert entities > 0
+        # another machine's watchdog, its config copied
+        notifier_factory(mosquitto, f"{unique_prefix}x", tmp_path / "other", client_id=twin)
+        line = wait_log(caplog, "another client using the client id", timeout=60)
+        assert repr(twin) in line and "mqtt.client_id" in line, line
+        since, sent = len(caplog.records), len(ha.received(f"{unique_prefix}_ha/#"))
+        time.sleep(10)
+        connected = [
+            r
+            for r in caplog.records[since:]
+            if r.levelno >= logging.INFO and "MQTT connected" in r.getMessage()
+        ]
+        assert len(connected) <= 1, [r.getMessage() for r in connected]
+        # at most once more within the minute
+        assert len(ha.received(f"{unique_prefix}_ha/#")) - sent <= entities

@@ -113,6 +113,7 @@ class MqttCommunicator:
         self._refused: dict[str, Entry] = {}  # alerts the broker refused: sent again at connect
         self._clearing = 0  # acknowledged alerts whose outbox entry is not removed yet
         self._retained: dict[str, bytes] = {}  # latest state/heatmap/enabled, re-sent on connect
+        self._discovered_at = -math.inf  # when Home Assistant was last sent its entities
         self._heatmap_shown: dict[str, float] = {}  # printer → when its latest heatmap was made
         # retained values sent and not acknowledged yet, by message id: paho sends a value left
         # in flight by a lost connection again after the connect, behind the newer one the
@@ -261,13 +262,19 @@ class MqttCommunicator:
             retained = list(self._retained.items())
             refused = list(self._refused.values())
             self._refused.clear()
-        logger.info(
+        churning = self.transport.churning
+        logger.log(
+            logging.DEBUG if churning and not waiting else logging.INFO,
             "MQTT connected to %s%s",
             self.address,
             f"; sending {waiting} undelivered alert(s)" if waiting else "",
         )
         self._forget_removed()
-        if self.discovery.enabled:
+        now = time.monotonic()
+        if self.discovery.enabled and not (churning and now - self._discovered_at < 60.0):
+            # while the broker keeps dropping us, Home Assistant is sent its entities once a
+            # minute, not at each of the connections (its retained copies stay meanwhile)
+            self._discovered_at = now
             self.discovery.publish_all()
         for topic, payload in retained:
             self._publish(topic, payload, retain=True)

@@ -19,6 +19,7 @@ import re
 import socket
 import ssl
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,12 @@ MACHINE_ID = Path("/etc/machine-id")
 
 
 PUBLISH_OVERHEAD = 64  # a PUBLISH packet's header, packet id and properties, at most
+
+
+# a connection the broker closes within this many seconds of opening it is short-lived; this
+# many in a row are a churn (another client with our id, a broker that refuses us once in)
+SHORT_LIVED_S = 10.0
+CHURN_CONNECTIONS = 3
 
 
 def client_id(cfg: MqttConfig) -> str:
@@ -146,6 +153,9 @@ class MqttTransport:
         self._throttle = throttle or ThrottledLog(60.0)
         self.client: _BoundedClient | None = None
         self._was_connected = False
+        self._connected_at = 0.0
+        # connections in a row the broker closed within SHORT_LIVED_S of opening them
+        self._short_lived = 0
         # the largest packet the broker takes (CONNACK's Maximum Packet Size; None: no limit
         # said): a bigger one ends the connection, and paho sends it again at every connect
         self.max_outgoing: int | None = None
@@ -275,6 +285,7 @@ class MqttTransport:
             return
         self._throttle.reset("connect")
         self._was_connected = True
+        self._connected_at = time.monotonic()
         limit = getattr(props, "MaximumPacketSize", None)
         self.max_outgoing = limit if isinstance(limit, int) and limit > 0 else None
         try:
@@ -323,6 +334,8 @@ class MqttTransport:
             )
         if self._was_connected:
             self._was_connected = False
+            short = time.monotonic() - self._connected_at < SHORT_LIVED_S
+            self._short_lived = self._short_lived + 1 if short else 0
             self._throttle(
                 logger,
                 logging.WARNING,
@@ -331,6 +344,25 @@ class MqttTransport:
                 self.address,
                 reason,
             )
+            if self.churning:
+                self._throttle(
+                    logger,
+                    logging.WARNING,
+                    "churn",
+                    "MQTT broker %s closed this connection right after it was made, %d times in "
+                    "a row: is another client using the client id %r (mqtt.client_id)? Two "
+                    "clients with one id knock each other off, over and over",
+                    self.address,
+                    self._short_lived,
+                    client_id(self.cfg),
+                )
+
+    @property
+    def churning(self) -> bool:
+        """The broker closed the last connections right after it opened them (another client
+        with this client id, most often): each new one is not news, nor a reason to send Home
+        Assistant everything again."""
+        return self._short_lived >= CHURN_CONNECTIONS
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any
