@@ -263,6 +263,33 @@ def test_an_answer_on_a_full_disk_stands_though_its_frames_are_not_kept(
     assert carried == [verb]
 
 
+@pytest.mark.parametrize("verb", [Verb.NOT_A_FAILURE, Verb.CONFIRM_FAILURE])
+def test_an_answer_to_the_alert_the_storage_could_not_save_is_still_learnt(
+    daemon, monkeypatch, verb: Verb
+) -> None:
+    """The storage folder could not be written when the alert came (a full SD card): the
+    alert went out, but its answer was refused as "no alert (the oldest alerts are
+    removed)", the watcher never learnt it, and the failure stood until a restart."""
+    import shutil
+    from types import SimpleNamespace
+
+    from watchdog import incidents
+
+    watcher, incident = _an_alert_with_a_waiting_watcher(daemon, monkeypatch)
+    storage = daemon.config.storage.dir
+    shutil.rmtree(incidents.incident_dir(storage, "e3", incident.id))  # as never saved
+    other = daemon.dispatch(Command("e3", verb, incident.id, source="phone"))
+    assert not other.ok and "oldest alerts are removed" in other.detail, other
+    watcher.last_alert = SimpleNamespace(incident=incident.id)  # held by the watcher
+    answer = daemon.dispatch(Command("e3", verb, incident.id, source="phone"))
+    assert answer.ok and "the alert was never saved" in answer.detail, answer
+    assert "oldest" not in answer.detail
+    carried: list[Verb] = []
+    monkeypatch.setattr(watcher, "_carry_out", lambda command: carried.append(command.verb))
+    watcher._drain_commands()
+    assert carried == [verb]
+
+
 def test_a_not_a_failure_on_a_full_disk_says_its_frame_was_not_kept_when_the_watcher_answers(
     daemon, monkeypatch
 ) -> None:

@@ -409,8 +409,10 @@ class Daemon:
             command = self._resolve_incident(command, watcher)
             if command.incident is None:
                 return CommandResult(False, "no alert to answer")
+            latest = watcher.last_alert
+            held = latest is not None and latest.incident == command.incident
             try:
-                stored = self._store_verdict(command, say_which=say_which)
+                stored = self._store_verdict(command, say_which=say_which, held=held)
             except (OSError, ValueError, CopyNotTakenBack) as exc:  # IncidentError: ValueError
                 # nothing stored: the watcher is not told either (it would answer the alert,
                 # or learn the print's look, for a verdict that did not change)
@@ -496,8 +498,12 @@ class Daemon:
             return replace(command, incident=None)
         return replace(command, incident=newest[0].id)
 
-    def _store_verdict(self, command: Command, say_which: bool = False) -> CommandResult:
-        """``say_which``: the answer names the alert by its time."""
+    def _store_verdict(
+        self, command: Command, say_which: bool = False, held: bool = False
+    ) -> CommandResult:
+        """``say_which``: the answer names the alert by its time. ``held``: the alert is the
+        watcher's latest, which it holds in memory: one that could not be saved (the storage
+        folder unwritable when it came) is still answered, without frames to keep."""
         assert command.incident is not None
         storage, printer, incident = self.config.storage.dir, command.printer, command.incident
         said = (
@@ -523,6 +529,21 @@ class Daemon:
         except FramesNotKept as exc:  # the answer stands: the watcher still learns it
             logger.warning("%s: incident %s %s, but %s", printer, incident, said, exc)
             return CommandResult(True, f"{which}{said}, but {exc.told}", incident=incident)
+        except IncidentError:
+            if not held:
+                raise
+            unsaved = "its frames could not be kept for retraining: the alert was never saved"
+            logger.warning(
+                "%s: incident %s %s (%s), but %s (the storage folder %s could not be written "
+                "when it came)",
+                printer,
+                incident,
+                said,
+                command.source,
+                unsaved,
+                storage,
+            )
+            return CommandResult(True, f"{which}{said}, but {unsaved}", incident=incident)
         logger.info("%s: incident %s %s (%s); %s", printer, incident, said, command.source, kept)
         return CommandResult(True, f"{which}{said}; {told}", incident=incident)
 
