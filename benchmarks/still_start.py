@@ -17,7 +17,9 @@ from the failure's first frame to the pause. And whether a failure during the pr
 is caught after the printer heated: the material pasted from frame 12 of the print as
 recorded (its first 10 frames the start's yardstick), and from frame 24 after its first
 picture live for 12 frames (two minutes of heating, then 12 frames of printing): frames from
-the failure's first frame to the pause (``--start-failures-only``: these rows alone). Default bundle: the shipped one (it saw these prints: this measures what the daemon
+the failure's first frame to the pause (``--start-failures-only``: these rows alone). And each
+good print after its first picture, live, for 0 to 45 frames (a printer heating), through the
+daemon's ``Detector`` and ``decide``: where it is paused (``--heating-only``). Default bundle: the shipped one (it saw these prints: this measures what the daemon
 does with such a start, not detection quality). Skips (exit 0) when the data folder is absent.
 """
 
@@ -136,6 +138,44 @@ def failure_rows(
     return rows
 
 
+HEATING_LENGTHS = range(0, 46)  # frames of a printer heating before it prints: up to 7.5 min
+AFTER_HEATING = 45  # frames of the print replayed after them: its start and 15 judged frames
+
+
+def heating_sweep(normal: dict[str, list[Path]], bundle: Path) -> list[dict[str, object]]:
+    """Each good print's first picture, live, for each of ``HEATING_LENGTHS`` frames, then
+    the print from there, through the daemon's ``Detector`` and ``decide`` (a print set to
+    notify: nobody resumes it): the frames where it is paused. Every pause is a good print
+    stopped; the start's first frames are its yardstick, and one of still bed paused it. A
+    print paused is replayed again from the same frame without the heating: whether it is
+    paused as recorded from there (the start's own false alarms)."""
+    from watchdog.detection import decide
+    from watchdog.detection.bundle import Bundle
+    from watchdog.detection.detector import Detector
+
+    detector = Detector.for_bundle(Bundle.load(bundle))
+    settings = decide.Settings(consecutive=3, cooldown_s=90.0)
+    rows: list[dict[str, object]] = []
+    print("\n| print | heating frames where a good print is paused (at frame) |\n|---|---|")
+    for session, paths in sorted(normal.items()):
+        frames = [read_bgr_file(p) for p in paths[: max(HEATING_LENGTHS) + AFTER_HEATING]]
+        paused = []
+        for heating in HEATING_LENGTHS:
+            detector.relearn()
+            shown = [_noisy(frames[0], i) for i in range(heating)] + frames[heating:]
+            flags = [detector.observe(f).anomalous for f in shown[: heating + AFTER_HEATING]]
+            fired = decide.fires(flags, settings, 10.0)
+            row: dict[str, object] = {"print": session, "heating": heating, "paused_at": fired}
+            if fired:  # the print as recorded from the same frame, without the heating
+                detector.relearn()
+                flags = [detector.observe(f).anomalous for f in frames[heating:][:AFTER_HEATING]]
+                row["unheated_paused_at"] = decide.fires(flags, settings, 10.0)
+            rows.append(row)
+            paused += [f"{heating} ({fired[0]})"] if fired else []
+        print(f"| {session} | {', '.join(paused) or '-'} |", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = bundle_replay_options(__doc__.splitlines()[0])
     parser.add_argument(
@@ -143,10 +183,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the failures during the start (the rows compared with an earlier commit)",
     )
+    parser.add_argument(
+        "--heating-only",
+        action="store_true",
+        help="only good prints after heating starts of 0 to 45 frames (compared likewise)",
+    )
     args = parser.parse_args(argv)
     if no_kaggle_data(args.data):
         return 0
     normal, failed = sessions_in_time_order(args.data)
+    if args.heating_only:
+        sweep = heating_sweep(normal, args.bundle)
+        if args.json:
+            write_bundle_rows(args.json, args.bundle, [], heating=sweep)
+        return 0
     if args.start_failures_only:
         with tempfile.TemporaryDirectory() as tmp:
             during = failure_rows(normal, failed, args.bundle, Path(tmp), START_FAILURES)
@@ -174,8 +224,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
         failures = failure_rows(normal, failed, args.bundle, Path(tmp))
         during = failure_rows(normal, failed, args.bundle, Path(tmp), START_FAILURES)
+    sweep = heating_sweep(normal, args.bundle)
     if args.json:
-        write_bundle_rows(args.json, args.bundle, rows, failures=failures, start_failures=during)
+        write_bundle_rows(
+            args.json, args.bundle, rows, failures=failures, start_failures=during, heating=sweep
+        )
     return 0
 
 

@@ -324,3 +324,37 @@ def test_a_scoring_window_counts_a_compact_patch_above_the_same_error_scattered(
     windowed = Scoring(error="ssim", reduce="topk", topk=0.02, window=9)
     assert plain.score(patch) == pytest.approx(plain.score(scattered), rel=0.05)
     assert windowed.score(patch) > 3 * windowed.score(scattered)
+
+
+@pytest.mark.parametrize("heating", [3, 7, 13, 19, 27])
+def test_a_start_that_heats_is_learnt_from_its_first_moving_frame_by_the_daemon_and_offline(
+    heating: int,
+) -> None:
+    """A printer heats for some frames (a still bed), then prints. The start was learnt again
+    only at 10-frame boundaries, so the start's first 10 frames, against which the rest of it
+    is judged, were mostly still bed after a heating of 7 frames (or 17): every printed frame
+    looked changed, and good prints were paused. The start is learnt from the first frame
+    that moves, the daemon's ``Detector`` and the trainer's ``learnt_from`` alike (where 3
+    still frames or more came before it: one or two of a start's 8 are no harm)."""
+    from watchdog.detection.calibration import unit_meta
+    from watchdog.detection.detector import offline_detector
+
+    rng = np.random.default_rng(heating)
+    bed = rng.integers(40, 200, (32, 48)).astype(np.float32)
+
+    def frame(i: int | None) -> np.ndarray:  # None: heating, else the carriage at step i
+        f = bed + rng.normal(0, 2, bed.shape)
+        if i is not None:
+            f[4:12, (3 * i) % 42 : (3 * i) % 42 + 6] = 250
+        return np.clip(f, 0, 255).astype(np.uint8)
+
+    x = np.stack([frame(None) for _ in range(heating)] + [frame(i) for i in range(60)])
+    spec = Adaptation(frames=20, early_frames=8, early_threshold=1.0, threshold=1.0)
+    detector = offline_detector(unit_meta(SCORING, spec))
+    maps = rng.uniform(0.1, 0.3, (len(x), 4, 4)).astype(np.float32)
+    verdicts = detector.replay(list(maps), [f.astype(np.float32) / 255 for f in x])
+    judged = [i for i, v in enumerate(verdicts) if v.early_score is not None]
+    assert judged[0] == heating + 8, judged[:3]  # the first 8 moving frames are the yardstick
+    assert learnt_from(x, 20, early=spec.still_first_frames) == heating
+    assert calibration_start(x, 20, early=spec.still_first_frames) == heating
+    np.testing.assert_array_equal(still_starts(x, spec, heating), x[:heating])

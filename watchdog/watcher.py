@@ -374,10 +374,11 @@ class Watcher:
             logger.info("%s: the model judges frames again", self.name)
             self.model_failure = ""
         if self.detector.still_start and not still:
-            logger.warning(
+            # most prints begin so (their heaters), so this is no warning
+            logger.info(
                 "%s: the camera's picture did not move during the print's start (the printer "
-                "heating, or a frozen or too dark camera?): nothing is judged until it shows a "
-                "moving print, whose start is learnt then",
+                "heating, or a frozen or too dark camera?): the print's start is learnt from "
+                "its first frames that move (meanwhile judged by the start guard alone, if any)",
                 self.name,
             )
         self.last_verdict = verdict

@@ -524,9 +524,12 @@ class Adaptation:
     @property
     def still_first_frames(self) -> int:
         """A start whose first this many frames did not move (a printer heating) is learnt
-        again from the next frame, offline, as the daemon does where it judges the start (0:
-        only a whole start that did not move). The trainer calls it before it sets
-        ``early_threshold``: ``early_frames`` says the start will be judged."""
+        again from the next frame, and one whose first frames stood still and then moved is
+        learnt from the frame that moved (``detector.still_start_spans``), by the daemon and
+        offline alike (0: only a whole start that did not move). Where the start may be judged
+        against them (``early_frames``), whether or not it is (an owner's ``judge_start:
+        false``, a trainer yet to set ``early_threshold``): a start learnt from moving frames is
+        the print's, not its heaters'."""
         return self.early_frames if self.enabled else 0
 
     @property

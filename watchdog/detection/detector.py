@@ -110,12 +110,18 @@ def still_start_spans(
 ) -> list[tuple[int, int]]:
     """The starts of a print the daemon learns again because they did not move
     (``did_not_move``: a printer heating, a frozen or dark picture), as (first, end) frames in
-    time order: a start's first ``early`` frames where it judges the start against them
-    (``Adaptation.still_first_frames``), else or then its whole ``frames``. ``inputs``: the
-    print's model inputs as the camera gave them (uint8 or floats in [0, 1]), in time order."""
+    time order: a start's first ``early`` frames (``Adaptation.still_first_frames``), else or
+    then its whole ``frames``; and once a print, the still frames of a start's first ``early``
+    before one that moves (``Detector._moves_after_still``). ``inputs``: the print's model
+    inputs as the camera gave them (uint8 or floats in [0, 1]), in time order."""
     starts: list[tuple[int, int]] = []
-    start = 0
+    start, cut = 0, False
     while frames:
+        moved_at = 0 if cut or not early else _moves_at(inputs[start : start + early], mask)
+        if moved_at:  # the first frames still, then one that moves: the start begins there
+            starts.append((start, start + moved_at))
+            start, cut = start + moved_at, True
+            continue
         for n in (early, frames):
             if n and start + n <= len(inputs) and _did_not_move(inputs[start : start + n], mask):
                 starts.append((start, start + n))
@@ -124,6 +130,15 @@ def still_start_spans(
         else:
             return starts
     return starts
+
+
+def _moves_at(inputs: np.ndarray, mask: np.ndarray | None) -> int:
+    """The first frame of a start's first frames (``inputs``) that moves where the
+    ``STILL_RUN`` or more before it did not (``Detector._moves_after_still``); 0: none."""
+    for j in range(STILL_RUN, len(inputs)):
+        if _did_not_move(inputs[:j], mask) and not _did_not_move(inputs[: j + 1], mask):
+            return j
+    return 0
 
 
 def _did_not_move(inputs: np.ndarray, mask: np.ndarray | None) -> bool:
@@ -174,6 +189,9 @@ MIN_UNMASKED = 0.01  # the least share of the watched region a mask may leave
 STILL_LEVELS = 2
 STILL_NOISE = 3.0
 STILL_SHARE = 0.005
+# A start whose first STILL_RUN frames or more did not move, then one that does, is learnt from
+# that one (the printer heated; once a print, where the start is judged against its first frames)
+STILL_RUN = 3
 # A median pixel that moved by more than this is a picture moving, not a camera's noise (at the
 # model's input size, noise of 8 grey levels in a 640x480 camera's own pixels moves it by about
 # 8), whatever moved more (a bed sliding under a fixed camera moves most of the picture).
@@ -258,6 +276,7 @@ class Detector:
         self._run = run or _here
         # The last start learnt did not move and is being learnt again (see ``judge``).
         self.still_start = False
+        self._cut_at_motion = False  # the start cut where it first moved (``_from_here``)
         self._low: np.ndarray | None = None  # the start's least and greatest input values
         self._high: np.ndarray | None = None
         # Set by the watcher while an alert of this print stands unanswered: the frames the
@@ -369,6 +388,7 @@ class Detector:
         self.guard = 0.0 if accepted else self.start_guard
         self.still_start = False
         self._low = self._high = None
+        self._cut_at_motion = False  # the start cut where it first moved (``_from_here``)
 
     def past_the_start(self) -> None:
         """The print is known to be past its start (its job's print time): its look is learnt
@@ -429,6 +449,8 @@ class Detector:
             # (no guard, as for a look the owner accepted: nothing would judge the frames
             # held, and the print would go unwatched to its end; learnt, as before)
             return self._judged_unlearnt(absolute, raw_map)
+        if self._moves_after_still(x):
+            self._from_here()
         self._seen += 1
         warming = self._seen <= self.calibration_frames
         score, calibrating, early, early_map = self._observed(
@@ -511,9 +533,9 @@ class Detector:
         alone are enough to learn it again where the rest of the start is judged against them:
         a print whose heating outlasts them is judged from its first moving frames, instead of
         learnt blind to the end of a start that began with its heaters."""
-        guard = self.guard
+        guard, cut = self.guard, self._cut_at_motion
         self.relearn()
-        self.guard, self.still_start = guard, True
+        self.guard, self.still_start, self._cut_at_motion = guard, True, cut
         return True, None, None
 
     def _heatmap_map(
@@ -533,6 +555,36 @@ class Detector:
         emap.setflags(write=False)
         return emap, scale
 
+    def _moves_after_still(self, x: np.ndarray | None) -> bool:
+        """Whether this frame (``x``, its model input) moves where the start's frames before
+        it, ``STILL_RUN`` or more of its first ``early_frames``, did not: the printer heated
+        and prints from here (``Adaptation.still_first_frames``). The start's first frames
+        would be a still bed, against which every printed frame looks changed: without the cut,
+        a heating start of 7 frames (or 17, past a start learnt again) paused good prints. Once a
+        print (``_from_here``), so that a picture that moves now and then still gets a start."""
+        early = self.meta.adaptation.still_first_frames
+        if (
+            x is None
+            or self._cut_at_motion
+            or self._low is None
+            or self._high is None
+            or not STILL_RUN <= self._seen < early
+        ):
+            return False
+        shape = np.shape(x)
+        if not did_not_move((self._high.astype(np.int16) - self._low).reshape(shape), self.mask):
+            return False
+        xq = on_grid(x)
+        span = np.maximum(self._high, xq).astype(np.int16) - np.minimum(self._low, xq)
+        return not did_not_move(span.reshape(shape), self.mask)
+
+    def _from_here(self) -> None:
+        """The print's start is learnt from this frame on (``_moves_after_still``), its
+        guard kept: the still frames before it judged by the guard alone, as a still start's."""
+        guard = self.guard
+        self.relearn()
+        self.guard, self._cut_at_motion = guard, True
+
     def _start_did_not_move(self, x: np.ndarray | None) -> bool:
         """Whether this frame (``x``, its model input) ends the start's first frames, or the
         whole start, and fewer than ``STILL_SHARE`` of the watched, unmasked pixels moved in it
@@ -550,7 +602,7 @@ class Detector:
         else:
             np.minimum(self._low, xq, out=self._low)
             np.maximum(self._high, xq, out=self._high)
-        early = self.start_baseline.spec.frames if self.start_baseline is not None else 0
+        early = self.meta.adaptation.still_first_frames
         if self._seen not in (early, self.calibration_frames):
             return False  # told where a baseline is finished: the first frames', the start's
         span = (self._high.astype(np.int16) - self._low).reshape(np.shape(x))
