@@ -2017,6 +2017,30 @@ def test_a_reload_keeps_what_the_camera_and_the_api_were(
     new.close()
 
 
+def test_a_cameras_first_frame_after_a_start_is_offered_to_the_phone_as_back_online(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """A camera the phone was told offline before a restart was never told back online: the
+    watcher's first frame after the start raised no news. It is handed to the notifier as
+    "back online" (which only a target that told it offline sends, as the notify tests show),
+    with no event of its own: the log and Home Assistant do not call it back."""
+    told: list[bool] = []
+
+    class Phone(Notifier):
+        def camera_changed(self, printer: str, online: bool, why: str = "") -> None:
+            told.append(online)
+
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]))
+    watcher = _watcher(
+        tmp_path, tiny_adaptive_bundle, frames, SimulatedPrinter("b.gcode"), "pause", Phone
+    )
+    record = watcher.step()
+    assert told == [True] and not [e for e in record.events if "camera" in e.event]
+    watcher.step()
+    assert told == [True]  # once
+    watcher.close()
+
+
 def test_a_reload_to_another_camera_does_not_call_it_online_before_it_gave_a_frame(
     tmp_path, tiny_adaptive_bundle, normal_frames
 ) -> None:

@@ -1164,6 +1164,32 @@ def test_a_camera_is_reported_offline_only_after_a_while_and_then_back(
     ]
 
 
+def test_a_camera_told_offline_is_told_back_online_after_a_restart(
+    phone, ntfy_receiver, tmp_path
+) -> None:
+    """The phone was told the camera is offline, the watchdog restarted, the camera came
+    back: the phone's last word stayed "the print is not watched" (what was sent was kept in
+    memory only). A camera the phone was never told offline is not told back."""
+    first = phone(notify=(camera_target(ntfy_receiver.url(), 0),))
+    first.camera_changed(PRINTER, online=False, why="cannot connect")
+    wait_for("the offline sent", lambda: first.notify_status()["ntfy"]["sent"] == 1, timeout=30)
+    first.stop()
+    again = phone(notify=(camera_target(ntfy_receiver.url(), 0),))
+    again.camera_changed("prusa", online=True)  # its first frame after the start: no news
+    again.camera_changed(PRINTER, online=True)
+    assert again.notifications.flush(60), again.notify_status()
+    assert [m.title for m in ntfy_receiver.messages] == [
+        "ender3: camera offline",
+        "ender3: camera back online",
+    ]
+    assert "not watched" not in ntfy_receiver.messages[-1].message
+    again.stop()
+    # told back online: after the next restart, a first frame is no news again
+    third = phone(notify=(camera_target(ntfy_receiver.url(), 0),))
+    third.camera_changed(PRINTER, online=True)
+    assert third.notifications.flush(60) and len(ntfy_receiver.messages) == 2
+
+
 def test_a_camera_offline_just_before_its_print_ended_is_not_sent(
     phone, ntfy_receiver, tmp_path
 ) -> None:

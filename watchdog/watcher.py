@@ -432,6 +432,10 @@ class Watcher:
                 why = "" if online else self.camera.last_error
                 log("%s: camera %s", self.name, "back online" if online else "offline: no frame")
                 self._camera_change, self._camera_why = online, why
+            else:
+                # its first frame since the start (or since a new camera): no news here, but a
+                # target that told it offline before a restart tells it back (the others drop it)
+                self._camera_change, self._camera_why = True, ""
             if online and self.camera_online is False:
                 self.state = decide.after_a_gap(self.state)
             self.camera_online = online

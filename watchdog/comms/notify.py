@@ -45,7 +45,7 @@ from watchdog.comms.actions import ActionTokens
 from watchdog.comms.outbox import Entry, Outbox
 from watchdog.config import NotifyEvent, NotifyTarget
 from watchdog.control import Verb, saved_answers
-from watchdog.durable import replace_file
+from watchdog.durable import read_small, replace_file
 from watchdog.incidents import ThrottledLog, alert_epoch, local_time
 from watchdog.redact import secret_filter
 
@@ -159,6 +159,9 @@ _ANOTHER_PRINT = {
     **{group: (_GROUP[Kind.PRINT_DONE],) for group in ALERT_GROUPS},
     _GROUP[Kind.PRINT_DONE]: ALERT_GROUPS,
 }
+OFFLINE = "camera_offline"  # Kind.CAMERA_OFFLINE's value, as a sent notification's body says
+# per target: the printers whose camera it told offline and not back online (``load``)
+CAMERAS_TOLD_OFFLINE = "cameras-told-offline.json"
 # a notification sent this long after its event says when that was
 LATE_S = 60.0
 
@@ -806,12 +809,63 @@ class TargetSender:
                     self._print_news_sent[told] = max(
                         self._print_news_sent.get(told, ""), f"{e.id}~"
                     )
+            for printer in self._recall_cameras_told_offline():
+                # told "offline" before the restart: its "back online" is news still
+                self._last_sent.setdefault(
+                    (printer, _GROUP[Kind.CAMERA_OFFLINE]), (0.0, {"kind": OFFLINE})
+                )
             self._gauge()
         if self._queue:
             logger.info(
                 "notify %s: %d notification(s) not yet delivered will be sent",
                 self.name,
                 len(self._queue),
+            )
+
+    def _cameras_file(self) -> Path:
+        return self.outbox.root / self.channel / CAMERAS_TOLD_OFFLINE
+
+    def _recall_cameras_told_offline(self) -> list[str]:
+        """The printers whose camera this target told offline, and not back online, before a
+        restart (``_remember_camera``): a file of its own, for this target's identity only."""
+        try:
+            saved = json.loads(read_small(self._cameras_file(), 64 * 1024))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            logger.warning(
+                "notify %s: which cameras it told offline is not known: %s", self.name, exc
+            )
+            return []
+        if not isinstance(saved, dict) or saved.get("target") != self.identity:
+            return []  # another target's, whose channel this one took
+        printers = saved.get("offline")
+        return [p for p in printers if isinstance(p, str)] if isinstance(printers, list) else []
+
+    def _remember_camera(self, entry: Entry) -> None:
+        """A camera's "offline" or "back online" sent: which cameras the phone last heard were
+        offline is kept, so that one back after a restart is still told back online."""
+        kind = entry.body.get("kind")
+        if kind not in (OFFLINE, Kind.CAMERA_ONLINE.value):
+            return
+        with self._cond:
+            offline = sorted(
+                printer
+                for (printer, group), (_, body) in self._last_sent.items()
+                if group == _GROUP[Kind.CAMERA_OFFLINE] and body.get("kind") == OFFLINE
+            )
+        data = {"target": self.identity, "offline": offline}
+        try:
+            replace_file(self._cameras_file(), json.dumps(data).encode())
+        except OSError as exc:
+            self._throttle(
+                logger,
+                logging.WARNING,
+                f"cameras:{self.name}",
+                "notify %s: cannot keep which cameras it told offline (%s): one back after a "
+                "restart is not told back online",
+                self.name,
+                exc.strerror or exc,
             )
 
     def _camera_news_judged_afresh(self, entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
@@ -1403,6 +1457,7 @@ class TargetSender:
                 news = (entry.printer, str(entry.body.get("group")))
                 self._last_sent[news] = (now, entry.body)
                 self._print_news_sent[news] = max(entry.id, self._print_news_sent.get(news, ""))
+            self._remember_camera(entry)
             if self.rejected or self._delay:
                 logger.info("notify %s: delivering again", self.name)
             self._throttle.reset(f"notify:{self.name}")
