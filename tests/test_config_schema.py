@@ -137,6 +137,22 @@ def test_camera_urls_with_an_at_sign_in_a_value_still_load(url: str) -> None:
     assert _config(camera={"source": url}).printers[0].camera.source == url
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        # a port out of range blamed the password's '/', '?', '#' or '@'
+        ("http://admin:pw@127.0.0.1:99999/snap", "its port 99999 is beyond 65535"),
+        ("http://cam.local:70000/snap", "its port 70000 is beyond 65535"),
+        ("http://admin:p/w@cam.local/snap", "must be percent-encoded"),
+        ("http://cam.local:80x/snap", "check the port after its host"),
+    ],
+)
+def test_an_address_that_cannot_be_read_says_what_is_wrong_with_it(url: str, said: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        _config(camera={"source": url})
+    assert said in str(err.value) and "pw" not in str(err.value), err.value
+
+
 def test_a_number_too_large_for_a_float_is_a_one_line_error() -> None:
     with pytest.raises(ConfigError, match=r"printers\.0\.camera\.interval_s: must be a finite"):
         _config(camera={"interval_s": 10**400})

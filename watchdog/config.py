@@ -482,10 +482,21 @@ def _check_address(url: str) -> None:
         parts = urlsplit(url)
         _ = parts.port  # reading the port parses it
     except ValueError:  # its text may quote a piece of the password
+        port = _port_text(url)
+        if port.isdigit():  # parsed, but out of range: no password is to blame
+            why = f"its port {int(port)} is beyond 65535"
+            raise ValueError(f"not a valid address: {why}") from None
         why = hint if "@" in url else "check the port after its host (a number up to 65535)"
         raise ValueError(f"not a valid address: its host or port cannot be read; {why}") from None
     if "@" not in parts.netloc and _cut_at_userinfo(parts):
         raise ValueError(f"not a valid address: an '@' after its host; {hint}")
+
+
+def _port_text(url: str) -> str:
+    """What stands after the host's last ':' ("" where none can be told: a host without a
+    port, an IPv6 address alone)."""
+    host = urlsplit(url).netloc.rpartition("@")[2]
+    return "" if host.endswith("]") or ":" not in host else host.rpartition(":")[2]
 
 
 def _cut_at_userinfo(parts: SplitResult) -> bool:
