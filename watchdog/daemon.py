@@ -374,8 +374,13 @@ class Daemon:
                 r.watcher.close()
                 continue
             r.thread.join(max(0.0, deadline - time.monotonic()))
-            if r.thread.is_alive():
-                logger.error("watcher %s did not stop within %.0f s", r.watcher.name, timeout)
+            if r.thread.is_alive():  # a printer or camera answering slowly: it ends later
+                logger.warning(
+                    "watcher %s did not stop within %.0f s: it goes on until its printer or "
+                    "camera answers",
+                    r.watcher.name,
+                    timeout,
+                )
 
     # ----------------------------------------------------------------- commands
 
