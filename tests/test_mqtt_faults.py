@@ -374,3 +374,22 @@ def test_another_client_with_the_same_client_id_is_named_not_a_storm_of_reconnec
         assert len(connected) <= 1, [r.getMessage() for r in connected]
         # at most once more within the minute
         assert len(ha.received(f"{unique_prefix}_ha/#")) - sent <= entities
+
+
+def test_a_broker_restarted_again_and_again_without_its_data_gets_the_entities_once_up(
+    mosquitto_factory, unique_prefix, notifier_factory
+) -> None:
+    """A broker that keeps nothing restarted three times in quick succession (a host's boot,
+    an add-on restarting): the connections it dropped at once looked like a second client
+    with our id, whose connections send Home Assistant nothing, and the entities were never
+    sent again once the broker stayed up."""
+    broker = mosquitto_factory()
+    notifier = notifier_factory(broker, unique_prefix)
+    wait_connected(notifier)
+    for _ in range(3):
+        broker.stop()
+        (broker.workdir / "mosquitto.db").unlink(missing_ok=True)  # it keeps nothing
+        broker.start()
+        wait_connected(notifier, 30)
+    with broker.subscriber(f"{unique_prefix}_ha/#") as ha:
+        ha.wait_for(f"{unique_prefix}_ha/#", timeout=40)

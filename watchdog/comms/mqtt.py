@@ -43,7 +43,7 @@ from watchdog.comms.command_queue import COMMANDS_WAITING, PrinterCommands
 from watchdog.comms.commands import COMMAND_TOPICS, CommandError, command_kind, parse_command
 from watchdog.comms.discovery import Discovery, discovery_configs
 from watchdog.comms.outbox import MQTT, Entry, Outbox
-from watchdog.comms.transport import MqttTransport, topic_text
+from watchdog.comms.transport import SHORT_LIVED_S, MqttTransport, topic_text
 from watchdog.config import MqttConfig
 from watchdog.control import Answered, Command, CommandResult, Dispatcher, answer_text
 from watchdog.incidents import Incident, IncidentStore, ThrottledLog, to_json
@@ -113,7 +113,7 @@ class MqttCommunicator:
         self._refused: dict[str, Entry] = {}  # alerts the broker refused: sent again at connect
         self._clearing = 0  # acknowledged alerts whose outbox entry is not removed yet
         self._retained: dict[str, bytes] = {}  # latest state/heatmap/enabled, re-sent on connect
-        self._discovered_at = -math.inf  # when Home Assistant was last sent its entities
+        self._connections = 0  # counted at each connection: what a deferred discovery is for
         self._heatmap_shown: dict[str, float] = {}  # printer → when its latest heatmap was made
         # retained values sent and not acknowledged yet, by message id: paho sends a value left
         # in flight by a lost connection again after the connect, behind the newer one the
@@ -270,16 +270,28 @@ class MqttCommunicator:
             f"; sending {waiting} undelivered alert(s)" if waiting else "",
         )
         self._forget_removed()
-        now = time.monotonic()
-        if self.discovery.enabled and not (churning and now - self._discovered_at < 60.0):
+        with self._lock:
+            self._connections += 1
+            connection = self._connections
+        if self.discovery.enabled and churning:
             # while the broker keeps dropping us, Home Assistant is sent its entities once a
-            # minute, not at each of the connections (its retained copies stay meanwhile)
-            self._discovered_at = now
+            # connection has lasted, not at each (a broker that restarted has lost them)
+            later = threading.Timer(SHORT_LIVED_S, self._discover_if_connected, (connection,))
+            later.daemon = True
+            later.start()
+        elif self.discovery.enabled:
             self.discovery.publish_all()
         for topic, payload in retained:
             self._publish(topic, payload, retain=True)
         for entry in refused:  # the broker's mind may have changed (its ACL edited)
             self._publish_alert(entry)
+
+    def _discover_if_connected(self, connection: int) -> None:
+        """Home Assistant's entities, sent where ``connection`` still holds (a timer's thread)."""
+        with self._lock:
+            current = self._connections
+        if current == connection and self.connected:
+            self.discovery.publish_all()
 
     def set_printers(self, printers: list[str], without_api: Collection[str] = ()) -> None:
         """A reload changed the printers: commands for the added ones are taken, their Home

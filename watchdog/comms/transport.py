@@ -351,7 +351,8 @@ class MqttTransport:
                     "churn",
                     "MQTT broker %s closed this connection right after it was made, %d times in "
                     "a row: is another client using the client id %r (mqtt.client_id)? Two "
-                    "clients with one id knock each other off, over and over",
+                    "clients with one id knock each other off, over and over (or the broker "
+                    "keeps restarting)",
                     self.address,
                     self._short_lived,
                     client_id(self.cfg),
