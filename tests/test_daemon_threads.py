@@ -288,6 +288,12 @@ def test_an_answer_to_the_alert_the_storage_could_not_save_is_still_learnt(
     monkeypatch.setattr(watcher, "_carry_out", lambda command: carried.append(command.verb))
     watcher._drain_commands()
     assert carried == [verb]
+    # one saved but damaged is refused as before, not taken for one never saved
+    watcher, damaged = _an_alert_with_a_waiting_watcher(daemon, monkeypatch)
+    (incidents.incident_dir(storage, "e3", damaged.id) / "alert.json").write_text("{damaged")
+    watcher.last_alert = SimpleNamespace(incident=damaged.id)
+    refused = daemon.dispatch(Command("e3", verb, damaged.id, source="phone"))
+    assert not refused.ok and "never saved" not in refused.detail, refused
 
 
 def test_a_not_a_failure_on_a_full_disk_says_its_frame_was_not_kept_when_the_watcher_answers(

@@ -1188,6 +1188,19 @@ def test_a_camera_told_offline_is_told_back_online_after_a_restart(
     third = phone(notify=(camera_target(ntfy_receiver.url(), 0),))
     third.camera_changed(PRINTER, online=True)
     assert third.notifications.flush(60) and len(ntfy_receiver.messages) == 2
+    third.camera_changed(PRINTER, online=False, why="cannot connect")
+    wait_for("offline again", lambda: third.notify_status()["ntfy"]["sent"] == 1, timeout=30)
+    third.stop()
+    # a restart while the camera still comes up: its first read fails, then it is back
+    # within camera_offline_after_s, a hiccup to a phone that was told it was online
+    fourth = phone(notify=(camera_target(ntfy_receiver.url(), 60),))
+    fourth.camera_changed(PRINTER, online=False, why="cannot connect")
+    fourth.camera_changed(PRINTER, online=True)
+    assert fourth.notifications.flush(60), fourth.notify_status()
+    assert [m.title for m in ntfy_receiver.messages][-2:] == [
+        "ender3: camera offline",
+        "ender3: camera back online",
+    ], [m.title for m in ntfy_receiver.messages]
 
 
 def test_a_camera_offline_just_before_its_print_ended_is_not_sent(

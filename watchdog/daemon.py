@@ -47,6 +47,7 @@ from watchdog.incidents import (
     CopyNotTakenBack,
     FramesNotKept,
     IncidentError,
+    incidents_root,
     list_incidents,
     mark_failure,
     mark_not_failure,
@@ -535,8 +536,8 @@ class Daemon:
             logger.warning("%s: incident %s %s, but %s", printer, incident, said, exc)
             return CommandResult(True, f"{which}{said}, but {exc.told}", incident=incident)
         except IncidentError:
-            if not held:
-                raise
+            if not held or (incidents_root(storage) / printer / incident).exists():
+                raise  # not the watcher's, or saved but damaged: refused, as it was
             unsaved = "its frames could not be kept for retraining: the alert was never saved"
             logger.warning(
                 "%s: incident %s %s (%s), but %s (the storage folder %s could not be written "

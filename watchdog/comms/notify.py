@@ -932,7 +932,9 @@ class TargetSender:
                     self._queue.remove(old)
                     self.outbox.done(old)
                 self._gauge()
-                return
+                if self._last_body(event.printer, group).get("kind") != OFFLINE:
+                    return
+                waiting = []  # the phone's last word was an earlier "offline": told back
             if self._answers_nothing(event, waiting, group):
                 return  # its "offline" was withdrawn (the print ended first) or never sent
             body: dict[str, Any] = {
