@@ -333,7 +333,16 @@ def still_start(
     if now.get("start_failures"):
         out.append(_failures_during_start(now, heated_before))
     if now.get("heating"):
-        out.append(_heating_sweep(now, heated_before))
+        out.append(_heating_sweep(now, heated_before, "heating", "its noise as given"))
+    if now.get("heating_jpeg"):
+        out.append(
+            _heating_sweep(
+                now,
+                heated_before,
+                "heating_jpeg",
+                "its noise through JPEG (quality 70), as a camera sends it",
+            )
+        )
     return "\n".join(out)
 
 
@@ -343,31 +352,31 @@ def _by_failure(doc: Json | None, table: str, session: str, start: str) -> dict[
     return {r["failure"]: r for r in rows if (r["print"], r["start"]) == (session, start)}
 
 
-def _heating_sweep(now: Json, before: Json | None) -> str:
+def _heating_sweep(now: Json, before: Json | None, key: str, noise: str) -> str:
     """Good prints after a heating start of each length: where they are paused."""
 
     def paused(doc: Json | None, session: str) -> list[str]:
-        rows = [r for r in (doc or {}).get("heating", []) if r["print"] == session]
+        rows = [r for r in (doc or {}).get(key, []) if r["print"] == session]
         return [f"{r['heating']} ({r['paused_at'][0]})" for r in rows if r["paused_at"]]
 
-    sessions = list(dict.fromkeys(r["print"] for r in now["heating"]))
-    lengths = sorted({r["heating"] for r in now["heating"]})
+    sessions = list(dict.fromkeys(r["print"] for r in now[key]))
+    lengths = sorted({r["heating"] for r in now[key]})
     rows = [
         [session, ", ".join(paused(now, session)) or "none", ", ".join(paused(before, session))]
         for session in sessions
     ]
     count = sum(len(paused(now, session)) for session in sessions)
     count_before = sum(len(paused(before, session)) for session in sessions)
-    unheated = sum(1 for r in now["heating"] if r["paused_at"] and r.get("unheated_paused_at"))
+    unheated = sum(1 for r in now[key] if r["paused_at"] and r.get("unheated_paused_at"))
     return "\n".join(
         [
-            "\n**Good prints after their printer heated.** Each good print's first picture, "
-            f"live, for {lengths[0]} to {lengths[-1]} frames (a printer heating), then the "
-            "print from there, through the daemon's `Detector` and `decide` (nobody resumes: "
-            "every pause is a good print stopped). The heating lengths after which it is "
-            "paused (at frame), now and before a start whose first frames stood still was "
-            "learnt from the first frame that moves (before, its still frames were the "
-            "yardstick of the rest of the start):\n",
+            f"\n**Good prints after their printer heated, {noise}.** Each good print's first "
+            f"picture, live, for {lengths[0]} to {lengths[-1]} frames (a printer heating), then "
+            "the print from there, through the daemon's `Detector` and `decide` (nobody "
+            "resumes: every pause is a good print stopped). The heating lengths after which it "
+            "is paused (at frame), now and before a start that stood still was learnt from "
+            "its first moving frame (before, its still frames were the yardstick of the rest "
+            "of the start):\n",
             _table(["print", "paused after heating of (at frame)", "before"], rows),
             f"\nPaused: {count} of {len(sessions) * len(lengths)} (before: {count_before}); "
             f"of those now, {unheated} are paused as well as recorded from the same frame "

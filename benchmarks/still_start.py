@@ -19,7 +19,8 @@ recorded (its first 10 frames the start's yardstick), and from frame 24 after it
 picture live for 12 frames (two minutes of heating, then 12 frames of printing): frames from
 the failure's first frame to the pause (``--start-failures-only``: these rows alone). And each
 good print after its first picture, live, for 0 to 45 frames (a printer heating), through the
-daemon's ``Detector`` and ``decide``: where it is paused (``--heating-only``). Default bundle: the shipped one (it saw these prints: this measures what the daemon
+daemon's ``Detector`` and ``decide``: where it is paused, the noise as given and through JPEG
+(``--heating-only``). Default bundle: the shipped one (it saw these prints: this measures what the daemon
 does with such a start, not detection quality). Skips (exit 0) when the data folder is absent.
 """
 
@@ -142,7 +143,18 @@ HEATING_LENGTHS = range(0, 46)  # frames of a printer heating before it prints: 
 AFTER_HEATING = 45  # frames of the print replayed after them: its start and 15 judged frames
 
 
-def heating_sweep(normal: dict[str, list[Path]], bundle: Path) -> list[dict[str, object]]:
+def _jpeg_noisy(frame: np.ndarray, i: int) -> np.ndarray:
+    """``_noisy`` as a camera sends it: its noise (2 grey levels) through JPEG at quality 70,
+    which leaves a few percent of the pixels moving past the still rule's bar now and then."""
+    ok, data = cv2.imencode(".jpg", _noisy(frame, i), [cv2.IMWRITE_JPEG_QUALITY, 70])
+    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    assert ok and decoded is not None
+    return np.asarray(decoded)
+
+
+def heating_sweep(
+    normal: dict[str, list[Path]], bundle: Path, live: Callable[[np.ndarray, int], np.ndarray]
+) -> list[dict[str, object]]:
     """Each good print's first picture, live, for each of ``HEATING_LENGTHS`` frames, then
     the print from there, through the daemon's ``Detector`` and ``decide`` (a print set to
     notify: nobody resumes it): the frames where it is paused. Every pause is a good print
@@ -162,7 +174,7 @@ def heating_sweep(normal: dict[str, list[Path]], bundle: Path) -> list[dict[str,
         paused = []
         for heating in HEATING_LENGTHS:
             detector.relearn()
-            shown = [_noisy(frames[0], i) for i in range(heating)] + frames[heating:]
+            shown = [live(frames[0], i) for i in range(heating)] + frames[heating:]
             flags = [detector.observe(f).anomalous for f in shown[: heating + AFTER_HEATING]]
             fired = decide.fires(flags, settings, 10.0)
             row: dict[str, object] = {"print": session, "heating": heating, "paused_at": fired}
@@ -193,9 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     normal, failed = sessions_in_time_order(args.data)
     if args.heating_only:
-        sweep = heating_sweep(normal, args.bundle)
+        sweep = heating_sweep(normal, args.bundle, _noisy)
+        jpeg = heating_sweep(normal, args.bundle, _jpeg_noisy)
         if args.json:
-            write_bundle_rows(args.json, args.bundle, [], heating=sweep)
+            write_bundle_rows(args.json, args.bundle, [], heating=sweep, heating_jpeg=jpeg)
         return 0
     if args.start_failures_only:
         with tempfile.TemporaryDirectory() as tmp:
@@ -224,10 +237,17 @@ def main(argv: list[str] | None = None) -> int:
                 )
         failures = failure_rows(normal, failed, args.bundle, Path(tmp))
         during = failure_rows(normal, failed, args.bundle, Path(tmp), START_FAILURES)
-    sweep = heating_sweep(normal, args.bundle)
+    sweep = heating_sweep(normal, args.bundle, _noisy)
+    jpeg = heating_sweep(normal, args.bundle, _jpeg_noisy)
     if args.json:
         write_bundle_rows(
-            args.json, args.bundle, rows, failures=failures, start_failures=during, heating=sweep
+            args.json,
+            args.bundle,
+            rows,
+            failures=failures,
+            start_failures=during,
+            heating=sweep,
+            heating_jpeg=jpeg,
         )
     return 0
 

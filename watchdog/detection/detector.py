@@ -93,16 +93,31 @@ def did_not_move(span: np.ndarray, mask: np.ndarray | None = None) -> bool:
     its least; (H, W) or (H, W, C)) did not move: fewer than ``STILL_SHARE`` of the watched,
     unmasked pixels moved by more than ``STILL_LEVELS`` and ``STILL_NOISE`` times the median
     pixel, and the median pixel moved no more than ``STILL_NOISE_MAX``."""
+    share, noise = _moved(span, mask)
+    return share < STILL_SHARE and noise <= STILL_NOISE_MAX
+
+
+def clearly_moved(span: np.ndarray, mask: np.ndarray | None = None) -> bool:
+    """Whether pixels moved by ``span`` show a print moving beyond doubt: ``MOVE_SHARE`` of the
+    watched pixels or more moved as ``did_not_move`` counts them (a toolhead that comes into
+    view, a first layer laid), or the median pixel moved more than ``STILL_NOISE_MAX``. A
+    camera's JPEG noise moves a few percent of them so, now and then."""
+    share, noise = _moved(span, mask)
+    return share >= MOVE_SHARE or noise > STILL_NOISE_MAX
+
+
+def _moved(span: np.ndarray, mask: np.ndarray | None) -> tuple[float, float]:
+    """The share of watched pixels that moved (1.0 where none is watched), and the median
+    pixel's move."""
     if span.ndim == 3:
         span = span.max(axis=-1)  # a pixel moved as much as its most moved channel
     watched = mask > 0 if mask is not None and mask.shape == span.shape else True
     counted = np.broadcast_to(watched, span.shape)
     if not counted.any():
-        return False
+        return 1.0, 0.0
     noise = float(np.median(span[counted]))
     moved = span > max(STILL_LEVELS, STILL_NOISE * noise)
-    share = int(np.count_nonzero(moved & counted)) / int(np.count_nonzero(counted))
-    return share < STILL_SHARE and noise <= STILL_NOISE_MAX
+    return int(np.count_nonzero(moved & counted)) / int(np.count_nonzero(counted)), noise
 
 
 def still_start_spans(
@@ -136,14 +151,18 @@ def _moves_at(inputs: np.ndarray, mask: np.ndarray | None) -> int:
     """The first frame of a start's first frames (``inputs``) that moves where the
     ``STILL_RUN`` or more before it did not (``Detector._moves_after_still``); 0: none."""
     for j in range(STILL_RUN, len(inputs)):
-        if _did_not_move(inputs[:j], mask) and not _did_not_move(inputs[: j + 1], mask):
+        if _did_not_move(inputs[:j], mask) and clearly_moved(_span(inputs[: j + 1]), mask):
             return j
     return 0
 
 
 def _did_not_move(inputs: np.ndarray, mask: np.ndarray | None) -> bool:
+    return did_not_move(_span(inputs), mask)
+
+
+def _span(inputs: np.ndarray) -> np.ndarray:
     block = np.stack([on_grid(x).reshape(np.shape(x)) for x in inputs])
-    return did_not_move(block.max(axis=0).astype(np.int16) - block.min(axis=0), mask)
+    return block.max(axis=0).astype(np.int16) - block.min(axis=0)
 
 
 def learnt_from(
@@ -192,6 +211,10 @@ STILL_SHARE = 0.005
 # A start whose first STILL_RUN frames or more did not move, then one that does, is learnt from
 # that one (the printer heated; once a print, where the start is judged against its first frames)
 STILL_RUN = 3
+# ... and where this share of the watched pixels moved with that frame, or more: a camera's JPEG
+# noise moves up to a few percent of them past STILL_NOISE times the median pixel, now and
+# then; a toolhead coming into view or a first layer laid, a tenth to a third
+MOVE_SHARE = 0.10
 # A median pixel that moved by more than this is a picture moving, not a camera's noise (at the
 # model's input size, noise of 8 grey levels in a 640x480 camera's own pixels moves it by about
 # 8), whatever moved more (a bed sliding under a fixed camera moves most of the picture).
@@ -576,7 +599,7 @@ class Detector:
             return False
         xq = on_grid(x)
         span = np.maximum(self._high, xq).astype(np.int16) - np.minimum(self._low, xq)
-        return not did_not_move(span.reshape(shape), self.mask)
+        return clearly_moved(span.reshape(shape), self.mask)
 
     def _from_here(self) -> None:
         """The print's start is learnt from this frame on (``_moves_after_still``), its
