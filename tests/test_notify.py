@@ -1203,6 +1203,29 @@ def test_a_camera_told_offline_is_told_back_online_after_a_restart(
     ], [m.title for m in ntfy_receiver.messages]
 
 
+def test_a_hiccup_while_back_online_is_on_its_way_is_not_told_back_online_twice(
+    phone, ntfy_receiver
+) -> None:
+    """The camera is back and its "back online" is on its way to a slow service when the camera
+    drops and returns within camera_offline_after_s: the phone was told "back online" twice,
+    the second two minutes later, with nothing between."""
+    notifier = phone(notify=(camera_target(ntfy_receiver.url(), 0.5),))
+    notifier.camera_changed(PRINTER, online=False, why="cannot connect")
+    wait_for("offline sent", lambda: notifier.notify_status()["ntfy"]["sent"] == 1, timeout=30)
+    ntfy_receiver.answer_after_s = 2.0  # the "back online" stays on its way a while
+    notifier.camera_changed(PRINTER, online=True)
+    wait_for("back online on its way", lambda: ntfy_receiver.requests >= 2, timeout=30)
+    notifier.camera_changed(PRINTER, online=False, why="cannot connect")  # a hiccup meanwhile
+    notifier.camera_changed(PRINTER, online=True)
+    ntfy_receiver.answer_after_s = 0.0
+    wait_for("back online sent", lambda: notifier.notify_status()["ntfy"]["sent"] == 2, timeout=30)
+    assert notifier.notifications.targets[0].queued() == []
+    assert [m.title for m in ntfy_receiver.messages] == [
+        "ender3: camera offline",
+        "ender3: camera back online",
+    ]
+
+
 def test_a_camera_offline_just_before_its_print_ended_is_not_sent(
     phone, ntfy_receiver, tmp_path
 ) -> None:

@@ -932,7 +932,7 @@ class TargetSender:
                     self._queue.remove(old)
                     self.outbox.done(old)
                 self._gauge()
-                if self._last_body(event.printer, group).get("kind") != OFFLINE:
+                if self._latest_word(event.printer, group).get("kind") != OFFLINE:
                     return
                 waiting = []  # the phone's last word was an earlier "offline": told back
             if self._answers_nothing(event, waiting, group):
@@ -1062,6 +1062,18 @@ class TargetSender:
             if sending.body.get("group") == group:
                 return False
         return self._last_body(event.printer, group).get("kind") != Kind.CAMERA_OFFLINE.value
+
+    def _latest_word(self, printer: str, group: str) -> dict[str, Any]:
+        """The body of ``printer``'s ``group`` notification on its way to the service, or else of
+        the last one sent ({}: none): what the phone hears last."""
+        sending = self._sending
+        if (
+            sending is not None
+            and sending.printer == printer
+            and sending.body.get("group") == group
+        ):
+            return sending.body
+        return self._last_body(printer, group)
 
     def _last_body(self, printer: str, group: str) -> dict[str, Any]:
         """The body of the last notification of ``printer``'s ``group`` sent ({}: none)."""
