@@ -159,7 +159,7 @@ _ANOTHER_PRINT = {
     **{group: (_GROUP[Kind.PRINT_DONE],) for group in ALERT_GROUPS},
     _GROUP[Kind.PRINT_DONE]: ALERT_GROUPS,
 }
-OFFLINE = "camera_offline"  # Kind.CAMERA_OFFLINE's value, as a sent notification's body says
+OFFLINE = Kind.CAMERA_OFFLINE.value  # as a sent notification's body says it
 # per target: the printers whose camera it told offline and not back online (``load``)
 CAMERAS_TOLD_OFFLINE = "cameras-told-offline.json"
 # a notification sent this long after its event says when that was
@@ -1057,23 +1057,26 @@ class TargetSender:
         """A camera back online when no "offline" of it was sent or waits."""
         if event.kind is not Kind.CAMERA_ONLINE or waiting:
             return False
-        sending = self._sending
-        if sending is not None and sending.printer == event.printer:
-            if sending.body.get("group") == group:
-                return False
-        return self._last_body(event.printer, group).get("kind") != Kind.CAMERA_OFFLINE.value
+        if self._on_its_way(event.printer, group) is not None:
+            return False
+        return self._last_body(event.printer, group).get("kind") != OFFLINE
 
-    def _latest_word(self, printer: str, group: str) -> dict[str, Any]:
-        """The body of ``printer``'s ``group`` notification on its way to the service, or else of
-        the last one sent ({}: none): what the phone hears last."""
+    def _on_its_way(self, printer: str, group: str) -> Entry | None:
+        """``printer``'s ``group`` notification on its way to the service now, if it is."""
         sending = self._sending
         if (
             sending is not None
             and sending.printer == printer
             and sending.body.get("group") == group
         ):
-            return sending.body
-        return self._last_body(printer, group)
+            return sending
+        return None
+
+    def _latest_word(self, printer: str, group: str) -> dict[str, Any]:
+        """The body of ``printer``'s ``group`` notification on its way to the service, or else of
+        the last one sent ({}: none): what the phone hears last."""
+        on_its_way = self._on_its_way(printer, group)
+        return on_its_way.body if on_its_way is not None else self._last_body(printer, group)
 
     def _last_body(self, printer: str, group: str) -> dict[str, Any]:
         """The body of the last notification of ``printer``'s ``group`` sent ({}: none)."""
@@ -1096,13 +1099,9 @@ class TargetSender:
         """When a new event may be sent: after coalesce_s since the last one of its group."""
         sent = self._last_sent.get((event.printer, group))
         last, body = (None, {}) if sent is None else sent
-        sending = self._sending
-        if (
-            sending is not None
-            and sending.printer == event.printer
-            and sending.body.get("group") == group
-        ):
-            last, body = now, sending.body  # on its way right now
+        on_its_way = self._on_its_way(event.printer, group)
+        if on_its_way is not None:
+            last, body = now, on_its_way.body  # on its way right now
         previous, incident = str(body.get("kind")), str(body.get("incident") or "")
         if event.kind is Kind.CAMERA_ONLINE and previous == Kind.CAMERA_OFFLINE.value:
             return 0.0  # "back online" answers the "offline" that was sent: no waiting
