@@ -556,9 +556,8 @@ class Detector:
         alone are enough to learn it again where the rest of the start is judged against them:
         a print whose heating outlasts them is judged from its first moving frames, instead of
         learnt blind to the end of a start that began with its heaters."""
-        guard, cut = self.guard, self._cut_at_motion
-        self.relearn()
-        self.guard, self.still_start, self._cut_at_motion = guard, True, cut
+        self._learn_start_again()
+        self.still_start = True
         return True, None, None
 
     def _heatmap_map(
@@ -602,11 +601,17 @@ class Detector:
         return clearly_moved(span.reshape(shape), self.mask)
 
     def _from_here(self) -> None:
-        """The print's start is learnt from this frame on (``_moves_after_still``), its
-        guard kept: the still frames before it judged by the guard alone, as a still start's."""
-        guard = self.guard
+        """The print's start is learnt from this frame on (``_moves_after_still``): the still
+        frames before it judged by the guard alone, as a still start's."""
+        self._learn_start_again()
+        self._cut_at_motion = True
+
+    def _learn_start_again(self) -> None:
+        """The same print's start learnt again (it stood still): its guard and whether it was
+        cut where it moved are the print's, kept."""
+        guard, cut = self.guard, self._cut_at_motion
         self.relearn()
-        self.guard, self._cut_at_motion = guard, True
+        self.guard, self._cut_at_motion = guard, cut
 
     def _start_did_not_move(self, x: np.ndarray | None) -> bool:
         """Whether this frame (``x``, its model input) ends the start's first frames, or the
