@@ -343,6 +343,21 @@ def still_start(
                 "its noise through JPEG (quality 70), as a camera sends it",
             )
         )
+    if now.get("heating_jpeg_told"):
+        out.append(
+            _heating_sweep(
+                now,
+                now,
+                "heating_jpeg_told",
+                "its noise through JPEG (quality 70), the printer's API saying it heats",
+                before_key="heating_jpeg",
+                before_name="the picture alone",
+                versus=(
+                    "with the picture alone to tell the heating (the table above; "
+                    "[decisions/heating-from-the-printer.md](decisions/heating-from-the-printer.md))"
+                ),
+            )
+        )
     return "\n".join(out)
 
 
@@ -352,21 +367,42 @@ def _by_failure(doc: Json | None, table: str, session: str, start: str) -> dict[
     return {r["failure"]: r for r in rows if (r["print"], r["start"]) == (session, start)}
 
 
-def _heating_sweep(now: Json, before: Json | None, key: str, noise: str) -> str:
-    """Good prints after a heating start of each length: where they are paused."""
+BEFORE_STILL_RULES = (
+    "before a start that stood still was learnt from its first moving frame (before, its "
+    "still frames were the yardstick of the rest of the start)"
+)
 
-    def paused(doc: Json | None, session: str) -> list[str]:
-        rows = [r for r in (doc or {}).get(key, []) if r["print"] == session]
+
+def _heating_sweep(
+    now: Json,
+    before: Json | None,
+    key: str,
+    noise: str,
+    before_key: str = "",
+    versus: str = BEFORE_STILL_RULES,
+    before_name: str = "before",
+) -> str:
+    """Good prints after a heating start of each length: where they are paused, now and
+    ``versus`` (``before``'s ``before_key`` rows; ``key``'s by default)."""
+
+    def paused(doc: Json | None, session: str, table: str = key) -> list[str]:
+        rows = [r for r in (doc or {}).get(table, []) if r["print"] == session]
         return [f"{r['heating']} ({r['paused_at'][0]})" for r in rows if r["paused_at"]]
+
+    before_key = before_key or key
 
     sessions = list(dict.fromkeys(r["print"] for r in now[key]))
     lengths = sorted({r["heating"] for r in now[key]})
     rows = [
-        [session, ", ".join(paused(now, session)) or "none", ", ".join(paused(before, session))]
+        [
+            session,
+            ", ".join(paused(now, session)) or "none",
+            ", ".join(paused(before, session, before_key)),
+        ]
         for session in sessions
     ]
     count = sum(len(paused(now, session)) for session in sessions)
-    count_before = sum(len(paused(before, session)) for session in sessions)
+    count_before = sum(len(paused(before, session, before_key)) for session in sessions)
     unheated = sum(1 for r in now[key] if r["paused_at"] and r.get("unheated_paused_at"))
     return "\n".join(
         [
@@ -374,11 +410,10 @@ def _heating_sweep(now: Json, before: Json | None, key: str, noise: str) -> str:
             f"picture, live, for {lengths[0]} to {lengths[-1]} frames (a printer heating), then "
             "the print from there, through the daemon's `Detector` and `decide` (nobody "
             "resumes: every pause is a good print stopped). The heating lengths after which it "
-            "is paused (at frame), now and before a start that stood still was learnt from "
-            "its first moving frame (before, its still frames were the yardstick of the rest "
-            "of the start):\n",
-            _table(["print", "paused after heating of (at frame)", "before"], rows),
-            f"\nPaused: {count} of {len(sessions) * len(lengths)} (before: {count_before}); "
+            f"is paused (at frame), now and {versus}:\n",
+            _table(["print", "paused after heating of (at frame)", before_name], rows),
+            f"\nPaused: {count} of {len(sessions) * len(lengths)} ({before_name}: "
+            f"{count_before}); "
             f"of those now, {unheated} are paused as well as recorded from the same frame "
             "without the heating (the start's own false alarms, "
             "[decisions/start-judgement.md](decisions/start-judgement.md)).\n",

@@ -153,14 +153,19 @@ def _jpeg_noisy(frame: np.ndarray, i: int) -> np.ndarray:
 
 
 def heating_sweep(
-    normal: dict[str, list[Path]], bundle: Path, live: Callable[[np.ndarray, int], np.ndarray]
+    normal: dict[str, list[Path]],
+    bundle: Path,
+    live: Callable[[np.ndarray, int], np.ndarray],
+    told: bool = False,
 ) -> list[dict[str, object]]:
     """Each good print's first picture, live, for each of ``HEATING_LENGTHS`` frames, then
     the print from there, through the daemon's ``Detector`` and ``decide`` (a print set to
     notify: nobody resumes it): the frames where it is paused. Every pause is a good print
     stopped; the start's first frames are its yardstick, and one of still bed paused it. A
     print paused is replayed again from the same frame without the heating: whether it is
-    paused as recorded from there (the start's own false alarms)."""
+    paused as recorded from there (the start's own false alarms). ``told``: the printer's
+    API says it heats during the heating frames (``Detector.heating``), as the watcher tells
+    the detector."""
     from watchdog.detection import decide
     from watchdog.detection.bundle import Bundle
     from watchdog.detection.detector import Detector
@@ -175,7 +180,11 @@ def heating_sweep(
         for heating in HEATING_LENGTHS:
             detector.relearn()
             shown = [live(frames[0], i) for i in range(heating)] + frames[heating:]
-            flags = [detector.observe(f).anomalous for f in shown[: heating + AFTER_HEATING]]
+            flags = []
+            for i, f in enumerate(shown[: heating + AFTER_HEATING]):
+                detector.heating = told and i < heating
+                flags.append(detector.observe(f).anomalous)
+            detector.heating = False
             fired = decide.fires(flags, settings, 10.0)
             row: dict[str, object] = {"print": session, "heating": heating, "paused_at": fired}
             if fired:  # the print as recorded from the same frame, without the heating
@@ -207,8 +216,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.heating_only:
         sweep = heating_sweep(normal, args.bundle, _noisy)
         jpeg = heating_sweep(normal, args.bundle, _jpeg_noisy)
+        told = heating_sweep(normal, args.bundle, _jpeg_noisy, told=True)
         if args.json:
-            write_bundle_rows(args.json, args.bundle, [], heating=sweep, heating_jpeg=jpeg)
+            write_bundle_rows(
+                args.json,
+                args.bundle,
+                [],
+                heating=sweep,
+                heating_jpeg=jpeg,
+                heating_jpeg_told=told,
+            )
         return 0
     if args.start_failures_only:
         with tempfile.TemporaryDirectory() as tmp:
@@ -239,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         during = failure_rows(normal, failed, args.bundle, Path(tmp), START_FAILURES)
     sweep = heating_sweep(normal, args.bundle, _noisy)
     jpeg = heating_sweep(normal, args.bundle, _jpeg_noisy)
+    told = heating_sweep(normal, args.bundle, _jpeg_noisy, told=True)
     if args.json:
         write_bundle_rows(
             args.json,
@@ -248,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             start_failures=during,
             heating=sweep,
             heating_jpeg=jpeg,
+            heating_jpeg_told=told,
         )
     return 0
 

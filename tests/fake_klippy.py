@@ -19,7 +19,9 @@ heat-up, a bed mesh) before it pauses; ``DELAY=0`` pauses at once again. ``TEST_
 RESUMES=0`` stands for a RESUME macro that refuses without an error (mainsail-config's when
 the nozzle is not hot: it only says so): RESUME answers "ok" and the print stays paused;
 ``RESUMES=1`` mends it. ``emergency_stop`` puts it in
-shutdown; ``FIRMWARE_RESTART``/``RESTART`` make it ready again.
+shutdown; ``FIRMWARE_RESTART``/``RESTART`` make it ready again. Its ``extruder`` and
+``heater_bed`` take targets from M104/M109/M140/M190 (``S``) and SET_HEATER_TEMPERATURE, and
+move towards them at ``HEAT_RATE`` degrees a second (as OctoPrint's virtual printer does).
 
 Run: ``python tests/fake_klippy.py SOCKET --data DIR`` (Moonraker's data folder: G-code
 files are looked up in ``DIR/gcodes``); it stops on SIGTERM/SIGINT.
@@ -40,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger("fake_klippy")
+
+AMBIENT, HEAT_RATE = 22.0, 10.0  # degrees C, degrees C a second
 
 ENDPOINTS = [
     "list_endpoints",
@@ -74,6 +78,8 @@ class FakeKlippy:
         self.pause_macro_pauses = True  # False: a PAUSE macro that forgets PAUSE_BASE
         self.pause_delay_s = 0.0  # a PAUSE queued behind a long command
         self.clients: set[asyncio.StreamWriter] = set()
+        # each heater's temperature when its target was last set, and when
+        self.heated_from: dict[str, tuple[float, float]] = {}
         self.writers: dict[
             asyncio.StreamWriter, tuple[dict[str, Any], str]
         ] = {}  # subscription, method
@@ -99,7 +105,13 @@ class FakeKlippy:
             },
             "display_status": {"progress": 0.0, "message": None},
             "idle_timeout": {"state": "Idle", "printing_time": 0.0},
-            "heaters": {"available_heaters": [], "available_sensors": [], "available_monitors": []},
+            "heaters": {
+                "available_heaters": ["extruder", "heater_bed"],
+                "available_sensors": ["extruder", "heater_bed"],
+                "available_monitors": [],
+            },
+            "extruder": {"temperature": AMBIENT, "target": 0.0, "power": 0.0},
+            "heater_bed": {"temperature": AMBIENT, "target": 0.0, "power": 0.0},
             "configfile": {
                 "config": {
                     "virtual_sdcard": {"path": path},
@@ -136,12 +148,25 @@ class FakeKlippy:
                     # without them in print_duration: here the same, pauses are not timed)
                     since = time.time() - self.started
                     values = {**values, "total_duration": since, "print_duration": since}
+                if obj in self.heated_from:
+                    values = {**values, "temperature": self.temperature(obj)}
                 out[obj] = (
                     dict(values)
                     if fields is None
                     else {k: values[k] for k in fields if k in values}
                 )
         return out
+
+    def temperature(self, heater: str) -> float:
+        """The heater's temperature now, on its way to its target (to ambient when off)."""
+        start, since = self.heated_from.get(heater, (AMBIENT, time.time()))
+        goal = self.objects[heater]["target"] or AMBIENT
+        moved = HEAT_RATE * (time.time() - since)
+        return min(goal, start + moved) if goal >= start else max(goal, start - moved)
+
+    def set_target(self, heater: str, target: float) -> None:
+        self.heated_from[heater] = (self.temperature(heater), time.time())
+        self.update(heater, target=target)
 
     def start_print(self, filename: str) -> None:
         if self.objects["print_stats"]["state"] in ("printing", "paused"):
@@ -216,6 +241,16 @@ class FakeKlippy:
                 if not m:
                     raise KlippyError("Error on 'SDCARD_PRINT_FILE': missing FILENAME")
                 self.start_print((m.group(1) or m.group(2)).replace('\\"', '"'))
+            elif cmd in ("M104", "M109", "M140", "M190"):
+                heater = "heater_bed" if cmd in ("M140", "M190") else "extruder"
+                target = [w[1:] for w in words[1:] if w.upper().startswith("S")]
+                self.set_target(heater, float(target[0]) if target else 0.0)
+            elif cmd == "SET_HEATER_TEMPERATURE":
+                heater_m = re.search(r"HEATER=(\S+)", line, re.IGNORECASE)
+                target_m = re.search(r"TARGET=([0-9.]+)", line, re.IGNORECASE)
+                if not heater_m or heater_m.group(1) not in ("extruder", "heater_bed"):
+                    raise KlippyError("Error on 'SET_HEATER_TEMPERATURE': unknown heater")
+                self.set_target(heater_m.group(1), float(target_m.group(1)) if target_m else 0.0)
             elif cmd == "PAUSE":
                 self.pause()
             elif cmd == "TEST_PAUSE_MACRO":

@@ -156,7 +156,7 @@ def test_a_large_answer_of_odd_text_is_read_in_moments_not_for_an_hour(
     pause = (
         "import sys; from tests.plugins.printers import api_config;"
         "from watchdog.devices.printers import make_printer;"
-        "print(make_printer(api_config(*sys.argv[1:4], retries=0)).pause().detail[:80])"
+        "print(make_printer(api_config(*sys.argv[1:4], retries=0)).pause().detail[:200])"
     )
     done = subprocess.run(
         [sys.executable, "-c", pause, kind, bad_server.url, bad_server.api_key],

@@ -33,6 +33,22 @@ def test_status_follows_a_print(moonraker_server: MoonrakerServer) -> None:
     assert later.elapsed_s >= st.elapsed_s + 1 and later.printed_s is not None
 
 
+def test_a_print_heating_its_hotend_is_heating_until_the_hotend_is_hot(
+    moonraker_server: MoonrakerServer,
+) -> None:
+    """Klipper's print_stats say "printing" while a PRINT_START macro heats: its ``extruder``
+    and ``heater_bed`` objects tell the watchdog to learn the print's start once the printer
+    is hot. The stand-in Klippy heats 10 degrees a second: about 18 s to 200."""
+    printer = client(moonraker_server)
+    moonraker_server.start_print()
+    assert not printer.status().heating  # printing, its heaters off
+    moonraker_server.post("/printer/gcode/script", {"script": "M104 S200"})
+    status = printer.status()
+    assert status.state == "printing" and status.heating
+    wait_until("the hotend hot", lambda: not printer.status().heating, 60)
+    assert printer.status().state == "printing"
+
+
 def test_pause_pauses_the_real_printer(moonraker_server: MoonrakerServer) -> None:
     moonraker_server.start_print()
     result = client(moonraker_server).pause()

@@ -56,6 +56,22 @@ def test_status_follows_a_print(octoprint_server: OctoPrintServer) -> None:
     assert st.job == "benchy.gcode"
 
 
+def test_a_print_that_begins_by_heating_its_bed_is_heating_until_the_bed_is_hot(
+    octoprint_server: OctoPrintServer,
+) -> None:
+    """OctoPrint says "printing" while the printer waits for its bed (M190), and the camera
+    shows a still bed meanwhile: its heaters tell the watchdog to learn the print's start once
+    the printer is hot. The virtual printer heats 10 degrees a second: about 13 s to 150."""
+    printer = client(octoprint_server)
+    assert not printer.status().heating  # idle, its heaters off
+    octoprint_server.start_print(first="M190 S150\n")
+    wait_until("OctoPrint reports the bed heating", lambda: printer.status().heating, 20)
+    assert printer.status().state == "printing"
+    wait_until("the bed hot", lambda: not printer.status().heating, 60)
+    assert printer.status().state == "printing"
+    octoprint_server.post("/api/printer/bed", {"command": "target", "target": 0})
+
+
 def test_pause_pauses_the_real_printer(octoprint_server: OctoPrintServer) -> None:
     octoprint_server.start_print()
     result = client(octoprint_server).pause()

@@ -12,7 +12,7 @@ import pytest
 from watchdog.detection.baseline import PrintBaseline
 from watchdog.detection.bundle import META_FILE, Adaptation, Bundle, BundleError, Scoring
 from watchdog.detection.calibration import calibrate, guarded_maps, simulate, still_starts
-from watchdog.detection.detector import calibration_start, learnt_from
+from watchdog.detection.detector import Verdict, calibration_start, learnt_from
 
 SCORING = Scoring(error="l2", reduce="topk", topk=0.05)
 
@@ -370,3 +370,39 @@ def test_a_heating_start_is_not_cut_at_a_frame_of_jpeg_noise() -> None:
     frames[5] = frames[5] + 30 * burst
     x = np.clip(np.stack(frames), 0, 255).astype(np.uint8)
     assert learnt_from(x, 20, early=8) == 0
+
+
+def test_a_start_is_learnt_from_when_the_printer_is_hot_whatever_moved_before() -> None:
+    """The printer's API says it heats (``Detector.heating``): the frames meanwhile are no
+    part of the print's start, judged by the start guard alone (a part left on the bed is
+    still caught), and the start is learnt from the first frame after the heating, also
+    where it had begun to be learnt before (the printer homed, then heated its bed). Once the
+    start is learnt, a heater short of its target (a temperature changed mid-print) changes
+    nothing."""
+    from watchdog.detection.calibration import unit_meta
+    from watchdog.detection.detector import offline_detector
+
+    spec = Adaptation(frames=10, early_frames=4, early_threshold=1.0, threshold=1.0, guard=0.5)
+    detector = offline_detector(unit_meta(SCORING, spec))
+    detector.relearn()
+    rng = np.random.default_rng(0)
+
+    def judged(level: float = 0.2) -> Verdict:
+        return detector.judge(
+            None, rng.uniform(level - 0.05, level + 0.05, (4, 4)).astype(np.float32)
+        )
+
+    homing = [judged() for _ in range(3)]
+    assert homing[-1].calibrated == 3
+    detector.heating = True
+    heating = [judged() for _ in range(5)] + [judged(level=0.9)]  # the last: a part left behind
+    assert [v.calibrated for v in heating] == [0] * 6
+    assert [v.anomalous for v in heating] == [False] * 5 + [True]
+    assert detector.progress == "0/10, from when the printer is hot (it is heating)"
+    detector.heating = False
+    hot = [judged() for _ in range(10)]
+    assert [v.calibrated for v in hot] == list(range(1, 11))
+    assert [v.early_score is not None for v in hot] == [False] * 4 + [True] * 6
+    detector.heating = True
+    after = judged()
+    assert not after.calibrating and after.early_score is None and after.guard == 0.0

@@ -4,7 +4,9 @@ start guard cross-fitted by the trainer)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import cv2
@@ -15,6 +17,8 @@ from tests.daemon_helpers import run_cli, write_config
 from tests.plugins.models import TINY_FRAMES, TINY_SEED
 from watchdog.comms.notify import alert_event
 from watchdog.detection.bundle import Bundle
+from watchdog.devices.printers import SimulatedPrinter
+from watchdog.printing import PrinterStatus
 
 CALIBRATION = 4  # tiny_guarded_bundle's --adapt-frames
 UNSEEN = 3  # print3: the tiny trainings' test session, never fitted
@@ -553,3 +557,77 @@ def test_recalibrating_onto_a_full_disk_leaves_the_bundle_as_it_was(
     assert "model.json: cannot save" in line and "Traceback" not in r.stderr
     assert (bundle / "model.json").read_bytes() == before
     assert Bundle.load(bundle).meta.adaptation is not None
+
+
+class _HeatsFirst(SimulatedPrinter):
+    """The simulated printer, its API saying it heats for its first ``polls`` polls. A real
+    heat-up cannot be timed to a folder camera's frames here; OctoPrint's and Klipper's own
+    heaters are read in test_act_octoprint.py and test_act_moonraker.py."""
+
+    def __init__(self, polls: int) -> None:
+        super().__init__("benchy.gcode")
+        self.polls = polls
+
+    def status(self) -> PrinterStatus:
+        status = dataclasses.replace(super().status(), heating=self.polls > 0)
+        self.polls -= 1
+        return status
+
+
+def _through_jpeg(frame: np.ndarray, seed: int) -> np.ndarray:
+    """``frame`` as a camera sends a still scene: its sensor noise (2 grey levels) new in
+    each frame, through JPEG at quality 70, whose blocks then move a few percent of the
+    pixels: the picture alone no longer tells that nothing moved."""
+    noisy = np.random.default_rng(seed).normal(0.0, 2.0, frame.shape) + frame
+    ok, data = cv2.imencode(
+        ".jpg", np.clip(noisy, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 70]
+    )
+    assert ok
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+
+
+def _watched(
+    tmp_path: Path, bundle: Path, frames: list[np.ndarray], heating_polls: int
+) -> list[int]:
+    """The frames at which the daemon's watcher, its printer heating for its first
+    ``heating_polls`` polls, paused a print of ``frames`` (a frame a step, 10 s apart)."""
+    from watchdog.comms.notifier import Notifier
+    from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
+    from watchdog.watcher import build_watcher
+
+    work = tmp_path / f"w{len(list(tmp_path.glob('w*')))}"
+    source = _folder(work / "rec", frames)
+    cfg = PrinterConfig(name="e3", camera=CameraConfig(source=str(source), interval_s=0))
+    notifier = Notifier(MqttConfig(), StorageConfig(dir=work / "state"), ["e3"])
+    clock = iter(range(0, 100_000, 10))
+    watcher = build_watcher(
+        cfg,
+        Bundle.load(bundle),
+        notifier,
+        printer=_HeatsFirst(heating_polls),
+        clock=lambda: float(next(clock)),
+    )
+    records = [watcher.step() for _ in frames]
+    return [i for i, r in enumerate(records) if r.action]
+
+
+def test_a_start_the_printer_says_it_heats_is_learnt_once_it_is_hot(
+    tmp_path, tiny_start_judged_bundle, caplog
+) -> None:
+    """OctoPrint and Klipper say "printing" while the printer heats, for minutes. A camera's
+    JPEG noise hid from the picture that the bed did not move, so the heating became the
+    start's yardstick and a good print was paused as it began to print. The printer's API
+    says when its heaters are short of their targets: the start is learnt from when it is
+    hot, and a failure in the minutes after it is still paused during the start."""
+    caplog.set_level(logging.INFO, "watchdog.watcher")
+    clean = [synth.normal_frame(UNSEEN, i, TINY_FRAMES, TINY_SEED) for i in range(TINY_FRAMES)]
+    heat = [_through_jpeg(clean[0], i) for i in range(12)]
+    assert _watched(tmp_path, tiny_start_judged_bundle, heat + clean, 0), (
+        "the picture alone told the heating from the print: this test shows nothing"
+    )
+    assert not _watched(tmp_path, tiny_start_judged_bundle, heat + clean, 12)
+    assert "the printer is heating: the print's start is learnt once it is hot" in caplog.text
+    assert "the printer is hot: the print's start is learnt from here" in caplog.text
+    failing = heat + clean[:4] + [_spaghetti(f, 6 + i, i) for i, f in enumerate(clean[4:])]
+    paused = _watched(tmp_path, tiny_start_judged_bundle, failing, 12)
+    assert paused and paused[0] < 12 + 8, paused

@@ -119,6 +119,9 @@ class PrinterStatus:
     # False where the API answers but does not see the printer (OctoPrint connected to none:
     # a printer printing from its SD card may still print): what it does is not known
     sees_printer: bool = True
+    # True where the API says a heater is short of its target (``heating``): a print's start
+    # heats for minutes under a "printing" state, and the camera shows a still bed meanwhile
+    heating: bool = False
 
     def __post_init__(self) -> None:
         # what the printer's API says (Klipper's shutdown and error texts run over several
@@ -145,3 +148,17 @@ class ActionResult:
             "detail": self.detail,
             "attempts": self.attempts,
         }
+
+
+# A heater this far or more below its target is heating (bed and hotend regulators swing by
+# a degree or two around it once hot; a print's start heats them by tens of degrees)
+HEATING_MARGIN_C = 4.0
+
+
+def heating(heaters: dict[str, tuple[float, float]]) -> bool:
+    """Whether any of ``heaters`` (name: (actual, target) in degrees C) is heating: a target
+    set, and the heater ``HEATING_MARGIN_C`` or more below it. A heater switched off (target
+    0) is not heating, however cold."""
+    return any(
+        target > 0 and actual <= target - HEATING_MARGIN_C for actual, target in heaters.values()
+    )

@@ -79,6 +79,9 @@ LOOK_FRESH_S = 5.0
 # A print whose job has printed longer than its start (and at least the default start's
 # five minutes) when its look is learnt was not seen from its start: not judged by the guard
 START_AT_LEAST_S = 300.0
+# A printer heating this long is no more taken to be heating for a print's start
+# (``Watcher._tell_heating``); a bed takes a few minutes, a large one up to about fifteen
+HEATING_AT_MOST_S = 1800.0
 
 
 @dataclass(frozen=True)
@@ -308,6 +311,8 @@ class Watcher:
         # what the printer's API said of its job at the last poll (``PrinterStatus``)
         self._printed_s: float | None = None
         self._job_started: float | None = None
+        self._heating = False  # a heater short of its target (``PrinterStatus.heating``)
+        self._heating_since: float | None = None  # (monotonic) when the heating began
         self._restore_checked = False  # an unanswered pause of ours looked for after a start
         self._first_frame_seen = False  # of the print now running (``_judge_where_first_seen``)
         # which of ``_prints`` its owner asked not to watch (Verb.SKIP_PRINT); None: none
@@ -352,6 +357,7 @@ class Watcher:
             self._judge_where_first_seen()
         still = self.detector.still_start
         self.detector.start_held = self.state.failure
+        self._tell_heating()
         try:
             verdict = self.detector.observe(frame)
             frame_jpeg = encode_jpeg(frame)
@@ -412,6 +418,37 @@ class Watcher:
             action,
             tuple(events),
         )
+
+    def _tell_heating(self) -> None:
+        """The detector learns a print's start from when the printer is hot (``Detector.heating``);
+        said when the heating begins or ends while the start is learnt, not at each frame. A
+        heating that lasts ``HEATING_AT_MOST_S`` is no more heeded: a heater that cannot reach
+        its target (a bed in a cold garage, printed on meanwhile) would leave the print's start
+        never learnt, judged by the start guard alone to its end."""
+        since = self._heating_since if self._heating else None
+        if self._heating and since is None:
+            since = time.monotonic()
+        self._heating_since = since
+        heating = since is not None and time.monotonic() - since < HEATING_AT_MOST_S
+        if since is not None and not heating and self.detector.heating:
+            logger.warning(
+                "%s: the printer has been heating for %.0f minutes (a heater that does not "
+                "reach its target?): the print's start is learnt from here",
+                self.name,
+                HEATING_AT_MOST_S / 60,
+            )
+        elif heating != self.detector.heating and self.detector.calibrating:
+            if heating:
+                logger.info(
+                    "%s: the printer is heating: the print's start is learnt once it is hot "
+                    "(meanwhile judged by the start guard alone, if any)",
+                    self.name,
+                )
+            else:
+                logger.info(
+                    "%s: the printer is hot: the print's start is learnt from here", self.name
+                )
+        self.detector.heating = heating
 
     def _read_frame(self, events: list[WatchEvent]) -> np.ndarray | None:
         """The next frame, or None; a camera going offline or back is an event, once."""
@@ -613,6 +650,7 @@ class Watcher:
         self._key_refused = refused
         self.printer_detail = status.detail
         self._printed_s, self._job_started = status.printed_s, status.started_at
+        self._heating = status.heating
 
     def _alert_print_over(self, nothing_runs: bool) -> None:
         """The print of this watcher's latest alert ended (finished, cancelled at the printer,
@@ -941,6 +979,7 @@ class Watcher:
         self._accepted = old._accepted
         self._closed = old._closed
         self._printed_s, self._job_started = old._printed_s, old._job_started
+        self._heating, self._heating_since = old._heating, old._heating_since
         # what the camera and the API were last: a camera down before the reload is not told
         # again, one fixed by it is told back; a cancel seen at the next poll is one
         self.camera_online, self.api_state = old.camera_online, old.api_state

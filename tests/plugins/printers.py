@@ -333,12 +333,15 @@ class OctoPrintServer(_ServerControl):
         assert r.status_code == 204, f"connect: HTTP {r.status_code} {r.text}"
         self.wait_flag("ready")
 
-    def start_print(self, lines: int = 2000, name: str = "watchdog-test.gcode") -> None:
-        """Upload a padded G-code file (``lines`` × G4 P200 ≈ lines/5 s) and print it.
+    def start_print(
+        self, lines: int = 2000, name: str = "watchdog-test.gcode", first: str = ""
+    ) -> None:
+        """Upload a padded G-code file (``lines`` × G4 P200 ≈ lines/5 s) and print it
+        (``first``: G-code it begins with, a heat-up).
 
         The virtual printer really waits: the default lasts about 7 minutes, longer than any
         test on a loaded machine (300 lines, a minute, ended during a slow daemon start)."""
-        gcode = "G28\nG1 Z5 F3000\n" + "G4 P200\n" * lines + "M84\n"
+        gcode = first + "G28\nG1 Z5 F3000\n" + "G4 P200\n" * lines + "M84\n"
         r = self.http.post(
             f"{self.url}/api/files/local",
             files={"file": (name, gcode.encode())},
@@ -705,6 +708,8 @@ class MoonrakerServer(_ServerControl):
             "TEST_PAUSE_MACRO PAUSES=1",
             "TEST_PAUSE_MACRO DELAY=0",
             "TEST_RESUME_MACRO RESUMES=1",
+            "M104 S0",  # heaters off: a test that heated leaves none heating
+            "M140 S0",
         ):
             self.post("/printer/gcode/script", {"script": mend})
         if self.print_state() in ("printing", "paused"):

@@ -307,6 +307,9 @@ class Detector:
         # not learnt as the print's look, else a failure from the first minutes is normal once
         # the start is in.
         self.start_held = False
+        # Set by the watcher while the printer's API says it heats (``PrinterStatus.heating``):
+        # a print's start heats for minutes under a "printing" state (see ``_heating``).
+        self.heating = False
         self.model_key = model_key
 
     @classmethod
@@ -433,6 +436,8 @@ class Detector:
     def progress(self) -> str:
         """How much of the print's start is learnt, for people: "12/30"."""
         learnt = f"{min(self._seen, self.calibration_frames)}/{self.calibration_frames}"
+        if self.heating and self.calibrating:
+            return f"{learnt}, from when the printer is hot (it is heating)"
         if self.still_start:
             return (
                 f"{learnt}, again: the picture did not move (the printer heating, or a frozen "
@@ -468,6 +473,8 @@ class Detector:
         light-matched offline replays score the start apart."""
         raw_map, raw_x = start if start is not None else (error_map, x)
         absolute = self.meta.scoring.score(raw_map, self.mask)
+        if self.heating and self.calibrating:
+            return self._heating(absolute, raw_map)
         if self.start_held and self.calibrating and self.guard > 0:
             # (no guard, as for a look the owner accepted: nothing would judge the frames
             # held, and the print would go unwatched to its end; learnt, as before)
@@ -501,8 +508,18 @@ class Detector:
             early_score=early,
         )
 
+    def _heating(self, absolute: float, error_map: np.ndarray) -> Verdict:
+        """A frame of the print's start while the printer heats: its picture is a still bed,
+        not the print, and against it every printed frame would look changed (a camera's JPEG
+        noise hides from the picture alone that it did not move). Judged by the start guard
+        alone, and the start is learnt from the first frame after the heating: what moved
+        before it (homing, probing the bed) is not the print either."""
+        if self._seen or self._low is not None:
+            self._learn_start_again()
+        return self._judged_unlearnt(absolute, error_map)
+
     def _judged_unlearnt(self, absolute: float, error_map: np.ndarray) -> Verdict:
-        """A start frame while ``start_held``: judged by the start guard alone, counted
+        """A start frame while ``start_held`` or ``heating``: judged by the start guard alone, counted
         nowhere, learnt into no baseline."""
         emap, scale = self._heatmap_map(True, None, error_map)
         return Verdict(

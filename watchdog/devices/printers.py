@@ -43,6 +43,7 @@ from watchdog.printing import (
     Outcome,
     PrinterState,
     PrinterStatus,
+    heating,
     job_name,
     seconds,
 )
@@ -486,6 +487,29 @@ def _octoprint_state(flags: dict[str, Any], text: str) -> PrinterState:
     return PrinterState.IDLE
 
 
+def _octoprint_heaters(temperature: object) -> dict[str, tuple[float, float]]:
+    """OctoPrint's ``temperature`` object as heaters (its hotends ``tool0``... and the bed; a
+    chamber heats for long, not only at a print's start): {} where it says none."""
+    if not isinstance(temperature, dict):
+        return {}
+    heaters = {}
+    for name, reading in temperature.items():
+        if (name == "bed" or name.startswith("tool")) and isinstance(reading, dict):
+            pair = _reading(reading.get("actual"), reading.get("target"))
+            if pair is not None:
+                heaters[name] = pair
+    return heaters
+
+
+def _reading(actual: object, target: object) -> tuple[float, float] | None:
+    """(actual, target) where both are numbers; None otherwise (a heater not reported)."""
+    if isinstance(actual, bool) or isinstance(target, bool):
+        return None
+    if isinstance(actual, int | float) and isinstance(target, int | float):
+        return float(actual), float(target)
+    return None
+
+
 class OctoPrintClient(_HttpPrinter):
     """OctoPrint's REST API: state from ``/api/printer`` flags, commands to ``/api/job``."""
 
@@ -516,7 +540,7 @@ class OctoPrintClient(_HttpPrinter):
         try:
             data = self._request(
                 "GET",
-                "/api/printer?exclude=temperature,sd",
+                "/api/printer?exclude=sd",
                 timeout=min(self.api.timeout_s, STATUS_TIMEOUT_S),
             )
         except _Conflict as exc:
@@ -551,6 +575,7 @@ class OctoPrintClient(_HttpPrinter):
             # still pausing, OctoPrint takes a resume and does nothing: the print stays paused
             resumable=not flags.get("pausing"),
             ended=ended,
+            heating=heating(_octoprint_heaters(data.get("temperature"))),
         )
 
     def _how_it_ended(self, from_sd: bool) -> str:
@@ -651,6 +676,22 @@ class OctoPrintClient(_HttpPrinter):
         self._request("POST", "/api/job", body=body, timeout=self.api.timeout_s)
 
 
+# Klipper's hotend and bed objects (a printer without a heated bed has no ``heater_bed``:
+# Klipper leaves it out of its answer)
+KLIPPER_HEATERS = ("extruder", "heater_bed")
+
+
+def _klipper_heaters(status: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    heaters = {}
+    for name in KLIPPER_HEATERS:
+        reading = status.get(name)
+        if isinstance(reading, dict):
+            pair = _reading(reading.get("temperature"), reading.get("target"))
+            if pair is not None:
+                heaters[name] = pair
+    return heaters
+
+
 class MoonrakerClient(_HttpPrinter):
     """Moonraker's API: ``print_stats`` and ``webhooks`` objects, ``/printer/print/<action>``."""
 
@@ -664,7 +705,7 @@ class MoonrakerClient(_HttpPrinter):
         return message
 
     def _read_status(self) -> PrinterStatus:
-        path = "/printer/objects/query?print_stats&webhooks"
+        path = f"/printer/objects/query?print_stats&webhooks&{'&'.join(KLIPPER_HEATERS)}"
         data = self._request("GET", path, timeout=min(self.api.timeout_s, STATUS_TIMEOUT_S))
         try:
             status = data["result"]["status"]
@@ -703,6 +744,7 @@ class MoonrakerClient(_HttpPrinter):
             started,
             total,
             ended={"complete": "finished", "cancelled": "cancelled"}.get(job_state, ""),
+            heating=heating(_klipper_heaters(status)),
         )
 
     def _send(self, action: Action) -> None:
