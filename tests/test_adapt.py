@@ -377,8 +377,8 @@ def test_a_start_is_learnt_from_when_the_printer_is_hot_whatever_moved_before() 
     part of the print's start, judged by the start guard alone (a part left on the bed is
     still caught), and the start is learnt from the first frame after the heating, also
     where it had begun to be learnt before (the printer homed, then heated its bed). Once the
-    start is learnt, a heater short of its target (a temperature changed mid-print) changes
-    nothing."""
+    start's first frames are in, a heater short of its target (a slicer's hotter second layer,
+    set without a wait: the printer goes on printing) changes nothing; it forgot the start."""
     from watchdog.detection.calibration import unit_meta
     from watchdog.detection.detector import offline_detector
 
@@ -400,7 +400,11 @@ def test_a_start_is_learnt_from_when_the_printer_is_hot_whatever_moved_before() 
     assert [v.anomalous for v in heating] == [False] * 5 + [True]
     assert detector.progress == "0/10, from when the printer is hot (it is heating)"
     detector.heating = False
-    hot = [judged() for _ in range(10)]
+    hot = [judged() for _ in range(5)]
+    detector.heating = True  # a hotter second layer, set without a wait: the print goes on
+    hot += [judged() for _ in range(2)]
+    detector.heating = False
+    hot += [judged() for _ in range(3)]
     assert [v.calibrated for v in hot] == list(range(1, 11))
     assert [v.early_score is not None for v in hot] == [False] * 4 + [True] * 6
     detector.heating = True

@@ -586,11 +586,9 @@ def _through_jpeg(frame: np.ndarray, seed: int) -> np.ndarray:
     return cv2.imdecode(data, cv2.IMREAD_COLOR)
 
 
-def _watched(
-    tmp_path: Path, bundle: Path, frames: list[np.ndarray], heating_polls: int
-) -> list[int]:
-    """The frames at which the daemon's watcher, its printer heating for its first
-    ``heating_polls`` polls, paused a print of ``frames`` (a frame a step, 10 s apart)."""
+def _watcher(tmp_path: Path, bundle: Path, frames: list[np.ndarray], printer: SimulatedPrinter):
+    """The daemon's watcher of ``printer`` on a folder camera of ``frames`` (a frame a step,
+    10 s apart)."""
     from watchdog.comms.notifier import Notifier
     from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
     from watchdog.watcher import build_watcher
@@ -600,13 +598,17 @@ def _watched(
     cfg = PrinterConfig(name="e3", camera=CameraConfig(source=str(source), interval_s=0))
     notifier = Notifier(MqttConfig(), StorageConfig(dir=work / "state"), ["e3"])
     clock = iter(range(0, 100_000, 10))
-    watcher = build_watcher(
-        cfg,
-        Bundle.load(bundle),
-        notifier,
-        printer=_HeatsFirst(heating_polls),
-        clock=lambda: float(next(clock)),
+    return build_watcher(
+        cfg, Bundle.load(bundle), notifier, printer=printer, clock=lambda: float(next(clock))
     )
+
+
+def _watched(
+    tmp_path: Path, bundle: Path, frames: list[np.ndarray], heating_polls: int
+) -> list[int]:
+    """The frames at which the daemon's watcher, its printer heating for its first
+    ``heating_polls`` polls, paused a print of ``frames``."""
+    watcher = _watcher(tmp_path, bundle, frames, _HeatsFirst(heating_polls))
     records = [watcher.step() for _ in frames]
     return [i for i, r in enumerate(records) if r.action]
 
@@ -631,3 +633,33 @@ def test_a_start_the_printer_says_it_heats_is_learnt_once_it_is_hot(
     failing = heat + clean[:4] + [_spaghetti(f, 6 + i, i) for i, f in enumerate(clean[4:])]
     paused = _watched(tmp_path, tiny_start_judged_bundle, failing, 12)
     assert paused and paused[0] < 12 + 8, paused
+
+
+def test_a_heat_up_cancelled_does_not_cut_short_the_next_prints(
+    tmp_path, tiny_start_judged_bundle, caplog, monkeypatch
+) -> None:
+    """A print cancelled while it heated (the wrong file, a dirty bed) left its heating's
+    start time behind: the next print's heating, later, was taken at its first frame for one
+    that had lasted beyond ``HEATING_AT_MOST_S`` (a warning said so) and its still bed was
+    learnt as its start. Each poll of the printer's heaters counts now, watched or not."""
+    import time
+
+    from watchdog import watcher as watcher_module
+
+    monkeypatch.setattr(watcher_module, "HEATING_AT_MOST_S", 8.0)
+    caplog.set_level(logging.INFO, "watchdog.watcher")
+    clean = [synth.normal_frame(UNSEEN, i, TINY_FRAMES, TINY_SEED) for i in range(TINY_FRAMES)]
+    heat = [_through_jpeg(clean[0], i) for i in range(12)]
+    printer = _HeatsFirst(3)
+    watcher = _watcher(tmp_path, tiny_start_judged_bundle, heat[:3] + heat + clean, printer)
+    for _ in range(3):
+        watcher.step()
+    printer.cancel()  # during the heat-up
+    for _ in range(2):
+        watcher.step()  # idle, its heaters off
+    time.sleep(8.5)
+    printer.start_print("second.gcode")
+    printer.polls = 12
+    records = [watcher.step() for _ in range(12 + TINY_FRAMES)]
+    assert "has been heating for" not in caplog.text
+    assert not any(r.action for r in records), [r.anomalous for r in records]

@@ -311,8 +311,8 @@ class Watcher:
         # what the printer's API said of its job at the last poll (``PrinterStatus``)
         self._printed_s: float | None = None
         self._job_started: float | None = None
-        self._heating = False  # a heater short of its target (``PrinterStatus.heating``)
-        self._heating_since: float | None = None  # (monotonic) when the heating began
+        # (monotonic) since when the printer's API says it heats (``PrinterStatus.heating``)
+        self._heating_since: float | None = None
         self._restore_checked = False  # an unanswered pause of ours looked for after a start
         self._first_frame_seen = False  # of the print now running (``_judge_where_first_seen``)
         # which of ``_prints`` its owner asked not to watch (Verb.SKIP_PRINT); None: none
@@ -425,19 +425,21 @@ class Watcher:
         heating that lasts ``HEATING_AT_MOST_S`` is no more heeded: a heater that cannot reach
         its target (a bed in a cold garage, printed on meanwhile) would leave the print's start
         never learnt, judged by the start guard alone to its end."""
-        since = self._heating_since if self._heating else None
-        if self._heating and since is None:
-            since = time.monotonic()
-        self._heating_since = since
+        since = self._heating_since
         heating = since is not None and time.monotonic() - since < HEATING_AT_MOST_S
-        if since is not None and not heating and self.detector.heating:
+        if (
+            since is not None
+            and not heating
+            and self.detector.heating
+            and self.detector.heeds_heating
+        ):
             logger.warning(
                 "%s: the printer has been heating for %.0f minutes (a heater that does not "
                 "reach its target?): the print's start is learnt from here",
                 self.name,
                 HEATING_AT_MOST_S / 60,
             )
-        elif heating != self.detector.heating and self.detector.calibrating:
+        elif heating != self.detector.heating and self.detector.heeds_heating:
             if heating:
                 logger.info(
                     "%s: the printer is heating: the print's start is learnt once it is hot "
@@ -650,7 +652,11 @@ class Watcher:
         self._key_refused = refused
         self.printer_detail = status.detail
         self._printed_s, self._job_started = status.printed_s, status.started_at
-        self._heating = status.heating
+        if status.state is not PrinterState.OFFLINE:  # a poll that failed tells no heaters
+            heating_since = (
+                self._heating_since if self._heating_since is not None else time.monotonic()
+            )
+            self._heating_since = heating_since if status.heating else None
 
     def _alert_print_over(self, nothing_runs: bool) -> None:
         """The print of this watcher's latest alert ended (finished, cancelled at the printer,
@@ -979,7 +985,7 @@ class Watcher:
         self._accepted = old._accepted
         self._closed = old._closed
         self._printed_s, self._job_started = old._printed_s, old._job_started
-        self._heating, self._heating_since = old._heating, old._heating_since
+        self._heating_since = old._heating_since
         # what the camera and the API were last: a camera down before the reload is not told
         # again, one fixed by it is told back; a cancel seen at the next poll is one
         self.camera_online, self.api_state = old.camera_online, old.api_state

@@ -215,6 +215,9 @@ STILL_RUN = 3
 # noise moves up to a few percent of them past STILL_NOISE times the median pixel, now and
 # then; a toolhead coming into view or a first layer laid, a tenth to a third
 MOVE_SHARE = 0.10
+# A printer heating before this many frames of a start are learnt holds its learning (where
+# the bundle does not judge the start against its first frames, whose count is used otherwise)
+HEATING_WITHIN_FRAMES = 10
 # A median pixel that moved by more than this is a picture moving, not a camera's noise (at the
 # model's input size, noise of 8 grey levels in a 640x480 camera's own pixels moves it by about
 # 8), whatever moved more (a bed sliding under a fixed camera moves most of the picture).
@@ -412,6 +415,7 @@ class Detector:
         self._start_light = None
         self._seen = 0
         self.guard = 0.0 if accepted else self.start_guard
+        self.heating = False  # until the watcher says otherwise, at the next frame
         self.still_start = False
         self._low = self._high = None
         self._cut_at_motion = False  # the start cut where it first moved (``_from_here``)
@@ -428,6 +432,16 @@ class Detector:
         return self._seen < self.calibration_frames
 
     @property
+    def heeds_heating(self) -> bool:
+        """A heating now holds the start's learning (``_heating``): the start is being learnt
+        and fewer of its frames are in than its first frames (``Adaptation.still_first_frames``,
+        else ``HEATING_WITHIN_FRAMES``). Later, the yardstick is the print's own, and a heater
+        short of its target is a temperature raised while printing (a slicer's hotter second
+        layer, set without a wait): the printer goes on printing, and its start is not forgotten."""
+        first = self.meta.adaptation.still_first_frames or HEATING_WITHIN_FRAMES
+        return self.calibrating and self._seen < first
+
+    @property
     def guarding_start(self) -> bool:
         """The print's start is being learnt and judged by the start guard."""
         return self.calibrating and self.guard > 0
@@ -436,7 +450,7 @@ class Detector:
     def progress(self) -> str:
         """How much of the print's start is learnt, for people: "12/30"."""
         learnt = f"{min(self._seen, self.calibration_frames)}/{self.calibration_frames}"
-        if self.heating and self.calibrating:
+        if self.heating and self.heeds_heating:
             return f"{learnt}, from when the printer is hot (it is heating)"
         if self.still_start:
             return (
@@ -473,7 +487,7 @@ class Detector:
         light-matched offline replays score the start apart."""
         raw_map, raw_x = start if start is not None else (error_map, x)
         absolute = self.meta.scoring.score(raw_map, self.mask)
-        if self.heating and self.calibrating:
+        if self.heating and self.heeds_heating:
             return self._heating(absolute, raw_map)
         if self.start_held and self.calibrating and self.guard > 0:
             # (no guard, as for a look the owner accepted: nothing would judge the frames
@@ -624,11 +638,12 @@ class Detector:
         self._cut_at_motion = True
 
     def _learn_start_again(self) -> None:
-        """The same print's start learnt again (it stood still): its guard and whether it was
-        cut where it moved are the print's, kept."""
-        guard, cut = self.guard, self._cut_at_motion
+        """The same print's start learnt again (it stood still, or the printer heated): its
+        guard, whether it was cut where it moved and whether the printer heats are the
+        print's, kept."""
+        guard, cut, heating = self.guard, self._cut_at_motion, self.heating
         self.relearn()
-        self.guard, self._cut_at_motion = guard, cut
+        self.guard, self._cut_at_motion, self.heating = guard, cut, heating
 
     def _start_did_not_move(self, x: np.ndarray | None) -> bool:
         """Whether this frame (``x``, its model input) ends the start's first frames, or the
