@@ -143,7 +143,7 @@ def daemon_peak_rss(model: Path, seconds: float) -> dict[str, float]:
                     "printers": [
                         {
                             "name": "bench",
-                            "camera": {"source": camera.snapshot_url, "interval_s": 0},
+                            "camera": {"source": camera.snapshot_url, "interval_s": 0.01},
                         }
                     ],
                 }

@@ -5,7 +5,7 @@
 Not run in CI (tests/test_reliability.py runs a 300-frame version with the same code).
 Everything is real and on 127.0.0.1: mosquitto, Moonraker with the stand-in Klippy (its
 print never ends, so one print lasts the whole soak), the HTTP test camera, and
-`python -m watchdog run` as a process with ``interval_s: 0`` (as fast as the step allows;
+`python -m watchdog run` as a process with ``interval_s: 0.01`` (as fast as the step allows;
 the printer's status is polled on every step, so Moonraker answers one request per frame).
 
 Events, drawn with a seeded RNG (the first ones are one of each kind, in random order):
@@ -279,7 +279,7 @@ class Soak:
                     "name": PRINTER,
                     "camera": {
                         "source": camera or self.camera.snapshot_url,
-                        "interval_s": 0,
+                        "interval_s": 0.01,  # as fast as the step allows (0: a recording's)
                         "timeout_s": 3,
                     },
                     "api": {

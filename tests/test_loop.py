@@ -155,12 +155,14 @@ def _watcher(
     keep_incidents: int = 100,
     confirm_s: float = 90.0,
 ) -> Watcher:
-    """A watcher on a folder camera whose clock advances 10 s per step (the default interval)."""
+    """A watcher on a folder camera (or a camera's URL) whose clock advances 10 s per step
+    (the default interval); stepped by the test, at once."""
     storage = StorageConfig(dir=tmp_path / "state", keep_incidents=keep_incidents)
     notifier = notifier_class(mqtt or MqttConfig(), storage, ["e3"])
+    live = "://" in str(frames)  # a live camera is never read without a pause
     cfg = PrinterConfig(
         name="e3",
-        camera=CameraConfig(source=str(frames), interval_s=0),
+        camera=CameraConfig(source=str(frames), interval_s=0.01 if live else 0),
         action=action,
         api=ApiConfig(confirm_s=confirm_s),
     )
@@ -2869,3 +2871,37 @@ def test_a_failure_told_and_unanswered_still_stands_after_a_restart_mid_print(
     status = restarted.status()
     assert status["failure"] and status["last_alert"]["incident"] == incident, status
     restarted.close()
+
+
+class _PollsCounted(SimulatedPrinter):
+    """The simulated printer, idle, counting how often its API is asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancel()
+        self.polls = 0
+
+    def status(self) -> PrinterStatus:
+        self.polls += 1
+        return super().status()
+
+
+def test_an_idle_printer_is_not_asked_without_a_pause_at_interval_0(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """At ``interval_s: 0`` (a recording read as fast as it can be) each step of an idle
+    printer, reading no frame, asked its API again at once: about 1,250 requests a second to
+    a real OctoPrint. A step that reads no camera waits ``IDLE_STEP_S``."""
+    from watchdog.watcher import IDLE_STEP_S
+
+    printer = _PollsCounted()
+    frames = _folder(tmp_path / "rec", list(normal_frames[:4]))
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    stop = threading.Event()
+    loop = threading.Thread(target=watcher.run, args=(stop,))
+    loop.start()
+    time.sleep(2.0)
+    stop.set()
+    loop.join(10)
+    assert not loop.is_alive()
+    assert 1 <= printer.polls <= 2.0 / IDLE_STEP_S + 2, printer.polls

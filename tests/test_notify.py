@@ -2150,7 +2150,7 @@ def test_a_frozen_camera_mid_print_is_told_offline_with_why_and_back_when_it_mov
     )
     camera_server.set_frames([synthetic_frame(i) for i in range(4)])
     camera = CameraConfig(
-        source=camera_server.snapshot_url, interval_s=0, timeout_s=5, frozen_after_s=1.0
+        source=camera_server.snapshot_url, interval_s=0.01, timeout_s=5, frozen_after_s=1.0
     )
     printer = SimulatedPrinter("J.gcode")
 

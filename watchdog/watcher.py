@@ -82,6 +82,8 @@ START_AT_LEAST_S = 300.0
 # A printer heating this long is no more taken to be heating for a print's start
 # (``Watcher._tell_heating``); a bed takes a few minutes, a large one up to about fifteen
 HEATING_AT_MOST_S = 1800.0
+# The least time between two steps that read no camera (``Watcher.run``)
+IDLE_STEP_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -1729,9 +1731,15 @@ class Watcher:
         interval = self.cfg.camera.interval_s
         while not stop.is_set():
             started = time.monotonic()
+            pace = max(interval, IDLE_STEP_S)  # a step that failed: as one without a frame
             try:
                 failed_before = self.model_failures
                 self.step()
+                # a step that reads no camera (the printer idle, watching off, a recording
+                # read to its end) only polls the printer: at interval 0 (a recording read as
+                # fast as it can be) an idle printer's API was asked thousands of times a second
+                reads = self._watching_now and not self.camera.exhausted
+                pace = interval if reads else max(interval, IDLE_STEP_S)
                 if self.model_failures > failed_before:  # its frame not judged: a failing step
                     self.failing_steps += 1
                     self.snapshot = replace(self.snapshot, failing_steps=self.failing_steps)
@@ -1747,7 +1755,7 @@ class Watcher:
                     self.snapshot, heartbeat=time.monotonic(), failing_steps=self.failing_steps
                 )
             while not stop.is_set():
-                left = interval - (time.monotonic() - started)
+                left = pace - (time.monotonic() - started)
                 if left <= 0:
                     break
                 if stop.wait(min(left, 0.2)):

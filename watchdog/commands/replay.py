@@ -155,7 +155,9 @@ def _waited(pcfg: PrinterConfig, since: float | None) -> float | None:
             file=sys.stderr,
         )
         return None
-    time.sleep(min(pcfg.camera.interval_s, 5.0))
+    # a second at least: at interval 0 (a recording read as fast as it can) the printer's API
+    # was asked thousands of times a second
+    time.sleep(min(max(pcfg.camera.interval_s, 1.0), 5.0))
     return since
 
 
