@@ -75,7 +75,7 @@ def test_a_key_of_two_words_is_named_whole_a_secrets_name_and_value_is_not() -> 
             "c.yaml",
         )
     said = str(err.value)
-    assert "printers.0.detection.judge start: unknown key;" in said + ";", said
+    assert "printers.0.detection.judge start: unknown key (did you mean judge_start?)" in said, said
     assert "mqtt.password ***: unknown key" in said and "hunter22" not in said, said
 
 
@@ -145,6 +145,8 @@ def test_camera_urls_with_an_at_sign_in_a_value_still_load(url: str) -> None:
         ("http://cam.local:70000/snap", "its port 70000 is beyond 65535"),
         ("http://admin:p/w@cam.local/snap", "must be percent-encoded"),
         ("http://cam.local:80x/snap", "check the port after its host"),
+        # "ab%cd9": the camera was sent a password it never had, and refused it
+        ("http://admin:pw%cd9@cam.local/snap", "a '%' itself is written %25"),
     ],
 )
 def test_an_address_that_cannot_be_read_says_what_is_wrong_with_it(url: str, said: str) -> None:
@@ -323,3 +325,32 @@ def test_a_warning_about_the_config_is_said_once_however_often_it_is_loaded(
             parse_config(raw)
     said = [r.getMessage() for r in caplog.records if "actions_url is set" in r.getMessage()]
     assert len(said) == 1 and "through a proxy on this machine" in said[0], said
+
+
+@pytest.mark.parametrize(
+    "source", [0, "/dev/video0", "http://cam.local/?action=snapshot", "rtsp://cam.local/s"]
+)
+def test_a_live_camera_read_without_a_pause_is_refused_a_recording_is_not(
+    source: object, tmp_path
+) -> None:
+    """``interval_s: 0`` read a live camera and asked the printer's API without a pause:
+    thousands of requests a second to an OctoPrint on the same Pi. A folder of frames or a
+    video is read as fast as it can be, as replays and tests do."""
+    with pytest.raises(ConfigError) as err:
+        _config(camera={"source": source, "interval_s": 0})
+    message = str(err.value)
+    assert "printers.0.camera: interval_s 0 reads a recording" in message, message
+    assert "give the seconds between frames" in message and "\n" not in message
+    assert _config(camera={"source": source, "interval_s": 0.5}).printers[0].camera.live
+    assert not _config(camera={"source": str(tmp_path), "interval_s": 0}).printers[0].camera.live
+
+
+def test_a_mistyped_key_is_told_the_key_it_is_close_to() -> None:
+    """``interval: 5`` was "unknown key", the owner left to find ``interval_s`` in the
+    reference; a key close to one of its section's is named."""
+    with pytest.raises(ConfigError) as err:
+        _config(camera={"interval": 5}, acton="pause")
+    assert str(err.value) == (
+        "config: printers.0.acton: unknown key (did you mean action?); "
+        "printers.0.camera.interval: unknown key (did you mean interval_s?)"
+    )

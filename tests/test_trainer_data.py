@@ -50,6 +50,18 @@ def test_kaggle_layout_sessions_and_labels(kaggle: Path) -> None:
     assert {f.session for f in frames if f.label == ANOMALOUS} == {"spaghetti"}
 
 
+def test_a_kaggle_folder_given_as_normal_says_its_defected_frames_are_failures(
+    kaggle: Path, caplog
+) -> None:
+    """The dataset's top folder given with --normal: its defected/ frames are failures, never
+    fitted, and the log said they were "in a failures/ folder", which the owner has none of."""
+    caplog.set_level(logging.WARNING, "trainer.data")
+    frames = find_frames(normal=[kaggle])
+    assert sum(f.label == ANOMALOUS for f in frames) == 4
+    assert "4 frame(s) under the normal folders are failures" in caplog.text
+    assert "the Kaggle layout's defected/ beside its no_defected/" in caplog.text
+
+
 def test_kaggle_names_split_at_the_final_number(tmp_path: Path) -> None:
     names = ("scratch_3.jpg", "scratch_2_17.jpg", "scratch_3_4.jpg", "nested/scratch_3_5.png")
     for i, name in enumerate(names):  # each its own picture, as two prints' frames are

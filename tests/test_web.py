@@ -563,6 +563,38 @@ def test_generated_password_is_never_printed_only_written_for_its_owner(tmp_path
         again.stop()
 
 
+def test_a_password_hash_cut_short_is_refused_at_once_not_at_every_login(tmp_path: Path) -> None:
+    """A password hash whose '$' parts a shell or an environment file ate was taken as a
+    hash all the same: the daemon started, and every login, the right password too, was
+    "Wrong password." It is refused by ``check-config`` and at start, in one line naming the
+    key, the value not shown; a stored generated password so damaged is named likewise."""
+    from werkzeug.security import generate_password_hash
+
+    from watchdog.config import HttpConfig
+    from watchdog.errors import UsageError
+    from watchdog.web.auth import GENERATED, password_hash
+
+    whole = generate_password_hash("correct horse")
+    cut = whole.split("$")[0] + "$" + whole.split("$")[1]
+    config = _config(tmp_path, f"0.0.0.0:{free_port()}", password=cut)
+    for command in ("check-config", "run"):
+        r = run_cli(command, "--config", str(config), timeout=60)
+        assert r.returncode == 2, r.stderr
+        line = r.stderr.strip().splitlines()[-1]
+        assert "http.password" in line and "not a whole one" in line, r.stderr
+        assert cut not in r.stderr and cut.split("$")[1] not in r.stderr
+    stored = tmp_path / "state" / GENERATED
+    stored.parent.mkdir(parents=True)
+    stored.write_text(cut + "\n")
+    with pytest.raises(UsageError, match="is damaged .*delete it for a new password"):
+        password_hash(HttpConfig(listen="0.0.0.0:1", generate_password=True), tmp_path / "state")
+    stored.write_text(whole + "\n")
+    assert (
+        password_hash(HttpConfig(listen="0.0.0.0:1", generate_password=True), tmp_path / "state")
+        == whole
+    )
+
+
 # --------------------------------------------------------------------------- loopback
 
 

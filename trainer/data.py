@@ -163,10 +163,13 @@ def find_frames(
             frames.append(_frame(p, ANOMALOUS if is_failure else label, pattern))
     if moved:
         logger.warning(
-            "%d frame(s) under the normal folders are failures (in a %s/ folder, or given with "
-            "--anomalous too): used as failures, never fitted",
+            "%d frame(s) under the normal folders are failures (in a %s/ folder, in the "
+            "Kaggle layout's %s/ beside its %s/, or given with --anomalous too): used as "
+            "failures, never fitted",
             moved,
             frames_contract.FAILURES,
+            frames_contract.KAGGLE_FAILED,
+            frames_contract.KAGGLE_NORMAL,
         )
     only = not any(f.label == NORMAL and not f.loose for f in frames)  # no good print named
     warning = frames_contract.loose_warning([f.path for f in frames if f.loose], pattern, only)

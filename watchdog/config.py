@@ -16,7 +16,7 @@ import stat
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import yaml
 
@@ -234,7 +234,7 @@ class HttpConfig(_Model):
         description="login attempts allowed per client per minute (an IPv6 client: its /64); a successful login starts the count again; the clients of one trusted proxy get ten times this together",
     )
     max_connections: int = Field(
-        32, ge=2, le=1000, description="connections served at once; more are refused"
+        32, ge=2, le=1000, description="connections served at once; more wait for one to close"
     )
     request_timeout_s: float = Field(
         10.0, gt=0, le=300, description="a client must send its request within this time"
@@ -261,6 +261,13 @@ class HttpConfig(_Model):
                 "http.scrape_token (or the file scrape_token_file names) is shorter than 16 "
                 "characters: anyone on the network could guess it (make one with: openssl rand "
                 "-hex 16)"
+            )
+        if self.password is not None and not usable_password(self.password.get_secret_value()):
+            raise ValueError(
+                "http.password (or the file password_file names) starts like a password hash "
+                "(scrypt:, pbkdf2:) but is not a whole one (method$salt$hash): a '$' read by a "
+                "shell or an environment file cuts it; quote it, or give the password itself "
+                "(the value is not shown: it is a secret)"
             )
         if self.trusted_proxies and not (self.password or self.generate_password):
             # through a proxy on this machine every request is this machine's, which needs
@@ -293,6 +300,18 @@ class HttpConfig(_Model):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError('must be "host:port", e.g. "127.0.0.1:8787", or "" to disable')
         return v
+
+
+# werkzeug's password hashes: "scrypt:N:r:p$salt$hex" or "pbkdf2:sha256:iterations$salt$hex"
+PASSWORD_HASH_PREFIXES = ("scrypt:", "pbkdf2:")
+_WHOLE_HASH = re.compile(r"(?:scrypt:\d+:\d+:\d+|pbkdf2:[a-z0-9]+(?::\d+)?)\$[^$]+\$[0-9a-f]{32,}")
+
+
+def usable_password(value: str) -> bool:
+    """Whether a dashboard password (or its hash, from werkzeug) can ever let anyone in: a
+    value that begins as a hash is taken as one, and a cut one (its '$' parts lost to a
+    shell) refused every login as "Wrong password"."""
+    return not value.startswith(PASSWORD_HASH_PREFIXES) or bool(_WHOLE_HASH.fullmatch(value))
 
 
 class StorageConfig(_Model):
@@ -347,7 +366,9 @@ class CameraConfig(_Model):
         0,
         description="V4L2 index or /dev/videoN, http(s) snapshot URL, MJPEG/RTSP stream URL, video file or folder of frames",
     )
-    interval_s: float = Field(10.0, ge=0.0, description="seconds between scored frames")
+    interval_s: float = Field(
+        10.0, ge=0.0, description="seconds between scored frames (0: a recording read at once)"
+    )
     timeout_s: float = Field(10.0, gt=0, description="network timeout for one frame")
     max_bytes: int = Field(
         10_000_000, ge=10_000, description="largest snapshot accepted before decoding"
@@ -373,6 +394,28 @@ class CameraConfig(_Model):
     @classmethod
     def _ca_file(cls, v: Path | None) -> Path | None:
         return _existing_ca(v)
+
+    @property
+    def live(self) -> bool:
+        """A camera read as it films (a device, a URL), not a recording (a folder, a video)."""
+        source = self.source
+        return (
+            isinstance(source, int)
+            or source.strip().isdigit()
+            or source.startswith("/dev/")
+            or "://" in source
+        )
+
+    @model_validator(mode="after")
+    def _live_interval(self) -> CameraConfig:
+        if self.live and self.interval_s == 0:
+            raise ValueError(
+                "interval_s 0 reads a recording (a folder of frames, a video) as fast as it "
+                "can be; a live camera would be read, and the printer's API asked, without a "
+                "pause, thousands of times a second: give the seconds between frames (10 by "
+                "default)"
+            )
+        return self
 
     @field_validator("source")
     @classmethod
@@ -475,8 +518,8 @@ def _check_address(url: str) -> None:
     """A URL whose port or host cannot be parsed is refused here, not at the first request.
     The key names it; the URL itself is not repeated (unparsable, its secrets cannot be masked)."""
     hint = (
-        "a user name or password holding '/', '?', '#' or '@' must be percent-encoded "
-        "(%2F, %3F, %23, %40)"
+        "a user name or password holding '/', '?', '#', '@' or '%' must be percent-encoded "
+        "(%2F, %3F, %23, %40, %25)"
     )
     try:
         parts = urlsplit(url)
@@ -490,6 +533,13 @@ def _check_address(url: str) -> None:
         raise ValueError(f"not a valid address: its host or port cannot be read; {why}") from None
     if "@" not in parts.netloc and _cut_at_userinfo(parts):
         raise ValueError(f"not a valid address: an '@' after its host; {hint}")
+    try:  # "ab%cd9": '%cd' reads as an encoded byte, and the camera got a password it never had
+        unquote(parts.netloc.rpartition("@")[0], errors="strict")
+    except UnicodeDecodeError:
+        raise ValueError(
+            "not a valid address: its user name or password holds a '%' and two letters or "
+            "digits, read as an encoded character that is none; a '%' itself is written %25"
+        ) from None
 
 
 def _port_text(url: str) -> str:

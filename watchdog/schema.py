@@ -23,6 +23,7 @@ as a YAML user expects (``"5"`` for a whole number, ``1`` for true) and nothing 
 
 from __future__ import annotations
 
+import difflib
 import enum
 import math
 import operator
@@ -196,11 +197,12 @@ def model_validator(*, mode: str = "after") -> Callable[[T], T]:
 _KEY_END = re.compile(r"[:=\s]")
 
 
-def _unknown(loc: Loc, key: Any) -> Problem:
+def _unknown(loc: Loc, key: Any, known: typing.Iterable[str] = ()) -> Problem:
     """A key the section does not have. One holding a ':' or '=', or a secret's name and a
     space, is a key written with its value (``{password:hunter2}``, ``api_key=hunter2``,
     ``password hunter2``): what follows may be a secret, not shown. A key of two words
-    (``judge start``) is shown whole."""
+    (``judge start``) is shown whole. A key close to one of ``known`` (``interval`` for
+    ``interval_s``) is said to be perhaps that one."""
     from watchdog.redact import says_secret  # the schema itself needs nothing of it
 
     end = _KEY_END.search(key.strip()) if isinstance(key, str) else None
@@ -210,7 +212,10 @@ def _unknown(loc: Loc, key: Any) -> Problem:
             (*loc, name),
             "unknown key (a key and its value are written 'key: value', a space after the ':')",
         )
-    return Problem((*loc, key), "unknown key")
+    close = difflib.get_close_matches(key, list(known), n=1) if isinstance(key, str) else []
+    return Problem(
+        (*loc, key), f"unknown key (did you mean {close[0]}?)" if close else "unknown key"
+    )
 
 
 def kind_of(value: Any) -> str:
@@ -293,7 +298,7 @@ class Model:
         before = len(problems)
         for key in data:
             if key not in self.model_fields:
-                problems.append(_unknown(loc, key))
+                problems.append(_unknown(loc, key, self.model_fields))
         for name, info in self.model_fields.items():
             if name in data:
                 value = _validate(info.annotation, data[name], (*loc, name), problems, info)

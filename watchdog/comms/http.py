@@ -26,8 +26,9 @@ Paths that stay what they were (scripts, Home Assistant and the README use them)
 Everything else is the dashboard's (``/``, ``/login``, ``/api/...``, ``/static/...``).
 
 Defences for a daemon that may listen beyond localhost: waitress reads requests in its own
-event loop and hands only complete ones to its 4 worker threads, so slow or idle clients
-cannot starve ``/healthz``; the request head is limited to 8 KiB, bodies to 256 KiB; a client
+event loop and hands only complete ones to its worker threads, so a few slow or idle clients
+cannot starve ``/healthz`` (one holding ``max_connections`` idle ones open, reopened as each is
+cut, makes every answer wait up to ``request_timeout_s``); the request head is limited to 8 KiB, bodies to 256 KiB; a client
 that has not sent its whole request head within ``request_timeout_s`` (a slowloris dripping a
 byte at a time) is disconnected, as is one idle that long; at most ``max_connections`` are
 open at once; no version in ``Server:``, no request text echoed in error bodies.

@@ -24,13 +24,13 @@ from pathlib import Path
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from watchdog.config import HttpConfig
+from watchdog.config import PASSWORD_HASH_PREFIXES as HASH_PREFIXES
+from watchdog.config import HttpConfig, usable_password
 from watchdog.durable import replace_file
 from watchdog.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
-HASH_PREFIXES = ("scrypt:", "pbkdf2:")
 GENERATED = Path("web") / "password"  # under storage.dir: the hash of a generated password
 FIRST_PASSWORD = Path("web") / "first-password"  # the generated password, for its owner to read
 MAX_SESSIONS = 100
@@ -50,6 +50,11 @@ def password_hash(cfg: HttpConfig, storage_dir: Path, announce: bool = True) -> 
     path = Path(storage_dir) / GENERATED
     try:
         stored = path.read_text().strip()
+        if not usable_password(stored):
+            raise UsageError(
+                f"http.generate_password: {path} is damaged (a password hash cut short): "
+                "delete it for a new password"
+            )
         if stored.startswith(HASH_PREFIXES):
             return stored
     except FileNotFoundError:
