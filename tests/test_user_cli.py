@@ -610,6 +610,39 @@ def test_check_config_probe_passes_on_a_real_camera_and_moonraker(
     assert moonraker_server.api_key not in r.stderr + r.stdout
 
 
+def test_check_config_probe_connects_to_the_mqtt_broker(
+    tmp_path: Path, camera_server, mosquitto_factory
+) -> None:
+    """``--probe`` said "ok" with a broker nobody could reach: the alerts for Home Assistant
+    would go nowhere. It connects as the daemon would (its user name, password and TLS),
+    under a client id of its own, and names what failed: a wrong password, a broker not
+    there. The password is never shown."""
+    broker = mosquitto_factory(auth=True)
+    printers = [
+        {"name": "e3", "camera": {"source": camera_server.snapshot_url}, "action": "notify"}
+    ]
+
+    def probed(**mqtt: object) -> subprocess.CompletedProcess[str]:
+        config = write_config(
+            tmp_path / f"c{len(list(tmp_path.glob('c*.yaml')))}.yaml",
+            mqtt=broker.mqtt_settings(**mqtt),
+            printers=printers,
+        )
+        return run_cli("check-config", "--config", str(config), "--probe", timeout=60)
+
+    ok = probed()
+    assert ok.returncode == 0, ok.stderr
+    assert f"# MQTT broker 127.0.0.1:{broker.port}: ok: connected" in ok.stderr
+    wrong = probed(password="not-the-password")
+    assert wrong.returncode == 1
+    assert "FAILED: refused the connection" in wrong.stderr, wrong.stderr
+    assert "check mqtt.username and mqtt.password" in wrong.stderr
+    assert "not-the-password" not in wrong.stderr + wrong.stdout
+    gone = probed(port=free_port())
+    assert gone.returncode == 1 and "FAILED: cannot connect" in gone.stderr, gone.stderr
+    assert broker.password not in ok.stderr + ok.stdout + gone.stderr + gone.stdout
+
+
 # --------------------------------------------------------------------------- config errors in user words
 
 

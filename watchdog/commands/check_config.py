@@ -2,7 +2,8 @@
 
 Catches at check time what would otherwise fail at run time: a model whose file disagrees with
 its model.json (it is loaded and run on one frame), an action the printer cannot take; with
-``--probe``, a camera that gives no frame and a printer API that does not answer.
+``--probe``, a camera that gives no frame, a printer API that does not answer and an MQTT broker
+that cannot be reached or refuses the connection.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from watchdog import switches
 from watchdog.commands import shown_source
 from watchdog.comms.notify import APPRISE_MISSING, apprise_installed
 from watchdog.comms.notify_send import NOT_UNDERSTOOD, understood
-from watchdog.comms.transport import check_tls
+from watchdog.comms.transport import check_tls, probe_broker
 from watchdog.config import Config, ConfigError, PrinterConfig
 from watchdog.daemon import configured_bundle, model_key, try_model_once
 from watchdog.detection.bundle import Bundle, BundleError, BundleMeta
@@ -43,13 +44,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="validate a config file, run its model once and print it resolved (secrets masked)",
         description="Validate a config file, load and run its model once, warn about settings that cannot "
         "work, and print the config resolved with secrets masked. --probe also fetches one frame "
-        "from each camera and asks each printer API for its state.",
+        "from each camera, asks each printer API for its state and connects to the MQTT broker.",
     )
     p.add_argument("--config", required=True, help="YAML config file")
     p.add_argument(
         "--probe",
         action="store_true",
-        help="fetch one frame from each camera and query each printer's API; exit 1 naming what failed",
+        help="fetch one frame from each camera, query each printer's API and connect to the MQTT "
+        "broker; exit 1 naming what failed",
     )
     p.add_argument(
         "--no-model-run",
@@ -186,8 +188,18 @@ def probe_printer(p: PrinterConfig) -> tuple[bool, str]:
 
 
 def probe(config: Config) -> list[str]:
-    """Each camera and printer API once; one line per check, the failures returned."""
+    """Each camera and printer API once, and the MQTT broker; one line per check, the
+    failures returned."""
     failed = []
+    if config.mqtt.host:
+        ok, detail = probe_broker(config.mqtt)
+        line = secret_filter.mask(
+            f"MQTT broker {config.mqtt.host}:{config.mqtt.port}: {'ok' if ok else 'FAILED'}: "
+            f"{detail}"
+        )
+        print(f"# {line}", file=sys.stderr)
+        if not ok:
+            failed.append(line)
     for p in config.printers:
         api = "printer API" if p.api.kind == "none" else f"{p.api.kind} API {redact_url(p.api.url)}"
         for what, check in ((f"camera {shown_source(p)}", probe_camera), (api, probe_printer)):

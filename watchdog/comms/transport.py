@@ -19,6 +19,7 @@ import re
 import socket
 import ssl
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -125,6 +126,60 @@ def check_tls(cfg: MqttConfig, config_path: str | Path) -> None:
             _set_tls(mqtt.Client(mqtt.CallbackAPIVersion.VERSION2), cfg.tls)
         except ConfigError as exc:
             raise ConfigError(f"{config_path}: {exc}") from None
+
+
+def refusal_hint(code: int) -> str:
+    """What the owner can do about a broker refusing the connection with ``code``."""
+    if code in (4, 5, 134, 135):  # bad user name or password / not authorised
+        return " (check mqtt.username and mqtt.password)"
+    if code in (1, 132):  # unacceptable / unsupported protocol version
+        return " (the broker must speak MQTT 5, e.g. mosquitto 1.6 or later)"
+    return ""
+
+
+def probe_broker(cfg: MqttConfig, timeout: float = 10.0) -> tuple[bool, str]:
+    """One connection to the broker as the daemon makes it (its user, password and TLS), under
+    a client id of its own (the daemon's own would take a running daemon's session from it),
+    closed at once: whether alerts can reach it, and why not."""
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"{client_id(cfg)}-check", protocol=mqtt.MQTTv5
+    )
+    if cfg.username:
+        client.username_pw_set(
+            cfg.username, cfg.password.get_secret_value() if cfg.password else None
+        )
+    if cfg.tls is not None:
+        _set_tls(client, cfg.tls)
+        if cfg.tls.insecure:
+            client.tls_insecure_set(True)
+    answered = threading.Event()
+    outcome: list[tuple[bool, str]] = []
+
+    def connected(c: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            outcome.append((False, f"refused the connection: {reason}{refusal_hint(reason.value)}"))
+        else:
+            outcome.append((True, "connected"))
+        answered.set()
+
+    client.on_connect = connected
+    try:
+        client.connect(cfg.host, cfg.port, keepalive=max(5, int(timeout)))
+    except ssl.SSLCertVerificationError as exc:
+        return False, (
+            f"cannot connect: {exc.verify_message or exc} (set mqtt.tls.ca_file to the CA that "
+            "signed the broker's certificate)"
+        )
+    except (OSError, ValueError) as exc:
+        return False, f"cannot connect: {exc}"
+    client.loop_start()
+    try:
+        if not answered.wait(timeout):
+            return False, f"no answer to the connection within {timeout:g} s"
+        return outcome[0]
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 class MqttTransport:
@@ -268,11 +323,7 @@ class MqttTransport:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         if reason.is_failure:
-            hint = ""
-            if reason.value in (4, 5, 134, 135):  # bad user name or password / not authorised
-                hint = " (check mqtt.username and mqtt.password)"
-            elif reason.value in (1, 132):  # unacceptable / unsupported protocol version
-                hint = " (the broker must speak MQTT 5, e.g. mosquitto 1.6 or later)"
+            hint = refusal_hint(reason.value)
             self._throttle(
                 logger,
                 logging.ERROR,
