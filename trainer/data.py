@@ -586,8 +586,8 @@ def split_frames(
         protocol, fit, val, test, sess = _split_all(normal, normal_sessions, val_fraction, rng)
         notes.append(
             "every print fits the model to deploy: the absolute threshold and figures come from "
-            "the last frames of fitted prints (optimistic); the held-out figures come from the "
-            "cross-fit (two prints or more)"
+            "the last frames of fitted prints (optimistic); held-out figures, where there are "
+            "any, come from the cross-fit (two prints or more, with per-print adaptation)"
         )
     elif split == "random":
         protocol, fit, val, test, sess = _split_random(normal, val_fraction, test_fraction, rng)
