@@ -354,3 +354,20 @@ def test_a_mistyped_key_is_told_the_key_it_is_close_to() -> None:
         "config: printers.0.acton: unknown key (did you mean action?); "
         "printers.0.camera.interval: unknown key (did you mean interval_s?)"
     )
+
+
+@pytest.mark.parametrize(
+    "method", ["scrypt", "pbkdf2", "pbkdf2:sha512", "pbkdf2:sha3_256", "pbkdf2:sha256:260000"]
+)
+def test_every_password_hash_werkzeug_makes_is_taken_whole(method: str) -> None:
+    """A hash cut short by a shell is refused; a whole one of any method werkzeug offers is
+    not (``pbkdf2:sha3_256``'s underscore was taken for a cut)."""
+    from werkzeug.security import generate_password_hash
+
+    hashed = generate_password_hash("correct horse", method=method)
+    config = parse_config({"http": {"password": hashed}, "printers": [{"name": "p1"}]})
+    assert config.http.password is not None
+    with pytest.raises(ConfigError, match="not a whole one"):
+        parse_config(
+            {"http": {"password": hashed.rpartition("$")[0]}, "printers": [{"name": "p1"}]}
+        )

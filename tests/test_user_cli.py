@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -641,6 +642,29 @@ def test_check_config_probe_connects_to_the_mqtt_broker(
     gone = probed(port=free_port())
     assert gone.returncode == 1 and "FAILED: cannot connect" in gone.stderr, gone.stderr
     assert broker.password not in ok.stderr + ok.stdout + gone.stderr + gone.stdout
+    # an id the owner set is the one the broker may allow the user under (dynamic security)
+    assert re.search(r"as printer-watchdog-\S+-check\b", broker.log()), broker.log()[-2000:]
+    assert probed(client_id="garage-pi").returncode == 0
+    assert re.search(r"as garage-pi\b", broker.log()), broker.log()[-2000:]
+
+
+def test_check_config_probe_says_a_broker_port_wants_tls(
+    tmp_path: Path, camera_server, mosquitto_factory
+) -> None:
+    """Port 8883 without ``mqtt.tls``: the broker drops the plain connection, and the probe
+    waited out its 10 s to say "no answer", pointing nowhere."""
+    broker = mosquitto_factory(tls=True)
+    config = write_config(
+        tmp_path / "c.yaml",
+        mqtt={"host": "127.0.0.1", "port": broker.port},
+        printers=[
+            {"name": "e3", "camera": {"source": camera_server.snapshot_url}, "action": "notify"}
+        ],
+    )
+    r = run_cli("check-config", "--config", str(config), "--probe", timeout=60)
+    assert r.returncode == 1
+    assert "the broker closed the connection without answering" in r.stderr, r.stderr
+    assert "set mqtt.tls" in r.stderr
 
 
 # --------------------------------------------------------------------------- config errors in user words

@@ -304,7 +304,9 @@ class HttpConfig(_Model):
 
 # werkzeug's password hashes: "scrypt:N:r:p$salt$hex" or "pbkdf2:sha256:iterations$salt$hex"
 PASSWORD_HASH_PREFIXES = ("scrypt:", "pbkdf2:")
-_WHOLE_HASH = re.compile(r"(?:scrypt:\d+:\d+:\d+|pbkdf2:[a-z0-9]+(?::\d+)?)\$[^$]+\$[0-9a-f]{32,}")
+_WHOLE_HASH = re.compile(
+    r"(?:scrypt:\d+:\d+:\d+|pbkdf2:[A-Za-z0-9_-]+(?::\d+)?)\$[^$]+\$[0-9a-f]{32,}"
+)
 
 
 def usable_password(value: str) -> bool:

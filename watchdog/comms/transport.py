@@ -138,12 +138,13 @@ def refusal_hint(code: int) -> str:
 
 
 def probe_broker(cfg: MqttConfig, timeout: float = 10.0) -> tuple[bool, str]:
-    """One connection to the broker as the daemon makes it (its user, password and TLS), under
-    a client id of its own (the daemon's own would take a running daemon's session from it),
-    closed at once: whether alerts can reach it, and why not."""
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=f"{client_id(cfg)}-check", protocol=mqtt.MQTTv5
-    )
+    """One connection to the broker as the daemon makes it (its user, password and TLS),
+    closed at once: whether alerts can reach it, and why not. Under a client id of its own
+    (the daemon's would take a running daemon's session from it for a moment), unless
+    ``mqtt.client_id`` is set: a broker may allow the user under that id alone (mosquitto's
+    dynamic security, AWS IoT policies)."""
+    own = f"{client_id(cfg)}-check" if not cfg.client_id else cfg.client_id
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=own, protocol=mqtt.MQTTv5)
     if cfg.username:
         client.username_pw_set(
             cfg.username, cfg.password.get_secret_value() if cfg.password else None
@@ -162,14 +163,28 @@ def probe_broker(cfg: MqttConfig, timeout: float = 10.0) -> tuple[bool, str]:
             outcome.append((True, "connected"))
         answered.set()
 
+    def closed(c: mqtt.Client, userdata: Any, *args: Any) -> None:
+        if not answered.is_set():  # (paho would connect again, and again, unsaid)
+            tls = (
+                ""
+                if cfg.tls is not None
+                else " (a port that wants TLS, such as 8883? set mqtt.tls)"
+            )
+            outcome.append((False, f"the broker closed the connection without answering{tls}"))
+            answered.set()
+
     client.on_connect = connected
+    client.on_disconnect = closed
     try:
         client.connect(cfg.host, cfg.port, keepalive=max(5, int(timeout)))
     except ssl.SSLCertVerificationError as exc:
-        return False, (
-            f"cannot connect: {exc.verify_message or exc} (set mqtt.tls.ca_file to the CA that "
-            "signed the broker's certificate)"
+        why = exc.verify_message or str(exc)
+        hint = (
+            "the broker's certificate is for another name: connect by the name it was made for"
+            if "mismatch" in why
+            else "set mqtt.tls.ca_file to the CA that signed the broker's certificate"
         )
+        return False, f"cannot connect: {why} ({hint})"
     except (OSError, ValueError) as exc:
         return False, f"cannot connect: {exc}"
     client.loop_start()
