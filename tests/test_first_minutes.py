@@ -663,3 +663,22 @@ def test_a_heat_up_cancelled_does_not_cut_short_the_next_prints(
     records = [watcher.step() for _ in range(12 + TINY_FRAMES)]
     assert "has been heating for" not in caplog.text
     assert not any(r.action for r in records), [r.anomalous for r in records]
+
+
+def test_the_page_says_the_printer_heats_only_while_its_print_is_watched(
+    tmp_path, tiny_start_judged_bundle
+) -> None:
+    """The page shows the start's progress and why it waits; with watching switched off
+    during the heating, /status went on saying "from when the printer is hot (it is heating)"
+    after the printer was hot."""
+    from watchdog.control import Command, Verb
+
+    clean = [synth.normal_frame(UNSEEN, i, TINY_FRAMES, TINY_SEED) for i in range(TINY_FRAMES)]
+    watcher = _watcher(tmp_path, tiny_start_judged_bundle, clean, _HeatsFirst(3))
+    watcher.step()
+    assert "(it is heating)" in watcher.status()["calibration"], watcher.status()
+    done = watcher.submit(Command("e3", Verb.DISABLE, source="web"))
+    for _ in range(4):  # the printer hot meanwhile
+        watcher.step()
+    assert done.result(5).ok
+    assert "heating" not in str(watcher.status().get("calibration")), watcher.status()

@@ -332,6 +332,8 @@ class Watcher:
         now, since = self.clock(), time.monotonic()
         self._drain_commands()
         events = self._poll_printer(now, since)
+        if not self._watching_now:  # told again at the next frame watched
+            self.detector.heating = False
         try:
             record = self._watch(now, events) if self._watching_now else None
         finally:
