@@ -1162,6 +1162,10 @@ def test_a_print_is_not_skipped_where_its_end_cannot_be_told(
     no_api.step()
     assert not done.result(5).ok and "switch Watching off instead" in done.result(5).detail
     assert no_api.status()["state"] != "skipping_print"
+    # a Resume says why as its Pause and Cancel do (it said "e3 is printing, not paused")
+    done = no_api.submit(Command("e3", Verb.RESUME, source="web"))
+    no_api.step()
+    assert done.result(5).detail == "e3: no printer API configured: nothing resumed"
     no_api.camera.close()
 
     printer = SimulatedPrinter("benchy.gcode")

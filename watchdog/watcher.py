@@ -1174,6 +1174,8 @@ class Watcher:
         a pause that did not happen); an API that does not answer would hold the watcher
         through its retries for a resume that cannot reach the printer."""
         why = f" ({self.printer_detail})" if self.printer_detail else ""
+        if isinstance(self.printer, NoPrinter):  # as its Pause and Cancel say
+            return CommandResult(False, f"{self.name}: no printer API configured: nothing resumed")
         if self.api_state == PrinterState.OFFLINE:
             return CommandResult(
                 False, f"{self.name}'s printer API does not answer{why}: nothing resumed"
