@@ -2909,3 +2909,24 @@ def test_an_idle_printer_is_not_asked_without_a_pause_at_interval_0(
     loop.join(10)
     assert not loop.is_alive()
     assert 1 <= printer.polls <= 2.0 / IDLE_STEP_S + 2, printer.polls
+
+
+def test_a_print_under_way_at_the_start_is_not_logged_as_one_just_started(
+    tmp_path, tiny_adaptive_bundle, normal_frames, caplog
+) -> None:
+    """Restarted mid-print, the daemon logged "printer idle → printing": the printer had been
+    printing all along, the daemon only did not know it. A print that starts later is a
+    change, logged so."""
+    caplog.set_level(logging.INFO, "watchdog.watcher")
+    printer = SimulatedPrinter("benchy.gcode")
+    frames = _folder(tmp_path / "rec", list(normal_frames[:4]))
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    watcher.step()
+    assert "e3: printer printing at the watchdog's start (benchy.gcode)" in caplog.text
+    assert "→ printing" not in caplog.text
+    printer.cancel()
+    watcher.step()
+    printer.start_print("second.gcode")
+    watcher.step()
+    assert "e3: printer idle → printing (second.gcode)" in caplog.text
+    watcher.camera.close()

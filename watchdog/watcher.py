@@ -574,13 +574,21 @@ class Watcher:
             self._skipped_print = None
         if before.printer == self.state.printer:
             return []
-        logger.info(
-            "%s: printer %s → %s (%s)",
-            self.name,
-            before.printer,
-            self.state.printer,
-            self.state.job or "no job",
-        )
+        if told_before == "":  # the first answer since the start: nothing changed, it is so
+            logger.info(
+                "%s: printer %s at the watchdog's start (%s)",
+                self.name,
+                self.state.printer,
+                self.state.job or "no job",
+            )
+        else:
+            logger.info(
+                "%s: printer %s → %s (%s)",
+                self.name,
+                before.printer,
+                self.state.printer,
+                self.state.job or "no job",
+            )
         return [
             WatchEvent(
                 "printer",
