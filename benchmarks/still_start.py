@@ -197,6 +197,18 @@ def heating_sweep(
     return rows
 
 
+def heating_sweeps(
+    normal: dict[str, list[Path]], bundle: Path
+) -> dict[str, list[dict[str, object]]]:
+    """The heating sweep, by its key in the results: the heating's noise as given, through
+    JPEG, and through JPEG with the printer saying it heats."""
+    return {
+        "heating": heating_sweep(normal, bundle, _noisy),
+        "heating_jpeg": heating_sweep(normal, bundle, _jpeg_noisy),
+        "heating_jpeg_told": heating_sweep(normal, bundle, _jpeg_noisy, told=True),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = bundle_replay_options(__doc__.splitlines()[0])
     parser.add_argument(
@@ -214,18 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     normal, failed = sessions_in_time_order(args.data)
     if args.heating_only:
-        sweep = heating_sweep(normal, args.bundle, _noisy)
-        jpeg = heating_sweep(normal, args.bundle, _jpeg_noisy)
-        told = heating_sweep(normal, args.bundle, _jpeg_noisy, told=True)
+        sweeps = heating_sweeps(normal, args.bundle)
         if args.json:
-            write_bundle_rows(
-                args.json,
-                args.bundle,
-                [],
-                heating=sweep,
-                heating_jpeg=jpeg,
-                heating_jpeg_told=told,
-            )
+            write_bundle_rows(args.json, args.bundle, [], **sweeps)
         return 0
     if args.start_failures_only:
         with tempfile.TemporaryDirectory() as tmp:
@@ -254,19 +257,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
         failures = failure_rows(normal, failed, args.bundle, Path(tmp))
         during = failure_rows(normal, failed, args.bundle, Path(tmp), START_FAILURES)
-    sweep = heating_sweep(normal, args.bundle, _noisy)
-    jpeg = heating_sweep(normal, args.bundle, _jpeg_noisy)
-    told = heating_sweep(normal, args.bundle, _jpeg_noisy, told=True)
+    sweeps = heating_sweeps(normal, args.bundle)
     if args.json:
         write_bundle_rows(
-            args.json,
-            args.bundle,
-            rows,
-            failures=failures,
-            start_failures=during,
-            heating=sweep,
-            heating_jpeg=jpeg,
-            heating_jpeg_told=told,
+            args.json, args.bundle, rows, failures=failures, start_failures=during, **sweeps
         )
     return 0
 

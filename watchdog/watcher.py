@@ -574,21 +574,13 @@ class Watcher:
             self._skipped_print = None
         if before.printer == self.state.printer:
             return []
-        if told_before == "":  # the first answer since the start: nothing changed, it is so
-            logger.info(
-                "%s: printer %s at the watchdog's start (%s)",
-                self.name,
-                self.state.printer,
-                self.state.job or "no job",
-            )
-        else:
-            logger.info(
-                "%s: printer %s → %s (%s)",
-                self.name,
-                before.printer,
-                self.state.printer,
-                self.state.job or "no job",
-            )
+        # the first answer since the start: nothing changed, it is so
+        change = (
+            f"{self.state.printer} at the watchdog's start"
+            if told_before == ""
+            else f"{before.printer} → {self.state.printer}"
+        )
+        logger.info("%s: printer %s (%s)", self.name, change, self.state.job or "no job")
         return [
             WatchEvent(
                 "printer",
@@ -664,11 +656,12 @@ class Watcher:
         self._key_refused = refused
         self.printer_detail = status.detail
         self._printed_s, self._job_started = status.printed_s, status.started_at
-        if status.state is not PrinterState.OFFLINE:  # a poll that failed tells no heaters
-            heating_since = (
-                self._heating_since if self._heating_since is not None else time.monotonic()
-            )
-            self._heating_since = heating_since if status.heating else None
+        if status.state is PrinterState.OFFLINE:
+            return  # a poll that failed tells nothing of the heaters
+        if not status.heating:
+            self._heating_since = None
+        elif self._heating_since is None:
+            self._heating_since = time.monotonic()
 
     def _alert_print_over(self, nothing_runs: bool) -> None:
         """The print of this watcher's latest alert ended (finished, cancelled at the printer,

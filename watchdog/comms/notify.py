@@ -1103,7 +1103,7 @@ class TargetSender:
         if on_its_way is not None:
             last, body = now, on_its_way.body  # on its way right now
         previous, incident = str(body.get("kind")), str(body.get("incident") or "")
-        if event.kind is Kind.CAMERA_ONLINE and previous == Kind.CAMERA_OFFLINE.value:
+        if event.kind is Kind.CAMERA_ONLINE and previous == OFFLINE:
             return 0.0  # "back online" answers the "offline" that was sent: no waiting
         if event.corrects:
             return 0.0  # "the pause did NOT happen" of an alert sent: the owner must act now

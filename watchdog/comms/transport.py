@@ -128,6 +128,19 @@ def check_tls(cfg: MqttConfig, config_path: str | Path) -> None:
             raise ConfigError(f"{config_path}: {exc}") from None
 
 
+def _log_in_as_configured(client: mqtt.Client, cfg: MqttConfig) -> None:
+    """``client`` set to connect as ``cfg`` says: its user name and password, its TLS
+    (ConfigError naming mqtt.tls where the certificates cannot load)."""
+    if cfg.username:
+        client.username_pw_set(
+            cfg.username, cfg.password.get_secret_value() if cfg.password else None
+        )
+    if cfg.tls is not None:
+        _set_tls(client, cfg.tls)
+        if cfg.tls.insecure:
+            client.tls_insecure_set(True)
+
+
 def refusal_hint(code: int) -> str:
     """What the owner can do about a broker refusing the connection with ``code``."""
     if code in (4, 5, 134, 135):  # bad user name or password / not authorised
@@ -145,14 +158,7 @@ def probe_broker(cfg: MqttConfig, timeout: float = 10.0) -> tuple[bool, str]:
     dynamic security, AWS IoT policies)."""
     own = f"{client_id(cfg)}-check" if not cfg.client_id else cfg.client_id
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=own, protocol=mqtt.MQTTv5)
-    if cfg.username:
-        client.username_pw_set(
-            cfg.username, cfg.password.get_secret_value() if cfg.password else None
-        )
-    if cfg.tls is not None:
-        _set_tls(client, cfg.tls)
-        if cfg.tls.insecure:
-            client.tls_insecure_set(True)
+    _log_in_as_configured(client, cfg)
     answered = threading.Event()
     outcome: list[tuple[bool, str]] = []
 
@@ -250,20 +256,14 @@ class MqttTransport:
             mqtt.CallbackAPIVersion.VERSION2, client_id=client_id(cfg), protocol=mqtt.MQTTv5
         )
         client.max_incoming = self.max_incoming
-        if cfg.username:
-            client.username_pw_set(
-                cfg.username, cfg.password.get_secret_value() if cfg.password else None
-            )
-        elif cfg.password is not None:
+        _log_in_as_configured(client, cfg)
+        if not cfg.username and cfg.password is not None:
             logger.warning(
                 "mqtt.password is set without mqtt.username: it is not sent (MQTT sends a "
                 "password with a user name only)"
             )
-        if cfg.tls is not None:
-            _set_tls(client, cfg.tls)
-            if cfg.tls.insecure:
-                client.tls_insecure_set(True)
-                logger.warning("mqtt.tls.insecure: the broker's certificate is not verified")
+        if cfg.tls is not None and cfg.tls.insecure:
+            logger.warning("mqtt.tls.insecure: the broker's certificate is not verified")
         client.will_set(self.availability_topic, "offline", qos=1, retain=True)
         client.reconnect_delay_set(*self.reconnect_delay)  # type: ignore[arg-type]  # floats work too
         client.on_connect = self._on_connect

@@ -28,6 +28,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import urllib3
@@ -492,22 +493,26 @@ def _octoprint_heaters(temperature: object) -> dict[str, tuple[float, float]]:
     chamber heats for long, not only at a print's start): {} where it says none."""
     if not isinstance(temperature, dict):
         return {}
+    names = [n for n in temperature if n == "bed" or n.startswith("tool")]
+    return _heaters(temperature, names, "actual")
+
+
+def _heaters(
+    readings: dict[str, Any], names: Sequence[str], actual: str
+) -> dict[str, tuple[float, float]]:
+    """The ``names`` of ``readings`` that are heaters with numbers for their temperature (the
+    key ``actual``) and ``target``: name: (temperature, target). One not reported is left out."""
     heaters = {}
-    for name, reading in temperature.items():
-        if (name == "bed" or name.startswith("tool")) and isinstance(reading, dict):
-            pair = _reading(reading.get("actual"), reading.get("target"))
-            if pair is not None:
-                heaters[name] = pair
+    for name in names:
+        reading = readings.get(name)
+        if not isinstance(reading, dict):
+            continue
+        now, target = reading.get(actual), reading.get("target")
+        if isinstance(now, bool) or isinstance(target, bool):
+            continue
+        if isinstance(now, int | float) and isinstance(target, int | float):
+            heaters[name] = float(now), float(target)
     return heaters
-
-
-def _reading(actual: object, target: object) -> tuple[float, float] | None:
-    """(actual, target) where both are numbers; None otherwise (a heater not reported)."""
-    if isinstance(actual, bool) or isinstance(target, bool):
-        return None
-    if isinstance(actual, int | float) and isinstance(target, int | float):
-        return float(actual), float(target)
-    return None
 
 
 class OctoPrintClient(_HttpPrinter):
@@ -681,17 +686,6 @@ class OctoPrintClient(_HttpPrinter):
 KLIPPER_HEATERS = ("extruder", "heater_bed")
 
 
-def _klipper_heaters(status: dict[str, Any]) -> dict[str, tuple[float, float]]:
-    heaters = {}
-    for name in KLIPPER_HEATERS:
-        reading = status.get(name)
-        if isinstance(reading, dict):
-            pair = _reading(reading.get("temperature"), reading.get("target"))
-            if pair is not None:
-                heaters[name] = pair
-    return heaters
-
-
 class MoonrakerClient(_HttpPrinter):
     """Moonraker's API: ``print_stats`` and ``webhooks`` objects, ``/printer/print/<action>``."""
 
@@ -744,7 +738,7 @@ class MoonrakerClient(_HttpPrinter):
             started,
             total,
             ended={"complete": "finished", "cancelled": "cancelled"}.get(job_state, ""),
-            heating=heating(_klipper_heaters(status)),
+            heating=heating(_heaters(status, KLIPPER_HEATERS, "temperature")),
         )
 
     def _send(self, action: Action) -> None:
