@@ -31,6 +31,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from watchdog.config import ConfigError, MqttConfig, TlsConfig
+from watchdog.devices.http_client import connection_cause
 from watchdog.incidents import ThrottledLog
 
 MACHINE_ID = Path("/etc/machine-id")
@@ -191,8 +192,8 @@ def probe_broker(cfg: MqttConfig, timeout: float = 10.0) -> tuple[bool, str]:
             else "set mqtt.tls.ca_file to the CA that signed the broker's certificate"
         )
         return False, f"cannot connect: {why} ({hint})"
-    except (OSError, ValueError) as exc:
-        return False, f"cannot connect: {exc}"
+    except (OSError, ValueError) as exc:  # in the words the cameras' and APIs' probes use
+        return False, f"cannot connect: {connection_cause(exc, 'broker') or exc}"
     client.loop_start()
     try:
         if not answered.wait(timeout):
