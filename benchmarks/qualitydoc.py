@@ -284,10 +284,13 @@ def still_start(
     before: Json | None,
     dim_before: Json | None = None,
     heated_before: Json | None = None,
+    specks_before: Json | None = None,
 ) -> str:
     """Pauses of good prints whose start the camera showed without movement, with the daemon
     before a start that did not move was learnt again (the same script, an earlier commit);
-    and failures after a dim start, with the daemon before a dim look was matched."""
+    and failures after a dim start, with the daemon before a dim look was matched; the
+    heating through JPEG, with the daemon before a moved pixel was counted with its
+    neighbours (``specks_before``)."""
     if now is None:
         return _missing("a start without movement", STILL_CMD)
 
@@ -338,9 +341,14 @@ def still_start(
         out.append(
             _heating_sweep(
                 now,
-                heated_before,
+                specks_before,
                 "heating_jpeg",
                 "its noise through JPEG (quality 70), as a camera sends it",
+                versus=(
+                    "before a moved pixel was counted with its neighbours ("
+                    "`benchmarks/results/still_start_before_moved_together.json`; "
+                    "[decisions/still-start.md](decisions/still-start.md))"
+                ),
             )
         )
     if now.get("heating_jpeg_told"):
@@ -397,7 +405,7 @@ def _heating_sweep(
         [
             session,
             ", ".join(paused(now, session)) or "none",
-            ", ".join(paused(before, session, before_key)),
+            ", ".join(paused(before, session, before_key)) or ("none" if before else ""),
         ]
         for session in sessions
     ]
@@ -1238,6 +1246,7 @@ def render() -> str:
                     _load("still_start_before.json"),
                     _load("still_start_before_dim_look.json"),
                     _load("still_start_before_first_frames_learnt_again.json"),
+                    _load("still_start_before_moved_together.json"),
                 ),
             ),
         ]

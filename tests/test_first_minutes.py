@@ -576,8 +576,8 @@ class _HeatsFirst(SimulatedPrinter):
 
 def _through_jpeg(frame: np.ndarray, seed: int) -> np.ndarray:
     """``frame`` as a camera sends a still scene: its sensor noise (2 grey levels) new in
-    each frame, through JPEG at quality 70, whose blocks then move a few percent of the
-    pixels: the picture alone no longer tells that nothing moved."""
+    each frame, through JPEG at quality 70, whose blocks then move specks of a few pixels,
+    a few percent of them in all."""
     noisy = np.random.default_rng(seed).normal(0.0, 2.0, frame.shape) + frame
     ok, data = cv2.imencode(
         ".jpg", np.clip(noisy, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 70]
@@ -616,14 +616,18 @@ def _watched(
 def test_a_start_the_printer_says_it_heats_is_learnt_once_it_is_hot(
     tmp_path, tiny_start_judged_bundle, caplog
 ) -> None:
-    """OctoPrint and Klipper say "printing" while the printer heats, for minutes. A camera's
-    JPEG noise hid from the picture that the bed did not move, so the heating became the
-    start's yardstick and a good print was paused as it began to print. The printer's API
-    says when its heaters are short of their targets: the start is learnt from when it is
-    hot, and a failure in the minutes after it is still paused during the start."""
+    """OctoPrint and Klipper say "printing" while the printer heats, for minutes. A printer
+    that homes first, then heats, moved in the start's first frames, so the picture did not
+    tell a still start: the heating's still bed became the start's yardstick and a good print
+    was paused as it began to print. The printer's API says when its heaters are short of
+    their targets: the start is learnt from when it is hot, and a failure in the minutes
+    after it is still paused during the start."""
     caplog.set_level(logging.INFO, "watchdog.watcher")
     clean = [synth.normal_frame(UNSEEN, i, TINY_FRAMES, TINY_SEED) for i in range(TINY_FRAMES)]
-    heat = [_through_jpeg(clean[0], i) for i in range(12)]
+    homing = [
+        synth.normal_frame(UNSEEN, 0, TINY_FRAMES, TINY_SEED, carriage_step=i) for i in range(2)
+    ]
+    heat = homing + [_through_jpeg(clean[0], i) for i in range(10)]
     assert _watched(tmp_path, tiny_start_judged_bundle, heat + clean, 0), (
         "the picture alone told the heating from the print: this test shows nothing"
     )
@@ -633,6 +637,21 @@ def test_a_start_the_printer_says_it_heats_is_learnt_once_it_is_hot(
     failing = heat + clean[:4] + [_spaghetti(f, 6 + i, i) for i, f in enumerate(clean[4:])]
     paused = _watched(tmp_path, tiny_start_judged_bundle, failing, 12)
     assert paused and paused[0] < 12 + 8, paused
+
+
+def test_a_still_heating_through_a_cameras_jpeg_noise_is_told_from_the_picture(
+    tmp_path, tiny_start_judged_bundle, caplog
+) -> None:
+    """Without the printer's word (``api.kind: none``, or an API that says nothing of its
+    heaters), the picture tells the heating: a camera's JPEG noise moves specks of a few
+    pixels here and there, a print moves patches. Counted pixel by pixel, the noise looked
+    like a print moving, the still bed became the start's yardstick and the good print was
+    paused as it began to print."""
+    caplog.set_level(logging.INFO, "watchdog.watcher")
+    clean = [synth.normal_frame(UNSEEN, i, TINY_FRAMES, TINY_SEED) for i in range(TINY_FRAMES)]
+    heat = [_through_jpeg(clean[0], i) for i in range(12)]
+    assert not _watched(tmp_path, tiny_start_judged_bundle, heat + clean, 0)
+    assert "did not move during the print's start" in caplog.text
 
 
 def test_a_heat_up_cancelled_does_not_cut_short_the_next_prints(

@@ -50,14 +50,17 @@ CALIBRATION = 4  # tiny_adaptive_bundle's --adapt-frames
 
 
 def held(frame: np.ndarray, n: int) -> list[np.ndarray]:
-    """One view held for ``n`` frames as a live camera shows it: never twice the same picture
-    (its sensor noise), nothing else moving. Learnt as a print's start, such a view is still (a
-    printer heating), like a frozen feed that repeats one picture exactly."""
+    """One view held for ``n`` frames as a live camera shows a print going on: never twice the
+    same picture (its sensor noise), and its nozzle moving back and forth over the part, which
+    makes the view a print, not a still start (a printer heating) learnt again until it moves."""
     rng = np.random.default_rng(n)
-    return [
-        np.clip(frame + rng.normal(0.0, 2.0, frame.shape), 0, 255).astype(np.uint8)
-        for _ in range(n)
-    ]
+    out = []
+    for i in range(n):
+        x = 76 + synth.carriage_x(i)
+        view = frame.copy()
+        cv2.rectangle(view, (x, 48), (x + 8, 76), (120, 120, 130), -1)
+        out.append(np.clip(view + rng.normal(0.0, 2.0, frame.shape), 0, 255).astype(np.uint8))
+    return out
 
 
 def _folder(path: Path, frames) -> Path:
@@ -956,6 +959,7 @@ def test_a_start_the_camera_shows_without_movement_is_not_the_prints_look(
     look, the first live picture of the print after it paused the print. It is learnt again
     instead, the page and the log say why, and the print, once the camera shows it moving, is
     watched as usual."""
+    caplog.set_level(logging.INFO, "watchdog.watcher")
     if still == "frozen":
         start = [normal_frames[0]] * 10
     elif still == "black":

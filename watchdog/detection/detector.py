@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 from watchdog.detection.baseline import PrintBaseline, on_grid
@@ -92,7 +93,8 @@ def did_not_move(span: np.ndarray, mask: np.ndarray | None = None) -> bool:
     """Whether a start whose pixels each moved by ``span`` grey levels (its greatest value less
     its least; (H, W) or (H, W, C)) did not move: fewer than ``STILL_SHARE`` of the watched,
     unmasked pixels moved by more than ``STILL_LEVELS`` and ``STILL_NOISE`` times the median
-    pixel, and the median pixel moved no more than ``STILL_NOISE_MAX``."""
+    pixel, each with its neighbours (``MOVED_TOGETHER``), and the median pixel moved no more
+    than ``STILL_NOISE_MAX``."""
     share, noise = _moved(span, mask)
     return share < STILL_SHARE and noise <= STILL_NOISE_MAX
 
@@ -101,14 +103,14 @@ def clearly_moved(span: np.ndarray, mask: np.ndarray | None = None) -> bool:
     """Whether pixels moved by ``span`` show a print moving beyond doubt: ``MOVE_SHARE`` of the
     watched pixels or more moved as ``did_not_move`` counts them (a toolhead that comes into
     view, a first layer laid), or the median pixel moved more than ``STILL_NOISE_MAX``. A
-    camera's JPEG noise moves a few percent of them so, now and then."""
+    camera's JPEG noise moves a few tenths of a percent of them so, at most."""
     share, noise = _moved(span, mask)
     return share >= MOVE_SHARE or noise > STILL_NOISE_MAX
 
 
 def _moved(span: np.ndarray, mask: np.ndarray | None) -> tuple[float, float]:
-    """The share of watched pixels that moved (1.0 where none is watched), and the median
-    pixel's move."""
+    """The share of watched pixels that moved with their neighbours (1.0 where none is
+    watched), and the median pixel's move."""
     if span.ndim == 3:
         span = span.max(axis=-1)  # a pixel moved as much as its most moved channel
     watched = mask > 0 if mask is not None and mask.shape == span.shape else True
@@ -116,7 +118,10 @@ def _moved(span: np.ndarray, mask: np.ndarray | None) -> tuple[float, float]:
     if not counted.any():
         return 1.0, 0.0
     noise = float(np.median(span[counted]))
-    moved = span > max(STILL_LEVELS, STILL_NOISE * noise)
+    past = (span > max(STILL_LEVELS, STILL_NOISE * noise)).astype(np.uint8)
+    # a pixel moved where its neighbours moved too: a camera's JPEG noise moves specks here and
+    # there, a toolhead or a line laid moves a patch (MOVED_TOGETHER)
+    moved = cv2.erode(past, MOVED_TOGETHER) > 0
     return int(np.count_nonzero(moved & counted)) / int(np.count_nonzero(counted)), noise
 
 
@@ -208,13 +213,18 @@ MIN_UNMASKED = 0.01  # the least share of the watched region a mask may leave
 STILL_LEVELS = 2
 STILL_NOISE = 3.0
 STILL_SHARE = 0.005
+# ... a pixel counted as moved where each of its neighbours in this square moved so too. A
+# camera's JPEG noise moves pixels past that bar in specks of a few (up to 9% of them with noise
+# of 1-4 grey levels through JPEG at quality 50-90, starts of 10 and 30 frames), a print moves
+# patches: counted so, the noise moves 0.3% at most, the Kaggle prints' every 10 frames 0.8-25%
+MOVED_TOGETHER = np.ones((3, 3), np.uint8)
 # A start whose first STILL_RUN frames or more did not move, then one that does, is learnt from
 # that one (the printer heated; once a print, where the start is judged against its first frames)
 STILL_RUN = 3
-# ... and where this share of the watched pixels moved with that frame, or more: a camera's JPEG
-# noise moves up to a few percent of them past STILL_NOISE times the median pixel, now and
-# then; a toolhead coming into view or a first layer laid, a tenth to a third
-MOVE_SHARE = 0.10
+# ... and where this share of the watched pixels moved with that frame, or more (counted with
+# their neighbours): a toolhead coming into view or a first layer laid, mostly 5-20%, a camera's
+# JPEG noise a few tenths of a percent at most
+MOVE_SHARE = 0.02
 # A printer heating before this many frames of a start are learnt holds its learning (where
 # the bundle does not judge the start against its first frames, whose count is used otherwise)
 HEATING_WITHIN_FRAMES = 10
@@ -649,10 +659,11 @@ class Detector:
         """Whether this frame (``x``, its model input) ends the start's first frames, or the
         whole start, and fewer than ``STILL_SHARE`` of the watched, unmasked pixels moved in it
         by more than ``STILL_LEVELS`` grey levels and ``STILL_NOISE`` times the median pixel's
-        move (each pixel's least and greatest value are kept while the start is learnt: two
-        small arrays). A frozen feed or a black picture, its clock overlay aside, moves no
-        pixel; a live camera watching a printer heat moves every pixel by its noise, the median
-        one as much as the others; a print moves a part of the picture far more than the rest.
+        move, each with its neighbours (each pixel's least and greatest value are kept while the
+        start is learnt: two small arrays). A frozen feed or a black picture, its clock overlay
+        aside, moves no pixel; a live camera watching a printer heat moves every pixel by its
+        noise, the median one as much as the others, and its JPEG specks of a few pixels; a
+        print moves patches of the picture far more than the rest.
         Without model inputs (offline replays of error maps alone) nothing is told."""
         if x is None or not self.baseline.enabled:
             return False
