@@ -294,6 +294,54 @@ def test_idle_connections_do_not_lock_out_the_server(daemon) -> None:
             s.close()
 
 
+def test_one_client_holding_idle_connections_does_not_keep_others_waiting(caplog) -> None:
+    """A client that opens ``max_connections`` connections and keeps them idle, reopening each
+    one cut, had every other client wait for ``request_timeout_s``: a phone's button, the
+    owner's page, the health check. One client holds a quarter of them at most now; its
+    others are closed at once, and another client is answered while it holds its share."""
+    d = Daemon()
+    server = StatusServer(
+        "127.0.0.1:0",
+        d.status,
+        d.metrics.registry,
+        d.latest_jpeg,
+        lambda: d.healthy,
+        request_timeout_s=60.0,  # idle connections are not cut while the test runs
+        max_connections=32,
+    )
+    server.start()
+    hog = []
+    try:
+        for _ in range(40):  # from 127.0.0.2: another machine on the network
+            s = socket.socket()
+            s.bind(("127.0.0.2", 0))
+            s.settimeout(5)
+            try:
+                s.connect(("127.0.0.1", server.port))
+            except OSError:  # the listen queue is full: more wait there
+                s.close()
+                continue
+            hog.append(s)
+        kept = []
+        for s in hog:  # those the server keeps open stay silent; those it closed read EOF
+            s.settimeout(1.0)
+            try:
+                kept.append(s.recv(1) != b"")
+            except TimeoutError:
+                kept.append(True)
+            except ConnectionResetError:
+                kept.append(False)
+        assert sum(kept) == 8, sum(kept)
+        r = requests.get(server.url + "/healthz", timeout=10)  # from 127.0.0.1
+        assert r.status_code == 200
+        assert "127.0.0.2 holds 8 connections" in caplog.text
+        assert caplog.text.count("holds 8 connections") == 1  # said once, not once a connection
+    finally:
+        for s in hog:
+            s.close()
+        server.stop()
+
+
 def test_no_version_in_server_header(daemon) -> None:
     d, server = daemon
     r = requests.get(server.url + "/healthz", timeout=10)
@@ -383,13 +431,19 @@ def test_healthz_answers_while_slow_clients_hold_connections() -> None:
     )
     server.start()
     held: list[socket.socket] = []
+
+    def connect(i: int) -> socket.socket:  # from 4 other machines (one holds 8 at most)
+        return socket.create_connection(
+            ("127.0.0.1", server.port), timeout=10, source_address=(f"127.0.0.{2 + i % 4}", 0)
+        )
+
     try:
-        for _ in range(10):  # request heads that never end
-            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        for i in range(10):  # request heads that never end
+            s = connect(i)
             s.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             held.append(s)
-        for _ in range(10):  # big answers nobody reads
-            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        for i in range(10):  # big answers nobody reads
+            s = connect(i)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             s.sendall(b"GET /printers/ender3/latest.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
             held.append(s)

@@ -234,7 +234,10 @@ class HttpConfig(_Model):
         description="login attempts allowed per client per minute (an IPv6 client: its /64); a successful login starts the count again; the clients of one trusted proxy get ten times this together",
     )
     max_connections: int = Field(
-        32, ge=2, le=1000, description="connections served at once; more wait for one to close"
+        32,
+        ge=2,
+        le=1000,
+        description="connections served at once; more wait for one to close. One client (an IPv6 client: its /64; a trusted proxy aside) holds a quarter of them at most, 8 at least: more from it are closed at once",
     )
     request_timeout_s: float = Field(
         10.0, gt=0, le=300, description="a client must send its request within this time"

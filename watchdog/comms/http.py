@@ -27,11 +27,13 @@ Everything else is the dashboard's (``/``, ``/login``, ``/api/...``, ``/static/.
 
 Defences for a daemon that may listen beyond localhost: waitress reads requests in its own
 event loop and hands only complete ones to its worker threads, so a few slow or idle clients
-cannot starve ``/healthz`` (one holding ``max_connections`` idle ones open, reopened as each is
-cut, makes every answer wait up to ``request_timeout_s``); the request head is limited to 8 KiB, bodies to 256 KiB; a client
+cannot starve ``/healthz``; the request head is limited to 8 KiB, bodies to 256 KiB; a client
 that has not sent its whole request head within ``request_timeout_s`` (a slowloris dripping a
 byte at a time) is disconnected, as is one idle that long; at most ``max_connections`` are
-open at once; no version in ``Server:``, no request text echoed in error bodies.
+open at once, and one client (an IPv6 client: its /64; a trusted proxy aside) holds at most
+a quarter of them (``per_client_limit``), so that it cannot take every one and keep them,
+reopening each one cut, to make every other client wait; no version in ``Server:``, no
+request text echoed in error bodies.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from waitress.task import ErrorTask
 from waitress.utilities import RequestEntityTooLarge, RequestHeaderFieldsTooLarge
 
 from watchdog.errors import UsageError
+from watchdog.web.auth import client_key
 
 if TYPE_CHECKING:
     from watchdog.web.app import Dashboard
@@ -68,12 +71,22 @@ logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 MAX_HEAD_BYTES = 8192
 MAX_BODY_BYTES = 256 * 1024
+# The most connections one client may hold, at least: a browser opens up to 6 to one host
+BROWSER_CONNECTIONS = 8
+# A client refused for holding its share is said in the log at most once in this many seconds
+SHARE_LOG_EVERY_S = 60.0
 # The daemon's own waits can hold up to four (two commands waiting on printers, the mask
 # editor's frame, a settings save waiting for its reload): one more is left for /healthz,
 # /status and the page's polls
 WORKER_THREADS = 5
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}")  # a phone button's capability token
+
+
+def per_client_limit(max_connections: int) -> int:
+    """The most connections one client may hold: a quarter of ``max_connections``, at least
+    ``BROWSER_CONNECTIONS`` (a browser's own); all of them where that is as many."""
+    return min(max_connections, max(BROWSER_CONNECTIONS, max_connections // 4))
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -149,11 +162,17 @@ class _OneLineError(ErrorTask):
 
 
 class _Channel(HTTPChannel):
-    """Remembers when the current request head started arriving (for the slowloris cut-off)."""
+    """Remembers when the current request head started arriving (for the slowloris cut-off);
+    closed at once, unread, where its client already holds its share of the connections."""
 
     error_task_class = _OneLineError
 
     head_started: float | None = None
+
+    def __init__(self, server: _Server, sock: socket.socket, addr: Any, adj: Any, map: Any = None):
+        super().__init__(server, sock, addr, adj, map)
+        if server.over_its_share(addr):
+            self.will_close = True  # closed at the server loop's next turn
 
     def received(self, data: bytes) -> bool:
         if data and self.request is None and self.head_started is None:
@@ -166,6 +185,40 @@ class _Channel(HTTPChannel):
 
 class _Server(TcpWSGIServer):
     channel_class = _Channel
+    # set by StatusServer before it serves: the most connections one client may hold, and the
+    # addresses exempt (trusted proxies, whose connections are many clients')
+    per_client = 0
+    exempt: Callable[[str], bool] = staticmethod(lambda host: False)
+    _share_told: dict[str, float]
+
+    def over_its_share(self, addr: Any) -> bool:
+        """Whether the client at ``addr`` holds more than ``per_client`` connections with the
+        one just accepted (runs in the server's loop thread, as every accept)."""
+        if not self.per_client or not isinstance(addr, tuple) or self.exempt(str(addr[0])):
+            return False
+        key = client_key(str(addr[0]))
+        held = sum(
+            1
+            for channel in self.active_channels.values()
+            if isinstance(channel.addr, tuple) and client_key(str(channel.addr[0])) == key
+        )
+        if held <= self.per_client:
+            return False
+        told = getattr(self, "_share_told", None)
+        if told is None:
+            told = self._share_told = {}
+        now = time.monotonic()
+        if now - told.get(key, -SHARE_LOG_EVERY_S) >= SHARE_LOG_EVERY_S:
+            if len(told) > 1000:
+                told.clear()
+            told[key] = now
+            logger.warning(
+                "http: %s holds %d connections, its share of http.max_connections: more from "
+                "it are closed at once",
+                key,
+                self.per_client,
+            )
+        return True
 
     def maintenance(self, now: float) -> None:
         super().maintenance(now)  # idle connections (channel_timeout)
@@ -340,6 +393,9 @@ class StatusServer:
         adj.asyncore_loop_timeout = 0.2
         info = (family, socket.SOCK_STREAM, 0, (self.host, self.port))
         self._server = _Server(self.app, adj=adj, _sock=sock, sockinfo=info, bind_socket=False)
+        self._server.per_client = per_client_limit(self.max_connections)
+        if self.dashboard is not None:
+            self._server.exempt = self.dashboard.proxies.trusted
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
         self._thread.start()
         what = "dashboard, " if self.dashboard is not None else ""
