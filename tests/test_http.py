@@ -66,18 +66,24 @@ def daemon() -> Iterator[tuple[Daemon, StatusServer]]:
     d = Daemon()
     d.metrics.add_printer("ender3")
     d.images["ender3"] = cv2.imencode(".jpg", np.full((24, 32, 3), 99, np.uint8))[1].tobytes()
+    server = _server(d, request_timeout_s=0.5, max_connections=8)
+    yield d, server
+    server.stop()
+
+
+def _server(d: Daemon, request_timeout_s: float, max_connections: int) -> StatusServer:
+    """``d``'s endpoints served on a free loopback port."""
     server = StatusServer(
         "127.0.0.1:0",
         d.status,
         d.metrics.registry,
         d.latest_jpeg,
         lambda: d.healthy,
-        request_timeout_s=0.5,
-        max_connections=8,
+        request_timeout_s=request_timeout_s,
+        max_connections=max_connections,
     )
     server.start()
-    yield d, server
-    server.stop()
+    return server
 
 
 def raw(server: StatusServer, data: bytes, timeout: float = 10.0) -> bytes:
@@ -299,17 +305,8 @@ def test_one_client_holding_idle_connections_does_not_keep_others_waiting(caplog
     one cut, had every other client wait for ``request_timeout_s``: a phone's button, the
     owner's page, the health check. One client holds a quarter of them at most now; its
     others are closed at once, and another client is answered while it holds its share."""
-    d = Daemon()
-    server = StatusServer(
-        "127.0.0.1:0",
-        d.status,
-        d.metrics.registry,
-        d.latest_jpeg,
-        lambda: d.healthy,
-        request_timeout_s=60.0,  # idle connections are not cut while the test runs
-        max_connections=32,
-    )
-    server.start()
+    # idle connections are not cut while the test runs
+    server = _server(Daemon(), request_timeout_s=60.0, max_connections=32)
     hog = []
     try:
         for _ in range(40):  # from 127.0.0.2: another machine on the network
