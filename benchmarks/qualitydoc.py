@@ -345,9 +345,22 @@ def still_start(
                 "heating_jpeg",
                 "its noise through JPEG (quality 70), as a camera sends it",
                 versus=(
-                    "before a moved pixel was counted with its neighbours ("
+                    "before a moved pixel was counted with its neighbours and past 6 grey levels ("
                     "`benchmarks/results/still_start_before_moved_together.json`; "
                     "[decisions/still-start.md](decisions/still-start.md))"
+                ),
+            )
+        )
+    if now.get("heating_jpeg_low"):
+        out.append(
+            _heating_sweep(
+                now,
+                specks_before,
+                "heating_jpeg_low",
+                "a clean camera's noise (1 grey level) through JPEG at quality 40",
+                versus=(
+                    "before a moved pixel was counted with its neighbours and past 6 grey levels "
+                    "([decisions/still-start.md](decisions/still-start.md))"
                 ),
             )
         )
@@ -859,6 +872,9 @@ def starts_caught(d: Json | None) -> str:
     )
 
 
+FRAMING_CMD = ".venv/bin/python benchmarks/framing.py --json benchmarks/results/framing.json"
+
+
 def framing(d: Json | None) -> str:
     if d is None:
         return _missing("framing", RUNS_CMD)
@@ -870,7 +886,9 @@ def framing(d: Json | None) -> str:
         "`detection.region` set to where the bed now is:\n\n"
         f'{table(d["results"])}\n\nThe bundle was trained on these prints, so "as trained" is optimistic; '
         "compare the rows of each framing. Set `detection.region` (or draw it on the dashboard) when the "
-        "bed is not in the bottom half of your picture.\n"
+        "bed is not in the bottom half of your picture.\n\n"
+        f"Run: {d['date']}, {d['seconds'] / 60:.0f} minutes. Command: `{FRAMING_CMD}` (part of "
+        "`make quality`).\n"
     )
 
 

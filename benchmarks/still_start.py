@@ -152,6 +152,15 @@ def _jpeg_noisy(frame: np.ndarray, i: int) -> np.ndarray:
     return np.asarray(decoded)
 
 
+def _jpeg_low(frame: np.ndarray, i: int) -> np.ndarray:
+    """A clean camera's still scene at a low JPEG quality (noise of 1 grey level, quality 40):
+    whole blocks shift by a few levels from frame to frame."""
+    ok, data = cv2.imencode(".jpg", _noisy(frame, i, 1.0), [cv2.IMWRITE_JPEG_QUALITY, 40])
+    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    assert ok and decoded is not None
+    return np.asarray(decoded)
+
+
 def heating_sweep(
     normal: dict[str, list[Path]],
     bundle: Path,
@@ -201,11 +210,13 @@ def heating_sweeps(
     normal: dict[str, list[Path]], bundle: Path
 ) -> dict[str, list[dict[str, object]]]:
     """The heating sweep, by its key in the results: the heating's noise as given, through
-    JPEG, and through JPEG with the printer saying it heats."""
+    JPEG, through JPEG with the printer saying it heats, and a clean camera's at a low JPEG
+    quality."""
     return {
         "heating": heating_sweep(normal, bundle, _noisy),
         "heating_jpeg": heating_sweep(normal, bundle, _jpeg_noisy),
         "heating_jpeg_told": heating_sweep(normal, bundle, _jpeg_noisy, told=True),
+        "heating_jpeg_low": heating_sweep(normal, bundle, _jpeg_low),
     }
 
 

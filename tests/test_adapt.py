@@ -374,6 +374,27 @@ def test_a_heating_start_is_not_cut_at_a_frame_of_jpeg_noise() -> None:
     assert learnt_from(x, 20, early=8) == 8
 
 
+def test_a_clean_cameras_jpeg_blocks_shifting_a_few_levels_are_no_print_moving() -> None:
+    """A clean camera at a low JPEG quality: its noise quantised away, whole blocks of the
+    picture shift by a few grey levels from frame to frame, patches that pass the neighbours'
+    rule. A start of them stood still; a toolhead moving through the same frames does not."""
+    rng = np.random.default_rng(0)
+    bed = rng.integers(40, 200, (64, 128)).astype(np.int16)
+    frames = []
+    for _ in range(10):
+        frame = bed.copy()
+        for _ in range(5):  # blocks 4 pixels wide at the model's input, 4 levels brighter
+            y, x = rng.integers(0, 60), rng.integers(0, 124)
+            frame[y : y + 4, x : x + 4] += 4
+        frames.append(frame)
+    still = np.clip(np.stack(frames), 0, 255).astype(np.uint8)
+    assert learnt_from(still, 20, early=8) == 8
+    moving = still.copy()
+    for i in range(10):  # a toolhead, 40 levels darker, crossing the bed
+        moving[i, 20:36, 10 * i : 10 * i + 12] -= 40
+    assert learnt_from(moving, 20, early=8) == 0
+
+
 def test_a_start_is_learnt_from_when_the_printer_is_hot_whatever_moved_before() -> None:
     """The printer's API says it heats (``Detector.heating``): the frames meanwhile are no
     part of the print's start, judged by the start guard alone (a part left on the bed is

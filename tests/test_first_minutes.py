@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from tests import synth
 from tests.daemon_helpers import run_cli, write_config
@@ -574,13 +575,15 @@ class _HeatsFirst(SimulatedPrinter):
         return status
 
 
-def _through_jpeg(frame: np.ndarray, seed: int) -> np.ndarray:
-    """``frame`` as a camera sends a still scene: its sensor noise (2 grey levels) new in
-    each frame, through JPEG at quality 70, whose blocks then move specks of a few pixels,
-    a few percent of them in all."""
-    noisy = np.random.default_rng(seed).normal(0.0, 2.0, frame.shape) + frame
+def _through_jpeg(
+    frame: np.ndarray, seed: int, noise: float = 2.0, quality: int = 70
+) -> np.ndarray:
+    """``frame`` as a camera sends a still scene: its sensor noise (``noise`` grey levels)
+    new in each frame, through JPEG at ``quality``, whose blocks then move specks of a few
+    pixels, a few percent of them in all."""
+    noisy = np.random.default_rng(seed).normal(0.0, noise, frame.shape) + frame
     ok, data = cv2.imencode(
-        ".jpg", np.clip(noisy, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 70]
+        ".jpg", np.clip(noisy, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality]
     )
     assert ok
     return cv2.imdecode(data, cv2.IMREAD_COLOR)
@@ -639,17 +642,19 @@ def test_a_start_the_printer_says_it_heats_is_learnt_once_it_is_hot(
     assert paused and paused[0] < 12 + 8, paused
 
 
+@pytest.mark.parametrize("noise, quality", [(2.0, 70), (1.0, 40)])
 def test_a_still_heating_through_a_cameras_jpeg_noise_is_told_from_the_picture(
-    tmp_path, tiny_start_judged_bundle, caplog
+    tmp_path, tiny_start_judged_bundle, caplog, noise: float, quality: int
 ) -> None:
     """Without the printer's word (``api.kind: none``, or an API that says nothing of its
     heaters), the picture tells the heating: a camera's JPEG noise moves specks of a few
-    pixels here and there, a print moves patches. Counted pixel by pixel, the noise looked
+    pixels here and there (and a clean camera's, at a low quality, shifts whole blocks by a
+    few grey levels), a print moves patches by more. Counted pixel by pixel, the noise looked
     like a print moving, the still bed became the start's yardstick and the good print was
     paused as it began to print."""
     caplog.set_level(logging.INFO, "watchdog.watcher")
     clean = [synth.normal_frame(UNSEEN, i, TINY_FRAMES, TINY_SEED) for i in range(TINY_FRAMES)]
-    heat = [_through_jpeg(clean[0], i) for i in range(12)]
+    heat = [_through_jpeg(clean[0], i, noise, quality) for i in range(12)]
     assert not _watched(tmp_path, tiny_start_judged_bundle, heat + clean, 0)
     assert "did not move during the print's start" in caplog.text
 

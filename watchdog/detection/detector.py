@@ -210,13 +210,15 @@ MIN_UNMASKED = 0.01  # the least share of the watched region a mask may leave
 # of the watched, unmasked pixels, so that a camera's clock overlay or a blinking LED in a
 # dark picture does not count as a print moving (a toolhead in view moves far more pixels:
 # a fifth to a third of them by more than 3 times the median on the Kaggle prints' starts).
-STILL_LEVELS = 2
+# 6 levels, not 2: a clean camera's JPEG at low quality shifts whole blocks by a few levels
+STILL_LEVELS = 6
 STILL_NOISE = 3.0
 STILL_SHARE = 0.005
 # ... a pixel counted as moved where each of its neighbours in this square moved so too. A
-# camera's JPEG noise moves pixels past that bar in specks of a few (up to 9% of them with noise
+# camera's JPEG noise moves pixels past the bar in specks of a few (up to 9% of them with noise
 # of 1-4 grey levels through JPEG at quality 50-90, starts of 10 and 30 frames), a print moves
-# patches: counted so, the noise moves 0.3% at most, the Kaggle prints' every 10 frames 0.8-25%
+# patches: counted so, the noise moves 0.35% at most (noise of 0.5-4 levels, quality 30-90,
+# the watched region the bundle's), the Kaggle prints' every 10 frames 0.8-25%
 MOVED_TOGETHER = np.ones((3, 3), np.uint8)
 # A start whose first STILL_RUN frames or more did not move, then one that does, is learnt from
 # that one (the printer heated; once a print, where the start is judged against its first frames)
