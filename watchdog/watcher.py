@@ -1734,9 +1734,10 @@ class Watcher:
         """Step at the camera interval until ``stop`` is set; errors never end the loop.
         Commands submitted between steps are carried out at once."""
         interval = self.cfg.camera.interval_s
+        idle_pace = max(interval, IDLE_STEP_S)
         while not stop.is_set():
             started = time.monotonic()
-            pace = max(interval, IDLE_STEP_S)  # a step that failed: as one without a frame
+            pace = idle_pace  # a step that failed: as one without a frame
             try:
                 failed_before = self.model_failures
                 self.step()
@@ -1744,7 +1745,7 @@ class Watcher:
                 # read to its end) only polls the printer: at interval 0 (a recording read as
                 # fast as it can be) an idle printer's API was asked thousands of times a second
                 reads = self._watching_now and not self.camera.exhausted
-                pace = interval if reads else max(interval, IDLE_STEP_S)
+                pace = interval if reads else idle_pace
                 if self.model_failures > failed_before:  # its frame not judged: a failing step
                     self.failing_steps += 1
                     self.snapshot = replace(self.snapshot, failing_steps=self.failing_steps)

@@ -189,7 +189,10 @@ class _Server(TcpWSGIServer):
     # addresses exempt (trusted proxies, whose connections are many clients')
     per_client = 0
     exempt: Callable[[str], bool] = staticmethod(lambda host: False)
-    _share_told: dict[str, float]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._share_told: dict[str, float] = {}  # client: when its refusal was last logged
+        super().__init__(*args, **kwargs)
 
     def over_its_share(self, addr: Any) -> bool:
         """Whether the client at ``addr`` holds more than ``per_client`` connections with the
@@ -204,9 +207,7 @@ class _Server(TcpWSGIServer):
         )
         if held <= self.per_client:
             return False
-        told = getattr(self, "_share_told", None)
-        if told is None:
-            told = self._share_told = {}
+        told = self._share_told
         now = time.monotonic()
         if now - told.get(key, -SHARE_LOG_EVERY_S) >= SHARE_LOG_EVERY_S:
             if len(told) > 1000:
