@@ -29,21 +29,37 @@ def quadrant_image() -> np.ndarray:
     return img
 
 
+def off_colours(frame: np.ndarray) -> list[tuple[tuple[int, int], list[float]]]:
+    """Each quadrant whose middle is not its colour, with the colour found there, at whatever
+    size the frame came (BGR order kept, nothing cropped)."""
+    scale = frame.shape[0] / 240
+    wrong = []
+    for (y, x), colour in QUADRANTS.items():
+        cy, cx, hy, hx = (round(v * scale) for v in (y, x, 30, 40))
+        patch = frame[cy - hy : cy + hy, cx - hx : cx + hx].reshape(-1, 3).mean(0)
+        if np.abs(patch - colour).max() >= 25:
+            wrong.append(((y, x), patch.round().tolist()))
+    return wrong
+
+
+def whole_picture(frame: np.ndarray | None) -> bool:
+    """FFmpeg may hand over a flat grey frame before the stream's first whole picture (seen
+    once with RTP/JPEG), and, joining or rejoining an H.264 stream between its key frames on a
+    loaded machine, a frame partly grey: the picture's colours are judged on the first whole
+    one (a frame whose colours are wrong for good is never whole: the read times out)."""
+    return frame is not None and float(frame.std()) > 20 and not off_colours(frame)
+
+
 @pytest.mark.parametrize("codec", ["h264", "mjpeg"])
 def test_rtsp_camera_delivers_the_picture_with_its_colours(rtsp_camera, codec: str) -> None:
     server = rtsp_camera(quadrant_image(), codec)
     cam = open_camera(cam_cfg(server.url), backoff=FAST)
     try:
-        # FFmpeg may hand over one flat grey frame before the stream's first whole picture
-        # (seen once with RTP/JPEG): the colours are those of the pictures after it
-        frame = read_until(cam, lambda f: f is not None and float(f.std()) > 20)
+        frame = read_until(cam, whole_picture)
         assert cam.online and cam.kind == "stream"
     finally:
         cam.close()
-    assert frame is not None and frame.shape == (240, 320, 3)
-    for (y, x), colour in QUADRANTS.items():  # BGR order kept, nothing cropped or scaled
-        patch = frame[y - 30 : y + 30, x - 40 : x + 40].reshape(-1, 3).mean(0)
-        assert np.abs(patch - colour).max() < 25, (codec, (y, x), patch.round(), colour)
+    assert frame is not None and frame.shape == (240, 320, 3)  # nothing scaled
 
 
 def test_an_rtsp_frame_larger_than_the_model_needs_is_brought_to_a_snapshots_size(
@@ -58,13 +74,10 @@ def test_an_rtsp_frame_larger_than_the_model_needs_is_brought_to_a_snapshots_siz
         cam_cfg(rtsp_camera(quadrant_image()).url), backoff=FAST, model_input=model_input
     )
     try:
-        frame = read_until(cam, lambda f: f is not None and float(f.std()) > 20)
+        frame = read_until(cam, whole_picture)
     finally:
         cam.close()
     assert frame is not None and frame.shape == (120, 160, 3)  # 320x240 at half
-    for (y, x), colour in QUADRANTS.items():
-        patch = frame[y // 2 - 15 : y // 2 + 15, x // 2 - 20 : x // 2 + 20].reshape(-1, 3).mean(0)
-        assert np.abs(patch - colour).max() < 25, ((y, x), patch.round(), colour)
 
 
 def test_an_rtsp_stream_too_large_to_decode_on_a_pi_is_refused_naming_its_size(rtsp_camera) -> None:
