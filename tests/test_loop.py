@@ -1106,8 +1106,13 @@ def test_watching_switched_on_during_a_skipped_print_watches_it_again(
     switch shows off while a print is skipped): that very print is watched, its look learnt
     from what the camera shows then (the print grew while unwatched: judged against its start,
     it was paused again at once), and a failure after it paused."""
-    grown = held(anomalous_frames[0], 6)  # what the print looks like when switched on
-    later = held(anomalous_frames[-1], 20)  # a failure of it after that
+    # what the print looks like when switched on: changed from its start (filament strewn on
+    # the bed's left), and a failure after that, across the whole bed (a failure only where
+    # the learnt look already had one scored at the threshold, paused or not by the training)
+    grown_view = synth.normal_frame(0, 10, 20, TINY_SEED)
+    grown_view[:, :55] = anomalous_frames[0][:, :55]
+    grown = held(grown_view, 6)
+    later = held(anomalous_frames[-1], 20)
     frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + grown + later)
     printer = SimulatedPrinter("benchy.gcode")
     watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
