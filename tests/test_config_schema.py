@@ -265,6 +265,25 @@ def test_a_trusted_proxy_needs_a_dashboard_password() -> None:
     assert "http.trusted_proxies" in str(err.value) and "password" in str(err.value)
 
 
+def test_the_dashboards_host_names_are_names_and_need_a_password() -> None:
+    """Names are compared with the browser's Host: one written as a URL would never match, and
+    the page would refuse its owner with nothing said at the start. Without a password the
+    page answers to loopback only, so a name there would do nothing."""
+    http = {"host_names": ["Printer.LAN.", "pi.example.org"], "generate_password": True}
+    raw = {"printers": [{"name": "e3"}], "http": http}
+    assert parse_config(raw).http.host_names == ["printer.lan", "pi.example.org"]
+    for wrong in ("http://printer.lan", "printer.lan:8787", "printer lan", ""):
+        raw["http"] = {**http, "host_names": [wrong]}
+        with pytest.raises(ConfigError) as err:
+            parse_config(raw)
+        message = str(err.value)
+        assert "http.host_names" in message and repr(wrong) in message, message
+    raw["http"] = {"host_names": ["printer.lan"]}
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw)
+    assert "http.host_names" in str(err.value) and "password" in str(err.value)
+
+
 def test_relative_certificate_paths_are_read_from_the_configs_folder(
     tmp_path: Path, monkeypatch, self_signed_cert: tuple[Path, Path]
 ) -> None:

@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +89,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Dae
         password_file=str(secret),
         login_attempts_per_minute=3,
         scrape_token_file=str(token),
+        host_names=["pi.example.org"],
     )
     daemon = _start(config, tmp / "daemon.log", port)
     yield f"http://127.0.0.1:{port}", daemon, tmp
@@ -304,8 +306,8 @@ def test_a_login_through_a_tls_reverse_proxy_works_and_other_sites_are_still_ref
 ) -> None:
     """Behind a TLS reverse proxy (the way docs/dashboard.md says to cross an untrusted
     network) the browser's Origin is https://<name> while the daemon speaks plain HTTP; the
-    proxy passes the Host on. The login and the buttons work; another site, or another port,
-    is refused."""
+    proxy passes the Host on, a name in ``http.host_names``. The login and the buttons work;
+    another site, or another port, is refused."""
     url, _, _ = guarded
 
     def login(origin: str) -> int:
@@ -411,6 +413,49 @@ def test_logout_ends_the_session_and_leaves_no_picture_in_the_browser(guarded) -
     assert asked.status_code == 401 and asked.content != jpeg
 
 
+def test_with_a_password_a_name_not_its_own_is_refused_before_a_login_attempt_counts(
+    guarded,
+) -> None:
+    """A web site the owner visits can rebind its name to the dashboard's address: its script
+    then reads the login form and posts guesses as a page of that name, from the owner's
+    browser, spending the owner's login attempts (and guessing 5 a minute while the tab is
+    open). Where a password guards the page, a Host that is no address and none of this
+    server's names is refused before anything is counted."""
+    url, _, _ = guarded
+    port = url.rsplit(":", 1)[1]
+    own = f"http://127.0.0.2:{port}"  # a client of its own: other tests spend 127.0.0.1's limit
+    rebound = {"Host": f"evil.example:{port}"}
+    refused = requests.get(f"{own}/login", headers=rebound, timeout=10)
+    assert refused.status_code == 403 and "http.host_names" in refused.text, refused.text
+    assert "csrf" not in refused.text
+    form = requests.get(f"{own}/login", timeout=10)
+    token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+    for _ in range(4):  # over the limit of 3 a minute
+        guess = requests.post(
+            f"{own}/login",
+            data={"csrf": token, "password": "wrong"},
+            cookies=dict(form.cookies),
+            headers={**rebound, "Origin": f"http://evil.example:{port}"},
+            timeout=10,
+            allow_redirects=False,
+        )
+        assert guess.status_code == 403, guess.text
+    assert _login(own)[1].status_code == 303  # the owner's attempts are all there
+    machine = socket.gethostname()
+    for name in (
+        machine,
+        f"{machine.split('.')[0]}.local",
+        "PI.example.org.",
+        "[::1]",
+        "192.0.2.7",
+    ):
+        answered = requests.get(f"{own}/login", headers={"Host": f"{name}:{port}"}, timeout=10)
+        assert answered.status_code == 200, (name, answered.text)
+    assert requests.get(f"{own}/status", headers=rebound, timeout=10).status_code == 403
+    scraped = {**rebound, "Authorization": f"Bearer {SCRAPE_TOKEN}"}
+    assert requests.get(f"{own}/status", headers=scraped, timeout=10).status_code == 200
+
+
 def test_failed_logins_are_rate_limited(guarded) -> None:
     url, daemon, _ = guarded
     codes = [_login(url, "wrong")[1].status_code for _ in range(3)]
@@ -459,13 +504,16 @@ def test_behind_a_trusted_proxy_each_client_has_its_own_login_limit_and_a_secure
         for _ in range(30):
             assert _login(url, "wrong", stranger)[1].status_code == 429
         assert _login(url, headers={"X-Forwarded-For": "198.51.100.9"})[1].status_code == 303
+        # a proxy routes by name itself: the name it passes on need not be listed
+        named = {"X-Forwarded-For": "198.51.100.10", "Host": "watchdog.example.org"}
+        assert _login(url, headers=named)[1].status_code == 303
         # a host inside a trusted network writing a new client at each try: the proxy's
-        # clients together get ten times one client's limit (5 let through so far)
+        # clients together get ten times one client's limit (6 let through so far)
         fresh = [
             _login(url, "wrong", {"X-Forwarded-For": f"198.51.100.{100 + i}"})[1].status_code
-            for i in range(17)
+            for i in range(16)
         ]
-        assert fresh == [401] * 15 + [429] * 2, fresh
+        assert fresh == [401] * 14 + [429] * 2, fresh
     finally:
         daemon.stop()
     from watchdog.web.auth import Proxies

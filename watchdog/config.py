@@ -185,6 +185,12 @@ def is_loopback(listen: str) -> bool:
     return is_loopback_host(listen.rpartition(":")[0])
 
 
+# a DNS name: dot-separated labels of letters, digits and inner hyphens
+HOST_NAME = re.compile(
+    r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*"
+)
+
+
 def is_loopback_host(host: str) -> bool:
     """A host (``[::1]`` bracketed or not) that is this machine: a loopback address or
     localhost; never another name, which may resolve to anything."""
@@ -248,6 +254,12 @@ class HttpConfig(_Model):
         description='reverse proxies in front of the dashboard, by address ("127.0.0.1") or a network only proxies are in: from them the client is read from X-Forwarded-For (its own login limit) and HTTPS from X-Forwarded-Proto (the login cookie then Secure); needs a password',
     )
 
+    host_names: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="where a password guards the dashboard: the names you reach it by beside its IP addresses, localhost, this machine's name and <name>.local (a name of your own DNS, a reverse proxy's not in trusted_proxies); a page asked for under any other name is refused, so that a web site rebinding its name to this machine cannot spend your login attempts",
+    )
+
     @model_validator(mode="after")
     def _auth_beyond_loopback(self) -> HttpConfig:
         if (
@@ -272,6 +284,12 @@ class HttpConfig(_Model):
                 "shell or an environment file cuts it; quote it, or give the password itself "
                 "(the value is not shown: it is a secret)"
             )
+        if self.host_names and not (self.password or self.generate_password):
+            raise ValueError(
+                "http.host_names names the dashboard's host names, but without a password it "
+                "answers to a loopback address or localhost only (a web site could rebind any "
+                "other name to it): set http.password_file (or http.generate_password: true)"
+            )
         if self.trusted_proxies and not (self.password or self.generate_password):
             # through a proxy on this machine every request is this machine's, which needs
             # no login: the dashboard would be open to whoever reaches the proxy
@@ -281,6 +299,20 @@ class HttpConfig(_Model):
                 "proxy reaches the dashboard without a login"
             )
         return self
+
+    @field_validator("host_names")
+    @classmethod
+    def _host_names(cls, v: list[str]) -> list[str]:
+        names = []
+        for item in v:
+            name = item.strip().lower().rstrip(".")
+            if not HOST_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{item!r} is not a host name: give the name alone, as typed in the "
+                    'browser\'s address bar without "http://" or a port (e.g. "printer.lan")'
+                )
+            names.append(name)
+        return names
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -7,18 +7,22 @@ every 2 s), ``/login``. API (JSON): ``/api/state``, ``/api/printers/<p>/timeline
 ``/api/command`` (every button: a ``watchdog.control.Command`` handed to the daemon's
 ``dispatch``), ``/api/printers/<p>/settings`` and ``.../settings/reset``.
 
-Guards, in order, for every request but ``/healthz``: on loopback without a password the Host
-header must name this machine (a web site cannot reach the page through DNS rebinding);
-with a password every page, image and API call needs a session (``/login`` excepted); every
+Guards, in order, for every request but ``/healthz``: the Host header must name this server
+(a web site cannot reach the page through DNS rebinding): without a password a loopback
+address or localhost, with one an IP address, this machine's name or a name in
+``http.host_names``; with a password every page, image and API call needs a session
+(``/login`` excepted); every
 POST needs the page's CSRF token in ``X-CSRF-Token`` (or the login form's field) and, when
 the browser sends one, an ``Origin`` equal to this server's.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import secrets
+import socket
 import threading
 import time
 from pathlib import Path
@@ -77,6 +81,29 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+def own_names(cfg: HttpConfig, config: Config) -> frozenset[str]:
+    """The names a password-guarded page answers to (IP addresses aside): localhost, this
+    machine's name with and without ``.local`` (mDNS), ``http.host_names``, and the host of
+    each phone button's ``actions_url``."""
+    machine = socket.gethostname().lower().rstrip(".")
+    names = {"localhost", machine, f"{machine.split('.')[0]}.local", *cfg.host_names}
+    names.update(
+        (urlsplit(t.actions_url).hostname or "").rstrip(".") for t in config.notify if t.actions_url
+    )
+    return frozenset(names - {""})
+
+
+def _names_this_server(host: str, names: frozenset[str]) -> bool:
+    """``host`` (a Host header's name, port taken off) is an IP address or one of ``names``:
+    a web site can rebind a name of its own to this machine's address, never an address."""
+    name = host.strip("[]").lower().rstrip(".")
+    try:
+        ipaddress.ip_address(name.split("%", 1)[0])  # an IPv6 address may carry its zone
+    except ValueError:
+        return name in names
+    return True
+
+
 class Dashboard:
     """Auth state and routes; ``install(app)`` puts them on the server's Flask app."""
 
@@ -92,6 +119,7 @@ class Dashboard:
             cfg.login_attempts_per_minute * auth.PROXY_LIMIT_FACTOR
         )
         self.proxies = auth.Proxies(cfg.trusted_proxies)
+        self.names = own_names(cfg, backend.config)  # http and notify wait for a restart
         self.checking = threading.BoundedSemaphore(1)
         self.open_csrf = secrets.token_urlsafe(32)  # the page's token when no login is needed
         # this start of the daemon: a page made by an earlier one reloads (its token is stale)
@@ -123,6 +151,15 @@ class Dashboard:
         scheme, _, value = given.partition(" ")
         return scheme.lower() == "bearer" and auth.same(value.strip(), token.get_secret_value())
 
+    def _named_right(self, host: str) -> bool:
+        """The Host names this server; a trusted proxy routes by name itself, and a scraper's
+        token proves more than a name could."""
+        return (
+            _names_this_server(host, self.names)
+            or self.proxies.trusted(request.remote_addr)
+            or self._scraper()
+        )
+
     def _csrf_expected(self) -> str | None:
         if not self.login_required:
             return self.open_csrf
@@ -133,10 +170,20 @@ class Dashboard:
         path = request.path
         if path == "/healthz" or path.startswith("/actions/"):
             return None  # a phone button carries its own capability token (watchdog.comms.actions)
-        # Host: a loopback address or localhost, never a name (a site whose name resolves to
-        # 127.0.0.1 would read the page from the owner's browser)
-        if not self.login_required and not is_loopback_host(_host_name(request.host)):
+        # Host: without a password a loopback address or localhost, never a name (a site
+        # whose name resolves to 127.0.0.1 would read the page from the owner's browser)
+        host = _host_name(request.host)
+        if not self.login_required and not is_loopback_host(host):
             return text("403 this page answers to a loopback address or localhost only", 403)
+        if self.login_required and not self._named_right(host):
+            # a site the owner visits, its name rebound to this address, would spend the
+            # owner's login attempts (their limit is the owner's browser's) guessing
+            shown = host if len(host) <= 80 else host[:77] + "..."
+            return text(
+                f"403 this page does not answer to the name {shown!r}: reach it by its IP "
+                "address, or add the name to http.host_names in the config (restart to apply)",
+                403,
+            )
         if path.startswith(OWN_PAGES_ONLY) and _embedded_by_another_site():
             return text("403 cross-site request refused", 403)
         if (
