@@ -267,12 +267,14 @@ def test_a_trusted_proxy_needs_a_dashboard_password() -> None:
 
 def test_the_dashboards_host_names_are_names_and_need_a_password() -> None:
     """Names are compared with the browser's Host: one written as a URL would never match, and
-    the page would refuse its owner with nothing said at the start. Without a password the
+    the page would refuse its owner with nothing said at the start (and a name with an
+    underscore never arrives: the server takes such a Host for none). Without a password the
     page answers to loopback only, so a name there would do nothing."""
-    http = {"host_names": ["Printer.LAN.", "pi.example.org"], "generate_password": True}
+    http = {"host_names": ["Printer.LAN.", "Drücker.lan"], "generate_password": True}
     raw = {"printers": [{"name": "e3"}], "http": http}
-    assert parse_config(raw).http.host_names == ["printer.lan", "pi.example.org"]
-    for wrong in ("http://printer.lan", "printer.lan:8787", "printer lan", ""):
+    # as a browser sends them: a name in another script in its ASCII form
+    assert parse_config(raw).http.host_names == ["printer.lan", "xn--drcker-4ya.lan"]
+    for wrong in ("http://printer.lan", "printer.lan:8787", "printer lan", "my_printer.lan", ""):
         raw["http"] = {**http, "host_names": [wrong]}
         with pytest.raises(ConfigError) as err:
             parse_config(raw)

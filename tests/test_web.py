@@ -89,7 +89,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Dae
         password_file=str(secret),
         login_attempts_per_minute=3,
         scrape_token_file=str(token),
-        host_names=["pi.example.org"],
+        host_names=["pi.example.org", "drücker.lan"],
     )
     daemon = _start(config, tmp / "daemon.log", port)
     yield f"http://127.0.0.1:{port}", daemon, tmp
@@ -446,14 +446,35 @@ def test_with_a_password_a_name_not_its_own_is_refused_before_a_login_attempt_co
         machine,
         f"{machine.split('.')[0]}.local",
         "PI.example.org.",
+        "xn--drcker-4ya.lan",  # drücker.lan, as a browser sends it
         "[::1]",
         "192.0.2.7",
     ):
         answered = requests.get(f"{own}/login", headers={"Host": f"{name}:{port}"}, timeout=10)
         assert answered.status_code == 200, (name, answered.text)
+    odd = requests.get(f"{own}/login", headers={"Host": "my_printer.lan"}, timeout=10)
+    assert odd.status_code == 403 and "no valid host name" in odd.text, odd.text
     assert requests.get(f"{own}/status", headers=rebound, timeout=10).status_code == 403
     scraped = {**rebound, "Authorization": f"Bearer {SCRAPE_TOKEN}"}
     assert requests.get(f"{own}/status", headers=scraped, timeout=10).status_code == 200
+
+
+def test_a_phone_buttons_host_is_one_of_the_names_the_guarded_page_answers_to() -> None:
+    """The phone's buttons open the page's address too (an incident's link): the host of
+    ``actions_url`` answers without being listed again, in the form a browser sends it."""
+    from watchdog.config import parse_config
+    from watchdog.web.app import own_names
+
+    config = parse_config(
+        {
+            "printers": [{"name": PRINTER}],
+            "http": {"listen": "0.0.0.0:8787", "generate_password": True, "host_names": ["a.lan"]},
+            "notify": [{"url": "ntfy://127.0.0.1/t", "actions_url": "http://Drücker.lan:8787"}],
+        }
+    )
+    names = own_names(config.http, config)
+    machine = socket.gethostname().lower()
+    assert {"a.lan", "xn--drcker-4ya.lan", "localhost", machine} <= names, names
 
 
 def test_failed_logins_are_rate_limited(guarded) -> None:

@@ -185,10 +185,21 @@ def is_loopback(listen: str) -> bool:
     return is_loopback_host(listen.rpartition(":")[0])
 
 
-# a DNS name: dot-separated labels of letters, digits and inner hyphens
-HOST_NAME = re.compile(
-    r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*"
-)
+# a DNS name as a browser sends it in Host: dot-separated labels of letters, digits and inner
+# hyphens (no underscore: the HTTP server takes a Host with one for none at all)
+HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+
+
+def host_name_form(name: str) -> str | None:
+    """``name`` as a browser sends it in ``Host``: lower case, no trailing dot, a name in
+    another script in its ASCII form (``drücker.lan`` → ``xn--drcker-4ya.lan``); None where
+    no browser could send it."""
+    name = name.strip().lower().rstrip(".")
+    try:
+        name = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+    return name if len(name) <= 253 and HOST_NAME.fullmatch(name) else None
 
 
 def is_loopback_host(host: str) -> bool:
@@ -305,11 +316,12 @@ class HttpConfig(_Model):
     def _host_names(cls, v: list[str]) -> list[str]:
         names = []
         for item in v:
-            name = item.strip().lower().rstrip(".")
-            if not HOST_NAME.fullmatch(name):
+            name = host_name_form(item)
+            if name is None:
                 raise ValueError(
-                    f"{item!r} is not a host name: give the name alone, as typed in the "
-                    'browser\'s address bar without "http://" or a port (e.g. "printer.lan")'
+                    f"{item!r} is not a host name (letters, digits, hyphens and dots; a browser "
+                    "sends no other): give the name alone, as typed in the browser's address "
+                    'bar without "http://" or a port (e.g. "printer.lan")'
                 )
             names.append(name)
         return names

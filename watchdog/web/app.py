@@ -7,11 +7,12 @@ every 2 s), ``/login``. API (JSON): ``/api/state``, ``/api/printers/<p>/timeline
 ``/api/command`` (every button: a ``watchdog.control.Command`` handed to the daemon's
 ``dispatch``), ``/api/printers/<p>/settings`` and ``.../settings/reset``.
 
-Guards, in order, for every request but ``/healthz``: the Host header must name this server
-(a web site cannot reach the page through DNS rebinding): without a password a loopback
-address or localhost, with one an IP address, this machine's name or a name in
-``http.host_names``; with a password every page, image and API call needs a session
-(``/login`` excepted); every
+Guards, in order, for every request but ``/healthz`` and a phone button's ``/actions/<token>``:
+the Host header must name this server (a web site cannot reach the page through DNS
+rebinding): without a password a loopback address or localhost; with one an IP address,
+localhost, this machine's name (also with ``.local``), a phone button's ``actions_url`` host
+or a name in ``http.host_names`` (``own_names``); with a password every page, image and API
+call needs a session (``/login`` excepted); every
 POST needs the page's CSRF token in ``X-CSRF-Token`` (or the login form's field) and, when
 the browser sends one, an ``Origin`` equal to this server's.
 """
@@ -36,7 +37,7 @@ from werkzeug.wrappers import Response as AnyResponse
 from watchdog import overrides
 from watchdog.comms.http import json_response, text
 from watchdog.comms.outbox import MQTT, Outbox
-from watchdog.config import Config, ConfigError, HttpConfig, is_loopback_host
+from watchdog.config import Config, ConfigError, HttpConfig, host_name_form, is_loopback_host
 from watchdog.control import Applied, Command, CommandResult, Verb, saved_answers
 from watchdog.detection.bundle import Bundle
 from watchdog.history import History
@@ -85,12 +86,11 @@ def own_names(cfg: HttpConfig, config: Config) -> frozenset[str]:
     """The names a password-guarded page answers to (IP addresses aside): localhost, this
     machine's name with and without ``.local`` (mDNS), ``http.host_names``, and the host of
     each phone button's ``actions_url``."""
-    machine = socket.gethostname().lower().rstrip(".")
-    names = {"localhost", machine, f"{machine.split('.')[0]}.local", *cfg.host_names}
-    names.update(
-        (urlsplit(t.actions_url).hostname or "").rstrip(".") for t in config.notify if t.actions_url
-    )
-    return frozenset(names - {""})
+    machine = socket.gethostname()
+    names = [machine, f"{machine.split('.')[0]}.local"]
+    names += [urlsplit(t.actions_url).hostname or "" for t in config.notify if t.actions_url]
+    forms = [form for name in names if (form := host_name_form(name))]  # None: never sent
+    return frozenset({"localhost", *cfg.host_names, *forms})
 
 
 def _names_this_server(host: str, names: frozenset[str]) -> bool:
@@ -98,7 +98,7 @@ def _names_this_server(host: str, names: frozenset[str]) -> bool:
     a web site can rebind a name of its own to this machine's address, never an address."""
     name = host.strip("[]").lower().rstrip(".")
     try:
-        ipaddress.ip_address(name.split("%", 1)[0])  # an IPv6 address may carry its zone
+        ipaddress.ip_address(name)
     except ValueError:
         return name in names
     return True
@@ -178,6 +178,12 @@ class Dashboard:
         if self.login_required and not self._named_right(host):
             # a site the owner visits, its name rebound to this address, would spend the
             # owner's login attempts (their limit is the owner's browser's) guessing
+            if not host:  # the server takes a Host that is no name nor address for none
+                return text(
+                    "403 this page does not answer to that name (no valid host name or "
+                    "address in the request): reach it by its IP address",
+                    403,
+                )
             shown = host if len(host) <= 80 else host[:77] + "..."
             return text(
                 f"403 this page does not answer to the name {shown!r}: reach it by its IP "
