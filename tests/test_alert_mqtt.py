@@ -569,8 +569,11 @@ def test_a_command_that_ends_as_the_watchdog_stops_is_told_before_it_disconnects
         under_way = False  # not for the commands that wait for the subscription
 
         def dispatch(self, command: Command) -> CommandResult:
+            # read before the command is recorded: the test sets it once it sees the marker
+            # recorded, and the marker must not be taken for the pause under way
+            under_way = self.under_way
             done = super().dispatch(command)
-            if not self.under_way:
+            if not under_way:
                 return done
             return CommandResult(False, "not shown by the printer yet", under_way=True, later=ended)
 
@@ -617,13 +620,19 @@ def test_a_command_that_comes_while_the_watchdog_disconnects_is_answered(
     mqtt = notifier.mqtt
     acknowledged = mqtt.flush
 
+    answers = mosquitto.subscriber(f"{p}/{PRINTER}/answer")
+
     def an_alert_still_unacknowledged(timeout: float) -> bool:
         mosquitto.publish(f"{p}/{PRINTER}/command", "cancel")
-        time.sleep(1.0)
+        try:  # the stop waits meanwhile (a second's sleep here was not always enough)
+            answers.wait_for(f"{p}/{PRINTER}/answer", lambda m: m.json()["command"] == "cancel")
+        except AssertionError:
+            pass  # never answered: told below
         return acknowledged(timeout)
 
     mqtt.flush = an_alert_still_unacknowledged  # type: ignore[method-assign]
     notifier.stop()
+    answers.close()
     with mosquitto.subscriber(f"{p}/{PRINTER}/answer") as late:
         kept = late.wait_for(f"{p}/{PRINTER}/answer").json()
     assert kept["command"] == "cancel" and not kept["ok"], kept
@@ -977,7 +986,7 @@ def test_the_command_dropped_at_shutdown_stays_the_last_answer(
     mosquitto.publish(f"{p}/{PRINTER}/command", "cancel", qos=1)
     wait_for("the cancel taken", lambda: "MQTT command cancel" in caplog.text)
     threading.Timer(1.0, release.set).start()  # the pause ends within the stop's wait
-    notifier.stop()
+    notifier.stop(timeout=10.0)  # (3 s by default: a loaded machine's timer may be late)
     with mosquitto.subscriber(f"{p}/{PRINTER}/answer") as late:
         kept = late.wait_for(f"{p}/{PRINTER}/answer").json()
     assert kept["text"] == "Cancel print: not carried out: the watchdog stopped", kept

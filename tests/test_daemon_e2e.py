@@ -354,10 +354,14 @@ def test_a_restart_keeps_an_unanswered_pause_and_an_old_alert_never_cancels_a_re
     finally:
         assert daemon.stop(timeout=30) == 0, daemon.log
     camera_server.set_frames(normal_frames)
+    online = len(sub.received(f"{prefix}/available/+", lambda m: m.text == "online"))
 
     daemon = DaemonProcess(config, tmp_path / "daemon2.log")
     try:
         daemon.wait_up(f"http://127.0.0.1:{port}")
+        # the new daemon's "online": from then on it takes commands (the first one's words,
+        # all received already, tell nothing of it)
+        sub.wait_count(f"{prefix}/available/+", online + 1, lambda m: m.text == "online", 30)
         st = wait_until(
             "the alert restored",
             lambda: (s := _printer_status(port))["last_alert"] and s,
@@ -365,7 +369,6 @@ def test_a_restart_keeps_an_unanswered_pause_and_an_old_alert_never_cancels_a_re
             lambda: daemon.log,
         )
         assert st["failure"] is True and st["last_alert"]["incident"] == incident, st
-        sub.wait_for(f"{prefix}/ender3/state", lambda m: m.json().get("failure") is True)
         feedback = {"incident": "latest", "verdict": "failure"}
         mosquitto.publish(f"{prefix}/ender3/feedback", json.dumps(feedback))
         saved = tmp_path / "state" / "incidents" / "ender3" / incident / "alert.json"
@@ -424,9 +427,16 @@ def test_an_owners_pause_still_followed_when_the_daemon_stops_is_not_left_under_
         first = sub.wait_for(f"{prefix}/ender3/answer", timeout=30).json()
         assert first["under_way"] and not first["ok"], first
         assert moonraker_server.print_state() == "printing"
-        # the page shows it too, as Home Assistant's
-        shown = _printer_status(port)["last_command"]
-        assert shown["source"] == "Home Assistant" and shown["text"] == first["text"], shown
+        # the page shows it too, as Home Assistant's (recorded just after the broker is told)
+        shown = wait_until(
+            "the page's last command",
+            lambda: (
+                (c := _printer_status(port)["last_command"]) and c["text"] == first["text"] and c
+            ),
+            10,
+            lambda: str(_printer_status(port)["last_command"]),
+        )
+        assert shown["source"] == "Home Assistant", shown
     finally:
         assert daemon.stop(timeout=30) == 0, daemon.log
     kept = mosquitto.subscriber(f"{prefix}/ender3/answer")  # what Home Assistant reads now
@@ -499,17 +509,27 @@ def test_an_owners_pause_told_not_done_is_put_right_when_the_printer_pauses_late
     broker and on the page, with the printer paused. It is put right when the printer pauses."""
     prefix = unique_prefix
     sub = mosquitto.subscriber(f"{prefix}/ender3/answer")
+    available = mosquitto.subscriber(f"{prefix}/available/+")
     daemon, port = moonraker_printing("DELAY=10", confirm_s=5)
     try:
-        daemon.wait_up(f"http://127.0.0.1:{port}")
+        # "online" comes once the daemon takes commands (the HTTP server may answer first)
+        available.wait_for(f"{prefix}/available/+", lambda m: m.text == "online", timeout=60)
         mosquitto.publish(f"{prefix}/ender3/command", "pause")
         right = sub.wait_for(f"{prefix}/ender3/answer", lambda m: m.json()["ok"], timeout=60).json()
         said = [m.json()["text"] for m in sub.received(f"{prefix}/ender3/answer")]
         assert any("did NOT pause" in text for text in said), said
         assert right["text"].startswith("Pause print: ender3 is paused after all, "), right
         assert moonraker_server.print_state() == "paused"
-        shown = _printer_status(port)["last_command"]
-        assert shown["ok"] and shown["text"] == right["text"], shown
+        wait_until(
+            "the page's last command put right",
+            lambda: (
+                (c := _printer_status(port)["last_command"])
+                and c["ok"]
+                and c["text"] == right["text"]
+            ),
+            10,
+            lambda: str(_printer_status(port)["last_command"]),
+        )
     finally:
         assert daemon.stop(timeout=30) == 0, daemon.log
 
