@@ -356,7 +356,6 @@ class MqttTransport:
         limit = getattr(props, "MaximumPacketSize", None)
         self.max_outgoing = limit if isinstance(limit, int) and limit > 0 else None
         try:
-            client.publish(self.availability_topic, "online", qos=1, retain=True)
             # noLocal: what the daemon publishes itself (clearing a retained command) is not
             # echoed. retainAsPublished: a command published retained while the daemon is
             # connected keeps its flag (the broker takes it off live messages otherwise), so
@@ -365,6 +364,9 @@ class MqttTransport:
             topics = [(t, options) for t in self._subscriptions()]
             if topics:
                 client.subscribe(topics)
+            # after the subscription (the broker takes a client's packets in order): a button
+            # pressed in Home Assistant once it shows the watchdog available is received
+            client.publish(self.availability_topic, "online", qos=1, retain=True)
             self._on_connected_cb()
         except Exception:  # noqa: BLE001 - raised here, it would end paho's thread for good
             logger.exception("MQTT: setting up the session on %s failed", self.address)
