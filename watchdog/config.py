@@ -268,7 +268,7 @@ class HttpConfig(_Model):
     host_names: list[str] = Field(
         default_factory=list,
         max_length=32,
-        description="where a password guards the dashboard: the names you reach it by beside its IP addresses, localhost, this machine's name and <name>.local (a name of your own DNS, a reverse proxy's not in trusted_proxies); a page asked for under any other name is refused, so that a web site rebinding its name to this machine cannot spend your login attempts",
+        description="where a password guards the dashboard: the names you reach it by beside its IP addresses, localhost, this machine's name, <name>.local and the phone buttons' actions_url host (a name of your own DNS, a reverse proxy's not in trusted_proxies, an mDNS name renamed as octopi-2.local); a page asked for under any other name is refused, so that a web site rebinding its name to this machine cannot spend your login attempts",
     )
 
     @model_validator(mode="after")

@@ -84,10 +84,11 @@ def _host_name(host: str) -> str:
 
 def own_names(cfg: HttpConfig, config: Config) -> frozenset[str]:
     """The names a password-guarded page answers to (IP addresses aside): localhost, this
-    machine's name with and without ``.local`` (mDNS), ``http.host_names``, and the host of
-    each phone button's ``actions_url``."""
+    machine's name (in full and its first label) and ``<first label>.local`` (mDNS),
+    ``http.host_names``, and the host of each phone button's ``actions_url``."""
     machine = socket.gethostname()
-    names = [machine, f"{machine.split('.')[0]}.local"]
+    short = machine.split(".")[0]  # a name given in full (pi.home.lan) is typed short too
+    names = [machine, short, f"{short}.local"]
     names += [urlsplit(t.actions_url).hostname or "" for t in config.notify if t.actions_url]
     forms = [form for name in names if (form := host_name_form(name))]  # None: never sent
     return frozenset({"localhost", *cfg.host_names, *forms})
