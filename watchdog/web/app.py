@@ -95,13 +95,13 @@ def own_names(cfg: HttpConfig, config: Config) -> frozenset[str]:
 
 
 def _names_this_server(host: str, names: frozenset[str]) -> bool:
-    """``host`` (a Host header's name, port taken off) is an IP address or one of ``names``:
-    a web site can rebind a name of its own to this machine's address, never an address."""
-    name = host.strip("[]").lower().rstrip(".")
+    """``host`` (a Host header's name, port taken off) is an IP address or one of ``names``
+    (``own_names``, compared in the one form ``host_name_form`` gives both): a web site can
+    rebind a name of its own to this machine's address, never an address."""
     try:
-        ipaddress.ip_address(name)
+        ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return name in names
+        return host_name_form(host) in names
     return True
 
 
