@@ -627,3 +627,23 @@ def test_an_alert_that_fits_neither_its_own_folder_nor_its_draft_is_not_sent_twi
     after_restart = IncidentStore(tmp_path)
     after_restart.settle_drafts()
     assert after_restart.pending() == []
+
+
+def test_throttled_log_remembers_a_bounded_number_of_failures(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Keys made of what arrives (a topic, a name) must not grow a daemon's memory without
+    end; the failures seen most recently are still held back, the oldest told again."""
+    log = logging.getLogger("test.throttle")
+    caplog.set_level(logging.INFO, "test.throttle")
+    throttle = ThrottledLog(60, max_keys=100)
+    assert throttle(log, logging.ERROR, "disk", "disk full")
+    for i in range(10_000):
+        throttle(log, logging.ERROR, f"topic-{i}", "too large")
+        if i % 50 == 0:  # a failure that keeps coming stays held back among them
+            assert not throttle(log, logging.ERROR, "disk", "disk full")
+    assert len(throttle._last) <= 100
+    assert not throttle(log, logging.ERROR, "topic-9999", "too large")
+    assert throttle(log, logging.ERROR, "topic-0", "too large")  # forgotten: told again
+    told = [r.getMessage() for r in caplog.records].count("disk full")
+    assert told == 1, told

@@ -298,6 +298,68 @@ def test_marking_the_alert_not_a_failure_relearns_the_print_in_notify_mode(
     assert not watcher.detector.calibrating
 
 
+def _feedback_on_the_command_line(tmp_path: Path, incident: str, verdict: str) -> str:
+    """``python -m watchdog feedback`` run beside the watcher, on its storage folder."""
+    config = write_config(
+        tmp_path / "feedback.yaml",
+        storage={"dir": str(tmp_path / "state")},
+        printers=[{"name": "e3"}],
+    )
+    r = run_cli(
+        "feedback", "--config", str(config), "--printer", "e3", "--incident", incident,
+        "--verdict", verdict,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_not_a_failure_said_on_the_command_line_relearns_the_print_in_notify_mode(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, caplog
+) -> None:
+    """The feedback command beside the running watchdog records its verdict in the alert's
+    file only: the print kept being judged against the look that raised the alert, and was
+    told again after each cooldown, as if nobody had answered."""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 30))
+    watcher = _watcher(
+        tmp_path, tiny_adaptive_bundle, frames, SimulatedPrinter("benchy.gcode"), "notify"
+    )
+    records = [watcher.step() for _ in range(10)]
+    assert [r.action for r in records].count("notify") == 1
+    incident = watcher.status()["last_alert"]["incident"]
+    assert watcher.status()["failure"]
+    _feedback_on_the_command_line(tmp_path, incident, "not_failure")
+    with caplog.at_level(logging.INFO, logger="watchdog.watcher"):
+        records = [watcher.step() for _ in range(25)]
+    assert not watcher.status()["failure"]
+    assert not any(r.action for r in records), [(r.score, r.state) for r in records]
+    said = [r.getMessage() for r in caplog.records if "on the command line" in r.getMessage()]
+    assert said == [
+        f"e3: incident {incident} marked not a failure on the command line: "
+        "learning the print's look again"
+    ], said
+    watcher.camera.close()
+
+
+def test_a_failure_confirmed_on_the_command_line_answers_its_alert(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Confirmed beside the running watchdog, the alert is answered as from the page: Home
+    Assistant's problem sensor goes off, and a start its alert held is watched again."""
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 12))
+    watcher = _watcher(
+        tmp_path, tiny_adaptive_bundle, frames, SimulatedPrinter("benchy.gcode"), "notify"
+    )
+    while watcher.status()["last_alert"] is None:
+        watcher.step()
+    incident = watcher.status()["last_alert"]["incident"]
+    watcher.step()
+    assert watcher.status()["failure"] and watcher.detector.start_held
+    _feedback_on_the_command_line(tmp_path, incident, "failure")
+    watcher.step()
+    assert not watcher.status()["failure"] and not watcher.detector.start_held
+    watcher.camera.close()
+
+
 def test_without_feedback_a_lasting_change_alerts_again_after_the_cooldown_in_notify_mode(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

@@ -521,11 +521,11 @@ class Daemon:
         # the answer goes to a phone or the page: where the frames went is the log's
         try:
             if command.verb is Verb.NOT_A_FAILURE:
-                where = mark_not_failure(storage, printer, incident)
+                where = mark_not_failure(storage, printer, incident, source=command.source)
                 told = "its frame is kept for retraining"
                 kept = f"frame kept for retraining in {where}"
             else:
-                copies = mark_failure(storage, printer, incident)
+                copies = mark_failure(storage, printer, incident, source=command.source)
                 told = (  # none: the incident was pruned as the verdict landed
                     f"{len(copies)} frame(s) kept for retraining"
                     if copies

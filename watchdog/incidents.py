@@ -73,23 +73,28 @@ class ThrottledLog:
     """Logs a recurring failure at most once per ``interval_s`` per key, counting the rest.
 
     A full disk fails on every alert and every frame; one line a minute says so without
-    flooding the journal.
+    flooding the journal. At most ``max_keys`` keys are remembered, the least recently seen
+    forgotten first: a key made of what arrives (a topic, a printer's name in a message) cannot
+    grow the daemon's memory; a forgotten key's next failure is logged at once.
     """
 
-    def __init__(self, interval_s: float = 60.0) -> None:
+    def __init__(self, interval_s: float = 60.0, max_keys: int = 256) -> None:
         self.interval_s = interval_s
+        self.max_keys = max_keys
         self._lock = threading.Lock()
-        self._last: dict[str, tuple[float, int]] = {}
+        self._last: dict[str, tuple[float, int]] = {}  # oldest seen first
 
     def __call__(self, log: logging.Logger, level: int, key: str, msg: str, *args: object) -> bool:
         """Log ``msg`` unless ``key`` was logged less than ``interval_s`` ago; True if logged."""
         now = time.monotonic()
         with self._lock:
-            last, suppressed = self._last.get(key, (None, 0))
+            last, suppressed = self._last.pop(key, (None, 0))
             if last is not None and now - last < self.interval_s:
                 self._last[key] = (last, suppressed + 1)
                 return False
             self._last[key] = (now, 0)
+            while len(self._last) > self.max_keys:
+                del self._last[next(iter(self._last))]
         if suppressed:
             msg += f" ({suppressed} more like this since the last report)"
         log.log(level, msg, *args)
@@ -583,11 +588,14 @@ def record_verdict(storage_dir: Path, printer: str, incident_id: str, verdict: s
         return _record(path, verdict)
 
 
-def _record(path: Path, value: str, key: str = "verdict") -> Path:
-    """``record_verdict`` (or ``record_answer``: ``key`` "answer") under its lock."""
-    return _update(
-        path, {key: value, f"{key}_time": datetime.now(UTC).isoformat(timespec="seconds")}
-    )
+def _record(path: Path, value: str, key: str = "verdict", source: str = "") -> Path:
+    """``record_verdict`` (or ``record_answer``: ``key`` "answer") under its lock. ``source``:
+    who gave it (``Command.source``), kept beside it: a running watchdog carries out the
+    command line's verdicts from this file (the page's and the phone's reach it as commands)."""
+    changes = {key: value, f"{key}_time": datetime.now(UTC).isoformat(timespec="seconds")}
+    if source:
+        changes[f"{key}_source"] = source
+    return _update(path, changes)
 
 
 def _update(path: Path, changes: dict[str, Any]) -> Path:
@@ -699,11 +707,11 @@ class CopyNotTakenBack(Exception):
         super().__init__(f"cannot remove {copy}, kept by the verdict before: {why}")
 
 
-def mark_not_failure(storage_dir: Path, printer: str, incident_id: str) -> Path:
+def mark_not_failure(storage_dir: Path, printer: str, incident_id: str, source: str = "") -> Path:
     """Record the verdict and copy the incident's frame into the normal set; returns the copy
     (FramesNotKept: recorded, not copied)."""
     with _verdict_lock(incident_dir(storage_dir, printer, incident_id)):
-        path = _judged(storage_dir, printer, incident_id, "not_failure")
+        path = _judged(storage_dir, printer, incident_id, "not_failure", source)
         folder = false_alarms_dir(storage_dir, printer)
         try:
             return _copy_into(path / FRAME, folder, f"{incident_id}.jpg")
@@ -721,19 +729,19 @@ def failures_dir(storage_dir: Path, printer: str) -> Path:
     return Path(storage_dir) / "collected" / check_name(printer, "printer") / FAILURES
 
 
-def mark_failure(storage_dir: Path, printer: str, incident_id: str) -> list[Path]:
+def mark_failure(storage_dir: Path, printer: str, incident_id: str, source: str = "") -> list[Path]:
     """Record the verdict and copy the incident's frame and its anomalous lead-up frames into
     the failures folder; returns the copies. Lead-up frames still being written when the
     verdict lands are copied by ``IncidentStore.add_lead_up`` once it sees the verdict."""
     with _verdict_lock(incident_dir(storage_dir, printer, incident_id)):
-        path = _judged(storage_dir, printer, incident_id, "failure")
+        path = _judged(storage_dir, printer, incident_id, "failure", source)
         try:
             return _copy_failure_frames(path, storage_dir, printer, incident_id)
         except OSError as exc:
             raise _not_kept(failures_dir(storage_dir, printer), exc) from None
 
 
-def _judged(storage_dir: Path, printer: str, incident_id: str, verdict: str) -> Path:
+def _judged(storage_dir: Path, printer: str, incident_id: str, verdict: str, source: str) -> Path:
     """Record ``verdict`` on an incident that has its frame, before any frame is copied (an
     alert.json that cannot be read refuses it with nothing kept), and take back the copies a
     verdict given before (a misclick) left in the other folder, before the new verdict is
@@ -755,7 +763,7 @@ def _judged(storage_dir: Path, printer: str, incident_id: str, verdict: str) -> 
             copy.unlink(missing_ok=True)
         except OSError as exc:
             raise CopyNotTakenBack(copy, exc.strerror or str(exc)) from None
-    _record(path, verdict)
+    _record(path, verdict, source=source)
     return path
 
 

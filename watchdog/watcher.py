@@ -46,13 +46,16 @@ from watchdog.devices.printers import (
 from watchdog.frame_gate import FrameGate
 from watchdog.history import History
 from watchdog.incidents import (
+    ALERT,
     PRINT_OVER,
+    VERDICTS,
     IncidentError,
     IncidentView,
     alert_epoch,
     already_answered,
     answered,
     incident_dir,
+    incidents_root,
     list_incidents,
     record_answer,
     saved_alert,
@@ -297,6 +300,10 @@ class Watcher:
         # (``_for_its_print``)
         self._print_alerts: dict[str, str | None] = {}
         self._accepted: str | None = None  # the alert marked not a failure, its look learnt
+        # the latest alert's alert.json as last looked at for the command line's verdict
+        # (``_verdict_from_the_command_line``): its incident, modification time and inode (a
+        # verdict replaces the file)
+        self._verdict_file: tuple[str, int, int] = ("", 0, 0)
         # ``last_alert``'s incident once answered by a resume, a cancel or its print's end,
         # and that answer ("": opened again by a pause through it)
         self._closed: tuple[str, str] = ("", "")
@@ -331,6 +338,7 @@ class Watcher:
         """Poll the printer, and if it prints, judge one frame and act on the verdict."""
         now, since = self.clock(), time.monotonic()
         self._drain_commands()
+        self._verdict_from_the_command_line()
         events = self._poll_printer(now, since)
         if not self._watching_now:  # told again at the next frame watched
             self.detector.heating = False
@@ -988,6 +996,7 @@ class Watcher:
             old._print_alerts,
         )
         self._accepted = old._accepted
+        self._verdict_file = old._verdict_file
         self._closed = old._closed
         self._printed_s, self._job_started = old._printed_s, old._job_started
         self._heating_since = old._heating_since
@@ -1059,6 +1068,39 @@ class Watcher:
                 self._publish_state(self._label())
             except Exception:  # done all the same: the next step publishes again
                 logger.exception("%s: state after %s not published", self.name, command.verb.value)
+
+    def _verdict_from_the_command_line(self) -> None:
+        """``python -m watchdog feedback`` beside the running daemon records its verdict in
+        the alert's file only: while the latest alert stands unanswered, the file is looked
+        at each step (a stat; read when it changed), and a verdict the command line gave is
+        carried out as the page's is (the print's look learnt again, or the start guard
+        alone no longer holding a start). The page's, the phone's and MQTT's verdicts come as
+        commands and are left to them."""
+        alert = self.last_alert
+        if alert is None or not self.state.failure:
+            return
+        storage = self.alerts.store.storage_dir
+        try:
+            changed = (incidents_root(storage) / self.name / alert.incident / ALERT).stat()
+        except OSError:  # not saved (a full disk when it came), or pruned
+            return
+        seen = (alert.incident, changed.st_mtime_ns, changed.st_ino)
+        if self._verdict_file == seen:
+            return
+        self._verdict_file = seen
+        saved = saved_alert(storage, self.name, alert.incident)
+        verdict = saved.get("verdict")
+        if saved.get("verdict_source") != "cli" or verdict not in VERDICTS:
+            return
+        verb = Verb.NOT_A_FAILURE if verdict == "not_failure" else Verb.CONFIRM_FAILURE
+        result = self._carry_out(Command(self.name, verb, alert.incident, source="cli"))
+        logger.info(
+            "%s: incident %s %s on the command line: %s",
+            self.name,
+            alert.incident,
+            "marked not a failure" if verb is Verb.NOT_A_FAILURE else "confirmed as a failure",
+            result.detail,
+        )
 
     def _carry_out(self, command: Command) -> CommandResult:
         verb = command.verb

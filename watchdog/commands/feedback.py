@@ -5,7 +5,9 @@ The command-line twin of the MQTT topic ``<prefix>/<printer>/feedback``. A false
 ``<storage.dir>/collected/<printer>/false_alarms/``, so the next ``python -m trainer
 --normal <storage.dir>/collected/<printer>`` learns that this scene is normal; a real one
 (``--verdict failure``) has its frames copied into ``<storage.dir>/collected/<printer>/failures/``
-for ``--anomalous``, as the dashboard's and MQTT's "Confirm failure" do.
+for ``--anomalous``, as the dashboard's and MQTT's "Confirm failure" do. The verdict is
+written into the incident's alert.json, marked as the command line's: a running daemon whose
+latest alert it answers carries it out at its next frame, as it does the page's.
 """
 
 from __future__ import annotations
@@ -88,12 +90,12 @@ def _judge(storage: Path, printer: str, incident: str, verdict: str) -> str | No
     """Record the verdict and keep its frames; what to tell the owner (None: a failure whose
     frames were pruned meanwhile)."""
     if verdict == "not_failure":
-        frame = mark_not_failure(storage, printer, incident)
+        frame = mark_not_failure(storage, printer, incident, source="cli")
         return (
             f"incident {incident} of {printer} marked not a failure; its frame is in {frame}\n"
             f"retrain with: python -m trainer --normal {shlex.quote(str(frame.parent.parent))} ..."
         )
-    copies = mark_failure(storage, printer, incident)
+    copies = mark_failure(storage, printer, incident, source="cli")
     if not copies:
         return None
     return (
