@@ -300,6 +300,9 @@ class Watcher:
         # (``_for_its_print``)
         self._print_alerts: dict[str, str | None] = {}
         self._accepted: str | None = None  # the alert marked not a failure, its look learnt
+        # the alert confirmed as a failure: while it is its print's latest, that print's start
+        # stays unlearnt (a resume or "not a failure" lets it be learnt)
+        self._confirmed: str | None = None
         # the latest alert's alert.json as last looked at for the command line's verdict
         # (``_verdict_from_the_command_line``): its incident, modification time and inode (a
         # verdict replaces the file)
@@ -368,7 +371,8 @@ class Watcher:
         if not self._first_frame_seen:
             self._judge_where_first_seen()
         still = self.detector.still_start
-        self.detector.start_held = self.state.failure
+        # a start whose alert stands, or was confirmed a failure, is not the print's look
+        self.detector.start_held = self.state.failure or self._is_latest(self._confirmed)
         self._tell_heating()
         try:
             verdict = self.detector.observe(frame)
@@ -810,6 +814,10 @@ class Watcher:
         return printed is not None and printed > max(start, START_AT_LEAST_S)
 
     def _relearn(self, why: str, accepted: bool = True) -> None:
+        """``accepted``: the owner let the print go on as it looks (a resume, "not a failure"):
+        a failure confirmed before no longer holds its start."""
+        if accepted:
+            self._confirmed = None
         self.detector.relearn(accepted=accepted)
         logger.info(
             "%s: %s: learning the print's look again (%d frames)",
@@ -996,6 +1004,7 @@ class Watcher:
             old._print_alerts,
         )
         self._accepted = old._accepted
+        self._confirmed = old._confirmed
         self._verdict_file = old._verdict_file
         self._closed = old._closed
         self._printed_s, self._job_started = old._printed_s, old._job_started
@@ -1118,6 +1127,7 @@ class Watcher:
         if verb is Verb.CONFIRM_FAILURE:
             if self._is_latest(command.incident):
                 self.state = decide.answered(self.state)
+                self._confirmed = command.incident
             return CommandResult(True, "answered")
         if verb in (Verb.PAUSE, Verb.RESUME, Verb.CANCEL):
             return self._printer_command(command)
@@ -1699,6 +1709,7 @@ class Watcher:
                 "already marked not a failure: the print's look was learnt again then, not now",
             )
         self.state = decide.answered(self.state)
+        self._confirmed = None  # a misclick mended: the print's look may be learnt
         if self.state.printer not in (PrinterState.PRINTING, PrinterState.PAUSED):
             # its print ended (cancelled from the phone, finished): nothing to learn again
             return CommandResult(
