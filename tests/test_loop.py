@@ -357,7 +357,47 @@ def test_a_failure_confirmed_on_the_command_line_answers_its_alert(
     _feedback_on_the_command_line(tmp_path, incident, "failure")
     watcher.step()
     assert not watcher.status()["failure"] and watcher.detector.start_held
+    # a misclick mended on the command line: the print's look is learnt, as from the page
+    _feedback_on_the_command_line(tmp_path, incident, "not_failure")
+    watcher.step()
+    assert not watcher.detector.start_held
     watcher.camera.close()
+
+
+def _told_at_its_start(
+    tmp_path: Path, bundle: Path, anomalous_frames
+) -> tuple[Watcher, Path, SimulatedPrinter, str]:
+    """A print failing from its first frame, seen from its start, told (``action: notify``)
+    by the start guard: the watcher, its frames, its printer and the alert."""
+    frames = _folder(tmp_path / "rec", held(anomalous_frames[0], 60))
+    printer = _PrintingFor(20.0, step_s=10.0)
+    watcher = _watcher(tmp_path, bundle, frames, printer, "notify")
+    while watcher.status()["last_alert"] is None:
+        watcher.step()
+    return watcher, frames, printer, watcher.status()["last_alert"]["incident"]
+
+
+def test_a_failure_confirmed_during_its_start_stays_unlearnt_after_a_restart(
+    tmp_path, tiny_guarded_bundle, anomalous_frames
+) -> None:
+    """Restarted during a start confirmed a failure (an update, a crash), the watchdog
+    learnt that start as the print's look: the failure the owner confirmed became normal.
+    A verdict the command line gave before the restart is not carried out again."""
+    watcher, frames, printer, incident = _told_at_its_start(
+        tmp_path, tiny_guarded_bundle, anomalous_frames
+    )
+    _feedback_on_the_command_line(tmp_path, incident, "failure")
+    watcher.step()
+    watcher.close()
+    restarted = _watcher(tmp_path, tiny_guarded_bundle, frames, printer, "notify")
+    restarted.step()
+    status = restarted.status()
+    assert not status["failure"] and status["last_alert"]["incident"] == incident, status
+    assert restarted.detector.start_held
+    records = [restarted.step() for _ in range(40)]
+    assert restarted.detector.calibrating  # nothing of the failure learnt
+    assert any(r.action == "notify" for r in records), [(r.score, r.state) for r in records]
+    restarted.close()
 
 
 def test_without_feedback_a_lasting_change_alerts_again_after_the_cooldown_in_notify_mode(
@@ -2379,12 +2419,7 @@ def test_a_failure_confirmed_during_its_start_is_not_learnt_as_the_prints_look(
     failure from the phone: the answer let its start be learnt, the failure became the print's
     normal, and no alert came again however long it went on. A confirmed start stays judged
     by the guard, told again after each cooldown as an unanswered one is."""
-    frames = _folder(tmp_path / "rec", held(anomalous_frames[0], 60))
-    printer = _PrintingFor(20.0, step_s=10.0)
-    watcher = _watcher(tmp_path, tiny_guarded_bundle, frames, printer, "notify")
-    while watcher.status()["last_alert"] is None:
-        watcher.step()
-    incident = watcher.status()["last_alert"]["incident"]
+    watcher, _, _, incident = _told_at_its_start(tmp_path, tiny_guarded_bundle, anomalous_frames)
     confirmed = watcher.submit(Command("e3", Verb.CONFIRM_FAILURE, incident, source="phone"))
     records = [watcher.step() for _ in range(50)]
     assert confirmed.result(0).ok

@@ -305,8 +305,10 @@ class Watcher:
         self._confirmed: str | None = None
         # the latest alert's alert.json as last looked at for the command line's verdict
         # (``_verdict_from_the_command_line``): its incident, modification time and inode (a
-        # verdict replaces the file)
+        # verdict replaces the file); and the command line's verdict last carried out or
+        # found done (restored at a start): its incident, verdict and time
         self._verdict_file: tuple[str, int, int] = ("", 0, 0)
+        self._cli_verdict: tuple[str, str, str] = ("", "", "")
         # ``last_alert``'s incident once answered by a resume, a cancel or its print's end,
         # and that answer ("": opened again by a pause through it)
         self._closed: tuple[str, str] = ("", "")
@@ -1005,7 +1007,7 @@ class Watcher:
         )
         self._accepted = old._accepted
         self._confirmed = old._confirmed
-        self._verdict_file = old._verdict_file
+        self._verdict_file, self._cli_verdict = old._verdict_file, old._cli_verdict
         self._closed = old._closed
         self._printed_s, self._job_started = old._printed_s, old._job_started
         self._heating_since = old._heating_since
@@ -1080,13 +1082,13 @@ class Watcher:
 
     def _verdict_from_the_command_line(self) -> None:
         """``python -m watchdog feedback`` beside the running daemon records its verdict in
-        the alert's file only: while the latest alert stands unanswered, the file is looked
-        at each step (a stat; read when it changed), and a verdict the command line gave is
-        carried out as the page's is (the print's look learnt again, or the start guard
-        alone no longer holding a start). The page's, the phone's and MQTT's verdicts come as
-        commands and are left to them."""
+        the alert's file only: while the latest alert is of the print under way, the file is
+        looked at each step (a stat; read when it changed), and each new verdict the command
+        line gives is carried out as the page's is (the alert answered; "not a failure"
+        learns the print's look again, a confirmed failure keeps its start unlearnt). The
+        page's, the phone's and MQTT's verdicts come as commands and are left to them."""
         alert = self.last_alert
-        if alert is None or not self.state.failure:
+        if alert is None or self._alert_print != self._prints:
             return
         storage = self.alerts.store.storage_dir
         try:
@@ -1101,6 +1103,10 @@ class Watcher:
         verdict = saved.get("verdict")
         if saved.get("verdict_source") != "cli" or verdict not in VERDICTS:
             return
+        given = (alert.incident, str(verdict), str(saved.get("verdict_time")))
+        if given == self._cli_verdict:
+            return  # carried out already (the file changed for another reason: an answer)
+        self._cli_verdict = given
         verb = Verb.NOT_A_FAILURE if verdict == "not_failure" else Verb.CONFIRM_FAILURE
         result = self._carry_out(Command(self.name, verb, alert.incident, source="cli"))
         logger.info(
@@ -1461,9 +1467,15 @@ class Watcher:
         if not _paused_the_print(alert):
             # it only told the owner (notify, or a pause that failed) and this print runs on:
             # the failure stands until answered (Home Assistant's sensor went off at a restart)
-            if self.state.printer is PrinterState.PRINTING and "verdict" not in raw:
+            if self.state.printer is not PrinterState.PRINTING:
+                return
+            if "verdict" not in raw:
                 self.state = decide.still_failing(self.state)
-                self.last_alert, self._alert_print = alert, self._prints
+            elif raw.get("verdict") != "failure":
+                return
+            # confirmed a failure: answered, and its start still not the print's look
+            self.last_alert, self._alert_print = alert, self._prints
+            self._verdict_restored(alert.incident, raw)
             return
         raised = alert_epoch(alert.time)
         if raised is None:  # cannot tell whether its job was started again since
@@ -1473,6 +1485,9 @@ class Watcher:
         if self.state.printer is PrinterState.PRINTING and left > 0:
             self.state = decide.stop_due_after_restart(self.state, now + left, now, self.settings)
             self.last_alert, self._alert_print = alert, self._prints
+            if "verdict" in raw:  # answered already: the pause is still checked
+                self.state = decide.answered(self.state)
+                self._verdict_restored(alert.incident, raw)
             logger.info(
                 "%s: alert %s paused the print %.0f s ago and the printer still prints: it has "
                 "%.0f s more to show the pause",
@@ -1509,6 +1524,14 @@ class Watcher:
             alert.incident,
             alert.time,
         )
+
+    def _verdict_restored(self, incident: str, raw: dict[str, Any]) -> None:
+        """An alert restored at a start with its verdict given before: carried out already
+        (by the watchdog that stopped) or given while none ran; never again by
+        ``_verdict_from_the_command_line``. A confirmed failure still holds its start."""
+        self._cli_verdict = (incident, str(raw.get("verdict")), str(raw.get("verdict_time")))
+        if raw.get("verdict") == "failure":
+            self._confirmed = incident
 
     def _ran_on(self, alert: Alert) -> bool:
         """The printer's job printed on after ``alert`` paused it: a print the alert paused

@@ -7,7 +7,8 @@ The command-line twin of the MQTT topic ``<prefix>/<printer>/feedback``. A false
 (``--verdict failure``) has its frames copied into ``<storage.dir>/collected/<printer>/failures/``
 for ``--anomalous``, as the dashboard's and MQTT's "Confirm failure" do. The verdict is
 written into the incident's alert.json, marked as the command line's: a running daemon whose
-latest alert it answers carries it out at its next frame, as it does the page's.
+latest alert (of the print under way) it answers carries it out at its next frame, as it does
+the page's.
 """
 
 from __future__ import annotations
