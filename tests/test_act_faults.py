@@ -682,3 +682,42 @@ def test_a_job_name_made_to_fake_lines_or_flood_is_shown_cleaned_and_cut(
     )
     assert len(shown) == JOB_NAME_CHARS and shown.endswith("…")
     assert not any(c in shown for c in "\n\r\x1b\u202e")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_printers_state_text_made_to_fake_lines_or_flood_is_shown_cleaned_and_cut(
+    kind: str, bad_server: BadServer
+) -> None:
+    """OctoPrint's state text, or Klipper's error, of 600 KB with a terminal's escape codes, a
+    made-up line and the API key echoed: copied whole into the page's every look, Home
+    Assistant's Last command, the kept answers and the notifications. Shown on one line, cut,
+    the key masked; and a heater's reading of hundreds of digits (no float holds it) made the
+    whole answer unreadable: the printer was shown offline."""
+    from watchdog.printing import API_TEXT_CHARS
+
+    said = f"Error\x1b[31m\nResume: http://evil.example/x key {bad_server.api_key} " + "A" * 600_000
+    huge = int("9" * 400)
+    if kind == "octoprint":
+        flags = {"printing": True, "paused": False, "ready": False}
+        answer = {
+            "state": {"text": said, "flags": flags},
+            "temperature": {"tool0": {"actual": huge, "target": 210}},
+        }
+        bad_server.respond(200, json.dumps(answer), path="/api/printer")
+        job = {"job": {"file": {"name": "a.gcode"}}, "progress": {"printTime": 60}}
+        bad_server.respond(200, json.dumps(job), path="/api/job")
+    else:
+        status = {
+            "webhooks": {"state": "ready", "state_message": ""},
+            "print_stats": {"state": "error", "filename": "a.gcode", "message": said},
+            "extruder": {"temperature": huge, "target": 210},
+        }
+        bad_server.respond(
+            200, json.dumps({"result": {"status": status}}), path="/printer/objects/query"
+        )
+    status = client(kind, bad_server, retries=0).status()
+    assert status.state == ("printing" if kind == "octoprint" else "error"), status.detail[:200]
+    detail = status.detail
+    assert "Resume: http://evil.example/x key" in detail, detail[:200]
+    assert bad_server.api_key not in detail and "\n" not in detail and "\x1b" not in detail
+    assert len(detail) <= API_TEXT_CHARS + 40 and detail.endswith("…"), len(detail)

@@ -937,3 +937,28 @@ def test_the_page_names_who_sent_a_command_over_mqtt(
     d.last_commands.record(Command("e4", Verb.PAUSE, source="web"), CommandResult(True, "paused"))
     assert d.last_commands.of("e3")["source"] == named
     assert d.last_commands.of("e4")["source"] == "the page"
+
+
+@pytest.mark.parametrize(
+    ("zone", "incident"),
+    [
+        ("Europe/Berlin", "99991231T235959999Z-abcdef"),
+        ("America/New_York", "00010101T000000000Z-abcdef"),
+    ],
+)
+def test_a_verdict_on_an_alert_dated_past_the_calendars_end_is_answered_no_alert(
+    daemon, monkeypatch, zone: str, incident: str
+) -> None:
+    """An MQTT verdict names its alert by its time: an id of the year 9999 (or 1) is a day
+    off the calendar in local time, and the answer was "failed: see the watchdog's log", a
+    traceback there, not that there is no such alert."""
+    import time as clock
+
+    monkeypatch.setenv("TZ", zone)
+    clock.tzset()
+    try:
+        answer = daemon.dispatch(Command("e3", Verb.CONFIRM_FAILURE, incident, source="mqtt"))
+    finally:
+        monkeypatch.undo()
+        clock.tzset()
+    assert not answer.ok and f"no alert {incident} of e3" in answer.detail, answer

@@ -192,7 +192,10 @@ def raised_at(incident_id: str) -> str:
     """When the alert of ``incident_id`` was raised, for the owner ("an unknown time" for an
     id of another form)."""
     stamp = _id_time(incident_id)
-    return "an unknown time" if stamp is None else local_time(stamp)
+    try:
+        return "an unknown time" if stamp is None else local_time(stamp)
+    except OverflowError:  # year 9999 or 1 in an id sent over MQTT, a day off in local time
+        return "an unknown time"
 
 
 def _id_time(incident_id: str) -> datetime | None:

@@ -63,6 +63,7 @@ AFTER: dict[Action, PrinterState] = {
 
 
 JOB_NAME_CHARS = 255  # a file name's most on the filesystems printers use
+API_TEXT_CHARS = 300  # a printer's state or error text, as shown
 
 
 def job_name(value: object) -> str | None:
@@ -72,11 +73,23 @@ def job_name(value: object) -> str | None:
     line, the page's every look and the notifications). None when it is no name."""
     if not isinstance(value, str) or not value:
         return None
+    return _shown(value, JOB_NAME_CHARS)
+
+
+def api_text(value: str, limit: int = API_TEXT_CHARS) -> str:
+    """A printer's own words (OctoPrint's state text, Klipper's error) on one line: runs of
+    white space (Klipper's shutdown texts span lines) one space, other control characters
+    ``?``, cut to ``limit`` (OctoPrint's state text of 600 KB went whole into the page's
+    every look, Home Assistant's Last command and the print-done notification)."""
+    return _shown(" ".join(value[: limit * 8].split()), limit)
+
+
+def _shown(value: str, limit: int) -> str:
     shown = "".join(
         "?" if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c
-        for c in value[: JOB_NAME_CHARS + 1]
+        for c in value[: limit + 1]
     )
-    return shown if len(shown) <= JOB_NAME_CHARS else shown[: JOB_NAME_CHARS - 1] + "…"
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 def seconds(value: object) -> float | None:

@@ -39,11 +39,13 @@ from watchdog.printing import (
     AFTER,
     ALLOWED,
     ALREADY,
+    API_TEXT_CHARS,
     Action,
     ActionResult,
     Outcome,
     PrinterState,
     PrinterStatus,
+    api_text,
     heating,
     job_name,
     seconds,
@@ -193,6 +195,12 @@ class _HttpPrinter:
 
     def _scrub(self, text: str) -> str:
         return redact(text, self._secrets())
+
+    def _their_words(self, text: str) -> str:
+        """A state or error text the API gave, fit for the log, the page, MQTT and the
+        phone: on one line, cut (``api_text``), without the secrets it may echo (masked
+        before the cut, which could leave half of one unrecognised)."""
+        return api_text(self._scrub(api_text(text, 4 * API_TEXT_CHARS)))
 
     def _connection_problem(self, exc: BaseException) -> str:
         """A short phrase for urllib3's nested connection errors."""
@@ -507,12 +515,21 @@ def _heaters(
         reading = readings.get(name)
         if not isinstance(reading, dict):
             continue
-        now, target = reading.get(actual), reading.get("target")
-        if isinstance(now, bool) or isinstance(target, bool):
-            continue
-        if isinstance(now, int | float) and isinstance(target, int | float):
-            heaters[name] = float(now), float(target)
+        now, target = _temperature(reading.get(actual)), _temperature(reading.get("target"))
+        if now is not None and target is not None:
+            heaters[name] = now, target
     return heaters
+
+
+def _temperature(value: object) -> float | None:
+    """A heater's reading, if it is a number a float holds (an integer of hundreds of digits
+    made the whole answer unreadable: the printer shown offline)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 class OctoPrintClient(_HttpPrinter):
@@ -573,7 +590,7 @@ class OctoPrintClient(_HttpPrinter):
         return PrinterStatus(
             state,
             job,
-            f"OctoPrint: {text}" if text else "",
+            f"OctoPrint: {self._their_words(text)}" if text else "",
             printed,
             # its last moves queued, OctoPrint takes a pause and does nothing
             pausable=not flags.get("finishing"),
@@ -652,7 +669,7 @@ class OctoPrintClient(_HttpPrinter):
         if not isinstance(state, str) or not state.startswith(("Error", "Offline after error")):
             return None
         error = data.get("error")
-        return f"{state}: {error}"[:300] if isinstance(error, str) and error else state[:300]
+        return self._their_words(f"{state}: {error}" if isinstance(error, str) and error else state)
 
     def _job(self) -> tuple[str | None, float | None]:
         """The job's file name and seconds it has printed (``progress.printTime``: its
@@ -716,17 +733,17 @@ class MoonrakerClient(_HttpPrinter):
         if klippy != "ready":
             down = PrinterState.ERROR if klippy in ("shutdown", "error") else PrinterState.OFFLINE
             # Klipper's shutdown texts run over several lines: one line in the log and the alert
-            shown = " ".join(str(message).split())[:300]
-            return PrinterStatus(down, None, f"Klippy {klippy}: {shown}".strip())
+            shown = self._their_words(f"Klippy {klippy}: {message}")
+            return PrinterStatus(down, None, shown)
         state = {
             "printing": PrinterState.PRINTING,
             "paused": PrinterState.PAUSED,
             "error": PrinterState.ERROR,
         }.get(job_state, PrinterState.IDLE)
         why = stats.get("message")
-        detail = f"Klipper print_stats.state: {job_state}"
+        detail = f"Klipper print_stats.state: {self._their_words(job_state)}"
         if state is PrinterState.ERROR and isinstance(why, str) and why:
-            detail = f"Klipper stopped the print: {why[:300]}"
+            detail = f"Klipper stopped the print: {self._their_words(why)}"
         job = job_name(job)
         total = seconds(stats.get("total_duration"))
         started = None if total is None else time.time() - total
