@@ -16,12 +16,14 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
 from benchmarks.mqtt_payload import measure
 from watchdog.comms.transport import MAX_INCOMING_BYTES, MqttTransport
 from watchdog.config import MqttConfig
+from watchdog.control import Command, CommandResult
 
 pytestmark = pytest.mark.servers
 
@@ -159,7 +161,7 @@ def test_a_topic_that_is_not_text_is_refused_and_later_commands_still_work(
     dropped, and the command after it (Home Assistant's switch) is still carried out."""
     from watchdog.comms.mqtt import MqttCommunicator
     from watchdog.comms.outbox import Outbox
-    from watchdog.control import Command, CommandResult
+    from watchdog.control import CommandResult
 
     caplog.set_level(logging.INFO, "watchdog.comms")
     broker = HostileBroker(
@@ -220,7 +222,7 @@ def test_a_printer_whose_api_does_not_answer_does_not_hold_another_printers_comm
     """Commands waited one behind the other for every printer: a pause of a printer whose API
     did not answer (up to a minute with the default timeouts) held another printer's pause
     as long. Each printer's commands go in order, printers side by side."""
-    from watchdog.control import Command, CommandResult
+    from watchdog.control import CommandResult
 
     release, dead_answered = threading.Event(), threading.Event()
 
@@ -258,7 +260,7 @@ def test_a_command_that_waited_too_long_behind_its_printers_earlier_one_is_not_c
     minutes over would stop whatever prints by then. It is dropped and said, to Home Assistant
     and to the page (which learns MQTT's answers where they are published)."""
     from watchdog.comms import command_queue
-    from watchdog.control import Command, CommandResult
+    from watchdog.control import CommandResult
 
     monkeypatch.setattr(command_queue, "COMMAND_FRESH_S", 0.5)
     caplog.set_level(logging.INFO, "watchdog.comms")
@@ -324,12 +326,27 @@ def test_a_flood_of_watching_switches_ends_as_its_last_word_says(caplog) -> None
     assert dropped == ["disable"], dropped
 
 
+class _Seen:
+    """A dispatcher for ``_commands_through``: carries out every command at once, keeping
+    them; done when ``over`` says so of those seen."""
+
+    def __init__(self, over: Callable[[list[Command]], bool]) -> None:
+        self.seen: list[Command] = []
+        self._over = over
+
+    def dispatch(self, command: Command) -> CommandResult:
+        self.seen.append(command)
+        return CommandResult(True, f"{command.verb.value} done")
+
+    def done(self) -> bool:
+        return self._over(self.seen)
+
+
 def test_a_flood_of_commands_taken_is_a_few_log_lines_not_one_each(tmp_path, caplog) -> None:
     """A hundred ON and OFF pairs published as fast as a client can (a flapping automation,
     anyone allowed to publish): each one taken was a log line and each one replaced another,
     some 400 lines, where a flood refused or malformed is one a minute. What is carried out
     still logs its end."""
-    from watchdog.control import Command, CommandResult
 
     caplog.set_level(logging.INFO, "watchdog.comms")
     flood = tuple(
@@ -339,23 +356,69 @@ def test_a_flood_of_commands_taken_is_a_few_log_lines_not_one_each(tmp_path, cap
     # when it is carried out (a switch seen last may be one from the flood's middle)
     end = (_publish(b"p/e3/command", b"resume"),)
 
-    class Last:
-        def __init__(self) -> None:
-            self.seen: list[Command] = []
-
-        def dispatch(self, command: Command) -> CommandResult:
-            self.seen.append(command)
-            return CommandResult(True, f"{command.verb.value} done")
-
-        def done(self) -> bool:
-            return bool(self.seen) and self.seen[-1].verb.value == "resume"
-
-    last = Last()
+    last = _Seen(lambda seen: bool(seen) and seen[-1].verb.value == "resume")
     _commands_through(tmp_path, flood + end, last)
     switches = [c.verb.value for c in last.seen if c.verb.value != "resume"]
     assert last.done() and switches[-1] == "enable", switches[-3:]
     lines = [r for r in caplog.records if "MQTT command" in r.getMessage()]
     assert len(lines) <= 5, [r.getMessage() for r in lines]
+
+
+def test_a_flood_of_one_command_is_carried_out_a_minutes_worth_at_most(tmp_path, caplog) -> None:
+    """400 verdicts published as fast as a client can (a looping automation, anyone allowed
+    to publish): each was carried out, a log line or two and a synced write of the kept
+    answers each, hundreds a second, until the journal dropped the daemon's own lines. A
+    printer's commands of one kind are taken COMMANDS_PER_MINUTE a minute; the rest are
+    refused, said once; another printer's still pass."""
+    from watchdog.comms.command_queue import COMMANDS_PER_MINUTE
+    from watchdog.control import Verb
+
+    caplog.set_level(logging.INFO, "watchdog.comms")
+    verdict = b'{"incident": "20260101T000000000Z-abcdef", "verdict": "not_failure"}'
+    flood = tuple(_publish(b"p/e3/feedback", verdict) for _ in range(400))
+    end = (_publish(b"p/dead/command", b"resume"),)
+
+    told: list[str] = []
+    counted = _Seen(lambda seen: any(c.printer == "dead" for c in seen))
+    _commands_through(
+        tmp_path, flood + end, counted, answered=lambda command, result: told.append(result.detail)
+    )
+    verdicts = [c for c in counted.seen if c.verb is Verb.NOT_A_FAILURE]
+    assert counted.done() and len(verdicts) <= COMMANDS_PER_MINUTE, len(verdicts)
+    # refused as too many, or while the queue was full: one answer, one line, a minute
+    refused = [t for t in told if t.startswith("ignored:")]
+    assert len(refused) == 1, refused
+    said = [r.getMessage() for r in caplog.records if "e3: MQTT command" in r.getMessage()]
+    assert len(said) <= 3, said
+
+
+def test_a_printers_commands_of_one_kind_are_taken_a_minutes_worth_at_most() -> None:
+    """Each carried out before the next comes (no queue filling): the 61st of one kind in a
+    minute is refused, another kind still taken (a flood of verdicts must not hold back the
+    owner's Pause), and another printer's."""
+    from watchdog.comms.command_queue import COMMANDS_PER_MINUTE, PrinterCommands
+    from watchdog.control import Command, CommandResult, Verb
+
+    done = threading.Semaphore(0)
+
+    def dispatch(command: Command) -> CommandResult:
+        done.release()
+        return CommandResult(True, "ok")
+
+    commands = PrinterCommands(dispatch)
+
+    def taken(command: Command) -> bool:
+        if not commands.put(command):
+            return False
+        assert done.acquire(timeout=10), "not carried out"
+        return True
+
+    verdict = Command("e3", Verb.NOT_A_FAILURE, "20260101T000000000Z-abcdef")
+    assert all(taken(verdict) for _ in range(COMMANDS_PER_MINUTE))
+    assert not taken(verdict) and commands.too_many(verdict)
+    assert taken(Command("e3", Verb.PAUSE))
+    assert taken(Command("dead", Verb.NOT_A_FAILURE, "20260101T000000000Z-abcdef"))
+    commands.close(5)
 
 
 def test_a_topic_cannot_forge_a_log_line(tmp_path) -> None:

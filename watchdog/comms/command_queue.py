@@ -24,6 +24,10 @@ logger = logging.getLogger(__name__)
 # sixteen piled up behind one whose API hangs refused every other printer's for minutes
 COMMANDS_WAITING = 16
 COMMAND_FRESH_S = 30.0  # a command that waited longer is not carried out
+# a printer's commands of one kind taken in a minute, at most: a flood published as fast as a
+# client can (a looping automation, anyone allowed to publish) was carried out at hundreds a
+# second, each logged and its answer written to the storage folder; another kind still passes
+COMMANDS_PER_MINUTE = 60
 SWITCH = (Verb.ENABLE, Verb.DISABLE)  # a state, not an act: only the newest one counts
 
 
@@ -45,6 +49,8 @@ class PrinterCommands:
         self._lock = threading.Lock()
         self._queues: dict[str, deque[tuple[Command, float]]] = {}
         self._workers: dict[str, threading.Thread] = {}
+        # when each printer's commands of each kind were taken in the last minute
+        self._taken: dict[tuple[str, Verb], deque[float]] = {}
         self._closed = False
         self._drops = ThrottledLog(60.0)
 
@@ -70,7 +76,15 @@ class PrinterCommands:
                     )
             if self._closed or (queue is not None and len(queue) >= COMMANDS_WAITING):
                 return False
-            self._queues.setdefault(command.printer, deque()).append((command, time.monotonic()))
+            now = time.monotonic()
+            if command.verb not in SWITCH:  # switches replace each other: never a pile
+                taken = self._taken.setdefault((command.printer, command.verb), deque())
+                while taken and now - taken[0] >= 60.0:
+                    taken.popleft()
+                if len(taken) >= COMMANDS_PER_MINUTE:
+                    return False
+                taken.append(now)
+            self._queues.setdefault(command.printer, deque()).append((command, now))
             if command.printer not in self._workers:
                 worker = threading.Thread(
                     target=self._carry_out,
@@ -91,6 +105,13 @@ class PrinterCommands:
     def full(self, printer: str) -> bool:
         with self._lock:
             return len(self._queues.get(printer, ())) >= COMMANDS_WAITING
+
+    def too_many(self, command: Command) -> bool:
+        """COMMANDS_PER_MINUTE of ``command``'s kind were taken for its printer this minute."""
+        with self._lock:
+            taken = self._taken.get((command.printer, command.verb), ())
+            now = time.monotonic()
+            return sum(1 for when in taken if now - when < 60.0) >= COMMANDS_PER_MINUTE
 
     def close(self, timeout: float) -> int:
         """Take no more; drop those waiting (returned: how many), wait for those under way,
