@@ -185,12 +185,14 @@ class _Channel(HTTPChannel):
 
 class _Server(TcpWSGIServer):
     channel_class = _Channel
-    # set by StatusServer before it serves: the most connections one client may hold, and the
-    # addresses exempt (trusted proxies, whose connections are many clients')
-    per_client = 0
-    exempt: Callable[[str], bool] = staticmethod(lambda host: False)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, per_client: int, exempt: Callable[[str], bool], **kwargs: Any
+    ) -> None:
+        """``per_client``: the most connections one client may hold (0: no limit);
+        ``exempt``: the addresses it does not hold for (trusted proxies, whose connections
+        are many clients')."""
+        self.per_client, self.exempt = per_client, exempt
         self._share_told: dict[str, float] = {}  # client: when its refusal was last logged
         super().__init__(*args, **kwargs)
 
@@ -393,10 +395,17 @@ class StatusServer:
         adj.cleanup_interval = max(0.1, min(1.0, self.request_timeout_s / 4))
         adj.asyncore_loop_timeout = 0.2
         info = (family, socket.SOCK_STREAM, 0, (self.host, self.port))
-        self._server = _Server(self.app, adj=adj, _sock=sock, sockinfo=info, bind_socket=False)
-        self._server.per_client = per_client_limit(self.max_connections)
-        if self.dashboard is not None:
-            self._server.exempt = self.dashboard.proxies.trusted
+        self._server = _Server(
+            self.app,
+            per_client=per_client_limit(self.max_connections),
+            exempt=(lambda host: False)
+            if self.dashboard is None
+            else self.dashboard.proxies.trusted,
+            adj=adj,
+            _sock=sock,
+            sockinfo=info,
+            bind_socket=False,
+        )
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
         self._thread.start()
         what = "dashboard, " if self.dashboard is not None else ""
