@@ -20,6 +20,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 import yaml
 
+from watchdog.camera_sources import source_kind
 from watchdog.frames import FAILURES, FALSE_ALARMS
 from watchdog.ha_names import entity_slug
 from watchdog.redact import (
@@ -447,13 +448,7 @@ class CameraConfig(_Model):
     @property
     def live(self) -> bool:
         """A camera read as it films (a device, a URL), not a recording (a folder, a video)."""
-        source = self.source
-        return (
-            isinstance(source, int)
-            or source.strip().isdigit()
-            or source.startswith("/dev/")
-            or "://" in source
-        )
+        return source_kind(self.source).live
 
     @model_validator(mode="after")
     def _live_interval(self) -> CameraConfig:

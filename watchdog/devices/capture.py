@@ -58,6 +58,7 @@ import numpy as np
 import urllib3
 
 from watchdog import frames as frames_contract
+from watchdog.camera_sources import SourceKind, source_kind
 from watchdog.config import CameraConfig
 from watchdog.detection.bundle import Preprocess, to_bgr
 from watchdog.devices.frozen import FrozenPicture, frozen_message
@@ -1242,11 +1243,7 @@ class StreamCamera(_ThreadedCamera):
     ) -> None:
         super().__init__(cfg, label, stop, backoff, stats)
         self.target = target
-        self.kind = (
-            "v4l2 device"
-            if isinstance(target, int) or str(target).startswith("/dev/")
-            else "stream"
-        )
+        self.kind = "v4l2 device" if source_kind(target) is SourceKind.DEVICE else "stream"
         self._want = False
         self._frame: np.ndarray | None = None
         self._delivered = False
@@ -1791,11 +1788,13 @@ def _open(
 ) -> Camera:
     source = cfg.source
     label = name or (redact_url(source) if isinstance(source, str) else f"#{source}")
+    kind = source_kind(source)
     if isinstance(source, str) and source.strip().isdigit():
         source = int(source.strip())
-    if isinstance(source, int):
+    if kind is SourceKind.DEVICE:  # a path may appear later: retried with backoff
         return StreamCamera(cfg, source, label, stop, backoff)
-    if "://" in source:
+    assert isinstance(source, str)
+    if kind is SourceKind.URL:
         scheme = urlsplit(source).scheme.lower()
         if scheme not in ("http", "https", "rtsp", "rtsps", "rtmp"):
             raise CameraSourceError(redact_url(source), f"unsupported scheme {scheme!r}")
@@ -1804,10 +1803,6 @@ def _open(
         if _is_stream_url(source):
             return MjpegCamera(cfg, source, label, stop, backoff)
         return AutoHttpCamera(cfg, source, label, stop, backoff)
-    if source.startswith("/dev/"):
-        return StreamCamera(
-            cfg, source, label, stop, backoff
-        )  # may appear later: retried with backoff
     if problem := _path_problem(source):
         raise CameraSourceError(source, problem)
     path = Path(source).expanduser()
