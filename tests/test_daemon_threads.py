@@ -7,6 +7,7 @@ import gc
 import json
 import signal
 import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -489,6 +490,32 @@ def test_a_reload_with_one_printer_hung_leaves_the_others_watched(two) -> None:
     other = d.running["mk4"].watcher
     wait_until("the other printer watched", lambda: other.snapshot.score is not None, 10)
     assert not two.released.is_set() and d.running["e3"].watcher is not two.old
+
+
+def test_a_step_hung_past_a_reload_is_allowed_the_time_its_own_settings_give(two) -> None:
+    """A pause retried against a hung OctoPrint (its timeout and retries allow minutes), then
+    a reload that shortened them (or switched the API off): the step still hanging was timed
+    against the new settings, /healthz failed and systemd killed the daemon mid-pause."""
+    import dataclasses
+
+    from watchdog.devices.printers import longest_action_s
+
+    d, old = two.d, two.old
+    patient = old.cfg.api.model_copy(
+        update={"kind": "octoprint", "url": "http://127.0.0.1:9", "timeout_s": 60, "retries": 3}
+    )
+    old.cfg = old.cfg.model_copy(update={"api": patient})
+    two.hang()
+    reload = threading.Thread(target=d.reload)
+    reload.start()
+    wait_until("the successor waiting", lambda: d.running["e3"].watcher is not old, 10)
+    new_api = d.running["e3"].watcher.cfg.api
+    hung_for = 200.0
+    assert longest_action_s(new_api) + 100 < hung_for < longest_action_s(patient)
+    old.snapshot = dataclasses.replace(old.snapshot, heartbeat=time.monotonic() - hung_for)
+    assert d.healthy()
+    two.released.set()
+    wait_until("the reload done", lambda: not reload.is_alive(), 20)
 
 
 def test_a_printer_whose_successor_waits_is_shown_as_its_old_watcher_left_it(two) -> None:

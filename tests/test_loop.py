@@ -964,6 +964,51 @@ def _queued(watcher: Watcher) -> list[Verb]:
     return queued
 
 
+def test_a_reload_after_a_recalibration_keeps_what_was_learnt_judged_by_the_new_thresholds(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """``python -m watchdog calibrate`` moves a bundle's thresholds and adds a note, and says
+    to reload; the model file may be copied over again too. Each of these made every
+    printing printer learn its print again mid-print (a failure under way learnt as its look,
+    and no guard on it). The same model learns alike: the learnt print is kept, judged by the
+    new thresholds; a model of other weights is learnt again."""
+    import os
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_adaptive_bundle, bundle)
+    printer = SimulatedPrinter("benchy.gcode")
+    camera = _folder(tmp_path / "camera", normal_frames[:6] * 3)
+    old = _watcher(tmp_path, bundle, camera, printer)
+    for _ in range(6):
+        old.step()
+    assert not old.status()["calibrating"]
+    meta_path, model_path = bundle / "model.json", bundle / "model.tflite"
+    meta = json.loads(meta_path.read_text())
+    meta["threshold"] *= 2.0
+    meta["adaptation"]["threshold"] *= 1.5
+    meta["extra"]["adaptation_rule"] = "recalibrated on the owner's prints"
+    meta_path.write_text(json.dumps(meta))
+    model_path.write_bytes(model_path.read_bytes())  # copied over again: a new time stamp
+    os.utime(model_path, ns=(1, 1))
+    new = _watcher(tmp_path, bundle, camera, printer)
+    old.retire(new)
+    assert not new.status()["calibrating"]
+    assert new.detector.threshold == pytest.approx(meta["threshold"])
+    gain = meta["threshold"] / meta["adaptation"]["threshold"]
+    assert new.detector.baseline.gain == pytest.approx(gain)
+    new.step()
+    assert new.last_verdict is not None and new.last_verdict.threshold == new.detector.threshold
+    other_weights = bytearray(model_path.read_bytes())
+    other_weights[-1] ^= 0x01  # the flatbuffer's last byte: still a model, not this one
+    model_path.write_bytes(bytes(other_weights))
+    retrained = _watcher(tmp_path, bundle, camera, printer)
+    new.retire(retrained)
+    assert retrained.status()["calibrating"]
+    for watcher in (old, new, retrained):
+        watcher.camera.close()
+
+
 def test_a_reload_mid_print_keeps_what_was_learnt_of_the_print_unless_its_detection_changed(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

@@ -657,10 +657,12 @@ class Daemon:
             return False
         now = time.monotonic()
         for r in running.values():
-            snap = r.shown.snapshot  # the watcher's thread owns the rest of its state
+            stepping = r.shown  # a predecessor still in its step, past a reload
+            snap = stepping.snapshot  # the watcher's thread owns the rest of its state
             if snap.failing_steps >= FAILED_STEPS_UNHEALTHY:
                 return False  # alive, but every step raises: nothing is watched
-            cam, api = r.watcher.cfg.camera, r.watcher.cfg.api
+            # the step is timed by the settings it runs under, not the reload's new ones
+            cam, api = stepping.cfg.camera, stepping.cfg.api
             # a step: a frame, a status poll, and a pause or cancel retried against a hung API
             budget = cam.interval_s + cam.timeout_s + api.timeout_s * 2 + 30
             budget += longest_action_s(api)

@@ -181,6 +181,13 @@ def learnt_from(
     return starts[-1][1] if starts else 0
 
 
+def _learnt_alike(meta: BundleMeta) -> BundleMeta:
+    """``meta`` without what a print's learnt look does not depend on: the thresholds it is
+    judged by (``python -m watchdog calibrate`` moves them) and the free-form notes."""
+    spec = dataclasses.replace(meta.adaptation, threshold=0.0, early_threshold=0.0, guard=0.0)
+    return dataclasses.replace(meta, threshold=0.0, adaptation=spec, extra={})
+
+
 # A region drawn on the page within this share of the frame of the model's own on every side
 # is the model's own view (a drag rounded to 0.999 turned the start guard off, unsaid).
 SAME_REGION = 0.01
@@ -357,13 +364,13 @@ class Detector:
 
     def same_setup(self, other: Detector) -> bool:
         """Whether ``other`` learns and scores frames exactly as this one would (the same
-        model file and bundle, region, mask and start; the sensitivity only moves the
-        thresholds): then what it has learnt of the print holds for this one too (a reload
-        that changed nothing of how this printer's frames are learnt)."""
+        model file and bundle, region, mask and start; the sensitivity and a recalibration only
+        move the thresholds): then what it has learnt of the print holds for this one too (a
+        reload that changed nothing of how this printer's frames are learnt)."""
         return (
             self.model_key is not None
             and self.model_key is other.model_key
-            and self.meta == other.meta
+            and _learnt_alike(self.meta) == _learnt_alike(other.meta)
             and self.pre == other.pre
             and _same_mask(self.mask, other.mask)
             and self.calibration_frames == other.calibration_frames
@@ -372,9 +379,14 @@ class Detector:
 
     def carry_on(self, learnt: Detector) -> Detector:
         """``learnt`` (of the ``same_setup``), judging from now on with this one's thresholds
-        (a sensitivity saved on the page mid-print must not throw the learnt print away)."""
+        (a sensitivity saved on the page mid-print, or a bundle recalibrated, must not throw
+        the learnt print away)."""
+        learnt.meta = self.meta
         learnt.threshold, learnt.start_guard = self.threshold, self.start_guard
         learnt.guard = self.start_guard if learnt.guard else 0.0
+        learnt.baseline.gain = self.baseline.gain
+        if learnt.start_baseline is not None and self.start_baseline is not None:
+            learnt.start_baseline.gain = self.start_baseline.gain
         return learnt
 
     # ----------------------------------------------------------------- the daemon's path

@@ -7,6 +7,7 @@ The interpreter comes from ``ai_edge_litert`` (the maintained LiteRT wheel), els
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import queue
@@ -93,8 +94,11 @@ def _flush_stderr() -> None:
         sys.stderr.flush()
 
 
-def load_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
-    """A ready TFLite interpreter from the first runtime that imports."""
+def load_interpreter(
+    model_path: str | Path, num_threads: int = 1, content: bytes | None = None
+) -> Any:
+    """A ready TFLite interpreter from the first runtime that imports (``content``: the
+    model file's bytes, read already by ``read_model``)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -107,8 +111,21 @@ def load_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
                 raise BundleError(
                     "no TFLite runtime: pip install 'printer-watchdog[pi]' (ai-edge-litert)"
                 ) from exc
-    # Read whole, not mapped: a model file copied over in place while the daemon runs
-    # (scp into the bundle's folder) must not change the model under it (a bus error).
+    if content is None:
+        content = read_model(model_path)
+    try:
+        with _runtime_banner_dropped():
+            interp = Interpreter(model_content=content, num_threads=num_threads)
+            interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise BundleError(f"{model_path}: not a loadable TFLite model ({exc})") from exc
+    return interp
+
+
+def read_model(model_path: str | Path) -> bytes:
+    """A model file's bytes. Read whole, not mapped: a model file copied over in place while
+    the daemon runs (scp into the bundle's folder) must not change the model under it (a bus
+    error)."""
     try:
         with open(model_path, "rb") as f:
             content = f.read(MAX_MODEL_BYTES + 1)  # a larger file is refused, not held whole
@@ -119,13 +136,7 @@ def load_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
             f"{model_path}: more than {MAX_MODEL_BYTES // 2**20} MB, far more than a model "
             "for a Pi needs (the shipped one is under 1 MB)"
         )
-    try:
-        with _runtime_banner_dropped():
-            interp = Interpreter(model_content=content, num_threads=num_threads)
-            interp.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        raise BundleError(f"{model_path}: not a loadable TFLite model ({exc})") from exc
-    return interp
+    return content
 
 
 JOB_END_WAIT_S = 10.0  # a frame's judging takes milliseconds; never a hang at Ctrl-C
@@ -209,25 +220,24 @@ def _run_jobs(jobs: queue.SimpleQueue[_Job | None]) -> None:
             del job
 
 
-_SHARED: weakref.WeakValueDictionary[tuple[str, int, int, int], SharedInterpreter] = (
+_SHARED: weakref.WeakValueDictionary[tuple[str, str, int], SharedInterpreter] = (
     weakref.WeakValueDictionary()
 )
 _SHARED_LOCK = threading.Lock()
 
 
 def shared_interpreter(model_path: str | Path, num_threads: int = 1) -> SharedInterpreter:
-    """The interpreter of this model file (same content stamp) and thread count, made once and
-    kept while a FrameScorer uses it; a reload with a new model gets a new one."""
+    """The interpreter of this model file (its path and content) and thread count, made once
+    and kept while a FrameScorer uses it; a reload with a new model gets a new one. By its
+    content, not its time stamp: the same model copied over again (or touched) is the same
+    model, and a reload then keeps what each printer has learnt of its print."""
     path = Path(model_path)
-    try:
-        st = path.stat()
-    except OSError:
-        return SharedInterpreter(load_interpreter(path, num_threads))  # raises the clear error
-    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, num_threads)
+    content = read_model(path)  # the key and the interpreter of the very same bytes
+    key = (str(path.resolve()), hashlib.sha256(content).hexdigest(), num_threads)
     with _SHARED_LOCK:
         holder = _SHARED.get(key)
         if holder is None:
-            holder = SharedInterpreter(load_interpreter(path, num_threads))
+            holder = SharedInterpreter(load_interpreter(path, num_threads, content))
             _SHARED[key] = holder
         return holder
 
