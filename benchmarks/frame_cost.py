@@ -16,6 +16,7 @@ Budgets: <= 150 MB RSS, <= 50 ms per frame on one thread.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -110,10 +111,12 @@ def seed_bundle(folder: Path) -> Bundle | None:
     preset = get_preset("seed")
     model = build_autoencoder(preset.model, preset.preprocess.shape)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model.tflite").write_bytes(convert(model))
+    tflite = convert(model)
+    (folder / "model.tflite").write_bytes(tflite)
     base = Bundle.load(default_bundle_path()).meta
     meta = replace(
         base,
+        model_sha256=hashlib.sha256(tflite).hexdigest(),
         adaptation=type(base.adaptation)(),
         preprocess=preset.preprocess,
         scoring=preset.scoring,

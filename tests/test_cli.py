@@ -847,3 +847,24 @@ def test_a_bundle_whose_thresholds_no_frame_can_reach_is_refused_and_check_confi
     r = run_cli("check-config", "--config", str(config))
     assert r.returncode == 0 and "no start guard" in r.stderr, r.stderr
     assert "a print that fails from its first frame is learnt as its normal" in r.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "check-config"])
+def test_a_model_file_copied_without_its_model_json_is_refused(
+    tmp_path, tiny_bundle, command
+) -> None:
+    """A new bundle copied one file at a time (the model first, the daemon reloaded before
+    model.json came): a model of the same shapes was judged with the other model's thresholds
+    and statistics, unsaid. The model.json the trainer writes names its model's SHA-256."""
+    from watchdog.detection.bundle import default_bundle_path
+
+    mixed = tmp_path / "bundle"
+    shutil.copytree(default_bundle_path(), mixed)
+    (mixed / "model.tflite").write_bytes((tiny_bundle / "model.tflite").read_bytes())
+    config = write_config(tmp_path / "c.yaml", model=str(mixed), printers=[{"name": "e3"}])
+    line = _one_line_error(run_cli(command, "--config", str(config)))
+    assert line.endswith(
+        f"{mixed / 'model.tflite'}: not the model its {mixed / 'model.json'} was written for "
+        "(copy a bundle's two files together, or the whole folder)"
+    ), line
+    assert json.loads((tiny_bundle / "model.json").read_text())["model_sha256"]  # the trainer's

@@ -7,6 +7,7 @@ enters the test process), each the trainer's tiny bundle with its model swapped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -59,6 +60,10 @@ def hostile(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
         [sys.executable, "-c", "\n".join(lines)], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+    for folder in made.values():  # each bundle's model.json says which model it was written for
+        meta = json.loads((folder / "model.json").read_text())
+        meta["model_sha256"] = hashlib.sha256((folder / "model.tflite").read_bytes()).hexdigest()
+        (folder / "model.json").write_text(json.dumps(meta))
     return made
 
 

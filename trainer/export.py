@@ -8,6 +8,7 @@ loudly, instead of at night on the printer.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import shutil
@@ -79,6 +80,7 @@ def write_bundle(tflite: bytes, folder: Path, meta: BundleMeta) -> Bundle:
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     (folder / MODEL_FILE).write_bytes(tflite)
+    meta.model_sha256 = hashlib.sha256(tflite).hexdigest()
     if not meta.created:
         meta.created = datetime.now(UTC).isoformat(timespec="seconds")
     bundle = Bundle(path=folder, meta=meta)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import stat
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -576,6 +577,10 @@ class BundleMeta:
     data: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form, ignored by the daemon
     adaptation: Adaptation = field(default_factory=Adaptation)  # absent in older bundles: off
+    # the SHA-256 of the model.tflite this model.json was written for ("": not said, older
+    # bundles): the two files copied one at a time must not pair a model with another's
+    # thresholds and statistics unsaid (``model.shared_interpreter`` checks it)
+    model_sha256: str = ""
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -679,6 +684,10 @@ class BundleMeta:
         for name in ("data", "extra"):
             if not isinstance(getattr(meta, name), dict):
                 raise BundleError(f"{where}: {name} must be an object")
+        if not isinstance(meta.model_sha256, str) or (
+            meta.model_sha256 and not re.fullmatch(r"[0-9a-f]{64}", meta.model_sha256)
+        ):
+            raise BundleError(f"{where}: model_sha256 must be the model file's SHA-256 in hex")
         return meta
 
 

@@ -226,14 +226,23 @@ _SHARED: weakref.WeakValueDictionary[tuple[str, str, int], SharedInterpreter] = 
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_interpreter(model_path: str | Path, num_threads: int = 1) -> SharedInterpreter:
+def shared_interpreter(
+    model_path: str | Path, num_threads: int = 1, written_for: str = ""
+) -> SharedInterpreter:
     """The interpreter of this model file (its path and content) and thread count, made once
     and kept while a FrameScorer uses it; a reload with a new model gets a new one. By its
     content, not its time stamp: the same model copied over again (or touched) is the same
     model, and a reload then keeps what each printer has learnt of its print."""
     path = Path(model_path)
     content = read_model(path)  # the key and the interpreter of the very same bytes
-    key = (str(path.resolve()), hashlib.sha256(content).hexdigest(), num_threads)
+    digest = hashlib.sha256(content).hexdigest()
+    if written_for and digest != written_for:
+        load_interpreter(path, num_threads, content)  # a damaged copy is said as such
+        raise BundleError(
+            f"{path}: not the model its {path.parent / 'model.json'} was written for (copy a "
+            "bundle's two files together, or the whole folder)"
+        )
+    key = (str(path.resolve()), digest, num_threads)
     with _SHARED_LOCK:
         holder = _SHARED.get(key)
         if holder is None:
@@ -265,7 +274,7 @@ class FrameScorer:
         meta = bundle.meta
         self.pre = meta.preprocess
         self.scoring = meta.scoring
-        self._shared = shared_interpreter(bundle.model_path, num_threads)
+        self._shared = shared_interpreter(bundle.model_path, num_threads, meta.model_sha256)
         self.interp = self._shared.interp
         inputs, outputs = self.interp.get_input_details(), self.interp.get_output_details()
         where = bundle.model_path
