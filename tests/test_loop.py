@@ -972,6 +972,7 @@ def test_a_reload_after_a_recalibration_keeps_what_was_learnt_judged_by_the_new_
     printing printer learn its print again mid-print (a failure under way learnt as its look,
     and no guard on it). The same model learns alike: the learnt print is kept, judged by the
     new thresholds; a model of other weights is learnt again."""
+    import hashlib
     import os
     import shutil
 
@@ -1002,6 +1003,8 @@ def test_a_reload_after_a_recalibration_keeps_what_was_learnt_judged_by_the_new_
     other_weights = bytearray(model_path.read_bytes())
     other_weights[-1] ^= 0x01  # the flatbuffer's last byte: still a model, not this one
     model_path.write_bytes(bytes(other_weights))
+    meta["model_sha256"] = hashlib.sha256(other_weights).hexdigest()  # its own model.json
+    meta_path.write_text(json.dumps(meta))
     retrained = _watcher(tmp_path, bundle, camera, printer)
     new.retire(retrained)
     assert retrained.status()["calibrating"]

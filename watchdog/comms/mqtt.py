@@ -484,11 +484,12 @@ class MqttCommunicator:
                 else "not carried out: the watchdog is stopping or short of threads; send it again"
             )
             # a flood is one log line and one retained answer a minute, not one each (each
-            # printer's: another's refusal left this one's Last command unanswered)
+            # printer's and kind's: another's refusal left this one's Last command unanswered,
+            # a flood of verdicts an owner's refused Pause)
             if self._throttle(
                 logger,
                 logging.WARNING,
-                f"commands-full:{command.printer}",
+                f"commands-refused:{command.printer}:{command.verb.value}",
                 "%s: MQTT command %s %s",
                 command.printer,
                 command.verb.value,

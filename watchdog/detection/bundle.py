@@ -48,7 +48,10 @@ def _from_dict(cls: type, data: dict[str, Any], where: str, section: str = "") -
     if unknown:
         # repr: a key holding a line break must not write a second line into the log
         names = ", ".join(repr(key + u) if not u.isprintable() else key + u for u in unknown)
-        raise BundleError(f"{where}: unknown key(s) {names}")
+        raise BundleError(
+            f"{where}: unknown key(s) {names} (a bundle of a newer trainer? update this "
+            "watchdog, or train with the trainer of its version)"
+        )
     kwargs = {}
     for f in fields(cls):
         if f.name in data:
