@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +124,21 @@ def wait_until(
         time.sleep(0.1)
     detail = on_fail() if on_fail else ""
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{detail[-4000:]}")
+
+
+@contextlib.contextmanager
+def no_threads_named(prefix: str) -> Iterator[None]:
+    """Threads whose name starts with ``prefix`` cannot start (the unit's task limit, which a
+    test cannot reach on purpose: ``Thread.start`` raises as Python does then)."""
+    real_start = threading.Thread.start
+
+    def refused(self: threading.Thread) -> None:
+        if self.name.startswith(prefix):
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    threading.Thread.start = refused  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        threading.Thread.start = real_start  # type: ignore[method-assign]

@@ -16,7 +16,13 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.daemon_helpers import DaemonProcess, free_port, wait_until, write_config
+from tests.daemon_helpers import (
+    DaemonProcess,
+    free_port,
+    no_threads_named,
+    wait_until,
+    write_config,
+)
 from watchdog.comms import http
 from watchdog.comms.notifier import Notifier
 from watchdog.config import CameraConfig, MqttConfig, PrinterConfig, StorageConfig
@@ -336,16 +342,8 @@ def test_a_reload_whose_watcher_thread_cannot_start_leaves_the_daemon_running_an
     the daemon with a traceback, unwatched until systemd restarted it. It runs on, says what
     happened, and fails ``healthy`` so that systemd's watchdog restarts it whole."""
     wait_until("first frame", lambda: daemon.running["e3"].watcher.snapshot.score is not None, 30)
-    real_start = threading.Thread.start
-
-    def refused(self: threading.Thread) -> None:
-        if self.name.startswith("watch"):
-            raise RuntimeError("can't start new thread")
-        real_start(self)
-
-    monkeypatch.setattr(threading.Thread, "start", refused)
-    daemon.reload()
-    monkeypatch.setattr(threading.Thread, "start", real_start)
+    with no_threads_named("watch"):
+        daemon.reload()
     assert not daemon.running["e3"].thread.is_alive()
     assert not daemon.healthy()
     monkeypatch.setattr(daemon, "_launch", lambda running: (_ for _ in ()).throw(OSError("x")))

@@ -21,6 +21,7 @@ from collections.abc import Callable
 import pytest
 
 from benchmarks.mqtt_payload import measure
+from tests.daemon_helpers import no_threads_named
 from watchdog.comms.transport import MAX_INCOMING_BYTES, MqttTransport
 from watchdog.config import MqttConfig
 from watchdog.control import Command, CommandResult
@@ -418,6 +419,27 @@ def test_a_printers_commands_of_one_kind_are_taken_a_minutes_worth_at_most() -> 
     assert not taken(verdict) and commands.too_many(verdict)
     assert taken(Command("e3", Verb.PAUSE))
     assert taken(Command("dead", Verb.NOT_A_FAILURE, "20260101T000000000Z-abcdef"))
+    commands.close(5)
+
+
+def test_a_command_no_thread_could_carry_out_is_not_counted_against_its_kind() -> None:
+    """No thread to be had for a moment (the unit's task limit, forced here: it cannot be
+    reached on purpose): each command refused then still counted towards its kind's minute,
+    so the owner's Pause sent once threads were free again was refused as too many."""
+    from watchdog.comms.command_queue import COMMANDS_PER_MINUTE, PrinterCommands
+    from watchdog.control import Verb
+
+    done = threading.Semaphore(0)
+
+    def dispatch(command: Command) -> CommandResult:
+        done.release()
+        return CommandResult(True, "ok")
+
+    commands = PrinterCommands(dispatch)
+    pause = Command("e3", Verb.PAUSE)
+    with no_threads_named("mqtt-commands"):
+        assert not any(commands.put(pause) for _ in range(COMMANDS_PER_MINUTE))
+    assert commands.put(pause) and done.acquire(timeout=10)
     commands.close(5)
 
 

@@ -77,13 +77,12 @@ class PrinterCommands:
             if self._closed or (queue is not None and len(queue) >= COMMANDS_WAITING):
                 return False
             now = time.monotonic()
-            if command.verb not in SWITCH:  # switches replace each other: never a pile
-                taken = self._taken.setdefault((command.printer, command.verb), deque())
-                while taken and now - taken[0] >= 60.0:
-                    taken.popleft()
-                if len(taken) >= COMMANDS_PER_MINUTE:
-                    return False
-                taken.append(now)
+            taken = self._taken.setdefault((command.printer, command.verb), deque())
+            while taken and now - taken[0] >= 60.0:
+                taken.popleft()
+            # switches replace each other in the queue: never a pile, never refused for it
+            if command.verb not in SWITCH and len(taken) >= COMMANDS_PER_MINUTE:
+                return False
             self._queues.setdefault(command.printer, deque()).append((command, now))
             if command.printer not in self._workers:
                 worker = threading.Thread(
@@ -100,6 +99,8 @@ class PrinterCommands:
                         del self._queues[command.printer]
                     return False
                 self._workers[command.printer] = worker
+            if command.verb not in SWITCH:  # counted once queued (not when no thread took it)
+                taken.append(now)
         return True
 
     def full(self, printer: str) -> bool:
