@@ -22,9 +22,10 @@ import pytest
 
 from benchmarks.mqtt_payload import measure
 from tests.daemon_helpers import no_threads_named
+from watchdog.comms.command_queue import PrinterCommands
 from watchdog.comms.transport import MAX_INCOMING_BYTES, MqttTransport
 from watchdog.config import MqttConfig
-from watchdog.control import Command, CommandResult
+from watchdog.control import Command, CommandResult, Verb
 
 pytestmark = pytest.mark.servers
 
@@ -162,7 +163,6 @@ def test_a_topic_that_is_not_text_is_refused_and_later_commands_still_work(
     dropped, and the command after it (Home Assistant's switch) is still carried out."""
     from watchdog.comms.mqtt import MqttCommunicator
     from watchdog.comms.outbox import Outbox
-    from watchdog.control import CommandResult
 
     caplog.set_level(logging.INFO, "watchdog.comms")
     broker = HostileBroker(
@@ -223,7 +223,6 @@ def test_a_printer_whose_api_does_not_answer_does_not_hold_another_printers_comm
     """Commands waited one behind the other for every printer: a pause of a printer whose API
     did not answer (up to a minute with the default timeouts) held another printer's pause
     as long. Each printer's commands go in order, printers side by side."""
-    from watchdog.control import CommandResult
 
     release, dead_answered = threading.Event(), threading.Event()
 
@@ -261,7 +260,6 @@ def test_a_command_that_waited_too_long_behind_its_printers_earlier_one_is_not_c
     minutes over would stop whatever prints by then. It is dropped and said, to Home Assistant
     and to the page (which learns MQTT's answers where they are published)."""
     from watchdog.comms import command_queue
-    from watchdog.control import CommandResult
 
     monkeypatch.setattr(command_queue, "COMMAND_FRESH_S", 0.5)
     caplog.set_level(logging.INFO, "watchdog.comms")
@@ -299,7 +297,6 @@ def test_a_flood_of_watching_switches_ends_as_its_last_word_says(caplog) -> None
     log, which said each one taken, says which were dropped."""
     caplog.set_level(logging.INFO, "watchdog.comms.command_queue")
     from watchdog.comms.command_queue import COMMANDS_WAITING, PrinterCommands
-    from watchdog.control import Command, CommandResult, Verb
 
     release = threading.Event()
     seen: list[Verb] = []
@@ -372,7 +369,6 @@ def test_a_flood_of_one_command_is_carried_out_a_minutes_worth_at_most(tmp_path,
     printer's commands of one kind are taken COMMANDS_PER_MINUTE a minute; the rest are
     refused, said once; another printer's still pass."""
     from watchdog.comms.command_queue import COMMANDS_PER_MINUTE
-    from watchdog.control import Verb
 
     caplog.set_level(logging.INFO, "watchdog.comms")
     verdict = b'{"incident": "20260101T000000000Z-abcdef", "verdict": "not_failure"}'
@@ -393,30 +389,34 @@ def test_a_flood_of_one_command_is_carried_out_a_minutes_worth_at_most(tmp_path,
     assert len(said) <= 3, said
 
 
-def test_a_printers_commands_of_one_kind_are_taken_a_minutes_worth_at_most() -> None:
-    """Each carried out before the next comes (no queue filling): the 61st of one kind in a
-    minute is refused, another kind still taken (a flood of verdicts must not hold back the
-    owner's Pause), and another printer's."""
-    from watchdog.comms.command_queue import COMMANDS_PER_MINUTE, PrinterCommands
-    from watchdog.control import Command, CommandResult, Verb
-
+def _counting_commands() -> tuple[PrinterCommands, threading.Semaphore]:
+    """Per-printer queues whose commands are carried out at once, each released on ``done``."""
     done = threading.Semaphore(0)
 
     def dispatch(command: Command) -> CommandResult:
         done.release()
         return CommandResult(True, "ok")
 
-    commands = PrinterCommands(dispatch)
+    return PrinterCommands(dispatch), done
 
-    def taken(command: Command) -> bool:
-        if not commands.put(command):
-            return False
-        assert done.acquire(timeout=10), "not carried out"
-        return True
+
+def test_a_printers_commands_of_one_kind_are_taken_a_minutes_worth_at_most() -> None:
+    """Each carried out before the next comes (no queue filling): the 61st of one kind in a
+    minute is refused, another kind still taken (a flood of verdicts must not hold back the
+    owner's Pause), and another printer's."""
+    from watchdog.comms.command_queue import COMMANDS_PER_MINUTE, Put
+
+    commands, done = _counting_commands()
+
+    def taken(command: Command) -> Put:
+        put = commands.put(command)
+        if put:
+            assert done.acquire(timeout=10), "not carried out"
+        return put
 
     verdict = Command("e3", Verb.NOT_A_FAILURE, "20260101T000000000Z-abcdef")
     assert all(taken(verdict) for _ in range(COMMANDS_PER_MINUTE))
-    assert not taken(verdict) and commands.too_many(verdict)
+    assert taken(verdict) is Put.TOO_MANY
     assert taken(Command("e3", Verb.PAUSE))
     assert taken(Command("dead", Verb.NOT_A_FAILURE, "20260101T000000000Z-abcdef"))
     commands.close(5)
@@ -426,19 +426,13 @@ def test_a_command_no_thread_could_carry_out_is_not_counted_against_its_kind() -
     """No thread to be had for a moment (the unit's task limit, forced here: it cannot be
     reached on purpose): each command refused then still counted towards its kind's minute,
     so the owner's Pause sent once threads were free again was refused as too many."""
-    from watchdog.comms.command_queue import COMMANDS_PER_MINUTE, PrinterCommands
-    from watchdog.control import Verb
+    from watchdog.comms.command_queue import COMMANDS_PER_MINUTE, Put
 
-    done = threading.Semaphore(0)
-
-    def dispatch(command: Command) -> CommandResult:
-        done.release()
-        return CommandResult(True, "ok")
-
-    commands = PrinterCommands(dispatch)
+    commands, done = _counting_commands()
     pause = Command("e3", Verb.PAUSE)
     with no_threads_named("mqtt-commands"):
-        assert not any(commands.put(pause) for _ in range(COMMANDS_PER_MINUTE))
+        refused = {commands.put(pause) for _ in range(COMMANDS_PER_MINUTE)}
+    assert refused == {Put.NOT_NOW}, refused
     assert commands.put(pause) and done.acquire(timeout=10)
     commands.close(5)
 

@@ -1133,7 +1133,8 @@ class Watcher:
         if verb is Verb.CONFIRM_FAILURE:
             if self._is_latest(command.incident):
                 self.state = decide.answered(self.state)
-                self._confirmed = command.incident
+                # its start stays unlearnt; a "not a failure" after it is the owner's last word
+                self._confirmed, self._accepted = command.incident, None
             return CommandResult(True, "answered")
         if verb in (Verb.PAUSE, Verb.RESUME, Verb.CANCEL):
             return self._printer_command(command)
@@ -1471,11 +1472,12 @@ class Watcher:
                 return
             if "verdict" not in raw:
                 self.state = decide.still_failing(self.state)
-            elif raw.get("verdict") != "failure":
+            elif raw.get("verdict") == "failure":
+                # confirmed a failure: answered, and its start still not the print's look
+                self._verdict_restored(alert.incident, raw)
+            else:
                 return
-            # confirmed a failure: answered, and its start still not the print's look
             self.last_alert, self._alert_print = alert, self._prints
-            self._verdict_restored(alert.incident, raw)
             return
         raised = alert_epoch(alert.time)
         if raised is None:  # cannot tell whether its job was started again since

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from enum import Enum
 
 from watchdog.control import Command, CommandResult, Verb, on_news
 from watchdog.incidents import ThrottledLog
@@ -32,6 +33,19 @@ SWITCH = (Verb.ENABLE, Verb.DISABLE)  # a state, not an act: only the newest one
 
 
 Answered = Callable[[Command, CommandResult], None]
+
+
+class Put(Enum):
+    """What ``PrinterCommands.put`` did with a command, and why not when it did not: the
+    sender is told the reason the queue saw, not one guessed afterwards. True when taken."""
+
+    TAKEN = "taken"
+    FULL = f"ignored: {COMMANDS_WAITING} earlier commands are still waiting"
+    TOO_MANY = f"ignored: more than {COMMANDS_PER_MINUTE} of them this minute"
+    NOT_NOW = "not carried out: the watchdog is stopping or short of threads; send it again"
+
+    def __bool__(self) -> bool:
+        return self is Put.TAKEN
 
 
 class PrinterCommands:
@@ -54,9 +68,10 @@ class PrinterCommands:
         self._closed = False
         self._drops = ThrottledLog(60.0)
 
-    def put(self, command: Command) -> bool:
-        """Queue ``command``; False when COMMANDS_WAITING are waiting already for its printer,
-        or closed. A Watching switch replaces one still waiting: a flood of ON and OFF ends
+    def put(self, command: Command) -> Put:
+        """Queue ``command`` (``Put.TAKEN``), or why not: COMMANDS_WAITING are waiting already
+        for its printer, COMMANDS_PER_MINUTE of its kind were taken this minute, closed, or no
+        thread to carry it out. A Watching switch replaces one still waiting: a flood of ON and OFF ends
         as its last word says (the newest were refused, the printer left off)."""
         with self._lock:
             queue = self._queues.get(command.printer)
@@ -74,15 +89,17 @@ class PrinterCommands:
                         waiting[0].verb.value,
                         command.verb.value,
                     )
-            if self._closed or (queue is not None and len(queue) >= COMMANDS_WAITING):
-                return False
+            if self._closed:
+                return Put.NOT_NOW
+            if queue is not None and len(queue) >= COMMANDS_WAITING:
+                return Put.FULL
             now = time.monotonic()
             taken = self._taken.setdefault((command.printer, command.verb), deque())
             while taken and now - taken[0] >= 60.0:
                 taken.popleft()
             # switches replace each other in the queue: never a pile, never refused for it
             if command.verb not in SWITCH and len(taken) >= COMMANDS_PER_MINUTE:
-                return False
+                return Put.TOO_MANY
             self._queues.setdefault(command.printer, deque()).append((command, now))
             if command.printer not in self._workers:
                 worker = threading.Thread(
@@ -97,22 +114,16 @@ class PrinterCommands:
                     self._queues[command.printer].pop()
                     if not self._queues[command.printer]:
                         del self._queues[command.printer]
-                    return False
+                    return Put.NOT_NOW
                 self._workers[command.printer] = worker
             if command.verb not in SWITCH:  # counted once queued (not when no thread took it)
                 taken.append(now)
-        return True
+        return Put.TAKEN
 
     def full(self, printer: str) -> bool:
+        """COMMANDS_WAITING of ``printer``'s commands are waiting."""
         with self._lock:
             return len(self._queues.get(printer, ())) >= COMMANDS_WAITING
-
-    def too_many(self, command: Command) -> bool:
-        """COMMANDS_PER_MINUTE of ``command``'s kind were taken for its printer this minute."""
-        with self._lock:
-            taken = self._taken.get((command.printer, command.verb), ())
-            now = time.monotonic()
-            return sum(1 for when in taken if now - when < 60.0) >= COMMANDS_PER_MINUTE
 
     def close(self, timeout: float) -> int:
         """Take no more; drop those waiting (returned: how many), wait for those under way,

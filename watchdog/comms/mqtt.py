@@ -39,7 +39,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from watchdog.comms.command_queue import COMMANDS_PER_MINUTE, COMMANDS_WAITING, PrinterCommands
+from watchdog.comms.command_queue import PrinterCommands, Put
 from watchdog.comms.commands import COMMAND_TOPICS, CommandError, command_kind, parse_command
 from watchdog.comms.discovery import Discovery, discovery_configs
 from watchdog.comms.outbox import MQTT, Entry, Outbox
@@ -475,14 +475,9 @@ class MqttCommunicator:
             )
             return
         commands = self._commands
-        if commands is not None and not commands.put(command):
-            refused = (
-                f"ignored: {COMMANDS_WAITING} earlier commands are still waiting"
-                if commands.full(command.printer)
-                else f"ignored: more than {COMMANDS_PER_MINUTE} of them this minute"
-                if commands.too_many(command)
-                else "not carried out: the watchdog is stopping or short of threads; send it again"
-            )
+        put = commands.put(command) if commands is not None else Put.TAKEN
+        if not put:
+            refused = put.value
             # a flood is one log line and one retained answer a minute, not one each (each
             # printer's and kind's: another's refusal left this one's Last command unanswered,
             # a flood of verdicts an owner's refused Pause)

@@ -384,8 +384,9 @@ class Detector:
         learnt.meta = self.meta
         learnt.threshold, learnt.start_guard = self.threshold, self.start_guard
         learnt.guard = self.start_guard if learnt.guard else 0.0
-        learnt.baseline.gain = self.baseline.gain
+        learnt.baseline.spec, learnt.baseline.gain = self.baseline.spec, self.baseline.gain
         if learnt.start_baseline is not None and self.start_baseline is not None:
+            learnt.start_baseline.spec = self.start_baseline.spec
             learnt.start_baseline.gain = self.start_baseline.gain
         return learnt
 

@@ -304,7 +304,8 @@ class FrameScorer:
 
     @property
     def model_key(self) -> object:
-        """The same object for every scorer of the same model file (content stamp) and threads."""
+        """The same object for every scorer of the same model file (its path and content's
+        SHA-256) and threads."""
         return self._shared
 
     def reconstruct(self, x: np.ndarray) -> np.ndarray:
