@@ -596,8 +596,8 @@ def _record(path: Path, value: str, key: str = "verdict", source: str = "") -> P
     who gave it (``Command.source``), kept beside it: a running watchdog carries out the
     command line's verdicts from this file (the page's and the phone's reach it as commands)."""
     changes = {key: value, f"{key}_time": datetime.now(UTC).isoformat(timespec="seconds")}
-    if source or key == "verdict":  # a verdict's source is always its own, never the last one's
-        changes[f"{key}_source"] = source
+    if key == "verdict":  # always its own source, never the verdict before's
+        changes["verdict_source"] = source
     return _update(path, changes)
 
 

@@ -92,15 +92,20 @@ def _shown(value: str, limit: int) -> str:
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
-def seconds(value: object) -> float | None:
-    """A duration (an API's answer, or one saved with an alert), if it is one."""
+def number(value: object) -> float | None:
+    """A number an API answered (or a file saved), if it is one a float holds."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
-        number = float(value)
+        return float(value)
     except OverflowError:  # an integer with hundreds of digits
         return None
-    return number if math.isfinite(number) and number >= 0 else None
+
+
+def seconds(value: object) -> float | None:
+    """A duration (an API's answer, or one saved with an alert), if it is one."""
+    duration = number(value)
+    return duration if duration is not None and math.isfinite(duration) and duration >= 0 else None
 
 
 @dataclass(frozen=True)

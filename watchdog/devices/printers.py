@@ -48,6 +48,7 @@ from watchdog.printing import (
     api_text,
     heating,
     job_name,
+    number,
     seconds,
 )
 from watchdog.redact import address_of, redact, redact_url, secret_filter
@@ -515,21 +516,12 @@ def _heaters(
         reading = readings.get(name)
         if not isinstance(reading, dict):
             continue
-        now, target = _temperature(reading.get(actual)), _temperature(reading.get("target"))
+        # a reading no float holds (hundreds of digits) made the whole answer unreadable: the
+        # printer was shown offline
+        now, target = number(reading.get(actual)), number(reading.get("target"))
         if now is not None and target is not None:
             heaters[name] = now, target
     return heaters
-
-
-def _temperature(value: object) -> float | None:
-    """A heater's reading, if it is a number a float holds (an integer of hundreds of digits
-    made the whole answer unreadable: the printer shown offline)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return float(value)
-    except OverflowError:
-        return None
 
 
 class OctoPrintClient(_HttpPrinter):
