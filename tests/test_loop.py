@@ -43,6 +43,7 @@ from watchdog.incidents import (
     record_verdict,
     saved_alert,
 )
+from watchdog.last_commands import LastCommands
 from watchdog.printing import Action, ActionResult, Outcome, PrinterState, PrinterStatus
 from watchdog.watcher import LOOK_FRESH_S, Watcher, build_watcher
 
@@ -344,10 +345,22 @@ def test_a_failure_confirmed_on_the_command_line_answers_its_alert(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
     """Confirmed beside the running watchdog, the alert is answered as from the page: Home
-    Assistant's problem sensor goes off (the start it held stays unlearnt: a failure)."""
+    Assistant's problem sensor goes off (the start it held stays unlearnt: a failure), and
+    the page's Last command says so."""
     frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 12))
+    last = LastCommands()
+
+    class _Shown(Notifier):  # as the daemon makes it: answers kept for the page
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, answered=last.keep, **kwargs)
+
     watcher = _watcher(
-        tmp_path, tiny_adaptive_bundle, frames, SimulatedPrinter("benchy.gcode"), "notify"
+        tmp_path,
+        tiny_adaptive_bundle,
+        frames,
+        SimulatedPrinter("benchy.gcode"),
+        "notify",
+        notifier_class=_Shown,
     )
     while watcher.status()["last_alert"] is None:
         watcher.step()
@@ -357,6 +370,9 @@ def test_a_failure_confirmed_on_the_command_line_answers_its_alert(
     _feedback_on_the_command_line(tmp_path, incident, "failure")
     watcher.step()
     assert not watcher.status()["failure"] and watcher.detector.start_held
+    shown = last.of("e3")
+    assert shown is not None and shown["source"] == "the command line", shown
+    assert shown["command"] == "failure" and shown["ok"], shown
     # a misclick mended on the command line: the print's look is learnt, as from the page
     _feedback_on_the_command_line(tmp_path, incident, "not_failure")
     watcher.step()

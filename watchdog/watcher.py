@@ -1085,8 +1085,9 @@ class Watcher:
         the alert's file only: while the latest alert is of the print under way, the file is
         looked at each step (a stat; read when it changed), and each new verdict the command
         line gives is carried out as the page's is (the alert answered; "not a failure"
-        learns the print's look again, a confirmed failure keeps its start unlearnt). The
-        page's, the phone's and MQTT's verdicts come as commands and are left to them."""
+        learns the print's look again, a confirmed failure keeps its start unlearnt) and shown
+        as the printer's last command. The page's, the phone's and MQTT's verdicts come as
+        commands and are left to them."""
         alert = self.last_alert
         if alert is None or self._alert_print != self._prints:
             return
@@ -1108,7 +1109,9 @@ class Watcher:
             return  # carried out already (the file changed for another reason: an answer)
         self._cli_verdict = given
         verb = Verb.NOT_A_FAILURE if verdict == "not_failure" else Verb.CONFIRM_FAILURE
-        result = self._carry_out(Command(self.name, verb, alert.incident, source="cli"))
+        command = Command(self.name, verb, alert.incident, source="cli")
+        result = self._carry_out(command)
+        self.alerts.told(command, result)
         logger.info(
             "%s: incident %s %s on the command line: %s",
             self.name,

@@ -35,7 +35,7 @@ from watchdog.comms.notify import (
 )
 from watchdog.comms.outbox import Outbox
 from watchdog.config import MqttConfig, NotifyTarget, StorageConfig
-from watchdog.control import Answered, Dispatcher, Verb, saved_answers
+from watchdog.control import Answered, Command, CommandResult, Dispatcher, Verb, saved_answers
 from watchdog.durable import replace_file
 from watchdog.incidents import (
     FRAME,
@@ -81,6 +81,7 @@ class Notifier:
         self._throttle = ThrottledLog(60.0)
         self.store = IncidentStore(storage.dir, storage.keep_incidents, self._throttle)
         self.outbox = Outbox(storage.dir, self._throttle)
+        self._answered = answered
         self.mqtt = MqttCommunicator(
             mqtt,
             self.printers,
@@ -112,6 +113,12 @@ class Notifier:
                 saved_alert(storage.dir, printer, incident)
             ),
         )
+
+    def told(self, command: Command, result: CommandResult) -> None:
+        """A command carried out without the dispatcher (the command line's verdict, found in
+        its alert's file by the watcher): shown as the printer's last command, as MQTT's are."""
+        if self._answered is not None:
+            self._answered(command, result)
 
     # ----------------------------------------------------------------- lifecycle
 
