@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import pytest
 import requests
+import yaml
 
 from tests.daemon_helpers import DaemonProcess, free_port, run_cli, wait_until, write_config
 from watchdog.web.auth import LoginLimiter, Sessions
@@ -834,6 +835,52 @@ def test_a_frame_of_now_a_camera_cannot_give_is_unavailable_not_missing(tmp_path
         daemon.stop()
 
 
+def test_a_drawing_over_settings_not_in_force_is_saved_not_refused_as_stale(
+    tmp_path: Path,
+) -> None:
+    """The page draws on the settings in force. Saved settings the watchdog left out (a mask
+    edited by hand to hide everything), or a config file edited without a reload, made
+    every drawn save "changed elsewhere: draw again": redrawn from the same settings, the
+    owner could never save a mask or a region."""
+    port = free_port()
+    config = _config(tmp_path, f"127.0.0.1:{port}")
+    stored = tmp_path / "state" / "overrides.json"
+    stored.parent.mkdir(parents=True)
+    everything = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+    stored.write_text(json.dumps({"printers": {PRINTER: {"detection": {"mask": [everything]}}}}))
+    daemon = _start(config, tmp_path / "d.log", port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        headers = {"X-CSRF-Token": _csrf(requests.get(f"{url}/", timeout=10).text)}
+        settings = f"{url}/api/printers/{PRINTER}/settings"
+        shown = requests.get(f"{url}/api/state", timeout=10).json()["printers"][0]
+        assert shown["settings"]["mask"] == [] and "error" in shown["saved"], shown
+        corner = [[0.7, 0.7], [0.9, 0.7], [0.9, 0.9]]
+        r = requests.post(
+            settings,
+            json={"mask": [corner], "was": {"mask": shown["settings"]["mask"]}},
+            headers=headers,
+            timeout=60,
+        )
+        assert r.status_code == 200 and r.json()["detail"] == "saved and applied", r.text
+        assert json.loads(stored.read_text())["printers"][PRINTER]["detection"]["mask"] == [corner]
+        # the config file given a region, not reloaded: the page still shows none
+        edited = yaml.safe_load(config.read_text())
+        edited["printers"][0]["detection"] = {"region": [0.0, 0.4, 1.0, 1.0]}
+        write_config(config, **edited)
+        r = requests.post(
+            settings,
+            json={"region": [0.1, 0.5, 0.9, 1.0], "was": {"region": None}},
+            headers=headers,
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text
+        region = json.loads(stored.read_text())["printers"][PRINTER]["detection"]["region"]
+        assert region == [0.1, 0.5, 0.9, 1.0]
+    finally:
+        daemon.stop()
+
+
 def test_settings_are_validated_saved_shown_by_check_config_and_reset(open_daemon) -> None:
     url, daemon, tmp = open_daemon
     headers = {"X-CSRF-Token": _csrf(requests.get(f"{url}/", timeout=10).text)}
@@ -1208,8 +1255,10 @@ def test_a_save_over_a_model_changed_since_the_last_reload_says_it_was_not_appli
 ) -> None:
     """The config now names a retrained model that watches another region (not reloaded yet):
     a mask saved on the page passes the running model's check, but hides the whole region of
-    the new one, so the reload the save triggers leaves it out. The answer said "saved and
-    applied" while the printer watched with the file's settings."""
+    the new one, so the reload the save triggers left out every saved setting of the
+    printer. The answer said "saved and applied", later "keeps its running settings", while
+    the printer watched with the file's: the owner's saved sensitivity silently gone. Refused
+    unsaved, as a mask hiding the running model's region is."""
     import shutil
 
     url, daemon, tmp = open_daemon
@@ -1223,14 +1272,25 @@ def test_a_save_over_a_model_changed_since_the_last_reload_says_it_was_not_appli
     headers = {"X-CSRF-Token": _csrf(requests.get(f"{url}/", timeout=10).text)}
     settings = f"{url}/api/printers/{PRINTER}/settings"
     corner = [[0.0, 0.0], [0.3, 0.0], [0.3, 0.3], [0.0, 0.3]]  # none of the bottom half
+    stored = tmp / "state" / "overrides.json"
+
+    def in_use() -> dict:
+        return requests.get(f"{url}/api/state", timeout=10).json()["printers"][0]["settings"]
+
     try:
+        answer = requests.post(settings, json={"sensitivity": 1.5}, headers=headers, timeout=60)
+        assert answer.json()["detail"] == "saved and applied", answer.json()
         config.write_text(good.replace(str(MODEL), str(retrained)))
         answer = requests.post(settings, json={"mask": [corner]}, headers=headers, timeout=60)
-        assert answer.json()["ok"] is False, answer.json()
-        assert "mask" in answer.json()["detail"], answer.json()
+        assert answer.status_code == 400 and answer.json()["ok"] is False, answer.json()
+        assert "not saved: draw a smaller mask" in answer.json()["detail"], answer.json()
+        assert json.loads(stored.read_text())["printers"][PRINTER]["detection"] == {
+            "sensitivity": 1.5
+        }
+        assert in_use()["sensitivity"] == 1.5 and in_use()["mask"] == []
     finally:
         config.write_text(good)
-        (tmp / "state" / "overrides.json").unlink(missing_ok=True)
+        stored.unlink(missing_ok=True)
         daemon.signal(__import__("signal").SIGHUP)
     wait_until(
         "the file's model again",

@@ -143,10 +143,13 @@ def settled(done: Future[CommandResult]) -> Future[CommandResult]:
 @dataclass(frozen=True)
 class Applied:
     """What became of a settings change saved on the page: in force (``done`` True), refused
-    by the reload (False, ``why``), or still to come (None, ``why``)."""
+    by the reload (False, ``why``), or still to come (None, ``why``); ``left_out``: the reload
+    was done, but without the printer's saved settings (``why``): it watches with the config
+    file's."""
 
     done: bool | None
     why: str = ""
+    left_out: bool = False
 
 
 def answer_text(command: Command, result: CommandResult) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 from watchdog import overrides, systemd
 from watchdog.comms.notifier import Notifier
 from watchdog.comms.transport import check_tls
-from watchdog.config import Config, ConfigError, NotifyTarget, load_config
+from watchdog.config import Config, ConfigError, DetectionConfig, NotifyTarget, load_config
 from watchdog.control import (
     INCIDENT_VERBS,
     LATEST_INCIDENT,
@@ -566,24 +566,38 @@ class Daemon:
         p = next((p for p in base.printers if p.name == printer), None)
         if p is None:
             raise ConfigError(f"no printer named {printer!r} in {self.config_path}")
-        check = mask_check(self.bundle.meta, saving=True)
+        # the running model's, and the one the config names now (a bundle replaced without a
+        # reload): the reload below leaves out a printer's saved settings that one refuses
+        checks = [mask_check(self.bundle.meta, saving=True)]
+        try:
+            checks.append(overrides.config_mask_check(base, saving=True))
+        except BundleError:
+            pass  # the reload refuses that model, says why, and keeps the running one
+
+        def check(merged: DetectionConfig) -> None:
+            for each in checks:
+                each(printer, merged)
+
+        running = next((r for r in self.config.printers if r.name == printer), p)
         saved = overrides.save(
             self.config.storage.dir,
             p.detection,
             printer,
             changes,
-            lambda merged: check(printer, merged),
+            check,
             drawn_on,
+            running.detection,  # what the page shows
         )
         applied = self._apply()
         if applied.done:
-            # checked against the running model, applied against the one the config names
-            # now (a bundle replaced without a reload): a reload leaves out what that refuses
+            # the model changed again between the check and the reload
             _, why = overrides.saved_and_refusal(
                 self.config.storage.dir, printer, p.detection, mask_check(self.bundle.meta)
             )
             if why:
-                applied = Applied(False, why)
+                applied = Applied(
+                    False, f"{why}; printer {printer} watches with the config file's settings", True
+                )
         return saved, applied
 
     def reset_settings(self, printer: str) -> tuple[str, Applied]:

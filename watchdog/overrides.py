@@ -71,10 +71,10 @@ def mask_refused(printer: str, exc: MaskError, saving: bool = False) -> ConfigEr
     )
 
 
-def config_mask_check(config: Config) -> Check:
+def config_mask_check(config: Config, saving: bool = False) -> Check:
     """``mask_check`` of the config's model (its model.json only): what a starting daemon and
-    check-config hold the saved masks to."""
-    return mask_check(Bundle.load(config.model or default_bundle_path()).meta)
+    check-config hold the saved masks to (``saving``: as ``mask_check``'s)."""
+    return mask_check(Bundle.load(config.model or default_bundle_path()).meta, saving)
 
 
 def mask_check(meta: BundleMeta, saving: bool = False) -> Check:
@@ -271,15 +271,19 @@ def save(
     changes: dict[str, Any],
     check: Callable[[DetectionConfig], None] = lambda merged: None,
     drawn_on: dict[str, Any] | None = None,
+    shown: DetectionConfig | None = None,
 ) -> dict[str, Any]:
     """Validate ``changes`` against ``base`` (the printer's YAML settings) and store them with
     what was saved before; returns the printer's saved settings. ConfigError when refused, by
     the schema or by ``check`` (what only the running daemon knows: the model's region).
 
     ``drawn_on``: each drawn setting as the page showed it (JSON), checked against what is
-    saved (else the file's) in the same lock as the write: ChangedElsewhere when another save
-    or a reset changed it since. Two tabs saving at once were both answered "saved", one of
-    their drawings lost; a check against the settings in force let both through."""
+    saved in the same lock as the write: ChangedElsewhere when another save or a reset changed
+    it since. Two tabs saving at once were both answered "saved", one of their drawings lost;
+    a check against the settings in force let both through. A setting the file does not hold,
+    or holds but cannot apply (edited by hand, a model changed since: the printer watches
+    without it), is compared with ``shown``, the settings in force the page showed (default
+    ``base``): else the page, redrawn from them, was told "changed elsewhere" at every save."""
     unknown = set(changes) - set(TUNABLE)
     if unknown:
         raise ConfigError(
@@ -288,9 +292,10 @@ def save(
     with _lock:
         saved = _read(storage_dir)
         before = saved.get(printer, {})
-        shown = base.model_dump()
+        held = before if drawn_on and _applies(base, before, check) else {}
+        in_force = (shown or base).model_dump()
         for key, seen in (drawn_on or {}).items():
-            now = before[key] if key in before else shown.get(key)
+            now = held[key] if key in held else in_force.get(key)
             if json.loads(json.dumps(now)) != seen:
                 raise ChangedElsewhere(key)
         mine = {**before, **changes}
@@ -302,6 +307,17 @@ def save(
         saved[printer] = mine
         _write(storage_dir, saved)
     return mine
+
+
+def _applies(
+    base: DetectionConfig, saved: dict[str, Any], check: Callable[[DetectionConfig], None]
+) -> bool:
+    """Whether the saved settings ``saved`` apply over ``base`` (a reload would use them)."""
+    try:
+        check(_merge(base, saved, "saved"))
+    except ConfigError:
+        return False
+    return True
 
 
 def reset(storage_dir: Path, printer: str, keys: tuple[str, ...] = TUNABLE) -> str:

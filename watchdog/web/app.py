@@ -552,6 +552,8 @@ def _what_became(applied: Applied, done: str) -> str:
         return f"{done}; {applied.why}"
     if applied.done:
         return f"{done} and applied"
+    if applied.left_out:
+        return f"{done}, but not applied: {applied.why}"
     return f"{done}, but not applied: the watchdog keeps its running settings ({applied.why})"
 
 
