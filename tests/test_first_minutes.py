@@ -358,6 +358,25 @@ def test_calibrate_counts_a_print_resumed_once_and_a_stub_not_at_all(
     assert "on 2 of the owner's good prints" in Bundle.load(bundle).meta.extra["adaptation_rule"]
 
 
+def test_calibrate_counts_a_print_given_twice_once(tmp_path, tiny_start_judged_bundle) -> None:
+    """``--normal may --normal june`` where june still holds May's print: "from 2 prints"
+    was said of one, its warning that one print set the thresholds gone, as the trainer
+    would not count it twice."""
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_start_judged_bundle, bundle)
+    may = _folder(tmp_path / "may", [])
+    for i in range(TINY_FRAMES):
+        cv2.imwrite(str(may / f"a_{i}.jpg"), synth.normal_frame(2, i, TINY_FRAMES))
+    shutil.copytree(may, tmp_path / "june")
+    (tmp_path / "june" / "a_0.jpg").unlink()  # a copy's first frame deleted since
+    r = run_cli("calibrate", str(bundle), "--normal", str(may), "--normal", str(tmp_path / "june"))
+    assert r.returncode == 0, r.stderr
+    assert " from 1 prints (" in r.stdout.splitlines()[0], r.stdout
+    assert f"print a in {tmp_path / 'june'} is a copy of print a in {may}" in r.stderr, r.stderr
+
+
 def test_calibrating_on_a_folder_without_prints_says_so_in_one_line(
     tmp_path, tiny_start_judged_bundle
 ) -> None:

@@ -210,6 +210,24 @@ def test_one_recording_collected_twice_under_two_names_is_one_print(
     assert "p1-20261205T073532-rec" in said and "p1-20261205T073531-rec" in said, said
 
 
+def test_a_copy_whose_first_frames_were_deleted_is_still_a_copy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A copy was told by its first frame: with June's first frames deleted (disk space), it
+    was one more "held out" print, scored by a model that fitted its twin."""
+    import shutil
+
+    for n in range(4):
+        _write(tmp_path / "may" / f"p-0501_{n}.jpg", synth.normal_frame(0, n, 4))
+    shutil.copytree(tmp_path / "may", tmp_path / "june")
+    for n in range(2):
+        (tmp_path / "june" / f"p-0501_{n}.jpg").unlink()
+    with caplog.at_level(logging.WARNING, logger="watchdog.frames"):
+        frames = find_frames(normal=[tmp_path / "may", tmp_path / "june"])
+    assert {f.path.parent.name for f in frames} == {"may"} and len(frames) == 4
+    assert any("is a copy of print p-0501 in" in r.getMessage() for r in caplog.records)
+
+
 def test_a_copy_of_a_copy_is_the_same_print(tmp_path: Path) -> None:
     """May's print copied into june/, where ``collect`` also saved it under a second name:
     june's first copy was found May's and its second june's first, and with the one between

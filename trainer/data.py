@@ -205,63 +205,24 @@ def _failures_not_fitted(frames: list[Frame]) -> list[Frame]:
 
 
 def _copies_left_out(frames: list[Frame]) -> list[Frame]:
-    """A print found twice (a copy of the collected folder given beside the folder itself:
-    ``--normal may --normal june`` where june still holds May's prints; one recording
-    collected twice into one folder, under two names) is used once: two copies would be split apart as two
-    prints, and each scored "held out" by a model that fitted its twin (a threshold set too
-    low, flattering figures, a start guard from one print more than there is). A copy has its
-    first frame's bytes (``frames.fingerprint``) and its name in another folder, or another
-    name in its folder: no two frames of a live camera are the same. The copy kept is one the owner marked a failure (in a
-    ``failures/`` folder: never fitted), else the longest (another was copied mid-print)."""
-    per_copy: dict[tuple[Path, str], list[Frame]] = {}
+    """A print found twice is used once (``frames.copies``): the copy kept is one the owner
+    marked a failure (in a ``failures/`` folder: never fitted), else the longest."""
+    per_copy: dict[frames_contract.PrintKey, list[Frame]] = {}
     for f in frames:
         if not f.loose:
             per_copy.setdefault((f.path.parent, f.session), []).append(f)
-    same: dict[tuple[str, str], list[tuple[Path, str]]] = {}
-    for key, its in per_copy.items():
-        try:
-            start = frames_contract.fingerprint(min(its, key=lambda f: f.number).path)
-            end = frames_contract.fingerprint(max(its, key=lambda f: f.number).path)
-        except OSError:
-            continue  # unreadable: said where the frame is read
-        # the same print under its name in another folder (copied, maybe mid-print: shorter),
-        # or under another name in its folder: then every frame the same, not only the first
-        # (prints that start on a black bed before the light comes on share their first)
-        same.setdefault((f"name:{key[1]}", start), []).append(key)
-        same.setdefault((f"folder:{key[0]}", f"{start}-{end}-{len(its)}"), []).append(key)
-    # copies of copies are one print: A in may/ and june/ by its name, june's A also saved
-    # under another name there; each set of copies joined whole (union-find), one kept
-    root: dict[tuple[Path, str], tuple[Path, str]] = {}
-
-    def find(key: tuple[Path, str]) -> tuple[Path, str]:
-        while root.setdefault(key, key) != key:
-            root[key] = root[root[key]]  # halved on the way: chains stay short
-            key = root[key]
-        return key
-
-    for group in same.values():
-        for key in group[1:]:
-            root[find(key)] = find(group[0])
-    joined: dict[tuple[Path, str], list[tuple[Path, str]]] = {}
-    for key in per_copy:  # in the order given: of equals, the first given is kept
-        if key in root:
-            joined.setdefault(find(key), []).append(key)
-    copies: set[tuple[Path, str]] = set()
-    for group in joined.values():
-        kept = max(group, key=lambda k: (per_copy[k][0].label == ANOMALOUS, len(per_copy[k])))
-        for key in group:
-            if key != kept:
-                copies.add(key)
-                logger.warning(
-                    "print %s in %s is a copy of print %s in %s (the same first frame): used once",
-                    key[1],
-                    key[0],
-                    kept[1],
-                    kept[0],
-                )
-    if not copies:
+    found = frames_contract.copies(
+        {
+            key: [f.path for f in sorted(its, key=lambda f: f.number)]
+            for key, its in per_copy.items()
+        },
+        lambda key: (per_copy[key][0].label == ANOMALOUS, len(per_copy[key])),
+    )
+    for copy, kept in found.items():
+        logger.warning("%s", frames_contract.copy_said(copy, kept))
+    if not found:
         return frames
-    return [f for f in frames if f.loose or (f.path.parent, f.session) not in copies]
+    return [f for f in frames if f.loose or (f.path.parent, f.session) not in found]
 
 
 def _apart_by_folder(frames: list[Frame]) -> list[Frame]:

@@ -24,14 +24,16 @@ One module owns it, because ``collect``, the incident store, the trainer and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 DEFAULT_PATTERN = r"^(?P<session>.+)_(?P<n>\d+)$"
@@ -223,6 +225,83 @@ def first_fingerprint(paths: Iterable[Path]) -> str | None:
         except OSError:
             continue
     return None
+
+
+PrintKey = tuple[Path, str]  # a print's folder and name
+
+
+def copies(
+    prints: Mapping[PrintKey, Sequence[Path]], rank: Callable[[PrintKey], Any] | None = None
+) -> dict[PrintKey, PrintKey]:
+    """Each print of ``prints`` (frames in time order) that is a copy of another, and the one
+    of its copies that is kept: ``rank``'s highest (default: the longest, as another copy
+    was made mid-print), of equals the first given.
+
+    A print found twice (``--normal may --normal june`` where june still holds May's prints;
+    one recording collected twice into one folder, under two names) must be used once: two
+    copies are two prints, each scored "held out" by a model that fitted its twin, and a
+    threshold or a start guard is set from more prints than there are. A copy under its name in
+    another folder has every frame it has among the other's (copied mid-print, or its first
+    frames deleted since); under another name in its folder, every frame the same. Frames are
+    told by their bytes (``fingerprint``): no two frames of a live camera are the same, but
+    prints that start on a black bed before the light comes on share their first frames."""
+    digests: dict[PrintKey, list[str]] = {}
+    for key, paths in prints.items():
+        its = []
+        for path in paths:
+            with contextlib.suppress(OSError):  # unreadable: said where the frame is read
+                its.append(fingerprint(path))
+        if its:
+            digests[key] = its
+    # copies of copies are one print: A in may/ and june/ by its name, june's A also saved
+    # under another name there; each set of copies joined whole (union-find), one kept
+    root: dict[PrintKey, PrintKey] = {}
+
+    def find(key: PrintKey) -> PrintKey:
+        while root.setdefault(key, key) != key:
+            root[key] = root[root[key]]  # halved on the way: chains stay short
+            key = root[key]
+        return key
+
+    for a, b in _alike(digests):
+        root[find(b)] = find(a)
+    joined: dict[PrintKey, list[PrintKey]] = {}
+    for key in prints:  # in the order given: of equals, the first given is kept
+        if key in root:
+            joined.setdefault(find(key), []).append(key)
+    ranked = rank or (lambda key: len(prints[key]))
+    out: dict[PrintKey, PrintKey] = {}
+    for group in joined.values():
+        kept = max(group, key=ranked)
+        out.update({key: kept for key in group if key != kept})
+    return out
+
+
+def _alike(digests: Mapping[PrintKey, list[str]]) -> list[tuple[PrintKey, PrintKey]]:
+    """Pairs of prints that are copies of each other, by their frames' ``fingerprint``s."""
+    by_name: dict[str, list[PrintKey]] = {}
+    same_frames: dict[tuple[Path, tuple[str, ...]], list[PrintKey]] = {}
+    for key, its in digests.items():
+        by_name.setdefault(key[1], []).append(key)
+        same_frames.setdefault((key[0], tuple(its)), []).append(key)
+    pairs = [(group[0], key) for group in same_frames.values() for key in group[1:]]
+    for group in by_name.values():
+        sets = {key: set(digests[key]) for key in group}
+        pairs += [
+            (a, b)
+            for i, a in enumerate(group)
+            for b in group[i + 1 :]
+            if a[0] != b[0] and (sets[a] <= sets[b] or sets[b] <= sets[a])
+        ]
+    return pairs
+
+
+def copy_said(copy: PrintKey, kept: PrintKey) -> str:
+    """A copy left out (``copies``), in one line."""
+    return (
+        f"print {copy[1]} in {copy[0]} is a copy of print {kept[1]} in {kept[0]} "
+        "(the same frames): used once"
+    )
 
 
 def in_failures(path: Path, folder: Path) -> bool:

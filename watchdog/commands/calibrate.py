@@ -408,6 +408,11 @@ def _owners_prints(args: argparse.Namespace, bundle: Bundle) -> dict[str, list[P
             len(loose),
             loose[0],
         )
+    keys = {(paths[0].parent, key.rsplit("/", 1)[1]): key for key, paths in prints.items()}
+    twins = frames.copies({key: prints[name] for key, name in keys.items()})
+    for copy, kept in twins.items():  # counted twice, as the trainer would not
+        logger.warning("%s", frames.copy_said(copy, kept))
+        del prints[keys[copy]]
     trained = trained_on(bundle.meta.data, prints)
     if trained:
         logger.warning(
