@@ -42,6 +42,25 @@ def test_judgement_counts_frames_and_prints_separately_for_good_prints_and_failu
     assert d["threshold"] == 1.0 and d["consecutive"] == 3
 
 
+def test_a_print_resumed_is_one_held_out_print_paused_when_any_part_is() -> None:
+    """A print with a filament change is replayed part by part: "good prints paused by
+    mistake: 0 of 4" was said of three prints, and one paused in both parts counted two."""
+    from trainer.report import _daemon_section
+
+    runs = [
+        _replay("a", [0.1] * 10),
+        _replay("b", [2.0] * 4),
+        _replay("b+resumed1", [2.0] * 4),
+        _replay("c", [0.1] * 10),
+        _replay("c then f", [2.0] * 4, failure=True),
+    ]
+    d = judgement(runs, "rule", "note")
+    assert d["held_out_prints"] == 3 and d["normal_prints_paused"] == 1, d
+    text = "\n".join(_daemon_section(d, set()))
+    assert "good prints paused by mistake: **1 of 3**" in text
+    assert "(1 failed print, each after each of 4 parts of 3 held-out prints)" in text
+
+
 def test_the_report_says_failure_replays_are_not_failed_prints() -> None:
     """One failed print replayed after two held-out prints read "failures paused 2 of 2", as if
     two failures had been caught."""
@@ -116,3 +135,31 @@ def test_a_start_above_the_guard_is_flagged_by_the_daemons_detector() -> None:
     guarded = Adaptation(frames=10, threshold=1.0, guard=0.01)
     assert start_flags(held, guarded, scoring).tolist() == [True] * 10
     assert start_flags(held, Adaptation(frames=10, threshold=1.0), scoring).size == 0
+
+
+def test_a_new_print_is_judged_by_the_start_guard_the_other_prints_set() -> None:
+    """The report's "a new print" line judged each print with the threshold the other prints
+    set, but with the shipped start guard, set with that print's own start among them: a
+    start far above the others' was never paused there, by construction."""
+    import dataclasses
+
+    from trainer.crossfit import HeldOut, calibrate_on
+    from trainer.model import PRESETS
+    from trainer.pipeline import Options, _unseen
+    from watchdog.detection.bundle import Adaptation
+
+    rng = np.random.default_rng(0)
+    preset = dataclasses.replace(PRESETS["default"], adaptation=Adaptation(frames=10))
+
+    def held(name: str, start_gain: float) -> HeldOut:
+        maps = rng.uniform(0.05, 0.15, (60, 8, 16)).astype(np.float32)
+        maps[:10] *= start_gain
+        inputs = rng.integers(0, 255, (60, 8, 16, 3), dtype=np.uint8)
+        return HeldOut(name, lambda x: x, inputs, inputs, maps, inputs[:10], maps[:10], maps[:10])
+
+    prints = [held("a", 1.0), held("b", 1.0), held("c", 1.0), held("d", 2.5)]
+    # set on all four, d's start among them: no guard that d's start reaches
+    shipped = calibrate_on(preset, prints, 0.01).adaptation
+    unseen = _unseen(preset, shipped, prints, Options(), has_test_prints=False)
+    assert unseen is not None and unseen["prints"] == 4
+    assert unseen["normal_prints_paused"] == 1, unseen  # d, by the guard a, b and c set

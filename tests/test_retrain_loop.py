@@ -200,7 +200,7 @@ def test_readme_retrain_loop_collect_train_replay(tmp_path: Path) -> None:
     assert unseen["prints"] == 2 and 0.0 <= unseen["false_alarm_rate"] <= 1.0, unseen
     said = " ".join(md.split())
     assert f"{100 * unseen['false_alarm_rate']:.1f}% of its good frames flagged" in said
-    assert "each print is judged with the threshold the other prints set" in said
+    assert "each print is judged with the thresholds and start guard the other prints set" in said
     assert (run / "replay.png").stat().st_size > 10_000
 
     # 4. replay a third print and a failure through the new bundle, as the README says: the same

@@ -333,21 +333,28 @@ def test_a_bundle_that_fails_the_parity_check_is_not_left_as_a_bundle(
 
 
 @pytest.mark.parametrize(
-    ("frames", "why"),
+    ("args", "why"),
     [
-        ("20000", "--adapt-frames 20000: frames must be an integer in [0, 10000]"),
-        ("5000", "would keep 196 MB per printer at a 128x64 input; at most 1638 frames"),
+        ("--adapt-frames 20000", "--adapt-frames 20000: frames must be an integer in [0, 10000]"),
+        ("--adapt-frames 5000", "would keep 196 MB per printer at a 128x64 input; at most 1638"),
+        # trained, then shipped without adaptation, its report advising longer prints
+        ("--adapt-frames 1", "--adapt-frames 1: must be 0 (each frame judged on its own) or at"),
+        # "from 2 to -1, fewer than the start's 0 frames"
+        (
+            "--preset tiny --adapt-early-frames 100",
+            "--adapt-early-frames 100: this preset judges each frame on its own",
+        ),
     ],
 )
 def test_a_start_longer_than_a_pi_can_keep_is_refused_before_training(
-    synthetic_dataset: Path, tmp_path: Path, frames: str, why: str
+    synthetic_dataset: Path, tmp_path: Path, args: str, why: str
 ) -> None:
-    """A start the daemon could not keep in memory (or a bundle would not load with) is said
-    in one line at once, not as a traceback, nor after the training when the bundle is
-    refused."""
+    """A start the daemon could not keep in memory (or a bundle would not load with, or
+    could not learn from) is said in one line at once, not as a traceback, nor after the
+    training when the bundle is refused."""
     proc = subprocess.run(
         [sys.executable, "-m", "trainer", "--data", str(synthetic_dataset)]
-        + ["--out", str(tmp_path), "--adapt-frames", frames],
+        + ["--out", str(tmp_path), *args.split()],
         capture_output=True,
         text=True,
         timeout=120,

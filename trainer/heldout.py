@@ -25,6 +25,7 @@ from watchdog.detection import decide
 from watchdog.detection.bundle import Adaptation, Scoring
 from watchdog.detection.calibration import replayed_verdicts, simulate, simulate_start
 from watchdog.detection.light import light_matched, print_reference, start_matched
+from watchdog.frames import print_of
 
 CONSECUTIVE = DetectionConfig().consecutive  # the daemon's default
 
@@ -236,9 +237,13 @@ def _failures_paused(failed: Sequence[Replay]) -> dict[str, int]:
 
 
 def judgement(runs: Sequence[Replay], threshold_rule: str, note: str) -> dict[str, Any]:
-    """The report's headline: adapted recall and false alarms, prints paused, per replay."""
+    """The report's headline: adapted recall and false alarms, prints paused, per replay. A
+    print's parts after a resume (``frames.print_of``) are replayed each, counted one print:
+    paused when any of them is."""
     normal = [r for r in runs if not r.failure]
     failed = [r for r in runs if r.failure]
+    prints = {print_of(r.name) for r in normal}
+    paused = {print_of(r.name) for r in normal if r.first_pause is not None}
     n_scores = np.concatenate([r.scores for r in normal]) if normal else np.zeros(0)
     f_scores = np.concatenate([r.scores for r in failed]) if failed else np.zeros(0)
     threshold = runs[0].threshold if runs else float("nan")
@@ -247,10 +252,11 @@ def judgement(runs: Sequence[Replay], threshold_rule: str, note: str) -> dict[st
         "threshold_rule": threshold_rule,
         "consecutive": runs[0].consecutive if runs else CONSECUTIVE,
         "note": note,
-        "held_out_prints": len(normal),
+        "held_out_prints": len(prints),
+        "good_replays": len(normal),  # each failure is replayed after each
         "recall": float(np.mean(f_scores > threshold)) if f_scores.size else None,
         "false_alarm_rate": float(np.mean(n_scores > threshold)) if n_scores.size else None,
-        "normal_prints_paused": sum(r.first_pause is not None for r in normal),
+        "normal_prints_paused": len(paused),
         **_failures_paused(failed),
         "replays": [r.summary() for r in runs],
     }

@@ -181,8 +181,11 @@ def _adaptation_overrides(preset: Preset, options: Options) -> Preset:
             ),
         )
     if options.adapt_frames is not None:
-        if options.adapt_frames < 0:
-            raise DataError(f"--adapt-frames {options.adapt_frames}: must be >= 0")
+        if options.adapt_frames < 0 or options.adapt_frames == 1:
+            raise DataError(
+                f"--adapt-frames {options.adapt_frames}: must be 0 (each frame judged on its "
+                "own) or at least 2 (a print's start needs 2 frames to learn from)"
+            )
         old = preset.adaptation
         try:
             adaptation = dataclasses.replace(
@@ -198,6 +201,11 @@ def _adaptation_overrides(preset: Preset, options: Options) -> Preset:
         preset = dataclasses.replace(preset, adaptation=adaptation)
     if options.adapt_early_frames is not None:
         early, frames = options.adapt_early_frames, preset.adaptation.frames
+        if early and not frames:
+            raise DataError(
+                f"--adapt-early-frames {early}: this preset judges each frame on its own (no "
+                "print's start is learnt): give --adapt-frames too"
+            )
         if early and not 2 <= early < frames:
             raise DataError(
                 f"--adapt-early-frames {early}: must be 0 (learn a print's start without judging "
@@ -606,9 +614,9 @@ def _unseen(
 ) -> dict[str, Any] | None:
     """What the report's false alarms cannot say after a cross-fit: the threshold was set on
     the very frames they are counted on (0% by construction where they are fewer than the
-    target asks for). Each print is judged here with the threshold the other prints alone set
-    (cross-fitted; the shipped rule also takes the fitted model's validation frames' when
-    higher, but those include this print), as a print no threshold was set on: how often a
+    target asks for). Each print is judged here with the thresholds and start guard the other
+    prints alone set (cross-fitted; the shipped rule also takes the fitted model's validation
+    frames' when higher, but those include this print), as a print no threshold was set on: how often a
     new print's good frames would be flagged, if anything too often. None with fewer than
     two prints, no adaptation, or test prints (which chose no threshold: their false alarms
     are a new print's already)."""
@@ -624,7 +632,14 @@ def _unseen(
             cross = crossfit.calibrate_on(preset, others, options.target_fpr).adaptation
         except ValueError:  # the others are too short to set one: this print is not judged
             continue
-        spec = dataclasses.replace(adaptation, threshold=cross.threshold)
+        # the start's guard and threshold the other prints set too: the shipped ones were set
+        # with this print's start among them (never paused by its own guard, by construction)
+        spec = dataclasses.replace(
+            adaptation,
+            threshold=cross.threshold,
+            guard=cross.guard,
+            early_threshold=cross.early_threshold,
+        )
         runs = heldout.replays(parts, {}, spec, preset.scoring, spec.threshold)
         if not runs:
             continue

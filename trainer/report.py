@@ -154,7 +154,8 @@ def _unseen_line(u: dict[str, Any] | None) -> list[str]:
         f"{_pct(u['false_alarm_rate'])} of its good frames flagged**; good prints paused "
         f"by mistake: **{u['normal_prints_paused']} of {u['prints']}**. The line above counts "
         "false alarms on the frames that set the threshold (low by construction); here each "
-        "print is judged with the threshold the other prints set, as a print of tomorrow is "
+        "print is judged with the thresholds and start guard the other prints set, as a print "
+        "of tomorrow is "
         "(if anything too often: the shipped threshold may be higher). Few prints make it a "
         "rough figure: more recorded prints make both better."
     ]
@@ -219,8 +220,10 @@ def _replays_of(d: dict[str, Any]) -> str:
     failed, held = d.get("failed_prints"), d.get("held_out_prints", d.get("good_starts"))
     if not failed or not held:
         return ""
+    parts = d.get("good_replays", held)  # a print resumed is replayed part by part
+    each = f"{parts} parts of {held}" if parts != held else f"{held}"
     return (
-        f" ({failed} failed print{'s' if failed != 1 else ''}, each after each of {held} "
+        f" ({failed} failed print{'s' if failed != 1 else ''}, each after each of {each} "
         f"held-out print{'s' if held != 1 else ''})"
     )
 
