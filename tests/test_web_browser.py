@@ -1353,6 +1353,35 @@ def test_a_camera_offline_says_why_on_its_card(env, browser) -> None:
     wait_until("the camera back", lambda: not problem.is_displayed(), 90, lambda: problem.text)
 
 
+def test_the_mask_editor_says_why_the_camera_gives_no_frame(env, browser) -> None:
+    """The editor said "No frame from the camera yet" of a camera refusing its password as of
+    one still starting: an <img> cannot read the 503's reason. It says the camera's reason,
+    and shows the frame once the camera is back."""
+    env.camera.set_fault("http_500")
+    try:
+        browser.get(env.url + "/")
+        wait_js(  # the watcher has found the camera offline
+            browser,
+            "the camera offline",
+            f"const c = document.querySelector('{card('[data-role=camera-problem]')}');"
+            "return c && c.textContent.includes('HTTP 500');",
+            90,
+        )
+        browser.get(env.url + f"/#/edit/{PRINTER}")
+        browser.refresh()
+        note = wait_js(
+            browser,
+            "the editor's note",
+            "const n = document.querySelector('[data-role=edit-frame-note]');"
+            "return n && !n.hidden && n.textContent;",
+        )
+        assert note.startswith("No frame from the camera yet (") and "HTTP 500" in note, note
+    finally:
+        env.camera.set_fault(None)
+    _frame_to_draw_on(browser)
+    assert js(browser, "return document.querySelector('[data-role=edit-frame-note]').hidden")
+
+
 def test_sigterm_still_stops_the_daemon_with_the_page_open(env, browser) -> None:
     browser.get(env.url + "/")
     wait_js(browser, "the card", f"return document.querySelector('{card()}') !== null")

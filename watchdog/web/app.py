@@ -275,8 +275,9 @@ class Dashboard:
     def _page(self, template: str, **values: Any) -> Response:
         html = self.templates.get_template(template).render(**values)
         response = Response(html, 200, mimetype="text/html")
+        # blob: the mask editor's frame, fetched to read why a camera gave none
         response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
             "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
         )
         return response

@@ -764,19 +764,40 @@ function openEditor(name) {
   };
   // a frame of now, not the last print's: the masks land where the camera looks
   const frameOfNow = () => `/api/printers/${name}/frame.jpg?fresh=1&t=${Date.now()}`;
-  d.img = el("img", { alt: `latest frame of ${name}`, "data-role": "edit-frame", src: frameOfNow() });
+  d.img = el("img", { alt: `latest frame of ${name}`, "data-role": "edit-frame" });
   d.canvas = el("canvas", {
     "data-role": "edit-canvas", tabindex: "0", role: "application",
     "aria-label": `picture of ${name} to draw on: the arrow keys move a cross, Enter sets a corner there`,
   });
   d.cursor = [0.5, 0.5];  // the keyboard's cross (editorKey)
   d.img.addEventListener("load", () => { d.frameNote.hidden = true; drawEditor(); });
-  d.frameNote = el("p", { class: "bad", "data-role": "edit-frame-note", hidden: true,
-    text: "No frame from the camera yet: trying again every few seconds." });
-  d.img.addEventListener("error", () => {  // a camera offline when the editor opened
+  d.frameNote = el("p", { class: "bad", "data-role": "edit-frame-note", hidden: true });
+  // fetched, not given to the <img> as its address: an <img> cannot read why the camera gave
+  // no frame (a refused password looked like a camera still starting), which the 503 says
+  const noFrame = (why) => {
+    d.frameNote.textContent = `No frame from the camera yet${why ? ` (${why})` : ""}: trying again every few seconds.`;
     d.frameNote.hidden = false;
-    setTimeout(() => { if (S.edit === d) d.img.src = frameOfNow(); }, 3000);
-  });
+    setTimeout(loadFrame, 3000);
+  };
+  const loadFrame = async () => {
+    if (S.edit !== d) return;  // the editor was left
+    let why = "";
+    try {
+      const r = await fetch(frameOfNow(), { credentials: "same-origin" });
+      if (r.ok) {
+        if (d.frameUrl) URL.revokeObjectURL(d.frameUrl);
+        d.frameUrl = URL.createObjectURL(await r.blob());
+        d.img.src = d.frameUrl;
+        return;
+      }
+      why = (await r.text()).replace(/^\d{3} (no frame of now: )?/, "").slice(0, 300);
+    } catch (e) {
+      why = "the watchdog did not answer";
+    }
+    noFrame(why);
+  };
+  d.img.addEventListener("error", () => noFrame("the camera's picture could not be shown"));
+  loadFrame();
   const mode = (value, label) => el("label", {},
     el("input", { type: "radio", name: "mode", value, checked: value === d.mode, "data-role": `mode-${value}`,
       onchange: () => { d.mode = value; d.current = []; d.drag = null; drawEditor(); } }), label);
