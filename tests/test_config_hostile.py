@@ -115,3 +115,24 @@ def test_an_empty_path_is_refused_not_taken_as_the_working_folder(
     assert str(err.value) == (
         f"{config}: {key}: empty: leave the key out for its default, or give a path"
     )
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[pi.lan]:8787", "http://pi.lan]:8787", "http://[fe80::1", "http://pi:99999"]
+)
+def test_an_actions_url_without_a_usable_host_is_refused_in_one_line(
+    tmp_path: Path, url: str
+) -> None:
+    """A host no URL parser takes passed check-config, then stopped the daemon at its start
+    with a traceback (a restart loop under systemd)."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "http: {listen: '0.0.0.0:8787', password: long-enough-password}\n"
+        f"notify: [{{url: 'ntfys://ntfy.sh/x', actions_url: '{url}'}}]\n"
+        "printers: [{name: p1, camera: {source: 'http://cam/s.jpg'}}]\n"
+    )
+    r = run_cli("check-config", "--config", str(config))
+    assert r.returncode == 2, r.stderr
+    [line] = r.stderr.strip().splitlines()
+    assert "notify.0.actions_url: must be this watchdog's own address" in line, line
+    assert url not in line

@@ -713,6 +713,16 @@ class NotifyEvent(StrEnum):
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]{0,30}://\S")
 
 
+def _has_host(url: str) -> bool:
+    """Whether ``url`` names a host (and a port, if any) the page and the phone can use:
+    ``http://[pi.lan]:8787`` passed a pattern, then stopped the daemon at its start."""
+    try:
+        parts = urlsplit(url)
+        return bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:
+        return False
+
+
 class NotifyTarget(_Model):
     """One phone notification service as an Apprise URL (ntfy://, tgram://, pover://,
     discord://, gotify://, mailto://, json:// ...); the URL is a secret, masked everywhere."""
@@ -789,7 +799,7 @@ class NotifyTarget(_Model):
     @field_validator("actions_url")
     @classmethod
     def _actions_url(cls, v: str) -> str:
-        if v and not re.match(r"^https?://[^/\s]+", v):
+        if v and not (re.match(r"^https?://[^/\s]+", v) and _has_host(v)):
             # not quoted: an Apprise URL pasted here by mistake carries its token in its host
             raise ValueError(
                 "must be this watchdog's own address as a phone reaches it, starting with "
