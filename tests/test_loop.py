@@ -2144,6 +2144,27 @@ def test_an_earlier_alert_of_a_print_left_failing_still_cancels_it(
     watcher.camera.close()
 
 
+def test_not_a_failure_on_an_earlier_alert_of_the_print_says_which_to_answer(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """Told again each cooldown, the phone shows the alert it got: its "Not a failure" was
+    answered "not the current print's latest alert", nothing learnt, and the alerts went on
+    as if it had worked. It says which alert to answer; that one learns the look."""
+    watcher, _ = _told_only(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, failing=40
+    )
+    first = watcher.last_alert.incident
+    while watcher.last_alert.incident == first:
+        watcher.step()
+    latest = watcher.last_alert.incident
+    ok, detail = _press(watcher, Verb.NOT_A_FAILURE, first)
+    assert ok and detail.startswith("nothing learnt yet: a later alert of this print came at ")
+    assert raised_at(latest) in detail and not watcher.detector.calibrating, detail
+    ok, detail = _press(watcher, Verb.NOT_A_FAILURE, latest)
+    assert ok and "learning the print's look again" in detail, detail
+    watcher.camera.close()
+
+
 def test_an_earlier_alert_never_acts_where_the_latest_was_answered_or_the_api_was_away(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

@@ -57,6 +57,7 @@ from watchdog.incidents import (
     incident_dir,
     incidents_root,
     list_incidents,
+    raised_at,
     record_answer,
     saved_alert,
 )
@@ -1728,6 +1729,20 @@ class Watcher:
         """The owner says the latest alert of this print was not a failure: learn the print's
         look again, so the same view does not alert again after the cooldown."""
         if not self._is_latest(incident):
+            latest = self.last_alert
+            if (
+                latest is not None
+                and self._for_its_print(Command(self.name, Verb.NOT_A_FAILURE, incident)).incident
+                != incident
+            ):
+                # an alert told again each cooldown: the phone shows the one it got. Its look
+                # is not learnt from here: the owner has not seen what the later one saw
+                return CommandResult(
+                    True,
+                    f"nothing learnt yet: a later alert of this print came at "
+                    f"{raised_at(latest.incident)}; answer that one and the print's look is "
+                    "learnt again",
+                )
             return CommandResult(True, "not the current print's latest alert: nothing re-learnt")
         if incident == self._accepted:
             # pressed again (a second device, a late tap): learnt again now, the print's look
