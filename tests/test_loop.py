@@ -2119,6 +2119,18 @@ def test_an_alert_that_only_told_the_owner_keeps_its_cancel_after_a_pause_of_the
     watcher.camera.close()
 
 
+def _told_twice(
+    tmp_path: Path, bundle: Path, normal_frames, anomalous_frames
+) -> tuple[Watcher, SimulatedPrinter, str, str]:
+    """A print failing on, told (``action: notify``) and told again after the cooldown: the
+    watcher, its printer, the first alert and the latest."""
+    watcher, printer = _told_only(tmp_path, bundle, normal_frames, anomalous_frames, failing=40)
+    first = watcher.last_alert.incident
+    while watcher.last_alert.incident == first:
+        watcher.step()
+    return watcher, printer, first, watcher.last_alert.incident
+
+
 def test_an_earlier_alert_of_a_print_left_failing_still_cancels_it(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:
@@ -2126,13 +2138,9 @@ def test_an_earlier_alert_of_a_print_left_failing_still_cancels_it(
     shows the alert it got, the next one not sent yet (coalesced). Its Cancel was refused,
     "this button belongs to an older alert", and the failing print went on. It cancels that
     print now; its Resume (not offered by such an alert) would still be refused."""
-    watcher, printer = _told_only(
-        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, failing=40
+    watcher, printer, first, latest = _told_twice(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
     )
-    first = watcher.last_alert.incident
-    while watcher.last_alert.incident == first:
-        watcher.step()
-    latest = watcher.last_alert.incident
     assert printer.status().state == "printing"
     ok, detail = _press(watcher, Verb.RESUME, first)
     assert not ok and "newer alert" in detail, detail
@@ -2150,13 +2158,9 @@ def test_not_a_failure_on_an_earlier_alert_of_the_print_says_which_to_answer(
     """Told again each cooldown, the phone shows the alert it got: its "Not a failure" was
     answered "not the current print's latest alert", nothing learnt, and the alerts went on
     as if it had worked. It says which alert to answer; that one learns the look."""
-    watcher, _ = _told_only(
-        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, failing=40
+    watcher, _, first, latest = _told_twice(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
     )
-    first = watcher.last_alert.incident
-    while watcher.last_alert.incident == first:
-        watcher.step()
-    latest = watcher.last_alert.incident
     ok, detail = _press(watcher, Verb.NOT_A_FAILURE, first)
     assert ok and detail.startswith("nothing learnt yet: a later alert of this print came at ")
     assert raised_at(latest) in detail and not watcher.detector.calibrating, detail
