@@ -354,6 +354,31 @@ def test_replay_prints_a_line_per_frame_and_pauses_after_consecutive_anomalies(
     assert "more than one size" not in r.stderr
 
 
+def test_replay_judges_with_the_settings_saved_on_the_dashboard(
+    tmp_path, tiny_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The owner saves 5 frames in a row on the page and tries it with replay, which read the
+    config file alone: paused on the third failure frame, where the daemon waits for the
+    fifth, without a word of the saved settings left out."""
+    frames = _write_frames(tmp_path / "rec", list(normal_frames[:6]) + list(anomalous_frames[:5]))
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(tiny_bundle),
+        storage={"dir": str(tmp_path / "state")},
+        printers=[{"name": "e3", "detection": {"consecutive": 3}}],
+    )
+    saved = {"printers": {"e3": {"detection": {"consecutive": 5}}}}
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "overrides.json").write_text(json.dumps(saved))
+    r = run_cli("replay", "--config", str(config), "--frames", str(frames))
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    acted = [x["frame"] for x in lines if "event" not in x and x.get("action")]
+    assert acted == ["frame_10.jpg"], lines
+    said = f"with the settings saved on the dashboard ({tmp_path / 'state' / 'overrides.json'})"
+    assert f"{said}: consecutive" in r.stderr, r.stderr
+
+
 def test_replay_says_a_print_recorded_at_two_sizes(tmp_path, tiny_bundle, normal_frames) -> None:
     """Another camera or setting within one recording looks like a change to its print, and
     the alerts it brings say nothing of the model: the trainer said so, replay did not."""

@@ -24,14 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from watchdog import frames as frames_contract
+from watchdog import overrides
 from watchdog.commands import pick_printer
 from watchdog.comms.notifier import Notifier
 from watchdog.config import (
     CameraConfig,
+    ConfigError,
     MqttConfig,
     PrinterConfig,
     StorageConfig,
-    load_config,
 )
 from watchdog.daemon import load_bundle
 from watchdog.detection.bundle import Bundle
@@ -94,8 +95,23 @@ def emit(obj: dict[str, Any]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    # as the daemon watches: the config file with the settings saved on the dashboard (a mask
+    # drawn there, then tried here, was left out without a word)
+    config, refused = overrides.load_starting_config(args.config, overrides.config_mask_check)
     pcfg = pick_printer(config, args.printer)
+    for why in refused:
+        print(f"warning: {why}", file=sys.stderr)
+    left_out = any(f"printer {pcfg.name} watches" in why for why in refused)
+    try:
+        saved = [o for o in overrides.origins(config) if o.key.startswith(f"printers.{pcfg.name}.")]
+    except ConfigError:  # the file cannot be read: said above, nothing of it is used
+        saved = []
+    if saved and not left_out:
+        print(
+            f"with the settings saved on the dashboard ({saved[0].file}): "
+            + ", ".join(f"{o.key.rsplit('.', 1)[1]}" for o in saved),
+            file=sys.stderr,
+        )
     frames = Path(args.frames)
     if not frames.exists():
         raise UsageError(f"--frames {frames}: no such folder or video file")
