@@ -358,6 +358,20 @@ def test_calibrate_counts_a_print_resumed_once_and_a_stub_not_at_all(
     assert "on 2 of the owner's good prints" in Bundle.load(bundle).meta.extra["adaptation_rule"]
 
 
+def test_calibrate_refuses_the_model_shipped_inside_the_watchdog(tmp_path) -> None:
+    """Calibrated in place, the shipped bundle changed a checkout's tracked file and was lost
+    at the next update (on a Pi: refused for want of permission, without saying what to do)."""
+    from watchdog.detection.bundle import default_bundle_path
+
+    shipped = default_bundle_path()
+    before = (shipped / "model.json").read_bytes()
+    r = run_cli("calibrate", str(shipped), "--normal", str(tmp_path))
+    assert r.returncode == 2 and (shipped / "model.json").read_bytes() == before
+    [line] = r.stderr.strip().splitlines()
+    assert "the model shipped with the watchdog, which an update replaces" in line, line
+    assert f"cp -r {shipped} /var/lib/printer-watchdog/models/mine" in line, line
+
+
 def test_calibrate_counts_a_print_given_twice_once(tmp_path, tiny_start_judged_bundle) -> None:
     """``--normal may --normal june`` where june still holds May's print: "from 2 prints"
     was said of one, its warning that one print set the thresholds gone, as the trainer

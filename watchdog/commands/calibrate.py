@@ -22,6 +22,7 @@ import numpy as np
 from watchdog import frames, overrides
 from watchdog.commands import number, pick_printer
 from watchdog.detection.bundle import (
+    default_bundle_path,
     Adaptation,
     Bundle,
     BundleMeta,
@@ -273,6 +274,13 @@ def calibrated_rule(new: Adaptation, prints: int, target_fpr: float, frames: int
 
 
 def main(args: argparse.Namespace) -> int:
+    if Path(args.bundle).resolve() == default_bundle_path():
+        # rewritten in place, it is lost at the next update (or a checkout's file is changed)
+        raise UsageError(
+            f"{args.bundle}: the model shipped with the watchdog, which an update replaces: "
+            f"calibrate a copy (cp -r {args.bundle} /var/lib/printer-watchdog/models/mine), "
+            "and name the copy in the config's model:"
+        )
     bundle = Bundle.load(args.bundle)
     pre, mask = watched_as(args, bundle.meta)
     old = bundle.meta.adaptation
