@@ -439,6 +439,29 @@ def test_a_phone_alert_offers_only_the_printer_buttons_that_can_act(
     assert re.findall(r"^([A-Z][a-z ]+): http://pi\.lan", post["message"], re.M) == links
 
 
+def test_ntfy_sh_pasted_as_its_web_address_gets_the_buttons_and_the_priority(phone) -> None:
+    """``https://ntfy.sh/topic``, as ntfy's own docs show it, is sent through ntfy by Apprise,
+    but was taken for another service ("https"): links in the text, no buttons, a failure
+    left printing at the default priority. (ntfy.sh cannot be reached from the tests: the
+    request the sending child gets is kept, and the URL it makes handed to Apprise.)"""
+    import apprise
+
+    from watchdog.comms.notify_send import with_ntfy_options
+
+    notifier = phone(notify=(target("https://ntfy.sh/printers", actions_url="http://pi.lan:8787"),))
+    [sender] = notifier.notifications.targets
+    sent: list[dict[str, Any]] = []
+    sender.sender = lambda request: sent.append(request) or {"ok": True}
+    assert sender.name == "ntfys"
+    notifier.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    assert notifier.notifications.flush(60)
+    [request] = sent
+    assert "http, Resume, http://pi.lan:8787/actions/" in request["ntfy"]["actions"], request
+    plugin = apprise.Apprise.instantiate(with_ntfy_options(request["url"], request["ntfy"]))
+    assert type(plugin).__name__ == "NotifyNtfy" and plugin.priority == "high"
+    assert plugin._NotifyNtfy__actions, "no buttons"
+
+
 def test_a_failure_on_a_full_disk_still_reaches_the_phone_without_its_picture(
     notifier_factory, ntfy_receiver, full_storage, monkeypatch, caplog
 ) -> None:

@@ -21,6 +21,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 import yaml
 
 from watchdog.camera_sources import source_kind
+from watchdog.comms.notify_send import service
 from watchdog.frames import FAILURES, FALSE_ALARMS
 from watchdog.ha_names import entity_slug
 from watchdog.redact import (
@@ -816,8 +817,9 @@ class NotifyTarget(_Model):
 
     @property
     def scheme(self) -> str:
+        """The kind of service it sends to (``ntfys`` for ``https://ntfy.sh/...``)."""
         assert self.url is not None
-        return self.url.get_secret_value().split("://", 1)[0].lower()
+        return service(self.url.get_secret_value())
 
     def tells_of(self, printer: str) -> bool:
         """This target is sent ``printer``'s news (``printers`` unset: every printer's)."""

@@ -22,12 +22,12 @@ import numpy as np
 from watchdog import frames, overrides
 from watchdog.commands import number, pick_printer
 from watchdog.detection.bundle import (
-    default_bundle_path,
     Adaptation,
     Bundle,
     BundleMeta,
     Preprocess,
     baseline_memory_refusal,
+    default_bundle_path,
 )
 from watchdog.detection.calibration import (
     GUARD_PRINTS,

@@ -37,6 +37,8 @@ PICTURE_REFUSED = re.compile(
     re.IGNORECASE,
 )
 NTFY_SCHEMES = ("ntfy", "ntfys")
+# ntfy.sh's own address, pasted as ntfy's docs show it: Apprise sends it through ntfy
+_NTFY_SH = re.compile(r"^https?://ntfy\.sh(/|\?|$)", re.IGNORECASE)
 # Apprise reads an answer for 4 s: a service that took the notification and answers later (a
 # busy self-hosted server) was sent it again and again. Within the child's SEND_TIMEOUT_S.
 READ_TIMEOUT_S = 30
@@ -54,9 +56,16 @@ class _Capture(logging.Handler):
             pass
 
 
+def service(url: str) -> str:
+    """The kind of service an Apprise URL sends to, by its scheme: ``ntfys`` for
+    ``https://ntfy.sh/topic`` too (it got no buttons and no priority as "https")."""
+    scheme = url.strip().split("://", 1)[0].lower()
+    return "ntfys" if _NTFY_SH.match(url.strip()) else scheme
+
+
 def with_ntfy_options(url: str, options: dict[str, str]) -> str:
     """``url`` with ntfy's ``priority``/``actions`` query options added, unless already set."""
-    if url.split("://", 1)[0].lower() not in NTFY_SCHEMES:
+    if service(url) not in NTFY_SCHEMES:
         return url
     for key, value in options.items():
         url = with_option(url, key, value)
