@@ -226,16 +226,21 @@ def test_check_config_says_which_printers_are_switched_off(tmp_path, tiny_bundle
     assert "(e3): not watched" not in r.stderr
 
 
-def test_a_relative_model_and_storage_folder_are_read_from_the_configs_folder(
-    tmp_path, tiny_bundle
+def test_a_relative_model_storage_folder_and_recording_are_read_from_the_configs_folder(
+    tmp_path, tiny_bundle, normal_frames
 ) -> None:
     """check-config run from the config's folder found `model: my-bundle`; the service, whose
     working folder is /, did not, and failed to start (the *_file keys were already read from
-    the config's folder)."""
+    the config's folder). So did a camera's folder of frames, the last path read from the
+    working folder."""
     etc = tmp_path / "etc"
     shutil.copytree(tiny_bundle, etc / "my-bundle")
+    _write_frames(etc / "frames", normal_frames[:2])
     config = write_config(
-        etc / "config.yaml", model="my-bundle", storage={"dir": "state"}, printers=[{"name": "e3"}]
+        etc / "config.yaml",
+        model="my-bundle",
+        storage={"dir": "state"},
+        printers=[{"name": "e3", "camera": {"source": "frames"}}],
     )
     proc = subprocess.run(
         watchdog_cmd("check-config", "--config", str(config)),
@@ -250,6 +255,7 @@ def test_a_relative_model_and_storage_folder_are_read_from_the_configs_folder(
         str(etc / "my-bundle"),
         str(etc / "state"),
     )
+    assert resolved["printers"][0]["camera"]["source"] == str(etc / "frames")
 
 
 def test_check_config_masks_secrets(tmp_path, tiny_bundle) -> None:

@@ -3,7 +3,11 @@ for the capture module that opens it (the config cannot import capture: OpenCV i
 
 from __future__ import annotations
 
+import re
 from enum import Enum
+
+# a network camera's address given without its scheme (192.168.1.50:8080/?action=snapshot)
+_HOST_PORT = re.compile(r"^[\w.-]+:\d+(/|$)")
 
 
 class SourceKind(Enum):
@@ -25,3 +29,9 @@ def source_kind(source: int | str) -> SourceKind:
     if "://" in source:
         return SourceKind.URL
     return SourceKind.RECORDING
+
+
+def address_without_scheme(source: str) -> bool:
+    """Whether ``source``, read as a recording's path, is a camera's address missing its
+    ``http://`` (said so, not "no such file")."""
+    return bool(_HOST_PORT.match(source))

@@ -20,7 +20,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 import yaml
 
-from watchdog.camera_sources import source_kind
+from watchdog.camera_sources import SourceKind, address_without_scheme, source_kind
 from watchdog.comms.notify_send import service
 from watchdog.frames import FAILURES, FALSE_ALARMS
 from watchdog.ha_names import entity_slug
@@ -415,7 +415,7 @@ class CameraConfig(_Model):
 
     source: int | str = Field(
         0,
-        description="V4L2 index or /dev/videoN, http(s) snapshot URL, MJPEG/RTSP stream URL, video file or folder of frames",
+        description="V4L2 index or /dev/videoN, http(s) snapshot URL, MJPEG/RTSP stream URL, video file or folder of frames (a relative path is read from the config's folder)",
     )
     interval_s: float = Field(
         10.0, ge=0.0, description="seconds between scored frames (0: a recording read at once)"
@@ -1267,13 +1267,32 @@ def parse_config(raw: Any, source: str = "config", base: Path | None = None) -> 
             for i, target in enumerate(data["notify"]):
                 if isinstance(target, dict):
                     _read_secret(target, "url", "url_file", f"notify.{i}", base)
-        return Config.model_validate(data)
+        return _recordings_from(Config.model_validate(data), base)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     except SchemaError as exc:
         # from None: the chained error would repeat the problems in --debug tracebacks
         message = redact(f"{source}: {exc.describe()}", _secret_values(data))
         raise ConfigError(secret_filter.mask(message)) from None
+
+
+def _recordings_from(config: Config, base: Path) -> Config:
+    """Each camera's recording (a folder of frames, a video) from the config's folder, as every
+    other file it names: under systemd the working folder is /, where a folder check-config
+    found beside the config is not. Once validated: an address mistyped as a path
+    (``http:/user:pass@host``) is refused as one, its password in no path."""
+    printers = []
+    for p in config.printers:
+        source = p.camera.source
+        if (
+            isinstance(source, str)
+            and source_kind(source) is SourceKind.RECORDING
+            and not address_without_scheme(source)
+        ):
+            camera = p.camera.model_copy(update={"source": str(_in_config_folder(source, base))})
+            p = p.model_copy(update={"camera": camera})
+        printers.append(p)
+    return config.model_copy(update={"printers": printers})
 
 
 def read_small_file(path: Path, limit: int, what: str, error: type[Exception]) -> str:

@@ -58,7 +58,7 @@ import numpy as np
 import urllib3
 
 from watchdog import frames as frames_contract
-from watchdog.camera_sources import SourceKind, source_kind
+from watchdog.camera_sources import SourceKind, address_without_scheme, source_kind
 from watchdog.config import CameraConfig
 from watchdog.detection.bundle import Preprocess, to_bgr
 from watchdog.devices.frozen import FrozenPicture, frozen_message
@@ -1812,9 +1812,6 @@ def _open(
 
 
 # an address without its scheme: "192.168.1.50:8080/?action=snapshot", "octopi.local:8080"
-_HOST_PORT = re.compile(r"^[\w.-]+:\d+(/|$)")
-
-
 def source_problem(cfg: CameraConfig) -> str | None:
     """Why a camera source can never work, as the daemon would refuse it at start (None: it
     may; a URL or a device is tried, and retried, when watching): what ``check-config`` says
@@ -1839,7 +1836,7 @@ def _path_problem(source: str) -> str | None:
             "not readable by this user (under /home the service needs ProtectHome=read-only: "
             "docs/deploy.md)"
         )
-    if _HOST_PORT.match(source):
+    if address_without_scheme(source):
         return "no such file or folder; a camera's address starts with http://, https:// or rtsp://"
     if path.is_symlink() and not path.exists():  # a drive not mounted, a folder moved
         return f"a link to {os.readlink(path)}, which is not there"
