@@ -155,6 +155,20 @@ def test_each_confirmed_failure_is_one_failed_print_in_the_order_it_was_seen(
     assert "rename them" not in caplog.text
 
 
+def test_failure_frames_not_named_as_a_print_are_not_said_to_teach_the_model(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--anomalous`` frames named otherwise (the demo's ``008_failure.jpg``) were said to
+    "only teach the model", as if the failures were fitted as good frames; they never are."""
+    for n in range(3):
+        _write(tmp_path / "good" / f"p1_{n}.jpg", synth.normal_frame(0, n, 3))
+        _write(tmp_path / "bad" / f"{n:03d}_failure.jpg", synth.normal_frame(1, n, 3))
+    with caplog.at_level(logging.WARNING, logger="trainer.data"):
+        frames = find_frames(normal=[tmp_path / "good"], anomalous=[tmp_path / "bad"])
+    assert len(frames) == 6
+    assert "teach the model" not in caplog.text, caplog.text
+
+
 def test_prints_of_the_same_name_in_two_folders_stay_two_prints(tmp_path: Path) -> None:
     """Two recordings whose frames are both ``print_<n>.jpg``: two prints, as the daemon's
     ``calibrate`` groups them, never one print of interleaved frames."""

@@ -172,7 +172,9 @@ def find_frames(
             frames_contract.KAGGLE_NORMAL,
         )
     only = not any(f.label == NORMAL and not f.loose for f in frames)  # no good print named
-    warning = frames_contract.loose_warning([f.path for f in frames if f.loose], pattern, only)
+    # failures are never fitted: "they only teach the model" was said of them too
+    loose = [f.path for f in frames if f.loose and f.label == NORMAL]
+    warning = frames_contract.loose_warning(loose, pattern, only)
     if warning:
         logger.warning("%s (--session-pattern)", warning)
     return _apart_by_folder(_copies_left_out(_failures_not_fitted(frames)))
