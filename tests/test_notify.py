@@ -1543,6 +1543,25 @@ def test_buttons_survive_a_restart_and_a_refused_command_can_be_pressed_again(tm
     assert accepting.handle_action(token)[0] == 409
 
 
+def test_a_button_pressed_with_the_disk_full_still_acts_once(full_storage) -> None:
+    """A Pi's SD card full: every press was refused, "cannot record the press", Cancel too,
+    while the page still asked "Cancel the print?". It acts, and once in this run."""
+    filler = full_storage / "filler"
+    size = filler.stat().st_size
+    os.truncate(filler, size - 64 * 1024)  # room for the alert and its button, then full again
+    store = IncidentStore(full_storage)
+    incident = store.save(PRINTER, alert(), jpeg(1), jpeg(1)).id
+    token = ActionTokens(full_storage).issue(PRINTER, incident, Verb.CANCEL, 3600)
+    with pytest.raises(OSError), open(filler, "ab") as f:
+        while True:
+            f.write(b"\0" * 4096)
+            f.flush()
+    recorder = Recorder(ok=True)
+    handler = ActionHandler(ActionTokens(full_storage), recorder, full_storage)
+    assert handler.handle_action(token) == (200, "cancel done")
+    assert handler.handle_action(token)[0] == 409 and len(recorder.commands) == 1
+
+
 def test_a_damaged_entry_or_a_moment_unable_to_read_never_ends_the_other_buttons(
     tmp_path, monkeypatch
 ) -> None:

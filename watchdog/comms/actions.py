@@ -15,6 +15,7 @@ answered once: after its print was resumed or cancelled, its Resume and Cancel r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -79,6 +80,9 @@ class ActionTokens:
         self.path = Path(storage_dir) / FILE_NAME
         self.clock = clock
         self._lock = threading.Lock()
+        # pressed while the file could not be written (a full or read-only SD card): used for
+        # this run; every button failed then, Cancel too, when it was needed most
+        self._pressed_unsaved: set[str] = set()
 
     def _load(self) -> dict[str, Grant]:
         """The stored grants; a damaged file or entry is left out (its buttons are refused).
@@ -136,12 +140,15 @@ class ActionTokens:
 
     def _grants_or_refuse(self) -> dict[str, Grant]:
         try:
-            return self._load()
+            grants = self._load()
         except OSError as exc:
             raise ActionRefused(
                 HTTPStatus.SERVICE_UNAVAILABLE,
                 f"cannot read the buttons: {exc.strerror or exc}; try again in a moment",
             ) from exc
+        for digest in self._pressed_unsaved & set(grants):
+            grants[digest] = dataclasses.replace(grants[digest], used=True)
+        return grants
 
     def _valid(self, grant: Grant | None) -> Grant:
         """The grant if it may still be used; ActionRefused saying why not otherwise."""
@@ -166,17 +173,24 @@ class ActionTokens:
             grants[digest] = Grant(grant.printer, grant.incident, grant.verb, grant.expires, True)
             try:
                 self._save(grants)
+                self._pressed_unsaved.discard(digest)
             except OSError as exc:
-                raise ActionRefused(
-                    HTTPStatus.SERVICE_UNAVAILABLE,
-                    f"cannot record the press: {exc.strerror or exc}",
-                ) from exc
+                # carried out all the same: a second press is refused by this run, and the
+                # watcher refuses what was done already after a restart
+                self._pressed_unsaved.add(digest)
+                logger.warning(
+                    "cannot record a notification button's press in %s (%s): carried out; "
+                    "it may be pressed again after a restart",
+                    self.path,
+                    exc.strerror or exc,
+                )
         return grant
 
     def give_back(self, token: str) -> None:
         """The command it carried did not happen: the button may be pressed again."""
         digest = _digest(token)
         with self._lock:
+            self._pressed_unsaved.discard(digest)
             try:
                 grants = self._load()
                 grant = grants.get(digest)
