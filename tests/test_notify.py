@@ -968,6 +968,8 @@ def test_a_pause_found_not_to_have_happened_is_told_at_once_unless_its_owner_ans
     told = ntfy_receiver.messages[1]
     assert told.title == "ender3: failure, and the pause did NOT happen", told.title
     assert told.attachment == jpeg(2)
+    # one alert, told once: not "1 earlier alert ... summed up here" of itself
+    assert "earlier" not in told.message, told.message
     saved = json.loads((tmp_path / "incidents" / PRINTER / second / "alert.json").read_text())
     assert saved["action_result"]["outcome"] == "failed" and saved["answers"] == ["cancel"]
 

@@ -952,7 +952,9 @@ class TargetSender:
                 "target": self.identity,
             }
             if waiting:
-                body.update(_summing_up(waiting))
+                # a correction replacing its own alert's notification is that alert, not a
+                # second one ("1 earlier alert ... summed up here" was said of one alert)
+                body.update(_summing_up(waiting, event.incident if event.corrects else None))
                 if event.corrects:
                     body["not_before"] = 0.0
             else:
@@ -1678,12 +1680,16 @@ def _not_before(entry: Entry) -> float:
     return value if math.isfinite(value) else 0.0
 
 
-def _summing_up(waiting: list[Entry]) -> dict[str, Any]:
+def _summing_up(waiting: list[Entry], itself: str | None = None) -> dict[str, Any]:
     """What a notification replacing ``waiting`` (of one printer's kind of news) keeps of
-    them: how many it stands for, since when, and when it may go (the soonest of theirs)."""
+    them: how many it stands for, since when, and when it may go (the soonest of theirs).
+    ``itself``: the incident the new one corrects, whose own waiting notification it is."""
     oldest = min(waiting, key=lambda e: e.id)
     return {
-        "coalesced": sum(_count(e.body.get("coalesced")) + 1 for e in waiting),
+        "coalesced": sum(
+            _count(e.body.get("coalesced")) + (itself is None or e.body.get("incident") != itself)
+            for e in waiting
+        ),
         "since": oldest.body.get("since", oldest.created),
         "not_before": min(_not_before(e) for e in waiting),
     }
