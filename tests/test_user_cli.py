@@ -611,6 +611,27 @@ def test_check_config_probe_passes_on_a_real_camera_and_moonraker(
     assert moonraker_server.api_key not in r.stderr + r.stdout
 
 
+def test_check_config_probe_says_a_server_that_is_not_the_printers_api(
+    tmp_path: Path, camera_server
+) -> None:
+    """An api.url pointed at another web server (the camera's, a wrong port) was "offline",
+    as a printer switched off is: it answers, but not as OctoPrint."""
+    config = write_config(
+        tmp_path / "c.yaml",
+        printers=[
+            {
+                "name": "e3",
+                "camera": {"source": camera_server.snapshot_url},
+                "api": {"kind": "octoprint", "url": camera_server.url, "api_key": "k" * 32},
+            }
+        ],
+    )
+    r = run_cli("check-config", "--config", str(config), "--probe", timeout=60)
+    assert r.returncode == 1
+    assert "FAILED: the server answers, but not as octoprint does: " in r.stderr, r.stderr
+    assert "HTTP 404" in r.stderr and "check api.kind and api.url" in r.stderr
+
+
 def test_check_config_probe_connects_to_the_mqtt_broker(
     tmp_path: Path, camera_server, mosquitto_factory
 ) -> None:

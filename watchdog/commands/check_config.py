@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -182,6 +183,11 @@ def probe_printer(p: PrinterConfig) -> tuple[bool, str]:
         return True, "none configured (api.kind: none): nothing to query"
     status = make_printer(p.api, threading.Event()).status()
     if status.state == PrinterState.OFFLINE:  # no answer at all, or one saying the printer is off
+        if re.search(r"\bHTTP 404\b", status.detail):  # something answers, not this API
+            return False, (
+                f"the server answers, but not as {p.api.kind} does: {status.detail}; check "
+                "api.kind and api.url"
+            )
         return False, f"offline: {status.detail or 'no answer'}"
     detail = f" ({status.detail})" if status.detail else ""
     return status.state in PROBE_STATES, f"{p.api.kind} says {status.state}{detail}"
