@@ -881,6 +881,35 @@ def test_a_drawing_over_settings_not_in_force_is_saved_not_refused_as_stale(
         daemon.stop()
 
 
+def test_a_drawing_made_before_a_reset_is_refused_while_the_reset_is_applied(
+    tmp_path: Path,
+) -> None:
+    """The settings in force lag the file by a reload: tab B, drawn on the mask tab A then
+    reset, was compared with them and saved over the reset, unsaid."""
+    from watchdog import overrides
+    from watchdog.config import DetectionConfig
+
+    first = [[0.0, 0.0], [0.3, 0.0], [0.3, 0.2]]
+    base = DetectionConfig()
+    overrides.save(tmp_path, base, PRINTER, {"mask": [first]})
+    read = overrides.saves_so_far()  # the reload after that save: the mask in force
+    in_force = DetectionConfig(mask=[first])
+    overrides.reset(tmp_path, PRINTER)  # its reload still running: in force, the mask
+    other = [[0.5, 0.5], [0.6, 0.5], [0.6, 0.6]]
+    with pytest.raises(overrides.ChangedElsewhere):
+        overrides.save(
+            tmp_path, base, PRINTER, {"mask": [other]}, drawn_on={"mask": [first]},
+            shown=(in_force, read),
+        )  # fmt: skip
+    assert not (tmp_path / overrides.FILE).exists()  # the reset stands
+    # once the reset's reload has read the file, the page shows no mask: drawn on that, saved
+    now = overrides.saves_so_far()
+    overrides.save(
+        tmp_path, base, PRINTER, {"mask": [other]}, drawn_on={"mask": []},
+        shown=(base, now),
+    )  # fmt: skip
+
+
 def test_settings_are_validated_saved_shown_by_check_config_and_reset(open_daemon) -> None:
     url, daemon, tmp = open_daemon
     headers = {"X-CSRF-Token": _csrf(requests.get(f"{url}/", timeout=10).text)}

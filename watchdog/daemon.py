@@ -258,6 +258,8 @@ class Daemon:
         # ConfigError → exit 2 before anything starts; saved page settings it cannot apply
         # are left out, said below, and kept in their file
         # (the model itself is run once below, by ``load_bundle``)
+        # the saves and resets of the page's settings before the file was read (``save``)
+        self._settings_read = overrides.saves_so_far()
         self.config, refused = overrides.load_starting_config(
             self.config_path, overrides.config_mask_check
         )
@@ -586,7 +588,7 @@ class Daemon:
             changes,
             check,
             drawn_on,
-            running.detection,  # what the page shows
+            (running.detection, self._settings_read),  # what the page shows
         )
         applied = self._apply()
         if applied.done:
@@ -770,6 +772,7 @@ class Daemon:
         try:
             # the saved page settings of the folder in use: a new storage.dir waits for the
             # restart, and its settings with it
+            read = overrides.saves_so_far()
             config, left_out = overrides.load_starting_config(
                 self.config_path, overrides.config_mask_check, self.config.storage.dir
             )
@@ -816,7 +819,7 @@ class Daemon:
                 # commands go to the new watcher (last, so that its alert wins over the fresh
                 # state of a successor that never watched)
                 r.after.watcher.retire(watchers.get(name))
-        self.config, self.bundle = config, bundle
+        self.config, self.bundle, self._settings_read = config, bundle, read
         self._apply_log_level(config)
         self.running = self._prepare(watchers, late)
         if self.stop_event.is_set():  # stopped meanwhile: the new watchers never watch

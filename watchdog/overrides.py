@@ -44,6 +44,9 @@ MAX_FILE_BYTES = 8 * 2**20
 # the detection keys the page edits
 TUNABLE = ("mask", "region", "sensitivity", "consecutive", "judge_start")
 _lock = threading.Lock()
+# bumped by every save and reset of this process (under ``_lock``): the settings in force,
+# read at some count, lag the file once it moves on (``save``'s ``shown``)
+_saves = 0
 Check = Callable[[str, DetectionConfig], None]  # ConfigError: a printer cannot watch so
 
 
@@ -89,6 +92,13 @@ def mask_check(meta: BundleMeta, saving: bool = False) -> Check:
             raise mask_refused(printer, exc, saving) from None
 
     return check
+
+
+def saves_so_far() -> int:
+    """How many saves and resets this process has made: taken before the file is read for the
+    settings in force, it tells ``save`` whether they still follow the file."""
+    with _lock:
+        return _saves
 
 
 def overrides_path(storage_dir: Path) -> Path:
@@ -271,7 +281,7 @@ def save(
     changes: dict[str, Any],
     check: Callable[[DetectionConfig], None] = lambda merged: None,
     drawn_on: dict[str, Any] | None = None,
-    shown: DetectionConfig | None = None,
+    shown: tuple[DetectionConfig, int] | None = None,
 ) -> dict[str, Any]:
     """Validate ``changes`` against ``base`` (the printer's YAML settings) and store them with
     what was saved before; returns the printer's saved settings. ConfigError when refused, by
@@ -282,8 +292,11 @@ def save(
     it since. Two tabs saving at once were both answered "saved", one of their drawings lost;
     a check against the settings in force let both through. A setting the file does not hold,
     or holds but cannot apply (edited by hand, a model changed since: the printer watches
-    without it), is compared with ``shown``, the settings in force the page showed (default
-    ``base``): else the page, redrawn from them, was told "changed elsewhere" at every save."""
+    without it), is compared with ``shown``, the settings in force the page showed and the
+    ``saves_so_far`` they were read at (default ``base``): else the page, redrawn from them,
+    was told "changed elsewhere" at every save. Only while no save or reset came since: the
+    settings in force lag those by a reload, and a drawing made before a reset would have
+    undone it unsaid."""
     unknown = set(changes) - set(TUNABLE)
     if unknown:
         raise ConfigError(
@@ -293,7 +306,8 @@ def save(
         saved = _read(storage_dir)
         before = saved.get(printer, {})
         held = before if drawn_on and _applies(base, before, check) else {}
-        in_force = (shown or base).model_dump()
+        current = shown is not None and shown[1] == _saves
+        in_force = (shown[0] if shown is not None and current else base).model_dump()
         for key, seen in (drawn_on or {}).items():
             now = held[key] if key in held else in_force.get(key)
             if json.loads(json.dumps(now)) != seen:
@@ -306,6 +320,7 @@ def save(
         mine = {k: dumped[k] for k in mine}
         saved[printer] = mine
         _write(storage_dir, saved)
+        _bump()
     return mine
 
 
@@ -332,6 +347,7 @@ def reset(storage_dir: Path, printer: str, keys: tuple[str, ...] = TUNABLE) -> s
         except ConfigError as exc:
             path = overrides_path(storage_dir)
             aside = set_aside(path)
+            _bump()
             logger.warning("%s; set aside as %s, every printer is on its config file", exc, aside)
             return f"the saved settings could not be read; set aside as {aside}"
         mine = {k: v for k, v in saved.get(printer, {}).items() if k not in keys}
@@ -340,7 +356,14 @@ def reset(storage_dir: Path, printer: str, keys: tuple[str, ...] = TUNABLE) -> s
         else:
             saved.pop(printer, None)
         _write(storage_dir, saved)
+        _bump()
     return "back to the config file's settings"
+
+
+def _bump() -> None:
+    """One save or reset more (``_lock`` held)."""
+    global _saves
+    _saves += 1
 
 
 def _write(storage_dir: Path, saved: dict[str, dict[str, Any]]) -> None:
