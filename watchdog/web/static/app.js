@@ -770,7 +770,11 @@ function openEditor(name) {
     "aria-label": `picture of ${name} to draw on: the arrow keys move a cross, Enter sets a corner there`,
   });
   d.cursor = [0.5, 0.5];  // the keyboard's cross (editorKey)
-  d.img.addEventListener("load", () => { d.frameNote.hidden = true; drawEditor(); });
+  d.img.addEventListener("load", () => {
+    if (d.img.src.startsWith("blob:")) URL.revokeObjectURL(d.img.src);  // decoded: not needed
+    d.frameNote.hidden = true;
+    drawEditor();
+  });
   d.frameNote = el("p", { class: "bad", "data-role": "edit-frame-note", hidden: true });
   // fetched, not given to the <img> as its address: an <img> cannot read why the camera gave
   // no frame (a refused password looked like a camera still starting), which the 503 says
@@ -784,10 +788,12 @@ function openEditor(name) {
     let why = "";
     try {
       const r = await fetch(frameOfNow(), { credentials: "same-origin" });
+      // the login brings the owner back to this editor (static/login.js)
+      if (r.status === 401) { location.href = "/login?expired" + location.hash; return; }
       if (r.ok) {
-        if (d.frameUrl) URL.revokeObjectURL(d.frameUrl);
-        d.frameUrl = URL.createObjectURL(await r.blob());
-        d.img.src = d.frameUrl;
+        const blob = await r.blob();
+        if (S.edit !== d) return;  // left meanwhile: nothing shows it
+        d.img.src = URL.createObjectURL(blob);
         return;
       }
       why = (await r.text()).replace(/^\d{3} (no frame of now: )?/, "").slice(0, 300);
@@ -796,7 +802,10 @@ function openEditor(name) {
     }
     noFrame(why);
   };
-  d.img.addEventListener("error", () => noFrame("the camera's picture could not be shown"));
+  d.img.addEventListener("error", () => {
+    if (d.img.src.startsWith("blob:")) URL.revokeObjectURL(d.img.src);
+    noFrame("the camera's picture could not be shown");
+  });
   loadFrame();
   const mode = (value, label) => el("label", {},
     el("input", { type: "radio", name: "mode", value, checked: value === d.mode, "data-role": `mode-${value}`,
