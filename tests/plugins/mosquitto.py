@@ -417,6 +417,13 @@ class Broker:
             for sub in list(self.subscribers):
                 sub.follow()
 
+    def reload(self) -> None:
+        """Its config (the ACL) written again and re-read (SIGHUP): its clients stay connected."""
+        assert self.process is not None and self.process.poll() is None
+        self._write_config()
+        self.process.send_signal(signal.SIGHUP)
+        time.sleep(0.5)  # the broker re-reads between two of its loops
+
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

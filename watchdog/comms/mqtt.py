@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 # a printer's retained topics under <prefix>/<printer>/
 RETAINED = ("state", "enabled", "heatmap", "answer")
+# an alert the broker refused is sent again this often while connected (said once a minute)
+REFUSED_RETRY_S = 300.0
 
 
 class MqttCommunicator:
@@ -110,7 +112,10 @@ class MqttCommunicator:
         self._unsent: dict[str, Entry] = {}  # alerts with no client yet (not started / stopped)
         # PUBACKs that beat publish(): "" for a message taken, the broker's reason if refused
         self._early_acks: OrderedDict[int, str] = OrderedDict()
-        self._refused: dict[str, Entry] = {}  # alerts the broker refused: sent again at connect
+        # alerts the broker refused: sent again at connect, once a later alert is taken, and
+        # every REFUSED_RETRY_S (its ACL edited and reloaded keeps us connected)
+        self._refused: dict[str, Entry] = {}
+        self._retry: threading.Timer | None = None
         self._clearing = 0  # acknowledged alerts whose outbox entry is not removed yet
         self._retained: dict[str, bytes] = {}  # latest state/heatmap/enabled, re-sent on connect
         self._connections = 0  # counted at each connection: what a deferred discovery is for
@@ -220,6 +225,9 @@ class MqttCommunicator:
             left = [*self._inflight.values(), *self._refused.values()]
             self._inflight.clear()
             self._refused.clear()
+            if self._retry is not None:
+                self._retry.cancel()
+                self._retry = None
             self._early_acks.clear()
             self._unacked_retained.clear()  # a new client numbers its messages from 1
             lost = [e for e in left if e.path is None]
@@ -423,11 +431,30 @@ class MqttCommunicator:
 
     def _refused_alert(self, entry: Entry, why: str) -> None:
         """The broker refused the alert: it stays in the outbox, and is sent again at the next
-        connection (or start); it is not delivered, whatever its PUBACK arrived as."""
+        connection (or start), once the broker takes a later alert, or after REFUSED_RETRY_S;
+        it is not delivered, whatever its PUBACK arrived as."""
         with self._lock:
             self._refused[entry.id] = entry
             self._lock.notify_all()
+            if self._retry is None:
+                self._retry = threading.Timer(REFUSED_RETRY_S, self._retry_refused, (True,))
+                self._retry.daemon = True
+                self._retry.start()
         self._say_refused(f"alert {entry.id} of {entry.printer}", why)
+
+    def _retry_refused(self, timer: bool = False) -> None:
+        """The refused alerts sent again while connected (a timer's thread, or paho's); not
+        connected, the next connection sends them."""
+        connected = self.connected  # the transport's lock is never taken inside ours
+        with self._lock:
+            if timer:
+                self._retry = None
+            if not self._refused or not self._started or not connected:
+                return
+            refused = list(self._refused.values())
+            self._refused.clear()
+        for entry in refused:  # the broker's mind may have changed (its ACL edited)
+            self._publish_alert(entry)
 
     def _say_refused(self, what: str, why: str) -> None:
         self._throttle(
@@ -435,7 +462,7 @@ class MqttCommunicator:
             logging.ERROR,
             "refused",
             "MQTT broker %s refused %s: %s (does its ACL let this client write %s/# and the "
-            "discovery topics?); alerts are kept on disk and sent again at the next connection",
+            "discovery topics?); alerts are kept on disk and sent again every few minutes, and at the next connection",
             self.address,
             what,
             why,
@@ -449,6 +476,7 @@ class MqttCommunicator:
         with self._lock:
             self._clearing -= 1
             self._lock.notify_all()
+        self._retry_refused()  # alerts are taken now: those refused before may be too
 
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         topic = topic_text(msg)
