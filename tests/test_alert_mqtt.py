@@ -1280,6 +1280,35 @@ def test_the_demo_beside_a_running_watchdog_leaves_it_available_and_tidies_up(
         mosquitto.publish(running, "", retain=True)
 
 
+def test_a_button_of_the_demos_device_says_the_demo_carries_out_nothing(
+    mosquitto, tmp_path
+) -> None:
+    """The demo's Home Assistant device has Pause, Resume and Cancel: pressed, they were
+    logged as taken, and nothing happened or answered."""
+    import subprocess
+
+    from tests.daemon_helpers import watchdog_cmd
+
+    with mosquitto.subscriber("printer_watchdog_demo/#") as sub:
+        demo = subprocess.Popen(
+            watchdog_cmd(
+                "demo", "--out", str(tmp_path / "demo"), "--interval", "0.5",
+                "--mqtt-host", "127.0.0.1", "--mqtt-port", str(mosquitto.port),
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            sub.wait_for("printer_watchdog_demo/demo/state", timeout=60)
+            mosquitto.publish("printer_watchdog_demo/demo/command", "pause")
+            answer = sub.wait_for("printer_watchdog_demo/demo/answer", timeout=30).json()
+            assert answer["ok"] is False, answer
+            assert "carries out no command (the demo)" in answer["text"], answer
+        finally:
+            demo.terminate()
+            demo.wait(timeout=30)
+
+
 def test_the_demo_refuses_a_broker_written_as_a_url_in_one_line(tmp_path) -> None:
     from tests.daemon_helpers import run_cli
 

@@ -43,6 +43,8 @@ class Put(Enum):
     FULL = f"ignored: {COMMANDS_WAITING} earlier commands are still waiting"
     TOO_MANY = f"ignored: more than {COMMANDS_PER_MINUTE} of them this minute"
     NOT_NOW = "not carried out: the watchdog is stopping or short of threads; send it again"
+    # the demo: its Home Assistant device has the buttons, and nothing to carry them out
+    NOBODY = "not carried out: this watchdog carries out no command (the demo)"
 
     def __bool__(self) -> bool:
         return self is Put.TAKEN

@@ -503,7 +503,7 @@ class MqttCommunicator:
             )
             return
         commands = self._commands
-        put = commands.put(command) if commands is not None else Put.TAKEN
+        put = commands.put(command) if commands is not None else Put.NOBODY
         if not put:
             refused = put.value
             # a flood is one log line and one retained answer a minute, not one each (each
