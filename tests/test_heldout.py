@@ -163,3 +163,31 @@ def test_a_new_print_is_judged_by_the_start_guard_the_other_prints_set() -> None
     unseen = _unseen(preset, shipped, prints, Options(), has_test_prints=False)
     assert unseen is not None and unseen["prints"] == 4
     assert unseen["normal_prints_paused"] == 1, unseen  # d, by the guard a, b and c set
+
+
+def test_a_new_print_judged_without_a_guard_is_said_so() -> None:
+    """Three prints: each one's two others set no start guard, while the bundle ships one set
+    on all three. The line said each was judged with "the start guard the other prints set"."""
+    import dataclasses
+
+    from trainer.crossfit import HeldOut, calibrate_on
+    from trainer.model import PRESETS
+    from trainer.pipeline import Options, _unseen
+    from trainer.report import _unseen_line
+    from watchdog.detection.bundle import Adaptation
+
+    rng = np.random.default_rng(1)
+    preset = dataclasses.replace(PRESETS["default"], adaptation=Adaptation(frames=10))
+
+    def held(name: str) -> HeldOut:
+        maps = rng.uniform(0.05, 0.15, (60, 8, 16)).astype(np.float32)
+        inputs = rng.integers(0, 255, (60, 8, 16, 3), dtype=np.uint8)
+        return HeldOut(name, lambda x: x, inputs, inputs, maps, inputs[:10], maps[:10], maps[:10])
+
+    prints = [held("a"), held("b"), held("c")]
+    shipped = calibrate_on(preset, prints, 0.01).adaptation
+    assert shipped.guard > 0
+    unseen = _unseen(preset, shipped, prints, Options(), has_test_prints=False)
+    assert unseen is not None and unseen["unguarded"] == 3, unseen
+    said = " ".join(_unseen_line(unseen))
+    assert "The start guard judged none of these 3 starts: fewer than 3 other prints" in said

@@ -624,7 +624,7 @@ def _unseen(
     if len(names) < 2 or not adaptation.enabled or has_test_prints:
         return None
     flagged: list[np.ndarray] = []
-    paused = judged = 0
+    paused = judged = unguarded = 0
     for name in names:
         parts = [h for h in held if frames_contract.print_of(h.name) == name]
         others = [h for h in held if frames_contract.print_of(h.name) != name]
@@ -644,6 +644,9 @@ def _unseen(
         if not runs:
             continue
         judged += 1
+        # the others too few to set a guard (3 prints): the shipped one, set with this print's
+        # start among them, would never pause it; its start is judged without one, and said
+        unguarded += bool(adaptation.guard) and not cross.guard
         flagged += [r.scores > r.threshold for r in runs]
         paused += any(r.first_pause is not None for r in runs)
     if not judged:
@@ -652,6 +655,7 @@ def _unseen(
         "false_alarm_rate": float(np.mean(np.concatenate(flagged))),
         "normal_prints_paused": paused,
         "prints": judged,
+        "unguarded": unguarded,
     }
 
 

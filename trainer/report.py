@@ -11,6 +11,7 @@ from typing import Any
 from trainer.model import Preset
 from trainer.train import FitResult
 from watchdog.detection.bundle import NormalStats
+from watchdog.detection.calibration import GUARD_PRINTS
 
 
 def build(
@@ -158,7 +159,19 @@ def _unseen_line(u: dict[str, Any] | None) -> list[str]:
         "of tomorrow is "
         "(if anything too often: the shipped threshold may be higher). Few prints make it a "
         "rough figure: more recorded prints make both better."
+        + _unguarded(u.get("unguarded", 0), u["prints"])
     ]
+
+
+def _unguarded(n: int, prints: int) -> str:
+    """The prints of the line above whose start no guard judged (too few others set one)."""
+    if not n:
+        return ""
+    return (
+        f" The start guard judged {'none' if n == prints else f'{prints - n}'} of these "
+        f"{prints} starts: fewer than {GUARD_PRINTS} other prints set none (the shipped one was "
+        "set with each of them among its prints, and would never pause it)."
+    )
 
 
 def _shown_section(d: dict[str, Any]) -> list[str]:
