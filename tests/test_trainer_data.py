@@ -240,6 +240,14 @@ def test_a_copy_whose_first_frames_were_deleted_is_still_a_copy(
         frames = find_frames(normal=[tmp_path / "may", tmp_path / "june"])
     assert {f.path.parent.name for f in frames} == {"may"} and len(frames) == 4
     assert any("is a copy of print p-0501 in" in r.getMessage() for r in caplog.records)
+    # copied while collect wrote its last frame: that one is cut short, the rest the same
+    for n in range(6):
+        _write(tmp_path / "july" / f"p-0701_{n}.jpg", synth.normal_frame(2, n, 6))
+    shutil.copytree(tmp_path / "july", tmp_path / "aug")
+    last = tmp_path / "july" / "p-0701_5.jpg"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    frames = find_frames(normal=[tmp_path / "july", tmp_path / "aug"])
+    assert len({f.path.parent.name for f in frames}) == 1, {f.path for f in frames}
 
 
 def test_a_copy_of_a_copy_is_the_same_print(tmp_path: Path) -> None:

@@ -291,9 +291,16 @@ def _alike(digests: Mapping[PrintKey, list[str]]) -> list[tuple[PrintKey, PrintK
             (a, b)
             for i, a in enumerate(group)
             for b in group[i + 1 :]
-            if a[0] != b[0] and (sets[a] <= sets[b] or sets[b] <= sets[a])
+            if a[0] != b[0] and (_within(digests[a], sets[b]) or _within(digests[b], sets[a]))
         ]
     return pairs
+
+
+def _within(frames: list[str], other: set[str]) -> bool:
+    """Every frame of a print (``fingerprint``s, in time order) is one of ``other``'s; its
+    last may differ where at least two before it match: copied while ``collect`` wrote it."""
+    before = set(frames[:-1])
+    return set(frames) <= other or (len(before) >= 2 and before <= other)
 
 
 def copy_said(copy: PrintKey, kept: PrintKey) -> str:
