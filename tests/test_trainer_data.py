@@ -25,6 +25,7 @@ from trainer.data import (
     split_frames,
 )
 from watchdog.detection.bundle import Preprocess
+from watchdog.frames import print_of
 
 ROOT = Path(__file__).resolve().parents[1]
 PRE = Preprocess(width=32, height=24)
@@ -179,6 +180,14 @@ def test_prints_of_the_same_name_in_two_folders_stay_two_prints(tmp_path: Path) 
     assert {f.session: f.path.parent.name for f in frames} == {
         f"{tmp_path / 'a'}/print": "a",
         f"{tmp_path / 'b'}/print": "b",
+    }
+    # b's print resumed after a filament change: its part goes on b's print, not a third
+    for n in range(3):
+        _write(tmp_path / "b" / f"print+resumed1_{n}.jpg", synth.normal_frame(2, n, 3))
+    frames = find_frames(normal=[tmp_path / "a", tmp_path / "b"])
+    assert {print_of(f.session) for f in frames} == {
+        f"{tmp_path / 'a'}/print",
+        f"{tmp_path / 'b'}/print",
     }
 
 

@@ -233,8 +233,8 @@ def _apart_by_folder(frames: list[Frame]) -> list[Frame]:
     into one print would make a start of two prints and one print fewer to cross-fit."""
     folders: dict[str, set[Path]] = {}
     for f in frames:
-        if not f.loose:
-            folders.setdefault(f.session, set()).add(f.path.parent)
+        if not f.loose:  # a print's parts after a resume with it: they go on its print
+            folders.setdefault(frames_contract.print_of(f.session), set()).add(f.path.parent)
     shared = {name for name, where in folders.items() if len(where) > 1}
     if not shared:
         return frames
@@ -245,7 +245,7 @@ def _apart_by_folder(frames: list[Frame]) -> list[Frame]:
     )
     return [
         dataclasses.replace(f, session=f"{f.path.parent}/{f.session}")
-        if f.session in shared and not f.loose
+        if frames_contract.print_of(f.session) in shared and not f.loose
         else f
         for f in frames
     ]
