@@ -756,6 +756,37 @@ def test_a_usb_camera_sending_the_same_picture_goes_offline(monkeypatch) -> None
         cam.close()
 
 
+class SilentV4L2(FakeV4L2):
+    """A USB camera (mocked: no /dev/video* here) that opens, then gives no frame: a webcam
+    wedged in its driver."""
+
+    def grab(self) -> bool:
+        time.sleep(0.01)
+        return False
+
+
+def test_a_camera_that_opens_but_gives_no_frame_is_never_told_back_online(
+    monkeypatch, caplog
+) -> None:
+    """Opened, it was told back online, offline at its first grab, and opened again at once,
+    for good: two log lines and a reconnection every cycle, its backoff never grown."""
+    monkeypatch.setattr(capture.cv2, "VideoCapture", SilentV4L2)
+    monkeypatch.setattr(capture, "device_problem", lambda path: "")  # the mock is the device
+    SilentV4L2.present, SilentV4L2.opened = True, []
+    cam = open_camera(cam_cfg(0, timeout_s=0.5), backoff=FAST)
+    try:
+        with caplog.at_level(logging.INFO, "watchdog"):
+            for _ in range(15):
+                assert cam.read() is None
+                time.sleep(0.1)
+        assert not cam.online and "no frame after connecting" in cam.last_error
+        assert "back online" not in caplog.text
+        # its backoff grew to its longest (0.2 s here): not one opening after each failure
+        assert len(SilentV4L2.opened) <= 12, len(SilentV4L2.opened)
+    finally:
+        cam.close()
+
+
 class WakingFrozenV4L2(FakeV4L2):
     """A USB camera (mocked: no /dev/video* here) hung on one picture, whose every opening
     starts with black frames while it wakes (FFmpeg's grey at an RTSP stream's start alike)."""

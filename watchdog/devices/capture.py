@@ -1376,16 +1376,20 @@ class StreamCamera(_ThreadedCamera):
         return False
 
     def _first_frame_frozen(self, cap: Any) -> str | None:
-        """Why a source just opened is not live (its first picture the one found frozen), or
-        None; a first frame it cannot give is left to the grab that follows. Its stand-ins
-        are read past first: FFmpeg's grey at each reconnection would otherwise be a new
-        picture, and a camera frozen on one told back online every time."""
+        """Why a source just opened is not live (no first frame, or its first picture the
+        one found frozen), or None. A source that opens and gives nothing (a wedged webcam, a
+        stream that stops at once) was told back online at each reconnection, offline at the
+        next grab, and retried at once for good. Its stand-ins are read past first: FFmpeg's
+        grey at each reconnection would otherwise be a new picture, and a camera frozen on one
+        told back online every time."""
         while True:
             try:
                 ok, frame = self._retrieve(cap) if cap.grab() else (False, None)
             except cv2.error:
-                return None
-            if not ok or not isinstance(frame, np.ndarray):
+                ok, frame = False, None
+            if not ok:
+                return "no frame after connecting"
+            if not isinstance(frame, np.ndarray):  # a frame refused: said where it is read
                 return None
             with self._cond:
                 stand_in = self._stand_in(frame)
