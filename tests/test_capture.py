@@ -264,6 +264,26 @@ def test_a_stream_dripping_its_headers_lets_go_of_its_thread_and_socket_on_close
     camera_server.set_fault(None)
 
 
+def test_a_slow_stream_lets_go_of_its_thread_and_socket_at_once_on_close(
+    camera_server: CameraServer,
+) -> None:
+    """A stream sending a part every 5 s: close() waited for the next part (3 s, past a
+    reload's 2 s) and left its reader connected, where a camera serving one client at a time
+    then refused the new reader."""
+    camera_server.fps = 0.2
+    cam = open_camera(cam_cfg(camera_server.url + "/?action=stream", timeout_s=10), backoff=FAST)
+    try:
+        read_until(cam, lambda f: f is not None, timeout=20)
+        began = time.monotonic()
+        cam.close()
+        took = time.monotonic() - began
+        assert not cam._thread.is_alive(), "the stream's reader outlived close()"
+        assert took < 1.0, f"close() took {took:.1f} s"
+    finally:
+        cam.close()
+        camera_server.fps = 25.0
+
+
 def test_http_error_is_offline(camera_server: CameraServer, opened) -> None:
     camera_server.set_fault("http_500")
     cam = opened(camera_server.snapshot_url)

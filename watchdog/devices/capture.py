@@ -66,6 +66,7 @@ from watchdog.devices.http_client import (
     UNTRUSTED_CERTIFICATE,
     Answer,
     BadUrl,
+    Deadline,
     HttpClient,
     TooManyRedirects,
     Unreached,
@@ -1530,6 +1531,18 @@ class MjpegCamera(_ThreadedCamera):
         self._refused: BadFrame | None = None
         self._refused_seq = 0
         self._refused_taken = 0
+        self._body: Deadline | None = None  # the stream's request while its body is read
+
+    def close(self) -> None:
+        """The read waiting for the stream's next part ends at once (its connection shut), not
+        at that part or the timeout: a reload waited for it past its 2 s, and the new reader
+        connected while this one still held a camera that serves one client at a time."""
+        self._closed.set()
+        with self._cond:
+            body = self._body
+        if body is not None:
+            body.expire()
+        super().close()
 
     def _unusable(self, part: bytes | BadFrame) -> str | None:
         """Why a part would be refused as a frame (decoded as read() decodes it), or None."""
@@ -1580,6 +1593,19 @@ class MjpegCamera(_ThreadedCamera):
                 if deadline.expired:
                     raise _no_answer(_redirected_to(exc) or self.url, t) from None
                 raise
+        with self._cond:
+            self._body = deadline
+        if self._halted():  # closed as it connected
+            deadline.expire()
+        try:
+            self._read_stream(answer)
+        finally:
+            with self._cond:
+                self._body = None
+
+    def _read_stream(self, answer: Answer) -> None:
+        """The stream's parts, as they come, until it ends, stalls or the camera is closed."""
+        t = self.cfg.timeout_s
         with answer.response as resp:
             if resp.status >= 400:
                 raise _http_refusal(answer, self.url)
