@@ -691,6 +691,26 @@ def test_video_file_plays_once(tmp_path: Path, write_video, suffix: str) -> None
     assert cam.read() is None
 
 
+def test_a_video_rebuilt_by_a_reload_goes_on_where_it_was(tmp_path: Path, write_video) -> None:
+    """A reload rebuilds every camera: a video read by the old one played again from its
+    first frame; one read to its end played again."""
+    frames = [synthetic_frame(i) for i in range(6)]
+    path = write_video(tmp_path / "clip.avi", frames)
+    old = open_camera(cam_cfg(str(path)))
+    for _ in range(3):
+        assert old.read() is not None
+    new = open_camera(cam_cfg(str(path)))
+    capture.carry_position(new, old)
+    assert new.read() is not None and new.current == Path("clip.avi#3")
+    while not old.exhausted:
+        old.read()
+    ended = open_camera(cam_cfg(str(path)))
+    capture.carry_position(ended, old)
+    assert ended.read() is None and ended.exhausted
+    for cam in (old, new, ended):
+        cam.close()
+
+
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CameraSourceError, match="no such file"):
         open_camera(cam_cfg(str(tmp_path / "nope.mp4")))

@@ -1028,6 +1028,23 @@ def test_a_reload_after_a_recalibration_keeps_what_was_learnt_judged_by_the_new_
         watcher.camera.close()
 
 
+def test_a_recording_goes_on_where_it_was_across_a_reload(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """Trying a config on a recording, each settings save on the page (a reload) played it
+    again from its first frame, mid-print: the print learnt so far carried over and judged
+    against frames of its own start; a recording read to its end played again."""
+    printer = SimulatedPrinter("benchy.gcode")
+    camera = _folder(tmp_path / "camera", normal_frames[:12])
+    old = _watcher(tmp_path, tiny_adaptive_bundle, camera, printer)
+    assert [old.step().frame for _ in range(5)][-1] == "f_4.jpg"
+    new = _watcher(tmp_path, tiny_adaptive_bundle, camera, printer)
+    old.retire(new)
+    assert new.step().frame == "f_5.jpg"
+    for w in (old, new):
+        w.camera.close()
+
+
 def test_a_reload_mid_print_keeps_what_was_learnt_of_the_print_unless_its_detection_changed(
     tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
 ) -> None:

@@ -35,7 +35,7 @@ from watchdog.detection.bundle import Bundle, encode_jpeg
 from watchdog.detection.decide import Event, Label
 from watchdog.detection.detector import Detector, MaskError, Verdict
 from watchdog.detection.model import ModelFailure
-from watchdog.devices.capture import Camera, open_camera
+from watchdog.devices.capture import Camera, carry_position, open_camera
 from watchdog.devices.printers import (
     KEY_REJECTED,
     NoPrinter,
@@ -1038,6 +1038,7 @@ class Watcher:
             self.camera_online = None
         if same_camera:  # a picture found frozen stays so: not told "back online" by a reload
             self.camera.frozen.carry_on(old.camera.frozen)
+            carry_position(self.camera, old.camera)  # a recording goes on where it was
         if same_camera and self.detector.same_setup(old.detector):
             # A reload (every settings save) that changed nothing of this printer's camera or
             # detection keeps what was learnt of the print: learning it again mid-print would

@@ -849,6 +849,24 @@ class FolderCamera(_BaseCamera):
             raise BadFrame(f"{path.name}: {exc}") from exc
 
 
+def carry_position(new: Camera, old: Camera) -> None:
+    """A recording rebuilt by a reload (every settings save) goes on from where ``old`` was:
+    it played again from its first frame mid-print, a print learnt as it goes carried over
+    and judged against frames of its start, a recording read to its end played and alerted
+    again. Live cameras have no position: nothing to carry."""
+    if isinstance(new, FolderCamera) and isinstance(old, FolderCamera) and new.paths == old.paths:
+        new._next, new.current, new.exhausted = old._next, old.current, old.exhausted
+    elif isinstance(new, VideoFileCamera) and isinstance(old, VideoFileCamera):
+        if old.exhausted:
+            new.exhausted = True
+            new._cap.release()
+            return
+        for _ in range(old._frames_read):  # grabbed, not decoded: a seek may land elsewhere
+            if not new._cap.grab():
+                break
+        new._frames_read, new.current = old._frames_read, old.current
+
+
 class VideoFileCamera(_BaseCamera):
     """Frames of a video file, once."""
 
