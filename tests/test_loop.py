@@ -342,11 +342,11 @@ def test_not_a_failure_said_on_the_command_line_relearns_the_print_in_notify_mod
 
 
 def test_a_failure_confirmed_on_the_command_line_answers_its_alert(
-    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, mosquitto, unique_prefix
 ) -> None:
     """Confirmed beside the running watchdog, the alert is answered as from the page: Home
     Assistant's problem sensor goes off (the start it held stays unlearnt: a failure), and
-    the page's Last command says so."""
+    the page's and Home Assistant's Last command say so."""
     frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 12))
     last = LastCommands()
 
@@ -361,6 +361,7 @@ def test_a_failure_confirmed_on_the_command_line_answers_its_alert(
         SimulatedPrinter("benchy.gcode"),
         "notify",
         notifier_class=_Shown,
+        mqtt=MqttConfig(**mosquitto.mqtt_settings(topic_prefix=unique_prefix)),
     )
     while watcher.status()["last_alert"] is None:
         watcher.step()
@@ -373,6 +374,13 @@ def test_a_failure_confirmed_on_the_command_line_answers_its_alert(
     shown = last.of("e3")
     assert shown is not None and shown["source"] == "the command line", shown
     assert shown["command"] == "failure" and shown["ok"], shown
+    with mosquitto.subscriber(f"{unique_prefix}/e3/answer") as sub:
+        watcher.alerts.start()  # connected: its retained values go to the broker
+        try:
+            answer = sub.wait_for(f"{unique_prefix}/e3/answer", timeout=30).json()
+        finally:
+            watcher.alerts.stop()
+    assert answer["command"] == "failure" and answer["incident"] == incident, answer
     # a misclick mended on the command line: the print's look is learnt, as from the page
     _feedback_on_the_command_line(tmp_path, incident, "not_failure")
     watcher.step()

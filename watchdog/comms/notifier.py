@@ -116,8 +116,11 @@ class Notifier:
 
     def told(self, command: Command, result: CommandResult) -> None:
         """A command carried out without the dispatcher (the command line's verdict, found in
-        its alert's file by the watcher): shown as the printer's last command, as MQTT's are."""
-        if self._answered is not None:
+        its alert's file by the watcher): the printer's last command on the page and on Home
+        Assistant's *Last command* sensor, as MQTT's answers are."""
+        if self.enabled:
+            self.mqtt.publish_answer(command, result)  # the page is told from there too
+        elif self._answered is not None:
             self._answered(command, result)
 
     # ----------------------------------------------------------------- lifecycle
