@@ -796,7 +796,7 @@ function openEditor(name) {
         d.img.src = URL.createObjectURL(blob);
         return;
       }
-      why = (await r.text()).replace(/^\d{3} (no frame of now: )?/, "").slice(0, 300);
+      why = (await r.text()).trim().replace(/^\d{3} (no frame of now: )?/, "").slice(0, 300);
     } catch (e) {
       why = "the watchdog did not answer";
     }
