@@ -109,7 +109,7 @@ def main(args: argparse.Namespace) -> int:
     if saved and not left_out:
         print(
             f"with the settings saved on the dashboard ({saved[0].file}): "
-            + ", ".join(f"{o.key.rsplit('.', 1)[1]}" for o in saved),
+            + ", ".join(o.key.rsplit(".", 1)[1] for o in saved),
             file=sys.stderr,
         )
     frames = Path(args.frames)
