@@ -268,8 +268,6 @@ class MqttCommunicator:
         with self._lock:
             waiting = len(self._inflight) + len(self._refused)
             retained = list(self._retained.items())
-            refused = list(self._refused.values())
-            self._refused.clear()
         churning = self.transport.churning
         logger.log(
             logging.DEBUG if churning and not waiting else logging.INFO,
@@ -291,8 +289,7 @@ class MqttCommunicator:
             self.discovery.publish_all()
         for topic, payload in retained:
             self._publish(topic, payload, retain=True)
-        for entry in refused:  # the broker's mind may have changed (its ACL edited)
-            self._publish_alert(entry)
+        self._retry_refused()  # the broker's mind may have changed (its ACL edited)
 
     def _discover_if_connected(self, connection: int) -> None:
         """Home Assistant's entities, sent where ``connection`` still holds (a timer's thread)."""
