@@ -210,6 +210,50 @@ def test_a_large_frame_is_trained_on_as_the_daemon_decodes_it(tmp_path: Path) ->
     assert read_image(path, need).shape == served.shape
 
 
+def test_a_recording_the_daemon_cannot_score_is_not_trained_on_either(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 3 MP PNG, a 3 MP progressive JPEG and a 16-bit PNG: the daemon's cameras (and so
+    ``replay`` of that folder) refuse each, to bound what a frame costs on the Pi. The
+    trainer fitted them, and ``calibrate`` set thresholds on them: a model judged on frames
+    it will never be given. Each is left out with the daemon's own reason."""
+    from watchdog.commands.calibrate import model_inputs
+    from watchdog.config import CameraConfig
+    from watchdog.devices.capture import open_camera
+
+    rng = np.random.default_rng(1)
+    big = cv2.GaussianBlur(
+        cv2.resize(rng.integers(0, 255, (150, 200, 3), np.uint8), (2000, 1500)), (0, 0), 1.0
+    )
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    pre = Preprocess(width=128, height=64, roi=(0.0, 0.5, 1.0, 1.0))
+    progressive = [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]
+    files = {
+        "benchy_1.png": cv2.imencode(".png", big)[1],
+        "benchy_2.jpg": cv2.imencode(".jpg", big, progressive)[1],
+        "benchy_3.png": cv2.imencode(".png", big[:48, :64].astype(np.uint16) * 257)[1],
+    }
+    for name, data in files.items():
+        one = tmp_path / name.split(".")[0]
+        one.mkdir()
+        (one / name).write_bytes(data.tobytes())
+        cam = open_camera(CameraConfig(source=str(one)), model_input=pre)
+        assert cam.read() is None
+        reason = cam.last_error
+        assert "decoded whole" in reason or "16-bit" in reason, reason
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            loaded = load_frames(find_frames(normal=[one]), pre)
+        assert len(loaded.x) == 0 and loaded.skipped == [str(one / name)]
+        assert reason.split(": ")[-1] in caplog.text, (reason, caplog.text)
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            assert len(model_inputs(pre, [one / name])) == 0  # calibrate
+        assert reason.split(": ")[-1] in caplog.text
+        cam.close()
+
+
 def test_a_state_folder_a_run_or_the_kaggle_layout_given_as_good_prints_fits_none_of_their_failures(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

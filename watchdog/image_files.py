@@ -19,6 +19,7 @@ import numpy as np
 from watchdog.devices.capture import (
     DECODE_FLAGS,
     BadFrame,
+    check_decodable,
     check_scans,
     ends_jpeg,
     fit_to_need,
@@ -49,21 +50,7 @@ def read_sized_frame_file(
     """``read_frame_file``'s image, and the file's own size (width, height): a frame read
     smaller still tells which camera setting recorded it."""
     shown = str(path).encode("utf-8", "backslashreplace").decode()
-    try:
-        # a FIFO or a device would block or never end; a video given by mistake is read no
-        # further than a frame could be
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise UnreadableFrame(f"{shown}: not a regular file")
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise UnreadableFrame(f"{shown}: cannot read ({exc.strerror or exc})") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise UnreadableFrame(
-            f"{shown}: more than {MAX_FILE_BYTES // 2**20} MB, more than a frame (a video?)"
-        )
-    if not data:
-        raise UnreadableFrame(f"{shown}: empty file")
+    data = _file_bytes(path, shown)
     try:
         header = read_header(data)
     except BadFrame as exc:
@@ -78,6 +65,8 @@ def read_sized_frame_file(
         raise UnreadableFrame(f"{shown}: truncated JPEG (no end-of-image marker)")
     factor = 1
     try:
+        if need is not None:  # read for a model: refused where the daemon's cameras refuse it
+            check_decodable(header, need)
         check_scans(data, header)
         if header.kind == "jpeg" and need is not None:
             factor = jpeg_reduction(data, header, need)
@@ -103,6 +92,26 @@ def read_sized_frame_file(
             f"{shown}: truncated JPEG (its data stops in the middle of the picture)"
         )
     return img, (header.width, header.height)
+
+
+def _file_bytes(path: Path, shown: str) -> bytes:
+    """The file's bytes, read no further than a frame could be; UnreadableFrame otherwise."""
+    try:
+        # a FIFO or a device would block or never end; a video given by mistake is read no
+        # further than a frame could be
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise UnreadableFrame(f"{shown}: not a regular file")
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise UnreadableFrame(f"{shown}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise UnreadableFrame(
+            f"{shown}: more than {MAX_FILE_BYTES // 2**20} MB, more than a frame (a video?)"
+        )
+    if not data:
+        raise UnreadableFrame(f"{shown}: empty file")
+    return data
 
 
 def read_bgr_file(path: Path, need: tuple[int, int] | None = None) -> np.ndarray:

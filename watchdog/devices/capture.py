@@ -476,6 +476,15 @@ def _check_size(header: ImageHeader, max_pixels: int, need: tuple[int, int] | No
         raise BadFrame(
             f"image declares {width}x{height} pixels, more than camera.max_pixels={max_pixels}"
         )
+    check_decodable(header, need)
+
+
+def check_decodable(header: ImageHeader, need: tuple[int, int] | None) -> None:
+    """BadFrame for a picture no camera of the daemon decodes: deeper than 8 bits, or, for a
+    model (``need``), one decoded whole (PNG, progressive JPEG) over FULL_DECODE_MAX_PIXELS.
+    The files the trainer, ``calibrate`` and ``score`` read go through it too: one frames
+    contract, so a recording trained on is one ``replay`` and the daemon can score."""
+    width, height = header.width, header.height
     if header.bit_depth > 8:
         raise BadFrame(
             f"{header.bit_depth}-bit {header.kind.upper()}: only 8-bit images are decoded"
@@ -484,7 +493,8 @@ def _check_size(header: ImageHeader, max_pixels: int, need: tuple[int, int] | No
     if need is not None and whole and width * height > FULL_DECODE_MAX_PIXELS:
         kind = "PNG" if header.kind == "png" else "progressive or multi-scan JPEG"
         raise BadFrame(
-            f"{width}x{height} {kind} is decoded whole: at most {FULL_DECODE_MAX_PIXELS} pixels; send a baseline JPEG"
+            f"{width}x{height} {kind} is decoded whole: at most {FULL_DECODE_MAX_PIXELS} "
+            "pixels; a baseline JPEG is decoded smaller"
         )
 
 
