@@ -401,3 +401,90 @@ def test_a_broker_restarted_again_and_again_without_its_data_gets_the_entities_o
         wait_connected(notifier, 30)
     with broker.subscriber(f"{unique_prefix}_ha/#") as ha:
         ha.wait_for(f"{unique_prefix}_ha/#", timeout=40)
+
+
+def test_an_alert_the_broker_took_no_earlier_than_its_age_limit_is_dropped_not_sent_as_news(
+    mosquitto_factory, unique_prefix, notifier_factory, tmp_path, caplog
+) -> None:
+    """A broker away for a weekend: the alerts raised meanwhile were published when it came
+    back, days late, and a Home Assistant automation acting on them flashed the garage lights
+    for a print long over. Past ``mqtt.alert_max_age_h`` each is dropped and said, whether an
+    earlier run left it or this one raised it; a fresh alert still goes out."""
+    import json
+
+    broker = mosquitto_factory()
+    p = unique_prefix
+    with broker.subscriber(f"{p}/#") as sub:
+        first = notifier_factory(broker, p, storage_dir=tmp_path)
+        sub.wait_for(f"{p}/available/+", lambda m: m.text == "online")
+        broker.stop()
+        [old] = raise_alerts(first, 1)
+        first.stop()  # the daemon stopped with it undelivered, 25 hours ago
+        entry = tmp_path / "outbox" / "mqtt" / old / "entry.json"
+        record = json.loads(entry.read_text())
+        record["created"] -= 25 * 3600
+        entry.write_text(json.dumps(record))
+
+        second = notifier_factory(broker, p, storage_dir=tmp_path, alert_max_age_h=24)
+        [raised_now] = raise_alerts(second, 1)
+        with caplog.at_level(logging.WARNING):
+            broker.start()
+            assert_delivered_exactly(sub, second, p, [raised_now])
+            said = wait_log(caplog, f"dropped alert {old}")
+        assert f"of {PRINTER}" in said and "mqtt.alert_max_age_h" in said
+        assert pending_markers(tmp_path) == []
+        second.stop()
+
+        # raised by this run while the broker is away, and older than the limit when it returns
+        caplog.clear()
+        third = notifier_factory(broker, p, storage_dir=tmp_path, alert_max_age_h=2 / 3600)
+        wait_connected(third)
+        broker.stop()
+        [late] = raise_alerts(third, 1)
+        time.sleep(2.5)
+        with caplog.at_level(logging.WARNING):
+            broker.start()
+            wait_connected(third)
+            wait_log(caplog, f"dropped alert {late}")
+        [fresh] = raise_alerts(third, 1)
+        assert third.flush(10)
+        sub.wait_for(f"{p}/{PRINTER}/alert", lambda m: m.json()["incident"] == fresh)
+        got = [m.json()["incident"] for m in sub.received(f"{p}/{PRINTER}/alert")]
+        assert late not in got and old not in got
+        assert pending_markers(tmp_path) == []
+
+
+def test_a_removed_printers_state_in_flight_when_the_broker_went_is_not_kept_again(
+    mosquitto_factory, unique_prefix, notifier_factory, tmp_path
+) -> None:
+    """A printer's state sent as the broker died is sent again by the reconnection, after the
+    connection took the removed printer off the broker: the broker kept its last state for
+    good (a printer removed by a reload meanwhile, its failure sensor on)."""
+    broker = mosquitto_factory()
+    p = unique_prefix
+
+    def retained(pattern: str) -> dict[str, bytes]:
+        with broker.subscriber(pattern, f"{p}/unrelated") as late:
+            broker.publish(f"{p}/unrelated", "tick")  # a round trip: retained ones came first
+            late.wait_for(f"{p}/unrelated")
+            return {m.topic: m.payload for m in late.received(pattern) if m.retain and m.payload}
+
+    notifier = notifier_factory(broker, p, storage_dir=tmp_path, printers=(PRINTER, "voron"))
+    wait_connected(notifier)
+    broker.process.send_signal(signal.SIGSTOP)  # frozen: the state is sent, no PUBACK comes
+    try:
+        notifier.publish_state("voron", {"state": "printing", "failure": True})
+    finally:
+        broker.process.send_signal(signal.SIGKILL)
+        broker.process.wait(10)
+    notifier.set_printers([PRINTER])  # a reload removed voron while the broker was away
+    broker.start()
+    wait_connected(notifier)
+    notifier.publish_state(PRINTER, {"state": "marker"})  # after the resent one, same session
+    assert notifier.flush(10)
+    deadline = time.monotonic() + 15
+    while b"marker" not in retained(f"{p}/+/state").get(f"{p}/{PRINTER}/state", b""):
+        assert time.monotonic() < deadline, "the marker never arrived"
+        time.sleep(0.2)
+    time.sleep(0.5)  # the resent state's PUBACK, and the emptying it calls for
+    assert f"{p}/voron/state" not in retained(f"{p}/#"), retained(f"{p}/#")

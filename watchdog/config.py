@@ -158,6 +158,13 @@ class MqttConfig(_Model):
         "of /etc/machine-id>",
     )
     keepalive_s: int = Field(60, ge=5, le=3600, description="MQTT keepalive")
+    alert_max_age_h: float = Field(
+        24.0,
+        gt=0,
+        le=24 * 30,
+        description="an alert the broker has not taken is dropped after this many hours (an "
+        "automation would act on a print long over)",
+    )
     homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
 
     @field_validator("topic_prefix")

@@ -105,9 +105,14 @@ class MqttCommunicator:
             self._subscriptions,
             reconnect_delay=reconnect_delay,
             throttle=self._throttle,
+            on_lost=self._on_lost,
         )
         self._lock = threading.Condition()
         self._started = False
+        # connected, as our callbacks saw it: an alert raised otherwise waits in _unsent, not
+        # in paho's queue, so that the connection sends it only if it is not too old
+        self._online = False
+        self._born: dict[str, float] = {}  # alert id → monotonic time it was raised
         self._inflight: dict[int, Entry] = {}  # mid → alert waiting for its PUBACK
         self._unsent: dict[str, Entry] = {}  # alerts with no client yet (not started / stopped)
         # PUBACKs that beat publish(): "" for a message taken, the broker's reason if refused
@@ -124,6 +129,9 @@ class MqttCommunicator:
         # in flight by a lost connection again after the connect, behind the newer one the
         # connect sent; its PUBACK, last, says that the broker now keeps the older value
         self._unacked_retained: OrderedDict[int, tuple[str, bytes]] = OrderedDict()
+        # topics emptied (a removed printer's, its entities'): such a value landing after the
+        # emptying, sent before a lost connection, is emptied again
+        self._emptied: OrderedDict[str, None] = OrderedDict()
         # Commands are carried out by their own thread: the daemon answers a command when the
         # printer has (up to a minute against a slow API), and paho's network thread, which
         # hands messages over, must keep pinging the broker meanwhile or the session drops.
@@ -170,6 +178,10 @@ class MqttCommunicator:
             logger.info(
                 "%d alert(s) not yet delivered will be sent when the broker answers", len(backlog)
             )
+        now = time.time()
+        with self._lock:
+            for entry in backlog:  # an earlier run's: aged by the wall clock until now
+                self._born.setdefault(entry.id, time.monotonic() - max(0.0, now - entry.created))
         for entry in sorted(backlog, key=lambda e: e.id):
             self._publish_alert(entry)
         if self.dispatcher is not None:
@@ -222,9 +234,11 @@ class MqttCommunicator:
         self._commands = None
         with self._lock:
             self._started = False
-            left = [*self._inflight.values(), *self._refused.values()]
+            self._online = False
+            left = [*self._inflight.values(), *self._refused.values(), *self._unsent.values()]
             self._inflight.clear()
             self._refused.clear()
+            self._unsent.clear()
             if self._retry is not None:
                 self._retry.cancel()
                 self._retry = None
@@ -264,9 +278,16 @@ class MqttCommunicator:
             topics += self.discovery.status_topics
         return topics
 
+    def _on_lost(self) -> None:
+        with self._lock:
+            self._online = False
+
     def _on_connected(self) -> None:
         with self._lock:
-            waiting = len(self._inflight) + len(self._refused)
+            self._online = True
+            unsent = sorted(self._unsent.values(), key=lambda e: e.id)
+            self._unsent.clear()
+            waiting = len(self._inflight) + len(self._refused) + len(unsent)
             retained = list(self._retained.items())
         churning = self.transport.churning
         logger.log(
@@ -289,6 +310,8 @@ class MqttCommunicator:
             self.discovery.publish_all()
         for topic, payload in retained:
             self._publish(topic, payload, retain=True)
+        for entry in unsent:  # raised while the broker was away
+            self._publish_alert(entry)
         self._retry_refused()  # the broker's mind may have changed (its ACL edited)
 
     def _discover_if_connected(self, connection: int) -> None:
@@ -471,6 +494,7 @@ class MqttCommunicator:
         self.outbox.done(entry)
         logger.info("%s: alert %s delivered", entry.printer, entry.id)
         with self._lock:
+            self._born.pop(entry.id, None)
             self._clearing -= 1
             self._lock.notify_all()
         self._retry_refused()  # alerts are taken now: those refused before may be too
@@ -548,6 +572,15 @@ class MqttCommunicator:
 
     def _publish(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
         info = self.transport.publish(topic, payload, retain=retain)
+        if retain:
+            with self._lock:
+                if payload:
+                    self._emptied.pop(topic, None)
+                else:
+                    self._emptied[topic] = None
+                    self._emptied.move_to_end(topic)
+                    while len(self._emptied) > 4096:
+                        self._emptied.popitem(last=False)
         if info is not None:
             with self._lock:
                 landed = self._early_acks.pop(info.mid, None) is not None
@@ -561,13 +594,13 @@ class MqttCommunicator:
         """A retained value reached the broker: where it is older than the daemon's latest of
         its topic and nothing newer is still on its way, the broker now keeps the older one
         (the Watching switch showed OFF for good while the printer was watched): the latest
-        is sent again."""
+        is sent again; on a topic emptied since (a printer removed), it is emptied again."""
         with self._lock:
             sent = self._unacked_retained.pop(mid, None)
             if sent is None:
                 return
             topic, value = sent
-            latest = self._retained.get(topic)
+            latest = self._retained.get(topic, b"" if topic in self._emptied else None)
             newer_on_its_way = any(t == topic for t, _ in self._unacked_retained.values())
             if latest is None or latest == value or newer_on_its_way:
                 return
@@ -663,12 +696,35 @@ class MqttCommunicator:
             MQTT, incident.printer, incident.alert, entry_id=None if again else incident.id
         )
         with self._lock:
+            self._born[entry.id] = time.monotonic()
             if not self._started:
                 self._unsent[entry.id] = entry
                 return
         self._publish_alert(entry)
 
     def _publish_alert(self, entry: Entry) -> None:
+        """Publish the alert while connected, else keep it for the connection; one older
+        than ``alert_max_age_h`` is dropped (a Home Assistant automation would act on it as
+        news, hours after the print it was about)."""
+        with self._lock:
+            born = self._born.setdefault(entry.id, time.monotonic())
+            too_old = time.monotonic() - born > self.cfg.alert_max_age_h * 3600
+            if not too_old and not self._online:
+                self._unsent[entry.id] = entry
+                return
+            if too_old:
+                self._born.pop(entry.id, None)
+        if too_old:
+            self.outbox.done(entry)
+            logger.warning(
+                "MQTT: dropped alert %s of %s: not taken by the broker %s within %g h "
+                "(mqtt.alert_max_age_h)",
+                entry.id,
+                entry.printer,
+                self.address,
+                self.cfg.alert_max_age_h,
+            )
+            return
         # Never hold self._lock around publish(): paho calls on_publish under its own lock.
         info = self.transport.publish(
             f"{self.prefix}/{entry.printer}/alert", to_json(entry.body), qos=1

@@ -218,8 +218,10 @@ class MqttTransport:
         reconnect_delay: tuple[float, float] = (1, 30),
         throttle: ThrottledLog | None = None,
         max_incoming: int = MAX_INCOMING_BYTES,
+        on_lost: Callable[[], None] = lambda: None,
     ) -> None:
         self.cfg = cfg
+        self._on_lost_cb = on_lost
         self.prefix = cfg.topic_prefix
         self._on_message_cb = on_message
         self._on_ack_cb = on_ack
@@ -389,6 +391,7 @@ class MqttTransport:
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
+        self._on_lost_cb()
         oversize = getattr(client, "oversize", None)
         if oversize is not None:
             client.oversize = None  # type: ignore[attr-defined]
