@@ -112,7 +112,7 @@ def test_out_of_range_or_non_finite_values_are_refused_naming_the_key(
         assert not any(word in message for word in PYTHONS_WORDS), message
 
 
-@pytest.mark.parametrize("kind", ["empty", "fifo", "folder"])
+@pytest.mark.parametrize("kind", ["empty", "fifo", "folder", "link_loop"])
 def test_a_model_file_that_is_empty_or_not_a_file_says_so(tmp_path, kind) -> None:
     """An empty model.tflite was "`model_path` or `model_content` must be specified" (the
     runtime's words); a FIFO or a folder in its place "model file missing"."""
@@ -123,15 +123,31 @@ def test_a_model_file_that_is_empty_or_not_a_file_says_so(tmp_path, kind) -> Non
         "empty": lambda: model.write_bytes(b""),
         "fifo": lambda: os.mkfifo(model),
         "folder": model.mkdir,
+        "link_loop": lambda: model.symlink_to(model.name),
     }[kind]()
     with pytest.raises(BundleError) as err:
         Bundle.load(folder)
-    said = {"empty": "empty file", "fifo": "not a regular file", "folder": "not a regular file"}
+    said = {
+        "empty": "empty file",
+        "fifo": "not a regular file",
+        "folder": "not a regular file",
+        "link_loop": "a link to no file",
+    }
     assert str(err.value).startswith(f"{model}: {said[kind]}"), str(err.value)
 
 
 def test_the_shipped_bundle_still_loads() -> None:
     assert Bundle.load(default_bundle_path()).meta.threshold > 0
+
+
+def test_a_number_of_thousands_of_digits_is_refused_in_the_users_words(tmp_path) -> None:
+    """Python's own advice came out ("use sys.set_int_max_str_digits() to increase the
+    limit"), meaningless to whoever copied the bundle."""
+    folder = bundle_with(tmp_path, None, "extra", {})
+    (folder / "model.json").write_text('{"format_version": ' + "9" * 5000 + "}")
+    with pytest.raises(BundleError) as err:
+        Bundle.load(folder)
+    assert "thousands of digits" in str(err.value) and "sys." not in str(err.value)
 
 
 def test_a_deeply_nested_model_json_is_refused_not_a_crash(tmp_path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import shutil
 import subprocess
 import sys
@@ -32,7 +33,13 @@ HOSTILE = {
     # not a model of a frame: two inputs; whole numbers out, without a scale
     "two_inputs": "lambda x, y: x * 1.0 + y",
     "integer_output": "lambda x: tf.cast(x * 255.0, tf.int32)",
+    # a small file whose running takes far more memory than a Pi gives (a copy of each frame
+    # by the hundred; {copies} is worked out for the tiny model's input)
+    "memory_hungry": "lambda x: tf.reduce_max(tf.tile(x, [{copies}, 1, 1, 1]), 0, keepdims=True)",
+    # two frames at a time (score and calibrate gave it one: a traceback)
+    "two_frames": "lambda x: x * 1.0",
 }
+BATCH = {"two_frames": 2}
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +52,14 @@ def hostile(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
         "import os",
         'os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"',
         "import tensorflow as tf",
-        f"spec = tf.TensorSpec({list(shape)}, tf.float32)",
     ]
+    copies = 1 + 80 * 2**20 // (4 * math.prod(shape))  # the tiles alone: 80 MB
     for name, expression in HOSTILE.items():  # one TensorFlow start for them all (seconds each)
         shutil.copytree(tiny_bundle, made[name])
+        batch = [BATCH.get(name, 1), *shape[1:]]
         lines += [
-            f"fn = tf.function({expression})",
-            "specs = [spec] * fn.python_function.__code__.co_argcount",
+            f"fn = tf.function({expression.replace('{copies}', str(copies))})",
+            f"specs = [tf.TensorSpec({batch}, tf.float32)] * fn.python_function.__code__.co_argcount",
             "conv = tf.lite.TFLiteConverter.from_concrete_functions("
             "[fn.get_concrete_function(*specs)], fn)",
             f"open({str(made[name] / 'model.tflite')!r}, 'wb').write(conv.convert())",
@@ -124,6 +132,8 @@ def test_a_running_watcher_whose_model_fails_on_the_cameras_frames_says_so_once(
     [
         ("two_inputs", "the model takes 2 input(s) and gives 1 output(s)"),
         ("integer_output", "model output of int32 values without a scale"),
+        ("two_frames", "the model's input holds 2 frames at a time"),
+        ("memory_hungry", "MB of memory to run, more than the 48 MB"),
     ],
 )
 def test_a_model_that_is_not_a_frames_reconstruction_is_refused_in_one_line(
@@ -136,6 +146,15 @@ def test_a_model_that_is_not_a_frames_reconstruction_is_refused_in_one_line(
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     [line] = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert said in line and str(hostile[name]) in line, line
+    if name == "two_frames":  # score gave its one frame: a traceback
+        import cv2
+        import numpy as np
+
+        frame = tmp_path / "frame.png"
+        cv2.imwrite(str(frame), np.zeros((48, 64, 3), np.uint8))
+        r = run_cli("score", "--model", str(hostile[name]), str(frame), timeout=120)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert said in r.stderr, r.stderr
 
 
 def test_a_watcher_whose_model_cannot_judge_its_frames_is_unhealthy(

@@ -74,6 +74,9 @@ MAX_ADAPTATION_FRAMES = (
 # maps): the daemon's whole budget is 150 MB, and the shipped bundle keeps about 1.2 MB.
 MAX_BASELINE_BYTES = 64 * 2**20
 MAX_MODEL_BYTES = 64 * 2**20  # model.tflite is read whole; the shipped one is 0.3 MB
+# the tensors a model holds while it runs: a 41 KB file of wide 1024x1024 layers took 1 GB at
+# a reload (the service's MemoryMax is 300 MB); the shipped model's are 1.7 MB
+MAX_MODEL_MEMORY_BYTES = 48 * 2**20
 
 
 def check_number(
@@ -751,6 +754,8 @@ class Bundle:
                 raise BundleError(
                     f"{path}: a training run's folder, not its model bundle: give {path / 'bundle'}"
                 )
+            if not model.exists() and model.is_symlink():
+                raise BundleError(f"{model}: a link to no file (a loop, or a file moved)")
             if not model.exists():
                 raise BundleError(f"{model}: model file missing")
             if not model.is_file():  # a FIFO would block its reader; a device never ends
@@ -776,12 +781,12 @@ class Bundle:
             )
         try:
             raw = json.loads(meta_path.read_text())
-        except (
-            OSError,
-            UnicodeDecodeError,
-            ValueError,
-        ) as exc:  # ValueError: a 5000-digit number too
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BundleError(f"{meta_path}: unreadable ({exc})") from exc
+        except ValueError:  # Python's limit on the digits of an integer
+            raise BundleError(
+                f"{meta_path}: unreadable (a number of thousands of digits: no setting's value)"
+            ) from None
         except RecursionError:
             raise BundleError(f"{meta_path}: nested too deeply to be a model.json") from None
         return cls(path=path, meta=BundleMeta.from_dict(raw, str(meta_path)))

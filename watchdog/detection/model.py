@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from watchdog.detection.bundle import MAX_MODEL_BYTES, Bundle, BundleError
+from watchdog.detection.bundle import MAX_MODEL_BYTES, MAX_MODEL_MEMORY_BYTES, Bundle, BundleError
 
 logger = logging.getLogger(__name__)
 
@@ -116,10 +116,29 @@ def load_interpreter(
     try:
         with _runtime_banner_dropped():
             interp = Interpreter(model_content=content, num_threads=num_threads)
-            interp.allocate_tensors()
+            needed = tensor_bytes(interp)  # before they are allocated
+            if needed <= MAX_MODEL_MEMORY_BYTES:
+                interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise BundleError(f"{model_path}: not a loadable TFLite model ({exc})") from exc
+    if needed > MAX_MODEL_MEMORY_BYTES:
+        raise BundleError(
+            f"{model_path}: the model needs {needed / 2**20:.0f} MB of memory to run, more than "
+            f"the {MAX_MODEL_MEMORY_BYTES // 2**20} MB a watchdog on a Pi gives it (train it "
+            "with a smaller --input-size)"
+        )
     return interp
+
+
+def tensor_bytes(interp: Any) -> int:
+    """The bytes of every tensor the model declares: what running it may take at most."""
+    total = 0
+    for tensor in interp.get_tensor_details():
+        count = 1
+        for side in tensor["shape"]:
+            count *= max(1, int(side))
+        total += count * np.dtype(tensor["dtype"]).itemsize
+    return total
 
 
 def read_model(model_path: str | Path) -> bytes:
@@ -286,6 +305,11 @@ class FrameScorer:
         inp, out = inputs[0], outputs[0]
         for name, tensor in (("input", inp), ("output", out)):
             shape = [int(v) for v in tensor["shape"]]
+            if shape and shape[0] != 1:
+                raise BundleError(
+                    f"{where}: the model's {name} holds {shape[0]} frames at a time; a bundle's model "
+                    "takes one frame and gives its reconstruction"
+                )
             if tuple(shape[1:]) != self.pre.shape:
                 raise BundleError(
                     f"{where}: model {name} {shape} does not match the frame size model.json's "
