@@ -348,7 +348,8 @@ start_service() {
     fi
     REFUSED=1
   else
-    [ "$was_failed" = 0 ] || systemctl reset-failed "$NAME.service"
+    # also the start limit's count: an installer run again and again must not reach it
+    systemctl reset-failed "$NAME.service" 2>/dev/null || true
     systemctl restart "$NAME.service"
     say "service $NAME restarted on the new version"
   fi

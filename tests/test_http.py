@@ -7,6 +7,7 @@ slow clients get a 4xx or a closed connection, and the server keeps answering af
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -376,6 +377,21 @@ def test_bad_listen_address_names_the_key() -> None:
             clash.start()
     finally:
         busy.stop()
+
+
+def test_an_address_of_a_network_not_up_yet_is_listened_on_with_a_warning(caplog) -> None:
+    """``http.listen`` naming the Pi's own LAN address, and the router slower than the Pi
+    after a power cut: the daemon exited at each of systemd's restarts until they ran out,
+    and the printer stayed unwatched all night. 192.0.2.1 is on no machine (TEST-NET-1)."""
+    server = StatusServer("192.0.2.1:0", dict, Metrics().registry, lambda n: None, lambda: True)
+    with caplog.at_level(logging.WARNING):
+        server.start()
+    try:
+        assert server.port > 0
+        [said] = [r.getMessage() for r in caplog.records if "http.listen" in r.getMessage()]
+        assert "no network of this machine has the address 192.0.2.1 yet" in said
+    finally:
+        server.stop()
 
 
 def test_status_json_is_parseable_with_odd_values(daemon) -> None:

@@ -678,12 +678,15 @@ def test_root_install_creates_user_and_enables_the_service(
         "show -p ActiveState --value printer-watchdog.service",
         "daemon-reload",
         "show -p Environment -p EnvironmentFiles printer-watchdog.service",
+        # the start limit's count reset: every start counts toward it, an installer's too
+        "reset-failed printer-watchdog.service",
         "restart printer-watchdog.service",
         # a config naming ${OCTOPRINT_KEY}, set in the unit's environment file: checked with it
         "show -p Environment -p EnvironmentFiles printer-watchdog.service",
         "show -p ActiveState --value printer-watchdog.service",
         "daemon-reload",
         "show -p Environment -p EnvironmentFiles printer-watchdog.service",
+        "reset-failed printer-watchdog.service",
         "restart printer-watchdog.service",
         # a config the new version refuses: nothing installed, the service left as it runs
         "show -p Environment -p EnvironmentFiles printer-watchdog.service",

@@ -38,6 +38,7 @@ request text echoed in error bodies.
 
 from __future__ import annotations
 
+import errno
 import html
 import json
 import logging
@@ -232,6 +233,9 @@ class _Server(TcpWSGIServer):
                 channel.will_close = True  # still sending its request after the whole timeout
 
 
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # Linux's value; Python names it from 3.12
+
+
 class StatusServer:
     """The daemon's HTTP endpoints (and the dashboard when given) on ``listen``."""
 
@@ -366,13 +370,32 @@ class StatusServer:
             self.dashboard.install(app)
         return app
 
+    def _bind(self, sock: socket.socket) -> None:
+        """Bind to ``http.listen``; an address of the Pi's own network not assigned yet is
+        bound all the same (Linux's IP_FREEBIND). After a power cut the Pi starts before the
+        router answers: the daemon exited, systemd's restarts ran out, and the printer was
+        unwatched all night."""
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRNOTAVAIL or not hasattr(socket, "SO_BINDTODEVICE"):
+                raise  # not Linux: no such option
+            sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+            sock.bind((self.host, self.port))
+            logger.warning(
+                "http.listen %s: no network of this machine has the address %s yet (a network "
+                "still coming up, or a mistyped address); the page answers once one has it",
+                self.listen,
+                self.host,
+            )
+
     def start(self) -> None:
         """Bind and serve in a thread; UsageError naming http.listen if the address is unusable."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
+            self._bind(sock)
         except OSError as exc:
             sock.close()
             raise UsageError(
