@@ -660,3 +660,70 @@ def test_a_user_name_alone_is_masked_in_urls_and_a_token_everywhere() -> None:
     text = "camera offline: http://camera@cam.local/snap.jpg, administrator"
     shown = redact(text, url_secrets("http://camera@cam.local/snap.jpg"))
     assert shown == "camera offline: http://***@cam.local/snap.jpg, administrator", shown
+
+
+PATH_TOKEN = "Xk9fUniFiStreamTok3n"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (  # UniFi Protect: the stream's only credential is its path
+            f"rtsps://192.168.1.1:7441/{PATH_TOKEN}?enableSrtp",
+            "rtsps://192.168.1.1:7441/***?enableSrtp=***",
+        ),
+        (  # Home Assistant's ingress
+            f"http://127.0.0.1:9/api/hassio_ingress/{PATH_TOKEN}/",
+            "http://127.0.0.1:9/api/hassio_ingress/***/",
+        ),
+        (f"http://cam/live;jsessionid={PATH_TOKEN}/s.jpg", "http://cam/live;jsessionid=***/s.jpg"),
+        (f"rtmps://cam.lan/live/{PATH_TOKEN}", "rtmps://cam.lan/live/***"),
+        # names, not tokens: kept, they say which camera
+        ("rtsp://cam/Streaming/Channels/101", "rtsp://cam/Streaming/Channels/101"),
+        ("http://cam:8080/snapshot_1920x1080.jpg", "http://cam:8080/snapshot_1920x1080.jpg"),
+        (
+            "http://octopi.local/webcam/?action=snapshot",
+            "http://octopi.local/webcam/?action=snapshot",
+        ),
+    ],
+)
+def test_a_token_in_a_urls_path_is_masked_as_one_in_its_query(url: str, shown: str) -> None:
+    """A token standing as a path segment was shown whole by check-config, by every error
+    naming the camera and in the printer's status on the page, MQTT and the phone."""
+    assert redact_url(url) == shown
+    assert (PATH_TOKEN in url_secrets(url)) == (PATH_TOKEN in url)
+    assert PATH_TOKEN not in address_of(url)
+    # a recording's path is the owner's folders: none of it is a secret to mask in every line
+    assert url_secrets(f"/home/pi/recordings/{PATH_TOKEN}/benchy_first_layer_20261206") == []
+
+
+def test_a_path_token_or_a_query_password_is_not_echoed_by_check_config_or_its_errors(
+    tmp_path,
+) -> None:
+    """check-config printed a UniFi camera's stream token; a camera's address missing its
+    ``http://`` (read as a file) was refused with its ``?u=admin&p=<password>`` echoed; a
+    password holding ``${...}`` was refused naming the "variable", a piece of the password."""
+    unifi = f"rtsps://192.168.1.1:7441/{PATH_TOKEN}?enableSrtp"
+    config = write_config(
+        tmp_path / "a.yaml", printers=[{"name": "p1", "camera": {"source": unifi}}]
+    )
+    proc = run_cli("--debug", "check-config", "--config", str(config), "--no-model-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "rtsps://192.168.1.1:7441/***" in proc.stdout, proc.stdout
+    assert leaks(proc.stdout + proc.stderr, PATH_TOKEN) == []
+
+    bare = f"192.168.1.5/cgi-bin/snapshot.cgi?chn=1&u=admin&p={PASSWORD}"
+    for source in (bare, f"192.168.1.1:7441/{PATH_TOKEN}?enableSrtp"):
+        config = write_config(
+            tmp_path / "b.yaml", printers=[{"name": "p1", "camera": {"source": source}}]
+        )
+        proc = run_cli("--debug", "check-config", "--config", str(config), "--no-model-run")
+        assert proc.returncode == 2 and "printers.0.camera.source" in proc.stderr, proc.stderr
+        assert leaks(proc.stdout + proc.stderr, PASSWORD, PATH_TOKEN) == [], proc.stderr
+
+    config = write_config(tmp_path / "c.yaml", printers=[{"name": "p1"}])
+    text = config.read_text() + 'mqtt:\n  host: 127.0.0.1\n  password: "Ab${Hunter22Secret}x"\n'
+    config.write_text(text)
+    proc = run_cli("check-config", "--config", str(config), "--no-model-run")
+    assert proc.returncode == 2 and "mqtt.password: names an environment variable" in proc.stderr
+    assert "Hunter22Secret" not in proc.stdout + proc.stderr, proc.stderr

@@ -973,6 +973,12 @@ def _expand_env(node: Any, path: str) -> Any:
 
         def sub(m: re.Match[str]) -> str:
             name = m.group(1)
+            if name not in os.environ and says_secret(path.rpartition(".")[2]) and m[0] != node:
+                # a password of its own holding "${...}": its name is part of the password
+                raise ConfigError(
+                    f"{path}: names an environment variable that is not set (the value is not "
+                    "shown: it may be a secret)"
+                )
             if name not in os.environ:
                 raise ConfigError(f"{path}: environment variable ${{{name}}} is not set")
             if says_secret(name):  # masked wherever it lands (an MQTT user name, a URL's path)

@@ -17,6 +17,8 @@ import threading
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
+from watchdog.camera_sources import address_without_scheme
+
 MASK = "***"
 _KEEP_QUERY = {"action"}  # mjpg-streamer's ?action=stream|snapshot says what the URL is
 
@@ -104,6 +106,8 @@ def url_secrets(url: str) -> list[str]:
         out += [plain, token, token.rstrip("=")]
     if parts.password is None and parts.username and _looks_like_token(parts.username):
         out.append(parts.username)  # a name alone: masked in URLs always (``_USER_ONLY``)
+    if parts.netloc:  # a URL's path; a recording's path is the owner's folders
+        out += _path_secrets(parts.path)
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if value and says_secret(key):
             out.append(value)
@@ -119,6 +123,61 @@ def _looks_like_token(name: str) -> bool:
     "camera", "octoprint") is masked inside URLs only: masked everywhere, it cut ordinary
     words ("***istrator", "*** offline")."""
     return len(name) >= 12 and any(c.isdigit() for c in name) and any(c.isalpha() for c in name)
+
+
+def _path_token(segment: str) -> bool:
+    """A URL's path segment that is a token, not a name: long, letters and digits mixed (a
+    UniFi camera's ``rtsps://nvr:7441/<token>``, an RTMP stream key, Home Assistant's
+    ``/api/hassio_ingress/<token>/``); ``snapshot.jpg`` or ``stream1`` are not."""
+    plain = segment.replace("-", "").replace("_", "")
+    long_enough = len(segment) >= 16 if segment == plain else len(segment) >= 24
+    return (
+        long_enough
+        and plain.isascii()
+        and plain.isalnum()
+        and any(c.isdigit() for c in plain)
+        and any(c.isalpha() for c in plain)
+    )
+
+
+def _masked_path(path: str) -> str:
+    """A URL's path with its token segments and its ``;name=value`` values masked."""
+    out = []
+    for segment in path.split("/"):
+        name, semi, params = segment.partition(";")
+        if _path_token(unquote(name)):
+            name = MASK
+        if semi:
+            params = ";".join(
+                f"{p.partition('=')[0]}={MASK}" if "=" in p else p for p in params.split(";")
+            )
+        out.append(name + semi + params)
+    return "/".join(out)
+
+
+def _path_secrets(path: str) -> list[str]:
+    """A URL path's tokens and ``;name=value`` values, to be masked wherever they appear."""
+    out = []
+    for segment in path.split("/"):
+        name, _, params = segment.partition(";")
+        if _path_token(unquote(name)):
+            out += list(dict.fromkeys([name, unquote(name)]))
+        out += [v for _, eq, v in (p.partition("=") for p in params.split(";")) if eq and v]
+    return out
+
+
+def redact_source(source: object) -> str:
+    """A camera source as a line shows it: a URL without its secrets (``redact_url``), an
+    address missing its scheme likewise, a path cut at a ``?`` (its query may hold the
+    camera's password: ``192.168.1.5/snapshot.cgi?u=admin&p=...`` read as a file)."""
+    if not isinstance(source, str):
+        return str(source)
+    if "://" in source:
+        return redact_url(source)
+    if address_without_scheme(source):
+        return redact_url("http://" + source).removeprefix("http://")
+    path, query, _ = source.partition("?")
+    return path + (f"?{MASK}" if query else "")
 
 
 def address_of(url: str) -> str:
@@ -152,7 +211,7 @@ def redact_url(url: str) -> str:
         f"{k}={v if k in _KEEP_QUERY else MASK}"
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
     )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    return urlunsplit((parts.scheme, netloc, _masked_path(parts.path), query, ""))
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

@@ -75,7 +75,7 @@ from watchdog.devices.http_client import (
 )
 from watchdog.errors import UsageError
 from watchdog.frame_gate import FrameGate
-from watchdog.redact import one_line, redact_url, secret_filter
+from watchdog.redact import one_line, redact_source, redact_url, secret_filter
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class CameraSourceError(UsageError):
     (``replay --frames``)."""
 
     def __init__(self, source: object, problem: str, where: str = "camera source") -> None:
-        super().__init__(f"{where} {source}: {problem}")
+        super().__init__(f"{where} {redact_source(source)}: {problem}")
         self.source, self.problem = source, problem
 
     def at(self, where: str) -> CameraSourceError:
