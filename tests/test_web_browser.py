@@ -1378,6 +1378,15 @@ def test_the_mask_editor_says_why_the_camera_gives_no_frame(env, browser) -> Non
             60,
         )
         assert note.startswith("No frame from the camera yet (") and "\n" not in note, note
+        # asked less and less often (every 3 s for as long as the tab stayed open)
+        wait_js(
+            browser,
+            "a longer wait between tries",
+            "const n = document.querySelector('[data-role=edit-frame-note]');"
+            "const m = n && n.textContent.match(/trying again in (\\d+) s/);"
+            "return m && Number(m[1]) >= 7;",
+            60,
+        )
     finally:
         env.camera.set_fault(None)
     _frame_to_draw_on(browser)

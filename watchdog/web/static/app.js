@@ -778,10 +778,14 @@ function openEditor(name) {
   d.frameNote = el("p", { class: "bad", "data-role": "edit-frame-note", hidden: true });
   // fetched, not given to the <img> as its address: an <img> cannot read why the camera gave
   // no frame (a refused password looked like a camera still starting), which the 503 says
+  // each try asks the camera for a frame: one down all evening is asked less and less often
+  // while the tab stays open (3 s, then half as long again each time, 30 s at most)
+  let wait = 3000;
   const noFrame = (why) => {
-    d.frameNote.textContent = `No frame from the camera yet${why ? ` (${why})` : ""}: trying again every few seconds.`;
+    d.frameNote.textContent = `No frame from the camera yet${why ? ` (${why})` : ""}: trying again in ${Math.round(wait / 1000)} s.`;
     d.frameNote.hidden = false;
-    setTimeout(loadFrame, 3000);
+    setTimeout(loadFrame, wait);
+    wait = Math.min(wait * 1.5, 30000);
   };
   const loadFrame = async () => {
     if (S.edit !== d) return;  // the editor was left
