@@ -109,7 +109,8 @@ def test_collect_keeps_a_folder_of_several_prints_apart(tmp_path: Path) -> None:
     parts = [s for s in sessions if s.endswith("+resumed1")]
     assert len(parts) == 1 and sessions[parts[0]] == 2
     first = parts[0].removesuffix("+resumed1")
-    assert sessions[first] == 4 and first.endswith("-rec")  # the first named after the folder
+    # each named after its print: the first was named after the folder
+    assert sessions[first] == 4 and first.endswith("-benchy"), sessions
     assert any(s.endswith("-gear") and n == 3 for s, n in sessions.items())
 
 

@@ -177,6 +177,10 @@ class Collector:
             return
         recorded = frames.parse(current).print or ""
         before, self.recorded = self.recorded, recorded
+        if before is None and self.job is None and self.count == 0 and self._several_prints():
+            # the first of a folder of several prints: named after it, as the others are
+            self.session = self.print_name = self._new_session(frames.print_of(recorded) or None)
+            return
         if before is None or recorded == before or self.print_name is None:
             return
         if frames.print_of(recorded) == frames.print_of(before):
@@ -187,6 +191,11 @@ class Collector:
             self.parts = 0
         self.count = 0
         logger.info("%s: the recording's next print: collecting %s", self.cfg.name, self.session)
+
+    def _several_prints(self) -> bool:
+        """Whether the recording is a folder holding frames of more than one print."""
+        paths = getattr(self.camera, "paths", None) or []
+        return len({frames.print_of(frames.parse(p).print or "") for p in paths}) > 1
 
     def _saved_as(self, path: Path, frame: np.ndarray) -> bool:
         """Write ``frame`` at ``path``, never over a file there (False then: another collect
