@@ -1,6 +1,6 @@
 """What the camera's decoding checks cost in scores and catch: reduced-size decoding, cut JPEGs.
 
-    .venv/bin/python benchmarks/decoding.py [--data /work/shared/data/kaggle-3d-printer] [--frames 60]
+    .venv/bin/python benchmarks/decoding.py [--data ../shared/data/kaggle-3d-printer] [--frames 60]
 
 1. Reduced-size decoding.
 Frames of the Kaggle dataset (640x480) are scored with the shipped default model as the

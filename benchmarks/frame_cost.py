@@ -33,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.paths import shown  # noqa: E402
 from watchdog.detection.bundle import Bundle, default_bundle_path, encode_jpeg  # noqa: E402
 from watchdog.detection.detector import Detector  # noqa: E402
 from watchdog.image_files import read_bgr_file  # noqa: E402
@@ -140,7 +141,7 @@ def daemon_peak_rss(model: Path, seconds: float) -> dict[str, float]:
         cfg.write_text(
             json.dumps(
                 {
-                    "model": str(model),
+                    "model": shown(model),
                     "http": {"listen": ""},
                     "storage": {"dir": tmp},
                     "printers": [
@@ -233,7 +234,7 @@ def main() -> None:
     jpegs = camera_jpegs(args.frames)
     cores = os.cpu_count() or 1
     results: dict[str, object] = {
-        "model": args.model,
+        "model": shown(args.model),
         "model_bytes": bundle.model_path.stat().st_size,
         "input": list(bundle.meta.preprocess.shape),
         "frames": len(jpegs),

@@ -40,6 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.paths import shown  # noqa: E402
 from watchdog.config import CameraConfig, DetectionConfig  # noqa: E402
 from watchdog.detection import decide  # noqa: E402
 from watchdog.detection.bundle import Bundle, default_bundle_path  # noqa: E402
@@ -244,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                     json.dumps(
                         {
                             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                            "bundle": str(args.bundle),
+                            "bundle": shown(args.bundle),
                             "bundle_created": meta.created,
                             "adaptation": {
                                 "threshold": meta.adaptation.threshold,

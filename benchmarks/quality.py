@@ -67,6 +67,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.inscene import growth_order, pasted_failures, pasted_sequence  # noqa: E402
+from benchmarks.paths import shown  # noqa: E402
 from trainer.crossfit import shipped_threshold, split_fit_val  # noqa: E402
 from trainer.data import last_frames  # noqa: E402
 from trainer.evaluate import error_maps, keras_reconstructor  # noqa: E402
@@ -1555,7 +1556,7 @@ def main(argv: list[str] | None = None) -> int:
     adaptation = getattr(default, "adaptation", Adaptation())
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "data": str(args.data),
+        "data": shown(args.data),
         "target_fpr": args.target_fpr,
         # what was scored: the experiments' tables name their rows by it
         "variant": {

@@ -48,6 +48,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.paths import shown  # noqa: E402
 from trainer.data import NORMAL, find_frames  # noqa: E402
 from watchdog.detection.bundle import Bundle  # noqa: E402
 from watchdog.frames import parse as parse_frame_name  # noqa: E402
@@ -173,7 +174,7 @@ def write_bundle_rows(
     """A replay benchmark's rows (and ``more`` tables of them) as JSON, with which training of
     the bundle made them (a retrained bundle keeps its path)."""
     created = Bundle.load(bundle).meta.created
-    document = {"bundle": str(bundle), "bundle_created": created, "rows": rows, **more}
+    document = {"bundle": shown(bundle), "bundle_created": created, "rows": rows, **more}
     path.write_text(json.dumps(document, indent=2) + "\n")
 
 
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                 scored = replay(bundle, normal[h] + frames, Path(work))
             rows[f] = measure(scored, len(normal[h]), calibration)
         results[h] = {
-            "bundle": str(bundle),
+            "bundle": shown(bundle),
             "train_s": train_s,
             "calibration_frames": calibration,
             "sequences": rows,
@@ -294,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     print(summary(results))
     if args.json:
         args.json.write_text(
-            json.dumps({"data": str(args.data), "folds": results}, indent=2) + "\n"
+            json.dumps({"data": shown(args.data), "folds": results}, indent=2) + "\n"
         )
     return 0
 
