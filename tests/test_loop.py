@@ -9,6 +9,8 @@ import re
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -19,6 +21,7 @@ from tests import synth
 from tests.daemon_helpers import run_cli, write_config
 from tests.plugins.models import TINY_FRAMES, TINY_SEED
 from tests.plugins.printers import api_config, wait_until
+from watchdog import watcher as watcher_module
 from watchdog.comms.actions import latest_incident
 from watchdog.comms.notifier import Notifier
 from watchdog.config import (
@@ -1146,7 +1149,8 @@ def test_a_start_the_camera_shows_without_movement_is_not_the_prints_look(
 ) -> None:
     """A snapshot URL stuck on one picture, a black picture (lights off), or a live camera
     on a printer that is still heating (nothing but the camera's noise moves) through a
-    print's start: nothing of the print moved, so nothing of it was learnt. Learnt as its
+    print's start: nothing of the print moved, so nothing of it was learnt (one picture given
+    again is not even judged again). Learnt as its
     look, the first live picture of the print after it paused the print. It is learnt again
     instead, the page and the log say why, and the print, once the camera shows it moving, is
     watched as usual."""
@@ -1160,15 +1164,78 @@ def test_a_start_the_camera_shows_without_movement_is_not_the_prints_look(
     frames = _folder(tmp_path / "rec", start + list(normal_frames[:8]))
     printer = SimulatedPrinter("benchy.gcode")
     watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
-    for _ in range(10):
-        watcher.step()
+    starts = [watcher.step() for _ in range(10)]
     assert watcher.status()["calibrating"]
-    assert "the picture did not move" in watcher.status()["calibration"]
-    assert "did not move during the print's start" in caplog.text
+    if still == "heating":
+        assert "the picture did not move" in watcher.status()["calibration"]
+        assert "did not move during the print's start" in caplog.text
+    else:  # one picture again and again: judged once, then not again (no camera's sensor does)
+        assert [r.skipped for r in starts] == [False] + [True] * 9
+        assert "the camera gave the same picture again" in caplog.text
     records = [watcher.step() for _ in range(8)]
     assert not any(r.action for r in records), [(r.frame, r.score) for r in records]
     assert printer.actions == []
     assert not watcher.status()["calibrating"], "the live print's start is learnt"
+    watcher.camera.close()
+
+
+def test_an_alerts_cancel_after_the_clock_was_set_forward_cancels_its_print(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, monkeypatch
+) -> None:
+    """A Pi without a clock chip runs behind until NTP sets it. The alert was raised on the old
+    time, the print's start (Klipper's total duration back from now) read on the new one: the
+    alert's Cancel was refused as "started part.gcode again after this alert", the failing
+    print left running."""
+    skew = [-3 * 3600.0]
+
+    class Klipper(SimulatedPrinter):  # started_at as Moonraker's client works it out
+        def status(self) -> PrinterStatus:
+            s = super().status()
+            if s.state is not PrinterState.PRINTING:
+                return s
+            return replace(s, printed_s=100.0, started_at=time.time() + skew[0] - 100.0)
+
+    def skewed_now() -> str:
+        return (datetime.now(UTC) + timedelta(seconds=skew[0])).isoformat(timespec="milliseconds")
+
+    monkeypatch.setattr(watcher_module, "_now_iso", skewed_now)
+    printer = Klipper("part.gcode")
+    frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer, action="notify")
+    while watcher.status()["last_alert"] is None:
+        watcher.step()
+    incident = watcher.status()["last_alert"]["incident"]
+    skew[0] = 0.0  # NTP sets the clock mid-print
+    watcher.step()
+    answer = watcher.submit(Command("e3", Verb.CANCEL, incident, source="phone"))
+    while not answer.done():
+        watcher.step()
+    assert answer.result().ok, answer.result().detail
+    assert printer.actions == [Action.CANCEL]
+
+
+def test_a_streamers_stand_in_picture_given_again_and_again_pauses_no_print(
+    tmp_path, tiny_adaptive_bundle, normal_frames, caplog
+) -> None:
+    """A USB camera unplugged behind its streamer: the streamer serves its "NO SIGNAL"
+    picture at every request. Scored at each frame, it made 3 anomalous frames in a row and
+    paused a good print 20 s after the glitch, long before the camera was found frozen
+    (``frozen_after_s``, a minute). It is judged once; the same picture again is no news."""
+    caplog.set_level(logging.INFO, "watchdog.watcher")
+    stand_in = np.zeros_like(normal_frames[0])
+    cv2.putText(stand_in, "< NO SIGNAL >", (10, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255,) * 3, 2)
+    live = list(normal_frames[:15])
+    frames = _folder(tmp_path / "rec", live + [stand_in] * 8)
+    printer = SimulatedPrinter("benchy.gcode")
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    records = [watcher.step() for _ in range(30)]
+    judged = [r for r in records if r.verdict is not None]
+    assert len(judged) == len(live) + 1 and judged[-1].verdict.anomalous, [
+        (r.frame, r.score) for r in judged
+    ]
+    assert sum(r.skipped for r in records) == 7
+    assert printer.actions == [] and not watcher.status()["failure"]
+    assert caplog.text.count("the camera gave the same picture again") == 1, caplog.text
     watcher.camera.close()
 
 

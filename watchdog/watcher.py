@@ -14,6 +14,7 @@ and read ``snapshot``, an immutable ``WatcherStatus`` replaced after every step.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import threading
@@ -332,6 +333,8 @@ class Watcher:
         self._first_frame_seen = False  # of the print now running (``_judge_where_first_seen``)
         # which of ``_prints`` its owner asked not to watch (Verb.SKIP_PRINT); None: none
         self._skipped_print: int | None = None
+        self._last_picture = b""  # the digest of the last frame read (_same_picture_again)
+        self._said_again = False
         self.latest_jpeg: bytes | None = None  # the last heatmap overlay (bytes: immutable)
         self.history = (
             History()
@@ -361,6 +364,8 @@ class Watcher:
 
     def _watch(self, now: float, events: list[WatchEvent]) -> StepRecord | None:
         frame = self._read_frame(events)
+        if frame is not None and self._same_picture_again(frame):
+            frame = None  # no news: not judged again, as a bad frame is not
         if frame is None:
             self.gate.leave()
             if self.camera.exhausted:  # a recording (replay, demo) that has ended
@@ -470,6 +475,23 @@ class Watcher:
                     "%s: the printer is hot: the print's start is learnt from here", self.name
                 )
         self.detector.heating = heating
+
+    def _same_picture_again(self, frame: np.ndarray) -> bool:
+        """Whether ``frame`` is, pixel for pixel, the one before it. No camera's sensor gives
+        one picture twice: a streamer's stand-in ("NO SIGNAL", its USB camera unplugged), a
+        camera polled faster than it refreshes. Each was scored again and counted toward
+        ``consecutive``: one glitch paused a good print in 20 s, before the camera was found
+        frozen (``frozen_after_s``)."""
+        digest = hashlib.blake2b(np.ascontiguousarray(frame).data, digest_size=16).digest()
+        again, self._last_picture = digest == self._last_picture, digest
+        if again and not self._said_again:
+            logger.info(
+                "%s: the camera gave the same picture again (a stand-in picture, or a camera "
+                "read faster than it refreshes): not judged again",
+                self.name,
+            )
+        self._said_again = again
+        return again
 
     def _read_frame(self, events: list[WatchEvent]) -> np.ndarray | None:
         """The next frame, or None; a camera going offline or back is an event, once."""
@@ -1580,8 +1602,10 @@ class Watcher:
                     f"{self.state.job}"
                 )
             # the same file started again while the API was away or between two polls: no
-            # print was counted, but its print time or start time tell
-            return self._printed_again(alert.job, alert_epoch(alert.time), alert.printed_s)
+            # print was counted, but its print time tells. Its start time is not compared with
+            # the alert's: the decision already has, on the monotonic clock (a Pi without a
+            # clock chip set forward by NTP after the alert refused the alert's Cancel)
+            return self._printed_again(alert.job, None, alert.printed_s)
         newest = self._newest_incident()
         if newest is not None and newest.id != incident:
             return f"{self.name} has had a newer alert since this one"
