@@ -451,6 +451,24 @@ def test_no_second_alert_before_the_first_pause_is_seen_or_corrected() -> None:
     assert fired == [2]  # corrected: the failure in view fires (pauses) again
 
 
+def test_the_owners_resume_of_a_late_pause_of_ours_answers_the_failure() -> None:
+    """Our pause queued behind a heat-up shows after it was said not to have happened: the
+    owner's resume, hours later, was taken for the resume of a pause of their own. The failure
+    stood (Home Assistant's problem sensor on until the print's end) and no cooldown began."""
+    state, _ = feed(printing(), "xxx")
+    assert state.failure
+    state = stop_sent(state, due=60.0)
+    state, events = fold_printer(state, PrinterState.PRINTING, "benchy.gcode", 70.0, S)
+    assert Event.NOT_STOPPED in events
+    state, _ = feed(state, "." * 5, t0=80.0)  # judged on meanwhile: re-armed by the cooldown
+    assert state.armed
+    state, events = fold_printer(state, PrinterState.PAUSED, "benchy.gcode", 200.0, S)
+    assert Event.PAUSED_LATE in events
+    state, events = fold_printer(state, PrinterState.PRINTING, "benchy.gcode", 3800.0, S)
+    assert Event.RESUMED_AFTER_ACTION in events, events
+    assert not state.failure and state.cooling and state.label is Label.COOLDOWN
+
+
 def test_a_pause_seen_after_it_was_said_not_to_have_happened_is_a_late_pause_once() -> None:
     state, _ = feed(printing(), "xxx")
     state = stop_sent(state, due=60.0)

@@ -200,8 +200,13 @@ def _stop_followed(
     have happened, the print is paused after all (``Event.PAUSED_LATE``)."""
     if state.stop_due is None:
         if state.late_until is not None and printer is PrinterState.PAUSED:
-            late = now <= state.late_until
-            return replace(state, late_until=None), (*events, Event.PAUSED_LATE) if late else events
+            if now > state.late_until:  # another pause (a filament change)
+                return replace(state, late_until=None), events
+            # ours after all: waited on as one that showed in time (the owner's resume is an
+            # answer to the alert, its failure over and the cooldown started; taken for the
+            # owner's own pause, the failure stood until the print's end)
+            ours = replace(state, late_until=None, armed=False, rearm_at=None, consecutive=0)
+            return ours, (*events, Event.PAUSED_LATE)
         return state, events
     if shows_stop(printer, cancel=state.cancelled):
         return replace(state, stop_due=None, late_until=None), (*events, Event.STOP_SHOWN)
