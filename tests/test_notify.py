@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.daemon_helpers import without_apprise
 from tests.plugins.receivers import NtfyReceiver, WebhookReceiver, wait_for
-from watchdog.comms.actions import ActionHandler, ActionTokens
+from watchdog.comms.actions import ActionHandler, ActionRefused, ActionTokens
 from watchdog.comms.http import StatusServer, action_page
 from watchdog.comms.notifier import Notifier
 from watchdog.comms.notify_send import with_mail_priority
@@ -1439,7 +1439,7 @@ def post(url: str, method: str = "POST") -> tuple[int, str]:
 @pytest.fixture
 def action_server(tmp_path):
     clock = FakeClock()
-    tokens = ActionTokens(tmp_path, clock=clock)
+    tokens = ActionTokens(tmp_path, clock=clock, monotonic=clock)
     recorder = Recorder()
     handler = ActionHandler(tokens, recorder, tmp_path)
     server = StatusServer(
@@ -1454,6 +1454,27 @@ def action_server(tmp_path):
     server.start()
     yield server, tokens, recorder, clock
     server.stop()
+
+
+def test_a_button_is_not_expired_by_the_clock_set_forward_after_it_was_issued(tmp_path) -> None:
+    """A Pi without a clock chip starts on the time it was switched off (fake-hwclock) until
+    NTP sets it: a notification sent before that, its clock set two days forward a minute
+    later, answered "this button has expired" to the Cancel pressed then. Expiry is counted
+    on the clock NTP does not move; a later run reads it on its own wall clock."""
+    wall, mono = FakeClock(), FakeClock()
+    tokens = ActionTokens(tmp_path, clock=wall, monotonic=mono)
+    cancel = tokens.issue(PRINTER, "20261207T170000000Z-ab12", Verb.CANCEL, 24 * 3600)
+    resume = tokens.issue(PRINTER, "20261207T170000000Z-ab12", Verb.RESUME, 24 * 3600)
+    wall.now += 2 * 24 * 3600 + 60  # NTP
+    mono.now += 60
+    assert tokens.redeem(cancel).verb is Verb.CANCEL
+    # saved then, on the wall clock of now: a restart a minute later still takes the other
+    later = ActionTokens(tmp_path, clock=wall, monotonic=FakeClock())
+    wall.now += 60
+    assert later.peek(resume).verb is Verb.RESUME
+    mono.now += 24 * 3600  # and each still expires when it should
+    with pytest.raises(ActionRefused, match="expired"):
+        tokens.peek(resume)
 
 
 def test_a_button_works_once_for_its_own_incident_until_it_expires(action_server, tmp_path) -> None:

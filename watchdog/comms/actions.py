@@ -76,9 +76,19 @@ def _digest(token: str) -> str:
 class ActionTokens:
     """Issues and redeems tokens; the hashed store on disk is shared with later runs."""
 
-    def __init__(self, storage_dir: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        storage_dir: Path,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = Path(storage_dir) / FILE_NAME
         self.clock = clock
+        self.monotonic = monotonic
+        # the buttons this run issued: they expire by the monotonic clock. A Pi without a
+        # clock chip whose clock NTP set a day forward after the alert (fake-hwclock restores
+        # the time it was switched off) answered "expired" to the Cancel pressed a minute later
+        self._deadlines: dict[str, float] = {}
         self._lock = threading.Lock()
         # pressed while the file could not be written (a full or read-only SD card): used for
         # this run; every button failed then, Cancel too, when it was needed most
@@ -116,19 +126,38 @@ class ActionTokens:
         return grants
 
     def _save(self, grants: dict[str, Grant]) -> None:
-        now = self.clock()
-        keep = {
-            d: {**asdict(g), "verb": g.verb.value} for d, g in grants.items() if g.expires > now
-        }
+        """Write the grants not expired; this run's with their expiry on the wall clock of now
+        (the file is read by a later run, on its own wall clock)."""
+        now, mono = self.clock(), self.monotonic()
+        keep = {}
+        for d, g in grants.items():
+            if self._expired(d, g):
+                continue
+            deadline = self._deadlines.get(d)
+            expires = g.expires if deadline is None else now + (deadline - mono)
+            keep[d] = {**asdict(g), "expires": expires, "verb": g.verb.value}
+        self._deadlines = {d: t for d, t in self._deadlines.items() if d in keep}
         replace_file(self.path, json.dumps(keep).encode())
+
+    def _expired(self, digest: str, grant: Grant) -> bool:
+        deadline = self._deadlines.get(digest)
+        if deadline is not None:
+            return self.monotonic() >= deadline
+        return grant.expires <= self.clock()
 
     def issue(self, printer: str, incident: str, verb: Verb, ttl_s: float) -> str:
         """A new token for ``verb`` on ``incident`` of ``printer``; OSError if it cannot be stored."""
         token = secrets.token_urlsafe(24)
         with self._lock:
             grants = self._load()
-            grants[_digest(token)] = Grant(printer, incident, verb, self.clock() + ttl_s)
-            self._save(grants)
+            digest = _digest(token)
+            grants[digest] = Grant(printer, incident, verb, self.clock() + ttl_s)
+            self._deadlines[digest] = self.monotonic() + ttl_s
+            try:
+                self._save(grants)
+            except OSError:
+                self._deadlines.pop(digest, None)
+                raise
         return token
 
     def peek(self, token: str) -> Grant:
@@ -136,7 +165,8 @@ class ActionTokens:
         if not TOKEN.fullmatch(token):
             raise ActionRefused(HTTPStatus.NOT_FOUND, "no such action")
         with self._lock:
-            return self._valid(self._grants_or_refuse().get(_digest(token)))
+            digest = _digest(token)
+            return self._valid(digest, self._grants_or_refuse().get(digest))
 
     def _grants_or_refuse(self) -> dict[str, Grant]:
         try:
@@ -150,13 +180,13 @@ class ActionTokens:
             grants[digest] = dataclasses.replace(grants[digest], used=True)
         return grants
 
-    def _valid(self, grant: Grant | None) -> Grant:
+    def _valid(self, digest: str, grant: Grant | None) -> Grant:
         """The grant if it may still be used; ActionRefused saying why not otherwise."""
         if grant is None:
             raise ActionRefused(
                 HTTPStatus.NOT_FOUND, "no such action (unknown or expired long ago)"
             )
-        if grant.expires <= self.clock():
+        if self._expired(digest, grant):
             raise ActionRefused(HTTPStatus.GONE, "this button has expired")
         if grant.used:
             raise ActionRefused(HTTPStatus.CONFLICT, "this button was already used")
@@ -169,7 +199,7 @@ class ActionTokens:
         digest = _digest(token)
         with self._lock:
             grants = self._grants_or_refuse()
-            grant = self._valid(grants.get(digest))
+            grant = self._valid(digest, grants.get(digest))
             grants[digest] = Grant(grant.printer, grant.incident, grant.verb, grant.expires, True)
             try:
                 self._save(grants)
