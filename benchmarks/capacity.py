@@ -576,6 +576,7 @@ def main() -> int:
             broker.stop()
     macs = model_macs(default_bundle_path() / "model.tflite")
     report = {
+        "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": {
             "cpu": _cpu_name(),
             "cores_online": os.cpu_count(),

@@ -4,7 +4,8 @@
 
 The camera is nudged (the picture moves 12 px right and 8 px down), a light is switched on
 (every pixel +40), daylight brightens the room (x1.4), a light is switched off (x0.6) or
-sunlight falls on the printer (x2.5: about half the picture pure white) at
+sunlight falls on the printer (x2.5: about half the picture pure white), or a light is
+switched off leaving the room dim (x0.35, with the noise a camera adds in dim light) at
 frame ``--onset`` of each Kaggle normal print, and stays so. The
 adapted score flags that, as it should: "this looks different from how the print started".
 What matters to a user is what happens next. ``python -m watchdog replay`` with its
@@ -51,7 +52,16 @@ CHANGES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "daylight (x1.4)": lambda im: cv2.convertScaleAbs(im, alpha=1.4, beta=0),
     "light switched off (x0.6)": lambda im: cv2.convertScaleAbs(im, alpha=0.6, beta=0),
     "glare (x2.5, much of it white)": lambda im: cv2.convertScaleAbs(im, alpha=2.5, beta=0),
+    "light switched off, dim and noisy (x0.35, noise 5)": lambda im: _dim_and_noisy(im),
 }
+
+
+def _dim_and_noisy(im: np.ndarray) -> np.ndarray:
+    """A room left in dim light: x0.35, and the noise a camera adds there (each frame's own,
+    seeded by its pixels: the same run gives the same frames)."""
+    rng = np.random.default_rng(int(im[::16, ::16].sum()))
+    dim = im.astype(np.float32) * 0.35 + rng.normal(0.0, 5.0, im.shape)
+    return np.clip(np.round(dim), 0, 255).astype(np.uint8)
 
 
 def changed_print(
