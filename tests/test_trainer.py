@@ -344,6 +344,8 @@ def test_a_bundle_that_fails_the_parity_check_is_not_left_as_a_bundle(
             "--preset tiny --adapt-early-frames 100",
             "--adapt-early-frames 100: this preset judges each frame on its own",
         ),
+        # a model no daemon would load (its running memory): said after the whole training
+        ("--input-size 1024x768 --adapt-frames 0", "MB of memory to run, more than the 128 MB"),
     ],
 )
 def test_a_start_longer_than_a_pi_can_keep_is_refused_before_training(

@@ -73,6 +73,15 @@ def convert(
         return conv.convert()
 
 
+def check_runs_in_the_daemon(model: Any) -> None:
+    """BundleError, before any training, for a model the daemon would refuse to load (more
+    memory to run than a Pi's watchdog gives it): said after hours of training, the bundle was
+    left in the run folder, refused by every daemon."""
+    from watchdog.detection.model import load_interpreter
+
+    load_interpreter("the model of this preset and --input-size", content=convert(model))
+
+
 def write_bundle(tflite: bytes, folder: Path, meta: BundleMeta) -> Bundle:
     """Write model.tflite + model.json into ``folder`` (replacing what is there)."""
     folder = Path(folder)

@@ -350,11 +350,11 @@ def run(options: Options) -> RunResult:
             )
             logger.warning("%s", split.notes[-1])
         split.sessions["test"] = [f"{s} (validation)" for s in split.sessions["val"]]
+    # 2. build (refused before a run folder is made if no daemon could load it) and fit
+    model = build_autoencoder(preset.model, pre.shape, options.seed)
+    export.check_runs_in_the_daemon(model)
     run_dir = _run_dir(options.out)
     logger.info("run folder %s", run_dir)
-
-    # 2. build and fit
-    model = build_autoencoder(preset.model, pre.shape, options.seed)
     compile_autoencoder(model, preset.train)
     label = "the model to deploy" if options.split == "all" else "the model"
     fitted = fit(
