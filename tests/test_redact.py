@@ -432,6 +432,7 @@ def test_the_daemon_survives_config_reload_with_secret_and_masks_it(
                 "APIKEYVALUE",
                 "PASSWORT",
                 "MQTTPASSWORDHASH",
+                "jsessionid",
             )
         ],
         *[(n, False) for n in ("CAMERA_HOST", "inside", "signal", "KEYBOARD", "action")],
@@ -678,8 +679,14 @@ PATH_TOKEN = "Xk9fUniFiStreamTok3n"
         ),
         (f"http://cam/live;jsessionid={PATH_TOKEN}/s.jpg", "http://cam/live;jsessionid=***/s.jpg"),
         (f"rtmps://cam.lan/live/{PATH_TOKEN}", "rtmps://cam.lan/live/***"),
+        (  # a token that happens to hold no digit
+            "rtsps://192.168.1.1:7441/KxMDFlWfCZEcqtiA?enableSrtp",
+            "rtsps://192.168.1.1:7441/***?enableSrtp=***",
+        ),
         # names, not tokens: kept, they say which camera
         ("rtsp://cam/Streaming/Channels/101", "rtsp://cam/Streaming/Channels/101"),
+        ("rtsp://go2rtc:8554/prusamk4garage01", "rtsp://go2rtc:8554/prusamk4garage01"),
+        ("http://cam/x/SnapshotJpegStream", "http://cam/x/SnapshotJpegStream"),
         ("http://cam:8080/snapshot_1920x1080.jpg", "http://cam:8080/snapshot_1920x1080.jpg"),
         (
             "http://octopi.local/webcam/?action=snapshot",
@@ -693,6 +700,8 @@ def test_a_token_in_a_urls_path_is_masked_as_one_in_its_query(url: str, shown: s
     assert redact_url(url) == shown
     assert (PATH_TOKEN in url_secrets(url)) == (PATH_TOKEN in url)
     assert PATH_TOKEN not in address_of(url)
+    # a stream's settings are masked where the URL is shown, not in every line ("1280x720")
+    assert url_secrets("http://cam/video.mjpg;resolution=1280x720;codec=mjpeg") == []
     # a recording's path is the owner's folders: none of it is a secret to mask in every line
     assert url_secrets(f"/home/pi/recordings/{PATH_TOKEN}/benchy_first_layer_20261206") == []
 
@@ -721,9 +730,19 @@ def test_a_path_token_or_a_query_password_is_not_echoed_by_check_config_or_its_e
         assert proc.returncode == 2 and "printers.0.camera.source" in proc.stderr, proc.stderr
         assert leaks(proc.stdout + proc.stderr, PASSWORD, PATH_TOKEN) == [], proc.stderr
 
-    config = write_config(tmp_path / "c.yaml", printers=[{"name": "p1"}])
-    text = config.read_text() + 'mqtt:\n  host: 127.0.0.1\n  password: "Ab${Hunter22Secret}x"\n'
-    config.write_text(text)
+    for key, extra in (
+        ("mqtt.password", 'mqtt:\n  host: 127.0.0.1\n  password: "Ab${Hunter22Secret}x"\n'),
+        ("notify.0.url", 'notify:\n  - url: "ntfys://me:Ab${Hunter22Secret}x@ntfy.lan/t"\n'),
+    ):
+        config = write_config(tmp_path / "c.yaml", printers=[{"name": "p1"}])
+        config.write_text(config.read_text() + extra)
+        proc = run_cli("check-config", "--config", str(config), "--no-model-run")
+        assert proc.returncode == 2, proc.stderr
+        assert f"{key}: names an environment variable" in proc.stderr, proc.stderr
+        assert "Hunter22Secret" not in proc.stdout + proc.stderr, proc.stderr
+    source = "rtsp://admin:Ab${Hunter22Secret}x@cam.lan/live"
+    config = write_config(
+        tmp_path / "d.yaml", printers=[{"name": "p1", "camera": {"source": source}}]
+    )
     proc = run_cli("check-config", "--config", str(config), "--no-model-run")
-    assert proc.returncode == 2 and "mqtt.password: names an environment variable" in proc.stderr
-    assert "Hunter22Secret" not in proc.stdout + proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "Hunter22Secret" not in proc.stdout + proc.stderr, proc.stderr

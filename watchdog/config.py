@@ -964,6 +964,16 @@ def _redact_tree(node: Any, secrets: list[str]) -> Any:
 # --------------------------------------------------------------------------- loading
 
 
+def _secret_part(path: str, value: str, at: int) -> bool:
+    """Whether the text at ``at`` of the config's ``value`` under ``path`` may be a secret: a
+    key that says so, a notification URL (a secret whole), or a URL's ``user:password@``."""
+    if says_secret(path.rpartition(".")[2]) or re.fullmatch(r"notify\.\d+\.url", path):
+        return True
+    scheme = value.find("://")
+    host_start = value.find("@", at)
+    return 0 <= scheme < at and host_start >= 0 and "/" not in value[scheme + 3 : host_start]
+
+
 def _expand_env(node: Any, path: str) -> Any:
     if isinstance(node, dict):
         return {k: _expand_env(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
@@ -973,7 +983,7 @@ def _expand_env(node: Any, path: str) -> Any:
 
         def sub(m: re.Match[str]) -> str:
             name = m.group(1)
-            if name not in os.environ and says_secret(path.rpartition(".")[2]) and m[0] != node:
+            if name not in os.environ and m[0] != node and _secret_part(path, node, m.start()):
                 # a password of its own holding "${...}": its name is part of the password
                 raise ConfigError(
                     f"{path}: names an environment variable that is not set (the value is not "

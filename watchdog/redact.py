@@ -39,7 +39,7 @@ _SECRET_WORDS = (
 )
 _SECRET_NAME = re.compile(rf"(?i)[a-z0-9_.-]*?(?:{_SECRET_WORDS})s?[0-9]*(?:[_.-][a-z0-9_.-]*)?")
 _SECRET_ANYWHERE = re.compile(
-    r"(?i)token|secret|passw|pwd|auth|cred|api_?key|access_?key|private_?key"
+    r"(?i)token|secret|passw|pwd|auth|cred|api_?key|access_?key|private_?key|sessionid"
 )
 # ?key=, &key= or ;key=, then its value; whether the key says secret is decided apart (a
 # pattern holding the rule itself took quadratic time on a long run of key-like text)
@@ -126,18 +126,20 @@ def _looks_like_token(name: str) -> bool:
 
 
 def _path_token(segment: str) -> bool:
-    """A URL's path segment that is a token, not a name: long, letters and digits mixed (a
-    UniFi camera's ``rtsps://nvr:7441/<token>``, an RTMP stream key, Home Assistant's
-    ``/api/hassio_ingress/<token>/``); ``snapshot.jpg`` or ``stream1`` are not."""
+    """A URL's path segment that is a token, not a name: random letters of both cases (a
+    UniFi camera's ``rtsps://nvr:7441/<token>``, Home Assistant's
+    ``/api/hassio_ingress/<token>/``), or 24 characters or more of letters and digits (a hex
+    key, an RTMP stream key). A name is not: ``snapshot.jpg``, ``SnapshotJpegStream`` (a word's
+    capitals), a go2rtc stream named ``prusamk4garage01`` (masked, it hid the printer's name
+    in every line)."""
     plain = segment.replace("-", "").replace("_", "")
-    long_enough = len(segment) >= 16 if segment == plain else len(segment) >= 24
-    return (
-        long_enough
-        and plain.isascii()
-        and plain.isalnum()
-        and any(c.isdigit() for c in plain)
-        and any(c.isalpha() for c in plain)
-    )
+    if len(segment) < 16 or not plain.isascii() or not plain.isalnum():
+        return False
+    letters = [c for c in plain if c.isalpha()]
+    upper = sum(c.isupper() for c in letters) / max(1, len(letters))
+    mixed_case = len(segment) == len(plain) and 0.2 <= upper <= 0.8
+    long_key = len(segment) >= 24 and any(c.isdigit() for c in plain) and bool(letters)
+    return mixed_case or long_key
 
 
 def _masked_path(path: str) -> str:
@@ -156,13 +158,17 @@ def _masked_path(path: str) -> str:
 
 
 def _path_secrets(path: str) -> list[str]:
-    """A URL path's tokens and ``;name=value`` values, to be masked wherever they appear."""
+    """A URL path's tokens and the ``;name=value`` values whose name says secret, to be masked
+    wherever they appear (the others only where the URL is shown: ``;resolution=1280x720``
+    masked everywhere hid every "1280x720")."""
     out = []
     for segment in path.split("/"):
         name, _, params = segment.partition(";")
         if _path_token(unquote(name)):
             out += list(dict.fromkeys([name, unquote(name)]))
-        out += [v for _, eq, v in (p.partition("=") for p in params.split(";")) if eq and v]
+        for key, eq, value in (p.partition("=") for p in params.split(";")):
+            if eq and value and says_secret(key):
+                out.append(value)
     return out
 
 
