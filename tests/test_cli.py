@@ -182,6 +182,24 @@ def test_missing_secret_file_is_named(tmp_path) -> None:
     assert "printers.0.api.api_key_file: no such file" in line and "missing.key" not in line
 
 
+def test_check_config_warns_of_a_page_address_no_network_here_has(tmp_path, tiny_bundle) -> None:
+    """The daemon listens on an address of a network not up yet (the Pi before its router,
+    after a power cut); a mistyped one is listened on as well, and the page never answers:
+    check-config says so. 192.0.2.1 is on no machine (TEST-NET-1)."""
+    one = [{"name": "e3"}]
+    for listen, said in (("192.0.2.1:8787", True), ("127.0.0.1:8787", False)):
+        config = write_config(
+            tmp_path / "c.yaml",
+            model=str(tiny_bundle),
+            http={"listen": listen, "password": "correct-horse-battery"},
+            printers=one,
+        )
+        r = run_cli("check-config", "--config", str(config))
+        assert r.returncode == 0, r.stderr
+        warned = f"warning: http.listen {listen}: no network of this machine has that address"
+        assert (warned in r.stderr) is said, r.stderr
+
+
 def test_check_config_says_when_the_storage_folder_cannot_be_used(tmp_path, tiny_bundle) -> None:
     """storage.dir naming a file (a typo, a path that is a file on this machine): the config
     checked "ok" and the daemon kept no incident, no queued alert, no saved setting."""

@@ -22,6 +22,7 @@ import yaml
 
 from watchdog import switches
 from watchdog.commands import shown_source
+from watchdog.comms.http import not_here
 from watchdog.comms.notify import APPRISE_MISSING, apprise_installed
 from watchdog.comms.notify_send import NOT_UNDERSTOOD, understood
 from watchdog.comms.transport import check_tls, probe_broker
@@ -72,6 +73,12 @@ def warnings(config: Config) -> list[str]:
         out.append(
             f"storage.dir {config.storage.dir}: {unusable}: incidents, queued alerts and saved "
             "settings would not be kept (the print is still watched and paused)"
+        )
+    if config.http.listen and not_here(config.http.listen):
+        out.append(
+            f"http.listen {config.http.listen}: no network of this machine has that address now "
+            "(a network not up yet, or a mistyped address): the page and the phone's buttons "
+            "answer only once one has it"
         )
     if config.notify and not apprise_installed():
         out.append(

@@ -98,6 +98,21 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def not_here(listen: str) -> bool:
+    """Whether ``http.listen`` names an address no network of this machine has now (the
+    daemon listens there all the same: ``StatusServer._bind``)."""
+    try:
+        host, _ = parse_listen(listen)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+    except OSError as exc:
+        return exc.errno == errno.EADDRNOTAVAIL
+    except UsageError:
+        return False
+    return False
+
+
 def finite(value: Any) -> Any:
     """NaN and infinities as null, so /status is strict JSON (a score may be NaN)."""
     if isinstance(value, float) and not math.isfinite(value):
