@@ -1363,3 +1363,40 @@ def test_a_new_client_id_clears_the_availability_topic_of_the_old_one(
         time.sleep(1.0)
         left = {m.topic for m in after.received(f"{p}/available/#", lambda m: bool(m.payload))}
     assert left == {now, unknown}
+
+
+def test_a_printer_moved_to_another_watchdog_keeps_its_entities_when_the_first_lets_it_go(
+    mosquitto, unique_prefix, notifier_factory, tmp_path, caplog
+) -> None:
+    """A farm sharing one prefix: voron moved from host A to host B (added on B, then taken
+    out of A's config). A's reload emptied voron's retained entity configs, which were B's
+    by then: Home Assistant deleted B's entities, their names and areas with them. A takes off
+    only what it announced itself; a printer nobody else announces still goes."""
+    p, dp = unique_prefix, f"{unique_prefix}_ha"
+
+    def retained(pattern: str) -> dict[str, bytes]:
+        with mosquitto.subscriber(pattern, f"{p}/unrelated") as late:
+            mosquitto.publish(f"{p}/unrelated", "tick")  # a round trip: retained ones came first
+            late.wait_for(f"{p}/unrelated")
+            return {m.topic: m.payload for m in late.received(pattern) if m.retain and m.payload}
+
+    def voron_owner() -> str:
+        configs = retained(f"{dp}/+/+/+/config")
+        owners = {json.loads(v)["availability_topic"] for k, v in configs.items() if "voron" in k}
+        return owners.pop() if len(owners) == 1 else ""
+
+    a = notifier_factory(
+        mosquitto, p, storage_dir=tmp_path / "a", printers=("ender3", "voron", "mk4"),
+        client_id="host-a",
+    )  # fmt: skip
+    wait_for("A's voron", lambda: voron_owner().endswith("/host-a"))
+    b = notifier_factory(
+        mosquitto, p, storage_dir=tmp_path / "b", printers=("voron",), client_id="host-b"
+    )
+    wait_for("B's voron", lambda: voron_owner().endswith("/host-b"))
+    with caplog.at_level(logging.INFO, "watchdog.comms.mqtt"):
+        a.set_printers(["ender3"])  # voron moved to B, mk4 retired
+        wait_for("mk4 gone", lambda: not any("mk4" in t for t in retained(f"{dp}/#")))
+    assert voron_owner().endswith("/host-b"), retained(f"{dp}/#")
+    assert "another watchdog" in caplog.text and "voron" in caplog.text
+    assert b.connected

@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 RETAINED = ("state", "enabled", "heatmap", "answer")
 # an alert the broker refused is sent again this often while connected (said once a minute)
 REFUSED_RETRY_S = 300.0
+# how long a removed printer's retained entity config is waited for, to tell whose it is
+OWNER_WAIT_S = 3.0
 
 
 class MqttCommunicator:
@@ -132,6 +134,10 @@ class MqttCommunicator:
         # topics emptied (a removed printer's, its entities'): such a value landing after the
         # emptying, sent before a lost connection, is emptied again
         self._emptied: OrderedDict[str, None] = OrderedDict()
+        # removed printers whose entities are taken off the broker once their retained config
+        # shows them still this daemon's: its topic → (prefix, discovery prefix, printer)
+        self._owner_checks: dict[str, tuple[str, str, str]] = {}
+        self._ours: set[str] = set()  # availability topics this daemon has announced entities with
         # Commands are carried out by their own thread: the daemon answers a command when the
         # printer has (up to a minute against a slow API), and paho's network thread, which
         # hands messages over, must keep pinging the broker meanwhile or the session drops.
@@ -336,7 +342,12 @@ class MqttCommunicator:
         connected = self.connected
         self.discovery.set_printers(self.printers, connected, without_api)
         if connected:
-            self._clear(self.prefix, self.cfg.homeassistant.discovery_prefix, removed)
+            self._clear(
+                self.prefix,
+                self.cfg.homeassistant.discovery_prefix,
+                removed,
+                self.discovery.enabled,
+            )
             if self.connected:  # else the next connect clears them, from the list still kept
                 self._remember()
 
@@ -345,6 +356,7 @@ class MqttCommunicator:
         removed printer's device stayed in Home Assistant, shown available, its failure on)."""
         if self._published is None:
             return
+        discovered = False
         try:
             last = json.loads(self._published.read_text())
             prefix, discovery_prefix = last["topic_prefix"], last["discovery_prefix"]
@@ -369,24 +381,82 @@ class MqttCommunicator:
             or (prefix, discovery_prefix) != (self.prefix, self.cfg.homeassistant.discovery_prefix)
         ]
         if gone:
-            self._clear(prefix, discovery_prefix, gone)
-        kept = [p for p in printers if p not in gone]
-        if kept and discovered and not self.discovery.enabled:
-            # discovery turned off (to set the entities up by hand): the discovered ones go
-            for printer in kept:
-                for topic in discovery_configs(self.cfg, printer):
-                    self._publish(topic, b"", retain=True)
-            logger.info(
-                "MQTT: Home Assistant discovery is off; the entities it made are removed (%s)",
-                ", ".join(kept),
-            )
+            self._clear(prefix, discovery_prefix, gone, discovered or self.discovery.enabled)
+        if discovered and not self.discovery.enabled:
+            self._forget_discovered([p for p in printers if p not in gone])
         self._remember()
 
-    def _clear(self, prefix: str, discovery_prefix: str, printers: list[str]) -> None:
-        """Empty retained messages on every retained topic of these printers (removed)."""
+    def _forget_discovered(self, kept: list[str]) -> None:
+        """Discovery turned off (to set the entities up by hand): the discovered ones go."""
+        if not kept:
+            return
+        for printer in kept:
+            for topic in discovery_configs(self.cfg, printer):
+                self._publish(topic, b"", retain=True)
+        logger.info(
+            "MQTT: Home Assistant discovery is off; the entities it made are removed (%s)",
+            ", ".join(kept),
+        )
+
+    def _clear(
+        self, prefix: str, discovery_prefix: str, printers: list[str], configs: bool
+    ) -> None:
+        """These printers (removed) taken off the broker, each once its retained entity config
+        shows it this daemon's. In a farm sharing one prefix, a printer moved to another host
+        and then taken out of this one's config had its new host's entities deleted in Home
+        Assistant (their names and areas with them): another daemon's are left to it."""
         if not printers:
             return
-        cfg = self.cfg.model_copy(
+        if not configs:  # no entity config of ours to tell whose it is
+            self._clear_now(prefix, discovery_prefix, printers)
+            return
+        checks = {}
+        for printer in printers:
+            topic = _owner_topic(self._cfg_of(prefix, discovery_prefix), printer)
+            checks[topic] = (prefix, discovery_prefix, printer)
+        client = self.transport.client
+        with self._lock:
+            self._owner_checks.update(checks)
+            self._ours.add(self.transport.availability_topic)
+        if client is not None:
+            client.subscribe([(t, 1) for t in checks])  # its retained config comes at once
+        later = threading.Timer(OWNER_WAIT_S, self._no_owner_said, (list(checks),))
+        later.daemon = True
+        later.start()
+
+    def _on_owner_config(self, topic: str, payload: bytes) -> None:
+        """A removed printer's retained entity config: taken off the broker if this daemon
+        announced it, left alone if another does now (paho's thread)."""
+        with self._lock:
+            check = self._owner_checks.pop(topic, None)
+            ours = set(self._ours)
+        if check is None:
+            return
+        client = self.transport.client
+        if client is not None:
+            client.unsubscribe(topic)
+        prefix, discovery_prefix, printer = check
+        try:
+            owner = json.loads(payload).get("availability_topic") if payload else None
+        except (ValueError, AttributeError):
+            owner = None
+        if isinstance(owner, str) and owner not in ours:
+            logger.info(
+                "MQTT: %s is no longer in this watchdog's config, and another watchdog (%s) "
+                "announces it now: its entities are left to it",
+                printer,
+                owner[:200],
+            )
+            return
+        self._clear_now(prefix, discovery_prefix, [printer])
+
+    def _no_owner_said(self, topics: list[str]) -> None:
+        """No retained entity config came for these (none there): their retained values go."""
+        for topic in topics:
+            self._on_owner_config(topic, b"")
+
+    def _cfg_of(self, prefix: str, discovery_prefix: str) -> MqttConfig:
+        return self.cfg.model_copy(
             update={
                 "topic_prefix": prefix,
                 "homeassistant": self.cfg.homeassistant.model_copy(
@@ -394,6 +464,10 @@ class MqttCommunicator:
                 ),
             }
         )
+
+    def _clear_now(self, prefix: str, discovery_prefix: str, printers: list[str]) -> None:
+        """Empty retained messages on every retained topic of these printers (removed)."""
+        cfg = self._cfg_of(prefix, discovery_prefix)
         for printer in printers:
             # the entities first: an entity still there when its state is emptied reads the
             # empty state as its value (Home Assistant logs a template error for each)
@@ -407,6 +481,9 @@ class MqttCommunicator:
         """Clear the availability topic an earlier start used, when this one differs (a new
         client id): its last retained word would stay there for good."""
         old = last.get("available")
+        if isinstance(old, str) and old:
+            with self._lock:
+                self._ours.add(old)  # the entities it announced are this daemon's still
         # a record from before it kept the topic is left alone: the old default's topic may
         # be another daemon's of the same host name, not upgraded yet, still in use
         if isinstance(old, str) and old and old != self.transport.availability_topic:
@@ -501,6 +578,11 @@ class MqttCommunicator:
 
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         topic = topic_text(msg)
+        with self._lock:
+            owner_check = topic in self._owner_checks
+        if owner_check:
+            self._on_owner_config(topic, bytes(msg.payload))
+            return
         if self.discovery.enabled and topic in self.discovery.status_topics:
             if self.discovery.on_status(bytes(msg.payload)):
                 logger.info("Home Assistant is online: re-published discovery")
@@ -743,3 +825,9 @@ class MqttCommunicator:
             self._delivered(entry)
         elif early is not None:
             self._refused_alert(entry, early)
+
+
+def _owner_topic(cfg: MqttConfig, printer: str) -> str:
+    """The topic of a printer's first entity config: whose its availability topic is says
+    which daemon announces the printer."""
+    return next(iter(discovery_configs(cfg, printer)))
