@@ -940,8 +940,11 @@ def test_a_reload_that_leaves_a_printer_without_notifications_until_the_restart_
     config["printers"][0]["name"] = "voron"
     config["notify"] = [{"url": "json://127.0.0.1:9/hook", "printers": ["voron"]}]
     write_config(daemon.config_path, **config)
+    assert set(daemon.histories) == {"e3"}
     assert daemon._reload() is None
     assert "no notification reaches the phones for voron" in caplog.text, caplog.text
+    # the old name's timeline and frames are not kept for good (one set per rename)
+    assert set(daemon.histories) == {"voron"}
 
 
 @pytest.mark.parametrize(("discovery", "named"), [(True, "Home Assistant"), (False, "MQTT")])

@@ -1225,16 +1225,20 @@ def test_a_streamers_stand_in_picture_given_again_and_again_pauses_no_print(
     stand_in = np.zeros_like(normal_frames[0])
     cv2.putText(stand_in, "< NO SIGNAL >", (10, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255,) * 3, 2)
     live = list(normal_frames[:15])
-    frames = _folder(tmp_path / "rec", live + [stand_in] * 8)
+    # then a camera read twice as often as it refreshes: said once, not at every other frame
+    twice = [f for f in live[:4] for _ in range(2)]
+    frames = _folder(tmp_path / "rec", live + [stand_in] * 8 + twice)
     printer = SimulatedPrinter("benchy.gcode")
     watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
-    records = [watcher.step() for _ in range(30)]
+    records = [watcher.step() for _ in range(len(live) + 8)]
     judged = [r for r in records if r.verdict is not None]
     assert len(judged) == len(live) + 1 and judged[-1].verdict.anomalous, [
         (r.frame, r.score) for r in judged
     ]
     assert sum(r.skipped for r in records) == 7
     assert printer.actions == [] and not watcher.status()["failure"]
+    more = [watcher.step() for _ in range(8)]
+    assert [r.skipped for r in more] == [False, True] * 4
     assert caplog.text.count("the camera gave the same picture again") == 1, caplog.text
     watcher.camera.close()
 

@@ -494,3 +494,31 @@ def test_a_removed_printers_state_in_flight_when_the_broker_went_is_not_kept_aga
         time.sleep(0.2)
     time.sleep(1.0)  # nothing lands after it
     assert f"{p}/voron/state" not in retained(f"{p}/#"), retained(f"{p}/#")
+
+
+def test_alerts_waiting_for_a_broker_gone_for_good_are_not_kept_for_ever(
+    mosquitto_factory, unique_prefix, notifier_factory, tmp_path, caplog
+) -> None:
+    """``mqtt.host`` left set after the broker was retired: each alert was kept in memory and in
+    the outbox for good (the age limit was only looked at when the broker came back), and the
+    alerts of a printer taken out of the config were never sent nor let go."""
+    broker = mosquitto_factory()
+    broker.stop()
+    caplog.set_level(logging.WARNING, "watchdog.comms.mqtt")
+    notifier = notifier_factory(
+        broker, unique_prefix, storage_dir=tmp_path, alert_max_age_h=1 / 3600
+    )
+    [first] = raise_alerts(notifier, 1)
+    time.sleep(1.5)
+    [second] = raise_alerts(notifier, 1)  # the next alert lets the old one go
+    assert pending_markers(tmp_path) == [second]
+    assert notifier.undelivered() == 1
+    assert f"dropped alert {first}" in caplog.text
+    notifier.stop()
+    time.sleep(1.5)
+    # the printer taken out of the config: its alert, too old, goes at the next start
+    other = notifier_factory(
+        broker, unique_prefix, storage_dir=tmp_path, printers=("voron",), alert_max_age_h=1 / 3600
+    )
+    assert pending_markers(tmp_path) == [] and other.undelivered() == 0
+    assert f"dropped alert {second}" in caplog.text

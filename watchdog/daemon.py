@@ -820,6 +820,8 @@ class Daemon:
                 # state of a successor that never watched)
                 r.after.watcher.retire(watchers.get(name))
         self.config, self.bundle, self._settings_read = config, bundle, read
+        # a printer taken out or renamed: its timeline and frames are not kept for good
+        self.histories = {n: h for n, h in self.histories.items() if n in watchers}
         self._apply_log_level(config)
         self.running = self._prepare(watchers, late)
         if self.stop_event.is_set():  # stopped meanwhile: the new watchers never watch

@@ -230,6 +230,10 @@ class WatcherStatus:
         return d
 
 
+# a camera giving the same picture again is said at most this often (seconds)
+SAID_AGAIN_S = 600.0
+
+
 def _now_iso() -> str:
     """An alert's time, to the millisecond: compared with when the printer's job started."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -335,7 +339,7 @@ class Watcher:
         self._skipped_print: int | None = None
         # the last frame read, as its size and CRC (_same_picture_again)
         self._last_picture: tuple[tuple[int, ...], int] | None = None
-        self._said_again = False
+        self._said_again: float | None = None  # when that was last said (monotonic)
         self.latest_jpeg: bytes | None = None  # the last heatmap overlay (bytes: immutable)
         self.history = (
             History()
@@ -487,13 +491,15 @@ class Watcher:
         # two frames told alike by chance would cost one frame unjudged
         digest = (frame.shape, zlib.crc32(np.ascontiguousarray(frame).data))
         again, self._last_picture = digest == self._last_picture, digest
-        if again and not self._said_again:
+        now = time.monotonic()
+        if again and (self._said_again is None or now - self._said_again >= SAID_AGAIN_S):
+            # once in a while: a camera refreshing at half the reads repeats every other one
+            self._said_again = now
             logger.info(
                 "%s: the camera gave the same picture again (a stand-in picture, or a camera "
                 "read faster than it refreshes): not judged again",
                 self.name,
             )
-        self._said_again = again
         return again
 
     def _read_frame(self, events: list[WatchEvent]) -> np.ndarray | None:

@@ -175,11 +175,12 @@ class MqttCommunicator:
             unsent = list(self._unsent.values())
             self._unsent.clear()
         queued = {e.id for e in unsent}
-        backlog = unsent + [
-            e
-            for e in self.outbox.pending(MQTT)
-            if e.id not in queued and e.printer in self.printers
-        ]
+        pending = [e for e in self.outbox.pending(MQTT) if e.id not in queued]
+        backlog = unsent + [e for e in pending if e.printer in self.printers]
+        for entry in pending:  # a printer taken out or renamed: its alerts kept a while only
+            if entry.printer not in self.printers:
+                if time.time() - entry.created > self.cfg.alert_max_age_h * 3600:
+                    self._said_too_old(entry)
         if backlog:
             logger.info(
                 "%d alert(s) not yet delivered will be sent when the broker answers", len(backlog)
@@ -779,10 +780,35 @@ class MqttCommunicator:
         )
         with self._lock:
             self._born[entry.id] = time.monotonic()
-            if not self._started:
+            waiting = [e for e in self._unsent.values() if e.id != entry.id]
+            started = self._started
+            if not started:
                 self._unsent[entry.id] = entry
+        for old in waiting:  # a broker away for good: they are not kept for ever
+            self._drop_if_too_old(old)
+        if started:
+            self._publish_alert(entry)
+
+    def _drop_if_too_old(self, entry: Entry) -> None:
+        with self._lock:
+            born = self._born.get(entry.id)
+            if born is None or time.monotonic() - born <= self.cfg.alert_max_age_h * 3600:
                 return
-        self._publish_alert(entry)
+            if self._unsent.pop(entry.id, None) is None:
+                return  # sent meanwhile
+            self._born.pop(entry.id, None)
+        self._said_too_old(entry)
+
+    def _said_too_old(self, entry: Entry) -> None:
+        self.outbox.done(entry)
+        logger.warning(
+            "MQTT: dropped alert %s of %s: not taken by the broker %s within %g h "
+            "(mqtt.alert_max_age_h)",
+            entry.id,
+            entry.printer,
+            self.address,
+            self.cfg.alert_max_age_h,
+        )
 
     def _publish_alert(self, entry: Entry) -> None:
         """Publish the alert while connected, else keep it for the connection; one older
@@ -797,15 +823,7 @@ class MqttCommunicator:
             if too_old:
                 self._born.pop(entry.id, None)
         if too_old:
-            self.outbox.done(entry)
-            logger.warning(
-                "MQTT: dropped alert %s of %s: not taken by the broker %s within %g h "
-                "(mqtt.alert_max_age_h)",
-                entry.id,
-                entry.printer,
-                self.address,
-                self.cfg.alert_max_age_h,
-            )
+            self._said_too_old(entry)
             return
         # Never hold self._lock around publish(): paho calls on_publish under its own lock.
         info = self.transport.publish(
