@@ -234,6 +234,8 @@ class MqttCommunicator:
             if dropped:
                 logger.warning("%d MQTT command(s) not carried out: the watchdog stopped", dropped)
         if self.connected:
+            with self._lock:  # removed printers still being told whose (the demo's end)
+                self._lock.wait_for(lambda: not self._owner_checks, OWNER_WAIT_S)
             self.flush(timeout)
         self.transport.stop(timeout, for_good)
         # kept, closed, until the connection is gone: a command that comes meanwhile is
@@ -429,10 +431,20 @@ class MqttCommunicator:
         """A removed printer's retained entity config: taken off the broker if this daemon
         announced it, left alone if another does now (paho's thread)."""
         with self._lock:
-            check = self._owner_checks.pop(topic, None)
+            check = self._owner_checks.get(topic)
             ours = set(self._ours)
         if check is None:
             return
+        try:
+            self._owner_config(topic, payload, check, ours)
+        finally:
+            with self._lock:  # done only now: stop() waits for the last one's removal
+                self._owner_checks.pop(topic, None)
+                self._lock.notify_all()
+
+    def _owner_config(
+        self, topic: str, payload: bytes, check: tuple[str, str, str], ours: set[str]
+    ) -> None:
         client = self.transport.client
         if client is not None:
             client.unsubscribe(topic)
