@@ -177,18 +177,19 @@ class MqttCommunicator:
         queued = {e.id for e in unsent}
         pending = [e for e in self.outbox.pending(MQTT) if e.id not in queued]
         backlog = unsent + [e for e in pending if e.printer in self.printers]
-        for entry in pending:  # a printer taken out or renamed: its alerts kept a while only
-            if entry.printer not in self.printers:
-                if time.time() - entry.created > self.cfg.alert_max_age_h * 3600:
-                    self._said_too_old(entry)
+        now = time.time()
+        with self._lock:
+            for entry in unsent + pending:  # an earlier run's: aged by the wall clock until now
+                self._born.setdefault(entry.id, time.monotonic() - max(0.0, now - entry.created))
+            removed = [e for e in pending if e.printer not in self.printers]
+            # a printer taken out or renamed: its alerts are kept a while only
+            stale = [e for e in removed if self._past_age(self._born.pop(e.id))]
+        for entry in stale:
+            self._said_too_old(entry)
         if backlog:
             logger.info(
                 "%d alert(s) not yet delivered will be sent when the broker answers", len(backlog)
             )
-        now = time.time()
-        with self._lock:
-            for entry in backlog:  # an earlier run's: aged by the wall clock until now
-                self._born.setdefault(entry.id, time.monotonic() - max(0.0, now - entry.created))
         for entry in sorted(backlog, key=lambda e: e.id):
             self._publish_alert(entry)
         if self.dispatcher is not None:
@@ -413,10 +414,8 @@ class MqttCommunicator:
         if not configs:  # no entity config of ours to tell whose it is
             self._clear_now(prefix, discovery_prefix, printers)
             return
-        checks = {}
-        for printer in printers:
-            topic = _owner_topic(self._cfg_of(prefix, discovery_prefix), printer)
-            checks[topic] = (prefix, discovery_prefix, printer)
+        cfg = self._cfg_of(prefix, discovery_prefix)
+        checks = {_owner_topic(cfg, p): (prefix, discovery_prefix, p) for p in printers}
         client = self.transport.client
         with self._lock:
             self._owner_checks.update(checks)
@@ -804,12 +803,16 @@ class MqttCommunicator:
     def _drop_if_too_old(self, entry: Entry) -> None:
         with self._lock:
             born = self._born.get(entry.id)
-            if born is None or time.monotonic() - born <= self.cfg.alert_max_age_h * 3600:
+            if born is None or not self._past_age(born):
                 return
             if self._unsent.pop(entry.id, None) is None:
                 return  # sent meanwhile
             self._born.pop(entry.id, None)
         self._said_too_old(entry)
+
+    def _past_age(self, born: float) -> bool:
+        """Whether an alert raised at ``born`` (monotonic) is past ``alert_max_age_h``."""
+        return time.monotonic() - born > self.cfg.alert_max_age_h * 3600
 
     def _said_too_old(self, entry: Entry) -> None:
         self.outbox.done(entry)
@@ -827,8 +830,7 @@ class MqttCommunicator:
         than ``alert_max_age_h`` is dropped (a Home Assistant automation would act on it as
         news, hours after the print it was about)."""
         with self._lock:
-            born = self._born.setdefault(entry.id, time.monotonic())
-            too_old = time.monotonic() - born > self.cfg.alert_max_age_h * 3600
+            too_old = self._past_age(self._born.setdefault(entry.id, time.monotonic()))
             if not too_old and not self._online:
                 self._unsent[entry.id] = entry
                 return
