@@ -1011,6 +1011,24 @@ def test_a_camera_serving_the_same_picture_goes_offline_until_it_changes(
     assert cam.online
 
 
+@pytest.mark.parametrize("kind", ["snapshot", "stream"])
+def test_a_frozen_camera_that_stamps_each_picture_anew_goes_offline(
+    camera_server: CameraServer, opened, kind: str
+) -> None:
+    """A camera that writes its time of sending into each JPEG sends new bytes of one frozen
+    picture: compared by its bytes it stayed online for good, while the watcher skipped every
+    frame as the same picture again, and the owner was never told the print went unwatched."""
+    url = camera_server.snapshot_url if kind == "snapshot" else camera_server.stream_url
+    camera_server.set_frames([synthetic_frame(3)])
+    camera_server.set_fault("stamped")
+    cam = opened(url, frozen_after_s=1.0)
+    wait_until("frozen: offline", lambda: cam.read() is None and not cam.online, 20)
+    assert "the very same picture for" in cam.last_error
+    camera_server.set_frames([synthetic_frame(4), synthetic_frame(5)])
+    read_until(cam, lambda f: f is not None)
+    assert cam.online
+
+
 def test_a_still_picture_is_online_when_frozen_pictures_are_not_looked_for(
     camera_server: CameraServer, opened
 ) -> None:

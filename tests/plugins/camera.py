@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +63,7 @@ FAULTS = {
     "crumbs": "snapshot or stream: an endless chunked reply of 1-byte chunks, as fast as it goes",
     "stream_stop": "the MJPEG stream closes after `stop_after` frames",
     "stream_drip": "the MJPEG stream's next part drips in a byte every 50 ms (never whole in time)",
+    "stamped": "each JPEG carries its time of sending in a comment: the same pixels, new bytes",
 }
 
 
@@ -455,6 +457,13 @@ def _jpeg_headers(jpeg: bytes) -> bytes:
     return jpeg[: sos + 2 + struct.unpack(">H", jpeg[sos + 2 : sos + 4])[0]]
 
 
+def _stamped(jpeg: bytes) -> bytes:
+    """``jpeg`` with its time of sending in a comment (COM) segment after its start marker,
+    as cameras that stamp their frames send them: the bytes differ at every send."""
+    note = f"sent {time.time_ns()}".encode()
+    return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(note) + 2) + note + jpeg[2:]
+
+
 def _image_or_fault(frame: np.ndarray, fault: str | None) -> tuple[bytes, str]:
     """The frame encoded, or what a faulty camera sends instead (see FAULTS)."""
     if fault in ("png16_rgba", "huge_jpeg", "progressive_jpeg", "big_png", "png_1080p"):
@@ -475,6 +484,7 @@ def _image_or_fault(frame: np.ndarray, fault: str | None) -> tuple[bytes, str]:
         "multiscan_jpeg": (multiscan_jpeg(), "image/jpeg"),
         "narrow_jpeg": (long_jpeg(16000, 200), "image/jpeg"),
         "long_jpeg": (long_jpeg(8184, 1023), "image/jpeg"),
+        "stamped": (_stamped(body), ctype),
     }
     return faulty.get(fault or "", (body, ctype))
 

@@ -762,10 +762,10 @@ class _BaseCamera:
         if self.gate is not None:
             self.gate.enter()
 
-    def _frozen_problem(self, data: bytes | np.ndarray) -> str | None:
-        """Why a camera's picture is not live (the same bytes, or decoded pixels, for
+    def _frozen_problem(self, frame: np.ndarray) -> str | None:
+        """Why a camera's picture is not live (the same decoded pixels for
         camera.frozen_after_s), or None."""
-        seconds = self.frozen.frozen_for(data, time.monotonic())
+        seconds = self.frozen.frozen_for(frame, time.monotonic())
         return None if seconds is None else frozen_message(seconds)
 
     def _decode(self, data: bytes) -> np.ndarray:
@@ -1016,10 +1016,10 @@ class SnapshotCamera(_BaseCamera):
 
     def _read_raw(self) -> np.ndarray | None:
         try:
-            data = self._fetch()
-            if (frozen := self._frozen_problem(data)) is not None:
+            frame = self._decode(self._fetch())
+            if (frozen := self._frozen_problem(frame)) is not None:
                 raise SourceDown(frozen)
-            return self._decode(data)
+            return frame
         except _StreamDetected:
             self.stream_detected = True  # AutoHttpCamera switches to a StreamCamera
             return None
@@ -1572,15 +1572,14 @@ class MjpegCamera(_ThreadedCamera):
             body.expire()
         super().close()
 
-    def _unusable(self, part: bytes | BadFrame) -> str | None:
-        """Why a part would be refused as a frame (decoded as read() decodes it), or None."""
+    def _decoded(self, part: bytes | BadFrame) -> np.ndarray | str:
+        """A part decoded as read() decodes it, or why it would be refused as a frame."""
         try:
             if isinstance(part, BadFrame):
                 raise part
-            validate(decode_image(part, self.cfg.max_pixels, self.need), self.cfg.max_pixels)
+            return validate(decode_image(part, self.cfg.max_pixels, self.need), self.cfg.max_pixels)
         except BadFrame as exc:
             return str(exc)
-        return None
 
     def _run(self) -> None:
         try:
@@ -1668,12 +1667,12 @@ class MjpegCamera(_ThreadedCamera):
                     # online once a part decodes (once per connection, here): a stream of junk
                     # parts (an error page in each) looked online for good while nothing was
                     # watched, and one of pictures refused would go on and off at its fastest
-                    if (problem := self._unusable(part)) is not None:
+                    if isinstance(decoded := self._decoded(part), str):
                         junk += 1
                         if junk >= BAD_RUN_OFFLINE:
-                            raise SourceDown(f"{junk} frames in a row refused: {problem}")
+                            raise SourceDown(f"{junk} frames in a row refused: {decoded}")
                         continue
-                    if isinstance(part, bytes) and (frozen := self._frozen_problem(part)):
+                    if frozen := self._frozen_problem(decoded):
                         raise SourceDown(frozen)  # the same picture again: not online for it
                     self._connected()
                     connected = True
@@ -1715,15 +1714,15 @@ class MjpegCamera(_ThreadedCamera):
             part = self._arrived()
         if part is None:
             return None
-        if isinstance(part, bytes) and (frozen := self._frozen_problem(part)) is not None:
-            self._reconnect_frozen(frozen)
-            return None
         try:
             if isinstance(part, BadFrame):
                 raise part
             frame = self._decode(part)
         except BadFrame as exc:
             self._bad(str(exc))
+            return None
+        if (frozen := self._frozen_problem(frame)) is not None:
+            self._reconnect_frozen(frozen)
             return None
         return self._accept(frame)
 

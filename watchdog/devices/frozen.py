@@ -7,8 +7,9 @@ the print is watched on a picture that never changes. A live sensor's noise make
 of one still scene differ in their bytes, and two decoded frames in their pixels (an H.264
 stream of a still scene still codes a new picture at each key frame, seconds apart), so the
 same bytes or pixels read again and again are a picture that is not live (or a room so dark
-that the camera sends black, where nothing is watched either). An http camera's bytes are
-compared, an RTSP or USB camera's decoded pixels.
+that the camera sends black, where nothing is watched either). Every camera's decoded pixels
+are compared, an http camera's too: one that writes its time of sending into each JPEG sends
+new bytes of the same frozen picture.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ MIN_GAP_S = 300.0
 
 
 class FrozenPicture:
-    """How long a camera has served one picture, byte for byte (thread-safe: a stream's
+    """How long a camera has served one picture, pixel for pixel (thread-safe: a stream's
     reader thread and the watcher's reads both ask)."""
 
     def __init__(self, after_s: float, interval_s: float = 0.0) -> None:
