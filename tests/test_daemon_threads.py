@@ -990,3 +990,22 @@ def test_a_verdict_on_an_alert_dated_past_the_calendars_end_is_answered_no_alert
         monkeypatch.undo()
         clock.tzset()
     assert not answer.ok and f"no alert {incident} of e3" in answer.detail, answer
+
+
+def test_a_printer_taken_out_at_a_reload_leaves_no_series_behind(two) -> None:
+    """A printer removed from the config kept its last values on /metrics for good (its
+    ``camera_online 1`` said a camera was live that nobody watched); its old watcher's
+    observations while it ends do not bring them back. The other printer's stay."""
+    d = two.d
+    d.metrics.observe_action("e3", "pause", "done")
+    d.metrics.error("e3", "api")
+    assert 'printer="e3"' in d.metrics.text().decode()
+    two.without_e3()
+    d.reload()
+    two.old.metrics.observe_score("e3", 0.5, 0.2, True, 0.01)  # its last step, ending late
+    text = d.metrics.text().decode()
+    assert 'printer="e3"' not in text
+    assert 'printer_watchdog_camera_online{printer="mk4"} 1.0' in text
+    two.config.write_text(two.both)  # put back: its series start again at 0
+    d.reload()
+    assert 'printer_watchdog_scored_frames_total{printer="e3"} 0.0' in d.metrics.text().decode()

@@ -822,6 +822,7 @@ class Daemon:
         self.config, self.bundle, self._settings_read = config, bundle, read
         # a printer taken out or renamed: its timeline and frames are not kept for good
         self.histories = {n: h for n, h in self.histories.items() if n in watchers}
+        self.metrics.keep_only(watchers)
         self._apply_log_level(config)
         self.running = self._prepare(watchers, late)
         if self.stop_event.is_set():  # stopped meanwhile: the new watchers never watch

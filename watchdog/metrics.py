@@ -9,6 +9,7 @@ daemons in one process do not share counters. The daemon loop calls::
     metrics.observe_score("ender3", score, threshold, anomalous, seconds)   # after inference
     metrics.observe_action("ender3", "pause", "done")   # outcome: done | refused | failed | skipped
     metrics.error("ender3", "api")                      # kind: camera | api | mqtt | storage | model ...
+    metrics.keep_only(["ender3"])                       # at a reload: the others' series go
 
 and the status server serves ``generate_latest(metrics.registry)`` on ``/metrics``. Names
 (prefix ``printer_watchdog_``): ``frames_total``, ``bad_frames_total``, ``scored_frames_total``,
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -101,58 +103,100 @@ class Metrics:
         self._seen: dict[
             str, tuple[int, tuple[int, int, int]]
         ] = {}  # printer -> (id(camera), counters added)
+        self._gone: frozenset[str] = frozenset()  # printers taken out of the config
 
-    def add_printer(self, printer: str) -> None:
-        """Create the printer's series at 0, so dashboards see them before the first event."""
-        for metric in (
+    def keep_only(self, printers: Iterable[str]) -> None:
+        """Remove the series of every printer not in ``printers`` (taken out or renamed at a
+        reload: its last ``camera_online 1`` stayed on a dashboard for good); what its old
+        watcher observes while it ends is not recorded."""
+        keep = frozenset(printers)
+        with self._lock:
+            for metric in self._all():
+                names = metric._labelnames
+                series = {
+                    tuple(sample.labels[n] for n in names)
+                    for family in metric.collect()
+                    for sample in family.samples
+                }
+                for values in series:
+                    if values[0] not in keep:  # "printer" is every metric's first label
+                        self._gone |= {values[0]}
+                        metric.remove(*values)
+            self._gone -= keep
+            self._seen = {p: seen for p, seen in self._seen.items() if p in keep}
+
+    def _all(self) -> tuple[Counter | Gauge | Histogram, ...]:
+        return (
             self.frames,
             self.bad_frames,
             self.scored,
             self.anomalies,
             self.score,
             self.threshold,
+            self.actions,
+            self.errors,
             self.inference_seconds,
             self.camera_online,
-        ):
-            metric.labels(printer)
-        self.errors.labels(printer, "camera")
+        )
+
+    def _taken_out(self, printer: str) -> bool:
+        """Called with ``_lock`` held: a series removed is not made again by a late observation."""
+        return printer in self._gone
+
+    def add_printer(self, printer: str) -> None:
+        """Create the printer's series at 0, so dashboards see them before the first event."""
+        with self._lock:
+            self._gone -= {printer}
+            for metric in self._all():
+                if metric not in (self.actions, self.errors):
+                    metric.labels(printer)
+            self.errors.labels(printer, "camera")
 
     def observe_camera(self, printer: str, camera: Camera) -> None:
         """Add the camera's new frames, bad frames and errors since the last call; set online."""
         stats = camera.stats
         now = (stats.frames, stats.bad_frames, stats.errors)
         with self._lock:
+            if self._taken_out(printer):
+                return
             cam_id, before = self._seen.get(printer, (id(camera), (0, 0, 0)))
             if cam_id != id(camera):
                 before = (0, 0, 0)  # a reopened camera counts from 0 again
             self._seen[printer] = (id(camera), now)
-        frames, bad, errors = (max(0, n - b) for n, b in zip(now, before, strict=True))
-        if frames:
-            self.frames.labels(printer).inc(frames)
-        if bad:
-            self.bad_frames.labels(printer).inc(bad)
-        if errors:
-            self.errors.labels(printer, "camera").inc(errors)
-        self.camera_online.labels(printer).set(1 if camera.online else 0)
+            frames, bad, errors = (max(0, n - b) for n, b in zip(now, before, strict=True))
+            if frames:
+                self.frames.labels(printer).inc(frames)
+            if bad:
+                self.bad_frames.labels(printer).inc(bad)
+            if errors:
+                self.errors.labels(printer, "camera").inc(errors)
+            self.camera_online.labels(printer).set(1 if camera.online else 0)
 
     def observe_score(
         self, printer: str, score: float, threshold: float, anomalous: bool, seconds: float
     ) -> None:
         """One scored frame: last score and threshold, counts, and the time inference took."""
-        self.scored.labels(printer).inc()
-        self.score.labels(printer).set(score)
-        self.threshold.labels(printer).set(threshold)
-        if anomalous:
-            self.anomalies.labels(printer).inc()
-        self.inference_seconds.labels(printer).observe(seconds)
+        with self._lock:
+            if self._taken_out(printer):
+                return
+            self.scored.labels(printer).inc()
+            self.score.labels(printer).set(score)
+            self.threshold.labels(printer).set(threshold)
+            if anomalous:
+                self.anomalies.labels(printer).inc()
+            self.inference_seconds.labels(printer).observe(seconds)
 
     def observe_action(self, printer: str, action: str, outcome: str) -> None:
         """An action (pause, cancel, notify) and how it ended (done, refused, failed, skipped)."""
-        self.actions.labels(printer, action, outcome).inc()
+        with self._lock:
+            if not self._taken_out(printer):
+                self.actions.labels(printer, action, outcome).inc()
 
     def error(self, printer: str, kind: str) -> None:
         """One error of ``kind`` (api, mqtt, storage, model, ...); camera errors come from observe_camera."""
-        self.errors.labels(printer, kind).inc()
+        with self._lock:
+            if not self._taken_out(printer):
+                self.errors.labels(printer, kind).inc()
 
     def text(self) -> bytes:
         """The Prometheus text exposition of this registry."""
