@@ -124,6 +124,39 @@ def test_broker_dies_with_the_alert_in_flight(
         assert pending_markers(tmp_path) == []
 
 
+def test_an_alert_in_flight_when_the_broker_went_is_not_sent_past_its_age(
+    mosquitto_factory, unique_prefix, notifier_factory, tmp_path, caplog
+) -> None:
+    """An alert sent as the broker froze waits, unacknowledged, in the MQTT client, which
+    sends it again at the reconnection: after a broker away for a weekend, a Home Assistant
+    automation acted on it as news, days after the print. Past ``mqtt.alert_max_age_h`` it is
+    dropped and said, as an alert that waited unsent is; the next one still goes out."""
+    broker = mosquitto_factory()
+    p = unique_prefix
+    with broker.subscriber(f"{p}/#") as sub:
+        broker.restart()  # the broker's saved state now holds the subscriber's session
+        notifier = notifier_factory(broker, p, storage_dir=tmp_path, alert_max_age_h=2 / 3600)
+        wait_connected(notifier)
+        broker.process.send_signal(signal.SIGSTOP)  # frozen: the alert is sent, no PUBACK comes
+        try:
+            [late] = raise_alerts(notifier, 1)
+            assert notifier.undelivered() == 1
+        finally:
+            broker.process.send_signal(signal.SIGKILL)
+            broker.process.wait(10)
+        time.sleep(2.5)
+        with caplog.at_level(logging.WARNING):
+            broker.start()
+            wait_connected(notifier)
+            wait_log(caplog, f"dropped alert {late}")
+        assert pending_markers(tmp_path) == [] and notifier.undelivered() == 0
+        [fresh] = raise_alerts(notifier, 1)
+        assert notifier.flush(10)
+        sub.wait_for(f"{p}/{PRINTER}/alert", lambda m: m.json()["incident"] == fresh)
+        got = [m.json()["incident"] for m in sub.received(f"{p}/{PRINTER}/alert")]
+        assert late not in got, got
+
+
 def test_broker_down_at_start_does_not_block(
     mosquitto_factory, unique_prefix, notifier_factory, tmp_path
 ) -> None:

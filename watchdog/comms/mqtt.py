@@ -293,6 +293,7 @@ class MqttCommunicator:
             self._online = False
 
     def _on_connected(self) -> None:
+        self._drop_inflight_too_old()
         with self._lock:
             self._online = True
             unsent = sorted(self._unsent.values(), key=lambda e: e.id)
@@ -809,6 +810,23 @@ class MqttCommunicator:
                 return  # sent meanwhile
             self._born.pop(entry.id, None)
         self._said_too_old(entry)
+
+    def _drop_inflight_too_old(self) -> None:
+        """Alerts sent before the connection went and never acknowledged are sent again by
+        the MQTT client at the new one: those past ``alert_max_age_h`` are taken out first."""
+        with self._lock:
+            old = {
+                mid: entry
+                for mid, entry in self._inflight.items()
+                if self._past_age(self._born.get(entry.id, time.monotonic()))
+            }
+        forgotten = self.transport.forget(old)
+        with self._lock:
+            for mid in forgotten:
+                self._inflight.pop(mid, None)
+                self._born.pop(old[mid].id, None)
+        for mid in sorted(forgotten):
+            self._said_too_old(old[mid])
 
     def _past_age(self, born: float) -> bool:
         """Whether an alert raised at ``born`` (monotonic) is past ``alert_max_age_h``."""

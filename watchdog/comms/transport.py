@@ -21,7 +21,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -316,6 +316,18 @@ class MqttTransport:
             )
             return None
         return client.publish(topic, payload, qos=qos, retain=retain)
+
+    def forget(self, mids: Collection[int]) -> set[int]:
+        """Take the messages ``mids``, not acknowledged, out of the client's queue, so that it
+        does not send them again at this connection; the ones found. Called from the
+        connection's callback, before paho sends its queue again (paho 2 has no public way:
+        its queue is read under its own lock, as paho does)."""
+        client = self.client
+        if client is None or not mids:
+            return set()
+        with client._out_message_mutex:
+            found = {mid for mid in mids if client._out_messages.pop(mid, None) is not None}
+        return found
 
     def stop(self, timeout: float = 3.0, for_good: bool = False) -> None:
         """Publish ``offline`` (``for_good``: empty the availability topic, a client that will
