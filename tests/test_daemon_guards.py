@@ -224,6 +224,32 @@ def test_a_reload_that_cannot_be_applied_is_refused_and_the_daemon_keeps_watchin
     assert rc == 0, daemon.log
 
 
+def test_damaged_files_in_the_storage_folder_stop_no_start_and_hang_no_page(
+    tmp_path: Path, camera_server: CameraServer
+) -> None:
+    """The daemon's own small files, damaged by something else: last answers nested beyond
+    what Python's parser takes stopped every start with a traceback (systemd restarting it
+    for good, no printer watched), and a FIFO in place of an alert's file hung the page's
+    list of alerts. Each is said in the log and left out; the daemon watches."""
+    listen = f"127.0.0.1:{free_port()}"
+    config = write(tmp_path / "c.yaml", camera_server.snapshot_url, listen=listen)
+    state = tmp_path / "state"
+    alert = state / "incidents" / PRINTER / "20261207T000000000Z-abcdef"
+    alert.mkdir(parents=True)
+    os.mkfifo(alert / "alert.json")
+    (state / "last-commands.json").write_text("[" * 200_000)
+    daemon = DaemonProcess(config, tmp_path / "d.log")
+    try:
+        wait_until("watching", lambda: "watching 1 printer" in daemon.log, 90, lambda: daemon.log)
+        assert "last-commands.json not read (nested too deeply" in daemon.log, daemon.log
+        listed = requests.get(f"http://{listen}/api/incidents", timeout=10)
+        assert listed.status_code == 200 and listed.json() == [], listed.text
+        assert daemon.alive() and "Traceback" not in daemon.log
+    finally:
+        rc = daemon.stop()
+    assert rc == 0, daemon.log
+
+
 def test_a_hung_daemon_killed_by_the_systemd_watchdog_shows_where_each_thread_was(
     tmp_path: Path, camera_server: CameraServer
 ) -> None:

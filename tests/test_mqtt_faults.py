@@ -157,6 +157,33 @@ def test_an_alert_in_flight_when_the_broker_went_is_not_sent_past_its_age(
         assert late not in got, got
 
 
+@pytest.mark.parametrize(
+    "record",
+    [
+        "[" * 200_000,  # nested beyond what Python's parser takes
+        '{"topic_prefix": "printer_watchdog", "discovery_prefix": "homeassistant", '
+        '"printers": ["a#b"], "discovery": false}',  # a wildcard in a printer's name
+    ],
+    ids=["nested", "wildcard"],
+)
+def test_a_damaged_record_of_the_printers_announced_holds_back_no_alert(
+    mosquitto_factory, unique_prefix, notifier_factory, tmp_path, record: str
+) -> None:
+    """The record of the printers announced at the last connection, damaged: every
+    connection's setup failed on it, the alerts waiting for the broker were never sent (until
+    too old), and Home Assistant was sent no entities."""
+    broker = mosquitto_factory()
+    p = unique_prefix
+    with broker.subscriber(f"{p}/#", f"{p}_ha/#") as sub:
+        broker.stop()
+        notifier = notifier_factory(broker, p, storage_dir=tmp_path)
+        ids = raise_alerts(notifier, 1)
+        (tmp_path / "mqtt-printers.json").write_text(record)
+        broker.start()
+        assert_delivered_exactly(sub, notifier, p, ids)
+        sub.wait_for(f"{p}_ha/binary_sensor/+/problem/config", lambda m: bool(m.payload))
+
+
 def test_broker_down_at_start_does_not_block(
     mosquitto_factory, unique_prefix, notifier_factory, tmp_path
 ) -> None:

@@ -114,6 +114,9 @@ def _not_a_file(path: Path) -> bool:
     return not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode))
 
 
+PRINTER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a topic level and a URL path segment
+
+
 def plain_topic(v: str) -> str:
     """A topic prefix: levels without wildcards (a wildcard in a topic the daemon subscribes
     to or publishes on is refused by the MQTT client at connect)."""
@@ -696,7 +699,7 @@ class PrinterConfig(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", v):
+        if not PRINTER_NAME.fullmatch(v):
             raise ValueError("must be 1-64 characters of letters, digits, '_' or '-'")
         if v in (FAILURES, FALSE_ALARMS):
             # collected/<printer>/ holds folders of these names: the printer's recordings

@@ -4,11 +4,13 @@ printer, and a half-written settings file, token store or password is worse than
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def write_durably(path: Path, data: bytes) -> None:
@@ -65,6 +67,17 @@ def read_small(path: Path, limit: int) -> str:
     if len(data) > limit:
         raise ValueError(f"larger than the watchdog ever writes it ({limit / 2**20:g} MB at most)")
     return data.decode("utf-8", "replace")
+
+
+def read_json(path: Path, limit: int = 8 * 2**20) -> Any:
+    """One of the daemon's own small JSON files (``read_small``'s checks: a FIFO put there
+    no longer hangs its reader); one nested too deeply to parse ("[[[[…", which Python's
+    parser refuses with a RecursionError) is a ValueError too."""
+    text = read_small(path, limit)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to be read") from None
 
 
 def set_aside(path: Path) -> Path:

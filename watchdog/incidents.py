@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from watchdog import frames
-from watchdog.durable import fsync_dir, replace_file, write_durably
+from watchdog.durable import fsync_dir, read_json, replace_file, write_durably
 
 logger = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ def stored_job(storage_dir: Path, printer: str, incident_id: str) -> str | None:
 
 def _read_alert(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads((path / ALERT).read_text())
+        data = read_json(path / ALERT)
     except (OSError, ValueError, RecursionError) as exc:
         raise IncidentError(
             f"{path / ALERT}: cannot read: {exc}", f"alert {path.name} cannot be read (see the log)"

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from watchdog.durable import read_small, replace_file
+from watchdog.durable import read_json, replace_file
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class KeptAnswers:
         cannot be read: said in the log, the daemon goes on without them). One still under
         way then is ended as cut off."""
         try:
-            data = json.loads(read_small(self.path, MAX_FILE_BYTES))
+            data = read_json(self.path, MAX_FILE_BYTES)
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:

@@ -31,7 +31,7 @@ from http import HTTPStatus
 from pathlib import Path
 
 from watchdog.control import Command, CommandResult, Dispatcher, Verb, outcome_of
-from watchdog.durable import replace_file
+from watchdog.durable import read_json, replace_file
 from watchdog.incidents import (
     SAFE_NAME,
     ThrottledLog,
@@ -99,7 +99,7 @@ class ActionTokens:
         OSError when the file is there but cannot be read now: writing over it would end
         every button still out."""
         try:
-            raw = json.loads(self.path.read_text())
+            raw = read_json(self.path)
         except FileNotFoundError:
             return {}
         except (ValueError, RecursionError) as exc:

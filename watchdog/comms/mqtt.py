@@ -44,8 +44,9 @@ from watchdog.comms.commands import COMMAND_TOPICS, CommandError, command_kind, 
 from watchdog.comms.discovery import Discovery, discovery_configs
 from watchdog.comms.outbox import MQTT, Entry, Outbox
 from watchdog.comms.transport import SHORT_LIVED_S, MqttTransport, topic_text
-from watchdog.config import MqttConfig
+from watchdog.config import PRINTER_NAME, MqttConfig, plain_topic
 from watchdog.control import Answered, Command, CommandResult, Dispatcher, answer_text
+from watchdog.durable import read_json
 from watchdog.incidents import Incident, IncidentStore, ThrottledLog, to_json
 from watchdog.kept_answers import KeptAnswers
 
@@ -307,7 +308,10 @@ class MqttCommunicator:
             self.address,
             f"; sending {waiting} undelivered alert(s)" if waiting else "",
         )
-        self._forget_removed()
+        try:
+            self._forget_removed()
+        except Exception:  # noqa: BLE001 - the alerts waiting for this connection go out still
+            logger.exception("MQTT: taking removed printers off %s failed", self.address)
         with self._lock:
             self._connections += 1
             connection = self._connections
@@ -363,12 +367,19 @@ class MqttCommunicator:
             return
         discovered = False
         try:
-            last = json.loads(self._published.read_text())
-            prefix, discovery_prefix = last["topic_prefix"], last["discovery_prefix"]
-            printers = [p for p in last["printers"] if isinstance(p, str)]
+            last = read_json(self._published)
+            if not isinstance(last["topic_prefix"], str) or not isinstance(
+                last["discovery_prefix"], str
+            ):
+                raise TypeError("its prefixes are not text")
+            prefix = plain_topic(last["topic_prefix"])
+            discovery_prefix = plain_topic(last["discovery_prefix"])
+            # a name the config would refuse is no printer of ours (a wildcard in it was
+            # refused by the MQTT client, and every connection's setup failed on it)
+            printers = [
+                p for p in last["printers"] if isinstance(p, str) and PRINTER_NAME.fullmatch(p)
+            ]
             discovered = last.get("discovery", True) is not False  # older records: the default
-            if not isinstance(prefix, str) or not isinstance(discovery_prefix, str):
-                raise TypeError
             if "discovery" not in last:
                 # written by a version whose availability topic was one per prefix: its last
                 # retained word there would stay for good, read by entities set up by hand

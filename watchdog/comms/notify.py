@@ -45,7 +45,7 @@ from watchdog.comms.actions import ActionTokens
 from watchdog.comms.outbox import Entry, Outbox
 from watchdog.config import NotifyEvent, NotifyTarget
 from watchdog.control import Verb, saved_answers
-from watchdog.durable import read_small, replace_file
+from watchdog.durable import read_json, read_small, replace_file
 from watchdog.incidents import ThrottledLog, alert_epoch, local_time
 from watchdog.redact import secret_filter
 
@@ -484,8 +484,8 @@ class TargetOwners:
     def _read(self) -> dict[str, tuple[str, str | None]]:
         """Channel → (identity, place) at the last run."""
         try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError, RecursionError):
+            data = read_json(self.path)
+        except (OSError, ValueError):
             return {}  # none yet (a first run), or damaged: no queue is handed over
         if not isinstance(data, dict):
             return {}

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from watchdog.durable import fsync_dir, replace_file, write_durably
+from watchdog.durable import fsync_dir, read_json, replace_file, write_durably
 from watchdog.incidents import (
     SAFE_NAME,
     ThrottledLog,
@@ -184,7 +184,7 @@ class Outbox:
         found = []
         for path in dirs:
             try:
-                record = json.loads((path / ENTRY).read_text())
+                record = read_json(path / ENTRY)
                 entry = Entry(
                     channel,
                     path.name,
