@@ -721,6 +721,32 @@ def test_a_renamed_printers_alerts_stay_on_the_incidents_page_without_buttons(
     assert nowhere.status_code == 404
 
 
+def test_an_alerts_picture_that_is_a_link_elsewhere_is_not_served(open_daemon) -> None:
+    """A link put in an alert's folder (by another program, a restored backup) was followed:
+    the page served whatever file it named, a secret outside the storage folder included."""
+    from watchdog.incidents import IncidentStore
+
+    url, _, tmp = open_daemon
+    jpeg = cv2.imencode(".jpg", np.full((8, 8, 3), 70, np.uint8))[1].tobytes()
+    alert = {"printer": PRINTER, "action": "pause", "time": "2026-12-05T10:00:00+00:00"}
+    incident = IncidentStore(tmp / "state").save(PRINTER, alert, jpeg, jpeg, pending=False)
+    secret = tmp / "secret.txt"
+    secret.write_text("SECRET-TOKEN")
+    folder = tmp / "state" / "incidents" / PRINTER / incident.id
+    (folder / "frame.jpg").unlink()
+    (folder / "frame.jpg").symlink_to(secret)
+    elsewhere = tmp / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "heatmap.jpg").write_bytes(b"SECRET-TOKEN")
+    linked = folder.with_name("20261205T100000000Z-abcdef")
+    linked.symlink_to(elsewhere)  # a whole folder linked elsewhere
+    for picture in (f"{incident.id}/frame.jpg", f"{linked.name}/heatmap.jpg"):
+        got = requests.get(f"{url}/api/incidents/{PRINTER}/{picture}", timeout=10)
+        assert got.status_code == 404 and b"SECRET" not in got.content, picture
+    shown = requests.get(f"{url}/api/incidents/{PRINTER}/{incident.id}/heatmap.jpg", timeout=10)
+    assert shown.status_code == 200 and shown.content == jpeg
+
+
 def test_loopback_page_is_open_but_posts_need_the_token_and_the_host(open_daemon) -> None:
     url, _, _ = open_daemon
     page = requests.get(f"{url}/", timeout=10)

@@ -466,9 +466,11 @@ class Dashboard:
         # any printer's, one no longer in the config included: its pictures are on disk
         if not (allowed and SAFE_NAME.fullmatch(printer) and SAFE_NAME.fullmatch(incident)):
             return text("404 Not Found", 404)
-        folder = incidents_root(self.storage_dir) / printer / incident
+        root = incidents_root(self.storage_dir)
+        folder = root / printer / incident
         path = folder / file
-        if not path.is_file():
+        # a link put there by something else is not followed: it could name any file
+        if not _own_file(path, root):
             return text("404 Not Found", 404)
         response = send_from_directory(folder, file, mimetype="image/jpeg", max_age=0)
         response.headers["Cache-Control"] = "private, no-cache"
@@ -556,6 +558,16 @@ def _what_became(applied: Applied, done: str) -> str:
     if applied.left_out:
         return f"{done}, but not applied: {applied.why}"
     return f"{done}, but not applied: the watchdog keeps its running settings ({applied.why})"
+
+
+def _own_file(path: Path, root: Path) -> bool:
+    """``path`` is a plain file under ``root`` with no link on the way from it."""
+    try:
+        inside = path.relative_to(root)
+        steps = [root.joinpath(*inside.parts[: i + 1]) for i in range(len(inside.parts))]
+        return not any(p.is_symlink() for p in steps) and path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _json_body() -> Any:
