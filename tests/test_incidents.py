@@ -335,6 +335,30 @@ def write_config(tmp_path: Path) -> Path:
     return cfg
 
 
+def test_feedback_says_its_verdict_on_a_terminal_that_lacks_a_names_characters(
+    tmp_path: Path,
+) -> None:
+    """A storage folder named in characters the output's encoding lacks (a terminal set to
+    ASCII): the verdict was recorded, then said by a traceback, as if it had failed."""
+    import subprocess
+    import sys
+
+    home = tmp_path / "印"
+    home.mkdir()
+    cfg = write_config(home)
+    inc = IncidentStore(home / "state").save("ender3", alert(), jpeg(3), jpeg(4))
+    argv = ["--config", str(cfg), "--printer", "ender3", "--incident", inc.id]
+    proc = subprocess.run(
+        [sys.executable, "-m", "watchdog", "feedback", *argv, "--verdict", "not_failure"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "\\u5370" in proc.stdout, proc.stdout
+
+
 def test_feedback_cli_not_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = write_config(tmp_path)
     frame = jpeg(3)

@@ -10,6 +10,7 @@ import base64
 import logging
 import os
 import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -185,6 +186,33 @@ def test_a_config_mistake_on_a_secret_names_where_without_the_secret(
     assert proc.returncode == 2, proc.stderr
     assert said in proc.stderr
     assert leaks(proc.stdout + proc.stderr, PASSWORD) == [], proc.stderr
+
+
+def test_a_camera_url_given_where_a_folder_is_expected_is_refused_without_its_password(
+    tmp_path,
+) -> None:
+    """A camera's URL given to --frames, to score, or to the trainer's --normal: shown back as
+    a path ("rtsp:/admin:<password>@..."), the password with it."""
+    config = write_config(
+        tmp_path / "config.yaml", printers=[{"name": "p1", "camera": {"source": str(tmp_path)}}]
+    )
+    url = f"rtsp://admin:{PASSWORD}@192.168.1.5:554/stream1"
+    for args in (
+        ("replay", "--config", str(config), "--frames", url),
+        ("score", f"http://admin:{PASSWORD}@192.168.1.5/snap.jpg"),
+    ):
+        proc = run_cli(*args, timeout=120)
+        assert proc.returncode != 0 and "error" in proc.stderr, proc.stderr
+        assert leaks(proc.stdout + proc.stderr, PASSWORD) == [], proc.stderr
+    trainer = subprocess.run(
+        [sys.executable, "-m", "trainer", "--normal", url, "--out", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert trainer.returncode != 0 and "error" in trainer.stderr, trainer.stderr
+    assert leaks(trainer.stdout + trainer.stderr, PASSWORD) == [], trainer.stderr
 
 
 def test_a_value_that_reads_as_a_bad_date_is_text_not_a_crash(tmp_path) -> None:

@@ -22,6 +22,7 @@ from trainer.model import PRESETS
 from watchdog.detection.bundle import BundleError
 from watchdog.detection.model import drop_runtime_banner
 from watchdog.errors import UsageError
+from watchdog.redact import redact
 
 logger = logging.getLogger("trainer")
 
@@ -29,7 +30,7 @@ logger = logging.getLogger("trainer")
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         """One line and exit code 2 (argparse prints the whole usage otherwise)."""
-        print(f"error: {message} (see python -m trainer --help)", file=sys.stderr)
+        print(redact(f"error: {message} (see python -m trainer --help)"), file=sys.stderr)
         sys.exit(2)
 
 
@@ -315,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, BundleError) as exc:
         if args.debug:
             logger.exception("fatal")
-        print(f"error: {exc}", file=sys.stderr)
+        print(redact(f"error: {exc}"), file=sys.stderr)
         return 2
     except ParityError as exc:
         print(f"error: export failed the parity check: {exc}", file=sys.stderr)
@@ -329,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except OSError as exc:  # a full disk, a folder that went away under the run
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(redact(f"error: {where}{exc.strerror or exc}"), file=sys.stderr)
         return 1
     print(result.run_dir)
     return 0

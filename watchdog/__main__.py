@@ -89,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("error: standard output is closed: nothing could be written", file=sys.stderr)
             return 2
         sys.stdout = _NamedOutput(sys.stdout)
+        if sys.stderr is not None:
+            sys.stderr = _MaskedErrors(sys.stderr)
     try:
         code = int(args.func(args) or 0)
         if isinstance(sys.stdout, _NamedOutput):  # written now, where its failure is said:
@@ -118,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if isinstance(sys.stdout, _NamedOutput):
             sys.stdout = sys.stdout.stream
+        if isinstance(sys.stderr, _MaskedErrors):
+            sys.stderr = sys.stderr.stream
 
 
 def _drop_unwritten_output() -> None:
@@ -141,7 +145,7 @@ class _NamedOutput:
 
     def write(self, text: str) -> int:
         try:
-            return self.stream.write(text)
+            return self.stream.write(_encodable(text, self.stream))
         except OSError as exc:
             raise _named(exc) from None
 
@@ -153,6 +157,34 @@ class _NamedOutput:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
+
+
+class _MaskedErrors:
+    """A command's standard error with every secret masked, whoever prints to it: a camera's
+    URL given where a folder or file is expected was shown back as a path, password and all
+    ("rtsp:/admin:<password>@..."), by the lines each command prints of a file it cannot read."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(_encodable(redact.secret_filter.mask(text), self.stream))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _encodable(text: str, stream: TextIO) -> str:
+    """``text`` as ``stream`` can write it: a name the terminal's encoding lacks ("mb印" under
+    PYTHONIOENCODING=ascii) written escaped, not a traceback after the work was done."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return text.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:
+        pass
+    return text
 
 
 def _named(exc: OSError) -> OSError:

@@ -24,10 +24,11 @@ _KEEP_QUERY = {"action"}  # mjpg-streamer's ?action=stream|snapshot says what th
 
 # scheme://user:password@host → the password (up to the last @ before the path: a password
 # may hold an @ of its own)
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,31}://[^/\s:@'\"<>]*):[^/\s'\"<>]*@")
+# (one slash too: a URL given where a path is expected is shown as a path, "rtsp:/user:pw@")
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,31}:/{1,2}[^/\s:@'\"<>]*):[^/\s'\"<>]*@")
 # scheme://token@host: a name alone before the @ is a token as often as a user (a camera's
 # or a service's key in place of a user name), so it is masked whole
-_USER_ONLY = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,31}://)[^/\s:@'\"<>*]+@")
+_USER_ONLY = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,31}:/{1,2})[^/\s:@'\"<>*]+@")
 # A name that says secret, the one rule for a URL's query keys and the config's ${NAME}s: one
 # of its parts (split at _ . -) ends in a secret word, plural or numbered ("api_key",
 # "loginpas": the password key of some IP cameras, "OCTOPRINT_KEY2", "HA_TOKENS"), or it holds
