@@ -144,6 +144,9 @@ def test_camera_urls_with_an_at_sign_in_a_value_still_load(url: str) -> None:
         ("http://admin:pw@127.0.0.1:99999/snap", "its port 99999 is beyond 65535"),
         ("http://cam.local:70000/snap", "its port 70000 is beyond 65535"),
         ("http://admin:p/w@cam.local/snap", "must be percent-encoded"),
+        # a ']' in the password read as a broken IPv6 address: the parser's own words
+        ("http://admin:pw]x@cam.local/snap", "%5D"),
+        ("http://[fe80::1/snap", "its host or port cannot be read"),
         ("http://cam.local:80x/snap", "check the port after its host"),
         # "ab%cd9": the camera was sent a password it never had, and refused it
         ("http://admin:pw%cd9@cam.local/snap", "a '%' itself is written %25"),

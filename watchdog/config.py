@@ -573,8 +573,8 @@ def _check_address(url: str) -> None:
     """A URL whose port or host cannot be parsed is refused here, not at the first request.
     The key names it; the URL itself is not repeated (unparsable, its secrets cannot be masked)."""
     hint = (
-        "a user name or password holding '/', '?', '#', '@' or '%' must be percent-encoded "
-        "(%2F, %3F, %23, %40, %25)"
+        "a user name or password holding '/', '?', '#', '@', '[', ']' or '%' must be "
+        "percent-encoded (%2F, %3F, %23, %40, %5B, %5D, %25)"
     )
     try:
         parts = urlsplit(url)
@@ -600,7 +600,10 @@ def _check_address(url: str) -> None:
 def _port_text(url: str) -> str:
     """What stands after the host's last ':' ("" where none can be told: a host without a
     port, an IPv6 address alone)."""
-    host = urlsplit(url).netloc.rpartition("@")[2]
+    try:
+        host = urlsplit(url).netloc.rpartition("@")[2]
+    except ValueError:  # a '[' or ']' in its password reads as a broken IPv6 address
+        return ""
     return "" if host.endswith("]") or ":" not in host else host.rpartition(":")[2]
 
 
