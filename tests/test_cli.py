@@ -626,6 +626,32 @@ def test_demo_pauses_the_simulated_print_and_says_where_the_alert_is(tmp_path) -
     assert len(list(out.glob("incidents/demo/*/alert.json"))) == 2
 
 
+def test_replay_and_demo_say_an_alert_they_could_not_save_and_exit_1(
+    tmp_path, tiny_bundle, normal_frames, anomalous_frames
+) -> None:
+    """A full or read-only disk under --out: the replay ended "incidents in <folder>" (an
+    empty folder) and the demo named an alert file that was never written, both exit 0."""
+    frames = _write_frames(tmp_path / "rec", list(normal_frames[:6]) + list(anomalous_frames[:5]))
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(tiny_bundle),
+        printers=[{"name": "e3", "detection": {"consecutive": 3}}],
+    )
+    out = tmp_path / "out"
+    (out / "incidents").mkdir(parents=True)
+    (out / "incidents" / "e3").write_text("a file where the printer's folder goes")
+    r = run_cli("replay", "--config", str(config), "--frames", str(frames), "--out", str(out))
+    assert r.returncode == 1, r.stderr
+    assert "1 alert(s); 1 of them could not be saved in" in r.stderr, r.stderr
+    assert json.loads(r.stdout.splitlines()[-1])["saved"] == 0
+    demo = tmp_path / "demo"
+    (demo / "incidents").mkdir(parents=True)
+    (demo / "incidents" / "demo").write_text("a file where the printer's folder goes")
+    d = run_cli("demo", "--out", str(demo), "--interval", "0")
+    assert d.returncode == 1 and "demo: the alert could not be saved in" in d.stderr, d.stderr
+    assert "alert.json" not in d.stderr.split("could not be saved")[1]
+
+
 def test_replay_skips_and_counts_a_corrupt_frame_never_as_an_anomaly(
     tmp_path, tiny_bundle, normal_frames
 ) -> None:

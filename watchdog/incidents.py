@@ -318,7 +318,8 @@ class IncidentStore:
                 logger,
                 logging.ERROR,
                 "save",
-                "cannot save incident %s in %s: %s; the alert is kept in memory until the broker has it",
+                "cannot save incident %s in %s: %s; it is not kept (not on the page after a "
+                "restart; the alert is still sent where it goes)",
                 incident_id,
                 folder,
                 exc.strerror or exc,
