@@ -672,25 +672,35 @@ def test_replay_skips_and_counts_a_corrupt_frame_never_as_an_anomaly(
 
 def test_score_never_writes_a_heatmap_over_the_frames_it_scores(tmp_path) -> None:
     """``score *.jpg --heatmap .`` in the folder of the owner's frames replaced each frame by
-    its heatmap. It is refused before anything is scored, and the frames are as they were."""
+    its heatmap, and a folder of photos lost each of the same name. A heatmap is named
+    ``<name>.heatmap.jpg``; one that would still land on an image scored is refused before
+    anything is scored, and the frames are as they were."""
     import hashlib
     import os
     import shutil
 
     demo = Path(__file__).resolve().parents[1] / "watchdog" / "demo" / "frames"
-    for name in ("000_normal.jpg", "001_normal.jpg"):
-        shutil.copy(demo / name, tmp_path / name)
+    shutil.copy(demo / "000_normal.jpg", tmp_path / "000_normal.jpg")
+    shutil.copy(demo / "001_normal.jpg", tmp_path / "000_normal.heatmap.jpg")
     before = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
     r = run_cli(
         "score",
         str(tmp_path / "000_normal.jpg"),
-        str(tmp_path / "001_normal.jpg"),
+        str(tmp_path / "000_normal.heatmap.jpg"),
         "--heatmap",
         str(tmp_path),
     )
     assert r.returncode == 2 and "would be written over the image" in r.stderr, r.stderr
     after = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
     assert after == before
+    # nor over another file of the folder given: a photo of the same name
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "000_normal.jpg").write_bytes(b"my holiday photo")
+    r = run_cli("score", str(tmp_path / "000_normal.jpg"), "--heatmap", str(photos))
+    assert r.returncode == 0, r.stderr
+    assert (photos / "000_normal.jpg").read_bytes() == b"my holiday photo"
+    assert cv2.imread(str(photos / "000_normal.heatmap.jpg")) is not None
     # a FIFO (or a device) is refused at once rather than read for ever
     os.mkfifo(tmp_path / "pipe.jpg")
     r = run_cli("score", str(tmp_path / "pipe.jpg"), timeout=60)

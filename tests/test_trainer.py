@@ -157,8 +157,8 @@ def test_score_cli_on_tiny_bundle(tiny_bundle: Path, tmp_path: Path) -> None:
     assert [line["file"] for line in lines] == [str(good), str(bad)]
     assert [line["anomalous"] for line in lines] == [False, True]
     assert lines[1]["score"] > lines[1]["threshold"] > lines[0]["score"]
-    assert sorted(p.name for p in heat.iterdir()) == ["bad.jpg", "good.jpg"]
-    assert cv2.imread(str(heat / "bad.jpg")).shape == (120, 160, 3)
+    assert sorted(p.name for p in heat.iterdir()) == ["bad.heatmap.jpg", "good.heatmap.jpg"]
+    assert cv2.imread(str(heat / "bad.heatmap.jpg")).shape == (120, 160, 3)
 
 
 INT8_EXPORT = """

@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="also write a heatmap overlay JPEG per image into DIR",
+        help="also write a heatmap overlay JPEG per image into DIR (<name>.heatmap.jpg)",
     )
     p.add_argument(
         "--threads",
@@ -64,11 +64,13 @@ def read_image(path: Path, need: tuple[int, int] | None = None) -> np.ndarray:
 
 
 def _heatmap_path(folder: Path, image: Path, used: set[Path]) -> Path:
-    out = folder / f"{image.stem}.jpg"
+    """``<stem>.heatmap.jpg``: named as no camera names a frame, so that a file already there
+    is an earlier heatmap, not a photo of the owner's (``<stem>.jpg`` replaced any)."""
+    out = folder / f"{image.stem}.heatmap.jpg"
     n = 1
     while out in used:
         n += 1
-        out = folder / f"{image.stem}-{n}.jpg"
+        out = folder / f"{image.stem}-{n}.heatmap.jpg"
     used.add(out)
     return out
 
