@@ -354,6 +354,35 @@ def test_root_without_sudo_is_refused_in_the_installed_services_folder(
         storage_lock.refuse_as_root_in_a_users_folder(state / "collected")
 
 
+@pytest.mark.parametrize("kind", ["link", "folder"])
+def test_a_link_or_folder_at_the_lock_files_name_is_moved_aside_and_the_folder_locked(
+    tmp_path, kind: str, caplog
+) -> None:
+    """A link at ``daemon.lock`` was followed: the owner's file it named was cut to the
+    daemon's pid. A folder there ran the daemon unlocked, saying the storage was not
+    writable (it was), and a second daemon on the folder was not refused."""
+    import logging
+
+    from watchdog import storage_lock
+
+    state = tmp_path / "state"
+    state.mkdir()
+    victim = tmp_path / "notes.txt"
+    victim.write_text("owner's notes")
+    if kind == "link":
+        (state / "daemon.lock").symlink_to(victim)
+    else:
+        (state / "daemon.lock").mkdir()
+    with caplog.at_level(logging.WARNING):
+        lock = storage_lock.lock_storage(state)
+    assert victim.read_text() == "owner's notes"
+    assert f"was a {kind}, not the watchdog's lock file: moved aside" in caplog.text
+    assert (state / "daemon.lock").read_text() == f"{os.getpid()}\n"
+    with pytest.raises(storage_lock.StorageInUse):
+        storage_lock.lock_storage(state)
+    lock.release()
+
+
 # --------------------------------------------------------------------------- TLS of the printer API
 
 MOONRAKER_PRINTING = {

@@ -14,6 +14,7 @@ import os
 import pwd
 from pathlib import Path
 
+from watchdog.durable import set_aside
 from watchdog.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -111,6 +112,26 @@ def user_name(uid: int) -> str:
         return str(uid)
 
 
+def _open_lock_file(path: Path) -> int:
+    """The lock file, opened without following a link: a link or a folder put at its name is
+    moved aside first (a link was followed, and the file it named cut to the daemon's pid; a
+    folder ran the daemon unlocked, saying its storage was not writable)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.EISDIR):
+            raise
+    aside = set_aside(path)
+    logger.warning(
+        "%s was a %s, not the watchdog's lock file: moved aside as %s",
+        path,
+        "link" if aside.is_symlink() else "folder",
+        aside.name,
+    )
+    return os.open(path, flags, 0o644)
+
+
 def lock_storage(storage_dir: Path) -> StorageLock:
     """Take the folder's lock or raise StorageInUse naming the folder and the holder's pid
     (or UsageError as root in a user's folder).
@@ -122,7 +143,7 @@ def lock_storage(storage_dir: Path) -> StorageLock:
     path = Path(storage_dir) / LOCK_FILE
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = _open_lock_file(path)
     except OSError as exc:
         logger.error(
             "storage folder %s is not writable (%s): incidents, queued alerts and saved "
