@@ -470,6 +470,20 @@ def test_an_alert_made_with_the_clock_behind_is_still_the_latest(tmp_path: Path)
     assert [i.id for i in list_incidents(tmp_path, ["ender3"], limit=1)] == [new.id]
 
 
+def test_an_alert_after_a_folder_named_for_the_end_of_time_is_still_saved(tmp_path: Path) -> None:
+    """A folder named for the last millisecond of the year 9999 (put there by something
+    else): the next id, one millisecond after it, could not be made, and every alert of the
+    printer failed its step: none saved, sent or shown. It is made by the clock."""
+    store = IncidentStore(tmp_path)
+    end = tmp_path / "incidents" / "ender3" / "99991231T235959999Z-abcdef"
+    end.mkdir(parents=True)
+    (end / "alert.json").write_text(json.dumps({"printer": "ender3", "score": 1.0}))
+    first = store.save("ender3", {"score": 9.0}, jpeg(), jpeg(), pending=False)
+    second = store.save("ender3", {"score": 9.5}, jpeg(), jpeg(), pending=False)
+    assert first.path is not None and second.path is not None
+    assert first.id < second.id < end.name
+
+
 def test_a_draft_under_way_hides_behind_the_alert_before_it_until_settled(tmp_path: Path) -> None:
     """While a pause runs, its draft is no incident yet: "the latest alert" (a verdict from
     Home Assistant) is the one before it, not "no alert"; once a watchdog that stopped during

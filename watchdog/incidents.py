@@ -152,12 +152,22 @@ def new_incident_id(now: datetime | None = None, after: str | None = None) -> st
     stamp = now or datetime.now(UTC)
     stamp = stamp.replace(microsecond=stamp.microsecond // 1000 * 1000)
     if after is not None and (newest := _id_time(after)) is not None:
-        stamp = max(stamp, newest + timedelta(milliseconds=1))
+        stamp = _later(stamp, newest)
     if now is None:
         with _id_lock:
-            stamp = max(stamp, _last_id_time + timedelta(milliseconds=1))
+            stamp = _later(stamp, _last_id_time)
             _last_id_time = stamp
     return f"{stamp:%Y%m%dT%H%M%S}{stamp.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
+
+
+def _later(stamp: datetime, earlier: datetime) -> datetime:
+    """``stamp``, or the millisecond after ``earlier`` where that is later; ``stamp`` where
+    there is none (a folder named for the year 9999, put there by something else: every alert
+    after it failed to be made, none saved, sent or shown)."""
+    try:
+        return max(stamp, earlier + timedelta(milliseconds=1))
+    except OverflowError:
+        return stamp
 
 
 def id_folders(folder: Path) -> list[Path]:
