@@ -1396,3 +1396,45 @@ def test_a_recording_read_to_its_end_is_said_so_not_shown_as_live(open_daemon) -
         ),
         60,
     )
+
+
+def test_one_printers_saved_settings_from_another_version_leave_the_others_applied(
+    tmp_path: Path,
+) -> None:
+    """One printer's saved settings holding a key the page does not save (a file written by
+    another version): every printer's settings were left out, and every save refused. That
+    printer watches with the config file's; the others keep theirs; its reset keeps the file
+    aside and the others' settings."""
+    from watchdog.overrides import load_starting_config, reset, saved_and_refusal
+
+    state = tmp_path / "state"
+    state.mkdir()
+    config = write_config(
+        tmp_path / "c.yaml",
+        storage={"dir": str(state)},
+        printers=[{"name": "p1"}, {"name": "p2"}],
+    )
+    p1 = {"sensitivity": 0.7, "mask": [[[0, 0], [0.2, 0], [0.2, 0.2]]]}
+    stored = state / "overrides.json"
+    stored.write_text(
+        json.dumps(
+            {
+                "printers": {
+                    "p1": {"detection": p1},
+                    "p2": {"detection": {"sensitivity": 1.2, "min_area": 5}},
+                }
+            }
+        )
+    )
+    cfg, refused = load_starting_config(config)
+    by_name = {p.name: p.detection for p in cfg.printers}
+    assert by_name["p1"].sensitivity == 0.7 and len(by_name["p1"].mask) == 1
+    assert by_name["p2"].sensitivity == 1.0
+    [why] = refused
+    assert "printers.p2" in why and "printer p2 watches with the config file's settings" in why
+    assert saved_and_refusal(state, "p1", by_name["p1"])[1] is None
+    said = reset(state, "p2")
+    assert "set aside" in said, said
+    assert json.loads(stored.read_text()) == {"printers": {"p1": {"detection": p1}}}
+    [aside] = state.glob("overrides.json.unreadable-*")
+    assert "min_area" in aside.read_text()

@@ -12,6 +12,7 @@ on top, so they survive a restart, are listed with their origin by ``check-confi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -105,8 +106,11 @@ def overrides_path(storage_dir: Path) -> Path:
     return Path(storage_dir) / FILE
 
 
-def _read(storage_dir: Path) -> dict[str, dict[str, Any]]:
-    """printer → {detection key: value}; ConfigError naming the file when it is unusable."""
+def _read(storage_dir: Path) -> dict[str, Any]:
+    """printer → its entry as the file holds it (``_detection`` checks one); ConfigError
+    naming the file when the file itself is unusable. One printer's entry that is not what the
+    page saves (written by another version, edited by hand) is that printer's problem only:
+    it left every printer's settings out."""
     path = overrides_path(storage_dir)
     try:
         raw = json.loads(read_small(path, MAX_FILE_BYTES))
@@ -126,24 +130,27 @@ def _read(storage_dir: Path) -> dict[str, dict[str, Any]]:
         raise ConfigError(
             f'{path}: expected {{"printers": {{name: {{detection: ...}}}}}}; fix or delete the file'
         )
-    out: dict[str, dict[str, Any]] = {}
-    for name, entry in printers.items():
-        detection = entry.get("detection") if isinstance(entry, dict) else None
-        if not isinstance(detection, dict) or set(detection) - set(TUNABLE):
-            raise ConfigError(
-                f"{path}: printers.{name}: only detection.{'/'.join(TUNABLE)} may be saved here"
-            )
-        mask = detection.get("mask")
-        if isinstance(mask, list) and (
-            len(mask) > MASK_POLYGONS
-            or any(isinstance(m, list) and len(m) > MASK_POINTS for m in mask)
-        ):  # said before the schema weighs millions of corners, at every look of the page
-            raise ConfigError(
-                f"{path}: printers.{name}: detection.mask: more than the page saves "
-                f"({MASK_POLYGONS} masks of {MASK_POINTS} corners at most); fix or delete the file"
-            )
-        out[str(name)] = detection
-    return out
+    return {str(name): entry for name, entry in printers.items()}
+
+
+def _detection(storage_dir: Path, name: str, entry: Any) -> dict[str, Any]:
+    """A printer's saved detection settings from its ``entry``; ConfigError naming the file
+    and the printer when they are not what the page saves."""
+    path = overrides_path(storage_dir)
+    detection = entry.get("detection") if isinstance(entry, dict) else None
+    if not isinstance(detection, dict) or set(detection) - set(TUNABLE):
+        raise ConfigError(
+            f"{path}: printers.{name}: only detection.{'/'.join(TUNABLE)} may be saved here"
+        )
+    mask = detection.get("mask")
+    if isinstance(mask, list) and (
+        len(mask) > MASK_POLYGONS or any(isinstance(m, list) and len(m) > MASK_POINTS for m in mask)
+    ):  # said before the schema weighs millions of corners, at every look of the page
+        raise ConfigError(
+            f"{path}: printers.{name}: detection.mask: more than the page saves "
+            f"({MASK_POLYGONS} masks of {MASK_POINTS} corners at most); fix or delete the file"
+        )
+    return detection
 
 
 def _merge(detection: DetectionConfig, changes: dict[str, Any], where: str) -> DetectionConfig:
@@ -205,7 +212,8 @@ def saved_and_refusal(
     settings in force) or pass ``check``, or None: what the page shows of them (one read of
     the file)."""
     try:
-        saved = dict(_read(storage_dir).get(printer, {}))
+        entry = _read(storage_dir).get(printer)
+        saved = {} if entry is None else dict(_detection(storage_dir, printer, entry))
         if saved:
             where = f"{overrides_path(storage_dir)}: printers.{printer}.detection"
             merged = _merge(detection, saved, where)
@@ -221,7 +229,7 @@ def saved_and_refusal(
 
 def _applied(
     config: Config,
-    saved: dict[str, dict[str, Any]],
+    saved: dict[str, Any],
     strict: bool,
     folder: Path,
     check: Check | None = None,
@@ -237,10 +245,10 @@ def _applied(
         )
     printers, refused = [], []
     for p in config.printers:
-        changes = saved.get(p.name)
-        if changes:
+        if p.name in saved:
             where = f"{overrides_path(folder)}: printers.{p.name}.detection"
             try:
+                changes = _detection(folder, p.name, saved[p.name])
                 merged = _merge(p.detection, changes, where)
                 if check is not None:
                     try:
@@ -258,12 +266,16 @@ def _applied(
 
 def origins(config: Config) -> list[Origin]:
     """Every setting that comes from the dashboard, for check-config and the page."""
-    path = overrides_path(config.storage.dir)
-    return [
-        Origin(f"printers.{name}.detection.{key}", value, path)
-        for name, detection in sorted(_read(config.storage.dir).items())
-        for key, value in detection.items()
-    ]
+    folder = config.storage.dir
+    found = []
+    for name, entry in sorted(_read(folder).items()):
+        with contextlib.suppress(ConfigError):  # not applied: it sets nothing
+            detection = _detection(folder, name, entry)
+            found += [
+                Origin(f"printers.{name}.detection.{key}", value, overrides_path(folder))
+                for key, value in detection.items()
+            ]
+    return found
 
 
 class ChangedElsewhere(Exception):
@@ -304,7 +316,7 @@ def save(
         )
     with _lock:
         saved = _read(storage_dir)
-        before = saved.get(printer, {})
+        before = _detection(storage_dir, printer, saved[printer]) if printer in saved else {}
         held = before if drawn_on and _applies(base, before, check) else {}
         current = shown is not None and shown[1] == _saves
         in_force = (shown[0] if shown is not None and current else base).model_dump()
@@ -318,7 +330,7 @@ def save(
         # Store what the schema made of it (tuples as lists, numbers as numbers).
         dumped = merged.model_dump()
         mine = {k: dumped[k] for k in mine}
-        saved[printer] = mine
+        saved[printer] = {"detection": mine}
         _write(storage_dir, saved)
         _bump()
     return mine
@@ -350,9 +362,18 @@ def reset(storage_dir: Path, printer: str, keys: tuple[str, ...] = TUNABLE) -> s
             _bump()
             logger.warning("%s; set aside as %s, every printer is on its config file", exc, aside)
             return f"the saved settings could not be read; set aside as {aside}"
-        mine = {k: v for k, v in saved.get(printer, {}).items() if k not in keys}
+        try:
+            before = _detection(storage_dir, printer, saved.get(printer, {"detection": {}}))
+        except ConfigError as exc:  # kept as it was, set aside; the other printers' stay
+            saved.pop(printer)
+            aside = set_aside(overrides_path(storage_dir))
+            _write(storage_dir, saved)
+            _bump()
+            logger.warning("%s; the file set aside as %s, the other printers' kept", exc, aside)
+            return f"its saved settings could not be read; the file set aside as {aside}"
+        mine = {k: v for k, v in before.items() if k not in keys}
         if mine:
-            saved[printer] = mine
+            saved[printer] = {"detection": mine}
         else:
             saved.pop(printer, None)
         _write(storage_dir, saved)
@@ -366,14 +387,15 @@ def _bump() -> None:
     _saves += 1
 
 
-def _write(storage_dir: Path, saved: dict[str, dict[str, Any]]) -> None:
+def _write(storage_dir: Path, saved: dict[str, Any]) -> None:
+    """printer → entry (another printer's kept as the file held it, unusable or not)."""
     path = overrides_path(storage_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not saved:
         path.unlink(missing_ok=True)
         fsync_dir(path.parent)  # a power cut must not bring back what was reset
         return
-    body = {"printers": {name: {"detection": d} for name, d in sorted(saved.items())}}
+    body = {"printers": dict(sorted(saved.items()))}
     replace_file(path, json.dumps(body, indent=2).encode(), mode=0o644)
 
 
