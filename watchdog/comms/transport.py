@@ -390,13 +390,16 @@ class MqttTransport:
         hint = ""
         if isinstance(exc, ssl.SSLCertVerificationError):
             hint = " (set mqtt.tls.ca_file to the CA that signed the broker's certificate)"
+        # in the owner's words ("host name not found (DNS)"), not "[Errno -2] Name or
+        # service not known"; the library's text where none of the known causes fits
+        why = (connection_cause(exc, "broker") if exc is not None else None) or exc or "failed"
         self._throttle(
             logger,
             logging.WARNING,
             "connect",
             "cannot connect to MQTT broker %s: %s%s; retrying",
             self.address,
-            exc or "failed",
+            why,
             hint,
         )
 
