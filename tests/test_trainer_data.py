@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -592,6 +593,30 @@ def test_cli_errors_are_one_line_exit_2(
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small disk: needs root")
+def test_an_out_on_a_disk_too_full_for_a_run_is_refused_before_the_fit(
+    tmp_path: Path, kaggle: Path
+) -> None:
+    """A disk that filled during the fit ended in the HDF5 library's tracebacks and a crash
+    (exit 139), its run folder left with a cut checkpoint. Refused in one line first."""
+
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"no tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        proc = _cli("--data", str(kaggle), "--out", str(small / "runs"))
+        assert proc.returncode == 2, proc.stderr
+        [line] = proc.stderr.strip().splitlines()
+        assert line.startswith(f"error: --out {small / 'runs'}: ") and "MB free" in line, line
+        assert not (small / "runs").exists()
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
 
 
 def test_a_false_alarm_kept_from_a_held_out_print_is_not_fitted(tmp_path: Path) -> None:

@@ -330,7 +330,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except OSError as exc:  # a full disk, a folder that went away under the run
         where = f"{exc.filename}: " if exc.filename else ""
-        print(redact(f"error: {where}{exc.strerror or exc}"), file=sys.stderr)
+        print(
+            redact(
+                f"error: {where}{exc.strerror or exc}; the run did not finish (a run folder "
+                "named above may lack its bundle or its report: train again)"
+            ),
+            file=sys.stderr,
+        )
         return 1
     print(result.run_dir)
     return 0

@@ -24,6 +24,7 @@ from trainer.data import read_frame
 from trainer.evaluate import Reconstruct
 from watchdog.detection.bundle import MODEL_FILE, Bundle, BundleMeta
 from watchdog.detection.model import FrameScorer, native_lines_dropped
+from watchdog.durable import replace_file
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def write_bundle(tflite: bytes, folder: Path, meta: BundleMeta) -> Bundle:
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    (folder / MODEL_FILE).write_bytes(tflite)
+    replace_file(folder / MODEL_FILE, tflite, mode=0o644)  # whole or not at all (a full disk)
     meta.model_sha256 = hashlib.sha256(tflite).hexdigest()
     if not meta.created:
         meta.created = datetime.now(UTC).isoformat(timespec="seconds")

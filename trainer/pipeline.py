@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +44,7 @@ from watchdog.detection.bundle import (
     baseline_memory_refusal,
 )
 from watchdog.detection.detector import calibration_start
-from watchdog.storage_lock import why_unwritable
+from watchdog.storage_lock import nearest_existing, why_unwritable
 
 logger = logging.getLogger(__name__)
 
@@ -273,11 +274,25 @@ def _held_out_false_alarms_left_out(
     return fit_set
 
 
+# what a run may write: checkpoints, the Keras model, the bundle, the report and its plots
+# (7 MB measured for the default preset), with room to spare
+RUN_BYTES = 64 * 2**20
+
+
 def _check_out(out: Path) -> None:
-    """``--out`` is, or can be made, a folder this user writes in: said before the frames are
-    loaded and the model fitted, not after (and nothing is made before the run's checks)."""
+    """``--out`` is, or can be made, a folder this user writes in, on a disk with room for a
+    run: said before the frames are loaded and the model fitted, not after (and nothing is
+    made before the run's checks). A disk that filled during the fit ended in the HDF5
+    library's tracebacks and a crash, the run folder left with cut files."""
     if (why := why_unwritable(Path(out))) is not None:
         raise DataError(f"--out {out}: {why}")
+    free = shutil.disk_usage(nearest_existing(Path(out))).free
+    if free < RUN_BYTES:
+        raise DataError(
+            f"--out {out}: {free / 2**20:.1f} MB free on its disk; a training run writes up "
+            f"to about {RUN_BYTES // 2**20} MB (model, checkpoints, bundle, plots): free some "
+            "space or give another folder"
+        )
 
 
 def _run_dir(out: Path) -> Path:
