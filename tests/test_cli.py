@@ -619,8 +619,12 @@ def test_demo_pauses_the_simulated_print_and_says_where_the_alert_is(tmp_path) -
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     # The built-in sequence is eight normal frames, then the failure: no action on a normal frame.
     assert all(x["action"] is None for x in lines if "normal" in x["frame"])
-    # run again (make demo twice): its earlier alert is another print's, not a pause resumed
+    # run again (make demo twice): its earlier alert is another print's, not a pause resumed;
+    # an earlier, longer sequence's frames (another model's) are not shown among its own
+    shown = sorted(p.name for p in (out / "camera").iterdir())
+    (out / "camera" / "200_000_normal.jpg").write_bytes((out / "camera" / shown[-1]).read_bytes())
     again = run_cli("demo", "--out", str(out), "--interval", "0")
+    assert sorted(p.name for p in (out / "camera").iterdir()) == shown
     assert again.returncode == 0, again.stdout + again.stderr
     assert "printer state now: paused" in again.stderr
     assert len(list(out.glob("incidents/demo/*/alert.json"))) == 2

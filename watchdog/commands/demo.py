@@ -64,6 +64,12 @@ def demo_sequence(frames: Path, calibration_frames: int, into: Path) -> Path:
     rounds = max(1, math.ceil((calibration_frames + len(normal)) / len(normal)))
     try:
         into.mkdir(parents=True, exist_ok=True)
+        # an earlier demo's frames (a longer sequence, another model's) would be shown
+        # among these: the demo's own, and only those, go first
+        for old in into.glob("[0-9][0-9][0-9]_*_normal.jpg"):
+            old.unlink()
+        for old in into.glob("[0-9][0-9][0-9]_*_failure.jpg"):
+            old.unlink()
         for i, path in enumerate(normal * rounds + failure):
             shutil.copyfile(path, into / f"{i:03d}_{path.name}")
     except OSError as exc:  # named after --out, not the package's own frame being copied
