@@ -326,6 +326,23 @@ def test_unwritable_storage_returns_unsaved_and_logs_once(
     store.delivered(incidents[0])  # nothing to clear, no error
 
 
+@pytest.mark.parametrize("fixture", ["readonly_storage", "full_storage"])
+def test_a_settings_save_the_disk_refuses_names_the_settings_file(
+    request: pytest.FixtureRequest, fixture: str
+) -> None:
+    """A save from the page on a full or read-only disk answered "cannot save the settings
+    in the storage folder: No space left on device" (no file named), or named the hidden
+    temporary file beside it."""
+    from watchdog.config import DetectionConfig
+    from watchdog.overrides import overrides_path, save
+
+    storage = request.getfixturevalue(fixture)
+    with pytest.raises(OSError) as err:
+        save(storage, DetectionConfig(), "ender3", {"sensitivity": 1.5})
+    assert err.value.filename == str(overrides_path(storage)), err.value
+    assert err.value.strerror in ("No space left on device", "Read-only file system"), err.value
+
+
 # --------------------------------------------------------------------------- CLI
 
 

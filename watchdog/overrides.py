@@ -390,13 +390,16 @@ def _bump() -> None:
 def _write(storage_dir: Path, saved: dict[str, Any]) -> None:
     """printer → entry (another printer's kept as the file held it, unusable or not)."""
     path = overrides_path(storage_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not saved:
-        path.unlink(missing_ok=True)
-        fsync_dir(path.parent)  # a power cut must not bring back what was reset
-        return
-    body = {"printers": dict(sorted(saved.items()))}
-    replace_file(path, json.dumps(body, indent=2).encode(), mode=0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not saved:
+            path.unlink(missing_ok=True)
+            fsync_dir(path.parent)  # a power cut must not bring back what was reset
+            return
+        body = {"printers": dict(sorted(saved.items()))}
+        replace_file(path, json.dumps(body, indent=2).encode(), mode=0o644)
+    except OSError as exc:  # named as the owner knows it, not its hidden temporary file
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
 
 
 def yaml_snippet(printer: str, detection: dict[str, Any]) -> str:
