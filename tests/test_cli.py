@@ -215,6 +215,7 @@ def test_check_config_says_when_the_storage_folder_cannot_be_used(tmp_path, tiny
         f"warning: storage.dir {afile}: a file, not a folder: incidents, queued alerts and saved "
         "settings would not be kept (the print is still watched and paused)"
     ) in r.stderr.splitlines(), r.stderr
+    assert "Errno" not in r.stderr, r.stderr  # the disk's reason in words, the file beside it
     good = write_config(
         tmp_path / "g.yaml", model=str(tiny_bundle), storage={"dir": str(tmp_path / "new")}
     )

@@ -80,6 +80,14 @@ def read_json(path: Path, limit: int = 8 * 2**20) -> Any:
         raise ValueError("nested too deeply to be read") from None
 
 
+def why_unreadable(exc: Exception) -> str:
+    """Why one of these files could not be read, in words: a disk's reason without Python's
+    "[Errno 20] ... '<path>'" around it (the path is said beside it already)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
 def set_aside(path: Path) -> Path:
     """Rename a file that cannot be read out of the way (``<name>.unreadable-<time>``, with a
     number after it when that name is taken), so a new one can be written without losing what

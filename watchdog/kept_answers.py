@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from watchdog.durable import read_json, replace_file
+from watchdog.durable import read_json, replace_file, why_unreadable
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,11 @@ class KeptAnswers:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            logger.warning("last command answers in %s not read (%s): none shown", self.path, exc)
+            logger.warning(
+                "last command answers in %s not read (%s): none shown",
+                self.path,
+                why_unreadable(exc),
+            )
             return {}
         if not isinstance(data, dict):
             logger.warning("last command answers in %s not read: not a JSON object", self.path)

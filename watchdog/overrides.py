@@ -33,7 +33,7 @@ from watchdog.config import (
 )
 from watchdog.detection.bundle import Bundle, BundleError, BundleMeta, default_bundle_path
 from watchdog.detection.detector import MaskError, checked_mask, effective_preprocess
-from watchdog.durable import fsync_dir, read_small, replace_file, set_aside
+from watchdog.durable import fsync_dir, read_small, replace_file, set_aside, why_unreadable
 from watchdog.schema import SchemaError
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,8 @@ def _read(storage_dir: Path) -> dict[str, Any]:
         ) from None
     except (OSError, ValueError, RecursionError) as exc:
         raise ConfigError(
-            f"{path}: cannot read the dashboard's saved settings ({exc}); fix or delete the file"
+            f"{path}: cannot read the dashboard's saved settings ({why_unreadable(exc)}); fix "
+            "or delete the file"
         ) from exc
     printers = raw.get("printers") if isinstance(raw, dict) else None
     if not isinstance(printers, dict):

@@ -9,7 +9,7 @@ import logging
 import threading
 from pathlib import Path
 
-from watchdog.durable import read_small, replace_file, set_aside
+from watchdog.durable import read_small, replace_file, set_aside, why_unreadable
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def _read(path: Path) -> frozenset[str] | None:
         # not be written (a full disk): the switches known from before still hold
         return _known.setdefault(path, frozenset())
     except (OSError, ValueError, RecursionError) as exc:
-        logger.warning("%s: unreadable, %s (%s)", path, kept, exc)
+        logger.warning("%s: unreadable, %s (%s)", path, kept, why_unreadable(exc))
         return None
     if not isinstance(data, list):
         logger.warning("%s: not a list of printers, %s", path, kept)
