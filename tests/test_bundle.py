@@ -111,7 +111,7 @@ def test_model_file_disagrees_with_metadata(bundle_copy: Path) -> None:
 
 def test_garbage_model_file(bundle_copy: Path) -> None:
     (bundle_copy / MODEL_FILE).write_bytes(b"\x00" * 64)
-    with pytest.raises(BundleError, match="not a loadable TFLite model"):
+    with pytest.raises(BundleError, match="not a TFLite model this watchdog can load"):
         FrameScorer(Bundle.load(bundle_copy))
 
 

@@ -90,6 +90,8 @@ WRONG_KIND = [
     (None, "output_shape", [1, 64, True, 3]),
     ("preprocess", "roi", None),
     ("preprocess", "roi", "0 0 1 1"),
+    (None, "scoring", None),  # a whole section: "must be an object, got NoneType"
+    (None, "adaptation", [1, 2]),
 ]
 PYTHONS_WORDS = ("object", "iterable", "NoneType", "int()", "literal", "np.", "argument")
 

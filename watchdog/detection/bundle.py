@@ -36,12 +36,19 @@ class BundleError(Exception):
     """A bundle that cannot be used; the message names the file and what is wrong."""
 
 
+def _json_kind(value: object) -> str:
+    """What a JSON value is, in JSON's words (null, not Python's NoneType)."""
+    kinds = {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
 def _from_dict(cls: type, data: dict[str, Any], where: str, section: str = "") -> Any:
     """Build a dataclass from a dict, refusing unknown keys so a newer bundle fails loudly."""
     key = f"{section}." if section else ""
     if not isinstance(data, dict):
         raise BundleError(
-            f"{where}: {section or 'model.json'} must be an object, got {type(data).__name__}"
+            f"{where}: {section or 'model.json'} must hold its settings as {{...}}, got "
+            f"{_json_kind(data)}"
         )
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)

@@ -120,7 +120,11 @@ def load_interpreter(
             if needed <= MAX_MODEL_MEMORY_BYTES:
                 interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        raise BundleError(f"{model_path}: not a loadable TFLite model ({exc})") from exc
+        # the runtime's own words after ours ("not a valid Flatbuffer buffer"): for a bug report
+        raise BundleError(
+            f"{model_path}: not a TFLite model this watchdog can load (damaged, cut short, or "
+            f"another kind of file; the runtime said: {exc})"
+        ) from exc
     if needed > MAX_MODEL_MEMORY_BYTES:
         raise BundleError(
             f"{model_path}: the model needs {needed / 2**20:.0f} MB of memory to run, more than "
