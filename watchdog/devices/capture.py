@@ -895,7 +895,10 @@ class VideoFileCamera(_BaseCamera):
         self._cap = cv2.VideoCapture(str(path))
         if not self._cap.isOpened():
             self._cap.release()
-            raise CameraSourceError(path, "not a video OpenCV can read (nor a folder of frames)")
+            raise CameraSourceError(
+                path,
+                "not a video this watchdog can read (damaged, or a format it lacks), nor a folder of frames",
+            )
         w, h = (
             int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
             int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
