@@ -9,11 +9,14 @@ reset). The browser tests are in test_web_browser.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
 import signal
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -1433,6 +1436,22 @@ def test_one_printers_saved_settings_from_another_version_leave_the_others_appli
     [why] = refused
     assert "printers.p2" in why and "printer p2 watches with the config file's settings" in why
     assert saved_and_refusal(state, "p1", by_name["p1"])[1] is None
+    whole = stored.read_text()
+    if os.geteuid() == 0:  # a full disk: the reset is refused, and the file is as it was
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(state)], check=True)
+        try:
+            stored.write_text(whole)
+            with contextlib.suppress(OSError), open(state / "filler", "wb") as filler:
+                while True:
+                    filler.write(b"\0" * 4096)
+                    filler.flush()
+            with pytest.raises(OSError):
+                reset(state, "p2")
+            assert stored.read_text() == whole
+            assert load_starting_config(config)[0].printers[0].detection.sensitivity == 0.7
+        finally:
+            subprocess.run(["umount", str(state)], check=True)
+        stored.write_text(whole)
     said = reset(state, "p2")
     assert "set aside" in said, said
     assert json.loads(stored.read_text()) == {"printers": {"p1": {"detection": p1}}}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -367,8 +368,13 @@ def reset(storage_dir: Path, printer: str, keys: tuple[str, ...] = TUNABLE) -> s
             before = _detection(storage_dir, printer, saved.get(printer, {"detection": {}}))
         except ConfigError as exc:  # kept as it was, set aside; the other printers' stay
             saved.pop(printer)
-            aside = set_aside(overrides_path(storage_dir))
-            _write(storage_dir, saved)
+            path = overrides_path(storage_dir)
+            aside = set_aside(path)
+            try:
+                _write(storage_dir, saved)
+            except OSError:  # a full disk: the file back as it was, the others' settings in it
+                os.replace(aside, path)
+                raise
             _bump()
             logger.warning("%s; the file set aside as %s, the other printers' kept", exc, aside)
             return f"its saved settings could not be read; the file set aside as {aside}"
