@@ -200,6 +200,7 @@ def test_a_camera_url_given_where_a_folder_is_expected_is_refused_without_its_pa
     for args in (
         ("replay", "--config", str(config), "--frames", url),
         ("score", f"http://admin:{PASSWORD}@192.168.1.5/snap.jpg"),
+        (url,),  # typed where the command goes: quoted back by the argument parser
     ):
         proc = run_cli(*args, timeout=120)
         assert proc.returncode != 0 and "error" in proc.stderr, proc.stderr

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -34,7 +35,10 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """One line and exit code 2, naming the help to read (argparse prints its whole usage
         block otherwise: 4 to 6 lines for one wrong flag)."""
-        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        # masked: a camera's URL typed where a command goes is quoted back whole
+        print(
+            redact.secret_filter.mask(f"error: {message} (see {self.prog} --help)"), file=sys.stderr
+        )
         sys.exit(2)
 
 
@@ -117,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception:  # a bug: its traceback, masked as every line a command prints
+        print(redact.secret_filter.mask(traceback.format_exc()), end="", file=sys.stderr)
+        return 1
     finally:
         if isinstance(sys.stdout, _NamedOutput):
             sys.stdout = sys.stdout.stream

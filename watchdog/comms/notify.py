@@ -45,7 +45,7 @@ from watchdog.comms.actions import ActionTokens
 from watchdog.comms.outbox import Entry, Outbox
 from watchdog.config import NotifyEvent, NotifyTarget
 from watchdog.control import Verb, saved_answers
-from watchdog.durable import read_json, read_small, replace_file
+from watchdog.durable import read_json, replace_file
 from watchdog.incidents import ThrottledLog, alert_epoch, local_time
 from watchdog.redact import secret_filter
 
@@ -829,7 +829,7 @@ class TargetSender:
         """The printers whose camera this target told offline, and not back online, before a
         restart (``_remember_camera``): a file of its own, for this target's identity only."""
         try:
-            saved = json.loads(read_small(self._cameras_file(), 64 * 1024))
+            saved = read_json(self._cameras_file(), 64 * 1024)
         except FileNotFoundError:
             return []
         except (OSError, ValueError) as exc:
