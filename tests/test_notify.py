@@ -1597,17 +1597,19 @@ def test_a_damaged_entry_or_a_moment_unable_to_read_never_ends_the_other_buttons
     tokens.path.write_text(json.dumps(stored))
     assert tokens.peek(token).incident == "i1"
     assert tokens.issue(PRINTER, "i2", Verb.CANCEL, 3600)
-    real = Path.read_text
+    from watchdog.comms import actions
+
+    real = actions.read_json
 
     def busy(path, *a, **k):
         if path == tokens.path:
             raise OSError(24, "Too many open files")
         return real(path, *a, **k)
 
-    monkeypatch.setattr(Path, "read_text", busy)
+    monkeypatch.setattr(actions, "read_json", busy)
     with pytest.raises(OSError):
         tokens.issue(PRINTER, "i3", Verb.CANCEL, 3600)  # that alert goes out without buttons
-    monkeypatch.setattr(Path, "read_text", real)
+    monkeypatch.setattr(actions, "read_json", real)
     assert tokens.redeem(token).incident == "i1"
 
 
