@@ -847,6 +847,30 @@ def test_a_damaged_outbox_entry_does_not_stop_the_notifications(
     assert not cut.exists() and writing.exists()  # left-overs do not fill the card
 
 
+def test_a_link_put_in_place_of_an_alerts_picture_is_not_sent(
+    phone, webhook_receiver, tmp_path
+) -> None:
+    """A link put where an alert's picture waits in the outbox (by something else able to
+    write in the storage folder) was followed: the file it named went to the notification
+    service as the alert's picture. The alert goes out without it."""
+    webhook_receiver.refuse(503)
+    targets = (target(webhook_receiver.url("hook"), coalesce_s=0),)
+    first = phone(notify=targets)
+    first.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    wait_for("a failed attempt", lambda: first.notify_status()["json"]["failed"] >= 1)
+    first.stop()
+    [saved] = outbox_entries(tmp_path, "notify-json")
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"SECRET-TOKEN-" * 10)
+    (saved.parent / "attachment.jpg").unlink()
+    (saved.parent / "attachment.jpg").symlink_to(secret)
+    webhook_receiver.refuse(None)
+    second = phone(notify=targets)
+    assert second.notifications.flush(30), second.notify_status()
+    [post] = webhook_receiver.posts
+    assert "SECRET" not in json.dumps(post) and "U0VDUkVU" not in json.dumps(post)  # base64 too
+
+
 def _camera_offline_left_by_a_stop(phone, webhook_receiver, tmp_path, **body: object) -> tuple:
     """A run whose "camera offline" waits out camera_offline_after_s when it stops, its saved
     entry's body then given ``body``; the camera-news target, for the next run."""

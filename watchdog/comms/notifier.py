@@ -361,9 +361,10 @@ class Notifier:
 
 
 def _read(incident: Incident, name: str) -> bytes | None:
-    """One of a saved incident's pictures, None when it is not there."""
+    """One of a saved incident's pictures, None when it is not there (or is a link put in
+    its place: the file it named would go to the phones as the alert's picture)."""
     try:
-        return (incident.path / name).read_bytes() if incident.path is not None else None
+        return read_picture(incident.path / name) if incident.path is not None else None
     except OSError:
         return None
 

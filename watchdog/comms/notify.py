@@ -1356,8 +1356,11 @@ class TargetSender:
             kind = Kind.FAILURE
         picture_path: str | None = None
         temp: str | None = None
-        if entry.path is not None and (entry.path / "attachment.jpg").is_file():
-            picture_path = str(entry.path / "attachment.jpg")
+        attached = entry.path / "attachment.jpg" if entry.path is not None else None
+        # a link put there (by something else able to write in the storage folder) is not
+        # followed: the file it named went to the notification service as the picture
+        if attached is not None and not attached.is_symlink() and attached.is_file():
+            picture_path = str(attached)
         elif entry.attachment is not None:
             temp = picture_path = self._picture_file(entry.attachment)
         closed = self._closed(entry)
