@@ -814,11 +814,9 @@ def test_a_complaint_echoing_the_urls_password_is_masked_before_it_is_cut(
     assert not [p for p in pieces if p in shown], shown[-2000:]
 
 
-def test_a_damaged_outbox_entry_does_not_stop_the_notifications(
-    phone, webhook_receiver, tmp_path
-) -> None:
-    """An outbox file damaged or edited on disk (its send-after time not a number, its JSON
-    nested beyond reason) neither ends the sender nor keeps the next alert from going out."""
+def _alert_left_unsent(phone, webhook_receiver, tmp_path) -> tuple:
+    """A run whose alert the webhook refused, stopped with it in the outbox: the webhook
+    target, and the entry's file."""
     webhook_receiver.refuse(503)
     targets = (target(webhook_receiver.url("hook"), coalesce_s=0),)
     first = phone(notify=targets)
@@ -826,6 +824,15 @@ def test_a_damaged_outbox_entry_does_not_stop_the_notifications(
     wait_for("a failed attempt", lambda: first.notify_status()["json"]["failed"] >= 1)
     first.stop()
     [saved] = outbox_entries(tmp_path, "notify-json")
+    return targets, saved
+
+
+def test_a_damaged_outbox_entry_does_not_stop_the_notifications(
+    phone, webhook_receiver, tmp_path
+) -> None:
+    """An outbox file damaged or edited on disk (its send-after time not a number, its JSON
+    nested beyond reason) neither ends the sender nor keeps the next alert from going out."""
+    targets, saved = _alert_left_unsent(phone, webhook_receiver, tmp_path)
     record = json.loads(saved.read_text())
     record["body"]["not_before"] = "soon"
     saved.write_text(json.dumps(record))
@@ -853,13 +860,7 @@ def test_a_link_put_in_place_of_an_alerts_picture_is_not_sent(
     """A link put where an alert's picture waits in the outbox (by something else able to
     write in the storage folder) was followed: the file it named went to the notification
     service as the alert's picture. The alert goes out without it."""
-    webhook_receiver.refuse(503)
-    targets = (target(webhook_receiver.url("hook"), coalesce_s=0),)
-    first = phone(notify=targets)
-    first.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
-    wait_for("a failed attempt", lambda: first.notify_status()["json"]["failed"] >= 1)
-    first.stop()
-    [saved] = outbox_entries(tmp_path, "notify-json")
+    targets, saved = _alert_left_unsent(phone, webhook_receiver, tmp_path)
     secret = tmp_path / "secret.txt"
     secret.write_bytes(b"SECRET-TOKEN-" * 10)
     (saved.parent / "attachment.jpg").unlink()
