@@ -648,7 +648,7 @@ def test_replay_and_demo_say_an_alert_they_could_not_save_and_exit_1(
     r = run_cli("replay", "--config", str(config), "--frames", str(frames), "--out", str(out))
     assert r.returncode == 1, r.stderr
     assert "1 alert(s); 1 of them could not be saved in" in r.stderr, r.stderr
-    assert json.loads(r.stdout.splitlines()[-1])["saved"] == 0
+    assert json.loads(r.stdout.splitlines()[-1])["not_saved"] == 1
     demo = tmp_path / "demo"
     (demo / "incidents").mkdir(parents=True)
     (demo / "incidents" / "demo").write_text("a file where the printer's folder goes")

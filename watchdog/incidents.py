@@ -286,6 +286,13 @@ class IncidentStore:
         self.keep = keep
         self._throttle = throttle or ThrottledLog()
         self._lock = threading.Lock()
+        # alerts not kept on disk at all: neither saved nor settled into their draft (``settle``,
+        # the watcher's last resort); replay says how many
+        self.unsaved = 0
+
+    def _not_kept(self) -> None:
+        with self._lock:
+            self.unsaved += 1
 
     def save(
         self,
@@ -350,6 +357,7 @@ class IncidentStore:
         error the draft goes, as before: kept, it was sent again after the next start, its
         action's end unknown, beside the alert sent from memory."""
         if draft.path is None:
+            self._not_kept()
             return Incident(draft.printer, draft.id, dict(alert, incident=draft.id), None)
         alert = dict(alert, incident=draft.id)
         try:
@@ -365,6 +373,7 @@ class IncidentStore:
                 exc.strerror or exc,
             )
             self.discard(draft)
+            self._not_kept()
             return Incident(draft.printer, draft.id, alert, None)
         with contextlib.suppress(OSError):  # in place: a folder not synced does not undo that
             fsync_dir(draft.path)

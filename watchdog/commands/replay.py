@@ -303,28 +303,20 @@ def replay(
     summary: dict[str, Any] = {"event": "summary", "frames": clock.frame, "alerts": pauses}
     if ended is Ended.INTERRUPTED:
         summary["interrupted"] = True
-    saved = _saved_incidents(where) if kept else 0
+    unsaved = alerts.store.unsaved if kept else 0
     if kept:
         summary["incidents"] = str(where)
-        summary["saved"] = saved
+        summary["not_saved"] = unsaved
     emit(summary)
     said = (
         f"; incidents in {where}" if kept else " (incidents not kept: give --out DIR to keep them)"
     )
-    if kept and saved < pauses:  # a full or read-only disk: said, not claimed as kept
-        said = f"; {pauses - saved} of them could not be saved in {where} (see the log above)"
+    if unsaved:  # a full or read-only disk: said, not claimed as kept
+        said = f"; {unsaved} of them could not be saved in {where} (see the log above)"
     done = "replay interrupted after" if ended is Ended.INTERRUPTED else "replayed"
     bad = watcher.camera.stats.bad_frames
     skipped = f" ({bad} unreadable, skipped)" if bad else ""
     print(f"{done} {clock.frame} frames{skipped}: {pauses} alert(s){said}", file=sys.stderr)
     if ended is Ended.INTERRUPTED:
         return 130
-    return 1 if kept and saved < pauses else 0
-
-
-def _saved_incidents(folder: Path) -> int:
-    """The incidents saved whole in ``folder`` (a partial one is a hidden folder)."""
-    try:
-        return sum(1 for p in folder.iterdir() if (p / "alert.json").is_file())
-    except OSError:
-        return 0
+    return 1 if unsaved else 0
