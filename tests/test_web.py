@@ -1408,7 +1408,13 @@ def test_one_printers_saved_settings_from_another_version_leave_the_others_appli
     another version): every printer's settings were left out, and every save refused. That
     printer watches with the config file's; the others keep theirs; its reset keeps the file
     aside and the others' settings."""
-    from watchdog.overrides import load_starting_config, reset, saved_and_refusal
+    from watchdog.config import ConfigError
+    from watchdog.overrides import (
+        load_effective_config,
+        load_starting_config,
+        reset,
+        saved_and_refusal,
+    )
 
     state = tmp_path / "state"
     state.mkdir()
@@ -1436,6 +1442,10 @@ def test_one_printers_saved_settings_from_another_version_leave_the_others_appli
     [why] = refused
     assert "printers.p2" in why and "printer p2 watches with the config file's settings" in why
     assert saved_and_refusal(state, "p1", by_name["p1"])[1] is None
+    # a command about p1 (calibrate --printer p1) is not stopped by p2's entry; one about p2 is
+    assert load_effective_config(config, "p1").printers[0].detection.sensitivity == 0.7
+    with pytest.raises(ConfigError, match="printers.p2"):
+        load_effective_config(config, "p2")
     whole = stored.read_text()
     if os.geteuid() == 0:  # a full disk: the reset is refused, and the file is as it was
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(state)], check=True)

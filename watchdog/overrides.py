@@ -165,17 +165,28 @@ def _merge(detection: DetectionConfig, changes: dict[str, Any], where: str) -> D
         raise ConfigError(exc.describe(f"{where}.")) from exc
 
 
-def apply_overrides(config: Config) -> Config:
+def apply_overrides(config: Config, printer: str | None = None) -> Config:
     """``config`` with the saved dashboard settings on top (a printer no longer in the YAML is
-    skipped with a warning); ConfigError naming the file when any of them cannot be applied."""
+    skipped with a warning); ConfigError naming the file when ``printer``'s (every printer's,
+    when None) cannot be applied. Another printer's that cannot is left out and said: it
+    stopped a command about this one."""
     folder = config.storage.dir
-    return _applied(config, _read(folder), strict=True, folder=folder)[0]
+    if printer is None:
+        return _applied(config, _read(folder), strict=True, folder=folder)[0]
+    saved = _read(folder)
+    mine = {k: v for k, v in saved.items() if k == printer}
+    config = _applied(config, mine, strict=True, folder=folder)[0]
+    others = {k: v for k, v in saved.items() if k != printer}
+    config, refused = _applied(config, others, strict=False, folder=folder)
+    for why in refused:
+        logger.warning("%s", why)
+    return config
 
 
-def load_effective_config(path: str | Path) -> Config:
+def load_effective_config(path: str | Path, printer: str | None = None) -> Config:
     """The config file with the dashboard's saved settings on top (ConfigError naming the file
-    that is wrong)."""
-    return apply_overrides(load_config(path))
+    that is wrong, for ``printer``'s when one is named)."""
+    return apply_overrides(load_config(path), printer)
 
 
 def load_starting_config(

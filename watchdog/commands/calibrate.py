@@ -102,7 +102,7 @@ def watched_as(args: argparse.Namespace, meta: BundleMeta) -> tuple[Preprocess, 
         if args.printer is not None:
             raise UsageError("--printer needs --config (the file that names the printer)")
         return meta.preprocess, None
-    config = overrides.load_effective_config(args.config)
+    config = overrides.load_effective_config(args.config, args.printer)
     if args.printer is None and len(config.printers) > 1:
         # one model for the whole daemon: its thresholds are set through one printer's view
         raise UsageError(
