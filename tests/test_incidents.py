@@ -499,6 +499,12 @@ def test_an_alert_after_a_folder_named_for_the_end_of_time_is_still_saved(tmp_pa
     second = store.save("ender3", {"score": 9.5}, jpeg(), jpeg(), pending=False)
     assert first.path is not None and second.path is not None
     assert first.id < second.id < end.name
+    # and it is no alert of ours: the newest is the real one (its phone buttons were refused
+    # as "an older alert's"), and the page does not list it
+    from watchdog.comms.actions import latest_incident
+
+    assert latest_incident(tmp_path, "ender3") == second.id
+    assert [i.id for i in list_incidents(tmp_path, ["ender3"], limit=5)] == [second.id, first.id]
 
 
 def test_a_draft_under_way_hides_behind_the_alert_before_it_until_settled(tmp_path: Path) -> None:

@@ -152,22 +152,14 @@ def new_incident_id(now: datetime | None = None, after: str | None = None) -> st
     stamp = now or datetime.now(UTC)
     stamp = stamp.replace(microsecond=stamp.microsecond // 1000 * 1000)
     if after is not None and (newest := _id_time(after)) is not None:
-        stamp = _later(stamp, newest)
+        # (never past LAST_ID_YEAR: a folder named for the year 9999's last millisecond had
+        # no next one, and every alert after it failed to be made, none saved, sent or shown)
+        stamp = max(stamp, newest + timedelta(milliseconds=1))
     if now is None:
         with _id_lock:
-            stamp = _later(stamp, _last_id_time)
+            stamp = max(stamp, _last_id_time + timedelta(milliseconds=1))
             _last_id_time = stamp
     return f"{stamp:%Y%m%dT%H%M%S}{stamp.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
-
-
-def _later(stamp: datetime, earlier: datetime) -> datetime:
-    """``stamp``, or the millisecond after ``earlier`` where that is later; ``stamp`` where
-    there is none (a folder named for the year 9999, put there by something else: every alert
-    after it failed to be made, none saved, sent or shown)."""
-    try:
-        return max(stamp, earlier + timedelta(milliseconds=1))
-    except OverflowError:
-        return stamp
 
 
 def id_folders(folder: Path) -> list[Path]:
@@ -208,13 +200,20 @@ def raised_at(incident_id: str) -> str:
         return "an unknown time"
 
 
+# An id dated from this year on is none of ours, whatever the clock said (a folder put there
+# by something else): taken for the newest, it made every real alert "an older alert" whose
+# phone buttons were refused, and it was never pruned.
+LAST_ID_YEAR = 2999
+
+
 def _id_time(incident_id: str) -> datetime | None:
     """The time an id sorts by; None for a name of another form."""
     try:
         stamp = datetime.strptime(incident_id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
-        return stamp + timedelta(milliseconds=int(incident_id[15:18]))
+        when = stamp + timedelta(milliseconds=int(incident_id[15:18]))
     except ValueError:
         return None
+    return when if when.year <= LAST_ID_YEAR else None
 
 
 def check_name(value: str, what: str) -> str:
