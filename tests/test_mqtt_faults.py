@@ -265,7 +265,7 @@ def test_tls_with_the_ca_works(
 
 
 def test_a_broker_not_found_or_not_listening_is_said_in_plain_words(
-    unique_prefix, notifier_factory, caplog
+    mosquitto_factory, unique_prefix, notifier_factory, caplog
 ) -> None:
     """ "[Errno -2] Name or service not known" and "[Errno 111] Connection refused" were the
     library's words for a mistyped host name and a broker not running."""
@@ -282,6 +282,14 @@ def test_a_broker_not_found_or_not_listening_is_said_in_plain_words(
         line = wait_log(caplog, "cannot connect to MQTT broker")
         assert said in line and "Errno" not in line, line
         tried.stop()
+    # TLS set for a broker's plain port: the broker's question, not the cameras' http/https
+    broker = mosquitto_factory()
+    caplog.clear()
+    tls = notifier_factory(broker, unique_prefix, tls={})
+    line = wait_log(caplog, "cannot connect to MQTT broker")
+    assert "does the broker take TLS on this port?" in line and "https" not in line, line
+    assert "mqtt.tls.ca_file" not in line, line
+    tls.stop()
 
 
 def test_tls_certificate_that_does_not_verify_is_refused_unless_insecure(

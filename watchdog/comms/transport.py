@@ -31,7 +31,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from watchdog.config import ConfigError, MqttConfig, TlsConfig
-from watchdog.devices.http_client import connection_cause
+from watchdog.devices.http_client import UNTRUSTED_CERTIFICATE, connection_cause
 from watchdog.incidents import ThrottledLog
 
 MACHINE_ID = Path("/etc/machine-id")
@@ -387,12 +387,21 @@ class MqttTransport:
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         exc = sys.exception()  # paho calls this from inside its `except OSError:`
-        hint = ""
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            hint = " (set mqtt.tls.ca_file to the CA that signed the broker's certificate)"
         # in the owner's words ("host name not found (DNS)"), not "[Errno -2] Name or
         # service not known"; the library's text where none of the known causes fits
         why = (connection_cause(exc, "broker") if exc is not None else None) or exc or "failed"
+        hint = ""
+        if why == UNTRUSTED_CERTIFICATE:  # not for one expired or of another host's name
+            hint = " (set mqtt.tls.ca_file to the CA that signed the broker's certificate)"
+        elif (
+            self.cfg.tls is not None
+            and isinstance(exc, ssl.SSLError | ConnectionResetError)
+            and not isinstance(exc, ssl.SSLCertVerificationError)
+        ):
+            # a plain port answers TLS by closing (mosquitto) or in clear text: the cameras'
+            # "does it speak http, not https?" is no broker's question
+            why = "the TLS handshake failed"
+            hint = " (mqtt.tls is set: does the broker take TLS on this port? 8883 usually, 1883 is plain)"
         self._throttle(
             logger,
             logging.WARNING,
