@@ -623,7 +623,7 @@ def test_demo_pauses_the_simulated_print_and_says_where_the_alert_is(tmp_path) -
     # run again (make demo twice): its earlier alert is another print's, not a pause resumed;
     # an earlier, longer sequence's frames (another model's) are not shown among its own
     shown = sorted(p.name for p in (out / "camera").iterdir())
-    (out / "camera" / "200_000_normal.jpg").write_bytes((out / "camera" / shown[-1]).read_bytes())
+    (out / "camera" / "1200_000_normal.jpg").write_bytes((out / "camera" / shown[-1]).read_bytes())
     again = run_cli("demo", "--out", str(out), "--interval", "0")
     assert sorted(p.name for p in (out / "camera").iterdir()) == shown
     assert again.returncode == 0, again.stdout + again.stderr

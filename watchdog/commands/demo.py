@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shutil
 import socket
 import sys
@@ -54,6 +55,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
+# a frame the demo wrote: its number in the sequence (1000 and more for a long start), the
+# built-in frame's name
+DEMO_FRAME = re.compile(r"\d{3,}_\d{3}_(normal|failure)\.jpg")
+
+
 def demo_sequence(frames: Path, calibration_frames: int, into: Path) -> Path:
     """The built-in camera: the normal stills, shown again and again until the model's per-print
     baseline is set (as long as a real print's first minutes would take), then the failure."""
@@ -66,10 +72,9 @@ def demo_sequence(frames: Path, calibration_frames: int, into: Path) -> Path:
         into.mkdir(parents=True, exist_ok=True)
         # an earlier demo's frames (a longer sequence, another model's) would be shown
         # among these: the demo's own, and only those, go first
-        for old in into.glob("[0-9][0-9][0-9]_*_normal.jpg"):
-            old.unlink()
-        for old in into.glob("[0-9][0-9][0-9]_*_failure.jpg"):
-            old.unlink()
+        for old in into.iterdir():
+            if DEMO_FRAME.fullmatch(old.name):
+                old.unlink()
         for i, path in enumerate(normal * rounds + failure):
             shutil.copyfile(path, into / f"{i:03d}_{path.name}")
     except OSError as exc:  # named after --out, not the package's own frame being copied
