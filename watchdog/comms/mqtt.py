@@ -836,6 +836,7 @@ class MqttCommunicator:
             for mid in forgotten:
                 self._inflight.pop(mid, None)
                 self._born.pop(old[mid].id, None)
+            self._lock.notify_all()  # flush() waits for the in-flight ones to go
         for mid in sorted(forgotten):
             self._said_too_old(old[mid])
 
