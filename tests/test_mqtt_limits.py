@@ -560,3 +560,64 @@ def test_a_retained_value_resent_after_a_reconnect_behind_a_newer_one_is_correct
         assert sent[2:] == [(topic, b"ON")]
         comm._on_ack(3)
     assert len(sent) == (3 if acks == (2, 1) else 2) and not comm._unacked_retained
+
+
+def test_a_flood_of_retained_commands_queues_a_bounded_number_of_clears(
+    mosquitto, unique_prefix, notifier_factory, monkeypatch
+) -> None:
+    """Thousands of retained commands (found at the connection, or published faster than the
+    broker acknowledges): a clear each was queued in the MQTT client, its memory grown by
+    120 MB for good and every alert behind them by ten seconds. At most MAX_CLEARS_IN_FLIGHT
+    wait at once (8 here, for 80 commands); the others stay on the broker and are cleared
+    at a later connection."""
+    import paho.mqtt.client as mqtt
+
+    from watchdog.comms import mqtt as watchdog_mqtt
+
+    limit, n = 8, 80
+    monkeypatch.setattr(watchdog_mqtt, "MAX_CLEARS_IN_FLIGHT", limit)
+    p = unique_prefix
+    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    mosquitto.configure_client(publisher)
+    publisher.connect("127.0.0.1", mosquitto.port)
+    publisher.loop_start()
+    try:
+        sent = [
+            publisher.publish(f"{p}/x{k}/command", "pause", qos=1, retain=True) for k in range(n)
+        ]
+        sent[-1].wait_for_publish(30)
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
+
+    def retained_left() -> int:
+        with mosquitto.subscriber(f"{p}/+/command", f"{p}/tick") as late:
+            mosquitto.publish(f"{p}/tick", "x")
+            late.wait_for(f"{p}/tick", timeout=30)
+            return len([m for m in late.received(f"{p}/+/command") if m.retain and m.payload])
+
+    notifier = notifier_factory(mosquitto, p, start=False)
+    peak = 0
+
+    def connected_and_settled() -> None:
+        nonlocal peak
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not notifier.connected:
+            time.sleep(0.001)
+        client = notifier.mqtt.transport.client
+        quiet_since = time.monotonic()
+        while client is not None and time.monotonic() - quiet_since < 0.5:
+            queued = len(client._out_messages)
+            peak = max(peak, queued)
+            quiet_since = time.monotonic() if queued else quiet_since
+            time.sleep(0.0005)
+
+    notifier.start()
+    connected_and_settled()
+    rounds = 1
+    while (left := retained_left()) and rounds < n // limit + 5:
+        rounds += 1
+        mosquitto.restart()  # the next connection is given the rest
+        connected_and_settled()
+    assert left == 0, f"{left} retained commands left on the broker after {rounds} connections"
+    assert peak <= limit + 30, peak  # the clears, and Home Assistant's entities beside them

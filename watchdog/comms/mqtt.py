@@ -58,6 +58,11 @@ RETAINED = ("state", "enabled", "heatmap", "answer")
 REFUSED_RETRY_S = 300.0
 # how long a removed printer's retained entity config is waited for, to tell whose it is
 OWNER_WAIT_S = 3.0
+# clears of retained commands on their way at once: a flood of them (tens of thousands a
+# second, or found at the connection) queued a clear each in the MQTT client, its memory grown
+# by 120 MB for good and every alert behind them by ten seconds; past it, one is left on the
+# broker, given again and cleared at the next connection
+MAX_CLEARS_IN_FLIGHT = 256
 
 
 class MqttCommunicator:
@@ -132,6 +137,9 @@ class MqttCommunicator:
         # in flight by a lost connection again after the connect, behind the newer one the
         # connect sent; its PUBACK, last, says that the broker now keeps the older value
         self._unacked_retained: OrderedDict[int, tuple[str, bytes]] = OrderedDict()
+        # retained commands' clears on their way, by message id; topics retained again meanwhile
+        self._clears: dict[int, str] = {}
+        self._clear_again: set[str] = set()
         # topics emptied (a removed printer's, its entities'): such a value landing after the
         # emptying, sent before a lost connection, is emptied again
         self._emptied: OrderedDict[str, None] = OrderedDict()
@@ -255,6 +263,8 @@ class MqttCommunicator:
                 self._retry = None
             self._early_acks.clear()
             self._unacked_retained.clear()  # a new client numbers its messages from 1
+            self._clears.clear()
+            self._clear_again.clear()
             lost = [e for e in left if e.path is None]
             for entry in lost:  # a later start() on this object still sends them
                 self._unsent[entry.id] = entry
@@ -534,6 +544,7 @@ class MqttCommunicator:
 
     def _on_ack(self, mid: int, refused: str = "") -> None:
         self._retained_landed(mid)
+        self._clear_landed(mid)
         with self._lock:
             entry = self._inflight.pop(mid, None)
             if entry is None:
@@ -672,11 +683,31 @@ class MqttCommunicator:
             "cleared it on the broker. Publish commands without the retain flag",
             topic[:200],
         )
-        self._publish(topic, b"", retain=True)
+        with self._lock:
+            if topic in self._clears.values():  # cleared again once this clear has landed
+                self._clear_again.add(topic)
+                return
+            if len(self._clears) >= MAX_CLEARS_IN_FLIGHT:
+                return  # a flood: left on the broker, cleared at the next connection
+        self._publish(topic, b"", retain=True, clearing=True)
+
+    def _clear_landed(self, mid: int) -> None:
+        """A retained command's clear reached the broker: one retained again meanwhile is
+        cleared now."""
+        with self._lock:
+            topic = self._clears.pop(mid, None)
+            again = topic is not None and topic in self._clear_again
+            if again:
+                self._clear_again.discard(topic)
+        if again and topic is not None:
+            self._publish(topic, b"", retain=True, clearing=True)
 
     # ----------------------------------------------------------------- publishing
 
-    def _publish(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
+    def _publish(
+        self, topic: str, payload: bytes | str, retain: bool = False, clearing: bool = False
+    ) -> None:
+        """``clearing``: a retained command's clear, counted until the broker has it."""
         info = self.transport.publish(topic, payload, retain=retain)
         if retain:
             with self._lock:
@@ -690,6 +721,8 @@ class MqttCommunicator:
         if info is not None:
             with self._lock:
                 landed = self._early_acks.pop(info.mid, None) is not None
+                if clearing and not landed:
+                    self._clears[info.mid] = topic
                 if retain and payload and not landed:
                     value = payload.encode() if isinstance(payload, str) else bytes(payload)
                     self._unacked_retained[info.mid] = (topic, value)
