@@ -496,6 +496,9 @@ def test_failed_logins_are_rate_limited(guarded) -> None:
     assert r.status_code == 429 and "watchdog_session" not in s.cookies
     # naming another client is believed from a trusted proxy only (http.trusted_proxies)
     assert _login(url, headers={"X-Forwarded-For": "198.51.100.7"})[1].status_code == 429
+    # the owner can see that someone tries (one line a minute), never what they typed
+    said = "dashboard: a login refused (not the password), from 127.0.0.1"
+    wait_until("the refusal logged", lambda: said in daemon.log, 10)
     assert "wrong" not in daemon.log
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import re
 import secrets
 import socket
@@ -44,6 +45,7 @@ from watchdog.history import History
 from watchdog.incidents import (
     LEAD_UP,
     SAFE_NAME,
+    ThrottledLog,
     closing_answer,
     incidents_root,
     list_incidents,
@@ -54,7 +56,12 @@ from watchdog.web import auth
 STATIC = Path(__file__).parent / "static"
 COOKIE = "watchdog_session"
 LOGIN_COOKIE = "watchdog_login"
+logger = logging.getLogger(__name__)
+
 CHECK_WAIT_S = 5.0  # a login waits this long for the password check in progress
+# a check that failed holds the next one back this long: guesses from many addresses at once
+# (each within its own limit) kept a core busy hashing (0.1 s a check here, more on a Pi)
+FAILED_CHECK_PAUSE_S = 0.5
 _INCIDENT_FILES = {"frame.jpg", "heatmap.jpg"}
 
 
@@ -122,6 +129,7 @@ class Dashboard:
         self.proxies = auth.Proxies(cfg.trusted_proxies)
         self.names = own_names(cfg, backend.config)  # http and notify wait for a restart
         self.checking = threading.BoundedSemaphore(1)
+        self.refusals_said = ThrottledLog(60.0)
         self.open_csrf = secrets.token_urlsafe(32)  # the page's token when no login is needed
         # this start of the daemon: a page made by an earlier one reloads (its token is stale)
         self.boot = secrets.token_urlsafe(8)
@@ -315,9 +323,19 @@ class Dashboard:
             return self.login_form("Busy: try again in a moment.", 429)
         try:
             right = auth.check_password(self.password_hash or "", request.form.get("password", ""))
+            if not right:
+                time.sleep(FAILED_CHECK_PAUSE_S)
         finally:
             self.checking.release()
         if not right:
+            # said (one line a minute): logins refused went unseen, however many came
+            self.refusals_said(
+                logger,
+                logging.WARNING,
+                "login-refused",
+                "dashboard: a login refused (not the password), from %s; one such line a minute",
+                address,
+            )
             return self.login_form("Wrong password.", 401)
         self.limiter.succeeded(address)
         token, _ = self.sessions.create()
