@@ -19,6 +19,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import requests
 
@@ -1078,6 +1080,11 @@ def test_the_editor_says_a_region_of_its_own_leaves_a_first_frame_failure_uncaug
 
 
 def test_the_page_fits_a_phone_screen(env, browser) -> None:
+    # an alert to list (run alone, no test before it has paused the print)
+    if not list_incidents(env.storage, [PRINTER], limit=1):
+        jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
+        alert = {"printer": PRINTER, "action": "pause", "time": "2026-12-05T10:00:00+00:00"}
+        IncidentStore(env.storage, 100).save(PRINTER, alert, jpeg, jpeg, pending=False)
     browser.set_window_size(390, 844)
     try:
         for view in ("#/", "#/incidents", f"#/edit/{PRINTER}"):
