@@ -59,9 +59,6 @@ LOGIN_COOKIE = "watchdog_login"
 logger = logging.getLogger(__name__)
 
 CHECK_WAIT_S = 5.0  # a login waits this long for the password check in progress
-# a check that failed holds the next one back this long: guesses from many addresses at once
-# (each within its own limit) kept a core busy hashing (0.1 s a check here, more on a Pi)
-FAILED_CHECK_PAUSE_S = 0.5
 _INCIDENT_FILES = {"frame.jpg", "heatmap.jpg"}
 
 
@@ -323,8 +320,6 @@ class Dashboard:
             return self.login_form("Busy: try again in a moment.", 429)
         try:
             right = auth.check_password(self.password_hash or "", request.form.get("password", ""))
-            if not right:
-                time.sleep(FAILED_CHECK_PAUSE_S)
         finally:
             self.checking.release()
         if not right:
