@@ -60,9 +60,11 @@ REFUSED_RETRY_S = 300.0
 OWNER_WAIT_S = 3.0
 # clears of retained commands on their way at once: a flood of them (tens of thousands a
 # second, or found at the connection) queued a clear each in the MQTT client, its memory grown
-# by 120 MB for good and every alert behind them by ten seconds; past it, one is left on the
-# broker, given again and cleared at the next connection
+# by 120 MB for good and every alert behind them by seconds. Past it, the topic waits in a
+# backlog (its name only) and is cleared as the earlier clears land; past the backlog, it is
+# left on the broker, given again and cleared at the next connection
 MAX_CLEARS_IN_FLIGHT = 256
+MAX_CLEAR_BACKLOG = 100_000
 
 
 class MqttCommunicator:
@@ -137,9 +139,10 @@ class MqttCommunicator:
         # in flight by a lost connection again after the connect, behind the newer one the
         # connect sent; its PUBACK, last, says that the broker now keeps the older value
         self._unacked_retained: OrderedDict[int, tuple[str, bytes]] = OrderedDict()
-        # retained commands' clears on their way, by message id; topics retained again meanwhile
+        # retained commands' clears on their way, by message id; topics waiting to be cleared
+        # (retained again meanwhile, or past MAX_CLEARS_IN_FLIGHT), oldest first
         self._clears: dict[int, str] = {}
-        self._clear_again: set[str] = set()
+        self._clear_backlog: OrderedDict[str, None] = OrderedDict()
         # topics emptied (a removed printer's, its entities'): such a value landing after the
         # emptying, sent before a lost connection, is emptied again
         self._emptied: OrderedDict[str, None] = OrderedDict()
@@ -264,7 +267,7 @@ class MqttCommunicator:
             self._early_acks.clear()
             self._unacked_retained.clear()  # a new client numbers its messages from 1
             self._clears.clear()
-            self._clear_again.clear()
+            self._clear_backlog.clear()
             lost = [e for e in left if e.path is None]
             for entry in lost:  # a later start() on this object still sends them
                 self._unsent[entry.id] = entry
@@ -684,22 +687,23 @@ class MqttCommunicator:
             topic[:200],
         )
         with self._lock:
-            if topic in self._clears.values():  # cleared again once this clear has landed
-                self._clear_again.add(topic)
+            waits = topic in self._clears.values() or len(self._clears) >= MAX_CLEARS_IN_FLIGHT
+            if waits:  # cleared once a clear on its way has landed
+                if len(self._clear_backlog) < MAX_CLEAR_BACKLOG:
+                    self._clear_backlog[topic] = None
                 return
-            if len(self._clears) >= MAX_CLEARS_IN_FLIGHT:
-                return  # a flood: left on the broker, cleared at the next connection
         self._publish(topic, b"", retain=True, clearing=True)
 
     def _clear_landed(self, mid: int) -> None:
-        """A retained command's clear reached the broker: one retained again meanwhile is
-        cleared now."""
+        """A retained command's clear reached the broker: the next topic waiting is cleared."""
         with self._lock:
-            topic = self._clears.pop(mid, None)
-            again = topic is not None and topic in self._clear_again
-            if again:
-                self._clear_again.discard(topic)
-        if again and topic is not None:
+            if self._clears.pop(mid, None) is None:
+                return
+            on_its_way = set(self._clears.values())
+            topic = next((t for t in self._clear_backlog if t not in on_its_way), None)
+            if topic is not None:
+                del self._clear_backlog[topic]
+        if topic is not None:
             self._publish(topic, b"", retain=True, clearing=True)
 
     # ----------------------------------------------------------------- publishing
