@@ -252,7 +252,7 @@ def stored_job(storage_dir: Path, printer: str, incident_id: str) -> str | None:
 def _read_alert(path: Path) -> dict[str, Any]:
     try:
         data = read_json(path / ALERT)
-    except (OSError, ValueError, RecursionError) as exc:
+    except (OSError, ValueError) as exc:
         raise IncidentError(
             f"{path / ALERT}: cannot read: {exc}", f"alert {path.name} cannot be read (see the log)"
         ) from exc

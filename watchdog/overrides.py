@@ -34,7 +34,7 @@ from watchdog.config import (
 )
 from watchdog.detection.bundle import Bundle, BundleError, BundleMeta, default_bundle_path
 from watchdog.detection.detector import MaskError, checked_mask, effective_preprocess
-from watchdog.durable import fsync_dir, read_small, replace_file, set_aside, why_unreadable
+from watchdog.durable import fsync_dir, read_json, replace_file, set_aside, why_unreadable
 from watchdog.schema import SchemaError
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def _read(storage_dir: Path) -> dict[str, Any]:
     it left every printer's settings out."""
     path = overrides_path(storage_dir)
     try:
-        raw = json.loads(read_small(path, MAX_FILE_BYTES))
+        raw = read_json(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         return {}
     except PermissionError:
@@ -122,7 +122,7 @@ def _read(storage_dir: Path) -> dict[str, Any]:
             f"{path}: the dashboard's saved settings cannot be read by this user: run this as "
             "the watchdog's user (sudo -u printer-watchdog ...)"
         ) from None
-    except (OSError, ValueError, RecursionError) as exc:
+    except (OSError, ValueError) as exc:
         raise ConfigError(
             f"{path}: cannot read the dashboard's saved settings ({why_unreadable(exc)}); fix "
             "or delete the file"

@@ -9,7 +9,7 @@ import logging
 import threading
 from pathlib import Path
 
-from watchdog.durable import read_small, replace_file, set_aside, why_unreadable
+from watchdog.durable import read_json, replace_file, set_aside, why_unreadable
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +41,12 @@ def _read(path: Path) -> frozenset[str] | None:
         else f"the switches read before are kept ({', '.join(sorted(before)) or 'none off'})"
     )
     try:
-        data = json.loads(read_small(path, MAX_FILE_BYTES))
+        data = read_json(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         # none switched off; or, while the daemon runs, one set aside whose replacement could
         # not be written (a full disk): the switches known from before still hold
         return _known.setdefault(path, frozenset())
-    except (OSError, ValueError, RecursionError) as exc:
+    except (OSError, ValueError) as exc:
         logger.warning("%s: unreadable, %s (%s)", path, kept, why_unreadable(exc))
         return None
     if not isinstance(data, list):

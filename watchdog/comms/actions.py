@@ -102,7 +102,7 @@ class ActionTokens:
             raw = read_json(self.path)
         except FileNotFoundError:
             return {}
-        except (ValueError, RecursionError) as exc:
+        except ValueError as exc:
             logger.error(
                 "cannot read %s (%s): notification buttons issued before are refused",
                 self.path,

@@ -193,7 +193,7 @@ class Outbox:
                     dict(record["body"]),
                     path,
                 )
-            except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            except (OSError, ValueError, KeyError, TypeError) as exc:
                 self._throttle(
                     logger,
                     logging.ERROR,
