@@ -10,6 +10,7 @@ BIN := $(VENV)/bin
 DATA ?= ../shared/data/kaggle-3d-printer
 # pytest processes side by side (pytest-xdist), each test file in one of them, in file order:
 # most tests wait on servers, cameras and daemons, so two keep a 2-core machine busy
+# (--tb=short: a failure's reason near its start, where a truncated CI log still shows it)
 TEST_WORKERS ?= 2
 
 .PHONY: demo test test-arm64 lint bench quality default-model clean
@@ -34,7 +35,7 @@ test: $(VENV)/.stamp-dev
 	$(BIN)/ruff check watchdog trainer tests benchmarks
 	$(BIN)/ruff format --check watchdog trainer tests benchmarks
 	$(BIN)/python -m mypy
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --tb=short $(PYTEST_ARGS)
 
 # The install and the demo on an emulated 64-bit Raspberry Pi OS (Debian 12 arm64, qemu-user):
 # needs root and network; the first run builds the root into .cache/arm64 (see tests/arm64/run.sh).

@@ -152,6 +152,8 @@ def main(argv: list[str]) -> None:
             os.environ.update(item.split("=", 1) for item in value.split())
     os.environ.pop("PYTHONPATH", None)
     load_filters(unit)
+    # how far a start got, in the output a failed test shows
+    print(f"sandbox: the unit's filters are on; starting {argv[2]}", file=sys.stderr, flush=True)
     os.execvp(argv[2], argv[2:])
 
 
@@ -236,6 +238,7 @@ def drive_daemon(
     import cv2
     import numpy as np
 
+    failure: Exception | None = None
     try:
         notify.wait_for("READY", timeout=90, process=process)
         pid = daemon_pid or process.pid
@@ -257,6 +260,8 @@ def drive_daemon(
         os.kill(pid, signal.SIGTERM)  # systemctl stop
         notify.wait_for("STOPPING", timeout=20)
         assert process.wait(timeout=20) == 0  # the unit's TimeoutStopSec=
+    except Exception as exc:
+        failure = exc
     finally:
         if process.poll() is None:
             os.kill(daemon_pid or process.pid, signal.SIGABRT)  # a hung daemon: its stacks
@@ -265,7 +270,11 @@ def drive_daemon(
             except subprocess.TimeoutExpired:
                 process.kill()
         output = process.communicate(timeout=30)[0]
-        print(output)  # shown by pytest when the test fails
+    if failure is not None:
+        # The daemon's last words (and its threads' stacks after the SIGABRT above) in the
+        # failure itself: a CI log keeps the start of a failure, not the captured output after it.
+        tail = "\n".join(output.splitlines()[-60:])
+        raise AssertionError(f"{failure}\n--- what the daemon printed last ---\n{tail}") from failure
     for bad in (
         "Read-only file system",
         "Permission denied",
