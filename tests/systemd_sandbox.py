@@ -274,7 +274,9 @@ def drive_daemon(
         # The daemon's last words (and its threads' stacks after the SIGABRT above) in the
         # failure itself: a CI log keeps the start of a failure, not the captured output after it.
         tail = "\n".join(output.splitlines()[-60:])
-        raise AssertionError(f"{failure}\n--- what the daemon printed last ---\n{tail}") from failure
+        raise AssertionError(
+            f"{failure}\n--- what the daemon printed last ---\n{tail}"
+        ) from failure
     for bad in (
         "Read-only file system",
         "Permission denied",

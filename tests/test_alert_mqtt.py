@@ -10,7 +10,7 @@ import textwrap
 import threading
 import time
 from concurrent.futures import Future
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -117,7 +117,8 @@ def test_state_score_heatmap_and_alert_topics(
         notifier.publish_heatmap(PRINTER, jpeg())
         assert decode(sub.wait_for(f"{p}/{PRINTER}/heatmap").payload).shape == (60, 80, 3)
 
-        incident = notifier.raise_alert(PRINTER, dict(ALERT), jpeg(), jpeg(120, 160))
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        incident = notifier.raise_alert(PRINTER, dict(ALERT, time=now), jpeg(), jpeg(120, 160))
         msg = sub.wait_for(f"{p}/{PRINTER}/alert")
         body = msg.json()
         assert set(body) >= {
@@ -131,6 +132,7 @@ def test_state_score_heatmap_and_alert_topics(
             "incident",
         }
         assert body["incident"] == incident and body["printer"] == PRINTER
+        assert "boot" not in body  # the file's own (its time's boot mark): not Home Assistant's
         assert body["score"] == pytest.approx(0.91) and body["action_result"]["outcome"] == "done"
         assert msg.qos == 1 and not msg.retain
         # the alert's heatmap replaces the retained one

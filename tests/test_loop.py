@@ -1214,6 +1214,78 @@ def test_an_alerts_cancel_after_the_clock_was_set_forward_cancels_its_print(
     assert printer.actions == [Action.CANCEL]
 
 
+class _SteppedClock:
+    """The system's wall clock ``skew`` seconds off (a Pi booted on fake-hwclock, before NTP):
+    ``time.time`` and the alerts' times alike; the clock since boot untouched, as NTP leaves it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, skew: float) -> None:
+        self.skew = skew
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() + self.skew)
+        monkeypatch.setattr(
+            watcher_module,
+            "_now_iso",
+            lambda: datetime.fromtimestamp(time.time(), UTC).isoformat(timespec="milliseconds"),
+        )
+
+
+class _Klipper(SimulatedPrinter):
+    """A print's start as Moonraker's client works it out: its total duration back from now."""
+
+    def status(self) -> PrinterStatus:
+        s = super().status()
+        if s.state not in (PrinterState.PRINTING, PrinterState.PAUSED):
+            return s
+        return replace(s, printed_s=100.0, started_at=time.time() - 100.0)
+
+
+def test_a_restart_after_ntp_set_the_clock_forward_keeps_the_paused_prints_alert(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, monkeypatch
+) -> None:
+    """The alert paused the print on the clock the Pi booted with; NTP set it 3 h forward and
+    the daemon restarted. The print's start, read on the new clock, came after the alert's
+    time: the alert was closed as "its print has ended", its Cancel refused as another
+    print's, the failed print left paused with no alert standing."""
+    clock = _SteppedClock(monkeypatch, -3 * 3600.0)
+    printer = _Klipper("part.gcode")
+    watcher, frames, incident = _paused(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    watcher.close()
+    clock.skew = 0.0  # NTP; then a restart
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    restarted.step()
+    assert not already_answered(tmp_path / "state", "e3", incident)
+    assert restarted.status()["failure"]
+    answer = restarted.submit(Command("e3", Verb.CANCEL, incident, source="phone"))
+    while not answer.done():
+        restarted.step()
+    assert answer.result().ok, answer.result().detail
+    assert printer.actions == [Action.PAUSE, Action.CANCEL]
+    restarted.close()
+
+
+def test_a_restart_within_the_pause_check_after_ntp_still_checks_the_pause(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, monkeypatch
+) -> None:
+    """The pause taken by the API had not shown yet when NTP set the clock 3 h forward and the
+    daemon restarted: the alert looked 3 h old, long past ``api.confirm_s``, the printer
+    printing was taken for a resume, the alert answered "resumed" and the failure unsaid."""
+    clock = _SteppedClock(monkeypatch, -3 * 3600.0)
+    printer = _PausedOnlySaid("benchy_A.gcode", Outcome.DONE)
+    watcher, frames = _alerted(
+        tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
+    )
+    watcher.close()
+    clock.skew = 0.0
+    restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
+    restarted.step()
+    [saved] = list_incidents(tmp_path / "state", ["e3"])
+    assert not closing_answer(saved.alert), "taken for a resume"
+    assert restarted.status()["failure"]
+    restarted.close()
+
+
 def test_a_streamers_stand_in_picture_given_again_and_again_pauses_no_print(
     tmp_path, tiny_adaptive_bundle, normal_frames, caplog
 ) -> None:

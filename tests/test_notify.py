@@ -886,6 +886,45 @@ def _camera_offline_left_by_a_stop(phone, webhook_receiver, tmp_path, **body: ob
     return targets
 
 
+def _stepped_clock(monkeypatch: pytest.MonkeyPatch, skew: float) -> list[float]:
+    """The system's wall clock ``skew[0]`` seconds off (a Pi booted on fake-hwclock, before
+    NTP), the clock since boot untouched; set ``skew[0]`` to step it."""
+    step, real = [skew], time.time
+    monkeypatch.setattr(time, "time", lambda: real() + step[0])
+    return step
+
+
+def test_a_notification_queued_before_ntp_set_the_clock_is_sent_after_a_restart(
+    phone, ntfy_receiver, monkeypatch
+) -> None:
+    """The alert waited in the outbox for the service (the Wi-Fi not up yet) on the clock the
+    Pi booted with, 3 days behind; NTP set it and the daemon restarted: the alert, a minute
+    old, was dropped as "not delivered within 24 h"."""
+    skew = _stepped_clock(monkeypatch, -3 * 86400.0)
+    alert_left_queued(phone, ntfy_receiver, ntfy_receiver.url())
+    skew[0] = 0.0
+    again = phone(notify=(target(ntfy_receiver.url()),))
+    wait_for("the alert", lambda: len(ntfy_receiver.messages) == 1)
+    assert again.notify_status()["ntfy"]["dropped"] == 0
+
+
+def test_a_cameras_blip_across_an_ntp_step_tells_the_phone_nothing(
+    phone, ntfy_receiver, monkeypatch
+) -> None:
+    """A camera away for seconds, far under camera_offline_after_s, and NTP set the clock 3 h
+    forward meanwhile: the "offline" looked due, and the phone got "camera offline" and
+    "camera back online" for a blip it is meant never to hear of."""
+    skew = _stepped_clock(monkeypatch, 0.0)
+    notifier = phone(notify=(camera_target(ntfy_receiver.url(), 120),))
+    notifier.camera_changed(PRINTER, online=False)
+    time.sleep(0.5)
+    skew[0] = 3 * 3600.0
+    time.sleep(0.5)
+    notifier.camera_changed(PRINTER, online=True)
+    notifier.notifications.flush(10)
+    assert [m.title for m in ntfy_receiver.messages] == []
+
+
 def test_a_camera_offline_still_waiting_at_a_restart_is_not_sent_by_the_next_run(
     phone, webhook_receiver, tmp_path
 ) -> None:
@@ -1493,13 +1532,30 @@ def test_a_button_is_not_expired_by_the_clock_set_forward_after_it_was_issued(tm
     wall.now += 2 * 24 * 3600 + 60  # NTP
     mono.now += 60
     assert tokens.redeem(cancel).verb is Verb.CANCEL
-    # saved then, on the wall clock of now: a restart a minute later still takes the other
-    later = ActionTokens(tmp_path, clock=wall, monotonic=FakeClock())
+    # saved then, on the wall clock of now: a run after a reboot a minute later takes the other
+    later = ActionTokens(tmp_path, clock=wall, monotonic=FakeClock(), boot=lambda: "rebooted")
     wall.now += 60
     assert later.peek(resume).verb is Verb.RESUME
     mono.now += 24 * 3600  # and each still expires when it should
     with pytest.raises(ActionRefused, match="expired"):
         tokens.peek(resume)
+
+
+def test_a_button_sent_before_ntp_set_the_clock_works_after_a_restart(
+    tmp_path, monkeypatch
+) -> None:
+    """A phone's Cancel sent on the clock the Pi booted with, 3 days behind; NTP set it and
+    the daemon restarted a minute later: the button answered "this button has expired"."""
+    skew = _stepped_clock(monkeypatch, -3 * 86400.0)
+    cancel = ActionTokens(tmp_path, clock=time.time).issue(
+        PRINTER, "20261207T170000000Z-ab12", Verb.CANCEL, 24 * 3600
+    )
+    skew[0] = 0.0
+    assert ActionTokens(tmp_path, clock=time.time).peek(cancel).verb is Verb.CANCEL
+    short = ActionTokens(tmp_path).issue(PRINTER, "20261207T170000000Z-ab12", Verb.RESUME, 0.2)
+    time.sleep(0.3)  # and one still expires when it should, also read by a later run
+    with pytest.raises(ActionRefused, match="expired"):
+        ActionTokens(tmp_path).peek(short)
 
 
 def test_a_button_works_once_for_its_own_incident_until_it_expires(action_server, tmp_path) -> None:

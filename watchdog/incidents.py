@@ -36,14 +36,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from watchdog import frames
+from watchdog import frames, moments
 from watchdog.durable import fsync_dir, read_json, replace_file, write_durably
+from watchdog.moments import BootMark
 
 logger = logging.getLogger(__name__)
 
 FRAME = "frame.jpg"
 HEATMAP = "heatmap.jpg"
 ALERT = "alert.json"
+BOOT = "boot"  # an alert's key: its time's boot mark (watchdog.moments)
 PENDING = "pending"
 # An alert saved before its action finished, replaced when it does: kept out of the dashboard
 # and of "the latest alert" meanwhile. One left by a watchdog that stopped during the action
@@ -314,6 +316,7 @@ class IncidentStore:
         alert.setdefault("time", datetime.now(UTC).isoformat(timespec="seconds"))
         alert.setdefault("printer", printer)
         alert["incident"] = incident_id
+        _mark_time(alert)
         incident = Incident(printer, incident_id, alert, None)
         folder = self.root / printer
         partial = folder / f".{incident_id}.partial"
@@ -358,7 +361,7 @@ class IncidentStore:
         if draft.path is None:
             self._not_kept()
             return Incident(draft.printer, draft.id, dict(alert, incident=draft.id), None)
-        alert = dict(alert, incident=draft.id)
+        alert = _mark_time(dict(alert, incident=draft.id))
         try:
             replace_file(
                 draft.path / ALERT, json.dumps(alert, default=_jsonable, indent=2).encode(), 0o644
@@ -678,6 +681,24 @@ def alert_epoch(iso: object) -> float | None:
         return datetime.fromisoformat(iso).timestamp()
     except ValueError:
         return None
+
+
+def alert_moment(alert: dict[str, Any]) -> float | None:
+    """A saved alert's time on the wall clock of now (``alert_epoch`` put right across a
+    clock step since, see watchdog.moments); None where it has none."""
+    wall = alert_epoch(alert.get("time"))
+    return None if wall is None else moments.rebase(wall, BootMark.from_json(alert.get(BOOT)))
+
+
+def _mark_time(alert: dict[str, Any]) -> dict[str, Any]:
+    """``alert`` (changed in place) with the boot mark of its time, for ``alert_moment``."""
+    wall = alert_epoch(alert.get("time"))
+    mark = None if wall is None else moments.mark(wall)
+    if mark is None:
+        alert.pop(BOOT, None)
+    else:
+        alert[BOOT] = mark.to_json()
+    return alert
 
 
 def answered(alert: dict[str, Any]) -> str:

@@ -52,7 +52,7 @@ from watchdog.incidents import (
     VERDICTS,
     IncidentError,
     IncidentView,
-    alert_epoch,
+    alert_moment,
     already_answered,
     answered,
     incident_dir,
@@ -1515,10 +1515,11 @@ class Watcher:
                 return
             self.last_alert, self._alert_print = alert, self._prints
             return
-        raised = alert_epoch(alert.time)
+        raised = alert_moment(raw)
         if raised is None:  # cannot tell whether its job was started again since
             return
-        age = time.time() - raised
+        # (a clock set back across a reboot: not younger than now)
+        age = max(0.0, time.time() - raised)
         left = self.cfg.api.confirm_s - age
         if self.state.printer is PrinterState.PRINTING and left > 0:
             self.state = decide.stop_due_after_restart(self.state, now + left, now, self.settings)
@@ -1631,9 +1632,7 @@ class Watcher:
             now = f"job {self.state.job}" if self.state.job else "no job"
             was = f"job {job}" if job else "a job without a name"
             return f"this alert was about {was}, and {self.name} reports {now}"
-        return self._printed_again(
-            job, alert_epoch(saved.get("time")), seconds(saved.get("printed_s"))
-        )
+        return self._printed_again(job, alert_moment(saved), seconds(saved.get("printed_s")))
 
     @staticmethod
     def _printer_known(status: PrinterStatus) -> bool:

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from http import HTTPStatus
 from pathlib import Path
 
+from watchdog import moments
 from watchdog.control import Command, CommandResult, Dispatcher, Verb, outcome_of
 from watchdog.durable import read_json, replace_file
 from watchdog.incidents import (
@@ -41,6 +42,7 @@ from watchdog.incidents import (
     print_gone,
     stored_job,
 )
+from watchdog.moments import BootMark
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +82,18 @@ class ActionTokens:
         self,
         storage_dir: Path,
         clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = moments.uptime,
+        boot: Callable[[], str | None] = moments.boot_id,
     ) -> None:
         self.path = Path(storage_dir) / FILE_NAME
         self.clock = clock
         self.monotonic = monotonic
-        # the buttons this run issued: they expire by the monotonic clock. A Pi without a
-        # clock chip whose clock NTP set a day forward after the alert (fake-hwclock restores
-        # the time it was switched off) answered "expired" to the Cancel pressed a minute later
+        self.boot = boot
+        # the buttons of this boot: they expire by the clock since boot, which NTP does not
+        # move and later runs share (saved as a BootMark). A Pi without a clock chip whose
+        # clock NTP set a day forward after the alert (fake-hwclock restores the time it was
+        # switched off) answered "expired" to the Cancel pressed a minute later, also after a
+        # restart of the daemon in between; the wall clock serves buttons of an earlier boot
         self._deadlines: dict[str, float] = {}
         self._lock = threading.Lock()
         # pressed while the file could not be written (a full or read-only SD card): used for
@@ -121,14 +127,19 @@ class ActionTokens:
                 )
             except (KeyError, ValueError, TypeError, OverflowError):
                 continue
-            if math.isfinite(grant.expires):
-                grants[digest] = grant
+            if not math.isfinite(grant.expires):
+                continue
+            grants[digest] = grant
+            mark = BootMark.from_json(g.get("boot"))
+            if mark is not None and mark.boot == self.boot():
+                self._deadlines.setdefault(digest, mark.uptime_s)
         return grants
 
     def _save(self, grants: dict[str, Grant]) -> None:
-        """Write the grants not expired; this run's with their expiry on the wall clock of now
-        (the file is read by a later run, on its own wall clock)."""
-        now, mono = self.clock(), self.monotonic()
+        """Write the grants not expired; this boot's with their expiry on the wall clock of
+        now and as a BootMark (a later run of this boot reads the mark; one after a reboot
+        the wall clock)."""
+        now, mono, boot = self.clock(), self.monotonic(), self.boot()
         keep = {}
         for d, g in grants.items():
             if self._expired(d, g):
@@ -136,6 +147,8 @@ class ActionTokens:
             deadline = self._deadlines.get(d)
             expires = g.expires if deadline is None else now + (deadline - mono)
             keep[d] = {**asdict(g), "expires": expires, "verb": g.verb.value}
+            if deadline is not None and boot is not None:
+                keep[d]["boot"] = BootMark(boot, deadline).to_json()
         self._deadlines = {d: t for d, t in self._deadlines.items() if d in keep}
         replace_file(self.path, json.dumps(keep).encode())
 

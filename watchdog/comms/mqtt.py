@@ -47,7 +47,7 @@ from watchdog.comms.transport import SHORT_LIVED_S, MqttTransport, topic_text
 from watchdog.config import PRINTER_NAME, MqttConfig, plain_topic
 from watchdog.control import Answered, Command, CommandResult, Dispatcher, answer_text
 from watchdog.durable import read_json
-from watchdog.incidents import Incident, IncidentStore, ThrottledLog, to_json
+from watchdog.incidents import BOOT, Incident, IncidentStore, ThrottledLog, to_json
 from watchdog.kept_answers import KeptAnswers
 
 logger = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ class MqttCommunicator:
         now = time.time()
         with self._lock:
             for entry in unsent + pending:  # an earlier run's: aged by the wall clock until now
-                self._born.setdefault(entry.id, time.monotonic() - max(0.0, now - entry.created))
+                self._born.setdefault(entry.id, time.monotonic() - max(0.0, now - entry.born))
             removed = [e for e in pending if e.printer not in self.printers]
             # a printer taken out or renamed: its alerts are kept a while only
             stale = [e for e in removed if self._past_age(self._born.pop(e.id))]
@@ -835,8 +835,9 @@ class MqttCommunicator:
         it was sent (its entry may still wait in the outbox: this one is another)."""
         if not self.enabled:
             return
+        alert = {k: v for k, v in incident.alert.items() if k != BOOT}  # the file's own
         entry = self.outbox.put(
-            MQTT, incident.printer, incident.alert, entry_id=None if again else incident.id
+            MQTT, incident.printer, alert, entry_id=None if again else incident.id
         )
         with self._lock:
             self._born[entry.id] = time.monotonic()

@@ -1221,7 +1221,7 @@ class TargetSender:
         earlier run left), by the monotonic clock since."""
         seen = self._seen.get(entry.id)
         if seen is None:
-            seen = self._seen[entry.id] = (time.monotonic(), max(0.0, now - entry.created))
+            seen = self._seen[entry.id] = (time.monotonic(), max(0.0, now - entry.born))
         return seen[1] + time.monotonic() - seen[0]
 
     def _drop(self, entry: Entry) -> None:
@@ -1680,7 +1680,10 @@ def _not_before(entry: Entry) -> float:
         value = float(entry.body.get("not_before", 0))
     except (TypeError, ValueError):
         return 0.0
-    return value if math.isfinite(value) else 0.0
+    if not math.isfinite(value) or value == 0:
+        return 0.0
+    # on the clock of now: an NTP step during a camera's blip sent "offline" and "back online"
+    return entry.on_clock_now(value)
 
 
 def _summing_up(waiting: list[Entry], itself: str | None = None) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from watchdog import moments
 from watchdog.durable import fsync_dir, read_json, replace_file, write_durably
 from watchdog.incidents import (
     SAFE_NAME,
@@ -35,6 +36,7 @@ from watchdog.incidents import (
     remove_stale_partials,
     to_json,
 )
+from watchdog.moments import BootMark
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,8 @@ class Entry:
     """One message waiting for delivery on one channel.
 
     ``body`` is the channel's own JSON (the alert for MQTT, the notification for a phone);
-    ``created`` (Unix time) bounds how long it is retried; ``path`` is None when it could not
+    ``created`` (Unix time, on the clock of the run that made it, with its boot ``mark``)
+    bounds how long it is retried: read it through ``born``; ``path`` is None when it could not
     be saved, and then ``attachment`` holds the picture in memory.
     """
 
@@ -60,6 +63,17 @@ class Entry:
     body: dict[str, Any]
     path: Path | None = None
     attachment: bytes | None = field(default=None, repr=False)
+    mark: BootMark | None = None
+
+    @property
+    def born(self) -> float:
+        """``created`` on the wall clock of now: a queued notification was dropped as a day
+        old at the restart after NTP set a Pi's clock forward."""
+        return moments.rebase(self.created, self.mark)
+
+    def on_clock_now(self, wall: float) -> float:
+        """A time ``wall`` saved in this entry's body (by its clock) on the wall clock of now."""
+        return wall + (self.born - self.created)
 
     def picture(self) -> bytes | None:
         """The attached JPEG, from memory or from the entry's folder; None if there is none."""
@@ -100,11 +114,12 @@ class Outbox:
         body = json.loads(
             to_json(body)
         )  # plain JSON types (numpy scores), as read back after a restart
-        entry = Entry(channel, entry_id, printer, time.time(), body, None, attachment)
+        now = time.time()
+        entry = Entry(channel, entry_id, printer, now, body, None, attachment, moments.mark(now))
         folder = self.root / channel
         partial = folder / f".{entry_id}.partial"
         final = folder / entry_id
-        record = {"printer": printer, "created": entry.created, "body": entry.body}
+        record = _record(entry)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             partial.mkdir()
@@ -159,9 +174,8 @@ class Outbox:
         entry = replace(entry, body=json.loads(to_json(body)))
         if entry.path is None:
             return entry
-        record = {"printer": entry.printer, "created": entry.created, "body": entry.body}
         try:
-            replace_file(entry.path / ENTRY, to_json(record))
+            replace_file(entry.path / ENTRY, to_json(_record(entry)))
         except OSError as exc:
             self._throttle(
                 logger,
@@ -192,6 +206,7 @@ class Outbox:
                     float(record["created"]),
                     dict(record["body"]),
                     path,
+                    mark=BootMark.from_json(record.get("boot")),
                 )
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 self._throttle(
@@ -216,3 +231,11 @@ class Outbox:
             )
         except OSError:
             return []
+
+
+def _record(entry: Entry) -> dict[str, Any]:
+    """What ``entry.json`` holds."""
+    record = {"printer": entry.printer, "created": entry.created, "body": entry.body}
+    if entry.mark is not None:
+        record["boot"] = entry.mark.to_json()
+    return record
