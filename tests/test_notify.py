@@ -1047,6 +1047,37 @@ def test_a_pause_found_not_to_have_happened_is_told_at_once_unless_its_owner_ans
     assert len(ntfy_receiver.messages) == 2 and pending == 1  # the third alert waits its window
 
 
+def test_a_pause_that_shows_after_not_a_failure_was_pressed_is_told_to_the_phone(
+    phone, ntfy_receiver, tmp_path
+) -> None:
+    """The watchdog's pause was sent and not answered in time (a Klipper PAUSE behind a
+    heat-up); the owner saw the print going fine and pressed Not a failure; then the printer
+    paused. The correction saying so was held back as that of an answered alert: the print
+    stood paused all night (its heaters turned off by Klipper's idle timeout), the phone silent.
+    One saying the pause did NOT happen is still held back: the owner decided already."""
+    from watchdog.incidents import mark_not_failure
+
+    notifier = phone(notify=(target(ntfy_receiver.url()),))
+
+    def result(outcome: str) -> dict:
+        return {"action": "pause", "outcome": outcome, "detail": "late", "attempts": 4}
+
+    unknown = alert() | {"action_result": result("unknown"), "message": "pause unknown"}
+    first = notifier.raise_alert(PRINTER, unknown, jpeg(1), jpeg(1))
+    wait_for("the alert", lambda: len(ntfy_receiver.messages) == 1, timeout=30)
+    mark_not_failure(tmp_path, PRINTER, first)
+    notifier.correct_alert(
+        PRINTER, unknown | {"incident": first, "action_result": result("failed"), "answers": []}
+    )
+    shown = {"incident": first, "action_result": result("done"), "answers": ["resume", "cancel"]}
+    notifier.correct_alert(PRINTER, unknown | shown | {"message": "pause done"})
+    wait_for("the pause told", lambda: len(ntfy_receiver.messages) == 2, timeout=30)
+    assert "did NOT" not in ntfy_receiver.messages[1].title, ntfy_receiver.messages[1].title
+    assert "paused" in ntfy_receiver.messages[1].title, ntfy_receiver.messages[1].title
+    time.sleep(1)
+    assert len(ntfy_receiver.messages) == 2
+
+
 def test_an_alert_after_the_last_one_was_answered_waits_for_no_window(
     phone, ntfy_receiver, tmp_path
 ) -> None:

@@ -279,15 +279,19 @@ class Notifier:
             self.notifications.notify(alert_event(incident.alert, frame_jpeg, heatmap_jpeg))
 
     def correct_alert(self, printer: str, alert: dict[str, Any]) -> None:
-        """An alert sent already turned out wrong (its pause did not happen): saved over, and
-        sent again where the first went (Home Assistant, the phones: "did NOT happen"). Not
-        to the phones where its owner has answered it already (resumed, cancelled, not a
-        failure): they decided what becomes of the print; its card and the log say it."""
+        """An alert sent already turned out wrong (its pause did not happen, or happened
+        after all): saved over, and sent again where the first went (Home Assistant, the
+        phones). A "did NOT happen" goes not to the phones where its owner has answered the
+        alert already (resumed, cancelled, not a failure): they decided what becomes of the
+        print; its card and the log say it. A pause that shows after all is told whatever
+        was answered: the print stands paused (after a Not a failure, all night, silent)."""
         incident = self.store.correct(printer, alert)
         if self.enabled:
             self.mqtt.send_alert(incident, again=True)
+        result = incident.alert.get("action_result")
+        done = isinstance(result, dict) and result.get("outcome") == Outcome.DONE.value
         decided = answered(incident.alert) or incident.alert.get("verdict") == "not_failure"
-        if self.notifications and not decided:
+        if self.notifications and (done or not decided):
             frame, heatmap = _read(incident, FRAME), _read(incident, HEATMAP)
             self.notifications.notify(alert_event(incident.alert, frame, heatmap, corrects=True))
 
