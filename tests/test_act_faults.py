@@ -289,6 +289,47 @@ def test_redirect_is_not_followed_with_the_key(kind: str, bad_server: BadServer)
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_a_redirect_echoing_the_key_in_its_address_never_shows_it(
+    kind: str, bad_server: BadServer
+) -> None:
+    """The redirect's address is said (set api.url to it); one holding the key (a server
+    echoing what it was sent) reached the alert, the page and MQTT with it."""
+    key = "abcdefghijklmnopqrstuvwxyzabcdef"  # no token look: masked for being the key
+    bad_server.routes[None] = (302, b"", "text/plain")
+    bad_server.headers["Location"] = f"http://other.example/login/{key}?next=/"
+    result = make_printer(api_config(kind, bad_server.url, key, retries=0)).pause()
+    assert result.outcome == "failed" and "redirect to http://other.example/login/" in result.detail
+    assert key not in result.detail, result.detail
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_command_sent_unanswered_is_unknown_not_failed_when_a_stop_cuts_its_retries(
+    kind: str, bad_server: BadServer
+) -> None:
+    """A pause sent and not answered may still happen (a Klipper PAUSE behind a heat-up);
+    a stop during the wait before its next try told it "failed", the pause never checked."""
+    printing = {
+        "state": {"text": "Printing", "flags": {"printing": True}},
+        "job": {"file": {"name": "a.gcode"}},
+        "result": {
+            "status": {
+                "print_stats": {"state": "printing", "filename": "a.gcode"},
+                "webhooks": {"state": "ready"},
+            }
+        },
+    }
+    bad_server.respond(200, json.dumps(printing))
+    bad_server.hang(5, {"octoprint": "/api/job", "moonraker": "/printer/print/pause"}[kind])
+    stop = threading.Event()
+    api = api_config(kind, bad_server.url, bad_server.api_key, timeout_s=0.3, retries=3)
+    printer = make_printer(api, stop, backoff_s=5.0)
+    threading.Timer(1.0, stop.set).start()  # in the wait after the first try
+    result = printer.pause()
+    assert result.outcome == "unknown" and "may still happen" in result.detail, result
+    assert "shutting down" in result.detail and result.attempts == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_stop_event_cuts_retries_short(kind: str, bad_server: BadServer) -> None:
     bad_server.respond(503, "busy")
     stop = threading.Event()

@@ -29,6 +29,7 @@ import yaml
 
 from tests.daemon_helpers import DaemonProcess, free_port, run_cli, wait_until, write_config
 from tests.plugins.camera import CameraServer
+from tests.plugins.printers import BadServer
 from watchdog.detection.bundle import default_bundle_path
 
 PRINTER = "p1"
@@ -530,6 +531,75 @@ def test_commands_waiting_on_a_hung_camera_never_take_the_whole_web_server(
         rc = daemon.stop()
     assert rc == 0, daemon.log
     assert sorted(answers) == [200, 200, 409, 409], answers
+
+
+def test_a_stop_while_the_printers_api_hangs_answers_the_queued_command_and_ends_in_time(
+    tmp_path: Path, camera_server: CameraServer, bad_server: BadServer
+) -> None:
+    """The owner pressed Pause, then Cancel, on the page while the printer's API hung; then
+    the daemon was stopped. The Cancel was still sent to the printer after the stop, its
+    request was never answered, and the stop took 30 s: systemd kills the daemon at 20."""
+    printing = {
+        "state": {"text": "Printing", "flags": {"printing": True}},
+        "job": {"file": {"name": "a.gcode"}},
+    }
+    bad_server.respond(200, json.dumps(printing), path="/api/printer")
+    bad_server.hang(60, "/api/job")  # the job's name and every command
+    port = free_port()
+    config = write_config(
+        tmp_path / "config.yaml",
+        model=str(default_bundle_path()),
+        mqtt={"host": ""},
+        http={"listen": f"127.0.0.1:{port}"},
+        storage={"dir": str(tmp_path / "state")},
+        printers=[
+            {
+                "name": PRINTER,
+                "camera": {"source": camera_server.snapshot_url, "interval_s": 0.5},
+                "api": {
+                    "kind": "octoprint",
+                    "url": bad_server.url,
+                    "api_key": "k" * 32,
+                    "timeout_s": 6,
+                    "retries": 3,
+                },
+            }
+        ],
+    )
+    base = f"http://127.0.0.1:{port}"
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    answers: dict[str, tuple[int, str] | str] = {}
+    try:
+        daemon.wait_up(base, 90)
+        token = requests.get(f"{base}/", timeout=5).text.split('name="csrf-token" content="')[1]
+        headers = {"X-CSRF-Token": token.split('"')[0]}
+
+        def click(verb: str) -> None:
+            body = {"printer": PRINTER, "verb": verb}
+            try:
+                r = requests.post(f"{base}/api/command", json=body, headers=headers, timeout=90)
+                answers[verb] = (r.status_code, r.text)
+            except requests.RequestException as exc:
+                answers[verb] = type(exc).__name__
+
+        clicks = [threading.Thread(target=click, args=(v,)) for v in ("pause", "cancel")]
+        clicks[0].start()
+        wait_until("the pause sent", lambda: "POST /api/job" in bad_server.sent, 60)
+        clicks[1].start()  # queued behind the pause, which hangs
+        time.sleep(1.0)
+        daemon.signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        rc = daemon.proc.wait(20)  # the unit's TimeoutStopSec=
+        took = time.monotonic() - stopped
+        for c in clicks:
+            c.join(10)
+    finally:
+        daemon.stop()
+    assert rc == 0, daemon.log
+    assert took < 20, took
+    cancel = answers.get("cancel")
+    assert isinstance(cancel, tuple) and "not done: the watchdog stopped" in cancel[1], answers
+    assert "cancel attempt" not in daemon.log and "cancel failed" not in daemon.log, daemon.log
 
 
 def test_an_mqtt_command_is_not_refused_while_the_pages_waits_hold_their_slots(

@@ -1286,6 +1286,32 @@ def test_a_restart_within_the_pause_check_after_ntp_still_checks_the_pause(
     restarted.close()
 
 
+def test_a_status_poll_cut_short_by_the_daemons_stop_says_no_printer_api_offline(
+    tmp_path, tiny_adaptive_bundle, normal_frames, caplog
+) -> None:
+    """At a stop, a status poll is cut at once (``PrinterClient.status`` under the stop):
+    taken for the API's answer, it logged "printer API offline: no whole answer within 5 s"
+    of an API answering at once, and forgot which prints had alerts."""
+    stopping = threading.Event()
+
+    class CutAtTheStop(SimulatedPrinter):
+        def status(self) -> PrinterStatus:
+            if stopping.is_set():
+                return PrinterStatus(PrinterState.OFFLINE, None, "no whole answer within 5 s")
+            return super().status()
+
+    frames = _folder(tmp_path / "rec", list(normal_frames[:4]))
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, CutAtTheStop("part.gcode"))
+    watcher.stopping = stopping
+    watcher.step()
+    stopping.set()
+    with caplog.at_level(logging.WARNING, "watchdog.watcher"):
+        watcher.step()
+    assert watcher.api_state is PrinterState.PRINTING
+    assert "offline" not in caplog.text, caplog.text
+    watcher.close()
+
+
 def test_a_streamers_stand_in_picture_given_again_and_again_pauses_no_print(
     tmp_path, tiny_adaptive_bundle, normal_frames, caplog
 ) -> None:

@@ -68,6 +68,11 @@ logger = logging.getLogger(__name__)
 # minute when its camera or printer is slow). More are answered "busy" at once: waiting, they
 # would hold every thread of the web server, and /healthz and the page with them.
 COMMANDS_WAITING = 2  # with the page's two waits (a frame, a save), fewer than WORKER_THREADS
+# A stop's budget (the unit's TimeoutStopSec= is 20 s, and the exit itself takes some): the
+# watchers are waited for this long, MQTT and the notification senders this long at the end
+STOP_WITHIN_S = 17.0
+WATCHERS_STOP_S = 10.0
+NOTIFIER_STOP_S = 3.0
 FAILED_STEPS_UNHEALTHY = (
     5  # a printer whose step failed this many times in a row makes /healthz fail
 )
@@ -953,21 +958,29 @@ class Daemon:
         finally:
             logger.info("stopping")
             systemd.stopping()
-            self._stop(self.running)
+            # one budget for the whole stop, within systemd's TimeoutStopSec=20: the watchers'
+            # wait and the web server's added up to 30 s with a printer's API hanging, and
+            # systemd killed the daemon mid-way
+            deadline = time.monotonic() + STOP_WITHIN_S
+            self._stop(self.running, WATCHERS_STOP_S)
             for r in self.running.values():
                 # a hung watcher's too (its thread still in its step), and a predecessor's
                 # that a successor never took over
                 for left in (r.after, r):  # the predecessor first: a successor takes over
                     if left is not None:
                         left.watcher.owner_stops.close("the watchdog stopped")
+                        left.watcher.refuse_commands(
+                            "the watchdog stopped before carrying it out; send it again once "
+                            "it is back"
+                        )
             # a settings save waiting for its reload (``_apply``) is told now, not after its
             # 30 s: the web server's stop waits for it, and systemd would kill the daemon
             self.stop_event.set()
             with self._reloads:
                 self._reloads.notify_all()
             if self.http is not None:
-                self.http.stop()
-            self.notifier.stop()
+                self.http.stop(max(1.0, deadline - time.monotonic() - NOTIFIER_STOP_S))
+            self.notifier.stop(max(0.5, min(NOTIFIER_STOP_S, deadline - time.monotonic())))
             if self.storage_lock is not None:
                 self.storage_lock.release()
             logger.info("stopped")

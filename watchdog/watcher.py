@@ -327,6 +327,7 @@ class Watcher:
         )
         self._handover = threading.Lock()  # submit against retire
         self._successor: Watcher | None = None  # after a reload: who carries out commands
+        self._refusing = ""  # why commands are answered "not done" at once (the daemon stops)
         self.retired = False  # handed over to a successor (``retire``): it knows the print now
         # what the printer's API said of its job at the last poll (``PrinterStatus``)
         self._printed_s: float | None = None
@@ -572,7 +573,11 @@ class Watcher:
     def _poll_printer(self, now: float, since: float) -> list[WatchEvent]:
         """``since``: the monotonic clock at ``now`` (the step's commands may have taken a
         while: a job's elapsed time is counted back to ``now``)."""
+        if self.stopping is not None and self.stopping.is_set():
+            return []  # a poll cut short by the stop: no "printer API offline" to say
         status = self.printer.status()
+        if self.stopping is not None and self.stopping.is_set():
+            return []
         lag = time.monotonic() - since
         before, told_before = self.state, self.api_state
         if status.state is PrinterState.OFFLINE:  # unseen meanwhile: the file printed again?
@@ -977,11 +982,25 @@ class Watcher:
 
     def _hand(self, command: Command, done: Future[CommandResult]) -> None:
         with self._handover:
+            if self._refusing:
+                _refuse(done, command, self._refusing)
+                return
             if self._successor is None:
                 self._commands.put((command, done))
                 return
             successor = self._successor
         successor._hand(command, done)
+
+    def refuse_commands(self, why: str) -> None:
+        """The daemon is stopping: the commands still queued, and any sent from now, are
+        answered at once as not done. Left unanswered, the page's request, a phone's press
+        (its button then used up for good) and Home Assistant's command waited past the
+        daemon's end, and the web server's stop waited for them beyond systemd's."""
+        with self._handover:
+            self._refusing = why
+            leftovers = self._taken_commands()
+        for command, done in leftovers:
+            _refuse(done, command, why)
 
     def _taken_commands(self) -> list[tuple[Command, Future[CommandResult]]]:
         """Every command queued here, in order, the queue left empty (under ``_handover``)."""
@@ -1090,6 +1109,8 @@ class Watcher:
 
     def _drain_commands(self) -> None:
         while True:
+            if self.stopping is not None and self.stopping.is_set():
+                return  # the daemon stops: none begun now (``refuse_commands`` answers them)
             try:
                 command, done = self._commands.get_nowait()
             except queue.Empty:
@@ -1933,6 +1954,11 @@ def detector_for(cfg: PrinterConfig, bundle: Bundle) -> Detector:
         )
     except MaskError as exc:
         raise overrides.mask_refused(cfg.name, exc) from None
+
+
+def _refuse(done: Future[CommandResult], command: Command, why: str) -> None:
+    if done.set_running_or_notify_cancel():
+        done.set_result(CommandResult(False, f"{command.verb.value} not done: {why}"))
 
 
 def build_watcher(

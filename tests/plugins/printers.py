@@ -412,7 +412,9 @@ class BadServer:
         self.dropping = False
         self.requests = 0
         self.paths: list[str] = []  # the path of every request, in order
+        self.sent: list[str] = []  # "METHOD path" of every request, in order
         self.api_key = "BADSERVERKEY42"  # clients may send it; it looks at no key
+        self.headers: dict[str, str] = {}  # sent with every answer (a redirect's Location)
         self._release = threading.Event()
         owner = self
 
@@ -424,6 +426,7 @@ class BadServer:
                     self.rfile.read(length)
                 path = self.path.split("?", 1)[0]
                 owner.paths.append(path)
+                owner.sent.append(f"{self.command} {path}")
                 if owner.hang_s and owner.hang_path in (None, path):
                     owner._release.wait(owner.hang_s)
                     return  # say nothing at all: the client must time out
@@ -434,6 +437,8 @@ class BadServer:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in owner.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 if owner.drip_s:
                     for i in range(len(body)):  # each byte well within any read timeout

@@ -80,6 +80,8 @@ SHARE_LOG_EVERY_S = 60.0
 # editor's frame, a settings save waiting for its reload): one more is left for /healthz,
 # /status and the page's polls
 WORKER_THREADS = 5
+# at a stop, answers being made or sent are given this long to reach their clients
+ANSWER_GRACE_S = 2.0
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}")  # a phone button's capability token
 
@@ -449,11 +451,19 @@ class StatusServer:
         what = "dashboard, " if self.dashboard is not None else ""
         logger.info("http server on %s (%s/healthz /status /metrics)", self.url, what)
 
-    def stop(self) -> None:
-        """Stop serving, close every connection, join the threads."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop serving, close every connection, join the threads (within ``timeout`` in all;
+        by default what a request may take, and some)."""
+        wait = self.request_timeout_s + 5 if timeout is None else timeout
+        deadline = time.monotonic() + wait
         server, self._server = self._server, None
         if server is None:
             return
+        # answers made as the daemon stops (the commands it refused) reach their clients first:
+        # closed at once, the page and a phone's press got a dropped connection
+        grace = time.monotonic() + min(ANSWER_GRACE_S, wait)
+        while _answering(server) and time.monotonic() < grace:
+            time.sleep(0.05)
 
         def close_all() -> None:  # runs in the server's own loop thread
             for channel in list(server._map.values()):
@@ -467,6 +477,18 @@ class StatusServer:
             logger.warning("http server: closing without its loop (%s)", exc)
             close_all()
         if self._thread is not None:
-            self._thread.join(timeout=self.request_timeout_s + 5)
-        server.task_dispatcher.shutdown(timeout=self.request_timeout_s + 5)
+            self._thread.join(timeout=wait)
+        server.task_dispatcher.shutdown(timeout=max(0.0, deadline - time.monotonic()))
         self._thread = None
+
+
+def _answering(server: Any) -> bool:
+    """A request of ``server`` is being answered: its thread at work, or its answer not all
+    sent yet (waitress's loop thread sends what the request's thread wrote)."""
+    if server.task_dispatcher.active_count > 0:
+        return True
+    try:
+        channels = list(server._map.values())
+    except RuntimeError:  # changed while read (a connection opened or closed): ask again
+        return True
+    return any(getattr(channel, "total_outbufs_len", 0) for channel in channels)

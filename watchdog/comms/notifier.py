@@ -230,7 +230,7 @@ class Notifier:
         self.mqtt.stop(timeout, for_good)
         if self.enabled and not for_good:
             self._save_heatmaps()
-        self.notifications.stop()
+        self.notifications.stop(timeout)
 
     def undelivered(self) -> int:
         """MQTT alerts raised or found pending that the broker has not acknowledged yet."""

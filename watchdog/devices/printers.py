@@ -301,7 +301,8 @@ class _HttpPrinter:
         if code == 409:
             raise _Conflict(f"{shown}: HTTP 409: {message}")
         if 300 <= code < 400:
-            where = redact_url(resp.headers.get("Location", "?"))
+            # the configured secrets too: a server may echo the key in the address's path
+            where = self._scrub(redact_url(resp.headers.get("Location", "?")))
             raise _Failure(
                 f"{shown}: HTTP {code} redirect to {where}; set api.url to the final address",
                 retryable=False,
@@ -465,6 +466,14 @@ class _HttpPrinter:
                 )
                 if self._stop.wait(delay):
                     logger.error("%s %s abandoned: shutting down", self.name, action)
+                    if sent:  # as above: it may still happen (told "failed", it was not checked)
+                        return ActionResult(
+                            action,
+                            Outcome.UNKNOWN,
+                            f"{detail}; the {action} was sent and not answered (it may still "
+                            "happen); not retried: shutting down",
+                            attempt,
+                        )
                     return ActionResult(
                         action, Outcome.FAILED, f"{detail}; not retried: shutting down", attempt
                     )
