@@ -283,3 +283,39 @@ def test_a_printer_error_mid_print_is_an_error_with_octoprints_message(
         time.sleep(0.2)
     assert st.state == "error" and "error" in st.detail.lower(), st
     assert printer.pause().outcome == "refused"
+
+
+def test_a_key_that_may_watch_but_not_pause_is_said_before_the_pause_it_fails(
+    octoprint_server: OctoPrintServer,
+) -> None:
+    """A key of an OctoPrint user without the Print permission (its read-only group) answers
+    every status poll: the page said "printing, watching" all night, and the first failure's
+    pause was refused as "API key rejected, check api.api_key", the print going on. It is
+    said at the first poll (the page, the log, check-config), and the refusal says why."""
+    import uuid
+
+    name = f"reader-{uuid.uuid4().hex[:8]}"
+    made = octoprint_server.post(
+        "/api/access/users",
+        {"name": name, "password": "pw-123456", "active": True, "groups": ["readonly"]},
+    )
+    assert made.ok, made.text
+    key = octoprint_server.post(f"/api/access/users/{name}/apikey", {}).json()["apikey"]
+    octoprint_server.start_print(name="benchy.gcode")
+    reader = make_printer(api_config("octoprint", octoprint_server.url, key), backoff_s=0.05)
+    status = reader.status()
+    assert status.state == "printing", status
+    assert "lacks the Print permission" in status.cannot_act, status
+    result = reader.pause()
+    assert result.outcome == "failed" and "lacks the Print permission" in result.detail, result
+    assert "check api.api_key" not in result.detail
+    assert octoprint_server.printing()
+    from watchdog.commands.check_config import probe_printer
+    from watchdog.config import CameraConfig, PrinterConfig
+
+    api = api_config("octoprint", octoprint_server.url, key)
+    camera = CameraConfig(source="/dev/video0")
+    ok, said = probe_printer(PrinterConfig(name="e3", camera=camera, api=api, action="pause"))
+    assert not ok and "says printing" in said and "lacks the Print permission" in said, said
+    # the key of a user who may print: nothing said against it
+    assert client(octoprint_server).status().cannot_act == ""

@@ -477,12 +477,9 @@ def test_a_printer_whose_step_fails_every_time_makes_the_daemon_unhealthy(
         daemon._stop(daemon.running)
 
 
-def test_commands_waiting_on_a_hung_camera_never_take_the_whole_web_server(
-    tmp_path: Path, camera_server: CameraServer
-) -> None:
-    """A watcher answers commands between frames; with its camera hanging that can take the
-    camera's whole timeout. Clicks piling up meanwhile are answered "busy" at once beyond the
-    first two, so the page and /healthz still answer."""
+def _with_page(tmp_path: Path, printer: dict[str, Any]) -> tuple[Path, str]:
+    """A config of one ``printer`` with the default model, the page on a free port and no
+    MQTT; and the page's address."""
     port = free_port()
     config = write_config(
         tmp_path / "config.yaml",
@@ -490,22 +487,23 @@ def test_commands_waiting_on_a_hung_camera_never_take_the_whole_web_server(
         mqtt={"host": ""},
         http={"listen": f"127.0.0.1:{port}"},
         storage={"dir": str(tmp_path / "state")},
-        printers=[
-            {
-                "name": PRINTER,
-                "camera": {
-                    "source": camera_server.snapshot_url,
-                    "interval_s": 0.2,
-                    "timeout_s": 15,
-                },
-            }
-        ],
+        printers=[printer],
     )
-    base = f"http://127.0.0.1:{port}"
+    return config, f"http://127.0.0.1:{port}"
+
+
+def test_commands_waiting_on_a_hung_camera_never_take_the_whole_web_server(
+    tmp_path: Path, camera_server: CameraServer
+) -> None:
+    """A watcher answers commands between frames; with its camera hanging that can take the
+    camera's whole timeout. Clicks piling up meanwhile are answered "busy" at once beyond the
+    first two, so the page and /healthz still answer."""
+    camera = {"source": camera_server.snapshot_url, "interval_s": 0.2, "timeout_s": 15}
+    config, base = _with_page(tmp_path, {"name": PRINTER, "camera": camera})
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
     answers: list[int] = []
     try:
-        wait_until("scoring", lambda: scored(f"127.0.0.1:{port}"), 90, lambda: daemon.log)
+        wait_until("scoring", lambda: scored(base.removeprefix("http://")), 90, lambda: daemon.log)
         token = requests.get(f"{base}/", timeout=5).text.split('name="csrf-token" content="')[1]
         headers = {"X-CSRF-Token": token.split('"')[0]}
         camera_server.set_fault("slow")  # the next frame drips in until the camera's timeout
@@ -545,28 +543,9 @@ def test_a_stop_while_the_printers_api_hangs_answers_the_queued_command_and_ends
     }
     bad_server.respond(200, json.dumps(printing), path="/api/printer")
     bad_server.hang(60, "/api/job")  # the job's name and every command
-    port = free_port()
-    config = write_config(
-        tmp_path / "config.yaml",
-        model=str(default_bundle_path()),
-        mqtt={"host": ""},
-        http={"listen": f"127.0.0.1:{port}"},
-        storage={"dir": str(tmp_path / "state")},
-        printers=[
-            {
-                "name": PRINTER,
-                "camera": {"source": camera_server.snapshot_url, "interval_s": 0.5},
-                "api": {
-                    "kind": "octoprint",
-                    "url": bad_server.url,
-                    "api_key": "k" * 32,
-                    "timeout_s": 6,
-                    "retries": 3,
-                },
-            }
-        ],
-    )
-    base = f"http://127.0.0.1:{port}"
+    api = {"kind": "octoprint", "url": bad_server.url, "api_key": "k" * 32, "timeout_s": 6}
+    camera = {"source": camera_server.snapshot_url, "interval_s": 0.5}
+    config, base = _with_page(tmp_path, {"name": PRINTER, "camera": camera, "api": api})
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
     answers: dict[str, tuple[int, str] | str] = {}
     try:

@@ -213,6 +213,15 @@ def test_overview_shows_the_printer_its_state_and_a_heatmap(env, browser) -> Non
         "updateCard(c, p); return said;",
     )
     assert shown == "no printer API (watched all the time)", shown
+    # a key that may watch but not pause (OctoPrint's read-only user): said on the card, in red
+    warned = js(
+        browser,
+        f"const c = cards['{PRINTER}'], p = S.printers.find((p) => p.name === '{PRINTER}');"
+        "updateCard(c, {...p, cannot_act: 'the key cannot pause'});"
+        "const said = [c.api.textContent, c.api.className]; updateCard(c, p);"
+        "return [...said, p.cannot_act, c.api.className];",
+    )
+    assert warned == ["printing (the key cannot pause)", "bad", "", ""], warned
     # a recording (a folder of frames, a video file) read to its end: nothing on it is live
     ended = js(
         browser,

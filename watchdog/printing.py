@@ -140,6 +140,10 @@ class PrinterStatus:
     # True where the API says a heater is short of its target (``heating``): a print's start
     # heats for minutes under a "printing" state, and the camera shows a still bed meanwhile
     heating: bool = False
+    # why the API will not let the watchdog pause or cancel, in the owner's words ("" where
+    # nothing says so): an OctoPrint key whose user lacks the Print permission answered every
+    # status poll all night and refused the one pause that mattered
+    cannot_act: str = ""
 
     def __post_init__(self) -> None:
         # what the printer's API says (Klipper's shutdown and error texts run over several

@@ -204,6 +204,7 @@ class WatcherStatus:
     state: Label
     printer_state: str
     printer_detail: str
+    cannot_act: str  # why the printer's API will not take a pause or cancel ("": nothing says)
     job: str | None
     frames_this_print: int
     consecutive: int
@@ -292,6 +293,7 @@ class Watcher:
             logger.info("%s: not watched: switched off by its owner (Watching)", self.name)
         self.camera_online: bool | None = None
         self.printer_detail = ""
+        self.cannot_act = ""
         self.api_state = ""
         # the owner's pauses and cancels the API took, until the printer shows them
         self.owner_stops = ShownChecks(self.name, cfg.api.confirm_s)
@@ -708,7 +710,8 @@ class Watcher:
         self.printer_detail = status.detail
         self._printed_s, self._job_started = status.printed_s, status.started_at
         if status.state is PrinterState.OFFLINE:
-            return  # a poll that failed tells nothing of the heaters
+            return  # a poll that failed tells nothing of the heaters, nor of the key's rights
+        self.cannot_act = status.cannot_act
         if not status.heating:
             self._heating_since = None
         elif self._heating_since is None:
@@ -1067,6 +1070,7 @@ class Watcher:
         self.camera_online, self.api_state = old.camera_online, old.api_state
         self._key_refused = old._key_refused
         self.printer_detail = old.printer_detail
+        self.cannot_act = old.cannot_act
         if (self.cfg.api.kind, self.cfg.api.url) == (old.cfg.api.kind, old.cfg.api.url):
             self.owner_stops.take_over(old.owner_stops)  # a Pause pressed before a settings save
         else:  # what the old printer's API took tells nothing of the new one's
@@ -1844,6 +1848,7 @@ class Watcher:
                 else self.state.printer
             ),
             printer_detail=self.printer_detail,
+            cannot_act=self.cannot_act,
             job=self.state.job,
             frames_this_print=self.state.frames,
             consecutive=self.state.consecutive,

@@ -197,6 +197,8 @@ def probe_printer(p: PrinterConfig) -> tuple[bool, str]:
             )
         return False, f"offline: {status.detail or 'no answer'}"
     detail = f" ({status.detail})" if status.detail else ""
+    if status.cannot_act and p.action != "notify":
+        return False, f"{p.api.kind} says {status.state}{detail}, but {status.cannot_act}"
     return status.state in PROBE_STATES, f"{p.api.kind} says {status.state}{detail}"
 
 

@@ -543,6 +543,9 @@ class OctoPrintClient(_HttpPrinter):
     # the last status OctoPrint gave was of a print (printing or paused): a printer lost
     # since (disconnected, OctoPrint restarted) has lost that print
     _in_print = False
+    # why the key may not pause or cancel ("": it may, or OctoPrint does not say); None: not
+    # asked yet (once a client: a reload, maybe with another key, asks again)
+    _cannot_act: str | None = None
 
     def carry_on(self, old: OctoPrintClient) -> None:
         """What ``old``, the client before a reload, knew of the print (a settings save while
@@ -599,7 +602,31 @@ class OctoPrintClient(_HttpPrinter):
             resumable=not flags.get("pausing"),
             ended=ended,
             heating=heating(_octoprint_heaters(data.get("temperature"))),
+            cannot_act=self._permissions(),
         )
+
+    def _permissions(self) -> str:
+        """Why the key's OctoPrint user may not pause or cancel (``/api/currentuser``: its
+        permissions; "" where it may, or OctoPrint does not tell). Said once in the log."""
+        if self._cannot_act is None:
+            try:
+                data = self._request(
+                    "GET", "/api/currentuser", timeout=min(self.api.timeout_s, STATUS_TIMEOUT_S)
+                )
+            except _Failure as exc:
+                if not exc.answered:
+                    return ""  # asked again at the next poll
+                data = None  # an OctoPrint without it (before 1.5): not known
+            granted = data.get("permissions") if isinstance(data, dict) else None
+            self._cannot_act = ""
+            if isinstance(granted, list) and "PRINT" not in granted:
+                self._cannot_act = (
+                    "the API key's OctoPrint user lacks the Print permission: the watchdog "
+                    "watches, but cannot pause or cancel a print (give that user the Print "
+                    "permission in OctoPrint's Access Control, or set another key)"
+                )
+                logger.warning("%s %s: %s", self.name, self._shown_base, self._cannot_act)
+        return self._cannot_act
 
     def _how_it_ended(self, from_sd: bool) -> str:
         """How the print just seen ending ended: "finished" (its job's progress at 100%),
@@ -696,7 +723,16 @@ class OctoPrintClient(_HttpPrinter):
         body = (
             {"command": "cancel"} if action == "cancel" else {"command": "pause", "action": action}
         )
-        self._request("POST", "/api/job", body=body, timeout=self.api.timeout_s)
+        try:
+            self._request("POST", "/api/job", body=body, timeout=self.api.timeout_s)
+        except _Failure as exc:
+            if self._cannot_act and KEY_REJECTED in exc.detail:  # the key is good: not "check it"
+                raise _Failure(
+                    f"POST {self._shown_base}/api/job: {self._cannot_act}",
+                    retryable=False,
+                    answered=True,
+                ) from None
+            raise
 
 
 # Klipper's hotend and bed objects (a printer without a heated bed has no ``heater_bed``:

@@ -357,6 +357,11 @@ function updateCard(c, p) {
   if (S.down >= 2) c.api.textContent += ` (at ${clock(S.lastUpdate)})`;
   c.api.className = trouble ? "bad" : "";
   c.api.title = p.printer_detail || "";
+  // watched all night, and the one pause that matters refused: said where it is seen
+  if (p.api && p.cannot_act) {
+    c.api.textContent += ` (${p.cannot_act})`;
+    c.api.className = "bad";
+  }
   c.cameraRow.hidden = p.camera_online !== false;
   c.camera.textContent = p.camera_online === false ? `offline: ${p.camera_problem}` : "";
   // the job an idle printer names is the one it ran last (kept to tell it printed again);
