@@ -1009,3 +1009,26 @@ def test_a_printer_taken_out_at_a_reload_leaves_no_series_behind(two) -> None:
     two.config.write_text(two.both)  # put back: its series start again
     d.reload()
     assert 'printer_watchdog_scored_frames_total{printer="e3"}' in d.metrics.text().decode()
+
+
+def test_a_not_a_failure_pressed_as_the_daemon_stops_is_said_saved(
+    tmp_path, tiny_adaptive_bundle, normal_frames
+) -> None:
+    """A "Not a failure" that reached a stopping daemon: its verdict is saved, its frame kept
+    for retraining, only the print's look is not learnt yet. It was answered "not done ...
+    send it again": the owner pressed again for what was done, and got the same answer."""
+    from watchdog.incidents import IncidentStore, list_incidents
+
+    frames = _frames(tmp_path / "rec", list(normal_frames[:8]) * 5)
+    d = _in_process(tmp_path, tiny_adaptive_bundle, frames, 0.5)
+    watcher = d.running["e3"].watcher
+    jpeg = cv2.imencode(".jpg", normal_frames[0])[1].tobytes()
+    alert = {"printer": "e3", "message": "m", "action": "notify"}
+    incident = IncidentStore(tmp_path / "state").save("e3", alert, jpeg, jpeg, pending=False)
+    d.stop_event.set()  # as the daemon's stop does, in this order
+    d._stop(d.running)
+    watcher.refuse_commands("the watchdog stopped before carrying it out")
+    said = d.dispatch(Command("e3", Verb.NOT_A_FAILURE, incident.id, source="phone"))
+    [saved] = list_incidents(tmp_path / "state", ["e3"], limit=1)
+    assert saved.alert.get("verdict") == "not_failure"
+    assert said.ok and "not done" not in said.detail and "at the start" in said.detail, said

@@ -611,3 +611,40 @@ def test_alerts_waiting_for_a_broker_gone_for_good_are_not_kept_for_ever(
     )
     assert pending_markers(tmp_path) == [] and other.undelivered() == 0
     assert f"dropped alert {second}" in caplog.text
+
+
+def test_a_stop_with_the_broker_gone_silent_keeps_to_its_time(
+    mosquitto_factory, unique_prefix, notifier_factory
+) -> None:
+    """The broker stopped answering (its Wi-Fi gone, the connection still open), an MQTT
+    command under way and an alert on its way: each of the stop's waits (the command, the
+    alert's delivery, the "offline") took the whole of its time, 9 s for a 3 s stop, and
+    the daemon's stop went past systemd's 20 s (killed, no clean end)."""
+    import os
+    import threading
+
+    from watchdog.control import CommandResult
+
+    release = threading.Event()
+
+    class Hung:  # a Pause under way in a watcher whose printer's API hangs
+        def dispatch(self, command):
+            release.wait(60)
+            return CommandResult(True, "done")
+
+    broker = mosquitto_factory()
+    p = unique_prefix
+    notifier = notifier_factory(broker, p, dispatcher=Hung())
+    wait_connected(notifier)
+    broker.publish(f"{p}/{PRINTER}/command", "pause", qos=1)
+    time.sleep(1.0)
+    os.kill(broker.process.pid, signal.SIGSTOP)
+    try:
+        raise_alerts(notifier, 1)
+        started = time.monotonic()
+        notifier.stop(3.0)
+        took = time.monotonic() - started
+    finally:
+        os.kill(broker.process.pid, signal.SIGCONT)
+        release.set()
+    assert took < 4.5, took

@@ -1055,9 +1055,9 @@ def test_a_pause_that_shows_after_not_a_failure_was_pressed_is_told_to_the_phone
     paused. The correction saying so was held back as that of an answered alert: the print
     stood paused all night (its heaters turned off by Klipper's idle timeout), the phone silent.
     One saying the pause did NOT happen is still held back: the owner decided already."""
-    from watchdog.incidents import mark_not_failure
+    from watchdog.incidents import mark_not_failure, record_answer
 
-    notifier = phone(notify=(target(ntfy_receiver.url()),))
+    notifier = phone(notify=(target(ntfy_receiver.url(), coalesce_s=0),))
 
     def result(outcome: str) -> dict:
         return {"action": "pause", "outcome": outcome, "detail": "late", "attempts": 4}
@@ -1074,8 +1074,18 @@ def test_a_pause_that_shows_after_not_a_failure_was_pressed_is_told_to_the_phone
     wait_for("the pause told", lambda: len(ntfy_receiver.messages) == 2, timeout=30)
     assert "did NOT" not in ntfy_receiver.messages[1].title, ntfy_receiver.messages[1].title
     assert "paused" in ntfy_receiver.messages[1].title, ntfy_receiver.messages[1].title
-    time.sleep(1)
-    assert len(ntfy_receiver.messages) == 2
+    # a cancel found done after its owner cancelled the print: the same news, not told twice
+    cancel = {"action": "cancel", "outcome": "unknown", "detail": "late", "attempts": 4}
+    unsure = alert() | {"action": "cancel", "action_result": cancel, "message": "cancel unknown"}
+    second = notifier.raise_alert(PRINTER, unsure, jpeg(2), jpeg(2))
+    wait_for("the second alert", lambda: len(ntfy_receiver.messages) == 3, timeout=30)
+    record_answer(tmp_path, PRINTER, second, "cancelled")
+    notifier.correct_alert(
+        PRINTER,
+        unsure | {"incident": second, "action_result": cancel | {"outcome": "done"}, "answers": []},
+    )
+    time.sleep(2)
+    assert len(ntfy_receiver.messages) == 3, [m.title for m in ntfy_receiver.messages]
 
 
 def test_an_alert_after_the_last_one_was_answered_waits_for_no_window(
@@ -2371,3 +2381,42 @@ def test_an_emails_priority_is_its_own_where_its_url_sets_it() -> None:
     assert lower.lower().count("x-priority") == 1, lower
     assert with_mail_priority("ntfys://ntfy.sh/printers", "max") == "ntfys://ntfy.sh/printers"
     assert with_mail_priority("mailto://u:p@example.com", "default") == "mailto://u:p@example.com"
+
+
+def test_a_notification_put_back_after_an_ntp_step_is_not_held_back_by_the_step(
+    tmp_path, monkeypatch
+) -> None:
+    """An alert due and on its way failed, and the alert queued behind it (in its window) sums
+    it up: it must go when the first was due. After NTP stepped the clock, the time kept in
+    the summing one was shifted by the step twice, and it waited the step out again."""
+    from prometheus_client import CollectorRegistry
+
+    from watchdog.comms import notify
+    from watchdog.comms.outbox import Outbox
+    from watchdog.incidents import ThrottledLog
+
+    skew = _stepped_clock(monkeypatch, 0.0)
+    outbox = Outbox(tmp_path)
+    sender = notify.TargetSender(
+        NotifyTarget(url="ntfy://x/t"),
+        "ntfy",
+        outbox,
+        None,
+        notify._Meters(CollectorRegistry()),
+        lambda request: {"ok": False},
+        (1, 2),
+        ThrottledLog(),
+    )
+    start = time.time()
+
+    def body(not_before: float) -> dict:
+        return {"kind": "failure", "group": "alert", "title": "t", "message": "m",
+                "coalesced": 0, "since": start, "latest": start, "not_before": not_before}  # fmt: skip
+
+    due = outbox.put(sender.channel, PRINTER, body(start - 5))  # on its way
+    waiting = outbox.put(sender.channel, PRINTER, body(start + 60))  # in its window
+    sender._queue = [waiting]
+    skew[0] = 90.0
+    sender._put_back(due)  # the service refused it: the one behind sums it up
+    [summing] = sender._queue
+    assert notify._not_before(summing) <= time.time(), notify._not_before(summing) - time.time()

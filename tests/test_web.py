@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -690,12 +691,16 @@ def test_an_alert_whose_correction_waits_for_the_broker_is_not_said_delivered(op
 
     url, _, tmp = open_daemon
     jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
-    alert = {"printer": PRINTER, "action": "pause", "time": "2026-12-05T10:00:00+00:00"}
+    now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+    alert = {"printer": PRINTER, "action": "pause", "time": now}
     incident = IncidentStore(tmp / "state").save(PRINTER, alert, jpeg, jpeg, pending=False)
+    assert "boot" in incident.alert  # its time's boot mark: the file's own, not the page's
 
     def delivered() -> bool:
         found = requests.get(f"{url}/api/incidents", timeout=10).json()
-        return next(i["delivered"] for i in found if i["incident"] == incident.id)
+        shown = next(i for i in found if i["incident"] == incident.id)
+        assert "boot" not in shown
+        return bool(shown["delivered"])
 
     assert delivered()
     correction = Outbox(tmp / "state").put(MQTT, PRINTER, {**incident.alert, "answers": []})

@@ -461,6 +461,12 @@ class Daemon:
             done = watcher.submit(command)
             try:
                 learnt = done.result(timeout=wait_s)
+                if stored is not None and not learnt.ok and self.stop_event.is_set():
+                    # refused by the stop: the verdict is saved all the same ("send it again"
+                    # would have the owner press for what is done)
+                    return replace(
+                        stored, detail=f"{stored.detail}; the print is learnt again at the start"
+                    )
                 # what became of the frame is the saved verdict's to say (a full disk)
                 return learnt if stored is None else _with_verdict(stored, learnt)
             except FutureTimeout:

@@ -690,6 +690,12 @@ def alert_moment(alert: dict[str, Any]) -> float | None:
     return None if wall is None else moments.rebase(wall, BootMark.from_json(alert.get(BOOT)))
 
 
+def shown(alert: dict[str, Any]) -> dict[str, Any]:
+    """A saved alert as the owner's tools get it (Home Assistant, the page): without what
+    only the file needs (its time's boot mark)."""
+    return {k: v for k, v in alert.items() if k != BOOT}
+
+
 def _mark_time(alert: dict[str, Any]) -> dict[str, Any]:
     """``alert`` (changed in place) with the boot mark of its time, for ``alert_moment``."""
     wall = alert_epoch(alert.get("time"))

@@ -477,7 +477,7 @@ class StatusServer:
             logger.warning("http server: closing without its loop (%s)", exc)
             close_all()
         if self._thread is not None:
-            self._thread.join(timeout=wait)
+            self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
         server.task_dispatcher.shutdown(timeout=max(0.0, deadline - time.monotonic()))
         self._thread = None
 

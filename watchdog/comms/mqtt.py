@@ -47,7 +47,7 @@ from watchdog.comms.transport import SHORT_LIVED_S, MqttTransport, topic_text
 from watchdog.config import PRINTER_NAME, MqttConfig, plain_topic
 from watchdog.control import Answered, Command, CommandResult, Dispatcher, answer_text
 from watchdog.durable import read_json
-from watchdog.incidents import BOOT, Incident, IncidentStore, ThrottledLog, to_json
+from watchdog.incidents import Incident, IncidentStore, ThrottledLog, shown, to_json
 from watchdog.kept_answers import KeptAnswers
 
 logger = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ class MqttCommunicator:
         for incident in store.pending(self.printers):
             if incident.id not in have:
                 entry = self.outbox.put(
-                    MQTT, incident.printer, incident.alert, entry_id=incident.id
+                    MQTT, incident.printer, shown(incident.alert), entry_id=incident.id
                 )
                 if entry.path is None:
                     continue  # stays marked; tried again at the next start
@@ -238,19 +238,26 @@ class MqttCommunicator:
         availability instead), disconnect, join the thread."""
         if not self._started:
             return
+        # ``timeout`` for all the waits together (a broker that stopped answering made each
+        # take all of it: past systemd's stop timeout with the rest of the stop)
+        deadline = time.monotonic() + timeout
+
+        def remaining() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         if self._commands is not None:
             # the watchers have stopped: nobody would carry out those still waiting. Those
             # under way are waited for while the broker is still there: one whose end came
             # as the watchers stopped tells it from its own thread (Home Assistant's Last
             # command stayed "under way" for good when that came after the disconnection)
-            dropped = self._commands.close(timeout)
+            dropped = self._commands.close(remaining())
             if dropped:
                 logger.warning("%d MQTT command(s) not carried out: the watchdog stopped", dropped)
         if self.connected:
             with self._lock:  # removed printers still being told whose (the demo's end)
-                self._lock.wait_for(lambda: not self._owner_checks, OWNER_WAIT_S)
-            self.flush(timeout)
-        self.transport.stop(timeout, for_good)
+                self._lock.wait_for(lambda: not self._owner_checks, min(OWNER_WAIT_S, remaining()))
+            self.flush(remaining())
+        self.transport.stop(max(0.5, remaining()), for_good)
         # kept, closed, until the connection is gone: a command that comes meanwhile is
         # answered "not carried out" (it was logged as taken and never answered)
         self._commands = None
@@ -835,9 +842,8 @@ class MqttCommunicator:
         it was sent (its entry may still wait in the outbox: this one is another)."""
         if not self.enabled:
             return
-        alert = {k: v for k, v in incident.alert.items() if k != BOOT}  # the file's own
         entry = self.outbox.put(
-            MQTT, incident.printer, alert, entry_id=None if again else incident.id
+            MQTT, incident.printer, shown(incident.alert), entry_id=None if again else incident.id
         )
         with self._lock:
             self._born[entry.id] = time.monotonic()

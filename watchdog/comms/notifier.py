@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from watchdog.durable import replace_file
 from watchdog.incidents import (
     FRAME,
     HEATMAP,
+    PRINT_OVER,
     Incident,
     IncidentStore,
     ThrottledLog,
@@ -50,7 +52,7 @@ from watchdog.incidents import (
     read_picture,
     saved_alert,
 )
-from watchdog.printing import Outcome
+from watchdog.printing import Action, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -227,10 +229,11 @@ class Notifier:
     def stop(self, timeout: float = 3.0, for_good: bool = False) -> None:
         """``for_good``: nothing of this client stays on the broker (the demo), not even its
         "offline", which would be retained there for ever."""
+        deadline = time.monotonic() + timeout  # for both: the stop keeps within systemd's
         self.mqtt.stop(timeout, for_good)
         if self.enabled and not for_good:
             self._save_heatmaps()
-        self.notifications.stop(timeout)
+        self.notifications.stop(max(0.5, deadline - time.monotonic()))
 
     def undelivered(self) -> int:
         """MQTT alerts raised or found pending that the broker has not acknowledged yet."""
@@ -289,9 +292,16 @@ class Notifier:
         if self.enabled:
             self.mqtt.send_alert(incident, again=True)
         result = incident.alert.get("action_result")
-        done = isinstance(result, dict) and result.get("outcome") == Outcome.DONE.value
+        # a pause that shows after all, the print not cancelled or ended meanwhile (a cancel
+        # "done" after the owner's own cancel was the same news twice)
+        paused = (
+            isinstance(result, dict)
+            and result.get("action") == Action.PAUSE.value
+            and result.get("outcome") == Outcome.DONE.value
+            and closing_answer(incident.alert) not in ("cancelled", PRINT_OVER)
+        )
         decided = answered(incident.alert) or incident.alert.get("verdict") == "not_failure"
-        if self.notifications and (done or not decided):
+        if self.notifications and (paused or not decided):
             frame, heatmap = _read(incident, FRAME), _read(incident, HEATMAP)
             self.notifications.notify(alert_event(incident.alert, frame, heatmap, corrects=True))
 

@@ -1019,6 +1019,8 @@ class TargetSender:
         told["not_before"] = min(told["not_before"], _not_before(newest))
         if newest.body.get("kind") == Kind.CAMERA_OFFLINE.value:
             told["not_before"] = _not_before(newest)  # it waits out camera_offline_after_s
+        if told["not_before"]:  # kept on newest's clock, as ``_not_before`` reads it
+            told["not_before"] = newest.on_own_clock(told["not_before"])
         # the summing one written first: a restart in between finds it, or both
         self._queue[self._queue.index(newest)] = self.outbox.remark(newest, {**newest.body, **told})
         for old in (entry, *between):
@@ -1328,7 +1330,7 @@ class TargetSender:
             one, many = _SUMMED.get(str(entry.body.get("group")), ("event", "events"))
             text += f"\n({n} earlier {one if n == 1 else many} on {entry.printer} since {_local(entry.body.get('since'))}, summed up here"
             latest = _number(entry.body.get("latest"))
-            if latest is not None and self.wall() - latest > LATE_S:
+            if latest is not None and self.wall() - entry.on_clock_now(latest) > LATE_S:
                 # sent late (held back, or retried): when the latest happened, as one alone
                 text += f"; the latest at {_local(latest)}"
             if entry.body.get("kind") == Kind.CAMERA_ONLINE.value:
@@ -1336,7 +1338,7 @@ class TargetSender:
                 text += "; the print was not watched while the camera was offline"
             text += ")"
         elif (since := _number(entry.body.get("since"))) is not None and (
-            self.wall() - since > LATE_S
+            self.wall() - entry.on_clock_now(since) > LATE_S
         ):
             text += f"\n(at {_local(entry.body.get('since'))})"  # held back, or retried
         if closed:  # nothing left to check: its print was answered or ended

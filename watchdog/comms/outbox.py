@@ -75,6 +75,11 @@ class Entry:
         """A time ``wall`` saved in this entry's body (by its clock) on the wall clock of now."""
         return wall + (self.born - self.created)
 
+    def on_own_clock(self, wall: float) -> float:
+        """A time ``wall`` on the wall clock of now as this entry's body keeps it (the inverse
+        of ``on_clock_now``)."""
+        return wall - (self.born - self.created)
+
     def picture(self) -> bytes | None:
         """The attached JPEG, from memory or from the entry's folder; None if there is none."""
         if self.attachment is not None:

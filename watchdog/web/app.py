@@ -50,6 +50,7 @@ from watchdog.incidents import (
     incidents_root,
     list_incidents,
     printers_on_disk,
+    shown,
 )
 from watchdog.web import auth
 
@@ -452,7 +453,7 @@ class Dashboard:
         return json_response(
             [
                 {
-                    **i.alert,
+                    **shown(i.alert),
                     "printer": i.printer,
                     "incident": i.id,
                     "delivered": i.delivered and i.id not in waiting,
