@@ -1597,6 +1597,14 @@ def test_a_button_sent_before_ntp_set_the_clock_works_after_a_restart(
     time.sleep(0.3)  # and one still expires when it should, also read by a later run
     with pytest.raises(ActionRefused, match="expired"):
         ActionTokens(tmp_path).peek(short)
+    # a mark put centuries ahead in the file keeps no expired button alive
+    saved = json.loads((tmp_path / "action_tokens.json").read_text())
+    for grant in saved.values():
+        grant["expires"] = time.time() - 60
+        grant["boot"]["uptime_s"] = 1e12
+    (tmp_path / "action_tokens.json").write_text(json.dumps(saved))
+    with pytest.raises(ActionRefused, match="expired"):
+        ActionTokens(tmp_path).peek(cancel)
 
 
 def test_a_button_works_once_for_its_own_incident_until_it_expires(action_server, tmp_path) -> None:

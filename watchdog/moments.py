@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+# the furthest ahead a saved moment may lie (a year): past it, a damaged file's
+LONGEST_S = 366 * 86_400.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,6 @@ def rebase(wall: float, saved: BootMark | None) -> float:
     if saved is None or saved.boot != boot_id():
         return wall
     now = uptime()
-    if saved.uptime_s > now + 86_400 * 366:  # not a moment of this boot's: a damaged file
+    if saved.uptime_s > now + LONGEST_S:  # not a moment of this boot's: a damaged file
         return wall
     return time.time() - (now - saved.uptime_s)

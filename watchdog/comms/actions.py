@@ -131,8 +131,10 @@ class ActionTokens:
                 continue
             grants[digest] = grant
             mark = BootMark.from_json(g.get("boot"))
+            # (a deadline past any button's life is no mark of ours: the wall clock decides)
             if mark is not None and mark.boot == self.boot():
-                self._deadlines.setdefault(digest, mark.uptime_s)
+                if mark.uptime_s <= self.monotonic() + moments.LONGEST_S:
+                    self._deadlines.setdefault(digest, mark.uptime_s)
         return grants
 
     def _save(self, grants: dict[str, Grant]) -> None:
