@@ -29,6 +29,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 import urllib3
@@ -602,8 +603,17 @@ class OctoPrintClient(_HttpPrinter):
             resumable=not flags.get("pausing"),
             ended=ended,
             heating=heating(_octoprint_heaters(data.get("temperature"))),
-            cannot_act=self._permissions(),
+            cannot_act=self._cannot_act or "",
         )
+
+    def status(self) -> PrinterStatus:
+        """A poll's status, with what the key may not do asked once (in a poll only: the status
+        read before a command keeps to its three requests, which the daemon's health check
+        allows a command's attempt)."""
+        st = super().status()
+        if st.state is PrinterState.OFFLINE or self._cannot_act is not None or self._stop.is_set():
+            return st
+        return replace(st, cannot_act=self._permissions())
 
     def _permissions(self) -> str:
         """Why the key's OctoPrint user may not pause or cancel (``/api/currentuser``: its
