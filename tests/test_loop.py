@@ -2972,6 +2972,44 @@ def test_the_owners_cancel_shown_after_the_watchdogs_own_pause_failed_is_no_prin
     watcher.close()
 
 
+class _FirstPauseIgnored(SimulatedPrinter):
+    """A printer that ignores the first pause its API takes (a PAUSE macro gone wrong) and
+    makes the later ones."""
+
+    paused_once = False
+
+    def pause(self) -> ActionResult:
+        if not self.paused_once:
+            self.paused_once = True
+            return ActionResult(Action.PAUSE, Outcome.DONE, "accepted pause", 1)
+        return SimulatedPrinter.pause(self)
+
+
+def test_the_owners_own_pause_after_the_watchdogs_did_not_happen_is_not_told_as_its_alert(
+    tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames
+) -> None:
+    """The watchdog's pause did not happen ("did NOT pause"); the owner, who had said Not a
+    failure, paused the print from the page minutes later (to look at it, to change the
+    filament). That pause was taken for the watchdog's, shown late: the alert said "paused
+    after all" and its phones heard "print failure, paused" of a print the owner had passed."""
+    printer = _FirstPauseIgnored("benchy_A.gcode")
+    watcher, _ = _alerted(tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer)
+    incident = watcher.status()["last_alert"]["incident"]
+    for _ in range(12):
+        if watcher.state.late_until is not None:  # the watchdog's own pause: did NOT pause
+            break
+        watcher.step()
+    assert watcher.state.late_until is not None
+    answer = watcher.submit(Command("e3", Verb.PAUSE, None, source="web"))
+    watcher.step()
+    end = answer.result(timeout=5)
+    assert end.ok and printer.status().state == "paused", end
+    watcher.step()
+    [saved] = [i for i in list_incidents(tmp_path / "state", ["e3"]) if i.id == incident]
+    assert saved.alert["action_result"]["outcome"] == "failed", saved.alert["action_result"]
+    watcher.close()
+
+
 def _cancel_not_shown(
     tmp_path: Path, bundle_dir: Path, normal_frames, anomalous_frames
 ) -> tuple[Watcher, _CancelOnlySaid, str, CommandResult]:

@@ -1313,6 +1313,7 @@ class Watcher:
         under way until it does or ``api.confirm_s`` passes without it (``ShownChecks``). Its
         alert is answered only then: a cancel that did not happen leaves its Cancel working."""
         action = Action(verb.value)
+        self.state = decide.owner_stop_sent(self.state)
         later = self.owner_stops.follow(
             action, incident, self.clock(), sure=sent.outcome == Outcome.DONE, job=self.state.job
         )

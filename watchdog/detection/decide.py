@@ -385,6 +385,13 @@ def stop_sent(state: WatchState, due: float) -> WatchState:
     return replace(state, stop_due=due, late_until=None)
 
 
+def owner_stop_sent(state: WatchState) -> WatchState:
+    """The owner's own pause or cancel went to the printer through the watchdog: a pause
+    seen from now is theirs, not ours shown late (``Event.PAUSED_LATE``: its alert was told
+    "paused after all", the phones "print failure, paused", of a print the owner had passed)."""
+    return replace(state, late_until=None)
+
+
 def cancelled_by_us(state: WatchState) -> WatchState:
     """The printer took (or may have taken: no answer in time) a cancel the watchdog sent."""
     return replace(state, cancelled=True)
