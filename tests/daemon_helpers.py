@@ -113,6 +113,15 @@ class DaemonProcess:
         return int(self.proc.returncode)
 
 
+def stepped_wall_clock(monkeypatch: Any, skew: float) -> list[float]:
+    """The system's wall clock (``time.time``) ``skew[0]`` seconds off, as on a Pi booted on
+    fake-hwclock before NTP sets it; the clock since boot untouched, as NTP leaves it. Set
+    ``skew[0]`` to step it."""
+    step, real = [skew], time.time
+    monkeypatch.setattr(time, "time", lambda: real() + step[0])
+    return step
+
+
 def wait_until(
     what: str, check: Callable[[], Any], timeout: float, on_fail: Callable[[], str] | None = None
 ) -> Any:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests import synth
-from tests.daemon_helpers import run_cli, write_config
+from tests.daemon_helpers import run_cli, stepped_wall_clock, write_config
 from tests.plugins.models import TINY_FRAMES, TINY_SEED
 from tests.plugins.printers import api_config, wait_until
 from watchdog import watcher as watcher_module
@@ -1214,19 +1214,15 @@ def test_an_alerts_cancel_after_the_clock_was_set_forward_cancels_its_print(
     assert printer.actions == [Action.CANCEL]
 
 
-class _SteppedClock:
-    """The system's wall clock ``skew`` seconds off (a Pi booted on fake-hwclock, before NTP):
-    ``time.time`` and the alerts' times alike; the clock since boot untouched, as NTP leaves it."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, skew: float) -> None:
-        self.skew = skew
-        real = time.time
-        monkeypatch.setattr(time, "time", lambda: real() + self.skew)
-        monkeypatch.setattr(
-            watcher_module,
-            "_now_iso",
-            lambda: datetime.fromtimestamp(time.time(), UTC).isoformat(timespec="milliseconds"),
-        )
+def _stepped_clock(monkeypatch: pytest.MonkeyPatch, skew: float) -> list[float]:
+    """``stepped_wall_clock``, the alerts' times on it too."""
+    step = stepped_wall_clock(monkeypatch, skew)
+    monkeypatch.setattr(
+        watcher_module,
+        "_now_iso",
+        lambda: datetime.fromtimestamp(time.time(), UTC).isoformat(timespec="milliseconds"),
+    )
+    return step
 
 
 class _Klipper(SimulatedPrinter):
@@ -1246,13 +1242,13 @@ def test_a_restart_after_ntp_set_the_clock_forward_keeps_the_paused_prints_alert
     the daemon restarted. The print's start, read on the new clock, came after the alert's
     time: the alert was closed as "its print has ended", its Cancel refused as another
     print's, the failed print left paused with no alert standing."""
-    clock = _SteppedClock(monkeypatch, -3 * 3600.0)
+    skew = _stepped_clock(monkeypatch, -3 * 3600.0)
     printer = _Klipper("part.gcode")
     watcher, frames, incident = _paused(
         tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
     )
     watcher.close()
-    clock.skew = 0.0  # NTP; then a restart
+    skew[0] = 0.0  # NTP; then a restart
     restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
     restarted.step()
     assert not already_answered(tmp_path / "state", "e3", incident)
@@ -1271,13 +1267,13 @@ def test_a_restart_within_the_pause_check_after_ntp_still_checks_the_pause(
     """The pause taken by the API had not shown yet when NTP set the clock 3 h forward and the
     daemon restarted: the alert looked 3 h old, long past ``api.confirm_s``, the printer
     printing was taken for a resume, the alert answered "resumed" and the failure unsaid."""
-    clock = _SteppedClock(monkeypatch, -3 * 3600.0)
+    skew = _stepped_clock(monkeypatch, -3 * 3600.0)
     printer = _PausedOnlySaid("benchy_A.gcode", Outcome.DONE)
     watcher, frames = _alerted(
         tmp_path, tiny_adaptive_bundle, normal_frames, anomalous_frames, printer
     )
     watcher.close()
-    clock.skew = 0.0
+    skew[0] = 0.0
     restarted = _watcher(tmp_path, tiny_adaptive_bundle, frames, printer)
     restarted.step()
     [saved] = list_incidents(tmp_path / "state", ["e3"])

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from tests.daemon_helpers import without_apprise
+from tests.daemon_helpers import stepped_wall_clock, without_apprise
 from tests.plugins.receivers import NtfyReceiver, WebhookReceiver, wait_for
 from watchdog.comms.actions import ActionHandler, ActionRefused, ActionTokens
 from watchdog.comms.http import StatusServer, action_page
@@ -886,21 +886,13 @@ def _camera_offline_left_by_a_stop(phone, webhook_receiver, tmp_path, **body: ob
     return targets
 
 
-def _stepped_clock(monkeypatch: pytest.MonkeyPatch, skew: float) -> list[float]:
-    """The system's wall clock ``skew[0]`` seconds off (a Pi booted on fake-hwclock, before
-    NTP), the clock since boot untouched; set ``skew[0]`` to step it."""
-    step, real = [skew], time.time
-    monkeypatch.setattr(time, "time", lambda: real() + step[0])
-    return step
-
-
 def test_a_notification_queued_before_ntp_set_the_clock_is_sent_after_a_restart(
     phone, ntfy_receiver, monkeypatch
 ) -> None:
     """The alert waited in the outbox for the service (the Wi-Fi not up yet) on the clock the
     Pi booted with, 3 days behind; NTP set it and the daemon restarted: the alert, a minute
     old, was dropped as "not delivered within 24 h"."""
-    skew = _stepped_clock(monkeypatch, -3 * 86400.0)
+    skew = stepped_wall_clock(monkeypatch, -3 * 86400.0)
     alert_left_queued(phone, ntfy_receiver, ntfy_receiver.url())
     skew[0] = 0.0
     again = phone(notify=(target(ntfy_receiver.url()),))
@@ -914,7 +906,7 @@ def test_a_cameras_blip_across_an_ntp_step_tells_the_phone_nothing(
     """A camera away for seconds, far under camera_offline_after_s, and NTP set the clock 3 h
     forward meanwhile: the "offline" looked due, and the phone got "camera offline" and
     "camera back online" for a blip it is meant never to hear of."""
-    skew = _stepped_clock(monkeypatch, 0.0)
+    skew = stepped_wall_clock(monkeypatch, 0.0)
     notifier = phone(notify=(camera_target(ntfy_receiver.url(), 120),))
     notifier.camera_changed(PRINTER, online=False)
     time.sleep(0.5)
@@ -1587,7 +1579,7 @@ def test_a_button_sent_before_ntp_set_the_clock_works_after_a_restart(
 ) -> None:
     """A phone's Cancel sent on the clock the Pi booted with, 3 days behind; NTP set it and
     the daemon restarted a minute later: the button answered "this button has expired"."""
-    skew = _stepped_clock(monkeypatch, -3 * 86400.0)
+    skew = stepped_wall_clock(monkeypatch, -3 * 86400.0)
     cancel = ActionTokens(tmp_path, clock=time.time).issue(
         PRINTER, "20261207T170000000Z-ab12", Verb.CANCEL, 24 * 3600
     )
@@ -2403,7 +2395,7 @@ def test_a_notification_put_back_after_an_ntp_step_is_not_held_back_by_the_step(
     from watchdog.comms.outbox import Outbox
     from watchdog.incidents import ThrottledLog
 
-    skew = _stepped_clock(monkeypatch, 0.0)
+    skew = stepped_wall_clock(monkeypatch, 0.0)
     outbox = Outbox(tmp_path)
     sender = notify.TargetSender(
         NotifyTarget(url="ntfy://x/t"),

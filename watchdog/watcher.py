@@ -986,7 +986,7 @@ class Watcher:
     def _hand(self, command: Command, done: Future[CommandResult]) -> None:
         with self._handover:
             if self._refusing:
-                _refuse(done, command, self._refusing)
+                _answer(done, _not_done(command, self._refusing))
                 return
             if self._successor is None:
                 self._commands.put((command, done))
@@ -1003,7 +1003,7 @@ class Watcher:
             self._refusing = why
             leftovers = self._taken_commands()
         for command, done in leftovers:
-            _refuse(done, command, why)
+            _answer(done, _not_done(command, why))
 
     def _taken_commands(self) -> list[tuple[Command, Future[CommandResult]]]:
         """Every command queued here, in order, the queue left empty (under ``_handover``)."""
@@ -1046,8 +1046,7 @@ class Watcher:
                 successor._hand_first(leftovers)
                 return
         for _, done in leftovers:
-            if done.set_running_or_notify_cancel():
-                done.set_result(CommandResult(False, f"no printer named {self.name!r} any more"))
+            _answer(done, CommandResult(False, f"no printer named {self.name!r} any more"))
 
     def _carry_on_from(self, old: Watcher) -> None:
         """Before this watcher's thread starts: the print as ``old`` left it."""
@@ -1962,9 +1961,14 @@ def detector_for(cfg: PrinterConfig, bundle: Bundle) -> Detector:
         raise overrides.mask_refused(cfg.name, exc) from None
 
 
-def _refuse(done: Future[CommandResult], command: Command, why: str) -> None:
+def _answer(done: Future[CommandResult], result: CommandResult) -> None:
+    """A queued command answered without being carried out (unless its sender took it back)."""
     if done.set_running_or_notify_cancel():
-        done.set_result(CommandResult(False, f"{command.verb.value} not done: {why}"))
+        done.set_result(result)
+
+
+def _not_done(command: Command, why: str) -> CommandResult:
+    return CommandResult(False, f"{command.verb.value} not done: {why}")
 
 
 def build_watcher(
