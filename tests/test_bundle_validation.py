@@ -287,3 +287,20 @@ def test_a_bundle_or_camera_folder_this_user_cannot_reach_is_a_one_line_refusal(
         Bundle.load(tmp_path / "bundle")
     with pytest.raises(CameraSourceError, match="not readable by this user.*ProtectHome"):
         open_camera(CameraConfig(source=str(tmp_path / "frames")))
+
+
+def test_a_linked_model_json_is_rewritten_where_it_points(tmp_path) -> None:
+    """An owner who keeps model.json elsewhere and links it into the bundle: saving the
+    bundle (calibrate) changes their copy, and the link stays a link."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(default_bundle_path(), bundle)
+    kept = tmp_path / "kept" / "model.json"
+    kept.parent.mkdir()
+    (bundle / "model.json").rename(kept)
+    (bundle / "model.json").symlink_to(kept)
+    loaded = Bundle.load(bundle)
+    loaded.meta.threshold = 0.25
+    loaded.save_meta()
+    assert (bundle / "model.json").is_symlink()
+    assert json.loads(kept.read_text())["threshold"] == 0.25
+    assert Bundle.load(bundle).meta.threshold == 0.25

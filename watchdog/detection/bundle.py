@@ -801,8 +801,12 @@ class Bundle:
 
     def save_meta(self) -> None:
         """Rewrite model.json in place of the old one, never half: written beside it, read
-        back, then renamed over it. BundleError (the old file untouched) when it cannot be."""
+        back, then renamed over it. BundleError (the old file untouched) when it cannot be.
+        A model.json that is a link (to the owner's copy elsewhere) is rewritten where it
+        points: renamed over, the link would become a file and the copy stay as it was."""
         target = self.path / META_FILE
+        if target.is_symlink():
+            target = target.resolve()
         text = json.dumps(self.meta.to_dict(), indent=2) + "\n"
         try:
             replace_file(
