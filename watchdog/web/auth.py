@@ -26,7 +26,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from watchdog.config import PASSWORD_HASH_PREFIXES as HASH_PREFIXES
 from watchdog.config import HttpConfig, usable_password
-from watchdog.durable import replace_file
+from watchdog.durable import read_small, replace_file
 from watchdog.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,9 @@ def password_hash(cfg: HttpConfig, storage_dir: Path, announce: bool = True) -> 
         return None
     path = Path(storage_dir) / GENERATED
     try:
-        stored = path.read_text().strip()
+        # its own reader's checks: a FIFO there hung the start, a damaged byte (an SD card's)
+        # ended it in a traceback
+        stored = read_small(path, 4096).strip()
         if not usable_password(stored):
             raise UsageError(
                 f"http.generate_password: {path} is damaged (a password hash cut short): "
@@ -59,6 +61,10 @@ def password_hash(cfg: HttpConfig, storage_dir: Path, announce: bool = True) -> 
             return stored
     except FileNotFoundError:
         pass
+    except ValueError as exc:
+        raise UsageError(
+            f"http.generate_password: {path} is damaged ({exc}): delete it for a new password"
+        ) from None
     except OSError as exc:
         raise UsageError(
             f"http.generate_password: cannot read {path}: {exc.strerror or exc}"
