@@ -718,6 +718,26 @@ def test_an_alert_whose_correction_waits_for_the_broker_is_not_said_delivered(op
     assert delivered()
 
 
+def test_a_damaged_queued_alert_is_said_once_not_at_every_look_of_the_page(open_daemon) -> None:
+    """A queued MQTT alert whose entry.json a power cut emptied: each look of the Incidents
+    view (the page polls it every few seconds) logged the same error again, hundreds of lines
+    an hour. It is said once, with what became of it, and kept aside, not deleted."""
+    url, daemon, tmp = open_daemon
+    folder = tmp / "state" / "outbox" / "mqtt" / "20261201T000000000Z-aaaaaa"
+    folder.mkdir(parents=True)
+    (folder / "entry.json").write_text("")
+    for _ in range(4):
+        assert requests.get(f"{url}/api/incidents", timeout=10).status_code == 200
+    said = [ln for ln in daemon.log_path.read_text().splitlines() if folder.name in ln]
+    assert len(said) == 1, said
+    assert (
+        "cannot be read (empty): not sent; kept as 20261201T000000000Z-aaaaaa.unreadable-"
+        in (said[0])
+    )
+    [kept] = folder.parent.glob(f"{folder.name}.unreadable-*")
+    assert (kept / "entry.json").exists() and not folder.exists()
+
+
 def test_a_renamed_printers_alerts_stay_on_the_incidents_page_without_buttons(
     open_daemon,
 ) -> None:

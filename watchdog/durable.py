@@ -85,6 +85,12 @@ def why_unreadable(exc: Exception) -> str:
     "[Errno 20] ... '<path>'" around it (the path is said beside it already)."""
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
+    if isinstance(exc, json.JSONDecodeError):  # "Expecting value: line 1 column 1 (char 0)"
+        return "empty" if not exc.doc.strip() else "not whole JSON (cut short, or damaged)"
+    if isinstance(exc, KeyError):  # "'printer'"
+        return f"no {exc.args[0]!r} in it" if exc.args else "a part missing"
+    if isinstance(exc, TypeError):  # "float() argument must be ..."
+        return "a part of the wrong kind"
     return str(exc)
 
 

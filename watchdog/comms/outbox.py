@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from watchdog import moments
-from watchdog.durable import fsync_dir, read_json, replace_file, write_durably
+from watchdog.durable import (
+    fsync_dir,
+    read_json,
+    replace_file,
+    set_aside,
+    why_unreadable,
+    write_durably,
+)
 from watchdog.incidents import (
     SAFE_NAME,
     ThrottledLog,
@@ -213,18 +220,49 @@ class Outbox:
                     path,
                     mark=BootMark.from_json(record.get("boot")),
                 )
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+            except FileNotFoundError:
+                continue  # delivered and removed since the folder was listed
+            except OSError as exc:  # the disk's (it may read again later): kept, said once a minute
                 self._throttle(
                     logger,
                     logging.ERROR,
                     f"corrupt:{path}",
                     "outbox entry %s skipped: %s",
                     path,
-                    exc,
+                    why_unreadable(exc),
                 )
+                continue
+            except (ValueError, KeyError, TypeError) as exc:
+                self._set_aside(path, exc)
                 continue
             found.append(entry)
         return found
+
+    def _set_aside(self, path: Path, exc: Exception) -> None:
+        """An entry whose record is damaged (a power cut, a disk's bad block) is renamed out of
+        the way, said once: read again on every look of the page and every pass of its
+        sender, it was an error line each time, and it can never be sent."""
+        try:
+            aside = set_aside(path)
+        except FileNotFoundError:
+            return  # another reader set it aside first
+        except OSError as err:
+            self._throttle(
+                logger,
+                logging.ERROR,
+                f"corrupt:{path}",
+                "outbox entry %s cannot be read (%s), nor set aside: %s",
+                path,
+                why_unreadable(exc),
+                why_unreadable(err),
+            )
+            return
+        logger.error(
+            "outbox entry %s cannot be read (%s): not sent; kept as %s",
+            path,
+            why_unreadable(exc),
+            aside.name,
+        )
 
     def channels(self, prefix: str = "") -> list[str]:
         """Channels with a folder on disk (entries may be left for targets no longer configured)."""

@@ -128,6 +128,9 @@ class Dashboard:
         self.names = own_names(cfg, backend.config)  # http and notify wait for a restart
         self.checking = threading.BoundedSemaphore(1)
         self.refusals_said = ThrottledLog(60.0)
+        # one for the page's every look: what it cannot read is said once a minute, not at
+        # each poll of the Incidents view
+        self.outbox = Outbox(self.storage_dir)
         self.open_csrf = secrets.token_urlsafe(32)  # the page's token when no login is needed
         # this start of the daemon: a page made by an earlier one reloads (its token is stale)
         self.boot = secrets.token_urlsafe(8)
@@ -449,7 +452,7 @@ class Dashboard:
         found = list_incidents(self.storage_dir, [*names, *earlier], limit=50)
         # an MQTT alert waits in the outbox until the broker has it; so does its correction
         # (the pause found done or not since), under an entry of its own
-        waiting = {str(e.body.get("incident")) for e in Outbox(self.storage_dir).pending(MQTT)}
+        waiting = {str(e.body.get("incident")) for e in self.outbox.pending(MQTT)}
         return json_response(
             [
                 {
