@@ -1735,6 +1735,25 @@ def test_a_damaged_entry_or_a_moment_unable_to_read_never_ends_the_other_buttons
     assert tokens.redeem(token).incident == "i1"
 
 
+def test_a_damaged_button_store_is_said_once_and_kept_aside(tmp_path, caplog) -> None:
+    """The button store cut short by a power cut: each press and each alert said the same
+    error again, in the JSON parser's words, and the next alert wrote over it. Said once, in
+    words, the file kept aside; new buttons work."""
+    tokens = ActionTokens(tmp_path)
+    tokens.issue(PRINTER, "i1", Verb.RESUME, 3600)
+    tokens.path.write_text(tokens.path.read_text()[:20])
+    with caplog.at_level(logging.ERROR, logger="watchdog.comms.actions"):
+        with pytest.raises(ActionRefused, match="no such action"):
+            tokens.peek("x" * 32)
+        fresh = tokens.issue(PRINTER, "i2", Verb.CANCEL, 3600)
+        assert tokens.peek(fresh).incident == "i2"
+    [said] = [r.getMessage() for r in caplog.records]
+    assert "(not whole JSON (cut short, or damaged)): notification buttons issued before" in said
+    assert "kept as action_tokens.json.unreadable-" in said
+    [kept] = tmp_path.glob("action_tokens.json.unreadable-*")
+    assert len(kept.read_text()) == 20
+
+
 def test_a_press_still_under_way_when_its_answer_is_due_cannot_be_pressed_again(tmp_path) -> None:
     """A printer slow to answer: the press will still happen, so its button stays used (given
     back, a second press would resume or cancel twice)."""

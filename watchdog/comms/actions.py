@@ -32,7 +32,7 @@ from pathlib import Path
 
 from watchdog import moments
 from watchdog.control import Command, CommandResult, Dispatcher, Verb, outcome_of
-from watchdog.durable import read_json, replace_file
+from watchdog.durable import read_json, replace_file, set_aside, why_unreadable
 from watchdog.incidents import (
     SAFE_NAME,
     ThrottledLog,
@@ -109,10 +109,17 @@ class ActionTokens:
         except FileNotFoundError:
             return {}
         except ValueError as exc:
+            # kept aside, said once: read again at every press and every alert, it was an
+            # error line each time, then written over by the next alert's buttons
+            try:
+                kept = f"kept as {set_aside(self.path).name}"
+            except OSError as err:
+                kept = f"not set aside: {why_unreadable(err)}"
             logger.error(
-                "cannot read %s (%s): notification buttons issued before are refused",
+                "cannot read %s (%s): notification buttons issued before are refused; %s",
                 self.path,
-                exc,
+                why_unreadable(exc),
+                kept,
             )
             return {}
         grants = {}
