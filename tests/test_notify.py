@@ -726,6 +726,54 @@ def test_an_alert_delivered_long_after_it_says_when_it_happened(
     assert msg.message.splitlines()[1] == f"(at {when})", msg.message
 
 
+def _clock_time(at: datetime) -> str:
+    return at.strftime("%H:%M" if at.date() == datetime.now().date() else "%Y-%m-%d %H:%M")
+
+
+def test_an_alert_saved_before_ntp_set_the_clock_says_the_time_it_happened(
+    phone, ntfy_receiver
+) -> None:
+    """An alert saved on the clock a Pi booted with (3 days behind), told after NTP set it
+    (a pause a restart cut short): its boot mark put its age right, but the phone read
+    "(at <3 days ago>)" of an alert ten minutes old."""
+    from watchdog import moments
+    from watchdog.comms.notify import alert_event
+    from watchdog.incidents import BOOT
+
+    real = datetime.now().astimezone() - timedelta(minutes=10)
+    saved = {
+        **alert(),
+        "time": (real - timedelta(days=3)).isoformat(),
+        BOOT: moments.BootMark(moments.boot_id(), moments.uptime() - 600).to_json(),
+    }
+    notifier = phone(notify=(target(ntfy_receiver.url("t")),))
+    # as a start tells the phones of an alert an earlier run saved (its draft settled)
+    notifier.notifications.notify(alert_event(saved, jpeg(1), jpeg(2)))
+    assert notifier.notifications.flush(30)
+    [msg] = ntfy_receiver.messages
+    assert msg.message.splitlines()[1] == f"(at {_clock_time(real)})", msg.message
+
+
+def test_a_notification_queued_before_ntp_set_the_clock_says_when_it_happened(
+    phone, ntfy_receiver, tmp_path, monkeypatch
+) -> None:
+    """Queued ten minutes before the restart on a clock 3 days behind, sent after NTP set
+    it: the phone read "(at <3 days ago>)"."""
+    skew = stepped_wall_clock(monkeypatch, -3 * 86400.0)
+    url = ntfy_receiver.url("t")
+    alert_left_queued(phone, ntfy_receiver, url)
+    [entry] = (tmp_path / "outbox").glob("notify-*/*/entry.json")
+    record = json.loads(entry.read_text())
+    record["body"]["since"] = record["created"] - 600  # both on the clock of then
+    entry.write_text(json.dumps(record))
+    skew[0] = 0.0
+    later = phone(notify=(target(url),))
+    assert later.notifications.flush(30), later.notify_status()
+    [msg] = ntfy_receiver.messages
+    real = datetime.fromtimestamp(record["body"]["since"] + 3 * 86400.0)
+    assert msg.message.splitlines()[1] == f"(at {_clock_time(real)})", msg.message
+
+
 def test_a_401_is_reported_once_and_the_other_targets_are_served(
     phone, ntfy_receiver, webhook_receiver, tmp_path, caplog
 ) -> None:

@@ -46,7 +46,7 @@ from watchdog.comms.outbox import Entry, Outbox
 from watchdog.config import NotifyEvent, NotifyTarget
 from watchdog.control import Verb, saved_answers
 from watchdog.durable import read_json, replace_file
-from watchdog.incidents import ThrottledLog, alert_epoch, local_time
+from watchdog.incidents import ThrottledLog, alert_moment, local_time
 from watchdog.redact import secret_filter
 
 logger = logging.getLogger(__name__)
@@ -253,7 +253,7 @@ def alert_event(
         frame_jpeg,
         saved_answers(alert),
         corrects,
-        alert_epoch(alert.get("time")),
+        alert_moment(alert),  # put right across a clock step since it was saved
     )
 
 
@@ -657,6 +657,13 @@ class _Meters:
             namespace="printer_watchdog",
             registry=registry,
         )
+
+
+def _told_time(entry: Entry, saved: object) -> str:
+    """A time saved in ``entry``'s body, as the owner's clock reads it now: a clock set by
+    NTP since the entry was written (a Pi boots on the time it shut down) moves it too."""
+    wall = _number(saved)
+    return _local(None if wall is None else entry.on_clock_now(wall))
 
 
 def _local(ts: object) -> str:
@@ -1328,11 +1335,11 @@ class TargetSender:
         n = _count(entry.body.get("coalesced"))
         if n:
             one, many = _SUMMED.get(str(entry.body.get("group")), ("event", "events"))
-            text += f"\n({n} earlier {one if n == 1 else many} on {entry.printer} since {_local(entry.body.get('since'))}, summed up here"
+            text += f"\n({n} earlier {one if n == 1 else many} on {entry.printer} since {_told_time(entry, entry.body.get('since'))}, summed up here"
             latest = _number(entry.body.get("latest"))
             if latest is not None and self.wall() - entry.on_clock_now(latest) > LATE_S:
                 # sent late (held back, or retried): when the latest happened, as one alone
-                text += f"; the latest at {_local(latest)}"
+                text += f"; the latest at {_told_time(entry, latest)}"
             if entry.body.get("kind") == Kind.CAMERA_ONLINE.value:
                 # its "offline" was never sent alone (held back, or the service down)
                 text += "; the print was not watched while the camera was offline"
@@ -1340,7 +1347,7 @@ class TargetSender:
         elif (since := _number(entry.body.get("since"))) is not None and (
             self.wall() - entry.on_clock_now(since) > LATE_S
         ):
-            text += f"\n(at {_local(entry.body.get('since'))})"  # held back, or retried
+            text += f"\n(at {_told_time(entry, since)})"  # held back, or retried
         if closed:  # nothing left to check: its print was answered or ended
             text = text.replace(CHECK_NOW, "") + f"\nSince then: {SINCE.get(closed, closed)}."
         links = self._links(entry, closed)
