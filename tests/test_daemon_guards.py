@@ -492,6 +492,18 @@ def _with_page(tmp_path: Path, printer: dict[str, Any]) -> tuple[Path, str]:
     return config, f"http://127.0.0.1:{port}"
 
 
+def _hung_octoprint(bad_server: BadServer) -> dict[str, Any]:
+    """An OctoPrint printing, whose API hangs on the job's name and every command; its
+    ``api`` settings."""
+    printing = {
+        "state": {"text": "Printing", "flags": {"printing": True}},
+        "job": {"file": {"name": "a.gcode"}},
+    }
+    bad_server.respond(200, json.dumps(printing), path="/api/printer")
+    bad_server.hang(60, "/api/job")
+    return {"kind": "octoprint", "url": bad_server.url, "api_key": "k" * 32, "timeout_s": 6}
+
+
 def test_commands_waiting_on_a_hung_camera_never_take_the_whole_web_server(
     tmp_path: Path, camera_server: CameraServer
 ) -> None:
@@ -537,13 +549,7 @@ def test_a_stop_while_the_printers_api_hangs_answers_the_queued_command_and_ends
     """The owner pressed Pause, then Cancel, on the page while the printer's API hung; then
     the daemon was stopped. The Cancel was still sent to the printer after the stop, its
     request was never answered, and the stop took 30 s: systemd kills the daemon at 20."""
-    printing = {
-        "state": {"text": "Printing", "flags": {"printing": True}},
-        "job": {"file": {"name": "a.gcode"}},
-    }
-    bad_server.respond(200, json.dumps(printing), path="/api/printer")
-    bad_server.hang(60, "/api/job")  # the job's name and every command
-    api = {"kind": "octoprint", "url": bad_server.url, "api_key": "k" * 32, "timeout_s": 6}
+    api = _hung_octoprint(bad_server)
     camera = {"source": camera_server.snapshot_url, "interval_s": 0.5}
     config, base = _with_page(tmp_path, {"name": PRINTER, "camera": camera, "api": api})
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
@@ -579,6 +585,53 @@ def test_a_stop_while_the_printers_api_hangs_answers_the_queued_command_and_ends
     cancel = answers.get("cancel")
     assert isinstance(cancel, tuple) and "not done: the watchdog stopped" in cancel[1], answers
     assert "cancel attempt" not in daemon.log and "cancel failed" not in daemon.log, daemon.log
+
+
+def test_a_printer_whose_api_hangs_never_makes_another_printers_buttons_busy(
+    tmp_path: Path, camera_server: CameraServer, bad_server: BadServer
+) -> None:
+    """The owner pressed Pause, then Cancel, for a printer whose API hung: for as long as it
+    hung, every other printer's page buttons (and phone buttons) were answered "busy". The
+    other printer's command is carried out; the hung printer's third is the one refused."""
+    api = _hung_octoprint(bad_server)
+    camera = {"source": camera_server.snapshot_url, "interval_s": 0.5}
+    config, base = _with_page(tmp_path, {"name": "hung", "camera": camera, "api": api})
+    data = yaml.safe_load(config.read_text())
+    data["printers"].append({"name": "fine", "camera": camera})
+    config.write_text(yaml.safe_dump(data))
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    answers: dict[str, tuple[int, str] | str] = {}
+    try:
+        daemon.wait_up(base, 90)
+        token = requests.get(f"{base}/", timeout=5).text.split('name="csrf-token" content="')[1]
+        headers = {"X-CSRF-Token": token.split('"')[0]}
+
+        def click(printer: str, verb: str) -> None:
+            body = {"printer": printer, "verb": verb}
+            try:
+                r = requests.post(f"{base}/api/command", json=body, headers=headers, timeout=90)
+                answers[f"{printer} {verb}"] = (r.status_code, r.json()["detail"])
+            except requests.RequestException as exc:
+                answers[f"{printer} {verb}"] = type(exc).__name__
+
+        clicks = [threading.Thread(target=click, args=("hung", v)) for v in ("pause", "cancel")]
+        clicks[0].start()
+        wait_until("the pause sent", lambda: "POST /api/job" in bad_server.sent, 60)
+        clicks[1].start()  # queued behind the pause, which hangs
+        time.sleep(1.0)
+        click("fine", "disable")
+        click("hung", "disable")
+        assert answers["fine disable"][0] == 200, answers
+        assert answers["hung disable"] == (
+            409,
+            "busy: 2 earlier commands to hung are still waiting for its printer or camera to "
+            "answer; try again in a moment",
+        ), answers
+        assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
+    finally:
+        daemon.stop()
+        for c in clicks:
+            c.join(30)
 
 
 def test_an_mqtt_command_is_not_refused_while_the_pages_waits_hold_their_slots(

@@ -66,8 +66,11 @@ logger = logging.getLogger(__name__)
 
 # Owner's commands waiting on watchers at once (a watcher answers between frames, up to a
 # minute when its camera or printer is slow). More are answered "busy" at once: waiting, they
-# would hold every thread of the web server, and /healthz and the page with them.
-COMMANDS_WAITING = 2  # with the page's two waits (a frame, a save), fewer than WORKER_THREADS
+# would hold every thread of the web server, and /healthz and the page with them. One
+# printer holds fewer than all: a printer whose API hangs, pressed twice, left every other
+# printer's page buttons and phone buttons "busy" for as long as it hung.
+COMMANDS_WAITING = 3  # with the page's two waits (a frame, a save), fewer than WORKER_THREADS
+COMMANDS_WAITING_PER_PRINTER = 2
 # A stop's budget (the unit's TimeoutStopSec= is 20 s, and the exit itself takes some): the
 # watchers are waited for this long, MQTT and the notification senders this long at the end
 STOP_WITHIN_S = 17.0
@@ -284,6 +287,8 @@ class Daemon:
             "Home Assistant" if self.config.mqtt.homeassistant.enabled else "MQTT"
         )
         self._waiting = threading.BoundedSemaphore(COMMANDS_WAITING)
+        self._waiting_printers: dict[str, int] = {}  # commands of each printer among them
+        self._waiting_lock = threading.Lock()
         # the page's own waits (a frame of an idle printer, a settings save applied) have their
         # own slots: they never take one a pause or a phone's answer needs, and a save is told
         # whether it applied while a frame is awaited from a slow camera
@@ -448,15 +453,12 @@ class Daemon:
             if command.verb is Verb.LOOK
             else self._waiting
         )
-        if slots is not None and not slots.acquire(blocking=False):
+        busy = None if slots is None else self._take_slot(slots, command.printer)
+        if busy is not None:
             if stored is not None:  # the verdict is saved: the watcher must still learn it
                 watcher.submit(command)
                 return _learnt_later(stored)
-            return CommandResult(
-                False,
-                f"busy: {COMMANDS_WAITING} earlier commands are still waiting for a printer or "
-                "camera to answer; try again in a moment",
-            )
+            return CommandResult(False, busy)
         try:
             done = watcher.submit(command)
             try:
@@ -475,7 +477,37 @@ class Daemon:
                 return self._late(watcher.name, command, done, wait_s)
         finally:
             if slots is not None:
-                slots.release()
+                self._give_slot(slots, command.printer)
+
+    def _take_slot(self, slots: threading.BoundedSemaphore, printer: str) -> str | None:
+        """A slot to wait in for ``printer``'s answer; why not (in the owner's words) where
+        none is free, or where this printer holds its share of the command slots already."""
+        if slots is not self._waiting:
+            if slots.acquire(blocking=False):
+                return None
+            return "busy: the page's last request is still waiting; try again in a moment"
+        with self._waiting_lock:
+            held = self._waiting_printers.get(printer, 0)
+            if held >= COMMANDS_WAITING_PER_PRINTER:
+                return (
+                    f"busy: {held} earlier commands to {printer} are still waiting for its "
+                    "printer or camera to answer; try again in a moment"
+                )
+            if not slots.acquire(blocking=False):
+                return (
+                    f"busy: {COMMANDS_WAITING} earlier commands are still waiting for a "
+                    "printer or camera to answer; try again in a moment"
+                )
+            self._waiting_printers[printer] = held + 1
+            return None
+
+    def _give_slot(self, slots: threading.BoundedSemaphore, printer: str) -> None:
+        if slots is self._waiting:
+            with self._waiting_lock:
+                left = self._waiting_printers.pop(printer) - 1
+                if left:
+                    self._waiting_printers[printer] = left
+        slots.release()
 
     @staticmethod
     def answer_within(watcher: Watcher) -> float:

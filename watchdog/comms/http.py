@@ -76,10 +76,10 @@ MAX_BODY_BYTES = 256 * 1024
 BROWSER_CONNECTIONS = 8
 # A client refused for holding its share is said in the log at most once in this many seconds
 SHARE_LOG_EVERY_S = 60.0
-# The daemon's own waits can hold up to four (two commands waiting on printers, the mask
+# The daemon's own waits can hold up to five (three commands waiting on printers, the mask
 # editor's frame, a settings save waiting for its reload): one more is left for /healthz,
 # /status and the page's polls
-WORKER_THREADS = 5
+WORKER_THREADS = 6
 # at a stop, answers being made or sent are given this long to reach their clients
 ANSWER_GRACE_S = 2.0
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
