@@ -821,6 +821,42 @@ def test_a_notification_the_service_keeps_refusing_does_not_hold_back_the_others
     wait_for("the refused one kept", lambda: notifier.notify_status()["json"]["pending"] == 1)
 
 
+def test_a_refused_notification_backing_off_does_not_delay_another_printers_alert(
+    phone, webhook_receiver
+) -> None:
+    """With the backoff's real lengths: each refusal of one printer's alert doubled a wait
+    that held every notification of the target, and another printer's failure alert sat
+    behind it for minutes. News not yet tried goes at once; what failed waits its turn."""
+    webhook_receiver.refuse_containing(b"voron", 500)
+    notifier = phone(
+        printers=("voron", PRINTER),
+        notify=(target(webhook_receiver.url("hook"), coalesce_s=0),),
+        notify_backoff=(120.0, 300.0),
+    )
+    notifier.raise_alert("voron", {**alert(), "printer": "voron"}, jpeg(1), jpeg(2))
+    wait_for("a refusal", lambda: notifier.notify_status()["json"]["failed"] >= 1)
+    notifier.raise_alert(PRINTER, alert(), jpeg(3), jpeg(4))
+    wait_for("the second printer's alert", lambda: webhook_receiver.posts, 30)
+    assert [PRINTER in post["title"] for post in webhook_receiver.posts] == [True]
+    wait_for("it counted sent", lambda: notifier.notify_status()["json"]["sent"] == 1)
+    status = notifier.notify_status()["json"]
+    assert (status["failed"], status["pending"]) == (1, 1), status  # tried once, kept
+
+
+def test_a_picture_too_large_for_the_service_goes_as_text(phone, webhook_receiver, caplog) -> None:
+    """A proxy before the service (nginx takes 1 MB) or Pushover (5 MB) refuses an alert for
+    the size of its picture, "413": it was retried with the picture until dropped a day
+    later. It goes as text, and the log says why the picture is missing."""
+    webhook_receiver.refuse_containing(b"/9j/", 413)  # a JPEG, as base64 begins it
+    notifier = phone(notify=(target(webhook_receiver.url("hook")),))
+    notifier.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    assert notifier.notifications.flush(30), notifier.notify_status()
+    [post] = webhook_receiver.posts
+    assert post["title"] == "ender3: print failure, paused" and not post.get("attachments")
+    [said] = [r.getMessage() for r in caplog.records if "refused the picture" in r.getMessage()]
+    assert "413" in said and "ntfy" not in said.split("://")[-1], said
+
+
 def test_the_phone_ends_on_the_cameras_latest_state_after_a_refused_offline(
     phone, webhook_receiver, tmp_path
 ) -> None:

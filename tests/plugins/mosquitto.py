@@ -546,7 +546,7 @@ def unique_prefix() -> str:
 @pytest.fixture
 def notifier_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """``factory(broker, prefix, storage_dir=None, printers=("ender3",), dispatcher=None, start=True,
-    keep_incidents=100, notify=(), without_api=(), **mqtt_overrides)`` → a started ``watchdog.comms.notifier.Notifier``
+    keep_incidents=100, notify=(), without_api=(), notify_backoff=(0.3, 2.0), **mqtt_overrides)`` → a started ``watchdog.comms.notifier.Notifier``
     (stopped at teardown) with short keepalive, reconnect and notification backoff delays.
     ``broker=None`` disables MQTT; ``dispatcher`` receives the ``Command`` of each command message."""
     from watchdog.comms.notifier import Notifier
@@ -564,6 +564,7 @@ def notifier_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
         keep_incidents: int = 100,
         notify: tuple[Any, ...] = (),
         without_api: tuple[str, ...] = (),
+        notify_backoff: tuple[float, float] = (0.3, 2.0),
         **overrides: Any,
     ) -> Notifier:
         settings: dict[str, Any] = {}
@@ -581,7 +582,7 @@ def notifier_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
             dispatcher,
             notify=notify,
             reconnect_delay=(1, 5),
-            notify_backoff=(0.3, 2.0),
+            notify_backoff=notify_backoff,
             without_api=without_api,
         )
         made.append(notifier)

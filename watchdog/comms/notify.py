@@ -1030,6 +1030,10 @@ class TargetSender:
             told["not_before"] = newest.on_own_clock(told["not_before"])
         # the summing one written first: a restart in between finds it, or both
         self._queue[self._queue.index(newest)] = self.outbox.remark(newest, {**newest.body, **told})
+        # it carries the refused news: it waits out the backoff as that one would have
+        self._failures[newest.id] = max(
+            self._failures.get(newest.id, 0), self._failures.get(entry.id, 0) + 1
+        )
         for old in (entry, *between):
             self._summed_up(old)
 
@@ -1176,17 +1180,24 @@ class TargetSender:
         for entry in list(self._queue):
             if self._age(entry, now) > self.cfg.max_age_h * 3600:
                 self._drop(entry)
-        wait = self._next_try - time.monotonic()
-        if wait > 0:
-            return None, wait
         ids = {e.id for e in self._queue}
         self._failures = {k: n for k, n in self._failures.items() if k in ids}
         self._seen = {k: seen for k, seen in self._seen.items() if k in ids}
         self._unanswered = {k: n for k, n in self._unanswered.items() if k in ids}
         heads, due = self._heads_due(now)
+        wait = self._next_try - time.monotonic()
+        if wait > 0 and not self.rejected:
+            # the backoff holds back what failed: news never tried yet is tried once at
+            # once (one printer's alert a service kept refusing, too large, held every
+            # other printer's alerts for up to the backoff's five minutes, for a day)
+            due = [e for e in due if not self._failures.get(e.id)]
+        elif wait > 0:
+            return None, wait  # the service refused the credentials: nothing goes meanwhile
         if due:
             return min(due, key=lambda e: (self._failures.get(e.id, 0), e.id)), 0.0
-        later = [_not_before(e) - now for e in heads.values()]
+        later = [_not_before(e) - now for e in heads.values() if not self._failures.get(e.id)]
+        if wait > 0:
+            later.append(wait)
         return None, min(later) if later else 60.0
 
     def _heads_due(self, now: float) -> tuple[dict[tuple[str, str], Entry], list[Entry]]:
@@ -1408,11 +1419,14 @@ class TargetSender:
             logging.WARNING,
             f"notify-picture-refused:{self.name}",
             "notify %s (%s://): the service refused the picture (%s), so notifications go "
-            "without it; a ntfy server of your own takes pictures once its server.yml sets "
-            "attachment-cache-dir and base-url",
+            "without it%s",
             self.name,
             self.cfg.scheme,
             self._shown(complaint),
+            "; a ntfy server of your own takes pictures once its server.yml sets "
+            "attachment-cache-dir and base-url"
+            if self._has_buttons()  # ntfy
+            else "",
         )
 
     def _picture_file(self, picture: bytes) -> str | None:

@@ -31,9 +31,11 @@ PERMANENT = re.compile(
     r"invalid (credentials|token|api key)",
     re.IGNORECASE,
 )
-# a service that refuses a notification for its picture: ntfy's codes and words for it
+# a service that refuses a notification for its picture: ntfy's codes and words for it, a
+# proxy's "too large" before any service (413), Pushover's attachment size limit
 PICTURE_REFUSED = re.compile(
-    r"\berror=400(12|14)\b|attachments? (are )?not allowed|attachment (is )?too large",
+    r"\berror=400(12|14)\b|attachments? (are )?not allowed|attachment (is )?too large|"
+    r"\berror=413\b|entity too large|payload too large|attachment.{0,40}exceeds",
     re.IGNORECASE,
 )
 NTFY_SCHEMES = ("ntfy", "ntfys")
