@@ -167,11 +167,12 @@ def test_an_alert_in_flight_when_the_broker_went_is_not_sent_past_its_age(
     ids=["nested", "wildcard"],
 )
 def test_a_damaged_record_of_the_printers_announced_holds_back_no_alert(
-    mosquitto_factory, unique_prefix, notifier_factory, tmp_path, record: str
+    mosquitto_factory, unique_prefix, notifier_factory, tmp_path, record: str, caplog
 ) -> None:
     """The record of the printers announced at the last connection, damaged: every
     connection's setup failed on it, the alerts waiting for the broker were never sent (until
-    too old), and Home Assistant was sent no entities."""
+    too old), and Home Assistant was sent no entities. A record that cannot be read is kept
+    aside, and the owner told what it may leave behind in Home Assistant."""
     broker = mosquitto_factory()
     p = unique_prefix
     with broker.subscriber(f"{p}/#", f"{p}_ha/#") as sub:
@@ -182,6 +183,11 @@ def test_a_damaged_record_of_the_printers_announced_holds_back_no_alert(
         broker.start()
         assert_delivered_exactly(sub, notifier, p, ids)
         sub.wait_for(f"{p}_ha/binary_sensor/+/problem/config", lambda m: bool(m.payload))
+    if record.startswith("["):
+        [kept] = tmp_path.glob("mqtt-printers.json.unreadable-*")
+        assert kept.read_text() == record
+        said = [r.getMessage() for r in caplog.records if "mqtt-printers.json" in r.getMessage()]
+        assert any("delete its device there by hand" in line for line in said), said
 
 
 def test_broker_down_at_start_does_not_block(

@@ -46,7 +46,7 @@ from watchdog.comms.outbox import MQTT, Entry, Outbox
 from watchdog.comms.transport import SHORT_LIVED_S, MqttTransport, topic_text
 from watchdog.config import PRINTER_NAME, MqttConfig, plain_topic
 from watchdog.control import Answered, Command, CommandResult, Dispatcher, answer_text
-from watchdog.durable import read_json
+from watchdog.durable import fsync_dir, read_json, set_aside, why_unreadable, write_durably
 from watchdog.incidents import Incident, IncidentStore, ThrottledLog, shown, to_json
 from watchdog.kept_answers import KeptAnswers
 
@@ -407,8 +407,22 @@ class MqttCommunicator:
             self._forget_availability(last)
         except FileNotFoundError:
             printers = []
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            logger.warning("%s: unreadable, not used (%s)", self._published, exc)
+        except OSError as exc:
+            logger.warning("%s: unreadable, not used (%s)", self._published, why_unreadable(exc))
+            printers = []
+        except (ValueError, KeyError, TypeError) as exc:
+            # kept aside (it is written anew below): what it named may be read from it
+            try:
+                kept = f"kept as {set_aside(self._published).name}"
+            except OSError as err:
+                kept = f"not set aside: {why_unreadable(err)}"
+            logger.warning(
+                "%s: damaged (%s), %s: a printer removed from the config since it was written "
+                "may stay in Home Assistant; delete its device there by hand",
+                self._published,
+                why_unreadable(exc),
+                kept,
+            )
             printers = []
         gone = [
             p
@@ -547,8 +561,11 @@ class MqttCommunicator:
             self._published.parent.mkdir(parents=True, exist_ok=True)
             # a reload (main thread) and a connect (paho's) may both write it: a file each
             tmp = self._published.with_name(f".{self._published.name}.{threading.get_ident()}.tmp")
-            tmp.write_text(json.dumps(record))
+            # on the card before it replaces the old one: found empty after a power cut, it
+            # left every printer removed since in Home Assistant for good
+            write_durably(tmp, json.dumps(record).encode())
             tmp.replace(self._published)
+            fsync_dir(self._published.parent)
         except OSError as exc:
             logger.warning("%s: cannot write (%s)", self._published, exc)
 
