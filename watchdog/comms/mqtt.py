@@ -380,6 +380,22 @@ class MqttCommunicator:
             if self.connected:  # else the next connect clears them, from the list still kept
                 self._remember()
 
+    @staticmethod
+    def _set_aside_damaged(path: Path, exc: Exception) -> None:
+        """The record of the printers announced, damaged: kept aside (it is written anew),
+        what it named readable from it, and the owner told what it may leave behind."""
+        try:
+            kept = f"kept as {set_aside(path).name}"
+        except OSError as err:
+            kept = f"not set aside: {why_unreadable(err)}"
+        logger.warning(
+            "%s: damaged (%s), %s: a printer removed from the config since it was written "
+            "may stay in Home Assistant; delete its device there by hand",
+            path,
+            why_unreadable(exc),
+            kept,
+        )
+
     def _forget_removed(self) -> None:
         """Take off the broker what was published for printers no longer in the config (a
         removed printer's device stayed in Home Assistant, shown available, its failure on)."""
@@ -411,18 +427,7 @@ class MqttCommunicator:
             logger.warning("%s: unreadable, not used (%s)", self._published, why_unreadable(exc))
             printers = []
         except (ValueError, KeyError, TypeError) as exc:
-            # kept aside (it is written anew below): what it named may be read from it
-            try:
-                kept = f"kept as {set_aside(self._published).name}"
-            except OSError as err:
-                kept = f"not set aside: {why_unreadable(err)}"
-            logger.warning(
-                "%s: damaged (%s), %s: a printer removed from the config since it was written "
-                "may stay in Home Assistant; delete its device there by hand",
-                self._published,
-                why_unreadable(exc),
-                kept,
-            )
+            self._set_aside_damaged(self._published, exc)
             printers = []
         gone = [
             p
