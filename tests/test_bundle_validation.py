@@ -16,6 +16,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 
 from tests.daemon_helpers import run_cli, write_config
@@ -304,3 +306,23 @@ def test_a_linked_model_json_is_rewritten_where_it_points(tmp_path) -> None:
     assert (bundle / "model.json").is_symlink()
     assert json.loads(kept.read_text())["threshold"] == 0.25
     assert Bundle.load(bundle).meta.threshold == 0.25
+
+
+def test_a_bundle_of_an_earlier_trainer_loads_without_a_setting_since_removed(tmp_path) -> None:
+    """A bundle trained while the watchdog could follow the print's recent frames (its
+    model.json holds adaptation.follow, off) was refused as "a bundle of a newer trainer?
+    update this watchdog", told to the owner who had just updated. Off, it is left out; on, it
+    is refused saying the setting is gone and what to do."""
+    off = bundle_with(tmp_path / "off", "adaptation", "follow", 0)
+    assert Bundle.load(off).meta.adaptation is not None
+    # the config's camera: a folder of frames
+    cv2.imwrite(str(tmp_path / "frame.jpg"), np.full((48, 64, 3), 128, np.uint8))
+    config = _config_with(tmp_path, off)
+    r = run_cli("check-config", "--config", str(config), timeout=120)
+    assert r.returncode == 0, r.stderr
+    on = bundle_with(tmp_path / "on", "adaptation", "follow", 30)
+    with pytest.raises(BundleError) as err:
+        Bundle.load(on)
+    said = str(err.value)
+    assert "adaptation.follow 30 is a setting this watchdog no longer has" in said, said
+    assert "train the bundle again" in said and "newer trainer" not in said

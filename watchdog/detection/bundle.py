@@ -42,6 +42,34 @@ def _json_kind(value: object) -> str:
     return "null" if value is None else kinds.get(type(value), type(value).__name__)
 
 
+# Keys an earlier trainer wrote and this watchdog no longer has: at the value that changed
+# nothing they are left out, any other is refused with why (not "a bundle of a newer
+# trainer", which told an owner who had just updated to update)
+RETIRED: dict[str, tuple[Any, str]] = {
+    "adaptation.follow": (
+        0,
+        "following the print's recent frames was removed: it let flagged frames into its baseline",
+    ),
+}
+
+
+def _without_retired(data: dict[str, Any], where: str, key: str) -> dict[str, Any]:
+    """``data`` without the retired keys that were off; BundleError for one that was on."""
+    kept = dict(data)
+    for name in list(kept):
+        retired = RETIRED.get(key + name)
+        if retired is None:
+            continue
+        off, why = retired
+        if kept[name] != off:
+            raise BundleError(
+                f"{where}: {key}{name} {kept[name]!r} is a setting this watchdog no longer has "
+                f"({why}); train the bundle again with this version's trainer"
+            )
+        del kept[name]
+    return kept
+
+
 def _from_dict(cls: type, data: dict[str, Any], where: str, section: str = "") -> Any:
     """Build a dataclass from a dict, refusing unknown keys so a newer bundle fails loudly."""
     key = f"{section}." if section else ""
@@ -50,6 +78,7 @@ def _from_dict(cls: type, data: dict[str, Any], where: str, section: str = "") -
             f"{where}: {section or 'model.json'} must hold its settings as {{...}}, got "
             f"{_json_kind(data)}"
         )
+    data = _without_retired(data, where, key)
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
