@@ -549,6 +549,67 @@ def test_an_alert_the_broker_took_no_earlier_than_its_age_limit_is_dropped_not_s
         assert pending_markers(tmp_path) == []
 
 
+def test_an_alert_an_earlier_run_left_unsent_days_ago_is_dropped_not_sent_as_news(
+    mosquitto_factory, unique_prefix, notifier_factory, tmp_path, caplog
+) -> None:
+    """An alert saved three days ago and never queued for the broker (a power cut between
+    saving it and queuing it): the next start queued it as new, and Home Assistant got it as
+    news despite mqtt.alert_max_age_h. It ages from its own time."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from watchdog.incidents import IncidentStore
+
+    then = datetime.now(UTC) - timedelta(days=3)
+    alert = {"printer": PRINTER, "action": "pause", "time": then.isoformat(timespec="seconds")}
+    incident = IncidentStore(tmp_path).save(PRINTER, alert, jpeg(1), jpeg(2), pending=True)
+    saved = json.loads((incident.path / "alert.json").read_text())
+    saved.pop("boot", None)  # saved in an earlier boot: its wall time tells its age
+    (incident.path / "alert.json").write_text(json.dumps(saved))
+    broker = mosquitto_factory()
+    p = unique_prefix
+    with broker.subscriber(f"{p}/#") as sub, caplog.at_level(logging.WARNING):
+        notifier = notifier_factory(broker, p, storage_dir=tmp_path, alert_max_age_h=24)
+        said = wait_log(caplog, f"dropped alert {incident.id}")
+        [fresh] = raise_alerts(notifier, 1)
+        sub.wait_for(f"{p}/{PRINTER}/alert", lambda m: m.json()["incident"] == fresh)
+    got = [m.json()["incident"] for m in sub.received(f"{p}/{PRINTER}/alert")]
+    assert got == [fresh], got
+    assert "older than that when the broker could take it" in said, said
+
+
+def test_a_renamed_printers_unsent_alert_is_said_not_blamed_on_the_broker(
+    mosquitto_factory, unique_prefix, notifier_factory, tmp_path, caplog
+) -> None:
+    """A printer renamed while its alert waited for the broker: the next start kept it
+    without a word, and dropped it a day later "not taken by the broker", which was up."""
+    import json
+
+    broker = mosquitto_factory()
+    p = unique_prefix
+    first = notifier_factory(broker, p, storage_dir=tmp_path)
+    wait_connected(first)
+    broker.stop()
+    [old] = raise_alerts(first, 1)
+    first.stop()
+    with caplog.at_level(logging.WARNING):
+        broker.start()
+        renamed = notifier_factory(broker, p, storage_dir=tmp_path, printers=("ender3-v2",))
+        said = wait_log(caplog, "no longer in the config")
+    assert f"alert(s) of {PRINTER}, no longer in the config, are not sent" in said, said
+    entry = tmp_path / "outbox" / "mqtt" / old / "entry.json"
+    record = json.loads(entry.read_text())
+    record["created"] -= 25 * 3600
+    del record["boot"]
+    entry.write_text(json.dumps(record))
+    renamed.stop()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        notifier_factory(broker, p, storage_dir=tmp_path, printers=("ender3-v2",))
+        dropped = wait_log(caplog, f"dropped alert {old}")
+    assert "its printer is no longer in the config" in dropped and "broker" not in dropped
+
+
 def test_a_removed_printers_state_in_flight_when_the_broker_went_is_not_kept_again(
     mosquitto_factory, unique_prefix, notifier_factory, tmp_path
 ) -> None:

@@ -47,7 +47,14 @@ from watchdog.comms.transport import SHORT_LIVED_S, MqttTransport, topic_text
 from watchdog.config import PRINTER_NAME, MqttConfig, plain_topic
 from watchdog.control import Answered, Command, CommandResult, Dispatcher, answer_text
 from watchdog.durable import fsync_dir, read_json, set_aside, why_unreadable, write_durably
-from watchdog.incidents import Incident, IncidentStore, ThrottledLog, shown, to_json
+from watchdog.incidents import (
+    Incident,
+    IncidentStore,
+    ThrottledLog,
+    alert_moment,
+    shown,
+    to_json,
+)
 from watchdog.kept_answers import KeptAnswers
 
 logger = logging.getLogger(__name__)
@@ -197,7 +204,14 @@ class MqttCommunicator:
             # a printer taken out or renamed: its alerts are kept a while only
             stale = [e for e in removed if self._past_age(self._born.pop(e.id))]
         for entry in stale:
-            self._said_too_old(entry)
+            self._said_too_old(entry, "its printer is no longer in the config")
+        if kept := sorted({e.printer for e in removed} - {e.printer for e in stale}):
+            logger.warning(
+                "MQTT: alert(s) of %s, no longer in the config, are not sent; kept for "
+                "mqtt.alert_max_age_h=%g h in case the printer is put back",
+                ", ".join(kept),
+                self.cfg.alert_max_age_h,
+            )
         if backlog:
             logger.info(
                 "%d alert(s) not yet delivered will be sent when the broker answers", len(backlog)
@@ -226,8 +240,14 @@ class MqttCommunicator:
         have = {e.id for e in self.outbox.pending(MQTT)}
         for incident in store.pending(self.printers):
             if incident.id not in have:
+                # aged from the alert's own time: one saved days ago (a draft a power cut
+                # left) is dropped as too old, not published to Home Assistant as news
                 entry = self.outbox.put(
-                    MQTT, incident.printer, shown(incident.alert), entry_id=incident.id
+                    MQTT,
+                    incident.printer,
+                    shown(incident.alert),
+                    entry_id=incident.id,
+                    created=alert_moment(incident.alert),
                 )
                 if entry.path is None:
                     continue  # stays marked; tried again at the next start
@@ -910,15 +930,14 @@ class MqttCommunicator:
         """Whether an alert raised at ``born`` (monotonic) is past ``alert_max_age_h``."""
         return time.monotonic() - born > self.cfg.alert_max_age_h * 3600
 
-    def _said_too_old(self, entry: Entry) -> None:
+    def _said_too_old(self, entry: Entry, why: str = "") -> None:
         self.outbox.done(entry)
         logger.warning(
-            "MQTT: dropped alert %s of %s: not taken by the broker %s within %g h "
-            "(mqtt.alert_max_age_h)",
+            "MQTT: dropped alert %s of %s: not sent within %g h (mqtt.alert_max_age_h): %s",
             entry.id,
             entry.printer,
-            self.address,
             self.cfg.alert_max_age_h,
+            why or f"the broker {self.address} did not take it",
         )
 
     def _publish_alert(self, entry: Entry) -> None:
@@ -933,7 +952,8 @@ class MqttCommunicator:
             if too_old:
                 self._born.pop(entry.id, None)
         if too_old:
-            self._said_too_old(entry)
+            # an earlier run's: the broker away then, or a draft a power cut left unsent
+            self._said_too_old(entry, "older than that when the broker could take it")
             return
         # Never hold self._lock around publish(): paho calls on_publish under its own lock.
         info = self.transport.publish(

@@ -114,8 +114,11 @@ class Outbox:
         body: dict[str, Any],
         attachment: bytes | None = None,
         entry_id: str | None = None,
+        created: float | None = None,
     ) -> Entry:
-        """Write a new entry (fsynced) and return it; unsaved (``path`` None) on a disk error."""
+        """Write a new entry (fsynced) and return it; unsaved (``path`` None) on a disk error.
+        ``created``: when its news happened, on the wall clock of now, where that was before
+        it is queued (an alert an earlier run saved): it ages from then."""
         if not CHANNEL.fullmatch(channel):
             raise ValueError(f"outbox channel {channel!r} is not a safe folder name")
         # after the channel's newest entry whatever the clock says (a Pi whose clock was set
@@ -126,7 +129,7 @@ class Outbox:
         body = json.loads(
             to_json(body)
         )  # plain JSON types (numpy scores), as read back after a restart
-        now = time.time()
+        now = time.time() if created is None else min(created, time.time())
         entry = Entry(channel, entry_id, printer, now, body, None, attachment, moments.mark(now))
         folder = self.root / channel
         partial = folder / f".{entry_id}.partial"
