@@ -458,6 +458,30 @@ def test_stream_that_stops_goes_offline_and_comes_back(camera_server: CameraServ
     assert cam.online
 
 
+def test_a_stream_that_keeps_ending_is_said_once_not_at_every_reconnection(
+    camera_server: CameraServer, opened, caplog, monkeypatch
+) -> None:
+    """A stream that ends every second or so (a proxy's timeout, an ESP32-CAM): each
+    reconnection wrote "offline: stream ended" and "back online", 145 lines in 90 s, and its
+    backoff started over each time. It is said to keep dropping (once in ten minutes), backs
+    off, and is said steady again once it stays."""
+    monkeypatch.setattr(capture, "FLAP_STEADY_S", 2.0)
+    cam = opened(camera_server.url + "/?action=stream")
+    read_until(cam, lambda f: f is not None)
+    camera_server.stop_after = 2
+    with caplog.at_level(logging.INFO, logger="watchdog.devices.capture"):
+        camera_server.set_fault("stream_stop")
+        read_until(cam, lambda f: cam.stats.errors >= 8, timeout=60)
+        said = [r.getMessage() for r in caplog.records]
+        assert len([ln for ln in said if "offline" in ln]) == 3, said  # 2 drops, then a summary
+        assert len([ln for ln in said if "back online" in ln]) == 2, said
+        assert "keeps going offline soon after it comes back" in said[-1], said
+        assert "last: stream ended" in said[-1], said
+        camera_server.set_fault(None)
+        read_until(cam, lambda f: "steady again" in caplog.text, timeout=60)
+    assert cam.online
+
+
 def test_a_stream_that_sends_bytes_but_no_whole_frame_goes_offline_and_comes_back(
     camera_server: CameraServer, opened
 ) -> None:

@@ -520,9 +520,10 @@ class Watcher:
                 events.append(
                     WatchEvent("camera_online" if online else "camera_offline", self.name)
                 )
-                log = logger.info if online else logger.warning
                 why = "" if online else self.camera.last_error
-                log("%s: camera %s", self.name, "back online" if online else "offline: no frame")
+                # the camera's own line says it, with why (and a camera that keeps dropping
+                # once every ten minutes): this one only for --debug
+                logger.debug("%s: camera %s", self.name, "back online" if online else "offline")
                 self._camera_change, self._camera_why = online, why
             else:
                 # its first frame since the start (or since a new camera): no news here, but a

@@ -47,6 +47,7 @@ import re
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -82,6 +83,10 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 BAD_RUN_OFFLINE = 5  # this many bad frames in a row from a network camera count as offline
 BAD_LOG_INTERVAL_S = 60.0  # a bad frame is logged at most once a minute
+# A camera that drops this often (a stream a proxy cuts, an ESP32-CAM) is said to keep
+# dropping, once per FLAP_LOG_S, not "offline" and "back online" at each reconnection (a
+# stream ending every second wrote 145 lines in 90 s); steady again once online this long.
+FLAP_DROPS, FLAP_WINDOW_S, FLAP_LOG_S, FLAP_STEADY_S = 3, 600.0, 600.0, 300.0
 # FFmpeg may hand over flat grey frames before an RTSP stream's first whole picture, and a
 # USB camera black ones while it wakes: flat frames this long after connecting are read past
 STAND_IN_S = 2.0
@@ -625,6 +630,11 @@ class _BaseCamera:
         self._bad_run = 0
         self._was_offline_logged = False
         self._bad_logged_at = -BAD_LOG_INTERVAL_S
+        self._drops: deque[float] = deque(maxlen=FLAP_DROPS)  # when it last went offline
+        self._flapping = False
+        self._flap_logged_at = -FLAP_LOG_S
+        self._flap_drops = 0  # since the last line said so
+        self._up_since = 0.0
         self._contacted = False  # it has answered once, or been found offline
         self.frozen = FrozenPicture(cfg.frozen_after_s, cfg.interval_s)
 
@@ -652,19 +662,31 @@ class _BaseCamera:
             self._closed.wait(min(left, 0.2))
 
     def _up(self, reset_backoff: bool = True) -> None:
+        now = time.monotonic()
         with self._lock:
             self._bad_run = 0
             self._contacted = True
-            if reset_backoff:
+            if reset_backoff and not self._flapping:  # one that keeps dropping backs off
                 self._delay = self._min_backoff
-            if self.online:
-                return
-            self.online = True
-        if self._was_offline_logged:
-            logger.info("camera %s back online", self.label)
+            came_back = not self.online
+            if came_back:
+                self.online, self._up_since = True, now
+            steady = self._flapping and not came_back and now - self._up_since >= FLAP_STEADY_S
+            if steady:
+                self._flapping = False
+                self._drops.clear()
+                self._delay = self._min_backoff
+        if steady:
+            logger.info(
+                "camera %s steady again: online for %.0f min", self.label, FLAP_STEADY_S / 60
+            )
             self._was_offline_logged = False
-        else:
-            logger.info("camera %s online (%s)", self.label, self.kind)
+        elif came_back and not self._flapping:  # a camera that keeps dropping: said together
+            if self._was_offline_logged:
+                logger.info("camera %s back online", self.label)
+                self._was_offline_logged = False
+            else:
+                logger.info("camera %s online (%s)", self.label, self.kind)
 
     def _down(self, message: str) -> None:
         message = _said(message)
@@ -677,7 +699,28 @@ class _BaseCamera:
             was_online, self.online = self.online, False
             self._bad_run = 0
             self._contacted = True
-        if was_online or not self._was_offline_logged:
+            now = time.monotonic()
+            if was_online:
+                self._drops.append(now)
+                if len(self._drops) == FLAP_DROPS and now - self._drops[0] <= FLAP_WINDOW_S:
+                    self._flapping = True
+        if self._flapping:
+            self._flap_drops += was_online
+            if now - self._flap_logged_at >= FLAP_LOG_S:
+                logger.warning(
+                    "camera %s keeps going offline soon after it comes back (%d times in the "
+                    "last %.0f min; last: %s); retrying with backoff up to %.0f s, said again "
+                    "every %.0f min while it goes on",
+                    self.label,
+                    max(self._flap_drops, FLAP_DROPS),
+                    (now - self._drops[0]) / 60,
+                    message,
+                    self._max_backoff,
+                    FLAP_LOG_S / 60,
+                )
+                self._flap_logged_at, self._flap_drops = now, 0
+            self._was_offline_logged = True
+        elif was_online or not self._was_offline_logged:
             logger.warning(
                 "camera %s offline: %s; retrying with backoff up to %.0f s",
                 self.label,
@@ -694,7 +737,10 @@ class _BaseCamera:
             self._bad_run += 1
             run = self._bad_run
         now = time.monotonic()
-        if run == 1 and now - self._bad_logged_at >= BAD_LOG_INTERVAL_S:
+        # said offline already (its last error in that line): each retry's bad frames are not
+        # said again, a line every minute or two for as long as it sends junk
+        offline_said = not self.online and self._was_offline_logged
+        if run == 1 and now - self._bad_logged_at >= BAD_LOG_INTERVAL_S and not offline_said:
             self._bad_logged_at = now
             logger.warning(
                 "camera %s: bad frame: %s (more are counted, not logged)", self.label, message
