@@ -827,7 +827,7 @@ def test_a_refused_notification_backing_off_does_not_delay_another_printers_aler
     """With the backoff's real lengths: each refusal of one printer's alert doubled a wait
     that held every notification of the target, and another printer's failure alert sat
     behind it for minutes. News not yet tried goes at once; what failed waits its turn."""
-    webhook_receiver.refuse_containing(b"voron", 500)
+    webhook_receiver.refuse_containing(b"voron", 400)  # that one alone: a bad request
     notifier = phone(
         printers=("voron", PRINTER),
         notify=(target(webhook_receiver.url("hook"), coalesce_s=0),),
@@ -841,6 +841,31 @@ def test_a_refused_notification_backing_off_does_not_delay_another_printers_aler
     wait_for("it counted sent", lambda: notifier.notify_status()["json"]["sent"] == 1)
     status = notifier.notify_status()["json"]
     assert (status["failed"], status["pending"]) == (1, 1), status  # tried once, kept
+
+
+def test_a_service_down_is_not_tried_for_each_new_event_and_its_sender_waits(
+    phone, webhook_receiver
+) -> None:
+    """A service down: each new event was tried at once, whatever the backoff (an Apprise
+    child each, a second of a Pi's CPU), and with a print's end queued behind its refused
+    alert the sender thread spun at 100% of a core for the whole outage."""
+    webhook_receiver.refuse_containing(b"", 503)  # every notification
+    notifier = phone(
+        printers=("voron", PRINTER),
+        notify=(
+            target(webhook_receiver.url("hook"), coalesce_s=0, events=["failure", "print_done"]),
+        ),
+        notify_backoff=(120.0, 300.0),
+    )
+    notifier.raise_alert(PRINTER, alert(), jpeg(1), jpeg(2))
+    wait_for("a refusal", lambda: notifier.notify_status()["json"]["failed"] >= 1)
+    notifier.print_done(PRINTER, "benchy.gcode")
+    notifier.raise_alert("voron", {**alert(), "printer": "voron"}, jpeg(3), jpeg(4))
+    time.sleep(1.5)
+    assert webhook_receiver.requests == 1, webhook_receiver.requests
+    [sender] = notifier.notifications.targets
+    with sender._cond:  # as its thread asks: what is due, and how long to wait
+        assert sender._next_due()[1] > 1.0
 
 
 def test_a_picture_too_large_for_the_service_goes_as_text(phone, webhook_receiver, caplog) -> None:

@@ -164,6 +164,9 @@ OFFLINE = Kind.CAMERA_OFFLINE.value  # as a sent notification's body says it
 CAMERAS_TOLD_OFFLINE = "cameras-told-offline.json"
 # a notification sent this long after its event says when that was
 LATE_S = 60.0
+# A service's refusal of one notification, not of every one: an HTTP 4xx other than the
+# credentials' (401, 403: PERMANENT) and the rate limit's (429), as Apprise words it
+ONE_REFUSED = re.compile(r"\berror=4(0[02456789]|1\d|2[0-8])\b")
 
 
 @dataclass(frozen=True)
@@ -727,6 +730,7 @@ class TargetSender:
         self._sending: Entry | None = None
         self._next_try = 0.0  # monotonic
         self._delay = 0.0
+        self._one_refused = False  # the last failure was a refusal of that notification alone
         # (printer, group) → when its last notification was sent, and that notification's body
         self._last_sent: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         # the id of the latest notification sent of each printer's kind of news: news of an
@@ -971,6 +975,8 @@ class TargetSender:
                     float(body["not_before"]), now + self.cfg.camera_offline_after_s
                 )
             entry = self.outbox.put(self.channel, event.printer, body, picture)
+            if failed := max((self._failures.get(old.id, 0) for old in waiting), default=0):
+                self._failures[entry.id] = failed  # it carries refused news: it backs off too
             for old in waiting:
                 self._summed_up(old)
             self._queue.append(entry)
@@ -1186,19 +1192,26 @@ class TargetSender:
         self._unanswered = {k: n for k, n in self._unanswered.items() if k in ids}
         heads, due = self._heads_due(now)
         wait = self._next_try - time.monotonic()
-        if wait > 0 and not self.rejected:
-            # the backoff holds back what failed: news never tried yet is tried once at
-            # once (one printer's alert a service kept refusing, too large, held every
-            # other printer's alerts for up to the backoff's five minutes, for a day)
+        if wait > 0 and not self._one_refused:
+            # down, or refusing the credentials: nothing goes meanwhile (each try is a child
+            # process, a second of a Pi's CPU)
+            return None, wait
+        if wait > 0:
+            # the service took others and refused that one (too large, a bad request): what
+            # was never tried goes at once (one printer's refused alert held every other
+            # printer's alerts for up to the backoff's five minutes, for a day)
             due = [e for e in due if not self._failures.get(e.id)]
-        elif wait > 0:
-            return None, wait  # the service refused the credentials: nothing goes meanwhile
         if due:
             return min(due, key=lambda e: (self._failures.get(e.id, 0), e.id)), 0.0
-        later = [_not_before(e) - now for e in heads.values() if not self._failures.get(e.id)]
+        # (a print's end held behind its alert is not due: it waits with it)
+        later = [
+            t
+            for e in heads.values()
+            if not self._failures.get(e.id) and (t := _not_before(e) - now) > 0
+        ]
         if wait > 0:
             later.append(wait)
-        return None, min(later) if later else 60.0
+        return None, max(0.05, min(later)) if later else 60.0
 
     def _heads_due(self, now: float) -> tuple[dict[tuple[str, str], Entry], list[Entry]]:
         """Each printer's oldest notification of each kind of news, and those due now."""
@@ -1515,6 +1528,9 @@ class TargetSender:
             self.last_error = detail
             self.failed += 1
         self.meters.outcomes.labels(self.name, "failed").inc()
+        # a refusal of that notification alone (HTTP 4xx: too large, a bad request) lets
+        # news never tried go during the backoff; a service down holds everything
+        self._one_refused = not result.get("permanent") and bool(ONE_REFUSED.search(detail))
         if result.get("permanent"):
             if not self.rejected:
                 logger.error(
@@ -1533,8 +1549,10 @@ class TargetSender:
             self._next_try = time.monotonic() + REJECTED_RETRY_S
             return False
         first, cap = self.backoff
-        self._delay = min(cap, self._delay * 2 if self._delay else first)
-        self._next_try = time.monotonic() + self._delay
+        if not (self._next_try > time.monotonic() and entry.id not in self._failures):
+            # (news tried during the backoff and refused does not lengthen it)
+            self._delay = min(cap, self._delay * 2 if self._delay else first)
+            self._next_try = time.monotonic() + self._delay
         self._throttle(
             logger,
             logging.WARNING,
