@@ -52,7 +52,9 @@ def password_hash(cfg: HttpConfig, storage_dir: Path, announce: bool = True) -> 
         # its own reader's checks: a FIFO there hung the start, a damaged byte (an SD card's)
         # ended it in a traceback
         stored = read_small(path, 4096).strip()
-        if not usable_password(stored):
+        # a hash is ASCII: a damaged byte in its salt would pass for one, every login "Wrong
+        # password" and nothing pointing at this file
+        if not stored.isascii() or not usable_password(stored):
             raise UsageError(
                 f"http.generate_password: {path} is damaged (a password hash cut short): "
                 "delete it for a new password"
