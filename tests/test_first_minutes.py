@@ -370,6 +370,14 @@ def test_calibrate_refuses_the_model_shipped_inside_the_watchdog(tmp_path) -> No
     [line] = r.stderr.strip().splitlines()
     assert "the model shipped with the watchdog, which an update replaces" in line, line
     assert f"cp -r {shipped} /var/lib/printer-watchdog/models/mine" in line, line
+    # a copy made of links (cp -rs): its model.json is the shipped one, written through
+    links = tmp_path / "links"
+    links.mkdir()
+    for name in ("model.json", "model.tflite"):
+        (links / name).symlink_to(shipped / name)
+    r = run_cli("calibrate", str(links), "--normal", str(tmp_path))
+    assert r.returncode == 2 and (shipped / "model.json").read_bytes() == before
+    assert "the model shipped with the watchdog" in r.stderr, r.stderr
 
 
 def test_calibrate_counts_a_print_given_twice_once(tmp_path, tiny_start_judged_bundle) -> None:

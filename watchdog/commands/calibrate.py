@@ -22,6 +22,7 @@ import numpy as np
 from watchdog import frames, overrides
 from watchdog.commands import number, pick_printer
 from watchdog.detection.bundle import (
+    META_FILE,
     Adaptation,
     Bundle,
     BundleMeta,
@@ -274,7 +275,11 @@ def calibrated_rule(new: Adaptation, prints: int, target_fpr: float, frames: int
 
 
 def main(args: argparse.Namespace) -> int:
-    if Path(args.bundle).resolve() == default_bundle_path():
+    # its model.json too: a folder of links to the shipped files is written through
+    if default_bundle_path() in (
+        Path(args.bundle).resolve(),
+        (Path(args.bundle) / META_FILE).resolve().parent,
+    ):
         # rewritten in place, it is lost at the next update (or a checkout's file is changed)
         raise UsageError(
             f"{args.bundle}: the model shipped with the watchdog, which an update replaces: "
