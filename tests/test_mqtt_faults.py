@@ -419,6 +419,31 @@ def test_an_alert_the_broker_refuses_is_kept_said_and_sent_once_it_is_allowed(
         assert pending_markers(tmp_path) == []
 
 
+def test_a_refused_alert_is_said_whatever_else_the_broker_refuses_and_a_lost_broker_in_words(
+    mosquitto_factory, unique_prefix, notifier_factory, tmp_path, caplog
+) -> None:
+    """A broker refusing the watchdog's scores (each frame's) and its alerts: the alert's
+    refusal was one of "47 more like this" under the scores' line, so the log never named it.
+    And a broker stopped read "connection lost (Unspecified error)", paho's words."""
+    p = unique_prefix
+    broker = mosquitto_factory()
+    broker.acl = f"topic deny {p}/+/score\ntopic deny {p}/+/alert\ntopic readwrite #"
+    broker.restart()
+    caplog.set_level(logging.INFO, "watchdog")
+    notifier = notifier_factory(broker, p, storage_dir=tmp_path)
+    wait_connected(notifier)
+    notifier.publish_score(PRINTER, 0.5)
+    wait_log(caplog, "refused a state, picture or Home Assistant discovery message")
+    for score in (0.6, 0.7):
+        notifier.publish_score(PRINTER, score)
+    [alert_id] = raise_alerts(notifier, 1)
+    line = wait_log(caplog, f"refused alert {alert_id} of {PRINTER}")
+    assert "Not authorized" in line
+    broker.stop()
+    lost = wait_log(caplog, "MQTT connection to")
+    assert "restarted or stopped?" in lost and "Unspecified" not in lost, lost
+
+
 def test_a_heatmap_larger_than_the_broker_takes_is_left_out_and_alerts_still_arrive(
     mosquitto_factory, unique_prefix, notifier_factory, tmp_path, caplog
 ) -> None:
@@ -575,7 +600,7 @@ def test_an_alert_an_earlier_run_left_unsent_days_ago_is_dropped_not_sent_as_new
         sub.wait_for(f"{p}/{PRINTER}/alert", lambda m: m.json()["incident"] == fresh)
     got = [m.json()["incident"] for m in sub.received(f"{p}/{PRINTER}/alert")]
     assert got == [fresh], got
-    assert "older than that when the broker could take it" in said, said
+    assert "left by an earlier run" in said, said
 
 
 def test_a_renamed_printers_unsent_alert_is_said_not_blamed_on_the_broker(

@@ -208,7 +208,7 @@ class MqttCommunicator:
         if kept := sorted({e.printer for e in removed} - {e.printer for e in stale}):
             logger.warning(
                 "MQTT: alert(s) of %s, no longer in the config, are not sent; kept for "
-                "mqtt.alert_max_age_h=%g h in case the printer is put back",
+                "mqtt.alert_max_age_h=%g h, sent if the printer is back at a later start",
                 ", ".join(kept),
                 self.cfg.alert_max_age_h,
             )
@@ -217,7 +217,10 @@ class MqttCommunicator:
                 "%d alert(s) not yet delivered will be sent when the broker answers", len(backlog)
             )
         for entry in sorted(backlog, key=lambda e: e.id):
-            self._publish_alert(entry)
+            self._publish_alert(
+                entry,
+                "left by an earlier run: the broker away or refusing it, or a power cut before it was queued",
+            )
         if self.dispatcher is not None:
             self._commands = PrinterCommands(self.dispatcher.dispatch, self.publish_answer)
         self._restore_answers()
@@ -366,7 +369,7 @@ class MqttCommunicator:
         for topic, payload in retained:
             self._publish(topic, payload, retain=True)
         for entry in unsent:  # raised while the broker was away
-            self._publish_alert(entry)
+            self._publish_alert(entry, f"the broker {self.address} was away")
         self._retry_refused()  # the broker's mind may have changed (its ACL edited)
 
     def _discover_if_connected(self, connection: int) -> None:
@@ -624,7 +627,9 @@ class MqttCommunicator:
                 self._retry = threading.Timer(REFUSED_RETRY_S, self._retry_refused, (True,))
                 self._retry.daemon = True
                 self._retry.start()
-        self._say_refused(f"alert {entry.id} of {entry.printer}", why)
+        # its own line, whatever state messages the broker refuses every frame (an alert's
+        # refusal was one of "47 more like this")
+        self._say_refused(f"alert {entry.id} of {entry.printer}", why, key=f"refused:{entry.id}")
 
     def _retry_refused(self, timer: bool = False) -> None:
         """The refused alerts sent again while connected (a timer's thread, or paho's); not
@@ -638,13 +643,13 @@ class MqttCommunicator:
             refused = list(self._refused.values())
             self._refused.clear()
         for entry in refused:  # the broker's mind may have changed (its ACL edited)
-            self._publish_alert(entry)
+            self._publish_alert(entry, f"the broker {self.address} refused it")
 
-    def _say_refused(self, what: str, why: str) -> None:
+    def _say_refused(self, what: str, why: str, key: str = "refused") -> None:
         self._throttle(
             logger,
             logging.ERROR,
-            "refused",
+            key,
             "MQTT broker %s refused %s: %s (does its ACL let this client write %s/# and the "
             "discovery topics?); alerts are kept on disk and sent again every few minutes, and at the next connection",
             self.address,
@@ -940,10 +945,10 @@ class MqttCommunicator:
             why or f"the broker {self.address} did not take it",
         )
 
-    def _publish_alert(self, entry: Entry) -> None:
+    def _publish_alert(self, entry: Entry, why_late: str = "") -> None:
         """Publish the alert while connected, else keep it for the connection; one older
         than ``alert_max_age_h`` is dropped (a Home Assistant automation would act on it as
-        news, hours after the print it was about)."""
+        news, hours after the print it was about), said with ``why_late``."""
         with self._lock:
             too_old = self._past_age(self._born.setdefault(entry.id, time.monotonic()))
             if not too_old and not self._online:
@@ -952,8 +957,7 @@ class MqttCommunicator:
             if too_old:
                 self._born.pop(entry.id, None)
         if too_old:
-            # an earlier run's: the broker away then, or a draft a power cut left unsent
-            self._said_too_old(entry, "older than that when the broker could take it")
+            self._said_too_old(entry, why_late)
             return
         # Never hold self._lock around publish(): paho calls on_publish under its own lock.
         info = self.transport.publish(

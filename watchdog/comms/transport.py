@@ -46,6 +46,21 @@ SHORT_LIVED_S = 10.0
 CHURN_CONNECTIONS = 3
 
 
+# paho's words for a lost connection, in the owner's ("Unspecified error" read as the
+# watchdog's own fault when the broker was only restarted)
+_LOST = {
+    "Unspecified error": "the broker closed it or went away: restarted or stopped?",
+    "Keep alive timeout": "the broker stopped answering within 1.5 x mqtt.keepalive_s",
+    "Normal disconnection": "closed",
+}
+
+
+def lost_why(reason: Any) -> str:
+    """Why the broker's connection was lost, in words."""
+    text = str(reason)
+    return _LOST.get(text, text)
+
+
 def client_id(cfg: MqttConfig) -> str:
     """The MQTT client id: ``mqtt.client_id``, else printer-watchdog-<hostname>-<machine>.
     The host name alone collided: every Pi is ``raspberrypi`` or ``octopi`` until renamed, and
@@ -438,7 +453,7 @@ class MqttTransport:
                 "lost",
                 "MQTT connection to %s lost (%s); retrying, alerts are kept until delivered",
                 self.address,
-                reason,
+                lost_why(reason),
             )
             if self.churning:
                 self._throttle(
