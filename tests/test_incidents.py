@@ -708,3 +708,23 @@ def test_throttled_log_remembers_a_bounded_number_of_failures(
     assert throttle(log, logging.ERROR, "topic-0", "too large")  # forgotten: told again
     told = [r.getMessage() for r in caplog.records].count("disk full")
     assert told == 1, told
+
+
+def test_an_outbox_folder_left_without_its_record_is_said_once_and_kept_aside(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A queued notification's folder holding its picture alone (left by an earlier
+    version's delete cut short): it was skipped without a word at every look, and stayed on
+    the card for good."""
+    from watchdog.comms.outbox import Outbox
+
+    left = tmp_path / "outbox" / "notify-phone" / "20261201T000000000Z-abcdef"
+    left.mkdir(parents=True)
+    (left / "attachment.jpg").write_bytes(jpeg(1))
+    with caplog.at_level(logging.ERROR, logger="watchdog.comms.outbox"):
+        for _ in range(3):
+            assert Outbox(tmp_path).pending("notify-phone") == []
+    [said] = [r.getMessage() for r in caplog.records]
+    assert "cannot be read (no entry.json in it): not sent; kept as" in said, said
+    [kept] = left.parent.glob(f"{left.name}.unreadable-*")
+    assert (kept / "attachment.jpg").exists() and not left.exists()

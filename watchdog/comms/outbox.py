@@ -224,7 +224,9 @@ class Outbox:
                     mark=BootMark.from_json(record.get("boot")),
                 )
             except FileNotFoundError:
-                continue  # delivered and removed since the folder was listed
+                if path.is_dir():  # no record in it: a leftover, never sendable, not a delivery
+                    self._set_aside(path, ValueError(f"no {ENTRY} in it"))
+                continue  # else delivered and removed since the folder was listed
             except OSError as exc:  # the disk's (it may read again later): kept, said once a minute
                 self._throttle(
                     logger,
