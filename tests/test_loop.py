@@ -1647,7 +1647,6 @@ def test_an_alert_without_a_printer_api_offers_no_printer_buttons(
     """`api.kind: none`: the alert only notifies; Resume and Cancel could only answer
     "skipped", so neither the phone nor the page offers them (replay's and the demo's
     simulated printer does pause: they are offered there)."""
-    from watchdog.devices.printers import NoPrinter
 
     frames = _folder(tmp_path / "rec", list(normal_frames[:6]) + held(anomalous_frames[0], 10))
     watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, NoPrinter(), "pause")
@@ -3354,6 +3353,20 @@ def test_an_idle_printer_is_not_asked_without_a_pause_at_interval_0(
     loop.join(10)
     assert not loop.is_alive()
     assert 1 <= printer.polls <= 2.0 / IDLE_STEP_S + 2, printer.polls
+
+
+def test_a_printer_without_api_is_not_said_to_be_printing(
+    tmp_path, tiny_adaptive_bundle, normal_frames, caplog
+) -> None:
+    """With api.kind none the log said "printer printing at the watchdog's start (no job)",
+    though no printer was asked: it says that none is, and that it is watched all the time."""
+
+    caplog.set_level(logging.INFO, "watchdog.watcher")
+    frames = _folder(tmp_path / "rec", list(normal_frames[:4]))
+    watcher = _watcher(tmp_path, tiny_adaptive_bundle, frames, NoPrinter())
+    watcher.step()
+    assert "e3: no printer API (api.kind none): watched all the time" in caplog.text
+    assert "printing at the watchdog's start" not in caplog.text
 
 
 def test_a_print_under_way_at_the_start_is_not_logged_as_one_just_started(

@@ -634,7 +634,10 @@ class Watcher:
             if told_before == ""
             else f"{before.printer} → {self.state.printer}"
         )
-        logger.info("%s: printer %s (%s)", self.name, change, self.state.job or "no job")
+        if isinstance(self.printer, NoPrinter):  # no API asked: its "printing" is assumed
+            logger.info("%s: no printer API (api.kind none): watched all the time", self.name)
+        else:
+            logger.info("%s: printer %s (%s)", self.name, change, self.state.job or "no job")
         return [
             WatchEvent(
                 "printer",
