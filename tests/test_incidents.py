@@ -310,6 +310,34 @@ def test_throttled_log_counts_what_it_holds_back(caplog: pytest.LogCaptureFixtur
     ]
 
 
+def test_a_failure_that_goes_on_all_night_is_reminded_less_and_less_often(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker down all night, retried every 30 s: one line a minute, 480 by morning. The
+    reminders come after 1, 5, 15, then every 60 minutes, each saying when the next comes;
+    once over (quiet a while), the next failure is said at once."""
+    import time as clock
+
+    now = [1000.0]
+    monkeypatch.setattr(clock, "monotonic", lambda: now[0])
+    log = logging.getLogger("test.throttle")
+    caplog.set_level(logging.INFO, "test.throttle")
+    throttle = ThrottledLog(60)
+    for _ in range(8 * 120):  # eight hours, every 30 s
+        throttle(log, logging.ERROR, "broker", "cannot connect")
+        now[0] += 30
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 11, said  # at 0, 1, 6, 21 min, then once an hour
+    assert said[1] == (
+        "cannot connect (1 more like this since the last report; said again in 5 min if it goes on)"
+    )
+    assert said[-1].endswith("said again in 1 h if it goes on)"), said[-1]
+    now[0] += 3 * 3600  # fixed, and quiet since
+    caplog.clear()
+    assert throttle(log, logging.ERROR, "broker", "cannot connect")
+    assert [r.getMessage() for r in caplog.records] == ["cannot connect"]
+
+
 @pytest.mark.parametrize("fixture", ["readonly_storage", "full_storage"])
 def test_unwritable_storage_returns_unsaved_and_logs_once(
     request: pytest.FixtureRequest, fixture: str, caplog: pytest.LogCaptureFixture

@@ -72,33 +72,48 @@ class IncidentError(ValueError):
 
 
 class ThrottledLog:
-    """Logs a recurring failure at most once per ``interval_s`` per key, counting the rest.
+    """Logs a recurring failure once, then reminds of it less and less often while it goes
+    on (after ``interval_s``, then 5, 15 and 60 times that), counting what it holds back.
 
-    A full disk fails on every alert and every frame; one line a minute says so without
-    flooding the journal. At most ``max_keys`` keys are remembered, the least recently seen
-    forgotten first: a key made of what arrives (a topic, a printer's name in a message) cannot
-    grow the daemon's memory; a forgotten key's next failure is logged at once.
+    A full disk fails on every alert and every frame, a broker down all night at every
+    retry: a line a minute was 480 lines a night. A key quiet for twice its interval is
+    over: its next failure is news, said at once. At most ``max_keys`` keys are remembered, the
+    least recently seen forgotten first: a key made of what arrives (a topic, a printer's
+    name in a message) cannot grow the daemon's memory; a forgotten key's next failure is
+    logged at once.
     """
+
+    STEPS = (1, 5, 15, 60)  # the reminders' intervals, in ``interval_s``
 
     def __init__(self, interval_s: float = 60.0, max_keys: int = 256) -> None:
         self.interval_s = interval_s
         self.max_keys = max_keys
         self._lock = threading.Lock()
-        self._last: dict[str, tuple[float, int]] = {}  # oldest seen first
+        # per key: when it was last said, how many since, its step, when it was last seen
+        self._last: dict[str, tuple[float, int, int, float]] = {}  # oldest seen first
 
     def __call__(self, log: logging.Logger, level: int, key: str, msg: str, *args: object) -> bool:
-        """Log ``msg`` unless ``key`` was logged less than ``interval_s`` ago; True if logged."""
+        """Log ``msg`` unless ``key`` was logged less than its interval ago; True if logged."""
         now = time.monotonic()
         with self._lock:
-            last, suppressed = self._last.pop(key, (None, 0))
-            if last is not None and now - last < self.interval_s:
-                self._last[key] = (last, suppressed + 1)
+            said, suppressed, step, seen = self._last.pop(key, (None, 0, 0, now))
+            interval = self.interval_s * self.STEPS[step]
+            if said is not None and now - seen > 2 * interval:
+                said, suppressed, step = None, 0, 0  # quiet that long: that one is over
+            if said is not None and now - said < interval:
+                self._last[key] = (said, suppressed + 1, step, now)
                 return False
-            self._last[key] = (now, 0)
+            if said is not None:
+                step = min(step + 1, len(self.STEPS) - 1)
+            self._last[key] = (now, 0, step, now)
             while len(self._last) > self.max_keys:
                 del self._last[next(iter(self._last))]
         if suppressed:
-            msg += f" ({suppressed} more like this since the last report)"
+            again = self.interval_s * self.STEPS[step]
+            msg += (
+                f" ({suppressed} more like this since the last report; said again in "
+                f"{_duration(again)} if it goes on)"
+            )
         log.log(level, msg, *args)
         return True
 
@@ -106,6 +121,10 @@ class ThrottledLog:
         """The failure is over: the next one is reported at once."""
         with self._lock:
             self._last.pop(key, None)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
 
 
 @dataclass
