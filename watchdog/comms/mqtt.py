@@ -201,17 +201,7 @@ class MqttCommunicator:
             for entry in unsent + pending:  # an earlier run's: aged by the wall clock until now
                 self._born.setdefault(entry.id, time.monotonic() - max(0.0, now - entry.born))
             removed = [e for e in pending if e.printer not in self.printers]
-            # a printer taken out or renamed: its alerts are kept a while only
-            stale = [e for e in removed if self._past_age(self._born.pop(e.id))]
-        for entry in stale:
-            self._said_too_old(entry, "its printer is no longer in the config")
-        if kept := sorted({e.printer for e in removed} - {e.printer for e in stale}):
-            logger.warning(
-                "MQTT: alert(s) of %s, no longer in the config, are not sent; kept for "
-                "mqtt.alert_max_age_h=%g h, sent if the printer is back at a later start",
-                ", ".join(kept),
-                self.cfg.alert_max_age_h,
-            )
+        self._keep_or_drop_removed(removed)
         if backlog:
             logger.info(
                 "%d alert(s) not yet delivered will be sent when the broker answers", len(backlog)
@@ -225,6 +215,21 @@ class MqttCommunicator:
             self._commands = PrinterCommands(self.dispatcher.dispatch, self.publish_answer)
         self._restore_answers()
         self.transport.start(client)
+
+    def _keep_or_drop_removed(self, removed: list[Entry]) -> None:
+        """Alerts left for a printer taken out of the config or renamed: kept a while only
+        (sent if it is back at a later start), each drop and what is kept said."""
+        with self._lock:
+            stale = [e for e in removed if self._past_age(self._born.pop(e.id))]
+        for entry in stale:
+            self._said_too_old(entry, "its printer is no longer in the config")
+        if kept := sorted({e.printer for e in removed} - {e.printer for e in stale}):
+            logger.warning(
+                "MQTT: alert(s) of %s, no longer in the config, are not sent; kept for "
+                "mqtt.alert_max_age_h=%g h, sent if the printer is back at a later start",
+                ", ".join(kept),
+                self.cfg.alert_max_age_h,
+            )
 
     def _restore_answers(self) -> None:
         """Each printer's last answer, sent at the connection: one the last run ended while

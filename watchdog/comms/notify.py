@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
@@ -1203,15 +1203,18 @@ class TargetSender:
             due = [e for e in due if not self._failures.get(e.id)]
         if due:
             return min(due, key=lambda e: (self._failures.get(e.id, 0), e.id)), 0.0
-        # (a print's end held behind its alert is not due: it waits with it)
+        return None, self._wait_for(heads.values(), now, wait)
+
+    def _wait_for(self, heads: Iterable[Entry], now: float, backoff: float) -> float:
+        """How long nothing is due: until the first window ends, or the backoff does (a
+        print's end held behind its alert is not due: it waits with it, not a wait of 0 that
+        spun the sender)."""
         later = [
-            t
-            for e in heads.values()
-            if not self._failures.get(e.id) and (t := _not_before(e) - now) > 0
+            t for e in heads if not self._failures.get(e.id) and (t := _not_before(e) - now) > 0
         ]
-        if wait > 0:
-            later.append(wait)
-        return None, max(0.05, min(later)) if later else 60.0
+        if backoff > 0:
+            later.append(backoff)
+        return max(0.05, min(later)) if later else 60.0
 
     def _heads_due(self, now: float) -> tuple[dict[tuple[str, str], Entry], list[Entry]]:
         """Each printer's oldest notification of each kind of news, and those due now."""
