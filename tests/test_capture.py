@@ -462,10 +462,11 @@ def test_a_stream_that_keeps_ending_is_said_once_not_at_every_reconnection(
     camera_server: CameraServer, opened, caplog, monkeypatch
 ) -> None:
     """A stream that ends every second or so (a proxy's timeout, an ESP32-CAM): each
-    reconnection wrote "offline: stream ended" and "back online", 145 lines in 90 s, and its
-    backoff started over each time. It is said to keep dropping (once in ten minutes), backs
-    off, and is said steady again once it stays."""
+    reconnection wrote "offline: stream ended" and "back online", 145 lines in 90 s. It is
+    said to keep dropping (once in ten minutes), still retried at once (watched), said
+    steady again once it stays; an outage after it is said as one, and its end too."""
     monkeypatch.setattr(capture, "FLAP_STEADY_S", 2.0)
+    monkeypatch.setattr(capture, "FLAP_OUTAGE_S", 1.0)
     cam = opened(camera_server.url + "/?action=stream")
     read_until(cam, lambda f: f is not None)
     camera_server.stop_after = 2
@@ -479,7 +480,17 @@ def test_a_stream_that_keeps_ending_is_said_once_not_at_every_reconnection(
         assert "last: stream ended" in said[-1], said
         camera_server.set_fault(None)
         read_until(cam, lambda f: "steady again" in caplog.text, timeout=60)
-    assert cam.online
+        assert cam.online
+        for _ in range(3):  # dropping again, then gone for a while: an outage
+            camera_server.set_fault("stream_stop")
+            read_until(cam, lambda f: not cam.online, timeout=30)
+            camera_server.set_fault(None)
+            read_until(cam, lambda f: cam.online, timeout=30)
+        caplog.clear()
+        camera_server.set_fault("down")
+        read_until(cam, lambda f: "offline:" in caplog.text, timeout=60)
+        camera_server.set_fault(None)
+        read_until(cam, lambda f: "back online" in caplog.text, timeout=60)
 
 
 def test_a_stream_that_sends_bytes_but_no_whole_frame_goes_offline_and_comes_back(

@@ -87,6 +87,7 @@ BAD_LOG_INTERVAL_S = 60.0  # a bad frame is logged at most once a minute
 # dropping, once per FLAP_LOG_S, not "offline" and "back online" at each reconnection (a
 # stream ending every second wrote 145 lines in 90 s); steady again once online this long.
 FLAP_DROPS, FLAP_WINDOW_S, FLAP_LOG_S, FLAP_STEADY_S = 3, 600.0, 600.0, 300.0
+FLAP_OUTAGE_S = 60.0  # one that keeps dropping, offline this long: an outage, said as one
 # FFmpeg may hand over flat grey frames before an RTSP stream's first whole picture, and a
 # USB camera black ones while it wakes: flat frames this long after connecting are read past
 STAND_IN_S = 2.0
@@ -635,6 +636,7 @@ class _BaseCamera:
         self._flap_logged_at = -FLAP_LOG_S
         self._flap_drops = 0  # since the last line said so
         self._up_since = 0.0
+        self._offline_why = ""  # the cause the last "offline" line gave
         self._contacted = False  # it has answered once, or been found offline
         self.frozen = FrozenPicture(cfg.frozen_after_s, cfg.interval_s)
 
@@ -666,7 +668,7 @@ class _BaseCamera:
         with self._lock:
             self._bad_run = 0
             self._contacted = True
-            if reset_backoff and not self._flapping:  # one that keeps dropping backs off
+            if reset_backoff:  # one that keeps dropping is retried as soon as ever: watched
                 self._delay = self._min_backoff
             came_back = not self.online
             if came_back:
@@ -675,7 +677,6 @@ class _BaseCamera:
             if steady:
                 self._flapping = False
                 self._drops.clear()
-                self._delay = self._min_backoff
         if steady:
             logger.info(
                 "camera %s steady again: online for %.0f min", self.label, FLAP_STEADY_S / 60
@@ -702,32 +703,35 @@ class _BaseCamera:
             now = time.monotonic()
             if was_online:
                 self._drops.append(now)
-                if len(self._drops) == FLAP_DROPS and now - self._drops[0] <= FLAP_WINDOW_S:
-                    self._flapping = True
+                self._flapping = (
+                    len(self._drops) == FLAP_DROPS and now - self._drops[0] <= FLAP_WINDOW_S
+                )
+            # offline a while now, not back at once: an outage, said as one (and its end)
+            outage = self._flapping and not was_online and now - self._drops[-1] >= FLAP_OUTAGE_S
+            if outage:
+                self._flapping = False
         if self._flapping:
             self._flap_drops += was_online
-            if now - self._flap_logged_at >= FLAP_LOG_S:
+            if was_online and now - self._flap_logged_at >= FLAP_LOG_S:
                 logger.warning(
                     "camera %s keeps going offline soon after it comes back (%d times in the "
-                    "last %.0f min; last: %s); retrying with backoff up to %.0f s, said again "
-                    "every %.0f min while it goes on",
+                    "last %.0f min; last: %s); said again every %.0f min while it goes on",
                     self.label,
                     max(self._flap_drops, FLAP_DROPS),
                     (now - self._drops[0]) / 60,
                     message,
-                    self._max_backoff,
                     FLAP_LOG_S / 60,
                 )
                 self._flap_logged_at, self._flap_drops = now, 0
             self._was_offline_logged = True
-        elif was_online or not self._was_offline_logged:
+        elif outage or was_online or not self._was_offline_logged:
             logger.warning(
                 "camera %s offline: %s; retrying with backoff up to %.0f s",
                 self.label,
                 message,
                 self._max_backoff,
             )
-            self._was_offline_logged = True
+            self._was_offline_logged, self._offline_why = True, message
 
     def _bad(self, message: str) -> None:
         message = _said(message)
@@ -737,9 +741,9 @@ class _BaseCamera:
             self._bad_run += 1
             run = self._bad_run
         now = time.monotonic()
-        # said offline already (its last error in that line): each retry's bad frames are not
-        # said again, a line every minute or two for as long as it sends junk
-        offline_said = not self.online and self._was_offline_logged
+        # said offline already for it (in that line): each retry's bad frames are not said
+        # again, a line every minute or two for as long as it sends junk; another cause is
+        offline_said = not self.online and self._was_offline_logged and message in self._offline_why
         if run == 1 and now - self._bad_logged_at >= BAD_LOG_INTERVAL_S and not offline_said:
             self._bad_logged_at = now
             logger.warning(
