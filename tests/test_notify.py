@@ -821,25 +821,34 @@ def test_a_notification_the_service_keeps_refusing_does_not_hold_back_the_others
     wait_for("the refused one kept", lambda: notifier.notify_status()["json"]["pending"] == 1)
 
 
+@pytest.mark.parametrize("service", ["json", "ntfy"])
 def test_a_refused_notification_backing_off_does_not_delay_another_printers_alert(
-    phone, webhook_receiver
+    phone, webhook_receiver, ntfy_receiver, service
 ) -> None:
     """With the backoff's real lengths: each refusal of one printer's alert doubled a wait
     that held every notification of the target, and another printer's failure alert sat
-    behind it for minutes. News not yet tried goes at once; what failed waits its turn."""
-    webhook_receiver.refuse_containing(b"voron", 400)  # that one alone: a bad request
+    behind it for minutes. News not yet tried goes at once; what failed waits its turn (ntfy
+    words its refusals with codes of its own, 40001)."""
+    receiver = webhook_receiver if service == "json" else ntfy_receiver
+    receiver.refuse(None, "invalid request")
+    receiver.refuse_containing(b"voron", 400)  # that one alone: a bad request
+    url = webhook_receiver.url("hook") if service == "json" else ntfy_receiver.url("t")
     notifier = phone(
         printers=("voron", PRINTER),
-        notify=(target(webhook_receiver.url("hook"), coalesce_s=0),),
+        notify=(target(url, coalesce_s=0, attach="none"),),
         notify_backoff=(120.0, 300.0),
     )
     notifier.raise_alert("voron", {**alert(), "printer": "voron"}, jpeg(1), jpeg(2))
-    wait_for("a refusal", lambda: notifier.notify_status()["json"]["failed"] >= 1)
+    wait_for("a refusal", lambda: notifier.notify_status()[service]["failed"] >= 1)
     notifier.raise_alert(PRINTER, alert(), jpeg(3), jpeg(4))
-    wait_for("the second printer's alert", lambda: webhook_receiver.posts, 30)
-    assert [PRINTER in post["title"] for post in webhook_receiver.posts] == [True]
-    wait_for("it counted sent", lambda: notifier.notify_status()["json"]["sent"] == 1)
-    status = notifier.notify_status()["json"]
+    titles = lambda: [  # noqa: E731
+        m["title"] if service == "json" else m.title
+        for m in (receiver.posts if service == "json" else receiver.messages)
+    ]
+    wait_for("the second printer's alert", titles, 30)
+    assert [PRINTER in title for title in titles()] == [True]
+    wait_for("it counted sent", lambda: notifier.notify_status()[service]["sent"] == 1)
+    status = notifier.notify_status()[service]
     assert (status["failed"], status["pending"]) == (1, 1), status  # tried once, kept
 
 

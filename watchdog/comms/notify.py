@@ -164,9 +164,10 @@ OFFLINE = Kind.CAMERA_OFFLINE.value  # as a sent notification's body says it
 CAMERAS_TOLD_OFFLINE = "cameras-told-offline.json"
 # a notification sent this long after its event says when that was
 LATE_S = 60.0
-# A service's refusal of one notification, not of every one: an HTTP 4xx other than the
-# credentials' (401, 403: PERMANENT) and the rate limit's (429), as Apprise words it
-ONE_REFUSED = re.compile(r"\berror=4(0[02456789]|1\d|2[0-8])\b")
+# A service's refusal of one notification, not of every one: a bad request, too large, as
+# Apprise words it (ntfy's own codes add two digits: 40024, 41301); not the credentials'
+# (PERMANENT), a rate limit's (429), an address that is wrong for all (404)
+ONE_REFUSED = re.compile(r"\berror=(400|413|414|422)(\d\d)?\b")
 
 
 @dataclass(frozen=True)
