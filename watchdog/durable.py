@@ -94,6 +94,15 @@ def why_unreadable(exc: Exception) -> str:
     return str(exc)
 
 
+def set_aside_said(path: Path) -> str:
+    """``set_aside`` for a log line that says what became of a damaged file: "kept as
+    <name>", or why it could not be moved (it then stays where it is)."""
+    try:
+        return f"kept as {set_aside(path).name}"
+    except OSError as exc:
+        return f"not set aside: {why_unreadable(exc)}"
+
+
 def set_aside(path: Path) -> Path:
     """Rename a file that cannot be read out of the way (``<name>.unreadable-<time>``, with a
     number after it when that name is taken), so a new one can be written without losing what

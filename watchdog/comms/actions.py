@@ -32,7 +32,7 @@ from pathlib import Path
 
 from watchdog import moments
 from watchdog.control import Command, CommandResult, Dispatcher, Verb, outcome_of
-from watchdog.durable import read_json, replace_file, set_aside, why_unreadable
+from watchdog.durable import read_json, replace_file, set_aside_said, why_unreadable
 from watchdog.incidents import (
     SAFE_NAME,
     ThrottledLog,
@@ -111,15 +111,11 @@ class ActionTokens:
         except ValueError as exc:
             # kept aside, said once: read again at every press and every alert, it was an
             # error line each time, then written over by the next alert's buttons
-            try:
-                kept = f"kept as {set_aside(self.path).name}"
-            except OSError as err:
-                kept = f"not set aside: {why_unreadable(err)}"
             logger.error(
                 "cannot read %s (%s): notification buttons issued before are refused; %s",
                 self.path,
                 why_unreadable(exc),
-                kept,
+                set_aside_said(self.path),
             )
             return {}
         grants = {}

@@ -46,7 +46,13 @@ from watchdog.comms.outbox import MQTT, Entry, Outbox
 from watchdog.comms.transport import SHORT_LIVED_S, MqttTransport, topic_text
 from watchdog.config import PRINTER_NAME, MqttConfig, plain_topic
 from watchdog.control import Answered, Command, CommandResult, Dispatcher, answer_text
-from watchdog.durable import fsync_dir, read_json, set_aside, why_unreadable, write_durably
+from watchdog.durable import (
+    fsync_dir,
+    read_json,
+    set_aside_said,
+    why_unreadable,
+    write_durably,
+)
 from watchdog.incidents import (
     Incident,
     IncidentStore,
@@ -412,16 +418,12 @@ class MqttCommunicator:
     def _set_aside_damaged(path: Path, exc: Exception) -> None:
         """The record of the printers announced, damaged: kept aside (it is written anew),
         what it named readable from it, and the owner told what it may leave behind."""
-        try:
-            kept = f"kept as {set_aside(path).name}"
-        except OSError as err:
-            kept = f"not set aside: {why_unreadable(err)}"
         logger.warning(
             "%s: damaged (%s), %s: a printer removed from the config since it was written "
             "may stay in Home Assistant; delete its device there by hand",
             path,
             why_unreadable(exc),
-            kept,
+            set_aside_said(path),
         )
 
     def _forget_removed(self) -> None:
