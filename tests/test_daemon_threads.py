@@ -850,7 +850,7 @@ def test_a_settings_save_is_told_it_applied_while_the_page_waits_for_a_frame(dae
     """The editor asked a slow camera for a frame (its one waiting slot taken): a save shared
     that slot, answered "it applies in a few seconds" at once, and a reload that then refused
     it was shown only in the page's header."""
-    daemon._waiting_page.acquire()  # the frame asked of a slow camera, under way
+    assert daemon._waiting_page.take("e3") is None  # the frame asked of a slow camera, under way
 
     def main_loop() -> None:  # the daemon's loop: a save's reload runs there
         if daemon.reload_event.wait(30):
@@ -862,7 +862,7 @@ def test_a_settings_save_is_told_it_applied_while_the_page_waits_for_a_frame(dae
     try:
         saved, applied = daemon.save_settings("e3", {"consecutive": 4})
     finally:
-        daemon._waiting_page.release()
+        daemon._waiting_page.give("e3")
         loop.join(60)
     assert saved == {"consecutive": 4} and applied.done is True, applied
     assert daemon.running["e3"].watcher.cfg.detection.consecutive == 4

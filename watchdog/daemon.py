@@ -190,6 +190,41 @@ def _without_api(config: Config) -> list[str]:
     return [p.name for p in config.printers if p.api.kind == "none"]
 
 
+class _WaitingSlots:
+    """Slots in which the web server's threads wait for watchers to answer: ``total`` at
+    most, ``each`` at most for one printer (a printer whose API hung, pressed twice, left
+    every other printer's buttons "busy" for as long as it hung)."""
+
+    def __init__(self, total: int, each: int, busy: str = "") -> None:
+        self.total, self.each, self.busy = total, each, busy
+        self._held: dict[str, int] = {}  # slots taken, by printer
+        self._lock = threading.Lock()
+
+    def take(self, printer: str) -> str | None:
+        """A slot for a command of ``printer``; else why none, in the owner's words."""
+        with self._lock:
+            held = self._held.get(printer, 0)
+            if held >= self.each:
+                return self.busy or (
+                    f"busy: {held} earlier commands to {printer} are still waiting for its "
+                    "printer or camera to answer; try again in a moment"
+                )
+            if sum(self._held.values()) >= self.total:
+                return self.busy or (
+                    f"busy: {self.total} earlier commands are still waiting for a printer or "
+                    "camera to answer; try again in a moment"
+                )
+            self._held[printer] = held + 1
+            return None
+
+    def give(self, printer: str) -> None:
+        """The slot ``take`` gave for ``printer``, free again."""
+        with self._lock:
+            left = self._held.pop(printer) - 1
+            if left:
+                self._held[printer] = left
+
+
 @dataclass(frozen=True)
 class _Running:
     watcher: Watcher
@@ -286,13 +321,13 @@ class Daemon:
         self.last_commands = LastCommands(
             "Home Assistant" if self.config.mqtt.homeassistant.enabled else "MQTT"
         )
-        self._waiting = threading.BoundedSemaphore(COMMANDS_WAITING)
-        self._waiting_printers: dict[str, int] = {}  # commands of each printer among them
-        self._waiting_lock = threading.Lock()
+        self._waiting = _WaitingSlots(COMMANDS_WAITING, COMMANDS_WAITING_PER_PRINTER)
         # the page's own waits (a frame of an idle printer, a settings save applied) have their
         # own slots: they never take one a pause or a phone's answer needs, and a save is told
         # whether it applied while a frame is awaited from a slow camera
-        self._waiting_page = threading.BoundedSemaphore(1)
+        self._waiting_page = _WaitingSlots(
+            1, 1, busy="busy: the page's last request is still waiting; try again in a moment"
+        )
         self._waiting_save = threading.BoundedSemaphore(1)
         self.frame_gate = FrameGate()  # one frame in process at a time, for all printers
         self.stop_event = threading.Event()
@@ -453,7 +488,7 @@ class Daemon:
             if command.verb is Verb.LOOK
             else self._waiting
         )
-        busy = None if slots is None else self._take_slot(slots, command.printer)
+        busy = None if slots is None else slots.take(command.printer)
         if busy is not None:
             if stored is not None:  # the verdict is saved: the watcher must still learn it
                 watcher.submit(command)
@@ -477,37 +512,7 @@ class Daemon:
                 return self._late(watcher.name, command, done, wait_s)
         finally:
             if slots is not None:
-                self._give_slot(slots, command.printer)
-
-    def _take_slot(self, slots: threading.BoundedSemaphore, printer: str) -> str | None:
-        """A slot to wait in for ``printer``'s answer; why not (in the owner's words) where
-        none is free, or where this printer holds its share of the command slots already."""
-        if slots is not self._waiting:
-            if slots.acquire(blocking=False):
-                return None
-            return "busy: the page's last request is still waiting; try again in a moment"
-        with self._waiting_lock:
-            held = self._waiting_printers.get(printer, 0)
-            if held >= COMMANDS_WAITING_PER_PRINTER:
-                return (
-                    f"busy: {held} earlier commands to {printer} are still waiting for its "
-                    "printer or camera to answer; try again in a moment"
-                )
-            if not slots.acquire(blocking=False):
-                return (
-                    f"busy: {COMMANDS_WAITING} earlier commands are still waiting for a "
-                    "printer or camera to answer; try again in a moment"
-                )
-            self._waiting_printers[printer] = held + 1
-            return None
-
-    def _give_slot(self, slots: threading.BoundedSemaphore, printer: str) -> None:
-        if slots is self._waiting:
-            with self._waiting_lock:
-                left = self._waiting_printers.pop(printer) - 1
-                if left:
-                    self._waiting_printers[printer] = left
-        slots.release()
+                slots.give(command.printer)
 
     @staticmethod
     def answer_within(watcher: Watcher) -> float:
