@@ -8,6 +8,7 @@ mocked (there is no /dev/video* and no v4l2loopback on the test machines).
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import threading
 import time
@@ -478,6 +479,7 @@ def test_a_stream_that_keeps_ending_is_said_once_not_at_every_reconnection(
         assert len([ln for ln in said if "back online" in ln]) == 2, said
         assert "keeps going offline soon after it comes back" in said[-1], said
         assert "last: stream ended" in said[-1], said
+        assert re.search(r"\(3 times in the last \d+ s;", said[-1]), said[-1]  # not "0 min"
         camera_server.set_fault(None)
         read_until(cam, lambda f: "steady again" in caplog.text, timeout=60)
         assert cam.online

@@ -713,12 +713,13 @@ class _BaseCamera:
         if self._flapping:
             self._flap_drops += was_online
             if was_online and now - self._flap_logged_at >= FLAP_LOG_S:
+                span = now - self._drops[0]  # seconds for a stream cut every second ("0 min")
                 logger.warning(
                     "camera %s keeps going offline soon after it comes back (%d times in the "
-                    "last %.0f min; last: %s); said again every %.0f min while it goes on",
+                    "last %s; last: %s); said again every %.0f min while it goes on",
                     self.label,
                     max(self._flap_drops, FLAP_DROPS),
-                    (now - self._drops[0]) / 60,
+                    f"{span:.0f} s" if span < 90 else f"{span / 60:.0f} min",
                     message,
                     FLAP_LOG_S / 60,
                 )
