@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -45,11 +46,43 @@ def _mosquitto_binary() -> str | None:
     )
 
 
+# Ports handed out below the kernel's ephemeral range (32768 and up on Linux), a block per
+# pytest-xdist worker: a test that restarts a daemon or a broker on the same port must not
+# find it taken meanwhile by another worker's server or by any client's source port, which is
+# what a port from bind(("", 0)) risks.
+_PORT_BLOCK = 3000
+_PORT_BASE = 20000
+_ports_given: set[int] = set()
+_port_lock = threading.Lock()
+
+
+def _worker_index() -> int:
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else 0
+
+
 def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    """A TCP port free on 127.0.0.1 a moment ago that no other test here will be handed."""
+    index = _worker_index()
+    with _port_lock:
+        if (index + 1) * _PORT_BLOCK + _PORT_BASE <= 32768:
+            first = _PORT_BASE + index * _PORT_BLOCK
+            for port in random.sample(range(first, first + _PORT_BLOCK), _PORT_BLOCK):
+                if port not in _ports_given and _bindable(port):
+                    _ports_given.add(port)
+                    return port
+        with socket.socket() as s:  # many workers, or a crowded block: any free port
+            s.bind((HOST, 0))
+            return int(s.getsockname()[1])
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
 
 
 def _port_open(port: int) -> bool:
