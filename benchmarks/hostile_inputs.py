@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/hostile_inputs.py [--seconds 20] [--json benchmarks/results/hostile_inputs.json]
 
-Each case starts ``python -m watchdog run`` (the shipped default model, ``interval_s: 0``:
+Each case starts ``python -m watchdog run`` (the shipped default model, ``interval_s: 0.01``:
 as many frames as the step allows) on the HTTP test camera from tests/plugins/camera.py,
 which sends the case's image for every snapshot or stream part, or on an H.264 RTSP camera
 (GStreamer's RTSP server, tests/plugins/rtsp.py) of the case's size. The baseline case, in the
@@ -53,12 +53,16 @@ CASES = [
     ("4000x3000 JPEG, first scan of one colour", "multiscan_jpeg", "snapshot", "refuse"),
     ("16000x200 JPEG", "narrow_jpeg", "snapshot", "refuse"),
     ("8184x1023 JPEG", "long_jpeg", "snapshot", "score (decoded at 1/4)"),
+    # a 16 MP camera watched through a region a tenth of the picture each way
+    # (detection.region): four frame pixels per model pixel would take the whole picture
+    ("4608x3456 JPEG, a region a tenth wide", "jpeg_16mp", "snapshot", "score (decoded at 1/2)"),
     # an IP camera's main stream, H.264 over RTSP (GStreamer's server, tests/plugins/rtsp.py):
     # FFmpeg decodes every frame in the camera's grab thread, whatever the interval
     ("1920x1080 H.264 RTSP stream", "rtsp_1080p", "rtsp", "score (shrunk to 1/2)"),
     ("3840x2160 H.264 RTSP stream", "rtsp_2160p", "rtsp", "score (shrunk to 1/4)"),
 ]
 RTSP_SIZES = {"rtsp_1080p": (1920, 1080), "rtsp_2160p": (3840, 2160)}
+REGIONS = {"jpeg_16mp": [0.45, 0.45, 0.55, 0.55]}  # detection.region of a case's printers
 _METRIC = r'^printer_watchdog_{}_total\{{printer="{}"\}} ([0-9.e+]+)$'
 
 
@@ -120,8 +124,9 @@ def run_case(
         printers=[  # ``printers`` cameras sending the same pictures at once
             {
                 "name": PRINTER if i == 0 else f"{PRINTER}-{i + 1}",
-                "camera": {"source": url, "interval_s": 0, "timeout_s": 10},
+                "camera": {"source": url, "interval_s": 0.01, "timeout_s": 10},
                 "action": "notify",
+                **({"detection": {"region": REGIONS[fault]}} if fault in REGIONS else {}),
             }
             for i in range(printers)
         ],
@@ -135,6 +140,8 @@ def run_case(
         while time.monotonic() < deadline and daemon.alive():
             rss_max = max(rss_max, proc_kb(daemon.proc.pid, "VmRSS"))
             time.sleep(0.1)
+        if not daemon.alive():
+            raise SystemExit(f"{name}: the daemon stopped:\n{daemon.log}")
         hwm = proc_kb(daemon.proc.pid, "VmHWM")
         rss_end = proc_kb(daemon.proc.pid, "VmRSS")
         scored, frames, bad = (

@@ -9,6 +9,7 @@ gives back.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import zlib
 from pathlib import Path
@@ -435,3 +436,24 @@ def test_recorded_frames_cut_and_closed_with_ffd9_are_refused_as_the_cameras_are
             except UnreadableFrame as exc:
                 assert str(cut_file) in str(exc) and "truncated JPEG" in str(exc), exc
     assert passed == []
+
+
+def test_a_16_mp_camera_watched_through_a_small_region_is_decoded_at_half_not_whole(
+    tmp_path: Path,
+) -> None:
+    """A region a tenth of a 4608x3456 picture each way needs 1280x640 of frame: the margin
+    (four times that) took the picture whole, 48 MB a copy, and the daemon to 236 MB. Past
+    4.2 MP the margin gives way: half its size still covers the region pixel for pixel. The
+    trainer and ``score`` read a recorded frame of that camera the same way."""
+    from watchdog.image_files import read_frame_file
+
+    jpeg = cv2.imencode(".jpg", textured(4608, 3456))[1].tobytes()
+    small_region = dataclasses.replace(DEFAULT_INPUT, roi=(0.45, 0.45, 0.55, 0.55))
+    need = frame_size_needed(small_region)
+    assert need == (1280, 640)
+    assert decode_image(jpeg, 16_000_000, need).shape == (1728, 2304, 3)
+    recorded = tmp_path / "frame.jpg"
+    recorded.write_bytes(jpeg)
+    assert read_frame_file(recorded, need).shape == (1728, 2304, 3)
+    # a region too small for any reduction to cover it is still decoded whole
+    assert decode_image(jpeg, 16_000_000, (2400, 1200)).shape == (3456, 4608, 3)

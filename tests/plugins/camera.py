@@ -51,6 +51,7 @@ FAULTS = {
     "bomb_jpeg": "a small JPEG whose SOF marker declares 30000x30000 pixels",
     "png16_rgba": "a 16-bit RGBA 4000x4000 PNG: 124 KB on the wire, 128 MB decoded",
     "huge_jpeg": "the frame enlarged to 4000x3000, an ordinary (baseline) JPEG",
+    "jpeg_16mp": "the frame enlarged to 4608x3456 (a 16 MP camera), an ordinary (baseline) JPEG",
     "progressive_jpeg": "the frame enlarged to 4000x3000, a progressive JPEG",
     "big_png": "an 8-bit RGB 2000x1500 PNG (over what the daemon decodes whole)",
     "png_1080p": "the frame enlarged to 1920x1080, an 8-bit RGB PNG (the largest PNG the daemon decodes)",
@@ -379,7 +380,10 @@ _ENCODED: dict[
 
 def _large(fault: str, frame: np.ndarray) -> tuple[bytes, str]:
     """The large images of FAULTS, encoded once per frame (encoding 4000x3000 takes a while)."""
-    key = (fault, id(frame) if fault in ("huge_jpeg", "progressive_jpeg", "png_1080p") else 0)
+    key = (
+        fault,
+        id(frame) if fault in ("huge_jpeg", "jpeg_16mp", "progressive_jpeg", "png_1080p") else 0,
+    )
     if key not in _ENCODED:
         if len(_ENCODED) > 64:
             _ENCODED.clear()
@@ -395,10 +399,9 @@ def _large(fault: str, frame: np.ndarray) -> tuple[bytes, str]:
             flags = [cv2.IMWRITE_JPEG_QUALITY, 90] + (
                 [cv2.IMWRITE_JPEG_PROGRESSIVE, 1] if fault == "progressive_jpeg" else []
             )
+            size = (4608, 3456) if fault == "jpeg_16mp" else (4000, 3000)
             data = cv2.imencode(
-                ".jpg",
-                cv2.resize(to_bgr3(frame), (4000, 3000), interpolation=cv2.INTER_CUBIC),
-                flags,
+                ".jpg", cv2.resize(to_bgr3(frame), size, interpolation=cv2.INTER_CUBIC), flags
             )[1]
         _ENCODED[key] = data.tobytes()
     return _ENCODED[key], "image/png" if "png" in fault else "image/jpeg"
@@ -466,7 +469,14 @@ def _stamped(jpeg: bytes) -> bytes:
 
 def _image_or_fault(frame: np.ndarray, fault: str | None) -> tuple[bytes, str]:
     """The frame encoded, or what a faulty camera sends instead (see FAULTS)."""
-    if fault in ("png16_rgba", "huge_jpeg", "progressive_jpeg", "big_png", "png_1080p"):
+    if fault in (
+        "png16_rgba",
+        "huge_jpeg",
+        "jpeg_16mp",
+        "progressive_jpeg",
+        "big_png",
+        "png_1080p",
+    ):
         return _large(fault, frame)
     body, ctype = encode(frame)
     faulty = {

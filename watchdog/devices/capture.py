@@ -203,6 +203,9 @@ FULL_DECODE_MAX_PIXELS = (
 DECODE_MARGIN = (
     4  # reduced JPEG decoding keeps at least 4 frame pixels per model-input pixel, each way
 )
+# where the margin would leave a frame larger than this (a small region on a 16 MP camera
+# takes it whole: 48 MB a copy), it gives way, down to one frame pixel per model pixel
+MARGIN_MAX_PIXELS = 2 * FULL_DECODE_MAX_PIXELS
 # longer than 4 times its other side (32:9 is 3.6) is no camera's picture: past the decoding
 # budget it loses the margin, or is refused
 ODD_ASPECT = 4
@@ -400,17 +403,31 @@ def frame_size_needed(pre: Preprocess) -> tuple[int, int]:
     return math.ceil(pre.width / (x1 - x0)), math.ceil(pre.height / (y1 - y0))
 
 
+def margin_reduction(width: int, height: int, need: tuple[int, int]) -> int:
+    """How much smaller (1, 2, 4 or 8) a picture may be while staying DECODE_MARGIN times ``need``."""
+    return next(
+        (
+            f
+            for f in (8, 4, 2)
+            if width // f >= DECODE_MARGIN * need[0] and height // f >= DECODE_MARGIN * need[1]
+        ),
+        1,
+    )
+
+
 def reduction(width: int, height: int, need: tuple[int, int] | None) -> int:
-    """How much smaller (1, 2, 4 or 8) a JPEG may be decoded while staying DECODE_MARGIN times ``need``."""
+    """How much smaller (1, 2, 4 or 8) a JPEG may be decoded while staying DECODE_MARGIN times
+    ``need``; past MARGIN_MAX_PIXELS, the least further reduction that brings it within while
+    still covering ``need`` pixel for pixel."""
     if need is None:
         return 1
-    for factor in (8, 4, 2):
-        if (
-            width // factor >= DECODE_MARGIN * need[0]
-            and height // factor >= DECODE_MARGIN * need[1]
-        ):
-            return factor
-    return 1
+    factor = margin_reduction(width, height, need)
+    for larger in (2, 4, 8):
+        if (width // factor) * (height // factor) <= MARGIN_MAX_PIXELS:
+            break
+        if larger > factor and width // larger >= need[0] and height // larger >= need[1]:
+            factor = larger
+    return factor
 
 
 def fit_to_need(frame: np.ndarray, need: tuple[int, int] | None) -> np.ndarray:
@@ -513,13 +530,11 @@ def jpeg_reduction(data: bytes, header: ImageHeader, need: tuple[int, int] | Non
         raise BadFrame("truncated JPEG (no end-of-image marker)")
     if (len(data) - header.scan_start) * 8 < header.blocks:
         raise BadFrame("truncated JPEG (scan data missing)")
-    factor = reduction(width, height, need)
-    if (
-        need is None
-        or max(width, height) <= ODD_ASPECT * min(width, height)
-        or (width // factor) * (height // factor) <= FULL_DECODE_MAX_PIXELS
-    ):
-        return factor  # a camera's shape keeps the margin, whatever it costs (measured)
+    if need is None or max(width, height) <= ODD_ASPECT * min(width, height):
+        return reduction(width, height, need)  # a camera's shape: the margin, within reason
+    factor = margin_reduction(width, height, need)
+    if (width // factor) * (height // factor) <= FULL_DECODE_MAX_PIXELS:
+        return factor
     # Too long and thin to keep the margin at a fraction of its size (8184x1023 decoded whole
     # cost 66 MB more than a normal frame, at half its size 2.1 MP to carry through the
     # watcher): decoded as small as still covers the model's input pixel for pixel, else
