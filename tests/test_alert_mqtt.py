@@ -144,9 +144,13 @@ def test_state_score_heatmap_and_alert_topics(
             "PUBACK received but the incident is still pending"
         )
 
-    # retained: a subscriber arriving later gets the last state and heatmap at once
-    with mosquitto.subscriber(f"{p}/{PRINTER}/state", f"{p}/{PRINTER}/heatmap") as late:
+    # retained: a subscriber arriving later (Home Assistant restarted) gets the last state,
+    # score and heatmap at once (the score was unknown until the next frame judged)
+    topics = (f"{p}/{PRINTER}/state", f"{p}/{PRINTER}/heatmap", f"{p}/{PRINTER}/score")
+    with mosquitto.subscriber(*topics) as late:
         assert late.wait_for(f"{p}/{PRINTER}/state").retain
+        score = late.wait_for(f"{p}/{PRINTER}/score")
+        assert score.retain and float(score.text) == pytest.approx(0.25)
         assert decode(late.wait_for(f"{p}/{PRINTER}/heatmap").payload).shape == (120, 160, 3)
 
     notifier.stop()
@@ -309,6 +313,79 @@ def test_printers_added_or_removed_follow_in_home_assistant(
     )
     assert not any("v2" in t for t in retained(f"{p}/#"))
     assert len(retained(f"{dp}/+/+/+/config")) == ENTITIES
+
+
+def _retained_now(mosquitto, pattern: str, marker: str) -> dict[str, bytes]:
+    """The retained messages the broker holds now on ``pattern`` (a new subscriber's view)."""
+    with mosquitto.subscriber(pattern, marker) as late:
+        mosquitto.publish(marker, "tick")  # a round trip: retained ones came first
+        late.wait_for(marker)
+        return {m.topic: m.payload for m in late.received(pattern) if m.retain and m.payload}
+
+
+def test_old_entities_leave_before_new_ones_come_for_a_new_prefix_or_a_name_in_new_case(
+    mosquitto, unique_prefix, notifier_factory, tmp_path
+) -> None:
+    """Home Assistant names an entity after its device ("Print watchdog ender3"): entities
+    announced under a new topic prefix, or for a printer renamed by case, while the old ones
+    were still there found those entity ids taken and got '_2' ones for good (the owner's
+    automations and dashboards on the old ids broken). The old ones now go first, at a
+    restart and at a reload alike."""
+    p, dp = unique_prefix, f"{unique_prefix}_ha"
+    storage = tmp_path / "storage"
+    ha = {"enabled": True, "discovery_prefix": dp}
+
+    def live_configs(sub) -> list[tuple[str, bool]]:
+        """(topic, announced or removed) as sent since the subscription, in order."""
+        return [(m.topic, bool(m.payload)) for m in sub.received(f"{dp}/#") if not m.retain]
+
+    def assert_removed_first(sent: list[tuple[str, bool]]) -> None:
+        removed = [i for i, (_, announced) in enumerate(sent) if not announced]
+        announced = [i for i, (_, announced) in enumerate(sent) if announced]
+        assert len(removed) == ENTITIES and len(announced) == ENTITIES, sent
+        assert max(removed) < min(announced), sent
+
+    first = notifier_factory(mosquitto, p, storage_dir=storage, homeassistant=ha)
+    with mosquitto.subscriber(f"{dp}/#") as sub:
+        sub.wait_count(f"{dp}/+/+/+/config", ENTITIES)
+    first.stop()
+    with mosquitto.subscriber(f"{dp}/#") as sub:  # restarted with a new topic prefix
+        second = notifier_factory(mosquitto, f"{p}new", storage_dir=storage, homeassistant=ha)
+        wait_for("old removed, new announced", lambda: len(live_configs(sub)) >= 2 * ENTITIES)
+        assert_removed_first(live_configs(sub))
+    with mosquitto.subscriber(f"{dp}/#") as sub:
+        second.set_printers(["Ender3"])  # a reload: the same printer, its name in new case
+        wait_for("old removed, new announced", lambda: len(live_configs(sub)) >= 2 * ENTITIES)
+        assert_removed_first(live_configs(sub))
+    configs = _retained_now(mosquitto, f"{dp}/#", f"{p}/unrelated")
+    assert len(configs) == ENTITIES and all("_Ender3/" in t for t in configs), configs
+
+
+def test_a_new_discovery_prefix_keeps_the_printers_live_values_on_the_broker(
+    mosquitto, unique_prefix, notifier_factory, tmp_path
+) -> None:
+    """Moving the entities to a new discovery prefix took the old ones off, and with them the
+    printer's Watching switch value, heatmap and last answer, still in use: nothing sent them
+    again, so a restarted Home Assistant showed Watching unknown until it was switched."""
+    p = unique_prefix
+    storage = tmp_path / "storage"
+    first = notifier_factory(mosquitto, p, storage_dir=storage)
+    first.publish_state(PRINTER, {"state": "watching"})
+    first.publish_heatmap(PRINTER, jpeg())
+    wait_for(
+        "the values",
+        lambda: len(_retained_now(mosquitto, f"{p}/{PRINTER}/#", f"{p}/unrelated")) == 3,
+    )
+    first.stop()
+    moved = {"enabled": True, "discovery_prefix": f"{p}_ha2"}
+    notifier_factory(mosquitto, p, storage_dir=storage, homeassistant=moved)
+    wait_for(
+        "the old entities removed",
+        lambda: not _retained_now(mosquitto, f"{p}_ha/#", f"{p}/unrelated"),
+    )
+    kept = _retained_now(mosquitto, f"{p}/{PRINTER}/#", f"{p}/unrelated")
+    assert kept.get(f"{p}/{PRINTER}/enabled") == b"ON", kept
+    assert f"{p}/{PRINTER}/heatmap" in kept and f"{p}/{PRINTER}/state" in kept, kept
 
 
 def test_a_printer_without_an_api_gets_no_printer_buttons_in_home_assistant(

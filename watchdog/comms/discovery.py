@@ -217,11 +217,9 @@ class Discovery:
         own = f"{self.cfg.homeassistant.discovery_prefix}/status"
         return (own,) if own == HA_BIRTH_TOPIC else (own, HA_BIRTH_TOPIC)
 
-    def set_printers(
-        self, printers: list[str], publish: bool, without_api: Collection[str] = ()
-    ) -> None:
-        """A reload changed the printers: ``publish`` (connected) the configs of the added ones
-        and of those that gained or lost their API, when discovery is on; every connect
+    def set_printers(self, printers: list[str], without_api: Collection[str] = ()) -> list[str]:
+        """A reload changed the printers: the added ones, and those that gained or lost their
+        API, whose configs are to be published (``publish_printers``); every connect
         publishes all of them anyway."""
         without = frozenset(without_api)
         changed = [
@@ -230,8 +228,12 @@ class Discovery:
             if p not in self.printers or (p in without) != (p in self.without_api)
         ]
         self.printers, self.without_api = list(printers), without
-        if publish and self.enabled:
-            for printer in changed:
+        return changed
+
+    def publish_printers(self, printers: list[str]) -> None:
+        """These printers' configs, retained, when discovery is on."""
+        if self.enabled:
+            for printer in printers:
                 self._publish_printer(printer)
 
     def publish_all(self) -> None:

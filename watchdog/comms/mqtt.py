@@ -5,7 +5,7 @@ Topics (``<prefix>`` is ``mqtt.topic_prefix``), after Frigate's conventions:
 - ``<prefix>/available/<client id>``: ``online``/``offline``, retained; ``offline`` is the
   last will (one topic per daemon: several may share a prefix).
 - ``<prefix>/<printer>/state``: JSON, retained. ``<prefix>/<printer>/enabled``: ON/OFF, retained.
-- ``<prefix>/<printer>/score``: the score of each frame.
+- ``<prefix>/<printer>/score``: the score of the latest frame, retained.
 - ``<prefix>/<printer>/alert``: JSON with the ``incident`` id.
 - ``<prefix>/<printer>/heatmap``: raw JPEG bytes, retained.
 - ``<prefix>/<printer>/answer``: JSON, retained: what became of the latest command taken on
@@ -32,7 +32,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,7 @@ from watchdog.kept_answers import KeptAnswers
 logger = logging.getLogger(__name__)
 
 # a printer's retained topics under <prefix>/<printer>/
-RETAINED = ("state", "enabled", "heatmap", "answer")
+RETAINED = ("state", "enabled", "heatmap", "answer", "score")
 # an alert the broker refused is sent again this often while connected (said once a minute)
 REFUSED_RETRY_S = 300.0
 # how long a removed printer's retained entity config is waited for, to tell whose it is
@@ -376,7 +376,7 @@ class MqttCommunicator:
             later.daemon = True
             later.start()
         elif self.discovery.enabled:
-            self.discovery.publish_all()
+            self._after_clearing(self.discovery.publish_all)
         for topic, payload in retained:
             self._publish(topic, payload, retain=True)
         for entry in unsent:  # raised while the broker was away
@@ -403,7 +403,7 @@ class MqttCommunicator:
                 for name in RETAINED:
                     self._retained.pop(f"{self.prefix}/{printer}/{name}", None)
         connected = self.connected
-        self.discovery.set_printers(self.printers, connected, without_api)
+        changed = self.discovery.set_printers(self.printers, without_api)
         if connected:
             self._clear(
                 self.prefix,
@@ -411,8 +411,29 @@ class MqttCommunicator:
                 removed,
                 self.discovery.enabled,
             )
+            if changed:
+                self._after_clearing(lambda: self.discovery.publish_printers(changed))
             if self.connected:  # else the next connect clears them, from the list still kept
                 self._remember()
+
+    def _after_clearing(self, publish: Callable[[], None]) -> None:
+        """``publish`` (entity configs) once the removed printers' configs are off the broker.
+        Home Assistant names an entity after its device: a printer renamed by case, or a new
+        topic prefix, announced before the old entities went found their ids taken, and got
+        '_2' ones for good (automations and dashboards on the old ids broken)."""
+        with self._lock:
+            pending = bool(self._owner_checks)
+        if not pending:
+            publish()
+            return
+
+        def when_cleared() -> None:
+            with self._lock:
+                self._lock.wait_for(lambda: not self._owner_checks, OWNER_WAIT_S + 1.0)
+            if self.connected:
+                publish()
+
+        threading.Thread(target=when_cleared, name="mqtt-announce", daemon=True).start()
 
     @staticmethod
     def _set_aside_damaged(path: Path, exc: Exception) -> None:
@@ -565,7 +586,9 @@ class MqttCommunicator:
             # the entities first: an entity still there when its state is emptied reads the
             # empty state as its value (Home Assistant logs a template error for each)
             topics = list(discovery_configs(cfg, printer))
-            topics += [f"{prefix}/{printer}/{name}" for name in RETAINED]
+            if prefix != self.prefix or printer not in self.printers:
+                # (only its entities moved, to a new discovery prefix: its values are live)
+                topics += [f"{prefix}/{printer}/{name}" for name in RETAINED]
             for topic in topics:
                 self._publish(topic, b"", retain=True)
         logger.info("MQTT: removed printer(s) %s taken off the broker", ", ".join(printers))
@@ -840,10 +863,10 @@ class MqttCommunicator:
         self._retain(printer, "enabled", b"ON" if enabled else b"OFF", only_changes=True)
 
     def publish_score(self, printer: str, score: float) -> None:
-        """The score of one frame; dropped while disconnected (only the latest state matters)."""
-        if not self.connected or not math.isfinite(score):
-            return
-        self._publish(f"{self.prefix}/{printer}/score", f"{float(score):.6g}")
+        """The score of the latest frame, retained: Home Assistant restarted showed the score
+        unknown until the next frame judged (for an idle printer, until its next print)."""
+        if math.isfinite(score):
+            self._retain(printer, "score", f"{float(score):.6g}".encode())
 
     def publish_answer(self, command: Command, result: CommandResult) -> None:
         """What became of an owner's MQTT command, retained on ``<prefix>/<printer>/answer``
