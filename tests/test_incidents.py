@@ -756,3 +756,33 @@ def test_an_outbox_folder_left_without_its_record_is_said_once_and_kept_aside(
     assert "cannot be read (no entry.json in it): not sent; kept as" in said, said
     [kept] = left.parent.glob(f"{left.name}.unreadable-*")
     assert (kept / "attachment.jpg").exists() and not left.exists()
+
+
+@pytest.fixture
+def machine_zone(monkeypatch: pytest.MonkeyPatch):
+    """Sets the machine's time zone (TZ) for the test, the C library told (``tzset``)."""
+    import time
+
+    def set_zone(zone: str) -> None:
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+
+    yield set_zone
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_time_told_to_the_owner_names_its_zone_and_an_hour_told_twice_is_told_apart(
+    machine_zone,
+) -> None:
+    """ "the alert of 04:10" from a Pi left on UTC read as 04:10 on a phone in Berlin (05:10
+    there); and as clocks went back, two alerts an hour apart were both "the alert of 02:30",
+    the words a Home Assistant answer and a phone notification name an alert by."""
+    from watchdog.incidents import raised_at
+
+    machine_zone("Europe/Berlin")
+    first, second = "20241027T003000000Z-aaaaaa", "20241027T013000000Z-bbbbbb"
+    assert raised_at(first) == "2024-10-27 02:30 CEST"
+    assert raised_at(second) == "2024-10-27 02:30 CET"
+    machine_zone("UTC")
+    assert raised_at(first) == "2024-10-27 00:30 UTC"

@@ -703,8 +703,7 @@ def test_an_alert_told_after_a_restart_says_when_it_happened(phone, ntfy_receive
     notifier.raise_alert(PRINTER, {**alert(), "time": then.isoformat()}, jpeg(1), jpeg(2))
     assert notifier.notifications.flush(30)
     [msg] = ntfy_receiver.messages
-    when = then.strftime("%H:%M" if then.date() == datetime.now().date() else "%Y-%m-%d %H:%M")
-    assert msg.message.splitlines()[1] == f"(at {when})", msg.message
+    assert msg.message.splitlines()[1] == f"(at {_clock_time(then)})", msg.message
 
 
 def test_an_alert_delivered_long_after_it_says_when_it_happened(
@@ -722,12 +721,14 @@ def test_an_alert_delivered_long_after_it_says_when_it_happened(
     assert later.notifications.flush(30), later.notify_status()
     [msg] = ntfy_receiver.messages
     at = datetime.fromtimestamp(record["body"]["since"])
-    when = at.strftime("%H:%M" if at.date() == datetime.now().date() else "%Y-%m-%d %H:%M")
-    assert msg.message.splitlines()[1] == f"(at {when})", msg.message
+    assert msg.message.splitlines()[1] == f"(at {_clock_time(at)})", msg.message
 
 
 def _clock_time(at: datetime) -> str:
-    return at.strftime("%H:%M" if at.date() == datetime.now().date() else "%Y-%m-%d %H:%M")
+    """The machine's clock time and its zone's name ("14:03 UTC"), the day too if not today."""
+    at = at.astimezone()
+    day = "" if at.date() == datetime.now().date() else at.strftime("%Y-%m-%d ")
+    return f"{day}{at:%H:%M} {at.tzname()}"
 
 
 def test_an_alert_saved_before_ntp_set_the_clock_says_the_time_it_happened(
@@ -1101,7 +1102,7 @@ def test_a_printers_repeated_events_are_coalesced_never_a_storm(
     assert counted(alerts) == 6 and counted(camera) == 4
     # since when, in the machine's own clock time (it read as a UTC timestamp)
     summed = next(m.message for m in ntfy_receiver.messages if "earlier" in m.message)
-    assert re.search(r" since \d\d:\d\d, summed up here[;)]", summed), summed
+    assert re.search(r" since \d\d:\d\d \S+, summed up here[;)]", summed), summed
     # in the owner's words, not the notifier's name for the group ("camera event(s)")
     assert re.search(r"\(\d earlier (alerts?|camera changes?) on ender3 since", summed), summed
     assert alerts[-1].attachment == jpeg(5), "the latest picture is the one sent"
@@ -1628,7 +1629,7 @@ def test_a_late_notification_summing_up_others_says_when_its_latest_happened(
     ntfy_receiver.start()
     assert notifier.notifications.flush(60)
     [msg] = ntfy_receiver.messages
-    assert re.search(r"summed up here; the latest at \d\d:\d\d\)", msg.message), msg.message
+    assert re.search(r"summed up here; the latest at \d\d:\d\d \S+\)", msg.message), msg.message
 
 
 # --------------------------------------------------------------------------- buttons

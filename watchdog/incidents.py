@@ -204,11 +204,13 @@ def is_incident_id(name: str) -> bool:
 
 
 def local_time(when: datetime) -> str:
-    """A time for the owner to read: the machine's own clock time, the day too where it is
-    not today."""
-    local = when.astimezone() if when.tzinfo is not None else when  # naive: local already
+    """A time for the owner to read: the machine's own clock time and its zone's name, the day
+    too where it is not today. The zone, because the Pi's may not be the reader's (a phone
+    abroad, a Pi left on UTC), and an hour that comes twice as clocks go back is told apart
+    ("02:30 CEST", then "02:30 CET"); a naive ``when`` is taken as the machine's time."""
+    local = when.astimezone()
     today = datetime.now().date()
-    return local.strftime("%H:%M" if local.date() == today else "%Y-%m-%d %H:%M")
+    return local.strftime("%H:%M %Z" if local.date() == today else "%Y-%m-%d %H:%M %Z").strip()
 
 
 def raised_at(incident_id: str) -> str:
