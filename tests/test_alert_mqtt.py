@@ -361,6 +361,30 @@ def test_old_entities_leave_before_new_ones_come_for_a_new_prefix_or_a_name_in_n
     assert len(configs) == ENTITIES and all("_Ender3/" in t for t in configs), configs
 
 
+def test_a_printer_renamed_and_renamed_back_at_once_leaves_no_entities_behind(
+    mosquitto, unique_prefix, notifier_factory, tmp_path
+) -> None:
+    """Renamed (a reload), then renamed back moments later, while the first rename's old
+    entities were still being taken off: the first rename's new entities came after, for a
+    printer no longer configured, and stayed in Home Assistant for good (shown available)."""
+    p, dp = unique_prefix, f"{unique_prefix}_ha"
+    notifier = notifier_factory(mosquitto, p, storage_dir=tmp_path / "storage")
+    wait_for("the entities", lambda: len(_retained_now(mosquitto, f"{dp}/#", f"{p}/u")) == ENTITIES)
+    for topic in _retained_now(mosquitto, f"{dp}/#", f"{p}/u"):  # its device deleted in Home
+        mosquitto.publish(topic, b"", retain=True)  # Assistant: its configs emptied
+    notifier.set_printers(["Ender3"])  # nothing on the broker to tell whose: a wait
+    time.sleep(0.3)
+    notifier.set_printers([PRINTER])  # the typo fixed
+    wait_for(
+        "ender3's entities again",
+        lambda: len(_retained_now(mosquitto, f"{dp}/#", f"{p}/u")) >= ENTITIES,
+        timeout=15,
+    )
+    time.sleep(5)  # past both waits for removed printers' configs
+    configs = _retained_now(mosquitto, f"{dp}/#", f"{p}/u")
+    assert len(configs) == ENTITIES and not any("_Ender3/" in t for t in configs), configs
+
+
 def test_a_new_discovery_prefix_keeps_the_printers_live_values_on_the_broker(
     mosquitto, unique_prefix, notifier_factory, tmp_path
 ) -> None:

@@ -457,3 +457,17 @@ def test_a_16_mp_camera_watched_through_a_small_region_is_decoded_at_half_not_wh
     assert read_frame_file(recorded, need).shape == (1728, 2304, 3)
     # a region too small for any reduction to cover it is still decoded whole
     assert decode_image(jpeg, 16_000_000, (2400, 1200)).shape == (3456, 4608, 3)
+
+
+def test_a_long_video_frame_is_brought_to_the_size_its_jpeg_is_decoded_at() -> None:
+    """One frames contract: a video file's 8184x1023 frame stayed whole (4092x511 for a
+    3840x900 one) where the same picture as a JPEG is decoded at a quarter; and a 16000x200
+    frame, refused as a JPEG, was scored whole."""
+    need = frame_size_needed(DEFAULT_INPUT)
+    for width, height in ((8184, 1023), (3840, 900)):
+        picture = textured(width, height)
+        jpeg = cv2.imencode(".jpg", picture)[1].tobytes()
+        decoded = decode_image(jpeg, 16_000_000, need)
+        assert capture.fit_to_need(picture, need).shape == decoded.shape
+    with pytest.raises(BadFrame, match="16000x200 frame: a picture of that shape"):
+        capture.fit_to_need(textured(16000, 200), need)

@@ -231,10 +231,12 @@ class Discovery:
         return changed
 
     def publish_printers(self, printers: list[str]) -> None:
-        """These printers' configs, retained, when discovery is on."""
+        """These printers' configs, retained, when discovery is on: those still configured
+        (announced later, a reload may have removed one since, its entities cleared)."""
         if self.enabled:
             for printer in printers:
-                self._publish_printer(printer)
+                if printer in self.printers:
+                    self._publish_printer(printer)
 
     def publish_all(self) -> None:
         """Every printer's configs, retained (on each connect: the broker may have lost them)."""

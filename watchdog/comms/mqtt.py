@@ -706,7 +706,9 @@ class MqttCommunicator:
             self._on_owner_config(topic, bytes(msg.payload))
             return
         if self.discovery.enabled and topic in self.discovery.status_topics:
-            if self.discovery.on_status(bytes(msg.payload)):
+            with self._lock:  # removed printers' entities going first: announced after them
+                clearing = bool(self._owner_checks)
+            if not clearing and self.discovery.on_status(bytes(msg.payload)):
                 logger.info("Home Assistant is online: re-published discovery")
             return
         if command_kind(self.prefix, topic) is not None:

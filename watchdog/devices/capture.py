@@ -432,13 +432,15 @@ def reduction(width: int, height: int, need: tuple[int, int] | None) -> int:
 
 def fit_to_need(frame: np.ndarray, need: tuple[int, int] | None) -> np.ndarray:
     """A frame much larger than the model needs, brought to the size a JPEG of its size is
-    decoded at (``reduction``): every source's frames are then alike, and the heatmap, the
-    incident frame and the page's copies made from a 4K stream's frame cost a sixteenth."""
+    decoded at (``picture_reduction``): every source's frames are then alike, and the
+    heatmap, the incident frame and the page's copies made from a 4K stream's frame cost a
+    sixteenth. BadFrame for a shape no reduction brings within reach, as for a JPEG."""
     height, width = frame.shape[:2]
-    factor = reduction(width, height, need)
+    factor = picture_reduction(width, height, need, "frame")
     if factor == 1:
         return frame
-    return cv2.resize(frame, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
+    size = (-(-width // factor), -(-height // factor))  # rounded up, as libjpeg scales
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
 def ends_jpeg(data: bytes) -> bool:
@@ -530,6 +532,14 @@ def jpeg_reduction(data: bytes, header: ImageHeader, need: tuple[int, int] | Non
         raise BadFrame("truncated JPEG (no end-of-image marker)")
     if (len(data) - header.scan_start) * 8 < header.blocks:
         raise BadFrame("truncated JPEG (scan data missing)")
+    return picture_reduction(width, height, need, "JPEG")
+
+
+def picture_reduction(width: int, height: int, need: tuple[int, int] | None, kind: str) -> int:
+    """How much smaller a picture of this size is made for the model, whatever brought it (a
+    JPEG decoded smaller, a video's frame shrunk): ``reduction``, or for a shape no camera
+    has, as small as still covers ``need``; BadFrame where nothing brings it within
+    FULL_DECODE_MAX_PIXELS."""
     if need is None or max(width, height) <= ODD_ASPECT * min(width, height):
         return reduction(width, height, need)  # a camera's shape: the margin, within reason
     factor = margin_reduction(width, height, need)
@@ -544,7 +554,7 @@ def jpeg_reduction(data: bytes, header: ImageHeader, need: tuple[int, int] | Non
         if larger > factor and w >= need[0] and h >= need[1] and w * h <= FULL_DECODE_MAX_PIXELS:
             return larger
     raise BadFrame(
-        f"{width}x{height} JPEG: a picture of that shape cannot be decoded small enough for "
+        f"{width}x{height} {kind}: a picture of that shape cannot be made small enough for "
         f"the model (over {FULL_DECODE_MAX_PIXELS} pixels); set the camera to a usual size"
     )
 
