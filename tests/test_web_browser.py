@@ -231,6 +231,16 @@ def test_overview_shows_the_printer_its_state_and_a_heatmap(env, browser) -> Non
         "updateCard(c, p); return said;",
     )
     assert ended == ["recording read to its end", True], ended
+    # an alert that did not stop the print (notify only) keeps the anomaly's colour: a screen
+    # reader was told nothing of it, a notify-only printer's one event
+    heard = js(
+        browser,
+        f"const c = cards['{PRINTER}'], p = S.printers.find((p) => p.name === '{PRINTER}');"
+        "updateCard(c, {...p, state: 'anomaly', consecutive: 2, needed: 3}); S.toSay = [];"
+        "updateCard(c, {...p, state: 'cooldown', failure: true});"
+        "const said = S.toSay; S.toSay = []; updateCard(c, p); return said;",
+    )
+    assert heard == [f"{PRINTER}: alerted, not stopped"], heard
 
 
 def test_failure_pauses_and_the_timeline_marks_it(env, browser, anomalous_frames) -> None:
@@ -281,6 +291,8 @@ def test_failure_pauses_and_the_timeline_marks_it(env, browser, anomalous_frames
         "the paused state",
         f"return document.querySelector('{card('[data-role=state]')}').textContent === 'paused'",
     )
+    # the tab's title says it (a phone's tab switcher, a tab in the background)
+    wait_until("the title", lambda: browser.title.startswith(f"(!) alert on {PRINTER}"), 10)
     # and a screen reader hears it, with the printer's name (no badge change was said)
     wait_js(
         browser,
@@ -306,7 +318,7 @@ def test_failure_pauses_and_the_timeline_marks_it(env, browser, anomalous_frames
         "the alert in focus",
         f"return document.activeElement.dataset.incident === '{incident}'",
     )
-    assert js(browser, "return document.title") == "Printer watchdog: incidents"
+    assert js(browser, "return document.title").endswith("Printer watchdog: incidents")
 
 
 def _hover_timeline(browser, from_right: int):
@@ -1134,6 +1146,50 @@ def test_the_menu_on_a_phone_keeps_the_header_in_sight(env, browser) -> None:
         browser.set_window_size(1280, 1000)
 
 
+def test_on_a_phone_the_alerts_buttons_fit_a_finger_and_a_message_hides_none(env, browser) -> None:
+    """At 360 px with a finger: the message after a tap was half the screen wide, eight lines
+    tall, over Cancel and Confirm failure for six seconds, and took their taps; the buttons
+    were 35 px tall, 6 px apart."""
+    if not list_incidents(env.storage, [PRINTER], limit=1):  # run alone: an alert to list
+        jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
+        alert = {"printer": PRINTER, "action": "pause", "time": "2026-12-05T10:00:00+00:00"}
+        IncidentStore(env.storage, 100).save(PRINTER, alert, jpeg, jpeg, pending=False)
+    browser.set_window_size(360, 740)
+    browser.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True})
+    try:
+        browser.get(env.url + "/#/incidents")
+        wait_js(
+            browser,
+            "an alert's buttons",
+            "return !!document.querySelector('article.incident button')",
+        )
+        sizes = js(
+            browser,
+            "return [...document.querySelectorAll('#view-incidents button, #view-incidents .button')]"
+            ".filter((b) => b.offsetParent).map((b) => [b.textContent, b.getBoundingClientRect().height]);",
+        )
+        assert len(sizes) >= 2 and all(h >= 44 for _, h in sizes), sizes
+        js(
+            browser,
+            "toast('Not a failure: the alert of 04:19 UTC marked not a failure; its frame is kept for the next retraining. Resume it when ready.')",
+        )
+        toast = browser.find_element(By.ID, "toast")
+        width = js(browser, "return arguments[0].getBoundingClientRect().width / innerWidth", toast)
+        assert width >= 0.8, width  # as wide as the phone lets it: three lines, not eight
+        hidden = js(
+            browser,
+            "return [...document.querySelectorAll('article.incident button')].filter((b) => {"
+            "  const r = b.getBoundingClientRect();"
+            "  if (!b.offsetParent || r.bottom < 0 || r.top > innerHeight) return false;"
+            "  const at = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);"
+            "  return !b.contains(at); }).map((b) => b.textContent);",
+        )
+        assert hidden == [], f"taps on {hidden} reach the message, not the button"
+    finally:
+        browser.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": False})
+        browser.set_window_size(1280, 1000)
+
+
 def test_an_editor_for_a_printer_the_config_lacks_says_so(env, browser) -> None:
     browser.get(env.url + "/#/edit/no_such_printer")
     view = browser.find_element(By.ID, "view-edit")
@@ -1218,7 +1274,9 @@ def test_the_keyboard_stays_on_what_it_pressed_and_starts_each_view_at_its_top(
     wait_js(
         browser, "the editor's view in focus", "return document.activeElement.id === 'view-edit'"
     )
-    assert js(browser, "return document.title") == f"Printer watchdog: where to look, {PRINTER}"
+    assert js(browser, "return document.title").endswith(
+        f"Printer watchdog: where to look, {PRINTER}"
+    )
     _frame_to_draw_on(browser)
     consecutive = browser.find_element(By.CSS_SELECTOR, "input[data-role=consecutive]")
     frames = int(consecutive.get_attribute("value"))

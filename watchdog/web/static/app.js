@@ -25,6 +25,7 @@ const S = {
   down: 0,           // polls in a row the daemon did not answer
   toSay: [],         // state changes a render found, said together
   lastUpdate: null,  // the daemon's clock at its last answer
+  title: "Printer watchdog",  // the view's own title (showTitle adds what needs the owner)
 };
 
 // ------------------------------------------------------------------ helpers
@@ -154,7 +155,8 @@ function route(ev) {
   const incidents = hash.match(/^#\/incidents(?:\/([A-Za-z0-9_-]+))?$/);
   S.view = m ? "edit" : incidents ? "incidents" : "printers";
   S.showIncident = incidents ? incidents[1] || null : null;  // a card's "See the alert"
-  document.title = `Printer watchdog: ${VIEW_NAMES[S.view]}${m ? ", " + m[1] : ""}`;
+  S.title = `Printer watchdog: ${VIEW_NAMES[S.view]}${m ? ", " + m[1] : ""}`;
+  showTitle();
   document.getElementById("view-printers").hidden = S.view !== "printers";
   document.getElementById("view-incidents").hidden = S.view !== "incidents";
   document.getElementById("view-edit").hidden = S.view !== "edit";
@@ -341,9 +343,11 @@ function updateCard(c, p) {
     : p.recording_ended ? ["idle", "recording read to its end"] : stateOf(p);
   c.badge.className = `badge ${cls}`;
   // said when the state changes, not its counts ("calibrating 12/30"); renderPrinters says
-  // every printer's at once (the live region keeps only its last words)
-  if (c.cls && c.cls !== cls) S.toSay.push(`${p.name}: ${label}`);
-  c.cls = cls;
+  // every printer's at once (the live region keeps only its last words). An alert that did
+  // not stop the print keeps the anomaly's colour: said too (a notify-only printer's one event)
+  const said = label === "alerted, not stopped" ? label : cls;
+  if (c.said && c.said !== said) S.toSay.push(`${p.name}: ${label}`);
+  c.said = said;
   c.badge.textContent = label;
   // off while the print under way is skipped: switching it on watches that print again
   if (!c.enabled.disabled) c.enabled.checked = switchedOn(p);
@@ -409,6 +413,8 @@ function updateCard(c, p) {
     else if (gone) { c.img.hidden = true; c.noimg.hidden = false; c.img.removeAttribute("src"); }
     else c.img.src = c.overlay.checked ? `/printers/${p.name}/latest.jpg?n=${last}` : `/api/printers/${p.name}/frame.jpg?n=${last}`;
     c.img.dataset.kind = c.overlay.checked ? "heatmap" : "frame";
+    c.img.alt = gone && alerted ? `heatmap of the alert of ${p.name}`
+      : c.overlay.checked ? `heatmap over the latest frame of ${p.name}` : `latest frame of ${p.name}`;
   }
   c.range.value = S.ranges[p.name] || "print";
   drawTimeline(c.canvas, tl, c.range.value);
@@ -440,7 +446,16 @@ function showLastCommand(c, p) {
   }
 }
 
+// The tab's title says what needs the owner (a phone's tab switcher, a tab in the background):
+// it read "Printer watchdog: printers" over a paused print.
+function showTitle() {
+  const alerted = S.down >= 2 ? [] : (S.printers || []).filter((p) => p.failure).map((p) => p.name);
+  const trouble = S.down >= 2 ? "watchdog not answering" : alerted.length ? `alert on ${alerted.join(", ")}` : "";
+  document.title = trouble ? `(!) ${trouble} · ${S.title}` : S.title;
+}
+
 function renderPrinters() {
+  showTitle();
   const view = document.getElementById("view-printers");
   let grid = view.querySelector(".grid");
   if (!grid) { grid = el("div", { class: "grid" }); view.append(grid); }
