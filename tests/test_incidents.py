@@ -786,3 +786,50 @@ def test_a_time_told_to_the_owner_names_its_zone_and_an_hour_told_twice_is_told_
     assert raised_at(second) == "2024-10-27 02:30 CET"
     machine_zone("UTC")
     assert raised_at(first) == "2024-10-27 00:30 UTC"
+
+
+_ZONE_CHANGED = """
+import subprocess, sys
+from watchdog.incidents import raised_at
+before = raised_at(sys.argv[1])
+subprocess.run(["mount", "--bind", sys.argv[2], "/etc/localtime"], check=True)
+print(before, "|", raised_at(sys.argv[1]))
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("mount") is None,
+    reason="needs root, unshare and mount (a private /etc/localtime)",
+)
+def test_a_time_zone_set_while_the_watchdog_runs_is_the_one_its_times_are_told_in() -> None:
+    """The owner sets the Pi's zone after the install (``timedatectl set-timezone``): the C
+    library had read /etc/localtime once, and every time told stayed in the old zone until a
+    restart. Here a new /etc/localtime is bind-mounted in a private mount namespace."""
+    import subprocess
+    import sys
+
+    berlin = Path("/usr/share/zoneinfo/Europe/Berlin")
+    if not berlin.is_file() or not Path("/etc/localtime").exists():
+        pytest.skip("no zoneinfo here")
+    env = {k: v for k, v in os.environ.items() if k != "TZ"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    run = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            sys.executable,
+            "-c",
+            _ZONE_CHANGED,
+            "20241027T013000000Z-aaaaaa",
+            str(berlin),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    if run.returncode != 0 and "unshare" in run.stderr:
+        pytest.skip(f"no private mount namespace here: {run.stderr.strip()[:200]}")
+    assert run.returncode == 0, run.stderr
+    before, after = run.stdout.strip().split(" | ")
+    assert after == "2024-10-27 02:30 CET", (before, after)

@@ -207,7 +207,10 @@ def local_time(when: datetime) -> str:
     """A time for the owner to read: the machine's own clock time and its zone's name, the day
     too where it is not today. The zone, because the Pi's may not be the reader's (a phone
     abroad, a Pi left on UTC), and an hour that comes twice as clocks go back is told apart
-    ("02:30 CEST", then "02:30 CET"); a naive ``when`` is taken as the machine's time."""
+    ("02:30 CEST", then "02:30 CET"); a naive ``when`` is taken as the machine's time. The
+    zone is read again each time (a stat of /etc/localtime): one the owner set since the start
+    (``timedatectl set-timezone``) was not seen until a restart."""
+    time.tzset()
     local = when.astimezone()
     today = datetime.now().date()
     return local.strftime("%H:%M %Z" if local.date() == today else "%Y-%m-%d %H:%M %Z").strip()

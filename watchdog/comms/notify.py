@@ -674,7 +674,7 @@ def _local(ts: object) -> str:
     """A time kept in an outbox entry, for the owner to read: the machine's own clock time, the
     day too where it is not today ("an unknown time" for what a damaged file holds)."""
     try:
-        when = datetime.fromtimestamp(float(ts))  # type: ignore[arg-type]
+        when = datetime.fromtimestamp(float(ts), UTC)  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError, OSError):
         return "an unknown time"
     return local_time(when)
