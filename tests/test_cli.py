@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 import pytest
 import yaml
 
@@ -958,3 +959,37 @@ def test_a_model_file_copied_without_its_model_json_is_refused(
         "(copy a bundle's two files together, or the whole folder)"
     ), line
     assert json.loads((tiny_bundle / "model.json").read_text())["model_sha256"]  # the trainer's
+
+
+def test_check_config_and_replay_say_a_printers_region_leaves_its_start_unguarded(
+    tmp_path,
+) -> None:
+    """A printer watching a region of its own (a retrain without ``--region``, a region drawn
+    on the page) has no start guard, and one with ``judge_start: false`` no judged start:
+    check-config's "# ok" described the model's own start guard and judged start for it, and
+    neither it nor the daemon's log said otherwise."""
+    shipped, _ = _shipped_copy(tmp_path)
+    roi = json.loads((shipped / "model.json").read_text())["preprocess"]["roi"]
+    assert roi != [0.0, 0.3, 1.0, 1.0]
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(frames / f"f_{i}.jpg"), np.full((120, 160, 3), 90 + i, np.uint8))
+    config = write_config(
+        tmp_path / "c.yaml",
+        model=str(shipped),
+        storage={"dir": str(tmp_path / "state")},
+        printers=[
+            {"name": "own", "detection": {"region": [0.0, 0.3, 1.0, 1.0]}},
+            {"name": "plain", "detection": {"judge_start": False}},
+            {"name": "as_model", "detection": {"region": roi}},
+        ],
+    )
+    r = run_cli("check-config", "--config", str(config))
+    assert r.returncode == 0, r.stderr
+    assert "own: its detection.region [0,0.3,1,1] is not the model's" in r.stderr, r.stderr
+    assert "retrain with --region 0,0.3,1,1 to guard it" in r.stderr, r.stderr
+    assert "plain: detection.judge_start is off" in r.stderr, r.stderr
+    assert "as_model:" not in r.stderr, r.stderr  # the model's own view: guarded
+    r = run_cli("replay", "--config", str(config), "--printer", "own", "--frames", str(frames))
+    assert "own: its detection.region [0,0.3,1,1] is not the model's" in r.stderr, r.stderr

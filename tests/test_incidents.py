@@ -833,3 +833,20 @@ def test_a_time_zone_set_while_the_watchdog_runs_is_the_one_its_times_are_told_i
     assert run.returncode == 0, run.stderr
     before, after = run.stdout.strip().split(" | ")
     assert after == "2024-10-27 02:30 CET", (before, after)
+
+
+def test_feedback_says_to_retrain_on_the_collected_folder_as_the_readme_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A confirmed failure said "retrain with: python -m trainer --anomalous
+    .../collected/ender3/failures", a false alarm "--normal .../collected/ender3": two recipes
+    beside the README's one, ``--normal <storage>/collected``, which reads both folders."""
+    cfg = write_config(tmp_path)
+    collected = tmp_path / "state" / "collected"
+    for verdict in ("not_failure", "failure"):
+        inc = IncidentStore(tmp_path / "state").save("ender3", alert(), jpeg(), jpeg())
+        argv = ["feedback", "--config", str(cfg), "--printer", "ender3", "--incident", inc.id]
+        capsys.readouterr()
+        assert cli([*argv, "--verdict", verdict]) == 0
+        out = capsys.readouterr().out
+        assert f"retrain with: python -m trainer --normal {collected} ..." in out, out

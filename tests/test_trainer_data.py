@@ -723,3 +723,23 @@ def test_the_absolute_thresholds_rule_calls_held_out_only_frames_of_prints_never
     assert "only 12 frames, too few for that rate (it needs 100)" in rule, rule
     _, rule = _choose_threshold(session, np.linspace(0.1, 0.2, 100), None, "held-out frames")
     assert rule == "target false-alarm rate 0.01 on held-out frames", rule
+
+
+def test_kept_false_alarms_alone_are_refused_as_the_normal_frames(tmp_path: Path) -> None:
+    """An owner who answered alerts but never ran ``collect``: ``--normal collected/`` held
+    only false_alarms/ and failures/. The trainer fitted a bundle on those five frames, set
+    its threshold on one, named the alarms as prints in its report and exited 0; replayed on
+    good prints it flagged most of their frames."""
+    own = tmp_path / "collected" / "ender3"
+    for n in range(5):
+        _write(
+            own / "false_alarms" / f"20261204T10{n}500000Z-a{n}.jpg", synth.normal_frame(0, n, 5)
+        )
+    _write(own / "failures" / "20261204T110000000Z-ff.jpg", synth.anomalous_frame(0))
+    with pytest.raises(DataError, match="no recorded print, only 5 kept false alarm"):
+        find_frames(normal=[tmp_path / "collected"])
+    # with a recorded print beside them they teach the model, as before
+    for n in range(4):
+        _write(own / f"ender3-20261204-cam_{n}.jpg", synth.normal_frame(1, n, 4))
+    frames = find_frames(normal=[tmp_path / "collected"])
+    assert sum(f.loose for f in frames) == 5 and sum(not f.loose for f in frames) == 5

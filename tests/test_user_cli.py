@@ -108,6 +108,10 @@ def test_collect_keeps_a_folder_of_several_prints_apart(tmp_path: Path) -> None:
     assert sorted(sessions.values()) == [2, 3, 4], sessions
     parts = [s for s in sessions if s.endswith("+resumed1")]
     assert len(parts) == 1 and sessions[parts[0]] == 2
+    # the log names each print as its files are named (it named the first one after the
+    # recording's folder, a name no file had)
+    said = set(re.findall(r"collecting (?:session|its part) (\S+)", r.stderr))
+    assert said == set(sessions), (said, sorted(sessions), r.stderr)
     first = parts[0].removesuffix("+resumed1")
     # each named after its print: the first was named after the folder
     assert sessions[first] == 4 and first.endswith("-benchy"), sessions

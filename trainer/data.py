@@ -174,10 +174,25 @@ def find_frames(
     only = not any(f.label == NORMAL and not f.loose for f in frames)  # no good print named
     # failures are never fitted: "they only teach the model" was said of them too
     loose = [f.path for f in frames if f.loose and f.label == NORMAL]
+    if only:
+        _refuse_false_alarms_alone(loose)
     warning = frames_contract.loose_warning(loose, pattern, only)
     if warning:
         logger.warning("%s (--session-pattern)", warning)
     return _apart_by_folder(_copies_left_out(_failures_not_fitted(frames)))
+
+
+def _refuse_false_alarms_alone(loose: list[Path]) -> None:
+    """DataError where the normal frames, no print among them, are all kept false alarms: an
+    owner who answered alerts but never recorded a print got a bundle fitted on those few
+    frames, its threshold set on one, that flagged most frames of a good print."""
+    if loose and all(p.parent.name == frames_contract.FALSE_ALARMS for p in loose):
+        raise DataError(
+            f"--normal: no recorded print, only {len(loose)} kept false alarm(s) (such as "
+            f"{loose[0]}): they teach the model what is not a failure, not what a print looks "
+            "like; record good prints with `python -m watchdog collect` and train on those "
+            "folders with them"
+        )
 
 
 def _failures_not_fitted(frames: list[Frame]) -> list[Frame]:

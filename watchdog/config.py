@@ -663,7 +663,9 @@ class DetectionConfig(_Model):
     region: tuple[float, float, float, float] | None = Field(
         None,
         description="the part of the picture the model watches, [x0, y0, x1, y1] in 0..1 of the frame; "
-        "default: the model's own (where the bed was in its training frames)",
+        "default: the model's own (where the bed was in its training frames). Another leaves a "
+        "print's start without the model's start guard (check-config and the log say so): "
+        "retrain with --region to keep it",
     )
 
     @field_validator("region")

@@ -26,7 +26,14 @@ import numpy as np
 from watchdog import overrides, systemd
 from watchdog.comms.notifier import Notifier
 from watchdog.comms.transport import check_tls
-from watchdog.config import Config, ConfigError, DetectionConfig, NotifyTarget, load_config
+from watchdog.config import (
+    Config,
+    ConfigError,
+    DetectionConfig,
+    NotifyTarget,
+    PrinterConfig,
+    load_config,
+)
 from watchdog.control import (
     INCIDENT_VERBS,
     LATEST_INCIDENT,
@@ -36,7 +43,8 @@ from watchdog.control import (
     Verb,
     settled,
 )
-from watchdog.detection.bundle import Bundle, BundleError, default_bundle_path
+from watchdog.detection.bundle import Bundle, BundleError, BundleMeta, default_bundle_path
+from watchdog.detection.detector import start_cautions
 from watchdog.detection.model import FrameScorer, ModelFailure
 from watchdog.devices.capture import CameraSourceError
 from watchdog.devices.printers import longest_action_s
@@ -99,7 +107,16 @@ def load_bundle(config: Config, source: str | Path = "config") -> Bundle:
     try_model_once(bundle, model_key(config, source))
     for caution in bundle.meta.cautions():
         logger.warning("model %s: %s", bundle.path, caution)
+    for printer in config.printers:
+        for caution in printer_start_cautions(bundle.meta, printer):
+            logger.warning("%s", caution)
     return bundle
+
+
+def printer_start_cautions(meta: BundleMeta, printer: PrinterConfig) -> list[str]:
+    """``start_cautions`` of one configured printer."""
+    detection = printer.detection
+    return start_cautions(meta, printer.name, detection.region, detection.judge_start)
 
 
 def configured_bundle(config: Config, source: str | Path = "config") -> Bundle:

@@ -27,7 +27,7 @@ from watchdog.comms.notify import APPRISE_MISSING, apprise_installed
 from watchdog.comms.notify_send import NOT_UNDERSTOOD, understood
 from watchdog.comms.transport import check_tls, probe_broker
 from watchdog.config import Config, ConfigError, PrinterConfig
-from watchdog.daemon import configured_bundle, model_key, try_model_once
+from watchdog.daemon import configured_bundle, model_key, printer_start_cautions, try_model_once
 from watchdog.detection.bundle import Bundle, BundleError, BundleMeta
 from watchdog.devices.capture import CameraSourceError, open_camera, redact_url, source_problem
 from watchdog.devices.printers import make_printer
@@ -282,6 +282,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"warning: {line}", file=sys.stderr)
     for caution in bundle.meta.cautions():
         print(f"warning: model {bundle.path}: {caution}", file=sys.stderr)
+    for printer in config.printers:
+        for caution in printer_start_cautions(bundle.meta, printer):
+            print(f"warning: {caution}", file=sys.stderr)
     if args.probe:
         failed = probe(config)
         if failed:

@@ -105,6 +105,7 @@ class Collector:
         # the print the recording's last frame belonged to (a folder may hold several, as
         # ``collect`` itself keeps them and ``replay`` splits them): the next one starts a print
         self.recorded: str | None = None
+        self._unsaid = False  # a new session, said once its name is known (a recording's)
         self.printed_s: float | None = None  # the job's print time at the last frame
         self.count = 0
         self.saved = 0
@@ -146,7 +147,7 @@ class Collector:
             self.printed_s = None  # the new print's own time from here
             self.session = self.print_name = self._new_session(status.job)
             self.count, self.parts, self.paused = 0, 0, False
-            logger.info("%s: collecting session %s", self.cfg.name, self.session)
+            self._unsaid = True
         elif self.paused and self.print_name is not None:
             self.parts += 1
             self.session = frames.resumed_part(self.print_name, self.parts)
@@ -157,7 +158,12 @@ class Collector:
         frame = self.camera.read()
         if frame is None:
             return 0
+        named = self.session
         self._follow_the_recording()
+        if self._unsaid or self.session != named:
+            # after a recording renamed it: the name said is the one its files have
+            logger.info("%s: collecting session %s", self.cfg.name, self.session)
+            self._unsaid = False
         self.answered, self.waiting_since = True, None
         self.out.mkdir(parents=True, exist_ok=True)
         while not self._saved_as(frames.frame_path(self.out, self.session, self.count), frame):

@@ -94,7 +94,7 @@ def _judge(storage: Path, printer: str, incident: str, verdict: str) -> str | No
         frame = mark_not_failure(storage, printer, incident, source="cli")
         return (
             f"incident {incident} of {printer} marked not a failure; its frame is in {frame}\n"
-            f"retrain with: python -m trainer --normal {shlex.quote(str(frame.parent.parent))} ..."
+            f"retrain with: python -m trainer --normal {_collected(frame.parent.parent)} ..."
         )
     copies = mark_failure(storage, printer, incident, source="cli")
     if not copies:
@@ -102,5 +102,11 @@ def _judge(storage: Path, printer: str, incident: str, verdict: str) -> str | No
     return (
         f"incident {incident} of {printer} marked a real failure; "
         f"{len(copies)} frame(s) in {copies[0].parent}\n"
-        f"retrain with: python -m trainer --anomalous {shlex.quote(str(copies[0].parent))} ..."
+        f"retrain with: python -m trainer --normal {_collected(copies[0].parent.parent)} ..."
     )
+
+
+def _collected(printer_folder: Path) -> str:
+    """The folder the README's retraining gives the trainer: ``<storage>/collected``, which
+    holds every printer's recorded prints, kept false alarms and confirmed failures."""
+    return shlex.quote(str(printer_folder.parent))

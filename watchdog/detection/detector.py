@@ -198,6 +198,37 @@ def same_region(region: Sequence[float], roi: Sequence[float]) -> bool:
     return all(abs(a - b) <= SAME_REGION for a, b in zip(region, roi, strict=True))
 
 
+def start_cautions(
+    meta: BundleMeta, printer: str, region: Sequence[float] | None, judge_start: bool
+) -> list[str]:
+    """How a printer's own settings leave its print's start less watched than the model
+    says (check-config's summary and the bundle's report speak of the model's own view): said
+    at start, at reload and by check-config. Nothing said for a model that judges no start."""
+    adaptation = meta.adaptation
+    out = []
+    if (
+        adaptation.enabled
+        and adaptation.guard > 0
+        and region is not None
+        and not same_region(region, meta.preprocess.roi)
+    ):
+        theirs = ",".join(f"{v:g}" for v in region)
+        out.append(
+            f"{printer}: its detection.region [{theirs}] is not the model's "
+            f"[{', '.join(f'{v:g}' for v in meta.preprocess.roi)}], so its first frames have "
+            "no start guard (the guard was set on the model's region): a print failing from "
+            f"its first frame is learnt as its normal; retrain with --region {theirs} to "
+            "guard it"
+        )
+    if adaptation.enabled and adaptation.judges_start and not judge_start:
+        out.append(
+            f"{printer}: detection.judge_start is off: its print's start is learnt without "
+            f"its frames {adaptation.early_frames + 1}-{adaptation.frames} being judged "
+            f"against its first {adaptation.early_frames}"
+        )
+    return out
+
+
 def calibration_start(
     inputs: np.ndarray, frames: int, mask: np.ndarray | None = None, early: int = 0
 ) -> int:
