@@ -440,7 +440,7 @@ def test_feedback_cli_names_a_folder_with_spaces_as_a_shell_takes_it(
     assert cli([*argv, "--verdict", "not_failure"]) == 0
     line = capsys.readouterr().out.splitlines()[-1]
     assert shlex.split(line)[:5] == ["retrain", "with:", "python", "-m", "trainer"], line
-    assert shlex.split(line)[6] == str(state / "collected" / "ender3"), line
+    assert shlex.split(line)[6] == str(state / "collected"), line
 
 
 def test_feedback_cli_failure_verdict(tmp_path: Path) -> None:
