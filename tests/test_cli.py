@@ -987,9 +987,12 @@ def test_check_config_and_replay_say_a_printers_region_leaves_its_start_unguarde
     )
     r = run_cli("check-config", "--config", str(config))
     assert r.returncode == 0, r.stderr
-    assert "own: its detection.region [0,0.3,1,1] is not the model's" in r.stderr, r.stderr
+    assert "own: its detection.region [0, 0.3, 1, 1] is not the model's" in r.stderr, r.stderr
     assert "retrain with --region 0,0.3,1,1 to guard it" in r.stderr, r.stderr
     assert "plain: detection.judge_start is off" in r.stderr, r.stderr
     assert "as_model:" not in r.stderr, r.stderr  # the model's own view: guarded
     r = run_cli("replay", "--config", str(config), "--printer", "own", "--frames", str(frames))
-    assert "own: its detection.region [0,0.3,1,1] is not the model's" in r.stderr, r.stderr
+    assert "own: its detection.region [0, 0.3, 1, 1] is not the model's" in r.stderr, r.stderr
+    assert "plain:" not in r.stderr, r.stderr  # the printer replayed only
+    r = run_cli("replay", "--config", str(config), "--printer", "plain", "--frames", str(frames))
+    assert "plain: detection.judge_start is off" in r.stderr and "own:" not in r.stderr, r.stderr

@@ -101,13 +101,16 @@ def _with_verdict(stored: CommandResult, learnt: CommandResult) -> CommandResult
     return replace(stored, ok=stored.ok and learnt.ok, detail=f"{stored.detail}; {learnt.detail}")
 
 
-def load_bundle(config: Config, source: str | Path = "config") -> Bundle:
-    """The config's bundle, loaded and its model run once (start and reload refuse it otherwise)."""
+def load_bundle(
+    config: Config, source: str | Path = "config", printers: list[PrinterConfig] | None = None
+) -> Bundle:
+    """The config's bundle, loaded and its model run once (start and reload refuse it
+    otherwise); its cautions said, and those of ``printers`` (default: the config's) on it."""
     bundle = configured_bundle(config, source)
     try_model_once(bundle, model_key(config, source))
     for caution in bundle.meta.cautions():
         logger.warning("model %s: %s", bundle.path, caution)
-    for printer in config.printers:
+    for printer in config.printers if printers is None else printers:
         for caution in printer_start_cautions(bundle.meta, printer):
             logger.warning("%s", caution)
     return bundle
@@ -598,7 +601,7 @@ class Daemon:
                     if copies
                     else "its frames were removed meanwhile (the oldest alerts are pruned)"
                 )
-                kept = f"{told} in {copies[0].parent} (--anomalous)" if copies else told
+                kept = f"{told} in {copies[0].parent}" if copies else told
         except FramesNotKept as exc:  # the answer stands: the watcher still learns it
             logger.warning("%s: incident %s %s, but %s", printer, incident, said, exc)
             return CommandResult(True, f"{which}{said}, but {exc.told}", incident=incident)

@@ -10,7 +10,8 @@ the alert in memory until it is delivered.
 User feedback lands here too: an incident marked "not a failure" has its frame copied to
 ``<storage.dir>/collected/<printer>/false_alarms/``, a folder the trainer reads with
 ``--normal``. A confirmed failure has its frame and the anomalous frames that led to it
-copied to ``<storage.dir>/collected/<printer>/failures/``, for the trainer's ``--anomalous``.
+copied to ``<storage.dir>/collected/<printer>/failures/``, which the trainer's ``--normal``
+reads as failures (never fitted).
 
 ``lead_up/`` in an incident's folder holds the frames scored just before the trigger
 (``NN-heatmap.jpg``, and ``NN-frame.jpg`` for the anomalous ones), oldest first.

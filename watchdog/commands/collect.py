@@ -151,17 +151,15 @@ class Collector:
         elif self.paused and self.print_name is not None:
             self.parts += 1
             self.session = frames.resumed_part(self.print_name, self.parts)
-            self.count, self.paused = 0, False
+            self.count, self.paused, self._unsaid = 0, False, False
             logger.info("%s: resumed: collecting its part %s", self.cfg.name, self.session)
         if status.printed_s is not None:  # not said (a job just started): the last one said stays
             self.printed_s = status.printed_s
         frame = self.camera.read()
         if frame is None:
             return 0
-        named = self.session
         self._follow_the_recording()
-        if self._unsaid or self.session != named:
-            # after a recording renamed it: the name said is the one its files have
+        if self._unsaid:  # after a recording named it: the name said is the one its files have
             logger.info("%s: collecting session %s", self.cfg.name, self.session)
             self._unsaid = False
         self.answered, self.waiting_since = True, None
@@ -195,7 +193,7 @@ class Collector:
         else:
             self.session = self.print_name = self._new_session(frames.print_of(recorded) or None)
             self.parts = 0
-        self.count = 0
+        self.count, self._unsaid = 0, False
         logger.info("%s: the recording's next print: collecting %s", self.cfg.name, self.session)
 
     def _several_prints(self) -> bool:

@@ -3,9 +3,9 @@
 The command-line twin of the MQTT topic ``<prefix>/<printer>/feedback``. A false alarm
 (``--verdict not_failure``) has its frame copied into
 ``<storage.dir>/collected/<printer>/false_alarms/``, so the next ``python -m trainer
---normal <storage.dir>/collected/<printer>`` learns that this scene is normal; a real one
-(``--verdict failure``) has its frames copied into ``<storage.dir>/collected/<printer>/failures/``
-for ``--anomalous``, as the dashboard's and MQTT's "Confirm failure" do. The verdict is
+--normal <storage.dir>/collected`` learns that this scene is normal; a real one
+(``--verdict failure``) has its frames copied into ``<storage.dir>/collected/<printer>/failures/``,
+which the same ``--normal`` reads as failures, as the dashboard's and MQTT's "Confirm failure" do. The verdict is
 written into the incident's alert.json, marked as the command line's: a running daemon whose
 latest alert (of the print under way) it answers carries it out at its next frame, as it does
 the page's.

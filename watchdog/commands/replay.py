@@ -115,7 +115,7 @@ def main(args: argparse.Namespace) -> int:
     frames = Path(args.frames)
     if not frames.exists():
         raise UsageError(f"--frames {frames}: no such folder or video file")
-    bundle = load_bundle(config, args.config)
+    bundle = load_bundle(config, args.config, [pcfg])  # the cautions of the printer replayed
     if args.out:
         _check_out(Path(args.out))
     with contextlib.ExitStack() as stack:

@@ -214,7 +214,7 @@ def start_cautions(
     ):
         theirs = ",".join(f"{v:g}" for v in region)
         out.append(
-            f"{printer}: its detection.region [{theirs}] is not the model's "
+            f"{printer}: its detection.region [{theirs.replace(',', ', ')}] is not the model's "
             f"[{', '.join(f'{v:g}' for v in meta.preprocess.roi)}], so its first frames have "
             "no start guard (the guard was set on the model's region): a print failing from "
             f"its first frame is learnt as its normal; retrain with --region {theirs} to "
