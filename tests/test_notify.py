@@ -551,6 +551,7 @@ def test_an_alert_left_unsent_by_a_stop_during_its_pause_reaches_the_phone_after
     assert "whether the pause happened is unknown: the watchdog stopped before the pause" in (
         msg.message
     )
+    assert "Check the printer now." in msg.message, msg.message  # as loud as "did NOT"
     assert msg.attachment == jpeg(2)
     second.stop()
     third = phone(notify=targets)  # told once
@@ -722,6 +723,8 @@ def test_an_alert_delivered_long_after_it_says_when_it_happened(
     [msg] = ntfy_receiver.messages
     at = datetime.fromtimestamp(record["body"]["since"])
     assert msg.message.splitlines()[1] == f"(at {_clock_time(at)})", msg.message
+    # and its title, which a lock screen shows alone: it read as happening now
+    assert msg.title.endswith(f" (at {_clock_time(at)})"), msg.title
 
 
 def _clock_time(at: datetime) -> str:

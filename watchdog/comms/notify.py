@@ -226,7 +226,7 @@ def alert_event(
         title = f"{printer}: failure; the {action} may not have happened"
         text = (
             f"{printer}{job} looks like a failed print ({scored}); whether the {action} "
-            f"happened is unknown: {detail}."
+            f"happened is unknown: {detail}.{CHECK_NOW}"
         )
     elif action in ("pause", "cancel") and outcome != "done":
         kind = Kind.ACTION_FAILED
@@ -1329,6 +1329,16 @@ class TargetSender:
         except Exception:  # noqa: BLE001 - an unreadable incident: sent as it was queued
             return ""
 
+    def _late_title(self, entry: Entry, title: str) -> str:
+        """The title of one event told late (held back, or retried) says when it happened: a
+        lock screen shows the title alone, and it read as happening now."""
+        since = _number(entry.body.get("since"))
+        if _count(entry.body.get("coalesced")) or since is None:
+            return title  # summed up: its text says since when, and when the latest was
+        if self.wall() - entry.on_clock_now(since) <= LATE_S:
+            return title
+        return f"{title} (at {_told_time(entry, since)})"
+
     @staticmethod
     def _closed_title(entry: Entry, kind: Kind, title: str, closed: str) -> str:
         """The title, once the alert's print was answered or ended: what it said of the print
@@ -1404,7 +1414,7 @@ class TargetSender:
         title = str(entry.body.get("title", ""))
         request = {
             "url": self._url,
-            "title": self._closed_title(entry, kind, title, closed),
+            "title": self._late_title(entry, self._closed_title(entry, kind, title, closed)),
             "body": self._message(entry, closed),
             "type": _TYPE[kind],
             "attachment": picture_path,
