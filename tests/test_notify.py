@@ -1107,7 +1107,13 @@ def test_a_printers_repeated_events_are_coalesced_never_a_storm(
     summed = next(m.message for m in ntfy_receiver.messages if "earlier" in m.message)
     assert re.search(r" since \d\d:\d\d \S+, summed up here[;)]", summed), summed
     # in the owner's words, not the notifier's name for the group ("camera event(s)")
-    assert re.search(r"\(\d earlier (alerts?|camera changes?) on ender3 since", summed), summed
+    assert re.search(
+        r"\(\d earlier (alerts?|times? the camera went offline or came back) on ender3 since",
+        summed,
+    ), summed
+    # a camera's changes say what they were (they read "camera changes")
+    cameras = [m.message for m in ntfy_receiver.messages if "earlier time" in m.message]
+    assert cameras and all("the camera went offline or came back" in t for t in cameras), cameras
     assert alerts[-1].attachment == jpeg(5), "the latest picture is the one sent"
     assert camera[-1].title == "ender3: camera back online", "the last state wins"
     # its "offline" summed up in it: that the print went unwatched is said

@@ -142,7 +142,10 @@ SINCE = {"resumed": "resumed", "cancelled": "cancelled", "ended": "its print end
 _SUMMED = {
     "alert": ("alert", "alerts"),
     "answer": ("word on an answer", "words on answers"),
-    "camera": ("camera change", "camera changes"),
+    "camera": (
+        "time the camera went offline or came back",
+        "times the camera went offline or came back",
+    ),
     "print_done": ("print end", "print ends"),
 }
 # what a failure alert asks of the owner: dropped once its print was answered or ended
