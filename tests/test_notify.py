@@ -727,6 +727,27 @@ def test_an_alert_delivered_long_after_it_says_when_it_happened(
     assert msg.title.endswith(f" (at {_clock_time(at)})"), msg.title
 
 
+def test_an_alert_told_late_whose_print_ended_says_when_it_happened_before_what_became_of_it(
+    phone, ntfy_receiver, tmp_path
+) -> None:
+    """Told ten minutes late, its print cancelled meanwhile: the time went after "· since
+    cancelled", where a lock screen read it as the time of the cancel."""
+    from watchdog.incidents import record_answer
+
+    url = ntfy_receiver.url("t")
+    alert_left_queued(phone, ntfy_receiver, url)
+    [entry] = (tmp_path / "outbox").glob("notify-*/*/entry.json")
+    record = json.loads(entry.read_text())
+    record["body"]["since"] -= 600
+    entry.write_text(json.dumps(record))
+    record_answer(tmp_path, PRINTER, record["body"]["incident"], "cancelled")
+    later = phone(notify=(target(url),))
+    assert later.notifications.flush(30), later.notify_status()
+    [msg] = ntfy_receiver.messages
+    at = datetime.fromtimestamp(record["body"]["since"])
+    assert msg.title == f"ender3: print failure (at {_clock_time(at)}) · since cancelled"
+
+
 def _clock_time(at: datetime) -> str:
     """The machine's clock time and its zone's name ("14:03 UTC"), the day too if not today."""
     at = at.astimezone()

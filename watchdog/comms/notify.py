@@ -1332,26 +1332,27 @@ class TargetSender:
         except Exception:  # noqa: BLE001 - an unreadable incident: sent as it was queued
             return ""
 
-    def _late_title(self, entry: Entry, title: str) -> str:
-        """The title of one event told late (held back, or retried) says when it happened: a
-        lock screen shows the title alone, and it read as happening now."""
+    def _late(self, entry: Entry) -> str:
+        """What the title of one event told late (held back, or retried) adds: when it
+        happened. A lock screen shows the title alone, and it read as happening now."""
         since = _number(entry.body.get("since"))
         if _count(entry.body.get("coalesced")) or since is None:
-            return title  # summed up: its text says since when, and when the latest was
+            return ""  # summed up: its text says since when, and when the latest was
         if self.wall() - entry.on_clock_now(since) <= LATE_S:
-            return title
-        return f"{title} (at {_told_time(entry, since)})"
+            return ""
+        return f" (at {_told_time(entry, since)})"
 
     @staticmethod
-    def _closed_title(entry: Entry, kind: Kind, title: str, closed: str) -> str:
+    def _closed_title(entry: Entry, kind: Kind, title: str, closed: str, late: str = "") -> str:
         """The title, once the alert's print was answered or ended: what it said of the print
-        then ("paused", "still printing") is not true now."""
+        then ("paused", "still printing") is not true now. ``late`` (``_late``) goes with what
+        happened, before what became of it: after it, it read as the time of the resume."""
         if not closed:
-            return title
+            return title + late
         now = SINCE.get(closed, closed)
         if kind in (Kind.FAILURE, Kind.FAILURE_GOING_ON, Kind.ACTION_FAILED):
-            return f"{entry.printer}: print failure · since {now}"
-        return f"{title} · since {now}"
+            return f"{entry.printer}: print failure{late} · since {now}"
+        return f"{title}{late} · since {now}"
 
     def _links(self, entry: Entry, closed: str) -> list[tuple[str, str]]:
         """The alert's answers; once its print was answered or ended, its verdict only."""
@@ -1417,7 +1418,7 @@ class TargetSender:
         title = str(entry.body.get("title", ""))
         request = {
             "url": self._url,
-            "title": self._late_title(entry, self._closed_title(entry, kind, title, closed)),
+            "title": self._closed_title(entry, kind, title, closed, self._late(entry)),
             "body": self._message(entry, closed),
             "type": _TYPE[kind],
             "attachment": picture_path,
