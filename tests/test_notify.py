@@ -707,17 +707,24 @@ def test_an_alert_told_after_a_restart_says_when_it_happened(phone, ntfy_receive
     assert msg.message.splitlines()[1] == f"(at {_clock_time(then)})", msg.message
 
 
+def _alert_queued_ten_minutes_ago(phone, ntfy_receiver, storage: Path, url: str) -> dict:
+    """An alert left in the outbox by a run whose service was down, dated ten minutes back:
+    its outbox record."""
+    alert_left_queued(phone, ntfy_receiver, url)
+    [entry] = (storage / "outbox").glob("notify-*/*/entry.json")
+    record = json.loads(entry.read_text())
+    record["body"]["since"] -= 600
+    entry.write_text(json.dumps(record))
+    return record
+
+
 def test_an_alert_delivered_long_after_it_says_when_it_happened(
     phone, ntfy_receiver, tmp_path
 ) -> None:
     """An alert kept while its service was down (here: queued ten minutes before this run)
     arrived with no time in it, read as happening now."""
     url = ntfy_receiver.url("t")
-    alert_left_queued(phone, ntfy_receiver, url)
-    [entry] = (tmp_path / "outbox").glob("notify-*/*/entry.json")
-    record = json.loads(entry.read_text())
-    record["body"]["since"] -= 600
-    entry.write_text(json.dumps(record))
+    record = _alert_queued_ten_minutes_ago(phone, ntfy_receiver, tmp_path, url)
     later = phone(notify=(target(url),))
     assert later.notifications.flush(30), later.notify_status()
     [msg] = ntfy_receiver.messages
@@ -735,11 +742,7 @@ def test_an_alert_told_late_whose_print_ended_says_when_it_happened_before_what_
     from watchdog.incidents import record_answer
 
     url = ntfy_receiver.url("t")
-    alert_left_queued(phone, ntfy_receiver, url)
-    [entry] = (tmp_path / "outbox").glob("notify-*/*/entry.json")
-    record = json.loads(entry.read_text())
-    record["body"]["since"] -= 600
-    entry.write_text(json.dumps(record))
+    record = _alert_queued_ten_minutes_ago(phone, ntfy_receiver, tmp_path, url)
     record_answer(tmp_path, PRINTER, record["body"]["incident"], "cancelled")
     later = phone(notify=(target(url),))
     assert later.notifications.flush(30), later.notify_status()
