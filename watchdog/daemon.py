@@ -110,16 +110,19 @@ def load_bundle(
     try_model_once(bundle, model_key(config, source))
     for caution in bundle.meta.cautions():
         logger.warning("model %s: %s", bundle.path, caution)
-    for printer in config.printers if printers is None else printers:
-        for caution in printer_start_cautions(bundle.meta, printer):
-            logger.warning("%s", caution)
+    chosen = config.printers if printers is None else printers
+    for caution in printer_start_cautions(bundle.meta, chosen):
+        logger.warning("%s", caution)
     return bundle
 
 
-def printer_start_cautions(meta: BundleMeta, printer: PrinterConfig) -> list[str]:
-    """``start_cautions`` of one configured printer."""
-    detection = printer.detection
-    return start_cautions(meta, printer.name, detection.region, detection.judge_start)
+def printer_start_cautions(meta: BundleMeta, printers: list[PrinterConfig]) -> list[str]:
+    """``start_cautions`` of these configured printers, one after the other."""
+    return [
+        caution
+        for p in printers
+        for caution in start_cautions(meta, p.name, p.detection.region, p.detection.judge_start)
+    ]
 
 
 def configured_bundle(config: Config, source: str | Path = "config") -> Bundle:

@@ -755,9 +755,15 @@ def print_gone(storage_dir: Path, printer: str, incident_id: str) -> str:
     return answered(alert) if closing_answer(alert) in ("cancelled", PRINT_OVER) else ""
 
 
+def collected_dir(storage_dir: Path) -> Path:
+    """Where the owner's verdicts keep frames for the trainer, a folder per printer (and
+    where ``collect`` is told to record): the README's ``--normal <storage>/collected``."""
+    return Path(storage_dir) / "collected"
+
+
 def false_alarms_dir(storage_dir: Path, printer: str) -> Path:
     """Where frames of false alarms go: part of the collected normal set for retraining."""
-    return Path(storage_dir) / "collected" / check_name(printer, "printer") / frames.FALSE_ALARMS
+    return collected_dir(storage_dir) / check_name(printer, "printer") / frames.FALSE_ALARMS
 
 
 class FramesNotKept(Exception):
@@ -800,7 +806,7 @@ def _not_kept(folder: Path, exc: OSError) -> FramesNotKept:
 
 def failures_dir(storage_dir: Path, printer: str) -> Path:
     """Where frames of confirmed failures go: the trainer's ``--anomalous`` folder."""
-    return Path(storage_dir) / "collected" / check_name(printer, "printer") / FAILURES
+    return collected_dir(storage_dir) / check_name(printer, "printer") / FAILURES
 
 
 def mark_failure(storage_dir: Path, printer: str, incident_id: str, source: str = "") -> list[Path]:

@@ -282,9 +282,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"warning: {line}", file=sys.stderr)
     for caution in bundle.meta.cautions():
         print(f"warning: model {bundle.path}: {caution}", file=sys.stderr)
-    for printer in config.printers:
-        for caution in printer_start_cautions(bundle.meta, printer):
-            print(f"warning: {caution}", file=sys.stderr)
+    for caution in printer_start_cautions(bundle.meta, config.printers):
+        print(f"warning: {caution}", file=sys.stderr)
     if args.probe:
         failed = probe(config)
         if failed:

@@ -4,9 +4,9 @@ The command-line twin of the MQTT topic ``<prefix>/<printer>/feedback``. A false
 (``--verdict not_failure``) has its frame copied into
 ``<storage.dir>/collected/<printer>/false_alarms/``, so the next ``python -m trainer
 --normal <storage.dir>/collected`` learns that this scene is normal; a real one
-(``--verdict failure``) has its frames copied into ``<storage.dir>/collected/<printer>/failures/``,
-which the same ``--normal`` reads as failures, as the dashboard's and MQTT's "Confirm failure" do. The verdict is
-written into the incident's alert.json, marked as the command line's: a running daemon whose
+(``--verdict failure``) has its frames copied into
+``<storage.dir>/collected/<printer>/failures/``, which the same ``--normal`` reads as
+failures, as the dashboard's and MQTT's "Confirm failure" do. The verdict is written into the incident's alert.json, marked as the command line's: a running daemon whose
 latest alert (of the print under way) it answers carries it out at its next frame, as it does
 the page's.
 """
@@ -25,6 +25,7 @@ from watchdog.incidents import (
     CopyNotTakenBack,
     FramesNotKept,
     IncidentError,
+    collected_dir,
     mark_failure,
     mark_not_failure,
 )
@@ -90,11 +91,12 @@ def main(args: argparse.Namespace) -> int:
 def _judge(storage: Path, printer: str, incident: str, verdict: str) -> str | None:
     """Record the verdict and keep its frames; what to tell the owner (None: a failure whose
     frames were pruned meanwhile)."""
+    retrain_on = shlex.quote(str(collected_dir(storage)))  # the README's, all printers' frames
     if verdict == "not_failure":
         frame = mark_not_failure(storage, printer, incident, source="cli")
         return (
             f"incident {incident} of {printer} marked not a failure; its frame is in {frame}\n"
-            f"retrain with: python -m trainer --normal {_collected(frame.parent.parent)} ..."
+            f"retrain with: python -m trainer --normal {retrain_on} ..."
         )
     copies = mark_failure(storage, printer, incident, source="cli")
     if not copies:
@@ -102,11 +104,5 @@ def _judge(storage: Path, printer: str, incident: str, verdict: str) -> str | No
     return (
         f"incident {incident} of {printer} marked a real failure; "
         f"{len(copies)} frame(s) in {copies[0].parent}\n"
-        f"retrain with: python -m trainer --normal {_collected(copies[0].parent.parent)} ..."
+        f"retrain with: python -m trainer --normal {retrain_on} ..."
     )
-
-
-def _collected(printer_folder: Path) -> str:
-    """The folder the README's retraining gives the trainer: ``<storage>/collected``, which
-    holds every printer's recorded prints, kept false alarms and confirmed failures."""
-    return shlex.quote(str(printer_folder.parent))

@@ -416,14 +416,17 @@ class MqttCommunicator:
             if self.connected:  # else the next connect clears them, from the list still kept
                 self._remember()
 
+    def _removing_entities(self) -> bool:
+        """Whether removed printers' entity configs are being taken off the broker."""
+        with self._lock:
+            return bool(self._owner_checks)
+
     def _after_clearing(self, publish: Callable[[], None]) -> None:
         """``publish`` (entity configs) once the removed printers' configs are off the broker.
         Home Assistant names an entity after its device: a printer renamed by case, or a new
         topic prefix, announced before the old entities went found their ids taken, and got
         '_2' ones for good (automations and dashboards on the old ids broken)."""
-        with self._lock:
-            pending = bool(self._owner_checks)
-        if not pending:
+        if not self._removing_entities():
             publish()
             return
 
@@ -706,9 +709,8 @@ class MqttCommunicator:
             self._on_owner_config(topic, bytes(msg.payload))
             return
         if self.discovery.enabled and topic in self.discovery.status_topics:
-            with self._lock:  # removed printers' entities going first: announced after them
-                clearing = bool(self._owner_checks)
-            if not clearing and self.discovery.on_status(bytes(msg.payload)):
+            # removed printers' entities going first: announced after them
+            if not self._removing_entities() and self.discovery.on_status(bytes(msg.payload)):
                 logger.info("Home Assistant is online: re-published discovery")
             return
         if command_kind(self.prefix, topic) is not None:

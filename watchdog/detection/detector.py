@@ -212,13 +212,12 @@ def start_cautions(
         and region is not None
         and not same_region(region, meta.preprocess.roi)
     ):
-        theirs = ",".join(f"{v:g}" for v in region)
+        theirs, model = ([f"{v:g}" for v in r] for r in (region, meta.preprocess.roi))
         out.append(
-            f"{printer}: its detection.region [{theirs.replace(',', ', ')}] is not the model's "
-            f"[{', '.join(f'{v:g}' for v in meta.preprocess.roi)}], so its first frames have "
-            "no start guard (the guard was set on the model's region): a print failing from "
-            f"its first frame is learnt as its normal; retrain with --region {theirs} to "
-            "guard it"
+            f"{printer}: its detection.region [{', '.join(theirs)}] is not the model's "
+            f"[{', '.join(model)}], so its first frames have no start guard (the guard was set "
+            "on the model's region): a print failing from its first frame is learnt as its "
+            f"normal; retrain with --region {','.join(theirs)} to guard it"
         )
     if adaptation.enabled and adaptation.judges_start and not judge_start:
         out.append(

@@ -126,11 +126,12 @@ function toast(message, ok = true) {
 // pause that failed), that alert stands until answered, through its cooldown, the next
 // print's look learnt and a restart; the badge said "watching" over it in green
 const GOING_ON = ["watching", "calibrating", "cooldown", "anomaly"];
+const ALERTED_GOING_ON = "alerted, not stopped";
 
 function stateOf(p) {
   const s = p.state || "starting";
   if (p.failure && GOING_ON.includes(s) && !(s === "anomaly" && p.consecutive)) {
-    return ["anomaly", "alerted, not stopped"];
+    return ["anomaly", ALERTED_GOING_ON];
   }
   if (s === "calibrating") return [s, p.calibration ? `calibrating ${p.calibration}` : s];
   if (s === "anomaly") return [s, `anomaly ${p.consecutive}/${p.needed}`];
@@ -345,7 +346,7 @@ function updateCard(c, p) {
   // said when the state changes, not its counts ("calibrating 12/30"); renderPrinters says
   // every printer's at once (the live region keeps only its last words). An alert that did
   // not stop the print keeps the anomaly's colour: said too (a notify-only printer's one event)
-  const said = label === "alerted, not stopped" ? label : cls;
+  const said = label === ALERTED_GOING_ON ? label : cls;
   if (c.said && c.said !== said) S.toSay.push(`${p.name}: ${label}`);
   c.said = said;
   c.badge.textContent = label;
@@ -449,7 +450,7 @@ function showLastCommand(c, p) {
 // The tab's title says what needs the owner (a phone's tab switcher, a tab in the background):
 // it read "Printer watchdog: printers" over a paused print.
 function showTitle() {
-  const alerted = S.down >= 2 ? [] : (S.printers || []).filter((p) => p.failure).map((p) => p.name);
+  const alerted = S.printers.filter((p) => p.failure).map((p) => p.name);
   const trouble = S.down >= 2 ? "watchdog not answering" : alerted.length ? `alert on ${alerted.join(", ")}` : "";
   document.title = trouble ? `(!) ${trouble} · ${S.title}` : S.title;
 }
